@@ -1,0 +1,55 @@
+"""Typed errors, one per seam, each mapped to the exit code cron acts on.
+
+Owns the exit-code contract (documented in the README). The CLI turns any of these into one
+clear line on stderr and the code below; nothing else in the package calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    SOME_FAILED = 1  # the run completed but some carts failed (bad rows, failed deliveries)
+    CONFIG = 2  # config or usage error
+    SOURCE = 3  # the cart source could not be read
+    LOCKED = 4  # another run holds the lock
+    STALE = 5  # doctor: no successful run for too long
+
+
+class CartrescueError(Exception):
+    """Base class: a message meant for a person, and an exit code."""
+
+    exit_code: ExitCode = ExitCode.SOME_FAILED
+
+
+class ConfigError(CartrescueError):
+    exit_code = ExitCode.CONFIG
+
+
+class SourceError(CartrescueError):
+    exit_code = ExitCode.SOURCE
+
+
+class LedgerError(CartrescueError):
+    exit_code = ExitCode.CONFIG
+
+
+class LockHeld(CartrescueError):
+    exit_code = ExitCode.LOCKED
+
+
+class DeliveryError(CartrescueError):
+    """A channel failed to deliver; ``permanent`` tells whether retrying can help."""
+
+    exit_code = ExitCode.SOME_FAILED
+
+    def __init__(self, message: str, *, permanent: bool = False, reply: str | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.reply = reply
+
+
+class TemplateError(CartrescueError):
+    exit_code = ExitCode.SOME_FAILED

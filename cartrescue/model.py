@@ -1,0 +1,193 @@
+"""Domain types shared by every seam: carts, orders, decisions.
+
+Owns the normalized, source-independent shape of the data. Sources produce these types, the
+pipeline consumes them, channels receive rendered messages built from them. Nothing here reads
+files, talks to databases or knows the CLI; persisted tables live in :mod:`cartrescue.ledger`.
+
+Money is :class:`~decimal.Decimal` with a currency code, never float. Every datetime is
+timezone-aware UTC; a shop's timezone is applied only at the edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """Who owns a cart. ``marketing_consent`` is ``None`` when the shop does not say."""
+
+    email: str | None
+    id: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    locale: str | None = None
+    is_guest: bool = False
+    marketing_consent: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    """One product line of a cart; cost and stock are optional (not every shop knows them)."""
+
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+    unit_cost: Decimal | None = None
+    stock_on_hand: int | None = None
+    image_url: str | None = None
+    product_url: str | None = None
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Cart:
+    """An abandoned-cart candidate as read from a source, normalized.
+
+    ``key`` (source + id) is what the ledger uses, so the same id from two sources never clashes.
+    """
+
+    id: str
+    source: str
+    customer: Customer
+    currency: str
+    items: tuple[LineItem, ...]
+    total: Decimal
+    created_at: datetime
+    updated_at: datetime
+    recovery_url: str | None = None
+    store_id: str | None = None
+    device: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.id}"
+
+    @property
+    def email(self) -> str | None:
+        return self.customer.email
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order as far as eligibility, priority and attribution need it.
+
+    ``delivered`` is ``None`` when the shop does not track delivery.
+    """
+
+    id: str
+    created_at: datetime
+    email: str | None = None
+    customer_id: str | None = None
+    cart_id: str | None = None
+    total: Decimal = Decimal("0")
+    currency: str | None = None
+    status: str = ""
+    delivered: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """A source row that could not be read: where it is and why. Reported, then skipped."""
+
+    location: str  # "carts.csv:17" or "quote entity_id=42"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}"
+
+
+class Action(StrEnum):
+    """What a run does with a cart."""
+
+    SEND = "send"  # a message goes out now (or would, in a dry-run)
+    SKIP = "skip"  # nothing now, and the reason will not go away by waiting
+    DEFER = "defer"  # nothing now; a later run will look again
+    HOLDOUT = "holdout"  # deliberately not messaged, to measure lift
+
+
+class Reason(StrEnum):
+    """Machine-readable reason codes; stable, documented in the README."""
+
+    DUE = "due"
+    EMPTY_CART = "empty_cart"
+    ZERO_VALUE = "zero_value"
+    NO_CONTACT = "no_contact"
+    BOT_OR_DISPOSABLE = "bot_or_disposable"
+    NO_CONSENT = "no_consent"
+    SUPPRESSED = "suppressed"
+    ORDERED = "ordered"
+    PENDING_ORDER = "pending_order"
+    TOO_OLD = "too_old"
+    IDLE_BELOW_CUTOFF = "idle_below_cutoff"
+    NEWER_CART = "newer_cart_for_address"
+    SEQUENCE_DONE = "sequence_done"
+    STEP_NOT_DUE = "step_not_due"
+    UNCONFIRMED = "unconfirmed_send"
+    MESSAGED_TODAY = "messaged_today"
+    QUIET_HOURS = "quiet_hours"
+    BUDGET = "tier_budget"
+    NO_CHANNEL = "no_channel"
+    HOLDOUT = "holdout"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of planning one cart: the answer to "why did (not) this cart get a message?"."""
+
+    cart: Cart
+    action: Action
+    reason: Reason
+    score: float | None = None
+    tier: str | None = None
+    step: int | None = None  # 1-based step of the sequence, when one is concerned
+    channel: str | None = None
+    template: str | None = None
+    variant: str | None = None
+    not_before: datetime | None = None  # for defers: when a later run may act
+    detail: str = ""
+    facts: "CartFacts | None" = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CartFacts:
+    """What the pipeline learned about a cart from orders and the ledger, for rules and templates."""
+
+    previous_orders: int = 0
+    margin: Decimal | None = None  # share of the total that is margin, 0..1; None = unknown
+    overstocked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A mailbox: display name (may be empty) and address."""
+
+    email: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A rendered message ready for a channel: everything needed to build the MIME bytes.
+
+    Values come from cart data, so they are untrusted: the MIME builder must neutralize CR/LF
+    in every header value (no header injection).
+    """
+
+    message_id: str  # "<local@shop-domain>", angle brackets included
+    sender: Address
+    to: Address
+    subject: str
+    text: str
+    html: str
+    date: datetime
+    reply_to: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra headers: List-Unsubscribe, ...

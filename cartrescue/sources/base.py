@@ -1,0 +1,96 @@
+"""The cart-source seam: what every source (CSV, shop databases) must provide.
+
+A source turns a shop's data into normalized :class:`~cartrescue.model.Cart` and
+:class:`~cartrescue.model.Order` streams. It must not decide anything (eligibility, priority and
+planning belong to the pipeline) and must never write to the shop's data.
+
+Rows it cannot understand are reported through ``on_problem`` with a location a person can find
+(``file:line`` or a primary key) and skipped; the pipeline decides whether that is fatal.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cartrescue.model import Cart, Order, RowProblem
+
+ProblemSink = Callable[[RowProblem], None]
+
+
+def ignore_problem(problem: RowProblem) -> None:
+    """Default sink for callers that do not care (tests of happy paths)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Carts whose last activity lies in ``[start, end]`` (both UTC).
+
+    Sources that can filter cheaply (an indexed range in SQL) should; the pipeline re-checks
+    every cart anyway, so yielding a few carts outside the window is harmless.
+    """
+
+    start: datetime
+    end: datetime
+
+    def __contains__(self, moment: datetime) -> bool:
+        return self.start <= moment <= self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """The little the pipeline's first pass needs to know which cart is an address's newest."""
+
+    email: str  # normalized (see cartrescue.contacts.normalize_email)
+    updated_at: datetime
+    cart_key: str
+
+
+class CartSource(ABC):
+    """Reads carts and orders from one shop."""
+
+    #: Short name used in cart keys (``source:id``) and messages; stable across runs.
+    name: str = "source"
+
+    def __init__(self, on_problem: ProblemSink = ignore_problem) -> None:
+        self.on_problem = on_problem
+
+    @abstractmethod
+    def carts(self, window: Window) -> Iterator[Cart]:
+        """Stream the carts whose last activity lies in ``window``; never load them all."""
+
+    def activity(self, window: Window) -> Iterator[Activity]:
+        """Stream (address, last activity, cart key) for the carts in ``window``.
+
+        Used to give only an address's newest cart a reminder stream. The default reads
+        :meth:`carts` with problems silenced (the second pass reports them); sources override
+        it with something cheaper.
+        """
+        from cartrescue.contacts import normalize_email
+
+        saved, self.on_problem = self.on_problem, ignore_problem
+        try:
+            for cart in self.carts(window):
+                email = normalize_email(cart.customer.email)
+                if email:
+                    yield Activity(email, cart.updated_at, cart.key)
+        finally:
+            self.on_problem = saved
+
+    @abstractmethod
+    def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        """Orders that concern ``carts``: by cart id, by customer email or by customer id.
+
+        Called once per chunk of carts, so a database source can answer with one query.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections or files."""
+
+    def __enter__(self) -> "CartSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
