@@ -31,7 +31,7 @@ class Envelope:
 
     claim_id: int
     decision: Decision
-    message: OutgoingMessage
+    message: OutgoingMessage | None  # None for channels that need no rendered message (call list)
 
 
 @dataclass(frozen=True, slots=True)

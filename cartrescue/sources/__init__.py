@@ -1,0 +1,50 @@
+"""Cart sources: one module per kind of shop data, all implementing :class:`CartSource`.
+
+:func:`open_source` picks the implementation named by ``source.type`` in the config and imports
+it lazily, so a CSV user never loads database drivers.
+"""
+
+from __future__ import annotations
+
+from cartrescue.config import Config
+from cartrescue.sources.base import CartSource, ProblemSink, ignore_problem
+
+DATABASE_TYPES = {
+    "sql": ("cartrescue.sources.sql", "SqlSource"),
+    "magento2": ("cartrescue.sources.magento", "MagentoSource"),
+    "woocommerce": ("cartrescue.sources.woocommerce", "WooCommerceSource"),
+    "prestashop": ("cartrescue.sources.prestashop", "PrestaShopSource"),
+}
+
+
+def open_source(config: Config, on_problem: ProblemSink = ignore_problem) -> CartSource:
+    """The configured source, ready to stream; raise SourceError when it cannot be opened."""
+    source = config.source
+    tz = config.shop.tz
+    if source.type in ("csv", "shopify_csv"):
+        from cartrescue.sources.csv import CsvSource
+
+        columns, order_columns = dict(source.columns), dict(source.order_columns)
+        if source.type == "shopify_csv":
+            from cartrescue.sources.shopify import CHECKOUT_COLUMNS, ORDER_COLUMNS
+
+            columns = {**CHECKOUT_COLUMNS, **columns}
+            order_columns = {**ORDER_COLUMNS, **order_columns}
+        assert source.carts is not None  # validated by the config
+        return CsvSource(
+            config.path(source.carts),
+            config.path(source.orders) if source.orders else None,
+            shop_tz=tz,
+            columns=columns,
+            order_columns=order_columns,
+            delimiter=source.delimiter,
+            encoding=source.encoding,
+            name="shopify" if source.type == "shopify_csv" else "csv",
+            on_problem=on_problem,
+        )
+    import importlib
+
+    module_name, class_name = DATABASE_TYPES[source.type]
+    module = importlib.import_module(module_name)
+    cls = getattr(module, class_name)
+    return cls.from_config(source, shop_tz=tz, on_problem=on_problem)  # type: ignore[no-any-return]

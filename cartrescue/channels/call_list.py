@@ -1,0 +1,50 @@
+"""Call-list channel: the most expensive channel, a person phoning the customer.
+
+Owns appending one row per cart to a CSV that shop staff work through (who, how to reach them,
+what is in the cart, why they are on the list). It renders no message.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from cartrescue.channels.base import Channel, Envelope, Outcome, Status
+
+COLUMNS = ("cart_id", "first_name", "last_name", "phone", "email", "locale", "currency", "total",
+           "items", "score", "tier", "previous_orders", "recovery_url", "last_activity")
+
+
+class CallListChannel(Channel):
+    transport = "call-list"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        try:
+            with self.path.open("a", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle)
+                if new:
+                    writer.writerow(COLUMNS)
+                for envelope in batch:
+                    decision = envelope.decision
+                    cart, customer = decision.cart, decision.cart.customer
+                    writer.writerow((
+                        cart.id, customer.first_name or "", customer.last_name or "", customer.phone or "",
+                        customer.email or "", customer.locale or "", cart.currency, str(cart.total),
+                        "; ".join(f"{item.quantity} x {item.name}" for item in cart.items),
+                        f"{decision.score:g}" if decision.score is not None else "", decision.tier or "",
+                        decision.facts.previous_orders if decision.facts else 0, cart.recovery_url or "",
+                        cart.updated_at.isoformat(),
+                    ))
+                handle.flush()
+        except OSError as exc:
+            for envelope in batch:
+                yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {self.path}: {exc.strerror or exc}")
+            return
+        for envelope in batch:
+            yield Outcome(envelope.claim_id, Status.SENT, str(self.path))

@@ -1,0 +1,47 @@
+"""Outbox channel: every message becomes an RFC 5322 ``.eml`` file in a folder.
+
+Owns writing files atomically (write to a temporary name, then rename), so a crash never leaves
+half a message that looks delivered. Used by ``run --outbox DIR`` to inspect exactly what would
+be sent, and counted as delivery in the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from cartrescue.channels.base import Channel, Envelope, Outcome, Status
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class OutboxChannel(Channel):
+    transport = "outbox"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def filename(self, envelope: Envelope) -> Path:
+        decision = envelope.decision
+        stem = _UNSAFE.sub("_", f"{decision.cart.key}-step{decision.step}-{envelope.claim_id}")
+        return self.folder / f"{stem}.eml"
+
+    def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
+        from cartrescue.mime import build_message
+
+        for envelope in batch:
+            if envelope.message is None:
+                yield Outcome(envelope.claim_id, Status.PERMANENT, "no message to write")
+                continue
+            target = self.filename(envelope)
+            partial = target.with_suffix(".eml.part")
+            try:
+                partial.write_bytes(build_message(envelope.message))
+                os.replace(partial, target)
+            except OSError as exc:
+                yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {target}: {exc.strerror or exc}")
+                continue
+            yield Outcome(envelope.claim_id, Status.SENT, str(target))

@@ -1,0 +1,332 @@
+"""The command line: parses arguments, wires the parts, prints, and maps errors to exit codes.
+
+Owns nothing of the domain. Heavy modules (SQLAlchemy, Jinja, Babel) are imported inside the
+commands so that ``cartrescue --help`` starts fast (benchmark B6).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+
+app = typer.Typer(
+    name="cartrescue",
+    help=(
+        "Win back abandoned shopping carts in batch: read carts from a CSV export or the shop's "
+        "database, decide which are abandoned and eligible, prioritize them, render and send (or "
+        "dry-run) reminders, and record every decision in a ledger.\n\n"
+        "Start with `cartrescue init`, then `cartrescue run` (a dry-run) and `cartrescue run --send` from cron.\n\n"
+        "Exit codes: 0 ok, 1 some carts failed, 2 config or usage error, 3 source unreadable, "
+        "4 another run holds the lock."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Config file (default: ./cartrescue.yaml).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
+NowOption = Annotated[
+    Optional[str],
+    typer.Option("--now", help="Run as at this instant (ISO 8601, e.g. 2026-11-20T10:00:00Z): replays and tests."),
+]
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--now: expected an ISO 8601 time like 2026-11-20T10:00:00Z, got {value!r}") from None
+
+
+def _fail(error: CartrescueError, as_json: bool) -> NoReturn:
+    if as_json:
+        import json
+
+        print(json.dumps({"error": str(error), "exit_code": int(error.exit_code)}))
+    err_console().print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(int(error.exit_code))
+
+
+def err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _load(config: Path | None) -> Any:
+    from cartrescue.config import load_config
+
+    return load_config(config)
+
+
+def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
+                  strict: bool, deliver: bool, limit: int | None, quiet: bool) -> None:
+    from rich.console import Console
+
+    from cartrescue.job import RunRequest, run_job
+    from cartrescue.output import DecisionTable, JsonStream, progress, result_dict
+
+    config = _load(config_path)
+    console = Console()
+    stderr = err_console()
+    request = RunRequest(mode=mode, now=_parse_now(now), outbox=outbox, strict=strict, deliver=deliver)  # type: ignore[arg-type]
+    from cartrescue.job import resolve_now
+
+    at = resolve_now(config, request.now)
+    request.now = at
+    stream = JsonStream(sys.stdout, {"mode": mode if deliver else "plan", "now": at.isoformat().replace("+00:00", "Z")}) if as_json else None
+    table = None if as_json or quiet else DecisionTable(limit)
+
+    def on_result(result: Any) -> None:
+        if stream is not None:
+            stream.add(result_dict(result))
+        elif table is not None:
+            table.add(result)
+
+    def on_problem(problem: Any) -> None:
+        stderr.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+
+    show_progress = not as_json and stderr.is_terminal
+    with progress(stderr, show_progress, "planning" if not deliver else f"{mode}") as advance:
+        summary = run_job(config, request, on_result, on_problem, advance)
+    counts = summary.counts.as_dict()
+    if stream is not None:
+        stream.close({"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
+                      "problems": [str(p) for p in summary.problems]})
+    else:
+        if table is not None:
+            console.print(table.table)
+            if table.hidden:
+                console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
+        _print_summary(console, summary, counts)
+    if summary.counts.failed or summary.counts.problems:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
+    from rich.panel import Panel
+
+    lines = [
+        f"mode [bold]{summary.mode}[/] at {summary.now:%Y-%m-%d %H:%M} UTC — {counts['carts']} carts: "
+        f"[green]{counts['send']} send[/], [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]",
+    ]
+    if summary.mode == "dry-run":
+        lines.append("dry-run: nothing was delivered or recorded (use --outbox DIR or --send)")
+    else:
+        lines.append(f"delivered {counts['sent']}, failed {counts['failed']}")
+    if summary.unconfirmed:
+        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed); not resent[/]")
+    if counts["problems"]:
+        lines.append(f"[yellow]{counts['problems']} source rows could not be read (see warnings)[/]")
+    reasons = ", ".join(f"{name} {n}" for name, n in counts["reasons"].items())
+    lines.append(f"reasons: {reasons}")
+    console.print(Panel("\n".join(lines), title="cartrescue", expand=False))
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    send: Annotated[bool, typer.Option("--send", help="Really deliver over SMTP (default: dry-run).")] = False,
+    outbox: Annotated[
+        Optional[Path], typer.Option("--outbox", help="Write every message as an .eml file into DIR (counts as delivery).")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop before delivering anything if any source row is bad.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary (for cron).")] = False,
+) -> None:
+    """The cron job: read carts, decide, prioritize, render, and deliver or dry-run.
+
+    Without `--send` or `--outbox` this is a **dry-run**: it shows what it would do and records
+    nothing. With `--outbox DIR` every message is written as an .eml file and recorded in the
+    ledger; with `--send` it goes out over SMTP. A second run at the same moment delivers nothing.
+
+    Example (cron, every 10 minutes):
+
+        */10 * * * * cd /srv/shop && cartrescue run --send --quiet
+    """
+    if send and outbox:
+        _fail(ConfigError("--send and --outbox exclude each other"), as_json)
+    mode = "send" if send else "outbox" if outbox else "dry-run"
+    try:
+        _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
+                      limit=None if show_all else 50, quiet=quiet)
+    except CartrescueError as error:
+        _fail(error, as_json)
+
+
+@app.command()
+def carts(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad source row.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
+) -> None:
+    """List candidate carts with score, tier, due step and the reason for every skip or defer.
+
+    Reads the ledger but never renders, delivers or records anything.
+
+    Example:
+
+        cartrescue carts --json | jq '.decisions[] | select(.action=="skip") | .reason'
+    """
+    try:
+        _plan_command(config, as_json, now, mode="dry-run", outbox=None, strict=strict, deliver=False,
+                      limit=None if show_all else 50, quiet=False)
+    except CartrescueError as error:
+        _fail(error, as_json)
+
+
+@app.command()
+def preview(
+    cart_id: Annotated[str, typer.Argument(help="The cart's id as the source has it.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    step: Annotated[Optional[int], typer.Option("--step", min=1, help="Render this step (default: the due one, else 1).")] = None,
+    locale: Annotated[Optional[str], typer.Option("--locale", help="Render in this locale instead of the customer's.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the HTML part to this file.")] = None,
+) -> None:
+    """Render one cart's message (subject, text, and optionally HTML) without sending it.
+
+    Example:
+
+        cartrescue preview 1042 --step 3 --html /tmp/step3.html
+    """
+    import json as jsonlib
+    from dataclasses import replace
+
+    try:
+        from cartrescue.job import resolve_now
+        from cartrescue.ledger import Ledger
+        from cartrescue.model import Customer, Reason
+        from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner
+        from cartrescue.render import Renderer
+        from cartrescue.sources import open_source
+        from cartrescue.sources.base import Window
+
+        cfg = _load(config)
+        at = resolve_now(cfg, _parse_now(now))
+        with open_source(cfg) as source:
+            planner = Planner(cfg, at, Ledger(cfg.ledger_url))
+            decision = next((d for d in planner.decide(_OnlyCart(source, cart_id, Window)) if d.cart.id == cart_id), None)
+        if decision is None:
+            raise ConfigError(f"cart {cart_id!r}: not found in the source")
+        tiers = {t.name: t for t in cfg.priority.tiers}
+        sequence = cfg.sequences[tiers[decision.tier].sequence]
+        number = step or decision.step or 1
+        if number > len(sequence.steps):
+            raise ConfigError(f"--step {number}: the sequence has {len(sequence.steps)} steps")
+        cart = decision.cart
+        if locale:
+            cart = replace(cart, customer=replace(cart.customer, locale=locale))
+        if not cart.customer.email:
+            cart = replace(cart, customer=replace(cart.customer, email="customer@example.com"))
+        target = replace(decision, cart=cart, step=number, template=sequence.steps[number - 1].template)
+        composer = Composer(cfg, Renderer(cfg), at, cfg.shop.unsubscribe_secret or DRY_RUN_SECRET)
+        message = composer.compose(target)
+    except CartrescueError as error:
+        _fail(error, as_json)
+    if html is not None:
+        html.write_text(message.html, encoding="utf-8")
+    if as_json:
+        print(jsonlib.dumps({"cart_id": cart_id, "step": number, "decision": decision.action.value,
+                             "reason": decision.reason.value, "subject": message.subject, "text": message.text,
+                             "html": message.html, "to": message.to.email}, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.rule import Rule
+
+    console = Console()
+    note = "" if decision.reason is Reason.DUE else f" (a run now would {decision.action.value}: {decision.reason.value})"
+    console.print(Rule(f"cart {cart_id} · step {number} · {decision.tier}{note}"))
+    console.print(f"[bold]To:[/] {message.to.email}\n[bold]Subject:[/] {message.subject}\n", highlight=False)
+    console.print(message.text, markup=False, highlight=False)
+    if html is not None:
+        console.print(Rule(f"HTML written to {html}"))
+    del Customer
+
+
+class _OnlyCart:
+    """A source wrapper that yields just one cart (preview needs no full run)."""
+
+    def __init__(self, source: Any, cart_id: str, window_cls: Any) -> None:
+        self.source = source
+        self.cart_id = cart_id
+
+    def activity(self, window: Any) -> Any:
+        return self.source.activity(window)
+
+    def carts(self, window: Any) -> Any:
+        from datetime import datetime, timezone
+
+        from cartrescue.sources.base import Window
+
+        everything = Window(datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
+        return (cart for cart in self.source.carts(everything) if cart.id == self.cart_id)
+
+    def orders_for(self, carts: Any) -> Any:
+        return self.source.orders_for(carts)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write cartrescue.yaml and templates/.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a starting config (cartrescue.yaml) and the default templates into DIRECTORY.
+
+    Example:
+
+        cartrescue init /srv/shop && $EDITOR /srv/shop/cartrescue.yaml
+    """
+    import shutil
+
+    from cartrescue.render import shipped_templates
+
+    directory.mkdir(parents=True, exist_ok=True)
+    config_file = directory / "cartrescue.yaml"
+    templates = directory / "templates"
+    if (config_file.exists() or templates.exists()) and not force:
+        _fail(ConfigError(f"{config_file} or {templates} exists already (use --force to overwrite)"), False)
+    config_file.write_text(example_config(), encoding="utf-8")
+    shutil.copytree(shipped_templates(), templates, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py"))
+    err_console().print(f"wrote {config_file} and {templates}/ — edit the shop: and source: sections, then run `cartrescue run`")
+
+
+def example_config() -> str:
+    """The annotated example config (config.example.yaml), from a checkout or the installed copy."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "config.example.yaml", Path(sys.prefix) / "share" / "cartrescue" / "config.example.yaml"):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise ConfigError("config.example.yaml is missing from this installation")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console().print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,408 @@
+"""Configuration: one YAML file validated into typed models.
+
+Owns the config schema, ``${ENV}`` interpolation, durations (``45m``, ``24h``, ``3d``) and error
+messages that name the file, the key path and what was expected. It must not open sources,
+ledgers or connections: it only describes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from cartrescue.errors import ConfigError
+
+DEFAULT_CONFIG = "cartrescue.yaml"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"45m"``, ``"24h"``, ``"3d"``, ``"90s"``, ``"1w"``; a bare number means seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    raise ValueError(f"expected a duration like 45m, 24h or 3d, got {value!r}")
+
+
+def _parse_clock(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, int):  # YAML reads 21:00 as sexagesimal 1260 (minutes)
+        return time(value // 60 % 24, value % 60)
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
+        hours, minutes = (int(part) for part in value.strip().split(":"))
+        if hours < 24 and minutes < 60:
+            return time(hours, minutes)
+    raise ValueError(f"expected a time of day like 21:00, got {value!r}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShopConfig(_Model):
+    """Who the messages come from; also the template context's ``shop``."""
+
+    name: str = "Example Shop"
+    url: str = "https://shop.example.com"
+    timezone: str = "UTC"
+    default_locale: str = "en"
+    from_email: str = "shop@example.com"
+    from_name: str | None = None
+    reply_to: str | None = None
+    support_email: str | None = None
+    support_phone: str | None = None
+    address: str = ""
+    returns: str = ""
+    logo_url: str | None = None
+    unsubscribe_url: str = "https://shop.example.com/unsubscribe?token={token}"
+    unsubscribe_mailto: str | None = None  # e.g. unsubscribe@shop.example.com (List-Unsubscribe)
+    unsubscribe_secret: str = ""  # HMAC key for unsubscribe tokens: use ${CARTRESCUE_SECRET}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA timezone name like Europe/Stockholm, got {value!r}")
+        return value
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _has_token(cls, value: str) -> str:
+        if "{token}" not in value:
+            raise ValueError("must contain {token}, where the signed unsubscribe token goes")
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def domain(self) -> str:
+        return self.from_email.rpartition("@")[2]
+
+
+SourceType = Literal["csv", "shopify_csv", "sql", "magento2", "woocommerce", "prestashop"]
+
+
+class SourceConfig(_Model):
+    """Where carts and orders come from. CSV paths are relative to the config file."""
+
+    type: SourceType = "csv"
+    # CSV sources
+    carts: Path | None = None
+    orders: Path | None = None
+    delimiter: str | None = None  # None: detected from the header line
+    encoding: str = "utf-8-sig"
+    columns: dict[str, str] = Field(default_factory=dict)  # generic name -> this export's header
+    order_columns: dict[str, str] = Field(default_factory=dict)
+    # database sources
+    url: str | None = None
+    prefix: str | None = None
+    queries: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError("expected one character, such as ',' or ';'")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> "SourceConfig":
+        if self.type in ("csv", "shopify_csv"):
+            if self.carts is None:
+                raise ValueError(f"a {self.type} source needs 'carts' (path to the carts CSV)")
+        elif not self.url:
+            raise ValueError(f"a {self.type} source needs 'url' (an SQLAlchemy database URL)")
+        if self.type == "sql" and "carts" not in self.queries:
+            raise ValueError("a sql source needs queries.carts")
+        return self
+
+
+class LedgerConfig(_Model):
+    """Where cartrescue keeps its own state (never the shop's database)."""
+
+    url: str = "sqlite:///cartrescue.db"  # relative SQLite paths are relative to the config file
+    lock_timeout: Duration = timedelta(hours=2)  # a lock older than this is stale (crashed run)
+
+
+class QuietHours(_Model):
+    start: ClockTime
+    end: ClockTime  # may be earlier than start: the window crosses midnight
+
+
+class EligibilityConfig(_Model):
+    cutoff: Duration = timedelta(minutes=45)
+    max_age: Duration = timedelta(days=7)
+    consent: Literal["required", "soft-opt-in", "none"] = "soft-opt-in"
+    one_message_per_day: bool = True
+    quiet_hours: QuietHours | None = None
+    min_total: Decimal = Decimal("0.01")
+    bot_patterns: list[str] = Field(
+        default_factory=lambda: [r"^(bot|crawler|spider|test-crawler)[-_.+]", r"^noreply@", r"^no-reply@"]
+    )
+    disposable_domains: list[str] = Field(
+        default_factory=lambda: ["mailinator.com", "guerrillamail.com", "10minutemail.com", "yopmail.com", "trashmail.com"]
+    )
+
+    @field_validator("bot_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}")
+        return patterns
+
+
+class ValueRule(_Model):
+    weight: float = 40
+    threshold: Decimal = Decimal("200")
+
+
+class ReturningRule(_Model):
+    weight: float = 25
+    min_orders: int = Field(1, ge=1)
+
+
+class MarginRule(_Model):
+    weight: float = 20
+    threshold: Decimal = Field(Decimal("0.4"), ge=0, le=1)
+
+
+class OverstockRule(_Model):
+    weight: float = 15
+    threshold: int = 100
+    skus: list[str] = Field(default_factory=list)
+
+
+class Rules(_Model):
+    high_value: ValueRule = ValueRule()
+    returning_customer: ReturningRule = ReturningRule()
+    high_margin: MarginRule = MarginRule()
+    overstock: OverstockRule = OverstockRule()
+
+
+class Tier(_Model):
+    name: str
+    min_score: float = 0
+    sequence: str = "default"
+    channel: Literal["email", "call-list"] = "email"
+    budget: int | None = Field(None, ge=0)  # at most this many carts per run; None = no cap
+
+
+class PriorityConfig(_Model):
+    rules: Rules = Rules()
+    tiers: list[Tier] = Field(
+        default_factory=lambda: [
+            Tier(name="vip", min_score=60, channel="call-list", budget=20),
+            Tier(name="high", min_score=35),
+            Tier(name="standard", min_score=0),
+        ]
+    )
+
+    @field_validator("tiers")
+    @classmethod
+    def _sorted_unique(cls, tiers: list[Tier]) -> list[Tier]:
+        if not tiers:
+            raise ValueError("at least one tier is needed")
+        names = [tier.name for tier in tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        return sorted(tiers, key=lambda tier: tier.min_score, reverse=True)
+
+
+class Incentive(_Model):
+    kind: Literal["percent", "fixed", "free_shipping"]
+    value: Decimal = Decimal("0")
+    code: str | None = None  # a fixed code; per-recipient codes come with the incentives issue
+    valid_for: Duration = timedelta(days=3)
+
+
+class Step(_Model):
+    delay: Duration
+    template: str
+    incentive: Incentive | None = None
+
+
+class Sequence(_Model):
+    steps: list[Step]
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[Step]) -> list[Step]:
+        if not steps:
+            raise ValueError("a sequence needs at least one step")
+        delays = [step.delay for step in steps]
+        if delays != sorted(delays) or len(set(delays)) != len(delays):
+            raise ValueError("step delays must strictly increase")
+        return steps
+
+
+def _default_sequences() -> dict[str, Sequence]:
+    return {
+        "default": Sequence(
+            steps=[
+                Step(delay=timedelta(hours=1), template="reminder-1"),
+                Step(delay=timedelta(hours=24), template="reminder-2"),
+                Step(
+                    delay=timedelta(hours=72),
+                    template="reminder-3",
+                    incentive=Incentive(kind="percent", value=Decimal("10"), code="COMEBACK10"),
+                ),
+            ]
+        )
+    }
+
+
+class CallListConfig(_Model):
+    path: Path = Path("call-list.csv")  # relative to the config file
+
+
+class OutboxConfig(_Model):
+    path: Path | None = None  # default directory for --outbox without a value
+
+
+class Config(_Model):
+    """The whole file. ``base_dir`` is the config file's folder: relative paths resolve there."""
+
+    shop: ShopConfig = ShopConfig()
+    source: SourceConfig
+    ledger: LedgerConfig = LedgerConfig()
+    eligibility: EligibilityConfig = EligibilityConfig()
+    priority: PriorityConfig = PriorityConfig()
+    sequences: dict[str, Sequence] = Field(default_factory=_default_sequences)
+    templates: Path | None = None  # None: the templates shipped with cartrescue
+    call_list: CallListConfig = CallListConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    now: str | None = None  # pin the clock (demos, reproducible tests); never in production
+    base_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _tiers_use_known_sequences(self) -> "Config":
+        for tier in self.priority.tiers:
+            if tier.sequence not in self.sequences:
+                raise ValueError(
+                    f"priority.tiers[{tier.name}].sequence: unknown sequence {tier.sequence!r}"
+                    f" (known: {', '.join(sorted(self.sequences))})"
+                )
+        return self
+
+    def path(self, value: Path | str) -> Path:
+        """Resolve a path from the config relative to the config file's folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def ledger_url(self) -> str:
+        url = self.ledger.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+            return prefix + str(self.path(url[len(prefix):]))
+        return url
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, where: str, env: dict[str, str], file: str) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string; a missing NAME is an error."""
+    if isinstance(node, dict):
+        return {key: _interpolate(value, f"{where}.{key}" if where else str(key), env, file) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(value, f"{where}[{index}]", env, file) for index, value in enumerate(node)]
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{file}: {where}: environment variable {name} is not set")
+
+        return _ENV.sub(replace, node)
+    return node
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "json-or-python")):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(file: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see config.example.yaml)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{file}: {_location(item['loc'])}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a config file; raise ConfigError naming file and key."""
+    import yaml
+
+    file = Path(path or DEFAULT_CONFIG)
+    if not file.exists():
+        hint = " (create one with `cartrescue init`)" if path is None else ""
+        raise ConfigError(f"{file}: config file not found{hint}")
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{file}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping of keys at the top level")
+    raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file))
+    raw["base_dir"] = file.resolve().parent
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(file), exc)) from None

@@ -1,0 +1,100 @@
+"""Eligibility: may this cart get a message now, and if not, why not (a reason code)?
+
+Owns the gates every cart passes, in a fixed order so that the reason shown is the most
+fundamental one: contents, contact, bots, consent, suppression, orders, age and idleness, the
+address's newer cart. Time-based gates that depend on the chosen step (due time, one message a
+day, quiet hours) live in :mod:`cartrescue.sequence`. It must not touch the ledger or sources:
+callers hand it the facts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from cartrescue.config import EligibilityConfig
+from cartrescue.contacts import email_hash
+from cartrescue.model import Action, Cart, Reason
+from cartrescue.orders import OrderFacts
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Action
+    reason: Reason
+    not_before: datetime | None = None
+    detail: str = ""
+
+
+class Gates:
+    """The configured eligibility gates, compiled once per run."""
+
+    def __init__(self, config: EligibilityConfig) -> None:
+        self.config = config
+        self._bots = [re.compile(pattern, re.IGNORECASE) for pattern in config.bot_patterns]
+        self._disposable = frozenset(domain.lower().strip(".") for domain in config.disposable_domains)
+
+    def is_bot_or_disposable(self, email: str) -> str | None:
+        for pattern in self._bots:
+            if pattern.search(email):
+                return f"matches bot pattern {pattern.pattern!r}"
+        domain = email.rpartition("@")[2]
+        while domain:
+            if domain in self._disposable:
+                return f"disposable domain {domain}"
+            domain = domain.partition(".")[2]
+        return None
+
+    def check(
+        self,
+        cart: Cart,
+        facts: OrderFacts,
+        *,
+        now: datetime,
+        suppressed: set[str],
+        newest_cart: str | None,
+        wants_phone: bool = False,
+    ) -> Verdict | None:
+        """The first gate the cart fails, or None when it passes them all."""
+        config = self.config
+        if not cart.items:
+            return Verdict(Action.SKIP, Reason.EMPTY_CART)
+        if cart.total < config.min_total:
+            return Verdict(Action.SKIP, Reason.ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
+        email = cart.customer.email
+        if not email and not (wants_phone and cart.customer.phone):
+            return Verdict(Action.SKIP, Reason.NO_CONTACT)
+        if email:
+            bot = self.is_bot_or_disposable(email)
+            if bot:
+                return Verdict(Action.SKIP, Reason.BOT_OR_DISPOSABLE, detail=bot)
+        consent = cart.customer.marketing_consent
+        if consent is False or (
+            consent is None
+            and (config.consent == "required" or (config.consent == "soft-opt-in" and facts.previous_orders < 1))
+        ):
+            return Verdict(Action.SKIP, Reason.NO_CONSENT, detail=f"consent={consent}, policy {config.consent}")
+        if email and email_hash(email) in suppressed:
+            return Verdict(Action.SKIP, Reason.SUPPRESSED)
+        if facts.ordered is not None:
+            return Verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")
+        if facts.pending is not None:
+            return Verdict(Action.SKIP, Reason.PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
+        idle = now - cart.updated_at
+        if idle > config.max_age:
+            return Verdict(Action.SKIP, Reason.TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")
+        if idle < config.cutoff:
+            return Verdict(Action.DEFER, Reason.IDLE_BELOW_CUTOFF, not_before=cart.updated_at + config.cutoff,
+                           detail=f"idle {_human(idle.total_seconds())}")
+        if newest_cart is not None and newest_cart != cart.key:
+            return Verdict(Action.SKIP, Reason.NEWER_CART, detail=f"newer cart {newest_cart}")
+        return None
+
+
+def _human(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 120:
+        return f"{minutes}m"
+    hours = minutes // 60
+    return f"{hours}h" if hours < 72 else f"{hours // 24}d"

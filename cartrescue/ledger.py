@@ -1,0 +1,420 @@
+"""The ledger: cartrescue's own state, in SQLModel tables (SQLite by default, any SQLAlchemy URL).
+
+Owns the persisted tables and the three guarantees cron users need:
+- **claim before deliver**: a message row is inserted under a unique key (cart key, step,
+  channel) *before* delivery, so a second claim of the same step fails, whatever happens later;
+- **record after deliver**: the row is updated with the outcome; a crash in between leaves it
+  ``claimed``, which later runs report and do not resend (at most once);
+- **one run at a time**: a lock row keeps overlapping cron runs from both delivering.
+
+It must not decide eligibility or talk to channels; it answers questions and stores answers.
+All times are stored as naive UTC (portable across SQLite, PostgreSQL and MySQL) and returned
+aware.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Index, UniqueConstraint, delete, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlmodel import Field, SQLModel, create_engine
+
+from cartrescue.errors import LedgerError, LockHeld
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=timezone.utc)
+
+
+class Message(SQLModel, table=True):
+    """One message of one step to one cart: claimed, then sent or failed."""
+
+    __tablename__ = "cr_message"
+    __table_args__ = (
+        UniqueConstraint("cart_key", "step", "channel", name="uq_cr_message_cart_step_channel"),
+        Index("ix_cr_message_email_claimed", "email", "claimed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    cart_key: str = Field(max_length=191, index=True)
+    cart_id: str = Field(max_length=191)
+    email: str | None = Field(default=None, max_length=254)
+    step: int
+    channel: str = Field(max_length=32)  # email | call-list
+    transport: str = Field(default="", max_length=32)  # outbox | smtp | call-list
+    template: str = Field(default="", max_length=191)
+    variant: str | None = Field(default=None, max_length=64)
+    tier: str | None = Field(default=None, max_length=64)
+    score: float | None = None
+    status: str = Field(default="claimed", max_length=32, index=True)
+    reply: str = Field(default="", max_length=1000)
+    message_id: str = Field(default="", max_length=255)
+    attempts: int = 1
+    run_id: int | None = Field(default=None, index=True)
+    claimed_at: datetime
+    finished_at: datetime | None = None
+
+
+class Suppression(SQLModel, table=True):
+    """An address that must never get a message again (unsubscribed, bounced, imported)."""
+
+    __tablename__ = "cr_suppression"
+    id: int | None = Field(default=None, primary_key=True)
+    email_hash: str = Field(max_length=64, unique=True)
+    reason: str = Field(default="", max_length=64)
+    source: str = Field(default="", max_length=191)
+    created_at: datetime
+
+
+class Run(SQLModel, table=True):
+    """One invocation of ``run``: when, in which mode, and what it counted."""
+
+    __tablename__ = "cr_run"
+    id: int | None = Field(default=None, primary_key=True)
+    mode: str = Field(max_length=16)
+    now: datetime
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = Field(default="running", max_length=16)  # running | ok | failed
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    problems: int = 0
+    host: str = Field(default="", max_length=191)
+    pid: int = 0
+
+
+class RunLock(SQLModel, table=True):
+    """At most one row: the run holding the lock, with a heartbeat to detect a crashed holder."""
+
+    __tablename__ = "cr_lock"
+    name: str = Field(primary_key=True, max_length=32)
+    run_id: int
+    host: str = Field(max_length=191)
+    pid: int
+    acquired_at: datetime
+    heartbeat_at: datetime
+
+
+class CartDecision(SQLModel, table=True):
+    """The latest decision per cart: "why did (not) this cart get a message?" survives the run."""
+
+    __tablename__ = "cr_decision"
+    cart_key: str = Field(primary_key=True, max_length=191)
+    email: str | None = Field(default=None, max_length=254)
+    action: str = Field(max_length=16)
+    reason: str = Field(max_length=64)
+    step: int | None = None
+    tier: str | None = Field(default=None, max_length=64)
+    score: float | None = None
+    decided_at: datetime
+    run_id: int | None = None
+
+
+@dataclass(slots=True)
+class SentStep:
+    step: int
+    channel: str
+    status: str
+    at: datetime  # when it was claimed
+
+
+@dataclass(slots=True)
+class History:
+    """What the ledger knows about a chunk of carts and their addresses."""
+
+    by_cart: dict[str, list[SentStep]] = field(default_factory=dict)
+    last_by_email: dict[str, datetime] = field(default_factory=dict)
+    suppressed: set[str] = field(default_factory=set)  # email hashes
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    cart_key: str
+    cart_id: str
+    email: str | None
+    step: int
+    channel: str
+    transport: str
+    template: str
+    variant: str | None
+    tier: str | None
+    score: float | None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Ledger:
+    """A handle on the ledger database; create one per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite"):
+                self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+            SQLModel.metadata.create_all(
+                self.engine,
+                tables=[t.__table__ for t in (Message, Suppression, Run, RunLock, CartDecision)],  # type: ignore[attr-defined]
+            )
+        except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            raise LedgerError(f"ledger {self._safe_url()}: cannot open: {_one_line(exc)}") from None
+
+    def _safe_url(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - only for messages
+            return "(unparsable URL)"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs and the lock -------------------------------------------------------------------
+
+    def start_run(self, mode: str, now: datetime) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(Run.__table__).values(  # type: ignore[attr-defined]
+                    mode=mode, now=_naive(now), started_at=_naive(datetime.now(timezone.utc)),
+                    status="running", host=socket.gethostname(), pid=os.getpid(),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> None:
+        values = {key: counts.get(key, 0) for key in ("sent", "failed", "skipped", "deferred", "problems")}
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Run.__table__).where(Run.__table__.c.id == run_id).values(  # type: ignore[attr-defined]
+                    status=status, finished_at=_naive(datetime.now(timezone.utc)), **values
+                )
+            )
+
+    def last_successful_run(self) -> datetime | None:
+        table = Run.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.max(table.c.finished_at)).where(table.c.status == "ok", table.c.mode != "dry-run")
+            ).scalar()
+        return _aware(value)
+
+    @contextmanager
+    def lock(self, run_id: int, stale_after: timedelta) -> Iterator[None]:
+        """Hold the run lock for the block; raise LockHeld if a live run holds it.
+
+        A holder is stale (crashed, killed) when its heartbeat is older than ``stale_after`` or
+        when it ran on this host under a pid that no longer exists; its lock is taken over.
+        """
+        self._acquire(run_id, stale_after)
+        try:
+            yield
+        finally:
+            with self.engine.begin() as conn:
+                table = RunLock.__table__  # type: ignore[attr-defined]
+                conn.execute(delete(table).where(table.c.name == "run", table.c.run_id == run_id))
+
+    def heartbeat(self, run_id: int) -> None:
+        table = RunLock.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(table).where(table.c.name == "run", table.c.run_id == run_id)
+                .values(heartbeat_at=_naive(datetime.now(timezone.utc)))
+            )
+
+    def _acquire(self, run_id: int, stale_after: timedelta) -> None:
+        table = RunLock.__table__  # type: ignore[attr-defined]
+        now = datetime.now(timezone.utc)
+        row = dict(name="run", run_id=run_id, host=socket.gethostname(), pid=os.getpid(),
+                   acquired_at=_naive(now), heartbeat_at=_naive(now))
+        for _attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(table).values(**row))
+                return
+            except IntegrityError:
+                pass
+            except OperationalError as exc:  # SQLite busy beyond the timeout
+                raise LockHeld(f"ledger is busy: {_one_line(exc)}") from None
+            with self.engine.begin() as conn:
+                holder = conn.execute(select(table).where(table.c.name == "run")).mappings().first()
+                if holder is None:
+                    continue
+                if not self._is_stale(holder, now, stale_after):
+                    raise LockHeld(
+                        f"another run (#{holder['run_id']}, pid {holder['pid']} on {holder['host']}, "
+                        f"since {_aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) holds the lock"
+                    )
+                conn.execute(delete(table).where(table.c.name == "run", table.c.run_id == holder["run_id"]))
+        raise LockHeld("could not take the run lock (contended)")
+
+    @staticmethod
+    def _is_stale(holder: Any, now: datetime, stale_after: timedelta) -> bool:
+        if now - _aware(holder["heartbeat_at"]) > stale_after:  # type: ignore[operator]
+            return True
+        if holder["host"] == socket.gethostname():
+            try:
+                os.kill(int(holder["pid"]), 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return False
+
+    # -- history -----------------------------------------------------------------------------
+
+    def history(self, cart_keys: Sequence[str], emails: Sequence[str], email_hashes: Sequence[str]) -> History:
+        """Steps claimed per cart, the last message per address, and suppressed hashes."""
+        result = History()
+        message = Message.__table__  # type: ignore[attr-defined]
+        suppression = Suppression.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(cart_keys), 500):
+                rows = conn.execute(
+                    select(message.c.cart_key, message.c.step, message.c.channel, message.c.status,
+                           message.c.claimed_at).where(message.c.cart_key.in_(chunk))
+                )
+                for key, step, channel, status, claimed in rows:
+                    result.by_cart.setdefault(key, []).append(SentStep(step, channel, status, _aware(claimed)))  # type: ignore[arg-type]
+            for chunk in _chunks(sorted(set(emails)), 500):
+                rows = conn.execute(
+                    select(message.c.email, func.max(message.c.claimed_at))
+                    .where(message.c.email.in_(chunk), message.c.status.in_(("claimed", "sent")))
+                    .group_by(message.c.email)
+                )
+                for email, last in rows:
+                    result.last_by_email[email] = _aware(last)  # type: ignore[assignment]
+            for chunk in _chunks(sorted(set(email_hashes)), 500):
+                rows = conn.execute(select(suppression.c.email_hash).where(suppression.c.email_hash.in_(chunk)))
+                result.suppressed.update(row[0] for row in rows)
+        return result
+
+    # -- claims and outcomes -----------------------------------------------------------------
+
+    def claim(self, run_id: int, requests: Sequence[ClaimRequest], now: datetime) -> dict[tuple[str, int, str], int]:
+        """Insert claims; return ``{(cart_key, step, channel): message id}`` for those this run won.
+
+        A request whose key exists already (another run claimed it) is simply not returned.
+        """
+        if not requests:
+            return {}
+        message = Message.__table__  # type: ignore[attr-defined]
+        at = _naive(now)
+        rows = [
+            dict(cart_key=r.cart_key, cart_id=r.cart_id, email=r.email, step=r.step, channel=r.channel,
+                 transport=r.transport, template=r.template, variant=r.variant, tier=r.tier, score=r.score,
+                 status="claimed", reply="", message_id="", attempts=1, run_id=run_id, claimed_at=at)
+            for r in requests
+        ]
+        dialect = self.engine.dialect.name
+        statement = insert(message)
+        if dialect == "sqlite":
+            statement = statement.prefix_with("OR IGNORE")
+        elif dialect in ("mysql", "mariadb"):
+            statement = statement.prefix_with("IGNORE")
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement = pg_insert(message).on_conflict_do_nothing()
+        with self.engine.begin() as conn:
+            conn.execute(statement, rows)
+            won: dict[tuple[str, int, str], int] = {}
+            for chunk in _chunks([r.cart_key for r in requests], 500):
+                for row in conn.execute(
+                    select(message.c.id, message.c.cart_key, message.c.step, message.c.channel).where(
+                        message.c.run_id == run_id, message.c.status == "claimed", message.c.cart_key.in_(chunk)
+                    )
+                ):
+                    won[(row.cart_key, row.step, row.channel)] = row.id
+        return won
+
+    def record(self, outcomes: Iterable[tuple[int, str, str, str]]) -> None:
+        """Store outcomes: ``(message id, status, reply, message_id header)``."""
+        rows = [dict(b_id=i, b_status=s, b_reply=r[:1000], b_mid=m) for i, s, r, m in outcomes]
+        if not rows:
+            return
+        from sqlalchemy import bindparam
+
+        message = Message.__table__  # type: ignore[attr-defined]
+        statement = (
+            update(message)
+            .where(message.c.id == bindparam("b_id"))
+            .values(status=bindparam("b_status"), reply=bindparam("b_reply"), message_id=bindparam("b_mid"),
+                    finished_at=_naive(datetime.now(timezone.utc)))
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement, rows)
+
+    def unconfirmed(self, before_run: int) -> list[dict[str, Any]]:
+        """Claims of earlier runs that never got an outcome (the run crashed or was killed)."""
+        message = Message.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(message.c.id, message.c.cart_key, message.c.email, message.c.step, message.c.channel,
+                       message.c.claimed_at).where(message.c.status == "claimed", message.c.run_id != before_run)
+            ).mappings().all()
+        return [dict(row) for row in rows]
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message row (for reports and tests); small ledgers only."""
+        message = Message.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(select(message).order_by(message.c.id)).mappings()]
+
+    def save_decisions(self, run_id: int, now: datetime, decisions: Sequence[dict[str, Any]]) -> None:
+        """Upsert the latest decision per cart (delete + insert: portable and batchable)."""
+        if not decisions:
+            return
+        table = CartDecision.__table__  # type: ignore[attr-defined]
+        at = _naive(now)
+        rows = [dict(d, decided_at=at, run_id=run_id) for d in decisions]
+        with self.engine.begin() as conn:
+            for chunk in _chunks([row["cart_key"] for row in rows], 500):
+                conn.execute(delete(table).where(table.c.cart_key.in_(chunk)))
+            conn.execute(insert(table), rows)
+
+    # -- suppressions ------------------------------------------------------------------------
+
+    def suppress(self, email_hash: str, reason: str, source: str, now: datetime | None = None) -> bool:
+        """Add a suppression; return False when the address was already suppressed."""
+        table = Suppression.__table__  # type: ignore[attr-defined]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(table).values(
+                    email_hash=email_hash, reason=reason, source=source[:191],
+                    created_at=_naive(now or datetime.now(timezone.utc))))
+            return True
+        except IntegrityError:
+            return False
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

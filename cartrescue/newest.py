@@ -1,0 +1,67 @@
+"""Which cart is each address's newest? (One address, one reminder stream.)
+
+Owns the first pass over a source's activity. The index lives in a scratch SQLite file, not in
+a dict, so that a million carts cost the same memory as a thousand; it is deleted on close.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from cartrescue.sources.base import Activity
+
+_UPSERT = (
+    "INSERT INTO newest(email, ts, cart_key) VALUES (?, ?, ?) "
+    "ON CONFLICT(email) DO UPDATE SET ts = excluded.ts, cart_key = excluded.cart_key "
+    "WHERE excluded.ts > newest.ts OR (excluded.ts = newest.ts AND excluded.cart_key > newest.cart_key)"
+)
+
+
+class NewestCarts:
+    """email -> key of the cart with the latest activity (ties: the larger key)."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="cartrescue-")
+        self._db = sqlite3.connect(Path(self._dir.name) / "newest.db")
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000;"
+            "CREATE TABLE newest(email TEXT PRIMARY KEY, ts REAL NOT NULL, cart_key TEXT NOT NULL) WITHOUT ROWID;"
+        )
+
+    def add(self, activity: Iterable[Activity], batch: int = 5000) -> int:
+        """Feed the first pass; returns how many carts were seen."""
+        count = 0
+        rows: list[tuple[str, float, str]] = []
+        for item in activity:
+            rows.append((item.email, item.updated_at.timestamp(), item.cart_key))
+            if len(rows) >= batch:
+                count += len(rows)
+                self._db.executemany(_UPSERT, rows)
+                rows.clear()
+        if rows:
+            count += len(rows)
+            self._db.executemany(_UPSERT, rows)
+        self._db.commit()
+        return count
+
+    def lookup(self, emails: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        unique = list(set(emails))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT email, cart_key FROM newest WHERE email IN ({marks})", chunk))
+        return found
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> "NewestCarts":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,120 @@
+"""Output for people and for scripts: rich tables and a streamed JSON document.
+
+Owns how results look on a terminal and the ``--json`` schema (documented in the README). The
+JSON is written incrementally, so a million decisions never sit in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import IO, Any
+
+from cartrescue.pipeline import Result
+
+ACTION_STYLE = {"send": "green", "skip": "dim", "defer": "yellow", "holdout": "magenta"}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def result_dict(result: Result) -> dict[str, Any]:
+    decision = result.decision
+    cart = decision.cart
+    row: dict[str, Any] = {
+        "cart_id": cart.id,
+        "cart_key": cart.key,
+        "email": cart.customer.email,
+        "action": decision.action.value,
+        "reason": decision.reason.value,
+        "detail": decision.detail or result.detail,
+        "step": decision.step,
+        "score": decision.score,
+        "tier": decision.tier,
+        "channel": decision.channel,
+        "template": decision.template,
+        "variant": decision.variant,
+        "total": str(cart.total),
+        "currency": cart.currency,
+        "last_activity": _iso(cart.updated_at),
+        "not_before": _iso(decision.not_before),
+        "delivery": result.delivery or None,
+    }
+    if result.message is not None:
+        row["subject"] = result.message.subject
+    return row
+
+
+class JsonStream:
+    """``{"mode": ..., "now": ..., "decisions": [...], "counts": {...}}`` written as it goes."""
+
+    def __init__(self, out: IO[str], header: dict[str, Any]) -> None:
+        self.out = out
+        self.first = True
+        head = json.dumps(header, ensure_ascii=False)[:-1]
+        out.write(head + (', ' if header else '') + '"decisions": [')
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.out.write(("\n  " if self.first else ",\n  ") + json.dumps(row, ensure_ascii=False, default=str))
+        self.first = False
+
+    def close(self, trailer: dict[str, Any]) -> None:
+        tail = json.dumps(trailer, ensure_ascii=False, default=str)[1:]
+        self.out.write("\n]" + (", " + tail if trailer else "}") + "\n")
+        self.out.flush()
+
+
+class DecisionTable:
+    """A rich table of the first ``limit`` results, with a count of the rest."""
+
+    def __init__(self, limit: int | None) -> None:
+        from rich.table import Table
+
+        self.limit = limit
+        self.hidden = 0
+        self.table = Table(show_lines=False, header_style="bold", expand=False)
+        for column, justify in (("cart", "left"), ("email", "left"), ("tier", "left"), ("score", "right"),
+                                ("step", "right"), ("action", "left"), ("reason", "left"), ("detail", "left")):
+            self.table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+
+    def add(self, result: Result) -> None:
+        if self.limit is not None and self.table.row_count >= self.limit:
+            self.hidden += 1
+            return
+        decision = result.decision
+        action = decision.action.value
+        style = ACTION_STYLE.get(action, "")
+        detail = decision.detail or result.detail
+        if result.delivery and result.delivery not in ("dry-run",):
+            detail = f"{result.delivery}: {detail}" if detail else result.delivery
+        elif result.message is not None:
+            detail = result.message.subject
+        self.table.add_row(
+            decision.cart.id, decision.cart.customer.email or "-", decision.tier or "",
+            "" if decision.score is None else f"{decision.score:g}", "" if decision.step is None else str(decision.step),
+            f"[{style}]{action}[/]" if style else action, decision.reason.value, detail,
+        )
+
+
+@contextmanager
+def progress(console: Any, enabled: bool, label: str) -> Iterator[Any]:
+    """A progress display on a terminal (rate and count; total unknown while streaming)."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None, rate="")
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            done = bar.tasks[0]
+            if done.speed:
+                bar.update(task, rate=f"{done.speed:,.0f} carts/s")
+
+        yield advance

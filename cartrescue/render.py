@@ -1,0 +1,207 @@
+"""Rendering: template + cart -> subject, plain text and HTML.
+
+Owns the Jinja environment (sandboxed, StrictUndefined, autoescape for ``.html`` only), locale
+resolution with fallback (``sv_SE`` -> ``sv`` -> the shop's default), the template context and
+locale-aware money and date formatting (Babel). It must not decide who gets what nor build MIME.
+The file layout and context are documented in docs/templates.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cartrescue.config import Config, Incentive
+from cartrescue.errors import TemplateError
+from cartrescue.model import Cart
+
+PARTS = ("subject.txt", "txt", "html")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+    locale: str
+
+
+def shipped_templates() -> Path:
+    """The templates that come with cartrescue: the repository's top-level ``templates/``.
+
+    A checkout (or editable install) reads them in place; a wheel carries them as the package
+    ``cartrescue.default_templates``.
+    """
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if (checkout / "_layout.html").is_file():
+        return checkout
+    return Path(str(resources.files("cartrescue.default_templates")))
+
+
+@lru_cache(maxsize=256)
+def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
+    from babel import Locale, UnknownLocaleError
+    from babel.numbers import format_currency
+
+    try:
+        Locale.parse(locale)
+    except (UnknownLocaleError, ValueError):
+        locale = "en"
+
+    def money(amount: Decimal) -> str:
+        return format_currency(amount, currency, locale=locale)
+
+    return money
+
+
+@lru_cache(maxsize=64)
+def _date_formatter(locale: str) -> Callable[[datetime], str]:
+    from babel import Locale, UnknownLocaleError
+    from babel.dates import format_date
+
+    try:
+        Locale.parse(locale)
+    except (UnknownLocaleError, ValueError):
+        locale = "en"
+
+    def date(value: datetime) -> str:
+        return format_date(value, format="long", locale=locale)
+
+    return date
+
+
+def format_money(amount: Decimal, currency: str, locale: str) -> str:
+    return _money_formatter(locale, currency)(amount)
+
+
+def format_date(value: datetime, locale: str) -> str:
+    return _date_formatter(locale)(value)
+
+
+class Renderer:
+    """Renders the templates of one config; build one per run (it caches compiled templates)."""
+
+    def __init__(self, config: Config) -> None:
+        from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
+        from jinja2.sandbox import SandboxedEnvironment
+
+        self.shop = config.shop
+        folders = [shipped_templates()]
+        if config.templates is not None:
+            folders.insert(0, config.path(config.templates))
+        self.folders = folders
+        self.env = SandboxedEnvironment(
+            loader=ChoiceLoader([FileSystemLoader(str(folder)) for folder in folders]),
+            undefined=StrictUndefined,
+            autoescape=lambda name: bool(name) and name.endswith(".html"),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["money"] = lambda amount, currency: format_money(Decimal(amount), currency, "en")
+        self._available = frozenset(self.env.list_templates())
+        self._locale_cache: dict[tuple[str | None, str], str] = {}
+
+    def locales(self) -> list[str]:
+        """Locales that have at least one template."""
+        return sorted({name.split("/")[0] for name in self._available if "/" in name})
+
+    def resolve_locale(self, locale: str | None, template: str) -> str:
+        """``sv_SE`` -> ``sv`` -> the shop's default, whichever has the template."""
+        key = (locale, template)
+        cached = self._locale_cache.get(key)
+        if cached is not None:
+            return cached
+        candidates = []
+        if locale:
+            candidates += [locale, locale.split("_")[0]]
+        candidates += [self.shop.default_locale, self.shop.default_locale.split("_")[0], "en"]
+        for candidate in candidates:
+            if f"{candidate}/{template}.subject.txt" in self._available:
+                self._locale_cache[key] = candidate
+                return candidate
+        raise TemplateError(f"template {template!r}: no locale of {candidates} has {template}.subject.txt")
+
+    def render(self, template: str, locale: str, context: dict[str, Any]) -> Rendered:
+        from jinja2 import TemplateError as JinjaError
+
+        parts = []
+        for part in PARTS:
+            name = f"{locale}/{template}.{part}"
+            try:
+                parts.append(self.env.get_template(name).render(context))
+            except JinjaError as exc:
+                where = f"{name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
+                raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
+        subject = " ".join(parts[0].split())
+        return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale)
+
+    def context(
+        self,
+        cart: Cart,
+        *,
+        locale: str,
+        step: int,
+        step_count: int,
+        tier: str | None,
+        previous_orders: int,
+        unsubscribe_url: str,
+        incentive: Incentive | None,
+        now: datetime,
+        variant: str | None = None,
+        code: str | None = None,
+    ) -> dict[str, Any]:
+        money = _money_formatter(locale, cart.currency)
+        shop = self.shop
+        customer = cart.customer
+        offer = None
+        if incentive is not None:
+            if incentive.kind == "percent":
+                value = f"{incentive.value.normalize():f} %"
+            elif incentive.kind == "fixed":
+                value = money(incentive.value)
+            else:
+                value = ""
+            offer = {
+                "kind": incentive.kind,
+                "value": value,
+                "code": code or incentive.code,
+                "expires": format_date(now + incentive.valid_for, locale),
+            }
+        return {
+            "shop": {
+                "name": shop.name, "url": shop.url, "support_email": shop.support_email or shop.from_email,
+                "support_phone": shop.support_phone, "address": shop.address, "returns": shop.returns,
+                "logo_url": shop.logo_url,
+            },
+            "customer": {
+                "first_name": customer.first_name, "last_name": customer.last_name,
+                "greeting_name": customer.first_name or None, "email": customer.email,
+                "is_returning": previous_orders > 0, "previous_orders": previous_orders,
+            },
+            "cart": {
+                "id": cart.id, "currency": cart.currency, "total": money(cart.total),
+                "item_count": sum(item.quantity for item in cart.items),
+            },
+            "items": [
+                {
+                    "name": item.name, "sku": item.sku, "quantity": item.quantity,
+                    "unit_price": money(item.unit_price), "line_total": money(item.line_total),
+                    "image_url": item.image_url, "product_url": item.product_url,
+                }
+                for item in cart.items
+            ],
+            "recovery_url": cart.recovery_url or shop.url,
+            "unsubscribe_url": unsubscribe_url,
+            "step": {"number": step, "count": step_count},
+            "tier": tier,
+            "incentive": offer,
+            "locale": locale,
+            "variant": variant,
+        }

@@ -1,0 +1,86 @@
+"""Sequence planning: which step of a cart's sequence is due, and may it go out right now?
+
+Owns step timing (delays from the cart's last activity, so activity after a step re-times the
+later ones), "at most one step per cart per run, never out of order", one message per address
+per local day, and quiet hours in the shop's timezone. It must not claim or deliver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from cartrescue.config import EligibilityConfig, Sequence
+from cartrescue.eligibility import Verdict
+from cartrescue.ledger import SentStep
+from cartrescue.model import Action, Cart, Reason
+
+# Statuses that make a step "done": claimed (maybe sent: at most once), sent, permanently failed.
+DONE = frozenset({"claimed", "sent", "failed_permanent"})
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    step: int  # 1-based
+    due_at: datetime
+
+
+def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetime) -> Due | Verdict:
+    """The step to send now, or why none is (sequence done, next step not yet due)."""
+    done = [entry.step for entry in sent if entry.status in DONE]
+    number = max(done, default=0) + 1
+    if number > len(sequence.steps):
+        return Verdict(Action.SKIP, Reason.SEQUENCE_DONE, detail=f"{len(sequence.steps)} steps sent")
+    due_at = cart.updated_at + sequence.steps[number - 1].delay
+    if now < due_at:
+        return Verdict(Action.DEFER, Reason.STEP_NOT_DUE, not_before=due_at, detail=f"step {number}")
+    return Due(number, due_at)
+
+
+class Calendar:
+    """The shop's local clock: "today" and quiet hours."""
+
+    def __init__(self, config: EligibilityConfig, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.one_per_day = config.one_message_per_day
+        self.quiet = config.quiet_hours
+
+    def next_local_midnight(self, now: datetime) -> datetime:
+        local = now.astimezone(self.tz)
+        tomorrow = (local + timedelta(days=1)).date()
+        return datetime.combine(tomorrow, time(0, 0), self.tz).astimezone(now.tzinfo)
+
+    def same_local_day(self, first: datetime, second: datetime) -> bool:
+        return first.astimezone(self.tz).date() == second.astimezone(self.tz).date()
+
+    def quiet_until(self, now: datetime) -> datetime | None:
+        """End of the quiet window ``now`` falls in (it may cross midnight), else None."""
+        if self.quiet is None:
+            return None
+        start, end = self.quiet.start, self.quiet.end
+        local = now.astimezone(self.tz)
+        clock = local.time().replace(tzinfo=None)
+        if start == end:
+            return None
+        if start < end:
+            inside = start <= clock < end
+            end_day = local.date()
+        else:  # e.g. 21:00-08:00
+            inside = clock >= start or clock < end
+            end_day = local.date() + timedelta(days=1) if clock >= start else local.date()
+        if not inside:
+            return None
+        return datetime.combine(end_day, end, self.tz).astimezone(now.tzinfo)
+
+    def gate(self, now: datetime, last_message: datetime | None) -> Verdict | None:
+        """Defer when the address had a message today, or when it is quiet time."""
+        if self.one_per_day and last_message is not None and self.same_local_day(last_message, now):
+            not_before = self.next_local_midnight(now)
+            quiet = self.quiet_until(not_before)
+            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=quiet or not_before,
+                           detail=f"last message {last_message:%Y-%m-%d %H:%M} UTC")
+        quiet = self.quiet_until(now)
+        if quiet is not None:
+            return Verdict(Action.DEFER, Reason.QUIET_HOURS, not_before=quiet)
+        return None

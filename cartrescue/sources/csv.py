@@ -1,0 +1,404 @@
+"""CSV source: the generic line-item format (docs/csv-format.md) and mapped exports.
+
+Owns reading carts and orders from CSV files: header mapping, delimiter detection, BOM, decimal
+commas, times with offsets, and reporting bad rows as ``file:line: reason``. It streams: carts are
+built one at a time from consecutive rows and never collected. Orders are read into a small
+in-memory index on first use (orders files are far smaller than cart files).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import NoReturn, TextIO
+from zoneinfo import ZoneInfo
+
+from cartrescue.contacts import is_valid_email, normalize_email
+from cartrescue.errors import SourceError
+from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
+from cartrescue.sources.base import CartSource, ProblemSink, Window, ignore_problem
+
+CART_FIELDS = (
+    "cart_id", "customer_id", "email", "phone", "first_name", "last_name", "locale",
+    "marketing_consent", "is_guest", "currency", "total", "created_at", "updated_at",
+    "recovery_url", "device", "store_id",
+)
+LINE_FIELDS = (
+    "sku", "name", "quantity", "unit_price", "unit_cost", "stock_on_hand", "image_url", "product_url",
+)
+ORDER_FIELDS = (
+    "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
+)
+REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
+REQUIRED_ORDER = ("order_id", "created_at")
+IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided"})
+
+_TRUE = frozenset({"1", "yes", "y", "true", "t", "on", "ja", "oui"})
+_FALSE = frozenset({"0", "no", "n", "false", "f", "off", "nej", "nee", "non"})
+_SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
+_OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class RowError(ValueError):
+    """A cell that cannot be read; the message is the reason shown to the user."""
+
+
+def parse_decimal(text: str, what: str) -> Decimal:
+    """``12.50``, ``12,50``, ``1 234,50``, ``1,234.50``, ``1.234,50`` -> Decimal."""
+    value = _SPACES.sub("", text)
+    if "," in value and "." in value:
+        if value.rfind(",") > value.rfind("."):
+            value = value.replace(".", "").replace(",", ".")
+        else:
+            value = value.replace(",", "")
+    elif value.count(",") == 1:
+        value = value.replace(",", ".")
+    elif value.count(",") > 1 or value.count(".") > 1:
+        value = value.replace(",", "").replace(".", "") if value.count(".") > 1 else value.replace(",", "")
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise RowError(f"{what}: not a number: {text!r}") from None
+    if not number.is_finite():
+        raise RowError(f"{what}: not a number: {text!r}")
+    return number
+
+
+def parse_int(text: str, what: str) -> int:
+    number = parse_decimal(text, what)
+    if number != number.to_integral_value():
+        raise RowError(f"{what}: not a whole number: {text!r}")
+    return int(number)
+
+
+def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
+    """ISO 8601 (with ``Z`` or an offset; also ``2026-11-20 10:03:00 +0100``) -> aware UTC.
+
+    A time without an offset is read in the shop's timezone ``tz``.
+    """
+    value = text.strip()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        match = _OFFSET_WITH_SPACE.match(value)
+        if not match:
+            raise RowError(f"{what}: not an ISO 8601 time: {text!r}") from None
+        try:
+            moment = datetime.fromisoformat(f"{match.group(1)}{match.group(2)}:{match.group(3)}")
+        except ValueError:
+            raise RowError(f"{what}: not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.astimezone(timezone.utc)
+
+
+def parse_bool(text: str, what: str) -> bool | None:
+    value = text.strip().lower()
+    if not value:
+        return None
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise RowError(f"{what}: expected yes/no, got {text!r}")
+
+
+def normalize_locale(text: str) -> str | None:
+    value = text.strip().replace("-", "_")
+    if not value:
+        return None
+    language, _, region = value.partition("_")
+    return f"{language.lower()}_{region.upper()}" if region else language.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """Where each generic field sits in this file's header (``-1`` = absent)."""
+
+    index: dict[str, int]
+
+    def get(self, row: list[str], name: str) -> str:
+        position = self.index.get(name, -1)
+        if position < 0 or position >= len(row):
+            return ""
+        return row[position].strip()
+
+
+def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO, "csv._reader"]:
+    try:
+        handle = path.open("r", encoding=encoding, newline="")
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    if delimiter is None:
+        first = handle.readline()
+        handle.seek(0)
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+    return handle, csv.reader(handle, delimiter=delimiter)
+
+
+def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
+             required: Sequence[str]) -> _Columns:
+    positions = {name.strip().lower(): index for index, name in enumerate(header)}
+    index: dict[str, int] = {}
+    for name in fields:
+        wanted = mapping.get(name, name).strip().lower()
+        index[name] = positions.get(wanted, -1)
+    missing = [mapping.get(name, name) for name in required if index[name] < 0]
+    if missing:
+        raise SourceError(f"{path}:1: missing column(s): {', '.join(missing)}")
+    return _Columns(index)
+
+
+class CsvSource(CartSource):
+    """Carts (and optionally orders) from CSV files in the generic format or a mapped export."""
+
+    name = "csv"
+
+    def __init__(
+        self,
+        carts: Path,
+        orders: Path | None = None,
+        *,
+        shop_tz: ZoneInfo = ZoneInfo("UTC"),
+        columns: dict[str, str] | None = None,
+        order_columns: dict[str, str] | None = None,
+        delimiter: str | None = None,
+        encoding: str = "utf-8-sig",
+        name: str = "csv",
+        on_problem: ProblemSink = ignore_problem,
+    ) -> None:
+        super().__init__(on_problem)
+        self.carts_path = carts
+        self.orders_path = orders
+        self.shop_tz = shop_tz
+        self.column_map = columns or {}
+        self.order_column_map = order_columns or {}
+        self.delimiter = delimiter
+        self.encoding = encoding
+        self.name = name
+        self._orders: "_OrderIndex | None" = None
+
+    # -- carts -------------------------------------------------------------------------------
+
+    def carts(self, window: Window | None = None) -> Iterator[Cart]:
+        """Every readable cart of the file (the window is not applied: the pipeline reports
+        carts outside it with their reason, which a CSV can afford)."""
+        for start_line, rows in self._cart_rows():
+            cart = self._build_cart(start_line, rows)
+            if cart is not None:
+                yield cart
+
+    def _cart_rows(self) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
+        """Group consecutive rows by cart id: yields (first line, [(line, row), ...])."""
+        handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
+        with handle:
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise SourceError(f"{self.carts_path}:1: cannot read the header: {exc}") from None
+            self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART)
+            id_at = self._cols.index["cart_id"]
+            group: list[tuple[int, list[str]]] = []
+            group_id = None
+            line = reader.line_num
+            while True:
+                start = line + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    line = reader.line_num
+                    self.on_problem(RowProblem(f"{self.carts_path}:{start}", f"malformed CSV: {exc}"))
+                    continue
+                except UnicodeDecodeError as exc:
+                    raise SourceError(f"{self.carts_path}: not {self.encoding} text near line {start}: {exc.reason}") from None
+                line = reader.line_num
+                if not row or not any(cell.strip() for cell in row):
+                    continue
+                cart_id = row[id_at].strip() if id_at < len(row) else ""
+                if cart_id and cart_id != group_id and group:
+                    yield group[0][0], group
+                    group = []
+                if cart_id:
+                    group_id = cart_id
+                elif not group:
+                    self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
+                    continue
+                group.append((start, row))
+            if group:
+                yield group[0][0], group
+
+    def _build_cart(self, start_line: int, rows: list[tuple[int, list[str]]]) -> Cart | None:
+        cols = self._cols
+        get = cols.get
+        cart_level: dict[str, str] = {}
+        for name in CART_FIELDS:
+            for _, row in rows:
+                value = get(row, name)
+                if value:
+                    cart_level[name] = value
+                    break
+        line = start_line
+        try:
+            items = []
+            for line, row in rows:
+                items.append(self._build_item(row))
+            line = start_line
+            created = parse_time(cart_level.get("created_at", ""), "created_at", self.shop_tz) \
+                if cart_level.get("created_at") else _missing("created_at")
+            updated = parse_time(cart_level["updated_at"], "updated_at", self.shop_tz) \
+                if cart_level.get("updated_at") else created
+            currency = cart_level.get("currency", "").upper()
+            if not _CURRENCY.match(currency):
+                raise RowError(f"currency: expected an ISO 4217 code like EUR, got {cart_level.get('currency', '')!r}")
+            email = normalize_email(cart_level.get("email"))
+            if email is not None and not is_valid_email(email):
+                raise RowError(f"email: not a valid address: {cart_level.get('email')!r}")
+            total_text = cart_level.get("total")
+            total = parse_decimal(total_text, "total") if total_text else sum(
+                (item.line_total for item in items), Decimal("0"))
+            customer_id = cart_level.get("customer_id") or None
+            guest = parse_bool(cart_level.get("is_guest", ""), "is_guest")
+            customer = Customer(
+                email=email,
+                id=customer_id,
+                phone=cart_level.get("phone") or None,
+                first_name=cart_level.get("first_name") or None,
+                last_name=cart_level.get("last_name") or None,
+                locale=normalize_locale(cart_level.get("locale", "")),
+                is_guest=(customer_id is None) if guest is None else guest,
+                marketing_consent=parse_bool(cart_level.get("marketing_consent", ""), "marketing_consent"),
+            )
+        except RowError as exc:
+            self.on_problem(RowProblem(f"{self.carts_path}:{line}", f"cart {rows[0][1][cols.index['cart_id']].strip()}: {exc}"))
+            return None
+        return Cart(
+            id=cart_level["cart_id"],
+            source=self.name,
+            customer=customer,
+            currency=currency,
+            items=tuple(items),
+            total=total,
+            created_at=created,
+            updated_at=updated,
+            recovery_url=cart_level.get("recovery_url") or None,
+            store_id=cart_level.get("store_id") or None,
+            device=cart_level.get("device") or None,
+        )
+
+    def _build_item(self, row: list[str]) -> LineItem:
+        get = self._cols.get
+        sku, name = get(row, "sku"), get(row, "name")
+        if not sku and not name:
+            raise RowError("line without sku and name")
+        quantity_text = get(row, "quantity")
+        quantity = parse_int(quantity_text, "quantity") if quantity_text else _missing("quantity")
+        if quantity <= 0:
+            raise RowError(f"quantity: must be at least 1, got {quantity_text!r}")
+        price_text = get(row, "unit_price")
+        price = parse_decimal(price_text, "unit_price") if price_text else _missing("unit_price")
+        if price < 0:
+            raise RowError(f"unit_price: negative: {price_text!r}")
+        cost_text, stock_text = get(row, "unit_cost"), get(row, "stock_on_hand")
+        return LineItem(
+            sku=sku or name,
+            name=name or sku,
+            quantity=quantity,
+            unit_price=price,
+            unit_cost=parse_decimal(cost_text, "unit_cost") if cost_text else None,
+            stock_on_hand=parse_int(stock_text, "stock_on_hand") if stock_text else None,
+            image_url=get(row, "image_url") or None,
+            product_url=get(row, "product_url") or None,
+        )
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        if self.orders_path is None:
+            return iter(())
+        if self._orders is None:
+            self._orders = _OrderIndex(self._read_orders())
+        return self._orders.matching(carts)
+
+    def _read_orders(self) -> Iterator[Order]:
+        path = self.orders_path
+        assert path is not None
+        handle, reader = _open_csv(path, self.encoding, self.delimiter)
+        seen: set[str] = set()
+        with handle:
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            cols = _columns(path, header, ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER)
+            get = cols.get
+            line = reader.line_num
+            for row in reader:
+                start, line = line + 1, reader.line_num
+                order_id = get(row, "order_id")
+                if not order_id or order_id in seen:
+                    if not order_id and any(cell.strip() for cell in row):
+                        self.on_problem(RowProblem(f"{path}:{start}", "missing order_id"))
+                    continue
+                seen.add(order_id)
+                try:
+                    email = normalize_email(get(row, "email"))
+                    total_text = get(row, "total")
+                    order = Order(
+                        id=order_id,
+                        created_at=parse_time(get(row, "created_at"), "created_at", self.shop_tz),
+                        email=email,
+                        customer_id=get(row, "customer_id") or None,
+                        cart_id=get(row, "cart_id") or None,
+                        total=parse_decimal(total_text, "total") if total_text else Decimal("0"),
+                        currency=get(row, "currency").upper() or None,
+                        status=get(row, "status").lower(),
+                        delivered=parse_bool(get(row, "delivered"), "delivered"),
+                    )
+                except RowError as exc:
+                    self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {exc}"))
+                    continue
+                if order.status not in IGNORED_ORDER_STATUSES:
+                    yield order
+
+
+def _missing(what: str) -> NoReturn:
+    raise RowError(f"{what}: missing")
+
+
+class _OrderIndex:
+    """Orders by cart id, email and customer id, so a chunk of carts finds its orders fast."""
+
+    def __init__(self, orders: Iterator[Order]) -> None:
+        self.by_cart: dict[str, list[Order]] = {}
+        self.by_email: dict[str, list[Order]] = {}
+        self.by_customer: dict[str, list[Order]] = {}
+        for order in orders:
+            if order.cart_id:
+                self.by_cart.setdefault(order.cart_id, []).append(order)
+            if order.email:
+                self.by_email.setdefault(order.email, []).append(order)
+            if order.customer_id:
+                self.by_customer.setdefault(order.customer_id, []).append(order)
+
+    def matching(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        seen: set[str] = set()
+        for cart in carts:
+            for bucket in (
+                self.by_cart.get(cart.id, ()),
+                self.by_email.get(cart.customer.email or "", ()),
+                self.by_customer.get(cart.customer.id or "", ()),
+            ):
+                for order in bucket:
+                    if order.id not in seen:
+                        seen.add(order.id)
+                        yield order

@@ -1,0 +1,244 @@
+"""Magento 2 preset: abandoned quotes read straight from a Magento 2 (Open Source / Adobe
+Commerce) database.
+
+Owns the mapping from Magento's tables to carts and orders:
+
+* ``quote`` — one cart per row with ``is_active = 1``, ``items_count > 0``, no ``sales_order``
+  row with its ``quote_id``, and ``updated_at`` in the window (an indexed range: see
+  docs/databases.md for the index);
+* ``quote_item`` — the lines; child rows (``parent_item_id`` set: the simple product chosen in a
+  configurable, a bundle's parts) are not lines of their own, their parent carries the price;
+  a configurable line takes its stock from the chosen child;
+* ``quote_address`` — a guest's email and phone (the quote itself often has none);
+* ``sales_order`` — orders by quote, email or customer id;
+* ``cataloginventory_stock_item`` — stock on hand; ``quote_item.base_cost`` — cost (margin).
+
+Magento stores every time in UTC. It reads only; the connection is read-only (see
+:mod:`cartrescue.sources.sql`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from cartrescue.contacts import normalize_email
+from cartrescue.model import Cart, Customer, LineItem, Order
+from cartrescue.sources.base import Activity, Window
+from cartrescue.sources.sql import (
+    IGNORED_ORDER_STATUSES,
+    UTC,
+    DatabaseSource,
+    RecommendedIndex,
+    RowError,
+    as_currency,
+    as_decimal,
+    as_email,
+    as_stock,
+    as_utc,
+    chunks,
+    grouped,
+    id_or_none,
+    item,
+    local_bound,
+    text_or_none,
+)
+
+#: Magento order states: which mean "not an order" for cartrescue, which mean delivered.
+_STATE_STATUS = {"canceled": "canceled", "closed": "refunded"}
+_DELIVERED_STATES = frozenset({"complete"})
+
+
+class MagentoSource(DatabaseSource):
+    """Carts from ``quote``/``quote_item``/``quote_address``, orders from ``sales_order``.
+
+    Options: ``stock_id`` (default 1), ``store_locales`` ({store_id: locale}),
+    ``recovery_url`` (a template with ``{cart_id}``).
+    """
+
+    name = "magento2"
+    default_prefix = ""
+    required_tables = ("quote", "quote_item", "quote_address", "sales_order", "cataloginventory_stock_item")
+    recommended_indexes = (
+        RecommendedIndex(
+            "quote", (("is_active", "updated_at"), ("updated_at",)),
+            "CREATE INDEX CARTRESCUE_QUOTE_IS_ACTIVE_UPDATED_AT ON {table} (is_active, updated_at);",
+        ),
+    )
+
+    # -- carts -------------------------------------------------------------------------------
+
+    def _filters(self) -> str:
+        return (
+            "q.updated_at >= :start AND q.updated_at <= :end AND q.is_active = 1 AND q.items_count > 0 "
+            f"AND NOT EXISTS (SELECT 1 FROM {self.t('sales_order')} o WHERE o.quote_id = q.entity_id)"
+        )
+
+    def _window(self, window: Window) -> dict[str, Any]:
+        return {"start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
+
+    def carts(self, window: Window) -> Iterator[Cart]:
+        sql = (
+            "SELECT q.entity_id AS quote_id, q.store_id, q.created_at, q.updated_at, q.customer_id, "
+            "q.customer_email, q.customer_firstname, q.customer_lastname, q.customer_is_guest, "
+            "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
+            "i.item_id, i.parent_item_id, i.product_id, i.product_type, i.sku, i.name, i.qty, i.price, "
+            "i.base_cost "
+            f"FROM {self.t('quote')} q JOIN {self.t('quote_item')} i ON i.quote_id = q.entity_id "
+            f"WHERE {self._filters()} "
+            "ORDER BY q.updated_at, q.entity_id, i.item_id"
+        )
+        quotes = grouped(self.db.stream(sql, self._window(window)), "quote_id")
+        for chunk in chunks(quotes, self.chunk_size):
+            yield from self._build_chunk(chunk)
+
+    def _build_chunk(self, chunk: list[list[Mapping[str, Any]]]) -> Iterator[Cart]:
+        quote_ids = [rows[0]["quote_id"] for rows in chunk]
+        addresses: dict[Any, list[Mapping[str, Any]]] = {}
+        for row in self.db.fetch(
+            f"SELECT quote_id, address_type, email, telephone, firstname, lastname "
+            f"FROM {self.t('quote_address')} WHERE quote_id IN :ids ORDER BY address_id",
+            {"ids": quote_ids}, expanding=("ids",),
+        ):
+            addresses.setdefault(row["quote_id"], []).append(row)
+        stock_product: dict[Any, Any] = {}  # parent item id -> the chosen child's product id
+        product_ids: set[Any] = set()
+        for rows in chunk:
+            for row in rows:
+                if row["product_id"] is not None:
+                    product_ids.add(row["product_id"])
+                if row["parent_item_id"] is not None:
+                    stock_product.setdefault(row["parent_item_id"], row["product_id"])
+        stock: dict[Any, int | None] = {}
+        if product_ids:
+            for row in self.db.fetch(
+                f"SELECT product_id, qty FROM {self.t('cataloginventory_stock_item')} "
+                "WHERE product_id IN :ids AND stock_id = :stock_id",
+                {"ids": sorted(product_ids), "stock_id": int(self.options.get("stock_id", 1))},
+                expanding=("ids",),
+            ):
+                stock[row["product_id"]] = as_stock(row["qty"])
+        for rows in chunk:
+            cart = self._cart(rows, addresses.get(rows[0]["quote_id"], []), stock, stock_product)
+            if cart is not None:
+                yield cart
+
+    def _cart(self, rows: list[Mapping[str, Any]], addresses: list[Mapping[str, Any]],
+              stock: Mapping[Any, int | None], stock_product: Mapping[Any, Any]) -> Cart | None:
+        quote = rows[0]
+        quote_id = str(quote["quote_id"])
+        try:
+            by_type = {"billing": [], "shipping": []}  # type: dict[str, list[Mapping[str, Any]]]
+            for address in addresses:
+                by_type.setdefault(str(address["address_type"] or ""), []).append(address)
+            ordered = by_type["billing"] + by_type["shipping"]
+            currency = as_currency(quote["quote_currency_code"])
+            rate = Decimal(1)
+            if quote["base_currency_code"] and quote["base_currency_code"] != quote["quote_currency_code"] \
+                    and quote["base_to_quote_rate"]:
+                rate = as_decimal(quote["base_to_quote_rate"], "base_to_quote_rate") or Decimal(1)
+            items: list[LineItem] = []
+            for row in rows:
+                if row["parent_item_id"] is not None:
+                    continue  # the chosen simple product of a configurable, or a bundle part
+                product = stock_product.get(row["item_id"], row["product_id"]) \
+                    if row["product_type"] == "configurable" else row["product_id"]
+                cost = as_decimal(row["base_cost"], "base_cost", required=False)
+                items.append(item(
+                    row["sku"], row["name"], row["qty"], row["price"],
+                    unit_cost=None if cost is None else cost * rate,
+                    stock=None if row["product_type"] == "bundle" else stock.get(product),
+                ))
+            if not items:
+                raise RowError("no items (every quote_item row has a parent)")
+            email = as_email(quote["customer_email"], *(a["email"] for a in ordered))
+            phone = next((text_or_none(a["telephone"]) for a in ordered if text_or_none(a["telephone"])), None)
+            customer_id = id_or_none(quote["customer_id"])
+            customer = Customer(
+                email=email,
+                id=customer_id,
+                phone=phone,
+                first_name=text_or_none(quote["customer_firstname"])
+                or next((text_or_none(a["firstname"]) for a in ordered if text_or_none(a["firstname"])), None),
+                last_name=text_or_none(quote["customer_lastname"])
+                or next((text_or_none(a["lastname"]) for a in ordered if text_or_none(a["lastname"])), None),
+                locale=self._locale(quote["store_id"]),
+                is_guest=bool(quote["customer_is_guest"]) or customer_id is None,
+                marketing_consent=None,
+            )
+            total = as_decimal(quote["grand_total"], "grand_total", required=False)
+            created = as_utc(quote["created_at"], UTC, "created_at")
+            updated = as_utc(quote["updated_at"], UTC, "updated_at")
+        except RowError as exc:
+            self.problem(f"{self.db.prefix}quote entity_id={quote_id}", str(exc))
+            return None
+        return Cart(
+            id=quote_id,
+            source=self.name,
+            customer=customer,
+            currency=currency,
+            items=tuple(items),
+            total=total if total else sum((line.line_total for line in items), Decimal("0")),
+            created_at=created,
+            updated_at=updated,
+            recovery_url=self.recovery_url(quote_id),
+            store_id=text_or_none(quote["store_id"]),
+        )
+
+    def _locale(self, store_id: Any) -> str | None:
+        locales = self.options.get("store_locales") or {}
+        value = locales.get(str(store_id), locales.get(store_id)) if store_id is not None else None
+        return str(value).replace("-", "_") if value else None
+
+    def activity(self, window: Window) -> Iterator[Activity]:
+        """Address, last activity and key of each quote in the window, without items."""
+        sql = (
+            "SELECT q.entity_id AS quote_id, q.updated_at, q.customer_email, a.email AS address_email "
+            f"FROM {self.t('quote')} q LEFT JOIN {self.t('quote_address')} a "
+            "ON a.quote_id = q.entity_id AND a.email IS NOT NULL "
+            f"WHERE {self._filters()} ORDER BY q.updated_at, q.entity_id, a.address_type"
+        )
+        for rows in grouped(self.db.stream(sql, self._window(window)), "quote_id"):
+            candidates = [rows[0]["customer_email"]] + [row["address_email"] for row in rows]
+            email = next((normalize_email(c) for c in candidates if normalize_email(c)), None)
+            if email:
+                yield Activity(email, as_utc(rows[0]["updated_at"], UTC, "updated_at"),
+                               f"{self.name}:{rows[0]['quote_id']}")
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        if not carts:
+            return
+        quote_ids = sorted({int(cart.id) for cart in carts if cart.id.isdigit()})
+        emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
+        customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and c.customer.id.isdigit()})
+        # MySQL compares with a case-insensitive collation (and keeps the index); others need lower().
+        email_column = "customer_email" if self.db.backend in ("mysql", "mariadb") else "LOWER(customer_email)"
+        sql = (
+            "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, "
+            f"grand_total, order_currency_code, created_at FROM {self.t('sales_order')} "
+            f"WHERE quote_id IN :quote_ids OR {email_column} IN :emails OR customer_id IN :customer_ids"
+        )
+        rows = self.db.fetch(sql, {"quote_ids": quote_ids, "emails": emails, "customer_ids": customer_ids},
+                             expanding=("quote_ids", "emails", "customer_ids"))
+        for row in rows:
+            state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
+            status = _STATE_STATUS.get(state, state)
+            if status in IGNORED_ORDER_STATUSES:
+                continue
+            try:
+                yield Order(
+                    id=text_or_none(row["increment_id"]) or str(row["entity_id"]),
+                    created_at=as_utc(row["created_at"], UTC, "created_at"),
+                    email=normalize_email(row["customer_email"]),
+                    customer_id=id_or_none(row["customer_id"]),
+                    cart_id=id_or_none(row["quote_id"]),
+                    total=as_decimal(row["grand_total"], "grand_total", required=False) or Decimal("0"),
+                    currency=text_or_none(row["order_currency_code"]),
+                    status=status,
+                    delivered=state in _DELIVERED_STATES,
+                )
+            except RowError as exc:
+                self.problem(f"{self.db.prefix}sales_order entity_id={row['entity_id']}", str(exc))

@@ -1,0 +1,748 @@
+"""Shop databases over SQLAlchemy, and the generic ``sql`` source (named queries).
+
+Owns what every database source shares: opening a connection from a URL (PostgreSQL through
+psycopg 3, MySQL/MariaDB through PyMySQL, SQLite), keeping it read-only, streaming result sets,
+turning driver errors into one-line :class:`~cartrescue.errors.SourceError` messages, and
+converting database values (naive times, decimals, flags, currency codes) into the domain's.
+The presets (:mod:`~cartrescue.sources.magento`, :mod:`~cartrescue.sources.woocommerce`,
+:mod:`~cartrescue.sources.prestashop`) build on it.
+
+It must never write to a shop's database. Three layers make sure:
+
+1. the server enforces it: MySQL/MariaDB sessions run ``SET SESSION TRANSACTION READ ONLY``,
+   PostgreSQL sessions start with ``default_transaction_read_only=on``, SQLite files are opened
+   with ``?mode=ro`` and ``PRAGMA query_only``;
+2. every statement passes :func:`read_only_guard` before it reaches the driver;
+3. values are always bound parameters; the only text put into SQL is a validated table prefix.
+
+SQLAlchemy is imported lazily so that ``cartrescue --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from zoneinfo import ZoneInfo
+
+from cartrescue.contacts import is_valid_email, normalize_email
+from cartrescue.errors import ConfigError, SourceError
+from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
+from cartrescue.sources.base import CartSource, ProblemSink, Window, ignore_problem
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.engine import Engine
+
+T = TypeVar("T")
+UTC = timezone.utc
+
+#: Order statuses that do not count as an order (same list as the CSV source).
+IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided"})
+
+_PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
+_FALSE = frozenset({"0", "no", "n", "false", "f", "off"})
+
+
+# --------------------------------------------------------------------------------------------
+# Read-only guard
+# --------------------------------------------------------------------------------------------
+
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+_LITERALS = re.compile(r"'(?:[^']|'')*'")
+_FIRST_WORD = re.compile(r"^\s*\(*\s*([A-Za-z]+)")
+_READ_VERBS = frozenset({"SELECT", "WITH", "SHOW", "EXPLAIN", "DESCRIBE", "DESC", "VALUES", "PRAGMA"})
+_WRITE_WORDS = re.compile(
+    r"\b(INSERT|UPDATE|DELETE|MERGE|REPLACE|UPSERT|TRUNCATE|DROP|ALTER|CREATE|GRANT|REVOKE|CALL|"
+    r"LOCK|COPY|VACUUM|ATTACH|DETACH|REINDEX|INTO|FOR\s+UPDATE|FOR\s+SHARE|LOCK\s+IN\s+SHARE\s+MODE)\b",
+    re.IGNORECASE,
+)
+
+
+def read_only_guard(statement: str) -> None:
+    """Refuse any statement that is not a plain read. Raises :class:`SourceError`.
+
+    Comments and string literals are ignored, so ``WHERE status = 'update'`` is fine while
+    ``WITH x AS (DELETE ...)``, ``SELECT ... INTO``, ``SELECT ... FOR UPDATE`` and
+    ``PRAGMA x = 1`` are refused. The servers enforce read-only sessions as well; this guard
+    makes a mistake fail before it reaches them, with a clear message.
+    """
+    code = _LITERALS.sub("''", _COMMENTS.sub(" ", statement))
+    match = _FIRST_WORD.match(code)
+    verb = match.group(1).upper() if match else ""
+    if verb not in _READ_VERBS:
+        raise SourceError(f"refusing to run a statement that is not a read: {_one_line(statement)[:80]!r}")
+    if verb == "PRAGMA" and "=" in code:
+        raise SourceError(f"refusing to run a PRAGMA that sets a value: {_one_line(statement)[:80]!r}")
+    if verb in ("SELECT", "WITH", "VALUES"):
+        hit = _WRITE_WORDS.search(code)
+        if hit:
+            raise SourceError(
+                f"refusing to run a statement that could write ({hit.group(1).upper()}): "
+                f"{_one_line(statement)[:80]!r}"
+            )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+_MISSING_TABLE = (
+    re.compile(r"Table '([^']+)' doesn't exist"),
+    re.compile(r'relation "([^"]+)" does not exist'),
+    re.compile(r"no such table: (\S+)"),
+)
+_MISSING_COLUMN = (
+    re.compile(r"Unknown column '([^']+)'"),
+    re.compile(r'column "?([^" ]+)"? does not exist'),
+    re.compile(r"no such column: (\S+)"),
+)
+
+
+def explain_error(exc: BaseException, where: str) -> str:
+    """One line a shop owner can act on, for a driver or SQLAlchemy error. Never a password."""
+    orig = getattr(exc, "orig", None) or exc
+    text = _one_line(str(orig))
+    code = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
+    lower = text.lower()
+    kind = type(exc).__name__
+    if kind == "NoSuchModuleError" or "can't load plugin" in lower:
+        return (f"unknown database type in {where} (use postgresql+psycopg://, mysql+pymysql:// "
+                "or sqlite:///)")
+    if isinstance(orig, ModuleNotFoundError):
+        return (f"the database driver {orig.name} for {where} is not installed "
+                "(psycopg[binary] for PostgreSQL, pymysql for MySQL/MariaDB)")
+    if kind == "ArgumentError":
+        return f"not a usable database URL: {text}"
+    if code == 2003 or "connection refused" in lower:
+        return f"cannot connect to {where}: connection refused (is the database server running?)"
+    if "timed out" in lower or "timeout expired" in lower:
+        return f"cannot connect to {where}: connection timed out"
+    if code == 2005 or "could not translate host name" in lower or "name or service not known" in lower:
+        return f"cannot connect to {where}: unknown host"
+    if code == 1045 or "password authentication failed" in lower or "no password supplied" in lower \
+            or "access denied for user" in lower or ("role" in lower and "does not exist" in lower):
+        return f"cannot log in to {where}: access denied (wrong user or password)"
+    if code == 1049 or ("database" in lower and "does not exist" in lower) or "unknown database" in lower:
+        return f"cannot open {where}: the database does not exist"
+    if "unable to open database file" in lower:
+        return f"cannot open {where}: the SQLite file is missing or unreadable"
+    for pattern in _MISSING_TABLE:
+        match = pattern.search(text)
+        if match:
+            return f"table {match.group(1).split('.')[-1]} not found in {where} (check source.url and source.prefix)"
+    for pattern in _MISSING_COLUMN:
+        match = pattern.search(text)
+        if match:
+            return f"column {match.group(1)} not found in {where} (does the schema match the preset's version?)"
+    if code in (1142, 1143) or "permission denied" in lower or "command denied" in lower:
+        return f"permission denied in {where}: {text[:160]} (the account needs SELECT on the shop's tables)"
+    if code == 1792 or "read-only transaction" in lower or "read only transaction" in lower \
+            or "readonly database" in lower:
+        return f"refused in {where}: the statement would write, and the connection is read-only"
+    return f"database error in {where}: {text[:200]}"
+
+
+# --------------------------------------------------------------------------------------------
+# Connections
+# --------------------------------------------------------------------------------------------
+
+
+def _sqlalchemy() -> Any:
+    import sqlalchemy
+
+    return sqlalchemy
+
+
+def _prepare_url(raw: str) -> Any:
+    """Parse the URL and point SQLite at a read-only file."""
+    sa = _sqlalchemy()
+    url = sa.engine.make_url(raw)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and not url.database.startswith("file:"):
+        query = dict(url.query)
+        query.update({"mode": "ro", "uri": "true"})
+        url = url.set(database=f"file:{url.database}", query=query)
+    return url
+
+
+def create_engine(raw_url: str, *, source: str = "sql") -> "Engine":
+    """An engine whose every connection is read-only and whose every statement is guarded."""
+    sa = _sqlalchemy()
+    try:
+        url = _prepare_url(raw_url)
+    except Exception as exc:  # ArgumentError for malformed URLs
+        raise SourceError(f"{source} source: not a database URL: {_mask(raw_url)}") from exc
+    backend = url.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    if backend == "postgresql":
+        connect_args["options"] = "-c default_transaction_read_only=on -c TimeZone=UTC"
+        connect_args["connect_timeout"] = 10
+    elif backend in ("mysql", "mariadb"):
+        connect_args["connect_timeout"] = 10
+    try:
+        engine = sa.create_engine(url, connect_args=connect_args, pool_size=3, max_overflow=2) \
+            if backend != "sqlite" else sa.create_engine(url)
+    except Exception as exc:
+        raise SourceError(f"{source} source: {explain_error(exc, _mask(raw_url))}") from None
+
+    @sa.event.listens_for(engine, "connect")
+    def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if backend in ("mysql", "mariadb"):
+                cursor.execute("SET SESSION TRANSACTION READ ONLY")
+                # Magento writes TIMESTAMP columns in UTC; read them back unconverted.
+                cursor.execute("SET time_zone = '+00:00'")
+                # A streamed result may wait while the pipeline works on a chunk.
+                cursor.execute("SET SESSION net_write_timeout = 3600")
+            elif backend == "sqlite":
+                cursor.execute("PRAGMA query_only = ON")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _guard(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        read_only_guard(statement)
+
+    return engine
+
+
+def _mask(raw_url: str) -> str:
+    try:
+        return _sqlalchemy().engine.make_url(raw_url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+class ShopDatabase:
+    """A shop's database: read-only engine, quoting of prefixed table names, streaming, errors."""
+
+    def __init__(self, url: str, *, source: str, prefix: str = "") -> None:
+        if not _PREFIX.match(prefix or ""):
+            raise ConfigError(f"source.prefix: only letters, digits and _ are allowed, got {prefix!r}")
+        self.source = source
+        self.prefix = prefix or ""
+        self.where = self._where(url)
+        self._url = url
+        self._engine: "Engine | None" = None
+
+    @staticmethod
+    def _where(url: str) -> str:
+        try:
+            parsed = _sqlalchemy().engine.make_url(url)
+        except Exception:
+            return "the shop database"
+        if parsed.get_backend_name() == "sqlite":
+            return f"SQLite database {parsed.database or ':memory:'}"
+        host = parsed.host or "localhost"
+        port = f":{parsed.port}" if parsed.port else ""
+        return f"{parsed.get_backend_name()} database {parsed.database or ''} at {host}{port}"
+
+    @property
+    def engine(self) -> "Engine":
+        if self._engine is None:
+            self._engine = create_engine(self._url, source=self.source)
+        return self._engine
+
+    @property
+    def backend(self) -> str:
+        return self.engine.url.get_backend_name()
+
+    def table(self, name: str) -> str:
+        """The quoted, prefixed name of a shop table, safe to put into SQL text."""
+        return self.engine.dialect.identifier_preparer.quote(self.prefix + name)
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn driver and SQLAlchemy errors into one-line :class:`SourceError`."""
+        sa = _sqlalchemy()
+        try:
+            yield
+        except SourceError as exc:
+            if str(exc).startswith(f"{self.source} source:"):
+                raise
+            raise SourceError(f"{self.source} source: {exc}") from None
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise SourceError(f"{self.source} source: {explain_error(exc, self.where)}") from None
+
+    def stream(self, sql: str, params: Mapping[str, Any] | None = None, *,
+               expanding: Sequence[str] = (), batch: int = 2000) -> Iterator[Mapping[str, Any]]:
+        """Rows as mappings, fetched ``batch`` at a time through a server-side cursor."""
+        statement = _text(sql, expanding)
+        with self.errors():
+            with self.engine.connect() as connection:
+                result = connection.execution_options(stream_results=True, yield_per=batch).execute(
+                    statement, dict(params or {}))
+                try:
+                    yield from result.mappings()
+                finally:
+                    result.close()
+
+    def fetch(self, sql: str, params: Mapping[str, Any] | None = None, *,
+              expanding: Sequence[str] = ()) -> list[Mapping[str, Any]]:
+        """All rows of a small result (lookups for one chunk of carts)."""
+        with self.errors():
+            with self.engine.connect() as connection:
+                return list(connection.execute(_text(sql, expanding), dict(params or {})).mappings())
+
+    def table_names(self) -> set[str]:
+        with self.errors():
+            inspector = _sqlalchemy().inspect(self.engine)
+            return set(inspector.get_table_names())
+
+    def index_columns(self, table: str) -> list[list[str]]:
+        """Column lists of the table's indexes (primary key included), for ``doctor``."""
+        with self.errors():
+            inspector = _sqlalchemy().inspect(self.engine)
+            name = self.prefix + table
+            found = [list(index["column_names"]) for index in inspector.get_indexes(name)]
+            primary = inspector.get_pk_constraint(name).get("constrained_columns") or []
+            if primary:
+                found.append(list(primary))
+            return found
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def _text(sql: str, expanding: Sequence[str]) -> Any:
+    sa = _sqlalchemy()
+    statement = sa.text(sql)
+    if expanding:
+        statement = statement.bindparams(*(sa.bindparam(name, expanding=True) for name in expanding))
+    return statement
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------------
+
+
+class RowError(ValueError):
+    """A value the adapter cannot use; the message is the reason shown to the user."""
+
+
+def as_utc(value: Any, tz: ZoneInfo | timezone, what: str) -> datetime:
+    """A database time as aware UTC. Naive values are read in ``tz`` (UTC for Magento, the
+    shop's timezone for site-local columns); aware values are converted."""
+    if value is None:
+        raise RowError(f"{what}: missing")
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise RowError(f"{what}: not a time: {value!r}") from None
+    if not isinstance(value, datetime):
+        raise RowError(f"{what}: not a time: {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(UTC)
+
+
+def local_bound(moment: datetime, tz: ZoneInfo | timezone, *, slack: timedelta = timedelta(0)) -> datetime:
+    """A window bound as a naive time in ``tz``, for comparing with naive columns.
+
+    ``slack`` widens the window for site-local columns: around a DST change the local clock
+    repeats or skips an hour, so the precise filter is applied after conversion.
+    """
+    return (moment + slack).astimezone(tz).replace(tzinfo=None)
+
+
+def as_decimal(value: Any, what: str, *, required: bool = True) -> Decimal | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise RowError(f"{what}: missing")
+        return None
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, (int, bool)):
+        number = Decimal(int(value))
+    else:
+        try:
+            number = Decimal(str(value).strip().replace(",", "."))
+        except InvalidOperation:
+            raise RowError(f"{what}: not a number: {value!r}") from None
+    if not number.is_finite():
+        raise RowError(f"{what}: not a number: {value!r}")
+    return number
+
+
+def as_quantity(value: Any, what: str = "quantity") -> int:
+    number = as_decimal(value, what)
+    assert number is not None
+    if number != number.to_integral_value():
+        raise RowError(f"{what}: not a whole number: {value}")
+    if number <= 0:
+        raise RowError(f"{what}: must be at least 1, got {value}")
+    return int(number)
+
+
+def as_stock(value: Any) -> int | None:
+    """Stock on hand: ``None`` when the shop does not track it (empty, NULL, not a number)."""
+    try:
+        number = as_decimal(value, "stock", required=False)
+    except RowError:
+        return None
+    return None if number is None else int(number)
+
+
+def as_bool(value: Any) -> bool | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, Decimal)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return None
+
+
+_KNOWN_CURRENCIES: frozenset[str] | None = None
+
+
+def as_currency(value: Any) -> str:
+    """An ISO 4217 code known to CLDR (so ``XXQ`` or a currency id is reported, not guessed)."""
+    global _KNOWN_CURRENCIES
+    code = str(value).strip().upper() if value is not None else ""
+    if not code:
+        raise RowError("currency: missing")
+    if not _CURRENCY.match(code):
+        raise RowError(f"currency: expected an ISO 4217 code like EUR, got {value!r}")
+    if _KNOWN_CURRENCIES is None:
+        from babel.numbers import list_currencies
+
+        _KNOWN_CURRENCIES = frozenset(list_currencies())
+    if code not in _KNOWN_CURRENCIES:
+        raise RowError(f"currency: unknown currency code {code!r}")
+    return code
+
+
+def as_email(*candidates: Any) -> str | None:
+    """The first non-blank address among ``candidates``, normalized; invalid is an error."""
+    for candidate in candidates:
+        email = normalize_email(candidate if isinstance(candidate, str) else None)
+        if email:
+            if not is_valid_email(email):
+                raise RowError(f"email: not a valid address: {candidate!r}")
+            return email
+    return None
+
+
+def as_locale(value: Any) -> str | None:
+    if not value:
+        return None
+    text = str(value).strip().replace("-", "_")
+    language, _, region = text.partition("_")
+    if not language.isalpha():
+        return None
+    return f"{language.lower()}_{region.upper()}" if region else language.lower()
+
+
+def text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def id_or_none(value: Any) -> str | None:
+    """Database ids as strings; ``0`` and blank mean "none" in these schemas."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", "0") else text
+
+
+def item(sku: Any, name: Any, quantity: Any, unit_price: Any, *, unit_cost: Any = None,
+         stock: Any = None, image_url: str | None = None, product_url: str | None = None) -> LineItem:
+    """A line item from database values, with the same rules as the CSV source."""
+    sku_text, name_text = text_or_none(sku), text_or_none(name)
+    if not sku_text and not name_text:
+        raise RowError("line without sku and name")
+    price = as_decimal(unit_price, "unit_price")
+    assert price is not None
+    if price < 0:
+        raise RowError(f"unit_price: negative: {unit_price}")
+    return LineItem(
+        sku=sku_text or name_text or "",
+        name=name_text or sku_text or "",
+        quantity=as_quantity(quantity),
+        unit_price=price,
+        unit_cost=as_decimal(unit_cost, "unit_cost", required=False),
+        stock_on_hand=stock if isinstance(stock, int) or stock is None else as_stock(stock),
+        image_url=image_url,
+        product_url=product_url,
+    )
+
+
+def chunks(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for element in iterable:
+        batch.append(element)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def grouped(rows: Iterable[Mapping[str, Any]], key: str) -> Iterator[list[Mapping[str, Any]]]:
+    """Consecutive rows with the same ``key`` (the SQL orders by it)."""
+    current: list[Mapping[str, Any]] = []
+    current_key: Any = object()
+    for row in rows:
+        value = row[key]
+        if current and value != current_key:
+            yield current
+            current = []
+        current_key = value
+        current.append(row)
+    if current:
+        yield current
+
+
+# --------------------------------------------------------------------------------------------
+# Base for database sources
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendedIndex:
+    """An index ``doctor`` looks for: any index whose leading columns are one of ``leading``."""
+
+    table: str
+    leading: tuple[tuple[str, ...], ...]
+    create: str  # the statement docs/databases.md recommends, with {table} for the prefixed name
+
+
+class DatabaseSource(CartSource):
+    """Shared plumbing of the database sources: config, connection, ``check()``, close."""
+
+    name = "sql"
+    default_prefix: ClassVar[str] = ""
+    required_tables: ClassVar[tuple[str, ...]] = ()
+    recommended_indexes: ClassVar[tuple[RecommendedIndex, ...]] = ()
+    chunk_size: ClassVar[int] = 500
+
+    def __init__(self, url: str, *, prefix: str | None = None, shop_tz: ZoneInfo = ZoneInfo("UTC"),
+                 options: Mapping[str, Any] | None = None, on_problem: ProblemSink = ignore_problem) -> None:
+        super().__init__(on_problem)
+        self.options = dict(options or {})
+        self.shop_tz = ZoneInfo(self.options["timezone"]) if self.options.get("timezone") else shop_tz
+        self.db = ShopDatabase(url, source=self.name, prefix=self.default_prefix if prefix is None else prefix)
+        self.recovery_template: str | None = self.options.get("recovery_url")
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink) -> "DatabaseSource":
+        return cls(cfg.url, prefix=cfg.prefix, shop_tz=shop_tz, options=getattr(cfg, "options", None) or {},
+                   on_problem=on_problem)
+
+    def t(self, name: str) -> str:
+        return self.db.table(name)
+
+    def problem(self, location: str, reason: str) -> None:
+        self.on_problem(RowProblem(location, reason))
+
+    def recovery_url(self, cart_id: str, token: str = "") -> str | None:
+        if not self.recovery_template:
+            return None
+        return self.recovery_template.replace("{cart_id}", cart_id).replace("{token}", token)
+
+    def check(self) -> list[str]:
+        """Problems ``doctor`` shows: missing tables, a missing recommended index."""
+        try:
+            present = self.db.table_names()
+        except SourceError as exc:
+            return [str(exc)]
+        lowered = {name.lower() for name in present}
+        problems = [
+            f"{self.name} source: table {self.db.prefix}{table} not found in {self.db.where}"
+            for table in self.required_tables if (self.db.prefix + table).lower() not in lowered
+        ]
+        for index in self.recommended_indexes:
+            if (self.db.prefix + index.table).lower() not in lowered:
+                continue
+            try:
+                existing = self.db.index_columns(index.table)
+            except SourceError as exc:
+                problems.append(str(exc))
+                continue
+            if not any(tuple(cols[: len(lead)]) == lead for cols in existing for lead in index.leading):
+                problems.append(
+                    f"{self.name} source: no index on {self.db.prefix}{index.table}"
+                    f"({', '.join(index.leading[0])}); each run then scans the whole table. Create it with: "
+                    + index.create.format(table=self.db.prefix + index.table)
+                )
+        return problems
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The generic ``sql`` source
+# --------------------------------------------------------------------------------------------
+
+_BIND = r"(?<![:\w]):{name}\b"
+_ORDER_LISTS = ("cart_ids", "emails", "customer_ids")
+
+
+class SqlSource(DatabaseSource):
+    """Carts and orders from named queries over any SQLAlchemy database.
+
+    ``queries.carts`` returns one row per line item, columns named like the CSV format
+    (docs/csv-format.md), the rows of one cart consecutive (``ORDER BY cart_id``), and takes the
+    window as ``:start`` and ``:end``. ``queries.orders`` (optional) returns one row per order
+    with the CSV order columns and may use the lists ``:cart_ids``, ``:emails`` and
+    ``:customer_ids``. Naive times are read in ``options.db_timezone`` (default UTC; ``shop``
+    means the shop's timezone), and ``:start``/``:end`` are passed in that timezone too.
+    """
+
+    name = "sql"
+
+    def __init__(self, url: str, *, queries: Mapping[str, str], prefix: str | None = None,
+                 shop_tz: ZoneInfo = ZoneInfo("UTC"), options: Mapping[str, Any] | None = None,
+                 on_problem: ProblemSink = ignore_problem) -> None:
+        super().__init__(url, prefix=prefix, shop_tz=shop_tz, options=options, on_problem=on_problem)
+        if "carts" not in queries:
+            raise ConfigError("source.queries.carts: a sql source needs a carts query")
+        for key, query in queries.items():
+            try:
+                read_only_guard(query)
+            except SourceError as exc:
+                raise ConfigError(f"source.queries.{key}: {exc}") from None
+        self.queries = dict(queries)
+        zone = str(self.options.get("db_timezone", "UTC"))
+        self.db_tz: ZoneInfo | timezone = self.shop_tz if zone == "shop" else ZoneInfo(zone)
+        self.name = str(self.options.get("name", "sql"))
+        self.db.source = self.name
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink) -> "SqlSource":
+        return cls(cfg.url, queries=cfg.queries or {}, prefix=cfg.prefix, shop_tz=shop_tz,
+                   options=getattr(cfg, "options", None) or {}, on_problem=on_problem)
+
+    def _window_params(self, window: Window) -> dict[str, Any]:
+        return {"start": local_bound(window.start, self.db_tz), "end": local_bound(window.end, self.db_tz)}
+
+    def carts(self, window: Window) -> Iterator[Cart]:
+        sql = self.queries["carts"]
+        params = {name: value for name, value in self._window_params(window).items()
+                  if re.search(_BIND.format(name=name), sql)}
+        for rows in grouped(self.db.stream(sql, params), "cart_id"):
+            cart = self._cart(rows)
+            if cart is not None:
+                yield cart
+
+    def _cart(self, rows: list[Mapping[str, Any]]) -> Cart | None:
+        first = rows[0]
+        cart_id = str(first["cart_id"])
+
+        def level(column: str) -> Any:
+            for row in rows:
+                value = row.get(column)
+                if value is not None and value != "":
+                    return value
+            return None
+
+        try:
+            items = tuple(
+                item(row.get("sku"), row.get("name"), row.get("quantity"), row.get("unit_price"),
+                     unit_cost=row.get("unit_cost"), stock=as_stock(row.get("stock_on_hand")),
+                     image_url=text_or_none(row.get("image_url")), product_url=text_or_none(row.get("product_url")))
+                for row in rows
+            )
+            created = as_utc(level("created_at"), self.db_tz, "created_at")
+            updated = as_utc(level("updated_at"), self.db_tz, "updated_at") if level("updated_at") is not None \
+                else created
+            total = as_decimal(level("total"), "total", required=False)
+            customer_id = id_or_none(level("customer_id"))
+            guest = as_bool(level("is_guest"))
+            customer = Customer(
+                email=as_email(level("email")),
+                id=customer_id,
+                phone=text_or_none(level("phone")),
+                first_name=text_or_none(level("first_name")),
+                last_name=text_or_none(level("last_name")),
+                locale=as_locale(level("locale")),
+                is_guest=(customer_id is None) if guest is None else guest,
+                marketing_consent=as_bool(level("marketing_consent")),
+            )
+            currency = as_currency(level("currency"))
+        except RowError as exc:
+            self.problem(f"carts query cart_id={cart_id}", str(exc))
+            return None
+        return Cart(
+            id=cart_id, source=self.name, customer=customer, currency=currency, items=items,
+            total=total if total is not None else sum((i.line_total for i in items), Decimal("0")),
+            created_at=created, updated_at=updated,
+            recovery_url=text_or_none(level("recovery_url")) or self.recovery_url(cart_id),
+            store_id=text_or_none(level("store_id")), device=text_or_none(level("device")),
+        )
+
+    def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        sql = self.queries.get("orders")
+        if not sql or not carts:
+            return
+        lists = {
+            "cart_ids": sorted({cart.id for cart in carts}),
+            "emails": sorted({cart.customer.email for cart in carts if cart.customer.email}),
+            "customer_ids": sorted({cart.customer.id for cart in carts if cart.customer.id}),
+        }
+        used = [name for name in _ORDER_LISTS if re.search(_BIND.format(name=name), sql)]
+        seen: set[str] = set()
+        for row in self.db.fetch(sql, {name: lists[name] for name in used}, expanding=used):
+            order_id = text_or_none(row.get("order_id"))
+            if order_id is None or order_id in seen:
+                continue
+            seen.add(order_id)
+            try:
+                order = Order(
+                    id=order_id,
+                    created_at=as_utc(row.get("created_at"), self.db_tz, "created_at"),
+                    email=as_email(row.get("email")),
+                    customer_id=id_or_none(row.get("customer_id")),
+                    cart_id=id_or_none(row.get("cart_id")),
+                    total=as_decimal(row.get("total"), "total", required=False) or Decimal("0"),
+                    currency=text_or_none(row.get("currency")),
+                    status=(text_or_none(row.get("status")) or "").lower(),
+                    delivered=as_bool(row.get("delivered")),
+                )
+            except RowError as exc:
+                self.problem(f"orders query order_id={order_id}", str(exc))
+                continue
+            if order.status not in IGNORED_ORDER_STATUSES:
+                yield order
+
+    def check(self) -> list[str]:
+        try:
+            with self.db.errors():
+                with self.db.engine.connect() as connection:
+                    connection.exec_driver_sql("SELECT 1")
+        except SourceError as exc:
+            return [str(exc)]
+        return []
+
+
+def wrap_stream(db: ShopDatabase, factory: Callable[[], Iterator[T]]) -> Iterator[T]:
+    """Run a generator under ``db.errors()`` so failures mid-stream are one-line too."""
+    with db.errors():
+        yield from factory()
