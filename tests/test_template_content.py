@@ -1,0 +1,285 @@
+"""The shipped reminder templates: every locale x template x part renders and carries what it must.
+
+Renders against fake contexts that hold exactly the variables documented in docs/templates.md,
+in the same kind of environment the app uses (sandbox, StrictUndefined, HTML autoescaped).
+"""
+
+from __future__ import annotations
+
+import copy
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+LOCALES = ("en", "sv", "hu", "ru", "af", "kk")
+NAMES = ("reminder-1", "reminder-2", "reminder-3")
+PARTS = ("subject.txt", "txt", "html")
+
+RECOVERY = "https://shop.example/cart/recover?token=r3c0v3ry&x=1"
+UNSUB = "https://shop.example/u/unsub-4f2a?list=reminders&a=1"
+
+
+# "plain": Jinja's defaults; "app": the whitespace options cartrescue.render uses. The text parts
+# are written (``+%}`` on line-ending block tags) to come out the same under both.
+WHITESPACE = {
+    "plain": {},
+    "app": {"trim_blocks": True, "lstrip_blocks": True, "keep_trailing_newline": True},
+}
+
+
+def make_env(mode: str) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(["html"]),
+        **WHITESPACE[mode],
+    )
+
+
+@pytest.fixture(scope="module", params=sorted(WHITESPACE))
+def env(request) -> SandboxedEnvironment:
+    return make_env(request.param)
+
+
+def _shop(name: str = "Nordic Home & Garden", phone: str | None = "+46 8 123 456 78") -> dict:
+    return {
+        "name": name,
+        "url": "https://shop.example/",
+        "support_email": "help@shop.example",
+        "support_phone": phone,
+        "address": "Storgatan 1\n111 22 Stockholm",
+        "returns": "Free returns within 30 days.",
+        "logo_url": "https://shop.example/logo.png" if phone else None,
+    }
+
+
+def full_context() -> dict:
+    """Returning customer with a name, support phone, incentive, items with images and links."""
+    return {
+        "shop": _shop(),
+        "customer": {
+            "first_name": "Anna",
+            "last_name": "Berg",
+            "greeting_name": "Anna",
+            "email": "anna@example.com",
+            "is_returning": True,
+            "previous_orders": 3,
+        },
+        "cart": {"id": "C-1001", "currency": "EUR", "item_count": 3, "total": "1 234,50 €"},
+        "items": [
+            {
+                "name": "Linen duvet cover <King>",
+                "sku": "LIN-K",
+                "quantity": 2,
+                "unit_price": "499,00 €",
+                "line_total": "998,00 €",
+                "image_url": "https://shop.example/img/lin.jpg",
+                "product_url": "https://shop.example/p/lin",
+            },
+            {
+                "name": "Ceramic mug",
+                "sku": "MUG-1",
+                "quantity": 1,
+                "unit_price": "236,50 €",
+                "line_total": "236,50 €",
+                "image_url": None,
+                "product_url": "https://shop.example/p/mug",
+            },
+        ],
+        "recovery_url": RECOVERY,
+        "unsubscribe_url": UNSUB,
+        "step": {"number": 3, "count": 3},
+        "tier": "high",
+        "incentive": {"kind": "percent", "value": "10 %", "code": "BACK-7QX2", "expires": "30.06.2025"},
+        "locale": "sv",
+        "variant": "a",
+    }
+
+
+def bare_context() -> dict:
+    """New customer without a name, no phone, no logo, no returns line, no incentive, item without
+    image or link."""
+    shop = _shop(phone=None)
+    shop["returns"] = ""  # the config's default
+    return {
+        "shop": shop,
+        "customer": {
+            "first_name": None,
+            "last_name": None,
+            "greeting_name": None,
+            "email": "guest@example.com",
+            "is_returning": False,
+            "previous_orders": 0,
+        },
+        "cart": {"id": "C-1002", "currency": "SEK", "item_count": 1, "total": "149,00 kr"},
+        "items": [
+            {
+                "name": "Gift card",
+                "sku": "GIFT",
+                "quantity": 1,
+                "unit_price": "149,00 kr",
+                "line_total": "149,00 kr",
+                "image_url": None,
+                "product_url": None,
+            }
+        ],
+        "recovery_url": RECOVERY,
+        "unsubscribe_url": UNSUB,
+        "step": {"number": 1, "count": 3},
+        "tier": "standard",
+        "incentive": None,
+        "locale": "en",
+        "variant": None,
+    }
+
+
+CONTEXTS = {"full": full_context, "bare": bare_context}
+
+
+class _BalanceChecker(HTMLParser):
+    """Tracks open/close of non-void tags; records every mismatch."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+            "param", "source", "track", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            self.errors.append(f"end tag for void element </{tag}>")
+        elif not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def html_errors(html: str) -> list[str]:
+    checker = _BalanceChecker()
+    checker.feed(html)
+    checker.close()
+    return checker.errors + [f"<{t}> never closed" for t in checker.stack]
+
+
+def render(env, locale: str, name: str, part: str, ctx: dict) -> str:
+    return env.get_template(f"{locale}/{name}.{part}").render(**ctx)
+
+
+def test_every_locale_has_every_part():
+    missing = [
+        f"{loc}/{name}.{part}"
+        for loc in LOCALES
+        for name in NAMES
+        for part in PARTS
+        if not (TEMPLATES / loc / f"{name}.{part}").is_file()
+    ]
+    assert not missing
+    assert (TEMPLATES / "_layout.html").is_file()
+
+
+@pytest.mark.parametrize("ctx_name", sorted(CONTEXTS))
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("locale", LOCALES)
+def test_message_renders_with_required_content(env, locale, name, ctx_name):
+    ctx = CONTEXTS[ctx_name]()
+    ctx["locale"] = locale
+    subject = render(env, locale, name, "subject.txt", ctx).strip()
+    text = render(env, locale, name, "txt", ctx)
+    html = render(env, locale, name, "html", ctx)
+
+    assert subject and "\n" not in subject and len(subject) <= 78, subject
+    for part in (text, html):
+        assert "None" not in part  # an optional value leaked as the string "None"
+
+    assert UNSUB in text
+    assert f'href="{UNSUB.replace("&", "&amp;")}"' in html
+    assert RECOVERY in text
+    assert f'href="{RECOVERY.replace("&", "&amp;")}"' in html
+
+    for item in ctx["items"]:
+        assert item["name"] in text
+        assert item["line_total"] in text
+        escaped = item["name"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert escaped in html
+        if item["image_url"] is not None:
+            assert item["image_url"] in html
+        if item["product_url"] is not None:
+            assert item["product_url"] in html
+    assert ctx["cart"]["total"] in text and ctx["cart"]["total"] in html
+    assert "<King>" not in html  # cart data is autoescaped
+
+    assert ctx["shop"]["support_email"] in text and ctx["shop"]["support_email"] in html
+    if ctx["shop"]["support_phone"] is not None:
+        assert ctx["shop"]["support_phone"] in text and ctx["shop"]["support_phone"] in html
+    assert "Storgatan 1" in text and "111 22 Stockholm" in html
+    if name == "reminder-2" and ctx["shop"]["returns"]:
+        assert ctx["shop"]["returns"] in text and ctx["shop"]["returns"] in html
+    dangling = [line for line in text.splitlines() if line.endswith(": ")]
+    assert not dangling  # a label whose optional value was left out
+    if ctx["customer"]["greeting_name"] is not None:
+        assert ctx["customer"]["greeting_name"] in text and ctx["customer"]["greeting_name"] in html
+
+    assert f'<html lang="{locale}">' in html
+    assert html_errors(html) == []
+
+
+@pytest.mark.parametrize(
+    "kind,value,code",
+    [("percent", "15 %", "SAVE-K9Z1"), ("fixed", "5,00 €", "SAVE-K9Z1"), ("free_shipping", "", "SAVE-K9Z1"),
+     ("percent", "15 %", None)],  # a config incentive may come without a code
+)
+@pytest.mark.parametrize("locale", LOCALES)
+def test_last_reminder_shows_incentive(env, locale, kind, value, code):
+    ctx = bare_context()
+    ctx["incentive"] = {"kind": kind, "value": value, "code": code, "expires": "30 juni 2025"}
+    subject = render(env, locale, "reminder-3", "subject.txt", ctx).strip()
+    text = render(env, locale, "reminder-3", "txt", ctx)
+    html = render(env, locale, "reminder-3", "html", ctx)
+    for part in (text, html):
+        assert "30 juni 2025" in part
+        assert "None" not in part
+        if code is not None:
+            assert code in part
+        if value:
+            assert value in part
+    if value:
+        assert value in subject
+    assert html_errors(html) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("locale", LOCALES)
+def test_subject_fits_in_60_with_long_names(env, locale, name):
+    """The target: <= 60 characters with a 20-character shop name and a 12-character first name."""
+    for ctx in (full_context(), bare_context()):
+        ctx["shop"]["name"] = "S" * 20
+        ctx["customer"]["first_name"] = ctx["customer"]["greeting_name"] = "Maximilianna"  # 12 characters
+        for kind, value in (("percent", "15 %"), ("fixed", "1 500,00 ₸"), ("free_shipping", "")):
+            if ctx["incentive"] is not None:
+                ctx = copy.deepcopy(ctx)
+                ctx["incentive"].update(kind=kind, value=value)
+            subject = " ".join(render(env, locale, name, "subject.txt", ctx).split())
+            assert len(subject) <= 60, (len(subject), subject)
+
+
+@pytest.mark.parametrize("ctx_name", sorted(CONTEXTS))
+@pytest.mark.parametrize("locale", LOCALES)
+def test_text_layout_does_not_depend_on_whitespace_options(locale, ctx_name):
+    plain, app = make_env("plain"), make_env("app")
+    for name in NAMES:
+        for part in ("subject.txt", "txt"):
+            ctx = CONTEXTS[ctx_name]()
+            a = render(plain, locale, name, part, ctx).rstrip("\n")
+            b = render(app, locale, name, part, ctx).rstrip("\n")
+            assert a == b, f"{locale}/{name}.{part}"
+            assert "\n\n\n" not in a  # no stray empty lines
