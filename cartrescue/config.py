@@ -243,21 +243,93 @@ class PriorityConfig(_Model):
         return sorted(tiers, key=lambda tier: tier.min_score, reverse=True)
 
 
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_CODE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::(\d+))?\}")
+
+
+class CodeSource(_Model):
+    """Per-recipient codes of an incentive: a pool file (each code once) or a generating pattern.
+
+    Codes live in the ledger (``cr_code``) under ``pool``; see docs/templates.md#incentives.
+    """
+
+    pool: str  # the pool's name in the ledger (`cartrescue codes list --pool NAME`)
+    file: Path | None = None  # one code per line, imported into the pool; relative to the config file
+    pattern: str | None = None  # e.g. "CR-{random:8}": {random:N} = N characters of A-Z/2-9, N >= 6
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"expected a short lower-case name like comeback10, got {value!r}")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        placeholders = _CODE_PLACEHOLDER.findall(value)
+        if not placeholders or any(name != "random" or not size or int(size) < 6 for name, size in placeholders):
+            raise ValueError(f"expected a pattern with {{random:N}} (N >= 6) and nothing else in braces, got {value!r}")
+        if len(_CODE_PLACEHOLDER.sub("", value)) + sum(int(size) for _name, size in placeholders) > 64:
+            raise ValueError("codes longer than 64 characters do not fit the ledger")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "CodeSource":
+        if (self.file is None) == (self.pattern is None):
+            raise ValueError("give exactly one of 'file' (a pool of codes) or 'pattern' (generated codes)")
+        return self
+
+
 class Incentive(_Model):
     kind: Literal["percent", "fixed", "free_shipping"]
     value: Decimal = Decimal("0")
-    code: str | None = None  # a fixed code; per-recipient codes come with the incentives issue
-    valid_for: Duration = timedelta(days=3)
+    code: str | None = None  # one fixed code for everyone; for per-recipient codes use `codes`
+    codes: CodeSource | None = None  # unique code per recipient and step, allocated at delivery
+    valid_for: Duration = timedelta(days=3)  # the expiry shown in the message: delivery + valid_for
+
+    @model_validator(mode="after")
+    def _code_or_codes(self) -> "Incentive":
+        if self.code is not None and self.codes is not None:
+            raise ValueError("give either 'code' (one shared code) or 'codes' (one per recipient), not both")
+        return self
 
 
 class Step(_Model):
     delay: Duration
     template: str
     incentive: Incentive | None = None
+    # per-tier incentives for this step: {tier name: incentive or null}; other tiers get `incentive`
+    tier_incentives: dict[str, Incentive | None] = Field(default_factory=dict)
+    # A/B variants: {name: weight}; a variant renders <template>@<name>.* where that file exists,
+    # else the base file. Weights are relative and split the share that is not held out.
+    variants: dict[str, float] = Field(default_factory=dict)
+    experiment: str | None = None  # assignment salt; steps sharing it (default: the sequence) share arms
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, variants: dict[str, float]) -> dict[str, float]:
+        for name, weight in variants.items():
+            if not _NAME.match(name):
+                raise ValueError(f"variant names are short lower-case names like a, b or urgent; got {name!r}")
+            if not weight > 0:
+                raise ValueError(f"variant {name!r}: the weight must be above 0, got {weight}")
+        if len(variants) == 1:
+            raise ValueError("one variant is no test: give two or more, or none")
+        return variants
+
+    def incentive_for(self, tier: str | None) -> Incentive | None:
+        """The incentive for a cart of ``tier``: its own entry in ``tier_incentives``, else ``incentive``."""
+        if tier is not None and tier in self.tier_incentives:
+            return self.tier_incentives[tier]
+        return self.incentive
 
 
 class Sequence(_Model):
     steps: list[Step]
+    holdout: float = Field(0.0, ge=0, lt=1)  # share of addresses that get no message (measures lift)
 
     @field_validator("steps")
     @classmethod
@@ -294,6 +366,72 @@ class OutboxConfig(_Model):
     path: Path | None = None  # default directory for --outbox without a value
 
 
+class ExperimentsConfig(_Model):
+    """A/B variants and the holdout: assignment is a stable hash of the address and this salt."""
+
+    salt: str = "cartrescue"  # change it to draw every address's arms anew (ends running tests)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1 (no DNS lookup: a name is loopback only if it says so)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class SmtpConfig(_Model):
+    """The relay ``run --send`` delivers to (see docs/sending.md). Secrets come from ``${ENV}``."""
+
+    host: str = "localhost"
+    port: int | None = Field(None, ge=1, le=65535)  # None: 587 (starttls), 465 (tls), 25 (none)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None  # use ${SMTP_PASSWORD}; never write the password into the file
+    ca_file: Path | None = None  # a private relay's CA (PEM), relative to the config file
+    verify: bool = True  # verify the relay's certificate and name; false only for a private test relay
+    allow_plain_remote: bool = False  # security none to a host that is not loopback needs this
+    helo_name: str | None = None  # name given in EHLO (default: this machine's host name)
+    envelope_from: str | None = None  # MAIL FROM / bounce address (default: shop.from_email)
+    pool_size: int = Field(8, ge=1, le=64)  # concurrent connections, each reused for many messages
+    rate_per_second: float | None = Field(None, gt=0)  # None: as fast as the relay takes them
+    rate_per_hour: int | None = Field(None, gt=0)  # a rolling hour, counted across runs via the ledger
+    retries: int = Field(3, ge=0, le=10)  # in-run retries of a transient failure (4xx, connection, TLS)
+    backoff: Duration = timedelta(seconds=1)  # wait before the first retry; doubles each time
+    backoff_max: Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=30)  # per connect and per command
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+    @model_validator(mode="after")
+    def _safe(self) -> "SmtpConfig":
+        if self.security == "none" and not self.allow_plain_remote and not is_loopback_host(self.host):
+            raise ValueError(
+                f"security none to {self.host!r} would send mail and the password in clear text; use starttls or "
+                "tls, or set allow_plain_remote: true for a relay on a trusted network"
+            )
+        if self.username and not self.password:
+            raise ValueError("username given without password (set password: ${SMTP_PASSWORD})")
+        if self.password and not self.username:
+            raise ValueError("password given without username")
+        if self.backoff_max < self.backoff:
+            raise ValueError("backoff_max must not be below backoff")
+        return self
+
+
+class DoctorConfig(_Model):
+    """``cartrescue doctor``: what counts as "reminders have silently stopped"."""
+
+    stale_after: Duration = timedelta(hours=2)  # no successful non-dry-run run for this long: exit 5
+
+
 class Config(_Model):
     """The whole file. ``base_dir`` is the config file's folder: relative paths resolve there."""
 
@@ -306,6 +444,9 @@ class Config(_Model):
     templates: Path | None = None  # None: the templates shipped with cartrescue
     call_list: CallListConfig = CallListConfig()
     outbox: OutboxConfig = OutboxConfig()
+    experiments: ExperimentsConfig = ExperimentsConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    doctor: DoctorConfig = DoctorConfig()
     now: str | None = None  # pin the clock (demos, reproducible tests); never in production
     base_dir: Path = Path(".")
 
@@ -317,6 +458,25 @@ class Config(_Model):
                     f"priority.tiers[{tier.name}].sequence: unknown sequence {tier.sequence!r}"
                     f" (known: {', '.join(sorted(self.sequences))})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _incentives_consistent(self) -> "Config":
+        tiers = {tier.name for tier in self.priority.tiers}
+        pools: dict[str, tuple[str, Incentive]] = {}
+        for name, sequence in self.sequences.items():
+            for number, step in enumerate(sequence.steps, 1):
+                where = f"sequences.{name}.steps[{number - 1}]"
+                unknown = sorted(set(step.tier_incentives) - tiers)
+                if unknown:
+                    raise ValueError(f"{where}.tier_incentives: unknown tier {unknown[0]!r} (known: {', '.join(sorted(tiers))})")
+                for incentive in (step.incentive, *step.tier_incentives.values()):
+                    if incentive is None or incentive.codes is None:
+                        continue
+                    seen = pools.setdefault(incentive.codes.pool, (where, incentive))
+                    if (seen[1].kind, seen[1].value, seen[1].codes) != (incentive.kind, incentive.value, incentive.codes):
+                        raise ValueError(f"{where}: code pool {incentive.codes.pool!r} is used by {seen[0]} with another "
+                                         "kind, value or source; one pool is one offer")
         return self
 
     def path(self, value: Path | str) -> Path:

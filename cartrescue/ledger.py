@@ -8,8 +8,7 @@ Owns the persisted tables and the three guarantees cron users need:
 - **one run at a time**: a lock row keeps overlapping cron runs from both delivering.
 
 It must not decide eligibility or talk to channels; it answers questions and stores answers.
-All times are stored as naive UTC (portable across SQLite, PostgreSQL and MySQL) and returned
-aware.
+All times are stored and returned as aware UTC (SQLModel's UTCDateTime columns).
 """
 
 from __future__ import annotations
@@ -24,18 +23,21 @@ from typing import Any
 
 from sqlalchemy import Index, UniqueConstraint, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
 
 from cartrescue.errors import LedgerError, LockHeld
 
 
 def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    """What the columns take: aware UTC (SQLModel's UTCDateTime stores it portably)."""
+    return moment.astimezone(timezone.utc)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.replace(tzinfo=timezone.utc)
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 class Message(SQLModel, table=True):
@@ -124,6 +126,32 @@ class CartDecision(SQLModel, table=True):
     run_id: int | None = None
 
 
+class Code(SQLModel, table=True):
+    """An incentive code of a pool: free until allocated to one claimed message, then never again.
+
+    ``code`` is unique across pools and ``claim_id`` (the ``cr_message`` id) is unique, so a code
+    goes to at most one message and a message gets at most one code. Logic: cartrescue.incentives.
+    """
+
+    __tablename__ = "cr_code"
+    __table_args__ = (Index("ix_cr_code_pool_free", "pool", "claim_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pool: str = Field(max_length=32)
+    code: str = Field(max_length=64, unique=True)
+    origin: str = Field(default="file", max_length=16)  # file | generated
+    kind: str = Field(default="", max_length=16)  # percent | fixed | free_shipping
+    value: str = Field(default="", max_length=32)
+    created_at: datetime
+    claim_id: int | None = Field(default=None, unique=True)
+    cart_key: str | None = Field(default=None, max_length=191)
+    email: str | None = Field(default=None, max_length=254)
+    step: int | None = None
+    allocated_at: datetime | None = None
+    expires_at: datetime | None = None
+    exported_at: datetime | None = None
+
+
 @dataclass(slots=True)
 class SentStep:
     step: int
@@ -157,9 +185,9 @@ class ClaimRequest:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: the next pragmas may wait for a lock
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -174,12 +202,20 @@ class Ledger:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
-            SQLModel.metadata.create_all(
-                self.engine,
-                tables=[t.__table__ for t in (Message, Suppression, Run, RunLock, CartDecision)],  # type: ignore[attr-defined]
-            )
+            self._create_tables([Message, Suppression, Run, RunLock, CartDecision, Code])
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             raise LedgerError(f"ledger {self._safe_url()}: cannot open: {_one_line(exc)}") from None
+
+    def _create_tables(self, models: list[type[SQLModel]]) -> None:
+        """Create missing tables; two processes starting together may race, so retry."""
+        tables = [model.__table__ for model in models]  # type: ignore[attr-defined]
+        for attempt in range(3):
+            try:
+                SQLModel.metadata.create_all(self.engine, tables=tables)
+                return
+            except (OperationalError, IntegrityError, ProgrammingError):
+                if attempt == 2:
+                    raise
 
     def _safe_url(self) -> str:
         from sqlalchemy.engine import make_url

@@ -26,7 +26,8 @@ Choices and their reasons:
   no per-character loop), and readers decode it anyway.
 - Display names: runs of spaces are collapsed and ends trimmed (the ``email`` package does the
   same to encoded names, so this is what a reader shows anyway); ASCII names go out as atoms or
-  as a quoted-string (``"`` and ``\\`` escaped), non-ASCII names as ``B`` encoded-words.
+  as a quoted-string (``"`` and ``\\`` escaped), folded at spaces; non-ASCII names as ``B``
+  encoded-words split after spaces (see :func:`_encoded_phrase` on CPython gh-128110).
 - Extra headers (``List-Unsubscribe``...) are usually structured, so ASCII values are never
   encoded, only trimmed and folded at spaces (``ValueError`` if a line would pass 998); a
   non-ASCII value, or one containing something a reader would decode as an encoded-word, is
@@ -176,20 +177,66 @@ def _utf8(value: str) -> bytes:
         return value.encode("utf-8", "replace")
 
 
-def _encoded_words(value: str, used: int) -> str:
-    """``value`` as B encoded-words, one per line; the first continues a line ``used`` long."""
-    data = _utf8(value)
-    size = max((min(_EW_MAX, MAX_LINE - used) - _EW_OVERHEAD) // 4 * 3, 6)
-    words = []
-    pos, end_of_data = 0, len(data)
+def _split_utf8(data: bytes, first: int, rest: int) -> list[bytes]:
+    """``data`` in pieces of at most ``first``, then ``rest`` bytes, never inside a character."""
+    pieces = []
+    pos, size, end_of_data = 0, first, len(data)
     while pos < end_of_data:
         end = pos + size
         if end < end_of_data:
-            while data[end] & 0xC0 == 0x80:  # never split a UTF-8 sequence
+            while data[end] & 0xC0 == 0x80:  # a continuation byte: back up to the lead byte
                 end -= 1
-        words.append(_EW_OPEN + b2a_base64(data[pos:end], newline=False).decode("ascii") + "?=")
-        pos, size = end, _EW_NEXT_BYTES
-    return "\r\n ".join(words)
+        pieces.append(data[pos:end])
+        pos, size = end, rest
+    return pieces
+
+
+def _first_ew_bytes(used: int) -> int:
+    """How many bytes the first encoded-word can carry on a line already ``used`` long."""
+    return max((min(_EW_MAX, MAX_LINE - used) - _EW_OVERHEAD) // 4 * 3, 6)
+
+
+def _ew_lines(pieces: list[bytes]) -> str:
+    return "\r\n ".join(
+        [_EW_OPEN + b2a_base64(piece, newline=False).decode("ascii") + "?=" for piece in pieces]
+    )
+
+
+def _encoded_words(value: str, used: int) -> str:
+    """Unstructured text as B encoded-words, one per line, the first after ``used`` chars."""
+    return _ew_lines(_split_utf8(_utf8(value), _first_ew_bytes(used), _EW_NEXT_BYTES))
+
+
+def _encoded_phrase(name: str, used: int) -> str:
+    """A display name (single spaces, none at the ends) as B encoded-words, one per line.
+
+    Readers ignore the folding space between two encoded-words (RFC 2047 6.2), so each space
+    is encoded at the end of a word. Words are split only when one does not fit in an
+    encoded-word on its own: CPython's parser (before gh-128110) wrongly keeps the folding
+    space in address headers, and this way it shows a doubled space at worst, not a split word.
+    """
+    limit = _first_ew_bytes(used)
+    pieces: list[bytes] = []
+    current = b""
+    words = _utf8(name).split(b" ")
+    last = len(words) - 1
+    for i, word in enumerate(words):
+        if i < last:
+            word += b" "
+        if len(current) + len(word) <= limit:
+            current += word
+            continue
+        if current:
+            pieces.append(current)
+            limit = _EW_NEXT_BYTES
+        if len(word) <= limit:
+            current = word
+        else:
+            *full, current = _split_utf8(word, limit, _EW_NEXT_BYTES)
+            pieces.extend(full)
+            limit = _EW_NEXT_BYTES
+    pieces.append(current)
+    return _ew_lines(pieces)
 
 
 def _fold(prefix: str, value: str) -> tuple[str, int]:
@@ -253,11 +300,13 @@ def _mailbox(field: str, name: str, email: str) -> str:
             phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if len(field) + 2 + len(phrase) <= MAX_LINE:
             line = field + ": " + phrase
-    if line:
-        last = len(line)
-    else:
-        line = field + ": " + _encoded_words(name, len(field) + 2)
-        last = len(line) - line.rfind("\n") - 1
+        else:  # folding inside a quoted-string or between atoms unfolds back exactly
+            folded, longest = _fold(field + ": ", phrase)
+            if longest <= MAX_LINE:
+                line = folded[:-2]
+    if not line:
+        line = field + ": " + _encoded_phrase(name, len(field) + 2)
+    last = len(line) - line.rfind("\n") - 1
     if last + len(address) + 3 <= MAX_LINE:
         return line + " <" + address + ">\r\n"
     return line + "\r\n <" + address + ">\r\n"

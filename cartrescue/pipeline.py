@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from cartrescue.channels.base import Channel, Envelope, Status
-from cartrescue.config import Config, Tier
+from cartrescue.config import Config, Incentive, Tier
 from cartrescue.contacts import email_hash
 from cartrescue.eligibility import Gates, Verdict
-from cartrescue.errors import TemplateError
+from cartrescue.incentives import Codes, placeholder, pools
+from cartrescue.errors import CartrescueError, TemplateError
+from cartrescue.experiments import Experiments, subject
 from cartrescue.ledger import ClaimRequest, History, Ledger
 from cartrescue.model import Action, Address, Cart, CartFacts, Decision, OutgoingMessage, Reason
 from cartrescue.newest import NewestCarts
@@ -37,6 +39,8 @@ from cartrescue.sources.base import CartSource, Window
 from cartrescue.unsubscribe import make_token
 
 T = TypeVar("T")
+HOLDOUT = "holdout"  # the transport recorded for a held-out cart
+HELD_OUT = "held_out"  # its ledger status: no message, on purpose
 PLAN_CHUNK = 500
 DELIVERY_CHUNK = 250
 DRY_RUN_SECRET = "dry-run: not a secret"
@@ -86,6 +90,7 @@ class Planner:
         self.gates = Gates(config.eligibility)
         self.calendar = Calendar(config.eligibility, config.shop.tz)
         self.prioritizer = Prioritizer(config.priority)
+        self.experiments = Experiments(config)
 
     def decide(self, source: CartSource) -> Iterator[Decision]:
         eligibility = self.config.eligibility
@@ -153,7 +158,12 @@ class Planner:
             gate = self.calendar.gate(now, last)
             if gate is not None:
                 return _apply(base, gate)
-        return replace(base, action=Action.SEND, reason=Reason.DUE)
+        who = subject(cart)
+        if self.experiments.held_out(who, tier.sequence):
+            return replace(base, action=Action.HOLDOUT, reason=Reason.HOLDOUT,
+                           detail=f"holdout group ({sequence.holdout:.0%} of sequence {tier.sequence})")
+        return replace(base, action=Action.SEND, reason=Reason.DUE,
+                       variant=self.experiments.variant(who, tier.sequence, due.step))
 
 
 def _apply(decision: Decision, verdict: Verdict) -> Decision:
@@ -215,7 +225,16 @@ class Composer:
         digest = hashlib.blake2b(f"{decision.cart.key}|{decision.step}".encode(), digest_size=6).hexdigest()
         return f"<cr.{claim_id}.{digest}@{self.config.shop.domain}>"
 
-    def compose(self, decision: Decision, claim_id: int = 0) -> OutgoingMessage:
+    def incentive(self, decision: Decision) -> Incentive | None:
+        """The incentive of the decision's step for its tier (``None`` when there is none)."""
+        if decision.step is None:
+            return None
+        tier = next(t for t in self.config.priority.tiers if t.name == decision.tier)
+        return self.config.sequences[tier.sequence].steps[decision.step - 1].incentive_for(decision.tier)
+
+    def compose(self, decision: Decision, claim_id: int = 0, code: str | None = None) -> OutgoingMessage:
+        """Render ``decision``'s message; ``code`` is its allocated incentive code. Without one
+        (a dry-run or preview) a per-recipient incentive shows a placeholder: nothing is allocated."""
         cart = decision.cart
         email = cart.customer.email
         if not email or decision.step is None or decision.template is None:
@@ -224,15 +243,19 @@ class Composer:
         tier = next(t for t in self.config.priority.tiers if t.name == decision.tier)
         sequence = self.config.sequences[tier.sequence]
         step = sequence.steps[decision.step - 1]
+        incentive = step.incentive_for(decision.tier)
+        if code is None and incentive is not None and incentive.codes is not None:
+            code = placeholder(incentive.codes)
         locale = self.renderer.resolve_locale(cart.customer.locale, step.template)
         token = make_token(email, self.secret)
         unsubscribe_url = shop.unsubscribe_url.replace("{token}", token)
         context = self.renderer.context(
             cart, locale=locale, step=decision.step, step_count=len(sequence.steps), tier=decision.tier,
             previous_orders=decision.facts.previous_orders if decision.facts else 0,
-            unsubscribe_url=unsubscribe_url, incentive=step.incentive, now=self.now, variant=decision.variant,
+            unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant,
+            code=code,
         )
-        rendered = self.renderer.render(step.template, locale, context)
+        rendered = self.renderer.render(step.template, locale, context, decision.variant)
         targets = [f"<{unsubscribe_url}>"]
         if shop.unsubscribe_mailto:
             targets.append(f"<mailto:{shop.unsubscribe_mailto}?subject=unsubscribe%20{token}>")
@@ -251,6 +274,7 @@ class Composer:
                 ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
                 ("X-Cartrescue-Cart", cart.key),
                 ("X-Cartrescue-Step", str(decision.step)),
+                *((("X-Cartrescue-Variant", decision.variant),) if decision.variant else ()),
             ),
         )
 
@@ -275,6 +299,9 @@ class Executor:
         self.ledger = ledger
         self.run_id = run_id
         self.on_progress = on_progress
+        self.codes: Codes | None = None
+        if ledger is not None and pools(composer.config):
+            self.codes = Codes(composer.config, ledger)
 
     def execute(self, decisions: Iterable[Decision]) -> Iterator[Result]:
         for chunk in chunked(decisions, DELIVERY_CHUNK):
@@ -301,10 +328,13 @@ class Executor:
 
     def _deliver(self, chunk: list[Decision]) -> list[Result]:
         assert self.ledger is not None and self.run_id is not None
-        sends = [d for d in chunk if d.action is Action.SEND]
+        # Held-out carts are claimed too (transport "holdout", status "held_out"): the ledger then
+        # knows the control group step by step, and a later run never "sends" them that step.
+        sends = [d for d in chunk if d.action in (Action.SEND, Action.HOLDOUT)]
         requests = [
             ClaimRequest(d.cart.key, d.cart.id, d.cart.customer.email, d.step or 0, d.channel or "email",
-                         self.channels[d.channel or "email"].transport, d.template or "", d.variant, d.tier, d.score)
+                         HOLDOUT if d.action is Action.HOLDOUT else self.channels[d.channel or "email"].transport,
+                         d.template or "", d.variant, d.tier, d.score)
             for d in sends
         ]
         won = self.ledger.claim(self.run_id, requests, self.composer.now)
@@ -317,10 +347,27 @@ class Executor:
             if claim_id is None:
                 results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
                 continue
+            if decision.action is Action.HOLDOUT:
+                failures.append((claim_id, HELD_OUT, decision.detail, ""))
+                results[id(decision)] = Result(decision, HELD_OUT)
+                continue
             message = None
             if decision.channel == "email":
+                code = None
+                incentive = self.composer.incentive(decision)
+                if self.codes is not None and incentive is not None and incentive.codes is not None:
+                    # Allocated after the claim and before delivery: a code exists only for a
+                    # message that goes out, and only once (see cartrescue.incentives).
+                    try:
+                        code, _expires = self.codes.allocate(
+                            incentive.codes.pool, claim_id, cart_key=decision.cart.key,
+                            email=decision.cart.customer.email, step=decision.step or 0, now=self.composer.now)
+                    except CartrescueError as exc:
+                        failures.append((claim_id, Status.TRANSIENT.value, f"incentive code: {exc}", ""))
+                        results[id(decision)] = Result(decision, Status.TRANSIENT.value, f"incentive code: {exc}")
+                        continue
                 try:
-                    message = self.composer.compose(decision, claim_id)
+                    message = self.composer.compose(decision, claim_id, code)
                 except TemplateError as exc:
                     failures.append((claim_id, Status.TRANSIENT.value, f"render error: {exc}", ""))
                     results[id(decision)] = Result(decision, "render_error", str(exc))

@@ -1,9 +1,11 @@
 """Rendering: template + cart -> subject, plain text and HTML.
 
 Owns the Jinja environment (sandboxed, StrictUndefined, autoescape for ``.html`` only), locale
-resolution with fallback (``sv_SE`` -> ``sv`` -> the shop's default), the template context and
-locale-aware money and date formatting (Babel). It must not decide who gets what nor build MIME.
-The file layout and context are documented in docs/templates.md.
+resolution with fallback (``sv_SE`` -> ``sv`` -> the shop's default), A/B variant files
+(``reminder-1@b.subject.txt`` overrides ``reminder-1.subject.txt`` for variant ``b``, part by
+part), the template context and locale-aware money and date formatting (Babel). It must not
+decide who gets what nor build MIME. The file layout and context are documented in
+docs/templates.md.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ class Rendered:
     text: str
     html: str
     locale: str
+    files: tuple[str, ...] = ()  # the template file of each part (subject, text, HTML)
+
+
+def part_name(locale: str, template: str, part: str, variant: str | None = None) -> str:
+    """``sv/reminder-1.txt``, or ``sv/reminder-1@b.txt`` for variant ``b``."""
+    return f"{locale}/{template}@{variant}.{part}" if variant else f"{locale}/{template}.{part}"
 
 
 def shipped_templates() -> Path:
@@ -84,11 +92,21 @@ def format_date(value: datetime, locale: str) -> str:
     return _date_formatter(locale)(value)
 
 
+def _money_filter(context: Any, amount: Any, currency: str) -> str:
+    """``{{ 1234.5|money("SEK") }}`` -> ``1 234,50 kr`` in the message's locale."""
+    return format_money(Decimal(str(amount)), currency, context.get("locale") or "en")
+
+
+def _date_filter(context: Any, value: datetime) -> str:
+    """``{{ some_datetime|date }}`` -> ``20 november 2026`` in the message's locale."""
+    return format_date(value, context.get("locale") or "en")
+
+
 class Renderer:
     """Renders the templates of one config; build one per run (it caches compiled templates)."""
 
     def __init__(self, config: Config) -> None:
-        from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
+        from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, pass_context
         from jinja2.sandbox import SandboxedEnvironment
 
         self.shop = config.shop
@@ -104,7 +122,8 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters["money"] = lambda amount, currency: format_money(Decimal(amount), currency, "en")
+        self.env.filters["money"] = pass_context(_money_filter)
+        self.env.filters["date"] = pass_context(_date_filter)
         self._available = frozenset(self.env.list_templates())
         self._locale_cache: dict[tuple[str | None, str], str] = {}
 
@@ -120,6 +139,7 @@ class Renderer:
             return cached
         candidates = []
         if locale:
+            locale = locale.replace("-", "_")
             candidates += [locale, locale.split("_")[0]]
         candidates += [self.shop.default_locale, self.shop.default_locale.split("_")[0], "en"]
         for candidate in candidates:
@@ -128,19 +148,27 @@ class Renderer:
                 return candidate
         raise TemplateError(f"template {template!r}: no locale of {candidates} has {template}.subject.txt")
 
-    def render(self, template: str, locale: str, context: dict[str, Any]) -> Rendered:
+    def part_file(self, template: str, locale: str, part: str, variant: str | None = None) -> str:
+        """The file that renders ``part``: the variant's own file if there is one, else the base."""
+        if variant:
+            own = part_name(locale, template, part, variant)
+            if own in self._available:
+                return own
+        return part_name(locale, template, part)
+
+    def render(self, template: str, locale: str, context: dict[str, Any], variant: str | None = None) -> Rendered:
         from jinja2 import TemplateError as JinjaError
 
         parts = []
-        for part in PARTS:
-            name = f"{locale}/{template}.{part}"
+        files = tuple(self.part_file(template, locale, part, variant) for part in PARTS)
+        for name in files:
             try:
                 parts.append(self.env.get_template(name).render(context))
             except JinjaError as exc:
-                where = f"{name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
+                where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
                 raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
         subject = " ".join(parts[0].split())
-        return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale)
+        return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale, files=files)
 
     def context(
         self,

@@ -16,8 +16,9 @@ from cartrescue.eligibility import Verdict
 from cartrescue.ledger import SentStep
 from cartrescue.model import Action, Cart, Reason
 
-# Statuses that make a step "done": claimed (maybe sent: at most once), sent, permanently failed.
-DONE = frozenset({"claimed", "sent", "failed_permanent"})
+# Statuses that make a step "done": claimed (maybe sent: at most once), sent, permanently failed,
+# held out (the control group: the step passed without a message, on purpose).
+DONE = frozenset({"claimed", "sent", "failed_permanent", "held_out"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,14 +225,13 @@ class CsvSource(CartSource):
                 if not row or not any(cell.strip() for cell in row):
                     continue
                 cart_id = row[id_at].strip() if id_at < len(row) else ""
-                if cart_id and cart_id != group_id and group:
-                    yield group[0][0], group
-                    group = []
-                if cart_id:
-                    group_id = cart_id
-                elif not group:
+                if not cart_id:
                     self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
                     continue
+                if cart_id != group_id and group:
+                    yield group[0][0], group
+                    group = []
+                group_id = cart_id
                 group.append((start, row))
             if group:
                 yield group[0][0], group
@@ -251,7 +250,8 @@ class CsvSource(CartSource):
         try:
             items = []
             for line, row in rows:
-                items.append(self._build_item(row))
+                if any(get(row, name) for name in LINE_FIELDS):
+                    items.append(self._build_item(row))
             line = start_line
             created = parse_time(cart_level.get("created_at", ""), "created_at", self.shop_tz) \
                 if cart_level.get("created_at") else _missing("created_at")

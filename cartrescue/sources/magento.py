@@ -32,6 +32,7 @@ from cartrescue.sources.sql import (
     DatabaseSource,
     RecommendedIndex,
     RowError,
+    any_in,
     as_currency,
     as_decimal,
     as_email,
@@ -179,7 +180,7 @@ class MagentoSource(DatabaseSource):
             customer=customer,
             currency=currency,
             items=tuple(items),
-            total=total if total else sum((line.line_total for line in items), Decimal("0")),
+            total=total if total is not None else sum((line.line_total for line in items), Decimal("0")),
             created_at=created,
             updated_at=updated,
             recovery_url=self.recovery_url(quote_id),
@@ -216,13 +217,13 @@ class MagentoSource(DatabaseSource):
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and c.customer.id.isdigit()})
         # MySQL compares with a case-insensitive collation (and keeps the index); others need lower().
         email_column = "customer_email" if self.db.backend in ("mysql", "mariadb") else "LOWER(customer_email)"
+        where, params, lists = any_in([("quote_id", "quote_ids", quote_ids), (email_column, "emails", emails),
+                                       ("customer_id", "customer_ids", customer_ids)])
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, "
-            f"grand_total, order_currency_code, created_at FROM {self.t('sales_order')} "
-            f"WHERE quote_id IN :quote_ids OR {email_column} IN :emails OR customer_id IN :customer_ids"
+            f"grand_total, order_currency_code, created_at FROM {self.t('sales_order')} WHERE {where}"
         )
-        rows = self.db.fetch(sql, {"quote_ids": quote_ids, "emails": emails, "customer_ids": customer_ids},
-                             expanding=("quote_ids", "emails", "customer_ids"))
+        rows = self.db.fetch(sql, params, expanding=lists)
         for row in rows:
             state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
             status = _STATE_STATUS.get(state, state)

@@ -58,7 +58,7 @@ _LITERALS = re.compile(r"'(?:[^']|'')*'")
 _FIRST_WORD = re.compile(r"^\s*\(*\s*([A-Za-z]+)")
 _READ_VERBS = frozenset({"SELECT", "WITH", "SHOW", "EXPLAIN", "DESCRIBE", "DESC", "VALUES", "PRAGMA"})
 _WRITE_WORDS = re.compile(
-    r"\b(INSERT|UPDATE|DELETE|MERGE|REPLACE|UPSERT|TRUNCATE|DROP|ALTER|CREATE|GRANT|REVOKE|CALL|"
+    r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE|DROP|ALTER|CREATE|GRANT|REVOKE|CALL|"
     r"LOCK|COPY|VACUUM|ATTACH|DETACH|REINDEX|INTO|FOR\s+UPDATE|FOR\s+SHARE|LOCK\s+IN\s+SHARE\s+MODE)\b",
     re.IGNORECASE,
 )
@@ -493,6 +493,23 @@ def item(sku: Any, name: Any, quantity: Any, unit_price: Any, *, unit_cost: Any 
     )
 
 
+def any_in(conditions: Sequence[tuple[str, str, Sequence[Any]]]) -> tuple[str, dict[str, Any], list[str]]:
+    """``a IN :x OR b IN :y`` over the non-empty lists only (``1 = 0`` when all are empty).
+
+    Each condition is (SQL expression, parameter name, values); an expression with ``{in}``
+    gets ``IN :name`` there instead of at its end. Returns the SQL, the parameters and the
+    names to bind as expanding lists.
+    """
+    parts, params, names = [], {}, []
+    for expression, name, values in conditions:
+        if values:
+            parts.append(expression.replace("{in}", f"IN :{name}") if "{in}" in expression
+                         else f"{expression} IN :{name}")
+            params[name] = list(values)
+            names.append(name)
+    return (" OR ".join(parts) or "1 = 0"), params, names
+
+
 def chunks(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
     batch: list[T] = []
     for element in iterable:
@@ -566,6 +583,13 @@ class DatabaseSource(CartSource):
             return None
         return self.recovery_template.replace("{cart_id}", cart_id).replace("{token}", token)
 
+    def tables_required(self) -> tuple[str, ...]:
+        return self.required_tables
+
+    def column(self, name: str) -> str:
+        """A quoted column name (WordPress's ``ID`` must be quoted on PostgreSQL)."""
+        return self.db.engine.dialect.identifier_preparer.quote(name)
+
     def check(self) -> list[str]:
         """Problems ``doctor`` shows: missing tables, a missing recommended index."""
         try:
@@ -575,7 +599,7 @@ class DatabaseSource(CartSource):
         lowered = {name.lower() for name in present}
         problems = [
             f"{self.name} source: table {self.db.prefix}{table} not found in {self.db.where}"
-            for table in self.required_tables if (self.db.prefix + table).lower() not in lowered
+            for table in self.tables_required() if (self.db.prefix + table).lower() not in lowered
         ]
         for index in self.recommended_indexes:
             if (self.db.prefix + index.table).lower() not in lowered:

@@ -1,0 +1,89 @@
+"""A/B variants and the holdout: which arm an address is in, decided by a stable hash.
+
+Owns the assignment only: ``blake2b(salt | normalized address)`` read as a number in [0, 1) and
+cut by the configured shares. The same address always lands in the same arm (across runs,
+processes and machines), so a customer sees one variant throughout, and a held-out customer
+gets no message of that sequence at all. It must not render, claim or record anything: the
+planner asks, the ledger stores the answer (``cr_message.variant``, status ``held_out``).
+
+Two independent draws per address:
+
+- the **holdout** draw uses ``{salt}:holdout`` only, so an address held out of one sequence is
+  held out of every sequence with the same or a larger share (reports compare like with like);
+- the **variant** draw uses ``{salt}:variant:{experiment}`` where the experiment is the step's
+  ``experiment`` or else the sequence's name, so steps of one sequence with the same variants
+  put an address in the same arm, while separate experiments are not correlated.
+
+With holdout share ``h`` and relative weights ``w_i``, arm ``i`` gets ``(1 - h) * w_i / sum(w)``
+of the addresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from cartrescue.config import Config, Step
+from cartrescue.contacts import normalize_email
+from cartrescue.model import Cart
+
+_SCALE = float(1 << 64)
+
+
+def unit(key: str, salt: str) -> float:
+    """A uniform number in [0, 1) from ``key`` and ``salt`` (blake2b, 64 bits)."""
+    digest = hashlib.blake2b(f"{salt}\x00{key}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SCALE
+
+
+def subject(cart: Cart) -> str:
+    """Who is assigned: the normalized address, else the phone, else the cart itself."""
+    email = normalize_email(cart.customer.email)
+    if email:
+        return email
+    phone = "".join(ch for ch in cart.customer.phone or "" if ch.isdigit() or ch == "+")
+    return f"tel:{phone}" if phone else f"cart:{cart.key}"
+
+
+def pick(draw: float, weights: Mapping[str, float]) -> str:
+    """The arm whose cumulative-weight interval holds ``draw``; names are taken in sorted order
+    so reordering the YAML keys never reshuffles addresses."""
+    names = sorted(weights)
+    total = sum(weights[name] for name in names)
+    edge = 0.0
+    for name in names:
+        edge += weights[name] / total
+        if draw < edge:
+            return name
+    return names[-1]  # float rounding at the top end
+
+
+class Experiments:
+    """Assignment for one config; cheap to build, safe to share across threads."""
+
+    def __init__(self, config: Config) -> None:
+        salt = config.experiments.salt
+        self.holdout_salt = f"{salt}:holdout"
+        self.variant_salt = f"{salt}:variant:"
+        self.sequences = config.sequences
+
+    def held_out(self, key: str, sequence: str) -> bool:
+        share = self.sequences[sequence].holdout
+        return share > 0 and unit(key, self.holdout_salt) < share
+
+    def variant(self, key: str, sequence: str, step: int) -> str | None:
+        """The arm for ``step`` (1-based) of ``sequence``, or ``None`` when it has no variants."""
+        definition: Step = self.sequences[sequence].steps[step - 1]
+        if not definition.variants:
+            return None
+        return pick(unit(key, self.variant_salt + (definition.experiment or sequence)), definition.variants)
+
+    def shares(self, sequence: str, step: int) -> dict[str, float]:
+        """The expected share of every arm of a step, the holdout included (for reports, docs)."""
+        holdout = self.sequences[sequence].holdout
+        weights = self.sequences[sequence].steps[step - 1].variants or {"": 1.0}
+        total = sum(weights.values())
+        shares = {name: (1 - holdout) * weight / total for name, weight in weights.items()}
+        if holdout:
+            shares["holdout"] = holdout
+        return shares

@@ -1,0 +1,313 @@
+"""Incentive codes: unique per recipient and step, from a pool file or generated from a pattern.
+
+Owns the life of a code in the ledger's ``cr_code`` table: imported from a pool file or generated
+(``CR-{random:8}``), **allocated to one claimed message** (never to two: the code and the claim
+are both unique, and allocation is a conditional update that only succeeds on a free row),
+listed (unused, active, expired, undelivered) and exported for import into the shop.
+
+Allocation happens only on the delivery path, after the ledger claim and before the message is
+composed; a dry-run never allocates (it shows :func:`placeholder`). It must not decide who gets
+an incentive (the config's steps and tiers do) nor render anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from cartrescue.config import CodeSource, Config, Incentive
+from cartrescue.errors import CartrescueError, ConfigError
+from cartrescue.ledger import Code, Ledger, Message, _aware, _naive
+
+#: 32 characters without the look-alikes 0/O and 1/I: easy to type from a printed email.
+ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+STATUSES = ("unused", "active", "expired", "undelivered")
+_PLACEHOLDER = re.compile(r"\{random:(\d+)\}")
+_CANDIDATES = 16  # free rows tried per select; contention only costs a retry
+_GENERATE_TRIES = 20
+
+
+class CodePoolEmpty(CartrescueError):
+    """A pool file has no unused code left: the message is not sent (it would promise a code)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """One configured pool: its source and the offer it stands for."""
+
+    name: str
+    source: CodeSource
+    incentive: Incentive
+    file: Path | None  # resolved against the config's folder
+
+
+def pools(config: Config) -> dict[str, Pool]:
+    """Every pool the config's steps and tiers use, by name (the config validated they agree)."""
+    found: dict[str, Pool] = {}
+    for sequence in config.sequences.values():
+        for step in sequence.steps:
+            for incentive in (step.incentive, *step.tier_incentives.values()):
+                if incentive is not None and incentive.codes is not None:
+                    source = incentive.codes
+                    file = config.path(source.file) if source.file is not None else None
+                    found.setdefault(source.pool, Pool(source.pool, source, incentive, file))
+    return found
+
+
+def generate_code(pattern: str) -> str:
+    """``CR-{random:8}`` -> ``CR-7QXK2M9A`` (cryptographic randomness, unambiguous letters)."""
+    return _PLACEHOLDER.sub(lambda m: "".join(secrets.choice(ALPHABET) for _ in range(int(m.group(1)))), pattern)
+
+
+def placeholder(source: CodeSource) -> str:
+    """What a dry-run or preview shows instead of a real code (nothing is allocated)."""
+    if source.pattern is not None:
+        return _PLACEHOLDER.sub(lambda m: "X" * int(m.group(1)), source.pattern)
+    return "XXXXXXXX"
+
+
+def read_pool_file(path: Path) -> list[str]:
+    """One code per line; blank lines and ``#`` comments are skipped; a header ``code`` too."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the code pool: {exc.strerror or exc}") from None
+    codes: list[str] = []
+    for number, line in enumerate(lines, 1):
+        code = line.split(",")[0].strip()
+        if not code or code.startswith("#") or (number == 1 and code.lower() == "code"):
+            continue
+        if len(code) > 64 or any(ch.isspace() for ch in code):
+            raise ConfigError(f"{path}:{number}: not a code (at most 64 characters, no spaces): {code[:80]!r}")
+        codes.append(code)
+    return codes
+
+
+class Codes:
+    """The code pools of one config on one ledger; build one per process (not thread-bound)."""
+
+    def __init__(self, config: Config, ledger: Ledger) -> None:
+        self.pools = pools(config)
+        self.ledger = ledger
+        self.engine = ledger.engine
+        self.table = Code.__table__  # type: ignore[attr-defined]
+        self._imported: set[str] = set()
+
+    def pool(self, name: str) -> Pool:
+        try:
+            return self.pools[name]
+        except KeyError:
+            known = ", ".join(sorted(self.pools)) or "none configured"
+            raise ConfigError(f"unknown code pool {name!r} (known: {known})") from None
+
+    # -- filling pools ------------------------------------------------------------------------
+
+    def _ignore_statement(self) -> Any:
+        """INSERT that skips a row whose code (or claim) exists already, in this dialect."""
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(self.table).on_conflict_do_nothing()
+        return insert(self.table).prefix_with("OR IGNORE" if dialect == "sqlite" else "IGNORE")
+
+    def _insert_ignore(self, rows: list[dict[str, Any]]) -> int:
+        """Insert rows whose code is new; return how many were inserted."""
+        if not rows:
+            return 0
+        statement = self._ignore_statement()
+        added = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), 500):
+                result = conn.execute(statement, rows[start:start + 500])
+                added += max(result.rowcount or 0, 0)
+        return added
+
+    def import_file(self, name: str, now: datetime | None = None) -> tuple[int, int]:
+        """Copy a pool file's codes into the ledger (idempotent); return (read, newly added)."""
+        pool = self.pool(name)
+        if pool.file is None:
+            raise ConfigError(f"code pool {name!r} is generated from a pattern; it has no file to import")
+        codes = read_pool_file(pool.file)
+        at = _naive(now or datetime.now(timezone.utc))
+        rows = [dict(pool=name, code=code, origin="file", kind=pool.incentive.kind, value=str(pool.incentive.value),
+                     created_at=at) for code in dict.fromkeys(codes)]
+        added = self._insert_ignore(rows)
+        self._imported.add(name)
+        return len(codes), added
+
+    def generate(self, name: str, count: int, now: datetime | None = None) -> list[str]:
+        """Make ``count`` new unused codes of a pattern pool (to import into the shop ahead)."""
+        pool = self.pool(name)
+        if pool.source.pattern is None:
+            raise ConfigError(f"code pool {name!r} comes from a file; only pattern pools generate codes")
+        at = _naive(now or datetime.now(timezone.utc))
+        statement = self._ignore_statement()
+        made: list[str] = []
+        with self.engine.begin() as conn:
+            for _try in range(count * 2 + _GENERATE_TRIES):
+                if len(made) == count:
+                    break
+                code = generate_code(pool.source.pattern)
+                row = dict(pool=name, code=code, origin="generated", kind=pool.incentive.kind,
+                           value=str(pool.incentive.value), created_at=at)
+                if conn.execute(statement, [row]).rowcount == 1:
+                    made.append(code)
+        if len(made) < count:
+            raise CartrescueError(f"code pool {name!r}: the pattern {pool.source.pattern!r} gave too many collisions")
+        return made
+
+    # -- allocation ---------------------------------------------------------------------------
+
+    def allocate(self, name: str, claim_id: int, *, cart_key: str, email: str | None, step: int,
+                 now: datetime) -> tuple[str, datetime]:
+        """Give the claimed message ``claim_id`` its code; return (code, expiry).
+
+        Idempotent per claim (a retry of the same claim gets the same code). A code already
+        allocated is never handed out again: the update only matches a row whose ``claim_id``
+        is still empty, so two processes racing for one row cannot both win it. Pattern pools
+        generate a new code when no pre-generated one is left; a file pool raises
+        :class:`CodePoolEmpty`.
+        """
+        pool = self.pool(name)
+        expires = now + pool.incentive.valid_for
+        existing = self._by_claim(claim_id)
+        if existing is not None:
+            return existing
+        if pool.file is not None and name not in self._imported:
+            self.import_file(name, now)
+        table = self.table
+        values = dict(claim_id=claim_id, cart_key=cart_key, email=email, step=step, allocated_at=_naive(now),
+                      expires_at=_naive(expires))
+        while True:
+            with self.engine.connect() as conn:
+                free = conn.execute(
+                    select(table.c.id, table.c.code).where(table.c.pool == name, table.c.claim_id.is_(None))
+                    .order_by(table.c.id).limit(_CANDIDATES)
+                ).all()
+            if not free:
+                break
+            for row_id, code in free:
+                with self.engine.begin() as conn:
+                    won = conn.execute(
+                        update(table).where(table.c.id == row_id, table.c.claim_id.is_(None)).values(**values)
+                    ).rowcount
+                if won == 1:
+                    return code, expires
+        if pool.source.pattern is None:
+            raise CodePoolEmpty(f"code pool {name!r} has no unused code left (add codes to {pool.file})")
+        for _try in range(_GENERATE_TRIES):
+            code = generate_code(pool.source.pattern)
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(table).values(
+                        pool=name, code=code, origin="generated", kind=pool.incentive.kind,
+                        value=str(pool.incentive.value), created_at=_naive(now), **values))
+                return code, expires
+            except IntegrityError:
+                existing = self._by_claim(claim_id)
+                if existing is not None:
+                    return existing
+        raise CartrescueError(f"code pool {name!r}: the pattern {pool.source.pattern!r} gave too many collisions")
+
+    def _by_claim(self, claim_id: int) -> tuple[str, datetime] | None:
+        table = self.table
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table.c.code, table.c.expires_at).where(table.c.claim_id == claim_id)).first()
+        return None if row is None else (row[0], _aware(row[1]))  # type: ignore[return-value]
+
+    # -- listing and export -------------------------------------------------------------------
+
+    def rows(self, now: datetime, *, pool: str | None = None, statuses: Iterable[str] = STATUSES,
+             origin: str | None = None, exported: bool | None = None) -> Iterator[dict[str, Any]]:
+        """Codes with their status at ``now``: unused (never handed out), active (delivered and
+        not expired), expired (handed out, past its expiry), undelivered (its message was claimed
+        but not sent, or failed)."""
+        wanted = set(statuses)
+        table = self.table
+        message = Message.__table__  # type: ignore[attr-defined]
+        query = (
+            select(table, message.c.status.label("message_status"))
+            .select_from(table.outerjoin(message, message.c.id == table.c.claim_id))
+            .order_by(table.c.pool, table.c.id)
+        )
+        if pool is not None:
+            query = query.where(table.c.pool == pool)
+        if origin is not None:
+            query = query.where(table.c.origin == origin)
+        if exported is not None:
+            query = query.where(table.c.exported_at.is_not(None) if exported else table.c.exported_at.is_(None))
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                status = _status(row, now)
+                if status in wanted:
+                    yield {
+                        "pool": row["pool"], "code": row["code"], "status": status, "origin": row["origin"],
+                        "kind": row["kind"], "value": row["value"], "email": row["email"], "cart_key": row["cart_key"],
+                        "step": row["step"], "allocated_at": _iso(_aware(row["allocated_at"])),
+                        "expires_at": _iso(_aware(row["expires_at"])), "exported_at": _iso(_aware(row["exported_at"])),
+                    }
+
+    def summary(self, now: datetime) -> dict[str, dict[str, int]]:
+        """Counts per pool and status; configured pools appear even when empty."""
+        counts: dict[str, dict[str, int]] = {name: dict.fromkeys(STATUSES, 0) for name in sorted(self.pools)}
+        for row in self.rows(now):
+            counts.setdefault(row["pool"], dict.fromkeys(STATUSES, 0))[row["status"]] += 1
+        return counts
+
+    def export(self, now: datetime, *, pool: str | None = None, include_exported: bool = False) -> list[dict[str, Any]]:
+        """Generated codes for import into the shop (not yet exported ones unless asked); marks
+        them exported. File pools are not exported: their codes came from the shop."""
+        rows = list(self.rows(now, pool=pool, origin="generated", exported=None if include_exported else False))
+        table = self.table
+        with self.engine.begin() as conn:
+            codes = [row["code"] for row in rows]
+            for start in range(0, len(codes), 500):
+                conn.execute(update(table).where(table.c.code.in_(codes[start:start + 500]))
+                             .values(exported_at=_naive(now)))
+        return rows
+
+    def count_free(self, name: str) -> int:
+        table = self.table
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table).where(
+                table.c.pool == name, table.c.claim_id.is_(None))).scalar() or 0)
+
+
+def _status(row: Any, now: datetime) -> str:
+    if row["claim_id"] is None:
+        return "unused"
+    if row["message_status"] != "sent":
+        return "undelivered"
+    expires = _aware(row["expires_at"])
+    if expires is not None and expires < now:
+        return "expired"
+    return "active"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+EXPORT_COLUMNS = ("code", "pool", "kind", "value", "status", "usage_limit", "allocated_at", "expires_at")
+
+
+def export_csv(rows: Iterable[dict[str, Any]]) -> str:
+    """The export as CSV: one code a line, usage limit 1, the expiry when it is known."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        writer.writerow([row["code"], row["pool"], row["kind"], row["value"], row["status"], 1,
+                         row["allocated_at"] or "", row["expires_at"] or ""])
+    return out.getvalue()

@@ -1,0 +1,68 @@
+"""PHP ``serialize()`` data as plain Python values, parsed with :mod:`phpserialize`.
+
+Owns reading the serialized PHP that WordPress plugins keep in database columns (CartFlows'
+``cart_contents`` and ``other_fields``). It only parses: nothing is ever evaluated, no PHP class
+is instantiated, objects become dictionaries of their properties. Data it cannot parse raises
+:class:`PhpDataError` with a short reason; the source reports the row and skips it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+
+class PhpDataError(ValueError):
+    """Serialized PHP that cannot be read."""
+
+
+def loads(data: str | bytes | None) -> Any:
+    """Parse one serialized PHP value into dicts, lists, str, int, Decimal, bool and None.
+
+    Arrays become dicts with string keys (PHP arrays are ordered maps), objects become dicts of
+    their properties (``__class__`` holds the class name; protected and private property names
+    lose their ``\\0*\\0`` / ``\\0Class\\0`` prefixes), floats become :class:`~decimal.Decimal`.
+    """
+    import phpserialize
+
+    if data is None:
+        raise PhpDataError("missing")
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if not raw.strip():
+        raise PhpDataError("empty")
+    try:
+        value = phpserialize.loads(raw, decode_strings=True, object_hook=phpserialize.phpobject)
+    except Exception as exc:  # phpserialize raises ValueError, but also IndexError on truncation
+        detail = " ".join(str(exc).split())[:80] or type(exc).__name__
+        raise PhpDataError(f"not valid serialized PHP ({detail})") from None
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    import phpserialize
+
+    if isinstance(value, dict):
+        return {_key(key): _plain(element) for key, element in value.items()}
+    if isinstance(value, phpserialize.phpobject):
+        properties = {_property(_key(key)): _plain(element) for key, element in value.__php_vars__.items()}
+        name = value.__name__
+        properties["__class__"] = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+        return properties
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "replace")
+    return str(key)
+
+
+def _property(name: str) -> str:
+    """``\\0*\\0id`` (protected) and ``\\0Class\\0id`` (private) -> ``id``."""
+    if name.startswith("\0"):
+        return name.rsplit("\0", 1)[-1]
+    return name

@@ -1,0 +1,252 @@
+"""PrestaShop preset: abandoned carts read straight from a PrestaShop (1.7, 8, 9) database.
+
+Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts and orders:
+
+* ``cart`` — one cart per row of a shop (``id_shop`` of ``shop``) with a customer, with
+  products, without an ``orders`` row, and ``date_upd`` in the window. PrestaShop's own index
+  ``id_shop_2 (id_shop, date_upd)`` serves that range;
+* ``cart_product`` + ``product``/``product_shop`` (price and ``wholesale_price`` → cost, plus
+  the combination's ``product_attribute`` impact) + ``product_lang`` (name in the cart's
+  language) + ``stock_available`` (quantity);
+* ``customer`` — email, names, ``newsletter``/``optin`` (consent), ``is_guest``; a ``deleted``
+  customer has no contact;
+* ``currency`` and ``lang`` for codes; ``configuration`` for the order states;
+* ``orders`` — orders by cart, customer or email; ``PS_OS_DELIVERED`` means delivered,
+  ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR`` are not orders.
+
+PrestaShop stores times in the shop's local time (``PS_TIMEZONE``): they are converted with the
+shop's timezone (``options.timezone`` overrides it). Prices are tax-excluded catalogue prices
+(PrestaShop keeps no cart totals): the cart total is the sum of its lines. Reads only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from cartrescue.model import Cart, Customer, LineItem, Order
+from cartrescue.sources.base import Window
+from cartrescue.sources.sql import (
+    IGNORED_ORDER_STATUSES,
+    DatabaseSource,
+    RecommendedIndex,
+    RowError,
+    any_in,
+    as_bool,
+    as_currency,
+    as_decimal,
+    as_email,
+    as_locale,
+    as_stock,
+    as_utc,
+    chunks,
+    grouped,
+    id_or_none,
+    item,
+    local_bound,
+    text_or_none,
+)
+
+_SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
+_STATE_DEFAULTS = {"PS_OS_DELIVERED": 5, "PS_OS_CANCELED": 6, "PS_OS_REFUND": 7, "PS_OS_ERROR": 8}
+
+
+class PrestaShopSource(DatabaseSource):
+    """Carts from ``ps_cart``/``ps_cart_product``, orders from ``ps_orders``.
+
+    Options: ``shop_ids`` (default: every row of ``ps_shop``), ``timezone`` (PS_TIMEZONE, if it
+    differs from the shop's), ``recovery_url`` (template with ``{cart_id}`` and ``{token}``) and
+    ``cookie_key`` (PrestaShop's ``_COOKIE_KEY_``, to compute ``{token}``, the ``token_cart`` of
+    PrestaShop's cart-recovery links).
+    """
+
+    name = "prestashop"
+    default_prefix = "ps_"
+    required_tables = ("cart", "cart_product", "customer", "orders", "product", "product_lang",
+                       "stock_available", "currency", "lang", "shop", "configuration")
+    recommended_indexes = (
+        RecommendedIndex(
+            "cart", (("id_shop", "date_upd"), ("date_upd",)),
+            "CREATE INDEX id_shop_2 ON {table} (id_shop, date_upd);",
+        ),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._states: dict[str, int] | None = None
+
+    # -- carts -------------------------------------------------------------------------------
+
+    def _shop_ids(self) -> list[int]:
+        configured = self.options.get("shop_ids")
+        if configured:
+            return [int(shop) for shop in configured]
+        return [int(row["id_shop"]) for row in self.db.fetch(f"SELECT id_shop FROM {self.t('shop')}")]
+
+    def carts(self, window: Window) -> Iterator[Cart]:
+        shops = self._shop_ids()
+        if not shops:
+            return
+        sql = (
+            "SELECT c.id_cart, c.id_shop, c.id_shop_group, c.id_customer, c.id_currency, c.date_add, c.date_upd, "
+            "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.optin, cu.is_guest, cu.deleted, "
+            "cur.iso_code AS currency, l.language_code, "
+            "cp.id_product, cp.id_product_attribute, cp.quantity, pl.name AS product_name, "
+            "p.reference AS product_reference, COALESCE(ps.price, p.price) AS base_price, "
+            "COALESCE(ps.wholesale_price, p.wholesale_price) AS base_cost, "
+            "pa.reference AS attribute_reference, pa.price AS attribute_price, "
+            "pa.wholesale_price AS attribute_cost "
+            f"FROM {self.t('cart')} c "
+            f"JOIN {self.t('cart_product')} cp ON cp.id_cart = c.id_cart "
+            f"JOIN {self.t('customer')} cu ON cu.id_customer = c.id_customer "
+            f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = c.id_currency "
+            f"LEFT JOIN {self.t('lang')} l ON l.id_lang = c.id_lang "
+            f"LEFT JOIN {self.t('product')} p ON p.id_product = cp.id_product "
+            f"LEFT JOIN {self.t('product_shop')} ps ON ps.id_product = cp.id_product AND ps.id_shop = c.id_shop "
+            f"LEFT JOIN {self.t('product_lang')} pl ON pl.id_product = cp.id_product "
+            "AND pl.id_shop = c.id_shop AND pl.id_lang = c.id_lang "
+            f"LEFT JOIN {self.t('product_attribute')} pa ON pa.id_product_attribute = cp.id_product_attribute "
+            "AND cp.id_product_attribute > 0 "
+            "WHERE c.id_shop IN :shops AND c.date_upd >= :start AND c.date_upd <= :end AND c.id_customer > 0 "
+            f"AND NOT EXISTS (SELECT 1 FROM {self.t('orders')} o WHERE o.id_cart = c.id_cart) "
+            "ORDER BY c.date_upd, c.id_cart, cp.date_add, cp.id_product, cp.id_product_attribute"
+        )
+        params = {"shops": shops, "start": local_bound(window.start, self.shop_tz, slack=-_SLACK),
+                  "end": local_bound(window.end, self.shop_tz, slack=_SLACK)}
+        rows = self.db.stream(sql, params, expanding=("shops",))
+        for chunk in chunks(grouped(rows, "id_cart"), self.chunk_size):
+            stock = self._stock(chunk)
+            for cart_rows in chunk:
+                cart = self._cart(cart_rows, stock)
+                if cart is not None and cart.updated_at in window:
+                    yield cart
+
+    def _stock(self, chunk: list[list[Mapping[str, Any]]]) -> dict[tuple[int, int, int], int | None]:
+        """(product, combination, shop) -> quantity; shop 0 holds a shop group's shared stock."""
+        products = sorted({row["id_product"] for rows in chunk for row in rows})
+        found: dict[tuple[int, int, int], int | None] = {}
+        for row in self.db.fetch(
+            "SELECT id_product, id_product_attribute, id_shop, id_shop_group, quantity "
+            f"FROM {self.t('stock_available')} WHERE id_product IN :ids", {"ids": products}, expanding=("ids",)
+        ):
+            key_shop = row["id_shop"] if row["id_shop"] else -int(row["id_shop_group"])
+            found[(row["id_product"], row["id_product_attribute"], key_shop)] = as_stock(row["quantity"])
+        return found
+
+    def _cart(self, rows: list[Mapping[str, Any]], stock: Mapping[tuple[int, int, int], int | None]) -> Cart | None:
+        first = rows[0]
+        cart_id = str(first["id_cart"])
+        try:
+            currency = as_currency(first["currency"]) if first["currency"] is not None else \
+                _missing_currency(first)
+            items: list[LineItem] = []
+            for row in rows:
+                product, combination = row["id_product"], row["id_product_attribute"] or 0
+                base = as_decimal(row["base_price"], "price")
+                assert base is not None
+                impact = as_decimal(row["attribute_price"], "price impact", required=False) or Decimal(0)
+                cost = as_decimal(row["attribute_cost"], "wholesale_price", required=False)
+                if not cost:
+                    cost = as_decimal(row["base_cost"], "wholesale_price", required=False)
+                sku = text_or_none(row["attribute_reference"]) or text_or_none(row["product_reference"]) \
+                    or (f"{product}-{combination}" if combination else str(product))
+                on_hand = stock.get((product, combination, row["id_shop"]),
+                                    stock.get((product, combination, -int(row["id_shop_group"] or 0))))
+                items.append(item(sku, row["product_name"], row["quantity"], base + impact,
+                                  unit_cost=cost or None, stock=on_hand))
+            deleted = bool(first["deleted"])
+            consent = True if (as_bool(first["newsletter"]) or as_bool(first["optin"])) else None
+            customer = Customer(
+                email=None if deleted else as_email(first["email"]),
+                id=id_or_none(first["id_customer"]),
+                first_name=None if deleted else text_or_none(first["firstname"]),
+                last_name=None if deleted else text_or_none(first["lastname"]),
+                locale=as_locale(first["language_code"]),
+                is_guest=bool(first["is_guest"]),
+                marketing_consent=consent,
+            )
+            created = as_utc(first["date_add"], self.shop_tz, "date_add")
+            updated = as_utc(first["date_upd"], self.shop_tz, "date_upd")
+        except RowError as exc:
+            self.problem(f"{self.db.prefix}cart id_cart={cart_id}", str(exc))
+            return None
+        return Cart(
+            id=cart_id,
+            source=self.name,
+            customer=customer,
+            currency=currency,
+            items=tuple(items),
+            total=sum((line.line_total for line in items), Decimal("0")),
+            created_at=created,
+            updated_at=updated,
+            recovery_url=self.recovery_url(cart_id, self._token(cart_id)),
+            store_id=text_or_none(first["id_shop"]),
+        )
+
+    def _token(self, cart_id: str) -> str:
+        key = self.options.get("cookie_key")
+        if not key:
+            return ""
+        return hashlib.md5(f"{key}recover_cart_{cart_id}".encode()).hexdigest()
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def _order_states(self) -> dict[str, int]:
+        if self._states is None:
+            states = dict(_STATE_DEFAULTS)
+            for row in self.db.fetch(
+                f"SELECT name, value FROM {self.t('configuration')} WHERE name IN :names AND id_shop IS NULL",
+                {"names": sorted(_STATE_DEFAULTS)}, expanding=("names",),
+            ):
+                if str(row["value"] or "").strip().isdigit():
+                    states[row["name"]] = int(row["value"])
+            self._states = states
+        return self._states
+
+    def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        if not carts:
+            return
+        states = self._order_states()
+        not_orders = {states["PS_OS_CANCELED"]: "canceled", states["PS_OS_REFUND"]: "refunded",
+                      states["PS_OS_ERROR"]: "failed"}
+        cart_ids = sorted({int(cart.id) for cart in carts if cart.id.isdigit()})
+        customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and c.customer.id.isdigit()})
+        emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
+        where, params, lists = any_in([
+            ("o.id_cart", "cart_ids", cart_ids),
+            ("o.id_customer", "customer_ids", customer_ids),
+            (f"o.id_customer IN (SELECT id_customer FROM {self.t('customer')} WHERE email {{in}})",
+             "emails", emails),
+        ])
+        sql = (
+            "SELECT o.id_order, o.id_cart, o.id_customer, o.total_paid, o.current_state, o.date_add, "
+            "cu.email, cur.iso_code "
+            f"FROM {self.t('orders')} o LEFT JOIN {self.t('customer')} cu ON cu.id_customer = o.id_customer "
+            f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency WHERE {where}"
+        )
+        for row in self.db.fetch(sql, params, expanding=lists):
+            state = int(row["current_state"] or 0)
+            status = not_orders.get(state) or ("delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}")
+            if status in IGNORED_ORDER_STATUSES:
+                continue
+            try:
+                yield Order(
+                    id=str(row["id_order"]),
+                    created_at=as_utc(row["date_add"], self.shop_tz, "date_add"),
+                    email=as_email(row["email"]),
+                    customer_id=id_or_none(row["id_customer"]),
+                    cart_id=id_or_none(row["id_cart"]),
+                    total=as_decimal(row["total_paid"], "total_paid", required=False) or Decimal("0"),
+                    currency=text_or_none(row["iso_code"]),
+                    status=status,
+                    delivered=state == states["PS_OS_DELIVERED"],
+                )
+            except RowError as exc:
+                self.problem(f"{self.db.prefix}orders id_order={row['id_order']}", str(exc))
+
+
+def _missing_currency(row: Mapping[str, Any]) -> str:
+    raise RowError(f"currency: id_currency {row.get('id_currency', '?')} not found in the currency table")

@@ -1,0 +1,347 @@
+"""WooCommerce preset: abandoned carts captured by the CartFlows cart-abandonment plugin.
+
+WooCommerce itself keeps no guest's email for an unfinished checkout; the widely used "Cart
+Abandonment Recovery for WooCommerce" plugin (CartFlows) does, in
+``{prefix}cartflows_ca_cart_abandonment``. Owns the mapping from it and from WordPress/WooCommerce
+tables to carts and orders:
+
+* ``cartflows_ca_cart_abandonment`` — one cart per row whose ``order_status`` is one of
+  ``options.statuses`` (default ``normal``, ``abandoned``, ``lost``; ``completed`` means it
+  became an order) and whose ``time`` lies in the window. ``cart_contents`` (the WooCommerce
+  cart) and ``other_fields`` (names, phone) are serialized PHP, parsed with phpserialize, never
+  evaluated. ``time`` is the site's local time, converted with the shop's timezone;
+* ``posts``/``postmeta`` — product names, ``_sku``, ``_stock``, cost (``options.cost_meta_key``,
+  default ``_wc_cog_cost``); a variation falls back to its parent product;
+* ``users`` — the customer id of a registered address;
+* ``options`` — ``woocommerce_currency`` and whether HPOS is on;
+* orders from HPOS ``wc_orders`` or from legacy ``posts``/``postmeta`` (``options.orders_table``:
+  ``auto`` (default), ``hpos`` or ``legacy``). ``completed`` orders count as delivered.
+
+Reads only (see :mod:`cartrescue.sources.sql`).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote_plus
+
+from cartrescue.errors import SourceError
+from cartrescue.model import Cart, Customer, LineItem, Order
+from cartrescue.sources.base import Window
+from cartrescue.sources.php_serialized import PhpDataError, loads
+from cartrescue.sources.sql import (
+    IGNORED_ORDER_STATUSES,
+    UTC,
+    DatabaseSource,
+    RecommendedIndex,
+    RowError,
+    any_in,
+    as_bool,
+    as_currency,
+    as_decimal,
+    as_email,
+    as_stock,
+    as_utc,
+    chunks,
+    id_or_none,
+    item,
+    local_bound,
+    text_or_none,
+)
+
+_SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
+_NOT_ORDERS = IGNORED_ORDER_STATUSES | {"checkout-draft", "trash", "auto-draft"}
+_CART_TABLE = "cartflows_ca_cart_abandonment"
+
+
+class WooCommerceSource(DatabaseSource):
+    """Carts from CartFlows' table, orders from ``wc_orders`` (HPOS) or ``posts`` (legacy).
+
+    Options: ``orders_table`` (auto|hpos|legacy), ``statuses``, ``cost_meta_key``, ``currency``
+    (instead of ``woocommerce_currency``), ``timezone`` (the site's, if it differs from the
+    shop's), ``line_prices_include_tax`` (default false), ``recovery_url`` (template with
+    ``{token}``, CartFlows' ``wcf_ac_token``, and ``{cart_id}``).
+    """
+
+    name = "woocommerce"
+    default_prefix = "wp_"
+    required_tables = (_CART_TABLE, "posts", "postmeta", "options", "users")
+    recommended_indexes = (
+        RecommendedIndex(
+            _CART_TABLE, (("time",), ("order_status", "time")),
+            "CREATE INDEX cartrescue_time ON {table} (`time`);",
+        ),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._settings: dict[str, str] | None = None
+        self.cost_key = str(self.options.get("cost_meta_key", "_wc_cog_cost"))
+        self.statuses = [str(s) for s in self.options.get("statuses", ("normal", "abandoned", "lost"))]
+
+    def tables_required(self) -> tuple[str, ...]:
+        mode = str(self.options.get("orders_table", "auto"))
+        return self.required_tables + (("wc_orders",) if mode == "hpos" else ())
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, str]:
+        if self._settings is None:
+            rows = self.db.fetch(
+                f"SELECT option_name, option_value FROM {self.t('options')} WHERE option_name IN :names",
+                {"names": ["woocommerce_currency", "woocommerce_custom_orders_table_enabled"]},
+                expanding=("names",),
+            )
+            self._settings = {row["option_name"]: str(row["option_value"] or "") for row in rows}
+        return self._settings
+
+    def currency(self) -> str:
+        configured = self.options.get("currency") or self.settings().get("woocommerce_currency")
+        try:
+            return as_currency(configured)
+        except RowError as exc:
+            raise SourceError(
+                f"{self.name} source: the shop's currency (woocommerce_currency option) is unusable: {exc}; "
+                "set source.options.currency"
+            ) from None
+
+    def orders_mode(self) -> str:
+        mode = str(self.options.get("orders_table", "auto"))
+        if mode == "auto":
+            return "hpos" if self.settings().get("woocommerce_custom_orders_table_enabled") == "yes" else "legacy"
+        if mode not in ("hpos", "legacy"):
+            raise SourceError(f"{self.name} source: options.orders_table must be auto, hpos or legacy, got {mode!r}")
+        return mode
+
+    # -- carts -------------------------------------------------------------------------------
+
+    def carts(self, window: Window) -> Iterator[Cart]:
+        currency = self.currency()
+        time = self.column("time")
+        sql = (
+            f"SELECT id, email, cart_contents, cart_total, session_id, other_fields, unsubscribed, {time} AS at "
+            f"FROM {self.t(_CART_TABLE)} "
+            f"WHERE {time} >= :start AND {time} <= :end AND order_status IN :statuses ORDER BY {time}, id"
+        )
+        params = {"start": local_bound(window.start, self.shop_tz, slack=-_SLACK),
+                  "end": local_bound(window.end, self.shop_tz, slack=_SLACK), "statuses": self.statuses}
+        for chunk in chunks(self.db.stream(sql, params, expanding=("statuses",)), self.chunk_size):
+            parsed = [(row, self._parse(row)) for row in chunk]
+            readable = [(row, data) for row, data in parsed if data is not None]
+            products = self._products({pid for _, (contents, _) in readable for pid in _product_ids(contents)})
+            users = self._users({row["email"] for row, _ in readable if row["email"]})
+            for row, (contents, fields) in readable:
+                cart = self._cart(row, contents, fields, currency, products, users)
+                if cart is not None and cart.updated_at in window:
+                    yield cart
+
+    def _where(self, row: Mapping[str, Any]) -> str:
+        return f"{self.db.prefix}{_CART_TABLE} id={row['id']}"
+
+    def _parse(self, row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        try:
+            contents = loads(row["cart_contents"])
+        except PhpDataError as exc:
+            self.problem(self._where(row), f"cart_contents: {exc}")
+            return None
+        fields: Any = {}
+        if row["other_fields"] is not None and str(row["other_fields"]).strip():
+            try:
+                fields = loads(row["other_fields"])
+            except PhpDataError as exc:
+                self.problem(self._where(row), f"other_fields: {exc}")
+                return None
+        if not isinstance(contents, dict) or not all(isinstance(line, dict) for line in contents.values()):
+            self.problem(self._where(row), "cart_contents: not a WooCommerce cart (expected an array of items)")
+            return None
+        return contents, fields if isinstance(fields, dict) else {}
+
+    def _products(self, ids: set[int]) -> dict[int, dict[str, Any]]:
+        """id -> {title, parent, meta...}; variations also get their parent's entry."""
+        if not ids:
+            return {}
+        pk = self.column("ID")
+        found: dict[int, dict[str, Any]] = {}
+        for row in self.db.fetch(f"SELECT {pk} AS id, post_title, post_parent FROM {self.t('posts')} "
+                                 f"WHERE {pk} IN :ids", {"ids": sorted(ids)}, expanding=("ids",)):
+            found[int(row["id"])] = {"title": row["post_title"], "parent": int(row["post_parent"] or 0)}
+        parents = {entry["parent"] for entry in found.values() if entry["parent"]} - set(found)
+        if parents:
+            for row in self.db.fetch(f"SELECT {pk} AS id, post_title, post_parent FROM {self.t('posts')} "
+                                     f"WHERE {pk} IN :ids", {"ids": sorted(parents)}, expanding=("ids",)):
+                found[int(row["id"])] = {"title": row["post_title"], "parent": 0}
+        if found:
+            for row in self.db.fetch(
+                f"SELECT post_id, meta_key, meta_value FROM {self.t('postmeta')} "
+                "WHERE post_id IN :ids AND meta_key IN :keys",
+                {"ids": sorted(found), "keys": ["_sku", "_price", "_stock", self.cost_key]},
+                expanding=("ids", "keys"),
+            ):
+                found[int(row["post_id"])].setdefault(row["meta_key"], row["meta_value"])
+        return found
+
+    def _users(self, emails: set[str]) -> dict[str, str]:
+        addresses = sorted({e.strip().lower() for e in emails if e and e.strip()})
+        if not addresses:
+            return {}
+        column = "user_email" if self.db.backend in ("mysql", "mariadb") else "LOWER(user_email)"
+        pk = self.column("ID")
+        rows = self.db.fetch(f"SELECT {pk} AS id, user_email FROM {self.t('users')} WHERE {column} IN :emails",
+                             {"emails": addresses}, expanding=("emails",))
+        return {str(row["user_email"]).strip().lower(): str(row["id"]) for row in rows}
+
+    def _cart(self, row: Mapping[str, Any], contents: dict[str, Any], fields: dict[str, Any], currency: str,
+              products: Mapping[int, dict[str, Any]], users: Mapping[str, str]) -> Cart | None:
+        cart_id = str(row["id"])
+        try:
+            items = [self._item(line, products) for line in contents.values()]
+            if not items:
+                raise RowError("cart_contents: the cart is empty")
+            moment = as_utc(row["at"], self.shop_tz, "time")
+            email = as_email(row["email"])
+            customer_id = users.get(email) if email else None
+            total = as_decimal(row["cart_total"], "cart_total", required=False)
+            unsubscribed = as_bool(row["unsubscribed"])
+            customer = Customer(
+                email=email,
+                id=customer_id,
+                phone=text_or_none(fields.get("wcf_phone_number")),
+                first_name=text_or_none(fields.get("wcf_first_name")),
+                last_name=text_or_none(fields.get("wcf_last_name")),
+                is_guest=customer_id is None,
+                marketing_consent=False if unsubscribed else None,
+            )
+        except RowError as exc:
+            self.problem(self._where(row), str(exc))
+            return None
+        token = quote_plus(base64.b64encode(f"wcf_session_id={row['session_id']}".encode()).decode())
+        return Cart(
+            id=cart_id,
+            source=self.name,
+            customer=customer,
+            currency=currency,
+            items=tuple(items),
+            total=total if total is not None else sum((line.line_total for line in items), Decimal("0")),
+            created_at=moment,
+            updated_at=moment,
+            recovery_url=self.recovery_url(cart_id, token),
+        )
+
+    def _item(self, line: Mapping[str, Any], products: Mapping[int, dict[str, Any]]) -> LineItem:
+        product_id = _int(line.get("product_id"))
+        variation_id = _int(line.get("variation_id"))
+        if not product_id:
+            raise RowError("cart_contents: an item without product_id")
+        own = products.get(variation_id or product_id, {})
+        parent = products.get(own.get("parent") or product_id, {}) if variation_id else {}
+
+        def meta(key: str) -> Any:
+            value = own.get(key)
+            if value is None or str(value).strip() == "":
+                value = parent.get(key)
+            return value
+
+        quantity = line.get("quantity")
+        subtotal = as_decimal(line.get("line_subtotal"), "line_subtotal", required=False)
+        if subtotal is not None and self.options.get("line_prices_include_tax"):
+            subtotal += as_decimal(line.get("line_subtotal_tax"), "line_subtotal_tax", required=False) or 0
+        qty = as_decimal(quantity, "quantity")
+        if subtotal is not None and qty:
+            price: Any = subtotal / qty
+            price = price.quantize(Decimal(1)) if price == price.to_integral_value() else price.normalize()
+        else:
+            price = meta("_price")
+        sku = text_or_none(meta("_sku")) or str(variation_id or product_id)
+        return item(sku, own.get("title") or parent.get("title"), quantity, price,
+                    unit_cost=text_or_none(meta(self.cost_key)), stock=as_stock(meta("_stock")))
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
+        customer_ids = sorted({cart.customer.id for cart in carts if cart.customer.id})
+        if not emails and not customer_ids:
+            return iter(())
+        if self.orders_mode() == "hpos":
+            return self._hpos_orders(emails, customer_ids)
+        return self._legacy_orders(emails, customer_ids)
+
+    def _order(self, order_id: Any, status: Any, created: Any, email: Any, customer: Any, total: Any,
+               currency: Any) -> Order | None:
+        state = (text_or_none(status) or "").lower().removeprefix("wc-")
+        if state in _NOT_ORDERS:
+            return None
+        try:
+            return Order(
+                id=str(order_id),
+                created_at=as_utc(created, UTC, "date_created_gmt"),
+                email=as_email(email),
+                customer_id=id_or_none(customer),
+                total=as_decimal(total, "total", required=False) or Decimal("0"),
+                currency=text_or_none(currency),
+                status=state,
+                delivered=state == "completed",
+            )
+        except RowError as exc:
+            self.problem(f"{self.db.prefix}order id={order_id}", str(exc))
+            return None
+
+    def _hpos_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
+        email_column = "billing_email" if self.db.backend in ("mysql", "mariadb") else "LOWER(billing_email)"
+        where, params, lists = any_in([(email_column, "emails", emails),
+                                       ("customer_id", "customer_ids", [int(c) for c in customer_ids if c.isdigit()])])
+        sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
+               f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' AND ({where})")
+        for row in self.db.fetch(sql, params, expanding=lists):
+            order = self._order(row["id"], row["status"], row["date_created_gmt"], row["billing_email"],
+                                row["customer_id"], row["total_amount"], row["currency"])
+            if order is not None:
+                yield order
+
+    def _legacy_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
+        value = "meta_value" if self.db.backend in ("mysql", "mariadb") else "LOWER(meta_value)"
+        where, params, lists = any_in([
+            (f"(meta_key = '_billing_email' AND {value} {{in}})", "emails", emails),
+            ("(meta_key = '_customer_user' AND meta_value {in})", "customer_ids", customer_ids),
+        ])
+        pk = self.column("ID")
+        sql = (
+            f"SELECT p.{pk} AS id, p.post_status, p.post_date_gmt, m.meta_key, m.meta_value "
+            f"FROM {self.t('posts')} p JOIN {self.t('postmeta')} m ON m.post_id = p.{pk} "
+            "WHERE p.post_type = 'shop_order' "
+            "AND m.meta_key IN ('_billing_email', '_customer_user', '_order_total', '_order_currency') "
+            f"AND p.{pk} IN (SELECT post_id FROM {self.t('postmeta')} WHERE {where}) ORDER BY p.{pk}"
+        )
+        orders: dict[Any, dict[str, Any]] = {}
+        for row in self.db.fetch(sql, params, expanding=lists):
+            entry = orders.setdefault(row["id"], {"status": row["post_status"], "created": row["post_date_gmt"]})
+            entry[row["meta_key"]] = row["meta_value"]
+        for order_id, entry in orders.items():
+            order = self._order(order_id, entry["status"], entry["created"], entry.get("_billing_email"),
+                                entry.get("_customer_user"), entry.get("_order_total"), entry.get("_order_currency"))
+            if order is not None:
+                yield order
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        raise RowError(f"cart_contents: not an id: {value!r}") from None
+
+
+def _product_ids(contents: Mapping[str, Any]) -> set[int]:
+    ids: set[int] = set()
+    for line in contents.values():
+        for key in ("product_id", "variation_id"):
+            try:
+                number = int(line.get(key) or 0)
+            except (TypeError, ValueError):
+                continue
+            if number:
+                ids.add(number)
+    return ids

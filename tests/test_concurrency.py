@@ -1,0 +1,69 @@
+"""Overlapping cron runs on one ledger: every message is delivered once, never twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+from cartrescue.ledger import Ledger
+from conftest import NOW, Shop, cart, iso
+
+
+def _start(shop: Shop, outbox: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cartrescue.cli", "run", "--outbox", outbox, "--json", "--config",
+         str(shop.config_path), "--now", iso(NOW)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_deliver_every_message_once(shop: Shop) -> None:
+    shop.add(*(cart(f"c{i:03}", idle=timedelta(hours=2, minutes=i)) for i in range(300)))
+    shop.write()
+    outbox = shop.folder / "out"
+    first, second = _start(shop, str(outbox)), _start(shop, str(outbox))
+    for process in (first, second):
+        process.communicate(timeout=120)
+    codes = sorted(p.returncode for p in (first, second))
+    files = sorted(outbox.glob("*.eml"))
+    assert len(files) == 300
+    assert len({f.name.split("-step")[0] for f in files}) == 300
+    assert codes in ([0, 0], [0, 4])  # the loser waits for nothing: it finds the lock or nothing left
+    messages = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").messages()
+    assert len(messages) == 300 and {m["status"] for m in messages} == {"sent"}
+
+
+def test_a_run_finding_the_lock_held_exits_4_and_delivers_nothing(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    holder = ledger.start_run("send", NOW)
+    with ledger.lock(holder, timedelta(hours=2)):
+        result = shop.cli("run", "--outbox", str(shop.folder / "out"))
+    assert result.exit_code == 4 and "holds the lock" in result.stderr
+    assert ledger.messages() == []
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.write()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    from sqlalchemy import insert
+
+    from cartrescue.ledger import RunLock
+
+    with ledger.engine.begin() as conn:  # what a SIGKILLed run leaves behind: its lock row
+        conn.execute(insert(RunLock.__table__).values(  # type: ignore[attr-defined]
+            name="run", run_id=999, host=os.uname().nodename, pid=dead.pid, acquired_at=NOW, heartbeat_at=NOW))
+    time.sleep(0.01)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"))
+    assert result.exit_code == 0, result.output
+    assert [m["status"] for m in ledger.messages()] == ["sent"]

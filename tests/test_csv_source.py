@@ -1,0 +1,136 @@
+"""The CSV source: the generic format, its variants, and bad rows reported with file:line."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cartrescue.model import RowProblem
+from cartrescue.sources.csv import CsvSource, parse_decimal, parse_time
+from conftest import REPO, Shop, cart
+
+HEADER = "cart_id,email,currency,created_at,updated_at,sku,name,quantity,unit_price,marketing_consent\n"
+
+
+def _read(path: Path, **kwargs: object) -> tuple[list, list[RowProblem]]:
+    problems: list[RowProblem] = []
+    source = CsvSource(path, on_problem=problems.append, **kwargs)  # type: ignore[arg-type]
+    return list(source.carts()), problems
+
+
+def test_cart_level_columns_on_the_first_row_only_are_carried_to_the_other_lines(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER
+                    + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,2,10.00,yes\n"
+                    + "c1,,,,,B,Plate,1,5.50,\n"
+                    + "c2,bo@example.com,SEK,2026-11-20T09:00:00+01:00,,C,Cup,1,99,no\n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert problems == []
+    assert [(c.id, len(c.items), c.total, c.customer.email, c.currency) for c in carts] == [
+        ("c1", 2, Decimal("25.50"), "ann@example.com", "EUR"), ("c2", 1, Decimal("99"), "bo@example.com", "SEK")]
+    assert carts[1].updated_at.isoformat() == "2026-11-20T08:00:00+00:00"
+
+
+def test_bom_semicolons_decimal_commas_and_quoted_newlines_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    body = (HEADER.replace(",", ";")
+            + 'c1;ann@example.com;EUR;2026-11-20T08:00:00Z;;A;"Mug\nwith a long name";1;"1 234,50";yes\n'
+            + "c2;bo@example.com;EUR;2026-11-20T08:00:00Z;;B;Cup;1;nope;yes\n")
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    carts, problems = _read(path)
+    assert [(c.id, c.items[0].name, c.total) for c in carts] == [("c1", "Mug\nwith a long name", Decimal("1234.50"))]
+    assert [str(p) for p in problems] == [f"{path}:4: cart c2: unit_price: not a number: 'nope'"]
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (",x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes", "missing cart_id"),
+        ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.0.0.x,yes", "unit_price: not a number"),
+        ("c9,x@example.com,EUR,20/11/2026,,A,Mug,1,1.00,yes", "created_at: not an ISO 8601 time"),
+        ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,-2,1.00,yes", "quantity: must be at least 1"),
+        ("c9,not-an-address,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes", "email: not a valid address"),
+        ("c9,x@example.com,euro,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes", "currency: expected an ISO 4217 code"),
+    ],
+)
+def test_a_bad_row_is_reported_with_file_and_line_and_the_good_rows_still_read(tmp_path: Path, row: str, reason: str) -> None:
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n" + row + "\n"
+                    + "c3,b@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert [c.id for c in carts] == ["c1", "c3"]
+    assert len(problems) == 1 and problems[0].location == f"{path}:3" and reason in problems[0].reason
+
+
+def test_a_bad_line_skips_its_whole_cart_never_half_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n"
+                    + "c1,,,,,B,Plate,x,1.00,\n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert carts == [] and [p.location for p in problems] == [f"{path}:3"]
+
+
+def test_a_header_mapping_reads_another_export(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("Checkout,Mail,Cur,Started,Item,Title,Qty,Price\n"
+                    "k1,ann@example.com,EUR,2026-11-20 08:00:00 +0100,S1,Mug,1,\"12,00\"\n", encoding="utf-8")
+    columns = {"cart_id": "Checkout", "email": "Mail", "currency": "Cur", "created_at": "Started", "sku": "Item",
+               "name": "Title", "quantity": "Qty", "unit_price": "Price"}
+    carts, problems = _read(path, columns=columns)
+    assert problems == [] and [(c.id, c.total, c.created_at.hour) for c in carts] == [("k1", Decimal("12.00"), 7)]
+
+
+def test_a_missing_required_column_is_one_clear_error(tmp_path: Path) -> None:
+    from cartrescue.errors import SourceError
+
+    path = tmp_path / "carts.csv"
+    path.write_text("cart_id,email\nc1,a@example.com\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"carts.csv:1: missing column\(s\): currency, created_at"):
+        _read(path)
+
+
+@pytest.mark.parametrize(("text", "value"), [("12.50", "12.50"), ("12,50", "12.50"), ("1 234,50", "1234.50"),
+                                             ("1,234.50", "1234.50"), ("1.234,50", "1234.50"), ("7", "7")])
+def test_numbers_accept_a_decimal_point_or_comma(text: str, value: str) -> None:
+    assert parse_decimal(text, "x") == Decimal(value)
+
+
+def test_a_time_without_offset_is_read_in_the_shop_timezone() -> None:
+    from zoneinfo import ZoneInfo
+
+    assert parse_time("2026-07-01T12:00:00", "t", ZoneInfo("Europe/Stockholm")).hour == 10
+
+
+def test_the_run_reports_bad_rows_on_stderr_and_exits_1_but_processes_the_rest(shop: Shop) -> None:
+    shop.add(cart("good"), [{**cart("bad")[0], "quantity": "-1"}])
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 1
+    assert "carts.csv:3: cart bad: quantity: must be at least 1" in result.stderr
+    assert [d["cart_id"] for d in result.json["decisions"]] == ["good"]
+    assert result.json["counts"]["problems"] == 1
+
+
+def test_strict_stops_before_anything_is_delivered(shop: Shop) -> None:
+    shop.add(cart("good"), [{**cart("bad")[0], "quantity": "-1"}])
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--strict")
+    assert result.exit_code == 3
+    assert "carts.csv:3" in result.stderr and "--strict" in result.stderr
+    assert not list((shop.folder / "out").glob("*.eml")) if (shop.folder / "out").exists() else True
+
+
+def test_an_unreadable_source_exits_3_with_one_line(shop: Shop) -> None:
+    shop.configure(source={"carts": "missing.csv"})
+    shop.write()
+    from conftest import cli
+
+    result = cli("run", "--config", str(shop.config_path))
+    assert result.exit_code == 3
+    assert "missing.csv: cannot open" in result.stderr and "Traceback" not in result.output
+
+
+def test_the_bundled_sample_reads_without_problems() -> None:
+    carts, problems = _read(REPO / "examples" / "carts.csv")
+    assert problems == [] and len(carts) >= 250
+    assert {c.customer.locale for c in carts} >= {"en", "sv", "hu", "ru", "af", "kk"}

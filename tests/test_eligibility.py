@@ -1,0 +1,121 @@
+"""Every eligibility reason, each triggered by its own fixture cart, through the real CLI."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from cartrescue.contacts import email_hash
+from cartrescue.ledger import Ledger
+from conftest import NOW, Shop, cart, order
+
+H = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def decisions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    shop = Shop(tmp_path_factory.mktemp("eligibility"))
+    shop.configure(eligibility={"consent": "soft-opt-in", "disposable_domains": ["throwaway.example.net"]})
+    shop.add(
+        cart("passes", email="passes@example.com"),
+        cart("empty", items=[("", "", "", "")]),
+        cart("zero", items=[("FREE", "Free sample", 1, "0.00")]),
+        cart("nocontact", email=""),
+        cart("bot", email="bot-42@example.com"),
+        cart("disposable", email="anna@throwaway.example.net"),
+        cart("optout", consent="no"),
+        cart("unknown-new", consent=""),
+        cart("unknown-returning", email="loyal@example.com", consent=""),
+        cart("suppressed", email="gone@example.com"),
+        cart("converted"),
+        cart("bought-by-email", email="buyer@example.com"),
+        cart("pending", email="waiting@example.com"),
+        cart("old", idle=timedelta(days=8)),
+        cart("fresh", idle=timedelta(minutes=10)),
+        cart("older-of-two", email="twice@example.com", idle=5 * H),
+        cart("newer-of-two", email="twice@example.com", idle=2 * H),
+        cart("not-due", idle=timedelta(minutes=50)),
+    )
+    shop.add_orders(
+        order("o-converted", cart_id="converted", created=NOW - H),
+        order("o-after", email="buyer@example.com", created=NOW - H),
+        order("o-pending", email="waiting@example.com", created=NOW - timedelta(days=3), delivered="no"),
+        order("o-loyal", email="loyal@example.com", created=NOW - timedelta(days=40)),
+    )
+    shop.write()
+    Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").suppress(email_hash("Gone@Example.com"), "unsubscribed", "test")
+    return shop.decisions()
+
+
+@pytest.mark.parametrize(
+    ("cart_id", "action", "reason"),
+    [
+        ("passes", "send", "due"),
+        ("empty", "skip", "empty_cart"),
+        ("zero", "skip", "zero_value"),
+        ("nocontact", "skip", "no_contact"),
+        ("bot", "skip", "bot_or_disposable"),
+        ("disposable", "skip", "bot_or_disposable"),
+        ("optout", "skip", "no_consent"),
+        ("unknown-new", "skip", "no_consent"),
+        ("unknown-returning", "send", "due"),
+        ("suppressed", "skip", "suppressed"),
+        ("converted", "skip", "ordered"),
+        ("bought-by-email", "skip", "ordered"),
+        ("pending", "skip", "pending_order"),
+        ("old", "skip", "too_old"),
+        ("fresh", "defer", "idle_below_cutoff"),
+        ("older-of-two", "skip", "newer_cart_for_address"),
+        ("newer-of-two", "send", "due"),
+        ("not-due", "defer", "step_not_due"),
+    ],
+)
+def test_each_gate_gives_its_reason(decisions: dict[str, dict[str, Any]], cart_id: str, action: str, reason: str) -> None:
+    assert (decisions[cart_id]["action"], decisions[cart_id]["reason"]) == (action, reason)
+
+
+def test_a_defer_says_when_to_look_again(decisions: dict[str, dict[str, Any]]) -> None:
+    fresh = decisions["fresh"]
+    assert fresh["not_before"] == (NOW - timedelta(minutes=10) + timedelta(minutes=45)).isoformat().replace("+00:00", "Z")
+
+
+def test_consent_required_policy_refuses_unknown_consent_even_for_returning(shop: Shop) -> None:
+    shop.configure(eligibility={"consent": "required"})
+    shop.add(cart("c1", email="loyal@example.com", consent=""))
+    shop.add_orders(order("o1", email="loyal@example.com", created=NOW - timedelta(days=40)))
+    assert shop.decisions()["c1"]["reason"] == "no_consent"
+
+
+def test_consent_none_policy_still_honours_an_explicit_no(shop: Shop) -> None:
+    shop.configure(eligibility={"consent": "none"})
+    shop.add(cart("unknown", consent=""), cart("no", consent="no"))
+    found = shop.decisions()
+    assert (found["unknown"]["action"], found["no"]["reason"]) == ("send", "no_consent")
+
+
+def test_quiet_hours_defer_to_the_end_of_the_window(shop: Shop) -> None:
+    shop.configure(eligibility={"quiet_hours": {"start": "10:30", "end": "12:00"}})  # now = 11:00 Stockholm
+    shop.add(cart("c1"))
+    found = shop.decisions()["c1"]
+    assert (found["action"], found["reason"], found["not_before"]) == ("defer", "quiet_hours", "2026-11-20T11:00:00Z")
+
+
+def test_quiet_hours_across_midnight_defer_to_the_next_morning(shop: Shop) -> None:
+    late = NOW.replace(hour=22, minute=30)  # 23:30 in Stockholm
+    shop.configure(eligibility={"quiet_hours": {"start": "21:00", "end": "08:00"}})
+    shop.add(cart("c1", now=late))
+    found = shop.decisions(now=late)["c1"]
+    assert (found["reason"], found["not_before"]) == ("quiet_hours", "2026-11-21T07:00:00Z")
+
+
+def test_an_address_messaged_today_is_deferred_to_tomorrow(shop: Shop) -> None:
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                                    {"delay": "3h", "template": "reminder-2"}]}})
+    shop.add(cart("c1", idle=90 * timedelta(minutes=1)))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    later = NOW + 2 * H  # step 2 is due (3 h after activity) but it is the same day in Stockholm
+    found = shop.decisions(now=later)["c1"]
+    assert (found["action"], found["reason"], found["step"], found["not_before"]) == (
+        "defer", "messaged_today", 2, "2026-11-20T23:00:00Z")

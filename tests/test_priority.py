@@ -1,0 +1,114 @@
+"""The four priority rules, scores, tiers and a tier budget, on fixture carts via the CLI."""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from cartrescue.model import Cart, Customer, LineItem
+from cartrescue.priority import margin_share
+from conftest import NOW, Shop, cart, order
+
+RULES = {
+    "high_value": {"weight": 40, "threshold": 200},
+    "returning_customer": {"weight": 25, "min_orders": 1},
+    "high_margin": {"weight": 20, "threshold": 0.5},
+    "overstock": {"weight": 10, "threshold": 100, "skus": ["CLEARANCE-1"]},
+}
+TIERS = [
+    {"name": "call", "min_score": 60, "sequence": "default", "channel": "call-list"},
+    {"name": "high", "min_score": 30},
+    {"name": "standard", "min_score": 0},
+]
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    shop = Shop(tmp_path_factory.mktemp("priority"))
+    shop.configure(priority={"rules": RULES, "tiers": TIERS})
+    shop.add(
+        cart("plain", items=[("A", "Mug", 1, "20.00")]),
+        cart("valuable", items=[("B", "Lamp", 1, "250.00")]),
+        cart("returning", email="back@example.com"),
+        cart("margin", items=[("C", "Scarf", 2, "40.00", "10.00")]),
+        cart("thin-margin", items=[("C", "Scarf", 2, "40.00", "35.00")]),
+        cart("stocky", items=[("D", "Socks", 1, "9.00", None, 500)]),
+        cart("listed", items=[("CLEARANCE-1", "Old model", 1, "9.00")]),
+        cart("everything", email="vip@example.com", phone="+46700000000",
+             items=[("E", "Sofa", 1, "900.00", "300.00", 150)]),
+    )
+    shop.add_orders(
+        order("o1", email="back@example.com", created=NOW - timedelta(days=30)),
+        order("o2", email="vip@example.com", created=NOW - timedelta(days=60)),
+    )
+    return shop.decisions()
+
+
+@pytest.mark.parametrize(
+    ("cart_id", "score", "tier"),
+    [
+        ("plain", 0, "standard"),
+        ("valuable", 40, "high"),
+        ("returning", 25, "standard"),
+        ("margin", 20, "standard"),
+        ("thin-margin", 0, "standard"),
+        ("stocky", 10, "standard"),
+        ("listed", 10, "standard"),
+        ("everything", 95, "call"),
+    ],
+)
+def test_rules_add_their_weights_and_the_score_picks_the_tier(
+    scored: dict[str, dict[str, Any]], cart_id: str, score: float, tier: str
+) -> None:
+    assert (scored[cart_id]["score"], scored[cart_id]["tier"]) == (score, tier)
+
+
+def test_the_top_tier_goes_to_the_call_list_channel(scored: dict[str, dict[str, Any]]) -> None:
+    assert scored["everything"]["channel"] == "call-list"
+    assert {scored[c]["channel"] for c in ("plain", "valuable")} == {"email"}
+
+
+def test_carts_without_cost_data_have_unknown_margin_not_zero() -> None:
+    assert margin_share(_one_cart([("A", "Mug", 1, "20.00")])) is None
+    assert margin_share(_one_cart([("A", "Mug", 1, "20.00", "5.00")])) == Decimal("0.75")
+
+
+def _one_cart(items: list[tuple[Any, ...]]) -> Cart:
+    lines = tuple(
+        LineItem(sku=i[0], name=i[1], quantity=i[2], unit_price=Decimal(i[3]),
+                 unit_cost=Decimal(i[4]) if len(i) > 4 else None)
+        for i in items
+    )
+    return Cart(id="x", source="t", customer=Customer(email="x@example.com"), currency="EUR", items=lines,
+                total=sum((l.line_total for l in lines), Decimal(0)), created_at=NOW, updated_at=NOW)
+
+
+def test_a_tier_budget_keeps_the_best_scoring_carts_and_defers_the_rest(shop: Shop) -> None:
+    shop.configure(priority={"rules": RULES, "tiers": [
+        {"name": "high", "min_score": 30, "budget": 2}, {"name": "standard", "min_score": 0}]})
+    shop.add(
+        cart("h1", items=[("B", "Lamp", 1, "250.00")]),  # 40
+        cart("h2", items=[("B", "Lamp", 1, "250.00", "100.00")]),  # 60
+        cart("h3", items=[("B", "Lamp", 1, "250.00", None, 500)]),  # 50
+        cart("h4", items=[("B", "Lamp", 1, "260.00")]),  # 40
+        cart("s1"),
+    )
+    found = shop.decisions()
+    assert {c: found[c]["action"] for c in ("h1", "h2", "h3", "h4", "s1")} == {
+        "h1": "defer", "h2": "send", "h3": "send", "h4": "defer", "s1": "send"}
+    assert found["h1"]["reason"] == "tier_budget"
+
+
+def test_the_call_list_channel_writes_a_row_for_staff(shop: Shop) -> None:
+    shop.configure(priority={"rules": RULES, "tiers": TIERS}, call_list={"path": "calls.csv"})
+    shop.add(cart("big", email="vip@example.com", phone="+46700000001", items=[("E", "Sofa", 1, "900.00", "300.00", 150)]))
+    shop.add_orders(order("o2", email="vip@example.com", created=NOW - timedelta(days=60)))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    with (shop.folder / "calls.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["cart_id"], r["phone"], r["tier"]) for r in rows] == [("big", "+46700000001", "call")]
+    assert not list((shop.folder / "out").glob("*.eml"))

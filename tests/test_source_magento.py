@@ -1,0 +1,290 @@
+"""Magento 2 preset against a fixture schema on the real MariaDB and PostgreSQL servers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import shopdb
+from cartrescue.errors import SourceError
+from cartrescue.sources.base import Window
+from cartrescue.sources.magento import MagentoSource
+
+UTC = timezone.utc
+NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
+WINDOW = Window(NOW - timedelta(days=7), NOW - timedelta(minutes=45))
+
+
+def at(text: str) -> datetime:
+    """A naive UTC time as Magento stores it."""
+    return datetime.fromisoformat(text)
+
+
+def quote(entity_id: int, updated: str, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "entity_id": entity_id, "store_id": 1, "created_at": at(updated) - timedelta(hours=1),
+        "updated_at": at(updated), "is_active": 1, "items_count": 1, "quote_currency_code": "EUR",
+        "base_currency_code": "EUR", "grand_total": Decimal("10"), "customer_is_guest": 0,
+    }
+    row.update(values)
+    return row
+
+
+def line(item_id: int, quote_id: int, sku: str, qty: str, price: str, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "item_id": item_id, "quote_id": quote_id, "sku": sku, "name": f"Product {sku}", "qty": Decimal(qty),
+        "price": Decimal(price), "product_type": "simple", "product_id": item_id, "parent_item_id": None,
+    }
+    row.update(values)
+    return row
+
+
+QUOTES = [
+    # 101 registered customer, two simple lines, cost and stock known
+    quote(101, "2026-03-29 09:00:00", customer_id=7, customer_email="Alice@Example.com", customer_firstname="Alice",
+          customer_lastname="Andersson", items_count=2, grand_total=Decimal("125.0000")),
+    # 102 guest: the email is only in the billing address
+    quote(102, "2026-03-29 08:00:00", customer_email=None, customer_is_guest=1, grand_total=Decimal("40")),
+    # 103 configurable product: parent line carries the price, the child row is skipped
+    quote(103, "2026-03-28 20:00:00", customer_id=8, customer_email="erik@example.com", grand_total=Decimal("30")),
+    # 104 converted although still active (order placed, quote not yet deactivated)
+    quote(104, "2026-03-29 10:00:00", customer_email="frank@example.com"),
+    # 105 converted the usual way: inactive
+    quote(105, "2026-03-29 10:00:00", customer_email="frank@example.com", is_active=0,
+          converted_at=at("2026-03-29 10:05:00")),
+    # 106 customer who ordered since (order found by email, another quote)
+    quote(106, "2026-03-29 07:00:00", customer_email="bob@example.com", grand_total=Decimal("99.5")),
+    # 107 customer with an order not yet delivered
+    quote(107, "2026-03-27 07:00:00", customer_email="carol@example.com", customer_id=9),
+    # 108 NULL where a value is needed (currency)
+    quote(108, "2026-03-29 06:00:00", customer_email="gina@example.com", quote_currency_code=None),
+    # 109 unknown currency
+    quote(109, "2026-03-29 06:00:00", customer_email="hans@example.com", quote_currency_code="XXQ"),
+    # 110 outside the window (too old)
+    quote(110, "2026-03-10 06:00:00", customer_email="old@example.com"),
+    # 111 empty
+    quote(111, "2026-03-29 06:00:00", customer_email="empty@example.com", items_count=0),
+    # 112 shown in SEK, base currency EUR: cost converted with base_to_quote_rate
+    quote(112, "2026-03-29 05:00:00", customer_email="ivan@example.com", quote_currency_code="SEK",
+          base_to_quote_rate=Decimal("11.5"), grand_total=Decimal("1150")),
+    # 113 a cancelled order by the same address does not count
+    quote(113, "2026-03-29 05:00:00", customer_email="dave@example.com"),
+    # 114 a fractional quantity (sold by weight) cannot be a whole-unit line
+    quote(114, "2026-03-29 05:00:00", customer_email="jana@example.com"),
+    # 115 an address that is not one
+    quote(115, "2026-03-29 05:00:00", customer_email="not-an-email"),
+    # 116 right at the window's end (inclusive) and one a minute later (not yet idle enough)
+    quote(116, "2026-03-29 11:15:00", customer_email="kim@example.com"),
+    quote(117, "2026-03-29 11:16:00", customer_email="lea@example.com"),
+]
+ITEMS = [
+    line(1011, 101, "A", "2", "50", base_cost=Decimal("20"), product_id=11),
+    line(1012, 101, "B", "1", "25", product_id=12),
+    line(1021, 102, "C", "1", "40", product_id=13),
+    line(1031, 103, "TSHIRT-RED-M", "1", "30", product_id=30, product_type="configurable", name="T-shirt"),
+    line(1032, 103, "TSHIRT-RED-M", "1", "0", product_id=31, parent_item_id=1031, name="T-shirt red M"),
+    line(1041, 104, "A", "1", "50"), line(1051, 105, "A", "1", "50"),
+    line(1061, 106, "D", "1", "99.5"), line(1071, 107, "E", "1", "10"),
+    line(1081, 108, "E", "1", "10"), line(1091, 109, "E", "1", "10"), line(1101, 110, "E", "1", "10"),
+    line(1121, 112, "F", "1", "1150", base_cost=Decimal("10")),
+    line(1131, 113, "E", "1", "10"), line(1141, 114, "CHEESE", "1.5", "10"), line(1151, 115, "E", "1", "10"),
+    line(1161, 116, "E", "1", "10"), line(1171, 117, "E", "1", "10"),
+]
+ADDRESSES = [
+    {"address_id": 1, "quote_id": 102, "address_type": "shipping", "email": None, "telephone": None,
+     "firstname": "Gus"},
+    {"address_id": 2, "quote_id": 102, "address_type": "billing", "email": "Guest@Example.com",
+     "telephone": "+46701234567", "firstname": "Gustav", "lastname": "Gäst"},
+    {"address_id": 3, "quote_id": 101, "address_type": "billing", "email": "alice.billing@example.com",
+     "telephone": "+4670111"},
+]
+ORDERS = [
+    {"entity_id": 1, "increment_id": "000000001", "quote_id": 104, "customer_email": "frank@example.com",
+     "state": "new", "status": "pending", "grand_total": Decimal("50"), "order_currency_code": "EUR",
+     "created_at": at("2026-03-29 10:01:00")},
+    {"entity_id": 2, "increment_id": "000000002", "quote_id": 90, "customer_email": "BOB@example.com",
+     "state": "complete", "status": "complete", "grand_total": Decimal("99.5"), "order_currency_code": "EUR",
+     "created_at": at("2026-03-29 10:00:00")},
+    {"entity_id": 3, "increment_id": "000000003", "quote_id": 91, "customer_email": "carol@example.com",
+     "customer_id": 9, "state": "processing", "status": "processing", "grand_total": Decimal("20"),
+     "order_currency_code": "EUR", "created_at": at("2026-03-20 10:00:00")},
+    {"entity_id": 4, "increment_id": "000000004", "quote_id": 92, "customer_email": "dave@example.com",
+     "state": "canceled", "status": "canceled", "grand_total": Decimal("10"), "order_currency_code": "EUR",
+     "created_at": at("2026-03-29 06:00:00")},
+    {"entity_id": 5, "increment_id": "000000005", "quote_id": 93, "customer_email": "zed@example.com",
+     "state": "complete", "status": "complete", "grand_total": Decimal("10"), "order_currency_code": "EUR",
+     "created_at": at("2026-03-29 06:00:00")},
+]
+STOCK = [
+    {"product_id": 11, "stock_id": 1, "qty": Decimal("150")}, {"product_id": 12, "stock_id": 1, "qty": Decimal("3")},
+    {"product_id": 30, "stock_id": 1, "qty": Decimal("0")}, {"product_id": 31, "stock_id": 1, "qty": Decimal("500")},
+]
+
+
+def fill(db: shopdb.ShopDb, prefix: str = "") -> None:
+    db.schema("magento2", prefix=prefix)
+    db.insert(f"{prefix}quote", QUOTES)
+    db.insert(f"{prefix}quote_item", [row for row in ITEMS if row["parent_item_id"] is None])
+    db.insert(f"{prefix}quote_item", [row for row in ITEMS if row["parent_item_id"] is not None])
+    db.insert(f"{prefix}quote_address", ADDRESSES)
+    db.insert(f"{prefix}sales_order", ORDERS)
+    db.insert(f"{prefix}cataloginventory_stock_item", STOCK)
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def shop(request):
+    with shopdb.shop_database(request.param, "magento") as db:
+        fill(db)
+        yield db
+
+
+@pytest.fixture
+def read(shop):
+    problems = shopdb.Problems()
+    source = MagentoSource(shop.url, shop_tz=ZoneInfo("Europe/Stockholm"), on_problem=problems)
+    carts = {cart.id: cart for cart in source.carts(WINDOW)}
+    yield source, carts, problems
+    source.close()
+
+
+def test_abandoned_quotes_in_the_window(read):
+    _, carts, _ = read
+    assert sorted(carts) == ["101", "102", "103", "106", "107", "112", "113", "116"]
+
+
+def test_registered_customer_cart(read):
+    _, carts, _ = read
+    cart = carts["101"]
+    assert cart.key == "magento2:101"
+    assert cart.customer.email == "alice@example.com"  # the quote's own address wins, normalized
+    assert cart.customer.id == "7" and not cart.customer.is_guest
+    assert (cart.customer.first_name, cart.customer.last_name) == ("Alice", "Andersson")
+    assert cart.customer.phone == "+4670111"
+    assert cart.currency == "EUR" and cart.total == Decimal("125")
+    assert cart.updated_at == datetime(2026, 3, 29, 9, 0, tzinfo=UTC)
+    assert cart.created_at == datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
+    a, b = cart.items
+    assert (a.sku, a.quantity, a.unit_price, a.unit_cost, a.stock_on_hand) == ("A", 2, Decimal("50"), Decimal("20"), 150)
+    assert (b.sku, b.unit_cost, b.stock_on_hand) == ("B", None, 3)
+    assert cart.store_id == "1"
+
+
+def test_guest_email_and_phone_come_from_the_billing_address(read):
+    _, carts, _ = read
+    customer = carts["102"].customer
+    assert customer.email == "guest@example.com"
+    assert customer.phone == "+46701234567"
+    assert customer.is_guest and customer.id is None
+    assert customer.first_name == "Gustav"
+
+
+def test_configurable_product_is_one_line_priced_by_the_parent_stocked_by_the_child(read):
+    _, carts, _ = read
+    (only,) = carts["103"].items
+    assert (only.sku, only.name, only.unit_price, only.quantity) == ("TSHIRT-RED-M", "T-shirt", Decimal("30"), 1)
+    assert only.stock_on_hand == 500
+
+
+def test_cost_is_converted_from_base_to_quote_currency(read):
+    _, carts, _ = read
+    (only,) = carts["112"].items
+    assert carts["112"].currency == "SEK"
+    assert only.unit_cost == Decimal("115")
+
+
+def test_unreadable_rows_are_reported_with_their_key_and_skipped(read):
+    _, _, problems = read
+    reasons = problems.reasons()
+    assert set(reasons) == {"quote entity_id=108", "quote entity_id=109", "quote entity_id=114",
+                            "quote entity_id=115"}
+    assert reasons["quote entity_id=108"] == "currency: missing"
+    assert "XXQ" in reasons["quote entity_id=109"]
+    assert "whole number" in reasons["quote entity_id=114"]
+    assert "not a valid address" in reasons["quote entity_id=115"]
+
+
+def test_orders_by_quote_email_and_customer(read):
+    source, carts, _ = read
+    orders = {order.id: order for order in source.orders_for(list(carts.values()))}
+    # bob ordered by email (any case) from another quote; carol's order is not delivered yet;
+    # dave's cancelled order does not count; zed is not among the carts.
+    assert set(orders) == {"000000002", "000000003"}
+    bob, carol = orders["000000002"], orders["000000003"]
+    assert bob.email == "bob@example.com" and bob.cart_id == "90" and bob.delivered is True
+    assert bob.created_at == datetime(2026, 3, 29, 10, 0, tzinfo=UTC)
+    assert carol.delivered is False and carol.status == "processing" and carol.customer_id == "9"
+    assert carol.total == Decimal("20") and carol.currency == "EUR"
+
+
+def test_orders_for_the_converted_quote_are_found_by_quote_id(shop):
+    source = MagentoSource(shop.url)
+    from cartrescue.model import Cart, Customer
+
+    cart = Cart(id="104", source="magento2", customer=Customer(email=None), currency="EUR", items=(),
+                total=Decimal("50"), created_at=NOW, updated_at=NOW)
+    try:
+        (order,) = list(source.orders_for([cart]))
+    finally:
+        source.close()
+    assert order.cart_id == "104" and order.id == "000000001"
+
+
+def test_activity_matches_the_carts(read):
+    source, carts, _ = read
+    activity = {a.cart_key: a for a in source.activity(WINDOW)}
+    assert activity["magento2:102"].email == "guest@example.com"
+    assert activity["magento2:101"].updated_at == carts["101"].updated_at
+    assert "magento2:110" not in activity and "magento2:104" not in activity
+
+
+def test_table_prefix(request):
+    kind = "mariadb"
+    with shopdb.shop_database(kind, "magentoprefix") as db:
+        fill(db, prefix="mg_")
+        source = MagentoSource(db.url, prefix="mg_")
+        try:
+            assert sorted(cart.id for cart in source.carts(WINDOW)) == \
+                ["101", "102", "103", "106", "107", "112", "113", "116"]
+        finally:
+            source.close()
+
+
+test_table_prefix = pytest.mark.mariadb(test_table_prefix)
+
+
+def test_doctor_reports_the_missing_index_until_it_exists(shop):
+    source = MagentoSource(shop.url)
+    try:
+        (problem,) = source.check()
+        assert "no index on quote(is_active, updated_at)" in problem
+        assert "CREATE INDEX" in problem
+        shop.execute("CREATE INDEX cr_test_quote_updated ON quote (updated_at)")
+        assert source.check() == []
+    finally:
+        shop.execute("DROP INDEX cr_test_quote_updated ON quote" if shop.kind == "mariadb"
+                     else "DROP INDEX cr_test_quote_updated")
+        source.close()
+
+
+def test_doctor_reports_missing_tables(shop):
+    source = MagentoSource(shop.url, prefix="nope_")
+    try:
+        problems = source.check()
+    finally:
+        source.close()
+    assert any("table nope_quote not found" in problem for problem in problems)
+
+
+def test_missing_table_is_one_clear_source_error(shop):
+    source = MagentoSource(shop.url, prefix="nope_")
+    try:
+        with pytest.raises(SourceError) as caught:
+            list(source.carts(WINDOW))
+    finally:
+        source.close()
+    message = str(caught.value)
+    assert message.startswith("magento2 source: table nope_quote not found")
+    assert "\n" not in message and caught.value.__cause__ is None

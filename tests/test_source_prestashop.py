@@ -1,0 +1,248 @@
+"""PrestaShop preset against a fixture schema on the real MariaDB and PostgreSQL servers."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import shopdb
+from cartrescue.errors import SourceError
+from cartrescue.model import Cart, Customer
+from cartrescue.sources.base import Window
+from cartrescue.sources.prestashop import PrestaShopSource
+
+UTC = timezone.utc
+PARIS = ZoneInfo("Europe/Paris")  # DST starts 2026-03-29 02:00 local
+NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
+WINDOW = Window(NOW - timedelta(days=7), NOW - timedelta(minutes=45))
+
+
+def local(text: str) -> datetime:
+    """A naive Paris time as PrestaShop stores it."""
+    return datetime.fromisoformat(text)
+
+
+def cart(id_cart: int, customer: int, updated: str, *, shop: int = 1, lang: int = 1, currency: int = 1) -> dict:
+    return {"id_cart": id_cart, "id_shop": shop, "id_shop_group": 1, "id_lang": lang, "id_currency": currency,
+            "id_customer": customer, "delivery_option": "", "date_add": local(updated) - timedelta(minutes=30),
+            "date_upd": local(updated)}
+
+
+def product_line(id_cart: int, product: int, quantity: int, combination: int = 0, shop: int = 1) -> dict:
+    return {"id_cart": id_cart, "id_product": product, "id_product_attribute": combination, "quantity": quantity,
+            "id_shop": shop, "date_add": local("2026-03-20 10:00:00")}
+
+
+def customer(id_customer: int, email: str, first: str, **values: object) -> dict:
+    row = {"id_customer": id_customer, "email": email, "firstname": first, "lastname": "Test",
+           "date_add": local("2025-01-01 10:00:00"), "date_upd": local("2025-01-01 10:00:00")}
+    row.update(values)
+    return row
+
+
+CARTS = [
+    cart(201, 1, "2026-03-29 10:00:00"),            # after the DST change (CEST): 08:00Z
+    cart(202, 2, "2026-03-29 01:30:00", lang=2),    # before it (CET): 00:30Z
+    cart(203, 3, "2026-03-28 10:00:00"),            # converted: an order has its id_cart
+    cart(204, 4, "2026-03-28 10:00:00"),            # customer deleted (GDPR): no contact
+    cart(205, 5, "2026-03-28 09:00:00"),            # dave ordered since, from a guest account
+    cart(206, 1, "2026-03-28 09:00:00", currency=2),  # unknown currency
+    cart(207, 1, "2026-03-28 09:00:00", currency=9),  # currency id not in ps_currency
+    cart(208, 0, "2026-03-28 09:00:00"),            # anonymous visitor: nobody to remind
+    cart(209, 1, "2026-03-28 09:00:00"),            # no products
+    cart(210, 1, "2026-03-10 09:00:00"),            # too old
+    cart(211, 1, "2026-03-22 12:30:00"),            # 11:30Z: half an hour before the window
+    cart(212, 1, "2026-03-22 13:30:00"),            # 12:30Z: inside
+    cart(213, 1, "2026-03-28 09:00:00", shop=3),    # a shop that is not configured
+]
+LINES = [
+    product_line(201, 1, 3), product_line(201, 3, 1, combination=31),
+    product_line(202, 2, 1), product_line(203, 1, 1), product_line(204, 1, 1), product_line(205, 1, 2),
+    product_line(206, 1, 1), product_line(207, 1, 1), product_line(208, 1, 1), product_line(210, 1, 1),
+    product_line(211, 1, 1), product_line(212, 1, 1), product_line(213, 1, 1, shop=3),
+]
+CUSTOMERS = [
+    customer(1, "Alice@Example.com", "Alice", newsletter=1),
+    customer(2, "bob@example.com", "Bob", is_guest=1),
+    customer(3, "carol@example.com", "Carol", optin=1),
+    customer(4, "anonymous@psgdpr.com", "Anonymous", deleted=1),
+    customer(5, "dave@example.com", "Dave"),
+    customer(6, "dave@example.com", "Dave", is_guest=1),
+]
+ORDERS = [
+    {"id_order": 1, "reference": "AAAAAAAAA", "id_customer": 3, "id_cart": 203, "id_currency": 1,
+     "current_state": 2, "total_paid": Decimal("10"), "date_add": local("2026-03-28 10:10:00"),
+     "date_upd": local("2026-03-28 10:10:00")},
+    {"id_order": 2, "reference": "BBBBBBBBB", "id_customer": 6, "id_cart": 150, "id_currency": 1,
+     "current_state": 5, "total_paid": Decimal("20"), "date_add": local("2026-03-28 11:00:00"),
+     "date_upd": local("2026-03-28 11:00:00")},
+    {"id_order": 3, "reference": "CCCCCCCCC", "id_customer": 3, "id_cart": 151, "id_currency": 1,
+     "current_state": 6, "total_paid": Decimal("20"), "date_add": local("2026-03-28 11:00:00"),
+     "date_upd": local("2026-03-28 11:00:00")},
+    {"id_order": 4, "reference": "DDDDDDDDD", "id_customer": 1, "id_cart": 152, "id_currency": 1,
+     "current_state": 3, "total_paid": Decimal("30"), "date_add": local("2026-03-01 11:00:00"),
+     "date_upd": local("2026-03-01 11:00:00")},
+]
+PRODUCTS = [
+    {"id_product": 1, "reference": "MUG", "price": Decimal("10"), "wholesale_price": Decimal("4")},
+    {"id_product": 2, "reference": None, "price": Decimal("20"), "wholesale_price": Decimal("0")},
+    {"id_product": 3, "reference": "TSHIRT", "price": Decimal("15"), "wholesale_price": Decimal("5")},
+]
+NAMES = [
+    {"id_product": 1, "id_shop": 1, "id_lang": 1, "name": "Mug", "link_rewrite": "mug"},
+    {"id_product": 1, "id_shop": 1, "id_lang": 2, "name": "Tasse", "link_rewrite": "tasse"},
+    {"id_product": 2, "id_shop": 1, "id_lang": 2, "name": "Affiche", "link_rewrite": "affiche"},
+    {"id_product": 3, "id_shop": 1, "id_lang": 1, "name": "T-shirt", "link_rewrite": "t-shirt"},
+]
+
+
+def fill(db: shopdb.ShopDb) -> None:
+    db.schema("prestashop", prefix="ps_")
+    db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Main"},
+                          {"id_shop": 2, "id_shop_group": 1, "name": "Outlet"}])
+    db.insert("ps_lang", [{"id_lang": 1, "name": "English", "iso_code": "en", "language_code": "en-us"},
+                          {"id_lang": 2, "name": "Français", "iso_code": "fr", "language_code": "fr-fr"}])
+    db.insert("ps_currency", [{"id_currency": 1, "iso_code": "EUR"}, {"id_currency": 2, "iso_code": "XXQ"}])
+    stamp = local("2025-01-01 00:00:00")
+    db.insert("ps_configuration", [
+        {"name": name, "value": value, "date_add": stamp, "date_upd": stamp}
+        for name, value in (("PS_OS_DELIVERED", "5"), ("PS_OS_CANCELED", "6"), ("PS_OS_REFUND", "7"),
+                            ("PS_OS_ERROR", "8"), ("PS_TIMEZONE", "Europe/Paris"))])
+    db.insert("ps_customer", CUSTOMERS)
+    db.insert("ps_product", [dict(row, date_add=stamp, date_upd=stamp) for row in PRODUCTS])
+    db.insert("ps_product_shop", [{"id_product": row["id_product"], "id_shop": 1, "price": row["price"],
+                                   "wholesale_price": row["wholesale_price"], "date_add": stamp, "date_upd": stamp}
+                                  for row in PRODUCTS])
+    db.insert("ps_product_lang", NAMES)
+    db.insert("ps_product_attribute", [{"id_product_attribute": 31, "id_product": 3, "reference": "TSHIRT-L",
+                                        "price": Decimal("2.5"), "wholesale_price": Decimal("6")}])
+    db.insert("ps_stock_available", [
+        {"id_product": 1, "id_product_attribute": 0, "id_shop": 1, "id_shop_group": 0, "quantity": 120},
+        {"id_product": 3, "id_product_attribute": 31, "id_shop": 0, "id_shop_group": 1, "quantity": 7},
+        {"id_product": 2, "id_product_attribute": 0, "id_shop": 1, "id_shop_group": 0, "quantity": 0},
+    ])
+    db.insert("ps_cart", CARTS)
+    db.insert("ps_cart_product", LINES)
+    db.insert("ps_orders", ORDERS)
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def shop(request):
+    with shopdb.shop_database(request.param, "prestashop") as db:
+        fill(db)
+        yield db
+
+
+@pytest.fixture
+def read(shop):
+    problems = shopdb.Problems()
+    source = PrestaShopSource(shop.url, shop_tz=PARIS, on_problem=problems,
+                              options={"recovery_url": "https://shop.example/index.php?controller=order&step=1"
+                                                       "&recover_cart={cart_id}&token_cart={token}",
+                                       "cookie_key": "s3cr3t"})
+    carts = {c.id: c for c in source.carts(WINDOW)}
+    yield source, carts, problems
+    source.close()
+
+
+def test_abandoned_carts_of_the_shops_in_the_window(read):
+    _, carts, _ = read
+    assert sorted(carts) == ["201", "202", "204", "205", "212"]
+
+
+def test_cart_lines_prices_costs_stock_and_total(read):
+    _, carts, _ = read
+    alice = carts["201"]
+    assert alice.key == "prestashop:201" and alice.currency == "EUR" and alice.store_id == "1"
+    mug, shirt = alice.items
+    assert (mug.sku, mug.name, mug.quantity, mug.unit_price, mug.unit_cost, mug.stock_on_hand) == \
+        ("MUG", "Mug", 3, Decimal("10"), Decimal("4"), 120)
+    # the combination: its reference, the product's price plus its impact, its own cost, shared stock
+    assert (shirt.sku, shirt.name, shirt.unit_price, shirt.unit_cost, shirt.stock_on_hand) == \
+        ("TSHIRT-L", "T-shirt", Decimal("17.5"), Decimal("6"), 7)
+    assert alice.total == Decimal("47.5")
+    token = hashlib.md5(b"s3cr3trecover_cart_201").hexdigest()
+    assert alice.recovery_url == ("https://shop.example/index.php?controller=order&step=1"
+                                  f"&recover_cart=201&token_cart={token}")
+
+
+def test_customer_fields(read):
+    _, carts, _ = read
+    alice, bob = carts["201"].customer, carts["202"].customer
+    assert (alice.email, alice.id, alice.first_name, alice.locale, alice.is_guest, alice.marketing_consent) == \
+        ("alice@example.com", "1", "Alice", "en_US", False, True)
+    assert (bob.email, bob.is_guest, bob.locale, bob.marketing_consent) == ("bob@example.com", True, "fr_FR", None)
+    (poster,) = carts["202"].items
+    assert (poster.sku, poster.name, poster.unit_cost, poster.stock_on_hand) == ("2", "Affiche", None, 0)
+
+
+def test_deleted_customer_has_no_contact(read):
+    _, carts, _ = read
+    assert carts["204"].customer.email is None and carts["204"].customer.first_name is None
+
+
+def test_local_times_across_the_dst_change(read):
+    _, carts, _ = read
+    assert carts["201"].updated_at == datetime(2026, 3, 29, 8, 0, tzinfo=UTC)   # CEST, +02:00
+    assert carts["202"].updated_at == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # CET, +01:00
+    assert carts["212"].updated_at == datetime(2026, 3, 22, 12, 30, tzinfo=UTC)
+
+
+def test_unreadable_carts_are_reported_and_skipped(read):
+    _, _, problems = read
+    reasons = problems.reasons()
+    assert set(reasons) == {"ps_cart id_cart=206", "ps_cart id_cart=207"}
+    assert "XXQ" in reasons["ps_cart id_cart=206"]
+    assert "id_currency 9 not found" in reasons["ps_cart id_cart=207"]
+
+
+def test_orders_by_cart_customer_and_email(read):
+    source, carts, _ = read
+    orders = {o.id: o for o in source.orders_for(list(carts.values()))}
+    # 2: dave ordered from his guest account (same email); 4: alice's earlier order (by customer id);
+    # 3 is cancelled; 1 belongs to carol, whose cart is converted and not among these carts.
+    assert set(orders) == {"2", "4"}
+    assert orders["2"].email == "dave@example.com" and orders["2"].delivered is True
+    assert orders["2"].created_at == datetime(2026, 3, 28, 10, 0, tzinfo=UTC)
+    assert orders["4"].delivered is False and orders["4"].customer_id == "1" and orders["4"].status == "state 3"
+
+
+def test_converted_cart_order_is_found_by_cart_id(shop):
+    source = PrestaShopSource(shop.url, shop_tz=PARIS)
+    probe = Cart(id="203", source="prestashop", customer=Customer(email=None), currency="EUR", items=(),
+                 total=Decimal(0), created_at=NOW, updated_at=NOW)
+    try:
+        (order,) = source.orders_for([probe])
+    finally:
+        source.close()
+    assert order.cart_id == "203" and order.delivered is False
+
+
+def test_configured_shops_only(shop):
+    source = PrestaShopSource(shop.url, shop_tz=PARIS, options={"shop_ids": [3]})
+    try:
+        assert [c.id for c in source.carts(WINDOW)] == ["213"]
+    finally:
+        source.close()
+
+
+def test_doctor_is_happy_with_prestashops_own_index(shop):
+    source = PrestaShopSource(shop.url)
+    try:
+        assert source.check() == []
+    finally:
+        source.close()
+
+
+def test_wrong_prefix_is_one_clear_error(shop):
+    source = PrestaShopSource(shop.url, prefix="shop_")
+    try:
+        with pytest.raises(SourceError, match=r"^prestashop source: table shop_shop not found"):
+            list(source.carts(WINDOW))
+        assert any("table shop_cart not found" in p for p in source.check())
+    finally:
+        source.close()

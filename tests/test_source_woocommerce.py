@@ -1,0 +1,248 @@
+"""WooCommerce + CartFlows preset against a fixture schema on the real MariaDB and PostgreSQL
+servers, with serialized PHP as WordPress stores it (phpserialize writes it, as PHP would)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from urllib.parse import quote_plus
+from zoneinfo import ZoneInfo
+
+import phpserialize
+import pytest
+
+import shopdb
+from cartrescue.errors import SourceError
+from cartrescue.sources.base import Window
+from cartrescue.sources.woocommerce import WooCommerceSource
+
+UTC = timezone.utc
+STOCKHOLM = ZoneInfo("Europe/Stockholm")  # DST starts 2026-03-29 02:00 local
+NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
+WINDOW = Window(NOW - timedelta(days=7), NOW - timedelta(minutes=45))
+
+
+def php_cart(*lines: tuple[int, int, int, float], nul: bool = True) -> str:
+    """``WC()->cart->get_cart()`` serialized: lines are (product_id, variation_id, quantity, line_subtotal).
+
+    The ``data`` entry is the WC_Product object; WC_Data::__sleep keeps only its protected ``id``
+    (``\\0*\\0id``; PostgreSQL text cannot hold NUL, so the PostgreSQL fixture uses ``id``).
+    """
+    cart = {}
+    for product, variation, quantity, subtotal in lines:
+        key = hashlib.md5(f"{product}:{variation}".encode()).hexdigest()
+        prop = b"\x00*\x00id" if nul else b"id"
+        cart[key] = {
+            "key": key, "product_id": product, "variation_id": variation,
+            "variation": {"attribute_pa_size": "l"} if variation else {}, "quantity": quantity,
+            "data_hash": hashlib.md5(b"x").hexdigest(), "line_tax_data": {"subtotal": {}, "total": {}},
+            "line_subtotal": subtotal, "line_subtotal_tax": round(subtotal * 0.25, 2), "line_total": subtotal,
+            "line_tax": 0, "data": phpserialize.phpobject(b"WC_Product_Variation" if variation else b"WC_Product_Simple",
+                                                          {prop: variation or product}),
+        }
+    return phpserialize.dumps(cart).decode("utf-8")
+
+
+def php_fields(first: str, last: str, phone: str) -> str:
+    return phpserialize.dumps({
+        "wcf_billing_company": "", "wcf_billing_address_1": "Storgatan 1", "wcf_first_name": first,
+        "wcf_last_name": last, "wcf_phone_number": phone, "wcf_location": "SE, Stockholm",
+    }).decode("utf-8")
+
+
+def abandonment(cart_id: int, email: str | None, local_time: str | None, contents: str | None, total: str | None,
+                *, status: str = "abandoned", fields: str | None = None, unsubscribed: int = 0) -> dict:
+    return {"id": cart_id, "checkout_id": 7, "email": email, "cart_contents": contents,
+            "cart_total": None if total is None else Decimal(total), "session_id": f"session{cart_id:04d}",
+            "other_fields": fields, "order_status": status, "unsubscribed": unsubscribed,
+            "time": None if local_time is None else datetime.fromisoformat(local_time)}
+
+
+def rows(nul: bool) -> list[dict]:
+    mug = (50, 0, 1, 12.5)
+    return [
+        abandonment(1, "Alice@Example.com", "2026-03-29 10:00:00",   # after the DST change: 08:00Z
+                    php_cart((50, 0, 2, 25.0), (60, 61, 1, 45.0), nul=nul), "87.50",
+                    fields=php_fields("Alice", "Andersson", "+46701111111")),
+        abandonment(2, "bob@example.com", "2026-03-29 01:30:00", php_cart(mug, nul=nul), "15.63",  # before it: 00:30Z
+                    status="normal"),
+        abandonment(3, "carl@example.com", "2026-03-29 09:00:00", php_cart(mug, nul=nul), "15.63",
+                    status="completed"),                               # became an order
+        abandonment(4, "dora@example.com", "2026-03-29 09:00:00", 'a:1:{s:32:"broken', "15.63"),
+        abandonment(5, "emil@example.com", "2026-03-29 09:00:00", php_cart(mug, nul=nul), "15.63",
+                    fields='a:2:{s:14:"wcf_first_name";s:4:"Emil";}'),  # says 2 entries, has 1
+        abandonment(6, "fia@example.com", "2026-03-29 09:00:00", None, "15.63"),  # NULL contents
+        abandonment(7, "gus@example.com", "2026-03-29 09:00:00", php_cart(mug, nul=nul), "15.63", unsubscribed=1),
+        abandonment(8, "carol@example.com", "2026-03-28 12:00:00", php_cart(mug, nul=nul), None),
+        abandonment(9, "dave@example.com", "2026-03-28 12:00:00", php_cart(mug, nul=nul), "15.63"),
+        abandonment(10, "hugo@example.com", "2026-03-22 13:30:00", php_cart(mug, nul=nul), "15.63"),  # 12:30Z in
+        abandonment(11, "ines@example.com", "2026-03-22 12:30:00", php_cart(mug, nul=nul), "15.63"),  # 11:30Z out
+        abandonment(12, "jon@example.com", "2026-03-29 09:00:00", php_cart((99, 0, 1, 5.0), nul=nul), "6.25"),
+        abandonment(13, "kim@example.com", "2026-03-10 09:00:00", php_cart(mug, nul=nul), "15.63"),   # too old
+        abandonment(14, "lo@example.com", "2026-03-29 09:00:00", 's:5:"hello";', "1.00"),  # valid PHP, not a cart
+    ]
+
+
+POSTS = [
+    {"ID": 50, "post_title": "Coffee mug", "post_type": "product", "post_parent": 0},
+    {"ID": 60, "post_title": "Hoodie", "post_type": "product", "post_parent": 0},
+    {"ID": 61, "post_title": "Hoodie - L", "post_type": "product_variation", "post_parent": 60},
+    # legacy orders
+    {"ID": 2001, "post_title": "Order", "post_type": "shop_order", "post_status": "wc-on-hold",
+     "post_date_gmt": datetime(2026, 3, 20, 9, 0)},
+    {"ID": 2002, "post_title": "Order", "post_type": "shop_order", "post_status": "wc-completed",
+     "post_date_gmt": datetime(2026, 3, 28, 13, 0)},
+    {"ID": 2003, "post_title": "Order", "post_type": "shop_order", "post_status": "wc-failed",
+     "post_date_gmt": datetime(2026, 3, 28, 13, 0)},
+]
+META = [
+    (50, "_sku", "MUG"), (50, "_price", "12.5"), (50, "_stock", "40"), (50, "_wc_cog_cost", "5"),
+    (60, "_sku", "HOODIE"), (60, "_stock", "3"), (60, "_wc_cog_cost", "18"),
+    (61, "_sku", "HOODIE-L"), (61, "_price", "45"), (61, "_stock", ""), (61, "_wc_cog_cost", "20"),
+    (2001, "_billing_email", "carol@example.com"), (2001, "_customer_user", "0"), (2001, "_order_total", "30.00"),
+    (2001, "_order_currency", "SEK"),
+    (2002, "_billing_email", "dave@example.com"), (2002, "_customer_user", "0"), (2002, "_order_total", "15.63"),
+    (2002, "_order_currency", "SEK"),
+    (2003, "_billing_email", "dave@example.com"), (2003, "_order_total", "1.00"),
+]
+HPOS = [
+    {"id": 1001, "status": "wc-processing", "type": "shop_order", "currency": "SEK", "total_amount": Decimal("30"),
+     "customer_id": 0, "billing_email": "carol@example.com", "date_created_gmt": datetime(2026, 3, 20, 9, 0)},
+    {"id": 1002, "status": "wc-completed", "type": "shop_order", "currency": "SEK", "total_amount": Decimal("15.63"),
+     "customer_id": 0, "billing_email": "Dave@Example.com", "date_created_gmt": datetime(2026, 3, 28, 13, 0)},
+    {"id": 1003, "status": "wc-cancelled", "type": "shop_order", "currency": "SEK", "total_amount": Decimal("9"),
+     "customer_id": 0, "billing_email": "bob@example.com", "date_created_gmt": datetime(2026, 3, 28, 13, 0)},
+    {"id": 1004, "status": "wc-completed", "type": "shop_order", "currency": "SEK", "total_amount": Decimal("99"),
+     "customer_id": 5, "billing_email": "alice.work@example.com", "date_created_gmt": datetime(2026, 1, 5, 9, 0)},
+    {"id": 1005, "status": "wc-completed", "type": "shop_order_refund", "currency": "SEK",
+     "total_amount": Decimal("-30"), "customer_id": 0, "billing_email": "carol@example.com",
+     "date_created_gmt": datetime(2026, 3, 21, 9, 0)},
+]
+
+
+def fill(db: shopdb.ShopDb) -> None:
+    db.schema("woocommerce", prefix="wp_")
+    db.insert("wp_cartflows_ca_cart_abandonment", rows(nul=db.kind == "mariadb"))
+    db.insert("wp_posts", POSTS)
+    db.insert("wp_postmeta", [{"post_id": p, "meta_key": k, "meta_value": v} for p, k, v in META])
+    db.insert("wp_wc_orders", HPOS)
+    db.insert("wp_options", [{"option_name": "woocommerce_currency", "option_value": "SEK"},
+                             {"option_name": "woocommerce_custom_orders_table_enabled", "option_value": "yes"},
+                             {"option_name": "timezone_string", "option_value": "Europe/Stockholm"}])
+    db.insert("wp_users", [{"ID": 5, "user_login": "alice", "user_email": "alice@example.com"}])
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def shop(request):
+    with shopdb.shop_database(request.param, "woocommerce") as db:
+        fill(db)
+        yield db
+
+
+@pytest.fixture
+def read(shop):
+    problems = shopdb.Problems()
+    source = WooCommerceSource(shop.url, shop_tz=STOCKHOLM, on_problem=problems,
+                               options={"recovery_url": "https://shop.example/checkout/?wcf_ac_token={token}"})
+    carts = {c.id: c for c in source.carts(WINDOW)}
+    yield source, carts, problems
+    source.close()
+
+
+def test_captured_carts_in_the_window(read):
+    _, carts, _ = read
+    assert sorted(carts, key=int) == ["1", "2", "7", "8", "9", "10", "12"]
+
+
+def test_cart_contents_become_lines(read):
+    _, carts, _ = read
+    alice = carts["1"]
+    assert alice.key == "woocommerce:1" and alice.currency == "SEK" and alice.total == Decimal("87.50")
+    mug, hoodie = alice.items
+    assert (mug.sku, mug.name, mug.quantity, mug.unit_price, mug.unit_cost, mug.stock_on_hand) == \
+        ("MUG", "Coffee mug", 2, Decimal("12.5"), Decimal("5"), 40)
+    # a variation: its own sku, price and cost; stock managed on the parent product
+    assert (hoodie.sku, hoodie.name, hoodie.unit_price, hoodie.unit_cost, hoodie.stock_on_hand) == \
+        ("HOODIE-L", "Hoodie - L", Decimal("45"), Decimal("20"), 3)
+    token = quote_plus(base64.b64encode(b"wcf_session_id=session0001").decode())
+    assert alice.recovery_url == f"https://shop.example/checkout/?wcf_ac_token={token}"
+
+
+def test_customer_from_email_other_fields_and_users(read):
+    _, carts, _ = read
+    alice, bob = carts["1"].customer, carts["2"].customer
+    assert (alice.email, alice.id, alice.is_guest, alice.first_name, alice.last_name, alice.phone) == \
+        ("alice@example.com", "5", False, "Alice", "Andersson", "+46701111111")
+    assert (bob.email, bob.id, bob.is_guest, bob.first_name) == ("bob@example.com", None, True, None)
+    assert carts["7"].customer.marketing_consent is False  # unsubscribed in CartFlows
+    assert alice.marketing_consent is None
+
+
+def test_site_local_times_across_the_dst_change(read):
+    _, carts, _ = read
+    assert carts["1"].updated_at == datetime(2026, 3, 29, 8, 0, tzinfo=UTC)    # CEST, +02:00
+    assert carts["2"].updated_at == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)   # CET, +01:00
+    assert carts["10"].updated_at == datetime(2026, 3, 22, 12, 30, tzinfo=UTC)
+    assert carts["1"].created_at == carts["1"].updated_at
+
+
+def test_missing_total_is_the_sum_of_lines_and_unknown_products_keep_their_id(read):
+    _, carts, _ = read
+    assert carts["8"].total == Decimal("12.5")
+    (line,) = carts["12"].items
+    assert (line.sku, line.name, line.unit_price, line.stock_on_hand) == ("99", "99", Decimal("5"), None)
+
+
+def test_corrupt_serialized_php_is_reported_with_the_key_and_skipped(read):
+    _, _, problems = read
+    reasons = problems.reasons()
+    assert set(reasons) == {f"wp_cartflows_ca_cart_abandonment id={n}" for n in (4, 5, 6, 14)}
+    assert reasons["wp_cartflows_ca_cart_abandonment id=4"].startswith("cart_contents: not valid serialized PHP")
+    assert reasons["wp_cartflows_ca_cart_abandonment id=5"].startswith("other_fields: not valid serialized PHP")
+    assert reasons["wp_cartflows_ca_cart_abandonment id=6"] == "cart_contents: missing"
+    assert "not a WooCommerce cart" in reasons["wp_cartflows_ca_cart_abandonment id=14"]
+
+
+def test_hpos_orders_by_email_and_customer(read):
+    source, carts, _ = read
+    orders = {o.id: o for o in source.orders_for(list(carts.values()))}
+    # carol's order is processing (not delivered), dave's is completed; bob's was cancelled and the
+    # refund is not an order; alice's earlier order is found by her customer id.
+    assert set(orders) == {"1001", "1002", "1004"}
+    assert orders["1001"].delivered is False and orders["1001"].status == "processing"
+    assert orders["1002"].delivered is True and orders["1002"].email == "dave@example.com"
+    assert orders["1002"].created_at == datetime(2026, 3, 28, 13, 0, tzinfo=UTC)
+    assert orders["1004"].customer_id == "5" and orders["1004"].total == Decimal("99")
+
+
+def test_legacy_orders_from_posts(shop, read):
+    _, carts, _ = read
+    source = WooCommerceSource(shop.url, shop_tz=STOCKHOLM, options={"orders_table": "legacy"})
+    try:
+        orders = {o.id: o for o in source.orders_for(list(carts.values()))}
+    finally:
+        source.close()
+    assert set(orders) == {"2001", "2002"}
+    assert orders["2001"].status == "on-hold" and orders["2001"].delivered is False
+    assert orders["2001"].total == Decimal("30") and orders["2001"].currency == "SEK"
+    assert orders["2002"].delivered is True and orders["2002"].email == "dave@example.com"
+
+
+def test_unknown_shop_currency_is_one_clear_error(shop):
+    source = WooCommerceSource(shop.url, options={"currency": "XXQ"})
+    try:
+        with pytest.raises(SourceError, match=r"^woocommerce source: the shop's currency .*XXQ"):
+            list(source.carts(WINDOW))
+    finally:
+        source.close()
+
+
+def test_doctor_recommends_an_index_on_time(shop):
+    source = WooCommerceSource(shop.url, options={"orders_table": "hpos"})
+    try:
+        (problem,) = source.check()
+    finally:
+        source.close()
+    assert "no index on wp_cartflows_ca_cart_abandonment(time)" in problem
