@@ -201,12 +201,23 @@ def preview(
     step: Annotated[Optional[int], typer.Option("--step", min=1, help="Render this step (default: the due one, else 1).")] = None,
     locale: Annotated[Optional[str], typer.Option("--locale", help="Render in this locale instead of the customer's.")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write the HTML part to this file.")] = None,
+    variant: Annotated[Optional[str], typer.Option(
+        "--variant", help="Render this A/B variant of the step (default: the one the address is assigned).")] = None,
+    screenshot: Annotated[Optional[Path], typer.Option(
+        "--screenshot", help="Also render the HTML part in headless Chromium to this PNG file.")] = None,
+    window_size: Annotated[str, typer.Option(
+        "--window-size", help="Screenshot size in pixels, WIDTHxHEIGHT.")] = "800x1200",
 ) -> None:
     """Render one cart's message (subject, text, and optionally HTML) without sending it.
 
-    Example:
+    Nothing is claimed, sent or allocated: a per-recipient incentive code shows as a placeholder.
+    `--screenshot` needs Debian's `chromium` package (`apt-get install -y chromium`).
+
+    Examples:
 
         cartrescue preview 1042 --step 3 --html /tmp/step3.html
+
+        cartrescue preview 1042 --step 3 --locale sv --variant b --screenshot /tmp/step3-sv-b.png
     """
     import json as jsonlib
     from dataclasses import replace
@@ -237,28 +248,48 @@ def preview(
             cart = replace(cart, customer=replace(cart.customer, locale=locale))
         if not cart.customer.email:
             cart = replace(cart, customer=replace(cart.customer, email="customer@example.com"))
-        target = replace(decision, cart=cart, step=number, template=sequence.steps[number - 1].template)
+        sequence_name = tiers[decision.tier].sequence
+        arms = sequence.steps[number - 1].variants
+        if variant is not None and variant not in arms:
+            known = ", ".join(sorted(arms)) or "none"
+            raise ConfigError(f"--variant {variant}: step {number} of sequence {sequence_name} has no such variant "
+                              f"(variants: {known})")
+        if variant is None:
+            from cartrescue.experiments import Experiments, subject
+
+            variant = Experiments(cfg).variant(subject(decision.cart), sequence_name, number)
+        target = replace(decision, cart=cart, step=number, template=sequence.steps[number - 1].template,
+                         variant=variant)
         composer = Composer(cfg, Renderer(cfg), at, cfg.shop.unsubscribe_secret or DRY_RUN_SECRET)
         message = composer.compose(target)
+        if screenshot is not None:
+            from cartrescue.screenshot import parse_size
+            from cartrescue.screenshot import screenshot as take_screenshot
+
+            take_screenshot(message.html, screenshot, size=parse_size(window_size))
     except CartrescueError as error:
         _fail(error, as_json)
     if html is not None:
         html.write_text(message.html, encoding="utf-8")
     if as_json:
-        print(jsonlib.dumps({"cart_id": cart_id, "step": number, "decision": decision.action.value,
+        print(jsonlib.dumps({"cart_id": cart_id, "step": number, "variant": variant, "decision": decision.action.value,
                              "reason": decision.reason.value, "subject": message.subject, "text": message.text,
-                             "html": message.html, "to": message.to.email}, ensure_ascii=False))
+                             "html": message.html, "to": message.to.email,
+                             "screenshot": str(screenshot) if screenshot is not None else None}, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.rule import Rule
 
     console = Console()
     note = "" if decision.reason is Reason.DUE else f" (a run now would {decision.action.value}: {decision.reason.value})"
-    console.print(Rule(f"cart {cart_id} · step {number} · {decision.tier}{note}"))
+    arm = f" · variant {variant}" if variant else ""
+    console.print(Rule(f"cart {cart_id} · step {number}{arm} · {decision.tier}{note}"))
     console.print(f"[bold]To:[/] {message.to.email}\n[bold]Subject:[/] {message.subject}\n", highlight=False)
     console.print(message.text, markup=False, highlight=False)
     if html is not None:
         console.print(Rule(f"HTML written to {html}"))
+    if screenshot is not None:
+        console.print(Rule(f"screenshot written to {screenshot} ({window_size})"))
     del Customer
 
 
@@ -317,6 +348,275 @@ def example_config() -> str:
         if candidate.is_file():
             return candidate.read_text(encoding="utf-8")
     raise ConfigError("config.example.yaml is missing from this installation")
+
+
+# -- templates check (issue 5) ------------------------------------------------------------------
+
+templates_app = typer.Typer(
+    help="Check message templates (for CI): `cartrescue templates check --junit report.xml`.",
+    no_args_is_help=True, rich_markup_mode="markdown", add_completion=False, pretty_exceptions_enable=False,
+)
+app.add_typer(templates_app, name="templates")
+
+
+def _load_or_default(config: Path | None) -> tuple[Any, bool]:
+    """The config; without ``--config`` and without ./cartrescue.yaml, the defaults (shipped templates)."""
+    from cartrescue.config import DEFAULT_CONFIG, Config
+
+    if config is None and not Path(DEFAULT_CONFIG).exists():
+        return Config(source={"type": "csv", "carts": "carts.csv"}, base_dir=Path.cwd()), True
+    return _load(config), False
+
+
+@templates_app.command("check")
+def templates_check(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write a JUnit XML report to PATH (for CI).")] = None,
+    template: Annotated[Optional[list[str]], typer.Option("--template", "-t", help="Check only this template (repeatable).")] = None,
+    locale: Annotated[Optional[list[str]], typer.Option("--locale", "-l", help="Check only this locale (repeatable).")] = None,
+    templates: Annotated[Optional[Path], typer.Option(
+        "--templates", help="Check this templates folder instead of the config's `templates:`.")] = None,
+    carts: Annotated[Optional[Path], typer.Option(
+        "--carts", help="Fixture carts from this CSV (docs/csv-format.md) instead of the bundled examples.")] = None,
+    failures_only: Annotated[bool, typer.Option("--failures-only", help="List only failing combinations.")] = False,
+) -> None:
+    """Render every template × locale × variant × step against fixture carts; exit 1 on any failure.
+
+    The fixtures are the bundled example carts plus edge cases (one item, 30 items, no image,
+    very long names, Cyrillic text, zero-decimal currencies, markup in names). A check fails on
+    undefined variables, Jinja syntax errors, HTML that does not parse, a missing text part, a
+    missing unsubscribe link and subjects over 78 characters. Nothing is sent or recorded.
+
+    Examples:
+
+        cartrescue templates check --junit build/templates.xml
+
+        cartrescue templates check --templates ./templates --template reminder-3 --locale sv --json
+    """
+    import json as jsonlib
+    import time
+
+    try:
+        from cartrescue.template_check import TemplateChecker, example_carts, junit_xml, print_report
+
+        cfg, defaulted = _load_or_default(config)
+        if templates is not None:
+            if not templates.is_dir():
+                raise ConfigError(f"--templates {templates}: not a folder")
+            cfg = cfg.model_copy(update={"templates": templates.resolve()})
+        fixtures = None
+        if carts is not None:
+            from cartrescue.template_check import edge_carts
+
+            if not carts.is_file():
+                raise ConfigError(f"--carts {carts}: no such file")
+            fixtures = edge_carts() + example_carts(carts, limit_per_shape=3)
+        started = time.perf_counter()
+        report = TemplateChecker(cfg, carts=fixtures).run(template or None, locale or None)
+        seconds = time.perf_counter() - started
+        if defaulted:
+            report.notes.insert(0, "no cartrescue.yaml here: checked with the default config (use --config)")
+        if junit is not None:
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            junit.write_text(junit_xml(report, seconds), encoding="utf-8")
+    except CartrescueError as error:
+        _fail(error, as_json)
+    if as_json:
+        print(jsonlib.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+    else:
+        from rich.console import Console
+
+        print_report(report, Console(), show_passing=not failures_only)
+        if junit is not None:
+            err_console().print(f"JUnit XML written to {junit}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+# -- incentive codes (issue 5) ------------------------------------------------------------------
+
+codes_app = typer.Typer(
+    help="Incentive codes: list unused and expired ones, generate and export codes for the shop.",
+    no_args_is_help=True, rich_markup_mode="markdown", add_completion=False, pretty_exceptions_enable=False,
+)
+app.add_typer(codes_app, name="codes")
+PoolOption = Annotated[Optional[str], typer.Option("--pool", help="Only this code pool (its `codes.pool` name).")]
+
+
+def _codes(config: Path | None, now: str | None) -> tuple[Any, Any, datetime]:
+    from cartrescue.incentives import Codes
+    from cartrescue.job import resolve_now
+    from cartrescue.ledger import Ledger
+
+    cfg = _load(config)
+    return cfg, Codes(cfg, Ledger(cfg.ledger_url)), resolve_now(cfg, _parse_now(now))
+
+
+@codes_app.command("list")
+def codes_list(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    pool: PoolOption = None,
+    status: Annotated[Optional[list[str]], typer.Option(
+        "--status", help="List the codes with this status (repeatable): unused, active, expired, undelivered, all.")] = None,
+) -> None:
+    """Count the codes of every pool by status and list those with `--status`.
+
+    unused: never handed out; active: delivered and not expired; expired: handed out and past
+    its expiry (safe to disable in the shop); undelivered: allocated to a message that was not
+    sent. Codes are only handed out when their message is delivered (never in a dry-run).
+
+    Example:
+
+        cartrescue codes list --status unused --status expired --json
+    """
+    import json as jsonlib
+
+    from cartrescue.incentives import STATUSES
+
+    wanted = [s for s in (status or []) for s in (STATUSES if s == "all" else (s,))]
+    unknown = sorted(set(wanted) - set(STATUSES))
+    if unknown:
+        _fail(ConfigError(f"--status {unknown[0]}: expected one of {', '.join(STATUSES)}, all"), as_json)
+    try:
+        cfg, codes, at = _codes(config, now)
+        if pool is not None:
+            codes.pool(pool)
+        summary = {name: counts for name, counts in codes.summary(at).items() if pool in (None, name)}
+        rows = list(codes.rows(at, pool=pool, statuses=wanted)) if wanted else []
+    except CartrescueError as error:
+        _fail(error, as_json)
+    if as_json:
+        print(jsonlib.dumps({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows},
+                            ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(header_style="bold", title="code pools")
+    table.add_column("pool")
+    for name in STATUSES:
+        table.add_column(name, justify="right")
+    for name, counts in summary.items():
+        table.add_row(name, *(str(counts[s]) for s in STATUSES))
+    console.print(table)
+    if wanted:
+        listing = Table(header_style="bold")
+        for column in ("pool", "code", "status", "email", "step", "allocated_at", "expires_at"):
+            listing.add_column(column)
+        for row in rows:
+            listing.add_row(*(str(row[c]) if row[c] is not None else "" for c in
+                              ("pool", "code", "status", "email", "step", "allocated_at", "expires_at")))
+        console.print(listing)
+        console.print(f"{len(rows)} codes")
+
+
+@codes_app.command("export")
+def codes_export(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    pool: PoolOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the CSV here (default: stdout).")] = None,
+    include_exported: Annotated[bool, typer.Option("--all", help="Also codes exported before.")] = False,
+) -> None:
+    """Export generated codes (CSV: code, pool, kind, value, status, usage_limit, allocated_at,
+    expires_at) for import into the shop, and mark them exported.
+
+    Only codes generated from a `pattern` are exported (pool-file codes came from the shop).
+    Import them before they go out: `codes generate` makes them ahead of time.
+
+    Example:
+
+        cartrescue codes export --output new-codes.csv && shop-import new-codes.csv
+    """
+    import json as jsonlib
+
+    try:
+        from cartrescue.incentives import export_csv
+
+        cfg, codes, at = _codes(config, now)
+        if pool is not None:
+            codes.pool(pool)
+        rows = codes.export(at, pool=pool, include_exported=include_exported)
+    except CartrescueError as error:
+        _fail(error, as_json)
+    text = export_csv(rows)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    if as_json:
+        print(jsonlib.dumps({"exported": len(rows), "output": str(output) if output else None, "codes": rows},
+                            ensure_ascii=False))
+    elif output is None:
+        sys.stdout.write(text)
+    if not as_json:
+        err_console().print(f"exported {len(rows)} codes" + (f" to {output}" if output else ""), highlight=False)
+
+
+@codes_app.command("generate")
+def codes_generate(
+    count: Annotated[int, typer.Argument(min=1, max=1_000_000, help="How many codes to make.")],
+    pool: Annotated[str, typer.Option("--pool", help="The pattern pool to fill (its `codes.pool` name).")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make COUNT unused codes of a pattern pool ahead of time, to export and import into the shop.
+
+    Runs hand these out first and generate new ones only when none is left.
+
+    Example:
+
+        cartrescue codes generate 500 --pool comeback10 && cartrescue codes export -o codes.csv
+    """
+    import json as jsonlib
+
+    try:
+        _cfg, codes, _at = _codes(config, None)
+        made = codes.generate(pool, count)
+    except CartrescueError as error:
+        _fail(error, as_json)
+    if as_json:
+        print(jsonlib.dumps({"pool": pool, "generated": len(made), "codes": made}))
+    else:
+        err_console().print(f"generated {len(made)} codes in pool {pool} (export them with `cartrescue codes export`)",
+                            highlight=False)
+
+
+@codes_app.command("import")
+def codes_import(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    pool: PoolOption = None,
+) -> None:
+    """Read the pool files into the ledger now (runs also do it before their first allocation).
+
+    A code already in the ledger is skipped, so importing twice adds nothing.
+
+    Example:
+
+        cartrescue codes import && cartrescue codes list
+    """
+    import json as jsonlib
+
+    result: dict[str, dict[str, int]] = {}
+    try:
+        _cfg, codes, _at = _codes(config, None)
+        names = [pool] if pool is not None else [name for name, p in codes.pools.items() if p.file is not None]
+        for name in names:
+            read, added = codes.import_file(name)
+            result[name] = {"read": read, "added": added}
+    except CartrescueError as error:
+        _fail(error, as_json)
+    if as_json:
+        print(jsonlib.dumps({"pools": result}))
+    else:
+        for name, counts in result.items():
+            err_console().print(f"{name}: read {counts['read']}, added {counts['added']}", highlight=False)
+        if not result:
+            err_console().print("no pool files configured (incentive codes: {pool, file})", highlight=False)
 
 
 def main() -> None:

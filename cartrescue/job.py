@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +34,7 @@ class RunRequest:
     outbox: Path | None = None
     strict: bool = False
     deliver: bool = True  # False: plan only (the ``carts`` command)
+    resend_unconfirmed: bool = False  # resend earlier runs' claims that have no outcome (docs/sending.md)
 
 
 @dataclass(slots=True)
@@ -44,6 +45,7 @@ class RunSummary:
     counts: Counts
     problems: list[RowProblem] = field(default_factory=list)
     unconfirmed: int = 0
+    released: int = 0  # unconfirmed claims released for resending (--resend-unconfirmed)
 
 
 def resolve_now(config: Config, now: datetime | None) -> datetime:
@@ -60,7 +62,7 @@ def resolve_now(config: Config, now: datetime | None) -> datetime:
     return now.astimezone(timezone.utc)
 
 
-def _channels(config: Config, request: RunRequest, stack: ExitStack) -> dict[str, Channel]:
+def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Ledger | None = None) -> dict[str, Channel]:
     from cartrescue.channels.call_list import CallListChannel
 
     channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(config.path(config.call_list.path)))}
@@ -74,7 +76,10 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack) -> dict[str
             from cartrescue.channels.smtp import SmtpChannel
         except ImportError:
             raise ConfigError("--send: the SMTP channel is not available in this build") from None
-        channels["email"] = stack.enter_context(SmtpChannel.from_config(config))  # type: ignore[attr-defined]
+        recent: list[datetime] = []
+        if ledger is not None and config.smtp.rate_per_hour:  # the hourly quota spans runs
+            recent = ledger.sent_since(SmtpChannel.transport, datetime.now(timezone.utc) - timedelta(hours=1))
+        channels["email"] = stack.enter_context(SmtpChannel.from_config(config, recent))
     return channels
 
 
@@ -115,6 +120,7 @@ def run_job(
         stack.callback(ledger.close)
         run_id = None
         unconfirmed = 0
+        released = 0
         if delivering:
             run_id = ledger.start_run(request.mode, now)
             try:
@@ -123,9 +129,11 @@ def run_job(
                 ledger.finish_run(run_id, "locked", {})
                 raise
             unconfirmed = len(ledger.unconfirmed(run_id))
+            if request.resend_unconfirmed and unconfirmed:
+                released = ledger.release_unconfirmed(run_id)
         planner = Planner(config, now, ledger)
         composer = Composer(config, Renderer(config), now, secret)
-        channels = _channels(config, request, stack) if delivering else {}
+        channels = _channels(config, request, stack, ledger) if delivering else {}
         executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress)
         decisions = planner.decide(source)
         status = "failed"
@@ -146,4 +154,4 @@ def run_job(
                           "skipped": counts.actions["skip"], "deferred": counts.actions["defer"],
                           "problems": counts.problems}
                 ledger.finish_run(run_id, status, totals)
-    return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed)
+    return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released)

@@ -352,7 +352,9 @@ class Ledger:
     def claim(self, run_id: int, requests: Sequence[ClaimRequest], now: datetime) -> dict[tuple[str, int, str], int]:
         """Insert claims; return ``{(cart_key, step, channel): message id}`` for those this run won.
 
-        A request whose key exists already (another run claimed it) is simply not returned.
+        A request whose key exists already (another run claimed it) is simply not returned, unless
+        that row is ``failed_transient`` (a 4xx or an unreachable relay in an earlier run): such a
+        row is claimed again for this run, its ``attempts`` counted up, keeping its id.
         """
         if not requests:
             return {}
@@ -384,6 +386,41 @@ class Ledger:
                     )
                 ):
                     won[(row.cart_key, row.step, row.channel)] = row.id
+            retry = [r for r in requests if (r.cart_key, r.step, r.channel) not in won]
+            if retry:
+                won.update(self._reclaim(conn, run_id, retry, at))
+        return won
+
+    @staticmethod
+    def _reclaim(conn: Any, run_id: int, requests: Sequence[ClaimRequest], at: datetime) -> dict[tuple[str, int, str], int]:
+        """Claim the ``failed_transient`` rows among ``requests`` for ``run_id`` (a retry run)."""
+        from sqlalchemy import bindparam
+
+        message = Message.__table__  # type: ignore[attr-defined]
+        statement = (
+            update(message)
+            .where(message.c.cart_key == bindparam("b_key"), message.c.step == bindparam("b_step"),
+                   message.c.channel == bindparam("b_channel"), message.c.status == "failed_transient")
+            .values(status="claimed", run_id=run_id, attempts=message.c.attempts + 1, claimed_at=at,
+                    finished_at=None, transport=bindparam("b_transport"), template=bindparam("b_template"),
+                    variant=bindparam("b_variant"), tier=bindparam("b_tier"), score=bindparam("b_score"))
+        )
+        conn.execute(statement, [
+            dict(b_key=r.cart_key, b_step=r.step, b_channel=r.channel, b_transport=r.transport, b_template=r.template,
+                 b_variant=r.variant, b_tier=r.tier, b_score=r.score)
+            for r in requests
+        ])
+        wanted = {(r.cart_key, r.step, r.channel) for r in requests}
+        won: dict[tuple[str, int, str], int] = {}
+        for chunk in _chunks(sorted({r.cart_key for r in requests}), 500):
+            for row in conn.execute(
+                select(message.c.id, message.c.cart_key, message.c.step, message.c.channel).where(
+                    message.c.run_id == run_id, message.c.status == "claimed", message.c.cart_key.in_(chunk)
+                )
+            ):
+                key = (row.cart_key, row.step, row.channel)
+                if key in wanted:
+                    won[key] = row.id
         return won
 
     def record(self, outcomes: Iterable[tuple[int, str, str, str]]) -> None:
@@ -412,6 +449,39 @@ class Ledger:
                        message.c.claimed_at).where(message.c.status == "claimed", message.c.run_id != before_run)
             ).mappings().all()
         return [dict(row) for row in rows]
+
+    def release_unconfirmed(self, run_id: int) -> int:
+        """``run --resend-unconfirmed``: turn earlier runs' ``claimed`` rows into ``failed_transient``.
+
+        The planner then sees those steps as not done and this run claims them again. A message
+        the relay did accept before the crash is sent a second time: that is the price, and why
+        it is not the default. Returns how many rows were released.
+        """
+        message = Message.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            return int(conn.execute(
+                update(message).where(message.c.status == "claimed", message.c.run_id != run_id).values(
+                    status="failed_transient", finished_at=_naive(datetime.now(timezone.utc)),
+                    reply=f"unconfirmed claim released for resending by run #{run_id} (--resend-unconfirmed)")
+            ).rowcount or 0)
+
+    def sent_since(self, transport: str, since: datetime) -> list[datetime]:
+        """When messages of ``transport`` were accepted after ``since`` (wall clock), oldest first."""
+        message = Message.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(message.c.finished_at).where(
+                    message.c.transport == transport, message.c.status == "sent",
+                    message.c.finished_at >= _naive(since)).order_by(message.c.finished_at)
+            ).scalars().all()
+        return [_aware(at) for at in rows if at is not None]  # type: ignore[misc]
+
+    def status_counts(self) -> dict[str, int]:
+        """How many message rows are in each status (for ``doctor``)."""
+        message = Message.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(
+                select(message.c.status, func.count()).group_by(message.c.status))}
 
     def messages(self) -> list[dict[str, Any]]:
         """Every message row (for reports and tests); small ledgers only."""
@@ -444,6 +514,45 @@ class Ledger:
             return True
         except IntegrityError:
             return False
+
+    def suppress_many(self, rows: Sequence[tuple[str, str, str]], now: datetime | None = None) -> int:
+        """Add ``(email hash, reason, source)`` suppressions in bulk; return how many were new."""
+        table = Suppression.__table__  # type: ignore[attr-defined]
+        at = _naive(now or datetime.now(timezone.utc))
+        unique = list({h: (h, reason, source) for h, reason, source in rows}.values())
+        added = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(unique, 500):
+                known = set(conn.execute(select(table.c.email_hash).where(
+                    table.c.email_hash.in_([h for h, _r, _s in chunk]))).scalars())
+                fresh = [dict(email_hash=h, reason=reason[:64], source=source[:191], created_at=at)
+                         for h, reason, source in chunk if h not in known]
+                if fresh:
+                    conn.execute(insert(table), fresh)
+                    added += len(fresh)
+        return added
+
+    def suppression(self, email_hash: str) -> dict[str, Any] | None:
+        """The suppression of one address hash, or ``None``."""
+        table = Suppression.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table).where(table.c.email_hash == email_hash)).mappings().first()
+        return None if row is None else dict(row, created_at=_aware(row["created_at"]))
+
+    def suppressions(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Suppressions, newest first (hashes only: the ledger keeps no suppressed address)."""
+        table = Suppression.__table__  # type: ignore[attr-defined]
+        query = select(table).order_by(table.c.created_at.desc(), table.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row, created_at=_aware(row["created_at"])) for row in conn.execute(query).mappings()]
+
+    def unsuppress(self, email_hash: str) -> bool:
+        """Remove a suppression; ``False`` when there was none."""
+        table = Suppression.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(table).where(table.c.email_hash == email_hash)).rowcount)
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -379,12 +379,18 @@ class Executor:
         for channel_name, batch in envelopes.items():
             channel = self.channels[channel_name]
             recorded = []
+            bounced = []  # "no such user": suppressed, so no other cart or step of the address is tried
             for outcome in channel.deliver(batch):
                 result = by_claim[outcome.claim_id]
                 message_id = result.message.message_id if result.message else ""
                 recorded.append((outcome.claim_id, outcome.status.value, outcome.reply, message_id))
                 results[id(result.decision)] = replace(result, delivery=outcome.status.value, detail=outcome.reply)
+                address = result.decision.cart.customer.email
+                if outcome.suppress and address:
+                    bounced.append((email_hash(address), outcome.suppress, f"{channel.transport}: {outcome.reply}"))
             self.ledger.record(recorded)
+            if bounced:
+                self.ledger.suppress_many(bounced)
         return [results.get(id(d), Result(d)) for d in chunk]
 
 

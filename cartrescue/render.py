@@ -10,6 +10,7 @@ docs/templates.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,9 @@ from cartrescue.errors import TemplateError
 from cartrescue.model import Cart
 
 PARTS = ("subject.txt", "txt", "html")
+# Currencies whose minor unit exists on paper only: whole amounts are shown without decimals
+# (``4 990 Ft``, ``185 000 ₸``). Currencies without a minor unit (JPY, ISK, KRW) never show any.
+WHOLE_UNITS = frozenset({"HUF", "KZT"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +62,17 @@ def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
     from babel.numbers import format_currency
 
     try:
-        Locale.parse(locale)
+        parsed = Locale.parse(locale)
     except (UnknownLocaleError, ValueError):
-        locale = "en"
+        locale, parsed = "en", Locale.parse("en")
+    whole = None
+    if currency.upper() in WHOLE_UNITS:
+        standard = parsed.currency_formats["standard"].pattern
+        whole = re.sub(r"\.0+", "", standard)
 
     def money(amount: Decimal) -> str:
+        if whole is not None and amount == amount.to_integral_value():
+            return format_currency(amount, currency, format=whole, locale=locale, currency_digits=False)
         return format_currency(amount, currency, locale=locale)
 
     return money

@@ -123,8 +123,8 @@ class ShopDb:
                                   isolation_level="AUTOCOMMIT")
         with server.connect() as connection:
             if self.kind == "mariadb":
-                connection.exec_driver_sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
-                connection.exec_driver_sql(f"GRANT SELECT ON `{self.name}`.* TO '{user}'@'%'")
+                connection.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password}'")
+                connection.exec_driver_sql(f"GRANT SELECT ON `{self.name}`.* TO '{user}'@'%%'")
             else:
                 connection.exec_driver_sql(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
                 connection.exec_driver_sql(f'GRANT CONNECT ON DATABASE "{self.name}" TO {user}')
@@ -145,7 +145,7 @@ class ShopDb:
             if self.kind == "mariadb":
                 connection.exec_driver_sql(f"DROP DATABASE IF EXISTS `{self.name}`")
                 for user in self.users:
-                    connection.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%'")
+                    connection.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%%'")
             else:
                 connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
                 for user in self.users:

@@ -6,7 +6,8 @@ addresses, display names, Reply-To, Message-ID, extra headers and bodies, with n
 
 Documented normalizations the expectations apply (see the module docstring of mime.py):
 - control characters in header values become spaces;
-- display names have runs of spaces collapsed and ends trimmed; extra header values are trimmed;
+- display names have runs of whitespace (any Unicode whitespace) collapsed to one space and ends
+  trimmed; extra header values have spaces trimmed at the ends;
 - a display name long enough to need several encoded-words is decoded with the RFC 2047
   decoder of ``email.header``: CPython's ``policy.default`` parser keeps the folding space
   between two encoded-words in address headers (CPython gh-128110, fixed upstream in 2025),
@@ -41,7 +42,7 @@ def clean(value: str) -> str:
 
 
 def clean_name(value: str) -> str:
-    return " ".join(word for word in clean(value).split(" ") if word)
+    return " ".join(clean(value).split())
 
 
 def lf(value: str) -> str:

@@ -39,6 +39,7 @@ class Outcome:
     claim_id: int
     status: Status
     reply: str = ""  # the server's reply or the file written; kept in the ledger
+    suppress: str = ""  # non-empty: the address does not exist; the pipeline suppresses it with this reason
 
 
 class Channel(ABC):

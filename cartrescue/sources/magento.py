@@ -83,19 +83,22 @@ class MagentoSource(DatabaseSource):
         sql = (
             "SELECT q.entity_id AS quote_id, q.store_id, q.created_at, q.updated_at, q.customer_id, "
             "q.customer_email, q.customer_firstname, q.customer_lastname, q.customer_is_guest, "
-            "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
-            "i.item_id, i.parent_item_id, i.product_id, i.product_type, i.sku, i.name, i.qty, i.price, "
-            "i.base_cost "
-            f"FROM {self.t('quote')} q JOIN {self.t('quote_item')} i ON i.quote_id = q.entity_id "
-            f"WHERE {self._filters()} "
-            "ORDER BY q.updated_at, q.entity_id, i.item_id"
+            "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total "
+            f"FROM {self.t('quote')} q WHERE {self._filters()} ORDER BY q.updated_at, q.entity_id"
         )
-        quotes = grouped(self.db.stream(sql, self._window(window)), "quote_id")
-        for chunk in chunks(quotes, self.chunk_size):
+        for chunk in chunks(self.db.stream(sql, self._window(window)), self.chunk_size):
             yield from self._build_chunk(chunk)
 
-    def _build_chunk(self, chunk: list[list[Mapping[str, Any]]]) -> Iterator[Cart]:
-        quote_ids = [rows[0]["quote_id"] for rows in chunk]
+    def _build_chunk(self, quotes: list[Mapping[str, Any]]) -> Iterator[Cart]:
+        """The lines, addresses and stock of a chunk of quotes: three indexed lookups."""
+        quote_ids = [quote["quote_id"] for quote in quotes]
+        lines: dict[Any, list[Mapping[str, Any]]] = {}
+        for row in self.db.fetch(
+            "SELECT quote_id, item_id, parent_item_id, product_id, product_type, sku, name, qty, price, base_cost "
+            f"FROM {self.t('quote_item')} WHERE quote_id IN :ids ORDER BY quote_id, item_id",
+            {"ids": quote_ids}, expanding=("ids",),
+        ):
+            lines.setdefault(row["quote_id"], []).append(row)
         addresses: dict[Any, list[Mapping[str, Any]]] = {}
         for row in self.db.fetch(
             f"SELECT quote_id, address_type, email, telephone, firstname, lastname "
@@ -105,7 +108,7 @@ class MagentoSource(DatabaseSource):
             addresses.setdefault(row["quote_id"], []).append(row)
         stock_product: dict[Any, Any] = {}  # parent item id -> the chosen child's product id
         product_ids: set[Any] = set()
-        for rows in chunk:
+        for rows in lines.values():
             for row in rows:
                 if row["product_id"] is not None:
                     product_ids.add(row["product_id"])
@@ -120,14 +123,14 @@ class MagentoSource(DatabaseSource):
                 expanding=("ids",),
             ):
                 stock[row["product_id"]] = as_stock(row["qty"])
-        for rows in chunk:
-            cart = self._cart(rows, addresses.get(rows[0]["quote_id"], []), stock, stock_product)
+        for quote in quotes:
+            cart = self._cart(quote, lines.get(quote["quote_id"], []), addresses.get(quote["quote_id"], []),
+                              stock, stock_product)
             if cart is not None:
                 yield cart
 
-    def _cart(self, rows: list[Mapping[str, Any]], addresses: list[Mapping[str, Any]],
+    def _cart(self, quote: Mapping[str, Any], rows: list[Mapping[str, Any]], addresses: list[Mapping[str, Any]],
               stock: Mapping[Any, int | None], stock_product: Mapping[Any, Any]) -> Cart | None:
-        quote = rows[0]
         quote_id = str(quote["quote_id"])
         try:
             by_type = {"billing": [], "shipping": []}  # type: dict[str, list[Mapping[str, Any]]]

@@ -636,7 +636,7 @@ class SqlSource(DatabaseSource):
     (docs/csv-format.md), the rows of one cart consecutive (``ORDER BY cart_id``), and takes the
     window as ``:start`` and ``:end``. ``queries.orders`` (optional) returns one row per order
     with the CSV order columns and may use the lists ``:cart_ids``, ``:emails`` and
-    ``:customer_ids``. Naive times are read in ``options.db_timezone`` (default UTC; ``shop``
+    ``:customer_ids`` (an empty list matches nothing). Naive times are read in ``options.db_timezone`` (default UTC; ``shop``
     means the shop's timezone), and ``:start``/``:end`` are passed in that timezone too.
     """
 
@@ -733,7 +733,9 @@ class SqlSource(DatabaseSource):
         }
         used = [name for name in _ORDER_LISTS if re.search(_BIND.format(name=name), sql)]
         seen: set[str] = set()
-        for row in self.db.fetch(sql, {name: lists[name] for name in used}, expanding=used):
+        # An empty list binds as (NULL): matches nothing, whatever the column's type.
+        params = {name: lists[name] or [None] for name in used}
+        for row in self.db.fetch(sql, params, expanding=used):
             order_id = text_or_none(row.get("order_id"))
             if order_id is None or order_id in seen:
                 continue

@@ -1,0 +1,162 @@
+"""Opt-outs: unsubscribe a token or an address, import lists, list, check and remove them.
+
+Owns turning what people hand over -- a token from an unsubscribe link or a ``mailto:`` subject,
+an address, another tool's CSV export, a text file with one address a line -- into suppressions
+in the ledger. A suppression is kept under the hash of the normalized address (the ledger stores
+no suppressed address), so it covers every cart and every step of that address: one click stops
+every stream. It must not plan, send or print; the CLI and :mod:`cartrescue.webhook` call it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cartrescue.contacts import email_hash, is_valid_email, normalize_email
+from cartrescue.errors import ConfigError
+from cartrescue.ledger import Ledger
+from cartrescue.unsubscribe import BadToken, verify_token
+
+UNSUBSCRIBED = "unsubscribed"
+IMPORTED = "imported"
+_EMAIL_COLUMNS = ("email", "e-mail", "email address", "e-mail address", "emailaddress", "email_address", "mail",
+                  "address", "subscriber", "recipient")
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    email: str
+    added: bool  # False: it was suppressed already
+
+
+@dataclass(slots=True)
+class ImportResult:
+    added: int = 0
+    already: int = 0
+    invalid: list[tuple[str, str]] = field(default_factory=list)  # (file:line, what was there)
+
+    @property
+    def total(self) -> int:
+        return self.added + self.already + len(self.invalid)
+
+
+def token_from(value: str) -> str:
+    """The token in ``value``: a bare token, an unsubscribe URL, or a mailto subject line."""
+    value = value.strip()
+    if "://" in value:
+        query = parse_qs(urlsplit(value).query)
+        if query.get("token"):
+            return query["token"][0]
+        return value.rstrip("/").rsplit("/", 1)[-1]
+    lowered = value.lower()
+    if lowered.startswith("unsubscribe"):
+        value = value[len("unsubscribe"):].strip(" :")
+    return value
+
+
+def resolve(value: str, secret: str) -> tuple[str, str]:
+    """``(address, how)`` for a token, an unsubscribe URL or an address; ``how`` is token|address.
+
+    Raises :class:`~cartrescue.unsubscribe.BadToken` for a forged or altered token and
+    :class:`ValueError` for something that is neither a token nor a valid address.
+    """
+    text = value.strip()
+    if "@" in text and "://" not in text and " " not in text:
+        address = normalize_email(text) or ""
+        if not is_valid_email(address):
+            raise ValueError(f"not a valid e-mail address: {text!r}")
+        return address, "address"
+    if not secret:
+        raise BadToken("shop.unsubscribe_secret is empty: tokens cannot be checked")
+    return normalize_email(verify_token(token_from(text), secret)) or "", "token"
+
+
+def unsubscribe(ledger: Ledger, value: str, secret: str, *, source: str, now: datetime | None = None) -> Unsubscribed:
+    """Suppress the address a token (or URL, or subject line) carries, or a plain address."""
+    address, how = resolve(value, secret)
+    added = ledger.suppress(email_hash(address), UNSUBSCRIBED, f"{source} ({how})", now)
+    return Unsubscribed(address, added)
+
+
+def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
+    """``(file:line, cell)`` for every address-like entry of a CSV export or a one-a-line file.
+
+    A CSV (``,``, ``;`` or tab) is read by its e-mail column (``email``, ``Email Address``, ...);
+    without such a header, the first cell holding an ``@`` of each row. Blank lines and lines
+    starting with ``#`` are skipped.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
+    delimiter = next((d for d in (",", ";", "\t") if d in first), None)
+    if delimiter is None:
+        for number, line in enumerate(lines, 1):
+            entry = line.strip()
+            if entry and not entry.startswith("#"):
+                yield f"{path.name}:{number}", entry
+        return
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    column: int | None = None
+    header_seen = False
+    for number, row in enumerate(rows, 1):
+        cells = [cell.strip() for cell in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if not header_seen:
+            header_seen = True
+            names = [cell.lower() for cell in cells]
+            column = next((names.index(name) for name in _EMAIL_COLUMNS if name in names), None)
+            if column is not None or not any("@" in cell for cell in cells):
+                continue  # the header line
+        if column is not None:
+            yield f"{path.name}:{number}", cells[column] if column < len(cells) else ""
+        else:
+            yield f"{path.name}:{number}", next((cell for cell in cells if "@" in cell), cells[0])
+
+
+def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: datetime | None = None) -> ImportResult:
+    """Suppress every valid address of ``path``; report invalid entries instead of failing."""
+    result = ImportResult()
+    rows: list[tuple[str, str, str]] = []
+    for location, cell in read_addresses(path):
+        address = normalize_email(cell) or ""
+        if not is_valid_email(address):
+            result.invalid.append((location, cell))
+            continue
+        rows.append((email_hash(address), reason, f"import {location}"))
+    unique = len({row[0] for row in rows})
+    result.added = ledger.suppress_many(rows, now)
+    result.already = unique - result.added
+    return result
+
+
+def check(ledger: Ledger, address: str) -> dict[str, Any] | None:
+    """The suppression of ``address``, or ``None``."""
+    normalized = normalize_email(address)
+    return None if not normalized else ledger.suppression(email_hash(normalized))
+
+
+def remove(ledger: Ledger, address: str) -> bool:
+    """Lift the suppression of ``address`` (for example after a mistaken import)."""
+    normalized = normalize_email(address)
+    if not normalized or not is_valid_email(normalized):
+        raise ValueError(f"not a valid e-mail address: {address!r}")
+    return ledger.unsuppress(email_hash(normalized))
+
+
+def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:
+    """Suppressions newest first: hash, reason, source, when."""
+    return ledger.suppressions(limit)
+
+
+__all__ = ["BadToken", "ImportResult", "Unsubscribed", "check", "import_file", "listing", "read_addresses",
+           "remove", "resolve", "token_from", "unsubscribe"]

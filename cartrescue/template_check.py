@@ -1,0 +1,568 @@
+"""``templates check``: render every template x locale x variant x step against fixture carts.
+
+Owns the CI smoke test of templates: which combinations exist (the config's sequences, steps,
+tier incentives and variants, plus every template file in the templates folder), the fixture
+carts (the bundled examples plus edge cases: one item, 30 items, no image, very long names,
+Cyrillic text, zero-decimal currencies, markup in names), the checks, and the report as data,
+a rich table, JSON and JUnit XML. It renders with the same :class:`~cartrescue.render.Renderer`
+as a run, and must not send, claim or allocate anything.
+
+A check fails on: a Jinja syntax error, an undefined variable, HTML that does not parse (an
+element closed by the wrong end tag or never closed, a stray end tag, a tag left open at the
+end), a missing text part (or subject or HTML part), a missing unsubscribe link (in the text
+or the HTML part), a subject over 78 characters, an empty subject, and ``None`` or unrendered
+Jinja markup in the output.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from cartrescue.config import Config, Incentive
+from cartrescue.incentives import placeholder
+from cartrescue.model import Cart, Customer, LineItem
+from cartrescue.render import PARTS, Renderer, part_name
+
+MAX_SUBJECT = 78
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+TOKEN = "check-token-0123456789"
+
+#: kind -> what it means; a problem's ``kind`` is one of these.
+KINDS = {
+    "syntax": "Jinja syntax error",
+    "undefined": "undefined variable",
+    "html": "HTML does not parse",
+    "missing-text": "the plain-text part is missing",
+    "missing-part": "the subject or HTML part is missing",
+    "unsubscribe": "no unsubscribe link",
+    "subject-length": f"subject longer than {MAX_SUBJECT} characters",
+    "subject-empty": "empty subject",
+    "leak": "None or unrendered Jinja markup in the output",
+    "render": "any other error while rendering",
+}
+
+_FILE = re.compile(r"^(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)?)/(?P<name>[^/@_.][^/@]*?)(?:@(?P<variant>[a-z0-9][a-z0-9_-]*))?\.(?P<part>subject\.txt|txt|html)$")
+_LEAK = re.compile(r"\bNone\b|\{\{|\}\}|\{%|%\}")
+_SAMPLE_INCENTIVE = Incentive(kind="percent", value=Decimal("10"), code="SAMPLE10")
+
+
+@dataclass(slots=True)
+class Problem:
+    kind: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    cart: str | None = None
+    count: int = 1  # how many fixture carts showed it
+
+    @property
+    def where(self) -> str:
+        if self.file is None:
+            return ""
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "file": self.file, "line": self.line,
+                "cart": self.cart, "count": self.count}
+
+
+Offer = tuple[str | None, Incentive | None]  # (tier, incentive): what a step gives a tier
+
+
+@dataclass(slots=True)
+class Case:
+    """One combination: template x locale x variant x step; each fixture cart is rendered with
+    every offer of the step (no incentive, the step's incentive, each tier's own)."""
+
+    template: str
+    locale: str
+    variant: str | None
+    sequence: str | None  # None: the template is in the folder but no sequence uses it
+    step: int
+    step_count: int
+    offers: list[Offer] = field(default_factory=lambda: [(None, None)])
+    renders: int = 0
+    seconds: float = 0.0
+    files: tuple[str, ...] = ()
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def step_label(self) -> str:
+        where = self.sequence or "(unused)"
+        return f"{where} {self.step}/{self.step_count}"
+
+    @property
+    def incentive_label(self) -> str:
+        labels = []
+        for tier, incentive in self.offers:
+            if incentive is None:
+                labels.append("none")
+                continue
+            value = "" if incentive.kind == "free_shipping" else f" {incentive.value.normalize():f}"
+            labels.append(f"{incentive.kind}{value}" + (f" ({tier})" if tier else ""))
+        return ", ".join(labels)
+
+    @property
+    def name(self) -> str:
+        return f"{self.template} [{self.locale}] variant={self.variant or '-'} step={self.step_label}"
+
+    def add(self, problem: Problem) -> None:
+        for known in self.problems:
+            if (known.kind, known.message, known.file, known.line) == (problem.kind, problem.message, problem.file, problem.line):
+                known.count += 1
+                return
+        self.problems.append(problem)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "template": self.template, "locale": self.locale, "variant": self.variant,
+            "sequence": self.sequence, "step": self.step, "step_count": self.step_count,
+            "incentives": self.incentive_label, "renders": self.renders,
+            "files": list(self.files), "ok": self.ok, "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    cases: list[Case]
+    carts: list[str]
+    notes: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Case]:
+        return [case for case in self.cases if not case.ok]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.cases) and not self.failed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "counts": {"cases": len(self.cases), "failed": len(self.failed), "carts": len(self.carts),
+                       "renders": sum(case.renders for case in self.cases)},
+            "folders": self.folders, "carts": self.carts, "notes": self.notes,
+            "cases": [case.as_dict() for case in self.cases],
+        }
+
+
+# -- fixture carts ---------------------------------------------------------------------------
+
+def _item(sku: str, name: str, quantity: int, price: str, image: bool = True, link: bool = True) -> LineItem:
+    slug = sku.lower()
+    return LineItem(sku=sku, name=name, quantity=quantity, unit_price=Decimal(price),
+                    image_url=f"https://shop.example.com/img/{slug}.jpg" if image else None,
+                    product_url=f"https://shop.example.com/p/{slug}" if link else None)
+
+
+def _cart(cart_id: str, customer: Customer, currency: str, items: Sequence[LineItem],
+          recovery: bool = True) -> Cart:
+    total = sum((item.line_total for item in items), Decimal("0"))
+    return Cart(id=cart_id, source="check", customer=customer, currency=currency, items=tuple(items), total=total,
+                created_at=NOW - timedelta(hours=3), updated_at=NOW - timedelta(hours=2),
+                recovery_url=f"https://shop.example.com/cart/recover/{cart_id}?t=a1&x=2" if recovery else None)
+
+
+def edge_carts() -> list[tuple[Cart, int]]:
+    """The edge cases every template must survive, each with the customer's previous orders."""
+    long_name = ("Handwoven merino wool throw blanket with hand-knotted fringe, extra large 220 × 260 cm, "
+                 "undyed natural grey, limited winter edition, certified organic, gift-wrapped on request "
+                 "(ships in a reusable linen bag)")
+    cyrillic = Customer("aliya@example.kz", first_name="Әлия", last_name="Нұрмағамбетова", locale="kk")
+    return [
+        (_cart("edge-one-item", Customer("anna@example.com", first_name="Anna", last_name="Berg"), "EUR",
+               [_item("MUG-1", "Ceramic mug", 1, "12.50")]), 2),
+        (_cart("edge-30-items", Customer("bulk@example.com", first_name="Sam"), "SEK",
+               [_item(f"SKU-{n:02}", f"Product number {n}", 1 + n % 4, f"{19 + n * 7}.90", image=n % 3 != 0)
+                for n in range(1, 31)]), 0),
+        (_cart("edge-no-image", Customer("guest@example.com", is_guest=True), "GBP",
+               [_item("GIFT", "Gift card", 1, "25.00", image=False, link=False),
+                _item("CARD", "Greeting card", 2, "3.50", image=False, link=False)], recovery=False), 0),
+        (_cart("edge-long-names", Customer("long@example.com", first_name="Maximilianna-Alexandrina-Josephine",
+                                           last_name="von Habsburg-Lothringen-Wittelsbach"), "USD",
+               [_item("THROW-MERINO-LTD-220X260-GREY-ORGANIC", long_name, 3, "1249.99"),
+                _item("X", "Ü" * 120, 1, "0.99")]), 5),
+        (_cart("edge-cyrillic", cyrillic, "RUB",
+               [_item("SAMOVAR", "Самовар электрический «Тульский», 3 л, никелированный", 1, "15990.00"),
+                _item("KESE", "Қазақ кесесі, ою-өрнекті (ұлттық үлгі), 6 дана", 2, "4500.00")]), 1),
+        (_cart("edge-huf", Customer("peter@example.hu", first_name="Péter", locale="hu"), "HUF",
+               [_item("KAVE-1", "Kávéfőző, rozsdamentes acél", 2, "123456"),
+                _item("BOGRE", "Bögre „Balaton”", 4, "3990")]), 0),
+        (_cart("edge-kzt", Customer("nurlan@example.kz", first_name="Нұрлан", locale="kk"), "KZT",
+               [_item("DOMBRA", "Домбыра, қолдан жасалған", 1, "185000")]), 3),
+        (_cart("edge-jpy", Customer("yuki@example.jp", first_name="Yuki"), "JPY",
+               [_item("TEA-1", "Sencha green tea 100 g", 3, "1200"), _item("POT", "急須 (kyusu teapot)", 1, "8800")]), 0),
+        (_cart("edge-markup", Customer("mark@example.com", first_name='Zoë "Z" <O\'Brien> & co'), "EUR",
+               [_item("MARK", 'Mug <Large> & "Co" {{ not a variable }}', 1, "9.99")]), 1),
+    ]
+
+
+def example_carts(path: Path | None = None, limit_per_shape: int = 1) -> list[tuple[Cart, int]]:
+    """One cart of every shape (currency, named or not, 1 / 2-5 / 6+ items) from the bundled
+    examples (examples/carts.csv in a checkout), or from ``path``."""
+    from zoneinfo import ZoneInfo
+
+    from cartrescue.sources.csv import CsvSource
+
+    if path is None:
+        path = Path(__file__).resolve().parent.parent / "examples" / "carts.csv"
+        if not path.is_file():
+            return []
+    seen: dict[tuple[Any, ...], int] = {}
+    picked: list[tuple[Cart, int]] = []
+    source = CsvSource(path, None, shop_tz=ZoneInfo("UTC"))
+    try:
+        for cart in source.carts(None):  # type: ignore[arg-type]
+            if not cart.items:
+                continue
+            size = 1 if len(cart.items) == 1 else 5 if len(cart.items) <= 5 else 6
+            shape = (cart.currency, bool(cart.customer.first_name), size)
+            if seen.get(shape, 0) < limit_per_shape:
+                seen[shape] = seen.get(shape, 0) + 1
+                picked.append((cart, len(picked) % 2))
+    finally:
+        source.close()
+    return picked
+
+
+# -- HTML parsing ------------------------------------------------------------------------------
+
+class _HtmlCheck(HTMLParser):
+    """Well-formedness as email clients need it, plus the links of the document."""
+
+    VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+                      "source", "track", "wbr"})
+    OPTIONAL_END = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "option",
+                              "colgroup", "caption", "head", "body", "html"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, int]] = []
+        self.errors: list[tuple[int, str]] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links += [value for name, value in attrs if name == "href" and value]
+        if tag not in self.VOID:
+            self.stack.append((tag, self.getpos()[0]))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links += [value for name, value in attrs if name == "href" and value]
+
+    def handle_endtag(self, tag: str) -> None:
+        line = self.getpos()[0]
+        if tag in self.VOID:
+            return  # </br> and friends: browsers ignore them
+        open_tags = [name for name, _line in self.stack]
+        if tag not in open_tags:
+            self.errors.append((line, f"stray end tag </{tag}> (nothing open to close)"))
+            return
+        while self.stack:
+            name, opened = self.stack.pop()
+            if name == tag:
+                return
+            if name not in self.OPTIONAL_END:
+                self.errors.append((line, f"</{tag}> closes <{name}> opened on line {opened}"))
+
+    def finish(self) -> list[tuple[int, str]]:
+        self.close()
+        if self.rawdata.strip():
+            self.errors.append((self.getpos()[0], f"unterminated markup at the end: {self.rawdata.strip()[:40]!r}"))
+        for name, opened in self.stack:
+            if name not in self.OPTIONAL_END:
+                self.errors.append((opened, f"<{name}> opened on line {opened} is never closed"))
+        return self.errors
+
+
+def html_problems(html: str) -> tuple[list[tuple[int, str]], list[str]]:
+    """(line, error) pairs and the document's link targets."""
+    checker = _HtmlCheck()
+    try:
+        checker.feed(html)
+        errors = checker.finish()
+    except Exception as exc:  # noqa: BLE001 - HTMLParser is lenient; anything it raises is a parse failure
+        return [(checker.getpos()[0], f"cannot parse: {exc}")], checker.links
+    return errors, checker.links
+
+
+# -- the check -----------------------------------------------------------------------------------
+
+class TemplateChecker:
+    """Builds the cases of one config (optionally one folder) and runs them."""
+
+    def __init__(self, config: Config, *, carts: Sequence[tuple[Cart, int]] | None = None,
+                 examples: Path | None = None) -> None:
+        self.config = config
+        self.renderer = Renderer(config)
+        self.env = self.renderer.env
+        self.available = set(self.env.list_templates())
+        self.fixtures = list(carts) if carts is not None else edge_carts() + example_carts(examples)
+        self.unsubscribe_url = config.shop.unsubscribe_url.replace("{token}", TOKEN)
+        self.notes: list[str] = []
+
+    # what exists ------------------------------------------------------------------------------
+
+    def files(self) -> dict[str, dict[str, set[str | None]]]:
+        """``{template: {locale: {variant or None, ...}}}`` for every part file found."""
+        found: dict[str, dict[str, set[str | None]]] = {}
+        for name in self.available:
+            match = _FILE.match(name)
+            if match:
+                found.setdefault(match["name"], {}).setdefault(match["locale"], set()).add(match["variant"])
+        return found
+
+    def own_templates(self) -> set[str]:
+        """Templates of the first folder (the config's own, or the shipped ones without one)."""
+        first = self.renderer.folders[0]
+        names = set()
+        for path in first.rglob("*"):
+            match = _FILE.match(path.relative_to(first).as_posix()) if path.is_file() else None
+            if match:
+                names.add(match["name"])
+        return names
+
+    def cases(self, templates: Iterable[str] | None = None, locales: Iterable[str] | None = None) -> list[Case]:
+        files = self.files()
+        used: dict[str, list[tuple[str | None, int, int, list[Offer], set[str]]]] = {}
+        for seq_name, sequence in self.config.sequences.items():
+            users = [t for t in self.config.priority.tiers if t.sequence == seq_name]
+            if users and all(t.channel != "email" for t in users):
+                continue  # a call list: nothing is rendered
+            tiers = [t.name for t in users]
+            for number, step in enumerate(sequence.steps, 1):
+                offers: list[Offer] = [(None, None)]
+                generic = [t for t in tiers if t not in step.tier_incentives]
+                if step.incentive is not None and (generic or not tiers):
+                    offers.append((None, step.incentive))
+                for tier, incentive in step.tier_incentives.items():
+                    if incentive is not None and all(incentive != known for _t, known in offers):
+                        offers.append((tier, incentive))
+                used.setdefault(step.template, []).append(
+                    (seq_name, number, len(sequence.steps), offers, set(step.variants)))
+        wanted = set(templates) if templates else set(used) | self.own_templates()
+        locale_filter = {loc.replace("-", "_") for loc in locales} if locales else None
+        cases: list[Case] = []
+        for template in sorted(wanted):
+            by_locale = files.get(template, {})
+            if not by_locale:
+                case = Case(template, "-", None, None, 1, 1)
+                case.add(Problem("missing-part", f"template {template!r} has no files in any locale "
+                                 f"(looked in {', '.join(str(f) for f in self.renderer.folders)})"))
+                cases.append(case)
+                continue
+            steps = used.get(template) or [(None, 1, 1, [(None, None), (None, _SAMPLE_INCENTIVE)], set())]
+            for locale in sorted(by_locale):
+                if locale_filter is not None and locale not in locale_filter and locale.split("_")[0] not in locale_filter:
+                    continue
+                on_disk = {v for v in by_locale[locale] if v}
+                for seq_name, number, count, offers, configured in steps:
+                    for variant in [None, *sorted(on_disk | configured)]:
+                        if variant is not None and variant not in on_disk:
+                            continue  # renders exactly the base files: checked as the base
+                        cases.append(Case(template, locale, variant, seq_name, number, count, list(offers)))
+                missing = sorted(v for step in steps for v in step[4] if v not in on_disk)
+                if missing and locale == self.config.shop.default_locale:
+                    self.notes.append(f"{template} [{locale}]: variant(s) {', '.join(dict.fromkeys(missing))} have no "
+                                      "files of their own and render the base template")
+        return cases
+
+    def tier(self, case: Case) -> str:
+        """The tier name a case renders with: the lowest tier on its sequence."""
+        tiers = [t.name for t in self.config.priority.tiers if t.sequence == case.sequence]
+        return tiers[-1] if tiers else self.config.priority.tiers[-1].name
+
+    # running -----------------------------------------------------------------------------------
+
+    def run(self, templates: Iterable[str] | None = None, locales: Iterable[str] | None = None) -> Report:
+        cases = self.cases(templates, locales)
+        for case in cases:
+            if case.locale != "-":
+                self.run_case(case)
+        folders = [str(folder) for folder in self.renderer.folders]
+        return Report(cases, [cart.id for cart, _orders in self.fixtures], list(dict.fromkeys(self.notes)), folders)
+
+    def run_case(self, case: Case) -> None:
+        from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+        from jinja2.sandbox import SecurityError
+
+        started = time.perf_counter()
+        files = tuple(self.renderer.part_file(case.template, case.locale, part, case.variant) for part in PARTS)
+        case.files = files
+        compiled = []
+        for part, name in zip(PARTS, files):
+            try:
+                compiled.append(self.env.get_template(name))
+            except TemplateNotFound as exc:
+                if exc.name == name:
+                    kind = "missing-text" if part == "txt" else "missing-part"
+                    label = {"txt": "text", "html": "HTML", "subject.txt": "subject"}[part]
+                    case.add(Problem(kind, f"no {label} part: {name} does not exist", name))
+                else:
+                    case.add(Problem("render", f"{name} needs template {exc.name!r}, which does not exist", name))
+                compiled.append(None)
+            except TemplateSyntaxError as exc:
+                case.add(Problem("syntax", f"syntax error: {exc.message}", exc.name or name, exc.lineno))
+                compiled.append(None)
+        if any(template is None for template in compiled):
+            case.seconds = time.perf_counter() - started
+            return
+        for (tier, incentive), (cart, previous) in itertools.product(case.offers, self.fixtures):
+            code = placeholder(incentive.codes) if incentive is not None and incentive.codes is not None else None
+            context = self.renderer.context(
+                cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier or self.tier(case),
+                previous_orders=previous, unsubscribe_url=self.unsubscribe_url, incentive=incentive, now=NOW,
+                variant=case.variant, code=code)
+            parts: list[str] = []
+            for name, template in zip(files, compiled):
+                try:
+                    parts.append(template.render(context))  # type: ignore[union-attr]
+                except UndefinedError as exc:
+                    file, line = _template_frame(exc, self.renderer.folders, name)
+                    case.add(Problem("undefined", f"undefined variable: {exc.message}", file, line, cart.id))
+                except TemplateSyntaxError as exc:  # in an extended or included template
+                    case.add(Problem("syntax", f"syntax error: {exc.message}", exc.name or name, exc.lineno, cart.id))
+                except TemplateNotFound as exc:
+                    case.add(Problem("render", f"{name} needs template {exc.name!r}, which does not exist", name,
+                                     None, cart.id))
+                except SecurityError as exc:
+                    file, line = _template_frame(exc, self.renderer.folders, name)
+                    case.add(Problem("render", f"not allowed in the sandbox: {exc}", file, line, cart.id))
+                except Exception as exc:  # noqa: BLE001 - a filter or test failing on this cart's data
+                    file, line = _template_frame(exc, self.renderer.folders, name)
+                    case.add(Problem("render", f"{type(exc).__name__}: {exc}", file, line, cart.id))
+            case.renders += 1
+            if len(parts) == len(PARTS):
+                self.inspect(case, cart, files, *parts)
+        case.seconds = time.perf_counter() - started
+
+    def inspect(self, case: Case, cart: Cart, files: tuple[str, ...], subject: str, text: str, html: str) -> None:
+        subject_file, text_file, html_file = files
+        line = " ".join(subject.split())
+        if not line:
+            case.add(Problem("subject-empty", "the subject is empty", subject_file, None, cart.id))
+        elif len(line) > MAX_SUBJECT:
+            case.add(Problem("subject-length", f"subject is {len(line)} characters (max {MAX_SUBJECT}): {line!r}",
+                             subject_file, None, cart.id))
+        if not text.strip():
+            case.add(Problem("missing-text", "the text part renders empty", text_file, None, cart.id))
+        elif self.unsubscribe_url not in text:
+            case.add(Problem("unsubscribe", "no unsubscribe link in the text part ({{ unsubscribe_url }})",
+                             text_file, None, cart.id))
+        errors, links = html_problems(html)
+        for number, error in errors[:3]:
+            case.add(Problem("html", f"HTML does not parse: {error} (rendered line {number})", html_file, None, cart.id))
+        if self.unsubscribe_url not in links:
+            case.add(Problem("unsubscribe", 'no unsubscribe link in the HTML part (<a href="{{ unsubscribe_url }}">)',
+                             html_file, None, cart.id))
+        names = {item.name for item in cart.items} | {cart.customer.first_name or "", cart.customer.last_name or ""}
+        for file, output in ((subject_file, subject), (text_file, text), (html_file, html)):
+            for match in _LEAK.finditer(output):
+                if any(match.group(0) in name for name in names):  # a fixture's own text
+                    continue
+                around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
+                case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
+                break
+
+
+def _template_frame(exc: BaseException, folders: Sequence[Path], fallback: str) -> tuple[str, int | None]:
+    """The innermost template file and line of a rendering error (Jinja rewrites tracebacks)."""
+    found: tuple[str, int | None] = (fallback, None)
+    roots = [str(folder.resolve()) for folder in folders]
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        for root in roots:
+            if filename.startswith(root + "/"):
+                found = (filename[len(root) + 1:], tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def check_templates(config: Config, *, templates: Iterable[str] | None = None, locales: Iterable[str] | None = None,
+                    carts: Sequence[tuple[Cart, int]] | None = None, examples: Path | None = None) -> Report:
+    """Run the whole check; see :class:`TemplateChecker`."""
+    return TemplateChecker(config, carts=carts, examples=examples).run(templates, locales)
+
+
+# -- output ----------------------------------------------------------------------------------
+
+def junit_xml(report: Report, seconds: float = 0.0) -> str:
+    """JUnit XML: one testsuite, one testcase per case, a <failure> per failed case."""
+    import xml.etree.ElementTree as ET
+
+    suites = ET.Element("testsuites", name="cartrescue templates check", tests=str(len(report.cases)),
+                        failures=str(len(report.failed)), errors="0", time=f"{seconds:.3f}")
+    suite = ET.SubElement(suites, "testsuite", name="templates", tests=str(len(report.cases)),
+                          failures=str(len(report.failed)), errors="0", skipped="0", time=f"{seconds:.3f}")
+    properties = ET.SubElement(suite, "properties")
+    for folder in report.folders:
+        ET.SubElement(properties, "property", name="templates", value=folder)
+    ET.SubElement(properties, "property", name="fixture_carts", value=", ".join(report.carts))
+    for case in report.cases:
+        element = ET.SubElement(suite, "testcase", classname=f"templates.{case.template}.{case.locale}",
+                                name=case.name, time=f"{case.seconds:.3f}")
+        if case.problems:
+            first = case.problems[0]
+            body = "\n".join(_problem_line(problem) for problem in case.problems)
+            failure = ET.SubElement(element, "failure", type=first.kind, message=_problem_line(first))
+            failure.text = body
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _problem_line(problem: Problem) -> str:
+    where = f"{problem.where}: " if problem.where else ""
+    cart = f" (cart {problem.cart}" + (f" and {problem.count - 1} more" if problem.count > 1 else "") + ")" if problem.cart else ""
+    return f"{where}{problem.message}{cart}"
+
+
+def print_report(report: Report, console: Any, show_passing: bool = True) -> None:
+    from rich.table import Table
+
+    table = Table(header_style="bold", expand=False)
+    for column, justify in (("template", "left"), ("locale", "left"), ("variant", "left"), ("step", "left"),
+                            ("incentives", "left"), ("renders", "right"), ("result", "left")):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for case in report.cases:
+        if case.ok and not show_passing:
+            continue
+        if case.ok:
+            result = "[green]ok[/]"
+        else:
+            first = case.problems[0]
+            more = f" (+{len(case.problems) - 1} more)" if len(case.problems) > 1 else ""
+            result = f"[red]FAIL[/] {first.kind}: {_escape(_problem_line(first))}{more}"
+        table.add_row(case.template, case.locale, case.variant or "-", case.step_label, case.incentive_label,
+                      str(case.renders), result)
+    console.print(table)
+    for case in report.failed:
+        console.print(f"[red]✗[/] {_escape(case.name)}", highlight=False)
+        for problem in case.problems:
+            console.print(f"    [bold]{problem.kind}[/] {_escape(_problem_line(problem))}", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {_escape(note)}", highlight=False)
+    renders = sum(case.renders for case in report.cases)
+    verdict = "[green]all templates pass[/]" if report.ok else f"[red]{len(report.failed)} of {len(report.cases)} failed[/]"
+    console.print(f"{len(report.cases)} combinations × {len(report.carts)} fixture carts, {renders} renders: {verdict}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,326 @@
+"""A real SMTP server on loopback for tests: aiosmtpd in a thread, with TLS, AUTH and faults.
+
+    with LoopbackSMTP(security="starttls", auth=("shop", "s3cret")) as server:
+        ...  # point smtp.host/port/ca_file at server.host, server.port, server.ca_file
+        server.messages  # what the server accepted, in order
+
+- security: ``none`` (plain), ``starttls`` (STARTTLS offered and required before MAIL, AUTH only
+  after it) or ``tls`` (implicit TLS from the first byte). The certificate is self-signed for
+  ``localhost`` and 127.0.0.1, made at test time with ``cryptography`` when installed, else the
+  ``openssl`` command, once per process; ``ca_file`` is what a client must trust.
+- auth: ``(user, password)`` offers AUTH LOGIN and PLAIN (``auth_mechanisms`` narrows it) and
+  refuses MAIL before a successful AUTH.
+- faults: :class:`Fault` rules matched on the recipient: a reply (``"451 4.7.1 greylisted"``,
+  ``"550 5.1.1 no such user"``, ``"421 4.3.2 shutting down"``) to RCPT or after the message
+  (``stage="DATA"``), ``"drop"`` (close the connection in the middle of the message body) or
+  ``"drop-after-data"`` (close it after the whole body, before the reply). ``times`` limits a
+  rule to the first N matching attempts per recipient (then the message is accepted).
+- The port is chosen by the OS (bind to port 0), so tests may run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+_CERT_LOCK = threading.Lock()
+_CERT: tuple[Path, Path] | None = None
+
+
+def self_signed_cert() -> tuple[Path, Path]:
+    """``(cert.pem, key.pem)`` for localhost / 127.0.0.1, made once per process."""
+    global _CERT
+    with _CERT_LOCK:
+        if _CERT is None:
+            folder = Path(tempfile.mkdtemp(prefix="cartrescue-tls-"))
+            cert, key = folder / "cert.pem", folder / "key.pem"
+            try:
+                _cert_with_cryptography(cert, key)
+            except ImportError:
+                _cert_with_openssl(cert, key)
+            _CERT = (cert, key)
+        return _CERT
+
+
+def _cert_with_cryptography(cert: Path, key: Path) -> None:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+
+
+def _cert_with_openssl(cert: Path, key: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("neither the cryptography package nor the openssl command is available")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:TRUE"],
+        check=True, capture_output=True,
+    )
+
+
+@dataclass
+class Fault:
+    """Misbehave for recipients matching ``pattern`` (a regular expression, searched)."""
+
+    pattern: str
+    action: str  # an SMTP reply like "451 4.7.1 try later", or "drop", or "drop-after-data"
+    stage: str = "RCPT"  # RCPT or DATA, for replies; drops always happen during DATA
+    times: int | None = None  # apply to the first N matching attempts per recipient; None = always
+    seen: Counter[str] = field(default_factory=Counter)
+
+    def fires(self, recipient: str) -> bool:
+        if not re.search(self.pattern, recipient):
+            return False
+        self.seen[recipient] += 1
+        return self.times is None or self.seen[recipient] <= self.times
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    at: float  # time.monotonic() when accepted
+
+    def parsed(self) -> EmailMessage:
+        message = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
+
+
+class _Handler:
+    def __init__(self, server: "LoopbackSMTP") -> None:
+        self.server = server
+
+    async def handle_RCPT(self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        self.server.attempts[address] += 1
+        for fault in self.server.faults:
+            if fault.stage == "RCPT" and fault.action[:1].isdigit() and fault.fires(address):
+                return fault.action
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
+        for fault in self.server.faults:
+            if fault.action == "drop-after-data" and any(fault.fires(r) for r in envelope.rcpt_tos):
+                smtp.transport.abort()
+                return "421 4.3.0 gone"  # never reaches the client: the connection is closed
+            if fault.stage == "DATA" and fault.action[:1].isdigit() and any(fault.fires(r) for r in envelope.rcpt_tos):
+                return fault.action
+        server = self.server
+        with server.lock:
+            server.messages.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos),
+                                            bytes(envelope.original_content), time.monotonic()))
+            number = len(server.messages)
+        return f"250 2.0.0 Ok: queued as T{number:06d}"
+
+
+class _Session(SMTP):
+    """aiosmtpd's SMTP with a connection counter and a drop in the middle of DATA."""
+
+    def __init__(self, server: "LoopbackSMTP", **kwargs: Any) -> None:
+        super().__init__(_Handler(server), **kwargs)
+        self.owner = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:  # not the STARTTLS re-handshake
+            with self.owner.lock:
+                self.owner.connections += 1
+        super().connection_made(transport)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        envelope = self.envelope
+        if envelope is not None and envelope.rcpt_tos and not arg:
+            for fault in self.owner.faults:
+                if fault.action == "drop" and any(fault.fires(r) for r in envelope.rcpt_tos):
+                    await self.push("354 End data with <CR><LF>.<CR><LF>")
+                    await self._reader.read(64)  # some of the body, then the line goes dead
+                    self.transport.abort()  # type: ignore[union-attr]
+                    self._reader._buffer.clear()  # type: ignore[attr-defined]  # nothing more is read
+                    await asyncio.sleep(1)  # connection_lost cancels this session meanwhile
+                    return
+        await super().smtp_DATA(arg)
+
+
+class LoopbackSMTP:
+    """A threaded aiosmtpd server on 127.0.0.1 and an OS-chosen port."""
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self,
+        security: str = "none",
+        *,
+        auth: tuple[str, str] | None = None,
+        auth_mechanisms: tuple[str, ...] = ("LOGIN", "PLAIN"),
+        faults: list[Fault] | None = None,
+    ) -> None:
+        if security not in ("none", "starttls", "tls"):
+            raise ValueError(security)
+        self.security = security
+        self.auth = auth
+        self.auth_mechanisms = auth_mechanisms
+        self.faults: list[Fault] = list(faults or [])
+        self.messages: list[Received] = []
+        self.attempts: Counter[str] = Counter()  # RCPT commands per recipient
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.port = 0
+        self.ca_file: Path | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> "LoopbackSMTP":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _contexts(self) -> ssl.SSLContext | None:
+        if self.security == "none":
+            return None
+        cert, key = self_signed_cert()
+        self.ca_file = cert
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        return context
+
+    def start(self) -> None:
+        context = self._contexts()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, 0))
+        sock.listen(128)
+        self.port = sock.getsockname()[1]
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def factory() -> SMTP:
+            kwargs: dict[str, Any] = {"hostname": "loopback.example.com", "loop": loop, "timeout": 30}
+            if self.security == "starttls":
+                kwargs.update(tls_context=context, require_starttls=True)
+            if self.auth is not None:
+                excluded = [m for m in ("LOGIN", "PLAIN") if m not in self.auth_mechanisms]
+                kwargs.update(authenticator=self._authenticate, auth_required=True,
+                              auth_require_tls=self.security == "starttls", auth_exclude_mechanism=excluded)
+            return _Session(self, **kwargs)
+
+        async def serve() -> None:
+            self._server = await loop.create_server(factory, sock=sock, ssl=context if self.security == "tls" else None)
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(serve())
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"smtp-{self.port}", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
+
+    def stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in asyncio.all_tasks(loop):
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        if self.auth is None or not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user, password = self.auth
+        ok = data.login == user.encode() and data.password == password.encode()
+        return AuthResult(success=ok, handled=False, auth_data=data.login if ok else None)
+
+    # -- what arrived ------------------------------------------------------------------------
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Block until ``count`` messages arrived (or the timeout); return them all."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= count:
+                    break
+            time.sleep(0.01)
+        with self.lock:
+            return list(self.messages)
+
+    def recipients(self) -> Counter[str]:
+        """How many accepted messages each recipient got."""
+        with self.lock:
+            return Counter(r for message in self.messages for r in message.rcpt_tos)
+
+    def smtp_config(self, **extra: Any) -> dict[str, Any]:
+        """The ``smtp:`` section of a cartrescue config pointing at this server."""
+        section: dict[str, Any] = {"host": self.host, "port": self.port, "security": self.security,
+                                   "backoff": 0.05, "backoff_max": 0.2, "timeout": 10, "pool_size": 4}
+        if self.ca_file is not None:
+            section["ca_file"] = str(self.ca_file)
+        if self.auth is not None:
+            section["username"], section["password"] = self.auth
+        section.update(extra)
+        return section

@@ -1,0 +1,91 @@
+"""Config: typed, validated, and every error names the file, the key and what was expected."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from cartrescue.config import load_config, parse_duration
+from cartrescue.errors import ConfigError
+from conftest import REPO, cli
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cartrescue.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("text", "value"), [("45m", timedelta(minutes=45)), ("24h", timedelta(hours=24)),
+                                             ("3d", timedelta(days=3)), ("90s", timedelta(seconds=90)), (60, timedelta(minutes=1))])
+def test_durations_read_with_units(text: object, value: timedelta) -> None:
+    assert parse_duration(text) == value
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("source: {type: csv, carts: c.csv}\neligibility: {cutoff: soon}\n",
+         "eligibility.cutoff: expected a duration like 45m, 24h or 3d, got 'soon'"),
+        ("source: {type: csv, carts: c.csv}\nshop: {timezone: Mars/Base}\n",
+         "shop.timezone: expected an IANA timezone name"),
+        ("source: {type: csv, carts: c.csv}\neligibility: {colour: red}\n", "eligibility.colour: unknown key"),
+        ("source: {type: csv}\n", "source: Value error" if False else "source: a csv source needs 'carts'"),
+        ("source: {type: magento2}\n", "a magento2 source needs 'url'"),
+        ("source: {type: csv, carts: c.csv}\npriority: {tiers: [{name: a, sequence: nope}]}\n", "unknown sequence 'nope'"),
+        ("source: {type: csv, carts: c.csv}\nsequences: {default: {steps: [{delay: 2h, template: a}, {delay: 1h, template: b}]}}\n",
+         "sequences.default.steps: step delays must strictly increase"),
+        ("source: {type: csv, carts: c.csv}\neligibility: {quiet_hours: {start: '25:00', end: '08:00'}}\n",
+         "eligibility.quiet_hours.start: expected a time of day like 21:00"),
+        ("source: [unclosed\n", "cartrescue.yaml:2: not valid YAML"),
+    ],
+)
+def test_errors_name_the_file_and_the_key(tmp_path: Path, yaml_text: str, message: str) -> None:
+    path = _write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_a_missing_environment_variable_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: magento2, url: 'mysql+pymysql://u:${SHOP_DB_PASSWORD}@h/db'}\n")
+    with pytest.raises(ConfigError, match=r"source.url: environment variable SHOP_DB_PASSWORD is not set"):
+        load_config(path, env={})
+
+
+def test_environment_variables_are_interpolated_with_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: magento2, url: 'mysql+pymysql://u:${PW}@${HOST:-localhost}/db'}\n")
+    assert load_config(path, env={"PW": "s3cret"}).source.url == "mysql+pymysql://u:s3cret@localhost/db"
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, "source: {type: csv, carts: data/c.csv}\nledger: {url: 'sqlite:///l.db'}\n"))
+    assert config.path(config.source.carts) == tmp_path / "data" / "c.csv"  # type: ignore[arg-type]
+    assert config.ledger_url == f"sqlite:///{tmp_path / 'l.db'}"
+
+
+def test_the_example_config_is_valid() -> None:
+    config = load_config(REPO / "config.example.yaml", env={})
+    assert config.eligibility.cutoff == timedelta(minutes=45)
+
+
+def test_a_config_error_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility: {cutoff: soon}\n")
+    result = cli("run", "--config", str(path))
+    assert result.exit_code == 2 and "eligibility.cutoff" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_missing_default_config_suggests_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli("run")
+    assert result.exit_code == 2 and "cartrescue init" in result.stderr
+
+
+def test_init_writes_a_config_and_templates_that_work(tmp_path: Path) -> None:
+    assert cli("init", str(tmp_path / "shop")).exit_code == 0
+    config = load_config(tmp_path / "shop" / "cartrescue.yaml", env={})
+    assert config.source.type == "csv"
+    assert (tmp_path / "shop" / "templates" / "en" / "reminder-1.html").is_file()
+    assert cli("init", str(tmp_path / "shop")).exit_code == 2  # never overwrites without --force
