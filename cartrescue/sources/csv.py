@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
-from cartrescue.sources.base import CartSource, ProblemSink, Window, ignore_problem
+from cartrescue.sources.base import Activity, CartSource, ProblemSink, Window, ignore_problem
 
 CART_FIELDS = (
     "cart_id", "customer_id", "email", "phone", "first_name", "last_name", "locale",
@@ -43,6 +43,7 @@ _FALSE = frozenset({"0", "no", "n", "false", "f", "off", "nej", "nee", "non"})
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 
 
 class RowError(ValueError):
@@ -51,6 +52,8 @@ class RowError(ValueError):
 
 def parse_decimal(text: str, what: str) -> Decimal:
     """``12.50``, ``12,50``, ``1 234,50``, ``1,234.50``, ``1.234,50`` -> Decimal."""
+    if _PLAIN_NUMBER.match(text):
+        return Decimal(text)
     value = _SPACES.sub("", text)
     if "," in value and "." in value:
         if value.rfind(",") > value.rfind("."):
@@ -194,8 +197,39 @@ class CsvSource(CartSource):
             if cart is not None:
                 yield cart
 
+    def activity(self, window: Window) -> Iterator[Activity]:
+        """The first pass, cheaply: only the id, address and times of each cart are read."""
+        saved, self.on_problem = self.on_problem, ignore_problem
+        try:
+            for _start, rows in self._cart_rows():
+                email = self._first(rows, "email")
+                moment = self._first(rows, "updated_at") or self._first(rows, "created_at")
+                if not email or not moment:
+                    continue
+                try:
+                    updated = parse_time(moment, "updated_at", self.shop_tz)
+                except RowError:
+                    continue
+                yield Activity(email.lower(), updated, f"{self.name}:{rows[0][1][self._id_at].strip()}")
+        finally:
+            self.on_problem = saved
+
+    def _first(self, rows: list[tuple[int, list[str]]], name: str) -> str:
+        """The first non-blank value of a cart-level column among the cart's rows."""
+        position = self._cols.index[name]
+        if position < 0:
+            return ""
+        for _, row in rows:
+            value = row[position]
+            if value and not value.isspace():
+                return value.strip()
+        return ""
+
     def _cart_rows(self) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
-        """Group consecutive rows by cart id: yields (first line, [(line, row), ...])."""
+        """Group consecutive rows by cart id: yields (first line, [(line, row), ...]).
+
+        Rows are padded to the header's width so that columns can be indexed directly.
+        """
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
         with handle:
             try:
@@ -205,7 +239,11 @@ class CsvSource(CartSource):
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise SourceError(f"{self.carts_path}:1: cannot read the header: {exc}") from None
             self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART)
-            id_at = self._cols.index["cart_id"]
+            self._cart_fields = [(name, self._cols.index[name]) for name in CART_FIELDS if self._cols.index[name] >= 0]
+            self._line_fields = tuple(self._cols.index[name] for name in LINE_FIELDS)
+            width = len(header)
+            padding = [""] * width
+            id_at = self._id_at = self._cols.index["cart_id"]
             group: list[tuple[int, list[str]]] = []
             group_id = None
             line = reader.line_num
@@ -222,11 +260,14 @@ class CsvSource(CartSource):
                 except UnicodeDecodeError as exc:
                     raise SourceError(f"{self.carts_path}: not {self.encoding} text near line {start}: {exc.reason}") from None
                 line = reader.line_num
-                if not row or not any(cell.strip() for cell in row):
-                    continue
-                cart_id = row[id_at].strip() if id_at < len(row) else ""
+                if len(row) < width:
+                    if not any(cell.strip() for cell in row):
+                        continue
+                    row.extend(padding[len(row):])
+                cart_id = row[id_at].strip()
                 if not cart_id:
-                    self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
+                    if any(cell.strip() for cell in row):
+                        self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
                     continue
                 if cart_id != group_id and group:
                     yield group[0][0], group
@@ -237,49 +278,56 @@ class CsvSource(CartSource):
                 yield group[0][0], group
 
     def _build_cart(self, start_line: int, rows: list[tuple[int, list[str]]]) -> Cart | None:
-        cols = self._cols
-        get = cols.get
         cart_level: dict[str, str] = {}
-        for name in CART_FIELDS:
+        for name, position in self._cart_fields:
             for _, row in rows:
-                value = get(row, name)
-                if value:
-                    cart_level[name] = value
+                value = row[position]
+                if value and not value.isspace():
+                    cart_level[name] = value.strip()
                     break
         line = start_line
+        get = cart_level.get
         try:
             items = []
             for line, row in rows:
-                if any(get(row, name) for name in LINE_FIELDS):
-                    items.append(self._build_item(row))
+                item = self._build_item(row)
+                if item is not None:
+                    items.append(item)
             line = start_line
-            created = parse_time(cart_level.get("created_at", ""), "created_at", self.shop_tz) \
-                if cart_level.get("created_at") else _missing("created_at")
-            updated = parse_time(cart_level["updated_at"], "updated_at", self.shop_tz) \
-                if cart_level.get("updated_at") else created
-            currency = cart_level.get("currency", "").upper()
+            created_text = get("created_at")
+            if not created_text:
+                raise RowError("created_at: missing")
+            created = parse_time(created_text, "created_at", self.shop_tz)
+            updated_text = get("updated_at")
+            updated = parse_time(updated_text, "updated_at", self.shop_tz) if updated_text else created
+            currency = get("currency", "").upper()
             if not _CURRENCY.match(currency):
-                raise RowError(f"currency: expected an ISO 4217 code like EUR, got {cart_level.get('currency', '')!r}")
-            email = normalize_email(cart_level.get("email"))
-            if email is not None and not is_valid_email(email):
-                raise RowError(f"email: not a valid address: {cart_level.get('email')!r}")
-            total_text = cart_level.get("total")
+                raise RowError(f"currency: expected an ISO 4217 code like EUR, got {get('currency', '')!r}")
+            email = get("email")
+            if email is not None:
+                email = email.lower()
+                if not is_valid_email(email):
+                    raise RowError(f"email: not a valid address: {get('email')!r}")
+            total_text = get("total")
             total = parse_decimal(total_text, "total") if total_text else sum(
                 (item.line_total for item in items), Decimal("0"))
-            customer_id = cart_level.get("customer_id") or None
-            guest = parse_bool(cart_level.get("is_guest", ""), "is_guest")
+            customer_id = get("customer_id")
+            guest_text = get("is_guest")
+            guest = parse_bool(guest_text, "is_guest") if guest_text else None
+            consent_text = get("marketing_consent")
+            locale_text = get("locale")
             customer = Customer(
                 email=email,
                 id=customer_id,
-                phone=cart_level.get("phone") or None,
-                first_name=cart_level.get("first_name") or None,
-                last_name=cart_level.get("last_name") or None,
-                locale=normalize_locale(cart_level.get("locale", "")),
+                phone=get("phone"),
+                first_name=get("first_name"),
+                last_name=get("last_name"),
+                locale=normalize_locale(locale_text) if locale_text else None,
                 is_guest=(customer_id is None) if guest is None else guest,
-                marketing_consent=parse_bool(cart_level.get("marketing_consent", ""), "marketing_consent"),
+                marketing_consent=parse_bool(consent_text, "marketing_consent") if consent_text else None,
             )
         except RowError as exc:
-            self.on_problem(RowProblem(f"{self.carts_path}:{line}", f"cart {rows[0][1][cols.index['cart_id']].strip()}: {exc}"))
+            self.on_problem(RowProblem(f"{self.carts_path}:{line}", f"cart {rows[0][1][self._id_at].strip()}: {exc}"))
             return None
         return Cart(
             id=cart_level["cart_id"],
@@ -290,34 +338,46 @@ class CsvSource(CartSource):
             total=total,
             created_at=created,
             updated_at=updated,
-            recovery_url=cart_level.get("recovery_url") or None,
-            store_id=cart_level.get("store_id") or None,
-            device=cart_level.get("device") or None,
+            recovery_url=get("recovery_url"),
+            store_id=get("store_id"),
+            device=get("device"),
         )
 
-    def _build_item(self, row: list[str]) -> LineItem:
-        get = self._cols.get
-        sku, name = get(row, "sku"), get(row, "name")
+    def _build_item(self, row: list[str]) -> LineItem | None:
+        """One line, or None for a row without any line columns (a cart with no items)."""
+        sku_at, name_at, qty_at, price_at, cost_at, stock_at, image_at, url_at = self._line_fields
+        sku = row[sku_at].strip() if sku_at >= 0 else ""
+        name = row[name_at].strip() if name_at >= 0 else ""
+        quantity_text = row[qty_at].strip() if qty_at >= 0 else ""
+        price_text = row[price_at].strip() if price_at >= 0 else ""
+        cost_text = row[cost_at].strip() if cost_at >= 0 else ""
+        stock_text = row[stock_at].strip() if stock_at >= 0 else ""
+        if not (sku or name or quantity_text or price_text or cost_text or stock_text):
+            return None
         if not sku and not name:
             raise RowError("line without sku and name")
-        quantity_text = get(row, "quantity")
-        quantity = parse_int(quantity_text, "quantity") if quantity_text else _missing("quantity")
+        if not quantity_text:
+            raise RowError("quantity: missing")
+        quantity = int(quantity_text) if quantity_text.isdigit() else parse_int(quantity_text, "quantity")
         if quantity <= 0:
             raise RowError(f"quantity: must be at least 1, got {quantity_text!r}")
-        price_text = get(row, "unit_price")
-        price = parse_decimal(price_text, "unit_price") if price_text else _missing("unit_price")
+        if not price_text:
+            raise RowError("unit_price: missing")
+        price = parse_decimal(price_text, "unit_price")
         if price < 0:
             raise RowError(f"unit_price: negative: {price_text!r}")
-        cost_text, stock_text = get(row, "unit_cost"), get(row, "stock_on_hand")
+        image = row[image_at].strip() if image_at >= 0 else ""
+        url = row[url_at].strip() if url_at >= 0 else ""
         return LineItem(
             sku=sku or name,
             name=name or sku,
             quantity=quantity,
             unit_price=price,
             unit_cost=parse_decimal(cost_text, "unit_cost") if cost_text else None,
-            stock_on_hand=parse_int(stock_text, "stock_on_hand") if stock_text else None,
-            image_url=get(row, "image_url") or None,
-            product_url=get(row, "product_url") or None,
+            stock_on_hand=(int(stock_text) if stock_text.isdigit() else parse_int(stock_text, "stock_on_hand"))
+            if stock_text else None,
+            image_url=image or None,
+            product_url=url or None,
         )
 
     # -- orders ------------------------------------------------------------------------------

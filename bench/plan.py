@@ -1,0 +1,94 @@
+"""B2 and B3: dry-run planning and rendering throughput, and peak memory, from CSV.
+
+    python bench/plan.py                      # B2: 100,000 carts, `run --json > /dev/null`
+    python bench/plan.py --carts 1000000 --memory   # B3: peak RSS at 1M vs 100k carts
+
+Generates the carts with examples/make_sample.py (same pinned clock as the demo) into a
+temporary folder, runs the real CLI in a subprocess and reads its peak RSS from the kernel
+(``wait4``). Prints the figure as the last line. Never part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = """\
+now: "2026-11-20T10:00:00Z"
+shop: {{name: Bench Shop, timezone: Europe/Stockholm, from_email: shop@example.com,
+       unsubscribe_secret: bench-secret}}
+source: {{type: csv, carts: carts.csv, orders: orders.csv}}
+ledger: {{url: "sqlite:///ledger.db"}}
+eligibility: {{disposable_domains: [throwaway.example.net]}}
+priority:
+  tiers:
+    - {{name: vip, min_score: 60, sequence: call, channel: call-list, budget: {budget}}}
+    - {{name: high, min_score: 35}}
+    - {{name: standard, min_score: 0}}
+sequences:
+  default:
+    steps:
+      - {{delay: 1h, template: reminder-1}}
+      - {{delay: 24h, template: reminder-2}}
+      - {{delay: 72h, template: reminder-3, incentive: {{kind: percent, value: 10, code: COMEBACK10}}}}
+  call:
+    steps:
+      - {{delay: 1h, template: reminder-1}}
+"""
+
+
+def prepare(folder: Path, carts: int) -> None:
+    subprocess.run([sys.executable, str(REPO / "examples" / "make_sample.py"), "--carts", str(carts),
+                    "--out", str(folder)], check=True, stdout=subprocess.DEVNULL)
+    (folder / "cartrescue.yaml").write_text(CONFIG.format(budget=1000), encoding="utf-8")
+
+
+def measure(folder: Path) -> tuple[float, int, str]:
+    """Seconds, peak RSS in KiB, and the counts line of one `run --json > /dev/null`."""
+    command = [sys.executable, "-m", "cartrescue.cli", "run", "--json", "--config", str(folder / "cartrescue.yaml")]
+    started = time.perf_counter()
+    with open(folder / "out.json", "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, cwd=folder)
+        _pid, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"run failed: {process.stderr.read().decode() if process.stderr else ''}")
+    tail = (folder / "out.json").read_text(encoding="utf-8")[-400:]
+    return elapsed, usage.ru_maxrss, tail[tail.find('"counts"'):][:160]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--carts", type=int, default=100_000)
+    parser.add_argument("--memory", action="store_true", help="B3: also run 100,000 carts and compare peak RSS")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cartrescue-bench-") as tmp:
+        runs = [args.carts] if not args.memory else [100_000, args.carts]
+        results = {}
+        for count in runs:
+            folder = Path(tmp) / str(count)
+            folder.mkdir()
+            prepare(folder, count)
+            seconds, rss, counts = measure(folder)
+            results[count] = (seconds, rss)
+            print(f"{count:>9,} carts: {seconds:6.2f} s, {count / seconds:9,.0f} carts/s, peak RSS {rss / 1024:6.1f} MiB"
+                  f"  ({counts})", flush=True)
+            for item in folder.iterdir():
+                item.unlink()
+    if args.memory:
+        small, big = results[100_000][1], results[args.carts][1]
+        print(f"B3 peak RSS: {big / 1024:.1f} MiB at {args.carts:,} carts, {small / 1024:.1f} MiB at 100,000 "
+              f"({(big / small - 1) * 100:+.1f} %)")
+    else:
+        seconds, rss = results[args.carts]
+        print(f"B2 dry-run plan+render: {args.carts / seconds:,.0f} carts/s ({args.carts:,} carts in {seconds:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
