@@ -293,3 +293,200 @@ def test_empty_lists_match_nothing(url):
         assert [o.id for o in source.orders_for([guest])] == ["10"]
     finally:
         source.close()
+
+
+# -- the same logical carts from CSV, Magento, WooCommerce and PrestaShop -----------------------
+#
+# One small scenario written four ways; `cartrescue carts --json` must decide the same for each.
+# Every cart is inside the window (the database presets filter by it, CSV leaves it to the
+# pipeline) and totals are the sum of the lines (PrestaShop keeps no cart totals).
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import phpserialize  # noqa: E402
+
+EQ_NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
+EQ_TZ = ZoneInfo("Europe/Stockholm")
+# product id -> (sku, name, price, cost, stock)
+EQ_PRODUCTS = {
+    11: ("LAMP", "Desk lamp", Decimal("120"), Decimal("30"), 500),
+    12: ("MUG", "Coffee mug", Decimal("12.5"), Decimal("9"), 8),
+    13: ("SOFA", "Three-seat sofa", Decimal("900"), Decimal("700"), 2),
+}
+# cart id, customer id (None: guest), email, first name, updated (UTC), [(product, quantity)]
+EQ_CARTS = [
+    (301, 7, "anna@example.com", "Anna", datetime(2026, 3, 29, 9, 30), [(11, 2), (12, 1)]),
+    (302, None, "ben@example.com", "Ben", datetime(2026, 3, 29, 0, 30), [(12, 2)]),   # 01:30 CET, before DST
+    (303, 9, "carol@example.com", "Carol", datetime(2026, 3, 28, 8, 0), [(13, 1)]),  # ordered since
+    (304, 10, "dave@example.com", "Dave", datetime(2026, 3, 28, 22, 0), [(12, 1)]),  # order not delivered
+    (305, 11, "eve@example.com", "Eve", datetime(2026, 3, 29, 10, 0), [(13, 1), (11, 1)]),  # returning
+    (306, None, "finn@example.com", "Finn", datetime(2026, 3, 25, 10, 0), [(11, 1)]),
+]
+# order id, customer id, email, created (UTC), delivered, status word per platform
+EQ_ORDERS = [
+    (501, 9, "carol@example.com", datetime(2026, 3, 28, 9, 0), True),
+    (502, 10, "dave@example.com", datetime(2026, 3, 20, 9, 0), False),
+    (503, 11, "eve@example.com", datetime(2025, 12, 1, 9, 0), True),
+]
+
+
+def _total(lines) -> Decimal:
+    return sum((EQ_PRODUCTS[p][2] * q for p, q in lines), Decimal("0"))
+
+
+def _local(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC).astimezone(EQ_TZ).replace(tzinfo=None)
+
+
+def eq_csv(folder: Path) -> dict:
+    rows = ["cart_id,customer_id,email,first_name,currency,total,created_at,updated_at,sku,name,quantity,"
+            "unit_price,unit_cost,stock_on_hand"]
+    for cart_id, customer, email, first, updated, lines in EQ_CARTS:
+        for product, quantity in lines:
+            sku, name, price, cost, stock = EQ_PRODUCTS[product]
+            stamp = updated.isoformat() + "+00:00"
+            rows.append(f"{cart_id},{customer or ''},{email},{first},EUR,{_total(lines)},{stamp},{stamp},"
+                        f"{sku},{name},{quantity},{price},{cost},{stock}")
+    (folder / "carts.csv").write_text("\n".join(rows) + "\n")
+    orders = ["order_id,email,customer_id,total,currency,status,created_at,delivered"]
+    for order_id, customer, email, created, delivered in EQ_ORDERS:
+        orders.append(f"{order_id},{email},{customer},50,EUR,{'complete' if delivered else 'processing'},"
+                      f"{created.isoformat()}+00:00,{'yes' if delivered else 'no'}")
+    (folder / "orders.csv").write_text("\n".join(orders) + "\n")
+    return {"type": "csv", "carts": str(folder / "carts.csv"), "orders": str(folder / "orders.csv")}
+
+
+def eq_magento(db: shopdb.ShopDb) -> dict:
+    db.schema("magento2")
+    db.insert("quote", [{"entity_id": c, "store_id": 1, "created_at": u, "updated_at": u, "is_active": 1,
+                         "items_count": len(lines), "quote_currency_code": "EUR", "base_currency_code": "EUR",
+                         "grand_total": _total(lines), "customer_id": cust, "customer_is_guest": int(cust is None),
+                         "customer_email": None if cust is None else email, "customer_firstname": first}
+                        for c, cust, email, first, u, lines in EQ_CARTS])
+    db.insert("quote_address", [{"quote_id": c, "address_type": "billing", "email": email, "firstname": first}
+                                for c, cust, email, first, u, lines in EQ_CARTS if cust is None])
+    db.insert("quote_item", [{"item_id": c * 10 + n, "quote_id": c, "product_id": p, "sku": EQ_PRODUCTS[p][0],
+                              "name": EQ_PRODUCTS[p][1], "qty": q, "price": EQ_PRODUCTS[p][2],
+                              "base_cost": EQ_PRODUCTS[p][3], "product_type": "simple"}
+                             for c, cust, email, first, u, lines in EQ_CARTS for n, (p, q) in enumerate(lines)])
+    db.insert("cataloginventory_stock_item", [{"product_id": p, "stock_id": 1, "qty": v[4]}
+                                              for p, v in EQ_PRODUCTS.items()])
+    db.insert("sales_order", [{"entity_id": o, "increment_id": str(o), "quote_id": 900 + o, "customer_id": cust,
+                               "customer_email": email, "state": "complete" if done else "processing",
+                               "grand_total": Decimal(50), "order_currency_code": "EUR", "created_at": created}
+                              for o, cust, email, created, done in EQ_ORDERS])
+    return {"type": "magento2", "url": db.url}
+
+
+def eq_woocommerce(db: shopdb.ShopDb) -> dict:
+    db.schema("woocommerce", prefix="wp_")
+
+    def contents(lines) -> str:
+        return phpserialize.dumps({f"key{p}": {"product_id": p, "variation_id": 0, "quantity": q,
+                                               "line_subtotal": float(EQ_PRODUCTS[p][2] * q), "line_subtotal_tax": 0}
+                                   for p, q in lines}).decode()
+
+    db.insert("wp_cartflows_ca_cart_abandonment", [
+        {"id": c, "checkout_id": 7, "email": email, "cart_contents": contents(lines), "cart_total": _total(lines),
+         "session_id": f"s{c}", "order_status": "abandoned", "time": _local(u),
+         "other_fields": phpserialize.dumps({"wcf_first_name": first}).decode()}
+        for c, cust, email, first, u, lines in EQ_CARTS])
+    db.insert("wp_posts", [{"ID": p, "post_title": v[1], "post_type": "product"} for p, v in EQ_PRODUCTS.items()])
+    db.insert("wp_postmeta", [{"post_id": p, "meta_key": key, "meta_value": str(value)}
+                              for p, v in EQ_PRODUCTS.items()
+                              for key, value in (("_sku", v[0]), ("_price", v[2]), ("_wc_cog_cost", v[3]),
+                                                 ("_stock", v[4]))])
+    db.insert("wp_users", [{"ID": cust, "user_login": email, "user_email": email}
+                           for c, cust, email, first, u, lines in EQ_CARTS if cust is not None])
+    db.insert("wp_options", [{"option_name": "woocommerce_currency", "option_value": "EUR"},
+                             {"option_name": "woocommerce_custom_orders_table_enabled", "option_value": "yes"}])
+    db.insert("wp_wc_orders", [{"id": o, "status": "wc-completed" if done else "wc-processing", "type": "shop_order",
+                                "currency": "EUR", "total_amount": Decimal(50), "customer_id": cust,
+                                "billing_email": email, "date_created_gmt": created}
+                               for o, cust, email, created, done in EQ_ORDERS])
+    return {"type": "woocommerce", "url": db.url}
+
+
+def eq_prestashop(db: shopdb.ShopDb) -> dict:
+    db.schema("prestashop", prefix="ps_")
+    stamp = datetime(2025, 1, 1)
+    db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Main"}])
+    db.insert("ps_lang", [{"id_lang": 1, "name": "English", "iso_code": "en", "language_code": "en-us"}])
+    db.insert("ps_currency", [{"id_currency": 1, "iso_code": "EUR"}])
+    guests = {c: 100 + c for c, cust, *_ in EQ_CARTS if cust is None}  # PrestaShop's guest accounts
+    db.insert("ps_customer", [{"id_customer": cust or guests[c], "email": email, "firstname": first,
+                               "lastname": "", "is_guest": int(cust is None), "date_add": stamp, "date_upd": stamp}
+                              for c, cust, email, first, u, lines in EQ_CARTS])
+    db.insert("ps_product", [{"id_product": p, "reference": v[0], "price": v[2], "wholesale_price": v[3],
+                              "date_add": stamp, "date_upd": stamp} for p, v in EQ_PRODUCTS.items()])
+    db.insert("ps_product_lang", [{"id_product": p, "id_shop": 1, "id_lang": 1, "name": v[1], "link_rewrite": "x"}
+                                  for p, v in EQ_PRODUCTS.items()])
+    db.insert("ps_stock_available", [{"id_product": p, "id_product_attribute": 0, "id_shop": 1, "id_shop_group": 0,
+                                      "quantity": v[4]} for p, v in EQ_PRODUCTS.items()])
+    db.insert("ps_cart", [{"id_cart": c, "id_shop": 1, "id_lang": 1, "id_currency": 1, "delivery_option": "",
+                           "id_customer": cust or guests[c], "date_add": _local(u), "date_upd": _local(u)}
+                          for c, cust, email, first, u, lines in EQ_CARTS])
+    db.insert("ps_cart_product", [{"id_cart": c, "id_product": p, "quantity": q, "date_add": _local(u)}
+                                  for c, cust, email, first, u, lines in EQ_CARTS for p, q in lines])
+    db.insert("ps_orders", [{"id_order": o, "id_customer": cust, "id_cart": 900 + o, "id_currency": 1,
+                             "current_state": 5 if done else 3, "total_paid": Decimal(50), "date_add": _local(created),
+                             "date_upd": _local(created)} for o, cust, email, created, done in EQ_ORDERS])
+    return {"type": "prestashop", "url": db.url}
+
+
+def _decisions(folder: Path, name: str, source: dict) -> list[dict]:
+    config = folder / f"{name}.yaml"
+    # Consent is left out (consent: none): Magento's quote says nothing about it, the others do;
+    # each preset's tests cover its own mapping.
+    config.write_text(json.dumps({"shop": {"timezone": "Europe/Stockholm"}, "source": source,
+                                  "eligibility": {"consent": "none"},
+                                  "ledger": {"url": f"sqlite:///{folder}/{name}-ledger.db"}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "cartrescue.cli", "carts", "--config", str(config), "--json", "--all",
+         "--now", EQ_NOW.strftime("%Y-%m-%dT%H:%M:%SZ")],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    keys = ("cart_id", "email", "action", "reason", "step", "score", "tier", "channel")
+    decisions = [{key: decision.get(key) for key in keys} for decision in json.loads(result.stdout)["decisions"]]
+    return sorted(decisions, key=lambda decision: str(decision["cart_id"]))
+
+
+@pytest.mark.mariadb
+@pytest.mark.slow
+def test_same_logical_carts_give_the_same_decisions_from_every_source(tmp_path):
+    with shopdb.shop_database("mariadb", "eqmagento") as magento, \
+            shopdb.shop_database("mariadb", "eqwoo") as woo, \
+            shopdb.shop_database("mariadb", "eqpresta") as presta:
+        sources = {"csv": eq_csv(tmp_path), "magento2": eq_magento(magento),
+                   "woocommerce": eq_woocommerce(woo), "prestashop": eq_prestashop(presta)}
+        decided = {name: _decisions(tmp_path, name, source) for name, source in sources.items()}
+    reference = decided.pop("csv")
+    assert [d["cart_id"] for d in reference] == [str(c[0]) for c in EQ_CARTS]
+    reasons = {d["cart_id"]: d["reason"] for d in reference}
+    assert reasons["303"] == "ordered" and reasons["304"] == "pending_order", reference
+    for name, decisions in decided.items():
+        assert decisions == reference, name
+
+
+def test_the_config_examples_in_docs_databases_md_load(tmp_path):
+    import re as regex
+
+    from cartrescue.config import load_config
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "databases.md").read_text()
+    blocks = regex.findall(r"```yaml\n(.*?)```", text, flags=regex.DOTALL)
+    assert len(blocks) == 4
+    env = {"SHOP_DB_PASSWORD": "pw", "PS_COOKIE_KEY": "key"}
+    types = []
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"example{number}.yaml"
+        path.write_text(block)
+        config = load_config(path, env=env)
+        types.append(config.source.type)
+        if config.source.type == "sql":
+            SqlSource.from_config(config.source, shop_tz=ZoneInfo("UTC"), on_problem=lambda p: None).close()
+    assert types == ["magento2", "woocommerce", "prestashop", "sql"]

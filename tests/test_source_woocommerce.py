@@ -246,3 +246,13 @@ def test_doctor_recommends_an_index_on_time(shop):
     finally:
         source.close()
     assert "no index on wp_cartflows_ca_cart_abandonment(time)" in problem
+
+
+def test_times_are_read_in_the_sites_timezone_even_if_the_shop_config_says_otherwise(shop):
+    source = WooCommerceSource(shop.url, shop_tz=ZoneInfo("UTC"))
+    try:
+        carts = {c.id: c for c in source.carts(WINDOW)}
+    finally:
+        source.close()
+    assert carts["1"].updated_at == datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
+    assert carts["2"].updated_at == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)

@@ -14,8 +14,8 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
 * ``orders`` — orders by cart, customer or email; ``PS_OS_DELIVERED`` means delivered,
   ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR`` are not orders.
 
-PrestaShop stores times in the shop's local time (``PS_TIMEZONE``): they are converted with the
-shop's timezone (``options.timezone`` overrides it). Prices are tax-excluded catalogue prices
+PrestaShop stores times in the shop's local time: they are converted with ``PS_TIMEZONE`` from
+``configuration`` (else the shop's timezone; ``options.timezone`` overrides both). Prices are tax-excluded catalogue prices
 (PrestaShop keeps no cart totals): the cart total is the sum of its lines. Reads only.
 """
 
@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import Window
@@ -77,6 +78,7 @@ class PrestaShopSource(DatabaseSource):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._states: dict[str, int] | None = None
+        self._tz_read = False
 
     # -- carts -------------------------------------------------------------------------------
 
@@ -86,7 +88,21 @@ class PrestaShopSource(DatabaseSource):
             return [int(shop) for shop in configured]
         return [int(row["id_shop"]) for row in self.db.fetch(f"SELECT id_shop FROM {self.t('shop')}")]
 
+    def _store_timezone(self) -> None:
+        """Read times in PS_TIMEZONE, the zone PrestaShop wrote them in (``options.timezone`` wins)."""
+        if self.tz_configured or self._tz_read:
+            return
+        self._tz_read = True
+        for row in self.db.fetch(f"SELECT value FROM {self.t('configuration')} "
+                                 "WHERE name = 'PS_TIMEZONE' AND id_shop IS NULL"):
+            try:
+                self.shop_tz = ZoneInfo(str(row["value"]).strip())
+            except (ValueError, KeyError, OSError):
+                self.problem(f"{self.db.prefix}configuration PS_TIMEZONE",
+                             f"not a timezone: {row['value']!r}; using the shop's timezone")
+
     def carts(self, window: Window) -> Iterator[Cart]:
+        self._store_timezone()
         shops = self._shop_ids()
         if not shops:
             return
@@ -209,6 +225,7 @@ class PrestaShopSource(DatabaseSource):
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
         if not carts:
             return
+        self._store_timezone()
         states = self._order_states()
         not_orders = {states["PS_OS_CANCELED"]: "canceled", states["PS_OS_REFUND"]: "refunded",
                       states["PS_OS_ERROR"]: "failed"}

@@ -21,7 +21,7 @@ SQLAlchemy is imported lazily so that ``cartrescue --help`` stays fast.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -456,6 +456,14 @@ def as_locale(value: Any) -> str | None:
     return f"{language.lower()}_{region.upper()}" if region else language.lower()
 
 
+def zone(name: str, key: str) -> ZoneInfo:
+    """An IANA timezone from configuration, or a :class:`ConfigError` naming the key."""
+    try:
+        return ZoneInfo(str(name))
+    except (ValueError, KeyError, OSError):
+        raise ConfigError(f"{key}: expected an IANA timezone name like Europe/Stockholm, got {name!r}") from None
+
+
 def text_or_none(value: Any) -> str | None:
     if value is None:
         return None
@@ -563,7 +571,9 @@ class DatabaseSource(CartSource):
                  options: Mapping[str, Any] | None = None, on_problem: ProblemSink = ignore_problem) -> None:
         super().__init__(on_problem)
         self.options = dict(options or {})
-        self.shop_tz = ZoneInfo(self.options["timezone"]) if self.options.get("timezone") else shop_tz
+        self.shop_tz = zone(self.options["timezone"], "source.options.timezone") if self.options.get("timezone") \
+            else shop_tz
+        self.tz_configured = bool(self.options.get("timezone"))
         self.db = ShopDatabase(url, source=self.name, prefix=self.default_prefix if prefix is None else prefix)
         self.recovery_template: str | None = self.options.get("recovery_url")
 
@@ -654,8 +664,8 @@ class SqlSource(DatabaseSource):
             except SourceError as exc:
                 raise ConfigError(f"source.queries.{key}: {exc}") from None
         self.queries = dict(queries)
-        zone = str(self.options.get("db_timezone", "UTC"))
-        self.db_tz: ZoneInfo | timezone = self.shop_tz if zone == "shop" else ZoneInfo(zone)
+        name = str(self.options.get("db_timezone", "UTC"))
+        self.db_tz: ZoneInfo | timezone = self.shop_tz if name == "shop" else zone(name, "source.options.db_timezone")
         self.name = str(self.options.get("name", "sql"))
         self.db.source = self.name
 
@@ -767,8 +777,3 @@ class SqlSource(DatabaseSource):
             return [str(exc)]
         return []
 
-
-def wrap_stream(db: ShopDatabase, factory: Callable[[], Iterator[T]]) -> Iterator[T]:
-    """Run a generator under ``db.errors()`` so failures mid-stream are one-line too."""
-    with db.errors():
-        yield from factory()

@@ -9,7 +9,8 @@ tables to carts and orders:
   ``options.statuses`` (default ``normal``, ``abandoned``, ``lost``; ``completed`` means it
   became an order) and whose ``time`` lies in the window. ``cart_contents`` (the WooCommerce
   cart) and ``other_fields`` (names, phone) are serialized PHP, parsed with phpserialize, never
-  evaluated. ``time`` is the site's local time, converted with the shop's timezone;
+  evaluated. ``time`` is the site's local time, converted with WordPress's ``timezone_string``
+  (else ``gmt_offset``, else the shop's timezone; ``options.timezone`` overrides them);
 * ``posts``/``postmeta`` — product names, ``_sku``, ``_stock``, cost (``options.cost_meta_key``,
   default ``_wc_cog_cost``); a variation falls back to its parent product;
 * ``users`` — the customer id of a registered address;
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 from urllib.parse import quote_plus
 
 from cartrescue.errors import SourceError
@@ -93,11 +95,32 @@ class WooCommerceSource(DatabaseSource):
         if self._settings is None:
             rows = self.db.fetch(
                 f"SELECT option_name, option_value FROM {self.t('options')} WHERE option_name IN :names",
-                {"names": ["woocommerce_currency", "woocommerce_custom_orders_table_enabled"]},
+                {"names": ["woocommerce_currency", "woocommerce_custom_orders_table_enabled", "timezone_string",
+                           "gmt_offset"]},
                 expanding=("names",),
             )
             self._settings = {row["option_name"]: str(row["option_value"] or "") for row in rows}
         return self._settings
+
+    def site_timezone(self) -> None:
+        """Read ``time`` in the site's zone (WordPress ``timezone_string``, else ``gmt_offset``);
+        ``options.timezone`` wins, the shop's timezone is the fallback."""
+        if self.tz_configured:
+            return
+        settings = self.settings()
+        name = settings.get("timezone_string", "").strip()
+        if name:
+            try:
+                self.shop_tz = ZoneInfo(name)
+                return
+            except (ValueError, KeyError, OSError):
+                pass
+        offset = settings.get("gmt_offset", "").strip()
+        if offset:
+            try:
+                self.shop_tz = timezone(timedelta(hours=float(offset)))  # type: ignore[assignment]
+            except ValueError:
+                pass
 
     def currency(self) -> str:
         configured = self.options.get("currency") or self.settings().get("woocommerce_currency")
@@ -120,6 +143,7 @@ class WooCommerceSource(DatabaseSource):
     # -- carts -------------------------------------------------------------------------------
 
     def carts(self, window: Window) -> Iterator[Cart]:
+        self.site_timezone()
         currency = self.currency()
         time = self.column("time")
         sql = (
