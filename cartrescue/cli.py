@@ -23,7 +23,7 @@ app = typer.Typer(
         "dry-run) reminders, and record every decision in a ledger.\n\n"
         "Start with `cartrescue init`, then `cartrescue run` (a dry-run) and `cartrescue run --send` from cron.\n\n"
         "Exit codes: 0 ok, 1 some carts failed, 2 config or usage error, 3 source unreadable, "
-        "4 another run holds the lock."
+        "4 another run holds the lock, 5 (doctor) no successful run for too long."
     ),
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -73,7 +73,7 @@ def _load(config: Path | None) -> Any:
 
 
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
-                  strict: bool, deliver: bool, limit: int | None, quiet: bool) -> None:
+                  strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False) -> None:
     from rich.console import Console
 
     from cartrescue.job import RunRequest, run_job
@@ -82,7 +82,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     config = _load(config_path)
     console = Console()
     stderr = err_console()
-    request = RunRequest(mode=mode, now=_parse_now(now), outbox=outbox, strict=strict, deliver=deliver)  # type: ignore[arg-type]
+    request = RunRequest(mode=mode, now=_parse_now(now), outbox=outbox, strict=strict, deliver=deliver,  # type: ignore[arg-type]
+                         resend_unconfirmed=resend_unconfirmed)
     from cartrescue.job import resolve_now
 
     at = resolve_now(config, request.now)
@@ -105,7 +106,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     counts = summary.counts.as_dict()
     if stream is not None:
         stream.close({"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
-                      "problems": [str(p) for p in summary.problems]})
+                      "released": summary.released, "problems": [str(p) for p in summary.problems]})
     else:
         if table is not None:
             console.print(table.table)
@@ -121,14 +122,19 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
 
     lines = [
         f"mode [bold]{summary.mode}[/] at {summary.now:%Y-%m-%d %H:%M} UTC — {counts['carts']} carts: "
-        f"[green]{counts['send']} send[/], [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]",
+        f"[green]{counts['send']} send[/], [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]"
+        + (f", [magenta]{counts['holdout']} held out[/]" if counts.get("holdout") else ""),
     ]
     if summary.mode == "dry-run":
         lines.append("dry-run: nothing was delivered or recorded (use --outbox DIR or --send)")
     else:
         lines.append(f"delivered {counts['sent']}, failed {counts['failed']}")
-    if summary.unconfirmed:
-        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed); not resent[/]")
+    if summary.released:
+        lines.append(f"[yellow]{summary.released} earlier claims without outcome were released and tried again "
+                     "(--resend-unconfirmed)[/]")
+    elif summary.unconfirmed:
+        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed); not resent "
+                     "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
     if counts["problems"]:
         lines.append(f"[yellow]{counts['problems']} source rows could not be read (see warnings)[/]")
     reasons = ", ".join(f"{name} {n}" for name, n in counts["reasons"].items())
@@ -148,6 +154,10 @@ def run(
     strict: Annotated[bool, typer.Option("--strict", help="Stop before delivering anything if any source row is bad.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary (for cron).")] = False,
+    resend_unconfirmed: Annotated[bool, typer.Option(
+        "--resend-unconfirmed",
+        help="Also resend the claims a killed run left without outcome. They may have been delivered already: "
+             "a customer can get a step twice. See docs/sending.md.")] = False,
 ) -> None:
     """The cron job: read carts, decide, prioritize, render, and deliver or dry-run.
 
@@ -162,9 +172,11 @@ def run(
     if send and outbox:
         _fail(ConfigError("--send and --outbox exclude each other"), as_json)
     mode = "send" if send else "outbox" if outbox else "dry-run"
+    if resend_unconfirmed and mode == "dry-run":
+        _fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
     try:
         _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
-                      limit=None if show_all else 50, quiet=quiet)
+                      limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed)
     except CartrescueError as error:
         _fail(error, as_json)
 
@@ -231,6 +243,11 @@ def preview(
         from cartrescue.sources import open_source
         from cartrescue.sources.base import Window
 
+        size = None
+        if screenshot is not None:
+            from cartrescue.screenshot import parse_size
+
+            size = parse_size(window_size)
         cfg = _load(config)
         at = resolve_now(cfg, _parse_now(now))
         with open_source(cfg) as source:
@@ -262,11 +279,10 @@ def preview(
                          variant=variant)
         composer = Composer(cfg, Renderer(cfg), at, cfg.shop.unsubscribe_secret or DRY_RUN_SECRET)
         message = composer.compose(target)
-        if screenshot is not None:
-            from cartrescue.screenshot import parse_size
+        if screenshot is not None and size is not None:
             from cartrescue.screenshot import screenshot as take_screenshot
 
-            take_screenshot(message.html, screenshot, size=parse_size(window_size))
+            take_screenshot(message.html, screenshot, size=size)
     except CartrescueError as error:
         _fail(error, as_json)
     if html is not None:
@@ -380,6 +396,7 @@ def templates_check(
     carts: Annotated[Optional[Path], typer.Option(
         "--carts", help="Fixture carts from this CSV (docs/csv-format.md) instead of the bundled examples.")] = None,
     failures_only: Annotated[bool, typer.Option("--failures-only", help="List only failing combinations.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Only the built-in edge-case carts, not the examples.")] = False,
 ) -> None:
     """Render every template × locale × variant × step against fixture carts; exit 1 on any failure.
 
@@ -405,10 +422,10 @@ def templates_check(
             if not templates.is_dir():
                 raise ConfigError(f"--templates {templates}: not a folder")
             cfg = cfg.model_copy(update={"templates": templates.resolve()})
-        fixtures = None
-        if carts is not None:
-            from cartrescue.template_check import edge_carts
+        from cartrescue.template_check import edge_carts
 
+        fixtures = edge_carts() if quick else None
+        if carts is not None:
             if not carts.is_file():
                 raise ConfigError(f"--carts {carts}: no such file")
             fixtures = edge_carts() + example_carts(carts, limit_per_shape=3)
@@ -617,6 +634,235 @@ def codes_import(
             err_console().print(f"{name}: read {counts['read']}, added {counts['added']}", highlight=False)
         if not result:
             err_console().print("no pool files configured (incentive codes: {pool, file})", highlight=False)
+
+
+# -- opt-outs and health (issue 3) --------------------------------------------------------------
+
+
+def _json_out(payload: Any) -> None:
+    import json
+
+    print(json.dumps(payload, ensure_ascii=False, default=str))
+
+
+@app.command()
+def unsubscribe(
+    target: Annotated[str, typer.Argument(
+        help="A token, the unsubscribe URL from a message, a mailto subject ('unsubscribe TOKEN'), or an address.",
+        show_default=False)],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop every reminder to one address: every cart, every step, from now on.
+
+    Give the token (or the whole link, or the subject of an unsubscribe mail) and the address in
+    it is suppressed after its signature is checked; a forged or altered token is refused (exit
+    2). An address given as it is needs no token.
+
+    Example:
+
+        cartrescue unsubscribe 'https://shop.example.com/unsubscribe?token=Ym9iQGV4YW1wbGUuY29t.x1'
+        cartrescue unsubscribe bob@example.com --json
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.suppressions import BadToken
+    from cartrescue.suppressions import unsubscribe as do_unsubscribe
+
+    try:
+        cfg = _load(config)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli")
+        except BadToken as exc:
+            raise ConfigError(f"refused: {exc} (nothing was changed)") from None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        _fail(error, as_json)
+    if as_json:
+        _json_out({"email": done.email, "added": done.added})
+        return
+    state = "unsubscribed" if done.added else "already unsubscribed"
+    err_console().print(f"{done.email}: {state} (no cart of this address gets another reminder)", highlight=False)
+
+
+suppress_app = typer.Typer(
+    help="Suppressions: addresses that never get a reminder (unsubscribed, bounced, imported).",
+    no_args_is_help=True, rich_markup_mode="markdown", add_completion=False, pretty_exceptions_enable=False,
+)
+app.add_typer(suppress_app, name="suppress")
+
+
+@suppress_app.command("import")
+def suppress_import(
+    file: Annotated[Path, typer.Argument(help="A CSV export with an e-mail column, or one address a line.",
+                                         show_default=False)],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    reason: Annotated[str, typer.Option("--reason", help="Recorded with each suppression.")] = "imported",
+) -> None:
+    """Suppress every address of FILE (another tool's unsubscribes, a bounce list, a do-not-mail list).
+
+    A CSV (`,`, `;` or tab) is read by its e-mail column (`email`, `Email Address`, ...); any
+    other file as one address a line (`#` starts a comment). Invalid entries are listed and the
+    exit code is 1; the valid ones are imported anyway. Importing twice changes nothing.
+
+    Example:
+
+        cartrescue suppress import mailchimp-unsubscribed.csv --reason "mailchimp export"
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.suppressions import import_file
+
+    try:
+        cfg = _load(config)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            result = import_file(ledger, file, reason=reason)
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        _fail(error, as_json)
+    if as_json:
+        _json_out({"file": str(file), "added": result.added, "already": result.already,
+                   "invalid": [{"where": where, "value": value} for where, value in result.invalid]})
+    else:
+        stderr = err_console()
+        for where, value in result.invalid[:20]:
+            stderr.print(f"[yellow]warning:[/] {where}: not an e-mail address: {value!r}", highlight=False)
+        if len(result.invalid) > 20:
+            stderr.print(f"[yellow]warning:[/] … and {len(result.invalid) - 20} more invalid entries")
+        stderr.print(f"{file}: {result.added} suppressed, {result.already} were already, "
+                     f"{len(result.invalid)} invalid", highlight=False)
+    if result.invalid:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@suppress_app.command("list")
+def suppress_list(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    email: Annotated[Optional[str], typer.Option("--email", help="Only say whether this address is suppressed.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many, newest first.")] = None,
+) -> None:
+    """List suppressions, newest first: address hash, reason, source, date.
+
+    The ledger keeps a hash of each suppressed address, not the address; use `--email` to ask
+    about one address (exit 1 when it is not suppressed).
+
+    Example:
+
+        cartrescue suppress list --email bob@example.com
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.suppressions import check, listing
+
+    try:
+        cfg = _load(config)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            if email is not None:
+                found = check(ledger, email)
+                rows = [] if found is None else [found]
+            else:
+                rows = listing(ledger, limit)
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        _fail(error, as_json)
+    keys = ("email_hash", "reason", "source", "created_at")
+    if as_json:
+        _json_out({"suppressions": [{key: row[key] for key in keys} for row in rows]})
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(header_style="bold")
+        for column in ("address hash", "reason", "source", "since (UTC)"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(row["email_hash"][:16] + "…", row["reason"], row["source"], f"{row['created_at']:%Y-%m-%d %H:%M}")
+        Console().print(table)
+        if email is not None:
+            err_console().print(f"{email}: {'suppressed' if rows else 'not suppressed'}", highlight=False)
+    if email is not None and not rows:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@suppress_app.command("remove")
+def suppress_remove(
+    email: Annotated[str, typer.Argument(help="The address to mail again.", show_default=False)],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Lift the suppression of an address (a mistaken import, a customer who asked to come back).
+
+    Exit 1 when the address was not suppressed.
+
+    Example:
+
+        cartrescue suppress remove bob@example.com
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.suppressions import remove
+
+    try:
+        cfg = _load(config)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            removed = remove(ledger, email)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        _fail(error, as_json)
+    if as_json:
+        _json_out({"email": email, "removed": removed})
+    else:
+        err_console().print(f"{email}: {'suppression removed' if removed else 'was not suppressed'}", highlight=False)
+    if not removed:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@app.command()
+def doctor(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    no_smtp: Annotated[bool, typer.Option("--no-smtp", help="Do not connect to the SMTP relay.")] = False,
+) -> None:
+    """Check the config, the ledger, the source, the SMTP relay (connect, TLS, AUTH; nothing is
+    sent) and that reminders are still going out.
+
+    Exits with the code of the first failed check: 2 config or ledger, 3 source, 1 SMTP, and 5
+    when no `run --send` (or `--outbox`) succeeded within `doctor.stale_after` (default 2h). Run
+    it from cron too, so that cron mails the owner when reminders have silently stopped.
+
+    Example (cron, hourly):
+
+        0 * * * * cd /srv/shop && cartrescue doctor --json > /dev/null || echo "cartrescue needs attention"
+    """
+    from cartrescue.doctor import run_checks
+
+    report = run_checks(config, smtp=not no_smtp)
+    if as_json:
+        _json_out({"ok": report.ok, "exit_code": report.exit_code, "checks": [c.as_dict() for c in report.checks]})
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        style = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+        table = Table(header_style="bold", show_lines=False)
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("detail", overflow="fold")
+        for check in report.checks:
+            table.add_row(check.name, f"[{style[check.status]}]{check.status}[/]", check.detail)
+        Console().print(table)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 def main() -> None:

@@ -210,7 +210,7 @@ class Renderer:
                 "kind": incentive.kind,
                 "value": value,
                 "code": code or incentive.code,
-                "expires": format_date(now + incentive.valid_for, locale),
+                "expires": format_date((now + incentive.valid_for).astimezone(shop.tz), locale),  # the shop's day
             }
         return {
             "shop": {

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from cartrescue.errors import CartrescueError, ExitCode
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 DEFAULT_SIZE = (800, 1200)
@@ -47,13 +47,13 @@ def find_chromium() -> str | None:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"800x1200"`` -> ``(800, 1200)``; each side 100..10000 pixels."""
+    """``"800x1200"`` -> ``(800, 1200)``; each side 100..10000 pixels (else a usage error)."""
     try:
         width, height = (int(part) for part in text.lower().replace(",", "x").split("x"))
     except ValueError:
-        raise ScreenshotError(f"expected a size like 800x1200, got {text!r}") from None
+        raise ConfigError(f"--window-size: expected a size like 800x1200, got {text!r}") from None
     if not (100 <= width <= 10000 and 100 <= height <= 10000):
-        raise ScreenshotError(f"window size {width}x{height}: each side must be 100 to 10000 pixels")
+        raise ConfigError(f"--window-size {width}x{height}: each side must be 100 to 10000 pixels")
     return width, height
 
 

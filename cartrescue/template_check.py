@@ -30,7 +30,7 @@ from typing import Any
 from cartrescue.config import Config, Incentive
 from cartrescue.incentives import placeholder
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.render import PARTS, Renderer, part_name
+from cartrescue.render import PARTS, Renderer
 
 MAX_SUBJECT = 78
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
@@ -281,9 +281,10 @@ class _HtmlCheck(HTMLParser):
                 self.errors.append((line, f"</{tag}> closes <{name}> opened on line {opened}"))
 
     def finish(self) -> list[tuple[int, str]]:
+        rest = self.rawdata.strip()  # what feed() held back: an unfinished tag, comment or declaration
+        if rest.startswith("<"):
+            self.errors.append((self.getpos()[0], f"unterminated markup at the end: {rest[:40]!r}"))
         self.close()
-        if self.rawdata.strip():
-            self.errors.append((self.getpos()[0], f"unterminated markup at the end: {self.rawdata.strip()[:40]!r}"))
         for name, opened in self.stack:
             if name not in self.OPTIONAL_END:
                 self.errors.append((opened, f"<{name}> opened on line {opened} is never closed"))
@@ -328,7 +329,9 @@ class TemplateChecker:
         return found
 
     def own_templates(self) -> set[str]:
-        """Templates of the first folder (the config's own, or the shipped ones without one)."""
+        """Templates in the config's own folder (none without one: then only what sequences use)."""
+        if self.config.templates is None:
+            return set()
         first = self.renderer.folders[0]
         names = set()
         for path in first.rglob("*"):

@@ -1,0 +1,385 @@
+"""Incentive codes: unique per recipient and step, allocated only on delivery, never reused."""
+
+from __future__ import annotations
+
+import csv
+import email
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cartrescue.config import Config, ConfigError, load_config
+from cartrescue.incentives import ALPHABET, CodePoolEmpty, Codes, generate_code, placeholder, read_pool_file
+from cartrescue.ledger import Ledger
+from conftest import NOW, REPO, Shop, cart
+
+POOL = [f"POOL-{n:04}" for n in range(200)]
+
+
+def _config(tmp_path: Path, pool_size: int = 200, **codes: object) -> Config:
+    (tmp_path / "codes.txt").write_text("code\n# issued by the shop\n" + "\n".join(POOL[:pool_size]) + "\n\n",
+                                        encoding="utf-8")
+    source = codes or {"pool": "welcome", "file": "codes.txt"}
+    raw = {
+        "source": {"type": "csv", "carts": "carts.csv"},
+        "ledger": {"url": "sqlite:///ledger.db"},
+        "priority": {"tiers": [{"name": "high", "min_score": 50}, {"name": "standard", "min_score": 0}]},
+        "sequences": {"default": {"steps": [
+            {"delay": "1h", "template": "reminder-3",
+             "incentive": {"kind": "percent", "value": 10, "valid_for": "3d", "codes": source},
+             "tier_incentives": {"high": {"kind": "percent", "value": 15, "valid_for": "2d",
+                                          "codes": {"pool": "vip", "pattern": "VIP-{random:8}"}}}},
+        ]}},
+    }
+    path = tmp_path / "cartrescue.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return load_config(path)
+
+
+def _codes(config: Config) -> Codes:
+    return Codes(config, Ledger(config.ledger_url))
+
+
+def _allocate(codes: Codes, pool: str, claim: int) -> str:
+    return codes.allocate(pool, claim, cart_key=f"csv:{claim}", email=f"p{claim}@example.com", step=1, now=NOW)[0]
+
+
+# -- codes and config -------------------------------------------------------------------------
+
+def test_generated_codes_follow_the_pattern_with_unambiguous_characters() -> None:
+    made = {generate_code("CR-{random:8}") for _ in range(2000)}
+    assert len(made) == 2000
+    for code in made:
+        assert code.startswith("CR-") and len(code) == 11 and set(code[3:]) <= set(ALPHABET)
+    assert not set("".join(made)) & set("01IO")
+    assert generate_code("{random:6}-X-{random:6}")[6:9] == "-X-"
+
+
+def test_a_dry_run_shows_a_placeholder(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    step = config.sequences["default"].steps[0]
+    assert placeholder(step.incentive.codes) == "XXXXXXXX"
+    assert placeholder(step.tier_incentives["high"].codes) == "VIP-XXXXXXXX"
+
+
+@pytest.mark.parametrize(
+    "incentive,message",
+    [
+        ({"kind": "percent", "codes": {"pool": "x", "pattern": "CR-NOPLACEHOLDER"}}, "random:N"),
+        ({"kind": "percent", "codes": {"pool": "x", "pattern": "CR-{random:4}"}}, "N >= 6"),
+        ({"kind": "percent", "codes": {"pool": "x", "pattern": "CR-{random:8}", "file": "c.txt"}}, "exactly one"),
+        ({"kind": "percent", "codes": {"pool": "x"}}, "exactly one"),
+        ({"kind": "percent", "code": "SHARED", "codes": {"pool": "x", "file": "c.txt"}}, "not both"),
+        ({"kind": "percent", "codes": {"pool": "Bad Name", "file": "c.txt"}}, "lower-case name"),
+    ],
+)
+def test_bad_code_sources_are_config_errors(tmp_path: Path, incentive: dict, message: str) -> None:
+    path = tmp_path / "cartrescue.yaml"
+    path.write_text(yaml.safe_dump({"source": {"type": "csv", "carts": "c.csv"}, "sequences": {"default": {
+        "steps": [{"delay": "1h", "template": "reminder-3", "incentive": incentive}]}}}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert "sequences.default.steps[0].incentive" in str(info.value)
+
+
+def test_one_pool_is_one_offer_and_tier_incentives_name_known_tiers(tmp_path: Path) -> None:
+    def write(steps: list[dict]) -> Path:
+        path = tmp_path / "cartrescue.yaml"
+        path.write_text(yaml.safe_dump({"source": {"type": "csv", "carts": "c.csv"},
+                                        "sequences": {"default": {"steps": steps}}}), encoding="utf-8")
+        return path
+
+    codes = {"pool": "p", "file": "c.txt"}
+    with pytest.raises(ConfigError, match="code pool 'p' is used by"):
+        load_config(write([{"delay": "1h", "template": "reminder-1", "incentive": {"kind": "percent", "value": 10, "codes": codes}},
+                           {"delay": "2h", "template": "reminder-3", "incentive": {"kind": "percent", "value": 20, "codes": codes}}]))
+    with pytest.raises(ConfigError, match="unknown tier 'gold'"):
+        load_config(write([{"delay": "1h", "template": "reminder-3", "tier_incentives": {"gold": None}}]))
+
+
+def test_the_pool_file_reader_skips_header_comments_and_blanks_and_rejects_garbage(tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_text("\ufeffcode\n# comment\nAAA-1\n\nBBB-2,extra column\n", encoding="utf-8")
+    assert read_pool_file(good) == ["AAA-1", "BBB-2"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("AAA-1\nhas space\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad.txt:2: not a code"):
+        read_pool_file(bad)
+
+
+# -- allocation -------------------------------------------------------------------------------
+
+def test_a_pool_hands_out_each_code_once_then_refuses(tmp_path: Path) -> None:
+    codes = _codes(_config(tmp_path, pool_size=5))
+    got = [_allocate(codes, "welcome", claim) for claim in range(1, 6)]
+    assert sorted(got) == POOL[:5]
+    assert _allocate(codes, "welcome", 3) == got[2]  # the same claim again: the same code
+    with pytest.raises(CodePoolEmpty, match="no unused code left"):
+        _allocate(codes, "welcome", 6)
+    assert codes.summary(NOW)["welcome"]["unused"] == 0
+
+
+def test_importing_twice_adds_nothing(tmp_path: Path) -> None:
+    codes = _codes(_config(tmp_path, pool_size=10))
+    assert codes.import_file("welcome") == (10, 10)
+    assert codes.import_file("welcome") == (10, 0)
+    assert codes.count_free("welcome") == 10
+
+
+def test_a_pattern_pool_uses_pre_generated_codes_first_then_makes_new_ones(tmp_path: Path) -> None:
+    codes = _codes(_config(tmp_path))
+    ahead = codes.generate("vip", 3)
+    got = [_allocate(codes, "vip", claim) for claim in range(1, 6)]
+    assert got[:3] == ahead and len(set(got)) == 5
+    assert all(code.startswith("VIP-") for code in got)
+    with pytest.raises(ConfigError, match="comes from a file"):
+        codes.generate("welcome", 1)
+
+
+def test_a_collision_of_generated_codes_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cartrescue.incentives as incentives
+
+    sequence = iter(["VIP-AAAAAAAA", "VIP-AAAAAAAA", "VIP-AAAAAAAA", "VIP-BBBBBBBB"])
+    monkeypatch.setattr(incentives, "generate_code", lambda pattern: next(sequence))
+    codes = _codes(_config(tmp_path))
+    assert [_allocate(codes, "vip", 1), _allocate(codes, "vip", 2)] == ["VIP-AAAAAAAA", "VIP-BBBBBBBB"]
+
+
+def test_threads_allocating_at_once_never_share_a_code(tmp_path: Path) -> None:
+    config = _config(tmp_path, pool_size=120)
+    codes = _codes(config)
+    codes.import_file("welcome")
+
+    def take(claim: int) -> str | None:
+        try:
+            return _allocate(codes, "welcome" if claim % 2 else "vip", claim)
+        except CodePoolEmpty:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(take, range(1, 401)))
+    pooled = [r for claim, r in zip(range(1, 401), results) if claim % 2]
+    generated = [r for claim, r in zip(range(1, 401), results) if not claim % 2]
+    assert sorted(r for r in pooled if r is not None) == sorted(POOL[:120])  # 200 asked, 120 exist
+    assert pooled.count(None) == 80
+    assert None not in generated and len(set(generated)) == 200
+
+
+_WORKER = """
+import json, sys, time
+from cartrescue.config import load_config
+from cartrescue.incentives import CodePoolEmpty, Codes
+from cartrescue.ledger import Ledger
+from datetime import datetime, timezone
+config = load_config(sys.argv[1])
+codes = Codes(config, Ledger(config.ledger_url))
+pool, first, count, start = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+while time.time() < start:
+    time.sleep(0.001)
+got = {}
+for claim in range(first, first + count):
+    try:
+        got[claim] = codes.allocate(pool, claim, cart_key=f"csv:{claim}", email=None, step=1,
+                                    now=datetime.now(timezone.utc))[0]
+    except CodePoolEmpty:
+        got[claim] = None
+print(json.dumps(got))
+"""
+
+
+def _race(config: Config, pool: str, count: int) -> dict[int, str | None]:
+    start = time.time() + 2.0  # both processes have imported everything by then
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _WORKER, str(config.base_dir / "cartrescue.yaml"), pool,
+                          str(first), str(count), str(start)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=REPO)
+        for first in (1, 100_001)
+    ]
+    results: dict[int, str | None] = {}
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        results.update({int(k): v for k, v in json.loads(out).items()})
+    return results
+
+
+@pytest.mark.slow
+def test_two_processes_allocating_from_one_pool_never_share_a_code(tmp_path: Path) -> None:
+    config = _config(tmp_path, pool_size=200)
+    results = _race(config, "welcome", 150)  # 300 asked for, 200 exist
+    given = [code for code in results.values() if code is not None]
+    assert sorted(given) == sorted(POOL)
+    assert Counter(code is None for code in results.values()) == {False: 200, True: 100}
+    both = {claim > 100_000 for claim, code in results.items() if code is not None}
+    assert both == {True, False}  # each process won some: they really raced
+    rows = list(_codes(config).rows(NOW, statuses=("undelivered",)))
+    assert len(rows) == 200 and len({r["cart_key"] for r in rows}) == 200
+
+
+@pytest.mark.slow
+def test_two_processes_generating_codes_never_share_one(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    results = _race(config, "vip", 200)
+    assert None not in results.values() and len(set(results.values())) == 400
+
+
+# -- through a run -----------------------------------------------------------------------------
+
+def _incentive_shop(shop: Shop, carts: int = 12, pool: int = 50) -> Shop:
+    (shop.folder / "codes.txt").write_text("\n".join(POOL[:pool]) + "\n", encoding="utf-8")
+    shop.add(*(cart(f"c{i:03}") for i in range(carts)))
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3",
+         "incentive": {"kind": "percent", "value": 10, "valid_for": "3d", "codes": {"pool": "welcome", "file": "codes.txt"}}},
+        {"delay": "2d", "template": "reminder-3",
+         "incentive": {"kind": "free_shipping", "valid_for": "5d", "codes": {"pool": "ship", "pattern": "SHIP-{random:6}"}}},
+    ]}})
+    return shop
+
+
+def _texts(outbox: Path) -> dict[str, str]:
+    found = {}
+    for path in sorted(outbox.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        found[path.name] = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    return found
+
+
+def test_a_delivered_message_carries_its_own_code_and_expiry(shop: Shop) -> None:
+    _incentive_shop(shop)
+    outbox = shop.folder / "out"
+    result = shop.cli("run", "--outbox", str(outbox), "--json")
+    assert result.exit_code == 0, result.output
+    texts = _texts(outbox)
+    assert len(texts) == 12
+    shown = {name: next(code for code in POOL if code in text) for name, text in texts.items()}
+    assert len(set(shown.values())) == 12  # one code per recipient
+    assert all("November 23, 2026" in text for text in texts.values())  # NOW + 3 days, in English
+    codes = _codes(load_config(shop.config_path))
+    active = list(codes.rows(NOW, statuses=("active",)))
+    assert sorted(r["code"] for r in active) == sorted(shown.values())
+    assert {r["expires_at"] for r in active} == {"2026-11-23T10:00:00Z"}
+    for name, code in shown.items():  # the file is the cart's; the ledger row says the same cart
+        row = next(r for r in active if r["code"] == code)
+        assert row["cart_key"].replace(":", "_") in name and row["step"] == 1
+
+    # Step 2 two days later: a generated code from the other pool, a new one for each recipient.
+    later = shop.cli("run", "--outbox", str(outbox), "--json", now=NOW + timedelta(days=2, hours=2))
+    assert later.exit_code == 0, later.output
+    step2 = {n: t for n, t in _texts(outbox).items() if "-step2-" in n}
+    assert len(step2) == 12
+    generated = [line.split(": ")[1] for text in step2.values() for line in text.splitlines()
+                 if line.startswith("Your code: ")]
+    assert len(generated) == 12 and len(set(generated)) == 12 and all(c.startswith("SHIP-") for c in generated)
+
+
+def test_a_dry_run_and_a_preview_allocate_nothing(shop: Shop) -> None:
+    _incentive_shop(shop)
+    assert shop.cli("run", "--json").exit_code == 0
+    assert shop.cli("carts", "--json").exit_code == 0
+    preview = shop.cli("preview", "c001", "--json")
+    assert preview.exit_code == 0, preview.output
+    assert "Your code: XXXXXXXX" in preview.json["text"]
+    codes = _codes(load_config(shop.config_path))
+    assert not list(codes.rows(NOW, statuses=("active", "expired", "undelivered")))
+
+
+def test_an_empty_pool_fails_the_message_and_never_sends_it_without_a_code(shop: Shop) -> None:
+    _incentive_shop(shop, carts=5, pool=3)
+    outbox = shop.folder / "out"
+    result = shop.cli("run", "--outbox", str(outbox), "--json")
+    assert result.exit_code == 1  # some carts failed
+    assert result.json["counts"]["sent"] == 3 and result.json["counts"]["failed"] == 2
+    failed = [m for m in Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").messages() if m["status"] != "sent"]
+    assert len(failed) == 2 and all("no unused code left" in m["reply"] for m in failed)
+    assert len(list(outbox.glob("*.eml"))) == 3
+
+
+def test_tiers_get_their_own_incentive(shop: Shop) -> None:
+    (shop.folder / "codes.txt").write_text("\n".join(POOL) + "\n", encoding="utf-8")
+    shop.add(cart("big", items=(("SKU-9", "Sofa", 1, "900.00"),)), cart("small"))
+    shop.configure(priority={"tiers": [{"name": "high", "min_score": 35}, {"name": "standard", "min_score": 0}]},
+                   sequences={"default": {"steps": [{
+                       "delay": "1h", "template": "reminder-3",
+                       "incentive": {"kind": "percent", "value": 10, "codes": {"pool": "welcome", "file": "codes.txt"}},
+                       "tier_incentives": {"high": {"kind": "fixed", "value": 50, "code": "SOFA50"}}}]}})
+    big, small = shop.cli("preview", "big", "--json"), shop.cli("preview", "small", "--json")
+    assert "Your code: SOFA50" in big.json["text"] and "€50.00 off" in big.json["text"]
+    assert "Your code: XXXXXXXX" in small.json["text"] and "10 % off" in small.json["text"]
+
+
+def test_codes_list_shows_unused_active_and_expired(shop: Shop) -> None:
+    _incentive_shop(shop, carts=4, pool=10)
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    now = shop.cli("codes", "list", "--json", "--status", "all")
+    assert now.exit_code == 0, now.output
+    assert now.json["pools"]["welcome"] == {"unused": 6, "active": 4, "expired": 0, "undelivered": 0}
+    assert now.json["pools"]["ship"] == {"unused": 0, "active": 0, "expired": 0, "undelivered": 0}
+    later = shop.cli("codes", "list", "--json", "--status", "expired", "--status", "unused",
+                     now=NOW + timedelta(days=4))
+    by_status = Counter(row["status"] for row in later.json["codes"])
+    assert by_status == {"expired": 4, "unused": 6}
+    assert all(row["email"] for row in later.json["codes"] if row["status"] == "expired")
+    table = shop.cli("codes", "list", "--status", "expired", now=NOW + timedelta(days=4))
+    assert table.exit_code == 0 and "welcome" in table.stdout and "4 codes" in table.stdout
+    bad = shop.cli("codes", "list", "--status", "lost")
+    assert bad.exit_code == 2 and "expected one of unused" in bad.stderr
+
+
+def test_generated_codes_are_exported_once_for_the_shop(shop: Shop) -> None:
+    _incentive_shop(shop)
+    made = shop.cli("codes", "generate", "5", "--pool", "ship", "--json", now=None)
+    assert made.exit_code == 0, made.output
+    assert len(made.json["codes"]) == 5
+    target = shop.folder / "export.csv"
+    first = shop.cli("codes", "export", "--output", str(target))
+    assert first.exit_code == 0 and "exported 5 codes" in first.stderr
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
+    assert sorted(r["code"] for r in rows) == sorted(made.json["codes"])
+    assert {(r["kind"], r["status"], r["usage_limit"]) for r in rows} == {("free_shipping", "unused", "1")}
+    again = shop.cli("codes", "export", "--json")
+    assert again.json["exported"] == 0
+    everything = shop.cli("codes", "export", "--all", "--json")
+    assert everything.json["exported"] == 5
+    wrong = shop.cli("codes", "generate", "5", "--pool", "welcome", now=None)
+    assert wrong.exit_code == 2 and "comes from a file" in wrong.stderr
+    unknown = shop.cli("codes", "export", "--pool", "nope")
+    assert unknown.exit_code == 2 and "unknown code pool 'nope'" in unknown.stderr
+
+
+def test_codes_import_reads_the_pool_files(shop: Shop) -> None:
+    _incentive_shop(shop, pool=7)
+    result = shop.cli("codes", "import", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json == {"pools": {"welcome": {"read": 7, "added": 7}}}
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_never_give_one_code_to_two_recipients(shop: Shop) -> None:
+    _incentive_shop(shop, carts=80, pool=100)
+    shop.write()
+    outbox = shop.folder / "out"
+    command = [sys.executable, "-m", "cartrescue.cli", "run", "--outbox", str(outbox), "--json", "--config",
+               str(shop.config_path), "--now", NOW.isoformat()]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                             env={**os.environ, "COLUMNS": "200"}) for _ in range(2)]
+    for run in runs:
+        run.communicate(timeout=180)
+    assert sorted(run.returncode for run in runs) in ([0, 0], [0, 4])
+    texts = _texts(outbox)
+    assert len(texts) == 80
+    shown = [code for text in texts.values() for code in POOL if code in text]
+    assert len(shown) == 80 and len(set(shown)) == 80
+    codes = _codes(load_config(shop.config_path))
+    assert codes.summary(NOW)["welcome"] == {"unused": 20, "active": 80, "expired": 0, "undelivered": 0}

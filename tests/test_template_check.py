@@ -1,0 +1,279 @@
+"""`templates check` catches every kind of broken template; the shipped ones pass. Also the
+rendering it relies on: locale fallback, Babel formatting per locale, variant files."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from cartrescue.config import Config
+from cartrescue.render import Renderer
+from cartrescue.template_check import check_templates, edge_carts, html_problems, junit_xml
+from conftest import REPO, Shop, cart, cli
+
+BROKEN = REPO / "tests" / "fixtures" / "templates_broken"
+LOCALES = ("af", "en", "hu", "kk", "ru", "sv")
+
+
+FIXTURES = ("good", "syntax", "undefined", "badhtml", "notext", "nounsub", "longsubject", "variant")
+
+
+def _check(*args: str):
+    return cli("templates", "check", "--templates", str(BROKEN), "--quick", *args)
+
+
+@pytest.mark.parametrize(
+    "template,kind,file,fragment",
+    [
+        ("syntax", "syntax", "en/syntax.html", "syntax error: Unexpected end of template"),
+        ("undefined", "undefined", "en/undefined.txt", "undefined variable: 'discount_code' is undefined"),
+        ("badhtml", "html", "en/badhtml.html", "HTML does not parse: </div> closes <span>"),
+        ("notext", "missing-text", "en/notext.txt", "no text part: en/notext.txt does not exist"),
+        ("nounsub", "unsubscribe", "en/nounsub.txt", "no unsubscribe link in the text part"),
+        ("longsubject", "subject-length", "en/longsubject.subject.txt", "subject is 120 characters (max 78)"),
+    ],
+)
+def test_each_kind_of_broken_template_fails_with_its_message(template, kind, file, fragment) -> None:
+    result = _check("--template", template, "--json")
+    assert result.exit_code == 1, result.output
+    report = result.json
+    assert report["ok"] is False and report["counts"]["failed"] == report["counts"]["cases"] == 1
+    problems = report["cases"][0]["problems"]
+    assert {p["kind"] for p in problems} == {kind}  # nothing else is wrong with the fixture
+    first = problems[0]
+    assert first["file"] == file and fragment in first["message"], first
+
+
+def test_problems_point_at_the_line() -> None:
+    problems = {name: _check("--template", name, "--json").json["cases"][0]["problems"][0]
+                for name in ("syntax", "undefined")}
+    assert problems["syntax"]["line"] == 13  # end of file: where Jinja noticed the unclosed {% if %}
+    assert problems["undefined"]["line"] == 7
+    assert problems["undefined"]["cart"] == "edge-one-item" and problems["undefined"]["count"] > 1
+
+
+def test_a_template_without_an_unsubscribe_link_fails_in_both_parts() -> None:
+    problems = _check("--template", "nounsub", "--json").json["cases"][0]["problems"]
+    assert [(p["file"], p["kind"]) for p in problems] == [("en/nounsub.txt", "unsubscribe"), ("en/nounsub.html", "unsubscribe")]
+    assert "HTML part" in problems[1]["message"]
+
+
+def test_a_good_template_passes_and_exits_0() -> None:
+    result = _check("--template", "good", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["ok"] is True and result.json["cases"][0]["renders"] > 0
+
+
+def test_a_variant_file_is_checked_on_its_own_and_the_base_still_passes() -> None:
+    cases = {c["variant"]: c for c in _check("--template", "variant", "--json").json["cases"]}
+    assert set(cases) == {None, "b"}
+    assert cases[None]["ok"] is True
+    assert cases["b"]["files"] == ["en/variant@b.subject.txt", "en/variant.txt", "en/variant.html"]
+    assert [p["kind"] for p in cases["b"]["problems"]] == ["subject-length"]
+
+
+def test_the_table_and_the_junit_report_name_every_failure(tmp_path: Path) -> None:
+    junit = tmp_path / "reports" / "templates.xml"
+    result = _check("--junit", str(junit), *(arg for name in FIXTURES for arg in ("-t", name)))
+    assert result.exit_code == 1
+    assert result.stdout.count("FAIL") == 7  # in the table
+    for kind, file in (("syntax", "en/syntax.html:13"), ("undefined", "en/undefined.txt:7"), ("html", "en/badhtml.html"),
+                       ("missing-text", "en/notext.txt"), ("unsubscribe", "en/nounsub.html"),
+                       ("subject-length", "en/variant@b.subject.txt")):
+        assert f"    {kind} {file}: " in result.stdout, kind  # the list of failures below it
+    assert "9 combinations × 9 fixture carts" in result.stdout and "7 of 9 failed" in result.stdout
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == "9" and suite.get("failures") == "7"
+    failures = {case.get("classname"): case.find("failure") for case in suite.iter("testcase")}
+    assert failures["templates.good.en"] is None and failures["templates.badhtml.en"].get("type") == "html"
+    assert "</div> closes <span>" in failures["templates.badhtml.en"].get("message")
+
+
+def test_a_configured_template_with_no_files_fails(shop: Shop) -> None:
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-9"}]}})
+    result = shop.cli("templates", "check", "--json", "--quick", now=None)
+    assert result.exit_code == 1
+    assert {c["template"] for c in result.json["cases"]} == {"reminder-9"}  # the config uses no other
+    assert result.json["cases"][0]["problems"][0]["kind"] == "missing-part"
+
+
+def test_none_and_jinja_markup_in_the_output_are_caught(tmp_path: Path) -> None:
+    folder = tmp_path / "t" / "en"
+    folder.mkdir(parents=True)
+    good_text = (BROKEN / "en" / "good.txt").read_text(encoding="utf-8")
+    (folder / "leaky.subject.txt").write_text("Hello {{ customer.first_name }}", encoding="utf-8")
+    (folder / "leaky.txt").write_text(good_text + "{% raw %}{{ unrendered }}{% endraw %}\n", encoding="utf-8")
+    (folder / "leaky.html").write_text((BROKEN / "en" / "good.html").read_text(encoding="utf-8"), encoding="utf-8")
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=tmp_path / "t"),
+                             templates=["leaky"], carts=edge_carts())
+    problems = {(p.file, p.kind): p for p in report.cases[0].problems}
+    assert set(problems) == {("en/leaky.subject.txt", "leak"), ("en/leaky.txt", "leak")}
+    assert problems[("en/leaky.subject.txt", "leak")].cart == "edge-no-image"  # the guest without a name
+    assert "'{{' in the output" in problems[("en/leaky.txt", "leak")].message
+
+
+def test_a_bad_templates_folder_is_a_usage_error(tmp_path: Path) -> None:
+    result = cli("templates", "check", "--templates", str(tmp_path / "nope"))
+    assert result.exit_code == 2 and "not a folder" in result.stderr
+
+
+def test_every_shipped_template_passes_against_the_edge_cases() -> None:
+    config = Config(source={"type": "csv", "carts": "carts.csv"})
+    report = check_templates(config, carts=edge_carts())
+    assert report.ok, [(c.name, [p.message for p in c.problems]) for c in report.failed]
+    combinations = {(c.template, c.locale) for c in report.cases}
+    assert combinations == {(t, loc) for t in ("reminder-1", "reminder-2", "reminder-3") for loc in LOCALES}
+    last = [c for c in report.cases if c.template == "reminder-3"]
+    assert all(c.renders == 2 * len(edge_carts()) for c in last)  # with and without the incentive
+    assert set(report.carts) >= {"edge-one-item", "edge-30-items", "edge-no-image", "edge-long-names",
+                                 "edge-cyrillic", "edge-huf", "edge-kzt", "edge-jpy"}
+
+
+def _docs_block(heading: str, language: str) -> str:
+    text = (REPO / "docs" / "templates.md").read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+def test_the_github_actions_step_of_the_docs_passes_with_every_shipped_template(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
+
+    import yaml
+
+    workflow = yaml.safe_load(_docs_block("### In CI (GitHub Actions)", "yaml"))
+    command = next(step["run"] for step in workflow["jobs"]["check"]["steps"] if "templates check" in step.get("run", ""))
+    args = shlex.split(command)
+    assert args[:3] == ["cartrescue", "templates", "check"]
+    args[args.index("--config") + 1] = str(REPO / "examples" / "cartrescue.yaml")  # the examples stand in for a shop
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args[1:])
+    assert result.exit_code == 0, result.stdout[-3000:]
+    assert "all templates pass" in result.stdout
+    suite = ET.parse(tmp_path / "reports" / "templates.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "0" and int(suite.get("tests") or 0) >= 18
+    assert any("cart-000001" in p.get("value", "") for p in suite.iter("property"))  # the bundled examples
+
+
+def test_the_variants_example_of_the_docs_is_a_valid_config() -> None:
+    import yaml
+
+    raw = yaml.safe_load(_docs_block("## A/B variants and the holdout", "yaml"))
+    config = Config.model_validate({"source": {"type": "csv", "carts": "c.csv"}, **raw})
+    steps = config.sequences["default"].steps
+    assert config.sequences["default"].holdout == 0.1 and steps[2].experiment == "offer"
+
+
+def test_junit_xml_escapes_what_it_quotes() -> None:
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=BROKEN)
+    report = check_templates(config, templates=["badhtml", "good"], carts=edge_carts()[:1])
+    root = ET.fromstring(junit_xml(report, 0.5))
+    assert root.get("failures") == "1" and root.get("time") == "0.500"
+
+
+# -- the HTML check on its own ------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "html,error",
+    [
+        ("<table><tr><td>a</tr></table>", None),  # optional end tags may be left out
+        ("<p>one<p>two<br></br><img src=x>", None),
+        ("<div><span>x</div>", "</div> closes <span>"),
+        ("<div>x</div></div>", "stray end tag </div>"),
+        ("<div><b>x</b>", "<div> opened on line 1 is never closed"),
+        ('<p>x</p><a href="y"', "unterminated markup"),
+    ],
+)
+def test_html_problems(html: str, error: str | None) -> None:
+    errors, _links = html_problems(html)
+    if error is None:
+        assert errors == []
+    else:
+        assert any(error in message for _line, message in errors), errors
+
+
+def test_html_links_are_unescaped() -> None:
+    _errors, links = html_problems('<a href="https://x.example/u?a=1&amp;b=2">u</a>')
+    assert links == ["https://x.example/u?a=1&b=2"]
+
+
+# -- rendering: locale fallback, Babel per locale, variant files -------------------------------
+
+@pytest.mark.parametrize(
+    "asked,default,resolved",
+    [("sv_SE", "en", "sv"), ("sv-SE", "en", "sv"), ("kk_KZ", "en", "kk"), ("ru", "en", "ru"), ("de_DE", "en", "en"),
+     ("de_DE", "hu", "hu"), (None, "af", "af"), ("pt_BR", "pt_BR", "pt_BR"), ("pt_PT", "pt_BR", "pt_BR"),
+     ("xx", "zz_ZZ", "en")],
+)
+def test_locale_fallback(tmp_path: Path, asked: str | None, default: str, resolved: str) -> None:
+    own = tmp_path / "templates" / "pt_BR"
+    own.mkdir(parents=True)
+    for part in ("subject.txt", "txt", "html"):
+        (own / f"reminder-1.{part}").write_text("x", encoding="utf-8")
+    config = Config(source={"type": "csv", "carts": "c.csv"}, shop={"default_locale": default},
+                    templates=tmp_path / "templates")
+    assert Renderer(config).resolve_locale(asked, "reminder-1") == resolved
+
+
+def test_a_customer_locale_picks_the_language_of_the_message(shop: Shop) -> None:
+    shop.add(cart("se", locale="sv_SE"), cart("kz", locale="kk-KZ"), cart("de", locale="de_DE"))
+    texts = {cid: shop.cli("preview", cid, "--json").json["text"] for cid in ("se", "kz", "de")}
+    assert "varukorg" in texts["se"]
+    assert "себет" in texts["kz"]
+    assert "Hi Ann" in texts["de"]  # no German templates: the shop's default, English
+
+
+# (locale, currency, item price) -> what the total and the expiry date (3 days after NOW) look like.
+BABEL = {
+    "en": ("EUR", "1234.50", "€1,234.50", "November 23, 2026"),
+    "sv": ("EUR", "1234.50", "1\xa0234,50\xa0€", "23 november 2026"),
+    "hu": ("EUR", "1234.50", "1\xa0234,50\xa0EUR", "2026. november 23."),
+    "ru": ("EUR", "1234.50", "1\xa0234,50\xa0€", "23 ноября 2026\u202fг."),
+    "af": ("EUR", "1234.50", "€1\xa0234,50", "23 November 2026"),
+    "kk": ("EUR", "1234.50", "1\xa0234,50\xa0€", "2026\u202fж. 23 қараша"),
+}
+ZERO_DECIMALS = {"hu": ("HUF", "4990", "4\xa0990\xa0Ft"), "kk": ("KZT", "185000", "185\xa0000\xa0₸"),
+                 "en": ("JPY", "1200", "¥1,200")}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_money_and_dates_are_formatted_per_locale_with_babel(shop: Shop, locale: str) -> None:
+    currency, price, total, expiry = BABEL[locale]
+    shop.add(cart("c1", locale=locale, currency=currency, items=(("LAMP", "Lamp", 1, price),)))
+    if locale in ZERO_DECIMALS:
+        code, amount, shown = ZERO_DECIMALS[locale]
+        shop.add(cart("c2", locale=locale, currency=code, items=(("LAMP", "Lamp", 1, amount),)))
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3", "incentive": {"kind": "percent", "value": 10, "code": "TEN",
+                                                                "valid_for": "3d"}}]}})
+    result = shop.cli("preview", "c1", "--json")
+    assert result.exit_code == 0, result.output
+    for part in (result.json["text"], result.json["html"]):
+        assert total in part and expiry in part, (locale, part[:400])
+    if locale in ZERO_DECIMALS:
+        other = shop.cli("preview", "c2", "--json").json
+        assert shown in other["text"] and shown in other["html"]
+
+
+def test_the_money_filter_formats_in_the_message_locale(tmp_path: Path) -> None:
+    folder = tmp_path / "t"
+    for locale in ("en", "sv"):
+        (folder / locale).mkdir(parents=True)
+        (folder / locale / "m.subject.txt").write_text("{{ 1234.5|money('SEK') }}", encoding="utf-8")
+    renderer = Renderer(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder))
+    subjects = {loc: renderer.env.get_template(f"{loc}/m.subject.txt").render(locale=loc) for loc in ("en", "sv")}
+    assert subjects == {"en": "SEK1,234.50", "sv": "1\xa0234,50\xa0kr"}
+
+
+def test_a_variant_overrides_only_the_parts_it_has(tmp_path: Path) -> None:
+    folder = tmp_path / "t" / "en"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1@b.subject.txt").write_text("B", encoding="utf-8")
+    renderer = Renderer(Config(source={"type": "csv", "carts": "c.csv"}, templates=tmp_path / "t"))
+    assert renderer.part_file("reminder-1", "en", "subject.txt", "b") == "en/reminder-1@b.subject.txt"
+    assert renderer.part_file("reminder-1", "en", "txt", "b") == "en/reminder-1.txt"
+    assert renderer.part_file("reminder-1", "sv", "subject.txt", "b") == "sv/reminder-1.subject.txt"
+    assert renderer.part_file("reminder-1", "en", "subject.txt", None) == "en/reminder-1.subject.txt"
