@@ -58,22 +58,32 @@ def shipped_templates() -> Path:
 
 @lru_cache(maxsize=256)
 def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
+    """Babel's currency format for ``locale`` (fast path: :mod:`cartrescue.money`).
+
+    HUF and KZT prices are whole numbers in practice: whole amounts drop the ``,00``.
+    """
     from babel import Locale, UnknownLocaleError
-    from babel.numbers import format_currency
+    from babel.numbers import get_currency_precision, get_decimal_symbol
+
+    from cartrescue.money import money_formatter
 
     try:
-        parsed = Locale.parse(locale)
+        Locale.parse(locale)
     except (UnknownLocaleError, ValueError):
-        locale, parsed = "en", Locale.parse("en")
-    whole = None
-    if currency.upper() in WHOLE_UNITS:
-        standard = parsed.currency_formats["standard"].pattern
-        whole = re.sub(r"\.0+", "", standard)
+        locale = "en"
+    fast = money_formatter(locale, currency)
+    digits = get_currency_precision(currency)
+    if currency.upper() not in WHOLE_UNITS or digits == 0:
+        return fast
+    fraction = get_decimal_symbol(locale) + "0" * digits
 
     def money(amount: Decimal) -> str:
-        if whole is not None and amount == amount.to_integral_value():
-            return format_currency(amount, currency, format=whole, locale=locale, currency_digits=False)
-        return format_currency(amount, currency, locale=locale)
+        text = fast(amount)
+        if amount == amount.to_integral_value():
+            head, found, tail = text.rpartition(fraction)
+            if found:
+                return head + tail
+        return text
 
     return money
 

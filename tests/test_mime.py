@@ -10,7 +10,7 @@ Documented normalizations the expectations apply (see the module docstring of mi
   trimmed; extra header values have spaces trimmed at the ends;
 - a display name long enough to need several encoded-words is decoded with the RFC 2047
   decoder of ``email.header``: CPython's ``policy.default`` parser keeps the folding space
-  between two encoded-words in address headers (CPython gh-128110, fixed upstream in 2025),
+  between two encoded-words in address headers (CPython gh-128110; 3.11 has the bug),
   which RFC 2047 section 6.2 says readers ignore;
 - bodies are compared after turning CRLF and lone CR into LF. No trailing newline is added or
   removed: the round trip is exact.
@@ -149,7 +149,11 @@ header_text = st.one_of(
     long_text,
     long_word,
 )
-name_text = st.one_of(st.lists(piece, max_size=6).map("".join), long_text)
+name_text = st.one_of(
+    st.lists(piece, max_size=6).map("".join),
+    long_text,
+    repeated(no_space_seed, 40, 300),  # a word too long for one encoded-word
+)
 
 line = st.one_of(
     st.lists(piece, max_size=8).map("".join),
@@ -166,7 +170,9 @@ body = st.lists(st.tuples(line, newline), max_size=6).flatmap(
 
 atext = "abcxyzABC0123456789!#$%&'*+/=?^_`{|}~-"
 local_part = st.one_of(
-    st.from_regex(rf"[{re.escape(atext)}]{{1,10}}(\.[{re.escape(atext)}]{{1,6}}){{0,2}}", fullmatch=True),
+    st.from_regex(
+        rf"[{re.escape(atext)}]{{1,10}}(\.[{re.escape(atext)}]{{1,6}}){{0,2}}", fullmatch=True
+    ),
     st.sampled_from(["a..b", ".dot", "dot.", "first.last", "o'brien", "x+tag"]),
 )
 domain = st.one_of(
@@ -203,7 +209,9 @@ extras = st.builds(
 reply_to = st.one_of(
     st.none(),
     email_address,
-    st.builds(lambda n, a: f"{n} <{a}>", st.sampled_from(["Support", "Kundtjänst åäö"]), email_address),
+    st.builds(
+        lambda n, a: f"{n} <{a}>", st.sampled_from(["Support", "Kundtjänst åäö"]), email_address
+    ),
 )
 dates = st.builds(
     lambda seconds, minutes: datetime(2020, 1, 1, tzinfo=timezone(timedelta(minutes=minutes)))
@@ -278,7 +286,11 @@ def test_every_message_parses_back(msg: OutgoingMessage) -> None:
     assert parsed["Date"].datetime == msg.date
     for name, value in msg.headers:
         assert parsed[name] == clean(value).strip(" "), name
-    assert "Bcc" not in parsed and "X-Injected" not in parsed
+    expected_fields = ["from", "to", "subject", "date", "message-id", "mime-version",
+                       "content-type", *(name.lower() for name, _ in msg.headers)]
+    if msg.reply_to is not None:
+        expected_fields.append("reply-to")
+    assert sorted(key.lower() for key in parsed.keys()) == sorted(expected_fields)  # no injection
 
     assert parsed.get_content_type() == "multipart/alternative"
     parts = list(parsed.iter_parts())
@@ -334,7 +346,10 @@ def test_injected_subject_keeps_its_text_on_one_header() -> None:
 
 
 def test_control_characters_in_addresses_are_rejected() -> None:
-    for bad in ["anna@example.org\r\nBcc: victim@example.com", "an na@example.org", "anna@exa mple.org"]:
+    bad_addresses = [
+        "anna@example.org\r\nBcc: victim@example.com", "an na@example.org", "anna@exa mple.org"
+    ]
+    for bad in bad_addresses:
         with pytest.raises(ValueError):
             build_message(message(to=Address(bad)))
     with pytest.raises(ValueError):
@@ -387,7 +402,11 @@ def test_extra_header_that_cannot_fold_under_998_is_rejected() -> None:
         build_message(message(headers=(("List-Unsubscribe", "<https://x/" + "a" * 1000 + ">"),)))
 
 
-@pytest.mark.parametrize("name", ["Bcc", "subject", "Content-Type", "Bad Name", "Bad:Name", "", "Ä"])
+@pytest.mark.parametrize(
+    "name",
+    ["Bcc", "subject", "Content-Type", "content-disposition", "Bad Name", "Bad:Name", "", "Ä",
+     "X-" + "a" * 80],
+)
 def test_reserved_or_malformed_extra_header_names_are_rejected(name: str) -> None:
     with pytest.raises(ValueError):
         build_message(message(headers=((name, "x"),)))
