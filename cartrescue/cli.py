@@ -232,16 +232,10 @@ def preview(
         cartrescue preview 1042 --step 3 --locale sv --variant b --screenshot /tmp/step3-sv-b.png
     """
     import json as jsonlib
-    from dataclasses import replace
 
     try:
         from cartrescue.job import resolve_now
-        from cartrescue.ledger import Ledger
-        from cartrescue.model import Customer, Reason
-        from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner
-        from cartrescue.render import Renderer
-        from cartrescue.sources import open_source
-        from cartrescue.sources.base import Window
+        from cartrescue.preview import preview as make_preview
 
         size = None
         if screenshot is not None:
@@ -249,42 +243,15 @@ def preview(
 
             size = parse_size(window_size)
         cfg = _load(config)
-        at = resolve_now(cfg, _parse_now(now))
-        with open_source(cfg) as source:
-            planner = Planner(cfg, at, Ledger(cfg.ledger_url))
-            decision = next((d for d in planner.decide(_OnlyCart(source, cart_id, Window)) if d.cart.id == cart_id), None)
-        if decision is None:
-            raise ConfigError(f"cart {cart_id!r}: not found in the source")
-        tiers = {t.name: t for t in cfg.priority.tiers}
-        sequence = cfg.sequences[tiers[decision.tier].sequence]
-        number = step or decision.step or 1
-        if number > len(sequence.steps):
-            raise ConfigError(f"--step {number}: the sequence has {len(sequence.steps)} steps")
-        cart = decision.cart
-        if locale:
-            cart = replace(cart, customer=replace(cart.customer, locale=locale))
-        if not cart.customer.email:
-            cart = replace(cart, customer=replace(cart.customer, email="customer@example.com"))
-        sequence_name = tiers[decision.tier].sequence
-        arms = sequence.steps[number - 1].variants
-        if variant is not None and variant not in arms:
-            known = ", ".join(sorted(arms)) or "none"
-            raise ConfigError(f"--variant {variant}: step {number} of sequence {sequence_name} has no such variant "
-                              f"(variants: {known})")
-        if variant is None:
-            from cartrescue.experiments import Experiments, subject
-
-            variant = Experiments(cfg).variant(subject(decision.cart), sequence_name, number)
-        target = replace(decision, cart=cart, step=number, template=sequence.steps[number - 1].template,
-                         variant=variant)
-        composer = Composer(cfg, Renderer(cfg), at, cfg.shop.unsubscribe_secret or DRY_RUN_SECRET)
-        message = composer.compose(target)
+        shown = make_preview(cfg, cart_id, resolve_now(cfg, _parse_now(now)), step=step, locale=locale, variant=variant)
+        message = shown.message
         if screenshot is not None and size is not None:
             from cartrescue.screenshot import screenshot as take_screenshot
 
             take_screenshot(message.html, screenshot, size=size)
     except CartrescueError as error:
         _fail(error, as_json)
+    decision, number, variant = shown.decision, shown.step, shown.variant
     if html is not None:
         html.write_text(message.html, encoding="utf-8")
     if as_json:
@@ -297,7 +264,7 @@ def preview(
     from rich.rule import Rule
 
     console = Console()
-    note = "" if decision.reason is Reason.DUE else f" (a run now would {decision.action.value}: {decision.reason.value})"
+    note = "" if decision.reason.value == "due" else f" (a run now would {decision.action.value}: {decision.reason.value})"
     arm = f" · variant {variant}" if variant else ""
     console.print(Rule(f"cart {cart_id} · step {number}{arm} · {decision.tier}{note}"))
     console.print(f"[bold]To:[/] {message.to.email}\n[bold]Subject:[/] {message.subject}\n", highlight=False)
@@ -306,29 +273,6 @@ def preview(
         console.print(Rule(f"HTML written to {html}"))
     if screenshot is not None:
         console.print(Rule(f"screenshot written to {screenshot} ({window_size})"))
-    del Customer
-
-
-class _OnlyCart:
-    """A source wrapper that yields just one cart (preview needs no full run)."""
-
-    def __init__(self, source: Any, cart_id: str, window_cls: Any) -> None:
-        self.source = source
-        self.cart_id = cart_id
-
-    def activity(self, window: Any) -> Any:
-        return self.source.activity(window)
-
-    def carts(self, window: Any) -> Any:
-        from datetime import datetime, timezone
-
-        from cartrescue.sources.base import Window
-
-        everything = Window(datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
-        return (cart for cart in self.source.carts(everything) if cart.id == self.cart_id)
-
-    def orders_for(self, carts: Any) -> Any:
-        return self.source.orders_for(carts)
 
 
 @app.command()

@@ -1,0 +1,92 @@
+"""Preview: one cart's message, rendered exactly as a run would, without sending anything.
+
+Owns finding one cart in a source, planning it with the real planner (so the preview shows what
+a run would decide), and composing the requested step, locale and variant. It claims, sends and
+allocates nothing: a per-recipient incentive code shows as a placeholder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+from cartrescue.config import Config
+from cartrescue.errors import ConfigError
+from cartrescue.ledger import Ledger
+from cartrescue.model import Cart, Decision, Order, OutgoingMessage
+from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner
+from cartrescue.render import Renderer
+from cartrescue.sources import open_source
+from cartrescue.sources.base import Activity, CartSource, Window
+
+EVERYTHING = Window(datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
+
+
+class _OneCart(CartSource):
+    """A view of a source that yields only one cart (but every address's activity)."""
+
+    def __init__(self, source: CartSource, cart_id: str) -> None:
+        super().__init__(source.on_problem)
+        self.source = source
+        self.cart_id = cart_id
+        self.name = source.name
+
+    def carts(self, window: Window) -> Iterator[Cart]:
+        return (cart for cart in self.source.carts(EVERYTHING) if cart.id == self.cart_id)
+
+    def activity(self, window: Window) -> Iterator[Activity]:
+        return self.source.activity(window)
+
+    def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        return self.source.orders_for(carts)
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    decision: Decision  # what a run at ``now`` would do with the cart
+    step: int
+    variant: str | None
+    message: OutgoingMessage
+
+
+def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
+    with open_source(config) as source:
+        ledger = Ledger(config.ledger_url)
+        try:
+            decision = next(iter(Planner(config, now, ledger).decide(_OneCart(source, cart_id))), None)
+        finally:
+            ledger.close()
+    if decision is None:
+        raise ConfigError(f"cart {cart_id!r}: not found in the source")
+    return decision
+
+
+def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = None, locale: str | None = None,
+            variant: str | None = None) -> Preview:
+    """Compose ``cart_id``'s message for ``step`` (default: the due one, else 1)."""
+    decision = find_decision(config, cart_id, now)
+    tier = next(t for t in config.priority.tiers if t.name == decision.tier)
+    sequence = config.sequences[tier.sequence]
+    number = step or decision.step or 1
+    if number > len(sequence.steps):
+        raise ConfigError(f"--step {number}: the sequence has {len(sequence.steps)} steps")
+    arms = sequence.steps[number - 1].variants
+    if variant is not None and variant not in arms:
+        known = ", ".join(sorted(arms)) or "none"
+        raise ConfigError(f"--variant {variant}: step {number} of sequence {tier.sequence} has no such variant "
+                          f"(variants: {known})")
+    if variant is None:
+        from cartrescue.experiments import Experiments, subject
+
+        variant = Experiments(config).variant(subject(decision.cart), tier.sequence, number)
+    cart = decision.cart
+    customer = cart.customer
+    if locale:
+        customer = replace(customer, locale=locale)
+    if not customer.email:
+        customer = replace(customer, email="customer@example.com")
+    target = replace(decision, cart=replace(cart, customer=customer), step=number,
+                     template=sequence.steps[number - 1].template, variant=variant)
+    composer = Composer(config, Renderer(config), now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
+    return Preview(decision, number, variant, composer.compose(target))
