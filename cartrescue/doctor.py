@@ -1,0 +1,152 @@
+"""``cartrescue doctor``: is everything a cron run needs in place, and are reminders still going out?
+
+Owns the checks and their verdicts, in this order: the config, the ledger, the source, the SMTP
+relay (connect, TLS and AUTH, then QUIT: nothing is sent) and staleness (no successful
+delivering run for ``doctor.stale_after`` -> :attr:`~cartrescue.errors.ExitCode.STALE`, so the
+mail cron sends on a non-zero exit tells the owner that reminders have silently stopped).
+The exit code is the one of the first failed check. It prints nothing; the CLI shows the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail | skip
+    detail: str
+    exit_code: int = 0  # for a failure: the code this check maps to
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    checks: list[Check]
+
+    @property
+    def exit_code(self) -> int:
+        return next((c.exit_code for c in self.checks if c.status == FAIL), int(ExitCode.OK))
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+def staleness(last: datetime | None, stale_after: timedelta, now: datetime) -> Check:
+    """The staleness verdict for the last successful delivering run."""
+    if last is None:
+        return Check("staleness", FAIL, "no successful run with --send or --outbox recorded in the ledger yet",
+                     int(ExitCode.STALE))
+    age = now - last
+    detail = f"last successful run finished {_ago(age)} ago ({last:%Y-%m-%d %H:%M} UTC); stale after {_ago(stale_after)}"
+    if age > stale_after:
+        return Check("staleness", FAIL, f"{detail}: reminders have stopped (is cron running `run --send`?)",
+                     int(ExitCode.STALE))
+    return Check("staleness", OK, detail)
+
+
+def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None) -> Report:
+    """Every check; a failed config skips the rest (nothing else can be known without it)."""
+    from cartrescue.config import load_config
+
+    now = now or datetime.now(timezone.utc)
+    checks: list[Check] = []
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        return Report([Check("config", FAIL, str(exc), int(exc.exit_code)),
+                       *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "smtp", "staleness"))])
+    if not config.shop.unsubscribe_secret:
+        checks.append(Check("config", FAIL, f"{config_path or 'cartrescue.yaml'}: shop.unsubscribe_secret is empty; "
+                            "run --send refuses to start (set it to ${CARTRESCUE_SECRET})", int(ExitCode.CONFIG)))
+    else:
+        checks.append(Check("config", OK, f"{config_path or 'cartrescue.yaml'} is valid"))
+
+    ledger = None
+    try:
+        from cartrescue.ledger import Ledger
+
+        ledger = Ledger(config.ledger_url)
+        counts = ledger.status_counts()
+        unconfirmed = counts.get("claimed", 0)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
+        if unconfirmed:
+            checks.append(Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed): "
+                                "not resent unless `run --send --resend-unconfirmed`"))
+        else:
+            checks.append(Check("ledger", OK, summary))
+    except CartrescueError as exc:
+        checks.append(Check("ledger", FAIL, str(exc), int(exc.exit_code)))
+
+    checks.append(_source(config, now))
+    checks.append(_smtp(config) if smtp else Check("smtp", SKIP, "skipped (--no-smtp)"))
+    if ledger is None:
+        checks.append(Check("staleness", SKIP, "needs the ledger"))
+    else:
+        try:
+            checks.append(staleness(ledger.last_successful_run(), config.doctor.stale_after, now))
+        finally:
+            ledger.close()
+    return Report(checks)
+
+
+def _source(config: Any, now: datetime) -> Check:
+    from cartrescue.sources import open_source
+    from cartrescue.sources.base import Window
+
+    problems: list[Any] = []
+    try:
+        with open_source(config, problems.append) as source:
+            window = Window(now - config.eligibility.max_age, now)
+            seen = 0
+            for _cart in source.carts(window):
+                seen += 1
+                if seen >= 1000:
+                    break
+    except CartrescueError as exc:
+        return Check("source", FAIL, str(exc), int(exc.exit_code))
+    except Exception as exc:  # noqa: BLE001 - a doctor reports, whatever broke
+        return Check("source", FAIL, f"{type(exc).__name__}: {exc}", int(ExitCode.SOURCE))
+    detail = f"{config.source.type}: {'1000+' if seen >= 1000 else seen} carts in the last {_ago(config.eligibility.max_age)}"
+    if problems:
+        return Check("source", WARN, f"{detail}; {len(problems)} unreadable rows, first: {problems[0]}")
+    return Check("source", OK, detail)
+
+
+def _smtp(config: Any) -> Check:
+    from cartrescue.channels.smtp import ConnectFailure, SmtpSettings, check_connection
+
+    settings = SmtpSettings.from_config(config)
+    try:
+        info = asyncio.run(asyncio.wait_for(check_connection(settings), settings.timeout * 3))
+    except ConnectFailure as exc:
+        return Check("smtp", FAIL, exc.reply, int(ExitCode.SOME_FAILED))
+    except ConfigError as exc:
+        return Check("smtp", FAIL, str(exc), int(exc.exit_code))
+    except (asyncio.TimeoutError, OSError) as exc:
+        return Check("smtp", FAIL, f"{settings.describe()}: {type(exc).__name__}: {exc}", int(ExitCode.SOME_FAILED))
+    auth = f", AUTH as {settings.username}" if settings.username else ", no AUTH"
+    return Check("smtp", OK, f"{info['server']}: {info['banner']}; TLS {info['tls']}{auth} (nothing sent)")

@@ -1,0 +1,132 @@
+"""`cartrescue doctor`: every check, and a non-zero exit when reminders have silently stopped."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from smtpserver import LoopbackSMTP
+from sqlalchemy import update
+
+from cartrescue.doctor import FAIL, OK, staleness
+from cartrescue.errors import ExitCode
+from cartrescue.ledger import Ledger, Run
+from conftest import Shop, cart
+
+
+def checks(result) -> dict[str, dict]:
+    return {check["name"]: check for check in result.json["checks"]}
+
+
+def age_runs(shop: Shop, by: timedelta) -> None:
+    """Pretend every run finished ``by`` earlier than it did."""
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        table = Run.__table__  # type: ignore[attr-defined]
+        with ledger.engine.begin() as conn:
+            conn.execute(update(table).values(finished_at=datetime.now(timezone.utc) - by))
+    finally:
+        ledger.close()
+
+
+@pytest.mark.smtp
+def test_healthy_after_a_send_and_stale_once_runs_stop(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    with LoopbackSMTP("starttls", auth=("shop-user", "right")) as server:
+        shop.configure(smtp=server.smtp_config(), doctor={"stale_after": "2h"})
+        assert shop.cli("run", "--send").exit_code == 0
+        healthy = shop.cli("doctor", "--json", now=None)
+        assert healthy.exit_code == 0, healthy.output
+        found = checks(healthy)
+        assert {name: c["status"] for name, c in found.items()} == {
+            "config": OK, "ledger": OK, "source": OK, "smtp": OK, "staleness": OK}
+        assert "TLS TLSv1" in found["smtp"]["detail"] and "AUTH as shop-user" in found["smtp"]["detail"]
+        assert "1 sent" in found["ledger"]["detail"]
+        assert len(server.messages) == 1  # the doctor sent nothing
+
+        age_runs(shop, timedelta(hours=3))
+        stale = shop.cli("doctor", "--json", now=None)
+    assert stale.exit_code == ExitCode.STALE == 5
+    assert checks(stale)["staleness"]["status"] == FAIL
+    assert "stopped" in checks(stale)["staleness"]["detail"]
+
+
+def test_never_ran_is_stale(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    assert result.exit_code == 5
+    found = checks(result)
+    assert found["smtp"]["status"] == "skip" and found["source"]["status"] == OK
+    assert "no successful run" in found["staleness"]["detail"]
+
+
+def test_dry_runs_do_not_count_but_outbox_runs_do(shop: Shop, tmp_path) -> None:
+    shop.add(cart("c1"))
+    assert shop.cli("run").exit_code == 0  # dry-run
+    assert shop.cli("doctor", "--no-smtp", now=None).exit_code == 5
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    result = shop.cli("doctor", "--no-smtp", now=None)
+    assert result.exit_code == 0, result.output
+    assert "staleness" in result.stdout and "ok" in result.stdout
+
+
+@pytest.mark.smtp
+def test_smtp_auth_failure_fails_the_doctor(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    with LoopbackSMTP("tls", auth=("shop-user", "right")) as server:
+        shop.configure(smtp=server.smtp_config(password="wrong"))
+        result = shop.cli("doctor", "--json", now=None)
+    assert result.exit_code == ExitCode.SOME_FAILED
+    assert "AUTH refused: 535" in checks(result)["smtp"]["detail"]
+    assert server.messages == []
+
+
+def test_unreachable_relay_fails_the_doctor(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    with LoopbackSMTP() as server:
+        port = server.port
+    shop.configure(smtp={"host": "127.0.0.1", "port": port, "security": "none", "timeout": 2})
+    result = shop.cli("doctor", "--json", now=None)
+    assert result.exit_code == 1
+    assert checks(result)["smtp"]["status"] == FAIL and f"127.0.0.1:{port}" in checks(result)["smtp"]["detail"]
+
+
+def test_bad_config_is_exit_2_and_skips_the_rest(shop: Shop) -> None:
+    shop.configure(smtp={"security": "carrier-pigeon"})
+    result = shop.cli("doctor", "--json", now=None)
+    assert result.exit_code == 2
+    found = checks(result)
+    assert found["config"]["status"] == FAIL and "smtp.security" in found["config"]["detail"]
+    assert {found[name]["status"] for name in ("ledger", "source", "smtp", "staleness")} == {"skip"}
+
+
+def test_missing_source_is_exit_3(shop: Shop) -> None:
+    shop.configure(source={"carts": "missing.csv"})
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    assert result.exit_code == 3
+    assert checks(result)["source"]["status"] == FAIL and "missing.csv" in checks(result)["source"]["detail"]
+
+
+def test_unconfirmed_claims_are_reported(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        from cartrescue.ledger import ClaimRequest
+
+        run_id = ledger.start_run("send", datetime.now(timezone.utc))
+        ledger.claim(run_id, [ClaimRequest("csv:c1", "c1", "c1@example.com", 1, "email", "smtp", "reminder-1",
+                                           None, "standard", 0.0)], datetime.now(timezone.utc))
+    finally:
+        ledger.close()
+    found = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))
+    assert found["ledger"]["status"] == "warn"
+    assert "1 claims have no outcome" in found["ledger"]["detail"] and "--resend-unconfirmed" in found["ledger"]["detail"]
+
+
+@pytest.mark.parametrize(("age", "status"), [(timedelta(minutes=30), OK), (timedelta(hours=2, seconds=1), FAIL)])
+def test_staleness_threshold(age: timedelta, status: str) -> None:
+    now = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+    verdict = staleness(now - age, timedelta(hours=2), now)
+    assert verdict.status == status
+    assert verdict.exit_code == (5 if status == FAIL else 0)

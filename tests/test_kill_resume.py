@@ -1,0 +1,119 @@
+"""A `run --send` killed with SIGKILL mid-send, then run again: at most once, and fully accounted.
+
+The run is a real subprocess sending to the loopback server at a limited rate; the test kills it
+once the server has accepted some messages. Then:
+
+- every message the server accepted is in the ledger, as ``claimed`` (the run died before
+  recording it) or ``sent``; no ``sent`` row lacks a message at the server;
+- the next run reports the claims without outcome and does not resend them, so no address gets
+  a step twice (at most once: for marketing mail a missed reminder beats a duplicate);
+- ``--resend-unconfirmed`` does resend them, and the test shows the price: the addresses whose
+  message had arrived before the kill get it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from smtpserver import LoopbackSMTP
+
+from cartrescue.ledger import Ledger
+from conftest import NOW, REPO, Shop, cart, iso
+
+pytestmark = [pytest.mark.smtp, pytest.mark.slow]
+
+CLAIM = re.compile(r"^<cr\.(\d+)\.")
+
+
+def start_run(shop: Shop, *extra: str) -> subprocess.Popen[bytes]:
+    """The real command in its own process; its output goes to files (a full pipe would block it)."""
+    shop.write()
+    command = [sys.executable, "-m", "cartrescue.cli", "run", "--send", "--json", "--config", str(shop.config_path),
+               "--now", iso(NOW), *extra]
+    runs = len(list(shop.folder.glob("run-*.out")))
+    out = (shop.folder / f"run-{runs}.out").open("wb")
+    err = (shop.folder / f"run-{runs}.err").open("wb")
+    return subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err)
+
+
+def finish(shop: Shop, process: subprocess.Popen[bytes]) -> dict:
+    """Wait for a run; its JSON report."""
+    process.wait(120)
+    number = len(list(shop.folder.glob("run-*.out"))) - 1
+    error = (shop.folder / f"run-{number}.err").read_text()
+    assert process.returncode == 0, error
+    return json.loads((shop.folder / f"run-{number}.out").read_text())
+
+
+def rows(shop: Shop) -> dict[int, dict]:
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        return {row["id"]: row for row in ledger.messages()}
+    finally:
+        ledger.close()
+
+
+def accounted(shop: Shop, server: LoopbackSMTP) -> dict[int, dict]:
+    """Assert every accepted message has its ledger row (claimed or sent), and the reverse for sent."""
+    ledger = rows(shop)
+    seen: set[int] = set()
+    for message in server.messages:
+        parsed = message.parsed()
+        claim_id = int(CLAIM.match(parsed["Message-ID"]).group(1))
+        row = ledger[claim_id]
+        assert row["status"] in ("claimed", "sent"), row
+        assert row["cart_key"] == parsed["X-Cartrescue-Cart"] and str(row["step"]) == parsed["X-Cartrescue-Step"]
+        seen.add(claim_id)
+    assert {i for i, row in ledger.items() if row["status"] == "sent"} <= seen
+    return ledger
+
+
+@pytest.mark.parametrize("kill_after", [40, 290], ids=["in-first-batch", "in-second-batch"])
+def test_sigkill_mid_send_then_rerun_sends_no_step_twice(shop: Shop, kill_after: int) -> None:
+    addresses = [f"k{n:03d}@example.com" for n in range(400)]
+    shop.add(*(cart(f"k{n:03d}") for n in range(400)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_second=150, pool_size=4))
+        process = start_run(shop)
+        deadline = time.monotonic() + 60
+        while len(server.messages) < kill_after and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert process.poll() is None, (shop.folder / "run-0.err").read_text()
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        time.sleep(0.3)  # whatever was in flight lands now or never
+        before_kill = Counter(r for m in server.messages for r in m.rcpt_tos)
+        assert kill_after <= sum(before_kill.values()) < 400
+
+        ledger = accounted(shop, server)
+        claimed = {i for i, row in ledger.items() if row["status"] == "claimed"}
+        assert claimed  # the killed run left claims without outcome
+
+        report = finish(shop, start_run(shop))
+        assert report["unconfirmed"] == len(claimed) and report["released"] == 0
+
+        received = server.recipients()
+        assert set(received.values()) == {1}  # no address got its step twice
+        ledger = accounted(shop, server)
+        assert {i for i, row in ledger.items() if row["status"] == "claimed"} == claimed  # reported, not resent
+        lost = {ledger[i]["email"] for i in claimed} - set(before_kill)
+        assert lost.isdisjoint(received)  # at most once: those are not retried without --resend-unconfirmed
+        assert set(received) | lost == set(addresses)  # everyone else got exactly one message
+
+        # The opt-in: resend the unconfirmed ones. Those that had arrived arrive a second time.
+        report = finish(shop, start_run(shop, "--resend-unconfirmed"))
+        assert report["released"] == len(claimed)
+        server.wait_for(len(server.messages))
+    final = rows(shop)
+    assert {row["status"] for row in final.values()} == {"sent"}
+    twice = {address for address, count in server.recipients().items() if count == 2}
+    assert twice == {ledger[i]["email"] for i in claimed} & set(before_kill)
+    assert set(server.recipients()) == set(addresses)

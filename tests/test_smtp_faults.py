@@ -1,0 +1,258 @@
+"""Injected faults: what the relay says decides the ledger, and nothing is "sent" without a 250.
+
+The loopback server answers chosen recipients with 421/451 (transient), 550 (permanent),
+5.1.1 "no such user" (permanent and suppressed), drops the connection in the middle of the
+message body or right after it, or refuses the sender. After every run the ledger is checked
+against what the server really accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from smtpserver import Fault, LoopbackSMTP
+
+from cartrescue.channels.base import Envelope, Status
+from cartrescue.channels.smtp import SmtpChannel, SmtpSettings, is_unknown_user
+from cartrescue.contacts import email_hash
+from cartrescue.ledger import Ledger
+from cartrescue.model import Address, OutgoingMessage
+from conftest import NOW, Shop, cart
+
+WHEN = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+
+
+def ledger(shop: Shop) -> Ledger:
+    return Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+
+
+def rows_by_email(shop: Shop) -> dict[str, dict]:
+    handle = ledger(shop)
+    try:
+        return {row["email"]: row for row in handle.messages()}
+    finally:
+        handle.close()
+
+
+def assert_ledger_matches_server(shop: Shop, server: LoopbackSMTP) -> None:
+    """Sent rows and accepted messages are the same set, one to one, by Message-ID."""
+    accepted = Counter(message.parsed()["Message-ID"] for message in server.messages)
+    sent = {row["message_id"] for row in rows_by_email(shop).values() if row["status"] == "sent"}
+    assert set(accepted) == sent
+    assert set(accepted.values()) <= {1}
+
+
+def send(shop: Shop, server: LoopbackSMTP, **smtp: object):
+    shop.configure(smtp=server.smtp_config(**smtp))
+    return shop.cli("run", "--send", "--json")
+
+
+@pytest.mark.smtp
+def test_transient_faults_arrive_after_retry_permanent_ones_are_recorded(shop: Shop) -> None:
+    shop.add(*(cart(f"ok{n}") for n in range(10)))
+    shop.add(cart("grey1"), cart("grey2"), cart("busy1"), cart("gone1"), cart("policy1"), cart("drop1"), cart("late1"))
+    faults = [
+        Fault(r"^grey", "451 4.7.1 Greylisted, try again later", times=2),
+        Fault(r"^busy", "421 4.3.2 Service shutting down", times=1),
+        Fault(r"^gone", "550 5.1.1 <gone1@example.com>: Recipient address rejected: User unknown"),
+        Fault(r"^policy", "550 5.7.1 Message rejected by policy", stage="DATA"),
+        Fault(r"^drop", "drop", times=1),  # connection lost in the middle of the body
+        Fault(r"^late", "drop-after-data", times=1),  # lost after the body, before the reply
+    ]
+    with LoopbackSMTP(faults=faults) as server:
+        result = send(shop, server, retries=3)
+        assert result.exit_code == 1  # two permanent failures
+        server.wait_for(15)
+        time.sleep(0.2)
+        received = server.recipients()
+        rows = rows_by_email(shop)
+        assert_ledger_matches_server(shop, server)
+
+    for name in [f"ok{n}" for n in range(10)] + ["grey1", "grey2", "busy1", "drop1", "late1"]:
+        address = f"{name}@example.com"
+        assert received[address] == 1, address
+        assert rows[address]["status"] == "sent" and rows[address]["reply"].startswith("250 ")
+    assert all(fault.seen for fault in faults)  # every fault really fired
+    assert server.attempts["grey1@example.com"] == 3 and server.attempts["busy1@example.com"] == 2
+    assert received["gone1@example.com"] == 0 and received["policy1@example.com"] == 0
+    assert rows["gone1@example.com"]["status"] == "failed_permanent"
+    assert rows["gone1@example.com"]["reply"] == "550 5.1.1 <gone1@example.com>: Recipient address rejected: User unknown"
+    assert rows["policy1@example.com"]["status"] == "failed_permanent"
+    assert rows["policy1@example.com"]["reply"] == "550 5.7.1 Message rejected by policy"
+
+    handle = ledger(shop)
+    try:  # "no such user" suppresses the address; a policy refusal does not
+        assert handle.suppression(email_hash("gone1@example.com"))["reason"] == "bounced: no such user"
+        assert handle.suppression(email_hash("policy1@example.com")) is None
+    finally:
+        handle.close()
+
+
+@pytest.mark.smtp
+def test_persistent_4xx_is_left_for_the_next_run_which_sends_it(shop: Shop) -> None:
+    shop.add(cart("ok1"), cart("full1"))
+    fault = Fault(r"^full", "452 4.2.2 Mailbox full")
+    with LoopbackSMTP(faults=[fault]) as server:
+        first = send(shop, server, retries=2)
+        assert first.exit_code == 1
+        assert server.attempts["full1@example.com"] == 3  # the first try and two retries
+        row = rows_by_email(shop)["full1@example.com"]
+        assert row["status"] == "failed_transient"
+        assert row["reply"] == "452 4.2.2 Mailbox full (after 3 attempts)"
+        assert server.recipients()["full1@example.com"] == 0
+
+        server.faults.clear()
+        second = send(shop, server)
+        assert second.exit_code == 0, second.output
+        assert second.json["counts"]["sent"] == 1  # only the one left over
+        server.wait_for(2)
+        assert_ledger_matches_server(shop, server)
+    row = rows_by_email(shop)["full1@example.com"]
+    assert row["status"] == "sent" and row["attempts"] == 2
+    assert server.recipients() == Counter({"ok1@example.com": 1, "full1@example.com": 1})
+
+
+@pytest.mark.smtp
+def test_a_bounced_address_gets_no_other_cart_nor_later_step(shop: Shop) -> None:
+    shop.add(cart("a1", email="gone@example.com", idle=timedelta(hours=30)))
+    with LoopbackSMTP(faults=[Fault(r"^gone@", "550 5.1.1 No such user here")]) as server:
+        assert send(shop, server).exit_code == 1
+        shop.add(cart("a2", email="gone@example.com", idle=timedelta(hours=2)))
+        shop.configure(smtp=server.smtp_config())
+        later = shop.cli("run", "--send", "--json", now=NOW + timedelta(days=2))
+        assert server.attempts["gone@example.com"] == 1  # never tried again
+    decisions = {row["cart_id"]: row for row in later.json["decisions"]}
+    assert decisions["a1"]["reason"] == "suppressed" and decisions["a2"]["reason"] == "suppressed"
+
+
+@pytest.mark.smtp
+def test_a_refused_sender_is_not_the_customers_fault(shop: Shop) -> None:
+    """5xx to MAIL FROM (bad envelope_from, relay policy): left for the next run, nobody suppressed."""
+    shop.add(cart("c1"), cart("c2"))
+    with LoopbackSMTP(faults=[Fault(r"^shop@", "553 5.7.1 Sender address rejected: not owned by user", stage="MAIL")]) as server:
+        result = send(shop, server)
+        assert result.exit_code == 1
+        assert server.messages == []
+    rows = rows_by_email(shop)
+    assert {row["status"] for row in rows.values()} == {"failed_transient"}
+    assert all("sender refused" in row["reply"] and "553 5.7.1" in row["reply"] for row in rows.values())
+
+
+# -- the channel alone: outcomes against what the server saw -----------------------------------
+
+
+def envelope(claim_id: int, address: str) -> Envelope:
+    message = OutgoingMessage(
+        message_id=f"<t{claim_id}@example.com>", sender=Address("shop@example.com", "Shop"),
+        to=Address(address, "Kim"), subject="Your cart", text="Hello\n.\n..\nBye", html="<p>Hello</p>", date=WHEN,
+    )
+    return Envelope(claim_id, None, message)  # type: ignore[arg-type]  # the channel never reads the decision
+
+
+def settings(server: LoopbackSMTP, **extra: object) -> SmtpSettings:
+    values = dict(host=server.host, port=server.port, security=server.security, envelope_from="shop@example.com",
+                  pool_size=4, backoff=0.02, backoff_max=0.1, timeout=5.0)
+    values.update(extra)
+    return SmtpSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.smtp
+def test_never_sent_without_acceptance_under_mixed_faults() -> None:
+    """Many recipients, random-ish faults: SENT iff the server accepted; each accepted once."""
+    faults = [
+        Fault(r"^t[0-9]*3@", "451 4.3.0 try later", times=1),
+        Fault(r"^t[0-9]*5@", "drop", times=1),
+        Fault(r"^t[0-9]*7@", "drop-after-data", times=1),
+        Fault(r"^t[0-9]*9@", "554 5.6.0 content rejected", stage="DATA"),
+        Fault(r"^t[0-9]*1@", "450 4.2.0 always busy"),
+    ]
+    with LoopbackSMTP(faults=faults) as server:
+        channel = SmtpChannel(settings(server, retries=2))
+        batch = [envelope(n, f"t{n}@example.com") for n in range(120)]
+        try:
+            outcomes = {o.claim_id: o for o in channel.deliver(batch)}
+        finally:
+            channel.close()
+        time.sleep(0.1)
+        accepted = Counter(r for m in server.messages for r in m.rcpt_tos)
+    assert len(outcomes) == 120
+    assert all(fault.seen for fault in faults)  # every fault really fired
+    assert channel.stats.retries >= 12 * 3  # 451, drop and drop-after-data once each, 450 twice
+    for number, outcome in outcomes.items():
+        address = f"t{number}@example.com"
+        if outcome.status is Status.SENT:
+            assert accepted[address] == 1, address
+            assert outcome.reply.startswith("250 ")
+        else:
+            assert accepted[address] == 0, address
+    last = {n % 10: outcomes[n].status for n in outcomes}
+    assert last[1] is Status.TRANSIENT and last[9] is Status.PERMANENT
+    assert last[3] is last[5] is last[7] is last[0] is Status.SENT
+    # the body went through the dot-stuffing of SMTP.data and back unchanged
+    body = server.messages[0].parsed().get_body(("plain",)).get_content()
+    assert body.replace("\r\n", "\n") == "Hello\n.\n..\nBye"
+
+
+@pytest.mark.smtp
+def test_bad_addresses_fail_permanently_without_a_connection() -> None:
+    with LoopbackSMTP() as server:
+        channel = SmtpChannel(settings(server))
+        try:
+            outcomes = list(channel.deliver([envelope(1, "jöns@example.com"), envelope(2, "no-at-sign")]))
+        finally:
+            channel.close()
+    assert [o.status for o in outcomes] == [Status.PERMANENT, Status.PERMANENT]
+    assert all(o.reply.startswith("cannot send:") for o in outcomes)
+    assert server.connections == 0
+
+
+@pytest.mark.smtp
+def test_idle_connections_closed_by_the_relay_are_reopened() -> None:
+    with LoopbackSMTP() as server:
+        channel = SmtpChannel(settings(server, pool_size=1, retries=0))
+        try:
+            first = list(channel.deliver([envelope(1, "a@example.com")]))
+            for slot in channel._slots:  # the relay's idle timeout, as the client sees it later
+                if slot.smtp is not None and slot.smtp.transport is not None:
+                    slot.smtp.transport.close()
+            time.sleep(0.05)
+            second = list(channel.deliver([envelope(2, "b@example.com")]))
+        finally:
+            channel.close()
+    assert [o.status for o in first + second] == [Status.SENT, Status.SENT]
+
+
+@pytest.mark.smtp
+def test_a_relay_that_stops_answering_times_out_and_is_retried_on_a_new_connection() -> None:
+    with LoopbackSMTP(faults=[Fault(r"^stuck@", "hang", times=1)]) as server:
+        channel = SmtpChannel(settings(server, timeout=0.5, retries=1))
+        started = time.monotonic()
+        try:
+            outcomes = {o.claim_id: o for o in channel.deliver([envelope(1, "stuck@example.com"),
+                                                                 envelope(2, "fine@example.com")])}
+        finally:
+            channel.close()
+        elapsed = time.monotonic() - started
+        accepted = server.recipients()
+    assert outcomes[1].status is Status.SENT and outcomes[2].status is Status.SENT
+    assert accepted == Counter({"stuck@example.com": 1, "fine@example.com": 1})
+    assert server.attempts["stuck@example.com"] == 2
+    assert 0.5 <= elapsed < 5
+
+
+@pytest.mark.parametrize(("code", "message", "expected"), [
+    (550, "5.1.1 <x@example.com>: Recipient address rejected: User unknown in local recipient table", True),
+    (550, "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", True),
+    (553, "5.1.1 mailbox name not allowed", True),
+    (550, "No such user here", True),
+    (550, "Requested action not taken: mailbox unavailable", False),
+    (550, "5.7.1 Recipient address rejected: Access denied (user unknown?)", False),
+    (554, "5.7.1 Message rejected as spam", False),
+    (450, "4.1.1 user unknown (temporary lookup failure)", False),
+    (552, "5.2.2 Mailbox full", False),
+])
+def test_which_replies_mean_no_such_user(code: int, message: str, expected: bool) -> None:
+    assert is_unknown_user(code, message) is expected

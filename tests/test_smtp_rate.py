@@ -1,0 +1,124 @@
+"""Rate limits: a configured per-second rate is held, and the hourly quota spans runs.
+
+The pacing maths is tested on a fake clock (fast, exact); one test measures a real 50 msg/s
+against the loopback server (generous bounds: 10%); the hourly quota is tested through the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+from smtpserver import LoopbackSMTP
+
+from cartrescue.channels.base import Envelope, Status
+from cartrescue.channels.smtp import SmtpChannel, SmtpSettings
+from cartrescue.ledger import Ledger
+from cartrescue.model import Address, OutgoingMessage
+from cartrescue.ratelimit import RateLimiter, RollingWindow, TokenBucket
+from conftest import Shop, cart
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_token_bucket_paces_reservations_at_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(50, clock=clock)
+    assert bucket.capacity == 2.5
+    waits = [bucket.reserve() for _ in range(102)]
+    assert waits[:2] == [0.0, 0.0]  # the burst in hand
+    assert waits[-1] == pytest.approx((102 - 2.5) / 50)  # then one every 20 ms, queued behind each other
+    clock.now += 10  # idle: the bucket refills only up to its capacity
+    assert [bucket.reserve() for _ in range(3)][:2] == [0.0, 0.0]
+
+
+def test_limiter_holds_the_rate_on_a_fake_clock() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_second=50, clock=clock, sleep=clock.sleep)
+    start = clock.now
+
+    async def many() -> None:
+        for _ in range(500):
+            assert await limiter.acquire()
+
+    asyncio.run(many())
+    assert 500 / (clock.now - start) == pytest.approx(50, rel=0.01)
+
+
+def test_rolling_window_counts_earlier_runs_and_frees_slots_as_they_age() -> None:
+    clock = FakeClock()
+    window = RollingWindow(3, period=3600, clock=clock, history=[3599.0, 10.0, 7200.0])  # the last is too old
+    assert window.try_take() is True
+    assert window.try_take() is False
+    assert window.free_in() == pytest.approx(1.0)  # the send 3599 s ago leaves the window in a second
+    clock.now += 1.0
+    assert window.try_take() is True and window.try_take() is False
+
+
+def test_hourly_quota_used_up_means_not_attempted_rather_than_waiting() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_hour=2, clock=clock, sleep=clock.sleep)
+    results = asyncio.run(_take(limiter, 4))
+    assert results == [True, True, False, False]
+    assert clock.now == 1000.0  # never slept
+
+
+async def _take(limiter: RateLimiter, count: int) -> list[bool]:
+    return [await limiter.acquire() for _ in range(count)]
+
+
+def _envelope(number: int) -> Envelope:
+    message = OutgoingMessage(
+        message_id=f"<r{number}@example.com>", sender=Address("shop@example.com"), to=Address(f"r{number}@example.com"),
+        subject="Your cart", text="Hello", html="<p>Hello</p>", date=datetime(2026, 11, 20, tzinfo=timezone.utc),
+    )
+    return Envelope(number, None, message)  # type: ignore[arg-type]
+
+
+@pytest.mark.smtp
+@pytest.mark.slow
+def test_a_configured_50_per_second_is_held_within_10_percent() -> None:
+    with LoopbackSMTP() as server:
+        channel = SmtpChannel(SmtpSettings(host=server.host, port=server.port, security="none",
+                                           envelope_from="shop@example.com", pool_size=8, rate_per_second=50))
+        try:
+            list(channel.deliver([_envelope(n) for n in range(5)]))  # connections open; bucket drained
+            outcomes = list(channel.deliver([_envelope(n) for n in range(5, 155)]))
+        finally:
+            channel.close()
+        stamps = sorted(message.at for message in server.messages[5:])
+    assert {o.status for o in outcomes} == {Status.SENT}
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert 45 <= rate <= 55, rate
+    # no burst either: no second of the run saw more than 10% over the rate
+    busiest = max(sum(1 for t in stamps if start <= t < start + 1.0) for start in stamps)
+    assert busiest <= 55, busiest
+
+
+@pytest.mark.smtp
+def test_hourly_quota_spans_runs(shop: Shop) -> None:
+    shop.add(*(cart(f"c{n}") for n in range(8)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=5))
+        first = shop.cli("run", "--send", "--json")
+        second = shop.cli("run", "--send", "--json")  # same hour: the quota is used up
+        server.wait_for(5)
+    assert first.json["counts"]["sent"] == 5 and second.json["counts"]["sent"] == 0
+    assert len(server.messages) == 5
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        left = [row for row in ledger.messages() if row["status"] == "failed_transient"]
+    finally:
+        ledger.close()
+    assert len(left) == 3
+    assert all("rate_per_hour (5) reached" in row["reply"] for row in left)

@@ -1,0 +1,177 @@
+"""`run --send` against a real SMTP server on loopback: N carts -> N messages, each once, complete.
+
+Every test runs the real CLI (conftest's ``shop``) against :class:`tests.smtpserver.LoopbackSMTP`
+(aiosmtpd in a thread): plain, STARTTLS and implicit TLS with a certificate made at test time,
+AUTH LOGIN and PLAIN. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from smtpserver import LoopbackSMTP
+
+from cartrescue.ledger import Ledger
+from conftest import NOW, Shop, cart
+
+pytestmark = pytest.mark.smtp
+
+UNSUBSCRIBE = re.compile(r"https://shop\.example\.com/unsubscribe\?token=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def ledger_rows(shop: Shop) -> list[dict]:
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        return ledger.messages()
+    finally:
+        ledger.close()
+
+
+def send(shop: Shop, server: LoopbackSMTP, *args: str, **smtp: object):
+    shop.configure(smtp=server.smtp_config(**smtp))
+    return shop.cli("run", "--send", "--json", *args)
+
+
+def names(count: int, prefix: str = "c") -> list[str]:
+    return [f"{prefix}{number:03d}" for number in range(count)]
+
+
+def test_n_carts_arrive_once_each_with_headers_and_both_parts(shop: Shop) -> None:
+    carts = names(30)
+    shop.add(*(cart(name, first_name="Åsa", locale="sv" if i % 3 == 0 else "en") for i, name in enumerate(carts)))
+    with LoopbackSMTP() as server:
+        result = send(shop, server)
+        assert result.exit_code == 0, result.output
+        received = server.wait_for(30)
+        again = send(shop, server)  # the same moment again: every step is done
+        assert again.exit_code == 0, again.output
+        time.sleep(0.2)
+        assert len(server.messages) == 30
+    assert result.json["counts"]["sent"] == 30
+    assert again.json["counts"]["sent"] == 0
+    assert server.recipients() == Counter({f"{name}@example.com": 1 for name in carts})
+
+    rows = {row["email"]: row for row in ledger_rows(shop)}
+    for message in received:
+        assert message.mail_from == "shop@example.com"
+        parsed = message.parsed()
+        to = parsed["To"].addresses[0]
+        assert to.addr_spec == message.rcpt_tos[0] and to.display_name == "Åsa Tester"
+        assert parsed["From"].addresses[0].addr_spec == "shop@example.com"
+        assert parsed["Subject"] and parsed["Date"].datetime is not None
+        assert parsed["Message-ID"].endswith("@example.com>")
+        assert parsed.get_content_type() == "multipart/alternative"
+        text = parsed.get_body(("plain",)).get_content()
+        html = parsed.get_body(("html",)).get_content()
+        unsubscribe = UNSUBSCRIBE.search(parsed["List-Unsubscribe"]).group(0)
+        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert unsubscribe in text and unsubscribe.replace("&", "&amp;") in html  # visible in both parts
+        assert not parsed.defects
+        row = rows[to.addr_spec]
+        assert row["status"] == "sent" and row["transport"] == "smtp"
+        assert row["message_id"] == parsed["Message-ID"]
+        assert row["reply"].startswith("250 ")
+
+
+def test_one_pool_of_connections_is_reused_for_the_run(shop: Shop) -> None:
+    shop.add(*(cart(name) for name in names(60)))
+    with LoopbackSMTP() as server:
+        result = send(shop, server, pool_size=3)
+        assert result.exit_code == 0, result.output
+        assert len(server.wait_for(60)) == 60
+    assert 1 <= server.connections <= 3
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+@pytest.mark.parametrize("mechanism", ["LOGIN", "PLAIN"])
+def test_tls_and_auth(shop: Shop, security: str, mechanism: str) -> None:
+    shop.add(*(cart(name) for name in names(5)))
+    with LoopbackSMTP(security, auth=("shop-user", "pa55 wörd"), auth_mechanisms=(mechanism,)) as server:
+        result = send(shop, server)
+        assert result.exit_code == 0, result.output
+        assert len(server.wait_for(5)) == 5
+    assert result.json["counts"]["sent"] == 5
+    assert {row["status"] for row in ledger_rows(shop)} == {"sent"}
+
+
+def test_password_comes_from_the_environment(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    shop.add(cart("c1"))
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "from-env")
+    with LoopbackSMTP("starttls", auth=("shop-user", "from-env")) as server:
+        result = send(shop, server, password="${TEST_SMTP_PASSWORD}")
+        assert result.exit_code == 0, result.output
+        assert len(server.wait_for(1)) == 1
+    assert "from-env" not in shop.config_path.read_text()
+
+
+def test_wrong_password_sends_nothing_and_the_next_run_retries(shop: Shop) -> None:
+    shop.add(*(cart(name) for name in names(4)))
+    with LoopbackSMTP("starttls", auth=("shop-user", "right")) as server:
+        started = time.monotonic()
+        refused = send(shop, server, username="shop-user", password="wrong")
+        elapsed = time.monotonic() - started
+        assert refused.exit_code == 1
+        assert server.messages == []
+        rows = ledger_rows(shop)
+        assert {row["status"] for row in rows} == {"failed_transient"}
+        assert all("AUTH refused: 535" in row["reply"] for row in rows)
+        assert elapsed < 10  # a hopeless relay is not retried per message
+
+        fixed = send(shop, server, username="shop-user", password="right")
+        assert fixed.exit_code == 0, fixed.output
+        assert len(server.wait_for(4)) == 4
+    rows = ledger_rows(shop)
+    assert {row["status"] for row in rows} == {"sent"}
+    assert {row["attempts"] for row in rows} == {2}  # claimed again by the second run, same row
+
+
+def test_untrusted_certificate_is_refused_unless_verification_is_off(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    with LoopbackSMTP("tls") as server:
+        refused = send(shop, server, ca_file=None)
+        assert refused.exit_code == 1
+        assert server.messages == []
+        assert "certificate" in ledger_rows(shop)[0]["reply"]
+        accepted = send(shop, server, ca_file=None, verify=False)
+        assert accepted.exit_code == 0, accepted.output
+        assert len(server.wait_for(1)) == 1
+
+
+def test_plain_text_to_a_remote_relay_is_a_config_error(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.configure(smtp={"host": "mail.example.com", "security": "none"})
+    result = shop.cli("run", "--send")
+    assert result.exit_code == 2
+    assert "smtp" in result.stderr and "clear text" in result.stderr
+
+
+def test_relay_down_leaves_everything_for_the_next_run_quickly(shop: Shop, tmp_path: Path) -> None:
+    shop.add(*(cart(name) for name in names(600)))  # three delivery chunks
+    with LoopbackSMTP() as server:
+        port = server.port
+    shop.configure(smtp={"host": "127.0.0.1", "port": port, "security": "none", "backoff": 0.05, "timeout": 2})
+    started = time.monotonic()
+    result = shop.cli("run", "--send", "--json")
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 1
+    rows = ledger_rows(shop)
+    assert len(rows) == 600 and {row["status"] for row in rows} == {"failed_transient"}
+    assert all("127.0.0.1" in row["reply"] for row in rows)
+
+
+def test_messages_do_not_go_to_unrelated_steps(shop: Shop) -> None:
+    """A cart with step 1 sent gets step 2 a day later, from the same run loop, once."""
+    shop.add(cart("c1", idle=timedelta(hours=2)))
+    with LoopbackSMTP() as server:
+        assert send(shop, server).exit_code == 0
+        shop.configure(smtp=server.smtp_config())
+        later = shop.cli("run", "--send", "--json", now=NOW + timedelta(days=1, hours=1))
+        assert later.exit_code == 0, later.output
+        received = server.wait_for(2)
+    steps = [message.parsed()["X-Cartrescue-Step"] for message in received]
+    assert steps == ["1", "2"]

@@ -1,0 +1,250 @@
+"""Unsubscribe: a token from a real message stops every stream of its address; forgeries do not.
+
+The one-click path is tested end to end: a message is sent over SMTP to the loopback server, its
+``List-Unsubscribe`` URL is POSTed the way a mail client does (RFC 8058) to the WSGI app served
+by a real ``wsgiref.simple_server`` on loopback, and a later run skips the address. The CLI
+commands ``unsubscribe`` and ``suppress import|list|remove`` run through conftest's real CLI.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+from smtpserver import LoopbackSMTP
+
+from cartrescue.config import load_config
+from cartrescue.contacts import email_hash
+from cartrescue.ledger import Ledger
+from cartrescue.unsubscribe import make_token
+from cartrescue.webhook import make_app
+from conftest import NOW, Shop, cart
+
+SECRET = "test-secret"  # conftest's shop.unsubscribe_secret
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def webhook(shop: Shop) -> Iterator[str]:
+    """The unsubscribe app on a real wsgiref server, 127.0.0.1 and an OS-chosen port."""
+    shop.write()
+    app = make_app(shop.config_path)
+    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        app.ledger.close()  # type: ignore[attr-defined]
+
+
+def http(url: str, data: bytes | None = None, content_type: str = "application/x-www-form-urlencoded",
+         method: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8")
+
+
+def suppressed(shop: Shop, address: str) -> dict | None:
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        return ledger.suppression(email_hash(address))
+    finally:
+        ledger.close()
+
+
+def local(url: str, base: str) -> str:
+    """The shop's unsubscribe URL, pointed at the local server (same path and query)."""
+    parts = urlsplit(url)
+    return f"{base}{parts.path}?{parts.query}"
+
+
+@pytest.mark.smtp
+def test_one_click_from_a_real_message_stops_every_stream_of_the_address(shop: Shop) -> None:
+    shop.add(cart("a1", email="ann@example.com", idle=timedelta(hours=2)),
+             cart("b1", email="bob@example.com", idle=timedelta(hours=2)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        assert shop.cli("run", "--send").exit_code == 0
+        received = {m.rcpt_tos[0]: m.parsed() for m in server.wait_for(2)}
+        header = received["ann@example.com"]["List-Unsubscribe"]
+        url = re.search(r"<(https://[^>]+)>", header).group(1)
+
+        with webhook(shop) as base:
+            status, page = http(local(url, base), b"List-Unsubscribe=One-Click")  # what mail clients POST
+            assert status == 200 and "ann@example.com" in page
+            assert http(local(url, base), b"List-Unsubscribe=One-Click")[0] == 200  # again: harmless
+
+        record = suppressed(shop, "ann@example.com")
+        assert record is not None and record["reason"] == "unsubscribed" and record["source"] == "webhook (token)"
+        assert suppressed(shop, "bob@example.com") is None
+
+        # A day later: ann's step 2 and her new cart are skipped, bob gets his step 2.
+        shop.add(cart("a2", email="ann@example.com", idle=timedelta(hours=2), now=NOW + timedelta(days=1)))
+        later = shop.cli("run", "--send", "--json", now=NOW + timedelta(days=1, hours=1))
+        assert later.exit_code == 0, later.output
+        server.wait_for(3)
+        decisions = {row["cart_id"]: row for row in later.json["decisions"]}
+    assert decisions["a1"]["reason"] == decisions["a2"]["reason"] == "suppressed"
+    assert decisions["b1"]["delivery"] == "sent" and decisions["b1"]["step"] == 2
+    assert server.recipients()["ann@example.com"] == 1
+
+
+def test_get_shows_a_confirmation_and_changes_nothing(shop: Shop) -> None:
+    token = make_token("ann@example.com", SECRET)
+    with webhook(shop) as base:
+        status, page = http(f"{base}/unsubscribe?token={token}")
+        assert status == 200
+        assert 'method="post"' in page and "ann@example.com" in page and token in page
+        assert suppressed(shop, "ann@example.com") is None
+        # the page's button posts the token as a form field
+        status, page = http(f"{base}/unsubscribe", f"token={token}".encode())
+        assert status == 200 and "unsubscribed" in page
+    assert suppressed(shop, "ann@example.com") is not None
+
+
+@pytest.mark.parametrize("forge", [
+    lambda token: make_token("ann@example.com", "another-secret"),  # signed with the wrong key
+    lambda token: make_token("eve@example.com", SECRET).split(".")[0] + "." + token.split(".")[1],  # address swapped
+    lambda token: token[:-2] + ("AA" if token[-2:] != "AA" else "BB"),  # signature altered
+    lambda token: "not-a-token",
+    lambda token: "ann@example.com",  # an address is not a token
+])
+def test_forged_or_altered_tokens_are_refused(shop: Shop, forge) -> None:
+    forged = forge(make_token("ann@example.com", SECRET))
+    with webhook(shop) as base:
+        post = http(f"{base}/unsubscribe?token={forged}", b"List-Unsubscribe=One-Click")
+        get = http(f"{base}/unsubscribe?token={forged}")
+    assert post[0] == 400 and get[0] == 400
+    assert suppressed(shop, "ann@example.com") is None and suppressed(shop, "eve@example.com") is None
+
+
+def test_token_in_the_path(shop: Shop) -> None:
+    shop.configure(shop={"unsubscribe_url": "https://shop.example.com/u/{token}"})
+    token = make_token("ann@example.com", SECRET)
+    with webhook(shop) as base:
+        assert http(f"{base}/u/{token}")[0] == 200
+        assert suppressed(shop, "ann@example.com") is None
+        assert http(f"{base}/u/{token}", b"List-Unsubscribe=One-Click")[0] == 200
+    assert suppressed(shop, "ann@example.com") is not None
+
+
+def test_webhook_refuses_other_methods(shop: Shop) -> None:
+    with webhook(shop) as base:
+        status, _page = http(f"{base}/unsubscribe?token=x", b"", method="DELETE")
+    assert status == 405
+
+
+def test_cli_unsubscribe_takes_a_token_a_url_a_mailto_subject_or_an_address(shop: Shop) -> None:
+    token = make_token("Ann@Example.com", SECRET)
+    by_token = shop.cli("unsubscribe", token, "--json", now=None)
+    assert by_token.exit_code == 0, by_token.output
+    assert by_token.json == {"email": "ann@example.com", "added": True}
+    again = shop.cli("unsubscribe", f"https://shop.example.com/unsubscribe?token={token}", "--json", now=None)
+    assert again.json == {"email": "ann@example.com", "added": False}
+    subject = shop.cli("unsubscribe", f"unsubscribe {make_token('bob@example.com', SECRET)}", now=None)
+    assert subject.exit_code == 0 and "bob@example.com: unsubscribed" in subject.stderr
+    address = shop.cli("unsubscribe", "Carl@Example.com ", "--json", now=None)
+    assert address.json == {"email": "carl@example.com", "added": True}
+    for who in ("ann@example.com", "bob@example.com", "carl@example.com"):
+        assert suppressed(shop, who)["reason"] == "unsubscribed"
+
+
+def test_cli_unsubscribe_refuses_a_forged_token(shop: Shop) -> None:
+    forged = make_token("ann@example.com", "not-the-shops-secret")
+    result = shop.cli("unsubscribe", forged, now=None)
+    assert result.exit_code == 2
+    assert "refused" in result.stderr and "signature" in result.stderr
+    assert suppressed(shop, "ann@example.com") is None
+
+
+def test_suppress_import_list_and_remove(shop: Shop, tmp_path: Path) -> None:
+    export = tmp_path / "unsubscribed.csv"
+    export.write_text("Email Address,First Name,Unsub Time\nann@example.com,Ann,2026-01-01\n"
+                      "BOB@example.com ,Bob,2026-01-02\nnot-an-address,X,2026-01-03\n", encoding="utf-8")
+    plain = tmp_path / "bounces.txt"
+    plain.write_text("# hard bounces\ncarl@example.com\n\nann@example.com\n", encoding="utf-8")
+
+    first = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert first.exit_code == 1  # one invalid entry
+    assert first.json["added"] == 2 and first.json["already"] == 0
+    assert first.json["invalid"] == [{"where": "unsubscribed.csv:4", "value": "not-an-address"}]
+    second = shop.cli("suppress", "import", str(plain), "--reason", "bounce list", "--json", now=None)
+    assert second.exit_code == 0, second.output
+    assert second.json["added"] == 1 and second.json["already"] == 1
+
+    listed = shop.cli("suppress", "list", "--json", now=None)
+    assert listed.exit_code == 0
+    rows = listed.json["suppressions"]
+    assert len(rows) == 3 and {row["reason"] for row in rows} == {"imported", "bounce list"}
+    assert email_hash("bob@example.com") in {row["email_hash"] for row in rows}
+    assert shop.cli("suppress", "list", "--email", "Bob@example.com", now=None).exit_code == 0
+    assert shop.cli("suppress", "list", "--email", "dora@example.com", now=None).exit_code == 1
+
+    removed = shop.cli("suppress", "remove", "bob@example.com", "--json", now=None)
+    assert removed.exit_code == 0 and removed.json == {"email": "bob@example.com", "removed": True}
+    assert shop.cli("suppress", "remove", "bob@example.com", now=None).exit_code == 1
+    assert suppressed(shop, "bob@example.com") is None and suppressed(shop, "ann@example.com") is not None
+
+
+def test_a_suppressed_address_is_skipped_with_its_reason(shop: Shop) -> None:
+    shop.add(cart("a1", email="ann@example.com"), cart("b1", email="bob@example.com"))
+    assert shop.cli("unsubscribe", "ann@example.com", now=None).exit_code == 0
+    decisions = shop.decisions()
+    assert decisions["a1"]["action"] == "skip" and decisions["a1"]["reason"] == "suppressed"
+    assert decisions["b1"]["action"] == "send"
+
+
+def test_webhook_needs_the_secret(shop: Shop) -> None:
+    shop.configure(shop={"unsubscribe_secret": ""})
+    shop.write()
+    from cartrescue.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unsubscribe_secret"):
+        make_app(load_config(shop.config_path))
+
+
+def test_the_documented_wsgi_snippet_works(shop: Shop) -> None:
+    """docs/sending.md's gunicorn snippet, run as written (with this shop's config path)."""
+    from conftest import REPO
+
+    text = (REPO / "docs" / "sending.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(.*?)```", text, re.DOTALL).group(1)
+    shop.write()
+    namespace: dict = {}
+    exec(snippet.replace("/srv/shop/cartrescue.yaml", str(shop.config_path)), namespace)  # noqa: S102
+    application = namespace["application"]
+    from io import BytesIO
+    from wsgiref.util import setup_testing_defaults
+
+    token = make_token("dora@example.com", SECRET)
+    body = b"List-Unsubscribe=One-Click"
+    environ: dict = {"REQUEST_METHOD": "POST", "QUERY_STRING": f"token={token}", "PATH_INFO": "/unsubscribe",
+                     "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": str(len(body)),
+                     "wsgi.input": BytesIO(body)}
+    setup_testing_defaults(environ)
+    statuses: list[str] = []
+    page = b"".join(application(environ, lambda status, headers: statuses.append(status)))
+    application.ledger.close()
+    assert statuses == ["200 OK"] and b"dora@example.com" in page
+    assert suppressed(shop, "dora@example.com") is not None
