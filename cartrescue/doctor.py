@@ -126,14 +126,17 @@ def _source(config: Any, now: datetime) -> Check:
                 seen += 1
                 if seen >= 1000:
                     break
+            advice = source.check()
     except CartrescueError as exc:
         return Check("source", FAIL, str(exc), int(exc.exit_code))
     except Exception as exc:  # noqa: BLE001 - a doctor reports, whatever broke
         return Check("source", FAIL, f"{type(exc).__name__}: {exc}", int(ExitCode.SOURCE))
     detail = f"{config.source.type}: {'1000+' if seen >= 1000 else seen} carts in the last {_ago(config.eligibility.max_age)}"
+    if advice:
+        detail += "; " + "; ".join(advice)
     if problems:
         return Check("source", WARN, f"{detail}; {len(problems)} unreadable rows, first: {problems[0]}")
-    return Check("source", OK, detail)
+    return Check("source", WARN if advice else OK, detail)
 
 
 def _smtp(config: Any) -> Check:

@@ -288,3 +288,15 @@ def test_missing_table_is_one_clear_source_error(shop):
     message = str(caught.value)
     assert message.startswith("magento2 source: table nope_quote not found")
     assert "\n" not in message and caught.value.__cause__ is None
+
+
+def test_the_doctor_command_warns_about_the_missing_index(shop, tmp_path):
+    from conftest import cli
+
+    config = tmp_path / "cartrescue.yaml"
+    config.write_text(f"source: {{type: magento2, url: '{shop.url}'}}\n"
+                      f"ledger: {{url: 'sqlite:///{tmp_path / 'ledger.db'}'}}\n", encoding="utf-8")
+    result = cli("doctor", "--no-smtp", "--json", "--config", str(config))
+    found = {check["name"]: check for check in result.json["checks"]}
+    assert found["source"]["status"] == "warn"
+    assert "no index on quote(is_active, updated_at)" in found["source"]["detail"]

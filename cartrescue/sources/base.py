@@ -86,6 +86,10 @@ class CartSource(ABC):
         Called once per chunk of carts, so a database source can answer with one query.
         """
 
+    def check(self) -> list[str]:
+        """Advice for ``doctor`` (a missing recommended index, ...); empty when all is well."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or files."""
 
