@@ -134,7 +134,10 @@ def run_job(
         planner = Planner(config, now, ledger)
         composer = Composer(config, Renderer(config), now, secret)
         channels = _channels(config, request, stack, ledger) if delivering else {}
-        executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress)
+        progress = on_progress
+        if run_id is not None:
+            progress = _with_heartbeat(ledger, run_id, on_progress)
+        executor = Executor(composer, channels, ledger if delivering else None, run_id, progress)
         decisions = planner.decide(source)
         status = "failed"
         try:
@@ -155,3 +158,23 @@ def run_job(
                           "problems": counts.problems}
                 ledger.finish_run(run_id, status, totals)
     return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released)
+
+
+HEARTBEAT_EVERY = 60.0  # seconds; far below ledger.lock_timeout, so a live run is never "stale"
+
+
+def _with_heartbeat(ledger: Ledger, run_id: int, on_progress: Callable[[int], None] | None) -> Callable[[int], None]:
+    """Progress callback that also refreshes the lock's heartbeat now and then (long runs)."""
+    import time
+
+    last = time.monotonic()
+
+    def progress(count: int) -> None:
+        nonlocal last
+        if on_progress is not None:
+            on_progress(count)
+        if time.monotonic() - last >= HEARTBEAT_EVERY:
+            ledger.heartbeat(run_id)
+            last = time.monotonic()
+
+    return progress

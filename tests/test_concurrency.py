@@ -67,3 +67,38 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(shop: Shop) -> None:
     result = shop.cli("run", "--outbox", str(shop.folder / "out"))
     assert result.exit_code == 0, result.output
     assert [m["status"] for m in ledger.messages()] == ["sent"]
+
+
+def test_a_lock_whose_heartbeat_stopped_on_another_host_is_taken_over(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from cartrescue.ledger import RunLock
+
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=3)  # lock_timeout is 2 h
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(RunLock.__table__).values(  # type: ignore[attr-defined]
+            name="run", run_id=998, host="other-host", pid=1, acquired_at=long_ago, heartbeat_at=long_ago))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+
+
+def test_a_live_lock_on_another_host_with_a_fresh_heartbeat_is_respected(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from cartrescue.ledger import RunLock
+
+    started = datetime.now(timezone.utc) - timedelta(hours=3)
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(RunLock.__table__).values(  # type: ignore[attr-defined]
+            name="run", run_id=997, host="other-host", pid=1, acquired_at=started, heartbeat_at=started))
+    ledger.heartbeat(997)  # a long run that is still alive
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 4
