@@ -11,6 +11,7 @@ temporary folder, runs the real CLI in a subprocess and reads its peak RSS from 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -59,8 +60,30 @@ def measure(folder: Path) -> tuple[float, int, str]:
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         raise SystemExit(f"run failed: {process.stderr.read().decode() if process.stderr else ''}")
-    tail = (folder / "out.json").read_text(encoding="utf-8")[-400:]
-    return elapsed, usage.ru_maxrss, tail[tail.find('"counts"'):][:160]
+    return elapsed, usage.ru_maxrss, counts_line(folder / "out.json")
+
+
+def counts_line(path: Path) -> str:
+    """``carts 100000: send 26911, skip 31514, ...`` from the ``counts`` trailer of a ``--json`` file.
+
+    Only the end of the file is read (it is hundreds of MB at a million carts); the trailer
+    follows the decisions array, whose closing ``\n]`` cannot occur inside a JSON string.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        tail = b""
+        for span in (4096, 65536, 1 << 20, size):
+            handle.seek(max(0, size - span))
+            tail = handle.read()
+            if b'\n], "counts": ' in tail:
+                break
+    text = tail.decode("utf-8", errors="replace")
+    at = text.rfind('\n], "counts": ')
+    if at < 0:
+        return "no counts in the output"
+    counts, _end = json.JSONDecoder().raw_decode(text, at + len('\n], "counts": '))
+    actions = ", ".join(f"{name} {counts[name]}" for name in ("send", "skip", "defer", "holdout") if name in counts)
+    return f"carts {counts.get('carts')}: {actions}; problems {counts.get('problems')}"
 
 
 def main() -> None:

@@ -77,7 +77,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     from rich.console import Console
 
     from cartrescue.job import RunRequest, run_job
-    from cartrescue.output import DecisionTable, JsonStream, progress, result_dict
+    from cartrescue.output import DecisionTable, JsonStream, progress, result_json
 
     config = _load(config_path)
     console = Console()
@@ -93,7 +93,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
     def on_result(result: Any) -> None:
         if stream is not None:
-            stream.add(result_dict(result))
+            stream.add_json(result_json(result))
         elif table is not None:
             table.add(result)
 

@@ -75,7 +75,7 @@ class Gates:
             and (config.consent == "required" or (config.consent == "soft-opt-in" and facts.previous_orders < 1))
         ):
             return Verdict(Action.SKIP, Reason.NO_CONSENT, detail=f"consent={consent}, policy {config.consent}")
-        if email and email_hash(email) in suppressed:
+        if email and suppressed and email_hash(email) in suppressed:  # no hashing when none is
             return Verdict(Action.SKIP, Reason.SUPPRESSED)
         if facts.ordered is not None:
             return Verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")

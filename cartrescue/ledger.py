@@ -13,15 +13,17 @@ All times are stored and returned as aware UTC (SQLModel's UTCDateTime columns).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint, delete, event, func, insert, select, update
+from sqlalchemy import Index, UniqueConstraint, bindparam, column, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
@@ -196,6 +198,7 @@ class Ledger:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._json_each: bool | None = None  # see _json_lists
         try:
             if url.startswith("sqlite"):
                 self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
@@ -324,28 +327,34 @@ class Ledger:
     def history(self, cart_keys: Sequence[str], emails: Sequence[str], email_hashes: Sequence[str]) -> History:
         """Steps claimed per cart, the last message per address, and suppressed hashes."""
         result = History()
-        message = Message.__table__  # type: ignore[attr-defined]
-        suppression = Suppression.__table__  # type: ignore[attr-defined]
+        as_json = self._json_lists()
+        steps, last, suppressed = _history_statements(as_json)
+
+        def values(items: list[str]) -> Any:
+            return json.dumps(items) if as_json else items
+
         with self.engine.connect() as conn:
             for chunk in _chunks(list(cart_keys), 500):
-                rows = conn.execute(
-                    select(message.c.cart_key, message.c.step, message.c.channel, message.c.status,
-                           message.c.claimed_at).where(message.c.cart_key.in_(chunk))
-                )
-                for key, step, channel, status, claimed in rows:
+                for key, step, channel, status, claimed in conn.execute(steps, {"keys": values(chunk)}):
                     result.by_cart.setdefault(key, []).append(SentStep(step, channel, status, _aware(claimed)))  # type: ignore[arg-type]
             for chunk in _chunks(sorted(set(emails)), 500):
-                rows = conn.execute(
-                    select(message.c.email, func.max(message.c.claimed_at))
-                    .where(message.c.email.in_(chunk), message.c.status.in_(("claimed", "sent")))
-                    .group_by(message.c.email)
-                )
-                for email, last in rows:
-                    result.last_by_email[email] = _aware(last)  # type: ignore[assignment]
+                for email, at in conn.execute(last, {"emails": values(chunk)}):
+                    result.last_by_email[email] = _aware(at)  # type: ignore[assignment]
             for chunk in _chunks(sorted(set(email_hashes)), 500):
-                rows = conn.execute(select(suppression.c.email_hash).where(suppression.c.email_hash.in_(chunk)))
-                result.suppressed.update(row[0] for row in rows)
+                result.suppressed.update(row[0] for row in conn.execute(suppressed, {"hashes": values(chunk)}))
         return result
+
+    def _json_lists(self) -> bool:
+        """Can this database read a list from one JSON parameter (SQLite's ``json_each``)?"""
+        if self._json_each is None:
+            self._json_each = False
+            if self.engine.dialect.name == "sqlite":
+                try:
+                    with self.engine.connect() as conn:
+                        self._json_each = conn.exec_driver_sql("SELECT count(*) FROM json_each('[1]')").scalar() == 1
+                except SQLAlchemyError:
+                    pass
+        return self._json_each
 
     # -- claims and outcomes -----------------------------------------------------------------
 
@@ -495,7 +504,9 @@ class Ledger:
             return
         table = CartDecision.__table__  # type: ignore[attr-defined]
         at = _naive(now)
-        rows = [dict(d, decided_at=at, run_id=run_id) for d in decisions]
+        # A cart key twice in one batch (an id repeated further down a CSV): the later one wins.
+        latest = {d["cart_key"]: d for d in decisions}
+        rows = [dict(d, decided_at=at, run_id=run_id) for d in latest.values()]
         with self.engine.begin() as conn:
             for chunk in _chunks([row["cart_key"] for row in rows], 500):
                 conn.execute(delete(table).where(table.c.cart_key.in_(chunk)))
@@ -553,6 +564,32 @@ class Ledger:
         table = Suppression.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
             return bool(conn.execute(delete(table).where(table.c.email_hash == email_hash)).rowcount)
+
+
+@lru_cache(maxsize=2)
+def _history_statements(as_json: bool) -> tuple[Any, Any, Any]:
+    """The three queries of :meth:`Ledger.history`, built once per process.
+
+    Planning asks once per chunk of 500 carts. An ``in_(list)`` built and compiled 500 bind
+    parameters on every call; an expanding parameter is compiled once but still renders 500
+    markers per call. On SQLite the list travels as one JSON parameter read by ``json_each``
+    (about a third of the time); other databases use the expanding parameter.
+    """
+    message = Message.__table__  # type: ignore[attr-defined]
+    suppression = Suppression.__table__  # type: ignore[attr-defined]
+
+    def one_of(name: str) -> Any:
+        if as_json:
+            return select(column("value")).select_from(func.json_each(bindparam(name)))
+        return bindparam(name, expanding=True)
+
+    steps = select(message.c.cart_key, message.c.step, message.c.channel, message.c.status,
+                   message.c.claimed_at).where(message.c.cart_key.in_(one_of("keys")))
+    last = (select(message.c.email, func.max(message.c.claimed_at))
+            .where(message.c.email.in_(one_of("emails")), message.c.status.in_(("claimed", "sent")))
+            .group_by(message.c.email))
+    suppressed = select(suppression.c.email_hash).where(suppression.c.email_hash.in_(one_of("hashes")))
+    return steps, last, suppressed
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -1,7 +1,9 @@
 """Which cart is each address's newest? (One address, one reminder stream.)
 
-Owns the first pass over a source's activity. The index lives in a scratch SQLite file, not in
-a dict, so that a million carts cost the same memory as a thousand; it is deleted on close.
+Owns the first pass over a source's activity, and the addresses this run has messaged already
+(one message per address per day, also within a run). Both live in a scratch SQLite file, not
+in a dict or a set, so that a million carts cost the same memory as a thousand; it is deleted
+on close.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class NewestCarts:
         self._db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000;"
             "CREATE TABLE newest(email TEXT PRIMARY KEY, ts REAL NOT NULL, cart_key TEXT NOT NULL) WITHOUT ROWID;"
+            "CREATE TABLE messaged(email TEXT PRIMARY KEY) WITHOUT ROWID;"
         )
 
     def add(self, activity: Iterable[Activity], batch: int = 5000) -> int:
@@ -55,6 +58,19 @@ class NewestCarts:
             marks = ",".join("?" * len(chunk))
             found.update(self._db.execute(f"SELECT email, cart_key FROM newest WHERE email IN ({marks})", chunk))
         return found
+
+    def messaged(self, emails: Sequence[str]) -> set[str]:
+        """Which of ``emails`` this run has marked as messaged."""
+        found: set[str] = set()
+        unique = list(set(emails))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(row[0] for row in self._db.execute(f"SELECT email FROM messaged WHERE email IN ({marks})", chunk))
+        return found
+
+    def mark_messaged(self, emails: Iterable[str]) -> None:
+        self._db.executemany("INSERT OR IGNORE INTO messaged(email) VALUES (?)", ((email,) for email in emails))
 
     def close(self) -> None:
         self._db.close()

@@ -40,18 +40,24 @@ class OrderBook:
                 self.by_person.setdefault(key, []).append(order)
 
     def facts(self, cart: Cart) -> OrderFacts:
-        if not self.by_cart and not self.by_person:
-            return NO_ORDERS
-        own = self.by_cart.get(cart.id, [])
+        # Most carts have no orders at all: answer those without building anything.
+        own = self.by_cart.get(cart.id)
+        email, customer_id = cart.customer.email, cart.customer.id
+        by_email = self.by_person.get("e:" + email) if email else None
+        by_customer = self.by_person.get("c:" + customer_id) if customer_id else None
+        if not by_email and not by_customer:
+            return OrderFacts(ordered=own[0]) if own else NO_ORDERS
+        person: Iterable[Order]
+        if by_email and by_customer:
+            merged = {o.id: o for o in by_email}
+            merged.update((o.id, o) for o in by_customer)
+            person = merged.values()
+        else:
+            person = by_email or by_customer  # type: ignore[assignment]
         ordered = own[0] if own else None
-        person: dict[str, Order] = {}
-        if cart.customer.email:
-            person.update((o.id, o) for o in self.by_person.get("e:" + cart.customer.email, ()))
-        if cart.customer.id:
-            person.update((o.id, o) for o in self.by_person.get("c:" + cart.customer.id, ()))
         previous = 0
         pending = None
-        for order in person.values():
+        for order in person:
             if order.cart_id == cart.id:
                 continue
             if order.created_at >= cart.updated_at:
@@ -60,4 +66,6 @@ class OrderBook:
                 previous += 1
                 if order.delivered is False and pending is None:
                     pending = order
+        if ordered is None and not previous and pending is None:
+            return NO_ORDERS
         return OrderFacts(ordered=ordered, previous_orders=previous, pending=pending)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from json.encoder import encode_basestring as _string  # the C encoder of json.dumps(ensure_ascii=False)
 from typing import IO, Any
 
 from cartrescue.pipeline import Result
@@ -48,6 +49,55 @@ def result_dict(result: Result) -> dict[str, Any]:
     return row
 
 
+def _float(value: float) -> str:
+    """A score as ``json.dumps`` writes it (``NaN`` and ``Infinity`` included)."""
+    if type(value) is not float:
+        return json.dumps(value)
+    if value != value:
+        return "NaN"
+    if value == _INFINITY:
+        return "Infinity"
+    if value == -_INFINITY:
+        return "-Infinity"
+    return float.__repr__(value)
+
+
+_INFINITY = float("inf")
+
+
+def result_json(result: Result) -> str:
+    """``json.dumps(result_dict(result), ensure_ascii=False)``, several times faster.
+
+    The row's shape is fixed, so it is written with one f-string and the C string encoder that
+    ``json.dumps`` itself uses, instead of building a dict and walking it; a run writes one per
+    cart. :func:`result_dict` stays the definition: the tests hold the two to the same bytes.
+    """
+    decision = result.decision
+    cart = decision.cart
+    email, step, score = cart.customer.email, decision.step, decision.score
+    tier, channel, template, variant = decision.tier, decision.channel, decision.template, decision.variant
+    updated, not_before, delivery = cart.updated_at, decision.not_before, result.delivery
+    text = (
+        f'{{"cart_id": {_string(cart.id)}, "cart_key": {_string(cart.key)}, '
+        f'"email": {"null" if email is None else _string(email)}, '
+        f'"action": {_string(decision.action.value)}, "reason": {_string(decision.reason.value)}, '
+        f'"detail": {_string(decision.detail or result.detail)}, '
+        f'"step": {"null" if step is None else int.__repr__(step)}, '
+        f'"score": {"null" if score is None else _float(score)}, '
+        f'"tier": {"null" if tier is None else _string(tier)}, '
+        f'"channel": {"null" if channel is None else _string(channel)}, '
+        f'"template": {"null" if template is None else _string(template)}, '
+        f'"variant": {"null" if variant is None else _string(variant)}, '
+        f'"total": {_string(str(cart.total))}, "currency": {_string(cart.currency)}, '
+        f'"last_activity": {"null" if updated is None else _string(_iso(updated))}, '  # type: ignore[arg-type]
+        f'"not_before": {"null" if not_before is None else _string(_iso(not_before))}, '  # type: ignore[arg-type]
+        f'"delivery": {_string(delivery) if delivery else "null"}'
+    )
+    if result.message is not None:
+        return f'{text}, "subject": {_string(result.message.subject)}}}'
+    return text + "}"
+
+
 class JsonStream:
     """``{"mode": ..., "now": ..., "decisions": [...], "counts": {...}}`` written as it goes."""
 
@@ -58,7 +108,11 @@ class JsonStream:
         out.write(head + (', ' if header else '') + '"decisions": [')
 
     def add(self, row: dict[str, Any]) -> None:
-        self.out.write(("\n  " if self.first else ",\n  ") + json.dumps(row, ensure_ascii=False, default=str))
+        self.add_json(json.dumps(row, ensure_ascii=False, default=str))
+
+    def add_json(self, text: str) -> None:
+        """Add a row already encoded (see :func:`result_json`)."""
+        self.out.write(("\n  " if self.first else ",\n  ") + text)
         self.first = False
 
     def close(self, trailer: dict[str, Any]) -> None:

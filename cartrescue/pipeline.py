@@ -99,25 +99,29 @@ class Planner:
         with NewestCarts() as newest:
             newest.add(a for a in source.activity(everything) if a.updated_at <= now)
             budgets = {t.name: _Budget(t.budget) for t in self.config.priority.tiers if t.budget is not None}
-            messaged: set[str] = set()
             window = Window(now - eligibility.max_age, now - eligibility.cutoff)
             for chunk in chunked(source.carts(window), PLAN_CHUNK):
-                yield from self._decide_chunk(source, chunk, newest, budgets, messaged)
+                yield from self._decide_chunk(source, chunk, newest, budgets)
             for budget in budgets.values():
                 yield from budget.drain()
 
     def _history(self, chunk: Sequence[Cart], emails: list[str]) -> History:
         if self.ledger is None:
             return History()
-        return self.ledger.history([c.key for c in chunk], emails, [email_hash(e) for e in emails])
+        unique = list(dict.fromkeys(emails))
+        return self.ledger.history([c.key for c in chunk], unique, [email_hash(e) for e in unique])
 
     def _decide_chunk(
-        self, source: CartSource, chunk: list[Cart], newest: NewestCarts, budgets: dict[str, _Budget], messaged: set[str]
+        self, source: CartSource, chunk: list[Cart], newest: NewestCarts, budgets: dict[str, _Budget]
     ) -> Iterator[Decision]:
         orders = OrderBook(source.orders_for(chunk))
         emails = [c.customer.email for c in chunk if c.customer.email]
         history = self._history(chunk, emails)
         newest_by_email = newest.lookup(emails)
+        # Addresses messaged earlier in this run: kept in the scratch file, not in a set that
+        # would grow with every send of a million-cart run; this chunk's share is read here.
+        messaged = newest.messaged(emails)
+        added: list[str] = []
         for cart in chunk:
             decision = self._decide(cart, orders, history, newest_by_email, messaged)
             if decision.action is Action.SEND and decision.tier in budgets:
@@ -127,48 +131,57 @@ class Planner:
                 continue
             if decision.action is Action.SEND and cart.customer.email:
                 messaged.add(cart.customer.email)
+                added.append(cart.customer.email)
             yield decision
+        newest.mark_messaged(added)
 
     def _decide(
         self, cart: Cart, orders: OrderBook, history: History, newest: dict[str, str], messaged: set[str]
     ) -> Decision:
+        # The Decision is built once, at the end: frozen dataclasses are costly to copy, and a
+        # run makes one per cart.
         now = self.now
         facts = orders.facts(cart)
         score = self.prioritizer.score(cart, facts.previous_orders)
         tier: Tier = self.prioritizer.tier(score.value)
-        base = Decision(
-            cart=cart, action=Action.SKIP, reason=Reason.DUE, score=score.value, tier=tier.name, channel=tier.channel,
-            facts=CartFacts(facts.previous_orders, score.margin, "overstock" in score.rules),
-        )
+        cart_facts = CartFacts(facts.previous_orders, score.margin, "overstock" in score.rules)
         email = cart.customer.email
+        step: int | None = None
+        template: str | None = None
         verdict: Verdict | None = self.gates.check(
             cart, facts, now=now, suppressed=history.suppressed,
             newest_cart=newest.get(email) if email else None, wants_phone=tier.channel == "call-list",
         )
-        if verdict is not None:
-            return _apply(base, verdict)
-        sequence = self.config.sequences[tier.sequence]
-        due = next_step(cart, sequence, history.by_cart.get(cart.key, []), now)
-        if isinstance(due, Verdict):
-            return _apply(base, due)
-        step = sequence.steps[due.step - 1]
-        base = replace(base, step=due.step, template=step.template)
-        if tier.channel == "email":
-            last = now if email in messaged else history.last_by_email.get(email or "")
-            gate = self.calendar.gate(now, last)
-            if gate is not None:
-                return _apply(base, gate)
-        who = subject(cart)
-        if self.experiments.held_out(who, tier.sequence):
-            return replace(base, action=Action.HOLDOUT, reason=Reason.HOLDOUT,
-                           detail=f"holdout group ({sequence.holdout:.0%} of sequence {tier.sequence})")
-        return replace(base, action=Action.SEND, reason=Reason.DUE,
-                       variant=self.experiments.variant(who, tier.sequence, due.step))
-
-
-def _apply(decision: Decision, verdict: Verdict) -> Decision:
-    return replace(decision, action=verdict.action, reason=verdict.reason, not_before=verdict.not_before,
-                   detail=verdict.detail)
+        if verdict is None:
+            sequence = self.config.sequences[tier.sequence]
+            due = next_step(cart, sequence, history.by_cart.get(cart.key, []), now)
+            if isinstance(due, Verdict):
+                verdict = due
+            else:
+                step = due.step
+                template = sequence.steps[step - 1].template
+                if tier.channel == "email":
+                    last = now if email in messaged else history.last_by_email.get(email or "")
+                    verdict = self.calendar.gate(now, last)
+                if verdict is None:
+                    who = subject(cart)
+                    if self.experiments.held_out(who, tier.sequence):
+                        return Decision(
+                            cart=cart, action=Action.HOLDOUT, reason=Reason.HOLDOUT, score=score.value,
+                            tier=tier.name, step=step, channel=tier.channel, template=template,
+                            detail=f"holdout group ({sequence.holdout:.0%} of sequence {tier.sequence})",
+                            facts=cart_facts,
+                        )
+                    return Decision(
+                        cart=cart, action=Action.SEND, reason=Reason.DUE, score=score.value, tier=tier.name,
+                        step=step, channel=tier.channel, template=template,
+                        variant=self.experiments.variant(who, tier.sequence, step), facts=cart_facts,
+                    )
+        return Decision(
+            cart=cart, action=verdict.action, reason=verdict.reason, score=score.value, tier=tier.name, step=step,
+            channel=tier.channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
+            facts=cart_facts,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,16 +233,18 @@ class Composer:
         self.secret = secret
         shop = config.shop
         self.sender = Address(shop.from_email, shop.from_name or shop.name)
+        self._domain = shop.domain
+        self._tiers = {tier.name: tier for tier in config.priority.tiers}
 
     def message_id(self, decision: Decision, claim_id: int) -> str:
         digest = hashlib.blake2b(f"{decision.cart.key}|{decision.step}".encode(), digest_size=6).hexdigest()
-        return f"<cr.{claim_id}.{digest}@{self.config.shop.domain}>"
+        return f"<cr.{claim_id}.{digest}@{self._domain}>"
 
     def incentive(self, decision: Decision) -> Incentive | None:
         """The incentive of the decision's step for its tier (``None`` when there is none)."""
         if decision.step is None:
             return None
-        tier = next(t for t in self.config.priority.tiers if t.name == decision.tier)
+        tier = self._tiers[decision.tier]  # type: ignore[index]
         return self.config.sequences[tier.sequence].steps[decision.step - 1].incentive_for(decision.tier)
 
     def compose(self, decision: Decision, claim_id: int = 0, code: str | None = None) -> OutgoingMessage:
@@ -240,7 +255,7 @@ class Composer:
         if not email or decision.step is None or decision.template is None:
             raise TemplateError(f"cart {cart.id}: nothing to compose (no address or step)")
         shop = self.config.shop
-        tier = next(t for t in self.config.priority.tiers if t.name == decision.tier)
+        tier = self._tiers[decision.tier]  # type: ignore[index]
         sequence = self.config.sequences[tier.sequence]
         step = sequence.steps[decision.step - 1]
         incentive = step.incentive_for(decision.tier)

@@ -134,3 +134,40 @@ def test_the_bundled_sample_reads_without_problems() -> None:
     carts, problems = _read(REPO / "examples" / "carts.csv")
     assert problems == [] and len(carts) >= 250
     assert {c.customer.locale for c in carts} >= {"en", "sv", "hu", "ru", "af", "kk"}
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5000])
+def test_orders_keep_the_first_row_of_an_id_and_report_only_its_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    # The orders index lives in a scratch SQLite file filled in batches; whatever the batch
+    # size, it answers as the in-memory index did: first row of an id wins, duplicates are
+    # silent, problems come in file order, a cart's own order is found by cart id, email or
+    # customer id, each once.
+    import cartrescue.sources.csv as csv_source
+
+    monkeypatch.setattr(csv_source, "ORDER_BATCH", batch)
+    carts = tmp_path / "carts.csv"
+    carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n"
+                     + "c2,bo@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "order_id,email,customer_id,cart_id,total,status,created_at,delivered\n"
+        "o1,ANN@example.com ,,,10.00,completed,2026-11-01T08:00:00Z,yes\n"  # line 2: by email
+        "o2,x@example.com,,c2,bad,completed,2026-11-21T08:00:00Z,\n"  # line 3: unreadable, reported
+        "o2,bo@example.com,,c2,5.00,completed,2026-11-21T08:00:00Z,\n"  # line 4: duplicate, ignored
+        ",,,,,,,\n"  # line 5: blank
+        ",x@example.com,,,1,completed,2026-11-01T08:00:00Z,\n"  # line 6: no id, reported
+        "o3,bo@example.com,,,7,cancelled,2026-11-02T08:00:00Z,\n"  # line 7: ignored status...
+        "o3,bo@example.com,,,7,completed,2026-11-02T08:00:00Z,\n"  # line 8: ...shadows this one
+        "o4,,,c1,3.50,completed,2026-11-21T08:00:00Z,no\n"  # line 9: by cart id
+        "o1,ann@example.com,,,99,completed,2026-11-01T08:00:00Z,yes\n",  # line 10: duplicate
+        encoding="utf-8")
+    problems: list[RowProblem] = []
+    with CsvSource(carts, orders, on_problem=problems.append) as source:
+        found = list(source.carts())
+        matched = [(o.id, o.email, o.cart_id, o.total, o.delivered) for o in source.orders_for(found)]
+        scratch = source._orders._dir.name  # type: ignore[union-attr]
+    assert matched == [("o4", None, "c1", Decimal("3.50"), False), ("o1", "ann@example.com", None, Decimal("10.00"), True)]
+    assert [str(p) for p in problems] == [f"{orders}:3: order o2: total: not a number: 'bad'", f"{orders}:6: missing order_id"]
+    assert not Path(scratch).exists()  # the scratch index is deleted when the source closes

@@ -119,3 +119,19 @@ def test_an_address_messaged_today_is_deferred_to_tomorrow(shop: Shop) -> None:
     found = shop.decisions(now=later)["c1"]
     assert (found["action"], found["reason"], found["step"], found["not_before"]) == (
         "defer", "messaged_today", 2, "2026-11-20T23:00:00Z")
+
+
+@pytest.mark.parametrize("chunk", [2, 500])
+def test_a_cart_listed_twice_is_messaged_once_per_run_even_chunks_apart(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # The addresses messaged in a run live in the planner's scratch file, not in memory: they
+    # must still be seen by a later chunk of the same run.
+    import cartrescue.pipeline
+
+    monkeypatch.setattr(cartrescue.pipeline, "PLAN_CHUNK", chunk)
+    shop.add(cart("c1", email="ann@example.com"), cart("c2", email="bo@example.com"),
+             cart("c3", email="cy@example.com"), cart("c1", email="ann@example.com"))
+    rows = [(row["cart_id"], row["action"], row["reason"]) for row in shop.cli("run", "--json").json["decisions"]]
+    assert rows == [("c1", "send", "due"), ("c2", "send", "due"), ("c3", "send", "due"),
+                    ("c1", "defer", "messaged_today")]

@@ -92,3 +92,11 @@ def test_a_plain_dry_run_records_nothing(shop: Shop) -> None:
     assert result.exit_code == 0 and result.json["counts"]["send"] == 1
     assert _steps(shop) == []
     assert not (shop.folder / "out").exists()
+
+
+def test_a_cart_id_repeated_further_down_the_file_is_delivered_once(shop: Shop) -> None:
+    shop.add(cart("c1"), cart("c2", email="other@example.com"), cart("c1"))
+    folder = shop.folder / "out"
+    result = shop.cli("run", "--outbox", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name.split("-step")[0] for p in folder.glob("*.eml")) == ["csv_c1", "csv_c2"]

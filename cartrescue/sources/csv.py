@@ -2,8 +2,9 @@
 
 Owns reading carts and orders from CSV files: header mapping, delimiter detection, BOM, decimal
 commas, times with offsets, and reporting bad rows as ``file:line: reason``. It streams: carts are
-built one at a time from consecutive rows and never collected. Orders are read into a small
-in-memory index on first use (orders files are far smaller than cart files).
+built one at a time from consecutive rows and never collected. Orders are read on first use into
+a scratch index on disk (:mod:`cartrescue.sources.order_index`), so memory does not grow with the
+orders file either.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from cartrescue.contacts import is_valid_email, normalize_email
+from cartrescue.contacts import is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
 from cartrescue.sources.base import Activity, CartSource, ProblemSink, Window, ignore_problem
+from cartrescue.sources.order_index import OrderIndex, Row
 
 CART_FIELDS = (
     "cart_id", "customer_id", "email", "phone", "first_name", "last_name", "locale",
@@ -44,6 +48,8 @@ _SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_ZERO = Decimal("0")
+ORDER_BATCH = 5000  # order rows indexed per SQLite call
 
 
 class RowError(ValueError):
@@ -120,6 +126,12 @@ def normalize_locale(text: str) -> str | None:
     return f"{language.lower()}_{region.upper()}" if region else language.lower()
 
 
+@lru_cache(maxsize=256)
+def _locale(text: str) -> str | None:
+    """:func:`normalize_locale`, remembered: a shop has a handful of locales."""
+    return normalize_locale(text)
+
+
 @dataclass(frozen=True, slots=True)
 class _Columns:
     """Where each generic field sits in this file's header (``-1`` = absent)."""
@@ -185,7 +197,9 @@ class CsvSource(CartSource):
         self.delimiter = delimiter
         self.encoding = encoding
         self.name = name
-        self._orders: "_OrderIndex | None" = None
+        self._orders: OrderIndex | None = None
+        self._decimals: dict[str, Decimal] = {}
+        self._currencies: set[str] = set()
 
     # -- carts -------------------------------------------------------------------------------
 
@@ -216,9 +230,7 @@ class CsvSource(CartSource):
 
     def _first(self, rows: list[tuple[int, list[str]]], name: str) -> str:
         """The first non-blank value of a cart-level column among the cart's rows."""
-        position = self._cols.index[name]
-        if position < 0:
-            return ""
+        position = self._at[name]
         for _, row in rows:
             value = row[position]
             if value and not value.isspace():
@@ -228,7 +240,8 @@ class CsvSource(CartSource):
     def _cart_rows(self) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
         """Group consecutive rows by cart id: yields (first line, [(line, row), ...]).
 
-        Rows are padded to the header's width so that columns can be indexed directly.
+        Rows are cut or padded to the header's width, plus one blank cell where absent columns
+        point, so that every field is read by direct indexing.
         """
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
         with handle:
@@ -239,10 +252,15 @@ class CsvSource(CartSource):
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise SourceError(f"{self.carts_path}:1: cannot read the header: {exc}") from None
             self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART)
-            self._cart_fields = [(name, self._cols.index[name]) for name in CART_FIELDS if self._cols.index[name] >= 0]
-            self._line_fields = tuple(self._cols.index[name] for name in LINE_FIELDS)
             width = len(header)
-            padding = [""] * width
+            # Every row is cut or padded to the header's width plus one blank cell at ``width``,
+            # where absent columns point: each field is then one plain index, no checks.
+            at = {name: (position if position >= 0 else width) for name, position in self._cols.index.items()}
+            self._at = at
+            self._cart_positions = tuple(at[name] for name in CART_FIELDS)
+            self._cart_getter = itemgetter(*self._cart_positions)
+            self._line_getter = itemgetter(*(at[name] for name in LINE_FIELDS))
+            padding = [""] * (width + 1)
             id_at = self._id_at = self._cols.index["cart_id"]
             group: list[tuple[int, list[str]]] = []
             group_id = None
@@ -260,15 +278,19 @@ class CsvSource(CartSource):
                 except UnicodeDecodeError as exc:
                     raise SourceError(f"{self.carts_path}: not {self.encoding} text near line {start}: {exc.reason}") from None
                 line = reader.line_num
-                if len(row) < width:
+                cells = len(row)
+                if cells < width:
                     if not any(cell.strip() for cell in row):
                         continue
-                    row.extend(padding[len(row):])
+                    row.extend(padding[cells:])
                 cart_id = row[id_at].strip()
                 if not cart_id:
                     if any(cell.strip() for cell in row):
                         self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
                     continue
+                if cells >= width:
+                    del row[width:]
+                    row.append("")
                 if cart_id != group_id and group:
                     yield group[0][0], group
                     group = []
@@ -278,80 +300,88 @@ class CsvSource(CartSource):
                 yield group[0][0], group
 
     def _build_cart(self, start_line: int, rows: list[tuple[int, list[str]]]) -> Cart | None:
-        cart_level: dict[str, str] = {}
-        for name, position in self._cart_fields:
-            for _, row in rows:
-                value = row[position]
-                if value and not value.isspace():
-                    cart_level[name] = value.strip()
-                    break
+        # Cart-level fields: the first non-blank value among the cart's rows (usually the first).
+        values = [value.strip() for value in self._cart_getter(rows[0][1])]
+        if len(rows) > 1 and "" in values:
+            positions = self._cart_positions
+            for index, value in enumerate(values):
+                if not value:
+                    for _, row in rows:
+                        value = row[positions[index]].strip()
+                        if value:
+                            values[index] = value
+                            break
+        (cart_id, customer_text, email_text, phone, first_name, last_name, locale_text, consent_text, guest_text,
+         currency_text, total_text, created_text, updated_text, recovery_url, device, store_id) = values
         line = start_line
-        get = cart_level.get
         try:
             items = []
+            build_item = self._build_item
             for line, row in rows:
-                item = self._build_item(row)
+                item = build_item(row)
                 if item is not None:
                     items.append(item)
             line = start_line
-            created_text = get("created_at")
             if not created_text:
                 raise RowError("created_at: missing")
             created = parse_time(created_text, "created_at", self.shop_tz)
-            updated_text = get("updated_at")
             updated = parse_time(updated_text, "updated_at", self.shop_tz) if updated_text else created
-            currency = get("currency", "").upper()
-            if not _CURRENCY.match(currency):
-                raise RowError(f"currency: expected an ISO 4217 code like EUR, got {get('currency', '')!r}")
-            email = get("email")
-            if email is not None:
-                email = email.lower()
+            currency = currency_text.upper()
+            if currency not in self._currencies:
+                if not _CURRENCY.match(currency):
+                    raise RowError(f"currency: expected an ISO 4217 code like EUR, got {currency_text!r}")
+                self._currencies.add(currency)
+            email = None
+            if email_text:
+                email = email_text.lower()
                 if not is_valid_email(email):
-                    raise RowError(f"email: not a valid address: {get('email')!r}")
-            total_text = get("total")
-            total = parse_decimal(total_text, "total") if total_text else sum(
+                    raise RowError(f"email: not a valid address: {email_text!r}")
+            total = self._decimal(total_text, "total") if total_text else sum(
                 (item.line_total for item in items), Decimal("0"))
-            customer_id = get("customer_id")
-            guest_text = get("is_guest")
+            customer_id = customer_text or None
             guest = parse_bool(guest_text, "is_guest") if guest_text else None
-            consent_text = get("marketing_consent")
-            locale_text = get("locale")
             customer = Customer(
-                email=email,
-                id=customer_id,
-                phone=get("phone"),
-                first_name=get("first_name"),
-                last_name=get("last_name"),
-                locale=normalize_locale(locale_text) if locale_text else None,
-                is_guest=(customer_id is None) if guest is None else guest,
-                marketing_consent=parse_bool(consent_text, "marketing_consent") if consent_text else None,
+                email,
+                customer_id,
+                phone or None,
+                first_name or None,
+                last_name or None,
+                _locale(locale_text) if locale_text else None,
+                (customer_id is None) if guest is None else guest,
+                parse_bool(consent_text, "marketing_consent") if consent_text else None,
             )
         except RowError as exc:
             self.on_problem(RowProblem(f"{self.carts_path}:{line}", f"cart {rows[0][1][self._id_at].strip()}: {exc}"))
             return None
         return Cart(
-            id=cart_level["cart_id"],
-            source=self.name,
-            customer=customer,
-            currency=currency,
-            items=tuple(items),
-            total=total,
-            created_at=created,
-            updated_at=updated,
-            recovery_url=get("recovery_url"),
-            store_id=get("store_id"),
-            device=get("device"),
+            cart_id,
+            self.name,
+            customer,
+            currency,
+            tuple(items),
+            total,
+            created,
+            updated,
+            recovery_url or None,
+            store_id or None,
+            device or None,
         )
+
+    def _decimal(self, text: str, what: str) -> Decimal:
+        """:func:`parse_decimal`, remembered: prices and costs repeat across carts (Decimals are
+        immutable, so one instance can serve them all)."""
+        number = self._decimals.get(text)
+        if number is None:
+            number = parse_decimal(text, what)
+            if len(self._decimals) >= 50_000:
+                self._decimals.clear()
+            self._decimals[text] = number
+        return number
 
     def _build_item(self, row: list[str]) -> LineItem | None:
         """One line, or None for a row without any line columns (a cart with no items)."""
-        sku_at, name_at, qty_at, price_at, cost_at, stock_at, image_at, url_at = self._line_fields
-        sku = row[sku_at].strip() if sku_at >= 0 else ""
-        name = row[name_at].strip() if name_at >= 0 else ""
-        quantity_text = row[qty_at].strip() if qty_at >= 0 else ""
-        price_text = row[price_at].strip() if price_at >= 0 else ""
-        cost_text = row[cost_at].strip() if cost_at >= 0 else ""
-        stock_text = row[stock_at].strip() if stock_at >= 0 else ""
+        sku, name, quantity_text, price_text, cost_text, stock_text, image, url = [
+            value.strip() for value in self._line_getter(row)]
         if not (sku or name or quantity_text or price_text or cost_text or stock_text):
             return None
         if not sku and not name:
@@ -363,21 +393,19 @@ class CsvSource(CartSource):
             raise RowError(f"quantity: must be at least 1, got {quantity_text!r}")
         if not price_text:
             raise RowError("unit_price: missing")
-        price = parse_decimal(price_text, "unit_price")
+        price = self._decimal(price_text, "unit_price")
         if price < 0:
             raise RowError(f"unit_price: negative: {price_text!r}")
-        image = row[image_at].strip() if image_at >= 0 else ""
-        url = row[url_at].strip() if url_at >= 0 else ""
         return LineItem(
-            sku=sku or name,
-            name=name or sku,
-            quantity=quantity,
-            unit_price=price,
-            unit_cost=parse_decimal(cost_text, "unit_cost") if cost_text else None,
-            stock_on_hand=(int(stock_text) if stock_text.isdigit() else parse_int(stock_text, "stock_on_hand"))
+            sku or name,
+            name or sku,
+            quantity,
+            price,
+            self._decimal(cost_text, "unit_cost") if cost_text else None,
+            (int(stock_text) if stock_text.isdigit() else parse_int(stock_text, "stock_on_hand"))
             if stock_text else None,
-            image_url=image or None,
-            product_url=url or None,
+            image or None,
+            url or None,
         )
 
     # -- orders ------------------------------------------------------------------------------
@@ -386,79 +414,88 @@ class CsvSource(CartSource):
         if self.orders_path is None:
             return iter(())
         if self._orders is None:
-            self._orders = _OrderIndex(self._read_orders())
+            self._orders = self._index_orders()
         return self._orders.matching(carts)
 
-    def _read_orders(self) -> Iterator[Order]:
+    def close(self) -> None:
+        if self._orders is not None:
+            self._orders.close()
+            self._orders = None
+
+    def _index_orders(self) -> OrderIndex:
+        """Read the orders file into a scratch index (see :mod:`cartrescue.sources.order_index`).
+
+        The first row of an order id wins; later rows with that id are skipped without a word,
+        even unreadable ones. Problems are therefore reported once a batch is indexed, when it
+        is known whether their row was its id's first, in file order.
+        """
+        index = OrderIndex()
+        try:
+            self._read_orders(index)
+        except BaseException:
+            index.close()
+            raise
+        index.finish()
+        return index
+
+    def _read_orders(self, index: OrderIndex) -> None:
         path = self.orders_path
         assert path is not None
         handle, reader = _open_csv(path, self.encoding, self.delimiter)
-        seen: set[str] = set()
+        batch: list[Row] = []
+        pending: list[tuple[str | None, int, RowProblem]] = []  # (order id, line, problem)
+
+        def flush() -> None:
+            index.add(batch)
+            batch.clear()
+            for order_id, start, problem in pending:
+                if order_id is None or index.first_line(order_id) == start:
+                    self.on_problem(problem)
+            pending.clear()
+
         with handle:
             try:
                 header = next(reader)
             except StopIteration:
                 return
             cols = _columns(path, header, ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER)
-            get = cols.get
+            width = len(header)
+            padding = [""] * (width + 1)
+            # As for carts: rows cut or padded to the header plus one blank cell for absent columns.
+            fields = itemgetter(*(position if position >= 0 else width for position in
+                                  (cols.index[name] for name in ORDER_FIELDS)))
+            id_at = cols.index["order_id"]
             line = reader.line_num
             for row in reader:
                 start, line = line + 1, reader.line_num
-                order_id = get(row, "order_id")
-                if not order_id or order_id in seen:
-                    if not order_id and any(cell.strip() for cell in row):
-                        self.on_problem(RowProblem(f"{path}:{start}", "missing order_id"))
+                cells = len(row)
+                if cells <= id_at or not row[id_at].strip():
+                    if any(cell.strip() for cell in row):
+                        pending.append((None, start, RowProblem(f"{path}:{start}", "missing order_id")))
                     continue
-                seen.add(order_id)
+                if cells < width:
+                    row.extend(padding[cells:])
+                else:
+                    del row[width:]
+                    row.append("")
+                (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
+                 delivered_text) = [value.strip() for value in fields(row)]
                 try:
-                    email = normalize_email(get(row, "email"))
-                    total_text = get(row, "total")
-                    order = Order(
-                        id=order_id,
-                        created_at=parse_time(get(row, "created_at"), "created_at", self.shop_tz),
-                        email=email,
-                        customer_id=get(row, "customer_id") or None,
-                        cart_id=get(row, "cart_id") or None,
-                        total=parse_decimal(total_text, "total") if total_text else Decimal("0"),
-                        currency=get(row, "currency").upper() or None,
-                        status=get(row, "status").lower(),
-                        delivered=parse_bool(get(row, "delivered"), "delivered"),
-                    )
+                    email = email_text.lower() or None  # normalize_email() of a stripped value
+                    created = parse_time(created_text, "created_at", self.shop_tz)
+                    total = self._decimal(total_text, "total") if total_text else _ZERO
+                    status = status_text.lower()
+                    delivered = parse_bool(delivered_text, "delivered")
                 except RowError as exc:
-                    self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {exc}"))
+                    pending.append((order_id, start, RowProblem(f"{path}:{start}", f"order {order_id}: {exc}")))
+                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
                     continue
-                if order.status not in IGNORED_ORDER_STATUSES:
-                    yield order
-
-
-def _missing(what: str) -> NoReturn:
-    raise RowError(f"{what}: missing")
-
-
-class _OrderIndex:
-    """Orders by cart id, email and customer id, so a chunk of carts finds its orders fast."""
-
-    def __init__(self, orders: Iterator[Order]) -> None:
-        self.by_cart: dict[str, list[Order]] = {}
-        self.by_email: dict[str, list[Order]] = {}
-        self.by_customer: dict[str, list[Order]] = {}
-        for order in orders:
-            if order.cart_id:
-                self.by_cart.setdefault(order.cart_id, []).append(order)
-            if order.email:
-                self.by_email.setdefault(order.email, []).append(order)
-            if order.customer_id:
-                self.by_customer.setdefault(order.customer_id, []).append(order)
-
-    def matching(self, carts: Sequence[Cart]) -> Iterator[Order]:
-        seen: set[str] = set()
-        for cart in carts:
-            for bucket in (
-                self.by_cart.get(cart.id, ()),
-                self.by_email.get(cart.customer.email or "", ()),
-                self.by_customer.get(cart.customer.id or "", ()),
-            ):
-                for order in bucket:
-                    if order.id not in seen:
-                        seen.add(order.id)
-                        yield order
+                if status in IGNORED_ORDER_STATUSES:
+                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
+                else:
+                    batch.append((order_id, start, 1, created.isoformat(), email, customer_id or None, cart_id or None,
+                                  str(total), currency.upper() or None, status,
+                                  None if delivered is None else int(delivered)))
+                if len(batch) >= ORDER_BATCH:
+                    flush()
+            flush()

@@ -1,0 +1,134 @@
+"""Orders of a CSV export, indexed on disk: which orders concern this chunk of carts?
+
+Owns the scratch index behind :meth:`CsvSource.orders_for <cartrescue.sources.csv.CsvSource.orders_for>`.
+An orders export grows with the shop (some 800,000 orders next to a million carts); held in
+dicts of :class:`~cartrescue.model.Order` it cost more memory than the rest of a run together.
+So it lives in a scratch SQLite file with a small page cache, deleted on close, like
+:mod:`cartrescue.newest`: a million carts cost the same memory as a thousand.
+
+It keeps the first row of every order id (later duplicates are ignored, as before), remembers
+the line of that row so the reader can tell a first occurrence from a duplicate, and answers in
+exactly the order the former in-memory index did (see :meth:`OrderIndex.matching`). It must not
+parse CSV (the source does) nor decide anything about the orders.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from cartrescue.model import Cart, Order
+
+#: One indexed row: id, line, live (0: an ignored status or an unreadable row, kept only so that
+#: its id counts as seen), created_at (ISO 8601, UTC), email, customer id, cart id, total,
+#: currency, status, delivered (1, 0 or NULL).
+Row = tuple[str, int, int, "str | None", "str | None", "str | None", "str | None", "str | None", "str | None",
+            "str | None", "int | None"]
+
+_COLUMNS = "id, line, created_at, email, customer_id, cart_id, total, currency, status, delivered"
+_PARAMETERS = 500  # per IN list: far below SQLite's limit on variables
+
+
+class OrderIndex:
+    """Orders by cart id, email and customer id, in a scratch SQLite file."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="cartrescue-orders-")
+        self._db = sqlite3.connect(Path(self._dir.name) / "orders.db")
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000; PRAGMA temp_store=FILE;"
+            "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, created_at TEXT,"
+            " email TEXT, customer_id TEXT, cart_id TEXT, total TEXT, currency TEXT, status TEXT, delivered INTEGER)"
+            " WITHOUT ROWID;"
+        )
+        self._empty = True
+
+    def add(self, rows: Sequence[Row]) -> None:
+        """Index a batch of rows in file order; an id seen before keeps its first row."""
+        if rows:
+            self._empty = False
+            self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def first_line(self, order_id: str) -> int | None:
+        """The line of the first row with ``order_id`` (None: not seen)."""
+        found = self._db.execute("SELECT line FROM orders WHERE id = ?", (order_id,)).fetchone()
+        return None if found is None else int(found[0])
+
+    def finish(self) -> None:
+        """Build the lookup indexes once every row is in (faster than maintaining them)."""
+        self._db.executescript(
+            "CREATE INDEX orders_cart ON orders(cart_id) WHERE live = 1 AND cart_id IS NOT NULL;"
+            "CREATE INDEX orders_email ON orders(email) WHERE live = 1 AND email IS NOT NULL;"
+            "CREATE INDEX orders_customer ON orders(customer_id) WHERE live = 1 AND customer_id IS NOT NULL;"
+        )
+        self._db.commit()
+
+    def _rows(self, column: str, keys: set[str]) -> Iterator[tuple[object, ...]]:
+        values = list(keys)
+        for start in range(0, len(values), _PARAMETERS):
+            chunk = values[start:start + _PARAMETERS]
+            yield from self._db.execute(
+                f"SELECT {_COLUMNS} FROM orders WHERE live = 1 AND {column} IS NOT NULL"
+                f" AND {column} IN ({','.join('?' * len(chunk))})", chunk)
+
+    def matching(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        """The orders of ``carts`` by cart id, email or customer id, each once.
+
+        Order matters to callers (the first order of a cart's own is "the" order that converted
+        it), so this yields exactly what the former in-memory index yielded: cart by cart, that
+        cart's orders by cart id, then by email, then by customer id, each bucket in file order.
+        """
+        if self._empty:
+            return
+        cart_ids = {cart.id for cart in carts}
+        emails = {cart.customer.email for cart in carts if cart.customer.email}
+        customers = {cart.customer.id for cart in carts if cart.customer.id}
+        found: dict[str, tuple[object, ...]] = {}
+        for column, keys in (("cart_id", cart_ids), ("email", emails), ("customer_id", customers)):
+            for row in self._rows(column, keys):
+                found[row[0]] = row  # type: ignore[index]
+        by_cart: dict[str, list[Order]] = {}
+        by_email: dict[str, list[Order]] = {}
+        by_customer: dict[str, list[Order]] = {}
+        for row in sorted(found.values(), key=lambda row: row[1]):  # type: ignore[arg-type,return-value]
+            order = _order(row)
+            if order.cart_id in cart_ids:
+                by_cart.setdefault(order.cart_id, []).append(order)  # type: ignore[arg-type]
+            if order.email in emails:
+                by_email.setdefault(order.email, []).append(order)  # type: ignore[arg-type]
+            if order.customer_id in customers:
+                by_customer.setdefault(order.customer_id, []).append(order)  # type: ignore[arg-type]
+        seen: set[str] = set()
+        for cart in carts:
+            for bucket in (
+                by_cart.get(cart.id, ()),
+                by_email.get(cart.customer.email or "", ()),
+                by_customer.get(cart.customer.id or "", ()),
+            ):
+                for order in bucket:
+                    if order.id not in seen:
+                        seen.add(order.id)
+                        yield order
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+
+def _order(row: tuple[object, ...]) -> Order:
+    order_id, _line, created, email, customer_id, cart_id, total, currency, status, delivered = row
+    return Order(
+        order_id,  # type: ignore[arg-type]
+        datetime.fromisoformat(created),  # type: ignore[arg-type]
+        email,  # type: ignore[arg-type]
+        customer_id,  # type: ignore[arg-type]
+        cart_id,  # type: ignore[arg-type]
+        Decimal(total),  # type: ignore[arg-type]
+        currency,  # type: ignore[arg-type]
+        status,  # type: ignore[arg-type]
+        None if delivered is None else bool(delivered),
+    )

@@ -1,0 +1,50 @@
+"""The ``--json`` rows: the fast writer gives exactly the bytes of ``json.dumps(result_dict(...))``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from cartrescue.model import Action, Address, Cart, Customer, Decision, OutgoingMessage, Reason
+from cartrescue.output import result_dict, result_json
+from cartrescue.pipeline import Result
+
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+text = st.text(st.characters(codec="utf-8"), max_size=30)  # quotes, backslashes, controls, non-ASCII
+maybe_text = st.none() | text
+
+
+@st.composite
+def results(draw: st.DrawFn) -> Result:
+    customer = Customer(email=draw(maybe_text))
+    cart = Cart(
+        id=draw(text), source=draw(st.sampled_from(["csv", "shopify", "magento2"])), customer=customer,
+        currency=draw(st.sampled_from(["EUR", "SEK", "HUF"])), items=(),
+        total=draw(st.decimals(allow_nan=False, allow_infinity=False, places=draw(st.integers(0, 3)))),
+        created_at=NOW, updated_at=NOW - timedelta(seconds=draw(st.integers(0, 10**8)), microseconds=draw(st.integers(0, 999_999))),
+    )
+    not_before = draw(st.none() | st.datetimes(timezones=st.just(timezone.utc)))
+    decision = Decision(
+        cart=cart, action=draw(st.sampled_from(list(Action))), reason=draw(st.sampled_from(list(Reason))),
+        score=draw(st.none() | st.floats() | st.integers(-5, 500)), tier=draw(maybe_text),
+        step=draw(st.none() | st.integers(1, 9)), channel=draw(maybe_text), template=draw(maybe_text),
+        variant=draw(maybe_text), not_before=not_before, detail=draw(text),
+    )
+    message = None
+    if draw(st.booleans()):
+        message = OutgoingMessage(message_id="<m@x>", sender=Address("shop@example.com"), to=Address("a@example.com"),
+                                  subject=draw(text), text="t", html="h", date=NOW)
+    return Result(decision, delivery=draw(st.sampled_from(["", "dry-run", "sent", "render_error"])),
+                  detail=draw(text), message=message)
+
+
+@settings(max_examples=400)
+@given(results())
+@example(Result(Decision(cart=Cart("c\"1\\", "csv", Customer(None), "EUR", (), Decimal("1E+2"), NOW, NOW),
+                         action=Action.SEND, reason=Reason.DUE, score=float("nan"))))
+def test_result_json_writes_the_bytes_json_dumps_writes(result: Result) -> None:
+    assert result_json(result) == json.dumps(result_dict(result), ensure_ascii=False, default=str)

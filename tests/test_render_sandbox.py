@@ -1,0 +1,49 @@
+"""The renderer's sandbox: its fast path for ``dict.name`` answers exactly as Jinja's own sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jinja2 import StrictUndefined
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from cartrescue.render import _sandbox_class
+
+CONTEXT: dict[str, Any] = {
+    "shop": {"name": "Shop & Co", "items": "a key named like a dict method", "_private": "kept", "none": None},
+    "items": [{"name": "Mug", "image_url": None}, {"name": "Cup", "image_url": "https://x/c.jpg"}],
+    "plain": "text",
+}
+
+EXPRESSIONS = [
+    "{{ shop.name }}",
+    "{{ shop['name'] }}",
+    "{{ shop.none is none }}",
+    "{{ shop._private }}",
+    "{{ shop.items is callable }}",  # dict's own method wins over the key, as in Jinja
+    "{{ shop.get('name') }}",
+    "{{ shop.keys()|list|length }}",
+    "{{ items|selectattr('image_url', 'ne', none)|list|length }}",
+    "{% for item in items %}{{ item.name }}/{% endfor %}",
+    "{{ plain.upper() }}",
+    "{{ shop.missing }}",  # undefined: StrictUndefined raises
+    "{{ shop.__class__ }}",  # unsafe: the sandbox refuses
+    "{{ shop.update.__self__ }}",
+    "{{ plain.__class__.__mro__ }}",
+    "{{ shop.name.__class__ }}",
+]
+
+
+def _outcome(env: Any, source: str) -> tuple[str, str]:
+    try:
+        return "ok", env.from_string(source).render(CONTEXT)
+    except (SecurityError, UndefinedError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize("source", EXPRESSIONS)
+def test_the_fast_sandbox_answers_as_jinjas_sandbox(source: str) -> None:
+    options = {"undefined": StrictUndefined, "autoescape": True}
+    assert _outcome(_sandbox_class()(**options), source) == _outcome(SandboxedEnvironment(**options), source)
