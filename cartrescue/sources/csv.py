@@ -25,6 +25,7 @@ from cartrescue.contacts import is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
 from cartrescue.sources.base import Activity, CartSource, ProblemSink, Window, ignore_problem
+from cartrescue.sources.values import IGNORED_ORDER_STATUSES, RowError, normalize_locale, parse_currency
 from cartrescue.sources.order_index import OrderIndex, Row
 
 CART_FIELDS = (
@@ -40,20 +41,14 @@ ORDER_FIELDS = (
 )
 REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
 REQUIRED_ORDER = ("order_id", "created_at")
-IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided"})
 
 _TRUE = frozenset({"1", "yes", "y", "true", "t", "on", "ja", "oui"})
 _FALSE = frozenset({"0", "no", "n", "false", "f", "off", "nej", "nee", "non"})
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _ZERO = Decimal("0")
 ORDER_BATCH = 5000  # order rows indexed per SQLite call
-
-
-class RowError(ValueError):
-    """A cell that cannot be read; the message is the reason shown to the user."""
 
 
 def parse_decimal(text: str, what: str) -> Decimal:
@@ -116,14 +111,6 @@ def parse_bool(text: str, what: str) -> bool | None:
     if value in _FALSE:
         return False
     raise RowError(f"{what}: expected yes/no, got {text!r}")
-
-
-def normalize_locale(text: str) -> str | None:
-    value = text.strip().replace("-", "_")
-    if not value:
-        return None
-    language, _, region = value.partition("_")
-    return f"{language.lower()}_{region.upper()}" if region else language.lower()
 
 
 @lru_cache(maxsize=256)
@@ -328,8 +315,7 @@ class CsvSource(CartSource):
             updated = parse_time(updated_text, "updated_at", self.shop_tz) if updated_text else created
             currency = currency_text.upper()
             if currency not in self._currencies:
-                if not _CURRENCY.match(currency):
-                    raise RowError(f"currency: expected an ISO 4217 code like EUR, got {currency_text!r}")
+                currency = parse_currency(currency_text)
                 self._currencies.add(currency)
             email = None
             if email_text:

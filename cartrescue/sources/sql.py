@@ -33,6 +33,7 @@ from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
 from cartrescue.sources.base import CartSource, ProblemSink, Window, ignore_problem
+from cartrescue.sources.values import IGNORED_ORDER_STATUSES, RowError, normalize_locale, parse_currency  # noqa: F401 - re-exported for the presets
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Engine
@@ -41,10 +42,8 @@ T = TypeVar("T")
 UTC = timezone.utc
 
 #: Order statuses that do not count as an order (same list as the CSV source).
-IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided"})
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 _TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
 _FALSE = frozenset({"0", "no", "n", "false", "f", "off"})
 
@@ -330,10 +329,6 @@ def _text(sql: str, expanding: Sequence[str]) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-class RowError(ValueError):
-    """A value the adapter cannot use; the message is the reason shown to the user."""
-
-
 def as_utc(value: Any, tz: ZoneInfo | timezone, what: str) -> datetime:
     """A database time as aware UTC. Naive values are read in ``tz`` (UTC for Magento, the
     shop's timezone for site-local columns); aware values are converted."""
@@ -415,24 +410,9 @@ def as_bool(value: Any) -> bool | None:
     return None
 
 
-_KNOWN_CURRENCIES: frozenset[str] | None = None
-
-
 def as_currency(value: Any) -> str:
-    """An ISO 4217 code known to CLDR (so ``XXQ`` or a currency id is reported, not guessed)."""
-    global _KNOWN_CURRENCIES
-    code = str(value).strip().upper() if value is not None else ""
-    if not code:
-        raise RowError("currency: missing")
-    if not _CURRENCY.match(code):
-        raise RowError(f"currency: expected an ISO 4217 code like EUR, got {value!r}")
-    if _KNOWN_CURRENCIES is None:
-        from babel.numbers import list_currencies
-
-        _KNOWN_CURRENCIES = frozenset(list_currencies())
-    if code not in _KNOWN_CURRENCIES:
-        raise RowError(f"currency: unknown currency code {code!r}")
-    return code
+    """An ISO 4217 code known to CLDR (see :func:`cartrescue.sources.values.parse_currency`)."""
+    return parse_currency(value)
 
 
 def as_email(*candidates: Any) -> str | None:
@@ -447,13 +427,7 @@ def as_email(*candidates: Any) -> str | None:
 
 
 def as_locale(value: Any) -> str | None:
-    if not value:
-        return None
-    text = str(value).strip().replace("-", "_")
-    language, _, region = text.partition("_")
-    if not language.isalpha():
-        return None
-    return f"{language.lower()}_{region.upper()}" if region else language.lower()
+    return normalize_locale(value)
 
 
 def zone(name: str, key: str) -> ZoneInfo:
