@@ -8,11 +8,9 @@ on close.
 
 from __future__ import annotations
 
-import sqlite3
-import tempfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
+from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import Activity
 
 _UPSERT = (
@@ -26,13 +24,11 @@ class NewestCarts:
     """email -> key of the cart with the latest activity (ties: the larger key)."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="cartrescue-")
-        self._db = sqlite3.connect(Path(self._dir.name) / "newest.db")
-        self._db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000;"
+        self._scratch = ScratchDb("newest", (
             "CREATE TABLE newest(email TEXT PRIMARY KEY, ts REAL NOT NULL, cart_key TEXT NOT NULL) WITHOUT ROWID;"
             "CREATE TABLE messaged(email TEXT PRIMARY KEY) WITHOUT ROWID;"
-        )
+        ))
+        self._db = self._scratch.connection
 
     def add(self, activity: Iterable[Activity], batch: int = 5000) -> int:
         """Feed the first pass; returns how many carts were seen."""
@@ -73,8 +69,7 @@ class NewestCarts:
         self._db.executemany("INSERT OR IGNORE INTO messaged(email) VALUES (?)", ((email,) for email in emails))
 
     def close(self) -> None:
-        self._db.close()
-        self._dir.cleanup()
+        self._scratch.close()
 
     def __enter__(self) -> "NewestCarts":
         return self

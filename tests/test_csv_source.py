@@ -167,7 +167,7 @@ def test_orders_keep_the_first_row_of_an_id_and_report_only_its_problems(
     with CsvSource(carts, orders, on_problem=problems.append) as source:
         found = list(source.carts())
         matched = [(o.id, o.email, o.cart_id, o.total, o.delivered) for o in source.orders_for(found)]
-        scratch = source._orders._dir.name  # type: ignore[union-attr]
+        scratch = source._orders._scratch.path  # type: ignore[union-attr]
     assert matched == [("o4", None, "c1", Decimal("3.50"), False), ("o1", "ann@example.com", None, Decimal("10.00"), True)]
     assert [str(p) for p in problems] == [f"{orders}:3: order o2: total: not a number: 'bad'", f"{orders}:6: missing order_id"]
     assert not Path(scratch).exists()  # the scratch index is deleted when the source closes

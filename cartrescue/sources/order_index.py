@@ -14,13 +14,11 @@ parse CSV (the source does) nor decide anything about the orders.
 
 from __future__ import annotations
 
-import sqlite3
-import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 
+from cartrescue.scratch import ScratchDb
 from cartrescue.model import Cart, Order
 
 #: One indexed row: id, line, live (0: an ignored status or an unreadable row, kept only so that
@@ -37,14 +35,12 @@ class OrderIndex:
     """Orders by cart id, email and customer id, in a scratch SQLite file."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="cartrescue-orders-")
-        self._db = sqlite3.connect(Path(self._dir.name) / "orders.db")
-        self._db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000; PRAGMA temp_store=FILE;"
+        self._scratch = ScratchDb("orders", (
             "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, created_at TEXT,"
             " email TEXT, customer_id TEXT, cart_id TEXT, total TEXT, currency TEXT, status TEXT, delivered INTEGER)"
             " WITHOUT ROWID;"
-        )
+        ))
+        self._db = self._scratch.connection
         self._empty = True
 
     def add(self, rows: Sequence[Row]) -> None:
@@ -115,8 +111,7 @@ class OrderIndex:
                         yield order
 
     def close(self) -> None:
-        self._db.close()
-        self._dir.cleanup()
+        self._scratch.close()
 
 
 def _order(row: tuple[object, ...]) -> Order:
