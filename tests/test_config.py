@@ -89,3 +89,32 @@ def test_init_writes_a_config_and_templates_that_work(tmp_path: Path) -> None:
     assert config.source.type == "csv"
     assert (tmp_path / "shop" / "templates" / "en" / "reminder-1.html").is_file()
     assert cli("init", str(tmp_path / "shop")).exit_code == 2  # never overwrites without --force
+
+
+def test_every_config_key_appears_in_the_example_config() -> None:
+    import re
+    import typing
+
+    from pydantic import BaseModel
+
+    from cartrescue.config import Config
+
+    text = (REPO / "config.example.yaml").read_text(encoding="utf-8")
+    seen: set[type] = set()
+    missing: list[str] = []
+
+    def walk(model: type[BaseModel], path: str) -> None:
+        for name, field in model.model_fields.items():
+            if name == "base_dir":
+                continue
+            where = f"{path}.{name}" if path else name
+            if not re.search(rf"(^|[\s{{,#-]){re.escape(name)}:", text, re.M):
+                missing.append(where)
+            for outer in (field.annotation, *typing.get_args(field.annotation)):
+                for kind in (outer, *typing.get_args(outer)):
+                    if isinstance(kind, type) and issubclass(kind, BaseModel) and kind not in seen:
+                        seen.add(kind)
+                        walk(kind, where)
+
+    walk(Config, "")
+    assert missing == []
