@@ -810,7 +810,18 @@ def doctor(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    One run allocates millions of short-lived objects (rows, carts, decisions, rendered parts)
+    that reference counting frees at once, and next to no reference cycles; CPython's default
+    young-generation collection every 700 allocations then costs ~7 % of a run for nothing. The
+    process is ours alone, so the entry point freezes what exists (modules, config) out of the
+    collector and collects rarely.
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(50_000, *gc.get_threshold()[1:])
     try:
         app()
     except KeyboardInterrupt:

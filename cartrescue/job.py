@@ -7,10 +7,8 @@ nothing: results go to a callback.
 
 from __future__ import annotations
 
-import gc
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -64,40 +62,6 @@ def resolve_now(config: Config, now: datetime | None) -> datetime:
     return now.astimezone(timezone.utc)
 
 
-_gc_lock = threading.Lock()
-_gc_users = 0
-_gc_saved: tuple[int, int, int] = (0, 0, 0)
-
-
-@contextmanager
-def few_collections(threshold: int = 50_000) -> Iterator[None]:
-    """Collect cyclic garbage rarely while a run streams carts.
-
-    A run allocates millions of short-lived objects (rows, carts, decisions, rendered parts)
-    that reference counting frees at once, and next to no reference cycles. CPython's default
-    (a young-generation pass every 700 net allocations, each older pass walking every object
-    alive) then spends some 7 % of a dry-run in collections that find nothing. For the run,
-    the objects that exist already (modules, config, compiled templates) are frozen out of the
-    collector and the young threshold is raised; the last run to finish (runs may overlap in
-    threads) restores both.
-    """
-    global _gc_users, _gc_saved
-    with _gc_lock:
-        if _gc_users == 0:
-            _gc_saved = gc.get_threshold()
-            gc.freeze()
-            gc.set_threshold(threshold, _gc_saved[1], _gc_saved[2])
-        _gc_users += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0:
-                gc.set_threshold(*_gc_saved)
-                gc.unfreeze()
-
-
 def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Ledger | None = None) -> dict[str, Channel]:
     from cartrescue.channels.call_list import CallListChannel
 
@@ -147,7 +111,6 @@ def run_job(
             raise ConfigError("shop.unsubscribe_secret: empty; set it to ${CARTRESCUE_SECRET} and export a long random value")
         secret = DRY_RUN_SECRET
     with ExitStack() as stack:
-        stack.enter_context(few_collections())
         source = stack.enter_context(open_source(config, problem))
         if request.strict:
             # Read everything once before anything is delivered: a bad row stops the run clean.
