@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -188,7 +189,16 @@ class ClaimRequest:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=30000")  # first: the next pragmas may wait for a lock
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # Switching a new file to WAL needs a moment alone with it, and SQLite answers "locked" at
+    # once (no busy wait) while another process creates it: retry briefly.
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except Exception as exc:  # sqlite3.OperationalError; the driver module is not imported here
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.02)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -212,13 +222,24 @@ class Ledger:
     def _create_tables(self, models: list[type[SQLModel]]) -> None:
         """Create missing tables; two processes starting together may race, so retry."""
         tables = [model.__table__ for model in models]  # type: ignore[attr-defined]
-        for attempt in range(3):
+        if self.engine.dialect.name == "sqlite":
+            # IF NOT EXISTS makes the race harmless: check-then-create is not atomic across processes.
+            from sqlalchemy.schema import CreateIndex, CreateTable
+
+            with self.engine.begin() as conn:
+                for table in tables:
+                    conn.execute(CreateTable(table, if_not_exists=True))
+                    for index in table.indexes:
+                        conn.execute(CreateIndex(index, if_not_exists=True))
+            return
+        for attempt in range(5):
             try:
                 SQLModel.metadata.create_all(self.engine, tables=tables)
                 return
             except (OperationalError, IntegrityError, ProgrammingError):
-                if attempt == 2:
+                if attempt == 4:
                     raise
+                time.sleep(0.2 * (attempt + 1))
 
     def _safe_url(self) -> str:
         from sqlalchemy.engine import make_url
