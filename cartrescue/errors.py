@@ -40,16 +40,5 @@ class LockHeld(CartrescueError):
     exit_code = ExitCode.LOCKED
 
 
-class DeliveryError(CartrescueError):
-    """A channel failed to deliver; ``permanent`` tells whether retrying can help."""
-
-    exit_code = ExitCode.SOME_FAILED
-
-    def __init__(self, message: str, *, permanent: bool = False, reply: str | None = None) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.reply = reply
-
-
 class TemplateError(CartrescueError):
     exit_code = ExitCode.SOME_FAILED

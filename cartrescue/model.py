@@ -131,11 +131,9 @@ class Reason(StrEnum):
     NEWER_CART = "newer_cart_for_address"
     SEQUENCE_DONE = "sequence_done"
     STEP_NOT_DUE = "step_not_due"
-    UNCONFIRMED = "unconfirmed_send"
     MESSAGED_TODAY = "messaged_today"
     QUIET_HOURS = "quiet_hours"
     BUDGET = "tier_budget"
-    NO_CHANNEL = "no_channel"
     HOLDOUT = "holdout"
 
 

@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import TypeVar
 
 from cartrescue.channels.base import Channel, Envelope, Status
@@ -414,7 +413,3 @@ def _decision_row(decision: Decision) -> dict[str, object]:
         "cart_key": decision.cart.key, "email": decision.cart.customer.email, "action": decision.action.value,
         "reason": decision.reason.value, "step": decision.step, "tier": decision.tier, "score": decision.score,
     }
-
-
-def outbox_path(config: Config, value: Path | None) -> Path:
-    return config.path(value or config.outbox.path or "outbox")

@@ -13,7 +13,6 @@ from cartrescue.config import PriorityConfig, Tier
 from cartrescue.model import Cart
 
 
-_ZERO = Decimal("0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +47,6 @@ class Prioritizer:
         self._overstock_skus = frozenset(self.rules.overstock.skus)
 
     def score(self, cart: Cart, previous_orders: int) -> Score:
-        # One pass over the lines for margin and overstock: called once per cart of a run.
         rules = self.rules
         matched: list[str] = []
         value = 0.0
@@ -58,20 +56,12 @@ class Prioritizer:
         if previous_orders >= rules.returning_customer.min_orders:
             matched.append("returning_customer")
             value += rules.returning_customer.weight
-        revenue = cost = _ZERO
-        known = overstock = False
-        stock_threshold = rules.overstock.threshold
-        overstock_skus = self._overstock_skus
-        for item in cart.items:
-            if item.unit_cost is not None:
-                known = True
-                revenue += item.unit_price * item.quantity
-                cost += item.unit_cost * item.quantity
-            if not overstock and (
-                (item.stock_on_hand is not None and item.stock_on_hand >= stock_threshold) or item.sku in overstock_skus
-            ):
-                overstock = True
-        margin = (revenue - cost) / revenue if known and revenue > 0 else None  # as margin_share()
+        threshold = rules.overstock.threshold
+        overstock = any(
+            (item.stock_on_hand is not None and item.stock_on_hand >= threshold) or item.sku in self._overstock_skus
+            for item in cart.items
+        )
+        margin = margin_share(cart)
         if margin is not None and margin >= rules.high_margin.threshold:
             matched.append("high_margin")
             value += rules.high_margin.weight

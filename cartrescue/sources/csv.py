@@ -125,12 +125,6 @@ class _Columns:
 
     index: dict[str, int]
 
-    def get(self, row: list[str], name: str) -> str:
-        position = self.index.get(name, -1)
-        if position < 0 or position >= len(row):
-            return ""
-        return row[position].strip()
-
 
 def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO, "csv._reader"]:
     try:
