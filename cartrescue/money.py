@@ -39,8 +39,9 @@ Babel's rules mirrored here (checked against Babel 2.18's source):
   variants, so neither does this module: any space between number and symbol is the one the
   locale's pattern itself contains (usually a no-break space, U+00A0).
 
-Cases handed to Babel itself for that ``(locale, currency)`` (slow but exact; none of them
-occurs for the locale's ``standard`` currency pattern in Babel 2.18's CLDR data, see the tests):
+Cases handed to Babel itself for that ``(locale, currency)`` (slow but exact; new CLDR data
+brings some: Babel 2.19's Swiss locales group with an ASCII apostrophe; the tests hold every
+locale of the installed Babel to Babel's own string, fast path or not):
 
 * a pattern with ``¤¤¤`` (the currency's plural *name*, which depends on the amount), with
   significant digits (``@``), an exponent (``E``), a percent or per-mille scale, or no number

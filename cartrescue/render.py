@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +45,23 @@ def part_name(locale: str, template: str, part: str, variant: str | None = None)
 def shipped_templates() -> Path:
     """The templates that come with cartrescue: the repository's top-level ``templates/``.
 
-    A checkout (or editable install) reads them in place; a wheel carries them as the package
-    ``cartrescue.default_templates``.
+    A checkout (or editable install) reads them in place; a wheel carries them as the
+    namespace package ``cartrescue.default_templates``. That package has no ``__init__``, so
+    ``importlib.resources.files`` gives a ``MultiplexedPath`` whose ``str()`` is not a path:
+    its real folders are read from the package's search locations instead.
     """
     checkout = Path(__file__).resolve().parent.parent / "templates"
     if (checkout / "_layout.html").is_file():
         return checkout
-    return Path(str(resources.files("cartrescue.default_templates")))
+    import importlib.util
+
+    spec = importlib.util.find_spec("cartrescue.default_templates")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        folder = Path(location)
+        if (folder / "_layout.html").is_file():
+            return folder
+    raise TemplateError("the templates shipped with cartrescue are missing from this installation "
+                        "(reinstall cartrescue, or set `templates:` to a folder of your own)")
 
 
 @lru_cache(maxsize=256)

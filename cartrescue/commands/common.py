@@ -1,0 +1,97 @@
+"""What every command shares: the common options, config loading, and the one way to fail.
+
+Owns turning a :class:`~cartrescue.errors.CartrescueError` into one line on stderr (or one JSON
+document with ``--json``) and the exit code cron acts on. Heavy modules are imported inside
+functions so that ``cartrescue --help`` starts fast (benchmark B6).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
+from cartrescue.text import printable
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Config file (default: ./cartrescue.yaml).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
+NowOption = Annotated[
+    Optional[str],
+    typer.Option("--now", help="Run as at this instant (ISO 8601, e.g. 2026-11-20T10:00:00Z): replays and tests."),
+]
+
+
+def parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--now: expected an ISO 8601 time like 2026-11-20T10:00:00Z, got {value!r}") from None
+
+
+def error_json(error: BaseException) -> dict[str, Any]:
+    """The ``error`` object of every ``--json`` document that reports a failure (README, `--json`)."""
+    code = getattr(error, "exit_code", ExitCode.SOME_FAILED)
+    kind = ERROR_KINDS.get(int(code), "failed") if isinstance(error, CartrescueError) else "internal"
+    message = str(error) if isinstance(error, CartrescueError) else f"{type(error).__name__}: {error}"
+    return {"code": kind, "exit_code": int(code), "message": printable(message, keep_newlines=True)}
+
+
+ERROR_KINDS = {1: "failed", 2: "config", 3: "source", 4: "locked", 5: "stale"}
+
+
+def fail(error: CartrescueError, as_json: bool, *, quiet: bool = False) -> NoReturn:
+    """Report ``error`` as one line on stderr (and, with ``--json``, as one JSON document) and exit.
+
+    Under ``--quiet`` a held lock is not reported at all: another run doing the work is the
+    normal case of an overlapping cron line, and cron mails whatever a job prints.
+    """
+    if as_json:
+        import json
+
+        print(json.dumps({"error": error_json(error)}, ensure_ascii=False))
+    if not (quiet and isinstance(error, LockHeld)):
+        err_console().print(error_line(str(error)), soft_wrap=True)
+    raise typer.Exit(int(error.exit_code))
+
+
+def error_line(message: str, label: str = "error", style: str = "bold red") -> Any:
+    """``error: message`` as rich Text: the message is never read as markup."""
+    from rich.text import Text
+
+    line = Text(f"{label}:", style=style)
+    line.append(" " + printable(message, keep_newlines=True))
+    return line
+
+
+def err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def load(config: Path | None) -> Any:
+    from cartrescue.config import load_config
+
+    return load_config(config)
+
+
+def json_out(payload: Any) -> None:
+    import json
+
+    print(json.dumps(payload, ensure_ascii=False, default=str))
+
+
+
+
+def sub_typer(help_text: str) -> typer.Typer:
+    """A command group (``templates``, ``codes``, ``suppress``) configured like the main app."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode="markdown", add_completion=False,
+                       pretty_exceptions_enable=False)

@@ -1,0 +1,71 @@
+"""`init [DIR]`: a commented config and the default templates to start a shop from."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cartrescue.commands.common import err_console, fail
+from cartrescue.errors import CartrescueError, ConfigError
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write cartrescue.yaml and templates/.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a starting config (cartrescue.yaml) and the default templates into DIRECTORY.
+
+    Example:
+
+        cartrescue init /srv/shop && $EDITOR /srv/shop/cartrescue.yaml
+    """
+    import shutil
+
+    from cartrescue.render import shipped_templates
+
+    try:
+        shipped = shipped_templates()
+        text = init_config(example_config())
+    except CartrescueError as error:
+        fail(error, False)
+    directory.mkdir(parents=True, exist_ok=True)
+    config_file = directory / "cartrescue.yaml"
+    templates = directory / "templates"
+    if (config_file.exists() or templates.exists()) and not force:
+        fail(ConfigError(f"{config_file} or {templates} exists already (use --force to overwrite)"), False)
+    # Templates first: a config is only written once everything it points at is there.
+    shutil.copytree(shipped, templates, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py"))
+    config_file.write_text(text, encoding="utf-8")
+    err_console().print(f"wrote {config_file} and {templates}/ — edit the shop: and source: sections, then run "
+                        "`cartrescue run`", markup=False, highlight=False)
+
+
+def init_config(example: str) -> str:
+    """The example config as ``init`` writes it: it uses the templates written beside it, and the
+    sender's name follows ``shop.name`` (an example ``from_name`` would outlive the shop's own)."""
+    replacements = {
+        "\ntemplates: null ": "\ntemplates: templates",
+        "\n  from_name: Example Shop ": "\n  from_name: null        ",
+    }
+    for old, new in replacements.items():
+        if old not in example:
+            raise ConfigError(f"config.example.yaml: expected {old.strip()!r} in it (this installation is damaged)")
+        example = example.replace(old, new, 1)
+    return example
+
+
+def example_config() -> str:
+    """The annotated example config (config.example.yaml), from a checkout or the installed copy."""
+    import site
+
+    here = Path(__file__).resolve().parent.parent
+    candidates = [here.parent / "config.example.yaml"]
+    candidates += [Path(base) / "share" / "cartrescue" / "config.example.yaml" for base in (sys.prefix, site.USER_BASE)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise ConfigError("config.example.yaml is missing from this installation (reinstall cartrescue)")

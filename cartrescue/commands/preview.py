@@ -1,0 +1,83 @@
+"""`preview CART_ID`: one cart's message, rendered as a run would, sent nowhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cartrescue.commands.common import ConfigOption, JsonOption, NowOption, fail, load, parse_now
+from cartrescue.errors import CartrescueError
+
+
+def preview(
+    cart_id: Annotated[str, typer.Argument(help="The cart's id as the source has it.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    step: Annotated[Optional[int], typer.Option("--step", min=1, help="Render this step (default: the due one, else 1).")] = None,
+    locale: Annotated[Optional[str], typer.Option("--locale", help="Render in this locale instead of the customer's.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the HTML part to this file.")] = None,
+    variant: Annotated[Optional[str], typer.Option(
+        "--variant", help="Render this A/B variant of the step (default: the one the address is assigned).")] = None,
+    screenshot: Annotated[Optional[Path], typer.Option(
+        "--screenshot", help="Also render the HTML part in headless Chromium to this PNG file.")] = None,
+    window_size: Annotated[str, typer.Option(
+        "--window-size", help="Screenshot size in pixels, WIDTHxHEIGHT.")] = "800x1200",
+) -> None:
+    """Render one cart's message (subject, text, and optionally HTML) without sending it.
+
+    Nothing is claimed, sent or allocated: a per-recipient incentive code shows as a placeholder.
+    `--screenshot` needs Debian's `chromium` package (`apt-get install -y chromium`).
+
+    Examples:
+
+        cartrescue preview 1042 --step 3 --html /tmp/step3.html
+
+        cartrescue preview 1042 --step 3 --locale sv --variant b --screenshot /tmp/step3-sv-b.png
+    """
+    import json as jsonlib
+
+    try:
+        from cartrescue.job import resolve_now
+        from cartrescue.preview import preview as make_preview
+
+        size = None
+        if screenshot is not None:
+            from cartrescue.screenshot import parse_size
+
+            size = parse_size(window_size)
+        cfg = load(config)
+        shown = make_preview(cfg, cart_id, resolve_now(cfg, parse_now(now)), step=step, locale=locale, variant=variant)
+        message = shown.message
+        if screenshot is not None and size is not None:
+            from cartrescue.screenshot import screenshot as take_screenshot
+
+            take_screenshot(message.html, screenshot, size=size)
+    except CartrescueError as error:
+        fail(error, as_json)
+    decision, number, variant = shown.decision, shown.step, shown.variant
+    if html is not None:
+        html.write_text(message.html, encoding="utf-8")
+    if as_json:
+        print(jsonlib.dumps({"cart_id": cart_id, "step": number, "variant": variant, "decision": decision.action.value,
+                             "reason": decision.reason.value, "subject": message.subject, "text": message.text,
+                             "html": message.html, "to": message.to.email,
+                             "screenshot": str(screenshot) if screenshot is not None else None}, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.rule import Rule
+
+    console = Console()
+    note = "" if decision.reason.value == "due" else f" (a run now would {decision.action.value}: {decision.reason.value})"
+    arm = f" · variant {variant}" if variant else ""
+    console.print(Rule(f"cart {cart_id} · step {number}{arm} · {decision.tier}{note}"))
+    console.print(f"[bold]To:[/] {message.to.email}\n[bold]Subject:[/] {message.subject}\n", highlight=False)
+    console.print(message.text, markup=False, highlight=False)
+    if html is not None:
+        console.print(Rule(f"HTML written to {html}"))
+    if screenshot is not None:
+        console.print(Rule(f"screenshot written to {screenshot} ({window_size})"))
+
+

@@ -1,0 +1,144 @@
+"""`run` and `carts`: plan every cart, and (for `run`) deliver; tables, JSON and progress."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from cartrescue.commands.common import ConfigOption, JsonOption, NowOption, err_console, fail, load, parse_now
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+
+
+def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
+                  strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False) -> None:
+    from rich.console import Console
+
+    from cartrescue.job import RunRequest, run_job
+    from cartrescue.output import DecisionTable, JsonStream, progress, result_json
+
+    config = load(config_path)
+    console = Console()
+    stderr = err_console()
+    request = RunRequest(mode=mode, now=parse_now(now), outbox=outbox, strict=strict, deliver=deliver,  # type: ignore[arg-type]
+                         resend_unconfirmed=resend_unconfirmed)
+    from cartrescue.job import resolve_now
+
+    at = resolve_now(config, request.now)
+    request.now = at
+    stream = JsonStream(sys.stdout, {"mode": mode if deliver else "plan", "now": at.isoformat().replace("+00:00", "Z")}) if as_json else None
+    table = None if as_json or quiet else DecisionTable(limit)
+
+    def on_result(result: Any) -> None:
+        if stream is not None:
+            stream.add_json(result_json(result))
+        elif table is not None:
+            table.add(result)
+
+    def on_problem(problem: Any) -> None:
+        stderr.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+
+    show_progress = not as_json and stderr.is_terminal
+    with progress(stderr, show_progress, "planning" if not deliver else f"{mode}") as advance:
+        summary = run_job(config, request, on_result, on_problem, advance)
+    counts = summary.counts.as_dict()
+    if stream is not None:
+        stream.close({"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
+                      "released": summary.released, "problems": [str(p) for p in summary.problems]})
+    else:
+        if table is not None:
+            console.print(table.table)
+            if table.hidden:
+                console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
+        _print_summary(console, summary, counts)
+    if summary.counts.failed or summary.counts.problems:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
+    from rich.panel import Panel
+
+    lines = [
+        f"mode [bold]{summary.mode}[/] at {summary.now:%Y-%m-%d %H:%M} UTC — {counts['carts']} carts: "
+        f"[green]{counts['send']} send[/], [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]"
+        + (f", [magenta]{counts['holdout']} held out[/]" if counts.get("holdout") else ""),
+    ]
+    if summary.mode == "dry-run":
+        lines.append("dry-run: nothing was delivered or recorded (use --outbox DIR or --send)")
+    else:
+        lines.append(f"delivered {counts['sent']}, failed {counts['failed']}")
+    if summary.released:
+        lines.append(f"[yellow]{summary.released} earlier claims without outcome were released and tried again "
+                     "(--resend-unconfirmed)[/]")
+    elif summary.unconfirmed:
+        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed); not resent "
+                     "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
+    if counts["problems"]:
+        lines.append(f"[yellow]{counts['problems']} source rows could not be read (see warnings)[/]")
+    reasons = ", ".join(f"{name} {n}" for name, n in counts["reasons"].items())
+    lines.append(f"reasons: {reasons}")
+    console.print(Panel("\n".join(lines), title="cartrescue", expand=False))
+
+
+def run(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    send: Annotated[bool, typer.Option("--send", help="Really deliver over SMTP (default: dry-run).")] = False,
+    outbox: Annotated[
+        Optional[Path], typer.Option("--outbox", help="Write every message as an .eml file into DIR (counts as delivery).")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop before delivering anything if any source row is bad.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary (for cron).")] = False,
+    resend_unconfirmed: Annotated[bool, typer.Option(
+        "--resend-unconfirmed",
+        help="Also resend the claims a killed run left without outcome. They may have been delivered already: "
+             "a customer can get a step twice. See docs/sending.md.")] = False,
+) -> None:
+    """The cron job: read carts, decide, prioritize, render, and deliver or dry-run.
+
+    Without `--send` or `--outbox` this is a **dry-run**: it shows what it would do and records
+    nothing. With `--outbox DIR` every message is written as an .eml file and recorded in the
+    ledger; with `--send` it goes out over SMTP. A second run at the same moment delivers nothing.
+
+    Example (cron, every 10 minutes):
+
+        */10 * * * * cd /srv/shop && cartrescue run --send --quiet
+    """
+    if send and outbox:
+        fail(ConfigError("--send and --outbox exclude each other"), as_json)
+    mode = "send" if send else "outbox" if outbox else "dry-run"
+    if resend_unconfirmed and mode == "dry-run":
+        fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
+    try:
+        _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
+                      limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed)
+    except CartrescueError as error:
+        fail(error, as_json)
+
+
+def carts(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad source row.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
+) -> None:
+    """List candidate carts with score, tier, due step and the reason for every skip or defer.
+
+    Reads the ledger but never renders, delivers or records anything.
+
+    Example:
+
+        cartrescue carts --json | jq '.decisions[] | select(.action=="skip") | .reason'
+    """
+    try:
+        _plan_command(config, as_json, now, mode="dry-run", outbox=None, strict=strict, deliver=False,
+                      limit=None if show_all else 50, quiet=False)
+    except CartrescueError as error:
+        fail(error, as_json)
+
+

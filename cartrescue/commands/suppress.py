@@ -1,0 +1,198 @@
+"""`unsubscribe` and `suppress import|list|remove`: opt-outs and suppressions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cartrescue.commands.common import (
+    ConfigOption,
+    JsonOption,
+    err_console,
+    fail,
+    json_out,
+    load,
+    sub_typer,
+)
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+
+
+def unsubscribe(
+    target: Annotated[str, typer.Argument(
+        help="A token, the unsubscribe URL from a message, a mailto subject ('unsubscribe TOKEN'), or an address.",
+        show_default=False)],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop every reminder to one address: every cart, every step, from now on.
+
+    Give the token (or the whole link, or the subject of an unsubscribe mail) and the address in
+    it is suppressed after its signature is checked; a forged or altered token is refused (exit
+    2). An address given as it is needs no token.
+
+    Example:
+
+        cartrescue unsubscribe 'https://shop.example.com/unsubscribe?token=Ym9iQGV4YW1wbGUuY29t.x1'
+        cartrescue unsubscribe bob@example.com --json
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.suppressions import BadToken
+    from cartrescue.suppressions import unsubscribe as do_unsubscribe
+
+    try:
+        cfg = load(config)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli")
+        except BadToken as exc:
+            raise ConfigError(f"refused: {exc} (nothing was changed)") from None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        json_out({"email": done.email, "added": done.added})
+        return
+    state = "unsubscribed" if done.added else "already unsubscribed"
+    err_console().print(f"{done.email}: {state} (no cart of this address gets another reminder)", highlight=False)
+
+
+app = sub_typer("Suppressions: addresses that never get a reminder (unsubscribed, bounced, imported).")
+
+
+@app.command("import")
+def suppress_import(
+    file: Annotated[Path, typer.Argument(help="A CSV export with an e-mail column, or one address a line.",
+                                         show_default=False)],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    reason: Annotated[str, typer.Option("--reason", help="Recorded with each suppression.")] = "imported",
+) -> None:
+    """Suppress every address of FILE (another tool's unsubscribes, a bounce list, a do-not-mail list).
+
+    A CSV (`,`, `;` or tab) is read by its e-mail column (`email`, `Email Address`, ...); any
+    other file as one address a line (`#` starts a comment). Invalid entries are listed and the
+    exit code is 1; the valid ones are imported anyway. Importing twice changes nothing.
+
+    Example:
+
+        cartrescue suppress import mailchimp-unsubscribed.csv --reason "mailchimp export"
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.suppressions import import_file
+
+    try:
+        cfg = load(config)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            result = import_file(ledger, file, reason=reason)
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        json_out({"file": str(file), "added": result.added, "already": result.already,
+                   "invalid": [{"where": where, "value": value} for where, value in result.invalid]})
+    else:
+        stderr = err_console()
+        for where, value in result.invalid[:20]:
+            stderr.print(f"[yellow]warning:[/] {where}: not an e-mail address: {value!r}", highlight=False)
+        if len(result.invalid) > 20:
+            stderr.print(f"[yellow]warning:[/] … and {len(result.invalid) - 20} more invalid entries")
+        stderr.print(f"{file}: {result.added} suppressed, {result.already} were already, "
+                     f"{len(result.invalid)} invalid", highlight=False)
+    if result.invalid:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@app.command("list")
+def suppress_list(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    email: Annotated[Optional[str], typer.Option("--email", help="Only say whether this address is suppressed.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many, newest first.")] = None,
+) -> None:
+    """List suppressions, newest first: address hash, reason, source, date.
+
+    The ledger keeps a hash of each suppressed address, not the address; use `--email` to ask
+    about one address (exit 1 when it is not suppressed).
+
+    Example:
+
+        cartrescue suppress list --email bob@example.com
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.suppressions import check, listing
+
+    try:
+        cfg = load(config)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            if email is not None:
+                found = check(ledger, email)
+                rows = [] if found is None else [found]
+            else:
+                rows = listing(ledger, limit)
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        fail(error, as_json)
+    keys = ("email_hash", "reason", "source", "created_at")
+    if as_json:
+        json_out({"suppressions": [{key: row[key] for key in keys} for row in rows]})
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(header_style="bold")
+        for column in ("address hash", "reason", "source", "since (UTC)"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(row["email_hash"][:16] + "…", row["reason"], row["source"], f"{row['created_at']:%Y-%m-%d %H:%M}")
+        Console().print(table)
+        if email is not None:
+            err_console().print(f"{email}: {'suppressed' if rows else 'not suppressed'}", highlight=False)
+    if email is not None and not rows:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@app.command("remove")
+def suppress_remove(
+    email: Annotated[str, typer.Argument(help="The address to mail again.", show_default=False)],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Lift the suppression of an address (a mistaken import, a customer who asked to come back).
+
+    Exit 1 when the address was not suppressed.
+
+    Example:
+
+        cartrescue suppress remove bob@example.com
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.suppressions import remove
+
+    try:
+        cfg = load(config)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            removed = remove(ledger, email)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        json_out({"email": email, "removed": removed})
+    else:
+        err_console().print(f"{email}: {'suppression removed' if removed else 'was not suppressed'}", highlight=False)
+    if not removed:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+

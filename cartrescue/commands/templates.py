@@ -1,0 +1,98 @@
+"""`templates check`: every template x locale x variant x step against fixture carts (CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from cartrescue.commands.common import (
+    ConfigOption,
+    JsonOption,
+    err_console,
+    fail,
+    load,
+    sub_typer,
+)
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+
+app = sub_typer("Check message templates (for CI): `cartrescue templates check --junit report.xml`.")
+
+
+def _load_or_default(config: Path | None) -> tuple[Any, bool]:
+    """The config; without ``--config`` and without ./cartrescue.yaml, the defaults (shipped templates)."""
+    from cartrescue.config import DEFAULT_CONFIG, Config
+
+    if config is None and not Path(DEFAULT_CONFIG).exists():
+        return Config(source={"type": "csv", "carts": "carts.csv"}, base_dir=Path.cwd()), True
+    return load(config), False
+
+
+@app.command("check")
+def templates_check(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write a JUnit XML report to PATH (for CI).")] = None,
+    template: Annotated[Optional[list[str]], typer.Option("--template", "-t", help="Check only this template (repeatable).")] = None,
+    locale: Annotated[Optional[list[str]], typer.Option("--locale", "-l", help="Check only this locale (repeatable).")] = None,
+    templates: Annotated[Optional[Path], typer.Option(
+        "--templates", help="Check this templates folder instead of the config's `templates:`.")] = None,
+    carts: Annotated[Optional[Path], typer.Option(
+        "--carts", help="Fixture carts from this CSV (docs/csv-format.md) instead of the bundled examples.")] = None,
+    failures_only: Annotated[bool, typer.Option("--failures-only", help="List only failing combinations.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Only the built-in edge-case carts, not the examples.")] = False,
+) -> None:
+    """Render every template × locale × variant × step against fixture carts; exit 1 on any failure.
+
+    The fixtures are the bundled example carts plus edge cases (one item, 30 items, no image,
+    very long names, Cyrillic text, zero-decimal currencies, markup in names). A check fails on
+    undefined variables, Jinja syntax errors, HTML that does not parse, a missing text part, a
+    missing unsubscribe link and subjects over 78 characters. Nothing is sent or recorded.
+
+    Examples:
+
+        cartrescue templates check --junit build/templates.xml
+
+        cartrescue templates check --templates ./templates --template reminder-3 --locale sv --json
+    """
+    import json as jsonlib
+    import time
+
+    try:
+        from cartrescue.template_check import TemplateChecker, example_carts, junit_xml, print_report
+
+        cfg, defaulted = _load_or_default(config)
+        if templates is not None:
+            if not templates.is_dir():
+                raise ConfigError(f"--templates {templates}: not a folder")
+            cfg = cfg.model_copy(update={"templates": templates.resolve()})
+        from cartrescue.template_check import edge_carts
+
+        fixtures = edge_carts() if quick else None
+        if carts is not None:
+            if not carts.is_file():
+                raise ConfigError(f"--carts {carts}: no such file")
+            fixtures = edge_carts() + example_carts(carts, limit_per_shape=3)
+        started = time.perf_counter()
+        report = TemplateChecker(cfg, carts=fixtures).run(template or None, locale or None)
+        seconds = time.perf_counter() - started
+        if defaulted:
+            report.notes.insert(0, "no cartrescue.yaml here: checked with the default config (use --config)")
+        if junit is not None:
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            junit.write_text(junit_xml(report, seconds), encoding="utf-8")
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        print(jsonlib.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+    else:
+        from rich.console import Console
+
+        print_report(report, Console(), show_passing=not failures_only)
+        if junit is not None:
+            err_console().print(f"JUnit XML written to {junit}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+

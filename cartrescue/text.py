@@ -1,0 +1,29 @@
+"""Text from shop data, made safe for a person's terminal and for logs.
+
+Owns one rule: a value that came from a cart, a file or a server is shown as text, never as
+markup or as terminal control. Escape sequences in a customer's name must not move the
+operator's cursor, retitle the window or hide a line; ``[/]`` in an address must not reach
+rich's markup parser. Callers print the result with rich ``Text`` (or ``markup=False``).
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 (with ESC), DEL, C1 (with CSI), line/paragraph separators, bidi overrides and isolates.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_NO_NEWLINES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# A whole escape sequence (CSI ... final byte, OSC ... BEL/ST), so its parameters go too.
+_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x9b[0-?]*[ -/]*[@-~]")
+
+
+def printable(value: object, *, keep_newlines: bool = False) -> str:
+    """``value`` as text with escape sequences and control characters removed.
+
+    Tabs become spaces; newlines are kept only with ``keep_newlines`` (multi-line messages).
+    """
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    text = _ESCAPE.sub("", text).replace("\t", " ")
+    return (_CONTROL if keep_newlines else _CONTROL_NO_NEWLINES).sub("", text)
