@@ -84,6 +84,28 @@ class ShopConfig(_Model):
     unsubscribe_url: str = "https://shop.example.com/unsubscribe?token={token}"
     unsubscribe_mailto: str | None = None  # e.g. unsubscribe@shop.example.com (List-Unsubscribe)
     unsubscribe_secret: str = ""  # HMAC key for unsubscribe tokens: use ${CARTRESCUE_SECRET}
+    # The base currency thresholds and reports are in (None: amounts are compared as they are).
+    currency: str | None = None
+    # Units of the base currency per unit of another currency, for sources that do not give a
+    # base amount themselves (CSV): {SEK: 0.087, USD: 0.92}.
+    exchange_rates: dict[str, Decimal] = Field(default_factory=dict)
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z]{3}", value):
+            raise ValueError(f"expected an ISO 4217 code like EUR, got {value!r}")
+        return value.upper() if value else None
+
+    @field_validator("exchange_rates")
+    @classmethod
+    def _positive_rates(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, rate in rates.items():
+            if not re.fullmatch(r"[A-Za-z]{3}", code):
+                raise ValueError(f"{code}: expected an ISO 4217 code like SEK as the key")
+            if not rate > 0:
+                raise ValueError(f"{code}: the rate must be above 0, got {rate}")
+        return {code.upper(): rate for code, rate in rates.items()}
 
     @field_validator("timezone")
     @classmethod

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from cartrescue.config import EligibilityConfig
 from cartrescue.contacts import email_hash
+from cartrescue.currency import Basis
 from cartrescue.model import Action, Cart, Reason
 from cartrescue.orders import OrderFacts
 
@@ -30,8 +31,9 @@ class Verdict:
 class Gates:
     """The configured eligibility gates, compiled once per run."""
 
-    def __init__(self, config: EligibilityConfig) -> None:
+    def __init__(self, config: EligibilityConfig, basis: Basis | None = None) -> None:
         self.config = config
+        self.basis = basis or Basis(None)
         self._bots = [re.compile(pattern, re.IGNORECASE) for pattern in config.bot_patterns]
         self._disposable = frozenset(domain.lower().strip(".") for domain in config.disposable_domains)
 
@@ -60,7 +62,8 @@ class Gates:
         config = self.config
         if not cart.items:
             return Verdict(Action.SKIP, Reason.EMPTY_CART)
-        if cart.total < config.min_total:
+        base = self.basis.base(cart.total, cart.currency, cart.base_total)
+        if (base if base is not None else cart.total) < config.min_total:
             return Verdict(Action.SKIP, Reason.ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
         email = cart.customer.email
         if not email and not (wants_phone and cart.customer.phone):

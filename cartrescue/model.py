@@ -66,6 +66,9 @@ class Cart:
     recovery_url: str | None = None
     store_id: str | None = None
     device: str | None = None
+    # The total in the shop's base currency when the source knows it (Magento base_grand_total,
+    # PrestaShop's conversion_rate); None: cartrescue.currency derives it from shop.exchange_rates.
+    base_total: Decimal | None = None
 
     @property
     def key(self) -> str:
@@ -92,6 +95,7 @@ class Order:
     currency: str | None = None
     status: str = ""
     delivered: bool | None = None
+    base_total: Decimal | None = None  # in the shop's base currency, when the source knows it
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from typing import TypeVar
 from cartrescue.channels.base import Channel, Envelope, Status
 from cartrescue.config import Config, Incentive, Tier
 from cartrescue.contacts import email_hash
+from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
 from cartrescue.incentives import Codes, placeholder, pools
 from cartrescue.errors import CartrescueError, TemplateError
@@ -86,9 +87,10 @@ class Planner:
         self.config = config
         self.now = now
         self.ledger = ledger
-        self.gates = Gates(config.eligibility)
+        basis = Basis(config.shop.currency, config.shop.exchange_rates)
+        self.gates = Gates(config.eligibility, basis)
         self.calendar = Calendar(config.eligibility, config.shop.tz)
-        self.prioritizer = Prioritizer(config.priority)
+        self.prioritizer = Prioritizer(config.priority, basis)
         self.experiments = Experiments(config)
 
     def decide(self, source: CartSource) -> Iterator[Decision]:

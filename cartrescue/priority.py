@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from cartrescue.config import PriorityConfig, Tier
+from cartrescue.currency import Basis
 from cartrescue.model import Cart
-
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +40,8 @@ def margin_share(cart: Cart) -> Decimal | None:
 class Prioritizer:
     """Scores carts and maps scores to tiers, per the ``priority:`` config."""
 
-    def __init__(self, config: PriorityConfig) -> None:
+    def __init__(self, config: PriorityConfig, basis: Basis | None = None) -> None:
+        self.basis = basis or Basis(None)
         self.rules = config.rules
         self.tiers = config.tiers  # sorted by min_score, highest first
         self._overstock_skus = frozenset(self.rules.overstock.skus)
@@ -50,7 +50,8 @@ class Prioritizer:
         rules = self.rules
         matched: list[str] = []
         value = 0.0
-        if cart.total >= rules.high_value.threshold:
+        base = self.basis.base(cart.total, cart.currency, cart.base_total)
+        if base is not None and base >= rules.high_value.threshold:  # unknown rate: not high value
             matched.append("high_value")
             value += rules.high_value.weight
         if previous_orders >= rules.returning_customer.min_orders:

@@ -112,3 +112,19 @@ def test_the_call_list_channel_writes_a_row_for_staff(shop: Shop) -> None:
         rows = list(csv.DictReader(handle))
     assert [(r["cart_id"], r["phone"], r["tier"]) for r in rows] == [("big", "+46700000001", "call")]
     assert not list((shop.folder / "out").glob("*.eml"))
+
+
+def test_high_value_is_judged_in_the_shops_base_currency(shop) -> None:
+    """517.50 SEK (45 EUR) is not a high-value cart against a 500 EUR threshold; 6,000 SEK (522 EUR) is."""
+    shop.configure(shop={"currency": "EUR", "exchange_rates": {"SEK": "0.087"}},
+                   priority={"rules": {"high_value": {"threshold": 500}},
+                             "tiers": [{"name": "high", "min_score": 40}, {"name": "standard", "min_score": 0}]})
+    shop.add(cart("small-sek", currency="SEK", items=(("S", "Lamp", 1, "517.50"),)),
+             cart("big-sek", currency="SEK", items=(("S", "Sofa", 1, "6000.00"),)),
+             cart("eur", currency="EUR", items=(("S", "Sofa", 1, "517.50"),)),
+             cart("nok", currency="NOK", items=(("S", "Sofa", 1, "99999"),)))
+    decided = shop.decisions()
+    assert decided["small-sek"]["tier"] == "standard"
+    assert decided["big-sek"]["tier"] == "high"
+    assert decided["eur"]["tier"] == "high"
+    assert decided["nok"]["tier"] == "standard"  # no rate for NOK: not known to be high value

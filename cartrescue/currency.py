@@ -1,0 +1,35 @@
+"""The shop's money basis: amounts in the shop's base currency, for thresholds and reports.
+
+Owns one rule: a threshold (``eligibility.min_total``, ``priority.rules.high_value``) or a sum in
+a report is compared in the shop's base currency (``shop.currency``), never in whatever currency
+a cart happened to be in. Sources that know the base amount give it (Magento's ``base_*``
+columns, PrestaShop's ``conversion_rate``): it wins. Otherwise the configured
+``shop.exchange_rates`` convert. It must not format money (messages show what the customer saw,
+in the cart's own currency: :mod:`cartrescue.render`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+
+class Basis:
+    """Converts amounts to the shop's base currency; ``None`` means "cannot know"."""
+
+    def __init__(self, currency: str | None, rates: Mapping[str, Decimal] | None = None) -> None:
+        self.currency = currency.upper() if currency else None
+        self.rates = {code.upper(): rate for code, rate in (rates or {}).items()}
+
+    def base(self, amount: Decimal, currency: str, known: Decimal | None = None) -> Decimal | None:
+        """``amount`` of ``currency`` in the base currency.
+
+        ``known`` (the source's own base amount) wins. Without a configured ``shop.currency``
+        every amount is taken as it is (a single-currency shop needs no configuration).
+        """
+        if known is not None:
+            return known
+        if self.currency is None or currency.upper() == self.currency:
+            return amount
+        rate = self.rates.get(currency.upper())
+        return None if rate is None else amount * rate
