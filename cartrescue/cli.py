@@ -69,14 +69,22 @@ def main() -> None:
     collector and collects rarely.
     """
     import gc
+    import signal
 
     gc.freeze()
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
+    # SIGTERM (a service manager, `timeout`, a container stop) ends a run like Ctrl-C: open JSON
+    # documents are closed and the ledger's transactions roll back; claims already committed stay.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except KeyboardInterrupt:
-        err_console().print("interrupted")
+        err_console().print("interrupted", markup=False)
         sys.exit(130)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ class ExitCode(IntEnum):
     SOURCE = 3  # the cart source could not be read
     LOCKED = 4  # another run holds the lock
     STALE = 5  # doctor: no successful run for too long
+    LOCK_LOST = 6  # this run lost its lock (paused or stalled past ledger.lock_timeout) and stopped
+    INTERNAL = 70  # a bug in cartrescue (sysexits EX_SOFTWARE): nothing else explains it
 
 
 class CartrescueError(Exception):
@@ -38,6 +40,12 @@ class LedgerError(CartrescueError):
 
 class LockHeld(CartrescueError):
     exit_code = ExitCode.LOCKED
+
+
+class LockLost(CartrescueError):
+    """Another run took the lock over while this one was paused or stalled: stop at once."""
+
+    exit_code = ExitCode.LOCK_LOST
 
 
 class TemplateError(CartrescueError):

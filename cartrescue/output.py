@@ -14,6 +14,7 @@ from json.encoder import encode_basestring as _string  # the C encoder of json.d
 from typing import IO, Any
 
 from cartrescue.pipeline import Result
+from cartrescue.text import printable
 
 ACTION_STYLE = {"send": "green", "skip": "dim", "defer": "yellow", "holdout": "magenta"}
 
@@ -138,18 +139,21 @@ class DecisionTable:
         if self.limit is not None and self.table.row_count >= self.limit:
             self.hidden += 1
             return
+        from rich.text import Text
+
         decision = result.decision
         action = decision.action.value
-        style = ACTION_STYLE.get(action, "")
         detail = decision.detail or result.detail
         if result.delivery and result.delivery not in ("dry-run",):
             detail = f"{result.delivery}: {detail}" if detail else result.delivery
         elif result.message is not None:
             detail = result.message.subject
+        # Cells from shop data are Text, never markup, and without terminal control characters.
         self.table.add_row(
-            decision.cart.id, decision.cart.customer.email or "-", decision.tier or "",
-            "" if decision.score is None else f"{decision.score:g}", "" if decision.step is None else str(decision.step),
-            f"[{style}]{action}[/]" if style else action, decision.reason.value, detail,
+            Text(printable(decision.cart.id)), Text(printable(decision.cart.customer.email or "-")),
+            decision.tier or "", "" if decision.score is None else f"{decision.score:g}",
+            "" if decision.step is None else str(decision.step),
+            Text(action, style=ACTION_STYLE.get(action, "")), decision.reason.value, Text(printable(detail)),
         )
 
 

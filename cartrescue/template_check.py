@@ -566,6 +566,9 @@ def print_report(report: Report, console: Any, show_passing: bool = True) -> Non
 
 
 def _escape(text: str) -> str:
+    """Data in a markup line: control characters removed, markup escaped."""
     from rich.markup import escape
 
-    return escape(text)
+    from cartrescue.text import printable
+
+    return escape(printable(text))

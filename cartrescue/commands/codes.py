@@ -16,6 +16,7 @@ from cartrescue.commands.common import (
     err_console,
     fail,
     load,
+    out_console,
     parse_now,
     sub_typer,
 )
@@ -73,10 +74,9 @@ def codes_list(
         print(jsonlib.dumps({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows},
                             ensure_ascii=False))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = out_console()
     table = Table(header_style="bold", title="code pools")
     table.add_column("pool")
     for name in STATUSES:

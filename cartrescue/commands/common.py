@@ -38,13 +38,15 @@ def parse_now(value: str | None) -> datetime | None:
 
 def error_json(error: BaseException) -> dict[str, Any]:
     """The ``error`` object of every ``--json`` document that reports a failure (README, `--json`)."""
-    code = getattr(error, "exit_code", ExitCode.SOME_FAILED)
-    kind = ERROR_KINDS.get(int(code), "failed") if isinstance(error, CartrescueError) else "internal"
-    message = str(error) if isinstance(error, CartrescueError) else f"{type(error).__name__}: {error}"
+    if isinstance(error, CartrescueError):
+        code, message = error.exit_code, str(error)
+    else:
+        code, message = ExitCode.INTERNAL, internal_message(error)
+    kind = ERROR_KINDS.get(int(code), "failed")
     return {"code": kind, "exit_code": int(code), "message": printable(message, keep_newlines=True)}
 
 
-ERROR_KINDS = {1: "failed", 2: "config", 3: "source", 4: "locked", 5: "stale"}
+ERROR_KINDS = {1: "failed", 2: "config", 3: "source", 4: "locked", 5: "stale", 6: "lock_lost", 70: "internal"}
 
 
 def fail(error: CartrescueError, as_json: bool, *, quiet: bool = False) -> NoReturn:
@@ -62,6 +64,12 @@ def fail(error: CartrescueError, as_json: bool, *, quiet: bool = False) -> NoRet
     raise typer.Exit(int(error.exit_code))
 
 
+def internal_message(error: BaseException) -> str:
+    """One line for a bug: what broke, and how to get the traceback for a report."""
+    return (f"internal error: {type(error).__name__}: {error} (a bug in cartrescue; run again with "
+            "CARTRESCUE_DEBUG=1 for the traceback and report it)")
+
+
 def error_line(message: str, label: str = "error", style: str = "bold red") -> Any:
     """``error: message`` as rich Text: the message is never read as markup."""
     from rich.text import Text
@@ -72,9 +80,20 @@ def error_line(message: str, label: str = "error", style: str = "bold red") -> A
 
 
 def err_console() -> Any:
+    """stderr, with markup off: a message that quotes data cannot turn into markup."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, markup=False, highlight=False)
+
+
+def out_console(*, markup: bool = False) -> Any:
+    """stdout, with markup off (styles come from rich ``Text`` objects, never from strings).
+
+    ``markup=True`` only for a printer that escapes every value it takes from data.
+    """
+    from rich.console import Console
+
+    return Console(markup=markup, highlight=False)
 
 
 def load(config: Path | None) -> Any:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cartrescue.commands.common import ConfigOption, JsonOption, json_out
+from cartrescue.commands.common import ConfigOption, JsonOption, json_out, out_console
 
 
 def doctor(
@@ -31,8 +31,10 @@ def doctor(
     if as_json:
         json_out({"ok": report.ok, "exit_code": report.exit_code, "checks": [c.as_dict() for c in report.checks]})
     else:
-        from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
+
+        from cartrescue.text import printable
 
         style = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
         table = Table(header_style="bold", show_lines=False)
@@ -40,8 +42,8 @@ def doctor(
         table.add_column("status")
         table.add_column("detail", overflow="fold")
         for check in report.checks:
-            table.add_row(check.name, f"[{style[check.status]}]{check.status}[/]", check.detail)
-        Console().print(table)
+            table.add_row(check.name, Text(check.status, style=style[check.status]), Text(printable(check.detail)))
+        out_console().print(table)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 

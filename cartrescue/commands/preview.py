@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cartrescue.commands.common import ConfigOption, JsonOption, NowOption, fail, load, parse_now
+from cartrescue.commands.common import ConfigOption, JsonOption, NowOption, fail, load, out_console, parse_now
 from cartrescue.errors import CartrescueError
 
 
@@ -66,15 +66,18 @@ def preview(
                              "html": message.html, "to": message.to.email,
                              "screenshot": str(screenshot) if screenshot is not None else None}, ensure_ascii=False))
         return
-    from rich.console import Console
     from rich.rule import Rule
+    from rich.text import Text
 
-    console = Console()
+    from cartrescue.text import printable
+
+    console = out_console()
     note = "" if decision.reason.value == "due" else f" (a run now would {decision.action.value}: {decision.reason.value})"
     arm = f" · variant {variant}" if variant else ""
-    console.print(Rule(f"cart {cart_id} · step {number}{arm} · {decision.tier}{note}"))
-    console.print(f"[bold]To:[/] {message.to.email}\n[bold]Subject:[/] {message.subject}\n", highlight=False)
-    console.print(message.text, markup=False, highlight=False)
+    console.print(Rule(Text(printable(f"cart {cart_id} · step {number}{arm} · {decision.tier}{note}"))))
+    console.print(Text.assemble(("To: ", "bold"), printable(message.to.email), "\n", ("Subject: ", "bold"),
+                                printable(message.subject), "\n"))
+    console.print(printable(message.text, keep_newlines=True))
     if html is not None:
         console.print(Rule(f"HTML written to {html}"))
     if screenshot is not None:

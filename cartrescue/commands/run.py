@@ -2,52 +2,88 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
-from cartrescue.commands.common import ConfigOption, JsonOption, NowOption, err_console, fail, load, parse_now
-from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+from cartrescue.commands.common import (
+    ConfigOption,
+    JsonOption,
+    NowOption,
+    err_console,
+    error_json,
+    error_line,
+    fail,
+    internal_message,
+    json_out,
+    load,
+    out_console,
+    parse_now,
+)
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
 
 
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
                   strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False) -> None:
-    from rich.console import Console
+    """Plan (and deliver) and print; every outcome ends in exactly one JSON document with ``--json``.
 
-    from cartrescue.job import RunRequest, run_job
+    The JSON document is streamed (a million decisions never sit in memory), so a failure after
+    it began cannot print a document of its own: it closes the open one with an ``error`` object.
+    """
+
     from cartrescue.output import DecisionTable, JsonStream, progress, result_json
 
-    config = load(config_path)
-    console = Console()
+    stream: JsonStream | None = None
     stderr = err_console()
-    request = RunRequest(mode=mode, now=parse_now(now), outbox=outbox, strict=strict, deliver=deliver,  # type: ignore[arg-type]
-                         resend_unconfirmed=resend_unconfirmed)
-    from cartrescue.job import resolve_now
+    try:
+        from cartrescue.job import RunRequest, resolve_now, run_job
 
-    at = resolve_now(config, request.now)
-    request.now = at
-    stream = JsonStream(sys.stdout, {"mode": mode if deliver else "plan", "now": at.isoformat().replace("+00:00", "Z")}) if as_json else None
-    table = None if as_json or quiet else DecisionTable(limit)
+        config = load(config_path)
+        request = RunRequest(mode=mode, now=parse_now(now), outbox=outbox, strict=strict,  # type: ignore[arg-type]
+                             deliver=deliver, resend_unconfirmed=resend_unconfirmed)
+        at = resolve_now(config, request.now)
+        request.now = at
+        if as_json:
+            stream = JsonStream(sys.stdout, {"mode": mode if deliver else "plan",
+                                             "now": at.isoformat().replace("+00:00", "Z")})
+        table = None if as_json or quiet else DecisionTable(limit)
 
-    def on_result(result: Any) -> None:
+        def on_result(result: Any) -> None:
+            if stream is not None:
+                stream.add_json(result_json(result))
+            elif table is not None:
+                table.add(result)
+
+        def on_problem(problem: Any) -> None:
+            stderr.print(error_line(str(problem), "warning", "yellow"), soft_wrap=True)
+
+        show_progress = not as_json and not quiet and stderr.is_terminal
+        with progress(stderr, show_progress, "planning" if not deliver else f"{mode}") as advance:
+            summary = run_job(config, request, on_result, on_problem, advance)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see cli.main): the document still ends
         if stream is not None:
-            stream.add_json(result_json(result))
-        elif table is not None:
-            table.add(result)
-
-    def on_problem(problem: Any) -> None:
-        stderr.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
-
-    show_progress = not as_json and stderr.is_terminal
-    with progress(stderr, show_progress, "planning" if not deliver else f"{mode}") as advance:
-        summary = run_job(config, request, on_result, on_problem, advance)
+            stream.close({"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}})
+        raise
+    except Exception as error:  # noqa: BLE001 - every failure still ends the one JSON document
+        if stream is None:
+            if isinstance(error, CartrescueError):
+                fail(error, as_json, quiet=quiet)
+            _internal(error, as_json)
+        stream.close({"error": error_json(error)})
+        if not (quiet and isinstance(error, LockHeld)):
+            stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
+        if not isinstance(error, CartrescueError) and os.environ.get("CARTRESCUE_DEBUG"):
+            raise
+        raise typer.Exit(error_json(error)["exit_code"]) from None
     counts = summary.counts.as_dict()
     if stream is not None:
         stream.close({"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
                       "released": summary.released, "problems": [str(p) for p in summary.problems]})
     else:
+        console = out_console()
         if table is not None:
             console.print(table.table)
             if table.hidden:
@@ -57,8 +93,19 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
+def _internal(error: Exception, as_json: bool) -> NoReturn:
+    """A bug: one line (and one JSON document), exit 70; the traceback with CARTRESCUE_DEBUG=1."""
+    if os.environ.get("CARTRESCUE_DEBUG"):
+        raise error
+    if as_json:
+        json_out({"error": error_json(error)})
+    err_console().print(error_line(internal_message(error)), soft_wrap=True)
+    raise typer.Exit(int(ExitCode.INTERNAL))
+
+
 def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
     from rich.panel import Panel
+    from rich.text import Text
 
     lines = [
         f"mode [bold]{summary.mode}[/] at {summary.now:%Y-%m-%d %H:%M} UTC — {counts['carts']} carts: "
@@ -79,7 +126,8 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
         lines.append(f"[yellow]{counts['problems']} source rows could not be read (see warnings)[/]")
     reasons = ", ".join(f"{name} {n}" for name, n in counts["reasons"].items())
     lines.append(f"reasons: {reasons}")
-    console.print(Panel("\n".join(lines), title="cartrescue", expand=False))
+    # Only counts and fixed words: the markup below is ours, none of it comes from data.
+    console.print(Panel(Text.from_markup("\n".join(lines)), title="cartrescue", expand=False))
 
 
 def run(
@@ -113,11 +161,8 @@ def run(
     mode = "send" if send else "outbox" if outbox else "dry-run"
     if resend_unconfirmed and mode == "dry-run":
         fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
-    try:
-        _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
-                      limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed)
-    except CartrescueError as error:
-        fail(error, as_json)
+    _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
+                  limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed)
 
 
 def carts(
@@ -135,10 +180,7 @@ def carts(
 
         cartrescue carts --json | jq '.decisions[] | select(.action=="skip") | .reason'
     """
-    try:
-        _plan_command(config, as_json, now, mode="dry-run", outbox=None, strict=strict, deliver=False,
-                      limit=None if show_all else 50, quiet=False)
-    except CartrescueError as error:
-        fail(error, as_json)
+    _plan_command(config, as_json, now, mode="dry-run", outbox=None, strict=strict, deliver=False,
+                  limit=None if show_all else 50, quiet=False)
 
 

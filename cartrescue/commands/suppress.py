@@ -11,9 +11,11 @@ from cartrescue.commands.common import (
     ConfigOption,
     JsonOption,
     err_console,
+    error_line,
     fail,
     json_out,
     load,
+    out_console,
     sub_typer,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
@@ -100,9 +102,9 @@ def suppress_import(
     else:
         stderr = err_console()
         for where, value in result.invalid[:20]:
-            stderr.print(f"[yellow]warning:[/] {where}: not an e-mail address: {value!r}", highlight=False)
+            stderr.print(error_line(f"{where}: not an e-mail address: {value!r}", "warning", "yellow"))
         if len(result.invalid) > 20:
-            stderr.print(f"[yellow]warning:[/] … and {len(result.invalid) - 20} more invalid entries")
+            stderr.print(error_line(f"… and {len(result.invalid) - 20} more invalid entries", "warning", "yellow"))
         stderr.print(f"{file}: {result.added} suppressed, {result.already} were already, "
                      f"{len(result.invalid)} invalid", highlight=False)
     if result.invalid:
@@ -145,7 +147,6 @@ def suppress_list(
     if as_json:
         json_out({"suppressions": [{key: row[key] for key in keys} for row in rows]})
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(header_style="bold")
@@ -153,7 +154,7 @@ def suppress_list(
             table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(row["email_hash"][:16] + "…", row["reason"], row["source"], f"{row['created_at']:%Y-%m-%d %H:%M}")
-        Console().print(table)
+        out_console().print(table)
         if email is not None:
             err_console().print(f"{email}: {'suppressed' if rows else 'not suppressed'}", highlight=False)
     if email is not None and not rows:

@@ -13,6 +13,7 @@ from cartrescue.commands.common import (
     err_console,
     fail,
     load,
+    out_console,
     sub_typer,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
@@ -87,9 +88,8 @@ def templates_check(
     if as_json:
         print(jsonlib.dumps(report.as_dict(), ensure_ascii=False, indent=1))
     else:
-        from rich.console import Console
 
-        print_report(report, Console(), show_passing=not failures_only)
+        print_report(report, out_console(markup=True), show_passing=not failures_only)  # data escaped there
         if junit is not None:
             err_console().print(f"JUnit XML written to {junit}", highlight=False)
     if not report.ok:
