@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -66,6 +68,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _email_address(value: str | None) -> str | None:
+    """A sender-side address (from, reply-to, support): checked by email-validator, not by a
+    regex of our own; no DNS lookup (a config check must work offline)."""
+    if value is None:
+        return None
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid e-mail address ({exc})") from None
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+OptionalEmail = Annotated[str | None, AfterValidator(_email_address)]
+
+
 class ShopConfig(_Model):
     """Who the messages come from; also the template context's ``shop``."""
 
@@ -73,16 +92,16 @@ class ShopConfig(_Model):
     url: str = "https://shop.example.com"
     timezone: str = "UTC"
     default_locale: str = "en"
-    from_email: str = "shop@example.com"
+    from_email: EmailAddress = "shop@example.com"
     from_name: str | None = None
-    reply_to: str | None = None
-    support_email: str | None = None
+    reply_to: OptionalEmail = None
+    support_email: OptionalEmail = None
     support_phone: str | None = None
     address: str = ""
     returns: str = ""
     logo_url: str | None = None
     unsubscribe_url: str = "https://shop.example.com/unsubscribe?token={token}"
-    unsubscribe_mailto: str | None = None  # e.g. unsubscribe@shop.example.com (List-Unsubscribe)
+    unsubscribe_mailto: OptionalEmail = None  # e.g. unsubscribe@shop.example.com (List-Unsubscribe)
     unsubscribe_secret: str = ""  # HMAC key for unsubscribe tokens: use ${CARTRESCUE_SECRET}
     # The base currency thresholds and reports are in (None: amounts are compared as they are).
     currency: str | None = None
@@ -419,7 +438,7 @@ class SmtpConfig(_Model):
     verify: bool = True  # verify the relay's certificate and name; false only for a private test relay
     allow_plain_remote: bool = False  # security none to a host that is not loopback needs this
     helo_name: str | None = None  # name given in EHLO (default: this machine's host name)
-    envelope_from: str | None = None  # MAIL FROM / bounce address (default: shop.from_email)
+    envelope_from: OptionalEmail = None  # MAIL FROM / bounce address (default: shop.from_email)
     pool_size: int = Field(8, ge=1, le=64)  # concurrent connections, each reused for many messages
     rate_per_second: float | None = Field(None, gt=0)  # None: as fast as the relay takes them
     rate_per_hour: int | None = Field(None, gt=0)  # a rolling hour, counted across runs via the ledger
@@ -471,6 +490,13 @@ class Config(_Model):
     doctor: DoctorConfig = DoctorConfig()
     now: str | None = None  # pin the clock (demos, reproducible tests); never in production
     base_dir: Path = Path(".")
+    config_file: Path | None = None  # set by load_config: errors found later name the file too
+
+    @model_validator(mode="after")
+    def _templates_exist(self) -> "Config":
+        if self.templates is not None and not self.path(self.templates).is_dir():
+            raise ValueError(f"templates: no such folder: {self.path(self.templates)} (null = the shipped templates)")
+        return self
 
     @model_validator(mode="after")
     def _tiers_use_known_sequences(self) -> "Config":
@@ -500,6 +526,19 @@ class Config(_Model):
                         raise ValueError(f"{where}: code pool {incentive.codes.pool!r} is used by {seen[0]} with another "
                                          "kind, value or source; one pool is one offer")
         return self
+
+    def where(self, key: str) -> str:
+        """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""
+        return f"{self.config_file or DEFAULT_CONFIG}: {key}"
+
+    def locate(self, error: ConfigError) -> ConfigError:
+        """``error`` with the config file in front when it names a key but not the file
+        (checks that run after loading: a CA file, a table prefix, an SMTP address)."""
+        message = str(error)
+        top = message.split(".", 1)[0].split(":", 1)[0].split(" ", 1)[0]
+        if top in type(self).model_fields and not message.startswith(str(self.config_file or DEFAULT_CONFIG)):
+            return ConfigError(f"{self.config_file or DEFAULT_CONFIG}: {message}")
+        return error
 
     def path(self, value: Path | str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""
@@ -558,12 +597,87 @@ def format_validation_error(file: str, error: ValidationError) -> str:
             message = "unknown key (check the spelling; see config.example.yaml)"
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"{file}: {_location(item['loc'])}: {message}")
+        where = _location(item["loc"])
+        if where == "(top level)" and re.match(r"^[a-z_]+(\.|\[|:)", message):
+            lines.append(f"{file}: {message}")  # a whole-file check names its key in the message
+        else:
+            lines.append(f"{file}: {where}: {message}")
     return "\n".join(lines)
 
 
+#: Keys whose values are secrets: never shown in an error, whatever went wrong.
+_SECRET_KEY = re.compile(r"(password|secret|token|api_?key|auth)$", re.IGNORECASE)
+MAX_YAML_DEPTH = 32
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 100_000
+
+
+def _secrets(node: Any, key: str = "") -> Iterator[str]:
+    """Every secret value of a config: values of secret keys and passwords inside URLs."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            yield from _secrets(value, str(name))
+    elif isinstance(node, list):
+        for value in node:
+            yield from _secrets(value, key)
+    elif isinstance(node, str):
+        if _SECRET_KEY.search(key) and len(node) >= 3:
+            yield node
+        for match in re.finditer(r"://[^/:@\s]*:([^@/\s]+)@", node):
+            yield match.group(1)
+
+
+def _scrub(message: str, secrets: list[str]) -> str:
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
+def _safe_yaml(text: str, file: Path) -> Any:
+    """``yaml.safe_load`` with bounds: an alias bomb or absurd nesting is refused, not expanded.
+
+    PyYAML shares aliased nodes, but everything that walks the result afterwards (interpolation,
+    validation) would expand a "billion laughs" document exponentially.
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+        aliases = 0
+        nodes = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    mark = self.peek_event().start_mark
+                    raise ConfigError(f"{file}:{mark.line + 1}: more than {MAX_YAML_ALIASES} YAML aliases "
+                                      "(refused: it could expand without end)")
+            self.nodes += 1
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH or self.nodes > MAX_YAML_NODES:
+                    mark = self.peek_event().start_mark
+                    what = f"nested deeper than {MAX_YAML_DEPTH} levels" if self.depth > MAX_YAML_DEPTH \
+                        else f"more than {MAX_YAML_NODES} values"
+                    raise ConfigError(f"{file}:{mark.line + 1}: {what} (refused: not a cartrescue config)")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    loader = Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
-    """Read, interpolate and validate a config file; raise ConfigError naming file and key."""
+    """Read, interpolate and validate a config file; raise ConfigError naming file and key.
+
+    No message ever shows the value of a secret key (passwords, tokens, the unsubscribe secret,
+    a password inside a database URL), whatever went wrong.
+    """
     import yaml
 
     file = Path(path or DEFAULT_CONFIG)
@@ -571,20 +685,28 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         hint = " (create one with `cartrescue init`)" if path is None else ""
         raise ConfigError(f"{file}: config file not found{hint}")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        raw = _safe_yaml(text, file)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{file}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read: {exc}") from None
+        raise ConfigError(f"{file}{where}: not valid YAML: {getattr(exc, 'problem', None) or 'syntax error'}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping of keys at the top level")
+    if any(not isinstance(key, str) for key in raw):
+        raise ConfigError(f"{file}: every top-level key must be a name, got {next(k for k in raw if not isinstance(k, str))!r}")
     raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file))
+    secrets = list(_secrets(raw))
     raw["base_dir"] = file.resolve().parent
+    raw["config_file"] = file
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(file), exc)) from None
+        raise ConfigError(_scrub(format_validation_error(str(file), exc), secrets)) from None

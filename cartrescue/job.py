@@ -54,7 +54,7 @@ def resolve_now(config: Config, now: datetime | None) -> datetime:
         try:
             now = datetime.fromisoformat(config.now)
         except ValueError:
-            raise ConfigError(f"now: expected an ISO 8601 time, got {config.now!r}") from None
+            raise ConfigError(f"{config.where('now')}: expected an ISO 8601 time, got {config.now!r}") from None
     if now is None:
         return datetime.now(timezone.utc)
     if now.tzinfo is None:
@@ -91,6 +91,19 @@ def run_job(
     on_progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Plan (and unless dry-run, deliver) every cart of the configured source."""
+    try:
+        return _run_job(config, request, on_result, on_problem, on_progress)
+    except ConfigError as error:
+        raise config.locate(error) from None
+
+
+def _run_job(
+    config: Config,
+    request: RunRequest,
+    on_result: Callable[[Result], None],
+    on_problem: Callable[[RowProblem], None] | None,
+    on_progress: Callable[[int], None] | None,
+) -> RunSummary:
     now = resolve_now(config, request.now)
     problems: list[RowProblem] = []
     counts = Counts()
@@ -106,10 +119,13 @@ def run_job(
 
     delivering = request.deliver and request.mode != "dry-run"
     secret = config.shop.unsubscribe_secret
-    if not secret:
-        if request.mode == "send":
-            raise ConfigError("shop.unsubscribe_secret: empty; set it to ${CARTRESCUE_SECRET} and export a long random value")
-        secret = DRY_RUN_SECRET
+    if delivering and (not secret or secret == DRY_RUN_SECRET):
+        # A message that goes out (or into an .eml a person may forward) must carry a link the
+        # shop can honour; a link signed with a public constant can never be.
+        raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: empty; "
+                          "set it to ${CARTRESCUE_SECRET} and export a long random value (run --send and --outbox "
+                          "need it; a dry-run does not)")
+    secret = secret or DRY_RUN_SECRET
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config, problem))
         if request.strict:

@@ -105,7 +105,7 @@ def test_every_config_key_appears_in_the_example_config() -> None:
 
     def walk(model: type[BaseModel], path: str) -> None:
         for name, field in model.model_fields.items():
-            if name == "base_dir":
+            if name in ("base_dir", "config_file"):
                 continue
             where = f"{path}.{name}" if path else name
             if not re.search(rf"(^|[\s{{,#-]){re.escape(name)}:", text, re.M):
@@ -118,3 +118,70 @@ def test_every_config_key_appears_in_the_example_config() -> None:
 
     walk(Config, "")
     assert missing == []
+
+
+def test_a_yaml_alias_bomb_is_refused_with_exit_2(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 12)]
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n" + "\n".join(levels) + "\n")
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2
+    assert "YAML aliases" in result.json["error"]["message"] and str(path) in result.json["error"]["message"]
+
+
+def test_absurdly_deep_nesting_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nx: " + "[" * 200 + "]" * 200 + "\n")
+    with pytest.raises(ConfigError, match="nested deeper than 32 levels"):
+        load_config(path)
+
+
+def test_a_few_anchors_and_merge_keys_still_work(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsequences:\n  default:\n    steps:\n"
+                            "      - &step {delay: 1h, template: reminder-1}\n      - {<<: *step, delay: 2h}\n")
+    assert [s.delay for s in load_config(path).sequences["default"].steps] == [timedelta(hours=1), timedelta(hours=2)]
+
+
+@pytest.mark.parametrize("yaml_text", [
+    "source: {type: magento2, url: 'mysql+pymysql://shop:hunter2secret@db/shop', prefix: 'bad prefix!', colour: 1}\n",
+    "source: {type: csv, carts: c.csv}\nsmtp: {username: u, password: hunter2secret, port: 99999}\n",
+    "source: {type: csv, carts: c.csv}\nshop: {unsubscribe_secret: hunter2secret, timezone: hunter2secret}\n",
+    "source: {type: csv, carts: c.csv}\nsmtp: {password: hunter2secret}\n",
+])
+def test_no_config_error_shows_a_secret(tmp_path: Path, yaml_text: str) -> None:
+    path = _write(tmp_path, yaml_text)
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2
+    assert "hunter2secret" not in result.output and str(path) in result.json["error"]["message"]
+
+
+@pytest.mark.parametrize(("key", "value"), [("from_email", ""), ("from_email", "shop@"), ("reply_to", "not an address"),
+                                            ("from_email", "shop@exa mple.com")])
+def test_sender_addresses_are_validated(tmp_path: Path, key: str, value: str) -> None:
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\nshop: {{{key}: '{value}'}}\n")
+    with pytest.raises(ConfigError, match=rf"shop\.{key}: not a valid e-mail address"):
+        load_config(path)
+
+
+def test_a_templates_folder_that_does_not_exist_is_an_error_not_a_fallback(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\ntemplates: my-templates\n")
+    with pytest.raises(ConfigError, match="templates: no such folder: .*my-templates"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("mode", [["--outbox", "out"], ["--send"]])
+def test_delivering_needs_a_real_unsubscribe_secret(shop: "Shop", mode: list[str]) -> None:  # noqa: F821
+    from conftest import cart
+
+    shop.configure(shop={"unsubscribe_secret": ""}).add(cart("c1"))
+    result = shop.cli("run", *mode, "--json")
+    assert result.exit_code == 2
+    assert result.json["error"]["code"] == "config"
+    assert "cartrescue.yaml: shop.unsubscribe_secret: empty" in result.json["error"]["message"]
+    assert not (shop.folder / "out").exists() or not any((shop.folder / "out").iterdir())
+
+
+def test_a_dry_run_needs_no_secret(shop: "Shop") -> None:  # noqa: F821
+    from conftest import cart
+
+    shop.configure(shop={"unsubscribe_secret": ""}).add(cart("c1"))
+    assert shop.cli("run", "--json").exit_code == 0
