@@ -30,6 +30,7 @@ from pydantic import (
 from cartrescue.errors import ConfigError
 
 DEFAULT_CONFIG = "cartrescue.yaml"
+LOCK_TIMEOUT_FLOOR = timedelta(seconds=10)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -194,7 +195,15 @@ class LedgerConfig(_Model):
     """Where cartrescue keeps its own state (never the shop's database)."""
 
     url: str = "sqlite:///cartrescue.db"  # relative SQLite paths are relative to the config file
-    lock_timeout: Duration = timedelta(hours=2)  # a lock older than this is stale (crashed run)
+    lock_timeout: Duration = timedelta(hours=2)  # a lock without heartbeat this long is stale (crashed run)
+
+    @field_validator("lock_timeout")
+    @classmethod
+    def _lock_floor(cls, value: timedelta) -> timedelta:
+        if value < LOCK_TIMEOUT_FLOOR:
+            raise ValueError(f"must be at least {int(LOCK_TIMEOUT_FLOOR.total_seconds())}s (the run refreshes its "
+                             f"heartbeat every lock_timeout/4), got {value}")
+        return value
 
 
 class QuietHours(_Model):
@@ -205,6 +214,9 @@ class QuietHours(_Model):
 class EligibilityConfig(_Model):
     cutoff: Duration = timedelta(minutes=45)
     max_age: Duration = timedelta(days=7)
+    # A sequence is only started when its step 1 came due at most this long ago (a first run, or
+    # a run after cron was down, does not send week-old carts a "you forgot something").
+    backfill: Duration = timedelta(days=2)
     consent: Literal["required", "soft-opt-in", "none"] = "soft-opt-in"
     one_message_per_day: bool = True
     quiet_hours: QuietHours | None = None

@@ -16,13 +16,13 @@ from typing import Literal
 
 from cartrescue.channels.base import Channel
 from cartrescue.config import Config
-from cartrescue.errors import ConfigError, LockHeld, SourceError
+from cartrescue.errors import ConfigError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger
 from cartrescue.model import RowProblem
-from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Counts, Executor, Planner, Result
+from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Counts, Executor, Planner, Result, chunked
 from cartrescue.render import Renderer
 from cartrescue.sources import open_source
-from cartrescue.sources.base import Window
+from cartrescue.sources.base import CartSource, Window
 
 Mode = Literal["dry-run", "outbox", "send"]
 
@@ -34,7 +34,8 @@ class RunRequest:
     outbox: Path | None = None
     strict: bool = False
     deliver: bool = True  # False: plan only (the ``carts`` command)
-    resend_unconfirmed: bool = False  # resend earlier runs' claims that have no outcome (docs/sending.md)
+    resend_unconfirmed: bool = False  # resend dead runs' claims that have no outcome (docs/sending.md)
+    limit: int | None = None  # at most this many deliveries in this run (the rest deferred: run_limit)
 
 
 @dataclass(slots=True)
@@ -45,7 +46,7 @@ class RunSummary:
     counts: Counts
     problems: list[RowProblem] = field(default_factory=list)
     unconfirmed: int = 0
-    released: int = 0  # unconfirmed claims released for resending (--resend-unconfirmed)
+    released: int = 0  # unconfirmed claims of dead runs released for resending (--resend-unconfirmed)
 
 
 def resolve_now(config: Config, now: datetime | None) -> datetime:
@@ -108,14 +109,19 @@ def _run_job(
     problems: list[RowProblem] = []
     counts = Counts()
 
-    def problem(row: RowProblem) -> None:
-        if request.strict:
-            raise SourceError(f"{row} (--strict: nothing was delivered)")
+    def report(row: RowProblem) -> None:
+        """A cart that could not be used (unreadable row, repeated id, render error): counted and
+        shown; the run goes on with the others."""
         counts.problems += 1
         if len(problems) < 1000:
             problems.append(row)
         if on_problem is not None:
             on_problem(row)
+
+    def problem(row: RowProblem) -> None:
+        if request.strict:
+            raise SourceError(f"{row} (--strict: nothing was delivered)")
+        report(row)
 
     delivering = request.deliver and request.mode != "dry-run"
     secret = config.shop.unsubscribe_secret
@@ -130,13 +136,13 @@ def _run_job(
         source = stack.enter_context(open_source(config, problem))
         if request.strict:
             # Read everything once before anything is delivered: a bad row stops the run clean.
-            for _cart in source.carts(Window(now - config.eligibility.max_age, now)):
-                pass
+            _read_all(source, Window(now - config.eligibility.max_age, now))
         ledger = Ledger(config.ledger_url)
         stack.callback(ledger.close)
         run_id = None
         unconfirmed = 0
         released = 0
+        watch = None
         if delivering:
             run_id = ledger.start_run(request.mode, now)
             try:
@@ -144,16 +150,15 @@ def _run_job(
             except LockHeld:
                 ledger.finish_run(run_id, "locked", {})
                 raise
+            watch = stack.enter_context(LockWatch(ledger, run_id, config.ledger.lock_timeout))
+            if request.resend_unconfirmed:
+                released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout)
             unconfirmed = len(ledger.unconfirmed(run_id))
-            if request.resend_unconfirmed and unconfirmed:
-                released = ledger.release_unconfirmed(run_id)
-        planner = Planner(config, now, ledger)
+        planner = Planner(config, now, ledger, problem)  # a repeated cart id is a source row problem
         composer = Composer(config, Renderer(config), now, secret)
         channels = _channels(config, request, stack, ledger) if delivering else {}
-        progress = on_progress
-        if run_id is not None:
-            progress = _with_heartbeat(ledger, run_id, on_progress)
-        executor = Executor(composer, channels, ledger if delivering else None, run_id, progress)
+        executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress, report,
+                            request.limit, watch)
         decisions = planner.decide(source)
         status = "failed"
         try:
@@ -167,6 +172,9 @@ def _run_job(
                     counts.add(result)
                     on_result(result)
             status = "ok"
+        except LockLost:
+            status = "lock_lost"
+            raise
         finally:
             if run_id is not None:
                 totals = {"sent": counts.deliveries["sent"], "failed": counts.failed,
@@ -176,21 +184,57 @@ def _run_job(
     return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released)
 
 
-HEARTBEAT_EVERY = 60.0  # seconds; far below ledger.lock_timeout, so a live run is never "stale"
+def _read_all(source: CartSource, window: Window) -> None:
+    """``--strict``'s first pass: every row read (a bad one raises) and no cart id twice."""
+    from cartrescue.newest import NewestCarts
+
+    with NewestCarts() as seen:
+        for chunk in chunked(source.carts(window), 500):
+            repeated = seen.repeated([cart.key for cart in chunk])
+            for cart in chunk:
+                count = repeated.get(cart.key)
+                if count is not None:
+                    repeated[cart.key] = count + 1
+                    if count:
+                        raise SourceError(f"{cart.origin or cart.key}: cart {cart.id}: the same cart id again "
+                                          "(--strict: nothing was delivered)")
 
 
-def _with_heartbeat(ledger: Ledger, run_id: int, on_progress: Callable[[int], None] | None) -> Callable[[int], None]:
-    """Progress callback that also refreshes the lock's heartbeat now and then (long runs)."""
-    import time
+class LockWatch:
+    """Keeps the run lock's heartbeat fresh from a background thread, and notices losing it.
 
-    last = time.monotonic()
+    The heartbeat comes every ``lock_timeout / 4`` whatever the main thread is doing (a long
+    query, a slow relay), so a live run is never taken for a dead one; a stopped process
+    (SIGSTOP, a suspended VM) stops its thread too, and is rightly taken over. When the
+    heartbeat finds another run's id on the lock, ``lost`` is set and the pipeline stops
+    claiming; the claims themselves are fenced in SQL as well (:meth:`Ledger.claim`).
+    """
 
-    def progress(count: int) -> None:
-        nonlocal last
-        if on_progress is not None:
-            on_progress(count)
-        if time.monotonic() - last >= HEARTBEAT_EVERY:
-            ledger.heartbeat(run_id)
-            last = time.monotonic()
+    def __init__(self, ledger: Ledger, run_id: int, lock_timeout: timedelta) -> None:
+        import threading
 
-    return progress
+        self.ledger = ledger
+        self.run_id = run_id
+        self.every = max(lock_timeout.total_seconds() / 4, 0.5)
+        self.lost: LockLost | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="cartrescue-heartbeat", daemon=True)
+
+    def __enter__(self) -> "LockWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                held = self.ledger.heartbeat(self.run_id)
+            except Exception:  # noqa: BLE001 - a busy database: the next beat tries again
+                continue
+            if not held:
+                self.lost = LockLost(f"run #{self.run_id} lost the run lock (it was paused or stalled longer than "
+                                     "ledger.lock_timeout and another run took over): stopped without delivering more")
+                return

@@ -29,7 +29,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
 
-from cartrescue.errors import LedgerError, LockHeld
+from cartrescue.errors import LedgerError, LockHeld, LockLost
+
+#: Statuses of a step with no known outcome: the process that claimed it may have delivered it.
+UNCONFIRMED = ("claimed", "unconfirmed")
+#: Statuses that count as "the address got a message" (one per day) -- a permanent refusal too:
+#: the relay took the attempt, and the next step must not follow the same day.
+MESSAGED = ("claimed", "unconfirmed", "sent", "failed_permanent")
 
 
 def _naive(moment: datetime) -> datetime:
@@ -100,6 +106,7 @@ class Run(SQLModel, table=True):
     problems: int = 0
     host: str = Field(default="", max_length=191)
     pid: int = 0
+    heartbeat_at: datetime | None = None  # refreshed while the run lives (see Ledger.heartbeat)
 
 
 class RunLock(SQLModel, table=True):
@@ -155,6 +162,9 @@ class Code(SQLModel, table=True):
     exported_at: datetime | None = None
 
 
+TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision, Code]
+
+
 @dataclass(slots=True)
 class SentStep:
     step: int
@@ -184,6 +194,7 @@ class ClaimRequest:
     variant: str | None
     tier: str | None
     score: float | None
+    message_id: str = ""  # known before the claim: the message is built first
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -215,7 +226,8 @@ class Ledger:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
-            self._create_tables([Message, Suppression, Run, RunLock, CartDecision, Code])
+            self._create_tables(TABLES)
+            self._add_missing_columns(TABLES)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             raise LedgerError(f"ledger {self._safe_url()}: cannot open: {_one_line(exc)}") from None
 
@@ -240,6 +252,32 @@ class Ledger:
                 if attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+
+    def _add_missing_columns(self, models: list[type[SQLModel]]) -> None:
+        """Bring a ledger made by an older cartrescue up to date: add the columns it lacks.
+
+        Only nullable (or defaulted) columns are ever added, so old rows stay valid; nothing is
+        renamed or dropped. Cheap: one catalogue read per table, once per process.
+        """
+        from sqlalchemy import inspect
+        from sqlalchemy.schema import CreateColumn
+
+        inspector = inspect(self.engine)
+        for model in models:
+            table = model.__table__  # type: ignore[attr-defined]
+            present = {info["name"] for info in inspector.get_columns(table.name)}
+            for wanted in table.columns:
+                if wanted.name in present:
+                    continue
+                ddl = CreateColumn(wanted).compile(dialect=self.engine.dialect)
+                text = str(ddl).replace(" NOT NULL", "")
+                if wanted.default is not None and getattr(wanted.default, "is_scalar", False):
+                    text += f" DEFAULT {wanted.default.arg!r}".replace('"', "'")
+                try:
+                    with self.engine.begin() as conn:
+                        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {text}")
+                except (OperationalError, ProgrammingError):  # another process added it first
+                    pass
 
     def _safe_url(self) -> str:
         from sqlalchemy.engine import make_url
@@ -296,19 +334,27 @@ class Ledger:
                 table = RunLock.__table__  # type: ignore[attr-defined]
                 conn.execute(delete(table).where(table.c.name == "run", table.c.run_id == run_id))
 
-    def heartbeat(self, run_id: int) -> None:
-        table = RunLock.__table__  # type: ignore[attr-defined]
+    def heartbeat(self, run_id: int) -> bool:
+        """Refresh the run's heartbeat; ``False`` when the lock is no longer this run's.
+
+        The lock row's ``run_id`` is the fencing token: a run that was taken over (it was
+        paused or stalled past ``ledger.lock_timeout``) finds another run's id there.
+        """
+        at = _naive(datetime.now(timezone.utc))
+        lock, run = RunLock.__table__, Run.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
-            conn.execute(
-                update(table).where(table.c.name == "run", table.c.run_id == run_id)
-                .values(heartbeat_at=_naive(datetime.now(timezone.utc)))
-            )
+            held = conn.execute(
+                update(lock).where(lock.c.name == "run", lock.c.run_id == run_id).values(heartbeat_at=at)
+            ).rowcount
+            conn.execute(update(run).where(run.c.id == run_id).values(heartbeat_at=at))
+        return bool(held)
 
     def _acquire(self, run_id: int, stale_after: timedelta) -> None:
         table = RunLock.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
         row = dict(name="run", run_id=run_id, host=socket.gethostname(), pid=os.getpid(),
                    acquired_at=_naive(now), heartbeat_at=_naive(now))
+        self.heartbeat(run_id)  # the run row's own heartbeat starts now
         for _attempt in range(3):
             try:
                 with self.engine.begin() as conn:
@@ -379,35 +425,31 @@ class Ledger:
 
     # -- claims and outcomes -----------------------------------------------------------------
 
-    def claim(self, run_id: int, requests: Sequence[ClaimRequest], now: datetime) -> dict[tuple[str, int, str], int]:
+    def claim(self, run_id: int, requests: Sequence[ClaimRequest], now: datetime,
+              outcomes: Iterable[tuple[int, str, str, str]] = ()) -> dict[tuple[str, int, str], int]:
         """Insert claims; return ``{(cart_key, step, channel): message id}`` for those this run won.
 
         A request whose key exists already (another run claimed it) is simply not returned, unless
         that row is ``failed_transient`` (a 4xx or an unreachable relay in an earlier run): such a
         row is claimed again for this run, its ``attempts`` counted up, keeping its id.
+
+        Fencing: every row is inserted only while the lock row names ``run_id`` -- checked in the
+        claiming statement itself -- so a run that lost the lock (paused past
+        ``ledger.lock_timeout`` and taken over) gets no claim at all and :class:`LockLost` is
+        raised. ``outcomes`` (see :meth:`record`) are written in the same transaction: one
+        commit per group of messages, not two.
         """
         if not requests:
+            self.record(outcomes)
             return {}
         message = Message.__table__  # type: ignore[attr-defined]
         at = _naive(now)
-        rows = [
-            dict(cart_key=r.cart_key, cart_id=r.cart_id, email=r.email, step=r.step, channel=r.channel,
-                 transport=r.transport, template=r.template, variant=r.variant, tier=r.tier, score=r.score,
-                 status="claimed", reply="", message_id="", attempts=1, run_id=run_id, claimed_at=at)
-            for r in requests
-        ]
-        dialect = self.engine.dialect.name
-        statement = insert(message)
-        if dialect == "sqlite":
-            statement = statement.prefix_with("OR IGNORE")
-        elif dialect in ("mysql", "mariadb"):
-            statement = statement.prefix_with("IGNORE")
-        elif dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            statement = pg_insert(message).on_conflict_do_nothing()
+        names = ("cart_key", "cart_id", "email", "step", "channel", "transport", "template", "variant", "tier",
+                 "score", "message_id")
+        rows = [{f"c_{name}": getattr(r, name) for name in names} for r in requests]
         with self.engine.begin() as conn:
-            conn.execute(statement, rows)
+            self._record(conn, outcomes)
+            conn.execute(_claim_statement(self.engine.dialect.name), [dict(row, c_run=run_id, c_at=at) for row in rows])
             won: dict[tuple[str, int, str], int] = {}
             for chunk in _chunks([r.cart_key for r in requests], 500):
                 for row in conn.execute(
@@ -418,8 +460,16 @@ class Ledger:
                     won[(row.cart_key, row.step, row.channel)] = row.id
             retry = [r for r in requests if (r.cart_key, r.step, r.channel) not in won]
             if retry:
+                if not self._holds_lock(conn, run_id):
+                    raise LockLost(f"run #{run_id} lost the run lock (it was paused or stalled longer than "
+                                   "ledger.lock_timeout and another run took over): stopped without delivering more")
                 won.update(self._reclaim(conn, run_id, retry, at))
         return won
+
+    @staticmethod
+    def _holds_lock(conn: Any, run_id: int) -> bool:
+        lock = RunLock.__table__  # type: ignore[attr-defined]
+        return conn.execute(select(lock.c.run_id).where(lock.c.name == "run")).scalar() == run_id
 
     @staticmethod
     def _reclaim(conn: Any, run_id: int, requests: Sequence[ClaimRequest], at: datetime) -> dict[tuple[str, int, str], int]:
@@ -430,14 +480,16 @@ class Ledger:
         statement = (
             update(message)
             .where(message.c.cart_key == bindparam("b_key"), message.c.step == bindparam("b_step"),
-                   message.c.channel == bindparam("b_channel"), message.c.status == "failed_transient")
+                   message.c.channel == bindparam("b_channel"), message.c.status == "failed_transient",
+                   _lock_is(run_id))
             .values(status="claimed", run_id=run_id, attempts=message.c.attempts + 1, claimed_at=at,
                     finished_at=None, transport=bindparam("b_transport"), template=bindparam("b_template"),
+                    message_id=bindparam("b_mid"),
                     variant=bindparam("b_variant"), tier=bindparam("b_tier"), score=bindparam("b_score"))
         )
         conn.execute(statement, [
             dict(b_key=r.cart_key, b_step=r.step, b_channel=r.channel, b_transport=r.transport, b_template=r.template,
-                 b_variant=r.variant, b_tier=r.tier, b_score=r.score)
+                 b_variant=r.variant, b_tier=r.tier, b_score=r.score, b_mid=r.message_id)
             for r in requests
         ])
         wanted = {(r.cart_key, r.step, r.channel) for r in requests}
@@ -455,11 +507,16 @@ class Ledger:
 
     def record(self, outcomes: Iterable[tuple[int, str, str, str]]) -> None:
         """Store outcomes: ``(message id, status, reply, message_id header)``."""
+        outcomes = list(outcomes)
+        if outcomes:
+            with self.engine.begin() as conn:
+                self._record(conn, outcomes)
+
+    @staticmethod
+    def _record(conn: Any, outcomes: Iterable[tuple[int, str, str, str]]) -> None:
         rows = [dict(b_id=i, b_status=s, b_reply=r[:1000], b_mid=m) for i, s, r, m in outcomes]
         if not rows:
             return
-        from sqlalchemy import bindparam
-
         message = Message.__table__  # type: ignore[attr-defined]
         statement = (
             update(message)
@@ -467,8 +524,7 @@ class Ledger:
             .values(status=bindparam("b_status"), reply=bindparam("b_reply"), message_id=bindparam("b_mid"),
                     finished_at=_naive(datetime.now(timezone.utc)))
         )
-        with self.engine.begin() as conn:
-            conn.execute(statement, rows)
+        conn.execute(statement, rows)
 
     def unconfirmed(self, before_run: int) -> list[dict[str, Any]]:
         """Claims of earlier runs that never got an outcome (the run crashed or was killed)."""
@@ -476,24 +532,39 @@ class Ledger:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(message.c.id, message.c.cart_key, message.c.email, message.c.step, message.c.channel,
-                       message.c.claimed_at).where(message.c.status == "claimed", message.c.run_id != before_run)
+                       message.c.claimed_at).where(message.c.status.in_(UNCONFIRMED), message.c.run_id != before_run)
             ).mappings().all()
         return [dict(row) for row in rows]
 
-    def release_unconfirmed(self, run_id: int) -> int:
-        """``run --resend-unconfirmed``: turn earlier runs' ``claimed`` rows into ``failed_transient``.
+    def release_unconfirmed(self, run_id: int, stale_after: timedelta) -> int:
+        """``run --resend-unconfirmed``: turn dead runs' unconfirmed rows into ``failed_transient``.
 
         The planner then sees those steps as not done and this run claims them again. A message
         the relay did accept before the crash is sent a second time: that is the price, and why
-        it is not the default. Returns how many rows were released.
+        it is not the default. Only claims of runs that are provably gone are touched: the run
+        finished, or its heartbeat is older than ``stale_after`` and it does not hold the lock
+        (and, on this host, its process no longer exists). A live run that is merely paused keeps
+        its claims. Returns how many rows were released.
         """
-        message = Message.__table__  # type: ignore[attr-defined]
+        message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
+        now = datetime.now(timezone.utc)
         with self.engine.begin() as conn:
-            return int(conn.execute(
-                update(message).where(message.c.status == "claimed", message.c.run_id != run_id).values(
-                    status="failed_transient", finished_at=_naive(datetime.now(timezone.utc)),
-                    reply=f"unconfirmed claim released for resending by run #{run_id} (--resend-unconfirmed)")
-            ).rowcount or 0)
+            holder = conn.execute(select(RunLock.__table__.c.run_id).where(RunLock.__table__.c.name == "run")).scalar()
+            candidates = conn.execute(
+                select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid)
+                .where(run.c.id.in_(select(message.c.run_id).where(
+                    message.c.status.in_(UNCONFIRMED), message.c.run_id != run_id).distinct()))
+            ).mappings().all()
+            dead = [row["id"] for row in candidates if row["id"] != holder and _run_is_dead(row, now, stale_after)]
+            released = 0
+            for chunk in _chunks(dead, 500):
+                released += int(conn.execute(
+                    update(message).where(message.c.status.in_(UNCONFIRMED), message.c.run_id.in_(chunk)).values(
+                        status="failed_transient", finished_at=_naive(now),
+                        reply=f"unconfirmed claim of dead run released for resending by run #{run_id} "
+                              "(--resend-unconfirmed)")
+                ).rowcount or 0)
+        return released
 
     def sent_since(self, transport: str, since: datetime) -> list[datetime]:
         """When messages of ``transport`` were accepted after ``since`` (wall clock), oldest first."""
@@ -607,10 +678,73 @@ def _history_statements(as_json: bool) -> tuple[Any, Any, Any]:
     steps = select(message.c.cart_key, message.c.step, message.c.channel, message.c.status,
                    message.c.claimed_at).where(message.c.cart_key.in_(one_of("keys")))
     last = (select(message.c.email, func.max(message.c.claimed_at))
-            .where(message.c.email.in_(one_of("emails")), message.c.status.in_(("claimed", "sent")))
+            .where(message.c.email.in_(one_of("emails")), message.c.status.in_(MESSAGED))
             .group_by(message.c.email))
     suppressed = select(suppression.c.email_hash).where(suppression.c.email_hash.in_(one_of("hashes")))
     return steps, last, suppressed
+
+
+def _lock_is(run_id: int) -> Any:
+    """``the run lock names run_id``, as a condition inside another statement (the fence)."""
+    lock = RunLock.__table__  # type: ignore[attr-defined]
+    return select(lock.c.run_id).where(lock.c.name == "run").scalar_subquery() == run_id
+
+
+@lru_cache(maxsize=4)
+def _claim_statement(dialect: str) -> Any:
+    """``INSERT ... SELECT <values> WHERE <this run holds the lock>``, ignoring taken keys.
+
+    One statement per claimed row, executed as one ``executemany``: the fencing check and the
+    insert cannot be separated by another run taking the lock over.
+    """
+    from sqlalchemy import literal
+
+    message = Message.__table__  # type: ignore[attr-defined]
+    names = ("cart_key", "cart_id", "email", "step", "channel", "transport", "template", "variant", "tier", "score",
+             "message_id")
+    columns = [message.c[name] for name in names]
+    values = [bindparam(f"c_{name}", type_=message.c[name].type) for name in names]
+    extra = {"status": literal("claimed"), "reply": literal(""), "attempts": literal(1),
+             "run_id": bindparam("c_run", type_=message.c.run_id.type),
+             "claimed_at": bindparam("c_at", type_=message.c.claimed_at.type)}
+    source = select(*values, *extra.values()).where(_lock_is_param())
+    statement = insert(message).from_select([*columns, *(message.c[name] for name in extra)], source)
+    if dialect == "sqlite":
+        return statement.prefix_with("OR IGNORE")
+    if dialect in ("mysql", "mariadb"):
+        return statement.prefix_with("IGNORE")
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(message).from_select([*columns, *(message.c[name] for name in extra)],
+                                              source).on_conflict_do_nothing()
+    return statement
+
+
+def _lock_is_param() -> Any:
+    lock = RunLock.__table__  # type: ignore[attr-defined]
+    return select(lock.c.run_id).where(lock.c.name == "run").scalar_subquery() == bindparam("c_run")
+
+
+def _run_is_dead(row: Any, now: datetime, stale_after: timedelta) -> bool:
+    """Is the run of ``row`` (a cr_run row, not the lock holder) certainly not delivering any more?
+
+    Finished runs are. On this host a run is dead when its process is gone (a stopped process
+    still exists: it may wake and deliver); on another host, when its heartbeat is older than
+    ``stale_after`` (the heartbeat comes every ``lock_timeout / 4`` while it lives).
+    """
+    if row["status"] != "running":
+        return True
+    if row["host"] == socket.gethostname():
+        try:
+            os.kill(int(row["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError, OverflowError):
+            return False
+        return False
+    last = _aware(row["heartbeat_at"] or row["started_at"])
+    return last is None or now - last > stale_after
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -66,6 +66,8 @@ class Cart:
     recovery_url: str | None = None
     store_id: str | None = None
     device: str | None = None
+    # Where the cart was read ("carts.csv:17", "quote entity_id=42"): errors found later name it.
+    origin: str | None = None
     # The total in the shop's base currency when the source knows it (Magento base_grand_total,
     # PrestaShop's conversion_rate); None: cartrescue.currency derives it from shop.exchange_rates.
     base_total: Decimal | None = None
@@ -131,6 +133,7 @@ class Reason(StrEnum):
     ORDERED = "ordered"
     PENDING_ORDER = "pending_order"
     TOO_OLD = "too_old"
+    OUTSIDE_BACKFILL = "outside_backfill"
     IDLE_BELOW_CUTOFF = "idle_below_cutoff"
     NEWER_CART = "newer_cart_for_address"
     SEQUENCE_DONE = "sequence_done"
@@ -138,6 +141,7 @@ class Reason(StrEnum):
     MESSAGED_TODAY = "messaged_today"
     QUIET_HOURS = "quiet_hours"
     BUDGET = "tier_budget"
+    RUN_LIMIT = "run_limit"
     HOLDOUT = "holdout"
 
 

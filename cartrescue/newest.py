@@ -27,6 +27,7 @@ class NewestCarts:
         self._scratch = ScratchDb("newest", (
             "CREATE TABLE newest(email TEXT PRIMARY KEY, ts REAL NOT NULL, cart_key TEXT NOT NULL) WITHOUT ROWID;"
             "CREATE TABLE messaged(email TEXT PRIMARY KEY) WITHOUT ROWID;"
+            "CREATE TABLE seen(cart_key TEXT PRIMARY KEY) WITHOUT ROWID;"
         ))
         self._db = self._scratch.connection
 
@@ -67,6 +68,20 @@ class NewestCarts:
 
     def mark_messaged(self, emails: Iterable[str]) -> None:
         self._db.executemany("INSERT OR IGNORE INTO messaged(email) VALUES (?)", ((email,) for email in emails))
+
+    def repeated(self, cart_keys: Sequence[str]) -> dict[str, int]:
+        """Keys of this chunk that were seen before in the run, or twice in it: ``{key: times seen
+        before this chunk}`` (0 for a key repeated only inside the chunk); then marks them all seen."""
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(cart_keys))
+        if len(unique) < len(cart_keys):
+            found.update((key, 0) for key in {k for k in cart_keys if cart_keys.count(k) > 1})
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update((row[0], 1) for row in self._db.execute(f"SELECT cart_key FROM seen WHERE cart_key IN ({marks})", chunk))
+        self._db.executemany("INSERT OR IGNORE INTO seen(cart_key) VALUES (?)", ((key,) for key in unique))
+        return found
 
     def close(self) -> None:
         self._scratch.close()

@@ -14,22 +14,27 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from cartrescue.channels.base import Channel, Envelope, Status
+if TYPE_CHECKING:
+    from cartrescue.job import LockWatch
+
+from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.config import Config, Incentive, Tier
 from cartrescue.contacts import email_hash
 from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
 from cartrescue.incentives import Codes, placeholder, pools
-from cartrescue.errors import CartrescueError, TemplateError
+from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
 from cartrescue.ledger import ClaimRequest, History, Ledger
-from cartrescue.model import Action, Address, Cart, CartFacts, Decision, OutgoingMessage, Reason
+from cartrescue.mime import build_message, encode_address
+from cartrescue.model import Action, Address, Cart, CartFacts, Decision, OutgoingMessage, Reason, RowProblem
 from cartrescue.newest import NewestCarts
 from cartrescue.orders import OrderBook
 from cartrescue.priority import Prioritizer
@@ -83,10 +88,12 @@ def _over_budget(decision: Decision, limit: int) -> Decision:
 class Planner:
     """Decides, for every cart of a source, what this run does with it and why."""
 
-    def __init__(self, config: Config, now: datetime, ledger: Ledger | None = None) -> None:
+    def __init__(self, config: Config, now: datetime, ledger: Ledger | None = None,
+                 on_problem: Callable[[RowProblem], None] | None = None) -> None:
         self.config = config
         self.now = now
         self.ledger = ledger
+        self.on_problem = on_problem
         basis = Basis(config.shop.currency, config.shop.exchange_rates)
         self.gates = Gates(config.eligibility, basis)
         self.calendar = Calendar(config.eligibility, config.shop.tz)
@@ -123,7 +130,10 @@ class Planner:
         # would grow with every send of a million-cart run; this chunk's share is read here.
         messaged = newest.messaged(emails)
         added: list[str] = []
+        repeated = newest.repeated([cart.key for cart in chunk])
         for cart in chunk:
+            if repeated and cart.key in repeated and self._repeated(cart, repeated):
+                continue
             decision = self._decide(cart, orders, history, newest_by_email, messaged)
             if decision.action is Action.SEND and decision.tier in budgets:
                 displaced = budgets[decision.tier].offer(decision)
@@ -135,6 +145,18 @@ class Planner:
                 added.append(cart.customer.email)
             yield decision
         newest.mark_messaged(added)
+
+    def _repeated(self, cart: Cart, repeated: dict[str, int]) -> bool:
+        """A cart id seen before in this run (a CSV that lists one cart twice, apart): the first
+        one decides; the repeat is reported, never a second message under one claim."""
+        seen = repeated[cart.key]
+        repeated[cart.key] = seen + 1
+        if seen == 0:
+            return False
+        if self.on_problem is not None:
+            self.on_problem(RowProblem(cart.origin or cart.key, f"cart {cart.id}: the same cart id again "
+                                       "(only its first appearance is used)"))
+        return True
 
     def _decide(
         self, cart: Cart, orders: OrderBook, history: History, newest: dict[str, str], messaged: set[str]
@@ -155,7 +177,7 @@ class Planner:
         )
         if verdict is None:
             sequence = self.config.sequences[tier.sequence]
-            due = next_step(cart, sequence, history.by_cart.get(cart.key, []), now)
+            due = next_step(cart, sequence, history.by_cart.get(cart.key, []), now, self.config.eligibility.backfill)
             if isinstance(due, Verdict):
                 verdict = due
             else:
@@ -237,9 +259,12 @@ class Composer:
         self._domain = shop.domain
         self._tiers = {tier.name: tier for tier in config.priority.tiers}
 
-    def message_id(self, decision: Decision, claim_id: int) -> str:
-        digest = hashlib.blake2b(f"{decision.cart.key}|{decision.step}".encode(), digest_size=6).hexdigest()
-        return f"<cr.{claim_id}.{digest}@{self._domain}>"
+    def message_id(self, decision: Decision) -> str:
+        """Derived from (cart, step, channel), which the ledger claims at most once: the message
+        is built, with its id, before the claim, and a retry after a 4xx keeps the same id."""
+        key = f"{decision.cart.key}|{decision.step}|{decision.channel}"
+        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+        return f"<cr.{digest}@{self._domain}>"
 
     def incentive(self, decision: Decision) -> Incentive | None:
         """The incentive of the decision's step for its tier (``None`` when there is none)."""
@@ -248,7 +273,7 @@ class Composer:
         tier = self._tiers[decision.tier]  # type: ignore[index]
         return self.config.sequences[tier.sequence].steps[decision.step - 1].incentive_for(decision.tier)
 
-    def compose(self, decision: Decision, claim_id: int = 0, code: str | None = None) -> OutgoingMessage:
+    def compose(self, decision: Decision, code: str | None = None) -> OutgoingMessage:
         """Render ``decision``'s message; ``code`` is its allocated incentive code. Without one
         (a dry-run or preview) a per-recipient incentive shows a placeholder: nothing is allocated."""
         cart = decision.cart
@@ -277,7 +302,7 @@ class Composer:
             targets.append(f"<mailto:{shop.unsubscribe_mailto}?subject=unsubscribe%20{token}>")
         name = " ".join(part for part in (cart.customer.first_name, cart.customer.last_name) if part)
         return OutgoingMessage(
-            message_id=self.message_id(decision, claim_id),
+            message_id=self.message_id(decision),
             sender=self.sender,
             to=Address(email, name),
             subject=rendered.subject,
@@ -295,8 +320,26 @@ class Composer:
         )
 
 
+@dataclass(slots=True)
+class _Prepared:
+    """A send decision with everything that can fail for its cart already done (rendered, built)."""
+
+    decision: Decision
+    request: ClaimRequest
+    message: OutgoingMessage | None = None
+    data: bytes | None = None
+    code_pool: str | None = None  # a per-recipient code is allocated after the claim, then re-rendered
+
+
 class Executor:
-    """Claims, composes, delivers and records the send decisions; passes the others through.
+    """Composes, claims, delivers and records the send decisions; passes the others through.
+
+    The order is the ledger's promise (docs/sending.md): for each cart everything that can fail
+    on its data -- rendering, building the message, encoding the address -- happens *before*
+    its claim; a cart that fails there is reported (with the file and line it came from) and
+    never claimed, so the next run tries again once the cause is fixed. Claims are made as the
+    channel takes envelopes, a few at a time, and outcomes are recorded in small groups as they
+    come: a killed run leaves at most what was in flight ``claimed``.
 
     ``channels`` maps a tier channel ("email", "call-list") to its :class:`Channel`; with no
     ledger (a plain dry-run) nothing is claimed or delivered, only composed.
@@ -309,24 +352,53 @@ class Executor:
         ledger: Ledger | None = None,
         run_id: int | None = None,
         on_progress: Callable[[int], None] | None = None,
+        on_problem: Callable[[RowProblem], None] | None = None,
+        limit: int | None = None,
+        lock: "LockWatch | None" = None,
     ) -> None:
         self.composer = composer
         self.channels = channels
         self.ledger = ledger
         self.run_id = run_id
         self.on_progress = on_progress
+        self.on_problem = on_problem
+        self.limit = limit
+        self.lock = lock
         self.codes: Codes | None = None
         if ledger is not None and pools(composer.config):
             self.codes = Codes(composer.config, ledger)
 
     def execute(self, decisions: Iterable[Decision]) -> Iterator[Result]:
         for chunk in chunked(decisions, DELIVERY_CHUNK):
+            chunk = self._apply_limit(chunk)
             results = self._deliver(chunk) if self.ledger is not None else self._dry_run(chunk)
             if self.ledger is not None and self.run_id is not None:
                 self.ledger.save_decisions(self.run_id, self.composer.now, [_decision_row(r.decision) for r in results])
             yield from results
             if self.on_progress is not None:
                 self.on_progress(len(chunk))
+
+    def _apply_limit(self, chunk: list[Decision]) -> list[Decision]:
+        """``run --limit N``: the first N send decisions go ahead, the rest wait for a later run."""
+        if self.limit is None:
+            return chunk
+        out = []
+        for decision in chunk:
+            if decision.action is Action.SEND:
+                if self.limit > 0:
+                    self.limit -= 1
+                else:
+                    decision = replace(decision, action=Action.DEFER, reason=Reason.RUN_LIMIT,
+                                       detail="run --limit reached; a later run sends it")
+            out.append(decision)
+        return out
+
+    # -- composing (before any claim) --------------------------------------------------------
+
+    def _problem(self, decision: Decision, what: str) -> None:
+        if self.on_problem is not None:
+            cart = decision.cart
+            self.on_problem(RowProblem(cart.origin or cart.key, f"cart {cart.id}: step {decision.step}: {what}"))
 
     def _dry_run(self, chunk: list[Decision]) -> list[Result]:
         results = []
@@ -337,77 +409,176 @@ class Executor:
                 results.append(Result(decision, "dry-run"))
             else:
                 try:
-                    results.append(Result(decision, "dry-run", message=self.composer.compose(decision)))
-                except TemplateError as exc:
+                    message = self.composer.compose(decision)
+                    encode_address(message.to.email)  # what building the message would refuse
+                    results.append(Result(decision, "dry-run", message=message))
+                except (TemplateError, ValueError) as exc:
+                    self._problem(decision, str(exc))
                     results.append(Result(decision, "render_error", str(exc)))
         return results
 
+    def _prepare(self, decision: Decision) -> _Prepared:
+        """Render and build ``decision``'s message; raise TemplateError/ValueError for this cart."""
+        channel = decision.channel or "email"
+        message = data = None
+        pool = None
+        if channel == "email":
+            incentive = self.composer.incentive(decision)
+            if self.codes is not None and incentive is not None and incentive.codes is not None:
+                pool = incentive.codes.pool
+            message = self.composer.compose(decision)  # a per-recipient code shows its placeholder here
+            data = build_message(message)
+        cart = decision.cart
+        request = ClaimRequest(cart.key, cart.id, cart.customer.email, decision.step or 0, channel,
+                               self.channels[channel].transport, decision.template or "", decision.variant,
+                               decision.tier, decision.score, message.message_id if message is not None else "")
+        return _Prepared(decision, request, message, data, pool)
+
+    # -- delivering --------------------------------------------------------------------------
+
     def _deliver(self, chunk: list[Decision]) -> list[Result]:
         assert self.ledger is not None and self.run_id is not None
-        # Held-out carts are claimed too (transport "holdout", status "held_out"): the ledger then
-        # knows the control group step by step, and a later run never "sends" them that step.
-        sends = [d for d in chunk if d.action in (Action.SEND, Action.HOLDOUT)]
-        requests = [
-            ClaimRequest(d.cart.key, d.cart.id, d.cart.customer.email, d.step or 0, d.channel or "email",
-                         HOLDOUT if d.action is Action.HOLDOUT else self.channels[d.channel or "email"].transport,
-                         d.template or "", d.variant, d.tier, d.score)
-            for d in sends
-        ]
-        won = self.ledger.claim(self.run_id, requests, self.composer.now)
-        by_claim: dict[int, Result] = {}
-        envelopes: dict[str, list[Envelope]] = {}
-        failures: list[tuple[int, str, str, str]] = []
         results: dict[int, Result] = {}
-        for decision in sends:
-            claim_id = won.get((decision.cart.key, decision.step or 0, decision.channel or "email"))
-            if claim_id is None:
-                results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
-                continue
+        held: list[Decision] = []
+        ready: dict[str, list[_Prepared]] = {}
+        for decision in chunk:
             if decision.action is Action.HOLDOUT:
-                failures.append((claim_id, HELD_OUT, decision.detail, ""))
-                results[id(decision)] = Result(decision, HELD_OUT)
-                continue
-            message = None
-            if decision.channel == "email":
-                code = None
-                incentive = self.composer.incentive(decision)
-                if self.codes is not None and incentive is not None and incentive.codes is not None:
-                    # Allocated after the claim and before delivery: a code exists only for a
-                    # message that goes out, and only once (see cartrescue.incentives).
-                    try:
-                        code, _expires = self.codes.allocate(
-                            incentive.codes.pool, claim_id, cart_key=decision.cart.key,
-                            email=decision.cart.customer.email, step=decision.step or 0, now=self.composer.now)
-                    except CartrescueError as exc:
-                        failures.append((claim_id, Status.TRANSIENT.value, f"incentive code: {exc}", ""))
-                        results[id(decision)] = Result(decision, Status.TRANSIENT.value, f"incentive code: {exc}")
-                        continue
+                held.append(decision)
+            elif decision.action is Action.SEND:
                 try:
-                    message = self.composer.compose(decision, claim_id, code)
-                except TemplateError as exc:
-                    failures.append((claim_id, Status.TRANSIENT.value, f"render error: {exc}", ""))
+                    prepared = self._prepare(decision)
+                except (TemplateError, ValueError) as exc:
+                    self._problem(decision, str(exc))
                     results[id(decision)] = Result(decision, "render_error", str(exc))
                     continue
-            envelope = Envelope(claim_id, decision, message)
-            envelopes.setdefault(decision.channel or "email", []).append(envelope)
-            by_claim[claim_id] = Result(decision, message=message)
-        self.ledger.record(failures)
-        for channel_name, batch in envelopes.items():
-            channel = self.channels[channel_name]
-            recorded = []
-            bounced = []  # "no such user": suppressed, so no other cart or step of the address is tried
-            for outcome in channel.deliver(batch):
-                result = by_claim[outcome.claim_id]
-                message_id = result.message.message_id if result.message else ""
-                recorded.append((outcome.claim_id, outcome.status.value, outcome.reply, message_id))
-                results[id(result.decision)] = replace(result, delivery=outcome.status.value, detail=outcome.reply)
-                address = result.decision.cart.customer.email
-                if outcome.suppress and address:
-                    bounced.append((email_hash(address), outcome.suppress, f"{channel.transport}: {outcome.reply}"))
-            self.ledger.record(recorded)
-            if bounced:
-                self.ledger.suppress_many(bounced)
+                ready.setdefault(prepared.request.channel, []).append(prepared)
+        if held:
+            self._hold_out(held, results)
+        for channel_name, prepared in ready.items():
+            feed = _ClaimFeed(self, prepared, results)
+            try:
+                self.channels[channel_name].run(feed)
+            finally:
+                feed.flush()
+            if feed.stopped is not None:
+                raise feed.stopped
         return [results.get(id(d), Result(d)) for d in chunk]
+
+    def _hold_out(self, decisions: list[Decision], results: dict[int, Result]) -> None:
+        """Held-out carts are claimed too (transport "holdout", status "held_out"): the ledger then
+        knows the control group step by step, and a later run never "sends" them that step."""
+        assert self.ledger is not None and self.run_id is not None
+        requests = [ClaimRequest(d.cart.key, d.cart.id, d.cart.customer.email, d.step or 0, d.channel or "email",
+                                 HOLDOUT, d.template or "", d.variant, d.tier, d.score) for d in decisions]
+        won = self.ledger.claim(self.run_id, requests, self.composer.now)
+        outcomes = []
+        for decision, request in zip(decisions, requests):
+            claim_id = won.get((request.cart_key, request.step, request.channel))
+            if claim_id is None:
+                results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
+            else:
+                outcomes.append((claim_id, HELD_OUT, decision.detail, ""))
+                results[id(decision)] = Result(decision, HELD_OUT)
+        self.ledger.record(outcomes)
+
+
+FLUSH_EVERY = 16  # outcomes per group commit
+FLUSH_SECONDS = 0.02  # ... or this long after the oldest unrecorded outcome
+
+
+class _ClaimFeed:
+    """The :class:`~cartrescue.channels.base.Feed` a channel delivers from.
+
+    ``take`` claims envelopes only when the channel asks for them (and writes the outcomes
+    gathered so far in the same transaction); ``done`` records outcomes in small groups. A run
+    that lost its lock gets nothing more to deliver: ``take`` returns ``[]`` and ``stopped``
+    says why, once the channel has finished what it had in hand.
+    """
+
+    def __init__(self, executor: Executor, prepared: list[_Prepared], results: dict[int, Result]) -> None:
+        self.executor = executor
+        self.ledger = executor.ledger
+        self.pending = list(reversed(prepared))
+        self.results = results
+        self.by_claim: dict[int, _Prepared] = {}
+        self.buffer: list[tuple[int, str, str, str]] = []
+        self.bounced: list[tuple[str, str, str]] = []
+        self.oldest = 0.0
+        self.stopped: CartrescueError | None = None
+
+    def take(self, n: int) -> list[Envelope]:
+        if self.stopped is not None:
+            return []
+        lock = self.executor.lock
+        if lock is not None and lock.lost is not None:
+            self.stopped = lock.lost
+            return []
+        taken: list[Envelope] = []
+        while self.pending and len(taken) < n:
+            group = [self.pending.pop() for _ in range(min(n - len(taken), len(self.pending)))]
+            try:
+                won = self.ledger.claim(self.executor.run_id, [p.request for p in group],  # type: ignore[union-attr,arg-type]
+                                        self.executor.composer.now, outcomes=self._drain())
+            except LockLost as lost:
+                self.stopped = lost
+                self.pending.extend(reversed(group))
+                return taken
+            for prepared in group:
+                request = prepared.request
+                claim_id = won.get((request.cart_key, request.step, request.channel))
+                decision = prepared.decision
+                if claim_id is None:
+                    self.results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
+                    continue
+                self.by_claim[claim_id] = prepared
+                envelope = self._finish(claim_id, prepared)
+                if envelope is not None:
+                    taken.append(envelope)
+        return taken
+
+    def _finish(self, claim_id: int, prepared: _Prepared) -> Envelope | None:
+        """The claimed envelope; a per-recipient incentive code is allocated now (a code exists
+        only for a message that was claimed) and the message rebuilt with it."""
+        executor, decision = self.executor, prepared.decision
+        if prepared.code_pool is not None and executor.codes is not None:
+            try:
+                code, _expires = executor.codes.allocate(
+                    prepared.code_pool, claim_id, cart_key=decision.cart.key, email=decision.cart.customer.email,
+                    step=decision.step or 0, now=executor.composer.now)
+                prepared.message = executor.composer.compose(decision, code)
+                prepared.data = build_message(prepared.message)
+            except (CartrescueError, ValueError) as exc:
+                # Not this cart's data (the template rendered before the claim): the pool ran dry.
+                self.done(Outcome(claim_id, Status.TRANSIENT, f"incentive code: {exc}"))
+                return None
+        return Envelope(claim_id, decision, prepared.message, prepared.data)
+
+    def done(self, outcome: Outcome) -> None:
+        prepared = self.by_claim[outcome.claim_id]
+        message_id = prepared.message.message_id if prepared.message is not None else ""
+        if not self.buffer:
+            self.oldest = time.monotonic()
+        self.buffer.append((outcome.claim_id, outcome.status.value, outcome.reply, message_id))
+        decision = prepared.decision
+        delivery = "render_error" if outcome.reply.startswith("incentive code:") else outcome.status.value
+        self.results[id(decision)] = Result(decision, delivery, outcome.reply, prepared.message)
+        address = decision.cart.customer.email
+        if outcome.suppress and address:  # "no such user": no other cart or step of the address is tried
+            transport = prepared.request.transport
+            self.bounced.append((email_hash(address), outcome.suppress, f"{transport}: {outcome.reply}"))
+        if len(self.buffer) >= FLUSH_EVERY or time.monotonic() - self.oldest >= FLUSH_SECONDS:
+            self.flush()
+
+    def _drain(self) -> list[tuple[int, str, str, str]]:
+        buffered, self.buffer = self.buffer, []
+        return buffered
+
+    def flush(self) -> None:
+        assert self.ledger is not None
+        self.ledger.record(self._drain())
+        if self.bounced:
+            self.ledger.suppress_many(self.bounced)
+            self.bounced = []
 
 
 def _decision_row(decision: Decision) -> dict[str, object]:

@@ -16,9 +16,10 @@ from cartrescue.eligibility import Verdict
 from cartrescue.ledger import SentStep
 from cartrescue.model import Action, Cart, Reason
 
-# Statuses that make a step "done": claimed (maybe sent: at most once), sent, permanently failed,
-# held out (the control group: the step passed without a message, on purpose).
-DONE = frozenset({"claimed", "sent", "failed_permanent", "held_out"})
+# Statuses that make a step "done": claimed or unconfirmed (maybe sent: at most once), sent,
+# permanently failed (the relay refused it: the attempt counts, see docs/sending.md), held out
+# (the control group: the step passed without a message, on purpose).
+DONE = frozenset({"claimed", "unconfirmed", "sent", "failed_permanent", "held_out"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +28,30 @@ class Due:
     due_at: datetime
 
 
-def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetime) -> Due | Verdict:
-    """The step to send now, or why none is (sequence done, next step not yet due)."""
-    done = [entry.step for entry in sent if entry.status in DONE]
-    number = max(done, default=0) + 1
-    if number > len(sequence.steps):
-        return Verdict(Action.SKIP, Reason.SEQUENCE_DONE, detail=f"{len(sequence.steps)} steps sent")
-    due_at = cart.updated_at + sequence.steps[number - 1].delay
+def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetime,
+              backfill: timedelta | None = None) -> Due | Verdict:
+    """The step to send now, or why none is (sequence done, next step not yet due, too late to start).
+
+    Step n is due ``delay_n`` after the cart's last activity, and never sooner than the gap
+    ``delay_n - delay_(n-1)`` after step n-1 went out: a run after cron was down (or a shop's
+    first run) starts the sequence late but keeps its spacing, instead of sending the steps on
+    consecutive days. A sequence is not started at all when step 1 came due more than
+    ``backfill`` ago.
+    """
+    done = [entry for entry in sent if entry.status in DONE]
+    number = max((entry.step for entry in done), default=0) + 1
+    steps = sequence.steps
+    if number > len(steps):
+        return Verdict(Action.SKIP, Reason.SEQUENCE_DONE, detail=f"{len(steps)} steps sent")
+    due_at = cart.updated_at + steps[number - 1].delay
+    if number == 1:
+        if backfill is not None and now - due_at > backfill:
+            return Verdict(Action.SKIP, Reason.OUTSIDE_BACKFILL,
+                           detail=f"step 1 came due {due_at:%Y-%m-%d %H:%M} UTC, more than eligibility.backfill ago")
+    else:
+        previous = max((entry.at for entry in done if entry.step == number - 1), default=None)
+        if previous is not None:
+            due_at = max(due_at, previous + (steps[number - 1].delay - steps[number - 2].delay))
     if now < due_at:
         return Verdict(Action.DEFER, Reason.STEP_NOT_DUE, not_before=due_at, detail=f"step {number}")
     return Due(number, due_at)

@@ -115,8 +115,9 @@ def test_unconfirmed_claims_are_reported(shop: Shop) -> None:
         from cartrescue.ledger import ClaimRequest
 
         run_id = ledger.start_run("send", datetime.now(timezone.utc))
-        ledger.claim(run_id, [ClaimRequest("csv:c1", "c1", "c1@example.com", 1, "email", "smtp", "reminder-1",
-                                           None, "standard", 0.0)], datetime.now(timezone.utc))
+        with ledger.lock(run_id, timedelta(hours=2)):  # claims are made only under the run lock
+            ledger.claim(run_id, [ClaimRequest("csv:c1", "c1", "c1@example.com", 1, "email", "smtp", "reminder-1",
+                                               None, "standard", 0.0)], datetime.now(timezone.utc))
     finally:
         ledger.close()
     found = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))

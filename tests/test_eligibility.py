@@ -122,16 +122,21 @@ def test_an_address_messaged_today_is_deferred_to_tomorrow(shop: Shop) -> None:
 
 
 @pytest.mark.parametrize("chunk", [2, 500])
-def test_a_cart_listed_twice_is_messaged_once_per_run_even_chunks_apart(
+def test_a_cart_listed_twice_is_planned_once_and_the_repeat_reported_even_chunks_apart(
     shop: Shop, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    # The addresses messaged in a run live in the planner's scratch file, not in memory: they
-    # must still be seen by a later chunk of the same run.
+    # The cart keys seen in a run live in the planner's scratch file, not in memory: a later
+    # chunk of the same run must still recognise a repeat.
     import cartrescue.pipeline
 
     monkeypatch.setattr(cartrescue.pipeline, "PLAN_CHUNK", chunk)
     shop.add(cart("c1", email="ann@example.com"), cart("c2", email="bo@example.com"),
              cart("c3", email="cy@example.com"), cart("c1", email="ann@example.com"))
-    rows = [(row["cart_id"], row["action"], row["reason"]) for row in shop.cli("run", "--json").json["decisions"]]
-    assert rows == [("c1", "send", "due"), ("c2", "send", "due"), ("c3", "send", "due"),
-                    ("c1", "defer", "messaged_today")]
+    result = shop.cli("run", "--json")
+    rows = [(row["cart_id"], row["action"], row["reason"]) for row in result.json["decisions"]]
+    assert rows == [("c1", "send", "due"), ("c2", "send", "due"), ("c3", "send", "due")]
+    assert result.exit_code == 1
+    assert result.json["problems"] == [f"{shop.folder / 'carts.csv'}:5: cart c1: the same cart id again "
+                                       "(only its first appearance is used)"]
+
+

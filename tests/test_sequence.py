@@ -45,6 +45,7 @@ def test_rerunning_the_same_instant_delivers_nothing(shop: Shop) -> None:
 
 
 def test_a_late_run_sends_the_first_step_not_a_later_one(shop: Shop) -> None:
+    shop.configure(eligibility={"backfill": "4d"})
     shop.add(cart("c1", now=START, idle=timedelta(0)))
     files = _outbox_run(shop, 100 - 30)[1]  # cron was down for days: step 3's time has passed
     assert [name.split("-step")[1][0] for name in files] == ["1"]
@@ -98,5 +99,7 @@ def test_a_cart_id_repeated_further_down_the_file_is_delivered_once(shop: Shop) 
     shop.add(cart("c1"), cart("c2", email="other@example.com"), cart("c1"))
     folder = shop.folder / "out"
     result = shop.cli("run", "--outbox", str(folder), "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the repeat is reported as a bad row
+    assert "carts.csv:4: cart c1: the same cart id again" in result.json["problems"][0]
+    assert [m["status"] for m in Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").messages()] == ["sent", "sent"]
     assert sorted(p.name.split("-step")[0] for p in folder.glob("*.eml")) == ["csv_c1", "csv_c2"]

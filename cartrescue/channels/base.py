@@ -1,8 +1,9 @@
 """The channel seam: how a rendered message leaves cartrescue.
 
-A channel delivers batches of envelopes and reports one outcome per envelope. It must not
-decide who gets a message nor touch the ledger: the pipeline claims before and records after.
-Implementations: ``outbox`` (.eml files), ``dryrun`` (nothing leaves), ``call_list`` (a CSV for
+A channel takes envelopes from a :class:`Feed` and reports one outcome per envelope. It must not
+decide who gets a message nor touch the ledger: the feed claims each envelope in the ledger only
+as the channel takes it (so a killed run leaves only what was truly in flight ``claimed``) and
+records outcomes as they come. Implementations: ``outbox`` (.eml files), ``call_list`` (a CSV for
 staff), ``smtp`` (aiosmtplib).
 """
 
@@ -12,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from cartrescue.model import Decision, OutgoingMessage
 
@@ -20,6 +22,7 @@ class Status(StrEnum):
     """Ledger status of a message; the channel reports the last three."""
 
     CLAIMED = "claimed"  # inserted before delivery; no outcome known yet
+    UNCONFIRMED = "unconfirmed"  # handed over, but whether it arrived cannot be known (not resent)
     SENT = "sent"  # the server (or the outbox) accepted it
     TRANSIENT = "failed_transient"  # retry later (4xx, connection/TLS errors)
     PERMANENT = "failed_permanent"  # do not retry (5xx)
@@ -32,6 +35,7 @@ class Envelope:
     claim_id: int
     decision: Decision
     message: OutgoingMessage | None  # None for channels that need no rendered message (call list)
+    data: bytes | None = None  # the message's bytes, built (and checked) before the claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +46,46 @@ class Outcome:
     suppress: str = ""  # non-empty: the address does not exist; the pipeline suppresses it with this reason
 
 
+class Feed(Protocol):
+    """Where a channel gets its work and leaves its outcomes (the pipeline's claiming feed)."""
+
+    def take(self, n: int) -> list[Envelope]:
+        """Up to ``n`` envelopes, claimed just now; ``[]`` when there is no more work."""
+
+    def done(self, outcome: Outcome) -> None:
+        """Report one envelope's outcome (recorded promptly, in small groups)."""
+
+
+class ListFeed:
+    """A feed over a ready list of envelopes, collecting the outcomes (tests, one-off sends)."""
+
+    def __init__(self, envelopes: Sequence[Envelope]) -> None:
+        self._pending = list(reversed(envelopes))
+        self.outcomes: list[Outcome] = []
+
+    def take(self, n: int) -> list[Envelope]:
+        taken = []
+        while self._pending and len(taken) < n:
+            taken.append(self._pending.pop())
+        return taken
+
+    def done(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+
 class Channel(ABC):
     """Delivers envelopes. Sync interface; an async channel runs its own loop inside."""
 
     #: Transport name recorded in the ledger ("outbox", "smtp", "call-list").
     transport: str = "channel"
+    #: How many envelopes :meth:`run` takes at a time (each is claimed when taken).
+    take_size: int = 1
+
+    def run(self, feed: Feed) -> None:
+        """Deliver everything ``feed`` has, reporting each outcome to it as it happens."""
+        while batch := feed.take(self.take_size):
+            for outcome in self.deliver(batch):
+                feed.done(outcome)
 
     @abstractmethod
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:

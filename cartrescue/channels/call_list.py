@@ -11,13 +11,31 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
+from cartrescue.text import printable
 
 COLUMNS = ("cart_id", "first_name", "last_name", "phone", "email", "locale", "currency", "total",
            "items", "score", "tier", "previous_orders", "recovery_url", "last_activity")
 
 
+def cell(value: object) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula.
+
+    Staff open this file in Excel or LibreOffice; a name like ``=HYPERLINK(...)`` or ``+1-2``
+    from cart data would be evaluated there (CSV/formula injection, OWASP). Such a cell gets a
+    leading apostrophe, which spreadsheets hide and treat as "this is text".
+    """
+    text = printable(value)
+    if text[:1] in _FORMULA_START:
+        return "'" + text
+    return text
+
+
+_FORMULA_START = frozenset("=+-@")  # OWASP; tab and CR are removed by printable()
+
+
 class CallListChannel(Channel):
     transport = "call-list"
+    take_size = 50
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -33,14 +51,14 @@ class CallListChannel(Channel):
                 for envelope in batch:
                     decision = envelope.decision
                     cart, customer = decision.cart, decision.cart.customer
-                    writer.writerow((
+                    writer.writerow([cell(value) for value in (
                         cart.id, customer.first_name or "", customer.last_name or "", customer.phone or "",
                         customer.email or "", customer.locale or "", cart.currency, str(cart.total),
                         "; ".join(f"{item.quantity} x {item.name}" for item in cart.items),
                         f"{decision.score:g}" if decision.score is not None else "", decision.tier or "",
                         decision.facts.previous_orders if decision.facts else 0, cart.recovery_url or "",
                         cart.updated_at.isoformat(),
-                    ))
+                    )])
                 handle.flush()
         except OSError as exc:
             for envelope in batch:

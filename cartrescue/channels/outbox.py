@@ -19,6 +19,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 class OutboxChannel(Channel):
     transport = "outbox"
+    take_size = 16  # claimed a few at a time: a kill leaves at most these without outcome
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -39,9 +40,13 @@ class OutboxChannel(Channel):
             target = self.filename(envelope)
             partial = target.with_suffix(".eml.part")
             try:
-                partial.write_bytes(build_message(envelope.message))
+                data = envelope.data if envelope.data is not None else build_message(envelope.message)
+                partial.write_bytes(data)
                 os.replace(partial, target)
             except OSError as exc:
                 yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {target}: {exc.strerror or exc}")
+                continue
+            except ValueError as exc:  # a message that cannot be built (normally caught before the claim)
+                yield Outcome(envelope.claim_id, Status.PERMANENT, f"cannot write: {exc}")
                 continue
             yield Outcome(envelope.claim_id, Status.SENT, str(target))

@@ -33,12 +33,13 @@ runs each batch to completion on it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import re
 import socket
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ from aiosmtplib import (
     SMTPResponseException,
 )
 
-from cartrescue.channels.base import Channel, Envelope, Outcome, Status
+from cartrescue.channels.base import Channel, Envelope, Feed, ListFeed, Outcome, Status
 from cartrescue.errors import ConfigError
 from cartrescue.mime import build_message, encode_address
 from cartrescue.ratelimit import RateLimiter
@@ -212,26 +213,56 @@ class Stats:
     sent: int = 0
 
 
-@dataclass(slots=True)
-class _Batch:
-    queue: asyncio.Queue[_Job | None]
-    remaining: int
-    workers: int
-    outcomes: list[Outcome] = field(default_factory=list)
-    timers: list[tuple[asyncio.TimerHandle, _Job]] = field(default_factory=list)
+class _Work:
+    """The jobs of one :meth:`SmtpChannel.run`: taken from the feed one at a time as connections
+    come free (so each is claimed only when it can go out), plus retries waiting for their turn."""
+
+    def __init__(self, channel: "SmtpChannel", feed: Feed, workers: int) -> None:
+        self.channel = channel
+        self.feed = feed
+        self.workers = workers
+        self.ready: collections.deque[_Job] = collections.deque()  # retries due, extra jobs taken
+        self.outstanding = 0  # jobs taken and not finished (in flight or waiting for a retry)
+        self.exhausted = False
+        self.timers: list[tuple[asyncio.TimerHandle, _Job]] = []
+        self.wake = asyncio.Event()
+
+    async def next(self) -> _Job | None:
+        """The next job for a free connection; ``None`` when everything is done."""
+        while True:
+            if self.ready:
+                return self.ready.popleft()
+            if not self.exhausted:
+                # A dead relay or a spent hourly quota: the rest only gets its outcome, in bulk.
+                size = 64 if self.channel._down is not None else 1
+                taken = self.feed.take(size)
+                for envelope in taken:
+                    prepared = self.channel._prepare(envelope)
+                    if isinstance(prepared, Outcome):
+                        self.feed.done(prepared)
+                    else:
+                        self.outstanding += 1
+                        self.ready.append(prepared)
+                if taken:
+                    continue
+                self.exhausted = True
+            if self.outstanding == 0:
+                self.wake.set()  # let the other workers see it too
+                return None
+            self.wake.clear()
+            await self.wake.wait()
 
     def requeue(self, job: _Job) -> None:
-        """Put a job that was waiting for its retry back into the queue (at most once)."""
+        """Put a job that was waiting for its retry back (at most once)."""
         if job.waiting:
             job.waiting = False
-            self.queue.put_nowait(job)
+            self.ready.append(job)
+            self.wake.set()
 
     def finish(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
-        self.remaining -= 1
-        if self.remaining == 0:
-            for _ in range(self.workers):
-                self.queue.put_nowait(None)
+        self.feed.done(outcome)
+        self.outstanding -= 1
+        self.wake.set()
 
 
 class _Refused(Exception):
@@ -270,12 +301,17 @@ class SmtpChannel(Channel):
 
     # -- the Channel interface ---------------------------------------------------------------
 
+    def run(self, feed: Feed) -> None:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._run(feed))
+
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         if not batch:
             return
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        yield from self._loop.run_until_complete(self._deliver(batch))
+        feed = ListFeed(batch)
+        self.run(feed)
+        yield from feed.outcomes
 
     def close(self) -> None:
         loop, self._loop = self._loop, None
@@ -300,31 +336,22 @@ class SmtpChannel(Channel):
             return Outcome(envelope.claim_id, Status.PERMANENT, "no message to send")
         try:
             rcpt = encode_address(message.to.email).encode("ascii")
-            data = build_message(message)
+            data = envelope.data if envelope.data is not None else build_message(message)
         except ValueError as exc:
             return Outcome(envelope.claim_id, Status.PERMANENT, f"cannot send: {exc}")
         return _Job(envelope.claim_id, rcpt, data)
 
-    async def _deliver(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
-        jobs: list[_Job] = []
-        ready: list[Outcome] = []
-        for envelope in envelopes:
-            prepared = self._prepare(envelope)
-            (ready if isinstance(prepared, Outcome) else jobs).append(prepared)  # type: ignore[arg-type]
-        if not jobs:
-            return ready
+    async def _run(self, feed: Feed) -> None:
+        work = _Work(self, feed, len(self._slots))
         if self._down is not None and not await self._probe():
-            return ready + [self._not_attempted(job) for job in jobs]
-        workers = min(len(self._slots), len(jobs))
-        batch = _Batch(asyncio.Queue(), len(jobs), workers, ready)
-        for job in jobs:
-            batch.queue.put_nowait(job)
+            while (job := await work.next()) is not None:
+                work.finish(self._not_attempted(job))
+            return
         try:
-            await asyncio.gather(*(self._work(self._slots[i], batch) for i in range(workers)))
+            await asyncio.gather(*(self._work(slot, work) for slot in self._slots))
         finally:
-            for timer, _job in batch.timers:
+            for timer, _job in work.timers:
                 timer.cancel()
-        return batch.outcomes
 
     def _not_attempted(self, job: _Job) -> Outcome:
         return Outcome(job.claim_id, Status.TRANSIENT, f"not attempted, relay unavailable: {self._down}")
@@ -338,8 +365,8 @@ class SmtpChannel(Channel):
             return False
         return True
 
-    async def _work(self, slot: _Slot, batch: _Batch) -> None:
-        while (job := await batch.queue.get()) is not None:
+    async def _work(self, slot: _Slot, batch: _Work) -> None:
+        while (job := await batch.next()) is not None:
             if self._down is not None:
                 batch.finish(self._not_attempted(job))
                 continue
@@ -368,7 +395,7 @@ class SmtpChannel(Channel):
         slot.smtp, slot.used, slot.size = smtp, 0, smtp.supports_extension("size")
         return smtp
 
-    async def _attempt(self, slot: _Slot, job: _Job, batch: _Batch) -> None:
+    async def _attempt(self, slot: _Slot, job: _Job, batch: _Work) -> None:
         job.attempts += 1
         try:
             smtp = await self._connect(slot)
@@ -411,14 +438,14 @@ class SmtpChannel(Channel):
                 # The relay closed an idle connection: nothing of this message was sent.
                 job.free_retry = False
                 job.attempts -= 1
-                batch.queue.put_nowait(job)
+                batch.ready.append(job)
                 return
             self._retry_or_give_up(job, batch, f"connection lost during {stage}: {cause}")
             return
         self.stats.sent += 1
         batch.finish(Outcome(job.claim_id, Status.SENT, f"{reply.code} {_one_line(reply.message)}"))
 
-    def _refused(self, job: _Job, batch: _Batch, refused: _Refused) -> None:
+    def _refused(self, job: _Job, batch: _Work, refused: _Refused) -> None:
         code, text = refused.code, f"{refused.code} {_one_line(refused.message)}"
         if 400 <= code < 500:
             self._retry_or_give_up(job, batch, text)
@@ -431,7 +458,7 @@ class SmtpChannel(Channel):
         else:  # a reply code SMTP does not allow here
             self._retry_or_give_up(job, batch, f"unexpected reply to {refused.stage}: {text}")
 
-    def _retry_or_give_up(self, job: _Job, batch: _Batch, reply: str) -> None:
+    def _retry_or_give_up(self, job: _Job, batch: _Work, reply: str) -> None:
         settings = self.settings
         if self._down is not None or job.attempts > settings.retries:
             tries = f" (after {job.attempts} attempts)" if job.attempts > 1 else ""

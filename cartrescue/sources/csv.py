@@ -138,6 +138,26 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO,
     return handle, csv.reader(handle, delimiter=delimiter)
 
 
+def _undecodable(path: Path, encoding: str) -> SourceError:
+    """The error for a file that is not in ``encoding``, naming the first line that is not.
+
+    The text reader decodes ahead in blocks, so its error does not say where; the file is read
+    again as bytes to find the line (only on this error path).
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    number = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                return SourceError(f"{path}:{number}: not {encoding} text (byte {exc.start + 1} of the line: "
+                                   f"{exc.reason}); set source.encoding to the export's encoding, e.g. cp1252")
+    return SourceError(f"{path}: not {encoding} text; set source.encoding to the export's encoding, e.g. cp1252")
+
+
 def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
              required: Sequence[str]) -> _Columns:
     positions = {name.strip().lower(): index for index, name in enumerate(header)}
@@ -229,8 +249,11 @@ class CsvSource(CartSource):
             try:
                 header = next(reader)
             except StopIteration:
+                self._empty()
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except UnicodeDecodeError:
+                raise _undecodable(self.carts_path, self.encoding) from None
+            except csv.Error as exc:
                 raise SourceError(f"{self.carts_path}:1: cannot read the header: {exc}") from None
             self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART)
             width = len(header)
@@ -245,6 +268,7 @@ class CsvSource(CartSource):
             id_at = self._id_at = self._cols.index["cart_id"]
             group: list[tuple[int, list[str]]] = []
             group_id = None
+            rows_seen = False
             line = reader.line_num
             while True:
                 start = line + 1
@@ -256,8 +280,8 @@ class CsvSource(CartSource):
                     line = reader.line_num
                     self.on_problem(RowProblem(f"{self.carts_path}:{start}", f"malformed CSV: {exc}"))
                     continue
-                except UnicodeDecodeError as exc:
-                    raise SourceError(f"{self.carts_path}: not {self.encoding} text near line {start}: {exc.reason}") from None
+                except UnicodeDecodeError:
+                    raise _undecodable(self.carts_path, self.encoding) from None
                 line = reader.line_num
                 cells = len(row)
                 if cells < width:
@@ -272,6 +296,7 @@ class CsvSource(CartSource):
                 if cells >= width:
                     del row[width:]
                     row.append("")
+                rows_seen = True
                 if cart_id != group_id and group:
                     yield group[0][0], group
                     group = []
@@ -279,6 +304,13 @@ class CsvSource(CartSource):
                 group.append((start, row))
             if group:
                 yield group[0][0], group
+            elif not rows_seen:
+                self._empty()
+
+    def _empty(self) -> None:
+        """No carts at all: most likely the export job failed, which the owner should hear of."""
+        self.on_problem(RowProblem(f"{self.carts_path}", "no carts in the file (an empty export? check the job "
+                                   "that writes it)"))
 
     def _build_cart(self, start_line: int, rows: list[tuple[int, list[str]]]) -> Cart | None:
         # Cart-level fields: the first non-blank value among the cart's rows (usually the first).
@@ -345,6 +377,7 @@ class CsvSource(CartSource):
             recovery_url or None,
             store_id or None,
             device or None,
+            f"{self.carts_path}:{start_line}",
         )
 
     def _decimal(self, text: str, what: str) -> Decimal:
@@ -412,6 +445,10 @@ class CsvSource(CartSource):
         index = OrderIndex()
         try:
             self._read_orders(index)
+        except UnicodeDecodeError:
+            index.close()
+            assert self.orders_path is not None
+            raise _undecodable(self.orders_path, self.encoding) from None
         except BaseException:
             index.close()
             raise
