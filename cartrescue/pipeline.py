@@ -29,9 +29,9 @@ from cartrescue.config import Config, Incentive, Tier
 from cartrescue.contacts import email_hash
 from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
-from cartrescue.incentives import Codes, placeholder, pools
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
+from cartrescue.incentives import Codes, placeholder, pools
 from cartrescue.ledger import ClaimRequest, History, Ledger
 from cartrescue.mime import build_message, encode_address
 from cartrescue.model import Action, Address, Cart, CartFacts, Decision, OutgoingMessage, Reason, RowProblem
