@@ -222,7 +222,9 @@ class EligibilityConfig(_Model):
     quiet_hours: QuietHours | None = None
     min_total: Decimal = Decimal("0.01")
     bot_patterns: list[str] = Field(
-        default_factory=lambda: [r"^(bot|crawler|spider|test-crawler)[-_.+]", r"^noreply@", r"^no-reply@"]
+        # Google's Merchant Center store checks fill carts as storebotmail.joonix.net addresses.
+        default_factory=lambda: [r"^(bot|crawler|spider|test-crawler)[-_.+]", r"^noreply@", r"^no-reply@",
+                                 r"@storebotmail\.joonix\.net$"]
     )
     disposable_domains: list[str] = Field(
         default_factory=lambda: ["mailinator.com", "guerrillamail.com", "10minutemail.com", "yopmail.com", "trashmail.com"]

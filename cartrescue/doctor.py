@@ -78,7 +78,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         config = load_config(config_path)
     except ConfigError as exc:
         return Report([Check("config", FAIL, str(exc), int(exc.exit_code)),
-                       *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "smtp", "staleness"))])
+                       *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
     if not config.shop.unsubscribe_secret:
         checks.append(Check("config", FAIL, f"{config_path or 'cartrescue.yaml'}: shop.unsubscribe_secret is empty; "
                             "run --send refuses to start (set it to ${CARTRESCUE_SECRET})", int(ExitCode.CONFIG)))
@@ -102,6 +102,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         checks.append(Check("ledger", FAIL, str(exc), int(exc.exit_code)))
 
     checks.append(_source(config, now))
+    checks.append(_templates(config, now))
     checks.append(_smtp(config) if smtp else Check("smtp", SKIP, "skipped (--no-smtp)"))
     if ledger is None:
         checks.append(Check("staleness", SKIP, "needs the ledger"))
@@ -137,6 +138,44 @@ def _source(config: Any, now: datetime) -> Check:
     if problems:
         return Check("source", WARN, f"{detail}; {len(problems)} unreadable rows, first: {problems[0]}")
     return Check("source", WARN if advice else OK, detail)
+
+
+def _templates(config: Any, now: datetime) -> Check:
+    """Every template of the config rendered once and one message of each step built, as a run
+    would build it: a broken template or an unbuildable message fails here, not at 3 a.m."""
+    from dataclasses import replace
+
+    from cartrescue.mime import build_message
+    from cartrescue.model import Action, Decision, Reason
+    from cartrescue.pipeline import DRY_RUN_SECRET, Composer
+    from cartrescue.render import Renderer
+    from cartrescue.template_check import TemplateChecker, edge_carts
+
+    try:
+        fixture = edge_carts()[:1]
+        report = TemplateChecker(config, carts=fixture).run()
+        if not report.ok:
+            first = report.failed[0]
+            problem = first.problems[0]
+            return Check("templates", FAIL, f"{len(report.failed)} of {len(report.cases)} template combinations fail; "
+                         f"first: {first.name}: {problem.kind}: {problem.message} (see `cartrescue templates check`)",
+                         int(ExitCode.SOME_FAILED))
+        composer = Composer(config, Renderer(config), now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
+        cart = fixture[0][0]
+        built = 0
+        for tier in config.priority.tiers:
+            if tier.channel != "email":
+                continue
+            for number, step in enumerate(config.sequences[tier.sequence].steps, 1):
+                decision = Decision(cart=cart, action=Action.SEND, reason=Reason.DUE, tier=tier.name, step=number,
+                                    channel="email", template=step.template)
+                build_message(composer.compose(replace(decision)))
+                built += 1
+    except CartrescueError as exc:
+        return Check("templates", FAIL, str(exc), int(ExitCode.SOME_FAILED))
+    except ValueError as exc:
+        return Check("templates", FAIL, f"a message cannot be built: {exc}", int(ExitCode.SOME_FAILED))
+    return Check("templates", OK, f"{len(report.cases)} template combinations render; {built} messages built")
 
 
 def _smtp(config: Any) -> Check:

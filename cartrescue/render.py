@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +134,35 @@ def _date_filter(context: Any, value: datetime) -> str:
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
+#: Per message: items all ``range()`` calls of a render may produce together, characters of one
+#: rendered part, and of one ``*`` product. A template (or data) that goes past them fails that
+#: message alone, instead of hanging or exhausting the run.
+MAX_RANGE_ITEMS = 100_000
+MAX_PART_CHARS = 1_000_000
+MAX_PRODUCT = 100_000
+
+
+class Budget:
+    """What one render may still spend; reset before every message."""
+
+    __slots__ = ("range_items",)
+
+    def __init__(self) -> None:
+        self.range_items = MAX_RANGE_ITEMS
+
+    def reset(self) -> None:
+        self.range_items = MAX_RANGE_ITEMS
+
+    def range(self, *args: int) -> range:
+        numbers = range(*args)
+        self.range_items -= len(numbers)
+        if self.range_items < 0:
+            raise TemplateError(f"range(): more than {MAX_RANGE_ITEMS} items in one message (a runaway loop?)")
+        return numbers
+
+
 def _sandbox_class() -> type[Any]:
-    """The sandbox, with a fast path for what nearly every lookup in our templates is.
+    """The sandbox, with a fast path for what nearly every lookup in our templates is, and limits.
 
     ``{{ shop.name }}`` compiles to ``environment.getattr(shop, "name")``. The stock sandbox tries
     ``getattr(dict, "name")`` first, which raises (an exception per lookup), and only then falls
@@ -142,10 +170,15 @@ def _sandbox_class() -> type[Any]:
     attributes that fallback is the certain outcome, so it is taken directly: same result, same
     undefined on a missing key, no exception. Everything else (``items.append``, objects,
     ``_private`` names) goes through the stock checks unchanged.
+
+    ``*`` and ``**`` are intercepted so that ``"x" * 10**9`` or ``9 ** 9 ** 9`` fails the one
+    message instead of taking the process's memory or time.
     """
     from jinja2.sandbox import SandboxedEnvironment
 
     class FastDictSandbox(SandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})
+
         def getattr(self, obj: Any, attribute: str) -> Any:
             if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
                 try:
@@ -153,6 +186,17 @@ def _sandbox_class() -> type[Any]:
                 except KeyError:
                     return self.undefined(obj=obj, name=attribute)
             return super().getattr(obj, attribute)
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**":
+                if isinstance(right, (int, float)) and abs(right) > 100:
+                    raise TemplateError(f"{left!r} ** {right!r}: exponent too large")
+                return left ** right
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, (str, list, tuple, bytes)) and isinstance(times, int):
+                    if len(sequence) * max(times, 0) > MAX_PRODUCT:
+                        raise TemplateError(f"a * product of more than {MAX_PRODUCT} items")
+            return left * right
 
     return FastDictSandbox
 
@@ -180,6 +224,8 @@ class Renderer:
         )
         self.env.filters["money"] = pass_context(_money_filter)
         self.env.filters["date"] = pass_context(_date_filter)
+        self.budget = Budget()
+        self.env.globals["range"] = self.budget.range
         self._available = frozenset(self.env.list_templates())
         self._locale_cache: dict[tuple[str | None, str], str] = {}
         self._templates: dict[str, tuple[Any, dict[str, Any]]] = {}  # file -> (compiled, its globals)
@@ -232,7 +278,20 @@ class Renderer:
         env = template.environment
         try:
             run = template.new_context({**globals_, **context}, shared=True)
-            return env.concat(template.root_render_func(run))  # type: ignore[attr-defined,no-any-return]
+            # Joined a block of pieces at a time (in C), so a runaway loop is stopped after a block,
+            # not after filling the memory; a normal part is one or two blocks.
+            pieces = template.root_render_func(run)  # type: ignore[attr-defined]
+            blocks = []
+            size = 0
+            while block := list(islice(pieces, 256)):
+                text = "".join(block)
+                size += len(text)
+                if size > MAX_PART_CHARS:
+                    raise TemplateError(f"{name}: more than {MAX_PART_CHARS} characters rendered (a runaway loop?)")
+                blocks.append(text)
+            return blocks[0] if len(blocks) == 1 else "".join(blocks)
+        except TemplateError:
+            raise
         except Exception:
             env.handle_exception()  # as Template.render does: re-raises with the template's traceback
             raise  # not reached
@@ -243,12 +302,19 @@ class Renderer:
             files = self._files[(template, locale, variant)] = tuple(
                 self.part_file(template, locale, part, variant) for part in PARTS)
         parts = []
+        self.budget.reset()
         for name in files:
             try:
                 parts.append(self._render_file(name, context))
             except self._jinja_error as exc:
                 where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
                 raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
+            except TemplateError as exc:
+                raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
+            except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError) as exc:
+                # A template's own mistake met with this cart's data ({{ 1 / items|length }} on an
+                # empty list, ...): this message fails, the run goes on.
+                raise TemplateError(f"{name}: {type(exc).__name__}: {exc}") from None
         subject = " ".join(parts[0].split())
         return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale, files=files)
 

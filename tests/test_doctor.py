@@ -39,7 +39,7 @@ def test_healthy_after_a_send_and_stale_once_runs_stop(shop: Shop) -> None:
         assert healthy.exit_code == 0, healthy.output
         found = checks(healthy)
         assert {name: c["status"] for name, c in found.items()} == {
-            "config": OK, "ledger": OK, "source": OK, "smtp": OK, "staleness": OK}
+            "config": OK, "ledger": OK, "source": OK, "templates": OK, "smtp": OK, "staleness": OK}
         assert "TLS TLSv1" in found["smtp"]["detail"] and "AUTH as shop-user" in found["smtp"]["detail"]
         assert "1 sent" in found["ledger"]["detail"]
         assert len(server.messages) == 1  # the doctor sent nothing
@@ -131,3 +131,16 @@ def test_staleness_threshold(age: timedelta, status: str) -> None:
     verdict = staleness(now - age, timedelta(hours=2), now)
     assert verdict.status == status
     assert verdict.exit_code == (5 if status == FAIL else 0)
+
+
+def test_a_template_that_cannot_render_fails_the_doctor(shop: Shop) -> None:
+    templates = shop.folder / "templates" / "en"
+    templates.mkdir(parents=True)
+    for part in ("subject.txt", "txt", "html"):
+        (templates / f"reminder-1.{part}").write_text("{{ customer.no_such_field.name }}", encoding="utf-8")
+    shop.configure(templates="templates").add(cart("c1"))
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    found = checks(result)
+    assert found["templates"]["status"] == FAIL
+    assert "reminder-1" in found["templates"]["detail"] and "undefined" in found["templates"]["detail"]
+    assert result.exit_code == 1

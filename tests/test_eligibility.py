@@ -140,3 +140,10 @@ def test_a_cart_listed_twice_is_planned_once_and_the_repeat_reported_even_chunks
                                        "(only its first appearance is used)"]
 
 
+
+
+def test_googles_store_bot_is_skipped_by_default(shop: Shop) -> None:
+    shop.add(cart("google", email="a1b2c3@storebotmail.joonix.net"), cart("person"))
+    decided = shop.decisions()
+    assert (decided["google"]["action"], decided["google"]["reason"]) == ("skip", "bot_or_disposable")
+    assert decided["person"]["reason"] == "due"
