@@ -290,12 +290,15 @@ class Composer:
         locale = self.renderer.resolve_locale(cart.customer.locale, step.template)
         token = make_token(email, self.secret)
         unsubscribe_url = shop.unsubscribe_url.replace("{token}", token)
-        context = self.renderer.context(
-            cart, locale=locale, step=decision.step, step_count=len(sequence.steps), tier=decision.tier,
-            previous_orders=decision.facts.previous_orders if decision.facts else 0,
-            unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant,
-            code=code,
-        )
+        try:
+            context = self.renderer.context(
+                cart, locale=locale, step=decision.step, step_count=len(sequence.steps), tier=decision.tier,
+                previous_orders=decision.facts.previous_orders if decision.facts else 0,
+                unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant,
+                code=code,
+            )
+        except (ArithmeticError, ValueError) as exc:  # an amount no currency format can show, ...
+            raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None
         rendered = self.renderer.render(step.template, locale, context, decision.variant)
         targets = [f"<{unsubscribe_url}>"]
         if shop.unsubscribe_mailto:

@@ -132,7 +132,11 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO,
     except OSError as exc:
         raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
     if delimiter is None:
-        first = handle.readline()
+        try:
+            first = handle.readline()
+        except UnicodeDecodeError:
+            handle.close()
+            raise _undecodable(path, encoding) from None
         handle.seek(0)
         delimiter = ";" if first.count(";") > first.count(",") else ","
     return handle, csv.reader(handle, delimiter=delimiter)

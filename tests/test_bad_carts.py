@@ -1,0 +1,198 @@
+"""One bad cart costs that cart: never the run, never another customer's reminder, never a claim.
+
+Each failure class gets a good cart before and after the bad one. The good ones are delivered;
+the bad one is reported with the file and line it came from; no ``claimed`` row is left, so
+the bad cart's step goes out once the cause is fixed. What can fail for one cart (rendering,
+building the message, encoding the address, amounts) happens before its claim.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from smtpserver import LoopbackSMTP
+
+from cartrescue.ledger import Ledger
+from conftest import NOW, Shop, cart, cli, iso
+
+
+def _ledger_rows(shop: Shop) -> list[dict[str, Any]]:
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        return ledger.messages()
+    finally:
+        ledger.close()
+
+
+def _run_outbox(shop: Shop, *extra: str) -> Any:
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", *extra)
+    assert "Traceback" not in result.output
+    return result
+
+
+def _as_is(shop: Shop, *args: str) -> Any:
+    """The CLI on the files as they are now (``Shop.cli`` would write them anew first)."""
+    return cli(*args, "--config", str(shop.config_path), "--now", iso(NOW))
+
+
+def _delivered(shop: Shop) -> list[str]:
+    return sorted(path.name.split("-step")[0].removeprefix("csv_") for path in (shop.folder / "out").glob("*.eml"))
+
+
+def _sandwich(shop: Shop, bad: list[dict[str, str]]) -> None:
+    shop.add(cart("good-1", email="first@example.com"), bad, cart("good-2", email="last@example.com"))
+
+
+def _assert_bad_cart_cost_only_itself(shop: Shop, result: Any, line: int, reason: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert _delivered(shop) == ["good-1", "good-2"]
+    problems = result.json["problems"]
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{shop.folder / 'carts.csv'}:{line}: cart bad"), problems
+    assert reason in problems[0]
+    rows = _ledger_rows(shop)
+    assert sorted((row["cart_id"], row["status"]) for row in rows) == [("good-1", "sent"), ("good-2", "sent")]
+    assert {row["delivery"] for row in result.json["decisions"] if row["cart_id"] == "bad"} == {"render_error"}
+
+
+def test_markup_in_an_address_is_printed_as_text_and_the_run_goes_on(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    shop.add(cart("good-1", email="first@example.com"), cart("bad[/]", email="x[/]y@example.com", first_name="[bold]"),
+             cart("good-2", email="last@example.com"))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--all")  # the table, not JSON
+    assert result.exit_code == 0, result.output
+    assert "bad[/]" in result.stdout and "x[/]y@example.com" in result.stdout
+    assert _delivered(shop) == ["bad_", "good-1", "good-2"]  # the file name is made safe
+
+
+def test_escape_sequences_in_data_never_reach_the_terminal(shop: Shop) -> None:
+    shop.add(cart("bell", email="bell@example.com"))
+    shop.write()
+    text = (shop.folder / "carts.csv").read_text(encoding="utf-8").replace("bell,", "bell\x1b[2J\x1b]0;owned\x07,", 1)
+    (shop.folder / "carts.csv").write_text(text, encoding="utf-8")
+    result = _as_is(shop, "carts", "--all")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "bell" in result.stdout
+
+
+def test_a_27_digit_price_costs_only_its_cart(shop: Shop) -> None:
+    _sandwich(shop, cart("bad", items=(("S", "Gold", 1, "123456789012345678901234567"),)))
+    result = _run_outbox(shop)
+    assert result.exit_code == 1
+    assert _delivered(shop) == ["good-1", "good-2"]
+    assert any(f"carts.csv:3: cart bad" in problem for problem in result.json["problems"])
+    assert not [row for row in _ledger_rows(shop) if row["status"] == "claimed"]
+
+
+def test_an_address_that_cannot_be_encoded_costs_only_its_cart(shop: Shop) -> None:
+    _sandwich(shop, cart("bad", email="åsa@example.com"))
+    result = _run_outbox(shop)
+    if result.exit_code == 0:  # the address is sendable (SMTPUTF8 support): then it must have gone out
+        assert _delivered(shop) == ["bad", "good-1", "good-2"]
+        return
+    _assert_bad_cart_cost_only_itself(shop, result, 3, "")
+
+
+def test_a_runaway_template_fails_only_the_cart_that_triggers_it(shop: Shop) -> None:
+    folder = shop.folder / "templates" / "en"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1.subject.txt").write_text("Your cart", encoding="utf-8")
+    loop = "{% for item in items %}{% for i in range(item.quantity * 1000) %}.{% endfor %}{% endfor %}"
+    (folder / "reminder-1.txt").write_text(loop + "\n{{ unsubscribe_url }}\n", encoding="utf-8")
+    (folder / "reminder-1.html").write_text("<p>{{ unsubscribe_url }}</p>", encoding="utf-8")
+    shop.configure(templates="templates")
+    _sandwich(shop, cart("bad", items=(("S", "Screws", 500, "0.10"),)))
+    result = _run_outbox(shop)
+    _assert_bad_cart_cost_only_itself(shop, result, 3, "range(): more than 100000 items")
+
+
+def test_a_template_error_on_one_carts_data_costs_only_that_cart(shop: Shop) -> None:
+    folder = shop.folder / "templates" / "en"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1.subject.txt").write_text("{{ 100 // (cart.item_count - 7) }} things", encoding="utf-8")
+    (folder / "reminder-1.txt").write_text("{{ unsubscribe_url }}\n", encoding="utf-8")
+    (folder / "reminder-1.html").write_text("<p>{{ unsubscribe_url }}</p>", encoding="utf-8")
+    shop.configure(templates="templates")
+    _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
+    result = _run_outbox(shop)
+    _assert_bad_cart_cost_only_itself(shop, result, 3, "ZeroDivisionError")
+
+
+def test_the_failed_cart_goes_out_once_the_cause_is_fixed(shop: Shop) -> None:
+    folder = shop.folder / "templates" / "en"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1.subject.txt").write_text("{{ 100 // (cart.item_count - 7) }} things", encoding="utf-8")
+    (folder / "reminder-1.txt").write_text("{{ unsubscribe_url }}\n", encoding="utf-8")
+    (folder / "reminder-1.html").write_text("<p>{{ unsubscribe_url }}</p>", encoding="utf-8")
+    shop.configure(templates="templates")
+    _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
+    assert _run_outbox(shop).exit_code == 1
+    (folder / "reminder-1.subject.txt").write_text("Your things", encoding="utf-8")
+    assert _run_outbox(shop).exit_code == 0
+    assert _delivered(shop) == ["bad", "good-1", "good-2"]
+
+
+def test_an_unknown_variable_in_a_template_fails_each_cart_but_claims_none(shop: Shop) -> None:
+    folder = shop.folder / "templates" / "en"
+    folder.mkdir(parents=True)
+    for part in ("subject.txt", "txt", "html"):
+        (folder / f"reminder-1.{part}").write_text("{{ no_such_thing }} {{ unsubscribe_url }}", encoding="utf-8")
+    shop.configure(templates="templates")
+    shop.add(cart("c1"), cart("c2", email="c2@example.com"))
+    result = _run_outbox(shop)
+    assert result.exit_code == 1
+    assert result.json["counts"]["failed"] == 2
+    assert _ledger_rows(shop) == []
+
+
+@pytest.mark.smtp
+def test_over_smtp_a_bad_cart_between_good_ones_leaves_no_claim(shop: Shop) -> None:
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        _sandwich(shop, cart("bad", items=(("S", "Gold", 1, "123456789012345678901234567"),)))
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1
+        server.wait_for(2)
+        assert sorted(server.recipients()) == ["first@example.com", "last@example.com"]
+    assert sorted((row["cart_id"], row["status"]) for row in _ledger_rows(shop)) == [("good-1", "sent"),
+                                                                                      ("good-2", "sent")]
+
+
+def test_a_file_that_is_not_utf8_exits_3_naming_file_and_line(shop: Shop) -> None:
+    shop.add(cart("c1"), cart("c2", first_name="Zoë"), cart("c3"))
+    shop.write()
+    path: Path = shop.folder / "carts.csv"
+    path.write_bytes(path.read_text(encoding="utf-8").encode("cp1252"))
+    result = _as_is(shop, "run", "--json")
+    assert result.exit_code == 3
+    assert result.json["error"]["message"].startswith(f"{path}:3: not utf-8-sig text")
+    assert "source.encoding" in result.json["error"]["message"]
+
+
+def test_the_export_encoding_can_be_configured(shop: Shop) -> None:
+    shop.add(cart("c1", first_name="Zoë"))
+    shop.configure(source={"encoding": "cp1252"})
+    shop.write()
+    path: Path = shop.folder / "carts.csv"
+    path.write_bytes(path.read_text(encoding="utf-8").encode("cp1252"))
+    result = _as_is(shop, "run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["counts"]["sent"] == 1
+    import email
+
+    message = email.message_from_bytes(next((shop.folder / "out").glob("*.eml")).read_bytes(),
+                                       policy=email.policy.default)
+    assert "Zoë" in message.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize("content", ["", "cart_id,currency,created_at,sku,name,quantity,unit_price\n"])
+def test_an_empty_carts_file_is_a_warning_and_exit_1(shop: Shop, content: str) -> None:
+    shop.write()
+    (shop.folder / "carts.csv").write_text(content, encoding="utf-8")
+    result = _as_is(shop, "run", "--json")
+    assert result.exit_code == 1
+    assert result.json["counts"]["carts"] == 0
+    assert "no carts in the file" in result.json["problems"][0]
