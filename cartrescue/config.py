@@ -172,6 +172,17 @@ class SourceConfig(_Model):
     queries: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8-sig, cp1252, latin-1)") from None
+        return value
+
     @field_validator("delimiter")
     @classmethod
     def _one_char(cls, value: str | None) -> str | None:
