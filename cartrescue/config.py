@@ -30,7 +30,7 @@ from pydantic import (
 from cartrescue.errors import ConfigError
 
 DEFAULT_CONFIG = "cartrescue.yaml"
-LOCK_TIMEOUT_FLOOR = timedelta(seconds=10)
+LOCK_TIMEOUT_FLOOR = timedelta(seconds=5)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -92,10 +92,16 @@ def run_job(
     on_progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Plan (and unless dry-run, deliver) every cart of the configured source."""
+    from sqlalchemy.exc import OperationalError
+
     try:
         return _run_job(config, request, on_result, on_problem, on_progress)
     except ConfigError as error:
         raise config.locate(error) from None
+    except OperationalError as error:  # the ledger's database (the shop's are SourceErrors already)
+        from cartrescue.ledger import ledger_error
+
+        raise ledger_error(error, "the ledger") from None
 
 
 def _run_job(

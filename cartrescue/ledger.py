@@ -225,7 +225,9 @@ class Ledger:
                 self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
+                # A row lock held by a paused process must not hang this one for ever.
+                args = {"options": "-c lock_timeout=15s"} if url.startswith(("postgresql", "postgres")) else {}
+                self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
             self._create_tables(TABLES)
             self._add_missing_columns(TABLES)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
@@ -750,6 +752,21 @@ def _run_is_dead(row: Any, now: datetime, stale_after: timedelta) -> bool:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def busy(exc: BaseException) -> bool:
+    """Is this database error "another process holds the lock" (SQLite busy, a lock timeout)?"""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(word in text for word in ("database is locked", "lock timeout", "lock_timeout",
+                                         "lock wait timeout", "canceling statement due to lock"))
+
+
+def ledger_error(exc: BaseException, where: str) -> Exception:
+    """The error a run reports for a database error of the ledger: busy is "locked" (exit 4)."""
+    if busy(exc):
+        return LockHeld(f"{where} is busy: another process holds its lock ({_one_line(exc)}); a later run "
+                        "goes on (a stopped cartrescue process keeps it locked: resume or end it)")
+    return LedgerError(f"{where}: {_one_line(exc)}")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -519,10 +519,13 @@ class _ClaimFeed:
         taken: list[Envelope] = []
         while self.pending and len(taken) < n:
             group = [self.pending.pop() for _ in range(min(n - len(taken), len(self.pending)))]
+            outcomes = self._drain()
             try:
                 won = self.ledger.claim(self.executor.run_id, [p.request for p in group],  # type: ignore[union-attr,arg-type]
-                                        self.executor.composer.now, outcomes=self._drain())
+                                        self.executor.composer.now, outcomes=outcomes)
             except LockLost as lost:
+                # The claim rolled back, and the outcomes written with it: they are facts, keep them.
+                self.ledger.record(outcomes)  # type: ignore[union-attr]
                 self.stopped = lost
                 self.pending.extend(reversed(group))
                 return taken
