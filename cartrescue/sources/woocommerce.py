@@ -359,15 +359,16 @@ class WooCommerceSource(DatabaseSource):
             return self._hpos_orders(emails, customer_ids)
         return self._legacy_orders(emails, customer_ids)
 
-    def _order(self, order_id: Any, status: Any, created: Any, email: Any, customer: Any, total: Any,
-               currency: Any) -> Order | None:
+    def _order(self, where: tuple[str, str], order_id: Any, status: Any, created: Any, email: Any, customer: Any,
+               total: Any, currency: Any) -> Order | None:
+        """An order, or None when it is not one; ``where`` is (table and key, time column) for messages."""
         state = (text_or_none(status) or "").lower().removeprefix("wc-")
         if state in _NOT_ORDERS:
             return None
         try:
             return Order(
                 id=str(order_id),
-                created_at=as_utc(created, UTC, "date_created_gmt"),
+                created_at=as_utc(created, UTC, where[1]),
                 email=as_email(email),
                 customer_id=id_or_none(customer),
                 total=as_decimal(total, "total", required=False) or Decimal("0"),
@@ -376,7 +377,7 @@ class WooCommerceSource(DatabaseSource):
                 delivered=state == "completed",
             )
         except RowError as exc:
-            self.problem(f"{self.db.prefix}order id={order_id}", str(exc))
+            self.problem(f"{self.db.prefix}{where[0]}={order_id}", str(exc))
             return None
 
     def _hpos_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
@@ -386,8 +387,8 @@ class WooCommerceSource(DatabaseSource):
         sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
                f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' AND ({where})")
         for row in self.db.fetch(sql, params, expanding=lists):
-            order = self._order(row["id"], row["status"], row["date_created_gmt"], row["billing_email"],
-                                row["customer_id"], row["total_amount"], row["currency"])
+            order = self._order(("wc_orders id", "date_created_gmt"), row["id"], row["status"], row["date_created_gmt"],
+                                row["billing_email"], row["customer_id"], row["total_amount"], row["currency"])
             if order is not None:
                 yield order
 
@@ -410,8 +411,9 @@ class WooCommerceSource(DatabaseSource):
             entry = orders.setdefault(row["id"], {"status": row["post_status"], "created": row["post_date_gmt"]})
             entry[row["meta_key"]] = row["meta_value"]
         for order_id, entry in orders.items():
-            order = self._order(order_id, entry["status"], entry["created"], entry.get("_billing_email"),
-                                entry.get("_customer_user"), entry.get("_order_total"), entry.get("_order_currency"))
+            order = self._order(("posts ID", "post_date_gmt"), order_id, entry["status"], entry["created"],
+                                entry.get("_billing_email"), entry.get("_customer_user"), entry.get("_order_total"),
+                                entry.get("_order_currency"))
             if order is not None:
                 yield order
 
