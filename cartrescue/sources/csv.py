@@ -26,10 +26,11 @@ from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
 from cartrescue.sources.base import Activity, CartSource, ProblemSink, Window, ignore_problem
 from cartrescue.sources.values import (
+    COUNT_DIGITS,
     IGNORED_ORDER_STATUSES,
     MAX_QUANTITY,
-    STOCK_LIMIT,
     RowError,
+    below,
     bounded_amount,
     bounded_quantity,
     normalize_locale,
@@ -86,7 +87,7 @@ def parse_decimal(text: str, what: str) -> Decimal:
 def parse_int(text: str, what: str) -> int:
     """A whole number below the bound of any count (``1e999999`` is refused before ``int()``)."""
     number = parse_decimal(text, what)
-    if abs(number) >= STOCK_LIMIT:
+    if not below(number, COUNT_DIGITS):
         raise RowError(f"{what}: out of range: {text[:40]!r}")
     if number != number.to_integral_value():
         raise RowError(f"{what}: not a whole number: {text!r}")

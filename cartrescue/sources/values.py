@@ -22,13 +22,14 @@ IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed
 
 #: Units of one product in one cart line: more is a typo or a test, not a shopper.
 MAX_QUANTITY = 10_000
-#: Every amount (price, cost, total, rate) is below this, in any currency (a trillion).
-AMOUNT_LIMIT = Decimal(10) ** 12
+#: Every amount (price, cost, total, rate) is below 10 ** this, in any currency (a trillion).
+AMOUNT_DIGITS = 12
 #: Decimal places kept: every currency's precision (at most 4) plus room for unit prices and
 #: rates (PrestaShop stores 6, WooCommerce 8). More is rounded, half to even, to this.
 AMOUNT_PLACES = 8
-#: Stock on hand beyond this is not a count of anything.
-STOCK_LIMIT = 10**12
+#: Stock on hand (and any other count) is below 10 ** this.
+COUNT_DIGITS = 12
+STOCK_LIMIT = 10**COUNT_DIGITS
 
 _PLACES = Decimal(1).scaleb(-AMOUNT_PLACES)
 
@@ -69,12 +70,17 @@ def parse_currency(value: Any) -> str:
     return code
 
 
+def below(number: Decimal, digits: int) -> bool:
+    """``abs(number) < 10 ** digits``, without arithmetic (``1e999999999`` would overflow it)."""
+    return number.is_zero() or number.adjusted() < digits
+
+
 def bounded_amount(number: Decimal, what: str, text: Any = None) -> Decimal:
-    """``number`` if it is a finite amount below :data:`AMOUNT_LIMIT` in size, with at most
-    :data:`AMOUNT_PLACES` decimal places (more are rounded); else :class:`RowError`."""
+    """``number`` if it is a finite amount below 10 ** :data:`AMOUNT_DIGITS` in size, with at
+    most :data:`AMOUNT_PLACES` decimal places (more are rounded); else :class:`RowError`."""
     if not number.is_finite():
         raise RowError(f"{what}: not a number: {number if text is None else text!r}")
-    if abs(number) >= AMOUNT_LIMIT:
+    if not below(number, AMOUNT_DIGITS):
         shown = str(text if text is not None else number)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         raise RowError(f"{what}: out of range: {shown} (amounts must be below 10^12)")
@@ -95,4 +101,4 @@ def bounded_quantity(number: int, what: str = "quantity", text: Any = None) -> i
 
 def in_stock_range(number: Decimal) -> bool:
     """Whether a stock figure is one a shop could hold (its size below :data:`STOCK_LIMIT`)."""
-    return number.is_finite() and abs(number) < STOCK_LIMIT
+    return number.is_finite() and below(number, COUNT_DIGITS)
