@@ -198,3 +198,17 @@ def test_whole_numbers_that_are_not_seconds_stop_the_run(tmp_path):
     assert result.exit_code == 3
     assert "column quote.updated_at holds whole numbers that are not seconds since 1970 (for example " \
            "20260302090000)" in " ".join(result.stderr.split())
+
+
+def test_a_base_amount_in_another_currency_than_shop_currency_is_left_to_the_exchange_rates(shop):
+    """Magento's base is EUR here; a config whose ``shop.currency`` is SEK gets no base amount
+    from Magento (cartrescue.currency then converts with ``shop.exchange_rates``)."""
+    db, _ = shop
+    readings = {}
+    for base in ("EUR", "SEK", None):
+        source = MagentoSource(db.url, base_currency=base)
+        try:
+            readings[base] = source.cart("302").base_total
+        finally:
+            source.close()
+    assert readings == {"EUR": Decimal("45.00"), "SEK": None, None: Decimal("45.00")}

@@ -691,8 +691,9 @@ class DatabaseSource(CartSource):
         missing recommended index."""
         try:
             present = self.db.table_names()
-            problems = [f"{self.name} source: {problem}"
-                        for problem in inspect_schema(self.db, self.column_kinds, self.window_columns)[1]]
+            misfits = [] if self._schema is not None else \
+                inspect_schema(self.db, self.column_kinds, self.window_columns)[1]  # a run checked them already
+            problems = [f"{self.name} source: {problem}" for problem in misfits]
         except SourceError as exc:
             return [str(exc)]
         lowered = {name.lower() for name in present}
