@@ -180,28 +180,6 @@ def test_orders_keep_the_first_row_of_an_id_and_report_only_its_problems(
     assert not Path(scratch).exists()  # the scratch index is deleted when the source closes
 
 
-def test_numbers_no_shop_could_mean_cost_their_cart_never_the_run_or_a_claim(shop: Shop) -> None:
-    """A 27-digit price and a quantity of 1e9 are refused where they are read (issue 8): the
-    carts around them are delivered, and no claim is left without an outcome."""
-    from cartrescue.ledger import Ledger
-
-    shop.add(cart("a"), cart("price", items=[("A", "Mug", 1, "123456789012345678901234567")]),
-             cart("qty", items=[("A", "Mug", "1e9", "10.00")]), cart("z"))
-    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
-    assert result.exit_code == 1
-    assert result.json["problems"] == [
-        f"{shop.folder / 'carts.csv'}:3: cart price: unit_price: out of range: 123456789012345678901234567 "
-        "(amounts must be below 10^12)",
-        f"{shop.folder / 'carts.csv'}:4: cart qty: quantity: more than 10,000 units in one line: '1e9'"]
-    assert [(d["cart_id"], d["delivery"]) for d in result.json["decisions"]] == [("a", "sent"), ("z", "sent")]
-    assert len(list((shop.folder / "out").glob("*.eml"))) == 2
-    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
-    try:
-        assert sorted(m["status"] for m in ledger.messages()) == ["sent", "sent"]
-    finally:
-        ledger.close()
-
-
 def test_amounts_keep_at_most_eight_decimal_places() -> None:
     from cartrescue.sources.values import bounded_amount
 
