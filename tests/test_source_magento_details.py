@@ -174,11 +174,13 @@ def test_a_time_column_of_another_type_stops_run_and_doctor_with_exit_3(kind, tm
         db.insert("quote", [dict(quote(601, "2026-03-02 09:00:00", customer_email="a@example.com"),
                                  updated_at="2026-03-02 09:00:00")])
         config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url})
-        run = cli("run", "--config", str(config), "--now", NOW)
+        run = cli("run", "--json", "--config", str(config), "--now", NOW)
         doctor = cli("doctor", "--no-smtp", "--json", "--config", str(config))
     assert run.exit_code == 3
-    assert "magento2 source: column quote.updated_at is VARCHAR(32), but cartrescue reads it as a time" \
-        in " ".join(run.stderr.split())
+    error = run.json["error"]
+    assert (error["code"], error["exit_code"]) == ("source", 3)
+    assert error["message"].startswith(
+        "magento2 source: column quote.updated_at is VARCHAR(32), but cartrescue reads it as a time")
     source = next(check for check in doctor.json["checks"] if check["name"] == "source")
     assert (source["status"], source["exit_code"]) == ("fail", 3) and "quote.updated_at" in source["detail"]
     assert doctor.exit_code == 3

@@ -168,7 +168,7 @@ def test_a_time_column_of_another_type_stops_the_run_with_exit_3(kind, tmp_path)
         _minimal(db)
         db.retype("ps_cart", "date_upd", "VARCHAR(32)")
         config = shopdb.write_config(tmp_path, {"type": "prestashop", "url": db.url})
-        result = cli("run", "--config", str(config), "--now", NOW)
+        result = cli("run", "--json", "--config", str(config), "--now", NOW)
     assert result.exit_code == 3
-    assert "prestashop source: column ps_cart.date_upd is VARCHAR(32), but cartrescue reads it as a time" \
-        in " ".join(result.stderr.split())
+    assert result.json["error"]["message"].startswith(
+        "prestashop source: column ps_cart.date_upd is VARCHAR(32), but cartrescue reads it as a time")

@@ -162,7 +162,8 @@ def test_a_time_column_of_another_type_stops_the_run_with_exit_3(kind, tmp_path)
         db.retype("wp_cartflows_ca_cart_abandonment", "time", "VARCHAR(32)")
         db.insert("wp_options", [{"option_name": "woocommerce_currency", "option_value": "EUR"}])
         config = shopdb.write_config(tmp_path, {"type": "woocommerce", "url": db.url})
-        result = cli("run", "--config", str(config), "--now", NOW)
+        result = cli("run", "--json", "--config", str(config), "--now", NOW)
     assert result.exit_code == 3
-    assert "woocommerce source: column wp_cartflows_ca_cart_abandonment.time is VARCHAR(32), but cartrescue " \
-           "reads it as a time" in " ".join(result.stderr.split())
+    assert result.json["error"]["message"].startswith(
+        "woocommerce source: column wp_cartflows_ca_cart_abandonment.time is VARCHAR(32), but cartrescue "
+        "reads it as a time")
