@@ -224,6 +224,30 @@ def write_config(folder: Path, source: Mapping[str, Any], **sections: Any) -> Pa
     return path
 
 
+@contextmanager
+def configured(kind: str, label: str, fill: Any, folder: Path, source: Mapping[str, Any],
+               **sections: Any) -> Iterator[tuple[ShopDb, Path]]:
+    """A fresh database filled by ``fill(db)``, and a cartrescue.yaml in ``folder`` reading it."""
+    with shop_database(kind, label) as db:
+        fill(db)
+        yield db, write_config(folder, {**source, "url": db.url}, **sections)
+
+
+def plan(config: Path, now: str) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """``carts --json`` at ``now``: the outcome, and its decisions by cart id."""
+    from conftest import cli
+
+    result = cli("carts", "--json", "--config", str(config), "--now", now)
+    return result, {row["cart_id"]: row for row in result.json["decisions"]}
+
+
+def epoch(text: str) -> int:
+    """A naive UTC time as seconds since 1970, as a time column retyped to BIGINT holds it."""
+    from datetime import datetime, timezone
+
+    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
+
+
 class Problems(list):
     """A problem sink for sources that keeps what it was told."""
 

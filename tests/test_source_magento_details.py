@@ -65,17 +65,14 @@ def fill(db: shopdb.ShopDb) -> None:
 
 @pytest.fixture(scope="module", params=shopdb.KINDS)
 def shop(request, tmp_path_factory):
-    with shopdb.shop_database(request.param, "magentodetails") as db:
-        fill(db)
-        config = shopdb.write_config(tmp_path_factory.mktemp("magento"), {"type": "magento2", "url": db.url})
-        yield db, config
+    with shopdb.configured(request.param, "magentodetails", fill, tmp_path_factory.mktemp("magento"),
+                           {"type": "magento2"}) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
 def planned(shop):
-    _, config = shop
-    result = cli("carts", "--json", "--config", str(config), "--now", NOW)
-    return result, {row["cart_id"]: row for row in result.json["decisions"]}
+    return shopdb.plan(shop[1], NOW)
 
 
 def test_high_value_is_judged_on_the_base_grand_total(planned):
@@ -145,19 +142,15 @@ def test_an_invalid_updated_at_in_the_window_is_a_row_problem_not_a_traceback():
 # -- retyped time columns ----------------------------------------------------------------------
 
 
-def _epoch(text: str) -> int:
-    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
-
-
 @pytest.mark.parametrize("kind", shopdb.KINDS)
 def test_a_bigint_epoch_updated_at_is_read_as_seconds_since_1970(kind, tmp_path):
     with shopdb.shop_database(kind, "magentoepoch") as db:
         db.schema("magento2")
         db.retype("quote", "updated_at", "BIGINT")
         db.insert("quote", [dict(quote(501, "2026-03-02 09:00:00", customer_email="a@example.com"),
-                                 updated_at=_epoch("2026-03-02 09:00:00")),
+                                 updated_at=shopdb.epoch("2026-03-02 09:00:00")),
                             dict(quote(502, "2026-02-01 09:00:00", customer_email="b@example.com"),
-                                 updated_at=_epoch("2026-02-01 09:00:00"))])  # too old: outside the window
+                                 updated_at=shopdb.epoch("2026-02-01 09:00:00"))])  # too old: outside the window
         db.insert("quote_item", [line(5011, 501, "A", "1", "10"), line(5021, 502, "A", "1", "10")])
         config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url})
         result = cli("carts", "--json", "--config", str(config), "--now", NOW)

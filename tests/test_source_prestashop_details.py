@@ -66,17 +66,14 @@ def fill(db: shopdb.ShopDb) -> None:
 
 @pytest.fixture(scope="module", params=shopdb.KINDS)
 def shop(request, tmp_path_factory):
-    with shopdb.shop_database(request.param, "psdetails") as db:
-        fill(db)
-        config = shopdb.write_config(tmp_path_factory.mktemp("prestashop"), {"type": "prestashop", "url": db.url})
-        yield db, config
+    with shopdb.configured(request.param, "psdetails", fill, tmp_path_factory.mktemp("prestashop"),
+                           {"type": "prestashop"}) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
 def planned(shop):
-    _, config = shop
-    result = cli("carts", "--json", "--config", str(config), "--now", NOW)
-    return result, {row["cart_id"]: row for row in result.json["decisions"]}
+    return shopdb.plan(shop[1], NOW)
 
 
 def test_a_cart_in_another_currency_is_shown_converted_and_judged_in_the_default(planned):
@@ -135,10 +132,6 @@ def test_an_orders_base_total_uses_its_own_conversion_rate(shop):
 # -- retyped time columns ----------------------------------------------------------------------
 
 
-def _epoch(text: str) -> int:
-    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
-
-
 def _minimal(db: shopdb.ShopDb) -> None:
     db.schema("prestashop", prefix="ps_")
     db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Main"}])
@@ -152,8 +145,8 @@ def test_a_bigint_epoch_date_upd_is_read_as_seconds_since_1970(kind, tmp_path):
     with shopdb.shop_database(kind, "psepoch") as db:
         _minimal(db)
         db.retype("ps_cart", "date_upd", "BIGINT")
-        db.insert("ps_cart", [dict(cart(901, 1, AT), date_upd=_epoch("2026-03-02 09:00:00")),
-                              dict(cart(902, 1, AT), date_upd=_epoch("2026-02-01 09:00:00"))])
+        db.insert("ps_cart", [dict(cart(901, 1, AT), date_upd=shopdb.epoch("2026-03-02 09:00:00")),
+                              dict(cart(902, 1, AT), date_upd=shopdb.epoch("2026-02-01 09:00:00"))])
         db.insert("ps_cart_product", [product_line(901, 1, 1), product_line(902, 1, 1)])
         config = shopdb.write_config(tmp_path, {"type": "prestashop", "url": db.url})
         result = cli("carts", "--json", "--config", str(config), "--now", NOW)

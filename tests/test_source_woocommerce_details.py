@@ -5,7 +5,6 @@ columns (issue 10)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -15,7 +14,6 @@ from conftest import cli
 from cartrescue.render import format_money
 from test_source_woocommerce import abandonment, php_cart
 
-UTC = timezone.utc
 NOW = "2026-03-02T12:00:00Z"
 MONEY = {"currency": "EUR", "exchange_rates": {"SEK": "0.087"}}  # the shop's base is EUR, WooCommerce sells in SEK
 BAD_TIME = {"mariadb": "0000-00-00 00:00:00", "postgres": "infinity"}
@@ -56,27 +54,22 @@ def fill(db: shopdb.ShopDb) -> None:
         "INSERT INTO wp_wc_orders (id, status, type, currency, total_amount, customer_id, billing_email, "
         f"date_created_gmt) VALUES (1001, 'wc-processing', 'shop_order', 'SEK', 10, 0, 'orderdate@example.com', "
         f"'{BAD_TIME[db.kind]}')")
+    if db.kind == "mariadb":  # an invalid date in the window: MariaDB keeps it under ALLOW_INVALID_DATES
+        db.insert("wp_cartflows_ca_cart_abandonment", [
+            abandonment(8, "baddate@example.com", "2026-03-01 10:00:00", php_cart((50, 0, 1, 10.0)), "10")])
+        db.execute_unchecked("UPDATE wp_cartflows_ca_cart_abandonment SET `time` = '2026-02-31 10:00:00' WHERE id = 8")
 
 
 @pytest.fixture(scope="module", params=shopdb.KINDS)
 def shop(request, tmp_path_factory):
-    with shopdb.shop_database(request.param, "woodetails") as db:
-        fill(db)
-        if db.kind == "mariadb":  # an invalid date in the window: MariaDB keeps it under ALLOW_INVALID_DATES
-            db.insert("wp_cartflows_ca_cart_abandonment", [
-                abandonment(8, "baddate@example.com", "2026-03-01 10:00:00", php_cart((50, 0, 1, 10.0)), "10")])
-            db.execute_unchecked("UPDATE wp_cartflows_ca_cart_abandonment SET `time` = '2026-02-31 10:00:00' "
-                                 "WHERE id = 8")
-        folder = tmp_path_factory.mktemp("woocommerce")
-        config = shopdb.write_config(folder, {"type": "woocommerce", "url": db.url}, shop=MONEY)
-        yield db, config
+    with shopdb.configured(request.param, "woodetails", fill, tmp_path_factory.mktemp("woocommerce"),
+                           {"type": "woocommerce"}, shop=MONEY) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
 def planned(shop):
-    _, config = shop
-    result = cli("carts", "--json", "--config", str(config), "--now", NOW)
-    return result, {row["cart_id"]: row for row in result.json["decisions"]}
+    return shopdb.plan(shop[1], NOW)
 
 
 def test_high_value_is_judged_in_the_shops_base_currency(planned):
@@ -134,10 +127,6 @@ def test_unreadable_times_cost_their_rows_with_their_keys(shop, planned):
 # -- retyped time columns ----------------------------------------------------------------------
 
 
-def _epoch(text: str) -> int:
-    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
-
-
 @pytest.mark.parametrize("kind", shopdb.KINDS)
 def test_a_bigint_epoch_time_is_read_as_seconds_since_1970(kind, tmp_path):
     with shopdb.shop_database(kind, "wooepoch") as db:
@@ -145,8 +134,8 @@ def test_a_bigint_epoch_time_is_read_as_seconds_since_1970(kind, tmp_path):
         db.retype("wp_cartflows_ca_cart_abandonment", "time", "BIGINT")
         cart = php_cart((50, 0, 1, 10.0), nul=kind == "mariadb")
         db.insert("wp_cartflows_ca_cart_abandonment", [
-            dict(abandonment(1, "a@example.com", None, cart, "10"), time=_epoch("2026-03-02 09:00:00")),
-            dict(abandonment(2, "b@example.com", None, cart, "10"), time=_epoch("2026-02-01 09:00:00"))])
+            dict(abandonment(1, "a@example.com", None, cart, "10"), time=shopdb.epoch("2026-03-02 09:00:00")),
+            dict(abandonment(2, "b@example.com", None, cart, "10"), time=shopdb.epoch("2026-02-01 09:00:00"))])
         db.insert("wp_options", [{"option_name": "woocommerce_currency", "option_value": "EUR"}])
         config = shopdb.write_config(tmp_path, {"type": "woocommerce", "url": db.url})
         result = cli("carts", "--json", "--config", str(config), "--now", NOW)
