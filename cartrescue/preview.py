@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 
 from cartrescue.config import Config
 from cartrescue.errors import ConfigError
@@ -19,9 +19,6 @@ from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner
 from cartrescue.render import Renderer
 from cartrescue.sources import open_source
 from cartrescue.sources.base import Activity, CartSource, Window
-
-EVERYTHING = Window(datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
-
 
 class _OneCart(CartSource):
     """A view of a source that yields only one cart (but every address's activity)."""
@@ -33,7 +30,8 @@ class _OneCart(CartSource):
         self.name = source.name
 
     def carts(self, window: Window) -> Iterator[Cart]:
-        return (cart for cart in self.source.carts(EVERYTHING) if cart.id == self.cart_id)
+        found = self.source.cart(self.cart_id)
+        return iter(() if found is None else (found,))
 
     def activity(self, window: Window) -> Iterator[Activity]:
         return self.source.activity(window)

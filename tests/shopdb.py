@@ -115,6 +115,26 @@ class ShopDb:
             result = connection.execute(sa.text(sql), dict(params or {}))
             return list(result) if result.returns_rows else []
 
+    def execute_unchecked(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """A statement run with MariaDB's date checks off, as old imports leave a shop's data:
+        zero dates (``0000-00-00``) and invalid ones (``2026-02-31``) are stored as given."""
+        with self.admin.begin() as connection:
+            if self.kind == "mariadb":
+                connection.exec_driver_sql("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'")
+            connection.execute(sa.text(sql), dict(params or {}))
+
+    def retype(self, table: str, column: str, sql_type: str, *, keep: bool = False) -> None:
+        """Change a column's type, as a migration might. Values are converted the server's own
+        way with ``keep`` (MariaDB turns a TIMESTAMP into ``20260302090000``), else dropped
+        (retype an empty table, then insert)."""
+        if self.kind == "mariadb":
+            self.execute(f"ALTER TABLE {table} MODIFY `{column}` {sql_type} NULL")
+            return
+        self.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" DROP DEFAULT')
+        self.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" DROP NOT NULL')
+        using = f'"{column}"::text::{sql_type}' if keep else "NULL"
+        self.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {sql_type} USING {using}')
+
     def read_only_user(self) -> str:
         """A new account that may only SELECT from this database; returns its URL."""
         user = f"cr_ro_{secrets.token_hex(4)}"
@@ -176,6 +196,56 @@ def shop_database(kind: str, label: str) -> Iterator[ShopDb]:
         yield db
     finally:
         db.drop()
+
+
+def write_config(folder: Path, source: Mapping[str, Any], **sections: Any) -> Path:
+    """A cartrescue.yaml in ``folder`` reading ``source``, with a ledger beside it. The rules'
+    weights are powers of ten, so a decision's score says which rules matched: 1 high value (a
+    base total of 500 or more), 10 high margin, 100 returning customer."""
+    import yaml
+
+    config: dict[str, Any] = {
+        "shop": {"name": "Test Shop", "timezone": "UTC", "from_email": "shop@example.com", "currency": "EUR",
+                 "address": "Test Shop, Storgatan 1, Stockholm", "unsubscribe_secret": "test-secret"},
+        "source": dict(source),
+        "ledger": {"url": f"sqlite:///{folder / 'ledger.db'}"},
+        "eligibility": {"consent": "soft-opt-in", "quiet_hours": None},
+        "priority": {
+            "rules": {"high_value": {"weight": 1, "threshold": 500}, "high_margin": {"weight": 10, "threshold": 0.4},
+                      "returning_customer": {"weight": 100, "min_orders": 1},
+                      "overstock": {"weight": 1000, "threshold": 10**9}},
+            "tiers": [{"name": "standard", "min_score": 0}],
+        },
+    }
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    path = folder / "cartrescue.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@contextmanager
+def configured(kind: str, label: str, fill: Any, folder: Path, source: Mapping[str, Any],
+               **sections: Any) -> Iterator[tuple[ShopDb, Path]]:
+    """A fresh database filled by ``fill(db)``, and a cartrescue.yaml in ``folder`` reading it."""
+    with shop_database(kind, label) as db:
+        fill(db)
+        yield db, write_config(folder, {**source, "url": db.url}, **sections)
+
+
+def plan(config: Path, now: str) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """``carts --json`` at ``now``: the outcome, and its decisions by cart id."""
+    from conftest import cli
+
+    result = cli("carts", "--json", "--config", str(config), "--now", now)
+    return result, {row["cart_id"]: row for row in result.json["decisions"]}
+
+
+def epoch(text: str) -> int:
+    """A naive UTC time as seconds since 1970, as a time column retyped to BIGINT holds it."""
+    from datetime import datetime, timezone
+
+    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
 
 
 class Problems(list):

@@ -87,6 +87,16 @@ def test_a_27_digit_price_costs_only_its_cart(shop: Shop) -> None:
     assert not [row for row in _ledger_rows(shop) if row["status"] == "claimed"]
 
 
+def test_a_quantity_of_1e9_costs_only_its_cart_where_it_is_read(shop: Shop) -> None:
+    _sandwich(shop, cart("bad", items=(("S", "Screws", "1e9", "0.10"),)))
+    result = _run_outbox(shop)
+    assert result.exit_code == 1
+    assert _delivered(shop) == ["good-1", "good-2"]
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:3: cart bad: quantity: more than 10,000 units in one line: '1e9'"]
+    assert not [row for row in _ledger_rows(shop) if row["status"] == "claimed"]
+
+
 def test_an_address_that_cannot_be_encoded_costs_only_its_cart(shop: Shop) -> None:
     _sandwich(shop, cart("bad", email="åsa@example.com"))
     result = _run_outbox(shop)

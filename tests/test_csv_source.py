@@ -53,6 +53,13 @@ def test_bom_semicolons_decimal_commas_and_quoted_newlines_are_read(tmp_path: Pa
         ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,-2,1.00,yes", "quantity: must be at least 1"),
         ("c9,not-an-address,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes", "email: not a valid address"),
         ("c9,x@example.com,euro,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes", "currency: expected an ISO 4217 code"),
+        ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,123456789012345678901234567,yes",
+         "unit_price: out of range: 123456789012345678901234567 (amounts must be below 10^12)"),
+        ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1e9,1.00,yes",
+         "quantity: more than 10,000 units in one line: '1e9'"),
+        ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,10001,1.00,yes", "quantity: more than 10,000 units"),
+        ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1e999999999,1.00,yes", "quantity: out of range"),
+        ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1e999999999,yes", "unit_price: out of range"),
     ],
 )
 def test_a_bad_row_is_reported_with_file_and_line_and_the_good_rows_still_read(tmp_path: Path, row: str, reason: str) -> None:
@@ -171,3 +178,10 @@ def test_orders_keep_the_first_row_of_an_id_and_report_only_its_problems(
     assert matched == [("o4", None, "c1", Decimal("3.50"), False), ("o1", "ann@example.com", None, Decimal("10.00"), True)]
     assert [str(p) for p in problems] == [f"{orders}:3: order o2: total: not a number: 'bad'", f"{orders}:6: missing order_id"]
     assert not Path(scratch).exists()  # the scratch index is deleted when the source closes
+
+
+def test_amounts_keep_at_most_eight_decimal_places() -> None:
+    from cartrescue.sources.values import bounded_amount
+
+    assert bounded_amount(Decimal("0.30000000000000004"), "unit_price") == Decimal("0.30000000")
+    assert bounded_amount(Decimal("12.50"), "unit_price") == Decimal("12.50")

@@ -490,3 +490,46 @@ def test_the_config_examples_in_docs_databases_md_load(tmp_path):
         if config.source.type == "sql":
             SqlSource.from_config(config.source, shop_tz=ZoneInfo("UTC"), on_problem=lambda p: None).close()
     assert types == ["magento2", "woocommerce", "prestashop", "sql"]
+
+
+def test_numbers_out_of_bounds_and_empty_carts_from_a_query(tmp_path):
+    """A 27-digit price or a quantity of 1e9 costs its cart with its key (issue 8); a cart whose
+    LEFT JOIN brings no line is an empty cart, for the pipeline to skip (issue 10)."""
+    path = tmp_path / "bounds.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE c (cart_id text, email text, currency text, created_at text)")
+    connection.execute("CREATE TABLE l (cart_id text, sku text, name text, quantity, unit_price)")
+    connection.executemany("INSERT INTO c VALUES (?, ?, 'EUR', '2026-03-29 09:00:00')",
+                           [(f"c{n}", f"c{n}@example.com") for n in range(1, 6)])
+    connection.executemany("INSERT INTO l VALUES (?, 'A', 'Apple', ?, ?)", [
+        ("c1", 1, "10"), ("c2", 1, "123456789012345678901234567"), ("c3", 1e9, "10"), ("c4", 2, "10")])
+    connection.commit()
+    connection.close()
+    query = ("SELECT c.cart_id, c.email, c.currency, c.created_at, l.sku, l.name, l.quantity, l.unit_price "
+             "FROM c LEFT JOIN l ON l.cart_id = c.cart_id ORDER BY c.cart_id")
+    problems = shopdb.Problems()
+    source = SqlSource(f"sqlite:///{path}", queries={"carts": query}, on_problem=problems)
+    try:
+        carts = {cart.id: cart for cart in source.carts(WINDOW)}
+    finally:
+        source.close()
+    assert sorted(carts) == ["c1", "c4", "c5"] and carts["c5"].items == () and carts["c4"].total == Decimal("20")
+    assert problems.reasons() == {
+        "carts query cart_id=c2": "unit_price: out of range: 123456789012345678901234567 (amounts must be below 10^12)",
+        "carts query cart_id=c3": "quantity: more than 10,000 units in one line: 1000000000.0"}
+
+
+def test_database_values_are_bounded_and_odd_times_are_row_errors():
+    from cartrescue.sources.sql import as_decimal, as_quantity, as_stock, as_utc, local_bound
+
+    with pytest.raises(RowError, match="out of range"):
+        as_decimal(Decimal("1e27"), "price")
+    with pytest.raises(RowError, match="more than 10,000 units"):
+        as_quantity(Decimal("1e9"))
+    assert as_stock("1e30") is None and as_stock(Decimal("40.0000")) == 40
+    assert as_utc(1772442000, UTC, "t") == datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # seconds since 1970
+    for odd in (10**15, "infinity", "0000-00-00 00:00:00", datetime(1, 1, 1)):
+        with pytest.raises(RowError, match="^t: not a time"):
+            as_utc(odd, ZoneInfo("Europe/Paris"), "t")
+    assert local_bound(datetime.min.replace(tzinfo=UTC), ZoneInfo("America/New_York"), slack=-timedelta(hours=1)) \
+        .year == 1000

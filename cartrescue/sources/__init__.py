@@ -47,4 +47,5 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem) -> Car
     module_name, class_name = DATABASE_TYPES[source.type]
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)
-    return cls.from_config(source, shop_tz=tz, on_problem=on_problem)  # type: ignore[no-any-return]
+    return cls.from_config(source, shop_tz=tz, on_problem=on_problem,  # type: ignore[no-any-return]
+                           base_currency=config.shop.currency)

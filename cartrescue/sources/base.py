@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from cartrescue.model import Cart, Order, RowProblem
 
@@ -39,6 +39,11 @@ class Window:
         return self.start <= moment <= self.end
 
 
+#: Every moment a shop's data can hold: for looking a cart up whatever its age. Bounded (not
+#: ``datetime.min``/``max``) so that any database and any timezone can compare with it.
+ALL_TIME = Window(datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9000, 1, 1, tzinfo=timezone.utc))
+
+
 @dataclass(frozen=True, slots=True)
 class Activity:
     """The little the pipeline's first pass needs to know which cart is an address's newest."""
@@ -60,6 +65,13 @@ class CartSource(ABC):
     @abstractmethod
     def carts(self, window: Window) -> Iterator[Cart]:
         """Stream the carts whose last activity lies in ``window``; never load them all."""
+
+    def cart(self, cart_id: str) -> Cart | None:
+        """The cart with this id, whatever its age (``preview``), or None.
+
+        The default reads every cart; database sources override it with a lookup by key.
+        """
+        return next((cart for cart in self.carts(ALL_TIME) if cart.id == cart_id), None)
 
     def activity(self, window: Window) -> Iterator[Activity]:
         """Stream (address, last activity, cart key) for the carts in ``window``.

@@ -25,7 +25,17 @@ from cartrescue.contacts import is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
 from cartrescue.sources.base import Activity, CartSource, ProblemSink, Window, ignore_problem
-from cartrescue.sources.values import IGNORED_ORDER_STATUSES, RowError, normalize_locale, parse_currency
+from cartrescue.sources.values import (
+    COUNT_DIGITS,
+    IGNORED_ORDER_STATUSES,
+    MAX_QUANTITY,
+    RowError,
+    below,
+    bounded_amount,
+    bounded_quantity,
+    normalize_locale,
+    parse_currency,
+)
 from cartrescue.sources.order_index import OrderIndex, Row
 
 CART_FIELDS = (
@@ -75,10 +85,18 @@ def parse_decimal(text: str, what: str) -> Decimal:
 
 
 def parse_int(text: str, what: str) -> int:
+    """A whole number below the bound of any count (``1e999999`` is refused before ``int()``)."""
     number = parse_decimal(text, what)
+    if not below(number, COUNT_DIGITS):
+        raise RowError(f"{what}: out of range: {text[:40]!r}")
     if number != number.to_integral_value():
         raise RowError(f"{what}: not a whole number: {text!r}")
     return int(number)
+
+
+def _stock(text: str) -> int:
+    """A stock cell: a whole number whose size is below the bound of any stock."""
+    return int(text) if text.isdigit() and len(text) < 12 else parse_int(text, "stock_on_hand")
 
 
 def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
@@ -385,11 +403,11 @@ class CsvSource(CartSource):
         )
 
     def _decimal(self, text: str, what: str) -> Decimal:
-        """:func:`parse_decimal`, remembered: prices and costs repeat across carts (Decimals are
-        immutable, so one instance can serve them all)."""
+        """:func:`parse_decimal` within the bounds of every amount, remembered: prices and costs
+        repeat across carts (Decimals are immutable, so one instance can serve them all)."""
         number = self._decimals.get(text)
         if number is None:
-            number = parse_decimal(text, what)
+            number = bounded_amount(parse_decimal(text, what), what, text)
             if len(self._decimals) >= 50_000:
                 self._decimals.clear()
             self._decimals[text] = number
@@ -405,9 +423,10 @@ class CsvSource(CartSource):
             raise RowError("line without sku and name")
         if not quantity_text:
             raise RowError("quantity: missing")
-        quantity = int(quantity_text) if quantity_text.isdigit() else parse_int(quantity_text, "quantity")
-        if quantity <= 0:
-            raise RowError(f"quantity: must be at least 1, got {quantity_text!r}")
+        quantity = int(quantity_text) if quantity_text.isdigit() and len(quantity_text) < 6 \
+            else parse_int(quantity_text, "quantity")
+        if quantity <= 0 or quantity > MAX_QUANTITY:
+            quantity = bounded_quantity(quantity, "quantity", quantity_text)  # raises: out of bounds
         if not price_text:
             raise RowError("unit_price: missing")
         price = self._decimal(price_text, "unit_price")
@@ -419,8 +438,7 @@ class CsvSource(CartSource):
             quantity,
             price,
             self._decimal(cost_text, "unit_cost") if cost_text else None,
-            (int(stock_text) if stock_text.isdigit() else parse_int(stock_text, "stock_on_hand"))
-            if stock_text else None,
+            _stock(stock_text) if stock_text else None,
             image or None,
             url or None,
         )

@@ -11,10 +11,13 @@ Owns the mapping from Magento's tables to carts and orders:
   a configurable line takes its stock from the chosen child;
 * ``quote_address`` — a guest's email and phone (the quote itself often has none);
 * ``sales_order`` — orders by quote, email or customer id;
-* ``cataloginventory_stock_item`` — stock on hand; ``quote_item.base_cost`` — cost (margin).
+* ``cataloginventory_stock_item`` — stock on hand; ``quote_item.base_cost`` — cost (margin),
+  the chosen child's when a configurable's own row has none;
+* ``newsletter_subscriber`` — consent: subscribed means yes, unsubscribed means no.
 
-Magento stores every time in UTC. It reads only; the connection is read-only (see
-:mod:`cartrescue.sources.sql`).
+Money: lines and totals in the quote's currency (what the customer saw); the base amount for
+thresholds is ``base_grand_total`` (see :mod:`cartrescue.currency`). Magento stores every time
+in UTC. It reads only; the connection is read-only (see :mod:`cartrescue.sources.sql`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 from cartrescue.contacts import normalize_email
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import Activity, Window
+from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     UTC,
@@ -42,20 +46,23 @@ from cartrescue.sources.sql import (
     grouped,
     id_or_none,
     item,
-    local_bound,
     text_or_none,
 )
 
 #: Magento order states: which mean "not an order" for cartrescue, which mean delivered.
 _STATE_STATUS = {"canceled": "canceled", "closed": "refunded"}
 _DELIVERED_STATES = frozenset({"complete"})
+#: newsletter_subscriber.subscriber_status: 1 subscribed, 2 not active, 3 unsubscribed, 4 unconfirmed.
+_SUBSCRIBED, _UNSUBSCRIBED = 1, 3
+_CENTS = Decimal("0.0001")  # Magento keeps 4 decimal places
 
 
 class MagentoSource(DatabaseSource):
     """Carts from ``quote``/``quote_item``/``quote_address``, orders from ``sales_order``.
 
     Options: ``stock_id`` (default 1), ``store_locales`` ({store_id: locale}),
-    ``recovery_url`` (a template with ``{cart_id}``).
+    ``recovery_url`` (a template with ``{cart_id}``), ``consent`` (``newsletter``, the default,
+    or ``none``).
     """
 
     name = "magento2"
@@ -67,27 +74,59 @@ class MagentoSource(DatabaseSource):
             "CREATE INDEX CARTRESCUE_QUOTE_IS_ACTIVE_UPDATED_AT ON {table} (is_active, updated_at);",
         ),
     )
+    column_kinds = {
+        "quote": {"entity_id": INTEGER, "store_id": INTEGER, "created_at": TIME, "updated_at": TIME,
+                  "is_active": INTEGER, "items_count": INTEGER, "customer_id": INTEGER,
+                  "customer_is_guest": INTEGER, "grand_total": NUMBER, "base_grand_total": NUMBER,
+                  "base_to_quote_rate": NUMBER},
+        "quote_item": {"item_id": INTEGER, "quote_id": INTEGER, "parent_item_id": INTEGER, "product_id": INTEGER,
+                       "qty": NUMBER, "price": NUMBER, "base_cost": NUMBER},
+        "quote_address": {"quote_id": INTEGER},
+        "sales_order": {"entity_id": INTEGER, "quote_id": INTEGER, "customer_id": INTEGER, "grand_total": NUMBER,
+                        "base_grand_total": NUMBER, "created_at": TIME},
+        "cataloginventory_stock_item": {"product_id": INTEGER, "stock_id": INTEGER, "qty": NUMBER},
+        "newsletter_subscriber": {"customer_id": INTEGER, "store_id": INTEGER, "subscriber_status": INTEGER},
+    }
+    window_columns = (("quote", "updated_at"),)
+
+    def tables_required(self) -> tuple[str, ...]:
+        return self.required_tables + (("newsletter_subscriber",) if self._consent_from_newsletter() else ())
+
+    def _consent_from_newsletter(self) -> bool:
+        return str(self.options.get("consent", "newsletter")) != "none"
 
     # -- carts -------------------------------------------------------------------------------
 
+    def _abandoned(self) -> str:
+        return ("q.is_active = 1 AND q.items_count > 0 "
+                f"AND NOT EXISTS (SELECT 1 FROM {self.t('sales_order')} o WHERE o.quote_id = q.entity_id)")
+
     def _filters(self) -> str:
-        return (
-            "q.updated_at >= :start AND q.updated_at <= :end AND q.is_active = 1 AND q.items_count > 0 "
-            f"AND NOT EXISTS (SELECT 1 FROM {self.t('sales_order')} o WHERE o.quote_id = q.entity_id)"
-        )
+        return f"q.updated_at >= :start AND q.updated_at <= :end AND {self._abandoned()}"
 
     def _window(self, window: Window) -> dict[str, Any]:
-        return {"start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
+        return self.window_bounds("quote", "updated_at", window, UTC)
 
-    def carts(self, window: Window) -> Iterator[Cart]:
-        sql = (
+    def _select(self, where: str) -> str:
+        return (
             "SELECT q.entity_id AS quote_id, q.store_id, q.created_at, q.updated_at, q.customer_id, "
             "q.customer_email, q.customer_firstname, q.customer_lastname, q.customer_is_guest, "
-            "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total "
-            f"FROM {self.t('quote')} q WHERE {self._filters()} ORDER BY q.updated_at, q.entity_id"
+            "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
+            f"q.base_grand_total FROM {self.t('quote')} q WHERE {where}"
         )
+
+    def carts(self, window: Window) -> Iterator[Cart]:
+        sql = self._select(self._filters()) + " ORDER BY q.updated_at, q.entity_id"
         for chunk in chunks(self.db.stream(sql, self._window(window)), self.chunk_size):
             yield from self._build_chunk(chunk)
+
+    def cart(self, cart_id: str) -> Cart | None:
+        """One abandoned quote by its id, whatever its age (``preview``)."""
+        if not cart_id.isdigit():
+            return None
+        self.schema()
+        rows = self.db.fetch(self._select(f"q.entity_id = :id AND {self._abandoned()}"), {"id": int(cart_id)})
+        return next(self._build_chunk(rows), None) if rows else None
 
     def _build_chunk(self, quotes: list[Mapping[str, Any]]) -> Iterator[Cart]:
         """The lines, addresses and stock of a chunk of quotes: three indexed lookups."""
@@ -106,14 +145,14 @@ class MagentoSource(DatabaseSource):
             {"ids": quote_ids}, expanding=("ids",),
         ):
             addresses.setdefault(row["quote_id"], []).append(row)
-        stock_product: dict[Any, Any] = {}  # parent item id -> the chosen child's product id
+        children: dict[Any, Mapping[str, Any]] = {}  # parent item id -> its (first) child row
         product_ids: set[Any] = set()
         for rows in lines.values():
             for row in rows:
                 if row["product_id"] is not None:
                     product_ids.add(row["product_id"])
                 if row["parent_item_id"] is not None:
-                    stock_product.setdefault(row["parent_item_id"], row["product_id"])
+                    children.setdefault(row["parent_item_id"], row)
         stock: dict[Any, int | None] = {}
         if product_ids:
             for row in self.db.fetch(
@@ -123,14 +162,44 @@ class MagentoSource(DatabaseSource):
                 expanding=("ids",),
             ):
                 stock[row["product_id"]] = as_stock(row["qty"])
+        subscriptions = self._subscriptions(quotes, addresses)
         for quote in quotes:
             cart = self._cart(quote, lines.get(quote["quote_id"], []), addresses.get(quote["quote_id"], []),
-                              stock, stock_product)
+                              stock, children, subscriptions)
             if cart is not None:
                 yield cart
 
+    def _subscriptions(self, quotes: list[Mapping[str, Any]],
+                       addresses: Mapping[Any, list[Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+        """``newsletter_subscriber`` rows of the chunk's customers and addresses: one lookup."""
+        if not self._consent_from_newsletter():
+            return []
+        customer_ids = sorted({int(q["customer_id"]) for q in quotes if q["customer_id"]})
+        emails = sorted({email for q in quotes for email in
+                         [normalize_email(q["customer_email"])]
+                         + [normalize_email(a["email"]) for a in addresses.get(q["quote_id"], [])] if email})
+        column = "subscriber_email" if self.db.backend in ("mysql", "mariadb") else "LOWER(subscriber_email)"
+        where, params, lists = any_in([("customer_id", "customer_ids", customer_ids), (column, "emails", emails)])
+        return self.db.fetch(
+            "SELECT customer_id, subscriber_email, store_id, subscriber_status "
+            f"FROM {self.t('newsletter_subscriber')} WHERE {where}", params, expanding=lists)
+
+    @staticmethod
+    def _consent(quote: Mapping[str, Any], email: str | None, subscriptions: list[Mapping[str, Any]]) -> bool | None:
+        """Subscribed: yes; unsubscribed: no; otherwise unknown. The quote's store view first."""
+        customer_id = quote["customer_id"] or None
+        mine = [row for row in subscriptions
+                if (customer_id is not None and row["customer_id"] == customer_id)
+                or (email is not None and normalize_email(row["subscriber_email"]) == email)]
+        same_store = [row for row in mine if row["store_id"] == quote["store_id"]] or mine
+        statuses = {int(row["subscriber_status"] or 0) for row in same_store}
+        if _UNSUBSCRIBED in statuses:
+            return False
+        return True if _SUBSCRIBED in statuses else None
+
     def _cart(self, quote: Mapping[str, Any], rows: list[Mapping[str, Any]], addresses: list[Mapping[str, Any]],
-              stock: Mapping[Any, int | None], stock_product: Mapping[Any, Any]) -> Cart | None:
+              stock: Mapping[Any, int | None], children: Mapping[Any, Mapping[str, Any]],
+              subscriptions: list[Mapping[str, Any]]) -> Cart | None:
         quote_id = str(quote["quote_id"])
         try:
             by_type = {"billing": [], "shipping": []}  # type: dict[str, list[Mapping[str, Any]]]
@@ -146,16 +215,17 @@ class MagentoSource(DatabaseSource):
             for row in rows:
                 if row["parent_item_id"] is not None:
                     continue  # the chosen simple product of a configurable, or a bundle part
-                product = stock_product.get(row["item_id"], row["product_id"]) \
-                    if row["product_type"] == "configurable" else row["product_id"]
+                child = children.get(row["item_id"]) if row["product_type"] == "configurable" else None
+                product = child["product_id"] if child is not None else row["product_id"]
                 cost = as_decimal(row["base_cost"], "base_cost", required=False)
+                if not cost and child is not None:  # the configurable's own row rarely has a cost
+                    cost = as_decimal(child["base_cost"], "base_cost", required=False) or cost
                 items.append(item(
                     row["sku"], row["name"], row["qty"], row["price"],
                     unit_cost=None if cost is None else cost * rate,
                     stock=None if row["product_type"] == "bundle" else stock.get(product),
                 ))
-            if not items:
-                raise RowError("no items (every quote_item row has a parent)")
+            # No line left (items_count says otherwise): an empty cart, which the pipeline skips.
             email = as_email(quote["customer_email"], *(a["email"] for a in ordered))
             phone = next((text_or_none(a["telephone"]) for a in ordered if text_or_none(a["telephone"])), None)
             customer_id = id_or_none(quote["customer_id"])
@@ -169,9 +239,10 @@ class MagentoSource(DatabaseSource):
                 or next((text_or_none(a["lastname"]) for a in ordered if text_or_none(a["lastname"])), None),
                 locale=self._locale(quote["store_id"]),
                 is_guest=bool(quote["customer_is_guest"]) or customer_id is None,
-                marketing_consent=None,
+                marketing_consent=self._consent(quote, email, subscriptions),
             )
             total = as_decimal(quote["grand_total"], "grand_total", required=False)
+            base_total = self._base_total(quote, currency, total)
             created = as_utc(quote["created_at"], UTC, "created_at")
             updated = as_utc(quote["updated_at"], UTC, "updated_at")
         except RowError as exc:
@@ -188,7 +259,23 @@ class MagentoSource(DatabaseSource):
             updated_at=updated,
             recovery_url=self.recovery_url(quote_id),
             store_id=text_or_none(quote["store_id"]),
+            base_total=base_total,
         )
+
+    def _base_total(self, quote: Mapping[str, Any], currency: str, total: Decimal | None) -> Decimal | None:
+        """The total in the base currency: ``base_grand_total``; when it is missing (or 0 beside
+        a total), ``grand_total / base_to_quote_rate``; None when neither can tell."""
+        base_code = text_or_none(quote["base_currency_code"]) or currency
+        base = as_decimal(quote["base_grand_total"], "base_grand_total", required=False)
+        if base is None or (not base and total):
+            rate = as_decimal(quote["base_to_quote_rate"], "base_to_quote_rate", required=False)
+            if total is not None and rate and rate > 0:
+                base = (total / rate).quantize(_CENTS)
+            elif base_code == currency:
+                base = total
+            else:
+                base = None
+        return self.base_amount(base, base_code)
 
     def _locale(self, store_id: Any) -> str | None:
         locales = self.options.get("store_locales") or {}
@@ -196,7 +283,8 @@ class MagentoSource(DatabaseSource):
         return str(value).replace("-", "_") if value else None
 
     def activity(self, window: Window) -> Iterator[Activity]:
-        """Address, last activity and key of each quote in the window, without items."""
+        """Address, last activity and key of each quote in the window, without items. A quote
+        whose time cannot be read is left out (the carts pass reports it)."""
         sql = (
             "SELECT q.entity_id AS quote_id, q.updated_at, q.customer_email, a.email AS address_email "
             f"FROM {self.t('quote')} q LEFT JOIN {self.t('quote_address')} a "
@@ -206,15 +294,20 @@ class MagentoSource(DatabaseSource):
         for rows in grouped(self.db.stream(sql, self._window(window)), "quote_id"):
             candidates = [rows[0]["customer_email"]] + [row["address_email"] for row in rows]
             email = next((normalize_email(c) for c in candidates if normalize_email(c)), None)
-            if email:
-                yield Activity(email, as_utc(rows[0]["updated_at"], UTC, "updated_at"),
-                               f"{self.name}:{rows[0]['quote_id']}")
+            if not email:
+                continue
+            try:
+                updated = as_utc(rows[0]["updated_at"], UTC, "updated_at")
+            except RowError:
+                continue
+            yield Activity(email, updated, f"{self.name}:{rows[0]['quote_id']}")
 
     # -- orders ------------------------------------------------------------------------------
 
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
         if not carts:
             return
+        self.schema()
         quote_ids = sorted({int(cart.id) for cart in carts if cart.id.isdigit()})
         emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and c.customer.id.isdigit()})
@@ -224,7 +317,8 @@ class MagentoSource(DatabaseSource):
                                        ("customer_id", "customer_ids", customer_ids)])
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, "
-            f"grand_total, order_currency_code, created_at FROM {self.t('sales_order')} WHERE {where}"
+            "grand_total, order_currency_code, base_grand_total, base_currency_code, created_at "
+            f"FROM {self.t('sales_order')} WHERE {where}"
         )
         rows = self.db.fetch(sql, params, expanding=lists)
         for row in rows:
@@ -243,6 +337,9 @@ class MagentoSource(DatabaseSource):
                     currency=text_or_none(row["order_currency_code"]),
                     status=status,
                     delivered=state in _DELIVERED_STATES,
+                    base_total=self.base_amount(
+                        as_decimal(row["base_grand_total"], "base_grand_total", required=False),
+                        text_or_none(row["base_currency_code"]) or text_or_none(row["order_currency_code"])),
                 )
             except RowError as exc:
                 self.problem(f"{self.db.prefix}sales_order entity_id={row['entity_id']}", str(exc))

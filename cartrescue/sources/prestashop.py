@@ -10,19 +10,23 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
   language) + ``stock_available`` (quantity);
 * ``customer`` — email, names, ``newsletter``/``optin`` (consent), ``is_guest``; a ``deleted``
   customer has no contact;
-* ``currency`` and ``lang`` for codes; ``configuration`` for the order states;
+* ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
+  currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email; ``PS_OS_DELIVERED`` means delivered,
   ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR`` are not orders.
 
 PrestaShop stores times in the shop's local time: they are converted with ``PS_TIMEZONE`` from
-``configuration`` (else the shop's timezone; ``options.timezone`` overrides both). Prices are tax-excluded catalogue prices
-(PrestaShop keeps no cart totals): the cart total is the sum of its lines. Reads only.
+``configuration`` (else the shop's timezone; ``options.timezone`` overrides both). Prices are
+tax-excluded catalogue prices in the default currency (PrestaShop keeps no cart totals): a cart
+in another currency shows them converted with that currency's ``conversion_rate``, as the shop
+showed them, and its base total (for thresholds) is the sum in the default currency. Reads only.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import Window
+from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     DatabaseSource,
@@ -47,12 +52,19 @@ from cartrescue.sources.sql import (
     grouped,
     id_or_none,
     item,
-    local_bound,
     text_or_none,
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
 _STATE_DEFAULTS = {"PS_OS_DELIVERED": 5, "PS_OS_CANCELED": 6, "PS_OS_REFUND": 7, "PS_OS_ERROR": 8}
+
+
+@dataclass(frozen=True, slots=True)
+class _Default:
+    """The shop's default currency: catalogue prices and base totals are in it."""
+
+    iso: str | None
+    rate: Decimal
 
 
 class PrestaShopSource(DatabaseSource):
@@ -74,10 +86,27 @@ class PrestaShopSource(DatabaseSource):
             "CREATE INDEX id_shop_2 ON {table} (id_shop, date_upd);",
         ),
     )
+    column_kinds = {
+        "cart": {"id_cart": INTEGER, "id_shop": INTEGER, "id_customer": INTEGER, "id_currency": INTEGER,
+                 "id_lang": INTEGER, "date_add": TIME, "date_upd": TIME},
+        "cart_product": {"id_cart": INTEGER, "id_product": INTEGER, "id_product_attribute": INTEGER,
+                         "quantity": NUMBER},
+        "customer": {"id_customer": INTEGER, "newsletter": INTEGER, "optin": INTEGER, "is_guest": INTEGER,
+                     "deleted": INTEGER},
+        "product": {"price": NUMBER, "wholesale_price": NUMBER},
+        "product_shop": {"price": NUMBER, "wholesale_price": NUMBER},
+        "product_attribute": {"price": NUMBER, "wholesale_price": NUMBER},
+        "stock_available": {"quantity": NUMBER},
+        "currency": {"id_currency": INTEGER, "conversion_rate": NUMBER},
+        "orders": {"id_order": INTEGER, "id_cart": INTEGER, "id_customer": INTEGER, "current_state": INTEGER,
+                   "total_paid": NUMBER, "conversion_rate": NUMBER, "date_add": TIME},
+    }
+    window_columns = (("cart", "date_upd"),)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._states: dict[str, int] | None = None
+        self._default: _Default | None = None
         self._tz_read = False
 
     # -- carts -------------------------------------------------------------------------------
@@ -101,15 +130,26 @@ class PrestaShopSource(DatabaseSource):
                 self.problem(f"{self.db.prefix}configuration PS_TIMEZONE",
                              f"not a timezone: {row['value']!r}; using the shop's timezone")
 
-    def carts(self, window: Window) -> Iterator[Cart]:
-        self._store_timezone()
-        shops = self._shop_ids()
-        if not shops:
-            return
-        sql = (
+    def default_currency(self) -> _Default:
+        """``PS_CURRENCY_DEFAULT`` and its rate (1 unless the shop changed it), read once."""
+        if self._default is None:
+            iso, rate = None, None
+            setting = self.db.fetch(f"SELECT value FROM {self.t('configuration')} "
+                                    "WHERE name = 'PS_CURRENCY_DEFAULT' AND id_shop IS NULL")
+            value = str(setting[0]["value"] or "").strip() if setting else ""
+            if value.isdigit():
+                rows = self.db.fetch(f"SELECT iso_code, conversion_rate FROM {self.t('currency')} "
+                                     "WHERE id_currency = :id", {"id": int(value)})
+                if rows:
+                    iso, rate = text_or_none(rows[0]["iso_code"]), _rate(rows[0]["conversion_rate"])
+            self._default = _Default(iso.upper() if iso else None, rate or Decimal(1))
+        return self._default
+
+    def _select(self, where: str) -> str:
+        return (
             "SELECT c.id_cart, c.id_shop, c.id_shop_group, c.id_customer, c.id_currency, c.date_add, c.date_upd, "
             "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.optin, cu.is_guest, cu.deleted, "
-            "cur.iso_code AS currency, l.language_code, "
+            "cur.iso_code AS currency, cur.conversion_rate, l.language_code, "
             "cp.id_product, cp.id_product_attribute, cp.quantity, pl.name AS product_name, "
             "p.reference AS product_reference, COALESCE(ps.price, p.price) AS base_price, "
             "COALESCE(ps.wholesale_price, p.wholesale_price) AS base_cost, "
@@ -126,18 +166,42 @@ class PrestaShopSource(DatabaseSource):
             "AND pl.id_shop = c.id_shop AND pl.id_lang = c.id_lang "
             f"LEFT JOIN {self.t('product_attribute')} pa ON pa.id_product_attribute = cp.id_product_attribute "
             "AND cp.id_product_attribute > 0 "
-            "WHERE c.id_shop IN :shops AND c.date_upd >= :start AND c.date_upd <= :end AND c.id_customer > 0 "
+            f"WHERE c.id_shop IN :shops AND {where} AND c.id_customer > 0 "
             f"AND NOT EXISTS (SELECT 1 FROM {self.t('orders')} o WHERE o.id_cart = c.id_cart) "
-            "ORDER BY c.date_upd, c.id_cart, cp.date_add, cp.id_product, cp.id_product_attribute"
         )
-        params = {"shops": shops, "start": local_bound(window.start, self.shop_tz, slack=-_SLACK),
-                  "end": local_bound(window.end, self.shop_tz, slack=_SLACK)}
-        rows = self.db.stream(sql, params, expanding=("shops",))
+
+    def carts(self, window: Window) -> Iterator[Cart]:
+        self._store_timezone()
+        shops = self._shop_ids()
+        if not shops:
+            return
+        sql = self._select("c.date_upd >= :start AND c.date_upd <= :end") + \
+            "ORDER BY c.date_upd, c.id_cart, cp.date_add, cp.id_product, cp.id_product_attribute"
+        params = {"shops": shops, **self.window_bounds("cart", "date_upd", window, self.shop_tz, _SLACK)}
+        for cart in self._read(self.db.stream(sql, params, expanding=("shops",))):
+            if cart.updated_at in window:
+                yield cart
+
+    def cart(self, cart_id: str) -> Cart | None:
+        """One abandoned cart by its id, whatever its age (``preview``)."""
+        if not cart_id.isdigit():
+            return None
+        self._store_timezone()
+        self.schema()
+        shops = self._shop_ids()
+        if not shops:
+            return None
+        sql = self._select("c.id_cart = :id") + "ORDER BY cp.date_add, cp.id_product, cp.id_product_attribute"
+        rows = self.db.fetch(sql, {"shops": shops, "id": int(cart_id)}, expanding=("shops",))
+        return next(self._read(rows), None)
+
+    def _read(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Cart]:
+        default = self.default_currency()
         for chunk in chunks(grouped(rows, "id_cart"), self.chunk_size):
             stock = self._stock(chunk)
             for cart_rows in chunk:
-                cart = self._cart(cart_rows, stock)
-                if cart is not None and cart.updated_at in window:
+                cart = self._cart(cart_rows, stock, default)
+                if cart is not None:
                     yield cart
 
     def _stock(self, chunk: list[list[Mapping[str, Any]]]) -> dict[tuple[int, int, int], int | None]:
@@ -152,13 +216,16 @@ class PrestaShopSource(DatabaseSource):
             found[(row["id_product"], row["id_product_attribute"], key_shop)] = as_stock(row["quantity"])
         return found
 
-    def _cart(self, rows: list[Mapping[str, Any]], stock: Mapping[tuple[int, int, int], int | None]) -> Cart | None:
+    def _cart(self, rows: list[Mapping[str, Any]], stock: Mapping[tuple[int, int, int], int | None],
+              default: _Default) -> Cart | None:
         first = rows[0]
         cart_id = str(first["id_cart"])
         try:
             currency = as_currency(first["currency"]) if first["currency"] is not None else \
                 _missing_currency(first)
+            factor, currency = _conversion(currency, first["conversion_rate"], default)
             items: list[LineItem] = []
+            base_total = Decimal(0)
             for row in rows:
                 product, combination = row["id_product"], row["id_product_attribute"] or 0
                 base = as_decimal(row["base_price"], "price")
@@ -171,8 +238,10 @@ class PrestaShopSource(DatabaseSource):
                     or (f"{product}-{combination}" if combination else str(product))
                 on_hand = stock.get((product, combination, row["id_shop"]),
                                     stock.get((product, combination, -int(row["id_shop_group"] or 0))))
-                items.append(item(sku, row["product_name"], row["quantity"], base + impact,
-                                  unit_cost=cost or None, stock=on_hand))
+                line = item(sku, row["product_name"], row["quantity"], _shown(base + impact, factor, currency),
+                            unit_cost=None if not cost else _shown(cost, factor, None), stock=on_hand)
+                base_total += (base + impact) * line.quantity
+                items.append(line)
             deleted = bool(first["deleted"])
             consent = True if (as_bool(first["newsletter"]) or as_bool(first["optin"])) else None
             customer = Customer(
@@ -200,6 +269,7 @@ class PrestaShopSource(DatabaseSource):
             updated_at=updated,
             recovery_url=self.recovery_url(cart_id, self._token(cart_id)),
             store_id=text_or_none(first["id_shop"]),
+            base_total=self.base_amount(base_total, default.iso),
         )
 
     def _token(self, cart_id: str) -> str:
@@ -226,7 +296,9 @@ class PrestaShopSource(DatabaseSource):
         if not carts:
             return
         self._store_timezone()
+        self.schema()
         states = self._order_states()
+        default = self.default_currency()
         not_orders = {states["PS_OS_CANCELED"]: "canceled", states["PS_OS_REFUND"]: "refunded",
                       states["PS_OS_ERROR"]: "failed"}
         cart_ids = sorted({int(cart.id) for cart in carts if cart.id.isdigit()})
@@ -239,8 +311,8 @@ class PrestaShopSource(DatabaseSource):
              "emails", emails),
         ])
         sql = (
-            "SELECT o.id_order, o.id_cart, o.id_customer, o.total_paid, o.current_state, o.date_add, "
-            "cu.email, cur.iso_code "
+            "SELECT o.id_order, o.id_cart, o.id_customer, o.total_paid, o.conversion_rate, o.current_state, "
+            "o.date_add, cu.email, cur.iso_code "
             f"FROM {self.t('orders')} o LEFT JOIN {self.t('customer')} cu ON cu.id_customer = o.id_customer "
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency WHERE {where}"
         )
@@ -250,16 +322,20 @@ class PrestaShopSource(DatabaseSource):
             if status in IGNORED_ORDER_STATUSES:
                 continue
             try:
+                total = as_decimal(row["total_paid"], "total_paid", required=False) or Decimal("0")
+                rate = _rate(row["conversion_rate"])
                 yield Order(
                     id=str(row["id_order"]),
                     created_at=as_utc(row["date_add"], self.shop_tz, "date_add"),
                     email=as_email(row["email"]),
                     customer_id=id_or_none(row["id_customer"]),
                     cart_id=id_or_none(row["id_cart"]),
-                    total=as_decimal(row["total_paid"], "total_paid", required=False) or Decimal("0"),
+                    total=total,
                     currency=text_or_none(row["iso_code"]),
                     status=status,
                     delivered=state == states["PS_OS_DELIVERED"],
+                    # the order's own rate (at the time it was placed) takes it back to the default currency
+                    base_total=self.base_amount(total / rate * default.rate if rate else None, default.iso),
                 )
             except RowError as exc:
                 self.problem(f"{self.db.prefix}orders id_order={row['id_order']}", str(exc))
@@ -267,3 +343,39 @@ class PrestaShopSource(DatabaseSource):
 
 def _missing_currency(row: Mapping[str, Any]) -> str:
     raise RowError(f"currency: id_currency {row.get('id_currency', '?')} not found in the currency table")
+
+
+def _rate(value: Any) -> Decimal | None:
+    """A ``conversion_rate``: a positive number, else None (unknown)."""
+    try:
+        rate = as_decimal(value, "conversion_rate", required=False)
+    except RowError:
+        return None
+    return rate if rate is not None and rate > 0 else None
+
+
+def _conversion(currency: str, rate_value: Any, default: _Default) -> tuple[Decimal | None, str]:
+    """The factor from the default currency to the cart's, and the currency the cart is shown in.
+
+    The cart's own currency when its rate is known (what the customer saw); the default currency,
+    unconverted, when the rate is not (a correct label rather than a wrong one).
+    """
+    if default.iso is None or currency == default.iso:
+        return None, currency
+    rate = _rate(rate_value)
+    if rate is None:
+        return None, default.iso
+    return rate / default.rate, currency
+
+
+def _shown(amount: Decimal, factor: Decimal | None, currency: str | None) -> Decimal:
+    """A default-currency amount as shown in the cart's currency: converted and, for prices,
+    rounded to the currency's digits as the shop displays them."""
+    if factor is None:
+        return amount
+    converted = amount * factor
+    if currency is None:
+        return converted.quantize(Decimal("0.000001"))
+    from babel.numbers import get_currency_precision
+
+    return converted.quantize(Decimal(1).scaleb(-get_currency_precision(currency)))

@@ -20,12 +20,14 @@ SQLAlchemy is imported lazily so that ``cartrescue --help`` stays fast.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -33,7 +35,18 @@ from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
 from cartrescue.sources.base import CartSource, ProblemSink, Window, ignore_problem
-from cartrescue.sources.values import IGNORED_ORDER_STATUSES, RowError, normalize_locale, parse_currency  # noqa: F401 - re-exported for the presets
+from cartrescue.sources.schema import Schema, raise_for
+from cartrescue.sources.schema import inspect as inspect_schema
+from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, RowError re-exported for the presets
+    IGNORED_ORDER_STATUSES,
+    STOCK_LIMIT,
+    RowError,
+    bounded_amount,
+    bounded_quantity,
+    in_stock_range,
+    normalize_locale,
+    parse_currency,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Engine
@@ -41,9 +54,9 @@ if TYPE_CHECKING:  # pragma: no cover
 T = TypeVar("T")
 UTC = timezone.utc
 
-#: Order statuses that do not count as an order (same list as the CSV source).
-
 _PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
+_EARLIEST = datetime(1000, 1, 2, tzinfo=timezone.utc)
+_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 _TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
 _FALSE = frozenset({"0", "no", "n", "false", "f", "off"})
 
@@ -196,6 +209,8 @@ def create_engine(raw_url: str, *, source: str = "sql") -> "Engine":
 
     @sa.event.listens_for(engine, "connect")
     def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
+        if backend == "postgresql":
+            _lenient_pg_times(dbapi_connection)
         cursor = dbapi_connection.cursor()
         try:
             if backend in ("mysql", "mariadb"):
@@ -214,6 +229,35 @@ def create_engine(raw_url: str, *, source: str = "sql") -> "Engine":
         read_only_guard(statement)
 
     return engine
+
+
+@lru_cache(maxsize=1)
+def _lenient_loaders() -> dict[str, type]:
+    """psycopg loaders for timestamp/timestamptz/date that give PostgreSQL's ``infinity`` (and
+    years past 9999, which Python cannot hold) as their text instead of failing the fetch."""
+    import psycopg
+    from psycopg.types import datetime as pg
+
+    def lenient(base: type) -> type:
+        def load(self: Any, data: Any) -> Any:
+            try:
+                return base.load(self, data)
+            except psycopg.DataError:
+                return bytes(data).decode("utf-8", "replace")
+
+        return type(f"Lenient{base.__name__}", (base,), {"load": load})
+
+    return {"timestamp": lenient(pg.TimestampLoader), "timestamptz": lenient(pg.TimestamptzLoader),
+            "date": lenient(pg.DateLoader)}
+
+
+def _lenient_pg_times(dbapi_connection: Any) -> None:
+    """One unreadable time costs its row (see :func:`as_utc`), not the whole result set."""
+    adapters = getattr(dbapi_connection, "adapters", None)
+    if adapters is None:  # another driver than psycopg 3
+        return
+    for name, loader in _lenient_loaders().items():
+        adapters.register_loader(name, loader)
 
 
 def _mask(raw_url: str) -> str:
@@ -299,6 +343,22 @@ class ShopDatabase:
             inspector = _sqlalchemy().inspect(self.engine)
             return set(inspector.get_table_names())
 
+    def columns(self, table: str) -> dict[str, Any] | None:
+        """Lower-cased column name -> reflected SQLAlchemy type; None when the table is absent."""
+        sa = _sqlalchemy()
+        with self.errors():
+            try:
+                reflected = sa.inspect(self.engine).get_columns(self.prefix + table)
+            except sa.exc.NoSuchTableError:
+                return None
+        return {str(column["name"]).lower(): column["type"] for column in reflected}
+
+    def first_value(self, table: str, column: str) -> Any:
+        """Some non-null value of ``table.column`` (one row, no ordering: cheap), or None."""
+        quoted = self.engine.dialect.identifier_preparer.quote(column)
+        rows = self.fetch(f"SELECT {quoted} AS v FROM {self.table(table)} WHERE {quoted} IS NOT NULL LIMIT 1")
+        return rows[0]["v"] if rows else None
+
     def index_columns(self, table: str) -> list[list[str]]:
         """Column lists of the table's indexes (primary key included), for ``doctor``."""
         with self.errors():
@@ -331,31 +391,50 @@ def _text(sql: str, expanding: Sequence[str]) -> Any:
 
 def as_utc(value: Any, tz: ZoneInfo | timezone, what: str) -> datetime:
     """A database time as aware UTC. Naive values are read in ``tz`` (UTC for Magento, the
-    shop's timezone for site-local columns); aware values are converted."""
+    shop's timezone for site-local columns); aware values are converted; whole numbers are
+    seconds since 1970 (UTC), the one documented variant of a retyped time column.
+
+    Anything else (MariaDB's zero or invalid dates come back as text, PostgreSQL's
+    ``infinity`` as text through :func:`_lenient_pg_times`) is a :class:`RowError`.
+    """
     if value is None:
         raise RowError(f"{what}: missing")
-    if isinstance(value, str):
+    if isinstance(value, int) and not isinstance(value, bool):
         try:
-            value = datetime.fromisoformat(value.strip())
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise RowError(f"{what}: not a time in seconds since 1970: {value!r}") from None
+    if isinstance(value, (str, bytes)):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        try:
+            value = datetime.fromisoformat(text.strip())
         except ValueError:
-            raise RowError(f"{what}: not a time: {value!r}") from None
+            raise RowError(f"{what}: not a time: {text[:40]!r}") from None
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time())
     if not isinstance(value, datetime):
         raise RowError(f"{what}: not a time: {value!r}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise RowError(f"{what}: not a time: {value.isoformat()!r}") from None
 
 
 def local_bound(moment: datetime, tz: ZoneInfo | timezone, *, slack: timedelta = timedelta(0)) -> datetime:
     """A window bound as a naive time in ``tz``, for comparing with naive columns.
 
     ``slack`` widens the window for site-local columns: around a DST change the local clock
-    repeats or skips an hour, so the precise filter is applied after conversion.
+    repeats or skips an hour, so the precise filter is applied after conversion. Bounds are
+    kept within years 1000..9000, which every database's time type can compare with.
     """
+    moment = min(max(moment, _EARLIEST), _LATEST)
     return (moment + slack).astimezone(tz).replace(tzinfo=None)
 
 
 def as_decimal(value: Any, what: str, *, required: bool = True) -> Decimal | None:
+    """A database number as a bounded :class:`Decimal` (see :func:`bounded_amount`)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise RowError(f"{what}: missing")
@@ -370,10 +449,8 @@ def as_decimal(value: Any, what: str, *, required: bool = True) -> Decimal | Non
         try:
             number = Decimal(str(value).strip().replace(",", "."))
         except InvalidOperation:
-            raise RowError(f"{what}: not a number: {value!r}") from None
-    if not number.is_finite():
-        raise RowError(f"{what}: not a number: {value!r}")
-    return number
+            raise RowError(f"{what}: not a number: {str(value)[:40]!r}") from None
+    return bounded_amount(number, what, value)
 
 
 def as_quantity(value: Any, what: str = "quantity") -> int:
@@ -381,18 +458,21 @@ def as_quantity(value: Any, what: str = "quantity") -> int:
     assert number is not None
     if number != number.to_integral_value():
         raise RowError(f"{what}: not a whole number: {value}")
-    if number <= 0:
-        raise RowError(f"{what}: must be at least 1, got {value}")
-    return int(number)
+    return bounded_quantity(int(number), what, value)
 
 
 def as_stock(value: Any) -> int | None:
-    """Stock on hand: ``None`` when the shop does not track it (empty, NULL, not a number)."""
-    try:
-        number = as_decimal(value, "stock", required=False)
-    except RowError:
+    """Stock on hand: ``None`` when the shop does not track it (empty, NULL, not a number, or
+    a figure no stock could be)."""
+    if value is None or isinstance(value, bool):
         return None
-    return None if number is None else int(number)
+    if isinstance(value, int):
+        return value if abs(value) < STOCK_LIMIT else None
+    try:
+        number = Decimal(str(value).strip().replace(",", "."))
+    except InvalidOperation:
+        return None
+    return int(number) if in_stock_range(number) else None
 
 
 def as_bool(value: Any) -> bool | None:
@@ -469,7 +549,7 @@ def item(sku: Any, name: Any, quantity: Any, unit_price: Any, *, unit_cost: Any 
         quantity=as_quantity(quantity),
         unit_price=price,
         unit_cost=as_decimal(unit_cost, "unit_cost", required=False),
-        stock_on_hand=stock if isinstance(stock, int) or stock is None else as_stock(stock),
+        stock_on_hand=as_stock(stock),
         image_url=image_url,
         product_url=product_url,
     )
@@ -533,16 +613,22 @@ class RecommendedIndex:
 
 
 class DatabaseSource(CartSource):
-    """Shared plumbing of the database sources: config, connection, ``check()``, close."""
+    """Shared plumbing of the database sources: config, connection, column types, ``check()``, close."""
 
     name = "sql"
     default_prefix: ClassVar[str] = ""
     required_tables: ClassVar[tuple[str, ...]] = ()
     recommended_indexes: ClassVar[tuple[RecommendedIndex, ...]] = ()
+    #: Columns whose type the preset relies on, {table: {column: kind}} (see
+    #: :mod:`cartrescue.sources.schema`); checked once per run, before the first read.
+    column_kinds: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    #: (table, column) of the time ranges the preset's queries filter on.
+    window_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
     chunk_size: ClassVar[int] = 500
 
     def __init__(self, url: str, *, prefix: str | None = None, shop_tz: ZoneInfo = ZoneInfo("UTC"),
-                 options: Mapping[str, Any] | None = None, on_problem: ProblemSink = ignore_problem) -> None:
+                 options: Mapping[str, Any] | None = None, on_problem: ProblemSink = ignore_problem,
+                 base_currency: str | None = None) -> None:
         super().__init__(on_problem)
         self.options = dict(options or {})
         self.shop_tz = zone(self.options["timezone"], "source.options.timezone") if self.options.get("timezone") \
@@ -550,11 +636,37 @@ class DatabaseSource(CartSource):
         self.tz_configured = bool(self.options.get("timezone"))
         self.db = ShopDatabase(url, source=self.name, prefix=self.default_prefix if prefix is None else prefix)
         self.recovery_template: str | None = self.options.get("recovery_url")
+        self.base_currency = base_currency.upper() if base_currency else None
+        self._schema: Schema | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink) -> "DatabaseSource":
+    def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink,
+                    base_currency: str | None = None) -> "DatabaseSource":
         return cls(cfg.url, prefix=cfg.prefix, shop_tz=shop_tz, options=getattr(cfg, "options", None) or {},
-                   on_problem=on_problem)
+                   on_problem=on_problem, base_currency=base_currency)
+
+    def schema(self) -> Schema:
+        """The checked column types: the first call of a run inspects, a misfit stops the run (exit 3)."""
+        if self._schema is None:
+            schema, problems = inspect_schema(self.db, self.column_kinds, self.window_columns)
+            raise_for(self.name, problems)
+            self._schema = schema
+        return self._schema
+
+    def window_bounds(self, table: str, column: str, window: Window, tz: ZoneInfo | timezone,
+                      slack: timedelta = timedelta(0)) -> dict[str, Any]:
+        """``:start`` and ``:end`` for a range on ``table.column``: naive times in ``tz`` (widened
+        by ``slack``), or whole seconds since 1970 when the column holds those."""
+        if self.schema().epoch(table, column):
+            return {"start": math.floor(window.start.timestamp()), "end": math.ceil(window.end.timestamp())}
+        return {"start": local_bound(window.start, tz, slack=-slack), "end": local_bound(window.end, tz, slack=slack)}
+
+    def base_amount(self, amount: Decimal | None, currency: str | None) -> Decimal | None:
+        """``amount`` as a base amount (:attr:`Cart.base_total`) when ``currency`` is the shop's base
+        currency (``shop.currency``, when configured): a platform's base may be another one."""
+        if amount is None or (self.base_currency and (currency or "").upper() != self.base_currency):
+            return None
+        return amount
 
     def t(self, name: str) -> str:
         return self.db.table(name)
@@ -575,13 +687,17 @@ class DatabaseSource(CartSource):
         return self.db.engine.dialect.identifier_preparer.quote(name)
 
     def check(self) -> list[str]:
-        """Problems ``doctor`` shows: missing tables, a missing recommended index."""
+        """Problems ``doctor`` shows: missing tables, columns of a type the preset cannot read, a
+        missing recommended index."""
         try:
             present = self.db.table_names()
+            misfits = [] if self._schema is not None else \
+                inspect_schema(self.db, self.column_kinds, self.window_columns)[1]  # a run checked them already
+            problems = [f"{self.name} source: {problem}" for problem in misfits]
         except SourceError as exc:
             return [str(exc)]
         lowered = {name.lower() for name in present}
-        problems = [
+        problems += [
             f"{self.name} source: table {self.db.prefix}{table} not found in {self.db.where}"
             for table in self.tables_required() if (self.db.prefix + table).lower() not in lowered
         ]
@@ -611,6 +727,7 @@ class DatabaseSource(CartSource):
 
 _BIND = r"(?<![:\w]):{name}\b"
 _ORDER_LISTS = ("cart_ids", "emails", "customer_ids")
+_LINE_COLUMNS = ("sku", "name", "quantity", "unit_price")
 
 
 class SqlSource(DatabaseSource):
@@ -628,8 +745,9 @@ class SqlSource(DatabaseSource):
 
     def __init__(self, url: str, *, queries: Mapping[str, str], prefix: str | None = None,
                  shop_tz: ZoneInfo = ZoneInfo("UTC"), options: Mapping[str, Any] | None = None,
-                 on_problem: ProblemSink = ignore_problem) -> None:
-        super().__init__(url, prefix=prefix, shop_tz=shop_tz, options=options, on_problem=on_problem)
+                 on_problem: ProblemSink = ignore_problem, base_currency: str | None = None) -> None:
+        super().__init__(url, prefix=prefix, shop_tz=shop_tz, options=options, on_problem=on_problem,
+                         base_currency=base_currency)
         if "carts" not in queries:
             raise ConfigError("source.queries.carts: a sql source needs a carts query")
         for key, query in queries.items():
@@ -644,9 +762,10 @@ class SqlSource(DatabaseSource):
         self.db.source = self.name
 
     @classmethod
-    def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink) -> "SqlSource":
+    def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink,
+                    base_currency: str | None = None) -> "SqlSource":
         return cls(cfg.url, queries=cfg.queries or {}, prefix=cfg.prefix, shop_tz=shop_tz,
-                   options=getattr(cfg, "options", None) or {}, on_problem=on_problem)
+                   options=getattr(cfg, "options", None) or {}, on_problem=on_problem, base_currency=base_currency)
 
     def _window_params(self, window: Window) -> dict[str, Any]:
         return {"start": local_bound(window.start, self.db_tz), "end": local_bound(window.end, self.db_tz)}
@@ -676,8 +795,8 @@ class SqlSource(DatabaseSource):
                 item(row.get("sku"), row.get("name"), row.get("quantity"), row.get("unit_price"),
                      unit_cost=row.get("unit_cost"), stock=as_stock(row.get("stock_on_hand")),
                      image_url=text_or_none(row.get("image_url")), product_url=text_or_none(row.get("product_url")))
-                for row in rows
-            )
+                for row in rows if any(row.get(name) is not None for name in _LINE_COLUMNS)
+            )  # a row without line columns (a LEFT JOIN of an empty cart) adds no line: empty_cart
             created = as_utc(level("created_at"), self.db_tz, "created_at")
             updated = as_utc(level("updated_at"), self.db_tz, "updated_at") if level("updated_at") is not None \
                 else created

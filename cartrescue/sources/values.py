@@ -1,18 +1,37 @@
 """Values every source reads the same way, whatever its format: the one place for them.
 
 Owns the "bad row" error, which order statuses do not count as orders, locale and currency
-normalization. CSV (text cells) and SQL (typed columns) sources both use these, so a cart reads
-the same from an export as from the shop's database.
+normalization, and the bounds every number must keep. CSV (text cells) and SQL (typed columns)
+sources both use these, so a cart reads the same from an export as from the shop's database.
+
+The bounds are checked where a value is read, so that a number no shop could mean (a 27-digit
+price, a quantity of ``1e9``) costs its row (reported with ``file:line`` or table and key) and
+never reaches money formatting, rendering or the ledger. They are documented in
+docs/csv-format.md ("Numbers") and docs/databases.md.
 """
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 #: Orders in these states did not happen, as far as reminders are concerned.
 IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided"})
+
+#: Units of one product in one cart line: more is a typo or a test, not a shopper.
+MAX_QUANTITY = 10_000
+#: Every amount (price, cost, total, rate) is below 10 ** this, in any currency (a trillion).
+AMOUNT_DIGITS = 12
+#: Decimal places kept: every currency's precision (at most 4) plus room for unit prices and
+#: rates (PrestaShop stores 6, WooCommerce 8). More is rounded, half to even, to this.
+AMOUNT_PLACES = 8
+#: Stock on hand (and any other count) is below 10 ** this.
+COUNT_DIGITS = 12
+STOCK_LIMIT = 10**COUNT_DIGITS
+
+_PLACES = Decimal(1).scaleb(-AMOUNT_PLACES)
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -49,3 +68,37 @@ def parse_currency(value: Any) -> str:
     if code not in _known_currencies():
         raise RowError(f"currency: unknown currency code {code!r}")
     return code
+
+
+def below(number: Decimal, digits: int) -> bool:
+    """``abs(number) < 10 ** digits``, without arithmetic (``1e999999999`` would overflow it)."""
+    return number.is_zero() or number.adjusted() < digits
+
+
+def bounded_amount(number: Decimal, what: str, text: Any = None) -> Decimal:
+    """``number`` if it is a finite amount below 10 ** :data:`AMOUNT_DIGITS` in size, with at
+    most :data:`AMOUNT_PLACES` decimal places (more are rounded); else :class:`RowError`."""
+    if not number.is_finite():
+        raise RowError(f"{what}: not a number: {number if text is None else text!r}")
+    if not below(number, AMOUNT_DIGITS):
+        shown = str(text if text is not None else number)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise RowError(f"{what}: out of range: {shown} (amounts must be below 10^12)")
+    if number.as_tuple().exponent < -AMOUNT_PLACES:  # type: ignore[operator]
+        number = number.quantize(_PLACES)
+    return number
+
+
+def bounded_quantity(number: int, what: str = "quantity", text: Any = None) -> int:
+    """A line's quantity: a whole number from 1 to :data:`MAX_QUANTITY`; else :class:`RowError`."""
+    shown = number if text is None else text
+    if number <= 0:
+        raise RowError(f"{what}: must be at least 1, got {shown!r}")
+    if number > MAX_QUANTITY:
+        raise RowError(f"{what}: more than {MAX_QUANTITY:,} units in one line: {shown!r}")
+    return number
+
+
+def in_stock_range(number: Decimal) -> bool:
+    """Whether a stock figure is one a shop could hold (its size below :data:`STOCK_LIMIT`)."""
+    return number.is_finite() and below(number, COUNT_DIGITS)

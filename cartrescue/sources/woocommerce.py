@@ -11,10 +11,13 @@ tables to carts and orders:
   cart) and ``other_fields`` (names, phone) are serialized PHP, parsed with phpserialize, never
   evaluated. ``time`` is the site's local time, converted with WordPress's ``timezone_string``
   (else ``gmt_offset``, else the shop's timezone; ``options.timezone`` overrides them);
-* ``posts``/``postmeta`` — product names, ``_sku``, ``_stock``, cost (``options.cost_meta_key``,
-  default ``_wc_cog_cost``); a variation falls back to its parent product;
+* ``posts``/``postmeta`` — product names, ``_sku``, ``_stock``, cost (``options.cost_meta_keys``:
+  WooCommerce's own cost of goods ``_cogs_total_value`` first, then cost plugins' keys); a
+  variation falls back to its parent product (core COGS: adds to it when the variation's
+  ``_cogs_value_is_additive`` is ``yes``);
 * ``users`` — the customer id of a registered address;
-* ``options`` — ``woocommerce_currency`` and whether HPOS is on;
+* ``options`` — ``woocommerce_currency``, whether HPOS is on, and CartFlows' GDPR notice
+  (``wcf_ca_gdpr_status``: a row captured under it is consent to reminders, unless unsubscribed);
 * orders from HPOS ``wc_orders`` or from legacy ``posts``/``postmeta`` (``options.orders_table``:
   ``auto`` (default), ``hpos`` or ``legacy``). ``completed`` orders count as delivered.
 
@@ -24,7 +27,7 @@ Reads only (see :mod:`cartrescue.sources.sql`).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -35,6 +38,7 @@ from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import Window
 from cartrescue.sources.php_serialized import PhpDataError, loads
+from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     UTC,
@@ -51,22 +55,26 @@ from cartrescue.sources.sql import (
     chunks,
     id_or_none,
     item,
-    local_bound,
     text_or_none,
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
 _NOT_ORDERS = IGNORED_ORDER_STATUSES | {"checkout-draft", "trash", "auto-draft"}
 _CART_TABLE = "cartflows_ca_cart_abandonment"
+#: WooCommerce's own cost of goods (9.5+), then the cost plugins' keys (SkyVerge, WPFactory).
+CORE_COGS = "_cogs_total_value"
+COST_KEYS = (CORE_COGS, "_wc_cog_cost", "_alg_wc_cog_cost")
+_ADDITIVE = "_cogs_value_is_additive"
 
 
 class WooCommerceSource(DatabaseSource):
     """Carts from CartFlows' table, orders from ``wc_orders`` (HPOS) or ``posts`` (legacy).
 
-    Options: ``orders_table`` (auto|hpos|legacy), ``statuses``, ``cost_meta_key``, ``currency``
-    (instead of ``woocommerce_currency``), ``timezone`` (the site's, if it differs from the
-    shop's), ``line_prices_include_tax`` (default false), ``recovery_url`` (template with
-    ``{token}``, CartFlows' ``wcf_ac_token``, and ``{cart_id}``).
+    Options: ``orders_table`` (auto|hpos|legacy), ``statuses``, ``cost_meta_keys`` (or one
+    ``cost_meta_key``), ``currency`` (instead of ``woocommerce_currency``), ``timezone`` (the
+    site's, if it differs from the shop's), ``line_prices_include_tax`` (default false),
+    ``gdpr_consent`` (default true: CartFlows' GDPR notice counts as consent), ``recovery_url``
+    (template with ``{token}``, CartFlows' ``wcf_ac_token``, and ``{cart_id}``).
     """
 
     name = "woocommerce"
@@ -79,10 +87,22 @@ class WooCommerceSource(DatabaseSource):
         ),
     )
 
+    column_kinds = {
+        _CART_TABLE: {"id": INTEGER, "cart_total": NUMBER, "unsubscribed": INTEGER, "time": TIME},
+        "wc_orders": {"id": INTEGER, "customer_id": INTEGER, "total_amount": NUMBER, "date_created_gmt": TIME},
+        "posts": {"ID": INTEGER, "post_parent": INTEGER, "post_date_gmt": TIME},
+        "postmeta": {"post_id": INTEGER},
+        "users": {"ID": INTEGER},
+    }
+    window_columns = ((_CART_TABLE, "time"),)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._settings: dict[str, str] | None = None
-        self.cost_key = str(self.options.get("cost_meta_key", "_wc_cog_cost"))
+        keys = self.options.get("cost_meta_keys")
+        if keys is None:
+            keys = [self.options["cost_meta_key"]] if self.options.get("cost_meta_key") else COST_KEYS
+        self.cost_keys = [str(key) for key in ([keys] if isinstance(keys, str) else keys)]
         self.statuses = [str(s) for s in self.options.get("statuses", ("normal", "abandoned", "lost"))]
 
     def tables_required(self) -> tuple[str, ...]:
@@ -96,7 +116,7 @@ class WooCommerceSource(DatabaseSource):
             rows = self.db.fetch(
                 f"SELECT option_name, option_value FROM {self.t('options')} WHERE option_name IN :names",
                 {"names": ["woocommerce_currency", "woocommerce_custom_orders_table_enabled", "timezone_string",
-                           "gmt_offset"]},
+                           "gmt_offset", "wcf_ca_gdpr_status"]},
                 expanding=("names",),
             )
             self._settings = {row["option_name"]: str(row["option_value"] or "") for row in rows}
@@ -132,6 +152,13 @@ class WooCommerceSource(DatabaseSource):
                 "set source.options.currency"
             ) from None
 
+    def gdpr_notice(self) -> bool:
+        """Whether CartFlows asks before it keeps a cart (its GDPR setting): a visitor who saw the
+        notice ("saved so we can send email reminders") and did not decline agreed to reminders."""
+        if not self.options.get("gdpr_consent", True):
+            return False
+        return self.settings().get("wcf_ca_gdpr_status", "").strip().lower() == "on"
+
     def orders_mode(self) -> str:
         mode = str(self.options.get("orders_table", "auto"))
         if mode == "auto":
@@ -142,25 +169,42 @@ class WooCommerceSource(DatabaseSource):
 
     # -- carts -------------------------------------------------------------------------------
 
+    def _select(self, where: str) -> str:
+        time = self.column("time")
+        return (f"SELECT id, email, cart_contents, cart_total, session_id, other_fields, unsubscribed, {time} AS at "
+                f"FROM {self.t(_CART_TABLE)} WHERE {where} AND order_status IN :statuses")
+
     def carts(self, window: Window) -> Iterator[Cart]:
         self.site_timezone()
-        currency = self.currency()
         time = self.column("time")
-        sql = (
-            f"SELECT id, email, cart_contents, cart_total, session_id, other_fields, unsubscribed, {time} AS at "
-            f"FROM {self.t(_CART_TABLE)} "
-            f"WHERE {time} >= :start AND {time} <= :end AND order_status IN :statuses ORDER BY {time}, id"
-        )
-        params = {"start": local_bound(window.start, self.shop_tz, slack=-_SLACK),
-                  "end": local_bound(window.end, self.shop_tz, slack=_SLACK), "statuses": self.statuses}
-        for chunk in chunks(self.db.stream(sql, params, expanding=("statuses",)), self.chunk_size):
+        sql = self._select(f"{time} >= :start AND {time} <= :end") + f" ORDER BY {time}, id"
+        params = {**self.window_bounds(_CART_TABLE, "time", window, self.shop_tz, _SLACK), "statuses": self.statuses}
+        for cart in self._read(self.db.stream(sql, params, expanding=("statuses",))):
+            if cart.updated_at in window:
+                yield cart
+
+    def cart(self, cart_id: str) -> Cart | None:
+        """One captured cart by its id, whatever its age (``preview``)."""
+        if not cart_id.isdigit():
+            return None
+        self.site_timezone()
+        self.schema()
+        rows = self.db.fetch(self._select("id = :id"), {"id": int(cart_id), "statuses": self.statuses},
+                             expanding=("statuses",))
+        return next(self._read(rows), None)
+
+    def _read(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Cart]:
+        """Carts from rows of the plugin's table, a chunk at a time (products and users looked up once)."""
+        currency = self.currency()
+        consent = True if self.gdpr_notice() else None
+        for chunk in chunks(rows, self.chunk_size):
             parsed = [(row, self._parse(row)) for row in chunk]
             readable = [(row, data) for row, data in parsed if data is not None]
             products = self._products({pid for _, (contents, _) in readable for pid in _product_ids(contents)})
             users = self._users({row["email"] for row, _ in readable if row["email"]})
             for row, (contents, fields) in readable:
-                cart = self._cart(row, contents, fields, currency, products, users)
-                if cart is not None and cart.updated_at in window:
+                cart = self._cart(row, contents, fields, currency, products, users, consent)
+                if cart is not None:
                     yield cart
 
     def _where(self, row: Mapping[str, Any]) -> str:
@@ -202,7 +246,7 @@ class WooCommerceSource(DatabaseSource):
             for row in self.db.fetch(
                 f"SELECT post_id, meta_key, meta_value FROM {self.t('postmeta')} "
                 "WHERE post_id IN :ids AND meta_key IN :keys",
-                {"ids": sorted(found), "keys": ["_sku", "_price", "_stock", self.cost_key]},
+                {"ids": sorted(found), "keys": ["_sku", "_price", "_stock", _ADDITIVE, *self.cost_keys]},
                 expanding=("ids", "keys"),
             ):
                 found[int(row["post_id"])].setdefault(row["meta_key"], row["meta_value"])
@@ -219,12 +263,10 @@ class WooCommerceSource(DatabaseSource):
         return {str(row["user_email"]).strip().lower(): str(row["id"]) for row in rows}
 
     def _cart(self, row: Mapping[str, Any], contents: dict[str, Any], fields: dict[str, Any], currency: str,
-              products: Mapping[int, dict[str, Any]], users: Mapping[str, str]) -> Cart | None:
+              products: Mapping[int, dict[str, Any]], users: Mapping[str, str], consent: bool | None) -> Cart | None:
         cart_id = str(row["id"])
         try:
-            items = [self._item(line, products) for line in contents.values()]
-            if not items:
-                raise RowError("cart_contents: the cart is empty")
+            items = [self._item(line, products) for line in contents.values()]  # a:0:{} is an empty cart
             moment = as_utc(row["at"], self.shop_tz, "time")
             email = as_email(row["email"])
             customer_id = users.get(email) if email else None
@@ -237,7 +279,7 @@ class WooCommerceSource(DatabaseSource):
                 first_name=text_or_none(fields.get("wcf_first_name")),
                 last_name=text_or_none(fields.get("wcf_last_name")),
                 is_guest=customer_id is None,
-                marketing_consent=False if unsubscribed else None,
+                marketing_consent=False if unsubscribed else consent,
             )
         except RowError as exc:
             self.problem(self._where(row), str(exc))
@@ -281,11 +323,34 @@ class WooCommerceSource(DatabaseSource):
             price = meta("_price")
         sku = text_or_none(meta("_sku")) or str(variation_id or product_id)
         return item(sku, own.get("title") or parent.get("title"), quantity, price,
-                    unit_cost=text_or_none(meta(self.cost_key)), stock=as_stock(meta("_stock")))
+                    unit_cost=self._cost(own, parent if variation_id else None), stock=as_stock(meta("_stock")))
+
+    def _cost(self, own: Mapping[str, Any], parent: Mapping[str, Any] | None) -> Decimal | None:
+        """The unit cost: the first of ``cost_keys`` that has a value, as WooCommerce resolves it.
+
+        Core COGS: 0 on a product means "not set" (WooCommerce stores no zero cost); a
+        variation's own value replaces its parent's, or adds to it when the variation's
+        ``_cogs_value_is_additive`` is ``yes``. Plugin keys: the variation's, else the parent's.
+        """
+        for key in self.cost_keys:
+            mine = as_decimal(own.get(key), key, required=False)
+            theirs = as_decimal(parent.get(key), key, required=False) if parent is not None else None
+            if key == CORE_COGS:
+                theirs = theirs or None
+                if parent is None:
+                    mine = mine or None
+                elif str(own.get(_ADDITIVE, "")).strip().lower() == "yes" and (mine is not None or theirs is not None):
+                    return (theirs or Decimal(0)) + (mine or Decimal(0))
+            if mine is not None:
+                return mine
+            if theirs is not None:
+                return theirs
+        return None
 
     # -- orders ------------------------------------------------------------------------------
 
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        self.schema()
         emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
         customer_ids = sorted({cart.customer.id for cart in carts if cart.customer.id})
         if not emails and not customer_ids:
@@ -294,15 +359,16 @@ class WooCommerceSource(DatabaseSource):
             return self._hpos_orders(emails, customer_ids)
         return self._legacy_orders(emails, customer_ids)
 
-    def _order(self, order_id: Any, status: Any, created: Any, email: Any, customer: Any, total: Any,
-               currency: Any) -> Order | None:
+    def _order(self, where: tuple[str, str], order_id: Any, status: Any, created: Any, email: Any, customer: Any,
+               total: Any, currency: Any) -> Order | None:
+        """An order, or None when it is not one; ``where`` is (table and key, time column) for messages."""
         state = (text_or_none(status) or "").lower().removeprefix("wc-")
         if state in _NOT_ORDERS:
             return None
         try:
             return Order(
                 id=str(order_id),
-                created_at=as_utc(created, UTC, "date_created_gmt"),
+                created_at=as_utc(created, UTC, where[1]),
                 email=as_email(email),
                 customer_id=id_or_none(customer),
                 total=as_decimal(total, "total", required=False) or Decimal("0"),
@@ -311,7 +377,7 @@ class WooCommerceSource(DatabaseSource):
                 delivered=state == "completed",
             )
         except RowError as exc:
-            self.problem(f"{self.db.prefix}order id={order_id}", str(exc))
+            self.problem(f"{self.db.prefix}{where[0]}={order_id}", str(exc))
             return None
 
     def _hpos_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
@@ -321,8 +387,8 @@ class WooCommerceSource(DatabaseSource):
         sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
                f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' AND ({where})")
         for row in self.db.fetch(sql, params, expanding=lists):
-            order = self._order(row["id"], row["status"], row["date_created_gmt"], row["billing_email"],
-                                row["customer_id"], row["total_amount"], row["currency"])
+            order = self._order(("wc_orders id", "date_created_gmt"), row["id"], row["status"], row["date_created_gmt"],
+                                row["billing_email"], row["customer_id"], row["total_amount"], row["currency"])
             if order is not None:
                 yield order
 
@@ -345,8 +411,9 @@ class WooCommerceSource(DatabaseSource):
             entry = orders.setdefault(row["id"], {"status": row["post_status"], "created": row["post_date_gmt"]})
             entry[row["meta_key"]] = row["meta_value"]
         for order_id, entry in orders.items():
-            order = self._order(order_id, entry["status"], entry["created"], entry.get("_billing_email"),
-                                entry.get("_customer_user"), entry.get("_order_total"), entry.get("_order_currency"))
+            order = self._order(("posts ID", "post_date_gmt"), order_id, entry["status"], entry["created"],
+                                entry.get("_billing_email"), entry.get("_customer_user"), entry.get("_order_total"),
+                                entry.get("_order_currency"))
             if order is not None:
                 yield order
 

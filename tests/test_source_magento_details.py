@@ -1,0 +1,209 @@
+"""Magento 2 end to end through the CLI, on the real MariaDB and PostgreSQL servers: thresholds
+in the base currency, a configurable's cost on its child, newsletter consent, an empty quote, an
+unreadable time, and retyped time columns (issue 10)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+import shopdb
+from conftest import cli
+from cartrescue.render import format_money
+from cartrescue.sources.base import Window
+from cartrescue.sources.magento import MagentoSource
+from test_source_magento import line, quote
+
+UTC = timezone.utc
+NOW = "2026-03-02T12:00:00Z"
+D = Decimal
+
+QUOTES = [
+    # 301 EUR, 600: high value; registered customer subscribed by customer id
+    quote(301, "2026-03-02 09:00:00", customer_id=11, customer_email="eur@example.com", grand_total=D("600"),
+          base_grand_total=D("600")),
+    # 302 shown in SEK: 517.50 kr, 45 EUR in the base currency, so not high value; a guest subscribed by email
+    quote(302, "2026-03-02 09:00:00", customer_email=None, customer_is_guest=1, quote_currency_code="SEK",
+          base_to_quote_rate=D("11.5"), grand_total=D("517.50"), base_grand_total=D("45.00")),
+    # 303 a configurable product: no cost on its own row, 30 on the chosen child
+    quote(303, "2026-03-02 09:00:00", customer_email="child@example.com", grand_total=D("100"),
+          base_grand_total=D("100")),
+    quote(304, "2026-03-02 09:00:00", customer_email="unsub@example.com"),     # unsubscribed: no consent
+    quote(305, "2026-03-02 09:00:00", customer_email="unknown@example.com"),   # no subscription row: unknown
+    quote(306, "2026-03-02 09:00:00", customer_email="badtime@example.com"),   # created_at unreadable (below)
+    quote(307, "2026-03-02 09:00:00", customer_email="empty@example.com"),     # items_count 1, no line left
+]
+ITEMS = [
+    line(3011, 301, "A", "1", "600", product_id=1),
+    line(3021, 302, "B", "1", "517.5", product_id=2),
+    line(3031, 303, "SHIRT-M", "1", "100", product_id=30, product_type="configurable", name="Shirt"),
+    line(3032, 303, "SHIRT-M", "1", "0", product_id=31, parent_item_id=3031, base_cost=D("30"), name="Shirt M"),
+    line(3041, 304, "C", "1", "10"), line(3051, 305, "C", "1", "10"), line(3061, 306, "C", "1", "10"),
+]
+SUBSCRIBERS = [
+    {"customer_id": 11, "subscriber_email": "eur@example.com", "store_id": 1, "subscriber_status": 1},
+    {"customer_id": 0, "subscriber_email": "SEK@Example.com", "store_id": 1, "subscriber_status": 1},
+    {"customer_id": 0, "subscriber_email": "child@example.com", "store_id": 1, "subscriber_status": 1},
+    {"customer_id": 0, "subscriber_email": "unsub@example.com", "store_id": 1, "subscriber_status": 3},
+]
+BAD_TIME = {"mariadb": "0000-00-00 00:00:00", "postgres": "infinity"}
+
+
+def fill(db: shopdb.ShopDb) -> None:
+    db.schema("magento2")
+    db.insert("quote", QUOTES)
+    db.insert("quote_item", [row for row in ITEMS if row["parent_item_id"] is None])
+    db.insert("quote_item", [row for row in ITEMS if row["parent_item_id"] is not None])
+    db.insert("quote_address", [{"address_id": 1, "quote_id": 302, "address_type": "billing",
+                                 "email": "sek@example.com"}])
+    db.insert("newsletter_subscriber", SUBSCRIBERS)
+    db.execute_unchecked(f"UPDATE quote SET created_at = '{BAD_TIME[db.kind]}', updated_at = updated_at "
+                         "WHERE entity_id = 306")  # MariaDB would otherwise stamp updated_at with now
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def shop(request, tmp_path_factory):
+    with shopdb.configured(request.param, "magentodetails", fill, tmp_path_factory.mktemp("magento"),
+                           {"type": "magento2"}) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def planned(shop):
+    return shopdb.plan(shop[1], NOW)
+
+
+def test_high_value_is_judged_on_the_base_grand_total(planned):
+    _, decisions = planned
+    assert decisions["301"]["score"] == 1  # 600 EUR
+    sek = decisions["302"]
+    assert (sek["currency"], Decimal(sek["total"]), sek["score"]) == ("SEK", Decimal("517.50"), 0)  # 45 EUR
+
+
+def test_the_message_shows_the_amount_in_the_quotes_currency(shop):
+    _, config = shop
+    result = cli("preview", "302", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert format_money(Decimal("517.50"), "SEK", "en") in result.json["text"]
+
+
+def test_a_configurables_cost_comes_from_its_child(planned):
+    _, decisions = planned
+    assert decisions["303"]["score"] == 10  # margin (100 - 30) / 100 >= 0.4
+
+
+def test_newsletter_subscription_is_consent_and_unsubscribing_is_not(planned):
+    _, decisions = planned
+    assert [decisions[cart]["action"] for cart in ("301", "302", "303")] == ["send", "send", "send"]
+    assert (decisions["304"]["reason"], decisions["304"]["detail"]) == ("no_consent", "consent=False, policy soft-opt-in")
+    assert (decisions["305"]["reason"], decisions["305"]["detail"]) == ("no_consent", "consent=None, policy soft-opt-in")
+
+
+def test_an_unreadable_time_costs_its_row_with_its_key(shop, planned):
+    db, _ = shop
+    result, decisions = planned
+    assert result.exit_code == 1
+    assert result.json["problems"] == [f"quote entity_id=306: created_at: not a time: {BAD_TIME[db.kind]!r}"]
+    assert "306" not in decisions and len(decisions) == 6
+
+
+def test_a_quote_without_lines_is_an_empty_cart(planned):
+    _, decisions = planned
+    assert (decisions["307"]["action"], decisions["307"]["reason"]) == ("skip", "empty_cart")
+
+
+@pytest.mark.mariadb
+def test_an_invalid_updated_at_in_the_window_is_a_row_problem_not_a_traceback():
+    """MariaDB keeps ``2026-02-31`` in a DATETIME column under ALLOW_INVALID_DATES; the driver
+    gives it back as text. It used to crash the activity pass (issue 10)."""
+    with shopdb.shop_database("mariadb", "magentobaddate") as db:
+        db.schema("magento2")
+        db.retype("quote", "updated_at", "DATETIME")
+        db.insert("quote", [quote(401, "2026-03-01 09:00:00", customer_email="ok@example.com")])
+        db.insert("quote_item", [line(4011, 401, "A", "1", "10")])
+        db.execute_unchecked("INSERT INTO quote (entity_id, created_at, updated_at, is_active, items_count, "
+                             "quote_currency_code, customer_email) VALUES (402, '2026-02-28 09:00:00', "
+                             "'2026-02-31 09:00:00', 1, 1, 'EUR', 'bad@example.com')")
+        db.insert("quote_item", [line(4021, 402, "A", "1", "10")])
+        problems = shopdb.Problems()
+        source = MagentoSource(db.url, on_problem=problems)
+        now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+        window = Window(now - timedelta(days=7), now)
+        try:
+            assert [a.cart_key for a in source.activity(window)] == ["magento2:401"]
+            assert [cart.id for cart in source.carts(window)] == ["401"]
+        finally:
+            source.close()
+    assert [str(p) for p in problems] == ["quote entity_id=402: updated_at: not a time: '2026-02-31 09:00:00'"]
+
+
+# -- retyped time columns ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_bigint_epoch_updated_at_is_read_as_seconds_since_1970(kind, tmp_path):
+    with shopdb.shop_database(kind, "magentoepoch") as db:
+        db.schema("magento2")
+        db.retype("quote", "updated_at", "BIGINT")
+        db.insert("quote", [dict(quote(501, "2026-03-02 09:00:00", customer_email="a@example.com"),
+                                 updated_at=shopdb.epoch("2026-03-02 09:00:00")),
+                            dict(quote(502, "2026-02-01 09:00:00", customer_email="b@example.com"),
+                                 updated_at=shopdb.epoch("2026-02-01 09:00:00"))])  # too old: outside the window
+        db.insert("quote_item", [line(5011, 501, "A", "1", "10"), line(5021, 502, "A", "1", "10")])
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url})
+        result = cli("carts", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    (only,) = result.json["decisions"]
+    assert (only["cart_id"], only["last_activity"]) == ("501", "2026-03-02T09:00:00Z")
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_time_column_of_another_type_stops_run_and_doctor_with_exit_3(kind, tmp_path):
+    with shopdb.shop_database(kind, "magentovarchar") as db:
+        db.schema("magento2")
+        db.retype("quote", "updated_at", "VARCHAR(32)")
+        db.insert("quote", [dict(quote(601, "2026-03-02 09:00:00", customer_email="a@example.com"),
+                                 updated_at="2026-03-02 09:00:00")])
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url})
+        run = cli("run", "--json", "--config", str(config), "--now", NOW)
+        doctor = cli("doctor", "--no-smtp", "--json", "--config", str(config))
+    assert run.exit_code == 3
+    error = run.json["error"]
+    assert (error["code"], error["exit_code"]) == ("source", 3)
+    assert error["message"].startswith(
+        "magento2 source: column quote.updated_at is VARCHAR(32), but cartrescue reads it as a time")
+    source = next(check for check in doctor.json["checks"] if check["name"] == "source")
+    assert (source["status"], source["exit_code"]) == ("fail", 3) and "quote.updated_at" in source["detail"]
+    assert doctor.exit_code == 3
+
+
+@pytest.mark.mariadb
+def test_whole_numbers_that_are_not_seconds_stop_the_run(tmp_path):
+    """ALTER ... BIGINT on a filled TIMESTAMP column leaves 20260302090000, not seconds: refused
+    by name instead of matching no window (a run of zero carts that looks fine)."""
+    with shopdb.shop_database("mariadb", "magentoyyyymmdd") as db:
+        db.schema("magento2")
+        db.insert("quote", [quote(701, "2026-03-02 09:00:00", customer_email="a@example.com")])
+        db.retype("quote", "updated_at", "BIGINT", keep=True)
+        assert db.execute("SELECT updated_at FROM quote") == [(20260302090000,)]
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url})
+        result = cli("carts", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 3
+    assert "column quote.updated_at holds whole numbers that are not seconds since 1970 (for example " \
+           "20260302090000)" in " ".join(result.stderr.split())
+
+
+def test_a_base_amount_in_another_currency_than_shop_currency_is_left_to_the_exchange_rates(shop):
+    """Magento's base is EUR here; a config whose ``shop.currency`` is SEK gets no base amount
+    from Magento (cartrescue.currency then converts with ``shop.exchange_rates``)."""
+    db, _ = shop
+    readings = {}
+    for base in ("EUR", "SEK", None):
+        source = MagentoSource(db.url, base_currency=base)
+        try:
+            readings[base] = source.cart("302").base_total
+        finally:
+            source.close()
+    assert readings == {"EUR": Decimal("45.00"), "SEK": None, None: Decimal("45.00")}

@@ -1,0 +1,167 @@
+"""PrestaShop end to end through the CLI, on the real MariaDB and PostgreSQL servers: a cart in
+another currency than the shop's default (shown converted, judged in the default), a
+combination's own cost, newsletter and opt-in consent, an unreadable time, and retyped time
+columns (issue 10)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import shopdb
+from conftest import cli
+from cartrescue.model import Cart, Customer
+from cartrescue.render import format_money
+from cartrescue.sources.prestashop import PrestaShopSource
+from test_source_prestashop import cart, customer, local, product_line
+
+UTC = timezone.utc
+NOW = "2026-03-02T12:00:00Z"
+AT = "2026-03-02 10:00:00"  # Paris: 09:00Z
+BAD_TIME = {"mariadb": "0000-00-00 00:00:00", "postgres": "infinity"}
+STAMP = local("2025-01-01 00:00:00")
+
+CARTS = [
+    cart(801, 1, AT),               # EUR, 600: high value
+    cart(802, 2, AT, currency=2),   # browsing in SEK: 45 EUR shown as 517.50 kr, judged as 45 EUR
+    cart(803, 3, AT),               # a combination with its own cost
+    cart(804, 4, AT),               # no newsletter, no opt-in: consent unknown
+    cart(805, 5, AT),               # date_add unreadable (below)
+]
+LINES = [product_line(801, 2, 1), product_line(802, 1, 1), product_line(803, 3, 1, combination=31),
+         product_line(804, 1, 1), product_line(805, 1, 1)]
+CUSTOMERS = [customer(1, "eur@example.com", "Eva", newsletter=1), customer(2, "sek@example.com", "Sven", optin=1),
+             customer(3, "combo@example.com", "Carl", newsletter=1), customer(4, "nobody@example.com", "Nina"),
+             customer(5, "badtime@example.com", "Bo", newsletter=1)]
+PRODUCTS = [{"id_product": 1, "reference": "MUG", "price": Decimal("45"), "wholesale_price": Decimal("0")},
+            {"id_product": 2, "reference": "LAMP", "price": Decimal("600"), "wholesale_price": Decimal("0")},
+            {"id_product": 3, "reference": "SHIRT", "price": Decimal("100"), "wholesale_price": Decimal("0")}]
+
+
+def fill(db: shopdb.ShopDb) -> None:
+    db.schema("prestashop", prefix="ps_")
+    db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Main"}])
+    db.insert("ps_lang", [{"id_lang": 1, "name": "English", "iso_code": "en", "language_code": "en-us"}])
+    db.insert("ps_currency", [{"id_currency": 1, "iso_code": "EUR", "conversion_rate": Decimal("1")},
+                              {"id_currency": 2, "iso_code": "SEK", "conversion_rate": Decimal("11.5")}])
+    db.insert("ps_configuration", [
+        {"name": name, "value": value, "date_add": STAMP, "date_upd": STAMP}
+        for name, value in (("PS_CURRENCY_DEFAULT", "1"), ("PS_TIMEZONE", "Europe/Paris"))])
+    db.insert("ps_customer", CUSTOMERS)
+    db.insert("ps_product", [dict(row, date_add=STAMP, date_upd=STAMP) for row in PRODUCTS])
+    db.insert("ps_product_shop", [{"id_product": row["id_product"], "price": row["price"], "id_shop": 1,
+                                   "wholesale_price": row["wholesale_price"], "date_add": STAMP, "date_upd": STAMP}
+                                  for row in PRODUCTS])
+    db.insert("ps_product_lang", [{"id_product": n, "id_shop": 1, "id_lang": 1, "name": name, "link_rewrite": name}
+                                  for n, name in ((1, "Mug"), (2, "Lamp"), (3, "Shirt"))])
+    db.insert("ps_product_attribute", [{"id_product_attribute": 31, "id_product": 3, "reference": "SHIRT-L",
+                                        "price": Decimal("0"), "wholesale_price": Decimal("30")}])
+    db.insert("ps_cart", CARTS)
+    db.insert("ps_cart_product", LINES)
+    db.execute_unchecked(f"UPDATE ps_cart SET date_add = '{BAD_TIME[db.kind]}' WHERE id_cart = 805")
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def shop(request, tmp_path_factory):
+    with shopdb.configured(request.param, "psdetails", fill, tmp_path_factory.mktemp("prestashop"),
+                           {"type": "prestashop"}) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def planned(shop):
+    return shopdb.plan(shop[1], NOW)
+
+
+def test_a_cart_in_another_currency_is_shown_converted_and_judged_in_the_default(planned):
+    _, decisions = planned
+    sek = decisions["802"]
+    assert (sek["currency"], Decimal(sek["total"]), sek["score"]) == ("SEK", Decimal("517.50"), 0)
+    eur = decisions["801"]
+    assert (eur["currency"], Decimal(eur["total"]), eur["score"]) == ("EUR", Decimal("600"), 1)
+
+
+def test_the_message_reads_what_the_customer_saw_correctly_labelled(shop):
+    _, config = shop
+    sek = cli("preview", "802", "--json", "--config", str(config), "--now", NOW)
+    eur = cli("preview", "801", "--json", "--config", str(config), "--now", NOW)
+    assert (sek.exit_code, eur.exit_code) == (0, 0), sek.output + eur.output
+    assert format_money(Decimal("517.50"), "SEK", "en") in sek.json["text"]
+    assert format_money(Decimal("45"), "SEK", "en") not in sek.json["text"]  # the catalogue's EUR figure, mislabelled
+    assert format_money(Decimal("600"), "EUR", "en") in eur.json["text"]
+
+
+def test_a_combinations_own_cost_counts(planned):
+    _, decisions = planned
+    assert decisions["803"]["score"] == 10  # wholesale 30 on the combination, 0 on the product: margin 0.7
+
+
+def test_newsletter_or_opt_in_is_consent(planned):
+    _, decisions = planned
+    assert [decisions[cart]["action"] for cart in ("801", "802", "803")] == ["send"] * 3
+    assert (decisions["804"]["reason"], decisions["804"]["detail"]) == ("no_consent", "consent=None, policy soft-opt-in")
+
+
+def test_an_unreadable_time_costs_its_row_with_its_key(shop, planned):
+    db, _ = shop
+    result, decisions = planned
+    assert result.exit_code == 1
+    assert result.json["problems"] == [f"ps_cart id_cart=805: date_add: not a time: {BAD_TIME[db.kind]!r}"]
+    assert "805" not in decisions and len(decisions) == 4
+
+
+def test_an_orders_base_total_uses_its_own_conversion_rate(shop):
+    db, _ = shop
+    db.insert("ps_orders", [{"id_order": 9, "id_customer": 2, "id_cart": 700, "id_currency": 2, "current_state": 2,
+                             "total_paid": Decimal("517.50"), "conversion_rate": Decimal("11.5"),
+                             "date_add": local("2026-02-20 10:00:00"), "date_upd": local("2026-02-20 10:00:00")}])
+    source = PrestaShopSource(db.url, shop_tz=ZoneInfo("Europe/Paris"), base_currency="EUR")
+    probe = Cart(id="1", source="prestashop", customer=Customer(email=None, id="2"), currency="EUR", items=(),
+                 total=Decimal(0), created_at=datetime.now(UTC), updated_at=datetime.now(UTC))
+    try:
+        (order,) = source.orders_for([probe])
+    finally:
+        source.close()
+        db.execute("DELETE FROM ps_orders")
+    assert (order.currency, order.total, order.base_total) == ("SEK", Decimal("517.50"), Decimal("45"))
+
+
+# -- retyped time columns ----------------------------------------------------------------------
+
+
+def _minimal(db: shopdb.ShopDb) -> None:
+    db.schema("prestashop", prefix="ps_")
+    db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Main"}])
+    db.insert("ps_currency", [{"id_currency": 1, "iso_code": "EUR"}])
+    db.insert("ps_customer", CUSTOMERS[:1])
+    db.insert("ps_product", [dict(PRODUCTS[0], date_add=STAMP, date_upd=STAMP)])
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_bigint_epoch_date_upd_is_read_as_seconds_since_1970(kind, tmp_path):
+    with shopdb.shop_database(kind, "psepoch") as db:
+        _minimal(db)
+        db.retype("ps_cart", "date_upd", "BIGINT")
+        db.insert("ps_cart", [dict(cart(901, 1, AT), date_upd=shopdb.epoch("2026-03-02 09:00:00")),
+                              dict(cart(902, 1, AT), date_upd=shopdb.epoch("2026-02-01 09:00:00"))])
+        db.insert("ps_cart_product", [product_line(901, 1, 1), product_line(902, 1, 1)])
+        config = shopdb.write_config(tmp_path, {"type": "prestashop", "url": db.url})
+        result = cli("carts", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    (only,) = result.json["decisions"]
+    assert (only["cart_id"], only["last_activity"]) == ("901", "2026-03-02T09:00:00Z")
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_time_column_of_another_type_stops_the_run_with_exit_3(kind, tmp_path):
+    with shopdb.shop_database(kind, "psvarchar") as db:
+        _minimal(db)
+        db.retype("ps_cart", "date_upd", "VARCHAR(32)")
+        config = shopdb.write_config(tmp_path, {"type": "prestashop", "url": db.url})
+        result = cli("run", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 3
+    assert result.json["error"]["message"].startswith(
+        "prestashop source: column ps_cart.date_upd is VARCHAR(32), but cartrescue reads it as a time")
