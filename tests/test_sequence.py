@@ -6,9 +6,12 @@ import email
 import email.policy
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import NOW, Shop, cart, order
 
 from cartrescue.ledger import Ledger
-from conftest import NOW, Shop, cart, order
 
 H = timedelta(hours=1)
 START = NOW - 5 * timedelta(minutes=1)  # the cart's last activity
@@ -103,3 +106,56 @@ def test_a_cart_id_repeated_further_down_the_file_is_delivered_once(shop: Shop) 
     assert "carts.csv:4: cart c1: the same cart id again" in result.json["problems"][0]
     assert [m["status"] for m in Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").messages()] == ["sent", "sent"]
     assert sorted(p.name.split("-step")[0] for p in folder.glob("*.eml")) == ["csv_c1", "csv_c2"]
+
+
+def test_run_limit_caps_the_deliveries_and_defers_the_rest(shop: Shop) -> None:
+    shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(5)))
+    folder = shop.folder / "out"
+    first = shop.cli("run", "--outbox", str(folder), "--json", "--limit", "2")
+    assert first.exit_code == 0, first.output
+    assert first.json["counts"]["sent"] == 2
+    assert [(row["action"], row["reason"]) for row in first.json["decisions"][2:]] == [("defer", "run_limit")] * 3
+    second = shop.cli("run", "--outbox", str(folder), "--json")
+    assert second.json["counts"]["sent"] == 3
+    assert len(list(folder.glob("*.eml"))) == 5
+
+
+@pytest.mark.slow
+def test_an_hourly_eight_day_replay_keeps_every_gap_and_one_message_a_day(shop: Shop) -> None:
+    """Cron starts when carts are already days old, then runs hourly for eight days: every cart's
+    steps go out in order, never closer than the gaps between their configured delays, and never
+    two to one address on one shop-day."""
+    from zoneinfo import ZoneInfo
+
+    shop.configure(eligibility={"backfill": "7d", "max_age": "14d"})
+    first_run = START + 6 * 24 * H
+    ages = [6 * 24, 5 * 24 + 7, 3 * 24, 50, 30, 23, 5, 2, 0]
+    shop.add(*(cart(f"c{n}", email=f"c{n}@example.com", now=first_run, idle=age * H) for n, age in enumerate(ages)))
+    shop.add(*(cart(f"late{n}", email=f"late{n}@example.com", now=first_run + (20 + 13 * n) * H, idle=timedelta(0))
+               for n in range(4)))
+    sent: dict[str, list[tuple[int, Any]]] = {}
+    for hour in range(8 * 24):
+        at = first_run + hour * H
+        result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=at)
+        assert result.exit_code == 0, result.output
+        for row in result.json["decisions"]:
+            if row["delivery"] == "sent":
+                sent.setdefault(row["cart_id"], []).append((row["step"], at))
+    gaps = {2: 23 * H, 3: 48 * H}
+    stockholm = ZoneInfo("Europe/Stockholm")
+    assert all(len(steps) == 3 for steps in sent.values()), sent
+    assert len(sent) == len(ages) + 4
+    for cart_id, steps in sent.items():
+        assert [step for step, _ in steps] == [1, 2, 3], cart_id
+        for (step, earlier), (_, later) in zip(steps, steps[1:]):
+            assert later - earlier >= gaps[step + 1], (cart_id, step)
+        days = [at.astimezone(stockholm).date() for _, at in steps]
+        assert len(set(days)) == len(days), cart_id
+
+
+def test_a_sequence_is_not_started_when_step_1_came_due_before_the_backfill(shop: Shop) -> None:
+    shop.add(cart("old", now=START, idle=timedelta(0)), cart("recent", email="r@example.com", now=START + 60 * H,
+                                                             idle=timedelta(0)))
+    decided = shop.decisions(now=START + 70 * H)  # default backfill 2d: step 1 of "old" came due 69h ago
+    assert (decided["old"]["action"], decided["old"]["reason"]) == ("skip", "outside_backfill")
+    assert decided["recent"]["reason"] == "due"

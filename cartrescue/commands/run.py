@@ -27,7 +27,8 @@ from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
 
 
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
-                  strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False) -> None:
+                  strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False,
+                  max_deliveries: int | None = None) -> None:
     """Plan (and deliver) and print; every outcome ends in exactly one JSON document with ``--json``.
 
     The JSON document is streamed (a million decisions never sit in memory), so a failure after
@@ -43,7 +44,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
         config = load(config_path)
         request = RunRequest(mode=mode, now=parse_now(now), outbox=outbox, strict=strict,  # type: ignore[arg-type]
-                             deliver=deliver, resend_unconfirmed=resend_unconfirmed)
+                             deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries)
         at = resolve_now(config, request.now)
         request.now = at
         if as_json:
@@ -145,6 +146,9 @@ def run(
         "--resend-unconfirmed",
         help="Also resend the claims a killed run left without outcome. They may have been delivered already: "
              "a customer can get a step twice. See docs/sending.md.")] = False,
+    max_deliveries: Annotated[Optional[int], typer.Option(
+        "--limit", min=0, help="Deliver at most N messages in this run (a careful first live run); the rest are "
+                               "deferred with reason run_limit and go out in later runs.")] = None,
 ) -> None:
     """The cron job: read carts, decide, prioritize, render, and deliver or dry-run.
 
@@ -162,7 +166,8 @@ def run(
     if resend_unconfirmed and mode == "dry-run":
         fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
     _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
-                  limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed)
+                  limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
+                  max_deliveries=max_deliveries)
 
 
 def carts(
