@@ -41,6 +41,17 @@ def _delivered(shop: Shop) -> list[str]:
     return sorted(path.name.split("-step")[0].removeprefix("csv_") for path in (shop.folder / "out").glob("*.eml"))
 
 
+def _own_templates(shop: Shop, subject: str, text: str = "{{ unsubscribe_url }}\n",
+                   html: str = "<p>{{ unsubscribe_url }}</p>") -> Path:
+    """A templates folder of the shop's own with one step in English; returns its en/ folder."""
+    folder = shop.folder / "templates" / "en"
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, content in (("subject.txt", subject), ("txt", text), ("html", html)):
+        (folder / f"reminder-1.{part}").write_text(content, encoding="utf-8")
+    shop.configure(templates="templates")
+    return folder
+
+
 def _sandwich(shop: Shop, bad: list[dict[str, str]]) -> None:
     shop.add(cart("good-1", email="first@example.com"), bad, cart("good-2", email="last@example.com"))
 
@@ -107,37 +118,22 @@ def test_an_address_that_cannot_be_encoded_costs_only_its_cart(shop: Shop) -> No
 
 
 def test_a_runaway_template_fails_only_the_cart_that_triggers_it(shop: Shop) -> None:
-    folder = shop.folder / "templates" / "en"
-    folder.mkdir(parents=True)
-    (folder / "reminder-1.subject.txt").write_text("Your cart", encoding="utf-8")
     loop = "{% for item in items %}{% for i in range(item.quantity * 1000) %}.{% endfor %}{% endfor %}"
-    (folder / "reminder-1.txt").write_text(loop + "\n{{ unsubscribe_url }}\n", encoding="utf-8")
-    (folder / "reminder-1.html").write_text("<p>{{ unsubscribe_url }}</p>", encoding="utf-8")
-    shop.configure(templates="templates")
+    _own_templates(shop, "Your cart", loop + "\n{{ unsubscribe_url }}\n")
     _sandwich(shop, cart("bad", items=(("S", "Screws", 500, "0.10"),)))
     result = _run_outbox(shop)
     _assert_bad_cart_cost_only_itself(shop, result, 3, "range(): more than 100000 items")
 
 
 def test_a_template_error_on_one_carts_data_costs_only_that_cart(shop: Shop) -> None:
-    folder = shop.folder / "templates" / "en"
-    folder.mkdir(parents=True)
-    (folder / "reminder-1.subject.txt").write_text("{{ 100 // (cart.item_count - 7) }} things", encoding="utf-8")
-    (folder / "reminder-1.txt").write_text("{{ unsubscribe_url }}\n", encoding="utf-8")
-    (folder / "reminder-1.html").write_text("<p>{{ unsubscribe_url }}</p>", encoding="utf-8")
-    shop.configure(templates="templates")
+    _own_templates(shop, "{{ 100 // (cart.item_count - 7) }} things")
     _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
     result = _run_outbox(shop)
     _assert_bad_cart_cost_only_itself(shop, result, 3, "ZeroDivisionError")
 
 
 def test_the_failed_cart_goes_out_once_the_cause_is_fixed(shop: Shop) -> None:
-    folder = shop.folder / "templates" / "en"
-    folder.mkdir(parents=True)
-    (folder / "reminder-1.subject.txt").write_text("{{ 100 // (cart.item_count - 7) }} things", encoding="utf-8")
-    (folder / "reminder-1.txt").write_text("{{ unsubscribe_url }}\n", encoding="utf-8")
-    (folder / "reminder-1.html").write_text("<p>{{ unsubscribe_url }}</p>", encoding="utf-8")
-    shop.configure(templates="templates")
+    folder = _own_templates(shop, "{{ 100 // (cart.item_count - 7) }} things")
     _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
     assert _run_outbox(shop).exit_code == 1
     (folder / "reminder-1.subject.txt").write_text("Your things", encoding="utf-8")
@@ -146,11 +142,8 @@ def test_the_failed_cart_goes_out_once_the_cause_is_fixed(shop: Shop) -> None:
 
 
 def test_an_unknown_variable_in_a_template_fails_each_cart_but_claims_none(shop: Shop) -> None:
-    folder = shop.folder / "templates" / "en"
-    folder.mkdir(parents=True)
-    for part in ("subject.txt", "txt", "html"):
-        (folder / f"reminder-1.{part}").write_text("{{ no_such_thing }} {{ unsubscribe_url }}", encoding="utf-8")
-    shop.configure(templates="templates")
+    body = "{{ no_such_thing }} {{ unsubscribe_url }}"
+    _own_templates(shop, body, body, body)
     shop.add(cart("c1"), cart("c2", email="c2@example.com"))
     result = _run_outbox(shop)
     assert result.exit_code == 1
