@@ -81,6 +81,17 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console().print("interrupted", markup=False)
         sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the last net: one line (and document), never a traceback
+        import os
+
+        if os.environ.get("CARTRESCUE_DEBUG"):
+            raise
+        from cartrescue.commands.common import error_json, error_line, internal_message, json_out
+
+        if "--json" in sys.argv[1:]:
+            json_out({"error": error_json(error)})
+        err_console().print(error_line(internal_message(error)), soft_wrap=True)
+        sys.exit(70)
 
 
 def _terminated(signum: int, frame: object) -> None:
