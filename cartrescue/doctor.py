@@ -91,7 +91,9 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
 
         ledger = Ledger(config.ledger_url)
         counts = ledger.status_counts()
-        unconfirmed = counts.get("claimed", 0)
+        from cartrescue.ledger import UNCONFIRMED
+
+        unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
         if unconfirmed:
             checks.append(Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed): "
