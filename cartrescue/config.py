@@ -155,6 +155,47 @@ class ShopConfig(_Model):
 SourceType = Literal["csv", "shopify_csv", "sql", "magento2", "woocommerce", "prestashop"]
 
 
+def _one_character(value: str | None) -> str | None:
+    if value is not None and len(value) != 1:
+        raise ValueError("expected one character, such as ',' or ';'")
+    return value
+
+
+def _known_encoding(value: str) -> str:
+    import codecs
+
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r} (e.g. utf-8-sig, cp1252, latin-1)") from None
+    return value
+
+
+Delimiter = Annotated[str | None, AfterValidator(_one_character)]
+Encoding = Annotated[str, AfterValidator(_known_encoding)]
+
+
+class NewslettersConfig(_Model):
+    """The shop's other marketing sends (its newsletter): a reminder due on a day the address got
+    one waits for the next day (reason ``newsletter_today``). See docs/newsletters.md."""
+
+    # Database presets: also read the shop's own newsletter tables (magento2: the core newsletter
+    # queue; woocommerce: MailPoet's statistics when installed; sql: queries.newsletters).
+    shop_database: bool = True
+    file: Path | None = None  # a CSV export of sends: email, sent_at, campaign (relative to the config file)
+    columns: dict[str, str] = Field(default_factory=dict)  # email / sent_at / campaign -> this export's header
+    delimiter: Delimiter = None  # None: detected from the header line
+    encoding: Encoding = "utf-8-sig"
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, columns: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(columns) - {"email", "sent_at", "campaign"})
+        if unknown:
+            raise ValueError(f"unknown column {unknown[0]!r} (map email, sent_at and campaign to this export's headers)")
+        return columns
+
+
 class SourceConfig(_Model):
     """Where carts and orders come from. CSV paths are relative to the config file."""
 
@@ -162,8 +203,8 @@ class SourceConfig(_Model):
     # CSV sources
     carts: Path | None = None
     orders: Path | None = None
-    delimiter: str | None = None  # None: detected from the header line
-    encoding: str = "utf-8-sig"
+    delimiter: Delimiter = None  # None: detected from the header line
+    encoding: Encoding = "utf-8-sig"
     columns: dict[str, str] = Field(default_factory=dict)  # generic name -> this export's header
     order_columns: dict[str, str] = Field(default_factory=dict)
     # database sources
@@ -171,24 +212,7 @@ class SourceConfig(_Model):
     prefix: str | None = None
     queries: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        import codecs
-
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8-sig, cp1252, latin-1)") from None
-        return value
-
-    @field_validator("delimiter")
-    @classmethod
-    def _one_char(cls, value: str | None) -> str | None:
-        if value is not None and len(value) != 1:
-            raise ValueError("expected one character, such as ',' or ';'")
-        return value
+    newsletters: NewslettersConfig = NewslettersConfig()
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> "SourceConfig":
@@ -310,6 +334,7 @@ class PriorityConfig(_Model):
 
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+DEFAULT_REASONS = ("shipping_cost", "price", "payment", "delivery_time", "just_looking", "other")
 _CODE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::(\d+))?\}")
 
 
@@ -492,6 +517,62 @@ class SmtpConfig(_Model):
         return self
 
 
+class SurveyConfig(_Model):
+    """Asking why the cart was left: one-click reasons in the messages, answered on the page the
+    WSGI app of :mod:`cartrescue.webhook` serves. See docs/survey.md."""
+
+    url: str | None = None  # the answer page with {token}, e.g. https://shop.example.com/cart-survey?token={token}; None: no survey
+    reasons: list[str] = Field(default_factory=lambda: list(DEFAULT_REASONS))
+    steps: list[int] | None = None  # the steps whose messages ask (1-based); None: every step
+    free_text: bool = True  # the answer page also takes an optional line of text
+    stops_sequence: bool = True  # an answered cart gets no more reminders (reason answered_survey)
+    words: dict[str, dict[str, str]] = Field(default_factory=dict)  # {locale: {word or reason: text}}
+
+    @field_validator("url")
+    @classmethod
+    def _has_token(cls, value: str | None) -> str | None:
+        if value is not None and "{token}" not in value:
+            raise ValueError("must contain {token}, where the signed survey token goes")
+        return value
+
+    @field_validator("reasons")
+    @classmethod
+    def _reason_codes(cls, reasons: list[str]) -> list[str]:
+        if not 1 <= len(reasons) <= 10:
+            raise ValueError("give between 1 and 10 reasons")
+        if len(set(reasons)) != len(reasons):
+            raise ValueError(f"reasons must be unique, got {reasons}")
+        for code in reasons:
+            if not _NAME.match(code):
+                raise ValueError(f"reason codes are short lower-case names like shipping_cost; got {code!r}")
+        return reasons
+
+    @field_validator("steps")
+    @classmethod
+    def _positive_steps(cls, steps: list[int] | None) -> list[int] | None:
+        if steps is not None and any(step < 1 for step in steps):
+            raise ValueError("steps are numbered from 1")
+        return steps
+
+    @model_validator(mode="after")
+    def _every_reason_has_words(self) -> "SurveyConfig":
+        from cartrescue.survey_words import WORD_KEYS, WORDS
+
+        for locale, words in self.words.items():
+            unknown = sorted(set(words) - set(WORD_KEYS) - set(self.reasons))
+            if unknown:
+                raise ValueError(f"words.{locale}.{unknown[0]}: neither a reason of this survey nor one of "
+                                 f"{', '.join(WORD_KEYS)}")
+        for code in self.reasons:
+            if code not in WORDS["en"] and not any(code in words for words in self.words.values()):
+                raise ValueError(f"reason {code!r} needs its label in words (e.g. words: {{en: {{{code}: ...}}}})")
+        return self
+
+    def asks_in(self, step: int) -> bool:
+        """Do messages of ``step`` carry the survey links?"""
+        return self.url is not None and (self.steps is None or step in self.steps)
+
+
 class DoctorConfig(_Model):
     """``cartrescue doctor``: what counts as "reminders have silently stopped"."""
 
@@ -513,6 +594,7 @@ class Config(_Model):
     experiments: ExperimentsConfig = ExperimentsConfig()
     smtp: SmtpConfig = SmtpConfig()
     doctor: DoctorConfig = DoctorConfig()
+    survey: SurveyConfig = SurveyConfig()
     now: str | None = None  # pin the clock (demos, reproducible tests); never in production
     base_dir: Path = Path(".")
     config_file: Path | None = None  # set by load_config: errors found later name the file too

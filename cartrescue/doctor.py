@@ -129,7 +129,7 @@ def _source(config: Any, now: datetime) -> Check:
                 seen += 1
                 if seen >= 1000:
                     break
-            advice = source.check()
+            advice = source.check() + _newsletters(config, source, now, problems.append)
     except CartrescueError as exc:
         return Check("source", FAIL, str(exc), int(exc.exit_code))
     except Exception as exc:  # noqa: BLE001 - a doctor reports, whatever broke
@@ -140,6 +140,24 @@ def _source(config: Any, now: datetime) -> Check:
     if problems:
         return Check("source", WARN, f"{detail}; {len(problems)} unreadable rows, first: {problems[0]}")
     return Check("source", WARN if advice else OK, detail)
+
+
+def _newsletters(config: Any, source: Any, now: datetime, on_problem: Any) -> list[str]:
+    """Read the newsletter sends once, as a run would (the export, the preset's tables): what
+    cannot be read raises or comes back as a note."""
+    from cartrescue.newsletters import Newsletters
+    from cartrescue.sources import open_sends
+    from cartrescue.sources.base import Window
+
+    readers = open_sends(config, source, on_problem)
+    try:
+        newsletters = Newsletters(readers, Window(now - timedelta(days=1), now))
+        newsletters.latest(["doctor@example.invalid"])
+        return newsletters.notes()
+    finally:
+        for reader in readers:
+            if reader is not source:
+                reader.close()
 
 
 def _templates(config: Any, now: datetime) -> Check:

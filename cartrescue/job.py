@@ -19,9 +19,11 @@ from cartrescue.config import Config
 from cartrescue.errors import ConfigError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger
 from cartrescue.model import RowProblem
+from cartrescue.newsletters import Newsletters
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Counts, Executor, Planner, Result, chunked
 from cartrescue.render import Renderer
-from cartrescue.sources import open_source
+from cartrescue.sequence import Calendar
+from cartrescue.sources import open_sends, open_source
 from cartrescue.sources.base import CartSource, Window
 
 Mode = Literal["dry-run", "outbox", "send"]
@@ -47,6 +49,7 @@ class RunSummary:
     problems: list[RowProblem] = field(default_factory=list)
     unconfirmed: int = 0
     released: int = 0  # unconfirmed claims of dead runs released for resending (--resend-unconfirmed)
+    notes: list[str] = field(default_factory=list)  # things to know that are not errors (a reader saw nothing)
 
 
 def resolve_now(config: Config, now: datetime | None) -> datetime:
@@ -160,7 +163,8 @@ def _run_job(
             if request.resend_unconfirmed:
                 released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout)
             unconfirmed = len(ledger.unconfirmed(run_id))
-        planner = Planner(config, now, ledger, problem)  # a repeated cart id is a source row problem
+        newsletters = newsletters_of(config, source, now, problem, stack)
+        planner = Planner(config, now, ledger, problem, newsletters=newsletters)  # a repeated id: a row problem
         composer = Composer(config, Renderer(config), now, secret)
         channels = _channels(config, request, stack, ledger) if delivering else {}
         executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress, report,
@@ -187,7 +191,21 @@ def _run_job(
                           "skipped": counts.actions["skip"], "deferred": counts.actions["defer"],
                           "problems": counts.problems}
                 ledger.finish_run(run_id, status, totals)
-    return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released)
+    notes = newsletters.notes() if newsletters is not None else []
+    return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes)
+
+
+def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem: Callable[[RowProblem], None],
+                   stack: ExitStack) -> Newsletters | None:
+    """The shop's other sends of today up to ``now`` (``newsletter_today``), or None when none are read."""
+    readers = open_sends(config, source, on_problem)
+    for reader in readers:
+        if reader is not source:
+            stack.callback(reader.close)
+    if not readers:
+        return None
+    day = Calendar(config.eligibility, config.shop.tz).local_day_start(now)
+    return Newsletters(readers, Window(day, now))
 
 
 def _read_all(source: CartSource, window: Window) -> None:

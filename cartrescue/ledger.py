@@ -162,7 +162,33 @@ class Code(SQLModel, table=True):
     exported_at: datetime | None = None
 
 
-TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision, Code]
+class SurveyAnswer(SQLModel, table=True):
+    """Why a customer left a cart, as they answered on the survey page: one row per cart.
+
+    A second answer for the same cart replaces the first (``answers`` counts them): the customer
+    corrects a mis-click, and counts stay one per cart. ``text`` is the customer's own line,
+    stored as plain text (control characters removed, at most 500 characters); whatever shows it
+    must escape it. Logic: cartrescue.survey.
+    """
+
+    __tablename__ = "cr_survey"
+    __table_args__ = (Index("ix_cr_survey_answered_at", "answered_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cart_key: str = Field(max_length=191, unique=True)
+    step: int
+    reason: str = Field(max_length=32)
+    text: str = Field(default="", max_length=500)
+    locale: str = Field(default="", max_length=16)
+    tier: str | None = Field(default=None, max_length=64)
+    variant: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=254)
+    answers: int = 1
+    first_answered_at: datetime
+    answered_at: datetime
+
+
+TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision, Code, SurveyAnswer]
 
 
 @dataclass(slots=True)
@@ -606,6 +632,80 @@ class Ledger:
                 conn.execute(delete(table).where(table.c.cart_key.in_(chunk)))
             conn.execute(insert(table), rows)
 
+    # -- survey answers ----------------------------------------------------------------------
+
+    def message_of(self, cart_key: str, step: int) -> dict[str, Any] | None:
+        """The email message of ``cart_key``'s ``step``: its address, tier and variant (or None)."""
+        message = Message.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(message.c.email, message.c.tier, message.c.variant).where(
+                    message.c.cart_key == cart_key, message.c.step == step, message.c.channel == "email")
+            ).mappings().first()
+        return None if row is None else dict(row)
+
+    def save_survey_answer(self, cart_key: str, step: int, reason: str, text: str, locale: str, *,
+                           tier: str | None, variant: str | None, email: str | None, now: datetime) -> bool:
+        """Store a cart's answer; a later one replaces it. Returns True for the cart's first answer."""
+        table = SurveyAnswer.__table__  # type: ignore[attr-defined]
+        values = dict(step=step, reason=reason[:32], text=text[:500], locale=locale[:16], tier=tier,
+                      variant=variant, email=email, answered_at=_naive(now))
+        for _attempt in range(3):
+            with self.engine.begin() as conn:
+                changed = conn.execute(update(table).where(table.c.cart_key == cart_key).values(
+                    answers=table.c.answers + 1, **values)).rowcount
+            if changed:
+                return False
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(table).values(cart_key=cart_key, answers=1, first_answered_at=_naive(now),
+                                                      **values))
+                return True
+            except IntegrityError:  # the same cart answered twice at once: update the other's row
+                continue
+        raise LedgerError(f"could not store the survey answer of {cart_key}")
+
+    def has_survey_answers(self) -> bool:
+        """Is there any answer at all? (A run asks once: most shops have none to look up.)"""
+        table = SurveyAnswer.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return conn.execute(select(table.c.id).limit(1)).first() is not None
+
+    def survey_answered(self, cart_keys: Sequence[str]) -> set[str]:
+        """Which of ``cart_keys`` have an answer."""
+        as_json = self._json_lists()
+        statement = _answered_statement(as_json)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(cart_keys)), 500):
+                found.update(conn.execute(statement, {"keys": json.dumps(chunk) if as_json else chunk}).scalars())
+        return found
+
+    def survey_answers(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Answers given in ``[since, until)``, oldest first, streamed (for exports)."""
+        table = SurveyAnswer.__table__  # type: ignore[attr-defined]
+        query = select(table).order_by(table.c.answered_at, table.c.id)
+        if since is not None:
+            query = query.where(table.c.answered_at >= _naive(since))
+        if until is not None:
+            query = query.where(table.c.answered_at < _naive(until))
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(stream_results=True, yield_per=1000).execute(query).mappings():
+                yield dict(row, answered_at=_aware(row["answered_at"]),
+                           first_answered_at=_aware(row["first_answered_at"]))
+
+    def survey_counts(self, since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
+        """Answers counted per (reason, tier, locale) in ``[since, until)``: what a report shows."""
+        table = SurveyAnswer.__table__  # type: ignore[attr-defined]
+        query = select(table.c.reason, table.c.tier, table.c.locale, func.count().label("answers")).group_by(
+            table.c.reason, table.c.tier, table.c.locale)
+        if since is not None:
+            query = query.where(table.c.answered_at >= _naive(since))
+        if until is not None:
+            query = query.where(table.c.answered_at < _naive(until))
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
     # -- suppressions ------------------------------------------------------------------------
 
     def suppress(self, email_hash: str, reason: str, source: str, now: datetime | None = None) -> bool:
@@ -673,9 +773,7 @@ def _history_statements(as_json: bool) -> tuple[Any, Any, Any]:
     suppression = Suppression.__table__  # type: ignore[attr-defined]
 
     def one_of(name: str) -> Any:
-        if as_json:
-            return select(column("value")).select_from(func.json_each(bindparam(name)))
-        return bindparam(name, expanding=True)
+        return _one_of(name, as_json)
 
     steps = select(message.c.cart_key, message.c.step, message.c.channel, message.c.status,
                    message.c.claimed_at).where(message.c.cart_key.in_(one_of("keys")))
@@ -684,6 +782,20 @@ def _history_statements(as_json: bool) -> tuple[Any, Any, Any]:
             .group_by(message.c.email))
     suppressed = select(suppression.c.email_hash).where(suppression.c.email_hash.in_(one_of("hashes")))
     return steps, last, suppressed
+
+
+def _one_of(name: str, as_json: bool) -> Any:
+    """The right side of ``IN`` for a list bound as ``name`` (see :func:`_history_statements`)."""
+    if as_json:
+        return select(column("value")).select_from(func.json_each(bindparam(name)))
+    return bindparam(name, expanding=True)
+
+
+@lru_cache(maxsize=2)
+def _answered_statement(as_json: bool) -> Any:
+    """:meth:`Ledger.survey_answered`'s query, built once per process (asked once per chunk)."""
+    table = SurveyAnswer.__table__  # type: ignore[attr-defined]
+    return select(table.c.cart_key).where(table.c.cart_key.in_(_one_of("keys", as_json)))
 
 
 def _lock_is(run_id: int) -> Any:

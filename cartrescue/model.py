@@ -101,6 +101,18 @@ class Order:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketingSend:
+    """A message the shop sent an address through another tool (its newsletter), not cartrescue.
+
+    Read so that a cart reminder does not land on the same day as the shop's newsletter.
+    """
+
+    email: str  # normalized (see cartrescue.contacts.normalize_email)
+    sent_at: datetime  # UTC
+    campaign: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RowProblem:
     """A source row that could not be read: where it is and why. Reported, then skipped."""
 
@@ -136,9 +148,11 @@ class Reason(StrEnum):
     OUTSIDE_BACKFILL = "outside_backfill"
     IDLE_BELOW_CUTOFF = "idle_below_cutoff"
     NEWER_CART = "newer_cart_for_address"
+    ANSWERED_SURVEY = "answered_survey"  # the customer told us why they left: no more reminders for the cart
     SEQUENCE_DONE = "sequence_done"
     STEP_NOT_DUE = "step_not_due"
     MESSAGED_TODAY = "messaged_today"
+    NEWSLETTER_TODAY = "newsletter_today"  # the shop's newsletter (another tool's send) reached the address today
     QUIET_HOURS = "quiet_hours"
     BUDGET = "tier_budget"
     RUN_LIMIT = "run_limit"

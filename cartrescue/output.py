@@ -157,6 +157,7 @@ class DecisionTable:
         )
 
 
+
 @contextmanager
 def progress(console: Any, enabled: bool, label: str) -> Iterator[Any]:
     """A progress display on a terminal (rate and count; total unknown while streaming)."""

@@ -34,13 +34,17 @@ from cartrescue.experiments import Experiments, subject
 from cartrescue.incentives import Codes, placeholder, pools
 from cartrescue.ledger import ClaimRequest, History, Ledger
 from cartrescue.mime import build_message, encode_address
-from cartrescue.model import Action, Address, Cart, CartFacts, Decision, OutgoingMessage, Reason, RowProblem
+from cartrescue.model import (
+    Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem,
+)
 from cartrescue.newest import NewestCarts
+from cartrescue.newsletters import Newsletters
 from cartrescue.orders import OrderBook
 from cartrescue.priority import Prioritizer
 from cartrescue.render import Renderer
 from cartrescue.sequence import Calendar, next_step
 from cartrescue.sources.base import CartSource, Window
+from cartrescue.survey import links as survey_links
 from cartrescue.unsubscribe import make_token
 
 T = TypeVar("T")
@@ -89,11 +93,14 @@ class Planner:
     """Decides, for every cart of a source, what this run does with it and why."""
 
     def __init__(self, config: Config, now: datetime, ledger: Ledger | None = None,
-                 on_problem: Callable[[RowProblem], None] | None = None) -> None:
+                 on_problem: Callable[[RowProblem], None] | None = None, *,
+                 newsletters: Newsletters | None = None) -> None:
         self.config = config
         self.now = now
         self.ledger = ledger
         self.on_problem = on_problem
+        self.newsletters = newsletters  # the shop's other sends ("not on a newsletter day"); None: not read
+        self._any_answers: bool | None = None  # does the ledger hold any survey answer? (asked once)
         basis = Basis(config.shop.currency, config.shop.exchange_rates)
         self.gates = Gates(config.eligibility, basis)
         self.calendar = Calendar(config.eligibility, config.shop.tz)
@@ -129,12 +136,14 @@ class Planner:
         # Addresses messaged earlier in this run: kept in the scratch file, not in a set that
         # would grow with every send of a million-cart run; this chunk's share is read here.
         messaged = newest.messaged(emails)
+        sent_today = self.newsletters.latest(emails) if self.newsletters is not None and emails else {}
+        answered = self._answered(chunk)
         added: list[str] = []
         repeated = newest.repeated([cart.key for cart in chunk])
         for cart in chunk:
             if repeated and cart.key in repeated and self._repeated(cart, repeated):
                 continue
-            decision = self._decide(cart, orders, history, newest_by_email, messaged)
+            decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered)
             if decision.action is Action.SEND and decision.tier in budgets:
                 displaced = budgets[decision.tier].offer(decision)
                 if displaced is not None:
@@ -158,8 +167,17 @@ class Planner:
                                        "(only its first appearance is used)"))
         return True
 
+    def _answered(self, chunk: Sequence[Cart]) -> set[str]:
+        """Keys of the chunk's carts whose customer answered the survey (when that ends a sequence)."""
+        if self.ledger is None or not self.config.survey.stops_sequence:
+            return set()
+        if self._any_answers is None:  # asked once a run: without any answer, no lookup per chunk
+            self._any_answers = self.ledger.has_survey_answers()
+        return self.ledger.survey_answered([cart.key for cart in chunk]) if self._any_answers else set()
+
     def _decide(
-        self, cart: Cart, orders: OrderBook, history: History, newest: dict[str, str], messaged: set[str]
+        self, cart: Cart, orders: OrderBook, history: History, newest: dict[str, str], messaged: set[str],
+        sent_today: dict[str, MarketingSend], answered: set[str],
     ) -> Decision:
         # The Decision is built once, at the end: frozen dataclasses are costly to copy, and a
         # run makes one per cart.
@@ -175,6 +193,8 @@ class Planner:
             cart, facts, now=now, suppressed=history.suppressed,
             newest_cart=newest.get(email) if email else None, wants_phone=tier.channel == "call-list",
         )
+        if verdict is None and cart.key in answered:
+            verdict = Verdict(Action.SKIP, Reason.ANSWERED_SURVEY, detail="the customer said why they left")
         if verdict is None:
             sequence = self.config.sequences[tier.sequence]
             due = next_step(cart, sequence, history.by_cart.get(cart.key, []), now, self.config.eligibility.backfill)
@@ -185,7 +205,7 @@ class Planner:
                 template = sequence.steps[step - 1].template
                 if tier.channel == "email":
                     last = now if email in messaged else history.last_by_email.get(email or "")
-                    verdict = self.calendar.gate(now, last)
+                    verdict = self.calendar.gate(now, last, sent_today.get(email or "") if sent_today else None)
                 if verdict is None:
                     who = subject(cart)
                     if self.experiments.held_out(who, tier.sequence):
@@ -295,7 +315,7 @@ class Composer:
                 cart, locale=locale, step=decision.step, step_count=len(sequence.steps), tier=decision.tier,
                 previous_orders=decision.facts.previous_orders if decision.facts else 0,
                 unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant,
-                code=code,
+                code=code, survey=survey_links(self.config, self.secret, cart.key, decision.step, locale),
             )
         except (ArithmeticError, ValueError) as exc:  # an amount no currency format can show, ...
             raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None

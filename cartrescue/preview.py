@@ -8,17 +8,19 @@ allocates nothing: a per-recipient incentive code shows as a placeholder.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cartrescue.config import Config
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
-from cartrescue.model import Cart, Decision, Order, OutgoingMessage
+from cartrescue.job import newsletters_of
+from cartrescue.model import Cart, Decision, MarketingSend, Order, OutgoingMessage
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner
 from cartrescue.render import Renderer
 from cartrescue.sources import open_source
-from cartrescue.sources.base import Activity, CartSource, Window
+from cartrescue.sources.base import Activity, CartSource, Window, ignore_problem
 
 class _OneCart(CartSource):
     """A view of a source that yields only one cart (but every address's activity)."""
@@ -39,6 +41,9 @@ class _OneCart(CartSource):
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
         return self.source.orders_for(carts)
 
+    def sends_for(self, emails: Sequence[str], window: Window) -> Iterator[MarketingSend]:
+        return self.source.sends_for(emails, window)
+
 
 @dataclass(frozen=True, slots=True)
 class Preview:
@@ -49,12 +54,12 @@ class Preview:
 
 
 def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
-    with open_source(config) as source:
+    with ExitStack() as stack:
+        source = stack.enter_context(open_source(config))
         ledger = Ledger(config.ledger_url)
-        try:
-            decision = next(iter(Planner(config, now, ledger).decide(_OneCart(source, cart_id))), None)
-        finally:
-            ledger.close()
+        stack.callback(ledger.close)
+        newsletters = newsletters_of(config, source, now, ignore_problem, stack)
+        decision = next(iter(Planner(config, now, ledger, newsletters=newsletters).decide(_OneCart(source, cart_id))), None)
     if decision is None:
         raise ConfigError(f"cart {cart_id!r}: not found in the source")
     return decision

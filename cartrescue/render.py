@@ -332,6 +332,7 @@ class Renderer:
         now: datetime,
         variant: str | None = None,
         code: str | None = None,
+        survey: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         money = _money_formatter(locale, cart.currency)
         shop = self.shop
@@ -380,4 +381,5 @@ class Renderer:
             "incentive": offer,
             "locale": locale,
             "variant": variant,
+            "survey": survey,  # None, or the question and one signed link per reason (cartrescue.survey.links)
         }

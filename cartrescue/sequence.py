@@ -2,7 +2,8 @@
 
 Owns step timing (delays from the cart's last activity, so activity after a step re-times the
 later ones), "at most one step per cart per run, never out of order", one message per address
-per local day, and quiet hours in the shop's timezone. It must not claim or deliver.
+per local day, not on a day the shop's newsletter reached the address, and quiet hours in the
+shop's timezone. It must not claim or deliver, nor read the newsletter sends (callers hand them in).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.config import EligibilityConfig, Sequence
 from cartrescue.eligibility import Verdict
 from cartrescue.ledger import SentStep
-from cartrescue.model import Action, Cart, Reason
+from cartrescue.model import Action, Cart, MarketingSend, Reason
 
 # Statuses that make a step "done": claimed or unconfirmed (maybe sent: at most once), sent,
 # permanently failed (the relay refused it: the attempt counts, see docs/sending.md), held out
@@ -65,6 +66,11 @@ class Calendar:
         self.one_per_day = config.one_message_per_day
         self.quiet = config.quiet_hours
 
+    def local_day_start(self, now: datetime) -> datetime:
+        """The shop's midnight that began ``now``'s local day (in ``now``'s timezone)."""
+        day = now.astimezone(self.tz).date()
+        return datetime.combine(day, time(0, 0), self.tz).astimezone(now.tzinfo)
+
     def next_local_midnight(self, now: datetime) -> datetime:
         local = now.astimezone(self.tz)
         tomorrow = (local + timedelta(days=1)).date()
@@ -92,13 +98,21 @@ class Calendar:
             return None
         return datetime.combine(end_day, end, self.tz).astimezone(now.tzinfo)
 
-    def gate(self, now: datetime, last_message: datetime | None) -> Verdict | None:
-        """Defer when the address had a message today, or when it is quiet time."""
+    def tomorrow(self, now: datetime) -> datetime:
+        """The first moment of the next local day a message may go out (after its quiet hours)."""
+        not_before = self.next_local_midnight(now)
+        return self.quiet_until(not_before) or not_before
+
+    def gate(self, now: datetime, last_message: datetime | None, newsletter: MarketingSend | None = None) -> Verdict | None:
+        """Defer when the address had a message today, or the shop's newsletter (a send up to
+        ``now``: one scheduled for later today is not known yet), or when it is quiet time."""
         if self.one_per_day and last_message is not None and self.same_local_day(last_message, now):
-            not_before = self.next_local_midnight(now)
-            quiet = self.quiet_until(not_before)
-            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=quiet or not_before,
+            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=self.tomorrow(now),
                            detail=f"last message {last_message:%Y-%m-%d %H:%M} UTC")
+        if newsletter is not None and newsletter.sent_at <= now and self.same_local_day(newsletter.sent_at, now):
+            what = f"newsletter {newsletter.campaign!r}" if newsletter.campaign else "newsletter"
+            return Verdict(Action.DEFER, Reason.NEWSLETTER_TODAY, not_before=self.tomorrow(now),
+                           detail=f"{what} sent {newsletter.sent_at:%Y-%m-%d %H:%M} UTC")
         quiet = self.quiet_until(now)
         if quiet is not None:
             return Verdict(Action.DEFER, Reason.QUIET_HOURS, not_before=quiet)

@@ -11,7 +11,9 @@ A check fails on: a Jinja syntax error, an undefined variable, HTML that does no
 element closed by the wrong end tag or never closed, a stray end tag, a tag left open at the
 end), a missing text part (or subject or HTML part), a missing unsubscribe link (in the text
 or the HTML part), a subject over 78 characters, an empty subject, and ``None`` or unrendered
-Jinja markup in the output.
+Jinja markup in the output, and survey links that are missing (when the config asks in that
+step) or do not carry a valid signed token for the cart, step and locale (a sample survey URL is
+used when the config has none, so the shipped links are checked too).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 from cartrescue.config import Config, Incentive
 from cartrescue.incentives import placeholder
+from cartrescue import survey as survey_links
 from cartrescue.model import Cart, Customer, LineItem
 from cartrescue.render import PARTS, Renderer
 
@@ -47,8 +50,11 @@ KINDS = {
     "subject-length": f"subject longer than {MAX_SUBJECT} characters",
     "subject-empty": "empty subject",
     "leak": "None or unrendered Jinja markup in the output",
+    "survey": "survey links missing, or without a valid token",
     "render": "any other error while rendering",
 }
+SAMPLE_SURVEY = "https://shop.example.com/cart-survey?token={token}"
+SURVEY_SECRET = "templates-check-secret"
 
 _FILE = re.compile(r"^(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)?)/(?P<name>[^/@_.][^/@]*?)(?:@(?P<variant>[a-z0-9][a-z0-9_-]*))?\.(?P<part>subject\.txt|txt|html)$")
 _LEAK = re.compile(r"\bNone\b|\{\{|\}\}|\{%|%\}")
@@ -316,6 +322,10 @@ class TemplateChecker:
         self.fixtures = list(carts) if carts is not None else edge_carts() + example_carts(examples)
         self.unsubscribe_url = config.shop.unsubscribe_url.replace("{token}", TOKEN)
         self.notes: list[str] = []
+        # The survey's links render with the config's page, else a sample one (so the shipped
+        # templates' links are checked whether or not a shop has switched the survey on).
+        self.survey_config = config if config.survey.url else config.model_copy(
+            update={"survey": config.survey.model_copy(update={"url": SAMPLE_SURVEY})})
 
     # what exists ------------------------------------------------------------------------------
 
@@ -427,10 +437,11 @@ class TemplateChecker:
             return
         for (tier, incentive), (cart, previous) in itertools.product(case.offers, self.fixtures):
             code = placeholder(incentive.codes) if incentive is not None and incentive.codes is not None else None
+            survey = survey_links.links(self.survey_config, SURVEY_SECRET, cart.key, case.step, case.locale)
             context = self.renderer.context(
                 cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier or self.tier(case),
                 previous_orders=previous, unsubscribe_url=self.unsubscribe_url, incentive=incentive, now=NOW,
-                variant=case.variant, code=code)
+                variant=case.variant, code=code, survey=survey)
             parts: list[str] = []
             for name, template in zip(files, compiled):
                 try:
@@ -452,6 +463,8 @@ class TemplateChecker:
             case.renders += 1
             if len(parts) == len(PARTS):
                 self.inspect(case, cart, files, *parts)
+                if survey is not None:
+                    self.inspect_survey(case, cart, files, parts[1], parts[2])
         case.seconds = time.perf_counter() - started
 
     def inspect(self, case: Case, cart: Cart, files: tuple[str, ...], subject: str, text: str, html: str) -> None:
@@ -481,6 +494,65 @@ class TemplateChecker:
                 around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
                 case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
                 break
+
+
+    def inspect_survey(self, case: Case, cart: Cart, files: tuple[str, ...], text: str, html: str) -> None:
+        """Each reason's link in both parts, carrying a token that verifies for this cart, step
+        and locale. Links are required only where the config itself asks (``survey.steps``)."""
+        required = self.config.survey.asks_in(case.step)
+        page = self.survey_config.survey.url or SAMPLE_SURVEY
+        _text_file, text_file, html_file = files
+        _errors, html_links = html_problems(html)
+        for file, found in ((text_file, _URL.findall(text)), (html_file, html_links)):
+            links = survey_links_in(found, page)
+            if not links:
+                if required:
+                    case.add(Problem("survey", "no survey links ({{ survey }}: the _survey.txt include or the "
+                                     "survey_links macro)", file, None, cart.id))
+                continue
+            problem = _survey_problem(links, cart.key, case.step, case.locale, self.survey_config.survey.reasons)
+            if problem:
+                case.add(Problem("survey", problem, file, None, cart.id))
+
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def survey_links_in(urls: Iterable[str], page: str) -> list[tuple[str, str]]:
+    """``(token, reason)`` of every link in ``urls`` that points at the survey page ``page``
+    (the configured URL with ``{token}``)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    prefix, _, suffix = page.partition("{token}")
+    found = []
+    for url in urls:
+        if not url.startswith(prefix):
+            continue
+        rest = url[len(prefix):]
+        end = rest.find(suffix[0]) if suffix else -1
+        if end < 0:
+            end = min([i for i in (rest.find("?"), rest.find("&")) if i >= 0], default=len(rest))
+        reason = (parse_qs(urlsplit(url).query).get("reason") or [""])[0]
+        found.append((rest[:end], reason))
+    return found
+
+
+def _survey_problem(links: list[tuple[str, str]], cart_key: str, step: int, locale: str,
+                    reasons: Sequence[str]) -> str | None:
+    """What is wrong with a part's survey links, or None."""
+    for token, reason in links:
+        try:
+            said = survey_links.read_token(token, SURVEY_SECRET)
+        except survey_links.BadToken as exc:
+            return f"survey link for {reason or '?'} carries no valid token ({exc})"
+        if (said.cart_key, said.step, said.locale) != (cart_key, step, locale):
+            return f"survey link for {reason} is for another cart, step or locale"
+    offered = [reason for _token, reason in links]
+    missing = [reason for reason in reasons if reason not in offered]
+    unknown = sorted(set(offered) - set(reasons))
+    if missing or unknown:
+        return f"survey links: missing {', '.join(missing) or '-'}, unknown {', '.join(unknown) or '-'}"
+    return None
 
 
 def _template_frame(exc: BaseException, folders: Sequence[Path], fallback: str) -> tuple[str, int | None]:

@@ -1,4 +1,5 @@
-"""One-click unsubscribe for the shop's web server: a small WSGI application (RFC 8058).
+"""One-click unsubscribe and the cart survey for the shop's web server: a small WSGI application
+(RFC 8058 for the unsubscribe).
 
 Mount it at the path of ``shop.unsubscribe_url`` (any WSGI server: gunicorn, uWSGI, mod_wsgi,
 or ``python -m cartrescue.webhook`` behind the shop's reverse proxy)::
@@ -18,8 +19,19 @@ What it answers, whatever the path (the token may also be its last segment, for 
   that POSTs. A GET changes nothing, because mail scanners and link previews fetch every link.
 - A forged or altered token: 400 and nothing changes. Another method: 405.
 
-It must not plan or send: it only checks tokens (:mod:`cartrescue.unsubscribe`) and records
-suppressions (:mod:`cartrescue.suppressions`). The ledger is opened once, on the first request.
+The same app answers the survey links of the messages (``survey.url``, docs/survey.md); their
+tokens are tagged ``s.``, so both can share one URL or have their own:
+
+- ``GET ?token=S&reason=R``: a page in the customer's language with the reasons (``R`` chosen),
+  an optional line of text and one button. Nothing is recorded: link scanners fetch GETs too.
+- ``POST`` of that form: the answer is recorded (a later one replaces it) and a thank-you page
+  shows it back, escaped. A missing or unknown reason: 400 and the form again.
+
+Every page is plain HTML without scripts, sent with a Content-Security-Policy that allows none.
+
+It must not plan or send: it only checks tokens (:mod:`cartrescue.unsubscribe`,
+:mod:`cartrescue.survey`) and records suppressions (:mod:`cartrescue.suppressions`) and answers.
+The ledger is opened once, on the first request.
 """
 
 from __future__ import annotations
@@ -31,9 +43,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from cartrescue import survey
 from cartrescue.config import Config, load_config
 from cartrescue.ledger import Ledger
 from cartrescue.suppressions import resolve, unsubscribe
+from cartrescue.tokens import tag_of
 from cartrescue.unsubscribe import BadToken
 
 StartResponse = Callable[..., Any]
@@ -41,7 +55,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 MAX_BODY = 64 * 1024
 
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex"><title>{title}</title></head>
 <body style="font-family: system-ui, sans-serif; max-width: 34em; margin: 3em auto; padding: 0 1em; line-height: 1.5">
 <h1 style="font-size: 1.4em">{title}</h1>
@@ -51,20 +65,23 @@ _PAGE = """<!doctype html>
 """
 
 
-def _form_token(environ: dict[str, Any]) -> str | None:
-    """The ``token`` field of an urlencoded POST body, if there is one."""
+# No script, no frame, no plug-in may run on these pages, whatever a value in them holds.
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+
+def _form(environ: dict[str, Any]) -> dict[str, str]:
+    """The fields of an urlencoded POST body (the first value of each), at most MAX_BODY bytes read."""
     if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
-        return None
+        return {}
     try:
         length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_BODY)
     except ValueError:
-        return None
+        return {}
     body = environ["wsgi.input"].read(length) if length > 0 else b""
-    values = parse_qs(body.decode("utf-8", "replace"))
-    return (values.get("token") or [None])[0]
+    return {name: values[0] for name, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
 
 
-class UnsubscribeApp:
+class WebhookApp:
     """The WSGI callable; see the module docstring."""
 
     def __init__(self, config: Config, ledger: Ledger | None = None) -> None:
@@ -81,27 +98,34 @@ class UnsubscribeApp:
             return self._ledger
 
     def _page(self, start_response: StartResponse, status: str, title: str, body: str,
-              extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
-        payload = _PAGE.format(title=html.escape(title), body=body,
+              extra: Iterable[tuple[str, str]] = (), lang: str = "en") -> list[bytes]:
+        payload = _PAGE.format(title=html.escape(title), body=body, lang=html.escape(lang.replace("_", "-")),
                                shop=html.escape(self.config.shop.name)).encode("utf-8")
         start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(payload))),
-                                ("Cache-Control", "no-store"), ("X-Robots-Tag", "noindex"), *extra])
+                                ("Cache-Control", "no-store"), ("X-Robots-Tag", "noindex"),
+                                ("Content-Security-Policy", _CSP), ("X-Content-Type-Options", "nosniff"), *extra])
         return [payload]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        query = parse_qs(environ.get("QUERY_STRING", ""))
-        token = (query.get("token") or [None])[0]
+        query = {name: values[0] for name, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        token = query.get("token")
         if token is None:  # unsubscribe_url: https://shop.example.com/unsubscribe/{token}
             last = environ.get("PATH_INFO", "").rstrip("/").rsplit("/", 1)[-1]
             token = last if "." in last else None
+        form = _form(environ) if method == "POST" else {}
+        token = token or form.get("token") or ""
+        if method not in ("GET", "HEAD", "POST"):
+            return self._page(start_response, "405 Method Not Allowed", "Method not allowed",
+                              "<p>Use the link in the e-mail.</p>", [("Allow", "GET, HEAD, POST")])
+        if tag_of(token) == survey.TAG:
+            if method == "POST":
+                return self._survey_post(start_response, token, form.get("reason") or query.get("reason") or "",
+                                         form.get("text", ""))
+            return self._survey_form(start_response, token, query.get("reason", ""), head=method == "HEAD")
         if method == "POST":
-            form_token = _form_token(environ)
-            return self._post(start_response, token or form_token or "")
-        if method in ("GET", "HEAD"):
-            return self._get(start_response, token or "", head=method == "HEAD")
-        return self._page(start_response, "405 Method Not Allowed", "Method not allowed",
-                          "<p>Use the link in the e-mail.</p>", [("Allow", "GET, HEAD, POST")])
+            return self._post(start_response, token)
+        return self._get(start_response, token, head=method == "HEAD")
 
     def _refuse(self, start_response: StartResponse) -> list[bytes]:
         return self._page(start_response, "400 Bad Request", "This unsubscribe link is not valid",
@@ -132,6 +156,58 @@ class UnsubscribeApp:
                           f"<p>{html.escape(done.email)} will get no more cart reminders from us.</p>")
 
 
+    # -- the survey --------------------------------------------------------------------------
+
+    def _survey_refuse(self, start_response: StartResponse, token: str) -> list[bytes]:
+        locale = survey.claimed_locale(token)
+        said = survey.words(self.config, locale)
+        return self._page(start_response, "400 Bad Request", said["invalid_title"],
+                          f"<p>{html.escape(said['invalid_body'])}</p>", lang=locale or "en")
+
+    def _survey_form(self, start_response: StartResponse, token: str, chosen: str, *, head: bool = False,
+                     status: str = "200 OK", text: str = "", notice: str = "") -> list[bytes]:
+        try:
+            asked = survey.read_token(token, self.secret)
+        except BadToken:
+            return self._survey_refuse(start_response, token)
+        said = survey.words(self.config, asked.locale)
+        options = "".join(
+            f'<p style="margin:.4em 0"><label><input type="radio" name="reason" value="{html.escape(code, quote=True)}"'
+            f'{" checked" if code == chosen else ""}> {html.escape(said[code])}</label></p>'
+            for code in self.config.survey.reasons)
+        line = ""
+        if self.config.survey.free_text:
+            line = (f'<p><label>{html.escape(said["text_label"])}<br><input type="text" name="text" '
+                    f'maxlength="{survey.MAX_TEXT}" value="{html.escape(text, quote=True)}" '
+                    'style="width:100%; font-size:1em; padding:.3em"></label></p>')
+        warning = f'<p role="alert" style="color:#b91c1c">{html.escape(notice)}</p>' if notice else ""
+        body = (f"<p>{html.escape(said['page_intro'])}</p>{warning}"
+                f'<form method="post" accept-charset="utf-8"><input type="hidden" name="token" '
+                f'value="{html.escape(token, quote=True)}">{options}{line}'
+                f'<p><button type="submit" style="font-size: 1em; padding: .5em 1.2em">{html.escape(said["button"])}'
+                "</button></p></form>")
+        result = self._page(start_response, status, said["page_title"], body, lang=asked.locale or "en")
+        return [] if head else result
+
+    def _survey_post(self, start_response: StartResponse, token: str, reason: str, text: str) -> list[bytes]:
+        try:
+            answer = survey.record(self.ledger, self.config, token, reason, text)
+        except BadToken:
+            return self._survey_refuse(start_response, token)
+        except ValueError:  # no reason chosen, or one this survey does not offer
+            locale = survey.claimed_locale(token)
+            return self._survey_form(start_response, token, "", status="400 Bad Request", text=survey.clean_text(text),
+                                     notice=survey.words(self.config, locale)["choose"])
+        said = survey.words(self.config, answer.token.locale)
+        body = (f"<p>{html.escape(said['thanks_body'])}</p>"
+                f"<p>{html.escape(said['your_answer'])} <strong>{html.escape(said[answer.reason])}</strong></p>")
+        if answer.text:
+            body += f"<p>{html.escape(said['your_comment'])} {html.escape(answer.text)}</p>"
+        if self.config.survey.stops_sequence:
+            body += f"<p>{html.escape(said['thanks_stop'])}</p>"
+        return self._page(start_response, "200 OK", said["thanks_title"], body, lang=answer.token.locale or "en")
+
+
 def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WSGIApp:
     """The WSGI app for ``config`` (a loaded config or the path of the YAML file)."""
     if not isinstance(config, Config):
@@ -140,7 +216,7 @@ def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WS
         from cartrescue.errors import ConfigError
 
         raise ConfigError("shop.unsubscribe_secret: empty; the webhook cannot check tokens without it")
-    return UnsubscribeApp(config, ledger)
+    return WebhookApp(config, ledger)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,13 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     from wsgiref.simple_server import make_server
 
-    parser = argparse.ArgumentParser(description="Serve one-click unsubscribes (put it behind the shop's HTTPS proxy).")
+    parser = argparse.ArgumentParser(description="Serve one-click unsubscribes and survey answers "
+                                                 "(put it behind the shop's HTTPS proxy).")
     parser.add_argument("--config", "-c", default="cartrescue.yaml")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     args = parser.parse_args(argv)
     with make_server(args.host, args.port, make_app(args.config)) as server:
-        print(f"serving unsubscribes on http://{args.host}:{server.server_port}/", flush=True)
+        print(f"serving unsubscribes and survey answers on http://{args.host}:{server.server_port}/", flush=True)
         server.serve_forever()
 
 

@@ -21,6 +21,7 @@ PARTS = ("subject.txt", "txt", "html")
 
 RECOVERY = "https://shop.example/cart/recover?token=r3c0v3ry&x=1"
 UNSUB = "https://shop.example/u/unsub-4f2a?list=reminders&a=1"
+SURVEY = "https://shop.example/cart-survey?token=s.c1gn3d.t0k3n&reason="
 
 
 # "plain": Jinja's defaults; "app": the whitespace options cartrescue.render uses. The text parts
@@ -97,6 +98,12 @@ def full_context() -> dict:
         "incentive": {"kind": "percent", "value": "10 %", "code": "BACK-7QX2", "expires": "30.06.2025"},
         "locale": "sv",
         "variant": "a",
+        "survey": {
+            "question": "Did <anything> stop you?",
+            "url": SURVEY.rsplit("&", 1)[0],
+            "reasons": [{"code": code, "label": f"Label of {code} & co", "url": SURVEY + code}
+                        for code in ("shipping_cost", "price", "other")],
+        },
     }
 
 
@@ -134,6 +141,7 @@ def bare_context() -> dict:
         "incentive": None,
         "locale": "en",
         "variant": None,
+        "survey": None,
     }
 
 
@@ -228,6 +236,16 @@ def test_message_renders_with_required_content(env, locale, name, ctx_name):
     assert not dangling  # a label whose optional value was left out
     if ctx["customer"]["greeting_name"] is not None:
         assert ctx["customer"]["greeting_name"] in text and ctx["customer"]["greeting_name"] in html
+
+    survey = ctx["survey"]
+    if survey is None:
+        assert "cart-survey" not in text and "cart-survey" not in html
+    else:
+        assert survey["question"] in text and "Did &lt;anything&gt; stop you?" in html
+        for reason in survey["reasons"]:
+            assert f"- {reason['label']}: {reason['url']}" in text
+            assert f'href="{reason["url"].replace("&", "&amp;")}"' in html
+            assert reason["label"].replace("&", "&amp;") + "</a>" in html
 
     assert f'<html lang="{locale}">' in html
     assert html_errors(html) == []

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from smtpserver import LoopbackSMTP
@@ -37,13 +38,19 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
+class _Threaded(ThreadingMixIn, WSGIServer):
+    """One thread per connection: a browser's idle preconnection must not hold up the next request."""
+
+    daemon_threads = True
+
+
 @contextmanager
 def webhook(shop: Shop) -> Iterator[str]:
-    """The unsubscribe app on a real wsgiref server, 127.0.0.1 and an OS-chosen port."""
+    """The WSGI app (unsubscribe and survey) on a real wsgiref server, 127.0.0.1 and an OS-chosen port."""
     shop.write()
     app = make_app(shop.config_path)
-    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = make_server("127.0.0.1", 0, app, server_class=_Threaded, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -82,7 +82,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     counts = summary.counts.as_dict()
     if stream is not None:
         stream.close({"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
-                      "released": summary.released, "problems": [str(p) for p in summary.problems]})
+                      "released": summary.released, "problems": [str(p) for p in summary.problems],
+                      "notes": summary.notes})
     else:
         console = out_console()
         if table is not None:
@@ -125,6 +126,12 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
                      "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
     if counts["problems"]:
         lines.append(f"[yellow]{counts['problems']} source rows could not be read (see warnings)[/]")
+    if summary.notes:
+        from rich.markup import escape
+
+        from cartrescue.text import printable
+
+        lines.extend(f"[yellow]note:[/] {escape(printable(note))}" for note in summary.notes)
     reasons = ", ".join(f"{name} {n}" for name, n in counts["reasons"].items())
     lines.append(f"reasons: {reasons}")
     # Only counts and fixed words: the markup below is ours, none of it comes from data.

@@ -1,13 +1,14 @@
 """Cart sources: one module per kind of shop data, all implementing :class:`CartSource`.
 
 :func:`open_source` picks the implementation named by ``source.type`` in the config and imports
-it lazily, so a CSV user never loads database drivers.
+it lazily, so a CSV user never loads database drivers. :func:`open_sends` lists the readers of
+the shop's other marketing sends (``source.newsletters``).
 """
 
 from __future__ import annotations
 
 from cartrescue.config import Config
-from cartrescue.sources.base import CartSource, ProblemSink, ignore_problem
+from cartrescue.sources.base import CartSource, ProblemSink, SendSource, ignore_problem
 
 DATABASE_TYPES = {
     "sql": ("cartrescue.sources.sql", "SqlSource"),
@@ -49,3 +50,19 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem) -> Car
     cls = getattr(module, class_name)
     return cls.from_config(source, shop_tz=tz, on_problem=on_problem,  # type: ignore[no-any-return]
                            base_currency=config.shop.currency)
+
+
+def open_sends(config: Config, source: CartSource, on_problem: ProblemSink = ignore_problem) -> list[SendSource]:
+    """The readers of the shop's newsletter sends: the database preset's own tables (unless
+    ``source.newsletters.shop_database`` is off) and the CSV export of ``source.newsletters.file``.
+    The caller closes the CSV reader (it keeps a scratch index)."""
+    newsletters = config.source.newsletters
+    readers: list[SendSource] = []
+    if newsletters.shop_database and config.source.type in DATABASE_TYPES:
+        readers.append(source)
+    if newsletters.file is not None:
+        from cartrescue.sources.sends_csv import CsvSends
+
+        readers.append(CsvSends(config.path(newsletters.file), shop_tz=config.shop.tz, columns=dict(newsletters.columns),
+                                delimiter=newsletters.delimiter, encoding=newsletters.encoding, on_problem=on_problem))
+    return readers

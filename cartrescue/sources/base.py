@@ -14,8 +14,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Protocol
 
-from cartrescue.model import Cart, Order, RowProblem
+from cartrescue.model import Cart, MarketingSend, Order, RowProblem
 
 ProblemSink = Callable[[RowProblem], None]
 
@@ -102,6 +103,19 @@ class CartSource(ABC):
         """Advice for ``doctor`` (a missing recommended index, ...); empty when all is well."""
         return []
 
+    def sends_for(self, emails: Sequence[str], window: Window) -> Iterator[MarketingSend]:
+        """The shop's own newsletter sends to ``emails`` (normalized) within ``window``.
+
+        Database presets read the shop's newsletter tables here (see :class:`SendSource`);
+        sources without any see nothing. Called once per chunk of carts, like :meth:`orders_for`.
+        """
+        return iter(())
+
+    def sends_notes(self) -> list[str]:
+        """Why :meth:`sends_for` sees nothing although it was asked to (a plugin's tables are
+        missing); shown once per run. Meaningful after the first call of :meth:`sends_for`."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or files."""
 
@@ -110,3 +124,21 @@ class CartSource(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SendSource(Protocol):
+    """Reads the shop's other marketing sends (its newsletter), for the "not on a newsletter
+    day" rule: a CSV export of the newsletter tool, or a database preset's own tables (every
+    :class:`CartSource` has the two methods). Times are UTC; only sends within ``window``."""
+
+    def sends_for(self, emails: Sequence[str], window: Window) -> Iterator[MarketingSend]:
+        """The sends to ``emails`` (normalized) within ``window``; never every send of the shop."""
+        ...
+
+    def sends_notes(self) -> list[str]:
+        """Why this reader sees nothing although it was asked to."""
+        ...
+
+    def close(self) -> None:
+        """Release connections, files or scratch indexes."""
+        ...

@@ -160,6 +160,27 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO,
     return handle, csv.reader(handle, delimiter=delimiter)
 
 
+def numbered_rows(reader: "csv._reader", path: Path, encoding: str,
+                  on_problem: ProblemSink) -> Iterator[tuple[int, list[str]]]:
+    """The rows after the header, each with the line it starts on (a quoted cell may span
+    lines); a malformed row is reported as ``file:line`` and skipped, undecodable text stops."""
+    line = reader.line_num
+    while True:
+        start = line + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = reader.line_num
+            on_problem(RowProblem(f"{path}:{start}", f"malformed CSV: {exc}"))
+            continue
+        except UnicodeDecodeError:
+            raise _undecodable(path, encoding) from None
+        line = reader.line_num
+        yield start, row
+
+
 def _undecodable(path: Path, encoding: str) -> SourceError:
     """The error for a file that is not in ``encoding``, naming the first line that is not.
 
@@ -291,20 +312,7 @@ class CsvSource(CartSource):
             group: list[tuple[int, list[str]]] = []
             group_id = None
             rows_seen = False
-            line = reader.line_num
-            while True:
-                start = line + 1
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    line = reader.line_num
-                    self.on_problem(RowProblem(f"{self.carts_path}:{start}", f"malformed CSV: {exc}"))
-                    continue
-                except UnicodeDecodeError:
-                    raise _undecodable(self.carts_path, self.encoding) from None
-                line = reader.line_num
+            for start, row in numbered_rows(reader, self.carts_path, self.encoding, self.on_problem):
                 cells = len(row)
                 if cells < width:
                     if not any(cell.strip() for cell in row):

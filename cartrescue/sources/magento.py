@@ -15,6 +15,11 @@ Owns the mapping from Magento's tables to carts and orders:
   the chosen child's when a configurable's own row has none;
 * ``newsletter_subscriber`` — consent: subscribed means yes, unsubscribed means no.
 
+The shop's newsletter sends, for ``newsletter_today``, come from the core newsletter queue:
+``newsletter_queue_link.letter_sent_at`` (set when the letter went out; a queued or scheduled
+letter has none yet) joined to ``newsletter_subscriber.subscriber_email``, and the queue's
+subject as the campaign name. Without these tables the sends are skipped with a note.
+
 Money: lines and totals in the quote's currency (what the customer saw); the base amount for
 thresholds is ``base_grand_total`` (see :mod:`cartrescue.currency`). Magento stores every time
 in UTC. It reads only; the connection is read-only (see :mod:`cartrescue.sources.sql`).
@@ -27,9 +32,10 @@ from decimal import Decimal
 from typing import Any
 
 from cartrescue.contacts import normalize_email
-from cartrescue.model import Cart, Customer, LineItem, Order
+from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.sources.base import Activity, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
+from cartrescue.sources.values import campaign_name
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     UTC,
@@ -46,6 +52,7 @@ from cartrescue.sources.sql import (
     grouped,
     id_or_none,
     item,
+    local_bound,
     text_or_none,
 )
 
@@ -343,3 +350,26 @@ class MagentoSource(DatabaseSource):
                 )
             except RowError as exc:
                 self.problem(f"{self.db.prefix}sales_order entity_id={row['entity_id']}", str(exc))
+
+    # -- newsletter sends ----------------------------------------------------------------------
+
+    _NEWSLETTER_TABLES = ("newsletter_subscriber", "newsletter_queue_link", "newsletter_queue")
+
+    def sends_for(self, emails: Sequence[str], window: Window) -> Iterator[MarketingSend]:
+        """Letters of the core newsletter queue sent to ``emails`` within ``window``."""
+        if not emails or not self._has_tables(self._NEWSLETTER_TABLES, "the core newsletter queue"):
+            return
+        email_column = "s.subscriber_email" if self.db.backend in ("mysql", "mariadb") else "LOWER(s.subscriber_email)"
+        sql = (
+            "SELECT s.subscriber_email, l.letter_sent_at, q.newsletter_subject "
+            f"FROM {self.t('newsletter_subscriber')} s "
+            f"JOIN {self.t('newsletter_queue_link')} l ON l.subscriber_id = s.subscriber_id "
+            f"LEFT JOIN {self.t('newsletter_queue')} q ON q.queue_id = l.queue_id "
+            f"WHERE {email_column} IN :emails AND l.letter_sent_at >= :start AND l.letter_sent_at <= :end"
+        )
+        params = {"emails": list(emails), "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
+        for row in self.db.fetch(sql, params, expanding=("emails",)):
+            email = normalize_email(row["subscriber_email"])
+            if email:
+                yield MarketingSend(email, as_utc(row["letter_sent_at"], UTC, "letter_sent_at"),
+                                    campaign_name(row["newsletter_subject"]))

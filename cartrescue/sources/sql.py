@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.errors import ConfigError, SourceError
-from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
+from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order, RowProblem
 from cartrescue.sources.base import CartSource, ProblemSink, Window, ignore_problem
 from cartrescue.sources.schema import Schema, raise_for
 from cartrescue.sources.schema import inspect as inspect_schema
@@ -47,6 +47,7 @@ from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, 
     normalize_locale,
     parse_currency,
 )
+from cartrescue.sources.values import campaign_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Engine
@@ -638,6 +639,8 @@ class DatabaseSource(CartSource):
         self.recovery_template: str | None = self.options.get("recovery_url")
         self.base_currency = base_currency.upper() if base_currency else None
         self._schema: Schema | None = None
+        self._tables_present: dict[tuple[str, ...], bool] = {}  # optional tables (newsletter plugins), asked once
+        self._sends_notes: list[str] = []
 
     @classmethod
     def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink,
@@ -685,6 +688,27 @@ class DatabaseSource(CartSource):
     def column(self, name: str) -> str:
         """A quoted column name (WordPress's ``ID`` must be quoted on PostgreSQL)."""
         return self.db.engine.dialect.identifier_preparer.quote(name)
+
+    def sends_notes(self) -> list[str]:
+        return list(self._sends_notes)
+
+    def _has_tables(self, tables: Sequence[str], what: str) -> bool:
+        """Do ``tables`` (of a plugin or module that may be absent) exist? Asked once per run;
+        when they do not, a note says so and the newsletter sends are skipped."""
+        key = tuple(tables)
+        if key not in self._tables_present:
+            missing = self.missing_tables(tables)
+            self._tables_present[key] = not missing
+            if missing:
+                self._sends_notes.append(
+                    f"{self.name} source: {', '.join(missing)} not found in {self.db.where}: {what} is not read, "
+                    "so reminders do not wait for its newsletter days (source.newsletters.file can add a CSV export)")
+        return self._tables_present[key]
+
+    def missing_tables(self, tables: Sequence[str]) -> list[str]:
+        """The prefixed names of ``tables`` this database does not have."""
+        present = {name.lower() for name in self.db.table_names()}
+        return [self.db.prefix + name for name in tables if (self.db.prefix + name).lower() not in present]
 
     def check(self) -> list[str]:
         """Problems ``doctor`` shows: missing tables, columns of a type the preset cannot read, a
@@ -737,7 +761,9 @@ class SqlSource(DatabaseSource):
     (docs/csv-format.md), the rows of one cart consecutive (``ORDER BY cart_id``), and takes the
     window as ``:start`` and ``:end``. ``queries.orders`` (optional) returns one row per order
     with the CSV order columns and may use the lists ``:cart_ids``, ``:emails`` and
-    ``:customer_ids`` (an empty list matches nothing). Naive times are read in ``options.db_timezone`` (default UTC; ``shop``
+    ``:customer_ids`` (an empty list matches nothing). ``queries.newsletters`` (optional) returns
+    the shop's newsletter sends (``email``, ``sent_at``, ``campaign``) and may use ``:emails``,
+    ``:start`` and ``:end``. Naive times are read in ``options.db_timezone`` (default UTC; ``shop``
     means the shop's timezone), and ``:start``/``:end`` are passed in that timezone too.
     """
 
@@ -860,6 +886,25 @@ class SqlSource(DatabaseSource):
                 continue
             if order.status not in IGNORED_ORDER_STATUSES:
                 yield order
+
+    def sends_for(self, emails: Sequence[str], window: Window) -> Iterator[MarketingSend]:
+        """``queries.newsletters``: rows with ``email``, ``sent_at`` (and ``campaign``) for the
+        lower-cased ``:emails``, sent between ``:start`` and ``:end`` (naive, in ``db_timezone``)."""
+        sql = self.queries.get("newsletters")
+        if not sql or not emails:
+            return
+        params: dict[str, Any] = {"emails": list(emails), **self._window_params(window)}
+        used = [name for name in params if re.search(_BIND.format(name=name), sql)]
+        for row in self.db.fetch(sql, {name: params[name] for name in used},
+                                 expanding=[name for name in used if name == "emails"]):
+            try:
+                email = as_email(row.get("email"))
+                sent = as_utc(row.get("sent_at"), self.db_tz, "sent_at")
+            except RowError as exc:
+                self.problem(f"newsletters query email={text_or_none(row.get('email'))}", str(exc))
+                continue
+            if email:
+                yield MarketingSend(email, sent, campaign_name(row.get("campaign")))
 
     def check(self) -> list[str]:
         try:

@@ -102,3 +102,11 @@ def bounded_quantity(number: int, what: str = "quantity", text: Any = None) -> i
 def in_stock_range(number: Decimal) -> bool:
     """Whether a stock figure is one a shop could hold (its size below :data:`STOCK_LIMIT`)."""
     return number.is_finite() and below(number, COUNT_DIGITS)
+
+
+def campaign_name(value: Any) -> str | None:
+    """A newsletter's name as a source gives it: one line of text, at most 200 characters."""
+    from cartrescue.text import printable
+
+    text = " ".join(printable(str(value)).split()) if value is not None else ""
+    return text[:200] or None

@@ -21,6 +21,11 @@ tables to carts and orders:
 * orders from HPOS ``wc_orders`` or from legacy ``posts``/``postmeta`` (``options.orders_table``:
   ``auto`` (default), ``hpos`` or ``legacy``). ``completed`` orders count as delivered.
 
+The shop's newsletter sends, for ``newsletter_today``, come from MailPoet when it is installed:
+``mailpoet_statistics_newsletters.sent_at`` (one row per letter sent, a MySQL TIMESTAMP, read
+as UTC) joined to ``mailpoet_subscribers.email``, and ``mailpoet_newsletters.subject`` as the
+campaign name. Without MailPoet's tables the sends are skipped with a note.
+
 Reads only (see :mod:`cartrescue.sources.sql`).
 """
 
@@ -35,10 +40,11 @@ from zoneinfo import ZoneInfo
 from urllib.parse import quote_plus
 
 from cartrescue.errors import SourceError
-from cartrescue.model import Cart, Customer, LineItem, Order
+from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.sources.base import Window
 from cartrescue.sources.php_serialized import PhpDataError, loads
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
+from cartrescue.sources.values import campaign_name
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     UTC,
@@ -55,6 +61,7 @@ from cartrescue.sources.sql import (
     chunks,
     id_or_none,
     item,
+    local_bound,
     text_or_none,
 )
 
@@ -416,6 +423,31 @@ class WooCommerceSource(DatabaseSource):
                                 entry.get("_order_currency"))
             if order is not None:
                 yield order
+
+
+    # -- newsletter sends (MailPoet) -------------------------------------------------------------
+
+    _MAILPOET_TABLES = ("mailpoet_statistics_newsletters", "mailpoet_subscribers")
+
+    def sends_for(self, emails: Sequence[str], window: Window) -> Iterator[MarketingSend]:
+        """MailPoet's letters sent to ``emails`` within ``window`` (every kind: newsletters, post
+        notifications, welcome and automatic emails are all marketing the customer saw today)."""
+        if not emails or not self._has_tables(self._MAILPOET_TABLES, "MailPoet's sending statistics"):
+            return
+        email_column = "s.email" if self.db.backend in ("mysql", "mariadb") else "LOWER(s.email)"
+        subject, join = "NULL", ""
+        if not self.missing_tables(("mailpoet_newsletters",)):
+            subject, join = "n.subject", f" LEFT JOIN {self.t('mailpoet_newsletters')} n ON n.id = st.newsletter_id"
+        sql = (
+            f"SELECT s.email, st.sent_at, {subject} AS subject FROM {self.t('mailpoet_statistics_newsletters')} st "
+            f"JOIN {self.t('mailpoet_subscribers')} s ON s.id = st.subscriber_id{join} "
+            f"WHERE {email_column} IN :emails AND st.sent_at >= :start AND st.sent_at <= :end"
+        )
+        params = {"emails": list(emails), "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
+        for row in self.db.fetch(sql, params, expanding=("emails",)):
+            email = (text_or_none(row["email"]) or "").lower()
+            if email and row["sent_at"] is not None:
+                yield MarketingSend(email, as_utc(row["sent_at"], UTC, "sent_at"), campaign_name(row["subject"]))
 
 
 def _int(value: Any) -> int:

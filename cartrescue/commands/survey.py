@@ -1,0 +1,141 @@
+"""`survey export` and `survey summary`: the answers customers gave to "why did you leave?"."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from cartrescue.commands.common import ConfigOption, JsonOption, err_console, fail, json_out, load, sub_typer
+from cartrescue.errors import CartrescueError, ConfigError
+
+app = sub_typer("The cart survey: why customers left their carts, as they answered (docs/survey.md).")
+
+SinceOption = Annotated[Optional[str], typer.Option(
+    "--since", help="Only answers from this day or time on (2026-11-01, or ISO 8601; a day is the shop's).")]
+UntilOption = Annotated[Optional[str], typer.Option(
+    "--until", help="Only answers before this day or time (the day itself is not included).")]
+
+
+def _moment(value: str | None, option: str, tz: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{option}: expected a day like 2026-11-01 or an ISO 8601 time, got {value!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def _window(cfg: Any, since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    return _moment(since, "--since", cfg.shop.tz), _moment(until, "--until", cfg.shop.tz)
+
+
+@app.command("export")
+def survey_export(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the CSV here (default: stdout).")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """Write every answer as CSV: one row per cart (a later answer replaced an earlier one).
+
+    Columns: answered_at, cart_key, step, reason, label, text, locale, tier, variant, email,
+    answers (how often the cart was answered), first_answered_at. The free text is the
+    customer's, as typed (control characters removed): open it as data, never as HTML. A cell
+    starting with = + - or @ gets a ' in front, so no spreadsheet runs it as a formula.
+
+    Example:
+
+        cartrescue survey export --since 2026-11-01 -o survey.csv
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.survey import write_csv
+
+    rows: list[dict[str, Any]] = []
+    try:
+        cfg = load(config)
+        start, end = _window(cfg, since, until)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            if output is not None:
+                with output.open("w", encoding="utf-8", newline="") as handle:
+                    count = write_csv(ledger.survey_answers(start, end), handle, cfg)
+            elif as_json:
+                rows = [{key: _plain(value) for key, value in row.items() if key != "id"}
+                        for row in ledger.survey_answers(start, end)]
+                count = len(rows)
+            else:
+                count = write_csv(ledger.survey_answers(start, end), sys.stdout, cfg)
+        except OSError as exc:
+            raise ConfigError(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        json_out({"file": str(output), "answers": count} if output is not None else {"answers": count, "rows": rows})
+    elif output is not None:
+        err_console().print(f"{output}: {count} answers", highlight=False, markup=False)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value: times as ISO 8601 UTC (``...Z``)."""
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+@app.command("summary")
+def survey_summary(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """Count the answers per reason, with their share, overall and per tier and locale.
+
+    Example:
+
+        cartrescue survey summary --since 2026-11-01 --json
+    """
+    from cartrescue.ledger import Ledger
+    from cartrescue.survey import counts
+
+    try:
+        cfg = load(config)
+        start, end = _window(cfg, since, until)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            summary = counts(ledger.survey_counts(start, end))
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        json_out(summary)
+        return
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from cartrescue.text import printable
+
+    console = Console()
+    table = Table(header_style="bold", title=f"{summary['answers']} answers")
+    for column, justify in (("group", "left"), ("reason", "left"), ("answers", "right"), ("share", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    groups = [("all", summary["reasons"])]
+    groups += [(f"tier {tier}", reasons) for tier, reasons in summary["by_tier"].items()]
+    groups += [(f"locale {locale}", reasons) for locale, reasons in summary["by_locale"].items()]
+    for group, reasons in groups:
+        for reason, figures in reasons.items():
+            table.add_row(Text(printable(group)), Text(printable(reason)), str(figures["count"]),
+                          f"{figures['share']:.0%}")
+    console.print(table)

@@ -1,0 +1,188 @@
+"""Asking why a cart was left: signed one-click links in the message, answers in the ledger.
+
+Owns the survey's tokens (cart, step and locale, signed with :mod:`cartrescue.tokens`), the
+links and words a template shows (``survey`` in the template context), checking and cleaning an
+answer (a configured reason, a free-text line without control characters, bounded), recording
+it (one row per cart: a later answer replaces the earlier one) and the counts a report shows.
+It must not serve HTTP (:mod:`cartrescue.webhook` does) nor render HTML.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import IO, Any
+from urllib.parse import quote
+
+from cartrescue.config import Config
+from cartrescue.ledger import Ledger
+from cartrescue.survey_words import WORDS
+from cartrescue.text import printable
+from cartrescue.tokens import BadToken, sign, unverified_payload, verify
+
+PURPOSE = "survey"
+TAG = "s"  # survey tokens are tagged: the webhook serves survey and unsubscribe links at any URL
+MAX_TEXT = 500  # characters of the free-text line that are kept
+_SPACES = re.compile(r"\s+")
+
+__all__ = ["Answer", "BadToken", "EXPORT_COLUMNS", "SurveyToken", "clean_text", "counts", "links", "make_token",
+           "read_token", "record", "words", "write_csv"]
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyToken:
+    """What a survey link stands for: the step of a cart's message, and its language."""
+
+    cart_key: str
+    step: int
+    locale: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    token: SurveyToken
+    reason: str
+    text: str
+    first: bool  # False: it replaced an earlier answer for the cart
+
+
+def make_token(cart_key: str, step: int, locale: str, secret: str) -> str:
+    return sign(PURPOSE, f"{step}|{locale}|{cart_key}", secret, tag=TAG)
+
+
+def read_token(token: str, secret: str) -> SurveyToken:
+    """The cart, step and locale of a survey token; :class:`BadToken` if forged or altered."""
+    payload = verify(PURPOSE, token, secret, tag=TAG)
+    step, locale, cart_key = (payload.split("|", 2) + ["", ""])[:3]
+    if not step.isdigit() or not cart_key:
+        raise BadToken("survey token does not name a cart and step")
+    return SurveyToken(cart_key, int(step), locale)
+
+
+def claimed_locale(token: str) -> str:
+    """The locale a (maybe invalid) token claims: only to word a refusal in the reader's language."""
+    payload = unverified_payload(token) or ""
+    parts = payload.split("|", 2)
+    return parts[1] if len(parts) == 3 else ""
+
+
+def words(config: Config, locale: str | None) -> dict[str, str]:
+    """The survey's words for ``locale``: ``sv_SE`` -> ``sv`` -> the shop's default locale ->
+    English, each the config's ``survey.words`` over the shipped ones."""
+    chain: list[str] = []
+    for candidate in (locale, (locale or "").split("_")[0], config.shop.default_locale,
+                      config.shop.default_locale.split("_")[0], "en"):
+        if candidate and candidate not in chain:
+            chain.append(candidate)
+    merged: dict[str, str] = {}
+    own = config.survey.words
+    for candidate in reversed(chain):
+        merged.update(WORDS.get(candidate, {}))
+        merged.update(own.get(candidate, {}))
+    return merged
+
+
+def _link(url: str, token: str, reason: str) -> str:
+    page = url.replace("{token}", token)
+    return f"{page}{'&' if '?' in page else '?'}reason={quote(reason)}"
+
+
+def links(config: Config, secret: str, cart_key: str, step: int, locale: str) -> dict[str, Any] | None:
+    """``survey`` of the template context: ``None`` when this step does not ask, else the
+    question, the page's URL and one signed link per reason (``code``, ``label``, ``url``)."""
+    survey = config.survey
+    if survey.url is None or not survey.asks_in(step):
+        return None
+    said = words(config, locale)
+    token = make_token(cart_key, step, locale, secret)
+    return {
+        "question": said["question"],
+        "url": survey.url.replace("{token}", token),
+        "reasons": [{"code": code, "label": said[code], "url": _link(survey.url, token, code)}
+                    for code in survey.reasons],
+    }
+
+
+def clean_text(text: str) -> str:
+    """A free-text answer as stored: one line, no control characters, at most MAX_TEXT characters.
+
+    It stays text: markup in it is kept as the customer typed it, and escaped wherever shown.
+    """
+    line = _SPACES.sub(" ", printable(text.replace("\r", " ").replace("\n", " "))).strip()
+    return line[:MAX_TEXT].rstrip()
+
+
+def record(ledger: Ledger, config: Config, token: str, reason: str, text: str = "",
+           now: datetime | None = None) -> Answer:
+    """Check and store one answer. :class:`BadToken` for a forged or altered token, ValueError
+    for a reason this survey does not offer. The cart's earlier answer, if any, is replaced."""
+    survey = read_token(token, config.shop.unsubscribe_secret)
+    if reason not in config.survey.reasons:
+        raise ValueError(f"not a reason of this survey: {printable(reason)[:40]!r}")
+    line = clean_text(text) if config.survey.free_text else ""
+    message = ledger.message_of(survey.cart_key, survey.step) or {}
+    first = ledger.save_survey_answer(
+        survey.cart_key, survey.step, reason, line, survey.locale, tier=message.get("tier"),
+        variant=message.get("variant"), email=message.get("email"), now=now or datetime.now(timezone.utc))
+    return Answer(survey, reason, line, first)
+
+
+def counts(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Counts and shares per reason, overall and per tier and locale, from
+    :meth:`Ledger.survey_counts` rows: ``{"answers", "reasons": {reason: {"count", "share"}},
+    "by_tier": {tier: {...}}, "by_locale": {locale: {...}}}`` (tier ``-`` when unknown)."""
+    total: Counter[str] = Counter()
+    tiers: dict[str, Counter[str]] = {}
+    locales: dict[str, Counter[str]] = {}
+    for row in rows:
+        n = int(row["answers"])
+        total[row["reason"]] += n
+        tiers.setdefault(row["tier"] or "-", Counter())[row["reason"]] += n
+        locales.setdefault(row["locale"] or "-", Counter())[row["reason"]] += n
+
+    def shares(counter: Counter[str]) -> dict[str, dict[str, Any]]:
+        whole = sum(counter.values())
+        return {reason: {"count": n, "share": round(n / whole, 4) if whole else 0.0}
+                for reason, n in counter.most_common()}
+
+    return {
+        "answers": sum(total.values()),
+        "reasons": shares(total),
+        "by_tier": {tier: shares(counter) for tier, counter in sorted(tiers.items())},
+        "by_locale": {locale: shares(counter) for locale, counter in sorted(locales.items())},
+    }
+
+
+#: Columns of ``survey export`` (one row per answered cart).
+EXPORT_COLUMNS = ("answered_at", "cart_key", "step", "reason", "label", "text", "locale", "tier", "variant", "email",
+                  "answers", "first_answered_at")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet shows as text: a leading ``=``, ``+``, ``-`` or ``@`` (a
+    formula in Excel, LibreOffice, Sheets) gets a ``'`` in front."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def write_csv(answers: Iterable[dict[str, Any]], out: IO[str], config: Config) -> int:
+    """Write :meth:`Ledger.survey_answers` rows as CSV (``EXPORT_COLUMNS``, ``label`` in the
+    shop's default locale); returns how many."""
+    said = words(config, config.shop.default_locale)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for row in answers:
+        full = dict(row, label=said.get(row["reason"], row["reason"]))
+        writer.writerow([_cell(full.get(column)) for column in EXPORT_COLUMNS])
+        count += 1
+    return count

@@ -1,0 +1,194 @@
+"""Not on a newsletter day: a CSV export of the shop's newsletter sends defers reminders.
+
+The shop is in Stockholm (UTC+1 in November); NOW is Friday 2026-11-20 10:00 UTC, 11:00 there.
+Every cart is idle two hours, so step 1 is due. The real CLI reads the carts and the export.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conftest import NOW, Shop, cart, iso, write_csv
+
+UTC = timezone.utc
+MIDNIGHT = datetime(2026, 11, 20, 23, 0, tzinfo=UTC)  # Saturday 00:00 in Stockholm
+
+
+def newsletters(shop: Shop, rows: list[dict[str, str]], header: list[str] | None = None, **config: object) -> None:
+    write_csv(shop.folder / "sends.csv", rows, header or ["email", "sent_at", "campaign"])
+    shop.configure(source={"newsletters": {"file": "sends.csv", **config}})
+
+
+def send(email: str, at: datetime, campaign: str = "Friday deals") -> dict[str, str]:
+    return {"email": email, "sent_at": iso(at), "campaign": campaign}
+
+
+def test_a_newsletter_earlier_today_defers_the_reminder_to_tomorrow(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"))
+    newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2))])  # 09:00 in Stockholm
+    decision = shop.decisions()["c1"]
+    assert (decision["action"], decision["reason"]) == ("defer", "newsletter_today")
+    assert decision["not_before"] == iso(MIDNIGHT).replace("+00:00", "Z")
+    assert "Friday deals" in decision["detail"]
+
+
+def test_the_day_is_the_shops_not_utc(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"), cart("c2", email="bob@example.com"))
+    newsletters(shop, [
+        send("ann@example.com", datetime(2026, 11, 19, 23, 30, tzinfo=UTC)),  # 00:30 Friday in Stockholm
+        send("bob@example.com", datetime(2026, 11, 19, 22, 30, tzinfo=UTC)),  # 23:30 Thursday in Stockholm
+    ])
+    decisions = shop.decisions()
+    assert decisions["c1"]["reason"] == "newsletter_today"
+    assert (decisions["c2"]["action"], decisions["c2"]["reason"]) == ("send", "due")
+
+
+def test_a_newsletter_yesterday_does_not_defer(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"))
+    newsletters(shop, [send("ann@example.com", NOW - timedelta(days=1))])
+    assert shop.decisions()["c1"]["reason"] == "due"
+
+
+def test_a_newsletter_scheduled_for_later_today_does_not_defer(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"))
+    newsletters(shop, [send("ann@example.com", NOW + timedelta(hours=4))])  # in the export already, not sent yet
+    assert shop.decisions()["c1"]["reason"] == "due"
+    later = shop.decisions(now=NOW + timedelta(hours=5))["c1"]  # after it went out
+    assert later["reason"] == "newsletter_today"
+
+
+def test_the_deferral_respects_quiet_hours(shop: Shop) -> None:
+    shop.configure(eligibility={"quiet_hours": {"start": "21:00", "end": "08:00"}})
+    shop.add(cart("c1", email="ann@example.com"))
+    newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2))])
+    decision = shop.decisions()["c1"]
+    assert decision["reason"] == "newsletter_today"
+    assert decision["not_before"] == "2026-11-21T07:00:00Z"  # Saturday 08:00 in Stockholm
+
+
+def test_a_deferred_reminder_goes_out_the_next_day(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"))
+    newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2))])
+    out = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(out)).exit_code == 0
+    assert not out.exists() or not list(out.glob("*.eml"))
+    next_day = shop.cli("run", "--outbox", str(out), "--json", now=MIDNIGHT + timedelta(hours=9))
+    assert next_day.exit_code == 0, next_day.output
+    assert [row["delivery"] for row in next_day.json["decisions"]] == ["sent"]
+
+
+def test_newsletter_today_is_told_apart_from_messaged_today(shop: Shop) -> None:
+    """A reminder of ours today is ``messaged_today``; only the shop's newsletter is ``newsletter_today``."""
+    shop.add(cart("c1", email="ann@example.com"), cart("c2", email="bob@example.com"))
+    out = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(out), now=NOW - timedelta(hours=1)).exit_code == 0
+    shop.carts.clear()
+    shop.add(cart("c3", email="ann@example.com", now=NOW + timedelta(hours=1)),
+             cart("c4", email="bob@example.com", now=NOW + timedelta(hours=1)))
+    newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2)), send("carl@example.com", NOW)])
+    decisions = shop.decisions(now=NOW + timedelta(hours=3))
+    assert decisions["c3"]["reason"] == "messaged_today"  # ours first: it says more
+    assert decisions["c4"]["reason"] == "messaged_today"
+
+
+def test_an_export_with_its_own_headers_and_local_times(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"), cart("c2", email="bob@example.com"))
+    rows = [{"Email Address": "ANN@example.com ", "Send Time": "2026-11-20 09:05:00", "Campaign Title": "Week 47"},
+            {"Email Address": "bob@example.com", "Send Time": "2026-11-19 23:55:00", "Campaign Title": "Week 46"}]
+    newsletters(shop, rows, ["Email Address", "Send Time", "Campaign Title"],
+                columns={"email": "Email Address", "sent_at": "Send Time", "campaign": "Campaign Title"})
+    decisions = shop.decisions()
+    assert decisions["c1"]["reason"] == "newsletter_today" and "Week 47" in decisions["c1"]["detail"]
+    assert decisions["c2"]["reason"] == "due"  # 23:55 local time on Thursday
+
+
+def test_bad_rows_are_reported_and_cost_only_themselves(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"), cart("c2", email="bob@example.com"))
+    newsletters(shop, [
+        send("ann@example.com", NOW - timedelta(hours=1)),
+        {"email": "bob@example.com", "sent_at": "yesterday-ish", "campaign": ""},
+        {"email": "not-an-address", "sent_at": iso(NOW - timedelta(hours=1)), "campaign": ""},
+        {"email": "old-and-broken", "sent_at": iso(NOW - timedelta(days=30)), "campaign": ""},  # not today: not checked
+    ])
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 1
+    export = shop.folder / "sends.csv"
+    assert result.json["problems"] == [
+        f"{export}:3: newsletter send: sent_at: not an ISO 8601 time: 'yesterday-ish'",
+        f"{export}:4: newsletter send: email: not a valid address: 'not-an-address'",
+    ]
+    reasons = {row["cart_id"]: row["reason"] for row in result.json["decisions"]}
+    assert reasons == {"c1": "newsletter_today", "c2": "due"}
+
+
+def test_a_missing_export_stops_the_run_before_anything_is_sent(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.configure(source={"newsletters": {"file": "missing.csv"}})
+    out = shop.folder / "out"
+    result = shop.cli("run", "--outbox", str(out))
+    assert result.exit_code == 3 and "missing.csv" in result.stderr
+    assert not out.exists() or not list(out.glob("*.eml"))
+
+
+def test_an_export_without_the_needed_columns_is_a_clear_error(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    newsletters(shop, [{"Address": "ann@example.com", "When": iso(NOW)}], ["Address", "When"])
+    result = shop.cli("carts")
+    assert result.exit_code == 3
+    assert "sends.csv:1: missing column(s): email, sent_at" in result.stderr
+
+
+def test_an_unknown_column_name_is_a_config_error(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.configure(source={"newsletters": {"file": "sends.csv", "columns": {"address": "Email"}}})
+    result = shop.cli("carts")
+    assert result.exit_code == 2 and "source.newsletters.columns" in result.stderr
+
+
+@pytest.mark.parametrize("scale", [20_000])
+def test_a_large_export_is_indexed_on_disk_and_answers_per_chunk(shop: Shop, scale: int) -> None:
+    """A year of weekly sends to many addresses: only today's are kept, in a scratch file."""
+    shop.add(*(cart(f"c{n}", email=f"user{n}@example.com") for n in range(3)))
+    rows = [send(f"user{n % 5000}@example.com", NOW - timedelta(days=7 * (n // 5000) + 1)) for n in range(scale)]
+    rows.append(send("user1@example.com", NOW - timedelta(minutes=30)))
+    newsletters(shop, rows)
+    decisions = shop.decisions()
+    assert {cart_id: row["reason"] for cart_id, row in decisions.items()} == {
+        "c0": "due", "c1": "newsletter_today", "c2": "due"}
+
+
+def test_the_preview_shows_the_newsletter_deferral(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"))
+    newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2))])
+    result = shop.cli("preview", "c1", "--json")
+    assert result.exit_code == 0, result.output
+    assert (result.json["decision"], result.json["reason"]) == ("defer", "newsletter_today")
+
+
+def test_the_documented_configs_load(tmp_path) -> None:
+    """Every YAML example of docs/newsletters.md is a valid config."""
+    import re
+
+    import yaml
+
+    from cartrescue.config import load_config
+    from conftest import REPO
+
+    text = (REPO / "docs" / "newsletters.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) == 2
+    for block in blocks:
+        path = tmp_path / "cartrescue.yaml"
+        path.write_text(yaml.safe_dump(yaml.safe_load(block)), encoding="utf-8")
+        assert load_config(path, env={}).source.newsletters is not None
+
+
+def test_a_campaign_name_is_shown_as_text_never_as_markup(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"))
+    newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2), campaign="[/] [bold]Week 47\x1b[2J")])
+    result = shop.cli("carts")
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.stdout.split())
+    assert "[/]" in shown and "[bold]Week" in shown and "\x1b" not in result.stdout
