@@ -495,7 +495,10 @@ class SmtpConfig(_Model):
     retries: int = Field(3, ge=0, le=10)  # in-run retries of a transient failure (4xx, connection, TLS)
     backoff: Duration = timedelta(seconds=1)  # wait before the first retry; doubles each time
     backoff_max: Duration = timedelta(seconds=30)
-    timeout: Duration = timedelta(seconds=30)  # per connect and per command
+    timeout: Duration = timedelta(seconds=30)  # connecting (TLS, AUTH) and the replies to MAIL, RCPT, DATA
+    # The reply after the whole message (RFC 5321 4.5.3.2: 10 minutes); none in time: "unconfirmed".
+    data_timeout: Duration = timedelta(minutes=10)
+    pipelining: bool = True  # MAIL, RCPT and DATA in one write when the relay offers PIPELINING
 
     @property
     def effective_port(self) -> int:

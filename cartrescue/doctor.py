@@ -96,7 +96,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
         if unconfirmed:
-            checks.append(Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed): "
+            checks.append(Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was "
+                                "killed, or the relay did not answer after the message): "
                                 "not resent unless `run --send --resend-unconfirmed`"))
         else:
             checks.append(Check("ledger", OK, summary))

@@ -600,7 +600,7 @@ class Ledger:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(message.c.finished_at).where(
-                    message.c.transport == transport, message.c.status == "sent",
+                    message.c.transport == transport, message.c.status.in_(("sent", "unconfirmed")),
                     message.c.finished_at >= _naive(since)).order_by(message.c.finished_at)
             ).scalars().all()
         return [_aware(at) for at in rows if at is not None]  # type: ignore[misc]

@@ -33,7 +33,7 @@ from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
 from cartrescue.incentives import Codes, placeholder, pools
 from cartrescue.ledger import ClaimRequest, History, Ledger
-from cartrescue.mime import build_message, encode_address
+from cartrescue.mime import build_message, wire_address
 from cartrescue.model import (
     Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem,
 )
@@ -232,7 +232,7 @@ class Result:
     """A decision and, for sends, what became of it."""
 
     decision: Decision
-    delivery: str = ""  # "", "dry-run", "sent", "failed_transient", "failed_permanent", "claimed_elsewhere"
+    delivery: str = ""  # "", "dry-run", "sent", "unconfirmed", "failed_transient", "failed_permanent", "claimed_elsewhere"
     detail: str = ""
     message: OutgoingMessage | None = None
 
@@ -433,7 +433,7 @@ class Executor:
             else:
                 try:
                     message = self.composer.compose(decision)
-                    encode_address(message.to.email)  # what building the message would refuse
+                    wire_address(message.to.email)  # what building the message would refuse
                     results.append(Result(decision, "dry-run", message=message))
                 except (TemplateError, ValueError) as exc:
                     self._problem(decision, str(exc))

@@ -11,11 +11,18 @@
 - auth: ``(user, password)`` offers AUTH LOGIN and PLAIN (``auth_mechanisms`` narrows it) and
   refuses MAIL before a successful AUTH.
 - faults: :class:`Fault` rules matched on the recipient: a reply (``"451 4.7.1 greylisted"``,
-  ``"550 5.1.1 no such user"``, ``"421 4.3.2 shutting down"``) to RCPT or after the message
-  (``stage="DATA"``), ``"drop"`` (close the connection in the middle of the message body) or
-  ``"drop-after-data"`` (close it after the whole body, before the reply), or ``"hang"`` (never
-  answer the RCPT: a stuck relay). A reply to MAIL is matched on the sender. ``times`` limits a
-  rule to the first N matching attempts per recipient (then the message is accepted).
+  ``"550 5.1.1 no such user"``, ``"421 4.3.2 shutting down"``; ``{address}`` in it becomes the
+  recipient) to RCPT or after the message (``stage="DATA"``); ``"drop"`` (close the connection
+  when the DATA command comes, before the body: the client never sent the message),
+  ``"drop-in-body"`` (answer 354, read a little of the body, then close), ``"drop-after-data"``
+  (close it after the whole body, before the reply), ``"late"`` (accept the message but answer
+  only after ``delay`` seconds), or ``"hang"`` (never answer the RCPT: a stuck relay). A reply to
+  MAIL is matched on the sender. ``times`` limits a rule to the first N matching attempts per
+  recipient (then the message is accepted).
+- pipelining: the server advertises PIPELINING in its EHLO reply (aiosmtpd reads pipelined
+  commands correctly but does not say so by itself); ``pipelined`` counts the MAIL commands that
+  arrived with the RCPT already behind them in the same read (a group written at once).
+- smtputf8: the server offers SMTPUTF8 (aiosmtpd's ``enable_SMTPUTF8``) and takes UTF-8 addresses.
 - The port is chosen by the OS (bind to port 0), so tests may run side by side.
 """
 
@@ -104,9 +111,10 @@ class Fault:
     """Misbehave for recipients matching ``pattern`` (a regular expression, searched)."""
 
     pattern: str
-    action: str  # an SMTP reply like "451 4.7.1 try later", or "drop", or "drop-after-data"
+    action: str  # an SMTP reply like "451 4.7.1 try later", or drop, drop-in-body, drop-after-data, late, hang
     stage: str = "RCPT"  # MAIL (matched on the sender), RCPT or DATA, for replies; drops happen in DATA
     times: int | None = None  # apply to the first N matching attempts per recipient; None = always
+    delay: float = 0.0  # "late": seconds between accepting the message and answering
     seen: Counter[str] = field(default_factory=Counter)
 
     def fires(self, recipient: str) -> bool:
@@ -115,6 +123,9 @@ class Fault:
         self.seen[recipient] += 1
         return self.times is None or self.seen[recipient] <= self.times
 
+    def reply(self, recipient: str) -> str:
+        return self.action.replace("{address}", recipient)
+
 
 @dataclass(frozen=True)
 class Received:
@@ -122,9 +133,13 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes
     at: float  # time.monotonic() when accepted
+    mail_options: tuple[str, ...] = ()  # MAIL FROM parameters (SIZE=..., SMTPUTF8)
 
     def parsed(self) -> EmailMessage:
-        message = email.message_from_bytes(self.data, policy=email.policy.default)
+        if "SMTPUTF8" in self.mail_options:  # headers in UTF-8 (RFC 6532): read as text, as such a reader does
+            message = email.message_from_string(self.data.decode("utf-8"), policy=email.policy.SMTPUTF8)
+        else:
+            message = email.message_from_bytes(self.data, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         return message
 
@@ -133,10 +148,16 @@ class _Handler:
     def __init__(self, server: "LoopbackSMTP") -> None:
         self.server = server
 
+    async def handle_EHLO(self, smtp: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.server.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         for fault in self.server.faults:
             if fault.stage == "MAIL" and fault.action[:1].isdigit() and fault.fires(address):
-                return fault.action
+                return fault.reply(address)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
@@ -147,27 +168,33 @@ class _Handler:
             if fault.action == "hang" and fault.fires(address):
                 await asyncio.sleep(3600)  # a relay that stops answering; stop() cancels it
             if fault.stage == "RCPT" and fault.action[:1].isdigit() and fault.fires(address):
-                return fault.action
+                return fault.reply(address)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
+        late = 0.0
         for fault in self.server.faults:
             if fault.action == "drop-after-data" and any(fault.fires(r) for r in envelope.rcpt_tos):
                 smtp.transport.abort()
                 return "421 4.3.0 gone"  # never reaches the client: the connection is closed
+            if fault.action == "late" and any(fault.fires(r) for r in envelope.rcpt_tos):
+                late = fault.delay
             if fault.stage == "DATA" and fault.action[:1].isdigit() and any(fault.fires(r) for r in envelope.rcpt_tos):
-                return fault.action
+                return fault.reply(envelope.rcpt_tos[0])
         server = self.server
         with server.lock:
             server.messages.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos),
-                                            bytes(envelope.original_content), time.monotonic()))
+                                            bytes(envelope.original_content), time.monotonic(),
+                                            tuple(envelope.mail_options)))
             number = len(server.messages)
+        if late:
+            await asyncio.sleep(late)  # accepted (it is in messages), but the client hears it late
         return f"250 2.0.0 Ok: queued as T{number:06d}"
 
 
 class _Session(SMTP):
-    """aiosmtpd's SMTP with a connection counter and a drop in the middle of DATA."""
+    """aiosmtpd's SMTP with a connection counter, a pipelining counter and drops during DATA."""
 
     def __init__(self, server: "LoopbackSMTP", **kwargs: Any) -> None:
         super().__init__(_Handler(server), **kwargs)
@@ -179,11 +206,22 @@ class _Session(SMTP):
                 self.owner.connections += 1
         super().connection_made(transport)
 
+    async def smtp_MAIL(self, arg: str) -> None:
+        if b"RCPT" in self._reader._buffer:  # type: ignore[attr-defined]  # the rest of a group is already here
+            with self.owner.lock:
+                self.owner.pipelined += 1
+        await super().smtp_MAIL(arg)
+
     async def smtp_DATA(self, arg: str) -> None:
         envelope = self.envelope
         if envelope is not None and envelope.rcpt_tos and not arg:
             for fault in self.owner.faults:
                 if fault.action == "drop" and any(fault.fires(r) for r in envelope.rcpt_tos):
+                    self.transport.abort()  # type: ignore[union-attr]  # no 354: the body is never sent
+                    self._reader._buffer.clear()  # type: ignore[attr-defined]
+                    await asyncio.sleep(1)  # connection_lost cancels this session meanwhile
+                    return
+                if fault.action == "drop-in-body" and any(fault.fires(r) for r in envelope.rcpt_tos):
                     await self.push("354 End data with <CR><LF>.<CR><LF>")
                     await self._reader.read(64)  # some of the body, then the line goes dead
                     self.transport.abort()  # type: ignore[union-attr]
@@ -205,10 +243,15 @@ class LoopbackSMTP:
         auth: tuple[str, str] | None = None,
         auth_mechanisms: tuple[str, ...] = ("LOGIN", "PLAIN"),
         faults: list[Fault] | None = None,
+        pipelining: bool = True,
+        smtputf8: bool = False,
     ) -> None:
         if security not in ("none", "starttls", "tls"):
             raise ValueError(security)
         self.security = security
+        self.pipelining = pipelining
+        self.smtputf8 = smtputf8
+        self.pipelined = 0  # MAIL commands that arrived as part of a group
         self.auth = auth
         self.auth_mechanisms = auth_mechanisms
         self.faults: list[Fault] = list(faults or [])
@@ -253,7 +296,8 @@ class LoopbackSMTP:
         failure: list[BaseException] = []
 
         def factory() -> SMTP:
-            kwargs: dict[str, Any] = {"hostname": "loopback.example.com", "loop": loop, "timeout": 30}
+            kwargs: dict[str, Any] = {"hostname": "loopback.example.com", "loop": loop, "timeout": 30,
+                                      "enable_SMTPUTF8": self.smtputf8}
             if self.security == "starttls":
                 kwargs.update(tls_context=context, require_starttls=True)
             if self.auth is not None:

@@ -19,10 +19,12 @@ from cartrescue.model import Decision, OutgoingMessage
 
 
 class Status(StrEnum):
-    """Ledger status of a message; the channel reports the last three."""
+    """Ledger status of a message; the channel reports all but ``claimed``."""
 
     CLAIMED = "claimed"  # inserted before delivery; no outcome known yet
-    UNCONFIRMED = "unconfirmed"  # handed over, but whether it arrived cannot be known (not resent)
+    # Handed over, but whether it arrived cannot be known (the whole message went out and no
+    # answer came): like a claim left by a killed run, not resent unless --resend-unconfirmed.
+    UNCONFIRMED = "unconfirmed"
     SENT = "sent"  # the server (or the outbox) accepted it
     TRANSIENT = "failed_transient"  # retry later (4xx, connection/TLS errors)
     PERMANENT = "failed_permanent"  # do not retry (5xx)

@@ -5,26 +5,39 @@ Owns the conversation with the relay: TLS (implicit or STARTTLS) and AUTH, a poo
 whole run (RSET after a refused transaction, reconnect after a lost one), the rate limits, in-run
 retries with exponential backoff, and the mapping of what the relay said to an outcome:
 
-- 2xx after DATA -> ``sent`` with the reply. Nothing else is ever reported as sent: a connection
-  lost before the final reply is a failure, even when the body had gone out.
-- 4xx, connection, timeout and TLS errors -> retried in the run (``smtp.retries`` times, waits of
-  ``backoff``, doubled each time, at most ``backoff_max``); then ``failed_transient``, which the
-  next run claims again.
+- 2xx after the message -> ``sent`` with the reply. Nothing else is ever reported as sent.
+- No reply after the whole message was written (``smtp.data_timeout`` passed, or the connection
+  was lost after the final dot) -> ``unconfirmed``: the relay may have accepted it, so it is not
+  retried, in this run or later ones, unless ``run --resend-unconfirmed`` (at most once, the same
+  rule as for a killed run: docs/sending.md). A late 250 is never read: the connection is closed.
+- 4xx, and connection, timeout and TLS errors before the message went out -> retried in the run
+  (``smtp.retries`` times, waits of ``backoff``, doubled each time, at most ``backoff_max``);
+  then ``failed_transient``, which the next run claims again.
 - 5xx to RCPT or to the message -> ``failed_permanent`` with the reply; a "no such user" reply
   (5.1.1 and the like) also asks the pipeline to suppress the address.
 - 5xx to MAIL FROM (other than 552, too big) is about the shop's sender, not the customer:
   ``failed_transient`` at once, so fixing the config and re-running sends the message.
+- An address that needs SMTPUTF8 (a non-ASCII local part) to a relay that does not offer it ->
+  ``failed_transient`` at once, "relay does not offer SMTPUTF8"; with it, MAIL FROM carries
+  ``SMTPUTF8`` (RFC 6531).
 - The relay unreachable, or TLS/AUTH failing, for every connection: the rest of the batch is left
   ``failed_transient`` without more attempts, and each later batch probes once (no run of retries
   per message against a dead relay).
 
+Timeouts follow RFC 5321 4.5.3.2 per phase: ``smtp.timeout`` bounds connecting (with TLS and
+AUTH) and the replies to MAIL, RCPT and DATA; ``smtp.data_timeout`` (10 minutes by default, the
+RFC's figure) the reply to the final dot, which a relay may delay while it scans the message.
+
 It must not decide who gets a message nor touch the ledger: the pipeline claims before and
 records after (``Outcome.suppress`` carries the bounce). Messages arrive as
-:class:`~cartrescue.model.OutgoingMessage` and go out as the bytes of
-:func:`cartrescue.mime.build_message`; the email package is never used here. MAIL and RCPT are
-sent with ``SMTP.execute_command`` and pre-encoded addresses rather than ``SMTP.sendmail``, which
-parses both addresses with ``email.utils`` on every message (~50 µs, a fifth of the client's CPU
-per message); the body still goes through ``SMTP.data`` (dot-stuffing, CRLF).
+:class:`~cartrescue.model.OutgoingMessage`, are built once by :func:`cartrescue.mime.build_message`
+and dot-stuffed once by :func:`cartrescue.mime.wire_body`; the email package is never used here,
+nor aiosmtplib's ``sendmail`` (which parses both addresses with ``email.utils``) or ``data``
+(which scans every body twice with regexes). When the relay offers PIPELINING (RFC 2920), MAIL,
+RCPT and DATA go out in one write and their replies are read in order through aiosmtplib's own
+protocol object (:mod:`cartrescue.channels.pipelining`), then the message in a second write: two
+round trips a message instead of four. Without PIPELINING (or with ``smtp.pipelining: false``)
+each command waits for its reply (``SMTP.execute_command``).
 
 The channel's interface is synchronous: it keeps one private event loop for the whole run and
 runs each batch to completion on it.
@@ -48,12 +61,16 @@ from aiosmtplib import (
     SMTPAuthenticationError,
     SMTPException,
     SMTPNotSupported,
+    SMTPResponse,
     SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
 )
 
 from cartrescue.channels.base import Channel, Envelope, Feed, ListFeed, Outcome, Status
+from cartrescue.channels.pipelining import PipeliningProtocol, enable
 from cartrescue.errors import ConfigError
-from cartrescue.mime import build_message, encode_address
+from cartrescue.mime import build_message, encode_address, wire_address, wire_body
 from cartrescue.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -107,7 +124,9 @@ class SmtpSettings:
     retries: int = 3
     backoff: float = 1.0
     backoff_max: float = 30.0
-    timeout: float = 30.0  # connect (with TLS and AUTH), and each transaction
+    timeout: float = 30.0  # connect (with TLS and AUTH), and the replies to MAIL, RCPT and DATA
+    data_timeout: float = 600.0  # the reply after the whole message (RFC 5321 4.5.3.2: 10 minutes)
+    pipelining: bool = True  # MAIL, RCPT and DATA in one write when the relay offers PIPELINING
 
     @classmethod
     def from_config(cls, config: "Config") -> "SmtpSettings":
@@ -120,6 +139,7 @@ class SmtpSettings:
             helo_name=smtp.helo_name, pool_size=smtp.pool_size, rate_per_second=smtp.rate_per_second,
             rate_per_hour=smtp.rate_per_hour, retries=smtp.retries, backoff=smtp.backoff.total_seconds(),
             backoff_max=smtp.backoff_max.total_seconds(), timeout=smtp.timeout.total_seconds(),
+            data_timeout=smtp.data_timeout.total_seconds(), pipelining=smtp.pipelining,
         )
 
     def describe(self) -> str:
@@ -189,11 +209,14 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
 @dataclass(slots=True)
 class _Job:
     claim_id: int
-    rcpt: bytes
-    data: bytes
+    rcpt: bytes  # the recipient as RCPT TO gives it (UTF-8 only with SMTPUTF8)
+    wire: bytes  # the message as the DATA phase sends it: dot-stuffed, ending in ".\r\n"
+    size: int  # octets of the message, for MAIL FROM ... SIZE=
+    utf8: bool  # the message needs SMTPUTF8 (an address with a non-ASCII local part)
     attempts: int = 0
     free_retry: bool = True  # one immediate retry when a reused connection turns out closed
     waiting: bool = False  # a retry is scheduled (backoff running)
+    stage: str = "MAIL"  # the reply the attempt waits for: MAIL, RCPT, DATA, or DOT (message written)
 
 
 @dataclass(slots=True)
@@ -203,14 +226,19 @@ class _Slot:
     smtp: aiosmtplib.SMTP | None = None
     used: int = 0  # transactions on the current connection
     size: bool = False  # the server takes MAIL FROM ... SIZE=
+    smtputf8: bool = False  # the server offers SMTPUTF8
+    pipe: PipeliningProtocol | None = None  # set when the server offers PIPELINING (and it is on)
+    follow: _Job | None = None  # its MAIL, RCPT and DATA went out behind the current message
 
 
 @dataclass(slots=True)
 class Stats:
     connections: int = 0  # connections opened
     transactions: int = 0  # MAIL FROM sent
+    pipelined: int = 0  # of those, sent as one MAIL/RCPT/DATA group (PIPELINING)
     retries: int = 0
     sent: int = 0
+    unconfirmed: int = 0
 
 
 class _Work:
@@ -230,27 +258,34 @@ class _Work:
     async def next(self) -> _Job | None:
         """The next job for a free connection; ``None`` when everything is done."""
         while True:
-            if self.ready:
-                return self.ready.popleft()
-            if not self.exhausted:
-                # A dead relay or a spent hourly quota: the rest only gets its outcome, in bulk.
-                size = 64 if self.channel._down is not None else 1
-                taken = self.feed.take(size)
-                for envelope in taken:
-                    prepared = self.channel._prepare(envelope)
-                    if isinstance(prepared, Outcome):
-                        self.feed.done(prepared)
-                    else:
-                        self.outstanding += 1
-                        self.ready.append(prepared)
-                if taken:
-                    continue
-                self.exhausted = True
+            job = self.take_now()
+            if job is not None:
+                return job
             if self.outstanding == 0:
                 self.wake.set()  # let the other workers see it too
                 return None
             self.wake.clear()
             await self.wake.wait()
+
+    def take_now(self) -> _Job | None:
+        """A job that can start at once (a retry that is due, or one taken from the feed now)."""
+        while True:
+            if self.ready:
+                return self.ready.popleft()
+            if self.exhausted:
+                return None
+            # A dead relay or a spent hourly quota: the rest only gets its outcome, in bulk.
+            size = 64 if self.channel._down is not None else 1
+            taken = self.feed.take(size)
+            for envelope in taken:
+                prepared = self.channel._prepare(envelope)
+                if isinstance(prepared, Outcome):
+                    self.feed.done(prepared)
+                else:
+                    self.outstanding += 1
+                    self.ready.append(prepared)
+            if not taken:
+                self.exhausted = True
 
     def requeue(self, job: _Job) -> None:
         """Put a job that was waiting for its retry back (at most once)."""
@@ -263,6 +298,9 @@ class _Work:
         self.feed.done(outcome)
         self.outstanding -= 1
         self.wake.set()
+
+
+_NEXT_STAGE = {"MAIL": "RCPT", "RCPT": "DATA", "DATA": "DATA"}
 
 
 class _Refused(Exception):
@@ -335,11 +373,12 @@ class SmtpChannel(Channel):
         if message is None:
             return Outcome(envelope.claim_id, Status.PERMANENT, "no message to send")
         try:
-            rcpt = encode_address(message.to.email).encode("ascii")
+            rcpt = wire_address(message.to.email).encode("utf-8")
             data = envelope.data if envelope.data is not None else build_message(message)
         except ValueError as exc:
             return Outcome(envelope.claim_id, Status.PERMANENT, f"cannot send: {exc}")
-        return _Job(envelope.claim_id, rcpt, data)
+        # Every byte build_message writes is ASCII except an address that needs SMTPUTF8.
+        return _Job(envelope.claim_id, rcpt, wire_body(data), len(data), not data.isascii())
 
     async def _run(self, feed: Feed) -> None:
         work = _Work(self, feed, len(self._slots))
@@ -375,12 +414,14 @@ class SmtpChannel(Channel):
                 batch.finish(Outcome(job.claim_id, Status.TRANSIENT,
                                      f"not attempted: smtp.rate_per_hour ({limit}) reached; left for the next run"))
                 continue
-            await self._attempt(slot, job, batch)
+            follow = await self._attempt(slot, job, batch)
+            while follow is not None:  # its commands went out behind the last message (pipelining)
+                follow = await self._attempt(slot, follow, batch, started=True)
 
     async def _connect(self, slot: _Slot) -> aiosmtplib.SMTP:
         if slot.smtp is not None and slot.smtp.is_connected:
             return slot.smtp
-        slot.smtp = None
+        slot.smtp = slot.pipe = None
         try:
             smtp = await open_connection(self.settings, self.context)
         except ConnectFailure as failure:
@@ -391,59 +432,191 @@ class SmtpChannel(Channel):
         self._connect_failures = 0
         self._down = None
         self.stats.connections += 1
-        smtp.timeout = None  # each transaction runs under one deadline instead (see _attempt)
-        slot.smtp, slot.used, slot.size = smtp, 0, smtp.supports_extension("size")
+        smtp.timeout = None  # each phase of a transaction runs under its own deadline instead
+        slot.smtp, slot.used = smtp, 0
+        slot.size, slot.smtputf8 = smtp.supports_extension("size"), smtp.supports_extension("smtputf8")
+        if self.settings.pipelining and smtp.supports_extension("pipelining"):
+            slot.pipe = enable(smtp)
         return smtp
 
-    async def _attempt(self, slot: _Slot, job: _Job, batch: _Work) -> None:
-        job.attempts += 1
+    async def _attempt(self, slot: _Slot, job: _Job, batch: _Work, *, started: bool = False) -> _Job | None:
+        """One transaction of ``job``; returns the next job when its commands already went out.
+
+        ``started``: ``job``'s MAIL, RCPT and DATA were written behind the previous message on
+        this connection (see :meth:`_pipelined`).
+        """
+        if not started:
+            job.attempts += 1
+            try:
+                smtp = await self._connect(slot)
+            except ConnectFailure as failure:
+                self._retry_or_give_up(job, batch, failure.reply)
+                if self._down is not None:  # no point waiting out the backoff of the others
+                    for timer, waiting in batch.timers:
+                        timer.cancel()
+                        batch.requeue(waiting)
+                    batch.timers.clear()
+                return None
+            if job.utf8 and not slot.smtputf8:
+                batch.finish(Outcome(job.claim_id, Status.TRANSIENT, "relay does not offer SMTPUTF8, which this "
+                                     f"address needs (RFC 6531); not sent ({self.settings.describe()})"))
+                return None
+            self._begin(slot, job)
+        reused = slot.used > 1
         try:
-            smtp = await self._connect(slot)
-        except ConnectFailure as failure:
-            self._retry_or_give_up(job, batch, failure.reply)
-            if self._down is not None:  # no point waiting out the backoff of the others
-                for timer, waiting in batch.timers:
-                    timer.cancel()
-                    batch.requeue(waiting)
-                batch.timers.clear()
-            return
-        reused = slot.used > 0
-        slot.used += 1
-        stage = "MAIL"
-        try:
-            self.stats.transactions += 1
-            size = b" SIZE=%d" % len(job.data) if slot.size else b""
-            # One deadline per transaction, not one timer per command: a tenth less CPU per message.
-            async with asyncio.timeout(self.settings.timeout):
-                reply = await smtp.execute_command(b"MAIL FROM:<" + self.sender + b">" + size)
-                if reply.code != 250:
-                    raise _Refused(reply.code, reply.message, stage)
-                stage = "RCPT"
-                reply = await smtp.execute_command(b"RCPT TO:<" + job.rcpt + b">")
-                if reply.code not in (250, 251):
-                    raise _Refused(reply.code, reply.message, stage)
-                stage = "DATA"
-                try:
-                    reply = await smtp.data(job.data)
-                except SMTPResponseException as exc:
-                    raise _Refused(exc.code, exc.message, stage) from None
+            if slot.pipe is not None:
+                reply = await self._pipelined(slot, slot.pipe, job, batch, started)
+            else:
+                assert slot.smtp is not None
+                reply = await self._stepwise(slot, slot.smtp, job)
+            if not 200 <= reply.code < 300:
+                raise _Refused(reply.code, reply.message, "DOT")
         except _Refused as refused:
-            await self._after_refusal(slot, refused.code)
+            await self._after_refusal(slot, refused)
             self._refused(job, batch, refused)
-            return
-        except (SMTPException, OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            return self._follower(slot, batch)
+        except (SMTPException, OSError, ssl.SSLError) as exc:  # OSError includes TimeoutError
             self._drop(slot)
-            cause = f"{type(exc).__name__}: {_one_line(str(exc))}" if str(exc) else type(exc).__name__
-            if stage == "MAIL" and reused and job.free_retry:
-                # The relay closed an idle connection: nothing of this message was sent.
-                job.free_retry = False
+            cause = self._cause(exc, job.stage)
+            if job.stage == "DOT":
+                self._unconfirmed(job, batch, cause)
+            elif job.stage == "MAIL" and (started or (reused and job.free_retry)):
+                # Nothing of this message was sent: the relay closed an idle connection, or the
+                # connection broke under the message before it.
+                job.free_retry = job.free_retry and started
                 job.attempts -= 1
                 batch.ready.append(job)
-                return
-            self._retry_or_give_up(job, batch, f"connection lost during {stage}: {cause}")
-            return
+            else:
+                self._retry_or_give_up(job, batch, f"connection lost during {job.stage}: {cause}")
+            return self._follower(slot, batch)
         self.stats.sent += 1
         batch.finish(Outcome(job.claim_id, Status.SENT, f"{reply.code} {_one_line(reply.message)}"))
+        return self._follower(slot, batch)
+
+    def _begin(self, slot: _Slot, job: _Job) -> None:
+        """Count a transaction of ``job`` on ``slot``'s connection."""
+        slot.used += 1
+        job.stage = "MAIL"
+        self.stats.transactions += 1
+
+    def _follower(self, slot: _Slot, batch: _Work) -> _Job | None:
+        """The job whose commands went out behind the last message, if the connection still stands.
+
+        When the connection was dropped, none of it reached the relay (no reply to its MAIL came):
+        it goes back to be tried again without counting an attempt.
+        """
+        follow, slot.follow = slot.follow, None
+        if follow is None or slot.pipe is not None:
+            return follow
+        follow.attempts -= 1
+        batch.ready.append(follow)
+        batch.wake.set()
+        return None
+
+    def _take_next(self, slot: _Slot, batch: _Work) -> _Job | None:
+        """A job to start behind this message, without waiting (none under a rate limit)."""
+        if self.limiter.limited or self._down is not None:
+            return None
+        job = batch.take_now()
+        if job is None:
+            return None
+        if job.utf8 and not slot.smtputf8:
+            batch.ready.appendleft(job)  # _attempt reports it
+            return None
+        job.attempts += 1
+        self._begin(slot, job)
+        return job
+
+    def _mail(self, slot: _Slot, job: _Job) -> bytes:
+        command = b"MAIL FROM:<" + self.sender + b">"
+        if slot.size:
+            command += b" SIZE=%d" % job.size
+        if job.utf8:
+            command += b" SMTPUTF8"
+        return command
+
+    async def _pipelined(
+        self, slot: _Slot, pipe: PipeliningProtocol, job: _Job, batch: _Work, started: bool
+    ) -> SMTPResponse:
+        """MAIL, RCPT and DATA in one write and their replies in order; then the message (RFC 2920).
+
+        The message goes out with the next job's MAIL, RCPT and DATA behind it (RFC 2920
+        3.1 allows message content first in a group), so a busy connection makes one write and
+        one read per message; that job is left in ``slot.follow`` for :meth:`_attempt` to finish.
+        """
+        if not started:
+            pipe.send(self._group(slot, job), 3)
+        self.stats.pipelined += 1
+        replies: list[SMTPResponse] = []
+        async with asyncio.timeout(self.settings.timeout):
+            while len(replies) < 3:
+                reply = await pipe.reply()
+                replies.append(reply)
+                if reply.code == 421:  # closing: the rest of the group will not be answered
+                    break
+                job.stage = _NEXT_STAGE[job.stage]
+        refused = None
+        if replies[0].code != 250:
+            refused = _Refused(replies[0].code, replies[0].message, "MAIL")
+        elif replies[1].code not in (250, 251):
+            refused = _Refused(replies[1].code, replies[1].message, "RCPT")
+        elif replies[2].code != 354:
+            refused = _Refused(replies[2].code, replies[2].message, "DATA")
+        if refused is not None:
+            if len(replies) == 3 and replies[2].code == 354:
+                # DATA accepted after a refused MAIL or RCPT: end it empty (RFC 2920 3.1).
+                try:
+                    pipe.send(b".\r\n", 1)
+                    async with asyncio.timeout(self.settings.timeout):
+                        await pipe.reply()
+                except (SMTPException, OSError):
+                    self._drop(slot)
+            raise refused
+        follow = self._take_next(slot, batch)
+        if follow is None:
+            pipe.send(job.wire, 1)
+        else:
+            pipe.send(job.wire + self._group(slot, follow), 4)
+            slot.follow = follow
+        job.stage = "DOT"
+        async with asyncio.timeout(self.settings.data_timeout):
+            return await pipe.reply()
+
+    def _group(self, slot: _Slot, job: _Job) -> bytes:
+        return self._mail(slot, job) + b"\r\nRCPT TO:<" + job.rcpt + b">\r\nDATA\r\n"
+
+    async def _stepwise(self, slot: _Slot, smtp: aiosmtplib.SMTP, job: _Job) -> SMTPResponse:
+        """Each command waits for its reply (a relay without PIPELINING); then the message."""
+        async with asyncio.timeout(self.settings.timeout):
+            reply = await smtp.execute_command(self._mail(slot, job))
+            if reply.code != 250:
+                raise _Refused(reply.code, reply.message, "MAIL")
+            job.stage = "RCPT"
+            reply = await smtp.execute_command(b"RCPT TO:<" + job.rcpt + b">")
+            if reply.code not in (250, 251):
+                raise _Refused(reply.code, reply.message, "RCPT")
+            job.stage = "DATA"
+            reply = await smtp.execute_command(b"DATA")
+            if reply.code != 354:
+                raise _Refused(reply.code, reply.message, "DATA")
+        protocol = smtp.protocol
+        if protocol is None:
+            raise SMTPServerDisconnected("Connection lost")
+        protocol.write(job.wire)  # already dot-stuffed: not SMTP.data, which would scan it again
+        job.stage = "DOT"
+        return await protocol.read_response(timeout=self.settings.data_timeout)
+
+    def _cause(self, exc: BaseException, stage: str) -> str:
+        if isinstance(exc, (TimeoutError, SMTPTimeoutError)):
+            if stage == "DOT":
+                return f"no reply within smtp.data_timeout ({self.settings.data_timeout:g} s)"
+            return f"no reply within smtp.timeout ({self.settings.timeout:g} s)"
+        return f"{type(exc).__name__}: {_one_line(str(exc))}" if str(exc) else type(exc).__name__
+
+    def _unconfirmed(self, job: _Job, batch: _Work, cause: str) -> None:
+        self.stats.unconfirmed += 1
+        batch.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{cause} after the whole message was sent: it "
+                             "may have arrived, so it is not resent (at most once; --resend-unconfirmed sends it)"))
 
     def _refused(self, job: _Job, batch: _Work, refused: _Refused) -> None:
         code, text = refused.code, f"{refused.code} {_one_line(refused.message)}"
@@ -455,6 +628,8 @@ class SmtpChannel(Channel):
         elif 500 <= code < 600:
             suppress = NO_SUCH_USER if is_unknown_user(code, refused.message) else ""
             batch.finish(Outcome(job.claim_id, Status.PERMANENT, text, suppress=suppress))
+        elif refused.stage == "DOT":  # after the message, neither yes nor no: maybe delivered
+            self._unconfirmed(job, batch, f"unexpected reply {text}")
         else:  # a reply code SMTP does not allow here
             self._retry_or_give_up(job, batch, f"unexpected reply to {refused.stage}: {text}")
 
@@ -470,16 +645,18 @@ class SmtpChannel(Channel):
         job.waiting = True
         batch.timers.append((loop.call_later(delay, batch.requeue, job), job))
 
-    async def _after_refusal(self, slot: _Slot, code: int) -> None:
+    async def _after_refusal(self, slot: _Slot, refused: _Refused) -> None:
         """Leave the connection ready for the next transaction: RSET, or drop it."""
         smtp = slot.smtp
-        if smtp is None or code == 421 or not smtp.is_connected:
+        if smtp is None or refused.code == 421 or not smtp.is_connected:
             self._drop(slot)
             return
+        if refused.stage == "DOT":
+            return  # the reply to the message ends the transaction: nothing to reset
         try:
             async with asyncio.timeout(self.settings.timeout):
                 reply = await smtp.execute_command(b"RSET")
-        except (SMTPException, OSError, asyncio.TimeoutError):
+        except (SMTPException, OSError):
             self._drop(slot)
             return
         if reply.code != 250:
@@ -488,7 +665,7 @@ class SmtpChannel(Channel):
     def _drop(self, slot: _Slot) -> None:
         if slot.smtp is not None:
             slot.smtp.close()
-        slot.smtp = None
+        slot.smtp = slot.pipe = None
 
     async def _quit_all(self) -> None:
         async def quit(slot: _Slot) -> None:

@@ -117,12 +117,15 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
     if summary.mode == "dry-run":
         lines.append("dry-run: nothing was delivered or recorded (use --outbox DIR or --send)")
     else:
-        lines.append(f"delivered {counts['sent']}, failed {counts['failed']}")
+        lines.append(f"delivered {counts['sent']}, failed {counts['failed']}"
+                     + (f", unconfirmed {counts['deliveries']['unconfirmed']} (no reply after the message; not resent)"
+                        if counts["deliveries"].get("unconfirmed") else ""))
     if summary.released:
         lines.append(f"[yellow]{summary.released} earlier claims without outcome were released and tried again "
                      "(--resend-unconfirmed)[/]")
     elif summary.unconfirmed:
-        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed); not resent "
+        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed, or the relay "
+                     "did not answer after the message); not resent "
                      "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
     if counts["problems"]:
         lines.append(f"[yellow]{counts['problems']} source rows could not be read (see warnings)[/]")

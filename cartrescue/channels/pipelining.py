@@ -1,0 +1,141 @@
+"""ESMTP PIPELINING (RFC 2920) on aiosmtplib's own protocol object.
+
+Owns one thing: writing a group of commands (or a message) at once on a connection aiosmtplib
+opened, and reading the replies to that group in order. Connecting, EHLO, STARTTLS, AUTH, RSET
+and QUIT stay aiosmtplib's. It must not decide what a reply means (the SMTP channel does), open
+connections, or parse replies itself (aiosmtplib's parser does).
+
+Why a subclass, and why it is put on a live connection: aiosmtplib's ``SMTPProtocol`` reads one
+reply per awaited ``read_response``. Its ``data_received`` parses only the first complete reply
+of a chunk (a second one stays in the buffer until more bytes arrive, which after a pipelined
+group never happens) and drops bytes that arrive while a parsed reply waits to be picked up
+(``read_response``'s docstring: "if multiple commands are written to the transport without
+awaiting, response data will be lost"). ``aiosmtplib.SMTP`` builds that protocol inside its
+private ``_create_connection`` with no factory hook. So :func:`enable` turns the connection's
+protocol object into a :class:`PipeliningProtocol` (a subclass that only adds a reply queue)
+once aiosmtplib has connected. Outside a group it behaves exactly as aiosmtplib's.
+
+What this relies on in aiosmtplib (pinned in pyproject; ``tests/test_smtp_pipelining.py``
+fails loudly when it changes): ``SMTP.protocol``; ``SMTPProtocol.write``, ``data_received``,
+``connection_lost``, its ``_buffer`` bytearray and ``_read_response_from_buffer()``, which
+returns one parsed reply and removes it from the buffer, or ``None`` while incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse, SMTPResponseException, SMTPServerDisconnected
+from aiosmtplib.protocol import SMTPProtocol
+
+__all__ = ["PipeliningProtocol", "enable"]
+
+_MAX_PENDING = 64 * 1024  # unparsed reply bytes; far over any real group of replies
+
+
+class PipeliningProtocol(SMTPProtocol):
+    """aiosmtplib's protocol plus a queue for the replies to commands written together.
+
+    Made only by :func:`enable` (the instance already exists), so its own state has class-level
+    defaults and is created on first use.
+    """
+
+    _owed: int = 0  # replies still to come for what :meth:`send` wrote
+    _replies: deque[SMTPResponse] | None = None  # parsed, not yet taken by :meth:`reply`
+    _wake: asyncio.Future[None] | None = None  # a reader waiting in :meth:`reply`
+    _lost: BaseException | None = None  # why no more replies will come
+
+    def send(self, data: bytes, replies: int) -> None:
+        """Write ``data`` (commands, or a message) and expect ``replies`` replies to it, in order.
+
+        Raises ``SMTPServerDisconnected`` when the connection is gone (nothing was written).
+        """
+        if self._lost is not None:
+            raise SMTPServerDisconnected("Connection lost")
+        if self._replies is None:
+            self._replies = deque()
+        self.write(data)
+        self._owed += replies
+
+    async def reply(self) -> SMTPResponse:
+        """The next reply to what :meth:`send` wrote; returns at once when it is already here."""
+        replies = self._replies
+        if replies:
+            return replies.popleft()
+        if self._lost is not None:
+            raise self._lost
+        if not self._owed or replies is None:
+            raise RuntimeError("no reply is expected")
+        waiter = self._wake = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._wake = None
+        return replies.popleft()
+
+    @property
+    def owed(self) -> int:
+        """Replies still expected (written commands not answered yet)."""
+        return self._owed
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if not self._owed:
+            super().data_received(data)  # outside a group: aiosmtplib's own reading
+            return
+        buffer = self._buffer
+        buffer.extend(data)
+        if len(buffer) > _MAX_PENDING:
+            self._fail(SMTPResponseException(-1, "Response too long"))
+            return
+        if data[-1:] != b"\n":
+            return  # in the middle of a line: the rest is on its way
+        replies = self._replies
+        assert replies is not None
+        try:
+            while self._owed:
+                parsed = self._read_response_from_buffer()
+                if parsed is None:
+                    break
+                self._owed -= 1
+                replies.append(parsed)
+        except SMTPResponseException as exc:  # a malformed reply: nothing after it can be trusted
+            self._fail(exc)
+            return
+        if not self._owed:
+            del buffer[:]  # nothing was asked: never pair stray bytes with a later command
+        waiter = self._wake
+        if waiter is not None and replies and not waiter.done():
+            waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._lost is None and (self._owed or self._wake is not None):
+            lost = SMTPServerDisconnected("Connection lost")
+            lost.__cause__ = exc
+            self._fail(lost)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._lost = exc
+        self._owed = 0
+        waiter = self._wake
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+
+def enable(smtp: aiosmtplib.SMTP) -> PipeliningProtocol:
+    """Give ``smtp``'s open connection the reply queue of :class:`PipeliningProtocol`."""
+    protocol = smtp.protocol
+    if protocol is None:
+        raise SMTPServerDisconnected("Server not connected")
+    if not isinstance(protocol, PipeliningProtocol):
+        if type(protocol) is not SMTPProtocol:
+            raise TypeError(f"unexpected aiosmtplib protocol class {type(protocol).__qualname__}")
+        protocol.__class__ = PipeliningProtocol
+    assert isinstance(protocol, PipeliningProtocol)
+    return protocol

@@ -1,0 +1,179 @@
+"""ESMTP PIPELINING (RFC 2920) through aiosmtplib's protocol object (issue 13, point 2).
+
+Against the real aiosmtpd server of tests/smtpserver.py, which can advertise PIPELINING or not:
+commands are grouped only when the relay offers it (or ``smtp.pipelining`` allows it), every
+reply of a group lands on its own message (the fault replies name their recipient, so a reply
+paired with the wrong message shows), and the message bodies arrive intact. A scripted server
+on loopback sends replies glued together and split in the middle of a line. One test pins the
+aiosmtplib internals that cartrescue/channels/pipelining.py relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+
+import aiosmtplib
+import pytest
+from aiosmtplib.protocol import SMTPProtocol
+from smtpserver import Fault, LoopbackSMTP
+from test_smtp_faults import envelope, settings
+
+from cartrescue.channels.base import Outcome, Status
+from cartrescue.channels.pipelining import PipeliningProtocol, enable
+from cartrescue.channels.smtp import NO_SUCH_USER, SmtpChannel
+
+# The aiosmtplib releases whose protocol internals were checked (pyproject pins the same range).
+CHECKED = ((3, 0), (5, 2))
+
+
+def deliver(channel: SmtpChannel, addresses: list[str]) -> dict[str, Outcome]:
+    try:
+        outcomes = {o.claim_id: o for o in channel.deliver([envelope(n, a) for n, a in enumerate(addresses)])}
+    finally:
+        channel.close()
+    return {addresses[n]: outcome for n, outcome in outcomes.items()}
+
+
+def test_the_aiosmtplib_internals_pipelining_relies_on_are_there() -> None:
+    """Fails loudly when an aiosmtplib release changes what channels/pipelining.py uses."""
+    version = tuple(int(part) for part in re.findall(r"\d+", aiosmtplib.__version__)[:2])
+    low, high = CHECKED
+    assert low <= version < high, (
+        f"aiosmtplib {aiosmtplib.__version__} is outside {low}..{high}, the range whose protocol internals "
+        "cartrescue/channels/pipelining.py was checked against: check them and widen the pin in pyproject.toml"
+    )
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = SMTPProtocol(loop=loop)
+        for name in ("write", "data_received", "connection_lost", "read_response", "_read_response_from_buffer"):
+            assert callable(getattr(protocol, name, None)), f"aiosmtplib SMTPProtocol.{name} is gone"
+        assert isinstance(protocol._buffer, bytearray), "aiosmtplib SMTPProtocol._buffer is no longer a bytearray"
+        protocol._buffer.extend(b"250-first\r\n250 second\r\n354 go ahead\r\n25")
+        first = protocol._read_response_from_buffer()  # one reply, taken off the buffer
+        assert (first.code, first.message) == (250, "first\nsecond")
+        assert bytes(protocol._buffer) == b"354 go ahead\r\n25"
+        assert protocol._read_response_from_buffer().code == 354
+        assert protocol._read_response_from_buffer() is None  # an incomplete reply stays put
+        assert bytes(protocol._buffer) == b"25"
+        protocol.__class__ = PipeliningProtocol  # what enable() does to a live connection's protocol
+        assert isinstance(protocol, SMTPProtocol) and protocol.owed == 0
+        assert hasattr(aiosmtplib.SMTP(), "protocol")
+    finally:
+        loop.close()
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize(("advertised", "enabled"), [(True, True), (False, True), (True, False)],
+                         ids=["offered", "not-offered", "switched-off"])
+def test_commands_are_grouped_only_when_the_relay_offers_pipelining(advertised: bool, enabled: bool) -> None:
+    addresses = [f"p{n:02d}@example.com" for n in range(40)]
+    with LoopbackSMTP(pipelining=advertised) as server:
+        channel = SmtpChannel(settings(server, pool_size=2, pipelining=enabled))
+        outcomes = deliver(channel, addresses)
+        received = server.wait_for(40)
+    assert {o.status for o in outcomes.values()} == {Status.SENT}
+    assert server.recipients() == Counter({address: 1 for address in addresses})
+    if advertised and enabled:
+        assert channel.stats.pipelined == 40
+        assert server.pipelined >= 20  # MAIL arrived with its RCPT behind it (most groups come in one read)
+    else:
+        assert channel.stats.pipelined == 0 and server.pipelined == 0
+    for message in received:  # the bodies went through mime.wire_body's dot-stuffing and back
+        body = message.parsed().get_body(("plain",)).get_content()
+        assert body.replace("\r\n", "\n") == "Hello\n.\n..\nBye"
+        assert ("SIZE=" + str(len(message.data))) in message.mail_options
+
+
+FAULTS = [  # every time: a message whose commands were cut off with a dropped connection goes again
+    Fault(r"^busy", "421 4.3.2 <{address}> closing, try later"),
+    Fault(r"^grey", "451 4.7.1 <{address}> greylisted"),
+    Fault(r"^gone", "550 5.1.1 <{address}> no such user"),
+    Fault(r"^spam", "554 5.7.1 <{address}> message refused", stage="DATA"),
+    Fault(r"^full", "452 4.3.1 <{address}> insufficient storage", stage="DATA"),
+    Fault(r"^quit", "421 4.3.0 <{address}> shutting down", stage="DATA"),
+]
+KINDS = ("ok", "busy", "grey", "gone", "spam", "full", "quit")
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+def test_fault_replies_in_a_pipelined_batch_land_on_their_own_message(pipelining: bool) -> None:
+    """421, 451 and 550 to RCPT, 452, 421 and 554 to the message, among plain messages: with no
+    retries every outcome carries the reply the server gave *its* recipient."""
+    addresses = [f"{kind}{n}@example.com" for n in range(5) for kind in KINDS]
+    with LoopbackSMTP(faults=[Fault(f.pattern, f.action, f.stage, f.times) for f in FAULTS],
+                      pipelining=pipelining) as server:
+        channel = SmtpChannel(settings(server, pool_size=2, retries=0))
+        outcomes = deliver(channel, addresses)
+        accepted = server.recipients()
+    expected = {
+        "busy": (Status.TRANSIENT, "421 4.3.2 <{}> closing, try later"),
+        "grey": (Status.TRANSIENT, "451 4.7.1 <{}> greylisted"),
+        "gone": (Status.PERMANENT, "550 5.1.1 <{}> no such user"),
+        "spam": (Status.PERMANENT, "554 5.7.1 <{}> message refused"),
+        "full": (Status.TRANSIENT, "452 4.3.1 <{}> insufficient storage"),
+        "quit": (Status.TRANSIENT, "421 4.3.0 <{}> shutting down"),
+    }
+    for address, outcome in outcomes.items():
+        kind = re.sub(r"\d+@example\.com$", "", address)
+        if kind == "ok":
+            assert outcome.status is Status.SENT and outcome.reply.startswith("250 "), address
+            assert accepted[address] == 1, address
+            continue
+        status, reply = expected[kind]
+        assert (outcome.status, outcome.reply) == (status, reply.format(address)), address
+        assert accepted[address] == 0, address
+        assert outcome.suppress == (NO_SUCH_USER if kind == "gone" else "")
+    assert len(outcomes) == len(addresses)
+    assert (channel.stats.pipelined > 0) is pipelining
+
+
+# -- replies however the bytes arrive: a scripted server ----------------------------------------
+
+
+async def scripted_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Greeting, EHLO with PIPELINING; then the replies to one group glued together and split
+    in the middle of a line, a multi-line RCPT reply, and the reply to the message."""
+    writer.write(b"220 scripted ESMTP\r\n")
+    assert (await reader.readline()).startswith(b"EHLO")
+    writer.write(b"250-scripted\r\n250-PIPELINING\r\n250 SIZE 100000\r\n")
+    for expected in (b"MAIL FROM:<shop@example.com>", b"RCPT TO:<a@example.com>", b"DATA"):
+        assert (await reader.readline()).startswith(expected)
+    writer.write(b"250 2.1.0 sender ok\r\n250-2.1.5 recipient\r\n250 2.1.5 ok\r\n35")
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(b"4 go ahead\r\n")
+    body = await reader.readuntil(b"\r\n.\r\n")
+    writer.write(b"250 2.0.0 queued " + str(len(body)).encode() + b"\r\n")
+    assert (await reader.readline()).startswith(b"QUIT")
+    writer.write(b"221 bye\r\n")
+    await writer.drain()
+    writer.close()
+
+
+def test_replies_are_read_in_order_however_the_bytes_arrive() -> None:
+    async def scenario() -> list[tuple[int, str]]:
+        server = await asyncio.start_server(scripted_session, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, use_tls=False, timeout=5)
+        try:
+            await smtp.connect()
+            await smtp.ehlo()
+            pipe = enable(smtp)
+            pipe.send(b"MAIL FROM:<shop@example.com>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n", 3)
+            got = [await pipe.reply() for _ in range(3)]
+            pipe.send(b"Subject: x\r\n\r\nhi\r\n.\r\n", 1)
+            got.append(await asyncio.wait_for(pipe.reply(), 5))
+            assert pipe.owed == 0
+            await smtp.quit()  # outside a group: aiosmtplib's own reading
+            return [(reply.code, reply.message) for reply in got]
+        finally:
+            smtp.close()
+            server.close()
+            await server.wait_closed()
+
+    replies = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert replies == [(250, "2.1.0 sender ok"), (250, "2.1.5 recipient\n2.1.5 ok"), (354, "go ahead"),
+                       (250, "2.0.0 queued 21")]
