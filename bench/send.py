@@ -1,6 +1,7 @@
 """Benchmark B1: the full send pipeline against Postfix's smtp-sink, and mailmerge 2.3.0 beside it.
 
-    python bench/send.py [--carts 20000] [--pool 16] [--mailmerge both|text|markdown|none] [--breakdown] [--keep]
+    python bench/send.py [--carts 20000] [--pool 16] [--mailmerge both|text|markdown|none] [--stepwise]
+                         [--breakdown] [--keep]
 
 What it does, all on loopback:
 
@@ -22,6 +23,8 @@ What it does, all on loopback:
 
 ``--breakdown`` also times a dry-run of the same config (plan + render only, no MIME, no SMTP,
 no ledger writes), which says how much of the send run is the pipeline before the channel.
+``--stepwise`` also times the send with ``smtp.pipelining: false`` (each command waits for its
+reply, as against a relay without PIPELINING), on a fresh ledger, in the same run.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ sequences:
       - {{delay: 1m, template: reminder-1}}
       - {{delay: 24h, template: reminder-2}}
       - {{delay: 72h, template: reminder-3}}
-smtp: {{host: 127.0.0.1, port: {port}, security: none, pool_size: {pool}, timeout: 60s}}
+smtp: {{host: 127.0.0.1, port: {port}, security: none, pool_size: {pool}, timeout: 60s, pipelining: {pipelining}}}
 """
 
 _MAILMERGE_HEAD = """\
@@ -189,6 +192,8 @@ def main() -> None:
                         help="mailmerge templates to time: plain text (its fast case, the ratio on the last line), "
                              "markdown (text + HTML like ours), both (default) or none")
     parser.add_argument("--breakdown", action="store_true", help="also time a dry-run of the same config")
+    parser.add_argument("--stepwise", action="store_true",
+                        help="also time the send without PIPELINING (smtp.pipelining: false)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
     args = parser.parse_args()
 
@@ -198,18 +203,26 @@ def main() -> None:
         subprocess.run([sys.executable, str(REPO / "examples" / "make_sample.py"), "--carts", str(args.carts),
                         "--out", str(folder)], check=True, stdout=subprocess.DEVNULL)
         config = folder / "cartrescue.yaml"
-        config.write_text(CONFIG.format(now=NOW, port=port, pool=args.pool), encoding="utf-8")
+        config.write_text(CONFIG.format(now=NOW, port=port, pool=args.pool, pipelining="true"), encoding="utf-8")
         load = os.getloadavg()[0]
 
         dry = None
         if args.breakdown:
             dry = timed(cartrescue_command() + ["run", "--config", str(config), "--quiet"], folder)
             (folder / "ledger.db").unlink(missing_ok=True)
+        if args.stepwise:
+            stepwise = folder / "stepwise.yaml"
+            stepwise.write_text(CONFIG.format(now=NOW, port=port, pool=args.pool, pipelining="false")
+                                .replace("ledger.db", "ledger-stepwise.db"), encoding="utf-8")
+            took = timed(cartrescue_command() + ["run", "--send", "--quiet", "--config", str(stepwise)], folder)
+            count = len(sent_rows(folder / "ledger-stepwise.db"))
+            log(f"cartrescue without PIPELINING: {count:,} sent in {took:.2f} s = {count / took:,.0f} msg/s "
+                f"(load before {load:.2f})")
         elapsed = timed(cartrescue_command() + ["run", "--send", "--quiet", "--config", str(config)], folder)
         sent = sent_rows(folder / "ledger.db")
         ours = len(sent) / elapsed
         log(f"cartrescue: {len(sent):,} of {args.carts:,} carts sent in {elapsed:.2f} s = {ours:,.0f} msg/s "
-            f"(pool {args.pool}, load before {load:.2f})")
+            f"(pool {args.pool}, PIPELINING, load before {load:.2f})")
         if dry is not None:
             log(f"  of which planning + rendering (dry-run of the same config): {dry:.2f} s; "
                 f"claim + MIME + SMTP + ledger: {elapsed - dry:.2f} s "

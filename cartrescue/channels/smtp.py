@@ -35,9 +35,10 @@ and dot-stuffed once by :func:`cartrescue.mime.wire_body`; the email package is 
 nor aiosmtplib's ``sendmail`` (which parses both addresses with ``email.utils``) or ``data``
 (which scans every body twice with regexes). When the relay offers PIPELINING (RFC 2920), MAIL,
 RCPT and DATA go out in one write and their replies are read in order through aiosmtplib's own
-protocol object (:mod:`cartrescue.channels.pipelining`), then the message in a second write: two
-round trips a message instead of four. Without PIPELINING (or with ``smtp.pipelining: false``)
-each command waits for its reply (``SMTP.execute_command``).
+protocol object (:mod:`cartrescue.channels.pipelining`); then the message, followed at once by the
+next message's MAIL, RCPT and DATA (taken, so claimed, only after this message was written): one
+wait for replies per message instead of four. Without PIPELINING (or with ``smtp.pipelining:
+false``) each command waits for its reply (``SMTP.execute_command``).
 
 The channel's interface is synchronous: it keeps one private event loop for the whole run and
 runs each batch to completion on it.
@@ -540,9 +541,10 @@ class SmtpChannel(Channel):
     ) -> SMTPResponse:
         """MAIL, RCPT and DATA in one write and their replies in order; then the message (RFC 2920).
 
-        The message goes out with the next job's MAIL, RCPT and DATA behind it (RFC 2920
-        3.1 allows message content first in a group), so a busy connection makes one write and
-        one read per message; that job is left in ``slot.follow`` for :meth:`_attempt` to finish.
+        The next job's MAIL, RCPT and DATA follow the message at once (RFC 2920 3.1 allows
+        message content first in a group), so their replies come with the reply to the message:
+        one wait per message on a busy connection. That job is left in ``slot.follow`` for
+        :meth:`_attempt` to finish.
         """
         if not started:
             pipe.send(self._group(slot, job), 3)
@@ -572,13 +574,14 @@ class SmtpChannel(Channel):
                 except (SMTPException, OSError):
                     self._drop(slot)
             raise refused
-        follow = self._take_next(slot, batch)
-        if follow is None:
-            pipe.send(job.wire, 1)
-        else:
-            pipe.send(job.wire + self._group(slot, follow), 4)
-            slot.follow = follow
+        pipe.send(job.wire, 1)
         job.stage = "DOT"
+        # Only now is the next job taken (and so claimed): this message is already on its way, so
+        # a kill leaves at most one claimed-but-undelivered message per connection.
+        follow = self._take_next(slot, batch)
+        if follow is not None:
+            pipe.send(self._group(slot, follow), 3)
+            slot.follow = follow
         async with asyncio.timeout(self.settings.data_timeout):
             return await pipe.reply()
 
