@@ -243,8 +243,13 @@ class Stats:
 
 
 class _Work:
-    """The jobs of one :meth:`SmtpChannel.run`: taken from the feed one at a time as connections
-    come free (so each is claimed only when it can go out), plus retries waiting for their turn."""
+    """The jobs of one :meth:`SmtpChannel.run`: taken from the feed as connections come free (so
+    each is claimed only when it can go out at once), plus retries waiting for their turn.
+
+    Connections that come free in the same turn of the event loop (their replies arrived in the
+    same read of the sockets) take their jobs together: one ``feed.take(n)``, so one ledger
+    transaction for n claims, and still at most one job per free connection.
+    """
 
     def __init__(self, channel: "SmtpChannel", feed: Feed, workers: int) -> None:
         self.channel = channel
@@ -255,11 +260,12 @@ class _Work:
         self.exhausted = False
         self.timers: list[tuple[asyncio.TimerHandle, _Job]] = []
         self.wake = asyncio.Event()
+        self._asking: list[asyncio.Future[_Job | None]] = []  # connections waiting for this turn's take
 
     async def next(self) -> _Job | None:
         """The next job for a free connection; ``None`` when everything is done."""
         while True:
-            job = self.take_now()
+            job = await self.take()
             if job is not None:
                 return job
             if self.outstanding == 0:
@@ -268,15 +274,24 @@ class _Work:
             self.wake.clear()
             await self.wake.wait()
 
-    def take_now(self) -> _Job | None:
-        """A job that can start at once (a retry that is due, or one taken from the feed now)."""
-        while True:
-            if self.ready:
-                return self.ready.popleft()
-            if self.exhausted:
-                return None
-            # A dead relay or a spent hourly quota: the rest only gets its outcome, in bulk.
-            size = 64 if self.channel._down is not None else 1
+    async def take(self) -> _Job | None:
+        """A job that can start at once (a retry that is due, or one taken from the feed in this
+        turn of the loop); ``None`` when there is none now."""
+        if self.ready:
+            return self.ready.popleft()
+        if self.exhausted:
+            return None
+        asking: asyncio.Future[_Job | None] = asyncio.get_running_loop().create_future()
+        if not self._asking:
+            asyncio.get_running_loop().call_soon(self._take_together)
+        self._asking.append(asking)
+        return await asking
+
+    def _take_together(self) -> None:
+        asking, self._asking = self._asking, []
+        # A dead relay or a spent hourly quota: the rest only gets its outcome, in bulk.
+        size = max(len(asking), 64) if self.channel._down is not None else len(asking)
+        while len(self.ready) < len(asking) and not self.exhausted:
             taken = self.feed.take(size)
             for envelope in taken:
                 prepared = self.channel._prepare(envelope)
@@ -287,6 +302,9 @@ class _Work:
                     self.ready.append(prepared)
             if not taken:
                 self.exhausted = True
+        for future in asking:
+            if not future.done():  # its worker may have been cancelled meanwhile (close())
+                future.set_result(self.ready.popleft() if self.ready else None)
 
     def requeue(self, job: _Job) -> None:
         """Put a job that was waiting for its retry back (at most once)."""
@@ -514,11 +532,11 @@ class SmtpChannel(Channel):
         batch.wake.set()
         return None
 
-    def _take_next(self, slot: _Slot, batch: _Work) -> _Job | None:
+    async def _take_next(self, slot: _Slot, batch: _Work) -> _Job | None:
         """A job to start behind this message, without waiting (none under a rate limit)."""
         if self.limiter.limited or self._down is not None:
             return None
-        job = batch.take_now()
+        job = await batch.take()
         if job is None:
             return None
         if job.utf8 and not slot.smtputf8:
@@ -578,9 +596,14 @@ class SmtpChannel(Channel):
         job.stage = "DOT"
         # Only now is the next job taken (and so claimed): this message is already on its way, so
         # a kill leaves at most one claimed-but-undelivered message per connection.
-        follow = self._take_next(slot, batch)
+        follow = await self._take_next(slot, batch)
         if follow is not None:
-            pipe.send(self._group(slot, follow), 3)
+            try:
+                pipe.send(self._group(slot, follow), 3)
+            except SMTPServerDisconnected:  # lost meanwhile: nothing of it went out
+                follow.attempts -= 1
+                batch.ready.append(follow)
+                raise
             slot.follow = follow
         async with asyncio.timeout(self.settings.data_timeout):
             return await pipe.reply()
