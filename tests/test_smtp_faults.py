@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from smtpserver import Fault, LoopbackSMTP
 
-from cartrescue.channels.base import Envelope, Status
+from cartrescue.channels.base import Envelope, Outcome, Status
 from cartrescue.channels.smtp import SmtpChannel, SmtpSettings, is_unknown_user
 from cartrescue.contacts import email_hash
 from cartrescue.ledger import Ledger
@@ -154,6 +154,15 @@ def envelope(claim_id: int, address: str) -> Envelope:
         to=Address(address, "Kim"), subject="Your cart", text="Hello\n.\n..\nBye", html="<p>Hello</p>", date=WHEN,
     )
     return Envelope(claim_id, None, message)  # type: ignore[arg-type]  # the channel never reads the decision
+
+
+def deliver(channel: SmtpChannel, addresses: list[str]) -> dict[str, Outcome]:
+    """Send one message to each address through ``channel`` (then closed): outcome by address."""
+    try:
+        outcomes = {o.claim_id: o for o in channel.deliver([envelope(n, a) for n, a in enumerate(addresses)])}
+    finally:
+        channel.close()
+    return {addresses[n]: outcome for n, outcome in outcomes.items()}
 
 
 def settings(server: LoopbackSMTP, **extra: object) -> SmtpSettings:

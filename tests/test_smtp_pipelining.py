@@ -18,22 +18,14 @@ import aiosmtplib
 import pytest
 from aiosmtplib.protocol import SMTPProtocol
 from smtpserver import Fault, LoopbackSMTP
-from test_smtp_faults import envelope, settings
+from test_smtp_faults import deliver, settings
 
-from cartrescue.channels.base import Outcome, Status
+from cartrescue.channels.base import Status
 from cartrescue.channels.pipelining import PipeliningProtocol, enable
 from cartrescue.channels.smtp import NO_SUCH_USER, SmtpChannel
 
 # The aiosmtplib releases whose protocol internals were checked (pyproject pins the same range).
 CHECKED = ((3, 0), (5, 2))
-
-
-def deliver(channel: SmtpChannel, addresses: list[str]) -> dict[str, Outcome]:
-    try:
-        outcomes = {o.claim_id: o for o in channel.deliver([envelope(n, a) for n, a in enumerate(addresses)])}
-    finally:
-        channel.close()
-    return {addresses[n]: outcome for n, outcome in outcomes.items()}
 
 
 def test_the_aiosmtplib_internals_pipelining_relies_on_are_there() -> None:

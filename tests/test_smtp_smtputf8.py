@@ -13,22 +13,13 @@ from collections import Counter
 
 import pytest
 from smtpserver import LoopbackSMTP
-from test_smtp_faults import envelope, settings
+from test_smtp_faults import deliver, rows_by_email, settings
 
-from cartrescue.channels.base import Outcome, Status
+from cartrescue.channels.base import Status
 from cartrescue.channels.smtp import SmtpChannel
-from cartrescue.ledger import Ledger
 from conftest import Shop, cart
 
 pytestmark = pytest.mark.smtp
-
-
-def deliver(channel: SmtpChannel, addresses: list[str]) -> dict[str, Outcome]:
-    try:
-        outcomes = {o.claim_id: o for o in channel.deliver([envelope(n, a) for n, a in enumerate(addresses)])}
-    finally:
-        channel.close()
-    return {addresses[n]: outcome for n, outcome in outcomes.items()}
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
@@ -78,9 +69,5 @@ def test_run_send_skips_with_the_reason_then_sends_once_the_relay_offers_smtputf
         assert second.exit_code == 0, second.output
         (message,) = server.wait_for(1)
     assert message.rcpt_tos == ("åsa@example.com",) and "SMTPUTF8" in message.mail_options
-    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
-    try:
-        rows = {row["email"]: row for row in ledger.messages()}
-    finally:
-        ledger.close()
+    rows = rows_by_email(shop)
     assert rows["åsa@example.com"]["status"] == "sent" and rows["åsa@example.com"]["attempts"] == 2

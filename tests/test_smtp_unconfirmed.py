@@ -21,24 +21,15 @@ from datetime import timedelta
 
 import pytest
 from smtpserver import Fault, LoopbackSMTP
-from test_smtp_faults import envelope, settings
+from test_smtp_faults import deliver, rows_by_email, settings
 
-from cartrescue.channels.base import Outcome, Status
+from cartrescue.channels.base import Status
 from cartrescue.channels.smtp import SmtpChannel
-from cartrescue.ledger import Ledger
 from conftest import NOW, Shop, cart
 
 pytestmark = pytest.mark.smtp
 
 MODES = pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
-
-
-def deliver(channel: SmtpChannel, addresses: list[str]) -> dict[str, Outcome]:
-    try:
-        outcomes = {o.claim_id: o for o in channel.deliver([envelope(n, a) for n, a in enumerate(addresses)])}
-    finally:
-        channel.close()
-    return {addresses[n]: outcome for n, outcome in outcomes.items()}
 
 
 @MODES
@@ -105,14 +96,6 @@ def test_a_silent_relay_before_the_message_is_still_retried() -> None:
 # -- through the CLI: the ledger, later runs, --resend-unconfirmed -----------------------------
 
 
-def rows(shop: Shop) -> dict[str, dict]:
-    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
-    try:
-        return {row["email"]: row for row in ledger.messages()}
-    finally:
-        ledger.close()
-
-
 def test_an_unconfirmed_step_is_done_reported_and_resent_only_on_request(shop: Shop) -> None:
     shop.add(cart("u1"), cart("ok1"))
     with LoopbackSMTP(faults=[Fault(r"^u1@", "drop-after-data", times=1)]) as server:
@@ -120,7 +103,7 @@ def test_an_unconfirmed_step_is_done_reported_and_resent_only_on_request(shop: S
         first = shop.cli("run", "--send", "--json")
         assert first.exit_code == 0, first.output  # nothing failed: one message is unconfirmed
         assert first.json["counts"]["deliveries"] == {"sent": 1, "unconfirmed": 1}
-        assert rows(shop)["u1@example.com"]["status"] == "unconfirmed"
+        assert rows_by_email(shop)["u1@example.com"]["status"] == "unconfirmed"
 
         human = shop.cli("run", "--send", now=NOW + timedelta(minutes=5))
         assert "1 earlier claims have no outcome" in human.stdout
@@ -132,7 +115,7 @@ def test_an_unconfirmed_step_is_done_reported_and_resent_only_on_request(shop: S
         assert resend.json["released"] == 1 and resend.json["counts"]["sent"] == 1
         server.wait_for(2)
     assert server.recipients() == Counter({"ok1@example.com": 1, "u1@example.com": 1})
-    assert rows(shop)["u1@example.com"]["status"] == "sent"
+    assert rows_by_email(shop)["u1@example.com"]["status"] == "sent"
 
 
 def test_the_run_summary_counts_unconfirmed_messages(shop: Shop) -> None:
