@@ -18,9 +18,9 @@ import aiosmtplib
 import pytest
 from aiosmtplib.protocol import SMTPProtocol
 from smtpserver import Fault, LoopbackSMTP
-from test_smtp_faults import deliver, settings
+from test_smtp_faults import deliver, envelope, settings
 
-from cartrescue.channels.base import Status
+from cartrescue.channels.base import ListFeed, Outcome, Status
 from cartrescue.channels.pipelining import PipeliningProtocol, enable
 from cartrescue.channels.smtp import NO_SUCH_USER, SmtpChannel
 
@@ -76,6 +76,45 @@ def test_commands_are_grouped_only_when_the_relay_offers_pipelining(advertised: 
         body = message.parsed().get_body(("plain",)).get_content()
         assert body.replace("\r\n", "\n") == "Hello\n.\n..\nBye"
         assert ("SIZE=" + str(len(message.data))) in message.mail_options
+
+
+class CountingFeed(ListFeed):
+    """A feed that notes each take and how many envelopes were out without an outcome."""
+
+    def __init__(self, envelopes: list) -> None:
+        super().__init__(envelopes)
+        self.takes: list[int] = []
+        self.out = self.most_out = 0
+
+    def take(self, n: int) -> list:
+        taken = super().take(n)
+        if taken:
+            self.takes.append(n)
+        self.out += len(taken)
+        self.most_out = max(self.most_out, self.out)
+        return taken
+
+    def done(self, outcome: Outcome) -> None:
+        super().done(outcome)
+        self.out -= 1
+
+
+@pytest.mark.smtp
+def test_connections_free_together_take_their_messages_in_one_claim() -> None:
+    """The feed claims in the ledger on take: the pool's first messages are one take(4), never
+    more than one a free connection; in flight at most two a connection (one written and
+    waiting for its reply, the next one's commands behind it)."""
+    with LoopbackSMTP() as server:
+        channel = SmtpChannel(settings(server, pool_size=4))
+        feed = CountingFeed([envelope(n, f"f{n}@example.com") for n in range(60)])
+        try:
+            channel.run(feed)
+        finally:
+            channel.close()
+        server.wait_for(60)
+    assert [o.status for o in feed.outcomes] == [Status.SENT] * 60
+    assert feed.takes[0] == 4 and max(feed.takes) <= 4 and len(feed.takes) < 60
+    assert feed.most_out <= 2 * 4
 
 
 FAULTS = [  # every time: a message whose commands were cut off with a dropped connection goes again

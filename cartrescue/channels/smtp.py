@@ -289,19 +289,26 @@ class _Work:
 
     def _take_together(self) -> None:
         asking, self._asking = self._asking, []
-        # A dead relay or a spent hourly quota: the rest only gets its outcome, in bulk.
-        size = max(len(asking), 64) if self.channel._down is not None else len(asking)
-        while len(self.ready) < len(asking) and not self.exhausted:
-            taken = self.feed.take(size)
-            for envelope in taken:
-                prepared = self.channel._prepare(envelope)
-                if isinstance(prepared, Outcome):
-                    self.feed.done(prepared)
-                else:
-                    self.outstanding += 1
-                    self.ready.append(prepared)
-            if not taken:
-                self.exhausted = True
+        try:
+            while len(self.ready) < len(asking) and not self.exhausted:
+                size = len(asking) - len(self.ready)
+                if self.channel._down is not None:  # a dead relay: the rest only gets its outcome, in bulk
+                    size = max(size, 64)
+                taken = self.feed.take(size)
+                for envelope in taken:
+                    prepared = self.channel._prepare(envelope)
+                    if isinstance(prepared, Outcome):
+                        self.feed.done(prepared)
+                    else:
+                        self.outstanding += 1
+                        self.ready.append(prepared)
+                if not taken:
+                    self.exhausted = True
+        except Exception as exc:  # the ledger failed: every connection that asked stops with it
+            for future in asking:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         for future in asking:
             if not future.done():  # its worker may have been cancelled meanwhile (close())
                 future.set_result(self.ready.popleft() if self.ready else None)
