@@ -540,7 +540,8 @@ class SmtpChannel(Channel):
         return None
 
     async def _take_next(self, slot: _Slot, batch: _Work) -> _Job | None:
-        """A job to start behind this message, without waiting (none under a rate limit)."""
+        """A job to start right behind this message, if one is there in this turn of the loop (none
+        under a rate limit: then each message waits for its turn)."""
         if self.limiter.limited or self._down is not None:
             return None
         job = await batch.take()
