@@ -193,6 +193,7 @@ def test_replies_are_read_in_order_however_the_bytes_arrive() -> None:
             await smtp.connect()
             await smtp.ehlo()
             pipe = enable(smtp)
+            assert pipe is not None
             pipe.send(b"MAIL FROM:<shop@example.com>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n", 3)
             got = [await pipe.reply() for _ in range(3)]
             pipe.send(b"Subject: x\r\n\r\nhi\r\n.\r\n", 1)

@@ -128,14 +128,17 @@ class PipeliningProtocol(SMTPProtocol):
             self.transport.close()
 
 
-def enable(smtp: aiosmtplib.SMTP) -> PipeliningProtocol:
-    """Give ``smtp``'s open connection the reply queue of :class:`PipeliningProtocol`."""
+def enable(smtp: aiosmtplib.SMTP) -> PipeliningProtocol | None:
+    """Give ``smtp``'s open connection the reply queue of :class:`PipeliningProtocol`.
+
+    ``None`` when the connection's protocol is not aiosmtplib's plain ``SMTPProtocol`` (an
+    aiosmtplib that changed): the caller then keeps one command at a time.
+    """
     protocol = smtp.protocol
-    if protocol is None:
-        raise SMTPServerDisconnected("Server not connected")
-    if not isinstance(protocol, PipeliningProtocol):
-        if type(protocol) is not SMTPProtocol:
-            raise TypeError(f"unexpected aiosmtplib protocol class {type(protocol).__qualname__}")
-        protocol.__class__ = PipeliningProtocol
+    if isinstance(protocol, PipeliningProtocol):
+        return protocol
+    if type(protocol) is not SMTPProtocol:
+        return None
+    protocol.__class__ = PipeliningProtocol
     assert isinstance(protocol, PipeliningProtocol)
     return protocol
