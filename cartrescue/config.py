@@ -576,6 +576,56 @@ class SurveyConfig(_Model):
         return self.url is not None and (self.steps is None or step in self.steps)
 
 
+_UTM_FIELDS = frozenset({"sequence", "step", "variant", "tier"})
+
+
+class LinksConfig(_Model):
+    """UTM parameters on every link of a message (cartrescue.links); placeholders {sequence},
+    {step}, {variant}, {tier}. A value that renders empty is left out (no variant, no utm_content)."""
+
+    utm: bool = True
+    utm_source: str = "cartrescue"
+    utm_medium: str = "email"
+    utm_campaign: str = "{sequence}-step{step}"
+    utm_content: str = "{variant}"
+
+    @field_validator("utm_source", "utm_medium", "utm_campaign", "utm_content")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        import string
+
+        try:
+            names = {name for _text, name, _spec, _conv in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); use {{sequence}}, {{step}}, {{variant}}, {{tier}}")
+        unknown = sorted(names - _UTM_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {{sequence}}, {{step}}, {{variant}}, {{tier}}")
+        return value
+
+
+class ReportConfig(_Model):
+    """``cartrescue report`` (docs/reporting.md): attribution, costs and when an A/B test has a winner."""
+
+    attribution_window: Duration = timedelta(days=5)  # an order this long after a message is "recovered"
+    period: Duration = timedelta(days=7)  # the default --since: this long before --until
+    costs: dict[str, Decimal] = Field(default_factory=dict)  # per message and channel: {email: 0.001, call-list: 2.5}
+    margin: Decimal | None = Field(None, ge=0, le=1)  # gross margin share of revenue; None: net revenue only
+    free_shipping_cost: Decimal = Field(Decimal("0"), ge=0)  # what a free_shipping incentive costs per order
+    min_sample: int = Field(1000, ge=1)  # recipients per variant before a winner can be named
+    win_probability: float = Field(0.95, gt=0.5, lt=1)  # P(beats control) a winner needs
+    auto_promote: bool = False  # `report` promotes a winner: every later message of that step gets it
+    precision: float = Field(0.01, gt=0, lt=1)  # the lift interval half-width worth having (0.01 = ±1 point)
+
+    @field_validator("costs")
+    @classmethod
+    def _non_negative(cls, costs: dict[str, Decimal]) -> dict[str, Decimal]:
+        for channel, cost in costs.items():
+            if cost < 0:
+                raise ValueError(f"{channel}: a cost cannot be negative, got {cost}")
+        return costs
+
+
 class DoctorConfig(_Model):
     """``cartrescue doctor``: what counts as "reminders have silently stopped"."""
 
@@ -598,6 +648,8 @@ class Config(_Model):
     smtp: SmtpConfig = SmtpConfig()
     doctor: DoctorConfig = DoctorConfig()
     survey: SurveyConfig = SurveyConfig()
+    links: LinksConfig = LinksConfig()
+    report: ReportConfig = ReportConfig()
     now: str | None = None  # pin the clock (demos, reproducible tests); never in production
     base_dir: Path = Path(".")
     config_file: Path | None = None  # set by load_config: errors found later name the file too

@@ -316,6 +316,7 @@ class Composer:
                 previous_orders=decision.facts.previous_orders if decision.facts else 0,
                 unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant,
                 code=code, survey=survey_links(self.config, self.secret, cart.key, decision.step, locale),
+                sequence=tier.sequence,
             )
         except (ArithmeticError, ValueError) as exc:  # an amount no currency format can show, ...
             raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None

@@ -21,6 +21,7 @@ from typing import Any
 
 from cartrescue.config import Config, Incentive
 from cartrescue.errors import TemplateError
+from cartrescue.links import safe_url, tagger
 from cartrescue.model import Cart
 
 PARTS = ("subject.txt", "txt", "html")
@@ -209,6 +210,7 @@ class Renderer:
         from jinja2 import TemplateError as JinjaError
 
         self.shop = config.shop
+        self.links = config.links
         folders = [shipped_templates()]
         if config.templates is not None:
             folders.insert(0, config.path(config.templates))
@@ -333,9 +335,14 @@ class Renderer:
         variant: str | None = None,
         code: str | None = None,
         survey: dict[str, Any] | None = None,
+        sequence: str | None = None,
     ) -> dict[str, Any]:
+        """The template context (docs/templates.md). Every URL from data passes
+        :mod:`cartrescue.links`: only http(s) reaches a link or an image, and links carry UTM tags."""
+        link = tagger(self.links, sequence, step, variant, tier)
         money = _money_formatter(locale, cart.currency)
         shop = self.shop
+        shop_url = link(shop.url) or shop.url
         customer = cart.customer
         offer = None
         if incentive is not None:
@@ -353,7 +360,7 @@ class Renderer:
             }
         return {
             "shop": {
-                "name": shop.name, "url": shop.url, "support_email": shop.support_email or shop.from_email,
+                "name": shop.name, "url": shop_url, "support_email": shop.support_email or shop.from_email,
                 "support_phone": shop.support_phone, "address": shop.address, "returns": shop.returns,
                 "logo_url": shop.logo_url,
             },  # a new dict per message: a template may change its context, never the next message's
@@ -370,11 +377,11 @@ class Renderer:
                 {
                     "name": item.name, "sku": item.sku, "quantity": item.quantity,
                     "unit_price": money(item.unit_price), "line_total": money(item.line_total),
-                    "image_url": item.image_url, "product_url": item.product_url,
+                    "image_url": safe_url(item.image_url), "product_url": link(item.product_url),
                 }
                 for item in cart.items
             ],
-            "recovery_url": cart.recovery_url or shop.url,
+            "recovery_url": link(cart.recovery_url) or shop_url,
             "unsubscribe_url": unsubscribe_url,
             "step": {"number": step, "count": step_count},
             "tier": tier,

@@ -13,7 +13,8 @@ end), a missing text part (or subject or HTML part), a missing unsubscribe link 
 or the HTML part), a subject over 78 characters, an empty subject, and ``None`` or unrendered
 Jinja markup in the output, and survey links that are missing (when the config asks in that
 step) or do not carry a valid signed token for the cart, step and locale (a sample survey URL is
-used when the config has none, so the shipped links are checked too).
+used when the config has none, so the shipped links are checked too), and (with ``links.utm``
+on) an http(s) link other than the unsubscribe link that lacks the message's UTM parameters.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from cartrescue.config import Config, Incentive
-from cartrescue.incentives import placeholder
 from cartrescue import survey as survey_links
+from cartrescue.incentives import placeholder
+from cartrescue.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
 from cartrescue.render import PARTS, Renderer
 
@@ -51,6 +53,7 @@ KINDS = {
     "subject-empty": "empty subject",
     "leak": "None or unrendered Jinja markup in the output",
     "survey": "survey links missing, or without a valid token",
+    "utm": "a link without the UTM parameters of links: in the config",
     "render": "any other error while rendering",
 }
 SAMPLE_SURVEY = "https://shop.example.com/cart-survey?token={token}"
@@ -441,7 +444,7 @@ class TemplateChecker:
             context = self.renderer.context(
                 cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier or self.tier(case),
                 previous_orders=previous, unsubscribe_url=self.unsubscribe_url, incentive=incentive, now=NOW,
-                variant=case.variant, code=code, survey=survey)
+                variant=case.variant, code=code, survey=survey, sequence=case.sequence)
             parts: list[str] = []
             for name, template in zip(files, compiled):
                 try:
@@ -486,6 +489,7 @@ class TemplateChecker:
         if self.unsubscribe_url not in links:
             case.add(Problem("unsubscribe", 'no unsubscribe link in the HTML part (<a href="{{ unsubscribe_url }}">)',
                              html_file, None, cart.id))
+        self.inspect_utm(case, cart, html_file, links)
         names = {item.name for item in cart.items} | {cart.customer.first_name or "", cart.customer.last_name or ""}
         for file, output in ((subject_file, subject), (text_file, text), (html_file, html)):
             for match in _LEAK.finditer(output):
@@ -494,7 +498,6 @@ class TemplateChecker:
                 around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
                 case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
                 break
-
 
     def inspect_survey(self, case: Case, cart: Cart, files: tuple[str, ...], text: str, html: str) -> None:
         """Each reason's link in both parts, carrying a token that verifies for this cart, step
@@ -513,6 +516,19 @@ class TemplateChecker:
             problem = _survey_problem(links, cart.key, case.step, case.locale, self.survey_config.survey.reasons)
             if problem:
                 case.add(Problem("survey", problem, file, None, cart.id))
+
+    def inspect_utm(self, case: Case, cart: Cart, html_file: str, links: list[str]) -> None:
+        """Every http(s) link but the unsubscribe link carries the message's UTM parameters."""
+        params = utm_values(self.config.links, case.sequence, case.step, case.variant, self.tier(case))
+        for link in links:
+            if link == self.unsubscribe_url or safe_url(link) is None:
+                continue
+            missing = missing_utm(link, params)
+            if missing:
+                case.add(Problem("utm", f"link without {', '.join(missing)}: {link[:80]} (links from the context are "
+                                 "tagged; a link written into the template must carry its own)", html_file, None,
+                                 cart.id))
+                return
 
 
 _URL = re.compile(r"https?://[^\s<>\"']+")
@@ -553,8 +569,6 @@ def _survey_problem(links: list[tuple[str, str]], cart_key: str, step: int, loca
     if missing or unknown:
         return f"survey links: missing {', '.join(missing) or '-'}, unknown {', '.join(unknown) or '-'}"
     return None
-
-
 def _template_frame(exc: BaseException, folders: Sequence[Path], fallback: str) -> tuple[str, int | None]:
     """The innermost template file and line of a rendering error (Jinja rewrites tracebacks)."""
     found: tuple[str, int | None] = (fallback, None)
