@@ -61,11 +61,16 @@ def pick(draw: float, weights: Mapping[str, float]) -> str:
 class Experiments:
     """Assignment for one config; cheap to build, safe to share across threads."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, promoted: Mapping[tuple[str, int], str] | None = None) -> None:
+        """``promoted``: ``{(sequence, step): variant}`` winners that ``report`` promoted
+        (``report.auto_promote``); such a step gives every address that variant."""
         salt = config.experiments.salt
         self.holdout_salt = f"{salt}:holdout"
         self.variant_salt = f"{salt}:variant:"
         self.sequences = config.sequences
+        self.promoted = {key: variant for key, variant in (promoted or {}).items()
+                         if key[0] in config.sequences and 0 < key[1] <= len(config.sequences[key[0]].steps)
+                         and variant in config.sequences[key[0]].steps[key[1] - 1].variants}
 
     def held_out(self, key: str, sequence: str) -> bool:
         share = self.sequences[sequence].holdout
@@ -76,6 +81,9 @@ class Experiments:
         definition: Step = self.sequences[sequence].steps[step - 1]
         if not definition.variants:
             return None
+        promoted = self.promoted.get((sequence, step))
+        if promoted is not None:
+            return promoted
         return pick(unit(key, self.variant_salt + (definition.experiment or sequence)), definition.variants)
 
     def shares(self, sequence: str, step: int) -> dict[str, float]:

@@ -76,6 +76,15 @@ class Message(SQLModel, table=True):
     run_id: int | None = Field(default=None, index=True)
     claimed_at: datetime
     finished_at: datetime | None = None
+    # For `report` (filled at claim time; NULL in rows claimed before these columns existed):
+    sequence: str | None = Field(default=None, max_length=64)
+    locale: str | None = Field(default=None, max_length=35)  # the customer's, as the source gave it
+    customer_id: str | None = Field(default=None, max_length=191)  # attribution matches orders by it too
+    cart_value: str | None = Field(default=None, max_length=40)  # cart total in shop.currency (Decimal text)
+
+
+#: The columns ``report`` needs, filled at claim time from :class:`ClaimRequest`.
+REPORT_COLUMNS = ("sequence", "locale", "customer_id", "cart_value")
 
 
 class Suppression(SQLModel, table=True):
@@ -188,7 +197,25 @@ class SurveyAnswer(SQLModel, table=True):
     answered_at: datetime
 
 
-TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision, Code, SurveyAnswer]
+
+class Promotion(SQLModel, table=True):
+    """An A/B winner promoted by ``report`` (``report.auto_promote``): every later message of
+    that step gets ``variant``. Small and kept: removing a row ends the promotion."""
+
+    __tablename__ = "cr_promotion"
+    __table_args__ = (UniqueConstraint("sequence", "step", name="uq_cr_promotion_sequence_step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    sequence: str = Field(max_length=64)
+    step: int
+    variant: str = Field(max_length=64)
+    probability: float  # P(beats control) when promoted
+    recipients: int  # the variant's recipients when promoted
+    promoted_at: datetime
+
+
+
+TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision, Code, SurveyAnswer, Promotion]
 
 
 @dataclass(slots=True)
@@ -221,6 +248,11 @@ class ClaimRequest:
     tier: str | None
     score: float | None
     message_id: str = ""  # known before the claim: the message is built first
+    sequence: str | None = None
+    locale: str | None = None
+    customer_id: str | None = None
+    cart_value: str | None = None
+
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -473,7 +505,7 @@ class Ledger:
         message = Message.__table__  # type: ignore[attr-defined]
         at = _naive(now)
         names = ("cart_key", "cart_id", "email", "step", "channel", "transport", "template", "variant", "tier",
-                 "score", "message_id")
+                 "score", "message_id", *REPORT_COLUMNS)
         rows = [{f"c_{name}": getattr(r, name) for name in names} for r in requests]
         with self.engine.begin() as conn:
             self._record(conn, outcomes)
@@ -760,6 +792,98 @@ class Ledger:
             return bool(conn.execute(delete(table).where(table.c.email_hash == email_hash)).rowcount)
 
 
+    # -- schema additions and the report's questions (docs/reporting.md) -----------------------
+
+    def sqlite_path(self) -> str | None:
+        """The file of a SQLite ledger (the report reads it directly), else ``None``."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return url.database
+
+    def report_messages(self, start: datetime, end: datetime, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
+        """Sent and held-out rows claimed in ``[start, end]``, streamed: (id, cart_key, cart_id,
+        email, customer_id, step, channel, variant, tier, sequence, locale, status, claimed_at,
+        cart_value)."""
+        table = Message.__table__  # type: ignore[attr-defined]
+        c = table.c
+        query = select(c.id, c.cart_key, c.cart_id, c.email, c.customer_id, c.step, c.channel, c.variant, c.tier,
+                       c.sequence, c.locale, c.status, c.claimed_at, c.cart_value).where(
+            c.status.in_(("sent", "held_out")), c.claimed_at >= _naive(start), c.claimed_at <= _naive(end))
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+            for row in result:
+                yield (*row[:12], _aware(row[12]), row[13])
+
+    def report_counts(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Rows per status claimed in ``[start, end]`` (unconfirmed claims, failures)."""
+        c = Message.__table__.c  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(
+                select(c.status, func.count()).where(c.claimed_at >= _naive(start), c.claimed_at <= _naive(end))
+                .group_by(c.status))}
+
+    def report_decisions(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+        """(action, reason, carts) of the latest decisions made in ``[start, end]``."""
+        c = CartDecision.__table__.c  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return [(a, r, int(n)) for a, r, n in conn.execute(
+                select(c.action, c.reason, func.count()).where(c.decided_at >= _naive(start), c.decided_at <= _naive(end))
+                .group_by(c.action, c.reason))]
+
+    def report_runs(self, start: datetime, end: datetime) -> dict[str, Any]:
+        """Delivering runs started in ``[start, end]``: how many, how they ended, what they counted."""
+        c = Run.__table__.c  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(c.status, func.count(), func.sum(c.sent), func.sum(c.failed), func.sum(c.problems),
+                       func.max(c.finished_at))
+                .where(c.started_at >= _naive(start), c.started_at <= _naive(end), c.mode != "dry-run")
+                .group_by(c.status)).all()
+        by_status = {status: int(n) for status, n, *_rest in rows}
+        last_ok = max((_aware(r[5]) for r in rows if r[0] == "ok" and r[5] is not None), default=None)
+        return {"runs": sum(by_status.values()), "by_status": by_status,
+                "sent": sum(int(r[2] or 0) for r in rows), "failed": sum(int(r[3] or 0) for r in rows),
+                "problems": sum(int(r[4] or 0) for r in rows), "last_ok": last_ok}
+
+    def report_codes(self, claim_ids: Sequence[int]) -> dict[int, str]:
+        """The incentive code allocated to each of ``claim_ids`` (cr_code), for redemption."""
+        c = Code.__table__.c  # type: ignore[attr-defined]
+        found: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(claim_ids), 500):
+                found.update((int(i), code) for i, code in conn.execute(
+                    select(c.claim_id, c.code).where(c.claim_id.in_(chunk))))
+        return found
+
+    def promotions(self) -> dict[tuple[str, int], str]:
+        """``{(sequence, step): variant}`` of promoted A/B winners."""
+        c = Promotion.__table__.c  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return {(s, int(step)): v for s, step, v in conn.execute(select(c.sequence, c.step, c.variant))}
+
+    def promote(self, sequence: str, step: int, variant: str, probability: float, recipients: int,
+                now: datetime) -> bool:
+        """Record a promotion; ``False`` when that step already has one (it stays)."""
+        table = Promotion.__table__  # type: ignore[attr-defined]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(table).values(sequence=sequence, step=step, variant=variant,
+                                                  probability=probability, recipients=recipients,
+                                                  promoted_at=_naive(now)))
+            return True
+        except IntegrityError:
+            return False
+
+    def promotion_rows(self) -> list[dict[str, Any]]:
+        c = Promotion.__table__.c  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return [dict(row, promoted_at=_aware(row["promoted_at"]))
+                    for row in conn.execute(select(Promotion.__table__).order_by(c.id)).mappings()]
+
+
 @lru_cache(maxsize=2)
 def _history_statements(as_json: bool) -> tuple[Any, Any, Any]:
     """The three queries of :meth:`Ledger.history`, built once per process.
@@ -815,7 +939,7 @@ def _claim_statement(dialect: str) -> Any:
 
     message = Message.__table__  # type: ignore[attr-defined]
     names = ("cart_key", "cart_id", "email", "step", "channel", "transport", "template", "variant", "tier", "score",
-             "message_id")
+             "message_id", *REPORT_COLUMNS)
     columns = [message.c[name] for name in names]
     values = [bindparam(f"c_{name}", type_=message.c[name].type) for name in names]
     extra = {"status": literal("claimed"), "reply": literal(""), "attempts": literal(1),

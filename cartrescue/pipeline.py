@@ -105,7 +105,7 @@ class Planner:
         self.gates = Gates(config.eligibility, basis)
         self.calendar = Calendar(config.eligibility, config.shop.tz)
         self.prioritizer = Prioritizer(config.priority, basis)
-        self.experiments = Experiments(config)
+        self.experiments = Experiments(config, ledger.promotions() if ledger is not None else None)
 
     def decide(self, source: CartSource) -> Iterator[Decision]:
         eligibility = self.config.eligibility
@@ -389,6 +389,8 @@ class Executor:
         self.limit = limit
         self.lock = lock
         self.codes: Codes | None = None
+        self._basis = Basis(composer.config.shop.currency, composer.config.shop.exchange_rates)
+        self._sequence_of = {tier.name: tier.sequence for tier in composer.config.priority.tiers}
         if ledger is not None and pools(composer.config):
             self.codes = Codes(composer.config, ledger)
 
@@ -424,6 +426,16 @@ class Executor:
             cart = decision.cart
             self.on_problem(RowProblem(cart.origin or cart.key, f"cart {cart.id}: step {decision.step}: {what}"))
 
+    def _claim_request(self, d: Decision, transport: str, message_id: str = "") -> ClaimRequest:
+        """The ledger row of a send or holdout, with what ``report`` needs (sequence, locale,
+        customer id, the cart's value in shop.currency)."""
+        cart = d.cart
+        value = self._basis.base(cart.total, cart.currency, cart.base_total)
+        return ClaimRequest(cart.key, cart.id, cart.customer.email, d.step or 0, d.channel or "email", transport,
+                            d.template or "", d.variant, d.tier, d.score, message_id,
+                            sequence=self._sequence_of.get(d.tier or ""), locale=cart.customer.locale,
+                            customer_id=cart.customer.id, cart_value=None if value is None else str(value))
+
     def _dry_run(self, chunk: list[Decision]) -> list[Result]:
         results = []
         for decision in chunk:
@@ -452,10 +464,8 @@ class Executor:
                 pool = incentive.codes.pool
             message = self.composer.compose(decision)  # a per-recipient code shows its placeholder here
             data = build_message(message)
-        cart = decision.cart
-        request = ClaimRequest(cart.key, cart.id, cart.customer.email, decision.step or 0, channel,
-                               self.channels[channel].transport, decision.template or "", decision.variant,
-                               decision.tier, decision.score, message.message_id if message is not None else "")
+        request = self._claim_request(decision, self.channels[channel].transport,
+                                      message.message_id if message is not None else "")
         return _Prepared(decision, request, message, data, pool)
 
     # -- delivering --------------------------------------------------------------------------
@@ -492,8 +502,7 @@ class Executor:
         """Held-out carts are claimed too (transport "holdout", status "held_out"): the ledger then
         knows the control group step by step, and a later run never "sends" them that step."""
         assert self.ledger is not None and self.run_id is not None
-        requests = [ClaimRequest(d.cart.key, d.cart.id, d.cart.customer.email, d.step or 0, d.channel or "email",
-                                 HOLDOUT, d.template or "", d.variant, d.tier, d.score) for d in decisions]
+        requests = [self._claim_request(d, HOLDOUT) for d in decisions]
         won = self.ledger.claim(self.run_id, requests, self.composer.now)
         outcomes = []
         for decision, request in zip(decisions, requests):
