@@ -98,6 +98,16 @@ class Order:
     status: str = ""
     delivered: bool | None = None
     base_total: Decimal | None = None  # in the shop's base currency, when the source knows it
+    discount_code: str | None = None  # the incentive code used, where the source records it (report)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file attached to a message (the HTML report of ``report --email``)."""
+
+    filename: str
+    content_type: str  # "text/html"
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)

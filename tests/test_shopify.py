@@ -35,3 +35,20 @@ def test_the_carts_command_decides_on_shopify_exports(tmp_path: Path) -> None:
     result = cli("carts", "--json", "--config", str(_config(tmp_path)), "--now", "2026-11-20T12:00:00Z")
     assert result.exit_code == 0, result.output
     assert len(result.json["decisions"]) == 5
+
+
+def test_orders_by_time_read_one_order_per_name_with_its_discount_code(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from cartrescue.sources.base import Window
+
+    problems: list[object] = []
+    window = Window(datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 12, 31, tzinfo=timezone.utc))
+    with open_source(load_config(_config(tmp_path)), problems.append) as source:
+        orders = list(source.orders(window))
+        later = list(source.orders(Window(datetime(2026, 11, 1, tzinfo=timezone.utc), window.end)))
+    assert problems == []  # the line rows after an order's first row are not orders of their own
+    assert [(o.id, o.discount_code, str(o.total)) for o in orders] == [("#1001", None, "2499.00"),
+                                                                       ("#1002", "WELCOME10", "49.70")]
+    assert orders[0].created_at == datetime(2026, 11, 20, 7, 15, tzinfo=timezone.utc)  # voided #1003 left out
+    assert [o.id for o in later] == ["#1001"]

@@ -300,3 +300,16 @@ def test_the_doctor_command_warns_about_the_missing_index(shop, tmp_path):
     found = {check["name"]: check for check in result.json["checks"]}
     assert found["source"]["status"] == "warn"
     assert "no index on quote(is_active, updated_at)" in found["source"]["detail"]
+
+
+def test_orders_placed_in_a_window_stream_with_their_base_amount(shop):
+    source = MagentoSource(shop.url)
+    try:
+        found = {o.id: o for o in source.orders(Window(datetime(2026, 3, 29, tzinfo=UTC),
+                                                       datetime(2026, 3, 29, 23, 0, tzinfo=UTC)))}
+    finally:
+        source.close()
+    # 3 was placed on the 20th, 4 is cancelled
+    assert set(found) == {"000000001", "000000002", "000000005"}
+    assert found["000000002"].email == "bob@example.com" and found["000000002"].cart_id == "90"
+    assert found["000000002"].total == Decimal("99.5") and found["000000002"].created_at == datetime(2026, 3, 29, 10, 0, tzinfo=UTC)

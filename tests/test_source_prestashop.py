@@ -256,3 +256,16 @@ def test_times_are_read_in_ps_timezone_even_if_the_shop_config_says_otherwise(sh
         source.close()
     assert carts["201"].updated_at == datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
     assert carts["202"].updated_at == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+
+
+def test_orders_placed_in_a_window_in_shop_local_time(shop):
+    source = PrestaShopSource(shop.url, shop_tz=ZoneInfo("UTC"))
+    try:
+        orders = {o.id: o for o in source.orders(Window(datetime(2026, 3, 28, 9, 0, tzinfo=UTC),
+                                                         datetime(2026, 3, 28, 9, 30, tzinfo=UTC)))}
+    finally:
+        source.close()
+    # 10:10 in Paris (PS_TIMEZONE) is 09:10 UTC; order 2 (11:00 Paris) is outside, 3 is cancelled
+    assert set(orders) == {"1"}
+    assert orders["1"].cart_id == "203" and orders["1"].email == "carol@example.com"
+    assert orders["1"].created_at == datetime(2026, 3, 28, 9, 10, tzinfo=UTC) and orders["1"].currency == "EUR"

@@ -533,3 +533,23 @@ def test_database_values_are_bounded_and_odd_times_are_row_errors():
             as_utc(odd, ZoneInfo("Europe/Paris"), "t")
     assert local_bound(datetime.min.replace(tzinfo=UTC), ZoneInfo("America/New_York"), slack=-timedelta(hours=1)) \
         .year == 1000
+
+
+def test_orders_placed_in_a_window_from_a_named_query(url):
+    placed = ("SELECT id AS order_id, email, cart_id, created AS created_at, status, delivered, total, "
+              "'SAVE10' AS discount_code FROM orders WHERE created >= :start AND created <= :end ORDER BY id")
+    source = SqlSource(url, queries={**QUERIES, "orders_placed": placed})
+    try:
+        orders = {o.id: o for o in source.orders(Window(datetime(2026, 3, 29, 9, 0, tzinfo=UTC),
+                                                        datetime(2026, 3, 29, 11, 0, tzinfo=UTC)))}
+    finally:
+        source.close()
+    assert set(orders) == {"9", "10", "12"}  # 11 is cancelled
+    assert orders["10"].cart_id == "2" and orders["10"].total == Decimal("30")
+    assert orders["9"].discount_code == "SAVE10"
+
+
+def test_a_report_without_an_orders_placed_query_says_which_key_to_add(sqlite_url):
+    source = SqlSource(sqlite_url, queries=QUERIES)
+    with pytest.raises(ConfigError, match=r"source\.queries\.orders_placed"):
+        list(source.orders(WINDOW))

@@ -256,3 +256,19 @@ def test_times_are_read_in_the_sites_timezone_even_if_the_shop_config_says_other
         source.close()
     assert carts["1"].updated_at == datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
     assert carts["2"].updated_at == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("mode,ids", [("hpos", {"1001"}), ("legacy", {"2001"})])
+def test_orders_placed_in_a_window_from_hpos_and_legacy_tables(shop, mode, ids):
+    source = WooCommerceSource(shop.url, shop_tz=STOCKHOLM, options={"orders_table": mode})
+    window = Window(datetime(2026, 3, 20, 0, 0, tzinfo=UTC), datetime(2026, 3, 21, 0, 0, tzinfo=UTC))
+    try:
+        orders = {o.id: o for o in source.orders(window)}
+        wider = {o.id for o in source.orders(Window(window.start, datetime(2026, 3, 29, tzinfo=UTC)))}
+    finally:
+        source.close()
+    assert set(orders) == ids  # the refund (1005) is no order
+    (order,) = orders.values()
+    assert order.email == "carol@example.com" and order.total == Decimal("30") and order.currency == "SEK"
+    assert order.created_at == datetime(2026, 3, 20, 9, 0, tzinfo=UTC)
+    assert wider == ids | ({"1002"} if mode == "hpos" else {"2002"})  # cancelled and failed ones left out

@@ -99,6 +99,18 @@ class CartSource(ABC):
         Called once per chunk of carts, so a database source can answer with one query.
         """
 
+    def orders(self, window: Window) -> Iterator[Order]:
+        """Stream every order placed in ``window`` (for ``report``), ignored statuses left out.
+
+        Never load them all: a shop has millions. An order id should come once; where a source
+        cannot promise it (a CSV with an id repeated far apart), the consumer keeps the first.
+        Sources that cannot answer raise :class:`~cartrescue.errors.ConfigError` saying what to
+        configure.
+        """
+        from cartrescue.errors import ConfigError
+
+        raise ConfigError(f"{self.name} source: listing orders by time is not supported")
+
     def check(self) -> list[str]:
         """Advice for ``doctor`` (a missing recommended index, ...); empty when all is well."""
         return []

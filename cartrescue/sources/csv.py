@@ -546,3 +546,61 @@ class CsvSource(CartSource):
                 if len(batch) >= ORDER_BATCH:
                     flush()
             flush()
+
+    # -- orders by time (report) -------------------------------------------------------------
+
+    def orders(self, window: Window) -> Iterator[Order]:
+        """Every readable order placed in ``window``, in file order, streamed (for ``report``).
+
+        Consecutive rows with one order id (Shopify writes one row per line item, totals on the
+        first) give one order, from the first row. An id repeated further down comes again: the
+        report keeps the first. Ignored statuses are left out, unreadable rows reported.
+        Reads the optional ``discount_code`` column (Shopify's "Discount Code").
+        """
+        path = self.orders_path
+        if path is None:
+            return
+        handle, reader = _open_csv(path, self.encoding, self.delimiter)
+        with handle:
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            names = ORDER_FIELDS + ("discount_code",)
+            cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER)
+            width = len(header)
+            padding = [""] * (width + 1)
+            fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))
+            id_at = cols.index["order_id"]
+            previous = None
+            line = reader.line_num
+            start_of, end_of = window.start, window.end
+            for row in reader:
+                start, line = line + 1, reader.line_num
+                if len(row) <= width:
+                    row.extend(padding[len(row):])
+                else:
+                    del row[width:]
+                    row.append("")
+                order_id = row[id_at].strip()
+                if not order_id or order_id == previous:
+                    if not order_id and any(cell.strip() for cell in row):
+                        self.on_problem(RowProblem(f"{path}:{start}", "missing order_id"))
+                    continue
+                previous = order_id
+                (_id, email, customer_id, cart_id, total_text, currency, status, created_text, delivered_text,
+                 code) = [value.strip() for value in fields(row)]
+                status = status.lower()
+                if status in IGNORED_ORDER_STATUSES:
+                    continue
+                try:
+                    created = parse_time(created_text, "created_at", self.shop_tz)
+                    if not start_of <= created <= end_of:
+                        continue
+                    total = self._decimal(total_text, "total") if total_text else _ZERO
+                    delivered = parse_bool(delivered_text, "delivered")
+                except RowError as exc:
+                    self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {exc}"))
+                    continue
+                yield Order(order_id, created, email.lower() or None, customer_id or None, cart_id or None, total,
+                            currency.upper() or None, status, delivered, discount_code=code or None)

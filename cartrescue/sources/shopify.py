@@ -47,6 +47,7 @@ ORDER_COLUMNS: dict[str, str] = {
     "currency": "Currency",
     "status": "Financial Status",         # paid, pending, authorized, partially_paid, refunded, partially_refunded, voided
     "created_at": "Created at",
+    "discount_code": "Discount Code",     # read by `report` only (incentive redemption)
 }
 
 # Headers that exist but do not map one-to-one to a generic column.

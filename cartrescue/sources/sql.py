@@ -915,3 +915,37 @@ class SqlSource(DatabaseSource):
             return [str(exc)]
         return []
 
+
+    # -- orders by time (report) -------------------------------------------------------------
+
+    def orders(self, window: Window) -> Iterator[Order]:
+        """The orders placed in ``window`` from ``queries.orders_placed`` (``:start``/``:end`` in
+        ``db_timezone``; the columns of ``queries.orders`` plus an optional ``discount_code``)."""
+        sql = self.queries.get("orders_placed")
+        if not sql:
+            raise ConfigError("source.queries.orders_placed: `report` needs a query listing the orders placed "
+                              "between :start and :end (see docs/databases.md)")
+        previous = None
+        for row in self.db.stream(sql, self._window_params(window)):
+            order_id = text_or_none(row.get("order_id"))
+            if order_id is None or order_id == previous:  # rows of one order (a join): the first wins
+                continue
+            previous = order_id
+            try:
+                order = Order(
+                    id=order_id,
+                    created_at=as_utc(row.get("created_at"), self.db_tz, "created_at"),
+                    email=as_email(row.get("email")),
+                    customer_id=id_or_none(row.get("customer_id")),
+                    cart_id=id_or_none(row.get("cart_id")),
+                    total=as_decimal(row.get("total"), "total", required=False) or Decimal("0"),
+                    currency=text_or_none(row.get("currency")),
+                    status=(text_or_none(row.get("status")) or "").lower(),
+                    delivered=as_bool(row.get("delivered")),
+                    discount_code=text_or_none(row.get("discount_code")),
+                )
+            except RowError as exc:
+                self.problem(f"orders_placed query order_id={order_id}", str(exc))
+                continue
+            if order.status not in IGNORED_ORDER_STATUSES and order.created_at in window:
+                yield order

@@ -59,6 +59,7 @@ from cartrescue.sources.sql import (
     as_stock,
     as_utc,
     chunks,
+    grouped,
     id_or_none,
     item,
     local_bound,
@@ -448,6 +449,37 @@ class WooCommerceSource(DatabaseSource):
             email = (text_or_none(row["email"]) or "").lower()
             if email and row["sent_at"] is not None:
                 yield MarketingSend(email, as_utc(row["sent_at"], UTC, "sent_at"), campaign_name(row["subject"]))
+
+    # -- orders by time (report) -------------------------------------------------------------
+
+    def orders(self, window: Window) -> Iterator[Order]:
+        """The orders placed in ``window`` (``date_created_gmt`` / ``post_date_gmt``), streamed."""
+        params = {"start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
+        if self.orders_mode() == "hpos":
+            sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
+                   f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' "
+                   "AND date_created_gmt >= :start AND date_created_gmt <= :end ORDER BY date_created_gmt, id")
+            for row in self.db.stream(sql, params):
+                order = self._order(row["id"], row["status"], row["date_created_gmt"], row["billing_email"],
+                                    row["customer_id"], row["total_amount"], row["currency"])
+                if order is not None:
+                    yield order
+            return
+        pk = self.column("ID")
+        sql = (
+            f"SELECT p.{pk} AS id, p.post_status, p.post_date_gmt, m.meta_key, m.meta_value "
+            f"FROM {self.t('posts')} p LEFT JOIN {self.t('postmeta')} m ON m.post_id = p.{pk} "
+            "AND m.meta_key IN ('_billing_email', '_customer_user', '_order_total', '_order_currency') "
+            "WHERE p.post_type = 'shop_order' AND p.post_date_gmt >= :start AND p.post_date_gmt <= :end "
+            f"ORDER BY p.{pk}"
+        )
+        for rows in grouped(self.db.stream(sql, params), "id"):
+            meta = {row["meta_key"]: row["meta_value"] for row in rows if row["meta_key"]}
+            first = rows[0]
+            order = self._order(first["id"], first["post_status"], first["post_date_gmt"], meta.get("_billing_email"),
+                                meta.get("_customer_user"), meta.get("_order_total"), meta.get("_order_currency"))
+            if order is not None:
+                yield order
 
 
 def _int(value: Any) -> int:
