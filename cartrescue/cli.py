@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cartrescue.commands import codes, doctor, init, preview, run, suppress, survey, templates
+from cartrescue.commands import codes, doctor, init, preview, report, run, suppress, survey, templates
 from cartrescue.commands.common import err_console
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ app.command()(suppress.unsubscribe)
 app.add_typer(suppress.app, name="suppress")
 app.command()(doctor.doctor)
 app.add_typer(survey.app, name="survey")
+app.command()(report.report)
 
 
 def main() -> None:

@@ -825,13 +825,18 @@ class Ledger:
                 select(c.status, func.count()).where(c.claimed_at >= _naive(start), c.claimed_at <= _naive(end))
                 .group_by(c.status))}
 
-    def report_decisions(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
-        """(action, reason, carts) of the latest decisions made in ``[start, end]``."""
+    def report_decisions(self, start: datetime, end: datetime) -> list[tuple[str, str, int, int]]:
+        """(action, reason, carts, carts with a sent or held-out row) of the latest decisions
+        made in ``[start, end]`` (cr_decision keeps one row per cart: its latest)."""
+        from sqlalchemy import case, exists
+
         c = CartDecision.__table__.c  # type: ignore[attr-defined]
+        m = Message.__table__.c  # type: ignore[attr-defined]
+        streamed = exists().where(m.cart_key == c.cart_key, m.status.in_(("sent", "held_out")))
         with self.engine.connect() as conn:
-            return [(a, r, int(n)) for a, r, n in conn.execute(
-                select(c.action, c.reason, func.count()).where(c.decided_at >= _naive(start), c.decided_at <= _naive(end))
-                .group_by(c.action, c.reason))]
+            return [(a, r, int(n), int(w or 0)) for a, r, n, w in conn.execute(
+                select(c.action, c.reason, func.count(), func.sum(case((streamed, 1), else_=0)))
+                .where(c.decided_at >= _naive(start), c.decided_at <= _naive(end)).group_by(c.action, c.reason))]
 
     def report_runs(self, start: datetime, end: datetime) -> dict[str, Any]:
         """Delivering runs started in ``[start, end]``: how many, how they ended, what they counted."""

@@ -1,0 +1,157 @@
+"""`report`: what the reminders won back, and how much of that they caused; tables, JSON, CSV, HTML, e-mail."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from cartrescue.commands.common import (
+    ConfigOption,
+    JsonOption,
+    NowOption,
+    err_console,
+    error_json,
+    error_line,
+    fail,
+    internal_message,
+    json_out,
+    load,
+    out_console,
+    parse_now,
+)
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+
+BREAKDOWNS = ("step", "tier", "variant", "locale", "channel", "day")
+
+
+def parse_bound(value: str | None, tz: Any, *, end: bool) -> datetime | None:
+    """``2026-11-23`` (a day in the shop's timezone: its start, or for ``--until`` its end) or an
+    ISO 8601 time; aware UTC."""
+    if value is None:
+        return None
+    option = "--until" if end else "--since"
+    try:
+        if len(value.strip()) == 10:
+            day = date.fromisoformat(value.strip())
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time(0), tzinfo=tz)
+            return (moment - timedelta(microseconds=1) if end else moment).astimezone(timezone.utc)
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"{option}: expected a date like 2026-11-23 or an ISO 8601 time, got {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.astimezone(timezone.utc)
+
+
+def report(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", help="First day (shop's timezone) or ISO time of the period (default: report.period before --until).")] = None,
+    until: Annotated[Optional[str], typer.Option(
+        "--until", help="Last day (inclusive) or ISO time of the period (default: now).")] = None,
+    by: Annotated[Optional[list[str]], typer.Option(
+        "--by", help="Breakdown to show: step, tier, variant, locale, channel or day (repeatable; default step).")] = None,
+    csv_dir: Annotated[Optional[Path], typer.Option("--csv", help="Write one CSV per table into DIR.")] = None,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", help="Write one self-contained HTML file (inline CSS and SVG charts, no network).")] = None,
+    email: Annotated[Optional[str], typer.Option(
+        "--email", help="Send the report (HTML attached) to ADDRESS through the configured SMTP relay.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (cron with --email).")] = False,
+) -> None:
+    """What the reminders won back (**attributed**: any order within `report.attribution_window`
+    of a message) and how much of that they really caused (**incremental**: messaged carts against
+    the held-out ones, with a 95 % interval); A/B results, costs and ROI per tier, the funnel.
+
+    Reads the ledger and the source's orders; writes nothing but the files asked for (and, with
+    `report.auto_promote`, a promoted A/B winner). See docs/reporting.md for what each number means.
+
+    Examples (the weekly digest from cron, Monday 07:00):
+
+        cartrescue report --since 2026-11-16 --until 2026-11-22 --by tier --html report.html
+
+        0 7 * * 1 cd /srv/shop && cartrescue report --quiet --email owner@shop.example.com
+    """
+    chosen = list(dict.fromkeys(by or ["step"]))
+    try:
+        unknown = [name for name in chosen if name not in BREAKDOWNS]
+        if unknown:
+            raise ConfigError(f"--by {unknown[0]}: expected one of {', '.join(BREAKDOWNS)}")
+        document, config_obj = _compute(config, now, since, until)
+        outputs: dict[str, Any] = {}
+        if csv_dir is not None:
+            from cartrescue.report.files import write_csv
+
+            outputs["csv"] = [str(path) for path in write_csv(document, csv_dir)]
+        page = None
+        if html is not None or email is not None:
+            from cartrescue.report.html import render_html
+
+            page = render_html(document, config_obj.shop.name)
+        if html is not None:
+            try:
+                html.parent.mkdir(parents=True, exist_ok=True)
+                html.write_text(page or "", encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"--html {html}: cannot write: {exc.strerror or exc}") from None
+            outputs["html"] = str(html)
+        mail_error = None
+        if email is not None:
+            from cartrescue.report.mail import send_report
+
+            try:
+                outputs["email"] = send_report(config_obj, document, page or "", email)
+            except CartrescueError as error:
+                mail_error = error
+    except CartrescueError as error:
+        fail(error, as_json)
+    except Exception as error:  # noqa: BLE001 - a bug still ends in one line and one JSON document
+        if os.environ.get("CARTRESCUE_DEBUG"):
+            raise
+        if as_json:
+            json_out({"error": error_json(error)})
+        err_console().print(error_line(internal_message(error)), soft_wrap=True)
+        raise typer.Exit(int(ExitCode.INTERNAL)) from None
+    document["outputs"] = outputs
+    if mail_error is not None:
+        document["error"] = error_json(mail_error)
+    if as_json:
+        json_out(document)
+    elif not quiet:
+        from cartrescue.report.terminal import print_report
+
+        print_report(document, out_console(), chosen)
+        for kind, value in outputs.items():
+            out_console().print(f"{kind}: {value}", markup=False)
+    if mail_error is not None:
+        err_console().print(error_line(str(mail_error)), soft_wrap=True)
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def _compute(config_path: Path | None, now: str | None, since: str | None, until: str | None) -> tuple[dict[str, Any], Any]:
+    from cartrescue.job import resolve_now
+    from cartrescue.report.analysis import Period
+    from cartrescue.report.build import make_report
+
+    config = load(config_path)
+    at = resolve_now(config, parse_now(now))
+    tz = config.shop.tz
+    end = parse_bound(until, tz, end=True) or at
+    start = parse_bound(since, tz, end=False) or end - config.report.period
+    if start >= end:
+        raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before --until {end:%Y-%m-%d %H:%M} UTC")
+    problems: list[str] = []
+    stderr = err_console()
+
+    def on_problem(problem: Any) -> None:
+        problems.append(str(problem))
+        stderr.print(error_line(str(problem), "warning", "yellow"), soft_wrap=True)
+
+    document = make_report(config, Period(start, end, max(at, end)), on_problem)
+    document["problems"] = problems[:1000]
+    return document, config

@@ -1,0 +1,395 @@
+"""The report as one document: totals, lift against the holdout, A/B results, money, funnel.
+
+Owns turning the sums of :mod:`cartrescue.report.attribution` (and the ledger's run and
+decision summaries) into the numbers a shop owner reads, with their intervals and the plain
+sentences that say what they mean (docs/reporting.md). The document is plain data (str, int,
+float, list, dict), the same for the terminal, ``--json``, ``--csv``, ``--html`` and ``--email``.
+It must not read sources, write files or print.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from cartrescue.config import Config, Incentive
+from cartrescue.report import stats
+from cartrescue.report.attribution import UNITS, Attribution, from_epoch, money
+
+#: Decision reasons that mean "passed the eligibility gates" (waiting for a step, a quiet hour,
+#: tomorrow or a budget is still eligible).
+PASSED = frozenset({"due", "holdout", "step_not_due", "messaged_today", "quiet_hours", "tier_budget", "sequence_done"})
+
+
+def amount(value: int | float | None) -> str:
+    """Units of 1/10,000 as text: exact, at least two decimals (``"1234.50"``, ``"1.0875"``)."""
+    number = money(int(value or 0))
+    text = f"{number:f}".rstrip("0")
+    whole, _dot, fraction = text.partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
+
+
+def rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    since: datetime
+    until: datetime
+    now: datetime
+
+
+def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, Any],
+          decisions: list[tuple[str, str, int, int]], codes: dict[int, str], ledger_counts: dict[str, int],
+          promotions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole report document."""
+    totals = att.totals(period.now)
+    currency = config.shop.currency or (next(iter(att.loaded.currencies)) if len(att.loaded.currencies) == 1 else None)
+    notes: list[str] = []
+    document: dict[str, Any] = {
+        "period": {"since": _iso(period.since), "until": _iso(period.until), "now": _iso(period.now),
+                   "timezone": config.shop.timezone,
+                   "attribution_window_days": config.report.attribution_window.total_seconds() / 86400},
+        "currency": currency,
+        "summary": _summary(totals),
+        "incrementality": _incrementality(config, att),
+    }
+    breakdowns = {name: _breakdown(name, att.breakdown(name)) for name in ("step", "tier", "variant", "locale",
+                                                                            "channel")}
+    breakdowns["day"] = _days(config, att)
+    document["experiments"] = _experiments(config, att.breakdown("variant"), promotions)
+    document["money"] = _money(config, att, codes, notes)
+    document["funnel"] = _funnel(decisions, totals, runs)
+    document["breakdowns"] = breakdowns
+    document["ledger"] = {"unconfirmed": ledger_counts.get("claimed", 0),
+                          "failed": ledger_counts.get("failed_transient", 0) + ledger_counts.get("failed_permanent", 0),
+                          "messages_read": att.loaded.messages, "orders_read": att.loaded.orders}
+    document["unconverted"] = [{"currency": code or "(none)", "orders": n}
+                               for code, n in sorted(att.loaded.unconverted.items())]
+    if att.loaded.unconverted:
+        listed = ", ".join(f"{n} in {code or 'no currency'}" for code, n in sorted(att.loaded.unconverted.items()))
+        notes.append(f"orders that cannot be converted to {config.shop.currency} ({listed}; add shop.exchange_rates): "
+                     "they count as conversions, their amounts are left out of revenue")
+    if config.shop.currency is None and len(att.loaded.currencies) > 1:
+        notes.append(f"orders in {', '.join(sorted(att.loaded.currencies))} are summed as they are: set shop.currency "
+                     "and shop.exchange_rates for one currency")
+    if totals["maturing"]:
+        notes.append(f"{totals['maturing']:,} messaged carts got their latest message less than "
+                     f"{_days_text(config)} ago: their orders may still come")
+    if att.loaded.duplicate_orders:
+        notes.append(f"{att.loaded.duplicate_orders:,} order rows repeat an order id; the first of each was used")
+    if document["ledger"]["unconfirmed"]:
+        notes.append(f"{document['ledger']['unconfirmed']:,} claims have no outcome (a run was killed): not counted "
+                     "as sent")
+    document["notes"] = notes
+    return document
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _days_text(config: Config) -> str:
+    days = config.report.attribution_window.total_seconds() / 86400
+    return f"{days:g} days" if days != 1 else "1 day"
+
+
+def _summary(totals: dict[str, Any]) -> dict[str, Any]:
+    carts = totals["carts"]
+    return {
+        "messages": totals["messages"], "recipients": carts, "cart_value": amount(totals["value"]),
+        "orders": totals["orders"], "converted_carts": totals["converted_carts"],
+        "revenue": amount(totals["revenue"]), "conversion_rate": rate(totals["converted_carts"], carts),
+        "revenue_per_recipient": amount((totals["revenue"] or 0) / carts) if carts else None,
+        "held_out_carts": totals["held_carts"], "maturing_carts": totals["maturing"],
+        "unconverted_orders": totals["unconverted_orders"],
+    }
+
+
+def _breakdown(name: str, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    width = {"step": 2, "variant": 3}.get(name, 1)
+    out = []
+    for row in rows:
+        key, (messages, converted, orders, revenue, value) = row[:width], row[width:]
+        entry: dict[str, Any] = {}
+        if name == "step":
+            entry.update(sequence=key[0], step=key[1])
+        elif name == "variant":
+            entry.update(sequence=key[0], step=key[1], variant=key[2])
+        else:
+            entry[name] = key[0]
+        entry.update(recipients=messages, conversions=converted, orders=orders, revenue=amount(revenue),
+                     conversion_rate=rate(converted, messages),
+                     revenue_per_recipient=amount(revenue / messages) if messages else None,
+                     cart_value=amount(value))
+        out.append(entry)
+    return out
+
+
+def _days(config: Config, att: Attribution) -> list[dict[str, Any]]:
+    """Per day in the shop's timezone: messages and held-out rows sent that day, attributed
+    orders placed that day and their revenue."""
+    tz = config.shop.tz
+    days: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "held_out": 0, "orders": 0, "revenue": 0})
+    sent, orders = att.by_quarter_hour()
+    for bucket, messages, held in sent:
+        day = days[from_epoch(bucket * 900).astimezone(tz).date().isoformat()]
+        day["messages"] += messages
+        day["held_out"] += held
+    for bucket, count, revenue in orders:
+        day = days[from_epoch(bucket * 900).astimezone(tz).date().isoformat()]
+        day["orders"] += count
+        day["revenue"] += revenue
+    return [{"day": key, "messages": v["messages"], "held_out": v["held_out"], "orders": v["orders"],
+             "revenue": amount(v["revenue"])} for key, v in sorted(days.items())]
+
+
+# -- incrementality -----------------------------------------------------------------------------
+
+def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
+    groups = att.groups()
+    treated = _group([g for g in groups if not g[0]])
+    held = _group([g for g in groups if g[0]])
+    configured = any(sequence.holdout > 0 for sequence in config.sequences.values())
+    result: dict[str, Any] = {
+        "method": "Newcombe hybrid score interval (difference of two Wilson intervals), 95 %; relative lift: "
+                  "Katz log interval; revenue: Welch normal interval on revenue per cart",
+        "treated": _arm(treated), "holdout": _arm(held), "contaminated": held["messaged"],
+    }
+    reason = None
+    if not held["carts"]:
+        reason = ("no sequence has a holdout (set sequences.NAME.holdout, e.g. 0.1, so that a share of carts gets no "
+                  "message)" if not configured else "no cart was held out in this period")
+    elif not treated["carts"]:
+        reason = "no cart was messaged in this period"
+    result["measured"] = reason is None
+    if reason is not None:
+        result["reason"] = reason
+        result["sentence"] = f"Lift not measured: {reason}."
+        return result
+    result.update(_lift(config, treated, held))
+    by_tier = []
+    tiers = sorted({g[1] or "" for g in groups})
+    for tier in tiers:
+        t = _group([g for g in groups if not g[0] and (g[1] or "") == tier])
+        h = _group([g for g in groups if g[0] and (g[1] or "") == tier])
+        entry: dict[str, Any] = {"tier": tier or None, "treated": _arm(t), "holdout": _arm(h)}
+        if t["carts"] and h["carts"]:
+            entry.update(_lift(config, t, h))
+        by_tier.append(entry)
+    result["by_tier"] = by_tier
+    if held["messaged"]:
+        result["contamination_note"] = (f"{held['messaged']:,} held-out carts were later messaged by another sequence or "
+                                        "channel; they stay in the control group (intention to treat), which makes "
+                                        "the lift estimate conservative")
+    return result
+
+
+def _group(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    return {"carts": sum(r[2] for r in rows), "converted": sum(r[3] for r in rows),
+            "revenue": sum(r[4] for r in rows), "squares": sum(r[5] for r in rows), "messaged": sum(r[6] or 0 for r in rows)}
+
+
+def _arm(group: dict[str, Any]) -> dict[str, Any]:
+    low, high = stats.wilson(group["converted"], group["carts"])
+    return {"carts": group["carts"], "converted": group["converted"], "rate": rate(group["converted"], group["carts"]),
+            "interval": [low, high] if group["carts"] else None, "revenue": amount(group["revenue"]),
+            "revenue_per_cart": amount(group["revenue"] / group["carts"]) if group["carts"] else None}
+
+
+def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:
+    nt, nc = treated["carts"], held["carts"]
+    difference, low, high = stats.newcombe(treated["converted"], nt, held["converted"], nc)
+    half = (high - low) / 2
+    precision = config.report.precision
+    ratio = stats.ratio_interval(treated["converted"], nt, held["converted"], nc)
+    per_cart, rev_low, rev_high = stats.mean_difference(
+        treated["revenue"] / UNITS, treated["squares"] / UNITS / UNITS, nt,
+        held["revenue"] / UNITS, held["squares"] / UNITS / UNITS, nc)
+    lift = {
+        "absolute": {"estimate": difference, "interval": [low, high], "half_width": half},
+        "relative": None if ratio is None else {"estimate": ratio[0] - 1, "interval": [ratio[1] - 1, ratio[2] - 1]},
+        "incremental_orders": {"estimate": difference * nt, "interval": [low * nt, high * nt]},
+        "incremental_revenue": {"estimate": _money_text(per_cart * nt), "interval": [_money_text(rev_low * nt),
+                                                                                      _money_text(rev_high * nt)]},
+    }
+    needed = stats.holdout_needed(nc, half, precision)
+    points = f"{precision * 100:g} point" + ("" if precision * 100 == 1 else "s")
+    if low > 0:
+        verdict = (f"The reminders added {difference * 100:.1f} points of conversion (95 % interval "
+                   f"{low * 100:.1f} to {high * 100:.1f}): about {difference * nt:,.0f} orders that would not have "
+                   "come anyway.")
+    elif high < 0:
+        verdict = (f"Messaged carts converted {-difference * 100:.1f} points less than held-out ones (95 % interval "
+                   f"{low * 100:.1f} to {high * 100:.1f}).")
+    else:
+        verdict = (f"Too few carts to tell whether the reminders add orders: the lift is {difference * 100:+.1f} points, "
+                   f"95 % interval {low * 100:.1f} to {high * 100:.1f}.")
+    if half > precision:
+        verdict += (f" With {nc:,} held-out carts the interval is ±{half * 100:.1f} points; about {needed:,} are needed "
+                    f"for ±{points}.")
+    lift["sentence"] = verdict
+    lift["holdout_needed"] = needed
+    return lift
+
+
+def _money_text(value: float) -> str:
+    return f"{Decimal(repr(value)).quantize(Decimal('0.01'))}"
+
+
+# -- A/B ------------------------------------------------------------------------------------------
+
+def _control(names: list[str]) -> str:
+    for candidate in ("control", "a"):
+        if candidate in names:
+            return candidate
+    return sorted(names)[0]
+
+
+def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_step: dict[tuple[str | None, int], list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows:
+        by_step[(row[0], row[1])].append(row)
+    promoted = {(p["sequence"], p["step"]): p for p in promotions}
+    out = []
+    for (sequence, step), arms_rows in sorted(by_step.items(), key=lambda item: (item[0][0] or "", item[0][1])):
+        arms = {r[2]: (r[4], r[3]) for r in arms_rows}  # variant -> (converted messages, messages)
+        control = _control(list(arms))
+        entry: dict[str, Any] = {"sequence": sequence, "step": step, "control": control}
+        beats, best = stats.beta_probabilities(arms, control) if len(arms) > 1 else ({}, {control: 1.0})
+        variants = []
+        for r in arms_rows:
+            name, messages, converted, revenue = r[2], r[3], r[4], r[6]
+            variants.append({"variant": name, "recipients": messages, "conversions": converted,
+                             "conversion_rate": rate(converted, messages),
+                             "interval": list(stats.wilson(converted, messages)),
+                             "revenue": amount(revenue), "revenue_per_recipient": amount(revenue / messages) if messages else None,
+                             "p_beats_control": beats.get(name), "p_best": best.get(name)})
+        entry["variants"] = variants
+        minimum = config.report.min_sample
+        smallest = min(messages for _c, messages in arms.values())
+        leader = max(best, key=best.__getitem__)
+        winner = None
+        if len(arms) < 2:
+            verdict = "only one variant has recipients in this period"
+        elif smallest < minimum:
+            verdict = (f"no winner yet: every variant needs {minimum:,} recipients (report.min_sample); the smallest has "
+                       f"{smallest:,}. {leader} leads with P(best) = {best[leader]:.0%}")
+        elif best[leader] >= config.report.win_probability:
+            winner = leader
+            verdict = f"{leader} wins: P(best) = {best[leader]:.0%} with at least {minimum:,} recipients per variant"
+        else:
+            verdict = (f"no clear winner: {leader} leads with P(best) = {best[leader]:.0%}, below "
+                       f"{config.report.win_probability:.0%} (report.win_probability)")
+        entry.update(winner=winner, verdict=verdict, promoted=_promotion(promoted.get((sequence, step))))
+        out.append(entry)
+    for key, row in promoted.items():  # a promoted step without variant traffic in the period
+        if key not in by_step:
+            out.append({"sequence": key[0], "step": key[1], "control": None, "variants": [], "winner": row["variant"],
+                        "verdict": "promoted earlier; every message of this step now gets the winner",
+                        "promoted": _promotion(row)})
+    return out
+
+
+def _promotion(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"variant": row["variant"], "at": _iso(row["promoted_at"]), "probability": row["probability"],
+            "recipients": row["recipients"]}
+
+
+# -- money in, money out -----------------------------------------------------------------------
+
+def _incentive(config: Config, sequence: str | None, step: int, tier: str | None) -> Incentive | None:
+    found = config.sequences.get(sequence or "")
+    if found is None or not 0 < step <= len(found.steps):
+        return None
+    return found.steps[step - 1].incentive_for(tier)
+
+
+def _discount(incentive: Incentive, paid: int, report_free_shipping: Decimal) -> Decimal:
+    """What the incentive cost on an order that paid ``paid`` units after the discount."""
+    if incentive.kind == "percent":
+        share = incentive.value / 100
+        return (Decimal(paid) / UNITS) * share / (1 - share) if share < 1 else Decimal(0)
+    if incentive.kind == "fixed":
+        return incentive.value
+    return report_free_shipping
+
+
+def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[str]) -> dict[str, Any]:
+    costs = config.report.costs
+    margin = config.report.margin
+    tiers: dict[str, dict[str, Any]] = defaultdict(lambda: {"messages": 0, "channel_cost": Decimal(0), "orders": 0,
+                                                           "revenue": 0, "incentive_cost": Decimal(0), "redeemed": 0,
+                                                           "with_incentive": 0})
+    uncosted: set[str] = set()
+    for tier, channel, messages in att.channel_messages():
+        row = tiers[tier or ""]
+        row["messages"] += messages
+        if channel in costs:
+            row["channel_cost"] += costs[channel] * messages
+        else:
+            uncosted.add(channel or "?")
+    codes_known = att.loaded.codes_seen
+    for message_id, sequence, step, tier, _channel, paid, code in att.attributed_orders():
+        row = tiers[tier or ""]
+        row["orders"] += 1
+        row["revenue"] += paid or 0
+        incentive = _incentive(config, sequence, step, tier)
+        if incentive is None:
+            continue
+        row["with_incentive"] += 1
+        given = codes.get(message_id) or incentive.code
+        redeemed = (code is not None and (given is None or code.upper() == given.upper())) if codes_known else True
+        if redeemed:
+            row["redeemed"] += 1
+            row["incentive_cost"] += _discount(incentive, paid or 0, config.report.free_shipping_cost)
+    if uncosted and costs:
+        notes.append(f"no cost set for channel(s) {', '.join(sorted(uncosted))} (report.costs): counted as free")
+    if any(row["with_incentive"] for row in tiers.values()) and not codes_known:
+        notes.append("the orders carry no discount code: every attributed order after an incentive is assumed to "
+                     "have used it (an upper bound of its cost)")
+    out = []
+    for tier, row in sorted(tiers.items()):
+        revenue = Decimal(row["revenue"]) / UNITS
+        gross = revenue * margin if margin is not None else revenue
+        cost = row["channel_cost"] + row["incentive_cost"]
+        net = gross - cost
+        out.append({
+            "tier": tier or None, "messages": row["messages"], "orders": row["orders"], "revenue": _dec(revenue),
+            "channel_cost": _dec(row["channel_cost"]), "incentive_cost": _dec(row["incentive_cost"]),
+            "orders_with_incentive": row["with_incentive"], "codes_redeemed": row["redeemed"],
+            "gross": _dec(gross), "net": _dec(net), "roi": float(net / cost) if cost else None,
+        })
+    return {"basis": "margin" if margin is not None else "revenue", "margin": None if margin is None else float(margin),
+            "costs": {channel: _dec(cost) for channel, cost in costs.items()}, "by_tier": out,
+            "codes_in_orders": codes_known}
+
+
+def _dec(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.01'))}"
+
+
+# -- funnel --------------------------------------------------------------------------------------
+
+def _funnel(decisions: list[tuple[str, str, int, int]], totals: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any]:
+    seen = sum(n for _a, _r, n, _w in decisions)
+    eligible = sum(n if reason in PASSED else streamed for _a, reason, n, streamed in decisions)
+    skips: dict[str, int] = defaultdict(int)
+    for action, reason, n, streamed in decisions:
+        if action == "skip" and reason not in PASSED and n - streamed > 0:
+            skips[reason] += n - streamed
+    last_ok = runs.get("last_ok")
+    return {
+        "seen": seen, "eligible": eligible, "messaged": totals["carts"], "ordered": totals["converted_carts"],
+        "held_out": totals["held_carts"],
+        "skips": [{"reason": reason, "carts": n} for reason, n in sorted(skips.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "runs": {"runs": runs.get("runs", 0), "by_status": runs.get("by_status", {}), "sent": runs.get("sent", 0),
+                 "failed": runs.get("failed", 0), "problems": runs.get("problems", 0),
+                 "last_ok": _iso(last_ok) if last_ok else None},
+    }

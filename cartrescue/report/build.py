@@ -1,0 +1,69 @@
+"""One report, wired: config -> ledger and source -> attribution -> the document.
+
+Owns the order of work of ``cartrescue report`` (load the ledger's rows of the period, the
+orders that can matter, attribute, analyse) and the one thing a report may write: promoting an
+A/B winner when ``report.auto_promote`` is on. It prints nothing and formats nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cartrescue.config import Config
+from cartrescue.currency import Basis
+from cartrescue.ledger import Ledger
+from cartrescue.report.analysis import Period, build
+from cartrescue.report.attribution import Attribution
+from cartrescue.sources import open_source
+from cartrescue.sources.base import ProblemSink, ignore_problem
+
+
+def code_steps(config: Config) -> set[tuple[str, int]]:
+    """(sequence, step) whose incentive hands out per-recipient codes (cr_code)."""
+    found = set()
+    for name, sequence in config.sequences.items():
+        for number, step in enumerate(sequence.steps, 1):
+            if any(i is not None and i.codes is not None for i in (step.incentive, *step.tier_incentives.values())):
+                found.add((name, number))
+    return found
+
+
+def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore_problem) -> dict[str, Any]:
+    """The report document of ``period`` (see :mod:`cartrescue.report.analysis`)."""
+    window = config.report.attribution_window
+    ledger = Ledger(config.ledger_url)
+    try:
+        with Attribution(period.since, period.until, window, config.eligibility.max_age + window) as att:
+            att.load_ledger(ledger)
+            orders = att.order_window(period.now)
+            if orders is not None:
+                with open_source(config, on_problem) as source:
+                    att.load_orders(source.orders(orders), Basis(config.shop.currency, config.shop.exchange_rates))
+            att.attribute()
+            codes = ledger.report_codes(att.attributed_messages(code_steps(config)))
+            document = build(
+                config, att, period, runs=ledger.report_runs(period.since, period.until),
+                decisions=ledger.report_decisions(period.since, period.until), codes=codes,
+                ledger_counts=ledger.report_counts(period.since, period.until), promotions=ledger.promotion_rows())
+        if config.report.auto_promote:
+            _promote(ledger, document, period.now)
+        return document
+    finally:
+        ledger.close()
+
+
+def _promote(ledger: Ledger, document: dict[str, Any], now: datetime) -> None:
+    """Record each new winner, so that later runs give every address of that step the winner."""
+    for experiment in document["experiments"]:
+        winner = experiment.get("winner")
+        if winner is None or experiment.get("promoted") is not None or experiment.get("sequence") is None:
+            continue
+        arm = next(v for v in experiment["variants"] if v["variant"] == winner)
+        if ledger.promote(experiment["sequence"], experiment["step"], winner, arm["p_best"] or 0.0,
+                          arm["recipients"], now):
+            experiment["promoted"] = {"variant": winner, "at": now.isoformat().replace("+00:00", "Z"),
+                                      "probability": arm["p_best"], "recipients": arm["recipients"], "now": True}
+            document["notes"].append(
+                f"promoted variant {winner} of {experiment['sequence']} step {experiment['step']} "
+                "(report.auto_promote): every later message of that step gets it")

@@ -1,0 +1,111 @@
+"""The report as files: ``--csv DIR`` (one file per table) and the plain-text digest.
+
+Owns the CSV layout (one file per breakdown, plus summary, lift, experiments, money and funnel;
+a header row; numbers as the JSON has them) and the short text version that ``--email`` puts in
+the message body. It must not compute anything: it lays out the document of
+:mod:`cartrescue.report.analysis`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cartrescue.errors import ConfigError
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def _write(path: Path, rows: Iterable[dict[str, Any]], columns: list[str]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in columns})
+    return path
+
+
+def write_csv(document: dict[str, Any], folder: Path) -> list[Path]:
+    """One CSV per table of the report into ``folder`` (created); returns the files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--csv {folder}: cannot create the folder: {exc.strerror or exc}") from None
+    written = []
+    breakdown_columns = ["recipients", "conversions", "orders", "revenue", "conversion_rate", "revenue_per_recipient",
+                         "cart_value"]
+    keys = {"step": ["sequence", "step"], "variant": ["sequence", "step", "variant"], "tier": ["tier"],
+            "locale": ["locale"], "channel": ["channel"]}
+    for name, rows in document["breakdowns"].items():
+        columns = ["day", "messages", "held_out", "orders", "revenue"] if name == "day" else keys[name] + breakdown_columns
+        written.append(_write(folder / f"by_{name}.csv", rows, columns))
+    summary = dict(document["summary"], since=document["period"]["since"], until=document["period"]["until"],
+                   currency=document["currency"])
+    written.append(_write(folder / "summary.csv", [summary], list(summary)))
+    lift = document["incrementality"]
+    rows = []
+    for label, source in [("all", lift)] + [(entry.get("tier") or "", entry) for entry in lift.get("by_tier", [])]:
+        absolute = source.get("absolute") or {}
+        revenue = source.get("incremental_revenue") or {}
+        rows.append({
+            "group": label, "treated_carts": source["treated"]["carts"], "treated_converted": source["treated"]["converted"],
+            "holdout_carts": source["holdout"]["carts"], "holdout_converted": source["holdout"]["converted"],
+            "lift": absolute.get("estimate"), "lift_low": (absolute.get("interval") or [None, None])[0],
+            "lift_high": (absolute.get("interval") or [None, None])[1],
+            "incremental_revenue": revenue.get("estimate"),
+            "incremental_revenue_low": (revenue.get("interval") or [None, None])[0],
+            "incremental_revenue_high": (revenue.get("interval") or [None, None])[1],
+            "measured": lift["measured"] and bool(absolute), "note": source.get("sentence") or lift.get("reason", ""),
+        })
+    written.append(_write(folder / "lift.csv", rows, list(rows[0])))
+    experiment_rows = [dict(variant, sequence=e["sequence"], step=e["step"], control=e["control"], winner=e["winner"],
+                            promoted=(e.get("promoted") or {}).get("variant"))
+                       for e in document["experiments"] for variant in e["variants"]]
+    written.append(_write(folder / "experiments.csv", experiment_rows,
+                          ["sequence", "step", "variant", "control", "recipients", "conversions", "conversion_rate",
+                           "revenue", "revenue_per_recipient", "p_beats_control", "p_best", "winner", "promoted"]))
+    written.append(_write(folder / "money.csv", document["money"]["by_tier"],
+                          ["tier", "messages", "orders", "revenue", "channel_cost", "incentive_cost",
+                           "orders_with_incentive", "codes_redeemed", "gross", "net", "roi"]))
+    funnel = document["funnel"]
+    stages = [{"stage": stage, "carts": funnel[stage]} for stage in ("seen", "eligible", "messaged", "ordered")]
+    stages += [{"stage": f"skip: {skip['reason']}", "carts": skip["carts"]} for skip in funnel["skips"]]
+    written.append(_write(folder / "funnel.csv", stages, ["stage", "carts"]))
+    return written
+
+
+def digest(document: dict[str, Any], shop: str) -> str:
+    """The report in a few lines of plain text: the body of ``--email``."""
+    period, summary, lift = document["period"], document["summary"], document["incrementality"]
+    currency = document["currency"] or ""
+    lines = [
+        f"{shop}: abandoned-cart reminders, {period['since'][:10]} to {period['until'][:10]}",
+        "",
+        f"Recovered (attributed): {summary['revenue']} {currency} from {summary['orders']:,} orders; "
+        f"{summary['converted_carts']:,} of {summary['recipients']:,} messaged carts ordered "
+        f"({percent(summary['conversion_rate'])}).",
+    ]
+    if lift["measured"]:
+        revenue = lift["incremental_revenue"]
+        lines.append(f"Caused by the reminders (incremental, against {lift['holdout']['carts']:,} held-out carts): "
+                     f"{revenue['estimate']} {currency} (95 % interval {revenue['interval'][0]} to "
+                     f"{revenue['interval'][1]}).")
+        lines.append(lift["sentence"])
+    else:
+        lines.append(lift["sentence"])
+    for experiment in document["experiments"]:
+        lines.append(f"A/B {experiment['sequence']} step {experiment['step']}: {experiment['verdict']}.")
+    funnel = document["funnel"]
+    lines.append(f"Funnel: {funnel['seen']:,} carts seen, {funnel['eligible']:,} eligible, {funnel['messaged']:,} "
+                 f"messaged, {funnel['ordered']:,} ordered.")
+    lines += [f"Note: {note}." for note in document["notes"]]
+    lines += ["", "The full report is attached (open it in a browser). What each number means: docs/reporting.md."]
+    return "\n".join(lines) + "\n"

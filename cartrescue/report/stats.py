@@ -1,0 +1,103 @@
+"""The statistics of the report, with the standard library only (no numpy, no scipy).
+
+Owns the intervals and probabilities the report prints, each chosen for a reason a shop owner's
+numbers need (docs/reporting.md says it in words):
+
+- one conversion rate: the **Wilson** score interval (correct near 0 %, where conversion rates
+  live; the textbook Wald interval collapses to zero width there);
+- the difference of two rates (the lift): **Newcombe's hybrid score** interval (method 10 of
+  Newcombe 1998), built from the two Wilson intervals. Closed form, no randomness, so two runs of
+  the report print the same interval, and it keeps its 95 % coverage with few conversions where
+  a bootstrap (and the Wald interval) runs short;
+- the relative lift: the **Katz log** interval of the ratio of the rates, minus one;
+- revenue per cart: a **Welch** normal interval on the difference of two means (the per-cart
+  amounts are mostly zero and heavy-tailed: fine with hundreds of carts, rough with a handful,
+  which the report says);
+- which A/B variant is better: **Beta-Binomial** posteriors with a uniform prior, compared by a
+  seeded Monte Carlo (the same numbers on every run).
+
+It must not read data or format anything.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+
+Z95 = 1.959963984540054  # the 97.5 % point of the standard normal
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of ``successes / trials`` (``(0, 1)`` without trials)."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tuple[float, float, float]:
+    """``p1 - p2`` and its Newcombe hybrid score interval (method 10)."""
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = wilson(x1, n1, z)
+    l2, u2 = wilson(x2, n2, z)
+    difference = p1 - p2
+    lower = difference - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    upper = difference + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return difference, lower, upper
+
+
+def ratio_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tuple[float, float, float] | None:
+    """``p1 / p2`` and its Katz log interval; ``None`` when either group has no conversion."""
+    if x1 <= 0 or x2 <= 0:
+        return None
+    ratio = (x1 / n1) / (x2 / n2)
+    se = math.sqrt(1 / x1 - 1 / n1 + 1 / x2 - 1 / n2)
+    return ratio, ratio * math.exp(-z * se), ratio * math.exp(z * se)
+
+
+def mean_difference(sum1: float, squares1: float, n1: int, sum2: float, squares2: float, n2: int,
+                    z: float = Z95) -> tuple[float, float, float]:
+    """Difference of two means (per-cart revenue) with a Welch normal interval."""
+    mean1, mean2 = sum1 / n1, sum2 / n2
+    var1 = max(0.0, (squares1 - n1 * mean1 * mean1) / (n1 - 1)) if n1 > 1 else 0.0
+    var2 = max(0.0, (squares2 - n2 * mean2 * mean2) / (n2 - 1)) if n2 > 1 else 0.0
+    se = math.sqrt(var1 / n1 + var2 / n2)
+    difference = mean1 - mean2
+    return difference, difference - z * se, difference + z * se
+
+
+def holdout_needed(n_holdout: int, half_width: float, target: float) -> int:
+    """Held-out carts needed for an interval of ``±target`` at today's treated/held-out ratio.
+
+    The width shrinks with the square root of the sample, so ``n * (half / target)²``.
+    """
+    if half_width <= target or n_holdout <= 0:
+        return n_holdout
+    return int(math.ceil(n_holdout * (half_width / target) ** 2))
+
+
+def beta_probabilities(arms: Mapping[str, tuple[int, int]], control: str, draws: int = 20_000,
+                       seed: int = 20261123) -> tuple[dict[str, float], dict[str, float]]:
+    """P(arm beats ``control``) and P(arm is best) from Beta(1 + x, 1 + n - x) posteriors.
+
+    ``arms`` maps a name to (conversions, recipients). Seeded Monte Carlo: the same input gives
+    the same probabilities on every run; 20,000 draws put them within about ±0.7 points.
+    """
+    rng = random.Random(seed)
+    names: Sequence[str] = sorted(arms)
+    beats = dict.fromkeys(names, 0)
+    best = dict.fromkeys(names, 0)
+    params = {name: (1 + x, 1 + max(0, n - x)) for name, (x, n) in arms.items()}
+    for _ in range(draws):
+        sample = {name: rng.betavariate(*params[name]) for name in names}
+        top = max(names, key=sample.__getitem__)
+        best[top] += 1
+        for name in names:
+            if sample[name] > sample[control]:
+                beats[name] += 1
+    return ({name: beats[name] / draws for name in names if name != control},
+            {name: best[name] / draws for name in names})

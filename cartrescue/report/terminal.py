@@ -1,0 +1,120 @@
+"""The report in the terminal: rich tables, every value from data printed as text.
+
+Owns the terminal layout: the headline (attributed and incremental side by side), the lift with
+its sentence, A/B results, money per tier, the funnel, and the breakdowns asked for with
+``--by``. Every value goes through :func:`cartrescue.text.printable` into a rich ``Text`` (data
+is never markup). It must not compute anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from cartrescue.report.files import percent, points
+from cartrescue.text import printable
+
+LABELS = {"step": "step", "tier": "tier", "variant": "variant", "locale": "locale", "channel": "channel", "day": "day"}
+
+
+def _t(value: Any, style: str = "") -> Text:
+    return Text(printable("–" if value is None else value), style=style)
+
+
+def _table(title: str, columns: list[str]) -> Table:
+    table = Table(title=Text(title, style="bold"), title_justify="left", header_style="bold")
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    return table
+
+
+def print_report(document: dict[str, Any], console: Console, by: list[str]) -> None:
+    period, summary, lift = document["period"], document["summary"], document["incrementality"]
+    currency = document["currency"] or ""
+    console.print(Text.assemble(("cartrescue report ", "bold"), printable(
+        f"{period['since'][:16]} – {period['until'][:16]} UTC · attribution window "
+        f"{period['attribution_window_days']:g} days · {currency or 'amounts as the shop gives them'}")))
+    head = _table("Won back", ["", "attributed (any order after a message)", "incremental (against the holdout)"])
+    if lift["measured"]:
+        revenue, orders = lift["incremental_revenue"], lift["incremental_orders"]
+        incremental_revenue = f"{revenue['estimate']} ({revenue['interval'][0]} to {revenue['interval'][1]})"
+        incremental_orders = (f"{orders['estimate']:,.0f} ({orders['interval'][0]:,.0f} to "
+                              f"{orders['interval'][1]:,.0f})")
+        conversion = f"{points(lift['absolute']['estimate'])} points"
+    else:
+        incremental_revenue = incremental_orders = conversion = "not measured"
+    head.add_row(_t("revenue"), _t(f"{summary['revenue']} {currency}"), _t(incremental_revenue))
+    head.add_row(_t("orders"), _t(f"{summary['orders']:,}"), _t(incremental_orders))
+    head.add_row(_t("conversion"), _t(f"{summary['converted_carts']:,} of {summary['recipients']:,} carts "
+                                      f"({percent(summary['conversion_rate'])})"), _t(conversion))
+    head.add_row(_t("revenue per recipient"), _t(summary["revenue_per_recipient"]), _t(""))
+    console.print(head)
+    console.print(_t(lift["sentence"], "bold" if lift["measured"] else "yellow"))
+    if lift.get("contamination_note"):
+        console.print(_t(lift["contamination_note"], "dim"))
+    if lift["measured"]:
+        groups = _table("Treated and held-out carts", ["group", "carts", "converted", "rate (95 %)", "revenue per cart"])
+        for label, arm in (("messaged", lift["treated"]), ("held out", lift["holdout"])):
+            low, high = arm["interval"]
+            groups.add_row(_t(label), _t(f"{arm['carts']:,}"), _t(f"{arm['converted']:,}"),
+                           _t(f"{percent(arm['rate'])} ({low * 100:.1f}–{high * 100:.1f})"), _t(arm["revenue_per_cart"]))
+        console.print(groups)
+    for experiment in document["experiments"]:
+        table = _table(f"A/B: {experiment['sequence']} step {experiment['step']} (control {experiment['control']})",
+                       ["variant", "recipients", "conversions", "rate", "revenue / recipient", "P(beats control)",
+                        "P(best)"])
+        for arm in experiment["variants"]:
+            table.add_row(_t(arm["variant"]), _t(f"{arm['recipients']:,}"), _t(f"{arm['conversions']:,}"),
+                          _t(percent(arm["conversion_rate"], 2)), _t(arm["revenue_per_recipient"]),
+                          _t(percent(arm["p_beats_control"], 0)), _t(percent(arm["p_best"], 0)))
+        console.print(table)
+        promoted = experiment.get("promoted")
+        line = experiment["verdict"] + (f" — promoted {promoted['variant']} on {promoted['at'][:10]}" if promoted else "")
+        console.print(_t(line, "green" if experiment["winner"] else ""))
+    money = document["money"]
+    if money["by_tier"]:
+        gross = "margin" if money["basis"] == "margin" else "revenue"
+        table = _table(f"Money in, money out (per tier, {currency})",
+                       ["tier", "messages", "orders", gross, "sending cost", "incentive cost", "net", "ROI"])
+        for row in money["by_tier"]:
+            table.add_row(_t(row["tier"]), _t(f"{row['messages']:,}"), _t(f"{row['orders']:,}"), _t(row["gross"]),
+                          _t(row["channel_cost"]), _t(row["incentive_cost"]), _t(row["net"]),
+                          _t(None if row["roi"] is None else f"{row['roi']:.1f}×"))
+        console.print(table)
+    funnel = document["funnel"]
+    table = _table("Funnel", ["stage", "carts"])
+    for stage in ("seen", "eligible", "messaged", "ordered"):
+        table.add_row(_t(stage), _t(f"{funnel[stage]:,}"))
+    for skip in funnel["skips"][:5]:
+        table.add_row(_t(f"  skipped: {skip['reason']}", "dim"), _t(f"{skip['carts']:,}", "dim"))
+    console.print(table)
+    for name in by:
+        _print_breakdown(console, name, document["breakdowns"][name], currency)
+    for note in document["notes"]:
+        console.print(Text.assemble(("note: ", "yellow"), printable(note)))
+
+
+def _print_breakdown(console: Console, name: str, rows: list[dict[str, Any]], currency: str) -> None:
+    if name == "day":
+        table = _table("By day", ["day", "messages", "held out", "orders", f"revenue {currency}".strip()])
+        for row in rows:
+            table.add_row(_t(row["day"]), _t(f"{row['messages']:,}"), _t(f"{row['held_out']:,}"),
+                          _t(f"{row['orders']:,}"), _t(row["revenue"]))
+        console.print(table)
+        return
+    table = _table(f"By {LABELS[name]}", [LABELS[name], "recipients", "conversions", "rate", "orders",
+                                          f"revenue {currency}".strip(), "per recipient"])
+    for row in rows:
+        if name == "step":
+            label = f"{row['sequence'] or '?'} {row['step']}"
+        elif name == "variant":
+            label = f"{row['sequence'] or '?'} {row['step']} {row['variant']}"
+        else:
+            label = row[name] or "(unknown)"
+        table.add_row(_t(label), _t(f"{row['recipients']:,}"), _t(f"{row['conversions']:,}"),
+                      _t(percent(row["conversion_rate"])), _t(f"{row['orders']:,}"), _t(row["revenue"]),
+                      _t(row["revenue_per_recipient"]))
+    console.print(table)
