@@ -839,13 +839,14 @@ class Ledger:
                 .where(c.decided_at >= _naive(start), c.decided_at <= _naive(end)).group_by(c.action, c.reason))]
 
     def report_runs(self, start: datetime, end: datetime) -> dict[str, Any]:
-        """Delivering runs started in ``[start, end]``: how many, how they ended, what they counted."""
+        """Delivering runs of ``[start, end]`` (by the run's clock, ``--now`` included): how many,
+        how they ended, what they counted."""
         c = Run.__table__.c  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(c.status, func.count(), func.sum(c.sent), func.sum(c.failed), func.sum(c.problems),
-                       func.max(c.finished_at))
-                .where(c.started_at >= _naive(start), c.started_at <= _naive(end), c.mode != "dry-run")
+                       func.max(c.now))
+                .where(c.now >= _naive(start), c.now <= _naive(end), c.mode != "dry-run")
                 .group_by(c.status)).all()
         by_status = {status: int(n) for status, n, *_rest in rows}
         last_ok = max((_aware(r[5]) for r in rows if r[0] == "ok" and r[5] is not None), default=None)

@@ -62,13 +62,15 @@ from __future__ import annotations
 import hashlib
 import re
 from binascii import b2a_base64, b2a_qp
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Final
 
-from cartrescue.model import OutgoingMessage
+from cartrescue.model import Attachment, OutgoingMessage
 
-__all__ = ["build_message", "encode_address", "needs_smtputf8", "wire_address", "wire_body"]
+__all__ = ["build_message", "build_with_attachments", "encode_address", "needs_smtputf8", "wire_address",
+           "wire_body"]
 
 MAX_LINE: Final = 78  # RFC 5322 SHOULD, for header lines
 HARD_LINE: Final = 998  # RFC 5322 / RFC 5321 MUST, octets without CRLF
@@ -90,6 +92,8 @@ _MSGID_PART: Final = r"[\x21-\x3b\x3d\x3f\x41-\x7e]+"  # printable ASCII except 
 _MESSAGE_ID: Final = re.compile(rf"<{_MSGID_PART}@{_MSGID_PART}>")
 _FIELD_NAME: Final = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 _ENCODED_WORD: Final = re.compile(r"=\?.*\?=")  # anything a lenient reader might decode
+_FILENAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")  # attachments: plain ASCII names
+_CONTENT_TYPE: Final = re.compile(r"[a-z]+/[a-z0-9.+-]+")
 _UNITS: Final = re.compile(r" *[^ ]+")  # a word with the spaces before it: folding points
 _RESERVED: Final = frozenset(
     {"from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version"}
@@ -124,6 +128,52 @@ def build_message(msg: OutgoingMessage) -> bytes:
     Message-ID, a naive date, a reserved or malformed extra header name, or an extra header
     that cannot be folded under 998 characters.
     """
+    head = _head(msg)
+    text_cte, text = _body(msg.text)
+    html_cte, html = _body(msg.html)
+    boundary = _boundary(msg.message_id, text, html)
+    head.append('Content-Type: multipart/alternative; boundary="' + boundary + '"\r\n\r\n')
+    b = boundary.encode("ascii")
+    return b"".join((
+        "".join(head).encode("utf-8"),  # ASCII unless an address needs SMTPUTF8
+        b"--", b, b"\r\n", _PART_HEADERS[0][text_cte], text,
+        b"\r\n--", b, b"\r\n", _PART_HEADERS[1][html_cte], html,
+        b"\r\n--", b, b"--\r\n",
+    ))  # fmt: skip
+
+
+def build_with_attachments(msg: OutgoingMessage, attachments: Sequence[Attachment]) -> bytes:
+    """``multipart/mixed``: the message's text and HTML (``multipart/alternative``), then each
+    attachment base64-encoded. For the few messages that carry a file (the ``report --email``
+    digest); reminders use :func:`build_message`. File names must be plain ASCII
+    (``[A-Za-z0-9._-]``), content types ``type/subtype``; else :class:`ValueError`.
+    """
+    inner = build_message(msg)
+    body = inner[inner.index(b"\r\nContent-Type: multipart/alternative;") + 2:]  # the alternative part's own headers
+    mixed = _boundary(msg.message_id + "mixed", inner, *(a.data for a in attachments))
+    parts = [
+        "".join(_head(msg)).encode("utf-8"),
+        b'Content-Type: multipart/mixed; boundary="' + mixed.encode("ascii") + b'"\r\n\r\n',
+        b"--" + mixed.encode("ascii") + b"\r\n", body,
+    ]
+    for attachment in attachments:
+        if not _FILENAME.fullmatch(attachment.filename) or not _CONTENT_TYPE.fullmatch(attachment.content_type):
+            raise ValueError(f"attachment needs an ASCII file name and a type/subtype: {attachment.filename!r}, "
+                             f"{attachment.content_type!r}")
+        charset = ' charset="utf-8";' if attachment.content_type.startswith("text/") else ""
+        encoded = b2a_base64(attachment.data, newline=False)
+        lines = b"\r\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+        parts.append(
+            b"\r\n--" + mixed.encode("ascii") + b"\r\n"
+            + (f'Content-Type: {attachment.content_type};{charset} name="{attachment.filename}"\r\n'
+               f'Content-Disposition: attachment; filename="{attachment.filename}"\r\n'
+               "Content-Transfer-Encoding: base64\r\n\r\n").encode("ascii") + lines)
+    parts.append(b"\r\n--" + mixed.encode("ascii") + b"--\r\n")
+    return b"".join(parts)
+
+
+def _head(msg: OutgoingMessage) -> list[str]:
+    """The header lines every message has, up to (not including) its Content-Type."""
     head = [
         _cached_mailbox("From", msg.sender.name, msg.sender.email),
         _mailbox("To", msg.to.name, msg.to.email),
@@ -136,18 +186,7 @@ def build_message(msg: OutgoingMessage) -> bytes:
     head.append("MIME-Version: 1.0\r\n")
     for name, value in msg.headers:
         head.append(_extra(name, value))
-
-    text_cte, text = _body(msg.text)
-    html_cte, html = _body(msg.html)
-    boundary = _boundary(msg.message_id, text, html)
-    head.append('Content-Type: multipart/alternative; boundary="' + boundary + '"\r\n\r\n')
-    b = boundary.encode("ascii")
-    return b"".join((
-        "".join(head).encode("utf-8"),  # ASCII unless an address needs SMTPUTF8
-        b"--", b, b"\r\n", _PART_HEADERS[0][text_cte], text,
-        b"\r\n--", b, b"\r\n", _PART_HEADERS[1][html_cte], html,
-        b"\r\n--", b, b"--\r\n",
-    ))  # fmt: skip
+    return head
 
 
 @lru_cache(maxsize=4096)

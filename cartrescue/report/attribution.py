@@ -200,8 +200,8 @@ class Attribution:
               FROM cand LEFT JOIN msg me ON me.id = cand.e LEFT JOIN msg mu ON mu.id = cand.u;
             DROP TABLE cand;
             CREATE INDEX hit_mid ON hit(mid);
-            CREATE TABLE stream AS SELECT cart_key, min(at) AS first_at, held, tier, sequence,
-                   max(held = 0) AS messaged FROM msg GROUP BY cart_key;
+            CREATE TABLE stream AS SELECT cart_key, min(at) AS first_at, held, tier, sequence
+              FROM msg GROUP BY cart_key;  -- one aggregate: SQLite takes the bare columns from the first row
             CREATE INDEX stream_key ON stream(cart_key);
             CREATE TABLE mstat AS SELECT h.mid, count(*) AS orders, sum(o.amount) AS revenue,
                    sum(o.amount IS NULL) AS unconverted
@@ -259,7 +259,8 @@ class Attribution:
         since, until = self._period()
         return self.db.execute(
             "SELECT s.held, s.tier, count(*), count(r.cart_key), coalesce(sum(r.revenue), 0),"
-            " coalesce(sum(r.revenue * 1.0 * r.revenue), 0), sum(s.messaged)"
+            " coalesce(sum(r.revenue * 1.0 * r.revenue), 0),"
+            " sum(s.held = 1 AND EXISTS (SELECT 1 FROM msg m WHERE m.cart_key = s.cart_key AND m.held = 0))"
             " FROM stream s LEFT JOIN (SELECT m.cart_key, coalesce(sum(o.amount), 0) AS revenue FROM hit h"
             "   JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid GROUP BY m.cart_key) r ON r.cart_key = s.cart_key"
             " WHERE s.first_at >= ? AND s.first_at <= ? GROUP BY s.held, s.tier ORDER BY s.held, s.tier",

@@ -1,0 +1,98 @@
+"""Ledger rows and orders for the report tests, with the truth kept beside them.
+
+The ledger is written through the real :class:`~cartrescue.ledger.Ledger` (claim, then record the
+outcome, as a run does); orders go into a real orders CSV. Nothing here computes attribution:
+the tests compute what they expect from the records they made.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from cartrescue.ledger import ClaimRequest, Ledger
+from conftest import ORDER_COLUMNS, iso, write_csv
+
+
+@dataclass(frozen=True)
+class Row:
+    """One ledger row: a sent message, or a held-out step (``held``)."""
+
+    cart_id: str
+    at: datetime
+    step: int = 1
+    held: bool = False
+    email: str | None = None
+    tier: str = "standard"
+    variant: str | None = None
+    channel: str = "email"
+    sequence: str = "default"
+    locale: str | None = "en"
+    customer_id: str | None = None
+
+
+def write_ledger(path: Path, rows: Iterable[Row]) -> None:
+    """Claim and record ``rows`` in the SQLite ledger at ``path`` (grouped by moment, as runs do)."""
+    ledger = Ledger(f"sqlite:///{path}")
+    try:
+        by_moment: dict[datetime, list[Row]] = {}
+        for row in rows:
+            by_moment.setdefault(row.at, []).append(row)
+        for moment, group in sorted(by_moment.items()):
+            run = ledger.start_run("outbox", moment)
+            requests = [ClaimRequest(f"csv:{r.cart_id}", r.cart_id, r.email or f"{r.cart_id}@example.com", r.step,
+                                     r.channel, "holdout" if r.held else "outbox", f"reminder-{r.step}", r.variant,
+                                     r.tier, 10.0, r.sequence, r.locale, r.customer_id, "50.00") for r in group]
+            won = ledger.claim(run, requests, moment)
+            status = {(f"csv:{r.cart_id}", r.step, r.channel): "held_out" if r.held else "sent" for r in group}
+            ledger.record([(claim, status[key], "", "") for key, claim in won.items()])
+            ledger.finish_run(run, "ok", {"sent": sum(not r.held for r in group)})
+    finally:
+        ledger.close()
+
+
+def order_row(order_id: str, *, at: datetime, total: Decimal | str, cart_id: str = "", email: str = "",
+              currency: str = "EUR", customer_id: str = "", status: str = "complete") -> dict[str, str]:
+    return {"order_id": order_id, "email": email, "customer_id": customer_id, "cart_id": cart_id, "total": str(total),
+            "currency": currency, "status": status, "created_at": iso(at), "delivered": "yes"}
+
+
+def write_orders(path: Path, orders: Sequence[dict[str, str]], extra: Sequence[str] = ()) -> Path:
+    return write_csv(path, orders, ORDER_COLUMNS + list(extra))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Treated and held-out carts that convert at known rates; the truth the report must find."""
+
+    treated: int
+    held: int
+    p_treated: float
+    p_held: float
+
+    @property
+    def true_lift(self) -> float:
+        return self.p_treated - self.p_held
+
+    def rows(self, at: datetime) -> list[Row]:
+        return ([Row(f"t{n}", at) for n in range(self.treated)]
+                + [Row(f"h{n}", at, held=True) for n in range(self.held)])
+
+    def orders(self, at: datetime, seed: int) -> tuple[list[dict[str, str]], Decimal]:
+        """One seeded draw of orders, and the attributed revenue it must give (treated carts'
+        orders within the window after their message)."""
+        rng = random.Random(seed)
+        orders, attributed = [], Decimal(0)
+        for prefix, count, p in (("t", self.treated, self.p_treated), ("h", self.held, self.p_held)):
+            for n in range(count):
+                if rng.random() < p:
+                    total = Decimal(rng.randrange(1000, 20000)) / 100
+                    orders.append(order_row(f"o-{prefix}{n}", at=at + timedelta(minutes=rng.randrange(5, 4 * 1440)),
+                                            total=total, cart_id=f"{prefix}{n}"))
+                    if prefix == "t":
+                        attributed += total
+        return orders, attributed

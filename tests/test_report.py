@@ -1,0 +1,329 @@
+"""`report`: attributed revenue exactly, incremental revenue against the holdout with an honest
+interval, A/B results, money per tier, the funnel, and every edge case with a clear answer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cartrescue.ledger import Ledger
+from conftest import NOW, Shop, cart
+from reportdata import Experiment, Row, order_row, write_ledger, write_orders
+
+LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
+PERIOD = ("--since", "2026-11-19", "--until", "2026-11-21")
+
+
+def report(shop: Shop, *args: str, now: datetime = LATER) -> dict:
+    result = shop.cli("report", "--json", *PERIOD, *args, now=now)
+    assert result.exit_code == 0, result.output
+    document = result.json
+    return document
+
+
+def ledger_of(shop: Shop) -> Path:
+    return shop.folder / "ledger.db"
+
+
+# -- the known truth, through the real pipeline ---------------------------------------------------
+
+def test_report_recovers_the_attributed_revenue_of_a_real_run_exactly(shop: Shop) -> None:
+    import random
+
+    shop.add(*(cart(f"c{n}") for n in range(400))).configure(
+        sequences={"default": {"holdout": 0.25, "steps": [{"delay": "1h", "template": "reminder-1"},
+                                                          {"delay": "24h", "template": "reminder-2"}]}})
+    run = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert run.exit_code == 0, run.output
+    rows = Ledger(f"sqlite:///{ledger_of(shop)}").messages()
+    held = {r["cart_id"] for r in rows if r["status"] == "held_out"}
+    sent = {r["cart_id"] for r in rows if r["status"] == "sent"}
+    assert len(held) > 60 and len(sent) > 250 and not held & sent
+    rng = random.Random(7)
+    expected = Decimal(0)
+    converted = {"sent": 0, "held": 0}
+    for n in range(400):
+        cart_id = f"c{n}"
+        is_held = cart_id in held
+        if rng.random() < (0.10 if is_held else 0.30):  # the reminders triple conversion
+            total = Decimal(rng.randrange(500, 30000)) / 100
+            at = NOW + timedelta(minutes=rng.randrange(10, 4 * 1440))
+            shop.add_orders(order_row(f"o{n}", at=at, total=total, cart_id=cart_id))
+            converted["held" if is_held else "sent"] += 1
+            if not is_held:
+                expected += total
+        elif n % 7 == 0:  # noise: before the message, or after the window: never attributed
+            at = NOW - timedelta(hours=1) if n % 2 else NOW + timedelta(days=5, minutes=5)
+            shop.add_orders(order_row(f"x{n}", at=at, total="99.99", cart_id=cart_id))
+    document = report(shop)
+    assert Decimal(document["summary"]["revenue"]) == expected
+    assert document["summary"]["converted_carts"] == converted["sent"]
+    assert document["summary"]["recipients"] == len(sent)
+    lift = document["incrementality"]
+    assert lift["measured"] and lift["treated"]["carts"] == len(sent) and lift["holdout"]["carts"] == len(held)
+    assert lift["holdout"]["converted"] == converted["held"]
+    low, high = lift["absolute"]["interval"]
+    assert low < 0.20 < high and low > 0  # the true lift is 20 points, and it is clearly positive
+    assert document["breakdowns"]["step"][0]["step"] == 1
+
+
+# -- edge cases ----------------------------------------------------------------------------------
+
+def test_no_orders_gives_zeros_and_a_measured_zero_lift(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), Experiment(50, 50, 0, 0).rows(NOW))
+    document = report(shop)
+    assert document["summary"]["revenue"] == "0.00" and document["summary"]["orders"] == 0
+    lift = document["incrementality"]
+    assert lift["measured"] and lift["absolute"]["estimate"] == 0 and lift["relative"] is None
+    low, high = lift["absolute"]["interval"]
+    assert low < 0 < high and "Too few carts to tell" in lift["sentence"]
+
+
+def test_without_a_holdout_lift_is_not_measured_and_says_why(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row(f"t{n}", NOW) for n in range(20)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(days=1), total="40.00", cart_id="t1"))
+    document = report(shop)
+    lift = document["incrementality"]
+    assert lift["measured"] is False
+    assert "no sequence has a holdout" in lift["reason"] and "sequences.NAME.holdout" in lift["reason"]
+    assert document["summary"]["revenue"] == "40.00"
+    text = shop.cli("report", *PERIOD, now=LATER)
+    assert text.exit_code == 0 and "not measured" in text.stdout and "40.00" in text.stdout
+
+
+def test_an_order_in_another_currency_is_converted_or_reported_never_guessed(shop: Shop) -> None:
+    shop.configure(shop={"currency": "EUR", "exchange_rates": {"SEK": "0.1"}})
+    write_ledger(ledger_of(shop), [Row(f"t{n}", NOW) for n in range(3)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=2), total="10.00", cart_id="t0"),
+                    order_row("o2", at=NOW + timedelta(hours=2), total="250.00", cart_id="t1", currency="SEK"),
+                    order_row("o3", at=NOW + timedelta(hours=2), total="70.00", cart_id="t2", currency="USD"))
+    document = report(shop)
+    assert document["currency"] == "EUR"
+    assert Decimal(document["summary"]["revenue"]) == Decimal("35.00")  # 10 EUR + 250 SEK at 0.1
+    assert document["summary"]["converted_carts"] == 3  # the USD order still converted its cart
+    assert document["unconverted"] == [{"currency": "USD", "orders": 1}]
+    assert any("1 in USD" in note and "shop.exchange_rates" in note for note in document["notes"])
+
+
+def test_an_order_placed_before_the_message_is_not_attributed(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    shop.add_orders(order_row("early", at=NOW - timedelta(minutes=1), total="30.00", cart_id="t1"))
+    document = report(shop)
+    assert document["summary"]["orders"] == 0 and document["summary"]["revenue"] == "0.00"
+
+
+def test_two_messages_then_one_order_is_attributed_once_to_the_latest(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row("t1", NOW - timedelta(hours=23)), Row("t1", NOW, step=2)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=3), total="80.00", cart_id="t1"))
+    document = report(shop)
+    assert document["summary"]["orders"] == 1 and document["summary"]["revenue"] == "80.00"
+    assert document["summary"]["messages"] == 2 and document["summary"]["recipients"] == 1
+    steps = {row["step"]: row for row in document["breakdowns"]["step"]}
+    assert steps[1]["orders"] == 0 and steps[2]["orders"] == 1 and steps[2]["revenue"] == "80.00"
+
+
+def test_an_order_without_cart_id_is_matched_by_address_or_customer_id(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row("t1", NOW, email="ann@example.com"), Row("t2", NOW, customer_id="C2")])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", email="ann@example.com"),
+                    order_row("o2", at=NOW + timedelta(hours=1), total="20.00", customer_id="C2"),
+                    order_row("o3", at=NOW + timedelta(hours=1), total="40.00", email="someone@example.com"))
+    document = report(shop)
+    assert document["summary"]["orders"] == 2 and document["summary"]["revenue"] == "30.00"
+
+
+def test_a_cart_held_out_then_messaged_by_another_stream_stays_in_the_control_group(shop: Shop) -> None:
+    rows = Experiment(30, 30, 0, 0).rows(NOW)
+    rows.append(Row("h0", NOW + timedelta(hours=2), channel="call-list", tier="vip", sequence="call"))
+    write_ledger(ledger_of(shop), rows)
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=5), total="500.00", cart_id="h0"))
+    document = report(shop)
+    lift = document["incrementality"]
+    assert lift["holdout"]["carts"] == 30 and lift["holdout"]["converted"] == 1  # intention to treat
+    assert lift["treated"]["carts"] == 30 and lift["contaminated"] == 1
+    assert "stay in the control group" in lift["contamination_note"]
+    assert document["summary"]["revenue"] == "500.00"  # the call won the order: attributed to it
+    assert {row["channel"]: row["orders"] for row in document["breakdowns"]["channel"]} == {"call-list": 1, "email": 0}
+
+
+def test_messages_outside_the_period_are_left_out(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row("old", NOW - timedelta(days=3)), Row("new", NOW)])
+    shop.add_orders(order_row("o1", at=NOW - timedelta(days=2), total="10.00", cart_id="old"),
+                    order_row("o2", at=NOW + timedelta(hours=1), total="20.00", cart_id="new"))
+    document = report(shop)
+    assert document["summary"]["recipients"] == 1 and document["summary"]["revenue"] == "20.00"
+
+
+def test_a_young_period_says_orders_may_still_come(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    document = report(shop, now=NOW + timedelta(days=1))
+    assert document["summary"]["maturing_carts"] == 1
+    assert any("their orders may still come" in note for note in document["notes"])
+
+
+# -- A/B, money, funnel, breakdowns -----------------------------------------------------------------
+
+def _ab_shop(shop: Shop, **report_config: object) -> None:
+    shop.configure(report={"min_sample": 100, **report_config}, sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}]}})
+    rows = [Row(f"{v}{n}", NOW, variant=v) for v in "ab" for n in range(300)]
+    write_ledger(ledger_of(shop), rows)
+    for n in range(300):
+        if n % 10 == 0:  # a converts 10 %
+            shop.add_orders(order_row(f"oa{n}", at=NOW + timedelta(hours=1), total="10.00", cart_id=f"a{n}"))
+        if n % 4 == 0:  # b converts 25 %
+            shop.add_orders(order_row(f"ob{n}", at=NOW + timedelta(hours=1), total="10.00", cart_id=f"b{n}"))
+
+
+def test_ab_results_name_a_winner_only_past_the_minimum_sample(shop: Shop) -> None:
+    _ab_shop(shop)
+    (experiment,) = report(shop)["experiments"]
+    arms = {arm["variant"]: arm for arm in experiment["variants"]}
+    assert experiment["control"] == "a" and (arms["a"]["conversions"], arms["b"]["conversions"]) == (30, 75)
+    assert arms["b"]["p_beats_control"] > 0.99 and experiment["winner"] == "b"
+    assert arms["b"]["revenue_per_recipient"] == "2.50"
+    shop.configure(report={"min_sample": 1000})
+    (experiment,) = report(shop)["experiments"]
+    assert experiment["winner"] is None and "needs 1,000 recipients" in experiment["verdict"]
+
+
+def test_auto_promote_records_the_winner_and_later_runs_give_every_address_that_variant(shop: Shop) -> None:
+    _ab_shop(shop, auto_promote=True)
+    document = report(shop)
+    (experiment,) = document["experiments"]
+    assert experiment["promoted"]["variant"] == "b" and experiment["promoted"]["now"] is True
+    assert any("promoted variant b of default step 1" in note for note in document["notes"])
+    assert Ledger(f"sqlite:///{ledger_of(shop)}").promotions() == {("default", 1): "b"}
+    (experiment,) = report(shop)["experiments"]
+    assert "now" not in experiment["promoted"]  # promoted once
+    shop.add(*(cart(f"new{n}") for n in range(40)))
+    decisions = shop.decisions(now=LATER + timedelta(hours=1))
+    assert {d["variant"] for d in decisions.values() if d["action"] == "send"} == {"b"}
+
+
+def test_money_per_tier_counts_sending_and_incentive_costs(shop: Shop) -> None:
+    shop.configure(
+        priority={"tiers": [{"name": "vip", "min_score": 50, "sequence": "call", "channel": "call-list"},
+                            {"name": "standard", "min_score": 0}]},
+        sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                         {"delay": "24h", "template": "reminder-3",
+                                          "incentive": {"kind": "percent", "value": 20, "code": "BACK20"}}]},
+                   "call": {"steps": [{"delay": "1h", "template": "reminder-1"}]}},
+        report={"costs": {"email": "0.01", "call-list": "3.00"}, "margin": "0.5"})
+    write_ledger(ledger_of(shop), [Row(f"s{n}", NOW, step=2) for n in range(10)]
+                 + [Row(f"v{n}", NOW, tier="vip", channel="call-list", sequence="call") for n in range(4)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="80.00", cart_id="s1"),
+                    order_row("o2", at=NOW + timedelta(hours=1), total="200.00", cart_id="v1"))
+    money = {row["tier"]: row for row in report(shop)["money"]["by_tier"]}
+    standard, vip = money["standard"], money["vip"]
+    # 80 paid after 20 % off: the discount was 20; margin 40; 10 e-mails cost 0.10
+    assert (standard["incentive_cost"], standard["channel_cost"], standard["gross"]) == ("20.00", "0.10", "40.00")
+    assert standard["net"] == "19.90" and standard["orders_with_incentive"] == 1
+    assert (vip["channel_cost"], vip["gross"], vip["net"]) == ("12.00", "100.00", "88.00")
+    assert vip["roi"] == pytest.approx(88 / 12)
+
+
+def test_a_discount_code_on_the_order_decides_whether_the_incentive_was_used(shop: Shop) -> None:
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": {
+        "kind": "fixed", "value": 5, "code": "FIVE"}}]}})
+    write_ledger(ledger_of(shop), [Row(f"s{n}", NOW) for n in range(3)])
+    orders = [order_row("o1", at=NOW + timedelta(hours=1), total="50.00", cart_id="s0"),
+              order_row("o2", at=NOW + timedelta(hours=1), total="50.00", cart_id="s1")]
+    orders[0]["discount_code"] = "five"
+    orders[1]["discount_code"] = ""
+    shop.write()
+    write_orders(shop.folder / "orders.csv", orders, ["discount_code"])
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep the orders file with codes
+    (row,) = report(shop)["money"]["by_tier"]
+    assert row["orders_with_incentive"] == 2 and row["codes_redeemed"] == 1 and row["incentive_cost"] == "5.00"
+
+
+def test_funnel_counts_carts_by_their_latest_decision_and_lists_skip_reasons(shop: Shop) -> None:
+    shop.add(*(cart(f"c{n}") for n in range(10)), cart("nocon", consent="no"), cart("empty", email=""))
+    run = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert run.exit_code == 0, run.output
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", cart_id="c1"))
+    funnel = report(shop)["funnel"]
+    assert (funnel["seen"], funnel["eligible"], funnel["messaged"], funnel["ordered"]) == (12, 10, 10, 1)
+    assert {s["reason"]: s["carts"] for s in funnel["skips"]} == {"no_consent": 1, "no_contact": 1}
+    assert funnel["runs"]["runs"] == 1 and funnel["runs"]["sent"] == 10
+
+
+def test_breakdowns_by_locale_tier_and_day(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row("t1", NOW, locale="sv"), Row("t2", NOW, locale="en"),
+                                   Row("t3", NOW + timedelta(hours=20), locale="sv")])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", cart_id="t1"),
+                    order_row("o3", at=NOW + timedelta(days=1), total="30.00", cart_id="t3"))
+    document = report(shop)
+    locales = {row["locale"]: (row["recipients"], row["orders"], row["revenue"]) for row in document["breakdowns"]["locale"]}
+    assert locales == {"en": (1, 0, "0.00"), "sv": (2, 2, "40.00")}
+    days = {row["day"]: row for row in document["breakdowns"]["day"]}  # Stockholm days
+    assert days["2026-11-20"]["messages"] == 2 and days["2026-11-21"]["messages"] == 1
+    assert days["2026-11-20"]["revenue"] == "10.00" and days["2026-11-21"]["revenue"] == "30.00"
+    text = shop.cli("report", *PERIOD, "--by", "locale", "--by", "day", now=LATER)
+    assert text.exit_code == 0 and "By locale" in text.stdout and "By day" in text.stdout
+
+
+def test_csv_writes_one_file_per_table(shop: Shop, tmp_path: Path) -> None:
+    write_ledger(ledger_of(shop), Experiment(20, 20, 0, 0).rows(NOW))
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", cart_id="t1"))
+    folder = tmp_path / "csv"
+    document = report(shop, "--csv", str(folder))
+    names = sorted(Path(p).name for p in document["outputs"]["csv"])
+    assert names == sorted(["by_step.csv", "by_tier.csv", "by_variant.csv", "by_locale.csv", "by_channel.csv",
+                            "by_day.csv", "summary.csv", "lift.csv", "experiments.csv", "money.csv", "funnel.csv"])
+    with (folder / "by_step.csv").open(encoding="utf-8") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["sequence"], row["step"], row["recipients"], row["revenue"]) == ("default", "1", "20", "10.00")
+    with (folder / "lift.csv").open(encoding="utf-8") as handle:
+        lift = list(csv.DictReader(handle))
+    assert lift[0]["group"] == "all" and lift[0]["holdout_carts"] == "20"
+
+
+# -- errors and the one JSON document ------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,code,fragment", [
+    (("--since", "last week"), 2, "--since: expected a date"),
+    (("--by", "colour"), 2, "--by colour: expected one of"),
+    (("--since", "2026-11-22", "--until", "2026-11-20"), 2, "is not before --until"),
+])
+def test_usage_errors_exit_2_with_one_json_document(shop: Shop, args: tuple[str, ...], code: int,
+                                                    fragment: str) -> None:
+    result = shop.cli("report", "--json", *args, now=LATER)
+    assert result.exit_code == code
+    document = json.loads(result.stdout)
+    assert document["error"]["exit_code"] == code and fragment in document["error"]["message"]
+
+
+def test_an_unreadable_source_exits_3(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    shop.configure(source={"orders": "missing-orders.csv"})
+    result = shop.cli("report", "--json", *PERIOD, now=LATER)
+    assert result.exit_code == 3 and result.json["error"]["code"] == "source"
+    assert "missing-orders.csv" in result.json["error"]["message"]
+
+
+def test_an_older_ledger_gets_the_report_columns_and_reports_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE cr_message (id INTEGER PRIMARY KEY, cart_key VARCHAR(191) NOT NULL, cart_id VARCHAR(191)"
+                   " NOT NULL, email VARCHAR(254), step INTEGER NOT NULL, channel VARCHAR(32) NOT NULL, transport"
+                   " VARCHAR(32) NOT NULL, template VARCHAR(191) NOT NULL, variant VARCHAR(64), tier VARCHAR(64), score"
+                   " FLOAT, status VARCHAR(32) NOT NULL, reply VARCHAR(1000) NOT NULL, message_id VARCHAR(255) NOT NULL,"
+                   " attempts INTEGER NOT NULL, run_id INTEGER, claimed_at DATETIME NOT NULL, finished_at DATETIME)")
+        db.execute("INSERT INTO cr_message (cart_key, cart_id, email, step, channel, transport, template, status, reply,"
+                   " message_id, attempts, claimed_at) VALUES ('csv:1', '1', 'a@example.com', 1, 'email', 'smtp', 'r',"
+                   " 'sent', '', '', 1, '2026-11-20 10:00:00.000000')")
+    ledger = Ledger(f"sqlite:///{path}")
+    try:
+        (row,) = ledger.messages()
+        assert row["sequence"] is None and row["locale"] is None and "cart_value" in row
+        rows = list(ledger.report_messages(NOW - timedelta(days=1), NOW + timedelta(days=1)))
+        assert [(r[1], r[11]) for r in rows] == [("csv:1", "sent")]
+    finally:
+        ledger.close()
