@@ -58,8 +58,11 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def screenshot(html: str, out: Path, *, size: tuple[int, int] = DEFAULT_SIZE, chromium: str | None = None,
-               timeout: float = 60.0) -> Path:
-    """Render ``html`` in headless Chromium and write a PNG of ``size`` (width, height) to ``out``."""
+               timeout: float = 60.0, net_log: Path | None = None) -> Path:
+    """Render ``html`` in headless Chromium and write a PNG of ``size`` (width, height) to ``out``.
+
+    ``net_log``: also write Chromium's network log (JSON) there, to see every request the page made.
+    """
     binary = chromium or find_chromium()
     if binary is None:
         raise ScreenshotError("headless Chromium not found: install Debian's chromium package "
@@ -74,7 +77,8 @@ def screenshot(html: str, out: Path, *, size: tuple[int, int] = DEFAULT_SIZE, ch
         profile = Path(folder) / "profile"
         profile.mkdir()
         command = [binary, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={target}",
-                   f"--window-size={width},{height}", page.as_uri()]
+                   f"--window-size={width},{height}",
+                   *([f"--log-net-log={net_log.expanduser().resolve()}"] if net_log is not None else []), page.as_uri()]
         env = dict(os.environ, HOME=folder)  # Chromium writes caches under $HOME
         try:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -82,6 +82,11 @@ def report(
         unknown = [name for name in chosen if name not in BREAKDOWNS]
         if unknown:
             raise ConfigError(f"--by {unknown[0]}: expected one of {', '.join(BREAKDOWNS)}")
+        if email is not None:
+            from cartrescue.contacts import is_valid_email
+
+            if not is_valid_email(email):
+                raise ConfigError(f"--email: not a valid address: {email!r}")
         document, config_obj = _compute(config, now, since, until)
         outputs: dict[str, Any] = {}
         if csv_dir is not None:

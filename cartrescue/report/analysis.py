@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +30,13 @@ def amount(value: int | float | None) -> str:
     text = f"{number:f}".rstrip("0")
     whole, _dot, fraction = text.partition(".")
     return f"{whole}.{fraction.ljust(2, '0')}"
+
+
+def per(total: int | None, count: int) -> str | None:
+    """An average amount (per recipient, per cart), to the cent."""
+    if not count:
+        return None
+    return f"{(money(int(total or 0)) / count).quantize(Decimal('0.01'))}"
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -52,7 +59,8 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
     notes: list[str] = []
     document: dict[str, Any] = {
         "period": {"since": _iso(period.since), "until": _iso(period.until), "now": _iso(period.now),
-                   "timezone": config.shop.timezone,
+                   "timezone": config.shop.timezone, "first_day": period.since.astimezone(config.shop.tz).date().isoformat(),
+                   "last_day": period.until.astimezone(config.shop.tz).date().isoformat(),
                    "attribution_window_days": config.report.attribution_window.total_seconds() / 86400},
         "currency": currency,
         "summary": _summary(totals),
@@ -104,7 +112,7 @@ def _summary(totals: dict[str, Any]) -> dict[str, Any]:
         "messages": totals["messages"], "recipients": carts, "cart_value": amount(totals["value"]),
         "orders": totals["orders"], "converted_carts": totals["converted_carts"],
         "revenue": amount(totals["revenue"]), "conversion_rate": rate(totals["converted_carts"], carts),
-        "revenue_per_recipient": amount((totals["revenue"] or 0) / carts) if carts else None,
+        "revenue_per_recipient": per(totals["revenue"], carts),
         "held_out_carts": totals["held_carts"], "maturing_carts": totals["maturing"],
         "unconverted_orders": totals["unconverted_orders"],
     }
@@ -124,7 +132,7 @@ def _breakdown(name: str, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
             entry[name] = key[0]
         entry.update(recipients=messages, conversions=converted, orders=orders, revenue=amount(revenue),
                      conversion_rate=rate(converted, messages),
-                     revenue_per_recipient=amount(revenue / messages) if messages else None,
+                     revenue_per_recipient=per(revenue, messages),
                      cart_value=amount(value))
         out.append(entry)
     return out
@@ -144,6 +152,10 @@ def _days(config: Config, att: Attribution) -> list[dict[str, Any]]:
         day = days[from_epoch(bucket * 900).astimezone(tz).date().isoformat()]
         day["orders"] += count
         day["revenue"] += revenue
+    first, last = att.since.astimezone(tz).date(), att.until.astimezone(tz).date()
+    if (last - first).days <= 400:  # every day of the period, also those without a message or an order
+        for offset in range((last - first).days + 1):
+            days[(first + timedelta(days=offset)).isoformat()]  # noqa: B018 - creates the empty day
     return [{"day": key, "messages": v["messages"], "held_out": v["held_out"], "orders": v["orders"],
              "revenue": amount(v["revenue"])} for key, v in sorted(days.items())]
 
@@ -198,7 +210,7 @@ def _arm(group: dict[str, Any]) -> dict[str, Any]:
     low, high = stats.wilson(group["converted"], group["carts"])
     return {"carts": group["carts"], "converted": group["converted"], "rate": rate(group["converted"], group["carts"]),
             "interval": [low, high] if group["carts"] else None, "revenue": amount(group["revenue"]),
-            "revenue_per_cart": amount(group["revenue"] / group["carts"]) if group["carts"] else None}
+            "revenue_per_cart": per(group["revenue"], group["carts"])}
 
 
 def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +279,7 @@ def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[d
             variants.append({"variant": name, "recipients": messages, "conversions": converted,
                              "conversion_rate": rate(converted, messages),
                              "interval": list(stats.wilson(converted, messages)),
-                             "revenue": amount(revenue), "revenue_per_recipient": amount(revenue / messages) if messages else None,
+                             "revenue": amount(revenue), "revenue_per_recipient": per(revenue, messages),
                              "p_beats_control": beats.get(name), "p_best": best.get(name)})
         entry["variants"] = variants
         minimum = config.report.min_sample

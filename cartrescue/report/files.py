@@ -87,7 +87,7 @@ def digest(document: dict[str, Any], shop: str) -> str:
     period, summary, lift = document["period"], document["summary"], document["incrementality"]
     currency = document["currency"] or ""
     lines = [
-        f"{shop}: abandoned-cart reminders, {period['since'][:10]} to {period['until'][:10]}",
+        f"{shop}: abandoned-cart reminders, {period['first_day']} to {period['last_day']}",
         "",
         f"Recovered (attributed): {summary['revenue']} {currency} from {summary['orders']:,} orders; "
         f"{summary['converted_carts']:,} of {summary['recipients']:,} messaged carts ordered "

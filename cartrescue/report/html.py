@@ -163,7 +163,8 @@ def render_html(document: dict[str, Any], shop: str) -> str:
     currency = document["currency"] or ""
     if lift["measured"]:
         revenue = lift["incremental_revenue"]
-        incremental = (f'<div class="card measured"><div class="label">Incremental revenue (caused)</div>'
+        clear = "measured" if lift["absolute"]["interval"][0] > 0 else ""
+        incremental = (f'<div class="card {clear}"><div class="label">Incremental revenue (caused)</div>'
                        f'<div class="value">{_e(revenue["estimate"])} {_e(currency)}</div><div class="detail">95 % '
                        f'interval {_e(revenue["interval"][0])} to {_e(revenue["interval"][1])}</div></div>')
     else:
@@ -177,8 +178,8 @@ def render_html(document: dict[str, Any], shop: str) -> str:
         f'{_e(percent(summary["conversion_rate"]))}</div><div class="detail">{_e(summary["revenue_per_recipient"])} '
         f'{_e(currency)} per recipient</div></div></div>')
     sections = [
-        f'<section><h1>{_e(shop)}: abandoned-cart reminders</h1><p class="sub">{_e(period["since"][:16])} to '
-        f'{_e(period["until"][:16])} UTC · attribution window {period["attribution_window_days"]:g} days · '
+        f'<section><h1>{_e(shop)}: abandoned-cart reminders</h1><p class="sub">{_e(period["first_day"])} to '
+        f'{_e(period["last_day"])} ({_e(period["timezone"])}) · attribution window {period["attribution_window_days"]:g} days · '
         f'{_e(currency or "amounts as the shop gives them")}</p>{cards}</section>',
         f'<section><h2>Lift against the holdout</h2><p class="sentence">{_e(lift["sentence"])}</p>'
         + (lift_chart(lift) if lift["measured"] else "")
@@ -219,6 +220,6 @@ def render_html(document: dict[str, Any], shop: str) -> str:
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(shop)}: cartrescue report {_e(period['since'][:10])} to {_e(period['until'][:10])}</title>"
+        f"<title>{_e(shop)}: cartrescue report {_e(period['first_day'])} to {_e(period['last_day'])}</title>"
         f"<style>{STYLE}</style></head><body><main>\n" + "\n".join(sections) + "\n</main></body></html>\n"
     )

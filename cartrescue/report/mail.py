@@ -15,8 +15,7 @@ from html import escape
 from typing import Any
 
 from cartrescue.config import Config
-from cartrescue.contacts import is_valid_email
-from cartrescue.errors import CartrescueError, ConfigError
+from cartrescue.errors import CartrescueError
 from cartrescue.mime import build_with_attachments, encode_address
 from cartrescue.model import Address, Attachment, OutgoingMessage
 from cartrescue.report.files import digest
@@ -39,7 +38,7 @@ def compose(config: Config, document: dict[str, Any], page: str, to: str, now: d
         message_id=f"<cr.report.{stamp}@{shop.domain}>",
         sender=Address(shop.from_email, shop.from_name or shop.name),
         to=Address(to),
-        subject=f"{shop.name}: cart reminders {period['since'][:10]} to {period['until'][:10]}",
+        subject=f"{shop.name}: cart reminders {period['first_day']} to {period['last_day']}",
         text=text, html=html, date=now,
         headers=(("Auto-Submitted", "auto-generated"),),
     )
@@ -49,11 +48,9 @@ def send_report(config: Config, document: dict[str, Any], page: str, to: str) ->
     """Send the digest with ``page`` attached to ``to``; return what the relay said."""
     from cartrescue.channels.smtp import ConnectFailure, SmtpSettings, open_connection, tls_context
 
-    if not is_valid_email(to):
-        raise ConfigError(f"--email: not a valid address: {to!r}")
     now = datetime.now(timezone.utc)
     message = compose(config, document, page, to, now)
-    name = f"cartrescue-report-{document['period']['until'][:10]}.html"
+    name = f"cartrescue-report-{document['period']['last_day']}.html"
     data = build_with_attachments(message, [Attachment(name, "text/html", page.encode("utf-8"))])
     settings = SmtpSettings.from_config(config)
     sender, rcpt = encode_address(settings.envelope_from), encode_address(to)

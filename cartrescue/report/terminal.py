@@ -35,7 +35,7 @@ def print_report(document: dict[str, Any], console: Console, by: list[str]) -> N
     period, summary, lift = document["period"], document["summary"], document["incrementality"]
     currency = document["currency"] or ""
     console.print(Text.assemble(("cartrescue report ", "bold"), printable(
-        f"{period['since'][:16]} – {period['until'][:16]} UTC · attribution window "
+        f"{period['first_day']} – {period['last_day']} ({period['timezone']}) · attribution window "
         f"{period['attribution_window_days']:g} days · {currency or 'amounts as the shop gives them'}")))
     head = _table("Won back", ["", "attributed (any order after a message)", "incremental (against the holdout)"])
     if lift["measured"]:
@@ -77,7 +77,7 @@ def print_report(document: dict[str, Any], console: Console, by: list[str]) -> N
     money = document["money"]
     if money["by_tier"]:
         gross = "margin" if money["basis"] == "margin" else "revenue"
-        table = _table(f"Money in, money out (per tier, {currency})",
+        table = _table("Money in, money out (per tier" + (f", {currency})" if currency else ")"),
                        ["tier", "messages", "orders", gross, "sending cost", "incentive cost", "net", "ROI"])
         for row in money["by_tier"]:
             table.add_row(_t(row["tier"]), _t(f"{row['messages']:,}"), _t(f"{row['orders']:,}"), _t(row["gross"]),
