@@ -817,6 +817,30 @@ class Ledger:
             for row in result:
                 yield (*row[:12], _aware(row[12]), row[13])
 
+    def report_keys(self, start: datetime, end: datetime, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
+        """(cart id, email, customer id) of the sent and held-out rows claimed in ``[start, end]``,
+        each combination once, streamed: what an order must carry to matter to the report."""
+        path = self.sqlite_path()
+        if path is not None:  # a million rows: the driver's tuples, not SQLAlchemy's rows
+            import sqlite3
+
+            def stamp(moment: datetime) -> str:  # as SQLAlchemy stores a DateTime in SQLite
+                return _naive(moment).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                yield from db.execute(
+                    "SELECT DISTINCT cart_id, email, customer_id FROM cr_message WHERE status IN ('sent', 'held_out')"
+                    " AND claimed_at >= ? AND claimed_at <= ?", (stamp(start), stamp(end)))
+            finally:
+                db.close()
+            return
+        c = Message.__table__.c  # type: ignore[attr-defined]
+        query = select(c.cart_id, c.email, c.customer_id).where(
+            c.status.in_(("sent", "held_out")), c.claimed_at >= _naive(start), c.claimed_at <= _naive(end)).distinct()
+        with self.engine.connect() as conn:
+            yield from conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+
     def report_counts(self, start: datetime, end: datetime) -> dict[str, int]:
         """Rows per status claimed in ``[start, end]`` (unconfirmed claims, failures)."""
         c = Message.__table__.c  # type: ignore[attr-defined]

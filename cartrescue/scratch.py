@@ -17,10 +17,12 @@ _PRAGMAS = "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-
 class ScratchDb:
     """A throw-away SQLite connection created with ``schema``; :meth:`close` deletes the file."""
 
-    def __init__(self, name: str, schema: str) -> None:
+    def __init__(self, name: str, schema: str, *, shared: bool = False) -> None:
+        """``shared``: the connection may be closed (and used, one at a time) by another thread
+        than the one that made it (a loader thread fills it, the main thread reads it)."""
         self._dir = tempfile.TemporaryDirectory(prefix=f"cartrescue-{name}-")
         self.path = Path(self._dir.name) / f"{name}.db"
-        self.connection = sqlite3.connect(self.path)
+        self.connection = sqlite3.connect(self.path, check_same_thread=not shared)
         self.connection.executescript(_PRAGMAS + schema)
 
     def close(self) -> None:

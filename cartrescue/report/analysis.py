@@ -54,7 +54,7 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
           decisions: list[tuple[str, str, int, int]], codes: dict[int, str], ledger_counts: dict[str, int],
           promotions: list[dict[str, Any]]) -> dict[str, Any]:
     """The whole report document."""
-    totals = att.totals(period.now)
+    totals = att.totals()
     currency = config.shop.currency or (next(iter(att.loaded.currencies)) if len(att.loaded.currencies) == 1 else None)
     notes: list[str] = []
     document: dict[str, Any] = {

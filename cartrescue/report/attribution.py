@@ -93,12 +93,17 @@ class Loaded:
 class Attribution:
     """The scratch database of one report: load, attribute, then ask."""
 
-    def __init__(self, since: datetime, until: datetime, window: timedelta, lookback: timedelta) -> None:
-        self.since, self.until, self.window = since, until, window
+    def __init__(self, since: datetime, until: datetime, window: timedelta, lookback: timedelta,
+                 now: datetime) -> None:
+        self.since, self.until, self.window, self.now = since, until, window, now
         self.start = since - lookback  # rows this far back tell a stream that began before ``since``
         self._scratch = ScratchDb("report", SCHEMA)
         self.db = self._scratch.connection
         self.loaded = Loaded()
+        self._cube_rows: list[tuple[Any, ...]] | None = None
+        self._messages: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self._carts: tuple[int, int] = (0, 0)
+        self._held_carts = 0
 
     def close(self) -> None:
         self._scratch.close()
@@ -142,74 +147,81 @@ class Attribution:
         finally:
             self.db.execute("DETACH DATABASE led")
 
-    def order_window(self, now: datetime) -> Window | None:
-        """The orders that can matter: from the first row loaded to the last row plus the window."""
-        first, last = self.db.execute("SELECT min(at), max(at) FROM msg").fetchone()
-        if first is None:
-            return None
-        return Window(from_epoch(first), min(from_epoch(last) + self.window, max(now, self.until)))
+    def order_window(self, now: datetime) -> Window:
+        """The orders that can matter: from the first row that can be loaded to the end of the
+        period plus the attribution window (never past ``now``)."""
+        return Window(self.start, min(self.until + self.window, max(now, self.until)))
 
-    def load_orders(self, orders: Iterable[Order], basis: Basis) -> None:
-        """Orders with their amount in the shop's currency; a repeated id keeps its first row."""
-        loaded = self.loaded
-        base = basis.currency
+    def prepare(self) -> None:
+        """What needs only the rows (runs while the orders load): the streams and the sums of
+        messages per breakdown."""
+        since, until = self._period()
+        self.db.executescript("""
+            CREATE INDEX msg_key ON msg(cart_key, at);
+            CREATE TABLE stream(cart_key TEXT PRIMARY KEY, first_at REAL, first_id INTEGER, held INTEGER, tier TEXT)
+              WITHOUT ROWID;
+            INSERT INTO stream SELECT cart_key, min(at), id, held, tier FROM msg GROUP BY cart_key;
+        """)  # one aggregate: SQLite takes the bare columns from the row of min(at)
+        # Carts messaged (and held out) in the period, and those whose last message is recent:
+        # grouped along the msg_key index, so nothing is sorted.
+        self._carts = self.db.execute(
+            "SELECT count(*), coalesce(sum(last > ?), 0) FROM (SELECT max(at) AS last FROM msg"
+            " WHERE held = 0 AND at >= ? AND at <= ? GROUP BY cart_key)",
+            (epoch(self.now) - self.window.total_seconds(), since, until)).fetchone()
+        self._held_carts = self.db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM msg WHERE held = 1 AND at >= ? AND at <= ? GROUP BY cart_key)",
+            (since, until)).fetchone()[0]
+        # Grouping by one text key is several times faster in SQLite than by seven columns.
+        self._messages = {}
+        for key, bucket, count, value in self.db.execute(
+                f"SELECT {_cube_key()}, CAST(at / 900 AS INTEGER), count(*), coalesce(sum(value), 0) FROM msg"
+                " WHERE at >= ? AND at <= ? GROUP BY 1, 2", (since, until)):
+            self._messages[(*_split(key), bucket)] = (count, value)
 
-        def rows() -> Iterator[tuple[Any, ...]]:
-            for order in orders:
-                currency = (order.currency or base or "").upper()
-                amount = basis.base(order.total, currency, order.base_total) if currency else order.total
-                if amount is None:
-                    loaded.unconverted[currency] = loaded.unconverted.get(currency, 0) + 1
-                if currency:
-                    loaded.currencies.add(currency)
-                if order.discount_code:
-                    loaded.codes_seen = True
-                yield (order.id, epoch(order.created_at), order.email, order.customer_id, order.cart_id,
-                       None if amount is None else units(amount), currency or None, order.discount_code)
-
-        total = 0
-        for batch in _batches(rows()):
-            total += len(batch)
-            self.db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?)", batch)
-        loaded.orders = self.db.execute("SELECT count(*) FROM ord").fetchone()[0]
-        loaded.duplicate_orders = total - loaded.orders
+    def attach_orders(self, orders: "OrderLoad") -> None:
+        """Take the orders a loader thread read into its own scratch file."""
+        self.db.execute("ATTACH DATABASE ? AS o", (str(orders.scratch.path),))
+        try:
+            self.db.execute("INSERT INTO ord SELECT * FROM o.ord")
+            self.db.commit()
+        finally:
+            self.db.execute("DETACH DATABASE o")
+        self.loaded.orders = orders.count
+        self.loaded.duplicate_orders = orders.duplicates
+        self.loaded.unconverted = orders.unconverted
+        self.loaded.currencies = orders.currencies
+        self.loaded.codes_seen = orders.codes_seen
 
     # -- attribution -------------------------------------------------------------------------
 
     def attribute(self) -> None:
-        """Give each order its row (see the module docstring); build the stream table."""
+        """Give each order its row (see the module docstring).
+
+        The orders are few next to the rows (the key filter let only possible matches in), so
+        the rows are scanned once per key with lookups into the orders' small indexes, rather
+        than indexing a million rows three times.
+        """
         w = self.window.total_seconds()
-        self.db.executescript(
-            "CREATE INDEX msg_cart ON msg(cart_id, at); CREATE INDEX msg_email ON msg(email, at);"
-            "CREATE INDEX msg_customer ON msg(customer_id, at); CREATE INDEX msg_key ON msg(cart_key, at);")
-
-        def latest(column: str) -> str:
-            return (f"(SELECT m.id FROM msg m WHERE m.{column} = o.{column} AND m.at < o.at AND m.at >= o.at - {w!r}"
-                    " ORDER BY m.at DESC, m.id DESC LIMIT 1)")
-
         self.db.executescript(f"""
-            CREATE TABLE cand AS SELECT oid, c, CASE WHEN c IS NULL THEN e END AS e, CASE WHEN c IS NULL THEN u END AS u
-              FROM (SELECT o.id AS oid, CASE WHEN o.cart_id IS NOT NULL THEN {latest('cart_id')} END AS c,
-                           CASE WHEN o.email IS NOT NULL THEN {latest('email')} END AS e,
-                           CASE WHEN o.customer_id IS NOT NULL THEN {latest('customer_id')} END AS u
-                    FROM ord o)
-              WHERE coalesce(c, e, u) IS NOT NULL;
+            CREATE INDEX ord_cart ON ord(cart_id) WHERE cart_id IS NOT NULL;
+            CREATE INDEX ord_email ON ord(email) WHERE email IS NOT NULL;
+            CREATE INDEX ord_customer ON ord(customer_id) WHERE customer_id IS NOT NULL;
+            CREATE TABLE cand AS
+              SELECT o.id AS oid, m.id AS mid, m.at AS at, 0 AS kind FROM msg m CROSS JOIN ord o
+                ON o.cart_id = m.cart_id WHERE m.cart_id IS NOT NULL AND o.at > m.at AND o.at <= m.at + {w!r}
+              UNION ALL
+              SELECT o.id, m.id, m.at, 1 FROM msg m CROSS JOIN ord o
+                ON o.email = m.email WHERE m.email IS NOT NULL AND o.at > m.at AND o.at <= m.at + {w!r}
+              UNION ALL
+              SELECT o.id, m.id, m.at, 1 FROM msg m CROSS JOIN ord o
+                ON o.customer_id = m.customer_id WHERE m.customer_id IS NOT NULL AND o.at > m.at AND o.at <= m.at + {w!r};
             CREATE TABLE hit(oid TEXT PRIMARY KEY, mid INTEGER NOT NULL) WITHOUT ROWID;
-            INSERT INTO hit SELECT oid, CASE WHEN c IS NOT NULL THEN c WHEN e IS NULL THEN u WHEN u IS NULL THEN e
-                                             WHEN me.at >= mu.at THEN e ELSE u END
-              FROM cand LEFT JOIN msg me ON me.id = cand.e LEFT JOIN msg mu ON mu.id = cand.u;
+            INSERT INTO hit SELECT oid, mid FROM (SELECT oid, mid, row_number() OVER
+                (PARTITION BY oid ORDER BY kind, at DESC, mid DESC) AS n FROM cand) WHERE n = 1;
             DROP TABLE cand;
-            CREATE INDEX hit_mid ON hit(mid);
-            CREATE TABLE stream AS SELECT cart_key, min(at) AS first_at, held, tier, sequence
-              FROM msg GROUP BY cart_key;  -- one aggregate: SQLite takes the bare columns from the first row
-            CREATE INDEX stream_key ON stream(cart_key);
-            CREATE TABLE mstat AS SELECT h.mid, count(*) AS orders, sum(o.amount) AS revenue,
-                   sum(o.amount IS NULL) AS unconverted
+            CREATE TABLE mstat(mid INTEGER PRIMARY KEY, orders INTEGER, revenue INTEGER, unconverted INTEGER);
+            INSERT INTO mstat SELECT h.mid, count(*), sum(o.amount), sum(o.amount IS NULL)
               FROM hit h JOIN ord o ON o.id = h.oid GROUP BY h.mid;
-            CREATE INDEX mstat_mid ON mstat(mid);
-            CREATE TABLE cohort AS SELECT m.* FROM msg m JOIN stream s ON s.cart_key = m.cart_key
-              WHERE s.first_at >= {epoch(self.since)!r} AND s.first_at <= {epoch(self.until)!r};
-            CREATE INDEX cohort_id ON cohort(id);
         """)
 
     # -- questions ---------------------------------------------------------------------------
@@ -217,74 +229,152 @@ class Attribution:
     def _period(self) -> tuple[float, float]:
         return epoch(self.since), epoch(self.until)
 
-    def totals(self, now: datetime) -> dict[str, Any]:
+    def _cube(self) -> list[tuple[Any, ...]]:
+        """The rows claimed in the period summed per (sequence, step, variant, tier, locale,
+        channel, held, 15-minute bucket): (..., rows, rows with an order, orders, revenue, cart
+        value, unconverted orders). The messages' part was summed in :meth:`prepare` (one pass
+        over the rows); the orders' part is summed here over the few rows that won an order."""
+        if self._cube_rows is None:
+            since, until = self._period()
+            won = {(*_split(row[0]), row[1]): row[2:] for row in self.db.execute(
+                f"SELECT {_cube_key('m.')}, CAST(m.at / 900 AS INTEGER), count(*), sum(t.orders),"
+                " coalesce(sum(t.revenue), 0), sum(t.unconverted) FROM mstat t JOIN msg m ON m.id = t.mid"
+                " WHERE m.at >= ? AND m.at <= ? GROUP BY 1, 2", (since, until))}
+            self._cube_rows = []
+            for key, (messages, value) in self._messages.items():
+                converted, orders, revenue, unconverted = won.get(key, (0, 0, 0, 0))
+                self._cube_rows.append((*key, messages, converted, orders, revenue, value, unconverted))
+        return self._cube_rows
+
+    def totals(self) -> dict[str, Any]:
         """Sent messages of the period's streams and what they won back."""
-        messages, carts, value, converted, orders, revenue, unconverted = self.db.execute(
-            "SELECT count(*), count(DISTINCT c.cart_key), sum(c.value), count(s.mid), coalesce(sum(s.orders), 0),"
-            " sum(s.revenue), coalesce(sum(s.unconverted), 0) FROM cohort c LEFT JOIN mstat s ON s.mid = c.id"
-            " WHERE c.held = 0").fetchone()
+        sums = [0, 0, 0, 0, 0, 0]
+        for row in self._cube():
+            if not row[6]:
+                for index in range(6):
+                    sums[index] += row[8 + index]
+        messages, converted, orders, revenue, value, unconverted = sums
+        since, _until = self._period()
+        (carts, maturing), held = self._carts, self._held_carts
         converted_carts = self.db.execute(
-            "SELECT count(DISTINCT c.cart_key) FROM cohort c JOIN mstat s ON s.mid = c.id WHERE c.held = 0").fetchone()[0]
-        maturing = self.db.execute(
-            "SELECT count(DISTINCT cart_key) FROM cohort WHERE held = 0 AND at > ?",
-            (epoch(now) - self.window.total_seconds(),)).fetchone()[0]
-        held = self.db.execute("SELECT count(DISTINCT cart_key) FROM cohort WHERE held = 1").fetchone()[0]
+            "SELECT count(DISTINCT m.cart_key) FROM hit h JOIN msg m ON m.id = h.mid WHERE m.held = 0 AND m.at >= ?",
+            (since,)).fetchone()[0]
         return {"messages": messages, "carts": carts, "value": value, "converted_messages": converted,
                 "converted_carts": converted_carts, "orders": orders, "revenue": revenue,
                 "unconverted_orders": unconverted, "maturing": maturing, "held_carts": held}
 
     def breakdown(self, dimension: str) -> list[tuple[Any, ...]]:
         """Per group of sent messages: (*key, messages, converted messages, orders, revenue, cart value)."""
-        columns = DIMENSIONS[dimension]
-        keys = ", ".join(f"c.{name}" for name in columns)
-        extra = " AND c.variant IS NOT NULL" if dimension == "variant" else ""
-        return self.db.execute(
-            f"SELECT {keys}, count(*), count(s.mid), coalesce(sum(s.orders), 0), coalesce(sum(s.revenue), 0),"
-            f" coalesce(sum(c.value), 0) FROM cohort c LEFT JOIN mstat s ON s.mid = c.id WHERE c.held = 0{extra}"
-            f" GROUP BY {keys} ORDER BY {keys}").fetchall()
+        positions = [_CUBE[name] for name in DIMENSIONS[dimension]]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for row in self._cube():
+            if row[6] or (dimension == "variant" and row[2] is None):
+                continue
+            sums = groups.setdefault(tuple(row[p] for p in positions), [0, 0, 0, 0, 0])
+            for index in range(5):
+                sums[index] += row[8 + index]
+        return [(*key, *sums) for key, sums in sorted(groups.items(), key=lambda item: tuple(
+            (value is None, value if value is not None else 0) for value in item[0]))]
 
     def by_quarter_hour(self) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
         """(bucket, sent messages, held-out rows) and (bucket, attributed orders, revenue), in
         15-minute buckets of epoch time: the caller maps them to days in the shop's timezone."""
-        sent = self.db.execute(
-            "SELECT CAST(at / 900 AS INTEGER) AS b, sum(held = 0), sum(held = 1) FROM cohort GROUP BY b").fetchall()
+        sent: dict[int, list[int]] = {}
+        for row in self._cube():
+            counts = sent.setdefault(row[7], [0, 0])
+            counts[1 if row[6] else 0] += row[8]
         orders = self.db.execute(
             "SELECT CAST(o.at / 900 AS INTEGER) AS b, count(*), coalesce(sum(o.amount), 0) FROM hit h"
-            " JOIN cohort c ON c.id = h.mid JOIN ord o ON o.id = h.oid WHERE c.held = 0 GROUP BY b").fetchall()
-        return sent, orders
+            " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? GROUP BY b",
+            (self._period()[0],)).fetchall()
+        return [(bucket, a, b) for bucket, (a, b) in sorted(sent.items())], orders
 
     def groups(self) -> list[tuple[Any, ...]]:
-        """Per (held, tier) of the period's streams: carts, converted carts, revenue, revenue², and
-        carts of that group that were also messaged (contaminated controls)."""
-        since, until = self._period()
-        return self.db.execute(
-            "SELECT s.held, s.tier, count(*), count(r.cart_key), coalesce(sum(r.revenue), 0),"
-            " coalesce(sum(r.revenue * 1.0 * r.revenue), 0),"
-            " sum(s.held = 1 AND EXISTS (SELECT 1 FROM msg m WHERE m.cart_key = s.cart_key AND m.held = 0))"
-            " FROM stream s LEFT JOIN (SELECT m.cart_key, coalesce(sum(o.amount), 0) AS revenue FROM hit h"
-            "   JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid GROUP BY m.cart_key) r ON r.cart_key = s.cart_key"
-            " WHERE s.first_at >= ? AND s.first_at <= ? GROUP BY s.held, s.tier ORDER BY s.held, s.tier",
-            (since, until)).fetchall()
+        """Per (held, tier) of the first rows of the streams that began in the period: carts,
+        converted carts, revenue, revenue², and carts of that group that were also messaged
+        (contaminated controls)."""
+        period = self._period()
+        groups: dict[tuple[int, str | None], list[Any]] = {}
+        for held, tier, carts in self.db.execute(
+                "SELECT held, tier, count(*) FROM stream WHERE first_at >= ? AND first_at <= ?"
+                " GROUP BY held || char(31) || ifnull(tier, char(30))", period):
+            groups[(held, tier)] = [carts, 0, 0, 0.0, 0]
+        for held, tier, converted, revenue, squares in self.db.execute(
+                "SELECT s.held, s.tier, count(*), coalesce(sum(r.revenue), 0), coalesce(sum(r.revenue * 1.0 * r.revenue), 0)"
+                " FROM (SELECT m.cart_key, coalesce(sum(o.amount), 0) AS revenue FROM hit h JOIN msg m ON m.id = h.mid"
+                "       JOIN ord o ON o.id = h.oid GROUP BY m.cart_key) r"
+                " JOIN stream s ON s.cart_key = r.cart_key WHERE s.first_at >= ? AND s.first_at <= ?"
+                " GROUP BY s.held, s.tier", period):
+            groups[(held, tier)][1:4] = [converted, revenue, squares]
+        for tier, contaminated in self.db.execute(
+                "SELECT s.tier, count(*) FROM stream s WHERE s.held = 1 AND s.first_at >= ? AND s.first_at <= ?"
+                " AND EXISTS (SELECT 1 FROM msg m WHERE m.cart_key = s.cart_key AND m.held = 0) GROUP BY s.tier", period):
+            groups[(1, tier)][4] = contaminated
+        return [(held, tier, *sums) for (held, tier), sums in sorted(
+            groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))]
 
     def attributed_orders(self) -> Iterator[tuple[Any, ...]]:
         """Each attributed order of the period's streams: (message id, sequence, step, tier, channel,
         amount, discount code)."""
         yield from self.db.execute(
-            "SELECT c.id, c.sequence, c.step, c.tier, c.channel, o.amount, o.code FROM hit h"
-            " JOIN cohort c ON c.id = h.mid JOIN ord o ON o.id = h.oid WHERE c.held = 0 ORDER BY c.id")
+            "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code FROM hit h"
+            " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? ORDER BY m.id",
+            (self._period()[0],))
 
     def attributed_messages(self, steps: set[tuple[str, int]]) -> list[int]:
         """Ids of the messages of ``steps`` ((sequence, step)) that won an order (code lookups)."""
         if not steps:
             return []
-        rows = self.db.execute("SELECT DISTINCT c.id, c.sequence, c.step FROM hit h JOIN cohort c ON c.id = h.mid"
-                               " WHERE c.held = 0").fetchall()
-        return [i for i, sequence, step in rows if (sequence, step) in steps]
+        return sorted({row[0] for row in self.attributed_orders() if (row[1], row[2]) in steps})
 
     def channel_messages(self) -> list[tuple[str | None, str | None, int]]:
         """(tier, channel, sent messages) of the period's streams, for the cost of sending."""
-        return self.db.execute(
-            "SELECT tier, channel, count(*) FROM cohort WHERE held = 0 GROUP BY tier, channel").fetchall()
+        counts: dict[tuple[Any, Any], int] = {}
+        for row in self._cube():
+            if not row[6]:
+                counts[(row[3], row[5])] = counts.get((row[3], row[5]), 0) + row[8]
+        return [(tier, channel, n) for (tier, channel), n in counts.items()]
+
+
+def _cube_key(table: str = "") -> str:
+    """The seven columns of a cube row as one text key (char(31) between them; NULL as char(30))."""
+    return "||char(31)||".join(f"ifnull({table}{c}, char(30))" for c in (
+        "sequence", "step", "variant", "tier", "locale", "channel", "held"))
+
+
+def _split(key: str) -> tuple[Any, ...]:
+    sequence, step, variant, tier, locale, channel, held = (None if part == "\x1e" else part
+                                                           for part in key.split("\x1f"))
+    return (sequence, None if step is None else int(step), variant, tier, locale, channel, int(held or 0))
+
+
+_CUBE = {"sequence": 0, "step": 1, "variant": 2, "tier": 3, "locale": 4, "channel": 5}
+
+
+class KeyFilter:
+    """A one-hash Bloom filter of keys (4 MiB): "maybe" or a sure "no", for ``orders(wanted=)``.
+
+    With a million keys about one unrelated order in thirty gets through; the SQL decides.
+    """
+
+    BITS = 1 << 25
+
+    def __init__(self) -> None:
+        self.bits = bytearray(self.BITS >> 3)
+
+    def add_all(self, keys: Iterable[str | None]) -> None:
+        bits, mask = self.bits, self.BITS - 1
+        for key in keys:
+            if key:
+                h = hash(key) & mask
+                bits[h >> 3] |= 1 << (h & 7)
+
+    def __contains__(self, key: str) -> bool:
+        h = hash(key) & (self.BITS - 1)
+        return bool(self.bits[h >> 3] >> (h & 7) & 1)
+
+    def __call__(self, cart_id: str | None, email: str | None, customer_id: str | None) -> bool:
+        return bool((cart_id and cart_id in self) or (email and email in self) or (customer_id and customer_id in self))
 
 
 def _value(text: str | None) -> int | None:
@@ -300,3 +390,57 @@ def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]
     iterator = iter(rows)
     while batch := list(itertools.islice(iterator, BATCH)):
         yield batch
+
+
+class OrderLoad:
+    """Reads the orders that can matter into a scratch file of its own, in a thread of its own.
+
+    It runs while the main thread works on the ledger's rows: SQLite lets go of Python's lock
+    while it works, so reading the orders (Python) and summing the rows (SQLite) use both
+    cores. The key filter comes from the ledger itself, so the two need not wait for each other.
+    """
+
+    def __init__(self) -> None:
+        self.scratch = ScratchDb("orders", "CREATE TABLE ord(id TEXT PRIMARY KEY, at REAL NOT NULL, email TEXT,"
+                                 " customer_id TEXT, cart_id TEXT, amount INTEGER, currency TEXT, code TEXT) WITHOUT ROWID;",
+                                 shared=True)
+        self.count = 0
+        self.duplicates = 0
+        self.unconverted: dict[str, int] = {}
+        self.currencies: set[str] = set()
+        self.codes_seen = False
+
+    def close(self) -> None:
+        self.scratch.close()
+
+    def run(self, source: CartSource, window: Window, keys: Iterable[tuple[Any, ...]], basis: Basis) -> "OrderLoad":
+        wanted = KeyFilter()
+        for row in keys:
+            wanted.add_all(row)
+        base = basis.currency
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            for order in source.orders(window, wanted):
+                currency = (order.currency or base or "").upper()
+                if order.base_total is None and (not currency or currency == base):
+                    amount: Decimal | None = order.total
+                else:
+                    amount = basis.base(order.total, currency, order.base_total)
+                if amount is None:
+                    self.unconverted[currency] = self.unconverted.get(currency, 0) + 1
+                if currency:
+                    self.currencies.add(currency)
+                if order.discount_code:
+                    self.codes_seen = True
+                yield (order.id, order.created_at.timestamp(), order.email, order.customer_id, order.cart_id,
+                       None if amount is None else units(amount), currency or None, order.discount_code)
+
+        db = self.scratch.connection
+        total = 0
+        for batch in _batches(rows()):
+            total += len(batch)
+            db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?)", batch)
+        db.commit()
+        self.count = db.execute("SELECT count(*) FROM ord").fetchone()[0]
+        self.duplicates = total - self.count
+        return self

@@ -14,7 +14,7 @@ from cartrescue.config import Config
 from cartrescue.currency import Basis
 from cartrescue.ledger import Ledger
 from cartrescue.report.analysis import Period, build
-from cartrescue.report.attribution import Attribution
+from cartrescue.report.attribution import Attribution, OrderLoad
 from cartrescue.sources import open_source
 from cartrescue.sources.base import ProblemSink, ignore_problem
 
@@ -30,16 +30,31 @@ def code_steps(config: Config) -> set[tuple[str, int]]:
 
 
 def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore_problem) -> dict[str, Any]:
-    """The report document of ``period`` (see :mod:`cartrescue.report.analysis`)."""
+    """The report document of ``period`` (see :mod:`cartrescue.report.analysis`).
+
+    The orders load in a second thread while this one works through the ledger's rows (see
+    :class:`~cartrescue.report.attribution.OrderLoad`); both then meet in one scratch file.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     window = config.report.attribution_window
     ledger = Ledger(config.ledger_url)
     try:
-        with Attribution(period.since, period.until, window, config.eligibility.max_age + window) as att:
-            att.load_ledger(ledger)
-            orders = att.order_window(period.now)
-            if orders is not None:
-                with open_source(config, on_problem) as source:
-                    att.load_orders(source.orders(orders), Basis(config.shop.currency, config.shop.exchange_rates))
+        with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now) as att:
+            basis = Basis(config.shop.currency, config.shop.exchange_rates)
+            orders = OrderLoad()
+            try:
+                with open_source(config, on_problem) as source, ThreadPoolExecutor(1) as pool:
+                    loading = pool.submit(orders.run, source, att.order_window(period.now),
+                                          ledger.report_keys(att.start, period.until), basis)
+                    try:
+                        att.load_ledger(ledger)
+                        att.prepare()
+                    finally:
+                        loading.result()  # waits; and raises what the loader raised (SourceError ...)
+                att.attach_orders(orders)
+            finally:
+                orders.close()
             att.attribute()
             codes = ledger.report_codes(att.attributed_messages(code_steps(config)))
             document = build(

@@ -44,6 +44,9 @@ class Window:
 #: ``datetime.min``/``max``) so that any database and any timezone can compare with it.
 ALL_TIME = Window(datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9000, 1, 1, tzinfo=timezone.utc))
 
+#: ``wanted(cart_id, email, customer_id) -> bool`` of :meth:`CartSource.orders` (email lower-case).
+OrderFilter = Callable[[str | None, str | None, str | None], bool]
+
 
 @dataclass(frozen=True, slots=True)
 class Activity:
@@ -99,13 +102,16 @@ class CartSource(ABC):
         Called once per chunk of carts, so a database source can answer with one query.
         """
 
-    def orders(self, window: Window) -> Iterator[Order]:
+    def orders(self, window: Window, wanted: "OrderFilter | None" = None) -> Iterator[Order]:
         """Stream every order placed in ``window`` (for ``report``), ignored statuses left out.
 
         Never load them all: a shop has millions. An order id should come once; where a source
         cannot promise it (a CSV with an id repeated far apart), the consumer keeps the first.
-        Sources that cannot answer raise :class:`~cartrescue.errors.ConfigError` saying what to
-        configure.
+        ``wanted(cart_id, email, customer_id)`` is a cheap pre-filter the caller may give (the
+        report asks only for orders that can match a message): a source should skip the rows it
+        says no to before parsing them; it may say yes wrongly, never no wrongly, and a source
+        may ignore it. Sources that cannot answer raise
+        :class:`~cartrescue.errors.ConfigError` saying what to configure.
         """
         from cartrescue.errors import ConfigError
 

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
-from cartrescue.sources.base import Activity, CartSource, ProblemSink, Window, ignore_problem
+from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, Window, ignore_problem
 from cartrescue.sources.values import (
     COUNT_DIGITS,
     IGNORED_ORDER_STATUSES,
@@ -549,7 +549,7 @@ class CsvSource(CartSource):
 
     # -- orders by time (report) -------------------------------------------------------------
 
-    def orders(self, window: Window) -> Iterator[Order]:
+    def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """Every readable order placed in ``window``, in file order, streamed (for ``report``).
 
         Consecutive rows with one order id (Shopify writes one row per line item, totals on the
@@ -572,6 +572,8 @@ class CsvSource(CartSource):
             padding = [""] * (width + 1)
             fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))
             id_at = cols.index["order_id"]
+            cart_at, email_at, customer_at = (cols.index[name] if cols.index[name] >= 0 else width
+                                              for name in ("cart_id", "email", "customer_id"))
             previous = None
             line = reader.line_num
             start_of, end_of = window.start, window.end
@@ -588,8 +590,12 @@ class CsvSource(CartSource):
                         self.on_problem(RowProblem(f"{path}:{start}", "missing order_id"))
                     continue
                 previous = order_id
+                if wanted is not None and not wanted(row[cart_at].strip() or None, row[email_at].strip().lower() or None,
+                                                     row[customer_at].strip() or None):
+                    continue  # cannot match what the caller looks for: not even parsed
                 (_id, email, customer_id, cart_id, total_text, currency, status, created_text, delivered_text,
                  code) = [value.strip() for value in fields(row)]
+                email = email.lower()
                 status = status.lower()
                 if status in IGNORED_ORDER_STATUSES:
                     continue
@@ -602,5 +608,5 @@ class CsvSource(CartSource):
                 except RowError as exc:
                     self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {exc}"))
                     continue
-                yield Order(order_id, created, email.lower() or None, customer_id or None, cart_id or None, total,
+                yield Order(order_id, created, email or None, customer_id or None, cart_id or None, total,
                             currency.upper() or None, status, delivered, discount_code=code or None)

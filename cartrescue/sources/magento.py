@@ -33,7 +33,7 @@ from typing import Any
 
 from cartrescue.contacts import normalize_email
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
-from cartrescue.sources.base import Activity, Window
+from cartrescue.sources.base import Activity, OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.sources.values import campaign_name
 from cartrescue.sources.sql import (
@@ -42,6 +42,7 @@ from cartrescue.sources.sql import (
     DatabaseSource,
     RecommendedIndex,
     RowError,
+    order_wanted,
     any_in,
     as_currency,
     as_decimal,
@@ -376,7 +377,7 @@ class MagentoSource(DatabaseSource):
 
     # -- orders by time (report) -------------------------------------------------------------
 
-    def orders(self, window: Window) -> Iterator[Order]:
+    def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` (``sales_order.created_at``, indexed), streamed; the base
         amount is ``base_grand_total``."""
         sql = (
@@ -385,6 +386,8 @@ class MagentoSource(DatabaseSource):
             "WHERE created_at >= :start AND created_at <= :end ORDER BY created_at, entity_id"
         )
         for row in self.db.stream(sql, self._window(window)):
+            if wanted is not None and not order_wanted(wanted, row["quote_id"], row["customer_email"], row["customer_id"]):
+                continue
             state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
             status = _STATE_STATUS.get(state, state)
             if status in IGNORED_ORDER_STATUSES:

@@ -33,13 +33,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cartrescue.model import Cart, Customer, LineItem, Order
-from cartrescue.sources.base import Window
+from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     DatabaseSource,
     RecommendedIndex,
     RowError,
+    order_wanted,
     any_in,
     as_bool,
     as_currency,
@@ -343,7 +344,7 @@ class PrestaShopSource(DatabaseSource):
 
     # -- orders by time (report) -------------------------------------------------------------
 
-    def orders(self, window: Window) -> Iterator[Order]:
+    def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` (``orders.date_add``, shop-local time), streamed."""
         self._store_timezone()
         states = self._order_states()
@@ -359,7 +360,8 @@ class PrestaShopSource(DatabaseSource):
                   "end": local_bound(window.end, self.shop_tz, slack=_SLACK)}
         for row in self.db.stream(sql, params):
             state = int(row["current_state"] or 0)
-            if state in not_orders:
+            if state in not_orders or (wanted is not None and not order_wanted(wanted, row["id_cart"], row["email"],
+                                                                          row["id_customer"])):
                 continue
             try:
                 order = Order(

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order, RowProblem
-from cartrescue.sources.base import CartSource, ProblemSink, Window, ignore_problem
+from cartrescue.sources.base import CartSource, OrderFilter, ProblemSink, Window, ignore_problem
 from cartrescue.sources.schema import Schema, raise_for
 from cartrescue.sources.schema import inspect as inspect_schema
 from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, RowError re-exported for the presets
@@ -573,6 +573,11 @@ def any_in(conditions: Sequence[tuple[str, str, Sequence[Any]]]) -> tuple[str, d
     return (" OR ".join(parts) or "1 = 0"), params, names
 
 
+def order_wanted(wanted: OrderFilter, cart_id: Any, email: Any, customer_id: Any) -> bool:
+    """``wanted`` on raw database values (ids as text, the address lower-case)."""
+    return wanted(id_or_none(cart_id), (text_or_none(email) or "").lower() or None, id_or_none(customer_id))
+
+
 def chunks(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
     batch: list[T] = []
     for element in iterable:
@@ -918,7 +923,7 @@ class SqlSource(DatabaseSource):
 
     # -- orders by time (report) -------------------------------------------------------------
 
-    def orders(self, window: Window) -> Iterator[Order]:
+    def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` from ``queries.orders_placed`` (``:start``/``:end`` in
         ``db_timezone``; the columns of ``queries.orders`` plus an optional ``discount_code``)."""
         sql = self.queries.get("orders_placed")
@@ -931,6 +936,8 @@ class SqlSource(DatabaseSource):
             if order_id is None or order_id == previous:  # rows of one order (a join): the first wins
                 continue
             previous = order_id
+            if wanted is not None and not order_wanted(wanted, row.get("cart_id"), row.get("email"), row.get("customer_id")):
+                continue
             try:
                 order = Order(
                     id=order_id,

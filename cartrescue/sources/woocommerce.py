@@ -41,7 +41,7 @@ from urllib.parse import quote_plus
 
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
-from cartrescue.sources.base import Window
+from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.php_serialized import PhpDataError, loads
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.sources.values import campaign_name
@@ -51,6 +51,7 @@ from cartrescue.sources.sql import (
     DatabaseSource,
     RecommendedIndex,
     RowError,
+    order_wanted,
     any_in,
     as_bool,
     as_currency,
@@ -452,7 +453,7 @@ class WooCommerceSource(DatabaseSource):
 
     # -- orders by time (report) -------------------------------------------------------------
 
-    def orders(self, window: Window) -> Iterator[Order]:
+    def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` (``date_created_gmt`` / ``post_date_gmt``), streamed."""
         params = {"start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
         if self.orders_mode() == "hpos":
@@ -460,6 +461,8 @@ class WooCommerceSource(DatabaseSource):
                    f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' "
                    "AND date_created_gmt >= :start AND date_created_gmt <= :end ORDER BY date_created_gmt, id")
             for row in self.db.stream(sql, params):
+                if wanted is not None and not order_wanted(wanted, None, row["billing_email"], row["customer_id"]):
+                    continue
                 order = self._order(row["id"], row["status"], row["date_created_gmt"], row["billing_email"],
                                     row["customer_id"], row["total_amount"], row["currency"])
                 if order is not None:
@@ -476,6 +479,8 @@ class WooCommerceSource(DatabaseSource):
         for rows in grouped(self.db.stream(sql, params), "id"):
             meta = {row["meta_key"]: row["meta_value"] for row in rows if row["meta_key"]}
             first = rows[0]
+            if wanted is not None and not order_wanted(wanted, None, meta.get("_billing_email"), meta.get("_customer_user")):
+                continue
             order = self._order(first["id"], first["post_status"], first["post_date_gmt"], meta.get("_billing_email"),
                                 meta.get("_customer_user"), meta.get("_order_total"), meta.get("_order_currency"))
             if order is not None:
