@@ -35,9 +35,10 @@ class Row:
     customer_id: str | None = None
 
 
-def write_ledger(path: Path, rows: Iterable[Row]) -> None:
-    """Claim and record ``rows`` in the SQLite ledger at ``path`` (grouped by moment, as runs do)."""
-    ledger = Ledger(f"sqlite:///{path}")
+def write_ledger(path: Path | str, rows: Iterable[Row]) -> None:
+    """Claim and record ``rows`` in the ledger at ``path`` (a SQLite file, or any ledger URL),
+    grouped by moment, as runs do."""
+    ledger = Ledger(path if isinstance(path, str) else f"sqlite:///{path}")
     try:
         by_moment: dict[datetime, list[Row]] = {}
         for row in rows:

@@ -139,7 +139,9 @@ class Attribution:
         try:
             self.db.execute(
                 "INSERT INTO msg SELECT id, cart_key, cart_id, lower(email), customer_id, step, channel, variant, tier, "
-                "sequence, locale, status = 'held_out', (julianday(claimed_at) - 2440587.5) * 86400.0, "
+                "sequence, locale, status = 'held_out', "
+                # exact seconds (julianday's floating days are not), plus the stored fraction
+                "CAST(strftime('%s', claimed_at) AS INTEGER) + CAST(substr(claimed_at, 20) AS REAL), "
                 "CAST(round(CAST(cart_value AS REAL) * ?) AS INTEGER) FROM led.cr_message "
                 "WHERE status IN ('sent', 'held_out') AND claimed_at >= ? AND claimed_at <= ?",
                 (UNITS, stamp(self.start), stamp(self.until)))
