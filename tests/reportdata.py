@@ -47,10 +47,12 @@ def write_ledger(path: Path | str, rows: Iterable[Row]) -> None:
             run = ledger.start_run("outbox", moment)
             requests = [ClaimRequest(f"csv:{r.cart_id}", r.cart_id, r.email or f"{r.cart_id}@example.com", r.step,
                                      r.channel, "holdout" if r.held else "outbox", f"reminder-{r.step}", r.variant,
-                                     r.tier, 10.0, r.sequence, r.locale, r.customer_id, "50.00") for r in group]
-            won = ledger.claim(run, requests, moment)
-            status = {(f"csv:{r.cart_id}", r.step, r.channel): "held_out" if r.held else "sent" for r in group}
-            ledger.record([(claim, status[key], "", "") for key, claim in won.items()])
+                                     r.tier, 10.0, sequence=r.sequence, locale=r.locale, customer_id=r.customer_id,
+                                     cart_value="50.00") for r in group]
+            with ledger.lock(run, timedelta(hours=1)):  # claims are fenced by the run lock
+                won = ledger.claim(run, requests, moment)
+                status = {(f"csv:{r.cart_id}", r.step, r.channel): "held_out" if r.held else "sent" for r in group}
+                ledger.record([(claim, status[key], "", "") for key, claim in won.items()])
             ledger.finish_run(run, "ok", {"sent": sum(not r.held for r in group)})
     finally:
         ledger.close()

@@ -201,8 +201,9 @@ def test_auto_promote_records_the_winner_and_later_runs_give_every_address_that_
     assert Ledger(f"sqlite:///{ledger_of(shop)}").promotions() == {("default", 1): "b"}
     (experiment,) = report(shop)["experiments"]
     assert "now" not in experiment["promoted"]  # promoted once
-    shop.add(*(cart(f"new{n}") for n in range(40)))
+    shop.add(*(cart(f"new{n}", now=LATER + timedelta(hours=1)) for n in range(40)))
     decisions = shop.decisions(now=LATER + timedelta(hours=1))
+    assert sum(d["action"] == "send" for d in decisions.values()) == 40
     assert {d["variant"] for d in decisions.values() if d["action"] == "send"} == {"b"}
 
 

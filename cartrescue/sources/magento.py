@@ -385,7 +385,7 @@ class MagentoSource(DatabaseSource):
             f"base_grand_total, order_currency_code, created_at FROM {self.t('sales_order')} "
             "WHERE created_at >= :start AND created_at <= :end ORDER BY created_at, entity_id"
         )
-        for row in self.db.stream(sql, self._window(window)):
+        for row in self.db.stream(sql, self.window_bounds("sales_order", "created_at", window, UTC)):
             if wanted is not None and not order_wanted(wanted, row["quote_id"], row["customer_email"], row["customer_id"]):
                 continue
             state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()

@@ -356,9 +356,7 @@ class PrestaShopSource(DatabaseSource):
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency "
             "WHERE o.date_add >= :start AND o.date_add <= :end ORDER BY o.date_add, o.id_order"
         )
-        params = {"start": local_bound(window.start, self.shop_tz, slack=-_SLACK),
-                  "end": local_bound(window.end, self.shop_tz, slack=_SLACK)}
-        for row in self.db.stream(sql, params):
+        for row in self.db.stream(sql, self.window_bounds("orders", "date_add", window, self.shop_tz, _SLACK)):
             state = int(row["current_state"] or 0)
             if state in not_orders or (wanted is not None and not order_wanted(wanted, row["id_cart"], row["email"],
                                                                           row["id_customer"])):

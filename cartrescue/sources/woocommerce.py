@@ -455,16 +455,16 @@ class WooCommerceSource(DatabaseSource):
 
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` (``date_created_gmt`` / ``post_date_gmt``), streamed."""
-        params = {"start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
         if self.orders_mode() == "hpos":
             sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
                    f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' "
                    "AND date_created_gmt >= :start AND date_created_gmt <= :end ORDER BY date_created_gmt, id")
-            for row in self.db.stream(sql, params):
+            for row in self.db.stream(sql, self.window_bounds("wc_orders", "date_created_gmt", window, UTC)):
                 if wanted is not None and not order_wanted(wanted, None, row["billing_email"], row["customer_id"]):
                     continue
-                order = self._order(row["id"], row["status"], row["date_created_gmt"], row["billing_email"],
-                                    row["customer_id"], row["total_amount"], row["currency"])
+                order = self._order(("wc_orders id", "date_created_gmt"), row["id"], row["status"],
+                                    row["date_created_gmt"], row["billing_email"], row["customer_id"],
+                                    row["total_amount"], row["currency"])
                 if order is not None:
                     yield order
             return
@@ -476,13 +476,14 @@ class WooCommerceSource(DatabaseSource):
             "WHERE p.post_type = 'shop_order' AND p.post_date_gmt >= :start AND p.post_date_gmt <= :end "
             f"ORDER BY p.{pk}"
         )
-        for rows in grouped(self.db.stream(sql, params), "id"):
+        for rows in grouped(self.db.stream(sql, self.window_bounds("posts", "post_date_gmt", window, UTC)), "id"):
             meta = {row["meta_key"]: row["meta_value"] for row in rows if row["meta_key"]}
             first = rows[0]
             if wanted is not None and not order_wanted(wanted, None, meta.get("_billing_email"), meta.get("_customer_user")):
                 continue
-            order = self._order(first["id"], first["post_status"], first["post_date_gmt"], meta.get("_billing_email"),
-                                meta.get("_customer_user"), meta.get("_order_total"), meta.get("_order_currency"))
+            order = self._order(("posts ID", "post_date_gmt"), first["id"], first["post_status"], first["post_date_gmt"],
+                                meta.get("_billing_email"), meta.get("_customer_user"), meta.get("_order_total"),
+                                meta.get("_order_currency"))
             if order is not None:
                 yield order
 
