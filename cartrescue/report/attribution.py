@@ -159,20 +159,19 @@ class Attribution:
         messages per breakdown."""
         since, until = self._period()
         self.db.executescript("""
-            CREATE INDEX msg_key ON msg(cart_key, at);
+            CREATE INDEX msg_key ON msg(cart_key, held, at);
             CREATE TABLE stream(cart_key TEXT PRIMARY KEY, first_at REAL, first_id INTEGER, held INTEGER, tier TEXT)
               WITHOUT ROWID;
             INSERT INTO stream SELECT cart_key, min(at), id, held, tier FROM msg GROUP BY cart_key;
         """)  # one aggregate: SQLite takes the bare columns from the row of min(at)
         # Carts messaged (and held out) in the period, and those whose last message is recent:
         # grouped along the msg_key index, so nothing is sorted.
-        self._carts = self.db.execute(
-            "SELECT count(*), coalesce(sum(last > ?), 0) FROM (SELECT max(at) AS last FROM msg"
-            " WHERE held = 0 AND at >= ? AND at <= ? GROUP BY cart_key)",
-            (epoch(self.now) - self.window.total_seconds(), since, until)).fetchone()
-        self._held_carts = self.db.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM msg WHERE held = 1 AND at >= ? AND at <= ? GROUP BY cart_key)",
-            (since, until)).fetchone()[0]
+        counts = {held: (carts, recent) for held, carts, recent in self.db.execute(
+            "SELECT held, count(*), coalesce(sum(last > ?), 0) FROM (SELECT held, max(at) AS last FROM msg"
+            " WHERE at >= ? AND at <= ? GROUP BY cart_key, held) GROUP BY held",
+            (epoch(self.now) - self.window.total_seconds(), since, until))}
+        self._carts = counts.get(0, (0, 0))
+        self._held_carts = counts.get(1, (0, 0))[0]
         # Grouping by one text key is several times faster in SQLite than by seven columns.
         self._messages = {}
         for key, bucket, count, value in self.db.execute(
@@ -376,7 +375,13 @@ class KeyFilter:
         return bool(self.bits[h >> 3] >> (h & 7) & 1)
 
     def __call__(self, cart_id: str | None, email: str | None, customer_id: str | None) -> bool:
-        return bool((cart_id and cart_id in self) or (email and email in self) or (customer_id and customer_id in self))
+        bits, mask = self.bits, self.BITS - 1  # inlined: called once per order row of the source
+        for key in (cart_id, email, customer_id):
+            if key:
+                h = hash(key) & mask
+                if bits[h >> 3] >> (h & 7) & 1:
+                    return True
+        return False
 
 
 def _value(text: str | None) -> int | None:
