@@ -104,6 +104,7 @@ class Attribution:
         self._messages: dict[tuple[Any, ...], tuple[int, int]] = {}
         self._carts: tuple[int, int] = (0, 0)
         self._held_carts = 0
+        self._groups: dict[tuple[int, str | None], list[Any]] = {}
 
     def close(self) -> None:
         self._scratch.close()
@@ -172,6 +173,15 @@ class Attribution:
             (epoch(self.now) - self.window.total_seconds(), since, until))}
         self._carts = counts.get(0, (0, 0))
         self._held_carts = counts.get(1, (0, 0))[0]
+        # The groups of the streams that began in the period (the lift), before any order is known.
+        self._groups = {(held, tier): [carts, 0, 0, 0.0, 0] for held, tier, carts in self.db.execute(
+            "SELECT held, tier, count(*) FROM stream WHERE first_at >= ? AND first_at <= ?"
+            " GROUP BY held || char(31) || ifnull(tier, char(30))", (since, until))}
+        for tier, contaminated in self.db.execute(
+                "SELECT s.tier, count(*) FROM stream s WHERE s.held = 1 AND s.first_at >= ? AND s.first_at <= ?"
+                " AND EXISTS (SELECT 1 FROM msg m WHERE m.cart_key = s.cart_key AND m.held = 0) GROUP BY s.tier",
+                (since, until)):
+            self._groups[(1, tier)][4] = contaminated
         # Grouping by one text key is several times faster in SQLite than by seven columns.
         self._messages = {}
         for key, bucket, count, value in self.db.execute(
@@ -203,19 +213,17 @@ class Attribution:
         than indexing a million rows three times.
         """
         w = self.window.total_seconds()
+        scans = []
+        for column, kind in (("cart_id", 0), ("email", 1), ("customer_id", 1)):
+            if self.db.execute(f"SELECT 1 FROM ord WHERE {column} IS NOT NULL LIMIT 1").fetchone():
+                self.db.execute(f"CREATE INDEX ord_{column} ON ord({column}) WHERE {column} IS NOT NULL")
+                scans.append(f"SELECT o.id AS oid, m.id AS mid, m.at AS at, {kind} AS kind FROM msg m CROSS JOIN ord o"
+                             f" ON o.{column} = m.{column} WHERE m.{column} IS NOT NULL AND o.at > m.at"
+                             f" AND o.at <= m.at + {w!r}")
+        # one scan of the rows per key an order carries at all, with lookups into the orders' indexes
+        self.db.execute("CREATE TABLE cand AS " + (" UNION ALL ".join(scans) if scans else
+                                                   "SELECT '' AS oid, 0 AS mid, 0.0 AS at, 0 AS kind WHERE 0"))
         self.db.executescript(f"""
-            CREATE INDEX ord_cart ON ord(cart_id) WHERE cart_id IS NOT NULL;
-            CREATE INDEX ord_email ON ord(email) WHERE email IS NOT NULL;
-            CREATE INDEX ord_customer ON ord(customer_id) WHERE customer_id IS NOT NULL;
-            CREATE TABLE cand AS
-              SELECT o.id AS oid, m.id AS mid, m.at AS at, 0 AS kind FROM msg m CROSS JOIN ord o
-                ON o.cart_id = m.cart_id WHERE m.cart_id IS NOT NULL AND o.at > m.at AND o.at <= m.at + {w!r}
-              UNION ALL
-              SELECT o.id, m.id, m.at, 1 FROM msg m CROSS JOIN ord o
-                ON o.email = m.email WHERE m.email IS NOT NULL AND o.at > m.at AND o.at <= m.at + {w!r}
-              UNION ALL
-              SELECT o.id, m.id, m.at, 1 FROM msg m CROSS JOIN ord o
-                ON o.customer_id = m.customer_id WHERE m.customer_id IS NOT NULL AND o.at > m.at AND o.at <= m.at + {w!r};
             CREATE TABLE hit(oid TEXT PRIMARY KEY, mid INTEGER NOT NULL) WITHOUT ROWID;
             INSERT INTO hit SELECT oid, mid FROM (SELECT oid, mid, row_number() OVER
                 (PARTITION BY oid ORDER BY kind, at DESC, mid DESC) AS n FROM cand) WHERE n = 1;
@@ -295,11 +303,7 @@ class Attribution:
         converted carts, revenue, revenue², and carts of that group that were also messaged
         (contaminated controls)."""
         period = self._period()
-        groups: dict[tuple[int, str | None], list[Any]] = {}
-        for held, tier, carts in self.db.execute(
-                "SELECT held, tier, count(*) FROM stream WHERE first_at >= ? AND first_at <= ?"
-                " GROUP BY held || char(31) || ifnull(tier, char(30))", period):
-            groups[(held, tier)] = [carts, 0, 0, 0.0, 0]
+        groups = {key: list(sums) for key, sums in self._groups.items()}
         for held, tier, converted, revenue, squares in self.db.execute(
                 "SELECT s.held, s.tier, count(*), coalesce(sum(r.revenue), 0), coalesce(sum(r.revenue * 1.0 * r.revenue), 0)"
                 " FROM (SELECT m.cart_key, coalesce(sum(o.amount), 0) AS revenue FROM hit h JOIN msg m ON m.id = h.mid"
@@ -307,10 +311,6 @@ class Attribution:
                 " JOIN stream s ON s.cart_key = r.cart_key WHERE s.first_at >= ? AND s.first_at <= ?"
                 " GROUP BY s.held, s.tier", period):
             groups[(held, tier)][1:4] = [converted, revenue, squares]
-        for tier, contaminated in self.db.execute(
-                "SELECT s.tier, count(*) FROM stream s WHERE s.held = 1 AND s.first_at >= ? AND s.first_at <= ?"
-                " AND EXISTS (SELECT 1 FROM msg m WHERE m.cart_key = s.cart_key AND m.held = 0) GROUP BY s.tier", period):
-            groups[(1, tier)][4] = contaminated
         return [(held, tier, *sums) for (held, tier), sums in sorted(
             groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))]
 
