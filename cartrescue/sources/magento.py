@@ -328,29 +328,35 @@ class MagentoSource(DatabaseSource):
             "grand_total, order_currency_code, base_grand_total, base_currency_code, created_at "
             f"FROM {self.t('sales_order')} WHERE {where}"
         )
-        rows = self.db.fetch(sql, params, expanding=lists)
-        for row in rows:
-            state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
-            status = _STATE_STATUS.get(state, state)
-            if status in IGNORED_ORDER_STATUSES:
-                continue
-            try:
-                yield Order(
-                    id=text_or_none(row["increment_id"]) or str(row["entity_id"]),
-                    created_at=as_utc(row["created_at"], UTC, "created_at"),
-                    email=normalize_email(row["customer_email"]),
-                    customer_id=id_or_none(row["customer_id"]),
-                    cart_id=id_or_none(row["quote_id"]),
-                    total=as_decimal(row["grand_total"], "grand_total", required=False) or Decimal("0"),
-                    currency=text_or_none(row["order_currency_code"]),
-                    status=status,
-                    delivered=state in _DELIVERED_STATES,
-                    base_total=self.base_amount(
-                        as_decimal(row["base_grand_total"], "base_grand_total", required=False),
-                        text_or_none(row["base_currency_code"]) or text_or_none(row["order_currency_code"])),
-                )
-            except RowError as exc:
-                self.problem(f"{self.db.prefix}sales_order entity_id={row['entity_id']}", str(exc))
+        for row in self.db.fetch(sql, params, expanding=lists):
+            order = self._order(row)
+            if order is not None:
+                yield order
+
+    def _order(self, row: Mapping[str, Any]) -> Order | None:
+        """A ``sales_order`` row as an order; ``None`` when it is not one (or is unreadable: reported)."""
+        state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
+        status = _STATE_STATUS.get(state, state)
+        if status in IGNORED_ORDER_STATUSES:
+            return None
+        try:
+            return Order(
+                id=text_or_none(row["increment_id"]) or str(row["entity_id"]),
+                created_at=as_utc(row["created_at"], UTC, "created_at"),
+                email=normalize_email(row["customer_email"]),
+                customer_id=id_or_none(row["customer_id"]),
+                cart_id=id_or_none(row["quote_id"]),
+                total=as_decimal(row["grand_total"], "grand_total", required=False) or Decimal("0"),
+                currency=text_or_none(row["order_currency_code"]),
+                status=status,
+                delivered=state in _DELIVERED_STATES,
+                base_total=self.base_amount(
+                    as_decimal(row["base_grand_total"], "base_grand_total", required=False),
+                    text_or_none(row["base_currency_code"]) or text_or_none(row["order_currency_code"])),
+            )
+        except RowError as exc:
+            self.problem(f"{self.db.prefix}sales_order entity_id={row['entity_id']}", str(exc))
+            return None
 
     # -- newsletter sends ----------------------------------------------------------------------
 
@@ -378,32 +384,14 @@ class MagentoSource(DatabaseSource):
     # -- orders by time (report) -------------------------------------------------------------
 
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
-        """The orders placed in ``window`` (``sales_order.created_at``, indexed), streamed; the base
-        amount is ``base_grand_total``."""
+        """The orders placed in ``window`` (``sales_order.created_at``, indexed), streamed."""
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, grand_total, "
-            f"base_grand_total, order_currency_code, created_at FROM {self.t('sales_order')} "
+            f"order_currency_code, base_grand_total, base_currency_code, created_at FROM {self.t('sales_order')} "
             "WHERE created_at >= :start AND created_at <= :end ORDER BY created_at, entity_id"
         )
         for row in self.db.stream(sql, self.window_bounds("sales_order", "created_at", window, UTC)):
-            if wanted is not None and not order_wanted(wanted, row["quote_id"], row["customer_email"], row["customer_id"]):
-                continue
-            state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
-            status = _STATE_STATUS.get(state, state)
-            if status in IGNORED_ORDER_STATUSES:
-                continue
-            try:
-                yield Order(
-                    id=text_or_none(row["increment_id"]) or str(row["entity_id"]),
-                    created_at=as_utc(row["created_at"], UTC, "created_at"),
-                    email=normalize_email(row["customer_email"]),
-                    customer_id=id_or_none(row["customer_id"]),
-                    cart_id=id_or_none(row["quote_id"]),
-                    total=as_decimal(row["grand_total"], "grand_total", required=False) or Decimal("0"),
-                    currency=text_or_none(row["order_currency_code"]),
-                    status=status,
-                    delivered=state in _DELIVERED_STATES,
-                    base_total=as_decimal(row["base_grand_total"], "base_grand_total", required=False),
-                )
-            except RowError as exc:
-                self.problem(f"{self.db.prefix}sales_order entity_id={row['entity_id']}", str(exc))
+            if wanted is None or order_wanted(wanted, row["quote_id"], row["customer_email"], row["customer_id"]):
+                order = self._order(row)
+                if order is not None:
+                    yield order

@@ -874,22 +874,8 @@ class SqlSource(DatabaseSource):
             if order_id is None or order_id in seen:
                 continue
             seen.add(order_id)
-            try:
-                order = Order(
-                    id=order_id,
-                    created_at=as_utc(row.get("created_at"), self.db_tz, "created_at"),
-                    email=as_email(row.get("email")),
-                    customer_id=id_or_none(row.get("customer_id")),
-                    cart_id=id_or_none(row.get("cart_id")),
-                    total=as_decimal(row.get("total"), "total", required=False) or Decimal("0"),
-                    currency=text_or_none(row.get("currency")),
-                    status=(text_or_none(row.get("status")) or "").lower(),
-                    delivered=as_bool(row.get("delivered")),
-                )
-            except RowError as exc:
-                self.problem(f"orders query order_id={order_id}", str(exc))
-                continue
-            if order.status not in IGNORED_ORDER_STATUSES:
+            order = self._order(row, order_id, "orders")
+            if order is not None:
                 yield order
 
     def sends_for(self, emails: Sequence[str], window: Window) -> Iterator[MarketingSend]:
@@ -910,6 +896,27 @@ class SqlSource(DatabaseSource):
                 continue
             if email:
                 yield MarketingSend(email, sent, campaign_name(row.get("campaign")))
+
+    def _order(self, row: Mapping[str, Any], order_id: str, query: str) -> Order | None:
+        """A row of the ``orders`` (or ``orders_placed``) query; ``None`` for an ignored status or
+        an unreadable row (reported)."""
+        try:
+            order = Order(
+                id=order_id,
+                created_at=as_utc(row.get("created_at"), self.db_tz, "created_at"),
+                email=as_email(row.get("email")),
+                customer_id=id_or_none(row.get("customer_id")),
+                cart_id=id_or_none(row.get("cart_id")),
+                total=as_decimal(row.get("total"), "total", required=False) or Decimal("0"),
+                currency=text_or_none(row.get("currency")),
+                status=(text_or_none(row.get("status")) or "").lower(),
+                delivered=as_bool(row.get("delivered")),
+                discount_code=text_or_none(row.get("discount_code")),
+            )
+        except RowError as exc:
+            self.problem(f"{query} query order_id={order_id}", str(exc))
+            return None
+        return None if order.status in IGNORED_ORDER_STATUSES else order
 
     def check(self) -> list[str]:
         try:
@@ -938,21 +945,6 @@ class SqlSource(DatabaseSource):
             previous = order_id
             if wanted is not None and not order_wanted(wanted, row.get("cart_id"), row.get("email"), row.get("customer_id")):
                 continue
-            try:
-                order = Order(
-                    id=order_id,
-                    created_at=as_utc(row.get("created_at"), self.db_tz, "created_at"),
-                    email=as_email(row.get("email")),
-                    customer_id=id_or_none(row.get("customer_id")),
-                    cart_id=id_or_none(row.get("cart_id")),
-                    total=as_decimal(row.get("total"), "total", required=False) or Decimal("0"),
-                    currency=text_or_none(row.get("currency")),
-                    status=(text_or_none(row.get("status")) or "").lower(),
-                    delivered=as_bool(row.get("delivered")),
-                    discount_code=text_or_none(row.get("discount_code")),
-                )
-            except RowError as exc:
-                self.problem(f"orders_placed query order_id={order_id}", str(exc))
-                continue
-            if order.status not in IGNORED_ORDER_STATUSES and order.created_at in window:
+            order = self._order(row, order_id, "orders_placed")
+            if order is not None and order.created_at in window:
                 yield order
