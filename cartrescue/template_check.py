@@ -14,7 +14,8 @@ or the HTML part), a subject over 78 characters, an empty subject, and ``None`` 
 Jinja markup in the output, and survey links that are missing (when the config asks in that
 step) or do not carry a valid signed token for the cart, step and locale (a sample survey URL is
 used when the config has none, so the shipped links are checked too), and (with ``links.utm``
-on) an http(s) link other than the unsubscribe link that lacks the message's UTM parameters.
+on) an http(s) link other than the unsubscribe and survey links that lacks the message's UTM
+parameters.
 """
 
 from __future__ import annotations
@@ -518,10 +519,11 @@ class TemplateChecker:
                 case.add(Problem("survey", problem, file, None, cart.id))
 
     def inspect_utm(self, case: Case, cart: Cart, html_file: str, links: list[str]) -> None:
-        """Every http(s) link but the unsubscribe link carries the message's UTM parameters."""
+        """Every http(s) link but the unsubscribe and survey links carries the message's UTM parameters."""
         params = utm_values(self.config.links, case.sequence, case.step, case.variant, self.tier(case))
+        survey_page = (self.survey_config.survey.url or SAMPLE_SURVEY).partition("{token}")[0]
         for link in links:
-            if link == self.unsubscribe_url or safe_url(link) is None:
+            if link == self.unsubscribe_url or link.startswith(survey_page) or safe_url(link) is None:
                 continue
             missing = missing_utm(link, params)
             if missing:
