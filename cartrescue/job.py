@@ -20,11 +20,11 @@ from cartrescue.errors import ConfigError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger
 from cartrescue.model import RowProblem
 from cartrescue.newsletters import Newsletters
-from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Counts, Executor, Planner, Result, chunked
+from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
 from cartrescue.render import Renderer
 from cartrescue.sequence import Calendar
 from cartrescue.sources import open_sends, open_source
-from cartrescue.sources.base import CartSource, Window
+from cartrescue.sources.base import CartSource, ProgressTotal, Window
 
 Mode = Literal["dry-run", "outbox", "send"]
 
@@ -93,12 +93,18 @@ def run_job(
     on_result: Callable[[Result], None],
     on_problem: Callable[[RowProblem], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_total: Callable[[ProgressTotal], None] | None = None,
 ) -> RunSummary:
-    """Plan (and unless dry-run, deliver) every cart of the configured source."""
+    """Plan (and unless dry-run, deliver) every cart of the configured source.
+
+    ``on_progress(n)`` hears of every ``n`` carts done; ``on_total`` (given only when a person
+    watches: it may cost the source a query) gets how much there is to read, when the source
+    can tell (:meth:`~cartrescue.sources.base.CartSource.progress_total`).
+    """
     from sqlalchemy.exc import OperationalError
 
     try:
-        return _run_job(config, request, on_result, on_problem, on_progress)
+        return _run_job(config, request, on_result, on_problem, on_progress, on_total)
     except ConfigError as error:
         raise config.locate(error) from None
     except OperationalError as error:  # the ledger's database (the shop's are SourceErrors already)
@@ -113,6 +119,7 @@ def _run_job(
     on_result: Callable[[Result], None],
     on_problem: Callable[[RowProblem], None] | None,
     on_progress: Callable[[int], None] | None,
+    on_total: Callable[[ProgressTotal], None] | None = None,
 ) -> RunSummary:
     now = resolve_now(config, request.now)
     problems: list[RowProblem] = []
@@ -165,6 +172,10 @@ def _run_job(
             unconfirmed = len(ledger.unconfirmed(run_id))
         newsletters = newsletters_of(config, source, now, problem, stack)
         planner = Planner(config, now, ledger, problem, newsletters=newsletters)  # a repeated id: a row problem
+        if on_total is not None:
+            total = source.progress_total(planner.window)
+            if total is not None:
+                on_total(total)
         composer = Composer(config, Renderer(config), now, secret)
         channels = _channels(config, request, stack, ledger) if delivering else {}
         executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress, report,
@@ -177,10 +188,17 @@ def _run_job(
                     counts.add(result)
                     on_result(result)
             else:
+                done = 0
                 for decision in decisions:
                     result = Result(decision)
                     counts.add(result)
                     on_result(result)
+                    done += 1
+                    if on_progress is not None and done == PLAN_CHUNK:
+                        on_progress(done)
+                        done = 0
+                if on_progress is not None and done:
+                    on_progress(done)
             status = "ok"
         except LockLost:
             status = "lock_lost"

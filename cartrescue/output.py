@@ -7,13 +7,19 @@ JSON is written incrementally, so a million decisions never sit in memory.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring as _string  # the C encoder of json.dumps(ensure_ascii=False)
 from typing import IO, Any
 
+from rich.cells import cell_len
+
+from cartrescue.model import Reason
 from cartrescue.pipeline import Result
+from cartrescue.sources.base import ProgressTotal
 from cartrescue.text import printable
 
 ACTION_STYLE = {"send": "green", "skip": "dim", "defer": "yellow", "holdout": "magenta"}
@@ -122,58 +128,211 @@ class JsonStream:
         self.out.flush()
 
 
-class DecisionTable:
-    """A rich table of the first ``limit`` results, with a count of the rest."""
+#: Below this many columns a terminal gets the compact tables (``--wide`` shows every column).
+COMPACT_BELOW = 120
 
-    def __init__(self, limit: int | None) -> None:
+
+def table_mode(width: int, wide: bool) -> str:
+    """``"wide"`` (every column, long cells folded), ``"full"`` (every column, one line a row) or
+    ``"compact"`` (the columns that matter, one line a row) for a terminal ``width`` columns wide."""
+    if wide:
+        return "wide"
+    return "compact" if width < COMPACT_BELOW else "full"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    header: str
+    justify: str = "left"
+
+
+class FitTable:
+    """A table that fits the terminal: one line a row, long cells cut with an ellipsis.
+
+    Rows are kept as they come (a command shows a page unless asked for all); the widths are
+    settled when it is rendered for a terminal ``width`` columns wide: each column's natural
+    width (its header or longest cell), then, while the table is too wide, the steps of
+    ``shrink`` in order -- ``(header, floor)``: narrow that column down to ``floor``. A column
+    named in no step is never cut (a code, a reason code: values a person copies). ``wide``
+    keeps every cell whole and lets rich fold long ones over several lines.
+    """
+
+    def __init__(self, columns: Sequence[Column], shrink: Sequence[tuple[str, int]] = (), *,
+                 wide: bool = False) -> None:
+        self.columns = list(columns)
+        self.shrink = list(shrink)
+        self.wide = wide
+        self.rows: list[tuple[Any, ...]] = []
+        self.longest = [cell_len(column.header) for column in self.columns]
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    def add_row(self, *cells: Any) -> None:
+        """Cells are ``str`` (ours) or rich ``Text`` (anything from data, built with printable)."""
+        longest = self.longest
+        for index, cell in enumerate(cells):
+            size = cell_len(cell.plain if hasattr(cell, "plain") else cell)
+            if size > longest[index]:
+                longest[index] = size
+        self.rows.append(cells)
+
+    def at_least(self, header: str, width: int) -> None:
+        """Keep the column at least ``width`` wide (a reason column the same width every run)."""
+        index = self._index(header)
+        self.longest[index] = max(self.longest[index], width)
+
+    def _index(self, header: str) -> int:
+        return next(i for i, column in enumerate(self.columns) if column.header == header)
+
+    def widths(self, width: int) -> list[int]:
+        """Each column's width in a terminal ``width`` columns wide (see the class docstring)."""
+        widths = list(self.longest)
+        excess = sum(widths) + 3 * len(widths) + 1 - width  # "│ " before each cell, " │" at the end
+        for header, floor in self.shrink:
+            if excess <= 0:
+                break
+            index = self._index(header)
+            cut = max(0, min(excess, widths[index] - floor))
+            widths[index] -= cut
+            excess -= cut
+        return widths
+
+    def render(self, width: int) -> Any:
         from rich.table import Table
 
+        table = Table(header_style="bold", expand=False, show_lines=False)
+        if self.wide:
+            for column in self.columns:
+                table.add_column(column.header, justify=column.justify, overflow="fold")  # type: ignore[arg-type]
+        else:
+            for column, size in zip(self.columns, self.widths(width)):
+                table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]
+                                 overflow="ellipsis", width=size)
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+
+#: The longest reason or outcome a decision table shows (``newer_cart_for_address``).
+_REASON_WIDTH = max(len(word) for word in (*[reason.value for reason in Reason], "failed_permanent",
+                                           "claimed_elsewhere", "render_error", "unconfirmed"))
+
+
+class DecisionTable:
+    """A table of the first ``limit`` results of ``run`` or ``carts``, with a count of the rest.
+
+    Its columns follow the terminal (see :func:`table_mode`): below :data:`COMPACT_BELOW`
+    columns cart, address, step, action and reason, where a delivered send shows its outcome
+    (``sent``, ``failed_transient``) as its reason; wider, also tier, score and detail (the
+    subject, or what happened); ``--wide`` every column with nothing cut. Outside ``--wide``
+    every row is one line: a long address or detail ends in an ellipsis, a reason is never cut.
+    """
+
+    def __init__(self, limit: int | None, *, width: int = 80, wide: bool = False) -> None:
         self.limit = limit
         self.hidden = 0
-        self.table = Table(show_lines=False, header_style="bold", expand=False)
-        for column, justify in (("cart", "left"), ("email", "left"), ("tier", "left"), ("score", "right"),
-                                ("step", "right"), ("action", "left"), ("reason", "left"), ("detail", "left")):
-            self.table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        self.width = width
+        self.mode = table_mode(width, wide)
+        if self.mode == "compact":
+            columns = [Column("cart"), Column("email"), Column("step", "right"), Column("action"), Column("reason")]
+            shrink = [("email", 20), ("cart", 12), ("email", 12), ("cart", 8)]
+        else:
+            columns = [Column("cart"), Column("email"), Column("tier"), Column("score", "right"),
+                       Column("step", "right"), Column("action"), Column("reason"), Column("detail")]
+            shrink = [("detail", 40), ("email", 24), ("tier", 8), ("cart", 12), ("detail", 10), ("email", 12),
+                      ("cart", 8), ("tier", 4)]
+        self.rows = FitTable(columns, shrink, wide=wide)
+        self.rows.at_least("reason", _REASON_WIDTH)  # never cut, and as wide in every run
+
+    @property
+    def table(self) -> Any:
+        """The rich table for this terminal."""
+        return self.rows.render(self.width)
 
     def add(self, result: Result) -> None:
-        if self.limit is not None and self.table.row_count >= self.limit:
+        if self.limit is not None and self.rows.row_count >= self.limit:
             self.hidden += 1
             return
         from rich.text import Text
 
         decision = result.decision
         action = decision.action.value
+        delivered = result.delivery not in ("", "dry-run", "held_out")
+        # Cells from shop data are Text, never markup, and without terminal control characters.
+        cart = Text(printable(decision.cart.id))
+        email = Text(printable(decision.cart.customer.email or "-"))
+        step = "" if decision.step is None else str(decision.step)
+        action_cell = Text(action, style=ACTION_STYLE.get(action, ""))
+        if self.mode == "compact":
+            self.rows.add_row(cart, email, step, action_cell, result.delivery if delivered else decision.reason.value)
+            return
         detail = decision.detail or result.detail
-        if result.delivery and result.delivery not in ("dry-run",):
+        if delivered:
             detail = f"{result.delivery}: {detail}" if detail else result.delivery
         elif result.message is not None:
             detail = result.message.subject
-        # Cells from shop data are Text, never markup, and without terminal control characters.
-        self.table.add_row(
-            Text(printable(decision.cart.id)), Text(printable(decision.cart.customer.email or "-")),
-            decision.tier or "", "" if decision.score is None else f"{decision.score:g}",
-            "" if decision.step is None else str(decision.step),
-            Text(action, style=ACTION_STYLE.get(action, "")), decision.reason.value, Text(printable(detail)),
+        self.rows.add_row(
+            cart, email, Text(printable(decision.tier or "")), "" if decision.score is None else f"{decision.score:g}",
+            step, action_cell, decision.reason.value, Text(printable(detail)),
         )
 
+
+class Meter:
+    """What a run reports its progress to: ``meter(n)`` for every ``n`` carts done, and
+    :meth:`total` once the source has said how much there is to read."""
+
+    def __init__(self, bar: Any, task: Any) -> None:
+        self.bar = bar
+        self.task = task
+        self.carts = 0
+        self.position: Callable[[], int] | None = None
+        self.started = time.monotonic()
+
+    def total(self, total: ProgressTotal) -> None:
+        """The bar gets a total, so a percentage and an ETA: bytes of a file, or a count of carts."""
+        self.position = total.position if total.unit == "bytes" else None
+        self.bar.update(self.task, total=max(total.total, 1))
+
+    def __call__(self, n: int) -> None:
+        self.carts += n
+        elapsed = time.monotonic() - self.started
+        rate = f"{self.carts / elapsed:,.0f} carts/s" if elapsed > 0 else ""
+        if self.position is not None:
+            self.bar.update(self.task, completed=self.position(), carts=f"{self.carts:,} carts", rate=rate)
+        else:
+            self.bar.update(self.task, advance=n, carts=f"{self.carts:,} carts", rate=rate)
+
+
+class _Off:
+    """The meter when nobody watches (``--json``, ``--quiet``, not a terminal): does nothing."""
+
+    def __call__(self, n: int) -> None:
+        pass
+
+    def total(self, total: ProgressTotal) -> None:
+        pass
 
 
 @contextmanager
 def progress(console: Any, enabled: bool, label: str) -> Iterator[Any]:
-    """A progress display on a terminal (rate and count; total unknown while streaming)."""
+    """A progress bar on a terminal: carts done, rate, and -- once the source tells how much
+    there is (:meth:`Meter.total`) -- the share done and the time left."""
     if not enabled:
-        yield lambda n: None
+        yield _Off()
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    with Progress(SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(label, total=None, rate="")
-
-        def advance(n: int) -> None:
-            bar.advance(task, n)
-            done = bar.tasks[0]
-            if done.speed:
-                bar.update(task, rate=f"{done.speed:,.0f} carts/s")
-
-        yield advance
+    with Progress(SpinnerColumn(), TextColumn(label), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[carts]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                  TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True) as bar:
+        yield Meter(bar, bar.add_task(label, total=None, carts="", rate=""))

@@ -107,6 +107,11 @@ class Planner:
         self.prioritizer = Prioritizer(config.priority, basis)
         self.experiments = Experiments(config, ledger.promotions() if ledger is not None else None)
 
+    @property
+    def window(self) -> Window:
+        """The carts a run reads: idle at least ``cutoff``, at most ``max_age``."""
+        return Window(self.now - self.config.eligibility.max_age, self.now - self.config.eligibility.cutoff)
+
     def decide(self, source: CartSource) -> Iterator[Decision]:
         eligibility = self.config.eligibility
         now = self.now
@@ -114,7 +119,7 @@ class Planner:
         with NewestCarts() as newest:
             newest.add(a for a in source.activity(everything) if a.updated_at <= now)
             budgets = {t.name: _Budget(t.budget) for t in self.config.priority.tiers if t.budget is not None}
-            window = Window(now - eligibility.max_age, now - eligibility.cutoff)
+            window = self.window
             for chunk in chunked(source.carts(window), PLAN_CHUNK):
                 yield from self._decide_chunk(source, chunk, newest, budgets)
             for budget in budgets.values():

@@ -101,3 +101,35 @@ def test_a_live_lock_on_another_host_with_a_fresh_heartbeat_is_respected(shop: S
             name="run", run_id=997, host="other-host", pid=1, acquired_at=started, heartbeat_at=started))
     ledger.heartbeat(997)  # a long run that is still alive
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 4
+
+
+@pytest.mark.parametrize("mode", [["--send"], ["--outbox", "out"]])
+def test_under_quiet_a_held_lock_is_exit_4_and_prints_nothing(shop: Shop, mode: list[str]) -> None:
+    """Cron mails whatever a job prints: another run doing the work is no news."""
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    holder = ledger.start_run("send", NOW)
+    with ledger.lock(holder, timedelta(hours=2)):
+        quiet = shop.cli("run", *mode, "--quiet")
+        loud = shop.cli("run", *mode)
+        as_json = shop.cli("run", *mode, "--quiet", "--json")
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (4, "", "")
+    assert loud.exit_code == 4 and "error:" in loud.stderr and "holds the lock" in loud.stderr
+    assert as_json.exit_code == 4 and as_json.json["error"]["code"] == "locked" and as_json.stderr == ""
+    assert ledger.messages() == []
+
+
+def test_under_quiet_a_run_that_went_well_prints_nothing(shop: Shop) -> None:
+    shop.add(cart("c1"), cart("c2"))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--quiet")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+    assert len(list((shop.folder / "out").glob("*.eml"))) == 2
+
+
+def test_under_quiet_a_run_with_a_bad_row_prints_the_warning_and_the_summary(shop: Shop) -> None:
+    shop.add(cart("c1"), cart("c2", items=(("SKU-1", "Mug", "many", "25.00"),)))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--quiet")
+    assert result.exit_code == 1
+    assert "warning:" in result.stderr and "quantity" in result.stderr
+    assert "1 source rows could not be read" in result.stdout and "delivered 1" in result.stdout

@@ -313,3 +313,11 @@ def test_orders_placed_in_a_window_stream_with_their_base_amount(shop):
     assert set(found) == {"000000001", "000000002", "000000005"}
     assert found["000000002"].email == "bob@example.com" and found["000000002"].cart_id == "90"
     assert found["000000002"].total == Decimal("99.5") and found["000000002"].created_at == datetime(2026, 3, 29, 10, 0, tzinfo=UTC)
+
+
+def test_the_progress_total_is_the_count_of_the_window(read):
+    """One COUNT over the carts query's filter: the carts read and the unreadable quotes."""
+    source, carts, problems = read
+    total = source.progress_total(WINDOW)
+    assert total is not None and (total.unit, total.position) == ("carts", None)
+    assert total.total == len(carts) + len(problems.reasons()) == 12

@@ -269,3 +269,12 @@ def test_orders_placed_in_a_window_in_shop_local_time(shop):
     assert set(orders) == {"1"}
     assert orders["1"].cart_id == "203" and orders["1"].email == "carol@example.com"
     assert orders["1"].created_at == datetime(2026, 3, 28, 9, 10, tzinfo=UTC) and orders["1"].currency == "EUR"
+
+
+def test_the_progress_total_is_the_count_of_the_window(read):
+    """One COUNT over the carts query's filter and time range (widened by a few hours for the
+    store's local times, so a row or so more than the window holds): never fewer than read."""
+    source, carts, problems = read
+    total = source.progress_total(WINDOW)
+    assert total is not None and (total.unit, total.position) == ("carts", None)
+    assert len(carts) + len(problems.reasons()) <= total.total <= len(carts) + len(problems.reasons()) + 1

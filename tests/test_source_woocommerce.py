@@ -272,3 +272,12 @@ def test_orders_placed_in_a_window_from_hpos_and_legacy_tables(shop, mode, ids):
     assert order.email == "carol@example.com" and order.total == Decimal("30") and order.currency == "SEK"
     assert order.created_at == datetime(2026, 3, 20, 9, 0, tzinfo=UTC)
     assert wider == ids | ({"1002"} if mode == "hpos" else {"2002"})  # cancelled and failed ones left out
+
+
+def test_the_progress_total_is_the_count_of_the_window(read):
+    """One COUNT over the carts query's time range (widened by a few hours for site-local times, so a
+    row or so more than the window holds): never fewer than the rows read."""
+    source, carts, problems = read
+    total = source.progress_total(WINDOW)
+    assert total is not None and (total.unit, total.position) == ("carts", None)
+    assert len(carts) + len(problems.reasons()) <= total.total <= len(carts) + len(problems.reasons()) + 1

@@ -43,12 +43,15 @@ def codes_list(
     pool: PoolOption = None,
     status: Annotated[Optional[list[str]], typer.Option(
         "--status", help="List the codes with this status (repeatable): unused, active, expired, undelivered, all.")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column in full, whatever the terminal's width.")] = False,
 ) -> None:
     """Count the codes of every pool by status and list those with `--status`.
 
     unused: never handed out; active: delivered and not expired; expired: handed out and past
     its expiry (safe to disable in the shop); undelivered: allocated to a message that was not
     sent. Codes are only handed out when their message is delivered (never in a dry-run).
+    Codes are never cut; on a narrow terminal the list leaves out step and allocation time
+    (`--wide` shows them) and times are in UTC to the minute.
 
     Example:
 
@@ -75,24 +78,45 @@ def codes_list(
                             ensure_ascii=False))
         return
     from rich.table import Table
+    from rich.text import Text
+
+    from cartrescue.output import Column, FitTable, table_mode
+    from cartrescue.text import printable
 
     console = out_console()
     table = Table(header_style="bold", title="code pools")
-    table.add_column("pool")
+    table.add_column("pool", no_wrap=True, overflow="ellipsis")
     for name in STATUSES:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for name, counts in summary.items():
-        table.add_row(name, *(str(counts[s]) for s in STATUSES))
+        table.add_row(Text(printable(name)), *(str(counts[s]) for s in STATUSES))
     console.print(table)
     if wanted:
-        listing = Table(header_style="bold")
-        for column in ("pool", "code", "status", "email", "step", "allocated_at", "expires_at"):
-            listing.add_column(column)
+        mode = table_mode(console.width, wide)
+        # A code is never cut: it is what a person copies into the shop. Times to the minute.
+        names = ("pool", "code", "status", "email", "step", "allocated_at", "expires_at")
+        if mode == "compact":
+            names = ("pool", "code", "status", "email", "expires_at")
+        listing = FitTable([Column(name, "right" if name == "step" else "left") for name in names],
+                           [("email", 16), ("pool", 8), ("email", 8), ("pool", 4)], wide=mode == "wide")
         for row in rows:
-            listing.add_row(*(str(row[c]) if row[c] is not None else "" for c in
-                              ("pool", "code", "status", "email", "step", "allocated_at", "expires_at")))
-        console.print(listing)
+            listing.add_row(*(_code_cell(name, row[name], mode) for name in names))
+        console.print(listing.render(console.width))
         console.print(f"{len(rows)} codes")
+
+
+def _code_cell(name: str, value: Any, mode: str) -> Any:
+    """A cell of `codes list`: data as Text through printable; times to the minute unless --wide."""
+    from rich.text import Text
+
+    from cartrescue.text import printable
+
+    if value is None:
+        return ""
+    text = str(value)
+    if name.endswith("_at") and mode != "wide":
+        text = text[:16].replace("T", " ")  # 2026-11-20T10:00:00Z -> 2026-11-20 10:00 (UTC)
+    return Text(printable(text))
 
 
 @app.command("export")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,38 +13,70 @@ def doctor(
     config: ConfigOption = None,
     as_json: JsonOption = False,
     no_smtp: Annotated[bool, typer.Option("--no-smtp", help="Do not connect to the SMTP relay.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="For cron: print nothing when every check passes, else one line per failed check "
+                              "(the exit code is the same).")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="A bordered table whatever the terminal's width.")] = False,
 ) -> None:
     """Check the config, the ledger, the source, the SMTP relay (connect, TLS, AUTH; nothing is
     sent) and that reminders are still going out.
 
     Exits with the code of the first failed check: 2 config or ledger, 3 source, 1 SMTP, and 5
     when no `run --send` (or `--outbox`) succeeded within `doctor.stale_after` (default 2h). Run
-    it from cron too, so that cron mails the owner when reminders have silently stopped.
+    it from cron too, with `--quiet`: it prints nothing while all is well, and cron mails the
+    owner the failed checks when reminders have silently stopped.
 
     Example (cron, hourly):
 
-        0 * * * * cd /srv/shop && cartrescue doctor --json > /dev/null || echo "cartrescue needs attention"
+        0 * * * * cd /srv/shop && cartrescue doctor --quiet
     """
-    from cartrescue.doctor import run_checks
+    from cartrescue.doctor import FAIL, run_checks
 
     report = run_checks(config, smtp=not no_smtp)
     if as_json:
         json_out({"ok": report.ok, "exit_code": report.exit_code, "checks": [c.as_dict() for c in report.checks]})
+    elif quiet:
+        _print_failures([check for check in report.checks if check.status == FAIL])
     else:
-        from rich.table import Table
-        from rich.text import Text
-
-        from cartrescue.text import printable
-
-        style = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
-        table = Table(header_style="bold", show_lines=False)
-        table.add_column("check")
-        table.add_column("status")
-        table.add_column("detail", overflow="fold")
-        for check in report.checks:
-            table.add_row(check.name, Text(check.status, style=style[check.status]), Text(printable(check.detail)))
-        out_console().print(table)
+        _print_checks(report.checks, wide)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
 
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def _print_failures(failed: list[Any]) -> None:
+    """``--quiet``: one line per failed check, nothing else (cron mails what a job prints)."""
+    from rich.text import Text
+
+    from cartrescue.text import printable
+
+    console = out_console()
+    for check in failed:
+        console.print(Text(printable(f"cartrescue doctor: {check.name} failed: {check.detail}")), soft_wrap=True)
+
+
+def _print_checks(checks: list[Any], wide: bool) -> None:
+    """A bordered table on a wide terminal (or ``--wide``); on a narrow one a borderless list
+    whose details wrap under themselves, so no column is squeezed into a sliver."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from cartrescue.output import table_mode
+    from cartrescue.text import printable
+
+    console = out_console()
+    if table_mode(console.width, wide) == "compact":
+        table = Table.grid(padding=(0, 2))
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
+    else:
+        table = Table(header_style="bold", show_lines=False)
+        table.add_column("check", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("detail", overflow="fold")
+    for check in checks:
+        table.add_row(check.name, Text(check.status, style=_STYLE[check.status]), Text(printable(check.detail)))
+    console.print(table)

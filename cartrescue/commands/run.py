@@ -28,7 +28,7 @@ from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
 
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
                   strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False,
-                  max_deliveries: int | None = None) -> None:
+                  max_deliveries: int | None = None, wide: bool = False) -> None:
     """Plan (and deliver) and print; every outcome ends in exactly one JSON document with ``--json``.
 
     The JSON document is streamed (a million decisions never sit in memory), so a failure after
@@ -50,7 +50,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         if as_json:
             stream = JsonStream(sys.stdout, {"mode": mode if deliver else "plan",
                                              "now": at.isoformat().replace("+00:00", "Z")})
-        table = None if as_json or quiet else DecisionTable(limit)
+        table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
 
         def on_result(result: Any) -> None:
             if stream is not None:
@@ -62,8 +62,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             stderr.print(error_line(str(problem), "warning", "yellow"), soft_wrap=True)
 
         show_progress = not as_json and not quiet and stderr.is_terminal
-        with progress(stderr, show_progress, "planning" if not deliver else f"{mode}") as advance:
-            summary = run_job(config, request, on_result, on_problem, advance)
+        with progress(stderr, show_progress, "planning" if not deliver else f"{mode}") as meter:
+            summary = run_job(config, request, on_result, on_problem, meter, meter.total if show_progress else None)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see cli.main): the document still ends
         if stream is not None:
             stream.close({"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}})
@@ -84,15 +84,22 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         stream.close({"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
                       "released": summary.released, "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes})
-    else:
+    elif not (quiet and _all_well(summary)):
         console = out_console()
         if table is not None:
             console.print(table.table)
             if table.hidden:
                 console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
+            if table.mode == "compact":
+                console.print("(a narrow terminal: --wide shows every column)")
         _print_summary(console, summary, counts)
     if summary.counts.failed or summary.counts.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def _all_well(summary: Any) -> bool:
+    """Nothing a person must look at: ``--quiet`` then prints nothing (cron mails any output)."""
+    return not (summary.counts.failed or summary.counts.problems or summary.unconfirmed or summary.released)
 
 
 def _internal(error: Exception, as_json: bool) -> NoReturn:
@@ -151,7 +158,10 @@ def run(
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop before delivering anything if any source row is bad.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary (for cron).")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="For cron: print nothing when all went well; otherwise the warnings and the summary. "
+                              "A run that finds the lock held exits 4 silently.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column of the table, whatever the terminal's width.")] = False,
     resend_unconfirmed: Annotated[bool, typer.Option(
         "--resend-unconfirmed",
         help="Also resend the claims a killed run left without outcome. They may have been delivered already: "
@@ -177,7 +187,7 @@ def run(
         fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
     _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
                   limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
-                  max_deliveries=max_deliveries)
+                  max_deliveries=max_deliveries, wide=wide)
 
 
 def carts(
@@ -186,6 +196,7 @@ def carts(
     now: NowOption = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad source row.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column of the table, whatever the terminal's width.")] = False,
 ) -> None:
     """List candidate carts with score, tier, due step and the reason for every skip or defer.
 
@@ -196,6 +207,6 @@ def carts(
         cartrescue carts --json | jq '.decisions[] | select(.action=="skip") | .reason'
     """
     _plan_command(config, as_json, now, mode="dry-run", outbox=None, strict=strict, deliver=False,
-                  limit=None if show_all else 50, quiet=False)
+                  limit=None if show_all else 50, quiet=False, wide=wide)
 
 

@@ -117,11 +117,13 @@ def suppress_list(
     as_json: JsonOption = False,
     email: Annotated[Optional[str], typer.Option("--email", help="Only say whether this address is suppressed.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many, newest first.")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Whole hashes and sources, whatever the terminal's width.")] = False,
 ) -> None:
     """List suppressions, newest first: address hash, reason, source, date.
 
     The ledger keeps a hash of each suppressed address, not the address; use `--email` to ask
-    about one address (exit 1 when it is not suppressed).
+    about one address (exit 1 when it is not suppressed). Each suppression is one line; a long
+    source ends in an ellipsis (`--wide` shows it whole, and the whole hash).
 
     Example:
 
@@ -147,14 +149,18 @@ def suppress_list(
     if as_json:
         json_out({"suppressions": [{key: row[key] for key in keys} for row in rows]})
     else:
-        from rich.table import Table
+        from rich.text import Text
 
-        table = Table(header_style="bold")
-        for column in ("address hash", "reason", "source", "since (UTC)"):
-            table.add_column(column, overflow="fold")
+        from cartrescue.output import Column, FitTable
+        from cartrescue.text import printable
+
+        console = out_console()
+        table = FitTable([Column("address hash"), Column("reason"), Column("source"), Column("since (UTC)")],
+                         [("source", 10), ("reason", 21), ("source", 6), ("reason", 10)], wide=wide)
         for row in rows:
-            table.add_row(row["email_hash"][:16] + "…", row["reason"], row["source"], f"{row['created_at']:%Y-%m-%d %H:%M}")
-        out_console().print(table)
+            table.add_row(row["email_hash"] if wide else row["email_hash"][:16] + "…", Text(printable(row["reason"])),
+                          Text(printable(row["source"])), f"{row['created_at']:%Y-%m-%d %H:%M}")
+        console.print(table.render(console.width))
         if email is not None:
             err_console().print(f"{email}: {'suppressed' if rows else 'not suppressed'}", highlight=False)
     if email is not None and not rows:

@@ -49,6 +49,20 @@ OrderFilter = Callable[[str | None, str | None, str | None], bool]
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressTotal:
+    """How much reading :meth:`CartSource.carts` has ahead of it: a progress bar's total.
+
+    ``unit`` is ``"bytes"`` (``position()`` says how far the read has got: a file) or
+    ``"carts"`` (the caller counts the carts it gets; ``position`` is ``None``: a database's
+    count of the window). An estimate is enough: a bar that ends a little early or late is fine.
+    """
+
+    total: int
+    unit: str
+    position: Callable[[], int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Activity:
     """The little the pipeline's first pass needs to know which cart is an address's newest."""
 
@@ -116,6 +130,15 @@ class CartSource(ABC):
         from cartrescue.errors import ConfigError
 
         raise ConfigError(f"{self.name} source: listing orders by time is not supported")
+
+    def progress_total(self, window: Window) -> ProgressTotal | None:
+        """How much :meth:`carts` will read for ``window``, for a progress bar with an ETA, or
+        ``None`` when that is unknown (the bar then shows a count and a rate).
+
+        Asked only when a person watches (a terminal): it may cost one cheap query, never a
+        second read of the carts. Sources that cannot tell cheaply keep this default.
+        """
+        return None
 
     def check(self) -> list[str]:
         """Advice for ``doctor`` (a missing recommended index, ...); empty when all is well."""

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
-from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, Window, ignore_problem
+from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.values import (
     COUNT_DIGITS,
     IGNORED_ORDER_STATUSES,
@@ -244,13 +244,14 @@ class CsvSource(CartSource):
         self._orders: OrderIndex | None = None
         self._decimals: dict[str, Decimal] = {}
         self._currencies: set[str] = set()
+        self._reading: TextIO | None = None  # the file the carts pass reads (progress)
 
     # -- carts -------------------------------------------------------------------------------
 
     def carts(self, window: Window | None = None) -> Iterator[Cart]:
         """Every readable cart of the file (the window is not applied: the pipeline reports
         carts outside it with their reason, which a CSV can afford)."""
-        for start_line, rows in self._cart_rows():
+        for start_line, rows in self._cart_rows(track=True):
             cart = self._build_cart(start_line, rows)
             if cart is not None:
                 yield cart
@@ -281,13 +282,36 @@ class CsvSource(CartSource):
                 return value.strip()
         return ""
 
-    def _cart_rows(self) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
+    def progress_total(self, window: Window) -> ProgressTotal | None:
+        """The carts file's size: :meth:`carts` reports how many of its bytes it has read."""
+        try:
+            size = self.carts_path.stat().st_size
+        except OSError:
+            return None
+        return ProgressTotal(size, "bytes", self._bytes_read)
+
+    def _bytes_read(self) -> int:
+        """How far the current :meth:`carts` pass has read the file (to the block: 8 KiB)."""
+        handle = self._reading
+        if handle is None:
+            return 0
+        if handle.closed:  # the pass is over
+            try:
+                return self.carts_path.stat().st_size
+            except OSError:
+                return 0
+        return handle.buffer.tell()  # type: ignore[attr-defined]
+
+    def _cart_rows(self, *, track: bool = False) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
         """Group consecutive rows by cart id: yields (first line, [(line, row), ...]).
 
         Rows are cut or padded to the header's width, plus one blank cell where absent columns
-        point, so that every field is read by direct indexing.
+        point, so that every field is read by direct indexing. ``track``: the pass whose
+        position :meth:`progress_total` reports (the carts, not the first pass's activity).
         """
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
+        if track:
+            self._reading = handle
         with handle:
             try:
                 header = next(reader)

@@ -50,6 +50,7 @@ from cartrescue.sources.sql import (
     as_stock,
     as_utc,
     chunks,
+    first_number,
     grouped,
     id_or_none,
     item,
@@ -127,6 +128,11 @@ class MagentoSource(DatabaseSource):
         sql = self._select(self._filters()) + " ORDER BY q.updated_at, q.entity_id"
         for chunk in chunks(self.db.stream(sql, self._window(window)), self.chunk_size):
             yield from self._build_chunk(chunk)
+
+    def count_carts(self, window: Window) -> int | None:
+        """The abandoned quotes of ``window``: the carts query's filter, counted (its index)."""
+        return first_number(self.db.fetch(f"SELECT COUNT(*) AS n FROM {self.t('quote')} q WHERE {self._filters()}",
+                                          self._window(window)))
 
     def cart(self, cart_id: str) -> Cart | None:
         """One abandoned quote by its id, whatever its age (``preview``)."""

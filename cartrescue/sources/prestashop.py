@@ -50,6 +50,7 @@ from cartrescue.sources.sql import (
     as_stock,
     as_utc,
     chunks,
+    first_number,
     grouped,
     id_or_none,
     item,
@@ -182,6 +183,19 @@ class PrestaShopSource(DatabaseSource):
         for cart in self._read(self.db.stream(sql, params, expanding=("shops",))):
             if cart.updated_at in window:
                 yield cart
+
+    def count_carts(self, window: Window) -> int | None:
+        """The carts of ``window`` the carts query reads: a customer, products, no order."""
+        self._store_timezone()
+        shops = self._shop_ids()
+        if not shops:
+            return 0
+        sql = (f"SELECT COUNT(*) AS n FROM {self.t('cart')} c WHERE c.id_shop IN :shops "
+               "AND c.date_upd >= :start AND c.date_upd <= :end AND c.id_customer > 0 "
+               f"AND NOT EXISTS (SELECT 1 FROM {self.t('orders')} o WHERE o.id_cart = c.id_cart) "
+               f"AND EXISTS (SELECT 1 FROM {self.t('cart_product')} cp WHERE cp.id_cart = c.id_cart)")
+        params = {"shops": shops, **self.window_bounds("cart", "date_upd", window, self.shop_tz, _SLACK)}
+        return first_number(self.db.fetch(sql, params, expanding=("shops",)))
 
     def cart(self, cart_id: str) -> Cart | None:
         """One abandoned cart by its id, whatever its age (``preview``)."""

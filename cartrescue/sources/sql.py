@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order, RowProblem
-from cartrescue.sources.base import CartSource, OrderFilter, ProblemSink, Window, ignore_problem
+from cartrescue.sources.base import CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.schema import Schema, raise_for
 from cartrescue.sources.schema import inspect as inspect_schema
 from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, RowError re-exported for the presets
@@ -578,6 +578,15 @@ def order_wanted(wanted: OrderFilter, cart_id: Any, email: Any, customer_id: Any
     return wanted(id_or_none(cart_id), (text_or_none(email) or "").lower() or None, id_or_none(customer_id))
 
 
+def first_number(rows: Sequence[Mapping[str, Any]]) -> int | None:
+    """The first column of the first row as a whole number (a ``COUNT(*)``), else ``None``."""
+    value = next(iter(rows[0].values()), None) if rows else None
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def chunks(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
     batch: list[T] = []
     for element in iterable:
@@ -678,6 +687,20 @@ class DatabaseSource(CartSource):
 
     def t(self, name: str) -> str:
         return self.db.table(name)
+
+    def progress_total(self, window: Window) -> ProgressTotal | None:
+        """The preset's count of the carts in ``window`` (:meth:`count_carts`): one query, asked
+        only for a progress bar; if it fails, the bar goes without a total."""
+        try:
+            found = self.count_carts(window)
+        except SourceError:
+            return None
+        return None if found is None else ProgressTotal(found, "carts")
+
+    def count_carts(self, window: Window) -> int | None:
+        """How many carts :meth:`carts` reads for ``window`` (an estimate will do); ``None`` if
+        the source cannot count cheaply."""
+        return None
 
     def problem(self, location: str, reason: str) -> None:
         self.on_problem(RowProblem(location, reason))
@@ -809,6 +832,15 @@ class SqlSource(DatabaseSource):
             cart = self._cart(rows)
             if cart is not None:
                 yield cart
+
+    def count_carts(self, window: Window) -> int | None:
+        """``queries.count`` when configured: one number for the window (``:start``, ``:end``)."""
+        sql = self.queries.get("count")
+        if not sql:
+            return None
+        params = {name: value for name, value in self._window_params(window).items()
+                  if re.search(_BIND.format(name=name), sql)}
+        return first_number(self.db.fetch(sql, params))
 
     def _cart(self, rows: list[Mapping[str, Any]]) -> Cart | None:
         first = rows[0]

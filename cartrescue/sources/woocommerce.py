@@ -60,6 +60,7 @@ from cartrescue.sources.sql import (
     as_stock,
     as_utc,
     chunks,
+    first_number,
     grouped,
     id_or_none,
     item,
@@ -191,6 +192,15 @@ class WooCommerceSource(DatabaseSource):
         for cart in self._read(self.db.stream(sql, params, expanding=("statuses",))):
             if cart.updated_at in window:
                 yield cart
+
+    def count_carts(self, window: Window) -> int | None:
+        """The captured carts of ``window`` in the statuses read, counted."""
+        self.site_timezone()
+        time = self.column("time")
+        params = {**self.window_bounds(_CART_TABLE, "time", window, self.shop_tz, _SLACK), "statuses": self.statuses}
+        return first_number(self.db.fetch(
+            f"SELECT COUNT(*) AS n FROM {self.t(_CART_TABLE)} WHERE {time} >= :start AND {time} <= :end "
+            "AND order_status IN :statuses", params, expanding=("statuses",)))
 
     def cart(self, cart_id: str) -> Cart | None:
         """One captured cart by its id, whatever its age (``preview``)."""

@@ -1,0 +1,189 @@
+"""Tables fit the terminal: at 80 columns one line a row, nothing a person copies cut; `--wide`
+and wide terminals show every column; a terminal sees a progress bar with a total and an ETA."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from terminal import plain, run_in_terminal
+
+from cartrescue.ledger import Ledger
+from conftest import REPO, Shop, cart
+
+LONG_EMAIL = "a.very.long.address.of.somebody.who.shops.a.lot@customers.example.com"
+MARKUP_ID = "[bold red]boom[/]-cart"
+
+
+def _table_rows(stdout: str) -> list[str]:
+    """The body rows of the first rich table printed (between the header rule and the end rule)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("┡"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("└"))
+    return lines[start + 1:end]
+
+
+def _shop_with_long_values(shop: Shop) -> Shop:
+    shop.add(cart("c-short"), cart("c-long", email=LONG_EMAIL), cart(MARKUP_ID, email="markup@example.com"))
+    return shop
+
+
+def test_at_80_columns_the_carts_table_has_one_line_per_cart_and_never_cuts_a_reason(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    _shop_with_long_values(shop).add(cart("c-older", email="twice@example.com", idle=timedelta(hours=5)),
+                                     cart("c-newer", email="twice@example.com"))
+    result = shop.cli("carts")
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    rows = _table_rows(result.stdout)
+    assert len(rows) == 5  # one line per cart: nothing wrapped
+    header = result.stdout.splitlines()[1]
+    assert [cell.strip() for cell in header.strip("┃").split("┃")] == ["cart", "email", "step", "action", "reason"]
+    long_row = next(row for row in rows if "c-long" in row)
+    assert "a.very.long.address" in long_row and "…" in long_row and LONG_EMAIL not in long_row
+    assert "newer_cart_for_address" in result.stdout  # the longest reason code, whole
+    assert "[bold red]" in result.stdout  # data is shown as text, never read as markup
+    assert "--wide shows every column" in result.stdout
+
+
+def test_at_200_columns_the_table_shows_tier_score_and_the_subject(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    result = _shop_with_long_values(shop).cli("run")
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[1]
+    assert [cell.strip() for cell in header.strip("┃").split("┃")] == [
+        "cart", "email", "tier", "score", "step", "action", "reason", "detail"]
+    rows = _table_rows(result.stdout)
+    assert len(rows) == 3 and all(len(row) <= 200 for row in rows)
+    assert LONG_EMAIL in result.stdout  # room enough: nothing cut
+    assert "Ann, you left something in your cart" in result.stdout  # the subject, as the detail of a send
+
+
+def test_wide_shows_every_column_even_at_80(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    result = _shop_with_long_values(shop).cli("carts", "--wide")
+    assert result.exit_code == 0, result.output
+    assert "detail" in result.stdout.splitlines()[1] and "score" in result.stdout.splitlines()[1]
+    assert "…" not in "".join(_table_rows(result.stdout))  # folded over lines, never cut
+
+
+def test_delivered_sends_show_their_outcome_in_the_compact_table(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    shop.add(cart("c1"))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"))
+    assert result.exit_code == 0, result.output
+    (row,) = _table_rows(result.stdout)
+    assert re.search(r"│ send\s+│ sent\s+│$", row)
+
+
+def test_codes_list_at_80_columns_never_cuts_a_code(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    shop.add(*(cart(f"c{i}", email=f"{i}.{LONG_EMAIL}") for i in range(3)))
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3",
+         "incentive": {"kind": "percent", "value": 10, "valid_for": "3d",
+                       "codes": {"pool": "a-pool-with-a-long-name", "pattern": "COMEBACK-{random:24}"}}}]}})
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    result = shop.cli("codes", "list", "--status", "all")
+    assert result.exit_code == 0, result.output
+    codes = re.findall(r"COMEBACK-[A-Z0-9]{24}", result.stdout)
+    assert len(set(codes)) == 3  # every code whole, on its row
+    listing = result.stdout.splitlines()
+    assert max(len(line) for line in listing) <= 80
+    assert sum(1 for line in listing if "COMEBACK-" in line) == 3  # one line each
+    wide = shop.cli("codes", "list", "--status", "all", "--wide").stdout.split("code pools", 1)[1]
+    headers = [line for line in wide.splitlines() if line.startswith("┃")]
+    assert headers[1].count("┃") == 8  # pool, code, status, email, step, allocated_at, expires_at
+
+
+def test_suppress_list_at_80_columns_is_one_line_a_suppression(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    ledger.suppress("ab" * 32, "bounced: no such user", "smtp: 550 5.1.1 <somebody@example.com>: Recipient "
+                    "address rejected: User unknown in virtual mailbox table " * 2)
+    ledger.close()
+    result = shop.cli("suppress", "list", now=None)
+    assert result.exit_code == 0, result.output
+    rows = _table_rows(result.stdout)
+    assert len(rows) == 1 and len(rows[0]) <= 80 and "bounced: no such user" in rows[0]
+    wide = _table_rows(shop.cli("suppress", "list", "--wide", now=None).stdout)
+    assert "".join(row.split("│")[1].strip() for row in wide) == "ab" * 32  # whole, folded over lines
+
+
+def test_doctor_at_80_columns_wraps_details_under_themselves(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    shop.add(cart("c1"))
+    result = shop.cli("doctor", "--no-smtp", now=None)
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0].startswith("config ") and "│" not in result.stdout  # a list, not a squeezed table
+    assert any(line.startswith("staleness  fail") for line in lines)
+
+
+# -- the progress bar -------------------------------------------------------------------------
+
+
+def test_the_csv_source_reports_how_many_bytes_it_has_read(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from cartrescue.sources.base import ALL_TIME
+    from cartrescue.sources.csv import CsvSource
+
+    source = CsvSource(REPO / "examples" / "carts.csv", shop_tz=ZoneInfo("UTC"))
+    total = source.progress_total(ALL_TIME)
+    assert total is not None and total.unit == "bytes"
+    assert total.total == (REPO / "examples" / "carts.csv").stat().st_size
+    assert total.position is not None and total.position() == 0
+    seen = []
+    for number, _cart in enumerate(source.carts(ALL_TIME)):
+        if number % 100 == 0:
+            seen.append(total.position())
+    assert seen == sorted(seen) and 0 < seen[1] < total.total
+    assert total.position() == total.total  # the pass is over
+
+
+def test_a_sql_source_counts_with_its_count_query(tmp_path: Path) -> None:
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from cartrescue.sources.base import Window
+    from cartrescue.sources.sql import SqlSource
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE carts (id TEXT, email TEXT, updated TEXT, sku TEXT, qty INT, price TEXT)")
+        conn.executemany("INSERT INTO carts VALUES (?, ?, ?, 'S', 1, '5')",
+                         [(f"c{i}", f"p{i}@example.com", f"2026-11-{10 + i:02} 10:00:00") for i in range(6)])
+    carts = ("SELECT id AS cart_id, email, 'EUR' AS currency, updated AS created_at, sku, qty AS quantity, "
+             "price AS unit_price "
+             "FROM carts WHERE updated >= :start AND updated <= :end ORDER BY id")
+    window = Window(datetime(2026, 11, 12, tzinfo=timezone.utc), datetime(2026, 11, 30, tzinfo=timezone.utc))
+    counted = SqlSource(f"sqlite:///{db}", queries={
+        "carts": carts, "count": "SELECT COUNT(*) FROM carts WHERE updated >= :start AND updated <= :end"})
+    total = counted.progress_total(window)
+    assert total is not None and (total.total, total.unit, total.position) == (4, "carts", None)
+    assert len(list(counted.carts(window))) == 4
+    assert SqlSource(f"sqlite:///{db}", queries={"carts": carts}).progress_total(window) is None
+
+
+@pytest.mark.slow
+def test_a_terminal_sees_a_bar_with_a_total_and_an_eta(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(REPO / "examples" / "make_sample.py"), "--carts", "3000", "--out",
+                    str(tmp_path)], check=True, capture_output=True)
+    shutil.copy(REPO / "examples" / "cartrescue.yaml", tmp_path / "cartrescue.yaml")
+    code, output = run_in_terminal(["carts", "--config", "cartrescue.yaml"], cwd=tmp_path, columns=140)
+    assert code == 0, output[-2000:]
+    bars = [line for line in plain(output) if "ETA" in line and "planning" in line]
+    assert any(re.search(r"\b100%\s+3,000 carts [\d,]+ carts/s .* ETA 0:00:00", line) for line in bars), bars[-3:]
+    assert any(re.search(r"\b([1-9]\d?)%", line) and "100%" not in line for line in bars)  # seen part-way
+
+    quiet, output = run_in_terminal(["carts", "--config", "cartrescue.yaml", "--json"], cwd=tmp_path, columns=140)
+    assert quiet == 0 and "ETA" not in output  # never in --json
