@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cartrescue.commands import codes, doctor, init, preview, report, run, suppress, survey, templates
+from cartrescue.commands import codes, doctor, forget, init, preview, report, run, send_test, suppress, survey, templates
 from cartrescue.commands.common import err_console
 
 app = typer.Typer(
@@ -59,6 +59,8 @@ app.add_typer(suppress.app, name="suppress")
 app.command()(doctor.doctor)
 app.add_typer(survey.app, name="survey")
 app.command()(report.report)
+app.command("send-test")(send_test.send_test)
+app.command()(forget.forget)
 
 
 def main() -> None:

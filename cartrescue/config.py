@@ -226,11 +226,39 @@ class SourceConfig(_Model):
         return self
 
 
+RETENTION_FLOOR = timedelta(days=1)
+
+
+class Retention(_Model):
+    """How long the ledger keeps decisions and run records (``None``: for ever). The delivering
+    run that follows deletes older rows (cartrescue.lifecycle); messages are never pruned."""
+
+    decisions: Duration | None = timedelta(days=90)  # cr_decision: each cart's latest decision
+    runs: Duration | None = timedelta(days=180)  # cr_run: one row per run
+
+    @field_validator("decisions", "runs")
+    @classmethod
+    def _floor(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < RETENTION_FLOOR:
+            raise ValueError(f"must be at least 1d (or null: keep for ever), got {value}")
+        return value
+
+
+def _retention(value: Any) -> Any:
+    """One duration for both tables (``retention: 90d``), ``null`` to keep everything, or a mapping."""
+    if value is None:
+        return {"decisions": None, "runs": None}
+    if isinstance(value, (str, int, float, timedelta)) and not isinstance(value, bool):
+        return {"decisions": value, "runs": value}
+    return value
+
+
 class LedgerConfig(_Model):
     """Where cartrescue keeps its own state (never the shop's database)."""
 
     url: str = "sqlite:///cartrescue.db"  # relative SQLite paths are relative to the config file
     lock_timeout: Duration = timedelta(hours=2)  # a lock without heartbeat this long is stale (crashed run)
+    retention: Annotated[Retention, BeforeValidator(_retention)] = Retention()
 
     @field_validator("lock_timeout")
     @classmethod

@@ -287,7 +287,9 @@ class Codes:
 def _status(row: Any, now: datetime) -> str:
     if row["claim_id"] is None:
         return "unused"
-    if row["message_status"] != "sent":
+    # A negative claim: its message was erased by `forget` after it may have gone out; the code
+    # stays handed out (to nobody the ledger knows any more) until it expires.
+    if row["claim_id"] > 0 and row["message_status"] != "sent":
         return "undelivered"
     expires = _aware(row["expires_at"])
     if expires is not None and expires < now:

@@ -50,6 +50,7 @@ class RunSummary:
     unconfirmed: int = 0
     released: int = 0  # unconfirmed claims of dead runs released for resending (--resend-unconfirmed)
     notes: list[str] = field(default_factory=list)  # things to know that are not errors (a reader saw nothing)
+    pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention deleted by this run
 
 
 def resolve_now(config: Config, now: datetime | None) -> datetime:
@@ -66,25 +67,43 @@ def resolve_now(config: Config, now: datetime | None) -> datetime:
     return now.astimezone(timezone.utc)
 
 
+def delivery_secret(config: Config) -> str:
+    """The unsubscribe secret of a message that goes out; ConfigError when there is none.
+
+    A message that goes out (or into an .eml a person may forward) must carry a link the shop
+    can honour; a link signed with a public constant can never be.
+    """
+    secret = config.shop.unsubscribe_secret
+    if not secret or secret == DRY_RUN_SECRET:
+        raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: empty; "
+                          "set it to ${CARTRESCUE_SECRET} and export a long random value (run --send, --outbox and "
+                          "send-test need it; a dry-run does not)")
+    return secret
+
+
 def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Ledger | None = None) -> dict[str, Channel]:
     from cartrescue.channels.call_list import CallListChannel
 
     channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(config.path(config.call_list.path)))}
-    if request.mode == "outbox":
+    recent: list[datetime] = []
+    if request.mode == "send" and ledger is not None and config.smtp.rate_per_hour:  # the hourly quota spans runs
+        recent = ledger.sent_since("smtp", datetime.now(timezone.utc) - timedelta(hours=1))
+    channels["email"] = stack.enter_context(email_channel(config, request.mode, request.outbox, recent))
+    return channels
+
+
+def email_channel(config: Config, mode: Mode, outbox: Path | None = None, recent: list[datetime] | None = None) -> Channel:
+    """Where an email goes: ``.eml`` files in ``outbox`` (or ``outbox.path``), or the SMTP relay;
+    ``recent``: when earlier runs sent over SMTP (the rolling hourly quota)."""
+    if mode == "outbox":
         from cartrescue.channels.outbox import OutboxChannel
 
-        folder = config.path(request.outbox or config.outbox.path or "outbox")
-        channels["email"] = stack.enter_context(OutboxChannel(folder))
-    elif request.mode == "send":
-        try:
-            from cartrescue.channels.smtp import SmtpChannel
-        except ImportError:
-            raise ConfigError("--send: the SMTP channel is not available in this build") from None
-        recent: list[datetime] = []
-        if ledger is not None and config.smtp.rate_per_hour:  # the hourly quota spans runs
-            recent = ledger.sent_since(SmtpChannel.transport, datetime.now(timezone.utc) - timedelta(hours=1))
-        channels["email"] = stack.enter_context(SmtpChannel.from_config(config, recent))
-    return channels
+        return OutboxChannel(config.path(outbox or config.outbox.path or "outbox"))
+    try:
+        from cartrescue.channels.smtp import SmtpChannel
+    except ImportError:
+        raise ConfigError("--send: the SMTP channel is not available in this build") from None
+    return SmtpChannel.from_config(config, recent or [])
 
 
 def run_job(
@@ -140,14 +159,7 @@ def _run_job(
         report(row)
 
     delivering = request.deliver and request.mode != "dry-run"
-    secret = config.shop.unsubscribe_secret
-    if delivering and (not secret or secret == DRY_RUN_SECRET):
-        # A message that goes out (or into an .eml a person may forward) must carry a link the
-        # shop can honour; a link signed with a public constant can never be.
-        raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: empty; "
-                          "set it to ${CARTRESCUE_SECRET} and export a long random value (run --send and --outbox "
-                          "need it; a dry-run does not)")
-    secret = secret or DRY_RUN_SECRET
+    secret = delivery_secret(config) if delivering else config.shop.unsubscribe_secret or DRY_RUN_SECRET
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config, problem))
         if request.strict:
@@ -156,6 +168,7 @@ def _run_job(
         ledger = Ledger(config.ledger_url)
         stack.callback(ledger.close)
         run_id = None
+        pruned: dict[str, int] = {}
         unconfirmed = 0
         released = 0
         watch = None
@@ -167,6 +180,7 @@ def _run_job(
                 ledger.finish_run(run_id, "locked", {})
                 raise
             watch = stack.enter_context(LockWatch(ledger, run_id, config.ledger.lock_timeout))
+            pruned = _prune(config, ledger, now, run_id)
             if request.resend_unconfirmed:
                 released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout)
             unconfirmed = len(ledger.unconfirmed(run_id))
@@ -210,7 +224,7 @@ def _run_job(
                           "problems": counts.problems}
                 ledger.finish_run(run_id, status, totals)
     notes = newsletters.notes() if newsletters is not None else []
-    return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes)
+    return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned)
 
 
 def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem: Callable[[RowProblem], None],
@@ -224,6 +238,16 @@ def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem
         return None
     day = Calendar(config.eligibility, config.shop.tz).local_day_start(now)
     return Newsletters(readers, Window(day, now))
+
+
+def _prune(config: Config, ledger: Ledger, now: datetime, run_id: int) -> dict[str, int]:
+    """``ledger.retention``: the delivering run deletes decisions and run records past their age."""
+    retention = config.ledger.retention
+    if retention.decisions is None and retention.runs is None:
+        return {}
+    from cartrescue.lifecycle import prune
+
+    return prune(ledger, now, decisions=retention.decisions, runs=retention.runs, current_run=run_id).as_dict()
 
 
 def _read_all(source: CartSource, window: Window) -> None:

@@ -214,8 +214,33 @@ class Promotion(SQLModel, table=True):
     promoted_at: datetime
 
 
+class SendTest(SQLModel, table=True):
+    """A message ``send-test`` sent to the shop's own address: never a step of any cart.
 
-TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision, Code, SurveyAnswer, Promotion]
+    Kept apart from ``cr_message`` on purpose: nothing that plans (history, one message a day),
+    limits (the hourly quota), reports or checks (unconfirmed claims, staleness) reads this
+    table, so a test can never stand in for a reminder. Logic: cartrescue.send_test.
+    """
+
+    __tablename__ = "cr_send_test"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254)  # where the test went (the owner's address)
+    cart_key: str = Field(default="", max_length=191)  # the cart it was rendered from ("" = the sample)
+    cart_id: str = Field(default="", max_length=191)
+    step: int
+    variant: str | None = Field(default=None, max_length=64)
+    locale: str = Field(default="", max_length=35)
+    template: str = Field(default="", max_length=191)
+    transport: str = Field(default="", max_length=32)  # smtp | outbox
+    status: str = Field(default="sending", max_length=32)  # sending, then sent | failed_transient | failed_permanent
+    reply: str = Field(default="", max_length=1000)
+    message_id: str = Field(default="", max_length=255)
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision, Code, SurveyAnswer, Promotion,
+                                 SendTest]
 
 
 @dataclass(slots=True)
@@ -737,6 +762,28 @@ class Ledger:
             query = query.where(table.c.answered_at < _naive(until))
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
+
+    # -- test messages (send-test) -----------------------------------------------------------
+
+    def start_send_test(self, row: dict[str, Any], now: datetime | None = None) -> int:
+        """Record a test message before it is handed over (status ``sending``); its id."""
+        table = SendTest.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            result = conn.execute(insert(table).values(
+                **row, status="sending", created_at=_naive(now or datetime.now(timezone.utc))))
+            return int(result.inserted_primary_key[0])
+
+    def finish_send_test(self, test_id: int, status: str, reply: str) -> None:
+        table = SendTest.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            conn.execute(update(table).where(table.c.id == test_id).values(
+                status=status, reply=reply[:1000], finished_at=_naive(datetime.now(timezone.utc))))
+
+    def send_tests(self) -> list[dict[str, Any]]:
+        """Every test message, oldest first (a handful: one per `send-test`)."""
+        table = SendTest.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(select(table).order_by(table.c.id)).mappings()]
 
     # -- suppressions ------------------------------------------------------------------------
 

@@ -623,7 +623,11 @@ class _ClaimFeed:
 
 
 def _decision_row(decision: Decision) -> dict[str, object]:
+    """The ``cr_decision`` row. A suppressed cart's is kept without its address: an address that
+    was forgotten (``cartrescue forget``) must not come back into the ledger from the shop's data."""
+    suppressed = decision.reason is Reason.SUPPRESSED
     return {
-        "cart_key": decision.cart.key, "email": decision.cart.customer.email, "action": decision.action.value,
+        "cart_key": decision.cart.key, "email": None if suppressed else decision.cart.customer.email,
+        "action": decision.action.value,
         "reason": decision.reason.value, "step": decision.step, "tier": decision.tier, "score": decision.score,
     }

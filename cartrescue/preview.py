@@ -51,6 +51,7 @@ class Preview:
     step: int
     variant: str | None
     message: OutgoingMessage
+    target: Decision | None = None  # the decision the message was composed from (step, variant, address)
 
 
 def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
@@ -68,7 +69,14 @@ def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
 def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = None, locale: str | None = None,
             variant: str | None = None) -> Preview:
     """Compose ``cart_id``'s message for ``step`` (default: the due one, else 1)."""
-    decision = find_decision(config, cart_id, now)
+    return compose(config, find_decision(config, cart_id, now), now, step=step, locale=locale, variant=variant)
+
+
+def compose(config: Config, decision: Decision, now: datetime, *, step: int | None = None, locale: str | None = None,
+            variant: str | None = None, to: str | None = None) -> Preview:
+    """Compose ``decision``'s cart's message for ``step`` (default: the due one, else 1), in
+    ``locale`` and ``variant`` when given, addressed to ``to`` when given (``send-test``: the
+    unsubscribe link then carries that address too, never the customer's)."""
     tier = next(t for t in config.priority.tiers if t.name == decision.tier)
     sequence = config.sequences[tier.sequence]
     number = step or decision.step or 1
@@ -87,9 +95,11 @@ def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = N
     customer = cart.customer
     if locale:
         customer = replace(customer, locale=locale)
-    if not customer.email:
+    if to is not None:
+        customer = replace(customer, email=to)
+    elif not customer.email:
         customer = replace(customer, email="customer@example.com")
     target = replace(decision, cart=replace(cart, customer=customer), step=number,
                      template=sequence.steps[number - 1].template, variant=variant)
     composer = Composer(config, Renderer(config), now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
-    return Preview(decision, number, variant, composer.compose(target))
+    return Preview(decision, number, variant, composer.compose(target), target)

@@ -66,3 +66,39 @@ class CallListChannel(Channel):
             return
         for envelope in batch:
             yield Outcome(envelope.claim_id, Status.SENT, str(self.path))
+
+
+def rows_of(path: Path, email: str, *, remove: bool = False) -> int:
+    """How many rows of the call list at ``path`` are for ``email`` (normalized); with
+    ``remove`` the file is rewritten without them (``forget --call-list``).
+
+    The rewrite goes to a temporary file renamed over the list, so staff never open half a
+    file; a missing list has no rows. The list is the shop's: cartrescue only ever appends to
+    it, and removes rows only when asked.
+    """
+    import os
+
+    from cartrescue.contacts import normalize_email
+
+    if not path.exists():
+        return 0
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or "email" not in rows[0]:
+        return 0
+    at = rows[0].index("email")
+
+    def address(row: list[str]) -> str | None:
+        value = row[at] if at < len(row) else ""
+        if value[:2] in {"'" + start for start in _FORMULA_START}:
+            value = value[1:]  # the apostrophe cell() puts before a formula character
+        return normalize_email(value)
+
+    keep = [rows[0], *(row for row in rows[1:] if address(row) != email)]
+    found = len(rows) - len(keep)
+    if remove and found:
+        partial = path.with_name(path.name + ".part")
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            csv.writer(handle).writerows(keep)
+        os.replace(partial, path)
+    return found

@@ -83,7 +83,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     if stream is not None:
         stream.close({"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
                       "released": summary.released, "problems": [str(p) for p in summary.problems],
-                      "notes": summary.notes})
+                      "notes": summary.notes, "pruned": summary.pruned})
     elif not (quiet and _all_well(summary)):
         console = out_console()
         if table is not None:
@@ -142,6 +142,9 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
         from cartrescue.text import printable
 
         lines.extend(f"[yellow]note:[/] {escape(printable(note))}" for note in summary.notes)
+    if any(summary.pruned.values()):
+        lines.append(f"pruned {summary.pruned.get('decisions', 0)} decisions and {summary.pruned.get('runs', 0)} run "
+                     "records past ledger.retention")
     reasons = ", ".join(f"{name} {n}" for name, n in counts["reasons"].items())
     lines.append(f"reasons: {reasons}")
     # Only counts and fixed words: the markup below is ours, none of it comes from data.

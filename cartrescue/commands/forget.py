@@ -1,0 +1,101 @@
+"""`forget EMAIL`: erase one person from the ledger, keeping only a hashed suppression."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cartrescue.commands.common import ConfigOption, JsonOption, err_console, fail, json_out, load
+from cartrescue.errors import CartrescueError, ConfigError
+
+
+def forget(
+    email: Annotated[str, typer.Argument(help="The address to erase.", show_default=False)],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    files: Annotated[bool, typer.Option(
+        "--files", help="Also remove the address from the files cartrescue wrote for the shop: its rows in the "
+                        "call-list CSV, and the .eml files `run --outbox` wrote for it.")] = False,
+) -> None:
+    """Erase everything the ledger holds about one address (a GDPR erasure request).
+
+    Deletes its messages, decisions, test messages and any other ledger row with the address;
+    incentive codes lose the address (a code it may have received stays spent; one whose
+    message never went out goes back to its pool). What is kept is a suppression under the
+    address's hash (reason `forgotten`): no cart of the address gets a reminder again, and the
+    ledger does not learn the address back from the shop's carts. Running it twice changes
+    nothing.
+
+    The call-list CSV and `--outbox` folders are the shop's files: `forget` counts the
+    address's rows and files there, and removes them only with `--files`. The shop's own
+    database and exports are the shop's to erase.
+
+    Example:
+
+        cartrescue forget bob@example.com --files
+    """
+    from cartrescue.channels.call_list import rows_of
+    from cartrescue.ledger import Ledger
+    from cartrescue.lifecycle import forget as erase
+
+    try:
+        cfg = load(config)
+        ledger = Ledger(cfg.ledger_url)
+        try:
+            done = erase(ledger, email)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (nothing was changed)") from None
+        finally:
+            ledger.close()
+        call_list = cfg.path(cfg.call_list.path)
+        listed = rows_of(call_list, done.email, remove=files)
+        gone = [name for name in done.files if files and _remove(Path(name))]
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        json_out({"email": done.email, "erased": done.rows, "codes_kept": done.codes_kept,
+                  "codes_freed": done.codes_freed, "suppressed": done.suppressed,
+                  "call_list": {"path": str(call_list), "rows": listed, "removed": files and bool(listed)},
+                  "files": done.files, "files_removed": gone})
+        return
+    _report(done, call_list, listed, files, gone)
+
+
+def _remove(path: Path) -> bool:
+    """Delete an .eml file the ledger recorded; ``False`` when it is gone already."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot delete: {exc.strerror or exc}") from None
+    return True
+
+
+def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str]) -> None:
+    from rich.text import Text
+
+    from cartrescue.text import printable
+
+    console = err_console()
+    counts = ", ".join(f"{n} from {table}" for table, n in done.rows.items() if n) or "nothing was left in the ledger"
+    codes = ""
+    if done.codes_kept or done.codes_freed:
+        codes = f"; codes: {done.codes_kept} kept spent without the address, {done.codes_freed} back in their pool"
+    state = "suppressed under its hash" if done.suppressed else "was suppressed already (hash only)"
+    console.print(Text(printable(f"{done.email}: forgotten: {counts}{codes}; {state}: no reminder will reach it")),
+                  soft_wrap=True)
+    if listed:
+        what = f"removed its {listed} rows" if files else \
+            f"has {listed} rows of this address: the file is the shop's; remove them, or run again with --files"
+        console.print(Text(printable(f"call list {call_list}: {what}")), soft_wrap=True)
+    if done.files:
+        what = f"deleted {len(gone)}" if files else \
+            "the ledger no longer knows them: delete these (forget --files deletes them with the erasure)"
+        console.print(Text(printable(f"{len(done.files)} .eml files were written for this address by --outbox: "
+                                     f"{what}")), soft_wrap=True)
+        if not files:
+            for name in done.files:
+                console.print(Text(printable(f"  {name}")), soft_wrap=True)

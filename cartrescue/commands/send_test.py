@@ -1,0 +1,78 @@
+"""`send-test ADDRESS [CART_ID]`: one rendered reminder to your own inbox, recorded as a test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cartrescue.commands.common import ConfigOption, JsonOption, NowOption, err_console, fail, json_out, load, parse_now
+from cartrescue.errors import CartrescueError, ExitCode
+
+
+def send_test(
+    address: Annotated[str, typer.Argument(help="Your own address: where the test goes.", show_default=False)],
+    cart_id: Annotated[Optional[str], typer.Argument(
+        help="Render this cart of the source (default: the first cart a run would message now, else the first "
+             "with items, else a built-in sample).", show_default=False)] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    step: Annotated[Optional[int], typer.Option("--step", min=1, help="Send this step (default: the due one, else 1).")] = None,
+    locale: Annotated[Optional[str], typer.Option("--locale", help="Render in this locale instead of the customer's.")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="Render this A/B variant of the step.")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Render the built-in sample cart, not one of the shop's.")] = False,
+    outbox: Annotated[Optional[Path], typer.Option(
+        "--outbox", help="Write the test as an .eml file into DIR instead of sending it over SMTP.")] = None,
+) -> None:
+    """Send one reminder, rendered exactly as a run would render it, to your own address.
+
+    It goes through the configured SMTP relay (or, with `--outbox DIR`, into an .eml file), with
+    `[test]` before the subject, and is recorded in the ledger as a test (`cr_send_test`), never
+    as the cart's step: the customer still gets their reminder, and no incentive code is handed
+    out (a per-recipient code shows its placeholder). The unsubscribe link in it is yours.
+    Exit 1 when the relay refused the message.
+
+    Examples:
+
+        cartrescue send-test me@shop.example.com
+
+        cartrescue send-test me@shop.example.com 1042 --step 3 --locale sv --variant b
+    """
+    if sample and cart_id is not None:
+        from cartrescue.errors import ConfigError
+
+        fail(ConfigError("send-test: give a CART_ID or --sample, not both"), as_json)
+    try:
+        from cartrescue.job import resolve_now
+        from cartrescue.send_test import send_test as deliver
+
+        cfg = load(config)
+        try:
+            result = deliver(cfg, address, resolve_now(cfg, parse_now(now)), cart_id=cart_id, sample=sample, step=step,
+                             locale=locale, variant=variant, outbox=outbox)
+        except CartrescueError as error:
+            raise cfg.locate(error) from None
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        json_out({"test_id": result.test_id, "to": result.to, "cart_id": result.cart_id or None,
+                  "cart": result.origin, "step": result.step, "variant": result.variant, "subject": result.subject,
+                  "transport": result.transport, "status": result.status, "reply": result.reply,
+                  "message_id": result.message_id})
+    else:
+        from rich.text import Text
+
+        from cartrescue.text import printable
+
+        which = {"cart": f"cart {result.cart_id}", "due": f"cart {result.cart_id} (due now)",
+                 "source": f"cart {result.cart_id} (the first with items; none is due now)",
+                 "sample": "the built-in sample cart"}[result.origin]
+        arm = f", variant {result.variant}" if result.variant else ""
+        line = (f"test #{result.test_id}: {which}, step {result.step}{arm} -> {result.to} via {result.transport}: "
+                f"{result.status}" + (f" ({result.reply})" if result.reply else "") + f"\nsubject: {result.subject}")
+        err_console().print(Text(printable(line, keep_newlines=True), style="" if result.sent else "bold red"),
+                            soft_wrap=True)
+    if not result.sent:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))

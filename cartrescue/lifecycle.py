@@ -1,0 +1,135 @@
+"""What the ledger forgets: one person on request (``forget``), old records by age (retention).
+
+Owns the two ways rows leave the ledger:
+
+- :func:`forget` erases everything the ledger holds about one address -- every row of every
+  ledger table with an ``email`` column (messages, decisions, test messages, and tables added
+  later, such as survey answers), the address on incentive codes -- and keeps only a suppression
+  under the address's hash, so the person is never mailed again and the ledger never learns the
+  address back (a suppressed cart's decision is stored without it).
+- :func:`prune` deletes decisions and run records older than ``ledger.retention``, with one
+  ``DELETE`` per table, in the delivering run that follows.
+
+Files outside the ledger (the call-list CSV, ``.eml`` files of ``--outbox``) are the shop's:
+:func:`forget` names the ``.eml`` files the ledger recorded, and the caller may rewrite the call
+list (:func:`cartrescue.channels.call_list.remove_address`). It must not plan or deliver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from cartrescue.contacts import email_hash, is_valid_email, normalize_email
+from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Message, Run, RunLock, Suppression
+
+FORGOTTEN = "forgotten"  # the suppression reason of a forgotten address
+#: Message statuses whose code the customer may have received: the code stays spent (anonymized).
+_MAYBE_DELIVERED = ("sent", "claimed", "unconfirmed")
+
+
+@dataclass(slots=True)
+class Forgotten:
+    """What :func:`forget` erased."""
+
+    email: str
+    rows: dict[str, int] = field(default_factory=dict)  # table -> rows deleted
+    codes_kept: int = 0  # codes the person may have received: kept spent, without the address
+    codes_freed: int = 0  # codes of messages that never went out: back in their pool
+    files: list[str] = field(default_factory=list)  # .eml files the ledger recorded for the address
+    suppressed: bool = False  # a new suppression was added (False: the hash was suppressed already)
+
+    @property
+    def erased(self) -> int:
+        return sum(self.rows.values()) + self.codes_kept + self.codes_freed
+
+
+def forget(ledger: Any, address: str, now: datetime | None = None) -> Forgotten:
+    """Erase ``address`` from the ledger (idempotent); raise ValueError for a non-address.
+
+    One transaction: a crash leaves the address either wholly there or wholly gone. Matching is
+    on the normalized address (case and surrounding blanks do not matter), with a full scan of
+    each table: a request that comes rarely, never per cart.
+    """
+    email = normalize_email(address)
+    if not email or not is_valid_email(email):
+        raise ValueError(f"not an e-mail address: {address!r}")
+    at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    found = Forgotten(email)
+    message, code, suppression = (model.__table__ for model in (Message, Code, Suppression))  # type: ignore[attr-defined]
+    digest = email_hash(email)
+    with ledger.engine.begin() as conn:
+        messages = conn.execute(select(message.c.id, message.c.status, message.c.transport, message.c.reply)
+                                .where(_is(message.c.email, email))).all()
+        found.files = sorted({row.reply for row in messages if row.transport == "outbox" and row.reply.endswith(".eml")})
+        spent = {row.id for row in messages if row.status in _MAYBE_DELIVERED}
+        ids = [row.id for row in messages]
+        codes = conn.execute(select(code.c.id, code.c.claim_id).where(
+            _is(code.c.email, email) | (code.c.claim_id.in_(ids) if ids else False))).all()
+        for row in codes:
+            anonymous = dict(email=None, cart_key=None, step=None)
+            if row.claim_id in spent:  # it may be in the customer's mailbox: spent for good, whose unknown
+                conn.execute(update(code).where(code.c.id == row.id).values(claim_id=-row.id, **anonymous))
+                found.codes_kept += 1
+            else:
+                conn.execute(update(code).where(code.c.id == row.id).values(
+                    claim_id=None, allocated_at=None, expires_at=None, **anonymous))
+                found.codes_freed += 1
+        for model in TABLES:
+            table = model.__table__  # type: ignore[attr-defined]
+            if table is code or "email" not in table.c:
+                continue
+            found.rows[table.name] = int(conn.execute(delete(table).where(_is(table.c.email, email))).rowcount or 0)
+        existing = conn.execute(select(suppression.c.id, suppression.c.source)
+                                .where(suppression.c.email_hash == digest)).first()
+        if existing is None:
+            conn.execute(insert(suppression).values(email_hash=digest, reason=FORGOTTEN, source="forget",
+                                                    created_at=at))
+            found.suppressed = True
+        elif email in (existing.source or "").lower():  # a bounce's reply may quote the address
+            conn.execute(update(suppression).where(suppression.c.id == existing.id).values(source="forget"))
+    return found
+
+
+def _is(column: Any, email: str) -> Any:
+    """``column`` holds ``email`` (normalized), whatever case and blanks it was stored with."""
+    return func.lower(func.trim(column)) == email
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    decisions: int = 0
+    runs: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"decisions": self.decisions, "runs": self.runs}
+
+
+def prune(ledger: Any, now: datetime, *, decisions: timedelta | None, runs: timedelta | None,
+          current_run: int | None = None) -> Pruned:
+    """Delete decisions decided, and runs run, more than ``decisions`` / ``runs`` before ``now``.
+
+    One ``DELETE`` per table, not per cart. Kept whatever their age: the run holding the lock
+    (``current_run``), and runs whose claims have no outcome yet (``--resend-unconfirmed`` needs
+    them to tell a dead run from a live one). ``cr_message`` is never pruned here: the sequence
+    (which steps a cart had), one message a day, the hourly quota and the report read it.
+    """
+    from cartrescue.ledger import CartDecision
+
+    decision, run, message, lock = (model.__table__ for model in (CartDecision, Run, Message, RunLock))  # type: ignore[attr-defined]
+    deleted_decisions = deleted_runs = 0
+    with ledger.engine.begin() as conn:
+        if decisions is not None:
+            deleted_decisions = int(conn.execute(
+                delete(decision).where(decision.c.decided_at < now - decisions)).rowcount or 0)
+        if runs is not None:
+            waiting = select(message.c.run_id).where(message.c.status.in_(UNCONFIRMED), message.c.run_id.is_not(None))
+            holder = select(lock.c.run_id)
+            statement = delete(run).where(run.c.now < now - runs, run.c.id.not_in(waiting), run.c.id.not_in(holder))
+            if current_run is not None:
+                statement = statement.where(run.c.id != current_run)
+            deleted_runs = int(conn.execute(statement).rowcount or 0)
+    return Pruned(deleted_decisions, deleted_runs)

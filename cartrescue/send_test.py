@@ -1,0 +1,155 @@
+"""``send-test``: one rendered reminder to the shop's own address, through the configured channel.
+
+Owns choosing the cart (the one asked for; else the first cart a run would message now; else
+the first cart with items; else a built-in sample), composing its message exactly as a run
+would (:func:`cartrescue.preview.compose`) but addressed to the owner, marking it as a test
+(subject ``[test] …``, its own Message-ID, an ``X-Cartrescue-Test`` header), handing it to a
+channel (``deliver``, the seam every run uses) and recording it in ``cr_send_test``.
+
+It must never claim a step: nothing is written to ``cr_message``, no incentive code is
+allocated (a per-recipient code shows its placeholder), and the cart's own customer is never
+addressed. Planning, one message a day, quotas, reports and ``doctor`` never see a test.
+"""
+
+from __future__ import annotations
+
+import secrets
+from contextlib import closing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from cartrescue.config import Config
+from cartrescue.errors import ConfigError
+from cartrescue.model import Action, Cart, Decision, Order, OutgoingMessage, Reason
+from cartrescue.sources.base import Activity, CartSource, Window
+
+SUBJECT_MARK = "[test] "
+
+
+@dataclass(frozen=True, slots=True)
+class SendTestResult:
+    test_id: int
+    to: str
+    cart_id: str  # "" for the sample cart
+    origin: str  # "cart" (asked for), "due" (a run would send it now), "source" (first with items), "sample"
+    step: int
+    variant: str | None
+    subject: str
+    transport: str
+    status: str
+    reply: str
+    message_id: str
+
+    @property
+    def sent(self) -> bool:
+        return self.status == "sent"
+
+
+class _Given(CartSource):
+    """The built-in sample cart as a source, so the real planner picks its tier."""
+
+    name = "sample"
+
+    def __init__(self, carts: Sequence[Cart]) -> None:
+        super().__init__()
+        self.given = list(carts)
+
+    def carts(self, window: Window) -> Iterator[Cart]:
+        return iter(self.given)
+
+    def activity(self, window: Window) -> Iterator[Activity]:
+        return iter(())
+
+    def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        return iter(())
+
+
+def choose(config: Config, now: datetime, cart_id: str | None, *, sample: bool = False) -> tuple[Decision, str]:
+    """The decision to render and where the cart came from (see :class:`SendTestResult`)."""
+    from cartrescue.preview import find_decision
+
+    if sample:
+        return _sample(config, now), "sample"
+    if cart_id is not None:
+        return find_decision(config, cart_id, now), "cart"
+    from cartrescue.ledger import Ledger
+    from cartrescue.pipeline import Planner
+    from cartrescue.sources import open_source
+
+    fallback = None
+    with open_source(config) as source:
+        ledger = Ledger(config.ledger_url)
+        try:
+            with closing(Planner(config, now, ledger).decide(source)) as decisions:
+                for decision in decisions:
+                    if decision.action is Action.SEND:
+                        return decision, "due"
+                    if fallback is None and decision.cart.items:
+                        fallback = decision
+        finally:
+            ledger.close()
+    if fallback is not None:
+        return fallback, "source"
+    return _sample(config, now), "sample"
+
+
+def _sample(config: Config, now: datetime) -> Decision:
+    from cartrescue.pipeline import Planner
+    from cartrescue.template_check import edge_carts
+
+    cart = edge_carts()[0][0]
+    cart = replace(cart, created_at=now, updated_at=now)
+    return next(iter(Planner(config, now).decide(_Given([cart]))), None) or Decision(
+        cart=cart, action=Action.SKIP, reason=Reason.IDLE_BELOW_CUTOFF, tier=config.priority.tiers[-1].name)
+
+
+def mark(message: OutgoingMessage, domain: str) -> OutgoingMessage:
+    """The message as a test: ``[test]`` before the subject, a Message-ID of its own (a real
+    reminder of the same step later must not look like a duplicate of it), a test header."""
+    return replace(message, subject=SUBJECT_MARK + message.subject,
+                   message_id=f"<cr.test.{secrets.token_hex(10)}@{domain}>",
+                   headers=(*message.headers, ("X-Cartrescue-Test", "yes")))
+
+
+def send_test(config: Config, address: str, now: datetime, *, cart_id: str | None = None, sample: bool = False,
+              step: int | None = None, locale: str | None = None, variant: str | None = None,
+              outbox: Path | None = None) -> SendTestResult:
+    """Compose, mark, deliver and record one test message to ``address``."""
+    from cartrescue.channels.base import Envelope
+    from cartrescue.contacts import is_valid_email, normalize_email
+    from cartrescue.job import delivery_secret, email_channel
+    from cartrescue.ledger import Ledger
+    from cartrescue.mime import build_message
+    from cartrescue.preview import compose
+
+    to = normalize_email(address)
+    if not to or not is_valid_email(to):
+        raise ConfigError(f"send-test: not an e-mail address: {address!r}")
+    delivery_secret(config)  # the link in a test must work like the customers' will
+    decision, origin = choose(config, now, cart_id, sample=sample)
+    shown = compose(config, decision, now, step=step, locale=locale, variant=variant, to=to)
+    message = mark(shown.message, config.shop.domain)
+    try:
+        data = build_message(message)
+    except ValueError as exc:
+        raise ConfigError(f"send-test: the message cannot be built: {exc}") from None
+    target = shown.target or decision
+    channel = email_channel(config, "outbox" if outbox is not None else "send", outbox)
+    ledger = Ledger(config.ledger_url)
+    try:
+        test_id = ledger.start_send_test({
+            "email": to, "cart_key": "" if origin == "sample" else decision.cart.key,
+            "cart_id": "" if origin == "sample" else decision.cart.id, "step": shown.step, "variant": shown.variant,
+            "locale": target.cart.customer.locale or config.shop.default_locale, "template": target.template or "",
+            "transport": channel.transport, "message_id": message.message_id}, now)
+        with channel:
+            outcomes = list(channel.deliver([Envelope(test_id, target, message, data)]))
+        outcome = outcomes[0]
+        ledger.finish_send_test(test_id, outcome.status.value, outcome.reply)
+    finally:
+        ledger.close()
+    return SendTestResult(test_id, to, "" if origin == "sample" else decision.cart.id, origin, shown.step,
+                          shown.variant, message.subject, channel.transport, outcome.status.value, outcome.reply,
+                          message.message_id)
