@@ -61,7 +61,10 @@ def forget(ledger: Any, address: str, now: datetime | None = None) -> Forgotten:
     found = Forgotten(email)
     message, code, suppression = (model.__table__ for model in (Message, Code, Suppression))  # type: ignore[attr-defined]
     digest = email_hash(email)
+    sqlite = ledger.engine.dialect.name == "sqlite"
     with ledger.engine.begin() as conn:
+        if sqlite:  # overwrite what is deleted: the address must not linger in free pages of the file
+            conn.exec_driver_sql("PRAGMA secure_delete = ON")
         messages = conn.execute(select(message.c.id, message.c.status, message.c.transport, message.c.reply)
                                 .where(_is(message.c.email, email))).all()
         found.files = sorted({row.reply for row in messages if row.transport == "outbox" and row.reply.endswith(".eml")})
@@ -91,6 +94,11 @@ def forget(ledger: Any, address: str, now: datetime | None = None) -> Forgotten:
             found.suppressed = True
         elif email in (existing.source or "").lower():  # a bounce's reply may quote the address
             conn.execute(update(suppression).where(suppression.c.id == existing.id).values(source="forget"))
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA secure_delete = OFF")
+    if sqlite:  # and not in the write-ahead log's older copies of those pages
+        with ledger.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     return found
 
 

@@ -1,0 +1,260 @@
+"""Data lifecycle on a real SQLite ledger: `forget EMAIL` erases one person and keeps only a
+hashed suppression; `ledger.retention` prunes old decisions and run records in the next
+delivering run, one DELETE per table."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from smtpserver import Fault, LoopbackSMTP
+from sqlalchemy import event, insert
+
+from cartrescue.config import load_config
+from cartrescue.contacts import email_hash
+from cartrescue.errors import ConfigError
+from cartrescue.ledger import Ledger, Message
+from cartrescue.lifecycle import prune
+from conftest import NOW, Shop, cart
+
+BOB = "bob@example.com"
+
+
+def ledger_of(shop: Shop) -> Ledger:
+    return Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+
+
+def columns_holding(db: Path, needle: str) -> list[tuple[str, str]]:
+    """Every (table, column) of the SQLite file with a value containing ``needle`` (any case)."""
+    found = []
+    with sqlite3.connect(db) as conn:
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            for _cid, column, *_rest in conn.execute(f'PRAGMA table_info("{table}")'):
+                hits = conn.execute(f'SELECT COUNT(*) FROM "{table}" WHERE lower(CAST("{column}" AS TEXT)) LIKE ?',
+                                    (f"%{needle.lower()}%",)).fetchone()[0]
+                if hits:
+                    found.append((table, column))
+    return found
+
+
+def file_bytes(db: Path) -> bytes:
+    """The ledger file and its write-ahead log, as bytes: deleted rows must not linger there."""
+    wal = db.with_name(db.name + "-wal")
+    return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def _codes_shop(shop: Shop) -> Shop:
+    shop.add(cart("c-bob", email="Bob@Example.com"), cart("c-alice", email="alice@example.com"))
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3",
+         "incentive": {"kind": "percent", "value": 10, "valid_for": "3d",
+                       "codes": {"pool": "comeback", "pattern": "CB-{random:8}"}}}]}})
+    return shop
+
+
+def test_forget_erases_every_row_with_the_address_and_keeps_only_its_hash(shop: Shop) -> None:
+    _codes_shop(shop)
+    outbox = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    assert shop.cli("send-test", BOB, "c-alice", "--outbox", str(shop.folder / "tests")).exit_code == 0
+    db = shop.folder / "ledger.db"
+    assert {table for table, _ in columns_holding(db, BOB)} == {"cr_message", "cr_decision", "cr_code", "cr_send_test"}
+
+    result = shop.cli("forget", " BOB@example.com ", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["erased"] == {"cr_message": 1, "cr_decision": 1, "cr_send_test": 1}
+    assert (result.json["codes_kept"], result.json["codes_freed"], result.json["suppressed"]) == (1, 0, True)
+
+    assert columns_holding(db, BOB) == [] and BOB.encode() not in file_bytes(db).lower()
+    assert columns_holding(db, "alice@example.com")  # nobody else was touched
+    ledger = ledger_of(shop)
+    assert ledger.suppression(email_hash(BOB))["reason"] == "forgotten"
+    codes = shop.cli("codes", "list", "--status", "all", "--json").json["codes"]
+    bobs = [c for c in codes if c["email"] is None]
+    assert len(codes) == 2 and len(bobs) == 1 and bobs[0]["status"] == "active"  # spent, whose unknown
+    assert [m["email"] for m in ledger.messages()] == ["alice@example.com"]
+
+
+def test_forget_overwrites_the_deleted_rows_even_where_secure_deletion_is_off(tmp_path: Path) -> None:
+    """SQLite keeps a deleted row's bytes in the file unless secure deletion is on (Debian's
+    build has it on by default, others do not): forget turns it on for its own deletes, and
+    checkpoints the write-ahead log, which would hold older copies of the pages."""
+    from cartrescue.lifecycle import forget
+
+    db = tmp_path / "ledger.db"
+    ledger = Ledger(f"sqlite:///{db}")
+    rows = [{"cart_key": f"csv:c{i}", "email": BOB if i % 7 == 0 else f"p{i}@example.com", "action": "skip",
+             "reason": "too_old", "step": None, "tier": "standard", "score": 0.0} for i in range(700)]
+    ledger.save_decisions(1, NOW, rows)
+    event.listen(ledger.engine, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA secure_delete = OFF"))
+    ledger.engine.dispose()  # from here on, connections as a build without secure deletion makes them
+    assert BOB.encode() in file_bytes(db)
+    assert forget(ledger, BOB).rows["cr_decision"] == 100
+    assert BOB.encode() not in file_bytes(db)  # looked at while the ledger is open: its WAL too
+    ledger.close()
+
+
+def test_the_runs_after_forget_never_learn_the_address_back(shop: Shop) -> None:
+    _codes_shop(shop)
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    assert shop.cli("forget", BOB, now=None).exit_code == 0
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(days=2))
+    assert later.exit_code == 0, later.output
+    bob = next(d for d in later.json["decisions"] if d["cart_id"] == "c-bob")
+    assert (bob["action"], bob["reason"]) == ("skip", "suppressed")  # the shop's data still has the cart
+    assert columns_holding(shop.folder / "ledger.db", BOB) == []
+
+
+def test_forgetting_twice_changes_nothing(shop: Shop) -> None:
+    _codes_shop(shop)
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    first = shop.cli("forget", BOB, "--json", now=None)
+    again = shop.cli("forget", BOB, "--json", now=None)
+    assert first.exit_code == again.exit_code == 0
+    assert sum(first.json["erased"].values()) == 2
+    assert sum(again.json["erased"].values()) == 0 and again.json["codes_kept"] == 0
+    assert again.json["suppressed"] is False
+    assert len(ledger_of(shop).suppressions()) == 1
+
+
+def test_an_address_that_unsubscribed_keeps_its_suppression(shop: Shop) -> None:
+    shop.add(cart("c-bob", email=BOB))
+    shop.write()
+    assert shop.cli("unsubscribe", BOB, now=None).exit_code == 0
+    result = shop.cli("forget", BOB, "--json", now=None)
+    assert result.exit_code == 0 and result.json["suppressed"] is False
+    (row,) = ledger_of(shop).suppressions()
+    assert row["reason"] == "unsubscribed"
+
+
+@pytest.mark.smtp
+def test_a_code_whose_message_bounced_goes_back_to_its_pool_and_the_bounce_reply_is_scrubbed(shop: Shop) -> None:
+    _codes_shop(shop)
+    with LoopbackSMTP(faults=[Fault(r"^bob@", "550 5.1.1 <bob@example.com>: Recipient address rejected")]) as server:
+        shop.configure(smtp=server.smtp_config())
+        assert shop.cli("run", "--send").exit_code == 1
+    (bounce,) = ledger_of(shop).suppressions()
+    assert BOB in bounce["source"]  # the relay's reply quoted the address
+    result = shop.cli("forget", BOB, "--json", now=None)
+    assert (result.json["codes_kept"], result.json["codes_freed"], result.json["suppressed"]) == (0, 1, False)
+    (row,) = ledger_of(shop).suppressions()
+    assert row["reason"] == "bounced: no such user" and BOB not in row["source"]
+    pools = shop.cli("codes", "list", "--json").json["pools"]["comeback"]
+    assert (pools["unused"], pools["active"], pools["undelivered"]) == (1, 1, 0)
+    assert columns_holding(shop.folder / "ledger.db", BOB) == []
+
+
+def test_the_call_list_is_the_shops_file_until_asked(shop: Shop) -> None:
+    shop.add(cart("c-bob", email=BOB, phone="+46 70 000 00 01"), cart("c-eve", email="eve@example.com",
+                                                                      phone="+46 70 000 00 02"))
+    shop.configure(priority={"tiers": [{"name": "call", "min_score": 0, "channel": "call-list"}]},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    call_list = shop.folder / "call-list.csv"
+    before = call_list.read_text(encoding="utf-8")
+
+    told = shop.cli("forget", BOB, now=None)
+    assert told.exit_code == 0 and call_list.read_text(encoding="utf-8") == before
+    assert "has 1 rows of this address" in told.stderr and "--files" in told.stderr
+
+    removed = shop.cli("forget", BOB, "--files", "--json", now=None)
+    assert removed.json["call_list"] == {"path": str(call_list), "rows": 1, "removed": True}
+    with call_list.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["email"] for row in rows] == ["eve@example.com"]
+
+
+def test_files_removes_the_eml_files_of_the_address(shop: Shop) -> None:
+    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
+    outbox = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    result = shop.cli("forget", BOB, "--files", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert len(result.json["files"]) == 1 and result.json["files_removed"] == result.json["files"]
+    left = list(outbox.glob("*.eml"))
+    assert [path.name for path in left] == [p.name for p in left if "c-eve" in p.name] and len(left) == 1
+
+
+def test_forget_of_a_non_address_is_exit_2_and_changes_nothing(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.write()
+    result = shop.cli("forget", "bob at example", "--json", now=None)
+    assert result.exit_code == 2 and "not an e-mail address" in result.json["error"]["message"]
+    assert ledger_of(shop).suppressions() == []
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def test_retention_prunes_old_decisions_and_runs_in_the_next_delivering_run(shop: Shop) -> None:
+    shop.configure(ledger={"url": "sqlite:///ledger.db", "retention": {"decisions": "2d", "runs": "3d"}})
+    shop.add(cart("c-old", idle=timedelta(hours=2)))
+    out = str(shop.folder / "out")
+    assert shop.cli("run", "--outbox", out).exit_code == 0  # run 1 at NOW
+    assert shop.cli("run", "--outbox", out, now=NOW + timedelta(days=1)).exit_code == 0  # run 2: c-old again
+    shop.carts = []
+    shop.add(cart("c-new", now=NOW + timedelta(days=4)))
+    dry = shop.cli("run", "--json", now=NOW + timedelta(days=4))
+    assert dry.json["pruned"] == {}  # a dry-run writes nothing, deletes nothing
+    third = shop.cli("run", "--outbox", out, "--json", now=NOW + timedelta(days=4))
+    assert third.exit_code == 0, third.output
+    assert third.json["pruned"] == {"decisions": 1, "runs": 1}  # c-old's decision of day 1, run 1 of day 0
+    db = shop.folder / "ledger.db"
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT cart_key FROM cr_decision")] == ["csv:c-new"]
+        assert [r[0] for r in conn.execute("SELECT id FROM cr_run ORDER BY id")] == [2, 3]
+        assert conn.execute("SELECT COUNT(*) FROM cr_message").fetchone()[0] == 3  # c-old's 2 steps, c-new's 1: kept
+
+
+def test_a_run_whose_claims_have_no_outcome_is_kept_whatever_its_age(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    dead, finished = ledger.start_run("send", NOW), ledger.start_run("send", NOW)
+    ledger.finish_run(finished, "ok", {})
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(Message.__table__).values(  # type: ignore[attr-defined]
+            cart_key="csv:c1", cart_id="c1", email="c1@example.com", step=1, channel="email", status="claimed",
+            run_id=dead, claimed_at=NOW))
+    current = ledger.start_run("send", NOW + timedelta(days=400))
+    pruned = prune(ledger, NOW + timedelta(days=400), decisions=timedelta(days=90), runs=timedelta(days=180),
+                   current_run=current)
+    assert pruned.runs == 1
+    with ledger.engine.connect() as conn:
+        assert sorted(r[0] for r in conn.exec_driver_sql("SELECT id FROM cr_run")) == [dead, current]
+
+
+def test_pruning_is_one_delete_per_table(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.save_decisions(1, NOW, [{"cart_key": f"csv:c{i}", "email": None, "action": "skip", "reason": "too_old",
+                                    "step": None, "tier": "standard", "score": 0.0} for i in range(1200)])
+    for _ in range(30):
+        ledger.start_run("send", NOW)
+    statements: list[str] = []
+    event.listen(ledger.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    pruned = prune(ledger, NOW + timedelta(days=365), decisions=timedelta(days=90), runs=timedelta(days=180))
+    assert pruned.as_dict() == {"decisions": 1200, "runs": 30}
+    assert [s.split()[0] for s in statements if s.lstrip().upper().startswith("DELETE")] == ["DELETE", "DELETE"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("30d", (timedelta(days=30), timedelta(days=30))),
+    (None, (None, None)),
+    ({"runs": "1w"}, (timedelta(days=90), timedelta(weeks=1))),
+    ({"decisions": None}, (None, timedelta(days=180))),
+])
+def test_retention_reads_one_duration_null_or_per_table(tmp_path: Path, value: object, expected: tuple) -> None:
+    path = tmp_path / "c.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump({"source": {"type": "csv", "carts": "c.csv"}, "ledger": {"retention": value}}))
+    retention = load_config(path).ledger.retention
+    assert (retention.decisions, retention.runs) == expected
+
+
+def test_retention_below_a_day_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("source: {type: csv, carts: c.csv}\nledger: {retention: {decisions: 2h}}\n")
+    with pytest.raises(ConfigError, match=r"ledger\.retention\.decisions: must be at least 1d"):
+        load_config(path)

@@ -1,0 +1,151 @@
+"""`send-test ADDRESS [CART_ID]`: one rendered reminder to the owner through the configured
+channel (a real SMTP server on loopback, or an outbox), recorded in the real SQLite ledger as a
+test and never as the cart's step."""
+
+from __future__ import annotations
+
+import email
+import re
+from email import policy
+
+import pytest
+from smtpserver import Fault, LoopbackSMTP
+
+from cartrescue.ledger import Ledger
+from cartrescue.unsubscribe import verify_token
+from conftest import Shop, cart
+
+OWNER = "owner@shop.example.com"
+
+
+def ledger_of(shop: Shop) -> Ledger:
+    return Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+
+
+@pytest.mark.smtp
+def test_a_test_arrives_at_the_owner_marked_and_is_recorded_as_a_test(shop: Shop) -> None:
+    shop.add(cart("c1", first_name="Åsa"))
+    with LoopbackSMTP("starttls", auth=("shop", "s3cret")) as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("send-test", OWNER, "c1", "--json")
+        assert result.exit_code == 0, result.output
+        (received,) = server.wait_for(1)
+    assert received.rcpt_tos == (OWNER,) and received.mail_from == "shop@example.com"
+    message = received.parsed()
+    assert message["To"].addresses[0].addr_spec == OWNER  # never the customer
+    assert message["Subject"] == "[test] Åsa, you left something in your cart"
+    assert message["X-Cartrescue-Test"] == "yes" and message["X-Cartrescue-Cart"] == "csv:c1"
+    token = re.search(r"token=([A-Za-z0-9_.-]+)>", message["List-Unsubscribe"]).group(1)
+    assert verify_token(token, "test-secret") == OWNER  # the link in it unsubscribes the owner, not Åsa
+    assert "Blue mug" in message.get_body(("plain",)).get_content()
+    assert result.json["status"] == "sent" and result.json["transport"] == "smtp" and result.json["cart"] == "cart"
+
+    ledger = ledger_of(shop)
+    (test,) = ledger.send_tests()
+    assert (test["email"], test["cart_key"], test["step"], test["status"]) == (OWNER, "csv:c1", 1, "sent")
+    assert test["reply"].startswith("250") and test["message_id"] == message["Message-ID"]
+    assert ledger.messages() == []  # nothing claimed: not a step
+
+
+@pytest.mark.smtp
+def test_a_test_is_never_the_carts_step_nor_a_message_of_the_day(shop: Shop) -> None:
+    """Sent to the customer's own address: the run that follows still sends them step 1 the same
+    day, with its own Message-ID."""
+    shop.add(cart("c1"))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        assert shop.cli("send-test", "c1@example.com", "c1").exit_code == 0
+        carts = shop.cli("carts", "--json").json["decisions"]
+        run = shop.cli("run", "--send", "--json")
+        received = server.wait_for(2)
+    assert [(d["action"], d["reason"], d["step"]) for d in carts] == [("send", "due", 1)]
+    assert run.exit_code == 0 and run.json["counts"]["sent"] == 1
+    test, real = (m.parsed() for m in received)
+    assert test["Subject"].startswith("[test] ") and not real["Subject"].startswith("[test]")
+    assert test["Message-ID"] != real["Message-ID"]
+    rows = ledger_of(shop).messages()
+    assert [(r["step"], r["status"], r["message_id"]) for r in rows] == [(1, "sent", real["Message-ID"])]
+
+
+def test_without_a_cart_id_the_first_cart_due_now_is_rendered(shop: Shop) -> None:
+    shop.add(cart("c-no-consent", consent="no"), cart("c-due", first_name="Bea"))
+    result = shop.cli("send-test", OWNER, "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    assert (result.json["cart"], result.json["cart_id"]) == ("due", "c-due")
+    assert result.json["subject"] == "[test] Bea, you left something in your cart"
+    (eml,) = (shop.folder / "out").glob("*.eml")
+    parsed = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert parsed["To"].addresses[0].addr_spec == OWNER and parsed["X-Cartrescue-Test"] == "yes"
+    assert result.json["reply"] == str(eml)
+
+
+def test_a_shop_without_carts_gets_the_built_in_sample(shop: Shop) -> None:
+    result = shop.cli("send-test", OWNER, "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    assert (result.json["cart"], result.json["cart_id"]) == ("sample", None)
+    assert result.json["subject"] == "[test] Anna, you left something in your cart"
+    assert ledger_of(shop).send_tests()[0]["cart_key"] == ""
+
+
+def test_step_locale_and_variant_as_in_preview_and_no_code_is_handed_out(shop: Shop) -> None:
+    shop.add(cart("c1", first_name="Åsa"))
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1"}, {"delay": "24h", "template": "reminder-2"},
+        {"delay": "72h", "template": "reminder-3", "variants": {"a": 1, "b": 1},
+         "incentive": {"kind": "percent", "value": 10, "valid_for": "3d",
+                       "codes": {"pool": "comeback", "pattern": "CB-{random:8}"}}}]}})
+    preview = shop.cli("preview", "c1", "--step", "3", "--locale", "sv", "--variant", "b", "--json").json
+    result = shop.cli("send-test", OWNER, "c1", "--step", "3", "--locale", "sv", "--variant", "b",
+                      "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    assert (result.json["step"], result.json["variant"]) == (3, "b")
+    assert result.json["subject"] == "[test] " + preview["subject"]  # the preview's message, marked
+    (eml,) = (shop.folder / "out").glob("*.eml")
+    text = email.message_from_bytes(eml.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
+    assert "XXXXXXXX" in text  # the per-recipient code's placeholder: no code was allocated
+    codes = shop.cli("codes", "list", "--json").json["pools"]["comeback"]
+    assert codes == {"unused": 0, "active": 0, "expired": 0, "undelivered": 0}
+    assert ledger_of(shop).send_tests()[0]["locale"] == "sv"
+
+
+@pytest.mark.smtp
+def test_a_refused_test_exits_1_is_recorded_failed_and_suppresses_nobody(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    with LoopbackSMTP(faults=[Fault(r"^owner@", "550 5.1.1 <owner@shop.example.com>: no such user")]) as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("send-test", OWNER, "c1", "--json")
+    assert result.exit_code == 1
+    assert result.json["status"] == "failed_permanent" and "5.1.1" in result.json["reply"]
+    ledger = ledger_of(shop)
+    assert ledger.send_tests()[0]["status"] == "failed_permanent"
+    assert ledger.suppressions() == [] and ledger.messages() == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["not-an-address"], "not an e-mail address"),
+    ([OWNER, "no-such-cart"], "not found in the source"),
+    ([OWNER, "c1", "--step", "9"], "the sequence has 3 steps"),
+    ([OWNER, "c1", "--sample"], "not both"),
+])
+def test_usage_errors_are_exit_2_with_one_json_document(shop: Shop, args: list[str], message: str) -> None:
+    shop.add(cart("c1"))
+    result = shop.cli("send-test", *args, "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["code"] == "config" and message in result.json["error"]["message"]
+    assert not (shop.folder / "out").exists() or not list((shop.folder / "out").glob("*.eml"))
+
+
+def test_a_test_needs_the_unsubscribe_secret_like_a_run(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    shop.configure(shop={"unsubscribe_secret": ""})
+    result = shop.cli("send-test", OWNER, "c1", "--outbox", str(shop.folder / "out"))
+    assert result.exit_code == 2 and "shop.unsubscribe_secret" in result.stderr
+
+
+def test_doctor_and_the_ledger_status_never_count_a_test(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    assert shop.cli("send-test", OWNER, "c1", "--outbox", str(shop.folder / "out")).exit_code == 0
+    doctor = shop.cli("doctor", "--no-smtp", "--json", now=None).json
+    checks = {check["name"]: check for check in doctor["checks"]}
+    assert checks["ledger"]["detail"] == "no messages yet"
+    assert checks["staleness"]["status"] == "fail"  # a test is not a run: reminders are not going out
