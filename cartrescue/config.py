@@ -344,7 +344,7 @@ class PriorityConfig(_Model):
     rules: Rules = Rules()
     tiers: list[Tier] = Field(
         default_factory=lambda: [
-            Tier(name="vip", min_score=60, channel="call-list", budget=20),
+            Tier(name="vip", min_score=85, channel="call-list", budget=5),  # as config.example.yaml: a small top slice
             Tier(name="high", min_score=35),
             Tier(name="standard", min_score=0),
         ]

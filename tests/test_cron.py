@@ -1,0 +1,132 @@
+"""Every cron line of the README and docs/ runs as written, the way cron runs it: `sh -c`, a
+bare environment, the crontab's variables, from the home folder; cron mails whatever a job
+prints, so a healthy shop's jobs print nothing, and the ones that need a person print why."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from smtpserver import LoopbackSMTP
+
+from cartrescue.ledger import Ledger
+from conftest import CART_COLUMNS, ORDER_COLUMNS, REPO, cart, cli, write_csv
+
+pytestmark = pytest.mark.smtp
+
+SHOP = "/srv/shop"  # the folder the documented lines cd into; the test's shop stands in for it
+SECRETS = {"CARTRESCUE_SECRET": "a-long-random-value-for-the-test", "SMTP_PASSWORD": "s3cret"}
+_JOB = re.compile(r"^(@\w+|(?:[\d*/,-]+\s+){4}[\d*/,-]+)\s+(.+)$")
+_VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+
+def cron_blocks() -> list[tuple[str, str]]:
+    """(file, block) for every ```cron block of README.md and docs/*.md."""
+    found = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for block in re.findall(r"```cron\n(.*?)```", path.read_text(encoding="utf-8"), re.S):
+            found.append((path.relative_to(REPO).as_posix(), block))
+    return found
+
+
+def parse(block: str) -> tuple[dict[str, str], list[str]]:
+    """A crontab: its variables and its jobs' commands (what cron hands to ``sh -c``)."""
+    variables: dict[str, str] = {}
+    jobs: list[str] = []
+    for line in block.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        job = _JOB.match(line)
+        variable = _VARIABLE.match(line)
+        if job:
+            assert "%" not in job.group(2), f"cron turns % into a new line: {line}"
+            jobs.append(job.group(2))
+        elif variable:
+            variables[variable.group(1)] = variable.group(2)
+        else:
+            raise AssertionError(f"not a crontab line: {line!r}")
+    return variables, jobs
+
+
+def test_the_documentation_has_cron_lines_for_the_run_and_the_doctor() -> None:
+    blocks = cron_blocks()
+    commands = [job for _file, block in blocks for job in parse(block)[1]]
+    assert {file for file, _ in blocks} == {"README.md", "docs/sending.md"}
+    assert any("run --send --quiet" in c for c in commands) and any("doctor --quiet" in c for c in commands)
+
+
+class Cron:
+    """A shop made with `init` where the documented lines cd to, a relay, and cron's way of running."""
+
+    def __init__(self, folder: Path, server: LoopbackSMTP) -> None:
+        self.home = folder / "home"
+        self.home.mkdir()
+        self.shop = folder / "shop"
+        assert cli("init", str(self.shop)).exit_code == 0
+        config_path = self.shop / "cartrescue.yaml"
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        config["eligibility"]["quiet_hours"] = None  # the test runs at any hour
+        config["smtp"].update(server.smtp_config(password="${SMTP_PASSWORD}"))
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        now = datetime.now(timezone.utc)
+        write_csv(self.shop / "carts.csv", [row for i in range(3) for row in cart(f"c{i}", now=now)], CART_COLUMNS)
+        write_csv(self.shop / "orders.csv", [], ORDER_COLUMNS)
+        self.path = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+
+    def run(self, command: str, variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        env = {"HOME": str(self.home), "LOGNAME": "shop", "SHELL": "/bin/sh", "PATH": self.path}
+        for name, value in variables.items():
+            assert name in SECRETS, f"a cron variable the test does not know: {name}={value}"
+            env[name] = SECRETS[name] if "…" in value else value
+        return subprocess.run(["/bin/sh", "-c", command.replace(SHOP, str(self.shop))], cwd=self.home, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("file", "block"), cron_blocks(), ids=[file for file, _ in cron_blocks()])
+def test_each_cron_block_runs_as_written_and_is_silent_while_all_is_well(tmp_path: Path, file: str, block: str) -> None:
+    variables, jobs = parse(block)
+    with LoopbackSMTP("starttls", auth=("shop", SECRETS["SMTP_PASSWORD"])) as server:
+        cron = Cron(tmp_path, server)
+        for command in jobs:
+            done = cron.run(command, variables)
+            assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), (command, done.stdout, done.stderr)
+        assert sorted(server.recipients()) == ["c0@example.com", "c1@example.com", "c2@example.com"]
+
+        if not any("doctor" in command for command in jobs):
+            return
+        doctor = next(command for command in jobs if "doctor" in command)
+        ledger = Ledger(f"sqlite:///{cron.shop / 'cartrescue.db'}")
+        with ledger.engine.begin() as conn:  # cron stopped running the send job three hours ago
+            conn.exec_driver_sql("UPDATE cr_run SET finished_at = ?",
+                                 (datetime.now(timezone.utc) - timedelta(hours=3),))
+        ledger.close()
+        stale = cron.run(doctor, variables)
+    assert stale.returncode == 5
+    lines = (stale.stdout + stale.stderr).splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cartrescue doctor: staleness failed:"), lines
+    assert "reminders have stopped" in lines[0]
+
+
+@pytest.mark.slow
+def test_the_send_line_is_silent_when_another_run_holds_the_lock(tmp_path: Path) -> None:
+    variables, jobs = parse(dict(cron_blocks())["README.md"])
+    send = next(command for command in jobs if "run --send" in command)
+    with LoopbackSMTP("starttls", auth=("shop", SECRETS["SMTP_PASSWORD"])) as server:
+        cron = Cron(tmp_path, server)
+        ledger = Ledger(f"sqlite:///{cron.shop / 'cartrescue.db'}")
+        holder = ledger.start_run("send", datetime.now(timezone.utc))
+        with ledger.lock(holder, timedelta(hours=2)):
+            done = cron.run(send, variables)
+        ledger.close()
+    assert (done.returncode, done.stdout, done.stderr) == (4, "", "")
+    assert server.messages == []
+    with sqlite3.connect(cron.shop / "cartrescue.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM cr_message").fetchone()[0] == 0
