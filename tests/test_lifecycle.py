@@ -60,12 +60,17 @@ def test_forget_erases_every_row_with_the_address_and_keeps_only_its_hash(shop: 
     outbox = shop.folder / "out"
     assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
     assert shop.cli("send-test", BOB, "c-alice", "--outbox", str(shop.folder / "tests")).exit_code == 0
+    ledger = ledger_of(shop)  # Bob answered the survey of his reminder, in his own words
+    ledger.save_survey_answer("csv:c-bob", 1, "price", "too dear for me, bob@example.com", "en", tier="standard",
+                              variant=None, email="Bob@Example.com", now=NOW)
+    ledger.close()
     db = shop.folder / "ledger.db"
-    assert {table for table, _ in columns_holding(db, BOB)} == {"cr_message", "cr_decision", "cr_code", "cr_send_test"}
+    assert {table for table, _ in columns_holding(db, BOB)} == {
+        "cr_message", "cr_decision", "cr_code", "cr_send_test", "cr_survey"}
 
     result = shop.cli("forget", " BOB@example.com ", "--json", now=None)
     assert result.exit_code == 0, result.output
-    assert result.json["erased"] == {"cr_message": 1, "cr_decision": 1, "cr_send_test": 1}
+    assert result.json["erased"] == {"cr_message": 1, "cr_decision": 1, "cr_survey": 1, "cr_send_test": 1}
     assert (result.json["codes_kept"], result.json["codes_freed"], result.json["suppressed"]) == (1, 0, True)
 
     assert columns_holding(db, BOB) == [] and BOB.encode() not in file_bytes(db).lower()
