@@ -14,8 +14,8 @@ addressed. Planning, one message a day, quotas, reports and ``doctor`` never see
 from __future__ import annotations
 
 import secrets
-from contextlib import closing
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -74,22 +74,24 @@ def choose(config: Config, now: datetime, cart_id: str | None, *, sample: bool =
         return _sample(config, now), "sample"
     if cart_id is not None:
         return find_decision(config, cart_id, now), "cart"
+    from cartrescue.job import newsletters_of
     from cartrescue.ledger import Ledger
     from cartrescue.pipeline import Planner
     from cartrescue.sources import open_source
+    from cartrescue.sources.base import ignore_problem
 
     fallback = None
-    with open_source(config) as source:
+    with ExitStack() as stack:
+        source = stack.enter_context(open_source(config))
         ledger = Ledger(config.ledger_url)
-        try:
-            with closing(Planner(config, now, ledger).decide(source)) as decisions:
-                for decision in decisions:
-                    if decision.action is Action.SEND:
-                        return decision, "due"
-                    if fallback is None and decision.cart.items:
-                        fallback = decision
-        finally:
-            ledger.close()
+        stack.callback(ledger.close)
+        newsletters = newsletters_of(config, source, now, ignore_problem, stack)
+        decisions = stack.enter_context(closing(Planner(config, now, ledger, newsletters=newsletters).decide(source)))
+        for decision in decisions:
+            if decision.action is Action.SEND:
+                return decision, "due"
+            if fallback is None and decision.cart.items:
+                fallback = decision
     if fallback is not None:
         return fallback, "source"
     return _sample(config, now), "sample"

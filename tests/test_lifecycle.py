@@ -13,6 +13,7 @@ import pytest
 from smtpserver import Fault, LoopbackSMTP
 from sqlalchemy import event, insert
 
+import shopdb
 from cartrescue.config import load_config
 from cartrescue.contacts import email_hash
 from cartrescue.errors import ConfigError
@@ -263,3 +264,27 @@ def test_retention_below_a_day_is_a_config_error_naming_the_key(tmp_path: Path) 
     path.write_text("source: {type: csv, carts: c.csv}\nledger: {retention: {decisions: 2h}}\n")
     with pytest.raises(ConfigError, match=r"ledger\.retention\.decisions: must be at least 1d"):
         load_config(path)
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_forget_and_retention_on_a_server_ledger(shop: Shop, kind: str) -> None:
+    """The same statements on PostgreSQL and MariaDB ledgers (no SQLite pragmas there)."""
+    with shopdb.shop_database(kind, "ledger") as db:
+        shop.configure(ledger={"url": db.url, "retention": {"decisions": "2d", "runs": "2d"}})
+        shop.add(cart("c-bob", email="Bob@Example.com"), cart("c-alice", email="alice@example.com"))
+        assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+        forgotten = shop.cli("forget", BOB, "--json", now=None)
+        assert forgotten.exit_code == 0, forgotten.output
+        assert forgotten.json["erased"]["cr_message"] == 1 and forgotten.json["erased"]["cr_decision"] == 1
+        later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(days=3))
+        assert later.exit_code == 0, later.output
+        assert later.json["pruned"] == {"decisions": 1, "runs": 1}  # c-alice's first decision was replaced
+        ledger = Ledger(db.url)
+        try:
+            assert [m["email"] for m in ledger.messages()] == ["alice@example.com"] * 2
+            assert ledger.suppression(email_hash(BOB))["reason"] == "forgotten"
+            with ledger.engine.connect() as conn:
+                found = conn.exec_driver_sql("SELECT COUNT(*) FROM cr_decision WHERE LOWER(email) = 'bob@example.com'")
+                assert found.scalar() == 0
+        finally:
+            ledger.close()

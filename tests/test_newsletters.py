@@ -185,7 +185,8 @@ def test_the_documented_configs_load(tmp_path) -> None:
         assert load_config(path, env={}).source.newsletters is not None
 
 
-def test_a_campaign_name_is_shown_as_text_never_as_markup(shop: Shop) -> None:
+def test_a_campaign_name_is_shown_as_text_never_as_markup(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a terminal wide enough for the detail column (the campaign)
     shop.add(cart("c1", email="ann@example.com"))
     newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2), campaign="[/] [bold]Week 47\x1b[2J")])
     result = shop.cli("carts")
