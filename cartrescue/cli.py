@@ -12,7 +12,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from cartrescue.commands import codes, doctor, forget, init, preview, report, run, send_test, suppress, survey, templates
+from cartrescue.commands import (
+    codes,
+    doctor,
+    forget,
+    init,
+    preview,
+    report,
+    run,
+    send_test,
+    suppress,
+    survey,
+    templates,
+)
 from cartrescue.commands.common import err_console
 
 app = typer.Typer(

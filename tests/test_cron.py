@@ -41,7 +41,8 @@ def parse(block: str) -> tuple[dict[str, str], list[str]]:
     variables: dict[str, str] = {}
     jobs: list[str] = []
     for line in block.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
+        line = line.strip()  # a block inside a list item is indented; so may a crontab line be
+        if not line or line.startswith("#"):
             continue
         job = _JOB.match(line)
         variable = _VARIABLE.match(line)
@@ -58,7 +59,7 @@ def parse(block: str) -> tuple[dict[str, str], list[str]]:
 def test_the_documentation_has_cron_lines_for_the_run_and_the_doctor() -> None:
     blocks = cron_blocks()
     commands = [job for _file, block in blocks for job in parse(block)[1]]
-    assert {file for file, _ in blocks} == {"README.md", "docs/sending.md"}
+    assert {file for file, _ in blocks} >= {"README.md", "docs/sending.md"}
     assert any("run --send --quiet" in c for c in commands) and any("doctor --quiet" in c for c in commands)
 
 
@@ -98,7 +99,9 @@ def test_each_cron_block_runs_as_written_and_is_silent_while_all_is_well(tmp_pat
         for command in jobs:
             done = cron.run(command, variables)
             assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), (command, done.stdout, done.stderr)
-        assert sorted(server.recipients()) == ["c0@example.com", "c1@example.com", "c2@example.com"]
+        expected = {f"c{i}@example.com" for i in range(3)} if any("run --send" in c for c in jobs) else set()
+        expected |= {address for c in jobs for address in re.findall(r"--email (\S+@\S+)", c)}  # report digests
+        assert server.recipients() == {address: 1 for address in expected}
 
         if not any("doctor" in command for command in jobs):
             return
