@@ -135,25 +135,35 @@ class DecisionTable:
                                 ("step", "right"), ("action", "left"), ("reason", "left"), ("detail", "left")):
             self.table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
 
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.table.row_count >= self.limit
+
     def add(self, result: Result) -> None:
-        if self.limit is not None and self.table.row_count >= self.limit:
+        if self.full:
+            self.hidden += 1
+            return
+        self.add_row(result_dict(result))
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        """One row from a result's JSON form (:func:`result_dict`; a worker's ``--json`` line)."""
+        if self.full:
             self.hidden += 1
             return
         from rich.text import Text
 
-        decision = result.decision
-        action = decision.action.value
-        detail = decision.detail or result.detail
-        if result.delivery and result.delivery not in ("dry-run",):
-            detail = f"{result.delivery}: {detail}" if detail else result.delivery
-        elif result.message is not None:
-            detail = result.message.subject
+        action, delivery, score, step = row.get("action") or "", row.get("delivery"), row.get("score"), row.get("step")
+        detail = row.get("detail") or ""
+        if delivery and delivery != "dry-run":
+            detail = f"{delivery}: {detail}" if detail else delivery
+        elif "subject" in row:
+            detail = row["subject"]
         # Cells from shop data are Text, never markup, and without terminal control characters.
         self.table.add_row(
-            Text(printable(decision.cart.id)), Text(printable(decision.cart.customer.email or "-")),
-            decision.tier or "", "" if decision.score is None else f"{decision.score:g}",
-            "" if decision.step is None else str(decision.step),
-            Text(action, style=ACTION_STYLE.get(action, "")), decision.reason.value, Text(printable(detail)),
+            Text(printable(row.get("cart_id") or "")), Text(printable(row.get("email") or "-")),
+            printable(row.get("tier") or ""), "" if score is None else f"{score:g}",
+            "" if step is None else str(step),
+            Text(action, style=ACTION_STYLE.get(action, "")), printable(row.get("reason") or ""), Text(printable(detail)),
         )
 
 
