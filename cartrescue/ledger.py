@@ -1058,7 +1058,8 @@ class _RawStatements:
     @staticmethod
     def _text(compiled: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         order = tuple(compiled.positiontup) if compiled.positional else None
-        return compiled.string, order, compiled.construct_params()
+        fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+        return compiled.string, order, fixed
 
     def _rows(self, order: tuple[str, ...] | None, rows: list[dict[str, Any]]) -> list[Any]:
         if order is None:

@@ -74,7 +74,7 @@ def estimate_carts(config: Config) -> int | None:
         with path.open("rb") as handle:
             sample = handle.read(256 * 1024)
     except OSError:
-        return None  # the run itself reports the missing file
+        return 0  # one process: the run itself reports the missing file
     lines = sample.count(b"\n")
     if lines <= 1:
         return lines
@@ -162,8 +162,14 @@ class MergedRun:
 
 
 def merge_counts(documents: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts of several shards added up, key by key (nested ``reasons``/``deliveries`` too)."""
-    total: dict[str, Any] = {}
+    """Counts of several shards added up, key by key (nested ``reasons``/``deliveries`` too).
+
+    Starts from every key of ``pipeline.Counts.as_dict`` at zero, so that a run whose shards all
+    failed before counting still has the document's shape.
+    """
+    total: dict[str, Any] = {key: 0 for key in ("carts", "send", "skip", "defer", "holdout", "sent", "failed",
+                                                "problems")}
+    total.update(reasons={}, deliveries={})
     for counts in documents:
         for key, value in counts.items():
             if isinstance(value, dict):

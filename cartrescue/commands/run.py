@@ -83,12 +83,14 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     except typer.Exit:  # run --workers: its own document is complete
         raise
     except Exception as error:  # noqa: BLE001 - every failure still ends the one JSON document
+        # A worker of run --workers leaves the error line to its parent, which reports it once.
+        worker = shard is not None and as_json and bool(os.environ.get("CARTRESCUE_PARENT_PID"))
         if stream is None:
             if isinstance(error, CartrescueError):
-                fail(error, as_json, quiet=quiet)
+                fail(error, as_json, quiet=quiet or (worker and isinstance(error, LockHeld)))
             _internal(error, as_json)
         stream.close({"error": error_json(error)})
-        if not (quiet and isinstance(error, LockHeld)):
+        if not (quiet and isinstance(error, LockHeld)) and not worker:
             stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
         if not isinstance(error, CartrescueError) and os.environ.get("CARTRESCUE_DEBUG"):
             raise
@@ -183,8 +185,14 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         if os.environ.get("CARTRESCUE_DEBUG"):
             raise
         raise typer.Exit(error_json(error)["exit_code"]) from None
+    said = merged.error is not None and not (quiet and merged.exit_code == int(ExitCode.LOCKED))
     if stream is not None:
         stream.close(merged.trailer())
+        if said:
+            stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
+    elif merged.error is not None and not merged.counts["carts"]:  # no shard got as far as a cart
+        if said:
+            stderr.print(error_line(merged.error["message"]), soft_wrap=True)
     else:
         console = out_console()
         if table is not None:
@@ -192,8 +200,8 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
             if table.hidden:
                 console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
         _print_summary(console, merged, merged.counts)
-        if merged.error is not None and not (quiet and merged.exit_code == int(ExitCode.LOCKED)):
-            stderr.print(error_line(merged.error["message"]), soft_wrap=True)
+        if said:
+            stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
     if merged.exit_code:
         raise typer.Exit(merged.exit_code)
 
