@@ -541,14 +541,23 @@ class Ledger:
             return {}
         raw = self._raw_statements()
         at = raw.moment(now)
+        won: dict[tuple[str, int, str], int] = {}
         with self.engine.begin() as conn:
             self._record(conn, outcomes)
-            conn.exec_driver_sql(raw.claim, raw.claim_rows(requests, run_id, at, lock_name))
-            won: dict[tuple[str, int, str], int] = {}
-            for chunk in _chunks([r.cart_key for r in requests], 500):
-                sql, params = raw.claimed(run_id, chunk)
-                for claim_id, cart_key, step, channel in conn.exec_driver_sql(sql, params):
-                    won[(cart_key, step, channel)] = claim_id
+            rows = raw.claim_rows(requests, run_id, at, lock_name)
+            if raw.claim_returning is not None and len(rows) <= _RETURNING_UP_TO:
+                # A channel takes a message or two at a time: a statement per row that returns its
+                # id costs less than one executemany and a query for the ids.
+                for params in rows:
+                    row = conn.exec_driver_sql(raw.claim_returning, params).first()
+                    if row is not None:
+                        won[(row[1], row[2], row[3])] = row[0]
+            else:
+                conn.exec_driver_sql(raw.claim, rows)
+                for chunk in _chunks([r.cart_key for r in requests], 500):
+                    sql, params = raw.claimed(run_id, chunk)
+                    for claim_id, cart_key, step, channel in conn.exec_driver_sql(sql, params):
+                        won[(cart_key, step, channel)] = claim_id
             retry = [r for r in requests if (r.cart_key, r.step, r.channel) not in won]
             if retry:
                 if not self._holds_lock(conn, run_id, lock_name):
@@ -693,14 +702,15 @@ class Ledger:
         if not decisions:
             return
         table = CartDecision.__table__  # type: ignore[attr-defined]
-        at = _naive(now)
+        raw = self._raw_statements()
+        at = raw.moment(now)
         # A cart key twice in one batch (an id repeated further down a CSV): the later one wins.
         latest = {d["cart_key"]: d for d in decisions}
         rows = [dict(d, decided_at=at, run_id=run_id) for d in latest.values()]
         with self.engine.begin() as conn:
             for chunk in _chunks([row["cart_key"] for row in rows], 500):
                 conn.execute(delete(table).where(table.c.cart_key.in_(chunk)))
-            conn.execute(insert(table), rows)
+            conn.exec_driver_sql(raw.decision, raw.rows(raw.decision_order, rows))  # one executemany
 
     # -- survey answers ----------------------------------------------------------------------
 
@@ -1032,6 +1042,15 @@ def _lock_is_param() -> Any:
     return select(lock.c.run_id).where(lock.c.name == bindparam("c_lock")).scalar_subquery() == bindparam("c_run")
 
 
+_RETURNING_UP_TO = 8  # claims per transaction up to which each is inserted with RETURNING
+
+
+def _sqlite_version() -> tuple[int, ...]:
+    import sqlite3
+
+    return sqlite3.sqlite_version_info
+
+
 class _RawStatements:
     """The per-message statements of a run, compiled once and run through the driver.
 
@@ -1048,10 +1067,18 @@ class _RawStatements:
         self._moment = message.c.claimed_at.type.bind_processor(dialect)
         claim = _claim_statement(dialect.name).compile(dialect=dialect)
         self.claim, self._claim_order, self._claim_defaults = self._text(claim)
+        # INSERT ... RETURNING (PostgreSQL; SQLite from 3.35): the claim and its id in one statement.
+        self.claim_returning: str | None = None
+        if dialect.name == "postgresql" or (dialect.name == "sqlite" and _sqlite_version() >= (3, 35)):
+            self.claim_returning = self.claim + " RETURNING id, cart_key, step, channel"
         record = (update(message).where(message.c.id == bindparam("b_id"))
                   .values(status=bindparam("b_status"), reply=bindparam("b_reply"), message_id=bindparam("b_mid"),
                           finished_at=bindparam("b_at"))).compile(dialect=dialect)
         self.record, self._record_order, _ = self._text(record)
+        decision = CartDecision.__table__  # type: ignore[attr-defined]
+        names = ("cart_key", "email", "action", "reason", "step", "tier", "score", "decided_at", "run_id")
+        compiled = insert(decision).values({name: bindparam(name) for name in names}).compile(dialect=dialect)
+        self.decision, self.decision_order, _ = self._text(compiled)
         self._dialect = dialect
         self._claimed: dict[int, tuple[str, tuple[str, ...] | None]] = {}
 
@@ -1061,7 +1088,7 @@ class _RawStatements:
         fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
         return compiled.string, order, fixed
 
-    def _rows(self, order: tuple[str, ...] | None, rows: list[dict[str, Any]]) -> list[Any]:
+    def rows(self, order: tuple[str, ...] | None, rows: list[dict[str, Any]]) -> list[Any]:
         if order is None:
             return rows
         return [tuple(row[name] for name in order) for row in rows]
@@ -1072,7 +1099,7 @@ class _RawStatements:
 
     def claim_rows(self, requests: Sequence[ClaimRequest], run_id: int, at: Any, lock_name: str) -> list[Any]:
         fixed = dict(self._claim_defaults, c_run=run_id, c_at=at, c_lock=lock_name)
-        return self._rows(self._claim_order, [
+        return self.rows(self._claim_order, [
             dict(fixed, c_cart_key=r.cart_key, c_cart_id=r.cart_id, c_email=r.email, c_step=r.step,
                  c_channel=r.channel, c_transport=r.transport, c_template=r.template, c_variant=r.variant,
                  c_tier=r.tier, c_score=r.score, c_message_id=r.message_id, c_sequence=r.sequence,
@@ -1080,7 +1107,7 @@ class _RawStatements:
             for r in requests])
 
     def record_rows(self, outcomes: Iterable[tuple[int, str, str, str]], at: Any) -> list[Any]:
-        return self._rows(self._record_order, [dict(b_id=i, b_status=s, b_reply=r[:1000], b_mid=m, b_at=at)
+        return self.rows(self._record_order, [dict(b_id=i, b_status=s, b_reply=r[:1000], b_mid=m, b_at=at)
                                                for i, s, r, m in outcomes])
 
     def claimed(self, run_id: int, cart_keys: Sequence[str]) -> tuple[str, Any]:
