@@ -286,6 +286,7 @@ class Ledger:
         self.url = url
         self._json_each: bool | None = None  # see _json_lists
         self._raw: _RawStatements | None = None  # the per-message statements, compiled on first use
+        self._writer: Any = None  # the connection of _message_transaction
         try:
             if url.startswith("sqlite"):
                 self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
@@ -361,7 +362,23 @@ class Ledger:
             return "(unparsable URL)"
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.engine.dispose()
+
+    @contextmanager
+    def _message_transaction(self) -> Iterator[Any]:
+        """A transaction on the connection that claims and records messages, kept for the run.
+
+        A run commits once per message or two for as long as it sends; checking a connection
+        out of the pool and back in (with its reset) each time cost more than the statements.
+        Only the thread that delivers uses it (the heartbeat has its own connections).
+        """
+        if self._writer is None or self._writer.invalidated or self._writer.closed:
+            self._writer = self.engine.connect()
+        with self._writer.begin():
+            yield self._writer
 
     # -- runs and the lock -------------------------------------------------------------------
 
@@ -542,7 +559,7 @@ class Ledger:
         raw = self._raw_statements()
         at = raw.moment(now)
         won: dict[tuple[str, int, str], int] = {}
-        with self.engine.begin() as conn:
+        with self._message_transaction() as conn:
             self._record(conn, outcomes)
             rows = raw.claim_rows(requests, run_id, at, lock_name)
             if raw.claim_returning is not None and len(rows) <= _RETURNING_UP_TO:
@@ -608,7 +625,7 @@ class Ledger:
         """Store outcomes: ``(message id, status, reply, message_id header)``."""
         outcomes = list(outcomes)
         if outcomes:
-            with self.engine.begin() as conn:
+            with self._message_transaction() as conn:
                 self._record(conn, outcomes)
 
     def _record(self, conn: Any, outcomes: Iterable[tuple[int, str, str, str]]) -> None:
