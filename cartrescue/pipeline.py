@@ -65,8 +65,9 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 class _Budget:
     """Keeps the ``limit`` best-scoring send decisions of a tier; displaces the rest."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, shared: str = "") -> None:
         self.limit = limit
+        self.shared = shared  # ", this shard's share of 10 over 4 shards" when sharded
         self.heap: list[tuple[float, int, Decision]] = []
         self.counter = itertools.count()
 
@@ -78,7 +79,7 @@ class _Budget:
             return None
         if self.limit and entry[:2] > self.heap[0][:2]:
             entry = heapq.heapreplace(self.heap, entry)
-        return _over_budget(entry[2], self.limit)
+        return _over_budget(entry[2], self.limit, self.shared)
 
     def drain(self) -> Iterator[Decision]:
         for _score, _order, decision in sorted(self.heap, key=lambda e: e[:2], reverse=True):
@@ -86,8 +87,9 @@ class _Budget:
         self.heap.clear()
 
 
-def _over_budget(decision: Decision, limit: int) -> Decision:
-    return replace(decision, action=Action.DEFER, reason=Reason.BUDGET, detail=f"tier {decision.tier} takes {limit} per run")
+def _over_budget(decision: Decision, limit: int, shared: str = "") -> Decision:
+    return replace(decision, action=Action.DEFER, reason=Reason.BUDGET,
+                   detail=f"tier {decision.tier} takes {limit} per run{shared}")
 
 
 class Planner:
@@ -119,7 +121,8 @@ class Planner:
             activity = source.activity(everything) if shard is None else source.shard_activity(everything, shard)
             newest.add(a for a in activity if a.updated_at <= now)
             # A tier's budget is per run; a shard takes its share (cartrescue.shards.Shard.share).
-            budgets = {t.name: _Budget(t.budget if shard is None else shard.share(t.budget))
+            budgets = {t.name: _Budget(t.budget) if shard is None else _Budget(
+                           shard.share(t.budget), f" in shard {shard} (its share of {t.budget} over {shard.count} shards)")
                        for t in self.config.priority.tiers if t.budget is not None}
             carts = source.carts(window) if shard is None else source.shard_carts(window, shard)
             for chunk in chunked(carts, PLAN_CHUNK):
