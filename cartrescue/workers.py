@@ -146,6 +146,7 @@ class MergedRun:
     shards: list[ShardReport]
     counts: dict[str, Any]
     problems: list[str]
+    notes: list[str]
     unconfirmed: int
     released: int
     exit_code: int
@@ -155,7 +156,8 @@ class MergedRun:
         out: dict[str, Any] = {"counts": self.counts, "run_id": None,
                                "run_ids": [s.trailer.get("run_id") for s in self.shards if s.trailer],
                                "workers": len(self.shards), "shards": [s.as_json() for s in self.shards],
-                               "unconfirmed": self.unconfirmed, "released": self.released, "problems": self.problems}
+                               "unconfirmed": self.unconfirmed, "released": self.released, "problems": self.problems,
+                               "notes": self.notes}
         if self.error is not None:
             out["error"] = self.error
         return out
@@ -386,6 +388,9 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
     problems: list[str] = []
     for report in reports:
         problems.extend((report.trailer or {}).get("problems") or [])
+    notes: list[str] = []  # the same note from every shard (a plugin table missing) is said once
+    for report in reports:
+        notes.extend(note for note in (report.trailer or {}).get("notes") or [] if note not in notes)
     unconfirmed = sum(int((r.trailer or {}).get("unconfirmed") or 0) for r in reports)
     released = sum(int((r.trailer or {}).get("released") or 0) for r in reports)
     codes = []
@@ -404,4 +409,4 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
         error = dict(first, exit_code=worst)
         if len(messages) > 1:  # shards that disagree are named; one message shared by all stays as it is
             error["message"] = "; ".join(f"shard {r.shard}: {e['message']}" for r, e in failing if e is not None)
-    return MergedRun(mode, now, reports, counts, problems[:1000], unconfirmed, released, worst, error)
+    return MergedRun(mode, now, reports, counts, problems[:1000], notes, unconfirmed, released, worst, error)
