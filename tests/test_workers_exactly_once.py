@@ -27,8 +27,8 @@ import pytest
 from shopdb import shop_database
 from smtpserver import LoopbackSMTP
 
-from cartrescue.ledger import Ledger
 from conftest import NOW, REPO, Shop, cart, iso
+from test_exactly_once import _rows
 
 pytestmark = [pytest.mark.smtp, pytest.mark.slow]
 
@@ -103,14 +103,6 @@ class _Launch:
             results.append((128 - process.returncode if killed else process.returncode,
                             {} if killed else json.loads(out.read_text())))
         return results
-
-
-def _rows(url: str) -> list[dict[str, Any]]:
-    ledger = Ledger(url)
-    try:
-        return ledger.messages()
-    finally:
-        ledger.close()
 
 
 def _counts(results: list[tuple[int, dict[str, Any]]]) -> dict[str, int]:

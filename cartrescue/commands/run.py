@@ -101,12 +101,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                       "released": summary.released, "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes})
     else:
-        console = out_console()
-        if table is not None:
-            console.print(table.table)
-            if table.hidden:
-                console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
-        _print_summary(console, summary, counts)
+        _print_table_and_summary(table, summary, counts)
     if summary.counts.failed or summary.counts.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
@@ -194,12 +189,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         if said:
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)
     else:
-        console = out_console()
-        if table is not None:
-            console.print(table.table)
-            if table.hidden:
-                console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
-        _print_summary(console, merged, merged.counts)
+        _print_table_and_summary(table, merged, merged.counts)
         if said:
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
     if merged.exit_code:
@@ -214,6 +204,16 @@ def _internal(error: Exception, as_json: bool) -> NoReturn:
         json_out({"error": error_json(error)})
     err_console().print(error_line(internal_message(error)), soft_wrap=True)
     raise typer.Exit(int(ExitCode.INTERNAL))
+
+
+def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any]) -> None:
+    """The table of the first decisions (unless --quiet) and the summary panel, on stdout."""
+    console = out_console()
+    if table is not None:
+        console.print(table.table)
+        if table.hidden:
+            console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
+    _print_summary(console, summary, counts)
 
 
 def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
