@@ -53,8 +53,10 @@ def prepare(folder: Path, carts: int) -> None:
     (folder / "cartrescue.yaml").write_text(CONFIG.format(budget=1000), encoding="utf-8")
 
 
-def measure(folder: Path, workers: int | None = None) -> tuple[float, int, str]:
-    """Seconds, peak RSS in KiB (the largest process), and the counts line of one `run --json > /dev/null`."""
+def measure(folder: Path, workers: int | None = None) -> tuple[float, int, str, float]:
+    """Seconds, peak RSS in KiB (the largest process), the counts line of one `run --json > /dev/null`,
+    and the CPU seconds (user + system) of all its processes: on a busy machine the wall time
+    says little about how the run scales, its CPU time does."""
     command = [sys.executable, "-m", "cartrescue.cli", "run", "--json", "--config", str(folder / "cartrescue.yaml")]
     if workers is not None:
         command += ["--workers", str(workers)]
@@ -65,7 +67,7 @@ def measure(folder: Path, workers: int | None = None) -> tuple[float, int, str]:
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         raise SystemExit(f"run failed: {process.stderr.read().decode() if process.stderr else ''}")
-    return elapsed, usage.ru_maxrss, counts_line(folder / "out.json")
+    return elapsed, usage.ru_maxrss, counts_line(folder / "out.json"), usage.ru_utime + usage.ru_stime
 
 
 def counts_line(path: Path) -> str:
@@ -104,10 +106,11 @@ def main() -> None:
             folder = Path(tmp) / str(count)
             folder.mkdir()
             prepare(folder, count)
-            seconds, rss, counts = measure(folder, args.workers)
+            load = os.getloadavg()[0]
+            seconds, rss, counts, cpu = measure(folder, args.workers)
             results[count] = (seconds, rss)
-            print(f"{count:>9,} carts: {seconds:6.2f} s, {count / seconds:9,.0f} carts/s, peak RSS {rss / 1024:6.1f} MiB"
-                  f"  ({counts})", flush=True)
+            print(f"{count:>9,} carts: {seconds:6.2f} s, {count / seconds:9,.0f} carts/s, peak RSS {rss / 1024:6.1f} MiB, "
+                  f"CPU {cpu:.1f} s = {cpu / count * 1e6:.0f} us/cart (load before {load:.2f})  ({counts})", flush=True)
             for item in folder.iterdir():
                 item.unlink()
     if args.memory:

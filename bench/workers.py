@@ -84,14 +84,23 @@ def check_exactly_once(url: str, sends: int) -> tuple[int, str]:
     return int(sent), "; ".join(problems)
 
 
-def timed(command: list[str], cwd: Path, stdout: Path | None = None) -> float:
+def timed(command: list[str], cwd: Path, stdout: Path | None = None) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds (user + system) of the run and all its workers.
+
+    The CPU time is the load-independent figure: on a machine whose cores are busy with other
+    work, more workers cannot show in the wall time, but the CPU a message costs still shows.
+    """
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with open(stdout or os.devnull, "wb") as out:
         result = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr.decode()[-2000:]}")
-    return elapsed
+    return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main() -> None:
@@ -133,18 +142,19 @@ def main() -> None:
                         load = os.getloadavg()[0]
                         try:
                             if mode == "send":
-                                took = timed(command + ["--send", "--json", "--workers", str(workers), "--config",
-                                                        str(config)], folder, folder / "out.json")
+                                took, cpu = timed(command + ["--send", "--json", "--workers", str(workers), "--config",
+                                                             str(config)], folder, folder / "out.json")
                                 document = json.loads((folder / "out.json").read_text())
                                 sent, problem = check_exactly_once(url, document["counts"]["send"])
                                 rate = sent / took
-                                what = f"{sent:,} sent in {took:.2f} s = {rate:,.0f} msg/s"
+                                what = f"{sent:,} sent in {took:.2f} s = {rate:,.0f} msg/s, CPU {cpu / sent * 1e6:.0f} us/msg"
                                 what += f"; exactly once: {problem or 'yes'}"
                             else:
-                                took = timed(command + ["--json", "--workers", str(workers), "--config", str(config)],
-                                             folder, folder / "out.json")
+                                took, cpu = timed(command + ["--json", "--workers", str(workers), "--config",
+                                                             str(config)], folder, folder / "out.json")
                                 rate = args.carts / took
-                                what = f"{args.carts:,} carts in {took:.2f} s = {rate:,.0f} carts/s"
+                                what = (f"{args.carts:,} carts in {took:.2f} s = {rate:,.0f} carts/s, "
+                                        f"CPU {cpu / args.carts * 1e6:.0f} us/cart")
                         finally:
                             if ledger == "postgres":
                                 drop_postgres(database)

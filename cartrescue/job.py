@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from cartrescue.channels.base import Channel
-from cartrescue.config import Config
+from cartrescue.config import Config, resolve_now  # resolve_now: re-exported, callers import it here
 from cartrescue.errors import ConfigError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger
 from cartrescue.model import RowProblem
@@ -52,20 +52,6 @@ class RunSummary:
     unconfirmed: int = 0
     released: int = 0  # unconfirmed claims of dead runs released for resending (--resend-unconfirmed)
     notes: list[str] = field(default_factory=list)  # things to know that are not errors (a reader saw nothing)
-
-
-def resolve_now(config: Config, now: datetime | None) -> datetime:
-    """``--now`` wins, then the config's pinned clock, then the wall clock; always aware UTC."""
-    if now is None and config.now:
-        try:
-            now = datetime.fromisoformat(config.now)
-        except ValueError:
-            raise ConfigError(f"{config.where('now')}: expected an ISO 8601 time, got {config.now!r}") from None
-    if now is None:
-        return datetime.now(timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=config.shop.tz)
-    return now.astimezone(timezone.utc)
 
 
 def shard_config(config: Config, shard: Shard) -> Config:

@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from json.encoder import encode_basestring as _string  # the C encoder of json.dumps(ensure_ascii=False)
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from cartrescue.pipeline import Result
 from cartrescue.text import printable
+
+if TYPE_CHECKING:  # not imported at run time: `run --workers` prints without loading the pipeline
+    from cartrescue.pipeline import Result
 
 ACTION_STYLE = {"send": "green", "skip": "dim", "defer": "yellow", "holdout": "magenta"}
 

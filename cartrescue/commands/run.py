@@ -40,15 +40,12 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     stream: JsonStream | None = None
     stderr = err_console()
     try:
-        from cartrescue.job import RunRequest, resolve_now, run_job
+        from cartrescue.config import resolve_now
 
         config = load(config_path)
-        request = RunRequest(mode=mode, now=parse_now(now), outbox=outbox, strict=strict,  # type: ignore[arg-type]
-                             deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
-                             shard=_shard(shard))
-        at = resolve_now(config, request.now)
-        request.now = at
-        if shard is None and deliver:
+        at = resolve_now(config, parse_now(now))
+        sharded = _shard(shard)
+        if shard is None and deliver:  # the parent of workers imports no pipeline: it only relays
             from cartrescue.workers import auto_workers
 
             count = auto_workers(config) if workers is None else workers
@@ -57,7 +54,12 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                                  limit=limit, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
                                  max_deliveries=max_deliveries)
                 return
-        if request.shard is not None:
+        from cartrescue.job import RunRequest, run_job
+
+        request = RunRequest(mode=mode, now=at, outbox=outbox, strict=strict,  # type: ignore[arg-type]
+                             deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
+                             shard=sharded)
+        if sharded is not None:
             _die_with_parent()
         if as_json:
             stream = JsonStream(sys.stdout, {"mode": mode if deliver else "plan",
