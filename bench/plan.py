@@ -1,11 +1,14 @@
 """B2 and B3: dry-run planning and rendering throughput, and peak memory, from CSV.
 
-    python bench/plan.py                      # B2: 100,000 carts, `run --json > /dev/null`
-    python bench/plan.py --carts 1000000 --memory   # B3: peak RSS at 1M vs 100k carts
+    python bench/plan.py                      # B2: 100,000 carts, `run --json > /dev/null`, all cores
+    python bench/plan.py --workers 1          # B2 in one process
+    python bench/plan.py --carts 1000000 --memory   # B3: peak RSS at 1M vs 100k carts, per process
 
 Generates the carts with examples/make_sample.py (same pinned clock as the demo) into a
 temporary folder, runs the real CLI in a subprocess and reads its peak RSS from the kernel
-(``wait4``). Prints the figure as the last line. Never part of the test suite.
+(``wait4``: with workers, the largest of the processes, since each worker has its own memory).
+``--workers`` is passed to ``run`` (default: run's own default, the cores). Prints the figure as
+the last line. Never part of the test suite.
 """
 
 from __future__ import annotations
@@ -50,9 +53,13 @@ def prepare(folder: Path, carts: int) -> None:
     (folder / "cartrescue.yaml").write_text(CONFIG.format(budget=1000), encoding="utf-8")
 
 
-def measure(folder: Path) -> tuple[float, int, str]:
-    """Seconds, peak RSS in KiB, and the counts line of one `run --json > /dev/null`."""
+def measure(folder: Path, workers: int | None = None) -> tuple[float, int, str, float]:
+    """Seconds, peak RSS in KiB (the largest process), the counts line of one `run --json > /dev/null`,
+    and the CPU seconds (user + system) of all its processes: on a busy machine the wall time
+    says little about how the run scales, its CPU time does."""
     command = [sys.executable, "-m", "cartrescue.cli", "run", "--json", "--config", str(folder / "cartrescue.yaml")]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     started = time.perf_counter()
     with open(folder / "out.json", "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, cwd=folder)
@@ -60,7 +67,7 @@ def measure(folder: Path) -> tuple[float, int, str]:
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         raise SystemExit(f"run failed: {process.stderr.read().decode() if process.stderr else ''}")
-    return elapsed, usage.ru_maxrss, counts_line(folder / "out.json")
+    return elapsed, usage.ru_maxrss, counts_line(folder / "out.json"), usage.ru_utime + usage.ru_stime
 
 
 def counts_line(path: Path) -> str:
@@ -90,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--carts", type=int, default=100_000)
     parser.add_argument("--memory", action="store_true", help="B3: also run 100,000 carts and compare peak RSS")
+    parser.add_argument("--workers", type=int, default=None, help="run --workers N (default: run's default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cartrescue-bench-") as tmp:
         runs = [args.carts] if not args.memory else [100_000, args.carts]
@@ -98,10 +106,11 @@ def main() -> None:
             folder = Path(tmp) / str(count)
             folder.mkdir()
             prepare(folder, count)
-            seconds, rss, counts = measure(folder)
+            load = os.getloadavg()[0]
+            seconds, rss, counts, cpu = measure(folder, args.workers)
             results[count] = (seconds, rss)
-            print(f"{count:>9,} carts: {seconds:6.2f} s, {count / seconds:9,.0f} carts/s, peak RSS {rss / 1024:6.1f} MiB"
-                  f"  ({counts})", flush=True)
+            print(f"{count:>9,} carts: {seconds:6.2f} s, {count / seconds:9,.0f} carts/s, peak RSS {rss / 1024:6.1f} MiB, "
+                  f"CPU {cpu:.1f} s = {cpu / count * 1e6:.0f} us/cart (load before {load:.2f})  ({counts})", flush=True)
             for item in folder.iterdir():
                 item.unlink()
     if args.memory:

@@ -195,6 +195,8 @@ def main() -> None:
     parser.add_argument("--stepwise", action="store_true",
                         help="also time the send without PIPELINING (smtp.pipelining: false)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="run --workers N (default: run's own default, the cores for 20,000 carts)")
     args = parser.parse_args()
 
     sink, port = start_sink(find_sink())
@@ -218,7 +220,8 @@ def main() -> None:
             count = len(sent_rows(folder / "ledger-stepwise.db"))
             log(f"cartrescue without PIPELINING: {count:,} sent in {took:.2f} s = {count / took:,.0f} msg/s "
                 f"(load before {load:.2f})")
-        elapsed = timed(cartrescue_command() + ["run", "--send", "--quiet", "--config", str(config)], folder)
+        workers = [] if args.workers is None else ["--workers", str(args.workers)]
+        elapsed = timed(cartrescue_command() + ["run", "--send", "--quiet", "--config", str(config), *workers], folder)
         sent = sent_rows(folder / "ledger.db")
         ours = len(sent) / elapsed
         log(f"cartrescue: {len(sent):,} of {args.carts:,} carts sent in {elapsed:.2f} s = {ours:,.0f} msg/s "

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -28,6 +28,9 @@ from pydantic import (
 )
 
 from cartrescue.errors import ConfigError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 DEFAULT_CONFIG = "cartrescue.yaml"
 LOCK_TIMEOUT_FLOOR = timedelta(seconds=5)
@@ -900,3 +903,19 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_scrub(format_validation_error(str(file), exc), secrets)) from None
+
+
+def resolve_now(config: Config, now: "datetime | None") -> "datetime":
+    """``--now`` wins, then the config's pinned clock, then the wall clock; always aware UTC."""
+    from datetime import datetime, timezone as utc_zone
+
+    if now is None and config.now:
+        try:
+            now = datetime.fromisoformat(config.now)
+        except ValueError:
+            raise ConfigError(f"{config.where('now')}: expected an ISO 8601 time, got {config.now!r}") from None
+    if now is None:
+        return datetime.now(utc_zone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=config.shop.tz)
+    return now.astimezone(utc_zone.utc)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from cartrescue.channels.base import Channel
-from cartrescue.config import Config
+from cartrescue.config import Config, resolve_now  # resolve_now: re-exported, callers import it here
 from cartrescue.errors import ConfigError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger
 from cartrescue.model import RowProblem
@@ -23,6 +23,7 @@ from cartrescue.newsletters import Newsletters
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
 from cartrescue.render import Renderer
 from cartrescue.sequence import Calendar
+from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
 from cartrescue.sources.base import CartSource, ProgressTotal, Window
 
@@ -38,6 +39,7 @@ class RunRequest:
     deliver: bool = True  # False: plan only (the ``carts`` command)
     resend_unconfirmed: bool = False  # resend dead runs' claims that have no outcome (docs/sending.md)
     limit: int | None = None  # at most this many deliveries in this run (the rest deferred: run_limit)
+    shard: Shard | None = None  # run --shard K/N: only the carts of this shard (cartrescue.shards)
 
 
 @dataclass(slots=True)
@@ -53,18 +55,28 @@ class RunSummary:
     pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention deleted by this run
 
 
-def resolve_now(config: Config, now: datetime | None) -> datetime:
-    """``--now`` wins, then the config's pinned clock, then the wall clock; always aware UTC."""
-    if now is None and config.now:
-        try:
-            now = datetime.fromisoformat(config.now)
-        except ValueError:
-            raise ConfigError(f"{config.where('now')}: expected an ISO 8601 time, got {config.now!r}") from None
-    if now is None:
-        return datetime.now(timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=config.shop.tz)
-    return now.astimezone(timezone.utc)
+def shard_config(config: Config, shard: Shard) -> Config:
+    """``config`` with the relay's limits shared among the shards (README, "Workers and shards").
+
+    ``smtp.rate_per_second`` is divided by N; ``smtp.rate_per_hour`` is split like a budget
+    (:meth:`Shard.share`); ``smtp.pool_size`` becomes ``ceil(pool_size / N)`` connections per
+    shard. A relay sees the same totals whatever the number of workers.
+    """
+    if shard.whole:
+        return config
+    smtp = config.smtp
+    per_hour = smtp.rate_per_hour
+    if per_hour is not None:
+        if per_hour < shard.count:
+            raise ConfigError(f"{config.where('smtp.rate_per_hour')}: {per_hour} is fewer than the {shard.count} "
+                              "shards: each shard takes a share of the hour and needs at least one")
+        per_hour = shard.share(per_hour)
+    shared = smtp.model_copy(update={
+        "rate_per_second": smtp.rate_per_second / shard.count if smtp.rate_per_second else None,
+        "rate_per_hour": per_hour,
+        "pool_size": -(-smtp.pool_size // shard.count),
+    })
+    return config.model_copy(update={"smtp": shared})
 
 
 def delivery_secret(config: Config) -> str:
@@ -85,9 +97,12 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Led
     from cartrescue.channels.call_list import CallListChannel
 
     channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(config.path(config.call_list.path)))}
+    shard = request.shard or Shard(1, 1)
+    config = shard_config(config, shard)
     recent: list[datetime] = []
-    if request.mode == "send" and ledger is not None and config.smtp.rate_per_hour:  # the hourly quota spans runs
-        recent = ledger.sent_since("smtp", datetime.now(timezone.utc) - timedelta(hours=1))
+    if request.mode == "send" and ledger is not None and config.smtp.rate_per_hour:  # the quota spans runs and shards
+        recent = ledger.sent_since("smtp", datetime.now(timezone.utc) - timedelta(hours=1),
+                                   None if shard.whole else shard.owns)
     channels["email"] = stack.enter_context(email_channel(config, request.mode, request.outbox, recent))
     return channels
 
@@ -167,33 +182,36 @@ def _run_job(
             _read_all(source, Window(now - config.eligibility.max_age, now))
         ledger = Ledger(config.ledger_url)
         stack.callback(ledger.close)
+        shard = request.shard or Shard(1, 1)
+        owns = None if shard.whole else shard.owns
         run_id = None
         pruned: dict[str, int] = {}
         unconfirmed = 0
         released = 0
         watch = None
         if delivering:
-            run_id = ledger.start_run(request.mode, now)
+            run_id = ledger.start_run(request.mode, now, "" if shard.whole else str(shard))
             try:
-                stack.enter_context(ledger.lock(run_id, config.ledger.lock_timeout))
+                stack.enter_context(ledger.lock(run_id, config.ledger.lock_timeout, shard.lock_name))
             except LockHeld:
                 ledger.finish_run(run_id, "locked", {})
                 raise
-            watch = stack.enter_context(LockWatch(ledger, run_id, config.ledger.lock_timeout))
+            watch = stack.enter_context(LockWatch(ledger, run_id, config.ledger.lock_timeout, shard.lock_name))
             pruned = _prune(config, ledger, now, run_id)
             if request.resend_unconfirmed:
-                released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout)
-            unconfirmed = len(ledger.unconfirmed(run_id))
+                released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
+            unconfirmed = len(ledger.unconfirmed(run_id, owns))
         newsletters = newsletters_of(config, source, now, problem, stack)
-        planner = Planner(config, now, ledger, problem, newsletters=newsletters)  # a repeated id: a row problem
+        planner = Planner(config, now, ledger, problem, shard, newsletters=newsletters)  # a repeated id: a row problem
         if on_total is not None:
             total = source.progress_total(planner.window)
             if total is not None:
                 on_total(total)
         composer = Composer(config, Renderer(config), now, secret)
         channels = _channels(config, request, stack, ledger) if delivering else {}
+        limit = request.limit if request.limit is None else shard.share(request.limit)
         executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress, report,
-                            request.limit, watch)
+                            limit, watch, shard.lock_name)
         decisions = planner.decide(source)
         status = "failed"
         try:
@@ -276,11 +294,12 @@ class LockWatch:
     claiming; the claims themselves are fenced in SQL as well (:meth:`Ledger.claim`).
     """
 
-    def __init__(self, ledger: Ledger, run_id: int, lock_timeout: timedelta) -> None:
+    def __init__(self, ledger: Ledger, run_id: int, lock_timeout: timedelta, name: str = "run") -> None:
         import threading
 
         self.ledger = ledger
         self.run_id = run_id
+        self.name = name
         self.every = max(lock_timeout.total_seconds() / 4, 0.5)
         self.lost: LockLost | None = None
         self._stop = threading.Event()
@@ -297,7 +316,7 @@ class LockWatch:
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                held = self.ledger.heartbeat(self.run_id)
+                held = self.ledger.heartbeat(self.run_id, self.name)
             except Exception:  # noqa: BLE001 - a busy database: the next beat tries again
                 continue
             if not held:

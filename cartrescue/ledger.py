@@ -17,7 +17,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -31,6 +31,8 @@ from sqlmodel import Field, SQLModel, create_engine
 
 from cartrescue.errors import LedgerError, LockHeld, LockLost
 
+#: ``owns(email, cart_key)``: does a shard own this message's cart? (cartrescue.shards.Shard.owns)
+Owner = Callable[[str | None, str], bool]
 #: Statuses of a step with no known outcome: the process that claimed it may have delivered it.
 UNCONFIRMED = ("claimed", "unconfirmed")
 #: Statuses that count as "the address got a message" (one per day) -- a permanent refusal too:
@@ -116,10 +118,15 @@ class Run(SQLModel, table=True):
     host: str = Field(default="", max_length=191)
     pid: int = 0
     heartbeat_at: datetime | None = None  # refreshed while the run lives (see Ledger.heartbeat)
+    shard: str = Field(default="", max_length=16)  # "K/N" for one shard of run --workers/--shard
 
 
 class RunLock(SQLModel, table=True):
-    """At most one row: the run holding the lock, with a heartbeat to detect a crashed holder."""
+    """The runs holding a lock, with a heartbeat to detect a crashed holder.
+
+    ``name`` is ``run`` for an unsharded run, ``run:K/N`` for shard K of N (cartrescue.shards):
+    one row per shard, and never an unsharded run beside a sharded one (:meth:`Ledger.lock`).
+    """
 
     __tablename__ = "cr_lock"
     name: str = Field(primary_key=True, max_length=32)
@@ -303,6 +310,8 @@ class Ledger:
     def __init__(self, url: str) -> None:
         self.url = url
         self._json_each: bool | None = None  # see _json_lists
+        self._raw: _RawStatements | None = None  # the per-message statements, compiled on first use
+        self._writer: Any = None  # the connection of _message_transaction
         try:
             if url.startswith("sqlite"):
                 self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
@@ -364,6 +373,11 @@ class Ledger:
                 except (OperationalError, ProgrammingError):  # another process added it first
                     pass
 
+    def _raw_statements(self) -> "_RawStatements":
+        if self._raw is None:
+            self._raw = _RawStatements(self.engine.dialect)
+        return self._raw
+
     def _safe_url(self) -> str:
         from sqlalchemy.engine import make_url
 
@@ -373,16 +387,32 @@ class Ledger:
             return "(unparsable URL)"
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.engine.dispose()
+
+    @contextmanager
+    def _message_transaction(self) -> Iterator[Any]:
+        """A transaction on the connection that claims and records messages, kept for the run.
+
+        A run commits once per message or two for as long as it sends; checking a connection
+        out of the pool and back in (with its reset) each time cost more than the statements.
+        Only the thread that delivers uses it (the heartbeat has its own connections).
+        """
+        if self._writer is None or self._writer.invalidated or self._writer.closed:
+            self._writer = self.engine.connect()
+        with self._writer.begin():
+            yield self._writer
 
     # -- runs and the lock -------------------------------------------------------------------
 
-    def start_run(self, mode: str, now: datetime) -> int:
+    def start_run(self, mode: str, now: datetime, shard: str = "") -> int:
         with self.engine.begin() as conn:
             result = conn.execute(
                 insert(Run.__table__).values(  # type: ignore[attr-defined]
                     mode=mode, now=_naive(now), started_at=_naive(datetime.now(timezone.utc)),
-                    status="running", host=socket.gethostname(), pid=os.getpid(),
+                    status="running", host=socket.gethostname(), pid=os.getpid(), shard=shard,
                 )
             )
             return int(result.inserted_primary_key[0])
@@ -405,22 +435,24 @@ class Ledger:
         return _aware(value)
 
     @contextmanager
-    def lock(self, run_id: int, stale_after: timedelta) -> Iterator[None]:
-        """Hold the run lock for the block; raise LockHeld if a live run holds it.
+    def lock(self, run_id: int, stale_after: timedelta, name: str = "run") -> Iterator[None]:
+        """Hold the lock ``name`` for the block; raise LockHeld if a live run holds it.
 
+        ``name`` is ``run`` for an unsharded run and ``run:K/N`` for shard K of N: shards of one
+        layout lock side by side, anything else excludes (see :func:`cartrescue.shards.compatible`).
         A holder is stale (crashed, killed) when its heartbeat is older than ``stale_after`` or
         when it ran on this host under a pid that no longer exists; its lock is taken over.
         """
-        self._acquire(run_id, stale_after)
+        self._acquire(run_id, stale_after, name)
         try:
             yield
         finally:
             with self.engine.begin() as conn:
                 table = RunLock.__table__  # type: ignore[attr-defined]
-                conn.execute(delete(table).where(table.c.name == "run", table.c.run_id == run_id))
+                conn.execute(delete(table).where(table.c.name == name, table.c.run_id == run_id))
 
-    def heartbeat(self, run_id: int) -> bool:
-        """Refresh the run's heartbeat; ``False`` when the lock is no longer this run's.
+    def heartbeat(self, run_id: int, name: str = "run") -> bool:
+        """Refresh the run's heartbeat; ``False`` when the lock ``name`` is no longer this run's.
 
         The lock row's ``run_id`` is the fencing token: a run that was taken over (it was
         paused or stalled past ``ledger.lock_timeout``) finds another run's id there.
@@ -429,37 +461,58 @@ class Ledger:
         lock, run = RunLock.__table__, Run.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
             held = conn.execute(
-                update(lock).where(lock.c.name == "run", lock.c.run_id == run_id).values(heartbeat_at=at)
+                update(lock).where(lock.c.name == name, lock.c.run_id == run_id).values(heartbeat_at=at)
             ).rowcount
             conn.execute(update(run).where(run.c.id == run_id).values(heartbeat_at=at))
         return bool(held)
 
-    def _acquire(self, run_id: int, stale_after: timedelta) -> None:
+    def _acquire(self, run_id: int, stale_after: timedelta, name: str) -> None:
+        """Take lock ``name`` in one transaction that sees every other holder.
+
+        The transaction is serialized against other acquisitions first (SQLite: a write lock;
+        PostgreSQL: a table lock that only acquisitions and heartbeats wait for; MySQL: a
+        locking read), so two runs of incompatible layouts starting together cannot both see
+        the table without the other and both go ahead.
+        """
+        from cartrescue.shards import compatible
+
         table = RunLock.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
-        row = dict(name="run", run_id=run_id, host=socket.gethostname(), pid=os.getpid(),
+        row = dict(name=name, run_id=run_id, host=socket.gethostname(), pid=os.getpid(),
                    acquired_at=_naive(now), heartbeat_at=_naive(now))
-        self.heartbeat(run_id)  # the run row's own heartbeat starts now
+        self.heartbeat(run_id, name)  # the run row's own heartbeat starts now
         for _attempt in range(3):
             try:
                 with self.engine.begin() as conn:
+                    self._serialize_locking(conn)
+                    holders = conn.execute(select(table)).mappings().all()
+                    for holder in holders:
+                        if compatible(holder["name"], name):
+                            continue
+                        if not self._is_stale(holder, now, stale_after):
+                            raise LockHeld(
+                                f"another run (#{holder['run_id']}{_shard_words(holder['name'])}, pid {holder['pid']} "
+                                f"on {holder['host']}, since {_aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) "
+                                "holds the lock")
+                        conn.execute(delete(table).where(table.c.name == holder["name"],
+                                                         table.c.run_id == holder["run_id"]))
                     conn.execute(insert(table).values(**row))
                 return
-            except IntegrityError:
-                pass
-            except OperationalError as exc:  # SQLite busy beyond the timeout
+            except IntegrityError:  # another run inserted the same name between our read and insert
+                continue
+            except OperationalError as exc:  # SQLite busy beyond the timeout, a PostgreSQL lock_timeout
                 raise LockHeld(f"ledger is busy: {_one_line(exc)}") from None
-            with self.engine.begin() as conn:
-                holder = conn.execute(select(table).where(table.c.name == "run")).mappings().first()
-                if holder is None:
-                    continue
-                if not self._is_stale(holder, now, stale_after):
-                    raise LockHeld(
-                        f"another run (#{holder['run_id']}, pid {holder['pid']} on {holder['host']}, "
-                        f"since {_aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) holds the lock"
-                    )
-                conn.execute(delete(table).where(table.c.name == "run", table.c.run_id == holder["run_id"]))
         raise LockHeld("could not take the run lock (contended)")
+
+    def _serialize_locking(self, conn: Any) -> None:
+        """Make this transaction the only one taking a lock until it ends (see :meth:`_acquire`)."""
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            conn.exec_driver_sql("DELETE FROM cr_lock WHERE 0 = 1")  # any write takes the database's write lock
+        elif dialect == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE cr_lock IN SHARE ROW EXCLUSIVE MODE")
+        elif dialect in ("mysql", "mariadb"):
+            conn.exec_driver_sql("SELECT name FROM cr_lock FOR UPDATE")  # next-key locks cover inserts too
 
     @staticmethod
     def _is_stale(holder: Any, now: datetime, stale_after: timedelta) -> bool:
@@ -511,14 +564,15 @@ class Ledger:
     # -- claims and outcomes -----------------------------------------------------------------
 
     def claim(self, run_id: int, requests: Sequence[ClaimRequest], now: datetime,
-              outcomes: Iterable[tuple[int, str, str, str]] = ()) -> dict[tuple[str, int, str], int]:
+              outcomes: Iterable[tuple[int, str, str, str]] = (), lock_name: str = "run") -> dict[tuple[str, int, str], int]:
         """Insert claims; return ``{(cart_key, step, channel): message id}`` for those this run won.
 
         A request whose key exists already (another run claimed it) is simply not returned, unless
         that row is ``failed_transient`` (a 4xx or an unreachable relay in an earlier run): such a
         row is claimed again for this run, its ``attempts`` counted up, keeping its id.
 
-        Fencing: every row is inserted only while the lock row names ``run_id`` -- checked in the
+        Fencing: every row is inserted only while the lock row ``lock_name`` (the run's own shard
+        lock) names ``run_id`` -- checked in the
         claiming statement itself -- so a run that lost the lock (paused past
         ``ledger.lock_timeout`` and taken over) gets no claim at all and :class:`LockLost` is
         raised. ``outcomes`` (see :meth:`record`) are written in the same transaction: one
@@ -527,47 +581,49 @@ class Ledger:
         if not requests:
             self.record(outcomes)
             return {}
-        message = Message.__table__  # type: ignore[attr-defined]
-        at = _naive(now)
-        names = ("cart_key", "cart_id", "email", "step", "channel", "transport", "template", "variant", "tier",
-                 "score", "message_id", *REPORT_COLUMNS)
-        rows = [{f"c_{name}": getattr(r, name) for name in names} for r in requests]
-        with self.engine.begin() as conn:
+        raw = self._raw_statements()
+        at = raw.moment(now)
+        won: dict[tuple[str, int, str], int] = {}
+        with self._message_transaction() as conn:
             self._record(conn, outcomes)
-            conn.execute(_claim_statement(self.engine.dialect.name), [dict(row, c_run=run_id, c_at=at) for row in rows])
-            won: dict[tuple[str, int, str], int] = {}
-            for chunk in _chunks([r.cart_key for r in requests], 500):
-                for row in conn.execute(
-                    select(message.c.id, message.c.cart_key, message.c.step, message.c.channel).where(
-                        message.c.run_id == run_id, message.c.status == "claimed", message.c.cart_key.in_(chunk)
-                    )
-                ):
-                    won[(row.cart_key, row.step, row.channel)] = row.id
+            rows = raw.claim_rows(requests, run_id, at, lock_name)
+            if raw.claim_returning is not None and len(rows) <= _RETURNING_UP_TO:
+                # A channel takes a message or two at a time: a statement per row that returns its
+                # id costs less than one executemany and a query for the ids.
+                for params in rows:
+                    row = conn.exec_driver_sql(raw.claim_returning, params).first()
+                    if row is not None:
+                        won[(row[1], row[2], row[3])] = row[0]
+            else:
+                conn.exec_driver_sql(raw.claim, rows)
+                for chunk in _chunks([r.cart_key for r in requests], 500):
+                    sql, params = raw.claimed(run_id, chunk)
+                    for claim_id, cart_key, step, channel in conn.exec_driver_sql(sql, params):
+                        won[(cart_key, step, channel)] = claim_id
             retry = [r for r in requests if (r.cart_key, r.step, r.channel) not in won]
             if retry:
-                if not self._holds_lock(conn, run_id):
+                if not self._holds_lock(conn, run_id, lock_name):
                     raise LockLost(f"run #{run_id} lost the run lock (it was paused or stalled longer than "
                                    "ledger.lock_timeout and another run took over): stopped without delivering more")
-                won.update(self._reclaim(conn, run_id, retry, at))
+                won.update(self._reclaim(conn, run_id, retry, now, lock_name))
         return won
 
     @staticmethod
-    def _holds_lock(conn: Any, run_id: int) -> bool:
+    def _holds_lock(conn: Any, run_id: int, name: str = "run") -> bool:
         lock = RunLock.__table__  # type: ignore[attr-defined]
-        return conn.execute(select(lock.c.run_id).where(lock.c.name == "run")).scalar() == run_id
+        return conn.execute(select(lock.c.run_id).where(lock.c.name == name)).scalar() == run_id
 
     @staticmethod
-    def _reclaim(conn: Any, run_id: int, requests: Sequence[ClaimRequest], at: datetime) -> dict[tuple[str, int, str], int]:
+    def _reclaim(conn: Any, run_id: int, requests: Sequence[ClaimRequest], now: datetime,
+                 lock_name: str = "run") -> dict[tuple[str, int, str], int]:
         """Claim the ``failed_transient`` rows among ``requests`` for ``run_id`` (a retry run)."""
-        from sqlalchemy import bindparam
-
         message = Message.__table__  # type: ignore[attr-defined]
         statement = (
             update(message)
             .where(message.c.cart_key == bindparam("b_key"), message.c.step == bindparam("b_step"),
                    message.c.channel == bindparam("b_channel"), message.c.status == "failed_transient",
-                   _lock_is(run_id))
-            .values(status="claimed", run_id=run_id, attempts=message.c.attempts + 1, claimed_at=at,
+                   _lock_is(run_id, lock_name))
+            .values(status="claimed", run_id=run_id, attempts=message.c.attempts + 1, claimed_at=_naive(now),
                     finished_at=None, transport=bindparam("b_transport"), template=bindparam("b_template"),
                     message_id=bindparam("b_mid"),
                     variant=bindparam("b_variant"), tier=bindparam("b_tier"), score=bindparam("b_score"))
@@ -594,34 +650,30 @@ class Ledger:
         """Store outcomes: ``(message id, status, reply, message_id header)``."""
         outcomes = list(outcomes)
         if outcomes:
-            with self.engine.begin() as conn:
+            with self._message_transaction() as conn:
                 self._record(conn, outcomes)
 
-    @staticmethod
-    def _record(conn: Any, outcomes: Iterable[tuple[int, str, str, str]]) -> None:
-        rows = [dict(b_id=i, b_status=s, b_reply=r[:1000], b_mid=m) for i, s, r, m in outcomes]
-        if not rows:
-            return
-        message = Message.__table__  # type: ignore[attr-defined]
-        statement = (
-            update(message)
-            .where(message.c.id == bindparam("b_id"))
-            .values(status=bindparam("b_status"), reply=bindparam("b_reply"), message_id=bindparam("b_mid"),
-                    finished_at=_naive(datetime.now(timezone.utc)))
-        )
-        conn.execute(statement, rows)
+    def _record(self, conn: Any, outcomes: Iterable[tuple[int, str, str, str]]) -> None:
+        """One driver-level ``executemany`` for a group of outcomes (see :class:`_RawStatements`)."""
+        raw = self._raw_statements()
+        rows = raw.record_rows(outcomes, raw.moment(datetime.now(timezone.utc)))
+        if rows:
+            conn.exec_driver_sql(raw.record, rows)
 
-    def unconfirmed(self, before_run: int) -> list[dict[str, Any]]:
-        """Claims of earlier runs that never got an outcome (the run crashed or was killed)."""
+    def unconfirmed(self, before_run: int, owns: Owner | None = None) -> list[dict[str, Any]]:
+        """Claims of earlier runs that never got an outcome (the run crashed or was killed).
+
+        ``owns(email, cart_key)``: only the rows of one shard (:meth:`cartrescue.shards.Shard.owns`).
+        """
         message = Message.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(message.c.id, message.c.cart_key, message.c.email, message.c.step, message.c.channel,
                        message.c.claimed_at).where(message.c.status.in_(UNCONFIRMED), message.c.run_id != before_run)
             ).mappings().all()
-        return [dict(row) for row in rows]
+        return [dict(row) for row in rows if owns is None or owns(row["email"], row["cart_key"])]
 
-    def release_unconfirmed(self, run_id: int, stale_after: timedelta) -> int:
+    def release_unconfirmed(self, run_id: int, stale_after: timedelta, owns: Owner | None = None) -> int:
         """``run --resend-unconfirmed``: turn dead runs' unconfirmed rows into ``failed_transient``.
 
         The planner then sees those steps as not done and this run claims them again. A message
@@ -629,38 +681,50 @@ class Ledger:
         it is not the default. Only claims of runs that are provably gone are touched: the run
         finished, or its heartbeat is older than ``stale_after`` and it does not hold the lock
         (and, on this host, its process no longer exists). A live run that is merely paused keeps
-        its claims. Returns how many rows were released.
+        its claims; so does every run holding a lock, of any shard. With ``owns`` (a shard's
+        :meth:`~cartrescue.shards.Shard.owns`) only that shard's rows are released. Returns how
+        many rows were released.
         """
         message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
         with self.engine.begin() as conn:
-            holder = conn.execute(select(RunLock.__table__.c.run_id).where(RunLock.__table__.c.name == "run")).scalar()
+            holders = set(conn.execute(select(RunLock.__table__.c.run_id)).scalars())
             candidates = conn.execute(
                 select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid)
                 .where(run.c.id.in_(select(message.c.run_id).where(
                     message.c.status.in_(UNCONFIRMED), message.c.run_id != run_id).distinct()))
             ).mappings().all()
-            dead = [row["id"] for row in candidates if row["id"] != holder and _run_is_dead(row, now, stale_after)]
-            released = 0
+            dead = [row["id"] for row in candidates if row["id"] not in holders and _run_is_dead(row, now, stale_after)]
+            ids: list[int] = []
             for chunk in _chunks(dead, 500):
+                ids.extend(row.id for row in conn.execute(
+                    select(message.c.id, message.c.email, message.c.cart_key).where(
+                        message.c.status.in_(UNCONFIRMED), message.c.run_id.in_(chunk)))
+                    if owns is None or owns(row.email, row.cart_key))
+            released = 0
+            for chunk in _chunks(ids, 500):
                 released += int(conn.execute(
-                    update(message).where(message.c.status.in_(UNCONFIRMED), message.c.run_id.in_(chunk)).values(
+                    update(message).where(message.c.status.in_(UNCONFIRMED), message.c.id.in_(chunk)).values(
                         status="failed_transient", finished_at=_naive(now),
                         reply=f"unconfirmed claim of dead run released for resending by run #{run_id} "
                               "(--resend-unconfirmed)")
                 ).rowcount or 0)
         return released
 
-    def sent_since(self, transport: str, since: datetime) -> list[datetime]:
-        """When messages of ``transport`` were accepted after ``since`` (wall clock), oldest first."""
+    def sent_since(self, transport: str, since: datetime, owns: Owner | None = None) -> list[datetime]:
+        """When messages of ``transport`` were accepted after ``since`` (wall clock), oldest first.
+
+        ``owns``: only one shard's messages (each shard keeps its share of an hourly quota).
+        """
         message = Message.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(message.c.finished_at).where(
+                select(message.c.finished_at, message.c.email, message.c.cart_key).where(
                     message.c.transport == transport, message.c.status.in_(("sent", "unconfirmed")),
                     message.c.finished_at >= _naive(since)).order_by(message.c.finished_at)
-            ).scalars().all()
-        return [_aware(at) for at in rows if at is not None]  # type: ignore[misc]
+            ).all()
+        return [_aware(at) for at, email, key in rows  # type: ignore[misc]
+                if at is not None and (owns is None or owns(email, key))]
 
     def status_counts(self) -> dict[str, int]:
         """How many message rows are in each status (for ``doctor``)."""
@@ -680,14 +744,15 @@ class Ledger:
         if not decisions:
             return
         table = CartDecision.__table__  # type: ignore[attr-defined]
-        at = _naive(now)
+        raw = self._raw_statements()
+        at = raw.moment(now)
         # A cart key twice in one batch (an id repeated further down a CSV): the later one wins.
         latest = {d["cart_key"]: d for d in decisions}
         rows = [dict(d, decided_at=at, run_id=run_id) for d in latest.values()]
         with self.engine.begin() as conn:
             for chunk in _chunks([row["cart_key"] for row in rows], 500):
                 conn.execute(delete(table).where(table.c.cart_key.in_(chunk)))
-            conn.execute(insert(table), rows)
+            conn.exec_driver_sql(raw.decision, raw.rows(raw.decision_order, rows))  # one executemany
 
     # -- survey answers ----------------------------------------------------------------------
 
@@ -999,10 +1064,10 @@ def _answered_statement(as_json: bool) -> Any:
     return select(table.c.cart_key).where(table.c.cart_key.in_(_one_of("keys", as_json)))
 
 
-def _lock_is(run_id: int) -> Any:
-    """``the run lock names run_id``, as a condition inside another statement (the fence)."""
+def _lock_is(run_id: int, name: str = "run") -> Any:
+    """``the lock name names run_id``, as a condition inside another statement (the fence)."""
     lock = RunLock.__table__  # type: ignore[attr-defined]
-    return select(lock.c.run_id).where(lock.c.name == "run").scalar_subquery() == run_id
+    return select(lock.c.run_id).where(lock.c.name == name).scalar_subquery() == run_id
 
 
 @lru_cache(maxsize=4)
@@ -1038,7 +1103,99 @@ def _claim_statement(dialect: str) -> Any:
 
 def _lock_is_param() -> Any:
     lock = RunLock.__table__  # type: ignore[attr-defined]
-    return select(lock.c.run_id).where(lock.c.name == "run").scalar_subquery() == bindparam("c_run")
+    return select(lock.c.run_id).where(lock.c.name == bindparam("c_lock")).scalar_subquery() == bindparam("c_run")
+
+
+_RETURNING_UP_TO = 8  # claims per transaction up to which each is inserted with RETURNING
+
+
+def _sqlite_version() -> tuple[int, ...]:
+    import sqlite3
+
+    return sqlite3.sqlite_version_info
+
+
+class _RawStatements:
+    """The per-message statements of a run, compiled once and run through the driver.
+
+    Claims and outcomes are written a few at a time for as long as a run sends, so SQLAlchemy's
+    per-row work (building parameter dicts, type processing, compiling an ``IN`` list) was a
+    measurable part of a message's cost. Here the SQL text is compiled once per dialect and the
+    rows go to the driver's ``executemany`` as plain tuples (or dicts, for drivers with named
+    parameters); the one value that needs type processing, the timestamp, is processed once per
+    group. The statements are the same as SQLAlchemy would run, fence included.
+    """
+
+    def __init__(self, dialect: Any) -> None:
+        message = Message.__table__  # type: ignore[attr-defined]
+        self._moment = message.c.claimed_at.type.bind_processor(dialect)
+        claim = _claim_statement(dialect.name).compile(dialect=dialect)
+        self.claim, self._claim_order, self._claim_defaults = self._text(claim)
+        # INSERT ... RETURNING (PostgreSQL; SQLite from 3.35): the claim and its id in one statement.
+        self.claim_returning: str | None = None
+        if dialect.name == "postgresql" or (dialect.name == "sqlite" and _sqlite_version() >= (3, 35)):
+            self.claim_returning = self.claim + " RETURNING id, cart_key, step, channel"
+        record = (update(message).where(message.c.id == bindparam("b_id"))
+                  .values(status=bindparam("b_status"), reply=bindparam("b_reply"), message_id=bindparam("b_mid"),
+                          finished_at=bindparam("b_at"))).compile(dialect=dialect)
+        self.record, self._record_order, _ = self._text(record)
+        decision = CartDecision.__table__  # type: ignore[attr-defined]
+        names = ("cart_key", "email", "action", "reason", "step", "tier", "score", "decided_at", "run_id")
+        compiled = insert(decision).values({name: bindparam(name) for name in names}).compile(dialect=dialect)
+        self.decision, self.decision_order, _ = self._text(compiled)
+        self._dialect = dialect
+        self._claimed: dict[int, tuple[str, tuple[str, ...] | None]] = {}
+
+    @staticmethod
+    def _text(compiled: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        order = tuple(compiled.positiontup) if compiled.positional else None
+        fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+        return compiled.string, order, fixed
+
+    def rows(self, order: tuple[str, ...] | None, rows: list[dict[str, Any]]) -> list[Any]:
+        if order is None:
+            return rows
+        return [tuple(row[name] for name in order) for row in rows]
+
+    def moment(self, at: datetime) -> Any:
+        value = _naive(at)
+        return self._moment(value) if self._moment is not None else value
+
+    def claim_rows(self, requests: Sequence[ClaimRequest], run_id: int, at: Any, lock_name: str) -> list[Any]:
+        fixed = dict(self._claim_defaults, c_run=run_id, c_at=at, c_lock=lock_name)
+        return self.rows(self._claim_order, [
+            dict(fixed, c_cart_key=r.cart_key, c_cart_id=r.cart_id, c_email=r.email, c_step=r.step,
+                 c_channel=r.channel, c_transport=r.transport, c_template=r.template, c_variant=r.variant,
+                 c_tier=r.tier, c_score=r.score, c_message_id=r.message_id, c_sequence=r.sequence,
+                 c_locale=r.locale, c_customer_id=r.customer_id, c_cart_value=r.cart_value)
+            for r in requests])
+
+    def record_rows(self, outcomes: Iterable[tuple[int, str, str, str]], at: Any) -> list[Any]:
+        return self.rows(self._record_order, [dict(b_id=i, b_status=s, b_reply=r[:1000], b_mid=m, b_at=at)
+                                               for i, s, r, m in outcomes])
+
+    def claimed(self, run_id: int, cart_keys: Sequence[str]) -> tuple[str, Any]:
+        """``SELECT id, cart_key, step, channel`` of this run's open claims among ``cart_keys``."""
+        size = len(cart_keys)
+        if size not in self._claimed:
+            message = Message.__table__  # type: ignore[attr-defined]
+            keys = [bindparam(f"k{n}", type_=message.c.cart_key.type) for n in range(size)]
+            compiled = select(message.c.id, message.c.cart_key, message.c.step, message.c.channel).where(
+                message.c.run_id == bindparam("run"), message.c.status == bindparam("status"),
+                message.c.cart_key.in_(keys)).compile(dialect=self._dialect)
+            self._claimed[size] = self._text(compiled)[:2]
+        sql, order = self._claimed[size]
+        values: dict[str, Any] = {f"k{n}": key for n, key in enumerate(cart_keys)}
+        values.update(run=run_id, status="claimed")
+        if order is None:
+            return sql, values
+        return sql, tuple(values[name] for name in order)
+
+
+
+def _shard_words(lock_name: str) -> str:
+    """``, shard 2/4`` for a shard's lock name, nothing for the unsharded ``run``."""
+    return f", shard {lock_name.split(':', 1)[1]}" if ":" in lock_name else ""
 
 
 def _run_is_dead(row: Any, now: datetime, stale_after: timedelta) -> bool:

@@ -13,14 +13,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring as _string  # the C encoder of json.dumps(ensure_ascii=False)
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 
 from cartrescue.model import Reason
-from cartrescue.pipeline import Result
-from cartrescue.sources.base import ProgressTotal
 from cartrescue.text import printable
+
+if TYPE_CHECKING:  # not imported at run time: `run --workers` prints without loading the pipeline
+    from cartrescue.pipeline import Result
+    from cartrescue.sources.base import ProgressTotal
 
 ACTION_STYLE = {"send": "green", "skip": "dim", "defer": "yellow", "holdout": "magenta"}
 
@@ -251,31 +253,49 @@ class DecisionTable:
         """The rich table for this terminal."""
         return self.rows.render(self.width)
 
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.rows.row_count >= self.limit
+
     def add(self, result: Result) -> None:
-        if self.limit is not None and self.rows.row_count >= self.limit:
+        if self.full:
             self.hidden += 1
             return
+        decision = result.decision
+        subject = result.message.subject if result.message is not None else None
+        self._add(decision.cart.id, decision.cart.customer.email, decision.step, decision.action.value,
+                  decision.reason.value, result.delivery, decision.tier, decision.score,
+                  decision.detail or result.detail, subject)
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        """One row from a result's JSON form (:func:`result_dict`; a worker's ``--json`` line)."""
+        if self.full:
+            self.hidden += 1
+            return
+        self._add(row.get("cart_id") or "", row.get("email"), row.get("step"), row.get("action") or "",
+                  row.get("reason") or "", row.get("delivery") or "", row.get("tier"), row.get("score"),
+                  row.get("detail") or "", row.get("subject"))
+
+    def _add(self, cart_id: str, email: str | None, step: int | None, action: str, reason: str, delivery: str,
+             tier: str | None, score: float | None, detail: str, subject: str | None) -> None:
         from rich.text import Text
 
-        decision = result.decision
-        action = decision.action.value
-        delivered = result.delivery not in ("", "dry-run", "held_out")
+        delivered = delivery not in ("", "dry-run", "held_out")
         # Cells from shop data are Text, never markup, and without terminal control characters.
-        cart = Text(printable(decision.cart.id))
-        email = Text(printable(decision.cart.customer.email or "-"))
-        step = "" if decision.step is None else str(decision.step)
+        cart = Text(printable(cart_id))
+        address = Text(printable(email or "-"))
+        step_cell = "" if step is None else str(step)
         action_cell = Text(action, style=ACTION_STYLE.get(action, ""))
         if self.mode == "compact":
-            self.rows.add_row(cart, email, step, action_cell, result.delivery if delivered else decision.reason.value)
+            self.rows.add_row(cart, address, step_cell, action_cell, printable(delivery if delivered else reason))
             return
-        detail = decision.detail or result.detail
         if delivered:
-            detail = f"{result.delivery}: {detail}" if detail else result.delivery
-        elif result.message is not None:
-            detail = result.message.subject
+            detail = f"{delivery}: {detail}" if detail else delivery
+        elif subject is not None:
+            detail = subject
         self.rows.add_row(
-            cart, email, Text(printable(decision.tier or "")), "" if decision.score is None else f"{decision.score:g}",
-            step, action_cell, decision.reason.value, Text(printable(detail)),
+            cart, address, Text(printable(tier or "")), "" if score is None else f"{score:g}",
+            step_cell, action_cell, printable(reason), Text(printable(detail)),
         )
 
 

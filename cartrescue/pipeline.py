@@ -43,6 +43,7 @@ from cartrescue.orders import OrderBook
 from cartrescue.priority import Prioritizer
 from cartrescue.render import Renderer
 from cartrescue.sequence import Calendar, next_step
+from cartrescue.shards import Shard
 from cartrescue.sources.base import CartSource, Window
 from cartrescue.survey import links as survey_links
 from cartrescue.unsubscribe import make_token
@@ -64,8 +65,9 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 class _Budget:
     """Keeps the ``limit`` best-scoring send decisions of a tier; displaces the rest."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, shared: str = "") -> None:
         self.limit = limit
+        self.shared = shared  # ", this shard's share of 10 over 4 shards" when sharded
         self.heap: list[tuple[float, int, Decision]] = []
         self.counter = itertools.count()
 
@@ -77,7 +79,7 @@ class _Budget:
             return None
         if self.limit and entry[:2] > self.heap[0][:2]:
             entry = heapq.heapreplace(self.heap, entry)
-        return _over_budget(entry[2], self.limit)
+        return _over_budget(entry[2], self.limit, self.shared)
 
     def drain(self) -> Iterator[Decision]:
         for _score, _order, decision in sorted(self.heap, key=lambda e: e[:2], reverse=True):
@@ -85,15 +87,16 @@ class _Budget:
         self.heap.clear()
 
 
-def _over_budget(decision: Decision, limit: int) -> Decision:
-    return replace(decision, action=Action.DEFER, reason=Reason.BUDGET, detail=f"tier {decision.tier} takes {limit} per run")
+def _over_budget(decision: Decision, limit: int, shared: str = "") -> Decision:
+    return replace(decision, action=Action.DEFER, reason=Reason.BUDGET,
+                   detail=f"tier {decision.tier} takes {limit} per run{shared}")
 
 
 class Planner:
     """Decides, for every cart of a source, what this run does with it and why."""
 
     def __init__(self, config: Config, now: datetime, ledger: Ledger | None = None,
-                 on_problem: Callable[[RowProblem], None] | None = None, *,
+                 on_problem: Callable[[RowProblem], None] | None = None, shard: Shard | None = None, *,
                  newsletters: Newsletters | None = None) -> None:
         self.config = config
         self.now = now
@@ -101,6 +104,7 @@ class Planner:
         self.on_problem = on_problem
         self.newsletters = newsletters  # the shop's other sends ("not on a newsletter day"); None: not read
         self._any_answers: bool | None = None  # does the ledger hold any survey answer? (asked once)
+        self.shard = shard if shard is not None and not shard.whole else None
         basis = Basis(config.shop.currency, config.shop.exchange_rates)
         self.gates = Gates(config.eligibility, basis)
         self.calendar = Calendar(config.eligibility, config.shop.tz)
@@ -116,11 +120,17 @@ class Planner:
         eligibility = self.config.eligibility
         now = self.now
         everything = Window(now - eligibility.max_age, now)
+        shard = self.shard
+        window = self.window
         with NewestCarts() as newest:
-            newest.add(a for a in source.activity(everything) if a.updated_at <= now)
-            budgets = {t.name: _Budget(t.budget) for t in self.config.priority.tiers if t.budget is not None}
-            window = self.window
-            for chunk in chunked(source.carts(window), PLAN_CHUNK):
+            activity = source.activity(everything) if shard is None else source.shard_activity(everything, shard)
+            newest.add(a for a in activity if a.updated_at <= now)
+            # A tier's budget is per run; a shard takes its share (cartrescue.shards.Shard.share).
+            budgets = {t.name: _Budget(t.budget) if shard is None else _Budget(
+                           shard.share(t.budget), f" in shard {shard} (its share of {t.budget} over {shard.count} shards)")
+                       for t in self.config.priority.tiers if t.budget is not None}
+            carts = source.carts(window) if shard is None else source.shard_carts(window, shard)
+            for chunk in chunked(carts, PLAN_CHUNK):
                 yield from self._decide_chunk(source, chunk, newest, budgets)
             for budget in budgets.values():
                 yield from budget.drain()
@@ -384,6 +394,7 @@ class Executor:
         on_problem: Callable[[RowProblem], None] | None = None,
         limit: int | None = None,
         lock: "LockWatch | None" = None,
+        lock_name: str = "run",
     ) -> None:
         self.composer = composer
         self.channels = channels
@@ -393,6 +404,7 @@ class Executor:
         self.on_problem = on_problem
         self.limit = limit
         self.lock = lock
+        self.lock_name = lock_name  # the ledger lock this run's claims are fenced by (its shard's)
         self.codes: Codes | None = None
         self._basis = Basis(composer.config.shop.currency, composer.config.shop.exchange_rates)
         self._sequence_of = {tier.name: tier.sequence for tier in composer.config.priority.tiers}
@@ -508,7 +520,7 @@ class Executor:
         knows the control group step by step, and a later run never "sends" them that step."""
         assert self.ledger is not None and self.run_id is not None
         requests = [self._claim_request(d, HOLDOUT) for d in decisions]
-        won = self.ledger.claim(self.run_id, requests, self.composer.now)
+        won = self.ledger.claim(self.run_id, requests, self.composer.now, lock_name=self.lock_name)
         outcomes = []
         for decision, request in zip(decisions, requests):
             claim_id = won.get((request.cart_key, request.step, request.channel))
@@ -557,7 +569,8 @@ class _ClaimFeed:
             outcomes = self._drain()
             try:
                 won = self.ledger.claim(self.executor.run_id, [p.request for p in group],  # type: ignore[union-attr,arg-type]
-                                        self.executor.composer.now, outcomes=outcomes)
+                                        self.executor.composer.now, outcomes=outcomes,
+                                        lock_name=self.executor.lock_name)
             except LockLost as lost:
                 # The claim rolled back, and the outcomes written with it: they are facts, keep them.
                 self.ledger.record(outcomes)  # type: ignore[union-attr]

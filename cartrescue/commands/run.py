@@ -28,7 +28,8 @@ from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
 
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
                   strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False,
-                  max_deliveries: int | None = None, wide: bool = False) -> None:
+                  max_deliveries: int | None = None, wide: bool = False, workers: int | None = 1,
+                  shard: str | None = None) -> None:
     """Plan (and deliver) and print; every outcome ends in exactly one JSON document with ``--json``.
 
     The JSON document is streamed (a million decisions never sit in memory), so a failure after
@@ -40,13 +41,27 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     stream: JsonStream | None = None
     stderr = err_console()
     try:
-        from cartrescue.job import RunRequest, resolve_now, run_job
+        from cartrescue.config import resolve_now
 
         config = load(config_path)
-        request = RunRequest(mode=mode, now=parse_now(now), outbox=outbox, strict=strict,  # type: ignore[arg-type]
-                             deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries)
-        at = resolve_now(config, request.now)
-        request.now = at
+        at = resolve_now(config, parse_now(now))
+        sharded = _shard(shard)
+        if shard is None and deliver:  # the parent of workers imports no pipeline: it only relays
+            from cartrescue.workers import auto_workers
+
+            count = auto_workers(config) if workers is None else workers
+            if count > 1:
+                _workers_command(config, count, at, as_json=as_json, mode=mode, outbox=outbox, strict=strict,
+                                 limit=limit, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
+                                 max_deliveries=max_deliveries, wide=wide)
+                return
+        from cartrescue.job import RunRequest, run_job
+
+        request = RunRequest(mode=mode, now=at, outbox=outbox, strict=strict,  # type: ignore[arg-type]
+                             deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
+                             shard=sharded)
+        if sharded is not None:
+            _die_with_parent()
         if as_json:
             stream = JsonStream(sys.stdout, {"mode": mode if deliver else "plan",
                                              "now": at.isoformat().replace("+00:00", "Z")})
@@ -68,13 +83,17 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         if stream is not None:
             stream.close({"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}})
         raise
+    except typer.Exit:  # run --workers: its own document is complete
+        raise
     except Exception as error:  # noqa: BLE001 - every failure still ends the one JSON document
+        # A worker of run --workers leaves the error line to its parent, which reports it once.
+        worker = shard is not None and as_json and bool(os.environ.get("CARTRESCUE_PARENT_PID"))
         if stream is None:
             if isinstance(error, CartrescueError):
-                fail(error, as_json, quiet=quiet)
+                fail(error, as_json, quiet=quiet or (worker and isinstance(error, LockHeld)))
             _internal(error, as_json)
         stream.close({"error": error_json(error)})
-        if not (quiet and isinstance(error, LockHeld)):
+        if not (quiet and isinstance(error, LockHeld)) and not worker:
             stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
         if not isinstance(error, CartrescueError) and os.environ.get("CARTRESCUE_DEBUG"):
             raise
@@ -84,24 +103,108 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         stream.close({"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
                       "released": summary.released, "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes, "pruned": summary.pruned})
-    elif not (quiet and _all_well(summary)):
-        console = out_console()
-        if table is not None:
-            console.print(table.table)
-            if table.hidden:
-                console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
-            if table.mode == "compact":
-                console.print("(a narrow terminal: --wide shows every column)")
-        _print_summary(console, summary, counts)
+    elif not (quiet and _all_well(counts)):
+        _print_table_and_summary(table, summary, counts)
     if summary.counts.failed or summary.counts.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
-def _all_well(summary: Any) -> bool:
+def _all_well(counts: dict[str, Any]) -> bool:
     """Nothing a person must look at in this run: ``--quiet`` then prints nothing (cron mails any
     output). Claims an earlier, killed run left without outcome stay so for good (at most once):
     `doctor` shows them; repeating them every ten minutes would only teach the owner to ignore mail."""
-    return not (summary.counts.failed or summary.counts.problems)
+    return not (counts["failed"] or counts["problems"])
+
+
+def _shard(text: str | None) -> Any:
+    if text is None:
+        return None
+    from cartrescue.shards import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"--shard: {exc}") from None
+
+
+def _die_with_parent() -> None:
+    """A worker of ``run --workers`` gets SIGTERM when its parent dies (Linux), so that a killed
+    parent leaves no orphan delivering on its own; it then ends like a stopped run."""
+    parent = os.environ.get("CARTRESCUE_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != int(parent):  # the parent died before the call
+            os.kill(os.getpid(), signal.SIGTERM)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: str, outbox: Path | None,
+                     strict: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool,
+                     max_deliveries: int | None, wide: bool = False) -> None:
+    """``run --workers N``: N shard processes, one document or table, one exit code."""
+    from cartrescue.output import DecisionTable, JsonStream, progress
+    from cartrescue.workers import run_workers
+
+    stderr = err_console()
+    stream = JsonStream(sys.stdout, {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}) if as_json else None
+    table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
+
+    def on_decision(text: str) -> None:
+        if stream is not None:
+            stream.add_json(text)
+        elif table is not None and not table.full:
+            import json
+
+            table.add_row(json.loads(text))
+        elif table is not None:
+            table.hidden += 1
+
+    def warn(line: str) -> None:
+        from rich.text import Text
+
+        stderr.print(Text(line), soft_wrap=True)  # the worker made it printable already
+
+    config_file = Path(config.config_file or "cartrescue.yaml").resolve()
+    outbox_dir = config.path(outbox or config.outbox.path or "outbox") if mode == "outbox" else None
+    show_progress = not as_json and not quiet and stderr.is_terminal
+    try:
+        with progress(stderr, show_progress, f"{mode} ({count} workers)") as advance:
+            merged = run_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,
+                                 quiet=quiet, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
+                                 on_decision=on_decision, on_progress=advance, warn=warn)
+    except KeyboardInterrupt:
+        if stream is not None:
+            stream.close({"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}})
+        raise
+    except Exception as error:  # noqa: BLE001 - starting a worker failed (no interpreter, no fork): one document
+        if stream is not None:
+            stream.close({"error": error_json(error)})
+        stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
+        if os.environ.get("CARTRESCUE_DEBUG"):
+            raise
+        raise typer.Exit(error_json(error)["exit_code"]) from None
+    said = merged.error is not None and not (quiet and merged.exit_code == int(ExitCode.LOCKED))
+    if stream is not None:
+        stream.close(merged.trailer())
+        if said:
+            stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
+    elif merged.error is not None and not merged.counts["carts"]:  # no shard got as far as a cart
+        if said:
+            stderr.print(error_line(merged.error["message"]), soft_wrap=True)
+    else:
+        if not (quiet and _all_well(merged.counts)):
+            _print_table_and_summary(table, merged, merged.counts)
+        if said:
+            stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
+    if merged.exit_code:
+        raise typer.Exit(merged.exit_code)
 
 
 def _internal(error: Exception, as_json: bool) -> NoReturn:
@@ -114,6 +217,18 @@ def _internal(error: Exception, as_json: bool) -> NoReturn:
     raise typer.Exit(int(ExitCode.INTERNAL))
 
 
+def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any]) -> None:
+    """The table of the first decisions (unless --quiet) and the summary panel, on stdout."""
+    console = out_console()
+    if table is not None:
+        console.print(table.table)
+        if table.hidden:
+            console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
+        if table.mode == "compact":
+            console.print("(a narrow terminal: --wide shows every column)")
+    _print_summary(console, summary, counts)
+
+
 def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
     from rich.panel import Panel
     from rich.text import Text
@@ -123,6 +238,10 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
         f"[green]{counts['send']} send[/], [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]"
         + (f", [magenta]{counts['holdout']} held out[/]" if counts.get("holdout") else ""),
     ]
+    shards = getattr(summary, "shards", None)
+    if shards:
+        lines.append(f"{len(shards)} workers (shards " + ", ".join(
+            f"{report.shard}: exit {report.exit_code}" for report in shards) + ")")
     if summary.mode == "dry-run":
         lines.append("dry-run: nothing was delivered or recorded (use --outbox DIR or --send)")
     else:
@@ -144,8 +263,9 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
         from cartrescue.text import printable
 
         lines.extend(f"[yellow]note:[/] {escape(printable(note))}" for note in summary.notes)
-    if any(summary.pruned.values()):
-        lines.append(f"pruned {summary.pruned.get('decisions', 0)} decisions and {summary.pruned.get('runs', 0)} run "
+    pruned = getattr(summary, "pruned", None) or {}
+    if any(pruned.values()):
+        lines.append(f"pruned {pruned.get('decisions', 0)} decisions and {pruned.get('runs', 0)} run "
                      "records past ledger.retention")
     reasons = ", ".join(f"{name} {n}" for name, n in counts["reasons"].items())
     lines.append(f"reasons: {reasons}")
@@ -174,6 +294,14 @@ def run(
     max_deliveries: Annotated[Optional[int], typer.Option(
         "--limit", min=0, help="Deliver at most N messages in this run (a careful first live run); the rest are "
                                "deferred with reason run_limit and go out in later runs.")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=1, max=64, show_default=False,
+        help="Split the carts by address across N worker processes on one ledger (default: the cores, at most 8, "
+             "and one per 5,000 carts of a CSV export). 1: one process.")] = None,
+    shard: Annotated[Optional[str], typer.Option(
+        "--shard", metavar="K/N",
+        help="Run only shard K of N (one per host or container on a shared PostgreSQL ledger); see README, "
+             "\"Workers and shards\".")] = None,
 ) -> None:
     """The cron job: read carts, decide, prioritize, render, and deliver or dry-run.
 
@@ -184,15 +312,21 @@ def run(
     Example (cron, every 10 minutes):
 
         */10 * * * * cd /srv/shop && cartrescue run --send --quiet
+
+    Several hosts on one PostgreSQL ledger, each running one shard of four:
+
+        cartrescue run --send --quiet --shard 2/4
     """
     if send and outbox:
         fail(ConfigError("--send and --outbox exclude each other"), as_json)
     mode = "send" if send else "outbox" if outbox else "dry-run"
     if resend_unconfirmed and mode == "dry-run":
         fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
+    if shard is not None and workers not in (None, 1):
+        fail(ConfigError("--workers and --shard exclude each other (--shard runs one worker's part)"), as_json)
     _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
                   limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
-                  max_deliveries=max_deliveries, wide=wide)
+                  max_deliveries=max_deliveries, wide=wide, workers=workers, shard=shard)
 
 
 def carts(

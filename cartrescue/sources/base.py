@@ -14,9 +14,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cartrescue.model import Cart, MarketingSend, Order, RowProblem
+
+if TYPE_CHECKING:
+    from cartrescue.shards import Shard
 
 ProblemSink = Callable[[RowProblem], None]
 
@@ -108,6 +111,31 @@ class CartSource(ABC):
                     yield Activity(email, cart.updated_at, cart.key)
         finally:
             self.on_problem = saved
+
+    def shard_carts(self, window: Window, shard: "Shard") -> Iterator[Cart]:
+        """:meth:`carts` of one shard (``run --shard K/N``): the carts ``shard.owns``.
+
+        The default builds every cart and keeps the shard's; the rows no cart could be built
+        from are reported by shard 1 only (each shard reads them, one reports them). A source
+        that can read the address before building a cart overrides this to skip the others'
+        carts cheaply (the CSV source does).
+        """
+        saved = self.on_problem
+        if shard.index != 1:
+            self.on_problem = ignore_problem
+        try:
+            owns = shard.owns
+            for cart in self.carts(window):
+                if owns(cart.customer.email, cart.key):
+                    yield cart
+        finally:
+            self.on_problem = saved
+
+    def shard_activity(self, window: Window, shard: "Shard") -> Iterator[Activity]:
+        """:meth:`activity` of one shard: every address's carts are in its one shard, so the
+        newest cart of an address is found among the shard's carts alone."""
+        owns = shard.owns
+        return (item for item in self.activity(window) if owns(item.email, item.cart_key))
 
     @abstractmethod
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import is_valid_email
@@ -37,6 +37,9 @@ from cartrescue.sources.values import (
     parse_currency,
 )
 from cartrescue.sources.order_index import OrderIndex, Row
+
+if TYPE_CHECKING:
+    from cartrescue.shards import Shard
 
 CART_FIELDS = (
     "cart_id", "customer_id", "email", "phone", "first_name", "last_name", "locale",
@@ -258,20 +261,52 @@ class CsvSource(CartSource):
 
     def activity(self, window: Window) -> Iterator[Activity]:
         """The first pass, cheaply: only the id, address and times of each cart are read."""
+        return self._activity(None)
+
+    def _activity(self, owns: Callable[[str | None, str], bool] | None) -> Iterator[Activity]:
         saved, self.on_problem = self.on_problem, ignore_problem
         try:
+            name = self.name
             for _start, rows in self._cart_rows():
                 email = self._first(rows, "email")
+                if not email:
+                    continue
+                key = f"{name}:{rows[0][1][self._id_at].strip()}"
+                if owns is not None and not owns(email, key):
+                    continue
                 moment = self._first(rows, "updated_at") or self._first(rows, "created_at")
-                if not email or not moment:
+                if not moment:
                     continue
                 try:
                     updated = parse_time(moment, "updated_at", self.shop_tz)
                 except RowError:
                     continue
-                yield Activity(email.lower(), updated, f"{self.name}:{rows[0][1][self._id_at].strip()}")
+                yield Activity(email.lower(), updated, key)
         finally:
             self.on_problem = saved
+
+    def shard_carts(self, window: Window, shard: Shard) -> Iterator[Cart]:
+        """The shard's carts, the others skipped before they are built (only their address is
+        read). Problems of rows that are none of this shard's carts (malformed CSV, no cart id,
+        the orders file, read while this pass runs) are reported by shard 1 only."""
+        owns, name = shard.owns, self.name
+        reporter = self.on_problem
+        if shard.index != 1:
+            self.on_problem = ignore_problem
+        try:
+            for start_line, rows in self._cart_rows():
+                if owns(self._first(rows, "email"), f"{name}:{rows[0][1][self._id_at].strip()}"):
+                    self.on_problem = reporter  # a problem of the shard's own cart: reported here
+                    cart = self._build_cart(start_line, rows)
+                    if shard.index != 1:
+                        self.on_problem = ignore_problem
+                    if cart is not None:
+                        yield cart
+        finally:
+            self.on_problem = reporter
+
+    def shard_activity(self, window: Window, shard: Shard) -> Iterator[Activity]:
+        return self._activity(shard.owns)
 
     def _first(self, rows: list[tuple[int, list[str]]], name: str) -> str:
         """The first non-blank value of a cart-level column among the cart's rows."""

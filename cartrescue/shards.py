@@ -1,0 +1,92 @@
+"""Shards: which part of the carts one worker of ``run --workers N`` / ``run --shard K/N`` owns.
+
+Owns the one definition of "this cart belongs to shard K of N" and how a global number (a tier
+budget, ``--limit``, the relay's quotas) is shared among N shards. It must not read carts, talk
+to the ledger or start processes (:mod:`cartrescue.workers` does that).
+
+A cart belongs to the shard of its customer's normalized address, so one address -- its newest
+cart, its one reminder stream, its one message a day -- lives in exactly one shard; a cart
+without an address goes by its cart key. The hash is BLAKE2b (stable across processes, hosts and
+Python versions, unlike ``hash()``), its first 8 bytes taken as a big-endian integer modulo N.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from hashlib import blake2b
+
+_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+MAX_SHARDS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard ``index`` (1-based) of ``count``. ``Shard(1, 1)`` is the whole, unsharded run."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"2/4"`` -> ``Shard(2, 4)``; ``ValueError`` with a message a person can act on."""
+        match = _SPEC.match(text)
+        if not match:
+            raise ValueError(f"expected K/N like 2/4 (shard K of N), got {text!r}")
+        index, count = int(match.group(1)), int(match.group(2))
+        if not 1 <= count <= MAX_SHARDS:
+            raise ValueError(f"N must be between 1 and {MAX_SHARDS}, got {text!r}")
+        if not 1 <= index <= count:
+            raise ValueError(f"K must be between 1 and N, got {text!r}")
+        return cls(index, count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+    @property
+    def lock_name(self) -> str:
+        """The ledger lock row of this shard: ``run`` for an unsharded run (as ledgers always had)."""
+        return "run" if self.count == 1 else f"run:{self.index}/{self.count}"
+
+    def owns(self, email: str | None, cart_key: str) -> bool:
+        """Does this shard own the cart of ``email`` (or, without one, of ``cart_key``)?"""
+        if self.count == 1:
+            return True
+        return shard_of(email.strip().lower() if email else cart_key, self.count) == self.index
+
+    def share(self, total: int) -> int:
+        """This shard's part of ``total``: ``total // N``, one more for the first ``total % N`` shards.
+
+        The parts add up to ``total`` exactly, and no two differ by more than one.
+        """
+        return total // self.count + (1 if self.index <= total % self.count else 0)
+
+
+def shard_of(identity: str, count: int) -> int:
+    """The 1-based shard of an address (normalized) or, for a cart without one, its cart key."""
+    digest = blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count + 1
+
+
+def lock_layout(name: str) -> int | None:
+    """How many shards the run holding lock ``name`` belongs to (``run`` -> 1); ``None`` if unknown."""
+    if name == "run":
+        return 1
+    match = re.fullmatch(r"run:(\d+)/(\d+)", name)
+    return int(match.group(2)) if match else None
+
+
+def compatible(first: str, second: str) -> bool:
+    """May runs holding locks ``first`` and ``second`` run at the same time?
+
+    Only different shards of one layout (the same N): an unsharded run excludes every other run,
+    and shards of different layouts would own overlapping addresses.
+    """
+    if first == second:
+        return False
+    one, other = lock_layout(first), lock_layout(second)
+    return one is not None and one == other and one > 1

@@ -1,0 +1,417 @@
+"""Workers: ``run --workers N`` as N shard processes on one ledger, reported as one run.
+
+Owns starting the shard processes (``run --shard K/N --json``: the same command line in a fresh
+interpreter, never a fork of this one), reading their JSON documents as they stream, merging
+them into one result (decisions as they arrive, counts summed, problems merged, one exit code),
+relaying their warnings and progress, and passing SIGTERM or Ctrl-C on to them. It must not
+plan, render or deliver anything itself, and never opens the ledger: each shard is a complete
+run with its own lock (cartrescue.shards, cartrescue.job).
+
+A worker that dies (SIGKILL, the OOM killer) closes its pipe: its shard is reported with exit
+code ``128 + signal``, as a shell does, and the others go on; the parent never waits on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from cartrescue.config import Config
+from cartrescue.shards import Shard
+
+#: Workers chosen by default: at most this many, whatever the cores ...
+MAX_AUTO_WORKERS = 8
+#: ... and one per this many carts (a worker costs ~0.4 s to start: below this it does not pay).
+CARTS_PER_WORKER = 5_000
+#: After SIGTERM, how long the workers get to close their documents before they are killed.
+TERM_GRACE = 30.0
+
+#: The order in which shards' exit codes win (README "Workers and shards"): a worker killed by a
+#: signal (128 + n) first, then a bug, an interruption, config, source, a lost lock, failed
+#: carts, a held lock, and ok last. A held lock ranks below failed carts: it needs no action.
+_RANK = {70: 7, 130: 6, 2: 5, 3: 4, 6: 3, 1: 2, 4: 1, 0: 0}
+
+
+def worst_exit_code(codes: list[int]) -> int:
+    """The exit code of a sharded run: the most serious of its shards' (see ``_RANK``)."""
+    def rank(code: int) -> int:
+        if code > 128 and code != 130:
+            return 100 + code  # killed by a signal
+        return _RANK.get(code, 7)
+
+    return max(codes, key=rank, default=0)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def estimate_carts(config: Config) -> int | None:
+    """About how many carts the source holds, cheaply; ``None`` when it cannot be told.
+
+    A CSV export: its size divided by the mean length of its first lines. A database source is
+    not asked (it would cost a query): ``None``.
+    """
+    if config.source.type not in ("csv", "shopify_csv") or config.source.carts is None:
+        return None
+    path = config.path(config.source.carts)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            sample = handle.read(256 * 1024)
+    except OSError:
+        return 0  # one process: the run itself reports the missing file
+    lines = sample.count(b"\n")
+    if lines <= 1:
+        return lines
+    return int(size / (len(sample) / lines)) - 1
+
+
+def auto_workers(config: Config) -> int:
+    """``run``'s default: the cores (at most 8), but no more than one per 5,000 carts."""
+    cores = min(usable_cores(), MAX_AUTO_WORKERS)
+    carts = estimate_carts(config)
+    if carts is None:
+        return cores
+    return max(1, min(cores, -(-carts // CARTS_PER_WORKER)))
+
+
+@dataclass(slots=True)
+class ShardReport:
+    """What one worker said: the header and trailer of its JSON document, and how it ended."""
+
+    shard: Shard
+    pid: int
+    header: dict[str, Any] = field(default_factory=dict)
+    trailer: dict[str, Any] | None = None
+    returncode: int | None = None
+    decisions: int = 0
+    stderr_tail: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """The shard's exit code; ``128 + n`` for a worker killed by signal n."""
+        code = self.returncode if self.returncode is not None else 70
+        return 128 - code if code < 0 else code
+
+    def error(self) -> dict[str, Any] | None:
+        """The shard's ``error`` object: its own, or one for a worker that died without one."""
+        if self.trailer is not None and isinstance(self.trailer.get("error"), dict):
+            return dict(self.trailer["error"])
+        code = self.exit_code
+        if code in (0, 1) and self.trailer is not None:
+            return None
+        if code > 128 and code != 130:
+            name = signal.Signals(code - 128).name if code - 128 in signal.valid_signals() else f"signal {code - 128}"
+            return {"code": "worker_killed", "exit_code": code,
+                    "message": f"the worker of shard {self.shard} (pid {self.pid}) was killed by {name}; the claims "
+                               "it had in flight stay claimed (see --resend-unconfirmed)"}
+        tail = " / ".join(line.strip() for line in self.stderr_tail[-3:] if line.strip())
+        return {"code": "internal", "exit_code": code if code else 70,
+                "message": f"the worker of shard {self.shard} (pid {self.pid}) ended without a report (exit {code})"
+                           + (f": {tail}" if tail else "")}
+
+    def as_json(self) -> dict[str, Any]:
+        trailer = self.trailer or {}
+        row: dict[str, Any] = {"shard": str(self.shard), "pid": self.pid, "exit_code": self.exit_code,
+                               "run_id": trailer.get("run_id"), "decisions": self.decisions}
+        if "counts" in trailer:
+            row["counts"] = trailer["counts"]
+        error = self.error()
+        if error is not None:
+            row["error"] = error
+        return row
+
+
+@dataclass(slots=True)
+class MergedRun:
+    """The one result of N workers (what ``run`` prints for them)."""
+
+    mode: str
+    now: datetime
+    shards: list[ShardReport]
+    counts: dict[str, Any]
+    problems: list[str]
+    notes: list[str]
+    unconfirmed: int
+    released: int
+    exit_code: int
+    error: dict[str, Any] | None
+    pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention, all shards together
+
+    def trailer(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"counts": self.counts, "run_id": None,
+                               "run_ids": [s.trailer.get("run_id") for s in self.shards if s.trailer],
+                               "workers": len(self.shards), "shards": [s.as_json() for s in self.shards],
+                               "unconfirmed": self.unconfirmed, "released": self.released, "problems": self.problems,
+                               "notes": self.notes, "pruned": self.pruned}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def merge_counts(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts of several shards added up, key by key (nested ``reasons``/``deliveries`` too).
+
+    Starts from every key of ``pipeline.Counts.as_dict`` at zero, so that a run whose shards all
+    failed before counting still has the document's shape.
+    """
+    total: dict[str, Any] = {key: 0 for key in ("carts", "send", "skip", "defer", "holdout", "sent", "failed",
+                                                "problems")}
+    total.update(reasons={}, deliveries={})
+    for counts in documents:
+        for key, value in counts.items():
+            if isinstance(value, dict):
+                inner = total.setdefault(key, {})
+                for name, number in value.items():
+                    inner[name] = inner.get(name, 0) + number
+            elif isinstance(value, int):
+                total[key] = total.get(key, 0) + value
+    for key, value in total.items():
+        if isinstance(value, dict):
+            total[key] = dict(sorted(value.items()))
+    return total
+
+
+def shard_command(shard: Shard, *, config: Path, now: datetime, mode: str, outbox: Path | None, strict: bool,
+                  quiet: bool, resend_unconfirmed: bool, limit: int | None) -> list[str]:
+    """The command line of one worker: this same CLI with ``--shard K/N --json``."""
+    command = [sys.executable, "-m", "cartrescue.cli", "run", "--shard", str(shard), "--json",
+               "--config", str(config), "--now", now.isoformat()]
+    if mode == "send":
+        command.append("--send")
+    elif mode == "outbox":
+        command += ["--outbox", str(outbox)]
+    if strict:
+        command.append("--strict")
+    if quiet:
+        command.append("--quiet")
+    if resend_unconfirmed:
+        command.append("--resend-unconfirmed")
+    if limit is not None:
+        command += ["--limit", str(limit)]  # global: each shard takes its share
+    return command
+
+
+class _Worker:
+    """One shard process and the two threads reading its pipes."""
+
+    def __init__(self, shard: Shard, command: list[str], events: "queue.Queue[tuple[int, str, Any]]",
+                 warn: Callable[[str], None]) -> None:
+        env = dict(os.environ, PYTHONIOENCODING="utf-8", CARTRESCUE_PARENT_PID=str(os.getpid()))
+        self.shard = shard
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=env)
+        self.report = ShardReport(shard, self.process.pid)
+        self.events = events
+        self.warn = warn
+        self.threads = [threading.Thread(target=self._read_stdout, daemon=True, name=f"shard-{shard}-out"),
+                        threading.Thread(target=self._read_stderr, daemon=True, name=f"shard-{shard}-err")]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def _read_stdout(self) -> None:
+        """Whole lines, as many as the pipe has, handed over in one event (not one per line)."""
+        stream: IO[bytes] = self.process.stdout  # type: ignore[assignment]
+        index = self.shard.index
+        rest = b""
+        try:
+            while True:
+                data = stream.read1(1 << 16)  # type: ignore[attr-defined]
+                if not data:
+                    break
+                data = rest + data
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    rest = data
+                    continue
+                rest = data[cut + 1:]
+                self.events.put((index, "lines", data[:cut].split(b"\n")))
+            if rest:
+                self.events.put((index, "lines", [rest]))
+        finally:
+            self.events.put((index, "eof", None))
+
+    def _read_stderr(self) -> None:
+        stream: IO[bytes] = self.process.stderr  # type: ignore[assignment]
+        tail = self.report.stderr_tail
+        for raw in stream:
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            tail.append(line)
+            del tail[:-20]
+            self.warn(f"shard {self.shard}: {line}")
+
+    def terminate(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+
+class _Document:
+    """Reads one worker's streamed ``--json`` document line by line (output.JsonStream's shape)."""
+
+    def __init__(self, report: ShardReport) -> None:
+        self.report = report
+        self.started = False
+
+    def feed(self, line: bytes, on_decision: Callable[[str], None]) -> None:
+        text = line.decode("utf-8", errors="replace")
+        if not self.started:
+            self.started = True
+            head = text.rstrip()
+            if head.endswith('"decisions": ['):
+                self.report.header = json.loads(head[:-len('"decisions": [')].rstrip(", ") + "}") \
+                    if head != '{"decisions": [' else {}
+                return
+            self._trailer(head)  # a document without decisions: an error before the run began
+            return
+        if text.startswith("  {"):
+            self.report.decisions += 1
+            on_decision(text[2:-1] if text.endswith(",") else text[2:])
+        elif text.startswith("]"):
+            body = text[1:].strip()
+            self._trailer("{" + body[1:].strip() if body.startswith(",") else "{}")
+
+    def _trailer(self, text: str) -> None:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return  # a broken document: the worker's exit code tells the rest
+        self.report.trailer = value if isinstance(value, dict) else None
+
+
+def run_workers(
+    count: int,
+    *,
+    config: Path,
+    now: datetime,
+    mode: str,
+    outbox: Path | None = None,
+    strict: bool = False,
+    quiet: bool = False,
+    resend_unconfirmed: bool = False,
+    limit: int | None = None,
+    on_decision: Callable[[str], None],
+    on_progress: Callable[[int], None] | None = None,
+    warn: Callable[[str], None],
+) -> MergedRun:
+    """Run ``count`` shard workers to the end and merge what they report.
+
+    ``on_decision`` gets each decision's JSON text as it arrives (any shard's, in arrival
+    order); ``warn`` each line a worker writes to stderr, prefixed with its shard. A
+    ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM through the CLI's handler) is passed on to the
+    workers as SIGTERM; they close their documents, and the interrupt is raised again once
+    they have ended (after ``TERM_GRACE`` seconds, they are killed).
+    """
+    events: queue.Queue[tuple[int, str, Any]] = queue.Queue()
+    lock = threading.Lock()
+
+    def locked_warn(line: str) -> None:
+        with lock:
+            warn(line)
+
+    shards = [Shard(index, count) for index in range(1, count + 1)]
+    workers: list[_Worker] = []
+    try:
+        for shard in shards:  # every process started before any reading thread
+            workers.append(_Worker(shard, shard_command(
+                shard, config=config, now=now, mode=mode, outbox=outbox, strict=strict, quiet=quiet,
+                resend_unconfirmed=resend_unconfirmed, limit=limit), events, locked_warn))
+    except BaseException:
+        for worker in workers:
+            worker.terminate(signal.SIGKILL)
+        raise
+    for worker in workers:
+        worker.start()
+    documents = {worker.shard.index: _Document(worker.report) for worker in workers}
+    open_pipes = len(workers)
+    interrupted: BaseException | None = None
+    deadline: float | None = None
+    while open_pipes:
+        try:
+            index, kind, payload = events.get(timeout=0.5)
+        except queue.Empty:
+            if deadline is not None and time.monotonic() > deadline:
+                for worker in workers:
+                    worker.terminate(signal.SIGKILL)
+                deadline = None
+            continue
+        except KeyboardInterrupt as stop:
+            interrupted = interrupted or stop
+            for worker in workers:
+                worker.terminate()
+            deadline = time.monotonic() + TERM_GRACE
+            continue
+        try:
+            if kind == "eof":
+                open_pipes -= 1
+                continue
+            document = documents[index]
+            for line in payload:
+                document.feed(line, on_decision)
+            if on_progress is not None:
+                on_progress(len(payload))
+        except KeyboardInterrupt as stop:
+            interrupted = interrupted or stop
+            for worker in workers:
+                worker.terminate()
+            deadline = time.monotonic() + TERM_GRACE
+    for worker in workers:
+        worker.report.returncode = worker.process.wait()
+        for thread in worker.threads:
+            thread.join(timeout=5)
+    if interrupted is not None:
+        raise interrupted
+    return merge([worker.report for worker in workers], mode, now)
+
+
+def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
+    """One result from the shards' reports (see ``_RANK`` for the exit code)."""
+    counts = merge_counts([r.trailer["counts"] for r in reports if r.trailer and isinstance(r.trailer.get("counts"), dict)])
+    problems: list[str] = []
+    for report in reports:
+        problems.extend((report.trailer or {}).get("problems") or [])
+    notes: list[str] = []  # the same note from every shard (a plugin table missing) is said once
+    for report in reports:
+        notes.extend(note for note in (report.trailer or {}).get("notes") or [] if note not in notes)
+    pruned: dict[str, int] = {}
+    for report in reports:
+        for table, rows in ((report.trailer or {}).get("pruned") or {}).items():
+            pruned[table] = pruned.get(table, 0) + int(rows)
+    unconfirmed = sum(int((r.trailer or {}).get("unconfirmed") or 0) for r in reports)
+    released = sum(int((r.trailer or {}).get("released") or 0) for r in reports)
+    codes = []
+    for report in reports:
+        code = report.exit_code
+        if code == 0 and report.trailer is None:
+            code = 70  # exited 0 without a document: not a run that can be trusted
+        codes.append(code)
+    worst = worst_exit_code(codes)
+    error = None
+    if worst not in (0, 1):
+        failing = [(r, r.error()) for r, code in zip(reports, codes) if code == worst]
+        first = next((e for _r, e in failing if e is not None), None) or {"code": "failed", "exit_code": worst,
+                                                                          "message": "a worker failed"}
+        messages = {e["message"] for _r, e in failing if e is not None}
+        error = dict(first, exit_code=worst)
+        if len(messages) > 1:  # shards that disagree are named; one message shared by all stays as it is
+            error["message"] = "; ".join(f"shard {r.shard}: {e['message']}" for r, e in failing if e is not None)
+    return MergedRun(mode, now, reports, counts, problems[:1000], notes, unconfirmed, released, worst, error, pruned)

@@ -1,0 +1,292 @@
+"""Shards and workers: ``run --shard K/N`` and ``run --workers N`` decide like one run.
+
+The carts are split by a stable hash of the customer's address, so one address (its newest
+cart, its one stream, its one message a day) lives in one shard; budgets and ``--limit`` are
+shared with a documented rounding; N workers report as one run: one JSON document, counts
+added up, one exit code. The lock is per shard, and shards of one layout only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any
+
+import pytest
+from shopdb import shop_database
+
+from cartrescue.errors import LockHeld, LockLost
+from cartrescue.ledger import ClaimRequest, Ledger
+from cartrescue.shards import Shard, compatible, shard_of
+from cartrescue.workers import worst_exit_code
+from conftest import NOW, REPO, Shop, cart, iso
+
+
+def _shop(shop: Shop, carts: int = 60, **config: Any) -> Shop:
+    """Carts of single addresses, a few addresses with two carts (the newer one is due), and
+    every fifth cart worth 250 (tier vip, budget 5)."""
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "budget": 5},
+                                       {"name": "standard", "min_score": 0}]}, **config)
+    for n in range(carts):
+        price = "250.00" if n % 5 == 0 else "25.00"
+        shop.add(cart(f"c{n:03d}", email=f"a{n:03d}@example.com", items=[("SKU-1", "Mug", 1, price)]))
+    for n in range(8):
+        shop.add(cart(f"old{n}", email=f"twice{n}@example.com", idle=timedelta(hours=5)),
+                 cart(f"new{n}", email=f"twice{n}@example.com", idle=timedelta(hours=2)))
+    shop.add(cart("nobody", email=""))
+    return shop
+
+
+def _decisions(document: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {row["cart_id"]: (row["action"], row["reason"]) for row in document["decisions"]}
+
+
+def test_a_shard_is_named_k_of_n_and_refuses_anything_else() -> None:
+    assert Shard.parse("2/4") == Shard(2, 4) and str(Shard(2, 4)) == "2/4"
+    assert Shard(2, 4).lock_name == "run:2/4" and Shard(1, 1).lock_name == "run"
+    for bad in ("0/4", "5/4", "2", "a/b", "1/0", "1/1000"):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
+
+
+def test_shares_add_up_to_the_total_and_differ_by_at_most_one() -> None:
+    for count in (1, 2, 3, 4, 7):
+        for total in (0, 1, 5, 20, 101):
+            shares = [Shard(k, count).share(total) for k in range(1, count + 1)]
+            assert sum(shares) == total and max(shares) - min(shares) <= 1
+    assert [Shard(k, 4).share(10) for k in (1, 2, 3, 4)] == [3, 3, 2, 2]
+
+
+def test_every_address_belongs_to_exactly_one_shard_by_a_stable_hash() -> None:
+    addresses = [f"user{n}@example.com" for n in range(400)]
+    for address in addresses:
+        owners = [k for k in range(1, 5) if Shard(k, 4).owns(address, "csv:whatever")]
+        expected = int.from_bytes(blake2b(address.encode(), digest_size=8).digest(), "big") % 4 + 1
+        assert owners == [expected]
+    assert Shard(1, 4).owns(" User7@Example.COM ", "k") == Shard(1, 4).owns("user7@example.com", "k")
+    spread = Counter(shard_of(address, 4) for address in addresses)
+    assert min(spread.values()) > 60  # 100 expected per shard
+    assert [k for k in range(1, 4) if Shard(k, 3).owns(None, "csv:c1")] == [shard_of("csv:c1", 3)]
+
+
+def test_the_shards_of_a_dry_run_together_decide_every_cart_like_one_run(shop: Shop) -> None:
+    _shop(shop)
+    whole = shop.cli("run", "--json", "--workers", "1")
+    assert whole.exit_code == 0, whole.output
+    parts = [shop.cli("run", "--json", "--shard", f"{k}/3") for k in (1, 2, 3)]
+    merged: dict[str, tuple[str, str]] = {}
+    for part in parts:
+        assert part.exit_code == 0, part.output
+        decided = _decisions(part.json)
+        assert not set(decided) & set(merged)  # no cart in two shards
+        merged.update(decided)
+    one = _decisions(whole.json)
+    assert merged.keys() == one.keys()
+    # Budgets differ by design (each shard takes its share of the best): compare the rest exactly.
+    assert {k: v for k, v in merged.items() if v[1] != "tier_budget" and v[1] != "due"} == \
+           {k: v for k, v in one.items() if v[1] != "tier_budget" and v[1] != "due"}
+    sent_vip = [row for part in parts for row in part.json["decisions"]
+                if row["tier"] == "vip" and row["action"] == "send"]
+    assert len(sent_vip) == 5  # 2 + 2 + 1: the tier's budget of 5, shared
+    for n in range(8):  # one address, one stream: the newer cart, in whichever shard holds the address
+        assert merged[f"new{n}"] == ("send", "due") and merged[f"old{n}"][1] == "newer_cart_for_address"
+
+
+def test_n_workers_print_one_document_whose_counts_add_up(shop: Shop) -> None:
+    _shop(shop)
+    whole = shop.cli("run", "--json", "--workers", "1").json
+    result = shop.cli("run", "--json", "--workers", "3")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)  # exactly one document
+    assert len(document["decisions"]) == len(whole["decisions"]) == document["counts"]["carts"]
+    assert _decisions(document).keys() == _decisions(whole).keys()
+    assert document["counts"]["send"] == whole["counts"]["send"]  # 8 + 1 + ... the same total, budget included
+    assert document["workers"] == 3 and [s["shard"] for s in document["shards"]] == ["1/3", "2/3", "3/3"]
+    assert sum(s["counts"]["carts"] for s in document["shards"]) == document["counts"]["carts"]
+    for key in ("send", "skip", "defer"):
+        assert sum(s["counts"][key] for s in document["shards"]) == document["counts"][key]
+    assert sum(document["counts"]["reasons"].values()) == document["counts"]["carts"]
+
+
+def test_n_workers_deliver_every_message_once_and_record_a_run_per_shard(shop: Shop) -> None:
+    _shop(shop)
+    out = shop.folder / "out"
+    result = shop.cli("run", "--json", "--workers", "2", "--outbox", str(out))
+    assert result.exit_code == 0, result.output
+    document = result.json
+    files = list(out.glob("*.eml"))
+    assert len(files) == document["counts"]["sent"] == document["counts"]["send"]
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        rows = ledger.messages()
+        runs = ledger.engine.connect().exec_driver_sql("SELECT shard, status FROM cr_run ORDER BY shard").all()
+    finally:
+        ledger.close()
+    assert Counter(row["email"] for row in rows) == Counter({row["email"]: 1 for row in rows})
+    assert sorted(runs) == [("1/2", "ok"), ("2/2", "ok")]
+    again = shop.cli("run", "--json", "--workers", "2", "--outbox", str(out)).json
+    # Only the vip carts the first run's budget deferred go now (a budget is per run); nothing twice.
+    assert 0 < again["counts"]["sent"] <= 5 and again["counts"]["sent"] == again["counts"]["reasons"]["due"]
+    assert {row["tier"] for row in again["decisions"] if row["delivery"] == "sent"} == {"vip"}
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        assert set(Counter(row["email"] for row in ledger.messages()).values()) == {1}
+    finally:
+        ledger.close()
+
+
+def test_limit_is_for_the_whole_run_and_each_shard_takes_its_share(shop: Shop) -> None:
+    _shop(shop)
+    out = shop.folder / "out"
+    result = shop.cli("run", "--json", "--workers", "3", "--outbox", str(out), "--limit", "7")
+    assert result.exit_code == 0, result.output
+    assert result.json["counts"]["sent"] == 7
+    assert [s["counts"]["sent"] for s in result.json["shards"]] == [3, 2, 2]
+
+
+def test_the_table_of_n_workers_shows_the_carts_and_one_summary(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    _shop(shop)
+    result = shop.cli("run", "--workers", "2", "--all")
+    assert result.exit_code == 0, result.output
+    assert "new3" in result.stdout and "twice3@example.com" in result.stdout
+    assert "2 workers (shards 1/2: exit 0, 2/2: exit 0)" in result.stdout
+
+
+def test_workers_and_shard_exclude_each_other_and_a_bad_shard_is_a_usage_error(shop: Shop) -> None:
+    _shop(shop)
+    both = shop.cli("run", "--json", "--workers", "2", "--shard", "1/2")
+    assert both.exit_code == 2 and both.json["error"]["code"] == "config"
+    bad = shop.cli("run", "--json", "--shard", "3/2")
+    assert bad.exit_code == 2 and "--shard" in bad.json["error"]["message"]
+
+
+def test_a_failure_of_every_shard_is_one_error_with_its_exit_code(shop: Shop) -> None:
+    _shop(shop, source={"carts": "missing.csv"})
+    result = shop.cli("run", "--json", "--workers", "2")
+    assert result.exit_code == 3
+    document = json.loads(result.stdout)
+    assert document["error"]["code"] == "source" and "missing.csv" in document["error"]["message"]
+    assert [s["exit_code"] for s in document["shards"]] == [3, 3]
+    assert result.stderr.count("error:") == 1  # said once, by the parent
+
+
+def test_the_most_serious_exit_code_of_the_shards_wins() -> None:
+    assert worst_exit_code([0, 1, 0]) == 1
+    assert worst_exit_code([1, 4]) == 1  # a held lock needs no action; failed carts do
+    assert worst_exit_code([0, 4]) == 4
+    assert worst_exit_code([6, 3, 1]) == 3
+    assert worst_exit_code([2, 3]) == 2
+    assert worst_exit_code([2, 70]) == 70
+    assert worst_exit_code([70, 137]) == 137  # a worker killed by SIGKILL
+    assert worst_exit_code([]) == 0
+
+
+# -- the lock, per shard -------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        handle = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+        yield handle
+        handle.close()
+        return
+    with shop_database("postgres", "ledger") as db:
+        handle = Ledger(db.url)
+        yield handle
+        handle.close()
+
+
+def test_shards_of_one_layout_lock_side_by_side_and_exclude_everything_else(ledger: Ledger) -> None:
+    assert compatible("run:1/2", "run:2/2") and not compatible("run", "run:1/2")
+    assert not compatible("run:1/2", "run:1/3") and not compatible("run:1/2", "run:1/2")
+    hour = timedelta(hours=1)
+    first, second, third = (ledger.start_run("send", NOW) for _ in range(3))
+    with ledger.lock(first, hour, "run:1/2"), ledger.lock(second, hour, "run:2/2"):
+        for name in ("run", "run:1/2", "run:1/3", "run:3/4"):
+            with pytest.raises(LockHeld, match="holds the lock"):
+                with ledger.lock(third, hour, name):
+                    pass
+    with ledger.lock(first, hour, "run"):
+        with pytest.raises(LockHeld, match="holds the lock"):
+            with ledger.lock(second, hour, "run:2/2"):
+                pass
+
+
+def test_a_shard_whose_lock_was_taken_over_claims_nothing_while_other_shards_go_on(ledger: Ledger) -> None:
+    hour = timedelta(hours=1)
+    old, other, new = (ledger.start_run("send", NOW) for _ in range(3))
+
+    def request(key: str) -> ClaimRequest:
+        return ClaimRequest(f"csv:{key}", key, f"{key}@example.com", 1, "email", "smtp", "reminder-1", None,
+                            "standard", 1.0)
+
+    with ledger.lock(old, hour, "run:1/2"), ledger.lock(other, hour, "run:2/2"):
+        with ledger.engine.begin() as conn:  # run #new takes shard 1 over (as after a stale heartbeat)
+            conn.exec_driver_sql("UPDATE cr_lock SET run_id = %d WHERE name = 'run:1/2'" % new)
+        with pytest.raises(LockLost):
+            ledger.claim(old, [request("a")], NOW, lock_name="run:1/2")
+        assert not ledger.heartbeat(old, "run:1/2")
+        assert ledger.claim(other, [request("b")], NOW, lock_name="run:2/2")  # shard 2 is unaffected
+        assert ledger.claim(new, [request("a")], NOW, lock_name="run:1/2")
+    assert sorted((row["cart_key"], row["run_id"]) for row in ledger.messages()) == [("csv:a", new), ("csv:b", other)]
+
+
+def test_resend_unconfirmed_of_a_shard_releases_only_that_shards_dead_claims(ledger: Ledger) -> None:
+    dead = ledger.start_run("send", NOW)
+    requests = [ClaimRequest(f"csv:k{n}", f"k{n}", f"k{n}@example.com", 1, "email", "smtp", "reminder-1", None,
+                             "standard", 1.0) for n in range(40)]
+    with ledger.lock(dead, timedelta(hours=1)):
+        ledger.claim(dead, requests, NOW)
+    ledger.finish_run(dead, "failed", {})
+    released = 0
+    for index in (1, 2):
+        shard = Shard(index, 2)
+        run = ledger.start_run("send", NOW, str(shard))
+        mine = len(ledger.unconfirmed(run, shard.owns))
+        assert mine == sum(shard.owns(r.email, r.cart_key) for r in requests)
+        released += ledger.release_unconfirmed(run, timedelta(hours=1), shard.owns)
+    assert released == 40
+
+
+# -- signals -------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(n) for n in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.smtp
+def test_sigterm_to_the_parent_ends_its_workers_and_still_prints_one_document(shop: Shop) -> None:
+    from smtpserver import LoopbackSMTP
+
+    with LoopbackSMTP() as server:
+        _shop(shop, carts=200, smtp=server.smtp_config(rate_per_second=20))
+        shop.write()
+        out = shop.folder / "run.out"
+        parent = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "run", "--send", "--json", "--workers", "2",
+                                   "--config", str(shop.config_path), "--now", iso(NOW)], cwd=REPO,
+                                  stdout=out.open("wb"), stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(server.messages) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _children(parent.pid)
+        assert len(workers) == 2 and parent.poll() is None
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(60) == 130
+        document = json.loads(out.read_text())
+        assert document["error"]["code"] == "interrupted"
+        for pid in workers:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        assert set(server.recipients().values()) == {1}
