@@ -474,7 +474,7 @@ class SmtpChannel(Channel):
         if not started:
             job.attempts += 1
             try:
-                smtp = await self._connect(slot)
+                await self._connect(slot)
             except ConnectFailure as failure:
                 self._retry_or_give_up(job, batch, failure.reply)
                 if self._down is not None:  # no point waiting out the backoff of the others

@@ -35,7 +35,6 @@ from typing import Any
 
 from cartrescue.currency import Basis
 from cartrescue.ledger import Ledger
-from cartrescue.model import Order
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import CartSource, Window
 
@@ -223,7 +222,7 @@ class Attribution:
         # one scan of the rows per key an order carries at all, with lookups into the orders' indexes
         self.db.execute("CREATE TABLE cand AS " + (" UNION ALL ".join(scans) if scans else
                                                    "SELECT '' AS oid, 0 AS mid, 0.0 AS at, 0 AS kind WHERE 0"))
-        self.db.executescript(f"""
+        self.db.executescript("""
             CREATE TABLE hit(oid TEXT PRIMARY KEY, mid INTEGER NOT NULL) WITHOUT ROWID;
             INSERT INTO hit SELECT oid, mid FROM (SELECT oid, mid, row_number() OVER
                 (PARTITION BY oid ORDER BY kind, at DESC, mid DESC) AS n FROM cand) WHERE n = 1;
