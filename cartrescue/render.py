@@ -25,6 +25,7 @@ from cartrescue.links import safe_url, tagger
 from cartrescue.model import Cart
 
 PARTS = ("subject.txt", "txt", "html")
+SMS_PART = "sms.txt"  # the text of an SMS step: ``reminder-2.sms.txt`` (docs/channels.md#sms)
 # Currencies whose minor unit exists on paper only: whole amounts are shown without decimals
 # (``4 990 Ft``, ``185 000 ₸``). Currencies without a minor unit (JPY, ISK, KRW) never show any.
 WHOLE_UNITS = frozenset({"HUF", "KZT"})
@@ -229,7 +230,7 @@ class Renderer:
         self.budget = Budget()
         self.env.globals["range"] = self.budget.range
         self._available = frozenset(self.env.list_templates())
-        self._locale_cache: dict[tuple[str | None, str], str] = {}
+        self._locale_cache: dict[tuple[str | None, str, str], str] = {}
         self._templates: dict[str, tuple[Any, dict[str, Any]]] = {}  # file -> (compiled, its globals)
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
         self._jinja_error: type[Exception] = JinjaError
@@ -238,9 +239,10 @@ class Renderer:
         """Locales that have at least one template."""
         return sorted({name.split("/")[0] for name in self._available if "/" in name})
 
-    def resolve_locale(self, locale: str | None, template: str) -> str:
-        """``sv_SE`` -> ``sv`` -> the shop's default, whichever has the template."""
-        key = (locale, template)
+    def resolve_locale(self, locale: str | None, template: str, part: str = "subject.txt") -> str:
+        """``sv_SE`` -> ``sv`` -> the shop's default, whichever has the template (its ``part``:
+        the subject for a message, ``sms.txt`` for a text message)."""
+        key = (locale, template, part)
         cached = self._locale_cache.get(key)
         if cached is not None:
             return cached
@@ -250,10 +252,10 @@ class Renderer:
             candidates += [locale, locale.split("_")[0]]
         candidates += [self.shop.default_locale, self.shop.default_locale.split("_")[0], "en"]
         for candidate in candidates:
-            if f"{candidate}/{template}.subject.txt" in self._available:
+            if f"{candidate}/{template}.{part}" in self._available:
                 self._locale_cache[key] = candidate
                 return candidate
-        raise TemplateError(f"template {template!r}: no locale of {candidates} has {template}.subject.txt")
+        raise TemplateError(f"template {template!r}: no locale of {candidates} has {template}.{part}")
 
     def part_file(self, template: str, locale: str, part: str, variant: str | None = None) -> str:
         """The file that renders ``part``: the variant's own file if there is one, else the base."""
@@ -303,22 +305,30 @@ class Renderer:
         if files is None:
             files = self._files[(template, locale, variant)] = tuple(
                 self.part_file(template, locale, part, variant) for part in PARTS)
-        parts = []
         self.budget.reset()
-        for name in files:
-            try:
-                parts.append(self._render_file(name, context))
-            except self._jinja_error as exc:
-                where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
-                raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
-            except TemplateError as exc:
-                raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
-            except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError) as exc:
-                # A template's own mistake met with this cart's data ({{ 1 / items|length }} on an
-                # empty list, ...): this message fails, the run goes on.
-                raise TemplateError(f"{name}: {type(exc).__name__}: {exc}") from None
+        parts = [self._render_part(name, context) for name in files]
         subject = " ".join(parts[0].split())
         return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale, files=files)
+
+    def render_sms(self, template: str, locale: str, context: dict[str, Any], variant: str | None = None) -> str:
+        """The text of an SMS step (``<locale>/<template>.sms.txt``, a variant's own file first),
+        trailing whitespace removed: every character is paid for."""
+        self.budget.reset()
+        return self._render_part(self.part_file(template, locale, SMS_PART, variant), context).strip()
+
+    def _render_part(self, name: str, context: dict[str, Any]) -> str:
+        """One file rendered; every error of this cart's data becomes a TemplateError naming it."""
+        try:
+            return self._render_file(name, context)
+        except self._jinja_error as exc:
+            where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
+            raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
+        except TemplateError as exc:
+            raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
+        except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError) as exc:
+            # A template's own mistake met with this cart's data ({{ 1 / items|length }} on an
+            # empty list, ...): this message fails, the run goes on.
+            raise TemplateError(f"{name}: {type(exc).__name__}: {exc}") from None
 
     def context(
         self,
