@@ -981,6 +981,11 @@ MAX_YAML_ALIASES = 100
 MAX_YAML_NODES = 100_000
 
 
+def secret_key(name: str) -> bool:
+    """Is the value under a key of this name a secret (never shown in any output)?"""
+    return _SECRET_KEY.search(name) is not None
+
+
 def _secrets(node: Any, key: str = "") -> Iterator[str]:
     """Every secret value of a config: values of secret keys and passwords inside URLs."""
     if isinstance(node, dict):

@@ -440,6 +440,11 @@ class Composer:
         file = self.renderer.part_file(step.template, locale, SMS_PART, decision.variant)
         length = measure(text)
         limit = self.config.sms.max_segments
+        if length.segments > limit and any(customer[key] for key in ("first_name", "last_name")):
+            # A name that does not fit (500 emoji) is left out rather than the message.
+            customer.update(first_name=None, last_name=None, greeting_name=None)
+            text = self.renderer.render_sms(step.template, locale, context, decision.variant)
+            length = measure(text)
         if not text:
             raise TemplateError(f"{file}: the text renders empty")
         if length.segments > limit:
