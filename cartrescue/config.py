@@ -691,13 +691,13 @@ def _http_url(value: str | None, allow_plain_remote: bool, key: str) -> None:
 
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{key}: expected an http(s) URL like https://hooks.example.com/cart, got {_redacted(value)!r}")
+        raise ValueError(f"{key}: expected an http(s) URL like https://hooks.example.com/cart, got {redacted(value)!r}")
     if parts.scheme == "http" and not allow_plain_remote and not is_loopback_host(parts.hostname):
         raise ValueError(f"{key}: http:// to {parts.hostname!r} would send customer data and the signature in clear "
                          "text; use https, or set allow_plain_remote: true for a trusted network")
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """``url`` without its user info and query (where tokens hide): safe in any message."""
     from urllib.parse import urlsplit
 

@@ -842,14 +842,21 @@ class Ledger:
                     added += len(fresh)
         return added
 
-    def record_inbound(self, provider_id: str, phone_hash: str, action: str, now: datetime | None = None) -> bool:
-        """Remember an inbound message by its provider id; ``False`` when it was seen before (a
-        replayed request, which the caller refuses)."""
-        table = Inbound.__table__  # type: ignore[attr-defined]
+    def inbound(self, provider_id: str, phone_hash: str, action: str, suppress: str | None, source: str,
+                now: datetime | None = None) -> bool:
+        """Record an inbound message by its provider id and, with ``suppress`` (a reason), suppress
+        ``phone_hash`` in the same transaction. ``False`` (and nothing changed) when the id was
+        seen before: a replayed request, which the caller refuses."""
+        inbound, suppression = Inbound.__table__, Suppression.__table__  # type: ignore[attr-defined]
+        at = _naive(now or datetime.now(timezone.utc))
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(table).values(provider_id=provider_id[:191], phone_hash=phone_hash, action=action,
-                                                  received_at=_naive(now or datetime.now(timezone.utc))))
+                conn.execute(insert(inbound).values(provider_id=provider_id[:191], phone_hash=phone_hash, action=action,
+                                                    received_at=at))
+                if suppress and phone_hash and conn.execute(
+                        select(suppression.c.id).where(suppression.c.email_hash == phone_hash)).first() is None:
+                    conn.execute(insert(suppression).values(email_hash=phone_hash, reason=suppress[:64],
+                                                            source=source[:191], created_at=at))
             return True
         except IntegrityError:
             return False

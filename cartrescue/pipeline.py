@@ -44,7 +44,8 @@ from cartrescue.orders import OrderBook
 from cartrescue.priority import Prioritizer
 from cartrescue.render import SMS_PART, Renderer
 from cartrescue.sequence import Calendar, next_step, step_number
-from cartrescue.sms_text import SmsLength, measure, names_opt_out, one_line
+from cartrescue.sms_text import SmsLength, measure
+from cartrescue.sms_text import problems as sms_problems
 from cartrescue.sources.base import CartSource, Window
 from cartrescue.survey import links as survey_links
 from cartrescue.text import printable
@@ -406,11 +407,8 @@ class Composer:
 
     def compose_sms(self, decision: Decision, code: str | None = None) -> SmsText:
         """Render ``decision``'s text message and check it: at most ``sms.max_segments``, the
-        opt-out keyword and the shop's name in it; raise TemplateError for this cart otherwise.
-
-        Values from cart data (names, item names) are put on one line first: a name with a
-        newline must not start a line of the text, nor a control character reach a phone.
-        """
+        opt-out keyword and the shop's name in it; raise TemplateError for this cart otherwise
+        (:meth:`cartrescue.render.Renderer.render_sms` puts cart values on one line)."""
         cart = decision.cart
         if decision.step is None or decision.template is None or not decision.phone:
             raise TemplateError(f"cart {cart.id}: nothing to compose (no phone number or step)")
@@ -430,29 +428,13 @@ class Composer:
             )
         except (ArithmeticError, ValueError) as exc:
             raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None
-        customer = context["customer"]
-        for key in ("first_name", "last_name", "greeting_name"):
-            if customer[key]:
-                customer[key] = one_line(customer[key])[:60] or None
-        for item in context["items"]:
-            item["name"] = one_line(item["name"])
-        text = self.renderer.render_sms(step.template, locale, context, decision.variant)
-        file = self.renderer.part_file(step.template, locale, SMS_PART, decision.variant)
-        length = measure(text)
         limit = self.config.sms.max_segments
-        if length.segments > limit and any(customer[key] for key in ("first_name", "last_name")):
-            # A name that does not fit (500 emoji) is left out rather than the message.
-            customer.update(first_name=None, last_name=None, greeting_name=None)
-            text = self.renderer.render_sms(step.template, locale, context, decision.variant)
-            length = measure(text)
-        if not text:
-            raise TemplateError(f"{file}: the text renders empty")
-        if length.segments > limit:
-            raise TemplateError(f"{file}: {length.describe()}, more than sms.max_segments ({limit})")
-        if names_opt_out(text) is None:
-            raise TemplateError(f"{file}: no opt-out keyword (such as STOP) in the text")
-        if self.config.shop.name not in text:
-            raise TemplateError(f"{file}: the shop's name ({self.config.shop.name}) is not in the text")
+        text = self.renderer.render_sms(step.template, locale, context, decision.variant, limit)
+        found = sms_problems(text, self.config.shop.name, limit)
+        if found:
+            file = self.renderer.part_file(step.template, locale, SMS_PART, decision.variant)
+            raise TemplateError(f"{file}: {found[0][1]}")
+        length = measure(text)
         return SmsText(text, length, locale)
 
     def webhook_body(self, decision: Decision, message: OutgoingMessage, code: str | None = None) -> bytes:

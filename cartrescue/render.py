@@ -310,11 +310,32 @@ class Renderer:
         subject = " ".join(parts[0].split())
         return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale, files=files)
 
-    def render_sms(self, template: str, locale: str, context: dict[str, Any], variant: str | None = None) -> str:
+    def render_sms(self, template: str, locale: str, context: dict[str, Any], variant: str | None = None,
+                   max_segments: int | None = None) -> str:
         """The text of an SMS step (``<locale>/<template>.sms.txt``, a variant's own file first),
-        trailing whitespace removed: every character is paid for."""
+        surrounding whitespace removed: every character is paid for.
+
+        Values from cart data are put on one line first (a name with a newline must not start a
+        line of the text, nor a control character reach a phone), and a customer name that makes
+        the text longer than ``max_segments`` (500 emoji) is left out rather than the message.
+        """
+        from cartrescue.sms_text import measure, one_line
+
+        customer = context["customer"]
+        for key in ("first_name", "last_name", "greeting_name"):
+            if customer[key]:
+                customer[key] = one_line(customer[key])[:60] or None
+        for item in context["items"]:
+            item["name"] = one_line(item["name"])
+        name = self.part_file(template, locale, SMS_PART, variant)
         self.budget.reset()
-        return self._render_part(self.part_file(template, locale, SMS_PART, variant), context).strip()
+        text = self._render_part(name, context).strip()
+        if max_segments is not None and (customer["first_name"] or customer["last_name"]) \
+                and measure(text).segments > max_segments:
+            customer.update(first_name=None, last_name=None, greeting_name=None)
+            self.budget.reset()
+            text = self._render_part(name, context).strip()
+        return text
 
     def _render_part(self, name: str, context: dict[str, Any]) -> str:
         """One file rendered; every error of this cart's data becomes a TemplateError naming it."""

@@ -108,3 +108,27 @@ def names_opt_out(text: str) -> str | None:
     """The opt-out keyword ``text`` tells the customer to reply (in capitals), or ``None``."""
     match = _INSTRUCTION.search(text)
     return match.group(1) if match else None
+
+
+#: kind -> what it means, for the problems :func:`problems` finds (``templates check`` shows them).
+KINDS = {
+    "sms-empty": "the text message renders empty",
+    "sms-length": "the text message is longer than sms.max_segments",
+    "sms-opt-out": "no opt-out keyword (STOP) in the text message",
+    "sms-shop": "the shop's name is not in the text message",
+}
+
+
+def problems(text: str, shop_name: str, max_segments: int) -> list[tuple[str, str]]:
+    """``(kind, message)`` for every rule a rendered text breaks (see :data:`KINDS`)."""
+    if not text.strip():
+        return [("sms-empty", "the text renders empty")]
+    found = []
+    length = measure(text)
+    if length.segments > max_segments:
+        found.append(("sms-length", f"{length.describe()}, more than sms.max_segments ({max_segments})"))
+    if names_opt_out(text) is None:
+        found.append(("sms-opt-out", "no opt-out keyword in capitals (STOP, STOPP, СТОП, ...) in the text"))
+    if shop_name not in text:
+        found.append(("sms-shop", f"the shop's name ({shop_name}) is not in the text"))
+    return found
