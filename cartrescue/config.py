@@ -967,8 +967,11 @@ def format_validation_error(file: str, error: ValidationError) -> str:
         elif item["type"] == "missing":
             message = "required key is missing"
         where = _location(item["loc"])
+        inner = re.match(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): (.*)$", message, re.S)
         if where == "(top level)" and re.match(r"^[a-z_]+(\.|\[|:)", message):
             lines.append(f"{file}: {message}")  # a whole-file check names its key in the message
+        elif inner and item["type"] == "value_error":  # a section's check names the key inside it
+            lines.append(f"{file}: {where}.{inner.group(1)}: {inner.group(2)}")
         else:
             lines.append(f"{file}: {where}: {message}")
     return "\n".join(lines)

@@ -52,6 +52,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering
     drop: bool = False  # close the connection without an answer
+    process: bool = False  # handle the request as usual first (then delay or drop the answer)
 
 
 class LoopbackHTTP:
@@ -76,7 +77,9 @@ class LoopbackHTTP:
                 with owner.lock:
                     owner.requests.append(seen)
                     planned = owner._plan.pop(0) if owner._plan else None
-                answer = planned or owner.answer(seen)
+                answer = owner.answer(seen) if planned is None or planned.process else planned
+                if planned is not None and planned.process:
+                    answer = Answer(answer.status, answer.body, answer.headers, planned.delay, planned.drop)
                 if answer.delay:
                     time.sleep(answer.delay)
                 if answer.drop:
