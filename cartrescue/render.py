@@ -319,7 +319,7 @@ class Renderer:
         line of the text, nor a control character reach a phone), and a customer name that makes
         the text longer than ``max_segments`` (500 emoji) is left out rather than the message.
         """
-        from cartrescue.sms_text import measure, one_line
+        from cartrescue.sms_text import measure, one_line, plain
 
         customer = context["customer"]
         for key in ("first_name", "last_name", "greeting_name"):
@@ -329,12 +329,12 @@ class Renderer:
             item["name"] = one_line(item["name"])
         name = self.part_file(template, locale, SMS_PART, variant)
         self.budget.reset()
-        text = self._render_part(name, context).strip()
+        text = plain(self._render_part(name, context)).strip()
         if max_segments is not None and (customer["first_name"] or customer["last_name"]) \
                 and measure(text).segments > max_segments:
             customer.update(first_name=None, last_name=None, greeting_name=None)
             self.budget.reset()
-            text = self._render_part(name, context).strip()
+            text = plain(self._render_part(name, context)).strip()
         return text
 
     def _render_part(self, name: str, context: dict[str, Any]) -> str:

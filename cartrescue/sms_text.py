@@ -2,7 +2,8 @@
 
 Owns the two rules an SMS text must meet that e-mail has no word for:
 
-- **Length in segments.** A text that fits the GSM 03.38 alphabet travels as GSM-7: 160
+- **Length in segments.** Typographic look-alikes (the no-break space Babel puts in amounts,
+  curly quotes, dashes) are first replaced by their plain forms (:func:`plain`). A text that fits the GSM 03.38 alphabet travels as GSM-7: 160
   characters in one SMS, 153 per part once it is split (the rest of each part is the header
   that joins them again), and the characters of the extension table (``€ [ ] { } ^ ~ | \\``)
   cost two. Anything else (Cyrillic for Russian and Kazakh, ő and ű for Hungarian, an emoji)
@@ -74,6 +75,19 @@ def measure(text: str) -> SmsLength:
         used += cost
     parts.append(text[start:])
     return SmsLength(encoding, units, tuple(parts))
+
+
+# Look-alikes that would make a whole text UCS-2 (less than half the characters per segment)
+# for nothing: Babel puts a no-break space between an amount and its currency, typography curly
+# quotes and dashes. The same replacements providers call "smart encoding".
+_PLAIN = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u2007": " ", "\u2018": "'", "\u2019": "'",
+                        "\u201a": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2013": "-", "\u2014": "-",
+                        "\u2212": "-", "\u2026": "..."})
+
+
+def plain(text: str) -> str:
+    """``text`` with typographic look-alikes replaced by their GSM-7 originals (see ``_PLAIN``)."""
+    return text.translate(_PLAIN)
 
 
 def one_line(value: str) -> str:
