@@ -86,6 +86,13 @@ EmailAddress = Annotated[str, AfterValidator(_email_address)]
 OptionalEmail = Annotated[str | None, AfterValidator(_email_address)]
 
 
+def _norway(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted ``NO`` (Norway) as false: take it back."""
+    if isinstance(value, list):
+        return [_norway(item) for item in value]
+    return "NO" if value is False else value
+
+
 def _country(value: str | None) -> str | None:
     """An ISO 3166-1 alpha-2 code, upper-cased (``se`` -> ``SE``)."""
     if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
@@ -126,6 +133,11 @@ class ShopConfig(_Model):
         if value is not None and not re.fullmatch(r"[A-Za-z]{3}", value):
             raise ValueError(f"expected an ISO 4217 code like EUR, got {value!r}")
         return value.upper() if value else None
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _not_false(cls, value: Any) -> Any:
+        return _norway(value)
 
     @field_validator("country")
     @classmethod
@@ -794,6 +806,11 @@ class SmsConfig(HttpDelivery):
     inbound_url: str | None = None  # the public URL your provider posts replies to (STOP); null = no inbound
     twilio: TwilioConfig = TwilioConfig()
     http: HttpGatewayConfig = HttpGatewayConfig()
+
+    @field_validator("default_region", "countries", mode="before")
+    @classmethod
+    def _not_false(cls, value: Any) -> Any:
+        return _norway(value)
 
     @field_validator("default_region")
     @classmethod
