@@ -115,32 +115,52 @@ class _Work:
     feed: Feed
     ready: collections.deque[Job] = field(default_factory=collections.deque)
     outstanding: int = 0
+    idle: int = 0  # workers waiting in next()
     exhausted: bool = False
     timers: list[tuple[asyncio.TimerHandle, Job]] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def next(self) -> Job | None:
-        while True:
-            if self.ready:
-                return self.ready.popleft()
-            if not self.exhausted:
-                # Endpoint down or the hour's quota spent: the rest only gets its outcome, in bulk.
-                taken = self.feed.take(64 if self.channel.down is not None else 1)
-                for envelope in taken:
-                    prepared = self.channel.prepare(envelope)
-                    if isinstance(prepared, Outcome):
-                        self.feed.done(prepared)
-                    else:
-                        self.outstanding += 1
-                        self.ready.append(prepared)
-                if taken:
-                    continue
-                self.exhausted = True
-            if self.outstanding == 0:
-                self.wake.set()
-                return None
-            self.wake.clear()
-            await self.wake.wait()
+        """The next job for a free worker; ``None`` when everything is done.
+
+        Envelopes are taken (claimed) only for workers that are free: a worker that finds
+        nothing ready first lets the loop turn once, so that the workers whose answers came in
+        the same turn are free too, and then takes one envelope for each of them in one claim.
+        A kill therefore still strands at most ``concurrency`` claims, at a fraction of the
+        ledger transactions of one claim per request.
+        """
+        self.idle += 1
+        gathered = False
+        try:
+            while True:
+                if self.ready:
+                    return self.ready.popleft()
+                if not self.exhausted:
+                    down = self.channel.down is not None
+                    if not down and not gathered:
+                        gathered = True
+                        await asyncio.sleep(0)
+                        continue
+                    # Endpoint down: the rest only gets its outcome, in bulk.
+                    taken = self.feed.take(64 if down else self.idle)
+                    for envelope in taken:
+                        prepared = self.channel.prepare(envelope)
+                        if isinstance(prepared, Outcome):
+                            self.feed.done(prepared)
+                        else:
+                            self.outstanding += 1
+                            self.ready.append(prepared)
+                    if taken:
+                        self.wake.set()
+                        continue
+                    self.exhausted = True
+                if self.outstanding == 0:
+                    self.wake.set()
+                    return None
+                self.wake.clear()
+                await self.wake.wait()
+        finally:
+            self.idle -= 1
 
     def requeue(self, job: Job) -> None:
         if job.waiting:
