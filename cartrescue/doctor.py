@@ -188,12 +188,16 @@ def _templates(config: Any, now: datetime) -> Check:
         cart = fixture[0][0]
         built = 0
         for tier in config.priority.tiers:
-            if tier.channel != "email":
-                continue
             for number, step in enumerate(config.sequences[tier.sequence].steps, 1):
+                channel = step.channel_for(tier)
+                if channel == "call-list":
+                    continue
                 decision = Decision(cart=cart, action=Action.SEND, reason=Reason.DUE, tier=tier.name, step=number,
-                                    channel="email", template=step.template)
-                build_message(composer.compose(replace(decision)))
+                                    channel=channel, template=step.template, phone="+46701234567")
+                if channel == "sms":
+                    composer.compose_sms(decision)
+                else:
+                    build_message(composer.compose(replace(decision)))
                 built += 1
     except CartrescueError as exc:
         return Check("templates", FAIL, str(exc), int(ExitCode.SOME_FAILED))

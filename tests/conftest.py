@@ -144,6 +144,16 @@ class Shop:
             full += ["--now", iso(now)]
         return cli(*full)
 
+    def messages(self) -> list[dict[str, Any]]:
+        """Every ``cr_message`` row of the shop's SQLite ledger, in claim order."""
+        from cartrescue.ledger import Ledger
+
+        ledger = Ledger(f"sqlite:///{self.folder / 'ledger.db'}")
+        try:
+            return ledger.messages()
+        finally:
+            ledger.close()
+
     def decisions(self, now: datetime = NOW, command: str = "carts") -> dict[str, dict[str, Any]]:
         result = self.cli(command, "--json", now=now)
         assert result.exit_code in (0, 1), result.output

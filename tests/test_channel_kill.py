@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 from httpserver import ACCOUNT_SID, AUTH_TOKEN, TwilioEmulator, WebhookReceiver
 
-from cartrescue.ledger import Ledger
 from conftest import NOW, REPO, Shop, cart, iso
 
 pytestmark = pytest.mark.slow
@@ -51,11 +50,7 @@ def finish(shop: Shop, process: subprocess.Popen[bytes]) -> dict[str, Any]:
 
 
 def rows(shop: Shop) -> dict[int, dict[str, Any]]:
-    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
-    try:
-        return {row["id"]: row for row in ledger.messages()}
-    finally:
-        ledger.close()
+    return {row["id"]: row for row in shop.messages()}
 
 
 def kill_midway(shop: Shop, accepted: Any, at_least: int) -> None:

@@ -58,6 +58,7 @@ def app_url(texting_shop: Shop) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+        app.ledger.close()  # type: ignore[attr-defined]
 
 
 def twilio_post(url: str, body: str, sid: str = "SM" + "1" * 32, *, number: str = NUMBER, token: str = AUTH_TOKEN,
@@ -155,6 +156,7 @@ def test_a_signed_reply_through_a_generic_gateway_suppresses(texting_shop: Shop)
     finally:
         server.shutdown()
         server.server_close()
+        app.ledger.close()  # type: ignore[attr-defined]
 
 
 def test_the_unsubscribe_pages_still_answer_beside_the_inbound_path(texting_shop: Shop, app_url: str) -> None:

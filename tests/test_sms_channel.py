@@ -32,11 +32,7 @@ def sms_shop(shop: Shop, base_url: str, carts: int = 3, *, phone: str = "070-123
 
 
 def rows(shop: Shop) -> list[dict[str, Any]]:
-    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
-    try:
-        return ledger.messages()
-    finally:
-        ledger.close()
+    return shop.messages()
 
 
 def suppressed(shop: Shop, number: str) -> bool:

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from httpserver import Answer, LoopbackHTTP, WebhookReceiver
 
-from cartrescue.ledger import Ledger
 from cartrescue.signing import BadSignature, sign, verify
 from conftest import NOW, REPO, Shop, cart
 
@@ -30,11 +29,7 @@ def webhook_shop(shop: Shop, url: str, carts: int = 3, **webhook: Any) -> Shop:
 
 
 def rows(shop: Shop) -> list[dict[str, Any]]:
-    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
-    try:
-        return ledger.messages()
-    finally:
-        ledger.close()
+    return shop.messages()
 
 
 def test_every_due_cart_is_posted_once_signed_and_a_rerun_posts_nothing(shop: Shop) -> None:
