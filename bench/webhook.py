@@ -136,13 +136,18 @@ def stats(port: int) -> dict[str, int]:
     return httpx.get(f"http://127.0.0.1:{port}/stats", timeout=10).json()
 
 
-def timed(command: list[str], cwd: Path) -> float:
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run of ``command``."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr.decode()[-2000:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -165,20 +170,23 @@ def main() -> None:
                           encoding="utf-8")
         load = os.getloadavg()[0]
         command = [sys.executable, "-m", "cartrescue.cli", "run", "--quiet", "--config", str(config)]
-        dry = timed(command, folder) if args.breakdown else None
-        elapsed = timed(command[:4] + ["--send"] + command[4:], folder)
+        dry, dry_cpu = timed(command, folder) if args.breakdown else (None, 0.0)
+        elapsed, cpu = timed(command[:4] + ["--send"] + command[4:], folder)
         with sqlite3.connect(folder / "ledger.db") as db:
             sent = db.execute("SELECT count(*) FROM cr_message WHERE status = 'sent' AND transport = 'webhook'").fetchone()[0]
         seen = stats(port)
         ours = sent / elapsed
         log(f"cartrescue: {sent:,} of {args.carts:,} carts posted in {elapsed:.2f} s = {ours:,.0f} req/s "
             f"(concurrency {args.concurrency}, load before {load:.2f}); receiver: {seen['requests']:,} requests, "
-            f"{seen['verified']:,} verified, {seen['refused']} refused, {seen['keys']:,} distinct keys")
+            f"{seen['verified']:,} verified, {seen['refused']} refused, {seen['keys']:,} distinct keys; "
+            f"{cpu * 1e6 / max(sent, 1):,.0f} µs of CPU per request, start-up included")
         if seen["verified"] != sent or seen["keys"] != sent or seen["refused"]:
             raise SystemExit("the receiver's counts do not match the ledger")
         if dry is not None:
-            log(f"  of which planning + rendering + JSON (dry-run of the same config): {dry:.2f} s; claim + HTTP + "
-                f"ledger: {elapsed - dry:.2f} s = {sent / max(elapsed - dry, 1e-9):,.0f} req/s on their own")
+            log(f"  of which planning + rendering + JSON (dry-run of the same config): {dry:.2f} s, "
+                f"{dry_cpu * 1e6 / max(sent, 1):,.0f} µs of CPU per request; claim + HTTP + ledger: {elapsed - dry:.2f} s "
+                f"= {sent / max(elapsed - dry, 1e-9):,.0f} req/s on their own, {(cpu - dry_cpu) * 1e6 / max(sent, 1):,.0f} µs "
+                "of CPU per request")
         (folder / "client.py").write_text(CLIENT, encoding="utf-8")
         reference = float(subprocess.run([sys.executable, str(folder / "client.py"), f"http://127.0.0.1:{port}/ref",
                                           str(min(sent, 10000) or 1000), str(args.concurrency)],
