@@ -110,17 +110,17 @@ import asyncio, json, sys, time, httpx
 url, count, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 body = json.dumps({"event": "cart.reminder", "text": "x" * 1500, "html": "y" * 3000}).encode()
 
-async def main():
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        numbers = iter(range(count))
-        async def worker():
-            for n in numbers:
-                await client.post(url, content=body, headers={"Content-Type": "application/json",
-                                                              "Idempotency-Key": f"ref-{n}"})
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        print(count / (time.perf_counter() - started))
+async def main():  # as the channel does it: one client of one kept-alive connection per worker
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients = [httpx.AsyncClient(limits=limits, timeout=30) for _ in range(concurrency)]
+    numbers = iter(range(count))
+    async def worker(client):
+        for n in numbers:
+            await client.post(url, content=body, headers={"Content-Type": "application/json",
+                                                          "Idempotency-Key": f"ref-{n}"})
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(client) for client in clients))
+    print(count / (time.perf_counter() - started))
 
 asyncio.run(main())
 '''
