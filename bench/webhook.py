@@ -45,7 +45,7 @@ now: "{now}"
 shop: {{name: Bench Shop, from_email: shop@example.com, unsubscribe_secret: bench-not-a-secret}}
 source: {{type: csv, carts: carts.csv, orders: orders.csv}}
 ledger: {{url: "sqlite:///ledger.db"}}
-eligibility: {{consent: none, quiet_hours: null, cutoff: 1m, max_age: 30d}}
+eligibility: {{consent: none, quiet_hours: null, cutoff: 1m, max_age: 30d, backfill: 30d}}
 priority:
   tiers: [{{name: standard, min_score: 0, channel: webhook}}]
 sequences:
