@@ -230,3 +230,15 @@ def test_the_outbox_writes_the_document_instead(shop: Shop, tmp_path: Path) -> N
     assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
     files = sorted((tmp_path / "out").glob("*.json"))
     assert len(files) == 2 and b'"event":"cart.reminder"' in files[0].read_bytes()
+
+
+def test_the_hourly_quota_leaves_the_rest_for_a_later_run(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=5, rate_per_hour=2, concurrency=1)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1 and len(receiver.accepted) == 2
+        statuses = sorted(row["status"] for row in rows(shop))
+        assert statuses == ["failed_transient"] * 3 + ["sent"] * 2
+        assert all("rate_per_hour (2) reached" in row["reply"] for row in rows(shop) if row["status"] != "sent")
+        shop.cli("run", "--send", "--json", now=NOW + timedelta(minutes=10))
+        assert len(receiver.accepted) == 2  # the hour counts the earlier run's requests from the ledger
