@@ -31,13 +31,13 @@ import asyncio
 import collections
 import random
 import ssl
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from cartrescue.channels.base import Channel, Envelope, Feed, ListFeed, Outcome, Status
+from cartrescue.channels.base import Envelope, Feed, LoopChannel, Outcome, Status
 from cartrescue.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ class _Work:
             self.wake.set()
 
 
-class HttpChannel(Channel):
+class HttpChannel(LoopChannel):
     """The shared loop; see the module docstring. Subclasses set ``transport`` and ``idempotent``."""
 
     idempotent = False  # may a request that got no answer be sent again?
@@ -219,7 +219,6 @@ class HttpChannel(Channel):
         self.stats = Stats()
         self.down: str | None = None
         self._connect_failures = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[int, httpx.AsyncClient] = {}  # worker -> its client
         self._tls: ssl.SSLContext | None = None
 
@@ -239,32 +238,10 @@ class HttpChannel(Channel):
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, feed: Feed) -> None:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._run(feed))
-
-    def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
-        feed = ListFeed(batch)
-        self.run(feed)
-        yield from feed.outcomes
-
-    def close(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        try:
-            leftover = asyncio.all_tasks(loop)  # only after an interrupted batch (KeyboardInterrupt)
-            for task in leftover:
-                task.cancel()
-            if leftover:
-                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
-            clients, self._clients = list(self._clients.values()), {}
-            for client in clients:
-                loop.run_until_complete(client.aclose())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
+    async def _shutdown(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     def client(self, worker: int = 0) -> "httpx.AsyncClient":
         """The client of one worker: a single connection, kept alive for the run."""
