@@ -645,16 +645,17 @@ class SurveyConfig(_Model):
         return self.url is not None and (self.steps is None or step in self.steps)
 
 
-_UTM_FIELDS = frozenset({"sequence", "step", "variant", "tier"})
+_UTM_FIELDS = frozenset({"sequence", "step", "variant", "tier", "channel"})
 
 
 class LinksConfig(_Model):
     """UTM parameters on every link of a message (cartrescue.links); placeholders {sequence},
-    {step}, {variant}, {tier}. A value that renders empty is left out (no variant, no utm_content)."""
+    {step}, {variant}, {tier}, {channel}. A value that renders empty is left out (no variant, no
+    utm_content)."""
 
     utm: bool = True
     utm_source: str = "cartrescue"
-    utm_medium: str = "email"
+    utm_medium: str = "{channel}"  # email, sms or webhook
     utm_campaign: str = "{sequence}-step{step}"
     utm_content: str = "{variant}"
 
@@ -666,10 +667,12 @@ class LinksConfig(_Model):
         try:
             names = {name for _text, name, _spec, _conv in string.Formatter().parse(value) if name is not None}
         except ValueError as exc:
-            raise ValueError(f"not a valid template ({exc}); use {{sequence}}, {{step}}, {{variant}}, {{tier}}")
+            raise ValueError(f"not a valid template ({exc}); use {{sequence}}, {{step}}, {{variant}}, {{tier}}, "
+                             "{{channel}}")
         unknown = sorted(names - _UTM_FIELDS)
         if unknown:
-            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {{sequence}}, {{step}}, {{variant}}, {{tier}}")
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {{sequence}}, {{step}}, {{variant}}, {{tier}}, "
+                             "{channel}")
         return value
 
 
@@ -803,6 +806,7 @@ class SmsConfig(HttpDelivery):
     consent: Literal["required", "soft-opt-in", "none"] = "required"  # SMS consent (sms_consent), apart from e-mail's
     quiet_hours: QuietHours | None = Field(default_factory=_default_sms_quiet)  # on top of eligibility.quiet_hours
     max_segments: int = Field(3, ge=1, le=10)  # longer texts are a render error (templates check shows them)
+    link_tags: bool = False  # the UTM tags of links: on links in texts too (~66 characters each: a segment in UCS-2)
     inbound_url: str | None = None  # the public URL your provider posts replies to (STOP); null = no inbound
     twilio: TwilioConfig = TwilioConfig()
     http: HttpGatewayConfig = HttpGatewayConfig()

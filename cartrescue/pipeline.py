@@ -372,7 +372,7 @@ class Composer:
                 previous_orders=decision.facts.previous_orders if decision.facts else 0,
                 unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant,
                 code=code, survey=survey_links(self.config, self.secret, cart.key, decision.step, locale),
-                sequence=tier.sequence,
+                sequence=tier.sequence, channel=decision.channel or "email",
             )
         except (ArithmeticError, ValueError) as exc:  # an amount no currency format can show, ...
             raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None
@@ -425,6 +425,8 @@ class Composer:
                 cart, locale=locale, step=decision.step, step_count=count, tier=decision.tier,
                 previous_orders=decision.facts.previous_orders if decision.facts else 0,
                 unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant, code=code,
+                sequence=self._tiers[decision.tier].sequence, channel="sms",  # type: ignore[index]
+                tags=self.config.sms.link_tags,
             )
         except (ArithmeticError, ValueError) as exc:
             raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None

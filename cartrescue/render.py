@@ -212,6 +212,7 @@ class Renderer:
 
         self.shop = config.shop
         self.links = config.links
+        self._untagged = config.links.model_copy(update={"utm": False})  # links: safe, without UTM tags
         folders = [shipped_templates()]
         if config.templates is not None:
             folders.insert(0, config.path(config.templates))
@@ -367,10 +368,12 @@ class Renderer:
         code: str | None = None,
         survey: dict[str, Any] | None = None,
         sequence: str | None = None,
+        channel: str = "email",
+        tags: bool = True,
     ) -> dict[str, Any]:
         """The template context (docs/templates.md). Every URL from data passes
         :mod:`cartrescue.links`: only http(s) reaches a link or an image, and links carry UTM tags."""
-        link = tagger(self.links, sequence, step, variant, tier)
+        link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel)
         money = _money_formatter(locale, cart.currency)
         shop = self.shop
         shop_url = link(shop.url) or shop.url

@@ -473,7 +473,8 @@ class TemplateChecker:
             context = self.renderer.context(
                 cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier or self.tier(case),
                 previous_orders=previous, unsubscribe_url=self.unsubscribe_url, incentive=incentive, now=NOW,
-                variant=case.variant, code=code, survey=survey, sequence=case.sequence)
+                variant=case.variant, code=code, survey=survey, sequence=case.sequence, channel=case.channel,
+                tags=case.channel != "sms" or self.config.sms.link_tags)
             parts: list[str] = []
             for name, template in zip(files, compiled):
                 try:

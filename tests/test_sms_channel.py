@@ -308,3 +308,15 @@ def test_sending_without_provider_credentials_names_the_key_and_no_secret(shop: 
     shop.configure(sms={"twilio": {"auth_token": ""}})
     result = shop.cli("run", "--send", "--json")
     assert result.exit_code == 2 and "sms.twilio.auth_token" in result.json["error"]["message"]
+
+
+def test_links_in_texts_carry_utm_tags_only_when_asked(shop: Shop, tmp_path: Path) -> None:
+    sms_shop(shop, "https://api.example.com", carts=1)
+    assert shop.cli("run", "--outbox", str(tmp_path / "plain")).exit_code == 0
+    (plain,) = (tmp_path / "plain").glob("*.sms.txt")
+    assert "utm_" not in plain.read_text(encoding="utf-8")
+    shop.configure(sms={"link_tags": True})
+    (shop.folder / "ledger.db").unlink()  # the same step again, from a fresh ledger
+    assert shop.cli("run", "--outbox", str(tmp_path / "tagged")).exit_code == 0
+    (text,) = (tmp_path / "tagged").glob("*.sms.txt")
+    assert "utm_medium=sms&utm_campaign=default-step1" in text.read_text(encoding="utf-8")

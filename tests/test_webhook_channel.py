@@ -242,3 +242,11 @@ def test_the_hourly_quota_leaves_the_rest_for_a_later_run(shop: Shop) -> None:
         assert all("rate_per_hour (2) reached" in row["reply"] for row in rows(shop) if row["status"] != "sent")
         shop.cli("run", "--send", "--json", now=NOW + timedelta(minutes=10))
         assert len(receiver.accepted) == 2  # the hour counts the earlier run's requests from the ledger
+
+
+def test_links_in_the_document_are_tagged_as_webhook_traffic(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1)
+        assert shop.cli("run", "--send").exit_code == 0
+        (document,) = receiver.accepted.values()
+        assert "utm_medium=webhook" in document["text"] and "utm_medium=webhook" in document["html"]
