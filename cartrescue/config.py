@@ -89,6 +89,20 @@ EmailAddress = Annotated[str, AfterValidator(_email_address)]
 OptionalEmail = Annotated[str | None, AfterValidator(_email_address)]
 
 
+def _norway(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted ``NO`` (Norway) as false: take it back."""
+    if isinstance(value, list):
+        return [_norway(item) for item in value]
+    return "NO" if value is False else value
+
+
+def _country(value: str | None) -> str | None:
+    """An ISO 3166-1 alpha-2 code, upper-cased (``se`` -> ``SE``)."""
+    if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
+        raise ValueError(f"expected an ISO 3166 country code like SE, got {value!r}")
+    return value.upper() if value else None
+
+
 class ShopConfig(_Model):
     """Who the messages come from; also the template context's ``shop``."""
 
@@ -104,6 +118,9 @@ class ShopConfig(_Model):
     address: str = ""
     returns: str = ""
     logo_url: str | None = None
+    # ISO 3166-1 country code (SE, HU, KZ): the region of phone numbers written without +country
+    # code (the SMS channel normalizes every number to E.164; sms.default_region overrides it).
+    country: str | None = None
     unsubscribe_url: str = "https://shop.example.com/unsubscribe?token={token}"
     unsubscribe_mailto: OptionalEmail = None  # e.g. unsubscribe@shop.example.com (List-Unsubscribe)
     unsubscribe_secret: str = ""  # HMAC key for unsubscribe tokens: use ${CARTRESCUE_SECRET}
@@ -119,6 +136,16 @@ class ShopConfig(_Model):
         if value is not None and not re.fullmatch(r"[A-Za-z]{3}", value):
             raise ValueError(f"expected an ISO 4217 code like EUR, got {value!r}")
         return value.upper() if value else None
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _not_false(cls, value: Any) -> Any:
+        return _norway(value)
+
+    @field_validator("country")
+    @classmethod
+    def _iso_country(cls, value: str | None) -> str | None:
+        return _country(value)
 
     @field_validator("exchange_rates")
     @classmethod
@@ -335,11 +362,17 @@ class Rules(_Model):
     overstock: OverstockRule = OverstockRule()
 
 
+#: How a message reaches the customer (docs/channels.md): e-mail (SMTP), a row of the staff's call
+#: list, an SMS through the provider, or a signed JSON POST to the shop's own automation.
+ChannelName = Literal["email", "call-list", "sms", "webhook"]
+CHANNELS: tuple[str, ...] = ("email", "call-list", "sms", "webhook")
+
+
 class Tier(_Model):
     name: str
     min_score: float = 0
     sequence: str = "default"
-    channel: Literal["email", "call-list"] = "email"
+    channel: ChannelName = "email"
     budget: int | None = Field(None, ge=0)  # at most this many carts per run; None = no cap
 
 
@@ -429,6 +462,9 @@ class Step(_Model):
     # else the base file. Weights are relative and split the share that is not held out.
     variants: dict[str, float] = Field(default_factory=dict)
     experiment: str | None = None  # assignment salt; steps sharing it (default: the sequence) share arms
+    # The channel of this step (None: the tier's), and per tier instead of it: {high: sms}.
+    channel: ChannelName | None = None
+    tier_channels: dict[str, ChannelName] = Field(default_factory=dict)
 
     @field_validator("variants")
     @classmethod
@@ -441,6 +477,11 @@ class Step(_Model):
         if len(variants) == 1:
             raise ValueError("one variant is no test: give two or more, or none")
         return variants
+
+    def channel_for(self, tier: "Tier") -> str:
+        """The channel this step goes out on for a cart of ``tier``: its ``tier_channels`` entry,
+        else the step's ``channel``, else the tier's."""
+        return self.tier_channels.get(tier.name) or self.channel or tier.channel
 
     def incentive_for(self, tier: str | None) -> Incentive | None:
         """The incentive for a cart of ``tier``: its own entry in ``tier_incentives``, else ``incentive``."""
@@ -607,16 +648,17 @@ class SurveyConfig(_Model):
         return self.url is not None and (self.steps is None or step in self.steps)
 
 
-_UTM_FIELDS = frozenset({"sequence", "step", "variant", "tier"})
+_UTM_FIELDS = frozenset({"sequence", "step", "variant", "tier", "channel"})
 
 
 class LinksConfig(_Model):
     """UTM parameters on every link of a message (cartrescue.links); placeholders {sequence},
-    {step}, {variant}, {tier}. A value that renders empty is left out (no variant, no utm_content)."""
+    {step}, {variant}, {tier}, {channel}. A value that renders empty is left out (no variant, no
+    utm_content)."""
 
     utm: bool = True
     utm_source: str = "cartrescue"
-    utm_medium: str = "email"
+    utm_medium: str = "{channel}"  # email, sms or webhook
     utm_campaign: str = "{sequence}-step{step}"
     utm_content: str = "{variant}"
 
@@ -628,10 +670,12 @@ class LinksConfig(_Model):
         try:
             names = {name for _text, name, _spec, _conv in string.Formatter().parse(value) if name is not None}
         except ValueError as exc:
-            raise ValueError(f"not a valid template ({exc}); use {{sequence}}, {{step}}, {{variant}}, {{tier}}")
+            raise ValueError(f"not a valid template ({exc}); use {{sequence}}, {{step}}, {{variant}}, {{tier}}, "
+                             "{{channel}}")
         unknown = sorted(names - _UTM_FIELDS)
         if unknown:
-            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {{sequence}}, {{step}}, {{variant}}, {{tier}}")
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {{sequence}}, {{step}}, {{variant}}, {{tier}}, "
+                             "{channel}")
         return value
 
 
@@ -657,6 +701,141 @@ class ReportConfig(_Model):
         return costs
 
 
+def _http_url(value: str | None, allow_plain_remote: bool, key: str) -> None:
+    """An ``https://`` URL, or ``http://`` to loopback (or anywhere with ``allow_plain_remote``)."""
+    if value is None:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{key}: expected an http(s) URL like https://hooks.example.com/cart, got {redacted(value)!r}")
+    if parts.scheme == "http" and not allow_plain_remote and not is_loopback_host(parts.hostname):
+        raise ValueError(f"{key}: http:// to {parts.hostname!r} would send customer data and the signature in clear "
+                         "text; use https, or set allow_plain_remote: true for a trusted network")
+
+
+def redacted(url: str) -> str:
+    """``url`` without its user info and query (where tokens hide): safe in any message."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    return f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else "(not a URL)"
+
+
+class HttpDelivery(_Model):
+    """How an HTTP channel (webhook, SMS) delivers: concurrency, pace, retries, as for SMTP."""
+
+    concurrency: int = Field(8, ge=1, le=128)  # requests in flight at once (each claimed when it starts)
+    rate_per_second: float | None = Field(None, gt=0)  # None: as fast as the endpoint answers
+    rate_per_hour: int | None = Field(None, gt=0)  # a rolling hour, counted across runs via the ledger
+    retries: int = Field(3, ge=0, le=10)  # in-run retries of 408, 429, 5xx, timeouts and connection errors
+    backoff: Duration = timedelta(seconds=1)  # wait before the first retry; doubles; a Retry-After wins
+    backoff_max: Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=10)  # per request (connect, send, answer)
+    allow_plain_remote: bool = False  # http:// to a host that is not loopback needs this
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> "HttpDelivery":
+        if self.backoff_max < self.backoff:
+            raise ValueError("backoff_max must not be below backoff")
+        return self
+
+
+class WebhookConfig(HttpDelivery):
+    """The ``webhook`` channel: one signed JSON POST per message (docs/channels.md#webhook)."""
+
+    url: str | None = None  # where each message is POSTed (the shop's automation, a messenger bot)
+    secret: str = ""  # HMAC-SHA256 key of the signature header: use ${CARTRESCUE_WEBHOOK_SECRET}
+
+    @model_validator(mode="after")
+    def _url(self) -> "WebhookConfig":
+        _http_url(self.url, self.allow_plain_remote, "url")
+        return self
+
+
+class TwilioConfig(_Model):
+    """Twilio's Messages API (or a provider that speaks it: ``base_url``)."""
+
+    account_sid: str = ""  # AC...
+    auth_token: str = ""  # use ${TWILIO_AUTH_TOKEN}; also checks the signature of inbound replies
+    base_url: str = "https://api.twilio.com"  # another Twilio-compatible API (or a local emulator)
+
+
+class HttpGatewayConfig(_Model):
+    """Any SMS gateway with an HTTP API: the request and the success rule described here."""
+
+    url: str | None = None  # where each SMS is POSTed
+    format: Literal["form", "json"] = "form"  # the body: form-encoded or a JSON object
+    # Body fields: name -> value with placeholders {to} (E.164), {sender}, {text}, {id} (ledger id)
+    fields: dict[str, str] = Field(default_factory=lambda: {"to": "{to}", "from": "{sender}", "text": "{text}"})
+    username: str | None = None  # basic auth user (with password)
+    password: str | None = None  # use ${SMS_GATEWAY_PASSWORD}
+    token: str | None = None  # sent as "Authorization: Bearer ...": use ${SMS_GATEWAY_TOKEN}
+    success_field: str | None = None  # dotted path in the JSON answer that says whether it worked, e.g. status
+    success_values: list[str] = Field(default_factory=list)  # what that field says on success, e.g. [ok, queued]
+    id_field: str | None = None  # dotted path of the gateway's message id, kept in the ledger's reply
+    inbound_secret: str = ""  # HMAC key the gateway (or your relay) signs inbound replies with
+    inbound_from: str = "from"  # inbound reply: the field with the sender's number
+    inbound_text: str = "text"  # ... with the message text
+    inbound_id: str = "id"  # ... with the gateway's id of the reply (replays are refused by it)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "HttpGatewayConfig":
+        if self.success_values and not self.success_field:
+            raise ValueError("success_values needs success_field (where the answer says it)")
+        if bool(self.username) != bool(self.password):
+            raise ValueError("username and password go together (basic auth)")
+        return self
+
+
+def _default_sms_quiet() -> QuietHours:
+    return QuietHours(start=time(20, 0), end=time(9, 0))
+
+
+class SmsConfig(HttpDelivery):
+    """The ``sms`` channel (docs/channels.md#sms)."""
+
+    concurrency: int = Field(4, ge=1, le=128)
+    provider: Literal["twilio", "http"] = "twilio"
+    sender: str | None = None  # From: a number (+46701234567), a sender name, or a Twilio MessagingServiceSid (MG...)
+    default_region: str | None = None  # region of numbers without +country code; null = shop.country
+    countries: list[str] = Field(default_factory=list)  # send only to numbers of these countries ([] = any)
+    consent: Literal["required", "soft-opt-in", "none"] = "required"  # SMS consent (sms_consent), apart from e-mail's
+    quiet_hours: QuietHours | None = Field(default_factory=_default_sms_quiet)  # on top of eligibility.quiet_hours
+    max_segments: int = Field(3, ge=1, le=10)  # longer texts are a render error (templates check shows them)
+    link_tags: bool = False  # the UTM tags of links: on links in texts too (~66 characters each: a segment in UCS-2)
+    inbound_url: str | None = None  # the public URL your provider posts replies to (STOP); null = no inbound
+    twilio: TwilioConfig = TwilioConfig()
+    http: HttpGatewayConfig = HttpGatewayConfig()
+
+    @field_validator("default_region", "countries", mode="before")
+    @classmethod
+    def _not_false(cls, value: Any) -> Any:
+        return _norway(value)
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return _country(value)
+
+    @field_validator("countries")
+    @classmethod
+    def _regions(cls, values: list[str]) -> list[str]:
+        return [_country(value) or "" for value in values]
+
+    @model_validator(mode="after")
+    def _urls(self) -> "SmsConfig":
+        _http_url(self.http.url, self.allow_plain_remote, "http.url")
+        _http_url(self.twilio.base_url, self.allow_plain_remote, "twilio.base_url")
+        return self
+
+
 class DoctorConfig(_Model):
     """``cartrescue doctor``: what counts as "reminders have silently stopped"."""
 
@@ -677,6 +856,8 @@ class Config(_Model):
     outbox: OutboxConfig = OutboxConfig()
     experiments: ExperimentsConfig = ExperimentsConfig()
     smtp: SmtpConfig = SmtpConfig()
+    webhook: WebhookConfig = WebhookConfig()
+    sms: SmsConfig = SmsConfig()
     doctor: DoctorConfig = DoctorConfig()
     survey: SurveyConfig = SurveyConfig()
     links: LinksConfig = LinksConfig()
@@ -700,6 +881,25 @@ class Config(_Model):
                     f" (known: {', '.join(sorted(self.sequences))})"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _step_channels_name_tiers(self) -> "Config":
+        tiers = {tier.name for tier in self.priority.tiers}
+        for name, sequence in self.sequences.items():
+            for number, step in enumerate(sequence.steps):
+                unknown = sorted(set(step.tier_channels) - tiers)
+                if unknown:
+                    raise ValueError(f"sequences.{name}.steps[{number}].tier_channels: unknown tier {unknown[0]!r} "
+                                     f"(known: {', '.join(sorted(tiers))})")
+        return self
+
+    def channels_used(self) -> set[str]:
+        """Every channel a tier or a step of its sequence can send on."""
+        used: set[str] = set()
+        for tier in self.priority.tiers:
+            for step in self.sequences[tier.sequence].steps:
+                used.add(step.channel_for(tier))
+        return used
 
     @model_validator(mode="after")
     def _incentives_consistent(self) -> "Config":
@@ -791,8 +991,11 @@ def format_validation_error(file: str, error: ValidationError) -> str:
         elif item["type"] == "missing":
             message = "required key is missing"
         where = _location(item["loc"])
+        inner = re.match(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): (.*)$", message, re.S)
         if where == "(top level)" and re.match(r"^[a-z_]+(\.|\[|:)", message):
             lines.append(f"{file}: {message}")  # a whole-file check names its key in the message
+        elif inner and item["type"] == "value_error":  # a section's check names the key inside it
+            lines.append(f"{file}: {where}.{inner.group(1)}: {inner.group(2)}")
         else:
             lines.append(f"{file}: {where}: {message}")
     return "\n".join(lines)
@@ -803,6 +1006,11 @@ _SECRET_KEY = re.compile(r"(password|secret|token|api_?key|auth)$", re.IGNORECAS
 MAX_YAML_DEPTH = 32
 MAX_YAML_ALIASES = 100
 MAX_YAML_NODES = 100_000
+
+
+def secret_key(name: str) -> bool:
+    """Is the value under a key of this name a secret (never shown in any output)?"""
+    return _SECRET_KEY.search(name) is not None
 
 
 def _secrets(node: Any, key: str = "") -> Iterator[str]:

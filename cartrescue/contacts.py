@@ -1,13 +1,18 @@
-"""Addresses: normalizing, validating and hashing them.
+"""Contacts: e-mail addresses and phone numbers, normalized, validated and hashed.
 
 Owns the one definition of "the same address" (used for suppressions, per-address streams and
-unsubscribe tokens) so that ``Bob@Example.com `` and ``bob@example.com`` are never two people.
+unsubscribe tokens) so that ``Bob@Example.com `` and ``bob@example.com`` are never two people,
+and of "the same phone number": E.164 (``+46701234567``) as the ``phonenumbers`` library reads
+what the customer typed, in the shop's region when it has no country code. Suppressions keep
+the hash of either (an e-mail address has an ``@``, an E.164 number starts with ``+``: the two
+never collide).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 # Deliberately pragmatic: one @, a dot in the domain, no spaces or control characters.
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
@@ -28,3 +33,58 @@ def is_valid_email(email: str) -> bool:
 def email_hash(email: str) -> str:
     """Stable hash of a normalized address: suppressions store this, not the address."""
     return hashlib.sha256(normalize_email(email).encode("utf-8")).hexdigest()  # type: ignore[union-attr]
+
+
+#: Number types no text message reaches (phonenumbers' PhoneNumberType values).
+_NOT_SMS = frozenset({0, 3, 4, 5, 7, 8, 9, 10})  # fixed line, toll free, premium, shared cost, pager, UAN, voicemail
+
+
+def normalize_phone(raw: str | None, region: str | None = None, *, mobile: bool = False) -> str | None:
+    """``raw`` as an E.164 number, or ``None`` when it is not a valid number.
+
+    A number without ``+`` and country code is read in ``region`` (ISO 3166, the shop's
+    country). Letters are refused (``1-800-FLOWERS`` and ``ext.`` are not numbers a text message
+    goes to); with ``mobile`` so is a number type that cannot receive one (fixed line, toll-free,
+    premium). Cached: a shop's carts repeat their customers' numbers.
+    """
+    if not raw:
+        return None
+    return _normalize_phone(raw.strip(), region, mobile)
+
+
+@lru_cache(maxsize=8192)
+def _normalize_phone(raw: str, region: str | None, mobile: bool) -> str | None:
+    import phonenumbers
+
+    if not raw or len(raw) > 40 or any(char.isalpha() for char in raw):
+        return None
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    if mobile and phonenumbers.number_type(number) in _NOT_SMS:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=8192)
+def phone_region(e164: str) -> str | None:
+    """The ISO country of an E.164 number (``+46...`` -> ``SE``)."""
+    import phonenumbers
+
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def phone_hash(e164: str) -> str:
+    """Stable hash of an E.164 number: suppressions store this, not the number."""
+    return hashlib.sha256(e164.encode("ascii", "replace")).hexdigest()
+
+
+def contact_hash(contact: str) -> str:
+    """The suppression hash of an e-mail address or an E.164 number."""
+    return phone_hash(contact) if contact.startswith("+") else email_hash(contact)

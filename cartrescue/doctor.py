@@ -1,7 +1,9 @@
 """``cartrescue doctor``: is everything a cron run needs in place, and are reminders still going out?
 
 Owns the checks and their verdicts, in this order: the config, the ledger, the source, the SMTP
-relay (connect, TLS and AUTH, then QUIT: nothing is sent) and staleness (no successful
+relay (connect, TLS and AUTH, then QUIT: nothing is sent), each other channel a tier or step
+uses (the webhook URL answers a HEAD; the SMS provider accepts the credentials in a read-only
+call: Twilio's account resource; nothing is sent) and staleness (no successful
 delivering run for ``doctor.stale_after`` -> :attr:`~cartrescue.errors.ExitCode.STALE`, so the
 mail cron sends on a non-zero exit tells the owner that reminders have silently stopped).
 The exit code is the one of the first failed check. It prints nothing; the CLI shows the result.
@@ -107,6 +109,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     checks.append(_source(config, now))
     checks.append(_templates(config, now))
     checks.append(_smtp(config) if smtp else Check("smtp", SKIP, "skipped (--no-smtp)"))
+    checks.extend(_http_channels(config))
     if ledger is None:
         checks.append(Check("staleness", SKIP, "needs the ledger"))
     else:
@@ -185,12 +188,16 @@ def _templates(config: Any, now: datetime) -> Check:
         cart = fixture[0][0]
         built = 0
         for tier in config.priority.tiers:
-            if tier.channel != "email":
-                continue
             for number, step in enumerate(config.sequences[tier.sequence].steps, 1):
+                channel = step.channel_for(tier)
+                if channel == "call-list":
+                    continue
                 decision = Decision(cart=cart, action=Action.SEND, reason=Reason.DUE, tier=tier.name, step=number,
-                                    channel="email", template=step.template)
-                build_message(composer.compose(replace(decision)))
+                                    channel=channel, template=step.template, phone="+46701234567")
+                if channel == "sms":
+                    composer.compose_sms(decision)
+                else:
+                    build_message(composer.compose(replace(decision)))
                 built += 1
     except CartrescueError as exc:
         return Check("templates", FAIL, str(exc), int(ExitCode.SOME_FAILED))
@@ -213,3 +220,91 @@ def _smtp(config: Any) -> Check:
         return Check("smtp", FAIL, f"{settings.describe()}: {type(exc).__name__}: {exc}", int(ExitCode.SOME_FAILED))
     auth = f", AUTH as {settings.username}" if settings.username else ", no AUTH"
     return Check("smtp", OK, f"{info['server']}: {info['banner']}; TLS {info['tls']}{auth} (nothing sent)")
+
+
+def _http_channels(config: Any) -> list[Check]:
+    """A check per HTTP channel the config sends on: sends nothing, reads only."""
+    used = config.channels_used()
+    checks = []
+    if "webhook" in used:
+        checks.append(_webhook(config))
+    if "sms" in used:
+        checks.append(_sms(config))
+    return checks
+
+
+def _probe(method: str, url: str, timeout: float, secrets: list[str], **kwargs: Any) -> tuple[int, bytes] | str:
+    """``(status, body)`` of one request without following redirects, or what went wrong."""
+    import httpx
+
+    from cartrescue.config import redacted
+
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            response = client.request(method, url, **kwargs)
+            return response.status_code, response.content[:2000]
+    except httpx.HTTPError as exc:
+        text = f"{redacted(url)}: {type(exc).__name__}: {exc}"
+        for secret in secrets:
+            text = text.replace(secret, "***") if secret else text
+        return text
+
+
+def _webhook(config: Any) -> Check:
+    from cartrescue.config import redacted
+
+    section = config.webhook
+    if not section.url:
+        return Check("webhook", FAIL, f"{config.where('webhook.url')}: empty, but a tier or step sends on the webhook "
+                     "channel", int(ExitCode.CONFIG))
+    if not section.secret:
+        return Check("webhook", FAIL, f"{config.where('webhook.secret')}: empty; run --send refuses to start (set it "
+                     "to ${CARTRESCUE_WEBHOOK_SECRET})", int(ExitCode.CONFIG))
+    answer = _probe("HEAD", section.url, section.timeout.total_seconds(), [section.secret])
+    if isinstance(answer, str):
+        return Check("webhook", FAIL, answer, int(ExitCode.SOME_FAILED))
+    status, _body = answer
+    detail = f"{redacted(section.url)} answers HEAD with {status} (nothing sent)"
+    if 300 <= status < 400:
+        return Check("webhook", FAIL, f"{detail}: a redirect, which the channel does not follow to another host; "
+                     "give the final URL", int(ExitCode.SOME_FAILED))
+    return Check("webhook", WARN if status >= 500 else OK, detail)
+
+
+def _sms(config: Any) -> Check:
+    from cartrescue.config import redacted
+
+    section = config.sms
+    timeout = section.timeout.total_seconds()
+    if not section.sender:
+        return Check("sms", FAIL, f"{config.where('sms.sender')}: empty", int(ExitCode.CONFIG))
+    if section.provider == "http":
+        if not section.http.url:
+            return Check("sms", FAIL, f"{config.where('sms.http.url')}: empty", int(ExitCode.CONFIG))
+        answer = _probe("HEAD", section.http.url, timeout, [section.http.password or "", section.http.token or ""])
+        if isinstance(answer, str):
+            return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
+        return Check("sms", OK, f"gateway {redacted(section.http.url)} answers HEAD with {answer[0]} (nothing sent)")
+    twilio = section.twilio
+    if not twilio.account_sid or not twilio.auth_token:
+        key = "account_sid" if not twilio.account_sid else "auth_token"
+        return Check("sms", FAIL, f"{config.where('sms.twilio.' + key)}: empty", int(ExitCode.CONFIG))
+    url = f"{twilio.base_url.rstrip('/')}/2010-04-01/Accounts/{twilio.account_sid}.json"
+    answer = _probe("GET", url, timeout, [twilio.auth_token], auth=(twilio.account_sid, twilio.auth_token))
+    if isinstance(answer, str):
+        return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
+    status, body = answer
+    if status in (401, 403, 404):
+        return Check("sms", FAIL, f"Twilio refuses the credentials ({status}): check sms.twilio.account_sid and "
+                     "auth_token", int(ExitCode.SOME_FAILED))
+    if status != 200:
+        return Check("sms", FAIL, f"Twilio's account resource answered {status}", int(ExitCode.SOME_FAILED))
+    import json
+
+    try:
+        account = json.loads(body)
+    except ValueError:
+        account = {}
+    state = account.get("status", "?") if isinstance(account, dict) else "?"
+    return Check("sms", OK if state == "active" else WARN,
+                 f"Twilio account {twilio.account_sid[:6]}… is {state}; sender {section.sender} (nothing sent)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cartrescue.config import EligibilityConfig
-from cartrescue.contacts import email_hash
+from cartrescue.contacts import email_hash, phone_hash
 from cartrescue.currency import Basis
 from cartrescue.model import Action, Cart, Reason
 from cartrescue.orders import OrderFacts
@@ -56,9 +56,19 @@ class Gates:
         now: datetime,
         suppressed: set[str],
         newest_cart: str | None,
-        wants_phone: bool = False,
+        channel: str = "email",
+        phone: str | None = None,
+        phone_problem: str = "",
+        sms_consent: str = "required",
     ) -> Verdict | None:
-        """The first gate the cart fails, or None when it passes them all."""
+        """The first gate the cart fails, or None when it passes them all.
+
+        ``channel`` decides what counts as a contact and which consent applies: ``sms`` needs
+        ``phone`` (the E.164 number the planner made of the cart's, ``phone_problem`` saying why
+        there is none) and SMS consent under the ``sms_consent`` policy; ``call-list`` an address
+        or a phone number; ``email`` and ``webhook`` an address. A suppression of the address or
+        of the number stops every channel: the customer asked for no more reminders.
+        """
         config = self.config
         if not cart.items:
             return Verdict(Action.SKIP, Reason.EMPTY_CART)
@@ -66,19 +76,26 @@ class Gates:
         if (base if base is not None else cart.total) < config.min_total:
             return Verdict(Action.SKIP, Reason.ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
         email = cart.customer.email
-        if not email and not (wants_phone and cart.customer.phone):
+        if channel == "sms":
+            if phone is None:
+                return Verdict(Action.SKIP, Reason.NO_CONTACT, detail=phone_problem or "no phone number")
+        elif not email and not (channel == "call-list" and cart.customer.phone):
             return Verdict(Action.SKIP, Reason.NO_CONTACT)
         if email:
             bot = self.is_bot_or_disposable(email)
             if bot:
                 return Verdict(Action.SKIP, Reason.BOT_OR_DISPOSABLE, detail=bot)
-        consent = cart.customer.marketing_consent
+        consent, policy = cart.customer.marketing_consent, config.consent
+        if channel == "sms":
+            consent, policy = cart.customer.sms_consent, sms_consent
         if consent is False or (
             consent is None
-            and (config.consent == "required" or (config.consent == "soft-opt-in" and facts.previous_orders < 1))
+            and (policy == "required" or (policy == "soft-opt-in" and facts.previous_orders < 1))
         ):
-            return Verdict(Action.SKIP, Reason.NO_CONSENT, detail=f"consent={consent}, policy {config.consent}")
-        if email and suppressed and email_hash(email) in suppressed:  # no hashing when none is
+            what = "sms_consent" if channel == "sms" else "consent"
+            return Verdict(Action.SKIP, Reason.NO_CONSENT, detail=f"{what}={consent}, policy {policy}")
+        if suppressed and ((email and email_hash(email) in suppressed)  # no hashing when none is
+                           or (phone and phone_hash(phone) in suppressed)):
             return Verdict(Action.SKIP, Reason.SUPPRESSED)
         if facts.ordered is not None:
             return Verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")

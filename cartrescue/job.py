@@ -104,6 +104,10 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Led
         recent = ledger.sent_since("smtp", datetime.now(timezone.utc) - timedelta(hours=1),
                                    None if shard.whole else shard.owns)
     channels["email"] = stack.enter_context(email_channel(config, request.mode, request.outbox, recent))
+    used = config.channels_used()
+    for name in ("sms", "webhook"):
+        if name in used:
+            channels[name] = stack.enter_context(_http_channel(name, config, request, ledger))
     return channels
 
 
@@ -119,6 +123,23 @@ def email_channel(config: Config, mode: Mode, outbox: Path | None = None, recent
     except ImportError:
         raise ConfigError("--send: the SMTP channel is not available in this build") from None
     return SmtpChannel.from_config(config, recent or [])
+
+
+def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger | None) -> Channel:
+    """The SMS or webhook channel of a run: the real one with ``--send``, else the outbox."""
+    if request.mode == "outbox":
+        from cartrescue.channels.outbox import OutboxChannel
+
+        return OutboxChannel(config.path(request.outbox or config.outbox.path or "outbox"))
+    from cartrescue.channels.sms import SmsChannel
+    from cartrescue.channels.webhook import WebhookChannel
+
+    kind: type[SmsChannel] | type[WebhookChannel] = SmsChannel if name == "sms" else WebhookChannel
+    section = config.sms if name == "sms" else config.webhook
+    recent: list[datetime] = []
+    if ledger is not None and section.rate_per_hour:  # the hourly quota spans runs
+        recent = ledger.sent_since(kind.transport, datetime.now(timezone.utc) - timedelta(hours=1))
+    return kind.from_config(config, recent)
 
 
 def run_job(

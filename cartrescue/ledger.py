@@ -58,6 +58,7 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("cart_key", "step", "channel", name="uq_cr_message_cart_step_channel"),
         Index("ix_cr_message_email_claimed", "email", "claimed_at"),
+        Index("ix_cr_message_phone_claimed", "phone", "claimed_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -65,7 +66,7 @@ class Message(SQLModel, table=True):
     cart_id: str = Field(max_length=191)
     email: str | None = Field(default=None, max_length=254)
     step: int
-    channel: str = Field(max_length=32)  # email | call-list
+    channel: str = Field(max_length=32)  # email | call-list | sms | webhook
     transport: str = Field(default="", max_length=32)  # outbox | smtp | call-list
     template: str = Field(default="", max_length=191)
     variant: str | None = Field(default=None, max_length=64)
@@ -78,6 +79,9 @@ class Message(SQLModel, table=True):
     run_id: int | None = Field(default=None, index=True)
     claimed_at: datetime
     finished_at: datetime | None = None
+    # The customer's number in E.164 where the shop sends SMS (one message a day counts every
+    # channel of an address or a number); NULL in older rows and for shops without SMS.
+    phone: str | None = Field(default=None, max_length=32)
     # For `report` (filled at claim time; NULL in rows claimed before these columns existed):
     sequence: str | None = Field(default=None, max_length=64)
     locale: str | None = Field(default=None, max_length=35)  # the customer's, as the source gave it
@@ -90,11 +94,12 @@ REPORT_COLUMNS = ("sequence", "locale", "customer_id", "cart_value")
 
 
 class Suppression(SQLModel, table=True):
-    """An address that must never get a message again (unsubscribed, bounced, imported)."""
+    """An address or a phone number that must never get a message again (unsubscribed, bounced,
+    replied STOP, imported)."""
 
     __tablename__ = "cr_suppression"
     id: int | None = Field(default=None, primary_key=True)
-    email_hash: str = Field(max_length=64, unique=True)
+    email_hash: str = Field(max_length=64, unique=True)  # contacts.contact_hash: of the address or the E.164 number
     reason: str = Field(default="", max_length=64)
     source: str = Field(default="", max_length=191)
     created_at: datetime
@@ -246,8 +251,20 @@ class SendTest(SQLModel, table=True):
     finished_at: datetime | None = None
 
 
+class Inbound(SQLModel, table=True):
+    """An inbound message the provider's webhook delivered (an SMS reply): kept by its provider id
+    so that a replayed request is refused, with the hash of the number and what was done."""
+
+    __tablename__ = "cr_inbound"
+    id: int | None = Field(default=None, primary_key=True)
+    provider_id: str = Field(max_length=191, unique=True)  # Twilio's MessageSid, or the gateway's id
+    phone_hash: str = Field(default="", max_length=64)
+    action: str = Field(default="", max_length=32)  # suppressed | ignored
+    received_at: datetime
+
+
 TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision, Code, SurveyAnswer, Promotion,
-                                 SendTest]
+                                SendTest, Inbound]
 
 
 @dataclass(slots=True)
@@ -264,7 +281,8 @@ class History:
 
     by_cart: dict[str, list[SentStep]] = field(default_factory=dict)
     last_by_email: dict[str, datetime] = field(default_factory=dict)
-    suppressed: set[str] = field(default_factory=set)  # email hashes
+    suppressed: set[str] = field(default_factory=set)  # contact hashes (addresses and numbers)
+    last_by_phone: dict[str, datetime] = field(default_factory=dict)  # E.164 -> last message, any channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +302,7 @@ class ClaimRequest:
     locale: str | None = None
     customer_id: str | None = None
     cart_value: str | None = None
-
+    phone: str | None = None  # E.164, where the shop sends SMS
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -335,6 +353,9 @@ class Ledger:
             with self.engine.begin() as conn:
                 for table in tables:
                     conn.execute(CreateTable(table, if_not_exists=True))
+            self._add_missing_columns(models)  # an index may be on a column an older ledger lacks
+            with self.engine.begin() as conn:
+                for table in tables:
                     for index in table.indexes:
                         conn.execute(CreateIndex(index, if_not_exists=True))
             return
@@ -529,11 +550,13 @@ class Ledger:
 
     # -- history -----------------------------------------------------------------------------
 
-    def history(self, cart_keys: Sequence[str], emails: Sequence[str], email_hashes: Sequence[str]) -> History:
-        """Steps claimed per cart, the last message per address, and suppressed hashes."""
+    def history(self, cart_keys: Sequence[str], emails: Sequence[str], email_hashes: Sequence[str],
+                phones: Sequence[str] = ()) -> History:
+        """Steps claimed per cart, the last message per address and per phone number (any
+        channel), and which of the hashes (of addresses and numbers) are suppressed."""
         result = History()
         as_json = self._json_lists()
-        steps, last, suppressed = _history_statements(as_json)
+        steps, last, suppressed, last_phone = _history_statements(as_json)
 
         def values(items: list[str]) -> Any:
             return json.dumps(items) if as_json else items
@@ -547,6 +570,9 @@ class Ledger:
                     result.last_by_email[email] = _aware(at)  # type: ignore[assignment]
             for chunk in _chunks(sorted(set(email_hashes)), 500):
                 result.suppressed.update(row[0] for row in conn.execute(suppressed, {"hashes": values(chunk)}))
+            for chunk in _chunks(sorted(set(phones)), 500):
+                for phone, at in conn.execute(last_phone, {"phones": values(chunk)}):
+                    result.last_by_phone[phone] = _aware(at)  # type: ignore[assignment]
         return result
 
     def _json_lists(self) -> bool:
@@ -881,6 +907,25 @@ class Ledger:
                     added += len(fresh)
         return added
 
+    def inbound(self, provider_id: str, phone_hash: str, action: str, suppress: str | None, source: str,
+                now: datetime | None = None) -> bool:
+        """Record an inbound message by its provider id and, with ``suppress`` (a reason), suppress
+        ``phone_hash`` in the same transaction. ``False`` (and nothing changed) when the id was
+        seen before: a replayed request, which the caller refuses."""
+        inbound, suppression = Inbound.__table__, Suppression.__table__  # type: ignore[attr-defined]
+        at = _naive(now or datetime.now(timezone.utc))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(inbound).values(provider_id=provider_id[:191], phone_hash=phone_hash, action=action,
+                                                    received_at=at))
+                if suppress and phone_hash and conn.execute(
+                        select(suppression.c.id).where(suppression.c.email_hash == phone_hash)).first() is None:
+                    conn.execute(insert(suppression).values(email_hash=phone_hash, reason=suppress[:64],
+                                                            source=source[:191], created_at=at))
+            return True
+        except IntegrityError:
+            return False
+
     def suppression(self, email_hash: str) -> dict[str, Any] | None:
         """The suppression of one address hash, or ``None``."""
         table = Suppression.__table__  # type: ignore[attr-defined]
@@ -1027,8 +1072,8 @@ class Ledger:
 
 
 @lru_cache(maxsize=2)
-def _history_statements(as_json: bool) -> tuple[Any, Any, Any]:
-    """The three queries of :meth:`Ledger.history`, built once per process.
+def _history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
+    """The four queries of :meth:`Ledger.history`, built once per process.
 
     Planning asks once per chunk of 500 carts. An ``in_(list)`` built and compiled 500 bind
     parameters on every call; an expanding parameter is compiled once but still renders 500
@@ -1047,7 +1092,10 @@ def _history_statements(as_json: bool) -> tuple[Any, Any, Any]:
             .where(message.c.email.in_(one_of("emails")), message.c.status.in_(MESSAGED))
             .group_by(message.c.email))
     suppressed = select(suppression.c.email_hash).where(suppression.c.email_hash.in_(one_of("hashes")))
-    return steps, last, suppressed
+    last_phone = (select(message.c.phone, func.max(message.c.claimed_at))
+                  .where(message.c.phone.in_(one_of("phones")), message.c.status.in_(MESSAGED))
+                  .group_by(message.c.phone))
+    return steps, last, suppressed, last_phone
 
 
 def _one_of(name: str, as_json: bool) -> Any:
@@ -1081,7 +1129,7 @@ def _claim_statement(dialect: str) -> Any:
 
     message = Message.__table__  # type: ignore[attr-defined]
     names = ("cart_key", "cart_id", "email", "step", "channel", "transport", "template", "variant", "tier", "score",
-             "message_id", *REPORT_COLUMNS)
+             "message_id", *REPORT_COLUMNS, "phone")
     columns = [message.c[name] for name in names]
     values = [bindparam(f"c_{name}", type_=message.c[name].type) for name in names]
     extra = {"status": literal("claimed"), "reply": literal(""), "attempts": literal(1),
@@ -1167,7 +1215,7 @@ class _RawStatements:
             dict(fixed, c_cart_key=r.cart_key, c_cart_id=r.cart_id, c_email=r.email, c_step=r.step,
                  c_channel=r.channel, c_transport=r.transport, c_template=r.template, c_variant=r.variant,
                  c_tier=r.tier, c_score=r.score, c_message_id=r.message_id, c_sequence=r.sequence,
-                 c_locale=r.locale, c_customer_id=r.customer_id, c_cart_value=r.cart_value)
+                 c_locale=r.locale, c_customer_id=r.customer_id, c_cart_value=r.cart_value, c_phone=r.phone)
             for r in requests])
 
     def record_rows(self, outcomes: Iterable[tuple[int, str, str, str]], at: Any) -> list[Any]:

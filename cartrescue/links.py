@@ -46,11 +46,12 @@ def safe_url(value: str | None) -> str | None:
 
 @lru_cache(maxsize=1024)
 def utm_values(links: LinksConfig, sequence: str | None, step: int, variant: str | None,
-               tier: str | None) -> dict[str, str]:
+               tier: str | None, channel: str = "email") -> dict[str, str]:
     """The UTM parameters of one message (empty values left out), or ``{}`` when tagging is off."""
     if not links.utm:
         return {}
-    fields = {"sequence": sequence or "cart", "step": str(step), "variant": variant or "", "tier": tier or ""}
+    fields = {"sequence": sequence or "cart", "step": str(step), "variant": variant or "", "tier": tier or "",
+              "channel": channel}
     values = {
         "utm_source": links.utm_source.format(**fields),
         "utm_medium": links.utm_medium.format(**fields),
@@ -84,9 +85,10 @@ def add_params(url: str, params: dict[str, str]) -> str:
     return joined + hash_mark + fragment
 
 
-def tagger(links: LinksConfig, sequence: str | None, step: int, variant: str | None, tier: str | None) -> Tag:
+def tagger(links: LinksConfig, sequence: str | None, step: int, variant: str | None, tier: str | None,
+           channel: str = "email") -> Tag:
     """A function that makes a URL from data safe (``None`` if it is not) and tags it."""
-    params = utm_values(links, sequence, step, variant, tier)
+    params = utm_values(links, sequence, step, variant, tier, channel)
 
     def tag(url: str | None) -> str | None:
         clean = safe_url(url)

@@ -18,7 +18,9 @@ from enum import StrEnum
 
 @dataclass(frozen=True, slots=True)
 class Customer:
-    """Who owns a cart. ``marketing_consent`` is ``None`` when the shop does not say."""
+    """Who owns a cart. ``marketing_consent`` (e-mail and other marketing) and ``sms_consent``
+    (text messages: separate, as the law and the shops keep it) are ``None`` when the shop does
+    not say."""
 
     email: str | None
     id: str | None = None
@@ -28,6 +30,7 @@ class Customer:
     locale: str | None = None
     is_guest: bool = False
     marketing_consent: bool | None = None
+    sms_consent: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,7 @@ class Decision:
     not_before: datetime | None = None  # for defers: when a later run may act
     detail: str = ""
     facts: "CartFacts | None" = field(default=None, compare=False)
+    phone: str | None = None  # the customer's number in E.164, when the shop sends SMS (checked by the planner)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,19 +14,20 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from cartrescue.job import LockWatch
 
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
-from cartrescue.config import Config, Incentive, Tier
-from cartrescue.contacts import email_hash
+from cartrescue.config import Config, Incentive, Step, Tier
+from cartrescue.contacts import email_hash, normalize_phone, phone_hash, phone_region
 from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
@@ -41,11 +42,14 @@ from cartrescue.newest import NewestCarts
 from cartrescue.newsletters import Newsletters
 from cartrescue.orders import OrderBook
 from cartrescue.priority import Prioritizer
-from cartrescue.render import Renderer
-from cartrescue.sequence import Calendar, next_step
+from cartrescue.render import SMS_PART, Renderer
+from cartrescue.sequence import Calendar, next_step, step_number
 from cartrescue.shards import Shard
+from cartrescue.sms_text import SmsLength, measure
+from cartrescue.sms_text import problems as sms_problems
 from cartrescue.sources.base import CartSource, Window
 from cartrescue.survey import links as survey_links
+from cartrescue.text import printable
 from cartrescue.unsubscribe import make_token
 
 T = TypeVar("T")
@@ -54,6 +58,7 @@ HELD_OUT = "held_out"  # its ledger status: no message, on purpose
 PLAN_CHUNK = 500
 DELIVERY_CHUNK = 250
 DRY_RUN_SECRET = "dry-run: not a secret"
+RENDERED = frozenset({"email", "sms", "webhook"})  # channels whose message is rendered from templates
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -107,7 +112,12 @@ class Planner:
         self.shard = shard if shard is not None and not shard.whole else None
         basis = Basis(config.shop.currency, config.shop.exchange_rates)
         self.gates = Gates(config.eligibility, basis)
-        self.calendar = Calendar(config.eligibility, config.shop.tz)
+        self.calendar = Calendar(config.eligibility, config.shop.tz, {"sms": config.sms.quiet_hours})
+        # Numbers are read (E.164) only where the shop sends SMS: then every message records the
+        # customer's number, so one message a day counts an address and a number together.
+        self.uses_phone = "sms" in config.channels_used()
+        self.region = config.sms.default_region or config.shop.country
+        self.countries = frozenset(config.sms.countries)
         self.prioritizer = Prioritizer(config.priority, basis)
         self.experiments = Experiments(config, ledger.promotions() if ledger is not None else None)
 
@@ -135,22 +145,30 @@ class Planner:
             for budget in budgets.values():
                 yield from budget.drain()
 
-    def _history(self, chunk: Sequence[Cart], emails: list[str]) -> History:
+    def _history(self, chunk: Sequence[Cart], emails: list[str], phones: list[str]) -> History:
         if self.ledger is None:
             return History()
         unique = list(dict.fromkeys(emails))
-        return self.ledger.history([c.key for c in chunk], unique, [email_hash(e) for e in unique])
+        numbers = list(dict.fromkeys(phones))
+        return self.ledger.history([c.key for c in chunk], unique,
+                                   [email_hash(e) for e in unique] + [phone_hash(p) for p in numbers], numbers)
 
     def _decide_chunk(
         self, source: CartSource, chunk: list[Cart], newest: NewestCarts, budgets: dict[str, _Budget]
     ) -> Iterator[Decision]:
         orders = OrderBook(source.orders_for(chunk))
         emails = [c.customer.email for c in chunk if c.customer.email]
-        history = self._history(chunk, emails)
+        phones: dict[str, str] = {}
+        if self.uses_phone:
+            for cart in chunk:
+                number = normalize_phone(cart.customer.phone, self.region, mobile=True)
+                if number is not None:
+                    phones[cart.key] = number
+        history = self._history(chunk, emails, list(phones.values()))
         newest_by_email = newest.lookup(emails)
-        # Addresses messaged earlier in this run: kept in the scratch file, not in a set that
-        # would grow with every send of a million-cart run; this chunk's share is read here.
-        messaged = newest.messaged(emails)
+        # Addresses (and numbers) messaged earlier in this run: kept in the scratch file, not in
+        # a set that would grow with every send of a million-cart run; this chunk's share is read here.
+        messaged = newest.messaged(emails + list(phones.values()))
         sent_today = self.newsletters.latest(emails) if self.newsletters is not None and emails else {}
         answered = self._answered(chunk)
         added: list[str] = []
@@ -158,15 +176,18 @@ class Planner:
         for cart in chunk:
             if repeated and cart.key in repeated and self._repeated(cart, repeated):
                 continue
-            decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered)
+            decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered,
+                                    phones.get(cart.key))
             if decision.action is Action.SEND and decision.tier in budgets:
                 displaced = budgets[decision.tier].offer(decision)
                 if displaced is not None:
                     yield displaced
                 continue
-            if decision.action is Action.SEND and cart.customer.email:
-                messaged.add(cart.customer.email)
-                added.append(cart.customer.email)
+            if decision.action is Action.SEND:
+                for contact in (cart.customer.email, decision.phone):
+                    if contact:
+                        messaged.add(contact)
+                        added.append(contact)
             yield decision
         newest.mark_messaged(added)
 
@@ -190,9 +211,21 @@ class Planner:
             self._any_answers = self.ledger.has_survey_answers()
         return self.ledger.survey_answered([cart.key for cart in chunk]) if self._any_answers else set()
 
+    def _phone_problem(self, cart: Cart, phone: str | None) -> str:
+        """Why an SMS cannot go to this cart's number ("" when it can)."""
+        raw = cart.customer.phone
+        if phone is None:
+            if not raw:
+                return "no phone number"
+            where = f"in E.164 (+country) or of region {self.region}" if self.region else "in E.164 (+country)"
+            return f"phone {printable(raw)[:40]!r} is not a mobile number {where}"
+        if self.countries and phone_region(phone) not in self.countries:
+            return f"phone of {phone_region(phone) or 'unknown country'}, not one of sms.countries"
+        return ""
+
     def _decide(
         self, cart: Cart, orders: OrderBook, history: History, newest: dict[str, str], messaged: set[str],
-        sent_today: dict[str, MarketingSend], answered: set[str],
+        sent_today: dict[str, MarketingSend], answered: set[str], phone: str | None = None,
     ) -> Decision:
         # The Decision is built once, at the end: frozen dataclasses are costly to copy, and a
         # run makes one per cart.
@@ -204,42 +237,60 @@ class Planner:
         email = cart.customer.email
         step: int | None = None
         template: str | None = None
+        sequence = self.config.sequences[tier.sequence]
+        sent = history.by_cart.get(cart.key, [])
+        number = step_number(sent)
+        # The channel of the step that comes next: the step's own, else the tier's.
+        channel = sequence.steps[number - 1].channel_for(tier) if number <= len(sequence.steps) else tier.channel
+        problem = self._phone_problem(cart, phone) if channel == "sms" else ""
         verdict: Verdict | None = self.gates.check(
-            cart, facts, now=now, suppressed=history.suppressed,
-            newest_cart=newest.get(email) if email else None, wants_phone=tier.channel == "call-list",
+            cart, facts, now=now, suppressed=history.suppressed, newest_cart=newest.get(email) if email else None,
+            channel=channel, phone=None if problem else phone, phone_problem=problem,
+            sms_consent=self.config.sms.consent,
         )
         if verdict is None and cart.key in answered:
             verdict = Verdict(Action.SKIP, Reason.ANSWERED_SURVEY, detail="the customer said why they left")
         if verdict is None:
-            sequence = self.config.sequences[tier.sequence]
-            due = next_step(cart, sequence, history.by_cart.get(cart.key, []), now, self.config.eligibility.backfill)
+            due = next_step(cart, sequence, sent, now, self.config.eligibility.backfill)
             if isinstance(due, Verdict):
                 verdict = due
             else:
                 step = due.step
                 template = sequence.steps[step - 1].template
-                if tier.channel == "email":
-                    last = now if email in messaged else history.last_by_email.get(email or "")
-                    verdict = self.calendar.gate(now, last, sent_today.get(email or "") if sent_today else None)
+                if channel != "call-list":
+                    verdict = self.calendar.gate(now, self._last_message(email, phone, history, messaged),
+                                                 sent_today.get(email or "") if sent_today else None, channel)
                 if verdict is None:
                     who = subject(cart)
                     if self.experiments.held_out(who, tier.sequence):
                         return Decision(
                             cart=cart, action=Action.HOLDOUT, reason=Reason.HOLDOUT, score=score.value,
-                            tier=tier.name, step=step, channel=tier.channel, template=template,
+                            tier=tier.name, step=step, channel=channel, template=template,
                             detail=f"holdout group ({sequence.holdout:.0%} of sequence {tier.sequence})",
-                            facts=cart_facts,
+                            facts=cart_facts, phone=phone,
                         )
                     return Decision(
                         cart=cart, action=Action.SEND, reason=Reason.DUE, score=score.value, tier=tier.name,
-                        step=step, channel=tier.channel, template=template,
-                        variant=self.experiments.variant(who, tier.sequence, step), facts=cart_facts,
+                        step=step, channel=channel, template=template,
+                        variant=self.experiments.variant(who, tier.sequence, step), facts=cart_facts, phone=phone,
                     )
         return Decision(
             cart=cart, action=verdict.action, reason=verdict.reason, score=score.value, tier=tier.name, step=step,
-            channel=tier.channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
-            facts=cart_facts,
+            channel=channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
+            facts=cart_facts, phone=phone,
         )
+
+    def _last_message(self, email: str | None, phone: str | None, history: History,
+                      messaged: set[str]) -> datetime | None:
+        """The customer's last message on any channel: by address, by number, or in this run."""
+        if (email and email in messaged) or (phone and phone in messaged):
+            return self.now
+        last = history.last_by_email.get(email) if email else None
+        if phone:
+            by_phone = history.last_by_phone.get(phone)
+            if by_phone is not None and (last is None or by_phone > last):
+                last = by_phone
+        return last
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +382,7 @@ class Composer:
                 previous_orders=decision.facts.previous_orders if decision.facts else 0,
                 unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant,
                 code=code, survey=survey_links(self.config, self.secret, cart.key, decision.step, locale),
-                sequence=tier.sequence,
+                sequence=tier.sequence, channel=decision.channel or "email",
             )
         except (ArithmeticError, ValueError) as exc:  # an amount no currency format can show, ...
             raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None
@@ -357,6 +408,96 @@ class Composer:
                 *((("X-Cartrescue-Variant", decision.variant),) if decision.variant else ()),
             ),
         )
+
+
+    def _sms_step(self, decision: Decision) -> tuple[Step, int]:
+        tier = self._tiers[decision.tier]  # type: ignore[index]
+        sequence = self.config.sequences[tier.sequence]
+        return sequence.steps[decision.step - 1], len(sequence.steps)  # type: ignore[operator]
+
+    def compose_sms(self, decision: Decision, code: str | None = None) -> SmsText:
+        """Render ``decision``'s text message and check it: at most ``sms.max_segments``, the
+        opt-out keyword and the shop's name in it; raise TemplateError for this cart otherwise
+        (:meth:`cartrescue.render.Renderer.render_sms` puts cart values on one line)."""
+        cart = decision.cart
+        if decision.step is None or decision.template is None or not decision.phone:
+            raise TemplateError(f"cart {cart.id}: nothing to compose (no phone number or step)")
+        step, count = self._sms_step(decision)
+        incentive = step.incentive_for(decision.tier)
+        if code is None and incentive is not None and incentive.codes is not None:
+            code = placeholder(incentive.codes)
+        locale = self.renderer.resolve_locale(cart.customer.locale, step.template, SMS_PART)
+        email = cart.customer.email
+        unsubscribe_url = self.config.shop.unsubscribe_url.replace("{token}", make_token(email, self.secret)) \
+            if email else ""
+        try:
+            context = self.renderer.context(
+                cart, locale=locale, step=decision.step, step_count=count, tier=decision.tier,
+                previous_orders=decision.facts.previous_orders if decision.facts else 0,
+                unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant, code=code,
+                sequence=self._tiers[decision.tier].sequence, channel="sms",  # type: ignore[index]
+                tags=self.config.sms.link_tags,
+            )
+        except (ArithmeticError, ValueError) as exc:
+            raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None
+        limit = self.config.sms.max_segments
+        text = self.renderer.render_sms(step.template, locale, context, decision.variant, limit)
+        found = sms_problems(text, self.config.shop.name, limit)
+        if found:
+            file = self.renderer.part_file(step.template, locale, SMS_PART, decision.variant)
+            raise TemplateError(f"{file}: {found[0][1]}")
+        length = measure(text)
+        return SmsText(text, length, locale)
+
+    def webhook_body(self, decision: Decision, message: OutgoingMessage, code: str | None = None) -> bytes:
+        """The JSON document the webhook channel POSTs (docs/channels.md#webhook), without its
+        ``id`` (the ledger id, known once claimed: the channel puts it first). UTF-8; a value
+        that cannot be encoded (a lone surrogate) fails this cart, before its claim."""
+        cart = decision.cart
+        customer = cart.customer
+        step, count = self._sms_step(decision)
+        incentive = step.incentive_for(decision.tier)
+        tier = self._tiers[decision.tier]  # type: ignore[index]
+        offer = None
+        if incentive is not None:
+            offer = {"kind": incentive.kind, "value": str(incentive.value), "code": code or incentive.code,
+                     "expires_at": _iso(self.now + incentive.valid_for)}
+        locale = self.renderer.resolve_locale(customer.locale, step.template)
+        unsubscribe = next((value for name, value in message.headers if name == "List-Unsubscribe"), "")
+        document = {
+            "event": "cart.reminder",
+            "message_id": message.message_id,
+            "shop": {"name": self.config.shop.name, "url": self.config.shop.url},
+            "cart": {
+                "id": cart.id, "key": cart.key, "currency": cart.currency, "total": str(cart.total),
+                "recovery_url": cart.recovery_url, "updated_at": _iso(cart.updated_at),
+                "items": [{"sku": item.sku, "name": item.name, "quantity": item.quantity,
+                           "unit_price": str(item.unit_price), "image_url": item.image_url,
+                           "product_url": item.product_url} for item in cart.items],
+            },
+            "customer": {"id": customer.id, "email": customer.email, "phone": decision.phone or customer.phone,
+                         "first_name": customer.first_name, "last_name": customer.last_name,
+                         "locale": customer.locale, "is_guest": customer.is_guest},
+            "step": decision.step, "step_count": count, "sequence": tier.sequence, "tier": decision.tier,
+            "score": decision.score, "variant": decision.variant, "locale": locale,
+            "subject": message.subject, "text": message.text, "html": message.html,
+            "unsubscribe_url": unsubscribe.split(">", 1)[0].lstrip("<"),
+            "incentive": offer,
+        }
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class SmsText:
+    """A rendered and checked text message."""
+
+    text: str
+    length: SmsLength
+    locale: str
 
 
 @dataclass(slots=True)
@@ -451,38 +592,56 @@ class Executor:
         return ClaimRequest(cart.key, cart.id, cart.customer.email, d.step or 0, d.channel or "email", transport,
                             d.template or "", d.variant, d.tier, d.score, message_id,
                             sequence=self._sequence_of.get(d.tier or ""), locale=cart.customer.locale,
-                            customer_id=cart.customer.id, cart_value=None if value is None else str(value))
+                            customer_id=cart.customer.id, cart_value=None if value is None else str(value),
+                            phone=d.phone)
 
     def _dry_run(self, chunk: list[Decision]) -> list[Result]:
         results = []
         for decision in chunk:
             if decision.action is not Action.SEND:
                 results.append(Result(decision))
-            elif decision.channel != "email":
+            elif decision.channel not in RENDERED:
                 results.append(Result(decision, "dry-run"))
             else:
                 try:
-                    message = self.composer.compose(decision)
-                    wire_address(message.to.email)  # what building the message would refuse
-                    results.append(Result(decision, "dry-run", message=message))
+                    detail = ""
+                    if decision.channel == "email":  # the MIME bytes are not built: only what they would refuse
+                        message = self.composer.compose(decision)
+                        wire_address(message.to.email)
+                    else:
+                        message, data = self.build(decision)  # what a delivering run would send
+                        detail = measure(data.decode("utf-8")).describe() if decision.channel == "sms" and data else ""
+                    results.append(Result(decision, "dry-run", detail, message=message))
                 except (TemplateError, ValueError) as exc:
                     self._problem(decision, str(exc))
                     results.append(Result(decision, "render_error", str(exc)))
         return results
 
+    def build(self, decision: Decision, code: str | None = None) -> tuple[OutgoingMessage | None, bytes | None]:
+        """``decision``'s message and the bytes its channel sends: MIME for e-mail, the text for
+        an SMS, the JSON document for the webhook; raise TemplateError/ValueError for this cart.
+        Without ``code`` a per-recipient incentive shows its placeholder."""
+        channel = decision.channel or "email"
+        if channel == "sms":
+            return None, self.composer.compose_sms(decision, code).text.encode("utf-8")
+        if channel not in RENDERED:
+            return None, None
+        message = self.composer.compose(decision, code)
+        if channel == "webhook":
+            return message, self.composer.webhook_body(decision, message, code)
+        return message, build_message(message)
+
     def _prepare(self, decision: Decision) -> _Prepared:
         """Render and build ``decision``'s message; raise TemplateError/ValueError for this cart."""
         channel = decision.channel or "email"
-        message = data = None
         pool = None
-        if channel == "email":
+        if channel in RENDERED:
             incentive = self.composer.incentive(decision)
             if self.codes is not None and incentive is not None and incentive.codes is not None:
                 pool = incentive.codes.pool
-            message = self.composer.compose(decision)  # a per-recipient code shows its placeholder here
-            data = build_message(message)
-        request = self._claim_request(decision, self.channels[channel].transport,
-                                      message.message_id if message is not None else "")
+        message, data = self.build(decision)
+        message_id = self.composer.message_id(decision) if channel in RENDERED else ""
+        request = self._claim_request(decision, self.channels[channel].transport, message_id)
         return _Prepared(decision, request, message, data, pool)
 
     # -- delivering --------------------------------------------------------------------------
@@ -599,8 +758,7 @@ class _ClaimFeed:
                 code, _expires = executor.codes.allocate(
                     prepared.code_pool, claim_id, cart_key=decision.cart.key, email=decision.cart.customer.email,
                     step=decision.step or 0, now=executor.composer.now)
-                prepared.message = executor.composer.compose(decision, code)
-                prepared.data = build_message(prepared.message)
+                prepared.message, prepared.data = executor.build(decision, code)
             except (CartrescueError, ValueError) as exc:
                 # Not this cart's data (the template rendered before the claim): the pool ran dry.
                 self.done(Outcome(claim_id, Status.TRANSIENT, f"incentive code: {exc}"))
@@ -609,17 +767,19 @@ class _ClaimFeed:
 
     def done(self, outcome: Outcome) -> None:
         prepared = self.by_claim[outcome.claim_id]
-        message_id = prepared.message.message_id if prepared.message is not None else ""
+        message_id = prepared.request.message_id
         if not self.buffer:
             self.oldest = time.monotonic()
         self.buffer.append((outcome.claim_id, outcome.status.value, outcome.reply, message_id))
         decision = prepared.decision
         delivery = "render_error" if outcome.reply.startswith("incentive code:") else outcome.status.value
         self.results[id(decision)] = Result(decision, delivery, outcome.reply, prepared.message)
-        address = decision.cart.customer.email
-        if outcome.suppress and address:  # "no such user": no other cart or step of the address is tried
+        # "No such user", "unsubscribed at the carrier": no other cart or step of the contact is tried.
+        contact = decision.phone if prepared.request.channel == "sms" else decision.cart.customer.email
+        if outcome.suppress and contact:
             transport = prepared.request.transport
-            self.bounced.append((email_hash(address), outcome.suppress, f"{transport}: {outcome.reply}"))
+            hashed = phone_hash(contact) if prepared.request.channel == "sms" else email_hash(contact)
+            self.bounced.append((hashed, outcome.suppress, f"{transport}: {outcome.reply}"))
         if len(self.buffer) >= FLUSH_EVERY or time.monotonic() - self.oldest >= FLUSH_SECONDS:
             self.flush()
 

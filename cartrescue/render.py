@@ -25,6 +25,7 @@ from cartrescue.links import safe_url, tagger
 from cartrescue.model import Cart
 
 PARTS = ("subject.txt", "txt", "html")
+SMS_PART = "sms.txt"  # the text of an SMS step: ``reminder-2.sms.txt`` (docs/channels.md#sms)
 # Currencies whose minor unit exists on paper only: whole amounts are shown without decimals
 # (``4 990 Ft``, ``185 000 ₸``). Currencies without a minor unit (JPY, ISK, KRW) never show any.
 WHOLE_UNITS = frozenset({"HUF", "KZT"})
@@ -211,6 +212,7 @@ class Renderer:
 
         self.shop = config.shop
         self.links = config.links
+        self._untagged = config.links.model_copy(update={"utm": False})  # links: safe, without UTM tags
         folders = [shipped_templates()]
         if config.templates is not None:
             folders.insert(0, config.path(config.templates))
@@ -229,7 +231,7 @@ class Renderer:
         self.budget = Budget()
         self.env.globals["range"] = self.budget.range
         self._available = frozenset(self.env.list_templates())
-        self._locale_cache: dict[tuple[str | None, str], str] = {}
+        self._locale_cache: dict[tuple[str | None, str, str], str] = {}
         self._templates: dict[str, tuple[Any, dict[str, Any]]] = {}  # file -> (compiled, its globals)
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
         self._jinja_error: type[Exception] = JinjaError
@@ -239,9 +241,10 @@ class Renderer:
         """Locales that have at least one template."""
         return sorted({name.split("/")[0] for name in self._available if "/" in name})
 
-    def resolve_locale(self, locale: str | None, template: str) -> str:
-        """``sv_SE`` -> ``sv`` -> the shop's default, whichever has the template."""
-        key = (locale, template)
+    def resolve_locale(self, locale: str | None, template: str, part: str = "subject.txt") -> str:
+        """``sv_SE`` -> ``sv`` -> the shop's default, whichever has the template (its ``part``:
+        the subject for a message, ``sms.txt`` for a text message)."""
+        key = (locale, template, part)
         cached = self._locale_cache.get(key)
         if cached is not None:
             return cached
@@ -251,10 +254,10 @@ class Renderer:
             candidates += [locale, locale.split("_")[0]]
         candidates += [self.shop.default_locale, self.shop.default_locale.split("_")[0], "en"]
         for candidate in candidates:
-            if f"{candidate}/{template}.subject.txt" in self._available:
+            if f"{candidate}/{template}.{part}" in self._available:
                 self._locale_cache[key] = candidate
                 return candidate
-        raise TemplateError(f"template {template!r}: no locale of {candidates} has {template}.subject.txt")
+        raise TemplateError(f"template {template!r}: no locale of {candidates} has {template}.{part}")
 
     def part_file(self, template: str, locale: str, part: str, variant: str | None = None) -> str:
         """The file that renders ``part``: the variant's own file if there is one, else the base."""
@@ -304,20 +307,8 @@ class Renderer:
         if files is None:
             files = self._files[(template, locale, variant)] = tuple(
                 self.part_file(template, locale, part, variant) for part in PARTS)
-        parts = []
         self.budget.reset()
-        for name in files:
-            try:
-                parts.append(self._render_file(name, context))
-            except self._jinja_error as exc:
-                where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
-                raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
-            except TemplateError as exc:
-                raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
-            except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError) as exc:
-                # A template's own mistake met with this cart's data ({{ 1 / items|length }} on an
-                # empty list, ...): this message fails, the run goes on.
-                raise TemplateError(f"{name}: {type(exc).__name__}: {exc}") from None
+        parts = [self._render_part(name, context) for name in files]
         subject = " ".join(parts[0].split())
         return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale, files=files)
 
@@ -329,6 +320,47 @@ class Renderer:
         if text is None:
             text = self._expiries[key] = format_date(moment.astimezone(self.shop.tz), locale)  # the shop's day
         return text
+
+    def render_sms(self, template: str, locale: str, context: dict[str, Any], variant: str | None = None,
+                   max_segments: int | None = None) -> str:
+        """The text of an SMS step (``<locale>/<template>.sms.txt``, a variant's own file first),
+        surrounding whitespace removed: every character is paid for.
+
+        Values from cart data are put on one line first (a name with a newline must not start a
+        line of the text, nor a control character reach a phone), and a customer name that makes
+        the text longer than ``max_segments`` (500 emoji) is left out rather than the message.
+        """
+        from cartrescue.sms_text import measure, one_line, plain
+
+        customer = context["customer"]
+        for key in ("first_name", "last_name", "greeting_name"):
+            if customer[key]:
+                customer[key] = one_line(customer[key])[:60] or None
+        for item in context["items"]:
+            item["name"] = one_line(item["name"])
+        name = self.part_file(template, locale, SMS_PART, variant)
+        self.budget.reset()
+        text = plain(self._render_part(name, context)).strip()
+        if max_segments is not None and (customer["first_name"] or customer["last_name"]) \
+                and measure(text).segments > max_segments:
+            customer.update(first_name=None, last_name=None, greeting_name=None)
+            self.budget.reset()
+            text = plain(self._render_part(name, context)).strip()
+        return text
+
+    def _render_part(self, name: str, context: dict[str, Any]) -> str:
+        """One file rendered; every error of this cart's data becomes a TemplateError naming it."""
+        try:
+            return self._render_file(name, context)
+        except self._jinja_error as exc:
+            where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
+            raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
+        except TemplateError as exc:
+            raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
+        except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError) as exc:
+            # A template's own mistake met with this cart's data ({{ 1 / items|length }} on an
+            # empty list, ...): this message fails, the run goes on.
+            raise TemplateError(f"{name}: {type(exc).__name__}: {exc}") from None
 
     def context(
         self,
@@ -346,10 +378,12 @@ class Renderer:
         code: str | None = None,
         survey: dict[str, Any] | None = None,
         sequence: str | None = None,
+        channel: str = "email",
+        tags: bool = True,
     ) -> dict[str, Any]:
         """The template context (docs/templates.md). Every URL from data passes
         :mod:`cartrescue.links`: only http(s) reaches a link or an image, and links carry UTM tags."""
-        link = tagger(self.links, sequence, step, variant, tier)
+        link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel)
         money = _money_formatter(locale, cart.currency)
         shop = self.shop
         shop_url = link(shop.url) or shop.url

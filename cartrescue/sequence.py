@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from cartrescue.config import EligibilityConfig, Sequence
+from cartrescue.config import EligibilityConfig, QuietHours, Sequence
 from cartrescue.eligibility import Verdict
 from cartrescue.ledger import SentStep
 from cartrescue.model import Action, Cart, MarketingSend, Reason
@@ -29,6 +29,11 @@ class Due:
     due_at: datetime
 
 
+def step_number(sent: list[SentStep]) -> int:
+    """The number of the step that comes next (one past the last done; may be past the end)."""
+    return max((entry.step for entry in sent if entry.status in DONE), default=0) + 1
+
+
 def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetime,
               backfill: timedelta | None = None) -> Due | Verdict:
     """The step to send now, or why none is (sequence done, next step not yet due, too late to start).
@@ -40,7 +45,7 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
     ``backfill`` ago.
     """
     done = [entry for entry in sent if entry.status in DONE]
-    number = max((entry.step for entry in done), default=0) + 1
+    number = step_number(sent)
     steps = sequence.steps
     if number > len(steps):
         return Verdict(Action.SKIP, Reason.SEQUENCE_DONE, detail=f"{len(steps)} steps sent")
@@ -59,12 +64,17 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
 
 
 class Calendar:
-    """The shop's local clock: "today" and quiet hours."""
+    """The shop's local clock: "today" and quiet hours (``eligibility.quiet_hours`` for every
+    channel, plus a channel's own window: ``channel_quiet={"sms": sms.quiet_hours}``)."""
 
-    def __init__(self, config: EligibilityConfig, tz: ZoneInfo) -> None:
+    def __init__(self, config: EligibilityConfig, tz: ZoneInfo,
+                 channel_quiet: dict[str, QuietHours | None] | None = None) -> None:
         self.tz = tz
         self.one_per_day = config.one_message_per_day
         self.quiet = config.quiet_hours
+        self.windows: dict[str, list[QuietHours]] = {}
+        for channel, own in (channel_quiet or {}).items():
+            self.windows[channel] = [w for w in (self.quiet, own) if w is not None]
 
     def local_day_start(self, now: datetime) -> datetime:
         """The shop's midnight that began ``now``'s local day (in ``now``'s timezone)."""
@@ -79,11 +89,31 @@ class Calendar:
     def same_local_day(self, first: datetime, second: datetime) -> bool:
         return first.astimezone(self.tz).date() == second.astimezone(self.tz).date()
 
-    def quiet_until(self, now: datetime) -> datetime | None:
-        """End of the quiet window ``now`` falls in (it may cross midnight), else None."""
-        if self.quiet is None:
+    def quiet_until(self, now: datetime, channel: str = "email") -> datetime | None:
+        """When ``channel`` may send again if ``now`` is quiet time for it, else None.
+
+        With two windows (the general one and the channel's) the later end wins, and a window
+        the first one ends in is followed to its own end.
+        """
+        windows = self.windows.get(channel)
+        if windows is None:
+            return self._window_end(now, self.quiet)
+        until = None
+        for _pass in range(len(windows) + 1):
+            moved = False
+            for window in windows:
+                end = self._window_end(until or now, window)
+                if end is not None:
+                    until, moved = end, True
+            if not moved:
+                break
+        return until
+
+    def _window_end(self, now: datetime, window: QuietHours | None) -> datetime | None:
+        """End of ``window`` when ``now`` falls in it (it may cross midnight), else None."""
+        if window is None:
             return None
-        start, end = self.quiet.start, self.quiet.end
+        start, end = window.start, window.end
         local = now.astimezone(self.tz)
         clock = local.time().replace(tzinfo=None)
         if start == end:
@@ -98,22 +128,25 @@ class Calendar:
             return None
         return datetime.combine(end_day, end, self.tz).astimezone(now.tzinfo)
 
-    def tomorrow(self, now: datetime) -> datetime:
-        """The first moment of the next local day a message may go out (after its quiet hours)."""
+    def tomorrow(self, now: datetime, channel: str = "email") -> datetime:
+        """The first moment of the next local day ``channel`` may send (after its quiet hours)."""
         not_before = self.next_local_midnight(now)
-        return self.quiet_until(not_before) or not_before
+        return self.quiet_until(not_before, channel) or not_before
 
-    def gate(self, now: datetime, last_message: datetime | None, newsletter: MarketingSend | None = None) -> Verdict | None:
-        """Defer when the address had a message today, or the shop's newsletter (a send up to
-        ``now``: one scheduled for later today is not known yet), or when it is quiet time."""
+    def gate(self, now: datetime, last_message: datetime | None, newsletter: MarketingSend | None = None,
+             channel: str = "email") -> Verdict | None:
+        """Defer when the customer had a message today (on any channel), or the shop's newsletter
+        (a send up to ``now``: one scheduled for later today is not known yet), or when it is
+        quiet time for ``channel``."""
         if self.one_per_day and last_message is not None and self.same_local_day(last_message, now):
-            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=self.tomorrow(now),
+            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=self.tomorrow(now, channel),
                            detail=f"last message {last_message:%Y-%m-%d %H:%M} UTC")
         if newsletter is not None and newsletter.sent_at <= now and self.same_local_day(newsletter.sent_at, now):
             what = f"newsletter {newsletter.campaign!r}" if newsletter.campaign else "newsletter"
-            return Verdict(Action.DEFER, Reason.NEWSLETTER_TODAY, not_before=self.tomorrow(now),
+            return Verdict(Action.DEFER, Reason.NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),
                            detail=f"{what} sent {newsletter.sent_at:%Y-%m-%d %H:%M} UTC")
-        quiet = self.quiet_until(now)
+        quiet = self.quiet_until(now, channel)
         if quiet is not None:
-            return Verdict(Action.DEFER, Reason.QUIET_HOURS, not_before=quiet)
+            return Verdict(Action.DEFER, Reason.QUIET_HOURS, not_before=quiet,
+                           detail=f"{channel} quiet hours" if channel in self.windows else "")
         return None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cartrescue.contacts import email_hash, is_valid_email, normalize_email
+from cartrescue.contacts import email_hash, is_valid_email, normalize_email, normalize_phone, phone_hash
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
 from cartrescue.unsubscribe import BadToken, verify_token
@@ -139,18 +139,29 @@ def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: date
     return result
 
 
-def check(ledger: Ledger, address: str) -> dict[str, Any] | None:
-    """The suppression of ``address``, or ``None``."""
-    normalized = normalize_email(address)
-    return None if not normalized else ledger.suppression(email_hash(normalized))
+def _contact_hash(value: str, region: str | None) -> str | None:
+    """The suppression hash of an address, or of a phone number (``+46...``, or local digits
+    read in ``region``); ``None`` when ``value`` is neither."""
+    if "@" not in value:
+        number = normalize_phone(value, region)
+        return phone_hash(number) if number else None
+    normalized = normalize_email(value)
+    return email_hash(normalized) if normalized and is_valid_email(normalized) else None
 
 
-def remove(ledger: Ledger, address: str) -> bool:
-    """Lift the suppression of ``address`` (for example after a mistaken import)."""
-    normalized = normalize_email(address)
-    if not normalized or not is_valid_email(normalized):
-        raise ValueError(f"not a valid e-mail address: {address!r}")
-    return ledger.unsuppress(email_hash(normalized))
+def check(ledger: Ledger, address: str, region: str | None = None) -> dict[str, Any] | None:
+    """The suppression of ``address`` (or of a phone number), or ``None``."""
+    hashed = _contact_hash(address, region)
+    return None if hashed is None else ledger.suppression(hashed)
+
+
+def remove(ledger: Ledger, address: str, region: str | None = None) -> bool:
+    """Lift the suppression of ``address`` or of a phone number (a mistaken import, a customer
+    who texted START)."""
+    hashed = _contact_hash(address, region)
+    if hashed is None:
+        raise ValueError(f"not a valid e-mail address or phone number: {address!r}")
+    return ledger.unsuppress(hashed)
 
 
 def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:

@@ -15,7 +15,9 @@ Jinja markup in the output, and survey links that are missing (when the config a
 step) or do not carry a valid signed token for the cart, step and locale (a sample survey URL is
 used when the config has none, so the shipped links are checked too), and (with ``links.utm``
 on) an http(s) link other than the unsubscribe and survey links that lacks the message's UTM
-parameters.
+parameters. A text message
+(``<template>.sms.txt``, for the steps a tier sends by SMS and wherever such files exist) fails
+on more segments than ``sms.max_segments``, no opt-out keyword (STOP) and no shop name.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ from cartrescue import survey as survey_links
 from cartrescue.incentives import placeholder
 from cartrescue.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.render import PARTS, Renderer
+from cartrescue.render import PARTS, SMS_PART, Renderer
+from cartrescue.sms_text import KINDS as SMS_KINDS
+from cartrescue.sms_text import measure
+from cartrescue.sms_text import problems as sms_problems
 
 MAX_SUBJECT = 78
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
@@ -56,11 +61,12 @@ KINDS = {
     "survey": "survey links missing, or without a valid token",
     "utm": "a link without the UTM parameters of links: in the config",
     "render": "any other error while rendering",
+    **SMS_KINDS,
 }
 SAMPLE_SURVEY = "https://shop.example.com/cart-survey?token={token}"
 SURVEY_SECRET = "templates-check-secret"
 
-_FILE = re.compile(r"^(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)?)/(?P<name>[^/@_.][^/@]*?)(?:@(?P<variant>[a-z0-9][a-z0-9_-]*))?\.(?P<part>subject\.txt|txt|html)$")
+_FILE = re.compile(r"^(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)?)/(?P<name>[^/@_.][^/@]*?)(?:@(?P<variant>[a-z0-9][a-z0-9_-]*))?\.(?P<part>subject\.txt|sms\.txt|txt|html)$")
 _LEAK = re.compile(r"\bNone\b|\{\{|\}\}|\{%|%\}")
 _SAMPLE_INCENTIVE = Incentive(kind="percent", value=Decimal("10"), code="SAMPLE10")
 
@@ -86,6 +92,7 @@ class Problem:
 
 
 Offer = tuple[str | None, Incentive | None]  # (tier, incentive): what a step gives a tier
+_Use = tuple[str | None, int, int, list[Offer], set[str]]  # (sequence, step, step count, offers, variants)
 
 
 @dataclass(slots=True)
@@ -104,6 +111,8 @@ class Case:
     seconds: float = 0.0
     files: tuple[str, ...] = ()
     problems: list[Problem] = field(default_factory=list)
+    channel: str = "email"  # email (subject, text, HTML) or sms (the text message)
+    segments: int = 0  # sms: the most segments a fixture cart's text took
 
     @property
     def ok(self) -> bool:
@@ -127,7 +136,8 @@ class Case:
 
     @property
     def name(self) -> str:
-        return f"{self.template} [{self.locale}] variant={self.variant or '-'} step={self.step_label}"
+        sms = " sms" if self.channel == "sms" else ""
+        return f"{self.template}{sms} [{self.locale}] variant={self.variant or '-'} step={self.step_label}"
 
     def add(self, problem: Problem) -> None:
         for known in self.problems:
@@ -140,7 +150,8 @@ class Case:
         return {
             "name": self.name, "template": self.template, "locale": self.locale, "variant": self.variant,
             "sequence": self.sequence, "step": self.step, "step_count": self.step_count,
-            "incentives": self.incentive_label, "renders": self.renders,
+            "incentives": self.incentive_label, "renders": self.renders, "channel": self.channel,
+            **({"segments": self.segments} if self.channel == "sms" else {}),
             "files": list(self.files), "ok": self.ok, "problems": [p.as_dict() for p in self.problems],
         }
 
@@ -333,12 +344,13 @@ class TemplateChecker:
 
     # what exists ------------------------------------------------------------------------------
 
-    def files(self) -> dict[str, dict[str, set[str | None]]]:
-        """``{template: {locale: {variant or None, ...}}}`` for every part file found."""
+    def files(self, sms: bool = False) -> dict[str, dict[str, set[str | None]]]:
+        """``{template: {locale: {variant or None, ...}}}`` for every part file found (of the
+        text messages with ``sms``, else of the e-mails)."""
         found: dict[str, dict[str, set[str | None]]] = {}
         for name in self.available:
             match = _FILE.match(name)
-            if match:
+            if match and (match["part"] == SMS_PART) == sms:
                 found.setdefault(match["name"], {}).setdefault(match["locale"], set()).add(match["variant"])
         return found
 
@@ -355,14 +367,16 @@ class TemplateChecker:
         return names
 
     def cases(self, templates: Iterable[str] | None = None, locales: Iterable[str] | None = None) -> list[Case]:
-        files = self.files()
-        used: dict[str, list[tuple[str | None, int, int, list[Offer], set[str]]]] = {}
+        """Every e-mail case, then every text-message case: the steps a tier sends by e-mail (or
+        webhook) render the e-mail parts; those a tier sends by SMS, and every template with
+        ``.sms.txt`` files, render the text."""
+        used: dict[str, list[_Use]] = {}
+        used_sms: dict[str, list[_Use]] = {}
         for seq_name, sequence in self.config.sequences.items():
             users = [t for t in self.config.priority.tiers if t.sequence == seq_name]
-            if users and all(t.channel != "email" for t in users):
-                continue  # a call list: nothing is rendered
             tiers = [t.name for t in users]
             for number, step in enumerate(sequence.steps, 1):
+                channels = {step.channel_for(t) for t in users} if users else {step.channel or "email"}
                 offers: list[Offer] = [(None, None)]
                 generic = [t for t in tiers if t not in step.tier_incentives]
                 if step.incentive is not None and (generic or not tiers):
@@ -370,16 +384,28 @@ class TemplateChecker:
                 for tier, incentive in step.tier_incentives.items():
                     if incentive is not None and all(incentive != known for _t, known in offers):
                         offers.append((tier, incentive))
-                used.setdefault(step.template, []).append(
-                    (seq_name, number, len(sequence.steps), offers, set(step.variants)))
+                use = (seq_name, number, len(sequence.steps), offers, set(step.variants))
+                if channels & {"email", "webhook"}:
+                    used.setdefault(step.template, []).append(use)
+                if "sms" in channels:
+                    used_sms.setdefault(step.template, []).append(use)
         wanted = set(templates) if templates else set(used) | self.own_templates()
+        sms_files = self.files(sms=True)
+        wanted_sms = set(templates) & set(sms_files) if templates else \
+            set(used_sms) | (set(sms_files) & (set(used) | self.own_templates()))
+        cases = self._cases(wanted, self.files(), used, "email", locales)
+        return cases + self._cases(wanted_sms, sms_files, {**used, **used_sms}, "sms", locales)
+
+    def _cases(self, wanted: set[str], files: dict[str, dict[str, set[str | None]]], used: dict[str, list[_Use]],
+               channel: str, locales: Iterable[str] | None) -> list[Case]:
         locale_filter = {loc.replace("-", "_") for loc in locales} if locales else None
         cases: list[Case] = []
         for template in sorted(wanted):
             by_locale = files.get(template, {})
             if not by_locale:
-                case = Case(template, "-", None, None, 1, 1)
-                case.add(Problem("missing-part", f"template {template!r} has no files in any locale "
+                case = Case(template, "-", None, None, 1, 1, channel=channel)
+                part = f"{template}.sms.txt" if channel == "sms" else template
+                case.add(Problem("missing-part", f"template {part!r} has no files in any locale "
                                  f"(looked in {', '.join(str(f) for f in self.renderer.folders)})"))
                 cases.append(case)
                 continue
@@ -392,9 +418,10 @@ class TemplateChecker:
                     for variant in [None, *sorted(on_disk | configured)]:
                         if variant is not None and variant not in on_disk:
                             continue  # renders exactly the base files: checked as the base
-                        cases.append(Case(template, locale, variant, seq_name, number, count, list(offers)))
+                        cases.append(Case(template, locale, variant, seq_name, number, count, list(offers),
+                                          channel=channel))
                 missing = sorted(v for step in steps for v in step[4] if v not in on_disk)
-                if missing and locale == self.config.shop.default_locale:
+                if missing and locale == self.config.shop.default_locale and channel == "email":
                     self.notes.append(f"{template} [{locale}]: variant(s) {', '.join(dict.fromkeys(missing))} have no "
                                       "files of their own and render the base template")
         return cases
@@ -419,16 +446,17 @@ class TemplateChecker:
         from jinja2.sandbox import SecurityError
 
         started = time.perf_counter()
-        files = tuple(self.renderer.part_file(case.template, case.locale, part, case.variant) for part in PARTS)
+        parts_of_case = (SMS_PART,) if case.channel == "sms" else PARTS
+        files = tuple(self.renderer.part_file(case.template, case.locale, part, case.variant) for part in parts_of_case)
         case.files = files
         compiled = []
-        for part, name in zip(PARTS, files):
+        for part, name in zip(parts_of_case, files):
             try:
                 compiled.append(self.env.get_template(name))
             except TemplateNotFound as exc:
                 if exc.name == name:
                     kind = "missing-text" if part == "txt" else "missing-part"
-                    label = {"txt": "text", "html": "HTML", "subject.txt": "subject"}[part]
+                    label = {"txt": "text", "html": "HTML", "subject.txt": "subject", SMS_PART: "SMS"}[part]
                     case.add(Problem(kind, f"no {label} part: {name} does not exist", name))
                 else:
                     case.add(Problem("render", f"{name} needs template {exc.name!r}, which does not exist", name))
@@ -445,10 +473,15 @@ class TemplateChecker:
             context = self.renderer.context(
                 cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier or self.tier(case),
                 previous_orders=previous, unsubscribe_url=self.unsubscribe_url, incentive=incentive, now=NOW,
-                variant=case.variant, code=code, survey=survey, sequence=case.sequence)
+                variant=case.variant, code=code, survey=survey, sequence=case.sequence, channel=case.channel,
+                tags=case.channel != "sms" or self.config.sms.link_tags)
             parts: list[str] = []
             for name, template in zip(files, compiled):
                 try:
+                    if case.channel == "sms":  # as a run renders it: values on one line, long names left out
+                        parts.append(self.renderer.render_sms(case.template, case.locale, context, case.variant,
+                                                              self.config.sms.max_segments))
+                        continue
                     parts.append(template.render(context))  # type: ignore[union-attr]
                 except UndefinedError as exc:
                     file, line = _template_frame(exc, self.renderer.folders, name)
@@ -465,11 +498,25 @@ class TemplateChecker:
                     file, line = _template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"{type(exc).__name__}: {exc}", file, line, cart.id))
             case.renders += 1
-            if len(parts) == len(PARTS):
+            if case.channel == "sms" and len(parts) == 1:
+                self.inspect_sms(case, cart, files[0], parts[0])
+            elif len(parts) == len(PARTS):
                 self.inspect(case, cart, files, *parts)
                 if survey is not None:
                     self.inspect_survey(case, cart, files, parts[1], parts[2])
         case.seconds = time.perf_counter() - started
+
+    def inspect_sms(self, case: Case, cart: Cart, file: str, text: str) -> None:
+        """A text message: segments within ``sms.max_segments``, the opt-out keyword, the shop's
+        name, no ``None`` or Jinja markup."""
+        case.segments = max(case.segments, measure(text).segments)
+        for kind, message in sms_problems(text, self.config.shop.name, self.config.sms.max_segments):
+            case.add(Problem(kind, message, file, None, cart.id))
+        names = {item.name for item in cart.items} | {cart.customer.first_name or "", cart.customer.last_name or ""}
+        for match in _LEAK.finditer(text):
+            if not any(match.group(0) in name for name in names):
+                case.add(Problem("leak", f"{match.group(0)!r} in the text message", file, None, cart.id))
+                break
 
     def inspect(self, case: Case, cart: Cart, files: tuple[str, ...], subject: str, text: str, html: str) -> None:
         subject_file, text_file, html_file = files
@@ -634,12 +681,12 @@ def print_report(report: Report, console: Any, show_passing: bool = True) -> Non
         if case.ok and not show_passing:
             continue
         if case.ok:
-            result = "[green]ok[/]"
+            result = "[green]ok[/]" + (f" ({case.segments} segments max)" if case.channel == "sms" else "")
         else:
             first = case.problems[0]
             more = f" (+{len(case.problems) - 1} more)" if len(case.problems) > 1 else ""
             result = f"[red]FAIL[/] {first.kind}: {_escape(_problem_line(first))}{more}"
-        table.add_row(case.template, case.locale, case.variant or "-", case.step_label, case.incentive_label,
+        table.add_row(case.template + (" (sms)" if case.channel == "sms" else ""), case.locale, case.variant or "-", case.step_label, case.incentive_label,
                       str(case.renders), result)
     console.print(table)
     for case in report.failed:

@@ -29,6 +29,9 @@ tokens are tagged ``s.``, so both can share one URL or have their own:
 
 Every page is plain HTML without scripts, sent with a Content-Security-Policy that allows none.
 
+At the path of ``sms.inbound_url`` it serves the SMS provider's webhook for replies instead
+(:mod:`cartrescue.inbound`: a signed STOP suppresses the number).
+
 It must not plan or send: it only checks tokens (:mod:`cartrescue.unsubscribe`,
 :mod:`cartrescue.survey`) and records suppressions (:mod:`cartrescue.suppressions`) and answers.
 The ledger is opened once, on the first request.
@@ -45,6 +48,7 @@ from urllib.parse import parse_qs
 
 from cartrescue import survey
 from cartrescue.config import Config, load_config
+from cartrescue.inbound import InboundSms
 from cartrescue.ledger import Ledger
 from cartrescue.suppressions import resolve, unsubscribe
 from cartrescue.tokens import tag_of
@@ -89,6 +93,8 @@ class WebhookApp:
         self.secret = config.shop.unsubscribe_secret
         self._ledger = ledger
         self._lock = threading.Lock()
+        # Replies to text messages (STOP), at the path of sms.inbound_url: cartrescue.inbound.
+        self.inbound = InboundSms(config, lambda: self.ledger) if config.sms.inbound_url else None
 
     @property
     def ledger(self) -> Ledger:
@@ -107,6 +113,8 @@ class WebhookApp:
         return [payload]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self.inbound is not None and self.inbound.matches(environ):
+            return self.inbound(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET").upper()
         query = {name: values[0] for name, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
         token = query.get("token")

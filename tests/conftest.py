@@ -24,7 +24,7 @@ NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)  # a Friday; 11:00 in S
 CART_COLUMNS = [
     "cart_id", "customer_id", "email", "phone", "first_name", "last_name", "locale", "marketing_consent",
     "is_guest", "currency", "total", "created_at", "updated_at", "recovery_url", "device", "store_id",
-    "sku", "name", "quantity", "unit_price", "unit_cost", "stock_on_hand", "image_url", "product_url",
+    "sku", "name", "quantity", "unit_price", "unit_cost", "stock_on_hand", "image_url", "product_url", "sms_consent",
 ]
 ORDER_COLUMNS = ["order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered"]
 
@@ -47,6 +47,8 @@ def cart(
     first_name: str = "Ann",
     phone: str = "",
     total: str = "",
+    sms_consent: str = "",
+    last_name: str = "Tester",
 ) -> list[dict[str, str]]:
     """Rows of one cart; items are (sku, name, qty, price[, cost[, stock]])."""
     updated = now - idle
@@ -62,7 +64,8 @@ def cart(
             row.update({
                 "cart_id": cart_id, "customer_id": customer_id,
                 "email": f"{cart_id}@example.com" if email is None else email,
-                "phone": phone, "first_name": first_name, "last_name": "Tester", "locale": locale,
+                "phone": phone, "first_name": first_name, "last_name": last_name, "locale": locale,
+                "sms_consent": sms_consent,
                 "marketing_consent": consent, "currency": currency, "total": total,
                 "created_at": iso(updated - timedelta(minutes=10)), "updated_at": iso(updated),
                 "recovery_url": f"https://shop.example.com/cart/{cart_id}",
@@ -140,6 +143,16 @@ class Shop:
         if now is not None:
             full += ["--now", iso(now)]
         return cli(*full)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every ``cr_message`` row of the shop's SQLite ledger, in claim order."""
+        from cartrescue.ledger import Ledger
+
+        ledger = Ledger(f"sqlite:///{self.folder / 'ledger.db'}")
+        try:
+            return ledger.messages()
+        finally:
+            ledger.close()
 
     def decisions(self, now: datetime = NOW, command: str = "carts") -> dict[str, dict[str, Any]]:
         result = self.cli(command, "--json", now=now)

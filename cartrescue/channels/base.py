@@ -3,8 +3,9 @@
 A channel takes envelopes from a :class:`Feed` and reports one outcome per envelope. It must not
 decide who gets a message nor touch the ledger: the feed claims each envelope in the ledger only
 as the channel takes it (so a killed run leaves only what was truly in flight ``claimed``) and
-records outcomes as they come. Implementations: ``outbox`` (.eml files), ``call_list`` (a CSV for
-staff), ``smtp`` (aiosmtplib).
+records outcomes as they come. Implementations: ``outbox`` (files), ``call_list`` (a CSV for
+staff), ``smtp`` (aiosmtplib), ``webhook`` and ``sms`` (httpx, over :mod:`cartrescue.channels.http`);
+the asyncio ones share :class:`LoopChannel`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import asyncio
 
 from cartrescue.model import Decision, OutgoingMessage
 
@@ -101,3 +105,48 @@ class Channel(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LoopChannel(Channel):
+    """A channel whose deliveries are asyncio (SMTP, HTTP): the interface stays synchronous, and
+    one private event loop serves the whole run, each feed run to completion on it. Subclasses
+    give :meth:`_run` (deliver everything the feed has) and :meth:`_shutdown` (close connections)."""
+
+    _loop: "asyncio.AbstractEventLoop | None" = None
+
+    def run(self, feed: Feed) -> None:
+        import asyncio
+
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._run(feed))
+
+    def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
+        if not batch:
+            return
+        feed = ListFeed(batch)
+        self.run(feed)
+        yield from feed.outcomes
+
+    async def _run(self, feed: Feed) -> None:
+        raise NotImplementedError
+
+    async def _shutdown(self) -> None:
+        """Close what the run kept open (QUIT the relay, close the HTTP clients)."""
+
+    def close(self) -> None:
+        import asyncio
+
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        try:
+            leftover = asyncio.all_tasks(loop)  # only after an interrupted batch (KeyboardInterrupt)
+            for task in leftover:
+                task.cancel()
+            if leftover:
+                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+            loop.run_until_complete(self._shutdown())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()

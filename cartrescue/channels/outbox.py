@@ -1,4 +1,5 @@
-"""Outbox channel: every message becomes an RFC 5322 ``.eml`` file in a folder.
+"""Outbox channel: every message becomes a file in a folder: an RFC 5322 ``.eml`` for e-mail,
+the text of an SMS as ``.sms.txt``, the webhook's JSON document as ``.json``.
 
 Owns writing files atomically (write to a temporary name, then rename), so a crash never leaves
 half a message that looks delivered. Used by ``run --outbox DIR`` to inspect exactly what would
@@ -15,6 +16,8 @@ from pathlib import Path
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# What each channel's bytes are: a MIME message, the text of an SMS, the webhook's JSON document.
+_SUFFIX = {"email": ".eml", "sms": ".sms.txt", "webhook": ".json"}
 
 
 class OutboxChannel(Channel):
@@ -28,19 +31,19 @@ class OutboxChannel(Channel):
     def filename(self, envelope: Envelope) -> Path:
         decision = envelope.decision
         stem = _UNSAFE.sub("_", f"{decision.cart.key}-step{decision.step}-{envelope.claim_id}")
-        return self.folder / f"{stem}.eml"
+        return self.folder / f"{stem}{_SUFFIX.get(decision.channel or 'email', '.eml')}"
 
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         from cartrescue.mime import build_message
 
         for envelope in batch:
-            if envelope.message is None:
+            if envelope.message is None and envelope.data is None:
                 yield Outcome(envelope.claim_id, Status.PERMANENT, "no message to write")
                 continue
             target = self.filename(envelope)
-            partial = target.with_suffix(".eml.part")
+            partial = target.with_name(target.name + ".part")
             try:
-                data = envelope.data if envelope.data is not None else build_message(envelope.message)
+                data = envelope.data if envelope.data is not None else build_message(envelope.message)  # type: ignore[arg-type]
                 partial.write_bytes(data)
                 os.replace(partial, target)
             except OSError as exc:

@@ -52,7 +52,7 @@ import random
 import re
 import socket
 import ssl
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -68,7 +68,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from cartrescue.channels.base import Channel, Envelope, Feed, ListFeed, Outcome, Status
+from cartrescue.channels.base import Envelope, Feed, LoopChannel, Outcome, Status
 from cartrescue.channels.pipelining import PipeliningProtocol, enable
 from cartrescue.errors import ConfigError
 from cartrescue.mime import build_message, encode_address, wire_address, wire_body
@@ -337,7 +337,7 @@ class _Refused(Exception):
         self.stage = stage
 
 
-class SmtpChannel(Channel):
+class SmtpChannel(LoopChannel):
     """Delivers envelopes over SMTP; see the module docstring for the outcome rules."""
 
     transport = "smtp"
@@ -363,34 +363,8 @@ class SmtpChannel(Channel):
         now = datetime.now(timezone.utc)
         return cls(SmtpSettings.from_config(config), recent_sends=[(now - at).total_seconds() for at in recent])
 
-    # -- the Channel interface ---------------------------------------------------------------
-
-    def run(self, feed: Feed) -> None:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._run(feed))
-
-    def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
-        if not batch:
-            return
-        feed = ListFeed(batch)
-        self.run(feed)
-        yield from feed.outcomes
-
-    def close(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        try:
-            leftover = asyncio.all_tasks(loop)  # only after an interrupted batch (KeyboardInterrupt)
-            for task in leftover:
-                task.cancel()
-            if leftover:
-                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
-            loop.run_until_complete(self._quit_all())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
+    async def _shutdown(self) -> None:
+        await self._quit_all()
 
     # -- one batch ---------------------------------------------------------------------------
 

@@ -115,7 +115,8 @@ def suppress_import(
 def suppress_list(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    email: Annotated[Optional[str], typer.Option("--email", help="Only say whether this address is suppressed.")] = None,
+    email: Annotated[Optional[str], typer.Option(
+        "--email", help="Only say whether this address (or phone number) is suppressed.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many, newest first.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Whole hashes and sources, whatever the terminal's width.")] = False,
 ) -> None:
@@ -137,7 +138,7 @@ def suppress_list(
         ledger = Ledger(cfg.ledger_url)
         try:
             if email is not None:
-                found = check(ledger, email)
+                found = check(ledger, email, cfg.sms.default_region or cfg.shop.country)
                 rows = [] if found is None else [found]
             else:
                 rows = listing(ledger, limit)
@@ -169,17 +170,19 @@ def suppress_list(
 
 @app.command("remove")
 def suppress_remove(
-    email: Annotated[str, typer.Argument(help="The address to mail again.", show_default=False)],
+    email: Annotated[str, typer.Argument(help="The address (or phone number) to message again.", show_default=False)],
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Lift the suppression of an address (a mistaken import, a customer who asked to come back).
+    """Lift the suppression of an address or a phone number (a mistaken import, a customer who
+    asked to come back, or texted START after STOP).
 
-    Exit 1 when the address was not suppressed.
+    Exit 1 when it was not suppressed.
 
     Example:
 
         cartrescue suppress remove bob@example.com
+        cartrescue suppress remove +46701234567
     """
     from cartrescue.ledger import Ledger
     from cartrescue.suppressions import remove
@@ -188,7 +191,7 @@ def suppress_remove(
         cfg = load(config)
         ledger = Ledger(cfg.ledger_url)
         try:
-            removed = remove(ledger, email)
+            removed = remove(ledger, email, cfg.sms.default_region or cfg.shop.country)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         finally:

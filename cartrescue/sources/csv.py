@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 CART_FIELDS = (
     "cart_id", "customer_id", "email", "phone", "first_name", "last_name", "locale",
     "marketing_consent", "is_guest", "currency", "total", "created_at", "updated_at",
-    "recovery_url", "device", "store_id",
+    "recovery_url", "device", "store_id", "sms_consent",
 )
 LINE_FIELDS = (
     "sku", "name", "quantity", "unit_price", "unit_cost", "stock_on_hand", "image_url", "product_url",
@@ -414,7 +414,7 @@ class CsvSource(CartSource):
                             values[index] = value
                             break
         (cart_id, customer_text, email_text, phone, first_name, last_name, locale_text, consent_text, guest_text,
-         currency_text, total_text, created_text, updated_text, recovery_url, device, store_id) = values
+         currency_text, total_text, created_text, updated_text, recovery_url, device, store_id, sms_text) = values
         line = start_line
         try:
             items = []
@@ -450,6 +450,7 @@ class CsvSource(CartSource):
                 _locale(locale_text) if locale_text else None,
                 (customer_id is None) if guest is None else guest,
                 parse_bool(consent_text, "marketing_consent") if consent_text else None,
+                parse_bool(sms_text, "sms_consent") if sms_text else None,
             )
         except RowError as exc:
             self.on_problem(RowProblem(f"{self.carts_path}:{line}", f"cart {rows[0][1][self._id_at].strip()}: {exc}"))

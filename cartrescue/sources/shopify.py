@@ -30,6 +30,7 @@ CHECKOUT_COLUMNS: dict[str, str] = {
     "email": "Email",
     "phone": "Billing Phone",             # free-form as typed by the buyer, not E.164
     "marketing_consent": "Accepts Marketing",
+    "sms_consent": "Accepts SMS Marketing",  # where the export has it (else blank: unknown)
     "currency": "Currency",
     "total": "Total",                     # incl. shipping and taxes, after discounts
     "created_at": "Created at",

@@ -875,6 +875,7 @@ class SqlSource(DatabaseSource):
                 locale=as_locale(level("locale")),
                 is_guest=(customer_id is None) if guest is None else guest,
                 marketing_consent=as_bool(level("marketing_consent")),
+                sms_consent=as_bool(level("sms_consent")),
             )
             currency = as_currency(level("currency"))
         except RowError as exc:

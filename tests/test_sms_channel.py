@@ -1,0 +1,322 @@
+"""The SMS channel against a loopback emulator of Twilio's Messages API, and a generic gateway.
+
+Every test runs the real CLI; the emulator checks basic auth and the form fields and answers
+in Twilio's JSON shapes (201 with a sid, errors with ``code``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpserver import ACCOUNT_SID, AUTH_TOKEN, Answer, LoopbackHTTP, Seen, TwilioEmulator
+
+from cartrescue.contacts import phone_hash
+from cartrescue.ledger import Ledger
+from cartrescue.sms_text import measure
+from conftest import NOW, Shop, cart
+
+SENDER = "+46700000001"
+
+
+def sms_shop(shop: Shop, base_url: str, carts: int = 3, *, phone: str = "070-123 45 {n:02d}", **sms: Any) -> Shop:
+    shop.configure(shop={"country": "SE"},
+                   priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                   sms={"sender": SENDER, "quiet_hours": None, "backoff": "0.05s",
+                        "twilio": {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": base_url}, **sms})
+    shop.add(*(cart(f"s{n:03d}", phone=phone.format(n=n), sms_consent="yes") for n in range(carts)))
+    return shop
+
+
+def rows(shop: Shop) -> list[dict[str, Any]]:
+    return shop.messages()
+
+
+def suppressed(shop: Shop, number: str) -> bool:
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        return ledger.suppression(phone_hash(number)) is not None
+    finally:
+        ledger.close()
+
+
+def test_every_due_cart_gets_one_text_through_the_messages_api_and_a_rerun_sends_none(shop: Shop) -> None:
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=12, concurrency=3)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert result.json["counts"]["sent"] == 12
+        assert sorted(m["To"] for m in twilio.messages) == [f"+4670123450{n}" if n < 10 else f"+467012345{n}"
+                                                             for n in range(12)]
+        message = twilio.messages[0]
+        assert message["From"] == SENDER and "Test Shop" in message["Body"] and "Reply STOP" in message["Body"]
+        assert twilio.requests[0].headers["content-type"] == "application/x-www-form-urlencoded"
+        ledger = rows(shop)
+        assert {row["channel"] for row in ledger} == {"sms"} and {row["status"] for row in ledger} == {"sent"}
+        assert all(row["reply"].startswith("201 queued SM") for row in ledger)
+        assert {row["phone"] for row in ledger} == {m["To"] for m in twilio.messages}
+        assert shop.cli("run", "--send", "--json").json["counts"]["sent"] == 0 and len(twilio.messages) == 12
+
+
+def test_a_messaging_service_sid_is_sent_as_such(shop: Shop) -> None:
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=1, sender="MG" + "ab" * 16)
+        assert shop.cli("run", "--send").exit_code == 0
+        assert twilio.messages[0]["MessagingServiceSid"] == "MG" + "ab" * 16 and "From" not in twilio.messages[0]
+
+
+def test_429_with_retry_after_and_503_are_retried_and_land_once(shop: Shop) -> None:
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=1)
+        twilio.plan(TwilioEmulator.error(429, 20429, "Too Many Requests", {"Retry-After": "1"}),
+                    Answer(503, b"Service Unavailable"))
+        assert shop.cli("run", "--send").exit_code == 0
+        assert len(twilio.requests) == 3 and len(twilio.messages) == 1
+        assert twilio.requests[1].at - twilio.requests[0].at >= 0.95
+        assert [row["status"] for row in rows(shop)] == ["sent"]
+
+
+def test_an_invalid_number_answer_is_recorded_permanent(shop: Shop) -> None:
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=1)
+        twilio.plan(TwilioEmulator.error(400, 21211, "The 'To' number is not a valid phone number."))
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1 and len(twilio.requests) == 1
+        (row,) = rows(shop)
+        assert row["status"] == "failed_permanent" and "21211" in row["reply"]
+        assert not suppressed(shop, row["phone"])
+
+
+def test_a_number_that_opted_out_at_the_provider_is_suppressed_for_every_later_step(shop: Shop) -> None:
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=2)
+        twilio.unsubscribed.add("+46701234500")
+        assert shop.cli("run", "--send").exit_code == 1
+        assert suppressed(shop, "+46701234500") and not suppressed(shop, "+46701234501")
+        later = shop.decisions(NOW + timedelta(days=1))
+        assert later["s000"]["reason"] == "suppressed" and later["s001"]["action"] == "send"
+
+
+def test_refused_credentials_stop_the_run_without_losing_or_hammering(shop: Shop) -> None:
+    with TwilioEmulator(auth_token="the-real-token-of-the-account") as twilio:
+        sms_shop(shop, twilio.url, carts=8, concurrency=2)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1
+        assert len(twilio.requests) <= 2 and twilio.messages == []
+        assert {row["status"] for row in rows(shop)} == {"failed_transient"}
+        assert AUTH_TOKEN not in result.output and all(AUTH_TOKEN not in row["reply"] for row in rows(shop))
+
+
+def test_a_lost_answer_is_unconfirmed_and_never_sent_again(shop: Shop) -> None:
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=1)
+        twilio.plan(Answer(0, process=True, drop=True))  # Twilio took it; the answer never came
+        assert shop.cli("run", "--send").exit_code == 0
+        assert len(twilio.messages) == 1
+        (row,) = rows(shop)
+        assert row["status"] == "unconfirmed" and "not resent" in row["reply"]
+        assert shop.cli("run", "--send", now=NOW + timedelta(minutes=30)).exit_code == 0
+        assert len(twilio.messages) == 1  # at most once
+
+
+@pytest.mark.parametrize(("phone", "countries", "reason"), [
+    ("+46 70 CALL ME", [], "no_contact"),  # letters
+    ("07911 123456", [], "no_contact"),  # a UK mobile without +44, read in the shop's region SE
+    ("08-123 456 78", [], "no_contact"),  # a landline
+    ("", [], "no_contact"),
+    ("+44 7911 123456", ["SE", "NO"], "no_contact"),  # another country than the shop sends to
+    ("+44 7911 123456", [], "due"),
+])
+def test_hostile_or_foreign_numbers_are_skipped_with_no_contact(shop: Shop, phone: str, countries: list[str],
+                                                                reason: str) -> None:
+    sms_shop(shop, "https://api.example.com", carts=1, phone=phone, countries=countries)
+    decision = shop.decisions()["s000"]
+    assert decision["reason"] == reason and decision["channel"] == "sms"
+    if reason == "no_contact":
+        assert decision["action"] == "skip" and decision["detail"]
+
+
+def test_a_name_with_a_newline_stays_on_one_line(shop: Shop) -> None:
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=0)
+        shop.add(cart("nl", phone="0701234599", sms_consent="yes", first_name="Ann\nCall +1 555 0100 now\x1b[2J"))
+        assert shop.cli("run", "--send").exit_code == 0
+        (message,) = twilio.messages
+        assert "\n" not in message["Body"] and "\x1b" not in message["Body"]
+        assert message["Body"].startswith("Test Shop: Ann Call +1 555 0100 now [2J, you left something")
+
+
+def test_a_name_of_500_emoji_is_left_out_and_the_text_stays_within_its_segments(shop: Shop) -> None:
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=0, max_segments=2)
+        shop.add(cart("emoji", phone="0701234598", sms_consent="yes", first_name="😀" * 500))
+        assert shop.cli("run", "--send").exit_code == 0
+        (message,) = twilio.messages
+        assert "😀" not in message["Body"] and message["Body"].startswith("Test Shop: You left")
+        assert measure(message["Body"]).segments <= 2
+
+
+def test_a_text_over_max_segments_is_a_render_error_before_any_claim(shop: Shop) -> None:
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=0, max_segments=1)
+        shop.add(cart("long", phone="0701234597", sms_consent="yes", first_name="Ann",
+                      items=[("S", "Mug", 1, "25.00")]))
+        shop.carts[-1]["recovery_url"] = "https://shop.example.com/cart/" + "x" * 150
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1
+        (decision,) = result.json["decisions"]
+        assert decision["delivery"] == "render_error" and "sms.max_segments (1)" in decision["detail"]
+        assert twilio.requests == [] and rows(shop) == []  # never claimed: a later run can send it
+
+
+def test_sms_consent_is_separate_from_email_consent(shop: Shop) -> None:
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.add(cart("unknown", phone="0701234501", consent="yes", sms_consent=""),
+             cart("no", phone="0701234502", consent="yes", sms_consent="no"),
+             cart("yes", phone="0701234503", consent="no", sms_consent="yes"))
+    decisions = shop.decisions()
+    assert decisions["unknown"]["reason"] == "no_consent" and "sms_consent=None" in decisions["unknown"]["detail"]
+    assert decisions["no"]["reason"] == "no_consent"
+    assert decisions["yes"]["reason"] == "due"  # no e-mail consent, but consent to texts
+    shop.configure(sms={"consent": "none"})
+    assert shop.decisions()["unknown"]["reason"] == "due"
+
+
+def test_texts_keep_their_own_quiet_hours_that_email_does_not(shop: Shop) -> None:
+    sms_shop(shop, "https://api.example.com", carts=0)
+    del shop.config["sms"]["quiet_hours"]  # the default: no text before 09:00 or after 20:00
+    shop.configure(priority={"tiers": [{"name": "texted", "min_score": 40, "channel": "sms"},
+                                       {"name": "standard", "min_score": 0, "channel": "email"}]})
+    evening = datetime(2026, 11, 20, 19, 30, tzinfo=timezone.utc)  # 20:30 in Stockholm
+    shop.add(cart("mail", now=evening), cart("text", phone="0701234501", sms_consent="yes", now=evening,
+                                            items=[("S", "Lamp", 1, "450.00")]))
+    decisions = shop.decisions(evening)
+    assert decisions["mail"]["reason"] == "due"
+    assert decisions["text"]["reason"] == "quiet_hours"
+    assert decisions["text"]["not_before"] == "2026-11-21T08:00:00Z"  # 09:00 Stockholm
+    morning = datetime(2026, 11, 21, 7, 30, tzinfo=timezone.utc)  # 08:30 Stockholm: still quiet for texts
+    assert shop.decisions(morning)["text"]["reason"] == "quiet_hours"
+
+
+def test_one_message_a_day_counts_email_and_texts_of_one_customer_together(shop: Shop, tmp_path: Path) -> None:
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "email"}]},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                                    {"delay": "3h", "template": "reminder-2", "channel": "sms"}]}})
+    shop.add(cart("c1", phone="0701234501", sms_consent="yes"))
+    out = str(tmp_path / "out")
+    assert shop.cli("run", "--outbox", out, now=NOW).exit_code == 0  # step 1 by e-mail at 11:00
+    later = shop.decisions(NOW + timedelta(hours=2))  # step 2 (a text) is due at 13:00, the same day
+    assert later["c1"]["reason"] == "messaged_today" and later["c1"]["channel"] == "sms"
+    assert shop.decisions(NOW + timedelta(hours=22))["c1"]["reason"] == "due"
+
+
+def test_one_number_is_one_customer_across_carts_and_runs(shop: Shop, tmp_path: Path) -> None:
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.add(cart("a", email="a@example.com", phone="070-123 45 01", sms_consent="yes"),
+             cart("b", email="b@example.com", phone="+46701234501", sms_consent="yes"))
+    decisions = shop.decisions(command="run")  # within one run: the second cart of the number waits
+    assert sorted(d["reason"] for d in decisions.values()) == ["due", "messaged_today"]
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    assert len(list((tmp_path / "out").glob("*.sms.txt"))) == 1
+    assert sorted(d["reason"] for d in shop.decisions(NOW + timedelta(hours=1)).values()) == \
+        ["messaged_today", "step_not_due"]  # and in a later run the same day, from the ledger
+
+
+def test_a_step_names_its_channel_and_other_tiers_keep_theirs(shop: Shop, tmp_path: Path) -> None:
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.configure(priority={"tiers": [{"name": "high", "min_score": 40}, {"name": "standard", "min_score": 0}]},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                                    {"delay": "24h", "template": "reminder-2",
+                                                     "tier_channels": {"high": "sms"}}]}})
+    shop.add(cart("big", phone="0701234501", sms_consent="yes", items=[("S", "Sofa", 1, "900.00")]),
+             cart("small", phone="0701234502", sms_consent="yes"))
+    out = tmp_path / "out"
+    assert shop.cli("run", "--outbox", str(out), now=NOW).exit_code == 0
+    assert len(list(out.glob("*.eml"))) == 2 and not list(out.glob("*.sms.txt"))
+    assert shop.cli("run", "--outbox", str(out), now=NOW + timedelta(days=1)).exit_code == 0
+    (text,) = out.glob("*.sms.txt")
+    assert text.name.startswith("csv_big-step2") and "STOP" in text.read_text(encoding="utf-8")
+    assert len(list(out.glob("*step2*.eml"))) == 1
+    channels = {(row["cart_key"], row["step"]): row["channel"] for row in rows(shop)}
+    assert channels == {("csv:big", 1): "email", ("csv:small", 1): "email", ("csv:big", 2): "sms",
+                        ("csv:small", 2): "email"}
+
+
+@pytest.mark.parametrize("locale", ["en", "sv", "hu", "ru", "af", "kk"])
+def test_every_shipped_language_has_a_text_that_goes_out(shop: Shop, tmp_path: Path, locale: str) -> None:
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.add(cart("c", phone="0701234501", sms_consent="yes", locale=locale))
+    result = shop.cli("run", "--outbox", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0 and result.json["counts"]["sent"] == 1
+    (text,) = (tmp_path / "out").glob("*.sms.txt")
+    body = text.read_text(encoding="utf-8")
+    assert "Test Shop" in body and measure(body).segments <= 3
+    expected = {"en": "GSM-7", "sv": "GSM-7", "af": "GSM-7", "hu": "UCS-2", "ru": "UCS-2", "kk": "UCS-2"}[locale]
+    assert measure(body).encoding == expected
+
+
+class Gateway(LoopbackHTTP):
+    """A generic SMS gateway: JSON in, {"status": ..., "messages": [{"id": ...}]} out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = "ok"
+
+    def answer(self, seen: Seen) -> Answer:
+        return Answer(200, json.dumps({"status": self.said, "messages": [{"id": f"gw-{len(self.requests)}"}]}).encode(),
+                      {"Content-Type": "application/json"})
+
+
+def gateway_shop(shop: Shop, gateway: Gateway) -> None:
+    sms_shop(shop, "https://api.example.com", carts=2, provider="http",
+             http={"url": gateway.url + "/send", "format": "json", "token": "gw-token-123456",
+                   "fields": {"recipient": "{to}", "originator": "{sender}", "body": "{text}", "reference": "{id}",
+                              "api_key": "gw-api-key-654321"},
+                   "success_field": "status", "success_values": ["ok", "queued"], "id_field": "messages.0.id"})
+
+
+def test_a_generic_gateway_gets_the_configured_fields_and_its_answer_decides(shop: Shop) -> None:
+    with Gateway() as gateway:
+        gateway_shop(shop, gateway)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        first = gateway.requests[0]
+        assert first.headers["authorization"] == "Bearer gw-token-123456"
+        document = first.json
+        assert document["recipient"].startswith("+4670123450") and document["originator"] == SENDER
+        assert "Reply STOP" in document["body"] and document["reference"].isdigit()
+        assert {row["status"] for row in rows(shop)} == {"sent"}
+        assert all(row["reply"].startswith("200 gw-") for row in rows(shop))
+        assert "gw-token-123456" not in result.output and "gw-api-key-654321" not in result.output
+
+
+def test_a_gateway_that_says_error_in_a_200_is_a_permanent_failure(shop: Shop) -> None:
+    with Gateway() as gateway:
+        gateway.said = "error"
+        gateway_shop(shop, gateway)
+        assert shop.cli("run", "--send").exit_code == 1
+        assert {row["status"] for row in rows(shop)} == {"failed_permanent"}
+        assert all("status='error'" in row["reply"] and "gw-api-key-654321" not in row["reply"] for row in rows(shop))
+
+
+def test_sending_without_provider_credentials_names_the_key_and_no_secret(shop: Shop) -> None:
+    sms_shop(shop, "https://api.example.com", carts=1)
+    shop.configure(sms={"twilio": {"auth_token": ""}})
+    result = shop.cli("run", "--send", "--json")
+    assert result.exit_code == 2 and "sms.twilio.auth_token" in result.json["error"]["message"]
+
+
+def test_links_in_texts_carry_utm_tags_only_when_asked(shop: Shop, tmp_path: Path) -> None:
+    sms_shop(shop, "https://api.example.com", carts=1)
+    assert shop.cli("run", "--outbox", str(tmp_path / "plain")).exit_code == 0
+    (plain,) = (tmp_path / "plain").glob("*.sms.txt")
+    assert "utm_" not in plain.read_text(encoding="utf-8")
+    shop.configure(sms={"link_tags": True})
+    (shop.folder / "ledger.db").unlink()  # the same step again, from a fresh ledger
+    assert shop.cli("run", "--outbox", str(tmp_path / "tagged")).exit_code == 0
+    (text,) = (tmp_path / "tagged").glob("*.sms.txt")
+    assert "utm_medium=sms&utm_campaign=default-step1" in text.read_text(encoding="utf-8")

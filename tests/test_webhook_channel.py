@@ -1,0 +1,252 @@
+"""The webhook channel against a real HTTP receiver on loopback that verifies every signature.
+
+The receiver is written as docs/channels.md tells shops to write one: HMAC of timestamp + body
+under the shared secret, a five-minute window, and a repeated Idempotency-Key dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpserver import Answer, LoopbackHTTP, WebhookReceiver
+
+from cartrescue.signing import BadSignature, sign, verify
+from conftest import NOW, REPO, Shop, cart
+
+SECRET = "whsec-" + "k" * 30
+
+
+def webhook_shop(shop: Shop, url: str, carts: int = 3, **webhook: Any) -> Shop:
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "webhook"}]},
+                   webhook={"url": url, "secret": SECRET, "backoff": "0.05s", **webhook})
+    shop.add(*(cart(f"w{n:03d}") for n in range(carts)))
+    return shop
+
+
+def rows(shop: Shop) -> list[dict[str, Any]]:
+    return shop.messages()
+
+
+def test_every_due_cart_is_posted_once_signed_and_a_rerun_posts_nothing(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url + "/hooks/cart", carts=20, concurrency=4)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert result.json["counts"]["sent"] == 20
+        assert len(receiver.requests) == 20 and not receiver.refused
+        ledger = rows(shop)
+        assert {str(row["id"]) for row in ledger} == set(receiver.accepted)
+        assert {row["transport"] for row in ledger} == {"webhook"} and {row["status"] for row in ledger} == {"sent"}
+        again = shop.cli("run", "--send", "--json")
+        assert again.json["counts"]["sent"] == 0 and len(receiver.requests) == 20
+
+
+def test_the_document_carries_cart_customer_step_and_the_rendered_parts(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1)
+        shop.configure(sequences={"default": {"steps": [{
+            "delay": "1h", "template": "reminder-3",
+            "incentive": {"kind": "percent", "value": 10, "code": "COMEBACK10"}}]}})
+        assert shop.cli("run", "--send").exit_code == 0
+        (request,) = receiver.requests
+        document = request.json
+        (row,) = rows(shop)
+        assert document["id"] == row["id"] and request.headers["idempotency-key"] == str(row["id"])
+        assert document["event"] == "cart.reminder" and document["message_id"] == row["message_id"]
+        assert document["cart"]["id"] == "w000" and document["cart"]["items"][0]["name"] == "Blue mug"
+        assert document["customer"]["email"] == "w000@example.com" and document["customer"]["first_name"] == "Ann"
+        assert (document["step"], document["step_count"], document["tier"], document["locale"]) == (1, 1, "standard", "en")
+        assert document["incentive"]["code"] == "COMEBACK10" and document["incentive"]["kind"] == "percent"
+        assert "COMEBACK10" in document["text"] and "<html" in document["html"] and document["subject"]
+        assert document["unsubscribe_url"].startswith("https://shop.example.com/unsubscribe?token=")
+        assert request.headers["content-type"] == "application/json"
+
+
+def test_429_with_retry_after_and_503_are_retried_and_land_once(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1)
+        receiver.plan(Answer(429, b"slow down", {"Retry-After": "1"}), Answer(503, b"maintenance"))
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert len(receiver.requests) == 3 and len(receiver.accepted) == 1
+        assert receiver.requests[1].at - receiver.requests[0].at >= 0.95  # Retry-After: 1 was honoured
+        keys = {r.headers["idempotency-key"] for r in receiver.requests}
+        assert len(keys) == 1  # the same key on every attempt
+        assert [row["status"] for row in rows(shop)] == ["sent"]
+
+
+def test_a_400_is_recorded_permanent_and_not_retried(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1)
+        receiver.plan(Answer(400, b'{"error": "unknown customer"}'))
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1 and result.json["counts"]["failed"] == 1
+        assert len(receiver.requests) == 1
+        (row,) = rows(shop)
+        assert row["status"] == "failed_permanent" and row["reply"].startswith("400 Bad Request")
+        assert shop.cli("run", "--send", "--json").json["counts"]["sent"] == 0 and len(receiver.requests) == 1
+
+
+def test_an_answer_lost_on_the_way_is_sent_again_and_the_receiver_drops_the_repeat(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1)
+        receiver.plan(Answer(0, process=True, drop=True))  # taken, then the connection closes unanswered
+        assert shop.cli("run", "--send").exit_code == 0
+        assert len(receiver.requests) == 2 and len(receiver.accepted) == 1
+        assert [row["status"] for row in rows(shop)] == ["sent"]
+
+
+def test_a_redirect_to_another_host_is_not_followed(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as elsewhere, LoopbackHTTP() as first:
+        webhook_shop(shop, first.url + "/hook", carts=3, concurrency=1)
+        first.plan(*(Answer(307, headers={"Location": elsewhere.url.replace("127.0.0.1", "localhost") + "/x"})
+                     for _ in range(3)))
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1
+        assert elsewhere.requests == [] and len(first.requests) == 1  # the rest not attempted
+        assert {row["status"] for row in rows(shop)} == {"failed_transient"}
+        assert "not followed" in rows(shop)[0]["reply"]
+
+
+def test_a_307_on_the_same_host_is_followed_with_the_same_body(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url + "/old", carts=1)
+        receiver.plan(Answer(308, headers={"Location": "/new"}))
+        assert shop.cli("run", "--send").exit_code == 0
+        assert [r.path for r in receiver.requests] == ["/old", "/new"]
+        assert receiver.requests[0].body == receiver.requests[1].body and len(receiver.accepted) == 1
+
+
+def test_a_receiver_that_is_down_leaves_every_message_for_the_next_run(shop: Shop) -> None:
+    with LoopbackHTTP() as probe:
+        closed = probe.url  # the port is free again once the server is gone
+    webhook_shop(shop, closed, carts=5, retries=0, concurrency=2)
+    result = shop.cli("run", "--send", "--json")
+    assert result.exit_code == 1 and result.json["counts"]["failed"] == 5
+    assert {row["status"] for row in rows(shop)} == {"failed_transient"}
+    port = int(closed.rsplit(":", 1)[1])
+    receiver = WebhookReceiver(SECRET)
+    receiver.server.server_close()
+    from http.server import ThreadingHTTPServer
+
+    try:
+        receiver.server = ThreadingHTTPServer(("127.0.0.1", port), receiver.server.RequestHandlerClass)
+    except OSError:
+        pytest.skip("the port was taken meanwhile")
+    import threading
+
+    receiver.thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    with receiver:
+        assert shop.cli("run", "--send", "--json").json["counts"]["sent"] == 5
+    assert {row["status"] for row in rows(shop)} == {"sent"} and {row["attempts"] for row in rows(shop)} == {2}
+
+
+def test_a_receiver_refusing_the_signature_stops_the_run_without_losing_messages(shop: Shop) -> None:
+    with WebhookReceiver("another-secret-entirely") as receiver:
+        webhook_shop(shop, receiver.url, carts=6, concurrency=1)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1
+        assert len(receiver.requests) == 1  # 401: down for the run, the rest not attempted
+        assert {row["status"] for row in rows(shop)} == {"failed_transient"}
+
+
+def test_the_secret_never_appears_in_output_json_or_the_ledger(shop: Shop) -> None:
+    with LoopbackHTTP() as hostile:
+        webhook_shop(shop, hostile.url, carts=2, retries=0)
+        hostile.plan(*(Answer(500, f"bad signature, expected key {SECRET}".encode()) for _ in range(2)))
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1
+        assert SECRET not in result.output
+        assert all(SECRET not in row["reply"] and "***" in row["reply"] for row in rows(shop))
+        assert all(SECRET not in r.body.decode() and SECRET not in str(r.headers) for r in hostile.requests)
+
+
+def test_sending_without_a_secret_is_a_config_error_naming_the_key(shop: Shop) -> None:
+    webhook_shop(shop, "http://127.0.0.1:9/hook", carts=1)
+    shop.configure(webhook={"secret": ""})
+    result = shop.cli("run", "--send", "--json")
+    assert result.exit_code == 2 and "webhook.secret" in result.json["error"]["message"]
+
+
+def test_plain_http_to_a_remote_host_is_refused_at_load(shop: Shop) -> None:
+    webhook_shop(shop, "http://hooks.example.com/cart", carts=1)
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 2 and "webhook.url" in result.json["error"]["message"]
+
+
+def _receiver_example() -> str:
+    text = (REPO / "docs" / "channels.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- receiver -->\s*```python\n(.*?)```", text, re.S)
+    assert block, "docs/channels.md lost its receiver example"
+    return block.group(1)
+
+
+def test_the_documented_ten_line_receiver_accepts_a_real_request_and_refuses_forgeries(shop: Shop) -> None:
+    code = _receiver_example()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 12
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/channels.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    accept = namespace["accept"]
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1)
+        assert shop.cli("run", "--send").exit_code == 0
+    (request,) = receiver.requests
+    headers = {"X-Cartrescue-Signature": request.headers["x-cartrescue-signature"],
+               "Idempotency-Key": request.headers["idempotency-key"]}
+    seen: set[str] = set()
+    assert accept(headers, request.body, SECRET, seen) is not None  # the real request
+    assert accept(headers, request.body, SECRET, seen) is None  # the same again: a replay
+    assert accept({**headers, "Idempotency-Key": "x"}, request.body.replace(b"w000", b"w001"), SECRET, set()) is None
+    old = sign(SECRET, request.body, int(time.time()) - 3600)
+    assert accept({**headers, "X-Cartrescue-Signature": old}, request.body, SECRET, set()) is None
+
+
+def test_signatures_are_checked_in_constant_time_and_within_the_window() -> None:
+    body = b'{"id":1}'
+    header = sign(SECRET, body, 1_800_000_000)
+    assert verify(SECRET, header, body, now=1_800_000_100) == 1_800_000_000
+    for bad_header, bad_body, now in ((header, body + b" ", 1_800_000_100), (header, body, 1_800_000_301),
+                                      ("t=1800000000", body, 1_800_000_000), ("", body, 0)):
+        with pytest.raises(BadSignature):
+            verify(SECRET, bad_header, bad_body, now=now)
+
+
+def test_the_channel_keeps_every_step_apart_in_the_ledger(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1)
+        assert shop.cli("run", "--send", now=NOW).exit_code == 0
+        assert shop.cli("run", "--send", now=NOW + timedelta(days=1)).exit_code == 0
+        assert sorted(doc["step"] for doc in receiver.accepted.values()) == [1, 2]
+        assert [(row["step"], row["channel"]) for row in rows(shop)] == [(1, "webhook"), (2, "webhook")]
+
+
+def test_the_outbox_writes_the_document_instead(shop: Shop, tmp_path: Path) -> None:
+    webhook_shop(shop, "https://hooks.example.com/cart", carts=2)
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    files = sorted((tmp_path / "out").glob("*.json"))
+    assert len(files) == 2 and b'"event":"cart.reminder"' in files[0].read_bytes()
+
+
+def test_the_hourly_quota_leaves_the_rest_for_a_later_run(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=5, rate_per_hour=2, concurrency=1)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1 and len(receiver.accepted) == 2
+        statuses = sorted(row["status"] for row in rows(shop))
+        assert statuses == ["failed_transient"] * 3 + ["sent"] * 2
+        assert all("rate_per_hour (2) reached" in row["reply"] for row in rows(shop) if row["status"] != "sent")
+        shop.cli("run", "--send", "--json", now=NOW + timedelta(minutes=10))
+        assert len(receiver.accepted) == 2  # the hour counts the earlier run's requests from the ledger
+
+
+def test_links_in_the_document_are_tagged_as_webhook_traffic(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1)
+        assert shop.cli("run", "--send").exit_code == 0
+        (document,) = receiver.accepted.values()
+        assert "utm_medium=webhook" in document["text"] and "utm_medium=webhook" in document["html"]
