@@ -11,10 +11,10 @@ the asyncio ones share :class:`LoopChannel`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
@@ -77,6 +77,29 @@ class ListFeed:
 
     def done(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
+
+
+J = TypeVar("J")
+
+
+def take_prepared(feed: Feed, size: int, prepare: Callable[[Envelope], J | Outcome],
+                  ready: MutableSequence[J]) -> tuple[int, int]:
+    """Take up to ``size`` envelopes (each is claimed now) and prepare them for the wire.
+
+    An envelope that cannot be prepared gets its outcome at once; the others join ``ready``.
+    Returns ``(taken, queued)``: ``taken == 0`` means the feed has no more work. Shared by the
+    asyncio channels' work queues (SMTP, HTTP).
+    """
+    taken = feed.take(size)
+    queued = 0
+    for envelope in taken:
+        prepared = prepare(envelope)
+        if isinstance(prepared, Outcome):
+            feed.done(prepared)
+        else:
+            ready.append(prepared)
+            queued += 1
+    return len(taken), queued
 
 
 class Channel(ABC):

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from cartrescue.channels.base import Envelope, Feed, LoopChannel, Outcome, Status
+from cartrescue.channels.base import Envelope, Feed, LoopChannel, Outcome, Status, take_prepared
 from cartrescue.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -172,14 +172,8 @@ class _Work:
             self.idle -= 1
 
     def _take(self, size: int) -> None:
-        taken = self.feed.take(size)
-        for envelope in taken:
-            prepared = self.channel.prepare(envelope)
-            if isinstance(prepared, Outcome):
-                self.feed.done(prepared)
-            else:
-                self.outstanding += 1
-                self.ready.append(prepared)
+        taken, queued = take_prepared(self.feed, size, self.channel.prepare, self.ready)
+        self.outstanding += queued
         if not taken:
             self.exhausted = True
         self.wake.set()

@@ -68,7 +68,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from cartrescue.channels.base import Envelope, Feed, LoopChannel, Outcome, Status
+from cartrescue.channels.base import Envelope, Feed, LoopChannel, Outcome, Status, take_prepared
 from cartrescue.channels.pipelining import PipeliningProtocol, enable
 from cartrescue.errors import ConfigError
 from cartrescue.mime import build_message, encode_address, wire_address, wire_body
@@ -294,14 +294,8 @@ class _Work:
                 size = len(asking) - len(self.ready)
                 if self.channel._down is not None:  # a dead relay: the rest only gets its outcome, in bulk
                     size = max(size, 64)
-                taken = self.feed.take(size)
-                for envelope in taken:
-                    prepared = self.channel._prepare(envelope)
-                    if isinstance(prepared, Outcome):
-                        self.feed.done(prepared)
-                    else:
-                        self.outstanding += 1
-                        self.ready.append(prepared)
+                taken, queued = take_prepared(self.feed, size, self.channel._prepare, self.ready)
+                self.outstanding += queued
                 if not taken:
                     self.exhausted = True
         except Exception as exc:  # the ledger failed: every connection that asked stops with it
