@@ -124,6 +124,13 @@ class JsonStream:
         self.out.write(("\n  " if self.first else ",\n  ") + text)
         self.first = False
 
+    def add_lines(self, text: str) -> None:
+        """Add rows already encoded and laid out as this stream lays them out: one a line, each
+        indented by two spaces, all but the last ending in a comma (another run's decisions)."""
+        if text:
+            self.out.write(("\n" if self.first else ",\n") + text)
+            self.first = False
+
     def close(self, trailer: dict[str, Any]) -> None:
         tail = json.dumps(trailer, ensure_ascii=False, default=str)[1:]
         self.out.write("\n]" + (", " + tail if trailer else "}") + "\n")

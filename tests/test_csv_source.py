@@ -185,3 +185,64 @@ def test_amounts_keep_at_most_eight_decimal_places() -> None:
 
     assert bounded_amount(Decimal("0.30000000000000004"), "unit_price") == Decimal("0.30000000")
     assert bounded_amount(Decimal("12.50"), "unit_price") == Decimal("12.50")
+
+
+def _two_carts_and_a_bad_row(path: Path) -> None:
+    path.write_text(HEADER + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n"
+                    + ",x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n"
+                    + "c3,b@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+
+
+def test_after_a_complete_activity_pass_the_carts_pass_reads_that_pass_not_the_file_again(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    _two_carts_and_a_bad_row(path)
+    problems: list[RowProblem] = []
+    source = CsvSource(path, on_problem=problems.append)
+    assert [a.cart_key for a in source.activity(None)] == ["csv:c1", "csv:c3"]  # type: ignore[arg-type]
+    assert problems == []  # the first pass keeps its problems for the carts pass
+    path.write_text(HEADER + "c9,z@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    assert [c.id for c in source.carts()] == ["c1", "c3"]  # the export as the first pass saw it
+    assert [str(p) for p in problems] == [f"{path}:3: missing cart_id"]  # reported once, by the carts pass
+    assert [c.id for c in source.carts()] == ["c9"]  # the spool is read once; then the file again
+
+
+def test_an_activity_pass_left_unfinished_leaves_the_carts_pass_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    _two_carts_and_a_bad_row(path)
+    problems: list[RowProblem] = []
+    source = CsvSource(path, on_problem=problems.append)
+    passes = source.activity(None)  # type: ignore[arg-type]
+    next(passes)
+    passes.close()
+    assert [c.id for c in source.carts()] == ["c1", "c3"]
+    assert [str(p) for p in problems] == [f"{path}:3: missing cart_id"]
+
+
+def test_a_shards_spool_holds_its_own_carts_and_only_shard_one_reports_the_rows_of_none(tmp_path: Path) -> None:
+    from cartrescue.shards import Shard
+
+    path = tmp_path / "carts.csv"
+    rows = "".join(f"c{n},p{n}@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n" for n in range(40))
+    path.write_text(HEADER + rows + ",x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    seen: list[str] = []
+    for index in (1, 2):
+        shard = Shard(index, 2)
+        problems: list[RowProblem] = []
+        source = CsvSource(path, on_problem=problems.append)
+        list(source.shard_activity(None, shard))  # type: ignore[arg-type]
+        carts = [c.id for c in source.shard_carts(None, shard)]  # type: ignore[arg-type]
+        assert carts and all(shard.owns(f"p{c[1:]}@example.com", f"csv:{c}") for c in carts)
+        assert [p.reason for p in problems] == (["missing cart_id"] if index == 1 else [])
+        seen += carts
+    assert sorted(seen) == sorted(f"c{n}" for n in range(40))
+
+
+def test_the_spool_of_one_shard_is_not_used_for_another(tmp_path: Path) -> None:
+    from cartrescue.shards import Shard
+
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "".join(f"c{n},p{n}@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n"
+                                     for n in range(20)), encoding="utf-8")
+    source = CsvSource(path)
+    list(source.shard_activity(None, Shard(1, 2)))  # type: ignore[arg-type]
+    assert len([c.id for c in source.carts()]) == 20  # the whole file, read again

@@ -290,3 +290,49 @@ def test_sigterm_to_the_parent_ends_its_workers_and_still_prints_one_document(sh
         for pid in workers:
             assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
         assert set(server.recipients().values()) == {1}
+
+
+def _worker_document(rows: int) -> bytes:
+    import io
+
+    from cartrescue.output import JsonStream
+
+    out = io.StringIO()
+    stream = JsonStream(out, {"mode": "plan", "now": "2026-11-20T10:00:00Z"})
+    for n in range(rows):
+        stream.add_json(json.dumps({"cart_id": f"c{n}", "detail": "a \"quoted\" ], with a bracket"}))
+    stream.close({"counts": {"carts": rows}, "run_id": 7})
+    return out.getvalue().encode("utf-8")
+
+
+@pytest.mark.parametrize("lines_a_block", [1, 2, 5, 1000])
+def test_the_parent_relays_a_workers_decisions_in_blocks_as_one_valid_document(lines_a_block: int) -> None:
+    import io
+
+    from cartrescue.output import JsonStream
+    from cartrescue.workers import ShardReport, _Document
+
+    lines = _worker_document(5).rstrip(b"\n").split(b"\n")
+    report = ShardReport(Shard(1, 2), 1)
+    document = _Document(report)
+    out = io.StringIO()
+    merged = JsonStream(out, {"mode": "plan"})
+    merged.add_json('{"cart_id": "from another shard"}')
+    counted = 0
+    for start in range(0, len(lines), lines_a_block):  # the reading thread hands over whole lines
+        counted += document.feed(b"\n".join(lines[start:start + lines_a_block]), lambda text, n: merged.add_lines(text))
+    merged.close({"counts": {}})
+    parsed = json.loads(out.getvalue())
+    assert [row["cart_id"] for row in parsed["decisions"]] == ["from another shard"] + [f"c{n}" for n in range(5)]
+    assert counted == report.decisions == 5
+    assert report.header == {"mode": "plan", "now": "2026-11-20T10:00:00Z"}
+    assert report.trailer == {"counts": {"carts": 5}, "run_id": 7}
+
+
+def test_a_worker_document_without_decisions_is_read_for_its_error() -> None:
+    from cartrescue.workers import ShardReport, _Document
+
+    report = ShardReport(Shard(2, 2), 1)
+    error = {"error": {"code": "config", "exit_code": 2, "message": "bad"}}
+    assert _Document(report).feed(json.dumps(error).encode(), lambda text, n: None) == 0
+    assert report.trailer == error and report.decisions == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -37,6 +37,7 @@ from cartrescue.sources.values import (
     parse_currency,
 )
 from cartrescue.sources.order_index import OrderIndex, Row
+from cartrescue.sources.spool import RowSpool
 
 if TYPE_CHECKING:
     from cartrescue.shards import Shard
@@ -248,31 +249,45 @@ class CsvSource(CartSource):
         self._decimals: dict[str, Decimal] = {}
         self._currencies: set[str] = set()
         self._reading: TextIO | None = None  # the file the carts pass reads (progress)
+        self._reading_spool: RowSpool | None = None  # ... or the spool it reads instead
+        self._spool: RowSpool | None = None  # the rows the last complete activity pass kept
+        self._spool_shard: Shard | None = None  # ... for this shard (None: the whole file)
 
     # -- carts -------------------------------------------------------------------------------
 
     def carts(self, window: Window | None = None) -> Iterator[Cart]:
         """Every readable cart of the file (the window is not applied: the pipeline reports
-        carts outside it with their reason, which a CSV can afford)."""
+        carts outside it with their reason, which a CSV can afford). Right after a complete
+        :meth:`activity` pass, from that pass's spool instead of the file."""
+        spool = self._take_spool(None)
+        if spool is not None:
+            yield from self._spooled_carts(spool, report_others=True)
+            return
         for start_line, rows in self._cart_rows(track=True):
             cart = self._build_cart(start_line, rows)
             if cart is not None:
                 yield cart
 
     def activity(self, window: Window) -> Iterator[Activity]:
-        """The first pass, cheaply: only the id, address and times of each cart are read."""
+        """The first pass, cheaply: only the id, address and times of each cart are read (and
+        the rows kept in a spool for the carts pass that follows; see :mod:`.spool`)."""
         return self._activity(None)
 
-    def _activity(self, owns: Callable[[str | None, str], bool] | None) -> Iterator[Activity]:
-        saved, self.on_problem = self.on_problem, ignore_problem
+    def _activity(self, shard: Shard | None) -> Iterator[Activity]:
+        saved = self.on_problem
+        spool = RowSpool()
+        self.on_problem = lambda problem: spool.add_problem(problem.location, problem.reason)
+        complete = False
         try:
             name = self.name
-            for _start, rows in self._cart_rows():
+            owns = None if shard is None else shard.owns
+            for start, rows in self._cart_rows():
                 email = self._first(rows, "email")
-                if not email:
-                    continue
                 key = f"{name}:{rows[0][1][self._id_at].strip()}"
                 if owns is not None and not owns(email, key):
+                    continue
+                spool.add_group(start, rows)
+                if not email:
                     continue
                 moment = self._first(rows, "updated_at") or self._first(rows, "created_at")
                 if not moment:
@@ -282,13 +297,54 @@ class CsvSource(CartSource):
                 except RowError:
                     continue
                 yield Activity(email.lower(), updated, key)
+            complete = True
         finally:
             self.on_problem = saved
+            self._drop_spool()
+            if complete:
+                self._spool, self._spool_shard = spool.finish(), shard
+            else:
+                spool.close()
+
+    def _take_spool(self, shard: Shard | None) -> RowSpool | None:
+        """The spool of the activity pass just completed for ``shard`` (None: the whole file), if
+        any; it is read once, so it is handed over and forgotten here."""
+        spool, self._spool = self._spool, None
+        if spool is not None and self._spool_shard != shard:
+            spool.close()
+            return None
+        return spool
+
+    def _drop_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def _spooled_carts(self, spool: RowSpool, *, report_others: bool) -> Iterator[Cart]:
+        """The carts pass over a spool: its groups built in file order, its problems (rows that
+        are none of these carts) reported only if ``report_others``."""
+        self._reading_spool = spool
+        build = self._build_cart
+        try:
+            for first, second in spool.entries():
+                if type(first) is int:
+                    cart = build(first, second)  # type: ignore[arg-type]
+                    if cart is not None:
+                        yield cart
+                elif report_others:
+                    self.on_problem(RowProblem(first, second))  # type: ignore[arg-type]
+        finally:
+            spool.close()
 
     def shard_carts(self, window: Window, shard: Shard) -> Iterator[Cart]:
         """The shard's carts, the others skipped before they are built (only their address is
         read). Problems of rows that are none of this shard's carts (malformed CSV, no cart id,
-        the orders file, read while this pass runs) are reported by shard 1 only."""
+        the orders file, read while this pass runs) are reported by shard 1 only. Right after a
+        complete :meth:`shard_activity` pass for the same shard, from that pass's spool."""
+        spool = self._take_spool(shard)
+        if spool is not None:
+            yield from self._spooled_carts(spool, report_others=shard.index == 1)
+            return
         owns, name = shard.owns, self.name
         reporter = self.on_problem
         if shard.index != 1:
@@ -306,7 +362,7 @@ class CsvSource(CartSource):
             self.on_problem = reporter
 
     def shard_activity(self, window: Window, shard: Shard) -> Iterator[Activity]:
-        return self._activity(shard.owns)
+        return self._activity(shard)
 
     def _first(self, rows: list[tuple[int, list[str]]], name: str) -> str:
         """The first non-blank value of a cart-level column among the cart's rows."""
@@ -327,6 +383,12 @@ class CsvSource(CartSource):
 
     def _bytes_read(self) -> int:
         """How far the current :meth:`carts` pass has read the file (to the block: 8 KiB)."""
+        spool = self._reading_spool
+        if spool is not None:
+            try:
+                return int(self.carts_path.stat().st_size * spool.fraction())
+            except OSError:
+                return 0
         handle = self._reading
         if handle is None:
             return 0
@@ -521,6 +583,7 @@ class CsvSource(CartSource):
         return self._orders.matching(carts)
 
     def close(self) -> None:
+        self._drop_spool()
         if self._orders is not None:
             self._orders.close()
             self._orders = None
