@@ -80,6 +80,29 @@ def test_429_with_retry_after_and_503_are_retried_and_land_once(shop: Shop) -> N
         assert [row["status"] for row in rows(shop)] == ["sent"]
 
 
+def test_a_cookie_the_receiver_sets_is_never_sent_back(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url + "/hooks/cart", carts=4, concurrency=1)
+        receiver.plan(Answer(200, b"{}", {"Set-Cookie": "session=abc123; Path=/"}))
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert result.json["counts"]["sent"] == 4 and len(receiver.requests) == 4
+        assert "session=abc123" not in str([r.headers for r in receiver.requests])
+        assert not [r for r in receiver.requests if "cookie" in {k.lower() for k in r.headers}]
+
+
+def test_an_answer_slower_than_the_timeout_is_given_up_and_the_request_sent_again(shop: Shop) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url + "/hooks/cart", carts=1, concurrency=1, timeout="0.3s")
+        receiver.plan(Answer(200, delay=2.0, process=True))
+        started = time.monotonic()
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert result.json["counts"]["sent"] == 1
+        assert len(receiver.requests) == 2 and len(receiver.accepted) == 1  # the repeat dropped by its key
+        assert time.monotonic() - started < 10
+
+
 def test_a_400_is_recorded_permanent_and_not_retried(shop: Shop) -> None:
     with WebhookReceiver(SECRET) as receiver:
         webhook_shop(shop, receiver.url, carts=1)
