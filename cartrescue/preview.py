@@ -13,14 +13,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cartrescue.config import Config
+from cartrescue.contacts import normalize_phone
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
 from cartrescue.job import newsletters_of
 from cartrescue.model import Cart, Decision, MarketingSend, Order, OutgoingMessage
-from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner
+from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
 from cartrescue.render import Renderer
 from cartrescue.sources import open_source
 from cartrescue.sources.base import Activity, CartSource, Window, ignore_problem
+
+#: The number an SMS step is previewed to when the cart has none a run could text (a reserved,
+#: never-assigned North American number: 555-0100 to 555-0199 are for fiction).
+PLACEHOLDER_PHONE = "+12025550100"
 
 class _OneCart(CartSource):
     """A view of a source that yields only one cart (but every address's activity)."""
@@ -50,8 +55,10 @@ class Preview:
     decision: Decision  # what a run at ``now`` would do with the cart
     step: int
     variant: str | None
-    message: OutgoingMessage
+    message: OutgoingMessage | None  # the e-mail; None for a step that goes out as a text message
     target: Decision | None = None  # the decision the message was composed from (step, variant, address)
+    sms: SmsText | None = None  # the text message of an SMS step, as a run would send it
+    channel: str = "email"  # the channel of the step for this cart's tier
 
 
 def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
@@ -99,7 +106,15 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         customer = replace(customer, email=to)
     elif not customer.email:
         customer = replace(customer, email="customer@example.com")
+    channel = sequence.steps[number - 1].channel_for(tier)
+    composer = Composer(config, Renderer(config), now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
+    if channel == "sms" and to is None:
+        # The text a run would send; a cart without a usable number shows it to a placeholder.
+        phone = decision.phone or normalize_phone(customer.phone, config.sms.default_region or config.shop.country,
+                                                  mobile=True) or PLACEHOLDER_PHONE
+        target = replace(decision, cart=replace(cart, customer=customer), step=number, channel="sms",
+                         template=sequence.steps[number - 1].template, variant=variant, phone=phone)
+        return Preview(decision, number, variant, None, target, composer.compose_sms(target), "sms")
     target = replace(decision, cart=replace(cart, customer=customer), step=number,
                      template=sequence.steps[number - 1].template, variant=variant)
-    composer = Composer(config, Renderer(config), now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
-    return Preview(decision, number, variant, composer.compose(target), target)
+    return Preview(decision, number, variant, composer.compose(target), target, channel=channel)

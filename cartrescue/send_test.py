@@ -132,6 +132,7 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
     delivery_secret(config)  # the link in a test must work like the customers' will
     decision, origin = choose(config, now, cart_id, sample=sample)
     shown = compose(config, decision, now, step=step, locale=locale, variant=variant, to=to)
+    assert shown.message is not None  # addressed to ``to``: always the e-mail
     message = mark(shown.message, config.shop.domain)
     try:
         data = build_message(message)

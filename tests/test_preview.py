@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cartrescue.ledger import Ledger
+from cartrescue.sms_text import measure
 from conftest import Shop, cart
 
 
@@ -26,3 +27,39 @@ def test_preview_beyond_the_last_step_is_a_usage_error(shop: Shop) -> None:
     shop.add(cart("c1"))
     result = shop.cli("preview", "c1", "--step", "9")
     assert result.exit_code == 2 and "the sequence has 3 steps" in result.stderr
+
+
+def _sms_step_two(shop: Shop) -> None:
+    """Step 1 by e-mail, step 2 as a text message (the step names its channel)."""
+    shop.configure(shop={"country": "SE"}, sms={"sender": "+46700000001", "quiet_hours": None},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                                    {"delay": "24h", "template": "reminder-2", "channel": "sms"}]}})
+
+
+def test_preview_of_an_sms_step_shows_the_text_a_run_would_send_and_its_segments(shop: Shop) -> None:
+    _sms_step_two(shop)
+    shop.add(cart("c1", phone="070-123 45 67", sms_consent="yes", locale="ru"))
+    result = shop.cli("preview", "c1", "--step", "2", "--json")
+    assert result.exit_code == 0, result.output
+    shown = result.json
+    assert (shown["channel"], shown["to"], shown["step"]) == ("sms", "+46701234567", 2)
+    assert "Test Shop" in shown["text"] and "СТОП" in shown["text"]  # the Russian template, its opt-out word
+    assert (shown["encoding"], shown["segments"]) == ("UCS-2", len(measure(shown["text"]).parts))
+    email = shop.cli("preview", "c1", "--step", "1", "--json").json
+    assert email["channel"] == "email" and email["subject"] and email["html"]
+
+
+def test_preview_of_an_sms_step_refuses_html_and_screenshot(shop: Shop) -> None:
+    _sms_step_two(shop)
+    shop.add(cart("c1", phone="070-123 45 67", sms_consent="yes"))
+    result = shop.cli("preview", "c1", "--step", "2", "--html", str(shop.folder / "x.html"))
+    assert result.exit_code == 2 and "text message" in result.stderr
+    assert not (shop.folder / "x.html").exists()
+
+
+def test_preview_of_an_sms_step_for_a_cart_without_a_number_uses_a_placeholder(shop: Shop) -> None:
+    _sms_step_two(shop)
+    shop.add(cart("c1"))
+    result = shop.cli("preview", "c1", "--step", "2")
+    assert result.exit_code == 0, result.output
+    assert "+12025550100" in result.stdout and "segment" in result.stdout

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from cartrescue.commands.common import ConfigOption, JsonOption, NowOption, fail, load, out_console, parse_now
-from cartrescue.errors import CartrescueError
+from cartrescue.errors import CartrescueError, ConfigError
 
 
 def preview(
@@ -51,17 +51,24 @@ def preview(
         cfg = load(config)
         shown = make_preview(cfg, cart_id, resolve_now(cfg, parse_now(now)), step=step, locale=locale, variant=variant)
         message = shown.message
-        if screenshot is not None and size is not None:
+        if message is None and (html is not None or screenshot is not None):
+            raise ConfigError(f"step {shown.step} goes out to this cart as a text message (sms): it has no HTML "
+                              "for --html or --screenshot")
+        if screenshot is not None and size is not None and message is not None:
             from cartrescue.screenshot import screenshot as take_screenshot
 
             take_screenshot(message.html, screenshot, size=size)
     except CartrescueError as error:
         fail(error, as_json)
     decision, number, variant = shown.decision, shown.step, shown.variant
+    if message is None:
+        _show_sms(shown, cart_id, as_json)
+        return
     if html is not None:
         html.write_text(message.html, encoding="utf-8")
     if as_json:
-        print(jsonlib.dumps({"cart_id": cart_id, "step": number, "variant": variant, "decision": decision.action.value,
+        print(jsonlib.dumps({"cart_id": cart_id, "step": number, "variant": variant, "channel": shown.channel,
+                             "decision": decision.action.value,
                              "reason": decision.reason.value, "subject": message.subject, "text": message.text,
                              "html": message.html, "to": message.to.email,
                              "screenshot": str(screenshot) if screenshot is not None else None}, ensure_ascii=False))
@@ -84,3 +91,27 @@ def preview(
         console.print(Rule(f"screenshot written to {screenshot} ({window_size})"))
 
 
+def _show_sms(shown: Any, cart_id: str, as_json: bool) -> None:
+    """An SMS step: the text as a run would send it, with its length in segments."""
+    import json as jsonlib
+
+    sms, decision, target = shown.sms, shown.decision, shown.target
+    if as_json:
+        print(jsonlib.dumps({"cart_id": cart_id, "step": shown.step, "variant": shown.variant, "channel": "sms",
+                             "decision": decision.action.value, "reason": decision.reason.value,
+                             "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
+                             "segments": sms.length.segments, "locale": sms.locale}, ensure_ascii=False))
+        return
+    from rich.rule import Rule
+    from rich.text import Text
+
+    from cartrescue.text import printable
+
+    console = out_console()
+    note = "" if decision.reason.value == "due" else f" (a run now would {decision.action.value}: {decision.reason.value})"
+    arm = f" · variant {shown.variant}" if shown.variant else ""
+    console.print(Rule(Text(printable(f"cart {cart_id} · step {shown.step}{arm} · {decision.tier} · sms{note}"))))
+    console.print(Text.assemble(("To: ", "bold"), printable(target.phone or ""), "\n", ("Length: ", "bold"),
+                                f"{sms.length.segments} segment(s), {sms.length.encoding}, {len(sms.text)} characters",
+                                "\n"))
+    console.print(printable(sms.text, keep_newlines=True))
