@@ -17,13 +17,15 @@ list (:func:`cartrescue.channels.call_list.remove_address`). It must not plan or
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
-from cartrescue.contacts import email_hash, is_valid_email, normalize_email
+from cartrescue.contacts import email_hash, is_valid_email, normalize_email, normalize_phone, phone_hash
 from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Message, Run, RunLock, Suppression
 
 FORGOTTEN = "forgotten"  # the suppression reason of a forgotten address
@@ -35,25 +37,31 @@ _MAYBE_DELIVERED = ("sent", "claimed", "unconfirmed")
 class Forgotten:
     """What :func:`forget` erased."""
 
-    email: str
-    rows: dict[str, int] = field(default_factory=dict)  # table -> rows deleted
+    email: str  # the address forgotten (for a phone number: the number, E.164)
+    rows: dict[str, int] = field(default_factory=dict)  # table -> rows deleted (a number: rows it was removed from)
     codes_kept: int = 0  # codes the person may have received: kept spent, without the address
     codes_freed: int = 0  # codes of messages that never went out: back in their pool
     files: list[str] = field(default_factory=list)  # .eml files the ledger recorded for the address
     suppressed: bool = False  # a new suppression was added (False: the hash was suppressed already)
+    phone: str | None = None  # set when a phone number was forgotten
 
     @property
     def erased(self) -> int:
         return sum(self.rows.values()) + self.codes_kept + self.codes_freed
 
 
-def forget(ledger: Any, address: str, now: datetime | None = None) -> Forgotten:
+def forget(ledger: Any, address: str, now: datetime | None = None, *, region: str | None = None) -> Forgotten:
     """Erase ``address`` from the ledger (idempotent); raise ValueError for a non-address.
+
+    A phone number (anything without ``@``, read in ``region`` unless it is in E.164) goes to
+    :func:`forget_phone` instead.
 
     One transaction: a crash leaves the address either wholly there or wholly gone. Matching is
     on the normalized address (case and surrounding blanks do not matter), with a full scan of
     each table: a request that comes rarely, never per cart.
     """
+    if "@" not in address:
+        return forget_phone(ledger, address, now, region=region)
     email = normalize_email(address)
     if not email or not is_valid_email(email):
         raise ValueError(f"not an e-mail address: {address!r}")
@@ -61,10 +69,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None) -> Forgotten:
     found = Forgotten(email)
     message, code, suppression = (model.__table__ for model in (Message, Code, Suppression))  # type: ignore[attr-defined]
     digest = email_hash(email)
-    sqlite = ledger.engine.dialect.name == "sqlite"
-    with ledger.engine.begin() as conn:
-        if sqlite:  # overwrite what is deleted: the address must not linger in free pages of the file
-            conn.exec_driver_sql("PRAGMA secure_delete = ON")
+    with _erasing(ledger) as conn:
         messages = conn.execute(select(message.c.id, message.c.status, message.c.transport, message.c.reply)
                                 .where(_is(message.c.email, email))).all()
         found.files = sorted({row.reply for row in messages if row.transport == "outbox" and row.reply.endswith(".eml")})
@@ -94,12 +99,54 @@ def forget(ledger: Any, address: str, now: datetime | None = None) -> Forgotten:
             found.suppressed = True
         elif email in (existing.source or "").lower():  # a bounce's reply may quote the address
             conn.execute(update(suppression).where(suppression.c.id == existing.id).values(source="forget"))
+    return found
+
+
+def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, region: str | None = None) -> Forgotten:
+    """Erase a phone number from the ledger (idempotent); raise ValueError for a non-number.
+
+    The number leaves every message that recorded it (the ``phone`` column is emptied: the rows
+    stay, because they are also the record of the carts' e-mail steps, which must never be sent
+    twice) and is kept only as a suppression under its hash, so it never gets a text again.
+    Inbound opt-outs are stored under the hash already. The person's e-mail address, if the
+    shop has one, is a separate request (``forget ADDRESS``).
+    """
+    phone = normalize_phone(number, region)
+    if phone is None:
+        raise ValueError(f"not an e-mail address nor a phone number (E.164, or of region {region or 'unknown'}): "
+                         f"{number!r}")
+    at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    found = Forgotten(phone, phone=phone)
+    message, suppression = (model.__table__ for model in (Message, Suppression))  # type: ignore[attr-defined]
+    digest = phone_hash(phone)
+    with _erasing(ledger) as conn:
+        found.rows[message.name] = int(conn.execute(
+            update(message).where(message.c.phone == phone).values(phone=None)).rowcount or 0)
+        if conn.execute(select(suppression.c.id).where(suppression.c.email_hash == digest)).first() is None:
+            conn.execute(insert(suppression).values(email_hash=digest, reason=FORGOTTEN, source="forget",
+                                                    created_at=at))
+            found.suppressed = True
+    return found
+
+
+@contextmanager
+def _erasing(ledger: Any) -> Iterator[Any]:
+    """One transaction whose deletes and updates leave no copy of the old values in the files.
+
+    On SQLite the changed rows are overwritten (``secure_delete``: the values must not linger in
+    free pages of the file) and, after the commit, the write-ahead log is checkpointed and
+    truncated (it would hold older copies of those pages). Server ledgers purge on their own.
+    """
+    sqlite = ledger.engine.dialect.name == "sqlite"
+    with ledger.engine.begin() as conn:
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA secure_delete = ON")
+        yield conn
         if sqlite:
             conn.exec_driver_sql("PRAGMA secure_delete = OFF")
-    if sqlite:  # and not in the write-ahead log's older copies of those pages
+    if sqlite:
         with ledger.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    return found
 
 
 def _is(column: Any, email: str) -> Any:

@@ -288,3 +288,30 @@ def test_forget_and_retention_on_a_server_ledger(shop: Shop, kind: str) -> None:
                 assert found.scalar() == 0
         finally:
             ledger.close()
+
+
+def test_forget_of_a_phone_number_removes_it_from_every_message_and_no_text_reaches_it_again(shop: Shop) -> None:
+    from httpserver import TwilioEmulator
+    from test_sms_channel import sms_shop
+
+    from cartrescue.contacts import phone_hash
+
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=2)
+        assert shop.cli("run", "--send").exit_code == 0
+        db = shop.folder / "ledger.db"
+        assert columns_holding(db, "+46701234500") == [("cr_message", "phone")]
+        result = shop.cli("forget", "070-123 45 00", "--json", now=None)  # read in the shop's country
+        assert result.exit_code == 0, result.output
+        assert (result.json["phone"], result.json["email"]) == ("+46701234500", None)
+        assert result.json["erased"] == {"cr_message": 1} and result.json["suppressed"] is True
+        assert columns_holding(db, "+46701234500") == [] and b"+46701234500" not in file_bytes(db)
+        assert columns_holding(db, "+46701234501")  # the other customer's number stays
+        ledger = ledger_of(shop)
+        assert ledger.suppression(phone_hash("+46701234500"))["reason"] == "forgotten"
+        assert len(ledger.messages()) == 2  # the steps stay recorded: none is sent twice
+        ledger.close()
+        later = shop.cli("run", "--send", "--json", now=NOW + timedelta(days=1, hours=1))
+        assert later.exit_code == 0, later.output
+        assert "+46701234500" not in [m["To"] for m in twilio.messages[2:]]
+        assert "+46701234501" in [m["To"] for m in twilio.messages[2:]]

@@ -68,9 +68,10 @@ class CallListChannel(Channel):
             yield Outcome(envelope.claim_id, Status.SENT, str(self.path))
 
 
-def rows_of(path: Path, email: str, *, remove: bool = False) -> int:
+def rows_of(path: Path, email: str, *, remove: bool = False, phone: bool = False, region: str | None = None) -> int:
     """How many rows of the call list at ``path`` are for ``email`` (normalized); with
-    ``remove`` the file is rewritten without them (``forget --call-list``).
+    ``remove`` the file is rewritten without them (``forget --files``). With ``phone``,
+    ``email`` is an E.164 number, matched against the list's ``phone`` column (read in ``region``).
 
     The rewrite goes to a temporary file renamed over the list, so staff never open half a
     file; a missing list has no rows. The list is the shop's: cartrescue only ever appends to
@@ -78,21 +79,22 @@ def rows_of(path: Path, email: str, *, remove: bool = False) -> int:
     """
     import os
 
-    from cartrescue.contacts import normalize_email
+    from cartrescue.contacts import normalize_email, normalize_phone
 
     if not path.exists():
         return 0
     with path.open("r", encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
-    if not rows or "email" not in rows[0]:
+    column = "phone" if phone else "email"
+    if not rows or column not in rows[0]:
         return 0
-    at = rows[0].index("email")
+    at = rows[0].index(column)
 
     def address(row: list[str]) -> str | None:
         value = row[at] if at < len(row) else ""
         if value[:2] in {"'" + start for start in _FORMULA_START}:
             value = value[1:]  # the apostrophe cell() puts before a formula character
-        return normalize_email(value)
+        return normalize_phone(value, region) if phone else normalize_email(value)
 
     keep = [rows[0], *(row for row in rows[1:] if address(row) != email)]
     found = len(rows) - len(keep)

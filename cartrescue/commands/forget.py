@@ -12,7 +12,8 @@ from cartrescue.errors import CartrescueError, ConfigError
 
 
 def forget(
-    email: Annotated[str, typer.Argument(help="The address to erase.", show_default=False)],
+    email: Annotated[str, typer.Argument(help="The address (or phone number) to erase.", show_default=False,
+                                         metavar="EMAIL|PHONE")],
     config: ConfigOption = None,
     as_json: JsonOption = False,
     files: Annotated[bool, typer.Option(
@@ -28,13 +29,19 @@ def forget(
     ledger does not learn the address back from the shop's carts. Running it twice changes
     nothing.
 
+    A phone number (E.164, or read in `sms.default_region` / `shop.country`) is removed from
+    every message that recorded it and kept only as a suppression under its hash: it never gets
+    a text again. The rows stay (they are also the record of the carts' e-mail steps).
+
     The call-list CSV and `--outbox` folders are the shop's files: `forget` counts the
     address's rows and files there, and removes them only with `--files`. The shop's own
     database and exports are the shop's to erase.
 
-    Example:
+    Examples:
 
         cartrescue forget bob@example.com --files
+
+        cartrescue forget +46701234567
     """
     from cartrescue.channels.call_list import rows_of
     from cartrescue.ledger import Ledger
@@ -44,18 +51,19 @@ def forget(
         cfg = load(config)
         ledger = Ledger(cfg.ledger_url)
         try:
-            done = erase(ledger, email)
+            done = erase(ledger, email, region=cfg.sms.default_region or cfg.shop.country)
         except ValueError as exc:
             raise ConfigError(f"{exc} (nothing was changed)") from None
         finally:
             ledger.close()
         call_list = cfg.path(cfg.call_list.path)
-        listed = rows_of(call_list, done.email, remove=files)
+        listed = rows_of(call_list, done.email, remove=files, phone=done.phone is not None,
+                         region=cfg.sms.default_region or cfg.shop.country)
         gone = [name for name in done.files if files and _remove(Path(name))]
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"email": done.email, "erased": done.rows, "codes_kept": done.codes_kept,
+        json_out({"email": None if done.phone else done.email, "phone": done.phone, "erased": done.rows, "codes_kept": done.codes_kept,
                   "codes_freed": done.codes_freed, "suppressed": done.suppressed,
                   "call_list": {"path": str(call_list), "rows": listed, "removed": files and bool(listed)},
                   "files": done.files, "files_removed": gone})
@@ -81,11 +89,15 @@ def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str
 
     console = err_console()
     counts = ", ".join(f"{n} from {table}" for table, n in done.rows.items() if n) or "nothing was left in the ledger"
+    if done.phone:
+        counts = f"removed from {done.rows.get('cr_message', 0)} messages" if done.rows.get("cr_message") \
+            else "nothing was left in the ledger"
     codes = ""
     if done.codes_kept or done.codes_freed:
         codes = f"; codes: {done.codes_kept} kept spent without the address, {done.codes_freed} back in their pool"
     state = "suppressed under its hash" if done.suppressed else "was suppressed already (hash only)"
-    console.print(Text(printable(f"{done.email}: forgotten: {counts}{codes}; {state}: no reminder will reach it")),
+    reach = "no text message will reach it" if done.phone else "no reminder will reach it"
+    console.print(Text(printable(f"{done.email}: forgotten: {counts}{codes}; {state}: {reach}")),
                   soft_wrap=True)
     if listed:
         what = f"removed its {listed} rows" if files else \
