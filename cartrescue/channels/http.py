@@ -459,6 +459,8 @@ class Connection:
         import httpx
 
         self._request = httpx.Request
+        self._url = httpx.URL
+        self._urls: dict[str, httpx.URL] = {}  # parsed once: httpx parses a URL string in ~7 µs
         self._transport = httpx.AsyncHTTPTransport(
             verify=tls, trust_env=False, retries=0,
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
@@ -467,7 +469,10 @@ class Connection:
 
     async def send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> "httpx.Response":
         """The answer's head; its body is read with ``aiter_raw`` and the answer closed after."""
-        request = self._request(method, url, headers={"User-Agent": self._agent, **headers}, content=body,
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._urls[url] = self._url(url)
+        request = self._request(method, parsed, headers={"User-Agent": self._agent, **headers}, content=body,
                                 extensions=self._extensions)
         return await self._transport.handle_async_request(request)
 

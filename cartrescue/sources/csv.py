@@ -250,6 +250,7 @@ class CsvSource(CartSource):
         self._currencies: set[str] = set()
         self._reading: TextIO | None = None  # the file the carts pass reads (progress)
         self._reading_spool: RowSpool | None = None  # ... or the spool it reads instead
+        self._halves = False  # the file is read by an activity pass whose spool the carts pass reads
         self._spool: RowSpool | None = None  # the rows the last complete activity pass kept
         self._spool_shard: Shard | None = None  # ... for this shard (None: the whole file)
 
@@ -263,6 +264,7 @@ class CsvSource(CartSource):
         if spool is not None:
             yield from self._spooled_carts(spool, report_others=True)
             return
+        self._halves, self._reading_spool = False, None
         for start_line, rows in self._cart_rows(track=True):
             cart = self._build_cart(start_line, rows)
             if cart is not None:
@@ -281,7 +283,8 @@ class CsvSource(CartSource):
         try:
             name = self.name
             owns = None if shard is None else shard.owns
-            for start, rows in self._cart_rows():
+            self._halves, self._reading_spool = True, None
+            for start, rows in self._cart_rows(track=True):
                 email = self._first(rows, "email")
                 key = f"{name}:{rows[0][1][self._id_at].strip()}"
                 if owns is not None and not owns(email, key):
@@ -382,22 +385,24 @@ class CsvSource(CartSource):
         return ProgressTotal(size, "bytes", self._bytes_read)
 
     def _bytes_read(self) -> int:
-        """How far the current :meth:`carts` pass has read the file (to the block: 8 KiB)."""
+        """How far the run has got through the file (to the block: 8 KiB).
+
+        When the carts pass reads the spool of an activity pass, the activity pass is the first
+        half of the bar (its position in the file) and the spool the second: the export is
+        parsed once, and the bar moves all along.
+        """
+        try:
+            size = self.carts_path.stat().st_size
+        except OSError:
+            return 0
         spool = self._reading_spool
         if spool is not None:
-            try:
-                return int(self.carts_path.stat().st_size * spool.fraction())
-            except OSError:
-                return 0
+            return size // 2 + int(size / 2 * spool.fraction())
         handle = self._reading
         if handle is None:
             return 0
-        if handle.closed:  # the pass is over
-            try:
-                return self.carts_path.stat().st_size
-            except OSError:
-                return 0
-        return handle.buffer.tell()  # type: ignore[attr-defined]
+        position = size if handle.closed else handle.buffer.tell()  # type: ignore[attr-defined]
+        return position // 2 if self._halves else position
 
     def _cart_rows(self, *, track: bool = False) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
         """Group consecutive rows by cart id: yields (first line, [(line, row), ...]).
