@@ -28,6 +28,19 @@ from cartrescue.channels.smtp import NO_SUCH_USER, SmtpChannel
 CHECKED = ((3, 0), (5, 2))
 
 
+def test_a_channel_runs_on_uvloop_where_installed_and_on_asyncio_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cartrescue.channels.base import new_event_loop
+
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (Windows)")
+    loop = new_event_loop()
+    assert isinstance(loop, uvloop.Loop)
+    loop.close()
+    monkeypatch.setenv("CARTRESCUE_EVENT_LOOP", "asyncio")
+    loop = new_event_loop()
+    assert not isinstance(loop, uvloop.Loop) and isinstance(loop, asyncio.AbstractEventLoop)
+    loop.close()
+
+
 def test_the_aiosmtplib_internals_pipelining_relies_on_are_there() -> None:
     """Fails loudly when an aiosmtplib release changes what channels/pipelining.py uses."""
     version = tuple(int(part) for part in re.findall(r"\d+", aiosmtplib.__version__)[:2])
@@ -129,10 +142,17 @@ KINDS = ("ok", "busy", "grey", "gone", "spam", "full", "quit")
 
 
 @pytest.mark.smtp
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
-def test_fault_replies_in_a_pipelined_batch_land_on_their_own_message(pipelining: bool) -> None:
+def test_fault_replies_in_a_pipelined_batch_land_on_their_own_message(
+        pipelining: bool, loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """421, 451 and 550 to RCPT, 452, 421 and 554 to the message, among plain messages: with no
-    retries every outcome carries the reply the server gave *its* recipient."""
+    retries every outcome carries the reply the server gave *its* recipient, on either event loop
+    (uvloop keeps the protocol's ``data_received`` from when it connected: enable() hands the
+    switched protocol back to the transport)."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not installed (Windows)")
+    monkeypatch.setenv("CARTRESCUE_EVENT_LOOP", loop)
     addresses = [f"{kind}{n}@example.com" for n in range(5) for kind in KINDS]
     with LoopbackSMTP(faults=[Fault(f.pattern, f.action, f.stage, f.times) for f in FAULTS],
                       pipelining=pipelining) as server:

@@ -141,4 +141,9 @@ def enable(smtp: aiosmtplib.SMTP) -> PipeliningProtocol | None:
         return None
     protocol.__class__ = PipeliningProtocol
     assert isinstance(protocol, PipeliningProtocol)
+    transport = protocol.transport
+    if transport is not None:
+        # A transport may hold the protocol's bound methods from when it was connected (uvloop
+        # keeps ``data_received`` so): handed the protocol again, it takes the subclass's.
+        transport.set_protocol(protocol)
     return protocol
