@@ -156,8 +156,6 @@ class LoopChannel(Channel):
     _loop: "asyncio.AbstractEventLoop | None" = None
 
     def run(self, feed: Feed) -> None:
-        import asyncio
-
         if self._loop is None:
             self._loop = new_event_loop()
         self._loop.run_until_complete(self._run(feed))
