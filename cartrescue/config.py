@@ -893,6 +893,12 @@ class Config(_Model):
                                      f"(known: {', '.join(sorted(tiers))})")
         return self
 
+    @property
+    def phone_region(self) -> str | None:
+        """The region a phone number without ``+`` and country code is read in: ``sms.default_region``,
+        else the shop's country."""
+        return self.sms.default_region or self.shop.country
+
     def channels_used(self) -> set[str]:
         """Every channel a tier or a step of its sequence can send on."""
         used: set[str] = set()

@@ -83,7 +83,7 @@ class InboundSms:
         provider_id, number, text = verified
         if not provider_id:
             return _answer(start_response, "400 Bad Request", b"no message id\n", "text/plain")
-        phone = normalize_phone(number, self.sms.default_region or self.config.shop.country) or number.strip()
+        phone = normalize_phone(number, self.config.phone_region) or number.strip()
         stop = is_opt_out(text)
         hashed = phone_hash(phone) if phone else ""
         fresh = self._ledger().inbound(provider_id, hashed, "suppressed" if stop and hashed else "ignored",

@@ -37,13 +37,18 @@ _MAYBE_DELIVERED = ("sent", "claimed", "unconfirmed")
 class Forgotten:
     """What :func:`forget` erased."""
 
-    email: str  # the address forgotten (for a phone number: the number, E.164)
+    email: str | None  # the address forgotten (None: a phone number was)
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows deleted (a number: rows it was removed from)
     codes_kept: int = 0  # codes the person may have received: kept spent, without the address
     codes_freed: int = 0  # codes of messages that never went out: back in their pool
     files: list[str] = field(default_factory=list)  # .eml files the ledger recorded for the address
     suppressed: bool = False  # a new suppression was added (False: the hash was suppressed already)
-    phone: str | None = None  # set when a phone number was forgotten
+    phone: str | None = None  # the number forgotten (E.164), when it was one
+
+    @property
+    def contact(self) -> str:
+        """What was forgotten: the address, or the number."""
+        return self.email or self.phone or ""
 
     @property
     def erased(self) -> int:
@@ -116,7 +121,7 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
         raise ValueError(f"not an e-mail address nor a phone number (E.164, or of region {region or 'unknown'}): "
                          f"{number!r}")
     at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    found = Forgotten(phone, phone=phone)
+    found = Forgotten(None, phone=phone)
     message, suppression = (model.__table__ for model in (Message, Suppression))  # type: ignore[attr-defined]
     digest = phone_hash(phone)
     with _erasing(ledger) as conn:

@@ -116,7 +116,7 @@ class Planner:
         # Numbers are read (E.164) only where the shop sends SMS: then every message records the
         # customer's number, so one message a day counts an address and a number together.
         self.uses_phone = "sms" in config.channels_used()
-        self.region = config.sms.default_region or config.shop.country
+        self.region = config.phone_region
         self.countries = frozenset(config.sms.countries)
         self.prioritizer = Prioritizer(config.priority, basis)
         self.experiments = Experiments(config, ledger.promotions() if ledger is not None else None)

@@ -110,8 +110,8 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     composer = Composer(config, Renderer(config), now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
     if channel == "sms" and to is None:
         # The text a run would send; a cart without a usable number shows it to a placeholder.
-        phone = decision.phone or normalize_phone(customer.phone, config.sms.default_region or config.shop.country,
-                                                  mobile=True) or PLACEHOLDER_PHONE
+        phone = decision.phone or normalize_phone(customer.phone, config.phone_region, mobile=True) \
+            or PLACEHOLDER_PHONE
         target = replace(decision, cart=replace(cart, customer=customer), step=number, channel="sms",
                          template=sequence.steps[number - 1].template, variant=variant, phone=phone)
         return Preview(decision, number, variant, None, target, composer.compose_sms(target), "sms")

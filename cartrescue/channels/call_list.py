@@ -68,10 +68,11 @@ class CallListChannel(Channel):
             yield Outcome(envelope.claim_id, Status.SENT, str(self.path))
 
 
-def rows_of(path: Path, email: str, *, remove: bool = False, phone: bool = False, region: str | None = None) -> int:
-    """How many rows of the call list at ``path`` are for ``email`` (normalized); with
-    ``remove`` the file is rewritten without them (``forget --files``). With ``phone``,
-    ``email`` is an E.164 number, matched against the list's ``phone`` column (read in ``region``).
+def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, region: str | None = None,
+            remove: bool = False) -> int:
+    """How many rows of the call list at ``path`` are for ``email`` (normalized), or for
+    ``phone`` (E.164, matched against the list's ``phone`` column read in ``region``); with
+    ``remove`` the file is rewritten without them (``forget --files``).
 
     The rewrite goes to a temporary file renamed over the list, so staff never open half a
     file; a missing list has no rows. The list is the shop's: cartrescue only ever appends to
@@ -85,7 +86,7 @@ def rows_of(path: Path, email: str, *, remove: bool = False, phone: bool = False
         return 0
     with path.open("r", encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
-    column = "phone" if phone else "email"
+    column, wanted = ("phone", phone) if phone else ("email", email)
     if not rows or column not in rows[0]:
         return 0
     at = rows[0].index(column)
@@ -96,7 +97,7 @@ def rows_of(path: Path, email: str, *, remove: bool = False, phone: bool = False
             value = value[1:]  # the apostrophe cell() puts before a formula character
         return normalize_phone(value, region) if phone else normalize_email(value)
 
-    keep = [rows[0], *(row for row in rows[1:] if address(row) != email)]
+    keep = [rows[0], *(row for row in rows[1:] if address(row) != wanted)]
     found = len(rows) - len(keep)
     if remove and found:
         partial = path.with_name(path.name + ".part")

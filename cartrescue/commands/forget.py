@@ -51,19 +51,18 @@ def forget(
         cfg = load(config)
         ledger = Ledger(cfg.ledger_url)
         try:
-            done = erase(ledger, email, region=cfg.sms.default_region or cfg.shop.country)
+            done = erase(ledger, email, region=cfg.phone_region)
         except ValueError as exc:
             raise ConfigError(f"{exc} (nothing was changed)") from None
         finally:
             ledger.close()
         call_list = cfg.path(cfg.call_list.path)
-        listed = rows_of(call_list, done.email, remove=files, phone=done.phone is not None,
-                         region=cfg.sms.default_region or cfg.shop.country)
+        listed = rows_of(call_list, done.email, phone=done.phone, region=cfg.phone_region, remove=files)
         gone = [name for name in done.files if files and _remove(Path(name))]
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"email": None if done.phone else done.email, "phone": done.phone, "erased": done.rows, "codes_kept": done.codes_kept,
+        json_out({"email": done.email, "phone": done.phone, "erased": done.rows, "codes_kept": done.codes_kept,
                   "codes_freed": done.codes_freed, "suppressed": done.suppressed,
                   "call_list": {"path": str(call_list), "rows": listed, "removed": files and bool(listed)},
                   "files": done.files, "files_removed": gone})
@@ -89,15 +88,14 @@ def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str
 
     console = err_console()
     counts = ", ".join(f"{n} from {table}" for table, n in done.rows.items() if n) or "nothing was left in the ledger"
-    if done.phone:
-        counts = f"removed from {done.rows.get('cr_message', 0)} messages" if done.rows.get("cr_message") \
-            else "nothing was left in the ledger"
+    if done.phone and done.rows.get("cr_message"):
+        counts = f"removed from {done.rows['cr_message']} messages"
     codes = ""
     if done.codes_kept or done.codes_freed:
         codes = f"; codes: {done.codes_kept} kept spent without the address, {done.codes_freed} back in their pool"
     state = "suppressed under its hash" if done.suppressed else "was suppressed already (hash only)"
     reach = "no text message will reach it" if done.phone else "no reminder will reach it"
-    console.print(Text(printable(f"{done.email}: forgotten: {counts}{codes}; {state}: {reach}")),
+    console.print(Text(printable(f"{done.contact}: forgotten: {counts}{codes}; {state}: {reach}")),
                   soft_wrap=True)
     if listed:
         what = f"removed its {listed} rows" if files else \

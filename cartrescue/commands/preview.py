@@ -79,9 +79,7 @@ def preview(
     from cartrescue.text import printable
 
     console = out_console()
-    note = "" if decision.reason.value == "due" else f" (a run now would {decision.action.value}: {decision.reason.value})"
-    arm = f" · variant {variant}" if variant else ""
-    console.print(Rule(Text(printable(f"cart {cart_id} · step {number}{arm} · {decision.tier}{note}"))))
+    console.print(_heading(shown, cart_id))
     console.print(Text.assemble(("To: ", "bold"), printable(message.to.email), "\n", ("Subject: ", "bold"),
                                 printable(message.subject), "\n"))
     console.print(printable(message.text, keep_newlines=True))
@@ -102,16 +100,28 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool) -> None:
                              "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
                              "segments": sms.length.segments, "locale": sms.locale}, ensure_ascii=False))
         return
-    from rich.rule import Rule
     from rich.text import Text
 
     from cartrescue.text import printable
 
     console = out_console()
-    note = "" if decision.reason.value == "due" else f" (a run now would {decision.action.value}: {decision.reason.value})"
-    arm = f" · variant {shown.variant}" if shown.variant else ""
-    console.print(Rule(Text(printable(f"cart {cart_id} · step {shown.step}{arm} · {decision.tier} · sms{note}"))))
+    console.print(_heading(shown, cart_id))
     console.print(Text.assemble(("To: ", "bold"), printable(target.phone or ""), "\n", ("Length: ", "bold"),
                                 f"{sms.length.segments} segment(s), {sms.length.encoding}, {len(sms.text)} characters",
                                 "\n"))
     console.print(printable(sms.text, keep_newlines=True))
+
+
+def _heading(shown: Any, cart_id: str) -> Any:
+    """The rule above a preview: cart, step, variant, tier, the channel when it is not e-mail,
+    and what a run now would do when that is not sending it."""
+    from rich.rule import Rule
+    from rich.text import Text
+
+    from cartrescue.text import printable
+
+    decision = shown.decision
+    note = "" if decision.reason.value == "due" else f" (a run now would {decision.action.value}: {decision.reason.value})"
+    arm = f" · variant {shown.variant}" if shown.variant else ""
+    channel = f" · {shown.channel}" if shown.channel != "email" else ""
+    return Rule(Text(printable(f"cart {cart_id} · step {shown.step}{arm} · {decision.tier}{channel}{note}")))

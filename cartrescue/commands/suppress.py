@@ -138,7 +138,7 @@ def suppress_list(
         ledger = Ledger(cfg.ledger_url)
         try:
             if email is not None:
-                found = check(ledger, email, cfg.sms.default_region or cfg.shop.country)
+                found = check(ledger, email, cfg.phone_region)
                 rows = [] if found is None else [found]
             else:
                 rows = listing(ledger, limit)
@@ -191,7 +191,7 @@ def suppress_remove(
         cfg = load(config)
         ledger = Ledger(cfg.ledger_url)
         try:
-            removed = remove(ledger, email, cfg.sms.default_region or cfg.shop.country)
+            removed = remove(ledger, email, cfg.phone_region)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         finally:
