@@ -1,7 +1,8 @@
 """Workers: ``run --workers N`` as N shard processes on one ledger, reported as one run.
 
-Owns starting the shard processes (``run --shard K/N --json``: the same command line in a fresh
-interpreter, never a fork of this one), reading their JSON documents as they stream, merging
+Owns starting the shard processes (``run --shard K/N --json``: the same command line, in a worker
+forked from this process or a fresh interpreter: :mod:`cartrescue.processes`), reading their
+JSON documents as they stream, merging
 them into one result (decisions as they arrive, counts summed, problems merged, one exit code),
 relaying their warnings and progress, and passing SIGTERM or Ctrl-C on to them. It must not
 plan, render or deliver anything itself, and never opens the ledger: each shard is a complete
@@ -17,16 +18,15 @@ import json
 import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
+from cartrescue import processes
 from cartrescue.config import Config
 from cartrescue.shards import Shard
 
@@ -96,6 +96,7 @@ class ShardReport:
 
     shard: Shard
     pid: int
+    started: str = "spawn"  # how the worker started: "fork" (from the parent) or "spawn" (a fresh interpreter)
     header: dict[str, Any] = field(default_factory=dict)
     trailer: dict[str, Any] | None = None
     returncode: int | None = None
@@ -127,8 +128,9 @@ class ShardReport:
 
     def as_json(self) -> dict[str, Any]:
         trailer = self.trailer or {}
-        row: dict[str, Any] = {"shard": str(self.shard), "pid": self.pid, "exit_code": self.exit_code,
-                               "run_id": trailer.get("run_id"), "decisions": self.decisions}
+        row: dict[str, Any] = {"shard": str(self.shard), "pid": self.pid, "started": self.started,
+                               "exit_code": self.exit_code, "run_id": trailer.get("run_id"),
+                               "decisions": self.decisions}
         if "counts" in trailer:
             row["counts"] = trailer["counts"]
         error = self.error()
@@ -189,9 +191,8 @@ def merge_counts(documents: list[dict[str, Any]]) -> dict[str, Any]:
 
 def shard_command(shard: Shard, *, config: Path, now: datetime, mode: str, outbox: Path | None, strict: bool,
                   quiet: bool, resend_unconfirmed: bool, limit: int | None) -> list[str]:
-    """The command line of one worker: this same CLI with ``--shard K/N --json``."""
-    command = [sys.executable, "-m", "cartrescue.cli", "run", "--shard", str(shard), "--json",
-               "--config", str(config), "--now", now.isoformat()]
+    """The arguments of one worker: this same CLI with ``run --shard K/N --json``."""
+    command = ["run", "--shard", str(shard), "--json", "--config", str(config), "--now", now.isoformat()]
     if mode == "send":
         command.append("--send")
     elif mode == "outbox":
@@ -210,13 +211,12 @@ def shard_command(shard: Shard, *, config: Path, now: datetime, mode: str, outbo
 class _Worker:
     """One shard process and the two threads reading its pipes."""
 
-    def __init__(self, shard: Shard, command: list[str], events: "queue.Queue[tuple[int, str, Any]]",
-                 warn: Callable[[str], None]) -> None:
-        env = dict(os.environ, PYTHONIOENCODING="utf-8", CARTRESCUE_PARENT_PID=str(os.getpid()))
+    def __init__(self, shard: Shard, arguments: list[str], events: "queue.Queue[tuple[int, str, Any]]",
+                 warn: Callable[[str], None], method: Literal["fork", "spawn"]) -> None:
+        env = {"PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid())}
         self.shard = shard
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, env=env)
-        self.report = ShardReport(shard, self.process.pid)
+        self.process = processes.start(arguments, env, method)
+        self.report = ShardReport(shard, self.process.pid, method)
         self.events = events
         self.warn = warn
         self.threads = [threading.Thread(target=self._read_stdout, daemon=True, name=f"shard-{shard}-out"),
@@ -319,7 +319,77 @@ class _Document:
         self.report.trailer = value if isinstance(value, dict) else None
 
 
-def run_workers(
+class Workers:
+    """Shard workers that have started: :meth:`follow` reads them to the end."""
+
+    def __init__(self, workers: list[_Worker], events: "queue.Queue[tuple[int, str, Any]]", mode: str,
+                 now: datetime) -> None:
+        self.workers = workers
+        self.events = events
+        self.mode = mode
+        self.now = now
+
+    def follow(self, on_decisions: Callable[[str, int], None],
+               on_progress: Callable[[int], None] | None = None) -> MergedRun:
+        """Read every worker to its end and merge what they report.
+
+        ``on_decisions`` gets decisions as they arrive (any shard's, in arrival order), a block at
+        a time: their JSON texts, one a line, each line indented by two spaces and all but the last
+        ending in a comma, and how many there are. A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM
+        through the CLI's handler) is passed on to the workers as SIGTERM; they close their
+        documents, and the interrupt is raised again once they have ended (after ``TERM_GRACE``
+        seconds, they are killed).
+        """
+        workers, events = self.workers, self.events
+        for worker in workers:
+            worker.start()
+        documents = {worker.shard.index: _Document(worker.report) for worker in workers}
+        open_pipes = len(workers)
+        interrupted: BaseException | None = None
+        deadline: float | None = None
+        while open_pipes:
+            try:
+                index, kind, payload = events.get(timeout=0.5)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    for worker in workers:
+                        worker.terminate(signal.SIGKILL)
+                    deadline = None
+                continue
+            except KeyboardInterrupt as stop:
+                interrupted = interrupted or stop
+                for worker in workers:
+                    worker.terminate()
+                deadline = time.monotonic() + TERM_GRACE
+                continue
+            try:
+                if kind == "eof":
+                    open_pipes -= 1
+                    continue
+                count = documents[index].feed(payload, on_decisions)
+                if on_progress is not None and count:
+                    on_progress(count)
+            except KeyboardInterrupt as stop:
+                interrupted = interrupted or stop
+                for worker in workers:
+                    worker.terminate()
+                deadline = time.monotonic() + TERM_GRACE
+        for worker in workers:
+            worker.report.returncode = worker.process.wait()
+            for thread in worker.threads:
+                thread.join(timeout=5)
+        if interrupted is not None:
+            raise interrupted
+        return merge([worker.report for worker in workers], self.mode, self.now)
+
+    def kill(self) -> None:
+        """Stop every worker at once (the parent failed before it could follow them)."""
+        for worker in self.workers:
+            worker.terminate(signal.SIGKILL)
+            worker.process.wait()
+
+
+def start_workers(
     count: int,
     *,
     config: Path,
@@ -330,18 +400,13 @@ def run_workers(
     quiet: bool = False,
     resend_unconfirmed: bool = False,
     limit: int | None = None,
-    on_decisions: Callable[[str, int], None],
-    on_progress: Callable[[int], None] | None = None,
     warn: Callable[[str], None],
-) -> MergedRun:
-    """Run ``count`` shard workers to the end and merge what they report.
+) -> Workers:
+    """Start ``count`` shard workers; nothing is read from them until :meth:`Workers.follow`.
 
-    ``on_decisions`` gets decisions as they arrive (any shard's, in arrival order), a block at a
-    time: their JSON texts, one a line, each line indented by two spaces and all but the last
-    ending in a comma, and how many there are; ``warn`` each line a worker writes to stderr, prefixed with its shard. A
-    ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM through the CLI's handler) is passed on to the
-    workers as SIGTERM; they close their documents, and the interrupt is raised again once
-    they have ended (after ``TERM_GRACE`` seconds, they are killed).
+    Call it before starting any thread of your own (a progress bar): the workers are forked
+    only while this process has one thread (:mod:`cartrescue.processes`). ``warn`` gets each
+    line a worker writes to stderr, prefixed with its shard.
     """
     events: queue.Queue[tuple[int, str, Any]] = queue.Queue()
     lock = threading.Lock()
@@ -350,57 +415,21 @@ def run_workers(
         with lock:
             warn(line)
 
-    shards = [Shard(index, count) for index in range(1, count + 1)]
+    method = processes.start_method()
+    if method == "fork":
+        processes.preload()
     workers: list[_Worker] = []
     try:
-        for shard in shards:  # every process started before any reading thread
+        for index in range(1, count + 1):  # every process started before any reading thread
+            shard = Shard(index, count)
             workers.append(_Worker(shard, shard_command(
                 shard, config=config, now=now, mode=mode, outbox=outbox, strict=strict, quiet=quiet,
-                resend_unconfirmed=resend_unconfirmed, limit=limit), events, locked_warn))
+                resend_unconfirmed=resend_unconfirmed, limit=limit), events, locked_warn, method))
     except BaseException:
         for worker in workers:
             worker.terminate(signal.SIGKILL)
         raise
-    for worker in workers:
-        worker.start()
-    documents = {worker.shard.index: _Document(worker.report) for worker in workers}
-    open_pipes = len(workers)
-    interrupted: BaseException | None = None
-    deadline: float | None = None
-    while open_pipes:
-        try:
-            index, kind, payload = events.get(timeout=0.5)
-        except queue.Empty:
-            if deadline is not None and time.monotonic() > deadline:
-                for worker in workers:
-                    worker.terminate(signal.SIGKILL)
-                deadline = None
-            continue
-        except KeyboardInterrupt as stop:
-            interrupted = interrupted or stop
-            for worker in workers:
-                worker.terminate()
-            deadline = time.monotonic() + TERM_GRACE
-            continue
-        try:
-            if kind == "eof":
-                open_pipes -= 1
-                continue
-            count = documents[index].feed(payload, on_decisions)
-            if on_progress is not None and count:
-                on_progress(count)
-        except KeyboardInterrupt as stop:
-            interrupted = interrupted or stop
-            for worker in workers:
-                worker.terminate()
-            deadline = time.monotonic() + TERM_GRACE
-    for worker in workers:
-        worker.report.returncode = worker.process.wait()
-        for thread in worker.threads:
-            thread.join(timeout=5)
-    if interrupted is not None:
-        raise interrupted
-    return merge([worker.report for worker in workers], mode, now)
+    return Workers(workers, events, mode, now)
 
 
 def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:

@@ -116,6 +116,34 @@ def test_n_workers_print_one_document_whose_counts_add_up(shop: Shop) -> None:
     assert sum(document["counts"]["reasons"].values()) == document["counts"]["carts"]
 
 
+def _run_command(shop: Shop, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``cartrescue run --json ...`` as a user starts it: its own process, its own streams."""
+    done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--config", str(shop.config_path),
+                           "--now", iso(NOW), *args], cwd=REPO, capture_output=True, timeout=120, check=False,
+                          env=dict(os.environ, **(env or {})))
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_the_workers_of_the_command_are_forked_from_it_and_decide_like_fresh_interpreters(shop: Shop) -> None:
+    _shop(shop)
+    shop.write()
+    forked = _run_command(shop, "--workers", "2")
+    spawned = _run_command(shop, "--workers", "2", env={"CARTRESCUE_WORKER_START": "spawn"})
+    assert [s["started"] for s in forked["shards"]] == ["fork", "fork"]
+    assert [s["started"] for s in spawned["shards"]] == ["spawn", "spawn"]
+    assert _decisions(forked) == _decisions(spawned)
+    assert forked["counts"] == spawned["counts"]
+    assert len({s["pid"] for s in forked["shards"]}) == 2
+
+
+def test_workers_started_inside_a_program_that_captures_the_output_are_fresh_interpreters(shop: Shop) -> None:
+    _shop(shop)
+    document = shop.cli("run", "--json", "--workers", "2").json  # the test runner captures stdout and stderr
+    assert [s["started"] for s in document["shards"]] == ["spawn", "spawn"]
+
+
 def test_n_workers_deliver_every_message_once_and_record_a_run_per_shard(shop: Shop) -> None:
     _shop(shop)
     out = shop.folder / "out"

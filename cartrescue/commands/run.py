@@ -170,7 +170,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
                      max_deliveries: int | None, wide: bool = False) -> None:
     """``run --workers N``: N shard processes, one document or table, one exit code."""
     from cartrescue.output import DecisionTable, JsonStream, progress
-    from cartrescue.workers import run_workers
+    from cartrescue.workers import start_workers
 
     stderr = err_console()
     stream = JsonStream(sys.stdout, {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}) if as_json else None
@@ -196,10 +196,11 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     outbox_dir = config.path(outbox or config.outbox.path or "outbox") if mode == "outbox" else None
     show_progress = not as_json and not quiet and stderr.is_terminal
     try:
+        # The workers start before the progress bar's thread does: see start_workers.
+        workers = start_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,
+                                quiet=quiet, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, warn=warn)
         with progress(stderr, show_progress, f"{mode} ({count} workers)") as advance:
-            merged = run_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,
-                                 quiet=quiet, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
-                                 on_decisions=on_decisions, on_progress=advance, warn=warn)
+            merged = workers.follow(on_decisions, advance)
     except KeyboardInterrupt:
         if stream is not None:
             stream.close({"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}})

@@ -1,0 +1,174 @@
+"""How a worker process of ``run --workers N`` starts: forked from its parent, or a fresh interpreter.
+
+Owns starting one worker with its stdout and stderr on pipes, and the one process interface the
+parent reads (``pid``, ``stdout``, ``stderr``, ``poll``, ``wait``, ``send_signal``: a subset of
+:class:`subprocess.Popen`). It must not know what a worker does (:mod:`cartrescue.workers`).
+
+Why fork: a fresh interpreter spends ~0.5 s of CPU importing SQLAlchemy, SQLModel, pydantic, Jinja,
+Babel and the channels before its first cart, and every worker paid it, on cores the other
+workers needed. A forked worker inherits the modules its parent imported once (:func:`preload`)
+and its first instruction is its own run. Both ways run the same command line
+(``run --shard K/N --json ...``) through the same CLI entry point, so a worker behaves the same
+however it started.
+
+Fork is used only where it is safe: on Linux, from the ``cartrescue`` command itself (its standard
+streams are the process's own, not a host's capture such as a test runner's) and with no other
+thread alive (a fork copies locks that another thread may hold; the parent starts its reading
+threads and its progress bar only after every worker has started). Elsewhere, or with
+``CARTRESCUE_WORKER_START=spawn``, each worker is a fresh interpreter, as on macOS and Windows.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import IO, Literal, NoReturn, Protocol
+
+#: What a worker imports on its way to its first cart and its first message. The parent imports
+#: them once before forking; a module missing here costs its worker the import, nothing else.
+PRELOAD = (
+    "cartrescue.job", "cartrescue.pipeline", "cartrescue.render", "cartrescue.mime", "cartrescue.sources.csv",
+    "cartrescue.channels.smtp", "cartrescue.channels.pipelining", "cartrescue.output", "jinja2.sandbox",
+    "babel.numbers", "babel.dates", "aiosmtplib", "uvloop",
+)
+
+
+class WorkerProcess(Protocol):
+    """What the parent needs of a worker process (``subprocess.Popen`` has it too)."""
+
+    pid: int
+    stdout: IO[bytes] | None
+    stderr: IO[bytes] | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+
+def start_method() -> Literal["fork", "spawn"]:
+    """``fork`` where it is safe (see the module's docstring), else ``spawn``."""
+    if os.environ.get("CARTRESCUE_WORKER_START", "").strip().lower() == "spawn":
+        return "spawn"
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return "spawn"
+    if threading.active_count() > 1:
+        return "spawn"
+    if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+        return "spawn"  # embedded (a test runner captures the streams): the streams are not ours to pass on
+    return "fork"
+
+
+def preload() -> None:
+    """Import :data:`PRELOAD` in this process, before its workers are forked."""
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional module (uvloop on this platform): the worker does without
+            pass
+
+
+def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "spawn"]) -> WorkerProcess:
+    """Start ``cartrescue <arguments>`` as a worker with ``env`` added to its environment."""
+    if method == "fork":
+        return ForkedProcess(arguments, env)
+    command = [sys.executable, "-m", "cartrescue.cli", *arguments]
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, **env))
+
+
+class ForkedProcess:
+    """A worker forked from this process, its stdout and stderr on pipes read by this process."""
+
+    def __init__(self, arguments: list[str], env: dict[str, str]) -> None:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # nothing buffered here may be written twice, once by each process
+            except (AttributeError, OSError, ValueError):
+                pass
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
+            _child(arguments, env, out_write, err_write)
+        os.close(out_write)
+        os.close(err_write)
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdout: IO[bytes] | None = open(out_read, "rb")  # noqa: SIM115 - kept open as Popen's are
+        self.stderr: IO[bytes] | None = open(err_read, "rb")  # noqa: SIM115
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _pid, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # never a pid already reaped (it may be another process's by now)
+            os.kill(self.pid, sig)
+
+
+def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int) -> NoReturn:
+    """The forked worker: the CLI on ``arguments`` with fresh standard streams, then ``os._exit``.
+
+    Every descriptor but the three streams is closed (as ``Popen(close_fds=True)`` does): the
+    other workers' pipes stay theirs. ``os._exit`` skips the parent's exit handlers and
+    ``finally`` blocks, which are the parent's to run.
+    """
+    code = 70
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.closerange(3, _max_fd())
+        os.environ.update(env)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until the CLI sets its own
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True)
+        sys.argv = [sys.argv[0] if sys.argv else "cartrescue", *arguments]
+        from cartrescue.cli import main
+
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except BaseException:  # noqa: BLE001 - a worker never returns into its parent's code
+        import traceback
+
+        try:
+            traceback.print_exc()
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - the pipe may be gone: the exit code still goes
+                pass
+        os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(os.sysconf("SC_OPEN_MAX")), 256)
+    except (ValueError, OSError):
+        return 1024
