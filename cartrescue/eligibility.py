@@ -16,10 +16,11 @@ from datetime import datetime
 from cartrescue.config import EligibilityConfig
 from cartrescue.contacts import email_hash, phone_hash
 from cartrescue.currency import Basis
-from cartrescue.model import Action, Cart, Reason
+from cartrescue.model import Action, Cart, Reason, quick_init
 from cartrescue.orders import OrderFacts
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Verdict:
     action: Action

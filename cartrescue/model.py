@@ -10,12 +10,55 @@ timezone-aware UTC; a shop's timezone is applied only at the edges.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
+def quick_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen, slotted dataclass built once per cart, item or decision a faster ``__init__``.
+
+    The ``__init__`` that ``dataclass(frozen=True)`` writes stores each field through
+    ``object.__setattr__`` (~110 ns a field); this one stores it through the field's own slot
+    descriptor (~55 ns), which is what ``object.__setattr__`` ends up calling. The signature,
+    the defaults and the default factories are the dataclass's own, and the instances stay
+    frozen: assigning a field still raises ``FrozenInstanceError``. A run builds tens of such
+    objects per cart, which made the generated ``__init__`` ~8 % of a dry-run's time.
+    """
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
+        raise TypeError(f"quick_init: {cls.__name__} must be a frozen, slotted dataclass without __post_init__")
+    names: dict[str, Any] = {"_FACTORY": object()}
+    signature, body = [], []
+    for item in fields(cls):  # type: ignore[arg-type]
+        if not item.init:
+            raise TypeError(f"quick_init: {cls.__name__}.{item.name} is not an __init__ field")
+        names[f"_set_{item.name}"] = getattr(cls, item.name).__set__
+        if item.default is not MISSING:
+            names[f"_default_{item.name}"] = item.default
+            signature.append(f"{item.name}=_default_{item.name}")
+        elif item.default_factory is not MISSING:
+            names[f"_factory_{item.name}"] = item.default_factory
+            signature.append(f"{item.name}=_FACTORY")
+            body.append(f"  if {item.name} is _FACTORY: {item.name} = _factory_{item.name}()")
+        else:
+            signature.append(item.name)
+        body.append(f"  _set_{item.name}(self, {item.name})")
+    source = (f"def __init__(self, {', '.join(signature)}):\n" + "\n".join(body or ["  pass"]) + "\n")
+    exec(source, names)  # noqa: S102 - our own text, built from the dataclass's field names
+    init = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__doc__ = cls.__init__.__doc__
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Customer:
     """Who owns a cart. ``marketing_consent`` (e-mail and other marketing) and ``sms_consent``
@@ -33,6 +76,7 @@ class Customer:
     sms_consent: bool | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LineItem:
     """One product line of a cart; cost and stock are optional (not every shop knows them)."""
@@ -51,6 +95,7 @@ class LineItem:
         return self.unit_price * self.quantity
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Cart:
     """An abandoned-cart candidate as read from a source, normalized.
@@ -84,6 +129,7 @@ class Cart:
         return self.customer.email
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Order:
     """An order as far as eligibility, priority and attribution need it.
@@ -172,6 +218,7 @@ class Reason(StrEnum):
     HOLDOUT = "holdout"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The outcome of planning one cart: the answer to "why did (not) this cart get a message?"."""
@@ -191,6 +238,7 @@ class Decision:
     phone: str | None = None  # the customer's number in E.164, when the shop sends SMS (checked by the planner)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class CartFacts:
     """What the pipeline learned about a cart from orders and the ledger, for rules and templates."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cartrescue.model import Cart, Order
+from cartrescue.model import Cart, Order, quick_init
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OrderFacts:
     ordered: Order | None = None  # an order that converts this cart (or was placed after it)

@@ -11,9 +11,10 @@ from decimal import Decimal
 
 from cartrescue.config import PriorityConfig, Tier
 from cartrescue.currency import Basis
-from cartrescue.model import Cart
+from cartrescue.model import Cart, quick_init
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Score:
     value: float

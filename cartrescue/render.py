@@ -22,7 +22,7 @@ from typing import Any
 from cartrescue.config import Config, Incentive
 from cartrescue.errors import TemplateError
 from cartrescue.links import safe_url, tagger
-from cartrescue.model import Cart
+from cartrescue.model import Cart, quick_init
 
 PARTS = ("subject.txt", "txt", "html")
 SMS_PART = "sms.txt"  # the text of an SMS step: ``reminder-2.sms.txt`` (docs/channels.md#sms)
@@ -31,6 +31,7 @@ SMS_PART = "sms.txt"  # the text of an SMS step: ``reminder-2.sms.txt`` (docs/ch
 WHOLE_UNITS = frozenset({"HUF", "KZT"})
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Rendered:
     subject: str

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.config import EligibilityConfig, QuietHours, Sequence
 from cartrescue.eligibility import Verdict
 from cartrescue.ledger import SentStep
-from cartrescue.model import Action, Cart, MarketingSend, Reason
+from cartrescue.model import Action, Cart, MarketingSend, Reason, quick_init
 
 # Statuses that make a step "done": claimed or unconfirmed (maybe sent: at most once), sent,
 # permanently failed (the relay refused it: the attempt counts, see docs/sending.md), held out
@@ -23,6 +23,7 @@ from cartrescue.model import Action, Cart, MarketingSend, Reason
 DONE = frozenset({"claimed", "unconfirmed", "sent", "failed_permanent", "held_out"})
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Due:
     step: int  # 1-based

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
-from cartrescue.model import Cart, MarketingSend, Order, RowProblem
+from cartrescue.model import Cart, MarketingSend, Order, RowProblem, quick_init
 
 if TYPE_CHECKING:
     from cartrescue.shards import Shard
@@ -65,6 +65,7 @@ class ProgressTotal:
     position: Callable[[], int] | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Activity:
     """The little the pipeline's first pass needs to know which cart is an address's newest."""

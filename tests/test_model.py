@@ -1,0 +1,94 @@
+"""The domain types: ``quick_init`` builds the same frozen instances as the dataclass's own ``__init__``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from cartrescue.model import Cart, CartFacts, Customer, Decision, LineItem, Order, quick_init
+
+
+@dataclass(frozen=True, slots=True)
+class _Stock:
+    name: str
+    count: int = 3
+    tags: tuple[str, ...] = ()
+    seen: list[str] = field(default_factory=list)
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class _Quick:  # _Stock's twin, with quick_init's __init__
+    name: str
+    count: int = 3
+    tags: tuple[str, ...] = ()
+    seen: list[str] = field(default_factory=list)
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    (("a",), {}),
+    (("a", 5), {}),
+    (("a",), {"tags": ("x",)}),
+    ((), {"name": "b", "seen": ["y"], "count": 0}),
+])
+def test_quick_init_takes_the_arguments_and_defaults_of_the_dataclass_init(args: tuple, kwargs: dict) -> None:
+    quick, stock = _Quick(*args, **kwargs), _Stock(*args, **kwargs)
+    assert dataclasses.astuple(quick) == dataclasses.astuple(stock)
+
+
+def test_quick_init_calls_a_default_factory_for_every_instance() -> None:
+    one, two = _Quick("a"), _Quick("b")
+    assert one.seen == [] and one.seen is not two.seen
+
+
+def test_quick_init_refuses_what_the_dataclass_init_refuses() -> None:
+    with pytest.raises(TypeError):
+        _Quick()  # the required field missing
+    with pytest.raises(TypeError):
+        _Quick("a", nope=1)
+
+
+def test_instances_built_by_quick_init_stay_frozen_equal_and_hashable() -> None:
+    item = LineItem("SKU-1", "Mug", 2, Decimal("12.50"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        item.quantity = 3  # type: ignore[misc]
+    assert item == LineItem(sku="SKU-1", name="Mug", quantity=2, unit_price=Decimal("12.50"))
+    assert hash(item) == hash(LineItem("SKU-1", "Mug", 2, Decimal("12.50"))) and item.line_total == Decimal("25.00")
+    assert dataclasses.replace(item, quantity=1).line_total == Decimal("12.50")
+
+
+def test_the_hot_domain_types_are_built_by_quick_init_with_every_field_in_place() -> None:
+    at = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    customer = Customer("a@example.com", first_name="Ann", sms_consent=True)
+    cart = Cart("c1", "csv", customer, "EUR", (LineItem("S", "Mug", 1, Decimal("9")),), Decimal("9"), at, at,
+                origin="carts.csv:2")
+    order = Order("o1", at, email="a@example.com", total=Decimal("9"))
+    decision = Decision(cart, "send", "due", facts=CartFacts(previous_orders=2))  # type: ignore[arg-type]
+    for instance in (customer, cart, order, decision):
+        assert type(instance).__init__.__qualname__ == f"{type(instance).__name__}.__init__"
+    assert (customer.email, customer.first_name, customer.sms_consent, customer.is_guest) == \
+        ("a@example.com", "Ann", True, False)
+    assert (cart.key, cart.origin, cart.base_total, cart.items[0].name) == ("csv:c1", "carts.csv:2", None, "Mug")
+    assert (order.total, order.status, order.delivered) == (Decimal("9"), "", None)
+    assert decision.facts == CartFacts(2) and decision.detail == "" and decision.phone is None
+
+
+def test_quick_init_refuses_a_class_that_is_not_a_frozen_slotted_dataclass() -> None:
+    @dataclass(slots=True)
+    class Mutable:
+        name: str
+
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        name: str
+
+        def __post_init__(self) -> None:
+            pass
+
+    for cls in (Mutable, Checked):
+        with pytest.raises(TypeError, match="frozen, slotted dataclass"):
+            quick_init(cls)
