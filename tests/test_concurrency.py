@@ -133,3 +133,65 @@ def test_under_quiet_a_run_with_a_bad_row_prints_the_warning_and_the_summary(sho
     assert result.exit_code == 1
     assert "warning:" in result.stderr and "quantity" in result.stderr
     assert "1 source rows could not be read" in result.stdout and "delivered 1" in result.stdout
+
+
+def _claim_request(n: int) -> "ClaimRequest":
+    from cartrescue.ledger import ClaimRequest
+
+    return ClaimRequest(f"csv:c{n}", f"c{n}", f"a{n}@example.com", 1, "email", "smtp", "reminder-1", None, None, None)
+
+
+def _hold_write_lock(path: str, seconds: float) -> tuple["threading.Thread", "threading.Event"]:
+    """Another connection (another process, as far as SQLite's locks go) holds the write lock."""
+    import sqlite3
+    import threading
+
+    taken = threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        taken.set()
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    taken.wait(5)
+    return thread, taken
+
+
+def test_a_claim_waits_while_another_writer_holds_the_sqlite_ledger_and_then_goes_through(shop: Shop) -> None:
+    path = str(shop.folder / "ledger.db")
+    ledger = Ledger(f"sqlite:///{path}")
+    run = ledger.start_run("send", NOW)
+    with ledger.lock(run, timedelta(hours=1)):
+        ledger.claim(run, [_claim_request(1)], NOW)  # the run's writer connection is open
+        thread, _taken = _hold_write_lock(path, 0.3)
+        started = time.monotonic()
+        won = ledger.claim(run, [_claim_request(2)], NOW)
+        waited = time.monotonic() - started
+        thread.join()
+    assert list(won) == [("csv:c2", 1, "email")]
+    assert waited >= 0.25  # it waited for the other writer instead of failing at once
+    assert {m["cart_key"] for m in ledger.messages()} == {"csv:c1", "csv:c2"}
+
+
+def test_a_claim_gives_up_with_the_ledgers_error_when_the_write_lock_stays_taken(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import cartrescue.ledger
+
+    monkeypatch.setattr(cartrescue.ledger, "WRITE_LOCK_WAIT", 0.2)
+    path = str(shop.folder / "ledger.db")
+    ledger = Ledger(f"sqlite:///{path}")
+    run = ledger.start_run("send", NOW)
+    with ledger.lock(run, timedelta(hours=1)):
+        thread, _taken = _hold_write_lock(path, 1.0)
+        with pytest.raises(OperationalError, match="locked"):
+            ledger.claim(run, [_claim_request(1)], NOW)
+        thread.join()
+        assert ledger.claim(run, [_claim_request(1)], NOW)  # the writer is still good once the lock is free
+    assert [m["cart_key"] for m in ledger.messages()] == ["csv:c1"]
