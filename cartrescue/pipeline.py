@@ -629,7 +629,8 @@ class Executor:
         message = self.composer.compose(decision, code)
         if channel == "webhook":
             return message, self.composer.webhook_body(decision, message, code)
-        return message, build_message(message)
+        sender = self.channels.get(channel)
+        return message, build_message(message, eight_bit=sender is not None and sender.eight_bit)
 
     def _prepare(self, decision: Decision) -> _Prepared:
         """Render and build ``decision``'s message; raise TemplateError/ValueError for this cart."""

@@ -23,6 +23,8 @@
   commands correctly but does not say so by itself); ``pipelined`` counts the MAIL commands that
   arrived with the RCPT already behind them in the same read (a group written at once).
 - smtputf8: the server offers SMTPUTF8 (aiosmtpd's ``enable_SMTPUTF8``) and takes UTF-8 addresses.
+- eightbitmime: the server offers 8BITMIME (aiosmtpd does by itself; ``False`` takes it out of
+  the EHLO reply, as a relay that only takes 7-bit text).
 - The port is chosen by the OS (bind to port 0), so tests may run side by side.
 """
 
@@ -152,6 +154,8 @@ class _Handler:
         session.host_name = hostname
         if self.server.pipelining:
             responses.insert(-1, "250-PIPELINING")
+        if not self.server.eightbitmime:
+            responses = [line for line in responses if line[4:].upper() != "8BITMIME"]
         return responses
 
     async def handle_MAIL(self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
@@ -245,12 +249,14 @@ class LoopbackSMTP:
         faults: list[Fault] | None = None,
         pipelining: bool = True,
         smtputf8: bool = False,
+        eightbitmime: bool = True,
     ) -> None:
         if security not in ("none", "starttls", "tls"):
             raise ValueError(security)
         self.security = security
         self.pipelining = pipelining
         self.smtputf8 = smtputf8
+        self.eightbitmime = eightbitmime
         self.pipelined = 0  # MAIL commands that arrived as part of a group
         self.auth = auth
         self.auth_mechanisms = auth_mechanisms

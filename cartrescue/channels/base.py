@@ -109,6 +109,10 @@ class Channel(ABC):
     transport: str = "channel"
     #: How many envelopes :meth:`run` takes at a time (each is claimed when taken).
     take_size: int = 1
+    #: The e-mail it sends may have ``8bit`` bodies (``mime.build_message(eight_bit=True)``):
+    #: the SMTP channel, which builds a message again for a relay without 8BITMIME. Files keep
+    #: 7-bit bodies.
+    eight_bit: bool = False
 
     def run(self, feed: Feed) -> None:
         """Deliver everything ``feed`` has, reporting each outcome to it as it happens."""

@@ -76,6 +76,7 @@ from cartrescue.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from cartrescue.config import Config
+    from cartrescue.model import OutgoingMessage
 
 NO_SUCH_USER = "bounced: no such user"  # the suppression reason of a 5.1.1 reply
 
@@ -214,6 +215,8 @@ class _Job:
     wire: bytes  # the message as the DATA phase sends it: dot-stuffed, ending in ".\r\n"
     size: int  # octets of the message, for MAIL FROM ... SIZE=
     utf8: bool  # the message needs SMTPUTF8 (an address with a non-ASCII local part)
+    eight_bit: bool  # the message has 8-bit octets (an 8bit body, or UTF-8 addresses): BODY=8BITMIME
+    message: OutgoingMessage  # built again without 8bit bodies for a relay that lacks 8BITMIME
     attempts: int = 0
     free_retry: bool = True  # one immediate retry when a reused connection turns out closed
     waiting: bool = False  # a retry is scheduled (backoff running)
@@ -228,6 +231,7 @@ class _Slot:
     used: int = 0  # transactions on the current connection
     size: bool = False  # the server takes MAIL FROM ... SIZE=
     smtputf8: bool = False  # the server offers SMTPUTF8
+    eightbitmime: bool = False  # the server offers 8BITMIME (RFC 6152)
     pipe: PipeliningProtocol | None = None  # set when the server offers PIPELINING (and it is on)
     follow: _Job | None = None  # its MAIL, RCPT and DATA went out behind the current message
 
@@ -335,6 +339,7 @@ class SmtpChannel(LoopChannel):
     """Delivers envelopes over SMTP; see the module docstring for the outcome rules."""
 
     transport = "smtp"
+    eight_bit = True
 
     def __init__(self, settings: SmtpSettings, *, recent_sends: Iterable[float] = ()) -> None:
         """``recent_sends``: ages in seconds of messages sent in the last hour by earlier runs."""
@@ -368,11 +373,28 @@ class SmtpChannel(LoopChannel):
             return Outcome(envelope.claim_id, Status.PERMANENT, "no message to send")
         try:
             rcpt = wire_address(message.to.email).encode("utf-8")
-            data = envelope.data if envelope.data is not None else build_message(message)
+            data = envelope.data if envelope.data is not None else build_message(message, eight_bit=True)
         except ValueError as exc:
             return Outcome(envelope.claim_id, Status.PERMANENT, f"cannot send: {exc}")
-        # Every byte build_message writes is ASCII except an address that needs SMTPUTF8.
-        return _Job(envelope.claim_id, rcpt, wire_body(data), len(data), not data.isascii())
+        # Every header byte build_message writes is ASCII except an address that needs SMTPUTF8;
+        # a body is 8-bit only when built with eight_bit.
+        eight_bit = not data.isascii()
+        utf8 = eight_bit and not data[:data.find(b"\r\n\r\n")].isascii()
+        return _Job(envelope.claim_id, rcpt, wire_body(data), len(data), utf8, eight_bit, message)
+
+    @staticmethod
+    def _fit(slot: _Slot, job: _Job) -> bool:
+        """Make ``job`` fit ``slot``'s relay; False when it cannot (an address needs SMTPUTF8).
+
+        A relay without 8BITMIME gets the message built again without 8bit bodies (the same
+        message, whose checks passed before it was claimed: only its encoding changes).
+        """
+        if job.utf8:
+            return slot.smtputf8
+        if job.eight_bit and not slot.eightbitmime:
+            data = build_message(job.message)
+            job.wire, job.size, job.eight_bit = wire_body(data), len(data), False
+        return True
 
     async def _run(self, feed: Feed) -> None:
         work = _Work(self, feed, len(self._slots))
@@ -429,6 +451,7 @@ class SmtpChannel(LoopChannel):
         smtp.timeout = None  # each phase of a transaction runs under its own deadline instead
         slot.smtp, slot.used = smtp, 0
         slot.size, slot.smtputf8 = smtp.supports_extension("size"), smtp.supports_extension("smtputf8")
+        slot.eightbitmime = smtp.supports_extension("8bitmime")
         if self.settings.pipelining and smtp.supports_extension("pipelining"):
             slot.pipe = enable(smtp)
         return smtp
@@ -451,7 +474,7 @@ class SmtpChannel(LoopChannel):
                         batch.requeue(waiting)
                     batch.timers.clear()
                 return None
-            if job.utf8 and not slot.smtputf8:
+            if not self._fit(slot, job):
                 batch.finish(Outcome(job.claim_id, Status.TRANSIENT, "relay does not offer SMTPUTF8, which this "
                                      f"address needs (RFC 6531); not sent ({self.settings.describe()})"))
                 return None
@@ -515,7 +538,7 @@ class SmtpChannel(LoopChannel):
         job = await batch.take()
         if job is None:
             return None
-        if job.utf8 and not slot.smtputf8:
+        if not self._fit(slot, job):
             batch.ready.appendleft(job)  # _attempt reports it
             return None
         job.attempts += 1
@@ -526,6 +549,8 @@ class SmtpChannel(LoopChannel):
         command = b"MAIL FROM:<" + self.sender + b">"
         if slot.size:
             command += b" SIZE=%d" % job.size
+        if job.eight_bit:
+            command += b" BODY=8BITMIME"  # only on a relay that offers it (see _fit)
         if job.utf8:
             command += b" SMTPUTF8"
         return command
