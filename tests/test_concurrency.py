@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 
-from cartrescue.ledger import Ledger
+from cartrescue.ledger import ClaimRequest, Ledger
 from conftest import NOW, Shop, cart, iso
 
 
@@ -135,17 +137,12 @@ def test_under_quiet_a_run_with_a_bad_row_prints_the_warning_and_the_summary(sho
     assert "1 source rows could not be read" in result.stdout and "delivered 1" in result.stdout
 
 
-def _claim_request(n: int) -> "ClaimRequest":
-    from cartrescue.ledger import ClaimRequest
-
+def _claim_request(n: int) -> ClaimRequest:
     return ClaimRequest(f"csv:c{n}", f"c{n}", f"a{n}@example.com", 1, "email", "smtp", "reminder-1", None, None, None)
 
 
-def _hold_write_lock(path: str, seconds: float) -> tuple["threading.Thread", "threading.Event"]:
+def _hold_write_lock(path: str, seconds: float) -> tuple[threading.Thread, threading.Event]:
     """Another connection (another process, as far as SQLite's locks go) holds the write lock."""
-    import sqlite3
-    import threading
-
     taken = threading.Event()
 
     def hold() -> None:
@@ -195,3 +192,27 @@ def test_a_claim_gives_up_with_the_ledgers_error_when_the_write_lock_stays_taken
         thread.join()
         assert ledger.claim(run, [_claim_request(1)], NOW)  # the writer is still good once the lock is free
     assert [m["cart_key"] for m in ledger.messages()] == ["csv:c1"]
+
+
+@pytest.mark.postgres
+def test_a_claim_after_the_ledgers_connection_was_cut_fails_as_a_ledger_error_and_the_next_reconnects() -> None:
+    from shopdb import shop_database
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    with shop_database("postgres", "ledger") as db:
+        ledger = Ledger(db.url)
+        try:
+            run = ledger.start_run("send", NOW)
+            with ledger.lock(run, timedelta(hours=1)):
+                ledger.claim(run, [_claim_request(1)], NOW)  # the run's writer connection is open
+                with ledger.engine.connect() as other:  # the server drops it (a restart, a failover)
+                    other.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                                       "datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"))
+                with pytest.raises(OperationalError) as cut:
+                    ledger.claim(run, [_claim_request(2)], NOW)
+                assert cut.value.connection_invalidated
+                assert ledger.claim(run, [_claim_request(2)], NOW)  # a new connection, the same run
+            assert sorted(m["cart_key"] for m in ledger.messages()) == ["csv:c1", "csv:c2"]
+        finally:
+            ledger.close()
