@@ -32,7 +32,8 @@ from cartrescue.shards import Shard
 
 #: Workers chosen by default: at most this many, whatever the cores ...
 MAX_AUTO_WORKERS = 8
-#: ... and one per this many carts (a worker costs ~0.4 s to start: below this it does not pay).
+#: ... and one per this many carts (workers cost ~0.4 s to start, and each reads the whole export:
+#: below this it does not pay).
 CARTS_PER_WORKER = 5_000
 #: After SIGTERM, how long the workers get to close their documents before they are killed.
 TERM_GRACE = 30.0
