@@ -13,7 +13,8 @@ What it does, all on loopback:
    still run), a fresh SQLite ledger, and ``smtp.pool_size = --pool``.
 3. Times ``cartrescue run --send --quiet`` as a subprocess: CSV -> plan -> claim -> render ->
    MIME -> SMTP -> ledger, start-up included. The rate is messages the ledger records as sent,
-   divided by that wall time.
+   divided by that wall time. The CPU time of all its processes (workers included) is printed
+   too: on a machine whose speed drifts, it compares two versions better than the wall time.
 4. Installs mailmerge 2.3.0 into a venv under /tmp (once; ``pip install mailmerge==2.3.0``), and
    has it send the same recipients (the rows cartrescue sent: address, name, the first item) to
    the same sink, timed the same way: with a plain-text template (its fastest case, the
@@ -33,6 +34,7 @@ import argparse
 import csv
 import os
 import platform
+import resource
 import shutil
 import socket
 import sqlite3
@@ -136,9 +138,13 @@ def start_sink(binary: str) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def timed(command: list[str], cwd: Path, stdout: int | None = subprocess.DEVNULL) -> float:
+    """Wall seconds of ``command``; its CPU seconds (all its processes) go to ``timed.cpu``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timed.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # type: ignore[attr-defined]
     if result.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr.decode()[-2000:]}")
     return elapsed
@@ -222,9 +228,11 @@ def main() -> None:
                 f"(load before {load:.2f})")
         workers = [] if args.workers is None else ["--workers", str(args.workers)]
         elapsed = timed(cartrescue_command() + ["run", "--send", "--quiet", "--config", str(config), *workers], folder)
+        cpu = timed.cpu  # type: ignore[attr-defined]
         sent = sent_rows(folder / "ledger.db")
         ours = len(sent) / elapsed
-        log(f"cartrescue: {len(sent):,} of {args.carts:,} carts sent in {elapsed:.2f} s = {ours:,.0f} msg/s "
+        log(f"cartrescue: {len(sent):,} of {args.carts:,} carts sent in {elapsed:.2f} s = {ours:,.0f} msg/s, "
+            f"CPU {cpu:.2f} s = {cpu / max(len(sent), 1) * 1e6:,.0f} us/msg over all its processes "
             f"(pool {args.pool}, PIPELINING, load before {load:.2f})")
         if dry is not None:
             log(f"  of which planning + rendering (dry-run of the same config): {dry:.2f} s; "
