@@ -72,6 +72,25 @@ def test_a_relay_without_8bitmime_gets_the_same_message_in_7bit(pipelining: bool
         assert _texts(message) == (TEXT, HTML)
 
 
+def test_an_address_that_needs_smtputf8_keeps_it_while_its_body_goes_7bit_to_a_relay_without_8bitmime() -> None:
+    message = _message(1)
+    utf8 = OutgoingMessage(message.message_id, message.sender, Address("åsa@example.com", "Åsa"), message.subject,
+                           TEXT, HTML, message.date)
+    with LoopbackSMTP(smtputf8=True, eightbitmime=False) as server:
+        channel = SmtpChannel(settings(server))
+        try:
+            outcomes = list(channel.deliver([Envelope(1, None, utf8)]))  # type: ignore[arg-type]
+        finally:
+            channel.close()
+        (received,) = server.wait_for(1)
+    assert [outcome.status for outcome in outcomes] == [Status.SENT]
+    assert "SMTPUTF8" in received.mail_options
+    assert not any(option.upper().startswith("BODY=") for option in received.mail_options)
+    body = received.data[received.data.index(b"\r\n\r\n"):]
+    assert body.isascii() and b"Content-Transfer-Encoding: 8bit" not in body
+    assert _texts(received) == (TEXT, HTML)
+
+
 def test_eight_bit_leaves_ascii_bodies_7bit_and_encodes_lines_past_998_octets() -> None:
     message = _message(1)
     ascii_only = build_message(OutgoingMessage(message.message_id, message.sender, message.to, message.subject,

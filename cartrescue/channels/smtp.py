@@ -216,6 +216,7 @@ class _Job:
     size: int  # octets of the message, for MAIL FROM ... SIZE=
     utf8: bool  # the message needs SMTPUTF8 (an address with a non-ASCII local part)
     eight_bit: bool  # the message has 8-bit octets (an 8bit body, or UTF-8 addresses): BODY=8BITMIME
+    body8: bool  # ... in a body (built with eight_bit): needs 8BITMIME
     message: OutgoingMessage  # built again without 8bit bodies for a relay that lacks 8BITMIME
     attempts: int = 0
     free_retry: bool = True  # one immediate retry when a reused connection turns out closed
@@ -379,8 +380,10 @@ class SmtpChannel(LoopChannel):
         # Every header byte build_message writes is ASCII except an address that needs SMTPUTF8;
         # a body is 8-bit only when built with eight_bit.
         eight_bit = not data.isascii()
-        utf8 = eight_bit and not data[:data.find(b"\r\n\r\n")].isascii()
-        return _Job(envelope.claim_id, rcpt, wire_body(data), len(data), utf8, eight_bit, message)
+        head = data.find(b"\r\n\r\n")
+        utf8 = eight_bit and not data[:head].isascii()
+        body8 = eight_bit and (not utf8 or not data[head:].isascii())
+        return _Job(envelope.claim_id, rcpt, wire_body(data), len(data), utf8, eight_bit, body8, message)
 
     @staticmethod
     def _fit(slot: _Slot, job: _Job) -> bool:
@@ -389,11 +392,11 @@ class SmtpChannel(LoopChannel):
         A relay without 8BITMIME gets the message built again without 8bit bodies (the same
         message, whose checks passed before it was claimed: only its encoding changes).
         """
-        if job.utf8:
-            return slot.smtputf8
-        if job.eight_bit and not slot.eightbitmime:
-            data = build_message(job.message)
-            job.wire, job.size, job.eight_bit = wire_body(data), len(data), False
+        if job.utf8 and not slot.smtputf8:
+            return False
+        if job.body8 and not slot.eightbitmime:
+            data = build_message(job.message)  # 7-bit bodies; UTF-8 addresses stay (SMTPUTF8)
+            job.wire, job.size, job.body8, job.eight_bit = wire_body(data), len(data), False, job.utf8
         return True
 
     async def _run(self, feed: Feed) -> None:
@@ -549,8 +552,8 @@ class SmtpChannel(LoopChannel):
         command = b"MAIL FROM:<" + self.sender + b">"
         if slot.size:
             command += b" SIZE=%d" % job.size
-        if job.eight_bit:
-            command += b" BODY=8BITMIME"  # only on a relay that offers it (see _fit)
+        if job.eight_bit and slot.eightbitmime:
+            command += b" BODY=8BITMIME"
         if job.utf8:
             command += b" SMTPUTF8"
         return command
