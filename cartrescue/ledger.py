@@ -350,7 +350,7 @@ def _driver(conn: Any, statement: str, params: Any, *, many: bool = False) -> An
 
 
 #: How long a SQLite writer waits for the write lock in all (as ``busy_timeout`` for the rest),
-#: and its naps between attempts: from 50 µs, doubled up to 2 ms.
+#: and its naps between attempts: 50 µs for the first 20, then doubled up to 2 ms.
 WRITE_LOCK_WAIT = 30.0
 _FIRST_NAP, _SHORT_NAPS, _LONGEST_NAP = 0.00005, 20, 0.002
 
@@ -361,9 +361,10 @@ def _write_lock(dbapi_connection: Any) -> None:
     SQLite's own busy handler sleeps 1, 2, 5, 10 ms ... between attempts. Workers of one run on
     one SQLite ledger each commit a claim per message (~0.1 ms holding the lock), so they meet
     often, and each meeting cost the waiter at least a millisecond: ~25 % of a worker's time in
-    a 2-worker send was spent asleep. Here the waiter tries again after 50 µs, then 100, ...
-    up to 2 ms, for :data:`WRITE_LOCK_WAIT` seconds in all; the lock is taken before any
-    statement of the transaction runs, so a failed attempt leaves nothing to undo.
+    a 2-worker send was spent asleep. Here the waiter tries again every 50 µs for about a
+    millisecond, then after 100 µs, 200 ... up to 2 ms, for :data:`WRITE_LOCK_WAIT` seconds in
+    all; the lock is taken before any statement of the transaction runs, so a failed attempt
+    leaves nothing to undo.
     """
     nap = _FIRST_NAP
     deadline = 0.0
