@@ -2,11 +2,11 @@
 
 Owns starting the shard processes (``run --shard K/N --json``: the same command line, in a worker
 forked from this process or a fresh interpreter: :mod:`cartrescue.processes`), reading their
-JSON documents as they stream, merging
-them into one result (decisions as they arrive, counts summed, problems merged, one exit code),
-relaying their warnings and progress, and passing SIGTERM or Ctrl-C on to them. It must not
-plan, render or deliver anything itself, and never opens the ledger: each shard is a complete
-run with its own lock (cartrescue.shards, cartrescue.job).
+JSON documents as they stream, merging them into one result (decisions as they arrive, counts
+summed, problems merged, one exit code), relaying their warnings and progress, and passing
+SIGTERM or Ctrl-C on to them. It must not plan, render or deliver anything itself, and never
+opens the ledger: each shard is a complete run with its own lock (cartrescue.shards,
+cartrescue.job).
 
 A worker that dies (SIGKILL, the OOM killer) closes its pipe: its shard is reported with exit
 code ``128 + signal``, as a shell does, and the others go on; the parent never waits on it.
@@ -382,12 +382,6 @@ class Workers:
         if interrupted is not None:
             raise interrupted
         return merge([worker.report for worker in workers], self.mode, self.now)
-
-    def kill(self) -> None:
-        """Stop every worker at once (the parent failed before it could follow them)."""
-        for worker in self.workers:
-            worker.terminate(signal.SIGKILL)
-            worker.process.wait()
 
 
 def start_workers(
