@@ -95,7 +95,12 @@ class ForkedProcess:
                 stream.flush()  # nothing buffered here may be written twice, once by each process
             except (AttributeError, OSError, ValueError):
                 pass
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no process left (a ulimit, the memory): the pipes go, the error is the run's
+            for descriptor in (out_read, out_write, err_read, err_write):
+                os.close(descriptor)
+            raise
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
             _child(arguments, env, out_write, err_write)
         os.close(out_write)
