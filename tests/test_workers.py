@@ -27,7 +27,7 @@ from cartrescue.errors import LockHeld, LockLost
 from cartrescue.ledger import ClaimRequest, Ledger
 from cartrescue.shards import Shard, compatible, shard_of
 from cartrescue.workers import worst_exit_code
-from conftest import NOW, REPO, Shop, cart, iso
+from conftest import NOW, REPO, Shop, cart, iso, order
 
 
 def _shop(shop: Shop, carts: int = 60, **config: Any) -> Shop:
@@ -142,6 +142,17 @@ def test_workers_started_inside_a_program_that_captures_the_output_are_fresh_int
     _shop(shop)
     document = shop.cli("run", "--json", "--workers", "2").json  # the test runner captures stdout and stderr
     assert [s["started"] for s in document["shards"]] == ["spawn", "spawn"]
+
+
+def test_a_bad_row_of_the_orders_file_is_reported_once_by_n_workers(shop: Shop) -> None:
+    _shop(shop)
+    shop.add_orders(order("o1", email="a001@example.com", created=NOW - timedelta(days=30)),
+                    dict(order("o2", email="a002@example.com", created=NOW), created_at="not a date"))
+    whole = shop.cli("run", "--json", "--workers", "1").json
+    sharded = shop.cli("run", "--json", "--workers", "3").json
+    bad = [problem for problem in sharded["problems"] if "orders.csv" in problem]
+    assert len(bad) == 1 and "order o2" in bad[0]
+    assert sharded["counts"]["problems"] == whole["counts"]["problems"] == 1
 
 
 def test_n_workers_deliver_every_message_once_and_record_a_run_per_shard(shop: Shop) -> None:

@@ -253,6 +253,7 @@ class CsvSource(CartSource):
         self._halves = False  # the file is read by an activity pass whose spool the carts pass reads
         self._spool: RowSpool | None = None  # the rows the last complete activity pass kept
         self._spool_shard: Shard | None = None  # ... for this shard (None: the whole file)
+        self._report_orders = True  # the orders file's problems are this run's to report (shard 1's)
 
     # -- carts -------------------------------------------------------------------------------
 
@@ -260,6 +261,7 @@ class CsvSource(CartSource):
         """Every readable cart of the file (the window is not applied: the pipeline reports
         carts outside it with their reason, which a CSV can afford). Right after a complete
         :meth:`activity` pass, from that pass's spool instead of the file."""
+        self._report_orders = True
         spool = self._take_spool(None)
         if spool is not None:
             yield from self._spooled_carts(spool, report_others=True)
@@ -344,6 +346,7 @@ class CsvSource(CartSource):
         read). Problems of rows that are none of this shard's carts (malformed CSV, no cart id,
         the orders file, read while this pass runs) are reported by shard 1 only. Right after a
         complete :meth:`shard_activity` pass for the same shard, from that pass's spool."""
+        self._report_orders = shard.index == 1  # the orders file, indexed as this pass runs (orders_for)
         spool = self._take_spool(shard)
         if spool is not None:
             yield from self._spooled_carts(spool, report_others=shard.index == 1)
@@ -620,12 +623,14 @@ class CsvSource(CartSource):
         batch: list[Row] = []
         pending: list[tuple[str | None, int, RowProblem]] = []  # (order id, line, problem)
 
+        report = self.on_problem if self._report_orders else ignore_problem  # one shard reports them
+
         def flush() -> None:
             index.add(batch)
             batch.clear()
             for order_id, start, problem in pending:
                 if order_id is None or index.first_line(order_id) == start:
-                    self.on_problem(problem)
+                    report(problem)
             pending.clear()
 
         with handle:
