@@ -25,7 +25,7 @@ from cartrescue.render import Renderer
 from cartrescue.sequence import Calendar
 from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
-from cartrescue.sources.base import CartSource, ProgressTotal, Window
+from cartrescue.sources.base import CartSource, ProgressTotal, Window, ignore_problem
 
 Mode = Literal["dry-run", "outbox", "send"]
 
@@ -222,7 +222,8 @@ def _run_job(
             if request.resend_unconfirmed:
                 released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
             unconfirmed = len(ledger.unconfirmed(run_id, owns))
-        newsletters = newsletters_of(config, source, now, problem, stack)
+        # Every shard reads the whole newsletter export: its bad rows are shard 1's to report.
+        newsletters = newsletters_of(config, source, now, problem if shard.index == 1 else ignore_problem, stack)
         planner = Planner(config, now, ledger, problem, shard, newsletters=newsletters)  # a repeated id: a row problem
         if on_total is not None:
             total = source.progress_total(planner.window)

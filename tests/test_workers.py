@@ -155,6 +155,18 @@ def test_a_bad_row_of_the_orders_file_is_reported_once_by_n_workers(shop: Shop) 
     assert sharded["counts"]["problems"] == whole["counts"]["problems"] == 1
 
 
+def test_a_bad_row_of_the_newsletter_export_is_reported_once_by_n_workers(shop: Shop) -> None:
+    _shop(shop, source={"newsletters": {"file": "sends.csv"}})
+    (shop.folder / "sends.csv").write_text("email,sent_at,campaign\na001@example.com,2026-11-20T08:00:00Z,Winter\n"
+                                           "a002@example.com,yesterday-ish,Winter\n", encoding="utf-8")
+    whole = shop.cli("run", "--json", "--workers", "1").json
+    sharded = shop.cli("run", "--json", "--workers", "3").json
+    bad = [problem for problem in sharded["problems"] if "sends.csv" in problem]
+    assert len(bad) == 1 and "yesterday-ish" in bad[0]
+    assert sharded["counts"]["problems"] == whole["counts"]["problems"] == 1
+    assert _decisions(sharded)["c001"] == _decisions(whole)["c001"]  # the good row still counts
+
+
 def test_n_workers_deliver_every_message_once_and_record_a_run_per_shard(shop: Shop) -> None:
     _shop(shop)
     out = shop.folder / "out"
