@@ -486,13 +486,14 @@ class Ledger:
         out of the pool and back in (with its reset) each time cost more than the statements.
         Only the thread that delivers uses it (the heartbeat has its own connections).
         """
+        sqlite = self.engine.dialect.name == "sqlite"
         if self._writer is None or self._writer.invalidated or self._writer.closed:
             self._writer = self.engine.connect()
-            if self.engine.dialect.name == "sqlite":
+            if sqlite:
                 self._writer.detach()  # its busy_timeout is its own (see _write_lock): never back to the pool
                 self._writer.connection.dbapi_connection.execute("PRAGMA busy_timeout=0")
         with self._writer.begin():
-            if self.engine.dialect.name == "sqlite":
+            if sqlite:
                 _write_lock(self._writer.connection.dbapi_connection)
             yield self._writer
 
@@ -693,7 +694,7 @@ class Ledger:
                     if row is not None:
                         won[(row[1], row[2], row[3])] = row[0]
             else:
-                conn.exec_driver_sql(raw.claim, rows)
+                _driver(conn, raw.claim, rows, many=True)
                 for chunk in _chunks(list({r.cart_key: None for r in requests}), 500):
                     sql, params = raw.claimed(chunk)
                     for claim_id, cart_key, step, channel, owner, status in _driver(conn, sql, params):

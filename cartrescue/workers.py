@@ -350,27 +350,21 @@ class Workers:
         deadline: float | None = None
         while open_pipes:
             try:
-                index, kind, payload = events.get(timeout=0.5)
-            except queue.Empty:
-                if deadline is not None and time.monotonic() > deadline:
-                    for worker in workers:
-                        worker.terminate(signal.SIGKILL)
-                    deadline = None
-                continue
-            except KeyboardInterrupt as stop:
-                interrupted = interrupted or stop
-                for worker in workers:
-                    worker.terminate()
-                deadline = time.monotonic() + TERM_GRACE
-                continue
-            try:
+                try:
+                    index, kind, payload = events.get(timeout=0.5)
+                except queue.Empty:
+                    if deadline is not None and time.monotonic() > deadline:
+                        for worker in workers:
+                            worker.terminate(signal.SIGKILL)
+                        deadline = None
+                    continue
                 if kind == "eof":
                     open_pipes -= 1
                     continue
                 count = documents[index].feed(payload, on_decisions)
                 if on_progress is not None and count:
                     on_progress(count)
-            except KeyboardInterrupt as stop:
+            except KeyboardInterrupt as stop:  # waiting or relaying: the workers end, then it is raised
                 interrupted = interrupted or stop
                 for worker in workers:
                     worker.terminate()

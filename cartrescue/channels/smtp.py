@@ -215,8 +215,7 @@ class _Job:
     wire: bytes  # the message as the DATA phase sends it: dot-stuffed, ending in ".\r\n"
     size: int  # octets of the message, for MAIL FROM ... SIZE=
     utf8: bool  # the message needs SMTPUTF8 (an address with a non-ASCII local part)
-    eight_bit: bool  # the message has 8-bit octets (an 8bit body, or UTF-8 addresses): BODY=8BITMIME
-    body8: bool  # ... in a body (built with eight_bit): needs 8BITMIME
+    body8: bool  # a body is 8bit (built with eight_bit): needs 8BITMIME
     message: OutgoingMessage  # built again without 8bit bodies for a relay that lacks 8BITMIME
     attempts: int = 0
     free_retry: bool = True  # one immediate retry when a reused connection turns out closed
@@ -379,11 +378,9 @@ class SmtpChannel(LoopChannel):
             return Outcome(envelope.claim_id, Status.PERMANENT, f"cannot send: {exc}")
         # Every header byte build_message writes is ASCII except an address that needs SMTPUTF8;
         # a body is 8-bit only when built with eight_bit.
-        eight_bit = not data.isascii()
         head = data.find(b"\r\n\r\n")
-        utf8 = eight_bit and not data[:head].isascii()
-        body8 = eight_bit and (not utf8 or not data[head:].isascii())
-        return _Job(envelope.claim_id, rcpt, wire_body(data), len(data), utf8, eight_bit, body8, message)
+        return _Job(envelope.claim_id, rcpt, wire_body(data), len(data), not data[:head].isascii(),
+                    not data[head:].isascii(), message)
 
     @staticmethod
     def _fit(slot: _Slot, job: _Job) -> bool:
@@ -396,7 +393,7 @@ class SmtpChannel(LoopChannel):
             return False
         if job.body8 and not slot.eightbitmime:
             data = build_message(job.message)  # 7-bit bodies; UTF-8 addresses stay (SMTPUTF8)
-            job.wire, job.size, job.body8, job.eight_bit = wire_body(data), len(data), False, job.utf8
+            job.wire, job.size, job.body8 = wire_body(data), len(data), False
         return True
 
     async def _run(self, feed: Feed) -> None:
@@ -552,7 +549,7 @@ class SmtpChannel(LoopChannel):
         command = b"MAIL FROM:<" + self.sender + b">"
         if slot.size:
             command += b" SIZE=%d" % job.size
-        if job.eight_bit and slot.eightbitmime:
+        if (job.body8 or job.utf8) and slot.eightbitmime:  # any 8-bit octet in the message
             command += b" BODY=8BITMIME"
         if job.utf8:
             command += b" SMTPUTF8"

@@ -253,7 +253,9 @@ class CsvSource(CartSource):
         self._halves = False  # the file is read by an activity pass whose spool the carts pass reads
         self._spool: RowSpool | None = None  # the rows the last complete activity pass kept
         self._spool_shard: Shard | None = None  # ... for this shard (None: the whole file)
-        self._report_orders = True  # the orders file's problems are this run's to report (shard 1's)
+        # This carts pass reports the problems of rows that are no cart of its own (rows of no cart,
+        # the orders file's): an unsharded run does, and of N shards shard 1 only.
+        self._reports_shared = True
 
     # -- carts -------------------------------------------------------------------------------
 
@@ -261,10 +263,10 @@ class CsvSource(CartSource):
         """Every readable cart of the file (the window is not applied: the pipeline reports
         carts outside it with their reason, which a CSV can afford). Right after a complete
         :meth:`activity` pass, from that pass's spool instead of the file."""
-        self._report_orders = True
+        self._reports_shared = True
         spool = self._take_spool(None)
         if spool is not None:
-            yield from self._spooled_carts(spool, report_others=True)
+            yield from self._spooled_carts(spool)
             return
         self._halves, self._reading_spool = False, None
         for start_line, rows in self._cart_rows(track=True):
@@ -325,9 +327,9 @@ class CsvSource(CartSource):
             self._spool.close()
             self._spool = None
 
-    def _spooled_carts(self, spool: RowSpool, *, report_others: bool) -> Iterator[Cart]:
+    def _spooled_carts(self, spool: RowSpool) -> Iterator[Cart]:
         """The carts pass over a spool: its groups built in file order, its problems (rows that
-        are none of these carts) reported only if ``report_others``."""
+        are none of these carts) reported only if this pass reports them (``_reports_shared``)."""
         self._reading_spool = spool
         build = self._build_cart
         try:
@@ -336,7 +338,7 @@ class CsvSource(CartSource):
                     cart = build(first, second)  # type: ignore[arg-type]
                     if cart is not None:
                         yield cart
-                elif report_others:
+                elif self._reports_shared:
                     self.on_problem(RowProblem(first, second))  # type: ignore[arg-type]
         finally:
             spool.close()
@@ -346,10 +348,10 @@ class CsvSource(CartSource):
         read). Problems of rows that are none of this shard's carts (malformed CSV, no cart id,
         the orders file, read while this pass runs) are reported by shard 1 only. Right after a
         complete :meth:`shard_activity` pass for the same shard, from that pass's spool."""
-        self._report_orders = shard.index == 1  # the orders file, indexed as this pass runs (orders_for)
+        self._reports_shared = shard.index == 1  # the orders file too, indexed as this pass runs (orders_for)
         spool = self._take_spool(shard)
         if spool is not None:
-            yield from self._spooled_carts(spool, report_others=shard.index == 1)
+            yield from self._spooled_carts(spool)
             return
         owns, name = shard.owns, self.name
         reporter = self.on_problem
@@ -623,7 +625,7 @@ class CsvSource(CartSource):
         batch: list[Row] = []
         pending: list[tuple[str | None, int, RowProblem]] = []  # (order id, line, problem)
 
-        report = self.on_problem if self._report_orders else ignore_problem  # one shard reports them
+        report = self.on_problem if self._reports_shared else ignore_problem  # one shard reports them
 
         def flush() -> None:
             index.add(batch)
