@@ -15,11 +15,14 @@ import subprocess
 import sys
 import time
 
+from installed import like_an_install
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
+    like_an_install()
     command = [shutil.which("cartrescue") or "cartrescue", "--help"]
     if command[0] == "cartrescue":
         command = [sys.executable, "-m", "cartrescue.cli", "--help"]

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from installed import like_an_install
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = """\
 now: "2026-11-20T10:00:00Z"
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="B3: also run 100,000 carts and compare peak RSS")
     parser.add_argument("--workers", type=int, default=None, help="run --workers N (default: run's default)")
     args = parser.parse_args()
+    like_an_install()
     with tempfile.TemporaryDirectory(prefix="cartrescue-bench-") as tmp:
         runs = [args.carts] if not args.memory else [100_000, args.carts]
         results = {}

@@ -26,6 +26,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from installed import like_an_install
+
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)
 CONFIG = """\
 shop: {name: Bench Shop, timezone: Europe/Stockholm, currency: EUR, exchange_rates: {SEK: 0.087}}
@@ -142,6 +144,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--orders", type=int, default=1_000_000)
     args = parser.parse_args()
+    like_an_install()
     with tempfile.TemporaryDirectory(prefix="cartrescue-b7-") as name:
         folder = Path(name)
         started = time.perf_counter()

@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from installed import like_an_install
+
 REPO = Path(__file__).resolve().parent.parent
 MAILMERGE_VENV = Path(tempfile.gettempdir()) / "cartrescue-bench-mailmerge-2.3.0"
 NOW = "2026-11-20T10:00:00Z"  # make_sample.py's default clock
@@ -204,6 +206,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="run --workers N (default: run's own default, the cores for 20,000 carts)")
     args = parser.parse_args()
+    like_an_install()
 
     sink, port = start_sink(find_sink())
     folder = Path(tempfile.mkdtemp(prefix="cartrescue-b1-"))

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from installed import like_an_install
+
 REPO = Path(__file__).resolve().parent.parent
 NOW = "2026-11-20T10:00:00Z"  # make_sample.py's default clock
 SECRET = "bench-webhook-secret-0123456789"
@@ -157,6 +159,7 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true", help="also time a dry-run of the same config")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
     args = parser.parse_args()
+    like_an_install()
 
     folder = Path(tempfile.mkdtemp(prefix="cartrescue-b8-"))
     (folder / "receiver.py").write_text(RECEIVER, encoding="utf-8")

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import plan  # noqa: E402 - bench/plan.py: the B2 config
 import send  # noqa: E402 - bench/send.py: smtp-sink and the B1 config
+from installed import like_an_install
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--pool", type=int, default=16)
     args = parser.parse_args()
+    like_an_install()
     counts = [int(n) for n in args.workers.split(",")]
     ledgers = args.ledgers.split(",")
     modes = args.modes.split(",")

@@ -190,6 +190,14 @@ def _sandbox_class() -> type[Any]:
                     return self.undefined(obj=obj, name=attribute)
             return super().getattr(obj, attribute)
 
+        def make_globals(self, d: Any) -> dict[str, Any]:
+            """Each template's globals as one plain dict (the environment's, under the template's
+            own), not Jinja's ChainMap over both: every render builds a context from them and every
+            ``{% from ... import %}`` compares them, and a ChainMap is iterated and searched in
+            Python, a dict in C. The Renderer sets its globals before it loads any template, so
+            the copy never misses a later change."""
+            return {**self.globals, **(d or {})}
+
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "**":
                 if isinstance(right, (int, float)) and abs(right) > 100:
@@ -403,6 +411,14 @@ class Renderer:
                 "code": code or incentive.code,
                 "expires": self._expiry(now + incentive.valid_for, locale),
             }
+        items = [
+            {
+                "name": item.name, "sku": item.sku, "quantity": item.quantity,
+                "unit_price": money(item.unit_price), "line_total": money(item.line_total),
+                "image_url": safe_url(item.image_url), "product_url": link(item.product_url),
+            }
+            for item in cart.items
+        ]
         return {
             "shop": {
                 "name": shop.name, "url": shop_url, "support_email": shop.support_email or shop.from_email,
@@ -417,15 +433,9 @@ class Renderer:
             "cart": {
                 "id": cart.id, "currency": cart.currency, "total": money(cart.total),
                 "item_count": sum(item.quantity for item in cart.items),
+                "has_images": any(item["image_url"] is not None for item in items),
             },
-            "items": [
-                {
-                    "name": item.name, "sku": item.sku, "quantity": item.quantity,
-                    "unit_price": money(item.unit_price), "line_total": money(item.line_total),
-                    "image_url": safe_url(item.image_url), "product_url": link(item.product_url),
-                }
-                for item in cart.items
-            ],
+            "items": items,
             "recovery_url": link(cart.recovery_url) or shop_url,
             "unsubscribe_url": unsubscribe_url,
             "step": {"number": step, "count": step_count},

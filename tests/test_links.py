@@ -119,3 +119,16 @@ def test_every_shipped_link_carries_the_utm_keys() -> None:
     assert report.ok, [(c.name, [p.message for p in c.problems]) for c in report.failed]
     assert missing_utm("https://s.example/?utm_source=x", {"utm_source": "x", "utm_medium": "y"}) == ["utm_medium"]
 
+
+
+def test_the_cart_table_has_an_image_column_only_when_an_item_has_a_safe_image(shop: Shop) -> None:
+    shop.add(cart("c1", items=[("A", "Lamp", 1, "10.00"), ("B", "Mug", 1, "5.00")]),
+             cart("c2", items=[("C", "Vase", 1, "20.00")]))
+    shop.carts[0]["image_url"] = "javascript:alert(1)"  # unsafe: becomes None, as if absent
+    shop.carts[1]["image_url"] = "https://cdn.example.com/mug.jpg"
+    shop.carts[2]["image_url"] = "data:image/png;base64,AAAA"
+    with_image = shop.cli("preview", "c1", "--json")
+    without = shop.cli("preview", "c2", "--json")
+    assert with_image.exit_code == 0 and without.exit_code == 0, with_image.output + without.output
+    assert 'width="76"' in with_image.json["html"] and 'colspan="2"' in with_image.json["html"]
+    assert 'width="76"' not in without.json["html"] and 'colspan="2"' not in without.json["html"]

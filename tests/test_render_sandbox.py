@@ -47,3 +47,17 @@ def _outcome(env: Any, source: str) -> tuple[str, str]:
 def test_the_fast_sandbox_answers_as_jinjas_sandbox(source: str) -> None:
     options = {"undefined": StrictUndefined, "autoescape": True}
     assert _outcome(_sandbox_class()(**options), source) == _outcome(SandboxedEnvironment(**options), source)
+
+
+def test_a_templates_globals_are_the_environments_under_its_own() -> None:
+    """The renderer flattens Jinja's ChainMap of globals into one dict: same keys, same values."""
+    from collections import ChainMap
+
+    env = _sandbox_class()(undefined=StrictUndefined)
+    env.globals["range"] = range
+    own = {"range": "the template's own", "extra": 1}
+    flat = env.make_globals(own)
+    assert type(flat) is dict
+    assert flat == dict(ChainMap(own, env.globals))
+    source = "{{ extra }} {{ namespace is callable }} {{ lipsum is callable }} {{ cycler is callable }}"
+    assert env.from_string(source, {"extra": 2}).render() == "2 True True True"
