@@ -40,6 +40,7 @@ class RunRequest:
     resend_unconfirmed: bool = False  # resend dead runs' claims that have no outcome (docs/sending.md)
     limit: int | None = None  # at most this many deliveries in this run (the rest deferred: run_limit)
     shard: Shard | None = None  # run --shard K/N: only the carts of this shard (cartrescue.shards)
+    shared_orders: Path | None = None  # a worker of run --workers: its parent's orders index (sources.shared_orders)
 
 
 @dataclass(slots=True)
@@ -197,7 +198,7 @@ def _run_job(
     delivering = request.deliver and request.mode != "dry-run"
     secret = delivery_secret(config) if delivering else config.shop.unsubscribe_secret or DRY_RUN_SECRET
     with ExitStack() as stack:
-        source = stack.enter_context(open_source(config, problem))
+        source = stack.enter_context(open_source(config, problem, request.shared_orders))
         if request.strict:
             # Read everything once before anything is delivered: a bad row stops the run clean.
             _read_all(source, Window(now - config.eligibility.max_age, now))

@@ -11,7 +11,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-_PRAGMAS = "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000; PRAGMA temp_store=FILE;"
+PRAGMAS = "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000; PRAGMA temp_store=FILE;"
 
 
 class ScratchDb:
@@ -23,7 +23,7 @@ class ScratchDb:
         self._dir = tempfile.TemporaryDirectory(prefix=f"cartrescue-{name}-")
         self.path = Path(self._dir.name) / f"{name}.db"
         self.connection = sqlite3.connect(self.path, check_same_thread=not shared)
-        self.connection.executescript(_PRAGMAS + schema)
+        self.connection.executescript(PRAGMAS + schema)
 
     def close(self) -> None:
         self.connection.close()

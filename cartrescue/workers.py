@@ -213,8 +213,8 @@ class _Worker:
     """One shard process and the two threads reading its pipes."""
 
     def __init__(self, shard: Shard, arguments: list[str], events: "queue.Queue[tuple[int, str, Any]]",
-                 warn: Callable[[str], None], method: Literal["fork", "spawn"]) -> None:
-        env = {"PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid())}
+                 warn: Callable[[str], None], method: Literal["fork", "spawn"], extra_env: dict[str, str]) -> None:
+        env = {**extra_env, "PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid())}
         self.shard = shard
         self.process = processes.start(arguments, env, method)
         self.report = ShardReport(shard, self.process.pid, method)
@@ -390,12 +390,14 @@ def start_workers(
     resend_unconfirmed: bool = False,
     limit: int | None = None,
     warn: Callable[[str], None],
+    env: dict[str, str] | None = None,
 ) -> Workers:
     """Start ``count`` shard workers; nothing is read from them until :meth:`Workers.follow`.
 
     Call it before starting any thread of your own (a progress bar): the workers are forked
     only while this process has one thread (:mod:`cartrescue.processes`). ``warn`` gets each
-    line a worker writes to stderr, prefixed with its shard.
+    line a worker writes to stderr, prefixed with its shard. ``env``: more environment for the
+    workers (where the parent builds their shared orders index: cartrescue.sources.shared_orders).
     """
     events: queue.Queue[tuple[int, str, Any]] = queue.Queue()
     lock = threading.Lock()
@@ -413,7 +415,7 @@ def start_workers(
             shard = Shard(index, count)
             workers.append(_Worker(shard, shard_command(
                 shard, config=config, now=now, mode=mode, outbox=outbox, strict=strict, quiet=quiet,
-                resend_unconfirmed=resend_unconfirmed, limit=limit), events, locked_warn, method))
+                resend_unconfirmed=resend_unconfirmed, limit=limit), events, locked_warn, method, env or {}))
     except BaseException:
         for worker in workers:
             worker.terminate(signal.SIGKILL)

@@ -143,14 +143,16 @@ def test_the_bundled_sample_reads_without_problems() -> None:
     assert {c.customer.locale for c in carts} >= {"en", "sv", "hu", "ru", "af", "kk"}
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own index", "parent's index"])
 @pytest.mark.parametrize("batch", [1, 2, 5000])
 def test_orders_keep_the_first_row_of_an_id_and_report_only_its_problems(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int, shared: bool
 ) -> None:
     # The orders index lives in a scratch SQLite file filled in batches; whatever the batch
     # size, it answers as the in-memory index did: first row of an id wins, duplicates are
     # silent, problems come in file order, a cart's own order is found by cart id, email or
-    # customer id, each once.
+    # customer id, each once. The index a parent builds for its workers answers the same, and
+    # its reader reports the same problems.
     import cartrescue.sources.csv as csv_source
 
     monkeypatch.setattr(csv_source, "ORDER_BATCH", batch)
@@ -171,13 +173,19 @@ def test_orders_keep_the_first_row_of_an_id_and_report_only_its_problems(
         "o1,ann@example.com,,,99,completed,2026-11-01T08:00:00Z,yes\n",  # line 10: duplicate
         encoding="utf-8")
     problems: list[RowProblem] = []
-    with CsvSource(carts, orders, on_problem=problems.append) as source:
+    parent = tmp_path / "shared.db" if shared else None
+    if parent is not None:
+        with CsvSource(carts, orders, on_problem=problems.append) as builder:
+            builder.publish_orders(parent)
+        assert problems == []  # the parent builds; the worker reports
+    with CsvSource(carts, orders, on_problem=problems.append, shared_orders=parent) as source:
         found = list(source.carts())
         matched = [(o.id, o.email, o.cart_id, o.total, o.delivered) for o in source.orders_for(found)]
-        scratch = source._orders._scratch.path  # type: ignore[union-attr]
+        scratch = source._orders.path  # type: ignore[union-attr]
     assert matched == [("o4", None, "c1", Decimal("3.50"), False), ("o1", "ann@example.com", None, Decimal("10.00"), True)]
     assert [str(p) for p in problems] == [f"{orders}:3: order o2: total: not a number: 'bad'", f"{orders}:6: missing order_id"]
-    assert not Path(scratch).exists()  # the scratch index is deleted when the source closes
+    # the scratch index is deleted when the source closes; the parent's is the parent's to delete
+    assert Path(scratch).exists() is shared
 
 
 def test_amounts_keep_at_most_eight_decimal_places() -> None:

@@ -59,7 +59,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
         request = RunRequest(mode=mode, now=at, outbox=outbox, strict=strict,  # type: ignore[arg-type]
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
-                             shard=sharded)
+                             shard=sharded, shared_orders=_shared_orders(sharded))
         out = sys.stdout
         if sharded is not None:
             _die_with_parent()
@@ -165,11 +165,21 @@ def _die_with_parent() -> None:
         pass
 
 
+def _shared_orders(shard: Any) -> Path | None:
+    """A worker of ``run --workers``: where its parent builds the orders index (see
+    :mod:`cartrescue.sources.shared_orders`); None for any other run."""
+    from cartrescue.sources.shared_orders import ENV
+
+    path = os.environ.get(ENV)
+    return Path(path) if path and shard is not None and os.environ.get("CARTRESCUE_PARENT_PID") else None
+
+
 def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: str, outbox: Path | None,
                      strict: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool,
                      max_deliveries: int | None, wide: bool = False) -> None:
     """``run --workers N``: N shard processes, one document or table, one exit code."""
     from cartrescue.output import DecisionTable, JsonStream, progress
+    from cartrescue.sources.shared_orders import SharedOrders
     from cartrescue.workers import start_workers
 
     stderr = err_console()
@@ -195,10 +205,14 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     config_file = Path(config.config_file or "cartrescue.yaml").resolve()
     outbox_dir = config.path(outbox or config.outbox.path or "outbox") if mode == "outbox" else None
     show_progress = not as_json and not quiet and stderr.is_terminal
+    shared = SharedOrders(config) if SharedOrders.wanted(config) else None
     try:
-        # The workers start before the progress bar's thread does: see start_workers.
+        # The workers start before the progress bar's and the orders index's threads do: see start_workers.
         workers = start_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,
-                                quiet=quiet, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, warn=warn)
+                                quiet=quiet, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, warn=warn,
+                                env=shared.env if shared is not None else None)
+        if shared is not None:
+            shared.start()  # while the workers read their carts
         with progress(stderr, show_progress, f"{mode} ({count} workers)") as advance:
             merged = workers.follow(on_decisions, advance)
     except KeyboardInterrupt:
@@ -212,6 +226,9 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         if os.environ.get("CARTRESCUE_DEBUG"):
             raise
         raise typer.Exit(error_json(error)["exit_code"]) from None
+    finally:
+        if shared is not None:
+            shared.close()  # the workers have ended
     said = merged.error is not None and not (quiet and merged.exit_code == int(ExitCode.LOCKED))
     if stream is not None:
         stream.close(merged.trailer())

@@ -7,6 +7,8 @@ the shop's other marketing sends (``source.newsletters``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cartrescue.config import Config
 from cartrescue.sources.base import CartSource, ProblemSink, SendSource, ignore_problem
 
@@ -18,8 +20,9 @@ DATABASE_TYPES = {
 }
 
 
-def open_source(config: Config, on_problem: ProblemSink = ignore_problem) -> CartSource:
-    """The configured source, ready to stream; raise SourceError when it cannot be opened."""
+def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared_orders: Path | None = None) -> CartSource:
+    """The configured source, ready to stream; raise SourceError when it cannot be opened.
+    ``shared_orders``: a worker's parent's orders index (a CSV source's; :mod:`.shared_orders`)."""
     source = config.source
     tz = config.shop.tz
     if source.type in ("csv", "shopify_csv"):
@@ -42,6 +45,7 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem) -> Car
             encoding=source.encoding,
             name="shopify" if source.type == "shopify_csv" else "csv",
             on_problem=on_problem,
+            shared_orders=shared_orders,
         )
     import importlib
 

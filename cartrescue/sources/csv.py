@@ -235,8 +235,12 @@ class CsvSource(CartSource):
         encoding: str = "utf-8-sig",
         name: str = "csv",
         on_problem: ProblemSink = ignore_problem,
+        shared_orders: Path | None = None,
     ) -> None:
+        """``shared_orders``: where the parent of this worker builds the orders index that all its
+        workers read (:mod:`cartrescue.sources.shared_orders`); None: this source indexes them."""
         super().__init__(on_problem)
+        self.shared_orders = shared_orders
         self.carts_path = carts
         self.orders_path = orders
         self.shop_tz = shop_tz
@@ -589,8 +593,45 @@ class CsvSource(CartSource):
         if self.orders_path is None:
             return iter(())
         if self._orders is None:
-            self._orders = self._index_orders()
+            self._orders = self._shared_index() or self._index_orders()
         return self._orders.matching(carts)
+
+    def _shared_index(self) -> OrderIndex | None:
+        """The index the parent built for its workers, once it is complete, its rows' problems
+        reported as :meth:`_read_orders` reports them; None: none to wait for, or the parent
+        could not build it (this source then indexes the file and meets the error itself)."""
+        from cartrescue.sources.shared_orders import wait_for
+
+        if self.shared_orders is None or not wait_for(self.shared_orders):
+            return None
+        index = OrderIndex.open(self.shared_orders)
+        if self._reports_shared:
+            try:
+                for problem in index.problems():
+                    self.on_problem(problem)
+            except BaseException:
+                index.close()
+                raise
+        return index
+
+    def publish_orders(self, path: Path) -> None:
+        """Index the orders file into ``path`` for the workers that share it, with the problems
+        its rows have (for shard 1 to report); the file gets its name only once complete."""
+        part = path.with_name(path.name + ".part")
+        index = OrderIndex.create(part)
+        saved, reports = self.on_problem, self._reports_shared
+        self.on_problem, self._reports_shared = index.add_problem, True
+        try:
+            try:
+                self._read_orders(index)
+            except UnicodeDecodeError:
+                assert self.orders_path is not None
+                raise _undecodable(self.orders_path, self.encoding) from None
+            index.finish()
+        finally:
+            self.on_problem, self._reports_shared = saved, reports
+            index.close()
+        part.replace(path)
 
     def close(self) -> None:
         self._drop_spool()

@@ -10,16 +10,23 @@ It keeps the first row of every order id (later duplicates are ignored, as befor
 the line of that row so the reader can tell a first occurrence from a duplicate, and answers in
 exactly the order the former in-memory index did (see :meth:`OrderIndex.matching`). It must not
 parse CSV (the source does) nor decide anything about the orders.
+
+The workers of one run share one index (:mod:`cartrescue.sources.shared_orders`): the parent
+builds it into a file of its own (:meth:`OrderIndex.create`), with the problems its rows had,
+and each worker opens that file read-only (:meth:`OrderIndex.open`) instead of indexing the
+whole orders file again.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
-from cartrescue.scratch import ScratchDb
-from cartrescue.model import Cart, Order
+from cartrescue.model import Cart, Order, RowProblem
+from cartrescue.scratch import PRAGMAS, ScratchDb
 
 #: One indexed row: id, line, live (0: an ignored status or an unreadable row, kept only so that
 #: its id counts as seen), created_at (ISO 8601, UTC), email, customer id, cart id, total,
@@ -31,17 +38,55 @@ _COLUMNS = "id, line, created_at, email, customer_id, cart_id, total, currency, 
 _PARAMETERS = 500  # per IN list: far below SQLite's limit on variables
 
 
+_SCHEMA = (
+    "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, created_at TEXT,"
+    " email TEXT, customer_id TEXT, cart_id TEXT, total TEXT, currency TEXT, status TEXT, delivered INTEGER)"
+    " WITHOUT ROWID;"
+    # The problems the rows had, in the order they are reported: kept only in a shared index,
+    # whose reader reports them (the builder is not the run).
+    "CREATE TABLE problems(location TEXT NOT NULL, reason TEXT NOT NULL);"
+)
+
+
 class OrderIndex:
     """Orders by cart id, email and customer id, in a scratch SQLite file."""
 
-    def __init__(self) -> None:
-        self._scratch = ScratchDb("orders", (
-            "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, created_at TEXT,"
-            " email TEXT, customer_id TEXT, cart_id TEXT, total TEXT, currency TEXT, status TEXT, delivered INTEGER)"
-            " WITHOUT ROWID;"
-        ))
-        self._db = self._scratch.connection
-        self._empty = True
+    def __init__(self, connection: sqlite3.Connection | None = None, path: Path | None = None,
+                 empty: bool = True) -> None:
+        """A new private scratch index, deleted by :meth:`close`; the classmethods make or open one
+        in a given file (``connection`` to it, at ``path``), which :meth:`close` keeps."""
+        close = None
+        if connection is None:
+            scratch = ScratchDb("orders", _SCHEMA)
+            connection, path, close = scratch.connection, scratch.path, scratch.close
+        self.path = path  # the file it lives in
+        self._db = connection
+        self._close = close or connection.close
+        self._empty = empty
+
+    @classmethod
+    def create(cls, path: Path) -> "OrderIndex":
+        """A new index in ``path`` (to be shared: :meth:`open`); :meth:`close` keeps the file."""
+        connection = sqlite3.connect(path, check_same_thread=False)  # built by a thread of the parent
+        connection.executescript(PRAGMAS + _SCHEMA)
+        return cls(connection, path)
+
+    @classmethod
+    def open(cls, path: Path) -> "OrderIndex":
+        """A finished index in ``path``, read-only. ``immutable``: nothing writes the file any more,
+        so SQLite takes no locks to read it."""
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        empty = connection.execute("SELECT NOT EXISTS (SELECT 1 FROM orders)").fetchone()[0]
+        return cls(connection, path, empty=bool(empty))
+
+    def add_problem(self, problem: RowProblem) -> None:
+        """Keep a problem of the orders file for the reader of a shared index to report."""
+        self._db.execute("INSERT INTO problems VALUES (?, ?)", (problem.location, problem.reason))
+
+    def problems(self) -> Iterator[RowProblem]:
+        """The problems kept by :meth:`add_problem`, in the order they were met."""
+        for location, reason in self._db.execute("SELECT location, reason FROM problems ORDER BY rowid"):
+            yield RowProblem(location, reason)
 
     def add(self, rows: Sequence[Row]) -> None:
         """Index a batch of rows in file order; an id seen before keeps its first row."""
@@ -111,7 +156,7 @@ class OrderIndex:
                         yield order
 
     def close(self) -> None:
-        self._scratch.close()
+        self._close()
 
 
 def _order(row: tuple[object, ...]) -> Order:

@@ -1,0 +1,156 @@
+"""One orders index for the workers of a run: the parent builds it once, each worker reads it.
+
+A worker given its parent's index answers from it (not from the orders file), reports its rows'
+problems only as shard 1, and indexes the file itself when the parent could not build it; the
+parent deletes the index when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import NOW, REPO, Shop, cart, iso, order
+
+from cartrescue.config import load_config
+from cartrescue.errors import SourceError
+from cartrescue.model import RowProblem
+from cartrescue.shards import Shard
+from cartrescue.sources.csv import CsvSource
+from cartrescue.sources.shared_orders import ENV, SharedOrders, failed_marker, wait_for
+
+UTC = ZoneInfo("UTC")
+
+
+def _orders_shop(shop: Shop) -> Shop:
+    shop.add(cart("c1", email="a@example.com"), cart("c2", email="b@example.com"), cart("c3", email="c@example.com"))
+    shop.add_orders(order("o1", email="a@example.com", created=NOW),  # converts c1
+                    dict(order("o2", email="b@example.com", created=NOW), created_at="not a date"),
+                    order("o3", cart_id="c3", created=NOW))
+    shop.write()
+    return shop
+
+
+def _source(shop: Shop, problems: list[RowProblem], shared: Path | None = None, orders: str = "orders.csv") -> CsvSource:
+    return CsvSource(shop.folder / "carts.csv", shop.folder / orders, shop_tz=UTC, on_problem=problems.append,
+                     shared_orders=shared)
+
+
+def _publish(shop: Shop, path: Path) -> list[RowProblem]:
+    """What the parent does: index the orders file into ``path``; its own problem sink hears nothing."""
+    heard: list[RowProblem] = []
+    _source(shop, heard).publish_orders(path)
+    assert heard == []
+    return heard
+
+
+def _orders_of(source: CsvSource, shard: Shard) -> dict[str, list[str]]:
+    carts = list(source.shard_carts(None, shard))  # type: ignore[arg-type]
+    found: dict[str, list[str]] = {}
+    for found_order in source.orders_for(carts):
+        found.setdefault(found_order.id, []).append(found_order.email or found_order.cart_id or "")
+    return found
+
+
+def test_a_worker_with_its_parents_index_answers_from_it_not_from_the_orders_file(shop: Shop, tmp_path: Path) -> None:
+    _orders_shop(shop)
+    index = tmp_path / "orders.db"
+    _publish(shop, index)
+    (shop.folder / "orders.csv").write_text("order_id,email,customer_id,cart_id,total,currency,status,created_at,"
+                                            "delivered\n", encoding="utf-8")  # emptied after the parent read it
+    shared = _source(shop, [], index)
+    private = _source(shop, [])
+    assert _orders_of(shared, Shard(1, 1)) == {"o1": ["a@example.com"], "o3": ["c3"]}
+    assert _orders_of(private, Shard(1, 1)) == {}
+    shared.close()
+    private.close()
+    assert index.exists()  # a worker never deletes its parent's index
+
+
+def test_the_rows_problems_travel_in_the_index_and_only_shard_1_reports_them(shop: Shop, tmp_path: Path) -> None:
+    _orders_shop(shop)
+    index = tmp_path / "orders.db"
+    _publish(shop, index)
+    alone: list[RowProblem] = []
+    _orders_of(_source(shop, alone), Shard(1, 1))  # no parent: the source indexes and reports itself
+    first: list[RowProblem] = []
+    second: list[RowProblem] = []
+    _orders_of(_source(shop, first, index), Shard(1, 2))
+    _orders_of(_source(shop, second, index), Shard(2, 2))
+    orders_problems = [str(p) for p in alone if "orders.csv" in p.location]
+    assert len(orders_problems) == 1 and "order o2" in orders_problems[0]
+    assert [str(p) for p in first if "orders.csv" in p.location] == orders_problems
+    assert [p for p in second if "orders.csv" in p.location] == []
+
+
+def test_a_parent_that_cannot_build_the_index_leaves_each_worker_to_meet_the_error(shop: Shop) -> None:
+    _orders_shop(shop).configure(source={"orders": "missing.csv"}).write()
+    parent = SharedOrders(load_config(shop.config_path))
+    try:
+        parent.start()
+        assert wait_for(parent.path, limit=30) is False  # the failed marker, not the time limit
+        assert failed_marker(parent.path).exists() and not parent.path.exists()
+        worker = _source(shop, [], parent.path, orders="missing.csv")
+        with pytest.raises(SourceError, match="missing.csv"):
+            _orders_of(worker, Shard(1, 2))
+    finally:
+        parent.close()
+    assert not parent.path.parent.exists()
+
+
+def test_a_worker_waits_for_the_index_until_it_is_complete(tmp_path: Path) -> None:
+    index = tmp_path / "orders.db"
+    timer = threading.Timer(0.2, lambda: index.write_bytes(b""))
+    started = time.monotonic()
+    timer.start()
+    try:
+        assert wait_for(index, limit=30) is True
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started >= 0.2
+
+
+def test_a_worker_stops_waiting_after_the_limit(tmp_path: Path) -> None:
+    started = time.monotonic()
+    assert wait_for(tmp_path / "never.db", limit=0.1) is False
+    assert time.monotonic() - started < 5
+
+
+def test_only_a_csv_source_with_an_orders_file_has_an_index_to_share(shop: Shop) -> None:
+    _orders_shop(shop)
+    assert SharedOrders.wanted(load_config(shop.config_path))
+    shop.configure(source={"orders": None}).write()
+    assert not SharedOrders.wanted(load_config(shop.config_path))
+
+
+def test_n_workers_decide_like_one_process_and_leave_no_index_behind(shop: Shop, tmp_path: Path) -> None:
+    _orders_shop(shop)
+    for n in range(30):
+        shop.add(cart(f"d{n:02d}", email=f"d{n:02d}@example.com"))
+        shop.add_orders(order(f"p{n:02d}", email=f"d{n:02d}@example.com", created=NOW - timedelta(days=40)))
+    shop.write()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+
+    def run(*args: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--config", str(shop.config_path),
+                               "--now", iso(NOW), *args], cwd=REPO, capture_output=True, timeout=120, check=False,
+                              env={**{k: v for k, v in os.environ.items() if k != ENV}, "TMPDIR": str(scratch)})
+        assert done.returncode == 1, done.stderr.decode()  # 1: the run went through, with a bad row
+        return json.loads(done.stdout)
+
+    whole, sharded = run("--workers", "1"), run("--workers", "3")
+    decided = {row["cart_id"]: (row["action"], row["reason"]) for row in whole["decisions"]}
+    assert {row["cart_id"]: (row["action"], row["reason"]) for row in sharded["decisions"]} == decided
+    assert decided["c1"] == ("skip", "ordered") and decided["c3"] == ("skip", "ordered")
+    assert sharded["counts"] == whole["counts"]
+    assert [p for p in sharded["problems"] if "orders.csv" in p] == [p for p in whole["problems"] if "orders.csv" in p]
+    assert list(scratch.glob("cartrescue-shared-orders-*")) == []
