@@ -126,9 +126,20 @@ def test_a_worker_stops_waiting_after_the_limit(tmp_path: Path) -> None:
 
 def test_only_a_csv_source_with_an_orders_file_has_an_index_to_share(shop: Shop) -> None:
     _orders_shop(shop)
-    assert SharedOrders.wanted(load_config(shop.config_path))
+    shared = SharedOrders.for_run(load_config(shop.config_path))
+    assert shared is not None
+    shared.close()
     shop.configure(source={"orders": None}).write()
-    assert not SharedOrders.wanted(load_config(shop.config_path))
+    assert SharedOrders.for_run(load_config(shop.config_path)) is None
+
+
+def test_without_a_writable_temporary_folder_the_workers_index_their_orders_themselves(
+        shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    _orders_shop(shop)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # mkdtemp fails: no such folder
+    assert SharedOrders.for_run(load_config(shop.config_path)) is None
 
 
 def test_n_workers_decide_like_one_process_and_leave_no_index_behind(shop: Shop, tmp_path: Path) -> None:

@@ -205,7 +205,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     config_file = Path(config.config_file or "cartrescue.yaml").resolve()
     outbox_dir = config.path(outbox or config.outbox.path or "outbox") if mode == "outbox" else None
     show_progress = not as_json and not quiet and stderr.is_terminal
-    shared = SharedOrders(config) if SharedOrders.wanted(config) else None
+    shared = SharedOrders.for_run(config)
     try:
         # The workers start before the progress bar's and the orders index's threads do: see start_workers.
         workers = start_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,

@@ -52,6 +52,17 @@ class SharedOrders:
         """Only a CSV source with an orders file has an index to share."""
         return config.source.type in ("csv", "shopify_csv") and config.source.orders is not None
 
+    @classmethod
+    def for_run(cls, config: Config) -> "SharedOrders | None":
+        """The shared index of a run of ``config``'s workers; None when there is nothing to share,
+        or no private folder can be made (each worker then indexes its orders, as it can)."""
+        if not cls.wanted(config):
+            return None
+        try:
+            return cls(config)
+        except OSError:
+            return None
+
     @property
     def env(self) -> dict[str, str]:
         """What each worker's environment needs (see :data:`ENV`)."""
