@@ -106,6 +106,15 @@ def test_a_parent_that_cannot_build_the_index_leaves_each_worker_to_meet_the_err
     assert not parent.path.parent.exists()
 
 
+def test_a_worker_indexes_the_orders_itself_when_its_parents_file_is_no_index(shop: Shop, tmp_path: Path) -> None:
+    _orders_shop(shop)
+    index = tmp_path / "orders.db"
+    index.write_bytes(b"not a database at all" * 100)
+    problems: list[RowProblem] = []
+    assert _orders_of(_source(shop, problems, index), Shard(1, 1)) == {"o1": ["a@example.com"], "o3": ["c3"]}
+    assert [str(p) for p in problems if "orders.csv" in p.location] != []  # read from the file: its bad row
+
+
 def test_a_worker_waits_for_the_index_until_it_is_complete(tmp_path: Path) -> None:
     index = tmp_path / "orders.db"
     timer = threading.Timer(0.2, lambda: index.write_bytes(b""))

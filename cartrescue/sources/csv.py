@@ -599,12 +599,17 @@ class CsvSource(CartSource):
     def _shared_index(self) -> OrderIndex | None:
         """The index the parent built for its workers, once it is complete, its rows' problems
         reported as :meth:`_read_orders` reports them; None: none to wait for, or the parent
-        could not build it (this source then indexes the file and meets the error itself)."""
+        could not build it, or it cannot be read (this source then indexes the file itself)."""
+        import sqlite3
+
         from cartrescue.sources.shared_orders import wait_for
 
         if self.shared_orders is None or not wait_for(self.shared_orders):
             return None
-        index = OrderIndex.open(self.shared_orders)
+        try:
+            index = OrderIndex.open(self.shared_orders)
+        except sqlite3.Error:
+            return None
         if self._reports_shared:
             try:
                 for problem in index.problems():
