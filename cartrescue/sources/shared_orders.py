@@ -79,9 +79,10 @@ class SharedOrders:
         from cartrescue.sources.csv import CsvSource
 
         try:
-            source = open_source(self.config)
-            assert isinstance(source, CsvSource)
-            source.publish_orders(self.path)
+            with open_source(self.config) as source:
+                if not isinstance(source, CsvSource):
+                    raise TypeError(f"no orders index to share for a {type(source).__name__}")
+                source.publish_orders(self.path)
         except Exception:  # noqa: BLE001 - each worker indexes the orders itself and meets the error
             try:
                 failed_marker(self.path).touch()
