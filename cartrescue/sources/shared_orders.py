@@ -1,7 +1,7 @@
 """One orders index for all the workers of a run: built once by the parent, read by each worker.
 
 Owns the hand-over between ``run --workers N`` and its shard processes for a CSV source's
-orders file. Without it every worker indexed the whole orders file (~1 s of CPU per 80,000
+orders file. Without it every worker indexed the whole orders file (~0.7 s of CPU per 80,000
 orders, each time), because an order is matched to a cart by cart id and customer id as well as
 by address, so no worker can tell its own orders from the others' before reading them all.
 
