@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--carts", type=int, default=100_000)
     parser.add_argument("--memory", action="store_true", help="B3: also run 100,000 carts and compare peak RSS")
     parser.add_argument("--workers", type=int, default=None, help="run --workers N (default: run's default)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="B2: time the run this many times; the last line gives the median (and the range)")
     args = parser.parse_args()
     like_an_install()
     with tempfile.TemporaryDirectory(prefix="cartrescue-bench-") as tmp:
@@ -109,11 +112,16 @@ def main() -> None:
             folder = Path(tmp) / str(count)
             folder.mkdir()
             prepare(folder, count)
-            load = os.getloadavg()[0]
-            seconds, rss, counts, cpu = measure(folder, args.workers)
-            results[count] = (seconds, rss)
-            print(f"{count:>9,} carts: {seconds:6.2f} s, {count / seconds:9,.0f} carts/s, peak RSS {rss / 1024:6.1f} MiB, "
-                  f"CPU {cpu:.1f} s = {cpu / count * 1e6:.0f} us/cart (load before {load:.2f})  ({counts})", flush=True)
+            times: list[float] = []
+            for _round in range(1 if args.memory else args.rounds):
+                (folder / "ledger.db").unlink(missing_ok=True)
+                load = os.getloadavg()[0]
+                seconds, rss, counts, cpu = measure(folder, args.workers)
+                times.append(seconds)
+                results[count] = (statistics.median(times), max(rss, results.get(count, (0, 0))[1]))
+                print(f"{count:>9,} carts: {seconds:6.2f} s, {count / seconds:9,.0f} carts/s, peak RSS {rss / 1024:6.1f} "
+                      f"MiB, CPU {cpu:.1f} s = {cpu / count * 1e6:.0f} us/cart (load before {load:.2f})  ({counts})",
+                      flush=True)
             for item in folder.iterdir():
                 item.unlink()
     if args.memory:
@@ -122,7 +130,9 @@ def main() -> None:
               f"({(big / small - 1) * 100:+.1f} %)")
     else:
         seconds, rss = results[args.carts]
-        print(f"B2 dry-run plan+render: {args.carts / seconds:,.0f} carts/s ({args.carts:,} carts in {seconds:.2f} s)")
+        median = f"median of {args.rounds} runs, " if args.rounds > 1 else ""
+        print(f"B2 dry-run plan+render: {args.carts / seconds:,.0f} carts/s ({median}{args.carts:,} carts in "
+              f"{seconds:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Benchmark B1: the full send pipeline against Postfix's smtp-sink, and mailmerge 2.3.0 beside it.
 
     python bench/send.py [--carts 20000] [--pool 16] [--mailmerge both|text|markdown|none] [--stepwise]
-                         [--breakdown] [--keep]
+                         [--breakdown] [--keep] [--rounds 1]
 
 What it does, all on loopback:
 
@@ -22,6 +22,10 @@ What it does, all on loopback:
 5. Prints the rates and ratios; the last line is the figure, with the conservative ratio (against
    the plain-text run). Targets: >= 4,000 msg/s and >= 5x mailmerge.
 
+``--rounds N`` repeats steps 3 and 4 N times, alternating (each cartrescue run on a fresh ledger),
+and the last line gives the medians: the rate, and the ratio of each round's pair. On a machine
+whose speed drifts from minute to minute, a pair measured side by side is the steadier figure.
+
 ``--breakdown`` also times a dry-run of the same config (plan + render only, no MIME, no SMTP,
 no ledger writes), which says how much of the send run is the pipeline before the channel.
 ``--stepwise`` also times the send with ``smtp.pipelining: false`` (each command waits for its
@@ -38,6 +42,7 @@ import resource
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -203,6 +208,8 @@ def main() -> None:
     parser.add_argument("--stepwise", action="store_true",
                         help="also time the send without PIPELINING (smtp.pipelining: false)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time cartrescue and mailmerge this many times, alternating; the last line gives medians")
     parser.add_argument("--workers", type=int, default=None,
                         help="run --workers N (default: run's own default, the cores for 20,000 carts)")
     args = parser.parse_args()
@@ -230,36 +237,47 @@ def main() -> None:
             log(f"cartrescue without PIPELINING: {count:,} sent in {took:.2f} s = {count / took:,.0f} msg/s "
                 f"(load before {load:.2f})")
         workers = [] if args.workers is None else ["--workers", str(args.workers)]
-        elapsed = timed(cartrescue_command() + ["run", "--send", "--quiet", "--config", str(config), *workers], folder)
-        cpu = timed.cpu  # type: ignore[attr-defined]
-        sent = sent_rows(folder / "ledger.db")
-        ours = len(sent) / elapsed
-        log(f"cartrescue: {len(sent):,} of {args.carts:,} carts sent in {elapsed:.2f} s = {ours:,.0f} msg/s, "
-            f"CPU {cpu:.2f} s = {cpu / max(len(sent), 1) * 1e6:,.0f} us/msg over all its processes "
-            f"(pool {args.pool}, PIPELINING, load before {load:.2f})")
-        if dry is not None:
-            log(f"  of which planning + rendering (dry-run of the same config): {dry:.2f} s; "
-                f"claim + MIME + SMTP + ledger: {elapsed - dry:.2f} s "
-                f"= {len(sent) / max(elapsed - dry, 1e-9):,.0f} msg/s on their own")
-
-        theirs: dict[str, float] = {}
-        if args.mailmerge != "none":
-            database, mm_config = mailmerge_inputs(folder, sent, port)
-            binary = ensure_mailmerge()
-            for name in (["text", "markdown"] if args.mailmerge == "both" else [args.mailmerge]):
+        names = ["text", "markdown"] if args.mailmerge == "both" else [] if args.mailmerge == "none" else [args.mailmerge]
+        rates: list[float] = []
+        ratios: dict[str, list[float]] = {name: [] for name in names}
+        sent: list[tuple[str, str]] = []
+        for round_number in range(1, args.rounds + 1):
+            (folder / "ledger.db").unlink(missing_ok=True)
+            load = os.getloadavg()[0]
+            elapsed = timed(cartrescue_command() + ["run", "--send", "--quiet", "--config", str(config), *workers],
+                            folder)
+            cpu = timed.cpu  # type: ignore[attr-defined]
+            sent = sent_rows(folder / "ledger.db")
+            ours = len(sent) / elapsed
+            rates.append(ours)
+            prefix = f"round {round_number}: " if args.rounds > 1 else ""
+            log(f"{prefix}cartrescue: {len(sent):,} of {args.carts:,} carts sent in {elapsed:.2f} s = {ours:,.0f} msg/s, "
+                f"CPU {cpu:.2f} s = {cpu / max(len(sent), 1) * 1e6:,.0f} us/msg over all its processes "
+                f"(pool {args.pool}, PIPELINING, load before {load:.2f})")
+            if dry is not None and round_number == 1:
+                log(f"  of which planning + rendering (dry-run of the same config): {dry:.2f} s; "
+                    f"claim + MIME + SMTP + ledger: {elapsed - dry:.2f} s "
+                    f"= {len(sent) / max(elapsed - dry, 1e-9):,.0f} msg/s on their own")
+            if names:
+                database, mm_config = mailmerge_inputs(folder, sent, port)
+                binary = ensure_mailmerge()
+            for name in names:
                 took = timed([str(binary), "--no-dry-run", "--no-limit", "--output-format", "raw", "--template",
                               str(folder / f"mailmerge_{name}.txt"), "--database", str(database),
                               "--config", str(mm_config)], folder)
-                theirs[name] = len(sent) / took
-                log(f"mailmerge 2.3.0 ({name} template): {len(sent):,} messages in {took:.2f} s = "
-                    f"{theirs[name]:,.0f} msg/s; cartrescue is {ours / theirs[name]:.1f}x")
+                theirs = len(sent) / took
+                ratios[name].append(ours / theirs)
+                log(f"{prefix}mailmerge 2.3.0 ({name} template): {len(sent):,} messages in {took:.2f} s = "
+                    f"{theirs:,.0f} msg/s; cartrescue is {ours / theirs:.1f}x")
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         log(f"machine: {machine}; work folder {folder}{' (kept)' if args.keep else ''}")
         ratio = ""
-        if theirs:
-            name = "text" if "text" in theirs else next(iter(theirs))  # the conservative reference first
-            ratio = f", mailmerge 2.3.0 ({name}) {theirs[name]:,.0f} msg/s, ratio {ours / theirs[name]:.1f}x"
-        print(f"B1: cartrescue {ours:,.0f} msg/s ({len(sent):,} messages){ratio} (targets: >= 4,000 msg/s, >= 5x)")
+        if names:
+            name = "text" if "text" in names else names[0]  # the conservative reference first
+            ratio = f", ratio to mailmerge 2.3.0 ({name}) {statistics.median(ratios[name]):.1f}x"
+        spread = f" (median of {args.rounds} rounds: {min(rates):,.0f}-{max(rates):,.0f})" if args.rounds > 1 else ""
+        print(f"B1: cartrescue {statistics.median(rates):,.0f} msg/s{spread} ({len(sent):,} messages){ratio} "
+              f"(targets: >= 4,000 msg/s, >= 5x)")
     finally:
         sink.terminate()
         sink.wait(10)
