@@ -19,10 +19,9 @@ from cartrescue.config import Config, resolve_now  # resolve_now: re-exported, c
 from cartrescue.errors import ConfigError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger
 from cartrescue.model import RowProblem
-from cartrescue.newsletters import Newsletters
+from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
 from cartrescue.render import Renderer
-from cartrescue.sequence import Calendar
 from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
 from cartrescue.sources.base import CartSource, ProgressTotal, Window, ignore_problem
@@ -40,7 +39,8 @@ class RunRequest:
     resend_unconfirmed: bool = False  # resend dead runs' claims that have no outcome (docs/sending.md)
     limit: int | None = None  # at most this many deliveries in this run (the rest deferred: run_limit)
     shard: Shard | None = None  # run --shard K/N: only the carts of this shard (cartrescue.shards)
-    shared_orders: Path | None = None  # a worker of run --workers: its parent's orders index (sources.shared_orders)
+    shared_orders: Path | None = None  # a worker of run --workers: its run's orders index (sources.shared)
+    shared_sends: Path | None = None  # ... and its index of the newsletter export's sends of today
 
 
 @dataclass(slots=True)
@@ -224,7 +224,8 @@ def _run_job(
                 released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
             unconfirmed = len(ledger.unconfirmed(run_id, owns))
         # Every shard reads the whole newsletter export: its bad rows are shard 1's to report.
-        newsletters = newsletters_of(config, source, now, problem if shard.index == 1 else ignore_problem, stack)
+        newsletters = newsletters_of(config, source, now, problem if shard.index == 1 else ignore_problem, stack,
+                                     request.shared_sends)
         planner = Planner(config, now, ledger, problem, shard, newsletters=newsletters)  # a repeated id: a row problem
         if on_total is not None:
             total = source.progress_total(planner.window)
@@ -269,16 +270,16 @@ def _run_job(
 
 
 def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem: Callable[[RowProblem], None],
-                   stack: ExitStack) -> Newsletters | None:
-    """The shop's other sends of today up to ``now`` (``newsletter_today``), or None when none are read."""
-    readers = open_sends(config, source, on_problem)
+                   stack: ExitStack, shared: Path | None = None) -> Newsletters | None:
+    """The shop's other sends of today up to ``now`` (``newsletter_today``), or None when none are
+    read. ``shared``: a worker's run's index of the export (:mod:`cartrescue.sources.shared`)."""
+    readers = open_sends(config, source, on_problem, shared)
     for reader in readers:
         if reader is not source:
             stack.callback(reader.close)
     if not readers:
         return None
-    day = Calendar(config.eligibility, config.shop.tz).local_day_start(now)
-    return Newsletters(readers, Window(day, now))
+    return Newsletters(readers, today(config, now))
 
 
 def _prune(config: Config, ledger: Ledger, now: datetime, run_id: int) -> dict[str, int]:

@@ -10,9 +10,21 @@ decide anything nor hold more than one chunk's sends.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cartrescue.model import MarketingSend
 from cartrescue.sources.base import SendSource, Window
+
+if TYPE_CHECKING:
+    from cartrescue.config import Config
+
+
+def today(config: Config, now: datetime) -> Window:
+    """The sends that count for a run at ``now``: from the shop's midnight to ``now``."""
+    from cartrescue.sequence import Calendar
+
+    return Window(Calendar(config.eligibility, config.shop.tz).local_day_start(now), now)
 
 
 class Newsletters:

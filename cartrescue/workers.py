@@ -397,7 +397,7 @@ def start_workers(
     Call it before starting any thread of your own (a progress bar): the workers are forked
     only while this process has one thread (:mod:`cartrescue.processes`). ``warn`` gets each
     line a worker writes to stderr, prefixed with its shard. ``env``: more environment for the
-    workers (where the parent builds their shared orders index: cartrescue.sources.shared_orders).
+    workers (where the run builds the indexes they share: cartrescue.sources.shared).
     """
     events: queue.Queue[tuple[int, str, Any]] = queue.Queue()
     lock = threading.Lock()

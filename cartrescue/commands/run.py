@@ -59,7 +59,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
         request = RunRequest(mode=mode, now=at, outbox=outbox, strict=strict,  # type: ignore[arg-type]
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
-                             shard=sharded, shared_orders=_shared_orders(sharded))
+                             shard=sharded, shared_orders=_shared(sharded, "orders"),
+                             shared_sends=_shared(sharded, "sends"))
         out = sys.stdout
         if sharded is not None:
             _die_with_parent()
@@ -165,12 +166,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def _shared_orders(shard: Any) -> Path | None:
-    """A worker of ``run --workers``: where its parent builds the orders index (see
-    :mod:`cartrescue.sources.shared_orders`); None for any other run."""
-    from cartrescue.sources.shared_orders import ENV
+def _shared(shard: Any, what: str) -> Path | None:
+    """A worker of ``run --workers``: where its run builds the index of ``what`` (``orders``,
+    ``sends``) that its workers share (:mod:`cartrescue.sources.shared`); None for any other run."""
+    from cartrescue.sources import shared
 
-    path = os.environ.get(ENV)
+    path = os.environ.get(shared.ORDERS if what == "orders" else shared.SENDS)
     return Path(path) if path and shard is not None and os.environ.get("CARTRESCUE_PARENT_PID") else None
 
 
@@ -179,7 +180,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
                      max_deliveries: int | None, wide: bool = False) -> None:
     """``run --workers N``: N shard processes, one document or table, one exit code."""
     from cartrescue.output import DecisionTable, JsonStream, progress
-    from cartrescue.sources.shared_orders import SharedOrders
+    from cartrescue.sources.shared import SharedIndexes
     from cartrescue.workers import start_workers
 
     stderr = err_console()
@@ -205,9 +206,9 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     config_file = Path(config.config_file or "cartrescue.yaml").resolve()
     outbox_dir = config.path(outbox or config.outbox.path or "outbox") if mode == "outbox" else None
     show_progress = not as_json and not quiet and stderr.is_terminal
-    shared = SharedOrders.for_run(config)
+    shared = SharedIndexes.for_run(config, at)
     try:
-        # The workers start before the progress bar's and the orders index's threads do: see start_workers.
+        # The workers start before the progress bar's and the shared indexes' threads do: see start_workers.
         workers = start_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,
                                 quiet=quiet, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, warn=warn,
                                 env=shared.env if shared is not None else None)

@@ -22,7 +22,7 @@ DATABASE_TYPES = {
 
 def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared_orders: Path | None = None) -> CartSource:
     """The configured source, ready to stream; raise SourceError when it cannot be opened.
-    ``shared_orders``: a worker's parent's orders index (a CSV source's; :mod:`.shared_orders`)."""
+    ``shared_orders``: a worker's run's orders index (a CSV source's; :mod:`.shared`)."""
     source = config.source
     tz = config.shop.tz
     if source.type in ("csv", "shopify_csv"):
@@ -56,17 +56,18 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
                            base_currency=config.shop.currency)
 
 
-def open_sends(config: Config, source: CartSource, on_problem: ProblemSink = ignore_problem) -> list[SendSource]:
+def open_sends(config: Config, source: CartSource, on_problem: ProblemSink = ignore_problem,
+               shared: Path | None = None) -> list[SendSource]:
     """The readers of the shop's newsletter sends: the database preset's own tables (unless
-    ``source.newsletters.shop_database`` is off) and the CSV export of ``source.newsletters.file``.
-    The caller closes the CSV reader (it keeps a scratch index)."""
+    ``source.newsletters.shop_database`` is off) and the CSV export of ``source.newsletters.file``
+    (``shared``: a worker's run's index of it, :mod:`.shared`). The caller closes the CSV reader
+    (it keeps a scratch index)."""
     newsletters = config.source.newsletters
     readers: list[SendSource] = []
     if newsletters.shop_database and config.source.type in DATABASE_TYPES:
         readers.append(source)
     if newsletters.file is not None:
-        from cartrescue.sources.sends_csv import CsvSends
+        from cartrescue.sources.sends_csv import open_export
 
-        readers.append(CsvSends(config.path(newsletters.file), shop_tz=config.shop.tz, columns=dict(newsletters.columns),
-                                delimiter=newsletters.delimiter, encoding=newsletters.encoding, on_problem=on_problem))
+        readers.append(open_export(config, on_problem, shared))
     return readers

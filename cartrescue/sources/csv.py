@@ -237,8 +237,8 @@ class CsvSource(CartSource):
         on_problem: ProblemSink = ignore_problem,
         shared_orders: Path | None = None,
     ) -> None:
-        """``shared_orders``: where the parent of this worker builds the orders index that all its
-        workers read (:mod:`cartrescue.sources.shared_orders`); None: this source indexes them."""
+        """``shared_orders``: where the run of this worker builds the orders index that all its
+        workers read (:mod:`cartrescue.sources.shared`); None: this source indexes them."""
         super().__init__(on_problem)
         self.shared_orders = shared_orders
         self.carts_path = carts
@@ -602,13 +602,15 @@ class CsvSource(CartSource):
         could not build it, or it cannot be read (this source then indexes the file itself)."""
         import sqlite3
 
-        from cartrescue.sources.shared_orders import wait_for
+        from cartrescue.sources.shared import open_index
 
-        if self.shared_orders is None or not wait_for(self.shared_orders):
+        db = open_index(self.shared_orders)
+        if db is None:
             return None
         try:
-            index = OrderIndex.open(self.shared_orders)
+            index = OrderIndex.open(db, self.shared_orders)  # type: ignore[arg-type]
         except sqlite3.Error:
+            db.close()
             return None
         if self._reports_shared:
             try:

@@ -11,7 +11,7 @@ the line of that row so the reader can tell a first occurrence from a duplicate,
 exactly the order the former in-memory index did (see :meth:`OrderIndex.matching`). It must not
 parse CSV (the source does) nor decide anything about the orders.
 
-The workers of one run share one index (:mod:`cartrescue.sources.shared_orders`): the parent
+The workers of one run share one index (:mod:`cartrescue.sources.shared`): the run
 builds it into a file of its own (:meth:`OrderIndex.create`), with the problems its rows had,
 and each worker opens that file read-only (:meth:`OrderIndex.open`) instead of indexing the
 whole orders file again.
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cartrescue.model import Cart, Order, RowProblem
 from cartrescue.scratch import PRAGMAS, ScratchDb
+from cartrescue.sources.shared import PROBLEMS_TABLE, keep_problem, kept_problems
 
 #: One indexed row: id, line, live (0: an ignored status or an unreadable row, kept only so that
 #: its id counts as seen), created_at (ISO 8601, UTC), email, customer id, cart id, total,
@@ -42,9 +43,6 @@ _SCHEMA = (
     "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, created_at TEXT,"
     " email TEXT, customer_id TEXT, cart_id TEXT, total TEXT, currency TEXT, status TEXT, delivered INTEGER)"
     " WITHOUT ROWID;"
-    # The problems the rows had, in the order they are reported: kept only in a shared index,
-    # whose reader reports them (the builder is not the run).
-    "CREATE TABLE problems(location TEXT NOT NULL, reason TEXT NOT NULL);"
 )
 
 
@@ -65,28 +63,26 @@ class OrderIndex:
         self._empty = empty
 
     @classmethod
-    def create(cls, path: Path) -> "OrderIndex":
+    def create(cls, path: Path) -> OrderIndex:
         """A new index in ``path`` (to be shared: :meth:`open`); :meth:`close` keeps the file."""
-        connection = sqlite3.connect(path, check_same_thread=False)  # built by a thread of the parent
-        connection.executescript(PRAGMAS + _SCHEMA)
+        connection = sqlite3.connect(path, check_same_thread=False)  # built by a thread of the run
+        connection.executescript(PRAGMAS + _SCHEMA + PROBLEMS_TABLE)
         return cls(connection, path)
 
     @classmethod
-    def open(cls, path: Path) -> "OrderIndex":
-        """A finished index in ``path``, read-only. ``immutable``: nothing writes the file any more,
-        so SQLite takes no locks to read it."""
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    def open(cls, connection: sqlite3.Connection, path: Path) -> OrderIndex:
+        """A finished shared index (:func:`cartrescue.sources.shared.open_index`); raises
+        ``sqlite3.Error`` if it is not an orders index."""
         empty = connection.execute("SELECT NOT EXISTS (SELECT 1 FROM orders)").fetchone()[0]
         return cls(connection, path, empty=bool(empty))
 
     def add_problem(self, problem: RowProblem) -> None:
         """Keep a problem of the orders file for the reader of a shared index to report."""
-        self._db.execute("INSERT INTO problems VALUES (?, ?)", (problem.location, problem.reason))
+        keep_problem(self._db, problem)
 
-    def problems(self) -> Iterator[RowProblem]:
+    def problems(self) -> list[RowProblem]:
         """The problems kept by :meth:`add_problem`, in the order they were met."""
-        for location, reason in self._db.execute("SELECT location, reason FROM problems ORDER BY rowid"):
-            yield RowProblem(location, reason)
+        return kept_problems(self._db)
 
     def add(self, rows: Sequence[Row]) -> None:
         """Index a batch of rows in file order; an id seen before keeps its first row."""

@@ -6,28 +6,55 @@ fall within the asked window (today, in a run), and answering per chunk of addre
 outside the window are read and dropped, so a year of weekly sends costs no memory. Bad rows
 are reported as ``file:line: reason``: one without a readable time always, one with a bad
 address only when it falls in the window. It must not decide anything.
+
+The workers of one run share one such index (:mod:`cartrescue.sources.shared`): the run builds
+it into a file of its own (:meth:`CsvSends.publish`), with its window and the problems its rows
+had, and each worker reads that file instead of the whole export.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.errors import SourceError
 from cartrescue.model import MarketingSend, RowProblem
-from cartrescue.scratch import ScratchDb
+from cartrescue.scratch import PRAGMAS, ScratchDb
 from cartrescue.sources.base import ProblemSink, Window, ignore_problem
-from cartrescue.sources.csv import _columns, _open_csv, _undecodable, numbered_rows, parse_time
+from cartrescue.sources.csv import (
+    _columns,
+    _open_csv,
+    _undecodable,
+    numbered_rows,
+    parse_time,
+)
 from cartrescue.sources.values import RowError, campaign_name
+
+if TYPE_CHECKING:
+    from cartrescue.config import Config
 
 SEND_FIELDS = ("email", "sent_at", "campaign")
 REQUIRED = ("email", "sent_at")
 _BATCH = 5000
 _PARAMETERS = 500
+_SCHEMA = "CREATE TABLE sends(email TEXT NOT NULL, at TEXT NOT NULL, campaign TEXT);"
+# A shared index also keeps its window: a worker checks it is the one it asks for.
+_WINDOW_TABLE = "CREATE TABLE window(start TEXT NOT NULL, end TEXT NOT NULL);"
+
+
+def open_export(config: Config, on_problem: ProblemSink = ignore_problem, shared: Path | None = None) -> CsvSends:
+    """The reader of ``source.newsletters.file`` (which must be set)."""
+    newsletters = config.source.newsletters
+    assert newsletters.file is not None
+    return CsvSends(config.path(newsletters.file), shop_tz=config.shop.tz, columns=dict(newsletters.columns),
+                    delimiter=newsletters.delimiter, encoding=newsletters.encoding, on_problem=on_problem,
+                    shared=shared)
 
 
 class CsvSends:
@@ -35,21 +62,25 @@ class CsvSends:
 
     def __init__(self, path: Path, *, shop_tz: ZoneInfo = ZoneInfo("UTC"), columns: dict[str, str] | None = None,
                  delimiter: str | None = None, encoding: str = "utf-8-sig",
-                 on_problem: ProblemSink = ignore_problem) -> None:
+                 on_problem: ProblemSink = ignore_problem, shared: Path | None = None) -> None:
+        """``shared``: where the run of this worker builds the index of the export that all its
+        workers read (:mod:`cartrescue.sources.shared`); None: this reader indexes it."""
         self.path = path
         self.shop_tz = shop_tz
         self.columns = columns or {}
         self.delimiter = delimiter
         self.encoding = encoding
         self.on_problem = on_problem
-        self._scratch: ScratchDb | None = None
+        self.shared = shared
+        self._db: sqlite3.Connection | None = None
+        self._close: Callable[[], None] | None = None
         self._window: Window | None = None
 
     def sends_for(self, emails: Sequence[str], window: Window) -> Iterator[MarketingSend]:
         if self._window != window:
             self._index(window)
-        assert self._scratch is not None
-        db = self._scratch.connection
+        db = self._db
+        assert db is not None
         unique = sorted(set(emails))
         for start in range(0, len(unique), _PARAMETERS):
             chunk = unique[start:start + _PARAMETERS]
@@ -61,23 +92,73 @@ class CsvSends:
         return []
 
     def close(self) -> None:
-        if self._scratch is not None:
-            self._scratch.close()
-            self._scratch = None
+        if self._close is not None:
+            self._close()
+        self._db = self._close = None
 
     def _index(self, window: Window) -> None:
         self.close()
-        scratch = ScratchDb("sends", "CREATE TABLE sends(email TEXT NOT NULL, at TEXT NOT NULL, campaign TEXT);")
+        if self._open_shared(window):
+            return
+        scratch = ScratchDb("sends", _SCHEMA)
         try:
-            self._read(scratch, window)
+            self._read(scratch.connection, window)
             scratch.connection.execute("CREATE INDEX sends_email ON sends(email)")
             scratch.connection.commit()
         except BaseException:
             scratch.close()
             raise
-        self._scratch, self._window = scratch, window
+        self._db, self._close, self._window = scratch.connection, scratch.close, window
 
-    def _read(self, scratch: ScratchDb, window: Window) -> None:
+    def _open_shared(self, window: Window) -> bool:
+        """Read the run's index of the export, once it is complete, if it is one of ``window``'s
+        (its rows' problems reported as :meth:`_read` reports them); False: none to wait for, or
+        the run could not build it, or it is not this window's (this reader then reads the file)."""
+        from cartrescue.sources.shared import kept_problems, open_index
+
+        db = open_index(self.shared)
+        if db is None:
+            return False
+        try:
+            kept = [(datetime.fromisoformat(start), datetime.fromisoformat(end))
+                    for start, end in db.execute("SELECT start, end FROM window")]
+            if kept != [(window.start, window.end)]:  # compared as instants
+                db.close()
+                return False
+            problems = kept_problems(db)
+        except sqlite3.Error:
+            db.close()
+            return False
+        try:
+            for problem in problems:
+                self.on_problem(problem)
+        except BaseException:
+            db.close()
+            raise
+        self._db, self._close, self._window = db, db.close, window
+        return True
+
+    def publish(self, path: Path, window: Window) -> None:
+        """Index the sends of ``window`` into ``path`` for the workers that share it, with the
+        problems its rows have (for shard 1 to report); the file gets its name only once complete."""
+        part = path.with_name(path.name + ".part")
+        from cartrescue.sources.shared import PROBLEMS_TABLE, keep_problem
+
+        db = sqlite3.connect(part, check_same_thread=False)  # built by a thread of the run
+        saved = self.on_problem
+        try:
+            db.executescript(PRAGMAS + _SCHEMA + _WINDOW_TABLE + PROBLEMS_TABLE)
+            db.execute("INSERT INTO window VALUES (?, ?)", (window.start.isoformat(), window.end.isoformat()))
+            self.on_problem = lambda problem: keep_problem(db, problem)
+            self._read(db, window)
+            db.execute("CREATE INDEX sends_email ON sends(email)")
+            db.commit()
+        finally:
+            self.on_problem = saved
+            db.close()
+        part.replace(path)
+
+    def _read(self, db: sqlite3.Connection, window: Window) -> None:
         path = self.path
         handle, reader = _open_csv(path, self.encoding, self.delimiter)
         batch: list[tuple[str, str, str | None]] = []
@@ -109,7 +190,7 @@ class CsvSends:
                     continue
                 batch.append((email, sent.isoformat(), campaign_name(cells["campaign"])))
                 if len(batch) >= _BATCH:
-                    scratch.connection.executemany("INSERT INTO sends VALUES (?, ?, ?)", batch)
+                    db.executemany("INSERT INTO sends VALUES (?, ?, ?)", batch)
                     batch.clear()
         if batch:
-            scratch.connection.executemany("INSERT INTO sends VALUES (?, ?, ?)", batch)
+            db.executemany("INSERT INTO sends VALUES (?, ?, ?)", batch)

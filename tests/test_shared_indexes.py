@@ -1,8 +1,9 @@
-"""One orders index for the workers of a run: the parent builds it once, each worker reads it.
+"""Indexes a run shares with its workers (the orders file's, the newsletter export's): the run
+builds each once, each worker reads it.
 
-A worker given its parent's index answers from it (not from the orders file), reports its rows'
-problems only as shard 1, and indexes the file itself when the parent could not build it; the
-parent deletes the index when the run ends.
+A worker given its run's index answers from it (not from the file), reports its rows' problems
+only as shard 1, and reads the file itself when the run could not build the index; the run
+deletes the indexes when it ends.
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ from cartrescue.config import load_config
 from cartrescue.errors import SourceError
 from cartrescue.model import RowProblem
 from cartrescue.shards import Shard
+from cartrescue.sources.base import Window
 from cartrescue.sources.csv import CsvSource
-from cartrescue.sources.shared_orders import ENV, SharedOrders, failed_marker, wait_for
+from cartrescue.sources.sends_csv import CsvSends
+from cartrescue.sources.shared import (
+    ORDERS,
+    SENDS,
+    SharedIndexes,
+    failed_marker,
+    wait_for,
+)
 
 UTC = ZoneInfo("UTC")
 
@@ -93,17 +102,18 @@ def test_the_rows_problems_travel_in_the_index_and_only_shard_1_reports_them(sho
 
 def test_a_parent_that_cannot_build_the_index_leaves_each_worker_to_meet_the_error(shop: Shop) -> None:
     _orders_shop(shop).configure(source={"orders": "missing.csv"}).write()
-    parent = SharedOrders(load_config(shop.config_path))
+    parent = SharedIndexes(load_config(shop.config_path), NOW)
+    index = parent.path(ORDERS)
     try:
         parent.start()
-        assert wait_for(parent.path, limit=30) is False  # the failed marker, not the time limit
-        assert failed_marker(parent.path).exists() and not parent.path.exists()
-        worker = _source(shop, [], parent.path, orders="missing.csv")
+        assert wait_for(index, limit=30) is False  # the failed marker, not the time limit
+        assert failed_marker(index).exists() and not index.exists()
+        worker = _source(shop, [], index, orders="missing.csv")
         with pytest.raises(SourceError, match="missing.csv"):
             _orders_of(worker, Shard(1, 2))
     finally:
         parent.close()
-    assert not parent.path.parent.exists()
+    assert not index.parent.exists()
 
 
 def test_a_worker_indexes_the_orders_itself_when_its_parents_file_is_no_index(shop: Shop, tmp_path: Path) -> None:
@@ -133,13 +143,17 @@ def test_a_worker_stops_waiting_after_the_limit(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
 
 
-def test_only_a_csv_source_with_an_orders_file_has_an_index_to_share(shop: Shop) -> None:
+def test_a_csv_source_shares_its_orders_and_a_newsletter_export_its_sends(shop: Shop) -> None:
     _orders_shop(shop)
-    shared = SharedOrders.for_run(load_config(shop.config_path))
-    assert shared is not None
+    shared = SharedIndexes.for_run(load_config(shop.config_path), NOW)
+    assert shared is not None and list(shared.env) == [ORDERS]
     shared.close()
     shop.configure(source={"orders": None}).write()
-    assert SharedOrders.for_run(load_config(shop.config_path)) is None
+    assert SharedIndexes.for_run(load_config(shop.config_path), NOW) is None
+    shop.configure(source={"newsletters": {"file": "sends.csv"}}).write()
+    shared = SharedIndexes.for_run(load_config(shop.config_path), NOW)
+    assert shared is not None and list(shared.env) == [SENDS]
+    shared.close()
 
 
 def test_without_a_writable_temporary_folder_the_workers_index_their_orders_themselves(
@@ -148,7 +162,7 @@ def test_without_a_writable_temporary_folder_the_workers_index_their_orders_them
 
     _orders_shop(shop)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # mkdtemp fails: no such folder
-    assert SharedOrders.for_run(load_config(shop.config_path)) is None
+    assert SharedIndexes.for_run(load_config(shop.config_path), NOW) is None
 
 
 def test_n_workers_decide_like_one_process_and_leave_no_index_behind(shop: Shop, tmp_path: Path) -> None:
@@ -156,14 +170,18 @@ def test_n_workers_decide_like_one_process_and_leave_no_index_behind(shop: Shop,
     for n in range(30):
         shop.add(cart(f"d{n:02d}", email=f"d{n:02d}@example.com"))
         shop.add_orders(order(f"p{n:02d}", email=f"d{n:02d}@example.com", created=NOW - timedelta(days=40)))
-    shop.write()
+    shop.configure(source={"newsletters": {"file": "sends.csv"}}).write()
+    (shop.folder / "sends.csv").write_text(
+        f"email,sent_at,campaign\nd07@example.com,{iso(NOW - timedelta(hours=1))},Winter\n"
+        "d08@example.com,yesterday-ish,Winter\n", encoding="utf-8")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
 
     def run(*args: str) -> dict:
         done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--config", str(shop.config_path),
                                "--now", iso(NOW), *args], cwd=REPO, capture_output=True, timeout=120, check=False,
-                              env={**{k: v for k, v in os.environ.items() if k != ENV}, "TMPDIR": str(scratch)})
+                              env={**{k: v for k, v in os.environ.items() if k not in (ORDERS, SENDS)},
+                                   "TMPDIR": str(scratch)})
         assert done.returncode == 1, done.stderr.decode()  # 1: the run went through, with a bad row
         return json.loads(done.stdout)
 
@@ -171,6 +189,69 @@ def test_n_workers_decide_like_one_process_and_leave_no_index_behind(shop: Shop,
     decided = {row["cart_id"]: (row["action"], row["reason"]) for row in whole["decisions"]}
     assert {row["cart_id"]: (row["action"], row["reason"]) for row in sharded["decisions"]} == decided
     assert decided["c1"] == ("skip", "ordered") and decided["c3"] == ("skip", "ordered")
+    assert decided["d07"] == ("defer", "newsletter_today")
     assert sharded["counts"] == whole["counts"]
-    assert [p for p in sharded["problems"] if "orders.csv" in p] == [p for p in whole["problems"] if "orders.csv" in p]
-    assert list(scratch.glob("cartrescue-shared-orders-*")) == []
+    for name in ("orders.csv", "sends.csv"):
+        assert len([p for p in whole["problems"] if name in p]) == 1
+        assert [p for p in sharded["problems"] if name in p] == [p for p in whole["problems"] if name in p]
+    assert list(scratch.glob("cartrescue-shared-*")) == []
+
+
+SENDS_CSV = ("email,sent_at,campaign\n"
+             f"a@example.com,{iso(NOW - timedelta(hours=2))},Winter\n"  # today
+             f"b@example.com,{iso(NOW - timedelta(days=3))},Autumn\n"  # another day
+             "c@example.com,yesterday-ish,Winter\n")  # line 4: no readable time
+
+
+def _sends(folder: Path, problems: list[RowProblem], shared: Path | None = None) -> CsvSends:
+    return CsvSends(folder / "sends.csv", shop_tz=UTC, on_problem=problems.append, shared=shared)
+
+
+def _today() -> Window:
+    return Window(NOW.replace(hour=0, minute=0, second=0, microsecond=0), NOW)
+
+
+def _sent(reader: CsvSends, window: Window) -> list[tuple[str, str | None]]:
+    emails = ["a@example.com", "b@example.com", "c@example.com"]
+    return sorted((send.email, send.campaign) for send in reader.sends_for(emails, window))
+
+
+def test_a_worker_with_its_runs_sends_index_answers_from_it_not_from_the_export(tmp_path: Path) -> None:
+    (tmp_path / "sends.csv").write_text(SENDS_CSV, encoding="utf-8")
+    index = tmp_path / "sends.db"
+    heard: list[RowProblem] = []
+    _sends(tmp_path, heard).publish(index, _today())
+    assert heard == []  # the run builds; the worker reports
+    (tmp_path / "sends.csv").write_text("email,sent_at,campaign\n", encoding="utf-8")  # emptied afterwards
+    problems: list[RowProblem] = []
+    shared = _sends(tmp_path, problems, index)
+    assert _sent(shared, _today()) == [("a@example.com", "Winter")]
+    expected = f"{tmp_path / 'sends.csv'}:4: newsletter send: sent_at: not an ISO 8601 time: 'yesterday-ish'"
+    assert [str(p) for p in problems] == [expected]
+    shared.close()
+    assert index.exists()  # a worker never deletes its run's index
+    assert _sent(_sends(tmp_path, []), _today()) == []  # the emptied export, read by a reader of its own
+
+
+def test_a_sends_index_of_another_window_is_not_used(tmp_path: Path) -> None:
+    (tmp_path / "sends.csv").write_text(SENDS_CSV, encoding="utf-8")
+    index = tmp_path / "sends.db"
+    yesterday = Window(_today().start - timedelta(days=1), _today().start)
+    _sends(tmp_path, []).publish(index, yesterday)
+    problems: list[RowProblem] = []
+    assert _sent(_sends(tmp_path, problems, index), _today()) == [("a@example.com", "Winter")]  # read from the file
+    assert len(problems) == 1  # reported once: by the reading of the file, not also from the index
+
+
+def test_a_run_that_cannot_index_the_export_leaves_each_worker_to_meet_the_error(shop: Shop) -> None:
+    _orders_shop(shop).configure(source={"newsletters": {"file": "missing-sends.csv"}}).write()
+    parent = SharedIndexes(load_config(shop.config_path), NOW)
+    index = parent.path(SENDS)
+    try:
+        parent.start()
+        assert wait_for(index, limit=30) is False
+        assert parent.path(ORDERS).exists()  # the orders index does not depend on it
+        with pytest.raises(SourceError, match="missing-sends.csv"):
+            _sent(CsvSends(shop.folder / "missing-sends.csv", shared=index), _today())
+    finally:
+        parent.close()
