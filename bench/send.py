@@ -258,7 +258,7 @@ def main() -> None:
                 log(f"  of which planning + rendering (dry-run of the same config): {dry:.2f} s; "
                     f"claim + MIME + SMTP + ledger: {elapsed - dry:.2f} s "
                     f"= {len(sent) / max(elapsed - dry, 1e-9):,.0f} msg/s on their own")
-            if names:
+            if names and round_number == 1:  # every round sends the same rows
                 database, mm_config = mailmerge_inputs(folder, sent, port)
                 binary = ensure_mailmerge()
             for name in names:

@@ -56,11 +56,12 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                                  max_deliveries=max_deliveries, wide=wide)
                 return
         from cartrescue.job import RunRequest, run_job
+        from cartrescue.sources import shared
 
         request = RunRequest(mode=mode, now=at, outbox=outbox, strict=strict,  # type: ignore[arg-type]
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
-                             shard=sharded, shared_orders=_shared(sharded, "orders"),
-                             shared_sends=_shared(sharded, "sends"))
+                             shard=sharded, shared_orders=_shared(sharded, shared.ORDERS),
+                             shared_sends=_shared(sharded, shared.SENDS))
         out = sys.stdout
         if sharded is not None:
             _die_with_parent()
@@ -166,12 +167,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def _shared(shard: Any, what: str) -> Path | None:
-    """A worker of ``run --workers``: where its run builds the index of ``what`` (``orders``,
-    ``sends``) that its workers share (:mod:`cartrescue.sources.shared`); None for any other run."""
-    from cartrescue.sources import shared
-
-    path = os.environ.get(shared.ORDERS if what == "orders" else shared.SENDS)
+def _shared(shard: Any, variable: str) -> Path | None:
+    """A worker of ``run --workers``: where its run builds the index its workers share that the
+    environment ``variable`` names (:mod:`cartrescue.sources.shared`); None for any other run."""
+    path = os.environ.get(variable)
     return Path(path) if path and shard is not None and os.environ.get("CARTRESCUE_PARENT_PID") else None
 
 

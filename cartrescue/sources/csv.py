@@ -597,48 +597,26 @@ class CsvSource(CartSource):
         return self._orders.matching(carts)
 
     def _shared_index(self) -> OrderIndex | None:
-        """The index the parent built for its workers, once it is complete, its rows' problems
-        reported as :meth:`_read_orders` reports them; None: none to wait for, or the parent
-        could not build it, or it cannot be read (this source then indexes the file itself)."""
-        import sqlite3
-
+        """The index the run built for its workers, once it is complete, its rows' problems
+        reported as :meth:`_read_orders` reports them; None: none to wait for, or the run could
+        not build it, or it is no orders index (this source then indexes the file itself)."""
         from cartrescue.sources.shared import open_index
 
-        db = open_index(self.shared_orders)
-        if db is None:
-            return None
-        try:
-            index = OrderIndex.open(db, self.shared_orders)  # type: ignore[arg-type]
-        except sqlite3.Error:
-            db.close()
-            return None
-        if self._reports_shared:
-            try:
-                for problem in index.problems():
-                    self.on_problem(problem)
-            except BaseException:
-                index.close()
-                raise
-        return index
+        report = self.on_problem if self._reports_shared else ignore_problem
+        db = open_index(self.shared_orders, report, OrderIndex.is_one)
+        return None if db is None else OrderIndex.open(db, self.shared_orders)  # type: ignore[arg-type]
 
     def publish_orders(self, path: Path) -> None:
         """Index the orders file into ``path`` for the workers that share it, with the problems
-        its rows have (for shard 1 to report); the file gets its name only once complete."""
-        part = path.with_name(path.name + ".part")
-        index = OrderIndex.create(part)
+        its rows have (for shard 1 to report: :mod:`cartrescue.sources.shared`)."""
+        index = OrderIndex.create(path)
         saved, reports = self.on_problem, self._reports_shared
         self.on_problem, self._reports_shared = index.add_problem, True
         try:
-            try:
-                self._read_orders(index)
-            except UnicodeDecodeError:
-                assert self.orders_path is not None
-                raise _undecodable(self.orders_path, self.encoding) from None
-            index.finish()
+            self._index_orders(index)
         finally:
             self.on_problem, self._reports_shared = saved, reports
             index.close()
-        part.replace(path)
 
     def close(self) -> None:
         self._drop_spool()
@@ -646,14 +624,15 @@ class CsvSource(CartSource):
             self._orders.close()
             self._orders = None
 
-    def _index_orders(self) -> OrderIndex:
-        """Read the orders file into a scratch index (see :mod:`cartrescue.sources.order_index`).
+    def _index_orders(self, index: OrderIndex | None = None) -> OrderIndex:
+        """Read the orders file into ``index``, by default a new scratch index (see
+        :mod:`cartrescue.sources.order_index`); on failure it is closed.
 
         The first row of an order id wins; later rows with that id are skipped without a word,
         even unreadable ones. Problems are therefore reported once a batch is indexed, when it
         is known whether their row was its id's first, in file order.
         """
-        index = OrderIndex()
+        index = index or OrderIndex()
         try:
             self._read_orders(index)
         except UnicodeDecodeError:

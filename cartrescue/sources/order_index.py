@@ -26,8 +26,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from cartrescue.model import Cart, Order, RowProblem
-from cartrescue.scratch import PRAGMAS, ScratchDb
-from cartrescue.sources.shared import PROBLEMS_TABLE, keep_problem, kept_problems
+from cartrescue.scratch import ScratchDb
+from cartrescue.sources.shared import create_index, keep_problem
 
 #: One indexed row: id, line, live (0: an ignored status or an unreadable row, kept only so that
 #: its id counts as seen), created_at (ISO 8601, UTC), email, customer id, cart id, total,
@@ -64,25 +64,25 @@ class OrderIndex:
 
     @classmethod
     def create(cls, path: Path) -> OrderIndex:
-        """A new index in ``path`` (to be shared: :meth:`open`); :meth:`close` keeps the file."""
-        connection = sqlite3.connect(path, check_same_thread=False)  # built by a thread of the run
-        connection.executescript(PRAGMAS + _SCHEMA + PROBLEMS_TABLE)
-        return cls(connection, path)
+        """A new index in ``path``, to be shared (:mod:`cartrescue.sources.shared`); :meth:`close`
+        keeps the file."""
+        return cls(create_index(path, _SCHEMA), path)
 
     @classmethod
     def open(cls, connection: sqlite3.Connection, path: Path) -> OrderIndex:
-        """A finished shared index (:func:`cartrescue.sources.shared.open_index`); raises
-        ``sqlite3.Error`` if it is not an orders index."""
+        """A finished shared index (:func:`cartrescue.sources.shared.open_index`, given :func:`is_one`)."""
         empty = connection.execute("SELECT NOT EXISTS (SELECT 1 FROM orders)").fetchone()[0]
         return cls(connection, path, empty=bool(empty))
+
+    @staticmethod
+    def is_one(connection: sqlite3.Connection) -> bool:
+        """Is the file behind ``connection`` an orders index? (raises ``sqlite3.Error`` if not)."""
+        connection.execute("SELECT 1 FROM orders LIMIT 1").fetchall()
+        return True
 
     def add_problem(self, problem: RowProblem) -> None:
         """Keep a problem of the orders file for the reader of a shared index to report."""
         keep_problem(self._db, problem)
-
-    def problems(self) -> list[RowProblem]:
-        """The problems kept by :meth:`add_problem`, in the order they were met."""
-        return kept_problems(self._db)
 
     def add(self, rows: Sequence[Row]) -> None:
         """Index a batch of rows in file order; an id seen before keeps its first row."""

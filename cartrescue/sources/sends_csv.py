@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.errors import SourceError
 from cartrescue.model import MarketingSend, RowProblem
-from cartrescue.scratch import PRAGMAS, ScratchDb
+from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import ProblemSink, Window, ignore_problem
 from cartrescue.sources.csv import (
     _columns,
@@ -102,61 +102,49 @@ class CsvSends:
             return
         scratch = ScratchDb("sends", _SCHEMA)
         try:
-            self._read(scratch.connection, window)
-            scratch.connection.execute("CREATE INDEX sends_email ON sends(email)")
-            scratch.connection.commit()
+            self._fill(scratch.connection, window)
         except BaseException:
             scratch.close()
             raise
         self._db, self._close, self._window = scratch.connection, scratch.close, window
 
-    def _open_shared(self, window: Window) -> bool:
-        """Read the run's index of the export, once it is complete, if it is one of ``window``'s
-        (its rows' problems reported as :meth:`_read` reports them); False: none to wait for, or
-        the run could not build it, or it is not this window's (this reader then reads the file)."""
-        from cartrescue.sources.shared import kept_problems, open_index
+    def _fill(self, db: sqlite3.Connection, window: Window) -> None:
+        """The sends of ``window`` into ``db``, indexed by address."""
+        self._read(db, window)
+        db.execute("CREATE INDEX sends_email ON sends(email)")
+        db.commit()
 
-        db = open_index(self.shared)
-        if db is None:
-            return False
-        try:
+    def _open_shared(self, window: Window) -> bool:
+        """Read the run's index of the export, once it is complete, if it is ``window``'s (its
+        rows' problems reported as :meth:`_read` reports them); False: none to wait for, or the
+        run could not build it, or it is another window's (this reader then reads the file)."""
+        from cartrescue.sources.shared import open_index
+
+        def fits(db: sqlite3.Connection) -> bool:
             kept = [(datetime.fromisoformat(start), datetime.fromisoformat(end))
                     for start, end in db.execute("SELECT start, end FROM window")]
-            if kept != [(window.start, window.end)]:  # compared as instants
-                db.close()
-                return False
-            problems = kept_problems(db)
-        except sqlite3.Error:
-            db.close()
+            return kept == [(window.start, window.end)]  # compared as instants
+
+        db = open_index(self.shared, self.on_problem, fits)
+        if db is None:
             return False
-        try:
-            for problem in problems:
-                self.on_problem(problem)
-        except BaseException:
-            db.close()
-            raise
         self._db, self._close, self._window = db, db.close, window
         return True
 
     def publish(self, path: Path, window: Window) -> None:
-        """Index the sends of ``window`` into ``path`` for the workers that share it, with the
-        problems its rows have (for shard 1 to report); the file gets its name only once complete."""
-        part = path.with_name(path.name + ".part")
-        from cartrescue.sources.shared import PROBLEMS_TABLE, keep_problem
+        """Index the sends of ``window`` into ``path`` for the workers that share it, with its
+        window and the problems its rows have (for shard 1 to report: :mod:`cartrescue.sources.shared`)."""
+        from cartrescue.sources.shared import create_index, keep_problem
 
-        db = sqlite3.connect(part, check_same_thread=False)  # built by a thread of the run
+        db = create_index(path, _SCHEMA + _WINDOW_TABLE)
         saved = self.on_problem
         try:
-            db.executescript(PRAGMAS + _SCHEMA + _WINDOW_TABLE + PROBLEMS_TABLE)
             db.execute("INSERT INTO window VALUES (?, ?)", (window.start.isoformat(), window.end.isoformat()))
             self.on_problem = lambda problem: keep_problem(db, problem)
-            self._read(db, window)
-            db.execute("CREATE INDEX sends_email ON sends(email)")
-            db.commit()
+            self._fill(db, window)
         finally:
             self.on_problem = saved
             db.close()
-        part.replace(path)
 
     def _read(self, db: sqlite3.Connection, window: Window) -> None:
         path = self.path

@@ -12,8 +12,9 @@ file appears under its final name only when it is complete (written as ``.part``
 a build that fails leaves a ``.failed`` marker instead, and each worker then reads the file
 itself, meeting the error (a missing file, a bad header) exactly as a run without workers does.
 A worker waits for one or the other: the run is alive while its workers are (a worker dies with
-it), so the wait ends. The rows' problems travel inside the index: shard 1 reports them, as it
-reports every shared row. The environment variables :data:`ORDERS` and :data:`SENDS` tell a
+it), so the wait ends. The rows' problems travel inside the index (:func:`keep_problem`) and are
+reported by the worker that opens it (:func:`open_index`): shard 1, as it reports every shared
+row. The environment variables :data:`ORDERS` and :data:`SENDS` tell a
 worker where each index is built.
 
 It must not read carts nor decide anything; the indexes themselves are
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from cartrescue.config import Config
 from cartrescue.model import RowProblem
+from cartrescue.scratch import PRAGMAS
 
 #: The environment variables that tell a worker where its run builds each index.
 ORDERS = "CARTRESCUE_SHARED_ORDERS"
@@ -40,7 +42,7 @@ SENDS = "CARTRESCUE_SHARED_SENDS"
 #: A worker that has waited this long reads the file itself (a run that stopped: SIGSTOP).
 WAIT_LIMIT = 600.0
 #: Every shared index keeps the problems its rows had (:func:`keep_problem`) in this table.
-PROBLEMS_TABLE = "CREATE TABLE problems(location TEXT NOT NULL, reason TEXT NOT NULL);"
+_PROBLEMS_TABLE = "CREATE TABLE problems(location TEXT NOT NULL, reason TEXT NOT NULL);"
 
 
 def failed_marker(path: Path) -> Path:
@@ -94,9 +96,13 @@ class SharedIndexes:
         self._thread.start()
 
     def _build(self) -> None:
+        """Each index written as ``<name>.part`` and renamed once complete (a worker never opens
+        half an index), or its ``.failed`` marker."""
         for path, build in self._builds.values():
+            part = path.with_name(path.name + ".part")
             try:
-                build(path)
+                build(part)
+                part.replace(path)
             except Exception:  # noqa: BLE001 - each worker reads the file itself and meets the error
                 try:
                     failed_marker(path).touch()
@@ -146,10 +152,20 @@ def wait_for(path: Path, limit: float = WAIT_LIMIT) -> bool:
         nap = min(nap * 2, 0.05)
 
 
-def open_index(path: Path | None) -> sqlite3.Connection | None:
-    """The run's finished index at ``path``, read-only, once it is complete; None: no index to
-    wait for, or the run could not build it, or the file is no index of ours (the worker then
-    reads the file itself). ``immutable``: nothing writes it any more, so SQLite takes no locks."""
+def create_index(path: Path, schema: str) -> sqlite3.Connection:
+    """A new shared index at ``path``: ``schema`` and the table of its rows' problems, written by
+    the run's thread, with a scratch file's settings (nothing to keep if the run dies)."""
+    db = sqlite3.connect(path, check_same_thread=False)
+    db.executescript(PRAGMAS + schema + _PROBLEMS_TABLE)
+    return db
+
+
+def open_index(path: Path | None, report: Callable[[RowProblem], None],
+               fits: Callable[[sqlite3.Connection], bool]) -> sqlite3.Connection | None:
+    """The run's finished index at ``path``, read-only, once it is complete, its rows' problems
+    handed to ``report``; None: no index to wait for, or the run could not build it, or the file
+    is not one ``fits`` accepts (no index of ours, another window): the worker then reads the
+    file itself. ``immutable``: nothing writes the file any more, so SQLite takes no locks."""
     if path is None or not wait_for(path):
         return None
     try:
@@ -157,17 +173,20 @@ def open_index(path: Path | None) -> sqlite3.Connection | None:
     except sqlite3.Error:
         return None
     try:
-        db.execute("SELECT 1 FROM problems LIMIT 1").fetchall()  # every shared index keeps its rows' problems
+        if not fits(db):
+            db.close()
+            return None
+        problems = db.execute("SELECT location, reason FROM problems ORDER BY rowid").fetchall()
     except sqlite3.Error:
         db.close()
         return None
+    try:
+        for location, reason in problems:
+            report(RowProblem(location, reason))
+    except BaseException:  # --strict: a reported problem stops the run
+        db.close()
+        raise
     return db
-
-
-def kept_problems(db: sqlite3.Connection) -> list[RowProblem]:
-    """The problems a shared index's rows had, in the order they were met (see :func:`keep_problem`)."""
-    return [RowProblem(location, reason)
-            for location, reason in db.execute("SELECT location, reason FROM problems ORDER BY rowid")]
 
 
 def keep_problem(db: sqlite3.Connection, problem: RowProblem) -> None:
