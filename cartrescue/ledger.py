@@ -62,7 +62,7 @@ class Message(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    cart_key: str = Field(max_length=191, index=True)
+    cart_key: str = Field(max_length=191)
     cart_id: str = Field(max_length=191)
     email: str | None = Field(default=None, max_length=254)
     step: int

@@ -32,6 +32,8 @@ class Due:
 
 def step_number(sent: list[SentStep]) -> int:
     """The number of the step that comes next (one past the last done; may be past the end)."""
+    if not sent:  # most carts of a run: answered without building a generator
+        return 1
     return max((entry.step for entry in sent if entry.status in DONE), default=0) + 1
 
 
@@ -45,7 +47,6 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
     consecutive days. A sequence is not started at all when step 1 came due more than
     ``backfill`` ago.
     """
-    done = [entry for entry in sent if entry.status in DONE]
     number = step_number(sent)
     steps = sequence.steps
     if number > len(steps):
@@ -56,7 +57,8 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
             return Verdict(Action.SKIP, Reason.OUTSIDE_BACKFILL,
                            detail=f"step 1 came due {due_at:%Y-%m-%d %H:%M} UTC, more than eligibility.backfill ago")
     else:
-        previous = max((entry.at for entry in done if entry.step == number - 1), default=None)
+        previous = max((entry.at for entry in sent if entry.status in DONE and entry.step == number - 1),
+                       default=None)
         if previous is not None:
             due_at = max(due_at, previous + (steps[number - 1].delay - steps[number - 2].delay))
     if now < due_at:

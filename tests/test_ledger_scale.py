@@ -108,3 +108,18 @@ def _claim_steps(tmp_path: Path, earlier: int) -> int:
 def test_a_group_of_claims_costs_the_same_late_in_a_large_run(tmp_path: Path) -> None:
     early, late = _claim_steps(tmp_path, 2_000), _claim_steps(tmp_path, 20_000)
     assert late < 1.5 * early + 50, (early, late)
+
+
+def test_no_message_index_repeats_the_leading_columns_of_another(tmp_path: Path) -> None:
+    """Every claim writes every index of ``cr_message``: an index whose columns lead another
+    (``cart_key`` alone beside the unique ``cart_key, step, channel``) only costs pages on each
+    write, since the longer one answers its lookups (see the history test above)."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    with ledger.engine.connect() as conn:
+        names = [row[1] for row in conn.exec_driver_sql("PRAGMA index_list(cr_message)")]
+        columns = {name: tuple(row[2] for row in conn.exec_driver_sql(f"PRAGMA index_info('{name}')"))
+                   for name in names}
+    assert ("cart_key", "step", "channel") in columns.values()
+    for name, leading in columns.items():
+        for other, longer in columns.items():
+            assert other == name or longer[:len(leading)] != leading, f"{name} {leading} leads {other} {longer}"
