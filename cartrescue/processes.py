@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO, Literal, NoReturn, Protocol
 
 #: What a worker imports on its way to its first cart and its first message. The parent imports
@@ -170,6 +171,59 @@ def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int) 
             except Exception:  # noqa: BLE001 - the pipe may be gone: the exit code still goes
                 pass
         os._exit(code)
+
+
+def fork_helper(work: Callable[[], object]) -> int | None:
+    """Fork a helper process that runs ``work()`` and ends (``os._exit``); its pid, or None where
+    forking is not safe (:func:`start_method`) or not possible. Call it while this process has
+    one thread.
+
+    The helper's standard streams are ``/dev/null`` (nothing it does reaches the run's output or
+    its one JSON document), it keeps no other descriptor of its parent's, and it dies with its
+    parent (Linux): a killed run leaves no helper behind. Its parent must reap it
+    (``os.waitpid``). ``work``'s exceptions end it with exit code 1, silently: the work reports
+    its failures in what it writes.
+    """
+    if start_method() != "fork":
+        return None
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        return pid
+    code = 1  # pragma: no cover - runs in the child, which ends in os._exit
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        for descriptor in (0, 1, 2):
+            os.dup2(null, descriptor)
+        os.closerange(3, _max_fd())
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        die_with(parent)
+        work()
+        code = 0
+    except BaseException:  # noqa: BLE001, S110 - the helper never returns into its parent's code
+        pass
+    finally:
+        os._exit(code)
+
+
+def die_with(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Have this process get ``sig`` when ``parent`` (the process that started it) dies: Linux's
+    ``PR_SET_PDEATHSIG``, nothing elsewhere. If ``parent`` is already gone, ``sig`` comes now."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the call
+            os.kill(os.getpid(), sig)
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def _max_fd() -> int:

@@ -116,6 +116,80 @@ def test_a_parent_that_cannot_build_the_index_leaves_each_worker_to_meet_the_err
     assert not index.parent.exists()
 
 
+def _forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the ``cartrescue`` command is (one thread, its own streams): the run may fork its helper.
+    The test runner's captured streams otherwise make every start a thread or a fresh interpreter."""
+    from cartrescue import processes
+
+    monkeypatch.setattr(processes, "start_method", lambda: "fork")
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a helper process is forked only where fork exists")
+def test_a_helper_process_builds_the_index_while_the_run_goes_on(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    _orders_shop(shop)
+    _forking(monkeypatch)
+    run = SharedIndexes(load_config(shop.config_path), NOW)
+    index = run.path(ORDERS)
+    try:
+        run.start_early()
+        helper = run._helper
+        assert helper is not None and helper != os.getpid()
+        run.start()  # the thread only watches the helper
+        assert wait_for(index, limit=30) is True
+        problems: list[RowProblem] = []
+        assert _orders_of(_source(shop, problems, index), Shard(1, 2)) != {}
+        assert [p.location for p in problems if "orders.csv" in p.location] == [f"{shop.folder / 'orders.csv'}:3"]
+    finally:
+        run.close()
+    assert _reaped(helper) and not index.parent.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a helper process is forked only where fork exists")
+def test_a_helper_that_dies_unfinished_leaves_the_workers_to_read_the_files(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    _orders_shop(shop)
+    _forking(monkeypatch)
+    monkeypatch.setattr(SharedIndexes, "_orders", lambda self, path: os.kill(os.getpid(), signal.SIGKILL))
+    run = SharedIndexes(load_config(shop.config_path), NOW)
+    index = run.path(ORDERS)
+    try:
+        run.start_early()
+        run.start()
+        assert wait_for(index, limit=30) is False  # the run's marker, not the time limit
+        assert failed_marker(index).exists() and not index.exists()
+        assert _orders_of(_source(shop, [], index), Shard(1, 2)) != {}  # read from the file
+    finally:
+        run.close()
+    assert not index.parent.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a helper process is forked only where fork exists")
+def test_a_run_that_ends_early_ends_its_helper(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    _orders_shop(shop)
+    _forking(monkeypatch)
+    monkeypatch.setattr(SharedIndexes, "_orders", lambda self, path: time.sleep(60))
+    run = SharedIndexes(load_config(shop.config_path), NOW)
+    run.start_early()
+    helper = run._helper
+    assert helper is not None
+    run.start()
+    started = time.monotonic()
+    run.close()  # the workers stopped at once (a held lock): the helper is not waited for
+    assert time.monotonic() - started < 5
+    assert _reaped(helper)
+
+
 def test_a_worker_indexes_the_orders_itself_when_its_parents_file_is_no_index(shop: Shop, tmp_path: Path) -> None:
     _orders_shop(shop)
     index = tmp_path / "orders.db"

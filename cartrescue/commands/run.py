@@ -153,18 +153,13 @@ def _die_with_parent() -> None:
     """A worker of ``run --workers`` gets SIGTERM when its parent dies (Linux), so that a killed
     parent leaves no orphan delivering on its own; it then ends like a stopped run."""
     parent = os.environ.get("CARTRESCUE_PARENT_PID")
-    if not parent or not sys.platform.startswith("linux"):
+    if not parent or not parent.isdigit():
         return
-    try:
-        import ctypes
-        import signal
+    import signal
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != int(parent):  # the parent died before the call
-            os.kill(os.getpid(), signal.SIGTERM)
-    except (OSError, AttributeError, ValueError):
-        pass
+    from cartrescue.processes import die_with
+
+    die_with(int(parent), signal.SIGTERM)
 
 
 def _shared(shard: Any, variable: str) -> Path | None:
@@ -206,13 +201,15 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     outbox_dir = config.path(outbox or config.outbox.path or "outbox") if mode == "outbox" else None
     show_progress = not as_json and not quiet and stderr.is_terminal
     shared = SharedIndexes.for_run(config, at)
+    if shared is not None:
+        shared.start_early()  # a helper builds them while this process prepares its workers
     try:
         # The workers start before the progress bar's and the shared indexes' threads do: see start_workers.
         workers = start_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,
                                 quiet=quiet, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, warn=warn,
                                 env=shared.env if shared is not None else None)
         if shared is not None:
-            shared.start()  # while the workers read their carts
+            shared.start()  # the helper watched, or the indexes built in a thread
         with progress(stderr, show_progress, f"{mode} ({count} workers)") as advance:
             merged = workers.follow(on_decisions, advance)
     except KeyboardInterrupt:

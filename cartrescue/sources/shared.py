@@ -6,13 +6,17 @@ concerns a cart by cart id and customer id as well as by address, so no worker c
 orders from the others' before reading them all: ~0.7 s of CPU per 80,000 orders, each time) and
 the newsletter export of ``source.newsletters.file`` (every row is read to find today's sends).
 
-The run starts its workers first, then builds the indexes in a thread while they read their
-carts (their first pass needs neither), into a private folder it deletes when the run ends. A
+The run builds the indexes in a helper process it forks before anything else
+(:func:`cartrescue.processes.fork_helper`): the helper works on a core that would otherwise wait
+while the run imports what its workers need and forks them, and goes on while they read their
+carts (their first pass needs neither). Where a run cannot fork, it starts its workers first and
+builds the indexes in a thread. They go into a private folder the run deletes when it ends. A
 file appears under its final name only when it is complete (written as ``.part``, then renamed);
 a build that fails leaves a ``.failed`` marker instead, and each worker then reads the file
 itself, meeting the error (a missing file, a bad header) exactly as a run without workers does.
 A worker waits for one or the other: the run is alive while its workers are (a worker dies with
-it), so the wait ends. The rows' problems travel inside the index (:func:`keep_problem`) and are
+it), and a helper that dies before it finished leaves its markers through the run (a thread
+watches it), so the wait ends. The rows' problems travel inside the index (:func:`keep_problem`) and are
 reported by the worker that opens it (:func:`open_index`): shard 1, as it reports every shared
 row. The environment variables :data:`ORDERS` and :data:`SENDS` tell a
 worker where each index is built.
@@ -23,7 +27,9 @@ It must not read carts nor decide anything; the indexes themselves are
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sqlite3
 import tempfile
 import threading
@@ -32,6 +38,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from cartrescue import processes
 from cartrescue.config import Config
 from cartrescue.model import RowProblem
 from cartrescue.scratch import PRAGMAS
@@ -55,7 +62,8 @@ def shares_orders(config: Config) -> bool:
 
 
 class SharedIndexes:
-    """The run's side: a private folder, a file per index in it, and the thread that builds them."""
+    """The run's side: a private folder, a file per index in it, and the helper process (or the
+    thread) that builds them."""
 
     def __init__(self, config: Config, now: datetime) -> None:
         self.config = config
@@ -69,6 +77,8 @@ class SharedIndexes:
         if config.source.newsletters.file is not None:
             self._builds[SENDS] = (self._dir / "sends.db", self._sends)
         self._thread: threading.Thread | None = None
+        self._helper: int | None = None  # the builder's pid, until it is reaped
+        self._reaping = threading.Lock()  # a pid is signalled only while it is surely still ours
 
     @classmethod
     def for_run(cls, config: Config, now: datetime) -> SharedIndexes | None:
@@ -89,11 +99,36 @@ class SharedIndexes:
     def path(self, name: str) -> Path:
         return self._builds[name][0]
 
+    def start_early(self) -> None:
+        """Fork the helper that builds the indexes, before the run imports what its workers need
+        and forks them (:func:`cartrescue.processes.fork_helper`: only while this process has one
+        thread); where it cannot, :meth:`start` builds them in a thread."""
+        self._helper = processes.fork_helper(self._build)
+
     def start(self) -> None:
-        """Build the indexes in a thread (after the workers have started: they are forked only
-        while this process has one thread)."""
-        self._thread = threading.Thread(target=self._build, name="shared-indexes", daemon=True)
+        """Once the workers have started (they are forked only while this process has one thread):
+        watch the helper, or build the indexes in a thread where there is none."""
+        target = self._watch if self._helper is not None else self._build
+        self._thread = threading.Thread(target=target, name="shared-indexes", daemon=True)
         self._thread.start()
+
+    def _watch(self) -> None:
+        """When the helper has ended: reap it (no defunct process for the rest of the run), and a
+        ``.failed`` marker for each index it left unfinished (it was killed: the out-of-memory
+        killer), so that no worker waits for it."""
+        helper = self._helper
+        assert helper is not None
+        try:
+            os.waitid(os.P_PID, helper, os.WEXITED | os.WNOWAIT)  # ended; reaped under the lock
+        except ChildProcessError:
+            pass
+        self._reap()
+        for path, _build in self._builds.values():
+            if not path.exists():
+                try:
+                    failed_marker(path).touch()
+                except OSError:
+                    pass  # the run is over and the folder gone
 
     def _build(self) -> None:
         """Each index written as ``<name>.part`` and renamed once complete (a worker never opens
@@ -130,11 +165,27 @@ class SharedIndexes:
 
     def close(self) -> None:
         """Delete the folder (every worker has ended: none still reads it). A build still going
-        (the workers ended early: a held lock, Ctrl-C) is not waited for long: its thread dies
-        with the process, and its errors meanwhile are its own."""
+        (the workers ended early: a held lock, Ctrl-C) is not waited for: its helper is killed,
+        or its thread dies with the process (its errors meanwhile are its own)."""
+        with self._reaping:
+            if self._helper is not None:  # not reaped, so still this run's child: a zombie at worst
+                try:
+                    os.kill(self._helper, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         if self._thread is not None:
             self._thread.join(timeout=1)
+        self._reap()  # where no thread watched it
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _reap(self) -> None:
+        with self._reaping:
+            if self._helper is not None:
+                try:
+                    os.waitpid(self._helper, 0)
+                except ChildProcessError:
+                    pass
+                self._helper = None
 
 
 def wait_for(path: Path, limit: float = WAIT_LIMIT) -> bool:
