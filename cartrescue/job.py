@@ -41,6 +41,7 @@ class RunRequest:
     shard: Shard | None = None  # run --shard K/N: only the carts of this shard (cartrescue.shards)
     shared_orders: Path | None = None  # a worker of run --workers: its run's orders index (sources.shared)
     shared_sends: Path | None = None  # ... and its index of the newsletter export's sends of today
+    shared_carts: Path | None = None  # ... and where it splits the carts file into one spool per shard
 
 
 @dataclass(slots=True)
@@ -198,7 +199,7 @@ def _run_job(
     delivering = request.deliver and request.mode != "dry-run"
     secret = delivery_secret(config) if delivering else config.shop.unsubscribe_secret or DRY_RUN_SECRET
     with ExitStack() as stack:
-        source = stack.enter_context(open_source(config, problem, request.shared_orders))
+        source = stack.enter_context(open_source(config, problem, request.shared_orders, request.shared_carts))
         if request.strict:
             # Read everything once before anything is delivered: a bad row stops the run clean.
             _read_all(source, Window(now - config.eligibility.max_age, now))

@@ -173,7 +173,12 @@ def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int) 
         os._exit(code)
 
 
-def fork_helper(work: Callable[[], object]) -> int | None:
+#: What ``ps`` and ``/proc/<pid>/comm`` call a helper process (:func:`fork_helper`): its ``name``
+#: after this prefix (15 bytes in all), so that it is never taken for a worker.
+HELPER_PREFIX = "cr-helper-"
+
+
+def fork_helper(work: Callable[[], object], nice: int = 0, name: str = "") -> int | None:
     """Fork a helper process that runs ``work()`` and ends (``os._exit``); its pid, or None where
     forking is not safe (:func:`start_method`) or not possible. Call it while this process has
     one thread.
@@ -182,7 +187,8 @@ def fork_helper(work: Callable[[], object]) -> int | None:
     its one JSON document), it keeps no other descriptor of its parent's, and it dies with its
     parent (Linux): a killed run leaves no helper behind. Its parent must reap it
     (``os.waitpid``). ``work``'s exceptions end it with exit code 1, silently: the work reports
-    its failures in what it writes.
+    its failures in what it writes. ``nice``: how much lower its priority is than its parent's;
+    ``name``: what it is called after :data:`HELPER_PREFIX` (Linux).
     """
     if start_method() != "fork":
         return None
@@ -202,6 +208,9 @@ def fork_helper(work: Callable[[], object]) -> int | None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         die_with(parent)
+        _prctl(15, (HELPER_PREFIX + name)[:15].encode())  # PR_SET_NAME
+        if nice:
+            os.nice(nice)
         work()
         code = 0
     except BaseException:  # noqa: BLE001, S110 - the helper never returns into its parent's code
@@ -213,17 +222,20 @@ def fork_helper(work: Callable[[], object]) -> int | None:
 def die_with(parent: int, sig: int = signal.SIGKILL) -> None:
     """Have this process get ``sig`` when ``parent`` (the process that started it) dies: Linux's
     ``PR_SET_PDEATHSIG``, nothing elsewhere. If ``parent`` is already gone, ``sig`` comes now."""
+    if _prctl(1, int(sig)) and os.getppid() != parent:  # PR_SET_PDEATHSIG; the parent died before the call
+        os.kill(os.getpid(), sig)
+
+
+def _prctl(option: int, argument: int | bytes) -> bool:
+    """Linux's ``prctl(option, argument)``; False where there is none."""
     if not sys.platform.startswith("linux"):
-        return
+        return False
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before the call
-            os.kill(os.getpid(), sig)
+        return ctypes.CDLL(None, use_errno=True).prctl(option, argument, 0, 0, 0) == 0  # type: ignore[no-any-return]
     except (OSError, AttributeError, ValueError):
-        pass
+        return False
 
 
 def _max_fd() -> int:

@@ -56,7 +56,7 @@ class Shard:
         """Does this shard own the cart of ``email`` (or, without one, of ``cart_key``)?"""
         if self.count == 1:
             return True
-        return shard_of(email.strip().lower() if email else cart_key, self.count) == self.index
+        return owner(email, cart_key, self.count) == self.index
 
     def share(self, total: int) -> int:
         """This shard's part of ``total``: ``total // N``, one more for the first ``total % N`` shards.
@@ -64,6 +64,11 @@ class Shard:
         The parts add up to ``total`` exactly, and no two differ by more than one.
         """
         return total // self.count + (1 if self.index <= total % self.count else 0)
+
+
+def owner(email: str | None, cart_key: str, count: int) -> int:
+    """The 1-based shard of ``count`` that owns the cart of ``email`` (or, without one, of ``cart_key``)."""
+    return shard_of(email.strip().lower() if email else cart_key, count)
 
 
 def shard_of(identity: str, count: int) -> int:

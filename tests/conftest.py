@@ -172,6 +172,23 @@ class Outcome:
         return json.loads(self.stdout)
 
 
+def worker_pids(parent: int) -> list[int]:
+    """The worker processes of ``run --workers`` process ``parent`` (Linux): its children but the
+    helpers that split and index its files (cartrescue.processes.fork_helper names them)."""
+    from cartrescue.processes import HELPER_PREFIX
+
+    path = Path(f"/proc/{parent}/task/{parent}/children")
+    pids = []
+    for pid in (int(n) for n in path.read_text().split()) if path.exists() else ():
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().startswith(HELPER_PREFIX):
+                continue
+        except OSError:  # it has ended meanwhile
+            continue
+        pids.append(pid)
+    return pids
+
+
 def cli(*args: str) -> Outcome:
     """The real CLI in-process (typer's runner); stdout and stderr kept apart."""
     from cartrescue.cli import app

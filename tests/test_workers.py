@@ -27,7 +27,7 @@ from cartrescue.errors import LockHeld, LockLost
 from cartrescue.ledger import ClaimRequest, Ledger
 from cartrescue.shards import Shard, compatible, shard_of
 from cartrescue.workers import worst_exit_code
-from conftest import NOW, REPO, Shop, cart, iso, order
+from conftest import NOW, REPO, Shop, cart, iso, order, worker_pids
 
 
 def _shop(shop: Shop, carts: int = 60, **config: Any) -> Shop:
@@ -312,9 +312,6 @@ def test_resend_unconfirmed_of_a_shard_releases_only_that_shards_dead_claims(led
 # -- signals -------------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(n) for n in path.read_text().split()] if path.exists() else []
 
 
 @pytest.mark.slow
@@ -332,7 +329,7 @@ def test_sigterm_to_the_parent_ends_its_workers_and_still_prints_one_document(sh
         deadline = time.monotonic() + 60
         while len(server.messages) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
-        workers = _children(parent.pid)
+        workers = worker_pids(parent.pid)
         assert len(workers) == 2 and parent.poll() is None
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(60) == 130

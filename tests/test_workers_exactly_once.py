@@ -20,14 +20,13 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from shopdb import shop_database
 from smtpserver import LoopbackSMTP
 
-from conftest import NOW, REPO, Shop, cart, iso
+from conftest import NOW, REPO, Shop, cart, iso, worker_pids
 from test_exactly_once import _rows
 
 pytestmark = [pytest.mark.smtp, pytest.mark.slow]
@@ -88,8 +87,7 @@ class _Launch:
             return [p.pid for p in self.processes]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            path = Path(f"/proc/{self.processes[0].pid}/task/{self.processes[0].pid}/children")
-            pids = [int(n) for n in path.read_text().split()] if path.exists() else []
+            pids = worker_pids(self.processes[0].pid)
             if len(pids) >= 2:
                 return pids
             time.sleep(0.01)

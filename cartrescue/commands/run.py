@@ -61,7 +61,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         request = RunRequest(mode=mode, now=at, outbox=outbox, strict=strict,  # type: ignore[arg-type]
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
                              shard=sharded, shared_orders=_shared(sharded, shared.ORDERS),
-                             shared_sends=_shared(sharded, shared.SENDS))
+                             shared_sends=_shared(sharded, shared.SENDS),
+                             shared_carts=_shared(sharded, shared.CARTS))
         out = sys.stdout
         if sharded is not None:
             _die_with_parent()
@@ -200,7 +201,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     config_file = Path(config.config_file or "cartrescue.yaml").resolve()
     outbox_dir = config.path(outbox or config.outbox.path or "outbox") if mode == "outbox" else None
     show_progress = not as_json and not quiet and stderr.is_terminal
-    shared = SharedIndexes.for_run(config, at)
+    shared = SharedIndexes.for_run(config, at, count)
     if shared is not None:
         shared.start_early()  # a helper builds them while this process prepares its workers
     try:

@@ -20,9 +20,11 @@ DATABASE_TYPES = {
 }
 
 
-def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared_orders: Path | None = None) -> CartSource:
+def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared_orders: Path | None = None,
+                shared_carts: Path | None = None) -> CartSource:
     """The configured source, ready to stream; raise SourceError when it cannot be opened.
-    ``shared_orders``: a worker's run's orders index (a CSV source's; :mod:`.shared`)."""
+    ``shared_orders``: a worker's run's orders index; ``shared_carts``: where its run splits the
+    carts file (a CSV source's; :mod:`.shared`)."""
     source = config.source
     tz = config.shop.tz
     if source.type in ("csv", "shopify_csv"):
@@ -46,6 +48,7 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
             name="shopify" if source.type == "shopify_csv" else "csv",
             on_problem=on_problem,
             shared_orders=shared_orders,
+            shared_carts=shared_carts,
         )
     import importlib
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
+from cartrescue.shards import owner
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.values import (
     COUNT_DIGITS,
@@ -236,11 +237,15 @@ class CsvSource(CartSource):
         name: str = "csv",
         on_problem: ProblemSink = ignore_problem,
         shared_orders: Path | None = None,
+        shared_carts: Path | None = None,
     ) -> None:
         """``shared_orders``: where the run of this worker builds the orders index that all its
-        workers read (:mod:`cartrescue.sources.shared`); None: this source indexes them."""
+        workers read (:mod:`cartrescue.sources.shared`); None: this source indexes them.
+        ``shared_carts``: where the run splits the carts file into one spool per shard
+        (:meth:`publish_shards`); None: this source reads the carts file."""
         super().__init__(on_problem)
         self.shared_orders = shared_orders
+        self.shared_carts = shared_carts
         self.carts_path = carts
         self.orders_path = orders
         self.shop_tz = shop_tz
@@ -284,6 +289,18 @@ class CsvSource(CartSource):
         return self._activity(None)
 
     def _activity(self, shard: Shard | None) -> Iterator[Activity]:
+        if shard is not None and not shard.whole and self.shared_carts is not None:
+            from cartrescue.sources.shared import carts_spool, failed_marker
+            from cartrescue.sources.spool import Abandoned
+
+            path, failed = carts_spool(self.shared_carts, shard.index), failed_marker(self.shared_carts)
+            try:
+                yield from self._followed_activity(path, failed.exists, shard)
+                return
+            except Abandoned:
+                # The run could not split the file: this worker reads it itself, as without a
+                # split. The activity given so far comes again: the newest-cart index keeps the newest.
+                self._drop_spool()
         saved = self.on_problem
         spool = RowSpool()
         self.on_problem = lambda problem: spool.add_problem(problem.location, problem.reason)
@@ -298,16 +315,9 @@ class CsvSource(CartSource):
                 if owns is not None and not owns(email, key):
                     continue
                 spool.add_group(start, rows)
-                if not email:
-                    continue
-                moment = self._first(rows, "updated_at") or self._first(rows, "created_at")
-                if not moment:
-                    continue
-                try:
-                    updated = parse_time(moment, "updated_at", self.shop_tz)
-                except RowError:
-                    continue
-                yield Activity(email.lower(), updated, key)
+                activity = self._group_activity(rows, email, key)
+                if activity is not None:
+                    yield activity
             complete = True
         finally:
             self.on_problem = saved
@@ -316,6 +326,62 @@ class CsvSource(CartSource):
                 self._spool, self._spool_shard = spool.finish(), shard
             else:
                 spool.close()
+
+    def _group_activity(self, rows: list[tuple[int, list[str]]], email: str, key: str) -> Activity | None:
+        """What the first pass learns of one cart's rows: its address and last activity (None:
+        without either, the cart is no address's newest)."""
+        if not email:
+            return None
+        moment = self._first(rows, "updated_at") or self._first(rows, "created_at")
+        if not moment:
+            return None
+        try:
+            updated = parse_time(moment, "updated_at", self.shop_tz)
+        except RowError:
+            return None
+        return Activity(email.lower(), updated, key)
+
+    def _followed_activity(self, path: Path, abandoned: Callable[[], bool], shard: Shard) -> Iterator[Activity]:
+        """The first pass over the spool of this shard that the run's helper writes (it holds only
+        this shard's carts, and for shard 1 the problems of rows that are no cart); that spool is
+        then the carts pass's too. The header is read here (where each field is)."""
+        from cartrescue.sources.spool import follow
+
+        handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
+        with handle:
+            self._read_header(reader)
+        name = self.name
+        for first, rows in follow(path, abandoned):
+            if type(first) is not int:
+                continue  # a problem of a row that is no cart: the carts pass reports it (shard 1)
+            activity = self._group_activity(rows, self._first(rows, "email"),  # type: ignore[arg-type]
+                                            f"{name}:{rows[0][1][self._id_at].strip()}")  # type: ignore[index]
+            if activity is not None:
+                yield activity
+        self._drop_spool()
+        self._spool, self._spool_shard = RowSpool.reading(path), shard
+
+    def publish_shards(self, spools: Sequence[Path]) -> None:
+        """Split the carts file into one spool per shard (``spools[K - 1]`` for shard K of
+        ``len(spools)``), each cart where :func:`~cartrescue.shards.owner` puts it and the
+        problems of rows that are no cart in shard 1's, all in file order: what each worker's
+        first pass would keep, for the workers to :func:`~cartrescue.sources.spool.follow`
+        instead of each parsing the whole file. Run by a helper process of ``run --workers``."""
+        count = len(spools)
+        writers = [RowSpool.shared(path) for path in spools]
+        saved = self.on_problem
+        self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
+        try:
+            name = self.name
+            for start, rows in self._cart_rows():
+                key = f"{name}:{rows[0][1][self._id_at].strip()}"
+                writers[owner(self._first(rows, "email"), key, count) - 1].add_group(start, rows)
+            for writer in writers:
+                writer.finish()
+        finally:
+            self.on_problem = saved
+            for writer in writers:
+                writer.close()
 
     def _take_spool(self, shard: Shard | None) -> RowSpool | None:
         """The spool of the activity pass just completed for ``shard`` (None: the whole file), if
@@ -424,26 +490,12 @@ class CsvSource(CartSource):
         if track:
             self._reading = handle
         with handle:
-            try:
-                header = next(reader)
-            except StopIteration:
+            width = self._read_header(reader)
+            if width is None:
                 self._empty()
                 return
-            except UnicodeDecodeError:
-                raise _undecodable(self.carts_path, self.encoding) from None
-            except csv.Error as exc:
-                raise SourceError(f"{self.carts_path}:1: cannot read the header: {exc}") from None
-            self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART)
-            width = len(header)
-            # Every row is cut or padded to the header's width plus one blank cell at ``width``,
-            # where absent columns point: each field is then one plain index, no checks.
-            at = {name: (position if position >= 0 else width) for name, position in self._cols.index.items()}
-            self._at = at
-            self._cart_positions = tuple(at[name] for name in CART_FIELDS)
-            self._cart_getter = itemgetter(*self._cart_positions)
-            self._line_getter = itemgetter(*(at[name] for name in LINE_FIELDS))
             padding = [""] * (width + 1)
-            id_at = self._id_at = self._cols.index["cart_id"]
+            id_at = self._id_at
             group: list[tuple[int, list[str]]] = []
             group_id = None
             rows_seen = False
@@ -471,6 +523,28 @@ class CsvSource(CartSource):
                 yield group[0][0], group
             elif not rows_seen:
                 self._empty()
+
+    def _read_header(self, reader: csv._reader) -> int | None:
+        """Read the carts file's header and set where each field is: its width (None: an empty file)."""
+        try:
+            header = next(reader)
+        except StopIteration:
+            return None
+        except UnicodeDecodeError:
+            raise _undecodable(self.carts_path, self.encoding) from None
+        except csv.Error as exc:
+            raise SourceError(f"{self.carts_path}:1: cannot read the header: {exc}") from None
+        self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART)
+        width = len(header)
+        # Every row is cut or padded to the header's width plus one blank cell at ``width``,
+        # where absent columns point: each field is then one plain index, no checks.
+        at = {name: (position if position >= 0 else width) for name, position in self._cols.index.items()}
+        self._at = at
+        self._cart_positions = tuple(at[name] for name in CART_FIELDS)
+        self._cart_getter = itemgetter(*self._cart_positions)
+        self._line_getter = itemgetter(*(at[name] for name in LINE_FIELDS))
+        self._id_at = self._cols.index["cart_id"]
+        return width
 
     def _empty(self) -> None:
         """No carts at all: most likely the export job failed, which the owner should hear of."""

@@ -11,6 +11,11 @@ once, and the second pass costs only its own carts.
 The spool lives in an anonymous temporary file (gone when closed or when the process ends), in
 batches encoded with :mod:`marshal` (our own data, read back by the same interpreter that wrote
 it), so memory does not grow with the export. It must not parse nor interpret the rows.
+
+With ``run --workers N`` a helper process of the run splits the export once into one spool per
+shard instead (:meth:`RowSpool.shared`, :func:`follow`): each batch reaches its file as soon as
+it is written and an end mark closes the file, so a worker follows its spool while it grows (its
+first pass) and reads it again whole (its carts pass), and no worker parses the export at all.
 """
 
 from __future__ import annotations
@@ -18,12 +23,16 @@ from __future__ import annotations
 import marshal
 import struct
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
 #: Entries are written in batches of this many: one ``marshal`` call and one write per batch.
 BATCH = 256
 _LENGTH = struct.Struct("<Q")
+#: The end mark of a shared spool: a batch of length 0 (a batch is never empty).
+_END = _LENGTH.pack(0)
 
 #: One group: the line it starts on and its rows, each ``(line, cells)`` (as ``CsvSource._cart_rows``).
 Group = tuple[int, list[tuple[int, list[str]]]]
@@ -32,12 +41,26 @@ Group = tuple[int, list[tuple[int, list[str]]]]
 class RowSpool:
     """Groups of rows and problems, in the order they were met; written once, then read once."""
 
-    def __init__(self) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="cartrescue-rows-")  # noqa: SIM115 - closed by close()
+    def __init__(self, file: IO[bytes] | None = None, *, shared: bool = False) -> None:
+        """A private spool in an anonymous file; ``file``: one of :meth:`shared` or :meth:`reading`."""
+        self._file: IO[bytes] = file or tempfile.TemporaryFile(prefix="cartrescue-rows-")  # noqa: SIM115 - closed by close()
+        self._shared = shared  # followed by another process: each batch written through, an end mark
         self._batch: list[Any] = []
         self._size = 0
         self._read = 0
         self.groups = 0
+
+    @classmethod
+    def shared(cls, path: Path) -> RowSpool:
+        """A spool written to ``path`` for a worker to :func:`follow` while it grows."""
+        return cls(path.open("wb"), shared=True)
+
+    @classmethod
+    def reading(cls, path: Path) -> RowSpool:
+        """A complete shared spool at ``path``, to read (once) like a private one."""
+        spool = cls(path.open("rb"))
+        spool._size = path.stat().st_size
+        return spool
 
     def add_group(self, start: int, rows: list[tuple[int, list[str]]]) -> None:
         self._batch.append((start, rows))
@@ -56,10 +79,17 @@ class RowSpool:
             data = marshal.dumps(self._batch)
             self._file.write(_LENGTH.pack(len(data)) + data)
             self._batch = []
+            if self._shared:
+                self._file.flush()
 
     def finish(self) -> RowSpool:
-        """End writing; the spool can now be read (once)."""
+        """End writing; the spool can now be read (once). A shared spool gets its end mark (its
+        follower then knows it is complete) and is closed: it is read from its file."""
         self._flush()
+        if self._shared:
+            self._file.write(_END)
+            self._file.close()
+            return self
         self._size = self._file.tell()
         self._file.seek(0)
         return self
@@ -73,6 +103,8 @@ class RowSpool:
             if not head:
                 return
             (length,) = _LENGTH.unpack(head)
+            if not length:  # a shared spool's end mark
+                return
             yield from marshal.loads(read(length))
             self._read = self._file.tell()
 
@@ -82,3 +114,48 @@ class RowSpool:
 
     def close(self) -> None:
         self._file.close()
+
+
+class Abandoned(Exception):
+    """The writer of a followed spool stopped before its end mark: read the export instead."""
+
+
+def follow(path: Path, abandoned: Callable[[], bool], limit: float = 600.0) -> Iterator[Group | tuple[str, str]]:
+    """The entries of the shared spool at ``path`` as its writer adds them, to its end mark.
+
+    Waits for the file and for each batch (naps of 1 ms, up to 20 ms); raises :class:`Abandoned`
+    when ``abandoned()`` says the writer stopped early, or after ``limit`` seconds without a
+    byte (a stopped run).
+    """
+    nap, last = 0.001, time.monotonic()
+
+    def wait() -> None:
+        nonlocal nap
+        if abandoned() or time.monotonic() - last > limit:
+            raise Abandoned(str(path))
+        time.sleep(nap)
+        nap = min(nap * 2, 0.02)
+
+    while not path.exists():
+        wait()
+    with path.open("rb") as handle:
+        pending = b""
+        while True:
+            while len(pending) < _LENGTH.size:
+                more = handle.read(1 << 20)
+                if more:
+                    pending, nap, last = pending + more, 0.001, time.monotonic()
+                else:
+                    wait()
+            (length,) = _LENGTH.unpack_from(pending)
+            if not length:
+                return
+            end = _LENGTH.size + length
+            while len(pending) < end:
+                more = handle.read(max(end - len(pending), 1 << 20))
+                if more:
+                    pending, nap, last = pending + more, 0.001, time.monotonic()
+                else:
+                    wait()
+            batch, pending = pending[_LENGTH.size:end], pending[end:]
+            yield from marshal.loads(batch)
