@@ -144,6 +144,8 @@ def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int) 
         os.dup2(err_fd, 2)
         os.closerange(3, _max_fd())
         os.environ.update(env)
+        if "--shard" in arguments[:-1]:
+            _prctl(15, (WORKER_PREFIX + arguments[arguments.index("--shard") + 1])[:15].encode())  # PR_SET_NAME
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until the CLI sets its own
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
@@ -176,6 +178,8 @@ def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int) 
 #: What ``ps`` and ``/proc/<pid>/comm`` call a helper process (:func:`fork_helper`): its ``name``
 #: after this prefix (15 bytes in all), so that it is never taken for a worker.
 HELPER_PREFIX = "cr-helper-"
+#: ... and a forked worker: its shard after this prefix (``cr-worker-2/4``).
+WORKER_PREFIX = "cr-worker-"
 
 
 def fork_helper(work: Callable[[], object], nice: int = 0, name: str = "") -> int | None:

@@ -173,19 +173,18 @@ class Outcome:
 
 
 def worker_pids(parent: int) -> list[int]:
-    """The worker processes of ``run --workers`` process ``parent`` (Linux): its children but the
-    helpers that split and index its files (cartrescue.processes.fork_helper names them)."""
-    from cartrescue.processes import HELPER_PREFIX
+    """The forked worker processes of ``run --workers`` process ``parent`` (Linux): the children
+    a worker names itself (``cr-worker-K/N``), not the helpers that split and index its files."""
+    from cartrescue.processes import WORKER_PREFIX
 
     path = Path(f"/proc/{parent}/task/{parent}/children")
     pids = []
     for pid in (int(n) for n in path.read_text().split()) if path.exists() else ():
         try:
-            if Path(f"/proc/{pid}/comm").read_text().startswith(HELPER_PREFIX):
-                continue
+            if Path(f"/proc/{pid}/comm").read_text().startswith(WORKER_PREFIX):
+                pids.append(pid)
         except OSError:  # it has ended meanwhile
             continue
-        pids.append(pid)
     return pids
 
 

@@ -176,13 +176,14 @@ def test_a_terminal_sees_a_bar_with_a_total_and_an_eta(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, str(REPO / "examples" / "make_sample.py"), "--carts", "3000", "--out",
+    # Enough carts that the bar is drawn part-way on a fast machine too (~1 s at 10,000 carts/s).
+    subprocess.run([sys.executable, str(REPO / "examples" / "make_sample.py"), "--carts", "12000", "--out",
                     str(tmp_path)], check=True, capture_output=True)
     shutil.copy(REPO / "examples" / "cartrescue.yaml", tmp_path / "cartrescue.yaml")
     code, output = run_in_terminal(["carts", "--config", "cartrescue.yaml"], cwd=tmp_path, columns=140)
     assert code == 0, output[-2000:]
     bars = [line for line in plain(output) if "ETA" in line and "planning" in line]
-    assert any(re.search(r"\b100%\s+3,000 carts [\d,]+ carts/s .* ETA 0:00:00", line) for line in bars), bars[-3:]
+    assert any(re.search(r"\b100%\s+12,000 carts [\d,]+ carts/s .* ETA 0:00:00", line) for line in bars), bars[-3:]
     assert any(re.search(r"\b([1-9]\d?)%", line) and "100%" not in line for line in bars)  # seen part-way
 
     quiet, output = run_in_terminal(["carts", "--config", "cartrescue.yaml", "--json"], cwd=tmp_path, columns=140)
