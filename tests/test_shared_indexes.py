@@ -239,6 +239,29 @@ def test_without_a_writable_temporary_folder_the_workers_index_their_orders_them
     assert SharedIndexes.for_run(load_config(shop.config_path), NOW) is None
 
 
+def test_a_run_deletes_the_folders_that_killed_runs_left(
+        shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    _orders_shop(shop)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no process has any more
+    here = os.stat("/proc/self/ns/pid").st_ino if Path("/proc/self/ns/pid").exists() else 0
+    killed = tmp_path / f"cartrescue-shared-{here}-{dead.pid}-x1"
+    (killed / "carts.spool.1").parent.mkdir()
+    (killed / "carts.spool.1").write_bytes(b"rows")
+    alive = tmp_path / f"cartrescue-shared-{here}-{os.getppid()}-x2"  # a live run's (this test's parent)
+    elsewhere = tmp_path / f"cartrescue-shared-{here + 1}-{dead.pid}-x3"  # another namespace's: not ours to judge
+    other = tmp_path / "cartrescue-shared-nopid"
+    for folder in (alive, elsewhere, other):
+        folder.mkdir()
+    run = SharedIndexes.for_run(load_config(shop.config_path), NOW)
+    assert run is not None
+    run.close()
+    assert not killed.exists() and alive.exists() and elsewhere.exists() and other.exists()
+
+
 def test_n_workers_decide_like_one_process_and_leave_no_index_behind(shop: Shop, tmp_path: Path) -> None:
     _orders_shop(shop)
     for n in range(30):

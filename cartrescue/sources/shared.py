@@ -63,6 +63,42 @@ WAIT_LIMIT = 600.0
 _PROBLEMS_TABLE = "CREATE TABLE problems(location TEXT NOT NULL, reason TEXT NOT NULL);"
 
 
+#: The run's private folder is ``<temp>/cartrescue-shared-<pid namespace>-<pid>-<random>``.
+_FOLDER = "cartrescue-shared-"
+
+
+def _namespace() -> int:
+    """This process's PID namespace (Linux; 0 elsewhere): a pid means something only inside it."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def sweep_stale() -> None:
+    """Delete the folders of runs that were killed (SIGKILL, the out-of-memory killer): their
+    spools hold the whole carts export, and nothing else deletes them. A folder goes only when
+    it was made in this PID namespace (a temporary folder shared with a container is not ours to
+    judge) and the process its name gives is gone; a live one (any user's) stays."""
+    root = Path(tempfile.gettempdir())
+    try:
+        folders = [entry for entry in root.iterdir() if entry.name.startswith(_FOLDER)]
+    except OSError:
+        return
+    here = str(_namespace())
+    for folder in folders:
+        namespace, _, rest = folder.name[len(_FOLDER):].partition("-")
+        pid = rest.partition("-")[0]
+        if namespace != here or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (PermissionError, OverflowError, OSError):
+            continue  # alive (another user's), or no pid this system can have
+
+
 def failed_marker(path: Path) -> Path:
     return path.with_name(path.name + ".failed")
 
@@ -90,8 +126,9 @@ class SharedIndexes:
         self.config = config
         self.now = now
         self.workers = workers
+        sweep_stale()
         # mkdtemp, not TemporaryDirectory: a forked worker must not inherit a finalizer that deletes it
-        self._dir = Path(tempfile.mkdtemp(prefix="cartrescue-shared-"))
+        self._dir = Path(tempfile.mkdtemp(prefix=f"{_FOLDER}{_namespace()}-{os.getpid()}-"))
         # Orders first: both are needed by a worker's first chunk, the orders index is the larger.
         self._builds: dict[str, tuple[Path, Callable[[Path], None]]] = {}
         if shares_orders(config):
