@@ -76,10 +76,10 @@ def preload() -> None:
             pass
 
 
-def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "spawn"]) -> WorkerProcess:
+def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "spawn"], name: str = "") -> WorkerProcess:
     """Start ``cartrescue <arguments>`` as a worker with ``env`` added to its environment."""
     if method == "fork":
-        return ForkedProcess(arguments, env)
+        return ForkedProcess(arguments, env, name)
     command = [sys.executable, "-m", "cartrescue.cli", *arguments]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ, **env))
@@ -88,7 +88,7 @@ def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "sp
 class ForkedProcess:
     """A worker forked from this process, its stdout and stderr on pipes read by this process."""
 
-    def __init__(self, arguments: list[str], env: dict[str, str]) -> None:
+    def __init__(self, arguments: list[str], env: dict[str, str], name: str = "") -> None:
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         for stream in (sys.stdout, sys.stderr):
@@ -103,7 +103,7 @@ class ForkedProcess:
                 os.close(descriptor)
             raise
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
-            _child(arguments, env, out_write, err_write)
+            _child(arguments, env, out_write, err_write, name)
         os.close(out_write)
         os.close(err_write)
         self.pid = pid
@@ -129,7 +129,7 @@ class ForkedProcess:
             os.kill(self.pid, sig)
 
 
-def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int) -> NoReturn:
+def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int, name: str = "") -> NoReturn:
     """The forked worker: the CLI on ``arguments`` with fresh standard streams, then ``os._exit``.
 
     Every descriptor but the three streams is closed (as ``Popen(close_fds=True)`` does): the
@@ -138,14 +138,9 @@ def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int) 
     """
     code = 70
     try:
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        os.closerange(3, _max_fd())
+        _own_streams(os.open(os.devnull, os.O_RDONLY), out_fd, err_fd)
         os.environ.update(env)
-        if "--shard" in arguments[:-1]:
-            _prctl(15, (WORKER_PREFIX + arguments[arguments.index("--shard") + 1])[:15].encode())  # PR_SET_NAME
+        _name(WORKER_PREFIX + name)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until the CLI sets its own
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
@@ -178,7 +173,7 @@ def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int) 
 #: What ``ps`` and ``/proc/<pid>/comm`` call a helper process (:func:`fork_helper`): its ``name``
 #: after this prefix (15 bytes in all), so that it is never taken for a worker.
 HELPER_PREFIX = "cr-helper-"
-#: ... and a forked worker: its shard after this prefix (``cr-worker-2/4``).
+#: ... and a forked worker: its shard after this prefix (``cr-worker-2/4``, :func:`start`'s ``name``).
 WORKER_PREFIX = "cr-worker-"
 
 
@@ -206,13 +201,11 @@ def fork_helper(work: Callable[[], object], nice: int = 0, name: str = "") -> in
     code = 1  # pragma: no cover - runs in the child, which ends in os._exit
     try:
         null = os.open(os.devnull, os.O_RDWR)
-        for descriptor in (0, 1, 2):
-            os.dup2(null, descriptor)
-        os.closerange(3, _max_fd())
+        _own_streams(null, null, null)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         die_with(parent)
-        _prctl(15, (HELPER_PREFIX + name)[:15].encode())  # PR_SET_NAME
+        _name(HELPER_PREFIX + name)
         if nice:
             os.nice(nice)
         work()
@@ -221,6 +214,19 @@ def fork_helper(work: Callable[[], object], nice: int = 0, name: str = "") -> in
         pass
     finally:
         os._exit(code)
+
+
+def _own_streams(stdin: int, stdout: int, stderr: int) -> None:
+    """A new process's standard streams, and no other descriptor of its parent's (as
+    ``Popen(close_fds=True)`` leaves them): the other processes' pipes stay theirs."""
+    for descriptor, target in enumerate((stdin, stdout, stderr)):
+        os.dup2(target, descriptor)
+    os.closerange(3, _max_fd())
+
+
+def _name(name: str) -> None:
+    """What ``ps -o comm`` and ``top`` call this process (Linux's ``PR_SET_NAME``: 15 bytes)."""
+    _prctl(15, name[:15].encode())
 
 
 def die_with(parent: int, sig: int = signal.SIGKILL) -> None:

@@ -216,7 +216,7 @@ class _Worker:
                  warn: Callable[[str], None], method: Literal["fork", "spawn"], extra_env: dict[str, str]) -> None:
         env = {**extra_env, "PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid())}
         self.shard = shard
-        self.process = processes.start(arguments, env, method)
+        self.process = processes.start(arguments, env, method, str(shard))
         self.report = ShardReport(shard, self.process.pid, method)
         self.events = events
         self.warn = warn

@@ -300,7 +300,7 @@ class CsvSource(CartSource):
             except Abandoned:
                 # The run could not split the file: this worker reads it itself, as without a
                 # split. The activity given so far comes again: the newest-cart index keeps the newest.
-                self._drop_spool()
+                pass
         saved = self.on_problem
         spool = RowSpool()
         self.on_problem = lambda problem: spool.add_problem(problem.location, problem.reason)
@@ -345,13 +345,14 @@ class CsvSource(CartSource):
         """The first pass over the spool of this shard that the run's helper writes (it holds only
         this shard's carts, and for shard 1 the problems of rows that are no cart); that spool is
         then the carts pass's too. The header is read here (where each field is)."""
+        from cartrescue.sources.shared import WAIT_LIMIT
         from cartrescue.sources.spool import follow
 
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
         with handle:
             self._read_header(reader)
         name = self.name
-        for first, rows in follow(path, abandoned):
+        for first, rows in follow(path, abandoned, WAIT_LIMIT):
             if type(first) is not int:
                 continue  # a problem of a row that is no cart: the carts pass reports it (shard 1)
             activity = self._group_activity(rows, self._first(rows, "email"),  # type: ignore[arg-type]

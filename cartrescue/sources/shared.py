@@ -42,11 +42,15 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cartrescue import processes
 from cartrescue.config import Config
 from cartrescue.model import RowProblem
 from cartrescue.scratch import PRAGMAS
+
+if TYPE_CHECKING:
+    from cartrescue.sources.csv import CsvSource
 
 #: The environment variables that tell a worker where its run builds each index.
 ORDERS = "CARTRESCUE_SHARED_ORDERS"
@@ -101,6 +105,14 @@ def sweep_stale() -> None:
 
 def failed_marker(path: Path) -> Path:
     return path.with_name(path.name + ".failed")
+
+
+def _mark_failed(path: Path) -> None:
+    """Leave ``path``'s ``.failed`` marker: each worker then reads the file itself."""
+    try:
+        failed_marker(path).touch()
+    except OSError:
+        pass  # the run is over and the folder gone
 
 
 def carts_spool(base: Path, index: int) -> Path:
@@ -209,10 +221,7 @@ class SharedIndexes:
             return
         for path in paths:
             if not path.exists():
-                try:
-                    failed_marker(path).touch()
-                except OSError:
-                    pass  # the run is over and the folder gone
+                _mark_failed(path)
 
     def _reap(self, pid: int) -> None:
         with self._reaping:
@@ -225,20 +234,13 @@ class SharedIndexes:
     def _split_carts(self) -> None:
         """Split the carts file into the workers' spools (:meth:`CsvSource.publish_shards`), or
         leave the ``.failed`` marker: each worker then reads the file itself and meets its error."""
-        from cartrescue.sources import open_source
-        from cartrescue.sources.csv import CsvSource
-
-        assert self._carts is not None
+        carts = self._carts
+        assert carts is not None
         try:
-            with open_source(self.config) as source:
-                if not isinstance(source, CsvSource):
-                    raise TypeError(f"no carts file to split for a {type(source).__name__}")
-                source.publish_shards([carts_spool(self._carts, index) for index in range(1, self.workers + 1)])
+            self._with_csv(lambda source: source.publish_shards(
+                [carts_spool(carts, index) for index in range(1, self.workers + 1)]))
         except Exception:  # noqa: BLE001 - each worker reads the file itself and meets the error
-            try:
-                failed_marker(self._carts).touch()
-            except OSError:
-                pass  # the run is over and the folder gone
+            _mark_failed(carts)
 
     def _build(self) -> None:
         """Each index written as ``<name>.part`` and renamed once complete (a worker never opens
@@ -249,19 +251,20 @@ class SharedIndexes:
                 build(part)
                 part.replace(path)
             except Exception:  # noqa: BLE001 - each worker reads the file itself and meets the error
-                try:
-                    failed_marker(path).touch()
-                except OSError:
-                    pass  # the run is over and the folder gone
+                _mark_failed(path)
 
     def _orders(self, path: Path) -> None:
+        self._with_csv(lambda source: source.publish_orders(path))
+
+    def _with_csv(self, publish: Callable[[CsvSource], None]) -> None:
+        """``publish`` on the run's CSV source (the only kind whose files are shared)."""
         from cartrescue.sources import open_source
         from cartrescue.sources.csv import CsvSource
 
         with open_source(self.config) as source:
             if not isinstance(source, CsvSource):
-                raise TypeError(f"no orders index to share for a {type(source).__name__}")
-            source.publish_orders(path)
+                raise TypeError(f"no file to share for a {type(source).__name__}")
+            publish(source)
 
     def _sends(self, path: Path) -> None:
         from cartrescue.newsletters import today

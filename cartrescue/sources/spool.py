@@ -140,22 +140,23 @@ def follow(path: Path, abandoned: Callable[[], bool], limit: float = 600.0) -> I
         wait()
     with path.open("rb") as handle:
         pending = b""
-        while True:
-            while len(pending) < _LENGTH.size:
-                more = handle.read(1 << 20)
+
+        def fill(size: int) -> None:
+            """Read until ``pending`` holds ``size`` bytes, waiting for the writer as needed."""
+            nonlocal pending, nap, last
+            while len(pending) < size:
+                more = handle.read(max(size - len(pending), 1 << 20))
                 if more:
                     pending, nap, last = pending + more, 0.001, time.monotonic()
                 else:
                     wait()
+
+        while True:
+            fill(_LENGTH.size)
             (length,) = _LENGTH.unpack_from(pending)
             if not length:
                 return
             end = _LENGTH.size + length
-            while len(pending) < end:
-                more = handle.read(max(end - len(pending), 1 << 20))
-                if more:
-                    pending, nap, last = pending + more, 0.001, time.monotonic()
-                else:
-                    wait()
+            fill(end)
             batch, pending = pending[_LENGTH.size:end], pending[end:]
             yield from marshal.loads(batch)
