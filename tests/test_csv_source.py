@@ -9,6 +9,7 @@ import pytest
 
 from cartrescue.model import RowProblem
 from cartrescue.sources.csv import CsvSource, parse_decimal, parse_time
+from cartrescue.sources.values import RowError
 from conftest import REPO, Shop, cart
 
 HEADER = "cart_id,email,currency,created_at,updated_at,sku,name,quantity,unit_price,marketing_consent\n"
@@ -108,6 +109,15 @@ def test_a_time_without_offset_is_read_in_the_shop_timezone() -> None:
     from zoneinfo import ZoneInfo
 
     assert parse_time("2026-07-01T12:00:00", "t", ZoneInfo("Europe/Stockholm")).hour == 10
+
+
+@pytest.mark.parametrize(("text", "zone"), [("0001-01-01T00:00:00", "Europe/Stockholm"),
+                                           ("9999-12-31T23:59:59", "America/New_York")])
+def test_a_local_time_with_no_utc_equivalent_is_a_row_error(text: str, zone: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    with pytest.raises(RowError, match="updated_at: out of range"):
+        parse_time(text, "updated_at", ZoneInfo(zone))
 
 
 def test_the_run_reports_bad_rows_on_stderr_and_exits_1_but_processes_the_rest(shop: Shop) -> None:

@@ -4,7 +4,8 @@ Each case mutates a slice of the bundled sample (hostile cell values, broken row
 truncation, repeated rows, a wrong header) or its config, then runs ``carts``, ``run`` or
 ``run --outbox`` with ``--json`` in-process. Whatever the input: no traceback, stdout is exactly
 one valid JSON document, and the exit code is one of the README's table (never 70, "a bug").
-The seed is fixed, so a failure names its case number and replays exactly.
+Each case has its own fixed seed, so a failure names its case number and replays alone; the cases
+run in slices of ``SLICE``, which pytest-xdist spreads over the cores.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 CASES = 320
+SLICE = 40  # cases per test, so that pytest-xdist spreads them over the cores
+SEED = 20261130
 EXIT_CODES = {0, 1, 2, 3, 4, 5, 6}  # README: Exit codes
 SAMPLE_LINES = (REPO / "examples" / "carts.csv").read_text(encoding="utf-8").splitlines(keepends=True)[:61]
 ORDERS = (REPO / "examples" / "orders.csv").read_text(encoding="utf-8")
@@ -102,11 +105,12 @@ def _config(rng: random.Random, folder: Path) -> dict:
     return config
 
 
-def test_no_input_gives_a_traceback_or_anything_but_one_json_document(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", range(0, CASES, SLICE))
+def test_no_input_gives_a_traceback_or_anything_but_one_json_document(tmp_path: Path, first: int) -> None:
     runner = CliRunner()
-    rng = random.Random(20261130)
     failures: list[str] = []
-    for case in range(CASES):
+    for case in range(first, first + SLICE):
+        rng = random.Random(SEED * 1000 + case)  # each case replays on its own
         folder = tmp_path / f"case-{case}"
         folder.mkdir()
         (folder / "carts.csv").write_bytes(_carts_bytes(rng))

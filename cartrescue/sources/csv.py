@@ -122,7 +122,10 @@ def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
             raise RowError(f"{what}: not an ISO 8601 time: {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: no such UTC time
+        raise RowError(f"{what}: out of range: {text!r}") from None
 
 
 def parse_bool(text: str, what: str) -> bool | None:
