@@ -261,6 +261,7 @@ def expected_reply_to(value: str) -> tuple[str, str, str]:
         to=Address("user@bücher.de", 'Åsa "Ö" Öberg, <admin@evil>'),
     )
 )
+@pytest.mark.slow
 def test_every_message_parses_back(msg: OutgoingMessage) -> None:
     data = build_message(msg)
     parsed = parse(data)
@@ -322,6 +323,7 @@ plain_names = st.sampled_from(["", "Åsa Öberg", "Kim", "O'Brien, \"Jr.\"", "А
 
 @settings(max_examples=200, deadline=None)
 @given(local=utf8_local, dom=utf8_domain, name=plain_names, sender_utf8=st.booleans(), text=body)
+@pytest.mark.slow
 def test_smtputf8_addresses_parse_back_with_the_smtputf8_policy(
     local: str, dom: str, name: str, sender_utf8: bool, text: str
 ) -> None:
@@ -394,6 +396,7 @@ def reference_data(data: bytes) -> bytes:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages)
+@pytest.mark.slow
 def test_wire_body_sends_what_the_slow_way_would(msg: OutgoingMessage) -> None:
     data = build_message(msg)
     assert wire_body(data) == reference_data(data)

@@ -36,6 +36,7 @@ amounts = st.integers(min_value=0, max_value=4).flatmap(
 
 @settings(max_examples=2000, deadline=None)
 @given(st.sampled_from(LOCALES), st.sampled_from(CURRENCIES), amounts)
+@pytest.mark.slow
 def test_same_string_as_babel(locale: str, currency: str, amount: Decimal) -> None:
     assert money_formatter(locale, currency)(amount) == format_currency(amount, currency, locale=locale)
 
@@ -130,6 +131,7 @@ def test_memoized() -> None:
     assert money_formatter("sv", "SEK") is money_formatter("sv", "SEK")
 
 
+@pytest.mark.slow
 def test_every_locale_gives_babels_string_fast_or_not() -> None:
     """Every CLDR locale of the installed Babel, fast path or fallback, gives Babel's own string.
 

@@ -262,6 +262,7 @@ def test_a_run_deletes_the_folders_that_killed_runs_left(
     assert not killed.exists() and alive.exists() and elsewhere.exists() and other.exists()
 
 
+@pytest.mark.slow
 def test_n_workers_decide_like_one_process_and_leave_no_index_behind(shop: Shop, tmp_path: Path) -> None:
     _orders_shop(shop)
     for n in range(30):

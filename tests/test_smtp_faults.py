@@ -52,6 +52,7 @@ def send(shop: Shop, server: LoopbackSMTP, **smtp: object):
 
 
 @pytest.mark.smtp
+@pytest.mark.slow
 def test_transient_faults_arrive_after_retry_permanent_ones_are_recorded(shop: Shop) -> None:
     shop.add(*(cart(f"ok{n}") for n in range(10)))
     shop.add(cart("grey1"), cart("grey2"), cart("busy1"), cart("gone1"), cart("policy1"), cart("drop1"), cart("late1"))

@@ -160,6 +160,7 @@ def test_a_bigint_epoch_updated_at_is_read_as_seconds_since_1970(kind, tmp_path)
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
+@pytest.mark.slow
 def test_a_time_column_of_another_type_stops_run_and_doctor_with_exit_3(kind, tmp_path):
     with shopdb.shop_database(kind, "magentovarchar") as db:
         db.schema("magento2")

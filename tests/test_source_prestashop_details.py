@@ -156,6 +156,7 @@ def test_a_bigint_epoch_date_upd_is_read_as_seconds_since_1970(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
+@pytest.mark.slow
 def test_a_time_column_of_another_type_stops_the_run_with_exit_3(kind, tmp_path):
     with shopdb.shop_database(kind, "psvarchar") as db:
         _minimal(db)

@@ -126,6 +126,7 @@ def _run_command(shop: Shop, *args: str, env: dict[str, str] | None = None) -> d
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+@pytest.mark.slow
 def test_the_workers_of_the_command_are_forked_from_it_and_decide_like_fresh_interpreters(shop: Shop) -> None:
     _shop(shop)
     shop.write()
@@ -138,12 +139,14 @@ def test_the_workers_of_the_command_are_forked_from_it_and_decide_like_fresh_int
     assert len({s["pid"] for s in forked["shards"]}) == 2
 
 
+@pytest.mark.slow
 def test_workers_started_inside_a_program_that_captures_the_output_are_fresh_interpreters(shop: Shop) -> None:
     _shop(shop)
     document = shop.cli("run", "--json", "--workers", "2").json  # the test runner captures stdout and stderr
     assert [s["started"] for s in document["shards"]] == ["spawn", "spawn"]
 
 
+@pytest.mark.slow
 def test_a_bad_row_of_the_orders_file_is_reported_once_by_n_workers(shop: Shop) -> None:
     _shop(shop)
     shop.add_orders(order("o1", email="a001@example.com", created=NOW - timedelta(days=30)),
@@ -155,6 +158,7 @@ def test_a_bad_row_of_the_orders_file_is_reported_once_by_n_workers(shop: Shop) 
     assert sharded["counts"]["problems"] == whole["counts"]["problems"] == 1
 
 
+@pytest.mark.slow
 def test_a_bad_row_of_the_newsletter_export_is_reported_once_by_n_workers(shop: Shop) -> None:
     _shop(shop, source={"newsletters": {"file": "sends.csv"}})
     (shop.folder / "sends.csv").write_text("email,sent_at,campaign\na001@example.com,2026-11-20T08:00:00Z,Winter\n"
@@ -167,6 +171,7 @@ def test_a_bad_row_of_the_newsletter_export_is_reported_once_by_n_workers(shop: 
     assert _decisions(sharded)["c001"] == _decisions(whole)["c001"]  # the good row still counts
 
 
+@pytest.mark.slow
 def test_n_workers_deliver_every_message_once_and_record_a_run_per_shard(shop: Shop) -> None:
     _shop(shop)
     out = shop.folder / "out"
@@ -194,6 +199,7 @@ def test_n_workers_deliver_every_message_once_and_record_a_run_per_shard(shop: S
         ledger.close()
 
 
+@pytest.mark.slow
 def test_limit_is_for_the_whole_run_and_each_shard_takes_its_share(shop: Shop) -> None:
     _shop(shop)
     out = shop.folder / "out"
@@ -203,6 +209,7 @@ def test_limit_is_for_the_whole_run_and_each_shard_takes_its_share(shop: Shop) -
     assert [s["counts"]["sent"] for s in result.json["shards"]] == [3, 2, 2]
 
 
+@pytest.mark.slow
 def test_the_table_of_n_workers_shows_the_carts_and_one_summary(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")
     _shop(shop)
