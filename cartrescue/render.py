@@ -23,6 +23,7 @@ from cartrescue.config import Config, Incentive
 from cartrescue.errors import TemplateError
 from cartrescue.links import safe_url, tagger
 from cartrescue.model import Cart, quick_init
+from cartrescue.template_cache import bytecode_cache
 
 PARTS = ("subject.txt", "txt", "html")
 SMS_PART = "sms.txt"  # the text of an SMS step: ``reminder-2.sms.txt`` (docs/channels.md#sms)
@@ -255,6 +256,7 @@ class Renderer:
         self.env.filters["date"] = pass_context(_date_filter)
         self.budget = Budget()
         self.env.globals["range"] = self.budget.range
+        self.env.bytecode_cache = bytecode_cache(self.env)  # compiled once, kept between runs
         self._available = frozenset(self.env.list_templates())
         self._locale_cache: dict[tuple[str | None, str, str], str] = {}
         self._templates: dict[str, tuple[Any, dict[str, Any]]] = {}  # file -> (compiled, its globals)

@@ -36,6 +36,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _template_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterable[Path]:
+    """Compiled templates go to a folder of the session (and of each xdist process), never to the
+    user's ~/.cache: the tests' templates live in temporary folders. Commands the tests start
+    inherit it. tests/test_template_cache.py covers the cache itself."""
+    folder = tmp_path_factory.mktemp("template-cache")
+    before = os.environ.get("CARTRESCUE_CACHE_DIR")
+    os.environ["CARTRESCUE_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("CARTRESCUE_CACHE_DIR", None)
+    else:
+        os.environ["CARTRESCUE_CACHE_DIR"] = before
+
+
 def iso(moment: datetime) -> str:
     return moment.isoformat()
 
