@@ -45,23 +45,24 @@ def _subject(renderer: Renderer) -> str:
     return renderer._render_file(SUBJECT, {"shop": {"name": "Shop"}})
 
 
+def _next_run(templates: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
+    """A new run's subject, and the templates it compiled for it."""
+    renderer = _renderer(templates, cache, monkeypatch)
+    compiled = _compiles(renderer)
+    return _subject(renderer), compiled
+
+
 def test_a_second_run_loads_a_compiled_template_instead_of_compiling_it(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     templates, cache = _templates(tmp_path), tmp_path / "cache"
     assert _subject(_renderer(templates, cache, monkeypatch)) == "Hello Shop"
-    second = _renderer(templates, cache, monkeypatch)
-    compiled = _compiles(second)
-    assert _subject(second) == "Hello Shop"
-    assert compiled == []
+    assert _next_run(templates, cache, monkeypatch) == ("Hello Shop", [])
     assert len(list((cache / "templates").glob("*.jinja"))) == 1
 
 
 def test_a_first_run_compiles_and_keeps_the_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     templates, cache = _templates(tmp_path), tmp_path / "cache"
-    renderer = _renderer(templates, cache, monkeypatch)
-    compiled = _compiles(renderer)
-    assert _subject(renderer) == "Hello Shop"
-    assert compiled == [SUBJECT]
+    assert _next_run(templates, cache, monkeypatch) == ("Hello Shop", [SUBJECT])
     assert len(list((cache / "templates").glob("*.jinja"))) == 1
     assert oct((cache / "templates").stat().st_mode & 0o777) == oct(0o700)
 
@@ -70,10 +71,7 @@ def test_an_edited_template_is_compiled_again(tmp_path: Path, monkeypatch: pytes
     templates, cache = _templates(tmp_path), tmp_path / "cache"
     assert _subject(_renderer(templates, cache, monkeypatch)) == "Hello Shop"
     _templates(tmp_path, "Bye {{ shop.name }}")
-    renderer = _renderer(templates, cache, monkeypatch)
-    compiled = _compiles(renderer)
-    assert _subject(renderer) == "Bye Shop"
-    assert compiled == [SUBJECT]
+    assert _next_run(templates, cache, monkeypatch) == ("Bye Shop", [SUBJECT])
 
 
 def test_a_damaged_cache_file_is_compiled_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,10 +79,7 @@ def test_a_damaged_cache_file_is_compiled_again(tmp_path: Path, monkeypatch: pyt
     _subject(_renderer(templates, cache, monkeypatch))
     for kept in (cache / "templates").glob("*.jinja"):
         kept.write_bytes(kept.read_bytes()[:40] + b"\x00garbage")
-    renderer = _renderer(templates, cache, monkeypatch)
-    compiled = _compiles(renderer)
-    assert _subject(renderer) == "Hello Shop"
-    assert compiled == [SUBJECT]
+    assert _next_run(templates, cache, monkeypatch) == ("Hello Shop", [SUBJECT])
 
 
 def test_a_folder_others_can_write_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
