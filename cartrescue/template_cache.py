@@ -13,7 +13,8 @@ checks for its own default folder). Otherwise, or when anything about the cache 
 disk, a damaged file), templates are compiled as without it: the cache never fails a render.
 
 Where: ``$CARTRESCUE_CACHE_DIR/templates`` if that is set (empty: no cache), else
-``$XDG_CACHE_HOME/cartrescue/templates``, else ``~/.cache/cartrescue/templates``.
+``$XDG_CACHE_HOME/cartrescue/templates``, else ``~/.cache/cartrescue/templates``; none at all if
+there is no home folder to put it in.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ def cache_folder(environ: Mapping[str, str] = os.environ) -> Path | None:
     if chosen is not None:
         return Path(chosen).expanduser() / "templates" if chosen.strip() else None
     base = environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"  # the XDG spec ignores a relative one
-    return root / "cartrescue" / "templates"
+    if os.path.isabs(base):
+        return Path(base) / "cartrescue" / "templates"
+    home = os.path.expanduser("~")  # the XDG spec ignores a relative XDG_CACHE_HOME
+    if not os.path.isabs(home) or home == os.sep:  # HOME unknown ("~") or empty ("/"): a bare cron or container
+        return None
+    return Path(home) / ".cache" / "cartrescue" / "templates"
 
 
 def private_folder(folder: Path) -> Path | None:
@@ -44,7 +49,7 @@ def private_folder(folder: Path) -> Path | None:
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         found = os.lstat(folder)
-    except (OSError, RuntimeError):  # RuntimeError: no home folder to expand
+    except OSError:
         return None
     if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o022:
         return None
@@ -54,10 +59,7 @@ def private_folder(folder: Path) -> Path | None:
 def bytecode_cache(env: Any, environ: Mapping[str, str] = os.environ) -> Any | None:
     """A bytecode cache for ``env`` (a configured Jinja environment), or None where there is no
     safe folder for one."""
-    try:
-        folder = cache_folder(environ)
-    except RuntimeError:  # Path.home(): no home folder
-        return None
+    folder = cache_folder(environ)
     folder = private_folder(folder) if folder is not None else None
     if folder is None:
         return None

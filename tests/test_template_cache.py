@@ -119,3 +119,10 @@ def test_an_empty_setting_turns_the_cache_off(tmp_path: Path, monkeypatch: pytes
 ])
 def test_the_cache_folder_follows_the_settings(environ: dict[str, str], expected: str) -> None:
     assert cache_folder(environ) == Path(os.path.expanduser(expected))
+
+
+@pytest.mark.parametrize("home", ["", "/"])
+def test_no_home_folder_means_no_cache(monkeypatch: pytest.MonkeyPatch, home: str) -> None:
+    monkeypatch.setenv("HOME", home)  # a bare cron entry or container
+    assert cache_folder({}) is None
+    assert cache_folder({"XDG_CACHE_HOME": "/x"}) == Path("/x/cartrescue/templates")
