@@ -42,13 +42,9 @@ def _template_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterable[Path]:
     user's ~/.cache: the tests' templates live in temporary folders. Commands the tests start
     inherit it. tests/test_template_cache.py covers the cache itself."""
     folder = tmp_path_factory.mktemp("template-cache")
-    before = os.environ.get("CARTRESCUE_CACHE_DIR")
-    os.environ["CARTRESCUE_CACHE_DIR"] = str(folder)
-    yield folder
-    if before is None:
-        os.environ.pop("CARTRESCUE_CACHE_DIR", None)
-    else:
-        os.environ["CARTRESCUE_CACHE_DIR"] = before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CARTRESCUE_CACHE_DIR", str(folder))
+        yield folder
 
 
 def iso(moment: datetime) -> str:
