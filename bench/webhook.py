@@ -25,7 +25,6 @@ The last line is the figure. Target: >= 2,000 requests/s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil

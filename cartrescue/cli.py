@@ -20,6 +20,7 @@ from cartrescue.commands import (
     preview,
     report,
     run,
+    run_all,
     send_test,
     suppress,
     survey,
@@ -33,7 +34,8 @@ app = typer.Typer(
         "Win back abandoned shopping carts in batch: read carts from a CSV export or the shop's "
         "database, decide which are abandoned and eligible, prioritize them, render and send (or "
         "dry-run) reminders, and record every decision in a ledger.\n\n"
-        "Start with `cartrescue init`, then `cartrescue run` (a dry-run) and `cartrescue run --send` from cron.\n\n"
+        "Start with `cartrescue init`, then `cartrescue run` (a dry-run) and `cartrescue run --send` from cron "
+        "(`cartrescue run-all` for many shops).\n\n"
         "Exit codes: 0 ok, 1 some carts failed, 2 config or usage error, 3 source unreadable, "
         "4 another run holds the lock, 5 (doctor) no successful run for too long."
     ),
@@ -61,6 +63,7 @@ def _main(
 
 
 app.command()(run.run)
+app.command("run-all")(run_all.run_all)
 app.command()(run.carts)
 app.command()(preview.preview)
 app.command()(init.init)

@@ -76,10 +76,12 @@ def preload() -> None:
             pass
 
 
-def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "spawn"], name: str = "") -> WorkerProcess:
-    """Start ``cartrescue <arguments>`` as a worker with ``env`` added to its environment."""
+def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "spawn"], name: str = "",
+          prefix: str | None = None) -> WorkerProcess:
+    """Start ``cartrescue <arguments>`` as a worker with ``env`` added to its environment; a forked
+    one is called ``prefix`` + ``name`` (default prefix: :data:`WORKER_PREFIX`)."""
     if method == "fork":
-        return ForkedProcess(arguments, env, name)
+        return ForkedProcess(arguments, env, name, WORKER_PREFIX if prefix is None else prefix)
     command = [sys.executable, "-m", "cartrescue.cli", *arguments]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ, **env))
@@ -88,7 +90,7 @@ def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "sp
 class ForkedProcess:
     """A worker forked from this process, its stdout and stderr on pipes read by this process."""
 
-    def __init__(self, arguments: list[str], env: dict[str, str], name: str = "") -> None:
+    def __init__(self, arguments: list[str], env: dict[str, str], name: str = "", prefix: str = "") -> None:
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         for stream in (sys.stdout, sys.stderr):
@@ -103,7 +105,7 @@ class ForkedProcess:
                 os.close(descriptor)
             raise
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
-            _child(arguments, env, out_write, err_write, name)
+            _child(arguments, env, out_write, err_write, (prefix or WORKER_PREFIX) + name)
         os.close(out_write)
         os.close(err_write)
         self.pid = pid
@@ -129,7 +131,7 @@ class ForkedProcess:
             os.kill(self.pid, sig)
 
 
-def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int, name: str = "") -> NoReturn:
+def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int, name: str) -> NoReturn:
     """The forked worker: the CLI on ``arguments`` with fresh standard streams, then ``os._exit``.
 
     Every descriptor but the three streams is closed (as ``Popen(close_fds=True)`` does): the
@@ -140,7 +142,7 @@ def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int, 
     try:
         _own_streams(os.open(os.devnull, os.O_RDONLY), out_fd, err_fd)
         os.environ.update(env)
-        _name(WORKER_PREFIX + name)
+        _name(name)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until the CLI sets its own
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 from cartrescue import processes
 from cartrescue.config import Config
@@ -91,6 +91,30 @@ def auto_workers(config: Config) -> int:
     return max(1, min(cores, -(-carts // CARTS_PER_WORKER)))
 
 
+def exit_code_of(returncode: int | None) -> int:
+    """A child's exit code as a shell gives it: ``128 + n`` if killed by signal n; 70 if unknown."""
+    code = returncode if returncode is not None else 70
+    return 128 - code if code < 0 else code
+
+
+def error_of(trailer: dict[str, Any] | None, code: int, who: str, stderr_tail: list[str],
+             killed: str) -> dict[str, Any] | None:
+    """The ``error`` object of a child run (a shard, a shop): its own, or one for a child that
+    ended without one (``who`` names it; ``killed``: the code of one killed by a signal)."""
+    if trailer is not None and isinstance(trailer.get("error"), dict):
+        return dict(trailer["error"])
+    if code in (0, 1) and trailer is not None:
+        return None
+    if code > 128 and code != 130:
+        name = signal.Signals(code - 128).name if code - 128 in signal.valid_signals() else f"signal {code - 128}"
+        return {"code": killed, "exit_code": code,
+                "message": f"{who} was killed by {name}; the claims it had in flight stay claimed "
+                           "(see --resend-unconfirmed)"}
+    tail = " / ".join(line.strip() for line in stderr_tail[-3:] if line.strip())
+    return {"code": "internal", "exit_code": code if code else 70,
+            "message": f"{who} ended without a report (exit {code})" + (f": {tail}" if tail else "")}
+
+
 @dataclass(slots=True)
 class ShardReport:
     """What one worker said: the header and trailer of its JSON document, and how it ended."""
@@ -107,25 +131,12 @@ class ShardReport:
     @property
     def exit_code(self) -> int:
         """The shard's exit code; ``128 + n`` for a worker killed by signal n."""
-        code = self.returncode if self.returncode is not None else 70
-        return 128 - code if code < 0 else code
+        return exit_code_of(self.returncode)
 
     def error(self) -> dict[str, Any] | None:
         """The shard's ``error`` object: its own, or one for a worker that died without one."""
-        if self.trailer is not None and isinstance(self.trailer.get("error"), dict):
-            return dict(self.trailer["error"])
-        code = self.exit_code
-        if code in (0, 1) and self.trailer is not None:
-            return None
-        if code > 128 and code != 130:
-            name = signal.Signals(code - 128).name if code - 128 in signal.valid_signals() else f"signal {code - 128}"
-            return {"code": "worker_killed", "exit_code": code,
-                    "message": f"the worker of shard {self.shard} (pid {self.pid}) was killed by {name}; the claims "
-                               "it had in flight stay claimed (see --resend-unconfirmed)"}
-        tail = " / ".join(line.strip() for line in self.stderr_tail[-3:] if line.strip())
-        return {"code": "internal", "exit_code": code if code else 70,
-                "message": f"the worker of shard {self.shard} (pid {self.pid}) ended without a report (exit {code})"
-                           + (f": {tail}" if tail else "")}
+        return error_of(self.trailer, self.exit_code, f"the worker of shard {self.shard} (pid {self.pid})",
+                        self.stderr_tail, "worker_killed")
 
     def as_json(self) -> dict[str, Any]:
         trailer = self.trailer or {}
@@ -266,7 +277,15 @@ class _Worker:
                 pass
 
 
-class _Document:
+class Reported(Protocol):
+    """What a :class:`Document` fills in: a shard's report, or a shop's (:mod:`cartrescue.batch`)."""
+
+    header: dict[str, Any]
+    trailer: dict[str, Any] | None
+    decisions: int
+
+
+class Document:
     """Reads one worker's streamed ``--json`` document (output.JsonStream's shape) block by block.
 
     The decisions between the header line and the trailer line are handed on as whole blocks of
@@ -275,7 +294,7 @@ class _Document:
     parent then costs next to nothing per decision, however many the workers write.
     """
 
-    def __init__(self, report: ShardReport) -> None:
+    def __init__(self, report: Reported) -> None:
         self.report = report
         self.started = False
         self.ended = False
@@ -344,7 +363,7 @@ class Workers:
         workers, events = self.workers, self.events
         for worker in workers:
             worker.start()
-        documents = {worker.shard.index: _Document(worker.report) for worker in workers}
+        documents = {worker.shard.index: Document(worker.report) for worker in workers}
         open_pipes = len(workers)
         interrupted: BaseException | None = None
         deadline: float | None = None

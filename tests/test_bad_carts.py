@@ -94,7 +94,7 @@ def test_a_27_digit_price_costs_only_its_cart(shop: Shop) -> None:
     result = _run_outbox(shop)
     assert result.exit_code == 1
     assert _delivered(shop) == ["good-1", "good-2"]
-    assert any(f"carts.csv:3: cart bad" in problem for problem in result.json["problems"])
+    assert any("carts.csv:3: cart bad" in problem for problem in result.json["problems"])
     assert not [row for row in _ledger_rows(shop) if row["status"] == "claimed"]
 
 

@@ -365,11 +365,11 @@ def test_the_parent_relays_a_workers_decisions_in_blocks_as_one_valid_document(l
     import io
 
     from cartrescue.output import JsonStream
-    from cartrescue.workers import ShardReport, _Document
+    from cartrescue.workers import Document, ShardReport
 
     lines = _worker_document(5).rstrip(b"\n").split(b"\n")
     report = ShardReport(Shard(1, 2), 1)
-    document = _Document(report)
+    document = Document(report)
     out = io.StringIO()
     merged = JsonStream(out, {"mode": "plan"})
     merged.add_json('{"cart_id": "from another shard"}')
@@ -385,9 +385,9 @@ def test_the_parent_relays_a_workers_decisions_in_blocks_as_one_valid_document(l
 
 
 def test_a_worker_document_without_decisions_is_read_for_its_error() -> None:
-    from cartrescue.workers import ShardReport, _Document
+    from cartrescue.workers import Document, ShardReport
 
     report = ShardReport(Shard(2, 2), 1)
     error = {"error": {"code": "config", "exit_code": 2, "message": "bad"}}
-    assert _Document(report).feed(json.dumps(error).encode(), lambda text, n: None) == 0
+    assert Document(report).feed(json.dumps(error).encode(), lambda text, n: None) == 0
     assert report.trailer == error and report.decisions == 0

@@ -66,7 +66,7 @@ def codes_list(
     if unknown:
         fail(ConfigError(f"--status {unknown[0]}: expected one of {', '.join(STATUSES)}, all"), as_json)
     try:
-        cfg, codes, at = _codes(config, now)
+        _cfg, codes, at = _codes(config, now)
         if pool is not None:
             codes.pool(pool)
         summary = {name: counts for name, counts in codes.summary(at).items() if pool in (None, name)}
@@ -143,7 +143,7 @@ def codes_export(
     try:
         from cartrescue.incentives import export_csv
 
-        cfg, codes, at = _codes(config, now)
+        _cfg, codes, at = _codes(config, now)
         if pool is not None:
             codes.pool(pool)
         rows = codes.export(at, pool=pool, include_exported=include_exported)

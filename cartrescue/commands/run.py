@@ -64,8 +64,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                              shared_sends=_shared(sharded, shared.SENDS),
                              shared_carts=_shared(sharded, shared.CARTS))
         out = sys.stdout
-        if sharded is not None:
-            _die_with_parent()
+        _die_with_parent()  # a shard of run --workers, or a shop of run-all
         if as_json and not sys.stdout.isatty():
             out = _json_stdout()
         if as_json:
@@ -151,8 +150,9 @@ def _json_stdout() -> Any:
 
 
 def _die_with_parent() -> None:
-    """A worker of ``run --workers`` gets SIGTERM when its parent dies (Linux), so that a killed
-    parent leaves no orphan delivering on its own; it then ends like a stopped run."""
+    """A worker of ``run --workers`` (or a shop's run of ``run-all``) gets SIGTERM when its parent
+    dies (Linux), so that a killed parent leaves no orphan delivering on its own; it then ends
+    like a stopped run."""
     parent = os.environ.get("CARTRESCUE_PARENT_PID")
     if not parent or not parent.isdigit():
         return

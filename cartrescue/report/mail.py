@@ -61,7 +61,7 @@ def send_report(config: Config, document: dict[str, Any], page: str, to: str) ->
         context = tls_context(settings) if settings.security != "none" else None
         smtp = await open_connection(settings, context)
         try:
-            errors, reply = await smtp.sendmail(sender, [rcpt], data)
+            _refused, reply = await smtp.sendmail(sender, [rcpt], data)
             return reply
         finally:
             try:

@@ -1,0 +1,268 @@
+"""Many shops in one cron job: ``run-all CONFIG...`` runs each shop's ``run`` in a process of its
+own, a few at a time, and reports them as one (a table or one JSON document, one exit code).
+
+Why: an agency runs cartrescue for hundreds of shops, one config and one ledger each. A cron
+line per shop starts a fresh interpreter per shop and per run, and each spends ~0.8 s of CPU
+importing SQLAlchemy, SQLModel, Jinja and Babel before its first cart -- more than a small shop's
+whole run. Here the modules are imported once and every shop's run is forked from this process
+(:mod:`cartrescue.processes`): one shop's crash, hang, bad config or held lock touches no other
+shop, and each keeps its own lock, ledger and exit code.
+
+It must not read a shop's config nor plan, render or deliver anything: each child is the plain
+``run --config FILE --json --workers 1`` and reports exactly as that command does. Its
+decisions are read and dropped (the shop's ledger holds them); its counts, problems and error
+are kept. Single-threaded on purpose: one ``select`` loop reads every child's pipes, so a new
+shop can be forked whenever a slot frees up (a fork is safe only with one thread).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cartrescue import processes
+from cartrescue.workers import TERM_GRACE, Document, error_of, exit_code_of, merge_counts, worst_exit_code
+
+#: What ``ps`` calls a shop's process: ``cr-shop-<n>`` (n: its place in the list).
+SHOP_PREFIX = "cr-shop-"
+
+
+@dataclass(slots=True)
+class ShopRun:
+    """One shop's run: its config, how it ended and what its ``--json`` document said."""
+
+    config: Path
+    pid: int = 0
+    started: str = ""  # "fork" or "spawn"; "" for a shop never started (run-all was interrupted)
+    header: dict[str, Any] = field(default_factory=dict)
+    trailer: dict[str, Any] | None = None
+    returncode: int | None = None
+    decisions: int = 0
+    stderr_tail: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """The shop's exit code as ``run`` gives it; ``128 + n`` if killed by signal n, 130 if never started."""
+        return exit_code_of(self.returncode) if self.started else 130
+
+    def error(self) -> dict[str, Any] | None:
+        """The shop's ``error`` object: its own, or one for a run that ended without a report."""
+        if not self.started:
+            return {"code": "interrupted", "exit_code": 130, "message": "not started: run-all was interrupted"}
+        return error_of(self.trailer, self.exit_code, f"the run (pid {self.pid})", self.stderr_tail, "killed")
+
+    def counts(self) -> dict[str, Any]:
+        return dict((self.trailer or {}).get("counts") or {})
+
+    @property
+    def said_error(self) -> bool:
+        """Did the shop's run report its error itself (on its stderr, relayed, and in its document)?"""
+        return self.trailer is not None and isinstance(self.trailer.get("error"), dict)
+
+    def as_json(self) -> dict[str, Any]:
+        trailer = self.trailer or {}
+        row: dict[str, Any] = {"config": str(self.config), "pid": self.pid or None, "started": self.started or None,
+                               "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
+                               "run_id": trailer.get("run_id"), "decisions": self.decisions,
+                               "counts": merge_counts([self.counts()]), "problems": list(trailer.get("problems") or []),
+                               "unconfirmed": trailer.get("unconfirmed", 0)}
+        error = self.error()
+        if error is not None:
+            row["error"] = error
+        return row
+
+
+@dataclass(slots=True)
+class Batch:
+    """Every shop's run, and what they make together."""
+
+    shops: list[ShopRun]
+    interrupted: bool = False  # Ctrl-C or SIGTERM: the shops running were stopped, the rest never started
+
+    @property
+    def exit_code(self) -> int:
+        """The most serious of the shops' exit codes (the order of ``run --workers``: README);
+        130 for an interrupted run-all, unless a shop's was worse."""
+        return worst_exit_code([shop.exit_code for shop in self.shops] + ([130] if self.interrupted else []))
+
+    def counts(self) -> dict[str, Any]:
+        return merge_counts([shop.counts() for shop in self.shops])
+
+    def error(self) -> dict[str, Any] | None:
+        """The error of the shop that sets the exit code, its message prefixed with its config."""
+        code = self.exit_code
+        if self.interrupted and code == 130:
+            return {"code": "interrupted", "exit_code": 130, "message": "interrupted"}
+        for shop in self.shops:
+            error = shop.error()
+            if error is not None and shop.exit_code == code:
+                return dict(error, message=f"{shop.config}: {error['message']}")
+        return None
+
+    def document(self, mode: str, now: datetime | None) -> dict[str, Any]:
+        """The one ``--json`` document of ``run-all`` (README, "Many shops")."""
+        out: dict[str, Any] = {
+            "mode": mode, "now": None if now is None else now.isoformat().replace("+00:00", "Z"),
+            "shops": [shop.as_json() for shop in self.shops], "counts": self.counts(),
+            "exit_code": self.exit_code,
+        }
+        error = self.error()
+        if error is not None:
+            out["error"] = error
+        return out
+
+
+def shop_command(config: Path, *, mode: str, now: datetime | None, strict: bool, quiet: bool,
+                 resend_unconfirmed: bool, limit: int | None) -> list[str]:
+    """One shop's arguments: this same CLI with ``run --config FILE --json --workers 1``.
+
+    One process a shop: the shops, not one shop's carts, share the cores. ``--now`` is passed
+    on only if given; otherwise each shop takes its own (its config's ``now`` or the clock).
+    """
+    command = ["run", "--config", str(config), "--json", "--workers", "1"]
+    if now is not None:
+        command += ["--now", now.isoformat()]
+    if mode == "send":
+        command.append("--send")
+    if strict:
+        command.append("--strict")
+    if quiet:
+        command.append("--quiet")
+    if resend_unconfirmed:
+        command.append("--resend-unconfirmed")
+    if limit is not None:
+        command += ["--limit", str(limit)]
+    return command
+
+
+def config_files(paths: Sequence[Path]) -> list[Path]:
+    """The configs named on the command line: a folder stands for its ``cartrescue.yaml``; a
+    file named twice runs once (two runs of one shop at once would only meet its lock)."""
+    seen: set[Path] = set()
+    files: list[Path] = []
+    for path in paths:
+        file = path / "cartrescue.yaml" if path.is_dir() else path
+        key = file.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(file)
+    return files
+
+
+class _Child:
+    """A shop's process and what is left to read of its pipes."""
+
+    def __init__(self, shop: ShopRun, process: processes.WorkerProcess) -> None:
+        self.shop = shop
+        self.process = process
+        self.document = Document(shop)
+        self.rest = {"out": b"", "err": b""}
+        self.open = 2
+        self.began = time.monotonic()
+
+
+def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *, jobs: int,
+              warn: Callable[[str], None], on_done: Callable[[ShopRun], None] | None = None) -> Batch:
+    """Run ``cartrescue <arguments(config)>`` for every config, at most ``jobs`` at once, in list order.
+
+    ``warn`` gets every line a shop's run writes to stderr, prefixed with its config; ``on_done``
+    each shop as it ends. A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM through the CLI's handler)
+    starts no more shops and passes SIGTERM on to those running; they end as an interrupted run
+    does (after ``TERM_GRACE`` seconds they are killed), and the batch says it was interrupted.
+    """
+    shops = [ShopRun(config) for config in configs]
+    pending = deque(enumerate(shops, start=1))
+    method = processes.start_method()
+    if method == "fork":
+        processes.preload()
+    env = {"PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid())}
+    selector = selectors.DefaultSelector()
+    running: list[_Child] = []
+    interrupted: KeyboardInterrupt | None = None
+    deadline: float | None = None
+    try:
+        while pending or running:
+            try:
+                while pending and len(running) < jobs and interrupted is None:
+                    number, shop = pending.popleft()
+                    process = processes.start(arguments(shop.config), env, method, str(number), prefix=SHOP_PREFIX)
+                    shop.pid, shop.started = process.pid, method
+                    child = _Child(shop, process)
+                    running.append(child)
+                    selector.register(process.stdout, selectors.EVENT_READ, (child, "out"))  # type: ignore[arg-type]
+                    selector.register(process.stderr, selectors.EVENT_READ, (child, "err"))  # type: ignore[arg-type]
+                for key, _ in selector.select(timeout=0.5):
+                    child, which = key.data
+                    data = os.read(key.fd, 1 << 20)
+                    if data:
+                        _take(child, which, data, warn)
+                        continue
+                    selector.unregister(key.fileobj)
+                    _take(child, which, b"\n", warn, last=True)
+                    key.fileobj.close()  # type: ignore[union-attr]
+                    child.open -= 1
+                    if child.open == 0:
+                        child.shop.returncode = child.process.wait()
+                        child.shop.seconds = time.monotonic() - child.began
+                        running.remove(child)
+                        if on_done is not None:
+                            on_done(child.shop)
+                if deadline is not None and time.monotonic() > deadline:
+                    for child in running:
+                        _signal(child, signal.SIGKILL)
+                    deadline = None
+            except KeyboardInterrupt as stop:
+                interrupted = interrupted or stop
+                pending.clear()
+                for child in running:
+                    _signal(child, signal.SIGTERM)
+                deadline = time.monotonic() + TERM_GRACE
+    finally:
+        selector.close()
+    return Batch(shops, interrupted=interrupted is not None)
+
+
+def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None], last: bool = False) -> None:
+    """Whole lines of a shop's stdout to its document, of its stderr to ``warn``."""
+    data = child.rest[which] + data
+    cut = data.rfind(b"\n")
+    if cut < 0:
+        child.rest[which] = data
+        return
+    child.rest[which] = data[cut + 1:]
+    block = data[:cut]
+    if last:
+        block = block.rstrip(b"\n")
+        if not block:
+            return
+    if which == "out":
+        child.document.feed(block, _drop)
+        return
+    tail = child.shop.stderr_tail
+    for raw in block.split(b"\n"):
+        line = raw.decode("utf-8", errors="replace").rstrip()
+        if not line:
+            continue
+        tail.append(line)
+        del tail[:-20]
+        warn(f"{child.shop.config}: {line}")
+
+
+def _drop(_text: str, _count: int) -> None:
+    """A shop's decisions: counted by its document, kept by its ledger, not relayed."""
+
+
+def _signal(child: _Child, sig: int) -> None:
+    try:
+        child.process.send_signal(sig)
+    except ProcessLookupError:
+        pass

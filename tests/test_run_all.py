@@ -1,0 +1,148 @@
+"""``run-all``: many shops (one config and one ledger each) in one cron job, reported as one.
+
+Each shop's run is the plain ``run --config FILE --json --workers 1`` in a process of its own
+(forked from the command where that is safe: the tests that run the real command line check it),
+so one shop's failure costs only that shop, and every shop keeps its exactly-once ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from smtpserver import Fault, LoopbackSMTP
+
+from cartrescue.batch import Batch, ShopRun, config_files
+from conftest import NOW, Shop, cart, iso
+
+
+def _shops(make_shop: Callable[[str], Shop], count: int, carts: int = 12) -> list[Shop]:
+    """``count`` shops whose carts share addresses: separate shops, separate customers' streams."""
+    shops = []
+    for index in range(count):
+        shop = make_shop(f"shop{index}")
+        for n in range(carts + index):
+            shop.add(cart(f"s{index}c{n}", email=f"c{n}@example.com"))
+        shop.write()
+        shops.append(shop)
+    return shops
+
+
+def _run_all(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real command line, as cron runs it (so its shops' runs are forked)."""
+    return subprocess.run([sys.executable, "-m", "cartrescue.cli", "run-all", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_every_shop_runs_as_its_own_run_and_the_counts_add_up(make_shop: Callable[[str], Shop],
+                                                               tmp_path: Path) -> None:
+    shops = _shops(make_shop, 3)
+    done = _run_all("--json", "--now", iso(NOW), *(shop.config_path for shop in shops), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    alone = [shop.cli("run", "--json").json["counts"] for shop in shops]
+    assert [row["config"] for row in document["shops"]] == [str(shop.config_path) for shop in shops]
+    assert [row["counts"]["send"] for row in document["shops"]] == [counts["send"] for counts in alone]
+    assert [row["counts"]["send"] for row in document["shops"]] == [12, 13, 14]
+    assert document["counts"]["carts"] == sum(counts["carts"] for counts in alone)
+    assert {row["started"] for row in document["shops"]} == {"fork"}
+    assert document["exit_code"] == 0 and "error" not in document
+
+
+def test_a_broken_config_costs_only_its_shop(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    good, broken = _shops(make_shop, 2)
+    broken.config_path.write_text("shop: [not closed\n", encoding="utf-8")
+    done = _run_all("--json", "--now", iso(NOW), broken.config_path, good.config_path, cwd=tmp_path)
+    assert done.returncode == 2
+    document = json.loads(done.stdout)  # one document, whatever the shops did
+    first, second = document["shops"]
+    assert first["exit_code"] == 2 and first["error"]["code"] == "config"
+    assert second["exit_code"] == 0 and second["counts"]["send"] == 12
+    assert document["error"]["message"].startswith(f"{broken.config_path}: ")
+    assert f"{broken.config_path}: error: " in done.stderr  # the shop's own line, named
+
+
+def test_sending_delivers_every_shop_once_and_a_second_run_delivers_nothing(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    with LoopbackSMTP() as server:
+        shops = _shops(make_shop, 2, carts=5)
+        for shop in shops:
+            shop.configure(smtp=server.smtp_config()).write()
+        configs = [shop.config_path for shop in shops]
+        first = _run_all("--send", "--json", "--now", iso(NOW), *configs, cwd=tmp_path)
+        again = _run_all("--send", "--json", "--now", iso(NOW), *configs, cwd=tmp_path)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert json.loads(first.stdout)["counts"]["sent"] == 11 and json.loads(again.stdout)["counts"]["sent"] == 0
+    assert len(server.messages) == 11  # c0..c4 of both shops, c5 of the second: each shop writes to its own
+    assert [len(shop.messages()) for shop in shops] == [5, 6]
+
+
+def test_quiet_says_nothing_when_every_shop_went_well(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    shops = _shops(make_shop, 2, carts=3)
+    done = _run_all("--quiet", "--now", iso(NOW), *(shop.folder for shop in shops), cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_quiet_shows_the_table_and_the_shops_words_when_one_failed(make_shop: Callable[[str], Shop],
+                                                                   tmp_path: Path) -> None:
+    good, missing = _shops(make_shop, 2, carts=3)
+    (missing.folder / "carts.csv").unlink()
+    done = _run_all("--quiet", "--now", iso(NOW), good.folder, missing.folder, cwd=tmp_path)
+    assert done.returncode == 3
+    assert f"{missing.config_path}: error: " in done.stderr and "carts.csv" in done.stderr
+    assert "run-all (dry-run): 2 shops" in done.stdout and "source" in done.stdout
+
+
+def test_a_folder_stands_for_its_config_and_a_config_named_twice_runs_once(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    named = tmp_path / "b.yaml"
+    assert config_files([tmp_path / "a", named, tmp_path / "a" / "cartrescue.yaml", named]) == [
+        tmp_path / "a" / "cartrescue.yaml", named]
+
+
+@pytest.mark.parametrize(("codes", "worst"), [
+    ([0, 1, 0], 1), ([1, 4, 0], 1), ([4, 0], 4), ([2, 3, 1], 2), ([3, -9, 70], 137)])
+def test_the_exit_code_is_the_most_serious_shops(codes: list[int], worst: int) -> None:
+    shops = [ShopRun(Path(f"s{n}.yaml"), pid=100 + n, started="fork", returncode=code,
+                     trailer=None if code < 0 or code == 70 else {"counts": {}})
+             for n, code in enumerate(codes)]
+    assert Batch(shops).exit_code == worst
+
+
+def test_a_killed_shop_says_by_which_signal_and_a_shop_never_started_says_why() -> None:
+    killed = ShopRun(Path("s.yaml"), pid=42, started="fork", returncode=-9)
+    never = ShopRun(Path("t.yaml"))
+    error: dict[str, Any] = killed.error()  # type: ignore[assignment]
+    assert (killed.exit_code, error["code"]) == (137, "killed") and "SIGKILL" in error["message"]
+    assert never.exit_code == 130 and never.error()["code"] == "interrupted"  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_running_shop_starts_no_other_and_still_prints_one_document(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    with LoopbackSMTP(faults=[Fault(r"^c0@", "hang")]) as server:
+        stuck, waiting = _shops(make_shop, 2, carts=3)
+        for shop in (stuck, waiting):
+            shop.configure(smtp=server.smtp_config(timeout="60s")).write()
+        command = [sys.executable, "-m", "cartrescue.cli", "run-all", "--send", "--json", "--jobs", "1",
+                   "--now", iso(NOW), str(stuck.config_path), str(waiting.config_path)]
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not server.attempts["c0@example.com"] and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first shop's relay has the stuck recipient
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    document = json.loads(out)
+    assert document["error"]["code"] == "interrupted"
+    first, second = document["shops"]
+    assert first["exit_code"] == 130 and first["started"] == "fork"
+    assert second["started"] is None and second["error"]["code"] == "interrupted"
+    assert not (waiting.folder / "ledger.db").exists()  # the second shop never ran
+    assert "c0@example.com" not in {to for message in server.messages for to in message.rcpt_tos}
