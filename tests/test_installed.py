@@ -4,7 +4,8 @@ A suite that only runs from the checkout once shipped a package that could not s
 message (the shipped templates were not found in a wheel). Here the wheel is built from this
 checkout, installed non-editable with today's releases of its dependencies, and the README's
 first steps are run with the installed command: ``--version``, ``init``, ``templates check``,
-and ``run --outbox`` on the demo shop, which must deliver with zero failures.
+and ``run --outbox`` on the demo shop, which must deliver with zero failures; ``run-all`` forks
+each shop's run from the installed command.
 """
 
 from __future__ import annotations
@@ -88,3 +89,18 @@ def _call_list(demo: Path) -> int:
     """Rows the demo's call-list tier wrote (they count as delivered, but are not .eml files)."""
     path = demo / "call-list.csv"
     return max(len(path.read_text(encoding="utf-8").splitlines()) - 1, 0) if path.exists() else 0
+
+
+def test_the_installed_command_runs_many_shops_each_forked_and_reports_each(installed: tuple[Path, Path],
+                                                                            tmp_path: Path) -> None:
+    _wheel, command = installed
+    demo, empty = tmp_path / "demo", tmp_path / "empty"
+    demo.mkdir()
+    for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
+        shutil.copy(REPO / "examples" / name, demo / name)
+    assert _run(command, "init", empty, cwd=tmp_path).returncode == 0  # a config, no export yet
+    done = _run(command, "run-all", "--json", demo, empty, cwd=tmp_path)
+    assert done.returncode == 3, done.stderr  # the empty shop's source: the worst of the two
+    first, second = json.loads(done.stdout)["shops"]
+    assert (first["exit_code"], first["started"], first["counts"]["carts"]) == (0, "fork", 300)
+    assert second["exit_code"] == 3 and second["error"]["code"] == "source"
