@@ -194,8 +194,15 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
             try:
                 while pending and len(running) < jobs and interrupted is None:
                     number, shop = pending.popleft()
-                    process = processes.start(arguments(shop.config), env, method, str(number), prefix=SHOP_PREFIX)
-                    shop.pid, shop.started = process.pid, method
+                    shop.started = method
+                    try:
+                        process = processes.start(arguments(shop.config), env, method, str(number), prefix=SHOP_PREFIX)
+                    except OSError as exc:  # no process left (a ulimit, the memory): this shop fails, not the rest
+                        shop.returncode = 70
+                        shop.trailer = {"error": {"code": "internal", "exit_code": 70,
+                                                  "message": f"could not start its run: {exc}"}}
+                        continue
+                    shop.pid = process.pid
                     child = _Child(shop, process)
                     running.append(child)
                     selector.register(process.stdout, selectors.EVENT_READ, (child, "out"))  # type: ignore[arg-type]
@@ -220,12 +227,12 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
                     for child in running:
                         _signal(child, signal.SIGKILL)
                     deadline = None
-            except KeyboardInterrupt as stop:
+            except KeyboardInterrupt as stop:  # a second one kills the shops still running at once
+                deadline = time.monotonic() + (TERM_GRACE if interrupted is None else 0.0)
                 interrupted = interrupted or stop
                 pending.clear()
                 for child in running:
                     _signal(child, signal.SIGTERM)
-                deadline = time.monotonic() + TERM_GRACE
     finally:
         selector.close()
     return Batch(shops, interrupted=interrupted is not None)

@@ -146,3 +146,20 @@ def test_sigterm_stops_the_running_shop_starts_no_other_and_still_prints_one_doc
     assert second["started"] is None and second["error"]["code"] == "interrupted"
     assert not (waiting.folder / "ledger.db").exists()  # the second shop never ran
     assert "c0@example.com" not in {to for message in server.messages for to in message.rcpt_tos}
+
+
+def test_a_shop_whose_run_cannot_start_fails_alone(make_shop: Callable[[str], Shop]) -> None:
+    from cartrescue.batch import run_shops
+
+    shops = _shops(make_shop, 2, carts=2)
+    configs = [shop.config_path for shop in shops]
+
+    def arguments(config: Path) -> list[str]:
+        if config == configs[0]:
+            raise OSError(11, "Resource temporarily unavailable")  # what fork says past a process limit
+        return ["run", "--config", str(config), "--json", "--workers", "1", "--now", iso(NOW)]
+
+    batch = run_shops(arguments, configs, jobs=2, warn=lambda line: None)
+    assert [shop.exit_code for shop in batch.shops] == [70, 0]
+    assert "could not start its run" in batch.shops[0].error()["message"]  # type: ignore[index]
+    assert batch.shops[1].counts()["send"] == 3
