@@ -48,6 +48,7 @@ class ShopRun:
     decisions: int = 0
     stderr_tail: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    timed_out: float | None = None  # the --timeout (seconds) it ran past and was stopped for
 
     @property
     def exit_code(self) -> int:
@@ -58,6 +59,10 @@ class ShopRun:
         """The shop's ``error`` object: its own, or one for a run that ended without a report."""
         if not self.started:
             return {"code": "interrupted", "exit_code": 130, "message": "not started: run-all was interrupted"}
+        if self.timed_out is not None:
+            return {"code": "timeout", "exit_code": self.exit_code,
+                    "message": f"stopped after running {self.timed_out:g} s (--timeout), as an interrupted run stops: "
+                               "what it delivered is recorded, the rest waits for the next run"}
         return error_of(self.trailer, self.exit_code, f"the run (pid {self.pid})", self.stderr_tail, "killed")
 
     def counts(self) -> dict[str, Any]:
@@ -168,16 +173,25 @@ class _Child:
         self.rest = {"out": b"", "err": b""}
         self.open = 2
         self.began = time.monotonic()
+        self.kill_at: float | None = None  # asked to stop (SIGTERM): killed if still running then
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM now (the run ends as an interrupted run does), SIGKILL after ``grace`` seconds."""
+        _signal(self, signal.SIGTERM)
+        self.kill_at = time.monotonic() + grace
 
 
 def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *, jobs: int,
-              warn: Callable[[str], None], on_done: Callable[[ShopRun], None] | None = None) -> Batch:
+              warn: Callable[[str], None], on_done: Callable[[ShopRun], None] | None = None,
+              timeout: float | None = None) -> Batch:
     """Run ``cartrescue <arguments(config)>`` for every config, at most ``jobs`` at once, in list order.
 
     ``warn`` gets every line a shop's run writes to stderr, prefixed with its config; ``on_done``
-    each shop as it ends. A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM through the CLI's handler)
-    starts no more shops and passes SIGTERM on to those running; they end as an interrupted run
-    does (after ``TERM_GRACE`` seconds they are killed), and the batch says it was interrupted.
+    each shop as it ends. A shop still running after ``timeout`` seconds is stopped as an
+    interrupted run is (SIGTERM, then SIGKILL after ``TERM_GRACE``), so one stuck relay cannot
+    hold up a cron round. A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM through the CLI's handler)
+    starts no more shops and stops those running the same way, and the batch says it was
+    interrupted; a second one kills them at once.
     """
     shops = [ShopRun(config) for config in configs]
     pending = deque(enumerate(shops, start=1))
@@ -188,7 +202,6 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
     selector = selectors.DefaultSelector()
     running: list[_Child] = []
     interrupted: KeyboardInterrupt | None = None
-    deadline: float | None = None
     try:
         while pending or running:
             try:
@@ -223,16 +236,20 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
                         running.remove(child)
                         if on_done is not None:
                             on_done(child.shop)
-                if deadline is not None and time.monotonic() > deadline:
-                    for child in running:
+                now = time.monotonic()
+                for child in running:
+                    if child.kill_at is not None and now > child.kill_at:
                         _signal(child, signal.SIGKILL)
-                    deadline = None
-            except KeyboardInterrupt as stop:  # a second one kills the shops still running at once
-                deadline = time.monotonic() + (TERM_GRACE if interrupted is None else 0.0)
+                        child.kill_at = None
+                    elif timeout is not None and child.shop.timed_out is None and now - child.began > timeout:
+                        child.shop.timed_out = timeout
+                        child.stop(TERM_GRACE)
+            except KeyboardInterrupt as stop:
+                grace = TERM_GRACE if interrupted is None else 0.0
                 interrupted = interrupted or stop
                 pending.clear()
                 for child in running:
-                    _signal(child, signal.SIGTERM)
+                    child.stop(grace)
     finally:
         selector.close()
     return Batch(shops, interrupted=interrupted is not None)

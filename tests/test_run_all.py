@@ -163,3 +163,32 @@ def test_a_shop_whose_run_cannot_start_fails_alone(make_shop: Callable[[str], Sh
     assert [shop.exit_code for shop in batch.shops] == [70, 0]
     assert "could not start its run" in batch.shops[0].error()["message"]  # type: ignore[index]
     assert batch.shops[1].counts()["send"] == 3
+
+
+@pytest.mark.slow
+def test_a_shop_past_its_timeout_is_stopped_and_the_others_finish(make_shop: Callable[[str], Shop],
+                                                                 tmp_path: Path) -> None:
+    with LoopbackSMTP(faults=[Fault(r"^c3@", "hang")]) as server:  # a customer of the second shop only
+        fine, stuck = _shops(make_shop, 2, carts=3)
+        for shop in (stuck, fine):
+            shop.configure(smtp=server.smtp_config(timeout="60s")).write()
+        done = _run_all("--send", "--json", "--timeout", "3s", "--now", iso(NOW), stuck.config_path,
+                        fine.config_path, cwd=tmp_path)
+    document = json.loads(done.stdout)
+    first, second = document["shops"]
+    assert first["error"]["code"] == "timeout" and first["exit_code"] == 130 and first["seconds"] < 30
+    assert second["exit_code"] == 0 and second["counts"]["sent"] == 3
+    assert done.returncode == 130 and document["error"]["message"].startswith(f"{stuck.config_path}: stopped after")
+    assert "c3@example.com" not in {to for message in server.messages for to in message.rcpt_tos}
+
+
+def test_the_progress_bar_leaves_the_shops_forked() -> None:
+    """The bar on a terminal is refreshed by hand: no thread, and the streams stay the process's own."""
+    code = ("from rich.console import Console\n"
+            "from cartrescue.commands.run_all import _progress\n"
+            "from cartrescue.processes import start_method\n"
+            "with _progress(Console(stderr=True, force_terminal=True), True, 2) as (say, done):\n"
+            "    assert say is not None\n"
+            "    print(start_method())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "fork"), done.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -42,6 +44,10 @@ def run_all(
     jobs: Annotated[Optional[int], typer.Option(
         "--jobs", "-j", min=1, max=64, show_default=False,
         help="How many shops run at once (default: the cores, at most 8).")] = None,
+    timeout: Annotated[Optional[str], typer.Option(
+        "--timeout", metavar="DURATION", show_default=False,
+        help="Stop a shop's run that takes longer (e.g. 8m), as Ctrl-C stops a run: what it delivered is "
+             "recorded, the rest waits for the next round. Default: no limit.")] = None,
 ) -> None:
     """The cron job of many shops: `run` for every config, a few at a time, reported as one.
 
@@ -58,6 +64,7 @@ def run_all(
         fail(ConfigError("--resend-unconfirmed needs --send"), as_json)
     try:
         at = parse_now(now)
+        limit = _seconds(timeout)
     except ConfigError as error:
         fail(error, as_json)
     from cartrescue.batch import config_files, run_shops, shop_command
@@ -80,7 +87,9 @@ def run_all(
         return shop_command(config, mode=mode, now=at, strict=strict, quiet=quiet,
                             resend_unconfirmed=resend_unconfirmed, limit=max_deliveries)
 
-    batch = run_shops(arguments, files, jobs=jobs or min(usable_cores(), MAX_AUTO_WORKERS), warn=warn)
+    with _progress(stderr, not (as_json or quiet) and stderr.is_terminal, len(files)) as (say, done):
+        batch = run_shops(arguments, files, jobs=jobs or min(usable_cores(), MAX_AUTO_WORKERS), warn=say or warn,
+                          on_done=done, timeout=limit)
     code = batch.exit_code
     if as_json:
         json_out(batch.document(mode, at))
@@ -98,6 +107,50 @@ def run_all(
             stderr.print(error_line(f"{shop.config}: {own['message']}"), soft_wrap=True)
     if code:
         raise typer.Exit(code)
+
+
+def _seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from cartrescue.config import parse_duration
+
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError(f"--timeout: expected a duration above zero, got {text!r}")
+    return seconds
+
+
+@contextmanager
+def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, Any]]:
+    """On a terminal, a bar of the shops done, and where to print a line above it: (say, done).
+
+    Refreshed by hand, never by a thread of its own, and the standard streams left as they are:
+    each shop's run is forked from this process, which is safe only while it has one thread and
+    its own streams (cartrescue.processes.start_method).
+    """
+    if not enabled:
+        yield None, None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  auto_refresh=False, transient=True, redirect_stdout=False, redirect_stderr=False) as bar:
+        task = bar.add_task("shops", total=total)
+
+        def say(line: str) -> None:
+            bar.console.print(Text(line), soft_wrap=True)
+            bar.refresh()
+
+        def done(_shop: Any) -> None:
+            bar.advance(task)
+            bar.refresh()
+
+        bar.refresh()
+        yield say, done
 
 
 def _print_table(batch: Any, mode: str) -> None:
