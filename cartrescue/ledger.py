@@ -400,13 +400,23 @@ class Ledger:
                 self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
-                # A row lock held by a paused process must not hang this one for ever.
-                args = {"options": "-c lock_timeout=15s"} if url.startswith(("postgresql", "postgres")) else {}
+                # A row lock held by a paused process must not hang this one for ever (unless the
+                # URL's own options set lock_timeout), and the URL's options stay (cartrescue.pg_options).
+                args: dict[str, Any] = {}
+                if url.startswith(("postgresql", "postgres")):
+                    from sqlalchemy.engine import make_url
+
+                    from cartrescue.pg_options import merged
+
+                    args["options"] = merged(make_url(url), first="-c lock_timeout=15s")
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
             self._create_tables(TABLES)
             self._add_missing_columns(TABLES)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
-            raise LedgerError(f"ledger {self._safe_url()}: cannot open: {_one_line(exc)}") from None
+            reason = _one_line(exc)
+            if "no schema has been selected" in reason:  # PostgreSQL, a search_path of no existing schema
+                reason += " (the URL's search_path names no schema that exists: CREATE SCHEMA it first)"
+            raise LedgerError(f"ledger {self._safe_url()}: cannot open: {reason}") from None
 
     def _create_tables(self, models: list[type[SQLModel]]) -> None:
         """Create missing tables; two processes starting together may race, so retry."""

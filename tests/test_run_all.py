@@ -192,3 +192,30 @@ def test_the_progress_bar_leaves_the_shops_forked() -> None:
             "    print(start_method())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, "fork"), done.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_shops_in_one_postgresql_database_keep_a_schema_each(make_shop: Callable[[str], Shop],
+                                                             tmp_path: Path) -> None:
+    """The agency's layout: one database, a schema per shop (``options=-csearch_path=…``): each
+    shop its own tables, lock and claims, even for customers the shops share."""
+    from shopdb import shop_database
+    from sqlalchemy import text
+
+    with shop_database("postgres", "agency") as db, LoopbackSMTP() as server:
+        with db.admin.begin() as connection:
+            connection.execute(text("CREATE SCHEMA shop0"))
+            connection.execute(text("CREATE SCHEMA shop1"))
+        shops = _shops(make_shop, 2, carts=3)
+        for index, shop in enumerate(shops):
+            shop.configure(ledger={"url": f"{db.url}?options=-csearch_path%3Dshop{index}"},
+                           smtp=server.smtp_config()).write()
+        done = _run_all("--send", "--json", "--now", iso(NOW), *(shop.config_path for shop in shops), cwd=tmp_path)
+        with db.admin.connect() as connection:
+            rows = [connection.execute(text(f"SELECT count(*) FROM shop{index}.cr_message")).scalar()
+                    for index in (0, 1)]
+            public = connection.execute(text("SELECT to_regclass('public.cr_message')")).scalar()
+    assert done.returncode == 0, done.stderr
+    assert [row["counts"]["sent"] for row in json.loads(done.stdout)["shops"]] == [3, 4]
+    assert rows == [3, 4] and public is None and len(server.messages) == 7

@@ -198,7 +198,10 @@ def create_engine(raw_url: str, *, source: str = "sql") -> "Engine":
     backend = url.get_backend_name()
     connect_args: dict[str, Any] = {}
     if backend == "postgresql":
-        connect_args["options"] = "-c default_transaction_read_only=on -c TimeZone=UTC"
+        from cartrescue.pg_options import merged
+
+        # The URL's own options (a search_path) stay; read-only and UTC come last: they hold.
+        connect_args["options"] = merged(url, last="-c default_transaction_read_only=on -c TimeZone=UTC")
         connect_args["connect_timeout"] = 10
     elif backend in ("mysql", "mariadb"):
         connect_args["connect_timeout"] = 10

@@ -1,0 +1,80 @@
+"""The URL's own PostgreSQL ``options`` (a search_path: one schema per shop) reach the connection
+beside cartrescue's own settings, for the ledger and for the SQL sources alike."""
+
+from __future__ import annotations
+
+import pytest
+from shopdb import shop_database
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from cartrescue.ledger import Ledger
+from cartrescue.pg_options import merged
+from cartrescue.sources.sql import create_engine
+
+
+def test_ours_come_first_or_last_and_the_urls_own_options_stay_between() -> None:
+    url = make_url("postgresql+psycopg://u@h/db?options=-csearch_path%3Dshop_a")
+    assert merged(url, first="-c lock_timeout=15s") == "-c lock_timeout=15s -csearch_path=shop_a"
+    assert merged(url, last="-c default_transaction_read_only=on") == \
+        "-csearch_path=shop_a -c default_transaction_read_only=on"
+    assert merged(make_url("postgresql://u@h/db"), first="-c a=1") == "-c a=1"
+    twice = make_url("postgresql://u@h/db?options=-c%20x%3D1&options=-c%20y%3D2")
+    assert merged(twice, last="-c z=3") == "-c x=1 -c y=2 -c z=3"
+
+
+def _schema(url: str, name: str) -> str:
+    return f"{url}?options=-csearch_path%3D{name}"
+
+
+@pytest.mark.postgres
+def test_the_ledger_keeps_the_urls_search_path_and_its_own_lock_timeout() -> None:
+    with shop_database("postgres", "ledgeropts") as db:
+        with db.admin.begin() as connection:
+            connection.execute(text("CREATE SCHEMA shop_a"))
+        ledger = Ledger(_schema(db.url, "shop_a"))
+        try:
+            with ledger.engine.connect() as connection:
+                assert connection.execute(text("SHOW search_path")).scalar() == "shop_a"
+                assert connection.execute(text("SHOW lock_timeout")).scalar() == "15s"
+        finally:
+            ledger.close()
+        with db.admin.connect() as connection:
+            tables = set(connection.execute(text(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                "WHERE table_name = 'cr_message'")).scalars())
+        assert tables == {"shop_a.cr_message"}  # in the shop's schema, none in public
+
+
+@pytest.mark.postgres
+def test_a_lock_timeout_in_the_url_wins_over_the_ledgers_default() -> None:
+    with shop_database("postgres", "ledgertimeout") as db:
+        ledger = Ledger(f"{db.url}?options=-c%20lock_timeout%3D3s")
+        try:
+            with ledger.engine.connect() as connection:
+                assert connection.execute(text("SHOW lock_timeout")).scalar() == "3s"
+        finally:
+            ledger.close()
+
+
+@pytest.mark.postgres
+def test_a_sql_source_keeps_the_urls_search_path_and_stays_read_only() -> None:
+    with shop_database("postgres", "sourceopts") as db:
+        with db.admin.begin() as connection:
+            connection.execute(text("CREATE SCHEMA magento"))
+        engine = create_engine(f"{_schema(db.url, 'magento')}%20-c%20default_transaction_read_only%3Doff")
+        try:
+            with engine.connect() as connection:
+                assert connection.execute(text("SHOW search_path")).scalar() == "magento"
+                assert connection.execute(text("SHOW default_transaction_read_only")).scalar() == "on"
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_search_path_of_no_existing_schema_says_to_create_it() -> None:
+    from cartrescue.errors import LedgerError
+
+    with shop_database("postgres", "noschema") as db:
+        with pytest.raises(LedgerError, match="CREATE SCHEMA it first"):
+            Ledger(_schema(db.url, "shop_missing"))
