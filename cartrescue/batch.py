@@ -127,7 +127,7 @@ class Batch:
 
 
 def shop_command(config: Path, *, mode: str, now: datetime | None, strict: bool, quiet: bool,
-                 resend_unconfirmed: bool, limit: int | None) -> list[str]:
+                 resend_unconfirmed: bool, limit: int | None, outbox: Path | None = None) -> list[str]:
     """One shop's arguments: this same CLI with ``run --config FILE --json --workers 1``.
 
     One process a shop: the shops, not one shop's carts, share the cores. ``--now`` is passed
@@ -138,6 +138,8 @@ def shop_command(config: Path, *, mode: str, now: datetime | None, strict: bool,
         command += ["--now", now.isoformat()]
     if mode == "send":
         command.append("--send")
+    elif mode == "outbox":
+        command += ["--outbox", str(outbox)]  # relative: each shop's own, beside its config (as run has it)
     if strict:
         command.append("--strict")
     if quiet:

@@ -219,3 +219,13 @@ def test_shops_in_one_postgresql_database_keep_a_schema_each(make_shop: Callable
     assert done.returncode == 0, done.stderr
     assert [row["counts"]["sent"] for row in json.loads(done.stdout)["shops"]] == [3, 4]
     assert rows == [3, 4] and public is None and len(server.messages) == 7
+
+
+def test_an_outbox_folder_is_each_shops_own_beside_its_config(make_shop: Callable[[str], Shop],
+                                                               tmp_path: Path) -> None:
+    shops = _shops(make_shop, 2, carts=2)
+    done = _run_all("--outbox", "out", "--json", "--now", iso(NOW), *(shop.folder for shop in shops), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mode"] == "outbox"
+    assert [len(list((shop.folder / "out").glob("*.eml"))) for shop in shops] == [2, 3]
+    assert not (tmp_path / "out").exists()

@@ -32,6 +32,9 @@ def run_all(
     as_json: JsonOption = False,
     now: NowOption = None,
     send: Annotated[bool, typer.Option("--send", help="Really deliver over SMTP (default: dry-run).")] = False,
+    outbox: Annotated[Optional[Path], typer.Option(
+        "--outbox", help="Write every message as an .eml file into DIR instead (relative: each shop's own DIR, "
+                         "beside its config).")] = None,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Each shop stops before delivering anything if any of its source rows is bad.")] = False,
     quiet: Annotated[bool, typer.Option(
@@ -60,8 +63,10 @@ def run_all(
 
         */10 * * * * cartrescue run-all --send --quiet /srv/shops/*/cartrescue.yaml
     """
-    if resend_unconfirmed and not send:
-        fail(ConfigError("--resend-unconfirmed needs --send"), as_json)
+    if send and outbox:
+        fail(ConfigError("--send and --outbox exclude each other"), as_json)
+    if resend_unconfirmed and not (send or outbox):
+        fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
     try:
         at = parse_now(now)
         limit = _seconds(timeout)
@@ -70,7 +75,7 @@ def run_all(
     from cartrescue.batch import config_files, run_shops, shop_command
     from cartrescue.workers import MAX_AUTO_WORKERS, usable_cores
 
-    mode = "send" if send else "dry-run"
+    mode = "send" if send else "outbox" if outbox else "dry-run"
     files = config_files(configs)
     stderr = err_console()
     lines: list[Any] = []  # what the shops said, held back under --quiet until it is known to matter
@@ -85,7 +90,7 @@ def run_all(
 
     def arguments(config: Path) -> list[str]:
         return shop_command(config, mode=mode, now=at, strict=strict, quiet=quiet,
-                            resend_unconfirmed=resend_unconfirmed, limit=max_deliveries)
+                            resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, outbox=outbox)
 
     with _progress(stderr, not (as_json or quiet) and stderr.is_terminal, len(files)) as (say, done):
         batch = run_shops(arguments, files, jobs=jobs or min(usable_cores(), MAX_AUTO_WORKERS), warn=say or warn,
