@@ -229,3 +229,27 @@ def test_an_outbox_folder_is_each_shops_own_beside_its_config(make_shop: Callabl
     assert json.loads(done.stdout)["mode"] == "outbox"
     assert [len(list((shop.folder / "out").glob("*.eml"))) for shop in shops] == [2, 3]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_next_round_skips_a_shop_still_running_and_runs_the_others(make_shop: Callable[[str], Shop],
+                                                                      tmp_path: Path) -> None:
+    """Overlapping cron rounds: a shop stuck on its relay holds its lock; the next round's run-all
+    finds it held (exit 4, silent under --quiet) and still runs every other shop."""
+    with LoopbackSMTP(faults=[Fault(r"^c3@", "hang")]) as server:  # a customer of the second shop only
+        fine, stuck = _shops(make_shop, 2, carts=3)
+        for shop in (fine, stuck):
+            shop.configure(smtp=server.smtp_config(timeout="60s")).write()
+        first = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "run-all", "--send", "--json", "--now",
+                                  iso(NOW), str(stuck.config_path)], cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not server.attempts["c3@example.com"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            second = _run_all("--send", "--quiet", "--now", iso(NOW), fine.config_path, stuck.config_path, cwd=tmp_path)
+        finally:
+            first.send_signal(signal.SIGTERM)
+            first.communicate(timeout=120)
+    assert (second.returncode, second.stdout, second.stderr) == (4, "", "")
+    assert [row["status"] for row in fine.messages()] == ["sent"] * 3
