@@ -70,8 +70,9 @@ class ShopRun:
 
     @property
     def said_error(self) -> bool:
-        """Did the shop's run report its error itself (on its stderr, relayed, and in its document)?"""
-        return self.trailer is not None and isinstance(self.trailer.get("error"), dict)
+        """Did the shop's run report its error itself (on its stderr, relayed, and in its document)?
+        Not one stopped for --timeout: it only knows it was interrupted."""
+        return self.timed_out is None and self.trailer is not None and isinstance(self.trailer.get("error"), dict)
 
     def as_json(self) -> dict[str, Any]:
         trailer = self.trailer or {}

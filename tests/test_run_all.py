@@ -179,6 +179,7 @@ def test_a_shop_past_its_timeout_is_stopped_and_the_others_finish(make_shop: Cal
     assert first["error"]["code"] == "timeout" and first["exit_code"] == 130 and first["seconds"] < 30
     assert second["exit_code"] == 0 and second["counts"]["sent"] == 3
     assert done.returncode == 130 and document["error"]["message"].startswith(f"{stuck.config_path}: stopped after")
+    assert f"error: {stuck.config_path}: stopped after running 3 s (--timeout)" in " ".join(done.stderr.split())
     assert "c3@example.com" not in {to for message in server.messages for to in message.rcpt_tos}
 
 
