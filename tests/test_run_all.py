@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -254,3 +255,56 @@ def test_the_next_round_skips_a_shop_still_running_and_runs_the_others(make_shop
             first.communicate(timeout=120)
     assert (second.returncode, second.stdout, second.stderr) == (4, "", "")
     assert [row["status"] for row in fine.messages()] == ["sent"] * 3
+
+
+def _shop_pids(parent: int) -> list[int]:
+    """The shops' processes of ``run-all`` process ``parent`` (Linux: they name themselves ``cr-shop-<n>``)."""
+    from cartrescue.batch import SHOP_PREFIX
+
+    path = Path(f"/proc/{parent}/task/{parent}/children")
+    pids = []
+    for pid in (int(n) for n in path.read_text().split()) if path.exists() else ():
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().startswith(SHOP_PREFIX):
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+def test_sigkill_of_run_all_ends_its_shops_and_a_rerun_sends_no_step_twice(make_shop: Callable[[str], Shop],
+                                                                          tmp_path: Path) -> None:
+    """A killed run-all leaves no shop delivering on its own (each dies with it, as an interrupted
+    run ends); the message in flight stays claimed, and the next round sends every other step once."""
+    with LoopbackSMTP(faults=[Fault(r"^c3@", "hang", times=1)]) as server:
+        fine, stuck = _shops(make_shop, 2, carts=3)
+        stuck.configure(smtp=server.smtp_config(timeout="300s")).write()  # it would wait that long on its own
+        parent = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "run-all", "--send", "--json", "--now",
+                                   iso(NOW), str(stuck.config_path)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not server.attempts["c3@example.com"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shops = _shop_pids(parent.pid)
+        assert len(shops) == 1
+        parent.kill()
+        parent.wait(30)
+        deadline = time.monotonic() + 30
+        while not _gone(shops[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(shops[0])
+        again = _run_all("--send", "--json", "--now", iso(NOW), stuck.config_path, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    received = Counter(to for message in server.messages for to in message.rcpt_tos)
+    assert set(received.values()) <= {1}  # whatever was in flight when it was killed: at most once
+    rows = stuck.messages()
+    assert sorted(row["cart_id"] for row in rows) == ["s1c0", "s1c1", "s1c2", "s1c3"]  # every step claimed, once
+    assert sum(row["status"] == "sent" for row in rows) == len(server.messages)
