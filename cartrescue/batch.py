@@ -230,7 +230,8 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
                         _take(child, which, data, warn)
                         continue
                     selector.unregister(key.fileobj)
-                    _take(child, which, b"\n", warn, last=True)
+                    if child.rest[which]:  # a last line without its newline
+                        _take(child, which, b"\n", warn)
                     key.fileobj.close()  # type: ignore[union-attr]
                     child.open -= 1
                     if child.open == 0:
@@ -258,7 +259,7 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
     return Batch(shops, interrupted=interrupted is not None)
 
 
-def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None], last: bool = False) -> None:
+def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -> None:
     """Whole lines of a shop's stdout to its document, of its stderr to ``warn``."""
     data = child.rest[which] + data
     cut = data.rfind(b"\n")
@@ -267,10 +268,6 @@ def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None], l
         return
     child.rest[which] = data[cut + 1:]
     block = data[:cut]
-    if last:
-        block = block.rstrip(b"\n")
-        if not block:
-            return
     if which == "out":
         child.document.feed(block, _drop)
         return

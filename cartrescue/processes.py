@@ -81,7 +81,7 @@ def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "sp
     """Start ``cartrescue <arguments>`` as a worker with ``env`` added to its environment; a forked
     one is called ``prefix`` + ``name`` (default prefix: :data:`WORKER_PREFIX`)."""
     if method == "fork":
-        return ForkedProcess(arguments, env, name, WORKER_PREFIX if prefix is None else prefix)
+        return ForkedProcess(arguments, env, (WORKER_PREFIX if prefix is None else prefix) + name)
     command = [sys.executable, "-m", "cartrescue.cli", *arguments]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ, **env))
@@ -90,7 +90,8 @@ def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "sp
 class ForkedProcess:
     """A worker forked from this process, its stdout and stderr on pipes read by this process."""
 
-    def __init__(self, arguments: list[str], env: dict[str, str], name: str = "", prefix: str = "") -> None:
+    def __init__(self, arguments: list[str], env: dict[str, str], name: str) -> None:
+        """``name``: what the worker calls itself (``ps``), its prefix included."""
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         for stream in (sys.stdout, sys.stderr):
@@ -105,7 +106,7 @@ class ForkedProcess:
                 os.close(descriptor)
             raise
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
-            _child(arguments, env, out_write, err_write, (prefix or WORKER_PREFIX) + name)
+            _child(arguments, env, out_write, err_write, name)
         os.close(out_write)
         os.close(err_write)
         self.pid = pid

@@ -190,16 +190,18 @@ class Outcome:
         return json.loads(self.stdout)
 
 
-def worker_pids(parent: int) -> list[int]:
+def worker_pids(parent: int, prefix: str | None = None) -> list[int]:
     """The forked worker processes of ``run --workers`` process ``parent`` (Linux): the children
-    a worker names itself (``cr-worker-K/N``), not the helpers that split and index its files."""
+    a worker names itself (``cr-worker-K/N``), not the helpers that split and index its files.
+    ``prefix``: another name they give themselves (``run-all``'s shops: ``cr-shop-<n>``)."""
     from cartrescue.processes import WORKER_PREFIX
 
+    prefix = prefix or WORKER_PREFIX
     path = Path(f"/proc/{parent}/task/{parent}/children")
     pids = []
     for pid in (int(n) for n in path.read_text().split()) if path.exists() else ():
         try:
-            if Path(f"/proc/{pid}/comm").read_text().startswith(WORKER_PREFIX):
+            if Path(f"/proc/{pid}/comm").read_text().startswith(prefix):
                 pids.append(pid)
         except OSError:  # it has ended meanwhile
             continue

@@ -19,8 +19,8 @@ from typing import Any, Callable
 import pytest
 from smtpserver import Fault, LoopbackSMTP
 
-from cartrescue.batch import Batch, ShopRun, config_files
-from conftest import NOW, Shop, cart, iso
+from cartrescue.batch import SHOP_PREFIX, Batch, ShopRun, config_files
+from conftest import NOW, Shop, cart, iso, worker_pids
 
 
 def _shops(make_shop: Callable[[str], Shop], count: int, carts: int = 12) -> list[Shop]:
@@ -257,21 +257,6 @@ def test_the_next_round_skips_a_shop_still_running_and_runs_the_others(make_shop
     assert [row["status"] for row in fine.messages()] == ["sent"] * 3
 
 
-def _shop_pids(parent: int) -> list[int]:
-    """The shops' processes of ``run-all`` process ``parent`` (Linux: they name themselves ``cr-shop-<n>``)."""
-    from cartrescue.batch import SHOP_PREFIX
-
-    path = Path(f"/proc/{parent}/task/{parent}/children")
-    pids = []
-    for pid in (int(n) for n in path.read_text().split()) if path.exists() else ():
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().startswith(SHOP_PREFIX):
-                pids.append(pid)
-        except OSError:
-            continue
-    return pids
-
-
 def _gone(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
@@ -293,7 +278,7 @@ def test_sigkill_of_run_all_ends_its_shops_and_a_rerun_sends_no_step_twice(make_
         deadline = time.monotonic() + 60
         while not server.attempts["c3@example.com"] and time.monotonic() < deadline:
             time.sleep(0.05)
-        shops = _shop_pids(parent.pid)
+        shops = worker_pids(parent.pid, SHOP_PREFIX)
         assert len(shops) == 1
         parent.kill()
         parent.wait(30)
