@@ -8,7 +8,7 @@ commands so that ``cartrescue --help`` starts fast (benchmark B6).
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -98,8 +98,11 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err_console().print("interrupted", markup=False)
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as done:
+        if _interrupt_in_typer(done):
+            _interrupted()
+        raise
     except Exception as error:  # noqa: BLE001 - the last net: one line (and document), never a traceback
         import os
 
@@ -115,6 +118,24 @@ def main() -> None:
 
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _interrupted() -> NoReturn:
+    """Ctrl-C or SIGTERM reached the entry point: no ``--json`` document was begun (``run`` ends
+    the one it began itself, see ``commands.common.stopped_after_document``), so one is printed."""
+    from cartrescue.commands.common import INTERRUPTED, json_out
+
+    if "--json" in sys.argv[1:]:
+        json_out({"error": INTERRUPTED})
+    err_console().print("interrupted", markup=False)
+    sys.exit(130)
+
+
+def _interrupt_in_typer(done: SystemExit) -> bool:
+    """Is this typer's own end of an interrupted command? typer (0.29) catches a KeyboardInterrupt
+    raised inside a command and exits 130 without a word (``raise Exit(130) from`` it)."""
+    exit_ = done.__context__
+    return done.code == 130 and exit_ is not None and isinstance(exit_.__cause__, KeyboardInterrupt)
 
 
 if __name__ == "__main__":

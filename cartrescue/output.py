@@ -107,6 +107,54 @@ def result_json(result: Result) -> str:
     return text + "}"
 
 
+class DocumentWriter:
+    """Text to a file descriptor in large blocks, none of it lost or written twice on Ctrl-C.
+
+    ``io.TextIOWrapper`` hands its pending text to the buffer before the kernel has taken it.
+    When SIGTERM or Ctrl-C raises KeyboardInterrupt inside a write that waits (a full pipe: a
+    ``| jq``, the parent of ``run --workers`` or ``run-all`` reading), the text of that write
+    was gone and the document broken where the run still ended it. Here the signals wait while
+    a block is written (a write that blocks for good is ended by the reader's exit, or by
+    SIGKILL), and bytes leave the buffer only once written: ``close`` can always end the document.
+    """
+
+    def __init__(self, descriptor: int, block: int = 1 << 18) -> None:
+        self.descriptor = descriptor
+        self.block = block
+        self.pending = bytearray()
+
+    def write(self, text: str) -> int:
+        self.pending += text.encode("utf-8")
+        if len(self.pending) >= self.block:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        import os
+
+        if not self.pending:
+            return
+        with stops_held():
+            while self.pending:
+                written = os.write(self.descriptor, self.pending)
+                del self.pending[:written]
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait for the block to end; one that came is handled (raised) after it."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: as io would write it
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 class JsonStream:
     """``{"mode": ..., "now": ..., "decisions": [...], "counts": {...}}`` written as it goes."""
 
@@ -132,9 +180,11 @@ class JsonStream:
             self.first = False
 
     def close(self, trailer: dict[str, Any]) -> None:
+        """End the document, whole: a Ctrl-C or SIGTERM meanwhile is raised once it is written."""
         tail = json.dumps(trailer, ensure_ascii=False, default=str)[1:]
-        self.out.write("\n]" + (", " + tail if trailer else "}") + "\n")
-        self.out.flush()
+        with stops_held():
+            self.out.write("\n]" + (", " + tail if trailer else "}") + "\n")
+            self.out.flush()
 
 
 #: Below this many columns a terminal gets the compact tables (``--wide`` shows every column).

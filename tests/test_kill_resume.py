@@ -22,7 +22,7 @@ import time
 from collections import Counter
 
 import pytest
-from smtpserver import LoopbackSMTP
+from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.ledger import Ledger
 from conftest import NOW, REPO, Shop, cart, iso
@@ -121,3 +121,54 @@ def test_sigkill_mid_send_then_rerun_sends_no_step_twice(shop: Shop, kill_after:
     twice = {address for address, count in server.recipients().items() if count == 2}
     assert twice == {ledger[i]["email"] for i in claimed} & set(before_kill)
     assert set(server.recipients()) == set(addresses)
+
+
+def test_sigterm_mid_send_records_the_messages_in_flight_and_a_rerun_sends_the_rest(shop: Shop) -> None:
+    """A stopped run (SIGTERM, Ctrl-C) claims nothing more and waits for the replies to the
+    messages already on their way (up to smtp.STOP_GRACE): each is recorded as what its reply
+    says, none is left ``claimed`` to be reported unconfirmed (and not sent again) later."""
+    addresses = [f"t{n:03d}@example.com" for n in range(60)]
+    shop.add(*(cart(f"t{n:03d}") for n in range(60)))
+    with LoopbackSMTP(faults=[Fault(r"^t", "late", stage="DATA", delay=0.2)]) as server:  # replies come late
+        shop.configure(smtp=server.smtp_config(pool_size=4))
+        process = start_run(shop)
+        deadline = time.monotonic() + 60
+        while len(server.messages) < 8 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert process.poll() is None, (shop.folder / "run-0.err").read_text()
+        process.send_signal(signal.SIGTERM)  # messages are at the server, their replies still to come
+        assert process.wait(60) == 130
+        document = json.loads((shop.folder / "run-0.out").read_text())
+        assert document["error"]["code"] == "interrupted"
+        ledger = accounted(shop, server)
+        assert {row["status"] for row in ledger.values()} <= {"sent", "failed_transient"}  # none left claimed
+        assert sum(row["status"] == "sent" for row in ledger.values()) == len(server.messages) < 60
+
+        report = finish(shop, start_run(shop))
+        assert report["unconfirmed"] == 0
+    received = server.recipients()
+    assert set(received.values()) == {1} and set(received) == set(addresses)
+
+
+def test_sigterm_gives_up_a_retry_still_waiting_and_the_next_run_sends_it(shop: Shop) -> None:
+    """A greylisted message waits out its backoff when the run is stopped: the run ends now (not
+    after the backoff), the row is ``failed_transient`` rather than a claim without outcome, and
+    the next run sends it."""
+    shop.add(cart("grey"), *(cart(f"ok{n}") for n in range(3)))
+    with LoopbackSMTP(faults=[Fault(r"^grey@", "451 4.7.1 Greylisted, try again later", times=1)]) as server:
+        shop.configure(smtp=server.smtp_config(backoff="60s", backoff_max="60s"))
+        process = start_run(shop)
+        deadline = time.monotonic() + 60
+        while (len(server.messages) < 3 or not server.attempts["grey@example.com"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the other outcomes are recorded; grey@ waits for its retry
+        assert process.poll() is None, (shop.folder / "run-0.err").read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 130  # not after the 60 s backoff
+        grey = next(row for row in rows(shop).values() if row["email"] == "grey@example.com")
+        assert grey["status"] == "failed_transient" and "the run was stopped" in grey["reply"]
+
+        report = finish(shop, start_run(shop))
+        assert report["unconfirmed"] == 0 and report["counts"]["sent"] == 1
+    assert server.recipients() == Counter({"grey@example.com": 1, "ok0@example.com": 1, "ok1@example.com": 1,
+                                           "ok2@example.com": 1})

@@ -9,14 +9,20 @@ the server really accepted. A loss after the whole message is ``unconfirmed`` an
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from aiosmtplib.protocol import SMTPProtocol
 from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.channels.base import Envelope, Outcome, Status
+from cartrescue.channels.pipelining import PipeliningProtocol
+from cartrescue.channels import smtp as smtp_channel
 from cartrescue.channels.smtp import SmtpChannel, SmtpSettings, is_unknown_user
 from cartrescue.contacts import email_hash
 from cartrescue.ledger import Ledger
@@ -273,3 +279,89 @@ def test_a_relay_that_stops_answering_times_out_and_is_retried_on_a_new_connecti
 ])
 def test_which_replies_mean_no_such_user(code: int, message: str, expected: bool) -> None:
     assert is_unknown_user(code, message) is expected
+
+
+def _send_stop_signals_when(condition: Callable[[], bool], count: int = 1) -> None:
+    """SIGTERM this (main) thread ``count`` times once ``condition`` holds, from a helper thread."""
+    def wait_then_signal() -> None:
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in range(count):
+            time.sleep(0.05)  # the client is waiting on its reply by now
+            signal.pthread_kill(main, signal.SIGTERM)
+
+    main = threading.get_ident()
+    threading.Thread(target=wait_then_signal, daemon=True).start()
+
+
+@pytest.fixture
+def stop_signal() -> Iterator[None]:
+    """SIGTERM handled as ``cartrescue`` handles it (cli.main: KeyboardInterrupt), for one test."""
+    from cartrescue.cli import _terminated
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.smtp
+@pytest.mark.usefixtures("stop_signal")
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+@pytest.mark.parametrize("signals", [1, 2], ids=["stop", "stop-again"])
+def test_a_stopped_delivery_stuck_on_its_relay_ends_after_the_grace_or_a_second_stop(
+        pipelining: bool, signals: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or SIGTERM) while the relay hangs on a message: the message gets STOP_GRACE for its
+    reply, a second Ctrl-C cuts that short; then the connection is closed at once, not QUIT
+    (which would wait for replies that never come: 5 s a connection, before)."""
+    monkeypatch.setattr(smtp_channel, "STOP_GRACE", 1.0)
+    with LoopbackSMTP(faults=[Fault(r"^stuck@", "hang")], pipelining=pipelining) as server:
+        channel = SmtpChannel(settings(server, pool_size=1, timeout=900.0, data_timeout=900.0))
+        _send_stop_signals_when(lambda: server.attempts["stuck@example.com"] > 0, signals)
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            list(channel.deliver([envelope(1, "stuck@example.com")]))
+        stopping = time.monotonic() - started
+        started = time.monotonic()
+        channel.close()
+        closing = time.monotonic() - started
+    assert server.attempts["stuck@example.com"] == 1 and not server.messages
+    if signals == 1:
+        assert stopping >= 1.0  # the grace
+    else:
+        assert stopping < 1.0  # cut short by the second signal
+    assert closing < 0.9  # nothing waited on: ~1 ms (it was QUIT's 5 s timeout)
+
+
+@pytest.mark.smtp
+@pytest.mark.usefixtures("stop_signal")
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+def test_a_stop_signal_that_arrives_while_a_reply_is_read_still_stops_the_run(
+        pipelining: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signal lands inside the connection's ``data_received`` (the moment is forced here; in
+    a run it is chance). uvloop reported the KeyboardInterrupt raised there as that connection's
+    fatal error and went on: the run sent every message, ignoring the stop, and the reply it
+    was reading was lost."""
+    protocol = PipeliningProtocol if pipelining else SMTPProtocol
+    original = protocol.data_received
+    signalled: list[bytes] = []
+
+    def data_received(self: SMTPProtocol, data: bytes) -> None:
+        if not signalled and data.startswith(b"250 2.0.0 Ok: queued"):  # the first message's reply
+            signalled.append(data)
+            signal.raise_signal(signal.SIGTERM)  # its handler runs here, inside the callback
+        original(self, data)
+
+    monkeypatch.setattr(protocol, "data_received", data_received)
+    with LoopbackSMTP(pipelining=pipelining) as server:
+        channel = SmtpChannel(settings(server, pool_size=1))
+        outcomes: list[Outcome] = []
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                outcomes.extend(channel.deliver([envelope(n, f"t{n}@example.com") for n in range(40)]))
+        finally:
+            channel.close()
+    assert signalled
+    assert len(server.messages) < 40  # stopped: not every message went out

@@ -79,6 +79,9 @@ if TYPE_CHECKING:
     from cartrescue.model import OutgoingMessage
 
 NO_SUCH_USER = "bounced: no such user"  # the suppression reason of a 5.1.1 reply
+#: Ctrl-C or SIGTERM: how long the messages in flight get for their replies before the run cuts
+#: them short (those stay claimed, as a kill leaves them); a second Ctrl-C cuts them short at once.
+STOP_GRACE = 5.0
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _UNKNOWN_USER = re.compile(
@@ -234,6 +237,7 @@ class _Slot:
     eightbitmime: bool = False  # the server offers 8BITMIME (RFC 6152)
     pipe: PipeliningProtocol | None = None  # set when the server offers PIPELINING (and it is on)
     follow: _Job | None = None  # its MAIL, RCPT and DATA went out behind the current message
+    busy: bool = False  # a transaction is under way (still set after an interrupt cut it short)
 
 
 @dataclass(slots=True)
@@ -262,6 +266,7 @@ class _Work:
         self.ready: collections.deque[_Job] = collections.deque()  # retries due, extra jobs taken
         self.outstanding = 0  # jobs taken and not finished (in flight or waiting for a retry)
         self.exhausted = False
+        self.stopping = False  # Ctrl-C or SIGTERM: what is in flight finishes, nothing else starts
         self.timers: list[tuple[asyncio.TimerHandle, _Job]] = []
         self.wake = asyncio.Event()
         self._asking: list[asyncio.Future[_Job | None]] = []  # connections waiting for this turn's take
@@ -281,6 +286,10 @@ class _Work:
     async def take(self) -> _Job | None:
         """A job that can start at once (a retry that is due, or one taken from the feed in this
         turn of the loop); ``None`` when there is none now."""
+        if self.stopping:
+            while self.ready:  # claimed, none of it sent: for the next run
+                self.finish(_stopped(self.ready.popleft()))
+            return None
         if self.ready:
             return self.ready.popleft()
         if self.exhausted:
@@ -293,6 +302,11 @@ class _Work:
 
     def _take_together(self) -> None:
         asking, self._asking = self._asking, []
+        if self.stopping:
+            for future in asking:
+                if not future.done():
+                    future.set_result(None)
+            return
         try:
             while len(self.ready) < len(asking) and not self.exhausted:
                 size = len(asking) - len(self.ready)
@@ -311,6 +325,20 @@ class _Work:
             if not future.done():  # its worker may have been cancelled meanwhile (close())
                 future.set_result(self.ready.popleft() if self.ready else None)
 
+    def stop(self) -> None:
+        """Ctrl-C or SIGTERM: claim nothing more, give up the retries still waiting and the jobs
+        not started (``failed_transient``: the next run sends them); what is in flight finishes."""
+        self.stopping = self.exhausted = True
+        for timer, job in self.timers:
+            timer.cancel()
+            if job.waiting:
+                job.waiting = False
+                self.finish(_stopped(job))
+        self.timers.clear()
+        while self.ready:
+            self.finish(_stopped(self.ready.popleft()))
+        self.wake.set()
+
     def requeue(self, job: _Job) -> None:
         """Put a job that was waiting for its retry back (at most once)."""
         if job.waiting:
@@ -322,6 +350,11 @@ class _Work:
         self.feed.done(outcome)
         self.outstanding -= 1
         self.wake.set()
+
+
+def _stopped(job: _Job) -> Outcome:
+    return Outcome(job.claim_id, Status.TRANSIENT, "not sent: the run was stopped before this message went "
+                   "out (the next run sends it)")
 
 
 _NEXT_STAGE = {"MAIL": "RCPT", "RCPT": "DATA", "DATA": "DATA"}
@@ -355,6 +388,7 @@ class SmtpChannel(LoopChannel):
         self._slots = [_Slot() for _ in range(settings.pool_size)]
         self._connect_failures = 0  # consecutive, pool-wide
         self._down: str | None = None  # why the relay is considered unreachable (breaker open)
+        self._work: _Work | None = None  # the running batch's, for _stop
 
     @classmethod
     def from_config(cls, config: "Config", recent: Iterable[datetime] = ()) -> "SmtpChannel":
@@ -396,15 +430,24 @@ class SmtpChannel(LoopChannel):
             job.wire, job.size, job.body8 = wire_body(data), len(data), False
         return True
 
+    def _stop(self) -> float:
+        """Ctrl-C or SIGTERM: finish the messages in flight (their replies decide their rows, as
+        in any run) for at most :data:`STOP_GRACE` seconds; start no other."""
+        if self._work is None:
+            return 0.0
+        self._work.stop()
+        return STOP_GRACE
+
     async def _run(self, feed: Feed) -> None:
-        work = _Work(self, feed, len(self._slots))
-        if self._down is not None and not await self._probe():
-            while (job := await work.next()) is not None:
-                work.finish(self._not_attempted(job))
-            return
+        work = self._work = _Work(self, feed, len(self._slots))
         try:
-            await asyncio.gather(*(self._work(slot, work) for slot in self._slots))
+            if self._down is not None and not await self._probe():
+                while (job := await work.next()) is not None:
+                    work.finish(self._not_attempted(job))
+                return
+            await asyncio.gather(*(self._work_on(slot, work) for slot in self._slots))
         finally:
+            self._work = None
             for timer, _job in work.timers:
                 timer.cancel()
 
@@ -420,7 +463,7 @@ class SmtpChannel(LoopChannel):
             return False
         return True
 
-    async def _work(self, slot: _Slot, batch: _Work) -> None:
+    async def _work_on(self, slot: _Slot, batch: _Work) -> None:
         while (job := await batch.next()) is not None:
             if self._down is not None:
                 batch.finish(self._not_attempted(job))
@@ -430,9 +473,11 @@ class SmtpChannel(LoopChannel):
                 batch.finish(Outcome(job.claim_id, Status.TRANSIENT,
                                      f"not attempted: smtp.rate_per_hour ({limit}) reached; left for the next run"))
                 continue
+            slot.busy = True  # not in a finally: a cancelled transaction leaves it set for _quit_all
             follow = await self._attempt(slot, job, batch)
             while follow is not None:  # its commands went out behind the last message (pipelining)
                 follow = await self._attempt(slot, follow, batch, started=True)
+            slot.busy = False
 
     async def _connect(self, slot: _Slot) -> aiosmtplib.SMTP:
         if slot.smtp is not None and slot.smtp.is_connected:
@@ -662,7 +707,7 @@ class SmtpChannel(LoopChannel):
 
     def _retry_or_give_up(self, job: _Job, batch: _Work, reply: str) -> None:
         settings = self.settings
-        if self._down is not None or job.attempts > settings.retries:
+        if self._down is not None or job.attempts > settings.retries or batch.stopping:
             tries = f" (after {job.attempts} attempts)" if job.attempts > 1 else ""
             batch.finish(Outcome(job.claim_id, Status.TRANSIENT, f"{reply}{tries}"))
             return
@@ -695,9 +740,20 @@ class SmtpChannel(LoopChannel):
         slot.smtp = slot.pipe = None
 
     async def _quit_all(self) -> None:
+        """QUIT every idle connection; close at once one whose transaction an interrupt cut short.
+
+        Such a connection still owes replies (to the message, or to a pipelined group) that may
+        never come, a stuck relay being a common reason to interrupt a run: QUIT would wait for
+        them, and with them for its own reply, up to 5 s a connection. The message's claim stays
+        in the ledger without an outcome, as a kill leaves it (``unconfirmed`` for the next run).
+        """
         async def quit(slot: _Slot) -> None:
             smtp, slot.smtp = slot.smtp, None
+            busy, slot.busy = slot.busy, False
             if smtp is None or not smtp.is_connected:
+                return
+            if busy:
+                smtp.close()
                 return
             try:
                 await asyncio.wait_for(smtp.quit(), timeout=min(self.settings.timeout, 5.0))

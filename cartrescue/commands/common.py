@@ -102,6 +102,17 @@ def load(config: Path | None) -> Any:
     return load_config(config)
 
 
+#: The ``error`` that ends the ``--json`` document of a command stopped by Ctrl-C or SIGTERM.
+INTERRUPTED = {"code": "interrupted", "exit_code": 130, "message": "interrupted"}
+
+
+def stopped_after_document() -> NoReturn:
+    """Ctrl-C or SIGTERM, once the command has ended its ``--json`` document (with
+    :data:`INTERRUPTED`): as cli.main ends any other interrupted command, without a second one."""
+    err_console().print("interrupted", markup=False)
+    raise typer.Exit(130) from None  # not "from" the interrupt: cli.main then prints nothing more
+
+
 def json_out(payload: Any) -> None:
     import json
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 
 from cartrescue.commands.common import (
+    INTERRUPTED,
     ConfigOption,
     JsonOption,
     NowOption,
@@ -22,6 +23,7 @@ from cartrescue.commands.common import (
     load,
     out_console,
     parse_now,
+    stopped_after_document,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
 
@@ -85,9 +87,10 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         with progress(stderr, show_progress, "planning" if not deliver else f"{mode}") as meter:
             summary = run_job(config, request, on_result, on_problem, meter, meter.total if show_progress else None)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see cli.main): the document still ends
-        if stream is not None:
-            stream.close({"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}})
-        raise
+        if stream is None:
+            raise  # none begun: cli.main prints one
+        _end(stream, {"error": INTERRUPTED})
+        stopped_after_document()
     except typer.Exit:  # run --workers: its own document is complete
         raise
     except Exception as error:  # noqa: BLE001 - every failure still ends the one JSON document
@@ -97,7 +100,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             if isinstance(error, CartrescueError):
                 fail(error, as_json, quiet=quiet or (worker and isinstance(error, LockHeld)))
             _internal(error, as_json)
-        stream.close({"error": error_json(error)})
+        _end(stream, {"error": error_json(error)})
         if not (quiet and isinstance(error, LockHeld)) and not worker:
             stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
         if not isinstance(error, CartrescueError) and os.environ.get("CARTRESCUE_DEBUG"):
@@ -105,13 +108,23 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         raise typer.Exit(error_json(error)["exit_code"]) from None
     counts = summary.counts.as_dict()
     if stream is not None:
-        stream.close({"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
+        _end(stream, {"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
                       "released": summary.released, "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes, "pruned": summary.pruned})
     elif not (quiet and _all_well(counts)):
         _print_table_and_summary(table, summary, counts)
     if summary.counts.failed or summary.counts.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def _end(stream: Any, trailer: dict[str, Any]) -> None:
+    """End the ``--json`` document. A Ctrl-C or SIGTERM that came meanwhile waited until it was
+    whole (JsonStream.close) and is let go: the run had ended, the document says how, and the
+    exit code stays the one it gives (never a second document)."""
+    try:
+        stream.close(trailer)
+    except KeyboardInterrupt:
+        pass
 
 
 def _all_well(counts: dict[str, Any]) -> bool:
@@ -133,20 +146,20 @@ def _shard(text: str | None) -> Any:
 
 
 def _json_stdout() -> Any:
-    """The ``--json`` document of a run goes out in blocks of 256 KiB, not through ``sys.stdout``
+    """Where a run's ``--json`` document goes: stdout's descriptor, in blocks of 256 KiB, through
+    :class:`~cartrescue.output.DocumentWriter` (an interrupt cannot break it), not ``sys.stdout``
     (8 KiB blocks, about a microsecond a write): a worker's document reaches its parent in few
     blocks, each one wake-up of the parent's reading thread, which otherwise costs the parent
     more than relaying the decisions themselves. The stream flushes as it closes; on a terminal
     the document stays line by line (not used there)."""
-    import io
+    from cartrescue.output import DocumentWriter
 
     try:
         descriptor = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):  # not a file (a test runner's capture): as it is
         return sys.stdout
     sys.stdout.flush()
-    raw = io.FileIO(descriptor, "w", closefd=False)
-    return io.TextIOWrapper(io.BufferedWriter(raw, 1 << 18), encoding="utf-8", newline="\n")
+    return DocumentWriter(descriptor)
 
 
 def _die_with_parent() -> None:
@@ -179,7 +192,8 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     from cartrescue.workers import start_workers
 
     stderr = err_console()
-    stream = JsonStream(sys.stdout, {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}) if as_json else None
+    out = _json_stdout() if as_json and not sys.stdout.isatty() else sys.stdout
+    stream = JsonStream(out, {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}) if as_json else None
     table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
 
     def on_decisions(text: str, count: int) -> None:
@@ -214,12 +228,13 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         with progress(stderr, show_progress, f"{mode} ({count} workers)") as advance:
             merged = workers.follow(on_decisions, advance)
     except KeyboardInterrupt:
-        if stream is not None:
-            stream.close({"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}})
-        raise
+        if stream is None:
+            raise
+        _end(stream, {"error": INTERRUPTED})
+        stopped_after_document()
     except Exception as error:  # noqa: BLE001 - starting a worker failed (no interpreter, no fork): one document
         if stream is not None:
-            stream.close({"error": error_json(error)})
+            _end(stream, {"error": error_json(error)})
         stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
         if os.environ.get("CARTRESCUE_DEBUG"):
             raise
@@ -229,7 +244,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
             shared.close()  # the workers have ended
     said = merged.error is not None and not (quiet and merged.exit_code == int(ExitCode.LOCKED))
     if stream is not None:
-        stream.close(merged.trailer())
+        _end(stream, merged.trailer())
         if said:
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
     elif merged.error is not None and not merged.counts["carts"]:  # no shard got as far as a cart

@@ -1,0 +1,86 @@
+"""Ctrl-C or SIGTERM at any moment: ``--json`` still prints exactly one valid document.
+
+The real command line in its own process; the moment of the signal is pinned down from outside
+(a config file that is a FIFO the run waits on, a stdout pipe the run has filled), never guessed
+with a sleep.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import NOW, REPO, Shop, cart, iso
+
+PIPE_CAPACITY = 65536  # Linux's default; the run blocks writing once this much is unread
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "cartrescue.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def unread(process: subprocess.Popen[bytes]) -> int:
+    """Bytes the process wrote to its stdout pipe that nobody has read yet."""
+    assert process.stdout is not None
+    return int.from_bytes(fcntl.ioctl(process.stdout.fileno(), termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+
+
+def test_an_interrupt_before_the_document_begins_still_prints_one(tmp_path: Path) -> None:
+    """Stopped while it reads its config (typer ends such a command with a silent exit 130)."""
+    config = tmp_path / "cartrescue.yaml"
+    os.mkfifo(config)
+    process = start("run", "--json", "--config", str(config), cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    writer = None
+    while writer is None and time.monotonic() < deadline:  # opens once the run waits on the FIFO
+        try:
+            writer = os.open(config, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.02)
+    assert writer is not None and process.poll() is None
+    try:
+        time.sleep(0.1)  # the run now waits for the config's text, which never comes
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        os.close(writer)
+    assert process.returncode == 130
+    assert json.loads(out) == {"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}}
+    assert err.decode().strip() == "interrupted"
+
+
+@pytest.mark.parametrize(("carts", "ends"), [(300, "whole"), (1500, "interrupted")])
+def test_an_interrupt_while_the_document_waits_on_a_full_pipe_keeps_it_valid(shop: Shop, carts: int,
+                                                                            ends: str) -> None:
+    """The reader stops reading (a slow ``| jq``, a busy parent) and the run blocks writing its
+    document; then SIGTERM. 300 carts: the run had ended, blocked in writing the document's
+    end, and its outcome stands (exit 0). 1,500 carts: it was still deciding, blocked in a block
+    of decisions, and the document ends with the interruption (exit 130). Before, the signal
+    broke into the write: its text could be lost (a document cut in the middle), and a run that
+    had ended exited 130 under a document that said nothing of it."""
+    shop.add(*(cart(f"c{n:04d}", email=f"c{n:04d}@example.com") for n in range(carts)))
+    shop.write()
+    process = start("run", "--json", "--now", iso(NOW), "--config", str(shop.config_path), cwd=REPO)
+    deadline = time.monotonic() + 60
+    while unread(process) < PIPE_CAPACITY and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert unread(process) == PIPE_CAPACITY, "the run never filled its stdout pipe"
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    document = json.loads(out)  # one valid document
+    if ends == "whole":
+        assert process.returncode == 0, err.decode()
+        assert "error" not in document and document["counts"]["carts"] == carts == len(document["decisions"])
+    else:
+        assert process.returncode == 130, err.decode()
+        assert document["error"]["code"] == "interrupted" and 0 < len(document["decisions"]) < carts
