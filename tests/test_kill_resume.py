@@ -125,7 +125,7 @@ def test_sigkill_mid_send_then_rerun_sends_no_step_twice(shop: Shop, kill_after:
 
 def test_sigterm_mid_send_records_the_messages_in_flight_and_a_rerun_sends_the_rest(shop: Shop) -> None:
     """A stopped run (SIGTERM, Ctrl-C) claims nothing more and waits for the replies to the
-    messages already on their way (up to smtp.STOP_GRACE): each is recorded as what its reply
+    messages already on their way (up to channels.base.STOP_GRACE): each is recorded as what its reply
     says, none is left ``claimed`` to be reported unconfirmed (and not sent again) later."""
     addresses = [f"t{n:03d}@example.com" for n in range(60)]
     shop.add(*(cart(f"t{n:03d}") for n in range(60)))

@@ -273,3 +273,38 @@ def test_links_in_the_document_are_tagged_as_webhook_traffic(shop: Shop) -> None
         assert shop.cli("run", "--send").exit_code == 0
         (document,) = receiver.accepted.values()
         assert "utm_medium=webhook" in document["text"] and "utm_medium=webhook" in document["html"]
+
+
+def test_sigterm_mid_run_records_the_requests_in_flight_and_a_rerun_posts_the_rest(shop: Shop) -> None:
+    """As for SMTP (tests/test_kill_resume.py): a stopped run claims nothing more and waits for
+    the answers to the requests on their way; none is left ``claimed`` without an outcome."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import iso
+
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=12, concurrency=2)
+        receiver.plan(*[Answer(200, delay=0.2, process=True)] * 12)  # accepted at once, answered late
+        shop.write()
+        process = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "run", "--send", "--json", "--now",
+                                    iso(NOW), "--config", str(shop.config_path)], cwd=REPO,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(receiver.accepted) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)  # two requests accepted, their answers still to come
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err.decode()
+        assert json.loads(out)["error"]["code"] == "interrupted"
+        stopped = rows(shop)
+        assert {row["status"] for row in stopped} <= {"sent", "failed_transient"}  # none left claimed
+        assert sum(row["status"] == "sent" for row in stopped) == len(receiver.accepted) < 12
+
+        again = shop.cli("run", "--send", "--json")
+        assert again.exit_code == 0, again.output
+        assert again.json["unconfirmed"] == 0
+    assert len(receiver.accepted) == 12 and len(receiver.requests) == 12  # each once
+    assert {row["status"] for row in rows(shop)} == {"sent"}

@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
+    from collections import deque
 
 from cartrescue.model import Decision, OutgoingMessage
 
@@ -81,6 +82,30 @@ class ListFeed:
 
 
 J = TypeVar("J")
+
+#: Ctrl-C or SIGTERM: how long the deliveries in flight get for their answers before the run cuts
+#: them short (those stay claimed, as a kill leaves them); a second Ctrl-C cuts them short at once.
+STOP_GRACE = 5.0
+
+
+def stopped(claim_id: int) -> Outcome:
+    """The outcome of a claimed message that a stopped run did not start: the next run sends it."""
+    return Outcome(claim_id, Status.TRANSIENT, "not sent: the run was stopped before this message went out "
+                   "(the next run sends it)")
+
+
+def give_up_waiting(timers: list[tuple["asyncio.TimerHandle", Any]], ready: "deque[Any]",
+                    finish: Callable[[Outcome], None]) -> None:
+    """A stopped run (see :meth:`LoopChannel._stop`): the retries still waiting out their backoff
+    and the jobs taken but not started get their outcome now (:func:`stopped`)."""
+    for timer, job in timers:
+        timer.cancel()
+        if job.waiting:
+            job.waiting = False
+            finish(stopped(job.claim_id))
+    timers.clear()
+    while ready:
+        finish(stopped(ready.popleft().claim_id))
 
 
 def take_prepared(feed: Feed, size: int, prepare: Callable[[Envelope], J | Outcome],

@@ -37,7 +37,17 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from cartrescue.channels.base import Envelope, Feed, LoopChannel, Outcome, Status, take_prepared
+from cartrescue.channels.base import (
+    STOP_GRACE,
+    Envelope,
+    Feed,
+    LoopChannel,
+    Outcome,
+    Status,
+    give_up_waiting,
+    stopped,
+    take_prepared,
+)
 from cartrescue.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -123,6 +133,7 @@ class _Work:
     target: int = 1  # free workers worth one claim: half of them
     enough: asyncio.Event = field(default_factory=asyncio.Event)
     exhausted: bool = False
+    stopping: bool = False  # Ctrl-C or SIGTERM: what is in flight finishes, nothing else starts
     timers: list[tuple[asyncio.TimerHandle, Job]] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -141,7 +152,10 @@ class _Work:
             self.enough.set()
         try:
             while True:
-                if self.ready:
+                if self.stopping:
+                    while self.ready:  # claimed, none of it sent: for the next run
+                        self.finish(stopped(self.ready.popleft().claim_id))
+                elif self.ready:
                     return self.ready.popleft()
                 if not self.exhausted:
                     if self.channel.down is None:
@@ -172,10 +186,20 @@ class _Work:
             self.idle -= 1
 
     def _take(self, size: int) -> None:
+        if self.stopping:  # stopped while this worker gathered the free ones
+            return
         taken, queued = take_prepared(self.feed, size, self.channel.prepare, self.ready)
         self.outstanding += queued
         if not taken:
             self.exhausted = True
+        self.wake.set()
+
+    def stop(self) -> None:
+        """Ctrl-C or SIGTERM: claim nothing more, give up the retries still waiting and the jobs
+        not started (``failed_transient``: the next run sends them); what is in flight finishes."""
+        self.stopping = self.exhausted = True
+        give_up_waiting(self.timers, self.ready, self.finish)
+        self.enough.set()
         self.wake.set()
 
     def requeue(self, job: Job) -> None:
@@ -215,6 +239,7 @@ class HttpChannel(LoopChannel):
         self._connect_failures = 0
         self._clients: dict[int, Connection] = {}  # worker -> its connection
         self._tls: ssl.SSLContext | None = None
+        self._work: _Work | None = None  # the running batch's, for _stop
 
     # -- what subclasses provide ---------------------------------------------------------------
 
@@ -246,19 +271,28 @@ class HttpChannel(LoopChannel):
             client = self._clients[worker] = Connection(self._tls, self.settings.timeout)
         return client
 
+    def _stop(self) -> float:
+        """Ctrl-C or SIGTERM: finish the requests in flight (their answers decide their rows, as
+        in any run) for at most :data:`~cartrescue.channels.base.STOP_GRACE` seconds; start no other."""
+        if self._work is None:
+            return 0.0
+        self._work.stop()
+        return STOP_GRACE
+
     async def _run(self, feed: Feed) -> None:
-        work = _Work(self, feed, target=max(1, self.settings.concurrency // 2))
-        if self.down is not None:  # a later batch: one probe decides whether it tries at all
-            job = await work.next()
-            if job is None:
-                return
-            previous, self.down, self._connect_failures = self.down, None, 0
-            if not await self._attempt(job, work) and self.down is None:
-                self.down = previous
-                work.requeue_all()
+        work = self._work = _Work(self, feed, target=max(1, self.settings.concurrency // 2))
         try:
+            if self.down is not None:  # a later batch: one probe decides whether it tries at all
+                job = await work.next()
+                if job is None:
+                    return
+                previous, self.down, self._connect_failures = self.down, None, 0
+                if not await self._attempt(job, work) and self.down is None:
+                    self.down = previous
+                    work.requeue_all()
             await asyncio.gather(*(self._worker(work, n) for n in range(self.settings.concurrency)))
         finally:
+            self._work = None
             for timer, _job in work.timers:
                 timer.cancel()
 
@@ -344,7 +378,7 @@ class HttpChannel(LoopChannel):
 
     def _retry(self, job: Job, work: _Work, retry: Retry) -> None:
         settings = self.settings
-        if self.down is not None or job.attempts > settings.retries:
+        if self.down is not None or job.attempts > settings.retries or work.stopping:
             tries = f" (after {job.attempts} attempts)" if job.attempts > 1 else ""
             work.finish(Outcome(job.claim_id, Status.TRANSIENT, f"{retry.reply}{tries}"))
             if self.down is not None:

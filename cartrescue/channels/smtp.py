@@ -68,7 +68,17 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from cartrescue.channels.base import Envelope, Feed, LoopChannel, Outcome, Status, take_prepared
+from cartrescue.channels.base import (
+    STOP_GRACE,
+    Envelope,
+    Feed,
+    LoopChannel,
+    Outcome,
+    Status,
+    give_up_waiting,
+    stopped,
+    take_prepared,
+)
 from cartrescue.channels.pipelining import PipeliningProtocol, enable
 from cartrescue.errors import ConfigError
 from cartrescue.mime import build_message, encode_address, wire_address, wire_body
@@ -79,9 +89,6 @@ if TYPE_CHECKING:
     from cartrescue.model import OutgoingMessage
 
 NO_SUCH_USER = "bounced: no such user"  # the suppression reason of a 5.1.1 reply
-#: Ctrl-C or SIGTERM: how long the messages in flight get for their replies before the run cuts
-#: them short (those stay claimed, as a kill leaves them); a second Ctrl-C cuts them short at once.
-STOP_GRACE = 5.0
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _UNKNOWN_USER = re.compile(
@@ -288,7 +295,7 @@ class _Work:
         turn of the loop); ``None`` when there is none now."""
         if self.stopping:
             while self.ready:  # claimed, none of it sent: for the next run
-                self.finish(_stopped(self.ready.popleft()))
+                self.finish(stopped(self.ready.popleft().claim_id))
             return None
         if self.ready:
             return self.ready.popleft()
@@ -329,14 +336,7 @@ class _Work:
         """Ctrl-C or SIGTERM: claim nothing more, give up the retries still waiting and the jobs
         not started (``failed_transient``: the next run sends them); what is in flight finishes."""
         self.stopping = self.exhausted = True
-        for timer, job in self.timers:
-            timer.cancel()
-            if job.waiting:
-                job.waiting = False
-                self.finish(_stopped(job))
-        self.timers.clear()
-        while self.ready:
-            self.finish(_stopped(self.ready.popleft()))
+        give_up_waiting(self.timers, self.ready, self.finish)
         self.wake.set()
 
     def requeue(self, job: _Job) -> None:
@@ -350,11 +350,6 @@ class _Work:
         self.feed.done(outcome)
         self.outstanding -= 1
         self.wake.set()
-
-
-def _stopped(job: _Job) -> Outcome:
-    return Outcome(job.claim_id, Status.TRANSIENT, "not sent: the run was stopped before this message went "
-                   "out (the next run sends it)")
 
 
 _NEXT_STAGE = {"MAIL": "RCPT", "RCPT": "DATA", "DATA": "DATA"}
