@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 from rich.cells import cell_len
 
 from cartrescue.model import Reason
+from cartrescue.stops import held
 from cartrescue.text import printable
 
 if TYPE_CHECKING:  # not imported at run time: `run --workers` prints without loading the pipeline
@@ -134,25 +135,10 @@ class DocumentWriter:
 
         if not self.pending:
             return
-        with stops_held():
+        with held():
             while self.pending:
                 written = os.write(self.descriptor, self.pending)
                 del self.pending[:written]
-
-
-@contextmanager
-def stops_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait for the block to end; one that came is handled (raised) after it."""
-    import signal
-
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: as io would write it
-        yield
-        return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class JsonStream:
@@ -182,7 +168,7 @@ class JsonStream:
     def close(self, trailer: dict[str, Any]) -> None:
         """End the document, whole: a Ctrl-C or SIGTERM meanwhile is raised once it is written."""
         tail = json.dumps(trailer, ensure_ascii=False, default=str)[1:]
-        with stops_held():
+        with held():
             self.out.write("\n]" + (", " + tail if trailer else "}") + "\n")
             self.out.flush()
 

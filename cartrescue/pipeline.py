@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from cartrescue.job import LockWatch
 
+from cartrescue import stops
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.config import Config, Incentive, Step, Tier
 from cartrescue.contacts import email_hash, normalize_phone, phone_hash, phone_region
@@ -789,11 +790,14 @@ class _ClaimFeed:
         return buffered
 
     def flush(self) -> None:
+        """Write the outcomes gathered so far: they are of messages handed over (delivered, or
+        refused), so a Ctrl-C or SIGTERM meanwhile waits until they are written."""
         assert self.ledger is not None
-        self.ledger.record(self._drain())
-        if self.bounced:
-            self.ledger.suppress_many(self.bounced)
-            self.bounced = []
+        with stops.held():
+            self.ledger.record(self._drain())
+            if self.bounced:
+                self.ledger.suppress_many(self.bounced)
+                self.bounced = []
 
 
 def _decision_row(decision: Decision) -> dict[str, object]:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from smtpserver import Fault, LoopbackSMTP
@@ -172,3 +173,33 @@ def test_sigterm_gives_up_a_retry_still_waiting_and_the_next_run_sends_it(shop: 
         assert report["unconfirmed"] == 0 and report["counts"]["sent"] == 1
     assert server.recipients() == Counter({"grey@example.com": 1, "ok0@example.com": 1, "ok1@example.com": 1,
                                            "ok2@example.com": 1})
+
+
+@pytest.mark.usefixtures("stop_signal")
+def test_a_stop_while_the_outcomes_of_sent_messages_are_written_waits_until_they_are(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signal comes just as the run writes the outcomes of messages the relay accepted (the
+    moment is forced here: outcomes are written only at the end, and the write raises SIGTERM
+    first). Raised there, the KeyboardInterrupt rolled the write back: the rows stayed
+    ``claimed`` and the next run reported them unconfirmed, never to be sent again."""
+    from cartrescue import pipeline
+    from cartrescue.ledger import Ledger as LedgerClass
+
+    monkeypatch.setattr(pipeline, "FLUSH_EVERY", 10**6)  # no outcome written before the end
+    monkeypatch.setattr(pipeline, "FLUSH_SECONDS", 10**6.0)
+    original = LedgerClass.record
+
+    def record(self: LedgerClass, outcomes: Any) -> None:
+        outcomes = list(outcomes)
+        if any(status == "sent" for _id, status, _reply, _mid in outcomes):
+            signal.raise_signal(signal.SIGTERM)  # handled at once, unless the signals are held
+        original(self, outcomes)
+
+    monkeypatch.setattr(LedgerClass, "record", record)
+    shop.add(*(cart(f"h{n}") for n in range(3)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(pool_size=4))
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 130, result.output
+        assert len(server.messages) == 3
+    assert [row["status"] for row in rows(shop).values()] == ["sent"] * 3

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -293,18 +293,6 @@ def _send_stop_signals_when(condition: Callable[[], bool], count: int = 1) -> No
 
     main = threading.get_ident()
     threading.Thread(target=wait_then_signal, daemon=True).start()
-
-
-@pytest.fixture
-def stop_signal() -> Iterator[None]:
-    """SIGTERM handled as ``cartrescue`` handles it (cli.main: KeyboardInterrupt), for one test."""
-    from cartrescue.cli import _terminated
-
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.mark.smtp

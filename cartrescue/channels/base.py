@@ -11,7 +11,6 @@ the asyncio ones share :class:`LoopChannel`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from collections import deque
 
 from cartrescue.model import Decision, OutgoingMessage
+from cartrescue.stops import stops_in_loop
 
 
 class Status(StrEnum):
@@ -160,52 +160,6 @@ class Channel(ABC):
         self.close()
 
 
-@contextmanager
-def _stop_signals(loop: "asyncio.AbstractEventLoop", task: "asyncio.Task[None]",
-                  stop: Callable[[], float]) -> Iterator[list[int]]:
-    """While ``loop`` runs ``task``: the first Ctrl-C or SIGTERM calls ``stop`` and cancels the
-    task once the grace it returns has passed (at once for 0), a second one cancels it at once;
-    the list names the signals that came.
-
-    Outside the loop, cli.main's handlers raise KeyboardInterrupt wherever the interpreter is.
-    Inside it, that may be a transport callback: uvloop reports an exception from
-    ``data_received`` as a fatal error of that connection and goes on (MagicStack/uvloop#295),
-    so the run ignored the stop and lost the reply of a message it had sent, which stayed
-    claimed. Here the loop takes the signal between callbacks; the caller raises
-    KeyboardInterrupt itself once the task has ended. Only the main thread can set handlers; in
-    any other thread this does nothing.
-    """
-    import signal
-    import threading
-
-    stopped: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield stopped
-        return
-
-    timers: list[asyncio.TimerHandle] = []
-
-    def on_signal(signum: int) -> None:
-        stopped.append(signum)
-        grace = stop() if len(stopped) == 1 else 0.0
-        if grace > 0:
-            timers.append(loop.call_later(grace, task.cancel))
-        else:
-            task.cancel()
-
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum in previous:
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
-        yield stopped
-    finally:
-        for timer in timers:
-            timer.cancel()
-        for signum, handler in previous.items():
-            loop.remove_signal_handler(signum)  # it sets the default handler: put back the one before
-            signal.signal(signum, handler)
-
-
 def new_event_loop() -> "asyncio.AbstractEventLoop":
     """The event loop of an asyncio channel: uvloop's where it is installed (a dependency on
     Linux and macOS; about 5 % more messages a second in B1 and B8, the loop being a good part
@@ -236,7 +190,7 @@ class LoopChannel(Channel):
             self._loop = new_event_loop()
         loop = self._loop
         task = loop.create_task(self._run(feed))
-        with _stop_signals(loop, task, self._stop) as stopped:
+        with stops_in_loop(loop, task, self._stop) as stopped:
             try:
                 loop.run_until_complete(task)
             except BaseException:
