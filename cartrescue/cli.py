@@ -88,13 +88,14 @@ def main() -> None:
     collector and collects rarely.
     """
     import gc
-    import signal
+
+    from cartrescue import stops
 
     gc.freeze()
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
     # SIGTERM (a service manager, `timeout`, a container stop) ends a run like Ctrl-C: open JSON
     # documents are closed and the ledger's transactions roll back; claims already committed stay.
-    signal.signal(signal.SIGTERM, _terminated)
+    stops.install()
     try:
         app()
     except KeyboardInterrupt:
@@ -114,10 +115,6 @@ def main() -> None:
             json_out({"error": error_json(error)})
         err_console().print(error_line(internal_message(error)), soft_wrap=True)
         sys.exit(70)
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _interrupted() -> NoReturn:

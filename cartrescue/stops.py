@@ -1,16 +1,18 @@
 """How Ctrl-C and SIGTERM reach a run, so that a stop never breaks what must be whole.
 
-cli.main turns SIGTERM into KeyboardInterrupt, as Ctrl-C is, so that a stopped run ends like an
-interrupted one (open ``--json`` documents closed, ledger transactions rolled back, exit 130).
-Raised wherever the interpreter happens to be, it could break a write in its middle or vanish
-inside an event loop's callback. Two tools keep it out of such places: :func:`held` defers the
-signals over a short block that must complete (a block of the ``--json`` document, the outcomes
-of delivered messages), and :func:`stops_in_loop` lets a channel's event loop take them between
-callbacks and wind down.
+cli.main installs :class:`Stops` for both: a stopped run ends like an interrupted one (open
+``--json`` documents closed, ledger transactions rolled back, exit 130), SIGTERM (a service
+manager, ``timeout``, a container stop, ``run-all --timeout``) as Ctrl-C. A KeyboardInterrupt
+raised wherever the interpreter happens to be could break a write in its middle or vanish inside
+an event loop's callback. Two tools keep it out of such places: :func:`held` defers a stop over
+a short block that must complete (a block of the ``--json`` document, the outcomes of delivered
+messages), and :func:`stops_in_loop` lets a channel's event loop take it between callbacks and
+wind down.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -19,19 +21,60 @@ if TYPE_CHECKING:
     import asyncio
 
 
+class Stops:
+    """The handler of SIGINT and SIGTERM: raise KeyboardInterrupt, or, inside :func:`held`,
+    remember the stop and raise it once the block is done.
+
+    Python runs signal handlers in the main thread, whichever thread the kernel gave the signal
+    to; a thread's signal mask (``pthread_sigmask``) therefore cannot defer them while a
+    run has other threads (the ledger's heartbeat): this flag can.
+    """
+
+    def __init__(self) -> None:
+        self.holding = 0
+        self.pending = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.holding:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+        if not self.holding and self.pending:  # not after an exception: that one goes on
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+def install() -> Stops:
+    """SIGTERM, and SIGINT unless it was ignored when the process started (``nohup``, a job
+    started in the background by a script), get a :class:`Stops`."""
+    stops = Stops()
+    signal.signal(signal.SIGTERM, stops)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, stops)
+    return stops
+
+
 @contextmanager
 def held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait for the block to end; one that came is handled (raised) after it."""
-    import signal
+    """A stop (Ctrl-C, SIGTERM) that comes during the block is raised after it, not inside it.
 
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: as io would write it
+    Only under the handler :func:`install` set (the command line); anywhere else (an embedding
+    program, a test runner) the block runs as it is.
+    """
+    stops = signal.getsignal(signal.SIGTERM)
+    if not isinstance(stops, Stops):
         yield
         return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
+    with stops.hold():
         yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 @contextmanager
@@ -49,7 +92,6 @@ def stops_in_loop(loop: "asyncio.AbstractEventLoop", task: "asyncio.Task[None]",
     KeyboardInterrupt itself once the task has ended. Only the main thread can set handlers; in
     any other thread this does nothing.
     """
-    import signal
     import threading
 
     stopped: list[int] = []

@@ -225,10 +225,10 @@ def shop(tmp_path: Path) -> Shop:
 
 @pytest.fixture
 def stop_signal() -> Iterator[None]:
-    """SIGTERM handled as ``cartrescue`` handles it (cli.main: KeyboardInterrupt), for one test."""
-    from cartrescue.cli import _terminated
+    """SIGTERM handled as ``cartrescue`` handles it (cli.main: :class:`cartrescue.stops.Stops`), for one test."""
+    from cartrescue.stops import Stops
 
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    previous = signal.signal(signal.SIGTERM, Stops())
     try:
         yield
     finally:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,3 +204,37 @@ def test_a_stop_while_the_outcomes_of_sent_messages_are_written_waits_until_they
         assert result.exit_code == 130, result.output
         assert len(server.messages) == 3
     assert [row["status"] for row in rows(shop).values()] == ["sent"] * 3
+
+
+@pytest.mark.usefixtures("stop_signal")
+def test_a_stop_in_the_outbox_writes_the_file_under_way_and_leaves_the_rest_for_the_next_run(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--outbox`` claims 16 messages at a time. The signal comes as the fifth file is named
+    (the moment is forced here): that file is written and recorded, the other eleven claimed with
+    it are ``failed_transient``, and the next run writes them. Raised there, the KeyboardInterrupt
+    had left those twelve ``claimed`` with no file: never to be written (at most once)."""
+    from cartrescue.channels.outbox import OutboxChannel
+
+    named: list[str] = []
+    original = OutboxChannel.filename
+
+    def filename(self: OutboxChannel, envelope: Any) -> Path:
+        named.append(envelope.decision.cart.key)
+        if len(named) == 5:
+            signal.raise_signal(signal.SIGTERM)
+        return original(self, envelope)
+
+    monkeypatch.setattr(OutboxChannel, "filename", filename)
+    shop.add(*(cart(f"o{n:02d}") for n in range(40)))
+    stopped = shop.cli("run", "--outbox", "out", "--json")
+    assert stopped.exit_code == 130, stopped.output
+    statuses = Counter(row["status"] for row in rows(shop).values())
+    assert statuses == Counter({"sent": 5, "failed_transient": 11})
+    assert len(list((shop.folder / "out").glob("*.eml"))) == 5
+
+    again = shop.cli("run", "--outbox", "out", "--json")
+    assert again.exit_code == 0, again.output
+    assert again.json["unconfirmed"] == 0
+    files = list((shop.folder / "out").glob("*.eml"))
+    carts = Counter(path.name.split("-step")[0] for path in files)
+    assert len(carts) == 40 and set(carts.values()) == {1}  # every cart's step once

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections import deque
 
 from cartrescue.model import Decision, OutgoingMessage
-from cartrescue.stops import stops_in_loop
+from cartrescue.stops import held, stops_in_loop
 
 
 class Status(StrEnum):
@@ -141,10 +141,35 @@ class Channel(ABC):
     eight_bit: bool = False
 
     def run(self, feed: Feed) -> None:
-        """Deliver everything ``feed`` has, reporting each outcome to it as it happens."""
-        while batch := feed.take(self.take_size):
-            for outcome in self.deliver(batch):
-                feed.done(outcome)
+        """Deliver everything ``feed`` has, reporting each outcome to it as it happens.
+
+        A stop (Ctrl-C, SIGTERM) waits while envelopes are taken and while one is delivered and
+        its outcome reported (:func:`cartrescue.stops.held`); the envelopes taken and not yet
+        started then get :func:`stopped`, for the next run. Left to land anywhere, it stranded
+        up to ``take_size`` claims without a file, never to be written (at most once).
+        """
+        while True:
+            batch: Sequence[Envelope] = ()
+            finished: set[int] = set()
+            try:
+                with held():
+                    batch = feed.take(self.take_size)
+                if not batch:
+                    return
+                outcomes = self.deliver(batch)
+                while True:
+                    with held():
+                        outcome = next(outcomes, None)
+                        if outcome is None:
+                            break
+                        feed.done(outcome)
+                        finished.add(outcome.claim_id)
+            except KeyboardInterrupt:
+                with held():
+                    for envelope in batch:
+                        if envelope.claim_id not in finished:
+                            feed.done(stopped(envelope.claim_id))
+                raise
 
     @abstractmethod
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
