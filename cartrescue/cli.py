@@ -103,6 +103,8 @@ def main() -> None:
     except SystemExit as done:
         if _interrupt_in_typer(done):
             _interrupted()
+        if done.code == 130:
+            _exit_interrupted()
         raise
     except Exception as error:  # noqa: BLE001 - the last net: one line (and document), never a traceback
         import os
@@ -125,7 +127,24 @@ def _interrupted() -> NoReturn:
     if "--json" in sys.argv[1:]:
         json_out({"error": INTERRUPTED})
     err_console().print("interrupted", markup=False)
-    sys.exit(130)
+    _exit_interrupted()
+
+
+def _exit_interrupted() -> NoReturn:
+    """Exit 130 now, the output flushed. Not ``sys.exit``: CPython marks a KeyboardInterrupt that
+    left an ``exec`` of a string (dataclasses build their methods so, at import) as unhandled,
+    however it was handled after, and the interpreter then kills itself with SIGINT as it exits:
+    the parent of ``run --workers`` or ``run-all``, and any script, saw a process killed by a
+    signal (-2) instead of an interrupted one (130). What is left to do at exit here is closing
+    files and connections, which the system does."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    os._exit(130)
 
 
 def _interrupt_in_typer(done: SystemExit) -> bool:

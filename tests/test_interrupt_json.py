@@ -84,3 +84,27 @@ def test_an_interrupt_while_the_document_waits_on_a_full_pipe_keeps_it_valid(sho
     else:
         assert process.returncode == 130, err.decode()
         assert document["error"]["code"] == "interrupted" and 0 < len(document["decisions"]) < carts
+
+
+def test_a_stop_that_lands_in_an_exec_of_a_string_still_exits_130(shop: Shop, tmp_path: Path) -> None:
+    """A dataclass builds its methods with ``exec`` of a string, and modules are imported lazily
+    during a run: a stop can land there. CPython then marks the KeyboardInterrupt unhandled,
+    however it was handled after, and a ``python -m`` process (the console script's way too)
+    kills itself with SIGINT as it exits: -2, read as "killed" by the parent of run --workers
+    and run-all. The moment is forced here, by a module run as ``cartrescue`` is."""
+    shop.write()
+    (tmp_path / "stopped_in_exec.py").write_text("\n".join([
+        "import runpy, sys",
+        "import cartrescue.commands.run as run",
+        "original = run.load",
+        "def load(path):",
+        "    exec('import signal; signal.raise_signal(signal.SIGTERM)')",
+        "    return original(path)",
+        "run.load = load",
+        "sys.argv = ['cartrescue', 'run', '--json', '--config', sys.argv[1]]",
+        "runpy.run_module('cartrescue.cli', run_name='__main__')",
+    ]), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "stopped_in_exec", str(shop.config_path)], cwd=tmp_path,
+                          capture_output=True, timeout=60, check=False)
+    assert done.returncode == 130, done.stderr.decode()
+    assert json.loads(done.stdout)["error"]["code"] == "interrupted"
