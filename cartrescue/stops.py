@@ -42,6 +42,7 @@ class Stops:
 
     @contextmanager
     def hold(self) -> Iterator[None]:
+        """The block runs to its end; a stop that came meanwhile is raised after it."""
         self.holding += 1
         try:
             yield
@@ -109,7 +110,8 @@ def stops_in_loop(loop: "asyncio.AbstractEventLoop", task: "asyncio.Task[None]",
         else:
             task.cancel()
 
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: handler for signum in (signal.SIGINT, signal.SIGTERM)
+                if (handler := signal.getsignal(signum)) not in (signal.SIG_IGN, None)}  # nohup's stays ignored
     for signum in previous:
         loop.add_signal_handler(signum, on_signal, signum)
     try:

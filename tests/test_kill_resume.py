@@ -238,3 +238,30 @@ def test_a_stop_in_the_outbox_writes_the_file_under_way_and_leaves_the_rest_for_
     files = list((shop.folder / "out").glob("*.eml"))
     carts = Counter(path.name.split("-step")[0] for path in files)
     assert len(carts) == 40 and set(carts.values()) == {1}  # every cart's step once
+
+
+def test_sigterm_under_a_rate_limit_sends_none_of_the_messages_waiting_for_their_turn(shop: Shop) -> None:
+    """Under ``smtp.rate_per_second`` each free connection takes (claims) a message and waits for
+    its turn. A stop ends those waits: none of them goes out afterwards, each is recorded
+    ``failed_transient`` for the next run, and nothing is left ``claimed``."""
+    shop.add(*(cart(f"r{n:02d}") for n in range(8)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_second=2, pool_size=4))
+        process = start_run(shop)
+        deadline = time.monotonic() + 60
+        while len(server.messages) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        assert process.wait(30) == 130
+        after = [m for m in server.messages if m.at > stopped_at]
+        assert len(after) <= 1  # at most the one in flight; before, each one waiting went out, 0.5 s apart
+        ledger = accounted(shop, server)
+        statuses = Counter(row["status"] for row in ledger.values())
+        assert statuses["sent"] == len(server.messages) and set(statuses) <= {"sent", "failed_transient"}
+        assert statuses["failed_transient"] >= 1
+
+        report = finish(shop, start_run(shop))
+        assert report["unconfirmed"] == 0
+    received = server.recipients()
+    assert set(received.values()) == {1} and len(received) == 8

@@ -306,6 +306,9 @@ class HttpChannel(LoopChannel):
                 work.finish(Outcome(job.claim_id, Status.TRANSIENT, f"not attempted: {self.settings.key}.rate_per_hour "
                                     f"({self.settings.rate_per_hour}) reached; left for the next run"))
                 continue
+            if work.stopping:  # stopped while it waited for its turn under rate_per_second
+                work.finish(stopped(job.claim_id))
+                continue
             await self._attempt(job, work, number)
 
     async def _attempt(self, job: Job, work: _Work, worker: int = 0) -> bool:

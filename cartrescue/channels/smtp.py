@@ -468,6 +468,9 @@ class SmtpChannel(LoopChannel):
                 batch.finish(Outcome(job.claim_id, Status.TRANSIENT,
                                      f"not attempted: smtp.rate_per_hour ({limit}) reached; left for the next run"))
                 continue
+            if batch.stopping:  # stopped while it waited for its turn under smtp.rate_per_second
+                batch.finish(stopped(job.claim_id))
+                continue
             slot.busy = True  # not in a finally: a cancelled transaction leaves it set for _quit_all
             follow = await self._attempt(slot, job, batch)
             while follow is not None:  # its commands went out behind the last message (pipelining)
