@@ -22,7 +22,7 @@ from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.channels.base import Envelope, Outcome, Status
 from cartrescue.channels.pipelining import PipeliningProtocol
-from cartrescue.channels import smtp as smtp_channel
+from cartrescue.channels import base as channels_base
 from cartrescue.channels.smtp import SmtpChannel, SmtpSettings, is_unknown_user
 from cartrescue.contacts import email_hash
 from cartrescue.ledger import Ledger
@@ -304,7 +304,7 @@ def test_a_stopped_delivery_stuck_on_its_relay_ends_after_the_grace_or_a_second_
     """Ctrl-C (or SIGTERM) while the relay hangs on a message: the message gets STOP_GRACE for its
     reply, a second Ctrl-C cuts that short; then the connection is closed at once, not QUIT
     (which would wait for replies that never come: 5 s a connection, before)."""
-    monkeypatch.setattr(smtp_channel, "STOP_GRACE", 1.0)
+    monkeypatch.setattr(channels_base, "STOP_GRACE", 1.0)
     with LoopbackSMTP(faults=[Fault(r"^stuck@", "hang")], pipelining=pipelining) as server:
         channel = SmtpChannel(settings(server, pool_size=1, timeout=900.0, data_timeout=900.0))
         _send_stop_signals_when(lambda: server.attempts["stuck@example.com"] > 0, signals)

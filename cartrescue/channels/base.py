@@ -88,6 +88,11 @@ J = TypeVar("J")
 STOP_GRACE = 5.0
 
 
+class Stoppable(Protocol):
+    def stop(self) -> None:
+        """Claim nothing more, give up what waits (:func:`give_up_waiting`); what is in flight finishes."""
+
+
 def stopped(claim_id: int) -> Outcome:
     """The outcome of a claimed message that a stopped run did not start: the next run sends it."""
     return Outcome(claim_id, Status.TRANSIENT, "not sent: the run was stopped before this message went out "
@@ -209,6 +214,8 @@ class LoopChannel(Channel):
     give :meth:`_run` (deliver everything the feed has) and :meth:`_shutdown` (close connections)."""
 
     _loop: "asyncio.AbstractEventLoop | None" = None
+    #: The running batch's work queue (``_run`` sets it while it runs): what a stop winds down.
+    _work: "Stoppable | None" = None
 
     def run(self, feed: Feed) -> None:
         if self._loop is None:
@@ -238,9 +245,14 @@ class LoopChannel(Channel):
         """Close what the run kept open (QUIT the relay, close the HTTP clients)."""
 
     def _stop(self) -> float:
-        """Ctrl-C or SIGTERM came: start nothing more and give what is in flight this many
-        seconds to finish (0: cut it short now, the default)."""
-        return 0.0
+        """Ctrl-C or SIGTERM came: the running batch starts nothing more, and what it has in
+        flight gets :data:`STOP_GRACE` seconds to finish (their answers decide their rows, as in
+        any run); 0 (cut short now) when no batch runs."""
+        work = self._work
+        if work is None:
+            return 0.0
+        work.stop()
+        return STOP_GRACE
 
     def close(self) -> None:
         import asyncio

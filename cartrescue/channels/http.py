@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from cartrescue.channels.base import (
-    STOP_GRACE,
     Envelope,
     Feed,
     LoopChannel,
@@ -239,7 +238,6 @@ class HttpChannel(LoopChannel):
         self._connect_failures = 0
         self._clients: dict[int, Connection] = {}  # worker -> its connection
         self._tls: ssl.SSLContext | None = None
-        self._work: _Work | None = None  # the running batch's, for _stop
 
     # -- what subclasses provide ---------------------------------------------------------------
 
@@ -270,14 +268,6 @@ class HttpChannel(LoopChannel):
                 self._tls = tls_context(self.verify)
             client = self._clients[worker] = Connection(self._tls, self.settings.timeout)
         return client
-
-    def _stop(self) -> float:
-        """Ctrl-C or SIGTERM: finish the requests in flight (their answers decide their rows, as
-        in any run) for at most :data:`~cartrescue.channels.base.STOP_GRACE` seconds; start no other."""
-        if self._work is None:
-            return 0.0
-        self._work.stop()
-        return STOP_GRACE
 
     async def _run(self, feed: Feed) -> None:
         work = self._work = _Work(self, feed, target=max(1, self.settings.concurrency // 2))

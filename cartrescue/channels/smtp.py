@@ -69,7 +69,6 @@ from aiosmtplib import (
 )
 
 from cartrescue.channels.base import (
-    STOP_GRACE,
     Envelope,
     Feed,
     LoopChannel,
@@ -383,7 +382,6 @@ class SmtpChannel(LoopChannel):
         self._slots = [_Slot() for _ in range(settings.pool_size)]
         self._connect_failures = 0  # consecutive, pool-wide
         self._down: str | None = None  # why the relay is considered unreachable (breaker open)
-        self._work: _Work | None = None  # the running batch's, for _stop
 
     @classmethod
     def from_config(cls, config: "Config", recent: Iterable[datetime] = ()) -> "SmtpChannel":
@@ -424,14 +422,6 @@ class SmtpChannel(LoopChannel):
             data = build_message(job.message)  # 7-bit bodies; UTF-8 addresses stay (SMTPUTF8)
             job.wire, job.size, job.body8 = wire_body(data), len(data), False
         return True
-
-    def _stop(self) -> float:
-        """Ctrl-C or SIGTERM: finish the messages in flight (their replies decide their rows, as
-        in any run) for at most :data:`STOP_GRACE` seconds; start no other."""
-        if self._work is None:
-            return 0.0
-        self._work.stop()
-        return STOP_GRACE
 
     async def _run(self, feed: Feed) -> None:
         work = self._work = _Work(self, feed, len(self._slots))

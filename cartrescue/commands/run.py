@@ -65,12 +65,9 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                              shard=sharded, shared_orders=_shared(sharded, shared.ORDERS),
                              shared_sends=_shared(sharded, shared.SENDS),
                              shared_carts=_shared(sharded, shared.CARTS))
-        out = sys.stdout
         _die_with_parent()  # a shard of run --workers, or a shop of run-all
-        if as_json and not sys.stdout.isatty():
-            out = _json_stdout()
         if as_json:
-            stream = JsonStream(out, {"mode": mode if deliver else "plan",
+            stream = JsonStream(_json_stdout(), {"mode": mode if deliver else "plan",
                                              "now": at.isoformat().replace("+00:00", "Z")})
         table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
 
@@ -150,13 +147,15 @@ def _json_stdout() -> Any:
     :class:`~cartrescue.output.DocumentWriter` (an interrupt cannot break it), not ``sys.stdout``
     (8 KiB blocks, about a microsecond a write): a worker's document reaches its parent in few
     blocks, each one wake-up of the parent's reading thread, which otherwise costs the parent
-    more than relaying the decisions themselves. The stream flushes as it closes; on a terminal
-    the document stays line by line (not used there)."""
+    more than relaying the decisions themselves. The stream flushes as it closes. A terminal,
+    or what is not a file (a test runner's capture), gets ``sys.stdout`` as it is."""
     from cartrescue.output import DocumentWriter
 
     try:
+        if sys.stdout.isatty():
+            return sys.stdout
         descriptor = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # not a file (a test runner's capture): as it is
+    except (AttributeError, OSError, ValueError):
         return sys.stdout
     sys.stdout.flush()
     return DocumentWriter(descriptor)
@@ -192,8 +191,8 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     from cartrescue.workers import start_workers
 
     stderr = err_console()
-    out = _json_stdout() if as_json and not sys.stdout.isatty() else sys.stdout
-    stream = JsonStream(out, {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}) if as_json else None
+    header = {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}
+    stream = JsonStream(_json_stdout(), header) if as_json else None
     table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
 
     def on_decisions(text: str, count: int) -> None:
