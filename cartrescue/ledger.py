@@ -686,36 +686,64 @@ class Ledger:
         if not requests:
             self.record(outcomes)
             return {}
-        raw = self._raw_statements()
-        at = raw.moment(now)
-        won: dict[tuple[str, int, str], int] = {}
         # Everything the statements need is ready before the transaction: on SQLite it holds the
         # write lock, which the other workers of a run are waiting for.
+        raw = self._raw_statements()
         done = self._outcome_rows(outcomes)
-        rows = raw.claim_rows(requests, run_id, at, lock_name)
+        rows = raw.claim_rows(requests, run_id, raw.moment(now), lock_name)
         with self._message_transaction() as conn:
             if done:
                 _driver(conn, raw.record, done, many=True)
-            if raw.claim_returning is not None and len(rows) <= _RETURNING_UP_TO:
-                # A channel takes a message or two at a time: a statement per row that returns its
-                # id costs less than one executemany and a query for the ids.
-                for params in rows:
-                    row = _driver(conn, raw.claim_returning, params).fetchone()
-                    if row is not None:
-                        won[(row[1], row[2], row[3])] = row[0]
-            else:
-                _driver(conn, raw.claim, rows, many=True)
-                for chunk in _chunks(list({r.cart_key: None for r in requests}), 500):
-                    sql, params = raw.claimed(chunk)
-                    for claim_id, cart_key, step, channel, owner, status in _driver(conn, sql, params):
-                        if owner == run_id and status == "claimed":
-                            won[(cart_key, step, channel)] = claim_id
-            retry = [r for r in requests if (r.cart_key, r.step, r.channel) not in won]
-            if retry:
-                if not self._holds_lock(conn, run_id, lock_name):
-                    raise LockLost(f"run #{run_id} lost the run lock (it was paused or stalled longer than "
-                                   "ledger.lock_timeout and another run took over): stopped without delivering more")
-                won.update(self._reclaim(conn, run_id, retry, now, lock_name))
+            return self._claim_in(conn, run_id, requests, rows, now, lock_name)
+
+    def hold_out(self, run_id: int, requests: Sequence[ClaimRequest], details: Sequence[str], now: datetime,
+                 lock_name: str = "run") -> dict[tuple[str, int, str], int]:
+        """Claim held-out steps (the control group) and record them ``held_out``, ``details[i]``
+        the reply of ``requests[i]``, in one transaction; return what :meth:`claim` returns.
+
+        As two transactions, a stop or a crash between them left a control-group row ``claimed``:
+        reported as a message that may have gone out, and missing from the holdout's side of the
+        report's comparison. Nothing was sent either way.
+        """
+        if not requests:
+            return {}
+        raw = self._raw_statements()
+        rows = raw.claim_rows(requests, run_id, raw.moment(now), lock_name)
+        with self._message_transaction() as conn:
+            won = self._claim_in(conn, run_id, requests, rows, now, lock_name)
+            held = self._outcome_rows(
+                (claim_id, "held_out", detail, "") for request, detail in zip(requests, details)
+                if (claim_id := won.get((request.cart_key, request.step, request.channel))) is not None)
+            if held:
+                _driver(conn, raw.record, held, many=True)
+        return won
+
+    def _claim_in(self, conn: Any, run_id: int, requests: Sequence[ClaimRequest], rows: list[Any], now: datetime,
+                  lock_name: str) -> dict[tuple[str, int, str], int]:
+        """The claiming statements of :meth:`claim`, in the caller's transaction (``rows`` from
+        ``claim_rows``); raise :class:`LockLost` where the run's lock is gone."""
+        raw = self._raw_statements()
+        won: dict[tuple[str, int, str], int] = {}
+        if raw.claim_returning is not None and len(rows) <= _RETURNING_UP_TO:
+            # A channel takes a message or two at a time: a statement per row that returns its
+            # id costs less than one executemany and a query for the ids.
+            for params in rows:
+                row = _driver(conn, raw.claim_returning, params).fetchone()
+                if row is not None:
+                    won[(row[1], row[2], row[3])] = row[0]
+        else:
+            _driver(conn, raw.claim, rows, many=True)
+            for chunk in _chunks(list({r.cart_key: None for r in requests}), 500):
+                sql, params = raw.claimed(chunk)
+                for claim_id, cart_key, step, channel, owner, status in _driver(conn, sql, params):
+                    if owner == run_id and status == "claimed":
+                        won[(cart_key, step, channel)] = claim_id
+        retry = [r for r in requests if (r.cart_key, r.step, r.channel) not in won]
+        if retry:
+            if not self._holds_lock(conn, run_id, lock_name):
+                raise LockLost(f"run #{run_id} lost the run lock (it was paused or stalled longer than "
+                               "ledger.lock_timeout and another run took over): stopped without delivering more")
+            won.update(self._reclaim(conn, run_id, retry, now, lock_name))
         return won
 
     @staticmethod

@@ -681,16 +681,13 @@ class Executor:
         knows the control group step by step, and a later run never "sends" them that step."""
         assert self.ledger is not None and self.run_id is not None
         requests = [self._claim_request(d, HOLDOUT) for d in decisions]
-        won = self.ledger.claim(self.run_id, requests, self.composer.now, lock_name=self.lock_name)
-        outcomes = []
+        won = self.ledger.hold_out(self.run_id, requests, [d.detail for d in decisions], self.composer.now,
+                                   lock_name=self.lock_name)
         for decision, request in zip(decisions, requests):
-            claim_id = won.get((request.cart_key, request.step, request.channel))
-            if claim_id is None:
-                results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
-            else:
-                outcomes.append((claim_id, HELD_OUT, decision.detail, ""))
+            if (request.cart_key, request.step, request.channel) in won:
                 results[id(decision)] = Result(decision, HELD_OUT)
-        self.ledger.record(outcomes)
+            else:
+                results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
 
 
 FLUSH_EVERY = 16  # outcomes per group commit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -221,3 +222,28 @@ def test_a_dry_run_records_no_holdout(shop: Shop, monkeypatch: pytest.MonkeyPatc
     assert Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").messages() == []
     table = shop.cli("run")
     assert f"{held} held out" in table.stdout
+
+
+def test_a_holdout_whose_outcome_cannot_be_written_leaves_no_claim_behind(shop: Shop) -> None:
+    """A held-out step's claim and its ``held_out`` outcome commit together. Written apart, a
+    failure (or a stop, or a kill) between them left a control-group row ``claimed``: counted as
+    a message that may have gone out, and missing from the holdout side of the report."""
+    _experiment_shop(shop, carts=20)
+    outbox = shop.folder / "out"
+    db = shop.folder / "ledger.db"
+    Ledger(f"sqlite:///{db}").close()  # creates its tables
+    with sqlite3.connect(db) as conn:  # the database refuses the outcome, as a full disk would
+        conn.execute("CREATE TRIGGER refuse BEFORE UPDATE OF status ON cr_message WHEN NEW.status = 'held_out' "
+                     "BEGIN SELECT RAISE(ABORT, 'no room for held_out'); END")
+    failed = shop.cli("run", "--outbox", str(outbox), "--json")
+    assert failed.exit_code != 0 and "no room for held_out" in failed.output
+    ledger = Ledger(f"sqlite:///{db}")
+    assert [m for m in ledger.messages() if m["transport"] == "holdout"] == []
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER refuse")
+    again = shop.cli("run", "--outbox", str(outbox), "--json")
+    assert again.exit_code == 0, again.output
+    held = [m for m in ledger.messages() if m["transport"] == "holdout"]
+    assert held and {m["status"] for m in held} == {"held_out"}
+    assert again.json["counts"]["holdout"] == len(held)
