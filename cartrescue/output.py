@@ -141,6 +141,29 @@ class DocumentWriter:
                 del self.pending[:written]
 
 
+def json_stdout() -> Any:
+    """Where a command's ``--json`` document goes: stdout's descriptor, through
+    :class:`DocumentWriter` (an interrupt cannot break it, 256 KiB blocks), not ``sys.stdout``.
+
+    ``sys.stdout`` loses text when a signal whose handler returns (cli.main's, inside
+    :func:`~cartrescue.stops.held`) interrupts a write blocked on a full pipe: the kernel took
+    part of it, ``BufferedWriter.write`` returns that part, and ``TextIOWrapper`` drops the rest
+    (seen with CPython 3.11). Its 8 KiB blocks also cost a ``run --workers`` parent a wake-up of its
+    reading thread each. A terminal, or what is not a file (a test runner's capture), gets
+    ``sys.stdout`` as it is. The caller flushes (``JsonStream.close`` does).
+    """
+    import sys
+
+    try:
+        if sys.stdout.isatty():
+            return sys.stdout
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stdout
+    sys.stdout.flush()
+    return DocumentWriter(descriptor)
+
+
 class JsonStream:
     """``{"mode": ..., "now": ..., "decisions": [...], "counts": {...}}`` written as it goes."""
 

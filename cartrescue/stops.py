@@ -33,8 +33,11 @@ class Stops:
     def __init__(self) -> None:
         self.holding = 0
         self.pending = False
+        self.over = False  # the command's outcome is printed: see settled()
 
     def __call__(self, signum: int, frame: object) -> None:
+        if self.over:
+            return
         if self.holding:
             self.pending = True
             return
@@ -48,7 +51,7 @@ class Stops:
             yield
         finally:
             self.holding -= 1
-        if not self.holding and self.pending:  # not after an exception: that one goes on
+        if not self.holding and self.pending and not self.over:  # not after an exception: that one goes on
             self.pending = False
             raise KeyboardInterrupt
 
@@ -76,6 +79,25 @@ def held() -> Iterator[None]:
         return
     with stops.hold():
         yield
+
+
+@contextmanager
+def settled() -> Iterator[None]:
+    """The block prints the command's outcome (its one ``--json`` document): a stop during it
+    waits for its end, and a stop after it is let go, whatever the process still does.
+
+    The command has done its work and said how it ended; raised inside the write (a slow reader,
+    a full pipe), the stop cut the document where the pipe was full, and cli.main then printed a
+    second one after it; raised after it, the process exited 130 under a document that did not
+    say so. Under any other handler than cli.main's, the block runs as it is.
+    """
+    stops = signal.getsignal(signal.SIGTERM)
+    if not isinstance(stops, Stops):
+        yield
+        return
+    with stops.hold():
+        yield
+        stops.over = True
 
 
 @contextmanager

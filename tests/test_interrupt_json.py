@@ -108,3 +108,24 @@ def test_a_stop_that_lands_in_an_exec_of_a_string_still_exits_130(shop: Shop, tm
                           capture_output=True, timeout=60, check=False)
     assert done.returncode == 130, done.stderr.decode()
     assert json.loads(done.stdout)["error"]["code"] == "interrupted"
+
+
+def test_a_stop_while_a_commands_document_waits_on_a_full_pipe_lets_it_end_whole(shop: Shop, tmp_path: Path) -> None:
+    """Any command's one document (here ``suppress list --json``, ~200 KB): a SIGTERM while the
+    write is blocked on a reader that stopped reading lets the command finish it. Raised inside
+    the write, the stop lost the text the pipe had no room for, and cli.main printed a second,
+    ``interrupted`` document after the cut one (exit 130): nothing a script could parse."""
+    shop.write()
+    addresses = tmp_path / "unsubscribed.txt"
+    addresses.write_text("".join(f"person{n:05d}@example.com\n" for n in range(2500)), encoding="utf-8")
+    assert shop.cli("suppress", "import", str(addresses), now=None).exit_code == 0
+    process = start("suppress", "list", "--json", "--config", str(shop.config_path), cwd=REPO)
+    deadline = time.monotonic() + 60
+    while unread(process) < PIPE_CAPACITY and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert unread(process) == PIPE_CAPACITY, "the command never filled its stdout pipe"
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)  # the handler has run (or the process has died) before anything is read
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert len(json.loads(out)["suppressions"]) == 2500  # one valid document, whole

@@ -15,6 +15,7 @@ from cartrescue.commands.common import (
     NowOption,
     err_console,
     fail,
+    json_out,
     load,
     out_console,
     parse_now,
@@ -57,7 +58,6 @@ def codes_list(
 
         cartrescue codes list --status unused --status expired --json
     """
-    import json as jsonlib
 
     from cartrescue.incentives import STATUSES
 
@@ -74,8 +74,7 @@ def codes_list(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        print(jsonlib.dumps({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows},
-                            ensure_ascii=False))
+        json_out({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows})
         return
     from rich.table import Table
     from rich.text import Text
@@ -138,7 +137,6 @@ def codes_export(
 
         cartrescue codes export --output new-codes.csv && shop-import new-codes.csv
     """
-    import json as jsonlib
 
     try:
         from cartrescue.incentives import export_csv
@@ -153,8 +151,7 @@ def codes_export(
     if output is not None:
         output.write_text(text, encoding="utf-8")
     if as_json:
-        print(jsonlib.dumps({"exported": len(rows), "output": str(output) if output else None, "codes": rows},
-                            ensure_ascii=False))
+        json_out({"exported": len(rows), "output": str(output) if output else None, "codes": rows})
     elif output is None:
         sys.stdout.write(text)
     if not as_json:
@@ -176,7 +173,6 @@ def codes_generate(
 
         cartrescue codes generate 500 --pool comeback10 && cartrescue codes export -o codes.csv
     """
-    import json as jsonlib
 
     try:
         _cfg, codes, _at = _codes(config, None)
@@ -184,7 +180,7 @@ def codes_generate(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        print(jsonlib.dumps({"pool": pool, "generated": len(made), "codes": made}))
+        json_out({"pool": pool, "generated": len(made), "codes": made})
     else:
         err_console().print(f"generated {len(made)} codes in pool {pool} (export them with `cartrescue codes export`)",
                             highlight=False)
@@ -204,7 +200,6 @@ def codes_import(
 
         cartrescue codes import && cartrescue codes list
     """
-    import json as jsonlib
 
     result: dict[str, dict[str, int]] = {}
     try:
@@ -216,7 +211,7 @@ def codes_import(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        print(jsonlib.dumps({"pools": result}))
+        json_out({"pools": result})
     else:
         for name, counts in result.items():
             err_console().print(f"{name}: read {counts['read']}, added {counts['added']}", highlight=False)

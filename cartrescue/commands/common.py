@@ -56,9 +56,7 @@ def fail(error: CartrescueError, as_json: bool, *, quiet: bool = False) -> NoRet
     normal case of an overlapping cron line, and cron mails whatever a job prints.
     """
     if as_json:
-        import json
-
-        print(json.dumps({"error": error_json(error)}, ensure_ascii=False))
+        json_out({"error": error_json(error)})
     if not (quiet and isinstance(error, LockHeld)):
         err_console().print(error_line(str(error)), soft_wrap=True)
     raise typer.Exit(int(error.exit_code))
@@ -113,10 +111,19 @@ def stopped_after_document() -> NoReturn:
     raise typer.Exit(130) from None  # not "from" the interrupt: cli.main then prints nothing more
 
 
-def json_out(payload: Any) -> None:
+def json_out(payload: Any, indent: int | None = None) -> None:
+    """Print the command's one ``--json`` document, whole, as its last word: a stop (Ctrl-C,
+    SIGTERM) while or after it is written is let go (:func:`cartrescue.stops.settled`)."""
     import json
 
-    print(json.dumps(payload, ensure_ascii=False, default=str))
+    from cartrescue import stops
+    from cartrescue.output import json_stdout
+
+    text = json.dumps(payload, ensure_ascii=False, default=str, indent=indent)
+    out = json_stdout()
+    with stops.settled():
+        out.write(text + "\n")
+        out.flush()
 
 
 

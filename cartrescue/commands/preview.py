@@ -7,7 +7,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from cartrescue.commands.common import ConfigOption, JsonOption, NowOption, fail, load, out_console, parse_now
+from cartrescue.commands.common import (
+    ConfigOption,
+    JsonOption,
+    NowOption,
+    fail,
+    json_out,
+    load,
+    out_console,
+    parse_now,
+)
 from cartrescue.errors import CartrescueError, ConfigError
 
 
@@ -37,7 +46,6 @@ def preview(
 
         cartrescue preview 1042 --step 3 --locale sv --variant b --screenshot /tmp/step3-sv-b.png
     """
-    import json as jsonlib
 
     try:
         from cartrescue.job import resolve_now
@@ -67,11 +75,11 @@ def preview(
     if html is not None:
         html.write_text(message.html, encoding="utf-8")
     if as_json:
-        print(jsonlib.dumps({"cart_id": cart_id, "step": number, "variant": variant, "channel": shown.channel,
-                             "decision": decision.action.value,
-                             "reason": decision.reason.value, "subject": message.subject, "text": message.text,
-                             "html": message.html, "to": message.to.email,
-                             "screenshot": str(screenshot) if screenshot is not None else None}, ensure_ascii=False))
+        json_out({"cart_id": cart_id, "step": number, "variant": variant, "channel": shown.channel,
+                  "decision": decision.action.value,
+                  "reason": decision.reason.value, "subject": message.subject, "text": message.text,
+                  "html": message.html, "to": message.to.email,
+                  "screenshot": str(screenshot) if screenshot is not None else None})
         return
     from rich.rule import Rule
     from rich.text import Text
@@ -91,14 +99,13 @@ def preview(
 
 def _show_sms(shown: Any, cart_id: str, as_json: bool) -> None:
     """An SMS step: the text as a run would send it, with its length in segments."""
-    import json as jsonlib
 
     sms, decision, target = shown.sms, shown.decision, shown.target
     if as_json:
-        print(jsonlib.dumps({"cart_id": cart_id, "step": shown.step, "variant": shown.variant, "channel": "sms",
-                             "decision": decision.action.value, "reason": decision.reason.value,
-                             "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
-                             "segments": sms.length.segments, "locale": sms.locale}, ensure_ascii=False))
+        json_out({"cart_id": cart_id, "step": shown.step, "variant": shown.variant, "channel": "sms",
+                  "decision": decision.action.value, "reason": decision.reason.value,
+                  "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
+                  "segments": sms.length.segments, "locale": sms.locale})
         return
     from rich.text import Text
 

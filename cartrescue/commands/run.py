@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -38,7 +37,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     it began cannot print a document of its own: it closes the open one with an ``error`` object.
     """
 
-    from cartrescue.output import DecisionTable, JsonStream, progress, result_json
+    from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress, result_json
 
     stream: JsonStream | None = None
     stderr = err_console()
@@ -67,7 +66,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                              shared_carts=_shared(sharded, shared.CARTS))
         _die_with_parent()  # a shard of run --workers, or a shop of run-all
         if as_json:
-            stream = JsonStream(_json_stdout(), {"mode": mode if deliver else "plan",
+            stream = JsonStream(json_stdout(), {"mode": mode if deliver else "plan",
                                              "now": at.isoformat().replace("+00:00", "Z")})
         table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
 
@@ -142,25 +141,6 @@ def _shard(text: str | None) -> Any:
         raise ConfigError(f"--shard: {exc}") from None
 
 
-def _json_stdout() -> Any:
-    """Where a run's ``--json`` document goes: stdout's descriptor, in blocks of 256 KiB, through
-    :class:`~cartrescue.output.DocumentWriter` (an interrupt cannot break it), not ``sys.stdout``
-    (8 KiB blocks, about a microsecond a write): a worker's document reaches its parent in few
-    blocks, each one wake-up of the parent's reading thread, which otherwise costs the parent
-    more than relaying the decisions themselves. The stream flushes as it closes. A terminal,
-    or what is not a file (a test runner's capture), gets ``sys.stdout`` as it is."""
-    from cartrescue.output import DocumentWriter
-
-    try:
-        if sys.stdout.isatty():
-            return sys.stdout
-        descriptor = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return sys.stdout
-    sys.stdout.flush()
-    return DocumentWriter(descriptor)
-
-
 def _die_with_parent() -> None:
     """A worker of ``run --workers`` (or a shop's run of ``run-all``) gets SIGTERM when its parent
     dies (Linux), so that a killed parent leaves no orphan delivering on its own; it then ends
@@ -186,13 +166,13 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
                      strict: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool,
                      max_deliveries: int | None, wide: bool = False) -> None:
     """``run --workers N``: N shard processes, one document or table, one exit code."""
-    from cartrescue.output import DecisionTable, JsonStream, progress
+    from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress
     from cartrescue.sources.shared import SharedIndexes
     from cartrescue.workers import start_workers
 
     stderr = err_console()
     header = {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}
-    stream = JsonStream(_json_stdout(), header) if as_json else None
+    stream = JsonStream(json_stdout(), header) if as_json else None
     table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
 
     def on_decisions(text: str, count: int) -> None:

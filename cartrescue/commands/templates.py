@@ -12,6 +12,7 @@ from cartrescue.commands.common import (
     JsonOption,
     err_console,
     fail,
+    json_out,
     load,
     out_console,
     sub_typer,
@@ -57,7 +58,6 @@ def templates_check(
 
         cartrescue templates check --templates ./templates --template reminder-3 --locale sv --json
     """
-    import json as jsonlib
     import time
 
     try:
@@ -86,7 +86,7 @@ def templates_check(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        print(jsonlib.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+        json_out(report.as_dict(), indent=1)
     else:
 
         print_report(report, out_console(markup=True), show_passing=not failures_only)  # data escaped there
