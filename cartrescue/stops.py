@@ -33,7 +33,7 @@ class Stops:
     def __init__(self) -> None:
         self.holding = 0
         self.pending = False
-        self.over = False  # the command's outcome is printed: see settled()
+        self.over = False  # the command's outcome is printed: see held(settles=True)
 
     def __call__(self, signum: int, frame: object) -> None:
         if self.over:
@@ -67,8 +67,14 @@ def install() -> Stops:
 
 
 @contextmanager
-def held() -> Iterator[None]:
+def held(settles: bool = False) -> Iterator[None]:
     """A stop (Ctrl-C, SIGTERM) that comes during the block is raised after it, not inside it.
+
+    ``settles``: the block prints the command's outcome (its one ``--json`` document), and a
+    stop during it or after it is let go, whatever the process still does. The command has done
+    its work and says how it ended; raised inside the write (a slow reader, a full pipe), the
+    stop cut the document where the pipe was full and cli.main printed a second one after it;
+    raised after it, the process exited 130 under a document that did not say so.
 
     Only under the handler :func:`install` set (the command line); anywhere else (an embedding
     program, a test runner) the block runs as it is.
@@ -79,25 +85,8 @@ def held() -> Iterator[None]:
         return
     with stops.hold():
         yield
-
-
-@contextmanager
-def settled() -> Iterator[None]:
-    """The block prints the command's outcome (its one ``--json`` document): a stop during it
-    waits for its end, and a stop after it is let go, whatever the process still does.
-
-    The command has done its work and said how it ended; raised inside the write (a slow reader,
-    a full pipe), the stop cut the document where the pipe was full, and cli.main then printed a
-    second one after it; raised after it, the process exited 130 under a document that did not
-    say so. Under any other handler than cli.main's, the block runs as it is.
-    """
-    stops = signal.getsignal(signal.SIGTERM)
-    if not isinstance(stops, Stops):
-        yield
-        return
-    with stops.hold():
-        yield
-        stops.over = True
+        if settles:
+            stops.over = True
 
 
 @contextmanager

@@ -113,7 +113,7 @@ def stopped_after_document() -> NoReturn:
 
 def json_out(payload: Any, indent: int | None = None) -> None:
     """Print the command's one ``--json`` document, whole, as its last word: a stop (Ctrl-C,
-    SIGTERM) while or after it is written is let go (:func:`cartrescue.stops.settled`)."""
+    SIGTERM) while or after it is written is let go (:func:`cartrescue.stops.held`)."""
     import json
 
     from cartrescue import stops
@@ -121,7 +121,7 @@ def json_out(payload: Any, indent: int | None = None) -> None:
 
     text = json.dumps(payload, ensure_ascii=False, default=str, indent=indent)
     out = json_stdout()
-    with stops.settled():
+    with stops.held(settles=True):
         out.write(text + "\n")
         out.flush()
 
