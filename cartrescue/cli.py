@@ -115,16 +115,14 @@ def main() -> None:
             _exit_interrupted()
         raise
     except Exception as error:  # noqa: BLE001 - the last net: one line (and document), never a traceback
-        import os
+        import typer
 
-        if os.environ.get("CARTRESCUE_DEBUG"):
-            raise
-        from cartrescue.commands.common import error_json, error_line, internal_message, json_out
+        from cartrescue.commands.common import last_net
 
-        if "--json" in sys.argv[1:]:
-            json_out({"error": error_json(error)})
-        err_console().print(error_line(internal_message(error)), soft_wrap=True)
-        sys.exit(70)
+        try:
+            last_net(error, "--json" in sys.argv[1:])
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
 
 
 def _interrupted() -> NoReturn:

@@ -158,13 +158,13 @@ def run_job(
     watches: it may cost the source a query) gets how much there is to read, when the source
     can tell (:meth:`~cartrescue.sources.base.CartSource.progress_total`).
     """
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DBAPIError
 
     try:
         return _run_job(config, request, on_result, on_problem, on_progress, on_total)
     except ConfigError as error:
         raise config.locate(error) from None
-    except OperationalError as error:  # the ledger's database (the shop's are SourceErrors already)
+    except DBAPIError as error:  # the ledger's database (the shop's are SourceErrors already)
         from cartrescue.ledger import ledger_error
 
         raise ledger_error(error, "the ledger") from None

@@ -36,8 +36,40 @@ def parse_now(value: str | None) -> datetime | None:
         raise ConfigError(f"--now: expected an ISO 8601 time like 2026-11-20T10:00:00Z, got {value!r}") from None
 
 
+def explained(error: BaseException) -> BaseException:
+    """``error`` as a person should read it. A database error that no command caught is the
+    ledger's (the shop's are SourceErrors where they happen): a read-only replica after a
+    failover, a role without the grant, a full disk. It is reported as the ledger's error (exit
+    2, or 4 when the ledger is busy), in one line, not as a bug in cartrescue with the SQL."""
+    import sys
+
+    exc = sys.modules.get("sqlalchemy.exc")  # not loaded: no database was touched
+    if exc is not None and isinstance(error, exc.DBAPIError):
+        from cartrescue.ledger import ledger_error
+
+        return ledger_error(error, "the ledger")
+    return error
+
+
+def last_net(error: Exception, as_json: bool) -> NoReturn:
+    """What a command did not catch: :func:`explained`, else a bug, in one line (and one JSON
+    document) and exit 70; the traceback with CARTRESCUE_DEBUG=1."""
+    import os
+
+    known = explained(error)
+    if isinstance(known, CartrescueError):
+        fail(known, as_json)
+    if os.environ.get("CARTRESCUE_DEBUG"):
+        raise error
+    if as_json:
+        json_out({"error": error_json(error)})
+    err_console().print(error_line(internal_message(error)), soft_wrap=True)
+    raise typer.Exit(int(ExitCode.INTERNAL))
+
+
 def error_json(error: BaseException) -> dict[str, Any]:
     """The ``error`` object of every ``--json`` document that reports a failure (README, `--json`)."""
+    error = explained(error)
     if isinstance(error, CartrescueError):
         code, message = error.exit_code, str(error)
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -17,8 +16,8 @@ from cartrescue.commands.common import (
     error_json,
     error_line,
     fail,
-    internal_message,
     json_out,
+    last_net,
     load,
     out_console,
     parse_now,
@@ -116,12 +115,7 @@ def report(
     except CartrescueError as error:
         fail(error, as_json)
     except Exception as error:  # noqa: BLE001 - a bug still ends in one line and one JSON document
-        if os.environ.get("CARTRESCUE_DEBUG"):
-            raise
-        if as_json:
-            json_out({"error": error_json(error)})
-        err_console().print(error_line(internal_message(error)), soft_wrap=True)
-        raise typer.Exit(int(ExitCode.INTERNAL)) from None
+        last_net(error, as_json)
     document["outputs"] = outputs
     if mail_error is not None:
         document["error"] = error_json(mail_error)

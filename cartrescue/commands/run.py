@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,9 +16,9 @@ from cartrescue.commands.common import (
     err_console,
     error_json,
     error_line,
+    explained,
     fail,
-    internal_message,
-    json_out,
+    last_net,
     load,
     out_console,
     parse_now,
@@ -90,12 +90,13 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     except typer.Exit:  # run --workers: its own document is complete
         raise
     except Exception as error:  # noqa: BLE001 - every failure still ends the one JSON document
+        error = explained(error)  # type: ignore[assignment]
         # A worker of run --workers leaves the error line to its parent, which reports it once.
         worker = shard is not None and as_json and bool(os.environ.get("CARTRESCUE_PARENT_PID"))
         if stream is None:
             if isinstance(error, CartrescueError):
                 fail(error, as_json, quiet=quiet or (worker and isinstance(error, LockHeld)))
-            _internal(error, as_json)
+            last_net(error, as_json)
         _end(stream, {"error": error_json(error)})
         if not (quiet and isinstance(error, LockHeld)) and not worker:
             stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
@@ -236,16 +237,6 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
     if merged.exit_code:
         raise typer.Exit(merged.exit_code)
-
-
-def _internal(error: Exception, as_json: bool) -> NoReturn:
-    """A bug: one line (and one JSON document), exit 70; the traceback with CARTRESCUE_DEBUG=1."""
-    if os.environ.get("CARTRESCUE_DEBUG"):
-        raise error
-    if as_json:
-        json_out({"error": error_json(error)})
-    err_console().print(error_line(internal_message(error)), soft_wrap=True)
-    raise typer.Exit(int(ExitCode.INTERNAL))
 
 
 def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any]) -> None:

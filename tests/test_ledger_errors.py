@@ -1,0 +1,44 @@
+"""A ledger database that refuses to write -- a PostgreSQL replica after a failover, a role
+without the grant -- is reported as the ledger's error: one line, exit 2, one ``--json``
+document, in every command that writes. It used to be "internal error: ... a bug in
+cartrescue", exit 70, with the SQL statement and its parameters on stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from shopdb import shop_database
+from sqlalchemy import text
+
+from conftest import NOW, Shop, cart, iso
+
+REFUSED = "the ledger: cannot execute {} in a read-only transaction"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("command", "statement"), [
+    (["run", "--outbox", "out", "--json"], "INSERT"),
+    (["forget", "ann@example.com", "--json"], "DELETE"),
+    (["send-test", "qa@example.com", "--outbox", "tests", "--json"], "INSERT"),
+])
+def test_a_read_only_ledger_is_the_ledgers_error_not_a_bug(shop: Shop, command: list[str], statement: str) -> None:
+    shop.add(cart("c-1", email="ann@example.com"))
+    with shop_database("postgres", "readonly") as db:
+        shop.configure(ledger={"url": db.url})
+        assert shop.cli("carts").exit_code == 0  # the ledger's tables exist: only writing fails
+        with db.admin.begin() as connection:
+            connection.execute(text(f'ALTER DATABASE "{db.name}" SET default_transaction_read_only = on'))
+        args = [str(shop.folder / arg) if arg in ("out", "tests") else arg for arg in command]
+        if command[0] != "forget":
+            args += ["--now", iso(NOW)]
+        shop.write()
+        # The console script's process: cli.main's last net is part of what is tested.
+        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", *args, "--config", str(shop.config_path)],
+                              cwd=shop.folder, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert json.loads(done.stdout)["error"] == {
+        "code": "config", "exit_code": 2, "message": REFUSED.format(statement)}
+    assert done.stderr.strip() == "error: " + REFUSED.format(statement)
