@@ -97,7 +97,12 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
 
         unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
-        if unconfirmed:
+        refused = ledger.write_refused()
+        if refused is not None:
+            checks.append(Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would "
+                                "stop there: point ledger.url at the primary, or grant the writes)",
+                                int(ExitCode.CONFIG)))
+        elif unconfirmed:
             checks.append(Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was "
                                 "killed, or the relay did not answer after the message): "
                                 "not resent unless `run --send --resend-unconfirmed`"))

@@ -869,6 +869,26 @@ class Ledger:
             return {status: int(n) for status, n in conn.execute(
                 select(message.c.status, func.count()).group_by(message.c.status))}
 
+    def write_refused(self) -> str | None:
+        """Why the ledger's database would refuse a run's writes, or None (for ``doctor``).
+
+        A server can take reads and refuse every write: a PostgreSQL replica after a failover, a
+        role without the grant, MariaDB's ``read_only``. An UPDATE of no row, rolled back, meets
+        the same refusal a run meets, and touches nothing. Not on SQLite: a file this process
+        cannot write fails as the tables are created, and the probe would wait on a running
+        run's write lock.
+        """
+        if self.engine.dialect.name == "sqlite":
+            return None
+        lock = RunLock.__table__  # type: ignore[attr-defined]
+        try:
+            with self.engine.connect() as conn, conn.begin() as transaction:
+                conn.execute(update(lock).where(lock.c.name.is_(None)).values(run_id=lock.c.run_id))
+                transaction.rollback()
+        except DBAPIError as exc:
+            return _one_line(exc)
+        return None
+
     def messages(self) -> list[dict[str, Any]]:
         """Every message row (for reports and tests); small ledgers only."""
         message = Message.__table__  # type: ignore[attr-defined]

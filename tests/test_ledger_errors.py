@@ -42,3 +42,29 @@ def test_a_read_only_ledger_is_the_ledgers_error_not_a_bug(shop: Shop, command: 
     assert json.loads(done.stdout)["error"] == {
         "code": "config", "exit_code": 2, "message": REFUSED.format(statement)}
     assert done.stderr.strip() == "error: " + REFUSED.format(statement)
+
+
+@pytest.mark.parametrize(("kind", "refusal", "said"), [
+    pytest.param("postgres", "read-only database", "cannot execute UPDATE in a read-only transaction",
+                 marks=pytest.mark.postgres),
+    pytest.param("postgres", "select-only role", "permission denied for table cr_lock", marks=pytest.mark.postgres),
+    pytest.param("mariadb", "select-only user", "UPDATE command denied", marks=pytest.mark.mariadb),
+])
+def test_doctor_fails_a_ledger_that_reads_but_refuses_to_write(shop: Shop, kind: str, refusal: str,
+                                                               said: str) -> None:
+    """Refused writes are invisible to a read: the ledger check also tries a write that changes
+    nothing (an UPDATE of no row, rolled back), as every run would stop at its first write."""
+    shop.add(cart("c-1", email="ann@example.com"))
+    with shop_database(kind, "doctorro") as db:
+        shop.configure(ledger={"url": db.url})
+        healthy = shop.cli("doctor", "--json", "--no-smtp", now=None)  # creates the ledger's tables
+        assert {c["name"]: c["status"] for c in healthy.json["checks"]}["ledger"] == "ok"
+        if refusal == "read-only database":
+            with db.admin.begin() as connection:
+                connection.execute(text(f'ALTER DATABASE "{db.name}" SET default_transaction_read_only = on'))
+        else:
+            shop.configure(ledger={"url": db.read_only_user()})
+        result = shop.cli("doctor", "--json", "--no-smtp", now=None)
+    ledger = next(c for c in result.json["checks"] if c["name"] == "ledger")
+    assert ledger["status"] == "fail" and said in ledger["detail"], ledger
+    assert result.exit_code == 2 == result.json["exit_code"]
