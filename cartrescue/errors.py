@@ -50,3 +50,11 @@ class LockLost(CartrescueError):
 
 class TemplateError(CartrescueError):
     exit_code = ExitCode.SOME_FAILED
+
+
+class OutputError(CartrescueError):
+    """What a command prints cannot be written: stdout on a full disk or over a quota, an I/O
+    error. Not a bug, and not the shop's data: only the report of the work is lost (what a run
+    delivered is in the ledger)."""
+
+    exit_code = ExitCode.SOME_FAILED

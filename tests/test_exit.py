@@ -1,4 +1,5 @@
-"""How a finished command leaves its process: quickly, and without skipping what exit owes.
+"""How a command leaves its process: quickly, without skipping what exit owes, and with one
+clear line when its output cannot be written.
 
 ``cli.main`` freezes the objects a run allocated out of the interpreter's final collections
 (they cost ~80 ms of a 100,000-cart run, freeing nothing reference counting would not). That
@@ -8,10 +9,17 @@ closed (its write-ahead log folded back and removed), as after an ordinary exit.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import NOW, Shop, cart, iso
+import pytest
+
+from conftest import NOW, REPO, Shop, cart, iso
+
+FULL_DISK = "error: cannot write its output: No space left on device (what was delivered is in the ledger)"
 
 # The console script's own entry point, with one exit function of a library registered before it.
 WITH_AN_EXIT_FUNCTION = """
@@ -37,3 +45,43 @@ def test_a_finished_run_still_runs_exit_functions_and_closes_its_ledger(shop: Sh
     ledger = shop.folder / "ledger.db"
     assert ledger.exists()
     assert not ledger.with_name("ledger.db-wal").exists()  # closed: an os._exit would leave it
+
+
+def _on_a_full_disk(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The command with its stdout on ``/dev/full`` (every write fails with ENOSPC, as on a full
+    disk where cron sends the output), stderr captured."""
+    with open("/dev/full", "w") as full:
+        return subprocess.run([sys.executable, "-m", "cartrescue.cli", *args], cwd=cwd, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("command", [["run", "--json"], ["run"], ["carts", "--json"], ["report", "--json"],
+                                     ["suppress", "list", "--json"]])
+def test_output_that_cannot_be_written_is_one_line_and_exit_1_not_a_bug(command: list[str]) -> None:
+    """Before: a traceback, or "internal error ... a bug in cartrescue" (exit 70), and a second
+    failure as the process exited."""
+    done = _on_a_full_disk(*command, "--config", "examples/cartrescue.yaml", cwd=REPO)
+    assert done.returncode == 1
+    assert done.stderr.strip() == FULL_DISK
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_delivering_run_whose_output_fails_has_recorded_every_file_it_wrote(shop: Shop) -> None:
+    """The ``--json`` document fails mid-run (its first 256 KiB block): the run stops, and every
+    file it wrote has its ``sent`` row, none is left ``claimed``; the next run writes the rest."""
+    shop.add(*(cart(f"c{n:04d}", email=f"c{n:04d}@example.com") for n in range(1500)))
+    shop.write()
+    outbox = shop.folder / "out"
+    args = ["run", "--outbox", str(outbox), "--json", "--workers", "1", "--now", iso(NOW),
+            "--config", str(shop.config_path)]
+    done = _on_a_full_disk(*args, cwd=shop.folder)
+    assert done.returncode == 1 and done.stderr.strip() == FULL_DISK
+    with sqlite3.connect(shop.folder / "ledger.db") as db:
+        statuses = dict(db.execute("SELECT status, COUNT(*) FROM cr_message GROUP BY status").fetchall())
+    written = len(list(outbox.glob("*.eml")))
+    assert 0 < written < 1500 and statuses == {"sent": written}
+    again = subprocess.run([sys.executable, "-m", "cartrescue.cli", *args], cwd=shop.folder, capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert len(list(outbox.glob("*.eml"))) == 1500

@@ -7,13 +7,14 @@ functions so that ``cartrescue --help`` starts fast (benchmark B6).
 
 from __future__ import annotations
 
+import errno
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
-from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld, OutputError
 from cartrescue.text import printable
 
 ConfigOption = Annotated[
@@ -48,7 +49,30 @@ def explained(error: BaseException) -> BaseException:
         from cartrescue.ledger import ledger_error
 
         return ledger_error(error, "the ledger")
+    if isinstance(error, OSError) and error.errno in _NO_ROOM:
+        # The files a command writes itself (.eml files, the call list, report --html) report
+        # their own errors: what reaches here is its output, where cron or a script sent it.
+        where = f"to {error.filename}" if error.filename else "its output"
+        return OutputError(f"cannot write {where}: {error.strerror} (what was delivered is in the ledger)")
     return error
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # a full disk, a quota, a file too large, I/O
+
+
+def _drop_output() -> None:
+    """Point stdout at /dev/null: text still buffered for it would fail again as the process
+    exits ("Exception ignored ... No space left on device", exit 120)."""
+    import os
+    import sys
+
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file (a test runner's capture)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 def last_net(error: Exception, as_json: bool) -> NoReturn:
@@ -87,10 +111,15 @@ def fail(error: CartrescueError, as_json: bool, *, quiet: bool = False) -> NoRet
     Under ``--quiet`` a held lock is not reported at all: another run doing the work is the
     normal case of an overlapping cron line, and cron mails whatever a job prints.
     """
-    if as_json:
+    if as_json and not isinstance(error, OutputError):
         json_out({"error": error_json(error)})
+    if isinstance(error, OutputError):
+        _drop_output()
     if not (quiet and isinstance(error, LockHeld)):
-        err_console().print(error_line(str(error)), soft_wrap=True)
+        try:
+            err_console().print(error_line(str(error)), soft_wrap=True)
+        except OSError:
+            pass  # stderr cannot be written either: the exit code is all that is left
     raise typer.Exit(int(error.exit_code))
 
 
