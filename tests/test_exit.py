@@ -9,6 +9,7 @@ closed (its write-ahead log folded back and removed), as after an ordinary exit.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -85,3 +86,22 @@ def test_a_delivering_run_whose_output_fails_has_recorded_every_file_it_wrote(sh
                            text=True, timeout=120, check=False)
     assert again.returncode == 0, again.stderr
     assert len(list(outbox.glob("*.eml"))) == 1500
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_warning_that_cannot_be_written_costs_the_warning_not_the_run(shop: Shop) -> None:
+    """stderr on a full disk (a cron job's ``>> log 2>&1``) and a bad row to warn of: the run
+    still plans every other cart, and counts the problem. Before, the warning's failed write
+    stopped the run, and nobody got a reminder."""
+    bad = cart("c-bad", email="bob@example.com")
+    bad[0]["updated_at"] = "garbage"
+    shop.add(cart("c-1", email="ann@example.com"), bad, cart("c-3", email="cid@example.com"))
+    shop.write()
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--now", iso(NOW),
+                               "--config", str(shop.config_path)], cwd=shop.folder, stdout=subprocess.PIPE,
+                              stderr=full, text=True, timeout=120, check=False)
+    document = json.loads(done.stdout)
+    assert "error" not in document
+    assert (document["counts"]["carts"], document["counts"]["problems"]) == (2, 1)
+    assert done.returncode == 1  # the problem, as with a writable stderr

@@ -116,10 +116,7 @@ def fail(error: CartrescueError, as_json: bool, *, quiet: bool = False) -> NoRet
     if isinstance(error, OutputError):
         _drop_output()
     if not (quiet and isinstance(error, LockHeld)):
-        try:
-            err_console().print(error_line(str(error)), soft_wrap=True)
-        except OSError:
-            pass  # stderr cannot be written either: the exit code is all that is left
+        err_console().print(error_line(str(error)), soft_wrap=True)
     raise typer.Exit(int(error.exit_code))
 
 
@@ -139,10 +136,38 @@ def error_line(message: str, label: str = "error", style: str = "bold red") -> A
 
 
 def err_console() -> Any:
-    """stderr, with markup off: a message that quotes data cannot turn into markup."""
+    """stderr, with markup off: a message that quotes data cannot turn into markup. A write to it
+    that fails is dropped (:class:`_Diagnostics`)."""
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=True, markup=False, highlight=False)
+    return Console(file=_Diagnostics(sys.stderr), markup=False, highlight=False)
+
+
+class _Diagnostics:
+    """stderr for warnings, progress and error lines, where a write that fails (a full disk
+    under a cron job's ``>> log 2>&1``) is dropped instead of raised into the run: a bad row's
+    warning stopped the whole run, and no customer got a reminder. What is dropped is also in
+    the run's counts, its ``--json`` document and its exit code."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: rich asks the stream
+        return getattr(self._stream, name)
 
 
 def out_console(*, markup: bool = False) -> Any:
