@@ -53,8 +53,8 @@ class TemplateError(CartrescueError):
 
 
 class OutputError(CartrescueError):
-    """What a command prints cannot be written: stdout on a full disk or over a quota, an I/O
-    error. Not a bug, and not the shop's data: only the report of the work is lost (what a run
+    """What a command prints cannot be written: stdout on a full disk, over a quota, or a file
+    grown too large. Not a bug, and not the shop's data: only the report of the work is lost (what a run
     delivered is in the ledger)."""
 
     exit_code = ExitCode.SOME_FAILED

@@ -57,7 +57,7 @@ def explained(error: BaseException) -> BaseException:
     return error
 
 
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # a full disk, a quota, a file too large, I/O
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, a quota, a file too large: writes only
 
 
 def _drop_output() -> None:
