@@ -465,12 +465,14 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
         codes.append(code)
     worst = worst_exit_code(codes)
     error = None
-    if worst not in (0, 1):
+    if worst != 0:
         failing = [(r, r.error()) for r, code in zip(reports, codes) if code == worst]
-        first = next((e for _r, e in failing if e is not None), None) or {"code": "failed", "exit_code": worst,
-                                                                          "message": "a worker failed"}
-        messages = {e["message"] for _r, e in failing if e is not None}
-        error = dict(first, exit_code=worst)
-        if len(messages) > 1:  # shards that disagree are named; one message shared by all stays as it is
-            error["message"] = "; ".join(f"shard {r.shard}: {e['message']}" for r, e in failing if e is not None)
+        first = next((e for _r, e in failing if e is not None), None)
+        if first is None and worst != 1:  # exit 1 without an error object: failed carts, in the counts
+            first = {"code": "failed", "exit_code": worst, "message": "a worker failed"}
+        if first is not None:  # exit 1 with one: a shard stopped (its output could not be written)
+            messages = {e["message"] for _r, e in failing if e is not None}
+            error = dict(first, exit_code=worst)
+            if len(messages) > 1:  # shards that disagree are named; one message shared by all stays as it is
+                error["message"] = "; ".join(f"shard {r.shard}: {e['message']}" for r, e in failing if e is not None)
     return MergedRun(mode, now, reports, counts, problems[:1000], notes, unconfirmed, released, worst, error, pruned)

@@ -20,7 +20,8 @@ import pytest
 
 from conftest import NOW, REPO, Shop, cart, iso
 
-FULL_DISK = "error: cannot write its output: No space left on device (what was delivered is in the ledger)"
+FULL_DISK = ("error: cannot write its output (or a working file in the temporary folder): No space left on device; "
+             "what was delivered is in the ledger")
 
 # The console script's own entry point, with one exit function of a library registered before it.
 WITH_AN_EXIT_FUNCTION = """
@@ -105,3 +106,22 @@ def test_a_warning_that_cannot_be_written_costs_the_warning_not_the_run(shop: Sh
     assert "error" not in document
     assert (document["counts"]["carts"], document["counts"]["problems"]) == (2, 1)
     assert done.returncode == 1  # the problem, as with a writable stderr
+
+
+def test_a_full_working_file_is_named_as_such_not_a_bug(tmp_path: Path) -> None:
+    """A working file of the run (the orders index, report's scratch database) that fills its
+    disk: SQLite's own "database or disk is full", here from a file capped at a few pages."""
+    from cartrescue.commands.common import error_json, explained
+    from cartrescue.errors import OutputError
+
+    db = sqlite3.connect(tmp_path / "index.db")
+    db.execute("PRAGMA max_page_count = 3")
+    db.execute("CREATE TABLE t (x TEXT)")
+    with pytest.raises(sqlite3.OperationalError) as full:
+        db.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 100)
+    db.close()
+    assert isinstance(explained(full.value), OutputError)
+    error = error_json(full.value)
+    assert (error["code"], error["exit_code"]) == ("failed", 1)
+    assert error["message"].startswith("cannot write a working file in ")
+    assert "database or disk is full" in error["message"]

@@ -26,7 +26,7 @@ from shopdb import shop_database
 from cartrescue.errors import LockHeld, LockLost
 from cartrescue.ledger import ClaimRequest, Ledger
 from cartrescue.shards import Shard, compatible, shard_of
-from cartrescue.workers import worst_exit_code
+from cartrescue.workers import ShardReport, merge, worst_exit_code
 from conftest import NOW, REPO, Shop, cart, iso, order, worker_pids
 
 
@@ -391,3 +391,23 @@ def test_a_worker_document_without_decisions_is_read_for_its_error() -> None:
     error = {"error": {"code": "config", "exit_code": 2, "message": "bad"}}
     assert Document(report).feed(json.dumps(error).encode(), lambda text, n: None) == 0
     assert report.trailer == error and report.decisions == 0
+
+
+def _report(index: int, code: int, error: dict[str, Any] | None = None, failed: int = 0) -> ShardReport:
+    trailer: dict[str, Any] = {"counts": {"carts": 10, "failed": failed}}
+    if error is not None:
+        trailer["error"] = error
+    return ShardReport(Shard.parse(f"{index}/2"), pid=100 + index, trailer=trailer, returncode=code)
+
+
+def test_a_shard_that_stopped_with_exit_1_gives_the_run_its_error_line() -> None:
+    """Exit 1 is also a shard that stopped on an error of its own (its output or working files
+    could not be written): the run's document and stderr say why, not only its shard's row."""
+    stopped = {"code": "failed", "exit_code": 1, "message": "cannot write a working file in /tmp: disk full"}
+    merged = merge([_report(1, 1, stopped), _report(2, 0)], "dry-run", NOW)
+    assert merged.exit_code == 1 and merged.error == stopped
+
+
+def test_failed_carts_alone_give_exit_1_and_no_run_error() -> None:
+    merged = merge([_report(1, 1, failed=2), _report(2, 0)], "dry-run", NOW)
+    assert merged.exit_code == 1 and merged.error is None and merged.counts["failed"] == 2

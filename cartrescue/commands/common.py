@@ -38,10 +38,14 @@ def parse_now(value: str | None) -> datetime | None:
 
 
 def explained(error: BaseException) -> BaseException:
-    """``error`` as a person should read it. A database error that no command caught is the
-    ledger's (the shop's are SourceErrors where they happen): a read-only replica after a
-    failover, a role without the grant, a full disk. It is reported as the ledger's error (exit
-    2, or 4 when the ledger is busy), in one line, not as a bug in cartrescue with the SQL."""
+    """``error`` as a person should read it, where it is not a bug in cartrescue.
+
+    A database error that no command caught is the ledger's (the shop's are SourceErrors where
+    they happen): a read-only replica after a failover, a role without the grant, a full disk.
+    It is the ledger's error (exit 2, or 4 when the ledger is busy), in one line, not a bug with
+    the SQL. A write that found no room (a full disk, a quota) is an :class:`OutputError`
+    (exit 1): the command's output, or a working file in the temporary folder.
+    """
     import sys
 
     exc = sys.modules.get("sqlalchemy.exc")  # not loaded: no database was touched
@@ -49,11 +53,21 @@ def explained(error: BaseException) -> BaseException:
         from cartrescue.ledger import ledger_error
 
         return ledger_error(error, "the ledger")
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(error, sqlite3.Error) and \
+            getattr(error, "sqlite_errorname", "") == "SQLITE_FULL":
+        # Not the ledger's (its errors come wrapped, above): a working file of the run, the orders
+        # index or report's scratch database, in the temporary folder.
+        import tempfile
+
+        return OutputError(f"cannot write a working file in {tempfile.gettempdir()}: {error} (set TMPDIR to a "
+                           "folder with room); what was delivered is in the ledger")
     if isinstance(error, OSError) and error.errno in _NO_ROOM:
         # The files a command writes itself (.eml files, the call list, report --html) report
-        # their own errors: what reaches here is its output, where cron or a script sent it.
-        where = f"to {error.filename}" if error.filename else "its output"
-        return OutputError(f"cannot write {where}: {error.strerror} (what was delivered is in the ledger)")
+        # their own errors: what reaches here is its output, where cron or a script sent it, or
+        # a working file of the run (the split export, the orders index) in the temporary folder.
+        where = str(error.filename) if error.filename else "its output (or a working file in the temporary folder)"
+        return OutputError(f"cannot write {where}: {error.strerror}; what was delivered is in the ledger")
     return error
 
 
