@@ -945,6 +945,25 @@ class Config(_Model):
         return path if path.is_absolute() else self.base_dir / path
 
     @property
+    def shop_identity(self) -> str:
+        """The shop a run is for, as its ledger records it: its name and where its carts come
+        from (the export's path, or the database URL without its password). Two shops with the
+        default name still differ by their source (``Ledger.shops_taking_turns``)."""
+        source = self.source
+        if source.carts is not None and source.type in ("csv", "shopify_csv"):
+            where = str(self.path(source.carts))
+        else:
+            from sqlalchemy.engine import make_url
+
+            try:
+                where = make_url(source.url or "").render_as_string(hide_password=True)
+            except Exception:  # noqa: BLE001 - a URL the source will reject with its own error
+                where = source.type
+            if source.prefix:
+                where += f" (tables {source.prefix}*)"
+        return f"{self.shop.name} ({where})"
+
+    @property
     def ledger_url(self) -> str:
         url = self.ledger.url
         prefix = "sqlite:///"

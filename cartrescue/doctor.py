@@ -98,7 +98,13 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
         refused = ledger.write_refused()
-        if refused is not None:
+        shops = ledger.shops_taking_turns()
+        if shops:
+            checks.append(Check("ledger", FAIL, f"{summary}; but the runs of {len(shops)} shops take turns in it ("
+                                + "; ".join(shops) + "): each shop's cart ids, addresses and lock collide with the "
+                                "other's, and reminders are lost. Give each shop its own ledger.url",
+                                int(ExitCode.CONFIG)))
+        elif refused is not None:
             checks.append(Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would "
                                 "stop there: point ledger.url at the primary, or grant the writes)",
                                 int(ExitCode.CONFIG)))

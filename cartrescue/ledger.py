@@ -124,6 +124,7 @@ class Run(SQLModel, table=True):
     pid: int = 0
     heartbeat_at: datetime | None = None  # refreshed while the run lives (see Ledger.heartbeat)
     shard: str = Field(default="", max_length=16)  # "K/N" for one shard of run --workers/--shard
+    shop: str | None = Field(default=None, max_length=191)  # the shop's name and source (Config.shop_identity)
 
 
 class RunLock(SQLModel, table=True):
@@ -509,15 +510,32 @@ class Ledger:
 
     # -- runs and the lock -------------------------------------------------------------------
 
-    def start_run(self, mode: str, now: datetime, shard: str = "") -> int:
+    def start_run(self, mode: str, now: datetime, shard: str = "", shop: str | None = None) -> int:
         with self.engine.begin() as conn:
             result = conn.execute(
                 insert(Run.__table__).values(  # type: ignore[attr-defined]
                     mode=mode, now=_naive(now), started_at=_naive(datetime.now(timezone.utc)),
                     status="running", host=socket.gethostname(), pid=os.getpid(), shard=shard,
+                    shop=None if shop is None else shop[:191],
                 )
             )
             return int(result.inserted_primary_key[0])
+
+    def shops_taking_turns(self, last: int = 50) -> list[str]:
+        """The shops whose runs take turns in this ledger (for ``doctor``): ``[]`` when one shop
+        has it, as it must.
+
+        Two shops on one ledger share its lock, its claims and its "one message a day": a cart
+        id or an address of one is taken for the other's, and their reminders are lost without a
+        word. Their delivering runs then alternate; a shop that was renamed, or moved to another
+        export, switches once. So: the shops of the ``last`` runs, if they switch twice or more.
+        """
+        run = Run.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            shops = [shop for (shop,) in conn.execute(
+                select(run.c.shop).where(run.c.shop.is_not(None)).order_by(run.c.id.desc()).limit(last))]
+        switches = sum(1 for newer, older in zip(shops, shops[1:]) if newer != older)
+        return sorted(set(shops)) if switches >= 2 else []
 
     def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> None:
         values = {key: counts.get(key, 0) for key in ("sent", "failed", "skipped", "deferred", "problems")}

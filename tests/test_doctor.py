@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from smtpserver import LoopbackSMTP
@@ -144,3 +145,37 @@ def test_a_template_that_cannot_render_fails_the_doctor(shop: Shop) -> None:
     assert found["templates"]["status"] == FAIL
     assert "reminder-1" in found["templates"]["detail"] and "undefined" in found["templates"]["detail"]
     assert result.exit_code == 1
+
+
+def _two_shops(tmp_path: Path) -> tuple[Shop, Shop]:
+    """Two shops whose configs name the same ledger file (a config copied for a second shop)."""
+    first, second = Shop(tmp_path / "shop-a"), Shop(tmp_path / "shop-b")
+    ledger = tmp_path / "shared.db"
+    for folder, shop in ((first.folder, first), (second.folder, second)):
+        folder.mkdir()
+        shop.add(cart("1042", email=f"ann@{folder.name}.example.com"))
+        shop.configure(ledger={"url": f"sqlite:///{ledger}"})
+    second.configure(shop={"name": "Second Shop"})
+    return first, second
+
+
+def test_two_shops_whose_runs_take_turns_in_one_ledger_fail_the_ledger_check(tmp_path: Path) -> None:
+    """Cart 1042 of the second shop is taken for the first's (claimed elsewhere): its reminder
+    is lost without a word. Their delivering runs alternate, which doctor names."""
+    first, second = _two_shops(tmp_path)
+    for shop in (first, second, first):
+        assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    assert not list((second.folder / "out").glob("*.eml"))  # the loss itself: its cart 1042 was "done"
+    result = first.cli("doctor", "--json", "--no-smtp", now=None)
+    ledger = checks(result)["ledger"]
+    assert ledger["status"] == FAIL and "the runs of 2 shops take turns in it" in ledger["detail"]
+    assert "Second Shop (" in ledger["detail"] and str(second.folder / "carts.csv") in ledger["detail"]
+    assert result.exit_code == ExitCode.CONFIG
+
+
+def test_a_shop_renamed_once_is_not_taken_for_two(tmp_path: Path) -> None:
+    first, _second = _two_shops(tmp_path)
+    for name in ("Test Shop", "Test Shop", "Renamed Shop", "Renamed Shop"):
+        first.configure(shop={"name": name})
+        assert first.cli("run", "--outbox", str(first.folder / "out")).exit_code == 0
+    assert checks(first.cli("doctor", "--json", "--no-smtp", now=None))["ledger"]["status"] == OK
