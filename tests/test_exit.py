@@ -125,3 +125,16 @@ def test_a_full_working_file_is_named_as_such_not_a_bug(tmp_path: Path) -> None:
     assert (error["code"], error["exit_code"]) == ("failed", 1)
     assert error["message"].startswith("cannot write a working file in ")
     assert "database or disk is full" in error["message"]
+
+
+def test_an_output_error_of_a_working_file_still_prints_the_one_document(capsys: pytest.CaptureFixture[str]) -> None:
+    """A full temporary folder, stdout fine: ``--json`` still gets its document."""
+    import typer
+
+    from cartrescue.commands.common import fail
+    from cartrescue.errors import OutputError
+
+    with pytest.raises(typer.Exit) as done:
+        fail(OutputError("cannot write a working file in /tmp: database or disk is full"), as_json=True)
+    assert done.value.exit_code == 1
+    assert json.loads(capsys.readouterr().out)["error"]["message"].startswith("cannot write a working file")

@@ -75,11 +75,17 @@ _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, a quota, a 
 
 
 def _drop_output() -> None:
-    """Point stdout at /dev/null: text still buffered for it would fail again as the process
-    exits ("Exception ignored ... No space left on device", exit 120)."""
+    """Point stdout at /dev/null if it cannot be written: text still buffered for it would fail
+    again as the process exits ("Exception ignored ... No space left on device", exit 120). A
+    stdout that takes writes (the error was a working file's) is left as it is."""
     import os
     import sys
 
+    try:
+        sys.stdout.flush()
+        return
+    except OSError:
+        pass
     try:
         descriptor = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):
@@ -125,8 +131,11 @@ def fail(error: CartrescueError, as_json: bool, *, quiet: bool = False) -> NoRet
     Under ``--quiet`` a held lock is not reported at all: another run doing the work is the
     normal case of an overlapping cron line, and cron mails whatever a job prints.
     """
-    if as_json and not isinstance(error, OutputError):
-        json_out({"error": error_json(error)})
+    if as_json:
+        try:
+            json_out({"error": error_json(error)})
+        except OSError:
+            pass  # stdout itself cannot be written (an OutputError): the line on stderr says why
     if isinstance(error, OutputError):
         _drop_output()
     if not (quiet and isinstance(error, LockHeld)):
