@@ -26,7 +26,7 @@ from cartrescue.commands import (
     survey,
     templates,
 )
-from cartrescue.commands.common import err_console
+from cartrescue.commands.common import JsonUsageGroup, err_console
 
 app = typer.Typer(
     name="cartrescue",
@@ -43,6 +43,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=JsonUsageGroup,
 )
 
 

@@ -6,12 +6,14 @@ import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cartrescue.model import Action, Address, Cart, Customer, Decision, OutgoingMessage, Reason
 from cartrescue.output import result_dict, result_json
 from cartrescue.pipeline import Result
+from conftest import cli
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 text = st.text(st.characters(codec="utf-8"), max_size=30)  # quotes, backslashes, controls, non-ASCII
@@ -48,3 +50,24 @@ def results(draw: st.DrawFn) -> Result:
                          action=Action.SEND, reason=Reason.DUE, score=float("nan"))))
 def test_result_json_writes_the_bytes_json_dumps_writes(result: Result) -> None:
     assert result_json(result) == json.dumps(result_dict(result), ensure_ascii=False, default=str)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--workers", "0", "--json"], "Invalid value for '--workers': Input should be greater than or equal to 1"),
+    (["run", "--bogus", "--json"], "No such option: --bogus"),
+    (["forget", "--json"], "Missing argument 'EMAIL|PHONE'."),
+    (["templates", "check", "--bogus", "--json"], "No such option: --bogus"),
+    (["bogus", "--json"], "No such command 'bogus'."),
+])
+def test_a_usage_error_under_json_is_one_document_too(args: list[str], message: str) -> None:
+    """typer prints a usage error as a panel on stderr and nothing on stdout: a script reading
+    the ``--json`` document found none."""
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {"error": {"code": "config", "exit_code": 2, "message": message}}
+    assert message.split(":")[0].rstrip(".") in result.stderr  # the panel is still there
+
+
+def test_a_usage_error_without_json_prints_nothing_on_stdout() -> None:
+    result = cli("run", "--bogus")
+    assert (result.exit_code, result.stdout) == (2, "")

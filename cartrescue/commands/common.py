@@ -8,11 +8,14 @@ functions so that ``cartrescue --help`` starts fast (benchmark B6).
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld, OutputError
 from cartrescue.text import printable
@@ -235,6 +238,35 @@ def json_out(payload: Any, indent: int | None = None) -> None:
         out.flush()
 
 
+
+
+class JsonUsageGroup(TyperGroup):
+    """The app's command group: a usage error (an unknown option, a missing argument, a value
+    out of range) under ``--json`` is one JSON document too, ``error.code`` ``config``, exit 2.
+    typer prints such errors as a panel on stderr and nothing on stdout, and a script reading
+    the document found none. The panel still goes to stderr."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        as_json = "--json" in args  # the whole command line: this group is the first to see it
+        with _usage_document(as_json):
+            ctx = super().make_context(info_name, list(args), parent, **extra)
+        ctx.meta["cartrescue.json"] = as_json  # shared by every context below this one
+        return ctx
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_document(bool(ctx.meta.get("cartrescue.json"))):
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _usage_document(as_json: bool) -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        # click's UsageError (typer vendors click, under a private module): known by its exit code 2
+        if as_json and getattr(error, "exit_code", None) == 2 and hasattr(error, "format_message"):
+            json_out({"error": {"code": "config", "exit_code": 2, "message": error.format_message()}})
+        raise
 
 
 def sub_typer(help_text: str) -> typer.Typer:
