@@ -111,7 +111,7 @@ def test_a_stop_that_lands_in_an_exec_of_a_string_still_exits_130(shop: Shop, tm
 
 
 def test_a_stop_while_a_commands_document_waits_on_a_full_pipe_lets_it_end_whole(shop: Shop, tmp_path: Path) -> None:
-    """Any command's one document (here ``suppress list --json``, ~200 KB): a SIGTERM while the
+    """Any command's one document (here ``suppress list --json``, ~500 KB): a SIGTERM while the
     write is blocked on a reader that stopped reading lets the command finish it. Raised inside
     the write, the stop lost the text the pipe had no room for, and cli.main printed a second,
     ``interrupted`` document after the cut one (exit 130): nothing a script could parse."""
