@@ -946,22 +946,10 @@ class Config(_Model):
 
     @property
     def shop_identity(self) -> str:
-        """The shop a run is for, as its ledger records it: its name and where its carts come
-        from (the export's path, or the database URL without its password). Two shops with the
-        default name still differ by their source (``Ledger.shops_taking_turns``)."""
-        source = self.source
-        if source.carts is not None and source.type in ("csv", "shopify_csv"):
-            where = str(self.path(source.carts))
-        else:
-            from sqlalchemy.engine import make_url
-
-            try:
-                where = make_url(source.url or "").render_as_string(hide_password=True)
-            except Exception:  # noqa: BLE001 - a URL the source will reject with its own error
-                where = source.type
-            if source.prefix:
-                where += f" (tables {source.prefix}*)"
-        return f"{self.shop.name} ({where})"
+        """The shop a run is for, as its ledger records it (``Ledger.shops_taking_turns``): its
+        name and sender, what its customers see. Not the export's path or the database URL: the
+        shards of one shop on several hosts (``run --shard``) may read them under other names."""
+        return f"{self.shop.name} <{self.shop.from_email}>"
 
     @property
     def ledger_url(self) -> str:

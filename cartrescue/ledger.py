@@ -124,7 +124,7 @@ class Run(SQLModel, table=True):
     pid: int = 0
     heartbeat_at: datetime | None = None  # refreshed while the run lives (see Ledger.heartbeat)
     shard: str = Field(default="", max_length=16)  # "K/N" for one shard of run --workers/--shard
-    shop: str | None = Field(default=None, max_length=191)  # the shop's name and source (Config.shop_identity)
+    shop: str | None = Field(default=None, max_length=191)  # the shop's name and sender (Config.shop_identity)
 
 
 class RunLock(SQLModel, table=True):
@@ -527,8 +527,8 @@ class Ledger:
 
         Two shops on one ledger share its lock, its claims and its "one message a day": a cart
         id or an address of one is taken for the other's, and their reminders are lost without a
-        word. Their delivering runs then alternate; a shop that was renamed, or moved to another
-        export, switches once. So: the shops of the ``last`` runs, if they switch twice or more.
+        word. Their delivering runs then alternate; a shop that was renamed, or given another
+        sender, switches once. So: the shops of the ``last`` runs, if they switch twice or more.
         """
         run = Run.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:

@@ -169,7 +169,7 @@ def test_two_shops_whose_runs_take_turns_in_one_ledger_fail_the_ledger_check(tmp
     result = first.cli("doctor", "--json", "--no-smtp", now=None)
     ledger = checks(result)["ledger"]
     assert ledger["status"] == FAIL and "the runs of 2 shops take turns in it" in ledger["detail"]
-    assert "Second Shop (" in ledger["detail"] and str(second.folder / "carts.csv") in ledger["detail"]
+    assert "Second Shop <shop@example.com>; Test Shop <shop@example.com>" in ledger["detail"]
     assert result.exit_code == ExitCode.CONFIG
 
 
@@ -178,4 +178,14 @@ def test_a_shop_renamed_once_is_not_taken_for_two(tmp_path: Path) -> None:
     for name in ("Test Shop", "Test Shop", "Renamed Shop", "Renamed Shop"):
         first.configure(shop={"name": name})
         assert first.cli("run", "--outbox", str(first.folder / "out")).exit_code == 0
+    assert checks(first.cli("doctor", "--json", "--no-smtp", now=None))["ledger"]["status"] == OK
+
+
+def test_one_shop_whose_hosts_read_the_export_under_other_paths_is_one_shop(tmp_path: Path) -> None:
+    """The shards of one shop on two hosts (``run --shard``, a shared ledger) may find its export
+    at other paths: the ledger knows a shop by its name and sender, which customers see."""
+    first, second = _two_shops(tmp_path)
+    second.configure(shop={"name": "Test Shop"})  # the same shop, its config on another host
+    for shop in (first, second, first, second):
+        assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
     assert checks(first.cli("doctor", "--json", "--no-smtp", now=None))["ledger"]["status"] == OK
