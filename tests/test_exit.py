@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -60,10 +61,12 @@ def _on_a_full_disk(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
 @pytest.mark.parametrize("command", [["run", "--json"], ["run"], ["carts", "--json"], ["report", "--json"],
                                      ["suppress", "list", "--json"]])
-def test_output_that_cannot_be_written_is_one_line_and_exit_1_not_a_bug(command: list[str]) -> None:
+def test_output_that_cannot_be_written_is_one_line_and_exit_1_not_a_bug(command: list[str], tmp_path: Path) -> None:
     """Before: a traceback, or "internal error ... a bug in cartrescue" (exit 70), and a second
-    failure as the process exited."""
-    done = _on_a_full_disk(*command, "--config", "examples/cartrescue.yaml", cwd=REPO)
+    failure as the process exited. On a copy of the bundled demo (its ledger is written)."""
+    for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
+        shutil.copy(REPO / "examples" / name, tmp_path / name)
+    done = _on_a_full_disk(*command, "--config", str(tmp_path / "cartrescue.yaml"), cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip() == FULL_DISK
 
