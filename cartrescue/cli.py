@@ -116,8 +116,6 @@ def main() -> None:
             _exit_interrupted()
         raise
     except Exception as error:  # noqa: BLE001 - the last net: one line (and document), never a traceback
-        import typer
-
         from cartrescue.commands.common import last_net
 
         try:
