@@ -238,13 +238,18 @@ def json_out(payload: Any, indent: int | None = None) -> None:
         out.flush()
 
 
-
-
 class JsonUsageGroup(TyperGroup):
     """The app's command group: a usage error (an unknown option, a missing argument, a value
     out of range) under ``--json`` is one JSON document too, ``error.code`` ``config``, exit 2.
     typer prints such errors as a panel on stderr and nothing on stdout, and a script reading
-    the document found none. The panel still goes to stderr."""
+    the document found none. The panel still goes to stderr.
+
+    It also keeps ``--help`` from showing a type beside a flag (see :func:`_flags_without_type`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _flags_without_type(self)
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         as_json = "--json" in args  # the whole command line: this group is the first to see it
@@ -256,6 +261,30 @@ class JsonUsageGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         with _usage_document(bool(ctx.meta.get("cartrescue.json"))):
             return super().invoke(ctx)
+
+
+def _flags_without_type(command: Any) -> None:
+    """Give every flag of ``command`` and of its subcommands an empty metavar.
+
+    typer 0.29's help panels print a type beside every option, flags included (``--send
+    <bool>``, ``--help <bool>``), which reads as if the flag took a value; its plain-text help
+    already leaves it out. A flag's metavar, when set, is what the panel prints instead. The
+    ``--help`` option is made on first use and then kept by its command; only its names are
+    read from the context, here the defaults.
+    """
+    from types import SimpleNamespace
+
+    params = list(command.params)
+    names = SimpleNamespace(help_option_names=list((command.context_settings or {}).get("help_option_names",
+                                                                                       ["--help"])))
+    help_option = command.get_help_option(names)
+    if help_option is not None:
+        params.append(help_option)
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_without_type(sub)
 
 
 @contextmanager

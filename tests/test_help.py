@@ -1,0 +1,44 @@
+"""`--help` explains: every command's options read as they are used, and the exit codes cron can act on."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cartrescue.cli import app
+from cartrescue.errors import ExitCode
+
+
+def _command_paths(command: object, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield path
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _command_paths(sub, (*path, name))
+
+
+COMMANDS = list(_command_paths(typer.main.get_command(app)))
+
+
+def _help(path: tuple[str, ...]) -> str:
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda path: " ".join(path) or "cartrescue")
+def test_no_flag_is_shown_with_a_type_as_if_it_took_a_value(path: tuple[str, ...]) -> None:
+    text = _help(path)
+    assert "--help" in text
+    assert "<bool>" not in text
+    if path == ("run",):
+        assert re.search(r"│ --send\s+Really deliver", text), text
+        assert "<path>" in text  # options that take a value still say what it is
+
+
+def test_the_main_help_lists_every_exit_code() -> None:
+    text = " ".join(_help(()).split())
+    listed = {int(code) for code in re.findall(r"\b(\d+) [a-z(]", text.split("Exit codes:", 1)[1])}
+    assert {int(code) for code in ExitCode} | {130} <= listed
