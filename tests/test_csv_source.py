@@ -10,7 +10,7 @@ import pytest
 from cartrescue.model import RowProblem
 from cartrescue.sources.csv import CsvSource, parse_decimal, parse_time
 from cartrescue.sources.values import RowError
-from conftest import REPO, Shop, cart
+from conftest import NOW, REPO, Shop, cart, iso
 
 HEADER = "cart_id,email,currency,created_at,updated_at,sku,name,quantity,unit_price,marketing_consent\n"
 
@@ -78,6 +78,78 @@ def test_a_bad_line_skips_its_whole_cart_never_half_of_it(tmp_path: Path) -> Non
                     + "c1,,,,,B,Plate,x,1.00,\n", encoding="utf-8")
     carts, problems = _read(path)
     assert carts == [] and [p.location for p in problems] == [f"{path}:3"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "line"),
+    [
+        (["c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,19,900.00,yes"], 3),  # a one-row cart
+        (["c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes",
+          "c9,,,,,B,Plate, large,1,2.00,"], 4),  # the second row of a cart
+    ],
+    ids=["its only row", "its second row"],
+)
+def test_a_row_with_more_cells_than_the_header_costs_its_whole_cart(tmp_path: Path, rows: list[str], line: int) -> None:
+    # Its values sit under the wrong columns (19 as the price, 900.00 as the consent...): a
+    # reminder built from it would show a wrong price or link.
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n" + "\n".join(rows) + "\n"
+                    + "c3,b@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert [c.id for c in carts] == ["c1", "c3"]
+    assert [str(p) for p in problems] == [
+        f"{path}:{line}: cart c9: 11 cells where the header has 10 columns: a value holds an unquoted delimiter? "
+        "(quote it, or check the export's delimiter)"]
+
+
+def test_a_row_whose_cells_past_the_header_are_blank_is_reported_too(tmp_path: Path) -> None:
+    # "1,250.00" slid the consent off the end: the cell past the header is the blank consent.
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1,250.00,\n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert carts == [] and [p.location for p in problems] == [f"{path}:2"]
+
+
+def test_an_export_that_ends_every_line_with_a_delimiter_header_included_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER.replace("\n", ",\n") + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes,\n",
+                    encoding="utf-8")
+    carts, problems = _read(path)
+    assert problems == [] and [(c.id, c.total) for c in carts] == [("c1", Decimal("1.00"))]
+
+
+def test_an_order_row_with_more_cells_than_the_header_is_reported_and_matches_no_cart(tmp_path: Path) -> None:
+    carts = tmp_path / "carts.csv"
+    carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,email,customer_id,cart_id,total,status,created_at,delivered\n"
+                      "o1,ann@example.com,,c1,1,250.00,completed,2026-11-21T08:00:00Z,\n", encoding="utf-8")
+    problems: list[RowProblem] = []
+    with CsvSource(carts, orders, on_problem=problems.append) as source:
+        assert list(source.orders_for(list(source.carts()))) == []
+    assert [str(p) for p in problems] == [
+        f"{orders}:2: order o1: 9 cells where the header has 8 columns: a value holds an unquoted delimiter? "
+        "(quote it, or check the export's delimiter)"]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_run_reports_a_row_with_too_many_cells_once_and_delivers_the_other_carts(shop: Shop, workers: str) -> None:
+    from conftest import cli
+
+    shop.add(cart("good"), cart("other", email="other@example.com"))
+    shop.write()
+    carts = shop.folder / "carts.csv"
+    header = carts.read_text(encoding="utf-8").splitlines()[0]
+    good = carts.read_text(encoding="utf-8").splitlines()[1]
+    shifted = good.replace("good", "shifted").replace("@example.com", "@example.org", 1) + ",1,250.00"
+    with carts.open("a", encoding="utf-8") as handle:
+        handle.write(shifted + "\n")
+    assert len(header.split(",")) + 2 == len(shifted.split(","))
+    result = cli("run", "--json", "--workers", workers, "--config", str(shop.config_path), "--now", iso(NOW))
+    assert result.exit_code == 1, result.output
+    assert sorted(d["cart_id"] for d in result.json["decisions"]) == ["good", "other"]
+    assert result.json["counts"]["problems"] == 1
+    assert [p for p in result.json["problems"] if "carts.csv:4: cart shifted: " in p and "cells where the header" in p]
 
 
 def test_a_header_mapping_reads_another_export(tmp_path: Path) -> None:

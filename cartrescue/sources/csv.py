@@ -189,6 +189,21 @@ def numbered_rows(reader: "csv._reader", path: Path, encoding: str,
         yield start, row
 
 
+def too_many_cells(cells: int, width: int) -> str:
+    """The problem of a row with more cells than its header has columns (RFC 4180: every line
+    has the same number of fields).
+
+    Such a row's values have most likely slid under the wrong columns (a price written with a
+    thousands separator equal to the delimiter, ``19,900.00``, or a name with an unquoted
+    delimiter), so no cell of it can be trusted: a cart built from it would show a wrong price
+    or link. That holds even when the cells past the header are blank, since the values that
+    slid off the end may have been blank ones. An export that ends every line with a delimiter,
+    its header included, has a last column with no name, and its rows fit.
+    """
+    return (f"{cells} cells where the header has {width} columns: a value holds an unquoted delimiter? "
+            "(quote it, or check the export's delimiter)")
+
+
 def _undecodable(path: Path, encoding: str) -> SourceError:
     """The error for a file that is not in ``encoding``, naming the first line that is not.
 
@@ -487,7 +502,9 @@ class CsvSource(CartSource):
         """Group consecutive rows by cart id: yields (first line, [(line, row), ...]).
 
         Rows are cut or padded to the header's width, plus one blank cell where absent columns
-        point, so that every field is read by direct indexing. ``track``: the pass whose
+        point, so that every field is read by direct indexing. A row with more cells than the
+        header has one more cell, its count of cells: its values may sit under the wrong
+        columns (see :func:`too_many_cells`). ``track``: the pass whose
         position :meth:`progress_total` reports (the carts, not the first pass's activity).
         """
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
@@ -517,6 +534,8 @@ class CsvSource(CartSource):
                 if cells >= width:
                     del row[width:]
                     row.append("")
+                    if cells > width:
+                        row.append(str(cells))  # _build_cart reports the cart instead of building it
                 rows_seen = True
                 if cart_id != group_id and group:
                     yield group[0][0], group
@@ -548,6 +567,7 @@ class CsvSource(CartSource):
         self._cart_getter = itemgetter(*self._cart_positions)
         self._line_getter = itemgetter(*(at[name] for name in LINE_FIELDS))
         self._id_at = self._cols.index["cart_id"]
+        self._width = width
         return width
 
     def _empty(self) -> None:
@@ -573,7 +593,10 @@ class CsvSource(CartSource):
         try:
             items = []
             build_item = self._build_item
+            cells = self._width + 1  # every row's, but for a row with too many (_cart_rows)
             for line, row in rows:
+                if len(row) != cells:
+                    raise RowError(too_many_cells(int(row[-1]), cells - 1))
                 item = build_item(row)
                 if item is not None:
                     items.append(item)
@@ -765,6 +788,12 @@ class CsvSource(CartSource):
                 else:
                     del row[width:]
                     row.append("")
+                    if cells > width:
+                        order_id = row[id_at].strip()
+                        pending.append((order_id, start, RowProblem(f"{path}:{start}",
+                                                                    f"order {order_id}: {too_many_cells(cells, width)}")))
+                        batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
+                        continue
                 (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
                  delivered_text) = [value.strip() for value in fields(row)]
                 try:
@@ -819,8 +848,9 @@ class CsvSource(CartSource):
             start_of, end_of = window.start, window.end
             for row in reader:
                 start, line = line + 1, reader.line_num
-                if len(row) <= width:
-                    row.extend(padding[len(row):])
+                cells = len(row)
+                if cells <= width:
+                    row.extend(padding[cells:])
                 else:
                     del row[width:]
                     row.append("")
@@ -830,6 +860,9 @@ class CsvSource(CartSource):
                         self.on_problem(RowProblem(f"{path}:{start}", "missing order_id"))
                     continue
                 previous = order_id
+                if cells > width:
+                    self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {too_many_cells(cells, width)}"))
+                    continue
                 if wanted is not None and not wanted(row[cart_at].strip() or None, row[email_at].strip().lower() or None,
                                                      row[customer_at].strip() or None):
                     continue  # cannot match what the caller looks for: not even parsed
