@@ -790,8 +790,8 @@ class CsvSource(CartSource):
                     row.append("")
                     if cells > width:
                         order_id = row[id_at].strip()
-                        pending.append((order_id, start, RowProblem(f"{path}:{start}",
-                                                                    f"order {order_id}: {too_many_cells(cells, width)}")))
+                        reason = f"order {order_id}: {too_many_cells(cells, width)}"
+                        pending.append((order_id, start, RowProblem(f"{path}:{start}", reason)))
                         batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
                         continue
                 (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
