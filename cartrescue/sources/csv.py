@@ -10,6 +10,7 @@ orders file either.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -166,6 +167,28 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO,
         handle.seek(0)
         delimiter = ";" if first.count(";") > first.count(",") else ","
     return handle, csv.reader(handle, delimiter=delimiter)
+
+
+def stamp(handle: TextIO) -> tuple[int, int]:
+    """The size and modification time of the open file ``handle``: see :func:`unchanged`."""
+    status = os.fstat(handle.fileno())
+    return status.st_size, status.st_mtime_ns
+
+
+def unchanged(handle: TextIO, path: Path, before: tuple[int, int]) -> None:
+    """Raise :class:`SourceError` if the file open as ``handle`` has changed since its
+    :func:`stamp` ``before``, taken when it was opened: call it once the file is read to its end.
+
+    A cron job may read an export while the shop's export job still writes it. What was read
+    then ends with a cut row, a cart without its last items, or without the latest orders (and
+    those customers would be reminded of carts they have bought). The run stops instead, exit 3;
+    the next run reads the finished file. An export renamed into place meanwhile is no change:
+    the open file is still the old one, read whole.
+    """
+    if stamp(handle) != before:
+        raise SourceError(f"{path}: changed while it was read (is the export still being written?); the run "
+                          "stops, the next run reads it again. Let the export job write a temporary file and "
+                          "rename it into place (docs/csv-format.md)")
 
 
 def numbered_rows(reader: "csv._reader", path: Path, encoding: str,
@@ -511,6 +534,7 @@ class CsvSource(CartSource):
         if track:
             self._reading = handle
         with handle:
+            opened = stamp(handle)
             width = self._read_header(reader)
             if width is None:
                 self._empty()
@@ -542,6 +566,7 @@ class CsvSource(CartSource):
                     group = []
                 group_id = cart_id
                 group.append((start, row))
+            unchanged(handle, self.carts_path, opened)  # before the last group: it may be cut
             if group:
                 yield group[0][0], group
             elif not rows_seen:
@@ -754,6 +779,7 @@ class CsvSource(CartSource):
         pending: list[tuple[str | None, int, RowProblem]] = []  # (order id, line, problem)
 
         report = self.on_problem if self._reports_shared else ignore_problem  # one shard reports them
+        opened = stamp(handle)
 
         def flush() -> None:
             index.add(batch)
@@ -814,6 +840,7 @@ class CsvSource(CartSource):
                                   None if delivered is None else int(delivered)))
                 if len(batch) >= ORDER_BATCH:
                     flush()
+            unchanged(handle, path, opened)
             flush()
 
     # -- orders by time (report) -------------------------------------------------------------
@@ -831,6 +858,7 @@ class CsvSource(CartSource):
             return
         handle, reader = _open_csv(path, self.encoding, self.delimiter)
         with handle:
+            opened = stamp(handle)
             try:
                 header = next(reader)
             except StopIteration:
@@ -883,3 +911,4 @@ class CsvSource(CartSource):
                     continue
                 yield Order(order_id, created, email or None, customer_id or None, cart_id or None, total,
                             currency.upper() or None, status, delivered, discount_code=code or None)
+            unchanged(handle, path, opened)

@@ -33,6 +33,8 @@ from cartrescue.sources.csv import (
     _undecodable,
     numbered_rows,
     parse_time,
+    stamp,
+    unchanged,
 )
 from cartrescue.sources.values import RowError, campaign_name
 
@@ -151,6 +153,7 @@ class CsvSends:
         handle, reader = _open_csv(path, self.encoding, self.delimiter)
         batch: list[tuple[str, str, str | None]] = []
         with handle:
+            opened = stamp(handle)
             try:
                 header = next(reader)
             except StopIteration:
@@ -180,5 +183,6 @@ class CsvSends:
                 if len(batch) >= _BATCH:
                     db.executemany("INSERT INTO sends VALUES (?, ?, ?)", batch)
                     batch.clear()
+            unchanged(handle, path, opened)
         if batch:
             db.executemany("INSERT INTO sends VALUES (?, ?, ?)", batch)
