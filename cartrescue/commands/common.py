@@ -249,7 +249,13 @@ class JsonUsageGroup(TyperGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _flags_without_type(self)
+        _flags_without_type(self, deep=False)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_without_type(command)  # only the commands a line uses (or a help lists)
+        return command
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         as_json = "--json" in args  # the whole command line: this group is the first to see it
@@ -263,8 +269,8 @@ class JsonUsageGroup(TyperGroup):
             return super().invoke(ctx)
 
 
-def _flags_without_type(command: Any) -> None:
-    """Give every flag of ``command`` and of its subcommands an empty metavar.
+def _flags_without_type(command: Any, *, deep: bool = True) -> None:
+    """Give every flag of ``command`` (``deep``: and of its subcommands) an empty metavar.
 
     typer 0.29's help panels print a type beside every option, flags included (``--send
     <bool>``, ``--help <bool>``), which reads as if the flag took a value; its plain-text help
@@ -283,8 +289,9 @@ def _flags_without_type(command: Any) -> None:
     for param in params:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
-    for sub in getattr(command, "commands", {}).values():
-        _flags_without_type(sub)
+    if deep:
+        for sub in getattr(command, "commands", {}).values():
+            _flags_without_type(sub)
 
 
 @contextmanager
