@@ -152,6 +152,63 @@ def test_a_run_reports_a_row_with_too_many_cells_once_and_delivers_the_other_car
     assert [p for p in result.json["problems"] if "carts.csv:4: cart shifted: " in p and "cells where the header" in p]
 
 
+def _big(cart_id: str) -> str:
+    """A row with a field past the CSV reader's limit (131,072 characters): the reader cannot read it."""
+    return f'{cart_id},,,,,B,"{"x" * 200_000}",1,2.00,'
+
+
+def test_an_unreadable_row_between_two_rows_of_a_cart_costs_that_cart_never_half_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n"
+                    + "c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n" + _big("c9") + "\n"
+                    + "c9,,,,,C,Cup,1,3.00,\n"
+                    + "c3,b@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert [c.id for c in carts] == ["c1", "c3"]
+    assert [p.location for p in problems] == [f"{path}:4"]
+    assert problems[0].reason.startswith("cart c9: malformed CSV: field larger than field limit")
+
+
+def test_an_unreadable_row_between_two_carts_is_reported_alone(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n" + _big("c2") + "\n"
+                    + "c3,b@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n" + _big("c4") + "\n",
+                    encoding="utf-8")
+    carts, problems = _read(path)
+    assert [c.id for c in carts] == ["c1", "c3"]
+    assert [(p.location, p.reason[:40]) for p in problems] == [
+        (f"{path}:3", "malformed CSV: field larger than field l"), (f"{path}:5", "malformed CSV: field larger than field l")]
+
+
+def test_an_unreadable_order_row_is_reported_and_the_other_orders_still_count(tmp_path: Path) -> None:
+    # It used to end the run as "a bug in cartrescue" (exit 70), for run and report alike.
+    from cartrescue.sources.base import ALL_TIME
+
+    carts = tmp_path / "carts.csv"
+    carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,email,customer_id,cart_id,total,status,created_at,delivered\n"
+                      f'o1,"{"x" * 200_000}",,,1.00,completed,2026-11-21T08:00:00Z,\n'
+                      "o2,ann@example.com,,c1,1.00,completed,2026-11-21T08:00:00Z,\n", encoding="utf-8")
+    problems: list[RowProblem] = []
+    with CsvSource(carts, orders, on_problem=problems.append) as source:
+        assert [o.id for o in source.orders_for(list(source.carts()))] == ["o2"]
+        assert [o.id for o in source.orders(ALL_TIME)] == ["o2"]
+    assert [str(p) for p in problems] == [f"{orders}:2: malformed CSV: field larger than field limit (131072)"] * 2
+
+
+def test_an_orders_header_the_reader_cannot_read_stops_with_exit_3(tmp_path: Path) -> None:
+    from cartrescue.errors import ExitCode, SourceError
+
+    carts = tmp_path / "carts.csv"
+    carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text(f'order_id,"{"x" * 200_000}",created_at\n', encoding="utf-8")
+    with CsvSource(carts, orders) as source, pytest.raises(SourceError, match="orders.csv:1: cannot read the header") as raised:
+        list(source.orders_for(list(source.carts())))
+    assert raised.value.exit_code == ExitCode.SOURCE
+
+
 def test_a_header_mapping_reads_another_export(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text("Checkout,Mail,Cur,Started,Item,Title,Qty,Price\n"

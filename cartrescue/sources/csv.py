@@ -191,6 +191,18 @@ def unchanged(handle: TextIO, path: Path, before: tuple[int, int]) -> None:
                           "rename it into place (docs/csv-format.md)")
 
 
+def read_header(reader: "csv._reader", path: Path, encoding: str) -> list[str] | None:
+    """The header row of a CSV file (None: an empty file); one it cannot read stops, naming the file."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except UnicodeDecodeError:
+        raise _undecodable(path, encoding) from None
+    except csv.Error as exc:
+        raise SourceError(f"{path}:1: cannot read the header: {exc}") from None
+
+
 def numbered_rows(reader: "csv._reader", path: Path, encoding: str,
                   on_problem: ProblemSink) -> Iterator[tuple[int, list[str]]]:
     """The rows after the header, each with the line it starts on (a quoted cell may span
@@ -527,7 +539,9 @@ class CsvSource(CartSource):
         Rows are cut or padded to the header's width, plus one blank cell where absent columns
         point, so that every field is read by direct indexing. A row with more cells than the
         header has one more cell, its count of cells: its values may sit under the wrong
-        columns (see :func:`too_many_cells`). ``track``: the pass whose
+        columns (see :func:`too_many_cells`). A row the CSV reader cannot read (a field past
+        its size limit) between two rows of one cart costs that cart: reported and not yielded,
+        never built without that row; elsewhere it is reported alone. ``track``: the pass whose
         position :meth:`progress_total` reports (the carts, not the first pass's activity).
         """
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
@@ -544,13 +558,27 @@ class CsvSource(CartSource):
             group: list[tuple[int, list[str]]] = []
             group_id = None
             rows_seen = False
-            for start, row in numbered_rows(reader, self.carts_path, self.encoding, self.on_problem):
+            unread: list[RowProblem] = []  # the rows the reader could not read since the last one it did
+            dropped = None  # the cart an unreadable row was part of: its further rows are skipped
+            for start, row in numbered_rows(reader, self.carts_path, self.encoding, unread.append):
                 cells = len(row)
                 if cells < width:
                     if not any(cell.strip() for cell in row):
                         continue
                     row.extend(padding[cells:])
                 cart_id = row[id_at].strip()
+                if unread:
+                    if cart_id and cart_id == group_id and group:  # a row of this cart is missing
+                        problem = unread.pop(0)
+                        self.on_problem(RowProblem(problem.location, f"cart {cart_id}: {problem.reason} (its "
+                                                   "other rows are skipped too: never half a cart)"))
+                        group, dropped = [], cart_id
+                    for problem in unread:
+                        self.on_problem(problem)
+                    unread.clear()
+                if cart_id == dropped:
+                    continue
+                dropped = None
                 if not cart_id:
                     if any(cell.strip() for cell in row):
                         self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
@@ -566,6 +594,8 @@ class CsvSource(CartSource):
                     group = []
                 group_id = cart_id
                 group.append((start, row))
+            for problem in unread:  # the last rows
+                self.on_problem(problem)
             unchanged(handle, self.carts_path, opened)  # before the last group: it may be cut
             if group:
                 yield group[0][0], group
@@ -574,14 +604,9 @@ class CsvSource(CartSource):
 
     def _read_header(self, reader: csv._reader) -> int | None:
         """Read the carts file's header and set where each field is: its width (None: an empty file)."""
-        try:
-            header = next(reader)
-        except StopIteration:
+        header = read_header(reader, self.carts_path, self.encoding)
+        if header is None:
             return None
-        except UnicodeDecodeError:
-            raise _undecodable(self.carts_path, self.encoding) from None
-        except csv.Error as exc:
-            raise SourceError(f"{self.carts_path}:1: cannot read the header: {exc}") from None
         self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART)
         width = len(header)
         # Every row is cut or padded to the header's width plus one blank cell at ``width``,
@@ -790,9 +815,8 @@ class CsvSource(CartSource):
             pending.clear()
 
         with handle:
-            try:
-                header = next(reader)
-            except StopIteration:
+            header = read_header(reader, path, self.encoding)
+            if header is None:
                 return
             cols = _columns(path, header, ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER)
             width = len(header)
@@ -801,9 +825,11 @@ class CsvSource(CartSource):
             fields = itemgetter(*(position if position >= 0 else width for position in
                                   (cols.index[name] for name in ORDER_FIELDS)))
             id_at = cols.index["order_id"]
-            line = reader.line_num
-            for row in reader:
-                start, line = line + 1, reader.line_num
+
+            def unreadable(problem: RowProblem) -> None:  # a row the CSV reader cannot read: no id known
+                pending.append((None, 0, problem))
+
+            for start, row in numbered_rows(reader, path, self.encoding, unreadable):
                 cells = len(row)
                 if cells <= id_at or not row[id_at].strip():
                     if any(cell.strip() for cell in row):
@@ -859,9 +885,8 @@ class CsvSource(CartSource):
         handle, reader = _open_csv(path, self.encoding, self.delimiter)
         with handle:
             opened = stamp(handle)
-            try:
-                header = next(reader)
-            except StopIteration:
+            header = read_header(reader, path, self.encoding)
+            if header is None:
                 return
             names = ORDER_FIELDS + ("discount_code",)
             cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER)
@@ -872,10 +897,8 @@ class CsvSource(CartSource):
             cart_at, email_at, customer_at = (cols.index[name] if cols.index[name] >= 0 else width
                                               for name in ("cart_id", "email", "customer_id"))
             previous = None
-            line = reader.line_num
             start_of, end_of = window.start, window.end
-            for row in reader:
-                start, line = line + 1, reader.line_num
+            for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
                 cells = len(row)
                 if cells <= width:
                     row.extend(padding[cells:])

@@ -14,7 +14,6 @@ had, and each worker reads that file instead of the whole export.
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -23,16 +22,15 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import is_valid_email, normalize_email
-from cartrescue.errors import SourceError
 from cartrescue.model import MarketingSend, RowProblem
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import ProblemSink, Window, ignore_problem
 from cartrescue.sources.csv import (
     _columns,
     _open_csv,
-    _undecodable,
     numbered_rows,
     parse_time,
+    read_header,
     stamp,
     unchanged,
 )
@@ -154,14 +152,9 @@ class CsvSends:
         batch: list[tuple[str, str, str | None]] = []
         with handle:
             opened = stamp(handle)
-            try:
-                header = next(reader)
-            except StopIteration:
+            header = read_header(reader, path, self.encoding)
+            if header is None:
                 return
-            except UnicodeDecodeError:
-                raise _undecodable(path, self.encoding) from None
-            except csv.Error as exc:
-                raise SourceError(f"{path}:1: cannot read the header: {exc}") from None
             at = _columns(path, header, SEND_FIELDS, self.columns, REQUIRED).index
             for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
                 if not any(cell.strip() for cell in row):
