@@ -16,6 +16,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from cartrescue.text import clipped
+
 _T = TypeVar("_T")
 
 
@@ -178,8 +180,16 @@ class RowProblem:
     location: str  # "carts.csv:17" or "quote entity_id=42"
     reason: str
 
+    def __post_init__(self) -> None:
+        if len(self.reason) > PROBLEM_REASON_LIMIT:  # it quotes a value as read, whatever its size
+            object.__setattr__(self, "reason", clipped(self.reason, PROBLEM_REASON_LIMIT))
+
     def __str__(self) -> str:
         return f"{self.location}: {self.reason}"
+
+
+#: The longest reason a :class:`RowProblem` keeps (a quoted value is cut, "…" marks the cut).
+PROBLEM_REASON_LIMIT = 300
 
 
 class Action(StrEnum):

@@ -27,3 +27,9 @@ def printable(value: object, *, keep_newlines: bool = False) -> str:
         return text
     text = _ESCAPE.sub("", text).replace("\t", " ")
     return (_CONTROL if keep_newlines else _CONTROL_NO_NEWLINES).sub("", text)
+
+
+def clipped(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked with "…": a 100 KB cell quoted
+    in a warning would bury the lines around it (and cron's mail)."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -210,6 +210,16 @@ def test_an_orders_header_the_reader_cannot_read_stops_with_exit_3(tmp_path: Pat
     assert raised.value.exit_code == ExitCode.SOURCE
 
 
+def test_a_problem_quotes_at_most_300_characters_of_a_huge_cell(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + f"c1,{'x' * 100_000}@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n",
+                    encoding="utf-8")
+    carts, problems = _read(path)
+    assert carts == [] and len(problems) == 1
+    assert problems[0].reason.startswith("cart c1: email: not a valid address: 'xxx")
+    assert len(problems[0].reason) == 300 and problems[0].reason.endswith("…")
+
+
 def test_a_header_mapping_reads_another_export(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text("Checkout,Mail,Cur,Started,Item,Title,Qty,Price\n"

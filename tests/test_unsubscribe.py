@@ -185,6 +185,15 @@ def test_cli_unsubscribe_refuses_a_forged_token(shop: Shop) -> None:
     assert suppressed(shop, "ann@example.com") is None
 
 
+def test_suppress_import_quotes_a_huge_invalid_cell_in_one_short_warning(shop: Shop, tmp_path: Path) -> None:
+    export = tmp_path / "unsubscribed.csv"
+    export.write_text(f"email\nann@example.com\n{'x' * 100_000}\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), now=None)
+    assert result.exit_code == 1
+    text = "".join(result.stderr.split("\n"))  # the terminal wraps a long line
+    assert "unsubscribed.csv:3: not an e-mail address: 'xxx" in text and "x…" in text and len(text) < 400
+
+
 def test_suppress_import_list_and_remove(shop: Shop, tmp_path: Path) -> None:
     export = tmp_path / "unsubscribed.csv"
     export.write_text("Email Address,First Name,Unsub Time\nann@example.com,Ann,2026-01-01\n"

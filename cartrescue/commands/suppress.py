@@ -19,6 +19,7 @@ from cartrescue.commands.common import (
     sub_typer,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+from cartrescue.text import clipped
 
 
 def unsubscribe(
@@ -102,7 +103,8 @@ def suppress_import(
     else:
         stderr = err_console()
         for where, value in result.invalid[:20]:
-            stderr.print(error_line(f"{where}: not an e-mail address: {value!r}", "warning", "yellow"))
+            shown = clipped(repr(value), 80)
+            stderr.print(error_line(f"{where}: not an e-mail address: {shown}", "warning", "yellow"))
         if len(result.invalid) > 20:
             stderr.print(error_line(f"… and {len(result.invalid) - 20} more invalid entries", "warning", "yellow"))
         stderr.print(f"{file}: {result.added} suppressed, {result.already} were already, "
