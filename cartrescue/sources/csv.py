@@ -804,7 +804,6 @@ class CsvSource(CartSource):
         pending: list[tuple[str | None, int, RowProblem]] = []  # (order id, line, problem)
 
         report = self.on_problem if self._reports_shared else ignore_problem  # one shard reports them
-        opened = stamp(handle)
 
         def flush() -> None:
             index.add(batch)
@@ -815,6 +814,7 @@ class CsvSource(CartSource):
             pending.clear()
 
         with handle:
+            opened = stamp(handle)
             header = read_header(reader, path, self.encoding)
             if header is None:
                 return
