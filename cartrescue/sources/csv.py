@@ -538,10 +538,10 @@ class CsvSource(CartSource):
 
         Rows are cut or padded to the header's width, plus one blank cell where absent columns
         point, so that every field is read by direct indexing. A row with more cells than the
-        header has one more cell, its count of cells: its values may sit under the wrong
-        columns (see :func:`too_many_cells`). A row the CSV reader cannot read (a field past
-        its size limit) between two rows of one cart costs that cart: reported and not yielded,
-        never built without that row; elsewhere it is reported alone. ``track``: the pass whose
+        header (see :func:`too_many_cells`) costs its cart, and so does a row the CSV reader
+        cannot read (a field past its size limit) between two rows of one cart: reported and not
+        yielded, never built without that row; elsewhere an unreadable row is reported alone.
+        ``track``: the pass whose
         position :meth:`progress_total` reports (the carts, not the first pass's activity).
         """
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
@@ -566,6 +566,8 @@ class CsvSource(CartSource):
                     if not any(cell.strip() for cell in row):
                         continue
                     row.extend(padding[cells:])
+                elif cells == width:
+                    row.append("")
                 cart_id = row[id_at].strip()
                 if unread:
                     if cart_id and cart_id == group_id and group:  # a row of this cart is missing
@@ -576,19 +578,22 @@ class CsvSource(CartSource):
                     for problem in unread:
                         self.on_problem(problem)
                     unread.clear()
-                if cart_id == dropped:
-                    continue
-                dropped = None
+                if dropped is not None:
+                    if cart_id == dropped:
+                        continue
+                    dropped = None
                 if not cart_id:
                     if any(cell.strip() for cell in row):
                         self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
                     continue
-                if cells >= width:
-                    del row[width:]
-                    row.append("")
-                    if cells > width:
-                        row.append(str(cells))  # _build_cart reports the cart instead of building it
                 rows_seen = True
+                if cells > width:  # its values may sit under the wrong columns: its cart is not built
+                    if cart_id != group_id and group:
+                        yield group[0][0], group
+                    group, group_id, dropped = [], cart_id, cart_id
+                    self.on_problem(RowProblem(f"{self.carts_path}:{start}",
+                                               f"cart {cart_id}: {too_many_cells(cells, width)}"))
+                    continue
                 if cart_id != group_id and group:
                     yield group[0][0], group
                     group = []
@@ -617,7 +622,6 @@ class CsvSource(CartSource):
         self._cart_getter = itemgetter(*self._cart_positions)
         self._line_getter = itemgetter(*(at[name] for name in LINE_FIELDS))
         self._id_at = self._cols.index["cart_id"]
-        self._width = width
         return width
 
     def _empty(self) -> None:
@@ -643,10 +647,7 @@ class CsvSource(CartSource):
         try:
             items = []
             build_item = self._build_item
-            cells = self._width + 1  # every row's, but for a row with too many (_cart_rows)
             for line, row in rows:
-                if len(row) != cells:
-                    raise RowError(too_many_cells(int(row[-1]), cells - 1))
                 item = build_item(row)
                 if item is not None:
                     items.append(item)
