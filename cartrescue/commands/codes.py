@@ -24,7 +24,7 @@ from cartrescue.commands.common import (
 from cartrescue.errors import CartrescueError, ConfigError
 
 app = sub_typer("Incentive codes: list unused and expired ones, generate and export codes for the shop.")
-PoolOption = Annotated[Optional[str], typer.Option("--pool", help="Only this code pool (its `codes.pool` name).")]
+PoolOption = Annotated[Optional[str], typer.Option("--pool", metavar="NAME", help="Only this code pool (its `codes.pool` name).")]
 
 
 def _codes(config: Path | None, now: str | None) -> tuple[Any, Any, datetime]:
@@ -124,7 +124,7 @@ def codes_export(
     as_json: JsonOption = False,
     now: NowOption = None,
     pool: PoolOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the CSV here (default: stdout).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the CSV here (default: stdout).")] = None,
     include_exported: Annotated[bool, typer.Option("--all", help="Also codes exported before.")] = False,
 ) -> None:
     """Export generated codes (CSV: code, pool, kind, value, status, usage_limit, allocated_at,
@@ -161,7 +161,7 @@ def codes_export(
 @app.command("generate")
 def codes_generate(
     count: Annotated[int, typer.Argument(min=1, max=1_000_000, help="How many codes to make.")],
-    pool: Annotated[str, typer.Option("--pool", help="The pattern pool to fill (its `codes.pool` name).")],
+    pool: Annotated[str, typer.Option("--pool", metavar="NAME", help="The pattern pool to fill (its `codes.pool` name).")],
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:

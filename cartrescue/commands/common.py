@@ -22,12 +22,12 @@ from cartrescue.text import printable
 
 ConfigOption = Annotated[
     Optional[Path],
-    typer.Option("--config", "-c", help="Config file (default: ./cartrescue.yaml).", show_default=False),
+    typer.Option("--config", "-c", metavar="FILE", help="Config file (default: ./cartrescue.yaml).", show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
 NowOption = Annotated[
     Optional[str],
-    typer.Option("--now", help="Run as at this instant (ISO 8601, e.g. 2026-11-20T10:00:00Z): replays and tests."),
+    typer.Option("--now", metavar="TIME", help="Run as at this instant (ISO 8601, e.g. 2026-11-20T10:00:00Z): replays and tests."),
 ]
 
 

@@ -26,14 +26,14 @@ def preview(
     as_json: JsonOption = False,
     now: NowOption = None,
     step: Annotated[Optional[int], typer.Option("--step", min=1, help="Render this step (default: the due one, else 1).")] = None,
-    locale: Annotated[Optional[str], typer.Option("--locale", help="Render in this locale instead of the customer's.")] = None,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the HTML part to this file.")] = None,
+    locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help="Render in this locale instead of the customer's.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write the HTML part to this file.")] = None,
     variant: Annotated[Optional[str], typer.Option(
-        "--variant", help="Render this A/B variant of the step (default: the one the address is assigned).")] = None,
+        "--variant", metavar="NAME", help="Render this A/B variant of the step (default: the one the address is assigned).")] = None,
     screenshot: Annotated[Optional[Path], typer.Option(
-        "--screenshot", help="Also render the HTML part in headless Chromium to this PNG file.")] = None,
+        "--screenshot", metavar="FILE", help="Also render the HTML part in headless Chromium to this PNG file.")] = None,
     window_size: Annotated[str, typer.Option(
-        "--window-size", help="Screenshot size in pixels, WIDTHxHEIGHT.")] = "800x1200",
+        "--window-size", metavar="WxH", help="Screenshot size in pixels, WIDTHxHEIGHT.")] = "800x1200",
 ) -> None:
     """Render one cart's message (subject, text, and optionally HTML) without sending it.
 

@@ -51,16 +51,16 @@ def report(
     as_json: JsonOption = False,
     now: NowOption = None,
     since: Annotated[Optional[str], typer.Option(
-        "--since", help="First day (shop's timezone) or ISO time of the period (default: report.period before --until).")] = None,
+        "--since", metavar="DATE", help="First day (shop's timezone) or ISO time of the period (default: report.period before --until).")] = None,
     until: Annotated[Optional[str], typer.Option(
-        "--until", help="Last day (inclusive) or ISO time of the period (default: now).")] = None,
+        "--until", metavar="DATE", help="Last day (inclusive) or ISO time of the period (default: now).")] = None,
     by: Annotated[Optional[list[str]], typer.Option(
-        "--by", help="Breakdown to show: step, tier, variant, locale, channel or day (repeatable; default step).")] = None,
-    csv_dir: Annotated[Optional[Path], typer.Option("--csv", help="Write one CSV per table into DIR.")] = None,
+        "--by", metavar="DIMENSION", help="Breakdown to show: step, tier, variant, locale, channel or day (repeatable; default step).")] = None,
+    csv_dir: Annotated[Optional[Path], typer.Option("--csv", metavar="DIR", help="Write one CSV per table into DIR.")] = None,
     html: Annotated[Optional[Path], typer.Option(
-        "--html", help="Write one self-contained HTML file (inline CSS and SVG charts, no network).")] = None,
+        "--html", metavar="FILE", help="Write one self-contained HTML file (inline CSS and SVG charts, no network).")] = None,
     email: Annotated[Optional[str], typer.Option(
-        "--email", help="Send the report (HTML attached) to ADDRESS through the configured SMTP relay.")] = None,
+        "--email", metavar="ADDRESS", help="Send the report (HTML attached) to ADDRESS through the configured SMTP relay.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (cron with --email).")] = False,
 ) -> None:
     """What the reminders won back (**attributed**: any order within `report.attribution_window`

@@ -301,7 +301,7 @@ def run(
     now: NowOption = None,
     send: Annotated[bool, typer.Option("--send", help="Really deliver over SMTP (default: dry-run).")] = False,
     outbox: Annotated[
-        Optional[Path], typer.Option("--outbox", help="Write every message as an .eml file into DIR (counts as delivery).")
+        Optional[Path], typer.Option("--outbox", metavar="DIR", help="Write every message as an .eml file into DIR (counts as delivery).")
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop before delivering anything if any source row is bad.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,

@@ -33,7 +33,7 @@ def run_all(
     now: NowOption = None,
     send: Annotated[bool, typer.Option("--send", help="Really deliver over SMTP (default: dry-run).")] = False,
     outbox: Annotated[Optional[Path], typer.Option(
-        "--outbox", help="Write every message as an .eml file into DIR instead (relative: each shop's own DIR, "
+        "--outbox", metavar="DIR", help="Write every message as an .eml file into DIR instead (relative: each shop's own DIR, "
                          "beside its config).")] = None,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Each shop stops before delivering anything if any of its source rows is bad.")] = False,

@@ -20,11 +20,11 @@ def send_test(
     as_json: JsonOption = False,
     now: NowOption = None,
     step: Annotated[Optional[int], typer.Option("--step", min=1, help="Send this step (default: the due one, else 1).")] = None,
-    locale: Annotated[Optional[str], typer.Option("--locale", help="Render in this locale instead of the customer's.")] = None,
-    variant: Annotated[Optional[str], typer.Option("--variant", help="Render this A/B variant of the step.")] = None,
+    locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help="Render in this locale instead of the customer's.")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", metavar="NAME", help="Render this A/B variant of the step.")] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Render the built-in sample cart, not one of the shop's.")] = False,
     outbox: Annotated[Optional[Path], typer.Option(
-        "--outbox", help="Write the test as an .eml file into DIR instead of sending it over SMTP.")] = None,
+        "--outbox", metavar="DIR", help="Write the test as an .eml file into DIR instead of sending it over SMTP.")] = None,
 ) -> None:
     """Send one reminder, rendered exactly as a run would render it, to your own address.
 

@@ -73,7 +73,7 @@ def suppress_import(
                                          show_default=False)],
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    reason: Annotated[str, typer.Option("--reason", help="Recorded with each suppression.")] = "imported",
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Recorded with each suppression.")] = "imported",
 ) -> None:
     """Suppress every address of FILE (another tool's unsubscribes, a bounce list, a do-not-mail list).
 
@@ -118,7 +118,7 @@ def suppress_list(
     config: ConfigOption = None,
     as_json: JsonOption = False,
     email: Annotated[Optional[str], typer.Option(
-        "--email", help="Only say whether this address (or phone number) is suppressed.")] = None,
+        "--email", metavar="ADDRESS", help="Only say whether this address (or phone number) is suppressed.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many, newest first.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Whole hashes and sources, whatever the terminal's width.")] = False,
 ) -> None:

@@ -15,9 +15,9 @@ from cartrescue.errors import CartrescueError, ConfigError
 app = sub_typer("The cart survey: why customers left their carts, as they answered (docs/survey.md).")
 
 SinceOption = Annotated[Optional[str], typer.Option(
-    "--since", help="Only answers from this day or time on (2026-11-01, or ISO 8601; a day is the shop's).")]
+    "--since", metavar="DATE", help="Only answers from this day or time on (2026-11-01, or ISO 8601; a day is the shop's).")]
 UntilOption = Annotated[Optional[str], typer.Option(
-    "--until", help="Only answers before this day or time (the day itself is not included).")]
+    "--until", metavar="DATE", help="Only answers before this day or time (the day itself is not included).")]
 
 
 def _moment(value: str | None, option: str, tz: Any) -> datetime | None:
@@ -38,7 +38,7 @@ def _window(cfg: Any, since: str | None, until: str | None) -> tuple[datetime | 
 def survey_export(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the CSV here (default: stdout).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the CSV here (default: stdout).")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
 ) -> None:

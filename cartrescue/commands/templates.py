@@ -35,13 +35,13 @@ def _load_or_default(config: Path | None) -> tuple[Any, bool]:
 def templates_check(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write a JUnit XML report to PATH (for CI).")] = None,
-    template: Annotated[Optional[list[str]], typer.Option("--template", "-t", help="Check only this template (repeatable).")] = None,
-    locale: Annotated[Optional[list[str]], typer.Option("--locale", "-l", help="Check only this locale (repeatable).")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", metavar="FILE", help="Also write a JUnit XML report to FILE (for CI).")] = None,
+    template: Annotated[Optional[list[str]], typer.Option("--template", "-t", metavar="NAME", help="Check only this template (repeatable).")] = None,
+    locale: Annotated[Optional[list[str]], typer.Option("--locale", "-l", metavar="LOCALE", help="Check only this locale (repeatable).")] = None,
     templates: Annotated[Optional[Path], typer.Option(
-        "--templates", help="Check this templates folder instead of the config's `templates:`.")] = None,
+        "--templates", metavar="DIR", help="Check this templates folder instead of the config's `templates:`.")] = None,
     carts: Annotated[Optional[Path], typer.Option(
-        "--carts", help="Fixture carts from this CSV (docs/csv-format.md) instead of the bundled examples.")] = None,
+        "--carts", metavar="FILE", help="Fixture carts from this CSV (docs/csv-format.md) instead of the bundled examples.")] = None,
     failures_only: Annotated[bool, typer.Option("--failures-only", help="List only failing combinations.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Only the built-in edge-case carts, not the examples.")] = False,
 ) -> None:
