@@ -840,6 +840,8 @@ class DoctorConfig(_Model):
     """``cartrescue doctor``: what counts as "reminders have silently stopped"."""
 
     stale_after: Duration = timedelta(hours=2)  # no successful non-dry-run run for this long: exit 5
+    # A CSV export (carts, orders, newsletter sends) not written for this long: exit 5 (null: not checked)
+    export_stale_after: Duration | None = timedelta(days=1)
 
 
 class Config(_Model):

@@ -140,21 +140,57 @@ def _source(config: Any, now: datetime) -> Check:
         with open_source(config, problems.append) as source:
             window = Window(now - config.eligibility.max_age, now)
             seen = 0
-            for _cart in source.carts(window):
-                seen += 1
-                if seen >= 1000:
-                    break
+            for cart in source.carts(window):
+                if cart.updated_at >= window.start:  # a CSV source gives every cart of its file
+                    seen += 1
+                    if seen >= 1000:
+                        break
             advice = source.check() + _newsletters(config, source, now, problems.append)
     except CartrescueError as exc:
         return Check("source", FAIL, str(exc), int(exc.exit_code))
     except Exception as exc:  # noqa: BLE001 - a doctor reports, whatever broke
         return Check("source", FAIL, f"{type(exc).__name__}: {exc}", int(ExitCode.SOURCE))
     detail = f"{config.source.type}: {'1000+' if seen >= 1000 else seen} carts in the last {_ago(config.eligibility.max_age)}"
+    written, stale = _exports(config, now)
+    if written:
+        detail += "; " + written
     if advice:
         detail += "; " + "; ".join(advice)
+    if stale:
+        return Check("source", FAIL, f"{detail}; but {stale}", int(ExitCode.STALE))
     if problems:
         return Check("source", WARN, f"{detail}; {len(problems)} unreadable rows, first: {problems[0]}")
     return Check("source", WARN if advice else OK, detail)
+
+
+def _exports(config: Any, now: datetime) -> tuple[str, str]:
+    """When each CSV export was last written, and what is stale (``doctor.export_stale_after``).
+
+    ``run`` keeps succeeding on an export its job has stopped writing, so the staleness check
+    stays quiet while no new cart is ever reminded; an orders export left behind is worse: the
+    orders placed since are unknown, and their customers may be reminded of carts they bought.
+    """
+    files = []
+    if config.source.type in ("csv", "shopify_csv"):
+        files.append(("Runs read the old carts and remind no one new", config.path(config.source.carts)))
+        if config.source.orders:
+            files.append(("Orders placed since are unknown to the runs: their customers may be reminded of carts "
+                          "they bought", config.path(config.source.orders)))
+    if config.source.newsletters.file:
+        files.append(("Newsletters sent since are unknown to the runs: a reminder may land on a newsletter's day",
+                      config.path(config.source.newsletters.file)))
+    limit = config.doctor.export_stale_after
+    written, stale = [], []
+    for consequence, path in files:
+        try:
+            age = now - datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        except OSError:
+            continue  # the source check says why it cannot be read
+        written.append(f"{path.name} written {_ago(max(age, timedelta(0)))} ago")
+        if limit is not None and age > limit:
+            stale.append(f"{path.name} was last written {_ago(age)} ago (doctor.export_stale_after "
+                         f"{_ago(limit)}): is the export job running? {consequence}")
+    return ", ".join(written), "; ".join(stale)
 
 
 def _newsletters(config: Any, source: Any, now: datetime, on_problem: Any) -> list[str]:

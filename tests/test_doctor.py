@@ -189,3 +189,41 @@ def test_one_shop_whose_hosts_read_the_export_under_other_paths_is_one_shop(tmp_
     for shop in (first, second, first, second):
         assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
     assert checks(first.cli("doctor", "--json", "--no-smtp", now=None))["ledger"]["status"] == OK
+
+
+def test_an_export_its_job_stopped_writing_fails_the_doctor_though_runs_succeed(shop: Shop, tmp_path: Path) -> None:
+    # run keeps succeeding on the old file, so the staleness of runs says nothing: the file's age does.
+    import os
+    import time
+
+    shop.add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    fresh = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    assert fresh.exit_code == 0, fresh.output
+    detail = checks(fresh)["source"]["detail"]
+    assert "carts.csv written" in detail and "orders.csv written" in detail
+
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(shop.folder / "orders.csv", (two_days_ago, two_days_ago))
+    from conftest import cli
+
+    stale = cli("doctor", "--no-smtp", "--json", "--config", str(shop.config_path))  # the files as they are
+    assert stale.exit_code == ExitCode.STALE
+    source = checks(stale)["source"]
+    assert source["status"] == FAIL and source["exit_code"] == ExitCode.STALE
+    assert "orders.csv was last written 2d 0h ago (doctor.export_stale_after 24h 0m)" in source["detail"]
+    assert "may be reminded of carts they bought" in source["detail"] and "carts.csv was" not in source["detail"]
+    quiet = cli("doctor", "--no-smtp", "--quiet", "--config", str(shop.config_path))
+    assert quiet.exit_code == ExitCode.STALE and "source failed: " in quiet.stdout
+
+    shop.configure(doctor={"export_stale_after": None})
+    shop.write()
+    os.utime(shop.folder / "orders.csv", (two_days_ago, two_days_ago))
+    assert cli("doctor", "--no-smtp", "--config", str(shop.config_path)).exit_code == 0
+
+
+def test_the_doctor_counts_only_the_csv_carts_inside_max_age(shop: Shop) -> None:
+    now = datetime.now(timezone.utc)  # the doctor looks at the real clock
+    shop.add(cart("recent", now=now), cart("old", email="old@example.com", idle=timedelta(days=30), now=now))
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    assert "csv: 1 carts in the last" in checks(result)["source"]["detail"], checks(result)["source"]
