@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cartrescue.model import RowProblem
 from cartrescue.sources.csv import CsvSource, parse_decimal, parse_time
@@ -218,6 +221,21 @@ def test_a_problem_quotes_at_most_300_characters_of_a_huge_cell(tmp_path: Path) 
     assert carts == [] and len(problems) == 1
     assert problems[0].reason.startswith("cart c1: email: not a valid address: 'xxx")
     assert len(problems[0].reason) == 300 and problems[0].reason.endswith("…")
+
+
+@given(moment=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
+                           timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=2)), None])),
+       spelling=st.sampled_from(["iso", "Z", "space"]))
+def test_an_orders_time_is_kept_as_the_utc_iso_text_the_index_always_held(moment: datetime, spelling: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from cartrescue.sources.csv import utc_text
+
+    text = moment.isoformat(sep=" " if spelling == "space" else "T")
+    if spelling == "Z" and text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    parsed = parse_time(text, "created_at", ZoneInfo("Europe/Stockholm"))
+    assert utc_text(text, parsed) == parsed.isoformat()
 
 
 def test_a_header_mapping_reads_another_export(tmp_path: Path) -> None:
