@@ -85,10 +85,6 @@ _QUOTED_LOCAL: Final = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7
 _BARE_LOCAL: Final = re.compile(r'[\x21\x23-\x5b\x5d-\x7e]+')  # printable, no space, " or \
 _DOMAIN: Final = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|\[[\x21-\x5a\x5e-\x7e]+\]")
 _UTF8: Final = "\u0080-\U0010ffff"  # RFC 6531 UTF8-non-ascii (controls and spaces: see isprintable)
-_UTF8_DOT_ATOM: Final = re.compile(rf"[{_UTF8}{_ATEXT}]+(?:\.[{_UTF8}{_ATEXT}]+)*")
-_UTF8_QUOTED_LOCAL: Final = re.compile(rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_UTF8}]|\\[\x20-\x7e])+"')
-_UTF8_BARE_LOCAL: Final = re.compile(rf'[\x21\x23-\x5b\x5d-\x7e{_UTF8}]+')
-_UTF8_DOMAIN: Final = re.compile(rf"[A-Za-z0-9_{_UTF8}-]+(?:\.[A-Za-z0-9_{_UTF8}-]+)*")
 _IDNA_DEVIATIONS: Final = frozenset("\u00df\u03c2\u200c\u200d")  # IDNA 2003 and 2008 differ
 _MSGID_PART: Final = r"[\x21-\x3b\x3d\x3f\x41-\x7e]+"  # printable ASCII except < > @
 _MESSAGE_ID: Final = re.compile(rf"<{_MSGID_PART}@{_MSGID_PART}>")
@@ -231,6 +227,17 @@ def needs_smtputf8(email: str) -> bool:
     return not email.isascii() and not email.rpartition("@")[0].isascii()
 
 
+@lru_cache(maxsize=1)
+def _utf8_address_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """Dot-atom, quoted and bare local parts and the domain of an SMTPUTF8 address, compiled on
+    first use: their ranges up to U+10FFFF take ~20 ms to compile, which every run paid when it
+    imported this module, though only a non-ASCII local part needs them."""
+    return (re.compile(rf"[{_UTF8}{_ATEXT}]+(?:\.[{_UTF8}{_ATEXT}]+)*"),
+            re.compile(rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_UTF8}]|\\[\x20-\x7e])+"'),
+            re.compile(rf'[\x21\x23-\x5b\x5d-\x7e{_UTF8}]+'),
+            re.compile(rf"[A-Za-z0-9_{_UTF8}-]+(?:\.[A-Za-z0-9_{_UTF8}-]+)*"))
+
+
 @lru_cache(maxsize=4096)
 def wire_address(email: str) -> str:
     """``email`` as it goes into the address headers and the SMTP envelope.
@@ -245,11 +252,12 @@ def wire_address(email: str) -> str:
     local, _at, domain = email.rpartition("@")
     if not domain or not email.isprintable():  # isprintable: no control, space separator, surrogate
         raise ValueError(f"not a valid e-mail address: {email!r}")
-    if not _UTF8_DOT_ATOM.fullmatch(local) and not _UTF8_QUOTED_LOCAL.fullmatch(local):
-        if not _UTF8_BARE_LOCAL.fullmatch(local):
+    dot_atom, quoted_local, bare_local, utf8_domain = _utf8_address_patterns()
+    if not dot_atom.fullmatch(local) and not quoted_local.fullmatch(local):
+        if not bare_local.fullmatch(local):
             raise ValueError(f"invalid local part in e-mail address: {email!r}")
         local = '"' + local + '"'
-    if not _UTF8_DOMAIN.fullmatch(domain) and not _DOMAIN.fullmatch(domain):
+    if not utf8_domain.fullmatch(domain) and not _DOMAIN.fullmatch(domain):
         raise ValueError(f"invalid domain in e-mail address: {email!r}")
     return local + "@" + domain
 
