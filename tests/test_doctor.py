@@ -227,3 +227,15 @@ def test_the_doctor_counts_only_the_csv_carts_inside_max_age(shop: Shop) -> None
     shop.add(cart("recent", now=now), cart("old", email="old@example.com", idle=timedelta(days=30), now=now))
     result = shop.cli("doctor", "--no-smtp", "--json", now=None)
     assert "csv: 1 carts in the last" in checks(result)["source"]["detail"], checks(result)["source"]
+
+
+def test_the_quiet_line_names_the_config_it_was_given(shop: Shop) -> None:
+    # An agency's hourly loop over its shops: each line says which shop failed.
+    shop.add(cart("c1"))
+    shop.write()
+    from conftest import cli
+
+    result = cli("doctor", "--no-smtp", "--quiet", "--config", str(shop.config_path))
+    assert result.exit_code == ExitCode.STALE
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cartrescue doctor: {shop.config_path}: staleness failed: "), lines

@@ -36,7 +36,7 @@ def doctor(
     if as_json:
         json_out({"ok": report.ok, "exit_code": report.exit_code, "checks": [c.as_dict() for c in report.checks]})
     elif quiet:
-        _print_failures([check for check in report.checks if check.status == FAIL])
+        _print_failures([check for check in report.checks if check.status == FAIL], config)
     else:
         _print_checks(report.checks, wide)
     if report.exit_code:
@@ -46,15 +46,17 @@ def doctor(
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
-def _print_failures(failed: list[Any]) -> None:
-    """``--quiet``: one line per failed check, nothing else (cron mails what a job prints)."""
+def _print_failures(failed: list[Any], config: Any = None) -> None:
+    """``--quiet``: one line per failed check, nothing else (cron mails what a job prints). With
+    ``--config`` the line names it: an agency's loop over its shops' configs tells them apart."""
     from rich.text import Text
 
     from cartrescue.text import printable
 
     console = out_console()
+    shop = f"{config}: " if config is not None else ""
     for check in failed:
-        console.print(Text(printable(f"cartrescue doctor: {check.name} failed: {check.detail}")), soft_wrap=True)
+        console.print(Text(printable(f"cartrescue doctor: {shop}{check.name} failed: {check.detail}")), soft_wrap=True)
 
 
 def _print_checks(checks: list[Any], wide: bool) -> None:
