@@ -244,9 +244,14 @@ class SourceConfig(_Model):
     options: dict[str, Any] = Field(default_factory=dict)
     newsletters: NewslettersConfig = NewslettersConfig()
 
+    @property
+    def is_csv(self) -> bool:
+        """Files exported by the shop (the generic CSV or Shopify's), not a database read live."""
+        return self.type in ("csv", "shopify_csv")
+
     @model_validator(mode="after")
     def _fields_for_type(self) -> "SourceConfig":
-        if self.type in ("csv", "shopify_csv"):
+        if self.is_csv:
             if self.carts is None:
                 raise ValueError(f"a {self.type} source needs 'carts' (path to the carts CSV)")
         elif not self.url:

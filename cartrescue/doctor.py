@@ -171,7 +171,7 @@ def _exports(config: Any, now: datetime) -> tuple[str, str]:
     orders placed since are unknown, and their customers may be reminded of carts they bought.
     """
     files = []
-    if config.source.type in ("csv", "shopify_csv"):
+    if config.source.is_csv:
         files.append(("Runs read the old carts and remind no one new", config.path(config.source.carts)))
         if config.source.orders:
             files.append(("Orders placed since are unknown to the runs: their customers may be reminded of carts "

@@ -67,7 +67,7 @@ def estimate_carts(config: Config) -> int | None:
     A CSV export: its size divided by the mean length of its first lines. A database source is
     not asked (it would cost a query): ``None``.
     """
-    if config.source.type not in ("csv", "shopify_csv") or config.source.carts is None:
+    if not config.source.is_csv or config.source.carts is None:
         return None
     path = config.path(config.source.carts)
     try:

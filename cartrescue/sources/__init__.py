@@ -27,7 +27,7 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
     carts file (a CSV source's; :mod:`.shared`)."""
     source = config.source
     tz = config.shop.tz
-    if source.type in ("csv", "shopify_csv"):
+    if source.is_csv:
         from cartrescue.sources.csv import CsvSource
 
         columns, order_columns = dict(source.columns), dict(source.order_columns)

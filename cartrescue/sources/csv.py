@@ -720,7 +720,8 @@ class CsvSource(CartSource):
 
     def _build_item(self, row: list[str]) -> LineItem | None:
         """One line, or None for a row without any line columns (a cart with no items)."""
-        sku, name, quantity_text, price_text, cost_text, stock_text, image, url = map(str.strip, self._line_getter(row))
+        sku, name, quantity_text, price_text, cost_text, stock_text, image, url = map(
+            str.strip, self._line_getter(row))
         if not (sku or name or quantity_text or price_text or cost_text or stock_text):
             return None
         if not sku and not name:

@@ -122,12 +122,12 @@ def carts_spool(base: Path, index: int) -> Path:
 
 def shares_orders(config: Config) -> bool:
     """A CSV source with an orders file has an orders index to share."""
-    return config.source.type in ("csv", "shopify_csv") and config.source.orders is not None
+    return config.source.is_csv and config.source.orders is not None
 
 
 def splits_carts(config: Config) -> bool:
     """A CSV source's carts file is split once for the workers (a database source is queried by each)."""
-    return config.source.type in ("csv", "shopify_csv")
+    return config.source.is_csv
 
 
 class SharedIndexes:
