@@ -243,6 +243,9 @@ class SourceConfig(_Model):
     queries: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
     newsletters: NewslettersConfig = NewslettersConfig()
+    # A CSV export (carts, orders, newsletter sends) not written for this long: delivering runs hold
+    # back (exit 3), doctor fails (exit 5); null: not checked (cartrescue.sources.freshness)
+    export_stale_after: Duration | None = timedelta(days=1)
 
     @property
     def is_csv(self) -> bool:
@@ -845,8 +848,6 @@ class DoctorConfig(_Model):
     """``cartrescue doctor``: what counts as "reminders have silently stopped"."""
 
     stale_after: Duration = timedelta(hours=2)  # no successful non-dry-run run for this long: exit 5
-    # A CSV export (carts, orders, newsletter sends) not written for this long: exit 5 (null: not checked)
-    export_stale_after: Duration | None = timedelta(days=1)
 
 
 class Config(_Model):
@@ -1002,11 +1003,17 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
+#: Keys that moved, and where to: the error names the new place instead of "unknown key".
+MOVED_KEYS = {"doctor.export_stale_after": "source.export_stale_after (it now also holds back sending runs)"}
+
+
 def format_validation_error(file: str, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "extra_forbidden" and _location(item["loc"]) in MOVED_KEYS:
+            message = f"moved to {MOVED_KEYS[_location(item['loc'])]}"
+        elif item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see config.example.yaml)"
         elif item["type"] == "missing":
             message = "required key is missing"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+from cartrescue.sources.freshness import ago
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
@@ -46,24 +47,13 @@ class Report:
         return self.exit_code == ExitCode.OK
 
 
-def _ago(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
-
-
 def staleness(last: datetime | None, stale_after: timedelta, now: datetime) -> Check:
     """The staleness verdict for the last successful delivering run."""
     if last is None:
         return Check("staleness", FAIL, "no successful run with --send or --outbox recorded in the ledger yet",
                      int(ExitCode.STALE))
     age = now - last
-    detail = f"last successful run finished {_ago(age)} ago ({last:%Y-%m-%d %H:%M} UTC); stale after {_ago(stale_after)}"
+    detail = f"last successful run finished {ago(age)} ago ({last:%Y-%m-%d %H:%M} UTC); stale after {ago(stale_after)}"
     if age > stale_after:
         return Check("staleness", FAIL, f"{detail}: reminders have stopped (is cron running `run --send`?)",
                      int(ExitCode.STALE))
@@ -150,7 +140,7 @@ def _source(config: Any, now: datetime) -> Check:
         return Check("source", FAIL, str(exc), int(exc.exit_code))
     except Exception as exc:  # noqa: BLE001 - a doctor reports, whatever broke
         return Check("source", FAIL, f"{type(exc).__name__}: {exc}", int(ExitCode.SOURCE))
-    detail = f"{config.source.type}: {'1000+' if seen >= 1000 else seen} carts in the last {_ago(config.eligibility.max_age)}"
+    detail = f"{config.source.type}: {'1000+' if seen >= 1000 else seen} carts in the last {ago(config.eligibility.max_age)}"
     written, stale = _exports(config, now)
     if written:
         detail += "; " + written
@@ -164,33 +154,15 @@ def _source(config: Any, now: datetime) -> Check:
 
 
 def _exports(config: Any, now: datetime) -> tuple[str, str]:
-    """When each CSV export was last written, and what is stale (``doctor.export_stale_after``).
+    """When each CSV export was last written, and what is stale (``source.export_stale_after``).
 
-    ``run`` keeps succeeding on an export its job has stopped writing, so the staleness check
-    stays quiet while no new cart is ever reminded; an orders export left behind is worse: the
-    orders placed since are unknown, and their customers may be reminded of carts they bought.
+    ``run`` holds back on a stale export (exit 3) but a dry-run or a cron that only mails on
+    failure may not show it; the doctor, run by monitoring, fails for it (exit 5).
     """
-    files = []
-    if config.source.is_csv:
-        files.append(("Runs read the old carts and remind no one new", config.path(config.source.carts)))
-        if config.source.orders:
-            files.append(("Orders placed since are unknown to the runs: their customers may be reminded of carts "
-                          "they bought", config.path(config.source.orders)))
-    if config.source.newsletters.file:
-        files.append(("Newsletters sent since are unknown to the runs: a reminder may land on a newsletter's day",
-                      config.path(config.source.newsletters.file)))
-    limit = config.doctor.export_stale_after
-    written, stale = [], []
-    for consequence, path in files:
-        try:
-            age = now - datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-        except OSError:
-            continue  # the source check says why it cannot be read
-        written.append(f"{path.name} written {_ago(max(age, timedelta(0)))} ago")
-        if limit is not None and age > limit:
-            stale.append(f"{path.name} was last written {_ago(age)} ago (doctor.export_stale_after "
-                         f"{_ago(limit)}): is the export job running? {consequence}")
-    return ", ".join(written), "; ".join(stale)
+    from cartrescue.sources.freshness import exports, stale_exports
+
+    written = ", ".join(f"{export.path.name} written {ago(export.age)} ago" for export in exports(config, now))
+    return written, "; ".join(stale_exports(config, now))
 
 
 def _newsletters(config: Any, source: Any, now: datetime, on_problem: Any) -> list[str]:

@@ -25,6 +25,7 @@ from cartrescue.render import Renderer
 from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
 from cartrescue.sources.base import CartSource, ProgressTotal, Window, ignore_problem
+from cartrescue.sources.freshness import hold_back_if_stale, stale_exports
 
 Mode = Literal["dry-run", "outbox", "send"]
 
@@ -198,6 +199,11 @@ def _run_job(
 
     delivering = request.deliver and request.mode != "dry-run"
     secret = delivery_secret(config) if delivering else config.shop.unsubscribe_secret or DRY_RUN_SECRET
+    if delivering:
+        hold_back_if_stale(config, now)  # before anything is read or claimed
+        notes = []
+    else:
+        notes = [f"a sending run would hold back (exit 3): {line}" for line in stale_exports(config, now)]
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config, problem, request.shared_orders, request.shared_carts))
         if request.strict:
@@ -266,7 +272,7 @@ def _run_job(
                           "skipped": counts.actions["skip"], "deferred": counts.actions["defer"],
                           "problems": counts.problems}
                 ledger.finish_run(run_id, status, totals)
-    notes = newsletters.notes() if newsletters is not None else []
+    notes += newsletters.notes() if newsletters is not None else []
     return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned)
 
 

@@ -125,6 +125,7 @@ class WebhookReceiver(LoopbackHTTP):
         self.secret = secret
         self.accepted: dict[str, Any] = {}  # idempotency key -> document
         self.refused: list[Seen] = []
+        self.replayed: list[str] = []  # idempotency keys that came again, signed: a message sent twice
 
     def answer(self, seen: Seen) -> Answer:
         if seen.method != "POST":
@@ -138,6 +139,8 @@ class WebhookReceiver(LoopbackHTTP):
         with self.lock:
             if key not in self.accepted:
                 self.accepted[key] = seen.json
+            else:
+                self.replayed.append(key)
         return Answer(200, b'{"ok": true}', {"Content-Type": "application/json"})
 
 

@@ -211,12 +211,12 @@ def test_an_export_its_job_stopped_writing_fails_the_doctor_though_runs_succeed(
     assert stale.exit_code == ExitCode.STALE
     source = checks(stale)["source"]
     assert source["status"] == FAIL and source["exit_code"] == ExitCode.STALE
-    assert "orders.csv was last written 2d 0h ago (doctor.export_stale_after 24h 0m)" in source["detail"]
-    assert "may be reminded of carts they bought" in source["detail"] and "carts.csv was" not in source["detail"]
+    assert "orders.csv was last written 2d 0h ago (source.export_stale_after 24h 0m)" in source["detail"]
+    assert "would be reminded of carts they bought" in source["detail"] and "carts.csv was" not in source["detail"]
     quiet = cli("doctor", "--no-smtp", "--quiet", "--config", str(shop.config_path))
     assert quiet.exit_code == ExitCode.STALE and "source failed: " in quiet.stdout
 
-    shop.configure(doctor={"export_stale_after": None})
+    shop.configure(source={"export_stale_after": None})
     shop.write()
     os.utime(shop.folder / "orders.csv", (two_days_ago, two_days_ago))
     assert cli("doctor", "--no-smtp", "--config", str(shop.config_path)).exit_code == 0

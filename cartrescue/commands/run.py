@@ -52,6 +52,10 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
             count = auto_workers(config) if workers is None else workers
             if count > 1:
+                if mode != "dry-run":  # before any worker starts (each checks again, on the same clock)
+                    from cartrescue.sources.freshness import hold_back_if_stale
+
+                    hold_back_if_stale(config, at)
                 _workers_command(config, count, at, as_json=as_json, mode=mode, outbox=outbox, strict=strict,
                                  limit=limit, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
                                  max_deliveries=max_deliveries, wide=wide)
