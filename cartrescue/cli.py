@@ -37,8 +37,9 @@ app = typer.Typer(
         "Start with `cartrescue init`, then `cartrescue run` (a dry-run) and `cartrescue run --send` from cron "
         "(`cartrescue run-all` for many shops).\n\n"
         "Exit codes: 0 ok, 1 some carts failed (or the output could not be written), 2 config or usage "
-        "error, 3 source unreadable (or an export too old to send on), 4 another run holds the lock, 5 (doctor) reminders stopped (no "
-        "successful run, or an export not written, for too long), 6 this run lost its lock and stopped, "
+        "error, 3 source unreadable (or an export too old to send on), 4 another run holds the lock, "
+        "5 (doctor) reminders stopped (no successful run, or an export not written, for too long), "
+        "6 this run lost its lock and stopped, "
         "70 a bug in cartrescue, 130 stopped by Ctrl-C or SIGTERM, 128 + n a worker killed by signal n. "
         "What cron should do on each: the README."
     ),
