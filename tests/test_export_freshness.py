@@ -165,3 +165,15 @@ def test_the_doctor_key_it_replaces_names_where_it_moved(shop: Shop) -> None:
     assert result.json["error"]["message"] == (
         f"{shop.config_path}: doctor.export_stale_after: moved to source.export_stale_after "
         "(it now also holds back sending runs)")
+
+
+def test_a_report_on_a_stale_orders_export_says_it_shows_less_won_back(shop: Shop) -> None:
+    _live(shop, "c1")
+    _age(shop.folder / "orders.csv")
+    stale = cli("report", "--json", "--config", str(shop.config_path))
+    _age(shop.folder / "orders.csv", 60)
+    fresh = cli("report", "--json", "--config", str(shop.config_path))
+    assert stale.exit_code == 0 and fresh.exit_code == 0, stale.output + fresh.output
+    assert ("orders.csv was last written 2d 0h ago (source.export_stale_after 24h 0m): the orders placed since are "
+            "not in this report, which shows less won back than there is") in stale.json["notes"]
+    assert not any("orders.csv" in note for note in fresh.json["notes"])

@@ -17,6 +17,7 @@ from cartrescue.report.analysis import Period, build
 from cartrescue.report.attribution import Attribution, OrderLoad
 from cartrescue.sources import open_source
 from cartrescue.sources.base import ProblemSink, ignore_problem
+from cartrescue.sources.freshness import stale_orders_note
 
 
 def code_steps(config: Config) -> set[tuple[str, int]]:
@@ -61,6 +62,9 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                 config, att, period, runs=ledger.report_runs(period.since, period.until),
                 decisions=ledger.report_decisions(period.since, period.until), codes=codes,
                 ledger_counts=ledger.report_counts(period.since, period.until), promotions=ledger.promotion_rows())
+        stale = stale_orders_note(config, period.now)
+        if stale is not None:
+            document["notes"].append(stale)
         if config.report.auto_promote:
             _promote(ledger, document, period.now)
         return document

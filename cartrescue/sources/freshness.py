@@ -31,6 +31,7 @@ KEY = "source.export_stale_after"
 class Export:
     """One CSV file a run reads, how long ago it was written, and what its age costs."""
 
+    kind: str  # carts, orders, newsletters
     path: Path
     age: timedelta
     consequence: str
@@ -59,23 +60,23 @@ def ago(delta: timedelta) -> str:
 def exports(config: "Config", now: datetime) -> Iterator[Export]:
     """Every CSV export of ``config`` that can be looked at (one that cannot be is the reader's to
     report), with its age at ``now`` (never below zero)."""
-    files: list[tuple[str, Path]] = []
+    files: list[tuple[str, str, Path]] = []
     source = config.source
     if source.is_csv and source.carts is not None:
-        files.append(("Runs read the old carts: no new cart is reminded, and reminders follow carts that may have "
-                      "changed or been bought since", config.path(source.carts)))
+        files.append(("carts", "Runs read the old carts: no new cart is reminded, and reminders follow carts that "
+                      "may have changed or been bought since", config.path(source.carts)))
         if source.orders:
-            files.append(("Orders placed since are unknown: their customers would be reminded of carts they bought",
-                          config.path(source.orders)))
+            files.append(("orders", "Orders placed since are unknown: their customers would be reminded of carts they "
+                          "bought", config.path(source.orders)))
     if source.newsletters.file:
-        files.append(("Newsletters sent since are unknown: a reminder may land on a newsletter's day",
+        files.append(("newsletters", "Newsletters sent since are unknown: a reminder may land on a newsletter's day",
                       config.path(source.newsletters.file)))
-    for consequence, path in files:
+    for kind, consequence, path in files:
         try:
             written = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         except OSError:
             continue
-        yield Export(path, max(now - written, timedelta(0)), consequence)
+        yield Export(kind, path, max(now - written, timedelta(0)), consequence)
 
 
 def stale_exports(config: "Config", now: datetime) -> list[str]:
@@ -84,6 +85,17 @@ def stale_exports(config: "Config", now: datetime) -> list[str]:
     if limit is None:
         return []
     return [export.describe(limit) for export in exports(config, now) if export.stale(limit)]
+
+
+def stale_orders_note(config: "Config", now: datetime) -> str | None:
+    """For ``report``: an orders export left behind lacks the orders placed since, so the report
+    shows less won back than there is (and ``report.auto_promote`` judges on fewer orders)."""
+    limit = config.source.export_stale_after
+    for export in exports(config, now):
+        if export.kind == "orders" and export.stale(limit):
+            return (f"{export.path.name} was last written {ago(export.age)} ago ({KEY} {ago(limit)})"  # type: ignore[arg-type]
+                    ": the orders placed since are not in this report, which shows less won back than there is")
+    return None
 
 
 def hold_back_if_stale(config: "Config", now: datetime) -> None:
