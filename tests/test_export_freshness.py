@@ -133,6 +133,15 @@ def test_a_dry_run_on_a_stale_export_plans_and_says_a_sending_run_would_hold_bac
     assert note.startswith("a sending run would hold back (exit 3): orders.csv was last written 2d 0h ago")
 
 
+def test_workers_say_the_note_once(shop: Shop) -> None:
+    _live(shop, *(f"c{n}" for n in range(20)))
+    _age(shop.folder / "orders.csv")
+    planned = _run(shop, "--workers", "2")
+    assert planned.exit_code == 0, planned.output
+    [note] = planned.json["notes"]
+    assert note.startswith("a sending run would hold back (exit 3): orders.csv was last written 2d 0h ago")
+
+
 def test_a_clock_pinned_before_the_export_was_written_finds_it_fresh(shop: Shop) -> None:
     # Demos, tests and re-runs of a past moment (`now:`, --now) read files written after it.
     shop.add(cart("c1"))
