@@ -111,7 +111,7 @@ class Batch:
         for shop in self.shops:
             error = shop.error()
             if error is not None and shop.exit_code == code:
-                return dict(error, message=f"{shop.config}: {error['message']}")
+                return dict(error, message=named(shop.config, error["message"]))
         return None
 
     def document(self, mode: str, now: datetime | None) -> dict[str, Any]:
@@ -279,6 +279,12 @@ def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -
         tail.append(line)
         del tail[:-20]
         warn(f"{child.shop.config}: {line}")
+
+
+def named(config: Path, message: str) -> str:
+    """``message`` of a shop's run, with the shop's config in front unless it names it already
+    (a config error does: ``shops/b/cartrescue.yaml: eligibility.cutoff: …``)."""
+    return message if message.startswith(f"{config}:") else f"{config}: {message}"
 
 
 def _drop(_text: str, _count: int) -> None:

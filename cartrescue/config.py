@@ -40,16 +40,31 @@ _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"45m"``, ``"24h"``, ``"3d"``, ``"90s"``, ``"1w"``; a bare number means seconds."""
+    """``"45m"``, ``"24h"``, ``"3d"``, ``"90s"``, ``"1w"``, or ``0``.
+
+    A bare number other than 0 is refused: ``cutoff: 45`` is meant as minutes more often than
+    not, and read as seconds it would remind a visitor 45 seconds after they left. Timeouts and
+    backoffs, which are seconds by long habit, take :func:`parse_seconds` instead.
+    """
     if isinstance(value, timedelta):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        if value == 0:
+            return timedelta(0)
+        raise ValueError(f"a duration needs its unit: {value}m, {value}h or {value}s? (a bare number is "
+                         "not taken: 45 could mean either)")
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
             return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
     raise ValueError(f"expected a duration like 45m, 24h or 3d, got {value!r}")
+
+
+def parse_seconds(value: Any) -> timedelta:
+    """A duration where a bare number means seconds (``timeout: 30``), as in most tools' timeouts."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return parse_duration(value)
 
 
 def _parse_clock(value: Any) -> time:
@@ -65,6 +80,7 @@ def _parse_clock(value: Any) -> time:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Seconds = Annotated[timedelta, BeforeValidator(parse_seconds)]  # timeouts and backoffs: a bare number is seconds
 ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
 
 
@@ -534,7 +550,10 @@ class CallListConfig(_Model):
 
 
 class OutboxConfig(_Model):
-    path: Path | None = None  # default directory for --outbox without a value
+    """Accepted for configs written before ``run --outbox`` always took its DIR; only a Python
+    caller of :func:`cartrescue.job.run_job` without ``outbox`` still falls back to it."""
+
+    path: Path | None = None
 
 
 class ExperimentsConfig(_Model):
@@ -573,11 +592,11 @@ class SmtpConfig(_Model):
     rate_per_second: float | None = Field(None, gt=0)  # None: as fast as the relay takes them
     rate_per_hour: int | None = Field(None, gt=0)  # a rolling hour, counted across runs via the ledger
     retries: int = Field(3, ge=0, le=10)  # in-run retries of a transient failure (4xx, connection, TLS)
-    backoff: Duration = timedelta(seconds=1)  # wait before the first retry; doubles each time
-    backoff_max: Duration = timedelta(seconds=30)
-    timeout: Duration = timedelta(seconds=30)  # connecting (TLS, AUTH) and the replies to MAIL, RCPT, DATA
+    backoff: Seconds = timedelta(seconds=1)  # wait before the first retry; doubles each time
+    backoff_max: Seconds = timedelta(seconds=30)
+    timeout: Seconds = timedelta(seconds=30)  # connecting (TLS, AUTH) and the replies to MAIL, RCPT, DATA
     # The reply after the whole message (RFC 5321 4.5.3.2: 10 minutes); none in time: "unconfirmed".
-    data_timeout: Duration = timedelta(minutes=10)
+    data_timeout: Seconds = timedelta(minutes=10)
     pipelining: bool = True  # MAIL, RCPT and DATA in one write when the relay offers PIPELINING
 
     @property
@@ -743,9 +762,9 @@ class HttpDelivery(_Model):
     rate_per_second: float | None = Field(None, gt=0)  # None: as fast as the endpoint answers
     rate_per_hour: int | None = Field(None, gt=0)  # a rolling hour, counted across runs via the ledger
     retries: int = Field(3, ge=0, le=10)  # in-run retries of 408, 429, 5xx, timeouts and connection errors
-    backoff: Duration = timedelta(seconds=1)  # wait before the first retry; doubles; a Retry-After wins
-    backoff_max: Duration = timedelta(seconds=30)
-    timeout: Duration = timedelta(seconds=10)  # per request (connect, send, answer)
+    backoff: Seconds = timedelta(seconds=1)  # wait before the first retry; doubles; a Retry-After wins
+    backoff_max: Seconds = timedelta(seconds=30)
+    timeout: Seconds = timedelta(seconds=10)  # per request (connect, send, answer)
     allow_plain_remote: bool = False  # http:// to a host that is not loopback needs this
 
     @model_validator(mode="after")

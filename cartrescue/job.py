@@ -22,6 +22,7 @@ from cartrescue.model import RowProblem
 from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
 from cartrescue.render import Renderer
+from cartrescue.scratch import sweep_stale
 from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
 from cartrescue.sources.base import CartSource, ProgressTotal, Window, ignore_problem
@@ -152,17 +153,19 @@ def run_job(
     on_problem: Callable[[RowProblem], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_total: Callable[[ProgressTotal], None] | None = None,
+    counts: Counts | None = None,
 ) -> RunSummary:
     """Plan (and unless dry-run, deliver) every cart of the configured source.
 
     ``on_progress(n)`` hears of every ``n`` carts done; ``on_total`` (given only when a person
     watches: it may cost the source a query) gets how much there is to read, when the source
-    can tell (:meth:`~cartrescue.sources.base.CartSource.progress_total`).
+    can tell (:meth:`~cartrescue.sources.base.CartSource.progress_total`). ``counts``: where the
+    run adds up its results, for a caller that reports them when the run ends early (Ctrl-C).
     """
     from sqlalchemy.exc import DBAPIError
 
     try:
-        return _run_job(config, request, on_result, on_problem, on_progress, on_total)
+        return _run_job(config, request, on_result, on_problem, on_progress, on_total, counts or Counts())
     except ConfigError as error:
         raise config.locate(error) from None
     except DBAPIError as error:  # the ledger's database (the shop's are SourceErrors already)
@@ -178,10 +181,12 @@ def _run_job(
     on_problem: Callable[[RowProblem], None] | None,
     on_progress: Callable[[int], None] | None,
     on_total: Callable[[ProgressTotal], None] | None = None,
+    counts: Counts | None = None,
 ) -> RunSummary:
     now = resolve_now(config, request.now)
+    sweep_stale()  # the scratch folders of killed runs (cartrescue.scratch)
     problems: list[RowProblem] = []
-    counts = Counts()
+    counts = counts if counts is not None else Counts()
 
     def report(row: RowProblem) -> None:
         """A cart that could not be used (unreadable row, repeated id, render error): counted and
@@ -266,12 +271,17 @@ def _run_job(
         except LockLost:
             status = "lock_lost"
             raise
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, run-all --timeout: stopped, not failed
+            status = "interrupted"
+            raise
         finally:
             if run_id is not None:
                 totals = {"sent": counts.deliveries["sent"], "failed": counts.failed,
                           "skipped": counts.actions["skip"], "deferred": counts.actions["defer"],
                           "problems": counts.problems}
-                ledger.finish_run(run_id, status, totals)
+                recorded = ledger.finish_run(run_id, status, totals)
+                if status != "ok":  # stopped early: messages its stop grace recorded, not yet counted
+                    counts.deliveries["sent"] = max(counts.deliveries["sent"], recorded)
     notes += newsletters.notes() if newsletters is not None else []
     return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned)
 

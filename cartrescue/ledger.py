@@ -537,14 +537,21 @@ class Ledger:
         switches = sum(1 for newer, older in zip(shops, shops[1:]) if newer != older)
         return sorted(set(shops)) if switches >= 2 else []
 
-    def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> None:
+    def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> int:
+        """Record how the run ended; return how many of its messages were sent. ``sent`` is the
+        ledger's own count: a run stopped mid-batch (Ctrl-C, SIGTERM) recorded deliveries in its
+        stop grace that its caller had not counted yet."""
         values = {key: counts.get(key, 0) for key in ("sent", "failed", "skipped", "deferred", "problems")}
         with self.engine.begin() as conn:
+            message = Message.__table__  # type: ignore[attr-defined]
+            values["sent"] = conn.execute(select(func.count()).select_from(message).where(
+                message.c.run_id == run_id, message.c.status == "sent")).scalar() or 0
             conn.execute(
                 update(Run.__table__).where(Run.__table__.c.id == run_id).values(  # type: ignore[attr-defined]
                     status=status, finished_at=_naive(datetime.now(timezone.utc)), **values
                 )
             )
+        return values["sent"]
 
     def last_successful_run(self) -> datetime | None:
         table = Run.__table__  # type: ignore[attr-defined]

@@ -1,17 +1,68 @@
-"""Scratch databases: a private SQLite file per run for indexes too large to keep in memory.
+"""Scratch databases and private folders: what a run keeps on disk for itself, and throws away.
 
-Owns creating one (in a private temporary folder, durability off: it is thrown away) and
-deleting it. Used by the newest-cart index and the CSV orders index, so that a million carts
-cost the same memory as a thousand.
+Owns creating a run's private temporary folders, named after the process that made them
+(``<temp>/cartrescue-<kind>-<pid namespace>-<pid>-<random>``), sweeping those of processes that are
+gone, and the throw-away SQLite files in them (durability off) that the newest-cart index and the
+CSV orders index use, so that a million carts cost the same memory as a thousand.
+
+A run ends by deleting its folders, but a process that was killed (SIGKILL, the out-of-memory
+killer, ``run-all --timeout``) or a forked worker (which ends with ``os._exit``, past every
+finalizer) cannot: so every run sweeps, as it starts, the folders whose process is gone.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
 
 PRAGMAS = "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000; PRAGMA temp_store=FILE;"
+_PREFIX = "cartrescue-"
+
+
+def _namespace() -> int:
+    """This process's PID namespace (Linux; 0 elsewhere): a pid means something only inside it."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def private_folder(kind: str) -> Path:
+    """A new private folder (mode 0700) for this process's ``kind`` of files (no ``-`` in it).
+
+    mkdtemp, not TemporaryDirectory: a forked worker must not inherit a finalizer that deletes
+    its parent's folder. The caller deletes it (``shutil.rmtree``); :func:`sweep_stale` does
+    when the process could not.
+    """
+    return Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{kind}-{_namespace()}-{os.getpid()}-"))
+
+
+def sweep_stale() -> None:
+    """Delete the private folders of processes that are gone: their spools and indexes can hold
+    the whole carts export, and nothing else deletes them. A folder goes only when it was made in
+    this PID namespace (a temporary folder shared with a container is not ours to judge) and the
+    process its name gives is gone; a live one (any user's) stays."""
+    root = Path(tempfile.gettempdir())
+    try:
+        folders = [entry for entry in root.iterdir() if entry.name.startswith(_PREFIX)]
+    except OSError:
+        return
+    here = str(_namespace())
+    for folder in folders:
+        _kind, _, rest = folder.name[len(_PREFIX):].partition("-")
+        namespace, _, rest = rest.partition("-")
+        pid = rest.partition("-")[0]
+        if namespace != here or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (PermissionError, OverflowError, OSError):
+            continue  # alive (another user's), or no pid this system can have
 
 
 class ScratchDb:
@@ -20,11 +71,11 @@ class ScratchDb:
     def __init__(self, name: str, schema: str, *, shared: bool = False) -> None:
         """``shared``: the connection may be closed (and used, one at a time) by another thread
         than the one that made it (a loader thread fills it, the main thread reads it)."""
-        self._dir = tempfile.TemporaryDirectory(prefix=f"cartrescue-{name}-")
-        self.path = Path(self._dir.name) / f"{name}.db"
+        self._dir = private_folder(name)
+        self.path = self._dir / f"{name}.db"
         self.connection = sqlite3.connect(self.path, check_same_thread=not shared)
         self.connection.executescript(PRAGMAS + schema)
 
     def close(self) -> None:
         self.connection.close()
-        self._dir.cleanup()
+        shutil.rmtree(self._dir, ignore_errors=True)

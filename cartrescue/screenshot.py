@@ -68,8 +68,11 @@ def screenshot(html: str, out: Path, *, size: tuple[int, int] = DEFAULT_SIZE, ch
         raise ScreenshotError("headless Chromium not found: install Debian's chromium package "
                               "(apt-get install -y chromium) or set CARTRESCUE_CHROMIUM to the browser")
     target = out.expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--screenshot {out}: cannot write: {exc.strerror or exc}") from None
     width, height = size
     with tempfile.TemporaryDirectory(prefix="cartrescue-shot-") as folder:
         page = Path(folder) / "message.html"

@@ -42,6 +42,7 @@ from cartrescue.render import PARTS, SMS_PART, Renderer
 from cartrescue.sms_text import KINDS as SMS_KINDS
 from cartrescue.sms_text import measure
 from cartrescue.sms_text import problems as sms_problems
+from cartrescue.text import counted
 
 MAX_SUBJECT = 78
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
@@ -681,7 +682,7 @@ def print_report(report: Report, console: Any, show_passing: bool = True) -> Non
         if case.ok and not show_passing:
             continue
         if case.ok:
-            result = "[green]ok[/]" + (f" ({case.segments} segments max)" if case.channel == "sms" else "")
+            result = "[green]ok[/]" + (f" ({counted(case.segments, 'segment')} max)" if case.channel == "sms" else "")
         else:
             first = case.problems[0]
             more = f" (+{len(case.problems) - 1} more)" if len(case.problems) > 1 else ""

@@ -29,6 +29,11 @@ def printable(value: object, *, keep_newlines: bool = False) -> str:
     return (_CONTROL if keep_newlines else _CONTROL_NO_NEWLINES).sub("", text)
 
 
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 problem``, ``2 problems``: the count with its noun in the right number."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
 def clipped(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters, the cut marked with "…": a 100 KB cell quoted
     in a warning would bury the lines around it (and cron's mail)."""

@@ -348,6 +348,7 @@ class Workers:
         self.events = events
         self.mode = mode
         self.now = now
+        self.stopped: MergedRun | None = None  # an interrupted run: what its workers reported
 
     def follow(self, on_decisions: Callable[[str, int], None],
                on_progress: Callable[[int], None] | None = None) -> MergedRun:
@@ -358,7 +359,8 @@ class Workers:
         ending in a comma, and how many there are. A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM
         through the CLI's handler) is passed on to the workers as SIGTERM; they close their
         documents, and the interrupt is raised again once they have ended (after ``TERM_GRACE``
-        seconds, they are killed).
+        seconds, they are killed), with what they reported kept in :attr:`stopped` for the
+        caller's document.
         """
         workers, events = self.workers, self.events
         for worker in workers:
@@ -393,6 +395,7 @@ class Workers:
             for thread in worker.threads:
                 thread.join(timeout=5)
         if interrupted is not None:
+            self.stopped = merge([worker.report for worker in workers], self.mode, self.now)
             raise interrupted
         return merge([worker.report for worker in workers], self.mode, self.now)
 

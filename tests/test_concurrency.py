@@ -134,7 +134,7 @@ def test_under_quiet_a_run_with_a_bad_row_prints_the_warning_and_the_summary(sho
     result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--quiet")
     assert result.exit_code == 1
     assert "warning:" in result.stderr and "quantity" in result.stderr
-    assert "1 source rows could not be read" in result.stdout and "delivered 1" in result.stdout
+    assert "1 problem (a source row that could not be read" in result.stdout and "delivered 1" in result.stdout
 
 
 def _claim_request(n: int) -> ClaimRequest:

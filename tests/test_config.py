@@ -19,9 +19,25 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize(("text", "value"), [("45m", timedelta(minutes=45)), ("24h", timedelta(hours=24)),
-                                             ("3d", timedelta(days=3)), ("90s", timedelta(seconds=90)), (60, timedelta(minutes=1))])
+                                             ("3d", timedelta(days=3)), ("90s", timedelta(seconds=90)), (0, timedelta(0))])
 def test_durations_read_with_units(text: object, value: timedelta) -> None:
     assert parse_duration(text) == value
+
+
+def test_a_duration_without_its_unit_is_refused_naming_the_key(tmp_path: Path) -> None:
+    # `cutoff: 45` read as seconds would remind a visitor 45 seconds after they left.
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility: {cutoff: 45}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"{path}: eligibility.cutoff: a duration needs its unit: 45m, 45h or 45s?" in str(error.value)
+
+
+def test_a_timeout_without_its_unit_is_seconds(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {timeout: 5, backoff: 0.5}\n"
+                            "webhook: {timeout: 7}\n")
+    config = load_config(path)
+    assert (config.smtp.timeout, config.smtp.backoff) == (timedelta(seconds=5), timedelta(seconds=0.5))
+    assert config.webhook.timeout == timedelta(seconds=7)
 
 
 @pytest.mark.parametrize(

@@ -186,3 +186,16 @@ def test_a_report_on_a_stale_orders_export_says_it_shows_less_won_back(shop: Sho
     assert ("orders.csv was last written 2d 0h ago (source.export_stale_after 24h 0m): the orders placed since are "
             "not in this report, which shows less won back than there is") in stale.json["notes"]
     assert not any("orders.csv" in note for note in fresh.json["notes"])
+
+
+def test_a_clock_pinned_ahead_counts_the_files_real_age(shop: Shop) -> None:
+    # A replay of the days to come: the export job cannot have written the file in the future.
+    later = datetime.now(timezone.utc) + timedelta(days=5)
+    shop.add(cart("c1", now=later))
+    shop.write()
+    sent = _run(shop, "--outbox", str(shop.folder / "out"), now=later)
+    assert sent.exit_code == 0, sent.output
+    _age(shop.folder / "orders.csv")
+    held = _run(shop, "--outbox", str(shop.folder / "out"), now=later)
+    assert held.exit_code == ExitCode.SOURCE
+    assert held.json["error"]["message"].startswith("orders.csv was last written 2d 0h ago")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -144,7 +145,13 @@ def test_sigterm_mid_send_records_the_messages_in_flight_and_a_rerun_sends_the_r
         assert document["error"]["code"] == "interrupted"
         ledger = accounted(shop, server)
         assert {row["status"] for row in ledger.values()} <= {"sent", "failed_transient"}  # none left claimed
-        assert sum(row["status"] == "sent" for row in ledger.values()) == len(server.messages) < 60
+        sent = sum(row["status"] == "sent" for row in ledger.values())
+        assert sent == len(server.messages) < 60
+        # The document and the run's record in the ledger count every message the run recorded,
+        # those in flight at the stop too (their results never reached the run's loop).
+        assert document["counts"]["sent"] == sent
+        with sqlite3.connect(shop.folder / "ledger.db") as db:
+            assert db.execute("SELECT status, sent FROM cr_run").fetchall() == [("interrupted", sent)]
 
         report = finish(shop, start_run(shop))
         assert report["unconfirmed"] == 0

@@ -65,7 +65,8 @@ def test_a_broken_config_costs_only_its_shop(make_shop: Callable[[str], Shop], t
     first, second = document["shops"]
     assert first["exit_code"] == 2 and first["error"]["code"] == "config"
     assert second["exit_code"] == 0 and second["counts"]["send"] == 12
-    assert document["error"]["message"].startswith(f"{broken.config_path}: ")
+    assert document["error"]["message"].startswith(f"{broken.config_path}:2: not valid YAML")
+    assert f"{broken.config_path}: {broken.config_path}" not in document["error"]["message"]  # named once
     assert f"{broken.config_path}: error: " in done.stderr  # the shop's own line, named
 
 
@@ -147,6 +148,9 @@ def test_sigterm_stops_the_running_shop_starts_no_other_and_still_prints_one_doc
     assert second["started"] is None and second["error"]["code"] == "interrupted"
     assert not (waiting.folder / "ledger.db").exists()  # the second shop never ran
     assert "c0@example.com" not in {to for message in server.messages for to in message.rcpt_tos}
+    # The stopped shop's counts are what its ledger recorded, in its row and in the total.
+    sent = sum(message["status"] == "sent" for message in stuck.messages())
+    assert first["counts"]["sent"] == document["counts"]["sent"] == sent
 
 
 def test_a_shop_whose_run_cannot_start_fails_alone(make_shop: Callable[[str], Shop]) -> None:

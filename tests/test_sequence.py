@@ -127,9 +127,7 @@ def test_an_hourly_eight_day_replay_keeps_every_gap_and_one_message_a_day(shop: 
     two to one address on one shop-day."""
     from zoneinfo import ZoneInfo
 
-    # The replay's clock runs days past the moment the files were written, as if the export job
-    # had stopped: the export's age is not what this test is about (tests/test_export_freshness.py).
-    shop.configure(eligibility={"backfill": "7d", "max_age": "14d"}, source={"export_stale_after": None})
+    shop.configure(eligibility={"backfill": "7d", "max_age": "14d"})
     first_run = START + 6 * 24 * H
     ages = [6 * 24, 5 * 24 + 7, 3 * 24, 50, 30, 23, 5, 2, 0]
     shop.add(*(cart(f"c{n}", email=f"c{n}@example.com", now=first_run, idle=age * H) for n, age in enumerate(ages)))

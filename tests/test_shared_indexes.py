@@ -262,6 +262,27 @@ def test_a_run_deletes_the_folders_that_killed_runs_left(
     assert not killed.exists() and alive.exists() and elsewhere.exists() and other.exists()
 
 
+def test_a_run_without_workers_deletes_the_scratch_folders_that_killed_runs_left(shop: Shop, tmp_path: Path) -> None:
+    # A killed run (or a forked worker, which ends past every finalizer) leaves its newest-cart
+    # and orders indexes behind: the next run of any kind sweeps those whose process is gone.
+    _orders_shop(shop)
+    shop.write()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = os.stat("/proc/self/ns/pid").st_ino if Path("/proc/self/ns/pid").exists() else 0
+    left = [scratch / f"cartrescue-{kind}-{here}-{dead.pid}-x{n}" for n, kind in enumerate(("newest", "orders"))]
+    for folder in left:
+        folder.mkdir()
+        (folder / "index.db").write_bytes(b"rows")
+    done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--workers", "1", "--config",
+                           str(shop.config_path), "--now", iso(NOW)], cwd=REPO, capture_output=True, timeout=120,
+                          check=False, env={**os.environ, "TMPDIR": str(scratch)})
+    assert done.returncode in (0, 1), done.stderr.decode()
+    assert list(scratch.glob("cartrescue-*")) == []
+
+
 @pytest.mark.slow
 def test_n_workers_decide_like_one_process_and_leave_no_index_behind(shop: Shop, tmp_path: Path) -> None:
     _orders_shop(shop)
@@ -292,7 +313,7 @@ def test_n_workers_decide_like_one_process_and_leave_no_index_behind(shop: Shop,
     for name in ("orders.csv", "sends.csv"):
         assert len([p for p in whole["problems"] if name in p]) == 1
         assert [p for p in sharded["problems"] if name in p] == [p for p in whole["problems"] if name in p]
-    assert list(scratch.glob("cartrescue-shared-*")) == []
+    assert list(scratch.glob("cartrescue-*")) == []  # no shared index, no worker's scratch index
 
 
 SENDS_CSV = ("email,sent_at,campaign\n"

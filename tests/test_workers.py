@@ -345,6 +345,10 @@ def test_sigterm_to_the_parent_ends_its_workers_and_still_prints_one_document(sh
         for pid in workers:
             assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
         assert set(server.recipients().values()) == {1}
+    # The document adds up what each worker had delivered when it stopped, as the ledger has it.
+    sent = sum(message["status"] == "sent" for message in shop.messages())
+    assert document["counts"]["sent"] == sent > 0
+    assert document["workers"] == 2 and len(document["shards"]) == 2
 
 
 def _worker_document(rows: int) -> bytes:

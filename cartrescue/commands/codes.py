@@ -18,6 +18,7 @@ from cartrescue.commands.common import (
     json_out,
     load,
     out_console,
+    output_file,
     parse_now,
     sub_typer,
 )
@@ -144,12 +145,16 @@ def codes_export(
         _cfg, codes, at = _codes(config, now)
         if pool is not None:
             codes.pool(pool)
+        if output is not None:  # a file that cannot be written stops before any code is marked exported
+            with output_file("--output", output):
+                output.open("a", encoding="utf-8").close()
         rows = codes.export(at, pool=pool, include_exported=include_exported)
+        text = export_csv(rows)
+        if output is not None:
+            with output_file("--output", output):
+                output.write_text(text, encoding="utf-8")
     except CartrescueError as error:
         fail(error, as_json)
-    text = export_csv(rows)
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
     if as_json:
         json_out({"exported": len(rows), "output": str(output) if output else None, "codes": rows})
     elif output is None:

@@ -77,6 +77,40 @@ def explained(error: BaseException) -> BaseException:
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, a quota, a file too large: writes only
 
 
+def output_folder(option: str, folder: Path) -> Path:
+    """The folder a user named for a command's files (``--outbox DIR``), made if missing.
+
+    One that cannot be made or written (a file of that name, no permission, ``/proc``) is a usage
+    error naming the option, exit 2, found before anything is read, claimed or sent: not a bug.
+    """
+    import os
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{option} {folder}: is a file, not a folder") from None
+    except OSError as exc:
+        raise ConfigError(f"{option} {folder}: cannot make the folder: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: cannot write there: permission denied")
+    return folder
+
+
+@contextmanager
+def output_file(option: str, path: Path) -> Iterator[Path]:
+    """Write the file a user named (``--html FILE``, ``--junit FILE``): its folder is made, and
+    what cannot be written there is a usage error naming the option (exit 2), not a bug. A full
+    disk or a quota stays an :class:`OutputError` (exit 1, see :func:`explained`). Keep the body
+    to the write itself: any ``OSError`` inside is taken for the file's."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield path
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise
+        raise ConfigError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
+
+
 def _drop_output() -> None:
     """Point stdout at /dev/null if it cannot be written: text still buffered for it would fail
     again as the process exits ("Exception ignored ... No space left on device", exit 120). A

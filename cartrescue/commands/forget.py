@@ -84,7 +84,7 @@ def _remove(path: Path) -> bool:
 def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str]) -> None:
     from rich.text import Text
 
-    from cartrescue.text import printable
+    from cartrescue.text import counted, printable
 
     console = err_console()
     counts = ", ".join(f"{n} from {table}" for table, n in done.rows.items() if n) or "nothing was left in the ledger"
@@ -103,8 +103,9 @@ def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str
         console.print(Text(printable(f"call list {call_list}: {what}")), soft_wrap=True)
     if done.files:
         what = f"deleted {len(gone)}" if files else \
-            "the ledger no longer knows them: delete these (forget --files deletes them with the erasure)"
-        console.print(Text(printable(f"{len(done.files)} .eml files were written for this address by --outbox: "
+            ("delete these yourself: the ledger no longer knows them, so forget cannot find them again "
+             "(next time, forget --files deletes them with the erasure)")
+        console.print(Text(printable(f"{counted(len(done.files), '.eml file')} written for this address by --outbox: "
                                      f"{what}")), soft_wrap=True)
         if not files:
             for name in done.files:

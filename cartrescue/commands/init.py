@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cartrescue.commands.common import err_console, fail
+from cartrescue.commands.common import err_console, fail, output_folder
 from cartrescue.errors import CartrescueError, ConfigError
 
 
@@ -31,17 +31,24 @@ def init(
         text = init_config(example_config())
     except CartrescueError as error:
         fail(error, False)
-    directory.mkdir(parents=True, exist_ok=True)
     config_file = directory / "cartrescue.yaml"
     templates = directory / "templates"
-    if (config_file.exists() or templates.exists()) and not force:
-        fail(ConfigError(f"{config_file} or {templates} exists already (use --force to overwrite)"), False)
+    try:
+        output_folder("init", directory)
+    except CartrescueError as error:
+        fail(error, False)
+    there = [str(path) for path in (config_file, templates) if path.exists()]
+    if there and not force:
+        fail(ConfigError(f"{' and '.join(there)} {'exist' if len(there) > 1 else 'exists'} already "
+                         "(use --force to overwrite)"), False)
     # Templates first: a config is only written once everything it points at is there.
     shutil.copytree(shipped, templates, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py"))
     config_file.write_text(text, encoding="utf-8")
+    here = directory.resolve() == Path.cwd().resolve()  # elsewhere, run needs to be told where the config is
     err_console().print(f"wrote {config_file} and {templates}/ — edit the shop: and source: sections, then run "
-                        "`cartrescue run`", markup=False, highlight=False)
+                        f"`cartrescue run{'' if here else f' --config {config_file}'}`", markup=False, highlight=False,
+                        soft_wrap=True)
 
 
 def init_config(example: str) -> str:

@@ -15,6 +15,7 @@ from cartrescue.commands.common import (
     json_out,
     load,
     out_console,
+    output_file,
     parse_now,
 )
 from cartrescue.errors import CartrescueError, ConfigError
@@ -73,7 +74,11 @@ def preview(
         _show_sms(shown, cart_id, as_json)
         return
     if html is not None:
-        html.write_text(message.html, encoding="utf-8")
+        try:
+            with output_file("--html", html):
+                html.write_text(message.html, encoding="utf-8")
+        except CartrescueError as error:
+            fail(error, as_json)
     if as_json:
         json_out({"cart_id": cart_id, "step": number, "variant": variant, "channel": shown.channel,
                   "decision": decision.action.value,

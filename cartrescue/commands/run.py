@@ -20,6 +20,7 @@ from cartrescue.commands.common import (
     fail,
     last_net,
     load,
+    output_folder,
     out_console,
     parse_now,
     stopped_after_document,
@@ -41,12 +42,15 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
     stream: JsonStream | None = None
     stderr = err_console()
+    counts_so_far: Any = None  # the run's Counts once it began: what an early end reports
     try:
         from cartrescue.config import resolve_now
 
         config = load(config_path)
         at = resolve_now(config, parse_now(now))
         sharded = _shard(shard)
+        if mode == "outbox":  # a folder that cannot take the files stops the run before it reads a cart
+            output_folder("--outbox", config.path(outbox or config.outbox.path or "outbox"))
         if shard is None and deliver:  # the parent of workers imports no pipeline: it only relays
             from cartrescue.workers import auto_workers
 
@@ -84,12 +88,17 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             stderr.print(error_line(str(problem), "warning", "yellow"), soft_wrap=True)
 
         show_progress = not as_json and not quiet and stderr.is_terminal
+        from cartrescue.pipeline import Counts
+
+        counts_so_far = Counts()
         with progress(stderr, show_progress, "planning" if not deliver else f"{mode}") as meter:
-            summary = run_job(config, request, on_result, on_problem, meter, meter.total if show_progress else None)
+            summary = run_job(config, request, on_result, on_problem, meter, meter.total if show_progress else None,
+                              counts_so_far)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see cli.main): the document still ends
         if stream is None:
+            _said_so_far(counts_so_far, deliver and mode != "dry-run")
             raise  # none begun: cli.main prints one
-        _end(stream, {"error": INTERRUPTED})
+        _end(stream, {"error": INTERRUPTED, **_so_far(counts_so_far)})
         stopped_after_document()
     except typer.Exit:  # run --workers: its own document is complete
         raise
@@ -101,7 +110,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             if isinstance(error, CartrescueError):
                 fail(error, as_json, quiet=quiet or (worker and isinstance(error, LockHeld)))
             last_net(error, as_json)
-        _end(stream, {"error": error_json(error)})
+        _end(stream, {"error": error_json(error), **_so_far(counts_so_far)})
         if not (quiet and isinstance(error, LockHeld)) and not worker:
             stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
         if not isinstance(error, CartrescueError) and os.environ.get("CARTRESCUE_DEBUG"):
@@ -126,6 +135,23 @@ def _end(stream: Any, trailer: dict[str, Any]) -> None:
         stream.close(trailer)
     except KeyboardInterrupt:
         pass
+
+
+def _so_far(counts: Any) -> dict[str, Any]:
+    """The ``counts`` of a run that ended early, as far as it got (the ledger holds every message it
+    recorded, those still in flight too: ``report`` and ``cr_run`` count those)."""
+    return {} if counts is None else {"counts": counts.as_dict()}
+
+
+def _said_so_far(counts: Any, delivering: bool) -> None:
+    """Without ``--json``, a run stopped by Ctrl-C or SIGTERM says what it had delivered."""
+    if counts is not None and delivering:
+        _stopped_line(counts.deliveries["sent"], counts.failed)
+
+
+def _stopped_line(sent: int, failed: int) -> None:
+    err_console().print(f"stopped: {sent} delivered, {failed} failed before the stop (the ledger has every "
+                        "message, and the next run goes on)", highlight=False, soft_wrap=True)
 
 
 def _all_well(counts: dict[str, Any]) -> bool:
@@ -202,6 +228,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     shared = SharedIndexes.for_run(config, at, count)
     if shared is not None:
         shared.start_early()  # a helper builds them while this process prepares its workers
+    workers = None
     try:
         # The workers start before the progress bar's and the shared indexes' threads do: see start_workers.
         workers = start_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,
@@ -212,9 +239,12 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         with progress(stderr, show_progress, f"{mode} ({count} workers)") as advance:
             merged = workers.follow(on_decisions, advance)
     except KeyboardInterrupt:
+        stopped = workers.stopped if workers is not None else None
         if stream is None:
+            if stopped is not None and mode != "dry-run":
+                _stopped_line(stopped.counts["sent"], stopped.counts["failed"])
             raise
-        _end(stream, {"error": INTERRUPTED})
+        _end(stream, {**(stopped.trailer() if stopped is not None else {}), "error": INTERRUPTED})
         stopped_after_document()
     except Exception as error:  # noqa: BLE001 - starting a worker failed (no interpreter, no fork): one document
         if stream is not None:
@@ -282,7 +312,10 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
                      "did not answer after the message); not resent "
                      "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
     if counts["problems"]:
-        lines.append(f"[yellow]{counts['problems']} source rows could not be read (see warnings)[/]")
+        from cartrescue.text import counted
+
+        lines.append(f"[yellow]{counted(counts['problems'], 'problem')} (a source row that could not be read, a message "
+                     "that could not be rendered): see the warnings[/]")
     if summary.notes:
         from rich.markup import escape
 
@@ -305,7 +338,9 @@ def run(
     now: NowOption = None,
     send: Annotated[bool, typer.Option("--send", help="Really deliver over SMTP (default: dry-run).")] = False,
     outbox: Annotated[
-        Optional[Path], typer.Option("--outbox", metavar="DIR", help="Write every message as an .eml file into DIR (counts as delivery).")
+        Optional[Path], typer.Option("--outbox", metavar="DIR", help=(
+            "Write every message as an .eml file into DIR (counts as delivery; a relative DIR is beside the config "
+            "file, as the config's own paths are)."))
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop before delivering anything if any source row is bad.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,

@@ -109,7 +109,9 @@ def run_all(
     for shop in batch.shops:  # what no shop could say itself: killed, or never started
         own = shop.error()
         if own is not None and not shop.said_error:
-            stderr.print(error_line(f"{shop.config}: {own['message']}"), soft_wrap=True)
+            from cartrescue.batch import named
+
+            stderr.print(error_line(named(shop.config, own["message"])), soft_wrap=True)
     if code:
         raise typer.Exit(code)
 

@@ -7,7 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from cartrescue.commands.common import ConfigOption, JsonOption, NowOption, err_console, fail, json_out, load, parse_now
+from cartrescue.commands.common import (
+    ConfigOption,
+    JsonOption,
+    NowOption,
+    err_console,
+    fail,
+    json_out,
+    load,
+    output_folder,
+    parse_now,
+)
 from cartrescue.errors import CartrescueError, ExitCode
 
 
@@ -24,7 +34,8 @@ def send_test(
     variant: Annotated[Optional[str], typer.Option("--variant", metavar="NAME", help="Render this A/B variant of the step.")] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Render the built-in sample cart, not one of the shop's.")] = False,
     outbox: Annotated[Optional[Path], typer.Option(
-        "--outbox", metavar="DIR", help="Write the test as an .eml file into DIR instead of sending it over SMTP.")] = None,
+        "--outbox", metavar="DIR", help="Write the test as an .eml file into DIR instead of sending it over SMTP "
+                                               "(relative: beside the config file).")] = None,
 ) -> None:
     """Send one reminder, rendered exactly as a run would render it, to your own address.
 
@@ -49,6 +60,8 @@ def send_test(
         from cartrescue.send_test import send_test as deliver
 
         cfg = load(config)
+        if outbox is not None:
+            output_folder("--outbox", cfg.path(outbox))
         try:
             result = deliver(cfg, address, resolve_now(cfg, parse_now(now)), cart_id=cart_id, sample=sample, step=step,
                              locale=locale, variant=variant, outbox=outbox)

@@ -15,6 +15,7 @@ from cartrescue.commands.common import (
     json_out,
     load,
     out_console,
+    output_file,
     sub_typer,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
@@ -81,8 +82,8 @@ def templates_check(
         if defaulted:
             report.notes.insert(0, "no cartrescue.yaml here: checked with the default config (use --config)")
         if junit is not None:
-            junit.parent.mkdir(parents=True, exist_ok=True)
-            junit.write_text(junit_xml(report, seconds), encoding="utf-8")
+            with output_file("--junit", junit):
+                junit.write_text(junit_xml(report, seconds), encoding="utf-8")
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:

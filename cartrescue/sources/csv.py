@@ -212,6 +212,14 @@ def read_header(reader: "csv._reader", path: Path, encoding: str) -> list[str] |
         raise SourceError(f"{path}:1: cannot read the header: {exc}") from None
 
 
+def empty_export(path: Path, without: str) -> SourceError:
+    """A 0-byte export (not even a header): most likely its job failed. Unlike an empty carts file
+    (nothing to remind), an empty orders or newsletter file would let the run remind people it
+    should not (``without``), so it stops the run, exit 3. A header alone is a file with no rows."""
+    return SourceError(f"{path}: empty, not even a header (did the export job fail?); without it the run would "
+                       f"{without}, so it stops. A shop with none yet exports the header line alone")
+
+
 def numbered_rows(reader: "csv._reader", path: Path, encoding: str,
                   on_problem: ProblemSink) -> Iterator[tuple[int, list[str]]]:
     """The rows after the header, each with the line it starts on (a quoted cell may span
@@ -827,7 +835,7 @@ class CsvSource(CartSource):
             opened = stamp(handle)
             header = read_header(reader, path, self.encoding)
             if header is None:
-                return
+                raise empty_export(path, "remind customers of carts they bought")
             cols = _columns(path, header, ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER)
             width = len(header)
             padding = [""] * (width + 1)
@@ -898,7 +906,7 @@ class CsvSource(CartSource):
             opened = stamp(handle)
             header = read_header(reader, path, self.encoding)
             if header is None:
-                return
+                raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + ("discount_code",)
             cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER)
             width = len(header)

@@ -7,8 +7,10 @@ run holds back (exit 3, nothing claimed) once an export is older than
 ``source.export_stale_after``, a dry-run says so in a note, and ``doctor`` fails its source check
 (exit 5). A database source is read live and has no age.
 
-The age is the file's modification time against the run's clock: a clock pinned in the past
-(``now:``, ``--now``: demos, tests, a re-run of last week) finds every file fresh.
+The age is the file's modification time against the run's clock, never past the real one: a
+clock pinned in the past (``now:``, ``--now``: demos, tests, a re-run of last week) finds every
+file fresh; one pinned ahead (a replay of the days to come, ``report --until`` next week) counts
+the file's real age, since the export job cannot have written it in the future.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def ago(delta: timedelta) -> str:
 
 def exports(config: "Config", now: datetime) -> Iterator[Export]:
     """Every CSV export of ``config`` that can be looked at (one that cannot be is the reader's to
-    report), with its age at ``now`` (never below zero)."""
+    report), with its age at ``now`` or the real time, whichever is earlier (never below zero)."""
     files: list[tuple[str, str, Path]] = []
     source = config.source
     if source.is_csv and source.carts is not None:
@@ -71,6 +73,7 @@ def exports(config: "Config", now: datetime) -> Iterator[Export]:
     if source.newsletters.file:
         files.append(("newsletters", "Newsletters sent since are unknown: a reminder may land on a newsletter's day",
                       config.path(source.newsletters.file)))
+    now = min(now, datetime.now(timezone.utc))
     for kind, consequence, path in files:
         try:
             written = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)

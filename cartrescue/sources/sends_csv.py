@@ -28,6 +28,7 @@ from cartrescue.sources.base import ProblemSink, Window, ignore_problem
 from cartrescue.sources.csv import (
     _columns,
     _open_csv,
+    empty_export,
     numbered_rows,
     parse_time,
     read_header,
@@ -154,7 +155,7 @@ class CsvSends:
             opened = stamp(handle)
             header = read_header(reader, path, self.encoding)
             if header is None:
-                return
+                raise empty_export(path, "send reminders on the day of a newsletter")
             at = _columns(path, header, SEND_FIELDS, self.columns, REQUIRED).index
             for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
                 if not any(cell.strip() for cell in row):

@@ -36,7 +36,6 @@ import os
 import shutil
 import signal
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING
 from cartrescue import processes
 from cartrescue.config import Config
 from cartrescue.model import RowProblem
-from cartrescue.scratch import PRAGMAS
+from cartrescue.scratch import PRAGMAS, private_folder, sweep_stale
 
 if TYPE_CHECKING:
     from cartrescue.sources.csv import CsvSource
@@ -65,42 +64,6 @@ INDEXER_NICE = 5
 WAIT_LIMIT = 600.0
 #: Every shared index keeps the problems its rows had (:func:`keep_problem`) in this table.
 _PROBLEMS_TABLE = "CREATE TABLE problems(location TEXT NOT NULL, reason TEXT NOT NULL);"
-
-
-#: The run's private folder is ``<temp>/cartrescue-shared-<pid namespace>-<pid>-<random>``.
-_FOLDER = "cartrescue-shared-"
-
-
-def _namespace() -> int:
-    """This process's PID namespace (Linux; 0 elsewhere): a pid means something only inside it."""
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return 0
-
-
-def sweep_stale() -> None:
-    """Delete the folders of runs that were killed (SIGKILL, the out-of-memory killer): their
-    spools hold the whole carts export, and nothing else deletes them. A folder goes only when
-    it was made in this PID namespace (a temporary folder shared with a container is not ours to
-    judge) and the process its name gives is gone; a live one (any user's) stays."""
-    root = Path(tempfile.gettempdir())
-    try:
-        folders = [entry for entry in root.iterdir() if entry.name.startswith(_FOLDER)]
-    except OSError:
-        return
-    here = str(_namespace())
-    for folder in folders:
-        namespace, _, rest = folder.name[len(_FOLDER):].partition("-")
-        pid = rest.partition("-")[0]
-        if namespace != here or not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except (PermissionError, OverflowError, OSError):
-            continue  # alive (another user's), or no pid this system can have
 
 
 def failed_marker(path: Path) -> Path:
@@ -139,8 +102,7 @@ class SharedIndexes:
         self.now = now
         self.workers = workers
         sweep_stale()
-        # mkdtemp, not TemporaryDirectory: a forked worker must not inherit a finalizer that deletes it
-        self._dir = Path(tempfile.mkdtemp(prefix=f"{_FOLDER}{_namespace()}-{os.getpid()}-"))
+        self._dir = private_folder("shared")
         # Orders first: both are needed by a worker's first chunk, the orders index is the larger.
         self._builds: dict[str, tuple[Path, Callable[[Path], None]]] = {}
         if shares_orders(config):

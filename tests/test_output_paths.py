@@ -1,0 +1,94 @@
+"""A path the user named for a command's output that cannot take it (a file where a folder should
+be, a folder under a file, /proc) is a usage error naming the option, exit 2, found before anything
+is read, claimed, sent or marked: never "a bug in cartrescue" (exit 70)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cartrescue.errors import ExitCode
+from conftest import NOW, Shop, cart, cli, iso
+from test_incentives import _incentive_shop
+
+
+@pytest.fixture
+def in_the_way(shop: Shop) -> Path:
+    """A plain file where the user meant a folder."""
+    path = shop.folder / "afile"
+    path.write_text("not a folder\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_run_outbox_onto_a_file_stops_before_any_claim(shop: Shop, in_the_way: Path, workers: str) -> None:
+    shop.add(*(cart(f"c{n}") for n in range(4)))
+    result = shop.cli("run", "--outbox", str(in_the_way), "--json", "--workers", workers)
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert result.json["error"]["message"] == f"--outbox {in_the_way}: is a file, not a folder"
+    assert not (shop.folder / "ledger.db").exists() or shop.messages() == []
+
+
+def test_run_outbox_under_a_file_names_the_option(shop: Shop, in_the_way: Path) -> None:
+    shop.add(cart("c1"))
+    result = shop.cli("run", "--outbox", str(in_the_way / "out"))
+    assert result.exit_code == ExitCode.CONFIG
+    assert f"--outbox {in_the_way / 'out'}: cannot make the folder: Not a directory" in result.stderr
+
+
+def test_a_relative_outbox_is_beside_the_config(shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shop.add(cart("c1"))
+    shop.write()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = cli("run", "--outbox", "out", "--config", str(shop.config_path), "--now", iso(NOW))
+    assert result.exit_code == 0, result.output
+    assert len(list((shop.folder / "out").glob("*.eml"))) == 1 and not (elsewhere / "out").exists()
+
+
+def test_send_test_outbox_onto_a_file(shop: Shop, in_the_way: Path) -> None:
+    shop.add(cart("c1"))
+    result = shop.cli("send-test", "qa@example.com", "--outbox", str(in_the_way), "--json")
+    assert result.exit_code == ExitCode.CONFIG
+    assert result.json["error"]["message"] == f"--outbox {in_the_way}: is a file, not a folder"
+
+
+def test_preview_html_under_a_file(shop: Shop, in_the_way: Path) -> None:
+    shop.add(cart("c1"))
+    result = shop.cli("preview", "c1", "--html", str(in_the_way / "x.html"), "--json")
+    assert result.exit_code == ExitCode.CONFIG
+    assert result.json["error"]["message"].startswith(f"--html {in_the_way / 'x.html'}: cannot write: ")
+
+
+def test_templates_check_junit_under_a_file(shop: Shop, in_the_way: Path) -> None:
+    shop.write()
+    result = shop.cli("templates", "check", "--quick", "--junit", str(in_the_way / "x.xml"), "--json", now=None)
+    assert result.exit_code == ExitCode.CONFIG
+    assert result.json["error"]["message"].startswith(f"--junit {in_the_way / 'x.xml'}: cannot write: ")
+
+
+def test_codes_export_to_an_unwritable_path_marks_no_code_exported(shop: Shop, in_the_way: Path) -> None:
+    _incentive_shop(shop)
+    assert shop.cli("codes", "generate", "3", "--pool", "ship", now=None).exit_code == 0
+    result = shop.cli("codes", "export", "--output", str(in_the_way / "codes.csv"), "--json")
+    assert result.exit_code == ExitCode.CONFIG
+    assert result.json["error"]["message"].startswith(f"--output {in_the_way / 'codes.csv'}: cannot write: ")
+    assert shop.cli("codes", "export", "--json").json["exported"] == 3  # none was marked by the failed export
+
+
+def test_init_into_a_file(in_the_way: Path) -> None:
+    result = cli("init", str(in_the_way))
+    assert result.exit_code == ExitCode.CONFIG
+    assert f"init {in_the_way}: is a file, not a folder" in result.stderr
+
+
+def test_init_elsewhere_says_how_to_run_with_its_config(tmp_path: Path) -> None:
+    result = cli("init", str(tmp_path / "shop"))
+    assert result.exit_code == 0
+    assert f"then run `cartrescue run --config {tmp_path / 'shop' / 'cartrescue.yaml'}`" in result.stderr
+    again = cli("init", str(tmp_path / "shop"))
+    assert again.exit_code == ExitCode.CONFIG
+    assert (f"{tmp_path / 'shop' / 'cartrescue.yaml'} and {tmp_path / 'shop' / 'templates'} exist already"
+            in again.stderr)
