@@ -284,7 +284,8 @@ class Renderer:
             if f"{candidate}/{template}.{part}" in self._available:
                 self._locale_cache[key] = candidate
                 return candidate
-        raise TemplateError(f"template {template!r}: no locale of {candidates} has {template}.{part}")
+        raise TemplateError(f"template {template!r}: no locale of {list(dict.fromkeys(candidates))} has "
+                            f"{template}.{part}")
 
     def part_file(self, template: str, locale: str, part: str, variant: str | None = None) -> str:
         """The file that renders ``part``: the variant's own file if there is one, else the base."""

@@ -403,8 +403,9 @@ class TemplateChecker:
         cases: list[Case] = []
         for template in sorted(wanted):
             by_locale = files.get(template, {})
-            if not by_locale:
-                case = Case(template, "-", None, None, 1, 1, channel=channel)
+            if not by_locale:  # a step names it (a misspelt name?) but no folder has its files
+                first = (used.get(template) or [(None, 1, 1)])[0]
+                case = Case(template, "-", None, first[0], first[1], first[2], channel=channel)
                 part = f"{template}.sms.txt" if channel == "sms" else template
                 case.add(Problem("missing-part", f"template {part!r} has no files in any locale "
                                  f"(looked in {', '.join(str(f) for f in self.renderer.folders)})"))

@@ -1,4 +1,4 @@
-"""An export its job stopped writing holds back every sending run (exit 3, nothing claimed).
+"""An export its job stopped writing (or that came out empty) holds back every sending run (exit 3).
 
 A run that reads an old orders export does not know of the orders placed since, and would
 remind those customers of carts they bought; one that reads an old carts export reminds of carts
@@ -199,3 +199,29 @@ def test_a_clock_pinned_ahead_counts_the_files_real_age(shop: Shop) -> None:
     held = _run(shop, "--outbox", str(shop.folder / "out"), now=later)
     assert held.exit_code == ExitCode.SOURCE
     assert held.json["error"]["message"].startswith("orders.csv was last written 2d 0h ago")
+
+
+def test_an_orders_export_of_zero_bytes_stops_the_run(shop: Shop) -> None:
+    # A failed export, read as "no orders", would remind customers of carts they bought.
+    _live(shop, "c1")
+    (shop.folder / "orders.csv").write_bytes(b"")
+    held = _run(shop, "--outbox", str(shop.folder / "out"))
+    assert held.exit_code == ExitCode.SOURCE, held.output
+    assert held.json["error"]["message"].startswith(f"{shop.folder / 'orders.csv'}: empty, not even a header")
+    assert _outbox(shop) == []
+
+
+def test_an_orders_export_with_its_header_alone_is_a_shop_without_orders(shop: Shop) -> None:
+    _live(shop, "c1")  # conftest writes the header of an empty orders list
+    sent = _run(shop, "--outbox", str(shop.folder / "out"))
+    assert sent.exit_code == 0, sent.output
+    assert sent.json["counts"]["sent"] == 1
+
+
+def test_a_newsletter_export_of_zero_bytes_stops_the_run(shop: Shop) -> None:
+    (shop.folder / "sends.csv").write_bytes(b"")
+    shop.configure(source={"newsletters": {"file": "sends.csv"}})
+    _live(shop, "c1")
+    held = _run(shop, "--outbox", str(shop.folder / "out"))
+    assert held.exit_code == ExitCode.SOURCE
+    assert held.json["error"]["message"].startswith(f"{shop.folder / 'sends.csv'}: empty, not even a header")

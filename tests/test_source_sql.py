@@ -254,7 +254,37 @@ def test_missing_table(url):
     with pytest.raises(SourceError) as caught:
         list(source.carts(WINDOW))
     source.close()
-    assert_one_line(caught, "sql source: table no_such_table not found in")
+    assert_one_line(caught, "sql source: table no_such_table not found in",
+                    "(check the table names in source.queries, and source.url)")
+
+
+def test_a_missing_column_points_at_the_query_not_a_preset(url):
+    source = SqlSource(url, queries={"carts": "SELECT c.customer_number AS cart_id FROM carts c WHERE 1 = 0"})
+    with pytest.raises(SourceError) as caught:
+        list(source.carts(WINDOW))
+    source.close()
+    assert_one_line(caught, "sql source: column ", "customer_number", "(check the column names in source.queries)")
+    assert "preset" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("queries", "message"), [
+    ({"carts": "SELECT * FROM carts WHERE updated >= :start AND updated <= :stop"},
+     "source.queries.carts: :stop is not a parameter this query gets; it gets :start, :end"),
+    ({"carts": "SELECT 1", "orders": "SELECT * FROM orders WHERE email IN :emails OR id IN :ids"},
+     "source.queries.orders: :ids is not a parameter this query gets; it gets :cart_ids, :emails, :customer_ids"),
+    ({"carts": "SELECT 1", "order": "SELECT 1"},
+     "source.queries.order: not a query cartrescue runs (it runs carts, count, orders, orders_placed, newsletters"),
+])
+def test_a_query_with_an_unknown_name_or_parameter_is_a_config_error(queries, message):
+    # Found when the config loads (exit 2), not as a database error in the middle of a run.
+    with pytest.raises(ConfigError) as caught:
+        SqlSource("sqlite:///nowhere.db", queries=queries)
+    assert str(caught.value).startswith(message)
+
+
+def test_casts_and_times_in_a_query_are_no_parameters():
+    SqlSource("sqlite:///nowhere.db", queries={
+        "carts": "SELECT created::text AS created_at, '10:30' AS at FROM carts WHERE updated >= :start"})
 
 
 def test_missing_database(url):

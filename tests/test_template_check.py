@@ -97,6 +97,9 @@ def test_a_configured_template_with_no_files_fails(shop: Shop) -> None:
     assert result.exit_code == 1
     assert {c["template"] for c in result.json["cases"]} == {"reminder-9"}  # the config uses no other
     assert result.json["cases"][0]["problems"][0]["kind"] == "missing-part"
+    assert (result.json["cases"][0]["sequence"], result.json["cases"][0]["step"]) == ("default", 1)  # not "(unused)"
+    table = shop.cli("templates", "check", "--quick", now=None)
+    assert "default 1/1" in table.stdout and "(unused)" not in table.stdout
 
 
 def test_none_and_jinja_markup_in_the_output_are_caught(tmp_path: Path) -> None:

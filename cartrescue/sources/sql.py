@@ -121,8 +121,10 @@ _MISSING_COLUMN = (
 )
 
 
-def explain_error(exc: BaseException, where: str) -> str:
-    """One line a shop owner can act on, for a driver or SQLAlchemy error. Never a password."""
+def explain_error(exc: BaseException, where: str, own_queries: bool = False) -> str:
+    """One line a shop owner can act on, for a driver or SQLAlchemy error. Never a password.
+    ``own_queries``: the statements are the config's ``source.queries`` (``type: sql``), so a
+    missing table or column is theirs to fix, not a preset's."""
     orig = getattr(exc, "orig", None) or exc
     text = _one_line(str(orig))
     code = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
@@ -152,11 +154,14 @@ def explain_error(exc: BaseException, where: str) -> str:
     for pattern in _MISSING_TABLE:
         match = pattern.search(text)
         if match:
-            return f"table {match.group(1).split('.')[-1]} not found in {where} (check source.url and source.prefix)"
+            hint = "the table names in source.queries, and source.url" if own_queries else "source.url and source.prefix"
+            return f"table {match.group(1).split('.')[-1]} not found in {where} (check {hint})"
     for pattern in _MISSING_COLUMN:
         match = pattern.search(text)
         if match:
-            return f"column {match.group(1)} not found in {where} (does the schema match the preset's version?)"
+            hint = "check the column names in source.queries" if own_queries else \
+                "does the schema match the preset's version?"
+            return f"column {match.group(1)} not found in {where} ({hint})"
     if code in (1142, 1143) or "permission denied" in lower or "command denied" in lower:
         return f"permission denied in {where}: {text[:160]} (the account needs SELECT on the shop's tables)"
     if code == 1792 or "read-only transaction" in lower or "read only transaction" in lower \
@@ -279,6 +284,7 @@ class ShopDatabase:
             raise ConfigError(f"source.prefix: only letters, digits and _ are allowed, got {prefix!r}")
         self.source = source
         self.prefix = prefix or ""
+        self.own_queries = False  # type: sql: the queries are the config's, not a preset's
         self.where = self._where(url)
         self._url = url
         self._engine: "Engine | None" = None
@@ -320,7 +326,7 @@ class ShopDatabase:
                 raise
             raise SourceError(f"{self.source} source: {exc}") from None
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            raise SourceError(f"{self.source} source: {explain_error(exc, self.where)}") from None
+            raise SourceError(f"{self.source} source: {explain_error(exc, self.where, self.own_queries)}") from None
 
     def stream(self, sql: str, params: Mapping[str, Any] | None = None, *,
                expanding: Sequence[str] = (), batch: int = 2000) -> Iterator[Mapping[str, Any]]:
@@ -782,6 +788,31 @@ class DatabaseSource(CartSource):
 
 _BIND = r"(?<![:\w]):{name}\b"
 _ORDER_LISTS = ("cart_ids", "emails", "customer_ids")
+#: Each query cartrescue runs, and the parameters it gives it (docs/databases.md).
+QUERY_PARAMETERS = {
+    "carts": ("start", "end"),
+    "count": ("start", "end"),
+    "orders": _ORDER_LISTS,
+    "orders_placed": ("start", "end"),
+    "newsletters": ("emails", "start", "end"),
+}
+#: A bound parameter as SQLAlchemy's ``text()`` finds one (``::`` casts and ``10:30`` are none).
+_ANY_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+
+
+def check_queries(queries: Mapping[str, str]) -> None:
+    """Each query has a name cartrescue runs and uses only the parameters it gives: found when the
+    config loads (exit 2, naming the key), not as a database error in the middle of a run."""
+    for key, query in queries.items():
+        given = QUERY_PARAMETERS.get(key)
+        if given is None:
+            raise ConfigError(f"source.queries.{key}: not a query cartrescue runs (it runs "
+                              f"{', '.join(QUERY_PARAMETERS)}; docs/databases.md)")
+        unknown = sorted({name for name in _ANY_BIND.findall(query) if name not in given})
+        if unknown:
+            raise ConfigError(f"source.queries.{key}: {', '.join(':' + name for name in unknown)} "
+                              f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} this query "
+                              f"gets; it gets {', '.join(':' + name for name in given)}")
 _LINE_COLUMNS = ("sku", "name", "quantity", "unit_price")
 
 
@@ -812,11 +843,13 @@ class SqlSource(DatabaseSource):
                 read_only_guard(query)
             except SourceError as exc:
                 raise ConfigError(f"source.queries.{key}: {exc}") from None
+        check_queries(queries)
         self.queries = dict(queries)
         name = str(self.options.get("db_timezone", "UTC"))
         self.db_tz: ZoneInfo | timezone = self.shop_tz if name == "shop" else zone(name, "source.options.db_timezone")
         self.name = str(self.options.get("name", "sql"))
         self.db.source = self.name
+        self.db.own_queries = True
 
     @classmethod
     def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink,
