@@ -1112,6 +1112,22 @@ def _safe_yaml(text: str, file: Path) -> Any:
             finally:
                 self.depth -= 1
 
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            """A key written twice in one mapping (two ``shop:`` sections, two ``host:`` lines) is
+            refused: YAML would keep the last one silently. Keys a ``<<`` merge brings may be
+            overridden, as YAML means them to be."""
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[str, int] = {}
+                for key_node, _value in node.value:
+                    if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                        line = key_node.start_mark.line + 1
+                        if key_node.value in seen:
+                            raise ConfigError(f"{file}:{line}: {key_node.value!r} is given twice in one mapping "
+                                              f"(first on line {seen[key_node.value]}): YAML would silently keep "
+                                              "the last; remove one")
+                        seen[key_node.value] = line
+            return super().construct_mapping(node, deep)
+
     loader = Loader(text)
     try:
         return loader.get_single_data()

@@ -232,6 +232,7 @@ def _run_job(
                 raise
             watch = stack.enter_context(LockWatch(ledger, run_id, config.ledger.lock_timeout, shard.lock_name))
             pruned = _prune(config, ledger, now, run_id)
+            ledger.close_dead_runs(run_id, config.ledger.lock_timeout)
             if request.resend_unconfirmed:
                 released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
             unconfirmed = len(ledger.unconfirmed(run_id, owns))

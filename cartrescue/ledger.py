@@ -114,7 +114,8 @@ class Run(SQLModel, table=True):
     now: datetime
     started_at: datetime
     finished_at: datetime | None = None
-    status: str = Field(default="running", max_length=16)  # running | ok | failed
+    # running | ok | failed | locked | lock_lost | interrupted | killed (closed by a later run)
+    status: str = Field(default="running", max_length=16)
     sent: int = 0
     failed: int = 0
     skipped: int = 0
@@ -871,6 +872,26 @@ class Ledger:
                               "(--resend-unconfirmed)")
                 ).rowcount or 0)
         return released
+
+    def close_dead_runs(self, run_id: int, stale_after: timedelta) -> int:
+        """Record as ``killed`` the runs still ``running`` that are provably gone (kill -9, the
+        out-of-memory killer, a lost host: see :func:`_run_is_dead`; no lock holder), with the
+        messages they sent: their row would otherwise say ``running`` for good, and count nothing.
+        Returns how many were closed."""
+        message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
+        now = datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            holders = set(conn.execute(select(RunLock.__table__.c.run_id)).scalars())
+            running = conn.execute(
+                select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid)
+                .where(run.c.status == "running", run.c.id != run_id)).mappings().all()
+            dead = [row["id"] for row in running if row["id"] not in holders and _run_is_dead(row, now, stale_after)]
+            for dead_id in dead:
+                sent = conn.execute(select(func.count()).select_from(message).where(
+                    message.c.run_id == dead_id, message.c.status == "sent")).scalar() or 0
+                conn.execute(update(run).where(run.c.id == dead_id, run.c.status == "running").values(
+                    status="killed", finished_at=_naive(now), sent=sent))
+        return len(dead)
 
     def sent_since(self, transport: str, since: datetime, owns: Owner | None = None) -> list[datetime]:
         """When messages of ``transport`` were accepted after ``since`` (wall clock), oldest first.

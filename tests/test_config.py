@@ -201,3 +201,19 @@ def test_a_dry_run_needs_no_secret(shop: "Shop") -> None:  # noqa: F821
 
     shop.configure(shop={"unsubscribe_secret": ""}).add(cart("c1"))
     assert shop.cli("run", "--json").exit_code == 0
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    # Two `shop:` sections: YAML keeps the last one without a word; the shop would lose half its settings.
+    path = _write(tmp_path, "shop: {name: A}\nsource: {type: csv, carts: c.csv}\nshop:\n  timezone: UTC\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}:3: 'shop' is given twice in one mapping (first on line 1): YAML would "
+                                "silently keep the last; remove one")
+
+
+def test_keys_a_merge_brings_may_be_overridden(tmp_path: Path) -> None:
+    from cartrescue.config import _safe_yaml
+
+    text = "relay: &relay {host: relay.example.com, port: 25}\nsmtp:\n  <<: *relay\n  port: 587\n"
+    assert _safe_yaml(text, tmp_path / "cartrescue.yaml")["smtp"] == {"host": "relay.example.com", "port": 587}
