@@ -194,6 +194,16 @@ def test_suppress_import_quotes_a_huge_invalid_cell_in_one_short_warning(shop: S
     assert "unsubscribed.csv:3: not an e-mail address: 'xxx" in text and "x…" in text and len(text) < 400
 
 
+def test_suppress_import_of_a_missing_or_undecodable_file_says_why_in_plain_words(shop: Shop, tmp_path: Path) -> None:
+    missing = shop.cli("suppress", "import", str(tmp_path / "nofile.csv"), "--json", now=None)
+    assert missing.exit_code == 2
+    assert missing.json["error"]["message"] == f"{tmp_path / 'nofile.csv'}: cannot read: No such file or directory"
+    binary = tmp_path / "export.xlsx"
+    binary.write_bytes(b"\xff\xfe\x00PK")
+    undecodable = shop.cli("suppress", "import", str(binary), "--json", now=None)
+    assert undecodable.exit_code == 2 and "can't decode byte 0xff" in undecodable.json["error"]["message"]
+
+
 def test_suppress_import_list_and_remove(shop: Shop, tmp_path: Path) -> None:
     export = tmp_path / "unsubscribed.csv"
     export.write_text("Email Address,First Name,Unsub Time\nann@example.com,Ann,2026-01-01\n"
