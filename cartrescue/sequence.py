@@ -150,6 +150,7 @@ class Calendar:
                            detail=f"{what} sent {newsletter.sent_at:%Y-%m-%d %H:%M} UTC")
         quiet = self.quiet_until(now, channel)
         if quiet is not None:
+            which = f"{channel} quiet hours" if channel in self.windows else "quiet hours"
             return Verdict(Action.DEFER, Reason.QUIET_HOURS, not_before=quiet,
-                           detail=f"{channel} quiet hours" if channel in self.windows else "")
+                           detail=f"{which} until {quiet.astimezone(self.tz):%Y-%m-%d %H:%M} shop time")
         return None

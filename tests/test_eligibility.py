@@ -100,6 +100,7 @@ def test_quiet_hours_defer_to_the_end_of_the_window(shop: Shop) -> None:
     shop.add(cart("c1"))
     found = shop.decisions()["c1"]
     assert (found["action"], found["reason"], found["not_before"]) == ("defer", "quiet_hours", "2026-11-20T11:00:00Z")
+    assert found["detail"] == "quiet hours until 2026-11-20 12:00 shop time"  # the table shows when, not only why
 
 
 def test_quiet_hours_across_midnight_defer_to_the_next_morning(shop: Shop) -> None:
