@@ -14,7 +14,7 @@ import pytest
 import shopdb
 from cartrescue.errors import ConfigError, ExitCode, SourceError
 from cartrescue.sources.base import Window
-from cartrescue.sources.sql import SqlSource, as_currency, read_only_guard, RowError
+from cartrescue.sources.sql import RowError, SqlSource, as_currency, explain_error, read_only_guard
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
@@ -177,6 +177,8 @@ def test_from_config(sqlite_url):
     "PRAGMA query_only = OFF",
     "SET SESSION TRANSACTION READ WRITE",
     "select 1; drop table carts",
+    "EXPLAIN ANALYZE DELETE FROM carts",  # PostgreSQL runs the statement it explains
+    "DESCRIBE ANALYZE UPDATE carts SET total = 0",
 ])
 def test_queries_that_could_write_are_refused_before_connecting(query):
     with pytest.raises(ConfigError, match=r"source\.queries\.carts: "):
@@ -211,6 +213,23 @@ def assert_one_line(caught: pytest.ExceptionInfo, *fragments: str) -> None:
     assert error.__cause__ is None and error.__suppress_context__
     for fragment in fragments:
         assert fragment in message, message
+
+
+def test_a_host_name_that_does_not_resolve_is_an_unknown_host_not_a_refusal():
+    # MySQL reports both with error 2003; the text says which (pymysql's own error, as it raises it).
+    import pymysql
+
+    error = pymysql.err.OperationalError(
+        2003, "Can't connect to MySQL server on 'db.invalid' ([Errno -2] Name or service not known)")
+    assert explain_error(error, "mysql database shop at db.invalid:3306") == \
+        "cannot connect to mysql database shop at db.invalid:3306: unknown host"
+
+
+def test_a_mysql_url_without_its_driver_says_which_to_write():
+    source = SqlSource("mysql://root@127.0.0.1:3306/shop", queries=QUERIES)
+    with pytest.raises(SourceError) as caught:
+        list(source.carts(WINDOW))
+    assert_one_line(caught, "names no driver", "write mysql+pymysql://")
 
 
 @pytest.mark.parametrize("url, kind", [

@@ -92,7 +92,9 @@ def read_only_guard(statement: str) -> None:
         raise SourceError(f"refusing to run a statement that is not a read: {_one_line(statement)[:80]!r}")
     if verb == "PRAGMA" and "=" in code:
         raise SourceError(f"refusing to run a PRAGMA that sets a value: {_one_line(statement)[:80]!r}")
-    if verb in ("SELECT", "WITH", "VALUES"):
+    # EXPLAIN ANALYZE (PostgreSQL) and EXPLAIN/DESCRIBE ... (MySQL, with ANALYZE) run the statement
+    # they explain: the one they carry must be a read too.
+    if verb in ("SELECT", "WITH", "VALUES", "EXPLAIN", "DESCRIBE", "DESC"):
         hit = _WRITE_WORDS.search(code)
         if hit:
             raise SourceError(
@@ -134,16 +136,21 @@ def explain_error(exc: BaseException, where: str, own_queries: bool = False) -> 
         return (f"unknown database type in {where} (use postgresql+psycopg://, mysql+pymysql:// "
                 "or sqlite:///)")
     if isinstance(orig, ModuleNotFoundError):
+        if orig.name == "MySQLdb":  # a bare mysql:// URL asks SQLAlchemy for mysqlclient
+            return (f"the URL of {where} names no driver, and SQLAlchemy's default (mysqlclient) is not "
+                    "installed: write mysql+pymysql:// (pip install pymysql)")
         return (f"the database driver {orig.name} for {where} is not installed "
                 "(psycopg[binary] for PostgreSQL, pymysql for MySQL/MariaDB)")
     if kind == "ArgumentError":
         return f"not a usable database URL: {text}"
+    # Before "refused": MySQL's 2003 also stands for a host name that does not resolve.
+    if code == 2005 or "could not translate host name" in lower or "name or service not known" in lower \
+            or "temporary failure in name resolution" in lower or "nodename nor servname" in lower:
+        return f"cannot connect to {where}: unknown host"
     if code == 2003 or "connection refused" in lower:
         return f"cannot connect to {where}: connection refused (is the database server running?)"
     if "timed out" in lower or "timeout expired" in lower:
         return f"cannot connect to {where}: connection timed out"
-    if code == 2005 or "could not translate host name" in lower or "name or service not known" in lower:
-        return f"cannot connect to {where}: unknown host"
     if code == 1045 or "password authentication failed" in lower or "no password supplied" in lower \
             or "access denied for user" in lower or ("role" in lower and "does not exist" in lower):
         return f"cannot log in to {where}: access denied (wrong user or password)"
