@@ -18,7 +18,7 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,7 @@ class Codes:
 
     def __init__(self, config: Config, ledger: Ledger) -> None:
         self.pools = pools(config)
+        self.tz = config.shop.tz
         self.ledger = ledger
         self.engine = ledger.engine
         self.table = Code.__table__  # type: ignore[attr-defined]
@@ -180,7 +181,7 @@ class Codes:
         :class:`CodePoolEmpty`.
         """
         pool = self.pool(name)
-        expires = now + pool.incentive.valid_for
+        expires = code_expiry(now, pool.incentive.valid_for, self.tz)
         existing = self._by_claim(claim_id)
         if existing is not None:
             return existing
@@ -282,6 +283,15 @@ class Codes:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(table).where(
                 table.c.pool == name, table.c.claim_id.is_(None))).scalar() or 0)
+
+
+def code_expiry(now: datetime, valid_for: timedelta, tz: tzinfo) -> datetime:
+    """When a code handed out at ``now`` stops working: the end of the shop's day that
+    ``now + valid_for`` falls on. The message says "valid until 26 November" (that day, in the
+    shop's timezone); a code that died at the hour it was sent on the 26th would refuse the
+    customer who believed it that evening."""
+    last_day = (now + valid_for).astimezone(tz).date()
+    return datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=tz).astimezone(timezone.utc)
 
 
 def _status(row: Any, now: datetime) -> str:

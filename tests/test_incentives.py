@@ -269,7 +269,10 @@ def test_a_delivered_message_carries_its_own_code_and_expiry(shop: Shop) -> None
     codes = _codes(load_config(shop.config_path))
     active = list(codes.rows(NOW, statuses=("active",)))
     assert sorted(r["code"] for r in active) == sorted(shown.values())
-    assert {r["expires_at"] for r in active} == {"2026-11-23T10:00:00Z"}
+    # The message says "valid until November 23": the code works to the end of that day in the
+    # shop's timezone (midnight in Stockholm), not only to the hour it was sent.
+    assert {r["expires_at"] for r in active} == {"2026-11-23T23:00:00Z"}
+    assert {r["status"] for r in codes.rows(NOW + timedelta(days=3, hours=12), statuses=("active",))} == {"active"}
     for name, code in shown.items():  # the file is the cart's; the ledger row says the same cart
         row = next(r for r in active if r["code"] == code)
         assert row["cart_key"].replace(":", "_") in name and row["step"] == 1
