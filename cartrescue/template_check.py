@@ -401,6 +401,9 @@ class TemplateChecker:
                channel: str, locales: Iterable[str] | None) -> list[Case]:
         locale_filter = {loc.replace("-", "_") for loc in locales} if locales else None
         cases: list[Case] = []
+        # (template, variant) -> the locales where that variant renders the base files: its
+        # customers are counted as the variant but read the control, which blurs the A/B result.
+        fallbacks: dict[tuple[str, str], list[str]] = {}
         for template in sorted(wanted):
             by_locale = files.get(template, {})
             if not by_locale:  # a step names it (a misspelt name?) but no folder has its files
@@ -422,10 +425,14 @@ class TemplateChecker:
                             continue  # renders exactly the base files: checked as the base
                         cases.append(Case(template, locale, variant, seq_name, number, count, list(offers),
                                           channel=channel))
-                missing = sorted(v for step in steps for v in step[4] if v not in on_disk)
-                if missing and locale == self.config.shop.default_locale and channel == "email":
-                    self.notes.append(f"{template} [{locale}]: variant(s) {', '.join(dict.fromkeys(missing))} have no "
-                                      "files of their own and render the base template")
+                if channel == "email":  # a variant with files in no locale is a base arm (the control): fine
+                    with_files = {v for variants in by_locale.values() for v in variants if v}
+                    for variant in dict.fromkeys(v for step in steps for v in step[4] if v not in on_disk):
+                        if variant in with_files:
+                            fallbacks.setdefault((template, variant), []).append(locale)
+        for (template, variant), where in fallbacks.items():
+            self.notes.append(f"{template}: variant {variant} has no files of its own in {', '.join(where)}: those "
+                              f"customers are counted as {variant} but get the base template")
         return cases
 
     def tier(self, case: Case) -> str:

@@ -280,3 +280,18 @@ def test_a_variant_overrides_only_the_parts_it_has(tmp_path: Path) -> None:
     assert renderer.part_file("reminder-1", "en", "txt", "b") == "en/reminder-1.txt"
     assert renderer.part_file("reminder-1", "sv", "subject.txt", "b") == "sv/reminder-1.subject.txt"
     assert renderer.part_file("reminder-1", "en", "subject.txt", None) == "en/reminder-1.subject.txt"
+
+
+def test_every_locale_without_a_variants_files_is_noted_and_the_control_is_not(shop: Shop) -> None:
+    # Customers of a locale without reminder-1@b.* are counted as b but read the control: the A/B
+    # result blurs unless the owner knows. Variant a, with files in no locale, is the control.
+    folder = shop.folder / "templates" / "en"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1@b.subject.txt").write_text("Still thinking, {{ customer.first_name }}?", encoding="utf-8")
+    shop.configure(templates="templates", sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}]}})
+    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None)
+    notes = [note for note in result.json["notes"] if "variant" in note]
+    assert len(notes) == 1 and notes[0].startswith("reminder-1: variant b has no files of its own in ")
+    assert "af" in notes[0] and "sv" in notes[0] and " en," not in notes[0] and "variant a" not in notes[0]
+    assert notes[0].endswith("those customers are counted as b but get the base template")
