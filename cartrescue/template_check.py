@@ -241,8 +241,10 @@ def example_carts(path: Path | None = None, limit_per_shape: int = 1) -> list[tu
     from cartrescue.sources.csv import CsvSource
 
     if path is None:
-        path = Path(__file__).resolve().parent.parent / "examples" / "carts.csv"
-        if not path.is_file():
+        from cartrescue.resources import shipped_file
+
+        path = shipped_file("examples/carts.csv")  # a checkout's, or the installed copy
+        if path is None:
             return []
     seen: dict[tuple[Any, ...], int] = {}
     picked: list[tuple[Cart, int]] = []

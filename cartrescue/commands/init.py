@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -67,12 +66,9 @@ def init_config(example: str) -> str:
 
 def example_config() -> str:
     """The annotated example config (config.example.yaml), from a checkout or the installed copy."""
-    import site
+    from cartrescue.resources import shipped_file
 
-    here = Path(__file__).resolve().parent.parent
-    candidates = [here.parent / "config.example.yaml"]
-    candidates += [Path(base) / "share" / "cartrescue" / "config.example.yaml" for base in (sys.prefix, site.USER_BASE)]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.read_text(encoding="utf-8")
-    raise ConfigError("config.example.yaml is missing from this installation (reinstall cartrescue)")
+    path = shipped_file("config.example.yaml")
+    if path is None:
+        raise ConfigError("config.example.yaml is missing from this installation (reinstall cartrescue)")
+    return path.read_text(encoding="utf-8")
