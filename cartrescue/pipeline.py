@@ -304,22 +304,33 @@ class Result:
     message: OutgoingMessage | None = None
 
 
+_FAILED = ("failed_transient", "failed_permanent", "render_error")
+MAX_FAILURE_KINDS = 20
+
+
 @dataclass(slots=True)
 class Counts:
     actions: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     deliveries: Counter[str] = field(default_factory=Counter)
     problems: int = 0
+    # Why deliveries failed, by their words (a dry code pool, a relay's 550): a summary that says
+    # only "failed 31" sends the owner digging through --json. Bounded: a few kinds, not every text.
+    failures: Counter[str] = field(default_factory=Counter)
 
     def add(self, result: Result) -> None:
         self.actions[result.decision.action.value] += 1
         self.reasons[result.decision.reason.value] += 1
         if result.delivery:
             self.deliveries[result.delivery] += 1
+            if result.delivery in _FAILED:
+                why = (result.detail or result.delivery)[:160]
+                if why in self.failures or len(self.failures) < MAX_FAILURE_KINDS:
+                    self.failures[why] += 1
 
     @property
     def failed(self) -> int:
-        return self.deliveries["failed_transient"] + self.deliveries["failed_permanent"] + self.deliveries["render_error"]
+        return sum(self.deliveries[kind] for kind in _FAILED)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -330,6 +341,7 @@ class Counts:
             "problems": self.problems,
             "reasons": dict(sorted(self.reasons.items())),
             "deliveries": dict(sorted(self.deliveries.items())),
+            "failures": dict(self.failures.most_common()),
         }
 
 

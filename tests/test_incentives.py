@@ -307,6 +307,17 @@ def test_an_empty_pool_fails_the_message_and_never_sends_it_without_a_code(shop:
     failed = [m for m in Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").messages() if m["status"] != "sent"]
     assert len(failed) == 2 and all("no unused code left" in m["reply"] for m in failed)
     assert len(list(outbox.glob("*.eml"))) == 3
+    [(why, count)] = result.json["counts"]["failures"].items()
+    assert count == 2 and "code pool 'welcome' has no unused code left" in why
+
+
+def test_the_summary_under_quiet_says_why_deliveries_failed(shop: Shop) -> None:
+    # Cron mails what --quiet prints: "failed 2" alone sends the owner digging through --json.
+    _incentive_shop(shop, carts=5, pool=3)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--quiet")
+    assert result.exit_code == 1
+    text = " ".join(result.stdout.split())  # the terminal wraps long lines
+    assert "delivered 3, failed 2" in text and "failed: 2 × " in text and "has no unused code left" in text
 
 
 def test_tiers_get_their_own_incentive(shop: Shop) -> None:

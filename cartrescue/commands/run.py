@@ -304,6 +304,15 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
         lines.append(f"delivered {counts['sent']}, failed {counts['failed']}"
                      + (f", unconfirmed {counts['deliveries']['unconfirmed']} (no reply after the message; not resent)"
                         if counts["deliveries"].get("unconfirmed") else ""))
+        failures = sorted((counts.get("failures") or {}).items(), key=lambda item: -item[1])
+        if failures:
+            from rich.markup import escape
+
+            from cartrescue.text import printable
+
+            lines.extend(f"[red]failed:[/] {n} × {escape(printable(why))}" for why, n in failures[:3])
+            if len(failures) > 3:
+                lines.append(f"[red]failed:[/] {sum(n for _why, n in failures[3:])} for other reasons (see --json)")
     if summary.released:
         lines.append(f"[yellow]{summary.released} earlier claims without outcome were released and tried again "
                      "(--resend-unconfirmed)[/]")
