@@ -128,6 +128,19 @@ def test_two_messages_then_one_order_is_attributed_once_to_the_latest(shop: Shop
     assert steps[1]["orders"] == 0 and steps[2]["orders"] == 1 and steps[2]["revenue"] == "80.00"
 
 
+def test_an_order_after_a_message_of_the_next_period_is_credited_there_and_only_there(shop: Shop) -> None:
+    # Step 1 in this period, step 2 in the next, the order after step 2: the latest row wins it,
+    # so this week's report does not credit it and next week's does; once in all.
+    write_ledger(ledger_of(shop), [Row("t1", NOW), Row("t1", NOW + timedelta(days=2), step=2)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(days=2, hours=3), total="80.00", cart_id="t1"))
+    this = report(shop)
+    following = report(shop, "--since", "2026-11-22", "--until", "2026-11-24", now=LATER + timedelta(days=2))
+    assert this["summary"]["orders"] == 0 and this["summary"]["revenue"] == "0.00"
+    assert this["summary"]["messages"] == 1  # the later message is read, never counted here
+    assert following["summary"]["orders"] == 1 and following["summary"]["revenue"] == "80.00"
+    assert {row["step"]: row["orders"] for row in following["breakdowns"]["step"]} == {2: 1}
+
+
 def test_an_order_without_cart_id_is_matched_by_address_or_customer_id(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW, email="ann@example.com"), Row("t2", NOW, customer_id="C2")])
     shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", email="ann@example.com"),

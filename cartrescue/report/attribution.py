@@ -96,6 +96,10 @@ class Attribution:
                  now: datetime) -> None:
         self.since, self.until, self.window, self.now = since, until, window, now
         self.start = since - lookback  # rows this far back tell a stream that began before ``since``
+        # ... and rows up to a window after ``until``: a later message of the same cart takes the
+        # orders that come after it (the latest row wins), so a period never credits an order that
+        # the next period credits too. Those rows are never counted themselves.
+        self.rows_until = until + window
         self._scratch = ScratchDb("report", SCHEMA)
         self.db = self._scratch.connection
         self.loaded = Loaded()
@@ -117,7 +121,7 @@ class Attribution:
     # -- loading -----------------------------------------------------------------------------
 
     def load_ledger(self, ledger: Ledger) -> None:
-        """The sent and held-out rows claimed from ``start`` to ``until``."""
+        """The sent and held-out rows claimed from ``start`` to ``rows_until``."""
         path = ledger.sqlite_path()
         if path is not None:
             self._attach(path)
@@ -125,7 +129,7 @@ class Attribution:
             rows = ((i, key, cart, (email or "").lower() or None, customer, step, channel, variant, tier, sequence,
                      locale, int(status == "held_out"), epoch(at), _value(value))
                     for i, key, cart, email, customer, step, channel, variant, tier, sequence, locale, status, at, value
-                    in ledger.report_messages(self.start, self.until))
+                    in ledger.report_messages(self.start, self.rows_until))
             for batch in _batches(rows):
                 self.db.executemany("INSERT INTO msg VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
         self.loaded.messages = self.db.execute("SELECT count(*) FROM msg").fetchone()[0]
@@ -144,7 +148,7 @@ class Attribution:
                 "CAST(strftime('%s', claimed_at) AS INTEGER) + CAST(substr(claimed_at, 20) AS REAL), "
                 "CAST(round(CAST(cart_value AS REAL) * ?) AS INTEGER) FROM led.cr_message "
                 "WHERE status IN ('sent', 'held_out') AND claimed_at >= ? AND claimed_at <= ?",
-                (UNITS, stamp(self.start), stamp(self.until)))
+                (UNITS, stamp(self.start), stamp(self.rows_until)))
             self.db.commit()
         finally:
             self.db.execute("DETACH DATABASE led")
@@ -262,11 +266,10 @@ class Attribution:
                 for index in range(6):
                     sums[index] += row[8 + index]
         messages, converted, orders, revenue, value, unconverted = sums
-        since, _until = self._period()
         (carts, maturing), held = self._carts, self._held_carts
         converted_carts = self.db.execute(
-            "SELECT count(DISTINCT m.cart_key) FROM hit h JOIN msg m ON m.id = h.mid WHERE m.held = 0 AND m.at >= ?",
-            (since,)).fetchone()[0]
+            "SELECT count(DISTINCT m.cart_key) FROM hit h JOIN msg m ON m.id = h.mid WHERE m.held = 0 AND m.at >= ?"
+            " AND m.at <= ?", self._period()).fetchone()[0]
         return {"messages": messages, "carts": carts, "value": value, "converted_messages": converted,
                 "converted_carts": converted_carts, "orders": orders, "revenue": revenue,
                 "unconverted_orders": unconverted, "maturing": maturing, "held_carts": held}
@@ -293,8 +296,8 @@ class Attribution:
             counts[1 if row[6] else 0] += row[8]
         orders = self.db.execute(
             "SELECT CAST(o.at / 900 AS INTEGER) AS b, count(*), coalesce(sum(o.amount), 0) FROM hit h"
-            " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? GROUP BY b",
-            (self._period()[0],)).fetchall()
+            " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? AND m.at <= ?"
+            " GROUP BY b", self._period()).fetchall()
         return [(bucket, a, b) for bucket, (a, b) in sorted(sent.items())], orders
 
     def groups(self) -> list[tuple[Any, ...]]:
@@ -318,8 +321,8 @@ class Attribution:
         amount, discount code)."""
         yield from self.db.execute(
             "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code FROM hit h"
-            " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? ORDER BY m.id",
-            (self._period()[0],))
+            " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? AND m.at <= ?"
+            " ORDER BY m.id", self._period())
 
     def attributed_messages(self, steps: set[tuple[str, int]]) -> list[int]:
         """Ids of the messages of ``steps`` ((sequence, step)) that won an order (code lookups)."""
