@@ -257,6 +257,22 @@ def test_a_discount_code_on_the_order_decides_whether_the_incentive_was_used(sho
     assert row["orders_with_incentive"] == 2 and row["codes_redeemed"] == 1 and row["incentive_cost"] == "5.00"
 
 
+def test_a_fixed_incentive_costs_its_value_in_the_carts_currency_converted(shop: Shop) -> None:
+    # "15 kr off" in a Swedish cart is 15 SEK, not 15 EUR; a currency without a rate is not guessed.
+    shop.configure(shop={"currency": "EUR", "exchange_rates": {"SEK": "0.1"}},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": {
+                       "kind": "fixed", "value": 15, "code": "FIFTEEN"}}]}})
+    write_ledger(ledger_of(shop), [Row(f"s{n}", NOW) for n in range(3)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="500.00", cart_id="s0", currency="SEK"),
+                    order_row("o2", at=NOW + timedelta(hours=1), total="40.00", cart_id="s1", currency="EUR"),
+                    order_row("o3", at=NOW + timedelta(hours=1), total="9000", cart_id="s2", currency="HUF"))
+    document = report(shop)
+    (row,) = document["money"]["by_tier"]
+    assert row["codes_redeemed"] == 3 and row["incentive_cost"] == "16.50"  # 15 SEK = 1.50 EUR, + 15 EUR
+    assert any(note.startswith("fixed incentives redeemed in HUF have no exchange rate to EUR")
+               for note in document["notes"])
+
+
 def test_funnel_counts_carts_by_their_latest_decision_and_lists_skip_reasons(shop: Shop) -> None:
     shop.add(*(cart(f"c{n}") for n in range(10)), cart("nocon", consent="no"), cart("empty", email=""))
     run = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")

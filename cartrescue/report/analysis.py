@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from cartrescue.config import Config, Incentive
+from cartrescue.currency import Basis
 from cartrescue.report import stats
 from cartrescue.report.attribution import UNITS, Attribution, from_epoch, money
 
@@ -323,13 +324,16 @@ def _incentive(config: Config, sequence: str | None, step: int, tier: str | None
     return found.steps[step - 1].incentive_for(tier)
 
 
-def _discount(incentive: Incentive, paid: int, report_free_shipping: Decimal) -> Decimal:
-    """What the incentive cost on an order that paid ``paid`` units after the discount."""
+def _discount(incentive: Incentive, paid: int, report_free_shipping: Decimal, currency: str | None,
+              basis: Basis) -> Decimal | None:
+    """What the incentive cost on an order that paid ``paid`` units after the discount, in the
+    shop's currency. A ``fixed`` amount is in the cart's currency (the message shows "15 kr"), so
+    it is converted as the order's amount is; None when no rate is known (not guessed)."""
     if incentive.kind == "percent":
         share = incentive.value / 100
         return (Decimal(paid) / UNITS) * share / (1 - share) if share < 1 else Decimal(0)
     if incentive.kind == "fixed":
-        return incentive.value
+        return incentive.value if currency is None else basis.base(incentive.value, currency)
     return report_free_shipping
 
 
@@ -348,7 +352,9 @@ def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[
         else:
             uncosted.add(channel or "?")
     codes_known = att.loaded.codes_seen
-    for message_id, sequence, step, tier, _channel, paid, code in att.attributed_orders():
+    basis = Basis(config.shop.currency, config.shop.exchange_rates)
+    unpriced: set[str] = set()  # currencies of fixed incentives without a rate
+    for message_id, sequence, step, tier, _channel, paid, code, currency in att.attributed_orders():
         row = tiers[tier or ""]
         row["orders"] += 1
         row["revenue"] += paid or 0
@@ -360,7 +366,14 @@ def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[
         redeemed = (code is not None and (given is None or code.upper() == given.upper())) if codes_known else True
         if redeemed:
             row["redeemed"] += 1
-            row["incentive_cost"] += _discount(incentive, paid or 0, config.report.free_shipping_cost)
+            cost = _discount(incentive, paid or 0, config.report.free_shipping_cost, currency, basis)
+            if cost is None:
+                unpriced.add(currency or "?")
+            else:
+                row["incentive_cost"] += cost
+    if unpriced:
+        notes.append(f"fixed incentives redeemed in {', '.join(sorted(unpriced))} have no exchange rate to "
+                     f"{config.shop.currency} (add shop.exchange_rates): their cost is left out")
     if uncosted and costs:
         notes.append(f"no cost set for channel(s) {', '.join(sorted(uncosted))} (report.costs): counted as free")
     if any(row["with_incentive"] for row in tiers.values()) and not codes_known:

@@ -318,9 +318,9 @@ class Attribution:
 
     def attributed_orders(self) -> Iterator[tuple[Any, ...]]:
         """Each attributed order of the period's streams: (message id, sequence, step, tier, channel,
-        amount, discount code)."""
+        amount, discount code, the order's currency)."""
         yield from self.db.execute(
-            "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code FROM hit h"
+            "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code, o.currency FROM hit h"
             " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? AND m.at <= ?"
             " ORDER BY m.id", self._period())
 
