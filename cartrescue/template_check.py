@@ -114,6 +114,7 @@ class Case:
     problems: list[Problem] = field(default_factory=list)
     channel: str = "email"  # email (subject, text, HTML) or sms (the text message)
     segments: int = 0  # sms: the most segments a fixture cart's text took
+    sent_as_sms: bool = True  # sms: a tier sends this step by SMS (else its length is a note, not a failure)
 
     @property
     def ok(self) -> bool:
@@ -397,7 +398,10 @@ class TemplateChecker:
         wanted_sms = set(templates) & set(sms_files) if templates else \
             set(used_sms) | (set(sms_files) & (set(used) | self.own_templates()))
         cases = self._cases(wanted, self.files(), used, "email", locales)
-        return cases + self._cases(wanted_sms, sms_files, {**used, **used_sms}, "sms", locales)
+        sms_cases = self._cases(wanted_sms, sms_files, {**used, **used_sms}, "sms", locales)
+        for case in sms_cases:
+            case.sent_as_sms = case.template in used_sms
+        return cases + sms_cases
 
     def _cases(self, wanted: set[str], files: dict[str, dict[str, set[str | None]]], used: dict[str, list[_Use]],
                channel: str, locales: Iterable[str] | None) -> list[Case]:
@@ -522,6 +526,10 @@ class TemplateChecker:
         name, no ``None`` or Jinja markup."""
         case.segments = max(case.segments, measure(text).segments)
         for kind, message in sms_problems(text, self.config.shop.name, self.config.sms.max_segments):
+            if kind == "sms-length" and not case.sent_as_sms:  # checked ahead of the day a tier sends it
+                self.notes.append(f"{file}: longer than sms.max_segments ({self.config.sms.max_segments}) for some "
+                                  f"carts; no tier sends {case.template} by SMS yet, so it does not fail the check")
+                continue
             case.add(Problem(kind, message, file, None, cart.id))
         names = {item.name for item in cart.items} | {cart.customer.first_name or "", cart.customer.last_name or ""}
         for match in _LEAK.finditer(text):

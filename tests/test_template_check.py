@@ -295,3 +295,19 @@ def test_every_locale_without_a_variants_files_is_noted_and_the_control_is_not(s
     assert len(notes) == 1 and notes[0].startswith("reminder-1: variant b has no files of its own in ")
     assert "af" in notes[0] and "sv" in notes[0] and " en," not in notes[0] and "variant a" not in notes[0]
     assert notes[0].endswith("those customers are counted as b but get the base template")
+
+
+def test_a_long_text_message_no_tier_sends_is_a_note_and_fails_once_a_tier_does(shop: Shop) -> None:
+    # The shipped templates have .sms.txt files; a shop that sends no SMS must not fail CI on their length.
+    shop.configure(sms={"max_segments": 1, "sender": "TestShop"})
+    shop.write()
+    email_only = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None)
+    assert email_only.exit_code == 0, email_only.stdout[-1500:]
+    assert any("longer than sms.max_segments (1) for some carts; no tier sends reminder-1 by SMS yet" in note
+               for note in email_only.json["notes"])
+    shop.configure(shop={"country": "SE"}, priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                   sms={"twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "t" * 32}})
+    texting = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None)
+    assert texting.exit_code == 1
+    kinds = {problem["kind"] for case in texting.json["cases"] if case["channel"] == "sms" for problem in case["problems"]}
+    assert "sms-length" in kinds
