@@ -278,3 +278,21 @@ def test_the_progress_total_is_the_count_of_the_window(read):
     total = source.progress_total(WINDOW)
     assert total is not None and (total.unit, total.position) == ("carts", None)
     assert len(carts) + len(problems.reasons()) <= total.total <= len(carts) + len(problems.reasons()) + 1
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_line_whose_product_was_deleted_is_left_out_and_the_cart_kept(kind):
+    # PrestaShop's own cart page drops such a line; the reminder shows what can still be bought.
+    with shopdb.shop_database(kind, "prestashop-deleted") as db:
+        fill(db)
+        db.insert("ps_cart", [cart(302, 1, "2026-03-29 09:00:00")])
+        db.insert("ps_cart_product", [product_line(302, 1, 2), product_line(302, 999, 1)])
+        problems = shopdb.Problems()
+        source = PrestaShopSource(db.url, shop_tz=PARIS, on_problem=problems)
+        try:
+            carts = {c.id: c for c in source.carts(WINDOW)}
+        finally:
+            source.close()
+    (mug,) = carts["302"].items
+    assert (mug.sku, mug.quantity) == ("MUG", 2) and carts["302"].total == Decimal("20")
+    assert "ps_cart id_cart=302" not in problems.reasons()

@@ -243,7 +243,12 @@ class PrestaShopSource(DatabaseSource):
             base_total = Decimal(0)
             for row in rows:
                 product, combination = row["id_product"], row["id_product_attribute"] or 0
-                base = as_decimal(row["base_price"], "price")
+                if row["base_price"] is None and row["product_reference"] is None and row["product_name"] is None:
+                    continue  # the product was deleted: the shop's own cart page drops the line too
+                try:
+                    base = as_decimal(row["base_price"], "price")
+                except RowError as exc:
+                    raise RowError(f"id_product={product}: {exc}") from None
                 assert base is not None
                 impact = as_decimal(row["attribute_price"], "price impact", required=False) or Decimal(0)
                 cost = as_decimal(row["attribute_cost"], "wholesale_price", required=False)
