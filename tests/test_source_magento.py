@@ -321,3 +321,21 @@ def test_the_progress_total_is_the_count_of_the_window(read):
     total = source.progress_total(WINDOW)
     assert total is not None and (total.unit, total.position) == ("carts", None)
     assert total.total == len(carts) + len(problems.reasons()) == 12
+
+
+@pytest.mark.mariadb
+def test_a_shop_without_the_newsletter_module_is_told_how_to_do_without_it():
+    with shopdb.shop_database("mariadb", "magento-nonews") as db:
+        fill(db)
+        db.execute("DROP TABLE newsletter_subscriber")
+        source = MagentoSource(db.url)
+        try:
+            problems = source.check()
+            with pytest.raises(SourceError) as caught:
+                list(source.carts(WINDOW))
+        finally:
+            source.close()
+    hint = "without Magento's newsletter module, set source.options.consent: none"
+    assert any("table newsletter_subscriber not found" in problem and hint in problem for problem in problems)
+    assert "table newsletter_subscriber not found" in str(caught.value) and hint in str(caught.value)
+    assert "source.prefix" not in str(caught.value)

@@ -97,6 +97,8 @@ class MagentoSource(DatabaseSource):
         "newsletter_subscriber": {"customer_id": INTEGER, "store_id": INTEGER, "subscriber_status": INTEGER},
     }
     window_columns = (("quote", "updated_at"),)
+    table_hints = {"newsletter_subscriber": "without Magento's newsletter module, set source.options.consent: none "
+                                            "and give consent another way (docs/databases.md)"}
 
     def tables_required(self) -> tuple[str, ...]:
         return self.required_tables + (("newsletter_subscriber",) if self._consent_from_newsletter() else ())

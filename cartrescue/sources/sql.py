@@ -123,7 +123,8 @@ _MISSING_COLUMN = (
 )
 
 
-def explain_error(exc: BaseException, where: str, own_queries: bool = False) -> str:
+def explain_error(exc: BaseException, where: str, own_queries: bool = False,
+                  table_hints: Mapping[str, str] | None = None) -> str:
     """One line a shop owner can act on, for a driver or SQLAlchemy error. Never a password.
     ``own_queries``: the statements are the config's ``source.queries`` (``type: sql``), so a
     missing table or column is theirs to fix, not a preset's."""
@@ -161,8 +162,12 @@ def explain_error(exc: BaseException, where: str, own_queries: bool = False) -> 
     for pattern in _MISSING_TABLE:
         match = pattern.search(text)
         if match:
-            hint = "the table names in source.queries, and source.url" if own_queries else "source.url and source.prefix"
-            return f"table {match.group(1).split('.')[-1]} not found in {where} (check {hint})"
+            table = match.group(1).split(".")[-1]
+            hint = next((text for name, text in (table_hints or {}).items() if table.lower().endswith(name)), None)
+            if hint is None:
+                hint = "check the table names in source.queries, and source.url" if own_queries else \
+                    "check source.url and source.prefix"
+            return f"table {table} not found in {where} ({hint})"
     for pattern in _MISSING_COLUMN:
         match = pattern.search(text)
         if match:
@@ -292,6 +297,7 @@ class ShopDatabase:
         self.source = source
         self.prefix = prefix or ""
         self.own_queries = False  # type: sql: the queries are the config's, not a preset's
+        self.table_hints: Mapping[str, str] = {}  # a preset's advice for one missing table
         self.where = self._where(url)
         self._url = url
         self._engine: "Engine | None" = None
@@ -333,7 +339,8 @@ class ShopDatabase:
                 raise
             raise SourceError(f"{self.source} source: {exc}") from None
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            raise SourceError(f"{self.source} source: {explain_error(exc, self.where, self.own_queries)}") from None
+            raise SourceError(f"{self.source} source: "
+                              f"{explain_error(exc, self.where, self.own_queries, self.table_hints)}") from None
 
     def stream(self, sql: str, params: Mapping[str, Any] | None = None, *,
                expanding: Sequence[str] = (), batch: int = 2000) -> Iterator[Mapping[str, Any]]:
@@ -655,6 +662,8 @@ class DatabaseSource(CartSource):
     column_kinds: ClassVar[Mapping[str, Mapping[str, str]]] = {}
     #: (table, column) of the time ranges the preset's queries filter on.
     window_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: What to do when one of these tables is missing (a module the shop may have removed).
+    table_hints: ClassVar[Mapping[str, str]] = {}
     chunk_size: ClassVar[int] = 500
 
     def __init__(self, url: str, *, prefix: str | None = None, shop_tz: ZoneInfo = ZoneInfo("UTC"),
@@ -666,6 +675,7 @@ class DatabaseSource(CartSource):
             else shop_tz
         self.tz_configured = bool(self.options.get("timezone"))
         self.db = ShopDatabase(url, source=self.name, prefix=self.default_prefix if prefix is None else prefix)
+        self.db.table_hints = self.table_hints
         self.recovery_template: str | None = self.options.get("recovery_url")
         self.base_currency = base_currency.upper() if base_currency else None
         self._schema: Schema | None = None
@@ -767,6 +777,7 @@ class DatabaseSource(CartSource):
         lowered = {name.lower() for name in present}
         problems += [
             f"{self.name} source: table {self.db.prefix}{table} not found in {self.db.where}"
+            + (f" ({self.table_hints[table]})" if table in self.table_hints else "")
             for table in self.tables_required() if (self.db.prefix + table).lower() not in lowered
         ]
         for index in self.recommended_indexes:
