@@ -1195,6 +1195,19 @@ class Ledger:
                 select(c.action, c.reason, func.count(), func.sum(case((streamed, 1), else_=0)))
                 .where(c.decided_at >= _naive(start), c.decided_at <= _naive(end)).group_by(c.action, c.reason))]
 
+    def report_redecided(self, start: datetime, end: datetime) -> int:
+        """Carts messaged or held out in ``[start, end]`` whose latest decision is not of that
+        period: a later run decided them again (cr_decision keeps one row per cart), or retention
+        pruned it. The funnel counts them as seen and eligible in the period, which they were."""
+        c = CartDecision.__table__.c  # type: ignore[attr-defined]
+        m = Message.__table__.c  # type: ignore[attr-defined]
+        in_period = select(c.cart_key).where(c.decided_at >= _naive(start), c.decided_at <= _naive(end))
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                select(func.count(func.distinct(m.cart_key))).where(
+                    m.status.in_(("sent", "held_out")), m.claimed_at >= _naive(start), m.claimed_at <= _naive(end),
+                    m.cart_key.not_in(in_period))).scalar() or 0)
+
     def report_runs(self, start: datetime, end: datetime) -> dict[str, Any]:
         """Delivering runs of ``[start, end]`` (by the run's clock, ``--now`` included): how many,
         how they ended, what they counted."""

@@ -284,6 +284,18 @@ def test_funnel_counts_carts_by_their_latest_decision_and_lists_skip_reasons(sho
     assert funnel["runs"]["runs"] == 1 and funnel["runs"]["sent"] == 10
 
 
+def test_carts_decided_again_after_the_period_still_count_as_eligible_in_it(shop: Shop) -> None:
+    # cr_decision keeps each cart's latest decision; the runs after the period replace those of
+    # the period, and the funnel must not show fewer eligible carts than messaged ones.
+    shop.add(*(cart(f"c{n}") for n in range(10)), cart("nocon", consent="no"))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    later = NOW + timedelta(days=2)  # the next period's run decides every cart again
+    assert shop.cli("run", "--outbox", str(shop.folder / "out"), now=later).exit_code == 0
+    funnel = report(shop)["funnel"]
+    assert funnel["messaged"] == 10 and funnel["eligible"] == 10 and funnel["seen"] == 10
+    assert funnel["seen"] >= funnel["eligible"] >= funnel["messaged"]
+
+
 def test_breakdowns_by_locale_tier_and_day(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW, locale="sv"), Row("t2", NOW, locale="en"),
                                    Row("t3", NOW + timedelta(hours=20), locale="sv")])

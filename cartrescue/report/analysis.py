@@ -53,7 +53,7 @@ class Period:
 
 def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, Any],
           decisions: list[tuple[str, str, int, int]], codes: dict[int, str], ledger_counts: dict[str, int],
-          promotions: list[dict[str, Any]]) -> dict[str, Any]:
+          promotions: list[dict[str, Any]], redecided: int = 0) -> dict[str, Any]:
     """The whole report document."""
     totals = att.totals()
     currency = config.shop.currency or (next(iter(att.loaded.currencies)) if len(att.loaded.currencies) == 1 else None)
@@ -72,7 +72,7 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
     breakdowns["day"] = _days(config, att)
     document["experiments"] = _experiments(config, att.breakdown("variant"), promotions)
     document["money"] = _money(config, att, codes, notes)
-    document["funnel"] = _funnel(decisions, totals, runs)
+    document["funnel"] = _funnel(decisions, totals, runs, redecided)
     document["breakdowns"] = breakdowns
     document["ledger"] = {"unconfirmed": ledger_counts.get("claimed", 0),
                           "failed": ledger_counts.get("failed_transient", 0) + ledger_counts.get("failed_permanent", 0),
@@ -402,9 +402,12 @@ def _dec(value: Decimal) -> str:
 
 # -- funnel --------------------------------------------------------------------------------------
 
-def _funnel(decisions: list[tuple[str, str, int, int]], totals: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any]:
-    seen = sum(n for _a, _r, n, _w in decisions)
-    eligible = sum(n if reason in PASSED else streamed for _a, reason, n, streamed in decisions)
+def _funnel(decisions: list[tuple[str, str, int, int]], totals: dict[str, Any], runs: dict[str, Any],
+            redecided: int = 0) -> dict[str, Any]:
+    """``redecided``: carts messaged or held out in the period whose latest decision came later:
+    seen and eligible in the period all the same (else the funnel would narrow upwards)."""
+    seen = sum(n for _a, _r, n, _w in decisions) + redecided
+    eligible = sum(n if reason in PASSED else streamed for _a, reason, n, streamed in decisions) + redecided
     skips: dict[str, int] = defaultdict(int)
     for action, reason, n, streamed in decisions:
         if action == "skip" and reason not in PASSED and n - streamed > 0:

@@ -61,6 +61,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
             document = build(
                 config, att, period, runs=ledger.report_runs(period.since, period.until),
                 decisions=ledger.report_decisions(period.since, period.until), codes=codes,
+                redecided=ledger.report_redecided(period.since, period.until),
                 ledger_counts=ledger.report_counts(period.since, period.until), promotions=ledger.promotion_rows())
         stale = stale_orders_note(config, period.now)
         if stale is not None:
