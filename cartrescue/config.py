@@ -966,6 +966,10 @@ class Config(_Model):
             return ConfigError(f"{self.config_file or DEFAULT_CONFIG}: {message}")
         return error
 
+    def outbox_folder(self, outbox: Path | None) -> Path:
+        """Where ``--outbox`` writes: its DIR (relative: beside the config), else ``outbox.path``."""
+        return self.path(outbox or self.outbox.path or "outbox")
+
     def path(self, value: Path | str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""
         path = Path(value).expanduser()

@@ -161,8 +161,9 @@ def _exports(config: Any, now: datetime) -> tuple[str, str]:
     """
     from cartrescue.sources.freshness import exports, stale_exports
 
-    written = ", ".join(f"{export.path.name} written {ago(export.age)} ago" for export in exports(config, now))
-    return written, "; ".join(stale_exports(config, now))
+    found = list(exports(config, now))
+    written = ", ".join(f"{export.path.name} written {ago(export.age)} ago" for export in found)
+    return written, "; ".join(stale_exports(config, now, found))
 
 
 def _newsletters(config: Any, source: Any, now: datetime, on_problem: Any) -> list[str]:

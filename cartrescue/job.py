@@ -121,7 +121,7 @@ def email_channel(config: Config, mode: Mode, outbox: Path | None = None, recent
     if mode == "outbox":
         from cartrescue.channels.outbox import OutboxChannel
 
-        return OutboxChannel(config.path(outbox or config.outbox.path or "outbox"))
+        return OutboxChannel(config.outbox_folder(outbox))
     try:
         from cartrescue.channels.smtp import SmtpChannel
     except ImportError:
@@ -134,7 +134,7 @@ def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger
     if request.mode == "outbox":
         from cartrescue.channels.outbox import OutboxChannel
 
-        return OutboxChannel(config.path(request.outbox or config.outbox.path or "outbox"))
+        return OutboxChannel(config.outbox_folder(request.outbox))
     from cartrescue.channels.sms import SmsChannel
     from cartrescue.channels.webhook import WebhookChannel
 
@@ -165,7 +165,8 @@ def run_job(
     from sqlalchemy.exc import DBAPIError
 
     try:
-        return _run_job(config, request, on_result, on_problem, on_progress, on_total, counts or Counts())
+        return _run_job(config, request, on_result, on_problem, on_progress, on_total,
+                        counts if counts is not None else Counts())
     except ConfigError as error:
         raise config.locate(error) from None
     except DBAPIError as error:  # the ledger's database (the shop's are SourceErrors already)
@@ -180,13 +181,12 @@ def _run_job(
     on_result: Callable[[Result], None],
     on_problem: Callable[[RowProblem], None] | None,
     on_progress: Callable[[int], None] | None,
-    on_total: Callable[[ProgressTotal], None] | None = None,
-    counts: Counts | None = None,
+    on_total: Callable[[ProgressTotal], None] | None,
+    counts: Counts,
 ) -> RunSummary:
     now = resolve_now(config, request.now)
     sweep_stale()  # the scratch folders of killed runs (cartrescue.scratch)
     problems: list[RowProblem] = []
-    counts = counts if counts is not None else Counts()
 
     def report(row: RowProblem) -> None:
         """A cart that could not be used (unreadable row, repeated id, render error): counted and

@@ -544,9 +544,7 @@ class Ledger:
         stop grace that its caller had not counted yet."""
         values = {key: counts.get(key, 0) for key in ("sent", "failed", "skipped", "deferred", "problems")}
         with self.engine.begin() as conn:
-            message = Message.__table__  # type: ignore[attr-defined]
-            values["sent"] = conn.execute(select(func.count()).select_from(message).where(
-                message.c.run_id == run_id, message.c.status == "sent")).scalar() or 0
+            values["sent"] = _sent_by(conn, run_id)
             conn.execute(
                 update(Run.__table__).where(Run.__table__.c.id == run_id).values(  # type: ignore[attr-defined]
                     status=status, finished_at=_naive(datetime.now(timezone.utc)), **values
@@ -850,13 +848,8 @@ class Ledger:
         message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
         with self.engine.begin() as conn:
-            holders = set(conn.execute(select(RunLock.__table__.c.run_id)).scalars())
-            candidates = conn.execute(
-                select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid)
-                .where(run.c.id.in_(select(message.c.run_id).where(
-                    message.c.status.in_(UNCONFIRMED), message.c.run_id != run_id).distinct()))
-            ).mappings().all()
-            dead = [row["id"] for row in candidates if row["id"] not in holders and _run_is_dead(row, now, stale_after)]
+            dead = _dead_runs(conn, run.c.id.in_(select(message.c.run_id).where(
+                message.c.status.in_(UNCONFIRMED), message.c.run_id != run_id).distinct()), now, stale_after)
             ids: list[int] = []
             for chunk in _chunks(dead, 500):
                 ids.extend(row.id for row in conn.execute(
@@ -878,19 +871,13 @@ class Ledger:
         out-of-memory killer, a lost host: see :func:`_run_is_dead`; no lock holder), with the
         messages they sent: their row would otherwise say ``running`` for good, and count nothing.
         Returns how many were closed."""
-        message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
+        run = Run.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
         with self.engine.begin() as conn:
-            holders = set(conn.execute(select(RunLock.__table__.c.run_id)).scalars())
-            running = conn.execute(
-                select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid)
-                .where(run.c.status == "running", run.c.id != run_id)).mappings().all()
-            dead = [row["id"] for row in running if row["id"] not in holders and _run_is_dead(row, now, stale_after)]
+            dead = _dead_runs(conn, (run.c.status == "running") & (run.c.id != run_id), now, stale_after)
             for dead_id in dead:
-                sent = conn.execute(select(func.count()).select_from(message).where(
-                    message.c.run_id == dead_id, message.c.status == "sent")).scalar() or 0
                 conn.execute(update(run).where(run.c.id == dead_id, run.c.status == "running").values(
-                    status="killed", finished_at=_naive(now), sent=sent))
+                    status="killed", finished_at=_naive(now), sent=_sent_by(conn, dead_id)))
         return len(dead)
 
     def sent_since(self, transport: str, since: datetime, owns: Owner | None = None) -> list[datetime]:
@@ -1449,6 +1436,23 @@ class _RawStatements:
 def _shard_words(lock_name: str) -> str:
     """``, shard 2/4`` for a shard's lock name, nothing for the unsharded ``run``."""
     return f", shard {lock_name.split(':', 1)[1]}" if ":" in lock_name else ""
+
+
+def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta) -> list[int]:
+    """The ids of the runs matching ``which`` (a condition on cr_run) that are provably gone
+    (:func:`_run_is_dead`) and hold no lock."""
+    run = Run.__table__  # type: ignore[attr-defined]
+    holders = set(conn.execute(select(RunLock.__table__.c.run_id)).scalars())
+    rows = conn.execute(select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid)
+                        .where(which)).mappings().all()
+    return [row["id"] for row in rows if row["id"] not in holders and _run_is_dead(row, now, stale_after)]
+
+
+def _sent_by(conn: Any, run_id: int) -> int:
+    """How many messages run ``run_id`` recorded as sent: the ledger's count, whatever its caller counted."""
+    message = Message.__table__  # type: ignore[attr-defined]
+    return int(conn.execute(select(func.count()).select_from(message).where(
+        message.c.run_id == run_id, message.c.status == "sent")).scalar() or 0)
 
 
 def _run_is_dead(row: Any, now: datetime, stale_after: timedelta) -> bool:

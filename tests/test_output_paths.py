@@ -92,3 +92,11 @@ def test_init_elsewhere_says_how_to_run_with_its_config(tmp_path: Path) -> None:
     assert again.exit_code == ExitCode.CONFIG
     assert (f"{tmp_path / 'shop' / 'cartrescue.yaml'} and {tmp_path / 'shop' / 'templates'} exist already"
             in again.stderr)
+
+
+@pytest.mark.parametrize("command", [["report", "--html"], ["survey", "export", "--output"]])
+def test_report_and_survey_files_under_a_file(shop: Shop, in_the_way: Path, command: list[str]) -> None:
+    shop.add(cart("c1"))
+    result = shop.cli(*command, str(in_the_way / "x.out"), "--json", now=None)
+    assert result.exit_code == ExitCode.CONFIG
+    assert result.json["error"]["message"].startswith(f"{command[-1]} {in_the_way / 'x.out'}: cannot write: ")

@@ -20,6 +20,7 @@ from cartrescue.commands.common import (
     last_net,
     load,
     out_console,
+    output_file,
     parse_now,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
@@ -98,11 +99,8 @@ def report(
 
             page = render_html(document, config_obj.shop.name)
         if html is not None:
-            try:
-                html.parent.mkdir(parents=True, exist_ok=True)
+            with output_file("--html", html):
                 html.write_text(page or "", encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(f"--html {html}: cannot write: {exc.strerror or exc}") from None
             outputs["html"] = str(html)
         mail_error = None
         if email is not None:

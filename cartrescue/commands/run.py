@@ -50,7 +50,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         at = resolve_now(config, parse_now(now))
         sharded = _shard(shard)
         if mode == "outbox":  # a folder that cannot take the files stops the run before it reads a cart
-            output_folder("--outbox", config.path(outbox or config.outbox.path or "outbox"))
+            output_folder("--outbox", config.outbox_folder(outbox))
         if shard is None and deliver:  # the parent of workers imports no pipeline: it only relays
             from cartrescue.workers import auto_workers
 
@@ -96,7 +96,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                               counts_so_far)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see cli.main): the document still ends
         if stream is None:
-            _said_so_far(counts_so_far, deliver and mode != "dry-run")
+            if counts_so_far is not None and deliver and mode != "dry-run":
+                _say_stopped(counts_so_far.as_dict())
             raise  # none begun: cli.main prints one
         _end(stream, {"error": INTERRUPTED, **_so_far(counts_so_far)})
         stopped_after_document()
@@ -143,15 +144,10 @@ def _so_far(counts: Any) -> dict[str, Any]:
     return {} if counts is None else {"counts": counts.as_dict()}
 
 
-def _said_so_far(counts: Any, delivering: bool) -> None:
-    """Without ``--json``, a run stopped by Ctrl-C or SIGTERM says what it had delivered."""
-    if counts is not None and delivering:
-        _stopped_line(counts.deliveries["sent"], counts.failed)
-
-
-def _stopped_line(sent: int, failed: int) -> None:
-    err_console().print(f"stopped: {sent} delivered, {failed} failed before the stop (the ledger has every "
-                        "message, and the next run goes on)", highlight=False, soft_wrap=True)
+def _say_stopped(counts: dict[str, Any]) -> None:
+    """Without ``--json``, a delivering run stopped by Ctrl-C or SIGTERM says what it had delivered."""
+    err_console().print(f"stopped: {counts['sent']} delivered, {counts['failed']} failed before the stop (the "
+                        "ledger has every message, and the next run goes on)", highlight=False, soft_wrap=True)
 
 
 def _all_well(counts: dict[str, Any]) -> bool:
@@ -223,7 +219,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         stderr.print(Text(line), soft_wrap=True)  # the worker made it printable already
 
     config_file = Path(config.config_file or "cartrescue.yaml").resolve()
-    outbox_dir = config.path(outbox or config.outbox.path or "outbox") if mode == "outbox" else None
+    outbox_dir = config.outbox_folder(outbox) if mode == "outbox" else None
     show_progress = not as_json and not quiet and stderr.is_terminal
     shared = SharedIndexes.for_run(config, at, count)
     if shared is not None:
@@ -242,7 +238,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         stopped = workers.stopped if workers is not None else None
         if stream is None:
             if stopped is not None and mode != "dry-run":
-                _stopped_line(stopped.counts["sent"], stopped.counts["failed"])
+                _say_stopped(stopped.counts)
             raise
         _end(stream, {**(stopped.trailer() if stopped is not None else {}), "error": INTERRUPTED})
         stopped_after_document()

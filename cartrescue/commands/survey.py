@@ -9,7 +9,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from cartrescue.commands.common import ConfigOption, JsonOption, err_console, fail, json_out, load, sub_typer
+from cartrescue.commands.common import (
+    ConfigOption,
+    JsonOption,
+    err_console,
+    fail,
+    json_out,
+    load,
+    output_file,
+    sub_typer,
+)
 from cartrescue.errors import CartrescueError, ConfigError
 
 app = sub_typer("The cart survey: why customers left their carts, as they answered (docs/survey.md).")
@@ -63,7 +72,7 @@ def survey_export(
         ledger = Ledger(cfg.ledger_url)
         try:
             if output is not None:
-                with output.open("w", encoding="utf-8", newline="") as handle:
+                with output_file("--output", output), output.open("w", encoding="utf-8", newline="") as handle:
                     count = write_csv(ledger.survey_answers(start, end), handle, cfg)
             elif as_json:
                 rows = [{key: _plain(value) for key, value in row.items() if key != "id"}
@@ -71,8 +80,6 @@ def survey_export(
                 count = len(rows)
             else:
                 count = write_csv(ledger.survey_answers(start, end), sys.stdout, cfg)
-        except OSError as exc:
-            raise ConfigError(f"--output {output}: cannot write: {exc.strerror or exc}") from None
         finally:
             ledger.close()
     except CartrescueError as error:

@@ -41,10 +41,13 @@ class Export:
     def stale(self, limit: timedelta | None) -> bool:
         return limit is not None and self.age > limit
 
+    def written(self, limit: timedelta) -> str:
+        """``orders.csv was last written 2d 0h ago (source.export_stale_after 24h 0m)``"""
+        return f"{self.path.name} was last written {ago(self.age)} ago ({KEY} {ago(limit)})"
+
     def describe(self, limit: timedelta) -> str:
-        """``orders.csv was last written 2d 0h ago (source.export_stale_after 24h 0m): …``"""
-        return (f"{self.path.name} was last written {ago(self.age)} ago ({KEY} {ago(limit)}): is the export job "
-                f"running? {self.consequence}")
+        """:meth:`written`, then what a run would get wrong on it."""
+        return f"{self.written(limit)}: is the export job running? {self.consequence}"
 
 
 def ago(delta: timedelta) -> str:
@@ -82,12 +85,14 @@ def exports(config: "Config", now: datetime) -> Iterator[Export]:
         yield Export(kind, path, max(now - written, timedelta(0)), consequence)
 
 
-def stale_exports(config: "Config", now: datetime) -> list[str]:
-    """What is stale at ``now`` under ``source.export_stale_after``, one sentence a file."""
+def stale_exports(config: "Config", now: datetime, found: list[Export] | None = None) -> list[str]:
+    """What is stale at ``now`` under ``source.export_stale_after``, one sentence a file
+    (``found``: the :func:`exports` the caller has already looked at)."""
     limit = config.source.export_stale_after
     if limit is None:
         return []
-    return [export.describe(limit) for export in exports(config, now) if export.stale(limit)]
+    return [export.describe(limit) for export in (exports(config, now) if found is None else found)
+            if export.stale(limit)]
 
 
 def stale_orders_note(config: "Config", now: datetime) -> str | None:
@@ -95,9 +100,9 @@ def stale_orders_note(config: "Config", now: datetime) -> str | None:
     shows less won back than there is (and ``report.auto_promote`` judges on fewer orders)."""
     limit = config.source.export_stale_after
     for export in exports(config, now):
-        if export.kind == "orders" and export.stale(limit):
-            return (f"{export.path.name} was last written {ago(export.age)} ago ({KEY} {ago(limit)})"  # type: ignore[arg-type]
-                    ": the orders placed since are not in this report, which shows less won back than there is")
+        if export.kind == "orders" and limit is not None and export.stale(limit):
+            return (f"{export.written(limit)}: the orders placed since are not in this report, which shows less "
+                    "won back than there is")
     return None
 
 
