@@ -173,7 +173,7 @@ class Planner:
         sent_today = self.newsletters.latest(emails) if self.newsletters is not None and emails else {}
         answered = self._answered(chunk)
         added: list[str] = []
-        repeated = newest.repeated([cart.key for cart in chunk])
+        repeated = None if source.keys_unique() else newest.repeated([cart.key for cart in chunk])
         for cart in chunk:
             if repeated and cart.key in repeated and self._repeated(cart, repeated):
                 continue

@@ -14,10 +14,10 @@ from datetime import datetime
 
 from cartrescue.config import Config
 from cartrescue.contacts import normalize_phone
-from cartrescue.errors import ConfigError
+from cartrescue.errors import ConfigError, SourceError
 from cartrescue.ledger import Ledger
 from cartrescue.job import newsletters_of
-from cartrescue.model import Cart, Decision, MarketingSend, Order, OutgoingMessage
+from cartrescue.model import Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
 from cartrescue.render import Renderer
 from cartrescue.sources import open_source
@@ -64,11 +64,16 @@ class Preview:
 def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config))
+        heard: list[RowProblem] = []  # why the cart could not be read, if it is there
+        about = f"cart {cart_id}: "
+        source.on_problem = lambda problem: heard.append(problem) if problem.reason.startswith(about) else None
         ledger = Ledger(config.ledger_url)
         stack.callback(ledger.close)
         newsletters = newsletters_of(config, source, now, ignore_problem, stack)
         decision = next(iter(Planner(config, now, ledger, newsletters=newsletters).decide(_OneCart(source, cart_id))), None)
     if decision is None:
+        if heard:
+            raise SourceError(f"cart {cart_id!r} cannot be read: {heard[0]}")
         raise ConfigError(f"cart {cart_id!r}: not found in the source")
     return decision
 

@@ -88,6 +88,12 @@ class CartSource(ABC):
     def carts(self, window: Window) -> Iterator[Cart]:
         """Stream the carts whose last activity lies in ``window``; never load them all."""
 
+    def keys_unique(self) -> bool:
+        """Whether the carts pass under way yields each cart key once (asked once it has begun):
+        the planner then skips its own check for a key met twice. A source can promise it only
+        where it looked for repeats before building any cart (the CSV source's first pass)."""
+        return False
+
     def cart(self, cart_id: str) -> Cart | None:
         """The cart with this id, whatever its age (``preview``), or None.
 

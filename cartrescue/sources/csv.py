@@ -26,6 +26,7 @@ from cartrescue.contacts import is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
 from cartrescue.shards import owner
+from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.values import (
     COUNT_DIGITS,
@@ -52,6 +53,9 @@ CART_FIELDS = (
 LINE_FIELDS = (
     "sku", "name", "quantity", "unit_price", "unit_cost", "stock_on_hand", "image_url", "product_url",
 )
+#: What two groups of one cart id must share to be the same cart listed twice (:mod:`.apart`):
+#: its items and its last change; fewer cells than the row's, for a cheap digest of every group.
+ALIKE_FIELDS = ("sku", "name", "quantity", "unit_price", "updated_at")
 ORDER_FIELDS = (
     "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
 )
@@ -332,6 +336,8 @@ class CsvSource(CartSource):
         self._halves = False  # the file is read by an activity pass whose spool the carts pass reads
         self._spool: RowSpool | None = None  # the rows the last complete activity pass kept
         self._spool_shard: Shard | None = None  # ... for this shard (None: the whole file)
+        self._apart: dict[str, Apart] = {}  # ... and the cart ids that pass met in more than one place
+        self._unique = False  # the carts pass under way reads a spool, repeated ids handled
         # This carts pass reports the problems of rows that are no cart of its own (rows of no cart,
         # the orders file's): an unsharded run does, and of N shards shard 1 only.
         self._reports_shared = True
@@ -347,7 +353,7 @@ class CsvSource(CartSource):
         if spool is not None:
             yield from self._spooled_carts(spool)
             return
-        self._halves, self._reading_spool = False, None
+        self._halves, self._reading_spool, self._unique = False, None, False
         for start_line, rows in self._cart_rows(track=True):
             cart = self._build_cart(start_line, rows)
             if cart is not None:
@@ -373,6 +379,7 @@ class CsvSource(CartSource):
                 pass
         saved = self.on_problem
         spool = RowSpool()
+        apart = ApartIds()
         self.on_problem = lambda problem: spool.add_problem(problem.location, problem.reason)
         complete = False
         try:
@@ -380,8 +387,10 @@ class CsvSource(CartSource):
             owns = None if shard is None else shard.owns
             self._halves, self._reading_spool = True, None
             for start, rows in self._cart_rows(track=True):
+                cart_id = rows[0][1][self._id_at].strip()  # _id_at: known once the header is read
+                apart.add(cart_id, start, self._digest(rows))  # every cart, a shard's or not: its pieces may go to two
                 email = self._first(rows, "email")
-                key = f"{name}:{rows[0][1][self._id_at].strip()}"
+                key = f"{name}:{cart_id}"
                 if owns is not None and not owns(email, key):
                     continue
                 spool.add_group(start, rows)
@@ -393,9 +402,10 @@ class CsvSource(CartSource):
             self.on_problem = saved
             self._drop_spool()
             if complete:
-                self._spool, self._spool_shard = spool.finish(), shard
+                self._spool, self._spool_shard, self._apart = spool.finish(), shard, apart.finish()
             else:
                 spool.close()
+                apart.close()
 
     def _group_activity(self, rows: list[tuple[int, list[str]]], email: str, key: str) -> Activity | None:
         """What the first pass learns of one cart's rows: its address and last activity (None:
@@ -422,15 +432,18 @@ class CsvSource(CartSource):
         with handle:
             self._read_header(reader)
         name = self.name
+        apart: dict[str, Apart] = {}
         for first, rows in follow(path, abandoned, WAIT_LIMIT):
             if type(first) is not int:
+                if first is None:  # the file's repeated cart ids, the spool's last entry
+                    apart = {cart_id: Apart(tuple(lines), alike) for cart_id, (lines, alike) in rows.items()}  # type: ignore[union-attr]
                 continue  # a problem of a row that is no cart: the carts pass reports it (shard 1)
             activity = self._group_activity(rows, self._first(rows, "email"),  # type: ignore[arg-type]
                                             f"{name}:{rows[0][1][self._id_at].strip()}")  # type: ignore[index]
             if activity is not None:
                 yield activity
         self._drop_spool()
-        self._spool, self._spool_shard = RowSpool.reading(path), shard
+        self._spool, self._spool_shard, self._apart = RowSpool.reading(path), shard, apart
 
     def publish_shards(self, spools: Sequence[Path]) -> None:
         """Split the carts file into one spool per shard (``spools[K - 1]`` for shard K of
@@ -440,17 +453,22 @@ class CsvSource(CartSource):
         instead of each parsing the whole file. Run by a helper process of ``run --workers``."""
         count = len(spools)
         writers = [RowSpool.shared(path) for path in spools]
+        apart = ApartIds()
         saved = self.on_problem
         self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
         try:
             name = self.name
             for start, rows in self._cart_rows():
-                key = f"{name}:{rows[0][1][self._id_at].strip()}"
-                writers[owner(self._first(rows, "email"), key, count) - 1].add_group(start, rows)
-            for writer in writers:
+                cart_id = rows[0][1][self._id_at].strip()
+                apart.add(cart_id, start, self._digest(rows))
+                writers[owner(self._first(rows, "email"), f"{name}:{cart_id}", count) - 1].add_group(start, rows)
+            found = {cart_id: (entry.lines, entry.alike) for cart_id, entry in apart.finish().items()}
+            for writer in writers:  # every shard: a cart's pieces may have gone to two of them
+                writer.add_apart(found)
                 writer.finish()
         finally:
             self.on_problem = saved
+            apart.close()
             for writer in writers:
                 writer.close()
 
@@ -473,16 +491,41 @@ class CsvSource(CartSource):
         are none of these carts) reported only if this pass reports them (``_reports_shared``)."""
         self._reading_spool = spool
         build = self._build_cart
+        apart, self._apart, self._unique = self._apart, {}, True
         try:
             for first, second in spool.entries():
                 if type(first) is int:
+                    if apart and not self._whole(apart, first, second):  # type: ignore[arg-type]
+                        continue
                     cart = build(first, second)  # type: ignore[arg-type]
                     if cart is not None:
                         yield cart
-                elif self._reports_shared:
+                elif first is not None and self._reports_shared:
                     self.on_problem(RowProblem(first, second))  # type: ignore[arg-type]
         finally:
             spool.close()
+
+    def keys_unique(self) -> bool:
+        return self._unique
+
+    def _digest(self, rows: list[tuple[int, list[str]]]) -> int:
+        """The group's items and last change (:data:`ALIKE_FIELDS`), not its lines: two groups of
+        one cart id with the same digest are one cart listed twice. A hash collision could only
+        take a cart in pieces for one listed twice, as before pieces were looked for."""
+        getter = self._alike_getter
+        return hash(getter(rows[0][1])) if len(rows) == 1 else hash(tuple([getter(cells) for _, cells in rows]))
+
+    def _whole(self, apart: dict[str, Apart], start: int, rows: list[tuple[int, list[str]]]) -> bool:
+        """Whether the group at ``start`` is built: not when its cart id stands in several places
+        (:mod:`.apart`), but for the first of a cart listed twice alike; reported where that says."""
+        cart_id = rows[0][1][self._id_at].strip()
+        entry = apart.get(cart_id)
+        if entry is None:
+            return True
+        problem = entry.problem(cart_id, start)
+        if problem is not None:
+            self.on_problem(RowProblem(f"{self.carts_path}:{start}", problem))
+        return entry.built(start)
 
     def shard_carts(self, window: Window, shard: Shard) -> Iterator[Cart]:
         """The shard's carts, the others skipped before they are built (only their address is
@@ -495,6 +538,7 @@ class CsvSource(CartSource):
             yield from self._spooled_carts(spool)
             return
         owns, name = shard.owns, self.name
+        self._unique = False
         reporter = self.on_problem
         if shard.index != 1:
             self.on_problem = ignore_problem
@@ -638,6 +682,7 @@ class CsvSource(CartSource):
         self._cart_positions = tuple(at[name] for name in CART_FIELDS)
         self._cart_getter = itemgetter(*self._cart_positions)
         self._line_getter = itemgetter(*(at[name] for name in LINE_FIELDS))
+        self._alike_getter = itemgetter(*(at[name] for name in ALIKE_FIELDS))
         self._id_at = self._cols.index["cart_id"]
         return width
 

@@ -36,6 +36,8 @@ _END = _LENGTH.pack(0)
 
 #: One group: the line it starts on and its rows, each ``(line, cells)`` (as ``CsvSource._cart_rows``).
 Group = tuple[int, list[tuple[int, list[str]]]]
+#: One entry: a group, a problem ``(location, reason)``, or a shared spool's repeated cart ids.
+Entry = Group | tuple[str, str] | tuple[None, dict[str, tuple[tuple[int, ...], bool]]]
 
 
 class RowSpool:
@@ -74,6 +76,11 @@ class RowSpool:
         if len(self._batch) >= BATCH:
             self._flush()
 
+    def add_apart(self, apart: dict[str, tuple[tuple[int, ...], bool]]) -> None:
+        """The last entry of a shared spool: the export's cart ids met in more than one place
+        (:mod:`.apart`), ``(None, {id: (lines, alike)})``, for the worker's carts pass."""
+        self._batch.append((None, apart))
+
     def _flush(self) -> None:
         if self._batch:
             data = marshal.dumps(self._batch)
@@ -94,9 +101,9 @@ class RowSpool:
         self._file.seek(0)
         return self
 
-    def entries(self) -> Iterator[Group | tuple[str, str]]:
+    def entries(self) -> Iterator[Entry]:
         """What was written, in order: ``(start, rows)`` for a group, ``(location, reason)`` for a
-        problem (told apart by the type of the first item)."""
+        problem, ``(None, apart)`` last in a shared spool (told apart by the type of the first item)."""
         read = self._file.read
         while True:
             head = read(_LENGTH.size)
@@ -120,7 +127,7 @@ class Abandoned(Exception):
     """The writer of a followed spool stopped before its end mark: read the export instead."""
 
 
-def follow(path: Path, abandoned: Callable[[], bool], limit: float = 600.0) -> Iterator[Group | tuple[str, str]]:
+def follow(path: Path, abandoned: Callable[[], bool], limit: float = 600.0) -> Iterator[Entry]:
     """The entries of the shared spool at ``path`` as its writer adds them, to its end mark.
 
     Waits for the file and for each batch (naps of 1 ms, up to 20 ms); raises :class:`Abandoned`

@@ -1,0 +1,108 @@
+"""Cart ids that stand in more than one place of a carts export, found before any cart is built.
+
+The generic format lists a cart's rows one after another. An export that does not (rows ordered
+by product, a job that appends a second batch) gives the same cart id in two places; the carts
+pass builds one group at a time, so the first place alone would make a reminder with half the
+cart. The first pass therefore notes here every group's id, its first line and a digest of its
+rows (its items and last change). When that pass ends, :meth:`ApartIds.finish` names the ids met
+more than once, and whether their groups were all alike (a cart listed twice: its first
+appearance is the whole cart) or not (a cart cut in pieces: no piece is the cart, so it is
+skipped whole). The carts pass then decides on a cart's first group already, with nothing held
+in memory.
+
+The ids live in a scratch SQLite file (:class:`~cartrescue.scratch.ScratchDb`), not in a set, so
+a million carts cost no more memory than a thousand; what comes back is only the repeated ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cartrescue.scratch import ScratchDb
+
+_SCHEMA = ("CREATE TABLE ids(id TEXT PRIMARY KEY, lines TEXT NOT NULL, digest INTEGER NOT NULL, "
+           "n INTEGER NOT NULL, alike INTEGER NOT NULL) WITHOUT ROWID;")
+_ADD = ("INSERT INTO ids VALUES (?, ?, ?, 1, 1) ON CONFLICT(id) DO UPDATE SET lines = lines || ',' || excluded.lines, "
+        "n = n + 1, alike = alike AND digest = excluded.digest")
+_BATCH = 5000
+#: A problem names at most this many of a cart's lines.
+_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Apart:
+    """A cart id met in more than one place: the first line of each of its groups, and whether
+    every group holds the same rows."""
+
+    lines: tuple[int, ...]
+    alike: bool
+
+    def problem(self, cart_id: str, line: int) -> str | None:
+        """What the carts pass reports for the group of ``cart_id`` starting at ``line`` (None:
+        nothing). A cart listed twice alike: each later appearance, as before; a cart in pieces:
+        once, at its first piece, and no piece is built."""
+        if self.alike:
+            return None if line == self.lines[0] else f"cart {cart_id}: the same cart id again (only its first " \
+                                                      "appearance is used)"
+        if line != self.lines[0]:
+            return None
+        shown = ", ".join(map(str, self.lines[:_SHOWN])) + (", …" if len(self.lines) > _SHOWN else "")
+        return (f"cart {cart_id}: its rows are not together (groups at lines {shown}): skipped whole, never half "
+                "a cart (the export must list a cart's rows one after another)")
+
+    def built(self, line: int) -> bool:
+        """Whether the group starting at ``line`` is built as the cart."""
+        return self.alike and line == self.lines[0]
+
+
+class ApartIds:
+    """Fed every group of the first pass (:meth:`add`), in file order; :meth:`finish` once."""
+
+    def __init__(self) -> None:
+        self._scratch: ScratchDb | None = None
+        self._batch: list[tuple[str, int, int]] = []
+
+    def add(self, cart_id: str, line: int, digest: int) -> None:
+        """A group of ``cart_id`` starting at ``line``; ``digest``: what its rows hold (groups
+        with equal digests are one cart listed twice, see ``CsvSource._digest``)."""
+        self._batch.append((cart_id, line, digest))
+        if len(self._batch) >= _BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._scratch is None:
+            self._scratch = ScratchDb("apart", _SCHEMA)
+        self._scratch.connection.executemany(_ADD, self._batch)
+        self._batch.clear()
+
+    def finish(self) -> dict[str, Apart]:
+        """The ids met more than once, and throws the scratch file away. A file read in one batch
+        (most shops' exports) never makes one: its ids are counted here, in memory."""
+        if self._scratch is None:
+            return _in_memory(self._batch)
+        try:
+            if self._batch:
+                self._flush()
+            rows = self._scratch.connection.execute("SELECT id, lines, alike FROM ids WHERE n > 1")
+            return {cart_id: Apart(tuple(map(int, lines.split(","))), bool(alike)) for cart_id, lines, alike in rows}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._batch.clear()
+        if self._scratch is not None:
+            self._scratch.close()
+            self._scratch = None
+
+
+def _in_memory(batch: list[tuple[str, int, int]]) -> dict[str, Apart]:
+    first: dict[str, tuple[list[int], int, bool]] = {}
+    for cart_id, line, sums in batch:
+        seen = first.get(cart_id)
+        if seen is None:
+            first[cart_id] = ([line], sums, True)
+        else:
+            seen[0].append(line)
+            first[cart_id] = (seen[0], seen[1], seen[2] and sums == seen[1])
+    batch.clear()
+    return {cart_id: Apart(tuple(lines), alike) for cart_id, (lines, _, alike) in first.items() if len(lines) > 1}

@@ -1,0 +1,107 @@
+"""A cart whose rows stand in more than one place of the export: never half a cart.
+
+An export ordered by product (or a job that appends a second batch) lists one cart's rows apart.
+Building its first piece alone would remind the customer of half the cart, with half its value
+and half its margin in the score. The first pass finds such ids (``cartrescue.sources.apart``),
+so the cart is skipped whole and reported once, whichever worker holds which piece; a cart listed
+twice alike is still sent once, from its first appearance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import NOW, REPO, Shop, cart, iso
+
+import cartrescue.sources.apart
+from cartrescue.ledger import Ledger
+from cartrescue.shards import owner
+from cartrescue.sources.apart import Apart, ApartIds
+
+TWO_ITEMS = (("SKU-1", "Blue mug", 1, "25.00"), ("SKU-2", "Red teapot", 1, "40.00"))
+
+
+def _in_pieces(shop: Shop) -> Shop:
+    """c1's first row on line 2, its second row (no address: cart-level columns are on the
+    first row only) on line 5, after c2 and c3."""
+    first, second = cart("c1", items=TWO_ITEMS)
+    return shop.add([first], cart("c2"), cart("c3"), [second])
+
+
+def _problem(shop: Shop) -> str:
+    return (f"{shop.folder / 'carts.csv'}:2: cart c1: its rows are not together (groups at lines 2, 5): skipped "
+            "whole, never half a cart (the export must list a cart's rows one after another)")
+
+
+def _sent_carts(shop: Shop) -> list[str]:
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        return sorted(message["cart_key"] for message in ledger.messages())
+    finally:
+        ledger.close()
+
+
+def test_a_cart_in_two_pieces_is_skipped_whole_and_reported_once(shop: Shop) -> None:
+    result = _in_pieces(shop).cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 1, result.output  # a bad row: the run went through
+    assert result.json["problems"] == [_problem(shop)]
+    assert sorted(row["cart_id"] for row in result.json["decisions"]) == ["c2", "c3"]
+    assert _sent_carts(shop) == ["csv:c2", "csv:c3"]
+
+
+def test_a_cart_listed_twice_alike_is_sent_once_from_its_first_appearance(shop: Shop) -> None:
+    shop.add(cart("c1", items=TWO_ITEMS), cart("c2"), cart("c1", items=TWO_ITEMS))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == [f"{shop.folder / 'carts.csv'}:5: cart c1: the same cart id again (only its "
+                                       "first appearance is used)"]
+    decided = {row["cart_id"]: row for row in result.json["decisions"]}
+    assert decided["c1"]["total"] == "65.00"
+    assert _sent_carts(shop) == ["csv:c1", "csv:c2"]
+
+
+def test_an_export_too_large_for_one_batch_finds_its_pieces_through_the_scratch_file(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cartrescue.sources.apart, "_BATCH", 2)
+    result = _in_pieces(shop).cli("run", "--json")
+    assert result.json["problems"] == [_problem(shop)]
+    assert sorted(row["cart_id"] for row in result.json["decisions"]) == ["c2", "c3"]
+
+
+@pytest.mark.parametrize("batch", [2, 5000])
+def test_the_scratch_file_and_memory_find_the_same_repeated_ids(monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    monkeypatch.setattr(cartrescue.sources.apart, "_BATCH", batch)
+    ids = ApartIds()
+    for cart_id, line, digest in [("a", 2, 11), ("b", 3, 12), ("a", 4, 11), ("c", 5, 13), ("c", 6, 14), ("a", 7, 11)]:
+        ids.add(cart_id, line, digest)
+    assert ids.finish() == {"a": Apart((2, 4, 7), True), "c": Apart((5, 6), False)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["2", "3"])
+def test_workers_skip_both_pieces_and_report_them_once(shop: Shop, workers: str) -> None:
+    # The second piece has no address, so it goes to the shard of its cart id, not the one its
+    # address put the first piece in: every worker must know the cart is in pieces.
+    assert owner("c1@example.com", "csv:c1", int(workers)) != owner("", "csv:c1", int(workers))
+    _in_pieces(shop)
+    shop.add(*(cart(f"d{n:02d}") for n in range(20)))
+    shop.write()
+    done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--workers", workers, "--outbox",
+                           str(shop.folder / "out"), "--config", str(shop.config_path), "--now", iso(NOW)],
+                          cwd=REPO, capture_output=True, timeout=120, check=False, env=dict(os.environ))
+    assert done.returncode == 1, done.stderr.decode()
+    document = json.loads(done.stdout)
+    assert document["problems"] == [_problem(shop)]
+    assert "c1" not in {row["cart_id"] for row in document["decisions"]}
+    assert _sent_carts(shop) == sorted(["csv:c2", "csv:c3", *(f"csv:d{n:02d}" for n in range(20))])
+
+
+def test_preview_of_a_cart_in_pieces_says_why_it_cannot_show_it(shop: Shop) -> None:
+    result = _in_pieces(shop).cli("preview", "c1")
+    assert result.exit_code == 3, result.output
+    assert f"cart 'c1' cannot be read: {_problem(shop)}" in " ".join(result.stderr.split())
