@@ -366,12 +366,12 @@ class CsvSource(CartSource):
 
     def _activity(self, shard: Shard | None) -> Iterator[Activity]:
         if shard is not None and not shard.whole and self.shared_carts is not None:
-            from cartrescue.sources.shared import carts_spool, failed_marker
+            from cartrescue.sources.shared import activity_spool, carts_spool, failed_marker
             from cartrescue.sources.spool import Abandoned
 
             path, failed = carts_spool(self.shared_carts, shard.index), failed_marker(self.shared_carts)
             try:
-                yield from self._followed_activity(path, failed.exists, shard)
+                yield from self._followed_activity(activity_spool(path), path, failed.exists, shard)
                 return
             except Abandoned:
                 # The run could not split the file: this worker reads it itself, as without a
@@ -394,7 +394,7 @@ class CsvSource(CartSource):
                 if owns is not None and not owns(email, key):
                     continue
                 spool.add_group(start, rows)
-                activity = self._group_activity(rows, email, key)
+                activity = self._activity_of(email, self._moment(rows), key)
                 if activity is not None:
                     yield activity
             complete = True
@@ -407,13 +407,14 @@ class CsvSource(CartSource):
                 spool.close()
                 apart.close()
 
-    def _group_activity(self, rows: list[tuple[int, list[str]]], email: str, key: str) -> Activity | None:
-        """What the first pass learns of one cart's rows: its address and last activity (None:
-        without either, the cart is no address's newest)."""
-        if not email:
-            return None
-        moment = self._first(rows, "updated_at") or self._first(rows, "created_at")
-        if not moment:
+    def _moment(self, rows: list[tuple[int, list[str]]]) -> str:
+        """A group's last activity as written (updated, else created; "" when neither is)."""
+        return self._first(rows, "updated_at") or self._first(rows, "created_at")
+
+    def _activity_of(self, email: str, moment: str, key: str) -> Activity | None:
+        """What the first pass learns of one cart: its address and last activity (None: without
+        either, the cart is no address's newest)."""
+        if not email or not moment:
             return None
         try:
             updated = parse_time(moment, "updated_at", self.shop_tz)
@@ -421,10 +422,12 @@ class CsvSource(CartSource):
             return None
         return Activity(email.lower(), updated, key)
 
-    def _followed_activity(self, path: Path, abandoned: Callable[[], bool], shard: Shard) -> Iterator[Activity]:
-        """The first pass over the spool of this shard that the run's helper writes (it holds only
-        this shard's carts, and for shard 1 the problems of rows that are no cart); that spool is
-        then the carts pass's too. The header is read here (where each field is)."""
+    def _followed_activity(self, path: Path, rows_path: Path, abandoned: Callable[[], bool],
+                           shard: Shard) -> Iterator[Activity]:
+        """The first pass over this shard's activity spool, which the run's helper writes beside
+        its rows spool (``rows_path``, complete once the activity spool is): each cart's id,
+        address and last activity as written, then the file's repeated cart ids. The rows are
+        then read once, by the carts pass. The header is read here (where each field is)."""
         from cartrescue.sources.shared import WAIT_LIMIT
         from cartrescue.sources.spool import follow
 
@@ -433,26 +436,31 @@ class CsvSource(CartSource):
             self._read_header(reader)
         name = self.name
         apart: dict[str, Apart] = {}
-        for first, rows in follow(path, abandoned, WAIT_LIMIT):
-            if type(first) is not int:
-                if first is None:  # the file's repeated cart ids, the spool's last entry
-                    apart = {cart_id: Apart(tuple(lines), alike) for cart_id, (lines, alike) in rows.items()}  # type: ignore[union-attr]
-                continue  # a problem of a row that is no cart: the carts pass reports it (shard 1)
-            activity = self._group_activity(rows, self._first(rows, "email"),  # type: ignore[arg-type]
-                                            f"{name}:{rows[0][1][self._id_at].strip()}")  # type: ignore[index]
+        for entry in follow(path, abandoned, WAIT_LIMIT):
+            if entry[0] is None:  # the file's repeated cart ids, the spool's last entry
+                apart = {cart_id: Apart(tuple(lines), alike) for cart_id, (lines, alike) in entry[1].items()}  # type: ignore[union-attr]
+                continue
+            cart_id, email, moment = entry  # type: ignore[misc]
+            activity = self._activity_of(email, moment, f"{name}:{cart_id}")  # type: ignore[has-type]
             if activity is not None:
                 yield activity
         self._drop_spool()
-        self._spool, self._spool_shard, self._apart = RowSpool.reading(path), shard, apart
+        self._spool, self._spool_shard, self._apart = RowSpool.reading(rows_path), shard, apart
 
     def publish_shards(self, spools: Sequence[Path]) -> None:
         """Split the carts file into one spool per shard (``spools[K - 1]`` for shard K of
         ``len(spools)``), each cart where :func:`~cartrescue.shards.owner` puts it and the
         problems of rows that are no cart in shard 1's, all in file order: what each worker's
-        first pass would keep, for the workers to :func:`~cartrescue.sources.spool.follow`
-        instead of each parsing the whole file. Run by a helper process of ``run --workers``."""
+        first pass would keep, for its carts pass to read instead of each worker parsing the
+        whole file. Beside each, an activity spool (:func:`~cartrescue.sources.shared.activity_spool`)
+        with each cart's id, address and last activity, and last the file's repeated cart ids,
+        which the worker's first pass follows (:func:`~cartrescue.sources.spool.follow`) while it
+        is written: it never decodes the rows for it. Run by a helper process of ``run --workers``."""
+        from cartrescue.sources.shared import activity_spool
+
         count = len(spools)
         writers = [RowSpool.shared(path) for path in spools]
+        activities = [RowSpool.shared(activity_spool(path)) for path in spools]
         apart = ApartIds()
         saved = self.on_problem
         self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
@@ -461,15 +469,21 @@ class CsvSource(CartSource):
             for start, rows in self._cart_rows():
                 cart_id = rows[0][1][self._id_at].strip()
                 apart.add(cart_id, start, self._digest(rows))
-                writers[owner(self._first(rows, "email"), f"{name}:{cart_id}", count) - 1].add_group(start, rows)
-            found = {cart_id: (entry.lines, entry.alike) for cart_id, entry in apart.finish().items()}
-            for writer in writers:  # every shard: a cart's pieces may have gone to two of them
-                writer.add_apart(found)
+                email = self._first(rows, "email")
+                shard = owner(email, f"{name}:{cart_id}", count) - 1
+                writers[shard].add_group(start, rows)
+                if email:  # without one, the cart is no address's newest: no activity
+                    activities[shard].add_activity(cart_id, email, self._moment(rows))
+            for writer in writers:  # complete before the activity spools are: see _followed_activity
                 writer.finish()
+            found = {cart_id: (entry.lines, entry.alike) for cart_id, entry in apart.finish().items()}
+            for activity in activities:  # every shard: a cart's pieces may have gone to two of them
+                activity.add_apart(found)
+                activity.finish()
         finally:
             self.on_problem = saved
             apart.close()
-            for writer in writers:
+            for writer in writers + activities:
                 writer.close()
 
     def _take_spool(self, shard: Shard | None) -> RowSpool | None:
@@ -500,7 +514,7 @@ class CsvSource(CartSource):
                     cart = build(first, second)  # type: ignore[arg-type]
                     if cart is not None:
                         yield cart
-                elif first is not None and self._reports_shared:
+                elif self._reports_shared:
                     self.on_problem(RowProblem(first, second))  # type: ignore[arg-type]
         finally:
             spool.close()

@@ -13,9 +13,11 @@ batches encoded with :mod:`marshal` (our own data, read back by the same interpr
 it), so memory does not grow with the export. It must not parse nor interpret the rows.
 
 With ``run --workers N`` a helper process of the run splits the export once into one spool per
-shard instead (:meth:`RowSpool.shared`, :func:`follow`): each batch reaches its file as soon as
-it is written and an end mark closes the file, so a worker follows its spool while it grows (its
-first pass) and reads it again whole (its carts pass), and no worker parses the export at all.
+shard instead (:meth:`RowSpool.shared`), and beside each an activity spool of each cart's id,
+address and last activity: each batch reaches its file as soon as it is written and an end mark
+closes the file, so a worker follows its activity spool while it grows (its first pass,
+:func:`follow`) and reads its rows spool once, whole (its carts pass), and no worker parses the
+export at all.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ _END = _LENGTH.pack(0)
 
 #: One group: the line it starts on and its rows, each ``(line, cells)`` (as ``CsvSource._cart_rows``).
 Group = tuple[int, list[tuple[int, list[str]]]]
-#: One entry: a group, a problem ``(location, reason)``, or a shared spool's repeated cart ids.
-Entry = Group | tuple[str, str] | tuple[None, dict[str, tuple[tuple[int, ...], bool]]]
+#: One entry: a group, a problem ``(location, reason)``, or a shared spool's repeated cart ids;
+#: an activity spool's ``(cart id, email, last activity)``.
+Entry = Group | tuple[str, str] | tuple[None, dict[str, tuple[tuple[int, ...], bool]]] | tuple[str, str, str]
 
 
 class RowSpool:
@@ -76,9 +79,15 @@ class RowSpool:
         if len(self._batch) >= BATCH:
             self._flush()
 
+    def add_activity(self, cart_id: str, email: str, moment: str) -> None:
+        """An entry of a shared activity spool: a cart's id, address and last activity as written."""
+        self._batch.append((cart_id, email, moment))
+        if len(self._batch) >= BATCH:
+            self._flush()
+
     def add_apart(self, apart: dict[str, tuple[tuple[int, ...], bool]]) -> None:
-        """The last entry of a shared spool: the export's cart ids met in more than one place
-        (:mod:`.apart`), ``(None, {id: (lines, alike)})``, for the worker's carts pass."""
+        """The last entry of a shared activity spool: the export's cart ids met in more than one
+        place (:mod:`.apart`), ``(None, {id: (lines, alike)})``, for the worker's carts pass."""
         self._batch.append((None, apart))
 
     def _flush(self) -> None:
