@@ -33,6 +33,7 @@ class Row:
     sequence: str = "default"
     locale: str | None = "en"
     customer_id: str | None = None
+    cart_value: str | None = "50.00"  # in the shop's currency; None: the cart's had no rate
 
 
 def write_ledger(path: Path | str, rows: Iterable[Row]) -> None:
@@ -48,7 +49,7 @@ def write_ledger(path: Path | str, rows: Iterable[Row]) -> None:
             requests = [ClaimRequest(f"csv:{r.cart_id}", r.cart_id, r.email or f"{r.cart_id}@example.com", r.step,
                                      r.channel, "holdout" if r.held else "outbox", f"reminder-{r.step}", r.variant,
                                      r.tier, 10.0, sequence=r.sequence, locale=r.locale, customer_id=r.customer_id,
-                                     cart_value="50.00") for r in group]
+                                     cart_value=r.cart_value) for r in group]
             with ledger.lock(run, timedelta(hours=1)):  # claims are fenced by the run lock
                 won = ledger.claim(run, requests, moment)
                 status = {(f"csv:{r.cart_id}", r.step, r.channel): "held_out" if r.held else "sent" for r in group}

@@ -111,6 +111,15 @@ def test_an_order_in_another_currency_is_converted_or_reported_never_guessed(sho
     assert any("1 in USD" in note and "shop.exchange_rates" in note for note in document["notes"])
 
 
+def test_a_message_without_a_cart_value_in_the_shop_currency_is_noted_not_counted_as_zero(shop: Shop) -> None:
+    shop.configure(shop={"currency": "EUR", "exchange_rates": {"SEK": "0.1"}})
+    write_ledger(ledger_of(shop), [Row("t0", NOW), Row("t1", NOW), Row("t2", NOW, cart_value=None)])
+    document = report(shop)
+    assert document["summary"]["cart_value"] == "100.00" and document["summary"]["messages_without_value"] == 1
+    assert ("1 message of the period has no cart value in EUR (a currency without a rate in shop.exchange_rates "
+            "when it was sent): left out of cart value, not guessed") in document["notes"]
+
+
 def test_an_order_placed_before_the_message_is_not_attributed(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW)])
     shop.add_orders(order_row("early", at=NOW - timedelta(minutes=1), total="30.00", cart_id="t1"))

@@ -83,6 +83,11 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
         listed = ", ".join(f"{n} in {code or 'no currency'}" for code, n in sorted(att.loaded.unconverted.items()))
         notes.append(f"orders that cannot be converted to {config.shop.currency} ({listed}; add shop.exchange_rates): "
                      "they count as conversions, their amounts are left out of revenue")
+    if totals["unvalued"]:
+        count = totals["unvalued"]
+        notes.append(f"{count:,} message{'s' if count != 1 else ''} of the period ha{'ve' if count != 1 else 's'} no "
+                     f"cart value in {currency or 'the shop currency'} (a currency without a rate in "
+                     "shop.exchange_rates when it was sent): left out of cart value, not guessed")
     if config.shop.currency is None and len(att.loaded.currencies) > 1:
         notes.append(f"orders in {', '.join(sorted(att.loaded.currencies))} are summed as they are: set shop.currency "
                      "and shop.exchange_rates for one currency")
@@ -111,6 +116,7 @@ def _summary(totals: dict[str, Any]) -> dict[str, Any]:
     carts = totals["carts"]
     return {
         "messages": totals["messages"], "recipients": carts, "cart_value": amount(totals["value"]),
+        "messages_without_value": totals["unvalued"],
         "orders": totals["orders"], "converted_carts": totals["converted_carts"],
         "revenue": amount(totals["revenue"]), "conversion_rate": rate(totals["converted_carts"], carts),
         "revenue_per_recipient": per(totals["revenue"], carts),

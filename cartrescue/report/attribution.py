@@ -270,7 +270,11 @@ class Attribution:
         converted_carts = self.db.execute(
             "SELECT count(DISTINCT m.cart_key) FROM hit h JOIN msg m ON m.id = h.mid WHERE m.held = 0 AND m.at >= ?"
             " AND m.at <= ?", self._period()).fetchone()[0]
-        return {"messages": messages, "carts": carts, "value": value, "converted_messages": converted,
+        # A cart in a currency without a rate to the shop's has no value in it: counted, not guessed.
+        unvalued = self.db.execute("SELECT count(*) FROM msg WHERE held = 0 AND value IS NULL AND at >= ? AND at <= ?",
+                                   self._period()).fetchone()[0]
+        return {"messages": messages, "carts": carts, "value": value, "unvalued": unvalued,
+                "converted_messages": converted,
                 "converted_carts": converted_carts, "orders": orders, "revenue": revenue,
                 "unconverted_orders": unconverted, "maturing": maturing, "held_carts": held}
 
