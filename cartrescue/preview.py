@@ -59,6 +59,7 @@ class Preview:
     target: Decision | None = None  # the decision the message was composed from (step, variant, address)
     sms: SmsText | None = None  # the text message of an SMS step, as a run would send it
     channel: str = "email"  # the channel of the step for this cart's tier
+    locale: str | None = None  # the locale whose templates rendered it (``--locale`` may fall back)
 
 
 def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
@@ -112,14 +113,27 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     elif not customer.email:
         customer = replace(customer, email="customer@example.com")
     channel = sequence.steps[number - 1].channel_for(tier)
-    composer = Composer(config, Renderer(config), now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
+    renderer = Renderer(config)
+    composer = Composer(config, renderer, now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
+    template = sequence.steps[number - 1].template
     if channel == "sms" and to is None:
         # The text a run would send; a cart without a usable number shows it to a placeholder.
         phone = decision.phone or normalize_phone(customer.phone, config.phone_region, mobile=True) \
             or PLACEHOLDER_PHONE
         target = replace(decision, cart=replace(cart, customer=customer), step=number, channel="sms",
-                         template=sequence.steps[number - 1].template, variant=variant, phone=phone)
-        return Preview(decision, number, variant, None, target, composer.compose_sms(target), "sms")
-    target = replace(decision, cart=replace(cart, customer=customer), step=number,
-                     template=sequence.steps[number - 1].template, variant=variant)
-    return Preview(decision, number, variant, composer.compose(target), target, channel=channel)
+                         template=template, variant=variant, phone=phone)
+        sms = composer.compose_sms(target)
+        return Preview(decision, number, variant, None, target, sms, "sms", sms.locale)
+    target = replace(decision, cart=replace(cart, customer=customer), step=number, template=template, variant=variant)
+    message = composer.compose(target)
+    return Preview(decision, number, variant, message, target, channel=channel,
+                   locale=renderer.resolve_locale(customer.locale, template))
+
+
+def fell_back(asked: str | None, shown: str | None) -> bool:
+    """Whether ``--locale asked`` was rendered in another language (``sv_FI`` shown in ``sv`` is
+    the same language; shown in ``en``, the shop's default, it is not)."""
+    if not asked or shown is None:
+        return False
+    asked = asked.replace("-", "_")
+    return shown not in (asked, asked.split("_")[0])

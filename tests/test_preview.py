@@ -17,6 +17,21 @@ def test_preview_renders_the_requested_step_in_the_customers_locale(shop: Shop) 
     assert Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").messages() == []
 
 
+def test_preview_in_a_locale_without_templates_says_which_it_fell_back_to(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    result = shop.cli("preview", "c1", "--locale", "fi")
+    assert result.exit_code == 0, result.output
+    assert "note: --locale fi: step 1's template has no fi files: shown in en" in " ".join(result.stderr.split())
+    assert shop.cli("preview", "c1", "--locale", "fi", "--json").json["locale"] == "en"
+
+
+def test_preview_in_a_regional_locale_of_a_language_with_templates_adds_no_note(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    result = shop.cli("preview", "c1", "--locale", "sv_FI")
+    assert result.exit_code == 0 and "note" not in result.stderr
+    assert shop.cli("preview", "c1", "--locale", "sv_FI", "--json").json["locale"] == "sv"
+
+
 def test_preview_of_an_unknown_cart_is_a_usage_error(shop: Shop) -> None:
     shop.add(cart("c1"))
     result = shop.cli("preview", "nope")

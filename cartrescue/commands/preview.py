@@ -11,6 +11,8 @@ from cartrescue.commands.common import (
     ConfigOption,
     JsonOption,
     NowOption,
+    err_console,
+    error_line,
     fail,
     json_out,
     load,
@@ -70,6 +72,12 @@ def preview(
     except CartrescueError as error:
         fail(error, as_json)
     decision, number, variant = shown.decision, shown.step, shown.variant
+    from cartrescue.preview import fell_back
+
+    if fell_back(locale, shown.locale) and not as_json:
+        err_console().print(error_line(f"--locale {locale}: step {number}'s template has no {locale} files: shown in "
+                                       f"{shown.locale} (the fallback a customer of {locale} gets)", "note", "yellow"),
+                            soft_wrap=True)
     if message is None:
         _show_sms(shown, cart_id, as_json)
         return
@@ -83,7 +91,7 @@ def preview(
         json_out({"cart_id": cart_id, "step": number, "variant": variant, "channel": shown.channel,
                   "decision": decision.action.value,
                   "reason": decision.reason.value, "subject": message.subject, "text": message.text,
-                  "html": message.html, "to": message.to.email,
+                  "html": message.html, "to": message.to.email, "locale": shown.locale,
                   "screenshot": str(screenshot) if screenshot is not None else None})
         return
     from rich.rule import Rule
