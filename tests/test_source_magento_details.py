@@ -180,6 +180,26 @@ def test_a_time_column_of_another_type_stops_run_and_doctor_with_exit_3(kind, tm
     assert doctor.exit_code == 3
 
 
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+@pytest.mark.slow
+def test_a_column_only_the_orders_query_needs_fails_the_doctor_as_it_would_fail_the_run(kind, tmp_path):
+    # The carts read fine, so the doctor used to pass; every run then failed at its first chunk.
+    # The doctor has no --now: the cart is two hours old by the clock.
+    recent = (datetime.now(UTC) - timedelta(hours=2)).replace(tzinfo=None, microsecond=0)
+    with shopdb.shop_database(kind, "magentoordercols") as db:
+        db.schema("magento2")
+        db.insert("quote", [quote(801, str(recent), customer_email="a@example.com")])
+        db.insert("quote_item", [line(8011, 801, "A", "1", "10")])
+        db.execute("ALTER TABLE sales_order DROP COLUMN order_currency_code")
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url})
+        doctor = cli("doctor", "--no-smtp", "--json", "--config", str(config))
+        run = cli("run", "--json", "--config", str(config))
+    source = next(check for check in doctor.json["checks"] if check["name"] == "source")
+    assert (source["status"], source["exit_code"]) == ("fail", 3), source
+    assert "column order_currency_code not found" in source["detail"]
+    assert run.exit_code == 3 and "column order_currency_code not found" in run.json["error"]["message"]
+
+
 @pytest.mark.mariadb
 def test_whole_numbers_that_are_not_seconds_stop_the_run(tmp_path):
     """ALTER ... BIGINT on a filled TIMESTAMP column leaves 20260302090000, not seconds: refused
