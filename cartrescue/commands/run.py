@@ -358,10 +358,10 @@ def run(
         help="Also resend the claims a killed run left without outcome. They may have been delivered already: "
              "a customer can get a step twice. See docs/sending.md.")] = False,
     max_deliveries: Annotated[Optional[int], typer.Option(
-        "--limit", min=0, help="Deliver at most N messages in this run (a careful first live run); the rest are "
+        "--limit", min=0, metavar="N", help="Deliver at most N messages in this run (a careful first live run); the rest are "
                                "deferred with reason run_limit and go out in later runs.")] = None,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, max=64, show_default=False,
+        "--workers", min=1, max=64, metavar="N", show_default=False,
         help="Split the carts by address across N worker processes on one ledger (default: the cores, at most 8, "
              "and one per 5,000 carts of a CSV export). 1: one process.")] = None,
     shard: Annotated[Optional[str], typer.Option(

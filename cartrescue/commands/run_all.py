@@ -43,9 +43,9 @@ def run_all(
     resend_unconfirmed: Annotated[bool, typer.Option(
         "--resend-unconfirmed", help="As run --resend-unconfirmed, in every shop (see docs/sending.md).")] = False,
     max_deliveries: Annotated[Optional[int], typer.Option(
-        "--limit", min=0, help="Deliver at most N messages per shop in this run.")] = None,
+        "--limit", min=0, metavar="N", help="Deliver at most N messages per shop in this run.")] = None,
     jobs: Annotated[Optional[int], typer.Option(
-        "--jobs", "-j", min=1, max=64, show_default=False,
+        "--jobs", "-j", min=1, max=64, metavar="N", show_default=False,
         help="How many shops run at once (default: the cores, at most 8).")] = None,
     timeout: Annotated[Optional[str], typer.Option(
         "--timeout", metavar="DURATION", show_default=False,

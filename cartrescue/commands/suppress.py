@@ -119,7 +119,7 @@ def suppress_list(
     as_json: JsonOption = False,
     email: Annotated[Optional[str], typer.Option(
         "--email", metavar="ADDRESS", help="Only say whether this address (or phone number) is suppressed.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many, newest first.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="At most this many, newest first.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Whole hashes and sources, whatever the terminal's width.")] = False,
 ) -> None:
     """List suppressions, newest first: address hash, reason, source, date.
