@@ -1040,6 +1040,10 @@ def format_validation_error(file: str, error: ValidationError) -> str:
             message = "unknown key (check the spelling; see config.example.yaml)"
         elif item["type"] == "missing":
             message = "required key is missing"
+        elif _shows_input(item):
+            from cartrescue.text import printable
+
+            message += f" (got {printable(repr(item['input']))[:60]})"
         where = _location(item["loc"])
         inner = re.match(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): (.*)$", message, re.S)
         if where == "(top level)" and re.match(r"^[a-z_]+(\.|\[|:)", message):
@@ -1049,6 +1053,14 @@ def format_validation_error(file: str, error: ValidationError) -> str:
         else:
             lines.append(f"{file}: {where}: {message}")
     return "\n".join(lines)
+
+
+def _shows_input(item: Any) -> bool:
+    """A value of the wrong type or out of range is quoted in its error (``smtp.port: Input
+    should be a valid integer ... (got 'abc')``); a secret's never, nor a section's."""
+    scalar = isinstance(item.get("input"), (str, int, float, bool)) and item["type"] != "value_error"
+    last = str(item["loc"][-1]) if item["loc"] else ""
+    return scalar and not _SECRET_KEY.search(last)
 
 
 #: Keys whose values are secrets: never shown in an error, whatever went wrong.

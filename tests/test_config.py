@@ -170,6 +170,26 @@ def test_no_config_error_shows_a_secret(tmp_path: Path, yaml_text: str) -> None:
     assert "hunter2secret" not in result.output and str(path) in result.json["error"]["message"]
 
 
+@pytest.mark.parametrize(("text", "shown"), [
+    ("smtp: {port: abc}", "smtp.port: Input should be a valid integer, unable to parse string as an integer (got 'abc')"),
+    ("smtp: {port: 99999}", "smtp.port: Input should be less than or equal to 65535 (got 99999)"),
+    ("eligibility: {consent: maybe}", "eligibility.consent: Input should be 'required', 'soft-opt-in' or 'none' "
+                                      "(got 'maybe')"),
+])
+def test_a_value_of_the_wrong_type_or_range_is_quoted_in_its_error(tmp_path: Path, text: str, shown: str) -> None:
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{text}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"{path}: {shown}" in str(error.value)
+
+
+def test_a_secret_of_the_wrong_type_is_not_quoted(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {password: 4242424242}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "smtp.password" in str(error.value) and "4242424242" not in str(error.value)
+
+
 @pytest.mark.parametrize(("key", "value"), [("from_email", ""), ("from_email", "shop@"), ("reply_to", "not an address"),
                                             ("from_email", "shop@exa mple.com")])
 def test_sender_addresses_are_validated(tmp_path: Path, key: str, value: str) -> None:
