@@ -102,6 +102,10 @@ class Gates:
             return Verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")
         if facts.pending is not None:
             return Verdict(Action.SKIP, Reason.PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
+        if facts.unreadable is not None:
+            # It may be this very cart's order: no reminder until the row can be read.
+            return Verdict(Action.DEFER, Reason.UNREADABLE_ORDER,
+                           detail=f"order {facts.unreadable.id} ({facts.unreadable.unreadable}) could not be read")
         idle = now - cart.updated_at
         if idle > config.max_age:
             return Verdict(Action.SKIP, Reason.TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")

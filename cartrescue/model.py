@@ -11,7 +11,7 @@ timezone-aware UTC; a shop's timezone is applied only at the edges.
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -131,6 +131,9 @@ class Cart:
         return self.customer.email
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # an unreadable order's time: never compared
+
+
 @quick_init
 @dataclass(frozen=True, slots=True)
 class Order:
@@ -150,6 +153,21 @@ class Order:
     delivered: bool | None = None
     base_total: Decimal | None = None  # in the shop's base currency, when the source knows it
     discount_code: str | None = None  # the incentive code used, where the source records it (report)
+    #: Set (where the row is) when the source found this order's row but could not read it: its
+    #: time and total are unknown, so its customer's carts wait (``unreadable_order``).
+    unreadable: str | None = None
+
+    @classmethod
+    def unreadable_row(cls, order_id: str, where: str, email: Any = None, customer_id: Any = None,
+                       cart_id: Any = None) -> "Order":
+        """An order row found but not read (``where``: its file line or table key), with the ids
+        it gives as they are: only :meth:`cartrescue.orders.OrderBook.facts` looks at it."""
+        def text(value: Any) -> str | None:
+            return str(value).strip() or None if value is not None else None
+
+        email = text(email)
+        return cls(str(order_id), _EPOCH, email.lower() if email else None, text(customer_id), text(cart_id),
+                   status="unreadable", unreadable=where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +231,7 @@ class Reason(StrEnum):
     SUPPRESSED = "suppressed"
     ORDERED = "ordered"
     PENDING_ORDER = "pending_order"
+    UNREADABLE_ORDER = "unreadable_order"  # an order row of the customer (or cart) could not be read
     TOO_OLD = "too_old"
     OUTSIDE_BACKFILL = "outside_backfill"
     IDLE_BELOW_CUTOFF = "idle_below_cutoff"

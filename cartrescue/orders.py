@@ -18,6 +18,7 @@ class OrderFacts:
     ordered: Order | None = None  # an order that converts this cart (or was placed after it)
     previous_orders: int = 0  # orders placed before the cart's last activity
     pending: Order | None = None  # another order not yet delivered
+    unreadable: Order | None = None  # an order of the cart or customer whose row could not be read
 
 
 NO_ORDERS = OrderFacts()
@@ -47,7 +48,11 @@ class OrderBook:
         by_email = self.by_person.get("e:" + email) if email else None
         by_customer = self.by_person.get("c:" + customer_id) if customer_id else None
         if not by_email and not by_customer:
-            return OrderFacts(ordered=own[0]) if own else NO_ORDERS
+            if not own:
+                return NO_ORDERS
+            if own[0].unreadable is None:
+                return OrderFacts(ordered=own[0])
+            return OrderFacts(ordered=next((o for o in own if o.unreadable is None), None), unreadable=own[0])
         person: Iterable[Order]
         if by_email and by_customer:
             merged = {o.id: o for o in by_email}
@@ -55,10 +60,14 @@ class OrderBook:
             person = merged.values()
         else:
             person = by_email or by_customer  # type: ignore[assignment]
-        ordered = own[0] if own else None
+        ordered = next((o for o in own if o.unreadable is None), None) if own else None
+        unreadable = next((o for o in own if o.unreadable is not None), None) if own else None
         previous = 0
         pending = None
         for order in person:
+            if order.unreadable is not None:
+                unreadable = unreadable or order
+                continue
             if order.cart_id == cart.id:
                 continue
             if order.created_at >= cart.updated_at:
@@ -67,6 +76,6 @@ class OrderBook:
                 previous += 1
                 if order.delivered is False and pending is None:
                     pending = order
-        if ordered is None and not previous and pending is None:
+        if ordered is None and not previous and pending is None and unreadable is None:
             return NO_ORDERS
-        return OrderFacts(ordered=ordered, previous_orders=previous, pending=pending)
+        return OrderFacts(ordered=ordered, previous_orders=previous, pending=pending, unreadable=unreadable)

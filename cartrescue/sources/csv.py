@@ -39,7 +39,7 @@ from cartrescue.sources.values import (
     normalize_locale,
     parse_currency,
 )
-from cartrescue.sources.order_index import OrderIndex, Row
+from cartrescue.sources.order_index import UNREADABLE, OrderIndex, Row
 from cartrescue.sources.spool import RowSpool
 
 if TYPE_CHECKING:
@@ -921,7 +921,9 @@ class CsvSource(CartSource):
                         order_id = row[id_at].strip()
                         reason = f"order {order_id}: {too_many_cells(cells, width)}"
                         pending.append((order_id, start, RowProblem(f"{path}:{start}", reason)))
-                        batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
+                        # Its cells may have slid: only an address found in it is trusted.
+                        email = next((cell.strip().lower() for cell in row if "@" in cell), None)
+                        batch.append((order_id, start, 2, None, email, None, None, None, None, UNREADABLE, None))
                         continue
                 (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
                  delivered_text) = map(str.strip, fields(row))
@@ -933,7 +935,9 @@ class CsvSource(CartSource):
                     delivered = parse_bool(delivered_text, "delivered")
                 except RowError as exc:
                     pending.append((order_id, start, RowProblem(f"{path}:{start}", f"order {order_id}: {exc}")))
-                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
+                    # Its ids are read: its customer's carts wait until the row can be read.
+                    batch.append((order_id, start, 2, None, email_text.lower() or None, customer_id or None,
+                                  cart_id or None, None, None, UNREADABLE, None))
                     continue
                 if status in IGNORED_ORDER_STATUSES:
                     batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))

@@ -337,12 +337,13 @@ class MagentoSource(DatabaseSource):
             f"FROM {self.t('sales_order')} WHERE {where}"
         )
         for row in self.db.fetch(sql, params, expanding=lists):
-            order = self._order(row)
+            order = self._order(row, keep=True)
             if order is not None:
                 yield order
 
-    def _order(self, row: Mapping[str, Any]) -> Order | None:
-        """A ``sales_order`` row as an order; ``None`` when it is not one (or is unreadable: reported)."""
+    def _order(self, row: Mapping[str, Any], keep: bool = False) -> Order | None:
+        """A ``sales_order`` row as an order; ``None`` when it is not one. An unreadable row is
+        reported, and with ``keep`` (the orders of carts) kept as unreadable, its ids as given."""
         state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
         status = _STATE_STATUS.get(state, state)
         if status in IGNORED_ORDER_STATUSES:
@@ -363,8 +364,12 @@ class MagentoSource(DatabaseSource):
                     text_or_none(row["base_currency_code"]) or text_or_none(row["order_currency_code"])),
             )
         except RowError as exc:
-            self.problem(f"{self.db.prefix}sales_order entity_id={row['entity_id']}", str(exc))
-            return None
+            where = f"{self.db.prefix}sales_order entity_id={row['entity_id']}"
+            self.problem(where, str(exc))
+            if not keep:
+                return None
+            return Order.unreadable_row(text_or_none(row["increment_id"]) or str(row["entity_id"]), where,
+                                        row["customer_email"], row["customer_id"], row["quote_id"])
 
     # -- newsletter sends ----------------------------------------------------------------------
 

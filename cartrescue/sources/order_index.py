@@ -29,8 +29,9 @@ from cartrescue.model import Cart, Order, RowProblem
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.shared import create_index, keep_problem
 
-#: One indexed row: id, line, live (0: an ignored status or an unreadable row, kept only so that
-#: its id counts as seen), created_at (ISO 8601, UTC), email, customer id, cart id, total,
+#: One indexed row: id, line, live (0: an ignored status, kept only so that its id counts as
+#: seen; 2: a row found but not readable, kept with the ids it gives, status ``unreadable``:
+#: its customer's carts wait), created_at (ISO 8601, UTC), email, customer id, cart id, total,
 #: currency, status, delivered (1, 0 or NULL).
 Row = tuple[str, int, int, "str | None", "str | None", "str | None", "str | None", "str | None", "str | None",
             "str | None", "int | None"]
@@ -98,9 +99,9 @@ class OrderIndex:
     def finish(self) -> None:
         """Build the lookup indexes once every row is in (faster than maintaining them)."""
         self._db.executescript(
-            "CREATE INDEX orders_cart ON orders(cart_id) WHERE live = 1 AND cart_id IS NOT NULL;"
-            "CREATE INDEX orders_email ON orders(email) WHERE live = 1 AND email IS NOT NULL;"
-            "CREATE INDEX orders_customer ON orders(customer_id) WHERE live = 1 AND customer_id IS NOT NULL;"
+            "CREATE INDEX orders_cart ON orders(cart_id) WHERE live >= 1 AND cart_id IS NOT NULL;"
+            "CREATE INDEX orders_email ON orders(email) WHERE live >= 1 AND email IS NOT NULL;"
+            "CREATE INDEX orders_customer ON orders(customer_id) WHERE live >= 1 AND customer_id IS NOT NULL;"
         )
         self._db.commit()
 
@@ -109,7 +110,7 @@ class OrderIndex:
         for start in range(0, len(values), _PARAMETERS):
             chunk = values[start:start + _PARAMETERS]
             yield from self._db.execute(
-                f"SELECT {_COLUMNS} FROM orders WHERE live = 1 AND {column} IS NOT NULL"
+                f"SELECT {_COLUMNS} FROM orders WHERE live >= 1 AND {column} IS NOT NULL"
                 f" AND {column} IN ({','.join('?' * len(chunk))})", chunk)
 
     def matching(self, carts: Sequence[Cart]) -> Iterator[Order]:
@@ -155,8 +156,15 @@ class OrderIndex:
         self._close()
 
 
+#: The status of a row kept with ``live = 2``: found, with its ids, but not readable.
+UNREADABLE = "unreadable"
+
+
 def _order(row: tuple[object, ...]) -> Order:
-    order_id, _line, created, email, customer_id, cart_id, total, currency, status, delivered = row
+    order_id, line, created, email, customer_id, cart_id, total, currency, status, delivered = row
+    if status == UNREADABLE:
+        return Order.unreadable_row(order_id, f"line {line} of the orders export", email, customer_id,  # type: ignore[arg-type]
+                                    cart_id)
     return Order(
         order_id,  # type: ignore[arg-type]
         datetime.fromisoformat(created),  # type: ignore[arg-type]

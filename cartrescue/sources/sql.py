@@ -961,7 +961,7 @@ class SqlSource(DatabaseSource):
             if order_id is None or order_id in seen:
                 continue
             seen.add(order_id)
-            order = self._order(row, order_id, "orders")
+            order = self._order(row, order_id, "orders", keep=True)
             if order is not None:
                 yield order
 
@@ -984,9 +984,9 @@ class SqlSource(DatabaseSource):
             if email:
                 yield MarketingSend(email, sent, campaign_name(row.get("campaign")))
 
-    def _order(self, row: Mapping[str, Any], order_id: str, query: str) -> Order | None:
+    def _order(self, row: Mapping[str, Any], order_id: str, query: str, keep: bool = False) -> Order | None:
         """A row of the ``orders`` (or ``orders_placed``) query; ``None`` for an ignored status or
-        an unreadable row (reported)."""
+        an unreadable row (reported; with ``keep``, the orders of carts, kept as unreadable)."""
         try:
             order = Order(
                 id=order_id,
@@ -1001,8 +1001,11 @@ class SqlSource(DatabaseSource):
                 discount_code=text_or_none(row.get("discount_code")),
             )
         except RowError as exc:
-            self.problem(f"{query} query order_id={order_id}", str(exc))
-            return None
+            where = f"{query} query order_id={order_id}"
+            self.problem(where, str(exc))
+            if not keep or (text_or_none(row.get("status")) or "").lower() in IGNORED_ORDER_STATUSES:
+                return None
+            return Order.unreadable_row(order_id, where, row.get("email"), row.get("customer_id"), row.get("cart_id"))
         return None if order.status in IGNORED_ORDER_STATUSES else order
 
     def check(self) -> list[str]:

@@ -379,8 +379,9 @@ class WooCommerceSource(DatabaseSource):
         return self._legacy_orders(emails, customer_ids)
 
     def _order(self, where: tuple[str, str], order_id: Any, status: Any, created: Any, email: Any, customer: Any,
-               total: Any, currency: Any) -> Order | None:
-        """An order, or None when it is not one; ``where`` is (table and key, time column) for messages."""
+               total: Any, currency: Any, keep: bool = False) -> Order | None:
+        """An order, or None when it is not one; ``where`` is (table and key, time column) for messages.
+        An unreadable one is reported, and with ``keep`` (the orders of carts) kept as unreadable."""
         state = (text_or_none(status) or "").lower().removeprefix("wc-")
         if state in _NOT_ORDERS:
             return None
@@ -397,7 +398,8 @@ class WooCommerceSource(DatabaseSource):
             )
         except RowError as exc:
             self.problem(f"{self.db.prefix}{where[0]}={order_id}", str(exc))
-            return None
+            return Order.unreadable_row(str(order_id), f"{self.db.prefix}{where[0]}={order_id}", email, customer) \
+                if keep else None
 
     def _hpos_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
         email_column = "billing_email" if self.db.backend in ("mysql", "mariadb") else "LOWER(billing_email)"
@@ -407,7 +409,8 @@ class WooCommerceSource(DatabaseSource):
                f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' AND ({where})")
         for row in self.db.fetch(sql, params, expanding=lists):
             order = self._order(("wc_orders id", "date_created_gmt"), row["id"], row["status"], row["date_created_gmt"],
-                                row["billing_email"], row["customer_id"], row["total_amount"], row["currency"])
+                                row["billing_email"], row["customer_id"], row["total_amount"], row["currency"],
+                                keep=True)
             if order is not None:
                 yield order
 
@@ -432,7 +435,7 @@ class WooCommerceSource(DatabaseSource):
         for order_id, entry in orders.items():
             order = self._order(("posts ID", "post_date_gmt"), order_id, entry["status"], entry["created"],
                                 entry.get("_billing_email"), entry.get("_customer_user"), entry.get("_order_total"),
-                                entry.get("_order_currency"))
+                                entry.get("_order_currency"), keep=True)
             if order is not None:
                 yield order
 
