@@ -217,8 +217,15 @@ def _known_encoding(value: str) -> str:
     return value
 
 
+def _key_prefix(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[a-z0-9_]{1,30}", value):
+        raise ValueError(f"expected lower-case letters, digits or _ (as in a cart key 'csv:1042'), got {value!r}")
+    return value
+
+
 Delimiter = Annotated[str | None, AfterValidator(_one_character)]
 Encoding = Annotated[str, AfterValidator(_known_encoding)]
+KeyPrefix = Annotated[str | None, AfterValidator(_key_prefix)]
 
 
 class NewslettersConfig(_Model):
@@ -262,6 +269,9 @@ class SourceConfig(_Model):
     # A CSV export (carts, orders, newsletter sends) not written for this long: delivering runs hold
     # back (exit 3), doctor fails (exit 5); null: not checked (cartrescue.sources.freshness)
     export_stale_after: Duration | None = timedelta(days=1)
+    # What the ledger calls this source's carts (``prefix:id``); default the type's own name
+    # (csv, shopify, magento2 ...). Set it to keep the keys of a source the shop used before.
+    key_prefix: KeyPrefix = None
 
     @property
     def is_csv(self) -> bool:

@@ -216,6 +216,8 @@ def _run_job(
             _read_all(source, Window(now - config.eligibility.max_age, now))
         ledger = Ledger(config.ledger_url)
         stack.callback(ledger.close)
+        if delivering:
+            _same_source(config, source.name, ledger, now)  # before anything is claimed
         shard = request.shard or Shard(1, 1)
         owns = None if shard.whole else shard.owns
         run_id = None
@@ -298,6 +300,30 @@ def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem
     if not readers:
         return None
     return Newsletters(readers, today(config, now))
+
+
+def _same_source(config: Config, name: str, ledger: Ledger, now: datetime) -> None:
+    """A delivering run whose source names its carts otherwise (``name:id``) than the ledger's
+    latest message did stops (exit 2) before claiming anything.
+
+    A cart's steps are claimed under its key. After a switch of ``source.type`` (the Shopify
+    preset for the generic CSV with the same columns, an export for the shop's database) every
+    cart would start its sequence again under a new key, and every customer be reminded twice.
+    One ledger belongs to one shop, so its latest message tells the name in use; once it is older
+    than ``eligibility.max_age`` no cart of it can still be reminded, and the new name is free.
+    """
+    latest = ledger.latest_message()
+    if latest is None:
+        return
+    key, at = latest
+    before = key.partition(":")[0]
+    if before == name or now - at > config.eligibility.max_age:
+        return
+    raise ConfigError(
+        f"{config.config_file or 'the config'}: source.type {config.source.type} names its carts '{name}:…', but the "
+        f"ledger's latest message ({at:%Y-%m-%d %H:%M} UTC) is of cart '{key}': with new keys every cart would start "
+        f"its sequence again and its customer be reminded twice. Nothing was claimed. Keep the source it had, or set "
+        f"source.key_prefix: {before} (the same cart ids under the old name); a new shop needs a ledger of its own")
 
 
 def _prune(config: Config, ledger: Ledger, now: datetime, run_id: int) -> dict[str, int]:

@@ -820,6 +820,15 @@ class Ledger:
         raw = self._raw_statements()
         return raw.record_rows(outcomes, raw.moment(datetime.now(timezone.utc)))
 
+    def latest_message(self) -> tuple[str, datetime] | None:
+        """The cart key and claim time of the last message claimed (by the primary key: one
+        index lookup), or None for a ledger without messages."""
+        message = Message.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(message.c.cart_key, message.c.claimed_at)
+                               .order_by(message.c.id.desc()).limit(1)).first()
+        return None if row is None else (row[0], _aware(row[1]))
+
     def unconfirmed(self, before_run: int, owns: Owner | None = None) -> list[dict[str, Any]]:
         """Claims of earlier runs that never got an outcome (the run crashed or was killed).
 

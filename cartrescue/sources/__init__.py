@@ -45,7 +45,7 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
             order_columns=order_columns,
             delimiter=source.delimiter,
             encoding=source.encoding,
-            name="shopify" if source.type == "shopify_csv" else "csv",
+            name=source.key_prefix or ("shopify" if source.type == "shopify_csv" else "csv"),
             on_problem=on_problem,
             shared_orders=shared_orders,
             shared_carts=shared_carts,
@@ -55,8 +55,10 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
     module_name, class_name = DATABASE_TYPES[source.type]
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)
-    return cls.from_config(source, shop_tz=tz, on_problem=on_problem,  # type: ignore[no-any-return]
-                           base_currency=config.shop.currency)
+    opened = cls.from_config(source, shop_tz=tz, on_problem=on_problem, base_currency=config.shop.currency)
+    if source.key_prefix:
+        opened.name = source.key_prefix
+    return opened  # type: ignore[no-any-return]
 
 
 def open_sends(config: Config, source: CartSource, on_problem: ProblemSink = ignore_problem,
