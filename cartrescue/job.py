@@ -44,6 +44,7 @@ class RunRequest:
     shared_orders: Path | None = None  # a worker of run --workers: its run's orders index (sources.shared)
     shared_sends: Path | None = None  # ... and its index of the newsletter export's sends of today
     shared_carts: Path | None = None  # ... and where it splits the carts file into one spool per shard
+    eml: Path | None = None  # run --eml DIR: a dry-run writes each message it would send there
 
 
 @dataclass(slots=True)
@@ -250,7 +251,7 @@ def _run_job(
         channels = _channels(config, request, stack, ledger) if delivering else {}
         limit = request.limit if request.limit is None else shard.share(request.limit)
         executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress, report,
-                            limit, watch, shard.lock_name)
+                            limit, watch, shard.lock_name, eml=None if delivering else request.eml)
         decisions = planner.decide(source)
         status = "failed"
         try:

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -549,8 +550,10 @@ class Executor:
         limit: int | None = None,
         lock: "LockWatch | None" = None,
         lock_name: str = "run",
+        eml: Path | None = None,
     ) -> None:
         self.composer = composer
+        self.eml = eml  # a dry-run writes each message it would send here (run --eml DIR)
         self.channels = channels
         self.ledger = ledger
         self.run_id = run_id
@@ -618,17 +621,30 @@ class Executor:
             else:
                 try:
                     detail = ""
-                    if decision.channel == "email":  # the MIME bytes are not built: only what they would refuse
+                    if decision.channel == "email" and self.eml is None:  # no MIME bytes: only what they would refuse
                         message = self.composer.compose(decision)
                         wire_address(message.to.email)
                     else:
                         message, data = self.build(decision)  # what a delivering run would send
                         detail = measure(data.decode("utf-8")).describe() if decision.channel == "sms" and data else ""
+                        if self.eml is not None and data is not None:
+                            detail = self._write_eml(decision, data)
                     results.append(Result(decision, "dry-run", detail, message=message))
                 except (TemplateError, ValueError) as exc:
                     self._problem(decision, str(exc))
                     results.append(Result(decision, "render_error", str(exc)))
         return results
+
+    def _write_eml(self, decision: Decision, data: bytes) -> str:
+        """``run --eml``: the file a dry-run writes for this message (where, or why not)."""
+        from cartrescue.channels.outbox import write_file
+
+        assert self.eml is not None
+        try:
+            return str(write_file(self.eml, f"{decision.cart.key}-step{decision.step}", decision.channel or "email",
+                                  data))
+        except OSError as exc:
+            return f"not written to {self.eml}: {exc.strerror or exc}"
 
     def build(self, decision: Decision, code: str | None = None) -> tuple[OutgoingMessage | None, bytes | None]:
         """``decision``'s message and the bytes its channel sends: MIME for e-mail, the text for

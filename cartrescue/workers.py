@@ -209,6 +209,8 @@ def shard_command(shard: Shard, *, config: Path, now: datetime, mode: str, outbo
         command.append("--send")
     elif mode == "outbox":
         command += ["--outbox", str(outbox)]
+    elif outbox is not None:  # a dry-run's run --eml DIR
+        command += ["--eml", str(outbox)]
     if strict:
         command.append("--strict")
     if quiet:

@@ -2,8 +2,8 @@
 the text of an SMS as ``.sms.txt``, the webhook's JSON document as ``.json``.
 
 Owns writing files atomically (write to a temporary name, then rename), so a crash never leaves
-half a message that looks delivered. Used by ``run --outbox DIR`` to inspect exactly what would
-be sent, and counted as delivery in the ledger.
+half a message that looks delivered. Used by ``run --outbox DIR``, which counts it as delivery
+in the ledger; ``run --eml DIR`` writes the same files from a dry-run, recording nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,16 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SUFFIX = {"email": ".eml", "sms": ".sms.txt", "webhook": ".json"}
 
 
+def write_file(folder: Path, stem: str, channel: str, data: bytes) -> Path:
+    """``data`` as ``folder/stem`` plus the channel's suffix, written whole or not at all (a
+    temporary name, then a rename). Used by the outbox and by ``run --eml``'s dry-run."""
+    target = folder / f"{_UNSAFE.sub('_', stem)}{_SUFFIX.get(channel, '.eml')}"
+    partial = target.with_name(target.name + ".part")
+    partial.write_bytes(data)
+    os.replace(partial, target)
+    return target
+
+
 class OutboxChannel(Channel):
     transport = "outbox"
     take_size = 16  # claimed a few at a time: a kill leaves at most these without outcome
@@ -33,6 +43,11 @@ class OutboxChannel(Channel):
         stem = _UNSAFE.sub("_", f"{decision.cart.key}-step{decision.step}-{envelope.claim_id}")
         return self.folder / f"{stem}{_SUFFIX.get(decision.channel or 'email', '.eml')}"
 
+    @staticmethod
+    def stem(envelope: Envelope) -> str:
+        decision = envelope.decision
+        return f"{decision.cart.key}-step{decision.step}-{envelope.claim_id}"
+
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         from cartrescue.mime import build_message
 
@@ -41,11 +56,9 @@ class OutboxChannel(Channel):
                 yield Outcome(envelope.claim_id, Status.PERMANENT, "no message to write")
                 continue
             target = self.filename(envelope)
-            partial = target.with_name(target.name + ".part")
             try:
                 data = envelope.data if envelope.data is not None else build_message(envelope.message)  # type: ignore[arg-type]
-                partial.write_bytes(data)
-                os.replace(partial, target)
+                write_file(self.folder, self.stem(envelope), envelope.decision.channel or "email", data)
             except OSError as exc:
                 yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {target}: {exc.strerror or exc}")
                 continue

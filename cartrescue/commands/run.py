@@ -31,7 +31,7 @@ from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
                   strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False,
                   max_deliveries: int | None = None, wide: bool = False, workers: int | None = 1,
-                  shard: str | None = None) -> None:
+                  shard: str | None = None, eml: Path | None = None) -> None:
     """Plan (and deliver) and print; every outcome ends in exactly one JSON document with ``--json``.
 
     The JSON document is streamed (a million decisions never sit in memory), so a failure after
@@ -51,6 +51,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         sharded = _shard(shard)
         if mode == "outbox":  # a folder that cannot take the files stops the run before it reads a cart
             output_folder("--outbox", config.outbox_folder(outbox))
+        eml_folder = output_folder("--eml", config.path(eml)) if eml is not None else None
         if shard is None and deliver:  # the parent of workers imports no pipeline: it only relays
             from cartrescue.workers import auto_workers
 
@@ -62,7 +63,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                     hold_back_if_stale(config, at)
                 _workers_command(config, count, at, as_json=as_json, mode=mode, outbox=outbox, strict=strict,
                                  limit=limit, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
-                                 max_deliveries=max_deliveries, wide=wide)
+                                 max_deliveries=max_deliveries, wide=wide, eml=eml_folder)
                 return
         from cartrescue.job import RunRequest, run_job
         from cartrescue.sources import shared
@@ -71,7 +72,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
                              shard=sharded, shared_orders=_shared(sharded, shared.ORDERS),
                              shared_sends=_shared(sharded, shared.SENDS),
-                             shared_carts=_shared(sharded, shared.CARTS))
+                             shared_carts=_shared(sharded, shared.CARTS), eml=eml_folder)
         _die_with_parent()  # a shard of run --workers, or a shop of run-all
         if as_json:
             stream = JsonStream(json_stdout(), {"mode": mode if deliver else "plan",
@@ -191,7 +192,7 @@ def _shared(shard: Any, variable: str) -> Path | None:
 
 def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: str, outbox: Path | None,
                      strict: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool,
-                     max_deliveries: int | None, wide: bool = False) -> None:
+                     max_deliveries: int | None, wide: bool = False, eml: Path | None = None) -> None:
     """``run --workers N``: N shard processes, one document or table, one exit code."""
     from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress
     from cartrescue.sources.shared import SharedIndexes
@@ -219,7 +220,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         stderr.print(Text(line), soft_wrap=True)  # the worker made it printable already
 
     config_file = Path(config.config_file or "cartrescue.yaml").resolve()
-    outbox_dir = config.outbox_folder(outbox) if mode == "outbox" else None
+    outbox_dir = config.outbox_folder(outbox) if mode == "outbox" else eml  # a dry-run's: run --eml
     show_progress = not as_json and not quiet and stderr.is_terminal
     shared = SharedIndexes.for_run(config, at, count)
     if shared is not None:
@@ -347,6 +348,12 @@ def run(
             "Write every message as an .eml file into DIR (counts as delivery; a relative DIR is beside the config "
             "file, as the config's own paths are)."))
     ] = None,
+    eml: Annotated[
+        Optional[Path], typer.Option("--eml", metavar="DIR", help=(
+            "Dry-run only: also write each message it would send as a file into DIR (.eml; .sms.txt and .json for "
+            "SMS and webhook), to read before a live run; a relative DIR is beside the config file. Nothing is "
+            "recorded: unlike --outbox, no step counts as sent."))
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop before delivering anything if any source row is bad.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
     quiet: Annotated[bool, typer.Option(
@@ -372,8 +379,9 @@ def run(
     """The cron job: read carts, decide, prioritize, render, and deliver or dry-run.
 
     Without `--send` or `--outbox` this is a **dry-run**: it shows what it would do and records
-    nothing. With `--outbox DIR` every message is written as an .eml file and recorded in the
-    ledger; with `--send` it goes out over SMTP. A second run at the same moment delivers nothing.
+    nothing (`--eml DIR` also writes the messages it would send, to read). With `--outbox DIR`
+    every message is written as an .eml file and recorded in the ledger, as sent; with `--send` it
+    goes out over SMTP. A second run at the same moment delivers nothing.
 
     Example (cron, every 10 minutes):
 
@@ -385,6 +393,8 @@ def run(
     """
     if send and outbox:
         fail(ConfigError("--send and --outbox exclude each other"), as_json)
+    if eml is not None and (send or outbox):
+        fail(ConfigError("--eml writes a dry-run's messages: not with --send or --outbox"), as_json)
     mode = "send" if send else "outbox" if outbox else "dry-run"
     if resend_unconfirmed and mode == "dry-run":
         fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
@@ -392,7 +402,7 @@ def run(
         fail(ConfigError("--workers and --shard exclude each other (--shard runs one worker's part)"), as_json)
     _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
                   limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
-                  max_deliveries=max_deliveries, wide=wide, workers=workers, shard=shard)
+                  max_deliveries=max_deliveries, wide=wide, workers=workers, shard=shard, eml=eml)
 
 
 def carts(
