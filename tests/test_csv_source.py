@@ -121,7 +121,7 @@ def test_an_export_that_ends_every_line_with_a_delimiter_header_included_is_read
     assert problems == [] and [(c.id, c.total) for c in carts] == [("c1", Decimal("1.00"))]
 
 
-def test_an_order_row_with_more_cells_than_the_header_is_reported_and_matches_no_cart(tmp_path: Path) -> None:
+def test_an_order_row_with_more_cells_than_the_header_is_reported_and_kept_only_as_unreadable(tmp_path: Path) -> None:
     carts = tmp_path / "carts.csv"
     carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
     orders = tmp_path / "orders.csv"
@@ -129,7 +129,10 @@ def test_an_order_row_with_more_cells_than_the_header_is_reported_and_matches_no
                       "o1,ann@example.com,,c1,1,250.00,completed,2026-11-21T08:00:00Z,\n", encoding="utf-8")
     problems: list[RowProblem] = []
     with CsvSource(carts, orders, on_problem=problems.append) as source:
-        assert list(source.orders_for(list(source.carts()))) == []
+        # Its cells slid: nothing of it is read but the address in it, which holds its carts back.
+        (order,) = source.orders_for(list(source.carts()))
+    assert (order.id, order.email, order.cart_id, order.unreadable) == ("o1", "ann@example.com", None,
+                                                                        "line 2 of the orders export")
     assert [str(p) for p in problems] == [
         f"{orders}:2: order o1: 9 cells where the header has 8 columns: a value holds an unquoted delimiter? "
         "(quote it, or check the export's delimiter)"]
@@ -348,9 +351,12 @@ def test_orders_keep_the_first_row_of_an_id_and_report_only_its_problems(
         assert problems == []  # the parent builds; the worker reports
     with CsvSource(carts, orders, on_problem=problems.append, shared_orders=parent) as source:
         found = list(source.carts())
-        matched = [(o.id, o.email, o.cart_id, o.total, o.delivered) for o in source.orders_for(found)]
+        matched = [(o.id, o.email, o.cart_id, o.total, o.delivered, o.unreadable) for o in source.orders_for(found)]
         scratch = source._orders.path  # type: ignore[union-attr]
-    assert matched == [("o4", None, "c1", Decimal("3.50"), False), ("o1", "ann@example.com", None, Decimal("10.00"), True)]
+    # o2's first row cannot be read: kept with its ids, as unreadable (its later duplicate stays ignored)
+    assert matched == [("o4", None, "c1", Decimal("3.50"), False, None),
+                       ("o1", "ann@example.com", None, Decimal("10.00"), True, None),
+                       ("o2", "x@example.com", "c2", Decimal("0"), None, "line 3 of the orders export")]
     assert [str(p) for p in problems] == [f"{orders}:3: order o2: total: not a number: 'bad'", f"{orders}:6: missing order_id"]
     # the scratch index is deleted when the source closes; the parent's is the parent's to delete
     assert Path(scratch).exists() is shared
@@ -422,3 +428,21 @@ def test_the_spool_of_one_shard_is_not_used_for_another(tmp_path: Path) -> None:
     source = CsvSource(path)
     list(source.shard_activity(None, Shard(1, 2)))  # type: ignore[arg-type]
     assert len([c.id for c in source.carts()]) == 20  # the whole file, read again
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_mapped_column_the_export_lacks_is_reported_once(shop: Shop, workers: str) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    shop.add(cart("c1"), cart("c2", email="bo@example.com"))
+    shop.configure(source={"columns": {"marketing_consent": "Consent"}}).write()  # the file says marketing_consent
+    done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--workers", workers, "--config",
+                           str(shop.config_path), "--now", iso(NOW)], cwd=REPO, capture_output=True, timeout=120,
+                          check=False, env=dict(os.environ))
+    assert done.returncode == 1, done.stderr.decode()
+    problems = json.loads(done.stdout)["problems"]
+    assert problems == [f"{shop.folder / 'carts.csv'}:1: no column 'Consent' (source.columns.marketing_consent) in the "
+                        "header: marketing_consent is blank on every row"]

@@ -52,3 +52,43 @@ def test_orders_by_time_read_one_order_per_name_with_its_discount_code(tmp_path:
                                                                        ("#1002", "WELCOME10", "49.70")]
     assert orders[0].created_at == datetime(2026, 11, 20, 7, 15, tzinfo=timezone.utc)  # voided #1003 left out
     assert [o.id for o in later] == ["#1001"]
+
+
+def _checkouts_with_consent_header(tmp_path: Path, name: str | None) -> Path:
+    """The fixture's checkouts export with its consent column renamed (None: removed)."""
+    import csv
+
+    fixture = REPO / "tests" / "fixtures" / "shopify_checkouts.csv"
+    with fixture.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    at = rows[0].index("Accepts Marketing")
+    for row in rows:
+        if name is None:
+            del row[at]
+        elif row is rows[0]:
+            row[at] = name
+    path = tmp_path / "checkouts.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    config = _config(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        str(fixture), str(path)), encoding="utf-8")
+    return config
+
+
+def test_the_newer_accepts_email_marketing_header_is_read_as_consent(tmp_path: Path) -> None:
+    problems: list[object] = []
+    with open_source(load_config(_checkouts_with_consent_header(tmp_path, "Accepts Email Marketing")),
+                     problems.append) as source:
+        carts = list(source.carts(None))  # type: ignore[arg-type]
+    assert problems == [] and {c.customer.marketing_consent for c in carts} >= {True, False}
+
+
+def test_an_export_without_a_consent_column_is_reported_not_read_as_no_consent_in_silence(tmp_path: Path) -> None:
+    # Every cart would be a no_consent skip and cron would print nothing.
+    result = cli("run", "--json", "--config", str(_checkouts_with_consent_header(tmp_path, None)),
+                 "--now", "2026-11-20T12:00:00Z")
+    assert result.exit_code == 1, result.output
+    (problem,) = [p for p in result.json["problems"] if "consent" in p]
+    assert problem.endswith(":1: no column 'Accepts Marketing|Accepts Email Marketing' "
+                            "(source.columns.marketing_consent) in the header: marketing_consent is blank on every row")

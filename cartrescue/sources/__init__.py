@@ -28,10 +28,15 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
     source = config.source
     tz = config.shop.tz
     if source.is_csv:
-        from cartrescue.sources.csv import CsvSource
+        from cartrescue.sources.csv import CART_FIELDS, LINE_FIELDS, ORDER_FIELDS, CsvSource
 
         columns, order_columns = dict(source.columns), dict(source.order_columns)
+        # The fields a user mapped must be in the file (a typo would blank them silently), and
+        # the consent a preset maps, without which every cart would be a no_consent skip.
+        expected = [name for name in columns if name in CART_FIELDS + LINE_FIELDS]
+        expected_orders = [name for name in order_columns if name in ORDER_FIELDS]
         if source.type == "shopify_csv":
+            expected = list(dict.fromkeys([*expected, "marketing_consent"]))
             from cartrescue.sources.shopify import CHECKOUT_COLUMNS, ORDER_COLUMNS
 
             columns = {**CHECKOUT_COLUMNS, **columns}
@@ -49,6 +54,8 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
             on_problem=on_problem,
             shared_orders=shared_orders,
             shared_carts=shared_carts,
+            expected=expected,
+            expected_orders=expected_orders,
         )
     import importlib
 

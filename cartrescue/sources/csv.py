@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -282,15 +282,29 @@ def _undecodable(path: Path, encoding: str) -> SourceError:
 
 def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
              required: Sequence[str]) -> _Columns:
+    """Where each field is in ``header`` (-1: absent). A mapped header may name alternatives,
+    ``"Accepts Marketing|Accepts Email Marketing"``: the first the file has is read."""
     positions = {name.strip().lower(): index for index, name in enumerate(header)}
     index: dict[str, int] = {}
     for name in fields:
-        wanted = mapping.get(name, name).strip().lower()
-        index[name] = positions.get(wanted, -1)
+        index[name] = next((positions[wanted] for wanted in (part.strip().lower() for part in
+                                                             mapping.get(name, name).split("|"))
+                            if wanted in positions), -1)
     missing = [mapping.get(name, name) for name in required if index[name] < 0]
     if missing:
         raise SourceError(f"{path}:1: missing column(s): {', '.join(missing)}")
     return _Columns(index)
+
+
+def absent_columns(path: Path, columns: _Columns, mapping: dict[str, str], expected: Iterable[str],
+                   what: str) -> Iterator[RowProblem]:
+    """A problem for each field of ``expected`` (the ones a user mapped, and the few a preset
+    cannot do without) whose header the file lacks: its value would be blank on every row, and
+    a blank consent leaves every cart without one, with no other sign than the skips."""
+    for name in expected:
+        if columns.index.get(name, 0) < 0:
+            yield RowProblem(f"{path}:1", f"no column {mapping.get(name, name)!r} ({what}.{name}) in the header: "
+                                          f"{name} is blank on every row")
 
 
 class CsvSource(CartSource):
@@ -312,6 +326,8 @@ class CsvSource(CartSource):
         on_problem: ProblemSink = ignore_problem,
         shared_orders: Path | None = None,
         shared_carts: Path | None = None,
+        expected: Sequence[str] = (),
+        expected_orders: Sequence[str] = (),
     ) -> None:
         """``shared_orders``: where the run of this worker builds the orders index that all its
         workers read (:mod:`cartrescue.sources.shared`); None: this source indexes them.
@@ -325,6 +341,8 @@ class CsvSource(CartSource):
         self.shop_tz = shop_tz
         self.column_map = columns or {}
         self.order_column_map = order_columns or {}
+        # Mapped fields whose header must be there (see absent_columns): a problem when it is not.
+        self.expected, self.expected_orders = expected, expected_orders
         self.delimiter = delimiter
         self.encoding = encoding
         self.name = name
@@ -628,6 +646,8 @@ class CsvSource(CartSource):
             if width is None:
                 self._empty()
                 return
+            for problem in absent_columns(self.carts_path, self._cols, self.column_map, self.expected, "source.columns"):
+                self.on_problem(problem)
             padding = [""] * (width + 1)
             id_at = self._id_at
             group: list[tuple[int, list[str]]] = []
@@ -896,6 +916,8 @@ class CsvSource(CartSource):
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
             cols = _columns(path, header, ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER)
+            pending.extend((None, 0, problem) for problem in absent_columns(
+                path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
             width = len(header)
             padding = [""] * (width + 1)
             # As for carts: rows cut or padded to the header plus one blank cell for absent columns.

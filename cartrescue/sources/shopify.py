@@ -29,7 +29,7 @@ CHECKOUT_COLUMNS: dict[str, str] = {
     "cart_id": "Name",                    # "#…" reference, repeated on every row ("Id" is first-row only)
     "email": "Email",
     "phone": "Billing Phone",             # free-form as typed by the buyer, not E.164
-    "marketing_consent": "Accepts Marketing",
+    "marketing_consent": "Accepts Marketing|Accepts Email Marketing",  # the older name, or the newer
     "sms_consent": "Accepts SMS Marketing",  # where the export has it (else blank: unknown)
     "currency": "Currency",
     "total": "Total",                     # incl. shipping and taxes, after discounts
