@@ -652,7 +652,6 @@ class CsvSource(CartSource):
             id_at = self._id_at
             group: list[tuple[int, list[str]]] = []
             group_id = None
-            rows_seen = False
             unread: list[RowProblem] = []  # the rows the reader could not read since the last one it did
             dropped = None  # the cart an unreadable row was part of: its further rows are skipped
             for start, row in numbered_rows(reader, self.carts_path, self.encoding, unread.append):
@@ -681,7 +680,6 @@ class CsvSource(CartSource):
                     if any(cell.strip() for cell in row):
                         self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
                     continue
-                rows_seen = True
                 if cells > width:  # its values may sit under the wrong columns: its cart is not built
                     if cart_id != group_id and group:
                         yield group[0][0], group
@@ -699,8 +697,9 @@ class CsvSource(CartSource):
             unchanged(handle, self.carts_path, opened)  # before the last group: it may be cut
             if group:
                 yield group[0][0], group
-            elif not rows_seen:
-                self._empty()
+            # A header and no row: no abandoned cart right now, which a small shop's export often
+            # says; a run has nothing to do and nothing to report (a job that stopped writing the
+            # file is source.export_stale_after's to catch). A 0-byte file is reported, above.
 
     def _read_header(self, reader: csv._reader) -> int | None:
         """Read the carts file's header and set where each field is: its width (None: an empty file)."""
@@ -721,9 +720,9 @@ class CsvSource(CartSource):
         return width
 
     def _empty(self) -> None:
-        """No carts at all: most likely the export job failed, which the owner should hear of."""
-        self.on_problem(RowProblem(f"{self.carts_path}", "no carts in the file (an empty export? check the job "
-                                   "that writes it)"))
+        """Not even a header (0 bytes): most likely the export job failed, which the owner should hear of."""
+        self.on_problem(RowProblem(f"{self.carts_path}", "no carts in the file, not even a header (an empty "
+                                   "export? check the job that writes it)"))
 
     def _build_cart(self, start_line: int, rows: list[tuple[int, list[str]]]) -> Cart | None:
         # Cart-level fields: the first non-blank value among the cart's rows (usually the first).
