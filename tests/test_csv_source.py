@@ -446,3 +446,13 @@ def test_a_mapped_column_the_export_lacks_is_reported_once(shop: Shop, workers: 
     problems = json.loads(done.stdout)["problems"]
     assert problems == [f"{shop.folder / 'carts.csv'}:1: no column 'Consent' (source.columns.marketing_consent) in the "
                         "header: marketing_consent is blank on every row"]
+
+
+@pytest.mark.parametrize(("full", "locale", "split"), [
+    ("Åsa Lindström", "sv", ("Åsa", "Lindström")), ("Kovács Ágnes", "hu_HU", ("Ágnes", "Kovács")),
+    ("Anna Maria van der Berg", "", ("Anna", "Maria van der Berg")), ("Cher", "en", ("Cher", ""))])
+def test_a_full_name_gives_the_first_name_the_language_puts_first_or_last(full: str, locale: str,
+                                                                           split: tuple[str, str]) -> None:
+    from cartrescue.sources.csv import split_name
+
+    assert split_name(full, locale) == split

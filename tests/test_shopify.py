@@ -92,3 +92,45 @@ def test_an_export_without_a_consent_column_is_reported_not_read_as_no_consent_i
     (problem,) = [p for p in result.json["problems"] if "consent" in p]
     assert problem.endswith(":1: no column 'Accepts Marketing|Accepts Email Marketing' "
                             "(source.columns.marketing_consent) in the header: marketing_consent is blank on every row")
+
+
+def _orders_with(tmp_path: Path, change: dict[str, dict[str, str]]) -> Path:
+    """The fixture's orders export with some cells of an order's first row changed."""
+    import csv
+
+    fixture = REPO / "tests" / "fixtures" / "shopify_orders.csv"
+    with fixture.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+        header = list(rows[0].keys())
+    for row in rows:
+        if row["Created at"] and row["Name"] in change:
+            row.update(change[row["Name"]])
+    path = tmp_path / "orders.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    config = _config(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8").replace(str(fixture), str(path)), encoding="utf-8")
+    return config
+
+
+def test_the_billing_name_gives_the_greetings_first_name(tmp_path: Path) -> None:
+    with open_source(load_config(_config(tmp_path))) as source:
+        names = {c.id: (c.customer.first_name, c.customer.last_name) for c in source.carts(None)}  # type: ignore[arg-type]
+    assert names["#35012278100001"] == ("Emma", "Walker") and names["#35012278100002"] == ("Åsa", "Lindström")
+
+
+def test_a_cancelled_order_is_no_order_though_its_financial_status_says_paid(tmp_path: Path) -> None:
+    config = _orders_with(tmp_path, {"#1003": {"Financial Status": "paid"}})  # Cancelled at stays filled
+    with open_source(load_config(config)) as source:
+        carts = list(source.carts(None))  # type: ignore[arg-type]
+        orders = {o.id for o in source.orders_for(carts)}
+    assert "#1003" not in orders and "#1001" in orders
+
+
+def test_the_fulfillment_status_is_read_as_delivered(tmp_path: Path) -> None:
+    with open_source(load_config(_config(tmp_path))) as source:
+        carts = list(source.carts(None))  # type: ignore[arg-type]
+        delivered = {o.id: o.delivered for o in source.orders_for(carts)}
+    assert delivered == {"#1001": False, "#1002": True}

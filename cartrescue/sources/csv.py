@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 CART_FIELDS = (
     "cart_id", "customer_id", "email", "phone", "first_name", "last_name", "locale",
     "marketing_consent", "is_guest", "currency", "total", "created_at", "updated_at",
-    "recovery_url", "device", "store_id", "sms_consent",
+    "recovery_url", "device", "store_id", "sms_consent", "full_name",
 )
 LINE_FIELDS = (
     "sku", "name", "quantity", "unit_price", "unit_cost", "stock_on_hand", "image_url", "product_url",
@@ -58,6 +58,7 @@ LINE_FIELDS = (
 ALIKE_FIELDS = ("sku", "name", "quantity", "unit_price", "updated_at")
 ORDER_FIELDS = (
     "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
+    "cancelled_at",
 )
 REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
 REQUIRED_ORDER = ("order_id", "created_at")
@@ -140,6 +141,29 @@ def utc_text(text: str, moment: datetime) -> str:
     if len(text) == 25 and text[10] == "T" and text.endswith("+00:00") and text.isascii():
         return text
     return moment.isoformat()
+
+
+def split_name(full_name: str, locale: str) -> tuple[str, str]:
+    """``full_name`` as (first name, the rest): the first word is the given name, but in
+    Hungarian the family name comes first (``Kovács Ágnes``), so there it is the last."""
+    words = full_name.split()
+    if len(words) < 2:
+        return full_name, ""
+    if locale.lower().replace("-", "_").split("_")[0] == "hu":
+        return words[-1], " ".join(words[:-1])
+    return words[0], " ".join(words[1:])
+
+
+#: Shopify's "Fulfillment Status" read as ``delivered`` (fulfilled = shipped, the closest it has).
+_FULFILLMENT = {"fulfilled": True, "unfulfilled": False, "partial": False, "restocked": None}
+
+
+def parse_delivered(text: str) -> bool | None:
+    """``delivered``: yes/no, or a fulfillment status (``fulfilled``, ``unfulfilled`` ...)."""
+    value = text.strip().lower()
+    if value in _FULFILLMENT:
+        return _FULFILLMENT[value]
+    return parse_bool(text, "delivered")
 
 
 def parse_bool(text: str, what: str) -> bool | None:
@@ -737,7 +761,11 @@ class CsvSource(CartSource):
                             values[index] = value
                             break
         (cart_id, customer_text, email_text, phone, first_name, last_name, locale_text, consent_text, guest_text,
-         currency_text, total_text, created_text, updated_text, recovery_url, device, store_id, sms_text) = values
+         currency_text, total_text, created_text, updated_text, recovery_url, device, store_id, sms_text,
+         full_name) = values
+        if full_name and not first_name:  # an export with the whole name in one cell (Shopify's Billing Name)
+            first_name, rest = split_name(full_name, locale_text)
+            last_name = last_name or rest
         line = start_line
         try:
             items = []
@@ -947,13 +975,16 @@ class CsvSource(CartSource):
                         batch.append((order_id, start, 2, None, email, None, None, None, None, UNREADABLE, None))
                         continue
                 (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
-                 delivered_text) = map(str.strip, fields(row))
+                 delivered_text, cancelled_text) = map(str.strip, fields(row))
+                if cancelled_text:  # a cancelled order (Shopify's status may still say "paid"): not an order
+                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
+                    continue
                 try:
                     email = email_text.lower() or None  # normalize_email() of a stripped value
                     created = parse_time(created_text, "created_at", self.shop_tz)
                     total = self._decimal(total_text, "total") if total_text else _ZERO
                     status = status_text.lower()
-                    delivered = parse_bool(delivered_text, "delivered")
+                    delivered = parse_delivered(delivered_text)
                 except RowError as exc:
                     pending.append((order_id, start, RowProblem(f"{path}:{start}", f"order {order_id}: {exc}")))
                     # Its ids are read: its customer's carts wait until the row can be read.
@@ -1021,17 +1052,17 @@ class CsvSource(CartSource):
                                                      row[customer_at].strip() or None):
                     continue  # cannot match what the caller looks for: not even parsed
                 (_id, email, customer_id, cart_id, total_text, currency, status, created_text, delivered_text,
-                 code) = map(str.strip, fields(row))
+                 cancelled, code) = map(str.strip, fields(row))
                 email = email.lower()
                 status = status.lower()
-                if status in IGNORED_ORDER_STATUSES:
+                if status in IGNORED_ORDER_STATUSES or cancelled:
                     continue
                 try:
                     created = parse_time(created_text, "created_at", self.shop_tz)
                     if not start_of <= created <= end_of:
                         continue
                     total = self._decimal(total_text, "total") if total_text else _ZERO
-                    delivered = parse_bool(delivered_text, "delivered")
+                    delivered = parse_delivered(delivered_text)
                 except RowError as exc:
                     self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {exc}"))
                     continue

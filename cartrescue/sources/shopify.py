@@ -30,6 +30,7 @@ CHECKOUT_COLUMNS: dict[str, str] = {
     "email": "Email",
     "phone": "Billing Phone",             # free-form as typed by the buyer, not E.164
     "marketing_consent": "Accepts Marketing|Accepts Email Marketing",  # the older name, or the newer
+    "full_name": "Billing Name|Shipping Name",  # "Anna Svensson": first name = the given name (csv.split_name)
     "sms_consent": "Accepts SMS Marketing",  # where the export has it (else blank: unknown)
     "currency": "Currency",
     "total": "Total",                     # incl. shipping and taxes, after discounts
@@ -48,22 +49,11 @@ ORDER_COLUMNS: dict[str, str] = {
     "currency": "Currency",
     "status": "Financial Status",         # paid, pending, authorized, partially_paid, refunded, partially_refunded, voided
     "created_at": "Created at",
+    "delivered": "Fulfillment Status",    # fulfilled -> delivered; unfulfilled, partial -> not yet
+    "cancelled_at": "Cancelled at",       # non-blank = cancelled (its Financial Status may still say "paid")
     "discount_code": "Discount Code",     # read by `report` only (incentive redemption)
 }
 
-# Headers that exist but do not map one-to-one to a generic column.
-FULL_NAME_COLUMNS: tuple[str, ...] = ("Billing Name", "Shipping Name")  # "Anna Svensson": no first/last split
-CANCELLED_AT_COLUMN = "Cancelled at"      # non-blank = the order was cancelled (status may still say "paid")
-FULFILLMENT_STATUS_COLUMN = "Fulfillment Status"
-# "Fulfillment Status" -> generic ``delivered``; Shopify has no delivery column, "fulfilled" means
-# shipped. Not in ORDER_COLUMNS because the generic reader expects yes/no there.
-FULFILLMENT_TO_DELIVERED: dict[str, bool | None] = {
-    "fulfilled": True,
-    "unfulfilled": False,
-    "partial": False,
-    "restocked": None,
-    "": None,
-}
 
 # Values that need a conversion (or a caveat) before the generic reader can use them.
 VALUE_NOTES: dict[str, str] = {
@@ -78,8 +68,8 @@ VALUE_NOTES: dict[str, str] = {
              "'Subtotal' is the line items after discounts.",
     "Financial Status": "lower-case Shopify states; 'voided' and 'refunded' are ignored orders. A "
                         "cancelled order is recognised by 'Cancelled at', not by this column.",
-    "Fulfillment Status": "fulfilled / unfulfilled / partial / restocked -> delivered via "
-                          "FULFILLMENT_TO_DELIVERED (fulfilled = shipped, the closest Shopify has).",
+    "Fulfillment Status": "fulfilled / unfulfilled / partial / restocked -> delivered yes / no / no / "
+                          "unknown (fulfilled = shipped, the closest Shopify has; csv.parse_delivered).",
     "Billing Name": "full name in one cell; first_name = text before the first space at best.",
     "Billing Phone": "as typed (e.g. '555-0100', '+33610826417'); may carry a leading apostrophe "
                      "added for spreadsheets, like 'Billing Zip' (\"'75008\").",
