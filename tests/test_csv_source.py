@@ -266,6 +266,19 @@ def test_numbers_accept_a_decimal_point_or_comma(text: str, value: str) -> None:
     assert parse_decimal(text, "x") == Decimal(value)
 
 
+@pytest.mark.parametrize("text", ["1,500", "45,000", "-2,250"])
+def test_a_single_comma_before_three_digits_is_refused_as_ambiguous(text: str) -> None:
+    # 1.5 with a decimal comma, 1500 with a thousands comma (a US export; yen prices have no decimals).
+    with pytest.raises(RowError, match=rf"x: ambiguous: '{text}' is .* with a decimal comma"):
+        parse_decimal(text, "x")
+
+
+@pytest.mark.parametrize(("text", "value"), [("0,125", "0.125"), ("1234,500", "1234.5"), ("1,500.00", "1500"),
+                                             ("1.500,00", "1500")])
+def test_a_comma_that_can_only_be_decimal_or_only_grouping_is_read(text: str, value: str) -> None:
+    assert parse_decimal(text, "x") == Decimal(value)
+
+
 def test_a_time_without_offset_is_read_in_the_shop_timezone() -> None:
     from zoneinfo import ZoneInfo
 

@@ -68,6 +68,8 @@ _FALSE = frozenset({"0", "no", "n", "false", "f", "off", "nej", "nee", "non"})
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
 _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+#: ``1,500``: a decimal comma before three decimals, or a thousands comma (US exports, JPY prices).
+_GROUPED_OR_DECIMAL = re.compile(r"^-?[1-9]\d{0,2},\d{3}$")
 _ZERO = Decimal("0")
 ORDER_BATCH = 5000  # order rows indexed per SQLite call
 
@@ -83,6 +85,11 @@ def parse_decimal(text: str, what: str) -> Decimal:
         else:
             value = value.replace(",", "")
     elif value.count(",") == 1:
+        if _GROUPED_OR_DECIMAL.match(value):
+            raise RowError(f"{what}: ambiguous: {text!r} is {Decimal(value.replace(',', '.')).normalize()} with a "
+                           "decimal comma, "
+                           f"{value.replace(',', '')} with a thousands comma: write it without the comma, or "
+                           "with its decimals (1,500.00 or 1.500,00)")
         value = value.replace(",", ".")
     elif value.count(",") > 1 or value.count(".") > 1:
         value = value.replace(",", "").replace(".", "") if value.count(".") > 1 else value.replace(",", "")
