@@ -77,7 +77,7 @@ def test_a_worker_with_its_parents_index_answers_from_it_not_from_the_orders_fil
                                             "delivered\n", encoding="utf-8")  # emptied after the parent read it
     shared = _source(shop, [], index)
     private = _source(shop, [])
-    assert _orders_of(shared, Shard(1, 1)) == {"o1": ["a@example.com"], "o3": ["c3"]}
+    assert _orders_of(shared, Shard(1, 1)) == {"o1": ["a@example.com"], "o2": ["b@example.com"], "o3": ["c3"]}  # o2: unreadable, kept
     assert _orders_of(private, Shard(1, 1)) == {}
     shared.close()
     private.close()
@@ -195,7 +195,7 @@ def test_a_worker_indexes_the_orders_itself_when_its_parents_file_is_no_index(sh
     index = tmp_path / "orders.db"
     index.write_bytes(b"not a database at all" * 100)
     problems: list[RowProblem] = []
-    assert _orders_of(_source(shop, problems, index), Shard(1, 1)) == {"o1": ["a@example.com"], "o3": ["c3"]}
+    assert _orders_of(_source(shop, problems, index), Shard(1, 1)) == {"o1": ["a@example.com"], "o2": ["b@example.com"], "o3": ["c3"]}  # o2: unreadable, kept
     assert [str(p) for p in problems if "orders.csv" in p.location] != []  # read from the file: its bad row
 
 
