@@ -345,6 +345,11 @@ class EligibilityConfig(_Model):
     # a run after cron was down, does not send week-old carts a "you forgot something").
     backfill: Duration = timedelta(days=2)
     consent: Literal["required", "soft-opt-in", "none"] = "soft-opt-in"
+    # An order not delivered yet holds back its customer's reminders (pending_order) for this long
+    # after it was placed; null: until delivered. A shop that never marks its orders delivered
+    # (digital goods, pickup, fulfilment outside the shop) would otherwise never remind a customer
+    # who has ordered once.
+    pending_within: Duration | None = timedelta(days=30)
     one_message_per_day: bool = True
     quiet_hours: QuietHours | None = None
     min_total: Decimal = Decimal("0.01")

@@ -100,7 +100,8 @@ class Gates:
             return Verdict(Action.SKIP, Reason.SUPPRESSED)
         if facts.ordered is not None:
             return Verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")
-        if facts.pending is not None:
+        if facts.pending is not None and (config.pending_within is None
+                                          or now - facts.pending.created_at <= config.pending_within):
             return Verdict(Action.SKIP, Reason.PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
         if facts.unreadable is not None:
             # It may be this very cart's order: no reminder until the row can be read.

@@ -148,3 +148,22 @@ def test_googles_store_bot_is_skipped_by_default(shop: Shop) -> None:
     decided = shop.decisions()
     assert (decided["google"]["action"], decided["google"]["reason"]) == ("skip", "bot_or_disposable")
     assert decided["person"]["reason"] == "due"
+
+
+@pytest.mark.parametrize(("within", "days", "reason"), [("30d", 10, "pending_order"), ("30d", 40, "due"),
+                                                        (None, 400, "pending_order")])
+def test_an_undelivered_order_holds_reminders_back_only_within_pending_within(
+    shop: Shop, within: str | None, days: int, reason: str
+) -> None:
+    # A shop that never marks orders delivered would otherwise never remind a customer again.
+    shop.add(cart("c1", email="ann@example.com")).configure(eligibility={"pending_within": within})
+    shop.add_orders(order("o1", email="ann@example.com", created=NOW - timedelta(days=days), delivered="no"))
+    assert shop.decisions()["c1"]["reason"] == reason
+
+
+def test_the_latest_undelivered_order_counts_for_pending_within(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"))
+    shop.add_orders(order("old", email="ann@example.com", created=NOW - timedelta(days=90), delivered="no"),
+                    order("new", email="ann@example.com", created=NOW - timedelta(days=5), delivered="no"))
+    decided = shop.decisions()["c1"]
+    assert (decided["reason"], decided["detail"]) == ("pending_order", "order new not delivered")

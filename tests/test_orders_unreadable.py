@@ -43,7 +43,7 @@ def test_an_order_row_with_an_unreadable_date_holds_back_its_customers_cart_only
 
 def test_an_unreadable_order_row_matches_by_customer_id_and_cart_id_too(shop: Shop) -> None:
     _shop(shop).add_orders(dict(order("1051", customer_id="77", created=NOW), total="lots"),
-                           dict(order("1052", cart_id="olivia", created=NOW), delivered="perhaps"))
+                           dict(order("1052", cart_id="olivia", created=NOW), created_at="yesterday"))
     decided = shop.decisions()
     assert decided["ethan"]["reason"] == "unreadable_order" and decided["olivia"]["reason"] == "unreadable_order"
     assert decided["liam"]["reason"] == "due"

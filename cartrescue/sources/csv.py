@@ -166,11 +166,18 @@ _FULFILLMENT = {"fulfilled": True, "unfulfilled": False, "partial": False, "rest
 
 
 def parse_delivered(text: str) -> bool | None:
-    """``delivered``: yes/no, or a fulfillment status (``fulfilled``, ``unfulfilled`` ...)."""
+    """``delivered``: yes/no, or a fulfillment status (``fulfilled``, ``unfulfilled`` ...); any
+    other word (``on hold``, ``pending``) is unknown. It is optional knowledge: unknown is what a
+    shop without delivery tracking gives, and must not cost the order (an unreadable order holds
+    its customer's carts back) nor a customer's reminder."""
     value = text.strip().lower()
     if value in _FULFILLMENT:
         return _FULFILLMENT[value]
-    return parse_bool(text, "delivered")
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None
 
 
 def parse_bool(text: str, what: str) -> bool | None:
