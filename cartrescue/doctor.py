@@ -89,11 +89,14 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
         refused = ledger.write_refused()
         shops = ledger.shops_taking_turns()
+        switched = _switched_source(config, ledger, now)
         if shops:
             checks.append(Check("ledger", FAIL, f"{summary}; but the runs of {len(shops)} shops take turns in it ("
                                 + "; ".join(shops) + "): each shop's cart ids, addresses and lock collide with the "
                                 "other's, and reminders are lost. Give each shop its own ledger.url",
                                 int(ExitCode.CONFIG)))
+        elif switched is not None:
+            checks.append(Check("ledger", FAIL, f"{summary}; but {switched}", int(ExitCode.CONFIG)))
         elif refused is not None:
             checks.append(Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would "
                                 "stop there: point ledger.url at the primary, or grant the writes)",
@@ -119,6 +122,19 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         finally:
             ledger.close()
     return Report(checks)
+
+
+def _switched_source(config: Any, ledger: Any, now: datetime) -> str | None:
+    """Why a sending run would stop on this ledger because the source names its carts otherwise
+    (``job.same_source``), or None."""
+    from cartrescue.job import same_source
+    from cartrescue.sources import key_name
+
+    try:
+        same_source(config, key_name(config), ledger, now)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _source(config: Any, now: datetime) -> Check:

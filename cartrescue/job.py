@@ -218,7 +218,12 @@ def _run_job(
         ledger = Ledger(config.ledger_url)
         stack.callback(ledger.close)
         if delivering:
-            _same_source(config, source.name, ledger, now)  # before anything is claimed
+            same_source(config, source.name, ledger, now)  # before anything is claimed
+        else:
+            try:
+                same_source(config, source.name, ledger, now)
+            except ConfigError as exc:  # the dry-run still plans; the sending run would stop
+                notes.append(f"a sending run would stop (exit 2): {exc}")
         shard = request.shard or Shard(1, 1)
         owns = None if shard.whole else shard.owns
         run_id = None
@@ -303,7 +308,7 @@ def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem
     return Newsletters(readers, today(config, now))
 
 
-def _same_source(config: Config, name: str, ledger: Ledger, now: datetime) -> None:
+def same_source(config: Config, name: str, ledger: Ledger, now: datetime) -> None:
     """A delivering run whose source names its carts otherwise (``name:id``) than the ledger's
     latest message did stops (exit 2) before claiming anything.
 

@@ -47,9 +47,21 @@ def test_the_old_name_as_key_prefix_goes_on_with_the_same_carts(shop: Shop) -> N
     assert _steps(shop) == [("csv:c1", 1), ("csv:c1", 2), ("csv:c2", 1), ("csv:c2", 2)]
 
 
-def test_a_dry_run_is_not_stopped(shop: Shop) -> None:
+def test_a_dry_run_is_not_stopped_but_says_that_a_sending_run_would_be(shop: Shop) -> None:
     _sent_once(shop).configure(source={"key_prefix": "shop2"})
-    assert shop.cli("run", "--json", now=NOW + timedelta(hours=1)).exit_code == 0
+    result = shop.cli("run", "--json", now=NOW + timedelta(hours=1))
+    assert result.exit_code == 0
+    (note,) = [n for n in result.json["notes"] if "key_prefix" in n]
+    assert note.startswith("a sending run would stop (exit 2): ") and "names its carts 'shop2:…'" in note
+
+
+def test_the_doctor_fails_the_ledger_check_after_a_switch(shop: Shop) -> None:
+    from cartrescue.doctor import run_checks
+
+    _sent_once(shop).configure(source={"key_prefix": "shop2"}).write()
+    report = run_checks(shop.config_path, smtp=False, now=NOW + timedelta(hours=1))  # doctor's clock is the wall's
+    ledger = next(check for check in report.checks if check.name == "ledger")
+    assert (ledger.status, ledger.exit_code) == ("fail", 2) and "source.key_prefix: csv" in ledger.detail
 
 
 def test_once_the_latest_message_is_older_than_max_age_a_new_name_is_free(shop: Shop) -> None:

@@ -20,6 +20,19 @@ DATABASE_TYPES = {
 }
 
 
+def key_name(config: Config) -> str:
+    """What the configured source calls its carts in the ledger (``name:id``), without opening
+    it: ``source.key_prefix``, else the type's own name (``options.name`` of a ``sql`` source)."""
+    source = config.source
+    if source.key_prefix:
+        return source.key_prefix
+    if source.is_csv:
+        return "shopify" if source.type == "shopify_csv" else "csv"
+    if source.type == "sql":
+        return str(source.options.get("name", "sql"))
+    return source.type
+
+
 def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared_orders: Path | None = None,
                 shared_carts: Path | None = None) -> CartSource:
     """The configured source, ready to stream; raise SourceError when it cannot be opened.
