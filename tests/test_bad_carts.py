@@ -208,3 +208,16 @@ def test_a_carts_file_with_a_header_and_no_row_is_a_quiet_run_with_nothing_to_do
     result = _as_is(shop, "run", "--send", "--quiet")
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
     assert _as_is(shop, "run", "--json").json["problems"] == []
+
+
+def test_a_run_prints_at_most_twenty_problem_lines_and_counts_them_all(shop: Shop) -> None:
+    # An export re-saved from a spreadsheet with hundreds of bad rows: a readable cron mail.
+    shop.add(*([dict(row, quantity="many") for row in cart(f"bad{n}")] for n in range(30)))
+    shop.add(cart("good"))
+    shop.write()
+    result = _as_is(shop, "run", "--quiet")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert sum(line.startswith("warning: ") for line in lines) == 21
+    assert "more than 20 problems: the others are not printed" in " ".join(result.stderr.split())
+    assert "30 problems" in result.stdout + result.stderr
