@@ -107,7 +107,9 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     rows = csv.reader(io.StringIO(text), delimiter=delimiter)
     column: int | None = None
     header_seen = False
-    for number, row in enumerate(rows, 1):
+    end = 0  # the line the previous row ended on
+    for row in rows:
+        number, end = end + 1, rows.line_num  # the line this row starts on: a quoted cell may span lines
         cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].startswith("#"):
             continue

@@ -274,3 +274,10 @@ def test_the_documented_wsgi_snippet_works(shop: Shop) -> None:
     application.ledger.close()
     assert statuses == ["200 OK"] and b"dora@example.com" in page
     assert suppressed(shop, "dora@example.com") is not None
+
+
+def test_suppress_import_names_the_physical_line_after_a_cell_that_spans_lines(shop: Shop, tmp_path: Path) -> None:
+    export = tmp_path / "unsubscribed.csv"
+    export.write_text('Email Address,Note\nann@example.com,"two\nlines"\nnot-an-address,x\n', encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.json["invalid"] == [{"where": "unsubscribed.csv:4", "value": "not-an-address"}]
