@@ -292,6 +292,7 @@ def _run_job(
                 if status != "ok":  # stopped early: messages its stop grace recorded, not yet counted
                     counts.deliveries["sent"] = max(counts.deliveries["sent"], recorded)
     notes += newsletters.notes() if newsletters is not None else []
+    notes += planner.prioritizer.notes()
     return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned)
 
 

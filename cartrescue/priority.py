@@ -46,13 +46,16 @@ class Prioritizer:
         self.rules = config.rules
         self.tiers = config.tiers  # sorted by min_score, highest first
         self._overstock_skus = frozenset(self.rules.overstock.skus)
+        self.unpriced: dict[str, int] = {}  # currency -> carts whose value the shop's currency cannot tell
 
     def score(self, cart: Cart, previous_orders: int) -> Score:
         rules = self.rules
         matched: list[str] = []
         value = 0.0
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
-        if base is not None and base >= rules.high_value.threshold:  # unknown rate: not high value
+        if base is None:  # unknown rate: not high value, and said so once a run (notes)
+            self.unpriced[cart.currency] = self.unpriced.get(cart.currency, 0) + 1
+        elif base >= rules.high_value.threshold:
             matched.append("high_value")
             value += rules.high_value.weight
         if previous_orders >= rules.returning_customer.min_orders:
@@ -71,6 +74,15 @@ class Prioritizer:
             matched.append("overstock")
             value += rules.overstock.weight
         return Score(value, tuple(matched), margin)
+
+    def notes(self) -> list[str]:
+        """What the run should say about the carts it could not value (none: nothing)."""
+        if not self.unpriced:
+            return []
+        # Currencies only, no counts: the same note from every worker of a run is said once.
+        listed = ", ".join(sorted(self.unpriced))
+        return [f"carts in {listed} have no rate to {self.basis.currency} (add shop.exchange_rates): "
+                "priority.rules.high_value cannot count them as high value"]
 
     def tier(self, score: float) -> Tier:
         for tier in self.tiers:

@@ -128,3 +128,12 @@ def test_high_value_is_judged_in_the_shops_base_currency(shop) -> None:
     assert decided["big-sek"]["tier"] == "high"
     assert decided["eur"]["tier"] == "high"
     assert decided["nok"]["tier"] == "standard"  # no rate for NOK: not known to be high value
+
+
+def test_a_run_says_which_carts_it_could_not_value_in_the_shops_currency(shop: Shop) -> None:
+    shop.configure(shop={"currency": "EUR", "exchange_rates": {"SEK": "0.087"}})
+    shop.add(cart("sek", currency="SEK"), cart("nok1", currency="NOK"), cart("nok2", currency="NOK"))
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 0, result.output
+    assert ("carts in NOK have no rate to EUR (add shop.exchange_rates): priority.rules.high_value cannot count them "
+            "as high value") in result.json["notes"]
