@@ -309,7 +309,8 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
         lines.append(f"{len(shards)} workers (shards " + ", ".join(
             f"{report.shard}: exit {report.exit_code}" for report in shards) + ")")
     if summary.mode == "dry-run":
-        lines.append("dry-run: nothing was delivered or recorded (use --outbox DIR or --send)")
+        lines.append("dry-run: nothing was delivered or recorded (--eml DIR writes the messages to read; --send or "
+                     "--outbox DIR delivers)")
     else:
         lines.append(f"delivered {counts['sent']}, failed {counts['failed']}"
                      + (f", unconfirmed {counts['deliveries']['unconfirmed']} (no reply after the message; not resent)"
