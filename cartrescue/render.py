@@ -10,7 +10,7 @@ docs/templates.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -387,8 +387,11 @@ class Renderer:
             raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
         except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError) as exc:
             # A template's own mistake met with this cart's data ({{ 1 / items|length }} on an
-            # empty list, ...): this message fails, the run goes on.
-            raise TemplateError(f"{name}: {type(exc).__name__}: {exc}") from None
+            # empty list, ...): this message fails, the run goes on. It names the template line
+            # (Jinja's traceback carries it), as `templates check` does.
+            file, line = template_frame(exc, self.folders, name)
+            raise TemplateError(f"{file}:{line}: {type(exc).__name__}: {exc}" if line else
+                                f"{name}: {type(exc).__name__}: {exc}") from None
 
     def context(
         self,
@@ -464,3 +467,17 @@ class Renderer:
             "variant": variant,
             "survey": survey,  # None, or the question and one signed link per reason (cartrescue.survey.links)
         }
+
+
+def template_frame(exc: BaseException, folders: Sequence[Path], fallback: str) -> tuple[str, int | None]:
+    """The innermost template file and line of a rendering error (Jinja rewrites tracebacks)."""
+    found: tuple[str, int | None] = (fallback, None)
+    roots = [str(folder.resolve()) for folder in folders]
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        for root in roots:
+            if filename.startswith(root + "/"):
+                found = (filename[len(root) + 1:], tb.tb_lineno)
+        tb = tb.tb_next
+    return found

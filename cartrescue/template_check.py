@@ -38,7 +38,7 @@ from cartrescue import survey as survey_links
 from cartrescue.incentives import placeholder
 from cartrescue.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.render import PARTS, SMS_PART, Renderer
+from cartrescue.render import PARTS, SMS_PART, Renderer, template_frame
 from cartrescue.sms_text import KINDS as SMS_KINDS
 from cartrescue.sms_text import measure
 from cartrescue.sms_text import problems as sms_problems
@@ -499,7 +499,7 @@ class TemplateChecker:
                         continue
                     parts.append(template.render(context))  # type: ignore[union-attr]
                 except UndefinedError as exc:
-                    file, line = _template_frame(exc, self.renderer.folders, name)
+                    file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("undefined", f"undefined variable: {exc.message}", file, line, cart.id))
                 except TemplateSyntaxError as exc:  # in an extended or included template
                     case.add(Problem("syntax", f"syntax error: {exc.message}", exc.name or name, exc.lineno, cart.id))
@@ -507,10 +507,10 @@ class TemplateChecker:
                     case.add(Problem("render", f"{name} needs template {exc.name!r}, which does not exist", name,
                                      None, cart.id))
                 except SecurityError as exc:
-                    file, line = _template_frame(exc, self.renderer.folders, name)
+                    file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"not allowed in the sandbox: {exc}", file, line, cart.id))
                 except Exception as exc:  # noqa: BLE001 - a filter or test failing on this cart's data
-                    file, line = _template_frame(exc, self.renderer.folders, name)
+                    file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"{type(exc).__name__}: {exc}", file, line, cart.id))
             case.renders += 1
             if case.channel == "sms" and len(parts) == 1:
@@ -637,20 +637,6 @@ def _survey_problem(links: list[tuple[str, str]], cart_key: str, step: int, loca
     if missing or unknown:
         return f"survey links: missing {', '.join(missing) or '-'}, unknown {', '.join(unknown) or '-'}"
     return None
-def _template_frame(exc: BaseException, folders: Sequence[Path], fallback: str) -> tuple[str, int | None]:
-    """The innermost template file and line of a rendering error (Jinja rewrites tracebacks)."""
-    found: tuple[str, int | None] = (fallback, None)
-    roots = [str(folder.resolve()) for folder in folders]
-    tb = exc.__traceback__
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        for root in roots:
-            if filename.startswith(root + "/"):
-                found = (filename[len(root) + 1:], tb.tb_lineno)
-        tb = tb.tb_next
-    return found
-
-
 def check_templates(config: Config, *, templates: Iterable[str] | None = None, locales: Iterable[str] | None = None,
                     carts: Sequence[tuple[Cart, int]] | None = None, examples: Path | None = None) -> Report:
     """Run the whole check; see :class:`TemplateChecker`."""

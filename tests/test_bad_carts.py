@@ -132,6 +132,13 @@ def test_a_template_error_on_one_carts_data_costs_only_that_cart(shop: Shop) -> 
     _assert_bad_cart_cost_only_itself(shop, result, 3, "ZeroDivisionError")
 
 
+def test_a_template_error_names_the_template_line_as_templates_check_does(shop: Shop) -> None:
+    _own_templates(shop, "Your cart", "Hello\n\n{{ 100 // (cart.item_count - 7) }} things\n{{ unsubscribe_url }}\n")
+    _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
+    result = _run_outbox(shop)
+    _assert_bad_cart_cost_only_itself(shop, result, 3, "en/reminder-1.txt:3: ZeroDivisionError")
+
+
 def test_the_failed_cart_goes_out_once_the_cause_is_fixed(shop: Shop) -> None:
     folder = _own_templates(shop, "{{ 100 // (cart.item_count - 7) }} things")
     _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
