@@ -217,13 +217,12 @@ def _run_job(
             _read_all(source, Window(now - config.eligibility.max_age, now))
         ledger = Ledger(config.ledger_url)
         stack.callback(ledger.close)
-        if delivering:
+        try:
             same_source(config, source.name, ledger, now)  # before anything is claimed
-        else:
-            try:
-                same_source(config, source.name, ledger, now)
-            except ConfigError as exc:  # the dry-run still plans; the sending run would stop
-                notes.append(f"a sending run would stop (exit 2): {exc}")
+        except ConfigError as exc:
+            if delivering:
+                raise
+            notes.append(f"a sending run would stop (exit 2): {exc}")  # the dry-run still plans
         shard = request.shard or Shard(1, 1)
         owns = None if shard.whole else shard.owns
         run_id = None

@@ -132,6 +132,8 @@ class Cart:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # an unreadable order's time: never compared
+#: The status of an order whose row was found but could not be read (:meth:`Order.unreadable_row`).
+UNREADABLE = "unreadable"
 
 
 @quick_init
@@ -167,7 +169,7 @@ class Order:
 
         email = text(email)
         return cls(str(order_id), _EPOCH, email.lower() if email else None, text(customer_id), text(cart_id),
-                   status="unreadable", unreadable=where)
+                   status=UNREADABLE, unreadable=where)
 
 
 @dataclass(frozen=True, slots=True)

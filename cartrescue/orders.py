@@ -50,9 +50,8 @@ class OrderBook:
         if not by_email and not by_customer:
             if not own:
                 return NO_ORDERS
-            if own[0].unreadable is None:
-                return OrderFacts(ordered=own[0])
-            return OrderFacts(ordered=next((o for o in own if o.unreadable is None), None), unreadable=own[0])
+            ordered, unreadable = _readable_or_not(own)
+            return OrderFacts(ordered=ordered, unreadable=unreadable)
         person: Iterable[Order]
         if by_email and by_customer:
             merged = {o.id: o for o in by_email}
@@ -60,8 +59,7 @@ class OrderBook:
             person = merged.values()
         else:
             person = by_email or by_customer  # type: ignore[assignment]
-        ordered = next((o for o in own if o.unreadable is None), None) if own else None
-        unreadable = next((o for o in own if o.unreadable is not None), None) if own else None
+        ordered, unreadable = _readable_or_not(own) if own else (None, None)
         previous = 0
         pending = None
         for order in person:
@@ -79,3 +77,10 @@ class OrderBook:
         if ordered is None and not previous and pending is None and unreadable is None:
             return NO_ORDERS
         return OrderFacts(ordered=ordered, previous_orders=previous, pending=pending, unreadable=unreadable)
+
+
+def _readable_or_not(own: list[Order]) -> tuple[Order | None, Order | None]:
+    """The cart's own first readable order ("the" order that converted it) and its first
+    unreadable one."""
+    return (next((o for o in own if o.unreadable is None), None),
+            next((o for o in own if o.unreadable is not None), None))

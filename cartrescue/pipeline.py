@@ -637,11 +637,11 @@ class Executor:
 
     def _write_eml(self, decision: Decision, data: bytes) -> str:
         """``run --eml``: the file a dry-run writes for this message (where, or why not)."""
-        from cartrescue.channels.outbox import write_file
+        from cartrescue.channels.outbox import file_for, write_file
 
         assert self.eml is not None
         try:
-            return str(write_file(self.eml, f"{decision.cart.key}-step{decision.step}", decision.channel or "email",
+            return str(write_file(file_for(self.eml, f"{decision.cart.key}-step{decision.step}", decision.channel),
                                   data))
         except OSError as exc:
             return f"not written to {self.eml}: {exc.strerror or exc}"

@@ -74,7 +74,7 @@ def test_an_export_too_large_for_one_batch_finds_its_pieces_through_the_scratch_
 
 
 @pytest.mark.parametrize("batch", [2, 5000])
-def test_the_scratch_file_and_memory_find_the_same_repeated_ids(monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+def test_the_repeated_ids_are_the_same_whatever_the_batch_size(monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
     monkeypatch.setattr(cartrescue.sources.apart, "_BATCH", batch)
     ids = ApartIds()
     for cart_id, line, digest in [("a", 2, 11), ("b", 3, 12), ("a", 4, 11), ("c", 5, 13), ("c", 6, 14), ("a", 7, 11)]:

@@ -20,10 +20,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SUFFIX = {"email": ".eml", "sms": ".sms.txt", "webhook": ".json"}
 
 
-def write_file(folder: Path, stem: str, channel: str, data: bytes) -> Path:
-    """``data`` as ``folder/stem`` plus the channel's suffix, written whole or not at all (a
-    temporary name, then a rename). Used by the outbox and by ``run --eml``'s dry-run."""
-    target = folder / f"{_UNSAFE.sub('_', stem)}{_SUFFIX.get(channel, '.eml')}"
+def file_for(folder: Path, stem: str, channel: str | None) -> Path:
+    """The file of one message in ``folder``: ``stem`` made safe, plus its channel's suffix."""
+    return folder / f"{_UNSAFE.sub('_', stem)}{_SUFFIX.get(channel or 'email', '.eml')}"
+
+
+def write_file(target: Path, data: bytes) -> Path:
+    """``data`` written whole or not at all (a temporary name, then a rename). Used by the
+    outbox and by ``run --eml``'s dry-run."""
     partial = target.with_name(target.name + ".part")
     partial.write_bytes(data)
     os.replace(partial, target)
@@ -40,13 +44,7 @@ class OutboxChannel(Channel):
 
     def filename(self, envelope: Envelope) -> Path:
         decision = envelope.decision
-        stem = _UNSAFE.sub("_", f"{decision.cart.key}-step{decision.step}-{envelope.claim_id}")
-        return self.folder / f"{stem}{_SUFFIX.get(decision.channel or 'email', '.eml')}"
-
-    @staticmethod
-    def stem(envelope: Envelope) -> str:
-        decision = envelope.decision
-        return f"{decision.cart.key}-step{decision.step}-{envelope.claim_id}"
+        return file_for(self.folder, f"{decision.cart.key}-step{decision.step}-{envelope.claim_id}", decision.channel)
 
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         from cartrescue.mime import build_message
@@ -58,7 +56,7 @@ class OutboxChannel(Channel):
             target = self.filename(envelope)
             try:
                 data = envelope.data if envelope.data is not None else build_message(envelope.message)  # type: ignore[arg-type]
-                write_file(self.folder, self.stem(envelope), envelope.decision.channel or "email", data)
+                write_file(target, data)
             except OSError as exc:
                 yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {target}: {exc.strerror or exc}")
                 continue

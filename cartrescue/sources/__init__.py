@@ -63,7 +63,7 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
             order_columns=order_columns,
             delimiter=source.delimiter,
             encoding=source.encoding,
-            name=source.key_prefix or ("shopify" if source.type == "shopify_csv" else "csv"),
+            name=key_name(config),
             on_problem=on_problem,
             shared_orders=shared_orders,
             shared_carts=shared_carts,
@@ -76,8 +76,7 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)
     opened = cls.from_config(source, shop_tz=tz, on_problem=on_problem, base_currency=config.shop.currency)
-    if source.key_prefix:
-        opened.name = source.key_prefix
+    opened.name = key_name(config)  # the type's own name, or source.key_prefix
     return opened  # type: ignore[no-any-return]
 
 

@@ -76,13 +76,10 @@ class ApartIds:
         self._batch.clear()
 
     def finish(self) -> dict[str, Apart]:
-        """The ids met more than once, and throws the scratch file away. A file read in one batch
-        (most shops' exports) never makes one: its ids are counted here, in memory."""
-        if self._scratch is None:
-            return _in_memory(self._batch)
+        """The ids met more than once; throws the scratch file away."""
         try:
-            if self._batch:
-                self._flush()
+            self._flush()
+            assert self._scratch is not None
             rows = self._scratch.connection.execute("SELECT id, lines, alike FROM ids WHERE n > 1")
             return {cart_id: Apart(tuple(map(int, lines.split(","))), bool(alike)) for cart_id, lines, alike in rows}
         finally:
@@ -94,15 +91,3 @@ class ApartIds:
             self._scratch.close()
             self._scratch = None
 
-
-def _in_memory(batch: list[tuple[str, int, int]]) -> dict[str, Apart]:
-    first: dict[str, tuple[list[int], int, bool]] = {}
-    for cart_id, line, sums in batch:
-        seen = first.get(cart_id)
-        if seen is None:
-            first[cart_id] = ([line], sums, True)
-        else:
-            seen[0].append(line)
-            first[cart_id] = (seen[0], seen[1], seen[2] and sums == seen[1])
-    batch.clear()
-    return {cart_id: Apart(tuple(lines), alike) for cart_id, (lines, _, alike) in first.items() if len(lines) > 1}

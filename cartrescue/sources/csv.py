@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import is_valid_email
 from cartrescue.errors import SourceError
-from cartrescue.model import Cart, Customer, LineItem, Order, RowProblem
+from cartrescue.model import UNREADABLE, Cart, Customer, LineItem, Order, RowProblem
 from cartrescue.shards import owner
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
@@ -39,7 +39,7 @@ from cartrescue.sources.values import (
     normalize_locale,
     parse_currency,
 )
-from cartrescue.sources.order_index import UNREADABLE, OrderIndex, Row
+from cartrescue.sources.order_index import OrderIndex, Row
 from cartrescue.sources.spool import RowSpool
 
 if TYPE_CHECKING:

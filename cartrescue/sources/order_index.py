@@ -25,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from cartrescue.model import Cart, Order, RowProblem
+from cartrescue.model import UNREADABLE, Cart, Order, RowProblem
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.shared import create_index, keep_problem
 
@@ -154,10 +154,6 @@ class OrderIndex:
 
     def close(self) -> None:
         self._close()
-
-
-#: The status of a row kept with ``live = 2``: found, with its ids, but not readable.
-UNREADABLE = "unreadable"
 
 
 def _order(row: tuple[object, ...]) -> Order:

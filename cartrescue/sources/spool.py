@@ -67,28 +67,29 @@ class RowSpool:
         spool._size = path.stat().st_size
         return spool
 
+    def _add(self, entry: Entry) -> None:
+        self._batch.append(entry)
+        if len(self._batch) >= BATCH:
+            self._flush()
+
     def add_group(self, start: int, rows: list[tuple[int, list[str]]]) -> None:
-        self._batch.append((start, rows))
+        self._batch.append((start, rows))  # _add inlined: one call fewer for every cart
         self.groups += 1
         if len(self._batch) >= BATCH:
             self._flush()
 
     def add_problem(self, location: str, reason: str) -> None:
         """A problem met between groups (a malformed row, a row without a cart id)."""
-        self._batch.append((location, reason))
-        if len(self._batch) >= BATCH:
-            self._flush()
+        self._add((location, reason))
 
     def add_activity(self, cart_id: str, email: str, moment: str) -> None:
         """An entry of a shared activity spool: a cart's id, address and last activity as written."""
-        self._batch.append((cart_id, email, moment))
-        if len(self._batch) >= BATCH:
-            self._flush()
+        self._add((cart_id, email, moment))
 
     def add_apart(self, apart: dict[str, tuple[tuple[int, ...], bool]]) -> None:
         """The last entry of a shared activity spool: the export's cart ids met in more than one
         place (:mod:`.apart`), ``(None, {id: (lines, alike)})``, for the worker's carts pass."""
-        self._batch.append((None, apart))
+        self._add((None, apart))
 
     def _flush(self) -> None:
         if self._batch:
