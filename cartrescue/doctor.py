@@ -62,12 +62,12 @@ def staleness(last: datetime | None, stale_after: timedelta, now: datetime) -> C
 
 def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None) -> Report:
     """Every check; a failed config skips the rest (nothing else can be known without it)."""
-    from cartrescue.config import load_config
+    from cartrescue.config import load_config, resolve_now
 
-    now = now or datetime.now(timezone.utc)
     checks: list[Check] = []
     try:
         config = load_config(config_path)
+        now = resolve_now(config, now)  # the config's pinned clock (``now:``), as a run reads it
     except ConfigError as exc:
         return Report([Check("config", FAIL, str(exc), int(exc.exit_code)),
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
@@ -147,8 +147,14 @@ def _source(config: Any, now: datetime) -> Check:
             window = Window(now - config.eligibility.max_age, now)
             seen = 0
             sample: list[Any] = []  # whose orders are read below, as a run's first chunk would
+            keys: set[str] = set()
             for cart in source.carts(window):
                 if cart.updated_at >= window.start:  # a CSV source gives every cart of its file
+                    if cart.key in keys:  # a query without ORDER BY cart_id: a run would send half a cart
+                        return Check("source", FAIL, f"{cart.origin or cart.key}: cart {cart.id}: the same cart "
+                                     f"id again{f' ({source.repeat_advice})' if source.repeat_advice else ''}",
+                                     int(ExitCode.SOURCE))
+                    keys.add(cart.key)
                     seen += 1
                     if len(sample) < 100:
                         sample.append(cart)

@@ -354,8 +354,9 @@ def _read_all(source: CartSource, window: Window) -> None:
                 if count is not None:
                     repeated[cart.key] = count + 1
                     if count:
+                        advice = f"{source.repeat_advice}; " if source.repeat_advice else ""
                         raise SourceError(f"{cart.origin or cart.key}: cart {cart.id}: the same cart id again "
-                                          "(--strict: nothing was delivered)")
+                                          f"({advice}--strict: nothing was delivered)")
 
 
 class LockWatch:

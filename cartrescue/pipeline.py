@@ -176,7 +176,7 @@ class Planner:
         added: list[str] = []
         repeated = None if source.keys_unique() else newest.repeated([cart.key for cart in chunk])
         for cart in chunk:
-            if repeated and cart.key in repeated and self._repeated(cart, repeated):
+            if repeated and cart.key in repeated and self._repeated(cart, repeated, source.repeat_advice):
                 continue
             decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered,
                                     phones.get(cart.key))
@@ -193,7 +193,7 @@ class Planner:
             yield decision
         newest.mark_messaged(added)
 
-    def _repeated(self, cart: Cart, repeated: dict[str, int]) -> bool:
+    def _repeated(self, cart: Cart, repeated: dict[str, int], advice: str) -> bool:
         """A cart id seen before in this run (a CSV that lists one cart twice, apart): the first
         one decides; the repeat is reported, never a second message under one claim."""
         seen = repeated[cart.key]
@@ -202,7 +202,7 @@ class Planner:
             return False
         if self.on_problem is not None:
             self.on_problem(RowProblem(cart.origin or cart.key, f"cart {cart.id}: the same cart id again "
-                                       "(only its first appearance is used)"))
+                                       f"({advice + '; ' if advice else ''}only its first appearance is used)"))
         return True
 
     def _answered(self, chunk: Sequence[Cart]) -> set[str]:

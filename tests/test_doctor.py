@@ -239,3 +239,13 @@ def test_the_quiet_line_names_the_config_it_was_given(shop: Shop) -> None:
     assert result.exit_code == ExitCode.STALE
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"cartrescue doctor: {shop.config_path}: staleness failed: "), lines
+
+
+def test_doctor_reads_the_carts_at_the_configs_pinned_clock(shop: Shop) -> None:
+    """``now:`` in the config (a demo, the quick start's sample) is the doctor's clock too: it
+    sees the carts a run sees, not "0 carts" because the wall clock is later."""
+    from conftest import NOW, iso
+
+    shop.add(cart("c1"), cart("c2")).configure(now=iso(NOW))
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    assert checks(result)["source"]["detail"].startswith("csv: 2 carts in the last"), checks(result)["source"]

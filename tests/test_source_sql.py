@@ -602,3 +602,57 @@ def test_a_report_without_an_orders_placed_query_says_which_key_to_add(sqlite_ur
     source = SqlSource(sqlite_url, queries=QUERIES)
     with pytest.raises(ConfigError, match=r"source\.queries\.orders_placed"):
         list(source.orders(WINDOW))
+
+
+def _apart_shop(tmp_path: Path, sqlite_url: str) -> Path:
+    """A shop whose carts query orders by sku: cart 1's rows (A, B) stand apart."""
+    query = QUERIES["carts"].replace("ORDER BY c.id, l.sku", "ORDER BY l.sku, c.id")
+    config = tmp_path / "cartrescue.yaml"
+    config.write_text(json.dumps({
+        "now": NOW.isoformat(), "shop": {"timezone": "Europe/Berlin", "unsubscribe_secret": "s"},
+        "source": {"type": "sql", "url": sqlite_url, "queries": {"carts": query}},
+        "eligibility": {"consent": "none", "quiet_hours": None},
+        "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"}}), encoding="utf-8")
+    return config
+
+
+def test_a_carts_query_whose_rows_stand_apart_is_named_with_its_fix(tmp_path, sqlite_url):
+    from conftest import cli
+
+    result = cli("carts", "--json", "--all", "--config", str(_apart_shop(tmp_path, sqlite_url)))
+    assert result.exit_code == 1, result.output
+    assert [problem for problem in result.json["problems"] if "cart 1:" in problem] == [
+        "sql:1: cart 1: the same cart id again (source.queries.carts returns its rows apart: "
+        "give it ORDER BY cart_id (docs/databases.md); only its first appearance is used)"]
+
+
+def test_doctor_fails_a_carts_query_whose_rows_stand_apart(tmp_path, sqlite_url):
+    from conftest import cli
+
+    result = cli("doctor", "--no-smtp", "--json", "--config", str(_apart_shop(tmp_path, sqlite_url)))
+    source = {check["name"]: check for check in result.json["checks"]}["source"]
+    assert source["status"] == "fail" and "ORDER BY cart_id" in source["detail"], source
+    assert result.exit_code == ExitCode.SOURCE
+
+
+def test_run_strict_stops_on_a_carts_query_whose_rows_stand_apart(tmp_path):
+    path = tmp_path / "apart.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE l (cart_id text, email text, currency text, created_at text, sku text, "
+                       "name text, quantity integer, unit_price text)")
+    connection.executemany("INSERT INTO l VALUES (?, ?, 'EUR', '2026-03-29 09:00:00', ?, ?, 1, '10')", [
+        ("c1", "a@example.com", "A", "Apple"), ("c2", "b@example.com", "A", "Apple"),
+        ("c1", "a@example.com", "B", "Banana")])
+    connection.commit()
+    connection.close()
+    config = _apart_shop(tmp_path, f"sqlite:///{path}")
+    settings = json.loads(config.read_text())
+    settings["source"]["queries"]["carts"] = "SELECT * FROM l ORDER BY sku"
+    config.write_text(json.dumps(settings))
+    from conftest import cli
+
+    result = cli("run", "--strict", "--json", "--workers", "1", "--config", str(config))
+    assert result.exit_code == ExitCode.SOURCE, result.output
+    assert result.json["error"]["message"] == (
+        "sql:c1: cart c1: the same cart id again (source.queries.carts returns its rows apart: give it ORDER BY "
+        "cart_id (docs/databases.md); --strict: nothing was delivered)")

@@ -94,6 +94,10 @@ class CartSource(ABC):
         where it looked for repeats before building any cart (the CSV source's first pass)."""
         return False
 
+    #: Why a cart key can come twice in one pass of this source, and the fix, said with the
+    #: problem ("": nothing to say beyond it; the planner uses the first appearance).
+    repeat_advice: str = ""
+
     def cart(self, cart_id: str) -> Cart | None:
         """The cart with this id, whatever its age (``preview``), or None.
 

@@ -848,6 +848,7 @@ class SqlSource(DatabaseSource):
     """
 
     name = "sql"
+    repeat_advice = "source.queries.carts returns its rows apart: give it ORDER BY cart_id (docs/databases.md)"
 
     def __init__(self, url: str, *, queries: Mapping[str, str], prefix: str | None = None,
                  shop_tz: ZoneInfo = ZoneInfo("UTC"), options: Mapping[str, Any] | None = None,
