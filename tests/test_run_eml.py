@@ -53,6 +53,15 @@ def test_a_dry_run_with_eml_writes_each_message_it_would_send_and_records_nothin
     assert later.json["counts"]["sent"] == 2
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_summary_names_the_folder_the_messages_were_written_to(shop: Shop, workers: str) -> None:
+    folder = shop.folder / "look"
+    result = _shop(shop).cli("run", "--eml", str(folder), "--workers", workers)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.replace("│", " ").split())
+    assert f"the messages it would send are in {folder}" in said, result.stdout
+
+
 @pytest.mark.parametrize("flag", [["--send"], ["--outbox", "out"]])
 def test_eml_is_a_dry_runs_option_only(shop: Shop, flag: list[str]) -> None:
     result = _shop(shop).cli("run", "--eml", str(shop.folder / "look"), *flag, "--json")

@@ -137,7 +137,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                       "released": summary.released, "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes, "pruned": summary.pruned})
     elif not (quiet and _all_well(counts)):
-        _print_table_and_summary(table, summary, counts)
+        _print_table_and_summary(table, summary, counts, request.eml)
     if summary.counts.failed or summary.counts.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
@@ -276,14 +276,14 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)
     else:
         if not (quiet and _all_well(merged.counts)):
-            _print_table_and_summary(table, merged, merged.counts)
+            _print_table_and_summary(table, merged, merged.counts, eml)
         if said:
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
     if merged.exit_code:
         raise typer.Exit(merged.exit_code)
 
 
-def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any]) -> None:
+def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any], eml: Path | None) -> None:
     """The table of the first decisions (unless --quiet) and the summary panel, on stdout."""
     console = out_console()
     if table is not None:
@@ -292,10 +292,10 @@ def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any]) -
             console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
         if table.mode == "compact":
             console.print("(a narrow terminal: --wide shows every column)")
-    _print_summary(console, summary, counts)
+    _print_summary(console, summary, counts, eml)
 
 
-def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
+def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path | None) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
@@ -308,7 +308,10 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any]) -> None:
     if shards:
         lines.append(f"{len(shards)} workers (shards " + ", ".join(
             f"{report.shard}: exit {report.exit_code}" for report in shards) + ")")
-    if summary.mode == "dry-run":
+    if summary.mode == "dry-run" and eml is not None:
+        lines.append(f"dry-run: nothing was delivered or recorded; the messages it would send are in {eml} "
+                     "(--send or --outbox DIR delivers)")
+    elif summary.mode == "dry-run":
         lines.append("dry-run: nothing was delivered or recorded (--eml DIR writes the messages to read; --send or "
                      "--outbox DIR delivers)")
     else:
