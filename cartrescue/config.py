@@ -351,6 +351,10 @@ class EligibilityConfig(_Model):
     # who has ordered once.
     pending_within: Duration | None = timedelta(days=30)
     one_message_per_day: bool = True
+    # A step whose channel cannot reach the customer (SMS without a mobile number or SMS consent,
+    # the call list without a phone number) goes out by e-mail (the tier's channel where that is
+    # e-mail or a webhook) instead of ending the sequence; false: the cart is skipped for it.
+    channel_fallback: bool = True
     quiet_hours: QuietHours | None = None
     min_total: Decimal = Decimal("0.01")
     bot_patterns: list[str] = Field(

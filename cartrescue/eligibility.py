@@ -66,8 +66,8 @@ class Gates:
 
         ``channel`` decides what counts as a contact and which consent applies: ``sms`` needs
         ``phone`` (the E.164 number the planner made of the cart's, ``phone_problem`` saying why
-        there is none) and SMS consent under the ``sms_consent`` policy; ``call-list`` an address
-        or a phone number; ``email`` and ``webhook`` an address. A suppression of the address or
+        there is none) and SMS consent under the ``sms_consent`` policy; ``call-list`` a phone
+        number (staff call it); ``email`` and ``webhook`` an address. A suppression of the address or
         of the number stops every channel: the customer asked for no more reminders.
         """
         config = self.config
@@ -80,7 +80,10 @@ class Gates:
         if channel == "sms":
             if phone is None:
                 return Verdict(Action.SKIP, Reason.NO_CONTACT, detail=phone_problem or "no phone number")
-        elif not email and not (channel == "call-list" and cart.customer.phone):
+        elif channel == "call-list":
+            if not cart.customer.phone:
+                return Verdict(Action.SKIP, Reason.NO_CONTACT, detail="no phone number to call")
+        elif not email:
             return Verdict(Action.SKIP, Reason.NO_CONTACT)
         if email:
             bot = self.is_bot_or_disposable(email)

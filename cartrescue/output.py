@@ -32,6 +32,15 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
+def detail_of(result: Result) -> str:
+    """What to say about a result: the decision's detail (why it was made, or a send's channel
+    fallback) and the delivery's (where it went, why it failed), both when there are both."""
+    said, delivered = result.decision.detail, result.detail
+    if said and delivered:
+        return f"{said}; {delivered}"
+    return said or delivered
+
+
 def result_dict(result: Result) -> dict[str, Any]:
     decision = result.decision
     cart = decision.cart
@@ -41,7 +50,7 @@ def result_dict(result: Result) -> dict[str, Any]:
         "email": cart.customer.email,
         "action": decision.action.value,
         "reason": decision.reason.value,
-        "detail": decision.detail or result.detail,
+        "detail": detail_of(result),
         "step": decision.step,
         "score": decision.score,
         "tier": decision.tier,
@@ -91,7 +100,7 @@ def result_json(result: Result) -> str:
         f'{{"cart_id": {_string(cart.id)}, "cart_key": {_string(cart.key)}, '
         f'"email": {"null" if email is None else _string(email)}, '
         f'"action": {_string(decision.action.value)}, "reason": {_string(decision.reason.value)}, '
-        f'"detail": {_string(decision.detail or result.detail)}, '
+        f'"detail": {_string(detail_of(result))}, '
         f'"step": {"null" if step is None else int.__repr__(step)}, '
         f'"score": {"null" if score is None else _float(score)}, '
         f'"tier": {"null" if tier is None else _string(tier)}, '
@@ -331,7 +340,7 @@ class DecisionTable:
         subject = result.message.subject if result.message is not None else None
         self._add(decision.cart.id, decision.cart.customer.email, decision.step, decision.action.value,
                   decision.reason.value, result.delivery, decision.tier, decision.score,
-                  decision.detail or result.detail, subject)
+                  detail_of(result), subject)
 
     def add_row(self, row: dict[str, Any]) -> None:
         """One row from a result's JSON form (:func:`result_dict`; a worker's ``--json`` line)."""

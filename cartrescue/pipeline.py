@@ -61,6 +61,8 @@ PLAN_CHUNK = 500
 DELIVERY_CHUNK = 250
 DRY_RUN_SECRET = "dry-run: not a secret"
 RENDERED = frozenset({"email", "sms", "webhook"})  # channels whose message is rendered from templates
+_NEEDS_PHONE = frozenset({"sms", "call-list"})  # a step on these falls back to ..._BY_ADDRESS (channel_fallback)
+_BY_ADDRESS = frozenset({"email", "webhook"})
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -121,6 +123,7 @@ class Planner:
         self.region = config.phone_region
         self.countries = frozenset(config.sms.countries)
         self.prioritizer = Prioritizer(config.priority, basis)
+        self._tiers = {tier.name: tier for tier in config.priority.tiers}
         self.experiments = Experiments(config, ledger.promotions() if ledger is not None else None)
 
     @property
@@ -180,7 +183,7 @@ class Planner:
                 continue
             decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered,
                                     phones.get(cart.key))
-            if decision.action is Action.SEND and decision.tier in budgets:
+            if decision.action is Action.SEND and decision.tier in budgets and not self._fell_back(decision):
                 displaced = budgets[decision.tier].offer(decision)
                 if displaced is not None:
                     yield displaced
@@ -245,11 +248,22 @@ class Planner:
         # The channel of the step that comes next: the step's own, else the tier's.
         channel = sequence.steps[number - 1].channel_for(tier) if number <= len(sequence.steps) else tier.channel
         problem = self._phone_problem(cart, phone) if channel == "sms" else ""
+        newest_cart = newest.get(email) if email else None
         verdict: Verdict | None = self.gates.check(
-            cart, facts, now=now, suppressed=history.suppressed, newest_cart=newest.get(email) if email else None,
+            cart, facts, now=now, suppressed=history.suppressed, newest_cart=newest_cart,
             channel=channel, phone=None if problem else phone, phone_problem=problem,
             sms_consent=self.config.sms.consent,
         )
+        fallback = ""
+        if verdict is not None and channel in _NEEDS_PHONE and self._unreachable(channel, verdict):
+            # No mobile, no SMS consent, no number to call: this step goes by e-mail rather than
+            # not at all (the later steps, and their incentive, with it).
+            instead = tier.channel if tier.channel in _BY_ADDRESS else "email"
+            second = self.gates.check(cart, facts, now=now, suppressed=history.suppressed, newest_cart=newest_cart,
+                                      channel=instead, phone=phone)
+            if second is None or second.reason not in (Reason.NO_CONTACT, Reason.NO_CONSENT):
+                fallback = f"by {instead}, not {channel} ({verdict.detail})"
+                channel, verdict = instead, second
         if verdict is None and cart.key in answered:
             verdict = Verdict(Action.SKIP, Reason.ANSWERED_SURVEY, detail="the customer said why they left")
         if verdict is None:
@@ -273,7 +287,7 @@ class Planner:
                         )
                     return Decision(
                         cart=cart, action=Action.SEND, reason=Reason.DUE, score=score.value, tier=tier.name,
-                        step=step, channel=channel, template=template,
+                        step=step, channel=channel, template=template, detail=fallback,
                         variant=self.experiments.variant(who, tier.sequence, step), facts=cart_facts, phone=phone,
                     )
         return Decision(
@@ -281,6 +295,19 @@ class Planner:
             channel=channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
             facts=cart_facts, phone=phone,
         )
+
+    def _fell_back(self, decision: Decision) -> bool:
+        """Whether a send goes by e-mail because its step's channel cannot reach the customer: a
+        tier's budget caps its own (dear) channel, the call list above all, not the e-mail instead."""
+        tier = self._tiers[decision.tier]  # type: ignore[index]
+        step = self.config.sequences[tier.sequence].steps[decision.step - 1]  # type: ignore[operator]
+        return decision.channel != step.channel_for(tier)
+
+    def _unreachable(self, channel: str, verdict: Verdict) -> bool:
+        """Whether ``verdict`` says only that ``channel`` cannot reach the customer (and the config
+        lets the step go by e-mail instead): no contact on it, or no consent to texts."""
+        return self.config.eligibility.channel_fallback and (
+            verdict.reason is Reason.NO_CONTACT or (verdict.reason is Reason.NO_CONSENT and channel == "sms"))
 
     def _last_message(self, email: str | None, phone: str | None, history: History,
                       messaged: set[str]) -> datetime | None:

@@ -31,8 +31,11 @@ def test_with_inits_defaults_the_phone_list_is_a_small_budgeted_top_slice(
         rows = list(csv.DictReader(handle))
     assert carts == 300
     assert len(rows) == len(called) <= 5  # the tier's budget per run
-    assert len(called) / carts <= 0.02  # 1.7 % of the sample in this run (it was 20 calls, 6.7 %)
+    assert len(called) / carts <= 0.02  # 1 % of the sample in this run (it was 20 calls, 6.7 %)
     assert tiers["vip"] / carts < 0.10  # the tier itself: 8 % (it was 47 % with min_score 60)
-    waiting = [d for d in decisions if d["tier"] == "vip" and d["reason"] == "tier_budget"]
-    assert all(d["score"] >= 85 for d in called + waiting) and waiting  # the best go first, the rest wait
-    assert min(d["score"] for d in called) >= max(d["score"] for d in waiting)
+    assert all(row["phone"] for row in rows)  # staff have a number to call on every row
+    # The tier's carts without a phone number get the step by e-mail, outside the calls' budget.
+    mailed = [d for d in decisions if d["tier"] == "vip" and d["action"] == "send" and d["channel"] == "email"]
+    assert mailed and all(d["detail"].startswith("by email, not call-list (no phone number to call)")
+                          for d in mailed)
+    assert all(d["score"] >= 85 for d in called + mailed)

@@ -133,6 +133,7 @@ def test_a_lost_answer_is_unconfirmed_and_never_sent_again(shop: Shop) -> None:
 def test_hostile_or_foreign_numbers_are_skipped_with_no_contact(shop: Shop, phone: str, countries: list[str],
                                                                 reason: str) -> None:
     sms_shop(shop, "https://api.example.com", carts=1, phone=phone, countries=countries)
+    shop.configure(eligibility={"channel_fallback": False})  # the SMS gate itself, not the e-mail after it
     decision = shop.decisions()["s000"]
     assert decision["reason"] == reason and decision["channel"] == "sms"
     if reason == "no_contact":
@@ -174,6 +175,7 @@ def test_a_text_over_max_segments_is_a_render_error_before_any_claim(shop: Shop)
 
 def test_sms_consent_is_separate_from_email_consent(shop: Shop) -> None:
     sms_shop(shop, "https://api.example.com", carts=0)
+    shop.configure(eligibility={"channel_fallback": False})
     shop.add(cart("unknown", phone="0701234501", consent="yes", sms_consent=""),
              cart("no", phone="0701234502", consent="yes", sms_consent="no"),
              cart("yes", phone="0701234503", consent="no", sms_consent="yes"))
@@ -320,3 +322,26 @@ def test_links_in_texts_carry_utm_tags_only_when_asked(shop: Shop, tmp_path: Pat
     assert shop.cli("run", "--outbox", str(tmp_path / "tagged")).exit_code == 0
     (text,) = (tmp_path / "tagged").glob("*.sms.txt")
     assert "utm_medium=sms&utm_campaign=default-step1" in text.read_text(encoding="utf-8")
+
+
+def test_a_cart_no_text_can_reach_gets_its_step_by_email_instead(shop: Shop) -> None:
+    """No mobile, a landline, no SMS consent: the step goes by e-mail (noted), not nowhere; the
+    later steps, and their incentive, follow as for any cart."""
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.add(cart("none", phone="", sms_consent="yes"), cart("landline", phone="08-123 456 78", sms_consent="yes"),
+             cart("unasked", phone="0701234501", consent="yes", sms_consent=""),
+             cart("texted", phone="0701234502", sms_consent="yes"))
+    decisions = shop.decisions()
+    assert {key: (d["action"], d["channel"]) for key, d in decisions.items()} == {
+        "none": ("send", "email"), "landline": ("send", "email"), "unasked": ("send", "email"),
+        "texted": ("send", "sms")}
+    assert decisions["none"]["detail"] == "by email, not sms (no phone number)"
+    assert decisions["unasked"]["detail"] == "by email, not sms (sms_consent=None, policy required)"
+    assert decisions["texted"]["detail"] == ""
+
+
+def test_a_cart_neither_text_nor_email_can_reach_keeps_the_sms_reason(shop: Shop) -> None:
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.add(cart("nobody", phone="", sms_consent="yes", consent="no"))
+    decision = shop.decisions()["nobody"]
+    assert (decision["action"], decision["reason"], decision["channel"]) == ("skip", "no_contact", "sms")

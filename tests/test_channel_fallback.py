@@ -1,0 +1,54 @@
+"""A step whose channel cannot reach the customer (the call list without a phone number, SMS
+without a mobile) goes by e-mail: the customer is not dropped from the sequence, and the tier's
+budget stays for its own channel."""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+
+from conftest import NOW, Shop, cart
+
+PRICEY = [("S", "Lamp", 1, "900.00")]  # high value: the vip tier
+
+
+def _call_shop(shop: Shop, budget: int = 1) -> Shop:
+    return shop.configure(
+        priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list", "budget": budget},
+                            {"name": "standard", "min_score": 0}]},
+        sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                         {"delay": "24h", "template": "reminder-2"}]}})
+
+
+def test_a_call_list_step_without_a_phone_number_goes_by_email_outside_the_calls_budget(shop: Shop) -> None:
+    _call_shop(shop, budget=1).add(
+        cart("phoned", email="ann@example.com", phone="+46701234567", items=PRICEY),
+        cart("mailed", email="bo@example.com", items=PRICEY),
+        cart("waits", email="cy@example.com", phone="+46701234568", items=PRICEY))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    found = {d["cart_id"]: d for d in result.json["decisions"]}
+    assert {key: (d["action"], d["channel"]) for key, d in found.items()} == {
+        "phoned": ("send", "call-list"), "mailed": ("send", "email"), "waits": ("defer", "call-list")}
+    assert found["mailed"]["detail"].startswith("by email, not call-list (no phone number to call); ")
+    assert found["waits"]["reason"] == "tier_budget"
+    with (shop.folder / "call-list.csv").open(encoding="utf-8", newline="") as handle:
+        assert [row["cart_id"] for row in csv.DictReader(handle)] == ["phoned"]
+
+
+def test_after_a_step_by_email_the_sequence_goes_on_and_never_repeats_it(shop: Shop) -> None:
+    _call_shop(shop).add(cart("mailed", email="bo@example.com", items=PRICEY))
+    first = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert [(d["step"], d["channel"]) for d in first.json["decisions"]] == [(1, "email")]
+    again = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(hours=2))
+    assert [(d["action"], d["reason"]) for d in again.json["decisions"]] == [("defer", "step_not_due")]
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(hours=26))
+    assert [(d["step"], d["channel"], d["delivery"]) for d in later.json["decisions"]] == [(2, "email", "sent")]
+    assert [(row["step"], row["channel"]) for row in shop.messages()] == [(1, "email"), (2, "email")]
+
+
+def test_without_channel_fallback_such_a_cart_is_skipped(shop: Shop) -> None:
+    _call_shop(shop).configure(eligibility={"channel_fallback": False}).add(
+        cart("mailed", email="bo@example.com", items=PRICEY))
+    (decision,) = shop.cli("carts", "--json").json["decisions"]
+    assert (decision["action"], decision["reason"], decision["channel"]) == ("skip", "no_contact", "call-list")
