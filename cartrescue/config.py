@@ -416,14 +416,17 @@ class Tier(_Model):
     min_score: float = 0
     sequence: str = "default"
     channel: ChannelName = "email"
-    budget: int | None = Field(None, ge=0)  # at most this many carts per run; None = no cap
+    budget: int | None = Field(None, ge=0)  # at most this many carts per run (or day); None = no cap
+    # "day": the budget is the shop's day's (its midnight to midnight), what the run before used
+    # today counted, as staff who make five calls a day need from a cron that runs every ten minutes.
+    budget_per: Literal["run", "day"] = "run"
 
 
 class PriorityConfig(_Model):
     rules: Rules = Rules()
     tiers: list[Tier] = Field(
         default_factory=lambda: [
-            Tier(name="vip", min_score=85, channel="call-list", budget=5),  # as config.example.yaml: a small top slice
+            Tier(name="vip", min_score=85, channel="call-list", budget=5, budget_per="day"),  # as config.example.yaml: a small top slice
             Tier(name="high", min_score=35),
             Tier(name="standard", min_score=0),
         ]

@@ -904,6 +904,21 @@ class Ledger:
         return [_aware(at) for at, email, key in rows  # type: ignore[misc]
                 if at is not None and (owns is None or owns(email, key))]
 
+    def tier_used_since(self, tier: str, channels: list[str], since: datetime, until: datetime) -> int:
+        """How many messages of ``tier`` on ``channels`` were claimed from ``since`` to ``until``
+        (a tier's day's budget): every claim but a held-out cart and a permanent failure.
+
+        Looked up through the runs of the period (``cr_run`` is small, ``run_id`` indexed), not by
+        scanning every message the ledger holds.
+        """
+        message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
+        runs = select(run.c.id).where(run.c.now >= _naive(since))
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(message).where(
+                message.c.run_id.in_(runs), message.c.tier == tier, message.c.channel.in_(channels),
+                message.c.status.notin_(("held_out", "failed_permanent")),
+                message.c.claimed_at >= _naive(since), message.c.claimed_at <= _naive(until))).scalar_one())
+
     def status_counts(self) -> dict[str, int]:
         """How many message rows are in each status (for ``doctor``)."""
         message = Message.__table__  # type: ignore[attr-defined]

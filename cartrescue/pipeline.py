@@ -74,9 +74,9 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 class _Budget:
     """Keeps the ``limit`` best-scoring send decisions of a tier; displaces the rest."""
 
-    def __init__(self, limit: int, shared: str = "") -> None:
+    def __init__(self, limit: int, per: str = "per run") -> None:
         self.limit = limit
-        self.shared = shared  # ", this shard's share of 10 over 4 shards" when sharded
+        self.per = per  # what the limit is of, for the deferred: "per run", "more today (…)", "… in shard 1/2 (…)"
         self.heap: list[tuple[float, int, Decision]] = []
         self.counter = itertools.count()
 
@@ -88,7 +88,7 @@ class _Budget:
             return None
         if self.limit and entry[:2] > self.heap[0][:2]:
             entry = heapq.heapreplace(self.heap, entry)
-        return _over_budget(entry[2], self.limit, self.shared)
+        return _over_budget(entry[2], self.limit, self.per)
 
     def drain(self) -> Iterator[Decision]:
         for _score, _order, decision in sorted(self.heap, key=lambda e: e[:2], reverse=True):
@@ -96,9 +96,8 @@ class _Budget:
         self.heap.clear()
 
 
-def _over_budget(decision: Decision, limit: int, shared: str = "") -> Decision:
-    return replace(decision, action=Action.DEFER, reason=Reason.BUDGET,
-                   detail=f"tier {decision.tier} takes {limit} per run{shared}")
+def _over_budget(decision: Decision, limit: int, per: str) -> Decision:
+    return replace(decision, action=Action.DEFER, reason=Reason.BUDGET, detail=f"tier {decision.tier} takes {limit} {per}")
 
 
 class Planner:
@@ -140,15 +139,30 @@ class Planner:
         with NewestCarts() as newest:
             activity = source.activity(everything) if shard is None else source.shard_activity(everything, shard)
             newest.add(a for a in activity if a.updated_at <= now)
-            # A tier's budget is per run; a shard takes its share (cartrescue.shards.Shard.share).
-            budgets = {t.name: _Budget(t.budget) if shard is None else _Budget(
-                           shard.share(t.budget), f" in shard {shard} (its share of {t.budget} over {shard.count} shards)")
-                       for t in self.config.priority.tiers if t.budget is not None}
+            budgets = {t.name: self._budget(t) for t in self.config.priority.tiers if t.budget is not None}
             carts = source.carts(window) if shard is None else source.shard_carts(window, shard)
             for chunk in chunked(carts, PLAN_CHUNK):
                 yield from self._decide_chunk(source, chunk, newest, budgets)
             for budget in budgets.values():
                 yield from budget.drain()
+
+    def _budget(self, tier: Tier) -> _Budget:
+        """The tier's budget for this run: per run, or what is left of the shop's day; a shard
+        takes its share (:meth:`cartrescue.shards.Shard.share`)."""
+        limit, per = int(tier.budget), "per run"  # type: ignore[arg-type]
+        if tier.budget_per == "day":
+            midnight = self.calendar.local_day_start(self.now)
+            used = 0 if self.ledger is None else self.ledger.tier_used_since(
+                tier.name, self._channels_of(tier), midnight, self.now)
+            limit, per = max(limit - used, 0), f"more today (a day's budget of {tier.budget}, {used} used)"
+        if self.shard is None:
+            return _Budget(limit, per)
+        return _Budget(self.shard.share(limit), f"{per} in shard {self.shard} (its share of {limit} over "
+                                               f"{self.shard.count} shards)")
+
+    def _channels_of(self, tier: Tier) -> list[str]:
+        """The channels the steps of ``tier``'s sequence go out on (what its budget counts)."""
+        return sorted({step.channel_for(tier) for step in self.config.sequences[tier.sequence].steps})
 
     def _history(self, chunk: Sequence[Cart], emails: list[str], phones: list[str]) -> History:
         if self.ledger is None:

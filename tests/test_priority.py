@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from cartrescue.model import Cart, Customer, LineItem
 from cartrescue.priority import margin_share
+import shopdb
 from conftest import NOW, Shop, cart, order
 
 RULES = {
@@ -101,6 +103,38 @@ def test_a_tier_budget_keeps_the_best_scoring_carts_and_defers_the_rest(shop: Sh
     assert {c: found[c]["action"] for c in ("h1", "h2", "h3", "h4", "s1")} == {
         "h1": "defer", "h2": "send", "h3": "send", "h4": "defer", "s1": "send"}
     assert found["h1"]["reason"] == "tier_budget"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
+def test_a_days_budget_counts_what_the_days_earlier_runs_used(shop: Shop, kind: str) -> None:
+    """``budget_per: day``: staff who make three calls a day get three a day, not three from
+    every run of a cron that runs every ten minutes; the next day has its budget again."""
+    with contextlib.ExitStack() as stack:
+        if kind != "sqlite":
+            shop.configure(ledger={"url": stack.enter_context(shopdb.shop_database(kind, "daybudget")).url})
+        _days_budget(shop)
+
+
+def _days_budget(shop: Shop) -> None:
+    shop.configure(priority={"rules": RULES, "tiers": [
+        {"name": "high", "min_score": 30, "budget": 3, "budget_per": "day"}, {"name": "standard", "min_score": 0}]})
+    shop.add(*(cart(f"h{n}", email=f"h{n}@example.com", now=NOW - timedelta(minutes=10 * n),
+                    items=[("B", "Lamp", 1, f"{250 + n}.00")]) for n in range(5)))
+    out = str(shop.folder / "out")
+
+    def sent(at: datetime) -> list[str]:
+        result = shop.cli("run", "--outbox", out, "--json", now=at)
+        assert result.exit_code == 0, result.output
+        return sorted(d["cart_id"] for d in result.json["decisions"] if d["delivery"] == "sent")
+
+    assert sent(NOW) == ["h0", "h1", "h2"]  # equal scores: the first three
+    later = shop.cli("carts", "--json", now=NOW + timedelta(minutes=10)).json["decisions"]
+    waiting = {d["cart_id"]: d for d in later if d["step"] == 1}
+    assert {key: d["reason"] for key, d in waiting.items()} == {"h3": "tier_budget", "h4": "tier_budget"}
+    assert waiting["h3"]["detail"] == "tier high takes 0 more today (a day's budget of 3, 3 used)"
+    assert sent(NOW + timedelta(minutes=10)) == []
+    tomorrow = NOW.replace(hour=7) + timedelta(days=1)  # 08:00 in Stockholm
+    assert sent(tomorrow) == ["h3", "h4"]
 
 
 def test_the_call_list_channel_writes_a_row_for_staff(shop: Shop) -> None:
