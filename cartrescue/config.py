@@ -495,6 +495,11 @@ class Incentive(_Model):
     def _code_or_codes(self) -> "Incentive":
         if self.code is not None and self.codes is not None:
             raise ValueError("give either 'code' (one shared code) or 'codes' (one per recipient), not both")
+        # A message that promises "110 % off" (or "0 % off") goes to every customer of the step.
+        if self.kind == "percent" and not 0 < self.value <= 100:
+            raise ValueError(f"a percent incentive's value is above 0 and at most 100 (got {self.value})")
+        if self.kind == "fixed" and not self.value > 0:
+            raise ValueError(f"a fixed incentive's value is an amount above 0 (got {self.value})")
         return self
 
 

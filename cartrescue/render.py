@@ -70,6 +70,19 @@ def shipped_templates() -> Path:
 
 
 @lru_cache(maxsize=256)
+@lru_cache(maxsize=256)
+def _percent(value: Decimal, locale: str) -> str:
+    """``10%`` in English, ``10 %`` in German, ``%10`` in Turkish: the locale's percent format,
+    its decimal sign too (``12,5 %``)."""
+    from babel import UnknownLocaleError
+    from babel.numbers import format_percent
+
+    try:
+        return format_percent(value / 100, locale=locale, decimal_quantization=False)
+    except (UnknownLocaleError, ValueError):
+        return format_percent(value / 100, locale="en", decimal_quantization=False)
+
+
 def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
     """Babel's currency format for ``locale`` (fast path: :mod:`cartrescue.money`).
 
@@ -422,7 +435,7 @@ class Renderer:
         offer = None
         if incentive is not None:
             if incentive.kind == "percent":
-                value = f"{incentive.value.normalize():f} %"
+                value = _percent(incentive.value, locale)
             elif incentive.kind == "fixed":
                 value = money(incentive.value)
             else:

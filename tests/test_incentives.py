@@ -330,7 +330,7 @@ def test_tiers_get_their_own_incentive(shop: Shop) -> None:
                        "tier_incentives": {"high": {"kind": "fixed", "value": 50, "code": "SOFA50"}}}]}})
     big, small = shop.cli("preview", "big", "--json"), shop.cli("preview", "small", "--json")
     assert "Your code: SOFA50" in big.json["text"] and "€50.00 off" in big.json["text"]
-    assert "Your code: XXXXXXXX" in small.json["text"] and "10 % off" in small.json["text"]
+    assert "Your code: XXXXXXXX" in small.json["text"] and "10% off" in small.json["text"]
 
 
 def test_codes_list_shows_unused_active_and_expired(shop: Shop) -> None:
@@ -397,3 +397,25 @@ def test_two_concurrent_runs_never_give_one_code_to_two_recipients(shop: Shop) -
     assert len(shown) == 80 and len(set(shown)) == 80
     codes = _codes(load_config(shop.config_path))
     assert codes.summary(NOW)["welcome"] == {"unused": 20, "active": 80, "expired": 0, "undelivered": 0}
+
+
+@pytest.mark.parametrize(("locale", "shown"), [("en", "12.5%"), ("sv", "12,5\u00a0%"), ("hu", "12,5%")])
+def test_a_percent_incentive_is_written_as_the_customers_locale_writes_it(shop: Shop, locale: str, shown: str) -> None:
+    shop.add(cart("c1", locale=locale))
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3",
+                                                     "incentive": {"kind": "percent", "value": "12.5", "code": "C"}}]}})
+    result = shop.cli("preview", "c1", "--json")
+    assert result.exit_code == 0, result.output
+    assert shown in result.json["text"]
+
+
+@pytest.mark.parametrize(("incentive", "message"), [
+    ({"kind": "percent", "value": 110}, "at most 100 (got 110)"),
+    ({"kind": "percent", "value": 0}, "above 0 and at most 100 (got 0)"),
+    ({"kind": "fixed", "value": -5}, "an amount above 0 (got -5)"),
+])
+def test_an_incentive_no_shop_means_is_a_config_error(shop: Shop, incentive: dict, message: str) -> None:
+    shop.add(cart("c1"))
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": incentive}]}})
+    result = shop.cli("carts")
+    assert result.exit_code == 2 and "sequences.default.steps[0].incentive" in result.stderr and message in result.stderr
