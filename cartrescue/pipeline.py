@@ -34,7 +34,7 @@ from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
-from cartrescue.incentives import Codes, placeholder, pools
+from cartrescue.incentives import Codes, code_expiry, placeholder, pools
 from cartrescue.ledger import ClaimRequest, History, Ledger
 from cartrescue.mime import build_message, wire_address
 from cartrescue.model import (
@@ -515,8 +515,9 @@ class Composer:
         tier = self._tiers[decision.tier]  # type: ignore[index]
         offer = None
         if incentive is not None:
+            # The code's own expiry (the end of the shop's day the message names), as `codes export` has it.
             offer = {"kind": incentive.kind, "value": str(incentive.value), "code": code or incentive.code,
-                     "expires_at": _iso(self.now + incentive.valid_for)}
+                     "expires_at": _iso(code_expiry(self.now, incentive.valid_for, self.config.shop.tz))}
         locale = self.renderer.resolve_locale(customer.locale, step.template)
         unsubscribe = next((value for name, value in message.headers if name == "List-Unsubscribe"), "")
         document = {

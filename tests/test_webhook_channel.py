@@ -62,6 +62,8 @@ def test_the_document_carries_cart_customer_step_and_the_rendered_parts(shop: Sh
         assert document["customer"]["email"] == "w000@example.com" and document["customer"]["first_name"] == "Ann"
         assert (document["step"], document["step_count"], document["tier"], document["locale"]) == (1, 1, "standard", "en")
         assert document["incentive"]["code"] == "COMEBACK10" and document["incentive"]["kind"] == "percent"
+        # The end of the shop's day that the message names ("valid until 23 November"), as the codes have it.
+        assert document["incentive"]["expires_at"] == "2026-11-23T23:00:00Z" and "November 23" in document["text"]
         assert "COMEBACK10" in document["text"] and "<html" in document["html"] and document["subject"]
         assert document["unsubscribe_url"].startswith("https://shop.example.com/unsubscribe?token=")
         assert request.headers["content-type"] == "application/json"
