@@ -101,7 +101,8 @@ def delivery_secret(config: Config) -> str:
 def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Ledger | None = None) -> dict[str, Channel]:
     from cartrescue.channels.call_list import CallListChannel
 
-    channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(config.path(config.call_list.path)))}
+    channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(config.path(config.call_list.path),
+                                                                                config.shop.tz))}
     shard = request.shard or Shard(1, 1)
     config = shard_config(config, shard)
     recent: list[datetime] = []

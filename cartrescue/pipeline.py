@@ -654,11 +654,14 @@ class Executor:
                             phone=d.phone)
 
     def _dry_run(self, chunk: list[Decision]) -> list[Result]:
-        results = []
+        results: list[Result] = []
+        calls: list[int] = []  # where the call list's rows go in results, once written (run --eml)
         for decision in chunk:
             if decision.action is not Action.SEND:
                 results.append(Result(decision))
             elif decision.channel not in RENDERED:
+                if self.eml is not None and decision.channel == "call-list":
+                    calls.append(len(results))
                 results.append(Result(decision, "dry-run"))
             else:
                 try:
@@ -675,7 +678,24 @@ class Executor:
                 except (TemplateError, ValueError) as exc:
                     self._problem(decision, str(exc))
                     results.append(Result(decision, "render_error", str(exc)))
+        if calls:
+            detail = self._write_calls([results[at].decision for at in calls])
+            for at in calls:
+                results[at] = Result(results[at].decision, "dry-run", detail)
         return results
+
+    def _write_calls(self, calls: list[Decision]) -> str:
+        """``run --eml``: the call list's rows a delivering run would append, in DIR/call-list.csv
+        (never the shop's own list: a dry-run records nothing). Where they went, or why not."""
+        from cartrescue.channels.call_list import append_rows
+
+        assert self.eml is not None
+        path = self.eml / "call-list.csv"
+        try:
+            append_rows(path, calls, self.composer.config.shop.tz)
+        except OSError as exc:
+            return f"not written to {self.eml}: {exc.strerror or exc}"
+        return str(path)
 
     def _write_eml(self, decision: Decision, data: bytes) -> str:
         """``run --eml``: the file a dry-run writes for this message (where, or why not)."""

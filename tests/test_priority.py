@@ -146,6 +146,53 @@ def test_the_call_list_channel_writes_a_row_for_staff(shop: Shop) -> None:
         rows = list(csv.DictReader(handle))
     assert [(r["cart_id"], r["phone"], r["tier"]) for r in rows] == [("big", "'+46700000001", "call")]
     assert not list((shop.folder / "out").glob("*.eml"))
+    (row,) = rows
+    assert row["step"] == "1" and row["last_activity"] == "2026-11-20T09:00:00+01:00"  # the shop's clock
+    assert datetime.fromisoformat(row["added_at"]).utcoffset() == timedelta(hours=1)  # when it was written
+
+
+def _call_carts(shop: Shop, count: int) -> Shop:
+    shop.configure(priority={"rules": RULES, "tiers": TIERS}, call_list={"path": "calls.csv"})
+    for n in range(count):
+        shop.add(cart(f"big{n}", email=f"vip{n}@example.com", phone=f"+467000000{n:02d}",
+                      items=[("E", "Sofa", 1, "900.00", "300.00", 150)]))
+        shop.add_orders(order(f"o{n}", email=f"vip{n}@example.com", created=NOW - timedelta(days=60)))
+    return shop
+
+
+def test_a_call_list_begun_with_other_columns_keeps_them(shop: Shop) -> None:
+    """Staff's file from an older version: new rows go under its header, never a row that does
+    not match it."""
+    _call_carts(shop, 1)
+    old = "cart_id,first_name,last_name,phone,email,total\r\nc0,Ann,Berg,+46700000099,a@example.com,10\r\n"
+    (shop.folder / "calls.csv").write_text(old, encoding="utf-8", newline="")
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    with (shop.folder / "calls.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["cart_id", "first_name", "last_name", "phone", "email", "total"]
+    assert rows[2] == ["big0", "Ann", "Tester", "'+46700000000", "vip0@example.com", "900.00"]
+
+
+def test_workers_append_to_one_call_list_with_one_header_and_whole_rows(shop: Shop) -> None:
+    _call_carts(shop, 40)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--workers", "2", "--json")
+    assert result.exit_code == 0, result.output
+    with (shop.folder / "calls.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][0] == "cart_id" and all(row[0] != "cart_id" for row in rows[1:])
+    assert sorted(row[0] for row in rows[1:]) == sorted(f"big{n}" for n in range(40))
+    assert {len(row) for row in rows} == {len(rows[0])}
+
+
+def test_a_dry_run_with_eml_writes_the_call_lists_rows_beside_the_messages(shop: Shop) -> None:
+    _call_carts(shop, 2)
+    look = shop.folder / "look"
+    result = shop.cli("run", "--eml", str(look), "--json")
+    assert result.exit_code == 0, result.output
+    assert {d["detail"] for d in result.json["decisions"] if d["channel"] == "call-list"} == {str(look / "call-list.csv")}
+    with (look / "call-list.csv").open(encoding="utf-8", newline="") as handle:
+        assert sorted(row["cart_id"] for row in csv.DictReader(handle)) == ["big0", "big1"]
+    assert not (shop.folder / "calls.csv").exists()  # the shop's own list: a dry-run adds nothing
 
 
 def test_high_value_is_judged_in_the_shops_base_currency(shop) -> None:

@@ -7,14 +7,18 @@ what is in the cart, why they are on the list). It renders no message.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
+from typing import IO
 
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
+from cartrescue.model import Decision
 from cartrescue.text import printable
 
 COLUMNS = ("cart_id", "first_name", "last_name", "phone", "email", "locale", "currency", "total",
-           "items", "score", "tier", "previous_orders", "recovery_url", "last_activity")
+           "items", "score", "tier", "previous_orders", "recovery_url", "last_activity", "step", "added_at")
 
 
 def cell(value: object) -> str:
@@ -37,35 +41,70 @@ class CallListChannel(Channel):
     transport = "call-list"
     take_size = 50
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tz: tzinfo = timezone.utc) -> None:
         self.path = path
+        self.tz = tz  # the shop's: staff read the times as the shop's clock shows them
 
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists() or self.path.stat().st_size == 0
         try:
-            with self.path.open("a", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle)
-                if new:
-                    writer.writerow(COLUMNS)
-                for envelope in batch:
-                    decision = envelope.decision
-                    cart, customer = decision.cart, decision.cart.customer
-                    writer.writerow([cell(value) for value in (
-                        cart.id, customer.first_name or "", customer.last_name or "", customer.phone or "",
-                        customer.email or "", customer.locale or "", cart.currency, str(cart.total),
-                        "; ".join(f"{item.quantity} x {item.name}" for item in cart.items),
-                        f"{decision.score:g}" if decision.score is not None else "", decision.tier or "",
-                        decision.facts.previous_orders if decision.facts else 0, cart.recovery_url or "",
-                        cart.updated_at.isoformat(),
-                    )])
-                handle.flush()
+            append_rows(self.path, (envelope.decision for envelope in batch), self.tz)
         except OSError as exc:
             for envelope in batch:
                 yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {self.path}: {exc.strerror or exc}")
             return
         for envelope in batch:
             yield Outcome(envelope.claim_id, Status.SENT, str(self.path))
+
+
+def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: datetime | None = None) -> None:
+    """Append one row per decision to the list at ``path`` (raises OSError).
+
+    A list begun by an older version keeps its own columns: its rows are written under its
+    header, so staff never get a file whose rows do not match their header. The workers of
+    ``run --workers`` append to one list: each holds the file's lock while it writes, so no two
+    write the header and no row is cut by another's.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    added = (now or datetime.now(timezone.utc)).astimezone(tz).isoformat(timespec="seconds")
+    text = io.StringIO()
+    writer = csv.writer(text)
+    with path.open("a+", encoding="utf-8", newline="") as handle:
+        _lock(handle)
+        handle.seek(0)
+        header = next(csv.reader(handle), None)
+        if not header:
+            header = list(COLUMNS)
+            writer.writerow(header)
+        for decision in decisions:
+            values = _values(decision, tz, added)
+            writer.writerow([cell(values.get(name, "")) for name in header])
+        handle.seek(0, io.SEEK_END)
+        handle.write(text.getvalue())
+        handle.flush()  # before the lock goes with the file's closing
+
+
+def _lock(handle: IO[str]) -> None:
+    """An exclusive lock on the open list, released when it is closed (POSIX; elsewhere none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the list is written unlocked (run one process there)
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+
+
+def _values(decision: Decision, tz: tzinfo, added: str) -> dict[str, object]:
+    cart, customer = decision.cart, decision.cart.customer
+    return {
+        "cart_id": cart.id, "first_name": customer.first_name or "", "last_name": customer.last_name or "",
+        "phone": customer.phone or "", "email": customer.email or "", "locale": customer.locale or "",
+        "currency": cart.currency, "total": str(cart.total),
+        "items": "; ".join(f"{item.quantity} x {item.name}" for item in cart.items),
+        "score": f"{decision.score:g}" if decision.score is not None else "", "tier": decision.tier or "",
+        "previous_orders": decision.facts.previous_orders if decision.facts else 0,
+        "recovery_url": cart.recovery_url or "",
+        "last_activity": cart.updated_at.astimezone(tz).isoformat(timespec="seconds"),
+        "step": decision.step or "", "added_at": added,
+    }
 
 
 def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, region: str | None = None,
