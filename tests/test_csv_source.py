@@ -113,6 +113,58 @@ def test_a_row_whose_cells_past_the_header_are_blank_is_reported_too(tmp_path: P
     assert carts == [] and [p.location for p in problems] == [f"{path}:2"]
 
 
+def test_a_last_line_cut_short_costs_its_cart_never_a_wrong_price(tmp_path: Path) -> None:
+    """An export cut mid-line ("219.00" read as "21", the consent gone): the cart's row lacks
+    cells, so the cart is skipped and reported, never built from what is left."""
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n"
+                    + "c2,b@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n"
+                    + "c2,,,,,B,Throw,1,21", encoding="utf-8")
+    carts, problems = _read(path)
+    assert [c.id for c in carts] == ["c1"]
+    assert [str(p) for p in problems] == [
+        f"{path}:4: cart c2: 9 cells where the header has 10 columns: the row is cut short? (an export that "
+        "stopped mid-line, or a line break inside an unquoted value)"]
+
+
+def test_a_short_row_in_the_middle_costs_its_cart_only(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00\n"  # its consent lost
+                    + "c2,b@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert [c.id for c in carts] == ["c2"] and [p.location for p in problems] == [f"{path}:2"]
+
+
+def test_an_order_row_cut_short_holds_back_its_customers_carts(tmp_path: Path) -> None:
+    carts = tmp_path / "carts.csv"
+    carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,email,customer_id,cart_id,total,status,created_at,delivered\n"
+                      "o1,ann@example.com,,c1,25", encoding="utf-8")
+    problems: list[RowProblem] = []
+    with CsvSource(carts, orders, on_problem=problems.append) as source:
+        (order,) = source.orders_for(list(source.carts()))
+    assert (order.id, order.email, order.cart_id, order.unreadable) == ("o1", "ann@example.com", "c1",
+                                                                        "line 2 of the orders export")
+    assert [p.reason for p in problems] == [
+        "order o1: 5 cells where the header has 8 columns: the row is cut short? (an export that stopped mid-line, "
+        "or a line break inside an unquoted value)"]
+
+
+def test_strict_stops_on_a_cart_row_cut_short_before_anything_is_delivered(shop: Shop) -> None:
+    shop.add(cart("good"), cart("cut", email="cut@example.com"))
+    shop.write()
+    carts = shop.folder / "carts.csv"
+    carts.write_text(carts.read_text(encoding="utf-8").rstrip("\n")[:-12], encoding="utf-8")
+    from conftest import cli
+
+    result = cli("run", "--outbox", str(shop.folder / "out"), "--strict", "--json", "--config", str(shop.config_path),
+                 "--now", iso(NOW))
+    assert result.exit_code == 3, result.output
+    assert "cart cut: " in result.json["error"]["message"] and "cut short" in result.json["error"]["message"]
+    assert shop.messages() == []
+
+
 def test_an_export_that_ends_every_line_with_a_delimiter_header_included_is_read(tmp_path: Path) -> None:
     path = tmp_path / "carts.csv"
     path.write_text(HEADER.replace("\n", ",\n") + "c1,a@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes,\n",

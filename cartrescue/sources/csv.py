@@ -298,6 +298,19 @@ def too_many_cells(cells: int, width: int) -> str:
             "(quote it, or check the export's delimiter)")
 
 
+def too_few_cells(cells: int, width: int) -> str:
+    """The problem of a row with fewer cells than its header has columns: most likely cut short
+    (an export that stopped mid-line, its last line cut, a line break inside an unquoted value).
+    Its last value may be cut too (``219.00`` read as ``21``), and the values it lacks may be
+    the cart's other facts: a cart built from it would show a wrong price."""
+    return (f"{cells} cells where the header has {width} columns: the row is cut short? (an export that stopped "
+            "mid-line, or a line break inside an unquoted value)")
+
+
+def wrong_cells(cells: int, width: int) -> str:
+    return too_many_cells(cells, width) if cells > width else too_few_cells(cells, width)
+
+
 def _undecodable(path: Path, encoding: str) -> SourceError:
     """The error for a file that is not in ``encoding``, naming the first line that is not.
 
@@ -718,12 +731,12 @@ class CsvSource(CartSource):
                     if any(cell.strip() for cell in row):
                         self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
                     continue
-                if cells > width:  # its values may sit under the wrong columns: its cart is not built
+                if cells != width:  # cut short, or its values under the wrong columns: its cart is not built
                     if cart_id != group_id and group:
                         yield group[0][0], group
                     group, group_id, dropped = [], cart_id, cart_id
                     self.on_problem(RowProblem(f"{self.carts_path}:{start}",
-                                               f"cart {cart_id}: {too_many_cells(cells, width)}"))
+                                               f"cart {cart_id}: {wrong_cells(cells, width)}"))
                     continue
                 if cart_id != group_id and group:
                     yield group[0][0], group
@@ -990,6 +1003,12 @@ class CsvSource(CartSource):
                         continue
                 (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
                  delivered_text, cancelled_text) = map(str.strip, fields(row))
+                if cells < width:  # cut short: the ids it has are read, the rest cannot be trusted
+                    pending.append((order_id, start, RowProblem(f"{path}:{start}",
+                                                                f"order {order_id}: {too_few_cells(cells, width)}")))
+                    batch.append((order_id, start, 2, None, email_text.lower() or None, customer_id or None,
+                                  cart_id or None, None, None, UNREADABLE, None))
+                    continue
                 if cancelled_text:  # a cancelled order (Shopify's status may still say "paid"): not an order
                     batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
                     continue
@@ -1059,8 +1078,8 @@ class CsvSource(CartSource):
                         self.on_problem(RowProblem(f"{path}:{start}", "missing order_id"))
                     continue
                 previous = order_id
-                if cells > width:
-                    self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {too_many_cells(cells, width)}"))
+                if cells != width:
+                    self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {wrong_cells(cells, width)}"))
                     continue
                 if wanted is not None and not wanted(row[cart_at].strip() or None, row[email_at].strip().lower() or None,
                                                      row[customer_at].strip() or None):
