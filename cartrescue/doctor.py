@@ -233,7 +233,7 @@ def _templates(config: Any, now: datetime) -> Check:
             return Check("templates", FAIL, f"{len(report.failed)} of {len(report.cases)} template combinations fail; "
                          f"first: {first.name}: {problem.kind}: {problem.message} (see `cartrescue templates check`)",
                          int(ExitCode.SOME_FAILED))
-        composer = Composer(config, Renderer(config), now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
+        composer = Composer(config, Renderer(config, none_shown=True), now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
         cart = fixture[0][0]
         built = 0
         for tier in config.priority.tiers:

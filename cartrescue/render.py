@@ -70,6 +70,11 @@ def shipped_templates() -> Path:
 
 
 @lru_cache(maxsize=256)
+def _none_as_nothing(value: Any) -> Any:
+    """``{{ customer.last_name }}`` of a cart without one: nothing, not "Dear Ann None"."""
+    return "" if value is None else value
+
+
 @lru_cache(maxsize=256)
 def _percent(value: Decimal, locale: str) -> str:
     """``10%`` in English, ``10 %`` in German, ``%10`` in Turkish: the locale's percent format,
@@ -245,8 +250,9 @@ def _sandbox_class() -> type[Any]:
 class Renderer:
     """Renders the templates of one config; build one per run (it caches compiled templates)."""
 
-    def __init__(self, config: Config) -> None:
-        from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, pass_context
+    def __init__(self, config: Config, *, none_shown: bool = False) -> None:
+        """``none_shown``: a ``{{ value }}`` that is None prints ``None`` (``templates check`` and
+        ``doctor`` look for it, a template bug); otherwise nothing, as a customer must see it."""
         from jinja2 import TemplateError as JinjaError
 
         self.shop = config.shop
@@ -256,26 +262,38 @@ class Renderer:
         if config.templates is not None:
             folders.insert(0, config.path(config.templates))
         self.folders = folders
-        self.env = _sandbox_class()(
-            loader=ChoiceLoader([FileSystemLoader(str(folder)) for folder in folders]),
+        self.budget = Budget()
+        self.env = self._environment()
+        self._available = frozenset(self.env.list_templates())
+        self._locale_cache: dict[tuple[str | None, str, str], str] = {}
+        self._templates: dict[str, tuple[Any, dict[str, Any]]] = {}  # file -> (compiled, its globals)
+        # A part that printed "None" is rendered again in an environment whose None prints
+        # nothing ("Dear Ann None" is a template's bug the customer must not see): made when
+        # first needed, so the messages without it pay one substring search, not a call per value.
+        self._none_shown = none_shown
+        self._blank: tuple[Any, dict[str, tuple[Any, dict[str, Any]]]] | None = None
+        self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
+        self._jinja_error: type[Exception] = JinjaError
+        self._expiries: dict[tuple[datetime, str], str] = {}  # see _expiry
+
+    def _environment(self, finalize: Callable[[Any], Any] | None = None) -> Any:
+        from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, pass_context
+
+        env = _sandbox_class()(
+            loader=ChoiceLoader([FileSystemLoader(str(folder)) for folder in self.folders]),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name) and name.endswith(".html"),
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
             auto_reload=False,  # one Renderer per run: never stat a template file again mid-run
+            finalize=finalize,
         )
-        self.env.filters["money"] = pass_context(_money_filter)
-        self.env.filters["date"] = pass_context(_date_filter)
-        self.budget = Budget()
-        self.env.globals["range"] = self.budget.range
-        self.env.bytecode_cache = bytecode_cache(self.env)  # compiled once, kept between runs
-        self._available = frozenset(self.env.list_templates())
-        self._locale_cache: dict[tuple[str | None, str, str], str] = {}
-        self._templates: dict[str, tuple[Any, dict[str, Any]]] = {}  # file -> (compiled, its globals)
-        self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
-        self._jinja_error: type[Exception] = JinjaError
-        self._expiries: dict[tuple[datetime, str], str] = {}  # see _expiry
+        env.filters["money"] = pass_context(_money_filter)
+        env.filters["date"] = pass_context(_date_filter)
+        env.globals["range"] = self.budget.range
+        env.bytecode_cache = bytecode_cache(env)  # compiled once, kept between runs
+        return env
 
     def locales(self) -> list[str]:
         """Locales that have at least one template."""
@@ -309,6 +327,17 @@ class Renderer:
         return part_name(locale, template, part)
 
     def _render_file(self, name: str, context: dict[str, Any]) -> str:
+        """:meth:`_render_in` this Renderer's environment; a part that printed ``None`` again, in
+        one where None prints nothing (unless ``none_shown``)."""
+        text = self._render_in(self.env, self._templates, name, context)
+        if "None" in text and not self._none_shown:
+            if self._blank is None:
+                self._blank = (self._environment(_none_as_nothing), {})
+            text = self._render_in(*self._blank, name, context)
+        return text
+
+    def _render_in(self, environment: Any, templates: dict[str, tuple[Any, dict[str, Any]]], name: str,
+                   context: dict[str, Any]) -> str:
         """``Template.render(context)``, minus its per-call overhead.
 
         ``render`` copies the template's globals (a ChainMap, slow to iterate) into a new dict
@@ -317,10 +346,10 @@ class Renderer:
         without adding the globals": the same variables reach the template, at a third of
         the cost for a short part such as the subject.
         """
-        loaded = self._templates.get(name)
+        loaded = templates.get(name)
         if loaded is None:
-            template = self.env.get_template(name)
-            loaded = self._templates[name] = (template, dict(template.globals))
+            template = environment.get_template(name)
+            loaded = templates[name] = (template, dict(template.globals))
         template, globals_ = loaded
         env = template.environment
         try:

@@ -335,7 +335,7 @@ class TemplateChecker:
     def __init__(self, config: Config, *, carts: Sequence[tuple[Cart, int]] | None = None,
                  examples: Path | None = None) -> None:
         self.config = config
-        self.renderer = Renderer(config)
+        self.renderer = Renderer(config, none_shown=True)
         self.env = self.renderer.env
         self.available = set(self.env.list_templates())
         self.fixtures = list(carts) if carts is not None else edge_carts() + example_carts(examples)

@@ -311,3 +311,23 @@ def test_a_long_text_message_no_tier_sends_is_a_note_and_fails_once_a_tier_does(
     assert texting.exit_code == 1
     kinds = {problem["kind"] for case in texting.json["cases"] if case["channel"] == "sms" for problem in case["problems"]}
     assert "sms-length" in kinds
+
+
+def test_a_run_prints_nothing_for_a_none_that_templates_check_reports(shop: Shop, tmp_path: Path) -> None:
+    """`{{ customer.last_name }}` of a cart without one: `templates check` reports the leak (a
+    template bug), and the message a customer gets says nothing there, not "None". A product
+    that is named "None" keeps its name."""
+    folder = tmp_path / "t" / "en"
+    folder.mkdir(parents=True)
+    (folder / "hi.subject.txt").write_text("Hi {{ customer.first_name }} {{ customer.last_name }}!", encoding="utf-8")
+    (folder / "hi.txt").write_text("{% for item in items %}{{ item.name }}{% endfor %} {{ shop.logo_url }}.\n",
+                                   encoding="utf-8")
+    (folder / "hi.html").write_text("<p>{{ customer.last_name }}</p>\n", encoding="utf-8")
+    shop.configure(templates=str(tmp_path / "t"), sequences={"default": {"steps": [{"delay": "1h", "template": "hi"}]}})
+    shop.add(cart("c1", first_name="Ann", last_name="", items=[("S", "None", 1, "25.00")]))
+    result = shop.cli("preview", "c1", "--json", "--html", str(tmp_path / "hi.html"))
+    assert result.exit_code == 0, result.output
+    assert (result.json["subject"], result.json["text"]) == ("Hi Ann !", "None .\n")
+    assert (tmp_path / "hi.html").read_text(encoding="utf-8").startswith("<p></p>")
+    checked = shop.cli("templates", "check", "--json", "--quick", now=None)
+    assert checked.exit_code == 1 and any(p["kind"] == "leak" for c in checked.json["cases"] for p in c["problems"])
