@@ -848,9 +848,13 @@ class Ledger:
         The planner then sees those steps as not done and this run claims them again. A message
         the relay did accept before the crash is sent a second time: that is the price, and why
         it is not the default. Only claims of runs that are provably gone are touched: the run
-        finished, or its heartbeat is older than ``stale_after`` and it does not hold the lock
-        (and, on this host, its process no longer exists). A live run that is merely paused keeps
-        its claims; so does every run holding a lock, of any shard. With ``owns`` (a shard's
+        finished, or it does not hold the lock and, on this host, its process no longer exists;
+        on another host, its heartbeat is older than ``stale_after`` and than
+        :data:`OTHER_HOST_GONE`. A paused run on another host (a frozen VM) cannot be told from a
+        dead one but by time: its messages in flight when it stopped may have reached the relay,
+        so its claims wait an hour, not the ``lock_timeout`` after which another run takes its
+        lock. A live run that is merely paused on this host keeps its claims; so does every run
+        holding a lock, of any shard. With ``owns`` (a shard's
         :meth:`~cartrescue.shards.Shard.owns`) only that shard's rows are released. Returns how
         many rows were released.
         """
@@ -858,7 +862,8 @@ class Ledger:
         now = datetime.now(timezone.utc)
         with self.engine.begin() as conn:
             dead = _dead_runs(conn, run.c.id.in_(select(message.c.run_id).where(
-                message.c.status.in_(UNCONFIRMED), message.c.run_id != run_id).distinct()), now, stale_after)
+                message.c.status.in_(UNCONFIRMED), message.c.run_id != run_id).distinct()), now,
+                max(stale_after, OTHER_HOST_GONE))
             ids: list[int] = []
             for chunk in _chunks(dead, 500):
                 ids.extend(row.id for row in conn.execute(
@@ -1460,6 +1465,11 @@ class _RawStatements:
 def _shard_words(lock_name: str) -> str:
     """``, shard 2/4`` for a shard's lock name, nothing for the unsharded ``run``."""
     return f", shard {lock_name.split(':', 1)[1]}" if ":" in lock_name else ""
+
+
+#: How long a run on another host must have been silent before ``--resend-unconfirmed`` takes
+#: its claims for gone: one paused longer than that (a VM frozen for an hour) is not told apart.
+OTHER_HOST_GONE = timedelta(hours=1)
 
 
 def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta) -> list[int]:

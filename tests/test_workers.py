@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any
@@ -314,6 +314,31 @@ def test_resend_unconfirmed_of_a_shard_releases_only_that_shards_dead_claims(led
         assert mine == sum(shard.owns(r.email, r.cart_key) for r in requests)
         released += ledger.release_unconfirmed(run, timedelta(hours=1), shard.owns)
     assert released == 40
+
+
+def test_resend_unconfirmed_waits_an_hour_for_a_silent_run_on_another_host(ledger: Ledger) -> None:
+    """A run on another host whose heartbeat stopped may be a frozen VM whose messages in flight
+    reached the relay: it loses its lock after lock_timeout, its claims only after an hour."""
+    from sqlalchemy import update
+
+    from cartrescue.ledger import Run
+
+    paused = ledger.start_run("send", NOW)
+    requests = [ClaimRequest(f"csv:p{n}", f"p{n}", f"p{n}@example.com", 1, "email", "smtp", "reminder-1", None,
+                             "standard", 1.0) for n in range(3)]
+    with ledger.lock(paused, timedelta(seconds=5)):
+        ledger.claim(paused, requests, NOW)
+
+    def silent_for(age: timedelta) -> None:
+        with ledger.engine.begin() as conn:
+            conn.execute(update(Run.__table__).where(Run.__table__.c.id == paused).values(  # type: ignore[attr-defined]
+                host="other-host.example.com", heartbeat_at=datetime.now(timezone.utc) - age))
+
+    silent_for(timedelta(minutes=10))
+    run = ledger.start_run("send", NOW)
+    assert ledger.release_unconfirmed(run, timedelta(seconds=5)) == 0
+    silent_for(timedelta(hours=2))
+    assert ledger.release_unconfirmed(run, timedelta(seconds=5)) == 3
 
 
 # -- signals -------------------------------------------------------------------------------
