@@ -919,6 +919,7 @@ class Config(_Model):
     now: str | None = None  # pin the clock (demos, reproducible tests); never in production
     base_dir: Path = Path(".")
     config_file: Path | None = None  # set by load_config: errors found later name the file too
+    unset_env: dict[str, str] = Field(default_factory=dict)  # set by load_config: {secret key: its unset variable}
 
     @model_validator(mode="after")
     def _templates_exist(self) -> "Config":
@@ -984,6 +985,13 @@ class Config(_Model):
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""
         return f"{self.config_file or DEFAULT_CONFIG}: {key}"
 
+    def require_env(self, *sections: str) -> None:
+        """ConfigError for the first secret of ``sections`` (``smtp``, ``sms``, ``webhook``) whose
+        ``${NAME}`` is not set: what a delivery over them needs (:data:`DEFERRED_SECRETS`)."""
+        for key, name in self.unset_env.items():
+            if key.split(".")[0] in sections:
+                raise ConfigError(f"{self.where(key)}: environment variable {name} is not set")
+
     def locate(self, error: ConfigError) -> ConfigError:
         """``error`` with the config file in front when it names a key but not the file
         (checks that run after loading: a CA file, a table prefix, an SMTP address)."""
@@ -1019,15 +1027,26 @@ class Config(_Model):
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_UNCLOSED = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
+
+#: The channels' secrets: a ``${NAME}`` of one that is not set is an error only where a delivery
+#: needs it (:meth:`Config.require_env`), so a dry-run, ``templates check`` in CI, ``report`` or
+#: ``suppress`` run without the relay's password.
+DEFERRED_SECRETS = frozenset({"smtp.password", "sms.twilio.auth_token", "sms.http.password", "sms.http.token",
+                              "webhook.secret"})
 
 
-def _interpolate(node: Any, where: str, env: dict[str, str], file: str) -> Any:
-    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string; a missing NAME is an error."""
+def _interpolate(node: Any, where: str, env: dict[str, str], file: str, unset: dict[str, str]) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string; a missing NAME is an error,
+    but for :data:`DEFERRED_SECRETS`, whose key and variable go into ``unset``."""
     if isinstance(node, dict):
-        return {key: _interpolate(value, f"{where}.{key}" if where else str(key), env, file) for key, value in node.items()}
+        return {key: _interpolate(value, f"{where}.{key}" if where else str(key), env, file, unset)
+                for key, value in node.items()}
     if isinstance(node, list):
-        return [_interpolate(value, f"{where}[{index}]", env, file) for index, value in enumerate(node)]
+        return [_interpolate(value, f"{where}[{index}]", env, file, unset) for index, value in enumerate(node)]
     if isinstance(node, str):
+        if _UNCLOSED.search(node):  # "${SMTP_PASSWORD" would be the password itself
+            raise ConfigError(f"{file}: {where}: '${{' without its closing '}}': write ${{NAME}} or ${{NAME:-default}}")
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
@@ -1035,6 +1054,9 @@ def _interpolate(node: Any, where: str, env: dict[str, str], file: str) -> Any:
                 return env[name]
             if default is not None:
                 return default
+            if where in DEFERRED_SECRETS:
+                unset[where] = name
+                return match.group(0)  # never used: require_env stops a delivery first
             raise ConfigError(f"{file}: {where}: environment variable {name} is not set")
 
         return _ENV.sub(replace, node)
@@ -1208,10 +1230,12 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(f"{file}: expected a mapping of keys at the top level")
     if any(not isinstance(key, str) for key in raw):
         raise ConfigError(f"{file}: every top-level key must be a name, got {next(k for k in raw if not isinstance(k, str))!r}")
-    raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file))
+    unset: dict[str, str] = {}
+    raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)
     secrets = list(_secrets(raw))
     raw["base_dir"] = file.resolve().parent
     raw["config_file"] = file
+    raw["unset_env"] = unset
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

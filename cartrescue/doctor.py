@@ -260,6 +260,7 @@ def _smtp(config: Any) -> Check:
 
     settings = SmtpSettings.from_config(config)
     try:
+        config.require_env("smtp")  # a relay's password that is not set: the run would stop on it
         info = asyncio.run(asyncio.wait_for(check_connection(settings), settings.timeout * 3))
     except ConnectFailure as exc:
         return Check("smtp", FAIL, exc.reply, int(ExitCode.SOME_FAILED))
@@ -275,10 +276,14 @@ def _http_channels(config: Any) -> list[Check]:
     """A check per HTTP channel the config sends on: sends nothing, reads only."""
     used = config.channels_used()
     checks = []
-    if "webhook" in used:
-        checks.append(_webhook(config))
-    if "sms" in used:
-        checks.append(_sms(config))
+    for name, check in (("webhook", _webhook), ("sms", _sms)):
+        if name in used:
+            try:
+                config.require_env(name)
+            except ConfigError as exc:
+                checks.append(Check(name, FAIL, str(exc), int(exc.exit_code)))
+                continue
+            checks.append(check(config))
     return checks
 
 

@@ -206,6 +206,8 @@ def _run_job(
 
     delivering = request.deliver and request.mode != "dry-run"
     secret = delivery_secret(config) if delivering else config.shop.unsubscribe_secret or DRY_RUN_SECRET
+    if request.mode == "send":  # the channels' secrets, before anything is read or claimed
+        config.require_env("smtp", *config.channels_used())
     if delivering:
         hold_back_if_stale(config, now)  # before anything is read or claimed
         notes = []

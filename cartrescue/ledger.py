@@ -477,12 +477,9 @@ class Ledger:
         return self._raw
 
     def _safe_url(self) -> str:
-        from sqlalchemy.engine import make_url
+        from cartrescue.text import masked_url
 
-        try:
-            return make_url(self.url).render_as_string(hide_password=True)
-        except Exception:  # noqa: BLE001 - only for messages
-            return "(unparsable URL)"
+        return masked_url(self.url)
 
     def close(self) -> None:
         if self._writer is not None:

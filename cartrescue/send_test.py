@@ -130,6 +130,7 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
     if not to or not is_valid_email(to):
         raise ConfigError(f"send-test: not an e-mail address: {address!r}")
     delivery_secret(config)  # the link in a test must work like the customers' will
+    config.require_env("smtp")
     decision, origin = choose(config, now, cart_id, sample=sample)
     shown = compose(config, decision, now, step=step, locale=locale, variant=variant, to=to)
     assert shown.message is not None  # addressed to ``to``: always the e-mail

@@ -38,3 +38,23 @@ def clipped(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters, the cut marked with "…": a 100 KB cell quoted
     in a warning would bury the lines around it (and cron's mail)."""
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+#: Query parameters of a database URL that carry a secret (libpq's ``password``/``sslpassword``,
+#: drivers' ``token``, ``api_key``, ...): shown as ``***`` like the URL's own password.
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential", re.IGNORECASE)
+
+
+def masked_url(raw_url: str) -> str:
+    """A database URL for a message: its password, and every query parameter that may hold one
+    (``?password=…``), as ``***``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(raw_url)
+        if url.query:
+            url = url.update_query_dict({name: "***" if _SECRET_PARAM.search(name) else value
+                                         for name, value in url.query.items()})
+        return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    except Exception:  # noqa: BLE001 - only for messages
+        return "(unparsable URL)"

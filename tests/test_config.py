@@ -121,7 +121,7 @@ def test_every_config_key_appears_in_the_example_config() -> None:
 
     def walk(model: type[BaseModel], path: str) -> None:
         for name, field in model.model_fields.items():
-            if name in ("base_dir", "config_file"):
+            if name in ("base_dir", "config_file", "unset_env"):
                 continue
             where = f"{path}.{name}" if path else name
             if not re.search(rf"(^|[\s{{,#-]){re.escape(name)}:", text, re.M):
@@ -237,3 +237,41 @@ def test_keys_a_merge_brings_may_be_overridden(tmp_path: Path) -> None:
 
     text = "relay: &relay {host: relay.example.com, port: 25}\nsmtp:\n  <<: *relay\n  port: 587\n"
     assert _safe_yaml(text, tmp_path / "cartrescue.yaml")["smtp"] == {"host": "relay.example.com", "port": 587}
+
+
+def _relay_password_unset(shop: "Shop", monkeypatch: pytest.MonkeyPatch) -> "Shop":  # noqa: F821
+    from conftest import cart
+
+    monkeypatch.delenv("CR_TEST_SMTP_PASSWORD", raising=False)
+    return shop.configure(smtp={"host": "127.0.0.1", "port": 2525, "username": "shop",
+                                "password": "${CR_TEST_SMTP_PASSWORD}"}).add(cart("c1"))
+
+
+def test_commands_that_deliver_nothing_run_without_the_relays_password(
+        shop: "Shop", monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F821
+    """CI runs `templates check` without the shop's secrets; a dry-run, `carts` and `report` need none either."""
+    _relay_password_unset(shop, monkeypatch)
+    junit = shop.folder / "templates.xml"
+    assert shop.cli("templates", "check", "--quick", "--junit", str(junit), now=None).exit_code == 0 and junit.exists()
+    for command in (["run", "--json"], ["carts", "--json"], ["report", "--json"]):
+        assert shop.cli(*command).exit_code == 0, command
+
+
+def test_a_sending_run_names_the_relays_unset_password_before_anything_is_claimed(
+        shop: "Shop", monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F821
+    _relay_password_unset(shop, monkeypatch)
+    result = shop.cli("run", "--send", "--json")
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["message"].endswith(
+        "cartrescue.yaml: smtp.password: environment variable CR_TEST_SMTP_PASSWORD is not set")
+    assert shop.messages() == []
+    doctor = shop.cli("doctor", "--json", now=None)
+    smtp = {check["name"]: check for check in doctor.json["checks"]}["smtp"]
+    assert smtp["status"] == "fail" and "CR_TEST_SMTP_PASSWORD is not set" in smtp["detail"]
+    assert "CR_TEST_SMTP_PASSWORD is not set" in shop.cli("send-test", "me@example.com", "--json").json["error"]["message"]
+
+
+def test_a_variable_without_its_closing_brace_is_an_error_not_the_value(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {username: u, password: '${SMTP_PASSWORD'}\n")
+    with pytest.raises(ConfigError, match=r"smtp\.password: '\$\{' without its closing '\}'"):
+        load_config(path, env={"SMTP_PASSWORD": "x"})

@@ -282,10 +282,9 @@ def _lenient_pg_times(dbapi_connection: Any) -> None:
 
 
 def _mask(raw_url: str) -> str:
-    try:
-        return _sqlalchemy().engine.make_url(raw_url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable URL>"
+    from cartrescue.text import masked_url
+
+    return masked_url(raw_url)
 
 
 class ShopDatabase:
