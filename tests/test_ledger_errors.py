@@ -68,3 +68,16 @@ def test_doctor_fails_a_ledger_that_reads_but_refuses_to_write(shop: Shop, kind:
     ledger = next(c for c in result.json["checks"] if c["name"] == "ledger")
     assert ledger["status"] == "fail" and said in ledger["detail"], ledger
     assert result.exit_code == 2 == result.json["exit_code"]
+
+
+@pytest.mark.postgres
+def test_a_password_in_the_ledger_urls_query_string_is_never_shown(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CR_TEST_LEDGER_PW", "Sup3rS3cret!")
+    shop.configure(ledger={"url": "postgresql+psycopg://postgres@127.0.0.1:5432/cr_no_such_db"
+                                  "?password=${CR_TEST_LEDGER_PW}&sslmode=disable"}).add(cart("c1"))
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 2
+    assert "?password=***&sslmode=disable" in result.json["error"]["message"]
+    doctor = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    for said in (result.output, doctor.output):
+        assert "Sup3rS3cret" not in said and "Sup3rS3cret%21" not in said
