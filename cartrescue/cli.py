@@ -134,7 +134,12 @@ def _interrupted() -> NoReturn:
     from cartrescue.commands.common import INTERRUPTED, json_out
 
     if "--json" in sys.argv[1:]:
-        json_out({"error": INTERRUPTED})
+        document: dict[str, object] = {"error": INTERRUPTED}
+        if [arg for arg in sys.argv[1:] if not arg.startswith("-")][:1] == ["run"]:
+            from cartrescue.pipeline import Counts  # a run stopped before it began: its counts, all 0
+
+            document = {"error": INTERRUPTED, "counts": Counts().as_dict()}
+        json_out(document)
     err_console().print("interrupted", markup=False)
     _exit_interrupted()
 

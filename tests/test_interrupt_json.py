@@ -129,3 +129,46 @@ def test_a_stop_while_a_commands_document_waits_on_a_full_pipe_lets_it_end_whole
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err.decode()
     assert len(json.loads(out)["suppressions"]) == 2500  # one valid document, whole
+
+
+_STOP_DURING_IMPORTS = """
+import os, signal, sys
+sys.argv = ["cartrescue", *sys.argv[1:]]
+
+class StopOnTyper:  # SIGTERM while the command line is still being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "typer":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, StopOnTyper())
+from cartrescue.entry import main
+main()
+"""
+
+
+def test_a_stop_while_the_command_line_is_imported_still_gives_one_document_and_130(tmp_path: Path) -> None:
+    """The console script's handlers go in before its imports: no exit 143 without a word."""
+    done = subprocess.run([sys.executable, "-c", _STOP_DURING_IMPORTS, "run", "--json"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert json.loads(done.stdout)["error"]["code"] == "interrupted"
+
+
+def test_the_console_script_is_the_entry_that_installs_the_handlers_first() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["scripts"]["cartrescue"] == "cartrescue.entry:main"
+
+
+def test_a_run_stopped_before_it_began_gives_its_counts_all_zero(tmp_path: Path) -> None:
+    script = _STOP_DURING_IMPORTS.replace('name == "typer"', 'name == "cartrescue.job"')
+    (tmp_path / "cartrescue.yaml").write_text("source: {type: csv, carts: carts.csv}\n", encoding="utf-8")
+    (tmp_path / "carts.csv").write_text("cart_id,email,currency,created_at,sku,name,quantity,unit_price\n",
+                                        encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", script, "run", "--json", "--workers", "1"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    document = json.loads(done.stdout)
+    assert document["error"]["code"] == "interrupted" and document["counts"]["sent"] == 0
