@@ -55,7 +55,9 @@ def test_an_interrupt_before_the_document_begins_still_prints_one(tmp_path: Path
     finally:
         os.close(writer)
     assert process.returncode == 130
-    assert json.loads(out) == {"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}}
+    document = json.loads(out)
+    assert document["error"] == {"code": "interrupted", "exit_code": 130, "message": "interrupted"}
+    assert document["counts"]["carts"] == document["counts"]["sent"] == 0  # a run's counts, none yet
     assert err.decode().strip() == "interrupted"
 
 
