@@ -103,6 +103,7 @@ def main() -> None:
 
     from cartrescue import stops
 
+    _discard_closed_output()
     gc.freeze()
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
     atexit.register(gc.freeze)  # registered first: runs last
@@ -126,6 +127,24 @@ def main() -> None:
             last_net(error, "--json" in sys.argv[1:])
         except typer.Exit as done:
             sys.exit(done.exit_code)
+
+
+def _discard_closed_output() -> None:
+    """A cron line with ``>&-`` starts the process with stdout closed (``sys.stdout`` is None):
+    every print failed, and ``run --send`` ended before it sent anything. The closed stream is
+    opened on the null device instead, said once on stderr, and the command does its work."""
+    import os
+
+    for number, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        descriptor = os.open(os.devnull, os.O_WRONLY)
+        if descriptor != number:  # the lowest free descriptor is the closed one; if not, put it there
+            os.dup2(descriptor, number)
+            os.close(descriptor)
+        setattr(sys, name, open(number, "w", encoding="utf-8", errors="backslashreplace", closefd=False))
+        if sys.stderr is not None and name == "stdout":
+            print("cartrescue: stdout is closed: the command's output is discarded", file=sys.stderr)
 
 
 def _interrupted() -> NoReturn:

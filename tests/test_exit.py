@@ -141,3 +141,20 @@ def test_an_output_error_of_a_working_file_still_prints_the_one_document(capsys:
         fail(OutputError("cannot write a working file in /tmp: database or disk is full"), as_json=True)
     assert done.value.exit_code == 1
     assert json.loads(capsys.readouterr().out)["error"]["message"].startswith("cannot write a working file")
+
+
+@pytest.mark.parametrize("command", [["run", "--outbox", "out", "--json"], ["codes", "export"], ["report", "--json"]])
+def test_a_closed_stdout_discards_the_output_and_the_command_still_does_its_work(command: list[str],
+                                                                                 tmp_path: Path) -> None:
+    """A cron line with `>&-`: before, every --json command printed tracebacks, `run --send` sent
+    nothing and `codes export` was "a bug" (exit 70)."""
+    for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
+        shutil.copy(REPO / "examples" / name, tmp_path / name)
+    done = subprocess.run([sys.executable, "-m", "cartrescue.cli", *command, "--config", str(tmp_path / "cartrescue.yaml")],
+                          cwd=tmp_path, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+                          preexec_fn=lambda: os.close(1))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("cartrescue: stdout is closed: the command's output is discarded\n")
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    if command[0] == "run":
+        assert len(list((tmp_path / "out").glob("*.eml"))) > 0
