@@ -38,6 +38,9 @@ UNCONFIRMED = ("claimed", "unconfirmed")
 #: Statuses that count as "the address got a message" (one per day) -- a permanent refusal too:
 #: the relay took the attempt, and the next step must not follow the same day.
 MESSAGED = ("claimed", "unconfirmed", "sent", "failed_permanent")
+#: The rows ``report`` counts: messages that went out (an ``unconfirmed`` one reached the relay,
+#: whose reply was lost: it counts as done, and most likely reached the customer) and held-out carts.
+REPORTED = ("sent", "unconfirmed", "held_out")
 
 
 def _naive(moment: datetime) -> datetime:
@@ -1157,7 +1160,7 @@ class Ledger:
         c = table.c
         query = select(c.id, c.cart_key, c.cart_id, c.email, c.customer_id, c.step, c.channel, c.variant, c.tier,
                        c.sequence, c.locale, c.status, c.claimed_at, c.cart_value).where(
-            c.status.in_(("sent", "held_out")), c.claimed_at >= _naive(start), c.claimed_at <= _naive(end))
+            c.status.in_(REPORTED), c.claimed_at >= _naive(start), c.claimed_at <= _naive(end))
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
             for row in result:
@@ -1176,14 +1179,15 @@ class Ledger:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             try:
                 yield from db.execute(
-                    "SELECT DISTINCT cart_id, email, customer_id FROM cr_message WHERE status IN ('sent', 'held_out')"
+                    "SELECT DISTINCT cart_id, email, customer_id FROM cr_message WHERE status IN "
+                    f"{REPORTED!r}"
                     " AND claimed_at >= ? AND claimed_at <= ?", (stamp(start), stamp(end)))
             finally:
                 db.close()
             return
         c = Message.__table__.c  # type: ignore[attr-defined]
         query = select(c.cart_id, c.email, c.customer_id).where(
-            c.status.in_(("sent", "held_out")), c.claimed_at >= _naive(start), c.claimed_at <= _naive(end)).distinct()
+            c.status.in_(REPORTED), c.claimed_at >= _naive(start), c.claimed_at <= _naive(end)).distinct()
         with self.engine.connect() as conn:
             yield from conn.execution_options(stream_results=True, yield_per=batch).execute(query)
 
@@ -1202,7 +1206,7 @@ class Ledger:
 
         c = CartDecision.__table__.c  # type: ignore[attr-defined]
         m = Message.__table__.c  # type: ignore[attr-defined]
-        streamed = exists().where(m.cart_key == c.cart_key, m.status.in_(("sent", "held_out")))
+        streamed = exists().where(m.cart_key == c.cart_key, m.status.in_(REPORTED))
         with self.engine.connect() as conn:
             return [(a, r, int(n), int(w or 0)) for a, r, n, w in conn.execute(
                 select(c.action, c.reason, func.count(), func.sum(case((streamed, 1), else_=0)))
@@ -1218,7 +1222,7 @@ class Ledger:
         with self.engine.connect() as conn:
             return int(conn.execute(
                 select(func.count(func.distinct(m.cart_key))).where(
-                    m.status.in_(("sent", "held_out")), m.claimed_at >= _naive(start), m.claimed_at <= _naive(end),
+                    m.status.in_(REPORTED), m.claimed_at >= _naive(start), m.claimed_at <= _naive(end),
                     m.cart_key.not_in(in_period))).scalar() or 0)
 
     def report_runs(self, start: datetime, end: datetime) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class Row:
     locale: str | None = "en"
     customer_id: str | None = None
     cart_value: str | None = "50.00"  # in the shop's currency; None: the cart's had no rate
+    status: str = "sent"  # or "unconfirmed": the relay took it, its reply was lost
 
 
 def write_ledger(path: Path | str, rows: Iterable[Row]) -> None:
@@ -52,7 +53,7 @@ def write_ledger(path: Path | str, rows: Iterable[Row]) -> None:
                                      cart_value=r.cart_value) for r in group]
             with ledger.lock(run, timedelta(hours=1)):  # claims are fenced by the run lock
                 won = ledger.claim(run, requests, moment)
-                status = {(f"csv:{r.cart_id}", r.step, r.channel): "held_out" if r.held else "sent" for r in group}
+                status = {(f"csv:{r.cart_id}", r.step, r.channel): "held_out" if r.held else r.status for r in group}
                 ledger.record([(claim, status[key], "", "") for key, claim in won.items()])
             ledger.finish_run(run, "ok", {"sent": sum(not r.held for r in group)})
     finally:

@@ -120,6 +120,18 @@ def test_a_message_without_a_cart_value_in_the_shop_currency_is_noted_not_counte
             "when it was sent): left out of cart value, not guessed") in document["notes"]
 
 
+def test_a_message_whose_relay_reply_was_lost_counts_as_sent_and_takes_its_order(shop: Shop) -> None:
+    """`unconfirmed`: the relay took it, its reply was lost; a run counts it as done, the report too."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW, status="unconfirmed"), Row("t2", NOW)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=3), total="80.00", cart_id="t1"))
+    document = report(shop)
+    assert document["summary"]["messages"] == 2 and document["summary"]["orders"] == 1
+    assert document["summary"]["revenue"] == "80.00"
+    assert document["ledger"]["reply_lost"] == 1 and document["ledger"]["unconfirmed"] == 0
+    assert ("1 message reached the relay without its reply (unconfirmed): counted as sent, as a run counts them"
+            in document["notes"])
+
+
 def test_an_order_placed_before_the_message_is_not_attributed(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW)])
     shop.add_orders(order_row("early", at=NOW - timedelta(minutes=1), total="30.00", cart_id="t1"))

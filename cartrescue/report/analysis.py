@@ -75,6 +75,7 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
     document["funnel"] = _funnel(decisions, totals, runs, redecided)
     document["breakdowns"] = breakdowns
     document["ledger"] = {"unconfirmed": ledger_counts.get("claimed", 0),
+                          "reply_lost": ledger_counts.get("unconfirmed", 0),
                           "failed": ledger_counts.get("failed_transient", 0) + ledger_counts.get("failed_permanent", 0),
                           "messages_read": att.loaded.messages, "orders_read": att.loaded.orders}
     document["unconverted"] = [{"currency": code or "(none)", "orders": n}
@@ -99,6 +100,10 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
     if document["ledger"]["unconfirmed"]:
         notes.append(f"{document['ledger']['unconfirmed']:,} claims have no outcome (a run was killed): not counted "
                      "as sent")
+    lost = document["ledger"]["reply_lost"]
+    if lost:
+        notes.append(f"{lost:,} message{'s' if lost != 1 else ''} reached the relay without its reply (unconfirmed): "
+                     "counted as sent, as a run counts them")
     document["notes"] = notes
     return document
 

@@ -34,7 +34,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from cartrescue.currency import Basis
-from cartrescue.ledger import Ledger
+from cartrescue.ledger import REPORTED, Ledger
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import CartSource, Window
 
@@ -147,7 +147,7 @@ class Attribution:
                 # exact seconds (julianday's floating days are not), plus the stored fraction
                 "CAST(strftime('%s', claimed_at) AS INTEGER) + CAST(substr(claimed_at, 20) AS REAL), "
                 "CAST(round(CAST(cart_value AS REAL) * ?) AS INTEGER) FROM led.cr_message "
-                "WHERE status IN ('sent', 'held_out') AND claimed_at >= ? AND claimed_at <= ?",
+                f"WHERE status IN {REPORTED!r} AND claimed_at >= ? AND claimed_at <= ?",
                 (UNITS, stamp(self.start), stamp(self.rows_until)))
             self.db.commit()
         finally:
