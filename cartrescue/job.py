@@ -14,10 +14,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
+from sqlalchemy.exc import DBAPIError
+
 from cartrescue.channels.base import Channel
 from cartrescue.config import Config, resolve_now  # resolve_now: re-exported, callers import it here
-from cartrescue.errors import ConfigError, LockHeld, LockLost, SourceError
-from cartrescue.ledger import Ledger
+from cartrescue.errors import ConfigError, LedgerError, LockHeld, LockLost, SourceError
+from cartrescue.ledger import Ledger, busy, one_line
 from cartrescue.model import RowProblem
 from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
@@ -164,8 +166,6 @@ def run_job(
     can tell (:meth:`~cartrescue.sources.base.CartSource.progress_total`). ``counts``: where the
     run adds up its results, for a caller that reports them when the run ends early (Ctrl-C).
     """
-    from sqlalchemy.exc import DBAPIError
-
     try:
         return _run_job(config, request, on_result, on_problem, on_progress, on_total,
                         counts if counts is not None else Counts())
@@ -285,12 +285,24 @@ def _run_job(
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, run-all --timeout: stopped, not failed
             status = "interrupted"
             raise
+        except DBAPIError as error:
+            if run_id is not None and busy(error):  # not "another run holds the lock" (exit 4): this run did work
+                raise LedgerError(
+                    f"the ledger stayed locked by another process while this run delivered ({one_line(error)}): it "
+                    "stopped; the messages it could not record have no outcome and are not resent (doctor shows "
+                    "them)") from None
+            raise
         finally:
             if run_id is not None:
                 totals = {"sent": counts.deliveries["sent"], "failed": counts.failed,
                           "skipped": counts.actions["skip"], "deferred": counts.actions["defer"],
                           "problems": counts.problems}
-                recorded = ledger.finish_run(run_id, status, totals)
+                try:
+                    recorded = ledger.finish_run(run_id, status, totals)
+                except DBAPIError as error:  # still locked: a later run closes this one as killed
+                    if not busy(error):
+                        raise
+                    recorded = 0
                 if status != "ok":  # stopped early: messages its stop grace recorded, not yet counted
                     counts.deliveries["sent"] = max(counts.deliveries["sent"], recorded)
     notes += newsletters.notes() if newsletters is not None else []

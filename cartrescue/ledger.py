@@ -418,7 +418,7 @@ class Ledger:
             self._create_tables(TABLES)
             self._add_missing_columns(TABLES)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
-            reason = _one_line(exc)
+            reason = one_line(exc)
             if "no schema has been selected" in reason:  # PostgreSQL, a search_path of no existing schema
                 reason += " (the URL's search_path names no schema that exists: CREATE SCHEMA it first)"
             raise LedgerError(f"ledger {self._safe_url()}: cannot open: {reason}") from None
@@ -627,7 +627,7 @@ class Ledger:
             except IntegrityError:  # another run inserted the same name between our read and insert
                 continue
             except OperationalError as exc:  # SQLite busy beyond the timeout, a PostgreSQL lock_timeout
-                raise LockHeld(f"ledger is busy: {_one_line(exc)}") from None
+                raise LockHeld(f"ledger is busy: {one_line(exc)}") from None
         raise LockHeld("could not take the run lock (contended)")
 
     def _serialize_locking(self, conn: Any) -> None:
@@ -948,7 +948,7 @@ class Ledger:
                 conn.execute(update(lock).where(lock.c.name.is_(None)).values(run_id=lock.c.run_id))
                 transaction.rollback()
         except DBAPIError as exc:
-            return _one_line(exc)
+            return one_line(exc)
         return None
 
     def messages(self) -> list[dict[str, Any]]:
@@ -1526,11 +1526,12 @@ def busy(exc: BaseException) -> bool:
 def ledger_error(exc: BaseException, where: str) -> Exception:
     """The error a run reports for a database error of the ledger: busy is "locked" (exit 4)."""
     if busy(exc):
-        return LockHeld(f"{where} is busy: another process holds its lock ({_one_line(exc)}); a later run "
+        return LockHeld(f"{where} is busy: another process holds its lock ({one_line(exc)}); a later run "
                         "goes on (a stopped cartrescue process keeps it locked: resume or end it)")
-    return LedgerError(f"{where}: {_one_line(exc)}")
+    return LedgerError(f"{where}: {one_line(exc)}")
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """A database error as one line: the driver's message, its first line."""
     text = str(getattr(exc, "orig", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

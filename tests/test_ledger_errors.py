@@ -81,3 +81,42 @@ def test_a_password_in_the_ledger_urls_query_string_is_never_shown(shop: Shop, m
     doctor = shop.cli("doctor", "--no-smtp", "--json", now=None)
     for said in (result.output, doctor.output):
         assert "Sup3rS3cret" not in said and "Sup3rS3cret%21" not in said
+
+
+@pytest.mark.smtp
+def test_a_ledger_locked_by_another_process_mid_run_stops_it_as_a_ledger_error_not_a_held_lock(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """exit 4 means "another run holds the lock: nothing to do"; a run that delivered and then
+    met a ledger locked by someone else (a backup, a sqlite3 shell) must not say so in silence."""
+    import sqlite3
+    import threading
+    import time
+
+    from smtpserver import LoopbackSMTP
+
+    import cartrescue.ledger
+
+    monkeypatch.setattr(cartrescue.ledger, "WRITE_LOCK_WAIT", 0.3)
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_second=20))
+        shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(60)))
+        shop.write()
+
+        def lock_it() -> None:
+            server.wait_for(5, timeout=30)
+            other = sqlite3.connect(shop.folder / "ledger.db", timeout=0)
+            other.execute("BEGIN EXCLUSIVE")
+            time.sleep(3)
+            other.rollback()
+            other.close()
+
+        holder = threading.Thread(target=lock_it)
+        holder.start()
+        try:
+            result = shop.cli("run", "--send", "--json", "--quiet")
+        finally:
+            holder.join()
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["code"] != "locked"
+    assert "the ledger stayed locked by another process while this run delivered" in result.json["error"]["message"]
+    assert "stayed locked" in result.stderr  # said even under --quiet
