@@ -423,7 +423,11 @@ class Renderer:
         try:
             return self._render_file(name, context)
         except self._jinja_error as exc:
-            where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
+            if getattr(exc, "lineno", None):  # a syntax error knows its line
+                where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}"  # type: ignore[attr-defined]
+            else:  # an undefined value met while rendering: the line is in the traceback
+                file, line = template_frame(exc, self.folders, name)
+                where = f"{file}:{line}" if line else name
             raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
         except TemplateError as exc:
             raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None

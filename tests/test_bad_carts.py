@@ -139,6 +139,14 @@ def test_a_template_error_names_the_template_line_as_templates_check_does(shop: 
     _assert_bad_cart_cost_only_itself(shop, result, 3, "en/reminder-1.txt:3: ZeroDivisionError")
 
 
+def test_an_undefined_value_names_the_template_line_too(shop: Shop) -> None:
+    text = "Hello\n\n{% if cart.item_count == 7 %}{{ no_such_value }}{% endif %} things\n{{ unsubscribe_url }}\n"
+    _own_templates(shop, "Your cart", text)
+    _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
+    result = _run_outbox(shop)
+    _assert_bad_cart_cost_only_itself(shop, result, 3, "en/reminder-1.txt:3: 'no_such_value' is undefined")
+
+
 def test_the_failed_cart_goes_out_once_the_cause_is_fixed(shop: Shop) -> None:
     folder = _own_templates(shop, "{{ 100 // (cart.item_count - 7) }} things")
     _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
