@@ -421,6 +421,8 @@ class Ledger:
             reason = one_line(exc)
             if "no schema has been selected" in reason:  # PostgreSQL, a search_path of no existing schema
                 reason += " (the URL's search_path names no schema that exists: CREATE SCHEMA it first)"
+            if "unable to open database file" in reason:
+                reason += _why_no_file(self.url)
             raise LedgerError(f"ledger {self._safe_url()}: cannot open: {reason}") from None
 
     def _create_tables(self, models: list[type[SQLModel]]) -> None:
@@ -1471,6 +1473,36 @@ def _shard_words(lock_name: str) -> str:
 #: How long a run on another host must have been silent before ``--resend-unconfirmed`` takes
 #: its claims for gone: one paused longer than that (a VM frozen for an hour) is not told apart.
 OTHER_HOST_GONE = timedelta(hours=1)
+
+
+def _why_no_file(url: str) -> str:
+    """What SQLite's "unable to open database file" means for this ledger's path (it never says)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        database = make_url(url).database
+    except Exception:  # noqa: BLE001 - only for the message
+        return ""
+    if not database or database == ":memory:":
+        return ""
+    path = Path(database)
+    folder = path.parent
+    if path.is_dir():
+        return f" ({path} is a folder: give a file name, e.g. {path / 'ledger.db'})"
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if not above.is_dir():
+                return f" ({above} is a file, not a folder)"
+            if above != folder:
+                return f" (no folder {folder}: create it)"
+            break
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f" (no permission to write in {folder})"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f" (no permission to read and write {path})"
+    return ""
 
 
 def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta) -> list[int]:

@@ -120,3 +120,16 @@ def test_a_ledger_locked_by_another_process_mid_run_stops_it_as_a_ledger_error_n
     assert result.json["error"]["code"] != "locked"
     assert "the ledger stayed locked by another process while this run delivered" in result.json["error"]["message"]
     assert "stayed locked" in result.stderr  # said even under --quiet
+
+
+@pytest.mark.parametrize(("where", "said"), [
+    ("{folder}", "{folder} is a folder: give a file name, e.g. {folder}/ledger.db"),
+    ("{folder}/no/such/ledger.db", "no folder {folder}/no/such: create it"),
+    ("{folder}/cartrescue.yaml/ledger.db", "{folder}/cartrescue.yaml is a file, not a folder"),
+])
+def test_a_sqlite_ledger_that_cannot_be_opened_says_why(shop: Shop, where: str, said: str) -> None:
+    folder = str(shop.folder)
+    shop.configure(ledger={"url": "sqlite:///" + where.format(folder=folder)}).add(cart("c1"))
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 2
+    assert result.json["error"]["message"].endswith(f"unable to open database file ({said.format(folder=folder)})")
