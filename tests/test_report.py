@@ -263,6 +263,14 @@ def test_money_per_tier_counts_sending_and_incentive_costs(shop: Shop) -> None:
     assert vip["roi"] == pytest.approx(88 / 12)
 
 
+def test_a_unit_cost_below_a_cent_is_shown_as_configured(shop: Shop) -> None:
+    shop.configure(report={"costs": {"email": "0.001", "call-list": "2.5"}})
+    write_ledger(ledger_of(shop), [Row(f"s{n}", NOW) for n in range(10)])
+    money = report(shop)["money"]
+    assert money["costs"] == {"email": "0.001", "call-list": "2.50"}
+    assert {row["tier"]: row["channel_cost"] for row in money["by_tier"]} == {"standard": "0.01"}
+
+
 def test_a_discount_code_on_the_order_decides_whether_the_incentive_was_used(shop: Shop) -> None:
     shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": {
         "kind": "fixed", "value": 5, "code": "FIVE"}}]}})

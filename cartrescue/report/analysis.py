@@ -403,7 +403,9 @@ def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[
             "gross": _dec(gross), "net": _dec(net), "roi": float(net / cost) if cost else None,
         })
     return {"basis": "margin" if margin is not None else "revenue", "margin": None if margin is None else float(margin),
-            "costs": {channel: _dec(cost) for channel, cost in costs.items()}, "by_tier": out,
+            # a unit cost as configured: 0.001 a message is no "0.00" (the totals are rounded to cents)
+            "costs": {channel: str(cost) if cost.as_tuple().exponent < -2 else _dec(cost)  # type: ignore[operator]
+                      for channel, cost in costs.items()}, "by_tier": out,
             "codes_in_orders": codes_known}
 
 
