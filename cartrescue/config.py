@@ -112,10 +112,17 @@ def _norway(value: Any) -> Any:
     return "NO" if value is False else value
 
 
+#: Two-letter codes people write for a country that ISO 3166 names otherwise: numbers of the
+#: United Kingdom would never match "UK", and be skipped in silence as another country's.
+_NOT_ISO = {"UK": "GB (the United Kingdom)", "EL": "GR (Greece)"}
+
+
 def _country(value: str | None) -> str | None:
     """An ISO 3166-1 alpha-2 code, upper-cased (``se`` -> ``SE``)."""
     if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
         raise ValueError(f"expected an ISO 3166 country code like SE, got {value!r}")
+    if value and value.upper() in _NOT_ISO:
+        raise ValueError(f"{value.upper()} is not an ISO 3166 country code: write {_NOT_ISO[value.upper()]}")
     return value.upper() if value else None
 
 

@@ -236,6 +236,8 @@ class Planner:
         if phone is None:
             if not raw:
                 return "no phone number"
+            if raw.lstrip().startswith("+"):  # written in E.164: the number itself is not one a text can reach
+                return f"phone {printable(raw)[:40]!r} is not a valid mobile number"
             where = f"in E.164 (+country) or of region {self.region}" if self.region else "in E.164 (+country)"
             return f"phone {printable(raw)[:40]!r} is not a mobile number {where}"
         if self.countries and phone_region(phone) not in self.countries:

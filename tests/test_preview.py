@@ -60,6 +60,9 @@ def test_preview_of_an_sms_step_shows_the_text_a_run_would_send_and_its_segments
     assert (shown["channel"], shown["to"], shown["step"]) == ("sms", "+46701234567", 2)
     assert "Test Shop" in shown["text"] and "СТОП" in shown["text"]  # the Russian template, its opt-out word
     assert (shown["encoding"], shown["segments"]) == ("UCS-2", len(measure(shown["text"]).parts))
+    assert shown["units"] == measure(shown["text"]).units  # what segments count, not characters
+    table = shop.cli("preview", "c1", "--step", "2").stdout
+    assert f"({shown['encoding']}, {shown['units']} units), {len(shown['text'])} characters" in table
     email = shop.cli("preview", "c1", "--step", "1", "--json").json
     assert email["channel"] == "email" and email["subject"] and email["html"]
 

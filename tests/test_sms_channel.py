@@ -345,3 +345,21 @@ def test_a_cart_neither_text_nor_email_can_reach_keeps_the_sms_reason(shop: Shop
     shop.add(cart("nobody", phone="", sms_consent="yes", consent="no"))
     decision = shop.decisions()["nobody"]
     assert (decision["action"], decision["reason"], decision["channel"]) == ("skip", "no_contact", "sms")
+
+
+@pytest.mark.parametrize(("phone", "said"), [
+    ("+44 7700 900500", "phone '+44 7700 900500' is not a valid mobile number"),  # E.164, but not a number in use
+    ("070 12", "phone '070 12' is not a mobile number in E.164 (+country) or of region SE"),
+])
+def test_why_a_number_cannot_get_a_text_is_said_as_it_was_written(shop: Shop, phone: str, said: str) -> None:
+    sms_shop(shop, "https://api.example.com", carts=1, phone=phone)
+    shop.configure(eligibility={"channel_fallback": False})
+    assert shop.decisions()["s000"]["detail"] == said
+
+
+@pytest.mark.parametrize(("code", "meant"), [("UK", "GB (the United Kingdom)"), ("el", "GR (Greece)")])
+def test_a_country_code_that_is_not_iso_3166_is_refused_with_the_one_meant(shop: Shop, code: str, meant: str) -> None:
+    sms_shop(shop, "https://api.example.com", carts=1, countries=["SE", code])
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 2
+    assert f"sms.countries: {code.upper()} is not an ISO 3166 country code: write {meant}" in result.stderr

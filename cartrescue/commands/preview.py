@@ -118,7 +118,7 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool) -> None:
         json_out({"cart_id": cart_id, "step": shown.step, "variant": shown.variant, "channel": "sms",
                   "decision": decision.action.value, "reason": decision.reason.value,
                   "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
-                  "segments": sms.length.segments, "locale": sms.locale})
+                  "segments": sms.length.segments, "units": sms.length.units, "locale": sms.locale})
         return
     from rich.text import Text
 
@@ -127,7 +127,7 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool) -> None:
     console = out_console()
     console.print(_heading(shown, cart_id))
     console.print(Text.assemble(("To: ", "bold"), printable(target.phone or ""), "\n", ("Length: ", "bold"),
-                                f"{sms.length.segments} segment(s), {sms.length.encoding}, {len(sms.text)} characters",
+                                f"{sms.length.describe()}, {len(sms.text)} characters",
                                 "\n"))
     console.print(printable(sms.text, keep_newlines=True))
 
