@@ -353,3 +353,25 @@ def test_a_stop_signal_that_arrives_while_a_reply_is_read_still_stops_the_run(
             channel.close()
     assert signalled
     assert len(server.messages) < 40  # stopped: not every message went out
+
+
+@pytest.mark.smtp
+def test_a_relay_that_connects_but_never_answers_is_down_for_the_rest_of_the_run(shop: Shop) -> None:
+    """Before: every message waited out smtp.timeout and its retries (75 minutes for 300 messages
+    at the defaults). Now the pool's silences in a row end the run's tries; the rest wait,
+    unsent, for the next run, which sends them once the relay answers."""
+    shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(40)))
+    with LoopbackSMTP(faults=[Fault(r".", "hang", times=None)]) as server:
+        shop.configure(smtp=server.smtp_config(timeout=0.3, pool_size=2, retries=1))
+        started = time.monotonic()
+        result = shop.cli("run", "--send", "--json")
+        took = time.monotonic() - started
+    assert result.exit_code == 1, result.output
+    assert took < 20, took  # 40 messages x 2 attempts x 0.3 s over 2 connections would be 12 s and more
+    details = Counter(d["detail"].split(":")[0] for d in result.json["decisions"])
+    assert details["not attempted, relay unavailable"] >= 30, details
+    assert any("times in a row" in d["detail"] for d in result.json["decisions"])
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        again = shop.cli("run", "--send", "--json")
+    assert again.json["counts"]["sent"] == 40 and len(server.messages) == 40

@@ -22,7 +22,8 @@ retries with exponential backoff, and the mapping of what the relay said to an o
   ``SMTPUTF8`` (RFC 6531).
 - The relay unreachable, or TLS/AUTH failing, for every connection: the rest of the batch is left
   ``failed_transient`` without more attempts, and each later batch probes once (no run of retries
-  per message against a dead relay).
+  per message against a dead relay). A relay that connects and never answers (the pool's
+  transactions time out ``pool_size + retries + 1`` times in a row) is down for the rest of the run.
 
 Timeouts follow RFC 5321 4.5.3.2 per phase: ``smtp.timeout`` bounds connecting (with TLS and
 AUTH) and the replies to MAIL, RCPT and DATA; ``smtp.data_timeout`` (10 minutes by default, the
@@ -381,7 +382,9 @@ class SmtpChannel(LoopChannel):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = [_Slot() for _ in range(settings.pool_size)]
         self._connect_failures = 0  # consecutive, pool-wide
+        self._silences = 0  # transactions in a row, pool-wide, that met no reply in time
         self._down: str | None = None  # why the relay is considered unreachable (breaker open)
+        self._mute = False  # the relay connects but never answers: down for the rest of the run
 
     @classmethod
     def from_config(cls, config: "Config", recent: Iterable[datetime] = ()) -> "SmtpChannel":
@@ -426,7 +429,7 @@ class SmtpChannel(LoopChannel):
     async def _run(self, feed: Feed) -> None:
         work = self._work = _Work(self, feed, len(self._slots))
         try:
-            if self._down is not None and not await self._probe():
+            if self._down is not None and (self._mute or not await self._probe()):
                 while (job := await work.next()) is not None:
                     work.finish(self._not_attempted(job))
                 return
@@ -479,7 +482,8 @@ class SmtpChannel(LoopChannel):
                 self._down = failure.reply
             raise
         self._connect_failures = 0
-        self._down = None
+        if not self._mute:  # connecting proves nothing of a relay that never answers
+            self._down = None
         self.stats.connections += 1
         smtp.timeout = None  # each phase of a transaction runs under its own deadline instead
         slot.smtp, slot.used = smtp, 0
@@ -522,12 +526,14 @@ class SmtpChannel(LoopChannel):
             if not 200 <= reply.code < 300:
                 raise _Refused(reply.code, reply.message, "DOT")
         except _Refused as refused:
+            self._silences = 0  # it answers
             await self._after_refusal(slot, refused)
             self._refused(job, batch, refused)
             return self._follower(slot, batch)
         except (SMTPException, OSError, ssl.SSLError) as exc:  # OSError includes TimeoutError
             self._drop(slot)
             cause = self._cause(exc, job.stage)
+            self._silent(isinstance(exc, TimeoutError), cause, batch)
             if job.stage == "DOT":
                 self._unconfirmed(job, batch, cause)
             elif job.stage == "MAIL" and (started or (reused and job.free_retry)):
@@ -540,8 +546,31 @@ class SmtpChannel(LoopChannel):
                 self._retry_or_give_up(job, batch, f"connection lost during {job.stage}: {cause}")
             return self._follower(slot, batch)
         self.stats.sent += 1
+        self._silences = 0
         batch.finish(Outcome(job.claim_id, Status.SENT, f"{reply.code} {_one_line(reply.message)}"))
         return self._follower(slot, batch)
+
+    def _silent(self, timed_out: bool, cause: str, batch: _Work) -> None:
+        """Count a transaction that met no reply in time; one that met another failure ends the count.
+
+        A relay that takes connections and never answers (a hung MTA, a firewall that swallows
+        the replies) made every message wait out ``smtp.timeout`` and its retries: 75 minutes for
+        300 messages at the defaults, while cron's next runs found the lock held. After as many
+        silences in a row as fail the connections of the pool and one message's retries, the
+        relay counts as down for the rest of the run: the messages not yet attempted stay for the
+        next run, unclaimed.
+        """
+        if not timed_out:
+            self._silences = 0
+            return
+        self._silences += 1
+        if self._silences >= self.settings.pool_size + self.settings.retries + 1 and self._down is None:
+            self._down = f"{cause}, {self._silences} times in a row"
+            self._mute = True
+            for timer, waiting in batch.timers:  # no point waiting out the backoff of the others
+                timer.cancel()
+                batch.requeue(waiting)
+            batch.timers.clear()
 
     def _begin(self, slot: _Slot, job: _Job) -> None:
         """Count a transaction of ``job`` on ``slot``'s connection."""
