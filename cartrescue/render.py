@@ -88,8 +88,11 @@ def _percent(value: Decimal, locale: str) -> str:
         return format_percent(value / 100, locale="en", decimal_quantization=False)
 
 
+@lru_cache(maxsize=512)
 def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
-    """Babel's currency format for ``locale`` (fast path: :mod:`cartrescue.money`).
+    """Babel's currency format for ``locale`` (fast path: :mod:`cartrescue.money`), made once per
+    locale and currency: every message's context asks for it, and Babel's lookups behind it
+    (the locale parsed, the currency's digits) took ~15 µs a message.
 
     HUF and KZT prices are whole numbers in practice: whole amounts drop the ``,00``.
     """
