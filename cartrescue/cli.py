@@ -147,6 +147,12 @@ def _discard_closed_output() -> None:
             print("cartrescue: stdout is closed: the command's output is discarded", file=sys.stderr)
 
 
+#: ``pipeline.Counts().as_dict()`` (tests/test_interrupt_json.py holds them equal), written out:
+#: a stop may come while the run's modules are half imported, and importing them again then fails.
+NO_COUNTS = {"carts": 0, "send": 0, "skip": 0, "defer": 0, "holdout": 0, "sent": 0, "failed": 0, "problems": 0,
+             "reasons": {}, "deliveries": {}, "failures": {}}
+
+
 def _interrupted() -> NoReturn:
     """Ctrl-C or SIGTERM reached the entry point: no ``--json`` document was begun (``run`` ends
     the one it began itself, see ``commands.common.stopped_after_document``), so one is printed."""
@@ -155,9 +161,7 @@ def _interrupted() -> NoReturn:
     if "--json" in sys.argv[1:]:
         document: dict[str, object] = {"error": INTERRUPTED}
         if [arg for arg in sys.argv[1:] if not arg.startswith("-")][:1] == ["run"]:
-            from cartrescue.pipeline import Counts  # a run stopped before it began: its counts, all 0
-
-            document = {"error": INTERRUPTED, "counts": Counts().as_dict()}
+            document = {"error": INTERRUPTED, "counts": NO_COUNTS}  # a run stopped before it began
         json_out(document)
     err_console().print("interrupted", markup=False)
     _exit_interrupted()

@@ -1530,6 +1530,11 @@ def _run_is_dead(row: Any, now: datetime, stale_after: timedelta) -> bool:
     ``stale_after`` (the heartbeat comes every ``lock_timeout / 4`` while it lives).
     """
     if row["status"] != "running":
+        if row["status"] == "killed" and row["host"] != socket.gethostname():
+            # Closed by a later run after lock_timeout of silence: for its claims, the time since
+            # its last heartbeat still decides (release_unconfirmed's hour).
+            last = _aware(row["heartbeat_at"] or row["started_at"])
+            return last is None or now - last > stale_after
         return True
     if row["host"] == socket.gethostname():
         try:

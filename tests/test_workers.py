@@ -337,6 +337,9 @@ def test_resend_unconfirmed_waits_an_hour_for_a_silent_run_on_another_host(ledge
     silent_for(timedelta(minutes=10))
     run = ledger.start_run("send", NOW)
     assert ledger.release_unconfirmed(run, timedelta(seconds=5)) == 0
+    # Any run closes it as killed after lock_timeout of silence: its claims still wait the hour.
+    assert ledger.close_dead_runs(run, timedelta(seconds=5)) == 1
+    assert ledger.release_unconfirmed(run, timedelta(seconds=5)) == 0
     silent_for(timedelta(hours=2))
     assert ledger.release_unconfirmed(run, timedelta(seconds=5)) == 3
 
