@@ -142,7 +142,9 @@ def _discard_closed_output() -> None:
         if descriptor != number:  # the lowest free descriptor is the closed one; if not, put it there
             os.dup2(descriptor, number)
             os.close(descriptor)
-        setattr(sys, name, open(number, "w", encoding="utf-8", errors="backslashreplace", closefd=False))
+        stream = open(number, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        stream.discarded = True  # type: ignore[attr-defined] # a command whose output is its product refuses it
+        setattr(sys, name, stream)
         if sys.stderr is not None and name == "stdout":
             print("cartrescue: stdout is closed: the command's output is discarded", file=sys.stderr)
 

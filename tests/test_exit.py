@@ -143,7 +143,7 @@ def test_an_output_error_of_a_working_file_still_prints_the_one_document(capsys:
     assert json.loads(capsys.readouterr().out)["error"]["message"].startswith("cannot write a working file")
 
 
-@pytest.mark.parametrize("command", [["run", "--outbox", "out", "--json"], ["codes", "export"], ["report", "--json"]])
+@pytest.mark.parametrize("command", [["run", "--outbox", "out", "--json"], ["survey", "export"], ["report", "--json"]])
 def test_a_closed_stdout_discards_the_output_and_the_command_still_does_its_work(command: list[str],
                                                                                  tmp_path: Path) -> None:
     """A cron line with `>&-`: before, every --json command printed tracebacks, `run --send` sent
@@ -158,3 +158,16 @@ def test_a_closed_stdout_discards_the_output_and_the_command_still_does_its_work
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
     if command[0] == "run":
         assert len(list((tmp_path / "out").glob("*.eml"))) > 0
+
+
+def test_codes_export_refuses_a_closed_stdout_before_marking_any_code_exported(tmp_path: Path) -> None:
+    """The codes are its product: written to nowhere and marked exported, the shop would never
+    import them and customers would get codes that do not work."""
+    for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
+        shutil.copy(REPO / "examples" / name, tmp_path / name)
+    done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "codes", "export", "--config",
+                           str(tmp_path / "cartrescue.yaml")], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                          timeout=120, check=False, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 2, done.stderr
+    assert "stdout is closed, and the codes would go there: give --output FILE (nothing was marked exported)" \
+        in done.stderr

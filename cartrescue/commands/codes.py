@@ -142,6 +142,9 @@ def codes_export(
     try:
         from cartrescue.incentives import export_csv
 
+        if output is None and getattr(sys.stdout, "discarded", False):  # a cron line's >&-
+            raise ConfigError("stdout is closed, and the codes would go there: give --output FILE (nothing was "
+                              "marked exported)")
         _cfg, codes, at = _codes(config, now)
         if pool is not None:
             codes.pool(pool)
