@@ -415,6 +415,13 @@ class Ledger:
 
                     args["options"] = merged(make_url(url), first="-c lock_timeout=15s")
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
+            try:
+                self.engine.connect().close()
+            except (AttributeError, LookupError, TypeError, ValueError) as exc:
+                # A driver that trips over an option of the URL before SQLAlchemy wraps anything
+                # (PyMySQL's unknown charset is an AttributeError inside it): the URL's error.
+                raise LedgerError(f"ledger {self._safe_url()}: cannot open: the URL's options: "
+                                  f"{type(exc).__name__}: {exc}") from None
             self._create_tables(TABLES)
             self._add_missing_columns(TABLES)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:

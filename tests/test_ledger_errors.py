@@ -133,3 +133,12 @@ def test_a_sqlite_ledger_that_cannot_be_opened_says_why(shop: Shop, where: str, 
     result = shop.cli("run", "--json")
     assert result.exit_code == 2
     assert result.json["error"]["message"].endswith(f"unable to open database file ({said.format(folder=folder)})")
+
+
+@pytest.mark.mariadb
+def test_a_ledger_url_option_the_driver_trips_over_is_the_urls_error_not_a_bug(shop: Shop) -> None:
+    with shop_database("mariadb", "badcharset") as db:
+        shop.configure(ledger={"url": db.url + ("&" if "?" in db.url else "?") + "charset=bogus"}).add(cart("c1"))
+        result = shop.cli("run", "--json")
+    assert result.exit_code == 2, result.output
+    assert "cannot open: the URL's options: AttributeError" in result.json["error"]["message"]
