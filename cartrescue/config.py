@@ -1053,7 +1053,8 @@ def _interpolate(node: Any, where: str, env: dict[str, str], file: str, unset: d
         return [_interpolate(value, f"{where}[{index}]", env, file, unset) for index, value in enumerate(node)]
     if isinstance(node, str):
         if _UNCLOSED.search(node):  # "${SMTP_PASSWORD" would be the password itself
-            raise ConfigError(f"{file}: {where}: '${{' without its closing '}}': write ${{NAME}} or ${{NAME:-default}}")
+            raise ConfigError(f"{file}: {where}: '${{' that is no variable (no name, or no closing '}}'): write "
+                              "${NAME} or ${NAME:-default}")
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)

@@ -154,7 +154,7 @@ class Planner:
             midnight = self.calendar.local_day_start(self.now)
             used = 0 if self.ledger is None else self.ledger.tier_used_since(
                 tier.name, self._channels_of(tier), midnight, self.now)
-            limit, per = max(limit - used, 0), f"more today (a day's budget of {tier.budget}, {used} used)"
+            limit, per = max(limit - used, 0), f"today (its day's budget is {tier.budget}; the day's earlier runs used {used})"
         if self.shard is None:
             return _Budget(limit, per)
         return _Budget(self.shard.share(limit), f"{per} in shard {self.shard} (its share of {limit} over "

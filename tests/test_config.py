@@ -273,5 +273,5 @@ def test_a_sending_run_names_the_relays_unset_password_before_anything_is_claime
 
 def test_a_variable_without_its_closing_brace_is_an_error_not_the_value(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {username: u, password: '${SMTP_PASSWORD'}\n")
-    with pytest.raises(ConfigError, match=r"smtp\.password: '\$\{' without its closing '\}'"):
+    with pytest.raises(ConfigError, match=r"smtp\.password: '\$\{' that is no variable \(no name, or no closing"):
         load_config(path, env={"SMTP_PASSWORD": "x"})

@@ -131,7 +131,7 @@ def _days_budget(shop: Shop) -> None:
     later = shop.cli("carts", "--json", now=NOW + timedelta(minutes=10)).json["decisions"]
     waiting = {d["cart_id"]: d for d in later if d["step"] == 1}
     assert {key: d["reason"] for key, d in waiting.items()} == {"h3": "tier_budget", "h4": "tier_budget"}
-    assert waiting["h3"]["detail"] == "tier high takes 0 more today (a day's budget of 3, 3 used)"
+    assert waiting["h3"]["detail"] == "tier high takes 0 today (its day's budget is 3; the day's earlier runs used 3)"
     assert sent(NOW + timedelta(minutes=10)) == []
     tomorrow = NOW.replace(hour=7) + timedelta(days=1)  # 08:00 in Stockholm
     assert sent(tomorrow) == ["h3", "h4"]
@@ -193,6 +193,10 @@ def test_a_dry_run_with_eml_writes_the_call_lists_rows_beside_the_messages(shop:
     with (look / "call-list.csv").open(encoding="utf-8", newline="") as handle:
         assert sorted(row["cart_id"] for row in csv.DictReader(handle)) == ["big0", "big1"]
     assert not (shop.folder / "calls.csv").exists()  # the shop's own list: a dry-run adds nothing
+    again = shop.cli("run", "--eml", str(look), "--workers", "2", "--json")  # a second look replaces the first
+    assert again.exit_code == 0, again.output
+    with (look / "call-list.csv").open(encoding="utf-8", newline="") as handle:
+        assert sorted(row["cart_id"] for row in csv.DictReader(handle)) == ["big0", "big1"]
 
 
 def test_high_value_is_judged_in_the_shops_base_currency(shop) -> None:

@@ -56,6 +56,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         if mode == "outbox":  # a folder that cannot take the files stops the run before it reads a cart
             output_folder("--outbox", config.outbox_folder(outbox))
         eml_folder = output_folder("--eml", config.path(eml)) if eml is not None else None
+        if eml_folder is not None and shard is None:  # this look's call list, not the last one's too
+            (eml_folder / "call-list.csv").unlink(missing_ok=True)
         if shard is None and deliver:  # the parent of workers imports no pipeline: it only relays
             from cartrescue.workers import auto_workers
 
