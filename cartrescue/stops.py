@@ -89,6 +89,14 @@ def held(settles: bool = False) -> Iterator[None]:
             stops.over = True
 
 
+#: A second signal this soon after the first is the same stop, not "stop at once". A worker of
+#: ``run --workers`` whose parent is killed gets its parent-death SIGTERM once for each thread
+#: of the parent as they end (Linux reparents it to the next one), a few milliseconds apart:
+#: taken for a second Ctrl-C, it cut the grace of the messages in flight, left claimed without
+#: their outcome. No person presses Ctrl-C twice within a quarter of a second.
+SAME_STOP = 0.25
+
+
 @contextmanager
 def stops_in_loop(loop: "asyncio.AbstractEventLoop", task: "asyncio.Task[None]",
                   stop: Callable[[], float]) -> Iterator[list[int]]:
@@ -112,8 +120,13 @@ def stops_in_loop(loop: "asyncio.AbstractEventLoop", task: "asyncio.Task[None]",
         return
 
     timers: list[asyncio.TimerHandle] = []
+    first: list[float] = []
 
     def on_signal(signum: int) -> None:
+        now = loop.time()
+        if first and now - first[0] < SAME_STOP:  # the same stop, said again (see SAME_STOP)
+            return
+        first[:1] = [now]
         stopped.append(signum)
         grace = stop() if len(stopped) == 1 else 0.0
         if grace > 0:
