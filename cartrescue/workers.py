@@ -100,9 +100,12 @@ def exit_code_of(returncode: int | None) -> int:
 def error_of(trailer: dict[str, Any] | None, code: int, who: str, stderr_tail: list[str],
              killed: str) -> dict[str, Any] | None:
     """The ``error`` object of a child run (a shard, a shop): its own, or one for a child that
-    ended without one (``who`` names it; ``killed``: the code of one killed by a signal)."""
-    if trailer is not None and isinstance(trailer.get("error"), dict):
-        return dict(trailer["error"])
+    ended without one (``who`` names it; ``killed``: the code of one killed by a signal). A child
+    killed after it wrote its document (a second Ctrl-C: SIGKILL once the grace is over) is a
+    killed child: its exit code and its error agree."""
+    own = trailer.get("error") if trailer is not None else None
+    if isinstance(own, dict) and not (code > 128 and code != 130 and own.get("exit_code") != code):
+        return dict(own)
     if code in (0, 1) and trailer is not None:
         return None
     if code > 128 and code != 130:

@@ -443,3 +443,16 @@ def test_a_shard_that_stopped_with_exit_1_gives_the_run_its_error_line() -> None
 def test_failed_carts_alone_give_exit_1_and_no_run_error() -> None:
     merged = merge([_report(1, 1, failed=2), _report(2, 0)], "dry-run", NOW)
     assert merged.exit_code == 1 and merged.error is None and merged.counts["failed"] == 2
+
+
+def test_a_child_killed_after_its_interrupted_document_is_reported_killed() -> None:
+    """run-all (or run --workers) after a second Ctrl-C: the child had written "interrupted", then
+    was killed once the grace was over; the exit code (137) and the error must say the same."""
+    from cartrescue.workers import error_of
+
+    interrupted = {"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}}
+    assert error_of(interrupted, 130, "the run (pid 7)", [], "killed")["code"] == "interrupted"
+    killed = error_of(interrupted, 137, "the run (pid 7)", [], "killed")
+    assert (killed["code"], killed["exit_code"]) == ("killed", 137) and "SIGKILL" in killed["message"]
+    failed = {"error": {"code": "config", "exit_code": 2, "message": "bad"}}
+    assert error_of(failed, 2, "the run (pid 7)", [], "killed") == failed["error"]
