@@ -616,14 +616,17 @@ def _apart_shop(tmp_path: Path, sqlite_url: str) -> Path:
     return config
 
 
-def test_a_carts_query_whose_rows_stand_apart_is_named_with_its_fix(tmp_path, sqlite_url):
+def test_a_cart_whose_rows_a_query_returns_apart_is_skipped_whole_and_named_with_the_fix(tmp_path, sqlite_url):
+    """Never half a cart: the first pass (every cart's address) notes where each cart id comes,
+    and the carts pass skips a cart met in two places, where it sent its first piece before."""
     from conftest import cli
 
     result = cli("carts", "--json", "--all", "--config", str(_apart_shop(tmp_path, sqlite_url)))
     assert result.exit_code == 1, result.output
-    assert [problem for problem in result.json["problems"] if "cart 1:" in problem] == [
-        "sql:1: cart 1: the same cart id again (source.queries.carts returns its rows apart: "
-        "give it ORDER BY cart_id (docs/databases.md); only its first appearance is used)"]
+    assert "1" not in {d["cart_id"] for d in result.json["decisions"]}
+    assert [problem for problem in result.json["problems"] if "cart_id=1:" in problem] == [
+        "carts query cart_id=1: its rows are not together (in 2 places): skipped whole, never half a cart "
+        "(source.queries.carts returns its rows apart: give it ORDER BY cart_id (docs/databases.md))"]
 
 
 def test_doctor_fails_a_carts_query_whose_rows_stand_apart(tmp_path, sqlite_url):
@@ -656,3 +659,43 @@ def test_run_strict_stops_on_a_carts_query_whose_rows_stand_apart(tmp_path):
     assert result.json["error"]["message"] == (
         "sql:c1: cart c1: the same cart id again (source.queries.carts returns its rows apart: give it ORDER BY "
         "cart_id (docs/databases.md); --strict: nothing was delivered)")
+
+
+def _rows_shop(tmp_path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    """A sql shop of one table ``l`` whose query returns ``rows`` (cart, email, sku, name) in that order."""
+    path = tmp_path / "rows.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE l (n integer, cart_id text, email text, currency text, created_at text, "
+                       "sku text, name text, quantity integer, unit_price text)")
+    connection.executemany("INSERT INTO l VALUES (?, ?, ?, 'EUR', '2026-03-29 09:00:00', ?, ?, 1, '10')",
+                           [(n, *row) for n, row in enumerate(rows)])
+    connection.commit()
+    connection.close()
+    config = _apart_shop(tmp_path, f"sqlite:///{path}")
+    settings = json.loads(config.read_text())
+    settings["source"]["queries"]["carts"] = ("SELECT cart_id, email, currency, created_at, sku, name, quantity, "
+                                              "unit_price FROM l ORDER BY n")
+    config.write_text(json.dumps(settings))
+    return config
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_cart_in_pieces_from_a_query_is_never_sent_as_half_a_cart(tmp_path, workers):
+    from conftest import cli
+
+    config = _rows_shop(tmp_path, [("c1", "a@example.com", "A", "Apple"), ("c2", "b@example.com", "A", "Apple"),
+                                   ("c1", "a@example.com", "B", "Banana")])
+    result = cli("run", "--outbox", str(tmp_path / "out"), "--json", "--workers", workers, "--config", str(config))
+    assert result.exit_code == 1, result.output
+    assert sorted(d["cart_id"] for d in result.json["decisions"] if d["delivery"] == "sent") == ["c2"]
+
+
+def test_a_cart_a_query_lists_twice_alike_is_sent_once_from_its_first_appearance(tmp_path):
+    from conftest import cli
+
+    config = _rows_shop(tmp_path, [("c1", "a@example.com", "A", "Apple"), ("c2", "b@example.com", "A", "Apple"),
+                                   ("c1", "a@example.com", "A", "Apple")])
+    result = cli("run", "--outbox", str(tmp_path / "out"), "--json", "--workers", "1", "--config", str(config))
+    assert sorted(d["cart_id"] for d in result.json["decisions"] if d["delivery"] == "sent") == ["c1", "c2"]
+    assert result.json["problems"] == ["carts query cart_id=c1: the same cart id again (only its first appearance "
+                                       "is used)"]

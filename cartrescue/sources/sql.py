@@ -34,7 +34,16 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order, RowProblem
-from cartrescue.sources.base import CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
+from cartrescue.sources.apart import Apart, ApartIds
+from cartrescue.sources.base import (
+    Activity,
+    CartSource,
+    OrderFilter,
+    ProblemSink,
+    ProgressTotal,
+    Window,
+    ignore_problem,
+)
 from cartrescue.sources.schema import Schema, raise_for
 from cartrescue.sources.schema import inspect as inspect_schema
 from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, RowError re-exported for the presets
@@ -868,6 +877,7 @@ class SqlSource(DatabaseSource):
         self.name = str(self.options.get("name", "sql"))
         self.db.source = self.name
         self.db.own_queries = True
+        self._apart: dict[str, Apart] = {}  # the cart ids the first pass met in more than one place
 
     @classmethod
     def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink,
@@ -878,11 +888,53 @@ class SqlSource(DatabaseSource):
     def _window_params(self, window: Window) -> dict[str, Any]:
         return {"start": local_bound(window.start, self.db_tz), "end": local_bound(window.end, self.db_tz)}
 
-    def carts(self, window: Window) -> Iterator[Cart]:
+    def _groups(self, window: Window) -> Iterator[list[Mapping[str, Any]]]:
         sql = self.queries["carts"]
         params = {name: value for name, value in self._window_params(window).items()
                   if re.search(_BIND.format(name=name), sql)}
-        for rows in grouped(self.db.stream(sql, params), "cart_id"):
+        return grouped(self.db.stream(sql, params), "cart_id")
+
+    def activity(self, window: Window) -> Iterator[Activity]:
+        """The first pass (every cart's address and last activity), which also notes each group's
+        cart id and what its rows hold: a query without ``ORDER BY cart_id`` may return a cart's
+        rows apart, and the carts pass then skips such a cart whole instead of sending its first
+        piece (:mod:`.apart`; a cart listed twice alike keeps its first appearance)."""
+        apart = ApartIds()
+        saved, self.on_problem = self.on_problem, ignore_problem  # the carts pass reports them
+        complete = False
+        try:
+            for place, rows in enumerate(self._groups(window), 1):
+                apart.add(str(rows[0]["cart_id"]), place, hash(repr([tuple(row.items()) for row in rows])))
+                cart = self._cart(rows)
+                email = normalize_email(cart.customer.email) if cart is not None else None
+                if cart is not None and email:
+                    yield Activity(email, cart.updated_at, cart.key)
+            complete = True
+        finally:
+            self.on_problem = saved
+            if complete:
+                self._apart = apart.finish()
+            else:
+                apart.close()
+
+    def carts(self, window: Window) -> Iterator[Cart]:
+        apart, self._apart = self._apart, {}
+        met: set[str] = set()  # of the ids met apart: those this pass has met (its window is the first's, or less)
+        for rows in self._groups(window):
+            cart_id = str(rows[0]["cart_id"])
+            entry = apart.get(cart_id)
+            if entry is not None:
+                first = cart_id not in met
+                met.add(cart_id)
+                if first and not entry.alike:
+                    self.problem(f"carts query cart_id={cart_id}",
+                                 f"its rows are not together (in {len(entry.lines)} places): skipped whole, never half "
+                                 f"a cart ({self.repeat_advice})")
+                if not (first and entry.alike):
+                    if not first and entry.alike:
+                        self.problem(f"carts query cart_id={cart_id}",
+                                     "the same cart id again (only its first appearance is used)")
+                    continue
             cart = self._cart(rows)
             if cart is not None:
                 yield cart
