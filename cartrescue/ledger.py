@@ -1536,14 +1536,12 @@ def _run_is_dead(row: Any, now: datetime, stale_after: timedelta) -> bool:
     still exists: it may wake and deliver); on another host, when its heartbeat is older than
     ``stale_after`` (the heartbeat comes every ``lock_timeout / 4`` while it lives).
     """
-    if row["status"] != "running":
-        if row["status"] == "killed" and row["host"] != socket.gethostname():
-            # Closed by a later run after lock_timeout of silence: for its claims, the time since
-            # its last heartbeat still decides (release_unconfirmed's hour).
-            last = _aware(row["heartbeat_at"] or row["started_at"])
-            return last is None or now - last > stale_after
+    here = row["host"] == socket.gethostname()
+    # A run of another host closed as killed by a later run (after lock_timeout of silence):
+    # for its claims the time since its last heartbeat still decides (release_unconfirmed's hour).
+    if row["status"] != "running" and (here or row["status"] != "killed"):
         return True
-    if row["host"] == socket.gethostname():
+    if here:
         try:
             os.kill(int(row["pid"]), 0)
         except ProcessLookupError:

@@ -76,7 +76,7 @@ class _Budget:
 
     def __init__(self, limit: int, per: str = "per run") -> None:
         self.limit = limit
-        self.per = per  # what the limit is of, for the deferred: "per run", "more today (…)", "… in shard 1/2 (…)"
+        self.per = per  # what the limit is of, for the deferred: "per run", "today (…)", "… in shard 1/2 (…)"
         self.heap: list[tuple[float, int, Decision]] = []
         self.counter = itertools.count()
 

@@ -69,7 +69,6 @@ def shipped_templates() -> Path:
                         "(reinstall cartrescue, or set `templates:` to a folder of your own)")
 
 
-@lru_cache(maxsize=256)
 def _none_as_nothing(value: Any) -> Any:
     """``{{ customer.last_name }}`` of a cart without one: nothing, not "Dear Ann None"."""
     return "" if value is None else value

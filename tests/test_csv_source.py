@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -135,15 +136,21 @@ def test_a_short_row_in_the_middle_costs_its_cart_only(tmp_path: Path) -> None:
     assert [c.id for c in carts] == ["c2"] and [p.location for p in problems] == [f"{path}:2"]
 
 
-def test_an_order_row_cut_short_holds_back_its_customers_carts(tmp_path: Path) -> None:
+def _ann_and_her_order(tmp_path: Path, order_row: str) -> tuple[Any, list[RowProblem]]:
+    """Ann's cart c1 and an orders file of one row: the order the cart's lookup finds, and the problems."""
     carts = tmp_path / "carts.csv"
     carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
     orders = tmp_path / "orders.csv"
-    orders.write_text("order_id,email,customer_id,cart_id,total,status,created_at,delivered\n"
-                      "o1,ann@example.com,,c1,25", encoding="utf-8")
+    orders.write_text("order_id,email,customer_id,cart_id,total,status,created_at,delivered\n" + order_row,
+                      encoding="utf-8")
     problems: list[RowProblem] = []
     with CsvSource(carts, orders, on_problem=problems.append) as source:
         (order,) = source.orders_for(list(source.carts()))
+    return order, problems
+
+
+def test_an_order_row_cut_short_holds_back_its_customers_carts(tmp_path: Path) -> None:
+    order, problems = _ann_and_her_order(tmp_path, "o1,ann@example.com,,c1,25")
     assert (order.id, order.email, order.cart_id, order.unreadable) == ("o1", "ann@example.com", "c1",
                                                                         "line 2 of the orders export")
     assert [p.reason for p in problems] == [
@@ -174,15 +181,9 @@ def test_an_export_that_ends_every_line_with_a_delimiter_header_included_is_read
 
 
 def test_an_order_row_with_more_cells_than_the_header_is_reported_and_kept_only_as_unreadable(tmp_path: Path) -> None:
-    carts = tmp_path / "carts.csv"
-    carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    # Its cells slid: nothing of it is read but the address in it, which holds its carts back.
+    order, problems = _ann_and_her_order(tmp_path, "o1,ann@example.com,,c1,1,250.00,completed,2026-11-21T08:00:00Z,\n")
     orders = tmp_path / "orders.csv"
-    orders.write_text("order_id,email,customer_id,cart_id,total,status,created_at,delivered\n"
-                      "o1,ann@example.com,,c1,1,250.00,completed,2026-11-21T08:00:00Z,\n", encoding="utf-8")
-    problems: list[RowProblem] = []
-    with CsvSource(carts, orders, on_problem=problems.append) as source:
-        # Its cells slid: nothing of it is read but the address in it, which holds its carts back.
-        (order,) = source.orders_for(list(source.carts()))
     assert (order.id, order.email, order.cart_id, order.unreadable) == ("o1", "ann@example.com", None,
                                                                         "line 2 of the orders export")
     assert [str(p) for p in problems] == [

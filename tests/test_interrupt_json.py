@@ -164,13 +164,18 @@ def test_the_console_script_is_the_entry_that_installs_the_handlers_first() -> N
     assert project["project"]["scripts"]["cartrescue"] == "cartrescue.entry:main"
 
 
-def test_a_run_stopped_before_it_began_gives_its_counts_all_zero(tmp_path: Path) -> None:
-    script = _STOP_DURING_IMPORTS.replace('name == "typer"', 'name == "cartrescue.job"')
+def _run_stopped_importing(tmp_path: Path, module: str) -> subprocess.CompletedProcess[str]:
+    """``run --json`` on a shop without carts, SIGTERM'd as it imports ``module``."""
+    script = _STOP_DURING_IMPORTS.replace('name == "typer"', f'name == "{module}"')
     (tmp_path / "cartrescue.yaml").write_text("source: {type: csv, carts: carts.csv}\n", encoding="utf-8")
     (tmp_path / "carts.csv").write_text("cart_id,email,currency,created_at,sku,name,quantity,unit_price\n",
                                         encoding="utf-8")
-    done = subprocess.run([sys.executable, "-c", script, "run", "--json", "--workers", "1"], capture_output=True,
+    return subprocess.run([sys.executable, "-c", script, "run", "--json", "--workers", "1"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=60)
+
+
+def test_a_run_stopped_before_it_began_gives_its_counts_all_zero(tmp_path: Path) -> None:
+    done = _run_stopped_importing(tmp_path, "cartrescue.job")
     assert done.returncode == 130, (done.returncode, done.stderr)
     document = json.loads(done.stdout)
     assert document["error"]["code"] == "interrupted" and document["counts"]["sent"] == 0
@@ -186,11 +191,6 @@ def test_the_counts_of_a_run_stopped_before_it_began_are_a_runs_counts() -> None
 def test_a_stop_while_the_run_imports_its_modules_still_gives_one_document(tmp_path: Path) -> None:
     """The stop lands inside a lazy import of the run (asyncio half imported): the interrupted
     document must not import those modules again (it did: NameError, a traceback, exit 1)."""
-    script = _STOP_DURING_IMPORTS.replace('name == "typer"', 'name == "asyncio.base_events"')
-    (tmp_path / "cartrescue.yaml").write_text("source: {type: csv, carts: carts.csv}\n", encoding="utf-8")
-    (tmp_path / "carts.csv").write_text("cart_id,email,currency,created_at,sku,name,quantity,unit_price\n",
-                                        encoding="utf-8")
-    done = subprocess.run([sys.executable, "-c", script, "run", "--json", "--workers", "1"], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=60)
+    done = _run_stopped_importing(tmp_path, "asyncio.base_events")
     assert done.returncode == 130, (done.returncode, done.stderr)
     assert json.loads(done.stdout)["counts"]["sent"] == 0 and "Traceback" not in done.stderr

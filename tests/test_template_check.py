@@ -331,3 +331,18 @@ def test_a_run_prints_nothing_for_a_none_that_templates_check_reports(shop: Shop
     assert (tmp_path / "hi.html").read_text(encoding="utf-8").startswith("<p></p>")
     checked = shop.cli("templates", "check", "--json", "--quick", now=None)
     assert checked.exit_code == 1 and any(p["kind"] == "leak" for c in checked.json["cases"] for p in c["problems"])
+
+
+def test_a_part_that_prints_none_beside_a_list_renders_too(shop: Shop, tmp_path: Path) -> None:
+    """The environment whose None prints nothing sees every printed value, lists and mappings
+    too (a cache over those values raised "unhashable", and the message failed)."""
+    folder = tmp_path / "t" / "en"
+    folder.mkdir(parents=True)
+    (folder / "hi.subject.txt").write_text("Hi", encoding="utf-8")
+    (folder / "hi.txt").write_text("{{ customer.last_name }}{{ items|map(attribute='name')|list }}\n", encoding="utf-8")
+    (folder / "hi.html").write_text("<p>{{ customer.last_name }}</p>\n", encoding="utf-8")
+    shop.configure(templates=str(tmp_path / "t"), sequences={"default": {"steps": [{"delay": "1h", "template": "hi"}]}})
+    shop.add(cart("c1", first_name="Ann", last_name="", items=[("S", "Mug", 1, "25.00")]))
+    result = shop.cli("preview", "c1", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["text"] == "['Mug']\n"

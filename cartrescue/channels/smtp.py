@@ -505,11 +505,8 @@ class SmtpChannel(LoopChannel):
                 await self._connect(slot)
             except ConnectFailure as failure:
                 self._retry_or_give_up(job, batch, failure.reply)
-                if self._down is not None:  # no point waiting out the backoff of the others
-                    for timer, waiting in batch.timers:
-                        timer.cancel()
-                        batch.requeue(waiting)
-                    batch.timers.clear()
+                if self._down is not None:
+                    self._stop_waiting(batch)
                 return None
             if not self._fit(slot, job):
                 batch.finish(Outcome(job.claim_id, Status.TRANSIENT, "relay does not offer SMTPUTF8, which this "
@@ -567,10 +564,16 @@ class SmtpChannel(LoopChannel):
         if self._silences >= self.settings.pool_size + self.settings.retries + 1 and self._down is None:
             self._down = f"{cause}, {self._silences} times in a row"
             self._mute = True
-            for timer, waiting in batch.timers:  # no point waiting out the backoff of the others
-                timer.cancel()
-                batch.requeue(waiting)
-            batch.timers.clear()
+            self._stop_waiting(batch)
+
+    @staticmethod
+    def _stop_waiting(batch: _Work) -> None:
+        """The relay is down: the messages waiting out a backoff come back now, to be left for
+        the next run (no point waiting for a relay that is not there)."""
+        for timer, waiting in batch.timers:
+            timer.cancel()
+            batch.requeue(waiting)
+        batch.timers.clear()
 
     def _begin(self, slot: _Slot, job: _Job) -> None:
         """Count a transaction of ``job`` on ``slot``'s connection."""

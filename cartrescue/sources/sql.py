@@ -926,14 +926,15 @@ class SqlSource(DatabaseSource):
             if entry is not None:
                 first = cart_id not in met
                 met.add(cart_id)
-                if first and not entry.alike:
-                    self.problem(f"carts query cart_id={cart_id}",
-                                 f"its rows are not together (in {len(entry.lines)} places): skipped whole, never half "
-                                 f"a cart ({self.repeat_advice})")
-                if not (first and entry.alike):
-                    if not first and entry.alike:
+                if not entry.alike:  # in pieces: none is the cart, said once
+                    if first:
                         self.problem(f"carts query cart_id={cart_id}",
-                                     "the same cart id again (only its first appearance is used)")
+                                     f"its rows are not together (in {len(entry.lines)} places): skipped whole, "
+                                     f"never half a cart ({self.repeat_advice})")
+                    continue
+                if not first:  # listed twice alike: the first appearance is the cart
+                    self.problem(f"carts query cart_id={cart_id}",
+                                 "the same cart id again (only its first appearance is used)")
                     continue
             cart = self._cart(rows)
             if cart is not None:
