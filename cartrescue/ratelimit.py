@@ -6,8 +6,11 @@ work on a monotonic clock; the clock and the sleep are injectable so tests need 
 
 - :class:`TokenBucket` paces a steady rate with a small burst (at most ``rate / 20`` tokens, at
   least one): over any window of T seconds at most ``burst + rate * T`` messages go out, so a
-  configured 50/s is held within a few percent over a couple of seconds. Callers *reserve* a
-  token and sleep until it is due, so concurrent senders need no lock on one event loop.
+  configured 50/s is held within a few percent over a couple of seconds. A token is taken only
+  when it is in hand, after any sleep: a sender that wakes late (the event loop stalled under
+  load) finds at most ``burst`` tokens, so late wakers never go out together as a burst, which
+  tokens reserved before the sleep would do. Senders on one loop queue on a FIFO lock, so one
+  sleeps for the next token at a time and the pace stays fair.
 - :class:`RollingWindow` enforces "at most N in any hour", which is what relays' hourly quotas
   mean (a token bucket would let up to 2N through in an hour that starts with a full bucket).
   It is seeded with the sends of earlier runs, so a cron job every ten minutes shares one quota.
@@ -36,16 +39,19 @@ class TokenBucket:
         self.tokens = self.capacity
         self.stamp = clock()
 
-    def reserve(self) -> float:
-        """Take one token; return how many seconds to wait before using it (0 when in hand).
+    def take(self) -> float:
+        """Take one token if it is in hand and return 0; else take none and return the wait for it.
 
-        Tokens may go negative: each reservation queues behind the earlier ones.
+        Nothing is taken ahead of time: the caller sleeps and asks again, so what a stall
+        accumulates is capped at ``capacity``.
         """
         now = self.clock()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+        if self.tokens >= 1.0 - 1e-9:  # a sleep of exactly the wait may land a hair short in floats
+            self.tokens = max(0.0, self.tokens - 1.0)
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
 
 
 class RollingWindow:
@@ -99,6 +105,7 @@ class RateLimiter:
         self.bucket = TokenBucket(per_second, clock=clock) if per_second else None
         self.window = RollingWindow(per_hour, clock=clock, history=history) if per_hour else None
         self.sleep = sleep
+        self._turn: asyncio.Lock | None = None  # made on first use, inside the caller's loop
 
     @property
     def limited(self) -> bool:
@@ -108,8 +115,14 @@ class RateLimiter:
         """Wait for the per-second pace; ``False`` (at once) when the hourly quota is used up."""
         if self.window is not None and not self.window.try_take():
             return False
-        if self.bucket is not None:
-            delay = self.bucket.reserve()
-            if delay > 0:
+        bucket = self.bucket
+        if bucket is None:
+            return True
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        if not self._turn.locked() and bucket.take() == 0:
+            return True  # in hand, and nobody queued ahead
+        async with self._turn:  # FIFO: one waiter sleeps for the next token at a time
+            while (delay := bucket.take()) > 0:
                 await self.sleep(delay)
         return True

@@ -7,6 +7,7 @@ against the loopback server (generous bounds: 10%); the hourly quota is tested t
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -31,15 +32,40 @@ class FakeClock:
         self.now += seconds
 
 
-def test_token_bucket_paces_reservations_at_the_rate() -> None:
+def test_token_bucket_gives_its_burst_then_names_the_wait_for_the_next_token() -> None:
     clock = FakeClock()
     bucket = TokenBucket(50, clock=clock)
     assert bucket.capacity == 2.5
-    waits = [bucket.reserve() for _ in range(102)]
-    assert waits[:2] == [0.0, 0.0]  # the burst in hand
-    assert waits[-1] == pytest.approx((102 - 2.5) / 50)  # then one every 20 ms, queued behind each other
+    assert [bucket.take() for _ in range(2)] == [0.0, 0.0]  # the burst in hand
+    assert bucket.take() == pytest.approx(0.5 / 50)  # half a token left: 10 ms to the next one
+    assert bucket.take() == pytest.approx(0.5 / 50)  # asking again takes nothing ahead of time
     clock.now += 10  # idle: the bucket refills only up to its capacity
-    assert [bucket.reserve() for _ in range(3)][:2] == [0.0, 0.0]
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, pytest.approx(0.5 / 50)]
+
+
+def test_senders_that_wake_late_after_a_stalled_loop_do_not_go_out_as_a_burst() -> None:
+    """A loop blocked for 0.4 s (CPU load) must not release the 20 queued senders together."""
+    limiter = RateLimiter(per_second=50)
+    grants: list[float] = []
+
+    async def sender() -> None:
+        for _ in range(4):
+            assert await limiter.acquire()
+            grants.append(time.monotonic())
+
+    async def stall() -> None:
+        await asyncio.sleep(0.1)
+        time.sleep(0.4)  # blocks the loop, as a busy CPU does
+
+    async def main() -> None:
+        await asyncio.gather(stall(), *(sender() for _ in range(20)))
+
+    asyncio.run(main())
+    assert len(grants) == 80
+    capacity = limiter.bucket.capacity if limiter.bucket else 0
+    for window in (0.01, 0.1, 1.0):  # over any window of T s: at most the burst plus rate x T
+        busiest = max(sum(1 for t in grants if start <= t < start + window) for start in grants)
+        assert busiest <= capacity + 50 * window + 1, (window, busiest)
 
 
 def test_limiter_holds_the_rate_on_a_fake_clock() -> None:
