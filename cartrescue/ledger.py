@@ -443,6 +443,7 @@ class Ledger:
                 for table in tables:
                     conn.execute(CreateTable(table, if_not_exists=True))
             self._add_missing_columns(models)  # an index may be on a column an older ledger lacks
+            _normalise_sqlite_moments(self.engine, tables)
             with self.engine.begin() as conn:
                 for table in tables:
                     for index in table.indexes:
@@ -1375,6 +1376,36 @@ def _claim_statement(dialect: str) -> Any:
     return statement
 
 
+#: ``PRAGMA user_version`` of a SQLite ledger whose times are all in SQLAlchemy's text format.
+_SQLITE_MOMENTS_NORMALISED = 1
+
+
+def _normalise_sqlite_moments(engine: Any, tables: list[Any]) -> None:
+    """Rewrite the times an older cartrescue wrote as ``'… 23:00:00+00:00'`` or
+    ``'… 23:00:00.123456+00:00'`` (its raw claim path) as SQLAlchemy writes them, ``'… 23:00:00.000000'``.
+
+    Times are compared as text in SQLite, and the two forms sorted apart by a hair at a whole
+    second. Once per ledger: ``PRAGMA user_version`` records that it was done, and a ledger that
+    has it set skips even the check. Every stored time is UTC, so only the form changes.
+    """
+    from sqlalchemy import DateTime
+
+    try:
+        with engine.begin() as conn:
+            if conn.exec_driver_sql("PRAGMA user_version").scalar() >= _SQLITE_MOMENTS_NORMALISED:
+                return
+            for table in tables:
+                for column in table.columns:
+                    if isinstance(getattr(column.type, "impl", column.type), DateTime):
+                        name = column.name
+                        conn.exec_driver_sql(
+                            f"UPDATE {table.name} SET {name} = substr({name}, 1, 19) || CASE WHEN substr({name}, 20, 1)"
+                            f" = '.' THEN substr({name}, 20, 7) ELSE '.000000' END WHERE {name} LIKE '%+00:00'")
+            conn.exec_driver_sql(f"PRAGMA user_version = {_SQLITE_MOMENTS_NORMALISED}")
+    except OperationalError:  # a read-only or busy ledger is read as it is; the next open tries again
+        pass
+
+
 def _lock_is_param() -> Any:
     lock = RunLock.__table__  # type: ignore[attr-defined]
     return select(lock.c.run_id).where(lock.c.name == bindparam("c_lock")).scalar_subquery() == bindparam("c_run")
@@ -1402,7 +1433,11 @@ class _RawStatements:
 
     def __init__(self, dialect: Any) -> None:
         message = Message.__table__  # type: ignore[attr-defined]
-        self._moment = message.c.claimed_at.type.bind_processor(dialect)
+        # The dialect's own type: on SQLite its processor writes the text SQLAlchemy writes and
+        # binds ('2026-11-20 23:00:00.000000'). The generic type's left an aware datetime, which
+        # the driver wrote as '… 23:00:00+00:00': a claim at exactly a second then sorted before
+        # that second, and a day's budget missed a claim made at the shop's midnight.
+        self._moment = message.c.claimed_at.type.dialect_impl(dialect).bind_processor(dialect)
         claim = _claim_statement(dialect.name).compile(dialect=dialect)
         self.claim, self._claim_order, self._claim_defaults = self._text(claim)
         # INSERT ... RETURNING (PostgreSQL; SQLite from 3.35): the claim and its id in one statement.

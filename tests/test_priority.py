@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-from datetime import datetime, timedelta
+import sqlite3
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -135,6 +136,49 @@ def _days_budget(shop: Shop) -> None:
     assert sent(NOW + timedelta(minutes=10)) == []
     tomorrow = NOW.replace(hour=7) + timedelta(days=1)  # 08:00 in Stockholm
     assert sent(tomorrow) == ["h3", "h4"]
+
+
+def _midnight_budget(shop: Shop) -> tuple[datetime, Any]:
+    """A day's budget of 3 and five carts, for a first run at exactly the shop's midnight."""
+    midnight = datetime(2026, 11, 20, 23, 0, tzinfo=timezone.utc)  # 00:00 in Stockholm
+    shop.configure(priority={"rules": RULES, "tiers": [
+        {"name": "high", "min_score": 30, "budget": 3, "budget_per": "day"}, {"name": "standard", "min_score": 0}]})
+    shop.add(*(cart(f"m{n}", email=f"m{n}@example.com", now=midnight - timedelta(hours=1, minutes=n),
+                    items=[("B", "Lamp", 1, "250.00")]) for n in range(5)))
+
+    def waiting(at: datetime) -> dict[str, str]:
+        later = shop.cli("carts", "--json", now=at).json["decisions"]
+        return {d["cart_id"]: d["detail"] for d in later if d["step"] == 1}
+
+    first = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=midnight)
+    assert first.exit_code == 0, first.output
+    assert first.json["counts"]["sent"] == 3
+    return midnight, waiting
+
+
+def test_a_days_budget_counts_the_claims_made_at_exactly_the_shops_midnight(shop: Shop) -> None:
+    """A run pinned to 00:00:00 claims at a whole second: its claims are the day's, as any other."""
+    midnight, waiting = _midnight_budget(shop)
+    assert set(waiting(midnight + timedelta(minutes=10)).values()) == {
+        "tier high takes 0 today (its day's budget is 3; the day's earlier runs used 3)"}
+
+
+def test_an_older_sqlite_ledgers_times_are_rewritten_once_to_compare_as_text(shop: Shop) -> None:
+    """Earlier versions wrote '… 23:00:00+00:00' beside SQLAlchemy's '… 23:00:00.000000'."""
+    midnight, waiting = _midnight_budget(shop)
+    path = shop.folder / "ledger.db"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE cr_message SET claimed_at = substr(claimed_at, 1, 19) || '+00:00'")
+        db.execute("UPDATE cr_message SET finished_at = substr(finished_at, 1, 26) || '+00:00'")
+        db.execute("PRAGMA user_version = 0")
+    assert set(waiting(midnight + timedelta(minutes=10)).values()) == {
+        "tier high takes 0 today (its day's budget is 3; the day's earlier runs used 3)"}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        claimed = {row[0] for row in db.execute("SELECT claimed_at FROM cr_message")}
+        finished = [row[0] for row in db.execute("SELECT finished_at FROM cr_message")]
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+    assert claimed == {"2026-11-20 23:00:00.000000"}
+    assert all(len(moment) == 26 and "+" not in moment for moment in finished), finished
 
 
 def test_the_call_list_channel_writes_a_row_for_staff(shop: Shop) -> None:
