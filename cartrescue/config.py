@@ -32,6 +32,8 @@ from cartrescue.errors import ConfigError
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from cartrescue.ledger import Ledger
+
 DEFAULT_CONFIG = "cartrescue.yaml"
 LOCK_TIMEOUT_FLOOR = timedelta(seconds=5)
 
@@ -1023,6 +1025,12 @@ class Config(_Model):
         name and sender, what its customers see. Not the export's path or the database URL: the
         shards of one shop on several hosts (``run --shard``) may read them under other names."""
         return f"{self.shop.name} <{self.shop.from_email}>"
+
+    def open_ledger(self) -> Ledger:
+        """The ledger of ``ledger.url``; an error that it cannot be opened names the file and key."""
+        from cartrescue.ledger import Ledger
+
+        return Ledger(self.ledger_url, where=self.where("ledger.url"))
 
     @property
     def ledger_url(self) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +79,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
 
     ledger = None
     try:
-        from cartrescue.ledger import Ledger
 
-        ledger = Ledger(config.ledger_url)
+        ledger = config.open_ledger()
         counts = ledger.status_counts()
         from cartrescue.ledger import UNCONFIRMED
 

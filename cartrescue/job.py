@@ -218,7 +218,7 @@ def _run_job(
         if request.strict:
             # Read everything once before anything is delivered: a bad row stops the run clean.
             _read_all(source, Window(now - config.eligibility.max_age, now))
-        ledger = Ledger(config.ledger_url)
+        ledger = config.open_ledger()
         stack.callback(ledger.close)
         try:
             same_source(config, source.name, ledger, now)  # before anything is claimed

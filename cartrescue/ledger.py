@@ -395,7 +395,9 @@ def _write_lock(dbapi_connection: Any) -> None:
 class Ledger:
     """A handle on the ledger database; create one per process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, where: str = "ledger") -> None:
+        """``where``: what names the URL in an error that it cannot be opened (the config file
+        and key, :meth:`cartrescue.config.Config.open_ledger`)."""
         self.url = url
         self._json_each: bool | None = None  # see _json_lists
         self._raw: _RawStatements | None = None  # the per-message statements, compiled on first use
@@ -420,7 +422,7 @@ class Ledger:
             except (AttributeError, LookupError, TypeError, ValueError) as exc:
                 # A driver that trips over an option of the URL before SQLAlchemy wraps anything
                 # (PyMySQL's unknown charset is an AttributeError inside it): the URL's error.
-                raise LedgerError(f"ledger {self._safe_url()}: cannot open: the URL's options: "
+                raise LedgerError(f"{where} {self._safe_url()}: cannot open: the URL's options: "
                                   f"{type(exc).__name__}: {exc}") from None
             self._create_tables(TABLES)
             self._add_missing_columns(TABLES)
@@ -430,7 +432,7 @@ class Ledger:
                 reason += " (the URL's search_path names no schema that exists: CREATE SCHEMA it first)"
             if "unable to open database file" in reason:
                 reason += _why_no_file(self.url)
-            raise LedgerError(f"ledger {self._safe_url()}: cannot open: {reason}") from None
+            raise LedgerError(f"{where} {self._safe_url()}: cannot open: {reason}") from None
 
     def _create_tables(self, models: list[type[SQLModel]]) -> None:
         """Create missing tables; two processes starting together may race, so retry."""

@@ -15,7 +15,6 @@ from datetime import datetime
 from cartrescue.config import Config
 from cartrescue.contacts import normalize_phone
 from cartrescue.errors import ConfigError, SourceError
-from cartrescue.ledger import Ledger
 from cartrescue.job import newsletters_of
 from cartrescue.model import Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
@@ -68,7 +67,7 @@ def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
         heard: list[RowProblem] = []  # why the cart could not be read, if it is there
         about = f"cart {cart_id}: "
         source.on_problem = lambda problem: heard.append(problem) if problem.reason.startswith(about) else None
-        ledger = Ledger(config.ledger_url)
+        ledger = config.open_ledger()
         stack.callback(ledger.close)
         newsletters = newsletters_of(config, source, now, ignore_problem, stack)
         decision = next(iter(Planner(config, now, ledger, newsletters=newsletters).decide(_OneCart(source, cart_id))), None)

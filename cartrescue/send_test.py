@@ -75,7 +75,6 @@ def choose(config: Config, now: datetime, cart_id: str | None, *, sample: bool =
     if cart_id is not None:
         return find_decision(config, cart_id, now), "cart"
     from cartrescue.job import newsletters_of
-    from cartrescue.ledger import Ledger
     from cartrescue.pipeline import Planner
     from cartrescue.sources import open_source
     from cartrescue.sources.base import ignore_problem
@@ -83,7 +82,7 @@ def choose(config: Config, now: datetime, cart_id: str | None, *, sample: bool =
     fallback = None
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config))
-        ledger = Ledger(config.ledger_url)
+        ledger = config.open_ledger()
         stack.callback(ledger.close)
         newsletters = newsletters_of(config, source, now, ignore_problem, stack)
         decisions = stack.enter_context(closing(Planner(config, now, ledger, newsletters=newsletters).decide(source)))
@@ -122,7 +121,6 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
     from cartrescue.channels.base import Envelope
     from cartrescue.contacts import is_valid_email, normalize_email
     from cartrescue.job import delivery_secret, email_channel
-    from cartrescue.ledger import Ledger
     from cartrescue.mime import build_message
     from cartrescue.preview import compose
 
@@ -141,7 +139,7 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
         raise ConfigError(f"send-test: the message cannot be built: {exc}") from None
     target = shown.target or decision
     channel = email_channel(config, "outbox" if outbox is not None else "send", outbox)
-    ledger = Ledger(config.ledger_url)
+    ledger = config.open_ledger()
     try:
         test_id = ledger.start_send_test({
             "email": to, "cart_key": "" if origin == "sample" else decision.cart.key,

@@ -100,7 +100,7 @@ class WebhookApp:
     def ledger(self) -> Ledger:
         with self._lock:
             if self._ledger is None:
-                self._ledger = Ledger(self.config.ledger_url)
+                self._ledger = self.config.open_ledger()
             return self._ledger
 
     def _page(self, start_response: StartResponse, status: str, title: str, body: str,

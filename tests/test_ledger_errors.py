@@ -135,6 +135,15 @@ def test_a_sqlite_ledger_that_cannot_be_opened_says_why(shop: Shop, where: str, 
     assert result.json["error"]["message"].endswith(f"unable to open database file ({said.format(folder=folder)})")
 
 
+@pytest.mark.parametrize("command", [["run"], ["report"], ["suppress", "list"], ["doctor"]])
+def test_a_ledger_that_cannot_be_opened_is_named_by_its_config_file_and_key(shop: Shop, command: list[str]) -> None:
+    shop.configure(ledger={"url": f"sqlite:///{shop.folder}/no/such/ledger.db"}).add(cart("c1"))
+    result = shop.cli(*command, "--json", now=None)
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"] if "error" in result.json else json.dumps(result.json)
+    assert f"{shop.config_path}: ledger.url sqlite:///{shop.folder}/no/such/ledger.db: cannot open" in message
+
+
 @pytest.mark.mariadb
 def test_a_ledger_url_option_the_driver_trips_over_is_the_urls_error_not_a_bug(shop: Shop) -> None:
     with shop_database("mariadb", "badcharset") as db:

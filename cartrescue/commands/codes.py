@@ -31,10 +31,9 @@ PoolOption = Annotated[Optional[str], typer.Option("--pool", metavar="NAME", hel
 def _codes(config: Path | None, now: str | None) -> tuple[Any, Any, datetime]:
     from cartrescue.incentives import Codes
     from cartrescue.job import resolve_now
-    from cartrescue.ledger import Ledger
 
     cfg = load(config)
-    return cfg, Codes(cfg, Ledger(cfg.ledger_url)), resolve_now(cfg, parse_now(now))
+    return cfg, Codes(cfg, cfg.open_ledger()), resolve_now(cfg, parse_now(now))
 
 
 @app.command("list")

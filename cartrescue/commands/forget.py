@@ -44,12 +44,11 @@ def forget(
         cartrescue forget +46701234567
     """
     from cartrescue.channels.call_list import rows_of
-    from cartrescue.ledger import Ledger
     from cartrescue.lifecycle import forget as erase
 
     try:
         cfg = load(config)
-        ledger = Ledger(cfg.ledger_url)
+        ledger = cfg.open_ledger()
         try:
             done = erase(ledger, email, region=cfg.phone_region)
         except ValueError as exc:

@@ -40,13 +40,12 @@ def unsubscribe(
         cartrescue unsubscribe 'https://shop.example.com/unsubscribe?token=Ym9iQGV4YW1wbGUuY29t.x1'
         cartrescue unsubscribe bob@example.com --json
     """
-    from cartrescue.ledger import Ledger
     from cartrescue.suppressions import BadToken
     from cartrescue.suppressions import unsubscribe as do_unsubscribe
 
     try:
         cfg = load(config)
-        ledger = Ledger(cfg.ledger_url)
+        ledger = cfg.open_ledger()
         try:
             done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli")
         except BadToken as exc:
@@ -85,12 +84,11 @@ def suppress_import(
 
         cartrescue suppress import mailchimp-unsubscribed.csv --reason "mailchimp export"
     """
-    from cartrescue.ledger import Ledger
     from cartrescue.suppressions import import_file
 
     try:
         cfg = load(config)
-        ledger = Ledger(cfg.ledger_url)
+        ledger = cfg.open_ledger()
         try:
             result = import_file(ledger, file, reason=reason)
         finally:
@@ -132,12 +130,11 @@ def suppress_list(
 
         cartrescue suppress list --email bob@example.com
     """
-    from cartrescue.ledger import Ledger
     from cartrescue.suppressions import check, listing
 
     try:
         cfg = load(config)
-        ledger = Ledger(cfg.ledger_url)
+        ledger = cfg.open_ledger()
         try:
             if email is not None:
                 found = check(ledger, email, cfg.phone_region)
@@ -186,12 +183,11 @@ def suppress_remove(
         cartrescue suppress remove bob@example.com
         cartrescue suppress remove +46701234567
     """
-    from cartrescue.ledger import Ledger
     from cartrescue.suppressions import remove
 
     try:
         cfg = load(config)
-        ledger = Ledger(cfg.ledger_url)
+        ledger = cfg.open_ledger()
         try:
             removed = remove(ledger, email, cfg.phone_region)
         except ValueError as exc:

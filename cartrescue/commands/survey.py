@@ -62,14 +62,13 @@ def survey_export(
 
         cartrescue survey export --since 2026-11-01 -o survey.csv
     """
-    from cartrescue.ledger import Ledger
     from cartrescue.survey import write_csv
 
     rows: list[dict[str, Any]] = []
     try:
         cfg = load(config)
         start, end = _window(cfg, since, until)
-        ledger = Ledger(cfg.ledger_url)
+        ledger = cfg.open_ledger()
         try:
             if output is not None:
                 with output_file("--output", output), output.open("w", encoding="utf-8", newline="") as handle:
@@ -108,13 +107,12 @@ def survey_summary(
 
         cartrescue survey summary --since 2026-11-01 --json
     """
-    from cartrescue.ledger import Ledger
     from cartrescue.survey import counts
 
     try:
         cfg = load(config)
         start, end = _window(cfg, since, until)
-        ledger = Ledger(cfg.ledger_url)
+        ledger = cfg.open_ledger()
         try:
             summary = counts(ledger.survey_counts(start, end))
         finally:

@@ -39,7 +39,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
     from concurrent.futures import ThreadPoolExecutor
 
     window = config.report.attribution_window
-    ledger = Ledger(config.ledger_url)
+    ledger = config.open_ledger()
     try:
         with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now) as att:
             basis = Basis(config.shop.currency, config.shop.exchange_rates)
