@@ -324,10 +324,13 @@ class PrestaShopSource(DatabaseSource):
         cart_ids = sorted({int(cart.id) for cart in carts if cart.id.isdigit()})
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and c.customer.id.isdigit()})
         emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
+        # The carts' addresses are lower-case. MySQL compares with a case-insensitive collation
+        # (and keeps the index); others need lower(): a guest checkout may be typed in capitals.
+        email = "email" if self.db.backend in ("mysql", "mariadb") else "LOWER(email)"
         where, params, lists = any_in([
             ("o.id_cart", "cart_ids", cart_ids),
             ("o.id_customer", "customer_ids", customer_ids),
-            (f"o.id_customer IN (SELECT id_customer FROM {self.t('customer')} WHERE email {{in}})",
+            (f"o.id_customer IN (SELECT id_customer FROM {self.t('customer')} WHERE {email} {{in}})",
              "emails", emails),
         ])
         sql = (
