@@ -34,6 +34,9 @@ QUOTES = [
     quote(305, "2026-03-02 09:00:00", customer_email="unknown@example.com"),   # no subscription row: unknown
     quote(306, "2026-03-02 09:00:00", customer_email="badtime@example.com"),   # created_at unreadable (below)
     quote(307, "2026-03-02 09:00:00", customer_email="empty@example.com"),     # items_count 1, no line left
+    # 308 flagged for recollection (a product deleted since): its stored totals still count the gone line
+    quote(308, "2026-03-02 09:00:00", customer_email="recollect@example.com", items_count=2,
+          grand_total=D("600"), base_grand_total=D("600"), trigger_recollect=1),
 ]
 ITEMS = [
     line(3011, 301, "A", "1", "600", product_id=1),
@@ -41,6 +44,7 @@ ITEMS = [
     line(3031, 303, "SHIRT-M", "1", "100", product_id=30, product_type="configurable", name="Shirt"),
     line(3032, 303, "SHIRT-M", "1", "0", product_id=31, parent_item_id=3031, base_cost=D("30"), name="Shirt M"),
     line(3041, 304, "C", "1", "10"), line(3051, 305, "C", "1", "10"), line(3061, 306, "C", "1", "10"),
+    line(3081, 308, "C", "2", "5"),
 ]
 SUBSCRIBERS = [
     {"customer_id": 11, "subscriber_email": "eur@example.com", "store_id": 1, "subscriber_status": 1},
@@ -106,7 +110,19 @@ def test_an_unreadable_time_costs_its_row_with_its_key(shop, planned):
     result, decisions = planned
     assert result.exit_code == 1
     assert result.json["problems"] == [f"quote entity_id=306: created_at: not a time: {BAD_TIME[db.kind]!r}"]
-    assert "306" not in decisions and len(decisions) == 6
+    assert "306" not in decisions and len(decisions) == 7
+
+
+def test_a_quote_flagged_for_recollection_is_valued_by_the_lines_it_has(shop, planned):
+    """Magento recalculates such a quote when the customer comes back; until then its grand_total
+    still counts a deleted (or repriced) product: the message and the high-value rule use the lines."""
+    _, decisions = planned
+    assert (Decimal(decisions["308"]["total"]), decisions["308"]["score"]) == (Decimal("10"), 0)  # not 600: not high value
+    _, config = shop
+    result = cli("preview", "308", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert format_money(Decimal("10"), "EUR", "en") in result.json["text"]
+    assert format_money(Decimal("600"), "EUR", "en") not in result.json["text"]
 
 
 def test_a_quote_without_lines_is_an_empty_cart(planned):

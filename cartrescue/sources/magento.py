@@ -87,7 +87,7 @@ class MagentoSource(DatabaseSource):
         "quote": {"entity_id": INTEGER, "store_id": INTEGER, "created_at": TIME, "updated_at": TIME,
                   "is_active": INTEGER, "items_count": INTEGER, "customer_id": INTEGER,
                   "customer_is_guest": INTEGER, "grand_total": NUMBER, "base_grand_total": NUMBER,
-                  "base_to_quote_rate": NUMBER},
+                  "base_to_quote_rate": NUMBER, "trigger_recollect": INTEGER},
         "quote_item": {"item_id": INTEGER, "quote_id": INTEGER, "parent_item_id": INTEGER, "product_id": INTEGER,
                        "qty": NUMBER, "price": NUMBER, "base_cost": NUMBER},
         "quote_address": {"quote_id": INTEGER},
@@ -123,7 +123,7 @@ class MagentoSource(DatabaseSource):
             "SELECT q.entity_id AS quote_id, q.store_id, q.created_at, q.updated_at, q.customer_id, "
             "q.customer_email, q.customer_firstname, q.customer_lastname, q.customer_is_guest, "
             "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
-            f"q.base_grand_total FROM {self.t('quote')} q WHERE {where}"
+            f"q.base_grand_total, q.trigger_recollect FROM {self.t('quote')} q WHERE {where}"
         )
 
     def carts(self, window: Window) -> Iterator[Cart]:
@@ -258,6 +258,12 @@ class MagentoSource(DatabaseSource):
                 marketing_consent=self._consent(quote, email, subscriptions),
             )
             total = as_decimal(quote["grand_total"], "grand_total", required=False)
+            if quote["trigger_recollect"] and items:
+                # Magento flagged the quote for recalculation (a product deleted or disabled since),
+                # and recalculates it only when the customer comes back: until then its totals
+                # still count what is gone. The lines it has are what the customer would buy.
+                total = sum((line.line_total for line in items), Decimal("0"))
+                quote = dict(quote, base_grand_total=None)  # the base total follows, by the quote's rate
             base_total = self._base_total(quote, currency, total)
             created = as_utc(quote["created_at"], UTC, "created_at")
             updated = as_utc(quote["updated_at"], UTC, "updated_at")
