@@ -309,10 +309,11 @@ class Renderer:
         if cached is not None:
             return cached
         candidates = []
-        if locale:
-            locale = locale.replace("-", "_")
-            candidates += [locale, locale.split("_")[0]]
-        candidates += [self.shop.default_locale, self.shop.default_locale.split("_")[0], "en"]
+        for wanted in (locale, self.shop.default_locale):
+            if wanted:  # zh_Hant_TW, zh_Hant, zh
+                parts = wanted.replace("-", "_").split("_")
+                candidates += ["_".join(parts[:end]) for end in range(len(parts), 0, -1)]
+        candidates.append("en")
         for candidate in candidates:
             if f"{candidate}/{template}.{part}" in self._available:
                 self._locale_cache[key] = candidate

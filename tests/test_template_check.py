@@ -10,6 +10,7 @@ import pytest
 
 from cartrescue.config import Config
 from cartrescue.render import Renderer
+from cartrescue.sources.values import normalize_locale
 from cartrescue.template_check import check_templates, edge_carts, html_problems, junit_xml
 from conftest import REPO, Shop, cart, cli
 
@@ -219,6 +220,19 @@ def test_locale_fallback(tmp_path: Path, asked: str | None, default: str, resolv
     config = Config(source={"type": "csv", "carts": "c.csv"}, shop={"default_locale": default},
                     templates=tmp_path / "templates")
     assert Renderer(config).resolve_locale(asked, "reminder-1") == resolved
+
+
+@pytest.mark.parametrize("asked,resolved", [("sr-latn", "sr_Latn"), ("SR_LATN_RS", "sr_Latn"), ("zh-hant-tw", "zh_Hant"),
+                                            ("zh_Hans", "zh"), ("sr", "sr")])
+def test_a_locale_with_a_script_reaches_the_scripts_folder(tmp_path: Path, asked: str, resolved: str) -> None:
+    """A shop's value as a source reads it (``normalize_locale``), then the folder a run renders."""
+    for folder in ("sr_Latn", "sr", "zh_Hant", "zh"):
+        own = tmp_path / "templates" / folder
+        own.mkdir(parents=True)
+        for part in ("subject.txt", "txt", "html"):
+            (own / f"reminder-1.{part}").write_text("x", encoding="utf-8")
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=tmp_path / "templates")
+    assert Renderer(config).resolve_locale(normalize_locale(asked), "reminder-1") == resolved
 
 
 def test_a_customer_locale_picks_the_language_of_the_message(shop: Shop) -> None:

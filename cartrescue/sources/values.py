@@ -41,14 +41,18 @@ class RowError(ValueError):
 
 
 def normalize_locale(value: Any) -> str | None:
-    """``sv-SE``, ``SV_se``, ``sv`` -> ``sv_SE`` / ``sv``; blank or nonsense -> None."""
+    """``sv-SE``, ``SV_se``, ``sv`` -> ``sv_SE`` / ``sv``; blank or nonsense -> None.
+
+    A script is written as CLDR (and a template folder) writes it: ``sr-latn`` -> ``sr_Latn``,
+    ``zh-hant-tw`` -> ``zh_Hant_TW``; upper-cased like a region it matched no folder.
+    """
     if not value:
         return None
-    text = str(value).strip().replace("-", "_")
-    language, _, region = text.partition("_")
+    language, *rest = str(value).strip().replace("-", "_").split("_")
     if not language.isalpha():
         return None
-    return f"{language.lower()}_{region.upper()}" if region else language.lower()
+    return "_".join([language.lower(), *(part.title() if len(part) == 4 and part.isalpha() else part.upper()
+                                         for part in rest if part)])
 
 
 @lru_cache(maxsize=1)
