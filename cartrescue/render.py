@@ -329,9 +329,11 @@ class Renderer:
                 return own
         return part_name(locale, template, part)
 
-    def _render_file(self, name: str, context: dict[str, Any]) -> str:
-        """:meth:`_render_in` this Renderer's environment; a part that printed ``None`` again, in
-        one where None prints nothing (unless ``none_shown``)."""
+    def render_file(self, name: str, context: dict[str, Any]) -> str:
+        """One file as a message's part is rendered (its limits included), Jinja's errors as
+        raised: :meth:`_render_in` this Renderer's environment; a part that printed ``None``
+        again, in one where None prints nothing (unless ``none_shown``). Call
+        ``budget.reset()`` first, once per message."""
         text = self._render_in(self.env, self._templates, name, context)
         if "None" in text and not self._none_shown:
             if self._blank is None:
@@ -424,7 +426,7 @@ class Renderer:
     def _render_part(self, name: str, context: dict[str, Any]) -> str:
         """One file rendered; every error of this cart's data becomes a TemplateError naming it."""
         try:
-            return self._render_file(name, context)
+            return self.render_file(name, context)
         except self._jinja_error as exc:
             if getattr(exc, "lineno", None):  # a syntax error knows its line
                 where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}"  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cartrescue.config import Config, Incentive
+from cartrescue.errors import TemplateError
 from cartrescue import survey as survey_links
 from cartrescue.incentives import placeholder
 from cartrescue.links import missing_utm, safe_url, utm_values
@@ -441,10 +442,11 @@ class TemplateChecker:
                               f"customers are counted as {variant} but get the base template")
         return cases
 
-    def tier(self, case: Case) -> str:
-        """The tier name a case renders with: the lowest tier on its sequence."""
+    def tiers(self, case: Case) -> list[str]:
+        """The tier names a case renders with, one fixture cart after the other: every tier on its
+        sequence (a template may branch on ``tier``), else the lowest tier."""
         tiers = [t.name for t in self.config.priority.tiers if t.sequence == case.sequence]
-        return tiers[-1] if tiers else self.config.priority.tiers[-1].name
+        return tiers or [self.config.priority.tiers[-1].name]
 
     # running -----------------------------------------------------------------------------------
 
@@ -482,22 +484,32 @@ class TemplateChecker:
         if any(template is None for template in compiled):
             case.seconds = time.perf_counter() - started
             return
-        for (tier, incentive), (cart, previous) in itertools.product(case.offers, self.fixtures):
+        tiers = self.tiers(case)
+        # Without a survey page in the config, a run renders every message with ``survey`` None:
+        # every other fixture cart renders so (the {% else %} a template may have), the others
+        # with the sample page (the links the shipped templates make).
+        survey_off = not self.config.survey.url
+        for number, ((tier, incentive), (cart, previous)) in enumerate(itertools.product(case.offers, self.fixtures)):
             code = placeholder(incentive.codes) if incentive is not None and incentive.codes is not None else None
-            survey = survey_links.links(self.survey_config, SURVEY_SECRET, cart.key, case.step, case.locale)
+            survey = None if survey_off and number % 2 else survey_links.links(
+                self.survey_config, SURVEY_SECRET, cart.key, case.step, case.locale)
+            tier = tier or tiers[number % len(tiers)]
             context = self.renderer.context(
-                cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier or self.tier(case),
+                cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier,
                 previous_orders=previous, unsubscribe_url=self.unsubscribe_url, incentive=incentive, now=NOW,
                 variant=case.variant, code=code, survey=survey, sequence=case.sequence, channel=case.channel,
                 tags=case.channel != "sms" or self.config.sms.link_tags)
             parts: list[str] = []
+            self.renderer.budget.reset()  # range() counts per message, as in a run
             for name, template in zip(files, compiled):
                 try:
                     if case.channel == "sms":  # as a run renders it: values on one line, long names left out
                         parts.append(self.renderer.render_sms(case.template, case.locale, context, case.variant,
                                                               self.config.sms.max_segments))
                         continue
-                    parts.append(template.render(context))  # type: ignore[union-attr]
+                    parts.append(self.renderer.render_file(name, context))  # its size limit too
+                except TemplateError as exc:  # a limit of a message (render.MAX_PART_CHARS)
+                    case.add(Problem("render", str(exc), name, None, cart.id))
                 except UndefinedError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("undefined", f"undefined variable: {exc.message}", file, line, cart.id))
@@ -516,7 +528,7 @@ class TemplateChecker:
             if case.channel == "sms" and len(parts) == 1:
                 self.inspect_sms(case, cart, files[0], parts[0])
             elif len(parts) == len(PARTS):
-                self.inspect(case, cart, files, *parts)
+                self.inspect(case, cart, files, *parts, tier=tier)
                 if survey is not None:
                     self.inspect_survey(case, cart, files, parts[1], parts[2])
         case.seconds = time.perf_counter() - started
@@ -537,7 +549,8 @@ class TemplateChecker:
                 case.add(Problem("leak", f"{match.group(0)!r} in the text message", file, None, cart.id))
                 break
 
-    def inspect(self, case: Case, cart: Cart, files: tuple[str, ...], subject: str, text: str, html: str) -> None:
+    def inspect(self, case: Case, cart: Cart, files: tuple[str, ...], subject: str, text: str, html: str, *,
+                tier: str) -> None:
         subject_file, text_file, html_file = files
         line = " ".join(subject.split())
         if not line:
@@ -556,7 +569,7 @@ class TemplateChecker:
         if self.unsubscribe_url not in links:
             case.add(Problem("unsubscribe", 'no unsubscribe link in the HTML part (<a href="{{ unsubscribe_url }}">)',
                              html_file, None, cart.id))
-        self.inspect_utm(case, cart, html_file, links)
+        self.inspect_utm(case, cart, html_file, links, tier)
         names = {item.name for item in cart.items} | {cart.customer.first_name or "", cart.customer.last_name or ""}
         for file, output in ((subject_file, subject), (text_file, text), (html_file, html)):
             for match in _LEAK.finditer(output):
@@ -584,9 +597,9 @@ class TemplateChecker:
             if problem:
                 case.add(Problem("survey", problem, file, None, cart.id))
 
-    def inspect_utm(self, case: Case, cart: Cart, html_file: str, links: list[str]) -> None:
+    def inspect_utm(self, case: Case, cart: Cart, html_file: str, links: list[str], tier: str) -> None:
         """Every http(s) link but the unsubscribe and survey links carries the message's UTM parameters."""
-        params = utm_values(self.config.links, case.sequence, case.step, case.variant, self.tier(case))
+        params = utm_values(self.config.links, case.sequence, case.step, case.variant, tier)
         survey_page = (self.survey_config.survey.url or SAMPLE_SURVEY).partition("{token}")[0]
         for link in links:
             if link == self.unsubscribe_url or link.startswith(survey_page) or safe_url(link) is None:

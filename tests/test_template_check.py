@@ -118,6 +118,44 @@ def test_none_and_jinja_markup_in_the_output_are_caught(tmp_path: Path) -> None:
     assert "'{{' in the output" in problems[("en/leaky.txt", "leak")].message
 
 
+def _good_with(folder: Path, text_end: str) -> Path:
+    """The good fixture as ``en/mine.*``, its text part ending in ``text_end``."""
+    own = folder / "t" / "en"
+    own.mkdir(parents=True)
+    (own / "mine.subject.txt").write_text("Your cart", encoding="utf-8")
+    (own / "mine.txt").write_text((BROKEN / "en" / "good.txt").read_text(encoding="utf-8") + text_end, encoding="utf-8")
+    (own / "mine.html").write_text((BROKEN / "en" / "good.html").read_text(encoding="utf-8"), encoding="utf-8")
+    return folder / "t"
+
+
+TIERS = {"tiers": [{"name": "high", "min_score": 50}, {"name": "standard", "min_score": 0}]}
+
+
+@pytest.mark.parametrize(("text_end", "kind", "said"), [
+    # a shop without a survey page renders every message with survey None
+    ("{% if survey is not none %}{% else %}{{ shop.survey_url }}{% endif %}", "undefined", "survey_url"),
+    # a branch for one tier only (every tier on the sequence renders)
+    ('{% if tier == "high" %}{{ customer.fist_name }}{% endif %}', "undefined", "fist_name"),
+    # a part past the size a run refuses (render.MAX_PART_CHARS), on the 30-item cart
+    ('{% for item in items %}{{ " " * 40000 }}{% endfor %}', "render", "more than 1000000 characters"),
+])
+def test_what_a_run_would_fail_on_fails_the_check(tmp_path: Path, text_end: str, kind: str, said: str) -> None:
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=_good_with(tmp_path, text_end),
+                    priority=TIERS, sequences={"default": {"steps": [{"delay": "1h", "template": "mine"}]}})
+    report = check_templates(config, templates=["mine"], carts=edge_carts())
+    problems = [p for case in report.cases for p in case.problems]
+    assert problems and {p.kind for p in problems} == {kind}, problems
+    assert said in problems[0].message and problems[0].file == "en/mine.txt"
+
+
+def test_range_counts_per_message_in_the_check_as_in_a_run(tmp_path: Path) -> None:
+    """60,000 items of range() in a message is within a run's 100,000 a message: no cart fails."""
+    config = Config(source={"type": "csv", "carts": "c.csv"},
+                    templates=_good_with(tmp_path, "{% for n in range(60000) %}{% endfor %}"))
+    report = check_templates(config, templates=["mine"], carts=edge_carts())
+    assert report.ok, [p.message for case in report.cases for p in case.problems]
+
+
 def test_a_bad_templates_folder_is_a_usage_error(tmp_path: Path) -> None:
     result = cli("templates", "check", "--templates", str(tmp_path / "nope"))
     assert result.exit_code == 2 and "not a folder" in result.stderr
