@@ -164,6 +164,9 @@ _DICT_ATTRIBUTES = frozenset(dir(dict))
 MAX_RANGE_ITEMS = 100_000
 MAX_PART_CHARS = 1_000_000
 MAX_PRODUCT = 100_000
+#: Seconds of wall clock one message may take to render, its parts together: a loop that prints
+#: nothing (``{% for a in x %}{% for b in y %}{% endfor %}{% endfor %}``) passes every other limit.
+MAX_RENDER_SECONDS = 10.0
 
 
 class Budget:
@@ -183,6 +186,51 @@ class Budget:
         if self.range_items < 0:
             raise TemplateError(f"range(): more than {MAX_RANGE_ITEMS} items in one message (a runaway loop?)")
         return numbers
+
+
+class Deadline:
+    """Stops a render that runs past :data:`MAX_RENDER_SECONDS`, for that message alone.
+
+    A one-shot ``SIGALRM`` timer, armed around each message in the main thread (the only one a
+    signal handler runs in; renders elsewhere go without it), whose handler raises
+    :class:`~cartrescue.errors.TemplateError` into the render. Arming and disarming cost two
+    ``setitimer`` calls (~1 µs); the handler is installed on the first arm, and again only if
+    another Renderer's took its place.
+    """
+
+    __slots__ = ("armed", "seconds", "_main", "_handler")
+
+    def __init__(self, seconds: float | None = None) -> None:
+        import threading
+
+        self.armed = False
+        self.seconds = MAX_RENDER_SECONDS if seconds is None else seconds
+        self._main = threading.main_thread().ident
+        self._handler = self._expired  # one bound method, so that it can be recognised
+
+    def arm(self) -> bool:
+        """Start the clock (False, and nothing started, outside the main thread)."""
+        import signal
+        import threading
+
+        if threading.get_ident() != self._main:
+            return False
+        if signal.getsignal(signal.SIGALRM) is not self._handler:
+            signal.signal(signal.SIGALRM, self._handler)
+        self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return True
+
+    def disarm(self) -> None:
+        import signal
+
+        self.armed = False  # first: an alarm already on its way is then ignored
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _expired(self, _signal: int, _frame: object) -> None:
+        if self.armed:
+            self.armed = False
+            raise TemplateError(f"the message took more than {self.seconds:g} s to render (a runaway loop?)")
 
 
 def _sandbox_class() -> type[Any]:
@@ -265,6 +313,7 @@ class Renderer:
             folders.insert(0, config.path(config.templates))
         self.folders = folders
         self.budget = Budget()
+        self.deadline = Deadline()
         self.env = self._environment()
         self._available = frozenset(self.env.list_templates())
         self._locale_cache: dict[tuple[str | None, str, str], str] = {}
@@ -383,7 +432,12 @@ class Renderer:
             files = self._files[(template, locale, variant)] = tuple(
                 self.part_file(template, locale, part, variant) for part in PARTS)
         self.budget.reset()
-        parts = [self._render_part(name, context) for name in files]
+        armed = self.deadline.arm()
+        try:
+            parts = [self._render_part(name, context) for name in files]
+        finally:
+            if armed:
+                self.deadline.disarm()
         subject = " ".join(parts[0].split())
         return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale, files=files)
 
@@ -415,12 +469,17 @@ class Renderer:
             item["name"] = one_line(item["name"])
         name = self.part_file(template, locale, SMS_PART, variant)
         self.budget.reset()
-        text = plain(self._render_part(name, context)).strip()
-        if max_segments is not None and (customer["first_name"] or customer["last_name"]) \
-                and measure(text).segments > max_segments:
-            customer.update(first_name=None, last_name=None, greeting_name=None)
-            self.budget.reset()
+        armed = self.deadline.arm()
+        try:
             text = plain(self._render_part(name, context)).strip()
+            if max_segments is not None and (customer["first_name"] or customer["last_name"]) \
+                    and measure(text).segments > max_segments:
+                customer.update(first_name=None, last_name=None, greeting_name=None)
+                self.budget.reset()
+                text = plain(self._render_part(name, context)).strip()
+        finally:
+            if armed:
+                self.deadline.disarm()
         return text
 
     def _render_part(self, name: str, context: dict[str, Any]) -> str:

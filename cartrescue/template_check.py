@@ -459,8 +459,7 @@ class TemplateChecker:
         return Report(cases, [cart.id for cart, _orders in self.fixtures], list(dict.fromkeys(self.notes)), folders)
 
     def run_case(self, case: Case) -> None:
-        from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
-        from jinja2.sandbox import SecurityError
+        from jinja2 import TemplateNotFound, TemplateSyntaxError
 
         started = time.perf_counter()
         parts_of_case = (SMS_PART,) if case.channel == "sms" else PARTS
@@ -499,9 +498,27 @@ class TemplateChecker:
                 previous_orders=previous, unsubscribe_url=self.unsubscribe_url, incentive=incentive, now=NOW,
                 variant=case.variant, code=code, survey=survey, sequence=case.sequence, channel=case.channel,
                 tags=case.channel != "sms" or self.config.sms.link_tags)
-            parts: list[str] = []
-            self.renderer.budget.reset()  # range() counts per message, as in a run
-            for name, template in zip(files, compiled):
+            parts = self.render_parts(case, cart, files, context)
+            case.renders += 1
+            if case.channel == "sms" and len(parts) == 1:
+                self.inspect_sms(case, cart, files[0], parts[0])
+            elif len(parts) == len(PARTS):
+                self.inspect(case, cart, files, *parts, tier=tier)
+                if survey is not None:
+                    self.inspect_survey(case, cart, files, parts[1], parts[2])
+        case.seconds = time.perf_counter() - started
+
+    def render_parts(self, case: Case, cart: Cart, files: tuple[str, ...], context: dict[str, Any]) -> list[str]:
+        """The case's parts for one cart, rendered as a run renders them (its limits: size,
+        ``range()`` and time, each per message); each failure a Problem of the case."""
+        from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+        from jinja2.sandbox import SecurityError
+
+        parts: list[str] = []
+        self.renderer.budget.reset()
+        armed = self.renderer.deadline.arm()
+        try:
+            for name in files:
                 try:
                     if case.channel == "sms":  # as a run renders it: values on one line, long names left out
                         parts.append(self.renderer.render_sms(case.template, case.locale, context, case.variant,
@@ -524,14 +541,10 @@ class TemplateChecker:
                 except Exception as exc:  # noqa: BLE001 - a filter or test failing on this cart's data
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"{type(exc).__name__}: {exc}", file, line, cart.id))
-            case.renders += 1
-            if case.channel == "sms" and len(parts) == 1:
-                self.inspect_sms(case, cart, files[0], parts[0])
-            elif len(parts) == len(PARTS):
-                self.inspect(case, cart, files, *parts, tier=tier)
-                if survey is not None:
-                    self.inspect_survey(case, cart, files, parts[1], parts[2])
-        case.seconds = time.perf_counter() - started
+        finally:
+            if armed:
+                self.renderer.deadline.disarm()
+        return parts
 
     def inspect_sms(self, case: Case, cart: Cart, file: str, text: str) -> None:
         """A text message: segments within ``sms.max_segments``, the opt-out keyword, the shop's

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from smtpserver import LoopbackSMTP
 
+from cartrescue import render
 from cartrescue.ledger import Ledger
 from conftest import NOW, Shop, cart, cli, iso
 
@@ -123,6 +124,19 @@ def test_a_runaway_template_fails_only_the_cart_that_triggers_it(shop: Shop) -> 
     _sandwich(shop, cart("bad", items=(("S", "Screws", 500, "0.10"),)))
     result = _run_outbox(shop)
     _assert_bad_cart_cost_only_itself(shop, result, 3, "range(): more than 100000 items")
+
+
+def test_a_template_loop_that_prints_nothing_is_stopped_and_costs_only_its_cart(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No size or range() limit sees an empty loop: the render's time limit stops it (made
+    0.3 s here from render.MAX_RENDER_SECONDS), and the run goes on with the other carts."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.3)
+    loop = ('{% for item in items %}{% for a in "x"|center(item.quantity) %}{% for b in "y"|center(item.quantity) %}'
+            "{% endfor %}{% endfor %}{% endfor %}")
+    _own_templates(shop, "Your cart", loop + "\n{{ unsubscribe_url }}\n")
+    _sandwich(shop, cart("bad", items=(("S", "Screws", 9000, "0.10"),)))
+    result = _run_outbox(shop)
+    _assert_bad_cart_cost_only_itself(shop, result, 3, "the message took more than 0.3 s to render (a runaway loop?)")
 
 
 def test_a_template_error_on_one_carts_data_costs_only_that_cart(shop: Shop) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cartrescue import render
 from cartrescue.config import Config
 from cartrescue.render import Renderer
 from cartrescue.sources.values import normalize_locale
@@ -146,6 +147,16 @@ def test_what_a_run_would_fail_on_fails_the_check(tmp_path: Path, text_end: str,
     problems = [p for case in report.cases for p in case.problems]
     assert problems and {p.kind for p in problems} == {kind}, problems
     assert said in problems[0].message and problems[0].file == "en/mine.txt"
+
+
+def test_a_loop_that_prints_nothing_fails_the_check_instead_of_hanging_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.2)
+    loop = '{% for a in "x"|center(5000) %}{% for b in "y"|center(5000) %}{% endfor %}{% endfor %}'
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=_good_with(tmp_path, loop))
+    report = check_templates(config, templates=["mine"], carts=edge_carts()[:1])
+    problems = [(p.kind, p.file, p.message) for case in report.cases for p in case.problems]
+    assert problems == [("render", "en/mine.txt", "the message took more than 0.2 s to render (a runaway loop?)")]
 
 
 def test_range_counts_per_message_in_the_check_as_in_a_run(tmp_path: Path) -> None:
