@@ -113,8 +113,8 @@ def fill(db: shopdb.ShopDb) -> None:
         for name, value in (("PS_OS_DELIVERED", "5"), ("PS_OS_CANCELED", "6"), ("PS_OS_REFUND", "7"),
                             ("PS_OS_ERROR", "8"), ("PS_TIMEZONE", "Europe/Paris"))])
     db.insert("ps_customer", CUSTOMERS)
-    db.insert("ps_product", [dict(row, date_add=stamp, date_upd=stamp) for row in PRODUCTS])
-    db.insert("ps_product_shop", [{"id_product": row["id_product"], "id_shop": 1, "price": row["price"],
+    db.insert("ps_product", [dict(row, active=1, date_add=stamp, date_upd=stamp) for row in PRODUCTS])
+    db.insert("ps_product_shop", [{"id_product": row["id_product"], "id_shop": 1, "price": row["price"], "active": 1,
                                    "wholesale_price": row["wholesale_price"], "date_add": stamp, "date_upd": stamp}
                                   for row in PRODUCTS])
     db.insert("ps_product_lang", NAMES)
@@ -282,12 +282,21 @@ def test_the_progress_total_is_the_count_of_the_window(read):
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
-def test_a_line_whose_product_was_deleted_is_left_out_and_the_cart_kept(kind):
+def test_a_line_whose_product_was_deleted_or_disabled_is_left_out_and_the_cart_kept(kind):
     # PrestaShop's own cart page drops such a line; the reminder shows what can still be bought.
+    # 999: deleted, its name left behind in product_lang; 4: disabled in this shop.
     with shopdb.shop_database(kind, "prestashop-deleted") as db:
         fill(db)
+        db.insert("ps_product_lang", [{"id_product": 999, "id_shop": 1, "id_lang": 1, "name": "Gone", "link_rewrite": "g"},
+                                      {"id_product": 4, "id_shop": 1, "id_lang": 1, "name": "Off", "link_rewrite": "o"}])
+        db.insert("ps_product", [{"id_product": 4, "reference": "OFF", "price": Decimal("5"), "active": 1,
+                                  "wholesale_price": Decimal("1"), "date_add": local("2025-01-01 10:00:00"),
+                                  "date_upd": local("2025-01-01 10:00:00")}])
+        db.insert("ps_product_shop", [{"id_product": 4, "id_shop": 1, "price": Decimal("5"), "active": 0,
+                                       "wholesale_price": Decimal("1"), "date_add": local("2025-01-01 10:00:00"),
+                                       "date_upd": local("2025-01-01 10:00:00")}])
         db.insert("ps_cart", [cart(302, 1, "2026-03-29 09:00:00")])
-        db.insert("ps_cart_product", [product_line(302, 1, 2), product_line(302, 999, 1)])
+        db.insert("ps_cart_product", [product_line(302, 1, 2), product_line(302, 999, 1), product_line(302, 4, 1)])
         problems = shopdb.Problems()
         source = PrestaShopSource(db.url, shop_tz=PARIS, on_problem=problems)
         try:

@@ -51,8 +51,8 @@ def fill(db: shopdb.ShopDb) -> None:
         {"name": name, "value": value, "date_add": STAMP, "date_upd": STAMP}
         for name, value in (("PS_CURRENCY_DEFAULT", "1"), ("PS_TIMEZONE", "Europe/Paris"))])
     db.insert("ps_customer", CUSTOMERS)
-    db.insert("ps_product", [dict(row, date_add=STAMP, date_upd=STAMP) for row in PRODUCTS])
-    db.insert("ps_product_shop", [{"id_product": row["id_product"], "price": row["price"], "id_shop": 1,
+    db.insert("ps_product", [dict(row, active=1, date_add=STAMP, date_upd=STAMP) for row in PRODUCTS])
+    db.insert("ps_product_shop", [{"id_product": row["id_product"], "price": row["price"], "id_shop": 1, "active": 1,
                                    "wholesale_price": row["wholesale_price"], "date_add": STAMP, "date_upd": STAMP}
                                   for row in PRODUCTS])
     db.insert("ps_product_lang", [{"id_product": n, "id_shop": 1, "id_lang": 1, "name": name, "link_rewrite": name}
@@ -137,7 +137,7 @@ def _minimal(db: shopdb.ShopDb) -> None:
     db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Main"}])
     db.insert("ps_currency", [{"id_currency": 1, "iso_code": "EUR"}])
     db.insert("ps_customer", CUSTOMERS[:1])
-    db.insert("ps_product", [dict(PRODUCTS[0], date_add=STAMP, date_upd=STAMP)])
+    db.insert("ps_product", [dict(PRODUCTS[0], active=1, date_add=STAMP, date_upd=STAMP)])
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)

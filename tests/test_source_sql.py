@@ -469,7 +469,7 @@ def eq_prestashop(db: shopdb.ShopDb) -> dict:
     db.insert("ps_customer", [{"id_customer": cust or guests[c], "email": email, "firstname": first,
                                "lastname": "", "is_guest": int(cust is None), "date_add": stamp, "date_upd": stamp}
                               for c, cust, email, first, u, lines in EQ_CARTS])
-    db.insert("ps_product", [{"id_product": p, "reference": v[0], "price": v[2], "wholesale_price": v[3],
+    db.insert("ps_product", [{"id_product": p, "reference": v[0], "price": v[2], "wholesale_price": v[3], "active": 1,
                               "date_add": stamp, "date_upd": stamp} for p, v in EQ_PRODUCTS.items()])
     db.insert("ps_product_lang", [{"id_product": p, "id_shop": 1, "id_lang": 1, "name": v[1], "link_rewrite": "x"}
                                   for p, v in EQ_PRODUCTS.items()])

@@ -153,6 +153,7 @@ class PrestaShopSource(DatabaseSource):
             "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.optin, cu.is_guest, cu.deleted, "
             "cur.iso_code AS currency, cur.conversion_rate, l.language_code, "
             "cp.id_product, cp.id_product_attribute, cp.quantity, pl.name AS product_name, "
+            "p.id_product AS product_found, COALESCE(ps.active, p.active) AS product_active, "
             "p.reference AS product_reference, COALESCE(ps.price, p.price) AS base_price, "
             "COALESCE(ps.wholesale_price, p.wholesale_price) AS base_cost, "
             "pa.reference AS attribute_reference, pa.price AS attribute_price, "
@@ -243,8 +244,8 @@ class PrestaShopSource(DatabaseSource):
             base_total = Decimal(0)
             for row in rows:
                 product, combination = row["id_product"], row["id_product_attribute"] or 0
-                if row["base_price"] is None and row["product_reference"] is None and row["product_name"] is None:
-                    continue  # the product was deleted: the shop's own cart page drops the line too
+                if row["product_found"] is None or not row["product_active"]:
+                    continue  # the product was deleted or disabled: the shop's own cart page drops the line too
                 try:
                     base = as_decimal(row["base_price"], "price")
                 except RowError as exc:
