@@ -79,7 +79,9 @@ def rows(nul: bool) -> list[dict]:
         abandonment(9, "dave@example.com", "2026-03-28 12:00:00", php_cart(mug, nul=nul), "15.63"),
         abandonment(10, "hugo@example.com", "2026-03-22 13:30:00", php_cart(mug, nul=nul), "15.63"),  # 12:30Z in
         abandonment(11, "ines@example.com", "2026-03-22 12:30:00", php_cart(mug, nul=nul), "15.63"),  # 11:30Z out
-        abandonment(12, "jon@example.com", "2026-03-29 09:00:00", php_cart((99, 0, 1, 5.0), nul=nul), "6.25"),
+        # 99 was deleted (no post), 70 is in the trash, 62 a disabled variation: the mug is what is left
+        abandonment(12, "jon@example.com", "2026-03-29 09:00:00",
+                    php_cart(mug, (99, 0, 1, 5.0), (70, 0, 1, 3.0), (60, 62, 1, 40.0), nul=nul), "76.25"),
         abandonment(13, "kim@example.com", "2026-03-10 09:00:00", php_cart(mug, nul=nul), "15.63"),   # too old
         abandonment(14, "lo@example.com", "2026-03-29 09:00:00", 's:5:"hello";', "1.00"),  # valid PHP, not a cart
     ]
@@ -89,6 +91,8 @@ POSTS = [
     {"ID": 50, "post_title": "Coffee mug", "post_type": "product", "post_parent": 0},
     {"ID": 60, "post_title": "Hoodie", "post_type": "product", "post_parent": 0},
     {"ID": 61, "post_title": "Hoodie - L", "post_type": "product_variation", "post_parent": 60},
+    {"ID": 62, "post_title": "Hoodie - XL", "post_type": "product_variation", "post_parent": 60, "post_status": "private"},
+    {"ID": 70, "post_title": "Old lamp", "post_type": "product", "post_parent": 0, "post_status": "trash"},
     # legacy orders
     {"ID": 2001, "post_title": "Order", "post_type": "shop_order", "post_status": "wc-on-hold",
      "post_date_gmt": datetime(2026, 3, 20, 9, 0)},
@@ -188,11 +192,18 @@ def test_site_local_times_across_the_dst_change(read):
     assert carts["1"].created_at == carts["1"].updated_at
 
 
-def test_missing_total_is_the_sum_of_lines_and_unknown_products_keep_their_id(read):
+def test_missing_total_is_the_sum_of_lines(read):
     _, carts, _ = read
     assert carts["8"].total == Decimal("12.5")
+
+
+def test_lines_of_deleted_trashed_or_disabled_products_are_left_out_and_the_total_follows(read):
+    """WooCommerce takes them out of the cart when the customer comes back: the reminder shows
+    what can still be bought, and cart_total, which still counts them, gives way to the lines."""
+    _, carts, _ = read
     (line,) = carts["12"].items
-    assert (line.sku, line.name, line.unit_price, line.stock_on_hand) == ("99", "99", Decimal("5"), None)
+    assert (line.sku, line.name, line.unit_price) == ("MUG", "Coffee mug", Decimal("12.5"))
+    assert carts["12"].total == Decimal("12.5")
 
 
 def test_corrupt_serialized_php_is_reported_with_the_key_and_skipped(read):

@@ -253,14 +253,15 @@ class WooCommerceSource(DatabaseSource):
             return {}
         pk = self.column("ID")
         found: dict[int, dict[str, Any]] = {}
-        for row in self.db.fetch(f"SELECT {pk} AS id, post_title, post_parent FROM {self.t('posts')} "
+        for row in self.db.fetch(f"SELECT {pk} AS id, post_title, post_parent, post_status FROM {self.t('posts')} "
                                  f"WHERE {pk} IN :ids", {"ids": sorted(ids)}, expanding=("ids",)):
-            found[int(row["id"])] = {"title": row["post_title"], "parent": int(row["post_parent"] or 0)}
+            found[int(row["id"])] = {"title": row["post_title"], "parent": int(row["post_parent"] or 0),
+                                     "status": row["post_status"]}
         parents = {entry["parent"] for entry in found.values() if entry["parent"]} - set(found)
         if parents:
-            for row in self.db.fetch(f"SELECT {pk} AS id, post_title, post_parent FROM {self.t('posts')} "
+            for row in self.db.fetch(f"SELECT {pk} AS id, post_title, post_parent, post_status FROM {self.t('posts')} "
                                      f"WHERE {pk} IN :ids", {"ids": sorted(parents)}, expanding=("ids",)):
-                found[int(row["id"])] = {"title": row["post_title"], "parent": 0}
+                found[int(row["id"])] = {"title": row["post_title"], "parent": 0, "status": row["post_status"]}
         if found:
             for row in self.db.fetch(
                 f"SELECT post_id, meta_key, meta_value FROM {self.t('postmeta')} "
@@ -285,11 +286,14 @@ class WooCommerceSource(DatabaseSource):
               products: Mapping[int, dict[str, Any]], users: Mapping[str, str], consent: bool | None) -> Cart | None:
         cart_id = str(row["id"])
         try:
-            items = [self._item(line, products) for line in contents.values()]  # a:0:{} is an empty cart
+            lines = [self._item(line, products) for line in contents.values()]  # a:0:{} is an empty cart
+            items = [line for line in lines if line is not None]
             moment = as_utc(row["at"], self.shop_tz, "time")
             email = as_email(row["email"])
             customer_id = users.get(email) if email else None
             total = as_decimal(row["cart_total"], "cart_total", required=False)
+            if len(items) < len(lines):  # cart_total still counts the lines that are gone
+                total = None
             unsubscribed = as_bool(row["unsubscribed"])
             customer = Customer(
                 email=email,
@@ -316,13 +320,18 @@ class WooCommerceSource(DatabaseSource):
             recovery_url=self.recovery_url(cart_id, token),
         )
 
-    def _item(self, line: Mapping[str, Any], products: Mapping[int, dict[str, Any]]) -> LineItem:
+    def _item(self, line: Mapping[str, Any], products: Mapping[int, dict[str, Any]]) -> LineItem | None:
+        """The line, or None when its product (or a variation's parent) is deleted, trashed,
+        a draft or a disabled variation: WooCommerce takes such a line out of the cart when the
+        customer comes back ("can no longer be purchased"), so the reminder leaves it out."""
         product_id = _int(line.get("product_id"))
         variation_id = _int(line.get("variation_id"))
         if not product_id:
             raise RowError("cart_contents: an item without product_id")
         own = products.get(variation_id or product_id, {})
         parent = products.get(own.get("parent") or product_id, {}) if variation_id else {}
+        if own.get("status") != "publish" or (variation_id and parent.get("status") != "publish"):
+            return None
 
         def meta(key: str) -> Any:
             value = own.get(key)
