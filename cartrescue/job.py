@@ -60,6 +60,7 @@ class RunSummary:
     released: int = 0  # unconfirmed claims of dead runs released for resending (--resend-unconfirmed)
     notes: list[str] = field(default_factory=list)  # things to know that are not errors (a reader saw nothing)
     pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention deleted by this run
+    killed_left: int = 0  # claims without outcome of the killed runs this run found and closed (said once)
 
 
 def shard_config(config: Config, shard: Shard) -> Config:
@@ -232,6 +233,7 @@ def _run_job(
         pruned: dict[str, int] = {}
         unconfirmed = 0
         released = 0
+        killed_left = 0
         watch = None
         if delivering:
             run_id = ledger.start_run(request.mode, now, "" if shard.whole else str(shard), config.shop_identity)
@@ -242,7 +244,7 @@ def _run_job(
                 raise
             watch = stack.enter_context(LockWatch(ledger, run_id, config.ledger.lock_timeout, shard.lock_name))
             pruned = _prune(config, ledger, now, run_id)
-            ledger.close_dead_runs(run_id, config.ledger.lock_timeout)
+            killed_left = sum(ledger.close_dead_runs(run_id, config.ledger.lock_timeout).values())
             if request.resend_unconfirmed:
                 released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
             unconfirmed = len(ledger.unconfirmed(run_id, owns))
@@ -307,7 +309,8 @@ def _run_job(
                     counts.deliveries["sent"] = max(counts.deliveries["sent"], recorded)
     notes += newsletters.notes() if newsletters is not None else []
     notes += planner.prioritizer.notes()
-    return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned)
+    return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
+                      killed_left=killed_left)
 
 
 def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem: Callable[[RowProblem], None],

@@ -892,19 +892,24 @@ class Ledger:
                 ).rowcount or 0)
         return released
 
-    def close_dead_runs(self, run_id: int, stale_after: timedelta) -> int:
+    def close_dead_runs(self, run_id: int, stale_after: timedelta) -> dict[int, int]:
         """Record as ``killed`` the runs still ``running`` that are provably gone (kill -9, the
         out-of-memory killer, a lost host: see :func:`_run_is_dead`; no lock holder), with the
         messages they sent: their row would otherwise say ``running`` for good, and count nothing.
-        Returns how many were closed."""
-        run = Run.__table__  # type: ignore[attr-defined]
+        Returns each closed run's claims without outcome (``UNCONFIRMED``): the one moment a run
+        can tell cron of them, since they stay so for good."""
+        run, message = Run.__table__, Message.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
+        closed: dict[int, int] = {}
         with self.engine.begin() as conn:
             dead = _dead_runs(conn, (run.c.status == "running") & (run.c.id != run_id), now, stale_after)
             for dead_id in dead:
-                conn.execute(update(run).where(run.c.id == dead_id, run.c.status == "running").values(
+                done = conn.execute(update(run).where(run.c.id == dead_id, run.c.status == "running").values(
                     status="killed", finished_at=_naive(now), sent=_sent_by(conn, dead_id)))
-        return len(dead)
+                if done.rowcount:
+                    closed[dead_id] = int(conn.execute(select(func.count()).select_from(message).where(
+                        message.c.run_id == dead_id, message.c.status.in_(UNCONFIRMED))).scalar() or 0)
+        return closed
 
     def sent_since(self, transport: str, since: datetime, owns: Owner | None = None) -> list[datetime]:
         """When messages of ``transport`` were accepted after ``since`` (wall clock), oldest first.

@@ -166,6 +166,7 @@ class MergedRun:
     notes: list[str]
     unconfirmed: int
     released: int
+    killed_left: int
     exit_code: int
     error: dict[str, Any] | None
     pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention, all shards together
@@ -174,7 +175,8 @@ class MergedRun:
         out: dict[str, Any] = {"counts": self.counts, "run_id": None,
                                "run_ids": [s.trailer.get("run_id") for s in self.shards if s.trailer],
                                "workers": len(self.shards), "shards": [s.as_json() for s in self.shards],
-                               "unconfirmed": self.unconfirmed, "released": self.released, "problems": self.problems,
+                               "unconfirmed": self.unconfirmed, "released": self.released,
+                               "killed_left": self.killed_left, "problems": self.problems,
                                "notes": self.notes, "pruned": self.pruned}
         if self.error is not None:
             out["error"] = self.error
@@ -465,6 +467,7 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
             pruned[table] = pruned.get(table, 0) + int(rows)
     unconfirmed = sum(int((r.trailer or {}).get("unconfirmed") or 0) for r in reports)
     released = sum(int((r.trailer or {}).get("released") or 0) for r in reports)
+    killed_left = sum(int((r.trailer or {}).get("killed_left") or 0) for r in reports)
     codes = []
     for report in reports:
         code = report.exit_code
@@ -483,4 +486,5 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
             error = dict(first, exit_code=worst)
             if len(messages) > 1:  # shards that disagree are named; one message shared by all stays as it is
                 error["message"] = "; ".join(f"shard {r.shard}: {e['message']}" for r, e in failing if e is not None)
-    return MergedRun(mode, now, reports, counts, problems[:1000], notes, unconfirmed, released, worst, error, pruned)
+    return MergedRun(mode, now, reports, counts, problems[:1000], notes, unconfirmed, released, killed_left, worst,
+                     error, pruned)

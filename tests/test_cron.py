@@ -139,3 +139,41 @@ def test_the_send_line_is_silent_when_another_run_holds_the_lock(tmp_path: Path)
     assert server.messages == []
     with sqlite3.connect(cron.shop / "cartrescue.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM cr_message").fetchone()[0] == 0
+
+
+def test_the_run_that_finds_a_killed_runs_claims_says_so_once_under_quiet(tmp_path: Path) -> None:
+    """Claims a killed run left without outcome stay so for good (not resent: at most once). The
+    cron line hears of them once, from the run that finds the killed run and closes it, not
+    every ten minutes after (``doctor`` keeps listing them)."""
+    from conftest import NOW, Shop, iso
+
+    from cartrescue.ledger import ClaimRequest
+
+    shop = Shop(tmp_path)
+    shop.add(cart("c1")).configure(outbox={"path": str(tmp_path / "out")})
+    shop.write()
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        killed = ledger.start_run("send", NOW)
+        with ledger.lock(killed, timedelta(hours=1)):
+            ledger.claim(killed, [ClaimRequest(f"csv:k{n}", f"k{n}", f"k{n}@example.com", 1, "email", "smtp",
+                                               "reminder-1", None, "standard", 1.0) for n in range(2)], NOW)
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        with sqlite3.connect(tmp_path / "ledger.db") as db:  # its process is gone: killed (kill -9, OOM)
+            db.execute("UPDATE cr_run SET pid = ? WHERE id = ?", (int(gone.stdout), killed))
+    finally:
+        ledger.close()
+
+    def quiet_run() -> str:
+        result = cli("run", "--outbox", str(tmp_path / "out"), "--quiet", "--config", str(shop.config_path),
+                     "--now", iso(NOW))
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    said = " ".join(quiet_run().split())
+    assert "2 earlier claims have no outcome" in said
+    assert "2 of them were left by a run killed since the last run" in said
+    assert quiet_run() == ""  # said once
+    report = cli("run", "--outbox", str(tmp_path / "out"), "--json", "--config", str(shop.config_path),
+                 "--now", iso(NOW)).json
+    assert (report["unconfirmed"], report["killed_left"]) == (2, 0)

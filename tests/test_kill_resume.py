@@ -106,6 +106,7 @@ def test_sigkill_mid_send_then_rerun_sends_no_step_twice(shop: Shop, kill_after:
 
         report = finish(shop, start_run(shop))
         assert report["unconfirmed"] == len(claimed) and report["released"] == 0
+        assert report["killed_left"] == len(claimed)  # this run found the killed one: said once
         with sqlite3.connect(shop.folder / "ledger.db") as db:  # the killed run's record is closed, not "running"
             killed_sent = db.execute("SELECT COUNT(*) FROM cr_message WHERE run_id = 1 AND status = 'sent'").fetchone()[0]
             assert db.execute("SELECT status, sent FROM cr_run WHERE id = 1").fetchone() == ("killed", killed_sent)

@@ -136,9 +136,10 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     counts = summary.counts.as_dict()
     if stream is not None:
         _end(stream, {"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
-                      "released": summary.released, "problems": [str(p) for p in summary.problems],
+                      "released": summary.released, "killed_left": summary.killed_left,
+                      "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes, "pruned": summary.pruned})
-    elif not (quiet and _all_well(counts)):
+    elif not (quiet and _all_well(counts, summary)):
         _print_table_and_summary(table, summary, counts, request.eml)
     if summary.counts.failed or summary.counts.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
@@ -166,11 +167,12 @@ def _say_stopped(counts: dict[str, Any]) -> None:
                         "ledger has every message, and the next run goes on)", highlight=False, soft_wrap=True)
 
 
-def _all_well(counts: dict[str, Any]) -> bool:
+def _all_well(counts: dict[str, Any], summary: Any) -> bool:
     """Nothing a person must look at in this run: ``--quiet`` then prints nothing (cron mails any
     output). Claims an earlier, killed run left without outcome stay so for good (at most once):
-    `doctor` shows them; repeating them every ten minutes would only teach the owner to ignore mail."""
-    return not (counts["failed"] or counts["problems"])
+    the run that finds that run dead and closes it says so, once (``killed_left``); after it
+    `doctor` shows them, and repeating them every ten minutes would only teach the owner to ignore mail."""
+    return not (counts["failed"] or counts["problems"] or (summary.killed_left and not summary.released))
 
 
 def _shard(text: str | None) -> Any:
@@ -277,7 +279,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         if said:
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)
     else:
-        if not (quiet and _all_well(merged.counts)):
+        if not (quiet and _all_well(merged.counts, merged)):
             _print_table_and_summary(table, merged, merged.counts, eml)
         if said:
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
@@ -336,6 +338,9 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
         lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed, or the relay "
                      "did not answer after the message); not resent "
                      "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
+        if summary.killed_left:
+            lines.append(f"[yellow]{summary.killed_left} of them were left by a run killed since the last run, found "
+                         "now: those customers may not have got their message (said once)[/]")
     if counts["problems"]:
         from cartrescue.text import counted
 
