@@ -40,7 +40,11 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return next((c.exit_code for c in self.checks if c.status == FAIL), int(ExitCode.OK))
+        """The first failed check's code; a generic 1 (the relay refused, a template failed)
+        gives way to a specific one of a later check, so that "reminders stopped" (5) reaches
+        cron when the relay being down is why."""
+        codes = [c.exit_code for c in self.checks if c.status == FAIL]
+        return next((code for code in codes if code != ExitCode.SOME_FAILED), codes[0] if codes else int(ExitCode.OK))
 
     @property
     def ok(self) -> bool:

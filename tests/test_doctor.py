@@ -77,19 +77,24 @@ def test_smtp_auth_failure_fails_the_doctor(shop: Shop) -> None:
     with LoopbackSMTP("tls", auth=("shop-user", "right")) as server:
         shop.configure(smtp=server.smtp_config(password="wrong"))
         result = shop.cli("doctor", "--json", now=None)
-    assert result.exit_code == ExitCode.SOME_FAILED
+    assert checks(result)["smtp"]["exit_code"] == ExitCode.SOME_FAILED
+    assert result.exit_code == ExitCode.STALE  # never ran: the relay's failure is why (see below)
     assert "AUTH refused: 535" in checks(result)["smtp"]["detail"]
     assert server.messages == []
 
 
-def test_unreachable_relay_fails_the_doctor(shop: Shop) -> None:
+def test_unreachable_relay_fails_the_doctor_and_the_reminders_it_stopped_are_exit_5(shop: Shop) -> None:
+    """The smtp check fails first, with a 1; the staleness it causes (no run yet) is the code
+    cron acts on: a generic 1 gives way to a specific code."""
     shop.add(cart("c1"))
     with LoopbackSMTP() as server:
         port = server.port
     shop.configure(smtp={"host": "127.0.0.1", "port": port, "security": "none", "timeout": 2})
     result = shop.cli("doctor", "--json", now=None)
-    assert result.exit_code == 1
-    assert checks(result)["smtp"]["status"] == FAIL and f"127.0.0.1:{port}" in checks(result)["smtp"]["detail"]
+    found = checks(result)
+    assert (found["smtp"]["status"], found["smtp"]["exit_code"]) == (FAIL, 1)
+    assert f"127.0.0.1:{port}" in found["smtp"]["detail"]
+    assert found["staleness"]["status"] == FAIL and result.exit_code == ExitCode.STALE
 
 
 def test_bad_config_is_exit_2_and_skips_the_rest(shop: Shop) -> None:
@@ -144,7 +149,7 @@ def test_a_template_that_cannot_render_fails_the_doctor(shop: Shop) -> None:
     found = checks(result)
     assert found["templates"]["status"] == FAIL
     assert "reminder-1" in found["templates"]["detail"] and "undefined" in found["templates"]["detail"]
-    assert result.exit_code == 1
+    assert found["templates"]["exit_code"] == 1 and result.exit_code == ExitCode.STALE  # never ran
 
 
 def _two_shops(tmp_path: Path) -> tuple[Shop, Shop]:
