@@ -104,6 +104,7 @@ def main() -> None:
     from cartrescue import stops
 
     _discard_closed_output()
+    _quiet_library_logs()
     gc.freeze()
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
     atexit.register(gc.freeze)  # registered first: runs last
@@ -127,6 +128,16 @@ def main() -> None:
             last_net(error, "--json" in sys.argv[1:])
         except typer.Exit as done:
             sys.exit(done.exit_code)
+
+
+def _quiet_library_logs() -> None:
+    """SQLAlchemy logs what it cannot clean up (``Error closing cursor`` on a connection the
+    shop's server dropped), with a traceback. Without a handler Python prints such records on
+    stderr, and cron mails them beside the one line that says what happened: the error that
+    matters is raised, reported and given its exit code; the log is dropped."""
+    import logging
+
+    logging.getLogger("sqlalchemy").addHandler(logging.NullHandler())
 
 
 def _discard_closed_output() -> None:

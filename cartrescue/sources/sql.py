@@ -354,14 +354,23 @@ class ShopDatabase:
                expanding: Sequence[str] = (), batch: int = 2000) -> Iterator[Mapping[str, Any]]:
         """Rows as mappings, fetched ``batch`` at a time through a server-side cursor."""
         statement = _text(sql, expanding)
-        with self.errors():
-            with self.engine.connect() as connection:
-                result = connection.execution_options(stream_results=True, yield_per=batch).execute(
-                    statement, dict(params or {}))
-                try:
-                    yield from result.mappings()
-                finally:
-                    result.close()
+        closed = False
+        try:
+            with self.errors():
+                with self.engine.connect() as connection:
+                    result = connection.execution_options(stream_results=True, yield_per=batch).execute(
+                        statement, dict(params or {}))
+                    try:
+                        yield from result.mappings()
+                    except GeneratorExit:
+                        closed = True
+                        raise
+                    finally:
+                        result.close()
+        except SourceError:
+            if closed:  # the reader stopped (another error, or it had what it needed): a connection
+                return  # that cannot be cleaned up is not news, and raised here it is a traceback
+            raise
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None, *,
               expanding: Sequence[str] = ()) -> list[Mapping[str, Any]]:
