@@ -194,8 +194,19 @@ class ShopConfig(_Model):
     @field_validator("unsubscribe_url")
     @classmethod
     def _has_token(cls, value: str) -> str:
+        """An http(s) link a mail client can use as written: it goes into the List-Unsubscribe
+        header, where a space or a non-ASCII letter made the whole header an encoded word that
+        no client reads as a link."""
         if "{token}" not in value:
             raise ValueError("must contain {token}, where the signed unsubscribe token goes")
+        scheme, _, rest = value.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0].split("?", 1)[0]:
+            raise ValueError(f"expected an http(s) link like https://shop.example.com/unsubscribe?token={{token}}, "
+                             f"got {value!r}")
+        bad = next((c for c in value if c.isspace() or not (c.isascii() and c.isprintable())), None)
+        if bad is not None:
+            raise ValueError(f"{bad!r} cannot stand in a link as written: percent-encode it "
+                             f"(a space is %20; é is %C3%A9), got {value!r}")
         return value
 
     @property

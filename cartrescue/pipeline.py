@@ -459,7 +459,9 @@ class Composer:
             reply_to=shop.reply_to,
             headers=(
                 ("List-Unsubscribe", ", ".join(targets)),
-                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                # RFC 8058: one-click unsubscribing is for an https link only
+                *((("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),)
+                  if shop.unsubscribe_url[:8].lower() == "https://" else ()),
                 ("X-Cartrescue-Cart", cart.key),
                 ("X-Cartrescue-Step", str(decision.step)),
                 *((("X-Cartrescue-Variant", decision.variant),) if decision.variant else ()),

@@ -281,3 +281,30 @@ def test_suppress_import_names_the_physical_line_after_a_cell_that_spans_lines(s
     export.write_text('Email Address,Note\nann@example.com,"two\nlines"\nnot-an-address,x\n', encoding="utf-8")
     result = shop.cli("suppress", "import", str(export), "--json", now=None)
     assert result.json["invalid"] == [{"where": "unsubscribed.csv:4", "value": "not-an-address"}]
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("https://shop.example.com/désabonner?token={token}", "'é' cannot stand in a link as written: percent-encode it"),
+    ("https://shop.example.com/unsubscribe?token={token}&x=a b", "' ' cannot stand in a link as written"),
+    ("shop.example.com/unsubscribe?token={token}", "expected an http(s) link"),
+])
+def test_an_unsubscribe_url_a_mail_client_cannot_use_is_a_config_error(shop: Shop, url: str, said: str) -> None:
+    """It goes into the List-Unsubscribe header: a space or a non-ASCII letter made the whole
+    header an encoded word, which no mail client reads as a link."""
+    shop.configure(shop={"unsubscribe_url": url}).add(cart("c1"))
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"]
+    assert "shop.unsubscribe_url" in message and said in message and str(shop.config_path) in message
+
+
+def test_one_click_unsubscribing_is_offered_for_an_https_link_only(shop: Shop, tmp_path: Path) -> None:
+    """RFC 8058: List-Unsubscribe-Post goes with an https link; a plain http one gets the header alone."""
+    import email
+
+    shop.configure(shop={"unsubscribe_url": "http://shop.example.com/unsubscribe?token={token}"}).add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    (path,) = (tmp_path / "out").glob("*.eml")
+    message = email.message_from_bytes(path.read_bytes())
+    assert message["List-Unsubscribe"].startswith("<http://shop.example.com/unsubscribe?token=")
+    assert message["List-Unsubscribe-Post"] is None
