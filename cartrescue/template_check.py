@@ -68,7 +68,9 @@ KINDS = {
 SAMPLE_SURVEY = "https://shop.example.com/cart-survey?token={token}"
 SURVEY_SECRET = "templates-check-secret"
 
-_FILE = re.compile(r"^(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)?)/(?P<name>[^/@_.][^/@]*?)(?:@(?P<variant>[a-z0-9][a-z0-9_-]*))?\.(?P<part>subject\.txt|sms\.txt|txt|html)$")
+_FILE = re.compile(r"^(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)*)/(?P<name>[^/@_.][^/@]*?)(?:@(?P<variant>[A-Za-z0-9][A-Za-z0-9_-]*))?\.(?P<part>subject\.txt|sms\.txt|txt|html)$")
+#: A file that looks like a message part (``<folder>/<name>.<part>``) but that no run reads.
+_PART_LIKE = re.compile(r"^(?P<folder>[^/]+)/(?P<base>[^/_][^/]*)\.(?:subject\.txt|sms\.txt|txt|html)$")
 _LEAK = re.compile(r"\bNone\b|\{\{|\}\}|\{%|%\}")
 _SAMPLE_INCENTIVE = Incentive(kind="percent", value=Decimal("10"), code="SAMPLE10")
 
@@ -353,10 +355,15 @@ class TemplateChecker:
         """``{template: {locale: {variant or None, ...}}}`` for every part file found (of the
         text messages with ``sms``, else of the e-mails)."""
         found: dict[str, dict[str, set[str | None]]] = {}
-        for name in self.available:
+        for name in sorted(self.available):
             match = _FILE.match(name)
             if match and (match["part"] == SMS_PART) == sms:
                 found.setdefault(match["name"], {}).setdefault(match["locale"], set()).add(match["variant"])
+            elif match is None and not sms and (like := _PART_LIKE.match(name)):
+                folder = like["folder"]
+                why = (f"a locale folder is named with _, not - ({folder.replace('-', '_')})" if "-" in folder
+                       else "its name is not <locale>/<template>[@<variant>].<part>")
+                self.notes.append(f"{name}: not read by any run: {why}")
         return found
 
     def own_templates(self) -> set[str]:
@@ -411,6 +418,7 @@ class TemplateChecker:
         # (template, variant) -> the locales where that variant renders the base files: its
         # customers are counted as the variant but read the control, which blurs the A/B result.
         fallbacks: dict[tuple[str, str], list[str]] = {}
+        unused: dict[tuple[str, str], list[str]] = {}  # variant files no step of the template configures
         for template in sorted(wanted):
             by_locale = files.get(template, {})
             if not by_locale:  # a step names it (a misspelt name?) but no folder has its files
@@ -426,6 +434,10 @@ class TemplateChecker:
                 if locale_filter is not None and locale not in locale_filter and locale.split("_")[0] not in locale_filter:
                     continue
                 on_disk = {v for v in by_locale[locale] if v}
+                if template in used:
+                    named = {v for step in steps for v in step[4]}
+                    for variant in sorted(on_disk - named):
+                        unused.setdefault((template, variant), []).append(locale)
                 for seq_name, number, count, offers, configured in steps:
                     for variant in [None, *sorted(on_disk | configured)]:
                         if variant is not None and variant not in on_disk:
@@ -440,6 +452,13 @@ class TemplateChecker:
         for (template, variant), where in fallbacks.items():
             self.notes.append(f"{template}: variant {variant} has no files of its own in {', '.join(where)}: those "
                               f"customers are counted as {variant} but get the base template")
+        for (template, variant), where in unused.items():
+            named = sorted({v for step in used[template] for v in step[4]})
+            alike = next((v for v in named if v.lower() == variant.lower()), None)
+            hint = (f" (did you mean {alike}? variant names are case-sensitive)" if alike else
+                    f" (its steps' variants: {', '.join(named)})" if named else " (its steps have no variants)")
+            self.notes.append(f"{template}@{variant} in {', '.join(where)}: no step configures variant {variant}, so "
+                              f"no customer gets these files{hint}")
         return cases
 
     def tiers(self, case: Case) -> list[str]:

@@ -360,6 +360,29 @@ def test_every_locale_without_a_variants_files_is_noted_and_the_control_is_not(s
     assert notes[0].endswith("those customers are counted as b but get the base template")
 
 
+def test_a_variant_file_no_step_configures_is_noted_with_the_name_it_likely_meant(shop: Shop) -> None:
+    """`reminder-1@B.*` beside `variants: {a: 1, b: 1}`: both arms would send the control."""
+    folder = shop.folder / "templates" / "en"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1@B.subject.txt").write_text("Still thinking?", encoding="utf-8")
+    shop.configure(templates="templates", sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}]}})
+    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None)
+    assert [note for note in result.json["notes"] if "@B" in note] == [
+        "reminder-1@B in en: no step configures variant B, so no customer gets these files (did you mean b? "
+        "variant names are case-sensitive)"]
+
+
+def test_a_file_no_run_reads_is_noted_with_why(shop: Shop) -> None:
+    folder = shop.folder / "templates" / "pt-BR"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1.txt").write_text("Olá {{ unsubscribe_url }}", encoding="utf-8")
+    shop.configure(templates="templates")
+    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None)
+    assert "pt-BR/reminder-1.txt: not read by any run: a locale folder is named with _, not - (pt_BR)" in \
+        result.json["notes"]
+
+
 def test_a_long_text_message_no_tier_sends_is_a_note_and_fails_once_a_tier_does(shop: Shop) -> None:
     # The shipped templates have .sms.txt files; a shop that sends no SMS must not fail CI on their length.
     shop.configure(sms={"max_segments": 1, "sender": "TestShop"})
