@@ -345,16 +345,21 @@ def test_a_variant_overrides_only_the_parts_it_has(tmp_path: Path) -> None:
     assert renderer.part_file("reminder-1", "en", "subject.txt", None) == "en/reminder-1.subject.txt"
 
 
+def _notes_of_an_ab_test(shop: Shop, file: str, text: str) -> list[str]:
+    """``templates check``'s notes for reminder-1 in a/b test, with ``file`` in the shop's templates."""
+    path = shop.folder / "templates" / file
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    shop.configure(templates="templates", sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}]}})
+    return shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None).json["notes"]
+
+
 def test_every_locale_without_a_variants_files_is_noted_and_the_control_is_not(shop: Shop) -> None:
     # Customers of a locale without reminder-1@b.* are counted as b but read the control: the A/B
     # result blurs unless the owner knows. Variant a, with files in no locale, is the control.
-    folder = shop.folder / "templates" / "en"
-    folder.mkdir(parents=True)
-    (folder / "reminder-1@b.subject.txt").write_text("Still thinking, {{ customer.first_name }}?", encoding="utf-8")
-    shop.configure(templates="templates", sequences={"default": {"steps": [
-        {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}]}})
-    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None)
-    notes = [note for note in result.json["notes"] if "variant" in note]
+    notes = _notes_of_an_ab_test(shop, "en/reminder-1@b.subject.txt", "Still thinking, {{ customer.first_name }}?")
+    notes = [note for note in notes if "variant" in note]
     assert len(notes) == 1 and notes[0].startswith("reminder-1: variant b has no files of its own in ")
     assert "af" in notes[0] and "sv" in notes[0] and " en," not in notes[0] and "variant a" not in notes[0]
     assert notes[0].endswith("those customers are counted as b but get the base template")
@@ -362,25 +367,15 @@ def test_every_locale_without_a_variants_files_is_noted_and_the_control_is_not(s
 
 def test_a_variant_file_no_step_configures_is_noted_with_the_name_it_likely_meant(shop: Shop) -> None:
     """`reminder-1@B.*` beside `variants: {a: 1, b: 1}`: both arms would send the control."""
-    folder = shop.folder / "templates" / "en"
-    folder.mkdir(parents=True)
-    (folder / "reminder-1@B.subject.txt").write_text("Still thinking?", encoding="utf-8")
-    shop.configure(templates="templates", sequences={"default": {"steps": [
-        {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}]}})
-    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None)
-    assert [note for note in result.json["notes"] if "@B" in note] == [
+    notes = _notes_of_an_ab_test(shop, "en/reminder-1@B.subject.txt", "Still thinking?")
+    assert [note for note in notes if "@B" in note] == [
         "reminder-1@B in en: no step configures variant B, so no customer gets these files (did you mean b? "
         "variant names are case-sensitive)"]
 
 
 def test_a_file_no_run_reads_is_noted_with_why(shop: Shop) -> None:
-    folder = shop.folder / "templates" / "pt-BR"
-    folder.mkdir(parents=True)
-    (folder / "reminder-1.txt").write_text("Olá {{ unsubscribe_url }}", encoding="utf-8")
-    shop.configure(templates="templates")
-    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None)
-    assert "pt-BR/reminder-1.txt: not read by any run: a locale folder is named with _, not - (pt_BR)" in \
-        result.json["notes"]
+    notes = _notes_of_an_ab_test(shop, "pt-BR/reminder-1.txt", "Olá {{ unsubscribe_url }}")
+    assert "pt-BR/reminder-1.txt: not read by any run: a locale folder is named with _, not - (pt_BR)" in notes
 
 
 def test_a_long_text_message_no_tier_sends_is_a_note_and_fails_once_a_tier_does(shop: Shop) -> None:
