@@ -77,7 +77,10 @@ __all__ = ["build_message", "build_with_attachments", "encode_address", "needs_s
 MAX_LINE: Final = 78  # RFC 5322 SHOULD, for header lines
 HARD_LINE: Final = 998  # RFC 5322 / RFC 5321 MUST, octets without CRLF
 
-_CONTROLS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Control characters, line separators, and the bidi embeddings, overrides and isolates
+#: (U+202A–U+202E, U+2066–U+2069): a name with U+202E shows "moc.elpmaxe@" reversed in a client's
+#: subject or From line, a spoofing trick. The marks U+200E/U+200F and joiners stay (real text uses them).
+_CONTROLS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _ATEXT: Final = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _DOT_ATOM: Final = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
 _ATOM_PHRASE: Final = re.compile(rf"[{_ATEXT}]+(?: [{_ATEXT}]+)*")

@@ -443,6 +443,16 @@ def test_injected_subject_keeps_its_text_on_one_header() -> None:
     assert parsed["Subject"] == "Hi  Bcc: victim@example.com"
 
 
+def test_bidi_overrides_in_a_subject_or_name_are_dropped_from_the_headers() -> None:
+    """U+202E (right-to-left override) turns what follows around in a mail client's list: a spoofing trick."""
+    parsed = parse(build_message(message(subject="Your cart \u202egnp.exe\u202c", to=Address(
+        "anna@example.org", "Anna \u2066Berg\u2069"))))
+    assert parsed["Subject"] == "Your cart  gnp.exe "
+    assert parsed["To"].addresses[0].display_name == "Anna Berg"  # the isolates gone (spaces folded by the parser)
+    emoji = parse(build_message(message(subject="Family 👨\u200d👩\u200d👧 \u200fשלום")))  # joiners and marks stay
+    assert emoji["Subject"] == "Family 👨\u200d👩\u200d👧 \u200fשלום"
+
+
 def test_control_characters_in_addresses_are_rejected() -> None:
     bad_addresses = [
         "anna@example.org\r\nBcc: victim@example.com", "an na@example.org", "anna@exa mple.org"
