@@ -15,7 +15,7 @@ import shopdb
 from conftest import cli
 from cartrescue.model import Cart, Customer
 from cartrescue.render import format_money
-from cartrescue.sources.prestashop import PrestaShopSource
+from cartrescue.sources.prestashop import PrestaShopSource, _shown
 from test_source_prestashop import cart, customer, local, product_line
 
 UTC = timezone.utc
@@ -82,6 +82,11 @@ def test_a_cart_in_another_currency_is_shown_converted_and_judged_in_the_default
     assert (sek["currency"], Decimal(sek["total"]), sek["score"]) == ("SEK", Decimal("517.50"), 0)
     eur = decisions["801"]
     assert (eur["currency"], Decimal(eur["total"]), eur["score"]) == ("EUR", Decimal("600"), 1)
+
+
+def test_a_converted_price_is_rounded_half_up_as_prestashop_shows_it():
+    assert _shown(Decimal("99.99"), Decimal("11.5"), "SEK") == Decimal("1149.89")  # 1149.885
+    assert _shown(Decimal("0.5"), Decimal("1"), "JPY") == Decimal("1")
 
 
 def test_the_message_reads_what_the_customer_saw_correctly_labelled(shop):

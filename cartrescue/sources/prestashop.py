@@ -28,7 +28,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -432,12 +432,13 @@ def _conversion(currency: str, rate_value: Any, default: _Default) -> tuple[Deci
 
 def _shown(amount: Decimal, factor: Decimal | None, currency: str | None) -> Decimal:
     """A default-currency amount as shown in the cart's currency: converted and, for prices,
-    rounded to the currency's digits as the shop displays them."""
+    rounded to the currency's digits as the shop displays them: half up, PrestaShop's default
+    (``PS_PRICE_ROUND_MODE``), so 1149.885 kr shows as 1 149,89 kr, not the half-even 1 149,88."""
     if factor is None:
         return amount
     converted = amount * factor
     if currency is None:
-        return converted.quantize(Decimal("0.000001"))
+        return converted.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
     from babel.numbers import get_currency_precision
 
-    return converted.quantize(Decimal(1).scaleb(-get_currency_precision(currency)))
+    return converted.quantize(Decimal(1).scaleb(-get_currency_precision(currency)), rounding=ROUND_HALF_UP)
