@@ -147,7 +147,14 @@ def format_date(value: datetime, locale: str) -> str:
 
 def _money_filter(context: Any, amount: Any, currency: str) -> str:
     """``{{ 1234.5|money("SEK") }}`` -> ``1 234,50 kr`` in the message's locale."""
-    return format_money(Decimal(str(amount)), currency, context.get("locale") or "en")
+    from decimal import InvalidOperation
+
+    try:
+        number = Decimal(str(amount))
+    except InvalidOperation:
+        raise ValueError(f"money: {amount!r} is not an amount (cart.total, item.price and the like are "
+                         "formatted already: print them as they are)") from None
+    return format_money(number, currency, context.get("locale") or "en")
 
 
 def _date_filter(context: Any, value: datetime) -> str:

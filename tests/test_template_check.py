@@ -334,6 +334,15 @@ def test_the_money_filter_formats_in_the_message_locale(tmp_path: Path) -> None:
     assert subjects == {"en": "SEK1,234.50", "sv": "1\xa0234,50\xa0kr"}
 
 
+def test_the_money_filter_on_an_amount_formatted_already_says_so(tmp_path: Path) -> None:
+    config = Config(source={"type": "csv", "carts": "c.csv"},
+                    templates=_good_with(tmp_path, '{{ cart.total|money("EUR") }}'))
+    report = check_templates(config, templates=["mine"], carts=edge_carts()[:1])
+    (problem,) = [p for case in report.cases for p in case.problems]
+    assert problem.kind == "render" and problem.file == "en/mine.txt"
+    assert "is not an amount (cart.total, item.price and the like are formatted already" in problem.message
+
+
 def test_a_variant_overrides_only_the_parts_it_has(tmp_path: Path) -> None:
     folder = tmp_path / "t" / "en"
     folder.mkdir(parents=True)
