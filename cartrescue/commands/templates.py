@@ -49,9 +49,14 @@ def templates_check(
     """Render every template × locale × variant × step against fixture carts; exit 1 on any failure.
 
     The fixtures are the bundled example carts plus edge cases (one item, 30 items, no image,
-    very long names, Cyrillic text, zero-decimal currencies, markup in names). A check fails on
-    undefined variables, Jinja syntax errors, HTML that does not parse, a missing text part, a
-    missing unsubscribe link and subjects over 78 characters. Nothing is sent or recorded.
+    very long names, Cyrillic text, zero-decimal currencies, markup in names), rendered with every
+    tier and, without a survey page, with survey None, as runs render them. A check fails on
+    undefined variables, Jinja syntax errors, any other render error (a run's limits included),
+    HTML that does not parse, a missing or empty part, a missing unsubscribe link, an empty subject
+    or one over 78 characters, a printed None or unrendered markup, survey links without a valid
+    token, links without the UTM tags (links.utm), and text messages too long, without an opt-out
+    keyword or the shop's name (docs/templates.md lists each kind). Files no run reads are
+    noted. Nothing is sent or recorded.
 
     Examples:
 
