@@ -232,7 +232,8 @@ def edge_carts() -> list[tuple[Cart, int]]:
                [_item("DOMBRA", "Домбыра, қолдан жасалған", 1, "185000")]), 3),
         (_cart("edge-jpy", Customer("yuki@example.jp", first_name="Yuki"), "JPY",
                [_item("TEA-1", "Sencha green tea 100 g", 3, "1200"), _item("POT", "急須 (kyusu teapot)", 1, "8800")]), 0),
-        (_cart("edge-markup", Customer("mark@example.com", first_name='Zoë "Z" <O\'Brien> & co'), "EUR",
+        (_cart("edge-markup", Customer("mark@example.com", first_name='Zoë "Z" <O\'Brien> & co',
+                                       last_name="x onmouseover=alert(1)"), "EUR",
                [_item("MARK", 'Mug <Large> & "Co" {{ not a variable }}', 1, "9.99")]), 1),
     ]
 
@@ -284,14 +285,23 @@ class _HtmlCheck(HTMLParser):
         self.links: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.links += [value for name, value in attrs if name == "href" and value]
+        self._attributes(tag, attrs)
         if tag not in self.VOID:
             self.stack.append((tag, self.getpos()[0]))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._attributes(tag, attrs)
+
+    def _attributes(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """The links, and event handlers: no e-mail template has one of its own, so an ``on…=``
+        is a value printed into an unquoted attribute (``title={{ name }}``), which a customer
+        named ``x onmouseover=…`` turns into script."""
         if tag == "a":
             self.links += [value for name, value in attrs if name == "href" and value]
+        handler = next((name for name, _value in attrs if name.startswith("on")), None)
+        if handler is not None:
+            self.errors.append((self.getpos()[0], f"<{tag}> has an event handler {handler}=: a value printed into "
+                                "an unquoted attribute? quote it: title=\"{{ … }}\""))
 
     def handle_endtag(self, tag: str) -> None:
         line = self.getpos()[0]

@@ -238,6 +238,9 @@ def test_junit_xml_escapes_what_it_quotes() -> None:
         ("<div>x</div></div>", "stray end tag </div>"),
         ("<div><b>x</b>", "<div> opened on line 1 is never closed"),
         ('<p>x</p><a href="y"', "unterminated markup"),
+        # a customer named "x onmouseover=alert(1)" printed into an unquoted attribute
+        ("<p title=x onmouseover=alert(1)>x</p>", "<p> has an event handler onmouseover=: a value printed into"),
+        ('<img src="a.png" onerror="x()">', "<img> has an event handler onerror="),
     ],
 )
 def test_html_problems(html: str, error: str | None) -> None:
@@ -332,6 +335,17 @@ def test_the_money_filter_formats_in_the_message_locale(tmp_path: Path) -> None:
     renderer = Renderer(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder))
     subjects = {loc: renderer.env.get_template(f"{loc}/m.subject.txt").render(locale=loc) for loc in ("en", "sv")}
     assert subjects == {"en": "SEK1,234.50", "sv": "1\xa0234,50\xa0kr"}
+
+
+def test_a_name_printed_into_an_unquoted_attribute_fails_the_check(tmp_path: Path) -> None:
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=_good_with(tmp_path, ""))
+    html = tmp_path / "t" / "en" / "mine.html"
+    html.write_text(html.read_text(encoding="utf-8").replace("<p", "<p title={{ customer.last_name or 'x' }}", 1),
+                    encoding="utf-8")
+    report = check_templates(config, templates=["mine"], carts=edge_carts())
+    problems = [p for case in report.cases for p in case.problems]
+    assert [(p.kind, p.cart) for p in problems] == [("html", "edge-markup")], problems
+    assert "event handler onmouseover=" in problems[0].message
 
 
 def test_the_money_filter_on_an_amount_formatted_already_says_so(tmp_path: Path) -> None:
