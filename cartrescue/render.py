@@ -174,6 +174,10 @@ MAX_PRODUCT = 100_000
 #: Seconds of wall clock one message may take to render, its parts together: a loop that prints
 #: nothing (``{% for a in x %}{% for b in y %}{% endfor %}{% endfor %}``) passes every other limit.
 MAX_RENDER_SECONDS = 10.0
+#: Lines of a cart a message lists (``items``); the rest are counted (``cart.items_not_shown``).
+#: A B2B cart of 3,000 lines went past MAX_PART_CHARS on every run, and one of 150 past the
+#: ~102 KB at which Gmail clips a message, hiding the unsubscribe link at its foot.
+MAX_ITEMS_SHOWN = 50
 
 
 class Budget:
@@ -556,7 +560,7 @@ class Renderer:
                 "unit_price": money(item.unit_price), "line_total": money(item.line_total),
                 "image_url": safe_url(item.image_url), "product_url": link(item.product_url),
             }
-            for item in cart.items
+            for item in (cart.items if len(cart.items) <= MAX_ITEMS_SHOWN else cart.items[:MAX_ITEMS_SHOWN])
         ]
         return {
             "shop": {
@@ -573,6 +577,7 @@ class Renderer:
                 "id": cart.id, "currency": cart.currency, "total": money(cart.total),
                 "item_count": sum(item.quantity for item in cart.items),
                 "has_images": any(item["image_url"] is not None for item in items),
+                "items_not_shown": len(cart.items) - len(items),
             },
             "items": items,
             "recovery_url": link(cart.recovery_url) or shop_url,

@@ -81,3 +81,16 @@ def test_preview_of_an_sms_step_for_a_cart_without_a_number_uses_a_placeholder(s
     result = shop.cli("preview", "c1", "--step", "2")
     assert result.exit_code == 0, result.output
     assert "+12025550100" in result.stdout and "segment" in result.stdout
+
+
+def test_a_cart_of_many_lines_lists_the_first_fifty_and_counts_the_rest(shop: Shop) -> None:
+    """A B2B cart of hundreds of lines stays a message that renders, and stays under the size at
+    which Gmail clips a message and hides the unsubscribe link at its foot."""
+    shop.add(cart("big", items=[(f"S{n}", f"Screw size {n}", 1, "1.00") for n in range(120)]))
+    result = shop.cli("preview", "big", "--json")
+    assert result.exit_code == 0, result.output
+    text, html = result.json["text"], result.json["html"]
+    assert sum(1 for line in text.splitlines() if line.startswith("- Screw size")) == 50
+    assert "- … (+70)" in text and "(+70)" in html
+    assert "120.00" in text  # the total is the cart's, every line counted
+    assert len(html.encode()) < 60_000

@@ -42,7 +42,7 @@ def _compiles(renderer: Renderer) -> list[str]:
 
 
 def _subject(renderer: Renderer) -> str:
-    return renderer._render_file(SUBJECT, {"shop": {"name": "Shop"}})
+    return renderer.render_file(SUBJECT, {"shop": {"name": "Shop"}})
 
 
 def _next_run(templates: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:

@@ -70,7 +70,8 @@ def full_context() -> dict:
             "is_returning": True,
             "previous_orders": 3,
         },
-        "cart": {"id": "C-1001", "currency": "EUR", "item_count": 3, "has_images": True, "total": "1 234,50 €"},
+        "cart": {"id": "C-1001", "currency": "EUR", "item_count": 3, "has_images": True, "total": "1 234,50 €",
+                 "items_not_shown": 0},
         "items": [
             {
                 "name": "Linen duvet cover <King>",
@@ -122,7 +123,8 @@ def bare_context() -> dict:
             "is_returning": False,
             "previous_orders": 0,
         },
-        "cart": {"id": "C-1002", "currency": "SEK", "item_count": 1, "has_images": False, "total": "149,00 kr"},
+        "cart": {"id": "C-1002", "currency": "SEK", "item_count": 1, "has_images": False, "total": "149,00 kr",
+                 "items_not_shown": 0},
         "items": [
             {
                 "name": "Gift card",
