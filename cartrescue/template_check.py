@@ -69,8 +69,10 @@ SAMPLE_SURVEY = "https://shop.example.com/cart-survey?token={token}"
 SURVEY_SECRET = "templates-check-secret"
 
 _FILE = re.compile(r"^(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)*)/(?P<name>[^/@_.][^/@]*?)(?:@(?P<variant>[A-Za-z0-9][A-Za-z0-9_-]*))?\.(?P<part>subject\.txt|sms\.txt|txt|html)$")
-#: A file that looks like a message part (``<folder>/<name>.<part>``) but that no run reads.
-_PART_LIKE = re.compile(r"^(?P<folder>[^/]+)/(?P<base>[^/_][^/]*)\.(?:subject\.txt|sms\.txt|txt|html)$")
+#: A file that looks like a message part of a locale (``pt-BR/<name>.<part>``) but that no run
+#: reads; a folder that is no locale's (``partials/``) holds includes, and is left alone.
+_PART_LIKE = re.compile(r"^(?P<folder>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)/(?P<base>[^/_][^/]*)"
+                        r"\.(?:subject\.txt|sms\.txt|txt|html)$")
 _LEAK = re.compile(r"\bNone\b|\{\{|\}\}|\{%|%\}")
 _SAMPLE_INCENTIVE = Incentive(kind="percent", value=Decimal("10"), code="SAMPLE10")
 

@@ -397,8 +397,12 @@ def test_a_variant_file_no_step_configures_is_noted_with_the_name_it_likely_mean
 
 
 def test_a_file_no_run_reads_is_noted_with_why(shop: Shop) -> None:
+    partial = shop.folder / "templates" / "partials" / "footer.html"  # an include: not a locale's folder
+    partial.parent.mkdir(parents=True)
+    partial.write_text("<p>footer</p>", encoding="utf-8")
     notes = _notes_of_an_ab_test(shop, "pt-BR/reminder-1.txt", "Olá {{ unsubscribe_url }}")
     assert "pt-BR/reminder-1.txt: not read by any run: a locale folder is named with _, not - (pt_BR)" in notes
+    assert not [note for note in notes if "partials" in note]
 
 
 def test_a_long_text_message_no_tier_sends_is_a_note_and_fails_once_a_tier_does(shop: Shop) -> None:
