@@ -199,8 +199,9 @@ class ShopConfig(_Model):
         no client reads as a link."""
         if "{token}" not in value:
             raise ValueError("must contain {token}, where the signed unsubscribe token goes")
-        scheme, _, rest = value.partition("://")
-        if scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0].split("?", 1)[0]:
+        from cartrescue.links import safe_url
+
+        if safe_url(value) != value:
             raise ValueError(f"expected an http(s) link like https://shop.example.com/unsubscribe?token={{token}}, "
                              f"got {value!r}")
         bad = next((c for c in value if c.isspace() or not (c.isascii() and c.isprintable())), None)

@@ -400,6 +400,9 @@ class Composer:
         shop = config.shop
         self.sender = Address(shop.from_email, shop.from_name or shop.name)
         self._domain = shop.domain
+        # RFC 8058: one-click unsubscribing (List-Unsubscribe-Post) is for an https link only
+        self._one_click = (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),) \
+            if shop.unsubscribe_url[:8].lower() == "https://" else ()
         self._tiers = {tier.name: tier for tier in config.priority.tiers}
 
     def message_id(self, decision: Decision) -> str:
@@ -459,9 +462,7 @@ class Composer:
             reply_to=shop.reply_to,
             headers=(
                 ("List-Unsubscribe", ", ".join(targets)),
-                # RFC 8058: one-click unsubscribing is for an https link only
-                *((("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),)
-                  if shop.unsubscribe_url[:8].lower() == "https://" else ()),
+                *self._one_click,
                 ("X-Cartrescue-Cart", cart.key),
                 ("X-Cartrescue-Step", str(decision.step)),
                 *((("X-Cartrescue-Variant", decision.variant),) if decision.variant else ()),

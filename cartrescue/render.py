@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
@@ -150,8 +150,6 @@ def format_date(value: datetime, locale: str) -> str:
 
 def _money_filter(context: Any, amount: Any, currency: str) -> str:
     """``{{ 1234.5|money("SEK") }}`` -> ``1 234,50 kr`` in the message's locale."""
-    from decimal import InvalidOperation
-
     try:
         number = Decimal(str(amount))
     except InvalidOperation:
@@ -212,13 +210,25 @@ class Deadline:
     another Renderer's took its place.
     """
 
-    __slots__ = ("armed", "seconds", "_main", "_handler")
+    __slots__ = ("armed", "seconds", "_main", "_handler", "_depth")
 
     def __init__(self, seconds: float | None = None) -> None:
         self.armed = False
         self.seconds = MAX_RENDER_SECONDS if seconds is None else seconds
         self._main = threading.main_thread().ident
         self._handler = self._expired  # one bound method, so that it can be recognised
+        self._depth = 0  # ``with`` blocks open: the outermost arms and disarms (a check's SMS part nests)
+
+    def __enter__(self) -> "Deadline":
+        self._depth += 1
+        if self._depth == 1:
+            self.arm()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self.armed:
+            self.disarm()
 
     def arm(self) -> bool:
         """Start the clock (False, and nothing started, outside the main thread)."""
@@ -440,12 +450,8 @@ class Renderer:
             files = self._files[(template, locale, variant)] = tuple(
                 self.part_file(template, locale, part, variant) for part in PARTS)
         self.budget.reset()
-        armed = self.deadline.arm()
-        try:
+        with self.deadline:
             parts = [self._render_part(name, context) for name in files]
-        finally:
-            if armed:
-                self.deadline.disarm()
         subject = " ".join(parts[0].split())
         return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale, files=files)
 
@@ -477,17 +483,13 @@ class Renderer:
             item["name"] = one_line(item["name"])
         name = self.part_file(template, locale, SMS_PART, variant)
         self.budget.reset()
-        armed = self.deadline.arm()
-        try:
+        with self.deadline:
             text = plain(self._render_part(name, context)).strip()
             if max_segments is not None and (customer["first_name"] or customer["last_name"]) \
                     and measure(text).segments > max_segments:
                 customer.update(first_name=None, last_name=None, greeting_name=None)
                 self.budget.reset()
                 text = plain(self._render_part(name, context)).strip()
-        finally:
-            if armed:
-                self.deadline.disarm()
         return text
 
     def _render_part(self, name: str, context: dict[str, Any]) -> str:

@@ -547,8 +547,7 @@ class TemplateChecker:
 
         parts: list[str] = []
         self.renderer.budget.reset()
-        armed = self.renderer.deadline.arm()
-        try:
+        with self.renderer.deadline:
             for name in files:
                 try:
                     if case.channel == "sms":  # as a run renders it: values on one line, long names left out
@@ -572,9 +571,6 @@ class TemplateChecker:
                 except Exception as exc:  # noqa: BLE001 - a filter or test failing on this cart's data
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"{type(exc).__name__}: {exc}", file, line, cart.id))
-        finally:
-            if armed:
-                self.renderer.deadline.disarm()
         return parts
 
     def inspect_sms(self, case: Case, cart: Cart, file: str, text: str) -> None:

@@ -250,3 +250,15 @@ def test_a_run_prints_at_most_twenty_problem_lines_and_counts_them_all(shop: Sho
     assert sum(line.startswith("warning: ") for line in lines) == 21
     assert "more than 20 problems: the others are not printed" in " ".join(result.stderr.split())
     assert "30 problems" in result.stdout + result.stderr
+
+
+def test_a_nested_render_leaves_no_clock_running_after_the_outer_one() -> None:
+    """templates check renders a text message inside its own timed block: the outer block disarms."""
+    import signal
+
+    deadline = render.Deadline(5.0)
+    with deadline:
+        with deadline:
+            assert deadline.armed
+        assert deadline.armed and signal.getitimer(signal.ITIMER_REAL)[0] > 0
+    assert not deadline.armed and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
