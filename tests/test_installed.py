@@ -10,6 +10,7 @@ each shop's run from the installed command.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -21,18 +22,40 @@ import pytest
 
 from conftest import REPO
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("installed")]  # one wheel for both tests
+pytestmark = pytest.mark.slow
 
 
 def _run(*command: str | Path, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(the wheel, the venv's cartrescue command)."""
-    base = tmp_path_factory.mktemp("installed")
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, Path]:
+    """(the wheel, the venv's cartrescue command), built once per suite run.
+
+    Building and installing take most of a minute, and pytest-xdist may run these tests on
+    different workers (its ``xdist_group`` mark does not group with pytest 9.2, which no longer
+    reads the ``_nodeid`` xdist rewrites). So the workers share one build in the run's common
+    temporary folder: the first to take the lock builds it, the others wait and reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    base = (root.parent if worker_id != "master" else root) / "installed"
+    base.mkdir(exist_ok=True)
+    with (base / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ready = base / "ready"
+        if not ready.exists():
+            _build_and_install(base)
+            ready.touch()
+    wheel = next((base / "dist").glob("cartrescue-*.whl"))
+    return wheel, base / "venv" / "bin" / "cartrescue"
+
+
+def _build_and_install(base: Path) -> None:
+    """A wheel of the checkout as a clone would build it, installed non-editable in a new venv."""
     source = base / "src"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.rmtree(base / "dist", ignore_errors=True)
+    shutil.rmtree(base / "venv", ignore_errors=True)
     # A copy without the checkout's build leftovers: what a clone would build.
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
                                                                 "__pycache__", ".pytest_cache", "*.db", "outbox"))
@@ -43,7 +66,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert _run(sys.executable, "-m", "venv", venv, cwd=base).returncode == 0
     install = _run(venv / "bin" / "pip", "install", "-q", wheel, cwd=base)
     assert install.returncode == 0, install.stderr
-    return wheel, venv / "bin" / "cartrescue"
 
 
 def test_the_wheel_carries_every_module_and_template_of_the_checkout(installed: tuple[Path, Path]) -> None:
