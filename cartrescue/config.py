@@ -162,6 +162,20 @@ class ShopConfig(_Model):
             raise ValueError(f"expected an ISO 4217 code like EUR, got {value!r}")
         return value.upper() if value else None
 
+    @field_validator("default_locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        """A CLDR locale (``sv-SE`` is written ``sv_SE``): a typo would otherwise give every cart
+        without a locale English, silently."""
+        from babel.localedata import exists
+
+        from cartrescue.sources.values import normalize_locale
+
+        locale = normalize_locale(value)
+        if locale is None or not exists(locale):
+            raise ValueError(f"unknown locale {value!r}: expected a CLDR locale like en, sv or pt_BR")
+        return locale
+
     @field_validator("country", mode="before")
     @classmethod
     def _not_false(cls, value: Any) -> Any:

@@ -560,8 +560,8 @@ class TemplateChecker:
                 except UndefinedError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("undefined", f"undefined variable: {exc.message}", file, line, cart.id))
-                except TemplateSyntaxError as exc:  # in an extended or included template
-                    case.add(Problem("syntax", f"syntax error: {exc.message}", exc.name or name, exc.lineno, cart.id))
+                except TemplateSyntaxError as exc:  # in an included file, compiled on first use: no cart's fault
+                    case.add(Problem("syntax", f"syntax error: {exc.message}", exc.name or name, exc.lineno))
                 except TemplateNotFound as exc:
                     case.add(Problem("render", f"{name} needs template {exc.name!r}, which does not exist", name,
                                      None, cart.id))

@@ -56,6 +56,8 @@ def test_a_timeout_without_its_unit_is_seconds(tmp_path: Path) -> None:
         ("source: {type: csv, carts: c.csv}\neligibility: {quiet_hours: {start: '25:00', end: '08:00'}}\n",
          "eligibility.quiet_hours.start: expected a time of day like 21:00"),
         ("source: [unclosed\n", "cartrescue.yaml:2: not valid YAML"),
+        ("source: {type: csv, carts: c.csv}\nshop: {default_locale: xx_YY}\n",
+         "shop.default_locale: unknown locale 'xx_YY': expected a CLDR locale like en, sv or pt_BR"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path: Path, yaml_text: str, message: str) -> None:
@@ -63,6 +65,11 @@ def test_errors_name_the_file_and_the_key(tmp_path: Path, yaml_text: str, messag
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_the_default_locale_is_written_as_cldr_writes_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nshop: {default_locale: pt-br}\n")
+    assert load_config(path).shop.default_locale == "pt_BR"
 
 
 def test_a_missing_environment_variable_is_an_error_naming_it(tmp_path: Path) -> None:

@@ -159,6 +159,18 @@ def test_a_loop_that_prints_nothing_fails_the_check_instead_of_hanging_it(
     assert problems == [("render", "en/mine.txt", "the message took more than 0.2 s to render (a runaway loop?)")]
 
 
+def test_a_syntax_error_in_an_included_file_names_the_file_and_no_cart(tmp_path: Path) -> None:
+    """An include is compiled when the first cart renders it; its syntax error is the file's, not a
+    cart's, and is reported once, at its line."""
+    folder = _good_with(tmp_path, '{% include "partials/footer.txt" %}')
+    (folder / "partials").mkdir()
+    (folder / "partials" / "footer.txt").write_text("Thanks\n{% if shop.name %}\n", encoding="utf-8")
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=folder)
+    report = check_templates(config, templates=["mine"], carts=edge_carts())
+    problems = [p for case in report.cases for p in case.problems]
+    assert [(p.kind, p.file, p.line, p.cart) for p in problems] == [("syntax", "partials/footer.txt", 2, None)]
+
+
 def test_range_counts_per_message_in_the_check_as_in_a_run(tmp_path: Path) -> None:
     """60,000 items of range() in a message is within a run's 100,000 a message: no cart fails."""
     config = Config(source={"type": "csv", "carts": "c.csv"},
