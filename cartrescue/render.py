@@ -125,6 +125,18 @@ def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
 
 
 @lru_cache(maxsize=64)
+def text_direction(locale: str) -> str:
+    """``rtl`` for Arabic, Hebrew, Persian…, else ``ltr`` (CLDR's, so a template folder added for
+    such a language lays its message out from the right without a template change)."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        return "rtl" if Locale.parse(locale).text_direction == "rtl" else "ltr"
+    except (UnknownLocaleError, ValueError):
+        return "ltr"
+
+
+@lru_cache(maxsize=64)
 def _date_formatter(locale: str) -> Callable[[datetime], str]:
     from babel import Locale, UnknownLocaleError
     from babel.dates import format_date
@@ -561,6 +573,7 @@ class Renderer:
             }
             for item in (cart.items if len(cart.items) <= MAX_ITEMS_SHOWN else cart.items[:MAX_ITEMS_SHOWN])
         ]
+        direction = text_direction(locale)
         return {
             "shop": {
                 "name": shop.name, "url": shop_url, "support_email": shop.support_email or shop.from_email,
@@ -577,6 +590,7 @@ class Renderer:
                 "item_count": sum(item.quantity for item in cart.items),
                 "has_images": any(item["image_url"] is not None for item in items),
                 "items_not_shown": len(cart.items) - len(items),
+                "direction": direction,  # also here: _macros.html's items_table is given the cart, not the context
             },
             "items": items,
             "recovery_url": link(cart.recovery_url) or shop_url,
@@ -585,6 +599,7 @@ class Renderer:
             "tier": tier,
             "incentive": offer,
             "locale": locale,
+            "direction": direction,
             "variant": variant,
             "survey": survey,  # None, or the question and one signed link per reason (cartrescue.survey.links)
         }

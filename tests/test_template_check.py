@@ -3,6 +3,7 @@ rendering it relies on: locale fallback, Babel formatting per locale, variant fi
 
 from __future__ import annotations
 
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -274,7 +275,7 @@ def test_html_links_are_unescaped() -> None:
     "asked,default,resolved",
     [("sv_SE", "en", "sv"), ("sv-SE", "en", "sv"), ("kk_KZ", "en", "kk"), ("ru", "en", "ru"), ("de_DE", "en", "en"),
      ("de_DE", "hu", "hu"), (None, "af", "af"), ("pt_BR", "pt_BR", "pt_BR"), ("pt_PT", "pt_BR", "pt_BR"),
-     ("xx", "zz_ZZ", "en")],
+     ("xx", "de", "en")],
 )
 def test_locale_fallback(tmp_path: Path, asked: str | None, default: str, resolved: str) -> None:
     own = tmp_path / "templates" / "pt_BR"
@@ -305,6 +306,21 @@ def test_a_customer_locale_picks_the_language_of_the_message(shop: Shop) -> None
     assert "varukorg" in texts["se"]
     assert "себет" in texts["kz"]
     assert "Hi Ann" in texts["de"]  # no German templates: the shop's default, English
+
+
+def test_a_right_to_left_language_lays_the_message_out_from_the_right(shop: Shop) -> None:
+    """A folder added for Arabic on the shipped layout and cart table: the message reads from the
+    right, amounts on the left; English stays as it was."""
+    folder = shop.folder / "templates" / "ar"
+    folder.mkdir(parents=True)
+    for part in ("subject.txt", "txt", "html"):
+        shutil.copy(REPO / "templates" / "en" / f"reminder-1.{part}", folder / f"reminder-1.{part}")
+    shop.configure(templates="templates")
+    shop.add(cart("ar", locale="ar_EG"), cart("en", locale="en_GB"))
+    html = {cid: shop.cli("preview", cid, "--json").json["html"] for cid in ("ar", "en")}
+    assert '<html lang="ar" dir="rtl">' in html["ar"] and '<body dir="rtl"' in html["ar"]
+    assert 'align="left"' in html["ar"] and 'align="right"' not in html["ar"]
+    assert '<html lang="en" dir="ltr">' in html["en"] and 'align="left"' not in html["en"]
 
 
 # (locale, currency, item price) -> what the total and the expiry date (3 days after NOW) look like.

@@ -71,7 +71,7 @@ def full_context() -> dict:
             "previous_orders": 3,
         },
         "cart": {"id": "C-1001", "currency": "EUR", "item_count": 3, "has_images": True, "total": "1 234,50 €",
-                 "items_not_shown": 0},
+                 "items_not_shown": 0, "direction": "ltr"},
         "items": [
             {
                 "name": "Linen duvet cover <King>",
@@ -98,6 +98,7 @@ def full_context() -> dict:
         "tier": "high",
         "incentive": {"kind": "percent", "value": "10 %", "code": "BACK-7QX2", "expires": "30.06.2025"},
         "locale": "sv",
+        "direction": "ltr",
         "variant": "a",
         "survey": {
             "question": "Did <anything> stop you?",
@@ -124,7 +125,7 @@ def bare_context() -> dict:
             "previous_orders": 0,
         },
         "cart": {"id": "C-1002", "currency": "SEK", "item_count": 1, "has_images": False, "total": "149,00 kr",
-                 "items_not_shown": 0},
+                 "items_not_shown": 0, "direction": "ltr"},
         "items": [
             {
                 "name": "Gift card",
@@ -142,6 +143,7 @@ def bare_context() -> dict:
         "tier": "standard",
         "incentive": None,
         "locale": "en",
+        "direction": "ltr",
         "variant": None,
         "survey": None,
     }
@@ -249,7 +251,7 @@ def test_message_renders_with_required_content(env, locale, name, ctx_name):
             assert f'href="{reason["url"].replace("&", "&amp;")}"' in html
             assert reason["label"].replace("&", "&amp;") + "</a>" in html
 
-    assert f'<html lang="{locale}">' in html
+    assert f'<html lang="{locale}" dir="ltr">' in html
     assert html_errors(html) == []
 
 
