@@ -13,7 +13,7 @@ import pytest
 
 import shopdb
 from conftest import cli
-from cartrescue.model import Cart, Customer
+from cartrescue.model import UNREADABLE, Cart, Customer
 from cartrescue.render import format_money
 from cartrescue.sources.prestashop import PrestaShopSource, _shown
 from test_source_prestashop import cart, customer, local, product_line
@@ -132,6 +132,29 @@ def test_an_orders_base_total_uses_its_own_conversion_rate(shop):
         source.close()
         db.execute("DELETE FROM ps_orders")
     assert (order.currency, order.total, order.base_total) == ("SEK", Decimal("517.50"), Decimal("45"))
+
+
+def test_an_order_whose_date_cannot_be_read_holds_its_customers_carts_back(shop):
+    """Found but not read, it is kept as unreadable (the cart waits: unreadable_order), as in every
+    other source; dropped, it let a customer who had bought be reminded."""
+    db, _ = shop
+    db.insert("ps_orders", [{"id_order": 10, "id_customer": 3, "id_cart": 803, "id_currency": 1, "current_state": 2,
+                             "total_paid": Decimal("100"), "conversion_rate": Decimal("1"),
+                             "date_add": local("2026-03-02 11:00:00"), "date_upd": local("2026-03-02 11:00:00")}])
+    db.execute_unchecked(f"UPDATE ps_orders SET date_add = '{BAD_TIME[db.kind]}' WHERE id_order = 10")
+    problems: list[str] = []
+    source = PrestaShopSource(db.url, shop_tz=ZoneInfo("Europe/Paris"),
+                              on_problem=lambda problem: problems.append(f"{problem.location}: {problem.reason}"))
+    probe = Cart(id="803", source="prestashop", customer=Customer(email="combo@example.com", id="3"), currency="EUR",
+                 items=(), total=Decimal(0), created_at=datetime.now(UTC), updated_at=datetime.now(UTC))
+    try:
+        (order,) = source.orders_for([probe])
+    finally:
+        source.close()
+        db.execute("DELETE FROM ps_orders")
+    assert (order.id, order.status, order.cart_id, order.customer_id) == ("10", UNREADABLE, "803", "3")
+    assert order.unreadable == "ps_orders id_order=10"
+    assert problems == [f"ps_orders id_order=10: date_add: not a time: {BAD_TIME[db.kind]!r}"]
 
 
 # -- retyped time columns ----------------------------------------------------------------------

@@ -362,8 +362,12 @@ class PrestaShopSource(DatabaseSource):
                     base_total=self.base_amount(total / rate * default.rate if rate else None, default.iso),
                 )
             except RowError as exc:
-                self.problem(f"{self.db.prefix}orders id_order={row['id_order']}", str(exc))
-
+                # Found but not read (a zero date, an 'infinity'): its customer's carts wait until
+                # it can be, as in every other source; dropped, it let a buyer be reminded.
+                where = f"{self.db.prefix}orders id_order={row['id_order']}"
+                self.problem(where, str(exc))
+                yield Order.unreadable_row(str(row["id_order"]), where, row["email"], row["id_customer"],
+                                           row["id_cart"])
 
     # -- orders by time (report) -------------------------------------------------------------
 
