@@ -150,6 +150,70 @@ def test_orders_query_with_list_parameters(url):
     assert orders["9"].email == "ann@example.com" and orders["9"].delivered is False
 
 
+def _carts(url: str) -> list:
+    """The carts of the shop, read with the standard queries (their source closed)."""
+    source, carts, _problems = read(url)
+    source.close()
+    return list(carts.values())
+
+
+def _query_source(url: str, **queries: str) -> tuple[SqlSource, shopdb.Problems]:
+    problems = shopdb.Problems()
+    source = SqlSource(url, queries={**QUERIES, **queries}, shop_tz=ZoneInfo("Europe/Berlin"), on_problem=problems)
+    return source, problems
+
+
+@pytest.mark.parametrize(("key", "renamed", "missing"), [
+    ("orders", ("id AS order_id", "id"), "order_id"),  # read no order at all: every buyer was reminded
+    ("carts", ("c.id AS cart_id", "c.id"), "cart_id"),  # was an internal error (NoSuchColumnError)
+])
+def test_a_query_without_a_column_it_must_return_stops_naming_the_query_and_the_column(url, key, renamed, missing):
+    source, _problems = _query_source(url, **{key: QUERIES[key].replace(*renamed)})
+    try:
+        with pytest.raises(SourceError) as caught:
+            carts = list(source.carts(WINDOW)) if key == "carts" else _carts(url)
+            list(source.orders_for(carts))
+    finally:
+        source.close()
+    assert f"source.queries.{key} returns no {missing} column (it returns " in str(caught.value)
+
+
+def test_column_names_are_read_whatever_their_case(url):
+    """MySQL keeps an alias's case (``AS Email``); without an email every cart was no_contact."""
+    source, problems = _query_source(url, carts=QUERIES["carts"].replace("AS email", "AS Email"))
+    try:
+        carts = {cart.id: cart for cart in source.carts(WINDOW)}
+    finally:
+        source.close()
+    assert carts["1"].customer.email == "ann@example.com"
+    assert not [reason for reason in problems.reasons().values() if "email" in reason]
+
+
+def test_a_carts_query_without_an_email_column_is_said(url):
+    source, problems = _query_source(url, carts=QUERIES["carts"].replace("c.customer_email AS email, ", ""))
+    try:
+        list(source.carts(WINDOW))
+    finally:
+        source.close()
+    assert problems.reasons()["carts query"] == \
+        "source.queries.carts returns no email column: its carts reach no one by e-mail"
+
+
+def test_orders_read_cancelled_at_and_fulfilment_words_as_the_csv_format_does(url):
+    orders_query = (
+        "SELECT id AS order_id, email, cart_id, created AS created_at, status, total, "
+        "CASE WHEN id = 9 THEN 'unfulfilled' ELSE 'fulfilled' END AS delivered, "
+        "CASE WHEN id = 10 THEN created END AS cancelled_at FROM orders "
+        "WHERE LOWER(email) IN :emails OR cart_id IN :cart_ids")
+    source, _problems = _query_source(url, orders=orders_query)
+    try:
+        orders = {order.id: order for order in source.orders_for(_carts(url))}
+    finally:
+        source.close()
+    assert set(orders) == {"9"}  # 10 was cancelled (its status still says paid)
+    assert orders["9"].delivered is False  # unfulfilled: not delivered yet (a pending order)
+
+
 def test_naive_times_in_the_shops_timezone(url):
     source, carts, _ = read(url, db_timezone="shop")
     try:

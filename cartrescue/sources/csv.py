@@ -28,16 +28,19 @@ from cartrescue.model import UNREADABLE, Cart, Customer, LineItem, Order, RowPro
 from cartrescue.shards import owner
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
-from cartrescue.sources.values import (
+from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.parse_delivered, as before
     COUNT_DIGITS,
+    FALSE_WORDS,
     IGNORED_ORDER_STATUSES,
     MAX_QUANTITY,
+    TRUE_WORDS,
     RowError,
     below,
     bounded_amount,
     bounded_quantity,
     normalize_locale,
     parse_currency,
+    parse_delivered,
 )
 from cartrescue.sources.order_index import OrderIndex, Row
 from cartrescue.sources.spool import RowSpool
@@ -63,8 +66,7 @@ ORDER_FIELDS = (
 REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
 REQUIRED_ORDER = ("order_id", "created_at")
 
-_TRUE = frozenset({"1", "yes", "y", "true", "t", "on", "ja", "oui"})
-_FALSE = frozenset({"0", "no", "n", "false", "f", "off", "nej", "nee", "non"})
+_TRUE, _FALSE = TRUE_WORDS, FALSE_WORDS
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
 _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
@@ -159,25 +161,6 @@ def split_name(full_name: str, locale: str) -> tuple[str, str]:
     if locale.lower().replace("-", "_").split("_")[0] == "hu":
         return words[-1], " ".join(words[:-1])
     return words[0], " ".join(words[1:])
-
-
-#: Shopify's "Fulfillment Status" read as ``delivered`` (fulfilled = shipped, the closest it has).
-_FULFILLMENT = {"fulfilled": True, "unfulfilled": False, "partial": False, "restocked": None}
-
-
-def parse_delivered(text: str) -> bool | None:
-    """``delivered``: yes/no, or a fulfillment status (``fulfilled``, ``unfulfilled`` ...); any
-    other word (``on hold``, ``pending``) is unknown. It is optional knowledge: unknown is what a
-    shop without delivery tracking gives, and must not cost the order (an unreadable order holds
-    its customer's carts back) nor a customer's reminder."""
-    value = text.strip().lower()
-    if value in _FULFILLMENT:
-        return _FULFILLMENT[value]
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    return None
 
 
 def parse_bool(text: str, what: str) -> bool | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -47,14 +47,17 @@ from cartrescue.sources.base import (
 from cartrescue.sources.schema import Schema, raise_for
 from cartrescue.sources.schema import inspect as inspect_schema
 from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, RowError re-exported for the presets
+    FALSE_WORDS,
     IGNORED_ORDER_STATUSES,
     STOCK_LIMIT,
+    TRUE_WORDS,
     RowError,
     bounded_amount,
     bounded_quantity,
     in_stock_range,
     normalize_locale,
     parse_currency,
+    parse_delivered,
 )
 from cartrescue.sources.values import campaign_name
 
@@ -67,8 +70,6 @@ UTC = timezone.utc
 _PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
 _EARLIEST = datetime(1000, 1, 2, tzinfo=timezone.utc)
 _LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
-_TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
-_FALSE = frozenset({"0", "no", "n", "false", "f", "off"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,9 +525,9 @@ def as_bool(value: Any) -> bool | None:
     if isinstance(value, (int, Decimal)):
         return bool(value)
     text = str(value).strip().lower()
-    if text in _TRUE:
+    if text in TRUE_WORDS:
         return True
-    if text in _FALSE:
+    if text in FALSE_WORDS:
         return False
     return None
 
@@ -849,6 +850,51 @@ def check_queries(queries: Mapping[str, str]) -> None:
                               f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} this query "
                               f"gets; it gets {', '.join(':' + name for name in given)}")
 _LINE_COLUMNS = ("sku", "name", "quantity", "unit_price")
+#: The columns each query must return (docs/databases.md), as the CSV format requires them.
+_REQUIRED_COLUMNS = {
+    "carts": ("cart_id", "currency", "created_at", *_LINE_COLUMNS),
+    "orders": ("order_id", "created_at"),
+    "orders_placed": ("order_id", "created_at"),
+    "newsletters": ("email", "sent_at"),
+}
+#: An order is matched to carts by one of these: a query with none of them matches nothing.
+_ORDER_MATCH = ("email", "customer_id", "cart_id")
+
+
+def checked_columns(key: str, rows: Iterable[Mapping[str, Any]], source: str,
+                    on_no_email: Callable[[str], None] | None = None) -> Iterator[Mapping[str, Any]]:
+    """The rows of ``queries.<key>``, after a look at the first row's columns.
+
+    A column it must return and does not (``SELECT c.id`` for ``cart_id``) stops the run naming
+    the query and the column: unnoticed, an orders query without ``order_id`` read no order at all
+    and every buyer was reminded. Names are lower-cased (MySQL keeps an alias's case: ``AS
+    Email``), only when one is not. A carts query without ``email`` is said once to
+    ``on_no_email``: its carts reach no one by e-mail.
+    """
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return
+    names = list(first.keys())
+    lowered = [str(name).lower() for name in names]
+    missing = [column for column in _REQUIRED_COLUMNS.get(key, ()) if column not in lowered]
+    if key in ("orders", "orders_placed") and not any(column in lowered for column in _ORDER_MATCH):
+        missing.append(" or ".join(_ORDER_MATCH))
+    if missing:
+        close = getattr(iterator, "close", None)
+        if close is not None:  # the query's connection now, not whenever the traceback is dropped
+            close()
+        raise SourceError(f"{source} source: source.queries.{key} returns no {', '.join(missing)} column "
+                          f"(it returns {', '.join(map(str, names))}): name each with AS, as docs/databases.md lists")
+    if key == "carts" and "email" not in lowered and on_no_email is not None:
+        on_no_email(f"source.queries.{key} returns no email column: its carts reach no one by e-mail")
+    if lowered == names:
+        yield first
+        yield from iterator
+        return
+    yield dict(zip(lowered, first.values()))
+    for row in iterator:
+        yield dict(zip(lowered, row.values()))
 
 
 class SqlSource(DatabaseSource):
@@ -901,7 +947,10 @@ class SqlSource(DatabaseSource):
         sql = self.queries["carts"]
         params = {name: value for name, value in self._window_params(window).items()
                   if re.search(_BIND.format(name=name), sql)}
-        return grouped(self.db.stream(sql, params), "cart_id")
+        return grouped(checked_columns("carts", self.db.stream(sql, params), self.name, self._no_email), "cart_id")
+
+    def _no_email(self, reason: str) -> None:
+        self.problem("carts query", reason)
 
     def activity(self, window: Window) -> Iterator[Activity]:
         """The first pass (every cart's address and last activity), which also notes each group's
@@ -1018,7 +1067,7 @@ class SqlSource(DatabaseSource):
         seen: set[str] = set()
         # An empty list binds as (NULL): matches nothing, whatever the column's type.
         params = {name: lists[name] or [None] for name in used}
-        for row in self.db.fetch(sql, params, expanding=used):
+        for row in checked_columns("orders", self.db.fetch(sql, params, expanding=used), self.name):
             order_id = text_or_none(row.get("order_id"))
             if order_id is None or order_id in seen:
                 continue
@@ -1035,8 +1084,8 @@ class SqlSource(DatabaseSource):
             return
         params: dict[str, Any] = {"emails": list(emails), **self._window_params(window)}
         used = [name for name in params if re.search(_BIND.format(name=name), sql)]
-        for row in self.db.fetch(sql, {name: params[name] for name in used},
-                                 expanding=[name for name in used if name == "emails"]):
+        for row in checked_columns("newsletters", self.db.fetch(sql, {name: params[name] for name in used},
+                                   expanding=[name for name in used if name == "emails"]), self.name):
             try:
                 email = as_email(row.get("email"))
                 sent = as_utc(row.get("sent_at"), self.db_tz, "sent_at")
@@ -1047,8 +1096,12 @@ class SqlSource(DatabaseSource):
                 yield MarketingSend(email, sent, campaign_name(row.get("campaign")))
 
     def _order(self, row: Mapping[str, Any], order_id: str, query: str, keep: bool = False) -> Order | None:
-        """A row of the ``orders`` (or ``orders_placed``) query; ``None`` for an ignored status or
-        an unreadable row (reported; with ``keep``, the orders of carts, kept as unreadable)."""
+        """A row of the ``orders`` (or ``orders_placed``) query; ``None`` for an ignored status, a
+        cancelled order (``cancelled_at`` set, whatever its status says) or an unreadable row
+        (reported; with ``keep``, the orders of carts, kept as unreadable). Its columns read as the
+        CSV format's: ``delivered`` may be a fulfillment status (``unfulfilled``)."""
+        if text_or_none(row.get("cancelled_at")) is not None:
+            return None
         try:
             order = Order(
                 id=order_id,
@@ -1059,7 +1112,7 @@ class SqlSource(DatabaseSource):
                 total=as_decimal(row.get("total"), "total", required=False) or Decimal("0"),
                 currency=text_or_none(row.get("currency")),
                 status=(text_or_none(row.get("status")) or "").lower(),
-                delivered=as_bool(row.get("delivered")),
+                delivered=parse_delivered(row.get("delivered")),
                 discount_code=text_or_none(row.get("discount_code")),
             )
         except RowError as exc:
@@ -1090,7 +1143,7 @@ class SqlSource(DatabaseSource):
             raise ConfigError("source.queries.orders_placed: `report` needs a query listing the orders placed "
                               "between :start and :end (see docs/databases.md)")
         previous = None
-        for row in self.db.stream(sql, self._window_params(window)):
+        for row in checked_columns("orders_placed", self.db.stream(sql, self._window_params(window)), self.name):
             order_id = text_or_none(row.get("order_id"))
             if order_id is None or order_id == previous:  # rows of one order (a join): the first wins
                 continue

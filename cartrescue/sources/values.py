@@ -35,6 +35,33 @@ _PLACES = Decimal(1).scaleb(-AMOUNT_PLACES)
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
+#: Yes and no as exports and shop databases write them (a consent, a guest flag, delivered).
+TRUE_WORDS = frozenset({"1", "yes", "y", "true", "t", "on", "ja", "oui"})
+FALSE_WORDS = frozenset({"0", "no", "n", "false", "f", "off", "nej", "nee", "non"})
+#: Shopify's "Fulfillment Status" read as ``delivered`` (fulfilled = shipped, the closest it has).
+_FULFILLMENT = {"fulfilled": True, "unfulfilled": False, "partial": False, "restocked": None}
+
+
+def parse_delivered(value: Any) -> bool | None:
+    """``delivered``: yes/no (a boolean or number from a database), or a fulfillment status
+    (``fulfilled``, ``unfulfilled`` ...); any other word (``on hold``, ``pending``) is unknown. It
+    is optional knowledge: unknown is what a shop without delivery tracking gives, and must not
+    cost the order (an unreadable order holds its customer's carts back) nor a reminder."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, Decimal)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _FULFILLMENT:
+        return _FULFILLMENT[text]
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    return None
+
 
 class RowError(ValueError):
     """A value a source cannot use; the message is the reason shown to the user."""
