@@ -266,6 +266,24 @@ def numbered_rows(reader: "csv._reader", path: Path, encoding: str,
         yield start, row
 
 
+def swallowed_rows(row: Sequence[str], dialect: "csv.Dialect | type[csv.Dialect]", width: int) -> list[list[str]]:
+    """The rows of the file inside ``row``'s cells: each line of a cell (after its first) with a
+    row's worth of delimiters, read as a row. Asked only of a row that spans lines.
+
+    A quote that is never closed where it should be (``"12 inch pan,1,10``) makes one cell of
+    every line up to the next quote. The cells that follow often still add up to the header's
+    width, so nothing else notices: the other customers' rows, addresses and all, became one
+    product's name in this customer's message, and their carts were gone without a word. A
+    legitimate multi-line cell (an address, a note) is not a whole row of the file."""
+    delimiter = dialect.delimiter
+    found: list[list[str]] = []
+    for cell in row:
+        if "\n" in cell or "\r" in cell:
+            lines = [line for line in cell.splitlines()[1:] if line.count(delimiter) >= width - 1]
+            found.extend(csv.reader(lines, dialect))
+    return found
+
+
 def too_many_cells(cells: int, width: int) -> str:
     """The problem of a row with more cells than its header has columns (RFC 4180: every line
     has the same number of fields).
@@ -697,6 +715,20 @@ class CsvSource(CartSource):
                 elif cells == width:
                     row.append("")
                 cart_id = row[id_at].strip()
+                if reader.line_num > start:  # over several lines: has a quoted cell taken rows in?
+                    taken = swallowed_rows(row, reader.dialect, width)
+                    if taken:
+                        if group and cart_id != group_id:
+                            yield group[0][0], group
+                        group, group_id, dropped = [], cart_id, cart_id or None
+                        ids = ", ".join(dict.fromkeys(cells[id_at].strip() for cells in taken if len(cells) > id_at))
+                        self.on_problem(RowProblem(
+                            f"{self.carts_path}:{start}",
+                            f"{f'cart {cart_id}: ' if cart_id else ''}a quoted cell runs to line {reader.line_num} "
+                            f"and holds {len(taken)} row(s) of the file (cart {ids}): a quote left open? Lines "
+                            f"{start}-{reader.line_num} are skipped, {f'with cart {cart_id}, ' if cart_id else ''}"
+                            "never one customer's rows in another's message"))
+                        continue
                 if unread:
                     if cart_id and cart_id == group_id and group:  # a row of this cart is missing
                         problem = unread.pop(0)
@@ -712,7 +744,9 @@ class CsvSource(CartSource):
                     dropped = None
                 if not cart_id:
                     if any(cell.strip() for cell in row):
-                        self.on_problem(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
+                        # As a row the reader cannot read: between two rows of one cart, that cart
+                        # is skipped whole (the row may be its own, its id lost), never half sent.
+                        unread.append(RowProblem(f"{self.carts_path}:{start}", "missing cart_id"))
                     continue
                 if cells != width:  # cut short, or its values under the wrong columns: its cart is not built
                     if cart_id != group_id and group:
@@ -961,12 +995,30 @@ class CsvSource(CartSource):
             fields = itemgetter(*(position if position >= 0 else width for position in
                                   (cols.index[name] for name in ORDER_FIELDS)))
             id_at = cols.index["order_id"]
+            ids_at = tuple(position if position >= 0 else width for position in
+                           (cols.index[name] for name in ("order_id", "email", "customer_id", "cart_id")))
 
             def unreadable(problem: RowProblem) -> None:  # a row the CSV reader cannot read: no id known
                 pending.append((None, 0, problem))
 
             for start, row in numbered_rows(reader, path, self.encoding, unreadable):
                 cells = len(row)
+                if reader.line_num > start and (taken := swallowed_rows(row, reader.dialect, width)):
+                    # A quote left open took the next orders in: none of them can be read, and each
+                    # one's customer waits (unreadable), never reminded of a cart they bought.
+                    orders = []
+                    for order_row in (row, *taken):
+                        order_row = order_row[:width] + padding[len(order_row):]
+                        order_id, email_text, customer_id, cart_id = (order_row[i].strip() for i in ids_at)
+                        if order_id:
+                            orders.append(order_id)
+                            batch.append((order_id, start, 2, None, email_text.lower() or None, customer_id or None,
+                                          cart_id or None, None, None, UNREADABLE, None))
+                    pending.append((None, start, RowProblem(
+                        f"{path}:{start}", f"a quoted cell runs to line {reader.line_num} and holds {len(taken)} "
+                        f"row(s) of the file (order {', '.join(orders)}): a quote left open? Those orders' "
+                        "customers' carts wait until it is fixed")))
+                    continue
                 if cells <= id_at or not row[id_at].strip():
                     if any(cell.strip() for cell in row):
                         pending.append((None, start, RowProblem(f"{path}:{start}", "missing order_id")))

@@ -1,0 +1,76 @@
+"""A quote left open in an export, and a row without its cart id: never one customer's rows in
+another's message, never a buyer reminded, never half a cart; each reported with its lines.
+
+A quote that is not closed where it should be makes one cell of every line up to the next quote.
+The cells that follow it often still add up to the header's width, so before this the next
+customers' rows (their addresses too) became a product's name in the first customer's message,
+their carts were gone without a word, and the run exited 0.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from conftest import NOW, Shop, cart, iso, order
+
+HEADER = "cart_id,email,currency,created_at,sku,name,quantity,unit_price,marketing_consent\n"
+AT = iso(NOW - timedelta(hours=2))
+
+
+def _carts_file(shop: Shop, lines: list[str]) -> None:
+    """The shop's carts.csv as written here (the shop's own writer would quote it right)."""
+    shop.write()
+    (shop.folder / "carts.csv").write_text(HEADER + "".join(line + ",yes\n" for line in lines), encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+
+
+def _messages(folder: Path) -> dict[str, str]:
+    return {path.name: path.read_text(encoding="utf-8", errors="replace") for path in folder.rglob("*.eml")}
+
+
+def test_a_quote_left_open_in_the_carts_file_never_puts_other_customers_rows_in_a_message(shop: Shop) -> None:
+    _carts_file(shop, [f'c1,a@example.com,EUR,{AT},S1,"12 inch pan,1,10',
+                       f"c2,b@example.com,EUR,{AT},S2,Mug,1,10",
+                       f'c3,c@example.com,EUR,{AT},S3,"Pan",1,10',
+                       f"c4,d@example.com,EUR,{AT},S4,Lamp,1,10"])
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 1, result.output  # reported: cron hears of it
+    decided = {row["cart_id"] for row in result.json["decisions"]}
+    assert decided == {"c4"}
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:2: cart c1: a quoted cell runs to line 4 and holds 1 row(s) of the file "
+        "(cart c2): a quote left open? Lines 2-4 are skipped, with cart c1, never one customer's rows in "
+        "another's message"]
+    messages = _messages(shop.folder / "out")
+    assert len(messages) == 1 and not any("b@example.com" in text for text in messages.values())
+
+
+def test_a_quote_left_open_in_the_orders_file_holds_back_the_customers_of_the_orders_it_took_in(
+        shop: Shop) -> None:
+    shop.add(cart("liam", email="liam@example.com"), cart("ethan", email="ethan@example.com"),
+             cart("olivia", email="olivia@example.com"))
+    shop.add_orders(dict(order("1050", email="liam@example.com", created=NOW), status='"gift wrap please'),
+                    order("1051", email="ethan@example.com", created=NOW))
+    shop.write()
+    orders = shop.folder / "orders.csv"
+    orders.write_text(orders.read_text(encoding="utf-8").replace('"""gift wrap please"', '"gift wrap please'),
+                      encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    decided = {row["cart_id"]: (row["action"], row["reason"]) for row in result.json["decisions"]}
+    assert decided["liam"] == decided["ethan"] == ("defer", "unreadable_order")  # ethan bought: never reminded
+    assert decided["olivia"] == ("send", "due")
+    assert any("a quoted cell runs to line 3 and holds 1 row(s) of the file (order 1050, 1051)" in problem
+               for problem in result.json["problems"]), result.json["problems"]
+
+
+def test_a_row_without_a_cart_id_between_two_rows_of_a_cart_skips_that_cart_whole(shop: Shop) -> None:
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10",
+                       f",a@example.com,EUR,{AT},S2,Sofa,1,900",
+                       f"c1,a@example.com,EUR,{AT},S3,Plate,1,5",
+                       f"c2,b@example.com,EUR,{AT},S4,Lamp,1,10"])
+    result = shop.cli("carts", "--json")
+    assert {row["cart_id"] for row in result.json["decisions"]} == {"c2"}  # never c1 without its sofa
+    assert result.json["problems"] == [f"{shop.folder / 'carts.csv'}:3: cart c1: missing cart_id (its other rows "
+                                       "are skipped too: never half a cart)"]
