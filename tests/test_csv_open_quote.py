@@ -74,3 +74,24 @@ def test_a_row_without_a_cart_id_between_two_rows_of_a_cart_skips_that_cart_whol
     assert {row["cart_id"] for row in result.json["decisions"]} == {"c2"}  # never c1 without its sofa
     assert result.json["problems"] == [f"{shop.folder / 'carts.csv'}:3: cart c1: missing cart_id (its other rows "
                                        "are skipped too: never half a cart)"]
+
+
+def test_rows_of_one_cart_id_naming_two_customers_are_no_cart(shop: Shop) -> None:
+    """Two carts under one id (a spreadsheet rounded both ids to 3.50123E+13): one message would
+    show Anna Bert's products. The cart is skipped, naming both lines; the next cart is sent."""
+    _carts_file(shop, [f"3.50123E+13,anna@example.com,EUR,{AT},S1,Pregnancy test,1,10",
+                       f"3.50123E+13,bert@example.com,EUR,{AT},S2,Hair loss shampoo,1,10",
+                       f"c2,b@example.com,EUR,{AT},S4,Lamp,1,10"])
+    result = shop.cli("carts", "--json")
+    assert {row["cart_id"] for row in result.json["decisions"]} == {"c2"}
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:2: cart 3.50123E+13: email 'anna@example.com' (line 2) and 'bert@example.com' "
+        "(line 3) in one cart: two carts under one id? (an id a spreadsheet rounded: 3.50123E+13)"]
+
+
+def test_rows_of_one_cart_in_two_currencies_are_no_cart(shop: Shop) -> None:
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10",
+                       f"c1,,SEK,{AT},S2,Lamp,1,500"])
+    result = shop.cli("carts", "--json")
+    assert result.json["decisions"] == []
+    assert "currency 'eur' (line 2) and 'sek' (line 3) in one cart" in result.json["problems"][0]

@@ -63,6 +63,8 @@ ORDER_FIELDS = (
     "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
     "cancelled_at",
 )
+#: What every row of one cart must agree on, where given: who it is for and what it costs in.
+_OWNER_FIELDS = ("email", "customer_id", "currency")
 REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
 REQUIRED_ORDER = ("order_id", "created_at")
 
@@ -812,6 +814,8 @@ class CsvSource(CartSource):
             last_name = last_name or rest
         line = start_line
         try:
+            if len(rows) > 1:
+                self._one_owner(rows)
             items = []
             build_item = self._build_item
             for line, row in rows:
@@ -864,6 +868,25 @@ class CsvSource(CartSource):
             device or None,
             f"{self.carts_path}:{start_line}",
         )
+
+    def _one_owner(self, rows: list[tuple[int, list[str]]]) -> None:
+        """Raise :class:`RowError` when the rows of one cart name two addresses, customers or
+        currencies: two carts under one id (an id Excel rounded, ``3.50123E+13``), which read
+        as one would show one customer another's products, priced in the wrong currency."""
+        for name in _OWNER_FIELDS:
+            position = self._at[name]
+            seen: tuple[str, int] | None = None
+            for line, row in rows:
+                value = row[position].strip()
+                if not value:
+                    continue
+                if name != "customer_id":
+                    value = value.lower()
+                if seen is None:
+                    seen = (value, line)
+                elif value != seen[0]:
+                    raise RowError(f"{name} {seen[0]!r} (line {seen[1]}) and {value!r} (line {line}) in one cart: "
+                                   "two carts under one id? (an id a spreadsheet rounded: 3.50123E+13)")
 
     def _decimal(self, text: str, what: str) -> Decimal:
         """:func:`parse_decimal` within the bounds of every amount, remembered: prices and costs
