@@ -1063,7 +1063,15 @@ class Config(_Model):
         url = self.ledger.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
-            return prefix + str(self.path(url[len(prefix):]))
+            from urllib.parse import quote
+
+            # The folder is a path, the rest is URL text as written: a '?', '#' or '%' in the
+            # folder (/srv/Shop #2) is quoted, else SQLAlchemy read it as the URL's query.
+            rest, folder = url[len(prefix):], self.base_dir
+            if rest.startswith("~"):
+                home = Path(rest).expanduser()
+                rest, folder = home.name, home.parent
+            return prefix + quote(str(folder), safe="/") + "/" + rest
         return url
 
 

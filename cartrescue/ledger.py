@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Index, UniqueConstraint, bindparam, column, delete, event, func, insert, select, update
@@ -1193,7 +1194,7 @@ class Ledger:
             def stamp(moment: datetime) -> str:  # as SQLAlchemy stores a DateTime in SQLite
                 return _naive(moment).strftime("%Y-%m-%d %H:%M:%S.%f")
 
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)  # '#' or '?' quoted
             try:
                 yield from db.execute(
                     "SELECT DISTINCT cart_id, email, customer_id FROM cr_message WHERE status IN "

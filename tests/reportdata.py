@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 from cartrescue.ledger import ClaimRequest, Ledger
 from conftest import ORDER_COLUMNS, iso, write_csv
@@ -40,7 +41,7 @@ class Row:
 def write_ledger(path: Path | str, rows: Iterable[Row]) -> None:
     """Claim and record ``rows`` in the ledger at ``path`` (a SQLite file, or any ledger URL),
     grouped by moment, as runs do."""
-    ledger = Ledger(path if isinstance(path, str) else f"sqlite:///{path}")
+    ledger = Ledger(path if isinstance(path, str) else "sqlite:///" + quote(str(path), safe="/"))
     try:
         by_moment: dict[datetime, list[Row]] = {}
         for row in rows:

@@ -85,6 +85,20 @@ def test_no_orders_gives_zeros_and_a_measured_zero_lift(shop: Shop) -> None:
     assert low < 0 < high and "Too few carts to tell" in lift["sentence"]
 
 
+@pytest.mark.parametrize("name", ["shop #3", "shop?x", "100% shop"])
+def test_a_shop_in_a_folder_named_with_a_hash_a_question_mark_or_a_percent_reports_its_own_ledger(
+        tmp_path: Path, name: str) -> None:
+    """The folder is part of the ledger's URL: a '#' cut the report's read-only URI (an internal
+    error and an empty file beside the folder), a '?' made SQLAlchemy read another file."""
+    shop = Shop(tmp_path / name)
+    shop.folder.mkdir()
+    write_ledger(shop.folder / "ledger.db", [Row(f"t{n}", NOW) for n in range(3)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="40.00", cart_id="t1"))
+    document = report(shop)
+    assert document["summary"]["messages"] == 3 and document["summary"]["revenue"] == "40.00"
+    assert [path.name for path in tmp_path.iterdir()] == [name]  # nothing made beside it
+
+
 def test_without_a_holdout_lift_is_not_measured_and_says_why(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row(f"t{n}", NOW) for n in range(20)])
     shop.add_orders(order_row("o1", at=NOW + timedelta(days=1), total="40.00", cart_id="t1"))

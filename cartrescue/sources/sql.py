@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -211,7 +212,7 @@ def _prepare_url(raw: str) -> Any:
             and not url.database.startswith("file:"):
         query = dict(url.query)
         query.update({"mode": "ro", "uri": "true"})
-        url = url.set(database=f"file:{url.database}", query=query)
+        url = url.set(database=Path(url.database).resolve().as_uri(), query=query)  # '#' or '?' quoted
     return url
 
 
