@@ -176,6 +176,18 @@ def test_an_order_after_a_message_of_the_next_period_is_credited_there_and_only_
     assert {row["step"]: row["orders"] for row in following["breakdowns"]["step"]} == {2: 1}
 
 
+def test_an_order_whose_first_row_is_refunded_is_no_order_whatever_a_later_row_says(shop: Shop) -> None:
+    """First row wins, as in a run: an export that appends a row per change credited a refunded
+    order as won back (and the run, reading the same file, treated it as refunded)."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    at = NOW + timedelta(hours=2)
+    shop.add_orders(dict(order_row("Z", at=at, total="100.00", cart_id="t1"), status="refunded"),
+                    order_row("other", at=at, total="5.00", cart_id="nobody"),
+                    order_row("Z", at=at, total="100.00", cart_id="t1"))
+    document = report(shop)
+    assert document["summary"]["orders"] == 0 and document["summary"]["revenue"] == "0.00"
+
+
 def test_an_order_without_cart_id_is_matched_by_address_or_customer_id(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW, email="ann@example.com"), Row("t2", NOW, customer_id="C2")])
     shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", email="ann@example.com"),

@@ -1101,7 +1101,8 @@ class CsvSource(CartSource):
 
         Consecutive rows with one order id (Shopify writes one row per line item, totals on the
         first) give one order, from the first row. An id repeated further down comes again: the
-        report keeps the first. Ignored statuses are left out, unreadable rows reported.
+        report keeps the first. Ignored statuses are left out, and so is every later row of
+        their ids; unreadable rows are reported.
         Reads the optional ``discount_code`` column (Shopify's "Discount Code").
         """
         path = self.orders_path
@@ -1119,9 +1120,14 @@ class CsvSource(CartSource):
             padding = [""] * (width + 1)
             fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))
             id_at = cols.index["order_id"]
-            cart_at, email_at, customer_at = (cols.index[name] if cols.index[name] >= 0 else width
-                                              for name in ("cart_id", "email", "customer_id"))
+            cart_at, email_at, customer_at, status_at, cancelled_at = (
+                cols.index[name] if cols.index[name] >= 0 else width
+                for name in ("cart_id", "email", "customer_id", "status", "cancelled_at"))
             previous = None
+            # The ids whose first row is no order (refunded, cancelled): a later row of one (an
+            # export that appends a row per change) is no order either. The first row wins, as
+            # in a run (OrderIndex); only these ids are kept, a few in a hundred orders.
+            not_orders: set[str] = set()
             start_of, end_of = window.start, window.end
             for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
                 cells = len(row)
@@ -1139,6 +1145,11 @@ class CsvSource(CartSource):
                 if cells != width:
                     self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {wrong_cells(cells, width)}"))
                     continue
+                if order_id in not_orders:
+                    continue
+                if row[cancelled_at].strip() or row[status_at].strip().lower() in IGNORED_ORDER_STATUSES:
+                    not_orders.add(order_id)
+                    continue
                 if wanted is not None and not wanted(row[cart_at].strip() or None, row[email_at].strip().lower() or None,
                                                      row[customer_at].strip() or None):
                     continue  # cannot match what the caller looks for: not even parsed
@@ -1146,8 +1157,6 @@ class CsvSource(CartSource):
                  cancelled, code) = map(str.strip, fields(row))
                 email = email.lower()
                 status = status.lower()
-                if status in IGNORED_ORDER_STATUSES or cancelled:
-                    continue
                 try:
                     created = parse_time(created_text, "created_at", self.shop_tz)
                     if not start_of <= created <= end_of:
