@@ -91,6 +91,19 @@ def test_woocommerce_core_cost_of_goods_on_a_variation(planned):
     assert decisions["4"]["score"] == 0   # additive: 20 (lamp) + 50 (brass) = 70 of 100: not high margin
 
 
+def test_a_products_cost_that_is_no_number_leaves_its_carts_of_unknown_margin_not_unsent(shop):
+    """Cost feeds the high-margin rule only: ``1,234.50`` in product 50's cost meta dropped every
+    cart holding it (four here) as a problem."""
+    db, config = shop
+    db.insert("wp_postmeta", [{"post_id": 50, "meta_key": "_wc_cog_cost", "meta_value": "1,234.50"}])
+    try:
+        result, decisions = shopdb.plan(config, NOW)
+    finally:
+        db.execute("DELETE FROM wp_postmeta WHERE meta_key = '_wc_cog_cost'")
+    assert {"1", "2", "7"} <= set(decisions)
+    assert not [problem for problem in result.json["problems"] if "cost" in problem]
+
+
 def test_a_cart_kept_under_cartflows_gdpr_notice_has_consent_unless_unsubscribed(planned):
     _, decisions = planned
     assert [decisions[cart]["action"] for cart in ("1", "2", "3", "4")] == ["send"] * 4

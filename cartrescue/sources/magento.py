@@ -45,6 +45,7 @@ from cartrescue.sources.sql import (
     order_wanted,
     any_in,
     as_currency,
+    as_cost,
     as_decimal,
     as_email,
     as_stock,
@@ -233,9 +234,9 @@ class MagentoSource(DatabaseSource):
                     continue  # the chosen simple product of a configurable, or a bundle part
                 child = children.get(row["item_id"]) if row["product_type"] == "configurable" else None
                 product = child["product_id"] if child is not None else row["product_id"]
-                cost = as_decimal(row["base_cost"], "base_cost", required=False)
+                cost = as_cost(row["base_cost"], "base_cost")
                 if not cost and child is not None:  # the configurable's own row rarely has a cost
-                    cost = as_decimal(child["base_cost"], "base_cost", required=False) or cost
+                    cost = as_cost(child["base_cost"], "base_cost") or cost
                 items.append(item(
                     row["sku"], row["name"], row["qty"], row["price"],
                     unit_cost=None if cost is None else cost * rate,

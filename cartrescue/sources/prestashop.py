@@ -44,6 +44,7 @@ from cartrescue.sources.sql import (
     any_in,
     as_bool,
     as_currency,
+    as_cost,
     as_decimal,
     as_email,
     as_locale,
@@ -252,9 +253,9 @@ class PrestaShopSource(DatabaseSource):
                     raise RowError(f"id_product={product}: {exc}") from None
                 assert base is not None
                 impact = as_decimal(row["attribute_price"], "price impact", required=False) or Decimal(0)
-                cost = as_decimal(row["attribute_cost"], "wholesale_price", required=False)
+                cost = as_cost(row["attribute_cost"], "wholesale_price")
                 if not cost:
-                    cost = as_decimal(row["base_cost"], "wholesale_price", required=False)
+                    cost = as_cost(row["base_cost"], "wholesale_price")
                 sku = text_or_none(row["attribute_reference"]) or text_or_none(row["product_reference"]) \
                     or (f"{product}-{combination}" if combination else str(product))
                 on_hand = stock.get((product, combination, row["id_shop"]),

@@ -518,6 +518,18 @@ def as_stock(value: Any) -> int | None:
     return int(number) if in_stock_range(number) else None
 
 
+def as_cost(value: Any, what: str) -> Decimal | None:
+    """A unit cost: ``None`` when absent or no usable amount (not a number, negative, out of
+    bounds). Cost is optional knowledge, read by the high-margin rule only: one product's bad
+    cost (``1,234.50`` in a meta field) cost every cart that held it its reminder; now such a
+    line counts as of unknown margin, as an unreadable stock figure counts as untracked."""
+    try:
+        cost = as_decimal(value, what, required=False)
+    except RowError:
+        return None
+    return cost if cost is None or cost >= 0 else None
+
+
 def as_bool(value: Any) -> bool | None:
     if value is None:
         return None
@@ -591,7 +603,7 @@ def item(sku: Any, name: Any, quantity: Any, unit_price: Any, *, unit_cost: Any 
         name=name_text or sku_text or "",
         quantity=as_quantity(quantity),
         unit_price=price,
-        unit_cost=as_decimal(unit_cost, "unit_cost", required=False),
+        unit_cost=as_cost(unit_cost, "unit_cost"),
         stock_on_hand=as_stock(stock),
         image_url=image_url,
         product_url=product_url,

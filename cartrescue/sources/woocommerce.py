@@ -55,6 +55,7 @@ from cartrescue.sources.sql import (
     any_in,
     as_bool,
     as_currency,
+    as_cost,
     as_decimal,
     as_email,
     as_stock,
@@ -361,8 +362,8 @@ class WooCommerceSource(DatabaseSource):
         ``_cogs_value_is_additive`` is ``yes``. Plugin keys: the variation's, else the parent's.
         """
         for key in self.cost_keys:
-            mine = as_decimal(own.get(key), key, required=False)
-            theirs = as_decimal(parent.get(key), key, required=False) if parent is not None else None
+            mine = as_cost(own.get(key), key)
+            theirs = as_cost(parent.get(key), key) if parent is not None else None
             if key == CORE_COGS:
                 theirs = theirs or None
                 if parent is None:
