@@ -95,3 +95,15 @@ def test_rows_of_one_cart_in_two_currencies_are_no_cart(shop: Shop) -> None:
     result = shop.cli("carts", "--json")
     assert result.json["decisions"] == []
     assert "currency 'eur' (line 2) and 'sek' (line 3) in one cart" in result.json["problems"][0]
+
+
+def test_a_column_the_run_reads_named_twice_in_the_header_stops_the_run(shop: Shop) -> None:
+    """The second 'email' column, blank, was read silently: every cart no_contact, nothing said."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace("marketing_consent", "email", 1)
+                    .replace(",yes\n", ",\n"), encoding="utf-8")
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"] == (f"{path}:1: column 'email' (email) appears 2 times (columns 2, 9): "
+                                               "which one holds it? Rename or drop the others")

@@ -347,6 +347,14 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
     missing = [mapping.get(name, name) for name in required if index[name] < 0]
     if missing:
         raise SourceError(f"{path}:1: missing column(s): {', '.join(missing)}")
+    if len(positions) < len(header):  # a name twice: which of them is read matters only if one is
+        for name, at in index.items():
+            if at >= 0:
+                same = [n + 1 for n, other in enumerate(header) if other.strip().lower() == header[at].strip().lower()]
+                if len(same) > 1:
+                    raise SourceError(f"{path}:1: column {header[at].strip()!r} ({name}) appears {len(same)} times "
+                                      f"(columns {', '.join(map(str, same))}): which one holds it? Rename or drop "
+                                      "the others")
     return _Columns(index)
 
 
