@@ -9,6 +9,9 @@ their carts were gone without a word, and the run exited 0.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -107,3 +110,22 @@ def test_a_column_the_run_reads_named_twice_in_the_header_stops_the_run(shop: Sh
     assert result.exit_code == 3, result.output
     assert result.json["error"]["message"] == (f"{path}:1: column 'email' (email) appears 2 times (columns 2, 9): "
                                                "which one holds it? Rename or drop the others")
+
+
+def test_an_export_through_a_pipe_is_a_clear_source_error(shop: Shop) -> None:
+    """``cat carts.csv | cartrescue run`` with ``carts: /dev/stdin`` was an internal error
+    (exit 70): the export is read more than once. A redirect from a file still reads."""
+    shop.add(cart("c1"))
+    shop.write()
+    shop.configure(source={"type": "csv", "carts": "/dev/stdin", "orders": "orders.csv"})
+    shop.write()
+    command = [sys.executable, "-m", "cartrescue.cli", "carts", "--json", "--config", str(shop.config_path),
+               "--now", iso(NOW)]
+    with (shop.folder / "carts.csv").open("rb") as carts:
+        piped = subprocess.run(command, input=carts.read(), capture_output=True, cwd=shop.folder,
+                               env={**os.environ, "COLUMNS": "200"})
+    assert piped.returncode == 3, piped.stderr
+    assert "/dev/stdin: not a regular file (a pipe?)" in piped.stdout.decode()
+    with (shop.folder / "carts.csv").open("rb") as carts:
+        redirected = subprocess.run(command, stdin=carts, capture_output=True, cwd=shop.folder)
+    assert redirected.returncode == 0, redirected.stdout[-500:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -194,6 +195,10 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO,
         handle = path.open("r", encoding=encoding, newline="")
     except OSError as exc:
         raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # a pipe (/dev/stdin from cat ... |)
+        handle.close()
+        raise SourceError(f"{path}: not a regular file (a pipe?): cartrescue reads an export more than once "
+                          "(every cart's activity first, then the carts); write it to a file and name that")
     if delimiter is None:
         try:
             first = handle.readline()
