@@ -14,8 +14,10 @@ import hashlib
 import re
 from functools import lru_cache
 
-# Deliberately pragmatic: one @, a dot in the domain, no spaces or control characters.
-_EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+# Deliberately pragmatic: one @, a dot in the domain, no spaces or control characters, and none
+# of the characters an unquoted local part may not hold (``mailto:ann@…`` is a link, no address;
+# ``o'brien@…`` is an address).
+_EMAIL = re.compile(r"^[^@\s<>\",;:()\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 
 
 def normalize_email(email: str | None) -> str | None:
@@ -27,7 +29,20 @@ def normalize_email(email: str | None) -> str | None:
 
 
 def is_valid_email(email: str) -> bool:
-    return len(email) <= 254 and _EMAIL.match(email) is not None
+    """Pragmatic (see ``_EMAIL``); a domain in another script (``bücher.example``) is valid when
+    its IDNA form is: the message goes to that form (:func:`cartrescue.mime.encode_address`)."""
+    if len(email) > 254:
+        return False
+    if _EMAIL.match(email) is not None:
+        return True
+    local, at, domain = email.rpartition("@")
+    if not at or domain.isascii():
+        return False
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return _EMAIL.match(f"{local}@{ascii_domain}") is not None
 
 
 def email_hash(email: str) -> str:

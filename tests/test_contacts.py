@@ -1,0 +1,31 @@
+"""Which addresses a cart may be sent to (``contacts.is_valid_email``): pragmatic, never a link."""
+
+from __future__ import annotations
+
+import pytest
+
+from cartrescue.contacts import is_valid_email
+from conftest import Shop, cart
+
+
+@pytest.mark.parametrize("address", ["ann@example.com", "a.b+tag@sub.example.co.uk", "user@bücher.example",
+                                     "dörte@example.com", "o'brien@example.ie", "user@xn--bcher-kva.example"])
+def test_an_address_a_relay_takes_is_valid(address: str) -> None:
+    assert is_valid_email(address)
+
+
+@pytest.mark.parametrize("address", ["mailto:ann@example.com", "ann(work)@example.com", "[ann]@example.com",
+                                     "ann@example", "ann@@example.com", "ann example@example.com",
+                                     "ann@bü cher.example", "ann@bücher"])
+def test_a_link_a_comment_or_a_broken_domain_is_no_address(address: str) -> None:
+    assert not is_valid_email(address)
+
+
+def test_a_cart_with_an_international_domain_is_sent_to_its_idna_form(shop: Shop) -> None:
+    """``user@bücher.example`` was dropped as "not a valid address" on every run."""
+    shop.add(cart("idn", email="user@bücher.example"))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    assert [row["reason"] for row in result.json["decisions"]] == ["due"]
+    (message,) = (shop.folder / "out").rglob("*.eml")
+    assert "<user@xn--bcher-kva.example>" in message.read_text(encoding="utf-8")
