@@ -75,6 +75,8 @@ _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
 _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 #: ``1,500``: a decimal comma before three decimals, or a thousands comma (US exports, JPY prices).
 _GROUPED_OR_DECIMAL = re.compile(r"^-?[1-9]\d{0,2},\d{3}$")
+#: ``1.500``: a decimal point before three decimals, or a thousands dot (European exports).
+_GROUPED_OR_POINT = re.compile(r"^-?[1-9]\d{0,2}\.\d{3}$")
 _ZERO = Decimal("0")
 ORDER_BATCH = 5000  # order rows indexed per SQLite call
 
@@ -105,6 +107,25 @@ def parse_decimal(text: str, what: str) -> Decimal:
     if not number.is_finite():
         raise RowError(f"{what}: not a number: {text!r}")
     return number
+
+
+@lru_cache(maxsize=256)
+def _minor_digits(currency: str) -> int:
+    from babel.numbers import get_currency_precision
+
+    return get_currency_precision(currency)
+
+
+def thousands_dot(text: str, what: str, currency: str) -> None:
+    """Raise :class:`RowError` for an amount like ``1.500`` in a currency of fewer than three
+    decimals: a thousands dot (a price of 1,500 in a European export read as 1.50, a customer
+    shown a sofa for €1.30) far more often than a price in thousandths. KWD, BHD, JOD, OMR and
+    TND have three decimals, so there it is a price."""
+    if text[-4:-3] == "." and _GROUPED_OR_POINT.match(text) and _minor_digits(currency) < 3:
+        whole = text.replace(".", "")
+        raise RowError(f"{what}: ambiguous: {text!r} is {Decimal(text).normalize()} with a decimal point, {whole} "
+                       f"with a thousands dot, and {currency} has {_minor_digits(currency)} decimals: write it "
+                       f"without the dot, or with its decimals ({whole}.00 or {text},00)")
 
 
 def parse_int(text: str, what: str) -> int:
@@ -844,6 +865,11 @@ class CsvSource(CartSource):
             if currency not in self._currencies:
                 currency = parse_currency(currency_text)
                 self._currencies.add(currency)
+            thousands_dot(total_text, "total", currency)
+            price_at = self._at["unit_price"]
+            for line, row in rows:
+                thousands_dot(row[price_at].strip(), "unit_price", currency)
+            line = start_line
             email = None
             if email_text:
                 email = email_text.lower()

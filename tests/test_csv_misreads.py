@@ -1,5 +1,7 @@
-"""A quote left open in an export, and a row without its cart id: never one customer's rows in
-another's message, never a buyer reminded, never half a cart; each reported with its lines.
+"""Exports a careless reader would misread: a quote left open, rows without a cart id, one id for
+two customers, a column named twice, a pipe, a thousands dot. Each costs its own cart, reported
+with its lines, never another customer's reminder, never one customer's rows in another's
+message, never a wrong price shown.
 
 A quote that is not closed where it should be makes one cell of every line up to the next quote.
 The cells that follow it often still add up to the header's width, so before this the next
@@ -129,3 +131,21 @@ def test_an_export_through_a_pipe_is_a_clear_source_error(shop: Shop) -> None:
     with (shop.folder / "carts.csv").open("rb") as carts:
         redirected = subprocess.run(command, stdin=carts, capture_output=True, cwd=shop.folder)
     assert redirected.returncode == 0, redirected.stdout[-500:]
+
+
+def test_a_price_with_a_thousands_dot_is_refused_as_ambiguous_not_read_a_thousand_times_too_small(
+        shop: Shop) -> None:
+    """A European export's 1.299 (one thousand two hundred ninety-nine) was read as 1.299 euros."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Sofa,1,1.299", f"c2,b@example.com,EUR,{AT},S2,Mug,1,12.50"])
+    result = shop.cli("carts", "--json")
+    assert {row["cart_id"] for row in result.json["decisions"]} == {"c2"}
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:2: cart c1: unit_price: ambiguous: '1.299' is 1.299 with a decimal point, 1299 "
+        "with a thousands dot, and EUR has 2 decimals: write it without the dot, or with its decimals "
+        "(1299.00 or 1.299,00)"]
+
+
+def test_three_decimals_are_a_price_in_a_currency_of_thousandths(shop: Shop) -> None:
+    _carts_file(shop, [f"c1,a@example.com,KWD,{AT},S1,Lamp,1,1.250"])
+    (decision,) = shop.cli("carts", "--json").json["decisions"]
+    assert (decision["currency"], decision["total"]) == ("KWD", "1.250")
