@@ -393,6 +393,16 @@ def _write_lock(dbapi_connection: Any) -> None:
             nap = min(nap * 2, _LONGEST_NAP)
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file a SQLite ledger URL names, else ``None`` (another database, or in memory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return parsed.database
+
+
 class Ledger:
     """A handle on the ledger database; create one per process."""
 
@@ -1163,12 +1173,7 @@ class Ledger:
 
     def sqlite_path(self) -> str | None:
         """The file of a SQLite ledger (the report reads it directly), else ``None``."""
-        from sqlalchemy.engine import make_url
-
-        url = make_url(self.url)
-        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-            return None
-        return url.database
+        return sqlite_file(self.url)
 
     def report_messages(self, start: datetime, end: datetime, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
         """Sent and held-out rows claimed in ``[start, end]``, streamed: (id, cart_key, cart_id,

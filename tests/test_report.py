@@ -99,6 +99,15 @@ def test_a_shop_in_a_folder_named_with_a_hash_a_question_mark_or_a_percent_repor
     assert [path.name for path in tmp_path.iterdir()] == [name]  # nothing made beside it
 
 
+def test_a_ledger_path_with_a_typo_is_a_config_error_not_an_empty_ledger_and_a_zero_report(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    shop.configure(ledger={"url": "sqlite:///ledgr.db"})
+    result = shop.cli("report", "--json", *PERIOD, now=LATER)
+    assert result.exit_code == 2, result.output
+    assert "ledger.url: no ledger at " in result.json["error"]["message"]
+    assert not (shop.folder / "ledgr.db").exists()
+
+
 def test_without_a_holdout_lift_is_not_measured_and_says_why(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row(f"t{n}", NOW) for n in range(20)])
     shop.add_orders(order_row("o1", at=NOW + timedelta(days=1), total="40.00", cart_id="t1"))

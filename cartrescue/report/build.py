@@ -8,11 +8,13 @@ A/B winner when ``report.auto_promote`` is on. It prints nothing and formats not
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cartrescue.config import Config
 from cartrescue.currency import Basis
-from cartrescue.ledger import Ledger
+from cartrescue.errors import ConfigError
+from cartrescue.ledger import Ledger, sqlite_file
 from cartrescue.report.analysis import Period, build
 from cartrescue.report.attribution import Attribution, OrderLoad
 from cartrescue.sources import open_source
@@ -39,6 +41,10 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
     from concurrent.futures import ThreadPoolExecutor
 
     window = config.report.attribution_window
+    file = sqlite_file(config.ledger_url)
+    if file is not None and not Path(file).exists():  # opened, it would be made empty: a zero report
+        raise ConfigError(f"{config.where('ledger.url')}: no ledger at {file}: no run has recorded anything there "
+                          "(a typo in the path, or a report before the first run?)")
     ledger = config.open_ledger()
     try:
         with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now) as att:
