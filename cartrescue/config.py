@@ -284,6 +284,12 @@ class NewslettersConfig(_Model):
         return columns
 
 
+#: A URL as SQLAlchemy writes one: a scheme (``postgresql``, ``mysql+pymysql``) and ``://``.
+_DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: WooCommerce's order storage: HPOS ``wc_orders``, legacy ``posts``, or whichever the shop uses.
+_ORDERS_TABLES = ("auto", "hpos", "legacy")
+
+
 class SourceConfig(_Model):
     """Where carts and orders come from. CSV paths are relative to the config file."""
 
@@ -313,8 +319,21 @@ class SourceConfig(_Model):
         """Files exported by the shop (the generic CSV or Shopify's), not a database read live."""
         return self.type in ("csv", "shopify_csv")
 
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        """A URL's shape, when the config loads (exit 2, naming the key): ``not-a-url`` was
+        found only by the run, as a shop-side error (exit 3)."""
+        if value and not _DATABASE_URL.match(value):
+            raise ValueError("expected an SQLAlchemy database URL like postgresql://user@host/shop or "
+                             "mysql+pymysql://user:password@host/shop")
+        return value
+
     @model_validator(mode="after")
     def _fields_for_type(self) -> "SourceConfig":
+        if self.type == "woocommerce" and str(self.options.get("orders_table", "auto")) not in _ORDERS_TABLES:
+            raise ValueError(f"options.orders_table must be one of {', '.join(_ORDERS_TABLES)}, "
+                             f"got {self.options['orders_table']!r}")
         if self.is_csv:
             if self.carts is None:
                 raise ValueError(f"a {self.type} source needs 'carts' (path to the carts CSV)")
