@@ -134,6 +134,20 @@ def test_an_orders_base_total_uses_its_own_conversion_rate(shop):
     assert (order.currency, order.total, order.base_total) == ("SEK", Decimal("517.50"), Decimal("45"))
 
 
+def test_a_default_currency_set_for_the_shop_only_is_the_default(shop):
+    """A multistore may keep PS_CURRENCY_DEFAULT per shop: without a global row, a SEK cart
+    showed the EUR catalogue price labelled SEK."""
+    db, _ = shop
+    db.execute("UPDATE ps_configuration SET id_shop = 1 WHERE name = 'PS_CURRENCY_DEFAULT'")
+    source = PrestaShopSource(db.url, shop_tz=ZoneInfo("Europe/Paris"))
+    try:
+        default = source.default_currency()
+    finally:
+        source.close()
+        db.execute("UPDATE ps_configuration SET id_shop = NULL WHERE name = 'PS_CURRENCY_DEFAULT'")
+    assert (default.iso, default.rate) == ("EUR", Decimal("1"))
+
+
 def test_an_order_whose_date_cannot_be_read_holds_its_customers_carts_back(shop):
     """Found but not read, it is kept as unreadable (the cart waits: unreadable_order), as in every
     other source; dropped, it let a customer who had bought be reminded."""

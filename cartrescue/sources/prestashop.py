@@ -134,11 +134,14 @@ class PrestaShopSource(DatabaseSource):
                              f"not a timezone: {row['value']!r}; using the shop's timezone")
 
     def default_currency(self) -> _Default:
-        """``PS_CURRENCY_DEFAULT`` and its rate (1 unless the shop changed it), read once."""
+        """``PS_CURRENCY_DEFAULT`` and its rate (1 unless the shop changed it), read once: the
+        global setting, else the first shop's (a multistore may keep it per shop only; without
+        it, catalogue prices in the default currency were shown labelled as the cart's)."""
         if self._default is None:
             iso, rate = None, None
             setting = self.db.fetch(f"SELECT value FROM {self.t('configuration')} "
-                                    "WHERE name = 'PS_CURRENCY_DEFAULT' AND id_shop IS NULL")
+                                    "WHERE name = 'PS_CURRENCY_DEFAULT' "
+                                    "ORDER BY CASE WHEN id_shop IS NULL THEN 0 ELSE 1 END, id_shop")
             value = str(setting[0]["value"] or "").strip() if setting else ""
             if value.isdigit():
                 rows = self.db.fetch(f"SELECT iso_code, conversion_rate FROM {self.t('currency')} "
