@@ -7,13 +7,14 @@ A/B winner when ``report.auto_promote`` is on. It prints nothing and formats not
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 from cartrescue.config import Config
 from cartrescue.currency import Basis
-from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger, sqlite_file
 from cartrescue.report.analysis import Period, build
 from cartrescue.report.attribution import Attribution, OrderLoad
@@ -42,10 +43,13 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
 
     window = config.report.attribution_window
     file = sqlite_file(config.ledger_url)
-    if file is not None and not Path(file).exists():  # opened, it would be made empty: a zero report
-        raise ConfigError(f"{config.where('ledger.url')}: no ledger at {file}: no run has recorded anything there "
-                          "(a typo in the path, or a report before the first run?)")
-    ledger = config.open_ledger()
+    missing = file is not None and not Path(file).exists()
+    # Opened, a missing file would be made, empty, and a typo in its path said "0.00 won back"
+    # with nothing else; so the report reads an empty ledger in memory and says why in its notes
+    # (a weekly digest set up before the first run is no error).
+    scratch = tempfile.TemporaryDirectory(prefix="cartrescue-report-") if missing else None
+    ledger = Ledger("sqlite:///" + quote(scratch.name, safe="/") + "/empty.db", where=config.where("ledger.url")) \
+        if scratch is not None else config.open_ledger()
     try:
         with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now) as att:
             basis = Basis(config.shop.currency, config.shop.exchange_rates)
@@ -72,11 +76,17 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
         stale = stale_orders_note(config, period.now)
         if stale is not None:
             document["notes"].append(stale)
+        if missing:
+            document["notes"].insert(0, f"{config.where('ledger.url')}: no ledger at {file}: no run has recorded "
+                                        "anything there yet (a typo in the path?)")
+            return document  # nothing to promote, and nothing written
         if config.report.auto_promote:
             _promote(ledger, document, period.now)
         return document
     finally:
         ledger.close()
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _promote(ledger: Ledger, document: dict[str, Any], now: datetime) -> None:
