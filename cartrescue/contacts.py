@@ -14,10 +14,10 @@ import hashlib
 import re
 from functools import lru_cache
 
-# Deliberately pragmatic: one @, a dot in the domain, no spaces or control characters, and none
-# of the characters an unquoted local part may not hold (``mailto:ann@…`` is a link, no address;
-# ``o'brien@…`` is an address).
-_EMAIL = re.compile(r"^[^@\s<>\",;:()\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+# Deliberately pragmatic: one @, a dot in the domain, no spaces or control characters, no colon
+# (``mailto:ann@…`` is a link, no address; ``o'brien@…`` is an address, and a local part with
+# brackets is sent quoted: cartrescue.mime.encode_address).
+_EMAIL = re.compile(r"^[^@\s<>\",;:]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 
 
 def normalize_email(email: str | None) -> str | None:

@@ -14,10 +14,10 @@ def test_an_address_a_relay_takes_is_valid(address: str) -> None:
     assert is_valid_email(address)
 
 
-@pytest.mark.parametrize("address", ["mailto:ann@example.com", "ann(work)@example.com", "[ann]@example.com",
+@pytest.mark.parametrize("address", ["mailto:ann@example.com", "ann:work@example.com",
                                      "ann@example", "ann@@example.com", "ann example@example.com",
                                      "ann@bü cher.example", "ann@bücher"])
-def test_a_link_a_comment_or_a_broken_domain_is_no_address(address: str) -> None:
+def test_a_link_or_a_broken_domain_is_no_address(address: str) -> None:
     assert not is_valid_email(address)
 
 

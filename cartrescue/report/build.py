@@ -43,7 +43,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
 
     window = config.report.attribution_window
     file = sqlite_file(config.ledger_url)
-    missing = file is not None and not Path(file).exists()
+    missing = file is not None and not Path(file).exists() and Path(file).parent.is_dir()  # no folder: an error
     # Opened, a missing file would be made, empty, and a typo in its path said "0.00 won back"
     # with nothing else; so the report reads an empty ledger in memory and says why in its notes
     # (a weekly digest set up before the first run is no error).

@@ -865,7 +865,7 @@ def check_queries(queries: Mapping[str, str]) -> None:
 _LINE_COLUMNS = ("sku", "name", "quantity", "unit_price")
 #: The columns each query must return (docs/databases.md), as the CSV format requires them.
 _REQUIRED_COLUMNS = {
-    "carts": ("cart_id", "currency", "created_at", *_LINE_COLUMNS),
+    "carts": ("cart_id", "currency", "created_at", "quantity", "unit_price"),  # and sku or name
     "orders": ("order_id", "created_at"),
     "orders_placed": ("order_id", "created_at"),
     "newsletters": ("email", "sent_at"),
@@ -893,6 +893,8 @@ def checked_columns(key: str, rows: Iterable[Mapping[str, Any]], source: str,
     missing = [column for column in _REQUIRED_COLUMNS.get(key, ()) if column not in lowered]
     if key in ("orders", "orders_placed") and not any(column in lowered for column in _ORDER_MATCH):
         missing.append(" or ".join(_ORDER_MATCH))
+    if key == "carts" and "sku" not in lowered and "name" not in lowered:  # a line is named by either
+        missing.append("sku or name")
     if missing:
         close = getattr(iterator, "close", None)
         if close is not None:  # the query's connection now, not whenever the traceback is dropped
