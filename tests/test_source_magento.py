@@ -181,6 +181,21 @@ def test_guest_email_and_phone_come_from_the_billing_address(read):
     assert customer.first_name == "Gustav"
 
 
+def test_an_unusable_quote_email_falls_back_to_the_billing_address(shop):
+    """``quote.customer_email`` of ``n/a`` (a checkout extension's placeholder) dropped the cart as
+    a problem though the billing address had the customer's."""
+    shop.execute("UPDATE quote SET customer_email = 'n/a', updated_at = updated_at WHERE entity_id = 102")
+    problems = shopdb.Problems()
+    source = MagentoSource(shop.url, shop_tz=ZoneInfo("Europe/Stockholm"), on_problem=problems)
+    try:
+        carts = {cart.id: cart for cart in source.carts(WINDOW)}
+    finally:
+        source.close()
+        shop.execute("UPDATE quote SET customer_email = NULL, updated_at = updated_at WHERE entity_id = 102")
+    assert carts["102"].customer.email == "guest@example.com"
+    assert "quote entity_id=102" not in problems.reasons()
+
+
 def test_configurable_product_is_one_line_priced_by_the_parent_stocked_by_the_child(read):
     _, carts, _ = read
     (only,) = carts["103"].items

@@ -551,13 +551,18 @@ def as_currency(value: Any) -> str:
 
 
 def as_email(*candidates: Any) -> str | None:
-    """The first non-blank address among ``candidates``, normalized; invalid is an error."""
+    """The first valid address among ``candidates``, normalized; when none is valid but one is
+    not blank, an error naming it. A fallback is one: Magento's ``quote.customer_email`` of
+    ``n/a`` with the customer's address on the billing address dropped the cart."""
+    invalid = None
     for candidate in candidates:
         email = normalize_email(candidate if isinstance(candidate, str) else None)
         if email:
-            if not is_valid_email(email):
-                raise RowError(f"email: not a valid address: {candidate!r}")
-            return email
+            if is_valid_email(email):
+                return email
+            invalid = candidate if invalid is None else invalid
+    if invalid is not None:
+        raise RowError(f"email: not a valid address: {invalid!r}")
     return None
 
 
