@@ -111,6 +111,17 @@ def test_a_ledger_path_with_a_typo_is_noted_and_no_empty_ledger_is_made(shop: Sh
     assert not (shop.folder / "ledgr.db").exists()
 
 
+def test_amounts_that_add_up_past_what_a_sum_holds_are_a_source_error_not_an_internal_one(shop: Shop) -> None:
+    """Each within the bounds of an amount (below 10**12), a thousand of them overflowed SQLite's
+    64-bit sum: exit 70, "a bug in cartrescue"."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    shop.add_orders(*(order_row(f"o{n}", at=NOW + timedelta(hours=1), total="999999999999.00", cart_id="t1")
+                      for n in range(1000)))
+    result = shop.cli("report", "--json", *PERIOD, now=LATER)
+    assert result.exit_code == 3, result.output
+    assert "the period's amounts add up past 922,337,203,685,477 in the shop's currency" in result.json["error"]["message"]
+
+
 def test_without_a_holdout_lift_is_not_measured_and_says_why(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row(f"t{n}", NOW) for n in range(20)])
     shop.add_orders(order_row("o1", at=NOW + timedelta(days=1), total="40.00", cart_id="t1"))

@@ -7,6 +7,7 @@ A/B winner when ``report.auto_promote`` is on. It prints nothing and formats not
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import Any
 
 from cartrescue.config import Config
 from cartrescue.currency import Basis
+from cartrescue.errors import SourceError
 from cartrescue.ledger import Ledger, sqlite_file
 from cartrescue.report.analysis import Period, build
-from cartrescue.report.attribution import Attribution, OrderLoad
+from cartrescue.report.attribution import UNITS, Attribution, OrderLoad
 from cartrescue.sources import open_source
 from cartrescue.sources.base import ProblemSink, ignore_problem
 from cartrescue.sources.freshness import stale_orders_note
@@ -45,8 +47,8 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
     file = sqlite_file(config.ledger_url)
     missing = file is not None and not Path(file).exists() and Path(file).parent.is_dir()  # no folder: an error
     # Opened, a missing file would be made, empty, and a typo in its path said "0.00 won back"
-    # with nothing else; so the report reads an empty ledger in memory and says why in its notes
-    # (a weekly digest set up before the first run is no error).
+    # with nothing else; so the report reads an empty ledger of a temporary folder and says why in
+    # its notes (a weekly digest set up before the first run is no error).
     scratch = tempfile.TemporaryDirectory(prefix="cartrescue-report-") if missing else None
     ledger = Ledger("sqlite:///" + quote(scratch.name, safe="/") + "/empty.db", where=config.where("ledger.url")) \
         if scratch is not None else config.open_ledger()
@@ -83,6 +85,13 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
         if config.report.auto_promote:
             _promote(ledger, document, period.now)
         return document
+    except sqlite3.OperationalError as exc:
+        if "integer overflow" not in str(exc):
+            raise
+        # Sums are exact integers of 1/10,000 (attribution.UNITS): past 2**63 of them no shop's
+        # period adds up; amounts written in cents, or a test order of a trillion, do.
+        raise SourceError(f"the period's amounts add up past {2**63 // UNITS:,} in the shop's currency: an export "
+                          "with amounts in cents, or a test order? (see the orders' totals)") from None
     finally:
         ledger.close()
         if scratch is not None:
