@@ -573,7 +573,6 @@ class Renderer:
             }
             for item in (cart.items if len(cart.items) <= MAX_ITEMS_SHOWN else cart.items[:MAX_ITEMS_SHOWN])
         ]
-        direction = text_direction(locale)
         return {
             "shop": {
                 "name": shop.name, "url": shop_url, "support_email": shop.support_email or shop.from_email,
@@ -590,7 +589,6 @@ class Renderer:
                 "item_count": sum(item.quantity for item in cart.items),
                 "has_images": any(item["image_url"] is not None for item in items),
                 "items_not_shown": len(cart.items) - len(items),
-                "direction": direction,  # also here: _macros.html's items_table is given the cart, not the context
             },
             "items": items,
             "recovery_url": link(cart.recovery_url) or shop_url,
@@ -599,7 +597,7 @@ class Renderer:
             "tier": tier,
             "incentive": offer,
             "locale": locale,
-            "direction": direction,
+            "direction": text_direction(locale),
             "variant": variant,
             "survey": survey,  # None, or the question and one signed link per reason (cartrescue.survey.links)
         }

@@ -71,7 +71,7 @@ def full_context() -> dict:
             "previous_orders": 3,
         },
         "cart": {"id": "C-1001", "currency": "EUR", "item_count": 3, "has_images": True, "total": "1 234,50 €",
-                 "items_not_shown": 0, "direction": "ltr"},
+                 "items_not_shown": 0},
         "items": [
             {
                 "name": "Linen duvet cover <King>",
@@ -125,7 +125,7 @@ def bare_context() -> dict:
             "previous_orders": 0,
         },
         "cart": {"id": "C-1002", "currency": "SEK", "item_count": 1, "has_images": False, "total": "149,00 kr",
-                 "items_not_shown": 0, "direction": "ltr"},
+                 "items_not_shown": 0},
         "items": [
             {
                 "name": "Gift card",
@@ -251,7 +251,7 @@ def test_message_renders_with_required_content(env, locale, name, ctx_name):
             assert f'href="{reason["url"].replace("&", "&amp;")}"' in html
             assert reason["label"].replace("&", "&amp;") + "</a>" in html
 
-    assert f'<html lang="{locale}" dir="ltr">' in html
+    assert f'<html lang="{locale}">' in html  # left to right: no dir (the default)
     assert html_errors(html) == []
 
 

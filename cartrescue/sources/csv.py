@@ -66,6 +66,7 @@ ORDER_FIELDS = (
 )
 #: What every row of one cart must agree on, where given: who it is for and what it costs in.
 _OWNER_FIELDS = ("email", "customer_id", "currency")
+_NO_OWNER = ("",) * len(_OWNER_FIELDS)  # a row that leaves them to the cart's first
 REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
 REQUIRED_ORDER = ("order_id", "created_at")
 
@@ -305,6 +306,8 @@ def swallowed_rows(row: Sequence[str], dialect: "csv.Dialect | type[csv.Dialect]
     legitimate multi-line cell (an address, a note) is not a whole row of the file."""
     delimiter = dialect.delimiter
     found: list[list[str]] = []
+    if "".join(row).count(delimiter) < width - 1:  # not even a row's worth in all its cells (cheap)
+        return found
     for cell in row:
         if "\n" in cell or "\r" in cell:
             lines = [line for line in cell.splitlines()[1:] if line.count(delimiter) >= width - 1]
@@ -437,6 +440,7 @@ class CsvSource(CartSource):
         self._orders: OrderIndex | None = None
         self._decimals: dict[str, Decimal] = {}
         self._currencies: set[str] = set()
+        self._dotted = False  # the cart being built has a price like 1.299 (see thousands_dot)
         self._reading: TextIO | None = None  # the file the carts pass reads (progress)
         self._reading_spool: RowSpool | None = None  # ... or the spool it reads instead
         self._halves = False  # the file is read by an activity pass whose spool the carts pass reads
@@ -820,6 +824,7 @@ class CsvSource(CartSource):
         self._cart_getter = itemgetter(*self._cart_positions)
         self._line_getter = itemgetter(*(at[name] for name in LINE_FIELDS))
         self._alike_getter = itemgetter(*(at[name] for name in ALIKE_FIELDS))
+        self._owner_getter = itemgetter(*(at[name] for name in _OWNER_FIELDS))
         self._id_at = self._cols.index["cart_id"]
         return width
 
@@ -847,9 +852,15 @@ class CsvSource(CartSource):
             first_name, rest = split_name(full_name, locale_text)
             last_name = last_name or rest
         line = start_line
+        self._dotted = False
         try:
-            if len(rows) > 1:
-                self._one_owner(rows)
+            if len(rows) > 1:  # do its rows name one customer and currency? (a set of one tuple a row)
+                getter = self._owner_getter
+                written = {getter(row) for _, row in rows}
+                if len(written) > 1:
+                    written.discard(_NO_OWNER)  # rows that leave them to the cart's first
+                    if len(written) > 1:
+                        self._one_owner(rows)
             items = []
             build_item = self._build_item
             for line, row in rows:
@@ -865,11 +876,12 @@ class CsvSource(CartSource):
             if currency not in self._currencies:
                 currency = parse_currency(currency_text)
                 self._currencies.add(currency)
-            thousands_dot(total_text, "total", currency)
-            price_at = self._at["unit_price"]
-            for line, row in rows:
-                thousands_dot(row[price_at].strip(), "unit_price", currency)
-            line = start_line
+            if self._dotted or total_text[-4:-3] == ".":  # a price like 1.299 (_build_item saw it)
+                thousands_dot(total_text, "total", currency)
+                price_at = self._at["unit_price"]
+                for line, row in rows:
+                    thousands_dot(row[price_at].strip(), "unit_price", currency)
+                line = start_line
             email = None
             if email_text:
                 email = email_text.lower()
@@ -911,7 +923,9 @@ class CsvSource(CartSource):
     def _one_owner(self, rows: list[tuple[int, list[str]]]) -> None:
         """Raise :class:`RowError` when the rows of one cart name two addresses, customers or
         currencies: two carts under one id (an id Excel rounded, ``3.50123E+13``), which read
-        as one would show one customer another's products, priced in the wrong currency."""
+        as one would show one customer another's products, priced in the wrong currency.
+        :meth:`_build_cart` compares the cells as written first (a set of one tuple a row, blank
+        rows left out): this looks closely at a cart whose rows differ."""
         for name in _OWNER_FIELDS:
             position = self._at[name]
             seen: tuple[str, int] | None = None
@@ -957,6 +971,8 @@ class CsvSource(CartSource):
         price = self._decimal(price_text, "unit_price")
         if price < 0:
             raise RowError(f"unit_price: negative: {price_text!r}")
+        if price_text[-4:-3] == ".":  # 1.299: its cart checks it once its currency is known
+            self._dotted = True
         return LineItem(
             sku or name,
             name or sku,

@@ -47,13 +47,14 @@ def parse_delivered(value: Any) -> bool | None:
     (``fulfilled``, ``unfulfilled`` ...); any other word (``on hold``, ``pending``) is unknown. It
     is optional knowledge: unknown is what a shop without delivery tracking gives, and must not
     cost the order (an unreadable order holds its customer's carts back) nor a reminder."""
-    if value is None:
+    if type(value) is str:  # a CSV cell, the common case: first
+        text = value.strip().lower()
+    elif value is None:
         return None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, Decimal)):
+    elif isinstance(value, (bool, int, Decimal)):
         return bool(value)
-    text = str(value).strip().lower()
+    else:
+        text = str(value).strip().lower()
     if text in _FULFILLMENT:
         return _FULFILLMENT[text]
     if text in TRUE_WORDS:
