@@ -347,7 +347,7 @@ def test_a_fixed_incentive_costs_its_value_in_the_carts_currency_converted(shop:
     document = report(shop)
     (row,) = document["money"]["by_tier"]
     assert row["codes_redeemed"] == 3 and row["incentive_cost"] == "16.50"  # 15 SEK = 1.50 EUR, + 15 EUR
-    assert any(note.startswith("fixed incentives redeemed in HUF have no exchange rate to EUR")
+    assert any(note.startswith("incentives redeemed on orders in HUF have no exchange rate to EUR")
                for note in document["notes"])
 
 
@@ -447,3 +447,16 @@ def test_an_older_ledger_gets_the_report_columns_and_reports_its_rows(tmp_path: 
         assert [(r[1], r[11]) for r in rows] == [("csv:1", "sent")]
     finally:
         ledger.close()
+
+
+def test_a_percent_incentive_on_an_order_without_a_rate_is_left_out_with_a_note_not_costed_zero(shop: Shop) -> None:
+    shop.configure(shop={"currency": "EUR"}, sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3", "incentive": {"kind": "percent", "value": 20, "code": "PCT20"}}]}})
+    write_ledger(ledger_of(shop), [Row(f"s{n}", NOW) for n in range(2)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="240.00", cart_id="s0", currency="EUR"),
+                    order_row("o2", at=NOW + timedelta(hours=1), total="260.00", cart_id="s1", currency="USD"))
+    document = report(shop)
+    (row,) = document["money"]["by_tier"]
+    assert row["codes_redeemed"] == 2 and row["incentive_cost"] == "60.00"  # 20 % of 300 before the discount
+    assert any(note.startswith("incentives redeemed on orders in USD have no exchange rate to EUR")
+               for note in document["notes"])

@@ -364,7 +364,7 @@ def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[
             uncosted.add(channel or "?")
     codes_known = att.loaded.codes_seen
     basis = Basis(config.shop.currency, config.shop.exchange_rates)
-    unpriced: set[str] = set()  # currencies of fixed incentives without a rate
+    unpriced: set[str] = set()  # currencies without a rate of orders whose incentive has a cost there
     for message_id, sequence, step, tier, _channel, paid, code, currency in att.attributed_orders():
         row = tiers[tier or ""]
         row["orders"] += 1
@@ -377,13 +377,16 @@ def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[
         redeemed = (code is not None and (given is None or code.upper() == given.upper())) if codes_known else True
         if redeemed:
             row["redeemed"] += 1
+            if paid is None and incentive.kind == "percent":  # a share of an amount with no rate: unknown
+                unpriced.add(currency or "?")
+                continue
             cost = _discount(incentive, paid or 0, config.report.free_shipping_cost, currency, basis)
             if cost is None:
                 unpriced.add(currency or "?")
             else:
                 row["incentive_cost"] += cost
     if unpriced:
-        notes.append(f"fixed incentives redeemed in {', '.join(sorted(unpriced))} have no exchange rate to "
+        notes.append(f"incentives redeemed on orders in {', '.join(sorted(unpriced))} have no exchange rate to "
                      f"{config.shop.currency} (add shop.exchange_rates): their cost is left out")
     if uncosted and costs:
         notes.append(f"no cost set for channel(s) {', '.join(sorted(uncosted))} (report.costs): counted as free")
