@@ -149,3 +149,15 @@ def test_three_decimals_are_a_price_in_a_currency_of_thousandths(shop: Shop) -> 
     _carts_file(shop, [f"c1,a@example.com,KWD,{AT},S1,Lamp,1,1.250"])
     (decision,) = shop.cli("carts", "--json").json["decisions"]
     assert (decision["currency"], decision["total"]) == ("KWD", "1.250")
+
+
+def test_a_negative_cost_is_refused_as_a_negative_price_is(shop: Shop) -> None:
+    """It made the line look more than 100 % margin: the high-margin rule's top score."""
+    shop.write()
+    path = shop.folder / "carts.csv"
+    path.write_text(HEADER.replace(",marketing_consent", ",unit_cost,marketing_consent")
+                    + f"c1,a@example.com,EUR,{AT},S1,Mug,1,10,-5,yes\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert result.json["decisions"] == []
+    assert result.json["problems"] == [f"{path}:2: cart c1: unit_cost: negative: '-5'"]

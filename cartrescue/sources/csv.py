@@ -973,12 +973,15 @@ class CsvSource(CartSource):
             raise RowError(f"unit_price: negative: {price_text!r}")
         if price_text[-4:-3] == ".":  # 1.299: its cart checks it once its currency is known
             self._dotted = True
+        cost = self._decimal(cost_text, "unit_cost") if cost_text else None
+        if cost is not None and cost < 0:  # would make the line look more than 100 % margin
+            raise RowError(f"unit_cost: negative: {cost_text!r}")
         return LineItem(
             sku or name,
             name or sku,
             quantity,
             price,
-            self._decimal(cost_text, "unit_cost") if cost_text else None,
+            cost,
             _stock(stock_text) if stock_text else None,
             image or None,
             url or None,
