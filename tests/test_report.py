@@ -460,3 +460,9 @@ def test_a_percent_incentive_on_an_order_without_a_rate_is_left_out_with_a_note_
     assert row["codes_redeemed"] == 2 and row["incentive_cost"] == "60.00"  # 20 % of 300 before the discount
     assert any(note.startswith("incentives redeemed on orders in USD have no exchange rate to EUR")
                for note in document["notes"])
+
+
+def test_an_empty_period_says_nothing_was_messaged_not_that_nothing_was_held_out(shop: Shop) -> None:
+    shop.configure(sequences={"default": {"holdout": 0.1, "steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    write_ledger(ledger_of(shop), [])
+    assert report(shop)["incrementality"]["reason"] == "no cart was messaged or held out in this period"

@@ -185,7 +185,9 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
         "treated": _arm(treated), "holdout": _arm(held), "contaminated": held["messaged"],
     }
     reason = None
-    if not held["carts"]:
+    if configured and not held["carts"] and not treated["carts"]:
+        reason = "no cart was messaged or held out in this period"
+    elif not held["carts"]:
         reason = ("no sequence has a holdout (set sequences.NAME.holdout, e.g. 0.1, so that a share of carts gets no "
                   "message)" if not configured else "no cart was held out in this period")
     elif not treated["carts"]:
