@@ -199,6 +199,16 @@ def test_an_order_after_a_message_of_the_next_period_is_credited_there_and_only_
     assert {row["step"]: row["orders"] for row in following["breakdowns"]["step"]} == {2: 1}
 
 
+def test_a_period_reaching_past_a_pinned_now_ends_now(shop: Shop) -> None:
+    """A replay with `--now` and `--until` a later day counted the orders placed after that
+    moment as if they had already happened."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW), Row("t2", NOW)])
+    shop.add_orders(order_row("before", at=NOW + timedelta(hours=1), total="30.00", cart_id="t1"),
+                    order_row("after", at=NOW + timedelta(hours=5), total="80.00", cart_id="t2"))
+    document = report(shop, now=NOW + timedelta(hours=3))
+    assert document["summary"]["orders"] == 1 and document["summary"]["revenue"] == "30.00"
+
+
 def test_an_order_whose_first_row_is_refunded_is_no_order_whatever_a_later_row_says(shop: Shop) -> None:
     """First row wins, as in a run: an export that appends a row per change credited a refunded
     order as won back (and the run, reading the same file, treated it as refunded)."""
@@ -411,6 +421,7 @@ def test_csv_writes_one_file_per_table(shop: Shop, tmp_path: Path) -> None:
     (("--since", "last week"), 2, "--since: expected a date"),
     (("--by", "colour"), 2, "--by colour: expected one of"),
     (("--since", "2026-11-22", "--until", "2026-11-20"), 2, "is not before --until"),
+    (("--since", "2026-12-01", "--until", "2026-12-05"), 2, "is not before now"),
 ])
 def test_usage_errors_exit_2_with_one_json_document(shop: Shop, args: tuple[str, ...], code: int,
                                                     fragment: str) -> None:
