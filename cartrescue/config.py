@@ -387,6 +387,11 @@ class LedgerConfig(_Model):
         return value
 
 
+#: Whose cart may be reminded: ``required`` only a "yes"; ``soft-opt-in`` also an unknown answer
+#: from a customer who has ordered before (the soft opt-in); ``none`` anyone who did not say no.
+ConsentPolicy = Literal["required", "soft-opt-in", "none"]
+
+
 class QuietHours(_Model):
     start: ClockTime
     end: ClockTime  # may be earlier than start: the window crosses midnight
@@ -398,7 +403,7 @@ class EligibilityConfig(_Model):
     # A sequence is only started when its step 1 came due at most this long ago (a first run, or
     # a run after cron was down, does not send week-old carts a "you forgot something").
     backfill: Duration = timedelta(days=2)
-    consent: Literal["required", "soft-opt-in", "none"] = "soft-opt-in"
+    consent: ConsentPolicy = "soft-opt-in"
     # An order not delivered yet holds back its customer's reminders (pending_order) for this long
     # after it was placed; null: until delivered. A shop that never marks its orders delivered
     # (digital goods, pickup, fulfilment outside the shop) would otherwise never remind a customer
@@ -914,7 +919,7 @@ class SmsConfig(HttpDelivery):
     sender: str | None = None  # From: a number (+46701234567), a sender name, or a Twilio MessagingServiceSid (MG...)
     default_region: str | None = None  # region of numbers without +country code; null = shop.country
     countries: list[str] = Field(default_factory=list)  # send only to numbers of these countries ([] = any)
-    consent: Literal["required", "soft-opt-in", "none"] = "required"  # SMS consent (sms_consent), apart from e-mail's
+    consent: ConsentPolicy = "required"  # SMS consent (sms_consent), apart from e-mail's
     quiet_hours: QuietHours | None = Field(default_factory=_default_sms_quiet)  # on top of eligibility.quiet_hours
     max_segments: int = Field(3, ge=1, le=10)  # longer texts are a render error (templates check shows them)
     link_tags: bool = False  # the UTM tags of links: on links in texts too (~66 characters each: a segment in UCS-2)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from cartrescue.config import EligibilityConfig
+from cartrescue.config import ConsentPolicy, EligibilityConfig
 from cartrescue.contacts import email_hash, phone_hash
 from cartrescue.currency import Basis
 from cartrescue.model import Action, Cart, Reason, quick_init
@@ -60,7 +60,7 @@ class Gates:
         channel: str = "email",
         phone: str | None = None,
         phone_problem: str = "",
-        sms_consent: str = "required",
+        sms_consent: ConsentPolicy = "required",
     ) -> Verdict | None:
         """The first gate the cart fails, or None when it passes them all.
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import Index, UniqueConstraint, bindparam, column, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
@@ -49,7 +49,12 @@ def _naive(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
+@overload
+def _aware(moment: datetime) -> datetime: ...
+@overload
+def _aware(moment: None) -> None: ...
 def _aware(moment: datetime | None) -> datetime | None:
+    """A time read from the ledger (naive UTC on SQLite and MariaDB) as an aware UTC time."""
     if moment is None:
         return None
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
@@ -543,7 +548,7 @@ class Ledger:
                     shop=None if shop is None else shop[:191],
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def shops_taking_turns(self, last: int = 50) -> list[str]:
         """The shops whose runs take turns in this ledger (for ``doctor``): ``[]`` when one shop
@@ -1082,7 +1087,7 @@ class Ledger:
         with self.engine.begin() as conn:
             result = conn.execute(insert(table).values(
                 **row, status="sending", created_at=_naive(now or datetime.now(timezone.utc))))
-            return int(result.inserted_primary_key[0])
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def finish_send_test(self, test_id: int, status: str, reply: str) -> None:
         table = SendTest.__table__  # type: ignore[attr-defined]
@@ -1297,7 +1302,7 @@ class Ledger:
         c = Promotion.__table__.c  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             return [dict(row, promoted_at=_aware(row["promoted_at"]))
-                    for row in conn.execute(select(Promotion.__table__).order_by(c.id)).mappings()]
+                    for row in conn.execute(select(Promotion.__table__).order_by(c.id)).mappings()]  # type: ignore[attr-defined]
 
 
 def _latest(rows: Iterable[Any], into: dict[str, datetime]) -> None:
@@ -1564,7 +1569,7 @@ def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta) -> 
     """The ids of the runs matching ``which`` (a condition on cr_run) that are provably gone
     (:func:`_run_is_dead`) and hold no lock."""
     run = Run.__table__  # type: ignore[attr-defined]
-    holders = set(conn.execute(select(RunLock.__table__.c.run_id)).scalars())
+    holders = set(conn.execute(select(RunLock.__table__.c.run_id)).scalars())  # type: ignore[attr-defined]
     rows = conn.execute(select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid)
                         .where(which)).mappings().all()
     return [row["id"] for row in rows if row["id"] not in holders and _run_is_dead(row, now, stale_after)]

@@ -72,7 +72,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         raise ValueError(f"not an e-mail address: {address!r}")
     at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     found = Forgotten(email)
-    message, code, suppression = (model.__table__ for model in (Message, Code, Suppression))  # type: ignore[attr-defined]
+    message, code, suppression = (model.__table__ for model in (Message, Code, Suppression))  # type: ignore[attr-defined,union-attr]
     digest = email_hash(email)
     with _erasing(ledger) as conn:
         messages = conn.execute(select(message.c.id, message.c.status, message.c.transport, message.c.reply)
@@ -122,7 +122,7 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
                          f"{number!r}")
     at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     found = Forgotten(None, phone=phone)
-    message, suppression = (model.__table__ for model in (Message, Suppression))  # type: ignore[attr-defined]
+    message, suppression = (model.__table__ for model in (Message, Suppression))  # type: ignore[attr-defined,union-attr]
     digest = phone_hash(phone)
     with _erasing(ledger) as conn:
         found.rows[message.name] = int(conn.execute(
@@ -179,7 +179,7 @@ def prune(ledger: Any, now: datetime, *, decisions: timedelta | None, runs: time
     """
     from cartrescue.ledger import CartDecision
 
-    decision, run, message, lock = (model.__table__ for model in (CartDecision, Run, Message, RunLock))  # type: ignore[attr-defined]
+    decision, run, message, lock = (model.__table__ for model in (CartDecision, Run, Message, RunLock))  # type: ignore[attr-defined,union-attr]
     deleted_decisions = deleted_runs = 0
     with ledger.engine.begin() as conn:
         if decisions is not None:

@@ -17,7 +17,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,7 +130,7 @@ class Planner:
         """The carts a run reads: idle at least ``cutoff``, at most ``max_age``."""
         return Window(self.now - self.config.eligibility.max_age, self.now - self.config.eligibility.cutoff)
 
-    def decide(self, source: CartSource) -> Iterator[Decision]:
+    def decide(self, source: CartSource) -> Generator[Decision, None, None]:
         eligibility = self.config.eligibility
         now = self.now
         everything = Window(now - eligibility.max_age, now)
@@ -671,6 +671,7 @@ class Executor:
             else:
                 try:
                     detail = ""
+                    message: OutgoingMessage | None
                     if decision.channel == "email" and self.eml is None:  # no MIME bytes: only what they would refuse
                         message = self.composer.compose(decision)
                         wire_address(message.to.email)
@@ -761,8 +762,8 @@ class Executor:
                 ready.setdefault(prepared.request.channel, []).append(prepared)
         if held:
             self._hold_out(held, results)
-        for channel_name, prepared in ready.items():
-            feed = _ClaimFeed(self, prepared, results)
+        for channel_name, batch in ready.items():
+            feed = _ClaimFeed(self, batch, results)
             try:
                 self.channels[channel_name].run(feed)
             finally:

@@ -434,8 +434,9 @@ class TemplateChecker:
         for template in sorted(wanted):
             by_locale = files.get(template, {})
             if not by_locale:  # a step names it (a misspelt name?) but no folder has its files
-                first = (used.get(template) or [(None, 1, 1)])[0]
-                case = Case(template, "-", None, first[0], first[1], first[2], channel=channel)
+                uses = used.get(template)
+                sequence, number, count = (uses[0][0], uses[0][1], uses[0][2]) if uses else (None, 1, 1)
+                case = Case(template, "-", None, sequence, number, count, channel=channel)
                 part = f"{template}.sms.txt" if channel == "sms" else template
                 case.add(Problem("missing-part", f"template {part!r} has no files in any locale "
                                  f"(looked in {', '.join(str(f) for f in self.renderer.folders)})"))
@@ -451,10 +452,10 @@ class TemplateChecker:
                     for variant in sorted(on_disk - named):
                         unused.setdefault((template, variant), []).append(locale)
                 for seq_name, number, count, offers, configured in steps:
-                    for variant in [None, *sorted(on_disk | configured)]:
-                        if variant is not None and variant not in on_disk:
+                    for arm in [None, *sorted(on_disk | configured)]:
+                        if arm is not None and arm not in on_disk:
                             continue  # renders exactly the base files: checked as the base
-                        cases.append(Case(template, locale, variant, seq_name, number, count, list(offers),
+                        cases.append(Case(template, locale, arm, seq_name, number, count, list(offers),
                                           channel=channel))
                 if channel == "email":  # a variant with files in no locale is a base arm (the control): fine
                     with_files = {v for variants in by_locale.values() for v in variants if v}
@@ -465,10 +466,11 @@ class TemplateChecker:
             self.notes.append(f"{template}: variant {variant} has no files of its own in {', '.join(where)}: those "
                               f"customers are counted as {variant} but get the base template")
         for (template, variant), where in unused.items():
-            named = sorted({v for step in used[template] for v in step[4]})
-            alike = next((v for v in named if v.lower() == variant.lower()), None)
+            configured_names = sorted({v for step in used[template] for v in step[4]})
+            alike = next((v for v in configured_names if v.lower() == variant.lower()), None)
             hint = (f" (did you mean {alike}? variant names are case-sensitive)" if alike else
-                    f" (its steps' variants: {', '.join(named)})" if named else " (its steps have no variants)")
+                    f" (its steps' variants: {', '.join(configured_names)})" if configured_names
+                    else " (its steps have no variants)")
             self.notes.append(f"{template}@{variant} in {', '.join(where)}: no step configures variant {variant}, so "
                               f"no customer gets these files{hint}")
         return cases

@@ -72,7 +72,7 @@ class ListFeed:
         self.outcomes: list[Outcome] = []
 
     def take(self, n: int) -> list[Envelope]:
-        taken = []
+        taken: list[Envelope] = []
         while self._pending and len(taken) < n:
             taken.append(self._pending.pop())
         return taken

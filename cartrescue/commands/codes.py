@@ -93,7 +93,7 @@ def codes_list(
     if wanted:
         mode = table_mode(console.width, wide)
         # A code is never cut: it is what a person copies into the shop. Times to the minute.
-        names = ("pool", "code", "status", "email", "step", "allocated_at", "expires_at")
+        names: tuple[str, ...] = ("pool", "code", "status", "email", "step", "allocated_at", "expires_at")
         if mode == "compact":
             names = ("pool", "code", "status", "email", "expires_at")
         listing = FitTable([Column(name, "right" if name == "step" else "left") for name in names],

@@ -202,7 +202,7 @@ def err_console() -> Any:
 
     from rich.console import Console
 
-    return Console(file=_Diagnostics(sys.stderr), markup=False, highlight=False)
+    return Console(file=_Diagnostics(sys.stderr), markup=False, highlight=False)  # type: ignore[arg-type]  # duck-typed: write, flush, the rest passed on
 
 
 class _Diagnostics:

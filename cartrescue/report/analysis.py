@@ -236,7 +236,7 @@ def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any]) -> dict
     per_cart, rev_low, rev_high = stats.mean_difference(
         treated["revenue"] / UNITS, treated["squares"] / UNITS / UNITS, nt,
         held["revenue"] / UNITS, held["squares"] / UNITS / UNITS, nc)
-    lift = {
+    lift: dict[str, Any] = {
         "absolute": {"estimate": difference, "interval": [low, high], "half_width": half},
         "relative": None if ratio is None else {"estimate": ratio[0] - 1, "interval": [ratio[1] - 1, ratio[2] - 1]},
         "incremental_orders": {"estimate": difference * nt, "interval": [low * nt, high * nt]},
@@ -313,11 +313,12 @@ def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[d
                        f"{config.report.win_probability:.0%} (report.win_probability)")
         entry.update(winner=winner, verdict=verdict, promoted=_promotion(promoted.get((sequence, step))))
         out.append(entry)
-    for key, row in promoted.items():  # a promoted step without variant traffic in the period
+    for key, promotion in promoted.items():  # a promoted step without variant traffic in the period
         if key not in by_step:
-            out.append({"sequence": key[0], "step": key[1], "control": None, "variants": [], "winner": row["variant"],
+            out.append({"sequence": key[0], "step": key[1], "control": None, "variants": [],
+                        "winner": promotion["variant"],
                         "verdict": "promoted earlier; every message of this step now gets the winner",
-                        "promoted": _promotion(row)})
+                        "promoted": _promotion(promotion)})
     return out
 
 

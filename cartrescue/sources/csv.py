@@ -47,6 +47,9 @@ from cartrescue.sources.order_index import OrderIndex, Row
 from cartrescue.sources.spool import RowSpool
 
 if TYPE_CHECKING:
+    from _csv import Dialect as CsvDialect
+    from _csv import Reader as CsvReader
+
     from cartrescue.shards import Shard
 
 CART_FIELDS = (
@@ -212,7 +215,7 @@ class _Columns:
     index: dict[str, int]
 
 
-def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO, "csv._reader"]:
+def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO, CsvReader]:
     try:
         handle = path.open("r", encoding=encoding, newline="")
     except OSError as exc:
@@ -254,7 +257,7 @@ def unchanged(handle: TextIO, path: Path, before: tuple[int, int]) -> None:
                           "rename it into place (docs/csv-format.md)")
 
 
-def read_header(reader: "csv._reader", path: Path, encoding: str) -> list[str] | None:
+def read_header(reader: CsvReader, path: Path, encoding: str) -> list[str] | None:
     """The header row of a CSV file (None: an empty file); one it cannot read stops, naming the file."""
     try:
         return next(reader)
@@ -274,7 +277,7 @@ def empty_export(path: Path, without: str) -> SourceError:
                        f"{without}, so it stops. A shop with none yet exports the header line alone")
 
 
-def numbered_rows(reader: "csv._reader", path: Path, encoding: str,
+def numbered_rows(reader: CsvReader, path: Path, encoding: str,
                   on_problem: ProblemSink) -> Iterator[tuple[int, list[str]]]:
     """The rows after the header, each with the line it starts on (a quoted cell may span
     lines); a malformed row is reported as ``file:line`` and skipped, undecodable text stops."""
@@ -295,7 +298,7 @@ def numbered_rows(reader: "csv._reader", path: Path, encoding: str,
         yield start, row
 
 
-def swallowed_rows(row: Sequence[str], dialect: "csv.Dialect | type[csv.Dialect]", width: int) -> list[list[str]]:
+def swallowed_rows(row: Sequence[str], dialect: "CsvDialect", width: int) -> list[list[str]]:
     """The rows of the file inside ``row``'s cells: each line of a cell (after its first) with a
     row's worth of delimiters, read as a row. Asked only of a row that spans lines.
 
@@ -617,7 +620,7 @@ class CsvSource(CartSource):
         build = self._build_cart
         apart, self._apart, self._unique = self._apart, {}, True
         try:
-            for first, second in spool.entries():
+            for first, second in spool.entries():  # type: ignore[misc]  # a rows spool: pairs only
                 if type(first) is int:
                     if apart and not self._whole(apart, first, second):  # type: ignore[arg-type]
                         continue
@@ -809,7 +812,7 @@ class CsvSource(CartSource):
             # says; a run has nothing to do and nothing to report (a job that stopped writing the
             # file is source.export_stale_after's to catch). A 0-byte file is reported, above.
 
-    def _read_header(self, reader: csv._reader) -> int | None:
+    def _read_header(self, reader: CsvReader) -> int | None:
         """Read the carts file's header and set where each field is: its width (None: an empty file)."""
         header = read_header(reader, self.carts_path, self.encoding)
         if header is None:

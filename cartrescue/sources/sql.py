@@ -270,7 +270,7 @@ def _lenient_loaders() -> dict[str, type]:
     import psycopg
     from psycopg.types import datetime as pg
 
-    def lenient(base: type) -> type:
+    def lenient(base: Any) -> type:
         def load(self: Any, data: Any) -> Any:
             try:
                 return base.load(self, data)
@@ -306,7 +306,7 @@ class ShopDatabase:
             raise ConfigError(f"source.prefix: only letters, digits and _ are allowed, got {prefix!r}")
         self.source = source
         self.prefix = prefix or ""
-        self.own_queries = False  # type: sql: the queries are the config's, not a preset's
+        self.own_queries = False  # `type: sql`: the queries are the config's, not a preset's
         self.table_hints: Mapping[str, str] = {}  # a preset's advice for one missing table
         self.where = self._where(url)
         self._url = url
@@ -363,7 +363,7 @@ class ShopDatabase:
                     result = connection.execution_options(stream_results=True, yield_per=batch).execute(
                         statement, dict(params or {}))
                     try:
-                        yield from result.mappings()
+                        yield from result.mappings()  # type: ignore[misc]  # RowMapping: a Mapping[str, Any]
                     except GeneratorExit:
                         closed = True
                         raise
@@ -379,7 +379,7 @@ class ShopDatabase:
         """All rows of a small result (lookups for one chunk of carts)."""
         with self.errors():
             with self.engine.connect() as connection:
-                return list(connection.execute(_text(sql, expanding), dict(params or {})).mappings())
+                return list(connection.execute(_text(sql, expanding), dict(params or {})).mappings())  # type: ignore[arg-type]
 
     def table_names(self) -> set[str]:
         with self.errors():
@@ -1078,7 +1078,7 @@ class SqlSource(DatabaseSource):
         sql = self.queries.get("orders")
         if not sql or not carts:
             return
-        lists = {
+        lists: dict[str, Sequence[str | None]] = {
             "cart_ids": sorted({cart.id for cart in carts}),
             "emails": sorted({cart.customer.email for cart in carts if cart.customer.email}),
             "customer_ids": sorted({cart.customer.id for cart in carts if cart.customer.id}),
