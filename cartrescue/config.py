@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -318,6 +319,26 @@ class SourceConfig(_Model):
     def is_csv(self) -> bool:
         """Files exported by the shop (the generic CSV or Shopify's), not a database read live."""
         return self.type in ("csv", "shopify_csv")
+
+    @field_validator("columns", "order_columns")
+    @classmethod
+    def _generic_names(cls, columns: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        """Each key a generic column name: a misspelt one (``emial``) mapped nothing, so the
+        orders' addresses were blank and their buyers reminded, without a word."""
+        if not columns:
+            return columns
+        from difflib import get_close_matches
+
+        from cartrescue.sources.csv import CART_FIELDS, LINE_FIELDS, ORDER_FIELDS
+
+        names = CART_FIELDS + LINE_FIELDS if info.field_name == "columns" else (*ORDER_FIELDS, "discount_code")
+        for key in columns:
+            if key not in names:
+                close = get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                raise ValueError(f"unknown column {key!r} ({hint}the keys are the generic names of docs/csv-format.md: "
+                                 f"{', '.join(names)}; the values are this export's headers)")
+        return columns
 
     @field_validator("url")
     @classmethod
