@@ -88,8 +88,9 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     """``(file:line, cell)`` for every address-like entry of a CSV export or a one-a-line file.
 
     A CSV (``,``, ``;`` or tab) is read by its e-mail column (``email``, ``Email Address``, ...);
-    without such a header, the first cell holding an ``@`` of each row. Blank lines and lines
-    starting with ``#`` are skipped.
+    without such a header, the first cell holding an ``@`` of each row. A file without a
+    delimiter is one address a line, under a header when its first line is a column name
+    (``email``: a one-column export). Blank lines and lines starting with ``#`` are skipped.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -98,10 +99,14 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     lines = text.splitlines()
     first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
     delimiter = next((d for d in (",", ";", "\t") if d in first), None)
-    if delimiter is None:
+    if delimiter is None:  # one address a line, perhaps under a one-column CSV's header ("email")
+        header = first.strip().lower() in _EMAIL_COLUMNS
         for number, line in enumerate(lines, 1):
             entry = line.strip()
             if entry and not entry.startswith("#"):
+                if header:
+                    header = False
+                    continue
                 yield f"{path.name}:{number}", entry
         return
     rows = csv.reader(io.StringIO(text), delimiter=delimiter)

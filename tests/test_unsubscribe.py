@@ -204,6 +204,16 @@ def test_suppress_import_of_a_missing_or_undecodable_file_says_why_in_plain_word
     assert undecodable.exit_code == 2 and "can't decode byte 0xff" in undecodable.json["error"]["message"]
 
 
+def test_suppress_import_of_a_one_column_export_skips_its_header(shop: Shop, tmp_path: Path) -> None:
+    """A one-column CSV has no delimiter, so it reads as one address a line: its header was an
+    invalid address, and the import exited 1 on a clean file."""
+    export = tmp_path / "old-tool-unsubscribes.csv"
+    export.write_text("Email\nann@example.com\nbob@example.com\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["added"] == 2 and result.json["invalid"] == []
+
+
 def test_suppress_import_list_and_remove(shop: Shop, tmp_path: Path) -> None:
     export = tmp_path / "unsubscribed.csv"
     export.write_text("Email Address,First Name,Unsub Time\nann@example.com,Ann,2026-01-01\n"

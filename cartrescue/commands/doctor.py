@@ -21,8 +21,10 @@ def doctor(
     """Check the config, the ledger, the source, the SMTP relay (connect, TLS, AUTH; nothing is
     sent) and that reminders are still going out.
 
-    Exits with the code of the first failed check: 2 config or ledger, 3 source, 1 SMTP, and 5
-    when no `run --send` (or `--outbox`) succeeded within `doctor.stale_after` (default 2h). Run
+    Exits with the code of the first failed check: 2 config or ledger, 3 source (5 for a CSV
+    export not written within `source.export_stale_after`), 1 SMTP, and 5 when no `run --send`
+    (or `--outbox`) succeeded within `doctor.stale_after` (default 2h); a 1 gives way to a later
+    check's code (a relay that is down and the reminders stopped because of it: 5). Run
     it from cron too, with `--quiet`: it prints nothing while all is well, and cron mails the
     owner the failed checks when reminders have silently stopped.
 
