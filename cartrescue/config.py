@@ -55,12 +55,26 @@ def parse_duration(value: Any) -> timedelta:
         if value == 0:
             return timedelta(0)
         raise ValueError(f"a duration needs its unit: {value}m, {value}h or {value}s? (a bare number is "
-                         "not taken: 45 could mean either)")
+                         f"not taken: {value} could mean any of them)")
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
             return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
     raise ValueError(f"expected a duration like 45m, 24h or 3d, got {value!r}")
+
+
+def duration_text(value: timedelta) -> str:
+    """A duration as the config writes one (``12h``, ``90s``, ``1d 12h``): an error quoting a
+    value read back ``12:00:00``, Python's way, not the one the user typed."""
+    seconds = int(value.total_seconds())
+    if seconds <= 0:
+        return "0s" if seconds == 0 else f"-{duration_text(-value)}"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts)
 
 
 def parse_seconds(value: Any) -> timedelta:
@@ -358,6 +372,11 @@ class SourceConfig(_Model):
         if self.is_csv:
             if self.carts is None:
                 raise ValueError(f"a {self.type} source needs 'carts' (path to the carts CSV)")
+            # A database source's keys under a file source: left from a switch, or a type forgotten.
+            stray = [key for key in ("url", "prefix", "queries", "options") if getattr(self, key)]
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: for a database source, not a {self.type} one (which reads "
+                                 "the carts and orders files): set type, or remove them")
         elif not self.url:
             raise ValueError(f"a {self.type} source needs 'url' (an SQLAlchemy database URL)")
         if self.type == "sql" and "carts" not in self.queries:
@@ -379,8 +398,15 @@ class Retention(_Model):
     @classmethod
     def _floor(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < RETENTION_FLOOR:
-            raise ValueError(f"must be at least 1d (or null: keep for ever), got {value}")
+            raise ValueError(f"must be at least 1d (or null: keep for ever), got {duration_text(value)}")
         return value
+
+
+def _time_as_text(value: Any) -> Any:
+    """``now: 2026-11-20T10:00:00Z`` unquoted: YAML reads a time, not the text it was."""
+    from datetime import date
+
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _retention(value: Any) -> Any:
@@ -404,7 +430,7 @@ class LedgerConfig(_Model):
     def _lock_floor(cls, value: timedelta) -> timedelta:
         if value < LOCK_TIMEOUT_FLOOR:
             raise ValueError(f"must be at least {int(LOCK_TIMEOUT_FLOOR.total_seconds())}s (the run refreshes its "
-                             f"heartbeat every lock_timeout/4), got {value}")
+                             f"heartbeat every lock_timeout/4), got {duration_text(value)}")
         return value
 
 
@@ -445,6 +471,15 @@ class EligibilityConfig(_Model):
     disposable_domains: list[str] = Field(
         default_factory=lambda: ["mailinator.com", "guerrillamail.com", "10minutemail.com", "yopmail.com", "trashmail.com"]
     )
+
+    @model_validator(mode="after")
+    def _a_window_to_send_in(self) -> "EligibilityConfig":
+        """A cart is due once idle for ``cutoff`` and too old after ``max_age``: with the cut-off
+        the longer of the two, no cart is ever due, and nothing said so."""
+        if self.cutoff >= self.max_age:
+            raise ValueError(f"cutoff ({duration_text(self.cutoff)}) must be shorter than max_age "
+                             f"({duration_text(self.max_age)}): no cart would ever be due")
+        return self
 
     @field_validator("bot_patterns")
     @classmethod
@@ -830,6 +865,8 @@ class ReportConfig(_Model):
     @classmethod
     def _non_negative(cls, costs: dict[str, Decimal]) -> dict[str, Decimal]:
         for channel, cost in costs.items():
+            if channel not in CHANNELS:
+                raise ValueError(f"unknown channel {channel!r}: the keys are {', '.join(CHANNELS)}")
             if cost < 0:
                 raise ValueError(f"{channel}: a cost cannot be negative, got {cost}")
         return costs
@@ -996,7 +1033,8 @@ class Config(_Model):
     survey: SurveyConfig = SurveyConfig()
     links: LinksConfig = LinksConfig()
     report: ReportConfig = ReportConfig()
-    now: str | None = None  # pin the clock (demos, reproducible tests); never in production
+    # pin the clock (demos, reproducible tests); never in production
+    now: Annotated[str | None, BeforeValidator(_time_as_text)] = None
     base_dir: Path = Path(".")
     config_file: Path | None = None  # set by load_config: errors found later name the file too
     unset_env: dict[str, str] = Field(default_factory=dict)  # set by load_config: {secret key: its unset variable}
@@ -1026,6 +1064,17 @@ class Config(_Model):
                 if unknown:
                     raise ValueError(f"sequences.{name}.steps[{number}].tier_channels: unknown tier {unknown[0]!r} "
                                      f"(known: {', '.join(sorted(tiers))})")
+        return self
+
+    @model_validator(mode="after")
+    def _survey_steps_exist(self) -> "Config":
+        """A survey step past every sequence's last asks nobody, without a word."""
+        if self.survey.url and self.survey.steps and self.sequences:
+            longest = max(len(sequence.steps) for sequence in self.sequences.values())
+            beyond = [step for step in self.survey.steps if step > longest]
+            if beyond:
+                raise ValueError(f"survey.steps: step {beyond[0]} is past the last step of every sequence "
+                                 f"(the longest has {longest})")
         return self
 
     @property

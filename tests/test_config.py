@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from cartrescue.config import load_config, parse_duration
+from cartrescue.config import load_config, parse_duration, resolve_now
 from cartrescue.errors import ConfigError
 from conftest import REPO, cli
 
@@ -63,6 +63,18 @@ def test_a_timeout_without_its_unit_is_seconds(tmp_path: Path) -> None:
          "source.order_columns: unknown column 'emial' (did you mean email?"),
         ("source: {type: csv, carts: c.csv, columns: {cartid: Id}}\n",
          "source.columns: unknown column 'cartid' (did you mean cart_id?"),
+        ("source: {type: csv, carts: c.csv, url: 'postgresql://db/shop'}\n",
+         "source.url: for a database source, not a csv one"),
+        ("source: {type: csv, carts: c.csv}\neligibility: {cutoff: 1w, max_age: 3d}\n",
+         "eligibility: cutoff (7d) must be shorter than max_age (3d)"),
+        ("source: {type: csv, carts: c.csv}\nreport: {costs: {emial: 0.5}}\n",
+         "report.costs: unknown channel 'emial'"),
+        ("source: {type: csv, carts: c.csv}\nledger: {retention: 12h}\n",
+         "ledger.retention.decisions: must be at least 1d (or null: keep for ever), got 12h"),
+        ("source: {type: csv, carts: c.csv}\neligibility: {backfill: 2}\n",
+         "a bare number is not taken: 2 could mean any of them"),
+        ("source: {type: csv, carts: c.csv}\nsurvey: {url: 'https://shop.example.com/s?t={token}', steps: [7]}\n",
+         "survey.steps: step 7 is past the last step of every sequence (the longest has 3)"),
         ("source: {type: csv, carts: c.csv}\nshop: {default_locale: xx_YY}\n",
          "shop.default_locale: unknown locale 'xx_YY': expected a CLDR locale like en, sv or pt_BR"),
     ],
@@ -72,6 +84,12 @@ def test_errors_name_the_file_and_the_key(tmp_path: Path, yaml_text: str, messag
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_an_unquoted_now_is_read_as_the_time_it_says(tmp_path: Path) -> None:
+    """YAML reads ``now: 2026-11-20T10:00:00Z`` as a time, which failed as "not a valid string"."""
+    config = load_config(_write(tmp_path, "source: {type: csv, carts: c.csv}\nnow: 2026-11-20T10:00:00Z\n"))
+    assert resolve_now(config, None) == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
 
 
 def test_the_default_locale_is_written_as_cldr_writes_it(tmp_path: Path) -> None:

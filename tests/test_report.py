@@ -422,6 +422,7 @@ def test_csv_writes_one_file_per_table(shop: Shop, tmp_path: Path) -> None:
     (("--by", "colour"), 2, "--by colour: expected one of"),
     (("--since", "2026-11-22", "--until", "2026-11-20"), 2, "is not before --until"),
     (("--since", "2026-12-01", "--until", "2026-12-05"), 2, "is not before now"),
+    (("--since", "2026-12-01"), 2, "is not before now"),
 ])
 def test_usage_errors_exit_2_with_one_json_document(shop: Shop, args: tuple[str, ...], code: int,
                                                     fragment: str) -> None:

@@ -140,10 +140,10 @@ def _compute(config_path: Path | None, now: str | None, since: str | None, until
     tz = config.shop.tz
     end = parse_bound(until, tz, end=True) or at
     start = parse_bound(since, tz, end=False) or end - config.report.period
-    if start >= end:
-        raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before --until {end:%Y-%m-%d %H:%M} UTC")
     if start >= at:
         raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before now ({at:%Y-%m-%d %H:%M} UTC)")
+    if start >= end:
+        raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before --until {end:%Y-%m-%d %H:%M} UTC")
     # A period reaching past now ends now: with a pinned --now (a replay), --until a later day
     # counted the orders placed after that moment as if they had happened.
     end = min(end, at)
