@@ -177,7 +177,7 @@ def _source(config: Any, now: datetime) -> Check:
     if written:
         detail += "; " + written
     if advice:
-        detail += "; " + "; ".join(advice)
+        detail += "; " + "; ".join(line.rstrip(";") for line in advice)  # an index's CREATE ends in one
     if stale:
         return Check("source", FAIL, f"{detail}; but {stale}", int(ExitCode.STALE))
     if problems:

@@ -748,7 +748,8 @@ def print_report(report: Report, console: Any, show_passing: bool = True) -> Non
             result = f"[red]FAIL[/] {first.kind}: {_escape(_problem_line(first))}{more}"
         table.add_row(case.template + (" (sms)" if case.channel == "sms" else ""), case.locale, case.variant or "-", case.step_label, case.incentive_label,
                       str(case.renders), result)
-    console.print(table)
+    if table.row_count:  # --failures-only with nothing failing: no empty frame
+        console.print(table)
     for case in report.failed:
         console.print(f"[red]✗[/] {_escape(case.name)}", highlight=False)
         for problem in case.problems:

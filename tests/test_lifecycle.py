@@ -72,7 +72,7 @@ def test_forget_erases_every_row_with_the_address_and_keeps_only_its_hash(shop: 
     result = shop.cli("forget", " BOB@example.com ", "--json", now=None)
     assert result.exit_code == 0, result.output
     assert result.json["erased"] == {"cr_message": 1, "cr_decision": 1, "cr_survey": 1, "cr_send_test": 1}
-    assert (result.json["codes_kept"], result.json["codes_freed"], result.json["suppressed"]) == (1, 0, True)
+    assert (result.json["codes_kept"], result.json["codes_freed"], result.json["suppression_added"]) == (1, 0, True)
 
     assert columns_holding(db, BOB) == [] and BOB.encode() not in file_bytes(db).lower()
     assert columns_holding(db, "alice@example.com")  # nobody else was touched
@@ -122,7 +122,7 @@ def test_forgetting_twice_changes_nothing(shop: Shop) -> None:
     assert first.exit_code == again.exit_code == 0
     assert sum(first.json["erased"].values()) == 2
     assert sum(again.json["erased"].values()) == 0 and again.json["codes_kept"] == 0
-    assert again.json["suppressed"] is False
+    assert again.json["suppressed"] is True and again.json["suppression_added"] is False
     assert len(ledger_of(shop).suppressions()) == 1
 
 
@@ -131,7 +131,7 @@ def test_an_address_that_unsubscribed_keeps_its_suppression(shop: Shop) -> None:
     shop.write()
     assert shop.cli("unsubscribe", BOB, now=None).exit_code == 0
     result = shop.cli("forget", BOB, "--json", now=None)
-    assert result.exit_code == 0 and result.json["suppressed"] is False
+    assert result.exit_code == 0 and result.json["suppression_added"] is False and result.json["suppressed"] is True
     (row,) = ledger_of(shop).suppressions()
     assert row["reason"] == "unsubscribed"
 
@@ -145,7 +145,7 @@ def test_a_code_whose_message_bounced_goes_back_to_its_pool_and_the_bounce_reply
     (bounce,) = ledger_of(shop).suppressions()
     assert BOB in bounce["source"]  # the relay's reply quoted the address
     result = shop.cli("forget", BOB, "--json", now=None)
-    assert (result.json["codes_kept"], result.json["codes_freed"], result.json["suppressed"]) == (0, 1, False)
+    assert (result.json["codes_kept"], result.json["codes_freed"], result.json["suppression_added"]) == (0, 1, False)
     (row,) = ledger_of(shop).suppressions()
     assert row["reason"] == "bounced: no such user" and BOB not in row["source"]
     pools = shop.cli("codes", "list", "--json").json["pools"]["comeback"]

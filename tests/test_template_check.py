@@ -105,6 +105,12 @@ def test_a_configured_template_with_no_files_fails(shop: Shop) -> None:
     assert "default 1/1" in table.stdout and "(unused)" not in table.stdout
 
 
+def test_failures_only_with_nothing_failing_prints_the_verdict_without_an_empty_table(shop: Shop) -> None:
+    result = shop.cli("templates", "check", "--quick", "--failures-only", now=None)
+    assert result.exit_code == 0, result.output
+    assert "┏" not in result.stdout and "incentives" not in result.stdout and "all templates pass" in result.stdout
+
+
 def test_none_and_jinja_markup_in_the_output_are_caught(tmp_path: Path) -> None:
     folder = tmp_path / "t" / "en"
     folder.mkdir(parents=True)

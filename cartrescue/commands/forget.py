@@ -62,7 +62,8 @@ def forget(
         fail(error, as_json)
     if as_json:
         json_out({"email": done.email, "phone": done.phone, "erased": done.rows, "codes_kept": done.codes_kept,
-                  "codes_freed": done.codes_freed, "suppressed": done.suppressed,
+                  # suppressed: how it ends, always; suppression_added: False when it was already
+                  "codes_freed": done.codes_freed, "suppressed": True, "suppression_added": done.suppressed,
                   "call_list": {"path": str(call_list), "rows": listed, "removed": files and bool(listed)},
                   "files": done.files, "files_removed": gone})
         return

@@ -366,7 +366,8 @@ def run(
     config: ConfigOption = None,
     as_json: JsonOption = False,
     now: NowOption = None,
-    send: Annotated[bool, typer.Option("--send", help="Really deliver over SMTP (default: dry-run).")] = False,
+    send: Annotated[bool, typer.Option("--send", help="Really deliver: e-mail over SMTP, and SMS and webhook messages where tiers use them "
+                                                 "(default: dry-run).")] = False,
     outbox: Annotated[
         Optional[Path], typer.Option("--outbox", metavar="DIR", help=(
             "Write every message as an .eml file into DIR (counts as delivery; a relative DIR is beside the config "
@@ -397,8 +398,8 @@ def run(
              "and one per 5,000 carts of a CSV export). 1: one process.")] = None,
     shard: Annotated[Optional[str], typer.Option(
         "--shard", metavar="K/N",
-        help="Run only shard K of N (one per host or container on a shared PostgreSQL ledger); see README, "
-             "\"Workers and shards\".")] = None,
+        help="Run only shard K of N (one per host or container on a shared PostgreSQL ledger); see "
+             "docs/workers.md.")] = None,
 ) -> None:
     """The cron job: read carts, decide, prioritize, render, and deliver or dry-run.
 

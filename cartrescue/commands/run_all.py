@@ -31,7 +31,8 @@ def run_all(
         help="The shops' config files (a folder stands for its cartrescue.yaml), e.g. shops/*/cartrescue.yaml.")],
     as_json: JsonOption = False,
     now: NowOption = None,
-    send: Annotated[bool, typer.Option("--send", help="Really deliver over SMTP (default: dry-run).")] = False,
+    send: Annotated[bool, typer.Option("--send", help="Really deliver: e-mail over SMTP, and SMS and webhook messages where tiers use them "
+                                                 "(default: dry-run).")] = False,
     outbox: Annotated[Optional[Path], typer.Option(
         "--outbox", metavar="DIR", help="Write every message as an .eml file into DIR instead (relative: each shop's own DIR, "
                          "beside its config).")] = None,

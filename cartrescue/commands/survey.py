@@ -20,6 +20,7 @@ from cartrescue.commands.common import (
     sub_typer,
 )
 from cartrescue.errors import CartrescueError, ConfigError
+from cartrescue.text import counted
 
 app = sub_typer("The cart survey: why customers left their carts, as they answered (docs/survey.md).")
 
@@ -86,7 +87,7 @@ def survey_export(
     if as_json:
         json_out({"file": str(output), "answers": count} if output is not None else {"answers": count, "rows": rows})
     elif output is not None:
-        err_console().print(f"{output}: {count} answers", highlight=False, markup=False)
+        err_console().print(f"{output}: {counted(count, 'answer')}", highlight=False, markup=False)
 
 
 def _plain(value: Any) -> Any:
@@ -133,7 +134,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from cartrescue.text import printable
 
     console = Console()
-    table = Table(header_style="bold", title=f"{summary['answers']} answers")
+    table = Table(header_style="bold", title=counted(summary["answers"], "answer"))
     for column, justify in (("group", "left"), ("reason", "left"), ("answers", "right"), ("share", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     groups = [("all", summary["reasons"])]
