@@ -62,7 +62,9 @@ class ShopRun:
         if self.timed_out is not None:
             return {"code": "timeout", "exit_code": self.exit_code,
                     "message": f"stopped after running {self.timed_out:g} s (--timeout), as an interrupted run stops: "
-                               "what it delivered is recorded, the rest waits for the next run"}
+                               "what it delivered is recorded; a message the relay had not answered yet stays "
+                               "claimed without outcome, never resent (the next run counts it, `doctor` shows "
+                               "it); the rest waits for the next run"}
         return error_of(self.trailer, self.exit_code, f"the run (pid {self.pid})", self.stderr_tail, "killed")
 
     def counts(self) -> dict[str, Any]:
@@ -74,13 +76,37 @@ class ShopRun:
         Not one stopped for --timeout: it only knows it was interrupted."""
         return self.timed_out is None and self.trailer is not None and isinstance(self.trailer.get("error"), dict)
 
+    def attention(self) -> list[str]:
+        """What ``run`` alone would have said of this shop even under ``--quiet`` (its summary):
+        why deliveries failed, claims a killed run left without outcome, a second shop on its
+        ledger. A shop's run under ``run-all`` writes only its document, so ``run-all`` says it."""
+        trailer = self.trailer or {}
+        lines = [f"failed: {n} × {why}" for why, n in sorted((self.counts().get("failures") or {}).items(),
+                                                             key=lambda item: -item[1])[:3]]
+        killed_left = int(trailer.get("killed_left") or 0)
+        if killed_left and not trailer.get("released"):
+            lines.append(f"{killed_left} claims were left without outcome by a run killed since the last run, found "
+                         "now: those customers may not have got their message; not resent (said once; `cartrescue "
+                         "doctor` shows them, --resend-unconfirmed sends them again)")
+        lines.extend(note for note in trailer.get("notes") or [] if _about_the_shop(note, trailer))
+        return [named(self.config, line) for line in lines]
+
+    def other_notes(self) -> list[str]:
+        """The notes of the shop's run that :meth:`attention` leaves to a run-all without ``--quiet``."""
+        trailer = self.trailer or {}
+        return [named(self.config, f"note: {note}") for note in trailer.get("notes") or []
+                if not _about_the_shop(note, trailer)]
+
     def as_json(self) -> dict[str, Any]:
         trailer = self.trailer or {}
         row: dict[str, Any] = {"config": str(self.config), "pid": self.pid or None, "started": self.started or None,
                                "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
                                "run_id": trailer.get("run_id"), "decisions": self.decisions,
                                "counts": merge_counts([self.counts()]), "problems": list(trailer.get("problems") or []),
-                               "unconfirmed": trailer.get("unconfirmed", 0)}
+                               "unconfirmed": trailer.get("unconfirmed", 0),
+                               "released": trailer.get("released", 0), "killed_left": trailer.get("killed_left", 0),
+                               "notes": list(trailer.get("notes") or []),
+                               "shop_switched_from": trailer.get("shop_switched_from")}
         error = self.error()
         if error is not None:
             row["error"] = error
@@ -279,6 +305,11 @@ def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -
         tail.append(line)
         del tail[:-20]
         warn(f"{child.shop.config}: {line}")
+
+
+def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:
+    """The note of a run whose ledger's last run was another shop's (``job.same_shop``)."""
+    return bool(trailer.get("shop_switched_from")) and note.startswith("this ledger's last run")
 
 
 def named(config: Path, message: str) -> str:

@@ -41,6 +41,10 @@ class LedgerError(CartrescueError):
 class LockHeld(CartrescueError):
     exit_code = ExitCode.LOCKED
 
+    def __init__(self, message: str, holder: int | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder  # the run holding the lock, where known (whose shop it is: job.py)
+
 
 class LockLost(CartrescueError):
     """Another run took the lock over while this one was paused or stalled: stop at once."""

@@ -61,6 +61,7 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)  # things to know that are not errors (a reader saw nothing)
     pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention deleted by this run
     killed_left: int = 0  # claims without outcome of the killed runs this run found and closed (said once)
+    shop_switched_from: str | None = None  # the ledger's last run was another shop's (said by every run of this one)
 
 
 def shard_config(config: Config, shard: Shard) -> Config:
@@ -227,6 +228,20 @@ def _run_job(
             if delivering:
                 raise
             notes.append(f"a sending run would stop (exit 2): {exc}")  # the dry-run still plans
+        try:
+            switched_from = same_shop(config, ledger)
+        except ConfigError as exc:
+            if delivering:  # recorded, so that doctor (and every later run) still sees the shops take turns
+                shard_name = "" if request.shard is None or request.shard.whole else str(request.shard)
+                ledger.finish_run(ledger.start_run(request.mode, now, shard_name, config.shop_identity), "refused", {})
+                raise
+            notes.append(f"a sending run would stop (exit 2): {exc}")
+            switched_from = None
+        if switched_from is not None:
+            notes.append(f"this ledger's last run was for shop {switched_from}, this one is for {config.shop_identity}: "
+                         "fine for a renamed shop or a new sender, but two shops must not share a ledger (each one's "
+                         "cart ids and addresses are taken for the other's, and reminders are lost): if another shop "
+                         "uses this ledger.url, give each its own; the next run of either then stops (exit 2)")
         shard = request.shard or Shard(1, 1)
         owns = None if shard.whole else shard.owns
         run_id = None
@@ -239,8 +254,16 @@ def _run_job(
             run_id = ledger.start_run(request.mode, now, "" if shard.whole else str(shard), config.shop_identity)
             try:
                 stack.enter_context(ledger.lock(run_id, config.ledger.lock_timeout, shard.lock_name))
-            except LockHeld:
+            except LockHeld as held:
                 ledger.finish_run(run_id, "locked", {})
+                other = None if held.holder is None else ledger.shop_of_run(held.holder)
+                if other is not None and other != config.shop_identity:  # not this shop's earlier run: a config error
+                    raise ConfigError(
+                        f"{config.where('ledger.url')}: a run of shop {other} holds this ledger's lock, and this run "
+                        f"is for {config.shop_identity}: two shops must not share a ledger (each one's cart ids and "
+                        "addresses are taken for the other's, and reminders are lost). Nothing was claimed. Give each "
+                        "shop its own ledger.url (README, \"Many shops, one cron job\"); a shop renamed while its "
+                        "last run still goes passes once that run has ended") from None
                 raise
             watch = stack.enter_context(LockWatch(ledger, run_id, config.ledger.lock_timeout, shard.lock_name))
             pruned = _prune(config, ledger, now, run_id)
@@ -310,7 +333,7 @@ def _run_job(
     notes += newsletters.notes() if newsletters is not None else []
     notes += planner.prioritizer.notes()
     return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
-                      killed_left=killed_left)
+                      killed_left=killed_left, shop_switched_from=switched_from)
 
 
 def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem: Callable[[RowProblem], None],
@@ -348,6 +371,31 @@ def same_source(config: Config, name: str, ledger: Ledger, now: datetime) -> Non
         f"ledger's latest message ({at:%Y-%m-%d %H:%M} UTC) is of cart '{key}': with new keys every cart would start "
         f"its sequence again and its customer be reminded twice. Nothing was claimed. Keep the source it had, or set "
         f"source.key_prefix: {before} (the same cart ids under the old name); a new shop needs a ledger of its own")
+
+
+def same_shop(config: Config, ledger: Ledger) -> str | None:
+    """The shop of the ledger's last run when it is not this config's (a rename, or a second shop
+    on one ledger); a run of shops taking turns in the ledger stops (exit 2) before claiming.
+
+    The ledger's runs record their shop (:attr:`Config.shop_identity`). A shop renamed, or given
+    another sender, switches once and is then the only one; two shops alternate, and their second
+    switch is the first moment the two can be told apart: every run of either stops there, before
+    more of their customers' reminders are lost.
+    """
+    from cartrescue.ledger import shops_taking_turns
+
+    shops = ledger.recent_shops()
+    identity = config.shop_identity
+    if not shops or shops[0] == identity:
+        return None
+    taking_turns = shops_taking_turns([identity, *shops])
+    if taking_turns:
+        raise ConfigError(
+            f"{config.where('ledger.url')}: the runs of {len(taking_turns)} shops take turns in this ledger "
+            f"({'; '.join(taking_turns)}): each shop's cart ids, addresses and lock collide with the other's, and "
+            "reminders are lost. Nothing was claimed. Give each shop its own ledger.url (a database, or a "
+            "PostgreSQL schema each: README, \"Many shops, one cron job\")")
+    return shops[0]
 
 
 def _prune(config: Config, ledger: Ledger, now: datetime, run_id: int) -> dict[str, int]:

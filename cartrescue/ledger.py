@@ -278,6 +278,18 @@ TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision
                                 SendTest, Inbound]
 
 
+def shops_taking_turns(shops: Sequence[str]) -> list[str]:
+    """The shops of ``shops`` (newest first) if they take turns: ``[]`` when one shop has the ledger.
+
+    Two shops on one ledger share its lock, its claims and its "one message a day": a cart id or
+    an address of one is taken for the other's, and their reminders are lost without a word.
+    Their delivering runs then alternate; a shop that was renamed, or given another sender,
+    switches once. So: the shops, if they switch twice or more.
+    """
+    switches = sum(1 for newer, older in zip(shops, shops[1:]) if newer != older)
+    return sorted(set(shops)) if switches >= 2 else []
+
+
 @dataclass(slots=True)
 class SentStep:
     step: int
@@ -550,21 +562,17 @@ class Ledger:
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def shops_taking_turns(self, last: int = 50) -> list[str]:
-        """The shops whose runs take turns in this ledger (for ``doctor``): ``[]`` when one shop
-        has it, as it must.
-
-        Two shops on one ledger share its lock, its claims and its "one message a day": a cart
-        id or an address of one is taken for the other's, and their reminders are lost without a
-        word. Their delivering runs then alternate; a shop that was renamed, or given another
-        sender, switches once. So: the shops of the ``last`` runs, if they switch twice or more.
-        """
+    def recent_shops(self, last: int = 50) -> list[str]:
+        """The shops of the ``last`` runs that recorded one, newest first (see :func:`shops_taking_turns`)."""
         run = Run.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            shops = [shop for (shop,) in conn.execute(
+            return [shop for (shop,) in conn.execute(
                 select(run.c.shop).where(run.c.shop.is_not(None)).order_by(run.c.id.desc()).limit(last))]
-        switches = sum(1 for newer, older in zip(shops, shops[1:]) if newer != older)
-        return sorted(set(shops)) if switches >= 2 else []
+
+    def shops_taking_turns(self, last: int = 50) -> list[str]:
+        """The shops whose runs take turns in this ledger (for ``doctor``): ``[]`` when one shop
+        has it, as it must (:func:`shops_taking_turns`)."""
+        return shops_taking_turns(self.recent_shops(last))
 
     def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> int:
         """Record how the run ended; return how many of its messages were sent. ``sent`` is the
@@ -579,6 +587,12 @@ class Ledger:
                 )
             )
         return values["sent"]
+
+    def shop_of_run(self, run_id: int) -> str | None:
+        """The shop run ``run_id`` recorded (None: unknown, or a run of an older version)."""
+        run = Run.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return conn.execute(select(run.c.shop).where(run.c.id == run_id)).scalar()
 
     def last_successful_run(self) -> datetime | None:
         table = Run.__table__  # type: ignore[attr-defined]
@@ -647,7 +661,7 @@ class Ledger:
                             raise LockHeld(
                                 f"another run (#{holder['run_id']}{_shard_words(holder['name'])}, pid {holder['pid']} "
                                 f"on {holder['host']}, since {_aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) "
-                                "holds the lock")
+                                "holds the lock", holder=holder["run_id"])
                         conn.execute(delete(table).where(table.c.name == holder["name"],
                                                          table.c.run_id == holder["run_id"]))
                     conn.execute(insert(table).values(**row))

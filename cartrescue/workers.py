@@ -170,6 +170,7 @@ class MergedRun:
     exit_code: int
     error: dict[str, Any] | None
     pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention, all shards together
+    shop_switched_from: str | None = None  # the ledger's last run was another shop's (job.same_shop)
 
     def trailer(self) -> dict[str, Any]:
         out: dict[str, Any] = {"counts": self.counts, "run_id": None,
@@ -177,7 +178,8 @@ class MergedRun:
                                "workers": len(self.shards), "shards": [s.as_json() for s in self.shards],
                                "unconfirmed": self.unconfirmed, "released": self.released,
                                "killed_left": self.killed_left, "problems": self.problems,
-                               "notes": self.notes, "pruned": self.pruned}
+                               "notes": self.notes, "pruned": self.pruned,
+                               "shop_switched_from": self.shop_switched_from}
         if self.error is not None:
             out["error"] = self.error
         return out
@@ -486,5 +488,6 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
             error = dict(first, exit_code=worst)
             if len(messages) > 1:  # shards that disagree are named; one message shared by all stays as it is
                 error["message"] = "; ".join(f"shard {r.shard}: {e['message']}" for r, e in failing if e is not None)
+    switched = next((s for r in reports if (s := (r.trailer or {}).get("shop_switched_from"))), None)
     return MergedRun(mode, now, reports, counts, problems[:1000], notes, unconfirmed, released, killed_left, worst,
-                     error, pruned)
+                     error, pruned, switched)

@@ -101,6 +101,35 @@ def test_quiet_shows_the_table_and_the_shops_words_when_one_failed(make_shop: Ca
     assert "run-all (dry-run): 2 shops" in done.stdout and "source" in done.stdout
 
 
+@pytest.mark.smtp
+def test_quiet_says_why_a_shops_deliveries_failed(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """A shop's run writes only its document under run-all: the relay's reason was in --json alone,
+    and cron's mail said "failed 3" without why (run --quiet says it)."""
+    with LoopbackSMTP(faults=[Fault(r"^c\d@", "550 5.7.1 relaying denied for this sender")]) as server:
+        (shop,) = _shops(make_shop, 1, carts=3)
+        shop.configure(smtp=server.smtp_config()).write()
+        done = _run_all("--send", "--quiet", "--now", iso(NOW), shop.folder, cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"{shop.config_path}: failed: 3 × " in done.stderr and "relaying denied" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_second_shop_on_a_ledger_is_said_under_quiet_and_its_next_round_stops(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    first, second = _shops(make_shop, 2, carts=2)
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    first.configure(ledger={"url": shared}).write()
+    second.configure(ledger={"url": shared}, shop={"name": "Second Shop"}).write()
+    one = _run_all("--outbox", "out", "--quiet", "--jobs", "1", "--now", iso(NOW), first.folder, second.folder,
+                   cwd=tmp_path)
+    assert one.returncode == 0 and f"{second.config_path}: this ledger's last run was for shop " in one.stderr
+    two = _run_all("--outbox", "out", "--quiet", "--json", "--now", iso(NOW), first.folder, second.folder,
+                   cwd=tmp_path)
+    document = json.loads(two.stdout)
+    assert two.returncode == 2 and [row["exit_code"] for row in document["shops"]] == [2, 2]
+    assert "take turns in this ledger" in document["error"]["message"]
+
+
 def test_a_folder_stands_for_its_config_and_a_config_named_twice_runs_once(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     named = tmp_path / "b.yaml"
@@ -123,6 +152,18 @@ def test_a_killed_shop_says_by_which_signal_and_a_shop_never_started_says_why() 
     error: dict[str, Any] = killed.error()  # type: ignore[assignment]
     assert (killed.exit_code, error["code"]) == (137, "killed") and "SIGKILL" in error["message"]
     assert never.exit_code == 130 and never.error()["code"] == "interrupted"  # type: ignore[index]
+
+
+def test_claims_a_killed_run_left_are_said_for_the_shop_and_kept_in_its_row() -> None:
+    """``run --quiet`` says once that a killed run left claims without outcome; under run-all the
+    shop's run wrote only its document, and run-all dropped it (the notice was lost for good)."""
+    found = ShopRun(Path("s.yaml"), pid=42, started="fork", returncode=0,
+                    trailer={"counts": {}, "unconfirmed": 8, "released": 0, "killed_left": 8})
+    released = ShopRun(Path("t.yaml"), pid=43, started="fork", returncode=0,
+                       trailer={"counts": {}, "unconfirmed": 0, "released": 8, "killed_left": 8})
+    assert [line.split(" claims")[0] for line in found.attention()] == ["s.yaml: 8"]
+    assert released.attention() == []  # --resend-unconfirmed sent them again
+    assert (found.as_json()["killed_left"], found.as_json()["unconfirmed"]) == (8, 8)
 
 
 @pytest.mark.slow

@@ -138,7 +138,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         _end(stream, {"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
                       "released": summary.released, "killed_left": summary.killed_left,
                       "problems": [str(p) for p in summary.problems],
-                      "notes": summary.notes, "pruned": summary.pruned})
+                      "notes": summary.notes, "pruned": summary.pruned,
+                      "shop_switched_from": summary.shop_switched_from})
     elif not (quiet and _all_well(counts, summary)):
         _print_table_and_summary(table, summary, counts, request.eml)
     if summary.counts.failed or summary.counts.problems:
@@ -172,7 +173,8 @@ def _all_well(counts: dict[str, Any], summary: Any) -> bool:
     output). Claims an earlier, killed run left without outcome stay so for good (at most once):
     the run that finds that run dead and closes it says so, once (``killed_left``); after it
     `doctor` shows them, and repeating them every ten minutes would only teach the owner to ignore mail."""
-    return not (counts["failed"] or counts["problems"] or (summary.killed_left and not summary.released))
+    return not (counts["failed"] or counts["problems"] or (summary.killed_left and not summary.released)
+                or getattr(summary, "shop_switched_from", None))
 
 
 def _shard(text: str | None) -> Any:

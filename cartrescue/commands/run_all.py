@@ -101,12 +101,21 @@ def run_all(
         json_out(batch.document(mode, at))
     if batch.interrupted:
         stderr.print(error_line("interrupted: the shops running were stopped, the rest not started"), soft_wrap=True)
-    if quiet and code in _SILENT:
+    attention = [line for shop in batch.shops for line in shop.attention()]
+    if quiet and code in _SILENT and not attention:
         raise typer.Exit(code)
     for line in lines:
         stderr.print(line, soft_wrap=True)
     if not as_json:
         _print_table(batch, mode)
+        from rich.text import Text
+
+        from cartrescue.text import printable
+
+        if not quiet:  # the rest of what each run's summary says (a newsletter plugin's tables missing)
+            attention += [line for shop in batch.shops for line in shop.other_notes()]
+        for line in attention:  # the shops' runs wrote only their documents: what each would have said
+            stderr.print(Text(printable(line)), soft_wrap=True)
     for shop in batch.shops:  # what no shop could say itself: killed, or never started
         own = shop.error()
         if own is not None and not shop.said_error:
