@@ -99,6 +99,7 @@ def test_quiet_shows_the_table_and_the_shops_words_when_one_failed(make_shop: Ca
     assert done.returncode == 3
     assert f"{missing.config_path}: error: " in done.stderr and "carts.csv" in done.stderr
     assert "run-all (dry-run): 2 shops" in done.stdout and "source" in done.stdout
+    assert str(missing.config_path) in done.stdout  # whole on its line in cron's mail, not folded
 
 
 @pytest.mark.smtp

@@ -175,8 +175,13 @@ def _print_table(batch: Any, mode: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    console = out_console()
     table = Table(title=f"run-all ({mode}): {len(batch.shops)} shops", title_justify="left")
-    table.add_column("config", overflow="fold", ratio=1)
+    if console.is_terminal:
+        table.add_column("config", overflow="fold", ratio=1)
+    else:  # cron's mail: one line a shop, its config whole (folded, 200 shops took 800 lines)
+        console.width = max(console.width, max((len(str(shop.config)) for shop in batch.shops), default=0) + 90)
+        table.add_column("config", no_wrap=True)
     for name in ("exit", "carts", "send", "sent", "failed", "problems", "seconds"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("error", no_wrap=True)  # its kind; the message is on stderr
@@ -189,4 +194,4 @@ def _print_table(batch: Any, mode: str) -> None:
     table.add_section()
     table.add_row("all", str(batch.exit_code), *(str(totals.get(key, 0)) for key in (
         "carts", "send", "sent", "failed", "problems")), "", "")
-    out_console().print(table)
+    console.print(table)
