@@ -250,6 +250,7 @@ class LoopbackSMTP:
         pipelining: bool = True,
         smtputf8: bool = False,
         eightbitmime: bool = True,
+        echo_credentials: bool = False,
     ) -> None:
         if security not in ("none", "starttls", "tls"):
             raise ValueError(security)
@@ -260,6 +261,7 @@ class LoopbackSMTP:
         self.pipelined = 0  # MAIL commands that arrived as part of a group
         self.auth = auth
         self.auth_mechanisms = auth_mechanisms
+        self.echo_credentials = echo_credentials  # a refused AUTH quotes the password it was given
         self.faults: list[Fault] = list(faults or [])
         self.messages: list[Received] = []
         self.attempts: Counter[str] = Counter()  # RCPT commands per recipient
@@ -361,6 +363,9 @@ class LoopbackSMTP:
             return AuthResult(success=False, handled=False)
         user, password = self.auth
         ok = data.login == user.encode() and data.password == password.encode()
+        if not ok and self.echo_credentials:  # some relays do: 535 … password <what was sent>
+            given = data.password.decode("utf-8", "replace")
+            return AuthResult(success=False, handled=False, message=f"535 5.7.8 bad credentials, password {given}")
         return AuthResult(success=ok, handled=False, auth_data=data.login if ok else None)
 
     # -- what arrived ------------------------------------------------------------------------

@@ -109,6 +109,16 @@ def test_password_comes_from_the_environment(shop: Shop, monkeypatch: pytest.Mon
     assert "from-env" not in shop.config_path.read_text()
 
 
+def test_a_relay_that_quotes_the_refused_password_never_gets_it_into_the_output_or_the_ledger(shop: Shop) -> None:
+    shop.add(*(cart(name) for name in names(2)))
+    with LoopbackSMTP("starttls", auth=("shop-user", "right"), echo_credentials=True) as server:
+        refused = send(shop, server, username="shop-user", password="Wr0ng-Secret")
+        doctor = shop.cli("doctor", "--json", now=None)
+    assert refused.exit_code == 1 and "bad credentials, password ***" in refused.stdout
+    assert "Wr0ng-Secret" not in refused.stdout + refused.stderr + doctor.stdout + doctor.stderr
+    assert all("password ***" in row["reply"] and "Wr0ng" not in row["reply"] for row in ledger_rows(shop))
+
+
 def test_wrong_password_sends_nothing_and_the_next_run_retries(shop: Shop) -> None:
     shop.add(*(cart(name) for name in names(4)))
     with LoopbackSMTP("starttls", auth=("shop-user", "right")) as server:

@@ -113,8 +113,18 @@ def is_unknown_user(code: int, message: str) -> bool:
     return code in (550, 551, 553) and _UNKNOWN_USER.search(message) is not None
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:900]
+def _one_line(text: str, secret: str | None = None, limit: int = 900) -> str:
+    """A server's text as one line, with ``secret`` (the AUTH password) masked: a relay that
+    repeats the credentials it refused (``535 … password hunter2``) put the password in the
+    output, ``--json`` and the ledger."""
+    if secret and len(secret) >= 3:
+        text = text.replace(secret, "***")
+    return " ".join(text.split())[:limit]
+
+
+def scrubbed(text: str, settings: SmtpSettings, limit: int = 900) -> str:
+    """``text`` (a reply, an exception's words) safe to print or keep: one line, no password."""
+    return _one_line(text, settings.password, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +211,7 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
                 await smtp.helo()
     except SMTPAuthenticationError as exc:
         smtp.close()
-        raise ConnectFailure(f"{where}: AUTH refused: {exc.code} {_one_line(exc.message)}", fatal=True) from None
+        raise ConnectFailure(f"{where}: AUTH refused: {exc.code} {_one_line(exc.message, settings.password)}", fatal=True) from None
     except ssl.SSLCertVerificationError as exc:
         smtp.close()
         raise ConnectFailure(f"{where}: TLS certificate not trusted: {exc.verify_message or exc}", fatal=True) from None
@@ -210,11 +220,11 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
         raise ConnectFailure(f"{where}: {exc}", fatal=True) from None
     except SMTPResponseException as exc:  # 421 or 554 greeting, EHLO/HELO refused
         smtp.close()
-        raise ConnectFailure(f"{where}: {exc.code} {_one_line(exc.message)}") from None
+        raise ConnectFailure(f"{where}: {exc.code} {_one_line(exc.message, settings.password)}") from None
     except (SMTPException, OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
         smtp.close()
         cause = exc.__cause__ if isinstance(exc, SMTPException) and exc.__cause__ else exc
-        raise ConnectFailure(f"{where}: {type(cause).__name__}: {_one_line(str(cause)) or 'connection failed'}") from None
+        raise ConnectFailure(f"{where}: {type(cause).__name__}: {_one_line(str(cause), settings.password) or 'connection failed'}") from None
     return smtp
 
 
@@ -544,7 +554,7 @@ class SmtpChannel(LoopChannel):
             return self._follower(slot, batch)
         self.stats.sent += 1
         self._silences = 0
-        batch.finish(Outcome(job.claim_id, Status.SENT, f"{reply.code} {_one_line(reply.message)}"))
+        batch.finish(Outcome(job.claim_id, Status.SENT, f"{reply.code} {_one_line(reply.message, self.settings.password)}"))
         return self._follower(slot, batch)
 
     def _silent(self, timed_out: bool, cause: str, batch: _Work) -> None:
@@ -703,7 +713,7 @@ class SmtpChannel(LoopChannel):
             if stage == "DOT":
                 return f"no reply within smtp.data_timeout ({self.settings.data_timeout:g} s)"
             return f"no reply within smtp.timeout ({self.settings.timeout:g} s)"
-        return f"{type(exc).__name__}: {_one_line(str(exc))}" if str(exc) else type(exc).__name__
+        return f"{type(exc).__name__}: {_one_line(str(exc), self.settings.password)}" if str(exc) else type(exc).__name__
 
     def _unconfirmed(self, job: _Job, batch: _Work, cause: str) -> None:
         self.stats.unconfirmed += 1
@@ -711,7 +721,7 @@ class SmtpChannel(LoopChannel):
                              "may have arrived, so it is not resent (at most once; --resend-unconfirmed sends it)"))
 
     def _refused(self, job: _Job, batch: _Work, refused: _Refused) -> None:
-        code, text = refused.code, f"{refused.code} {_one_line(refused.message)}"
+        code, text = refused.code, f"{refused.code} {_one_line(refused.message, self.settings.password)}"
         if 400 <= code < 500:
             self._retry_or_give_up(job, batch, text)
         elif 500 <= code < 600 and refused.stage == "MAIL" and code != 552:
@@ -790,7 +800,7 @@ async def check_connection(settings: SmtpSettings) -> dict[str, Any]:
     try:
         info: dict[str, Any] = {"server": settings.describe(), "banner": ""}
         if smtp.last_ehlo_response is not None:
-            info["banner"] = _one_line(smtp.last_ehlo_response.message.splitlines()[0])
+            info["banner"] = _one_line(smtp.last_ehlo_response.message.splitlines()[0], settings.password)
         cipher = smtp.get_transport_info("cipher")
         info["tls"] = f"{cipher[1]} {cipher[0]}" if cipher else "none"
         info["auth"] = "yes" if settings.username else "no"

@@ -46,7 +46,7 @@ def compose(config: Config, document: dict[str, Any], page: str, to: str, now: d
 
 def send_report(config: Config, document: dict[str, Any], page: str, to: str) -> dict[str, Any]:
     """Send the digest with ``page`` attached to ``to``; return what the relay said."""
-    from cartrescue.channels.smtp import ConnectFailure, SmtpSettings, open_connection, tls_context
+    from cartrescue.channels.smtp import ConnectFailure, SmtpSettings, open_connection, scrubbed, tls_context
 
     now = datetime.now(timezone.utc)
     message = compose(config, document, page, to, now)
@@ -74,5 +74,5 @@ def send_report(config: Config, document: dict[str, Any], page: str, to: str) ->
     except ConnectFailure as failure:
         raise MailError(f"--email: {failure.reply}") from None
     except Exception as exc:  # aiosmtplib's refusals (SMTPRecipientRefused, ...), timeouts, lost connections
-        raise MailError(f"--email {to}: not sent: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
-    return {"to": to, "reply": " ".join(str(reply).split())[:300], "attachment": name, "bytes": len(data)}
+        raise MailError(f"--email {to}: not sent: {type(exc).__name__}: {scrubbed(str(exc), settings, 300)}") from None
+    return {"to": to, "reply": scrubbed(str(reply), settings, 300), "attachment": name, "bytes": len(data)}
