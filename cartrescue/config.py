@@ -1289,6 +1289,30 @@ def _scrub(message: str, secrets: list[str]) -> str:
     return message
 
 
+def _expanded_size(root: Any, limit: int) -> int:
+    """How many values the YAML node graph ``root`` holds with every alias written out, counted
+    once per node (aliased nodes are shared) and no further than just past ``limit``; a node
+    that contains itself counts as past it."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key] if sizes[key] >= 0 else limit + 1  # -1: being counted: recursive
+        sizes[key] = -1
+        total = 1
+        value = node.value
+        if isinstance(value, list):
+            for item in value:
+                total += sum(size(part) for part in item) if isinstance(item, tuple) else size(item)
+                if total > limit:
+                    break
+        sizes[key] = total = min(total, limit + 1)
+        return total
+
+    return size(root)
+
+
 def _safe_yaml(text: str, file: Path) -> Any:
     """``yaml.safe_load`` with bounds: an alias bomb or absurd nesting is refused, not expanded.
 
@@ -1320,6 +1344,16 @@ def _safe_yaml(text: str, file: Path) -> Any:
                 return super().compose_node(parent, index)
             finally:
                 self.depth -= 1
+
+        def compose_document(self) -> Any:
+            """The document, refused when its aliases would expand past :data:`MAX_YAML_NODES`
+            values: 30 aliases that each name the one before twice are a billion values (counting
+            them alone would not stop it), and a recursive one never ends."""
+            node = super().compose_document()
+            if self.aliases and _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+                raise ConfigError(f"{file}: its YAML aliases expand to more than {MAX_YAML_NODES} values "
+                                  "(refused: it could expand without end)")
+            return node
 
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             """A key written twice in one mapping (two ``shop:`` sections, two ``host:`` lines) is

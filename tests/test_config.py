@@ -177,6 +177,24 @@ def test_a_yaml_alias_bomb_is_refused_with_exit_2(tmp_path: Path) -> None:
     assert "YAML aliases" in result.json["error"]["message"] and str(path) in result.json["error"]["message"]
 
 
+@pytest.mark.parametrize("aliases", [
+    # 30 aliases, each naming the one before twice: under the limit on aliases, 2^30 values written out
+    "\n".join(["x-a0: &a0 [lol]", *(f"x-a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, 31))]),
+    "x-r: &r [1, *r]",  # an alias inside its own anchor: no end at all
+])
+def test_yaml_aliases_that_expand_past_the_limit_are_refused_at_once(tmp_path: Path, aliases: str) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n" + aliases + "\n")
+    with pytest.raises(ConfigError, match="YAML aliases expand to more than 100000 values"):
+        load_config(path)
+
+
+def test_yaml_aliases_that_share_a_little_are_fine(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                            "sequences: {default: {steps: &steps [{delay: 1h, template: reminder-1}]}, "
+                            "call: {steps: *steps}}\n")
+    assert len(load_config(path).sequences["call"].steps) == 1
+
+
 def test_absurdly_deep_nesting_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nx: " + "[" * 200 + "]" * 200 + "\n")
     with pytest.raises(ConfigError, match="nested deeper than 32 levels"):
