@@ -26,6 +26,14 @@ from cartrescue.config import Config, Incentive
 from cartrescue.errors import TemplateError
 from cartrescue.links import safe_url, tagger
 from cartrescue.model import Cart, quick_init
+from cartrescue.sandbox_limits import (
+    MAX_PART_CHARS,
+    binop,
+    bounded,
+    bounded_filters,
+    check_format,
+    code_generator_class,
+)
 from cartrescue.template_cache import bytecode_cache
 
 PARTS = ("subject.txt", "txt", "html")
@@ -182,8 +190,8 @@ _DICT_ATTRIBUTES = frozenset(dir(dict))
 #: rendered part, and of one ``*`` product. A template (or data) that goes past them fails that
 #: message alone, instead of hanging or exhausting the run.
 MAX_RANGE_ITEMS = 100_000
-MAX_PART_CHARS = 1_000_000
-MAX_PRODUCT = 100_000
+# MAX_PART_CHARS and MAX_PRODUCT: cartrescue.sandbox_limits, which also holds every value a
+# template builds on the way to that limit.
 #: Seconds of wall clock one message may take to render, its parts together: a loop that prints
 #: nothing (``{% for a in x %}{% for b in y %}{% endfor %}{% endfor %}``) passes every other limit.
 MAX_RENDER_SECONDS = 10.0
@@ -280,7 +288,13 @@ def _sandbox_class() -> type[Any]:
     from jinja2.sandbox import SandboxedEnvironment
 
     class FastDictSandbox(SandboxedEnvironment):
-        intercepted_binops = frozenset({"*", "**"})
+        intercepted_binops = frozenset({"*", "**", "+", "%"})
+        code_generator_class = code_generator_class()  # every ~ join through bounded()
+        bounded = staticmethod(bounded)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.filters.update(bounded_filters(self.filters))  # replace, center, join ...: sizes checked
 
         def getattr(self, obj: Any, attribute: str) -> Any:
             if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
@@ -314,15 +328,19 @@ def _sandbox_class() -> type[Any]:
             return {**self.globals, **(d or {})}
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "**":
-                if isinstance(right, (int, float)) and abs(right) > 100:
-                    raise TemplateError(f"{left!r} ** {right!r}: exponent too large")
-                return left ** right
-            for sequence, times in ((left, right), (right, left)):
-                if isinstance(sequence, (str, list, tuple, bytes)) and isinstance(times, int):
-                    if len(sequence) * max(times, 0) > MAX_PRODUCT:
-                        raise TemplateError(f"a * product of more than {MAX_PRODUCT} items")
-            return left * right
+            return binop(operator, left, right)
+
+        def wrap_str_format(self, value: Any) -> Any:
+            """``"{:>999999999}".format(x)``: the width is checked before the sandbox formats."""
+            wrapped = super().wrap_str_format(value)
+            if wrapped is None:
+                return None
+
+            def checked(*args: Any, **kwargs: Any) -> Any:
+                check_format(getattr(value, "__self__", None))
+                return wrapped(*args, **kwargs)
+
+            return checked
 
     return FastDictSandbox
 

@@ -74,7 +74,7 @@ def _salt(env: Any) -> str:
     from cartrescue import __version__
 
     return "\0".join([
-        jinja2.__version__, __version__, type(env).__qualname__,
+        jinja2.__version__, __version__, type(env).__qualname__, env.code_generator_class.__qualname__,
         repr((env.trim_blocks, env.lstrip_blocks, env.keep_trailing_newline, env.newline_sequence,
               env.optimized, sorted(env.extensions), env.finalize is not None)),
         ",".join(sorted(env.filters)), ",".join(sorted(env.tests)),

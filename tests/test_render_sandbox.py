@@ -69,3 +69,45 @@ def test_a_templates_globals_are_the_environments_under_its_own() -> None:
     assert flat == dict(ChainMap(own, env.globals))
     source = "{{ extra }} {{ namespace is callable }} {{ lipsum is callable }} {{ cycler is callable }}"
     assert env.from_string(source, {"extra": 2}).render() == "2 True True True"
+
+
+BUILDS_TOO_MUCH = [
+    ('{{ ("x" * 50000)|replace("x", "x" * 50000)|length }}', "replace would make a value of more than"),
+    ('{{ "a"|center(1000000000)|length }}', "center would make a value of more than"),
+    ('{{ "a"|indent(1000000000, true) }}', "indent would make a value of more than"),
+    ('{{ "%0999999999d"|format(1) }}', "a format with a width or precision above"),
+    ('{{ "%.999999999f" % 1.5 }}', "a format with a width or precision above"),
+    ('{{ "{:>999999999}".format(1) }}', "a format with a width or precision above"),
+    ('{{ range(100000)|join("x" * 100000) }}', "join would make a value of more than"),
+    ('{{ "a b"|wordwrap(1, wrapstring="x" * 100000) }}', None),  # small: two breaks
+    ('{{ ("a " * 50000)|wordwrap(1, wrapstring="x" * 90000) }}', "wordwrap would make a value of more than"),
+    ('{% set ns = namespace(s="x" * 100000) %}{% for i in range(25) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}',
+     "a ~ join of more than"),
+    ('{% set ns = namespace(s=["x"] * 100000) %}{% for i in range(25) %}{% set ns.s = ns.s + ns.s %}{% endfor %}',
+     "a + join would make a value of more than"),
+]
+
+
+@pytest.mark.parametrize(("source", "refusal"), BUILDS_TOO_MUCH)
+def test_a_value_built_past_the_limit_on_the_way_fails_the_render_not_the_process(source: str,
+                                                                                  refusal: str | None) -> None:
+    """Only the rendered part was capped, once whole: these took gigabytes first."""
+    import re
+
+    from cartrescue.errors import TemplateError
+
+    env = _sandbox_class()(undefined=StrictUndefined)
+    if refusal is None:
+        assert env.from_string(source).render()
+        return
+    with pytest.raises(TemplateError, match=re.escape(refusal)):
+        env.from_string(source).render()
+
+
+def test_the_bounded_filters_and_operators_give_jinjas_answers_within_the_limits() -> None:
+    source = ('{{ "abc"|replace("b", "bb") }} {{ [1, 2]|join(",") }} {{ "%05d"|format(42) }} {{ "a" ~ "b" }} '
+              '{{ "{:>5}".format(1) }} {{ 1 + 2 }} {{ "x" + "y" }} {{ 7 % 3 }} {{ "%.2f" % 1.5 }} {{ "ab"|center(6) }} '
+              '{{ "a\nb"|indent(2, true) }} {{ "a b c"|wordwrap(3) }} {{ [{"n": 1}, {"n": 2}]|join("-", attribute="n") }}')
+    options = {"undefined": StrictUndefined}
+    assert _sandbox_class()(**options).from_string(source).render() == \
+        SandboxedEnvironment(**options).from_string(source).render()

@@ -1,0 +1,140 @@
+"""Size limits on what a template builds between its start and its output.
+
+The rendered part is capped (``render.MAX_PART_CHARS``), but only once it is whole: a template
+that builds one huge value on the way -- ``"a"|center(10**9)``, ``s|replace("x", "x" * 50000)``,
+``"%0999999999d"|format(1)``, a string that doubles itself in a loop with ``~`` -- took gigabytes
+first and the run with it. Here each such step is checked before (or, for a join of two values,
+as) it is made: the one message fails with a TemplateError, as a ``*`` product too large does.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import Any
+
+from cartrescue.errors import TemplateError
+
+#: Characters one rendered part, and so any value built for it, may hold.
+MAX_PART_CHARS = 1_000_000
+#: Items of one ``*`` product (``"x" * n``, ``list * n``).
+MAX_PRODUCT = 100_000
+
+#: The numbers of a ``%`` conversion: flags, then width and precision.
+_PERCENT = re.compile(r"%[#0\- +]*(\d*)(?:\.(\d*))?")
+_NUMBER = re.compile(r"\d+")
+
+
+def _too_big(size: int, what: str) -> None:
+    if size > MAX_PART_CHARS:
+        raise TemplateError(f"{what} would make a value of more than {MAX_PART_CHARS} characters")
+
+
+def check_format(text: Any) -> None:
+    """Refuse a ``%`` or ``{}`` format whose width or precision alone is past the limit."""
+    if isinstance(text, str) and not _fits(text):
+        raise TemplateError(f"a format with a width or precision above {MAX_PART_CHARS}")
+
+
+@lru_cache(maxsize=512)
+def _fits(text: str) -> bool:
+    """Whether no width or precision of the format ``text`` is past the limit (a template's
+    formats are few and used for every line of every message: each is parsed once)."""
+    numbers = [number for match in _PERCENT.finditer(text) for number in match.groups() if number]
+    try:
+        numbers += [number for _literal, _field, spec, _conversion in string.Formatter().parse(text) if spec
+                    for number in _NUMBER.findall(spec)]
+    except ValueError:
+        pass  # not a {} format: the formatting itself says so
+    return not any(len(number) > 7 or int(number) > MAX_PART_CHARS for number in numbers)
+
+
+def bounded(value: Any) -> Any:
+    """The result of a ``~`` join, refused when past the limit (a value that doubles in a loop
+    stops at twice the limit, never at gigabytes)."""
+    if isinstance(value, str) and len(value) > MAX_PART_CHARS:
+        raise TemplateError(f"a ~ join of more than {MAX_PART_CHARS} characters (a runaway loop?)")
+    return value
+
+
+def binop(operator: str, left: Any, right: Any) -> Any:
+    """``*``, ``**``, ``+`` and ``%`` of sandboxed code, each refused when its result would be
+    past a limit."""
+    if operator == "**":
+        if isinstance(right, (int, float)) and abs(right) > 100:
+            raise TemplateError(f"{left!r} ** {right!r}: exponent too large")
+        return left ** right
+    if operator == "+":
+        if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+            _too_big(len(left) + len(right), "a + join")
+        return left + right
+    if operator == "%":
+        check_format(left)
+        return left % right
+    for sequence, times in ((left, right), (right, left)):
+        if isinstance(sequence, (str, list, tuple, bytes)) and isinstance(times, int):
+            if len(sequence) * max(times, 0) > MAX_PRODUCT:
+                raise TemplateError(f"a * product of more than {MAX_PRODUCT} items")
+    return left * right
+
+
+def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """Jinja's filters that can make a value many times their input's size, each checking the
+    size it would make first (same signatures and marks as Jinja's own)."""
+    from jinja2 import pass_environment, pass_eval_context
+
+    replace, center, indent, format_, join, wordwrap = (
+        filters["replace"], filters["center"], filters["indent"], filters["format"], filters["join"],
+        filters["wordwrap"])
+
+    @pass_eval_context
+    def do_replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: int | None = None) -> Any:
+        text, old_text, new_text = str(s), str(old), str(new)
+        times = (len(text) + 1 if not old_text else text.count(old_text)) if count is None else max(count, 0)
+        _too_big(len(text) + times * (len(new_text) - len(old_text)), "replace")
+        return replace(eval_ctx, s, old, new, count)
+
+    def do_center(value: Any, width: int = 80) -> Any:
+        _too_big(int(width), "center")
+        return center(value, width)
+
+    def do_indent(s: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> Any:
+        size = len(width) if isinstance(width, str) else int(width)
+        _too_big(len(str(s)) + size * (str(s).count("\n") + 1), "indent")
+        return indent(s, width, first, blank)
+
+    def do_format(value: Any, *args: Any, **kwargs: Any) -> Any:
+        check_format(value)
+        return format_(value, *args, **kwargs)
+
+    @pass_eval_context
+    def do_join(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None) -> Any:
+        items = list(value)
+        _too_big(len(str(d)) * max(len(items) - 1, 0), "join")
+        return join(eval_ctx, items, d, attribute)
+
+    @pass_environment
+    def do_wordwrap(environment: Any, s: Any, width: int = 79, break_long_words: bool = True,
+                    wrapstring: str | None = None, break_on_hyphens: bool = True) -> Any:
+        breaks = len(str(s)) // max(int(width), 1) + 1
+        _too_big(len(str(s)) + breaks * len(wrapstring or "\n"), "wordwrap")
+        return wordwrap(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
+
+    return {"replace": do_replace, "center": do_center, "indent": do_indent, "format": do_format,
+            "join": do_join, "wordwrap": do_wordwrap}
+
+
+def code_generator_class() -> type[Any]:
+    """Jinja's code generator, with every ``~`` join passed through :func:`bounded`
+    (``environment.bounded`` in the compiled template)."""
+    from jinja2.compiler import CodeGenerator
+
+    class BoundedCodeGenerator(CodeGenerator):
+        def visit_Concat(self, node: Any, frame: Any) -> None:
+            self.write("environment.bounded(")
+            super().visit_Concat(node, frame)
+            self.write(")")
+
+    return BoundedCodeGenerator
