@@ -88,6 +88,10 @@ def shard_config(config: Config, shard: Shard) -> Config:
     return config.model_copy(update={"smtp": shared})
 
 
+#: Characters an unsubscribe secret needs before a message signed with it goes out.
+MIN_SECRET_LENGTH = 16
+
+
 def delivery_secret(config: Config) -> str:
     """The unsubscribe secret of a message that goes out; ConfigError when there is none.
 
@@ -99,6 +103,11 @@ def delivery_secret(config: Config) -> str:
         raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: empty; "
                           "set it to ${CARTRESCUE_SECRET} and export a long random value (run --send, --outbox and "
                           "send-test need it; a dry-run does not)")
+    if len(secret) < MIN_SECRET_LENGTH:  # one link in hand, a short key is found offline: every token forged
+        raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: {len(secret)} characters, at least "
+                          f"{MIN_SECRET_LENGTH} needed (it signs every unsubscribe and survey link, and a short one "
+                          "can be guessed from one link); export a long random value, e.g. "
+                          "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
     return secret
 
 

@@ -119,7 +119,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 BASE_CONFIG: dict[str, Any] = {
     "shop": {"name": "Test Shop", "timezone": "Europe/Stockholm", "from_email": "shop@example.com",
-             "address": "Test Shop, Storgatan 1, Stockholm", "unsubscribe_secret": "test-secret"},
+             "address": "Test Shop, Storgatan 1, Stockholm", "unsubscribe_secret": "test-secret-of-the-suite"},
     "source": {"type": "csv", "carts": "carts.csv", "orders": "orders.csv"},
     "ledger": {"url": "sqlite:///ledger.db"},
     "eligibility": {"consent": "required", "quiet_hours": None},

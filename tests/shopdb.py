@@ -206,7 +206,7 @@ def write_config(folder: Path, source: Mapping[str, Any], **sections: Any) -> Pa
 
     config: dict[str, Any] = {
         "shop": {"name": "Test Shop", "timezone": "UTC", "from_email": "shop@example.com", "currency": "EUR",
-                 "address": "Test Shop, Storgatan 1, Stockholm", "unsubscribe_secret": "test-secret"},
+                 "address": "Test Shop, Storgatan 1, Stockholm", "unsubscribe_secret": "test-secret-of-the-suite"},
         "source": dict(source),
         "ledger": {"url": f"sqlite:///{folder / 'ledger.db'}"},
         "eligibility": {"consent": "soft-opt-in", "quiet_hours": None},

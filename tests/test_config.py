@@ -266,6 +266,16 @@ def test_delivering_needs_a_real_unsubscribe_secret(shop: "Shop", mode: list[str
     assert not (shop.folder / "out").exists() or not any((shop.folder / "out").iterdir())
 
 
+def test_delivering_refuses_a_secret_short_enough_to_guess_from_one_link(shop: "Shop") -> None:  # noqa: F821
+    from conftest import cart
+
+    shop.configure(shop={"unsubscribe_secret": "x"}).add(cart("c1"))
+    result = shop.cli("run", "--outbox", "out", "--json")
+    assert result.exit_code == 2
+    assert "shop.unsubscribe_secret: 1 characters, at least 16 needed" in result.json["error"]["message"]
+    assert not (shop.folder / "out").exists() or not any((shop.folder / "out").iterdir())
+
+
 def test_a_dry_run_needs_no_secret(shop: "Shop") -> None:  # noqa: F821
     from conftest import cart
 

@@ -30,7 +30,7 @@ from cartrescue.unsubscribe import make_token
 from cartrescue.webhook import make_app
 from conftest import NOW, Shop, cart
 
-SECRET = "test-secret"  # conftest's shop.unsubscribe_secret
+SECRET = "test-secret-of-the-suite"  # conftest's shop.unsubscribe_secret
 
 
 class _Quiet(WSGIRequestHandler):
