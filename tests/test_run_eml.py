@@ -53,6 +53,17 @@ def test_a_dry_run_with_eml_writes_each_message_it_would_send_and_records_nothin
     assert later.json["counts"]["sent"] == 2
 
 
+def test_two_carts_whose_ids_make_the_same_safe_name_get_a_file_each(shop: Shop) -> None:
+    folder = shop.folder / "look"
+    shop.add(cart("x/1", email="ann@example.com"), cart("x_1", email="bo@example.com"))
+    result = shop.cli("run", "--eml", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    written = {email.message_from_bytes(path.read_bytes(), policy=policy.default)["To"].addresses[0].addr_spec
+               for path in folder.glob("*.eml")}
+    assert written == {"ann@example.com", "bo@example.com"}
+    assert (folder / "csv_x_1-step1.eml").exists()  # the plain id keeps its plain name
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_the_summary_names_the_folder_the_messages_were_written_to(shop: Shop, workers: str) -> None:
     folder = shop.folder / "look"

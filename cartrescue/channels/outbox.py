@@ -21,8 +21,17 @@ _SUFFIX = {"email": ".eml", "sms": ".sms.txt", "webhook": ".json"}
 
 
 def file_for(folder: Path, stem: str, channel: str | None) -> Path:
-    """The file of one message in ``folder``: ``stem`` made safe, plus its channel's suffix."""
-    return folder / f"{_UNSAFE.sub('_', stem)}{_SUFFIX.get(channel or 'email', '.eml')}"
+    """The file of one message in ``folder``: ``stem`` made safe, plus its channel's suffix.
+
+    A stem that needed more than its key's ``:`` replaced gets a digest of itself too: carts
+    ``x/1`` and ``x_1`` both made ``csv_x_1-step1.eml``, and one customer's message replaced the
+    other's without a word (``run --eml``, whose names carry no claim id)."""
+    safe = _UNSAFE.sub("_", stem)
+    if _UNSAFE.search(stem.replace(":", "_", 1)):
+        import hashlib
+
+        safe += "-" + hashlib.blake2b(stem.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return folder / f"{safe}{_SUFFIX.get(channel or 'email', '.eml')}"
 
 
 def write_file(target: Path, data: bytes) -> Path:
