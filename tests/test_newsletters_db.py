@@ -43,7 +43,7 @@ def email(who: str) -> str:
 def decisions(tmp_path: Path, source: dict[str, Any], *, now: datetime = NOW) -> tuple[dict[str, dict], list[str]]:
     """``carts --json`` over ``source``: decisions by address, and the run's notes."""
     config = {
-        "shop": {"name": "Test Shop", "timezone": "Europe/Stockholm", "unsubscribe_secret": "s"},
+        "shop": {"name": "Test Shop", "timezone": "Europe/Stockholm", "unsubscribe_secret": "test-secret-of-the-suite"},
         "source": source, "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
         "eligibility": {"consent": "none", "quiet_hours": None},
         "priority": {"tiers": [{"name": "standard", "min_score": 0}]},

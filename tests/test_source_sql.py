@@ -673,7 +673,7 @@ def _apart_shop(tmp_path: Path, sqlite_url: str) -> Path:
     query = QUERIES["carts"].replace("ORDER BY c.id, l.sku", "ORDER BY l.sku, c.id")
     config = tmp_path / "cartrescue.yaml"
     config.write_text(json.dumps({
-        "now": NOW.isoformat(), "shop": {"timezone": "Europe/Berlin", "unsubscribe_secret": "s"},
+        "now": NOW.isoformat(), "shop": {"timezone": "Europe/Berlin", "unsubscribe_secret": "test-secret-of-the-suite"},
         "source": {"type": "sql", "url": sqlite_url, "queries": {"carts": query}},
         "eligibility": {"consent": "none", "quiet_hours": None},
         "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"}}), encoding="utf-8")
