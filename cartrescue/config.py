@@ -245,7 +245,25 @@ class ShopConfig(_Model):
 
     @property
     def domain(self) -> str:
-        return self.from_email.rpartition("@")[2]
+        """The sender's domain as it goes on the wire: in its IDNA form, since a Message-ID is
+        ASCII (``bücher.example`` made every message fail to build)."""
+        domain = self.from_email.rpartition("@")[2]
+        if domain.isascii():
+            return domain
+        try:
+            return domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return domain
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _ascii_mailbox(cls, value: str | None) -> str | None:
+        """A List-Unsubscribe header is structured (RFC 2369): no encoded words, so its mailto
+        must be ASCII; the domain goes in its IDNA form (:func:`mime.encode_address`)."""
+        if value is not None and not value.rpartition("@")[0].isascii():
+            raise ValueError(f"{value!r}: the part before @ must be ASCII (a List-Unsubscribe header cannot "
+                             "carry other letters, and mail clients would show no unsubscribe at all)")
+        return value
 
 
 SourceType = Literal["csv", "shopify_csv", "sql", "magento2", "woocommerce", "prestashop"]
@@ -728,7 +746,7 @@ class SmtpConfig(_Model):
     ca_file: Path | None = None  # a private relay's CA (PEM), relative to the config file
     verify: bool = True  # verify the relay's certificate and name; false only for a private test relay
     allow_plain_remote: bool = False  # security none to a host that is not loopback needs this
-    helo_name: str | None = None  # name given in EHLO (default: this machine's host name)
+    helo_name: str | None = None  # name given in EHLO (default: SmtpSettings.ehlo_name)
     envelope_from: OptionalEmail = None  # MAIL FROM / bounce address (default: shop.from_email)
     pool_size: int = Field(8, ge=1, le=64)  # concurrent connections, each reused for many messages
     rate_per_second: float | None = Field(None, gt=0)  # None: as fast as the relay takes them

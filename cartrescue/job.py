@@ -288,7 +288,7 @@ def _run_job(
             total = source.progress_total(planner.window)
             if total is not None:
                 on_total(total)
-        composer = Composer(config, Renderer(config), now, secret)
+        composer = Composer(config, Renderer(config), now, secret, dated_now=delivering)
         channels = _channels(config, request, stack, ledger) if delivering else {}
         limit = request.limit if request.limit is None else shard.share(request.limit)
         executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress, report,

@@ -36,7 +36,7 @@ from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
 from cartrescue.incentives import Codes, code_expiry, placeholder, pools
 from cartrescue.ledger import ClaimRequest, History, Ledger
-from cartrescue.mime import build_message, wire_address
+from cartrescue.mime import build_message, encode_address, wire_address
 from cartrescue.model import (
     Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem,
 )
@@ -392,11 +392,16 @@ class Counts:
 class Composer:
     """Turns a send decision into an :class:`OutgoingMessage` (render + headers)."""
 
-    def __init__(self, config: Config, renderer: Renderer, now: datetime, secret: str) -> None:
+    def __init__(self, config: Config, renderer: Renderer, now: datetime, secret: str, *,
+                 dated_now: bool = False) -> None:
+        """``dated_now``: the Date header is the real time the message is built (a delivering
+        run), not the run's clock: a pinned ``--now``, or the start of a run that sends for an
+        hour, dated mail in the past (RFC 5322: when it was ready to go)."""
         self.config = config
         self.renderer = renderer
         self.now = now
         self.secret = secret
+        self._dated_now = dated_now
         shop = config.shop
         self.sender = Address(shop.from_email, shop.from_name or shop.name)
         self._domain = shop.domain
@@ -404,11 +409,18 @@ class Composer:
         self._one_click = (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),) \
             if shop.unsubscribe_url[:8].lower() == "https://" else ()
         self._tiers = {tier.name: tier for tier in config.priority.tiers}
+        # The mailbox as the header carries it: ASCII, its domain in IDNA form (a structured
+        # header has no encoded words: bücher.example turned the whole line into one).
+        self._mailto = encode_address(shop.unsubscribe_mailto) if shop.unsubscribe_mailto else None
+        self._shop = config.shop_identity
 
     def message_id(self, decision: Decision) -> str:
-        """Derived from (cart, step, channel), which the ledger claims at most once: the message
-        is built, with its id, before the claim, and a retry after a 4xx keeps the same id."""
-        key = f"{decision.cart.key}|{decision.step}|{decision.channel}"
+        """Derived from (shop, cart, step, channel), which the ledger claims at most once: the
+        message is built, with its id, before the claim, and a retry after a 4xx keeps the same
+        id. The shop (its name and sender) keeps it globally unique (RFC 5322): two shops of one
+        sending domain with the same cart ids made the same ids, and a mailbox that already
+        holds an id may drop the second message."""
+        key = f"{self._shop}|{decision.cart.key}|{decision.step}|{decision.channel}"
         digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
         return f"<cr.{digest}@{self._domain}>"
 
@@ -448,8 +460,8 @@ class Composer:
             raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None
         rendered = self.renderer.render(step.template, locale, context, decision.variant)
         targets = [f"<{unsubscribe_url}>"]
-        if shop.unsubscribe_mailto:
-            targets.append(f"<mailto:{shop.unsubscribe_mailto}?subject=unsubscribe%20{token}>")
+        if self._mailto:
+            targets.append(f"<mailto:{self._mailto}?subject=unsubscribe%20{token}>")
         name = " ".join(part for part in (cart.customer.first_name, cart.customer.last_name) if part)
         return OutgoingMessage(
             message_id=self.message_id(decision),
@@ -458,7 +470,7 @@ class Composer:
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            date=self.now,
+            date=datetime.now(timezone.utc).replace(microsecond=0) if self._dated_now else self.now,
             reply_to=shop.reply_to,
             headers=(
                 ("List-Unsubscribe", ", ".join(targets)),

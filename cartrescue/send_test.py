@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from cartrescue.config import Config
@@ -111,6 +111,7 @@ def mark(message: OutgoingMessage, domain: str) -> OutgoingMessage:
     reminder of the same step later must not look like a duplicate of it), a test header."""
     return replace(message, subject=SUBJECT_MARK + message.subject,
                    message_id=f"<cr.test.{secrets.token_hex(10)}@{domain}>",
+                   date=datetime.now(timezone.utc).replace(microsecond=0),  # sent now, whatever the clock shown
                    headers=(*message.headers, ("X-Cartrescue-Test", "yes")))
 
 

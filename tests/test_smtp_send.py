@@ -119,6 +119,20 @@ def test_a_relay_that_quotes_the_refused_password_never_gets_it_into_the_output_
     assert all("password ***" in row["reply"] and "Wr0ng" not in row["reply"] for row in ledger_rows(shop))
 
 
+@pytest.mark.parametrize(("host", "helo", "expected"), [
+    ("vm", None, "xn--bcher-kva.example"),  # a bare name: relays checking for a full one refused it
+    ("mail1.shop.example", None, "mail1.shop.example"),
+    ("vm", "relay-client.shop.example", "relay-client.shop.example"),
+])
+def test_the_ehlo_name_is_a_full_one(monkeypatch: pytest.MonkeyPatch, host: str, helo: str | None,
+                                     expected: str) -> None:
+    from cartrescue.channels.smtp import SmtpSettings
+
+    monkeypatch.setattr("socket.gethostname", lambda: host)
+    settings = SmtpSettings("127.0.0.1", 25, "none", "bounces@bücher.example", helo_name=helo)
+    assert settings.ehlo_name == expected
+
+
 def test_wrong_password_sends_nothing_and_the_next_run_retries(shop: Shop) -> None:
     shop.add(*(cart(name) for name in names(4)))
     with LoopbackSMTP("starttls", auth=("shop-user", "right")) as server:

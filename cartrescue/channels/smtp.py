@@ -167,6 +167,23 @@ class SmtpSettings:
     def describe(self) -> str:
         return f"{self.host}:{self.port} ({self.security})"
 
+    @property
+    def ehlo_name(self) -> str:
+        """``helo_name``; else this machine's name if it is a full one (``mail1.shop.example``);
+        else the domain of the envelope sender, in its IDNA form. RFC 5321 wants a fully
+        qualified name, and relays that check (Postfix ``reject_non_fqdn_helo_hostname``)
+        refused a bare ``vm``. No DNS lookup: ``getfqdn`` can hang where no resolver answers."""
+        if self.helo_name:
+            return self.helo_name
+        host = socket.gethostname()
+        if "." in host.strip("."):
+            return host
+        domain = self.envelope_from.rpartition("@")[2]
+        try:
+            return domain.encode("idna").decode("ascii") if domain else host or "localhost"
+        except UnicodeError:
+            return host or "localhost"
+
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     """The client TLS context: system CAs or ``ca_file``; no verification only if ``verify`` is off."""
@@ -195,7 +212,7 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
     try:
         smtp = aiosmtplib.SMTP(
             hostname=settings.host, port=settings.port, timeout=settings.timeout,
-            local_hostname=settings.helo_name or socket.gethostname() or "localhost",
+            local_hostname=settings.ehlo_name,
             use_tls=settings.security == "tls", start_tls=settings.security == "starttls",
             tls_context=context if settings.security != "none" else None,
             username=settings.username, password=settings.password,
