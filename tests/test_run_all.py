@@ -124,8 +124,8 @@ def test_a_second_shop_on_a_ledger_is_said_under_quiet_and_its_next_round_stops(
     one = _run_all("--outbox", "out", "--quiet", "--jobs", "1", "--now", iso(NOW), first.folder, second.folder,
                    cwd=tmp_path)
     assert one.returncode == 0 and f"{second.config_path}: this ledger's last run was for shop " in one.stderr
-    two = _run_all("--outbox", "out", "--quiet", "--json", "--now", iso(NOW), first.folder, second.folder,
-                   cwd=tmp_path)
+    two = _run_all("--outbox", "out", "--quiet", "--json", "--jobs", "1", "--now", iso(NOW), first.folder,
+                   second.folder, cwd=tmp_path)
     document = json.loads(two.stdout)
     assert two.returncode == 2 and [row["exit_code"] for row in document["shops"]] == [2, 2]
     assert "take turns in this ledger" in document["error"]["message"]
