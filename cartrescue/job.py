@@ -250,7 +250,8 @@ def _run_job(
             notes.append(f"this ledger's last run was for shop {switched_from}, this one is for {config.shop_identity}: "
                          "fine for a renamed shop or a new sender, but two shops must not share a ledger (each one's "
                          "cart ids and addresses are taken for the other's, and reminders are lost): if another shop "
-                         "uses this ledger.url, give each its own; the next run of either then stops (exit 2)")
+                         "uses this ledger.url, give each its own: that shop's next run stops here (exit 2), and "
+                         "every run of either after it")
         shard = request.shard or Shard(1, 1)
         owns = None if shard.whole else shard.owns
         run_id = None
