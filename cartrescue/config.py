@@ -884,7 +884,11 @@ class ReportConfig(_Model):
     def _non_negative(cls, costs: dict[str, Decimal]) -> dict[str, Decimal]:
         for channel, cost in costs.items():
             if channel not in CHANNELS:
-                raise ValueError(f"unknown channel {channel!r}: the keys are {', '.join(CHANNELS)}")
+                from difflib import get_close_matches
+
+                close = get_close_matches(channel, CHANNELS, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ValueError(f"unknown channel {channel!r}{hint}: the keys are {', '.join(CHANNELS)}")
             if cost < 0:
                 raise ValueError(f"{channel}: a cost cannot be negative, got {cost}")
         return costs

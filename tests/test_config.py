@@ -68,7 +68,7 @@ def test_a_timeout_without_its_unit_is_seconds(tmp_path: Path) -> None:
         ("source: {type: csv, carts: c.csv}\neligibility: {cutoff: 1w, max_age: 3d}\n",
          "eligibility: cutoff (7d) must be shorter than max_age (3d)"),
         ("source: {type: csv, carts: c.csv}\nreport: {costs: {emial: 0.5}}\n",
-         "report.costs: unknown channel 'emial'"),
+         "report.costs: unknown channel 'emial' (did you mean email?)"),
         ("source: {type: csv, carts: c.csv}\nledger: {retention: 12h}\n",
          "ledger.retention.decisions: must be at least 1d (or null: keep for ever), got 12h"),
         ("source: {type: csv, carts: c.csv}\neligibility: {backfill: 2}\n",
