@@ -143,6 +143,21 @@ def _country(value: str | None) -> str | None:
     return value.upper() if value else None
 
 
+
+def _currency_code(value: str, malformed: str) -> str:
+    """``value`` upper-cased when it is an ISO 4217 code CLDR knows. A typo (``SKE`` for SEK)
+    had been taken as written: no cart is in that currency, so its rate was never used and the
+    carts it was meant for had none; the config names the key at once instead."""
+    if not re.fullmatch(r"[A-Za-z]{3}", value):
+        raise ValueError(malformed)
+    from cartrescue.sources.values import known_currency
+
+    code = value.upper()
+    if not known_currency(code):
+        raise ValueError(f"unknown currency code {value!r}: expected an ISO 4217 code like EUR or SEK")
+    return code
+
+
 class ShopConfig(_Model):
     """Who the messages come from; also the template context's ``shop``."""
 
@@ -173,9 +188,7 @@ class ShopConfig(_Model):
     @field_validator("currency")
     @classmethod
     def _iso_currency(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z]{3}", value):
-            raise ValueError(f"expected an ISO 4217 code like EUR, got {value!r}")
-        return value.upper() if value else None
+        return _currency_code(value, f"expected an ISO 4217 code like EUR, got {value!r}") if value else None
 
     @field_validator("default_locale")
     @classmethod
@@ -205,8 +218,7 @@ class ShopConfig(_Model):
     @classmethod
     def _positive_rates(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
         for code, rate in rates.items():
-            if not re.fullmatch(r"[A-Za-z]{3}", code):
-                raise ValueError(f"{code}: expected an ISO 4217 code like SEK as the key")
+            _currency_code(code, f"{code}: expected an ISO 4217 code like SEK as the key")
             if not rate > 0:
                 raise ValueError(f"{code}: the rate must be above 0, got {rate}")
         return {code.upper(): rate for code, rate in rates.items()}

@@ -90,6 +90,11 @@ def _known_currencies() -> frozenset[str]:
     return frozenset(list_currencies())
 
 
+def known_currency(code: str) -> bool:
+    """Whether an upper-case code is an ISO 4217 currency CLDR knows (current or historic)."""
+    return code in _known_currencies()
+
+
 def parse_currency(value: Any) -> str:
     """An ISO 4217 code known to CLDR (so ``XXQ`` or a currency id is reported, not guessed)."""
     code = str(value).strip().upper() if value is not None else ""
