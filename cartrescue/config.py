@@ -143,7 +143,6 @@ def _country(value: str | None) -> str | None:
     return value.upper() if value else None
 
 
-
 def _currency_code(value: str, malformed: str) -> str:
     """``value`` upper-cased when it is an ISO 4217 code CLDR knows. A typo (``SKE`` for SEK)
     had been taken as written: no cart is in that currency, so its rate was never used and the
@@ -217,11 +216,13 @@ class ShopConfig(_Model):
     @field_validator("exchange_rates")
     @classmethod
     def _positive_rates(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
+        checked: dict[str, Decimal] = {}
         for code, rate in rates.items():
-            _currency_code(code, f"{code}: expected an ISO 4217 code like SEK as the key")
+            key = _currency_code(code, f"{code}: expected an ISO 4217 code like SEK as the key")
             if not rate > 0:
                 raise ValueError(f"{code}: the rate must be above 0, got {rate}")
-        return {code.upper(): rate for code, rate in rates.items()}
+            checked[key] = rate
+        return checked
 
     @field_validator("timezone")
     @classmethod
@@ -259,13 +260,10 @@ class ShopConfig(_Model):
     def domain(self) -> str:
         """The sender's domain as it goes on the wire: in its IDNA form, since a Message-ID is
         ASCII (``bücher.example`` made every message fail to build)."""
+        from cartrescue.contacts import ascii_domain
+
         domain = self.from_email.rpartition("@")[2]
-        if domain.isascii():
-            return domain
-        try:
-            return domain.encode("idna").decode("ascii")
-        except UnicodeError:
-            return domain
+        return ascii_domain(domain) or domain
 
     @field_validator("unsubscribe_mailto")
     @classmethod

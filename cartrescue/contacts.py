@@ -28,6 +28,17 @@ def normalize_email(email: str | None) -> str | None:
     return email or None
 
 
+def ascii_domain(domain: str) -> str | None:
+    """``domain`` as it goes on the wire: itself when ASCII, else its IDNA form (``bücher.example``
+    is ``xn--bcher-kva.example``); None when it has none."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+
+
 def is_valid_email(email: str) -> bool:
     """Pragmatic (see ``_EMAIL``); a domain in another script (``bücher.example``) is valid when
     its IDNA form is: the message goes to that form (:func:`cartrescue.mime.encode_address`)."""
@@ -38,11 +49,8 @@ def is_valid_email(email: str) -> bool:
     local, at, domain = email.rpartition("@")
     if not at or domain.isascii():
         return False
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return False
-    return _EMAIL.match(f"{local}@{ascii_domain}") is not None
+    wire = ascii_domain(domain)
+    return wire is not None and _EMAIL.match(f"{local}@{wire}") is not None
 
 
 def email_hash(email: str) -> str:

@@ -113,18 +113,14 @@ def is_unknown_user(code: int, message: str) -> bool:
     return code in (550, 551, 553) and _UNKNOWN_USER.search(message) is not None
 
 
-def _one_line(text: str, secret: str | None = None, limit: int = 900) -> str:
-    """A server's text as one line, with ``secret`` (the AUTH password) masked: a relay that
-    repeats the credentials it refused (``535 … password hunter2``) put the password in the
-    output, ``--json`` and the ledger."""
+def scrubbed(text: str, settings: SmtpSettings, limit: int = 900) -> str:
+    """``text`` (a reply, an exception's words) safe to print or keep: one line, the AUTH password
+    masked. A relay that repeats the credentials it refused (``535 … password hunter2``) had put
+    the password in the output, ``--json`` and the ledger."""
+    secret = settings.password
     if secret and len(secret) >= 3:
         text = text.replace(secret, "***")
     return " ".join(text.split())[:limit]
-
-
-def scrubbed(text: str, settings: SmtpSettings, limit: int = 900) -> str:
-    """``text`` (a reply, an exception's words) safe to print or keep: one line, no password."""
-    return _one_line(text, settings.password, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +174,10 @@ class SmtpSettings:
         host = socket.gethostname()
         if "." in host.strip("."):
             return host
+        from cartrescue.contacts import ascii_domain
+
         domain = self.envelope_from.rpartition("@")[2]
-        try:
-            return domain.encode("idna").decode("ascii") if domain else host or "localhost"
-        except UnicodeError:
-            return host or "localhost"
+        return (ascii_domain(domain) if domain else None) or host or "localhost"
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -228,7 +223,7 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
                 await smtp.helo()
     except SMTPAuthenticationError as exc:
         smtp.close()
-        raise ConnectFailure(f"{where}: AUTH refused: {exc.code} {_one_line(exc.message, settings.password)}", fatal=True) from None
+        raise ConnectFailure(f"{where}: AUTH refused: {exc.code} {scrubbed(exc.message, settings)}", fatal=True) from None
     except ssl.SSLCertVerificationError as exc:
         smtp.close()
         raise ConnectFailure(f"{where}: TLS certificate not trusted: {exc.verify_message or exc}", fatal=True) from None
@@ -237,11 +232,11 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
         raise ConnectFailure(f"{where}: {exc}", fatal=True) from None
     except SMTPResponseException as exc:  # 421 or 554 greeting, EHLO/HELO refused
         smtp.close()
-        raise ConnectFailure(f"{where}: {exc.code} {_one_line(exc.message, settings.password)}") from None
+        raise ConnectFailure(f"{where}: {exc.code} {scrubbed(exc.message, settings)}") from None
     except (SMTPException, OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
         smtp.close()
         cause = exc.__cause__ if isinstance(exc, SMTPException) and exc.__cause__ else exc
-        raise ConnectFailure(f"{where}: {type(cause).__name__}: {_one_line(str(cause), settings.password) or 'connection failed'}") from None
+        raise ConnectFailure(f"{where}: {type(cause).__name__}: {scrubbed(str(cause), settings) or 'connection failed'}") from None
     return smtp
 
 
@@ -571,7 +566,7 @@ class SmtpChannel(LoopChannel):
             return self._follower(slot, batch)
         self.stats.sent += 1
         self._silences = 0
-        batch.finish(Outcome(job.claim_id, Status.SENT, f"{reply.code} {_one_line(reply.message, self.settings.password)}"))
+        batch.finish(Outcome(job.claim_id, Status.SENT, f"{reply.code} {scrubbed(reply.message, self.settings)}"))
         return self._follower(slot, batch)
 
     def _silent(self, timed_out: bool, cause: str, batch: _Work) -> None:
@@ -730,7 +725,7 @@ class SmtpChannel(LoopChannel):
             if stage == "DOT":
                 return f"no reply within smtp.data_timeout ({self.settings.data_timeout:g} s)"
             return f"no reply within smtp.timeout ({self.settings.timeout:g} s)"
-        return f"{type(exc).__name__}: {_one_line(str(exc), self.settings.password)}" if str(exc) else type(exc).__name__
+        return f"{type(exc).__name__}: {scrubbed(str(exc), self.settings)}" if str(exc) else type(exc).__name__
 
     def _unconfirmed(self, job: _Job, batch: _Work, cause: str) -> None:
         self.stats.unconfirmed += 1
@@ -738,7 +733,7 @@ class SmtpChannel(LoopChannel):
                              "may have arrived, so it is not resent (at most once; --resend-unconfirmed sends it)"))
 
     def _refused(self, job: _Job, batch: _Work, refused: _Refused) -> None:
-        code, text = refused.code, f"{refused.code} {_one_line(refused.message, self.settings.password)}"
+        code, text = refused.code, f"{refused.code} {scrubbed(refused.message, self.settings)}"
         if 400 <= code < 500:
             self._retry_or_give_up(job, batch, text)
         elif 500 <= code < 600 and refused.stage == "MAIL" and code != 552:
@@ -817,7 +812,7 @@ async def check_connection(settings: SmtpSettings) -> dict[str, Any]:
     try:
         info: dict[str, Any] = {"server": settings.describe(), "banner": ""}
         if smtp.last_ehlo_response is not None:
-            info["banner"] = _one_line(smtp.last_ehlo_response.message.splitlines()[0], settings.password)
+            info["banner"] = scrubbed(smtp.last_ehlo_response.message.splitlines()[0], settings)
         cipher = smtp.get_transport_info("cipher")
         info["tls"] = f"{cipher[1]} {cipher[0]}" if cipher else "none"
         info["auth"] = "yes" if settings.username else "no"
