@@ -556,6 +556,26 @@ def test_body_encodings() -> None:
     assert ctes("Сіздің себетіңіз күтіп тұр. " * 20) == ["base64"] * 2
 
 
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 160), st.sampled_from(" \t"), st.sampled_from(["\n", "\r\n"])),
+        min_size=1,
+        max_size=4,
+    )
+)
+@example([(74, " ", "\n")])  # b2a_qp alone writes this line as 74 x's and "=20": 77 characters
+def test_quoted_printable_lines_are_at_most_76(lines: list[tuple[int, str, str]]) -> None:
+    ending = "é, and enough plain text after it for quoted-printable to be the shorter"
+    body = "".join("x" * length + space + end for length, space, end in lines) + ending
+    data = build_message(message(text=body, html=body))
+    parsed = parse(data)
+    for part in parsed.iter_parts():
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert lf(part.get_content()) == lf(body)
+    body_lines = data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert max(map(len, body_lines)) <= 76  # RFC 2045 6.7 (5)
+
+
 def test_lone_dot_and_from_lines_round_trip() -> None:
     text = ".\nFrom the shop\n..\n.\n"
     for body in (text, text + "åäö"):
