@@ -216,6 +216,18 @@ def test_a_column_only_the_orders_query_needs_fails_the_doctor_as_it_would_fail_
     assert run.exit_code == 3 and "column order_currency_code not found" in run.json["error"]["message"]
 
 
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_missing_column_is_named_by_its_table_not_the_querys_alias(kind, tmp_path):
+    # The databases say "q.trigger_recollect": q is the preset's alias, nothing the owner wrote.
+    with shopdb.shop_database(kind, "magentoquotecols") as db:
+        db.schema("magento2")
+        db.execute("ALTER TABLE quote DROP COLUMN trigger_recollect")
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url})
+        run = cli("run", "--json", "--config", str(config))
+    assert run.exit_code == 3
+    assert "column quote.trigger_recollect not found in" in run.json["error"]["message"]
+
+
 @pytest.mark.mariadb
 def test_whole_numbers_that_are_not_seconds_stop_the_run(tmp_path):
     """ALTER ... BIGINT on a filled TIMESTAMP column leaves 20260302090000, not seconds: refused

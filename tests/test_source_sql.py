@@ -346,7 +346,8 @@ def test_a_missing_column_points_at_the_query_not_a_preset(url):
     with pytest.raises(SourceError) as caught:
         list(source.carts(WINDOW))
     source.close()
-    assert_one_line(caught, "sql source: column ", "customer_number", "(check the column names in source.queries)")
+    assert_one_line(caught, "sql source: column carts.customer_number not found in",  # the alias c resolved
+                    "(check the column names in source.queries)")
     assert "preset" not in str(caught.value)
 
 

@@ -134,6 +134,21 @@ _MISSING_COLUMN = (
 )
 
 
+def _unaliased(column: str, statement: object) -> str:
+    """``q.items_qty`` as ``mage_quote.items_qty``: the databases name a missing column by the
+    alias the statement gave its table, which says nothing to someone who did not write it (a
+    preset's query). The table is looked up in the statement's ``FROM``/``JOIN``; otherwise the
+    column is left as the database named it."""
+    alias, dot, name = column.rpartition(".")
+    if not dot or not isinstance(statement, str) or "." in alias:
+        return column
+    found = re.search(rf"\b(?:FROM|JOIN)\s+([`\"]?[\w$]+[`\"]?(?:\.[`\"]?[\w$]+[`\"]?)?)\s+(?:AS\s+)?"
+                      rf"[`\"]?{re.escape(alias)}[`\"]?(?![\w$])", statement, re.IGNORECASE)
+    if found is None:
+        return column
+    return found.group(1).replace("`", "").replace('"', "") + "." + name
+
+
 def explain_error(exc: BaseException, where: str, own_queries: bool = False,
                   table_hints: Mapping[str, str] | None = None) -> str:
     """One line a shop owner can act on, for a driver or SQLAlchemy error. Never a password.
@@ -184,7 +199,8 @@ def explain_error(exc: BaseException, where: str, own_queries: bool = False,
         if match:
             hint = "check the column names in source.queries" if own_queries else \
                 "does the schema match the preset's version?"
-            return f"column {match.group(1)} not found in {where} ({hint})"
+            column = _unaliased(match.group(1), getattr(exc, "statement", None))
+            return f"column {column} not found in {where} ({hint})"
     if code in (1142, 1143) or "permission denied" in lower or "command denied" in lower:
         return f"permission denied in {where}: {text[:160]} (the account needs SELECT on the shop's tables)"
     if code == 1792 or "read-only transaction" in lower or "read only transaction" in lower \
