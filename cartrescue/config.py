@@ -167,6 +167,7 @@ class ShopConfig(_Model):
     from_email: EmailAddress = "shop@example.com"
     from_name: str | None = None
     reply_to: OptionalEmail = None
+    reply_to_name: str | None = None  # the Reply-To's display name ("Example Shop Support")
     support_email: OptionalEmail = None
     support_phone: str | None = None
     address: str = ""

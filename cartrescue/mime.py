@@ -439,6 +439,9 @@ def _mailbox(field: str, name: str, email: str) -> str:
 _cached_mailbox = lru_cache(maxsize=64)(_mailbox)  # the sender: the same for every message
 
 
+_QUOTED_PAIR: Final = re.compile(r"\\(.)", re.DOTALL)
+
+
 @lru_cache(maxsize=64)
 def _cached_reply_to(value: str) -> str:
     """``Reply-To`` from ``addr`` or ``Name <addr>``."""
@@ -447,7 +450,7 @@ def _cached_reply_to(value: str) -> str:
         name, _, address = value[:-1].rpartition("<")
         name = name.strip()
         if len(name) >= 2 and name[0] == name[-1] == '"':
-            name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            name = _QUOTED_PAIR.sub(r"\1", name[1:-1])  # RFC 5322 quoted-pair: \" and \\
         return _mailbox("Reply-To", name, address.strip())
     return _mailbox("Reply-To", "", value)
 

@@ -404,6 +404,7 @@ class Composer:
         self._dated_now = dated_now
         shop = config.shop
         self.sender = Address(shop.from_email, shop.from_name or shop.name)
+        self._reply_to = _mailbox_text(shop.reply_to, shop.reply_to_name)
         self._domain = shop.domain
         # RFC 8058: one-click unsubscribing (List-Unsubscribe-Post) is for an https link only
         self._one_click = (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),) \
@@ -471,7 +472,7 @@ class Composer:
             text=rendered.text,
             html=rendered.html,
             date=datetime.now(timezone.utc).replace(microsecond=0) if self._dated_now else self.now,
-            reply_to=shop.reply_to,
+            reply_to=self._reply_to,
             headers=(
                 ("List-Unsubscribe", ", ".join(targets)),
                 *self._one_click,
@@ -558,6 +559,14 @@ class Composer:
             "incentive": offer,
         }
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _mailbox_text(address: str | None, name: str | None) -> str | None:
+    """``address``, or ``"name" <address>`` as ``OutgoingMessage.reply_to`` takes a display name."""
+    if not address or not name or not name.strip():
+        return address
+    quoted = name.strip().replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{address}>'
 
 
 def _iso(moment: datetime) -> str:

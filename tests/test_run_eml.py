@@ -103,3 +103,23 @@ def test_workers_write_the_same_files_as_one_process(shop: Shop) -> None:
     names = sorted(path.name for path in one.iterdir())
     assert len(names) == 22 and names == sorted(path.name for path in two.iterdir())
     assert _messages(shop) == []
+
+
+@pytest.mark.parametrize("name", ["Test Shop Support", 'Kundtjänst "Test" \\ Shop'])
+def test_reply_to_carries_the_configured_display_name(shop: Shop, name: str) -> None:
+    folder = shop.folder / "look"
+    shop.add(cart("c1", email="ann@example.com"))
+    shop.configure(shop={"reply_to": "support@example.com", "reply_to_name": name})
+    result = shop.cli("run", "--eml", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    parsed = email.message_from_bytes((folder / "csv_c1-step1.eml").read_bytes(), policy=policy.default)
+    (address,) = parsed["Reply-To"].addresses
+    assert (address.display_name, address.addr_spec) == (name, "support@example.com")
+
+
+def test_reply_to_without_a_name_is_the_bare_address(shop: Shop) -> None:
+    folder = shop.folder / "look"
+    shop.add(cart("c1", email="ann@example.com")).configure(shop={"reply_to": "support@example.com"})
+    assert shop.cli("run", "--eml", str(folder), "--json").exit_code == 0
+    data = (folder / "csv_c1-step1.eml").read_bytes()
+    assert b"\r\nReply-To: support@example.com\r\n" in data
