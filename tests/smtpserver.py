@@ -396,3 +396,35 @@ class LoopbackSMTP:
             section["username"], section["password"] = self.auth
         section.update(extra)
         return section
+
+
+class SilentRelay:
+    """A TCP server that takes connections and never says a word (no greeting): a hung relay."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def smtp_config(self, **extra: Any) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.port, "security": "none", **extra}
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+    def __enter__(self) -> "SilentRelay":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smtpserver import Fault, LoopbackSMTP
+from smtpserver import Fault, LoopbackSMTP, SilentRelay
 
 from cartrescue.ledger import Ledger
 from conftest import NOW, REPO, Shop, cart, iso
@@ -276,3 +276,28 @@ def test_sigterm_under_a_rate_limit_sends_none_of_the_messages_waiting_for_their
         assert report["unconfirmed"] == 0
     received = server.recipients()
     assert set(received.values()) == {1} and len(received) == 8
+
+
+def test_sigterm_while_the_relay_has_not_greeted_leaves_every_claim_for_the_next_run(shop: Shop) -> None:
+    """A relay that takes the connections and never greets, and a stop (cron's ``timeout``, a
+    service manager): after the grace the claims of the messages that never went out are
+    ``failed_transient``, and the next run sends them. They had stayed ``claimed``, which the
+    next runs counted as unconfirmed and skipped: those customers never got their reminder."""
+    shop.add(*(cart(f"s{n}") for n in range(3)))
+    with SilentRelay() as relay:
+        shop.configure(smtp=relay.smtp_config(pool_size=2, timeout="15m"))
+        process = start_run(shop)
+        deadline = time.monotonic() + 60
+        while len(relay.accepted) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.poll() is None, (shop.folder / "run-0.err").read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 130
+    stopped = rows(shop).values()
+    assert len(stopped) == 2  # one a connection; the third cart was never claimed
+    assert all(row["status"] == "failed_transient" and "the run was stopped" in row["reply"] for row in stopped)
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        report = finish(shop, start_run(shop))
+    assert report["unconfirmed"] == 0 and report["counts"]["sent"] == 3
+    assert server.recipients() == Counter({f"s{n}@example.com": 1 for n in range(3)})

@@ -18,9 +18,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from aiosmtplib.protocol import SMTPProtocol
-from smtpserver import Fault, LoopbackSMTP
+from smtpserver import Fault, LoopbackSMTP, SilentRelay
 
-from cartrescue.channels.base import Envelope, Outcome, Status
+from cartrescue.channels.base import Envelope, ListFeed, Outcome, Status
 from cartrescue.channels.pipelining import PipeliningProtocol
 from cartrescue.channels import base as channels_base
 from cartrescue.channels.smtp import SmtpChannel, SmtpSettings, is_unknown_user
@@ -380,3 +380,46 @@ def test_a_relay_that_connects_but_never_answers_is_down_for_the_rest_of_the_run
         shop.configure(smtp=server.smtp_config())
         again = shop.cli("run", "--send", "--json")
     assert again.json["counts"]["sent"] == 40 and len(server.messages) == 40
+
+
+@pytest.mark.smtp
+@pytest.mark.usefixtures("stop_signal")
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+def test_a_stop_whose_grace_ends_before_the_message_went_out_leaves_it_for_the_next_run(
+        pipelining: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay still owes its answer to RCPT when the grace ends: nothing of that message went
+    out, so it is ``failed_transient`` (the next run sends it). Left claimed, as it was, the next
+    runs counted it as a message that may have arrived and never sent it. The message written
+    whole, whose reply is late, keeps its claim without an outcome (it may have arrived)."""
+    monkeypatch.setattr(channels_base, "STOP_GRACE", 0.5)
+    faults = [Fault(r"^stuck@", "hang"), Fault(r"^written@", "late", stage="DATA", delay=30.0)]
+    with LoopbackSMTP(faults=faults, pipelining=pipelining) as server:
+        channel = SmtpChannel(settings(server, pool_size=2, timeout=900.0, data_timeout=900.0))
+        feed = ListFeed([envelope(1, "stuck@example.com"), envelope(2, "written@example.com")])
+        _send_stop_signals_when(lambda: server.attempts["stuck@example.com"] > 0 and len(server.messages) == 1)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                channel.run(feed)
+        finally:
+            channel.close()
+    assert [(o.claim_id, o.status) for o in feed.outcomes] == [(1, Status.TRANSIENT)]
+    assert "the run was stopped" in feed.outcomes[0].reply
+
+
+@pytest.mark.smtp
+@pytest.mark.usefixtures("stop_signal")
+def test_a_stop_while_the_relay_has_not_greeted_leaves_every_message_for_the_next_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(channels_base, "STOP_GRACE", 0.3)
+    with SilentRelay() as relay:
+        channel = SmtpChannel(SmtpSettings(host="127.0.0.1", port=relay.port, security="none",
+                                           envelope_from="shop@example.com", pool_size=2, timeout=900.0))
+        feed = ListFeed([envelope(n, f"t{n}@example.com") for n in range(5)])
+        _send_stop_signals_when(lambda: len(relay.accepted) == 2)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                channel.run(feed)
+        finally:
+            channel.close()
+    assert len(feed.outcomes) == 2  # the two taken by the two connections; the rest never claimed
+    assert all(o.status is Status.TRANSIENT and "the run was stopped" in o.reply for o in feed.outcomes)

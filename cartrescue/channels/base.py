@@ -84,7 +84,8 @@ class ListFeed:
 J = TypeVar("J")
 
 #: Ctrl-C or SIGTERM: how long the deliveries in flight get for their answers before the run cuts
-#: them short (those stay claimed, as a kill leaves them); a second Ctrl-C cuts them short at once.
+#: them short (a message written whole stays claimed, as a kill leaves it; the SMTP channel gives
+#: one not yet written ``failed_transient``); a second Ctrl-C cuts them short at once.
 STOP_GRACE = 5.0
 
 

@@ -267,6 +267,7 @@ class _Slot:
     pipe: PipeliningProtocol | None = None  # set when the server offers PIPELINING (and it is on)
     follow: _Job | None = None  # its MAIL, RCPT and DATA went out behind the current message
     busy: bool = False  # a transaction is under way (still set after an interrupt cut it short)
+    job: _Job | None = None  # the job in this connection's hands (what a stop cuts short)
 
 
 @dataclass(slots=True)
@@ -456,6 +457,9 @@ class SmtpChannel(LoopChannel):
                     work.finish(self._not_attempted(job))
                 return
             await asyncio.gather(*(self._work_on(slot, work) for slot in self._slots))
+        except asyncio.CancelledError:  # a stop's grace ran out: see stops.stops_in_loop
+            self._cut_short(work)
+            raise
         finally:
             self._work = None
             for timer, _job in work.timers:
@@ -475,22 +479,43 @@ class SmtpChannel(LoopChannel):
 
     async def _work_on(self, slot: _Slot, batch: _Work) -> None:
         while (job := await batch.next()) is not None:
-            if self._down is not None:
-                batch.finish(self._not_attempted(job))
-                continue
-            if not await self.limiter.acquire():
-                limit = self.settings.rate_per_hour
-                batch.finish(Outcome(job.claim_id, Status.TRANSIENT,
-                                     f"not attempted: smtp.rate_per_hour ({limit}) reached; left for the next run"))
-                continue
-            if batch.stopping:  # stopped while it waited for its turn under smtp.rate_per_second
-                batch.finish(stopped(job.claim_id))
-                continue
-            slot.busy = True  # not in a finally: a cancelled transaction leaves it set for _quit_all
-            follow = await self._attempt(slot, job, batch)
-            while follow is not None:  # its commands went out behind the last message (pipelining)
-                follow = await self._attempt(slot, follow, batch, started=True)
-            slot.busy = False
+            slot.job = job  # not in a finally: a stop that cuts the work short reads it (_cut_short)
+            await self._work_through(slot, job, batch)
+            slot.job = None
+
+    async def _work_through(self, slot: _Slot, job: _Job, batch: _Work) -> None:
+        """Deliver ``job`` on ``slot``, then the jobs whose commands went out behind it."""
+        if self._down is not None:
+            batch.finish(self._not_attempted(job))
+            return
+        if not await self.limiter.acquire():
+            limit = self.settings.rate_per_hour
+            batch.finish(Outcome(job.claim_id, Status.TRANSIENT,
+                                 f"not attempted: smtp.rate_per_hour ({limit}) reached; left for the next run"))
+            return
+        if batch.stopping:  # stopped while it waited for its turn under smtp.rate_per_second
+            batch.finish(stopped(job.claim_id))
+            return
+        slot.busy = True  # not in a finally: a cancelled transaction leaves it set for _quit_all
+        follow = await self._attempt(slot, job, batch)
+        while follow is not None:  # its commands went out behind the last message (pipelining)
+            slot.job = follow
+            follow = await self._attempt(slot, follow, batch, started=True)
+        slot.busy = False
+
+    def _cut_short(self, batch: _Work) -> None:
+        """The stop's grace ran out (or a second Ctrl-C came) with deliveries still waiting on the
+        relay. A message not yet written whole (waiting for the greeting, or for the replies to
+        MAIL, RCPT or DATA) cannot have arrived: ``failed_transient``, and the next run sends it.
+        Left claimed, as before, the next runs counted it as one that may have arrived and never
+        sent it. A message written whole keeps its claim without an outcome, as a kill leaves
+        it (``unconfirmed`` for the next run: it may have arrived)."""
+        for slot in self._slots:
+            for job in (slot.job, slot.follow):
+                if job is not None and job.stage != "DOT" and not job.waiting:
+                    batch.finish(stopped(job.claim_id))
+            slot.job = slot.follow = None
+        give_up_waiting(batch.timers, batch.ready, batch.finish)
 
     async def _connect(self, slot: _Slot) -> aiosmtplib.SMTP:
         if slot.smtp is not None and slot.smtp.is_connected:
