@@ -289,9 +289,8 @@ class Planner:
             else:
                 step = due.step
                 template = sequence.steps[step - 1].template
-                if channel != "call-list":
-                    verdict = self.calendar.gate(now, self._last_message(email, phone, history, messaged),
-                                                 sent_today.get(email or "") if sent_today else None, channel)
+                verdict = self.calendar.gate(now, self._last_message(email, phone, history, messaged),
+                                             sent_today.get(email or "") if sent_today else None, channel)
                 if verdict is None:
                     who = subject(cart)
                     if self.experiments.held_out(who, tier.sequence):

@@ -140,10 +140,17 @@ class Calendar:
              channel: str = "email") -> Verdict | None:
         """Defer when the customer had a message today (on any channel), or the shop's newsletter
         (a send up to ``now``: one scheduled for later today is not known yet), or when it is
-        quiet time for ``channel``."""
+        quiet time for ``channel``.
+
+        The call list keeps only the first rule: a call is one of the customer's messages of the
+        day, but staff call in their working hours, whatever the quiet hours or the newsletter.
+        """
         if self.one_per_day and last_message is not None and self.same_local_day(last_message, now):
-            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=self.tomorrow(now, channel),
+            not_before = self.next_local_midnight(now) if channel == "call-list" else self.tomorrow(now, channel)
+            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=not_before,
                            detail=f"last message {last_message:%Y-%m-%d %H:%M} UTC")
+        if channel == "call-list":
+            return None
         if newsletter is not None and newsletter.sent_at <= now and self.same_local_day(newsletter.sent_at, now):
             what = f"newsletter {newsletter.campaign!r}" if newsletter.campaign else "newsletter"
             return Verdict(Action.DEFER, Reason.NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),

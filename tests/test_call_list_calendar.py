@@ -1,0 +1,41 @@
+"""The call list and the shop's calendar: a call is one of the customer's messages of the day,
+but quiet hours and the shop's newsletter do not hold it back (staff call when they work).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from conftest import NOW, Shop, cart
+
+PRICEY = [("S", "Lamp", 1, "900.00")]  # high value: the vip tier
+
+
+def _calling_shop(shop: Shop) -> Shop:
+    return shop.configure(
+        priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                            {"name": "standard", "min_score": 0}]},
+        sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "channel": "email"},
+                                         {"delay": "3h", "template": "reminder-2"}]}})
+
+
+def test_a_customer_emailed_today_is_called_tomorrow_not_this_afternoon(shop: Shop, tmp_path: Path) -> None:
+    """Before: the call-list step skipped the whole calendar, so a customer got the e-mail of
+    step 1 at 11:00 and a call at 13:00, against one message a day "whatever the channel"."""
+    _calling_shop(shop).add(cart("c1", phone="+46701234567", items=PRICEY))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out"), now=NOW).exit_code == 0  # step 1 by e-mail
+    later = shop.decisions(NOW + timedelta(hours=3))["c1"]  # step 2, the call, is due the same day
+    assert (later["action"], later["reason"], later["channel"]) == ("defer", "messaged_today", "call-list")
+    assert later["not_before"] == "2026-11-20T23:00:00Z"  # the shop's midnight: no quiet hours to wait out
+    assert shop.decisions(NOW + timedelta(hours=22))["c1"]["reason"] == "due"
+
+
+def test_quiet_hours_do_not_hold_back_the_call_list(shop: Shop) -> None:
+    _calling_shop(shop).configure(
+        eligibility={"quiet_hours": {"start": "10:30", "end": "12:00"}},  # now = 11:00 Stockholm
+        sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    shop.add(cart("called", phone="+46701234567", items=PRICEY), cart("mailed"))
+    decisions = shop.decisions()
+    assert (decisions["called"]["reason"], decisions["called"]["channel"]) == ("due", "call-list")
+    assert (decisions["mailed"]["reason"], decisions["mailed"]["channel"]) == ("quiet_hours", "email")
