@@ -136,6 +136,8 @@ def build_message(msg: OutgoingMessage, *, eight_bit: bool = False) -> bytes:
     text_cte, text = _body(msg.text, eight_bit)
     html_cte, html = _body(msg.html, eight_bit)
     boundary = _boundary(msg.message_id, text, html)
+    if _8BIT in (text_cte, html_cte):  # RFC 2045 6.4: the multipart says its parts' domain (else 7bit)
+        head.append("Content-Transfer-Encoding: 8bit\r\n")
     head.append('Content-Type: multipart/alternative; boundary="' + boundary + '"\r\n\r\n')
     b = boundary.encode("ascii")
     return b"".join((
