@@ -144,7 +144,22 @@ class Planner:
             for chunk in chunked(carts, PLAN_CHUNK):
                 yield from self._decide_chunk(source, chunk, newest, budgets)
             for budget in budgets.values():
-                yield from budget.drain()
+                for decision in budget.drain():
+                    yield self._first_of_the_day(decision, newest)
+
+    def _first_of_the_day(self, decision: Decision, newest: NewestCarts) -> Decision:
+        """A send a budget kept, decided now, at the end of the run: its customer's message of
+        the day unless another cart of theirs (another address with the same number) got one in
+        this run meanwhile; then it waits until tomorrow, as any such cart does (``_decide``)."""
+        contacts = [c for c in (decision.cart.customer.email, decision.phone) if c]
+        if not newest.messaged(contacts):
+            newest.mark_messaged(contacts)
+            return decision
+        channel = decision.channel or "email"
+        return replace(decision, action=Action.DEFER, reason=Reason.MESSAGED_TODAY,
+                       not_before=self.calendar.tomorrow(self.now, channel) if channel != "call-list"
+                       else self.calendar.next_local_midnight(self.now),
+                       detail="another cart with this address or number got a message in this run")
 
     def _budget(self, tier: Tier) -> _Budget:
         """The tier's budget for this run: per run, or what is left of the shop's day; a shard

@@ -228,6 +228,17 @@ def test_one_number_is_one_customer_across_carts_and_runs(shop: Shop, tmp_path: 
         ["messaged_today", "step_not_due"]  # and in a later run the same day, from the ledger
 
 
+def test_one_number_is_one_customer_in_a_tier_with_a_budget_too(shop: Shop) -> None:
+    """Sends a budget keeps are decided at the end of the run; they were not counted as the
+    number's message, so two carts with one number (and two addresses) both got a text."""
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms", "budget": 5}]})
+    shop.add(cart("a", email="a@example.com", phone="070-123 45 01", sms_consent="yes"),
+             cart("b", email="b@example.com", phone="+46701234501", sms_consent="yes"))
+    decisions = shop.decisions(command="run")
+    assert sorted(d["reason"] for d in decisions.values()) == ["due", "messaged_today"]
+
+
 def test_a_step_names_its_channel_and_other_tiers_keep_theirs(shop: Shop, tmp_path: Path) -> None:
     sms_shop(shop, "https://api.example.com", carts=0)
     shop.configure(priority={"tiers": [{"name": "high", "min_score": 40}, {"name": "standard", "min_score": 0}]},
