@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, overload
 
-from sqlalchemy import Index, UniqueConstraint, bindparam, column, delete, event, func, insert, select, update
+from sqlalchemy import Index, UniqueConstraint, and_, bindparam, column, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
@@ -956,9 +956,10 @@ class Ledger:
         return [_aware(at) for at, email, key in rows  # type: ignore[misc]
                 if at is not None and (owns is None or owns(email, key))]
 
-    def tier_used_since(self, tier: str, channels: list[str], since: datetime, until: datetime) -> int:
-        """How many messages of ``tier`` on ``channels`` were claimed from ``since`` to ``until``
-        (a tier's day's budget): every claim but a held-out cart and a permanent failure.
+    def tier_used_since(self, tier: str, steps: list[tuple[int, str]], since: datetime, until: datetime) -> int:
+        """How many messages of ``tier`` were claimed from ``since`` to ``until`` (a tier's day's
+        budget), each a ``(step, channel)`` of ``steps``: every claim but a held-out cart and a
+        permanent failure.
 
         Looked up through the runs of the period (``cr_run`` is small, ``run_id`` indexed), not by
         scanning every message the ledger holds.
@@ -967,7 +968,8 @@ class Ledger:
         runs = select(run.c.id).where(run.c.now >= _naive(since))
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(message).where(
-                message.c.run_id.in_(runs), message.c.tier == tier, message.c.channel.in_(channels),
+                message.c.run_id.in_(runs), message.c.tier == tier,
+                or_(*(and_(message.c.step == step, message.c.channel == channel) for step, channel in steps)),
                 message.c.status.notin_(("held_out", "failed_permanent")),
                 message.c.claimed_at >= _naive(since), message.c.claimed_at <= _naive(until))).scalar_one())
 

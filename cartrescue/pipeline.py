@@ -168,16 +168,19 @@ class Planner:
         if tier.budget_per == "day":
             midnight = self.calendar.local_day_start(self.now)
             used = 0 if self.ledger is None else self.ledger.tier_used_since(
-                tier.name, self._channels_of(tier), midnight, self.now)
+                tier.name, self._steps_of(tier), midnight, self.now)
             limit, per = max(limit - used, 0), f"today (its day's budget is {tier.budget}; the day's earlier runs used {used})"
         if self.shard is None:
             return _Budget(limit, per)
         return _Budget(self.shard.share(limit), f"{per} in shard {self.shard} (its share of {limit} over "
                                                f"{self.shard.count} shards)")
 
-    def _channels_of(self, tier: Tier) -> list[str]:
-        """The channels the steps of ``tier``'s sequence go out on (what its budget counts)."""
-        return sorted({step.channel_for(tier) for step in self.config.sequences[tier.sequence].steps})
+    def _steps_of(self, tier: Tier) -> list[tuple[int, str]]:
+        """Each step of ``tier``'s sequence with the channel it goes out on: what its budget
+        counts. A step sent on another channel went by e-mail because its own could not reach
+        the customer (:meth:`_fell_back`), which no budget counts."""
+        steps = self.config.sequences[tier.sequence].steps
+        return [(number, step.channel_for(tier)) for number, step in enumerate(steps, start=1)]
 
     def _history(self, chunk: Sequence[Cart], emails: list[str], phones: list[str]) -> History:
         if self.ledger is None:

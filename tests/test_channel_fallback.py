@@ -52,3 +52,24 @@ def test_without_channel_fallback_such_a_cart_is_skipped(shop: Shop) -> None:
         cart("mailed", email="bo@example.com", items=PRICEY))
     (decision,) = shop.cli("carts", "--json").json["decisions"]
     assert (decision["action"], decision["reason"], decision["channel"]) == ("skip", "no_contact", "call-list")
+
+
+def test_a_step_that_went_by_email_instead_leaves_the_days_budget_to_the_tiers_own_sends(shop: Shop) -> None:
+    """The fallback does not use the budget in its own run, and now not in the day's later runs
+    either: they counted every e-mail of the tier that day, the fallbacks too, and deferred
+    the tier's own sends (here the vip step 1 of a cart that came in later)."""
+    shop.configure(
+        priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list", "budget": 1, "budget_per": "day"},
+                            {"name": "standard", "min_score": 0}]},
+        sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "channel": "email"},
+                                         {"delay": "3h", "template": "reminder-2"}]}})
+    shop.add(cart("mailed", email="bo@example.com", items=PRICEY))
+    out = str(shop.folder / "out")
+    assert shop.cli("run", "--outbox", out, now=NOW).exit_code == 0  # step 1: the day's budget
+    next_day = NOW + timedelta(hours=24)
+    first = shop.cli("run", "--outbox", out, "--json", now=next_day)
+    assert [(d["step"], d["channel"], d["delivery"]) for d in first.json["decisions"]] == [(2, "email", "sent")]
+    later = next_day + timedelta(hours=1)
+    shop.add(cart("newer", email="cy@example.com", phone="+46701234568", items=PRICEY, now=later))
+    found = {d["cart_id"]: d for d in shop.cli("run", "--outbox", out, "--json", now=later).json["decisions"]}
+    assert (found["newer"]["action"], found["newer"]["step"], found["newer"]["reason"]) == ("send", 1, "due")
