@@ -266,3 +266,11 @@ def test_a_run_says_which_carts_it_could_not_value_in_the_shops_currency(shop: S
     assert result.exit_code == 0, result.output
     assert ("carts in NOK have no rate to EUR (add shop.exchange_rates): priority.rules.high_value cannot count them "
             "as high value") in result.json["notes"]
+
+
+def test_a_cart_below_every_tiers_min_score_goes_to_the_lowest_tier(shop: Shop) -> None:
+    shop.configure(priority={"rules": RULES, "tiers": [{"name": "high", "min_score": 30},
+                                                       {"name": "low", "min_score": 10}]})
+    shop.add(cart("plain", items=[("A", "Mug", 1, "20.00")]))
+    found = shop.decisions()["plain"]
+    assert (found["score"], found["tier"], found["action"]) == (0, "low", "send")
