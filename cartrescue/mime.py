@@ -103,7 +103,8 @@ _RESERVED: Final = frozenset(
 _EW_OPEN: Final = "=?utf-8?B?"
 _EW_OVERHEAD: Final = len(_EW_OPEN) + 2  # "?=" closes
 _EW_MAX: Final = 75  # RFC 2047: an encoded-word is at most 75 characters
-_EW_NEXT_BYTES: Final = (min(_EW_MAX, MAX_LINE - 1) - _EW_OVERHEAD) // 4 * 3  # 45
+_EW_LINE: Final = 76  # RFC 2047 2: a header line that holds an encoded-word is at most 76 (not 78)
+_EW_NEXT_BYTES: Final = (min(_EW_MAX, _EW_LINE - 1) - _EW_OVERHEAD) // 4 * 3  # 45
 
 _DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
@@ -313,7 +314,7 @@ def _split_utf8(data: bytes, first: int, rest: int) -> list[bytes]:
 
 def _first_ew_bytes(used: int) -> int:
     """How many bytes the first encoded-word can carry on a line already ``used`` long."""
-    return max((min(_EW_MAX, MAX_LINE - used) - _EW_OVERHEAD) // 4 * 3, 6)
+    return max((min(_EW_MAX, _EW_LINE - used) - _EW_OVERHEAD) // 4 * 3, 6)
 
 
 def _ew_lines(pieces: list[bytes]) -> str:
@@ -430,10 +431,12 @@ def _mailbox(field: str, name: str, email: str) -> str:
             folded, longest = _fold(field + ": ", phrase)
             if longest <= MAX_LINE:
                 line = folded[:-2]
+    limit = MAX_LINE
     if not line:
         line = field + ": " + _encoded_phrase(name, len(field) + 2)
+        limit = _EW_LINE
     last = len(line) - line.rfind("\n") - 1
-    if last + len(address) + 3 <= MAX_LINE:
+    if last + len(address) + 3 <= limit:
         return line + " <" + address + ">\r\n"
     return line + "\r\n <" + address + ">\r\n"
 
