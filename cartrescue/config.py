@@ -247,10 +247,16 @@ class ShopConfig(_Model):
         if safe_url(value) != value:
             raise ValueError(f"expected an http(s) link like https://shop.example.com/unsubscribe?token={{token}}, "
                              f"got {value!r}")
-        bad = next((c for c in value if c.isspace() or not (c.isascii() and c.isprintable())), None)
+        outside = value.replace("{token}", "")
+        # RFC 3986 has no place for '<>"{}|\^`' in a link (a '>' also ends the header's <link>);
+        # "=?" would make the header read as an RFC 2047 encoded word.
+        bad = next((c for c in outside if c.isspace() or not (c.isascii() and c.isprintable())
+                    or c in '<>"{}|\\^`'), None)
+        if bad is None and "=?" in outside:
+            bad = "=?"
         if bad is not None:
             raise ValueError(f"{bad!r} cannot stand in a link as written: percent-encode it "
-                             f"(a space is %20; é is %C3%A9), got {value!r}")
+                             f"(a space is %20; é is %C3%A9; < is %3C), got {value!r}")
         return value
 
     @property

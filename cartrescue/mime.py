@@ -224,6 +224,17 @@ def encode_address(email: str) -> str:
     return local + "@" + domain
 
 
+def mailto_address(email: str) -> str:
+    """``email`` as it stands in a ``mailto:`` link (RFC 6068): :func:`encode_address`, its local
+    part percent-encoded where a link needs it (``%``, ``?``, ``#``, ``&``, ``"``...), which a
+    mail client decodes back. Written as is, "un#sub" was cut at the "#" and a "?" began the
+    link's query."""
+    from urllib.parse import quote
+
+    local, _at, domain = encode_address(email).rpartition("@")
+    return quote(local, safe="!$'()*+,;:@-._~") + "@" + domain
+
+
 def needs_smtputf8(email: str) -> bool:
     """Can ``email`` only be sent with SMTPUTF8 (RFC 6531)? True for a non-ASCII local part.
 

@@ -36,7 +36,7 @@ from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
 from cartrescue.incentives import Codes, code_expiry, placeholder, pools
 from cartrescue.ledger import ClaimRequest, History, Ledger
-from cartrescue.mime import build_message, encode_address, wire_address
+from cartrescue.mime import build_message, mailto_address, wire_address
 from cartrescue.model import (
     Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem,
 )
@@ -429,7 +429,7 @@ class Composer:
         self._tiers = {tier.name: tier for tier in config.priority.tiers}
         # The mailbox as the header carries it: ASCII, its domain in IDNA form (a structured
         # header has no encoded words: bücher.example turned the whole line into one).
-        self._mailto = encode_address(shop.unsubscribe_mailto) if shop.unsubscribe_mailto else None
+        self._mailto = mailto_address(shop.unsubscribe_mailto) if shop.unsubscribe_mailto else None
         self._shop = config.shop_identity
 
     def message_id(self, decision: Decision) -> str:

@@ -297,6 +297,10 @@ def test_suppress_import_names_the_physical_line_after_a_cell_that_spans_lines(s
     ("https://shop.example.com/désabonner?token={token}", "'é' cannot stand in a link as written: percent-encode it"),
     ("https://shop.example.com/unsubscribe?token={token}&x=a b", "' ' cannot stand in a link as written"),
     ("shop.example.com/unsubscribe?token={token}", "expected an http(s) link"),
+    ("https://shop.example.com/unsubscribe?token={token}&from=<news>", "'<' cannot stand in a link as written"),
+    ('https://shop.example.com/unsubscribe?token={token}&q="x"', "'\"' cannot stand in a link as written"),
+    ("https://shop.example.com/unsubscribe?token={token}&x=|", "'|' cannot stand in a link as written"),
+    ("https://shop.example.com/u?token={token}&x==?utf-8?q?a?=", "'=?' cannot stand in a link as written"),
 ])
 def test_an_unsubscribe_url_a_mail_client_cannot_use_is_a_config_error(shop: Shop, url: str, said: str) -> None:
     """It goes into the List-Unsubscribe header: a space or a non-ASCII letter made the whole
@@ -306,6 +310,18 @@ def test_an_unsubscribe_url_a_mail_client_cannot_use_is_a_config_error(shop: Sho
     assert result.exit_code == 2, result.output
     message = result.json["error"]["message"]
     assert "shop.unsubscribe_url" in message and said in message and str(shop.config_path) in message
+
+
+def test_an_unsubscribe_mailto_is_percent_encoded_where_a_mailto_link_needs_it(shop: Shop, tmp_path: Path) -> None:
+    """RFC 6068: ``%``, ``?`` and ``#`` in the address end or break the link ("un#sub" was cut
+    at the "#", and "?" started the link's query); they are written %25, %3F and %23."""
+    import email
+
+    shop.configure(shop={"unsubscribe_mailto": "un#sub%x?y@shop.example.com"}).add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    (path,) = (tmp_path / "out").glob("*.eml")
+    header = email.message_from_bytes(path.read_bytes())["List-Unsubscribe"]
+    assert "<mailto:un%23sub%25x%3Fy@shop.example.com?subject=unsubscribe%20" in header
 
 
 def test_one_click_unsubscribing_is_offered_for_an_https_link_only(shop: Shop, tmp_path: Path) -> None:
