@@ -29,6 +29,7 @@ from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
 from cartrescue.sources.base import CartSource, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.freshness import hold_back_if_stale, stale_exports
+from cartrescue import stops
 
 Mode = Literal["dry-run", "outbox", "send"]
 
@@ -319,6 +320,10 @@ def _run_job(
             raise
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, run-all --timeout: stopped, not failed
             status = "interrupted"
+            with stops.held():
+                for result in executor.cut_short:
+                    counts.add(result)
+                    on_result(result)
             raise
         except DBAPIError as error:
             if run_id is not None and busy(error):  # not "another run holds the lock" (exit 4): this run did work

@@ -648,6 +648,10 @@ class Executor:
         self.lock = lock
         self.lock_name = lock_name  # the ledger lock this run's claims are fenced by (its shard's)
         self.codes: Codes | None = None
+        # A stop (Ctrl-C, SIGTERM) during a chunk's delivery: the chunk's results known by then
+        # (each message the run recorded, and the carts decided without one), which execute()
+        # never yielded. The caller reports them, or its document counted sends it did not list.
+        self.cut_short: list[Result] = []
         self._basis = Basis(composer.config.shop.currency, composer.config.shop.exchange_rates)
         self._sequence_of = {tier.name: tier.sequence for tier in composer.config.priority.tiers}
         if ledger is not None and pools(composer.config):
@@ -804,6 +808,10 @@ class Executor:
             feed = _ClaimFeed(self, batch, results)
             try:
                 self.channels[channel_name].run(feed)
+            except KeyboardInterrupt:  # stopped mid-chunk: what is known of it, for the run's report
+                self.cut_short = [results.get(id(d)) or Result(d) for d in chunk
+                                  if id(d) in results or d.action is not Action.SEND]
+                raise
             finally:
                 feed.flush()
             if feed.stopped is not None:

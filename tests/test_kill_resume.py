@@ -53,6 +53,20 @@ def finish(shop: Shop, process: subprocess.Popen[bytes]) -> dict:
     return json.loads((shop.folder / f"run-{number}.out").read_text())
 
 
+def stop_mid_send(shop: Shop, server: LoopbackSMTP, after: int = 8) -> dict:
+    """Start a run, SIGTERM it once the server has ``after`` messages (their replies still to
+    come, with a "late" fault); its exit is 130 and this returns its JSON document."""
+    process = start_run(shop)
+    number = len(list(shop.folder.glob("run-*.out"))) - 1
+    deadline = time.monotonic() + 60
+    while len(server.messages) < after and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, (shop.folder / f"run-{number}.err").read_text()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 130
+    return json.loads((shop.folder / f"run-{number}.out").read_text())
+
+
 def rows(shop: Shop) -> dict[int, dict]:
     ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
     try:
@@ -138,14 +152,7 @@ def test_sigterm_mid_send_records_the_messages_in_flight_and_a_rerun_sends_the_r
     shop.add(*(cart(f"t{n:03d}") for n in range(60)))
     with LoopbackSMTP(faults=[Fault(r"^t", "late", stage="DATA", delay=0.2)]) as server:  # replies come late
         shop.configure(smtp=server.smtp_config(pool_size=4))
-        process = start_run(shop)
-        deadline = time.monotonic() + 60
-        while len(server.messages) < 8 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert process.poll() is None, (shop.folder / "run-0.err").read_text()
-        process.send_signal(signal.SIGTERM)  # messages are at the server, their replies still to come
-        assert process.wait(60) == 130
-        document = json.loads((shop.folder / "run-0.out").read_text())
+        document = stop_mid_send(shop, server)
         assert document["error"]["code"] == "interrupted"
         ledger = accounted(shop, server)
         assert {row["status"] for row in ledger.values()} <= {"sent", "failed_transient"}  # none left claimed
@@ -301,3 +308,18 @@ def test_sigterm_while_the_relay_has_not_greeted_leaves_every_claim_for_the_next
         report = finish(shop, start_run(shop))
     assert report["unconfirmed"] == 0 and report["counts"]["sent"] == 3
     assert server.recipients() == Counter({f"s{n}@example.com": 1 for n in range(3)})
+
+
+def test_the_document_of_a_stopped_run_lists_each_message_it_recorded(shop: Shop) -> None:
+    """The stop lands while a group of carts is being delivered: the document said ``sent: 8``
+    and listed no cart (``carts: 0``, ``decisions: []``); now each message the run recorded is
+    there with its outcome, and the counts add up."""
+    shop.add(*(cart(f"t{n:03d}") for n in range(60)))
+    with LoopbackSMTP(faults=[Fault(r"^t", "late", stage="DATA", delay=0.2)]) as server:
+        shop.configure(smtp=server.smtp_config(pool_size=4))
+        document = stop_mid_send(shop, server)
+    recorded = {row["cart_key"].rpartition(":")[2]: row["status"] for row in rows(shop).values()}
+    listed = {d["cart_id"]: d["delivery"] for d in document["decisions"]}
+    assert listed == recorded and len(recorded) >= 8
+    assert document["counts"]["sent"] == sum(status == "sent" for status in recorded.values())
+    assert document["counts"]["carts"] == len(document["decisions"])
