@@ -1106,6 +1106,20 @@ class Config(_Model):
         return self
 
     @model_validator(mode="after")
+    def _steps_come_due_within_max_age(self) -> "Config":
+        """A step due no sooner than ``eligibility.max_age`` after the cart's last activity
+        never goes out: a run no longer reads a cart that old (:attr:`Planner.window`)."""
+        max_age = self.eligibility.max_age
+        for name, sequence in self.sequences.items():
+            for number, step in enumerate(sequence.steps):
+                if step.delay >= max_age:
+                    raise ValueError(
+                        f"sequences.{name}.steps[{number}].delay: {duration_text(step.delay)} is not shorter than "
+                        f"eligibility.max_age ({duration_text(max_age)}): no run reads a cart that long after "
+                        "its last activity, so the step would never go out (raise max_age or shorten the delay)")
+        return self
+
+    @model_validator(mode="after")
     def _survey_steps_exist(self) -> "Config":
         """A survey step past every sequence's last asks nobody, without a word."""
         if self.survey.url and self.survey.steps and self.sequences:
