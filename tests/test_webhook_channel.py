@@ -7,6 +7,7 @@ under the shared secret, a five-minute window, and a repeated Idempotency-Key dr
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +31,18 @@ def webhook_shop(shop: Shop, url: str, carts: int = 3, **webhook: Any) -> Shop:
 
 def rows(shop: Shop) -> list[dict[str, Any]]:
     return shop.messages()
+
+
+def start_run(shop: Shop) -> subprocess.Popen[bytes]:
+    """``run --send --json`` in its own process (a stop must reach the real command line)."""
+    import sys
+
+    from conftest import iso
+
+    shop.write()
+    return subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "run", "--send", "--json", "--now", iso(NOW),
+                             "--config", str(shop.config_path)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
 
 
 def test_every_due_cart_is_posted_once_signed_and_a_rerun_posts_nothing(shop: Shop) -> None:
@@ -282,18 +295,11 @@ def test_sigterm_mid_run_records_the_requests_in_flight_and_a_rerun_posts_the_re
     the answers to the requests on their way; none is left ``claimed`` without an outcome."""
     import json
     import signal
-    import subprocess
-    import sys
-
-    from conftest import iso
 
     with WebhookReceiver(SECRET) as receiver:
         webhook_shop(shop, receiver.url, carts=12, concurrency=2)
         receiver.plan(*[Answer(200, delay=0.2, process=True)] * 12)  # accepted at once, answered late
-        shop.write()
-        process = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "run", "--send", "--json", "--now",
-                                    iso(NOW), "--config", str(shop.config_path)], cwd=REPO,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = start_run(shop)
         deadline = time.monotonic() + 60
         while len(receiver.accepted) < 3 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -310,3 +316,35 @@ def test_sigterm_mid_run_records_the_requests_in_flight_and_a_rerun_posts_the_re
         assert again.json["unconfirmed"] == 0
     assert len(receiver.accepted) == 12 and len(receiver.requests) == 12  # each once
     assert {row["status"] for row in rows(shop)} == {"sent"}
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_connections_are_still_opening_leaves_every_claim_for_the_next_run(shop: Shop) -> None:
+    """An endpoint that takes the TCP connection and never answers the TLS handshake (a hung
+    proxy), and a stop: no byte of the requests went out, so after the grace their claims are
+    ``failed_transient`` and the next run posts them. Left ``claimed``, as before, the next runs
+    took them for requests that may have arrived and never sent them."""
+    import json
+    import signal
+
+    from smtpserver import SilentRelay
+
+    shop.add(*(cart(f"w{n:03d}") for n in range(3)))
+    with SilentRelay() as relay:
+        webhook_shop(shop, f"https://127.0.0.1:{relay.port}/hook", carts=0, concurrency=2, timeout="60s")
+        process = start_run(shop)
+        deadline = time.monotonic() + 60
+        while len(relay.accepted) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err.decode()
+        assert json.loads(out)["error"]["code"] == "interrupted"
+    stopped = rows(shop)
+    assert len(stopped) == 2  # one a connection; the third cart was never claimed
+    assert all(row["status"] == "failed_transient" and "the run was stopped" in row["reply"] for row in stopped)
+    with WebhookReceiver(SECRET) as receiver:
+        shop.configure(webhook={"url": receiver.url})
+        again = shop.cli("run", "--send", "--json")
+        assert again.exit_code == 0, again.output
+        assert again.json["unconfirmed"] == 0 and len(receiver.accepted) == 3

@@ -90,6 +90,7 @@ class Job:
     attempts: int = 0
     redirects: int = 0
     waiting: bool = False  # a retry is scheduled (backoff running)
+    sending: bool = False  # this attempt's request went to the transport (it may have left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +238,7 @@ class HttpChannel(LoopChannel):
         self.down: str | None = None
         self._connect_failures = 0
         self._clients: dict[int, Connection] = {}  # worker -> its connection
+        self._in_hand: dict[int, Job] = {}  # worker -> the job it works on (what a stop cuts short)
         self._tls: ssl.SSLContext | None = None
 
     # -- what subclasses provide ---------------------------------------------------------------
@@ -277,10 +279,17 @@ class HttpChannel(LoopChannel):
                 if job is None:
                     return
                 previous, self.down, self._connect_failures = self.down, None, 0
-                if not await self._attempt(job, work) and self.down is None:
+                job.sending = False
+                self._in_hand[0] = job
+                answered = await self._attempt(job, work)
+                del self._in_hand[0]
+                if not answered and self.down is None:
                     self.down = previous
                     work.requeue_all()
             await asyncio.gather(*(self._worker(work, n) for n in range(self.settings.concurrency)))
+        except asyncio.CancelledError:  # a stop's grace ran out: see stops.stops_in_loop
+            self._cut_short(work)
+            raise
         finally:
             self._work = None
             for timer, _job in work.timers:
@@ -288,18 +297,37 @@ class HttpChannel(LoopChannel):
 
     async def _worker(self, work: _Work, number: int) -> None:
         while (job := await work.next()) is not None:
-            if self.down is not None:
-                work.finish(Outcome(job.claim_id, Status.TRANSIENT,
-                                    f"not attempted, {self.settings.key} endpoint unavailable: {self.down}"))
-                continue
-            if not await self.limiter.acquire():
-                work.finish(Outcome(job.claim_id, Status.TRANSIENT, f"not attempted: {self.settings.key}.rate_per_hour "
-                                    f"({self.settings.rate_per_hour}) reached; left for the next run"))
-                continue
-            if work.stopping:  # stopped while it waited for its turn under rate_per_second
+            job.sending = False
+            self._in_hand[number] = job  # not in a finally: a stop that cuts the work short reads it
+            await self._work_on(job, work, number)
+            del self._in_hand[number]
+
+    async def _work_on(self, job: Job, work: _Work, number: int) -> None:
+        if self.down is not None:
+            work.finish(Outcome(job.claim_id, Status.TRANSIENT,
+                                f"not attempted, {self.settings.key} endpoint unavailable: {self.down}"))
+            return
+        if not await self.limiter.acquire():
+            work.finish(Outcome(job.claim_id, Status.TRANSIENT, f"not attempted: {self.settings.key}.rate_per_hour "
+                                f"({self.settings.rate_per_hour}) reached; left for the next run"))
+            return
+        if work.stopping:  # stopped while it waited for its turn under rate_per_second
+            work.finish(stopped(job.claim_id))
+            return
+        await self._attempt(job, work, number)
+
+    def _cut_short(self, work: _Work) -> None:
+        """The stop's grace ran out (or a second Ctrl-C came) with requests still waiting. One
+        whose connection was still being opened (TCP, TLS), or that waited for its turn, sent no
+        byte: ``failed_transient``, and the next run sends it. Left claimed, as before, the next
+        runs counted it as one that may have arrived and never sent it. A request that went out
+        keeps its claim without an outcome, as a kill leaves it (it may have arrived)."""
+        for number, job in self._in_hand.items():
+            client = self._clients.get(number)
+            if not job.waiting and (not job.sending or client is None or client.opening()):
                 work.finish(stopped(job.claim_id))
-                continue
-            await self._attempt(job, work, number)
+        self._in_hand.clear()
+        give_up_waiting(work.timers, work.ready, work.finish)
 
     async def _attempt(self, job: Job, work: _Work, worker: int = 0) -> bool:
         """One request; ``True`` when the endpoint answered it (whatever it said)."""
@@ -310,6 +338,7 @@ class HttpChannel(LoopChannel):
         method, headers, body = self.request(job)
         answered = False
         client = self.client(worker)
+        job.sending = True
         try:
             response = await client.send(method, job.url, headers, body)
             answered = True
@@ -502,6 +531,17 @@ class Connection:
         request = self._request(method, parsed, headers={"User-Agent": self._agent, **headers}, content=body,
                                 extensions=self._extensions)
         return await self._transport.handle_async_request(request)
+
+    def opening(self) -> bool:
+        """Is the connection still being opened (TCP, TLS), or not there yet? Then a request
+        waiting on it has sent nothing. httpcore's pool says so (``AsyncHTTPConnection.info``);
+        reached through httpx's transport, whose ``_pool`` is not public API: where it is not
+        found, False (the request may have left)."""
+        try:
+            connections = self._transport._pool.connections
+            return all(connection.info() in ("CONNECTING", "CONNECTION FAILED") for connection in connections)
+        except AttributeError:
+            return False
 
     async def aclose(self) -> None:
         await self._transport.aclose()
