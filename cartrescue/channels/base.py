@@ -84,8 +84,8 @@ class ListFeed:
 J = TypeVar("J")
 
 #: Ctrl-C or SIGTERM: how long the deliveries in flight get for their answers before the run cuts
-#: them short (a message written whole stays claimed, as a kill leaves it; the SMTP channel gives
-#: one not yet written ``failed_transient``); a second Ctrl-C cuts them short at once.
+#: them short (a message that went out stays claimed, as a kill leaves it; the SMTP and HTTP
+#: channels give one that surely did not ``failed_transient``); a second Ctrl-C cuts them short at once.
 STOP_GRACE = 5.0
 
 
