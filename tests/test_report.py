@@ -6,14 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from cartrescue.ledger import Ledger
-from conftest import NOW, Shop, cart
+from conftest import NOW, Shop, cart, iso
 from reportdata import Experiment, Row, order_row, write_ledger, write_orders
 
 LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
@@ -197,6 +197,45 @@ def test_an_order_after_a_message_of_the_next_period_is_credited_there_and_only_
     assert this["summary"]["messages"] == 1  # the later message is read, never counted here
     assert following["summary"]["orders"] == 1 and following["summary"]["revenue"] == "80.00"
     assert {row["step"]: row["orders"] for row in following["breakdowns"]["step"]} == {2: 1}
+
+
+def _summary(shop: Shop, *args: str, now: datetime = LATER) -> dict:
+    result = shop.cli("report", "--json", *args, now=now)
+    assert result.exit_code == 0, result.output
+    return result.json["summary"] | {"period": result.json["period"]}
+
+
+def test_adjacent_periods_given_as_times_tile_without_counting_a_message_twice(shop: Shop) -> None:
+    """``--until T`` ends the period just before T, where ``--since T`` begins the next: the
+    message claimed at T, and the order it won, were counted in both halves."""
+    boundary = NOW + timedelta(days=1)
+    write_ledger(ledger_of(shop), [Row("t1", NOW), Row("t1", boundary, step=2)])
+    shop.add_orders(order_row("o1", at=boundary + timedelta(hours=2), total="80.00", cart_id="t1"))
+    first = _summary(shop, "--since", "2026-11-19", "--until", iso(boundary))
+    second = _summary(shop, "--since", iso(boundary), "--until", "2026-11-24")
+    whole = _summary(shop, "--since", "2026-11-19", "--until", "2026-11-24")
+    assert (first["messages"], second["messages"], whole["messages"]) == (1, 1, 2)
+    assert (first["orders"], second["orders"], whole["orders"]) == (0, 1, 1)
+
+
+def test_weekly_digests_on_the_default_period_tile_across_a_clock_change(shop: Shop) -> None:
+    """The default period is ``report.period`` of the shop's days: Monday 07:00 to Monday 07:00,
+    167 hours over the night the clocks go forward. Counted as 168 hours, the second digest
+    began at 06:00 and counted again a message and an order of the first."""
+    monday = datetime(2026, 3, 23, 5, 30, tzinfo=timezone.utc)  # 06:30 in Stockholm
+    write_ledger(ledger_of(shop), [Row("t1", monday)])
+    shop.add_orders(order_row("o1", at=monday + timedelta(minutes=15), total="80.00", cart_id="t1"))
+    first = _summary(shop, now=datetime(2026, 3, 23, 6, 0, tzinfo=timezone.utc))  # Monday 07:00 CET
+    second = _summary(shop, now=datetime(2026, 3, 30, 5, 0, tzinfo=timezone.utc))  # Monday 07:00 CEST
+    assert second["period"]["since"] == first["period"]["until"] == "2026-03-23T06:00:00Z"
+    assert (first["messages"], first["orders"]) == (1, 1)
+    assert (second["messages"], second["orders"]) == (0, 0)
+
+
+def test_until_a_day_without_since_covers_the_seven_days_it_ends(shop: Shop) -> None:
+    period = _summary(shop, "--until", "2026-11-22", now=LATER)["period"]
+    assert (period["first_day"], period["last_day"]) == ("2026-11-16", "2026-11-22")
+    assert period["since"] == "2026-11-15T23:00:00Z"  # Monday 00:00 in Stockholm
 
 
 def test_a_period_reaching_past_a_pinned_now_ends_now(shop: Shop) -> None:

@@ -30,7 +30,9 @@ BREAKDOWNS = ("step", "tier", "variant", "locale", "channel", "day")
 
 def parse_bound(value: str | None, tz: Any, *, end: bool) -> datetime | None:
     """``2026-11-23`` (a day in the shop's timezone: its start, or for ``--until`` its end) or an
-    ISO 8601 time; aware UTC."""
+    ISO 8601 time; aware UTC. Periods are read inclusive of their end, so ``--until`` a time ends
+    the period just before it: where ``--since`` that time begins the next, no message or order
+    is counted in both."""
     if value is None:
         return None
     option = "--until" if end else "--since"
@@ -44,7 +46,18 @@ def parse_bound(value: str | None, tz: Any, *, end: bool) -> datetime | None:
         raise ConfigError(f"{option}: expected a date like 2026-11-23 or an ISO 8601 time, got {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(timezone.utc)
+    return (moment - timedelta(microseconds=1) if end else moment).astimezone(timezone.utc)
+
+
+def period_start(after: datetime, period: timedelta, tz: Any) -> datetime:
+    """The start of a default period of ``period`` up to ``after``: its whole days are the shop's
+    days, the same clock time that many days before (167 or 169 hours over a clock change), so
+    weekly digests tile and ``--until DAY`` covers the seven days it ends; a part of a day is a
+    plain duration."""
+    days, rest = divmod(period, timedelta(days=1))
+    after = after.astimezone(tz)
+    start = datetime.combine(after.date() - timedelta(days=days), after.time(), tzinfo=tz) - rest
+    return start.astimezone(timezone.utc)
 
 
 def report(
@@ -138,8 +151,10 @@ def _compute(config_path: Path | None, now: str | None, since: str | None, until
     config = load(config_path)
     at = resolve_now(config, parse_now(now))
     tz = config.shop.tz
-    end = parse_bound(until, tz, end=True) or at
-    start = parse_bound(since, tz, end=False) or end - config.report.period
+    bound = parse_bound(until, tz, end=True)
+    end = bound or at
+    start = parse_bound(since, tz, end=False) or \
+        period_start(at if bound is None else bound + timedelta(microseconds=1), config.report.period, tz)
     if start >= at:
         raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before now ({at:%Y-%m-%d %H:%M} UTC)")
     if start >= end:
