@@ -67,7 +67,7 @@ def report(
     since: Annotated[Optional[str], typer.Option(
         "--since", metavar="DATE", help="First day (shop's timezone) or ISO time of the period (default: report.period before --until).")] = None,
     until: Annotated[Optional[str], typer.Option(
-        "--until", metavar="DATE", help="Last day (inclusive) or ISO time of the period (default: now).")] = None,
+        "--until", metavar="DATE", help="Last day (inclusive), or the ISO time the period ends just before (default: now).")] = None,
     by: Annotated[Optional[list[str]], typer.Option(
         "--by", metavar="DIMENSION", help="Breakdown to show: step, tier, variant, locale, channel or day (repeatable; default step).")] = None,
     csv_dir: Annotated[Optional[Path], typer.Option("--csv", metavar="DIR", help="Write one CSV per table into DIR.")] = None,
