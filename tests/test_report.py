@@ -148,6 +148,19 @@ def test_an_order_in_another_currency_is_converted_or_reported_never_guessed(sho
     assert any("1 in USD" in note and "shop.exchange_rates" in note for note in document["notes"])
 
 
+def test_only_attributed_orders_are_listed_as_not_convertible(shop: Shop) -> None:
+    """An order the report read but credited to no message (placed before it) is none of the
+    period's conversions: it was listed among those "that count as conversions" all the same."""
+    shop.configure(shop={"currency": "EUR", "exchange_rates": {"SEK": "0.1"}})
+    write_ledger(ledger_of(shop), [Row("t0", NOW)])
+    shop.add_orders(order_row("before", at=NOW - timedelta(hours=5), total="70.00", cart_id="t0", currency="USD"),
+                    order_row("after", at=NOW + timedelta(hours=2), total="50.00", cart_id="t0", currency="USD"))
+    document = report(shop)
+    assert document["summary"]["orders"] == document["summary"]["unconverted_orders"] == 1
+    assert document["unconverted"] == [{"currency": "USD", "orders": 1}]
+    assert any("(1 in USD;" in note for note in document["notes"])
+
+
 def test_a_message_without_a_cart_value_in_the_shop_currency_is_noted_not_counted_as_zero(shop: Shop) -> None:
     shop.configure(shop={"currency": "EUR", "exchange_rates": {"SEK": "0.1"}})
     write_ledger(ledger_of(shop), [Row("t0", NOW), Row("t1", NOW), Row("t2", NOW, cart_value=None)])

@@ -78,10 +78,10 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
                           "reply_lost": ledger_counts.get("unconfirmed", 0),
                           "failed": ledger_counts.get("failed_transient", 0) + ledger_counts.get("failed_permanent", 0),
                           "messages_read": att.loaded.messages, "orders_read": att.loaded.orders}
-    document["unconverted"] = [{"currency": code or "(none)", "orders": n}
-                               for code, n in sorted(att.loaded.unconverted.items())]
-    if att.loaded.unconverted:
-        listed = ", ".join(f"{n} in {code or 'no currency'}" for code, n in sorted(att.loaded.unconverted.items()))
+    unconverted = att.unconverted()
+    document["unconverted"] = [{"currency": code or "(none)", "orders": n} for code, n in sorted(unconverted.items())]
+    if unconverted:
+        listed = ", ".join(f"{n} in {code or 'no currency'}" for code, n in sorted(unconverted.items()))
         notes.append(f"orders that cannot be converted to {config.shop.currency} ({listed}; add shop.exchange_rates): "
                      "they count as conversions, their amounts are left out of revenue")
     if totals["unvalued"]:

@@ -84,7 +84,6 @@ class Loaded:
     messages: int = 0
     orders: int = 0
     duplicate_orders: int = 0
-    unconverted: dict[str, int] = field(default_factory=dict)  # currency -> orders without a base amount
     currencies: set[str] = field(default_factory=set)
     codes_seen: bool = False  # at least one order carries a discount code
 
@@ -202,7 +201,6 @@ class Attribution:
             self.db.execute("DETACH DATABASE o")
         self.loaded.orders = orders.count
         self.loaded.duplicate_orders = orders.duplicates
-        self.loaded.unconverted = orders.unconverted
         self.loaded.currencies = orders.currencies
         self.loaded.codes_seen = orders.codes_seen
 
@@ -277,6 +275,15 @@ class Attribution:
                 "converted_messages": converted,
                 "converted_carts": converted_carts, "orders": orders, "revenue": revenue,
                 "unconverted_orders": unconverted, "maturing": maturing, "held_carts": held}
+
+    def unconverted(self) -> dict[str, int]:
+        """Orders without an amount in the shop's currency, by their currency ("" for none):
+        those the period's sent messages won, as ``totals()['unconverted_orders']`` counts them.
+        The loader's own count took in every order it read, those credited to no message too."""
+        return {currency or "": count for currency, count in self.db.execute(
+            "SELECT o.currency, count(*) FROM hit h JOIN ord o ON o.id = h.oid JOIN msg m ON m.id = h.mid"
+            " WHERE o.amount IS NULL AND m.held = 0 AND m.at >= ? AND m.at <= ? GROUP BY o.currency",
+            self._period())}
 
     def breakdown(self, dimension: str) -> list[tuple[Any, ...]]:
         """Per group of sent messages: (*key, messages, converted messages, orders, revenue, cart value)."""
@@ -419,7 +426,6 @@ class OrderLoad:
                                  shared=True)
         self.count = 0
         self.duplicates = 0
-        self.unconverted: dict[str, int] = {}
         self.currencies: set[str] = set()
         self.codes_seen = False
 
@@ -439,8 +445,6 @@ class OrderLoad:
                     amount: Decimal | None = order.total
                 else:
                     amount = basis.base(order.total, currency, order.base_total)
-                if amount is None:
-                    self.unconverted[currency] = self.unconverted.get(currency, 0) + 1
                 if currency:
                     self.currencies.add(currency)
                 if order.discount_code:
