@@ -251,6 +251,28 @@ def test_until_a_day_without_since_covers_the_seven_days_it_ends(shop: Shop) -> 
     assert period["since"] == "2026-11-15T23:00:00Z"  # Monday 00:00 in Stockholm
 
 
+def test_the_incremental_columns_follow_a_stream_of_the_period_to_its_last_step(shop: Shop) -> None:
+    """A one-day period, streams of three steps (1 h, 24 h, 72 h): the orders their third steps
+    win, and the held-out streams' at the same moments, come after the period's attribution
+    window, and were left out of both arms though the docs promise them."""
+    shop.configure(sequences={"default": {"holdout": 0.5, "steps": [
+        {"delay": "1h", "template": "reminder-1"}, {"delay": "24h", "template": "reminder-2"},
+        {"delay": "72h", "template": "reminder-3"}]}})
+    late = NOW + timedelta(days=6)  # 3 days after step 3, inside its window; after the period + its window
+    rows = []
+    for cart_id, held in (("m", False), ("h", True)):
+        rows += [Row(cart_id, NOW, held=held), Row(cart_id, NOW + timedelta(hours=23), step=2, held=held),
+                 Row(cart_id, NOW + timedelta(hours=71), step=3, held=held)]
+    write_ledger(ledger_of(shop), rows)
+    shop.add_orders(order_row("om", at=late, total="80.00", cart_id="m"),
+                    order_row("oh", at=late, total="30.00", cart_id="h"))
+    document = report(shop, "--since", "2026-11-20", "--until", "2026-11-20", now=NOW + timedelta(days=20))
+    arms = document["incrementality"]
+    assert (arms["treated"]["converted"], arms["treated"]["revenue"]) == (1, "80.00")
+    assert (arms["holdout"]["converted"], arms["holdout"]["revenue"]) == (1, "30.00")
+    assert document["summary"]["orders"] == 0  # step 1's message, the period's only one, won none
+
+
 def test_a_period_reaching_past_a_pinned_now_ends_now(shop: Shop) -> None:
     """A replay with `--now` and `--until` a later day counted the orders placed after that
     moment as if they had already happened."""

@@ -92,13 +92,16 @@ class Attribution:
     """The scratch database of one report: load, attribute, then ask."""
 
     def __init__(self, since: datetime, until: datetime, window: timedelta, lookback: timedelta,
-                 now: datetime) -> None:
+                 now: datetime, follow: timedelta = timedelta(0)) -> None:
+        """``follow``: how long after its first row a stream can still send (``eligibility.max_age``)."""
         self.since, self.until, self.window, self.now = since, until, window, now
         self.start = since - lookback  # rows this far back tell a stream that began before ``since``
-        # ... and rows up to a window after ``until``: a later message of the same cart takes the
-        # orders that come after it (the latest row wins), so a period never credits an order that
-        # the next period credits too. Those rows are never counted themselves.
-        self.rows_until = until + window
+        # ... and rows, and orders, up to ``follow`` and a window after ``until``: the streams that
+        # began in the period are followed to their last step and the orders it wins (the
+        # incremental columns); a later message of the same cart takes the orders that come
+        # after it (the latest row wins), so a period never credits an order that the next
+        # period credits too. Those rows are never counted themselves.
+        self.rows_until = until + follow + window
         self._scratch = ScratchDb("report", SCHEMA)
         self.db = self._scratch.connection
         self.loaded = Loaded()
@@ -153,9 +156,9 @@ class Attribution:
             self.db.execute("DETACH DATABASE led")
 
     def order_window(self, now: datetime) -> Window:
-        """The orders that can matter: from the first row that can be loaded to the end of the
-        period plus the attribution window (never past ``now``)."""
-        return Window(self.start, min(self.until + self.window, max(now, self.until)))
+        """The orders that can matter: over the rows loaded, from the first to the last (the
+        last is a window after the streams of the period end), never past ``now``."""
+        return Window(self.start, min(self.rows_until, max(now, self.until)))
 
     def prepare(self) -> None:
         """What needs only the rows (runs while the orders load): the streams and the sums of

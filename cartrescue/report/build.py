@@ -53,7 +53,8 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
     ledger = Ledger("sqlite:///" + quote(scratch.name, safe="/") + "/empty.db", where=config.where("ledger.url")) \
         if scratch is not None else config.open_ledger()
     try:
-        with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now) as att:
+        with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now,
+                         follow=config.eligibility.max_age) as att:
             basis = Basis(config.shop.currency, config.shop.exchange_rates)
             orders = OrderLoad()
             try:
