@@ -167,3 +167,13 @@ def test_the_latest_undelivered_order_counts_for_pending_within(shop: Shop) -> N
                     order("new", email="ann@example.com", created=NOW - timedelta(days=5), delivered="no"))
     decided = shop.decisions()["c1"]
     assert (decided["reason"], decided["detail"]) == ("pending_order", "order new not delivered")
+
+
+def test_a_cart_past_backfill_with_a_newer_cart_is_reported_as_the_newer_cart(shop: Shop) -> None:
+    """The README's order of the gates: ``newer_cart_for_address`` before ``outside_backfill``
+    (which the README had listed first; the code asks whether the sequence started only then)."""
+    shop.add(cart("old", email="x@example.com", idle=timedelta(days=5)),
+             cart("new", email="x@example.com", idle=timedelta(hours=2)))
+    found = shop.decisions()
+    assert (found["old"]["action"], found["old"]["reason"]) == ("skip", "newer_cart_for_address")
+    assert found["new"]["reason"] == "due"
