@@ -71,6 +71,28 @@ def test_output_that_cannot_be_written_is_one_line_and_exit_1_not_a_bug(command:
     assert done.stderr.strip() == FULL_DISK
 
 
+CLOSED_PIPE = ("error: cannot write its output: the reader of the pipe closed it (Broken pipe); "
+               "what was delivered is in the ledger")
+
+
+@pytest.mark.parametrize("command", [["run", "--json"], ["carts", "--json"]])
+def test_a_reader_that_closes_the_pipe_early_gets_one_line_and_exit_1(command: list[str], shop: Shop) -> None:
+    """``cartrescue run --json | head -c 10``: the run exited 1 without a word (click's own
+    broken-pipe exit), where a full disk said why."""
+    shop.add(*(cart(f"c{n:04d}", email=f"c{n:04d}@example.com") for n in range(1500)))  # > 256 KiB of JSON
+    shop.write()
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first block
+    try:
+        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", *command, "--workers", "1", "--now", iso(NOW),
+                               "--config", str(shop.config_path)], cwd=shop.folder, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write)
+    assert done.returncode == 1
+    assert done.stderr.strip() == CLOSED_PIPE
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
 def test_a_delivering_run_whose_output_fails_has_recorded_every_file_it_wrote(shop: Shop) -> None:
     """The ``--json`` document fails mid-run (its first 256 KiB block): the run stops, and every

@@ -65,6 +65,11 @@ def explained(error: BaseException) -> BaseException:
 
         return OutputError(f"cannot write a working file in {tempfile.gettempdir()}: {error} (set TMPDIR to a "
                            "folder with room); what was delivered is in the ledger")
+    if isinstance(error, BrokenPipeError):
+        # Its reader went away (``| head``). Left to click, the process ended with exit 1 and no
+        # word, a delivering run too: cron and the owner never learnt why it stopped.
+        return OutputError("cannot write its output: the reader of the pipe closed it (Broken pipe); what was "
+                           "delivered is in the ledger")
     if isinstance(error, OSError) and error.errno in _NO_ROOM:
         # The files a command writes itself (.eml files, the call list, report --html) report
         # their own errors: what reaches here is its output, where cron or a script sent it, or
@@ -171,7 +176,7 @@ def fail(error: CartrescueError, as_json: bool, *, quiet: bool = False) -> NoRet
     if as_json:
         try:
             json_out({"error": error_json(error)})
-        except OSError:
+        except (OSError, OutputError):
             pass  # stdout itself cannot be written (an OutputError): the line on stderr says why
     if isinstance(error, OutputError):
         _drop_output()
@@ -267,9 +272,12 @@ def json_out(payload: Any, indent: int | None = None) -> None:
 
     text = json.dumps(payload, ensure_ascii=False, default=str, indent=indent)
     out = json_stdout()
-    with stops.held(settles=True):
-        out.write(text + "\n")
-        out.flush()
+    try:
+        with stops.held(settles=True):
+            out.write(text + "\n")
+            out.flush()
+    except BrokenPipeError as exc:  # not to click, which exits 1 without a word: say why
+        raise explained(exc) from None
 
 
 class JsonUsageGroup(TyperGroup):

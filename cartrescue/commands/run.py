@@ -154,6 +154,8 @@ def _end(stream: Any, trailer: dict[str, Any]) -> None:
         stream.close(trailer)
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError as exc:  # not to click, which exits 1 without a word: say why (exit 1)
+        raise explained(exc) from None
 
 
 def _so_far(counts: Any) -> dict[str, Any]:
