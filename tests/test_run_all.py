@@ -8,6 +8,7 @@ so one shop's failure costs only that shop, and every shop keeps its exactly-onc
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,6 +101,23 @@ def test_quiet_shows_the_table_and_the_shops_words_when_one_failed(make_shop: Ca
     assert f"{missing.config_path}: error: " in done.stderr and "carts.csv" in done.stderr
     assert "run-all (dry-run): 2 shops" in done.stdout and "source" in done.stdout
     assert str(missing.config_path) in done.stdout  # whole on its line in cron's mail, not folded
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
+def test_an_unreadable_config_costs_that_shop_only(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """The config files were checked as the command line was read: one that could not be read
+    was a usage error of the whole command, and no shop ran. Run without the capability to read
+    any file (root here), as a user without the permission is refused."""
+    good, locked = _shops(make_shop, 2, carts=3)
+    locked.config_path.chmod(0)
+    done = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m",
+                           "cartrescue.cli", "run-all", "--json", "--now", iso(NOW), str(good.config_path),
+                           str(locked.config_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          check=False)
+    document = json.loads(done.stdout)
+    assert done.returncode == 2, done.stderr
+    assert [row["exit_code"] for row in document["shops"]] == [0, 2]
+    assert document["shops"][0]["counts"]["send"] == 3
 
 
 @pytest.mark.smtp

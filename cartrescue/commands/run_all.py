@@ -27,7 +27,7 @@ _SILENT = (int(ExitCode.OK), int(ExitCode.LOCKED))
 
 def run_all(
     configs: Annotated[list[Path], typer.Argument(
-        show_default=False, metavar="CONFIG...",
+        show_default=False, metavar="CONFIG...", readable=False,  # a file no one can read costs that shop only
         help="The shops' config files (a folder stands for its cartrescue.yaml), e.g. shops/*/cartrescue.yaml.")],
     as_json: JsonOption = False,
     now: NowOption = None,
