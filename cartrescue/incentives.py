@@ -82,6 +82,10 @@ def read_pool_file(path: Path) -> list[str]:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the code pool: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): save the code "
+                          "pool as UTF-8") from None
     codes: list[str] = []
     for number, line in enumerate(lines, 1):
         code = line.split(",")[0].strip()

@@ -118,6 +118,15 @@ def test_the_pool_file_reader_skips_header_comments_and_blanks_and_rejects_garba
         read_pool_file(bad)
 
 
+def test_a_pool_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    """It was a UnicodeDecodeError: exit 70, "a bug in cartrescue", and in a run every cart of
+    the step a render error that did not name the file."""
+    latin = tmp_path / "codes.txt"
+    latin.write_bytes("RABATT-Ä1\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"codes.txt:1: not UTF-8 text"):
+        read_pool_file(latin)
+
+
 # -- allocation -------------------------------------------------------------------------------
 
 def test_a_pool_hands_out_each_code_once_then_refuses(tmp_path: Path) -> None:
