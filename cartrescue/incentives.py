@@ -83,8 +83,8 @@ def read_pool_file(path: Path) -> list[str]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the code pool: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): save the code "
+        where = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): save the code "
                           "pool as UTF-8") from None
     codes: list[str] = []
     for number, line in enumerate(lines, 1):
