@@ -1473,13 +1473,27 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(_scrub(format_validation_error(str(file), exc), secrets)) from None
 
 
+#: The years a time a command is given (``--now``, ``--since``, ``--until``, the config's
+#: ``now``) may fall in: far enough from years 1 and 9999 that the days, weeks and ``max_age``
+#: counted around it are still dates (it was an OverflowError deep in a run: exit 70).
+YEARS = range(1970, 9000)
+
+
+def within_reach(moment: "Any", what: str) -> "Any":
+    """``moment`` (a datetime or a date) if its year is in :data:`YEARS`; else a ConfigError naming ``what``."""
+    if moment.year not in YEARS:
+        raise ConfigError(f"{what}: {moment.isoformat()} is out of reach: expected a time between "
+                          f"{YEARS.start} and {YEARS.stop}")
+    return moment
+
+
 def resolve_now(config: Config, now: "datetime | None") -> "datetime":
     """``--now`` wins, then the config's pinned clock, then the wall clock; always aware UTC."""
     from datetime import datetime, timezone as utc_zone
 
     if now is None and config.now:
         try:
-            now = datetime.fromisoformat(config.now)
+            now = within_reach(datetime.fromisoformat(config.now), config.where("now"))
         except ValueError:
             raise ConfigError(f"{config.where('now')}: expected an ISO 8601 time, got {config.now!r}") from None
     if now is None:

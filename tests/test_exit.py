@@ -193,3 +193,20 @@ def test_codes_export_refuses_a_closed_stdout_before_marking_any_code_exported(t
     assert done.returncode == 2, done.stderr
     assert "stdout is closed, and the codes would go there: give --output FILE (nothing was marked exported)" \
         in done.stderr
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["run", "--json", "--now", "9999-12-31T23:59:59Z"], "--now"),
+    (["carts", "--json", "--now", "0001-01-01T00:00:00Z"], "--now"),
+    (["report", "--json", "--since", "0001-01-01"], "--since"),
+    (["report", "--json", "--until", "9999-12-31"], "--until"),
+    (["survey", "summary", "--json", "--since", "0001-01-01"], "--since"),
+])
+def test_a_time_out_of_reach_is_a_usage_error_naming_the_option(shop: Shop, args: list[str], option: str) -> None:
+    """A day or a week around year 1 or 9999 is no date: it was an OverflowError deep in a run,
+    exit 70, "a bug in cartrescue"."""
+    shop.add(cart("c-1"))
+    result = shop.cli(*args, now=None)
+    assert result.exit_code == 2, result.output
+    error = result.json["error"]
+    assert error["code"] == "config" and error["message"].startswith(f"{option}: ") and "between" in error["message"]

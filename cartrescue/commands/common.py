@@ -34,10 +34,13 @@ NowOption = Annotated[
 def parse_now(value: str | None) -> datetime | None:
     if value is None:
         return None
+    from cartrescue.config import within_reach
+
     try:
-        return datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"--now: expected an ISO 8601 time like 2026-11-20T10:00:00Z, got {value!r}") from None
+    return within_reach(moment, "--now")
 
 
 def explained(error: BaseException) -> BaseException:

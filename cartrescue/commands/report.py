@@ -35,13 +35,15 @@ def parse_bound(value: str | None, tz: Any, *, end: bool) -> datetime | None:
     is counted in both."""
     if value is None:
         return None
+    from cartrescue.config import within_reach
+
     option = "--until" if end else "--since"
     try:
         if len(value.strip()) == 10:
-            day = date.fromisoformat(value.strip())
+            day = within_reach(date.fromisoformat(value.strip()), option)
             moment = datetime.combine(day + timedelta(days=1) if end else day, time(0), tzinfo=tz)
             return (moment - timedelta(microseconds=1) if end else moment).astimezone(timezone.utc)
-        moment = datetime.fromisoformat(value.strip())
+        moment = within_reach(datetime.fromisoformat(value.strip()), option)
     except ValueError:
         raise ConfigError(f"{option}: expected a date like 2026-11-23 or an ISO 8601 time, got {value!r}") from None
     if moment.tzinfo is None:

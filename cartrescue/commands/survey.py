@@ -31,10 +31,12 @@ UntilOption = Annotated[Optional[str], typer.Option(
 
 
 def _moment(value: str | None, option: str, tz: Any) -> datetime | None:
+    from cartrescue.config import within_reach
+
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        moment = within_reach(datetime.fromisoformat(value), option)
     except ValueError:
         raise ConfigError(f"{option}: expected a day like 2026-11-01 or an ISO 8601 time, got {value!r}") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
