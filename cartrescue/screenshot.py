@@ -11,6 +11,7 @@ images load when the machine has network access and show as broken images when i
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -79,7 +80,11 @@ def screenshot(html: str, out: Path, *, size: tuple[int, int] = DEFAULT_SIZE, ch
         page.write_text(html, encoding="utf-8")
         profile = Path(folder) / "profile"
         profile.mkdir()
-        command = [binary, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={target}",
+        # The browser writes into this private folder, and the picture is copied to ``out``
+        # after: a target that cannot be written is then the option's error (exit 2), as for
+        # --html, not the browser's "wrote no screenshot"; and no half-written file is left there.
+        shot = Path(folder) / "screenshot.png"
+        command = [binary, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
                    f"--window-size={width},{height}",
                    *([f"--log-net-log={net_log.expanduser().resolve()}"] if net_log is not None else []), page.as_uri()]
         env = dict(os.environ, HOME=folder)  # Chromium writes caches under $HOME
@@ -95,8 +100,15 @@ def screenshot(html: str, out: Path, *, size: tuple[int, int] = DEFAULT_SIZE, ch
             raise ScreenshotError(f"{binary} took longer than {timeout:g}s; no screenshot") from None
         finally:
             _kill_group(process)  # the browser's helper processes, should any outlive it
-    if process.returncode != 0 or not target.is_file() or target.stat().st_size == 0:
-        raise ScreenshotError(f"{binary} exited with {process.returncode} and wrote no screenshot: {_reason(stderr)}")
+        if process.returncode != 0 or not shot.is_file() or shot.stat().st_size == 0:
+            raise ScreenshotError(f"{binary} exited with {process.returncode} and wrote no screenshot: "
+                                  f"{_reason(stderr)}")
+        try:
+            shutil.copyfile(shot, target)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise  # no room: the command's OutputError (exit 1), as for its other output
+            raise ConfigError(f"--screenshot {out}: cannot write: {exc.strerror or exc}") from None
     return target
 
 

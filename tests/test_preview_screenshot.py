@@ -7,7 +7,12 @@ the reason, unless ``CARTRESCUE_REQUIRE_SERVICES=1`` makes that a failure. The P
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -15,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cartrescue.screenshot import find_chromium, screenshot
-from conftest import Shop, cart, services_required
+from conftest import NOW, Shop, cart, iso, services_required
 
 
 def read_png(data: bytes) -> tuple[int, int, list[bytes], int]:
@@ -146,6 +151,29 @@ def test_a_browser_that_fails_is_reported_with_its_exit_code(shop: Shop, tmp_pat
     shop.add(cart("c1"))
     result = shop.cli("preview", "c1", "--screenshot", str(tmp_path / "c1.png"))
     assert result.exit_code == 1 and "exited with 1 and wrote no screenshot" in result.stderr
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
+def test_a_screenshot_into_a_folder_that_cannot_be_written_is_a_usage_error(shop: Shop, tmp_path: Path) -> None:
+    """As ``--html`` into that folder is: exit 2 naming the option. It was exit 1, the browser's
+    "wrote no screenshot". A stand-in browser writes where it is told; the command runs without
+    the capability to write anywhere (root here), as a user without the permission is refused."""
+    browser = tmp_path / "browser"
+    browser.write_text('#!/bin/sh\nfor a; do case "$a" in --screenshot=*) printf PNG > "${a#--screenshot=}";; esac; done\n',
+                       encoding="utf-8")
+    browser.chmod(0o755)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    shop.add(cart("c1"))
+    shop.write()
+    done = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m",
+                           "cartrescue.cli", "preview", "c1", "--screenshot", str(locked / "c1.png"), "--json",
+                           "--config", str(shop.config_path), "--now", iso(NOW)],
+                          env=dict(os.environ, CARTRESCUE_CHROMIUM=str(browser)), capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert json.loads(done.stdout)["error"]["message"].startswith(f"--screenshot {locked / 'c1.png'}: cannot write")
 
 
 @pytest.mark.parametrize("size,message", [("50x50", "each side must be 100 to 10000"), ("wide", "like 800x1200")])
