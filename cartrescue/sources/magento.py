@@ -315,13 +315,14 @@ class MagentoSource(DatabaseSource):
             f"WHERE {self._filters()} ORDER BY q.updated_at, q.entity_id, a.address_type"
         )
         for rows in grouped(self.db.stream(sql, self._window(window)), "quote_id"):
-            candidates = [rows[0]["customer_email"]] + [row["address_email"] for row in rows]
-            email = next((normalize_email(c) for c in candidates if normalize_email(c)), None)
-            if not email:
-                continue
+            # The address the cart gets (as_email, as _cart chooses it): "n/a" in customer_email
+            # with the address on the billing address had filed the quote under "n/a".
             try:
+                email = as_email(rows[0]["customer_email"], *(row["address_email"] for row in rows))
                 updated = as_utc(rows[0]["updated_at"], UTC, "updated_at")
             except RowError:
+                continue
+            if not email:
                 continue
             yield Activity(email, updated, f"{self.name}:{rows[0]['quote_id']}")
 
