@@ -53,6 +53,31 @@ def is_valid_email(email: str) -> bool:
     return wire is not None and _EMAIL.match(f"{local}@{wire}") is not None
 
 
+def quotes_address(text: str, contact: str) -> bool:
+    """Does ``text`` (a relay's reply) hold ``contact``, as written or with its domain in IDNA form?"""
+    return any(form in text.lower() for form in _forms(contact))
+
+
+def without_address(text: str, contact: str) -> str:
+    """``text`` with ``contact`` (an address, in any case or with its domain in IDNA form, or a
+    number) replaced by ``(address)``: what a suppression keeps of the reply that made it. A
+    relay's "550 5.1.1 <ann@example.com>: …" kept the address the ledger keeps only as a hash."""
+    for form in _forms(contact):
+        text = re.sub(re.escape(form), "(address)", text, flags=re.IGNORECASE)
+    return text
+
+
+def _forms(contact: str) -> list[str]:
+    contact = contact.strip().lower()
+    local, at, domain = contact.rpartition("@")
+    forms = [contact]
+    if at:
+        ascii_form = ascii_domain(domain)
+        if ascii_form and ascii_form != domain:
+            forms.append(f"{local}@{ascii_form}")
+    return [form for form in forms if form]
+
+
 def email_hash(email: str) -> str:
     """Stable hash of a normalized address: suppressions store this, not the address."""
     return hashlib.sha256(normalize_email(email).encode("utf-8")).hexdigest()  # type: ignore[union-attr]

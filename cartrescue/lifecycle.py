@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
-from cartrescue.contacts import email_hash, is_valid_email, normalize_email, normalize_phone, phone_hash
+from cartrescue.contacts import email_hash, is_valid_email, normalize_email, normalize_phone, phone_hash, quotes_address
 from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Message, Run, RunLock, Suppression
 
 FORGOTTEN = "forgotten"  # the suppression reason of a forgotten address
@@ -102,7 +102,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
             conn.execute(insert(suppression).values(email_hash=digest, reason=FORGOTTEN, source="forget",
                                                     created_at=at))
             found.suppressed = True
-        elif email in (existing.source or "").lower():  # a bounce's reply may quote the address
+        elif quotes_address(existing.source or "", email):  # a bounce's reply (kept by older versions)
             conn.execute(update(suppression).where(suppression.c.id == existing.id).values(source="forget"))
     return found
 

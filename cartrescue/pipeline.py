@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from cartrescue import stops
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.config import Config, Incentive, Step, Tier
-from cartrescue.contacts import email_hash, normalize_phone, phone_hash, phone_region
+from cartrescue.contacts import email_hash, normalize_phone, phone_hash, phone_region, without_address
 from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
@@ -920,7 +920,7 @@ class _ClaimFeed:
         if outcome.suppress and contact:
             transport = prepared.request.transport
             hashed = phone_hash(contact) if prepared.request.channel == "sms" else email_hash(contact)
-            self.bounced.append((hashed, outcome.suppress, f"{transport}: {outcome.reply}"))
+            self.bounced.append((hashed, outcome.suppress, f"{transport}: {without_address(outcome.reply, contact)}"))
         if len(self.buffer) >= FLUSH_EVERY or time.monotonic() - self.oldest >= FLUSH_SECONDS:
             self.flush()
 

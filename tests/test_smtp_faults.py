@@ -140,6 +140,24 @@ def test_a_bounced_address_gets_no_other_cart_nor_later_step(shop: Shop) -> None
 
 
 @pytest.mark.smtp
+@pytest.mark.parametrize("address", ["Gone.User@Example.com", "gone@bücher.example"])
+def test_a_bounce_keeps_the_hash_of_the_address_and_a_reply_without_it(shop: Shop, address: str) -> None:
+    """docs/sending.md: "The ledger keeps the hash of a suppressed address, not the address".
+    The relay's "550 5.1.1 <gone@…>" was kept as the suppression's source, address and all (in
+    its IDNA form for a domain in another script, which ``forget`` did not find either)."""
+    import sqlite3
+
+    shop.add(cart("a1", email=address))
+    with LoopbackSMTP(faults=[Fault(r"^gone", "550 5.1.1 <{address}>: Recipient address rejected")],
+                      smtputf8=True) as server:
+        assert send(shop, server).exit_code == 1
+    with sqlite3.connect(shop.folder / "ledger.db") as db:
+        (source,) = db.execute("SELECT source FROM cr_suppression").fetchone()
+    assert "5.1.1" in source and "gone" not in source.lower() and "xn--" not in source
+    assert shop.cli("forget", address, "--json", now=None).exit_code == 0
+
+
+@pytest.mark.smtp
 def test_a_refused_sender_is_not_the_customers_fault(shop: Shop) -> None:
     """5xx to MAIL FROM (bad envelope_from, relay policy): left for the next run, nobody suppressed."""
     shop.add(cart("c1"), cart("c2"))
