@@ -25,7 +25,15 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
-from cartrescue.contacts import email_hash, is_valid_email, normalize_email, normalize_phone, phone_hash, quotes_address
+from cartrescue.contacts import (
+    email_hash,
+    is_valid_email,
+    normalize_email,
+    normalize_phone,
+    phone_hash,
+    quotes_address,
+    without_address,
+)
 from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Message, Run, RunLock, Suppression
 
 FORGOTTEN = "forgotten"  # the suppression reason of a forgotten address
@@ -91,9 +99,19 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
                 conn.execute(update(code).where(code.c.id == row.id).values(
                     claim_id=None, allocated_at=None, expires_at=None, **anonymous))
                 found.codes_freed += 1
+        # The address leaves every message that recorded it, but the rows stay: they are the
+        # record of the cart's steps, which must never go out twice (deleted, a cart whose
+        # address the shop had since corrected got its step 1 again), and their ids must not be
+        # handed out again (a webhook's Idempotency-Key is the row's id).
+        for row in messages:
+            values: dict[str, Any] = {"email": None}
+            if quotes_address(row.reply or "", email):
+                values["reply"] = without_address(row.reply, email)
+            conn.execute(update(message).where(message.c.id == row.id).values(**values))
+        found.rows[message.name] = len(messages)
         for model in TABLES:
             table = model.__table__  # type: ignore[attr-defined]
-            if table is code or "email" not in table.c:
+            if table is code or table is message or "email" not in table.c:
                 continue
             found.rows[table.name] = int(conn.execute(delete(table).where(_is(table.c.email, email))).rowcount or 0)
         existing = conn.execute(select(suppression.c.id, suppression.c.source)
