@@ -71,12 +71,18 @@ class Gates:
         of the number stops every channel: the customer asked for no more reminders.
         """
         config = self.config
+        email = cart.customer.email
+        # First: a suppressed (unsubscribed, bounced, forgotten) address's decision is stored
+        # without the address, whatever else is wrong with the cart; asked after consent, a
+        # forgotten address came back into cr_decision as a cart's "no_consent".
+        if suppressed and ((email and email_hash(email) in suppressed)  # no hashing when none is
+                           or (phone and phone_hash(phone) in suppressed)):
+            return Verdict(Action.SKIP, Reason.SUPPRESSED)
         if not cart.items:
             return Verdict(Action.SKIP, Reason.EMPTY_CART)
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
         if (base if base is not None else cart.total) < config.min_total:
             return Verdict(Action.SKIP, Reason.ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
-        email = cart.customer.email
         if channel == "sms":
             if phone is None:
                 return Verdict(Action.SKIP, Reason.NO_CONTACT, detail=phone_problem or "no phone number")
@@ -98,9 +104,6 @@ class Gates:
         ):
             what = "sms_consent" if channel == "sms" else "consent"
             return Verdict(Action.SKIP, Reason.NO_CONSENT, detail=f"{what}={consent}, policy {policy}")
-        if suppressed and ((email and email_hash(email) in suppressed)  # no hashing when none is
-                           or (phone and phone_hash(phone) in suppressed)):
-            return Verdict(Action.SKIP, Reason.SUPPRESSED)
         if facts.ordered is not None:
             return Verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")
         if facts.pending is not None and (config.pending_within is None

@@ -335,3 +335,14 @@ def test_forget_of_a_phone_number_removes_it_from_every_message_and_no_text_reac
         assert later.exit_code == 0, later.output
         assert "+46701234500" not in [m["To"] for m in twilio.messages[2:]]
         assert "+46701234501" in [m["To"] for m in twilio.messages[2:]]
+
+
+def test_a_forgotten_address_does_not_come_back_with_a_cart_that_fails_an_earlier_gate(shop: Shop) -> None:
+    """"Later runs store a suppressed cart's decision without the address": a cart without
+    consent was judged ``no_consent`` before the suppression was looked at, and its decision row
+    took the forgotten address back into the ledger."""
+    shop.add(cart("c3", email="carol@example.org", consent="no"))
+    assert shop.cli("forget", "carol@example.org", now=None).exit_code == 0
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert [d["reason"] for d in result.json["decisions"]] == ["suppressed"]
+    assert columns_holding(shop.folder / "ledger.db", "carol@example.org") == []
