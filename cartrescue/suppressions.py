@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,7 +99,10 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
         raise ConfigError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     lines = text.splitlines()
     first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
-    delimiter = next((d for d in (",", ";", "\t") if d in first), None)
+    # The delimiter the header uses between its cells: "Name, Vorname" in quotes is one cell.
+    between = re.sub(r'"[^"]*"', "", first)
+    counts = {d: between.count(d) for d in (",", ";", "\t")}
+    delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else None
     if delimiter is None:  # one address a line, perhaps under a one-column CSV's header ("email")
         header = first.strip().lower() in _EMAIL_COLUMNS
         for number, line in enumerate(lines, 1):

@@ -295,6 +295,16 @@ def test_suppress_import_names_the_physical_line_after_a_cell_that_spans_lines(s
     assert result.json["invalid"] == [{"where": "unsubscribed.csv:4", "value": "not-an-address"}]
 
 
+def test_suppress_import_finds_the_delimiter_outside_quoted_cells(shop: Shop, tmp_path: Path) -> None:
+    """A German export: ``;`` between cells, a comma inside a quoted header cell. The comma was
+    taken for the delimiter and nothing was imported."""
+    export = tmp_path / "abmeldungen.csv"
+    export.write_text('"E-Mail";"Name, Vorname"\n"karl@example.de";"Muster, Karl"\n', encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert (result.json["added"], result.json["invalid"]) == (1, [])
+    assert suppressed(shop, "karl@example.de") is not None
+
+
 @pytest.mark.parametrize(("url", "said"), [
     ("https://shop.example.com/désabonner?token={token}", "'é' cannot stand in a link as written: percent-encode it"),
     ("https://shop.example.com/unsubscribe?token={token}&x=a b", "' ' cannot stand in a link as written"),
