@@ -41,6 +41,7 @@ QUOTES = [
     # address is on its billing address
     quote(309, "2026-03-02 08:00:00", customer_email="twice@example.com"),
     quote(310, "2026-03-02 09:30:00", customer_email="n/a", customer_is_guest=1),
+    quote(311, "2026-03-02 09:00:00", customer_email="padded@example.com"),  # its buyer's address is padded
 ]
 ITEMS = [
     line(3011, 301, "A", "1", "600", product_id=1),
@@ -49,6 +50,7 @@ ITEMS = [
     line(3032, 303, "SHIRT-M", "1", "0", product_id=31, parent_item_id=3031, base_cost=D("30"), name="Shirt M"),
     line(3041, 304, "C", "1", "10"), line(3051, 305, "C", "1", "10"), line(3061, 306, "C", "1", "10"),
     line(3081, 308, "C", "2", "5"), line(3091, 309, "C", "1", "10"), line(3101, 310, "C", "1", "10"),
+    line(3111, 311, "C", "1", "10"),
 ]
 SUBSCRIBERS = [
     {"customer_id": 11, "subscriber_email": "eur@example.com", "store_id": 1, "subscriber_status": 1},
@@ -56,6 +58,7 @@ SUBSCRIBERS = [
     {"customer_id": 0, "subscriber_email": "child@example.com", "store_id": 1, "subscriber_status": 1},
     {"customer_id": 0, "subscriber_email": "unsub@example.com", "store_id": 1, "subscriber_status": 3},
     {"customer_id": 0, "subscriber_email": "twice@example.com", "store_id": 1, "subscriber_status": 1},
+    {"customer_id": 0, "subscriber_email": "padded@example.com", "store_id": 1, "subscriber_status": 1},
 ]
 BAD_TIME = {"mariadb": "0000-00-00 00:00:00", "postgres": "infinity"}
 
@@ -70,6 +73,10 @@ def fill(db: shopdb.ShopDb) -> None:
                                 {"address_id": 2, "quote_id": 310, "address_type": "billing",
                                  "email": "twice@example.com"}])
     db.insert("newsletter_subscriber", SUBSCRIBERS)
+    db.insert("sales_order", [{"entity_id": 1, "increment_id": "000000001", "quote_id": 900,
+                               "customer_email": "Padded@Example.com ", "state": "processing", "status": "processing",
+                               "grand_total": D("10"), "order_currency_code": "EUR",
+                               "created_at": datetime(2026, 3, 2, 10, 30)}])
     db.execute_unchecked(f"UPDATE quote SET created_at = '{BAD_TIME[db.kind]}', updated_at = updated_at "
                          "WHERE entity_id = 306")  # MariaDB would otherwise stamp updated_at with now
 
@@ -138,6 +145,13 @@ def test_the_newest_quote_of_an_address_is_found_by_the_address_its_cart_gets(pl
     as the newest one and the newer skipped as "newer cart magento2:309"."""
     _, decisions = planned
     assert (decisions["310"]["reason"], decisions["309"]["reason"]) == ("due", "newer_cart_for_address")
+
+
+def test_an_order_whose_address_has_blanks_around_it_is_the_carts_order(planned):
+    """PostgreSQL compared LOWER(customer_email) with the carts' trimmed addresses: an order
+    typed with a trailing blank was not found, and its buyer was reminded of the cart."""
+    _, decisions = planned
+    assert (decisions["311"]["action"], decisions["311"]["reason"]) == ("skip", "ordered")
 
 
 def test_a_quote_without_lines_is_an_empty_cart(planned):

@@ -56,6 +56,7 @@ from cartrescue.sources.sql import (
     id_or_none,
     item,
     text_or_none,
+    email_column,
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
@@ -331,7 +332,7 @@ class PrestaShopSource(DatabaseSource):
         emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
         # The carts' addresses are lower-case. MySQL compares with a case-insensitive collation
         # (and keeps the index); others need lower(): a guest checkout may be typed in capitals.
-        email = "email" if self.db.backend in ("mysql", "mariadb") else "LOWER(email)"
+        email = email_column(self.db.backend, "email")
         where, params, lists = any_in([
             ("o.id_cart", "cart_ids", cart_ids),
             ("o.id_customer", "customer_ids", customer_ids),

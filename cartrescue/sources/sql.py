@@ -566,6 +566,15 @@ def as_currency(value: Any) -> str:
     return parse_currency(value)
 
 
+def email_column(backend: str, column: str) -> str:
+    """``column`` as compared with the carts' addresses (lower-case, without blanks around):
+    MySQL's and MariaDB's collations ignore case and trailing blanks and keep the column's index;
+    elsewhere ``LOWER(TRIM(column))`` (PostgreSQL compared LOWER(column) alone, and an order
+    typed with a trailing blank was not found: its buyer was reminded). A leading blank is not
+    matched on MySQL, where trimming would give up the index."""
+    return column if backend in ("mysql", "mariadb") else f"LOWER(TRIM({column}))"
+
+
 def as_email(*candidates: Any) -> str | None:
     """The first valid address among ``candidates``, normalized; when none is valid but one is
     not blank, an error naming it. A fallback is one: Magento's ``quote.customer_email`` of

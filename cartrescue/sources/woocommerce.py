@@ -67,6 +67,7 @@ from cartrescue.sources.sql import (
     item,
     local_bound,
     text_or_none,
+    email_column,
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
@@ -277,7 +278,7 @@ class WooCommerceSource(DatabaseSource):
         addresses = sorted({e.strip().lower() for e in emails if e and e.strip()})
         if not addresses:
             return {}
-        column = "user_email" if self.db.backend in ("mysql", "mariadb") else "LOWER(user_email)"
+        column = email_column(self.db.backend, "user_email")
         pk = self.column("ID")
         rows = self.db.fetch(f"SELECT {pk} AS id, user_email FROM {self.t('users')} WHERE {column} IN :emails",
                              {"emails": addresses}, expanding=("emails",))
@@ -412,8 +413,8 @@ class WooCommerceSource(DatabaseSource):
                 if keep else None
 
     def _hpos_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
-        email_column = "billing_email" if self.db.backend in ("mysql", "mariadb") else "LOWER(billing_email)"
-        where, params, lists = any_in([(email_column, "emails", emails),
+        email_col = email_column(self.db.backend, "billing_email")
+        where, params, lists = any_in([(email_col, "emails", emails),
                                        ("customer_id", "customer_ids", [int(c) for c in customer_ids if c.isdigit()])])
         sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
                f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' AND ({where})")
@@ -425,7 +426,7 @@ class WooCommerceSource(DatabaseSource):
                 yield order
 
     def _legacy_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
-        value = "meta_value" if self.db.backend in ("mysql", "mariadb") else "LOWER(meta_value)"
+        value = email_column(self.db.backend, "meta_value")
         where, params, lists = any_in([
             (f"(meta_key = '_billing_email' AND {value} {{in}})", "emails", emails),
             ("(meta_key = '_customer_user' AND meta_value {in})", "customer_ids", customer_ids),
@@ -459,14 +460,14 @@ class WooCommerceSource(DatabaseSource):
         notifications, welcome and automatic emails are all marketing the customer saw today)."""
         if not emails or not self._has_tables(self._MAILPOET_TABLES, "MailPoet's sending statistics"):
             return
-        email_column = "s.email" if self.db.backend in ("mysql", "mariadb") else "LOWER(s.email)"
+        email_col = email_column(self.db.backend, "s.email")
         subject, join = "NULL", ""
         if not self.missing_tables(("mailpoet_newsletters",)):
             subject, join = "n.subject", f" LEFT JOIN {self.t('mailpoet_newsletters')} n ON n.id = st.newsletter_id"
         sql = (
             f"SELECT s.email, st.sent_at, {subject} AS subject FROM {self.t('mailpoet_statistics_newsletters')} st "
             f"JOIN {self.t('mailpoet_subscribers')} s ON s.id = st.subscriber_id{join} "
-            f"WHERE {email_column} IN :emails AND st.sent_at >= :start AND st.sent_at <= :end"
+            f"WHERE {email_col} IN :emails AND st.sent_at >= :start AND st.sent_at <= :end"
         )
         params = {"emails": list(emails), "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
         for row in self.db.fetch(sql, params, expanding=("emails",)):
