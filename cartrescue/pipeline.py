@@ -210,23 +210,50 @@ class Planner:
         answered = self._answered(chunk)
         added: list[str] = []
         repeated = None if source.keys_unique() else newest.repeated([cart.key for cart in chunk])
+        calls: list[Decision] = []
         for cart in chunk:
             if repeated and cart.key in repeated and self._repeated(cart, repeated, source.repeat_advice):
                 continue
             decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered,
                                     phones.get(cart.key))
-            if decision.action is Action.SEND and decision.tier in budgets and not self._fell_back(decision):
-                displaced = budgets[decision.tier].offer(decision)
-                if displaced is not None:
-                    yield displaced
+            if decision.action is Action.SEND and decision.channel == "call-list" and decision.phone is None:
+                calls.append(decision)  # its number is looked up among the suppressions below, with the others
                 continue
-            if decision.action is Action.SEND:
-                for contact in (cart.customer.email, decision.phone):
-                    if contact:
-                        messaged.add(contact)
-                        added.append(contact)
-            yield decision
+            yield from self._settle(decision, budgets, messaged, added)
+        for decision in self._screen_calls(calls):
+            yield from self._settle(decision, budgets, messaged, added)
         newest.mark_messaged(added)
+
+    def _settle(self, decision: Decision, budgets: dict[str, _Budget], messaged: set[str],
+                added: list[str]) -> Iterator[Decision]:
+        """A decision as the run goes on with it: a send of a tier with a budget waits in the
+        budget (the one it displaces comes out now); a send marks its customer as messaged."""
+        if decision.action is Action.SEND and decision.tier in budgets and not self._fell_back(decision):
+            displaced = budgets[decision.tier].offer(decision)
+            if displaced is not None:
+                yield displaced
+            return
+        if decision.action is Action.SEND:
+            for contact in (decision.cart.customer.email, decision.phone):
+                if contact:
+                    messaged.add(contact)
+                    added.append(contact)
+        yield decision
+
+    def _screen_calls(self, calls: list[Decision]) -> list[Decision]:
+        """The call-list sends of a chunk whose number was not read as a mobile one (a shop
+        without SMS reads none; a landline is none): a number that was suppressed (``forget
+        +46…``, a STOP) gets no call either, as docs/channels.md says of every channel. Its rows
+        had gone on into the call list. One ledger query for the chunk's few calls."""
+        if not calls or self.ledger is None:
+            return calls
+        numbers = {id(d): normalize_phone(d.cart.customer.phone, self.region) for d in calls}
+        hashes = {key: phone_hash(number) for key, number in numbers.items() if number}
+        if not hashes:
+            return calls
+        suppressed = self.ledger.history([], [], list(hashes.values())).suppressed
+        return [replace(d, action=Action.SKIP, reason=Reason.SUPPRESSED, detail="the number to call is suppressed")
+                if hashes.get(id(d)) in suppressed else d for d in calls]
 
     def _repeated(self, cart: Cart, repeated: dict[str, int], advice: str) -> bool:
         """A cart id seen before in this run (a CSV that lists one cart twice, apart): the first

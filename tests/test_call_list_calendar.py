@@ -39,3 +39,18 @@ def test_quiet_hours_do_not_hold_back_the_call_list(shop: Shop) -> None:
     decisions = shop.decisions()
     assert (decisions["called"]["reason"], decisions["called"]["channel"]) == ("due", "call-list")
     assert (decisions["mailed"]["reason"], decisions["mailed"]["channel"]) == ("quiet_hours", "email")
+
+
+def test_a_forgotten_number_is_not_put_on_the_call_list_again(shop: Shop, tmp_path: Path) -> None:
+    """A shop without SMS reads no numbers, so a suppressed one (``forget +46…``) was never looked
+    up, and the cart went back on the call list; docs/channels.md: a cart whose address or
+    number is suppressed gets nothing on any channel."""
+    _calling_shop(shop).configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    shop.add(cart("called", phone="+46701234567", items=PRICEY),
+             cart("other", email="o@example.com", phone="+46701234568", items=PRICEY))
+    assert shop.cli("forget", "+46701234567", now=None).exit_code == 0
+    found = shop.cli("run", "--outbox", str(tmp_path / "out"), "--json").json["decisions"]
+    assert {d["cart_id"]: (d["action"], d["reason"]) for d in found} == {
+        "called": ("skip", "suppressed"), "other": ("send", "due")}
+    rows = (shop.folder / "call-list.csv").read_text(encoding="utf-8")
+    assert "+46701234568" in rows and "+46701234567" not in rows
