@@ -10,8 +10,8 @@ Owns the two ways rows leave the ledger:
 - :func:`prune` deletes decisions and run records older than ``ledger.retention``, with one
   ``DELETE`` per table, in the delivering run that follows.
 
-Files outside the ledger (the call-list CSV, ``.eml`` files of ``--outbox``) are the shop's:
-:func:`forget` names the ``.eml`` files the ledger recorded, and the caller may rewrite the call
+Files outside the ledger (the call-list CSV, the files of ``--outbox``) are the shop's:
+:func:`forget` names the outbox files the ledger recorded, and the caller may rewrite the call
 list (:func:`cartrescue.channels.call_list.remove_address`). It must not plan or deliver.
 """
 
@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
+from cartrescue.channels.outbox import SUFFIXES as OUTBOX_SUFFIXES
 from cartrescue.contacts import (
     email_hash,
     is_valid_email,
@@ -49,7 +50,7 @@ class Forgotten:
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows deleted (a number: rows it was removed from)
     codes_kept: int = 0  # codes the person may have received: kept spent, without the address
     codes_freed: int = 0  # codes of messages that never went out: back in their pool
-    files: list[str] = field(default_factory=list)  # .eml files the ledger recorded for the address
+    files: list[str] = field(default_factory=list)  # outbox files the ledger recorded for the address
     suppressed: bool = False  # a new suppression was added (False: the hash was suppressed already)
     phone: str | None = None  # the number forgotten (E.164), when it was one
 
@@ -85,7 +86,8 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
     with _erasing(ledger) as conn:
         messages = conn.execute(select(message.c.id, message.c.status, message.c.transport, message.c.reply)
                                 .where(_is(message.c.email, email))).all()
-        found.files = sorted({row.reply for row in messages if row.transport == "outbox" and row.reply.endswith(".eml")})
+        found.files = sorted({row.reply for row in messages
+                              if row.transport == "outbox" and row.reply.endswith(OUTBOX_SUFFIXES)})
         spent = {row.id for row in messages if row.status in _MAYBE_DELIVERED}
         ids = [row.id for row in messages]
         codes = conn.execute(select(code.c.id, code.c.claim_id).where(

@@ -204,6 +204,19 @@ def test_files_removes_the_eml_files_of_the_address(shop: Shop) -> None:
     assert [path.name for path in left] == [p.name for p in left if "c-eve" in p.name] and len(left) == 1
 
 
+def test_files_removes_the_webhook_documents_of_the_address_too(shop: Shop) -> None:
+    """``--outbox`` writes a webhook's document as ``.json`` (an SMS as ``.sms.txt``): they hold
+    the address too, and only ``.eml`` files had been found, counted and removed."""
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "webhook"}]},
+                   webhook={"url": "https://hooks.example.com/cart", "secret": "whsec-" + "k" * 30})
+    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
+    outbox = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    result = shop.cli("forget", BOB, "--files", "--json", now=None)
+    assert len(result.json["files"]) == 1 and result.json["files_removed"] == result.json["files"]
+    assert [path.name for path in outbox.iterdir()] == [p.name for p in outbox.iterdir() if "c-eve" in p.name]
+
+
 def test_forget_of_a_non_address_is_exit_2_and_changes_nothing(shop: Shop) -> None:
     shop.add(cart("c1"))
     shop.write()

@@ -18,6 +18,7 @@ from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # What each channel's bytes are: a MIME message, the text of an SMS, the webhook's JSON document.
 _SUFFIX = {"email": ".eml", "sms": ".sms.txt", "webhook": ".json"}
+SUFFIXES = tuple(_SUFFIX.values())  # what ``forget --files`` looks for among the ledger's replies
 
 
 def file_for(folder: Path, stem: str, channel: str | None) -> Path:

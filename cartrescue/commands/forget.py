@@ -18,7 +18,7 @@ def forget(
     as_json: JsonOption = False,
     files: Annotated[bool, typer.Option(
         "--files", help="Also remove the address from the files cartrescue wrote for the shop: its rows in the "
-                        "call-list CSV, and the .eml files `run --outbox` wrote for it.")] = False,
+                        "call-list CSV, and the files `run --outbox` wrote for it (.eml, .json, .sms.txt).")] = False,
 ) -> None:
     """Erase everything the ledger holds about one address (a GDPR erasure request).
 
@@ -71,7 +71,7 @@ def forget(
 
 
 def _remove(path: Path) -> bool:
-    """Delete an .eml file the ledger recorded; ``False`` when it is gone already."""
+    """Delete an outbox file the ledger recorded; ``False`` when it is gone already."""
     try:
         path.unlink()
     except FileNotFoundError:
@@ -105,7 +105,7 @@ def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str
         what = f"deleted {len(gone)}" if files else \
             ("delete these yourself: the ledger no longer knows them, so forget cannot find them again "
              "(next time, forget --files deletes them with the erasure)")
-        console.print(Text(printable(f"{counted(len(done.files), '.eml file')} written for this address by --outbox: "
+        console.print(Text(printable(f"{counted(len(done.files), 'outbox file')} written for this address by --outbox: "
                                      f"{what}")), soft_wrap=True)
         if not files:
             for name in done.files:
