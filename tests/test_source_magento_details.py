@@ -241,8 +241,22 @@ def test_a_column_only_the_orders_query_needs_fails_the_doctor_as_it_would_fail_
         run = cli("run", "--json", "--config", str(config))
     source = next(check for check in doctor.json["checks"] if check["name"] == "source")
     assert (source["status"], source["exit_code"]) == ("fail", 3), source
-    assert "column order_currency_code not found" in source["detail"]
-    assert run.exit_code == 3 and "column order_currency_code not found" in run.json["error"]["message"]
+    assert "column sales_order.order_currency_code not found" in source["detail"]
+    assert run.exit_code == 3 and "column sales_order.order_currency_code not found" in run.json["error"]["message"]
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_missing_column_of_a_one_table_query_is_named_by_its_table(kind, tmp_path):
+    # "column telephone not found": several of Magento's tables have one.
+    with shopdb.shop_database(kind, "magentoaddresscols") as db:
+        db.schema("magento2")
+        db.insert("quote", [quote(401, "2026-03-02 09:00:00", customer_email="a@example.com")])
+        db.insert("quote_item", [line(4011, 401, "C", "1", "10")])
+        db.execute("ALTER TABLE quote_address DROP COLUMN telephone")
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url})
+        run = cli("run", "--json", "--now", NOW, "--config", str(config))
+    assert run.exit_code == 3
+    assert "column quote_address.telephone not found in" in run.json["error"]["message"]
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)

@@ -137,11 +137,15 @@ _MISSING_COLUMN = (
 def _unaliased(column: str, statement: object) -> str:
     """``q.items_qty`` as ``mage_quote.items_qty``: the databases name a missing column by the
     alias the statement gave its table, which says nothing to someone who did not write it (a
-    preset's query). The table is looked up in the statement's ``FROM``/``JOIN``; otherwise the
-    column is left as the database named it."""
+    preset's query). The table is looked up in the statement's ``FROM``/``JOIN``; a bare name
+    is given the statement's one table; otherwise the column is left as the database named it."""
     alias, dot, name = column.rpartition(".")
-    if not dot or not isinstance(statement, str) or "." in alias:
+    if not isinstance(statement, str) or "." in alias:
         return column
+    if not dot:  # a bare name (``telephone``): the table, when the statement reads only one
+        tables = {table.replace("`", "").replace('"', "") for table in re.findall(
+            r"\b(?:FROM|JOIN)\s+([`\"]?[\w$]+[`\"]?(?:\.[`\"]?[\w$]+[`\"]?)?)", statement, re.IGNORECASE)}
+        return f"{tables.pop()}.{column}" if len(tables) == 1 else column
     found = re.search(rf"\b(?:FROM|JOIN)\s+([`\"]?[\w$]+[`\"]?(?:\.[`\"]?[\w$]+[`\"]?)?)\s+(?:AS\s+)?"
                       rf"[`\"]?{re.escape(alias)}[`\"]?(?![\w$])", statement, re.IGNORECASE)
     if found is None:
