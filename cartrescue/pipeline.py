@@ -112,6 +112,7 @@ class Planner:
         self.on_problem = on_problem
         self.newsletters = newsletters  # the shop's other sends ("not on a newsletter day"); None: not read
         self._any_answers: bool | None = None  # does the ledger hold any survey answer? (asked once)
+        self._any_suppression: bool | None = None  # ... any suppression? (asked once, for the call list)
         self.shard = shard if shard is not None and not shard.whole else None
         basis = Basis(config.shop.currency, config.shop.exchange_rates)
         self.gates = Gates(config.eligibility, basis)
@@ -246,6 +247,10 @@ class Planner:
         +46…``, a STOP) gets no call either, as docs/channels.md says of every channel. Its rows
         had gone on into the call list. One ledger query for the chunk's few calls."""
         if not calls or self.ledger is None:
+            return calls
+        if self._any_suppression is None:  # asked once a run: a ledger without one reads no number
+            self._any_suppression = bool(self.ledger.suppressions(limit=1))
+        if not self._any_suppression:
             return calls
         numbers = {id(d): normalize_phone(d.cart.customer.phone, self.region) for d in calls}
         hashes = {key: phone_hash(number) for key, number in numbers.items() if number}
