@@ -153,13 +153,13 @@ class Planner:
         the day unless another cart of theirs (another address with the same number) got one in
         this run meanwhile; then it waits until tomorrow, as any such cart does (``_decide``)."""
         contacts = [c for c in (decision.cart.customer.email, decision.phone) if c]
-        if not newest.messaged(contacts):
+        verdict = None
+        if newest.messaged(contacts):  # the calendar's own rule, as if that message were the last
+            verdict = self.calendar.gate(self.now, self.now, None, decision.channel or "email")
+        if verdict is None:
             newest.mark_messaged(contacts)
             return decision
-        channel = decision.channel or "email"
-        return replace(decision, action=Action.DEFER, reason=Reason.MESSAGED_TODAY,
-                       not_before=self.calendar.tomorrow(self.now, channel) if channel != "call-list"
-                       else self.calendar.next_local_midnight(self.now),
+        return replace(decision, action=verdict.action, reason=verdict.reason, not_before=verdict.not_before,
                        detail="another cart with this address or number got a message in this run")
 
     def _budget(self, tier: Tier) -> _Budget:

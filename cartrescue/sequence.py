@@ -75,7 +75,8 @@ class Calendar:
         self.tz = tz
         self.one_per_day = config.one_message_per_day
         self.quiet = config.quiet_hours
-        self.windows: dict[str, list[QuietHours]] = {}
+        # The call list has no quiet hours: staff call in their own working hours.
+        self.windows: dict[str, list[QuietHours]] = {"call-list": []}
         for channel, own in (channel_quiet or {}).items():
             self.windows[channel] = [w for w in (self.quiet, own) if w is not None]
 
@@ -142,16 +143,14 @@ class Calendar:
         (a send up to ``now``: one scheduled for later today is not known yet), or when it is
         quiet time for ``channel``.
 
-        The call list keeps only the first rule: a call is one of the customer's messages of the
-        day, but staff call in their working hours, whatever the quiet hours or the newsletter.
+        The call list keeps the first rule: a call is one of the customer's messages of the day;
+        staff call in their own working hours, whatever the newsletter (and it has no quiet hours).
         """
         if self.one_per_day and last_message is not None and self.same_local_day(last_message, now):
-            not_before = self.next_local_midnight(now) if channel == "call-list" else self.tomorrow(now, channel)
-            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=not_before,
+            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=self.tomorrow(now, channel),
                            detail=f"last message {last_message:%Y-%m-%d %H:%M} UTC")
-        if channel == "call-list":
-            return None
-        if newsletter is not None and newsletter.sent_at <= now and self.same_local_day(newsletter.sent_at, now):
+        if newsletter is not None and channel != "call-list" and newsletter.sent_at <= now and \
+                self.same_local_day(newsletter.sent_at, now):
             what = f"newsletter {newsletter.campaign!r}" if newsletter.campaign else "newsletter"
             return Verdict(Action.DEFER, Reason.NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),
                            detail=f"{what} sent {newsletter.sent_at:%Y-%m-%d %H:%M} UTC")

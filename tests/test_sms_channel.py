@@ -239,6 +239,17 @@ def test_one_number_is_one_customer_in_a_tier_with_a_budget_too(shop: Shop) -> N
     assert sorted(d["reason"] for d in decisions.values()) == ["due", "messaged_today"]
 
 
+def test_without_one_message_a_day_a_budget_keeps_both_carts_of_a_number(shop: Shop) -> None:
+    """The end-of-run check of the sends a budget kept is the calendar's own rule: with
+    ``one_message_per_day: false`` it holds nothing back."""
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms", "budget": 5}]},
+                   eligibility={"one_message_per_day": False})
+    shop.add(cart("a", email="a@example.com", phone="070-123 45 01", sms_consent="yes"),
+             cart("b", email="b@example.com", phone="+46701234501", sms_consent="yes"))
+    assert sorted(d["reason"] for d in shop.decisions(command="run").values()) == ["due", "due"]
+
+
 def test_a_step_names_its_channel_and_other_tiers_keep_theirs(shop: Shop, tmp_path: Path) -> None:
     sms_shop(shop, "https://api.example.com", carts=0)
     shop.configure(priority={"tiers": [{"name": "high", "min_score": 40}, {"name": "standard", "min_score": 0}]},
