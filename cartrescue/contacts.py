@@ -53,11 +53,6 @@ def is_valid_email(email: str) -> bool:
     return wire is not None and _EMAIL.match(f"{local}@{wire}") is not None
 
 
-def quotes_address(text: str, contact: str) -> bool:
-    """Does ``text`` (a relay's reply) hold ``contact``, as written or with its domain in IDNA form?"""
-    return any(form in text.lower() for form in _forms(contact))
-
-
 def without_address(text: str, contact: str) -> str:
     """``text`` with ``contact`` (an address, in any case or with its domain in IDNA form, or a
     number) replaced by ``(address)``: what a suppression keeps of the reply that made it. A

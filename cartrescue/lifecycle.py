@@ -32,7 +32,6 @@ from cartrescue.contacts import (
     normalize_email,
     normalize_phone,
     phone_hash,
-    quotes_address,
     without_address,
 )
 from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Message, Run, RunLock, Suppression
@@ -105,11 +104,12 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         # record of the cart's steps, which must never go out twice (deleted, a cart whose
         # address the shop had since corrected got its step 1 again), and their ids must not be
         # handed out again (a webhook's Idempotency-Key is the row's id).
+        if ids:
+            conn.execute(update(message).where(message.c.id.in_(ids)).values(email=None))
         for row in messages:
-            values: dict[str, Any] = {"email": None}
-            if quotes_address(row.reply or "", email):
-                values["reply"] = without_address(row.reply, email)
-            conn.execute(update(message).where(message.c.id == row.id).values(**values))
+            scrubbed = without_address(row.reply or "", email)
+            if scrubbed != (row.reply or ""):  # a relay's reply that quoted the address
+                conn.execute(update(message).where(message.c.id == row.id).values(reply=scrubbed))
         found.rows[message.name] = len(messages)
         for model in TABLES:
             table = model.__table__  # type: ignore[attr-defined]
@@ -122,7 +122,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
             conn.execute(insert(suppression).values(email_hash=digest, reason=FORGOTTEN, source="forget",
                                                     created_at=at))
             found.suppressed = True
-        elif quotes_address(existing.source or "", email):  # a bounce's reply (kept by older versions)
+        elif without_address(existing.source or "", email) != (existing.source or ""):  # kept by older versions
             conn.execute(update(suppression).where(suppression.c.id == existing.id).values(source="forget"))
     return found
 
