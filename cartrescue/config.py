@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -439,8 +439,6 @@ class Retention(_Model):
 
 def _time_as_text(value: Any) -> Any:
     """``now: 2026-11-20T10:00:00Z`` unquoted: YAML reads a time, not the text it was."""
-    from datetime import date
-
     return value.isoformat() if isinstance(value, date) else value
 
 
@@ -1477,9 +1475,10 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
 #: ``now``) may fall in: far enough from years 1 and 9999 that the days, weeks and ``max_age``
 #: counted around it are still dates (it was an OverflowError deep in a run: exit 70).
 YEARS = range(1970, 9000)
+_When = TypeVar("_When", bound=date)  # a date or a datetime: what the caller gave
 
 
-def within_reach(moment: "Any", what: str) -> "Any":
+def within_reach(moment: "_When", what: str) -> "_When":
     """``moment`` (a datetime or a date) if its year is in :data:`YEARS`; else a ConfigError naming ``what``."""
     if moment.year not in YEARS:
         raise ConfigError(f"{what}: {moment.isoformat()} is out of reach: expected a time between "
