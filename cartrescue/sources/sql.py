@@ -134,6 +134,9 @@ _MISSING_COLUMN = (
 )
 
 
+_TABLE_NAME = r"([`\"]?[\w$]+[`\"]?(?:\.[`\"]?[\w$]+[`\"]?)?)"  # table or schema.table, maybe quoted
+
+
 def _unaliased(column: str, statement: object) -> str:
     """``q.items_qty`` as ``mage_quote.items_qty``: the databases name a missing column by the
     alias the statement gave its table, which says nothing to someone who did not write it (a
@@ -143,14 +146,18 @@ def _unaliased(column: str, statement: object) -> str:
     if not isinstance(statement, str) or "." in alias:
         return column
     if not dot:  # a bare name (``telephone``): the table, when the statement reads only one
-        tables = {table.replace("`", "").replace('"', "") for table in re.findall(
-            r"\b(?:FROM|JOIN)\s+([`\"]?[\w$]+[`\"]?(?:\.[`\"]?[\w$]+[`\"]?)?)", statement, re.IGNORECASE)}
+        tables = {_unquoted(table) for table in re.findall(rf"\b(?:FROM|JOIN)\s+{_TABLE_NAME}", statement,
+                                                            re.IGNORECASE)}
         return f"{tables.pop()}.{column}" if len(tables) == 1 else column
-    found = re.search(rf"\b(?:FROM|JOIN)\s+([`\"]?[\w$]+[`\"]?(?:\.[`\"]?[\w$]+[`\"]?)?)\s+(?:AS\s+)?"
+    found = re.search(rf"\b(?:FROM|JOIN)\s+{_TABLE_NAME}\s+(?:AS\s+)?"
                       rf"[`\"]?{re.escape(alias)}[`\"]?(?![\w$])", statement, re.IGNORECASE)
     if found is None:
         return column
-    return found.group(1).replace("`", "").replace('"', "") + "." + name
+    return _unquoted(found.group(1)) + "." + name
+
+
+def _unquoted(name: str) -> str:
+    return name.replace("`", "").replace('"', "")
 
 
 def explain_error(exc: BaseException, where: str, own_queries: bool = False,
