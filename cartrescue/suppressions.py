@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from cartrescue.contacts import email_hash, is_valid_email, normalize_email, normalize_phone, phone_hash
 from cartrescue.errors import ConfigError
@@ -47,18 +47,36 @@ class ImportResult:
         return self.added + self.already + len(self.invalid)
 
 
+_TOKEN = r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"  # cartrescue.tokens: <payload>.<signature>, base64url
+# "unsubscribe TOKEN" anywhere in a subject: a reply or a forward puts "Re:", "AW: Fwd:" in front,
+# a spam filter "[SPAM]"
+_IN_SUBJECT = re.compile(rf"\bunsubscribe\b[\s:]*({_TOKEN})(?![\w.-])", re.IGNORECASE)
+
+
+def _mailto(value: str) -> bool:
+    return value.strip().lstrip("<").lower().startswith("mailto:")
+
+
 def token_from(value: str) -> str:
-    """The token in ``value``: a bare token, an unsubscribe URL, or a mailto subject line."""
-    value = value.strip()
-    if "://" in value:
+    """The token in ``value``: a bare token, an unsubscribe URL, the ``mailto:`` link of
+    ``List-Unsubscribe`` (angle brackets and all), or the subject of a mail it made, as sent,
+    replied to or forwarded."""
+    value = value.strip().lstrip("<").rstrip(">").strip()
+    if _mailto(value):  # RFC 6068: mailto:box@shop?subject=unsubscribe%20TOKEN
+        fields = {name.lower(): text for name, text in parse_qsl(urlsplit(value).query, keep_blank_values=True)}
+        value = fields.get("subject", "").strip()
+    elif "://" in value:
         query = parse_qs(urlsplit(value).query)
         if query.get("token"):
             return query["token"][0]
         return value.rstrip("/").rsplit("/", 1)[-1]
-    lowered = value.lower()
-    if lowered.startswith("unsubscribe"):
-        value = value[len("unsubscribe"):].strip(" :")
-    return value
+    return subject_token(value) or value
+
+
+def subject_token(text: str) -> str | None:
+    """The token of "unsubscribe TOKEN" in ``text`` (a subject line, a mail's text), if any."""
+    found = _IN_SUBJECT.search(text)
+    return found.group(1) if found else None
 
 
 def resolve(value: str, secret: str) -> tuple[str, str]:
@@ -68,7 +86,7 @@ def resolve(value: str, secret: str) -> tuple[str, str]:
     :class:`ValueError` for something that is neither a token nor a valid address.
     """
     text = value.strip()
-    if "@" in text and "://" not in text and " " not in text:
+    if "@" in text and "://" not in text and " " not in text and not _mailto(text):
         address = normalize_email(text) or ""
         if not is_valid_email(address):
             raise ValueError(f"not a valid e-mail address: {text!r}")
@@ -181,4 +199,4 @@ def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:
 
 
 __all__ = ["BadToken", "ImportResult", "Unsubscribed", "check", "import_file", "listing", "read_addresses",
-           "remove", "resolve", "token_from", "unsubscribe"]
+           "remove", "resolve", "subject_token", "token_from", "unsubscribe"]

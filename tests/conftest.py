@@ -173,6 +173,17 @@ class Shop:
         finally:
             ledger.close()
 
+    def suppression(self, address: str) -> dict[str, Any] | None:
+        """The suppression of ``address`` in the shop's SQLite ledger, or ``None``."""
+        from cartrescue.contacts import email_hash
+        from cartrescue.ledger import Ledger
+
+        ledger = Ledger(f"sqlite:///{self.folder / 'ledger.db'}")
+        try:
+            return ledger.suppression(email_hash(address))
+        finally:
+            ledger.close()
+
     def decisions(self, now: datetime = NOW, command: str = "carts") -> dict[str, dict[str, Any]]:
         result = self.cli(command, "--json", now=now)
         assert result.exit_code in (0, 1), result.output

@@ -24,7 +24,8 @@ from cartrescue.text import clipped
 
 def unsubscribe(
     target: Annotated[str, typer.Argument(
-        help="A token, the unsubscribe URL from a message, a mailto subject ('unsubscribe TOKEN'), or an address.",
+        help="A token, the unsubscribe URL or mailto: link from a message, the subject of an unsubscribe mail "
+             "('unsubscribe TOKEN', also replied to or forwarded), or an address.",
         show_default=False)],
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -33,7 +34,8 @@ def unsubscribe(
 
     Give the token (or the whole link, or the subject of an unsubscribe mail) and the address in
     it is suppressed after its signature is checked; a forged or altered token is refused (exit
-    2). An address given as it is needs no token.
+    2). An address given as it is needs no token. For a whole mailbox of unsubscribe mails, see
+    `suppress mailbox`.
 
     Example:
 
@@ -108,6 +110,58 @@ def suppress_import(
         stderr.print(f"{file}: {result.added} suppressed, {result.already} were already, "
                      f"{len(result.invalid)} invalid", highlight=False)
     if result.invalid:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@app.command("mailbox")
+def suppress_mailbox(
+    path: Annotated[Path, typer.Argument(
+        help="An mbox file, a Maildir, a folder of .eml files or one .eml file.", show_default=False)],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    trust_sender: Annotated[bool, typer.Option(
+        "--trust-sender", help="A mail without a valid token unsubscribes its From: address "
+                               "(never an automatic reply or a delivery report).")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="For cron: print nothing unless a mail was refused or something failed.")] = False,
+) -> None:
+    """Unsubscribe everyone who asked by mail: the mails `shop.unsubscribe_mailto` received.
+
+    Each mail's token (in its subject, as sent, replied to or forwarded, or in its text) is
+    checked like a link's; its address is suppressed. The mailbox is only read: each mail is
+    remembered in the ledger by its Message-ID, so the next run skips it, and running it from
+    cron is safe. A mail without a valid token is listed and the exit code is 1 (once: the next
+    run has read it).
+
+    Example:
+
+        cartrescue suppress mailbox ~/Maildir/.unsubscribe --json
+    """
+    from cartrescue.unsubscribe_mail import read_mailbox
+
+    try:
+        cfg = load(config)
+        ledger = cfg.open_ledger()
+        try:
+            result = read_mailbox(ledger, path, cfg.shop.unsubscribe_secret, trust_sender=trust_sender)
+        finally:
+            ledger.close()
+    except CartrescueError as error:
+        fail(error, as_json)
+    if as_json:
+        json_out({"mailbox": str(path), "read": result.read, "added": result.added, "already": result.already,
+                  "seen_before": result.seen,
+                  "refused": [{"where": where, "from": sender, "why": why} for where, sender, why in result.refused]})
+    else:
+        stderr = err_console()
+        for where, sender, why in result.refused[:20]:
+            stderr.print(error_line(f"{where}: {clipped(sender, 80) or 'no sender'}: {why}", "warning", "yellow"))
+        if len(result.refused) > 20:
+            stderr.print(error_line(f"… and {len(result.refused) - 20} more refused mails", "warning", "yellow"))
+        if result.refused or not quiet:
+            stderr.print(f"{path}: {result.read} mails, {result.added} unsubscribed, {result.already} were already, "
+                         f"{len(result.refused)} refused, {result.seen} read before", highlight=False)
+    if result.refused:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 

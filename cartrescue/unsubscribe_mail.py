@@ -1,0 +1,164 @@
+"""Unsubscribe mails: what ``List-Unsubscribe``'s ``mailto:`` link made, read from a mailbox.
+
+Owns finding those mails' tokens in what a mail system keeps -- an mbox file, a Maildir, a
+folder of ``.eml`` files or one ``.eml`` -- so a shop that offers the ``mailto:`` target
+(``shop.unsubscribe_mailto``) honours each request from cron instead of by hand; bulk senders'
+rules ask for it within two days.
+
+- The token is looked for in the subject (as sent, replied to or forwarded, see
+  :func:`cartrescue.suppressions.token_from`), then in the first lines of the plain-text part.
+- The mailbox is only read. Each mail is kept in ``cr_inbound`` by its ``Message-ID`` (or a
+  hash of its bytes), together with what it did, in the transaction of its suppression: the
+  next run skips it, so a mail refused once is reported once, and a suppression lifted since
+  (``suppress remove``) is not undone by reading the same mail again.
+- A mail without a valid token is refused and named, never suppressed by its sender's address
+  unless ``trust_sender`` says so: a ``From:`` line is as easy to forge as a token is hard.
+  Even then an automatic mail (``Auto-Submitted``, a delivery report) is not taken for its sender.
+
+It must not plan or send; it records inbound mails and suppressions in the ledger.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import mailbox
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import getaddresses
+from pathlib import Path
+
+from cartrescue.contacts import email_hash, is_valid_email, normalize_email
+from cartrescue.errors import ConfigError
+from cartrescue.ledger import Ledger
+from cartrescue.suppressions import UNSUBSCRIBED, BadToken, subject_token
+from cartrescue.text import clipped
+from cartrescue.unsubscribe import verify_token
+
+BODY_SCAN = 4096  # characters of the plain-text part searched when the subject has no token
+
+
+@dataclass(slots=True)
+class MailboxResult:
+    read: int = 0
+    added: int = 0
+    already: int = 0
+    seen: int = 0  # read by an earlier run: skipped
+    refused: list[tuple[str, str, str]] = field(default_factory=list)  # (where, sender, why)
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    where: str  # file name, "mbox file, mail N" or "Maildir/key": what a person looks for
+    raw: bytes
+
+
+def mails(path: Path) -> Iterator[Mail]:
+    """Each mail kept at ``path``: a Maildir (a folder with ``cur``/``new``), a folder of
+    ``.eml`` files, an mbox file (it starts with ``From ``) or one ``.eml`` file; one at a time."""
+    try:
+        if path.is_dir():
+            if (path / "cur").is_dir() or (path / "new").is_dir():
+                box = mailbox.Maildir(path, factory=None, create=False)
+                for key in sorted(box.iterkeys()):
+                    yield Mail(f"{path.name}/{key}", box.get_bytes(key))
+                return
+            for file in sorted(path.glob("*.eml")):
+                yield Mail(file.name, file.read_bytes())
+            return
+        with path.open("rb") as handle:
+            head = handle.read(5)
+        if head != b"From ":
+            yield Mail(path.name, path.read_bytes())
+            return
+        mbox = mailbox.mbox(path, factory=None, create=False)
+        for number, key in enumerate(mbox.iterkeys(), 1):
+            yield Mail(f"{path.name}, mail {number}", mbox.get_bytes(key))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _parsed(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def _header(message: EmailMessage, name: str) -> str:
+    """A header as text; a malformed one (which the parser may refuse to decode) as it stands."""
+    try:
+        return str(message.get(name, "") or "")
+    except (ValueError, LookupError, IndexError):
+        raw = message.get_all(name, failobj=[])
+        return str(raw[0]) if raw else ""
+
+
+def _plain_text(message: EmailMessage) -> str:
+    try:
+        part = message.get_body(preferencelist=("plain",))
+        return str(part.get_content())[:BODY_SCAN] if isinstance(part, EmailMessage) else ""
+    except (LookupError, ValueError, UnicodeError, KeyError):
+        return ""
+
+
+def token_of(message: EmailMessage) -> str | None:
+    """The unsubscribe token a mail carries: in its subject, else in its plain-text part."""
+    return subject_token(_header(message, "Subject")) or subject_token(_plain_text(message))
+
+
+def _sender(message: EmailMessage) -> str | None:
+    """The one valid address of ``From:``, unless the mail was sent by a machine (RFC 3834's
+    ``Auto-Submitted``, a delivery or read report): such a mail speaks for nobody."""
+    automatic = _header(message, "Auto-Submitted").strip().lower() not in ("", "no")
+    if automatic or message.get_content_type() == "multipart/report":
+        return None
+    found = [normalize_email(address) for _name, address in getaddresses([_header(message, "From")]) if address]
+    return found[0] if len(found) == 1 and found[0] and is_valid_email(found[0]) else None
+
+
+def _mail_id(message: EmailMessage, raw: bytes) -> str:
+    """The mail's key in ``cr_inbound`` (191 characters at most): its Message-ID, or a hash."""
+    message_id = _header(message, "Message-ID").strip()
+    if message_id and len(message_id) <= 160:
+        return f"mail {message_id}"
+    return f"mail sha256:{hashlib.sha256(message_id.encode() if message_id else raw).hexdigest()}"
+
+
+def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool = False,
+                 now: datetime | None = None) -> MailboxResult:
+    """Suppress the address of every unsubscribe mail at ``path`` not read before; see the module."""
+    result = MailboxResult()
+    for mail in mails(path):
+        result.read += 1
+        message = _parsed(mail.raw)
+        sender = _sender(message)
+        token = token_of(message)
+        address, why = None, ""
+        if token is None:
+            why = "no unsubscribe token in its subject or text"
+        elif not secret:
+            why = "shop.unsubscribe_secret is empty: tokens cannot be checked"
+        else:
+            try:
+                address = normalize_email(verify_token(token, secret))
+            except BadToken as exc:
+                why = f"refused: {exc}"
+        how = "token"
+        if address is None and trust_sender and sender:
+            address, how = sender, "sender"
+        hashed = email_hash(address) if address else ""
+        known = bool(hashed) and ledger.suppression(hashed) is not None
+        fresh = ledger.inbound(_mail_id(message, mail.raw), hashed, "suppressed" if hashed else "ignored",
+                               UNSUBSCRIBED if hashed else None, f"mail ({how}) {mail.where}", now)
+        if not fresh:
+            result.seen += 1
+        elif not hashed:
+            result.refused.append((mail.where, clipped(sender or _header(message, "From"), 256), why))
+        elif known:
+            result.already += 1
+        else:
+            result.added += 1
+    return result

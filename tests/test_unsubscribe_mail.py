@@ -1,0 +1,171 @@
+"""`suppress mailbox`: the mails List-Unsubscribe's mailto: link made, read from a real mailbox.
+
+Each test starts from a message cartrescue really wrote (``run --outbox``): the unsubscribe
+mail is what a mail client makes of its ``List-Unsubscribe`` mailto: link (RFC 6068: the link's
+subject, to the link's address, from the customer), kept the way mail systems keep mail:
+an mbox file and a Maildir written by Python's ``mailbox`` module, ``.eml`` files.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import re
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from cartrescue.unsubscribe import make_token
+from conftest import Shop, cart
+
+SECRET = "test-secret-of-the-suite"  # conftest's shop.unsubscribe_secret
+MAILTO = "unsubscribe@shop.example.com"
+
+
+
+def mailto_subjects(shop: Shop, tmp_path: Path, *addresses: str) -> dict[str, str]:
+    """The subject each address's mail client puts on its unsubscribe mail: the mailto: link of
+    the List-Unsubscribe header of the message cartrescue wrote for it."""
+    shop.configure(shop={"unsubscribe_mailto": MAILTO})
+    shop.add(*(cart(f"c{n}", email=address) for n, address in enumerate(addresses)))
+    outbox = tmp_path / "outbox"
+    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    subjects = {}
+    for path in outbox.glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        link = re.search(r"<mailto:([^>]*)>", str(message["List-Unsubscribe"]))
+        assert link is not None
+        target, query = link.group(1).split("?", 1)
+        assert target == MAILTO
+        subjects[message["To"].addresses[0].addr_spec] = unquote(dict(p.split("=", 1) for p in query.split("&"))["subject"])
+    assert set(subjects) == set(addresses)
+    return subjects
+
+
+def mail(sender: str, subject: str, body: str = "", **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, MAILTO, subject
+    message["Message-ID"] = f"<{abs(hash((sender, subject, body)))}@client.example.org>"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body or "sent from my phone")
+    return message
+
+
+def mbox_of(path: Path, *messages: EmailMessage) -> Path:
+    box = mailbox.mbox(path)
+    for message in messages:
+        box.add(message)
+    box.flush()
+    box.close()
+    return path
+
+
+def test_an_mbox_of_unsubscribe_mails_suppresses_each_address_once(shop: Shop, tmp_path: Path) -> None:
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com", "bob@example.com")
+    box = mbox_of(tmp_path / "unsubscribe.mbox",
+                  mail("ann@example.com", subjects["ann@example.com"]),
+                  mail("Bob <bob@example.com>", "Re: " + subjects["bob@example.com"]),
+                  mail("carl@example.com", "please stop"))
+    result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert result.exit_code == 1, result.output  # the third mail carries no token
+    assert result.json == {"mailbox": str(box), "read": 3, "added": 2, "already": 0, "seen_before": 0,
+                           "refused": [{"where": "unsubscribe.mbox, mail 3", "from": "carl@example.com",
+                                        "why": "no unsubscribe token in its subject or text"}]}
+    assert shop.suppression("ann@example.com")["reason"] == "unsubscribed"
+    assert shop.suppression("bob@example.com") is not None
+    assert shop.suppression("carl@example.com") is None
+
+
+def test_reading_the_mailbox_again_changes_nothing_and_exits_0(shop: Shop, tmp_path: Path) -> None:
+    """Cron reads the same mailbox every few minutes: a refused mail is reported once, not forever."""
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com")
+    box = mbox_of(tmp_path / "unsubscribe.mbox", mail("ann@example.com", subjects["ann@example.com"]),
+                  mail("carl@example.com", "please stop"))
+    assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 1
+    again = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert again.exit_code == 0, again.output
+    assert again.json["seen_before"] == 2 and again.json["added"] == 0 and again.json["refused"] == []
+
+
+def test_a_suppression_lifted_since_is_not_undone_by_the_same_mail(shop: Shop, tmp_path: Path) -> None:
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com")
+    box = mbox_of(tmp_path / "unsubscribe.mbox", mail("ann@example.com", subjects["ann@example.com"]))
+    assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 0
+    assert shop.cli("suppress", "remove", "ann@example.com", now=None).exit_code == 0
+    assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 0
+    assert shop.suppression("ann@example.com") is None
+
+
+def test_a_maildir_a_folder_of_eml_files_and_one_eml_file_are_read(shop: Shop, tmp_path: Path) -> None:
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com", "bob@example.com", "dora@example.com")
+    maildir = mailbox.Maildir(tmp_path / "Maildir")  # creates cur, new and tmp
+    maildir.add(mail("ann@example.com", subjects["ann@example.com"]))
+    maildir.close()
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "1.eml").write_bytes(bytes(mail("bob@example.com", "Fwd: " + subjects["bob@example.com"])))
+    single = tmp_path / "dora.eml"
+    single.write_bytes(bytes(mail("dora@example.com", subjects["dora@example.com"])))
+    for path in (tmp_path / "Maildir", folder, single):
+        result = shop.cli("suppress", "mailbox", str(path), "--json", now=None)
+        assert result.exit_code == 0, result.output
+        assert (result.json["read"], result.json["added"]) == (1, 1)
+    for who in ("ann@example.com", "bob@example.com", "dora@example.com"):
+        assert shop.suppression(who) is not None
+
+
+def test_a_token_in_the_text_counts_when_the_subject_lost_it(shop: Shop, tmp_path: Path) -> None:
+    token = make_token("ann@example.com", SECRET)
+    box = mbox_of(tmp_path / "box", mail("ann@example.com", "(no subject)", f"Hello,\n\nunsubscribe {token}\n"))
+    assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 0
+    assert shop.suppression("ann@example.com") is not None
+
+
+def test_a_forged_token_is_refused_and_suppresses_nobody(shop: Shop, tmp_path: Path) -> None:
+    forged = make_token("ann@example.com", "not-the-shops-secret")
+    box = mbox_of(tmp_path / "box", mail("mallory@example.org", f"unsubscribe {forged}"))
+    result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert result.exit_code == 1
+    (refused,) = result.json["refused"]
+    assert refused["why"] == "refused: unsubscribe token signature does not match"
+    assert shop.suppression("ann@example.com") is None and shop.suppression("mallory@example.org") is None
+
+
+def test_trust_sender_unsubscribes_the_sender_of_a_mail_without_a_token(shop: Shop, tmp_path: Path) -> None:
+    box = mbox_of(tmp_path / "box", mail("Carl <Carl@Example.com>", "please stop sending me these"))
+    result = shop.cli("suppress", "mailbox", str(box), "--trust-sender", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["added"] == 1
+    assert shop.suppression("carl@example.com") is not None
+
+
+@pytest.mark.parametrize("headers", [{"Auto_Submitted": "auto-replied"},
+                                     {"Content_Type": "multipart/report; report-type=delivery-status"}])
+def test_trust_sender_never_takes_an_automatic_mail_for_its_sender(shop: Shop, tmp_path: Path, headers) -> None:
+    message = mail("mailer-daemon@example.net", "Out of office")
+    for name, value in headers.items():
+        del message[name.replace("_", "-")]
+        message[name.replace("_", "-")] = value
+    box = mbox_of(tmp_path / "box", message)
+    result = shop.cli("suppress", "mailbox", str(box), "--trust-sender", "--json", now=None)
+    assert result.exit_code == 1 and result.json["added"] == 0
+    assert shop.suppression("mailer-daemon@example.net") is None
+
+
+def test_a_missing_mailbox_is_an_error_naming_it(shop: Shop, tmp_path: Path) -> None:
+    result = shop.cli("suppress", "mailbox", str(tmp_path / "nothing.mbox"), "--json", now=None)
+    assert result.exit_code == 2
+    assert result.json["error"]["message"] == f"{tmp_path / 'nothing.mbox'}: cannot read: No such file or directory"
+
+
+def test_quiet_prints_nothing_when_every_mail_was_taken(shop: Shop, tmp_path: Path) -> None:
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com")
+    box = mbox_of(tmp_path / "box", mail("ann@example.com", subjects["ann@example.com"]))
+    quiet = shop.cli("suppress", "mailbox", str(box), "--quiet", now=None)
+    assert quiet.exit_code == 0 and quiet.output == ""
+    loud = shop.cli("suppress", "mailbox", str(mbox_of(tmp_path / "more", mail("x@example.com", "hi"))), "-q", now=None)
+    assert loud.exit_code == 1 and "more, mail 1: x@example.com: no unsubscribe token" in loud.stderr
