@@ -78,6 +78,30 @@ def email_hash(email: str) -> str:
     return hashlib.sha256(normalize_email(email).encode("utf-8")).hexdigest()  # type: ignore[union-attr]
 
 
+def email_hashes(email: str) -> tuple[str, ...]:
+    """Every hash a suppression of ``email`` may be kept under: its own and, for a domain in
+    another script, that of the domain's other form (``bücher.example``, ``xn--bcher-kva.example``).
+    A relay's bounce and another tool's export name the ASCII form, a cart may carry the other;
+    a suppression is kept under the form it was given in, so both are asked."""
+    own = email_hash(email)
+    other = _other_form(normalize_email(email) or "")
+    return (own,) if other is None else (own, email_hash(other))
+
+
+def _other_form(email: str) -> str | None:
+    """``email`` with its domain in its other IDNA form, or ``None`` (an ASCII domain has none)."""
+    if email.isascii() and "xn--" not in email:
+        return None
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return None
+    try:
+        other = ascii_domain(domain) if not domain.isascii() else domain.encode("ascii").decode("idna")
+    except UnicodeError:
+        return None
+    return f"{local}@{other.lower()}" if other and other != domain else None
+
+
 #: Number types no text message reaches (phonenumbers' PhoneNumberType values).
 _NOT_SMS = frozenset({0, 3, 4, 5, 7, 8, 9, 10})  # fixed line, toll free, premium, shared cost, pager, UAN, voicemail
 

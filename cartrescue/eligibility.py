@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cartrescue.config import ConsentPolicy, EligibilityConfig
-from cartrescue.contacts import email_hash, phone_hash
+from cartrescue.contacts import email_hashes, phone_hash
 from cartrescue.currency import Basis
 from cartrescue.model import Action, Cart, Reason, quick_init
 from cartrescue.orders import OrderFacts
@@ -75,7 +75,7 @@ class Gates:
         # First: a suppressed (unsubscribed, bounced, forgotten) address's decision is stored
         # without the address, whatever else is wrong with the cart; asked after consent, a
         # forgotten address came back into cr_decision as a cart's "no_consent".
-        if suppressed and ((email and email_hash(email) in suppressed)  # no hashing when none is
+        if suppressed and ((email and not suppressed.isdisjoint(email_hashes(email)))  # no hashing when none is
                            or (phone and phone_hash(phone) in suppressed)):
             return Verdict(Action.SKIP, Reason.SUPPRESSED)
         if not cart.items:

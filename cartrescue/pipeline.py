@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from cartrescue import stops
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.config import Config, Incentive, Step, Tier
-from cartrescue.contacts import email_hash, normalize_phone, phone_hash, phone_region, without_address
+from cartrescue.contacts import email_hash, email_hashes, normalize_phone, phone_hash, phone_region, without_address
 from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
@@ -189,7 +189,8 @@ class Planner:
         unique = list(dict.fromkeys(emails))
         numbers = list(dict.fromkeys(phones))
         return self.ledger.history([c.key for c in chunk], unique,
-                                   [email_hash(e) for e in unique] + [phone_hash(p) for p in numbers], numbers)
+                                   [h for e in unique for h in email_hashes(e)] + [phone_hash(p) for p in numbers],
+                                   numbers)
 
     def _decide_chunk(
         self, source: CartSource, chunk: list[Cart], newest: NewestCarts, budgets: dict[str, _Budget]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
-from cartrescue.contacts import email_hash, is_valid_email, normalize_email, normalize_phone, phone_hash
+from cartrescue.contacts import email_hash, email_hashes, is_valid_email, normalize_email, normalize_phone, phone_hash
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
 from cartrescue.unsubscribe import BadToken, verify_token
@@ -168,29 +168,30 @@ def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: date
     return result
 
 
-def _contact_hash(value: str, region: str | None) -> str | None:
-    """The suppression hash of an address, or of a phone number (``+46...``, or local digits
-    read in ``region``); ``None`` when ``value`` is neither."""
+def _contact_hashes(value: str, region: str | None) -> tuple[str, ...]:
+    """The suppression hashes of an address (both forms of an international domain,
+    :func:`~cartrescue.contacts.email_hashes`), or of a phone number (``+46...``, or local digits
+    read in ``region``); none when ``value`` is neither."""
     if "@" not in value:
         number = normalize_phone(value, region)
-        return phone_hash(number) if number else None
+        return (phone_hash(number),) if number else ()
     normalized = normalize_email(value)
-    return email_hash(normalized) if normalized and is_valid_email(normalized) else None
+    return email_hashes(normalized) if normalized and is_valid_email(normalized) else ()
 
 
 def check(ledger: Ledger, address: str, region: str | None = None) -> dict[str, Any] | None:
     """The suppression of ``address`` (or of a phone number), or ``None``."""
-    hashed = _contact_hash(address, region)
-    return None if hashed is None else ledger.suppression(hashed)
+    return next((found for hashed in _contact_hashes(address, region)
+                 if (found := ledger.suppression(hashed)) is not None), None)
 
 
 def remove(ledger: Ledger, address: str, region: str | None = None) -> bool:
-    """Lift the suppression of ``address`` or of a phone number (a mistaken import, a customer
-    who texted START)."""
-    hashed = _contact_hash(address, region)
-    if hashed is None:
+    """Lift the suppression of ``address`` (in either form of its domain) or of a phone number
+    (a mistaken import, a customer who texted START)."""
+    hashes = _contact_hashes(address, region)
+    if not hashes:
         raise ValueError(f"not a valid e-mail address or phone number: {address!r}")
-    return ledger.unsuppress(hashed)
+    return any([ledger.unsuppress(hashed) for hashed in hashes])
 
 
 def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:

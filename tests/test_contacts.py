@@ -29,3 +29,20 @@ def test_a_cart_with_an_international_domain_is_sent_to_its_idna_form(shop: Shop
     assert [row["reason"] for row in result.json["decisions"]] == ["due"]
     (message,) = (shop.folder / "out").rglob("*.eml")
     assert "<user@xn--bcher-kva.example>" in message.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("suppressed", "carted"), [("ann@xn--bcher-kva.example", "ann@bücher.example"),
+                                                    ("ann@bücher.example", "Ann@XN--BCHER-KVA.example")])
+def test_a_suppression_covers_both_forms_of_an_international_domain(shop: Shop, suppressed: str, carted: str) -> None:
+    """A relay's bounce and another tool's export name the domain's ASCII form, a cart may carry
+    the other: the suppression was kept under one form's hash and the other form was mailed again."""
+    shop.add(cart("idn", email=carted))
+    assert shop.cli("unsubscribe", suppressed, now=None).exit_code == 0
+    assert shop.decisions()["idn"]["reason"] == "suppressed"
+
+
+def test_suppress_list_and_remove_find_a_suppression_by_either_form(shop: Shop) -> None:
+    assert shop.cli("unsubscribe", "ann@bücher.example", now=None).exit_code == 0
+    assert shop.cli("suppress", "list", "--email", "ann@xn--bcher-kva.example", now=None).exit_code == 0
+    assert shop.cli("suppress", "remove", "ann@xn--bcher-kva.example", now=None).exit_code == 0
+    assert shop.suppression("ann@bücher.example") is None
