@@ -84,6 +84,8 @@ def email_hashes(email: str) -> tuple[str, ...]:
     A relay's bounce and another tool's export name the ASCII form, a cart may carry the other;
     a suppression is kept under the form it was given in, so both are asked."""
     own = email_hash(email)
+    if email.isascii() and "xn--" not in email and "XN--" not in email:  # the common case, per cart
+        return (own,)
     other = _other_form(normalize_email(email) or "")
     return (own,) if other is None else (own, email_hash(other))
 
