@@ -15,7 +15,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from itertools import islice
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cartrescue.config import Config, Incentive
-from cartrescue.errors import TemplateError
+from cartrescue.errors import CartrescueError, TemplateError
 from cartrescue.links import safe_url, tagger
 from cartrescue.model import Cart, quick_init
 from cartrescue.sandbox_limits import (
@@ -145,7 +145,7 @@ def text_direction(locale: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def _date_formatter(locale: str) -> Callable[[datetime], str]:
+def _date_formatter(locale: str) -> Callable[[date], str]:
     from babel import Locale, UnknownLocaleError
     from babel.dates import format_date
 
@@ -154,22 +154,25 @@ def _date_formatter(locale: str) -> Callable[[datetime], str]:
     except (UnknownLocaleError, ValueError):
         locale = "en"
 
-    def date(value: datetime) -> str:
+    def formatted(value: date) -> str:
         return format_date(value, format="long", locale=locale)
 
-    return date
+    return formatted
 
 
 def format_money(amount: Decimal, currency: str, locale: str) -> str:
     return _money_formatter(locale, currency)(amount)
 
 
-def format_date(value: datetime, locale: str) -> str:
+def format_date(value: date, locale: str) -> str:
     return _date_formatter(locale)(value)
 
 
 def _money_filter(context: Any, amount: Any, currency: str) -> str:
     """``{{ 1234.5|money("SEK") }}`` -> ``1 234,50 kr`` in the message's locale."""
+    if not isinstance(currency, str) or len(currency.strip()) != 3 or not currency.strip().isalpha():
+        raise ValueError(f"money: the currency is a three-letter code such as \"EUR\" or cart.currency, "
+                         f"not {currency!r}")
     try:
         number = Decimal(str(amount))
     except InvalidOperation:
@@ -178,8 +181,18 @@ def _money_filter(context: Any, amount: Any, currency: str) -> str:
     return format_money(number, currency, context.get("locale") or "en")
 
 
-def _date_filter(context: Any, value: datetime) -> str:
-    """``{{ some_datetime|date }}`` -> ``20 november 2026`` in the message's locale."""
+def _date_filter(context: Any, value: Any) -> str:
+    """``{{ some_datetime|date }}`` -> ``20 november 2026`` in the message's locale; an ISO date
+    or time as text (``2026-11-20``) too. Anything else fails the message: Babel printed today's
+    date for ``None``, and stopped the run on a date already formatted (``incentive.expires``)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"date: {value[:40]!r} is not a date (incentive.expires and the like are formatted "
+                             "already: print them as they are)") from None
+    if not isinstance(value, date):
+        raise ValueError(f"date: {value!r} is not a date")
     return format_date(value, context.get("locale") or "en")
 
 
@@ -535,10 +548,14 @@ class Renderer:
             raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
         except TemplateError as exc:
             raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
-        except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError) as exc:
+        except Exception as exc:
             # A template's own mistake met with this cart's data ({{ 1 / items|length }} on an
-            # empty list, ...): this message fails, the run goes on. It names the template line
-            # (Jinja's traceback carries it), as `templates check` does.
+            # empty list, a filter given what it cannot take, ...): this message fails, the run
+            # goes on. Whatever it raised: an AssertionError from inside a filter stopped the
+            # whole run as an internal error. It names the template line (Jinja's traceback
+            # carries it), as `templates check` does.
+            if isinstance(exc, CartrescueError):
+                raise
             file, line = template_frame(exc, self.folders, name)
             raise TemplateError(f"{file}:{line}: {type(exc).__name__}: {exc}" if line else
                                 f"{name}: {type(exc).__name__}: {exc}") from None

@@ -161,6 +161,28 @@ def test_an_undefined_value_names_the_template_line_too(shop: Shop) -> None:
     _assert_bad_cart_cost_only_itself(shop, result, 3, "en/reminder-1.txt:3: 'no_such_value' is undefined")
 
 
+@pytest.mark.parametrize(("text", "said"), [
+    ("{{ cart.total|date }}", "date: '"),  # a formatted value: the documented filter stopped the run (exit 70)
+    ("{{ 5|money(none) }}", "money: "),
+    ("{{ none|date }}", "date: None is not a date"),  # Babel printed today's date
+])
+def test_a_filter_failing_on_one_carts_data_costs_only_that_cart(shop: Shop, text: str, said: str) -> None:
+    _own_templates(shop, "Your cart", f"{{% if cart.item_count == 7 %}}{text}{{% endif %}}\n{{{{ unsubscribe_url }}}}\n")
+    _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
+    result = _run_outbox(shop)
+    _assert_bad_cart_cost_only_itself(shop, result, 3, "en/reminder-1.txt:1: ")
+    assert said in result.json["problems"][0]
+
+
+def test_any_exception_a_template_raises_costs_only_its_cart(shop: Shop) -> None:
+    """An AssertionError or AttributeError from inside a filter ended the whole run as an
+    internal error (exit 70): every other customer lost their reminder."""
+    _own_templates(shop, "Your cart", "{% if cart.item_count == 7 %}{{ 5|money(5) }}{% endif %}\n{{ unsubscribe_url }}\n")
+    _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
+    result = _run_outbox(shop)
+    _assert_bad_cart_cost_only_itself(shop, result, 3, "en/reminder-1.txt:1: ")
+
+
 def test_the_failed_cart_goes_out_once_the_cause_is_fixed(shop: Shop) -> None:
     folder = _own_templates(shop, "{{ 100 // (cart.item_count - 7) }} things")
     _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))
