@@ -72,7 +72,8 @@ def claimed_locale(token: str) -> str:
 
 def words(config: Config, locale: str | None) -> dict[str, str]:
     """The survey's words for ``locale``: ``sv_SE`` -> ``sv`` -> the shop's default locale ->
-    English, each the config's ``survey.words`` over the shipped ones."""
+    English, each the config's ``survey.words`` over the shipped ones; last, a reason of the
+    shop's own labelled in another locale only takes that label (the config asks for one)."""
     chain: list[str] = []
     for candidate in (locale, (locale or "").split("_")[0], config.shop.default_locale,
                       config.shop.default_locale.split("_")[0], "en"):
@@ -83,6 +84,9 @@ def words(config: Config, locale: str | None) -> dict[str, str]:
     for candidate in reversed(chain):
         merged.update(WORDS.get(candidate, {}))
         merged.update(own.get(candidate, {}))
+    for elsewhere in own.values():  # in the config's order
+        for key, label in elsewhere.items():
+            merged.setdefault(key, label)
     return merged
 
 

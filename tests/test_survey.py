@@ -343,6 +343,25 @@ def test_own_words_and_reasons_reach_the_message(survey_shop: Shop) -> None:
     assert list(survey_links(message)) == ["price", "sizes"]
 
 
+
+def test_a_reason_labelled_in_one_other_locale_only_uses_that_label(survey_shop: Shop) -> None:
+    """The config accepts a reason labelled in one locale; an English customer's message (and
+    every other part of the shop's run) ended in an internal error, KeyError: 'sizes'."""
+    survey_shop.configure(survey={"reasons": ["price", "sizes"], "words": {"sv": {"sizes": "Osäker på storleken"}}})
+    message = send_step(survey_shop, cart("c1", email="ann@example.com"))["ann@example.com"]
+    text = message.get_body(("plain",)).get_content()
+    assert "- Osäker på storleken: https://shop.example.com/cart-survey?" in text
+    assert list(survey_links(message)) == ["price", "sizes"]
+
+
+def test_the_answer_page_shows_a_reason_labelled_in_one_other_locale_only(survey_shop: Shop) -> None:
+    survey_shop.configure(survey={"reasons": ["price", "sizes"], "words": {"de": {"sizes": "Unsicher bei der Größe"}}})
+    links = survey_links(send_step(survey_shop, cart("c1", email="ann@example.com"))["ann@example.com"])
+    with webhook(survey_shop) as base:
+        status, page = http(local(links["price"], base))
+    assert status == 200 and "Unsicher bei der Größe" in page
+
+
 # -- templates check ------------------------------------------------------------------------------------
 
 def test_templates_check_verifies_survey_links_in_every_locale(survey_shop: Shop, tmp_path: Path) -> None:
