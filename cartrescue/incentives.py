@@ -175,8 +175,12 @@ class Codes:
     # -- allocation ---------------------------------------------------------------------------
 
     def allocate(self, name: str, claim_id: int, *, cart_key: str, email: str | None, step: int,
-                 now: datetime) -> tuple[str, datetime]:
+                 now: datetime, valid_for: timedelta | None = None) -> tuple[str, datetime]:
         """Give the claimed message ``claim_id`` its code; return (code, expiry).
+
+        ``valid_for``: the validity of the message's own offer (a tier's and a step's offers
+        may share a pool and differ in it), else the pool's first offer's: the code expires on
+        the day the message shows.
 
         Idempotent per claim (a retry of the same claim gets the same code). A code already
         allocated is never handed out again: the update only matches a row whose ``claim_id``
@@ -185,7 +189,7 @@ class Codes:
         :class:`CodePoolEmpty`.
         """
         pool = self.pool(name)
-        expires = code_expiry(now, pool.incentive.valid_for, self.tz)
+        expires = code_expiry(now, pool.incentive.valid_for if valid_for is None else valid_for, self.tz)
         existing = self._by_claim(claim_id)
         if existing is not None:
             return existing

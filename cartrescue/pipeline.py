@@ -929,9 +929,11 @@ class _ClaimFeed:
         executor, decision = self.executor, prepared.decision
         if prepared.code_pool is not None and executor.codes is not None:
             try:
+                offer = executor.composer.incentive(decision)
                 code, _expires = executor.codes.allocate(
                     prepared.code_pool, claim_id, cart_key=decision.cart.key, email=decision.cart.customer.email,
-                    step=decision.step or 0, now=executor.composer.now)
+                    step=decision.step or 0, now=executor.composer.now,
+                    valid_for=offer.valid_for if offer is not None else None)
                 prepared.message, prepared.data = executor.build(decision, code)
             except (CartrescueError, ValueError) as exc:
                 # Not this cart's data (the template rendered before the claim): the pool ran dry.

@@ -296,6 +296,25 @@ def test_a_delivered_message_carries_its_own_code_and_expiry(shop: Shop) -> None
     assert len(generated) == 12 and len(set(generated)) == 12 and all(c.startswith("SHIP-") for c in generated)
 
 
+def test_a_code_expires_on_the_day_its_own_message_shows_when_offers_share_a_pool(shop: Shop) -> None:
+    """One pool, a tier's offer valid 7 days and the step's 1 day: every code got the first
+    definition's expiry, and a message that said "November 27" carried a code dead on the 21st."""
+    (shop.folder / "codes.txt").write_text("\n".join(POOL[:10]) + "\n", encoding="utf-8")
+    shop.add(cart("big", items=(("SKU-9", "Sofa", 1, "900.00"),)), cart("small"))
+    offer = {"kind": "percent", "value": 10, "codes": {"pool": "welcome", "file": "codes.txt"}}
+    shop.configure(priority={"tiers": [{"name": "high", "min_score": 35}, {"name": "standard", "min_score": 0}]},
+                   sequences={"default": {"steps": [{
+                       "delay": "1h", "template": "reminder-3", "incentive": {**offer, "valid_for": "1d"},
+                       "tier_incentives": {"high": {**offer, "valid_for": "7d"}}}]}})
+    outbox = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    expiry = {row["cart_key"]: row["expires_at"]
+              for row in _codes(load_config(shop.config_path)).rows(NOW, statuses=("active",))}
+    assert expiry == {"csv:big": "2026-11-27T23:00:00Z", "csv:small": "2026-11-21T23:00:00Z"}
+    texts = {name.split("-step")[0]: text for name, text in _texts(outbox).items()}
+    assert "November 27, 2026" in texts["csv_big"] and "November 21, 2026" in texts["csv_small"]
+
+
 def test_a_dry_run_and_a_preview_allocate_nothing(shop: Shop) -> None:
     _incentive_shop(shop)
     assert shop.cli("run", "--json").exit_code == 0
