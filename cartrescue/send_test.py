@@ -119,7 +119,8 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
               step: int | None = None, locale: str | None = None, variant: str | None = None,
               outbox: Path | None = None) -> SendTestResult:
     """Compose, mark, deliver and record one test message to ``address``."""
-    from cartrescue.channels.base import Envelope
+    from cartrescue.channels.base import Channel, Envelope
+    from cartrescue.channels.outbox import OutboxChannel
     from cartrescue.contacts import is_valid_email, normalize_email
     from cartrescue.job import delivery_secret, email_channel
     from cartrescue.mime import build_message
@@ -129,7 +130,8 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
     if not to or not is_valid_email(to):
         raise ConfigError(f"send-test: not an e-mail address: {address!r}")
     delivery_secret(config)  # the link in a test must work like the customers' will
-    config.require_env("smtp")
+    if outbox is None:  # an .eml file needs no relay, nor its password (run --outbox asks for none)
+        config.require_env("smtp")
     decision, origin = choose(config, now, cart_id, sample=sample)
     shown = compose(config, decision, now, step=step, locale=locale, variant=variant, to=to)
     assert shown.message is not None  # addressed to ``to``: always the e-mail
@@ -139,7 +141,11 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
     except ValueError as exc:
         raise ConfigError(f"send-test: the message cannot be built: {exc}") from None
     target = shown.target or decision
-    channel = email_channel(config, "outbox" if outbox is not None else "send", outbox)
+    channel: Channel
+    if outbox is not None:
+        channel = OutboxChannel(config.outbox_folder(outbox), label="test")
+    else:
+        channel = email_channel(config, "send")
     ledger = config.open_ledger()
     try:
         test_id = ledger.start_send_test({

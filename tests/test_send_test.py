@@ -149,3 +149,24 @@ def test_doctor_and_the_ledger_status_never_count_a_test(shop: Shop) -> None:
     checks = {check["name"]: check for check in doctor["checks"]}
     assert checks["ledger"]["detail"] == "no messages yet"
     assert checks["staleness"]["status"] == "fail"  # a test is not a run: reminders are not going out
+
+
+def test_a_test_into_a_runs_outbox_never_replaces_a_customers_message(shop: Shop) -> None:
+    """Tests and claims count from 1 apart, and both were named <cart>-step<N>-<id>.eml: the
+    customer's delivered file was overwritten by the test addressed to the owner."""
+    shop.add(cart("c1", email="fay@example.com"))
+    out = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(out)).exit_code == 0
+    assert shop.cli("send-test", OWNER, "c1", "--outbox", str(out)).exit_code == 0
+    recipients = sorted(email.message_from_bytes(path.read_bytes(), policy=policy.default)["To"].addresses[0].addr_spec
+                        for path in out.glob("*.eml"))
+    assert recipients == ["fay@example.com", OWNER]
+
+
+def test_a_test_into_an_outbox_needs_no_smtp_secret(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    shop.configure(smtp={"host": "localhost", "port": 2525, "username": "u", "password": "${SMTP_PASSWORD}"})
+    shop.add(cart("c1"))
+    result = shop.cli("send-test", OWNER, "c1", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["transport"] == "outbox"

@@ -48,13 +48,17 @@ class OutboxChannel(Channel):
     transport = "outbox"
     take_size = 16  # claimed a few at a time: a kill leaves at most these without outcome
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, label: str = "") -> None:
+        """``label`` goes before the id in each file's name: ``send-test`` numbers its tests
+        apart from a run's claims, and its test #2 replaced a customer's message #2 (``test2``)."""
         self.folder = folder
+        self.label = label
         folder.mkdir(parents=True, exist_ok=True)
 
     def filename(self, envelope: Envelope) -> Path:
         decision = envelope.decision
-        return file_for(self.folder, f"{decision.cart.key}-step{decision.step}-{envelope.claim_id}", decision.channel)
+        return file_for(self.folder, f"{decision.cart.key}-step{decision.step}-{self.label}{envelope.claim_id}",
+                        decision.channel)
 
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         from cartrescue.mime import build_message
