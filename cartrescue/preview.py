@@ -84,6 +84,21 @@ def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = N
     return compose(config, find_decision(config, cart_id, now), now, step=step, locale=locale, variant=variant)
 
 
+def _assigned(config: Config, decision: Decision, sequence: str, number: int) -> str | None:
+    """The variant a run gives this address at this step: a promoted winner (in the ledger)
+    before the weights, as :class:`~cartrescue.pipeline.Planner` assigns it."""
+    from cartrescue.experiments import Experiments, subject
+
+    if decision.step == number and decision.variant is not None:  # the run's own decision
+        return decision.variant
+    ledger = config.open_ledger()
+    try:
+        promotions = ledger.promotions()
+    finally:
+        ledger.close()
+    return Experiments(config, promotions).variant(subject(decision.cart), sequence, number)
+
+
 def compose(config: Config, decision: Decision, now: datetime, *, step: int | None = None, locale: str | None = None,
             variant: str | None = None, to: str | None = None) -> Preview:
     """Compose ``decision``'s cart's message for ``step`` (default: the due one, else 1), in
@@ -100,9 +115,7 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         raise ConfigError(f"--variant {variant}: step {number} of sequence {tier.sequence} has no such variant "
                           f"(variants: {known})")
     if variant is None:
-        from cartrescue.experiments import Experiments, subject
-
-        variant = Experiments(config).variant(subject(decision.cart), tier.sequence, number)
+        variant = _assigned(config, decision, tier.sequence, number)
     cart = decision.cart
     customer = cart.customer
     if locale:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cartrescue.ledger import Ledger
 from cartrescue.sms_text import measure
-from conftest import Shop, cart
+from conftest import NOW, Shop, cart
 
 
 def test_preview_renders_the_requested_step_in_the_customers_locale(shop: Shop) -> None:
@@ -94,3 +94,21 @@ def test_a_cart_of_many_lines_lists_the_first_fifty_and_counts_the_rest(shop: Sh
     assert "- … (+70)" in text and "(+70)" in html
     assert "120.00" in text  # the total is the cart's, every line counted
     assert len(html.encode()) < 60_000
+
+
+def test_preview_and_send_test_show_the_promoted_winner_as_a_run_sends_it(shop: Shop) -> None:
+    """A promoted A/B winner goes to every address; preview and send-test assigned by weight
+    alone and showed another variant than the run sends ("rendered as a run would")."""
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1",
+                                                     "variants": {"a": 1, "b": 1}}]}})
+    shop.add(*(cart(f"c{n}", email=f"p{n}@example.com") for n in range(8)))
+    assert shop.cli("carts", "--json").exit_code == 0  # makes the ledger
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        assert ledger.promote("default", 1, "b", 0.99, 500, NOW)
+    finally:
+        ledger.close()
+    for n in range(8):
+        assert shop.cli("preview", f"c{n}", "--json").json["variant"] == "b"
+        test = shop.cli("send-test", "owner@shop.example.com", f"c{n}", "--outbox", str(shop.folder / "t"), "--json")
+        assert test.json["variant"] == "b", test.output
