@@ -115,6 +115,11 @@ class WebhookApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self.inbound is not None and self.inbound.matches(environ):
             return self.inbound(environ, start_response)
+        pages = self._route(environ, start_response)
+        # HEAD: the headers of the GET (its Content-Length too), never a body, refusals included.
+        return [] if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD" else pages
+
+    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         query = {name: values[0] for name, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
         token = query.get("token")
@@ -130,17 +135,17 @@ class WebhookApp:
             if method == "POST":
                 return self._survey_post(start_response, token, form.get("reason") or query.get("reason") or "",
                                          form.get("text", ""))
-            return self._survey_form(start_response, token, query.get("reason", ""), head=method == "HEAD")
+            return self._survey_form(start_response, token, query.get("reason", ""))
         if method == "POST":
             return self._post(start_response, token)
-        return self._get(start_response, token, head=method == "HEAD")
+        return self._get(start_response, token)
 
     def _refuse(self, start_response: StartResponse) -> list[bytes]:
         return self._page(start_response, "400 Bad Request", "This unsubscribe link is not valid",
                           "<p>The link may have been shortened or changed. Use the link from the e-mail "
                           "as it is, or reply to the e-mail and ask to be unsubscribed.</p>")
 
-    def _get(self, start_response: StartResponse, token: str, head: bool) -> list[bytes]:
+    def _get(self, start_response: StartResponse, token: str) -> list[bytes]:
         try:
             address, _how = resolve(token, self.secret) if token and "@" not in token else ("", "")
         except (BadToken, ValueError):
@@ -150,8 +155,7 @@ class WebhookApp:
         body = (f"<p>Stop reminders about your shopping cart to <strong>{html.escape(address)}</strong>?</p>"
                 f'<form method="post"><input type="hidden" name="token" value="{html.escape(token, quote=True)}">'
                 '<button type="submit" style="font-size: 1em; padding: .5em 1.2em">Unsubscribe</button></form>')
-        result = self._page(start_response, "200 OK", "Unsubscribe", body)
-        return [] if head else result
+        return self._page(start_response, "200 OK", "Unsubscribe", body)
 
     def _post(self, start_response: StartResponse, token: str) -> list[bytes]:
         if not token or "@" in token:  # an address is not a token: nobody unsubscribes someone else
@@ -172,7 +176,7 @@ class WebhookApp:
         return self._page(start_response, "400 Bad Request", said["invalid_title"],
                           f"<p>{html.escape(said['invalid_body'])}</p>", lang=locale or "en")
 
-    def _survey_form(self, start_response: StartResponse, token: str, chosen: str, *, head: bool = False,
+    def _survey_form(self, start_response: StartResponse, token: str, chosen: str, *,
                      status: str = "200 OK", text: str = "", notice: str = "") -> list[bytes]:
         try:
             asked = survey.read_token(token, self.secret)
@@ -194,8 +198,7 @@ class WebhookApp:
                 f'value="{html.escape(token, quote=True)}">{options}{line}'
                 f'<p><button type="submit" style="font-size: 1em; padding: .5em 1.2em">{html.escape(said["button"])}'
                 "</button></p></form>")
-        result = self._page(start_response, status, said["page_title"], body, lang=asked.locale or "en")
-        return [] if head else result
+        return self._page(start_response, status, said["page_title"], body, lang=asked.locale or "en")
 
     def _survey_post(self, start_response: StartResponse, token: str, reason: str, text: str) -> list[bytes]:
         try:

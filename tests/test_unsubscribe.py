@@ -362,3 +362,20 @@ def test_a_mailto_subject_with_an_altered_token_is_still_refused(shop: Shop) -> 
     result = shop.cli("unsubscribe", f"mailto:u@shop.example.com?subject=unsubscribe%20{altered}", now=None)
     assert result.exit_code == 2 and "refused" in result.stderr
     assert shop.suppression("ann@example.com") is None
+
+
+@pytest.mark.parametrize("path", ["/unsubscribe?token=not.valid", "/cart-survey?token=s.not.valid"])
+def test_a_head_request_gets_no_body_even_when_refused(shop: Shop, path: str) -> None:
+    """RFC 9110: a response to HEAD has no content; a refused token's page was sent after the headers."""
+    import socket
+
+    with webhook(shop) as base:
+        host, port = urlsplit(base).hostname, urlsplit(base).port
+        with socket.create_connection((host, port), timeout=10) as conn:
+            conn.sendall(f"HEAD {path} HTTP/1.0\r\nHost: shop.example.com\r\n\r\n".encode())
+            raw = b""
+            while chunk := conn.recv(65536):
+                raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400") and b"Content-Length: " in head
+    assert body == b""
