@@ -21,6 +21,7 @@ from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
 from cartrescue.render import Renderer
 from cartrescue.sources import open_source
 from cartrescue.sources.base import Activity, CartSource, Window, ignore_problem
+from cartrescue.sources.values import normalize_locale
 
 #: The number an SMS step is previewed to when the cart has none a run could text (a reserved,
 #: never-assigned North American number: 555-0100 to 555-0199 are for fiction).
@@ -118,8 +119,8 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         variant = _assigned(config, decision, tier.sequence, number)
     cart = decision.cart
     customer = cart.customer
-    if locale:
-        customer = replace(customer, locale=locale)
+    if locale:  # read as a customer's locale is: sr-latn is the folder sr_Latn's
+        customer = replace(customer, locale=_locale_option(locale))
     if to is not None:
         customer = replace(customer, email=to)
     elif not customer.email:
@@ -142,10 +143,19 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
                    locale=renderer.resolve_locale(customer.locale, template))
 
 
+def _locale_option(value: str) -> str:
+    normalized = normalize_locale(value)
+    if normalized is None:
+        raise ConfigError(f"--locale {value}: not a locale (write it like en, sv_SE or sr_Latn)")
+    return normalized
+
+
 def fell_back(asked: str | None, shown: str | None) -> bool:
-    """Whether ``--locale asked`` was rendered in another language (``sv_FI`` shown in ``sv`` is
-    the same language; shown in ``en``, the shop's default, it is not)."""
-    if not asked or shown is None:
+    """Whether ``--locale asked`` was rendered in another locale than it or one it narrows
+    (``sv_FI`` shown in ``sv``, ``sr_Latn_RS`` in ``sr_Latn`` are not; shown in ``en``, the shop's
+    default, it is)."""
+    normalized = normalize_locale(asked) if asked else None
+    if normalized is None or shown is None:
         return False
-    asked = asked.replace("-", "_")
-    return shown not in (asked, asked.split("_")[0])
+    parts = normalized.split("_")
+    return shown not in {"_".join(parts[:end]) for end in range(1, len(parts) + 1)}

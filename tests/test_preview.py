@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cartrescue.ledger import Ledger
 from cartrescue.sms_text import measure
 from conftest import NOW, Shop, cart
@@ -30,6 +32,22 @@ def test_preview_in_a_regional_locale_of_a_language_with_templates_adds_no_note(
     result = shop.cli("preview", "c1", "--locale", "sv_FI")
     assert result.exit_code == 0 and "note" not in result.stderr
     assert shop.cli("preview", "c1", "--locale", "sv_FI", "--json").json["locale"] == "sv"
+
+
+@pytest.mark.parametrize("asked", ["sr-latn", "SR-LATN", "sr_Latn_RS", "sr-Latn-RS"])
+def test_preview_locale_is_read_as_a_customers_locale_is(shop: Shop, asked: str) -> None:
+    """A folder sr_Latn takes a customer's sr-latn, sr_Latn_RS and SR-LATN; --locale sr-latn
+    fell back to the shop's default, and sr-Latn-RS rendered right but said it fell back."""
+    folder = shop.folder / "templates"
+    for locale in ("en", "sr_Latn"):
+        (folder / locale).mkdir(parents=True)
+        for part in ("subject.txt", "txt", "html"):
+            (folder / locale / f"reminder-1.{part}").write_text(f"{locale} {{{{ unsubscribe_url }}}}", encoding="utf-8")
+    shop.configure(templates="templates").add(cart("c1"))
+    result = shop.cli("preview", "c1", "--locale", asked)
+    assert result.exit_code == 0, result.output
+    assert "note" not in result.stderr
+    assert shop.cli("preview", "c1", "--locale", asked, "--json").json["locale"] == "sr_Latn"
 
 
 def test_preview_of_an_unknown_cart_is_a_usage_error(shop: Shop) -> None:
