@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cartrescue.config import Config, Incentive
-from cartrescue.errors import TemplateError
+from cartrescue.errors import ConfigError, TemplateError
 from cartrescue import survey as survey_links
 from cartrescue.incentives import placeholder
 from cartrescue.links import missing_utm, safe_url, utm_values
@@ -43,6 +43,7 @@ from cartrescue.render import PARTS, SMS_PART, Renderer, template_frame
 from cartrescue.sms_text import KINDS as SMS_KINDS
 from cartrescue.sms_text import measure
 from cartrescue.sms_text import problems as sms_problems
+from cartrescue.sources.values import normalize_locale
 from cartrescue.text import counted
 
 MAX_SUBJECT = 78
@@ -344,6 +345,12 @@ def html_problems(html: str) -> tuple[list[tuple[int, str]], list[str]]:
 
 # -- the check -----------------------------------------------------------------------------------
 
+def _covers(asked: str, folder: str) -> bool:
+    """Does ``--locale asked`` select the templates of ``folder``? Its own (``sv``), the one its
+    customers get (``sv_SE`` -> ``sv``) and the regional ones under it (``sv`` -> ``sv_FI``)."""
+    return folder == asked or asked.startswith(folder + "_") or folder.startswith(asked + "_")
+
+
 class TemplateChecker:
     """Builds the cases of one config (optionally one folder) and runs them."""
 
@@ -377,6 +384,16 @@ class TemplateChecker:
                        else "its name is not <locale>/<template>[@<variant>].<part>")
                 self.notes.append(f"{name}: not read by any run: {why}")
         return found
+
+    def _check_locales(self, locales: Iterable[str]) -> None:
+        """A ``--locale`` that no template folder serves is a usage error naming the folders:
+        it checked nothing and said "0 of 0 failed", exit 1."""
+        known = {locale for per in (*self.files().values(), *self.files(sms=True).values()) for locale in per}
+        for asked in locales:
+            normalized = normalize_locale(asked) or asked
+            if not any(_covers(normalized, locale) for locale in known):
+                raise ConfigError(f"--locale {asked}: no template folder serves it (the folders: "
+                                  f"{', '.join(sorted(known)) or 'none'})")
 
     def own_templates(self) -> set[str]:
         """Templates in the config's own folder (none without one: then only what sequences use)."""
@@ -425,7 +442,7 @@ class TemplateChecker:
 
     def _cases(self, wanted: set[str], files: dict[str, dict[str, set[str | None]]], used: dict[str, list[_Use]],
                channel: str, locales: Iterable[str] | None) -> list[Case]:
-        locale_filter = {loc.replace("-", "_") for loc in locales} if locales else None
+        locale_filter = {normalize_locale(loc) or loc for loc in locales} if locales else None
         cases: list[Case] = []
         # (template, variant) -> the locales where that variant renders the base files: its
         # customers are counted as the variant but read the control, which blurs the A/B result.
@@ -444,7 +461,7 @@ class TemplateChecker:
                 continue
             steps = used.get(template) or [(None, 1, 1, [(None, None), (None, _SAMPLE_INCENTIVE)], set())]
             for locale in sorted(by_locale):
-                if locale_filter is not None and locale not in locale_filter and locale.split("_")[0] not in locale_filter:
+                if locale_filter is not None and not any(_covers(asked, locale) for asked in locale_filter):
                     continue
                 on_disk = {v for v in by_locale[locale] if v}
                 if template in used:
@@ -484,6 +501,8 @@ class TemplateChecker:
     # running -----------------------------------------------------------------------------------
 
     def run(self, templates: Iterable[str] | None = None, locales: Iterable[str] | None = None) -> Report:
+        if locales:
+            self._check_locales(locales)
         cases = self.cases(templates, locales)
         for case in cases:
             if case.locale != "-":

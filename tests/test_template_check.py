@@ -186,6 +186,21 @@ def test_range_counts_per_message_in_the_check_as_in_a_run(tmp_path: Path) -> No
     assert report.ok, [p.message for case in report.cases for p in case.problems]
 
 
+@pytest.mark.parametrize(("asked", "checked"), [("sv-SE", {"sv"}), ("SV", {"sv"}), ("sv", {"sv"})])
+def test_locale_selects_the_folder_its_customers_get(shop: Shop, asked: str, checked: set[str]) -> None:
+    """--locale sv-SE checked nothing and exited 1 ("0 of 0 failed"): sv_SE customers get sv."""
+    result = shop.cli("templates", "check", "--quick", "--locale", asked, "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert {case["locale"] for case in result.json["cases"]} == checked
+
+
+def test_a_locale_no_folder_serves_is_a_usage_error_naming_the_folders(shop: Shop) -> None:
+    result = shop.cli("templates", "check", "--quick", "--locale", "xx", "--json", now=None)
+    assert result.exit_code == 2
+    message = result.json["error"]["message"]
+    assert message.startswith("--locale xx: no template folder serves it (the folders: ") and "sv" in message
+
+
 def test_a_bad_templates_folder_is_a_usage_error(tmp_path: Path) -> None:
     result = cli("templates", "check", "--templates", str(tmp_path / "nope"))
     assert result.exit_code == 2 and "not a folder" in result.stderr
