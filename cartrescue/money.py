@@ -96,12 +96,14 @@ def _grouper(primary: int, secondary: int, min_int: int, group: str) -> Callable
 
 
 @lru_cache(maxsize=512)
-def money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
+def money_formatter(locale: str, currency: str, *, minor_digits: bool = False) -> Callable[[Decimal], str]:
     """A function ``amount -> str`` equal to ``format_currency(amount, currency, locale=locale)``.
 
     Built once per ``(locale, currency)`` and memoized. An unknown or malformed ``locale``
     falls back to ``en``. See the module docstring for the rules and for the cases where the
-    returned function is Babel's ``format_currency`` itself.
+    returned function is Babel's ``format_currency`` itself. ``minor_digits``: the decimals of
+    the locale's pattern (``currency_digits=False``: two) instead of the currency's CLDR digits,
+    which Babel 2.19 gives HUF as none.
     """
     from babel import Locale, UnknownLocaleError
     from babel.numbers import (
@@ -117,7 +119,7 @@ def money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
         parsed = Locale.parse(locale)
     except (UnknownLocaleError, ValueError, TypeError):
         parsed = Locale.parse("en")
-    babel_formatter = partial(format_currency, currency=currency, locale=parsed)
+    babel_formatter = partial(format_currency, currency=currency, locale=parsed, currency_digits=not minor_digits)
 
     def fallback(amount: Decimal) -> str:
         return babel_formatter(amount)
@@ -147,8 +149,8 @@ def money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
         _unquote, (pos_prefix, neg_prefix, pos_suffix, neg_suffix)
     )
 
-    digits = get_currency_precision(currency)
-    if not 0 <= digits <= 6:  # str() of the quantized value would not be plain notation
+    digits = pattern.frac_prec[1] if minor_digits else get_currency_precision(currency)
+    if not 0 <= digits <= 6 or (minor_digits and pattern.frac_prec[0] != digits):  # str() would not be plain
         return fallback
     quantum = Decimal(10) ** (-digits)
     primary, secondary = pattern.grouping

@@ -107,7 +107,7 @@ def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
     HUF and KZT prices are whole numbers in practice: whole amounts drop the ``,00``.
     """
     from babel import Locale, UnknownLocaleError
-    from babel.numbers import get_currency_precision, get_decimal_symbol
+    from babel.numbers import get_decimal_symbol
 
     from cartrescue.money import money_formatter
 
@@ -115,11 +115,11 @@ def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
         Locale.parse(locale)
     except (UnknownLocaleError, ValueError):
         locale = "en"
-    fast = money_formatter(locale, currency)
-    digits = get_currency_precision(currency)
-    if currency.upper() not in WHOLE_UNITS or digits == 0:
-        return fast
-    fraction = get_decimal_symbol(locale) + "0" * digits
+    if currency.upper() not in WHOLE_UNITS:
+        return money_formatter(locale, currency)
+    # Their minor unit as the locale writes it (Babel 2.19 gives HUF none: 1 249,50 Ft was 1 250 Ft)
+    fast = money_formatter(locale, currency, minor_digits=True)
+    fraction = get_decimal_symbol(locale) + "0" * Locale.parse(locale).currency_formats["standard"].frac_prec[1]
 
     def money(amount: Decimal) -> str:
         text = fast(amount)

@@ -41,6 +41,15 @@ def test_same_string_as_babel(locale: str, currency: str, amount: Decimal) -> No
     assert money_formatter(locale, currency)(amount) == format_currency(amount, currency, locale=locale)
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(LOCALES), st.sampled_from(["HUF", "KZT", "JPY"]), amounts)
+@pytest.mark.slow
+def test_with_the_patterns_minor_digits_the_same_string_as_babel(locale: str, currency: str, amount: Decimal) -> None:
+    """``minor_digits``: Babel's ``currency_digits=False`` (HUF with its fillér, whatever CLDR says)."""
+    assert money_formatter(locale, currency, minor_digits=True)(amount) == \
+        format_currency(amount, currency, locale=locale, currency_digits=False)
+
+
 @pytest.mark.parametrize(
     ("locale", "currency", "expected"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import xml.etree.ElementTree as ET
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -375,6 +376,19 @@ def test_money_and_dates_are_formatted_per_locale_with_babel(shop: Shop, locale:
     if locale in ZERO_DECIMALS:
         other = shop.cli("preview", "c2", "--json").json
         assert shown in other["text"] and shown in other["html"]
+
+
+@pytest.mark.parametrize(("locale", "currency", "price", "shown"), [
+    ("hu", "HUF", "1249.50", "1\xa0249,50\xa0Ft"), ("kk", "KZT", "4990.50", "4\xa0990,50\xa0₸")])
+def test_a_real_fraction_of_huf_or_kzt_is_shown_not_rounded(shop: Shop, locale: str, currency: str, price: str,
+                                                            shown: str) -> None:
+    """Babel 2.19 gives HUF no minor digits: 1 249,50 Ft was shown as 1 250 Ft, and two of them
+    as 2 499 Ft, a total that no longer matched its lines."""
+    shop.add(cart("c1", locale=locale, currency=currency, items=(("MUG", "Mug", 2, price),)))
+    text = shop.cli("preview", "c1", "--json").json["text"]
+    assert shown in text
+    whole = f"{int(Decimal(price) * 2):,}".replace(",", "\xa0")
+    assert f"{whole}\xa0{'Ft' if currency == 'HUF' else '₸'}" in text  # the total, whole: no ",00"
 
 
 def test_the_money_filter_formats_in_the_message_locale(tmp_path: Path) -> None:
