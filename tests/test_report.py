@@ -240,9 +240,27 @@ def test_weekly_digests_on_the_default_period_tile_across_a_clock_change(shop: S
     shop.add_orders(order_row("o1", at=monday + timedelta(minutes=15), total="80.00", cart_id="t1"))
     first = _summary(shop, now=datetime(2026, 3, 23, 6, 0, tzinfo=timezone.utc))  # Monday 07:00 CET
     second = _summary(shop, now=datetime(2026, 3, 30, 5, 0, tzinfo=timezone.utc))  # Monday 07:00 CEST
-    assert second["period"]["since"] == first["period"]["until"] == "2026-03-23T06:00:00Z"
+    assert first["period"]["until"] == "2026-03-23T06:00:00Z"  # inclusive
+    assert second["period"]["since"] == "2026-03-23T06:00:00.000001Z"  # just after it
     assert (first["messages"], first["orders"]) == (1, 1)
     assert (second["messages"], second["orders"]) == (0, 0)
+
+
+@pytest.mark.parametrize(("first_at", "second_at"), [("00.200", "00.400"), ("00.400", "00.200"), ("00.0", "59.9")])
+def test_weekly_digests_in_the_same_minute_tile_whatever_their_seconds(shop: Shop, first_at: str,
+                                                                       second_at: str) -> None:
+    """Cron starts Monday's digest and a `run --send` in the same second: a run 0.3 s into 07:00
+    was in neither digest when they ran at .2 and .4, in both when at .4 and .2."""
+    run = datetime(2026, 11, 23, 6, 0, 0, 300_000, tzinfo=timezone.utc)  # Monday 07:00:00.3 in Stockholm
+    write_ledger(ledger_of(shop), [Row("t1", run)])
+    shop.add_orders(order_row("o1", at=run + timedelta(hours=3), total="100.00", cart_id="t1"))
+
+    def at(week: int, seconds: str) -> datetime:
+        minute = run.replace(second=0, microsecond=0) + timedelta(weeks=week)
+        return minute + timedelta(seconds=float(seconds))
+
+    counted = [_summary(shop, now=at(0, first_at))["messages"], _summary(shop, now=at(1, second_at))["messages"]]
+    assert sum(counted) == 1
 
 
 def test_until_a_day_without_since_covers_the_seven_days_it_ends(shop: Shop) -> None:

@@ -154,9 +154,16 @@ def _compute(config_path: Path | None, now: str | None, since: str | None, until
     at = resolve_now(config, parse_now(now))
     tz = config.shop.tz
     bound = parse_bound(until, tz, end=True)
-    end = bound or at
-    start = parse_bound(since, tz, end=False) or \
-        period_start(at if bound is None else bound + timedelta(microseconds=1), config.report.period, tz)
+    # Without --until the period is (the minute the report runs in - report.period, that minute]:
+    # cron starts Monday's digest and a `run --send` in the same second, and the tenths of a
+    # second between them decided whether that run's messages went in this digest, next week's,
+    # both or neither. A run at 07:00:00.3 now goes in next week's, whenever in 07:00 either
+    # digest runs; a run pinned to the report's own instant (the demo's `now:`) in this one.
+    minute = at.replace(second=0, microsecond=0)
+    end = bound or minute
+    start = parse_bound(since, tz, end=False) or (
+        period_start(minute, config.report.period, tz) + timedelta(microseconds=1) if bound is None
+        else period_start(bound + timedelta(microseconds=1), config.report.period, tz))
     if start >= at:
         raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before now ({at:%Y-%m-%d %H:%M} UTC)")
     if start >= end:
