@@ -61,6 +61,22 @@ def test_a_refused_digest_exits_1_and_still_prints_the_report(shop: Shop) -> Non
     assert result.json["error"]["exit_code"] == 1 and "550" in result.json["error"]["message"]
 
 
+@pytest.mark.smtp
+def test_an_unset_password_variable_is_a_config_error_before_anything_is_sent(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``password: ${SMTP_PASSWORD}`` with the variable unset went to the relay as the text
+    "${SMTP_PASSWORD}" (a 535, or a locked account), and the error pointed at the relay."""
+    monkeypatch.delenv("CR_TEST_REPORT_PASSWORD", raising=False)
+    _seed(shop)
+    with LoopbackSMTP(auth=("reports", "s3cret")) as server:
+        shop.configure(smtp={**server.smtp_config(), "password": "${CR_TEST_REPORT_PASSWORD}"})
+        result = shop.cli("report", "--json", *PERIOD, "--email", "owner@example.com", now=LATER)
+        assert server.messages == []
+    assert result.exit_code == 2
+    message = result.json["error"]["message"]
+    assert "smtp.password" in message and "CR_TEST_REPORT_PASSWORD is not set" in message
+
+
 def test_an_invalid_digest_address_is_a_usage_error(shop: Shop) -> None:
     _seed(shop)
     result = shop.cli("report", "--json", *PERIOD, "--email", "not an address", now=LATER)

@@ -103,6 +103,8 @@ def report(
             if not is_valid_email(email):
                 raise ConfigError(f"--email: not a valid address: {email!r}")
         document, config_obj = _compute(config, now, since, until)
+        if email is not None:  # before anything is written: an unset ${SMTP_PASSWORD} went to the relay as it stands
+            config_obj.require_env("smtp")
         outputs: dict[str, Any] = {}
         if csv_dir is not None:
             from cartrescue.report.files import write_csv

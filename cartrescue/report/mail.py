@@ -48,6 +48,7 @@ def send_report(config: Config, document: dict[str, Any], page: str, to: str) ->
     """Send the digest with ``page`` attached to ``to``; return what the relay said."""
     from cartrescue.channels.smtp import ConnectFailure, SmtpSettings, open_connection, scrubbed, tls_context
 
+    config.require_env("smtp")  # the secret as given, never its ${NAME} placeholder
     now = datetime.now(timezone.utc)
     message = compose(config, document, page, to, now)
     name = f"cartrescue-report-{document['period']['last_day']}.html"
