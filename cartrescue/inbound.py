@@ -97,6 +97,9 @@ class InboundSms:
 
     def _twilio(self, environ: dict[str, Any], body: bytes) -> tuple[str, str, str] | str:
         token = self.sms.twilio.auth_token
+        unset = self.config.unset_env.get("sms.twilio.auth_token")
+        if unset:  # its ${NAME} placeholder is no key: anyone who knows the convention could sign with it
+            return f"sms.twilio.auth_token: environment variable {unset} is not set: nothing can be verified"
         if not token:
             return "sms.twilio.auth_token is not set: nothing can be verified"
         params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)

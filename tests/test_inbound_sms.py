@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,10 @@ def texting_shop(shop: Shop) -> Shop:
     return shop
 
 
-@pytest.fixture
-def app_url(texting_shop: Shop) -> Iterator[str]:
-    app = make_app(load_config(texting_shop.config_path))
+@contextmanager
+def serving(shop: Shop) -> Iterator[str]:
+    """The shop's WSGI app on a real wsgiref server on loopback: its inbound URL."""
+    app = make_app(load_config(shop.config_path))
     server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -59,6 +61,12 @@ def app_url(texting_shop: Shop) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         app.ledger.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def app_url(texting_shop: Shop) -> Iterator[str]:
+    with serving(texting_shop) as url:
+        yield url
 
 
 def twilio_post(url: str, body: str, sid: str = "SM" + "1" * 32, *, number: str = NUMBER, token: str = AUTH_TOKEN,
@@ -121,6 +129,18 @@ def test_a_forged_stop_is_refused_and_changes_nothing(texting_shop: Shop, app_ur
     else:
         response = twilio_post(app_url, "STOP", account="AC" + "f" * 32)
     assert response.status_code == 403 and AUTH_TOKEN not in response.text
+    assert not is_suppressed(texting_shop)
+
+
+def test_an_unset_auth_token_variable_verifies_nothing(texting_shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auth_token: ${TWILIO_AUTH_TOKEN}`` with the variable unset: the placeholder itself was the
+    HMAC key, so anyone who knew the config's convention could sign a STOP."""
+    monkeypatch.delenv("CR_TEST_TWILIO_TOKEN", raising=False)
+    texting_shop.configure(sms={"twilio": {"auth_token": "${CR_TEST_TWILIO_TOKEN}"}})
+    texting_shop.write()
+    with serving(texting_shop) as url:
+        answer = twilio_post(url, "STOP", token="${CR_TEST_TWILIO_TOKEN}")
+    assert answer.status_code == 403 and "CR_TEST_TWILIO_TOKEN is not set" in answer.text
     assert not is_suppressed(texting_shop)
 
 
