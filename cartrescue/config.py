@@ -894,6 +894,15 @@ class ReportConfig(_Model):
     auto_promote: bool = False  # `report` promotes a winner: every later message of that step gets it
     precision: float = Field(0.01, gt=0, lt=1)  # the lift interval half-width worth having (0.01 = ±1 point)
 
+    @field_validator("attribution_window", "period")
+    @classmethod
+    def _a_while(cls, value: timedelta) -> timedelta:
+        """``period: 0`` was taken, and every report then said "--since … is not before now",
+        naming an option nobody gave."""
+        if value <= timedelta(0):
+            raise ValueError(f"must be longer than zero, got {duration_text(value)}")
+        return value
+
     @field_validator("costs")
     @classmethod
     def _non_negative(cls, costs: dict[str, Decimal]) -> dict[str, Decimal]:

@@ -69,6 +69,8 @@ def test_a_timeout_without_its_unit_is_seconds(tmp_path: Path) -> None:
          "eligibility: cutoff (7d) must be shorter than max_age (3d)"),
         ("source: {type: csv, carts: c.csv}\neligibility: {max_age: 3d}\n",  # the default sequence's 72h step
          "sequences.default.steps[2].delay: 3d is not shorter than eligibility.max_age (3d)"),
+        ("source: {type: csv, carts: c.csv}\nreport: {period: 0d}\n",
+         "report.period: must be longer than zero, got 0s"),
         ("source: {type: csv, carts: c.csv}\nreport: {costs: {emial: 0.5}}\n",
          "report.costs: unknown channel 'emial' (did you mean email?)"),
         ("source: {type: csv, carts: c.csv}\nledger: {retention: 12h}\n",
