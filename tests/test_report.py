@@ -134,6 +134,19 @@ def test_without_a_holdout_lift_is_not_measured_and_says_why(shop: Shop) -> None
     assert text.exit_code == 0 and "not measured" in text.stdout and "40.00" in text.stdout
 
 
+def test_without_shop_currency_the_report_names_no_currency(shop: Shop) -> None:
+    """The demo's carts are in eight currencies; its one GBP order made every sum "GBP", the
+    cart value of rubles, tenge and forints included. Without shop.currency nothing is converted,
+    so no currency is named."""
+    write_ledger(ledger_of(shop), [Row(f"t{n}", NOW) for n in range(2)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=2), total="10.00", cart_id="t0", currency="GBP"))
+    document = report(shop)
+    assert document["currency"] is None
+    assert document["summary"]["revenue"] == "10.00"
+    text = shop.cli("report", *PERIOD, now=LATER)
+    assert "amounts as the shop gives them" in text.stdout and "GBP" not in text.stdout
+
+
 def test_an_order_in_another_currency_is_converted_or_reported_never_guessed(shop: Shop) -> None:
     shop.configure(shop={"currency": "EUR", "exchange_rates": {"SEK": "0.1"}})
     write_ledger(ledger_of(shop), [Row(f"t{n}", NOW) for n in range(3)])

@@ -56,7 +56,9 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
           promotions: list[dict[str, Any]], redecided: int = 0) -> dict[str, Any]:
     """The whole report document."""
     totals = att.totals()
-    currency = config.shop.currency or (next(iter(att.loaded.currencies)) if len(att.loaded.currencies) == 1 else None)
+    # Without shop.currency nothing is converted and the ledger keeps no cart's currency: one
+    # order's currency named a sum of carts in eight (the demo's "GBP").
+    currency = config.shop.currency
     notes: list[str] = []
     document: dict[str, Any] = {
         "period": {"since": _iso(period.since), "until": _iso(period.until), "now": _iso(period.now),
