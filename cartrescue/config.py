@@ -337,7 +337,73 @@ class NewslettersConfig(_Model):
 #: A URL as SQLAlchemy writes one: a scheme (``postgresql``, ``mysql+pymysql``) and ``://``.
 _DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: WooCommerce's order storage: HPOS ``wc_orders``, legacy ``posts``, or whichever the shop uses.
-_ORDERS_TABLES = ("auto", "hpos", "legacy")
+def _one_or_many(value: Any) -> Any:
+    """A single value where a list is expected is a list of one (``statuses: abandoned``: the
+    string became a list of its letters, and every cart was dropped without a word)."""
+    return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+
+
+class _Options(BaseModel):
+    """``source.options`` of a database source: known keys with their types, so a misspelt key
+    (``shop_id`` for ``shop_ids``: another shop's carts were reminded) or ``"false"`` read as true
+    (``gdpr_consent``, from a ``${VAR}``) is a config error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    timezone: str | None = None
+    recovery_url: str | None = None
+
+
+class _WooCommerceOptions(_Options):
+    orders_table: Literal["auto", "hpos", "legacy"] = "auto"
+    gdpr_consent: bool = True
+    line_prices_include_tax: bool = False
+    statuses: Annotated[list[str], BeforeValidator(_one_or_many)] = ["normal", "abandoned", "lost"]
+    cost_meta_keys: Annotated[list[str] | None, BeforeValidator(_one_or_many)] = None
+    cost_meta_key: str | None = None
+    currency: str | None = None
+
+
+class _MagentoOptions(_Options):
+    consent: Literal["newsletter", "none"] = "newsletter"
+    stock_id: int = 1
+    store_locales: dict[int | str, str] = Field(default_factory=dict)  # {store_id: locale}
+
+
+class _PrestaShopOptions(_Options):
+    shop_ids: Annotated[list[int] | None, BeforeValidator(_one_or_many)] = None
+    cookie_key: str | None = None
+
+
+class _SqlOptions(_Options):
+    name: str = "sql"
+    db_timezone: str = "UTC"
+
+
+_OPTIONS: dict[str, type[_Options]] = {"woocommerce": _WooCommerceOptions, "magento2": _MagentoOptions,
+                                       "prestashop": _PrestaShopOptions, "sql": _SqlOptions}
+
+
+def _checked_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` of a ``kind`` source read by its model (``"false"`` is False, ``shop_ids: 1``
+    is ``[1]``), keeping only the keys given; a ValueError naming the first bad key."""
+    model = _OPTIONS.get(kind)
+    if model is None or not options:
+        return options
+    known = [name for name in model.model_fields]
+    for key in options:
+        if key not in known:
+            from difflib import get_close_matches
+
+            close = get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ValueError(f"options.{key}: not an option of a {kind} source ({hint}its options: {', '.join(known)})")
+    try:
+        read = model.model_validate(options)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0])
+        raise ValueError(f"options.{key}: {error['msg']}, got {options.get(key)!r}") from None
+    return read.model_dump(include=set(options))
 
 
 class SourceConfig(_Model):
@@ -401,9 +467,7 @@ class SourceConfig(_Model):
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> "SourceConfig":
-        if self.type == "woocommerce" and str(self.options.get("orders_table", "auto")) not in _ORDERS_TABLES:
-            raise ValueError(f"options.orders_table must be one of {', '.join(_ORDERS_TABLES)}, "
-                             f"got {self.options['orders_table']!r}")
+        object.__setattr__(self, "options", _checked_options(self.type, self.options))  # frozen: set once, here
         if self.is_csv:
             if self.carts is None:
                 raise ValueError(f"a {self.type} source needs 'carts' (path to the carts CSV)")

@@ -58,7 +58,13 @@ def test_a_timeout_without_its_unit_is_seconds(tmp_path: Path) -> None:
         ("source: [unclosed\n", "cartrescue.yaml:2: not valid YAML"),
         ("source: {type: magento2, url: not-a-url}\n", "source.url: expected an SQLAlchemy database URL"),
         ("source: {type: woocommerce, url: 'mysql+pymysql://root@127.0.0.1/shop', options: {orders_table: hpoz}}\n",
-         "source: options.orders_table must be one of auto, hpos, legacy, got 'hpoz'"),
+         "source.options.orders_table: Input should be 'auto', 'hpos' or 'legacy', got 'hpoz'"),
+        ("source: {type: prestashop, url: 'mysql+pymysql://root@127.0.0.1/shop', options: {shop_id: [1]}}\n",
+         "source.options.shop_id: not an option of a prestashop source (did you mean shop_ids? its options: "),
+        ("source: {type: prestashop, url: 'mysql+pymysql://root@127.0.0.1/shop', options: {shop_ids: '1,2'}}\n",
+         "source.options.shop_ids: Input should be a valid integer, unable to parse string as an integer, got '1,2'"),
+        ("source: {type: magento2, url: 'mysql+pymysql://root@127.0.0.1/shop', options: {stock_id: default}}\n",
+         "source.options.stock_id: Input should be a valid integer"),
         ("source: {type: csv, carts: c.csv, order_columns: {order_id: Number, emial: Email}}\n",
          "source.order_columns: unknown column 'emial' (did you mean email?"),
         ("source: {type: csv, carts: c.csv, columns: {cartid: Id}}\n",
@@ -343,3 +349,15 @@ def test_a_variable_without_its_closing_brace_is_an_error_not_the_value(tmp_path
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {username: u, password: '${SMTP_PASSWORD'}\n")
     with pytest.raises(ConfigError, match=r"smtp\.password: '\$\{' that is no variable \(no name, or no closing"):
         load_config(path, env={"SMTP_PASSWORD": "x"})
+
+
+def test_database_options_are_read_by_their_type(tmp_path: Path) -> None:
+    """gdpr_consent from a ${VAR} is the text "false", which was true (consent assumed); one
+    status given as text became a list of its letters (every cart dropped without a word)."""
+    path = _write(tmp_path, "source: {type: woocommerce, url: 'mysql+pymysql://root@127.0.0.1/shop', "
+                            "options: {gdpr_consent: 'false', statuses: abandoned, line_prices_include_tax: 'yes'}}\n")
+    assert load_config(path).source.options == {"gdpr_consent": False, "statuses": ["abandoned"],
+                                                 "line_prices_include_tax": True}
+    path = _write(tmp_path, "source: {type: prestashop, url: 'mysql+pymysql://root@127.0.0.1/shop', "
+                            "options: {shop_ids: 1}}\n")
+    assert load_config(path).source.options == {"shop_ids": [1]}
