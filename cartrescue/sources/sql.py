@@ -651,6 +651,29 @@ def item(sku: Any, name: Any, quantity: Any, unit_price: Any, *, unit_cost: Any 
     )
 
 
+#: What a cart's rows must agree on: rows of one id naming two are two carts under one id.
+_OWNERS = ("email", "customer_id", "currency")
+
+
+def _one_owner(rows: Sequence[Mapping[str, Any]]) -> None:
+    """RowError when the rows of one cart name two addresses, customers or currencies: two
+    stores' carts under one id went in one message, to whichever customer the server's row
+    order put first (the CSV source refuses the same rows)."""
+    for name in _OWNERS:
+        seen: str | None = None
+        for row in rows:
+            value = row.get(name)
+            text = "" if value is None else str(value).strip()
+            if not text:
+                continue
+            if name != "customer_id":
+                text = text.lower() if name == "email" else text.upper()
+            if seen is None:
+                seen = text
+            elif text != seen:
+                raise RowError(f"{name} {seen!r} and {text!r} in one cart: two carts under one id?")
+
+
 def any_in(conditions: Sequence[tuple[str, str, Sequence[Any]]]) -> tuple[str, dict[str, Any], list[str]]:
     """``a IN :x OR b IN :y`` over the non-empty lists only (``1 = 0`` when all are empty).
 
@@ -1075,6 +1098,8 @@ class SqlSource(DatabaseSource):
             return None
 
         try:
+            if len(rows) > 1:
+                _one_owner(rows)
             items = tuple(
                 item(row.get("sku"), row.get("name"), row.get("quantity"), row.get("unit_price"),
                      unit_cost=row.get("unit_cost"), stock=as_stock(row.get("stock_on_hand")),
