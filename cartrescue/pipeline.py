@@ -767,15 +767,19 @@ class Executor:
 
     def _write_calls(self, calls: list[Decision]) -> str:
         """``run --eml``: the call list's rows a delivering run would append, in DIR/call-list.csv
-        (never the shop's own list: a dry-run records nothing). Where they went, or why not."""
-        from cartrescue.channels.call_list import append_rows
+        (never the shop's own list: a dry-run records nothing), laid out as the shop's list is.
+        Where they went, or why not: a shop's list a run could not write under is said here."""
+        from cartrescue.channels.call_list import UnusableList, append_rows
 
         assert self.eml is not None
+        config = self.composer.config
         path = self.eml / "call-list.csv"
         try:
-            append_rows(path, calls, self.composer.config.shop.tz)
+            append_rows(path, calls, config.shop.tz, like=config.path(config.call_list.path))
         except OSError as exc:
             return f"not written to {self.eml}: {exc.strerror or exc}"
+        except UnusableList as exc:
+            return f"not written: {exc}"
         return str(path)
 
     def _write_eml(self, decision: Decision, data: bytes) -> str:

@@ -1,17 +1,20 @@
 """Call-list channel: the most expensive channel, a person phoning the customer.
 
 Owns appending one row per cart to a CSV that shop staff work through (who, how to reach them,
-what is in the cart, why they are on the list). It renders no message.
+what is in the cart, why they are on the list). It renders no message. The file is the shop's,
+re-saved by a spreadsheet: rows are written the way its header line was (:class:`Layout`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.model import Decision
@@ -36,6 +39,55 @@ def cell(value: object) -> str:
 
 _FORMULA_START = frozenset("=+-@")  # OWASP; tab and CR are removed by printable()
 
+BOM = b"\xef\xbb\xbf"  # Excel's "CSV UTF-8" begins the file with it
+DELIMITERS = (",", ";", "\t")  # Excel writes ";" where the comma is the decimal sign (SE, DE, FR)
+
+
+class UnusableList(Exception):
+    """The list's header cannot be written under (rows staff could not read); names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How a list is written, read from its header line, so that appended rows read as its own."""
+
+    header: tuple[str, ...] = COLUMNS
+    delimiter: str = ","
+    newline: str = "\r\n"
+    bom: bool = False
+
+    def writer(self, out: IO[str]) -> Any:
+        return csv.writer(out, delimiter=self.delimiter, lineterminator=self.newline)
+
+
+def layout_of(path: Path, first: bytes) -> Layout:
+    """The layout of the list at ``path`` from its first line ``first`` (raises UnusableList).
+
+    The delimiter is the one under which the header names the most of :data:`COLUMNS`: a
+    header naming none of them (another file, a delimiter not in :data:`DELIMITERS`) would get
+    rows whose cells stand under no column, and which nobody calls.
+    """
+    bom = first.startswith(BOM)
+    try:
+        text = first.removeprefix(BOM).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnusableList(f"{path}: its header is not UTF-8 text; save it as CSV UTF-8") from None
+    line, *ending = re.split(r"(\r\n|\n|\r)", text, maxsplit=1)
+    known = set(COLUMNS)
+    header, delimiter = max(((_fields(line, delimiter), delimiter) for delimiter in DELIMITERS),
+                            key=lambda found: (len(known.intersection(found[0])), line.count(found[1])))
+    if not known.intersection(header):
+        raise UnusableList(f"{path}: no row added, its header names no call-list column (cart_id, phone, …, "
+                           f"separated by , ; or tab): {printable(line[:80])!r}")  # the run's summary cuts at 160
+    return Layout(tuple(header), delimiter, ending[0] if ending else "\r\n", bom)
+
+
+def _fields(line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:  # a quote it cannot parse with this delimiter
+        return []
+
 
 class CallListChannel(Channel):
     transport = "call-list"
@@ -48,42 +100,68 @@ class CallListChannel(Channel):
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         try:
             append_rows(self.path, (envelope.decision for envelope in batch), self.tz)
-        except OSError as exc:
+        except (OSError, UnusableList) as exc:  # transient: the next run retries once the file is fixed
+            reason = str(exc) if isinstance(exc, UnusableList) else f"cannot write {self.path}: {exc.strerror or exc}"
             for envelope in batch:
-                yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {self.path}: {exc.strerror or exc}")
+                yield Outcome(envelope.claim_id, Status.TRANSIENT, reason)
             return
         for envelope in batch:
             yield Outcome(envelope.claim_id, Status.SENT, str(self.path))
 
 
-def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: datetime | None = None) -> None:
-    """Append one row per decision to the list at ``path`` (raises OSError).
+def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: datetime | None = None, *,
+                like: Path | None = None) -> None:
+    """Append one row per decision to the list at ``path`` (raises OSError, UnusableList).
 
-    A list begun by an older version keeps its own columns: its rows are written under its
-    header, so staff never get a file whose rows do not match their header. The workers of
-    ``run --workers`` append to one list: each holds the file's lock while it writes, so no two
-    write the header and no row is cut by another's.
+    The rows are written as the list's header line was: under its columns (a list begun by an
+    older version keeps its own), with its delimiter and line ending, after the BOM that
+    Excel's "CSV UTF-8" writes, and on a line of their own where the file does not end with
+    one (a Google Sheets export). ``like``: the list whose layout a new ``path`` takes (``run
+    --eml`` shows the rows as the shop's list would get them). The workers of ``run
+    --workers`` append to one list: each holds the file's lock while it writes, so no two write
+    the header and no row is cut by another's; the rows go in one write, after the header was
+    checked, so a list that cannot take them gets none.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     added = (now or datetime.now(timezone.utc)).astimezone(tz).isoformat(timespec="seconds")
+    fresh = _layout_like(like)
     text = io.StringIO()
-    writer = csv.writer(text)
-    with path.open("a+", encoding="utf-8", newline="") as handle:
+    with path.open("a+b") as handle:
         _lock(handle)
         handle.seek(0)
-        header = next(csv.reader(handle), None)
-        if not header:
-            header = list(COLUMNS)
-            writer.writerow(header)
+        first = handle.readline()
+        end = handle.seek(0, io.SEEK_END)
+        if first.removeprefix(BOM):
+            layout = layout_of(path, first)
+            handle.seek(end - 1)
+            if handle.read(1) not in (b"\n", b"\r"):
+                text.write(layout.newline)
+        else:  # a new list (or one holding only a BOM)
+            layout = fresh
+            if layout.bom and not end:
+                text.write(BOM.decode("utf-8"))
+            layout.writer(text).writerow(layout.header)
+        writer = layout.writer(text)
         for decision in decisions:
             values = _values(decision, tz, added)
-            writer.writerow([cell(values.get(name, "")) for name in header])
-        handle.seek(0, io.SEEK_END)
-        handle.write(text.getvalue())
+            writer.writerow([cell(values.get(name, "")) for name in layout.header])
+        handle.write(text.getvalue().encode("utf-8"))
         handle.flush()  # before the lock goes with the file's closing
 
 
-def _lock(handle: IO[str]) -> None:
+def _layout_like(like: Path | None) -> Layout:
+    """The layout of the list at ``like``; the default where there is none or it is empty."""
+    if like is None:
+        return Layout()
+    try:
+        with like.open("rb") as handle:
+            first = handle.readline()
+    except FileNotFoundError:
+        return Layout()
+    return layout_of(like, first) if first.removeprefix(BOM) else Layout(bom=first.startswith(BOM))
+
+
+def _lock(handle: IO[bytes]) -> None:
     """An exclusive lock on the open list, released when it is closed (POSIX; elsewhere none)."""
     try:
         import fcntl

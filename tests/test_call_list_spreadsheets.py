@@ -1,0 +1,115 @@
+"""The call list after staff re-saved it in a spreadsheet: rows go in the way its header line was
+written (delimiter, BOM, line ending, a last line without one), and a header the channel cannot
+write under gets no row: its messages fail, for a later run, instead of being recorded sent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from pathlib import Path
+
+from cartrescue.channels.call_list import COLUMNS
+from conftest import NOW, Shop, cart
+
+PRICEY = [("S", "Lamp", 1, "900.00")]  # high value: the vip tier, called
+OLD_ROW = ["old", "Ann"] + [""] * (len(COLUMNS) - 2)  # a row staff have already
+
+
+def _calling_shop(shop: Shop, count: int) -> Shop:
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                                       {"name": "standard", "min_score": 0}]},
+                   call_list={"path": "calls.csv"})
+    for n in range(count):
+        shop.add(cart(f"c{n}", email=f"c{n}@example.com", phone=f"+4670123456{n}", items=PRICEY))
+    return shop
+
+
+def _saved(shop: Shop, text: str) -> Path:
+    """The list as a spreadsheet saved it: exactly these characters, UTF-8."""
+    path = shop.folder / "calls.csv"
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def _text(path: Path) -> str:
+    """The list's characters as they are in the file (no newline translated)."""
+    return path.read_bytes().decode("utf-8")
+
+
+def _rows(text: str, delimiter: str = ",") -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+
+
+def _send(shop: Shop, now=NOW) -> None:
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), now=now)
+    assert result.exit_code in (0, 1), result.output
+
+
+def test_a_semicolon_list_gets_its_rows_with_semicolons(shop: Shop) -> None:
+    """Excel in SE/DE/FR saves CSV with ";": before, every row was one quoted comma-joined cell
+    (``""``), all recorded sent and never retried."""
+    path = _saved(_calling_shop(shop, 4), ";".join(COLUMNS) + "\r\n" + ";".join(OLD_ROW) + "\r\n")
+    _send(shop)
+    assert [m["status"] for m in shop.messages()] == ["sent"] * 4
+    rows = _rows(_text(path), ";")
+    assert rows[:2] == [list(COLUMNS), OLD_ROW] and {len(row) for row in rows} == {len(COLUMNS)}
+    assert sorted((row[0], row[3]) for row in rows[2:]) == [(f"c{n}", f"'+4670123456{n}") for n in range(4)]
+
+
+def test_a_list_saved_with_a_bom_gets_its_cart_ids(shop: Shop) -> None:
+    """Excel's "CSV UTF-8" begins with a BOM, which made the first column ``\\ufeffcart_id``."""
+    path = _saved(_calling_shop(shop, 2), "\ufeff" + ",".join(COLUMNS) + "\r\n")
+    _send(shop)
+    text = _text(path)
+    assert text.startswith("\ufeffcart_id,") and text.count("\ufeff") == 1
+    assert sorted(row[0] for row in _rows(text)[1:]) == ["c0", "c1"]
+
+
+def test_a_list_without_a_newline_at_its_end_gets_its_rows_on_lines_of_their_own(shop: Shop) -> None:
+    """Google Sheets exports end without one: the first new row was glued to the last old one."""
+    path = _saved(_calling_shop(shop, 2), ",".join(COLUMNS) + "\r\n" + ",".join(OLD_ROW))
+    _send(shop)
+    rows = _rows(_text(path))
+    assert rows[1] == OLD_ROW
+    assert sorted(row[0] for row in rows[2:]) == ["c0", "c1"]
+
+
+def test_a_list_keeps_its_line_ending(shop: Shop) -> None:
+    path = _saved(_calling_shop(shop, 2), ",".join(COLUMNS) + "\n" + ",".join(OLD_ROW) + "\n")
+    _send(shop)
+    data = path.read_bytes()
+    assert b"\r" not in data and data.count(b"\n") == 4
+
+
+def test_a_header_naming_no_column_gets_no_row_and_its_calls_wait_for_the_fixed_file(shop: Shop) -> None:
+    """Rows under a header they do not match are rows nobody calls: the messages fail (transient,
+    naming the file), and the run after the file is fixed adds them."""
+    path = _saved(_calling_shop(shop, 2), "Kund|Telefon\r\nAnn|+46700000000\r\n")
+    _send(shop)
+    assert path.read_bytes() == b"Kund|Telefon\r\nAnn|+46700000000\r\n"
+    failed = shop.messages()
+    assert [m["status"] for m in failed] == ["failed_transient"] * 2
+    assert all(str(path) in m["reply"] and "names no call-list column" in m["reply"] for m in failed)
+    _saved(shop, ";".join(COLUMNS) + "\r\n")  # staff fix the file
+    _send(shop, NOW + timedelta(minutes=30))
+    assert [m["status"] for m in shop.messages()] == ["sent"] * 2
+    assert sorted(row[0] for row in _rows(_text(path), ";")[1:]) == ["c0", "c1"]
+
+
+def test_a_dry_run_with_eml_lays_out_the_call_lists_rows_as_the_shops_list(shop: Shop) -> None:
+    _saved(_calling_shop(shop, 2), ";".join(COLUMNS) + "\r\n")
+    look = shop.folder / "look"
+    assert shop.cli("run", "--eml", str(look), "--json").exit_code == 0
+    rows = _rows(_text(look / "call-list.csv"), ";")
+    assert rows[0] == list(COLUMNS) and sorted(row[0] for row in rows[1:]) == ["c0", "c1"]
+
+
+def test_a_dry_run_with_eml_says_the_shops_list_could_not_take_the_rows(shop: Shop) -> None:
+    path = _saved(_calling_shop(shop, 1), "Kund|Telefon\r\n")
+    look = shop.folder / "look"
+    result = shop.cli("run", "--eml", str(look), "--json")
+    assert result.exit_code == 0, result.output
+    (detail,) = {d["detail"] for d in result.json["decisions"] if d["channel"] == "call-list"}
+    assert detail.startswith(f"not written: {path}: no row added") and not (look / "call-list.csv").exists()
