@@ -193,6 +193,17 @@ def test_the_call_list_is_the_shops_file_until_asked(shop: Shop) -> None:
     assert [row["email"] for row in rows] == ["eve@example.com"]
 
 
+def test_forget_files_removes_the_rows_of_a_call_list_a_spreadsheet_saved_and_keeps_its_layout(shop: Shop) -> None:
+    """Excel in SE/DE/FR saves ";" (here with the BOM of "CSV UTF-8"): the header read with ","
+    had no ``email`` column, so forget said the list had no rows of the address and left them."""
+    shop.add(cart("c1")).write()
+    call_list = shop.folder / "call-list.csv"
+    call_list.write_bytes(b"\xef\xbb\xbfcart_id;phone;email\r\nc-bob;;bob@example.com\r\nc-eve;;eve@example.com\r\n")
+    removed = shop.cli("forget", BOB, "--files", "--json", now=None)
+    assert removed.json["call_list"] == {"path": str(call_list), "rows": 1, "removed": True}
+    assert call_list.read_bytes() == b"\xef\xbb\xbfcart_id;phone;email\r\nc-eve;;eve@example.com\r\n"
+
+
 def test_files_removes_the_eml_files_of_the_address(shop: Shop) -> None:
     shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
     outbox = shop.folder / "out"

@@ -191,9 +191,11 @@ def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, r
     ``phone`` (E.164, matched against the list's ``phone`` column read in ``region``); with
     ``remove`` the file is rewritten without them (``forget --files``).
 
-    The rewrite goes to a temporary file renamed over the list, so staff never open half a
-    file; a missing list has no rows. The list is the shop's: cartrescue only ever appends to
-    it, and removes rows only when asked.
+    The list is read as :func:`append_rows` writes it (as a spreadsheet saved it: delimiter,
+    BOM, line ending) and rewritten so. The rewrite goes to a temporary file renamed over the
+    list, so staff never open half a file; a missing list, or one whose header names no column
+    of ours, has no rows. The list is the shop's: cartrescue only ever appends to it, and
+    removes rows only when asked.
     """
     import os
 
@@ -201,8 +203,13 @@ def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, r
 
     if not path.exists():
         return 0
-    with path.open("r", encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle))
+    data = path.read_bytes()
+    try:
+        layout = layout_of(path, io.BytesIO(data).readline())
+    except UnusableList:
+        return 0
+    text = data.removeprefix(BOM).decode("utf-8")
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter))
     column, wanted = ("phone", phone) if phone else ("email", email)
     if not rows or column not in rows[0]:
         return 0
@@ -218,7 +225,7 @@ def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, r
     found = len(rows) - len(keep)
     if remove and found:
         partial = path.with_name(path.name + ".part")
-        with partial.open("w", encoding="utf-8", newline="") as handle:
-            csv.writer(handle).writerows(keep)
+        with partial.open("w", encoding="utf-8-sig" if layout.bom else "utf-8", newline="") as handle:
+            layout.writer(handle).writerows(keep)
         os.replace(partial, path)
     return found
