@@ -101,7 +101,73 @@ def test_workers_skip_both_pieces_and_report_them_once(shop: Shop, workers: str)
     assert _sent_carts(shop) == sorted(["csv:c2", "csv:c3", *(f"csv:d{n:02d}" for n in range(20))])
 
 
+@pytest.mark.parametrize("batch", [2, 5000])
+def test_a_broken_group_makes_every_group_of_its_id_no_cart_whatever_the_batch_size(
+    monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    monkeypatch.setattr(cartrescue.sources.apart, "_BATCH", batch)
+    ids = ApartIds()
+    ids.add("a", 2, 11)
+    ids.add("b", 3, 12)
+    ids.add_broken("a", 4)
+    ids.add("a", 7, 11)
+    ids.add_broken("c", 8)
+    assert ids.finish() == {"a": Apart((2, 4, 7), False, (4,))}
+
+
 def test_preview_of_a_cart_in_pieces_says_why_it_cannot_show_it(shop: Shop) -> None:
     result = _in_pieces(shop).cli("preview", "c1")
     assert result.exit_code == 3, result.output
     assert f"cart 'c1' cannot be read: {_problem(shop)}" in " ".join(result.stderr.split())
+
+
+def _with_a_bad_row(shop: Shop, line: int, fault: str, *more: list[dict[str, str]]) -> Shop:
+    """:func:`_in_pieces` (and ``more`` carts after) with line ``line`` cut short by its last
+    cell (a blank one), or one cell too wide."""
+    _in_pieces(shop).add(*more).write()
+    path = shop.folder / "carts.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[line - 1] = lines[line - 1][:-1] if fault == "cut short" else lines[line - 1] + ","
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    return shop
+
+
+def _bad_row_problems(shop: Shop, line: int, fault: str) -> list[str]:
+    """The bad row's problem and, at the other piece, the cart's: in file order."""
+    bad = (f"{shop.folder / 'carts.csv'}:{line}: cart c1: "
+           + ("24 cells where the header has 25 columns: the row is cut short? (an export that stopped mid-line, or "
+              "a line break inside an unquoted value)" if fault == "cut short" else
+              "26 cells where the header has 25 columns: a value holds an unquoted delimiter? (quote it, or check "
+              "the export's delimiter)"))
+    other = 5 if line == 2 else 2
+    pieces = (f"{shop.folder / 'carts.csv'}:{other}: cart c1: its rows are not together (groups at lines 2, 5): "
+              "skipped whole, never half a cart (the export must list a cart's rows one after another)")
+    return [bad, pieces] if line < other else [pieces, bad]
+
+
+@pytest.mark.parametrize("line", [2, 5])
+@pytest.mark.parametrize("fault", ["cut short", "too wide"])
+def test_a_row_of_the_wrong_width_skips_its_carts_other_piece_too(shop: Shop, fault: str, line: int) -> None:
+    result = _with_a_bad_row(shop, line, fault).cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == _bad_row_problems(shop, line, fault)
+    assert sorted(row["cart_id"] for row in result.json["decisions"]) == ["c2", "c3"]
+    assert _sent_carts(shop) == ["csv:c2", "csv:c3"]
+
+
+@pytest.mark.slow
+def test_workers_skip_the_other_piece_of_a_cart_with_a_row_cut_short(shop: Shop) -> None:
+    _with_a_bad_row(shop, 2, "cut short", *(cart(f"d{n:02d}") for n in range(20)))
+    done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--workers", "2", "--outbox",
+                           str(shop.folder / "out"), "--config", str(shop.config_path), "--now", iso(NOW)],
+                          cwd=REPO, capture_output=True, timeout=120, check=False, env=dict(os.environ))
+    assert done.returncode == 1, done.stderr.decode()
+    assert json.loads(done.stdout)["problems"] == _bad_row_problems(shop, 2, "cut short")
+    assert _sent_carts(shop) == sorted(["csv:c2", "csv:c3", *(f"csv:d{n:02d}" for n in range(20))])
+
+
+def test_preview_of_a_cart_with_a_row_cut_short_apart_says_why_it_cannot_show_it(shop: Shop) -> None:
+    result = _with_a_bad_row(shop, 5, "cut short").cli("preview", "c1")
+    assert result.exit_code == 3, result.output
+    assert f"cart 'c1' cannot be read: {_bad_row_problems(shop, 5, 'cut short')[0]}" in " ".join(result.stderr.split())

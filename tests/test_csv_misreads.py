@@ -81,6 +81,20 @@ def test_a_row_without_a_cart_id_between_two_rows_of_a_cart_skips_that_cart_whol
                                        "are skipped too: never half a cart)"]
 
 
+def test_a_row_without_a_cart_id_between_two_rows_of_a_cart_skips_its_rows_elsewhere_too(shop: Shop) -> None:
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10",
+                       f",a@example.com,EUR,{AT},S2,Sofa,1,900",
+                       f"c1,a@example.com,EUR,{AT},S3,Plate,1,5",
+                       f"c2,b@example.com,EUR,{AT},S4,Lamp,1,10",
+                       f"c1,a@example.com,EUR,{AT},S5,Cup,1,5"])
+    result = shop.cli("carts", "--json")
+    assert {row["cart_id"] for row in result.json["decisions"]} == {"c2"}  # never c1 with its cup alone
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:3: cart c1: missing cart_id (its other rows are skipped too: never half a cart)",
+        f"{shop.folder / 'carts.csv'}:6: cart c1: its rows are not together (groups at lines 2, 6): skipped whole, "
+        "never half a cart (the export must list a cart's rows one after another)"]
+
+
 def test_rows_of_one_cart_id_naming_two_customers_are_no_cart(shop: Shop) -> None:
     """Two carts under one id (a spreadsheet rounded both ids to 3.50123E+13): one message would
     show Anna Bert's products. The cart is skipped, naming both lines; the next cart is sent."""

@@ -13,7 +13,7 @@ import csv
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -346,6 +346,10 @@ def wrong_cells(cells: int, width: int) -> str:
     return too_many_cells(cells, width) if cells > width else too_few_cells(cells, width)
 
 
+def _ignore_broken(cart_id: str, line: int) -> None:
+    """A pass that does not look for a cart's other groups (see ``CsvSource._cart_rows``)."""
+
+
 def _undecodable(path: Path, encoding: str) -> SourceError:
     """The error for a file that is not in ``encoding``, naming the first line that is not.
 
@@ -499,7 +503,7 @@ class CsvSource(CartSource):
             name = self.name
             owns = None if shard is None else shard.owns
             self._halves, self._reading_spool = True, None
-            for start, rows in self._cart_rows(track=True):
+            for start, rows in self._cart_rows(track=True, broken=apart.add_broken):
                 cart_id = rows[0][1][self._id_at].strip()  # _id_at: known once the header is read
                 apart.add(cart_id, start, self._digest(rows))  # every cart, a shard's or not: its pieces may go to two
                 email = self._first(rows, "email")
@@ -551,7 +555,8 @@ class CsvSource(CartSource):
         apart: dict[str, Apart] = {}
         for entry in follow(path, abandoned, WAIT_LIMIT):
             if entry[0] is None:  # the file's repeated cart ids, the spool's last entry
-                apart = {cart_id: Apart(tuple(lines), alike) for cart_id, (lines, alike) in entry[1].items()}  # type: ignore[union-attr]
+                apart = {cart_id: Apart(tuple(lines), alike, tuple(broken))  # type: ignore[union-attr]
+                         for cart_id, (lines, alike, broken) in entry[1].items()}  # type: ignore[union-attr]
                 continue
             cart_id, email, moment = entry  # type: ignore[misc]
             activity = self._activity_of(email, moment, f"{name}:{cart_id}")  # type: ignore[has-type]
@@ -579,7 +584,7 @@ class CsvSource(CartSource):
         self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
         try:
             name = self.name
-            for start, rows in self._cart_rows():
+            for start, rows in self._cart_rows(broken=apart.add_broken):
                 cart_id = rows[0][1][self._id_at].strip()
                 apart.add(cart_id, start, self._digest(rows))
                 email = self._first(rows, "email")
@@ -589,7 +594,7 @@ class CsvSource(CartSource):
                     activities[shard].add_activity(cart_id, email, self._moment(rows))
             for writer in writers:  # complete before the activity spools are: see _followed_activity
                 writer.finish()
-            found = {cart_id: (entry.lines, entry.alike) for cart_id, entry in apart.finish().items()}
+            found = {cart_id: (entry.lines, entry.alike, entry.broken) for cart_id, entry in apart.finish().items()}
             for activity in activities:  # every shard: a cart's pieces may have gone to two of them
                 activity.add_apart(found)
                 activity.finish()
@@ -721,7 +726,8 @@ class CsvSource(CartSource):
         position = size if handle.closed else handle.buffer.tell()  # type: ignore[attr-defined]
         return position // 2 if self._halves else position
 
-    def _cart_rows(self, *, track: bool = False) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
+    def _cart_rows(self, *, track: bool = False,
+                   broken: Callable[[str, int], None] | None = None) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
         """Group consecutive rows by cart id: yields (first line, [(line, row), ...]).
 
         Rows are cut or padded to the header's width, plus one blank cell where absent columns
@@ -729,9 +735,13 @@ class CsvSource(CartSource):
         header (see :func:`too_many_cells`) costs its cart, and so does a row the CSV reader
         cannot read (a field past its size limit) between two rows of one cart: reported and not
         yielded, never built without that row; elsewhere an unreadable row is reported alone.
+        So does a quote left open (:func:`swallowed_rows`).
+        ``broken(cart id, line)`` hears of each group so skipped: its cart may have rows
+        elsewhere in the file, which the first pass must not let go out alone (:mod:`.apart`).
         ``track``: the pass whose
         position :meth:`progress_total` reports (the carts, not the first pass's activity).
         """
+        broken = broken or _ignore_broken
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
         if track:
             self._reading = handle
@@ -748,7 +758,7 @@ class CsvSource(CartSource):
             group: list[tuple[int, list[str]]] = []
             group_id = None
             unread: list[RowProblem] = []  # the rows the reader could not read since the last one it did
-            dropped = None  # the cart an unreadable row was part of: its further rows are skipped
+            dropped: Collection[str] | None = None  # the carts an unreadable row was part of: their further rows are skipped
             for start, row in numbered_rows(reader, self.carts_path, self.encoding, unread.append):
                 cells = len(row)
                 if cells < width:
@@ -763,7 +773,10 @@ class CsvSource(CartSource):
                     if taken:
                         if group and cart_id != group_id:
                             yield group[0][0], group
-                        group, group_id, dropped = [], cart_id, cart_id or None
+                            group = []
+                        if cart_id:
+                            broken(cart_id, group[0][0] if group else start)
+                        group, group_id, dropped = [], cart_id, (cart_id,) if cart_id else None
                         ids = ", ".join(dict.fromkeys(cells[id_at].strip() for cells in taken if len(cells) > id_at))
                         self.on_problem(RowProblem(
                             f"{self.carts_path}:{start}",
@@ -777,12 +790,13 @@ class CsvSource(CartSource):
                         problem = unread.pop(0)
                         self.on_problem(RowProblem(problem.location, f"cart {cart_id}: {problem.reason} (its "
                                                    "other rows are skipped too: never half a cart)"))
-                        group, dropped = [], cart_id
+                        broken(cart_id, group[0][0])
+                        group, dropped = [], (cart_id,)
                     for problem in unread:
                         self.on_problem(problem)
                     unread.clear()
                 if dropped is not None:
-                    if cart_id == dropped:
+                    if cart_id in dropped:
                         continue
                     dropped = None
                 if not cart_id:
@@ -794,7 +808,9 @@ class CsvSource(CartSource):
                 if cells != width:  # cut short, or its values under the wrong columns: its cart is not built
                     if cart_id != group_id and group:
                         yield group[0][0], group
-                    group, group_id, dropped = [], cart_id, cart_id
+                        group = []
+                    broken(cart_id, group[0][0] if group else start)
+                    group, group_id, dropped = [], cart_id, (cart_id,)
                     self.on_problem(RowProblem(f"{self.carts_path}:{start}",
                                                f"cart {cart_id}: {wrong_cells(cells, width)}"))
                     continue

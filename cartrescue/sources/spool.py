@@ -40,7 +40,7 @@ _END = _LENGTH.pack(0)
 Group = tuple[int, list[tuple[int, list[str]]]]
 #: One entry: a group, a problem ``(location, reason)``, or a shared spool's repeated cart ids;
 #: an activity spool's ``(cart id, email, last activity)``.
-Entry = Group | tuple[str, str] | tuple[None, dict[str, tuple[tuple[int, ...], bool]]] | tuple[str, str, str]
+Entry = Group | tuple[str, str] | tuple[None, dict[str, tuple[tuple[int, ...], bool, tuple[int, ...]]]] | tuple[str, str, str]
 
 
 class RowSpool:
@@ -86,9 +86,9 @@ class RowSpool:
         """An entry of a shared activity spool: a cart's id, address and last activity as written."""
         self._add((cart_id, email, moment))
 
-    def add_apart(self, apart: dict[str, tuple[tuple[int, ...], bool]]) -> None:
+    def add_apart(self, apart: dict[str, tuple[tuple[int, ...], bool, tuple[int, ...]]]) -> None:
         """The last entry of a shared activity spool: the export's cart ids met in more than one
-        place (:mod:`.apart`), ``(None, {id: (lines, alike)})``, for the worker's carts pass."""
+        place (:mod:`.apart`), ``(None, {id: (lines, alike, broken)})``, for the worker's carts pass."""
         self._add((None, apart))
 
     def _flush(self) -> None:
