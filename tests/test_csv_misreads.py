@@ -21,6 +21,8 @@ from conftest import NOW, Shop, cart, iso, order
 
 HEADER = "cart_id,email,currency,created_at,sku,name,quantity,unit_price,marketing_consent\n"
 AT = iso(NOW - timedelta(hours=2))
+#: c1's row with a quote left open (its name cell), then c2's row, which the quote takes in.
+_OPEN_QUOTE = [f'c1,a@example.com,EUR,{AT},S1,"12 inch pan,1,10', f"c2,b@example.com,EUR,{AT},S2,Pot,2,20"]
 
 
 def _carts_file(shop: Shop, lines: list[str]) -> None:
@@ -45,10 +47,44 @@ def test_a_quote_left_open_in_the_carts_file_never_puts_other_customers_rows_in_
     assert decided == {"c4"}
     assert result.json["problems"] == [
         f"{shop.folder / 'carts.csv'}:2: cart c1: a quoted cell runs to line 4 and holds 1 row(s) of the file "
-        "(cart c2): a quote left open? Lines 2-4 are skipped, with cart c1, never one customer's rows in "
-        "another's message"]
+        "(cart c2): a quote left open? Lines 2-4 are skipped, with carts c1, c2, c3 whole, never one customer's "
+        "rows in another's message"]
     messages = _messages(shop.folder / "out")
     assert len(messages) == 1 and not any("b@example.com" in text for text in messages.values())
+
+
+def _after_an_open_quote(shop: Shop, *lines: str) -> tuple[set[str], list[str]]:
+    """The carts decided and the problems of ``carts --json`` over :data:`_OPEN_QUOTE`, then
+    ``lines`` (line 4 on), then c4's cart."""
+    _carts_file(shop, [*_OPEN_QUOTE, *lines, f"c4,d@example.com,EUR,{AT},S9,Lamp,1,10"])
+    document = shop.cli("carts", "--json").json
+    return {row["cart_id"] for row in document["decisions"]}, document["problems"]
+
+
+def test_a_cart_a_quote_left_open_took_rows_of_is_skipped_whole_not_sent_with_the_rest(shop: Shop) -> None:
+    decided, problems = _after_an_open_quote(shop, f'c2,b@example.com,EUR,{AT},S3,"Lid",1,5',
+                                             f"c2,b@example.com,EUR,{AT},S4,Bowl,1,3")
+    assert decided == {"c4"}  # never c2 with its bowl alone
+    assert problems == [
+        f"{shop.folder / 'carts.csv'}:2: cart c1: a quoted cell runs to line 4 and holds 1 row(s) of the file "
+        "(cart c2): a quote left open? Lines 2-4 are skipped, with carts c1, c2 whole, never one customer's rows "
+        "in another's message"]
+
+
+def test_a_cart_whose_first_row_a_quote_left_open_closed_in_is_skipped_whole(shop: Shop) -> None:
+    decided, _ = _after_an_open_quote(shop, f'c3,c@example.com,EUR,{AT},S3,"Pot",2,20',
+                                      f"c3,c@example.com,EUR,{AT},S4,Lid,1,5")
+    assert decided == {"c4"}  # never c3 with its lid alone
+
+
+def test_a_cart_a_quote_left_open_took_a_row_of_is_skipped_where_its_other_rows_stand_apart(shop: Shop) -> None:
+    decided, problems = _after_an_open_quote(shop, f'c3,c@example.com,EUR,{AT},S3,"Pan",1,10',
+                                             f"c5,e@example.com,EUR,{AT},S5,Lamp,1,10",
+                                             f"c2,b@example.com,EUR,{AT},S6,Cup,1,5")
+    assert decided == {"c4", "c5"}  # never c2 with its cup alone
+    assert problems[1] == (
+        f"{shop.folder / 'carts.csv'}:6: cart c2: its rows are not together (groups at lines 3, 6): skipped whole, "
+        "never half a cart (the export must list a cart's rows one after another)")
 
 
 def test_a_quote_left_open_in_the_orders_file_holds_back_the_customers_of_the_orders_it_took_in(
@@ -68,6 +104,22 @@ def test_a_quote_left_open_in_the_orders_file_holds_back_the_customers_of_the_or
     assert decided["olivia"] == ("send", "due")
     assert any("a quoted cell runs to line 3 and holds 1 row(s) of the file (order 1050, 1051)" in problem
                for problem in result.json["problems"]), result.json["problems"]
+
+
+def test_an_order_whose_row_a_quote_left_open_closed_in_holds_back_its_customer(shop: Shop) -> None:
+    shop.add(cart("c1", email="a@example.com"), cart("c2", email="b@example.com"),
+             cart("c3", email="c@example.com"), cart("c4", email="d@example.com"))
+    shop.write()
+    (shop.folder / "orders.csv").write_text(
+        "order_id,email,status,created_at\n"
+        f'o1,a@example.com,"gift wrap,{iso(NOW)}\n'
+        f"o2,b@example.com,paid,{iso(NOW)}\n"
+        f'o3,c@example.com,"paid",{iso(NOW)}\n', encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("run", "--json")
+    decided = {row["cart_id"]: (row["action"], row["reason"]) for row in result.json["decisions"]}
+    assert decided["c3"] == ("defer", "unreadable_order")  # c3 bought (o3): never reminded
+    assert decided["c4"] == ("send", "due")
 
 
 def test_a_row_without_a_cart_id_between_two_rows_of_a_cart_skips_that_cart_whole(shop: Shop) -> None:

@@ -77,6 +77,7 @@ _TRUE, _FALSE = TRUE_WORDS, FALSE_WORDS
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
 _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 #: ``1,500``: a decimal comma before three decimals, or a thousands comma (US exports, JPY prices).
 _GROUPED_OR_DECIMAL = re.compile(r"^-?[1-9]\d{0,2},\d{3}$")
 #: ``1.500``: a decimal point before three decimals, or a thousands dot (European exports).
@@ -315,6 +316,24 @@ def swallowed_rows(row: Sequence[str], dialect: "CsvDialect", width: int) -> lis
         if "\n" in cell or "\r" in cell:
             lines = [line for line in cell.splitlines()[1:] if line.count(delimiter) >= width - 1]
             found.extend(csv.reader(lines, dialect))
+    return found
+
+
+def swallowed_lines(row: Sequence[str], dialect: "CsvDialect", start: int) -> list[tuple[int, list[str]]]:
+    """Every line of the file inside ``row``'s cells (each line of a cell after its first), read as
+    a row, with the line it stands on (``row`` starts on line ``start``). Asked only of a row that
+    :func:`swallowed_rows` found rows in: a quote left open.
+
+    Unlike :func:`swallowed_rows` it keeps the lines without a row's worth of delimiters: the
+    last one is the start of the row where the quote closed (``c3,c@example.com,…,"Pot",2,20``),
+    whose cart lost that row too."""
+    found: list[tuple[int, list[str]]] = []
+    line = start
+    for cell in row:
+        parts = _LINE_BREAK.split(cell)
+        for offset, part in enumerate(parts[1:], 1):
+            found.extend((line + offset, cells) for cells in csv.reader([part], dialect))
+        line += len(parts) - 1
     return found
 
 
@@ -735,7 +754,7 @@ class CsvSource(CartSource):
         header (see :func:`too_many_cells`) costs its cart, and so does a row the CSV reader
         cannot read (a field past its size limit) between two rows of one cart: reported and not
         yielded, never built without that row; elsewhere an unreadable row is reported alone.
-        So does a quote left open (:func:`swallowed_rows`).
+        So do a quote left open and the carts whose rows it took in (:func:`swallowed_lines`).
         ``broken(cart id, line)`` hears of each group so skipped: its cart may have rows
         elsewhere in the file, which the first pass must not let go out alone (:mod:`.apart`).
         ``track``: the pass whose
@@ -774,15 +793,23 @@ class CsvSource(CartSource):
                         if group and cart_id != group_id:
                             yield group[0][0], group
                             group = []
-                        if cart_id:
-                            broken(cart_id, group[0][0] if group else start)
-                        group, group_id, dropped = [], cart_id, (cart_id,) if cart_id else None
+                        # Its own cart and every cart with a line in the span, the one whose row
+                        # the quote closed in too: skipped whole, here and wherever else they stand.
+                        lost = {cart_id: group[0][0] if group else start}
+                        for line, taken_row in swallowed_lines(row, reader.dialect, start):
+                            if len(taken_row) > id_at:
+                                lost.setdefault(taken_row[id_at].strip(), line)
+                        lost.pop("", None)
+                        for lost_id, line in lost.items():
+                            broken(lost_id, line)
+                        group, group_id, dropped = [], cart_id, lost.keys() or None
                         ids = ", ".join(dict.fromkeys(cells[id_at].strip() for cells in taken if len(cells) > id_at))
+                        skipped = f"with cart{'s' if len(lost) > 1 else ''} {', '.join(lost)} whole, " if lost else ""
                         self.on_problem(RowProblem(
                             f"{self.carts_path}:{start}",
                             f"{f'cart {cart_id}: ' if cart_id else ''}a quoted cell runs to line {reader.line_num} "
                             f"and holds {len(taken)} row(s) of the file (cart {ids}): a quote left open? Lines "
-                            f"{start}-{reader.line_num} are skipped, {f'with cart {cart_id}, ' if cart_id else ''}"
+                            f"{start}-{reader.line_num} are skipped, {skipped}"
                             "never one customer's rows in another's message"))
                         continue
                 if unread:
@@ -1107,7 +1134,8 @@ class CsvSource(CartSource):
                     # A quote left open took the next orders in: none of them can be read, and each
                     # one's customer waits (unreadable), never reminded of a cart they bought.
                     orders = []
-                    for order_row in (row, *taken):
+                    # Every line it took, the start of the row where the quote closed too.
+                    for order_row in (row, *(cells for _, cells in swallowed_lines(row, reader.dialect, start))):
                         order_row = order_row[:width] + padding[len(order_row):]
                         order_id, email_text, customer_id, cart_id = (order_row[i].strip() for i in ids_at)
                         if order_id:
