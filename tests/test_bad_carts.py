@@ -16,6 +16,10 @@ from smtpserver import LoopbackSMTP
 
 from cartrescue import render
 from cartrescue.ledger import Ledger
+from cartrescue.sources.magento import MagentoSource
+from cartrescue.sources.prestashop import PrestaShopSource
+from cartrescue.sources.sql import DatabaseSource
+from cartrescue.sources.woocommerce import WooCommerceSource
 from conftest import NOW, Shop, cart, cli, iso
 
 
@@ -107,6 +111,28 @@ def test_a_quantity_of_1e9_costs_only_its_cart_where_it_is_read(shop: Shop) -> N
     assert result.json["problems"] == [
         f"{shop.folder / 'carts.csv'}:3: cart bad: quantity: more than 10,000 units in one line: '1e9'"]
     assert not [row for row in _ledger_rows(shop) if row["status"] == "claimed"]
+
+
+@pytest.mark.parametrize("column, item", [("quantity", ("S", "Screws", "²", "0.10")),
+                                          ("stock_on_hand", ("S", "Screws", 1, "0.10", None, "²"))])
+def test_a_superscript_digit_costs_only_its_cart_where_it_is_read(
+        shop: Shop, column: str, item: tuple[Any, ...]) -> None:
+    """``'²'.isdigit()`` is true, and ``int('²')`` stopped the whole run (exit 70)."""
+    _sandwich(shop, cart("bad", items=(item,)))
+    result = _run_outbox(shop)
+    assert result.exit_code == 1, result.output
+    assert _delivered(shop) == ["good-1", "good-2"]
+    assert result.json["problems"] == [f"{shop.folder / 'carts.csv'}:3: cart bad: {column}: not a number: '²'"]
+
+
+@pytest.mark.parametrize("source", [MagentoSource, PrestaShopSource, WooCommerceSource])
+def test_a_cart_id_in_superscript_digits_is_no_cart_of_a_shop_database(source: type[DatabaseSource]) -> None:
+    """``preview ²`` asked ``int('²')`` for the id: exit 70, not "not found" (never reaches the database)."""
+    opened = source("sqlite://")
+    try:
+        assert opened.cart("²") is None
+    finally:
+        opened.close()
 
 
 def test_an_address_that_cannot_be_encoded_costs_only_its_cart(shop: Shop) -> None:

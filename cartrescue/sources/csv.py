@@ -144,8 +144,9 @@ def parse_int(text: str, what: str) -> int:
 
 
 def _stock(text: str) -> int:
-    """A stock cell: a whole number whose size is below the bound of any stock."""
-    return int(text) if text.isdigit() and len(text) < 12 else parse_int(text, "stock_on_hand")
+    """A stock cell: a whole number whose size is below the bound of any stock. ``isdecimal()``,
+    not ``isdigit()``: that one takes ``²``, which ``int()`` refuses (the run stopped, exit 70)."""
+    return int(text) if text.isdecimal() and len(text) < 12 else parse_int(text, "stock_on_hand")
 
 
 def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
@@ -1008,7 +1009,7 @@ class CsvSource(CartSource):
             raise RowError("line without sku and name")
         if not quantity_text:
             raise RowError("quantity: missing")
-        quantity = int(quantity_text) if quantity_text.isdigit() and len(quantity_text) < 6 \
+        quantity = int(quantity_text) if quantity_text.isdecimal() and len(quantity_text) < 6 \
             else parse_int(quantity_text, "quantity")
         if quantity <= 0 or quantity > MAX_QUANTITY:
             quantity = bounded_quantity(quantity, "quantity", quantity_text)  # raises: out of bounds

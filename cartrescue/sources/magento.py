@@ -35,7 +35,7 @@ from cartrescue.contacts import normalize_email
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.sources.base import Activity, OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
-from cartrescue.sources.values import campaign_name
+from cartrescue.sources.values import ascii_digits, campaign_name
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     UTC,
@@ -140,7 +140,7 @@ class MagentoSource(DatabaseSource):
 
     def cart(self, cart_id: str) -> Cart | None:
         """One abandoned quote by its id, whatever its age (``preview``)."""
-        if not cart_id.isdigit():
+        if not ascii_digits(cart_id):
             return None
         self.schema()
         rows = self.db.fetch(self._select(f"q.entity_id = :id AND {self._abandoned()}"), {"id": int(cart_id)})
@@ -333,9 +333,9 @@ class MagentoSource(DatabaseSource):
         if not carts:
             return
         self.schema()
-        quote_ids = sorted({int(cart.id) for cart in carts if cart.id.isdigit()})
+        quote_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
         emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
-        customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and c.customer.id.isdigit()})
+        customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
         # MySQL compares with a case-insensitive collation (and keeps the index); others need lower().
         email_col = email_column(self.db.backend, "customer_email")
         where, params, lists = any_in([("quote_id", "quote_ids", quote_ids), (email_col, "emails", emails),

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
+from cartrescue.sources.values import ascii_digits
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     DatabaseSource,
@@ -144,7 +145,7 @@ class PrestaShopSource(DatabaseSource):
                                     "WHERE name = 'PS_CURRENCY_DEFAULT' "
                                     "ORDER BY CASE WHEN id_shop IS NULL THEN 0 ELSE 1 END, id_shop")
             value = str(setting[0]["value"] or "").strip() if setting else ""
-            if value.isdigit():
+            if ascii_digits(value):
                 rows = self.db.fetch(f"SELECT iso_code, conversion_rate FROM {self.t('currency')} "
                                      "WHERE id_currency = :id", {"id": int(value)})
                 if rows:
@@ -205,7 +206,7 @@ class PrestaShopSource(DatabaseSource):
 
     def cart(self, cart_id: str) -> Cart | None:
         """One abandoned cart by its id, whatever its age (``preview``)."""
-        if not cart_id.isdigit():
+        if not ascii_digits(cart_id):
             return None
         self._store_timezone()
         self.schema()
@@ -313,7 +314,7 @@ class PrestaShopSource(DatabaseSource):
                 f"SELECT name, value FROM {self.t('configuration')} WHERE name IN :names AND id_shop IS NULL",
                 {"names": sorted(_STATE_DEFAULTS)}, expanding=("names",),
             ):
-                if str(row["value"] or "").strip().isdigit():
+                if ascii_digits(str(row["value"] or "").strip()):
                     states[row["name"]] = int(row["value"])
             self._states = states
         return self._states
@@ -327,8 +328,8 @@ class PrestaShopSource(DatabaseSource):
         default = self.default_currency()
         not_orders = {states["PS_OS_CANCELED"]: "canceled", states["PS_OS_REFUND"]: "refunded",
                       states["PS_OS_ERROR"]: "failed"}
-        cart_ids = sorted({int(cart.id) for cart in carts if cart.id.isdigit()})
-        customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and c.customer.id.isdigit()})
+        cart_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
+        customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
         emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
         # The carts' addresses are lower-case. MySQL compares with a case-insensitive collation
         # (and keeps the index); others need lower(): a guest checkout may be typed in capitals.

@@ -107,6 +107,13 @@ def parse_currency(value: Any) -> str:
     return code
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is a whole number as a shop writes an id or a setting: ASCII digits only.
+    ``str.isdigit()`` also takes ``²`` (which ``int()`` refuses: the run stopped, exit 70) and
+    other scripts' digits (``١٢``, which would name id 12)."""
+    return text.isascii() and text.isdigit()
+
+
 def below(number: Decimal, digits: int) -> bool:
     """``abs(number) < 10 ** digits``, without arithmetic (``1e999999999`` would overflow it)."""
     return number.is_zero() or number.adjusted() < digits

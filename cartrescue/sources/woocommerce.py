@@ -44,7 +44,7 @@ from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.php_serialized import PhpDataError, loads
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
-from cartrescue.sources.values import campaign_name
+from cartrescue.sources.values import ascii_digits, campaign_name
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     UTC,
@@ -206,7 +206,7 @@ class WooCommerceSource(DatabaseSource):
 
     def cart(self, cart_id: str) -> Cart | None:
         """One captured cart by its id, whatever its age (``preview``)."""
-        if not cart_id.isdigit():
+        if not ascii_digits(cart_id):
             return None
         self.site_timezone()
         self.schema()
@@ -415,7 +415,7 @@ class WooCommerceSource(DatabaseSource):
     def _hpos_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
         email_col = email_column(self.db.backend, "billing_email")
         where, params, lists = any_in([(email_col, "emails", emails),
-                                       ("customer_id", "customer_ids", [int(c) for c in customer_ids if c.isdigit()])])
+                                       ("customer_id", "customer_ids", [int(c) for c in customer_ids if ascii_digits(c)])])
         sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
                f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' AND ({where})")
         for row in self.db.fetch(sql, params, expanding=lists):
