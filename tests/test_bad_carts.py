@@ -252,6 +252,21 @@ def test_a_file_that_is_not_utf8_exits_3_naming_file_and_line(shop: Shop) -> Non
     assert "source.encoding" in result.json["error"]["message"]
 
 
+@pytest.mark.parametrize("name", ["carts.csv", "orders.csv"])
+def test_a_utf16_export_without_its_byte_order_mark_exits_3_naming_the_file(shop: Shop, name: str) -> None:
+    """Python's utf-16 codec raises a plain UnicodeError there, not UnicodeDecodeError: exit 70."""
+    shop.add(cart("c1"))
+    shop.configure(source={"encoding": "utf-16"})
+    shop.write()
+    for path in (shop.folder / "carts.csv", shop.folder / "orders.csv"):
+        path.write_bytes(path.read_text(encoding="utf-8").encode("utf-16-le" if path.name == name else "utf-16"))
+    result = _as_is(shop, "run", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"] == (
+        f"{shop.folder / name}:1: not utf-16 text (UTF-16 stream does not start with BOM); set source.encoding to "
+        "the export's encoding, e.g. utf-16-le")
+
+
 def test_the_export_encoding_can_be_configured(shop: Shop) -> None:
     shop.add(cart("c1", first_name="Zoë"))
     shop.configure(source={"encoding": "cp1252"})

@@ -229,7 +229,7 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO,
     if delimiter is None:
         try:
             first = handle.readline()
-        except UnicodeDecodeError:
+        except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
             handle.close()
             raise _undecodable(path, encoding) from None
         handle.seek(0)
@@ -265,7 +265,7 @@ def read_header(reader: CsvReader, path: Path, encoding: str) -> list[str] | Non
         return next(reader)
     except StopIteration:
         return None
-    except UnicodeDecodeError:
+    except UnicodeError:
         raise _undecodable(path, encoding) from None
     except csv.Error as exc:
         raise SourceError(f"{path}:1: cannot read the header: {exc}") from None
@@ -294,7 +294,7 @@ def numbered_rows(reader: CsvReader, path: Path, encoding: str,
             line = reader.line_num
             on_problem(RowProblem(f"{path}:{start}", f"malformed CSV: {exc}"))
             continue
-        except UnicodeDecodeError:
+        except UnicodeError:
             raise _undecodable(path, encoding) from None
         line = reader.line_num
         yield start, row
@@ -374,7 +374,8 @@ def _undecodable(path: Path, encoding: str) -> SourceError:
     """The error for a file that is not in ``encoding``, naming the first line that is not.
 
     The text reader decodes ahead in blocks, so its error does not say where; the file is read
-    again as bytes to find the line (only on this error path).
+    again as bytes to find the line (only on this error path). UTF-16 and UTF-32 raise a plain
+    :class:`UnicodeError` for a file without a byte-order mark: which byte order is it in?
     """
     import codecs
 
@@ -387,6 +388,9 @@ def _undecodable(path: Path, encoding: str) -> SourceError:
             except UnicodeDecodeError as exc:
                 return SourceError(f"{path}:{number}: not {encoding} text (byte {exc.start + 1} of the line: "
                                    f"{exc.reason}); set source.encoding to the export's encoding, e.g. cp1252")
+            except UnicodeError as exc:
+                return SourceError(f"{path}:{number}: not {encoding} text ({exc}); set source.encoding to the "
+                                   f"export's encoding, e.g. {encoding}-le")
     return SourceError(f"{path}: not {encoding} text; set source.encoding to the export's encoding, e.g. cp1252")
 
 
@@ -1082,7 +1086,7 @@ class CsvSource(CartSource):
         index = index or OrderIndex()
         try:
             self._read_orders(index)
-        except UnicodeDecodeError:
+        except UnicodeError:
             index.close()
             assert self.orders_path is not None
             raise _undecodable(self.orders_path, self.encoding) from None
