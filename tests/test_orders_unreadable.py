@@ -10,9 +10,14 @@ reminder, never the run.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
-from conftest import NOW, Shop, cart, order
+import pytest
+from conftest import NOW, REPO, Shop, cart, iso, order
 
 from cartrescue.ledger import Ledger
 
@@ -62,6 +67,32 @@ def test_an_order_row_whose_cells_slid_holds_back_the_address_it_holds(shop: Sho
     assert any("orders.csv:2: order 1060: 10 cells where the header has 9 columns" in problem
                for problem in result.json["problems"])
     assert _sent(shop) == ["ethan", "olivia"]
+
+
+def test_an_order_row_without_an_order_id_holds_back_its_customers_cart_only(shop: Shop) -> None:
+    _shop(shop).add_orders(order("", email="liam@example.com", created=NOW))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 1, result.output
+    decided = {row["cart_id"]: row for row in result.json["decisions"]}
+    assert (decided["liam"]["action"], decided["liam"]["reason"]) == ("defer", "unreadable_order")
+    assert decided["liam"]["detail"] == "order (no order_id, line 2) (line 2 of the orders export) could not be read"
+    assert result.json["problems"] == [f"{shop.folder / 'orders.csv'}:2: missing order_id"]
+    assert _sent(shop) == ["ethan", "olivia"]
+
+
+@pytest.mark.slow
+def test_workers_hold_back_the_customer_of_an_order_row_without_an_order_id(shop: Shop) -> None:
+    """With ``--workers`` the run indexes the orders file once, in a helper, for all of them."""
+    _shop(shop).add(*(cart(f"d{n:02d}") for n in range(20)))
+    shop.add_orders(order("", email="liam@example.com", created=NOW), order("", customer_id="77", created=NOW))
+    shop.write()
+    done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--workers", "2", "--outbox",
+                           str(shop.folder / "out"), "--config", str(shop.config_path), "--now", iso(NOW)],
+                          cwd=REPO, capture_output=True, timeout=120, check=False, env=dict(os.environ))
+    assert done.returncode == 1, done.stderr.decode()
+    decided = {row["cart_id"]: row["reason"] for row in json.loads(done.stdout)["decisions"]}
+    assert decided["liam"] == decided["ethan"] == "unreadable_order"
+    assert _sent(shop) == sorted(["olivia", *(f"d{n:02d}" for n in range(20))])
 
 
 def test_once_the_row_is_fixed_the_next_run_sees_the_order(shop: Shop) -> None:

@@ -370,6 +370,20 @@ def _ignore_broken(cart_id: str, line: int) -> None:
     """A pass that does not look for a cart's other groups (see ``CsvSource._cart_rows``)."""
 
 
+def _unreadable_order(order_id: str, line: int, email: str, customer_id: str, cart_id: str) -> Row:
+    """An orders index row for an order row found but not read, with the ids it gives (stripped
+    cells, blank: none): it may be the order of the very cart a reminder would be about, so the
+    carts of its customer wait (``unreadable_order``) until the row can be read."""
+    return (order_id, line, 2, None, email.lower() or None, customer_id or None, cart_id or None, None, None,
+            UNREADABLE, None)
+
+
+def _no_order_id(line: int) -> str:
+    """The key of an order row without an order id in the orders index: one of its own (no real
+    id is written so), as every row is kept under its id."""
+    return f"(no order_id, line {line})"
+
+
 def _undecodable(path: Path, encoding: str) -> SourceError:
     """The error for a file that is not in ``encoding``, naming the first line that is not.
 
@@ -1140,13 +1154,14 @@ class CsvSource(CartSource):
                     # one's customer waits (unreadable), never reminded of a cart they bought.
                     orders = []
                     # Every line it took, the start of the row where the quote closed too.
-                    for order_row in (row, *(cells for _, cells in swallowed_lines(row, reader.dialect, start))):
+                    for line, order_row in ((start, row), *swallowed_lines(row, reader.dialect, start)):
                         order_row = order_row[:width] + padding[len(order_row):]
                         order_id, email_text, customer_id, cart_id = (order_row[i].strip() for i in ids_at)
                         if order_id:
                             orders.append(order_id)
-                            batch.append((order_id, start, 2, None, email_text.lower() or None, customer_id or None,
-                                          cart_id or None, None, None, UNREADABLE, None))
+                        if order_id or email_text or customer_id or cart_id:
+                            batch.append(_unreadable_order(order_id or _no_order_id(line), start, email_text,
+                                                           customer_id, cart_id))
                     pending.append((None, start, RowProblem(
                         f"{path}:{start}", f"a quoted cell runs to line {reader.line_num} and holds {len(taken)} "
                         f"row(s) of the file (order {', '.join(orders)}): a quote left open? Those orders' "
@@ -1155,6 +1170,15 @@ class CsvSource(CartSource):
                 if cells <= id_at or not row[id_at].strip():
                     if any(cell.strip() for cell in row):
                         pending.append((None, start, RowProblem(f"{path}:{start}", "missing order_id")))
+                        # An order all the same, perhaps this very cart's: its customer's carts wait.
+                        if cells > width:  # its cells may have slid: only an address found in it is trusted
+                            address = next((cell.strip() for cell in row if "@" in cell), "")
+                            batch.append(_unreadable_order(_no_order_id(start), start, address, "", ""))
+                        else:
+                            _, email_text, customer_id, cart_id = (
+                                (row + padding[cells:])[i].strip() for i in ids_at)
+                            batch.append(_unreadable_order(_no_order_id(start), start, email_text, customer_id,
+                                                           cart_id))
                     continue
                 if cells < width:
                     row.extend(padding[cells:])
@@ -1166,16 +1190,15 @@ class CsvSource(CartSource):
                         reason = f"order {order_id}: {too_many_cells(cells, width)}"
                         pending.append((order_id, start, RowProblem(f"{path}:{start}", reason)))
                         # Its cells may have slid: only an address found in it is trusted.
-                        email = next((cell.strip().lower() for cell in row if "@" in cell), None)
-                        batch.append((order_id, start, 2, None, email, None, None, None, None, UNREADABLE, None))
+                        address = next((cell.strip() for cell in row if "@" in cell), "")
+                        batch.append(_unreadable_order(order_id, start, address, "", ""))
                         continue
                 (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
                  delivered_text, cancelled_text) = map(str.strip, fields(row))
                 if cells < width:  # cut short: the ids it has are read, the rest cannot be trusted
                     pending.append((order_id, start, RowProblem(f"{path}:{start}",
                                                                 f"order {order_id}: {too_few_cells(cells, width)}")))
-                    batch.append((order_id, start, 2, None, email_text.lower() or None, customer_id or None,
-                                  cart_id or None, None, None, UNREADABLE, None))
+                    batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
                     continue
                 if cancelled_text:  # a cancelled order (Shopify's status may still say "paid"): not an order
                     batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
@@ -1189,8 +1212,7 @@ class CsvSource(CartSource):
                 except RowError as exc:
                     pending.append((order_id, start, RowProblem(f"{path}:{start}", f"order {order_id}: {exc}")))
                     # Its ids are read: its customer's carts wait until the row can be read.
-                    batch.append((order_id, start, 2, None, email_text.lower() or None, customer_id or None,
-                                  cart_id or None, None, None, UNREADABLE, None))
+                    batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
                     continue
                 if status in IGNORED_ORDER_STATUSES:
                     batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
