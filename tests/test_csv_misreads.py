@@ -147,6 +147,15 @@ def test_a_row_without_a_cart_id_between_two_rows_of_a_cart_skips_its_rows_elsew
         "never half a cart (the export must list a cart's rows one after another)"]
 
 
+def test_a_bad_cart_level_value_given_on_a_later_row_of_the_cart_is_reported_at_that_row(shop: Shop) -> None:
+    _carts_file(shop, ["c1,a@example.com,,,S1,Pan,1,10",
+                       "c1,,,,S2,Pot,1,10",
+                       "c1,,EUR,20.11.2026,S3,Lid,1,5"])
+    result = shop.cli("carts", "--json")
+    assert result.json["problems"] == [f"{shop.folder / 'carts.csv'}:4: cart c1: created_at: not an ISO 8601 time: "
+                                       "'20.11.2026'"]
+
+
 def test_rows_of_one_cart_id_naming_two_customers_are_no_cart(shop: Shop) -> None:
     """Two carts under one id (a spreadsheet rounded both ids to 3.50123E+13): one message would
     show Anna Bert's products. The cart is skipped, naming both lines; the next cart is sent."""

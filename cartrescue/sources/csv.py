@@ -69,6 +69,8 @@ ORDER_FIELDS = (
 )
 #: What every row of one cart must agree on, where given: who it is for and what it costs in.
 _OWNER_FIELDS = ("email", "customer_id", "currency")
+#: No cart-level value taken from a later row of its cart (the common case; never written to).
+_NOT_LATER: dict[str, int] = {}
 _NO_OWNER = ("",) * len(_OWNER_FIELDS)  # a row that leaves them to the cart's first
 REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
 REQUIRED_ORDER = ("order_id", "created_at")
@@ -901,14 +903,17 @@ class CsvSource(CartSource):
     def _build_cart(self, start_line: int, rows: list[tuple[int, list[str]]]) -> Cart | None:
         # Cart-level fields: the first non-blank value among the cart's rows (usually the first).
         values = list(map(str.strip, self._cart_getter(rows[0][1])))
+        later = _NOT_LATER  # the line of each value taken from a later row, to report it where it is
         if len(rows) > 1 and "" in values:
             positions = self._cart_positions
             for index, value in enumerate(values):
                 if not value:
-                    for _, row in rows:
+                    for at, row in rows:
                         value = row[positions[index]].strip()
                         if value:
                             values[index] = value
+                            later = later or {}
+                            later[CART_FIELDS[index]] = at
                             break
         (cart_id, customer_text, email_text, phone, first_name, last_name, locale_text, consent_text, guest_text,
          currency_text, total_text, created_text, updated_text, recovery_url, device, store_id, sms_text,
@@ -968,6 +973,8 @@ class CsvSource(CartSource):
                 parse_bool(sms_text, "sms_consent") if sms_text else None,
             )
         except RowError as exc:
+            if later and line == start_line:  # a cart-level value: on the row it was taken from
+                line = later.get(str(exc).partition(":")[0], line)
             self.on_problem(RowProblem(f"{self.carts_path}:{line}", f"cart {rows[0][1][self._id_at].strip()}: {exc}"))
             return None
         return Cart(
