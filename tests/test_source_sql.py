@@ -14,7 +14,7 @@ import pytest
 import shopdb
 from cartrescue.errors import ConfigError, ExitCode, SourceError
 from cartrescue.sources.base import Window
-from cartrescue.sources.sql import RowError, SqlSource, as_currency, explain_error, read_only_guard
+from cartrescue.sources.sql import RowError, SqlSource, as_currency, as_decimal, explain_error, read_only_guard
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
@@ -278,6 +278,18 @@ def test_queries_that_could_write_are_refused_before_connecting(query):
 ])
 def test_plain_reads_pass_the_guard(query):
     read_only_guard(query)
+
+
+@pytest.mark.parametrize(("text", "value"), [("12,50", "12.50"), ("1 234,50", "1234.50"), ("1,234.50", "1234.50")])
+def test_a_number_in_a_text_column_reads_as_the_csv_format_reads_it(text, value):
+    assert as_decimal(text, "unit_price") == Decimal(value)
+
+
+def test_an_ambiguous_number_in_a_text_column_is_refused_as_in_the_csv_format():
+    """'1,500' in a VARCHAR price column was read as 1.5 (the comma a decimal sign) without a
+    word; the CSV format refuses it as 1.5 or 1500."""
+    with pytest.raises(RowError, match="unit_price: ambiguous: '1,500'"):
+        as_decimal("1,500", "unit_price")
 
 
 def test_currency_codes():

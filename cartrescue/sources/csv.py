@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
@@ -30,6 +30,7 @@ from cartrescue.shards import owner
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.parse_delivered, as before
+    parse_decimal,
     COUNT_DIGITS,
     FALSE_WORDS,
     IGNORED_ORDER_STATUSES,
@@ -76,44 +77,12 @@ REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity",
 REQUIRED_ORDER = ("order_id", "created_at")
 
 _TRUE, _FALSE = TRUE_WORDS, FALSE_WORDS
-_SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
-_PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-#: ``1,500``: a decimal comma before three decimals, or a thousands comma (US exports, JPY prices).
-_GROUPED_OR_DECIMAL = re.compile(r"^-?[1-9]\d{0,2},\d{3}$")
 #: ``1.500``: a decimal point before three decimals, or a thousands dot (European exports).
 _GROUPED_OR_POINT = re.compile(r"^-?[1-9]\d{0,2}\.\d{3}$")
 _ZERO = Decimal("0")
 ORDER_BATCH = 5000  # order rows indexed per SQLite call
-
-
-def parse_decimal(text: str, what: str) -> Decimal:
-    """``12.50``, ``12,50``, ``1 234,50``, ``1,234.50``, ``1.234,50`` -> Decimal."""
-    if _PLAIN_NUMBER.match(text):
-        return Decimal(text)
-    value = _SPACES.sub("", text)
-    if "," in value and "." in value:
-        if value.rfind(",") > value.rfind("."):
-            value = value.replace(".", "").replace(",", ".")
-        else:
-            value = value.replace(",", "")
-    elif value.count(",") == 1:
-        if _GROUPED_OR_DECIMAL.match(value):
-            raise RowError(f"{what}: ambiguous: {text!r} is {Decimal(value.replace(',', '.')).normalize()} with a "
-                           "decimal comma, "
-                           f"{value.replace(',', '')} with a thousands comma: write it without the comma, or "
-                           "with its decimals (1,500.00 or 1.500,00)")
-        value = value.replace(",", ".")
-    elif value.count(",") > 1 or value.count(".") > 1:
-        value = value.replace(",", "").replace(".", "") if value.count(".") > 1 else value.replace(",", "")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise RowError(f"{what}: not a number: {text!r}") from None
-    if not number.is_finite():
-        raise RowError(f"{what}: not a number: {text!r}")
-    return number
 
 
 @lru_cache(maxsize=256)

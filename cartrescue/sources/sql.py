@@ -58,6 +58,7 @@ from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, 
     in_stock_range,
     normalize_locale,
     parse_currency,
+    parse_decimal,
     parse_delivered,
 )
 from cartrescue.sources.values import campaign_name
@@ -515,11 +516,8 @@ def as_decimal(value: Any, what: str, *, required: bool = True) -> Decimal | Non
         number = Decimal(repr(value))
     elif isinstance(value, (int, bool)):
         number = Decimal(int(value))
-    else:
-        try:
-            number = Decimal(str(value).strip().replace(",", "."))
-        except InvalidOperation:
-            raise RowError(f"{what}: not a number: {str(value)[:40]!r}") from None
+    else:  # text: read as the CSV format reads it ("1,500" is 1.5 or 1500: refused, not guessed)
+        number = parse_decimal(str(value).strip()[:80], what)
     return bounded_amount(number, what, value)
 
 

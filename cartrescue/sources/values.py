@@ -13,7 +13,7 @@ docs/csv-format.md ("Numbers") and docs/databases.md.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
@@ -66,6 +66,43 @@ def parse_delivered(value: Any) -> bool | None:
 
 class RowError(ValueError):
     """A value a source cannot use; the message is the reason shown to the user."""
+
+
+#: Blanks a number may be grouped with: spaces, no-break and thin spaces, the Swiss apostrophe.
+_NUMBER_SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
+_PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+#: ``1,500``: a decimal comma before three decimals, or a thousands comma (US exports, JPY prices).
+_GROUPED_OR_DECIMAL = re.compile(r"^-?[1-9]\d{0,2},\d{3}$")
+
+
+def parse_decimal(text: str, what: str) -> Decimal:
+    """``12.50``, ``12,50``, ``1 234,50``, ``1,234.50``, ``1.234,50`` -> Decimal; ``1,500`` is
+    ambiguous (1.5 or 1500) and refused. A number written as text reads so from an export and
+    from a database column alike."""
+    if _PLAIN_NUMBER.match(text):
+        return Decimal(text)
+    value = _NUMBER_SPACES.sub("", text)
+    if "," in value and "." in value:
+        if value.rfind(",") > value.rfind("."):
+            value = value.replace(".", "").replace(",", ".")
+        else:
+            value = value.replace(",", "")
+    elif value.count(",") == 1:
+        if _GROUPED_OR_DECIMAL.match(value):
+            raise RowError(f"{what}: ambiguous: {text!r} is {Decimal(value.replace(',', '.')).normalize()} with a "
+                           "decimal comma, "
+                           f"{value.replace(',', '')} with a thousands comma: write it without the comma, or "
+                           "with its decimals (1,500.00 or 1.500,00)")
+        value = value.replace(",", ".")
+    elif value.count(",") > 1 or value.count(".") > 1:
+        value = value.replace(",", "").replace(".", "") if value.count(".") > 1 else value.replace(",", "")
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise RowError(f"{what}: not a number: {text!r}") from None
+    if not number.is_finite():
+        raise RowError(f"{what}: not a number: {text!r}")
+    return number
 
 
 def normalize_locale(value: Any) -> str | None:
