@@ -95,6 +95,18 @@ def test_429_with_retry_after_and_503_are_retried_and_land_once(shop: Shop) -> N
         assert [row["status"] for row in rows(shop)] == ["sent"]
 
 
+def test_a_retry_after_in_other_digits_is_no_delay_and_costs_nothing(shop: Shop) -> None:
+    """``Retry-After: ²`` (a digit to str.isdigit, not to float) from a receiver ended the run
+    as an internal error."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1)
+        receiver.plan(Answer(429, b"slow down", {"Retry-After": "\u00b2"}))
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert len(receiver.requests) == 2 and len(receiver.accepted) == 1
+        assert [row["status"] for row in rows(shop)] == ["sent"]
+
+
 def test_a_cookie_the_receiver_sets_is_never_sent_back(shop: Shop) -> None:
     with WebhookReceiver(SECRET) as receiver:
         webhook_shop(shop, receiver.url + "/hooks/cart", carts=4, concurrency=1)

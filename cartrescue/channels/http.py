@@ -464,7 +464,7 @@ def retry_after(value: str | None, cap: float = 300.0) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²" is a digit to isdigit(), and float() refuses it
         return min(float(value), cap)
     from email.utils import parsedate_to_datetime
 

@@ -160,7 +160,7 @@ def _path(document: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(document, dict):
             document = document.get(part)
-        elif isinstance(document, list) and part.isdigit() and int(part) < len(document):
+        elif isinstance(document, list) and part.isascii() and part.isdigit() and int(part) < len(document):
             document = document[int(part)]
         else:
             return None
