@@ -113,3 +113,38 @@ def test_a_dry_run_with_eml_says_the_shops_list_could_not_take_the_rows(shop: Sh
     assert result.exit_code == 0, result.output
     (detail,) = {d["detail"] for d in result.json["decisions"] if d["channel"] == "call-list"}
     assert detail.startswith(f"not written: {path}: no row added") and not (look / "call-list.csv").exists()
+
+
+def test_forget_files_and_a_run_appending_at_once_lose_no_row(tmp_path: Path) -> None:
+    """``forget --files`` rewrote the list (a new file renamed over it) without its lock: a run
+    waiting for the lock then appended to the replaced file, and its calls were recorded
+    ``sent`` in rows nobody would ever see."""
+    import fcntl
+    import threading
+    import time as clock
+    from datetime import timezone
+    from decimal import Decimal
+
+    from cartrescue.channels.call_list import append_rows, rows_of
+    from cartrescue.model import Action, Cart, Customer, Decision, Reason
+
+    def decision(name: str) -> Decision:
+        cart = Cart(id=name, source="csv", customer=Customer(email=f"{name}@example.com", phone="+46701234567"),
+                    currency="EUR", items=(), total=Decimal("10"), created_at=NOW, updated_at=NOW)
+        return Decision(cart=cart, action=Action.SEND, reason=Reason.DUE, tier="vip", step=1, channel="call-list")
+
+    path = tmp_path / "call-list.csv"
+    append_rows(path, [decision("ann"), decision("bob")], timezone.utc, NOW)
+    holder = path.open("a+b")
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)  # a third process in the middle of its own append
+    appending = threading.Thread(target=append_rows, args=(path, [decision("carl")], timezone.utc, NOW))
+    appending.start()
+    clock.sleep(0.3)  # the run has opened the list and waits for its lock
+    forgetting = threading.Thread(target=rows_of, args=(path, "ann@example.com"), kwargs={"remove": True})
+    forgetting.start()
+    clock.sleep(0.3)
+    holder.close()  # the lock goes: the run and forget go on, in either order
+    appending.join(10)
+    forgetting.join(10)
+    names = [row["cart_id"] for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))]
+    assert sorted(names) == ["bob", "carl"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -126,8 +127,7 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
     added = (now or datetime.now(timezone.utc)).astimezone(tz).isoformat(timespec="seconds")
     fresh = _layout_like(like)
     text = io.StringIO()
-    with path.open("a+b") as handle:
-        _lock(handle)
+    with _locked(path) as handle:
         handle.seek(0)
         first = handle.readline()
         end = handle.seek(0, io.SEEK_END)
@@ -161,13 +161,30 @@ def _layout_like(like: Path | None) -> Layout:
     return layout_of(like, first) if first.removeprefix(BOM) else Layout(bom=first.startswith(BOM))
 
 
-def _lock(handle: IO[bytes]) -> None:
-    """An exclusive lock on the open list, released when it is closed (POSIX; elsewhere none)."""
+def _locked(path: Path) -> IO[bytes]:
+    """The list at ``path`` open for appending (``a+b``, made when missing) under an exclusive
+    lock, released when it is closed (POSIX; elsewhere none).
+
+    ``forget --files`` replaces the file (a new one renamed over it): a process that opened the
+    old one and waited for its lock would append to a file nobody sees any more. So once the
+    lock is held, the open file must still be the one at ``path``, else it is opened again.
+    """
     try:
         import fcntl
     except ImportError:  # Windows: the list is written unlocked (run one process there)
-        return
-    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        return path.open("a+b")
+    while True:
+        handle = path.open("a+b")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            if os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino:
+                return handle
+        except FileNotFoundError:  # renamed away meanwhile: open what stands there now
+            pass
+        except BaseException:
+            handle.close()
+            raise
+        handle.close()
 
 
 def _values(decision: Decision, tz: tzinfo, added: str) -> dict[str, object]:
@@ -197,13 +214,19 @@ def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, r
     of ours, has no rows. The list is the shop's: cartrescue only ever appends to it, and
     removes rows only when asked.
     """
-    import os
-
-    from cartrescue.contacts import normalize_email, normalize_phone
-
     if not path.exists():
         return 0
-    data = path.read_bytes()
+    with _locked(path) if remove else path.open("rb") as handle:  # no run appends while it is rewritten
+        handle.seek(0)
+        return _matching_rows(path, handle.read(), remove, email, phone, region)
+
+
+def _matching_rows(path: Path, data: bytes, rewrite: bool, email: str | None, phone: str | None,
+                   region: str | None) -> int:
+    """:func:`rows_of` on the list's bytes ``data``; with ``rewrite`` (the caller holds the
+    list's lock) the list is replaced by one without them, before the lock goes."""
+    from cartrescue.contacts import normalize_email, normalize_phone
+
     try:
         layout = layout_of(path, io.BytesIO(data).readline())
     except UnusableList:
@@ -223,7 +246,7 @@ def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, r
 
     keep = [rows[0], *(row for row in rows[1:] if address(row) != wanted)]
     found = len(rows) - len(keep)
-    if remove and found:
+    if rewrite and found:
         partial = path.with_name(path.name + ".part")
         with partial.open("w", encoding="utf-8-sig" if layout.bom else "utf-8", newline="") as handle:
             layout.writer(handle).writerows(keep)
