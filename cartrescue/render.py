@@ -178,7 +178,7 @@ def _money_filter(context: Any, amount: Any, currency: str) -> str:
     except InvalidOperation:
         raise ValueError(f"money: {amount!r} is not an amount (cart.total, item.price and the like are "
                          "formatted already: print them as they are)") from None
-    return format_money(number, currency, context.get("locale") or "en")
+    return format_money(number, currency.strip().upper(), context.get("locale") or "en")
 
 
 def _date_filter(context: Any, value: Any) -> str:

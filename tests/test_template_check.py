@@ -401,6 +401,15 @@ def test_the_money_filter_formats_in_the_message_locale(tmp_path: Path) -> None:
     assert subjects == {"en": "SEK1,234.50", "sv": "1\xa0234,50\xa0kr"}
 
 
+def test_the_money_filter_reads_a_currency_code_in_any_case(tmp_path: Path) -> None:
+    """``money("sek")`` printed ``sek1,234.50``: Babel knows no currency "sek"."""
+    folder = tmp_path / "t"
+    (folder / "sv").mkdir(parents=True)
+    (folder / "sv" / "m.subject.txt").write_text("{{ 1234.5|money(' sek') }}", encoding="utf-8")
+    renderer = Renderer(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder))
+    assert renderer.env.get_template("sv/m.subject.txt").render(locale="sv") == "1\xa0234,50\xa0kr"
+
+
 def test_a_name_printed_into_an_unquoted_attribute_fails_the_check(tmp_path: Path) -> None:
     config = Config(source={"type": "csv", "carts": "c.csv"}, templates=_good_with(tmp_path, ""))
     html = tmp_path / "t" / "en" / "mine.html"
