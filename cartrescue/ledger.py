@@ -270,7 +270,7 @@ class Inbound(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     provider_id: str = Field(max_length=191, unique=True)  # Twilio's MessageSid, or the gateway's id
     phone_hash: str = Field(default="", max_length=64)
-    action: str = Field(default="", max_length=32)  # suppressed | ignored
+    action: str = Field(default="", max_length=32)  # suppressed | ignored | refused (a mail, checked again)
     received_at: datetime
 
 
@@ -1166,6 +1166,29 @@ class Ledger:
             return True
         except IntegrityError:
             return False
+
+    def inbound_action(self, provider_id: str) -> str | None:
+        """What was done with the inbound message ``provider_id`` (``None``: never received)."""
+        table = Inbound.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return conn.execute(select(table.c.action).where(table.c.provider_id == provider_id[:191])).scalar()
+
+    def retake_inbound(self, provider_id: str, contact_hash: str, suppress: str, source: str,
+                       now: datetime | None = None) -> bool:
+        """An inbound message refused before that now names ``contact_hash`` (its check could not
+        be made then: no secret, another secret): mark it ``suppressed`` and suppress the hash,
+        in one transaction. ``False`` when another process took it meanwhile."""
+        inbound, suppression = Inbound.__table__, Suppression.__table__  # type: ignore[attr-defined]
+        at = _naive(now or datetime.now(timezone.utc))
+        with self.engine.begin() as conn:
+            taken = conn.execute(update(inbound).where(inbound.c.provider_id == provider_id[:191],
+                                                       inbound.c.action == "refused")
+                                 .values(phone_hash=contact_hash, action="suppressed")).rowcount
+            if taken and conn.execute(select(suppression.c.id).where(
+                    suppression.c.email_hash == contact_hash)).first() is None:
+                conn.execute(insert(suppression).values(email_hash=contact_hash, reason=suppress[:64],
+                                                        source=source[:191], created_at=at))
+        return bool(taken)
 
     def suppression(self, email_hash: str) -> dict[str, Any] | None:
         """The suppression of one address hash, or ``None``."""

@@ -61,16 +61,19 @@ def mails(path: Path) -> Iterator[Mail]:
     ``.eml`` files, an mbox file (it starts with ``From ``) or one ``.eml`` file; one at a time."""
     try:
         if path.is_dir():
-            if (path / "cur").is_dir() or (path / "new").is_dir():
-                box = mailbox.Maildir(path, factory=None, create=False)
-                for key in sorted(box.iterkeys()):
-                    yield Mail(f"{path.name}/{key}", box.get_bytes(key))
-                return
-            for file in sorted(path.glob("*.eml")):
-                yield Mail(file.name, file.read_bytes())
+            # A Maildir's mails are the files of new/ and cur/ (either may be missing; tmp/ holds
+            # mails still being written); a plain folder's, its .eml files.
+            maildir = [path / sub for sub in ("new", "cur") if (path / sub).is_dir()]
+            for folder in maildir or [path]:
+                for file in sorted(folder.iterdir() if maildir else folder.glob("*.eml")):
+                    if file.is_file() and not file.name.startswith("."):
+                        where = f"{path.name}/{folder.name}/{file.name}" if maildir else file.name
+                        yield Mail(where, file.read_bytes())
             return
         with path.open("rb") as handle:
             head = handle.read(5)
+        if not head.strip() and not path.read_bytes().strip():  # an mbox a mail client has just emptied
+            return
         if head != b"From ":
             yield Mail(path.name, path.read_bytes())
             return
@@ -129,18 +132,26 @@ def _mail_id(message: EmailMessage, raw: bytes) -> str:
 
 def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool = False,
                  now: datetime | None = None) -> MailboxResult:
-    """Suppress the address of every unsubscribe mail at ``path`` not read before; see the module."""
+    """Suppress the address of every unsubscribe mail at ``path`` not read before; see the module.
+
+    A mail refused before is checked again: its token may verify now (a secret that was not
+    set, or set to another value, when it came): it was a customer's request all along."""
+    if not secret:
+        raise ConfigError("shop.unsubscribe_secret is empty: the mails' tokens cannot be checked (nothing was read)")
     result = MailboxResult()
     for mail in mails(path):
         result.read += 1
         message = _parsed(mail.raw)
+        mail_id = _mail_id(message, mail.raw)
+        before = ledger.inbound_action(mail_id)
+        if before is not None and before != "refused":
+            result.seen += 1
+            continue
         sender = _sender(message)
         token = token_of(message)
         address, why = None, ""
         if token is None:
             why = "no unsubscribe token in its subject or text"
-        elif not secret:
-            why = "shop.unsubscribe_secret is empty: tokens cannot be checked"
         else:
             try:
                 address = normalize_email(verify_token(token, secret))
@@ -151,8 +162,16 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
             address, how = sender, "sender"
         hashed = email_hash(address) if address else ""
         known = bool(hashed) and ledger.suppression(hashed) is not None
-        fresh = ledger.inbound(_mail_id(message, mail.raw), hashed, "suppressed" if hashed else "ignored",
-                               UNSUBSCRIBED if hashed else None, f"mail ({how}) {mail.where}", now)
+        source = f"mail ({how}) {mail.where}"
+        if before == "refused":  # reported by an earlier run: now taken, or still refused (said once)
+            if hashed and ledger.retake_inbound(mail_id, hashed, UNSUBSCRIBED, source, now):
+                result.added += not known
+                result.already += known
+            else:
+                result.seen += 1
+            continue
+        fresh = ledger.inbound(mail_id, hashed, "suppressed" if hashed else "refused",
+                               UNSUBSCRIBED if hashed else None, source, now)
         if not fresh:
             result.seen += 1
         elif not hashed:

@@ -169,3 +169,48 @@ def test_quiet_prints_nothing_when_every_mail_was_taken(shop: Shop, tmp_path: Pa
     assert quiet.exit_code == 0 and quiet.output == ""
     loud = shop.cli("suppress", "mailbox", str(mbox_of(tmp_path / "more", mail("x@example.com", "hi"))), "-q", now=None)
     assert loud.exit_code == 1 and "more, mail 1: x@example.com: no unsubscribe token" in loud.stderr
+
+
+def test_an_empty_secret_reads_no_mail_and_loses_none(shop: Shop, tmp_path: Path) -> None:
+    """Without the secret every mail was refused and remembered as read: once the secret was
+    set again, the requests were 'seen before' and nobody was unsubscribed."""
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com")
+    box = mbox_of(tmp_path / "box", mail("ann@example.com", subjects["ann@example.com"]))
+    secret = shop.config["shop"]["unsubscribe_secret"]
+    shop.configure(shop={"unsubscribe_secret": ""})
+    refused = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert refused.exit_code == 2 and "unsubscribe_secret is empty" in refused.json["error"]["message"]
+    shop.configure(shop={"unsubscribe_secret": secret})
+    assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 0
+    assert shop.suppression("ann@example.com") is not None
+
+
+def test_a_mail_refused_under_another_secret_is_taken_once_its_token_verifies(shop: Shop, tmp_path: Path) -> None:
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com")
+    box = mbox_of(tmp_path / "box", mail("ann@example.com", subjects["ann@example.com"]))
+    secret = shop.config["shop"]["unsubscribe_secret"]
+    shop.configure(shop={"unsubscribe_secret": "a-rotated-secret-by-mistake-0123"})
+    assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 1  # refused, reported once
+    shop.configure(shop={"unsubscribe_secret": secret})
+    again = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert again.exit_code == 0 and again.json["added"] == 1
+    assert shop.suppression("ann@example.com") is not None
+
+
+def test_an_emptied_mbox_holds_no_mail(shop: Shop, tmp_path: Path) -> None:
+    box = tmp_path / "unsubscribe.mbox"
+    box.write_bytes(b"")
+    result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert result.exit_code == 0 and result.json["read"] == 0
+
+
+def test_a_maildir_with_new_only_and_a_folder_with_a_subfolder_are_read(shop: Shop, tmp_path: Path) -> None:
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com", "bob@example.com")
+    (tmp_path / "Maildir" / "new").mkdir(parents=True)
+    (tmp_path / "Maildir" / "new" / "1.host").write_bytes(bytes(mail("ann@example.com", subjects["ann@example.com"])))
+    folder = tmp_path / "saved"
+    (folder / "old.eml").mkdir(parents=True)
+    (folder / "1.eml").write_bytes(bytes(mail("bob@example.com", subjects["bob@example.com"])))
+    for path in (tmp_path / "Maildir", folder):
+        result = shop.cli("suppress", "mailbox", str(path), "--json", now=None)
+        assert result.exit_code == 0 and result.json["added"] == 1, result.output
