@@ -114,8 +114,9 @@ class WebhookApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self.inbound is not None and self.inbound.matches(environ):
-            return self.inbound(environ, start_response)
-        pages = self._route(environ, start_response)
+            pages = self.inbound(environ, start_response)
+        else:
+            pages = self._route(environ, start_response)
         # HEAD: the headers of the GET (its Content-Length too), never a body, refusals included.
         return [] if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD" else pages
 

@@ -148,3 +148,21 @@ def test_forget_files_and_a_run_appending_at_once_lose_no_row(tmp_path: Path) ->
     forgetting.join(10)
     names = [row["cart_id"] for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))]
     assert sorted(names) == ["bob", "carl"]
+
+
+def test_a_list_emptied_and_saved_with_a_blank_line_gets_a_header_and_its_rows(tmp_path: Path) -> None:
+    """A list whose one line is blank failed every call of every run as 'its header names no
+    call-list column'."""
+    from datetime import timezone
+    from decimal import Decimal
+
+    from cartrescue.channels.call_list import append_rows
+    from cartrescue.model import Action, Cart, Customer, Decision, Reason
+
+    cart = Cart(id="ann", source="csv", customer=Customer(email="ann@example.com", phone="+46701234567"),
+                currency="EUR", items=(), total=Decimal("10"), created_at=NOW, updated_at=NOW)
+    path = tmp_path / "call-list.csv"
+    path.write_bytes(b"\r\n")
+    append_rows(path, [Decision(cart=cart, action=Action.SEND, reason=Reason.DUE, step=1)], timezone.utc, NOW)
+    rows = [row for row in csv.reader(io.StringIO(path.read_text(encoding="utf-8"))) if row]
+    assert rows[0] == list(COLUMNS) and rows[1][0] == "ann"

@@ -182,3 +182,17 @@ def test_a_signed_reply_through_a_generic_gateway_suppresses(texting_shop: Shop)
 def test_the_unsubscribe_pages_still_answer_beside_the_inbound_path(texting_shop: Shop, app_url: str) -> None:
     page = httpx.get(app_url.replace("/cartrescue/sms-inbound", "/unsubscribe?token=nope.nope"), timeout=10)
     assert page.status_code == 400 and "unsubscribe" in page.text.lower()
+
+
+def test_a_head_request_to_the_inbound_path_gets_no_body(app_url: str) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(app_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
+        conn.sendall(f"HEAD {parts.path} HTTP/1.0\r\nHost: shop.example.com\r\n\r\n".encode())
+        raw = b""
+        while chunk := conn.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 405") and body == b""

@@ -131,13 +131,17 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
         handle.seek(0)
         first = handle.readline()
         end = handle.seek(0, io.SEEK_END)
-        if first.removeprefix(BOM):
+        if first.removeprefix(BOM).strip():
             layout = layout_of(path, first)
             handle.seek(end - 1)
             if handle.read(1) not in (b"\n", b"\r"):
                 text.write(layout.newline)
-        else:  # a new list (or one holding only a BOM)
+        else:  # a new list (or one holding only a BOM, or an emptied one saved with a blank line)
             layout = fresh
+            if end > len(BOM) or (end and not first.startswith(BOM)):
+                handle.seek(end - 1)
+                if handle.read(1) not in (b"\n", b"\r"):
+                    text.write(layout.newline)
             if layout.bom and not end:
                 text.write(BOM.decode("utf-8"))
             layout.writer(text).writerow(layout.header)
