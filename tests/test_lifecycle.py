@@ -370,3 +370,13 @@ def test_a_forgotten_address_does_not_come_back_with_a_cart_that_fails_an_earlie
     result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
     assert [d["reason"] for d in result.json["decisions"]] == ["suppressed"]
     assert columns_holding(shop.folder / "ledger.db", "carol@example.org") == []
+
+
+def test_forget_files_on_a_list_it_cannot_open_says_so_after_erasing_the_ledger(shop: Shop) -> None:
+    """A call list that cannot be opened (unwritable, or a folder in its place) ended the command
+    in an internal error after the ledger was erased, without saying the list was left as it was."""
+    (shop.folder / "call-list.csv").mkdir()
+    result = shop.cli("forget", "ann@example.com", "--files", "--json", now=None)
+    assert result.exit_code == 1, result.output
+    assert "the call list could not be rewritten" in result.json["error"]["message"]
+    assert "the ledger is erased" in result.json["error"]["message"]

@@ -56,7 +56,12 @@ def forget(
         finally:
             ledger.close()
         call_list = cfg.path(cfg.call_list.path)
-        listed = rows_of(call_list, done.email, phone=done.phone, region=cfg.phone_region, remove=files)
+        try:
+            listed = rows_of(call_list, done.email, phone=done.phone, region=cfg.phone_region, remove=files)
+        except (OSError, UnicodeDecodeError) as exc:  # the ledger is erased already: say what is left
+            raise CartrescueError(f"{call_list}: the call list could not be {'rewritten' if files else 'read'} "
+                                  f"({getattr(exc, 'strerror', None) or exc}); the ledger is erased, its rows "
+                                  "of this person are not") from None
         gone = [name for name in done.files if files and _remove(Path(name))]
     except CartrescueError as error:
         fail(error, as_json)
