@@ -91,9 +91,8 @@ def email_hashes(email: str) -> tuple[str, ...]:
 
 
 def _other_form(email: str) -> str | None:
-    """``email`` with its domain in its other IDNA form, or ``None`` (an ASCII domain has none)."""
-    if email.isascii() and "xn--" not in email:
-        return None
+    """``email`` (normalized) with its domain in its other IDNA form, or ``None`` (an ASCII
+    domain without ``xn--`` labels has none)."""
     local, at, domain = email.rpartition("@")
     if not at:
         return None

@@ -34,6 +34,13 @@ def counted(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is a whole number as a shop, a config or a protocol writes one (an id, a
+    setting, ``Retry-After``): ASCII digits only. ``str.isdigit()`` also takes ``²`` (which
+    ``int()`` refuses: the run stopped, exit 70) and other scripts' digits (``١٢``, id 12)."""
+    return text.isascii() and text.isdigit()
+
+
 def clipped(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters, the cut marked with "…": a 100 KB cell quoted
     in a warning would bury the lines around it (and cron's mail)."""

@@ -48,6 +48,7 @@ from cartrescue.channels.base import (
     take_prepared,
 )
 from cartrescue.ratelimit import RateLimiter
+from cartrescue.text import ascii_digits
 
 if TYPE_CHECKING:
     import httpx
@@ -464,7 +465,7 @@ def retry_after(value: str | None, cap: float = 300.0) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isascii() and value.isdigit():  # "²" is a digit to isdigit(), and float() refuses it
+    if ascii_digits(value):  # "²" is a digit to isdigit(), and float() refuses it
         return min(float(value), cap)
     from email.utils import parsedate_to_datetime
 

@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 from cartrescue.channels.base import Envelope, Outcome, Status
 from cartrescue.channels.http import Down, HttpChannel, HttpSettings, Job, Retry, Verdict, judge_status, retry_after
 from cartrescue.errors import ConfigError
+from cartrescue.text import ascii_digits
 
 if TYPE_CHECKING:
     import httpx
@@ -160,7 +161,7 @@ def _path(document: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(document, dict):
             document = document.get(part)
-        elif isinstance(document, list) and part.isascii() and part.isdigit() and int(part) < len(document):
+        elif isinstance(document, list) and ascii_digits(part) and int(part) < len(document):
             document = document[int(part)]
         else:
             return None

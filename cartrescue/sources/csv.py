@@ -30,6 +30,8 @@ from cartrescue.shards import owner
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.parse_delivered, as before
+    OWNER_FIELDS,
+    owner_conflict,
     parse_decimal,
     COUNT_DIGITS,
     FALSE_WORDS,
@@ -68,11 +70,9 @@ ORDER_FIELDS = (
     "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
     "cancelled_at",
 )
-#: What every row of one cart must agree on, where given: who it is for and what it costs in.
-_OWNER_FIELDS = ("email", "customer_id", "currency")
 #: No cart-level value taken from a later row of its cart (the common case; never written to).
 _NOT_LATER: dict[str, int] = {}
-_NO_OWNER = ("",) * len(_OWNER_FIELDS)  # a row that leaves them to the cart's first
+_NO_OWNER = ("",) * len(OWNER_FIELDS)  # a row that leaves them to the cart's first
 REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
 REQUIRED_ORDER = ("order_id", "created_at")
 
@@ -860,7 +860,7 @@ class CsvSource(CartSource):
         self._cart_getter = itemgetter(*self._cart_positions)
         self._line_getter = itemgetter(*(at[name] for name in LINE_FIELDS))
         self._alike_getter = itemgetter(*(at[name] for name in ALIKE_FIELDS))
-        self._owner_getter = itemgetter(*(at[name] for name in _OWNER_FIELDS))
+        self._owner_getter = itemgetter(*(at[name] for name in OWNER_FIELDS))
         self._id_at = self._cols.index["cart_id"]
         return width
 
@@ -967,20 +967,13 @@ class CsvSource(CartSource):
         as one would show one customer another's products, priced in the wrong currency.
         :meth:`_build_cart` compares the cells as written first (a set of one tuple a row, blank
         rows left out): this looks closely at a cart whose rows differ."""
-        for name in _OWNER_FIELDS:
+        for name in OWNER_FIELDS:
             position = self._at[name]
-            seen: tuple[str, int] | None = None
-            for line, row in rows:
-                value = row[position].strip()
-                if not value:
-                    continue
-                if name != "customer_id":
-                    value = value.lower()
-                if seen is None:
-                    seen = (value, line)
-                elif value != seen[0]:
-                    raise RowError(f"{name} {seen[0]!r} (line {seen[1]}) and {value!r} (line {line}) in one cart: "
-                                   "two carts under one id? (an id a spreadsheet rounded: 3.50123E+13)")
+            found = owner_conflict(name, ((line, row[position]) for line, row in rows))
+            if found is not None:
+                (first, at), (other, line) = found
+                raise RowError(f"{name} {first!r} (line {at}) and {other!r} (line {line}) in one cart: "
+                               "two carts under one id? (an id a spreadsheet rounded: 3.50123E+13)")
 
     def _decimal(self, text: str, what: str) -> Decimal:
         """:func:`parse_decimal` within the bounds of every amount, remembered: prices and costs

@@ -35,7 +35,8 @@ from cartrescue.contacts import normalize_email
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.sources.base import Activity, OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
-from cartrescue.sources.values import ascii_digits, campaign_name
+from cartrescue.sources.values import campaign_name
+from cartrescue.text import ascii_digits
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     UTC,

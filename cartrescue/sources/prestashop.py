@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
-from cartrescue.sources.values import ascii_digits
+from cartrescue.text import ascii_digits
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     DatabaseSource,

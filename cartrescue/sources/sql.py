@@ -56,7 +56,9 @@ from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, 
     bounded_amount,
     bounded_quantity,
     in_stock_range,
+    OWNER_FIELDS,
     normalize_locale,
+    owner_conflict,
     parse_currency,
     parse_decimal,
     parse_delivered,
@@ -649,27 +651,17 @@ def item(sku: Any, name: Any, quantity: Any, unit_price: Any, *, unit_cost: Any 
     )
 
 
-#: What a cart's rows must agree on: rows of one id naming two are two carts under one id.
-_OWNERS = ("email", "customer_id", "currency")
-
-
 def _one_owner(rows: Sequence[Mapping[str, Any]]) -> None:
-    """RowError when the rows of one cart name two addresses, customers or currencies: two
-    stores' carts under one id went in one message, to whichever customer the server's row
-    order put first (the CSV source refuses the same rows)."""
-    for name in _OWNERS:
-        seen: str | None = None
-        for row in rows:
-            value = row.get(name)
-            text = "" if value is None else str(value).strip()
-            if not text:
-                continue
-            if name != "customer_id":
-                text = text.lower() if name == "email" else text.upper()
-            if seen is None:
-                seen = text
-            elif text != seen:
-                raise RowError(f"{name} {seen!r} and {text!r} in one cart: two carts under one id?")
+    """RowError when the rows of one cart name two addresses, customers or currencies
+    (:func:`~cartrescue.sources.values.owner_conflict`): two stores' carts under one id went in
+    one message, to whichever customer the server's row order put first."""
+    for name in OWNER_FIELDS:
+        found = owner_conflict(name, ((None, row.get(name)) for row in rows))
+        if found is not None:
+            (first, _), (other, _) = found
+            if name == "currency":  # compared in any case, named as codes are written
+                first, other = first.upper(), other.upper()
+            raise RowError(f"{name} {first!r} and {other!r} in one cart: two carts under one id?")
 
 
 def any_in(conditions: Sequence[tuple[str, str, Sequence[Any]]]) -> tuple[str, dict[str, Any], list[str]]:

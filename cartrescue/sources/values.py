@@ -15,7 +15,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+W = TypeVar("W")  # where a value stood: a line, a row
 
 #: Orders in these states did not happen, as far as reminders are concerned.
 IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided"})
@@ -144,11 +147,28 @@ def parse_currency(value: Any) -> str:
     return code
 
 
-def ascii_digits(text: str) -> bool:
-    """Whether ``text`` is a whole number as a shop writes an id or a setting: ASCII digits only.
-    ``str.isdigit()`` also takes ``²`` (which ``int()`` refuses: the run stopped, exit 70) and
-    other scripts' digits (``١٢``, which would name id 12)."""
-    return text.isascii() and text.isdigit()
+#: What every row of one cart must agree on, where given: who it is for and what it costs in.
+OWNER_FIELDS = ("email", "customer_id", "currency")
+
+
+def owner_conflict(name: str, cells: Iterable[tuple[W, Any]]) -> tuple[tuple[str, W], tuple[str, W]] | None:
+    """The first two values of ``name`` (one of :data:`OWNER_FIELDS`) that differ among a
+    cart's rows, each with where it stood, ``cells`` being ``(where, value)``; blanks are left
+    out, an address and a currency compare in any case, a customer id exactly. Rows of one id
+    naming two are two carts under one id, which read as one would show one customer another's
+    products (the CSV and SQL sources both refuse them)."""
+    seen: tuple[str, W] | None = None
+    for where, value in cells:
+        text = "" if value is None else str(value).strip()
+        if not text:
+            continue
+        if name != "customer_id":
+            text = text.lower()
+        if seen is None:
+            seen = (text, where)
+        elif text != seen[0]:
+            return seen, (text, where)
+    return None
 
 
 def below(number: Decimal, digits: int) -> bool:
