@@ -180,6 +180,7 @@ def test_an_empty_secret_reads_no_mail_and_loses_none(shop: Shop, tmp_path: Path
     shop.configure(shop={"unsubscribe_secret": ""})
     refused = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
     assert refused.exit_code == 2 and "unsubscribe_secret is empty" in refused.json["error"]["message"]
+    assert refused.json["error"]["message"].startswith(f"{shop.config_path}: shop.unsubscribe_secret")
     shop.configure(shop={"unsubscribe_secret": secret})
     assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 0
     assert shop.suppression("ann@example.com") is not None

@@ -144,6 +144,8 @@ def suppress_mailbox(
         ledger = cfg.open_ledger()
         try:
             result = read_mailbox(ledger, path, cfg.shop.unsubscribe_secret, trust_sender=trust_sender)
+        except ConfigError as error:
+            raise cfg.locate(error) from None  # a key it names comes with the config file
         finally:
             ledger.close()
     except CartrescueError as error:
