@@ -632,13 +632,23 @@ class Tier(_Model):
     # "day": the budget is the shop's day's (its midnight to midnight), what the run before used
     # today counted, as staff who make five calls a day need from a cron that runs every ten minutes.
     budget_per: Literal["run", "day"] = "run"
+    # What a send the budget has no room for becomes: "defer" (it waits for a run with room, up to
+    # eligibility.backfill) or "email" (a text or call step goes by e-mail now, as when the
+    # customer has no number: a customer the tier ranks high gets at least what a lower tier gets).
+    over_budget: Literal["defer", "email"] = "defer"
+
+    @model_validator(mode="after")
+    def _over_budget_needs_budget(self) -> "Tier":
+        if self.over_budget != "defer" and self.budget is None:
+            raise ValueError(f"tier {self.name!r}: over_budget: {self.over_budget} needs a budget")
+        return self
 
 
 class PriorityConfig(_Model):
     rules: Rules = Rules()
     tiers: list[Tier] = Field(
         default_factory=lambda: [
-            Tier(name="vip", min_score=85, channel="call-list", budget=5, budget_per="day"),  # as config.example.yaml: a small top slice
+            Tier(name="vip", min_score=85, channel="call-list", budget=5, budget_per="day", over_budget="email"),  # as config.example.yaml: a small top slice
             Tier(name="high", min_score=35),
             Tier(name="standard", min_score=0),
         ]

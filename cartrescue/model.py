@@ -267,6 +267,9 @@ class Decision:
     detail: str = ""
     facts: "CartFacts | None" = field(default=None, compare=False)
     phone: str | None = None  # the customer's number in E.164, when the shop sends SMS (checked by the planner)
+    # A send of a tier with ``over_budget: email``: the channel it takes if the budget has no room
+    # (checked when decided: the customer can get this step that way now). None: it waits.
+    instead: str | None = field(default=None, compare=False)
 
 
 @quick_init

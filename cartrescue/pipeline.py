@@ -42,7 +42,7 @@ from cartrescue.model import (
 )
 from cartrescue.newest import NewestCarts
 from cartrescue.newsletters import Newsletters
-from cartrescue.orders import OrderBook
+from cartrescue.orders import OrderBook, OrderFacts
 from cartrescue.priority import Prioritizer
 from cartrescue.render import SMS_PART, Renderer
 from cartrescue.sequence import Calendar, next_step, step_number
@@ -65,6 +65,12 @@ _NEEDS_PHONE = frozenset({"sms", "call-list"})  # a step on these falls back to 
 _BY_ADDRESS = frozenset({"email", "webhook"})
 
 
+def _by_address(tier: Tier) -> str:
+    """The channel a text or call step goes by when it does not go by its own: the tier's
+    webhook if it has one, else e-mail."""
+    return tier.channel if tier.channel in _BY_ADDRESS else "email"
+
+
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
@@ -79,25 +85,39 @@ class _Budget:
         self.per = per  # what the limit is of, for the deferred: "per run", "today (…)", "… in shard 1/2 (…)"
         self.heap: list[tuple[float, int, Decision]] = []
         self.counter = itertools.count()
+        # The addresses and numbers of the kept sends: one of them is not mailed instead (it is
+        # the customer's message of the day, decided at the end of the run).
+        self.held: Counter[str] = Counter()
 
     def offer(self, decision: Decision) -> Decision | None:
-        """Keep ``decision`` if it is among the best so far; return the one that lost, if any."""
+        """Keep ``decision`` if it is among the best so far; return the one that lost, if any:
+        deferred, or sent by its ``instead`` channel now (``over_budget: email``)."""
         entry = (decision.score or 0.0, -next(self.counter), decision)
         if len(self.heap) < self.limit:
             heapq.heappush(self.heap, entry)
+            self.held.update(_contacts(decision))
             return None
         if self.limit and entry[:2] > self.heap[0][:2]:
+            self.held.update(_contacts(decision))
             entry = heapq.heapreplace(self.heap, entry)
-        return _over_budget(entry[2], self.limit, self.per)
+            self.held.subtract(_contacts(entry[2]))
+        lost = entry[2]
+        detail = f"tier {lost.tier} takes {self.limit} {self.per}"
+        if lost.instead is not None and not any(self.held[contact] > 0 for contact in _contacts(lost)):
+            return replace(lost, channel=lost.instead, instead=None,
+                           detail=f"by {lost.instead}, not {lost.channel}: {detail}")
+        return replace(lost, action=Action.DEFER, reason=Reason.BUDGET, detail=detail, instead=None)
 
     def drain(self) -> Iterator[Decision]:
         for _score, _order, decision in sorted(self.heap, key=lambda e: e[:2], reverse=True):
             yield decision
         self.heap.clear()
+        self.held.clear()
 
 
-def _over_budget(decision: Decision, limit: int, per: str) -> Decision:
-    return replace(decision, action=Action.DEFER, reason=Reason.BUDGET, detail=f"tier {decision.tier} takes {limit} {per}")
+def _contacts(decision: Decision) -> list[str]:
+    """The customer's address and number: what one message a day counts."""
+    return [c for c in (decision.cart.customer.email, decision.phone) if c]
 
 
 class Planner:
@@ -148,13 +168,14 @@ class Planner:
                 for decision in budget.drain():
                     yield self._first_of_the_day(decision, newest)
 
-    def _first_of_the_day(self, decision: Decision, newest: NewestCarts) -> Decision:
-        """A send a budget kept, decided now, at the end of the run: its customer's message of
-        the day unless another cart of theirs (another address with the same number) got one in
-        this run meanwhile; then it waits until tomorrow, as any such cart does (``_decide``)."""
-        contacts = [c for c in (decision.cart.customer.email, decision.phone) if c]
+    def _first_of_the_day(self, decision: Decision, newest: NewestCarts, messaged: set[str] | None = None) -> Decision:
+        """A send a budget kept (or had no room for, sent by e-mail instead), decided now: its
+        customer's message of the day unless another cart of theirs (another address with the
+        same number) got one in this run meanwhile (``messaged``: the current chunk's, not yet in
+        ``newest``); then it waits until tomorrow, as any such cart does (``_decide``)."""
+        contacts = _contacts(decision)
         verdict = None
-        if newest.messaged(contacts):  # the calendar's own rule, as if that message were the last
+        if (messaged and not messaged.isdisjoint(contacts)) or newest.messaged(contacts):  # the calendar's own rule, as if that message were the last
             verdict = self.calendar.gate(self.now, self.now, None, decision.channel or "email")
         if verdict is None:
             newest.mark_messaged(contacts)
@@ -221,25 +242,29 @@ class Planner:
             if decision.action is Action.SEND and decision.channel == "call-list" and decision.phone is None:
                 calls.append(decision)  # its number is looked up among the suppressions below, with the others
                 continue
-            yield from self._settle(decision, budgets, messaged, added)
+            yield from self._settle(decision, budgets, messaged, added, newest)
         for decision in self._screen_calls(calls):
-            yield from self._settle(decision, budgets, messaged, added)
+            yield from self._settle(decision, budgets, messaged, added, newest)
         newest.mark_messaged(added)
 
     def _settle(self, decision: Decision, budgets: dict[str, _Budget], messaged: set[str],
-                added: list[str]) -> Iterator[Decision]:
+                added: list[str], newest: NewestCarts) -> Iterator[Decision]:
         """A decision as the run goes on with it: a send of a tier with a budget waits in the
-        budget (the one it displaces comes out now); a send marks its customer as messaged."""
+        budget (the one it displaces comes out now: deferred, or sent by e-mail instead); a send
+        marks its customer as messaged."""
         if decision.action is Action.SEND and decision.tier in budgets and not self._fell_back(decision):
             displaced = budgets[decision.tier].offer(decision)
+            if displaced is not None and displaced.action is Action.SEND:  # over_budget: email
+                displaced = self._first_of_the_day(displaced, newest, messaged)
+                if displaced.action is Action.SEND:
+                    messaged.update(_contacts(displaced))
             if displaced is not None:
                 yield displaced
             return
         if decision.action is Action.SEND:
-            for contact in (decision.cart.customer.email, decision.phone):
-                if contact:
-                    messaged.add(contact)
-                    added.append(contact)
+            contacts = _contacts(decision)
+            messaged.update(contacts)
+            added += contacts
         yield decision
 
     def _screen_calls(self, calls: list[Decision]) -> list[Decision]:
@@ -325,7 +350,7 @@ class Planner:
         if verdict is not None and channel in _NEEDS_PHONE and self._unreachable(channel, verdict):
             # No mobile, no SMS consent, no number to call: this step goes by e-mail rather than
             # not at all (the later steps, and their incentive, with it).
-            instead = tier.channel if tier.channel in _BY_ADDRESS else "email"
+            instead = _by_address(tier)
             second = self.gates.check(cart, facts, now=now, suppressed=history.suppressed, newest_cart=newest_cart,
                                       channel=instead, phone=phone)
             if second is None or second.reason not in (Reason.NO_CONTACT, Reason.NO_CONSENT):
@@ -340,8 +365,9 @@ class Planner:
             else:
                 step = due.step
                 template = sequence.steps[step - 1].template
-                verdict = self.calendar.gate(now, self._last_message(email, phone, history, messaged),
-                                             sent_today.get(email or "") if sent_today else None, channel)
+                last = self._last_message(email, phone, history, messaged)
+                newsletter = sent_today.get(email or "") if sent_today else None
+                verdict = self.calendar.gate(now, last, newsletter, channel)
                 if verdict is None:
                     who = subject(cart)
                     if self.experiments.held_out(who, tier.sequence):
@@ -355,12 +381,25 @@ class Planner:
                         cart=cart, action=Action.SEND, reason=Reason.DUE, score=score.value, tier=tier.name,
                         step=step, channel=channel, template=template, detail=fallback,
                         variant=self.experiments.variant(who, tier.sequence, step), facts=cart_facts, phone=phone,
+                        instead=None if tier.over_budget == "defer" or channel not in _NEEDS_PHONE else self._instead(
+                            cart, facts, tier, history, newest_cart, phone, last, newsletter),
                     )
         return Decision(
             cart=cart, action=verdict.action, reason=verdict.reason, score=score.value, tier=tier.name, step=step,
             channel=channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
             facts=cart_facts, phone=phone,
         )
+
+    def _instead(self, cart: Cart, facts: OrderFacts, tier: Tier, history: History, newest_cart: str | None,
+                 phone: str | None, last: datetime | None, newsletter: MarketingSend | None) -> str | None:
+        """The channel a text or call step of a tier with ``over_budget: email`` takes when the
+        budget has no room for it: e-mail (or the tier's webhook), if the customer can get the
+        step that way now (consent, suppressions, quiet hours); None: it waits for the budget."""
+        instead = _by_address(tier)
+        if self.gates.check(cart, facts, now=self.now, suppressed=history.suppressed, newest_cart=newest_cart,
+                            channel=instead, phone=phone) is not None:
+            return None
+        return instead if self.calendar.gate(self.now, last, newsletter, instead) is None else None
 
     def _fell_back(self, decision: Decision) -> bool:
         """Whether a send goes by e-mail because its step's channel cannot reach the customer: a

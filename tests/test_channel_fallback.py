@@ -73,3 +73,57 @@ def test_a_step_that_went_by_email_instead_leaves_the_days_budget_to_the_tiers_o
     shop.add(cart("newer", email="cy@example.com", phone="+46701234568", items=PRICEY, now=later))
     found = {d["cart_id"]: d for d in shop.cli("run", "--outbox", out, "--json", now=later).json["decisions"]}
     assert (found["newer"]["action"], found["newer"]["step"], found["newer"]["reason"]) == ("send", 1, "due")
+
+
+def _over_budget_shop(shop: Shop, budget: int = 1, **tier: object) -> Shop:
+    return shop.configure(
+        priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list", "budget": budget,
+                             "over_budget": "email", **tier},
+                            {"name": "standard", "min_score": 0}]},
+        sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                         {"delay": "24h", "template": "reminder-2"}]}})
+
+
+def test_with_over_budget_email_a_call_the_budget_has_no_room_for_goes_by_email_now(shop: Shop) -> None:
+    _over_budget_shop(shop).add(
+        cart("called", email="ann@example.com", phone="+46701234567", items=[("S", "Lamp", 1, "990.00")]),
+        cart("mailed", email="cy@example.com", phone="+46701234568", items=PRICEY))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    found = {d["cart_id"]: d for d in result.json["decisions"]}
+    assert {key: (d["action"], d["channel"], d["delivery"]) for key, d in found.items()} == {
+        "called": ("send", "call-list", "sent"), "mailed": ("send", "email", "sent")}
+    assert found["mailed"]["detail"].startswith("by email, not call-list: tier vip takes 1 per run")
+    assert [(row["cart_id"], row["step"], row["channel"]) for row in shop.messages()] == [
+        ("mailed", 1, "email"), ("called", 1, "call-list")]
+    with (shop.folder / "call-list.csv").open(encoding="utf-8", newline="") as handle:
+        assert [row["cart_id"] for row in csv.DictReader(handle)] == ["called"]
+
+
+def test_over_budget_email_leaves_the_days_budget_to_the_calls(shop: Shop) -> None:
+    """The e-mails instead of calls do not count against a day's budget: the day's next cart
+    that outscores nobody still gets its call when the budget has room."""
+    _over_budget_shop(shop, budget=1, budget_per="day").add(
+        cart("mailed", email="cy@example.com", phone="+46701234568", items=PRICEY))
+    out = str(shop.folder / "out")
+    shop.add(cart("called", email="ann@example.com", phone="+46701234567", items=[("S", "Lamp", 1, "990.00")]))
+    assert shop.cli("run", "--outbox", out).exit_code == 0
+    later = NOW + timedelta(hours=2)
+    shop.add(cart("next", email="bo@example.com", phone="+46701234569", items=PRICEY, now=later))
+    found = {d["cart_id"]: d for d in shop.cli("run", "--outbox", out, "--json", now=later).json["decisions"]}
+    assert (found["next"]["action"], found["next"]["channel"]) == ("send", "email")  # the day's one call is gone
+    assert found["next"]["detail"].startswith("by email, not call-list: tier vip takes 0 today")
+
+
+def test_over_budget_email_without_an_address_waits_for_the_budget(shop: Shop) -> None:
+    _over_budget_shop(shop, budget=0).add(cart("waits", email="", phone="+46701234568", items=PRICEY))
+    (decision,) = shop.cli("carts", "--json").json["decisions"]
+    assert (decision["action"], decision["reason"], decision["channel"]) == ("defer", "tier_budget", "call-list")
+
+
+def test_over_budget_email_needs_a_budget(shop: Shop) -> None:
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list",
+                                        "over_budget": "email"}]})
+    result = shop.cli("carts")
+    assert result.exit_code == 2
+    assert "priority.tiers" in result.output and "over_budget: email needs a budget" in result.output

@@ -385,3 +385,18 @@ def test_a_country_code_that_is_not_iso_3166_is_refused_with_the_one_meant(shop:
     result = shop.cli("carts", "--json")
     assert result.exit_code == 2
     assert f"sms.countries: {code.upper()} is not an ISO 3166 country code: write {meant}" in result.stderr
+
+
+def test_a_text_the_budget_has_no_room_for_is_not_mailed_to_a_number_texted_in_this_run(shop: Shop) -> None:
+    """``over_budget: email``: the e-mail instead of a text would be the customer's one message
+    of the day, which the other cart of the number, kept for a text, is to have: this cart waits."""
+    sms_shop(shop, "https://api.example.com", carts=0)
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms", "budget": 1,
+                                        "over_budget": "email"}]})
+    shop.add(cart("a", email="a@example.com", phone="070-123 45 01", sms_consent="yes",
+                  items=[("S", "Sofa", 1, "900.00")]),
+             cart("b", email="b@example.com", phone="+46701234501", sms_consent="yes"),
+             cart("c", email="c@example.com", phone="+46701234502", sms_consent="yes"))
+    decisions = shop.decisions(command="run")
+    assert {key: (d["reason"], d["channel"]) for key, d in decisions.items()} == {
+        "a": ("due", "sms"), "b": ("tier_budget", "sms"), "c": ("due", "email")}
