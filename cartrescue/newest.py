@@ -4,6 +4,13 @@ Owns the first pass over a source's activity, and the addresses this run has mes
 (one message per address per day, also within a run). Both live in a scratch SQLite file, not
 in a dict or a set, so that a million carts cost the same memory as a thousand; it is deleted
 on close.
+
+Only a cart that can be reminded competes for newest: one with nothing in it (no line item, or
+nothing to pay) is skipped for its contents whatever else it is, and taken as the newest it left
+the address's real cart without a reminder too. Shops make such carts without the customer
+meaning anything by them (a session that added a product and removed it, an empty quote made by
+an API call, CartFlows' ``a:0:{}`` rows); the Magento and PrestaShop presets never read an empty
+one at all. A customer who empties the abandoned cart itself still gets no reminder of it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ _UPSERT = (
 
 
 class NewestCarts:
-    """email -> key of the cart with the latest activity (ties: the larger key)."""
+    """email -> key of the cart with the latest activity (ties: the larger key) among those that
+    can be reminded."""
 
     def __init__(self) -> None:
         self._scratch = ScratchDb("newest", (
@@ -31,11 +39,15 @@ class NewestCarts:
         ))
         self._db = self._scratch.connection
 
-    def add(self, activity: Iterable[Activity], batch: int = 5000) -> int:
-        """Feed the first pass; returns how many carts were seen."""
+    def add(self, activity: Iterable[Activity], batch: int = 5000, *, free_reminded: bool = False) -> int:
+        """Feed the first pass; returns how many carts compete for newest. A cart with no line
+        item never does; one with nothing to pay does only when ``free_reminded`` (an
+        ``eligibility.min_total`` of 0 or less lets such a cart be reminded)."""
         count = 0
         rows: list[tuple[str, float, str]] = []
         for item in activity:
+            if item.empty or (item.free and not free_reminded):
+                continue
             rows.append((item.email, item.updated_at.timestamp(), item.cart_key))
             if len(rows) >= batch:
                 count += len(rows)

@@ -159,7 +159,7 @@ class Planner:
         window = self.window
         with NewestCarts() as newest:
             activity = source.activity(everything) if shard is None else source.shard_activity(everything, shard)
-            newest.add(a for a in activity if a.updated_at <= now)
+            newest.add((a for a in activity if a.updated_at <= now), free_reminded=eligibility.min_total <= 0)
             budgets = {t.name: self._budget(t) for t in self.config.priority.tiers if t.budget is not None}
             carts = source.carts(window) if shard is None else source.shard_carts(window, shard)
             for chunk in chunked(carts, PLAN_CHUNK):

@@ -177,3 +177,35 @@ def test_a_cart_past_backfill_with_a_newer_cart_is_reported_as_the_newer_cart(sh
     found = shop.decisions()
     assert (found["old"]["action"], found["old"]["reason"]) == ("skip", "newer_cart_for_address")
     assert found["new"]["reason"] == "due"
+
+
+def test_a_newer_cart_without_items_leaves_the_older_cart_its_reminders(shop: Shop) -> None:
+    """One address, one reminder stream: a newer cart with nothing in it (a session that added a
+    product and removed it) has no stream. Taken as the address's newest, it silenced the older,
+    real cart (``newer_cart_for_address``) and was skipped itself: no reminder at all."""
+    shop.add(cart("old", email="x@example.com", idle=5 * H),
+             cart("new", email="x@example.com", idle=2 * H, items=[("", "", "", "")]))
+    found = shop.decisions()
+    assert (found["old"]["action"], found["old"]["reason"], found["new"]["reason"]) == ("send", "due", "empty_cart")
+
+
+@pytest.mark.parametrize(("items", "total"), [([("FREE", "Free sample", 1, "0.00")], ""),
+                                              ([("SKU-1", "Blue mug", 1, "25.00")], "0.00")],
+                         ids=["lines-priced-0", "total-0"])
+def test_a_newer_cart_with_nothing_to_pay_leaves_the_older_cart_its_reminders(
+    shop: Shop, items: list[tuple[Any, ...]], total: str
+) -> None:
+    shop.add(cart("old", email="x@example.com", idle=5 * H),
+             cart("new", email="x@example.com", idle=2 * H, items=items, total=total))
+    found = shop.decisions()
+    assert (found["old"]["action"], found["old"]["reason"], found["new"]["reason"]) == ("send", "due", "zero_value")
+
+
+def test_a_free_newer_cart_is_the_newest_where_min_total_lets_free_carts_be_reminded(shop: Shop) -> None:
+    """``min_total: 0``: a cart with nothing to pay gets reminders, so it is the address's one
+    stream, never a second beside the older cart's."""
+    shop.configure(eligibility={"min_total": "0"})
+    shop.add(cart("old", email="x@example.com", idle=5 * H),
+             cart("new", email="x@example.com", idle=2 * H, items=[("FREE", "Free sample", 1, "0.00")]))
+    found = shop.decisions()
+    assert (found["old"]["reason"], found["new"]["reason"]) == ("newer_cart_for_address", "due")

@@ -42,6 +42,11 @@ QUOTES = [
     quote(309, "2026-03-02 08:00:00", customer_email="twice@example.com"),
     quote(310, "2026-03-02 09:30:00", customer_email="n/a", customer_is_guest=1),
     quote(311, "2026-03-02 09:00:00", customer_email="padded@example.com"),  # its buyer's address is padded
+    # 312 an address's older quote; 313 its newer one, a free sample: nothing to pay
+    quote(312, "2026-03-02 08:00:00", customer_email="sample@example.com"),
+    quote(313, "2026-03-02 09:30:00", customer_email="sample@example.com", grand_total=D("0"),
+          base_grand_total=D("0")),
+    quote(314, "2026-03-02 08:00:00", customer_email="empty@example.com"),  # older than 307, a line in it
 ]
 ITEMS = [
     line(3011, 301, "A", "1", "600", product_id=1),
@@ -50,7 +55,8 @@ ITEMS = [
     line(3032, 303, "SHIRT-M", "1", "0", product_id=31, parent_item_id=3031, base_cost=D("30"), name="Shirt M"),
     line(3041, 304, "C", "1", "10"), line(3051, 305, "C", "1", "10"), line(3061, 306, "C", "1", "10"),
     line(3081, 308, "C", "2", "5"), line(3091, 309, "C", "1", "10"), line(3101, 310, "C", "1", "10"),
-    line(3111, 311, "C", "1", "10"),
+    line(3111, 311, "C", "1", "10"), line(3121, 312, "C", "1", "10"), line(3131, 313, "FREE", "1", "0"),
+    line(3141, 314, "C", "1", "10"),
 ]
 SUBSCRIBERS = [
     {"customer_id": 11, "subscriber_email": "eur@example.com", "store_id": 1, "subscriber_status": 1},
@@ -59,6 +65,8 @@ SUBSCRIBERS = [
     {"customer_id": 0, "subscriber_email": "unsub@example.com", "store_id": 1, "subscriber_status": 3},
     {"customer_id": 0, "subscriber_email": "twice@example.com", "store_id": 1, "subscriber_status": 1},
     {"customer_id": 0, "subscriber_email": "padded@example.com", "store_id": 1, "subscriber_status": 1},
+    {"customer_id": 0, "subscriber_email": "sample@example.com", "store_id": 1, "subscriber_status": 1},
+    {"customer_id": 0, "subscriber_email": "empty@example.com", "store_id": 1, "subscriber_status": 1},
 ]
 BAD_TIME = {"mariadb": "0000-00-00 00:00:00", "postgres": "infinity"}
 
@@ -154,9 +162,24 @@ def test_an_order_whose_address_has_blanks_around_it_is_the_carts_order(planned)
     assert (decisions["311"]["action"], decisions["311"]["reason"]) == ("skip", "ordered")
 
 
+def test_a_newer_quote_with_nothing_to_pay_leaves_the_older_quote_its_reminders(planned):
+    """A free sample's quote (a grand total of 0) is skipped as ``zero_value``: taken as the
+    address's newest quote, it silenced the older one, which has something in it to buy."""
+    _, decisions = planned
+    assert (decisions["312"]["action"], decisions["312"]["reason"], decisions["313"]["reason"]) == (
+        "send", "due", "zero_value")
+
+
 def test_a_quote_without_lines_is_an_empty_cart(planned):
     _, decisions = planned
     assert (decisions["307"]["action"], decisions["307"]["reason"]) == ("skip", "empty_cart")
+
+
+def test_a_newer_quote_without_lines_leaves_the_older_quote_its_reminders(planned):
+    """``items_count`` still counts a line of quote 307, but it has none left: an empty cart, so
+    the address's older quote 314 is its newest that can be reminded."""
+    _, decisions = planned
+    assert (decisions["314"]["action"], decisions["314"]["reason"]) == ("send", "due")
 
 
 @pytest.mark.mariadb

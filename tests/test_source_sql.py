@@ -797,3 +797,28 @@ def test_a_cart_a_query_lists_twice_alike_is_sent_once_from_its_first_appearance
     assert sorted(d["cart_id"] for d in result.json["decisions"] if d["delivery"] == "sent") == ["c1", "c2"]
     assert result.json["problems"] == ["carts query cart_id=c1: the same cart id again (only its first appearance "
                                        "is used)"]
+
+
+def test_a_newer_cart_a_query_returns_without_lines_leaves_the_older_cart_its_reminders(tmp_path):
+    """A cart whose LEFT JOIN brings no line is empty: no address's newest, so the address's
+    older cart with a line keeps its reminders (it was skipped as ``newer_cart_for_address``)."""
+    from conftest import cli
+
+    path = tmp_path / "emptied.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE c (cart_id text, email text, currency text, created_at text)")
+    connection.execute("CREATE TABLE l (cart_id text, sku text, name text, quantity integer, unit_price text)")
+    connection.executemany("INSERT INTO c VALUES (?, 'ann@example.com', 'EUR', ?)",
+                           [("old", "2026-03-29 08:00:00"), ("new", "2026-03-29 10:00:00")])
+    connection.execute("INSERT INTO l VALUES ('old', 'A', 'Apple', 1, '10')")
+    connection.commit()
+    connection.close()
+    config = _apart_shop(tmp_path, f"sqlite:///{path}")
+    settings = json.loads(config.read_text())
+    settings["source"]["queries"]["carts"] = (
+        "SELECT c.cart_id, c.email, c.currency, c.created_at, l.sku, l.name, l.quantity, l.unit_price "
+        "FROM c LEFT JOIN l ON l.cart_id = c.cart_id ORDER BY c.cart_id")
+    config.write_text(json.dumps(settings))
+    result = cli("carts", "--json", "--config", str(config))
+    found = {d["cart_id"]: (d["action"], d["reason"]) for d in result.json["decisions"]}
+    assert found == {"old": ("send", "due"), "new": ("skip", "empty_cart")}, result.output

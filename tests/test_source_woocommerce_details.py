@@ -28,6 +28,8 @@ def carts(nul: bool) -> list[dict]:
         abandonment(4, "adds@example.com", at, php_cart((70, 71, 1, 100.0), nul=nul), "100"),    # additive cost
         abandonment(5, "gone@example.com", at, php_cart((50, 0, 1, 10.0), nul=nul), "10", unsubscribed=1),
         abandonment(6, "empty@example.com", at, "a:0:{}", "0"),
+        # 9 the same address's older cart, with a mug in it: cart 6 emptied a later session's
+        abandonment(9, "empty@example.com", "2026-03-02 08:00:00", php_cart((50, 0, 1, 10.0), nul=nul), "10"),
         abandonment(7, "orderdate@example.com", at, php_cart((50, 0, 1, 10.0), nul=nul), "10"),
     ]
 
@@ -123,6 +125,14 @@ def test_an_empty_cart_is_an_empty_cart_skip_not_a_problem(planned):
     result, decisions = planned
     assert (decisions["6"]["action"], decisions["6"]["reason"]) == ("skip", "empty_cart")
     assert not any("id=6" in problem for problem in result.json["problems"])
+
+
+def test_an_emptied_newer_cart_leaves_the_older_cart_its_reminders(planned):
+    """CartFlows keeps a row of a session whose cart was emptied (``a:0:{}``): taken as the
+    address's newest cart, it silenced the address's older cart with a mug in it."""
+    _, decisions = planned
+    assert (decisions["9"]["action"], decisions["9"]["reason"], decisions["6"]["reason"]) == (
+        "send", "due", "empty_cart")
 
 
 def test_unreadable_times_cost_their_rows_with_their_keys(shop, planned):

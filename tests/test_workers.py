@@ -100,6 +100,28 @@ def test_the_shards_of_a_dry_run_together_decide_every_cart_like_one_run(shop: S
         assert merged[f"new{n}"] == ("send", "due") and merged[f"old{n}"][1] == "newer_cart_for_address"
 
 
+@pytest.mark.parametrize("split", ["workers", "shards"])
+def test_a_newer_empty_cart_leaves_the_older_cart_its_reminders_in_every_shard(shop: Shop, split: str) -> None:
+    """Each shard finds its addresses' newest carts alone: from the activity spools the run's
+    helper writes (``--workers``), or from its own pass over the export (``--shard``). Either
+    way a newer cart with nothing in it is no address's newest."""
+    for n in range(8):
+        shop.add(cart(f"old{n}", email=f"emptied{n}@example.com", idle=timedelta(hours=5)),
+                 cart(f"new{n}", email=f"emptied{n}@example.com", idle=timedelta(hours=2), items=[("", "", "", "")]))
+    if split == "workers":
+        result = shop.cli("run", "--json", "--workers", "2")
+        assert result.exit_code == 0, result.output
+        decided = _decisions(result.json)
+    else:
+        decided = {}
+        for k in (1, 2):
+            part = shop.cli("run", "--json", "--shard", f"{k}/2")
+            assert part.exit_code == 0, part.output
+            decided.update(_decisions(part.json))
+    assert {decided[f"old{n}"] for n in range(8)} == {("send", "due")}
+    assert {decided[f"new{n}"] for n in range(8)} == {("skip", "empty_cart")}
+
+
 def test_n_workers_print_one_document_whose_counts_add_up(shop: Shop) -> None:
     _shop(shop)
     whole = shop.cli("run", "--json", "--workers", "1").json

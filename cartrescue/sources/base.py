@@ -68,11 +68,26 @@ class ProgressTotal:
 @quick_init
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """The little the pipeline's first pass needs to know which cart is an address's newest."""
+    """The little the pipeline's first pass needs to know which cart is an address's newest.
+
+    ``empty`` and ``free`` say what a source saw for sure of the cart's contents (no line item;
+    a total of 0 or less, its base total where the source knows one): such a cart gets no
+    reminder, so it is no address's newest (:class:`~cartrescue.newest.NewestCarts`). A source
+    that cannot tell cheaply leaves them False: the cart then counts, as every cart once did.
+    """
 
     email: str  # normalized (see cartrescue.contacts.normalize_email)
     updated_at: datetime
     cart_key: str
+    empty: bool = False
+    free: bool = False
+
+    @classmethod
+    def of(cls, email: str, cart: Cart) -> "Activity":
+        """A built cart's activity, its contents read as the eligibility gates read them."""
+        base = cart.base_total
+        return cls(email, cart.updated_at, cart.key, not cart.items,
+                   (cart.total if base is None else base) <= 0)
 
 
 class CartSource(ABC):
@@ -119,7 +134,7 @@ class CartSource(ABC):
             for cart in self.carts(window):
                 email = normalize_email(cart.customer.email)
                 if email:
-                    yield Activity(email, cart.updated_at, cart.key)
+                    yield Activity.of(email, cart)
         finally:
             self.on_problem = saved
 

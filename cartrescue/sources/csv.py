@@ -63,6 +63,14 @@ CART_FIELDS = (
 LINE_FIELDS = (
     "sku", "name", "quantity", "unit_price", "unit_cost", "stock_on_hand", "image_url", "product_url",
 )
+#: The line columns that make a row a line of its cart (:meth:`CsvSource._build_item`): a row with
+#: none of them (an image or a link at most) is none, and a cart without a line is empty.
+ITEM_FIELDS = LINE_FIELDS[:6]
+#: What the first pass saw of a cart's contents, ``(empty, free)`` of :class:`Activity`: shared
+#: tuples, none built per cart.
+_EMPTY, _FREE, _FULL = (True, False), (False, True), (False, False)
+#: What an amount of 0 is written with (" 0.00", "0,00"): one written with anything else is no 0.
+_ZERO_WRITTEN = "0., "
 #: What two groups of one cart id must share to be the same cart listed twice (:mod:`.apart`):
 #: its items and its last change; fewer cells than the row's, for a cheap digest of every group.
 ALIKE_FIELDS = ("sku", "name", "quantity", "unit_price", "updated_at")
@@ -520,9 +528,11 @@ class CsvSource(CartSource):
                 if owns is not None and not owns(email, key):
                     continue
                 spool.add_group(start, rows)
-                activity = self._activity_of(email, self._moment(rows), key)
-                if activity is not None:
-                    yield activity
+                if email:
+                    empty, free = self._contents(rows)
+                    activity = self._activity_of(email, self._moment(rows), key, empty, free)
+                    if activity is not None:
+                        yield activity
             complete = True
         finally:
             self.on_problem = saved
@@ -537,23 +547,68 @@ class CsvSource(CartSource):
         """A group's last activity as written (updated, else created; "" when neither is)."""
         return self._first(rows, "updated_at") or self._first(rows, "created_at")
 
-    def _activity_of(self, email: str, moment: str, key: str) -> Activity | None:
-        """What the first pass learns of one cart: its address and last activity (None: without
-        either, the cart is no address's newest)."""
+    def _activity_of(self, email: str, moment: str, key: str, empty: bool, free: bool) -> Activity | None:
+        """What the first pass learns of one cart: its address, last activity and whether it has
+        anything in it (:meth:`_contents`) (None: without an address or a time, the cart is no
+        address's newest)."""
         if not email or not moment:
             return None
         try:
             updated = parse_time(moment, "updated_at", self.shop_tz)
         except RowError:
             return None
-        return Activity(email.lower(), updated, key)
+        return Activity(email.lower(), updated, key, empty, free)
+
+    def _contents(self, rows: list[tuple[int, list[str]]]) -> tuple[bool, bool]:
+        """``(empty, free)`` of a group as :meth:`_build_cart` would find them: no line (no row
+        with any of :data:`ITEM_FIELDS`), or a total of 0 (its ``total``, else every line priced
+        0). A value this pass cannot read is something to pay: the carts pass reports it.
+
+        Only "empty" and "free" must be sure (either takes the cart out of the newest-cart
+        pass); "neither" is the old behaviour, so the first row alone says it for most carts:
+        a total written above 0, or none and a price above 0."""
+        first = rows[0][1]
+        total = first[self._total_at].strip()
+        if (total or first[self._price_at]).strip(_ZERO_WRITTEN):  # the first row's total, else its price
+            return _FULL
+        if not self._has_line(rows):
+            return _EMPTY
+        total = total or self._first(rows, "total")
+        if total:
+            return _FREE if self._zero(total, "total") else _FULL
+        price_at = self._price_at
+        for _, row in rows:  # every line priced 0?
+            price = row[price_at].strip()
+            if price and not self._zero(price, "unit_price"):
+                return _FULL
+        return _FREE
+
+    def _zero(self, text: str, what: str) -> bool:
+        """Whether an amount as written is 0 (parsed only when it looks so: zeros and separators)."""
+        if text.strip(_ZERO_WRITTEN):
+            return False
+        try:
+            return not self._decimal(text, what)
+        except RowError:
+            return False
+
+    def _has_line(self, rows: list[tuple[int, list[str]]]) -> bool:
+        """Whether a row of the group is a line: one of :data:`ITEM_FIELDS` written in it."""
+        positions = self._item_at
+        for _, row in rows:
+            for at in positions:
+                cell = row[at]
+                if cell and not cell.isspace():
+                    return True
+        return False
 
     def _followed_activity(self, path: Path, rows_path: Path, abandoned: Callable[[], bool],
                            shard: Shard) -> Iterator[Activity]:
         """The first pass over this shard's activity spool, which the run's helper writes beside
         its rows spool (``rows_path``, complete once the activity spool is): each cart's id,
-        address and last activity as written, then the file's repeated cart ids. The rows are
-        then read once, by the carts pass. The header is read here (where each field is)."""
+        address and last activity as written and its contents, then the file's repeated cart
+        ids. The rows are then read once, by the carts pass. The header is read here (where each
+        field is)."""
         from cartrescue.sources.shared import WAIT_LIMIT
         from cartrescue.sources.spool import follow
 
@@ -567,8 +622,8 @@ class CsvSource(CartSource):
                 apart = {cart_id: Apart(tuple(lines), alike, tuple(broken))  # type: ignore[union-attr]
                          for cart_id, (lines, alike, broken) in entry[1].items()}  # type: ignore[union-attr]
                 continue
-            cart_id, email, moment = entry  # type: ignore[misc]
-            activity = self._activity_of(email, moment, f"{name}:{cart_id}")  # type: ignore[has-type]
+            cart_id, email, moment, empty, free = entry  # type: ignore[misc]
+            activity = self._activity_of(email, moment, f"{name}:{cart_id}", empty, free)  # type: ignore[has-type]
             if activity is not None:
                 yield activity
         self._drop_spool()
@@ -580,9 +635,10 @@ class CsvSource(CartSource):
         problems of rows that are no cart in shard 1's, all in file order: what each worker's
         first pass would keep, for its carts pass to read instead of each worker parsing the
         whole file. Beside each, an activity spool (:func:`~cartrescue.sources.shared.activity_spool`)
-        with each cart's id, address and last activity, and last the file's repeated cart ids,
-        which the worker's first pass follows (:func:`~cartrescue.sources.spool.follow`) while it
-        is written: it never decodes the rows for it. Run by a helper process of ``run --workers``."""
+        with each cart's id, address, last activity and contents, and last the file's repeated
+        cart ids, which the worker's first pass follows (:func:`~cartrescue.sources.spool.follow`)
+        while it is written: it never decodes the rows for it. Run by a helper process of ``run
+        --workers``."""
         from cartrescue.sources.shared import activity_spool
 
         count = len(spools)
@@ -600,7 +656,8 @@ class CsvSource(CartSource):
                 shard = owner(email, f"{name}:{cart_id}", count) - 1
                 writers[shard].add_group(start, rows)
                 if email:  # without one, the cart is no address's newest: no activity
-                    activities[shard].add_activity(cart_id, email, self._moment(rows))
+                    empty, free = self._contents(rows)
+                    activities[shard].add_activity(cart_id, email, self._moment(rows), empty, free)
             for writer in writers:  # complete before the activity spools are: see _followed_activity
                 writer.finish()
             found = {cart_id: (entry.lines, entry.alike, entry.broken) for cart_id, entry in apart.finish().items()}
@@ -859,6 +916,8 @@ class CsvSource(CartSource):
         self._cart_positions = tuple(at[name] for name in CART_FIELDS)
         self._cart_getter = itemgetter(*self._cart_positions)
         self._line_getter = itemgetter(*(at[name] for name in LINE_FIELDS))
+        self._item_at = tuple(at[name] for name in ITEM_FIELDS)
+        self._total_at, self._price_at = at["total"], at["unit_price"]
         self._alike_getter = itemgetter(*(at[name] for name in ALIKE_FIELDS))
         self._owner_getter = itemgetter(*(at[name] for name in OWNER_FIELDS))
         self._id_at = self._cols.index["cart_id"]

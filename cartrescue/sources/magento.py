@@ -308,10 +308,16 @@ class MagentoSource(DatabaseSource):
         return str(value).replace("-", "_") if value else None
 
     def activity(self, window: Window) -> Iterator[Activity]:
-        """Address, last activity and key of each quote in the window, without items. A quote
-        whose time cannot be read is left out (the carts pass reports it)."""
+        """Address, last activity and key of each quote in the window, whether it has a line
+        left (one indexed look each: a quote whose ``items_count`` counts none is not read at
+        all) and whether its totals leave nothing to pay. A quote whose time cannot be read is
+        left out (the carts pass reports it)."""
         sql = (
-            "SELECT q.entity_id AS quote_id, q.updated_at, q.customer_email, a.email AS address_email "
+            "SELECT q.entity_id AS quote_id, q.updated_at, q.customer_email, a.email AS address_email, "
+            "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
+            "q.base_grand_total, q.trigger_recollect, "
+            f"EXISTS (SELECT 1 FROM {self.t('quote_item')} i WHERE i.quote_id = q.entity_id "
+            "AND i.parent_item_id IS NULL) AS has_line "
             f"FROM {self.t('quote')} q LEFT JOIN {self.t('quote_address')} a "
             "ON a.quote_id = q.entity_id AND a.email IS NOT NULL "
             f"WHERE {self._filters()} ORDER BY q.updated_at, q.entity_id, a.address_type"
@@ -326,7 +332,24 @@ class MagentoSource(DatabaseSource):
                 continue
             if not email:
                 continue
-            yield Activity(email, updated, f"{self.name}:{rows[0]['quote_id']}")
+            quote = rows[0]
+            yield Activity(email, updated, f"{self.name}:{quote['quote_id']}", not quote["has_line"],
+                           self._nothing_to_pay(quote))
+
+    def _nothing_to_pay(self, quote: Mapping[str, Any]) -> bool:
+        """Whether the quote's grand total is 0 or less, and so its base total as :meth:`_cart`
+        values it. A quote flagged for recollection is valued by its lines, which this pass does
+        not read, and a total that cannot be read is something to pay: neither is free."""
+        if quote["trigger_recollect"]:
+            return False
+        try:
+            total = as_decimal(quote["grand_total"], "grand_total", required=False)
+            if total is None or total > 0:
+                return False
+            base = self._base_total(quote, as_currency(quote["quote_currency_code"]), total)
+        except RowError:
+            return False
+        return base is None or base <= 0
 
     # -- orders ------------------------------------------------------------------------------
 

@@ -1035,7 +1035,7 @@ class SqlSource(DatabaseSource):
                 cart = self._cart(rows)
                 email = normalize_email(cart.customer.email) if cart is not None else None
                 if cart is not None and email:
-                    yield Activity(email, cart.updated_at, cart.key)
+                    yield Activity.of(email, cart)
             complete = True
         finally:
             self.on_problem = saved
