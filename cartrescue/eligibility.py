@@ -27,6 +27,7 @@ class Verdict:
     reason: Reason
     not_before: datetime | None = None
     detail: str = ""
+    step: int | None = None  # the step it is about, when the sequence named one (sequence.next_step)
 
 
 class Gates:

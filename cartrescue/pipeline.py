@@ -362,6 +362,9 @@ class Planner:
             due = next_step(cart, sequence, sent, now, self.config.eligibility.backfill)
             if isinstance(due, Verdict):
                 verdict = due
+                if due.step is not None:  # the step the cart waits for (or never started)
+                    step = due.step
+                    template = sequence.steps[step - 1].template
             else:
                 step = due.step
                 template = sequence.steps[step - 1].template

@@ -81,7 +81,7 @@ def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
 
 def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = None, locale: str | None = None,
             variant: str | None = None) -> Preview:
-    """Compose ``cart_id``'s message for ``step`` (default: the due one, else 1)."""
+    """Compose ``cart_id``'s message for ``step`` (default: the one due or waited for, else 1)."""
     return compose(config, find_decision(config, cart_id, now), now, step=step, locale=locale, variant=variant)
 
 
@@ -102,9 +102,9 @@ def _assigned(config: Config, decision: Decision, sequence: str, number: int) ->
 
 def compose(config: Config, decision: Decision, now: datetime, *, step: int | None = None, locale: str | None = None,
             variant: str | None = None, to: str | None = None) -> Preview:
-    """Compose ``decision``'s cart's message for ``step`` (default: the due one, else 1), in
-    ``locale`` and ``variant`` when given, addressed to ``to`` when given (``send-test``: the
-    unsubscribe link then carries that address too, never the customer's)."""
+    """Compose ``decision``'s cart's message for ``step`` (default: the one due or waited for,
+    else 1), in ``locale`` and ``variant`` when given, addressed to ``to`` when given
+    (``send-test``: the unsubscribe link then carries that address too, never the customer's)."""
     tier = next(t for t in config.priority.tiers if t.name == decision.tier)
     sequence = config.sequences[tier.sequence]
     number = step or decision.step or 1

@@ -39,7 +39,8 @@ def step_number(sent: list[SentStep]) -> int:
 
 def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetime,
               backfill: timedelta | None = None) -> Due | Verdict:
-    """The step to send now, or why none is (sequence done, next step not yet due, too late to start).
+    """The step to send now, or why none is (sequence done, next step not yet due, too late to
+    start): a verdict about a step names it (``step``), as the decision does that is made of it.
 
     Step n is due ``delay_n`` after the cart's last activity, and never sooner than the gap
     ``delay_n - delay_(n-1)`` after step n-1 went out: a run after cron was down (or a shop's
@@ -54,7 +55,7 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
     due_at = cart.updated_at + steps[number - 1].delay
     if number == 1:
         if backfill is not None and now - due_at > backfill:
-            return Verdict(Action.SKIP, Reason.OUTSIDE_BACKFILL,
+            return Verdict(Action.SKIP, Reason.OUTSIDE_BACKFILL, step=1,
                            detail=f"step 1 came due {due_at:%Y-%m-%d %H:%M} UTC, more than eligibility.backfill ago")
     else:
         previous = max((entry.at for entry in sent if entry.status in DONE and entry.step == number - 1),
@@ -62,7 +63,7 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
         if previous is not None:
             due_at = max(due_at, previous + (steps[number - 1].delay - steps[number - 2].delay))
     if now < due_at:
-        return Verdict(Action.DEFER, Reason.STEP_NOT_DUE, not_before=due_at, detail=f"step {number}")
+        return Verdict(Action.DEFER, Reason.STEP_NOT_DUE, not_before=due_at, detail=f"step {number}", step=number)
     return Due(number, due_at)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from cartrescue.ledger import Ledger
@@ -17,6 +19,16 @@ def test_preview_renders_the_requested_step_in_the_customers_locale(shop: Shop) 
     assert (shown["step"], shown["decision"], shown["to"]) == (2, "send", "c1@example.com")
     assert "Åsa" in shown["text"] and "Kaffekopp" in shown["text"] and "39,00" in shown["text"]
     assert Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").messages() == []
+
+
+def test_preview_of_a_cart_waiting_for_its_next_step_renders_that_step(shop: Shop) -> None:
+    """Without ``--step``: the step the cart waits for (``step_not_due``), not step 1 again, which
+    it was sent already (the decision named no step)."""
+    shop.add(cart("c1", idle=timedelta(hours=2)))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    result = shop.cli("preview", "c1", "--json", now=NOW + timedelta(hours=3))
+    assert result.exit_code == 0, result.output
+    assert (result.json["decision"], result.json["step"]) == ("defer", 2)
 
 
 def test_preview_in_a_locale_without_templates_says_which_it_fell_back_to(shop: Shop) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import sqlite3
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -151,6 +153,38 @@ def test_an_hourly_eight_day_replay_keeps_every_gap_and_one_message_a_day(shop: 
             assert later - earlier >= gaps[step + 1], (cart_id, step)
         days = [at.astimezone(stockholm).date() for _, at in steps]
         assert len(set(days)) == len(days), cart_id
+
+
+@pytest.mark.parametrize(("sent_first", "hours", "step", "template"),
+                         [(False, 50 / 60, 1, "reminder-1"), (True, 3, 2, "reminder-2")], ids=["step-1", "step-2"])
+def test_a_cart_waiting_for_a_step_names_that_step(
+    shop: Shop, sent_first: bool, hours: float, step: int, template: str
+) -> None:
+    """``step_not_due``: ``--json`` gives the step the cart waits for, as its detail says
+    ("step 2"); it gave ``step: null``, and a script could not tell which step was coming."""
+    shop.add(cart("c1", now=START, idle=timedelta(0)))
+    if sent_first:
+        assert len(_outbox_run(shop, 1)[1]) == 1
+    found = shop.decisions(now=START + hours * H)["c1"]
+    assert (found["reason"], found["detail"], found["step"], found["template"]) == (
+        "step_not_due", f"step {step}", step, template)
+
+
+def test_the_ledger_keeps_the_step_a_deferred_cart_waits_for(shop: Shop) -> None:
+    """The ledger's latest decision of the cart (``cr_decision``) says which step it waits for,
+    as the run's ``--json`` does."""
+    shop.add(cart("c1", now=START, idle=timedelta(0)))
+    assert len(_outbox_run(shop, 1)[1]) == 1
+    assert _outbox_run(shop, 3)[1] == []
+    with closing(sqlite3.connect(shop.folder / "ledger.db")) as db:
+        assert db.execute("SELECT reason, step FROM cr_decision WHERE cart_key = 'csv:c1'").fetchall() == [
+            ("step_not_due", 2)]
+
+
+def test_a_sequence_not_started_for_the_backfill_names_its_step_1(shop: Shop) -> None:
+    shop.add(cart("old", now=START, idle=timedelta(0)))
+    decided = shop.decisions(now=START + 70 * H)["old"]
+    assert (decided["reason"], decided["step"]) == ("outside_backfill", 1)
 
 
 def test_a_sequence_is_not_started_when_step_1_came_due_before_the_backfill(shop: Shop) -> None:

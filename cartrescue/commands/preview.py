@@ -28,7 +28,7 @@ def preview(
     config: ConfigOption = None,
     as_json: JsonOption = False,
     now: NowOption = None,
-    step: Annotated[Optional[int], typer.Option("--step", min=1, metavar="N", help="Render this step (default: the due one, else 1).")] = None,
+    step: Annotated[Optional[int], typer.Option("--step", min=1, metavar="N", help="Render this step (default: the one due or waited for, else 1).")] = None,
     locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help="Render in this locale instead of the customer's.")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write the HTML part to this file.")] = None,
     variant: Annotated[Optional[str], typer.Option(

@@ -29,7 +29,7 @@ def send_test(
     config: ConfigOption = None,
     as_json: JsonOption = False,
     now: NowOption = None,
-    step: Annotated[Optional[int], typer.Option("--step", min=1, metavar="N", help="Send this step (default: the due one, else 1).")] = None,
+    step: Annotated[Optional[int], typer.Option("--step", min=1, metavar="N", help="Send this step (default: the one due or waited for, else 1).")] = None,
     locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help="Render in this locale instead of the customer's.")] = None,
     variant: Annotated[Optional[str], typer.Option("--variant", metavar="NAME", help="Render this A/B variant of the step.")] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Render the built-in sample cart, not one of the shop's.")] = False,
