@@ -4,14 +4,15 @@ Owns the two ways rows leave the ledger:
 
 - :func:`forget` erases everything the ledger holds about one address -- every row of every
   ledger table with an ``email`` column (messages, decisions, test messages, and tables added
-  later, such as survey answers), the address on incentive codes -- and keeps only a suppression
-  under the address's hash, so the person is never mailed again and the ledger never learns the
-  address back (a suppressed cart's decision is stored without it).
+  later, such as survey answers), the test messages ``send-test`` rendered from its carts, the
+  address on incentive codes -- and keeps only a suppression under the address's hash, so the
+  person is never mailed again and the ledger never learns the address back (a suppressed
+  cart's decision is stored without it).
 - :func:`prune` deletes decisions and run records older than ``ledger.retention``, with one
   ``DELETE`` per table, in the delivering run that follows.
 
 Files outside the ledger (the call-list CSV, the files of ``--outbox``) are the shop's:
-:func:`forget` names the outbox files the ledger recorded, and the caller may rewrite the call
+:func:`forget` names the outbox files the ledger recorded (a run's and ``send-test``'s), and the caller may rewrite the call
 list (:func:`cartrescue.channels.call_list.remove_address`). It must not plan or deliver.
 """
 
@@ -34,7 +35,7 @@ from cartrescue.contacts import (
     phone_hash,
     without_address,
 )
-from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Message, Run, RunLock, Suppression
+from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Message, Run, RunLock, SendTest, Suppression
 
 FORGOTTEN = "forgotten"  # the suppression reason of a forgotten address
 #: Message statuses whose code the customer may have received: the code stays spent (anonymized).
@@ -49,7 +50,7 @@ class Forgotten:
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows deleted (a number: rows it was removed from)
     codes_kept: int = 0  # codes the person may have received: kept spent, without the address
     codes_freed: int = 0  # codes of messages that never went out: back in their pool
-    files: list[str] = field(default_factory=list)  # outbox files the ledger recorded for the address
+    files: list[str] = field(default_factory=list)  # outbox files the ledger recorded for the address or its carts
     suppressed: bool = False  # a new suppression was added (False: the hash was suppressed already)
     phone: str | None = None  # the number forgotten (E.164), when it was one
 
@@ -80,12 +81,17 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         raise ValueError(f"not an e-mail address: {address!r}")
     at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     found = Forgotten(email)
-    message, code, suppression = (model.__table__ for model in (Message, Code, Suppression))  # type: ignore[attr-defined,union-attr]
+    message, code, suppression, tests = (model.__table__ for model in (Message, Code, Suppression, SendTest))  # type: ignore[attr-defined,union-attr]
     digest = email_hash(email)
     with _erasing(ledger) as conn:
         messages = conn.execute(select(message.c.id, message.c.status, message.c.transport, message.c.reply)
                                 .where(_is(message.c.email, email))).all()
-        found.files = sorted({row.reply for row in messages
+        # A test sent to the address names it; one rendered from its cart (to the owner) holds its
+        # name and cart: both are the person's, and so are their --outbox files.
+        carts = _carts_of(conn, email)
+        its_tests = _is(tests.c.email, email) | (tests.c.cart_key.in_(carts) if carts else False)
+        written = [*messages, *conn.execute(select(tests.c.transport, tests.c.reply).where(its_tests))]
+        found.files = sorted({row.reply for row in written
                               if row.transport == "outbox" and row.reply.endswith(OUTBOX_SUFFIXES)})
         spent = {row.id for row in messages if row.status in _MAYBE_DELIVERED}
         ids = [row.id for row in messages]
@@ -115,7 +121,8 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
             table = model.__table__  # type: ignore[attr-defined]
             if table is code or table is message or "email" not in table.c:
                 continue
-            found.rows[table.name] = int(conn.execute(delete(table).where(_is(table.c.email, email))).rowcount or 0)
+            its = its_tests if table is tests else _is(table.c.email, email)
+            found.rows[table.name] = int(conn.execute(delete(table).where(its)).rowcount or 0)
         existing = conn.execute(select(suppression.c.id, suppression.c.source)
                                 .where(suppression.c.email_hash == digest)).first()
         if existing is None:
@@ -172,6 +179,17 @@ def _erasing(ledger: Any) -> Iterator[Any]:
     if sqlite:
         with ledger.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _carts_of(conn: Any, email: str) -> list[str]:
+    """The keys of the carts the ledger's rows give ``email`` (messages, decisions, codes, survey
+    answers). A test's own ``email`` is its recipient's, not its cart's customer's."""
+    keys: set[str] = set()
+    for model in TABLES:
+        table = model.__table__  # type: ignore[attr-defined]
+        if model is not SendTest and "email" in table.c and "cart_key" in table.c:
+            keys.update(conn.execute(select(table.c.cart_key).where(_is(table.c.email, email))).scalars())
+    return sorted(key for key in keys if key)
 
 
 def _is(column: Any, email: str) -> Any:

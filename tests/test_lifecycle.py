@@ -228,6 +228,34 @@ def test_files_removes_the_webhook_documents_of_the_address_too(shop: Shop) -> N
     assert [path.name for path in outbox.iterdir()] == [p.name for p in outbox.iterdir() if "c-eve" in p.name]
 
 
+def test_files_removes_the_send_test_files_rendered_from_the_persons_cart(shop: Shop) -> None:
+    """``send-test --outbox`` renders a customer's cart to the owner: the file holds their name
+    and cart, and forget found only the run's files (by the message rows), never the tests'."""
+    shop.add(cart("c-bob", email=BOB, first_name="Bobbert", last_name="Privatsson"), cart("c-eve", email="eve@example.com"))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    tests = shop.folder / "tests"
+    for cart_id in ("c-bob", "c-eve"):
+        assert shop.cli("send-test", "owner@shop.example.com", cart_id, "--outbox", str(tests)).exit_code == 0
+    assert any("Privatsson" in path.read_text(encoding="utf-8") for path in tests.iterdir())
+    result = shop.cli("forget", BOB, "--files", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["erased"]["cr_send_test"] == 1 and len(result.json["files_removed"]) == 2  # the run's, the test's
+    assert [path.name for path in tests.iterdir()] == ["csv_c-eve-step1-test2.eml"]
+    assert [row["cart_id"] for row in ledger_of(shop).send_tests()] == ["c-eve"]
+
+
+def test_files_removes_the_send_test_files_sent_to_the_address(shop: Shop) -> None:
+    """A test sent to the address (``To:``) is its file too: forget deleted the test's row, and
+    with it the only record of the file."""
+    shop.add(cart("c-eve", email="eve@example.com"))
+    tests = shop.folder / "tests"
+    assert shop.cli("send-test", BOB, "c-eve", "--outbox", str(tests)).exit_code == 0
+    result = shop.cli("forget", BOB, "--files", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["files_removed"] == [str(tests / "csv_c-eve-step1-test1.eml")]
+    assert list(tests.iterdir()) == []
+
+
 def test_forget_of_a_non_address_is_exit_2_and_changes_nothing(shop: Shop) -> None:
     shop.add(cart("c1"))
     shop.write()

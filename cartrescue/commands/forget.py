@@ -18,13 +18,14 @@ def forget(
     as_json: JsonOption = False,
     files: Annotated[bool, typer.Option(
         "--files", help="Also remove the address from the files cartrescue wrote for the shop: its rows in the "
-                        "call-list CSV, and the files `run --outbox` wrote for it (.eml, .json, .sms.txt).")] = False,
+                        "call-list CSV, the files `run --outbox` wrote for it (.eml, .json, .sms.txt), and the "
+                        "`send-test --outbox` files sent to it or rendered from its carts.")] = False,
 ) -> None:
     """Erase everything the ledger holds about one address (a GDPR erasure request).
 
-    Deletes its messages, decisions, test messages and any other ledger row with the address;
-    incentive codes lose the address (a code it may have received stays spent; one whose
-    message never went out goes back to its pool). What is kept is a suppression under the
+    Deletes its messages, decisions, test messages (sent to it, or rendered from its carts) and
+    any other ledger row with the address; incentive codes lose the address (a code it may have
+    received stays spent; one whose message never went out goes back to its pool). What is kept is a suppression under the
     address's hash (reason `forgotten`): no cart of the address gets a reminder again, and the
     ledger does not learn the address back from the shop's carts. Running it twice changes
     nothing.
