@@ -263,8 +263,10 @@ class SendTest(SQLModel, table=True):
 
 
 class Inbound(SQLModel, table=True):
-    """An inbound message the provider's webhook delivered (an SMS reply): kept by its provider id
-    so that a replayed request is refused, with the hash of the number and what was done."""
+    """An inbound message the provider's webhook delivered (an SMS reply) or a mailbox held (an
+    unsubscribe mail): kept by its provider id (a mail's by its Message-ID) so that a replayed
+    request is refused and a mail read once is skipped, with the hash of the number (or address)
+    and what was done. ``forget`` empties the hash and keeps the row."""
 
     __tablename__ = "cr_inbound"
     id: int | None = Field(default=None, primary_key=True)
@@ -1167,11 +1169,13 @@ class Ledger:
         except IntegrityError:
             return False
 
-    def inbound_action(self, provider_id: str) -> str | None:
-        """What was done with the inbound message ``provider_id`` (``None``: never received)."""
+    def inbound_action(self, *provider_ids: str) -> str | None:
+        """What was done with the inbound message kept under one of ``provider_ids`` (``None``:
+        never received): a mail is kept under another key once its sender is forgotten."""
         table = Inbound.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            return conn.execute(select(table.c.action).where(table.c.provider_id == provider_id[:191])).scalar()
+            return conn.execute(select(table.c.action).where(
+                table.c.provider_id.in_([key[:191] for key in provider_ids])).limit(1)).scalar()
 
     def retake_inbound(self, provider_id: str, contact_hash: str, suppress: str, source: str,
                        now: datetime | None = None) -> bool:

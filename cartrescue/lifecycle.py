@@ -5,9 +5,10 @@ Owns the two ways rows leave the ledger:
 - :func:`forget` erases everything the ledger holds about one address -- every row of every
   ledger table with an ``email`` column (messages, decisions, test messages, and tables added
   later, such as survey answers), the test messages ``send-test`` rendered from its carts, the
-  address on incentive codes -- and keeps only a suppression under the address's hash, so the
-  person is never mailed again and the ledger never learns the address back (a suppressed
-  cart's decision is stored without it).
+  address on incentive codes, its hash on the inbound mails and texts it sent (which stay
+  received: a replay or the next read of the mailbox must not act on them again) -- and keeps
+  only a suppression under the address's hash, so the person is never mailed again and the
+  ledger never learns the address back (a suppressed cart's decision is stored without it).
 - :func:`prune` deletes decisions and run records older than ``ledger.retention``, with one
   ``DELETE`` per table, in the delivering run that follows.
 
@@ -18,7 +19,7 @@ list (:func:`cartrescue.channels.call_list.remove_address`). It must not plan or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -29,13 +30,15 @@ from sqlalchemy import delete, func, insert, select, update
 from cartrescue.channels.outbox import SUFFIXES as OUTBOX_SUFFIXES
 from cartrescue.contacts import (
     email_hash,
+    email_hashes,
     is_valid_email,
     normalize_email,
     normalize_phone,
     phone_hash,
     without_address,
 )
-from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Message, Run, RunLock, SendTest, Suppression
+from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Inbound, Message, Run, RunLock, SendTest, Suppression
+from cartrescue.unsubscribe_mail import forgotten_key
 
 FORGOTTEN = "forgotten"  # the suppression reason of a forgotten address
 #: Message statuses whose code the customer may have received: the code stays spent (anonymized).
@@ -123,6 +126,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
                 continue
             its = its_tests if table is tests else _is(table.c.email, email)
             found.rows[table.name] = int(conn.execute(delete(table).where(its)).rowcount or 0)
+        found.rows[Inbound.__tablename__] = _unlink_inbound(conn, email_hashes(email))
         existing = conn.execute(select(suppression.c.id, suppression.c.source)
                                 .where(suppression.c.email_hash == digest)).first()
         if existing is None:
@@ -139,9 +143,9 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
 
     The number leaves every message that recorded it (the ``phone`` column is emptied: the rows
     stay, because they are also the record of the carts' e-mail steps, which must never be sent
-    twice) and is kept only as a suppression under its hash, so it never gets a text again.
-    Inbound opt-outs are stored under the hash already. The person's e-mail address, if the
-    shop has one, is a separate request (``forget ADDRESS``).
+    twice) and is kept only as a suppression under its hash, so it never gets a text again. Its
+    replies stay received (a replay is refused) without the hash. The person's e-mail address,
+    if the shop has one, is a separate request (``forget ADDRESS``).
     """
     phone = normalize_phone(number, region)
     if phone is None:
@@ -154,6 +158,7 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
     with _erasing(ledger) as conn:
         found.rows[message.name] = int(conn.execute(
             update(message).where(message.c.phone == phone).values(phone=None)).rowcount or 0)
+        found.rows[Inbound.__tablename__] = _unlink_inbound(conn, (digest,))
         if conn.execute(select(suppression.c.id).where(suppression.c.email_hash == digest)).first() is None:
             conn.execute(insert(suppression).values(email_hash=digest, reason=FORGOTTEN, source="forget",
                                                     created_at=at))
@@ -179,6 +184,19 @@ def _erasing(ledger: Any) -> Iterator[Any]:
     if sqlite:
         with ledger.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _unlink_inbound(conn: Any, hashes: Sequence[str]) -> int:
+    """The inbound messages kept under one of ``hashes`` lose it, and a mail its Message-ID (see
+    :func:`~cartrescue.unsubscribe_mail.forgotten_key`); their rows stay, so that a replayed text
+    is refused and the next read of the mailbox skips the mail (acting on it again would record
+    the hash again). How many there were."""
+    inbound = Inbound.__table__  # type: ignore[attr-defined]
+    rows = conn.execute(select(inbound.c.id, inbound.c.provider_id).where(inbound.c.phone_hash.in_(hashes))).all()
+    for row in rows:
+        conn.execute(update(inbound).where(inbound.c.id == row.id).values(
+            phone_hash="", provider_id=forgotten_key(row.provider_id)))
+    return len(rows)
 
 
 def _carts_of(conn: Any, email: str) -> list[str]:

@@ -10,7 +10,8 @@ rules ask for it within two days.
 - The mailbox is only read. Each mail is kept in ``cr_inbound`` by its ``Message-ID`` (or a
   hash of its bytes), together with what it did, in the transaction of its suppression: the
   next run skips it, so a mail refused once is reported once, and a suppression lifted since
-  (``suppress remove``) is not undone by reading the same mail again.
+  (``suppress remove``) is not undone by reading the same mail again. ``forget`` keeps the mail
+  read under :func:`forgotten_key`, without the address's hash.
 - A mail without a valid token is refused and named, never suppressed by its sender's address
   unless ``trust_sender`` says so: a ``From:`` line is as easy to forge as a token is hard.
   Even then an automatic mail (``Auto-Submitted``, a delivery report) is not taken for its sender.
@@ -122,12 +123,24 @@ def _sender(message: EmailMessage) -> str | None:
     return found[0] if len(found) == 1 and found[0] and is_valid_email(found[0]) else None
 
 
+_MAIL, _HASHED = "mail ", "mail sha256:"  # how a mail's key in ``cr_inbound`` starts
+
+
 def _mail_id(message: EmailMessage, raw: bytes) -> str:
     """The mail's key in ``cr_inbound`` (191 characters at most): its Message-ID, or a hash."""
     message_id = _header(message, "Message-ID").strip()
     if message_id and len(message_id) <= 160:
-        return f"mail {message_id}"
-    return f"mail sha256:{hashlib.sha256(message_id.encode() if message_id else raw).hexdigest()}"
+        return _MAIL + message_id
+    return _HASHED + hashlib.sha256(message_id.encode() if message_id else raw).hexdigest()
+
+
+def forgotten_key(key: str) -> str:
+    """The ``cr_inbound`` key a mail keeps once its sender is forgotten: its Message-ID hashed, as
+    a long one is from the start (a client writes the sender's domain, even address, into it).
+    Any other key (a hash already, an SMS's provider id) is returned as it is."""
+    if not key.startswith(_MAIL) or key.startswith(_HASHED):
+        return key
+    return _HASHED + hashlib.sha256(key[len(_MAIL):].encode()).hexdigest()
 
 
 def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool = False,
@@ -143,7 +156,7 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
         result.read += 1
         message = _parsed(mail.raw)
         mail_id = _mail_id(message, mail.raw)
-        before = ledger.inbound_action(mail_id)
+        before = ledger.inbound_action(mail_id, forgotten_key(mail_id))  # read, and its sender forgotten since
         if before is not None and before != "refused":
             result.seen += 1
             continue

@@ -153,6 +153,19 @@ def test_a_replayed_stop_is_refused_even_after_the_suppression_was_lifted(textin
     assert not is_suppressed(texting_shop)
 
 
+def test_forget_of_a_number_unlinks_its_replies_which_stay_received(texting_shop: Shop, app_url: str) -> None:
+    """``cr_inbound`` kept each reply with the number's hash: forget left it beside the provider's
+    ids. The rows stay (without it), so a replayed reply is still refused."""
+    from test_lifecycle import columns_holding
+
+    replies = {"SM" + "1" * 32: "STOP", "SM" + "2" * 32: "Is the blue mug still in stock?"}
+    assert [twilio_post(app_url, body, sid).status_code for sid, body in replies.items()] == [200, 200]
+    assert texting_shop.cli("forget", NUMBER, now=None).exit_code == 0
+    db = texting_shop.folder / "ledger.db"
+    assert columns_holding(db, phone_hash(NUMBER)) == [("cr_suppression", "email_hash")]
+    assert [twilio_post(app_url, body, sid).status_code for sid, body in replies.items()] == [409, 409]
+
+
 def test_only_post_is_answered(app_url: str) -> None:
     assert httpx.get(app_url, timeout=10).status_code == 405
 

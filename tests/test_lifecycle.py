@@ -71,7 +71,8 @@ def test_forget_erases_every_row_with_the_address_and_keeps_only_its_hash(shop: 
 
     result = shop.cli("forget", " BOB@example.com ", "--json", now=None)
     assert result.exit_code == 0, result.output
-    assert result.json["erased"] == {"cr_message": 1, "cr_decision": 1, "cr_survey": 1, "cr_send_test": 1}
+    assert result.json["erased"] == {"cr_message": 1, "cr_decision": 1, "cr_survey": 1, "cr_send_test": 1,
+                                     "cr_inbound": 0}
     assert (result.json["codes_kept"], result.json["codes_freed"], result.json["suppression_added"]) == (1, 0, True)
 
     assert columns_holding(db, BOB) == [] and BOB.encode() not in file_bytes(db).lower()
@@ -376,7 +377,7 @@ def test_forget_of_a_phone_number_removes_it_from_every_message_and_no_text_reac
         result = shop.cli("forget", "070-123 45 00", "--json", now=None)  # read in the shop's country
         assert result.exit_code == 0, result.output
         assert (result.json["phone"], result.json["email"]) == ("+46701234500", None)
-        assert result.json["erased"] == {"cr_message": 1} and result.json["suppressed"] is True
+        assert result.json["erased"] == {"cr_message": 1, "cr_inbound": 0} and result.json["suppressed"] is True
         assert columns_holding(db, "+46701234500") == [] and b"+46701234500" not in file_bytes(db)
         assert columns_holding(db, "+46701234501")  # the other customer's number stays
         ledger = ledger_of(shop)

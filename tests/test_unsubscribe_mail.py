@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from cartrescue.contacts import email_hash
 from cartrescue.unsubscribe import make_token
 from conftest import Shop, cart
 
@@ -215,3 +216,40 @@ def test_a_maildir_with_new_only_and_a_folder_with_a_subfolder_are_read(shop: Sh
     for path in (tmp_path / "Maildir", folder):
         result = shop.cli("suppress", "mailbox", str(path), "--json", now=None)
         assert result.exit_code == 0 and result.json["added"] == 1, result.output
+
+
+# -- forget ------------------------------------------------------------------------------------
+
+def _read_and_forget(shop: Shop, tmp_path: Path, who: str) -> Path:
+    """``who`` unsubscribes by mail (its client wrote the address into the Message-ID, as some do),
+    the mailbox is read, then ``who`` is forgotten; the mailbox."""
+    subjects = mailto_subjects(shop, tmp_path, who)
+    message = mail(who, subjects[who])
+    message.replace_header("Message-ID", f"<1732093200.5f3a.{who}>")
+    box = mbox_of(tmp_path / "unsubscribe.mbox", message)
+    assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 0
+    assert shop.cli("forget", who, now=None).exit_code == 0
+    return box
+
+
+def test_forget_unlinks_the_unsubscribe_mails_read_from_the_address(shop: Shop, tmp_path: Path) -> None:
+    """``cr_inbound`` kept each mail by its Message-ID with the address's hash: forget left both,
+    and the Message-ID may name the sender."""
+    from test_lifecycle import columns_holding, file_bytes
+
+    _read_and_forget(shop, tmp_path, "bob@example.com")
+    db = shop.folder / "ledger.db"
+    assert columns_holding(db, "bob@example.com") == [] and b"bob@example.com" not in file_bytes(db)
+    assert columns_holding(db, email_hash("bob@example.com")) == [("cr_suppression", "email_hash")]
+
+
+def test_a_mail_read_before_forget_is_not_acted_on_again_after_it(shop: Shop, tmp_path: Path) -> None:
+    """The next cron read of the mailbox skips the mail: taken again, it would record the hash of
+    the address forgotten beside the mail once more."""
+    from test_lifecycle import columns_holding
+
+    box = _read_and_forget(shop, tmp_path, "bob@example.com")
+    again = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert again.exit_code == 0, again.output
+    assert (again.json["seen_before"], again.json["added"], again.json["already"]) == (1, 0, 0)
+    assert columns_holding(shop.folder / "ledger.db", email_hash("bob@example.com")) == [("cr_suppression", "email_hash")]

@@ -27,7 +27,8 @@ def forget(
     any other ledger row with the address; incentive codes lose the address (a code it may have
     received stays spent; one whose message never went out goes back to its pool). What is kept is a suppression under the
     address's hash (reason `forgotten`): no cart of the address gets a reminder again, and the
-    ledger does not learn the address back from the shop's carts. Running it twice changes
+    ledger does not learn the address back from the shop's carts. The unsubscribe mails and
+    text replies it sent stay read (`cr_inbound`), without its hash. Running it twice changes
     nothing.
 
     A phone number (E.164, or read in `sms.default_region` / `shop.country`) is removed from
