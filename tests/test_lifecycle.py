@@ -241,7 +241,7 @@ def test_files_removes_the_send_test_files_rendered_from_the_persons_cart(shop: 
     result = shop.cli("forget", BOB, "--files", "--json", now=None)
     assert result.exit_code == 0, result.output
     assert result.json["erased"]["cr_send_test"] == 1 and len(result.json["files_removed"]) == 2  # the run's, the test's
-    assert [path.name for path in tests.iterdir()] == ["csv_c-eve-step1-test2.eml"]
+    assert [path.name for path in tests.iterdir()] == ["csv_c-eve-step2-test2.eml"]  # the step it waits for
     assert [row["cart_id"] for row in ledger_of(shop).send_tests()] == ["c-eve"]
 
 
