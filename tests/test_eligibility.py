@@ -209,3 +209,15 @@ def test_a_free_newer_cart_is_the_newest_where_min_total_lets_free_carts_be_remi
              cart("new", email="x@example.com", idle=2 * H, items=[("FREE", "Free sample", 1, "0.00")]))
     found = shop.decisions()
     assert (found["old"]["reason"], found["new"]["reason"]) == ("newer_cart_for_address", "due")
+
+
+def test_an_order_dated_without_a_time_on_the_carts_day_counts_as_placed_after_it(shop: Shop) -> None:
+    """An export that writes an order's date alone (``2026-11-20``) read it as that midnight:
+    before the cart abandoned that morning, so the customer who bought it that afternoon got a
+    reminder. The day's end is read instead; an order of the day before stays an earlier one."""
+    shop.add(cart("bought", email="ann@example.com"), cart("earlier", email="bo@example.com"))
+    shop.add_orders({**order("o1", email="ann@example.com", created=NOW), "created_at": "2026-11-20"},
+                    {**order("o2", email="bo@example.com", created=NOW), "created_at": "2026-11-19"})
+    decided = shop.decisions()
+    assert (decided["bought"]["reason"], decided["bought"]["detail"]) == ("ordered", "order o1")
+    assert decided["earlier"]["reason"] == "due"

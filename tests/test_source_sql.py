@@ -4,7 +4,7 @@ clear line, the read-only guard, values. SQLite always; MariaDB and PostgreSQL w
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -233,6 +233,18 @@ def test_orders_read_cancelled_at_and_fulfilment_words_as_the_csv_format_does(ur
         source.close()
     assert set(orders) == {"9"}  # 10 was cancelled (its status still says paid)
     assert orders["9"].delivered is False  # unfulfilled: not delivered yet (a pending order)
+
+
+def test_an_orders_date_without_a_time_is_the_end_of_that_day(url):
+    """A DATE column (or a date as text, as SQLite returns ``date()``) read as its midnight put
+    an order of the cart's own day before the cart: its buyer was reminded of what they bought."""
+    source, _problems = _query_source(url, orders=QUERIES["orders"].replace("created AS created_at",
+                                                                              "DATE(created) AS created_at"))
+    try:
+        orders = {order.id: order for order in source.orders_for(_carts(url))}
+    finally:
+        source.close()
+    assert orders["9"].created_at == datetime.combine(date(2026, 3, 29), time.max, UTC)
 
 
 def test_naive_times_in_the_shops_timezone(url):

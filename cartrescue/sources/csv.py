@@ -15,7 +15,7 @@ import re
 import stat
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from functools import lru_cache
 from operator import itemgetter
@@ -150,6 +150,23 @@ def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
         return moment.astimezone(timezone.utc)
     except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: no such UTC time
         raise RowError(f"{what}: out of range: {text!r}") from None
+
+
+def parse_order_time(text: str, what: str, tz: ZoneInfo) -> datetime:
+    """:func:`parse_time` of an order's time, where a date alone (``2026-11-20``, as some
+    exports write it) is the *end* of that day in the shop's timezone, not its midnight: a cart
+    abandoned that morning and bought that afternoon then counts as ordered (at midnight the
+    order read as one placed before the cart, and the customer got a reminder for what they
+    had bought). The report counts such an order as after that day's messages."""
+    value = text.strip()
+    if len(value) <= 10 and ":" not in value:
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            pass  # parse_time says what is wrong with it
+        else:
+            return datetime.combine(day, time.max, tz).astimezone(timezone.utc)
+    return parse_time(text, what, tz)
 
 
 def utc_text(text: str, moment: datetime) -> str:
@@ -1233,7 +1250,7 @@ class CsvSource(CartSource):
                     continue
                 try:
                     email = email_text.lower() or None  # normalize_email() of a stripped value
-                    created = parse_time(created_text, "created_at", self.shop_tz)
+                    created = parse_order_time(created_text, "created_at", self.shop_tz)
                     total = self._decimal(total_text, "total") if total_text else _ZERO
                     status = status_text.lower()
                     delivered = parse_delivered(delivered_text)
@@ -1318,7 +1335,7 @@ class CsvSource(CartSource):
                 email = email.lower()
                 status = status.lower()
                 try:
-                    created = parse_time(created_text, "created_at", self.shop_tz)
+                    created = parse_order_time(created_text, "created_at", self.shop_tz)
                     if not start_of <= created <= end_of:
                         continue
                     total = self._decimal(total_text, "total") if total_text else _ZERO

@@ -384,7 +384,7 @@ class MagentoSource(DatabaseSource):
         try:
             return Order(
                 id=text_or_none(row["increment_id"]) or str(row["entity_id"]),
-                created_at=as_utc(row["created_at"], UTC, "created_at"),
+                created_at=as_utc(row["created_at"], UTC, "created_at", day_end=True),
                 email=normalize_email(row["customer_email"]),
                 customer_id=id_or_none(row["customer_id"]),
                 cart_id=id_or_none(row["quote_id"]),

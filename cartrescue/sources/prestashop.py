@@ -356,7 +356,7 @@ class PrestaShopSource(DatabaseSource):
                 rate = _rate(row["conversion_rate"])
                 yield Order(
                     id=str(row["id_order"]),
-                    created_at=as_utc(row["date_add"], self.shop_tz, "date_add"),
+                    created_at=as_utc(row["date_add"], self.shop_tz, "date_add", day_end=True),
                     email=as_email(row["email"]),
                     customer_id=id_or_none(row["id_customer"]),
                     cart_id=id_or_none(row["id_cart"]),
@@ -397,7 +397,7 @@ class PrestaShopSource(DatabaseSource):
             try:
                 order = Order(
                     id=str(row["id_order"]),
-                    created_at=as_utc(row["date_add"], self.shop_tz, "date_add"),
+                    created_at=as_utc(row["date_add"], self.shop_tz, "date_add", day_end=True),
                     email=as_email(row["email"]),
                     customer_id=id_or_none(row["id_customer"]),
                     cart_id=id_or_none(row["id_cart"]),

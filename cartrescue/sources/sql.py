@@ -462,10 +462,12 @@ def _text(sql: str, expanding: Sequence[str]) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def as_utc(value: Any, tz: ZoneInfo | timezone, what: str) -> datetime:
+def as_utc(value: Any, tz: ZoneInfo | timezone, what: str, *, day_end: bool = False) -> datetime:
     """A database time as aware UTC. Naive values are read in ``tz`` (UTC for Magento, the
     shop's timezone for site-local columns); aware values are converted; whole numbers are
-    seconds since 1970 (UTC), the one documented variant of a retyped time column.
+    seconds since 1970 (UTC), the one documented variant of a retyped time column. A date
+    alone (a DATE column, ``2026-11-20``) is its midnight, or with ``day_end`` (an order's time:
+    :func:`cartrescue.sources.csv.parse_order_time` says why) the end of that day.
 
     Anything else (MariaDB's zero or invalid dates come back as text, PostgreSQL's
     ``infinity`` as text through :func:`_lenient_pg_times`) is a :class:`RowError`.
@@ -479,12 +481,13 @@ def as_utc(value: Any, tz: ZoneInfo | timezone, what: str) -> datetime:
             raise RowError(f"{what}: not a time in seconds since 1970: {value!r}") from None
     if isinstance(value, (str, bytes)):
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        text = text.strip()
         try:
-            value = datetime.fromisoformat(text.strip())
+            value = date.fromisoformat(text) if len(text) <= 10 and ":" not in text else datetime.fromisoformat(text)
         except ValueError:
             raise RowError(f"{what}: not a time: {text[:40]!r}") from None
-    elif isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime.combine(value, time())
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time.max if day_end else time())
     if not isinstance(value, datetime):
         raise RowError(f"{what}: not a time: {value!r}")
     if value.tzinfo is None:
@@ -1176,7 +1179,7 @@ class SqlSource(DatabaseSource):
         try:
             order = Order(
                 id=order_id,
-                created_at=as_utc(row.get("created_at"), self.db_tz, "created_at"),
+                created_at=as_utc(row.get("created_at"), self.db_tz, "created_at", day_end=True),
                 email=as_email(row.get("email")),
                 customer_id=id_or_none(row.get("customer_id")),
                 cart_id=id_or_none(row.get("cart_id")),

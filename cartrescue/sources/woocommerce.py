@@ -400,7 +400,7 @@ class WooCommerceSource(DatabaseSource):
         try:
             return Order(
                 id=str(order_id),
-                created_at=as_utc(created, UTC, where[1]),
+                created_at=as_utc(created, UTC, where[1], day_end=True),
                 email=as_email(email),
                 customer_id=id_or_none(customer),
                 total=as_decimal(total, "total", required=False) or Decimal("0"),
