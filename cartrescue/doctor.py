@@ -64,6 +64,19 @@ def staleness(last: datetime | None, stale_after: timedelta, now: datetime) -> C
     return Check("staleness", OK, detail)
 
 
+class _NoLedgerYet(Exception):
+    """The SQLite file of ``ledger.url`` is not there: doctor only reads, and opening the
+    ledger would create it (an empty ledger at a mistyped path said "ok, no messages yet")."""
+
+
+def _missing_ledger_file(config: Any) -> str | None:
+    """The path of a SQLite ledger whose file does not exist yet, else None."""
+    from cartrescue.ledger import sqlite_file
+
+    path = sqlite_file(config.ledger_url)
+    return path if path is not None and not Path(path).exists() else None
+
+
 def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None) -> Report:
     """Every check; a failed config skips the rest (nothing else can be known without it)."""
     from cartrescue.config import load_config, resolve_now
@@ -82,8 +95,11 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         checks.append(Check("config", OK, f"{config_path or 'cartrescue.yaml'} is valid"))
 
     ledger = None
+    missing = None
     try:
-
+        missing = _missing_ledger_file(config)
+        if missing is not None:
+            raise _NoLedgerYet(missing)
         ledger = config.open_ledger()
         counts = ledger.status_counts()
         from cartrescue.ledger import UNCONFIRMED
@@ -110,6 +126,10 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                                 "not resent unless `run --send --resend-unconfirmed`"))
         else:
             checks.append(Check("ledger", OK, summary))
+    except _NoLedgerYet as exc:
+        checks.append(Check("ledger", WARN, f"{exc} does not exist ({config.where('ledger.url')}): no run has "
+                            "used this ledger yet; the first run creates it. If the shop has run before, "
+                            "ledger.url names the wrong file (its history, and what it sent, are elsewhere)"))
     except CartrescueError as exc:
         checks.append(Check("ledger", FAIL, str(exc), int(exc.exit_code)))
 
@@ -117,7 +137,9 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     checks.append(_templates(config, now))
     checks.append(_smtp(config) if smtp else Check("smtp", SKIP, "skipped (--no-smtp)"))
     checks.extend(_http_channels(config))
-    if ledger is None:
+    if ledger is None and missing is not None:  # nothing was ever recorded there: as a ledger without runs
+        checks.append(staleness(None, config.doctor.stale_after, now))
+    elif ledger is None:
         checks.append(Check("staleness", SKIP, "needs the ledger"))
     else:
         try:

@@ -287,3 +287,15 @@ def test_doctor_reads_the_carts_at_the_configs_pinned_clock(shop: Shop) -> None:
     shop.add(cart("c1"), cart("c2")).configure(now=iso(NOW))
     result = shop.cli("doctor", "--no-smtp", "--json", now=None)
     assert checks(result)["source"]["detail"].startswith("csv: 2 carts in the last"), checks(result)["source"]
+
+
+def test_doctor_does_not_create_the_ledger_it_checks(shop: Shop) -> None:
+    """It only reads: opening a SQLite ledger at a mistyped path created an empty one there and
+    said "ok, no messages yet"; it now says the file does not exist, and the run never ran."""
+    shop.add(cart("c1")).configure(ledger={"url": "sqlite:///ledgr.db"})
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    found = checks(result)
+    assert found["ledger"]["status"] == "warn" and "ledgr.db does not exist" in found["ledger"]["detail"]
+    assert "ledger.url" in found["ledger"]["detail"]
+    assert result.exit_code == 5 and "no successful run" in found["staleness"]["detail"]
+    assert not (shop.folder / "ledgr.db").exists()
