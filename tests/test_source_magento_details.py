@@ -228,6 +228,22 @@ def test_a_bigint_epoch_updated_at_is_read_as_seconds_since_1970(kind, tmp_path)
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_boolean_is_active_is_compared_as_a_boolean(kind, tmp_path):
+    """PostgreSQL's BOOLEAN is no integer: ``is_active = 1`` passed the column check and then
+    stopped every run with the database's own error."""
+    with shopdb.shop_database(kind, "magentobool") as db:
+        db.schema("magento2")
+        db.retype("quote", "is_active", "BOOLEAN")
+        db.insert("quote", [dict(quote(511, "2026-03-02 09:00:00", customer_email="a@example.com"), is_active=True),
+                            dict(quote(512, "2026-03-02 09:00:00", customer_email="b@example.com"), is_active=False)])
+        db.insert("quote_item", [line(5111, 511, "A", "1", "10"), line(5121, 512, "A", "1", "10")])
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url})
+        result = cli("carts", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert [d["cart_id"] for d in result.json["decisions"]] == ["511"]
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
 @pytest.mark.slow
 def test_a_time_column_of_another_type_stops_run_and_doctor_with_exit_3(kind, tmp_path):
     with shopdb.shop_database(kind, "magentovarchar") as db:

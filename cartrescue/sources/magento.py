@@ -112,7 +112,7 @@ class MagentoSource(DatabaseSource):
     # -- carts -------------------------------------------------------------------------------
 
     def _abandoned(self) -> str:
-        return ("q.is_active = 1 AND q.items_count > 0 "
+        return (f"{self.schema().flag('q.is_active', 'quote', 'is_active', 1)} AND q.items_count > 0 "
                 f"AND NOT EXISTS (SELECT 1 FROM {self.t('sales_order')} o WHERE o.quote_id = q.entity_id)")
 
     def _filters(self) -> str:

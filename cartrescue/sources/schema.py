@@ -13,7 +13,9 @@ Documented variants (docs/databases.md, "Column types"):
   seconds since 1970 (UTC): windows are bound as such numbers and values converted. A window
   column's first non-null value is looked at once, so that other whole-number encodings
   (milliseconds, ``20260329090000``) are refused instead of matching nothing;
-* an amount typed as text is parsed row by row (a bad value costs its row).
+* an amount typed as text is parsed row by row (a bad value costs its row);
+* a flag typed ``BOOLEAN`` (PostgreSQL, where ``is_active = 1`` is an error: boolean is no
+  integer there) is compared as a boolean (:meth:`Schema.flag`).
 
 It must not read carts or decide anything; a missing table or column is left to the query
 that needs it (whose error already names it).
@@ -28,7 +30,7 @@ from typing import Any
 from cartrescue.errors import SourceError
 
 TIME, NUMBER, INTEGER = "time", "number", "integer"
-NATIVE, EPOCH = "native", "epoch"
+NATIVE, EPOCH, BOOLEAN = "native", "epoch", "boolean"
 
 #: What each kind of column is read as, for messages.
 _READ_AS = {
@@ -40,19 +42,21 @@ _READ_AS = {
 _ACCEPTED = {
     TIME: {"time": NATIVE, "integer": EPOCH},
     NUMBER: {"number": NATIVE, "integer": NATIVE, "text": NATIVE},
-    INTEGER: {"integer": NATIVE, "number": NATIVE},
+    INTEGER: {"integer": NATIVE, "number": NATIVE, "boolean": BOOLEAN},
 }
 #: Seconds since 1970 lie in [1973, 2286); a value outside is another encoding.
 _EPOCH_RANGE = (10**8, 10**10)
 
 
 def family(sa_type: Any) -> str:
-    """The family of a reflected SQLAlchemy type: time, integer, number, text or other."""
+    """The family of a reflected SQLAlchemy type: time, integer, boolean, number, text or other."""
     import sqlalchemy as sa
 
     if isinstance(sa_type, (sa.types.DateTime, sa.types.Date)):
         return "time"
-    if isinstance(sa_type, (sa.types.Integer, sa.types.Boolean)):
+    if isinstance(sa_type, sa.types.Boolean):
+        return "boolean"
+    if isinstance(sa_type, sa.types.Integer):
         return "integer"
     if isinstance(sa_type, sa.types.Numeric):
         return "number"
@@ -76,6 +80,13 @@ class Schema:
 
     def epoch(self, table: str, column: str) -> bool:
         return self.variants.get((table, column)) == EPOCH
+
+    def flag(self, column: str, table: str, name: str, value: int) -> str:
+        """SQL that ``column`` (``table.name``) equals the flag ``value`` (0 or 1), as its type
+        compares: ``= 1`` for an integer, ``= TRUE`` for a boolean."""
+        if self.variants.get((table, name)) == BOOLEAN:
+            return f"{column} = {'TRUE' if value else 'FALSE'}"
+        return f"{column} = {value}"
 
 
 def inspect(db: Any, kinds: Mapping[str, Mapping[str, str]], window_columns: tuple[tuple[str, str], ...],
