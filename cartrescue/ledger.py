@@ -1,11 +1,14 @@
 """The ledger: cartrescue's own state, in SQLModel tables (SQLite by default, any SQLAlchemy URL).
 
-Owns the persisted tables and the three guarantees cron users need:
+Owns the persisted tables and the four guarantees cron users need:
 - **claim before deliver**: a message row is inserted under a unique key (cart key, step,
   channel) *before* delivery, so a second claim of the same step fails, whatever happens later;
 - **record after deliver**: the row is updated with the outcome; a crash in between leaves it
   ``claimed``, which later runs report and do not resend (at most once);
-- **one run at a time**: a lock row keeps overlapping cron runs from both delivering.
+- **one run at a time**: a lock row keeps overlapping cron runs from both delivering;
+- **one text or call a day per number**: with the shop's day, a claim on a channel that reaches
+  the customer's number is refused when that number already had a message that day, whichever
+  shard, worker or host claimed it (the planner's own check sees only its shard's carts).
 
 It must not decide eligibility or talk to channels; it answers questions and stores answers.
 All times are stored and returned as aware UTC (SQLModel's UTCDateTime columns).
@@ -22,10 +25,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from hashlib import blake2b
 from pathlib import Path
 from typing import Any, overload
 
-from sqlalchemy import Index, UniqueConstraint, and_, bindparam, column, delete, event, func, insert, or_, select, update
+from sqlalchemy import (Index, Integer, UniqueConstraint, and_, bindparam, cast, column, delete, event, func, insert,
+                        literal, or_, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
@@ -42,6 +47,11 @@ MESSAGED = ("claimed", "unconfirmed", "sent", "failed_permanent")
 #: The rows ``report`` counts: messages that went out (an ``unconfirmed`` one reached the relay,
 #: whose reply was lost: it counts as done, and most likely reached the customer) and held-out carts.
 REPORTED = ("sent", "unconfirmed", "held_out")
+#: The channels that reach the customer's number, and so are claimed at most once a day per number
+#: (:meth:`Ledger.claim`'s ``day``); the others go to an address, which one shard owns.
+NUMBER_CHANNELS = frozenset({"sms", "call-list"})
+#: PostgreSQL advisory locks of numbers being claimed are ``(NUMBER_LOCKS, hash of the number)``.
+NUMBER_LOCKS = 0x63724E4F  # "crNO"
 
 
 def _naive(moment: datetime) -> datetime:
@@ -290,6 +300,13 @@ def shops_taking_turns(shops: Sequence[str]) -> list[str]:
     """
     switches = sum(1 for newer, older in zip(shops, shops[1:]) if newer != older)
     return sorted(set(shops)) if switches >= 2 else []
+
+
+class Claimed(dict[tuple[str, int, str], int]):
+    """What :meth:`Ledger.claim` won, ``{(cart_key, step, channel): message id}``, and ``refused``:
+    the keys of texts and calls it did not claim because their number had a message that day."""
+
+    refused: frozenset[tuple[str, int, str]] = frozenset()
 
 
 @dataclass(slots=True)
@@ -737,12 +754,20 @@ class Ledger:
     # -- claims and outcomes -----------------------------------------------------------------
 
     def claim(self, run_id: int, requests: Sequence[ClaimRequest], now: datetime,
-              outcomes: Iterable[tuple[int, str, str, str]] = (), lock_name: str = "run") -> dict[tuple[str, int, str], int]:
+              outcomes: Iterable[tuple[int, str, str, str]] = (), lock_name: str = "run",
+              day: tuple[datetime, datetime] | None = None) -> Claimed:
         """Insert claims; return ``{(cart_key, step, channel): message id}`` for those this run won.
 
         A request whose key exists already (another run claimed it) is simply not returned, unless
         that row is ``failed_transient`` (a 4xx or an unreachable relay in an earlier run): such a
         row is claimed again for this run, its ``attempts`` counted up, keeping its id.
+
+        ``day`` (the shop's local day of ``now``, from its midnight to the next; ``None`` without
+        one message a day): a request on a :data:`NUMBER_CHANNELS` channel with a ``phone`` is
+        not claimed when a message of any channel to that number was claimed that day, nor after
+        another one of this call to the same number: its key is in the result's ``refused``. The
+        planner checks this too, but only among its own shard's carts; here, in the claim's
+        transaction, it holds across shards, workers and hosts. Only such requests cost a query.
 
         Fencing: every row is inserted only while the lock row ``lock_name`` (the run's own shard
         lock) names ``run_id`` -- checked in the
@@ -753,16 +778,85 @@ class Ledger:
         """
         if not requests:
             self.record(outcomes)
-            return {}
+            return Claimed()
         # Everything the statements need is ready before the transaction: on SQLite it holds the
         # write lock, which the other workers of a run are waiting for.
         raw = self._raw_statements()
         done = self._outcome_rows(outcomes)
         rows = raw.claim_rows(requests, run_id, raw.moment(now), lock_name)
-        with self._message_transaction() as conn:
-            if done:
-                _driver(conn, raw.record, done, many=True)
-            return self._claim_in(conn, run_id, requests, rows, now, lock_name)
+        named: list[str] = []  # MariaDB's locks of numbers: released once the transaction has ended
+        try:
+            with self._message_transaction() as conn:
+                refused: set[tuple[str, int, str]] = set()
+                if day is not None and any(r.channel in NUMBER_CHANNELS and r.phone for r in requests):
+                    refused, named = self._messaged_numbers(conn, requests, day)  # locks first, reads after
+                    kept = [n for n, r in enumerate(requests) if (r.cart_key, r.step, r.channel) not in refused]
+                    requests, rows = [requests[n] for n in kept], [rows[n] for n in kept]
+                if done:
+                    _driver(conn, raw.record, done, many=True)
+                won = self._claim_in(conn, run_id, requests, rows, now, lock_name) if requests else Claimed()
+                won.refused = frozenset(refused)
+                return won
+        finally:
+            if named:
+                self._release_named(named)
+
+    def _messaged_numbers(self, conn: Any, requests: Sequence[ClaimRequest], day: tuple[datetime, datetime]
+                          ) -> tuple[set[tuple[str, int, str]], list[str]]:
+        """The keys of ``requests`` that :meth:`claim` refuses for ``day`` (see there), and the
+        names of the MariaDB locks taken.
+
+        Two workers claiming texts to one number at once must not both find it free: its claims
+        are serialized first -- SQLite's write lock already is, PostgreSQL takes an advisory lock
+        per number until the transaction ends, MariaDB a named lock -- and the query that follows
+        sees what the other committed. Numbers are locked in order, so two claims never wait for
+        each other in a circle.
+        """
+        by_number = [r for r in requests if r.channel in NUMBER_CHANNELS and r.phone]
+        numbers = sorted({r.phone for r in by_number if r.phone})
+        named = self._lock_numbers(conn, numbers)
+        message = Message.__table__  # type: ignore[attr-defined]
+        start, end = day
+        rows = conn.execute(select(message.c.phone, message.c.status).where(  # by the phone index; status below
+            message.c.phone.in_(numbers), message.c.claimed_at >= _naive(start), message.c.claimed_at < _naive(end)))
+        taken = {phone for phone, status in rows if status in MESSAGED}
+        refused: set[tuple[str, int, str]] = set()
+        for request in by_number:
+            if request.phone in taken:
+                refused.add((request.cart_key, request.step, request.channel))
+            taken.add(request.phone)  # type: ignore[arg-type]
+        return refused, named
+
+    def _lock_numbers(self, conn: Any, numbers: list[str]) -> list[str]:
+        """Serialize the claims of ``numbers`` against other processes' (see :meth:`_messaged_numbers`);
+        the names of MariaDB's locks, which outlive the transaction and are released by the caller."""
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            for number in numbers:
+                key = int.from_bytes(blake2b(number.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "big",
+                                     signed=True)
+                conn.execute(select(func.pg_advisory_xact_lock(cast(literal(NUMBER_LOCKS), Integer),
+                                                               cast(literal(key), Integer))))
+            return []
+        if dialect in ("mysql", "mariadb"):
+            names = [f"cartrescue.number:{number}"[:64] for number in numbers]
+            for name in names:
+                if conn.execute(select(func.get_lock(name, 15))).scalar() != 1:
+                    self._release_named(names)
+                    raise OperationalError("GET_LOCK", None, Exception(f"lock timeout: {name}"))
+            return names
+        return []  # SQLite: the transaction holds the database's write lock
+
+    def _release_named(self, names: list[str]) -> None:
+        """Release MariaDB's named locks of :meth:`_lock_numbers` on the writer connection (a
+        connection that was lost released them as it closed)."""
+        writer = self._writer
+        if writer is None or writer.invalidated or writer.closed:
+            return
+        cursor = writer.connection.dbapi_connection.cursor()
+        for name in names:
+            cursor.execute("DO RELEASE_LOCK(%s)", (name,))
+        cursor.close()
 
     def hold_out(self, run_id: int, requests: Sequence[ClaimRequest], details: Sequence[str], now: datetime,
                  lock_name: str = "run") -> dict[tuple[str, int, str], int]:
@@ -787,11 +881,11 @@ class Ledger:
         return won
 
     def _claim_in(self, conn: Any, run_id: int, requests: Sequence[ClaimRequest], rows: list[Any], now: datetime,
-                  lock_name: str) -> dict[tuple[str, int, str], int]:
+                  lock_name: str) -> Claimed:
         """The claiming statements of :meth:`claim`, in the caller's transaction (``rows`` from
         ``claim_rows``); raise :class:`LockLost` where the run's lock is gone."""
         raw = self._raw_statements()
-        won: dict[tuple[str, int, str], int] = {}
+        won = Claimed()
         if raw.claim_returning is not None and len(rows) <= _RETURNING_UP_TO:
             # A channel takes a message or two at a time: a statement per row that returns its
             # id costs less than one executemany and a query for the ids.
@@ -1413,8 +1507,6 @@ def _claim_statement(dialect: str) -> Any:
     One statement per claimed row, executed as one ``executemany``: the fencing check and the
     insert cannot be separated by another run taking the lock over.
     """
-    from sqlalchemy import literal
-
     message = Message.__table__  # type: ignore[attr-defined]
     names = ("cart_key", "cart_id", "email", "step", "channel", "transport", "template", "variant", "tier", "score",
              "message_id", *REPORT_COLUMNS, "phone")

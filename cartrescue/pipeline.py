@@ -35,7 +35,7 @@ from cartrescue.eligibility import Gates, Verdict
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
 from cartrescue.incentives import Codes, code_expiry, placeholder, pools
-from cartrescue.ledger import ClaimRequest, History, Ledger
+from cartrescue.ledger import NUMBER_CHANNELS, ClaimRequest, History, Ledger
 from cartrescue.mime import build_message, mailto_address, wire_address
 from cartrescue.model import (
     Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem,
@@ -61,7 +61,7 @@ PLAN_CHUNK = 500
 DELIVERY_CHUNK = 250
 DRY_RUN_SECRET = "dry-run: not a secret"
 RENDERED = frozenset({"email", "sms", "webhook"})  # channels whose message is rendered from templates
-_NEEDS_PHONE = frozenset({"sms", "call-list"})  # a step on these falls back to ..._BY_ADDRESS (channel_fallback)
+_NEEDS_PHONE = NUMBER_CHANNELS  # a step on these falls back to ..._BY_ADDRESS (channel_fallback)
 _BY_ADDRESS = frozenset({"email", "webhook"})
 
 
@@ -136,7 +136,7 @@ class Planner:
         self.shard = shard if shard is not None and not shard.whole else None
         basis = Basis(config.shop.currency, config.shop.exchange_rates)
         self.gates = Gates(config.eligibility, basis)
-        self.calendar = Calendar(config.eligibility, config.shop.tz, {"sms": config.sms.quiet_hours})
+        self.calendar = Calendar.of_shop(config)
         # Numbers are read (E.164) only where the shop sends SMS: then every message records the
         # customer's number, so one message a day counts an address and a number together.
         self.uses_phone = "sms" in config.channels_used()
@@ -729,6 +729,10 @@ class Executor:
         self.cut_short: list[Result] = []
         self._basis = Basis(composer.config.shop.currency, composer.config.shop.exchange_rates)
         self._sequence_of = {tier.name: tier.sequence for tier in composer.config.priority.tiers}
+        self._calendar = Calendar.of_shop(composer.config)
+        # The shop's day of this run's messages: the ledger refuses a text or call to a number
+        # that had a message in it, from whichever shard (the planner sees its own carts only).
+        self.day = self._calendar.counted_day(composer.now)
         if ledger is not None and pools(composer.config):
             self.codes = Codes(composer.config, ledger)
 
@@ -774,6 +778,14 @@ class Executor:
                             sequence=self._sequence_of.get(d.tier or ""), locale=cart.customer.locale,
                             customer_id=cart.customer.id, cart_value=None if value is None else str(value),
                             phone=d.phone)
+
+    def number_taken(self, decision: Decision) -> Decision:
+        """A text or call whose claim the ledger refused: its number had a message today, which
+        another shard or run claimed (the planner knew nothing of it). It waits until tomorrow,
+        as when the planner knows of the message."""
+        return replace(decision, action=Action.DEFER, reason=Reason.MESSAGED_TODAY,
+                       not_before=self._calendar.tomorrow(self.composer.now, decision.channel or "sms"),
+                       detail="the number got a message today, claimed by another shard or run")
 
     def _dry_run(self, chunk: list[Decision]) -> list[Result]:
         results: list[Result] = []
@@ -949,7 +961,7 @@ class _ClaimFeed:
             try:
                 won = self.ledger.claim(self.executor.run_id, [p.request for p in group],  # type: ignore[union-attr,arg-type]
                                         self.executor.composer.now, outcomes=outcomes,
-                                        lock_name=self.executor.lock_name)
+                                        lock_name=self.executor.lock_name, day=self.executor.day)
             except LockLost as lost:
                 # The claim rolled back, and the outcomes written with it: they are facts, keep them.
                 self.ledger.record(outcomes)  # type: ignore[union-attr]
@@ -961,7 +973,10 @@ class _ClaimFeed:
                 claim_id = won.get((request.cart_key, request.step, request.channel))
                 decision = prepared.decision
                 if claim_id is None:
-                    self.results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
+                    if (request.cart_key, request.step, request.channel) in won.refused:
+                        self.results[id(decision)] = Result(self.executor.number_taken(decision))
+                    else:
+                        self.results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
                     continue
                 self.by_claim[claim_id] = prepared
                 envelope = self._finish(claim_id, prepared)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from cartrescue.config import EligibilityConfig, QuietHours, Sequence
+from cartrescue.config import Config, EligibilityConfig, QuietHours, Sequence
 from cartrescue.eligibility import Verdict
 from cartrescue.ledger import SentStep
 from cartrescue.model import Action, Cart, MarketingSend, Reason, quick_init
@@ -80,6 +80,18 @@ class Calendar:
         self.windows: dict[str, list[QuietHours]] = {"call-list": []}
         for channel, own in (channel_quiet or {}).items():
             self.windows[channel] = [w for w in (self.quiet, own) if w is not None]
+
+    @classmethod
+    def of_shop(cls, config: Config) -> "Calendar":
+        """The calendar a run plans and claims by: texts keep their own quiet hours."""
+        return cls(config.eligibility, config.shop.tz, {"sms": config.sms.quiet_hours})
+
+    def counted_day(self, now: datetime) -> tuple[datetime, datetime] | None:
+        """The local day one message a day counts at ``now``, from its midnight to the next
+        (what the ledger's claim checks a number against); ``None`` when the rule is off."""
+        if not self.one_per_day:
+            return None
+        return self.local_day_start(now), self.next_local_midnight(now)
 
     def local_day_start(self, now: datetime) -> datetime:
         """The shop's midnight that began ``now``'s local day (in ``now``'s timezone)."""
