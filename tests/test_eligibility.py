@@ -221,3 +221,12 @@ def test_an_order_dated_without_a_time_on_the_carts_day_counts_as_placed_after_i
     decided = shop.decisions()
     assert (decided["bought"]["reason"], decided["bought"]["detail"]) == ("ordered", "order o1")
     assert decided["earlier"]["reason"] == "due"
+
+
+def test_a_refund_row_in_the_orders_is_no_purchase(shop: Shop) -> None:
+    """A negative total (a refund or credit note written as an order row) is no order: it neither
+    counts as the cart bought nor as an earlier order."""
+    shop.add(cart("c1", email="ann@example.com"))
+    shop.add_orders(order("r1", email="ann@example.com", created=NOW - timedelta(minutes=30), total="-25.00"))
+    decided = shop.decisions()["c1"]
+    assert decided["reason"] == "due"

@@ -202,6 +202,16 @@ def test_an_order_placed_before_the_message_is_not_attributed(shop: Shop) -> Non
     assert document["summary"]["orders"] == 0 and document["summary"]["revenue"] == "0.00"
 
 
+def test_a_refund_written_as_an_order_row_does_not_lower_the_recovered_revenue(shop: Shop) -> None:
+    """A row with a negative total (a refund or credit note some exports list with the orders)
+    was attributed like a sale: the recovered revenue fell by it, with no word."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=3), total="80.00", cart_id="t1"),
+                    order_row("r1", at=NOW + timedelta(hours=5), total="-80.00", cart_id="t1"))
+    document = report(shop)
+    assert document["summary"]["orders"] == 1 and document["summary"]["revenue"] == "80.00"
+
+
 def test_two_messages_then_one_order_is_attributed_once_to_the_latest(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW - timedelta(hours=23)), Row("t1", NOW, step=2)])
     shop.add_orders(order_row("o1", at=NOW + timedelta(hours=3), total="80.00", cart_id="t1"))

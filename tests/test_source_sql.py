@@ -235,6 +235,16 @@ def test_orders_read_cancelled_at_and_fulfilment_words_as_the_csv_format_does(ur
     assert orders["9"].delivered is False  # unfulfilled: not delivered yet (a pending order)
 
 
+def test_an_order_row_with_a_negative_total_is_a_refund_not_an_order(url):
+    source, _problems = _query_source(url, orders=QUERIES["orders"].replace(
+        "delivered, total", "delivered, CASE WHEN id = 9 THEN -total ELSE total END AS total"))
+    try:
+        orders = {order.id: order for order in source.orders_for(_carts(url))}
+    finally:
+        source.close()
+    assert "9" not in orders and "10" in orders
+
+
 def test_an_orders_date_without_a_time_is_the_end_of_that_day(url):
     """A DATE column (or a date as text, as SQLite returns ``date()``) read as its midnight put
     an order of the cart's own day before the cart: its buyer was reminded of what they bought."""

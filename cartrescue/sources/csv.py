@@ -1259,7 +1259,7 @@ class CsvSource(CartSource):
                     # Its ids are read: its customer's carts wait until the row can be read.
                     batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
                     continue
-                if status in IGNORED_ORDER_STATUSES:
+                if status in IGNORED_ORDER_STATUSES or total < 0:  # a negative total: a refund, not a purchase
                     batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
                 else:
                     batch.append((order_id, start, 1, utc_text(created_text, created), email, customer_id or None,
@@ -1342,6 +1342,9 @@ class CsvSource(CartSource):
                     delivered = parse_delivered(delivered_text)
                 except RowError as exc:
                     self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {exc}"))
+                    continue
+                if total < 0:  # a refund or credit note written as an order row: no sale to attribute
+                    not_orders.add(order_id)
                     continue
                 yield Order(order_id, created, email or None, customer_id or None, cart_id or None, total,
                             currency.upper() or None, status, delivered, discount_code=code or None)

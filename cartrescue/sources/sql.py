@@ -1171,7 +1171,7 @@ class SqlSource(DatabaseSource):
 
     def _order(self, row: Mapping[str, Any], order_id: str, query: str, keep: bool = False) -> Order | None:
         """A row of the ``orders`` (or ``orders_placed``) query; ``None`` for an ignored status, a
-        cancelled order (``cancelled_at`` set, whatever its status says) or an unreadable row
+        cancelled order (``cancelled_at`` set, whatever its status says), a negative total or an unreadable row
         (reported; with ``keep``, the orders of carts, kept as unreadable). Its columns read as the
         CSV format's: ``delivered`` may be a fulfillment status (``unfulfilled``)."""
         if text_or_none(row.get("cancelled_at")) is not None:
@@ -1195,7 +1195,8 @@ class SqlSource(DatabaseSource):
             if not keep or (text_or_none(row.get("status")) or "").lower() in IGNORED_ORDER_STATUSES:
                 return None
             return Order.unreadable_row(order_id, where, row.get("email"), row.get("customer_id"), row.get("cart_id"))
-        return None if order.status in IGNORED_ORDER_STATUSES else order
+        # A negative total: a refund or credit note returned as an order row, no purchase.
+        return None if order.status in IGNORED_ORDER_STATUSES or order.total < 0 else order
 
     def check(self) -> list[str]:
         try:
