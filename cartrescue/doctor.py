@@ -70,11 +70,14 @@ class _NoLedgerYet(Exception):
 
 
 def _missing_ledger_file(config: Any) -> str | None:
-    """The path of a SQLite ledger whose file does not exist yet, else None."""
+    """The path of a SQLite ledger whose file a run would create (its folder is there, the file
+    not yet), else None (opening it then creates nothing, or says why it cannot be opened)."""
     from cartrescue.ledger import sqlite_file
 
     path = sqlite_file(config.ledger_url)
-    return path if path is not None and not Path(path).exists() else None
+    if path is None or Path(path).exists() or not Path(path).parent.is_dir():
+        return None
+    return path
 
 
 def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None) -> Report:
