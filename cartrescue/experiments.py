@@ -16,18 +16,28 @@ Two independent draws per address:
 
 With holdout share ``h`` and relative weights ``w_i``, arm ``i`` gets ``(1 - h) * w_i / sum(w)``
 of the addresses.
+
+The draw decides only where a cart's stream **starts** in an experiment. A cart whose earlier
+step of the same experiment went out with a variant keeps that variant (read back from the
+ledger, ``SentStep.variant``) while the later step still has it: changing the weights or adding
+an arm mid-test moves only new streams, never a customer half-way through the sequence. For the
+same reason a promoted winner (``report.auto_promote``) decides the arm of streams that start
+after it; a stream already in another arm finishes in it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cartrescue.config import Config, Step
 from cartrescue.contacts import normalize_email
+from cartrescue.ledger import SentStep
 from cartrescue.model import Cart
 
 _SCALE = float(1 << 64)
+#: Statuses of a step whose variant a customer saw (or may have: claimed, unconfirmed).
+_WENT_OUT = frozenset({"claimed", "unconfirmed", "sent"})
 
 
 def unit(key: str, salt: str) -> float:
@@ -76,15 +86,38 @@ class Experiments:
         share = self.sequences[sequence].holdout
         return share > 0 and unit(key, self.holdout_salt) < share
 
-    def variant(self, key: str, sequence: str, step: int) -> str | None:
-        """The arm for ``step`` (1-based) of ``sequence``, or ``None`` when it has no variants."""
+    def variant(self, key: str, sequence: str, step: int, sent: Sequence[SentStep] = ()) -> str | None:
+        """The arm for ``step`` (1-based) of ``sequence``, or ``None`` when it has no variants.
+
+        ``sent``: the cart's steps in the ledger; the arm an earlier step of the same experiment
+        went out in is kept (see the module docstring), else a promoted winner, else the draw."""
         definition: Step = self.sequences[sequence].steps[step - 1]
         if not definition.variants:
             return None
+        experiment = definition.experiment or sequence
+        kept = self._kept(sent, experiment, step, sequence)
+        if kept in definition.variants:
+            return kept
         promoted = self.promoted.get((sequence, step))
         if promoted is not None:
             return promoted
-        return pick(unit(key, self.variant_salt + (definition.experiment or sequence)), definition.variants)
+        return pick(unit(key, self.variant_salt + experiment), definition.variants)
+
+    def _kept(self, sent: Sequence[SentStep], experiment: str, step: int, sequence: str) -> str | None:
+        """The variant of the latest earlier step of ``experiment`` that went out with one."""
+        latest: SentStep | None = None
+        for entry in sent:
+            if entry.variant is None or entry.step >= step or entry.status not in _WENT_OUT:
+                continue
+            owner = entry.sequence or sequence
+            steps = self.sequences[owner].steps if owner in self.sequences else ()
+            if entry.step > len(steps):
+                continue  # a sequence (or step) the config no longer has
+            if (steps[entry.step - 1].experiment or owner) != experiment:
+                continue
+            if latest is None or entry.step > latest.step:
+                latest = entry
+        return latest.variant if latest is not None else None
 
     def shares(self, sequence: str, step: int) -> dict[str, float]:
         """The expected share of every arm of a step, the holdout included (for reports, docs)."""

@@ -232,8 +232,9 @@ class SurveyAnswer(SQLModel, table=True):
 
 
 class Promotion(SQLModel, table=True):
-    """An A/B winner promoted by ``report`` (``report.auto_promote``): every later message of
-    that step gets ``variant``. Small and kept: removing a row ends the promotion."""
+    """An A/B winner promoted by ``report`` (``report.auto_promote``): every stream that starts
+    later gets ``variant`` at that step (one already in another arm finishes in it). Small and
+    kept: removing a row ends the promotion."""
 
     __tablename__ = "cr_promotion"
     __table_args__ = (UniqueConstraint("sequence", "step", name="uq_cr_promotion_sequence_step"),)
@@ -315,6 +316,8 @@ class SentStep:
     channel: str
     status: str
     at: datetime  # when it was claimed
+    variant: str | None = None  # the A/B arm it went out in: later steps of its experiment keep it
+    sequence: str | None = None  # the sequence it belongs to (whose experiment the variant is of)
 
 
 @dataclass(slots=True)
@@ -729,8 +732,9 @@ class Ledger:
 
         with self.engine.connect() as conn:
             for chunk in _chunks(list(cart_keys), 500):
-                for key, step, channel, status, claimed in conn.execute(steps, {"keys": values(chunk)}):
-                    result.by_cart.setdefault(key, []).append(SentStep(step, channel, status, _aware(claimed)))  # type: ignore[arg-type]
+                for key, step, channel, status, claimed, variant, sequence in conn.execute(steps, {"keys": values(chunk)}):
+                    result.by_cart.setdefault(key, []).append(
+                        SentStep(step, channel, status, _aware(claimed), variant, sequence))  # type: ignore[arg-type]
             for chunk in _chunks(sorted(set(emails)), 500):
                 _latest(conn.execute(last, {"emails": values(chunk)}), result.last_by_email)
             for chunk in _chunks(sorted(set(email_hashes)), 500):
@@ -1468,7 +1472,7 @@ def _history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
         return _one_of(name, as_json)
 
     steps = select(message.c.cart_key, message.c.step, message.c.channel, message.c.status,
-                   message.c.claimed_at).where(message.c.cart_key.in_(one_of("keys")))
+                   message.c.claimed_at, message.c.variant, message.c.sequence).where(message.c.cart_key.in_(one_of("keys")))
     # The address's (or number's) messages, by its index alone: the status is checked by the
     # caller. With ``status IN (...)`` in the query, SQLite (which cannot tell how long a JSON
     # list is) took the status index and read every message of the ledger for each chunk of

@@ -383,7 +383,7 @@ class Planner:
                     return Decision(
                         cart=cart, action=Action.SEND, reason=Reason.DUE, score=score.value, tier=tier.name,
                         step=step, channel=channel, template=template, detail=fallback,
-                        variant=self.experiments.variant(who, tier.sequence, step), facts=cart_facts, phone=phone,
+                        variant=self.experiments.variant(who, tier.sequence, step, sent), facts=cart_facts, phone=phone,
                         instead=None if tier.over_budget == "defer" or channel not in _NEEDS_PHONE else self._instead(
                             cart, facts, tier, history, newest_cart, phone, last, newsletter),
                     )

@@ -86,8 +86,9 @@ def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = N
 
 
 def _assigned(config: Config, decision: Decision, sequence: str, number: int) -> str | None:
-    """The variant a run gives this address at this step: a promoted winner (in the ledger)
-    before the weights, as :class:`~cartrescue.pipeline.Planner` assigns it."""
+    """The variant a run gives this address at this step: the arm its earlier steps went out in,
+    else a promoted winner (in the ledger), else the weights, as
+    :class:`~cartrescue.pipeline.Planner` assigns it."""
     from cartrescue.experiments import Experiments, subject
 
     if decision.step == number and decision.variant is not None:  # the run's own decision
@@ -95,9 +96,10 @@ def _assigned(config: Config, decision: Decision, sequence: str, number: int) ->
     ledger = config.open_ledger()
     try:
         promotions = ledger.promotions()
+        sent = ledger.history([decision.cart.key], [], []).by_cart.get(decision.cart.key, [])
     finally:
         ledger.close()
-    return Experiments(config, promotions).variant(subject(decision.cart), sequence, number)
+    return Experiments(config, promotions).variant(subject(decision.cart), sequence, number, sent)
 
 
 def compose(config: Config, decision: Decision, now: datetime, *, step: int | None = None, locale: str | None = None,

@@ -212,6 +212,63 @@ def test_a_run_records_the_holdout_sends_nothing_to_it_and_renders_each_variant(
     assert all(step2[c]["variant"] == messages[c]["variant"] for c in sent)
 
 
+def _arms_of_step_1(shop: Shop) -> dict[str, str]:
+    """Step 1 to the experiment shop's carts; ``{cart_id: variant}`` of those it went out to."""
+    _experiment_shop(shop)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    return {m["cart_id"]: m["variant"] for m in shop.messages() if m["status"] == "sent"}
+
+
+def test_an_arm_added_mid_test_moves_no_customer_already_in_the_experiment(shop: Shop) -> None:
+    """The arm was drawn again from the current weights at every step: adding ``c`` to both
+    steps after step 1 went out moved about half of the customers to another arm at step 2."""
+    first = _arms_of_step_1(shop)
+    assert set(first.values()) == {"a", "b"}
+    arms = {"a": 1, "b": 1, "c": 1}
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "variants": arms},
+        {"delay": "24h", "template": "reminder-2", "variants": arms},
+    ]}})
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(hours=25))
+    assert later.exit_code == 0, later.output
+    second = {m["cart_id"]: m["variant"] for m in shop.messages() if m["step"] == 2 and m["status"] == "sent"}
+    assert set(second) == set(first)
+    assert {c: second[c] for c in first} == first
+
+
+def test_a_stream_whose_arm_the_later_step_dropped_is_drawn_with_that_steps_weights(shop: Shop) -> None:
+    first = _arms_of_step_1(shop)
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}},
+        {"delay": "24h", "template": "reminder-2", "variants": {"b": 1, "c": 1}},
+    ]}})
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(hours=25))
+    assert later.exit_code == 0, later.output
+    second = {m["cart_id"]: m["variant"] for m in shop.messages() if m["step"] == 2 and m["status"] == "sent"}
+    experiments = Experiments(load_config(shop.config_path))
+    for cart_id, variant in first.items():
+        drawn = experiments.variant(f"person{int(cart_id[1:])}@example.com", "default", 2)
+        assert second[cart_id] == ("b" if variant == "b" else drawn), cart_id
+
+
+def test_a_promoted_winner_does_not_move_a_stream_already_in_another_arm(shop: Shop) -> None:
+    """A promotion decides the arm of streams that start after it; one under way finishes in
+    its arm (one variant throughout), while a new stream gets the winner."""
+    first = _arms_of_step_1(shop)
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        assert ledger.promote("default", 2, "b", 0.99, 500, NOW)
+    finally:
+        ledger.close()
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(hours=25))
+    assert later.exit_code == 0, later.output
+    second = {m["cart_id"]: m["variant"] for m in shop.messages() if m["step"] == 2 and m["status"] == "sent"}
+    assert {c: second[c] for c in first} == first and "a" in first.values()
+    fresh = Experiments(load_config(shop.config_path), {("default", 2): "b"})
+    assert {fresh.variant(f"new{n}@example.com", "default", 2) for n in range(20)} == {"b"}
+
+
 def test_a_dry_run_records_no_holdout(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # the summary panel on one line
     _experiment_shop(shop, carts=20)

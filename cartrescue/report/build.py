@@ -100,7 +100,8 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
 
 
 def _promote(ledger: Ledger, document: dict[str, Any], now: datetime) -> None:
-    """Record each new winner, so that later runs give every address of that step the winner."""
+    """Record each new winner, so that later runs give it at that step to every stream that starts
+    after the promotion (one already in another arm finishes in it: see ``experiments``)."""
     for experiment in document["experiments"]:
         winner = experiment.get("winner")
         if winner is None or experiment.get("promoted") is not None or experiment.get("sequence") is None:
@@ -112,4 +113,4 @@ def _promote(ledger: Ledger, document: dict[str, Any], now: datetime) -> None:
                                       "probability": arm["p_best"], "recipients": arm["recipients"], "now": True}
             document["notes"].append(
                 f"promoted variant {winner} of {experiment['sequence']} step {experiment['step']} "
-                "(report.auto_promote): every later message of that step gets it")
+                "(report.auto_promote): every stream that starts from now on gets it at that step")
