@@ -524,9 +524,10 @@ class Composer:
         tier = self._tiers[decision.tier]  # type: ignore[index]
         return self.config.sequences[tier.sequence].steps[decision.step - 1].incentive_for(decision.tier)
 
-    def compose(self, decision: Decision, code: str | None = None) -> OutgoingMessage:
+    def compose(self, decision: Decision, code: str | None = None, *, test: bool = False) -> OutgoingMessage:
         """Render ``decision``'s message; ``code`` is its allocated incentive code. Without one
-        (a dry-run or preview) a per-recipient incentive shows a placeholder: nothing is allocated."""
+        (a dry-run or preview) a per-recipient incentive shows a placeholder: nothing is allocated.
+        ``test``: a send-test message, whose survey answers are not recorded for the cart."""
         cart = decision.cart
         email = cart.customer.email
         if not email or decision.step is None or decision.template is None:
@@ -546,7 +547,7 @@ class Composer:
                 cart, locale=locale, step=decision.step, step_count=len(sequence.steps), tier=decision.tier,
                 previous_orders=decision.facts.previous_orders if decision.facts else 0,
                 unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant,
-                code=code, survey=survey_links(self.config, self.secret, cart.key, decision.step, locale),
+                code=code, survey=survey_links(self.config, self.secret, cart.key, decision.step, locale, test=test),
                 sequence=tier.sequence, channel=decision.channel or "email",
             )
         except (ArithmeticError, ValueError) as exc:  # an amount no currency format can show, ...

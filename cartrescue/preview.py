@@ -106,7 +106,8 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
             variant: str | None = None, to: str | None = None) -> Preview:
     """Compose ``decision``'s cart's message for ``step`` (default: the one due or waited for,
     else 1), in ``locale`` and ``variant`` when given, addressed to ``to`` when given
-    (``send-test``: the unsubscribe link then carries that address too, never the customer's)."""
+    (``send-test``: the unsubscribe link then carries that address too, never the customer's,
+    and the survey links are test links, whose answers are never the customer's)."""
     tier = next(t for t in config.priority.tiers if t.name == decision.tier)
     sequence = config.sequences[tier.sequence]
     number = step or decision.step or 1
@@ -140,7 +141,7 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         sms = composer.compose_sms(target)
         return Preview(decision, number, variant, None, target, sms, "sms", sms.locale)
     target = replace(decision, cart=replace(cart, customer=customer), step=number, template=template, variant=variant)
-    message = composer.compose(target)
+    message = composer.compose(target, test=to is not None)
     return Preview(decision, number, variant, message, target, channel=channel,
                    locale=renderer.resolve_locale(customer.locale, template))
 

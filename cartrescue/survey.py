@@ -5,6 +5,10 @@ links and words a template shows (``survey`` in the template context), checking 
 answer (a configured reason, a free-text line without control characters, bounded), recording
 it (one row per cart: a later answer replaces the earlier one) and the counts a report shows.
 It must not serve HTTP (:mod:`cartrescue.webhook` does) nor render HTML.
+
+A ``send-test`` message asks too, with links signed for another purpose (``survey-test``): the
+page answers them as it would the customer, but :func:`record` stores nothing. Signed for the
+customer's cart, the owner's click was the customer's answer (counted, and their reminders stopped).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from cartrescue.text import printable
 from cartrescue.tokens import BadToken, sign, unverified_payload, verify
 
 PURPOSE = "survey"
+TEST_PURPOSE = "survey-test"  # the links of a send-test message: answered, never recorded
 TAG = "s"  # survey tokens are tagged: the webhook serves survey and unsubscribe links at any URL
 MAX_TEXT = 500  # characters of the free-text line that are kept
 _SPACES = re.compile(r"\s+")
@@ -40,6 +45,7 @@ class SurveyToken:
     cart_key: str
     step: int
     locale: str
+    test: bool = False  # from a send-test message: nothing is recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +56,21 @@ class Answer:
     first: bool  # False: it replaced an earlier answer for the cart
 
 
-def make_token(cart_key: str, step: int, locale: str, secret: str) -> str:
-    return sign(PURPOSE, f"{step}|{locale}|{cart_key}", secret, tag=TAG)
+def make_token(cart_key: str, step: int, locale: str, secret: str, *, test: bool = False) -> str:
+    return sign(TEST_PURPOSE if test else PURPOSE, f"{step}|{locale}|{cart_key}", secret, tag=TAG)
 
 
 def read_token(token: str, secret: str) -> SurveyToken:
-    """The cart, step and locale of a survey token; :class:`BadToken` if forged or altered."""
-    payload = verify(PURPOSE, token, secret, tag=TAG)
+    """The cart, step and locale of a survey token (a customer's or a send-test's);
+    :class:`BadToken` if forged or altered."""
+    try:
+        payload, test = verify(PURPOSE, token, secret, tag=TAG), False
+    except BadToken:
+        payload, test = verify(TEST_PURPOSE, token, secret, tag=TAG), True
     step, locale, cart_key = (payload.split("|", 2) + ["", ""])[:3]
     if not step.isdigit() or not cart_key:
         raise BadToken("survey token does not name a cart and step")
-    return SurveyToken(cart_key, int(step), locale)
+    return SurveyToken(cart_key, int(step), locale, test)
 
 
 def claimed_locale(token: str) -> str:
@@ -95,14 +105,16 @@ def _link(url: str, token: str, reason: str) -> str:
     return f"{page}{'&' if '?' in page else '?'}reason={quote(reason)}"
 
 
-def links(config: Config, secret: str, cart_key: str, step: int, locale: str) -> dict[str, Any] | None:
+def links(config: Config, secret: str, cart_key: str, step: int, locale: str, *,
+          test: bool = False) -> dict[str, Any] | None:
     """``survey`` of the template context: ``None`` when this step does not ask, else the
-    question, the page's URL and one signed link per reason (``code``, ``label``, ``url``)."""
+    question, the page's URL and one signed link per reason (``code``, ``label``, ``url``);
+    ``test``: links of a send-test message, whose answers are not recorded."""
     survey = config.survey
     if survey.url is None or not survey.asks_in(step):
         return None
     said = words(config, locale)
-    token = make_token(cart_key, step, locale, secret)
+    token = make_token(cart_key, step, locale, secret, test=test)
     return {
         "question": said["question"],
         "url": survey.url.replace("{token}", token),
@@ -123,11 +135,14 @@ def clean_text(text: str) -> str:
 def record(ledger: Ledger, config: Config, token: str, reason: str, text: str = "",
            now: datetime | None = None) -> Answer:
     """Check and store one answer. :class:`BadToken` for a forged or altered token, ValueError
-    for a reason this survey does not offer. The cart's earlier answer, if any, is replaced."""
+    for a reason this survey does not offer. The cart's earlier answer, if any, is replaced.
+    An answer from a send-test message is checked the same way and stored nowhere."""
     survey = read_token(token, config.shop.unsubscribe_secret)
     if reason not in config.survey.reasons:
         raise ValueError(f"not a reason of this survey: {printable(reason)[:40]!r}")
     line = clean_text(text) if config.survey.free_text else ""
+    if survey.test:
+        return Answer(survey, reason, line, True)
     message = ledger.message_of(survey.cart_key, survey.step) or {}
     first = ledger.save_survey_answer(
         survey.cart_key, survey.step, reason, line, survey.locale, tier=message.get("tier"),

@@ -248,6 +248,25 @@ def test_an_answered_cart_gets_no_more_reminders(survey_shop: Shop) -> None:
     assert decisions["c2"]["delivery"] == "sent" and decisions["c2"]["step"] == 2
 
 
+def test_an_answer_to_a_send_test_mail_records_nothing_for_the_customers_cart(survey_shop: Shop) -> None:
+    """A send-test mail's survey links were signed for the real cart: the owner's click stored an
+    answer for the customer, counted in the summary, and stopped the customer's reminders."""
+    send_step(survey_shop, cart("c1", email="ann@example.com"))
+    box = survey_shop.folder / "testbox"
+    sent = survey_shop.cli("send-test", "owner@example.com", "c1", "--outbox", str(box))
+    assert sent.exit_code == 0, sent.output
+    (path,) = box.glob("*.eml")
+    links = survey_links(email.message_from_bytes(path.read_bytes(), policy=email.policy.default))
+    assert list(links) == REASONS
+    with webhook(survey_shop) as base:
+        status, page = post(base, token_of(links["price"]), "price")
+    assert status == 200 and WORDS["en"]["thanks_title"] in page  # the owner sees the customer's page
+    assert answers(survey_shop) == []
+    summary = survey_shop.cli("survey", "summary", "--json", now=None)
+    assert summary.exit_code == 0 and summary.json["answers"] == 0
+    assert list(send_step(survey_shop, now=NOW + 24 * H)) == ["ann@example.com"]
+
+
 def test_an_answer_can_leave_the_sequence_running(survey_shop: Shop) -> None:
     survey_shop.configure(survey={"stops_sequence": False})
     links = survey_links(send_step(survey_shop, cart("c1", email="ann@example.com"))["ann@example.com"])
