@@ -14,7 +14,7 @@ import email.policy
 import html
 import io
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -23,7 +23,7 @@ import pytest
 from cartrescue.config import load_config
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
-from cartrescue.survey import clean_text, make_token, read_token
+from cartrescue.survey import clean_text, make_token, read_token, record
 from cartrescue.survey_words import WORD_KEYS, WORDS
 from cartrescue.tokens import BadToken
 from cartrescue.unsubscribe import make_token as unsubscribe_token
@@ -313,6 +313,29 @@ def test_export_to_a_file_with_a_time_window(survey_shop: Shop, tmp_path: Path) 
     assert future.json == {"answers": 0, "rows": []}
     bad = survey_shop.cli("survey", "export", "--since", "last week", "--json", now=None)
     assert bad.exit_code == 2 and bad.json["error"]["code"] == "config"
+
+
+def test_until_a_day_includes_that_day_as_report_does(survey_shop: Shop) -> None:
+    """``survey --until DAY`` stopped at the day's start while ``report --until DAY`` takes it in:
+    a week's survey summary beside the week's report dropped Sunday's answers."""
+    send_step(survey_shop, cart("c1", email="ann@example.com"), cart("c2", email="bob@example.com"))
+    ledger = Ledger(f"sqlite:///{survey_shop.folder / 'ledger.db'}")
+    try:  # Sunday 22 November, 23:30 in Stockholm; and a minute past its midnight (Monday)
+        config = load_config(survey_shop.write())
+        record(ledger, config, make_token("csv:c1", 1, "en", SECRET), "price",
+               now=datetime(2026, 11, 22, 22, 30, tzinfo=timezone.utc))
+        record(ledger, config, make_token("csv:c2", 1, "en", SECRET), "other",
+               now=datetime(2026, 11, 22, 23, 1, tzinfo=timezone.utc))
+    finally:
+        ledger.close()
+    week = ("--since", "2026-11-16", "--until", "2026-11-22")
+    summary = survey_shop.cli("survey", "summary", *week, "--json", now=None)
+    assert summary.exit_code == 0, summary.output
+    assert summary.json["reasons"] == {"price": {"count": 1, "share": 1.0}}
+    export = survey_shop.cli("survey", "export", *week, "--json", now=None)
+    assert [row["cart_key"] for row in export.json["rows"]] == ["csv:c1"]
+    moment = survey_shop.cli("survey", "summary", "--until", "2026-11-22T23:30:00+01:00", "--json", now=None)
+    assert moment.json["answers"] == 0  # a time ends the period just before it, as in report
 
 
 # -- words, tokens, config -------------------------------------------------------------------------------

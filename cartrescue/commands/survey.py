@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -19,7 +19,7 @@ from cartrescue.commands.common import (
     output_file,
     sub_typer,
 )
-from cartrescue.errors import CartrescueError, ConfigError
+from cartrescue.errors import CartrescueError
 from cartrescue.text import counted
 
 app = sub_typer("The cart survey: why customers left their carts, as they answered (docs/survey.md).")
@@ -27,23 +27,17 @@ app = sub_typer("The cart survey: why customers left their carts, as they answer
 SinceOption = Annotated[Optional[str], typer.Option(
     "--since", metavar="DATE", help="Only answers from this day or time on (2026-11-01, or ISO 8601; a day is the shop's).")]
 UntilOption = Annotated[Optional[str], typer.Option(
-    "--until", metavar="DATE", help="Only answers before this day or time (the day itself is not included).")]
-
-
-def _moment(value: str | None, option: str, tz: Any) -> datetime | None:
-    from cartrescue.config import within_reach
-
-    if value is None:
-        return None
-    try:
-        moment = within_reach(datetime.fromisoformat(value), option)
-    except ValueError:
-        raise ConfigError(f"{option}: expected a day like 2026-11-01 or an ISO 8601 time, got {value!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+    "--until", metavar="DATE", help="Last day (inclusive), or the ISO time the answers end just before (as in report).")]
 
 
 def _window(cfg: Any, since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
-    return _moment(since, "--since", cfg.shop.tz), _moment(until, "--until", cfg.shop.tz)
+    """``[start, end)`` of the answers, read as ``report`` reads its period (a day given to
+    ``--until`` is included), so a survey summary beside a report of the same dates agrees."""
+    from cartrescue.commands.report import parse_bound
+
+    tz = cfg.shop.tz
+    last = parse_bound(until, tz, end=True)  # inclusive: a day's last microsecond, a time's one before
+    return parse_bound(since, tz, end=False), None if last is None else last + timedelta(microseconds=1)
 
 
 @app.command("export")
