@@ -964,7 +964,7 @@ class ReportConfig(_Model):
     margin: Decimal | None = Field(None, ge=0, le=1)  # gross margin share of revenue; None: net revenue only
     free_shipping_cost: Decimal = Field(Decimal("0"), ge=0)  # what a free_shipping incentive costs per order
     min_sample: int = Field(1000, ge=1)  # recipients per variant before a winner can be named
-    win_probability: float = Field(0.95, gt=0.5, lt=1)  # P(beats control) a winner needs
+    win_probability: float = Field(0.95, gt=0.5, lt=1)  # P(best) the leading variant needs to win
     auto_promote: bool = False  # `report` promotes a winner: streams that start later get it at that step
     precision: float = Field(0.01, gt=0, lt=1)  # the lift interval half-width worth having (0.01 = ±1 point)
 

@@ -243,7 +243,7 @@ class Promotion(SQLModel, table=True):
     sequence: str = Field(max_length=64)
     step: int
     variant: str = Field(max_length=64)
-    probability: float  # P(beats control) when promoted
+    probability: float  # the winner's P(best) when promoted
     recipients: int  # the variant's recipients when promoted
     promoted_at: datetime
 
