@@ -161,6 +161,19 @@ def test_sqlite_files_are_opened_read_only(tmp_path):
         database.close()
 
 
+def test_a_sqlite_file_uri_is_opened_read_only_and_never_created(tmp_path):
+    """``?mode=ro`` was set on a path but not on a ``file:`` URI, whose open created the missing
+    shop database, empty."""
+    path = tmp_path / "shpo.db"
+    database = ShopDatabase(f"sqlite:///file:{path}?uri=true", source="sql")
+    try:
+        with pytest.raises(SourceError, match="missing or unreadable"):
+            database.fetch("SELECT 1")
+    finally:
+        database.close()
+    assert not path.exists()
+
+
 @pytest.mark.postgres
 def test_a_stream_closed_after_the_server_dropped_its_connection_ends_quietly():
     """A run that stops reading (another error ended it) closes the carts' stream; on a connection

@@ -234,15 +234,34 @@ def _sqlalchemy() -> Any:
     return sqlalchemy
 
 
+def sqlite_file(url: Any) -> Path | None:
+    """The file a SQLite URL (text or parsed) names, a path or a ``file:`` URI (with
+    ``?uri=true``), resolved; None for another database or one in memory."""
+    from urllib.parse import unquote, urlsplit
+
+    sa = _sqlalchemy()
+    url = sa.engine.make_url(url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:") and sa.util.asbool(url.query.get("uri", False)):
+        if url.query.get("mode") == "memory":
+            return None
+        path = unquote(urlsplit(url.database).path)
+        return Path(path).resolve() if path and path != ":memory:" else None
+    return Path(url.database).resolve()
+
+
 def _prepare_url(raw: str) -> Any:
-    """Parse the URL and point SQLite at a read-only file."""
+    """Parse the URL and point SQLite at a read-only file, a path and a ``file:`` URI alike: a
+    writable open creates a missing file, and a shop's database is only ever read."""
     sa = _sqlalchemy()
     url = sa.engine.make_url(raw)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
-            and not url.database.startswith("file:"):
+    path = sqlite_file(url)
+    if path is not None:
         query = dict(url.query)
         query.update({"mode": "ro", "uri": "true"})
-        url = url.set(database=Path(url.database).resolve().as_uri(), query=query)  # '#' or '?' quoted
+        database = url.database if sa.util.asbool(url.query.get("uri", False)) else path.as_uri()  # '#' or '?' quoted
+        url = url.set(database=database, query=query)
     return url
 
 
