@@ -1288,7 +1288,17 @@ class Config(_Model):
 
     @property
     def ledger_url(self) -> str:
-        url = self.ledger.url
+        return self._beside_config(self.ledger.url)
+
+    @property
+    def source_url(self) -> str | None:
+        """``source.url`` as the database sources open it: a relative SQLite path beside this
+        file, as the ledger's and every other path of it (a ``file:`` URI is SQLite's own)."""
+        url = self.source.url
+        return url if url is None or url.startswith("sqlite:///file:") else self._beside_config(url)
+
+    def _beside_config(self, url: str) -> str:
+        """``url`` with a relative SQLite path made relative to the config file's folder."""
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
             from urllib.parse import quote

@@ -724,16 +724,35 @@ def test_a_report_without_an_orders_placed_query_says_which_key_to_add(sqlite_ur
         list(source.orders(WINDOW))
 
 
-def _apart_shop(tmp_path: Path, sqlite_url: str) -> Path:
-    """A shop whose carts query orders by sku: cart 1's rows (A, B) stand apart."""
-    query = QUERIES["carts"].replace("ORDER BY c.id, l.sku", "ORDER BY l.sku, c.id")
+def _sql_shop(tmp_path: Path, url: str, carts_query: str = QUERIES["carts"]) -> Path:
+    """The config (in ``tmp_path``) of a shop read by a ``sql`` source at ``url``."""
     config = tmp_path / "cartrescue.yaml"
     config.write_text(json.dumps({
         "now": NOW.isoformat(), "shop": {"timezone": "Europe/Berlin", "unsubscribe_secret": "test-secret-of-the-suite"},
-        "source": {"type": "sql", "url": sqlite_url, "queries": {"carts": query}},
+        "source": {"type": "sql", "url": url, "queries": {"carts": carts_query}},
         "eligibility": {"consent": "none", "quiet_hours": None},
         "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"}}), encoding="utf-8")
     return config
+
+
+def _apart_shop(tmp_path: Path, sqlite_url: str) -> Path:
+    """A shop whose carts query orders by sku: cart 1's rows (A, B) stand apart."""
+    return _sql_shop(tmp_path, sqlite_url, QUERIES["carts"].replace("ORDER BY c.id, l.sku", "ORDER BY l.sku, c.id"))
+
+
+def test_a_relative_shop_sqlite_path_is_read_beside_the_config_file(tmp_path, sqlite_url, monkeypatch):
+    """As every path of the config (and the ledger's): ``--config /srv/shop/cartrescue.yaml`` run
+    from another folder looked for the shop's database in that folder."""
+    from conftest import cli
+
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "shop.db").write_bytes(Path(sqlite_url.removeprefix("sqlite:///")).read_bytes())
+    config = _sql_shop(shop, "sqlite:///shop.db")
+    monkeypatch.chdir(tmp_path)
+    result = cli("carts", "--json", "--config", str(config))
+    assert result.exit_code in (0, 1), result.output
+    assert "1" in {decision["cart_id"] for decision in result.json["decisions"]}
 
 
 def test_a_cart_whose_rows_a_query_returns_apart_is_skipped_whole_and_named_with_the_fix(tmp_path, sqlite_url):

@@ -75,7 +75,8 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
     module_name, class_name = DATABASE_TYPES[source.type]
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)
-    opened = cls.from_config(source, shop_tz=tz, on_problem=on_problem, base_currency=config.shop.currency)
+    opened = cls.from_config(source.model_copy(update={"url": config.source_url}), shop_tz=tz, on_problem=on_problem,
+                             base_currency=config.shop.currency)
     opened.name = key_name(config)  # the type's own name, or source.key_prefix
     return opened  # type: ignore[no-any-return]
 
