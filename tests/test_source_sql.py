@@ -740,6 +740,19 @@ def _apart_shop(tmp_path: Path, sqlite_url: str) -> Path:
     return _sql_shop(tmp_path, sqlite_url, QUERIES["carts"].replace("ORDER BY c.id, l.sku", "ORDER BY l.sku, c.id"))
 
 
+def test_doctor_names_the_key_and_the_path_of_a_shop_sqlite_file_that_does_not_exist(tmp_path):
+    """A shop's database is only read: a mistyped path said "missing or unreadable" about the
+    path as written, naming no key; it now names source.url and the file looked for."""
+    from conftest import cli
+
+    config = _sql_shop(tmp_path, "sqlite:///shpo.db")
+    result = cli("doctor", "--no-smtp", "--json", "--config", str(config))
+    source = {check["name"]: check for check in result.json["checks"]}["source"]
+    assert source["status"] == "fail" and result.exit_code == ExitCode.SOURCE, source
+    assert f"{config}: source.url: the SQLite file {tmp_path / 'shpo.db'} does not exist" in source["detail"]
+    assert not (tmp_path / "shpo.db").exists()
+
+
 def test_a_relative_shop_sqlite_path_is_read_beside_the_config_file(tmp_path, sqlite_url, monkeypatch):
     """As every path of the config (and the ledger's): ``--config /srv/shop/cartrescue.yaml`` run
     from another folder looked for the shop's database in that folder."""

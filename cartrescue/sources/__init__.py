@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cartrescue.config import Config
+from cartrescue.errors import SourceError
 from cartrescue.sources.base import CartSource, ProblemSink, SendSource, ignore_problem
 
 DATABASE_TYPES = {
@@ -72,10 +73,17 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
         )
     import importlib
 
+    from cartrescue.sources.sql import sqlite_file
+
+    url = config.source_url
+    missing = sqlite_file(url)
+    if missing is not None and not missing.exists():
+        raise SourceError(f"{source.type} source: {config.where('source.url')}: the SQLite file {missing} does not "
+                          "exist (a shop's database is only read, never created: is the path mistyped?)")
     module_name, class_name = DATABASE_TYPES[source.type]
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)
-    opened = cls.from_config(source.model_copy(update={"url": config.source_url}), shop_tz=tz, on_problem=on_problem,
+    opened = cls.from_config(source.model_copy(update={"url": url}), shop_tz=tz, on_problem=on_problem,
                              base_currency=config.shop.currency)
     opened.name = key_name(config)  # the type's own name, or source.key_prefix
     return opened  # type: ignore[no-any-return]
