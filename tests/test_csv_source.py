@@ -332,6 +332,21 @@ def test_a_comma_that_can_only_be_decimal_or_only_grouping_is_read(text: str, va
     assert parse_decimal(text, "x") == Decimal(value)
 
 
+def test_a_quantity_in_another_scripts_digits_reads_as_its_value_as_a_price_does(tmp_path: Path) -> None:
+    """A quantity reads as a price (``values.parse_decimal``) and a database's number do: a
+    decimal digit of any script is its value (Arabic-Indic ``٣`` is 3, Persian ``۲`` is 2), on
+    the short path (``isdecimal()``, up to 5 characters) and the long one (``parse_int``) alike.
+    Ids are another matter (``text.ascii_digits``): they name a row, and ``١٢`` is no row 12."""
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER
+                    + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,٣,١٢.٥٠,yes\n"
+                    + "c2,bo@example.com,EUR,2026-11-20T08:00:00Z,,B,Cup,۰۰۰۰۰۲,۱۰,yes\n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert problems == []
+    assert [(c.items[0].quantity, c.items[0].unit_price, c.total) for c in carts] == [
+        (3, Decimal("12.50"), Decimal("37.50")), (2, Decimal("10"), Decimal("20"))]
+
+
 def test_a_time_without_offset_is_read_in_the_shop_timezone() -> None:
     from zoneinfo import ZoneInfo
 
