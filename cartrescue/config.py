@@ -1280,11 +1280,29 @@ class Config(_Model):
         shards of one shop on several hosts (``run --shard``) may read them under other names."""
         return f"{self.shop.name} <{self.shop.from_email}>"
 
-    def open_ledger(self) -> Ledger:
-        """The ledger of ``ledger.url``; an error that it cannot be opened names the file and key."""
+    def open_ledger(self, *, create: bool = True) -> Ledger:
+        """The ledger of ``ledger.url``; an error that it cannot be opened names the file and key.
+
+        ``create=False`` (a command that records nothing: ``carts``, a dry-run, ``preview``,
+        ``report``): a SQLite file that is not there yet (:meth:`missing_ledger_file`) is not made,
+        empty, at what may be a mistyped path; an empty ledger in a temporary folder stands in,
+        as for a shop's first run (:meth:`cartrescue.ledger.Ledger.empty`)."""
         from cartrescue.ledger import Ledger
 
+        if not create and self.missing_ledger_file() is not None:
+            return Ledger.empty(where=self.where("ledger.url"))
         return Ledger(self.ledger_url, where=self.where("ledger.url"))
+
+    def missing_ledger_file(self) -> str | None:
+        """The path of a SQLite ledger whose file a run would create (its folder is there, the
+        file not yet), else None (another database, the file is there, or its folder is not:
+        opening it then creates nothing, or says why it cannot be opened)."""
+        from cartrescue.ledger import sqlite_file
+
+        path = sqlite_file(self.ledger_url)
+        if path is None or Path(path).exists() or not Path(path).parent.is_dir():
+            return None
+        return path
 
     @property
     def ledger_url(self) -> str:

@@ -69,17 +69,6 @@ class _NoLedgerYet(Exception):
     ledger would create it (an empty ledger at a mistyped path said "ok, no messages yet")."""
 
 
-def _missing_ledger_file(config: Any) -> str | None:
-    """The path of a SQLite ledger whose file a run would create (its folder is there, the file
-    not yet), else None (opening it then creates nothing, or says why it cannot be opened)."""
-    from cartrescue.ledger import sqlite_file
-
-    path = sqlite_file(config.ledger_url)
-    if path is None or Path(path).exists() or not Path(path).parent.is_dir():
-        return None
-    return path
-
-
 def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None) -> Report:
     """Every check; a failed config skips the rest (nothing else can be known without it)."""
     from cartrescue.config import load_config, resolve_now
@@ -100,7 +89,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     ledger = None
     missing = None
     try:
-        missing = _missing_ledger_file(config)
+        missing = config.missing_ledger_file()
         if missing is not None:
             raise _NoLedgerYet(missing)
         ledger = config.open_ledger()

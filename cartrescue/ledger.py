@@ -452,6 +452,7 @@ class Ledger:
         self._json_each: bool | None = None  # see _json_lists
         self._raw: _RawStatements | None = None  # the per-message statements, compiled on first use
         self._writer: Any = None  # the connection of _message_transaction
+        self._folder: Any = None  # the temporary folder of an empty stand-in (Ledger.empty)
         try:
             if url.startswith("sqlite"):
                 self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
@@ -546,11 +547,26 @@ class Ledger:
 
         return masked_url(self.url)
 
+    @classmethod
+    def empty(cls, where: str = "ledger") -> "Ledger":
+        """An empty SQLite ledger in a temporary folder, removed on :meth:`close`: what a command
+        that records nothing reads when the shop's ledger file is not there yet."""
+        import tempfile
+        from urllib.parse import quote
+
+        folder = tempfile.TemporaryDirectory(prefix="cartrescue-ledger-")
+        ledger = cls("sqlite:///" + quote(folder.name, safe="/") + "/empty.db", where=where)
+        ledger._folder = folder
+        return ledger
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         self.engine.dispose()
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
 
     @contextmanager
     def _message_transaction(self) -> Iterator[Any]:

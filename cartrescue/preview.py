@@ -68,7 +68,7 @@ def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
         heard: list[RowProblem] = []  # why the cart could not be read, if it is there
         about = f"cart {cart_id}: "
         source.on_problem = lambda problem: heard.append(problem) if problem.reason.startswith(about) else None
-        ledger = config.open_ledger()
+        ledger = config.open_ledger(create=False)
         stack.callback(ledger.close)
         newsletters = newsletters_of(config, source, now, ignore_problem, stack)
         decision = next(iter(Planner(config, now, ledger, newsletters=newsletters).decide(_OneCart(source, cart_id))), None)
@@ -93,7 +93,7 @@ def _assigned(config: Config, decision: Decision, sequence: str, number: int) ->
 
     if decision.step == number and decision.variant is not None:  # the run's own decision
         return decision.variant
-    ledger = config.open_ledger()
+    ledger = config.open_ledger(create=False)
     try:
         promotions = ledger.promotions()
         sent = ledger.history([decision.cart.key], [], []).by_cart.get(decision.cart.key, [])

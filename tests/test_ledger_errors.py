@@ -151,3 +151,20 @@ def test_a_ledger_url_option_the_driver_trips_over_is_the_urls_error_not_a_bug(s
         result = shop.cli("run", "--json")
     assert result.exit_code == 2, result.output
     assert "cannot open: the URL's options: AttributeError" in result.json["error"]["message"]
+
+
+@pytest.mark.parametrize("command", [["carts"], ["run"], ["preview", "c1"]])
+def test_a_command_that_records_nothing_does_not_make_a_missing_ledger_file(shop: Shop, command: list[str]) -> None:
+    """``carts``, a dry-run and ``preview`` made an empty ledger at a mistyped ``ledger.url``,
+    which doctor and the next sending run then took for a shop that never sent anything."""
+    shop.configure(ledger={"url": "sqlite:///ledgr.db"}).add(cart("c1"))
+    result = shop.cli(*command)
+    assert result.exit_code == 0, result.output
+    assert not (shop.folder / "ledgr.db").exists()
+
+
+def test_a_dry_run_without_its_ledger_file_says_so_in_its_notes(shop: Shop) -> None:
+    shop.configure(ledger={"url": "sqlite:///ledgr.db"}).add(cart("c1"))
+    result = shop.cli("run", "--json")
+    assert any("no ledger at" in note and "ledgr.db" in note and "ledger.url" in note
+               for note in result.json["notes"]), result.json["notes"]

@@ -8,16 +8,13 @@ A/B winner when ``report.auto_promote`` is on. It prints nothing and formats not
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 from datetime import datetime
-from pathlib import Path
-from urllib.parse import quote
 from typing import Any
 
 from cartrescue.config import Config
 from cartrescue.currency import Basis
 from cartrescue.errors import SourceError
-from cartrescue.ledger import Ledger, sqlite_file
+from cartrescue.ledger import Ledger
 from cartrescue.report.analysis import Period, build
 from cartrescue.report.attribution import UNITS, Attribution, OrderLoad
 from cartrescue.sources import open_source
@@ -44,14 +41,12 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
     from concurrent.futures import ThreadPoolExecutor
 
     window = config.report.attribution_window
-    file = sqlite_file(config.ledger_url)
-    missing = file is not None and not Path(file).exists() and Path(file).parent.is_dir()  # no folder: an error
+    file = config.missing_ledger_file()
     # Opened, a missing file would be made, empty, and a typo in its path said "0.00 won back"
     # with nothing else; so the report reads an empty ledger of a temporary folder and says why in
     # its notes (a weekly digest set up before the first run is no error).
-    scratch = tempfile.TemporaryDirectory(prefix="cartrescue-report-") if missing else None
-    ledger = Ledger("sqlite:///" + quote(scratch.name, safe="/") + "/empty.db", where=config.where("ledger.url")) \
-        if scratch is not None else config.open_ledger()
+    missing = file is not None
+    ledger = config.open_ledger(create=False)
     try:
         with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now,
                          follow=config.eligibility.max_age) as att:
@@ -95,8 +90,6 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                           "with amounts in cents, or a test order? (see the orders' totals)") from None
     finally:
         ledger.close()
-        if scratch is not None:
-            scratch.cleanup()
 
 
 def _promote(ledger: Ledger, document: dict[str, Any], now: datetime) -> None:
