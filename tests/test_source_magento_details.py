@@ -42,6 +42,7 @@ QUOTES = [
     quote(309, "2026-03-02 08:00:00", customer_email="twice@example.com"),
     quote(310, "2026-03-02 09:30:00", customer_email="n/a", customer_is_guest=1),
     quote(311, "2026-03-02 09:00:00", customer_email="padded@example.com"),  # its buyer's address is padded
+    quote(320, "2026-03-02 09:00:00", customer_email="leading@example.com"),  # ... with a blank before it
     # 312 an address's older quote; 313 its newer one, a free sample: nothing to pay
     quote(312, "2026-03-02 08:00:00", customer_email="sample@example.com"),
     quote(313, "2026-03-02 09:30:00", customer_email="sample@example.com", grand_total=D("0"),
@@ -56,7 +57,7 @@ ITEMS = [
     line(3041, 304, "C", "1", "10"), line(3051, 305, "C", "1", "10"), line(3061, 306, "C", "1", "10"),
     line(3081, 308, "C", "2", "5"), line(3091, 309, "C", "1", "10"), line(3101, 310, "C", "1", "10"),
     line(3111, 311, "C", "1", "10"), line(3121, 312, "C", "1", "10"), line(3131, 313, "FREE", "1", "0"),
-    line(3141, 314, "C", "1", "10"),
+    line(3141, 314, "C", "1", "10"), line(3201, 320, "C", "1", "10"),
 ]
 SUBSCRIBERS = [
     {"customer_id": 11, "subscriber_email": "eur@example.com", "store_id": 1, "subscriber_status": 1},
@@ -65,6 +66,7 @@ SUBSCRIBERS = [
     {"customer_id": 0, "subscriber_email": "unsub@example.com", "store_id": 1, "subscriber_status": 3},
     {"customer_id": 0, "subscriber_email": "twice@example.com", "store_id": 1, "subscriber_status": 1},
     {"customer_id": 0, "subscriber_email": "padded@example.com", "store_id": 1, "subscriber_status": 1},
+    {"customer_id": 0, "subscriber_email": "leading@example.com", "store_id": 1, "subscriber_status": 1},
     {"customer_id": 0, "subscriber_email": "sample@example.com", "store_id": 1, "subscriber_status": 1},
     {"customer_id": 0, "subscriber_email": "empty@example.com", "store_id": 1, "subscriber_status": 1},
 ]
@@ -83,6 +85,10 @@ def fill(db: shopdb.ShopDb) -> None:
     db.insert("newsletter_subscriber", SUBSCRIBERS)
     db.insert("sales_order", [{"entity_id": 1, "increment_id": "000000001", "quote_id": 900,
                                "customer_email": "Padded@Example.com ", "state": "processing", "status": "processing",
+                               "grand_total": D("10"), "order_currency_code": "EUR",
+                               "created_at": datetime(2026, 3, 2, 10, 30)},
+                              {"entity_id": 2, "increment_id": "000000002", "quote_id": 901,
+                               "customer_email": " Leading@Example.com", "state": "processing", "status": "processing",
                                "grand_total": D("10"), "order_currency_code": "EUR",
                                "created_at": datetime(2026, 3, 2, 10, 30)}])
     db.execute_unchecked(f"UPDATE quote SET created_at = '{BAD_TIME[db.kind]}', updated_at = updated_at "
@@ -160,6 +166,14 @@ def test_an_order_whose_address_has_blanks_around_it_is_the_carts_order(planned)
     typed with a trailing blank was not found, and its buyer was reminded of the cart."""
     _, decisions = planned
     assert (decisions["311"]["action"], decisions["311"]["reason"]) == ("skip", "ordered")
+
+
+def test_an_order_whose_address_has_a_blank_before_it_is_the_carts_order(planned):
+    """MySQL's and MariaDB's collations ignore a trailing blank but not a leading one: an order
+    typed as ' leading@example.com' was not found there (it was on PostgreSQL), and its buyer
+    was reminded of the cart."""
+    _, decisions = planned
+    assert (decisions["320"]["action"], decisions["320"]["reason"]) == ("skip", "ordered")
 
 
 def test_a_newer_quote_with_nothing_to_pay_leaves_the_older_quote_its_reminders(planned):

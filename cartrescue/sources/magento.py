@@ -58,7 +58,7 @@ from cartrescue.sources.sql import (
     item,
     local_bound,
     text_or_none,
-    email_column,
+    email_in,
 )
 
 #: Magento order states: which mean "not an order" for cartrescue, which mean delivered.
@@ -197,8 +197,8 @@ class MagentoSource(DatabaseSource):
         emails = sorted({email for q in quotes for email in
                          [normalize_email(q["customer_email"])]
                          + [normalize_email(a["email"]) for a in addresses.get(q["quote_id"], [])] if email})
-        column = email_column(self.db.backend, "subscriber_email")
-        where, params, lists = any_in([("customer_id", "customer_ids", customer_ids), (column, "emails", emails)])
+        where, params, lists = any_in([("customer_id", "customer_ids", customer_ids),
+                                       (email_in(self.db.backend, "subscriber_email"), "emails", emails)])
         return self.db.fetch(
             "SELECT customer_id, subscriber_email, store_id, subscriber_status "
             f"FROM {self.t('newsletter_subscriber')} WHERE {where}", params, expanding=lists)
@@ -360,9 +360,8 @@ class MagentoSource(DatabaseSource):
         quote_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
         emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
-        # MySQL compares with a case-insensitive collation (and keeps the index); others need lower().
-        email_col = email_column(self.db.backend, "customer_email")
-        where, params, lists = any_in([("quote_id", "quote_ids", quote_ids), (email_col, "emails", emails),
+        where, params, lists = any_in([("quote_id", "quote_ids", quote_ids),
+                                       (email_in(self.db.backend, "customer_email"), "emails", emails),
                                        ("customer_id", "customer_ids", customer_ids)])
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, "
@@ -412,13 +411,12 @@ class MagentoSource(DatabaseSource):
         """Letters of the core newsletter queue sent to ``emails`` within ``window``."""
         if not emails or not self._has_tables(self._NEWSLETTER_TABLES, "the core newsletter queue"):
             return
-        email_col = email_column(self.db.backend, "s.subscriber_email")
         sql = (
             "SELECT s.subscriber_email, l.letter_sent_at, q.newsletter_subject "
             f"FROM {self.t('newsletter_subscriber')} s "
             f"JOIN {self.t('newsletter_queue_link')} l ON l.subscriber_id = s.subscriber_id "
             f"LEFT JOIN {self.t('newsletter_queue')} q ON q.queue_id = l.queue_id "
-            f"WHERE {email_col} IN :emails AND l.letter_sent_at >= :start AND l.letter_sent_at <= :end"
+            f"WHERE {email_in(self.db.backend, 's.subscriber_email', 'IN :emails')} AND l.letter_sent_at >= :start AND l.letter_sent_at <= :end"
         )
         params = {"emails": list(emails), "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
         for row in self.db.fetch(sql, params, expanding=("emails",)):

@@ -57,7 +57,7 @@ from cartrescue.sources.sql import (
     id_or_none,
     item,
     text_or_none,
-    email_column,
+    email_in,
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
@@ -331,13 +331,10 @@ class PrestaShopSource(DatabaseSource):
         cart_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
         emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
-        # The carts' addresses are lower-case. MySQL compares with a case-insensitive collation
-        # (and keeps the index); others need lower(): a guest checkout may be typed in capitals.
-        email = email_column(self.db.backend, "email")
         where, params, lists = any_in([
             ("o.id_cart", "cart_ids", cart_ids),
             ("o.id_customer", "customer_ids", customer_ids),
-            (f"o.id_customer IN (SELECT id_customer FROM {self.t('customer')} WHERE {email} {{in}})",
+            (f"o.id_customer IN (SELECT id_customer FROM {self.t('customer')} WHERE {email_in(self.db.backend, 'email')})",
              "emails", emails),
         ])
         sql = (

@@ -599,13 +599,19 @@ def as_currency(value: Any) -> str:
     return parse_currency(value)
 
 
-def email_column(backend: str, column: str) -> str:
-    """``column`` as compared with the carts' addresses (lower-case, without blanks around):
-    MySQL's and MariaDB's collations ignore case and trailing blanks and keep the column's index;
-    elsewhere ``LOWER(TRIM(column))`` (PostgreSQL compared LOWER(column) alone, and an order
-    typed with a trailing blank was not found: its buyer was reminded). A leading blank is not
-    matched on MySQL, where trimming would give up the index."""
-    return column if backend in ("mysql", "mariadb") else f"LOWER(TRIM({column}))"
+def email_in(backend: str, column: str, test: str = "{in}") -> str:
+    """The condition that ``column`` is one of the carts' addresses (lower-case, without blanks
+    around), ``test`` being the list's test (``IN :emails``, or :func:`any_in`'s ``{in}``).
+
+    Every backend must find the same orders: elsewhere ``LOWER(TRIM(column))``; MySQL's and
+    MariaDB's collations ignore case and trailing blanks and keep the column's index, but not a
+    leading blank (an order typed `` ann@example.com`` was found on PostgreSQL and not on
+    MariaDB, and its buyer was reminded), so there the few values that begin with a blank are
+    trimmed too: ``LIKE ' %'`` is a range of the same index.
+    """
+    if backend in ("mysql", "mariadb"):
+        return f"({column} {test} OR ({column} LIKE ' %' AND TRIM({column}) {test}))"
+    return f"LOWER(TRIM({column})) {test}"
 
 
 def as_email(*candidates: Any) -> str | None:

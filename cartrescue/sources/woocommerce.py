@@ -68,7 +68,7 @@ from cartrescue.sources.sql import (
     item,
     local_bound,
     text_or_none,
-    email_column,
+    email_in,
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
@@ -279,9 +279,9 @@ class WooCommerceSource(DatabaseSource):
         addresses = sorted({e.strip().lower() for e in emails if e and e.strip()})
         if not addresses:
             return {}
-        column = email_column(self.db.backend, "user_email")
         pk = self.column("ID")
-        rows = self.db.fetch(f"SELECT {pk} AS id, user_email FROM {self.t('users')} WHERE {column} IN :emails",
+        rows = self.db.fetch(f"SELECT {pk} AS id, user_email FROM {self.t('users')} "
+                             f"WHERE {email_in(self.db.backend, 'user_email', 'IN :emails')}",
                              {"emails": addresses}, expanding=("emails",))
         return {str(row["user_email"]).strip().lower(): str(row["id"]) for row in rows}
 
@@ -414,8 +414,7 @@ class WooCommerceSource(DatabaseSource):
                 if keep else None
 
     def _hpos_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
-        email_col = email_column(self.db.backend, "billing_email")
-        where, params, lists = any_in([(email_col, "emails", emails),
+        where, params, lists = any_in([(email_in(self.db.backend, "billing_email"), "emails", emails),
                                        ("customer_id", "customer_ids", [int(c) for c in customer_ids if ascii_digits(c)])])
         sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
                f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' AND ({where})")
@@ -427,9 +426,8 @@ class WooCommerceSource(DatabaseSource):
                 yield order
 
     def _legacy_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
-        value = email_column(self.db.backend, "meta_value")
         where, params, lists = any_in([
-            (f"(meta_key = '_billing_email' AND {value} {{in}})", "emails", emails),
+            (f"(meta_key = '_billing_email' AND {email_in(self.db.backend, 'meta_value')})", "emails", emails),
             ("(meta_key = '_customer_user' AND meta_value {in})", "customer_ids", customer_ids),
         ])
         pk = self.column("ID")
@@ -461,14 +459,13 @@ class WooCommerceSource(DatabaseSource):
         notifications, welcome and automatic emails are all marketing the customer saw today)."""
         if not emails or not self._has_tables(self._MAILPOET_TABLES, "MailPoet's sending statistics"):
             return
-        email_col = email_column(self.db.backend, "s.email")
         subject, join = "NULL", ""
         if not self.missing_tables(("mailpoet_newsletters",)):
             subject, join = "n.subject", f" LEFT JOIN {self.t('mailpoet_newsletters')} n ON n.id = st.newsletter_id"
         sql = (
             f"SELECT s.email, st.sent_at, {subject} AS subject FROM {self.t('mailpoet_statistics_newsletters')} st "
             f"JOIN {self.t('mailpoet_subscribers')} s ON s.id = st.subscriber_id{join} "
-            f"WHERE {email_col} IN :emails AND st.sent_at >= :start AND st.sent_at <= :end"
+            f"WHERE {email_in(self.db.backend, 's.email', 'IN :emails')} AND st.sent_at >= :start AND st.sent_at <= :end"
         )
         params = {"emails": list(emails), "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
         for row in self.db.fetch(sql, params, expanding=("emails",)):
