@@ -158,6 +158,14 @@ class Order:
     #: Set (where the row is) when the source found this order's row but could not read it: its
     #: time and total are unknown, so its customer's carts wait (``unreadable_order``).
     unreadable: str | None = None
+    #: For an order dated without a time, the start of that day: ``created_at`` is its end
+    #: (:func:`cartrescue.sources.csv.parse_order_time`), and it was placed somewhere between.
+    day_start: datetime | None = None
+
+    @property
+    def earliest(self) -> datetime:
+        """The earliest moment it may have been placed (a report counts its whole day)."""
+        return self.day_start or self.created_at
 
     @classmethod
     def unreadable_row(cls, order_id: str, where: str, email: Any = None, customer_id: Any = None,

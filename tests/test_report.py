@@ -212,6 +212,25 @@ def test_a_refund_written_as_an_order_row_does_not_lower_the_recovered_revenue(s
     assert document["summary"]["orders"] == 1 and document["summary"]["revenue"] == "80.00"
 
 
+def test_an_order_dated_without_a_time_counts_in_a_report_run_that_day(shop: Shop) -> None:
+    """Read as the end of its day, an order of today's date came after the report's end (now):
+    a report run that afternoon left out the order a morning reminder had won back."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    shop.add_orders({**order_row("o1", at=NOW, total="80.00", cart_id="t1"), "created_at": "2026-11-20"})
+    document = report(shop, now=NOW + timedelta(hours=5))
+    assert document["summary"]["orders"] == 1 and document["summary"]["revenue"] == "80.00"
+
+
+def test_an_order_dated_without_a_time_on_the_last_day_of_the_window_is_attributed(shop: Shop) -> None:
+    """An order dated the day the attribution window ends may have been placed before its end:
+    read as the end of that day, it fell out of the window."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW), Row("t2", NOW)])
+    shop.add_orders({**order_row("o1", at=NOW, total="80.00", cart_id="t1"), "created_at": "2026-11-25"},
+                    {**order_row("o2", at=NOW, total="30.00", cart_id="t2"), "created_at": "2026-11-26"})
+    document = report(shop)
+    assert document["summary"]["orders"] == 1 and document["summary"]["revenue"] == "80.00"
+
+
 def test_two_messages_then_one_order_is_attributed_once_to_the_latest(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW - timedelta(hours=23)), Row("t1", NOW, step=2)])
     shop.add_orders(order_row("o1", at=NOW + timedelta(hours=3), total="80.00", cart_id="t1"))

@@ -704,18 +704,32 @@ def test_database_values_are_bounded_and_odd_times_are_row_errors():
         .year == 1000
 
 
-def test_orders_placed_in_a_window_from_a_named_query(url):
-    placed = ("SELECT id AS order_id, email, cart_id, created AS created_at, status, delivered, total, "
-              "'SAVE10' AS discount_code FROM orders WHERE created >= :start AND created <= :end ORDER BY id")
+def _placed(url: str, placed: str) -> dict:
+    """The orders ``placed`` (an ``orders_placed`` query) finds from 9:00 to 11:00 on 29 March, by id."""
     source = SqlSource(url, queries={**QUERIES, "orders_placed": placed})
     try:
-        orders = {o.id: o for o in source.orders(Window(datetime(2026, 3, 29, 9, 0, tzinfo=UTC),
-                                                        datetime(2026, 3, 29, 11, 0, tzinfo=UTC)))}
+        return {o.id: o for o in source.orders(Window(datetime(2026, 3, 29, 9, 0, tzinfo=UTC),
+                                                      datetime(2026, 3, 29, 11, 0, tzinfo=UTC)))}
     finally:
         source.close()
+
+
+def test_orders_placed_in_a_window_from_a_named_query(url):
+    orders = _placed(url, "SELECT id AS order_id, email, cart_id, created AS created_at, status, delivered, total, "
+                          "'SAVE10' AS discount_code FROM orders WHERE created >= :start AND created <= :end ORDER BY id")
     assert set(orders) == {"9", "10", "12"}  # 11 is cancelled
     assert orders["10"].cart_id == "2" and orders["10"].total == Decimal("30")
     assert orders["9"].discount_code == "SAVE10"
+
+
+def test_an_order_dated_without_a_time_is_placed_in_a_window_that_holds_part_of_its_day(url):
+    """Read as the end of its day, an order dated the day a report runs (its window ends now)
+    was left out: that day's orders counted only in a report of the next day."""
+    orders = _placed(url, "SELECT id AS order_id, email, cart_id, DATE(created) AS created_at, status, delivered, "
+                          "total FROM orders WHERE created >= :start AND created <= :end ORDER BY id")
+    assert set(orders) == {"9", "10", "12"}
+    assert (orders["9"].earliest, orders["9"].created_at) == (datetime(2026, 3, 29, tzinfo=UTC),
+                                                              datetime.combine(date(2026, 3, 29), time.max, UTC))
 
 
 def test_a_report_without_an_orders_placed_query_says_which_key_to_add(sqlite_url):

@@ -18,7 +18,9 @@ The rules (docs/reporting.md):
   ``report.attribution_window`` earlier, a row of the cart the order names (cart id) first,
   else a row of the same customer id or address; of those the latest. When that row is a sent
   message, the order is **attributed** (recovered revenue); when it is a held-out row, it
-  counts for the control group. Either way the stream converted.
+  counts for the control group. Either way the stream converted. An order dated without a
+  time may have been placed at any moment of its day: it is after the rows of that day, and
+  within the window of a row when any of its day is.
 - Amounts are in the shop's currency (:class:`cartrescue.currency.Basis`), summed exactly as
   integers of 1/10,000; an amount that cannot be converted is NULL: the order still counts as a
   conversion, its money is left out and reported.
@@ -42,13 +44,17 @@ UNITS = 10_000  # amounts are integers of 1/10,000 of the shop's currency: exact
 BATCH = 5_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
+#: ``at`` is when the order was placed; ``earliest`` the start of its day for one dated without
+#: a time (``at`` is then the day's end, :attr:`cartrescue.model.Order.earliest`), else ``at``.
+ORD_TABLE = """
+CREATE TABLE ord(id TEXT PRIMARY KEY, at REAL NOT NULL, earliest REAL NOT NULL, email TEXT, customer_id TEXT,
+  cart_id TEXT, amount INTEGER, currency TEXT, code TEXT) WITHOUT ROWID;
+"""
 SCHEMA = """
 CREATE TABLE msg(id INTEGER PRIMARY KEY, cart_key TEXT NOT NULL, cart_id TEXT, email TEXT, customer_id TEXT,
   step INTEGER, channel TEXT, variant TEXT, tier TEXT, sequence TEXT, locale TEXT, held INTEGER NOT NULL,
   at REAL NOT NULL, value INTEGER);
-CREATE TABLE ord(id TEXT PRIMARY KEY, at REAL NOT NULL, email TEXT, customer_id TEXT, cart_id TEXT, amount INTEGER,
-  currency TEXT, code TEXT) WITHOUT ROWID;
-"""
+""" + ORD_TABLE
 
 #: The breakdowns of sent messages and the columns they group by.
 DIMENSIONS: dict[str, tuple[str, ...]] = {
@@ -210,7 +216,9 @@ class Attribution:
     # -- attribution -------------------------------------------------------------------------
 
     def attribute(self) -> None:
-        """Give each order its row (see the module docstring).
+        """Give each order its row (see the module docstring). An order dated without a time
+        takes its whole day: it is after a row of that day, and within a window that holds any
+        of the day (read as the day's end, one of a window's last day fell out of it).
 
         The orders are few next to the rows (the key filter let only possible matches in), so
         the rows are scanned once per key with lookups into the orders' small indexes, rather
@@ -223,7 +231,7 @@ class Attribution:
                 self.db.execute(f"CREATE INDEX ord_{column} ON ord({column}) WHERE {column} IS NOT NULL")
                 scans.append(f"SELECT o.id AS oid, m.id AS mid, m.at AS at, {kind} AS kind FROM msg m CROSS JOIN ord o"
                              f" ON o.{column} = m.{column} WHERE m.{column} IS NOT NULL AND o.at > m.at"
-                             f" AND o.at <= m.at + {w!r}")
+                             f" AND o.earliest <= m.at + {w!r}")
         # one scan of the rows per key an order carries at all, with lookups into the orders' indexes
         self.db.execute("CREATE TABLE cand AS " + (" UNION ALL ".join(scans) if scans else
                                                    "SELECT '' AS oid, 0 AS mid, 0.0 AS at, 0 AS kind WHERE 0"))
@@ -424,9 +432,7 @@ class OrderLoad:
     """
 
     def __init__(self) -> None:
-        self.scratch = ScratchDb("orders", "CREATE TABLE ord(id TEXT PRIMARY KEY, at REAL NOT NULL, email TEXT,"
-                                 " customer_id TEXT, cart_id TEXT, amount INTEGER, currency TEXT, code TEXT) WITHOUT ROWID;",
-                                 shared=True)
+        self.scratch = ScratchDb("orders", ORD_TABLE, shared=True)
         self.count = 0
         self.duplicates = 0
         self.currencies: set[str] = set()
@@ -452,14 +458,15 @@ class OrderLoad:
                     self.currencies.add(currency)
                 if order.discount_code:
                     self.codes_seen = True
-                yield (order.id, order.created_at.timestamp(), order.email, order.customer_id, order.cart_id,
+                yield (order.id, order.created_at.timestamp(), order.earliest.timestamp(), order.email,
+                       order.customer_id, order.cart_id,
                        None if amount is None else units(amount), currency or None, order.discount_code)
 
         db = self.scratch.connection
         total = 0
         for batch in _batches(rows()):
             total += len(batch)
-            db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?)", batch)
+            db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?,?)", batch)
         db.commit()
         self.count = db.execute("SELECT count(*) FROM ord").fetchone()[0]
         self.duplicates = total - self.count

@@ -42,6 +42,12 @@ class Window:
     def __contains__(self, moment: datetime) -> bool:
         return self.start <= moment <= self.end
 
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        """Some moment of ``[start, end]`` lies in the window: an order dated without a time
+        (:attr:`Order.earliest` to its ``created_at``, its day's end) is in a report's window
+        that ends today, now, not only in tomorrow's."""
+        return start <= self.end and end >= self.start
+
 
 #: Every moment a shop's data can hold: for looking a cart up whatever its age. Bounded (not
 #: ``datetime.min``/``max``) so that any database and any timezone can compare with it.

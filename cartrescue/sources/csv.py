@@ -152,12 +152,13 @@ def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
         raise RowError(f"{what}: out of range: {text!r}") from None
 
 
-def parse_order_time(text: str, what: str, tz: ZoneInfo) -> datetime:
-    """:func:`parse_time` of an order's time, where a date alone (``2026-11-20``, as some
-    exports write it) is the *end* of that day in the shop's timezone, not its midnight: a cart
-    abandoned that morning and bought that afternoon then counts as ordered (at midnight the
-    order read as one placed before the cart, and the customer got a reminder for what they
-    had bought). The report counts such an order as after that day's messages."""
+def parse_order_time(text: str, what: str, tz: ZoneInfo) -> tuple[datetime, datetime | None]:
+    """:func:`parse_time` of an order's time, and ``None``; but a date alone (``2026-11-20``,
+    as some exports write it) is the *end* of that day in the shop's timezone, not its midnight,
+    with the day's start (:attr:`Order.day_start`): a cart abandoned that morning and bought
+    that afternoon then counts as ordered (at midnight the order read as one placed before the
+    cart, and the customer got a reminder for what they had bought). The report takes the whole
+    day: such an order counts after that day's messages, and within a window that holds any of it."""
     value = text.strip()
     if len(value) <= 10 and ":" not in value:
         try:
@@ -165,8 +166,9 @@ def parse_order_time(text: str, what: str, tz: ZoneInfo) -> datetime:
         except ValueError:
             pass  # parse_time says what is wrong with it
         else:
-            return datetime.combine(day, time.max, tz).astimezone(timezone.utc)
-    return parse_time(text, what, tz)
+            return (datetime.combine(day, time.max, tz).astimezone(timezone.utc),
+                    datetime.combine(day, time(), tz).astimezone(timezone.utc))
+    return parse_time(text, what, tz), None
 
 
 def utc_text(text: str, moment: datetime) -> str:
@@ -1250,7 +1252,7 @@ class CsvSource(CartSource):
                     continue
                 try:
                     email = email_text.lower() or None  # normalize_email() of a stripped value
-                    created = parse_order_time(created_text, "created_at", self.shop_tz)
+                    created, _ = parse_order_time(created_text, "created_at", self.shop_tz)
                     total = self._decimal(total_text, "total") if total_text else _ZERO
                     status = status_text.lower()
                     delivered = parse_delivered(delivered_text)
@@ -1305,7 +1307,6 @@ class CsvSource(CartSource):
             # export that appends a row per change) is no order either. The first row wins, as
             # in a run (OrderIndex); only these ids are kept, a few in a hundred orders.
             not_orders: set[str] = set()
-            start_of, end_of = window.start, window.end
             for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
                 cells = len(row)
                 if cells <= width:
@@ -1335,8 +1336,8 @@ class CsvSource(CartSource):
                 email = email.lower()
                 status = status.lower()
                 try:
-                    created = parse_order_time(created_text, "created_at", self.shop_tz)
-                    if not start_of <= created <= end_of:
+                    created, day_start = parse_order_time(created_text, "created_at", self.shop_tz)
+                    if not window.overlaps(day_start or created, created):
                         continue
                     total = self._decimal(total_text, "total") if total_text else _ZERO
                     delivered = parse_delivered(delivered_text)
@@ -1347,5 +1348,6 @@ class CsvSource(CartSource):
                     not_orders.add(order_id)
                     continue
                 yield Order(order_id, created, email or None, customer_id or None, cart_id or None, total,
-                            currency.upper() or None, status, delivered, discount_code=code or None)
+                            currency.upper() or None, status, delivered, discount_code=code or None,
+                            day_start=day_start)
             unchanged(handle, path, opened)

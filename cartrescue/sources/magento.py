@@ -51,6 +51,7 @@ from cartrescue.sources.sql import (
     as_email,
     as_stock,
     as_utc,
+    order_time,
     chunks,
     first_number,
     grouped,
@@ -381,9 +382,11 @@ class MagentoSource(DatabaseSource):
         if status in IGNORED_ORDER_STATUSES:
             return None
         try:
+            created, day_start = order_time(row["created_at"], UTC, "created_at")
             return Order(
                 id=text_or_none(row["increment_id"]) or str(row["entity_id"]),
-                created_at=as_utc(row["created_at"], UTC, "created_at", day_end=True),
+                created_at=created,
+                day_start=day_start,
                 email=normalize_email(row["customer_email"]),
                 customer_id=id_or_none(row["customer_id"]),
                 cart_id=id_or_none(row["quote_id"]),

@@ -51,6 +51,7 @@ from cartrescue.sources.sql import (
     as_locale,
     as_stock,
     as_utc,
+    order_time,
     chunks,
     first_number,
     grouped,
@@ -351,9 +352,11 @@ class PrestaShopSource(DatabaseSource):
             try:
                 total = as_decimal(row["total_paid"], "total_paid", required=False) or Decimal("0")
                 rate = _rate(row["conversion_rate"])
+                created, day_start = order_time(row["date_add"], self.shop_tz, "date_add")
                 yield Order(
                     id=str(row["id_order"]),
-                    created_at=as_utc(row["date_add"], self.shop_tz, "date_add", day_end=True),
+                    created_at=created,
+                    day_start=day_start,
                     email=as_email(row["email"]),
                     customer_id=id_or_none(row["id_customer"]),
                     cart_id=id_or_none(row["id_cart"]),
@@ -392,9 +395,11 @@ class PrestaShopSource(DatabaseSource):
                                                                           row["id_customer"])):
                 continue
             try:
+                created, day_start = order_time(row["date_add"], self.shop_tz, "date_add")
                 order = Order(
                     id=str(row["id_order"]),
-                    created_at=as_utc(row["date_add"], self.shop_tz, "date_add", day_end=True),
+                    created_at=created,
+                    day_start=day_start,
                     email=as_email(row["email"]),
                     customer_id=id_or_none(row["id_customer"]),
                     cart_id=id_or_none(row["id_cart"]),
@@ -406,7 +411,7 @@ class PrestaShopSource(DatabaseSource):
             except RowError as exc:
                 self.problem(f"{self.db.prefix}orders id_order={row['id_order']}", str(exc))
                 continue
-            if order.created_at in window:
+            if window.overlaps(order.earliest, order.created_at):
                 yield order
 
 

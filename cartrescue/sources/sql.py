@@ -485,8 +485,8 @@ def as_utc(value: Any, tz: ZoneInfo | timezone, what: str, *, day_end: bool = Fa
     """A database time as aware UTC. Naive values are read in ``tz`` (UTC for Magento, the
     shop's timezone for site-local columns); aware values are converted; whole numbers are
     seconds since 1970 (UTC), the one documented variant of a retyped time column. A date
-    alone (a DATE column, ``2026-11-20``) is its midnight, or with ``day_end`` (an order's time:
-    :func:`cartrescue.sources.csv.parse_order_time` says why) the end of that day.
+    alone (a DATE column, ``2026-11-20``) is its midnight, or with ``day_end`` the end of that
+    day (:func:`order_time`).
 
     Anything else (MariaDB's zero or invalid dates come back as text, PostgreSQL's
     ``infinity`` as text through :func:`_lenient_pg_times`) is a :class:`RowError`.
@@ -515,6 +515,17 @@ def as_utc(value: Any, tz: ZoneInfo | timezone, what: str, *, day_end: bool = Fa
         return value.astimezone(UTC)
     except (OverflowError, ValueError):
         raise RowError(f"{what}: not a time: {value.isoformat()!r}") from None
+
+
+def order_time(value: Any, tz: ZoneInfo | timezone, what: str) -> tuple[datetime, datetime | None]:
+    """An order's time (:func:`as_utc`) and ``None``; but a date alone (a DATE column) is the
+    end of that day, with its start (:attr:`Order.day_start`), as in the CSV format
+    (:func:`cartrescue.sources.csv.parse_order_time` says why)."""
+    moment = as_utc(value, tz, what, day_end=True)
+    if isinstance(value, datetime):  # what a time column gives: never a date alone
+        return moment, None
+    start = as_utc(value, tz, what)
+    return moment, (start if start != moment else None)
 
 
 def local_bound(moment: datetime, tz: ZoneInfo | timezone, *, slack: timedelta = timedelta(0)) -> datetime:
@@ -1202,9 +1213,11 @@ class SqlSource(DatabaseSource):
         if text_or_none(row.get("cancelled_at")) is not None:
             return None
         try:
+            created, day_start = order_time(row.get("created_at"), self.db_tz, "created_at")
             order = Order(
                 id=order_id,
-                created_at=as_utc(row.get("created_at"), self.db_tz, "created_at", day_end=True),
+                created_at=created,
+                day_start=day_start,
                 email=as_email(row.get("email")),
                 customer_id=id_or_none(row.get("customer_id")),
                 cart_id=id_or_none(row.get("cart_id")),
@@ -1251,5 +1264,5 @@ class SqlSource(DatabaseSource):
             if wanted is not None and not order_wanted(wanted, row.get("cart_id"), row.get("email"), row.get("customer_id")):
                 continue
             order = self._order(row, order_id, "orders_placed")
-            if order is not None and order.created_at in window:
+            if order is not None and window.overlaps(order.earliest, order.created_at):
                 yield order

@@ -61,6 +61,7 @@ from cartrescue.sources.sql import (
     as_email,
     as_stock,
     as_utc,
+    order_time,
     chunks,
     first_number,
     grouped,
@@ -398,9 +399,11 @@ class WooCommerceSource(DatabaseSource):
         if state in _NOT_ORDERS:
             return None
         try:
+            created_at, day_start = order_time(created, UTC, where[1])
             return Order(
                 id=str(order_id),
-                created_at=as_utc(created, UTC, where[1], day_end=True),
+                created_at=created_at,
+                day_start=day_start,
                 email=as_email(email),
                 customer_id=id_or_none(customer),
                 total=as_decimal(total, "total", required=False) or Decimal("0"),
