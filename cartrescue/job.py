@@ -231,11 +231,8 @@ def _run_job(
             # Read everything once before anything is delivered: a bad row stops the run clean.
             _read_all(source, Window(now - config.eligibility.max_age, now))
         # A run that records nothing (carts, a dry-run) does not make the ledger's file: at a
-        # mistyped ledger.url an empty one then fooled doctor and the next sending run.
-        missing = None if delivering else config.missing_ledger_file()
-        if missing is not None:
-            notes.append(f"{config.where('ledger.url')}: no ledger at {missing} yet: planned as a first run "
-                         "(a sending run creates it; a typo in the path?)")
+        # mistyped ledger.url an empty one then fooled doctor and the next sending run. It plans
+        # as a first run does (doctor names the missing file).
         ledger = config.open_ledger(create=delivering)
         stack.callback(ledger.close)
         try:

@@ -162,9 +162,3 @@ def test_a_command_that_records_nothing_does_not_make_a_missing_ledger_file(shop
     assert result.exit_code == 0, result.output
     assert not (shop.folder / "ledgr.db").exists()
 
-
-def test_a_dry_run_without_its_ledger_file_says_so_in_its_notes(shop: Shop) -> None:
-    shop.configure(ledger={"url": "sqlite:///ledgr.db"}).add(cart("c1"))
-    result = shop.cli("run", "--json")
-    assert any("no ledger at" in note and "ledgr.db" in note and "ledger.url" in note
-               for note in result.json["notes"]), result.json["notes"]
