@@ -1297,12 +1297,12 @@ class Config(_Model):
         """The path of a SQLite ledger whose file a run would create (its folder is there, the
         file not yet), else None (another database, the file is there, or its folder is not:
         opening it then creates nothing, or says why it cannot be opened)."""
-        from cartrescue.ledger import sqlite_file
+        from cartrescue.sqlite_url import sqlite_file
 
         path = sqlite_file(self.ledger_url)
-        if path is None or Path(path).exists() or not Path(path).parent.is_dir():
+        if path is None or path.exists() or not path.parent.is_dir():
             return None
-        return path
+        return str(path)
 
     @property
     def ledger_url(self) -> str:

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from sqlmodel import Field, SQLModel, create_engine
 
 from cartrescue.errors import LedgerError, LockHeld, LockLost
+from cartrescue.sqlite_url import sqlite_file
 
 #: ``owns(email, cart_key)``: does a shard own this message's cart? (cartrescue.shards.Shard.owns)
 Owner = Callable[[str | None, str], bool]
@@ -430,16 +431,6 @@ def _write_lock(dbapi_connection: Any) -> None:
         attempts += 1
         if attempts > _SHORT_NAPS:
             nap = min(nap * 2, _LONGEST_NAP)
-
-
-def sqlite_file(url: str) -> str | None:
-    """The file a SQLite ledger URL names, else ``None`` (another database, or in memory)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return parsed.database
 
 
 class Ledger:
@@ -1335,7 +1326,8 @@ class Ledger:
 
     def sqlite_path(self) -> str | None:
         """The file of a SQLite ledger (the report reads it directly), else ``None``."""
-        return sqlite_file(self.url)
+        path = sqlite_file(self.url)
+        return None if path is None else str(path)
 
     def report_messages(self, start: datetime, end: datetime, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
         """Sent and held-out rows claimed in ``[start, end]``, streamed: (id, cart_key, cart_id,

@@ -162,3 +162,13 @@ def test_a_command_that_records_nothing_does_not_make_a_missing_ledger_file(shop
     assert result.exit_code == 0, result.output
     assert not (shop.folder / "ledgr.db").exists()
 
+
+
+@pytest.mark.parametrize("command", [["doctor", "--no-smtp"], ["carts"], ["report"]])
+def test_a_ledger_url_that_does_not_parse_is_a_config_error_naming_its_key(shop: Shop, command: list[str]) -> None:
+    """Asking whether its SQLite file is there parsed the URL first: an internal error (exit 70)."""
+    shop.configure(ledger={"url": "not a url"}).add(cart("c1"))
+    result = shop.cli(*command, "--json", now=None)
+    message = result.json["error"]["message"] if "error" in result.json else json.dumps(result.json)
+    assert result.exit_code == 2, result.output
+    assert "ledger.url" in message and "internal" not in message

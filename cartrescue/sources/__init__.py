@@ -73,7 +73,7 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
         )
     import importlib
 
-    from cartrescue.sources.sql import sqlite_file
+    from cartrescue.sqlite_url import sqlite_file
 
     url = config.source_url
     missing = sqlite_file(url)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -64,6 +63,7 @@ from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, 
     parse_delivered,
 )
 from cartrescue.sources.values import campaign_name
+from cartrescue.sqlite_url import sqlite_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Engine
@@ -232,23 +232,6 @@ def _sqlalchemy() -> Any:
     import sqlalchemy
 
     return sqlalchemy
-
-
-def sqlite_file(url: Any) -> Path | None:
-    """The file a SQLite URL (text or parsed) names, a path or a ``file:`` URI (with
-    ``?uri=true``), resolved; None for another database or one in memory."""
-    from urllib.parse import unquote, urlsplit
-
-    sa = _sqlalchemy()
-    url = sa.engine.make_url(url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    if url.database.startswith("file:") and sa.util.asbool(url.query.get("uri", False)):
-        if url.query.get("mode") == "memory":
-            return None
-        path = unquote(urlsplit(url.database).path)
-        return Path(path).resolve() if path and path != ":memory:" else None
-    return Path(url.database).resolve()
 
 
 def _prepare_url(raw: str) -> Any:

@@ -1,0 +1,35 @@
+"""Which file a SQLite URL names, for the ledger and a shop's database alike.
+
+Owns one question: a path (``sqlite:///shop.db``) or a ``file:`` URI (``sqlite:///file:shop.db?
+uri=true``) both name a file, which may not exist yet. Opening a missing one creates it, so the
+callers ask first: a shop's database is only read, and a command that records nothing must not
+make an empty ledger at a mistyped path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def sqlite_file(url: Any) -> Path | None:
+    """The file a SQLite URL (text or parsed) names, resolved; None for another database, one in
+    memory, or a URL that does not parse (opening it says why, naming its config key)."""
+    from urllib.parse import unquote, urlsplit
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.util import asbool
+
+    try:
+        url = make_url(url)
+    except ArgumentError:
+        return None
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:") and asbool(url.query.get("uri", False)):
+        if url.query.get("mode") == "memory":
+            return None
+        path = unquote(urlsplit(url.database).path)
+        return Path(path).resolve() if path and path != ":memory:" else None
+    return Path(url.database).resolve()
