@@ -64,11 +64,6 @@ def staleness(last: datetime | None, stale_after: timedelta, now: datetime) -> C
     return Check("staleness", OK, detail)
 
 
-class _NoLedgerYet(Exception):
-    """The SQLite file of ``ledger.url`` is not there: doctor only reads, and opening the
-    ledger would create it (an empty ledger at a mistyped path said "ok, no messages yet")."""
-
-
 def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None) -> Report:
     """Every check; a failed config skips the rest (nothing else can be known without it)."""
     from cartrescue.config import load_config, resolve_now
@@ -87,43 +82,41 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         checks.append(Check("config", OK, f"{config_path or 'cartrescue.yaml'} is valid"))
 
     ledger = None
-    missing = None
-    try:
-        missing = config.missing_ledger_file()
-        if missing is not None:
-            raise _NoLedgerYet(missing)
-        ledger = config.open_ledger()
-        counts = ledger.status_counts()
-        from cartrescue.ledger import UNCONFIRMED
-
-        unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
-        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
-        refused = ledger.write_refused()
-        shops = ledger.shops_taking_turns()
-        switched = _switched_source(config, ledger, now)
-        if shops:
-            checks.append(Check("ledger", FAIL, f"{summary}; but the runs of {len(shops)} shops take turns in it ("
-                                + "; ".join(shops) + "): each shop's cart ids, addresses and lock collide with the "
-                                "other's, and reminders are lost. Give each shop its own ledger.url",
-                                int(ExitCode.CONFIG)))
-        elif switched is not None:
-            checks.append(Check("ledger", FAIL, f"{summary}; but {switched}", int(ExitCode.CONFIG)))
-        elif refused is not None:
-            checks.append(Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would "
-                                "stop there: point ledger.url at the primary, or grant the writes)",
-                                int(ExitCode.CONFIG)))
-        elif unconfirmed:
-            checks.append(Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was "
-                                "killed, or the relay did not answer after the message): "
-                                "not resent unless `run --send --resend-unconfirmed`"))
-        else:
-            checks.append(Check("ledger", OK, summary))
-    except _NoLedgerYet as exc:
-        checks.append(Check("ledger", WARN, f"{exc} does not exist ({config.where('ledger.url')}): no run has "
+    missing = config.missing_ledger_file()  # opened, it would be made: doctor only reads
+    if missing is not None:
+        checks.append(Check("ledger", WARN, f"{missing} does not exist ({config.where('ledger.url')}): no run has "
                             "used this ledger yet; the first run creates it. If the shop has run before, "
                             "ledger.url names the wrong file (its history, and what it sent, are elsewhere)"))
-    except CartrescueError as exc:
-        checks.append(Check("ledger", FAIL, str(exc), int(exc.exit_code)))
+    else:
+        try:
+            ledger = config.open_ledger()
+            counts = ledger.status_counts()
+            from cartrescue.ledger import UNCONFIRMED
+
+            unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
+            summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
+            refused = ledger.write_refused()
+            shops = ledger.shops_taking_turns()
+            switched = _switched_source(config, ledger, now)
+            if shops:
+                checks.append(Check("ledger", FAIL, f"{summary}; but the runs of {len(shops)} shops take turns in it ("
+                                    + "; ".join(shops) + "): each shop's cart ids, addresses and lock collide with the "
+                                    "other's, and reminders are lost. Give each shop its own ledger.url",
+                                    int(ExitCode.CONFIG)))
+            elif switched is not None:
+                checks.append(Check("ledger", FAIL, f"{summary}; but {switched}", int(ExitCode.CONFIG)))
+            elif refused is not None:
+                checks.append(Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would "
+                                    "stop there: point ledger.url at the primary, or grant the writes)",
+                                    int(ExitCode.CONFIG)))
+            elif unconfirmed:
+                checks.append(Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was "
+                                    "killed, or the relay did not answer after the message): "
+                                    "not resent unless `run --send --resend-unconfirmed`"))
+            else:
+                checks.append(Check("ledger", OK, summary))
+        except CartrescueError as exc:
+            checks.append(Check("ledger", FAIL, str(exc), int(exc.exit_code)))
 
     checks.append(_source(config, now))
     checks.append(_templates(config, now))
