@@ -505,10 +505,10 @@ def order_time(value: Any, tz: ZoneInfo | timezone, what: str) -> tuple[datetime
     end of that day, with its start (:attr:`Order.day_start`), as in the CSV format
     (:func:`cartrescue.sources.csv.parse_order_time` says why)."""
     moment = as_utc(value, tz, what, day_end=True)
-    if isinstance(value, datetime):  # what a time column gives: never a date alone
+    local = moment.astimezone(tz)
+    if local.time() != time.max:  # a time, not a day's end that as_utc made of a date alone
         return moment, None
-    start = as_utc(value, tz, what)
-    return moment, (start if start != moment else None)
+    return moment, datetime.combine(local.date(), time(), tz).astimezone(UTC)
 
 
 def local_bound(moment: datetime, tz: ZoneInfo | timezone, *, slack: timedelta = timedelta(0)) -> datetime:
