@@ -1244,6 +1244,35 @@ class Config(_Model):
                                          "kind, value or source; one pool is one offer")
         return self
 
+    @model_validator(mode="after")
+    def _pool_files_readable(self) -> "Config":
+        """Every code pool file, read as a run will read it (relative to the config file): a
+        missing or malformed one passed loading, ``doctor`` and ``templates check``, and the first
+        delivering run failed every message of its step instead."""
+        from cartrescue.pool_file import read_pool_file
+
+        read: set[Path] = set()
+        for key, source in self._code_sources():
+            if source.file is None or self.path(source.file) in read:
+                continue
+            try:
+                read_pool_file(self.path(source.file))
+            except ConfigError as exc:
+                raise ValueError(f"{key}.codes.file: {exc}") from None
+            read.add(self.path(source.file))
+        return self
+
+    def _code_sources(self) -> Iterator[tuple[str, CodeSource]]:
+        """Each incentive's per-recipient code source, with the key path of its incentive."""
+        for name, sequence in self.sequences.items():
+            for number, step in enumerate(sequence.steps):
+                where = f"sequences.{name}.steps[{number}]"
+                offers = [(f"{where}.incentive", step.incentive),
+                          *((f"{where}.tier_incentives.{tier}", offer) for tier, offer in step.tier_incentives.items())]
+                for key, offer in offers:
+                    if offer is not None and offer.codes is not None:
+                        yield key, offer.codes
+
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""
         return f"{self.config_file or DEFAULT_CONFIG}: {key}"

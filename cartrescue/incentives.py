@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from cartrescue.config import CodeSource, Config, Incentive
 from cartrescue.errors import CartrescueError, ConfigError
 from cartrescue.ledger import Code, Ledger, Message, _aware, _naive
+from cartrescue.pool_file import read_pool_file
 
 #: 32 characters without the look-alikes 0/O and 1/I: easy to type from a printed email.
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -74,27 +75,6 @@ def placeholder(source: CodeSource) -> str:
     if source.pattern is not None:
         return _PLACEHOLDER.sub(lambda m: "X" * int(m.group(1)), source.pattern)
     return "XXXXXXXX"
-
-
-def read_pool_file(path: Path) -> list[str]:
-    """One code per line; blank lines and ``#`` comments are skipped; a header ``code`` too."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the code pool: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        where = exc.object[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): save the code "
-                          "pool as UTF-8") from None
-    codes: list[str] = []
-    for number, line in enumerate(lines, 1):
-        code = line.split(",")[0].strip()
-        if not code or code.startswith("#") or (number == 1 and code.lower() == "code"):
-            continue
-        if len(code) > 64 or any(ch.isspace() for ch in code):
-            raise ConfigError(f"{path}:{number}: not a code (at most 64 characters, no spaces): {code[:80]!r}")
-        codes.append(code)
-    return codes
 
 
 class Codes:

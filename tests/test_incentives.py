@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from cartrescue.config import Config, ConfigError, load_config
-from cartrescue.incentives import ALPHABET, CodePoolEmpty, Codes, generate_code, placeholder, read_pool_file
+from cartrescue.incentives import ALPHABET, CodePoolEmpty, Codes, generate_code, placeholder
+from cartrescue.pool_file import read_pool_file
 from cartrescue.ledger import Ledger
 from conftest import NOW, REPO, Shop, cart
 
@@ -106,6 +107,46 @@ def test_one_pool_is_one_offer_and_tier_incentives_name_known_tiers(tmp_path: Pa
                            {"delay": "2h", "template": "reminder-3", "incentive": {"kind": "percent", "value": 20, "codes": codes}}]))
     with pytest.raises(ConfigError, match="unknown tier 'gold'"):
         load_config(write([{"delay": "1h", "template": "reminder-3", "tier_incentives": {"gold": None}}]))
+
+
+POOL_FILE_FAULTS = {
+    "missing": (None, "cannot read the code pool: No such file or directory"),
+    "a code with a space": (b"AAA-1\nhas space\n", ":2: not a code (at most 64 characters, no spaces)"),
+    "not UTF-8": ("RABATT-\u00c41\n".encode("latin-1"), ":1: not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("fault", POOL_FILE_FAULTS)
+@pytest.mark.parametrize("command", [["run"], ["doctor", "--no-smtp"], ["templates", "check", "--quick"]])
+def test_a_missing_or_malformed_pool_file_fails_at_config_load_naming_the_key_and_the_file(
+        shop: Shop, fault: str, command: list[str]) -> None:
+    """It passed config load, doctor and templates check; only a delivering run found it, cart by cart."""
+    content, message = POOL_FILE_FAULTS[fault]
+    folder = shop.folder / "pools"
+    folder.mkdir()
+    if content is not None:
+        (folder / "codes.txt").write_bytes(content)
+    shop.add(cart("c1")).configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3", "incentive": {"kind": "percent", "value": 10,
+                                                               "codes": {"pool": "welcome", "file": "pools/codes.txt"}}}]}})
+    result = shop.cli(*command, "--json", now=None)
+    assert result.exit_code == 2, result.output
+    text = result.json["error"]["message"] if "error" in result.json else \
+        {check["name"]: check for check in result.json["checks"]}["config"]["detail"]
+    assert text.startswith(f"{shop.config_path}: sequences.default.steps[0].incentive.codes.file: "
+                           f"{folder / 'codes.txt'}"), text  # resolved beside the config, not the cwd
+    assert message in text
+
+
+def test_a_tier_incentives_pool_file_is_checked_at_config_load_too(shop: Shop) -> None:
+    shop.add(cart("c1")).configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3", "tier_incentives": {"standard": {
+            "kind": "percent", "value": 10, "codes": {"pool": "welcome", "file": "absent.txt"}}}}]}})
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["message"].startswith(
+        f"{shop.config_path}: sequences.default.steps[0].tier_incentives.standard.codes.file: "
+        f"{shop.folder / 'absent.txt'}: cannot read the code pool")
 
 
 def test_the_pool_file_reader_skips_header_comments_and_blanks_and_rejects_garbage(tmp_path: Path) -> None:

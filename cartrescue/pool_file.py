@@ -1,0 +1,34 @@
+"""Reading a code pool file: one code per line, as the shop exported them.
+
+Owns what a pool file may hold. Two places read it: the config, when it loads, so that a missing
+or malformed file is a config error naming its key (not a failure, cart by cart, of the first
+delivering run); and :mod:`cartrescue.incentives`, which imports the codes into the ledger.
+Kept apart from both: the config must not import the ledger's machinery to read a text file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cartrescue.errors import ConfigError
+
+
+def read_pool_file(path: Path) -> list[str]:
+    """One code per line; blank lines and ``#`` comments are skipped; a header ``code`` too."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the code pool: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        where = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): save the code "
+                          "pool as UTF-8") from None
+    codes: list[str] = []
+    for number, line in enumerate(lines, 1):
+        code = line.split(",")[0].strip()
+        if not code or code.startswith("#") or (number == 1 and code.lower() == "code"):
+            continue
+        if len(code) > 64 or any(ch.isspace() for ch in code):
+            raise ConfigError(f"{path}:{number}: not a code (at most 64 characters, no spaces): {code[:80]!r}")
+        codes.append(code)
+    return codes
