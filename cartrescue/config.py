@@ -96,8 +96,25 @@ def _parse_clock(value: Any) -> time:
     raise ValueError(f"expected a time of day like 21:00, got {value!r}")
 
 
+def _above_zero(value: timedelta) -> timedelta:
+    """A timeout of zero or less ends every wait at once: ``data_timeout: 0`` made every message
+    ``unconfirmed`` (never resent), ``timeout: 0`` every connection a failure."""
+    if value <= timedelta(0):
+        raise ValueError(f"must be longer than zero, got {duration_text(value)}")
+    return value
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    """A backoff may be zero (retry at once: a relay on loopback, tests), never below it."""
+    if value < timedelta(0):
+        raise ValueError(f"cannot be negative (0 retries at once), got {duration_text(value)}")
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Seconds = Annotated[timedelta, BeforeValidator(parse_seconds)]  # timeouts and backoffs: a bare number is seconds
+# Timeouts and backoffs: a bare number is seconds (parse_seconds).
+Timeout = Annotated[timedelta, BeforeValidator(parse_seconds), AfterValidator(_above_zero)]
+Backoff = Annotated[timedelta, BeforeValidator(parse_seconds), AfterValidator(_not_negative)]
 ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
 
 
@@ -841,11 +858,11 @@ class SmtpConfig(_Model):
     rate_per_second: float | None = Field(None, gt=0)  # None: as fast as the relay takes them
     rate_per_hour: int | None = Field(None, gt=0)  # a rolling hour, counted across runs via the ledger
     retries: int = Field(3, ge=0, le=10)  # in-run retries of a transient failure (4xx, connection, TLS)
-    backoff: Seconds = timedelta(seconds=1)  # wait before the first retry; doubles each time
-    backoff_max: Seconds = timedelta(seconds=30)
-    timeout: Seconds = timedelta(seconds=30)  # connecting (TLS, AUTH) and the replies to MAIL, RCPT, DATA
+    backoff: Backoff = timedelta(seconds=1)  # wait before the first retry; doubles each time; 0: at once
+    backoff_max: Backoff = timedelta(seconds=30)
+    timeout: Timeout = timedelta(seconds=30)  # connecting (TLS, AUTH) and the replies to MAIL, RCPT, DATA
     # The reply after the whole message (RFC 5321 4.5.3.2: 10 minutes); none in time: "unconfirmed".
-    data_timeout: Seconds = timedelta(minutes=10)
+    data_timeout: Timeout = timedelta(minutes=10)
     pipelining: bool = True  # MAIL, RCPT and DATA in one write when the relay offers PIPELINING
 
     @property
@@ -973,9 +990,7 @@ class ReportConfig(_Model):
     def _a_while(cls, value: timedelta) -> timedelta:
         """``period: 0`` was taken, and every report then said "--since … is not before now",
         naming an option nobody gave."""
-        if value <= timedelta(0):
-            raise ValueError(f"must be longer than zero, got {duration_text(value)}")
-        return value
+        return _above_zero(value)
 
     @field_validator("costs")
     @classmethod
@@ -1026,9 +1041,9 @@ class HttpDelivery(_Model):
     rate_per_second: float | None = Field(None, gt=0)  # None: as fast as the endpoint answers
     rate_per_hour: int | None = Field(None, gt=0)  # a rolling hour, counted across runs via the ledger
     retries: int = Field(3, ge=0, le=10)  # in-run retries of 408, 429, 5xx, timeouts and connection errors
-    backoff: Seconds = timedelta(seconds=1)  # wait before the first retry; doubles; a Retry-After wins
-    backoff_max: Seconds = timedelta(seconds=30)
-    timeout: Seconds = timedelta(seconds=10)  # per request (connect, send, answer)
+    backoff: Backoff = timedelta(seconds=1)  # wait before the first retry; doubles; a Retry-After wins; 0: at once
+    backoff_max: Backoff = timedelta(seconds=30)
+    timeout: Timeout = timedelta(seconds=10)  # per request (connect, send, answer)
     allow_plain_remote: bool = False  # http:// to a host that is not loopback needs this
 
     @model_validator(mode="after")

@@ -361,3 +361,22 @@ def test_database_options_are_read_by_their_type(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: {type: prestashop, url: 'mysql+pymysql://root@127.0.0.1/shop', "
                             "options: {shop_ids: 1}}\n")
     assert load_config(path).source.options == {"shop_ids": [1]}
+
+
+@pytest.mark.parametrize(("section", "key", "value", "shown"), [
+    ("smtp", "timeout", "0", "0s"), ("smtp", "timeout", "-5", "-5s"), ("smtp", "data_timeout", "0", "0s"),
+    ("smtp", "data_timeout", "0s", "0s"), ("smtp", "backoff", "-1", "-1s"), ("webhook", "timeout", "0", "0s"),
+    ("sms", "timeout", "-2", "-2s"), ("sms", "backoff", "-1", "-1s"),
+])
+def test_a_timeout_of_zero_or_less_or_a_negative_backoff_is_refused_naming_the_key(
+        tmp_path: Path, section: str, key: str, value: str, shown: str) -> None:
+    """``data_timeout: 0`` was taken, and every message then ended ``unconfirmed`` (never resent)."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{section}: {{{key}: {value}}}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"{path}: {section}.{key}: " in str(error.value) and f"got {shown}" in str(error.value)
+
+
+def test_a_backoff_of_zero_retries_at_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {backoff: 0, backoff_max: 0}\n")
+    assert load_config(path).smtp.backoff == timedelta(0)
