@@ -93,6 +93,28 @@ def test_a_reader_that_closes_the_pipe_early_gets_one_line_and_exit_1(command: l
     assert done.stderr.strip() == CLOSED_PIPE
 
 
+@pytest.mark.parametrize("command", [["run"], ["run", "--outbox", "out"], ["carts"], ["codes", "list"]])
+def test_a_reader_that_closes_the_pipe_early_gets_one_line_and_exit_1_without_json_too(
+        command: list[str], shop: Shop) -> None:
+    """``cartrescue run | head -1``: without ``--json`` the table's write failed into click's
+    own broken-pipe exit, 1 without a word, where the README promises a line on stderr."""
+    shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(3)))
+    shop.write()
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", *command, "--now", iso(NOW),
+                               "--config", str(shop.config_path)], cwd=shop.folder, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write)
+    assert done.returncode == 1
+    assert done.stderr.strip() == CLOSED_PIPE
+    if "--outbox" in command:  # the run delivered before its table failed: the ledger has it all
+        with sqlite3.connect(shop.folder / "ledger.db") as db:
+            assert db.execute("SELECT status, COUNT(*) FROM cr_message GROUP BY status").fetchall() == [("sent", 3)]
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
 def test_a_delivering_run_whose_output_fails_has_recorded_every_file_it_wrote(shop: Shop) -> None:
     """The ``--json`` document fails mid-run (its first 256 KiB block): the run stops, and every

@@ -188,6 +188,15 @@ def fail(error: CartrescueError, as_json: bool, *, quiet: bool = False) -> NoRet
     raise typer.Exit(int(error.exit_code))
 
 
+def closed_pipe(error: BrokenPipeError, as_json: bool) -> NoReturn:
+    """The reader of stdout went away (``cartrescue run | head -1``) while a command printed its
+    table: the line on stderr and exit 1, as under ``--json`` (:func:`json_out`). Left to click,
+    the process ended with exit 1 and no word, a delivering run too."""
+    known = explained(error)
+    assert isinstance(known, OutputError)
+    fail(known, as_json)
+
+
 def internal_message(error: BaseException) -> str:
     """One line for a bug: what broke, and how to get the traceback for a report."""
     return (f"internal error: {type(error).__name__}: {error} (a bug in cartrescue; run again with "
@@ -241,11 +250,17 @@ class _Diagnostics:
 def out_console(*, markup: bool = False) -> Any:
     """stdout, with markup off (styles come from rich ``Text`` objects, never from strings).
 
-    ``markup=True`` only for a printer that escapes every value it takes from data.
+    ``markup=True`` only for a printer that escapes every value it takes from data. A reader
+    that closed the pipe (``| head -1``) raises BrokenPipeError, which the app reports as it does
+    under ``--json`` (:func:`closed_pipe`); rich's own answer was exit 1 without a word.
     """
     from rich.console import Console
 
-    return Console(markup=markup, highlight=False)
+    class Stdout(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    return Stdout(markup=markup, highlight=False)
 
 
 def load(config: Path | None) -> Any:
@@ -310,8 +325,12 @@ class JsonUsageGroup(TyperGroup):
         return ctx
 
     def invoke(self, ctx: Any) -> Any:
-        with _usage_document(bool(ctx.meta.get("cartrescue.json"))):
-            return super().invoke(ctx)
+        as_json = bool(ctx.meta.get("cartrescue.json"))
+        with _usage_document(as_json):
+            try:
+                return super().invoke(ctx)
+            except BrokenPipeError as exc:
+                closed_pipe(exc, as_json)
 
 
 def _flags_without_type(command: Any, *, deep: bool = True) -> None:

@@ -16,6 +16,7 @@ from cartrescue.commands.common import (
     fail,
     json_out,
     load,
+    out_console,
     output_file,
     sub_typer,
 )
@@ -123,13 +124,12 @@ def survey_summary(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from cartrescue.text import printable
 
-    console = Console()
+    console = out_console()
     table = Table(header_style="bold", title=counted(summary["answers"], "answer"))
     for column, justify in (("group", "left"), ("reason", "left"), ("answers", "right"), ("share", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
