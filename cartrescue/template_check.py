@@ -43,6 +43,7 @@ from cartrescue.render import PARTS, SMS_PART, Renderer, template_frame
 from cartrescue.sms_text import KINDS as SMS_KINDS
 from cartrescue.sms_text import measure
 from cartrescue.sms_text import problems as sms_problems
+from cartrescue.sources.base import ProblemSink, ignore_problem
 from cartrescue.sources.values import normalize_locale
 from cartrescue.text import counted
 
@@ -170,6 +171,9 @@ class Report:
     carts: list[str]
     notes: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+    # Rows of a ``--carts`` file that could not be read ("carts.csv:3: ..."): they fail the check
+    # as they fail a run (exit 1); the carts they belonged to were not checked.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Case]:
@@ -177,14 +181,14 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return bool(self.cases) and not self.failed
+        return bool(self.cases) and not self.failed and not self.problems
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "counts": {"cases": len(self.cases), "failed": len(self.failed), "carts": len(self.carts),
-                       "renders": sum(case.renders for case in self.cases)},
-            "folders": self.folders, "carts": self.carts, "notes": self.notes,
+                       "renders": sum(case.renders for case in self.cases), "problems": len(self.problems)},
+            "folders": self.folders, "carts": self.carts, "notes": self.notes, "problems": self.problems,
             "cases": [case.as_dict() for case in self.cases],
         }
 
@@ -241,9 +245,11 @@ def edge_carts() -> list[tuple[Cart, int]]:
     ]
 
 
-def example_carts(path: Path | None = None, limit_per_shape: int = 1) -> list[tuple[Cart, int]]:
+def example_carts(path: Path | None = None, limit_per_shape: int = 1,
+                  on_problem: ProblemSink = ignore_problem) -> list[tuple[Cart, int]]:
     """One cart of every shape (currency, named or not, 1 / 2-5 / 6+ items) from the bundled
-    examples (examples/carts.csv in a checkout), or from ``path``."""
+    examples (examples/carts.csv in a checkout), or from ``path``; its rows that cannot be read
+    go to ``on_problem``, as a run's do."""
     from zoneinfo import ZoneInfo
 
     from cartrescue.sources.csv import CsvSource
@@ -256,7 +262,7 @@ def example_carts(path: Path | None = None, limit_per_shape: int = 1) -> list[tu
             return []
     seen: dict[tuple[Any, ...], int] = {}
     picked: list[tuple[Cart, int]] = []
-    source = CsvSource(path, None, shop_tz=ZoneInfo("UTC"))
+    source = CsvSource(path, None, shop_tz=ZoneInfo("UTC"), on_problem=on_problem)
     try:
         for cart in source.carts(None):  # type: ignore[arg-type]
             if not cart.items:
@@ -723,10 +729,11 @@ def junit_xml(report: Report, seconds: float = 0.0) -> str:
     """JUnit XML: one testsuite, one testcase per case, a <failure> per failed case."""
     import xml.etree.ElementTree as ET
 
-    suites = ET.Element("testsuites", name="cartrescue templates check", tests=str(len(report.cases)),
-                        failures=str(len(report.failed)), errors="0", time=f"{seconds:.3f}")
-    suite = ET.SubElement(suites, "testsuite", name="templates", tests=str(len(report.cases)),
-                          failures=str(len(report.failed)), errors="0", skipped="0", time=f"{seconds:.3f}")
+    tests, failures = str(len(report.cases) + bool(report.problems)), str(len(report.failed) + bool(report.problems))
+    suites = ET.Element("testsuites", name="cartrescue templates check", tests=tests, failures=failures, errors="0",
+                        time=f"{seconds:.3f}")
+    suite = ET.SubElement(suites, "testsuite", name="templates", tests=tests, failures=failures, errors="0",
+                          skipped="0", time=f"{seconds:.3f}")
     properties = ET.SubElement(suite, "properties")
     for folder in report.folders:
         ET.SubElement(properties, "property", name="templates", value=folder)
@@ -739,6 +746,10 @@ def junit_xml(report: Report, seconds: float = 0.0) -> str:
             body = "\n".join(_problem_line(problem) for problem in case.problems)
             failure = ET.SubElement(element, "failure", type=first.kind, message=_problem_line(first))
             failure.text = body
+    if report.problems:  # the --carts file's unreadable rows: one failing case, as a run exits 1 on them
+        element = ET.SubElement(suite, "testcase", classname="carts", name="fixture carts file", time="0.000")
+        failure = ET.SubElement(element, "failure", type="carts", message=report.problems[0])
+        failure.text = "\n".join(report.problems)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
@@ -776,8 +787,16 @@ def print_report(report: Report, console: Any, show_passing: bool = True) -> Non
     for note in report.notes:
         console.print(f"[yellow]note:[/] {_escape(note)}", highlight=False)
     renders = sum(case.renders for case in report.cases)
-    verdict = "[green]all templates pass[/]" if report.ok else f"[red]{len(report.failed)} of {len(report.cases)} failed[/]"
-    console.print(f"{len(report.cases)} combinations × {len(report.carts)} fixture carts, {renders} renders: {verdict}")
+    bad_rows = f"{counted(len(report.problems), 'problem')} in the carts file (rows that could not be read): see the warnings"
+    if report.ok:
+        verdict = "[green]all templates pass[/]"
+    elif report.failed or not report.problems:
+        verdict = f"[red]{len(report.failed)} of {len(report.cases)} failed" + (
+            f", and {bad_rows}" if report.problems else "") + "[/]"
+    else:
+        verdict = f"[red]the templates pass, but {bad_rows}[/]"
+    console.print(f"{len(report.cases)} combinations × {len(report.carts)} fixture carts, {renders} renders: {verdict}",
+                  soft_wrap=True)  # one line, for a CI log's grep
 
 
 def _escape(text: str) -> str:

@@ -207,6 +207,29 @@ def test_a_bad_templates_folder_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a folder" in result.stderr
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_bad_rows_of_the_carts_file_are_reported_with_file_and_line_and_fail_the_check(
+        shop: Shop, as_json: bool) -> None:
+    """``--carts FILE`` dropped its unreadable rows without a word, and the check passed."""
+    bad = cart("c-bad", email="bob@example.com")
+    bad[0]["updated_at"] = "garbage"
+    shop.add(cart("c-1", email="ann@example.com"), bad, cart("c-3", email="cid@example.com")).write()
+    carts, junit = shop.folder / "carts.csv", shop.folder / "templates.xml"
+    result = cli("templates", "check", "--quick", "--carts", str(carts), "--config", str(shop.config_path),
+                 "--junit", str(junit), *(["--json"] if as_json else []))
+    assert result.exit_code == 1, result.output
+    assert f"warning: {carts}:3: " in result.stderr and "garbage" in result.stderr
+    failures = ET.parse(junit).getroot().findall(".//failure")
+    assert [(failure.get("type"), failure.get("message", "")[:len(str(carts)) + 3]) for failure in failures] == \
+        [("carts", f"{carts}:3:")]  # CI's report fails as the exit code does
+    if as_json:
+        assert result.json["ok"] is False and result.json["counts"]["problems"] == 1
+        assert result.json["problems"][0].startswith(f"{carts}:3: ")
+        assert "c-1" in result.json["carts"] and not result.json["counts"]["failed"]  # the templates pass
+    else:
+        assert "1 problem" in result.stdout
+
+
 def test_every_shipped_template_passes_against_the_edge_cases() -> None:
     config = Config(source={"type": "csv", "carts": "carts.csv"})
     report = check_templates(config, carts=edge_carts())

@@ -8,7 +8,7 @@ functions so that ``cartrescue --help`` starts fast (benchmark B6).
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -195,6 +195,29 @@ def closed_pipe(error: BrokenPipeError, as_json: bool) -> NoReturn:
     known = explained(error)
     assert isinstance(known, OutputError)
     fail(known, as_json)
+
+
+#: A command prints at most this many problem lines (each worker of ``run --workers`` as many).
+PROBLEMS_PRINTED = 20
+
+
+def problem_warnings(stderr: Any) -> Callable[[Any], None]:
+    """The sink of a source's unreadable rows: a ``warning:`` line on ``stderr`` for each (its
+    file and line first), up to :data:`PROBLEMS_PRINTED`. An export re-saved with 300 bad rows
+    must not make every cron mail 300 lines long; the caller counts them all."""
+    printed = 0
+
+    def warn(problem: Any) -> None:
+        nonlocal printed
+        printed += 1
+        if printed <= PROBLEMS_PRINTED:
+            stderr.print(error_line(str(problem), "warning", "yellow"), soft_wrap=True)
+        elif printed == PROBLEMS_PRINTED + 1:
+            stderr.print(error_line(f"more than {PROBLEMS_PRINTED} problems: the others are not printed (the "
+                                    "summary counts them all; --json lists the first 1,000)", "warning",
+                                    "yellow"), soft_wrap=True)
+
+    return warn
 
 
 def internal_message(error: BaseException) -> str:

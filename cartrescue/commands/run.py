@@ -23,13 +23,11 @@ from cartrescue.commands.common import (
     output_folder,
     out_console,
     parse_now,
+    problem_warnings,
     stopped_after_document,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
 
-
-#: A run prints at most this many problem lines (each worker of ``run --workers`` as many).
-PROBLEMS_PRINTED = 20
 
 
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
@@ -91,17 +89,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             elif table is not None:
                 table.add(result)
 
-        printed = [0]
-
-        def on_problem(problem: Any) -> None:
-            # An export re-saved with 300 bad rows must not make every cron mail 300 lines long.
-            printed[0] += 1
-            if printed[0] <= PROBLEMS_PRINTED:
-                stderr.print(error_line(str(problem), "warning", "yellow"), soft_wrap=True)
-            elif printed[0] == PROBLEMS_PRINTED + 1:
-                stderr.print(error_line(f"more than {PROBLEMS_PRINTED} problems: the others are not printed (the "
-                                        "summary counts them all; --json lists the first 1,000)", "warning",
-                                        "yellow"), soft_wrap=True)
+        on_problem = problem_warnings(stderr)
 
         show_progress = not as_json and not quiet and stderr.is_terminal
         from cartrescue.pipeline import Counts

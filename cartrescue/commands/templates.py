@@ -16,6 +16,7 @@ from cartrescue.commands.common import (
     load,
     out_console,
     output_file,
+    problem_warnings,
     sub_typer,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
@@ -77,12 +78,20 @@ def templates_check(
         from cartrescue.template_check import edge_carts
 
         fixtures = edge_carts() if quick else None
+        bad_rows: list[str] = []
         if carts is not None:
             if not carts.is_file():
                 raise ConfigError(f"--carts {carts}: no such file")
-            fixtures = edge_carts() + example_carts(carts, limit_per_shape=3)
+            warn = problem_warnings(err_console())
+
+            def on_problem(problem: Any) -> None:
+                bad_rows.append(str(problem))
+                warn(problem)
+
+            fixtures = edge_carts() + example_carts(carts, limit_per_shape=3, on_problem=on_problem)
         started = time.perf_counter()
         report = TemplateChecker(cfg, carts=fixtures).run(template or None, locale or None)
+        report.problems = bad_rows
         seconds = time.perf_counter() - started
         if defaulted:
             report.notes.insert(0, "no cartrescue.yaml here: checked with the default config (use --config)")
