@@ -389,6 +389,21 @@ def test_an_unreadable_source_exits_3_with_one_line(shop: Shop) -> None:
     assert "missing.csv: cannot open" in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("key", ["carts", "orders", "newsletters.file"])
+@pytest.mark.parametrize("command", [["run"], ["run", "--outbox", "out"], ["carts"]])
+def test_a_missing_export_names_its_config_key_the_path_and_the_config_file(
+        shop: Shop, key: str, command: list[str]) -> None:
+    """It named the path alone: which setting to fix, and in which of an agency's configs, was left to guess."""
+    name = key.split(".")[0]
+    setting = {name: {"file": f"exports/{name}-missing.csv"}} if "." in key else {key: f"exports/{name}-missing.csv"}
+    shop.add(cart("c1")).configure(source=setting)
+    result = shop.cli(*command, "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"] == (f"{shop.config_path}: source.{key}: "
+                                               f"{shop.folder / 'exports' / f'{name}-missing.csv'}: cannot open: "
+                                               "No such file or directory")
+
+
 def test_the_bundled_sample_reads_without_problems() -> None:
     carts, problems = _read(REPO / "examples" / "carts.csv")
     assert problems == [] and len(carts) >= 250

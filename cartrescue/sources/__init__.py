@@ -70,6 +70,8 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
             shared_carts=shared_carts,
             expected=expected,
             expected_orders=expected_orders,
+            carts_key=config.where("source.carts"),
+            orders_key=config.where("source.orders"),
         )
     import importlib
 

@@ -215,14 +215,18 @@ class _Columns:
     index: dict[str, int]
 
 
-def _open_csv(path: Path, encoding: str, delimiter: str | None) -> tuple[TextIO, CsvReader]:
+def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -> tuple[TextIO, CsvReader]:
+    """The export at ``path``, open, and a reader with its delimiter (given, or found in the
+    header). ``key``: the config file and key that named it (``cartrescue.yaml: source.orders``),
+    put in front of an error that it cannot be opened, so the owner knows which setting to fix."""
+    named = f"{key}: {path}" if key else str(path)
     try:
         handle = path.open("r", encoding=encoding, newline="")
     except OSError as exc:
-        raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
+        raise SourceError(f"{named}: cannot open: {exc.strerror or exc}") from None
     if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # a pipe (/dev/stdin from cat ... |)
         handle.close()
-        raise SourceError(f"{path}: not a regular file (a pipe?): cartrescue reads an export more than once "
+        raise SourceError(f"{named}: not a regular file (a pipe?): cartrescue reads an export more than once "
                           "(every cart's activity first, then the carts); write it to a file and name that")
     if delimiter is None:
         try:
@@ -462,12 +466,17 @@ class CsvSource(CartSource):
         shared_carts: Path | None = None,
         expected: Sequence[str] = (),
         expected_orders: Sequence[str] = (),
+        carts_key: str = "",
+        orders_key: str = "",
     ) -> None:
         """``shared_orders``: where the run of this worker builds the orders index that all its
         workers read (:mod:`cartrescue.sources.shared`); None: this source indexes them.
         ``shared_carts``: where the run splits the carts file into one spool per shard
-        (:meth:`publish_shards`); None: this source reads the carts file."""
+        (:meth:`publish_shards`); None: this source reads the carts file.
+        ``carts_key``, ``orders_key``: what named each file (``cartrescue.yaml: source.carts``),
+        for an error that it cannot be opened."""
         super().__init__(on_problem)
+        self.carts_key, self.orders_key = carts_key, orders_key
         self.shared_orders = shared_orders
         self.shared_carts = shared_carts
         self.carts_path = carts
@@ -631,7 +640,7 @@ class CsvSource(CartSource):
         from cartrescue.sources.shared import WAIT_LIMIT
         from cartrescue.sources.spool import follow
 
-        handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
+        handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
         with handle:
             self._read_header(reader)
         name = self.name
@@ -827,7 +836,7 @@ class CsvSource(CartSource):
         position :meth:`progress_total` reports (the carts, not the first pass's activity).
         """
         broken = broken or _ignore_broken
-        handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter)
+        handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
         if track:
             self._reading = handle
         with handle:
@@ -1160,7 +1169,7 @@ class CsvSource(CartSource):
     def _read_orders(self, index: OrderIndex) -> None:
         path = self.orders_path
         assert path is not None
-        handle, reader = _open_csv(path, self.encoding, self.delimiter)
+        handle, reader = _open_csv(path, self.encoding, self.delimiter, self.orders_key)
         batch: list[Row] = []
         pending: list[tuple[str | None, int, RowProblem]] = []  # (order id, line, problem)
 
@@ -1287,7 +1296,7 @@ class CsvSource(CartSource):
         path = self.orders_path
         if path is None:
             return
-        handle, reader = _open_csv(path, self.encoding, self.delimiter)
+        handle, reader = _open_csv(path, self.encoding, self.delimiter, self.orders_key)
         with handle:
             opened = stamp(handle)
             header = read_header(reader, path, self.encoding)

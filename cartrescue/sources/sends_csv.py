@@ -55,7 +55,7 @@ def open_export(config: Config, on_problem: ProblemSink = ignore_problem, shared
     assert newsletters.file is not None
     return CsvSends(config.path(newsletters.file), shop_tz=config.shop.tz, columns=dict(newsletters.columns),
                     delimiter=newsletters.delimiter, encoding=newsletters.encoding, on_problem=on_problem,
-                    shared=shared)
+                    shared=shared, key=config.where("source.newsletters.file"))
 
 
 class CsvSends:
@@ -63,10 +63,13 @@ class CsvSends:
 
     def __init__(self, path: Path, *, shop_tz: ZoneInfo = ZoneInfo("UTC"), columns: dict[str, str] | None = None,
                  delimiter: str | None = None, encoding: str = "utf-8-sig",
-                 on_problem: ProblemSink = ignore_problem, shared: Path | None = None) -> None:
+                 on_problem: ProblemSink = ignore_problem, shared: Path | None = None, key: str = "") -> None:
         """``shared``: where the run of this worker builds the index of the export that all its
-        workers read (:mod:`cartrescue.sources.shared`); None: this reader indexes it."""
+        workers read (:mod:`cartrescue.sources.shared`); None: this reader indexes it. ``key``:
+        what named the file (``cartrescue.yaml: source.newsletters.file``), for an error that it
+        cannot be opened."""
         self.path = path
+        self.key = key
         self.shop_tz = shop_tz
         self.columns = columns or {}
         self.delimiter = delimiter
@@ -149,7 +152,7 @@ class CsvSends:
 
     def _read(self, db: sqlite3.Connection, window: Window) -> None:
         path = self.path
-        handle, reader = _open_csv(path, self.encoding, self.delimiter)
+        handle, reader = _open_csv(path, self.encoding, self.delimiter, self.key)
         batch: list[tuple[str, str, str | None]] = []
         with handle:
             opened = stamp(handle)
