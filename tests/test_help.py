@@ -42,3 +42,11 @@ def test_the_main_help_lists_every_exit_code() -> None:
     text = " ".join(_help(()).split())
     listed = {int(code) for code in re.findall(r"\b(\d+) [a-z(]", text.split("Exit codes:", 1)[1])}
     assert {int(code) for code in ExitCode} | {130} <= listed
+
+
+def test_forget_help_says_messages_keep_their_rows_without_the_address() -> None:
+    """It said "Deletes its messages", while forget keeps every message row (the record of each
+    cart's steps, which must never go out twice) and only removes the address from it."""
+    text = " ".join(_help(("forget",)).replace("│", " ").split())
+    assert "Deletes its messages" not in text
+    assert "keeps its messages without the address" in text

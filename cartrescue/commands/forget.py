@@ -23,9 +23,11 @@ def forget(
 ) -> None:
     """Erase everything the ledger holds about one address (a GDPR erasure request).
 
-    Deletes its messages, decisions, test messages (sent to it, or rendered from its carts) and
-    any other ledger row with the address; incentive codes lose the address (a code it may have
-    received stays spent; one whose message never went out goes back to its pool). What is kept is a suppression under the
+    Deletes its decisions, test messages (sent to it, or rendered from its carts), survey answers
+    and any other ledger row with the address, and keeps its messages without the address: each
+    is the record of a cart's step, which must never go out twice. Incentive codes lose the
+    address (a code it may have received stays spent; one whose message never went out goes back
+    to its pool). What is kept is a suppression under the
     address's hash (reason `forgotten`): no cart of the address gets a reminder again, and the
     ledger does not learn the address back from the shop's carts. The unsubscribe mails and
     text replies it sent stay read (`cr_inbound`), without its hash. Running it twice changes
