@@ -441,6 +441,17 @@ def test_generated_codes_are_exported_once_for_the_shop(shop: Shop) -> None:
     assert unknown.exit_code == 2 and "unknown code pool 'nope'" in unknown.stderr
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_codes_generate_for_an_unknown_pool_names_the_known_pools_and_exits_2(shop: Shop, as_json: bool) -> None:
+    _incentive_shop(shop)
+    result = shop.cli("codes", "generate", "5", "--pool", "nope", *(["--json"] if as_json else []), now=None)
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"] if as_json else result.stderr
+    assert "unknown code pool 'nope' (known: ship, welcome)" in message
+    if as_json:
+        assert result.json["error"]["code"] == "config"
+
+
 def test_codes_import_reads_the_pool_files(shop: Shop) -> None:
     _incentive_shop(shop, pool=7)
     result = shop.cli("codes", "import", "--json", now=None)
