@@ -1010,8 +1010,9 @@ class _ClaimFeed:
             self.oldest = time.monotonic()
         self.buffer.append((outcome.claim_id, outcome.status.value, outcome.reply, message_id))
         decision = prepared.decision
-        delivery = "render_error" if outcome.reply.startswith("incentive code:") else outcome.status.value
-        self.results[id(decision)] = Result(decision, delivery, outcome.reply, prepared.message)
+        # A dry code pool is `failed_transient` here too, as the ledger has it: the claim is retried
+        # once codes are added, and nothing is wrong with the template (`render_error` said so).
+        self.results[id(decision)] = Result(decision, outcome.status.value, outcome.reply, prepared.message)
         # "No such user", "unsubscribed at the carrier": no other cart or step of the contact is tried.
         contact = decision.phone if prepared.request.channel == "sms" else decision.cart.customer.email
         if outcome.suppress and contact:

@@ -380,6 +380,24 @@ def test_an_empty_pool_fails_the_message_and_never_sends_it_without_a_code(shop:
     assert count == 2 and "code pool 'welcome' has no unused code left" in why
 
 
+def test_a_dry_pool_is_a_transient_failure_and_the_carts_go_out_once_codes_are_added(shop: Shop) -> None:
+    """Not a template problem: the delivery is `failed_transient` (as the ledger records it),
+    the run exits 1, and the next run after the shop adds codes sends those carts."""
+    _incentive_shop(shop, carts=5, pool=3)
+    outbox = shop.folder / "out"
+    result = shop.cli("run", "--outbox", str(outbox), "--json")
+    assert result.exit_code == 1
+    deliveries = Counter(row["delivery"] for row in result.json["decisions"])
+    assert deliveries == {"sent": 3, "failed_transient": 2}
+    assert result.json["counts"]["deliveries"] == {"sent": 3, "failed_transient": 2}
+    assert result.json["counts"]["failed"] == 2
+    (shop.folder / "codes.txt").write_text("\n".join(POOL[:5]) + "\n", encoding="utf-8")
+    later = shop.cli("run", "--outbox", str(outbox), "--json", now=NOW + timedelta(minutes=30))
+    assert later.exit_code == 0, later.output
+    assert later.json["counts"]["deliveries"] == {"sent": 2}
+    assert sorted(m["status"] for m in shop.messages()) == ["sent"] * 5
+
+
 def test_the_summary_under_quiet_says_why_deliveries_failed(shop: Shop) -> None:
     # Cron mails what --quiet prints: "failed 2" alone sends the owner digging through --json.
     _incentive_shop(shop, carts=5, pool=3)
