@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cartrescue.config import CodeSource, Config, Incentive
 from cartrescue.errors import CartrescueError, ConfigError
-from cartrescue.ledger import Code, Ledger, Message, _aware, _naive
+from cartrescue.ledger import MAYBE_DELIVERED, Code, Ledger, Message, _aware, _naive
 from cartrescue.pool_file import read_pool_file
 
 #: 32 characters without the look-alikes 0/O and 1/I: easy to type from a printed email.
@@ -219,9 +219,9 @@ class Codes:
 
     def rows(self, now: datetime, *, pool: str | None = None, statuses: Iterable[str] = STATUSES,
              origin: str | None = None, exported: bool | None = None) -> Iterator[dict[str, Any]]:
-        """Codes with their status at ``now``: unused (never handed out), active (delivered and
-        not expired), expired (handed out, past its expiry), undelivered (its message was claimed
-        but not sent, or failed)."""
+        """Codes with their status at ``now``: unused (never handed out), active (its message was
+        delivered or may have been, and it has not expired), expired (handed out, past its
+        expiry), undelivered (its message failed)."""
         wanted = set(statuses)
         table = self.table
         message = Message.__table__  # type: ignore[attr-defined]
@@ -286,8 +286,9 @@ def _status(row: Any, now: datetime) -> str:
     if row["claim_id"] is None:
         return "unused"
     # A negative claim: its message was erased by `forget` after it may have gone out; the code
-    # stays handed out (to nobody the ledger knows any more) until it expires.
-    if row["claim_id"] > 0 and row["message_status"] != "sent":
+    # stays handed out (to nobody the ledger knows any more) until it expires. So does the code of
+    # a message that may have gone out (unconfirmed, claimed): the customer may hold it.
+    if row["claim_id"] > 0 and row["message_status"] not in MAYBE_DELIVERED:
         return "undelivered"
     expires = _aware(row["expires_at"])
     if expires is not None and expires < now:

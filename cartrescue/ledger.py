@@ -42,6 +42,9 @@ from cartrescue.sqlite_url import sqlite_file
 Owner = Callable[[str | None, str], bool]
 #: Statuses of a step with no known outcome: the process that claimed it may have delivered it.
 UNCONFIRMED = ("claimed", "unconfirmed")
+#: Statuses of a message the customer may have received: its incentive code is spent (``forget``
+#: keeps it, ``codes list`` counts it active until its expiry, then expired).
+MAYBE_DELIVERED = ("sent", *UNCONFIRMED)
 #: Statuses that count as "the address got a message" (one per day) -- a permanent refusal too:
 #: the relay took the attempt, and the next step must not follow the same day.
 MESSAGED = ("claimed", "unconfirmed", "sent", "failed_permanent")

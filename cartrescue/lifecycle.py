@@ -37,12 +37,10 @@ from cartrescue.contacts import (
     phone_hash,
     without_address,
 )
-from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Inbound, Message, Run, RunLock, SendTest, Suppression
+from cartrescue.ledger import MAYBE_DELIVERED, TABLES, UNCONFIRMED, Code, Inbound, Message, Run, RunLock, SendTest, Suppression
 from cartrescue.unsubscribe_mail import forgotten_key
 
 FORGOTTEN = "forgotten"  # the suppression reason of a forgotten address
-#: Message statuses whose code the customer may have received: the code stays spent (anonymized).
-_MAYBE_DELIVERED = ("sent", "claimed", "unconfirmed")
 
 
 @dataclass(slots=True)
@@ -96,7 +94,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         written = [*messages, *conn.execute(select(tests.c.transport, tests.c.reply).where(its_tests))]
         found.files = sorted({row.reply for row in written
                               if row.transport == "outbox" and row.reply.endswith(OUTBOX_SUFFIXES)})
-        spent = {row.id for row in messages if row.status in _MAYBE_DELIVERED}
+        spent = {row.id for row in messages if row.status in MAYBE_DELIVERED}
         ids = [row.id for row in messages]
         codes = conn.execute(select(code.c.id, code.c.claim_id).where(
             _is(code.c.email, email) | (code.c.claim_id.in_(ids) if ids else False))).all()

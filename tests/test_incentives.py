@@ -7,17 +7,19 @@ import email
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import policy
 from pathlib import Path
 
 import pytest
 import yaml
+from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.config import Config, ConfigError, load_config
 from cartrescue.incentives import ALPHABET, CodePoolEmpty, Codes, generate_code, placeholder
@@ -436,6 +438,33 @@ def test_codes_list_shows_unused_active_and_expired(shop: Shop) -> None:
     assert table.exit_code == 0 and "welcome" in table.stdout and "4 codes" in table.stdout
     bad = shop.cli("codes", "list", "--status", "lost")
     assert bad.exit_code == 2 and "expected one of unused" in bad.stderr
+
+
+@pytest.mark.smtp
+def test_a_code_whose_message_may_have_been_delivered_is_active_then_expired_not_undelivered(shop: Shop) -> None:
+    """The relay took the whole message and the connection dropped before its reply (unconfirmed),
+    or a killed run left the claim (claimed): the customer may hold the code, as `forget` assumes
+    (it keeps such codes spent). They expire by date as a sent message's do; a failed one's not."""
+    _incentive_shop(shop, carts=3, pool=10)
+    faults = [Fault(r"^c000@", "drop-after-data"), Fault(r"^c001@", "550 5.1.1 no such user")]
+    with LoopbackSMTP(faults=faults) as server:
+        shop.configure(smtp=server.smtp_config())
+        assert shop.cli("run", "--send").exit_code == 1  # c001 failed
+    statuses = {m["email"]: m["status"] for m in shop.messages()}
+    assert statuses == {"c000@example.com": "unconfirmed", "c001@example.com": "failed_permanent",
+                        "c002@example.com": "sent"}
+
+    def by_cart(now: datetime) -> dict[str, str]:
+        listed = shop.cli("codes", "list", "--status", "all", "--json", now=now)
+        return {row["cart_key"]: row["status"] for row in listed.json["codes"] if row["cart_key"]}
+
+    assert by_cart(NOW) == {"csv:c000": "active", "csv:c001": "undelivered", "csv:c002": "active"}
+    assert by_cart(NOW + timedelta(days=4)) == {"csv:c000": "expired", "csv:c001": "undelivered",
+                                                "csv:c002": "expired"}
+    with sqlite3.connect(shop.folder / "ledger.db") as db:  # what a run killed mid-send leaves
+        db.execute("UPDATE cr_message SET status = 'claimed' WHERE status = 'unconfirmed'")
+    db.close()
+    assert by_cart(NOW + timedelta(days=4))["csv:c000"] == "expired"
 
 
 def test_generated_codes_are_exported_once_for_the_shop(shop: Shop) -> None:

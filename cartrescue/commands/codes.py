@@ -48,9 +48,9 @@ def codes_list(
 ) -> None:
     """Count the codes of every pool by status and list those with `--status`.
 
-    unused: never handed out; active: delivered and not expired; expired: handed out and past
-    its expiry (safe to disable in the shop); undelivered: allocated to a message that was not
-    sent. Codes are only handed out when their message is delivered (never in a dry-run).
+    unused: never handed out; active: its message was delivered, or may have been (unconfirmed,
+    or claimed by a run that died), and it has not expired; expired: handed out and past its
+    expiry (safe to disable in the shop); undelivered: allocated to a message that failed. Codes are only handed out when their message is delivered (never in a dry-run).
     Codes are never cut; on a narrow terminal the list leaves out step and allocation time
     (`--wide` shows them) and times are in UTC to the minute.
 
