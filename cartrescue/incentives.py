@@ -18,9 +18,9 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -50,6 +50,14 @@ class Pool:
     source: CodeSource
     incentive: Incentive
     file: Path | None  # resolved against the config's folder
+
+
+class Allocation(NamedTuple):
+    """A code given to one claimed message and when it stops working, as ``cr_code`` records it:
+    what the message shows, however many runs later it goes out."""
+
+    code: str
+    expires: datetime
 
 
 def pools(config: Config) -> dict[str, Pool]:
@@ -155,14 +163,15 @@ class Codes:
     # -- allocation ---------------------------------------------------------------------------
 
     def allocate(self, name: str, claim_id: int, *, cart_key: str, email: str | None, step: int,
-                 now: datetime, valid_for: timedelta | None = None) -> tuple[str, datetime]:
-        """Give the claimed message ``claim_id`` its code; return (code, expiry).
+                 now: datetime, valid_for: timedelta | None = None) -> Allocation:
+        """Give the claimed message ``claim_id`` its code and expiry.
 
         ``valid_for``: the validity of the message's own offer (a tier's and a step's offers
         may share a pool and differ in it), else the pool's first offer's: the code expires on
         the day the message shows.
 
-        Idempotent per claim (a retry of the same claim gets the same code). A code already
+        Idempotent per claim (a retry of the same claim, in a later run too, gets the same code
+        and its first expiry, not one counted from the retry's ``now``). A code already
         allocated is never handed out again: the update only matches a row whose ``claim_id``
         is still empty, so two processes racing for one row cannot both win it. Pattern pools
         generate a new code when no pre-generated one is left; a file pool raises
@@ -192,7 +201,7 @@ class Codes:
                         update(table).where(table.c.id == row_id, table.c.claim_id.is_(None)).values(**values)
                     ).rowcount
                 if won == 1:
-                    return code, expires
+                    return Allocation(code, expires)
         if pool.source.pattern is None:
             raise CodePoolEmpty(f"code pool {name!r} has no unused code left (add codes to {pool.file})")
         for _try in range(_GENERATE_TRIES):
@@ -202,18 +211,18 @@ class Codes:
                     conn.execute(insert(table).values(
                         pool=name, code=code, origin="generated", kind=pool.incentive.kind,
                         value=str(pool.incentive.value), created_at=_naive(now), **values))
-                return code, expires
+                return Allocation(code, expires)
             except IntegrityError:
                 existing = self._by_claim(claim_id)
                 if existing is not None:
                     return existing
         raise CartrescueError(f"code pool {name!r}: the pattern {pool.source.pattern!r} gave too many collisions")
 
-    def _by_claim(self, claim_id: int) -> tuple[str, datetime] | None:
+    def _by_claim(self, claim_id: int) -> Allocation | None:
         table = self.table
         with self.engine.connect() as conn:
             row = conn.execute(select(table.c.code, table.c.expires_at).where(table.c.claim_id == claim_id)).first()
-        return None if row is None else (row[0], _aware(row[1]))  # type: ignore[return-value]
+        return None if row is None else Allocation(row[0], _aware(row[1]))  # type: ignore[arg-type]
 
     # -- listing and export -------------------------------------------------------------------
 
@@ -280,6 +289,12 @@ def code_expiry(now: datetime, valid_for: timedelta, tz: tzinfo) -> datetime:
     customer who believed it that evening."""
     last_day = (now + valid_for).astimezone(tz).date()
     return datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=tz).astimezone(timezone.utc)
+
+
+def expiry_day(expires: datetime, tz: tzinfo) -> date:
+    """The shop's day a code that stops working at ``expires`` is last valid on: the day its
+    message names (the inverse of :func:`code_expiry`, which ends the code at that day's end)."""
+    return (expires.astimezone(tz) - timedelta(microseconds=1)).date()
 
 
 def _status(row: Any, now: datetime) -> str:

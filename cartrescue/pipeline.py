@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -34,7 +34,7 @@ from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
-from cartrescue.incentives import Codes, code_expiry, placeholder, pools
+from cartrescue.incentives import Allocation, Codes, code_expiry, expiry_day, placeholder, pools
 from cartrescue.ledger import NUMBER_CHANNELS, ClaimRequest, History, Ledger
 from cartrescue.mime import build_message, mailto_address, wire_address
 from cartrescue.model import (
@@ -524,7 +524,17 @@ class Composer:
         tier = self._tiers[decision.tier]  # type: ignore[index]
         return self.config.sequences[tier.sequence].steps[decision.step - 1].incentive_for(decision.tier)
 
-    def compose(self, decision: Decision, code: str | None = None, *, test: bool = False) -> OutgoingMessage:
+    def _shown_code(self, incentive: Incentive | None, code: Allocation | None) -> tuple[str | None, date | None]:
+        """The code and last day a message shows: its allocated code's, as the ledger recorded
+        them; without one (a dry-run, a preview), a per-recipient incentive's placeholder and no
+        day (the renderer counts it from this run's ``now``)."""
+        if code is not None:
+            return code.code, expiry_day(code.expires, self.config.shop.tz)
+        if incentive is not None and incentive.codes is not None:
+            return placeholder(incentive.codes), None
+        return None, None
+
+    def compose(self, decision: Decision, code: Allocation | None = None, *, test: bool = False) -> OutgoingMessage:
         """Render ``decision``'s message; ``code`` is its allocated incentive code. Without one
         (a dry-run or preview) a per-recipient incentive shows a placeholder: nothing is allocated.
         ``test``: a send-test message, whose survey answers are not recorded for the cart."""
@@ -537,8 +547,7 @@ class Composer:
         sequence = self.config.sequences[tier.sequence]
         step = sequence.steps[decision.step - 1]
         incentive = step.incentive_for(decision.tier)
-        if code is None and incentive is not None and incentive.codes is not None:
-            code = placeholder(incentive.codes)
+        shown, expires_on = self._shown_code(incentive, code)
         locale = self.renderer.resolve_locale(cart.customer.locale, step.template)
         token = make_token(email, self.secret)
         unsubscribe_url = shop.unsubscribe_url.replace("{token}", token)
@@ -547,8 +556,8 @@ class Composer:
                 cart, locale=locale, step=decision.step, step_count=len(sequence.steps), tier=decision.tier,
                 previous_orders=decision.facts.previous_orders if decision.facts else 0,
                 unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant,
-                code=code, survey=survey_links(self.config, self.secret, cart.key, decision.step, locale, test=test),
-                sequence=tier.sequence, channel=decision.channel or "email",
+                code=shown, survey=survey_links(self.config, self.secret, cart.key, decision.step, locale, test=test),
+                sequence=tier.sequence, channel=decision.channel or "email", expires_on=expires_on,
             )
         except (ArithmeticError, ValueError) as exc:  # an amount no currency format can show, ...
             raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None
@@ -581,7 +590,7 @@ class Composer:
         sequence = self.config.sequences[tier.sequence]
         return sequence.steps[decision.step - 1], len(sequence.steps)  # type: ignore[operator]
 
-    def compose_sms(self, decision: Decision, code: str | None = None) -> SmsText:
+    def compose_sms(self, decision: Decision, code: Allocation | None = None) -> SmsText:
         """Render ``decision``'s text message and check it: at most ``sms.max_segments``, the
         opt-out keyword and the shop's name in it; raise TemplateError for this cart otherwise
         (:meth:`cartrescue.render.Renderer.render_sms` puts cart values on one line)."""
@@ -590,8 +599,7 @@ class Composer:
             raise TemplateError(f"cart {cart.id}: nothing to compose (no phone number or step)")
         step, count = self._sms_step(decision)
         incentive = step.incentive_for(decision.tier)
-        if code is None and incentive is not None and incentive.codes is not None:
-            code = placeholder(incentive.codes)
+        shown, expires_on = self._shown_code(incentive, code)
         locale = self.renderer.resolve_locale(cart.customer.locale, step.template, SMS_PART)
         email = cart.customer.email
         unsubscribe_url = self.config.shop.unsubscribe_url.replace("{token}", make_token(email, self.secret)) \
@@ -600,9 +608,9 @@ class Composer:
             context = self.renderer.context(
                 cart, locale=locale, step=decision.step, step_count=count, tier=decision.tier,
                 previous_orders=decision.facts.previous_orders if decision.facts else 0,
-                unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant, code=code,
+                unsubscribe_url=unsubscribe_url, incentive=incentive, now=self.now, variant=decision.variant, code=shown,
                 sequence=self._tiers[decision.tier].sequence, channel="sms",  # type: ignore[index]
-                tags=self.config.sms.link_tags,
+                tags=self.config.sms.link_tags, expires_on=expires_on,
             )
         except (ArithmeticError, ValueError) as exc:
             raise TemplateError(f"cannot format this cart's values: {type(exc).__name__}: {exc}") from None
@@ -615,7 +623,7 @@ class Composer:
         length = measure(text)
         return SmsText(text, length, locale)
 
-    def webhook_body(self, decision: Decision, message: OutgoingMessage, code: str | None = None) -> bytes:
+    def webhook_body(self, decision: Decision, message: OutgoingMessage, code: Allocation | None = None) -> bytes:
         """The JSON document the webhook channel POSTs (docs/channels.md#webhook), without its
         ``id`` (the ledger id, known once claimed: the channel puts it first). UTF-8; a value
         that cannot be encoded (a lone surrogate) fails this cart, before its claim."""
@@ -626,9 +634,12 @@ class Composer:
         tier = self._tiers[decision.tier]  # type: ignore[index]
         offer = None
         if incentive is not None:
-            # The code's own expiry (the end of the shop's day the message names), as `codes export` has it.
-            offer = {"kind": incentive.kind, "value": str(incentive.value), "code": code or incentive.code,
-                     "expires_at": _iso(code_expiry(self.now, incentive.valid_for, self.config.shop.tz))}
+            # The code's own expiry (the end of the shop's day the message names), as `codes export`
+            # has it: an allocated code's as recorded, however many runs later it goes out.
+            expires = code.expires if code is not None else code_expiry(self.now, incentive.valid_for,
+                                                                         self.config.shop.tz)
+            offer = {"kind": incentive.kind, "value": str(incentive.value),
+                     "code": code.code if code is not None else incentive.code, "expires_at": _iso(expires)}
         locale = self.renderer.resolve_locale(customer.locale, step.template)
         unsubscribe = next((value for name, value in message.headers if name == "List-Unsubscribe"), "")
         document = {
@@ -848,7 +859,7 @@ class Executor:
         except OSError as exc:
             return f"not written to {self.eml}: {exc.strerror or exc}"
 
-    def build(self, decision: Decision, code: str | None = None) -> tuple[OutgoingMessage | None, bytes | None]:
+    def build(self, decision: Decision, code: Allocation | None = None) -> tuple[OutgoingMessage | None, bytes | None]:
         """``decision``'s message and the bytes its channel sends: MIME for e-mail, the text for
         an SMS, the JSON document for the webhook; raise TemplateError/ValueError for this cart.
         Without ``code`` a per-recipient incentive shows its placeholder."""
@@ -992,7 +1003,7 @@ class _ClaimFeed:
         if prepared.code_pool is not None and executor.codes is not None:
             try:
                 offer = executor.composer.incentive(decision)
-                code, _expires = executor.codes.allocate(
+                code = executor.codes.allocate(
                     prepared.code_pool, claim_id, cart_key=decision.cart.key, email=decision.cart.customer.email,
                     step=decision.step or 0, now=executor.composer.now,
                     valid_for=offer.valid_for if offer is not None else None)

@@ -386,7 +386,7 @@ class Renderer:
         self._blank: tuple[Any, dict[str, tuple[Any, dict[str, Any]]]] | None = None
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
         self._jinja_error: type[Exception] = JinjaError
-        self._expiries: dict[tuple[datetime, str], str] = {}  # see _expiry
+        self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
 
     def _environment(self, finalize: Callable[[Any], Any] | None = None) -> Any:
         from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, pass_context
@@ -498,13 +498,13 @@ class Renderer:
         subject = " ".join(parts[0].split())
         return Rendered(subject=subject, text=parts[1], html=parts[2], locale=locale, files=files)
 
-    def _expiry(self, moment: datetime, locale: str) -> str:
-        """An incentive's expiry date in the shop's timezone, formatted once per run and locale
-        (Babel takes ~50 µs a date; every message of a step shares it)."""
-        key = (moment, locale)
+    def _expiry(self, day: date, locale: str) -> str:
+        """An incentive's last day (the shop's), formatted once per run and locale (Babel takes
+        ~50 µs a date; every message of a step shares it)."""
+        key = (day, locale)
         text = self._expiries.get(key)
         if text is None:
-            text = self._expiries[key] = format_date(moment.astimezone(self.shop.tz), locale)  # the shop's day
+            text = self._expiries[key] = format_date(day, locale)
         return text
 
     def render_sms(self, template: str, locale: str, context: dict[str, Any], variant: str | None = None,
@@ -578,9 +578,13 @@ class Renderer:
         sequence: str | None = None,
         channel: str = "email",
         tags: bool = True,
+        expires_on: date | None = None,
     ) -> dict[str, Any]:
         """The template context (docs/templates.md). Every URL from data passes
-        :mod:`cartrescue.links`: only http(s) reaches a link or an image, and links carry UTM tags."""
+        :mod:`cartrescue.links`: only http(s) reaches a link or an image, and links carry UTM tags.
+        ``expires_on``: the last day of an allocated code, as the ledger recorded it (a message
+        sent again days later must not promise more); without one, the shop's day of
+        ``now + valid_for``."""
         link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel)
         money = _money_formatter(locale, cart.currency)
         shop = self.shop
@@ -598,7 +602,7 @@ class Renderer:
                 "kind": incentive.kind,
                 "value": value,
                 "code": code or incentive.code,
-                "expires": self._expiry(now + incentive.valid_for, locale),
+                "expires": self._expiry(expires_on or (now + incentive.valid_for).astimezone(shop.tz).date(), locale),
             }
         items = [
             {

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from httpserver import Answer, WebhookReceiver
 from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.config import Config, ConfigError, load_config
@@ -356,6 +357,44 @@ def test_a_code_expires_on_the_day_its_own_message_shows_when_offers_share_a_poo
     assert expiry == {"csv:big": "2026-11-27T23:00:00Z", "csv:small": "2026-11-21T23:00:00Z"}
     texts = {name.split("-step")[0]: text for name, text in _texts(outbox).items()}
     assert "November 27, 2026" in texts["csv_big"] and "November 21, 2026" in texts["csv_small"]
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize(("fault", "status", "options"), [
+    ("451 4.7.1 try again later", "failed_transient", ()),  # the next run sends it
+    ("drop-after-data", "unconfirmed", ("--resend-unconfirmed",)),  # sent again on request
+])
+def test_a_message_sent_again_a_day_later_shows_the_expiry_its_code_was_given(
+        shop: Shop, fault: str, status: str, options: tuple[str, ...]) -> None:
+    """The code was given on the 20th, valid 3 days: it dies at the end of the 23rd, whatever day
+    its message finally goes out. The message said "November 24" when sent a day later."""
+    _incentive_shop(shop, carts=1, pool=5)
+    with LoopbackSMTP(faults=[Fault(r"^c000@", fault, stage="DATA", times=1)]) as server:
+        shop.configure(smtp=server.smtp_config(retries=0))
+        shop.cli("run", "--send")
+        assert [m["status"] for m in shop.messages()] == [status]
+        later = shop.cli("run", "--send", "--json", *options, now=NOW + timedelta(days=1))
+        assert later.json["counts"]["deliveries"] == {"sent": 1}, later.output
+    text = server.messages[-1].parsed().get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    (row,) = _codes(load_config(shop.config_path)).rows(NOW, statuses=("active",))
+    assert row["code"] in text and row["expires_at"] == "2026-11-23T23:00:00Z"
+    assert "November 23, 2026" in text and "November 24" not in text
+
+
+def test_a_webhook_posted_again_a_day_later_carries_the_expiry_its_code_was_given(shop: Shop) -> None:
+    _incentive_shop(shop, carts=1, pool=5)
+    with WebhookReceiver("whsec-" + "k" * 30) as receiver:
+        shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "webhook"}]},
+                       webhook={"url": receiver.url, "secret": "whsec-" + "k" * 30, "retries": 0})
+        receiver.plan(Answer(503, b"maintenance"))
+        assert shop.cli("run", "--send").exit_code == 1
+        later = shop.cli("run", "--send", "--json", now=NOW + timedelta(days=1))
+        assert later.json["counts"]["deliveries"] == {"sent": 1}, later.output
+        (document,) = receiver.accepted.values()
+    (row,) = _codes(load_config(shop.config_path)).rows(NOW, statuses=("active",))
+    assert document["incentive"]["code"] == row["code"]
+    assert document["incentive"]["expires_at"] == row["expires_at"] == "2026-11-23T23:00:00Z"
+    assert "November 23, 2026" in document["text"]
 
 
 def test_a_dry_run_and_a_preview_allocate_nothing(shop: Shop) -> None:
