@@ -1,9 +1,10 @@
 """Incentive codes: unique per recipient and step, from a pool file or generated from a pattern.
 
 Owns the life of a code in the ledger's ``cr_code`` table: imported from a pool file or generated
-(``CR-{random:8}``), **allocated to one claimed message** (never to two: the code and the claim
-are both unique, and allocation is a conditional update that only succeeds on a free row),
-listed (unused, active, expired, undelivered) and exported for import into the shop.
+(``CR-{random:8}``), withdrawn when the shop takes it out of its pool file unused, **allocated to
+one claimed message** (never to two: the code and the claim are both unique, and allocation is a
+conditional update that only succeeds on a free row), listed (unused, active, expired,
+undelivered, withdrawn) and exported for import into the shop.
 
 Allocation happens only on the delivery path, after the ledger claim and before the message is
 composed; a dry-run never allocates (it shows :func:`placeholder`). It must not decide who gets
@@ -32,7 +33,7 @@ from cartrescue.pool_file import read_pool_file
 
 #: 32 characters without the look-alikes 0/O and 1/I: easy to type from a printed email.
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-STATUSES = ("unused", "active", "expired", "undelivered")
+STATUSES = ("unused", "active", "expired", "undelivered", "withdrawn")
 _PLACEHOLDER = re.compile(r"\{random:(\d+)\}")
 _CANDIDATES = 16  # free rows tried per select; contention only costs a retry
 _GENERATE_TRIES = 20
@@ -58,6 +59,17 @@ class Allocation(NamedTuple):
 
     code: str
     expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What importing a pool file did: codes read, new ones added, unused ones withdrawn (out of
+    the file), withdrawn ones restored (in it again)."""
+
+    read: int
+    added: int
+    withdrawn: int
+    restored: int
 
 
 def pools(config: Config) -> dict[str, Pool]:
@@ -126,8 +138,10 @@ class Codes:
                 added += max(result.rowcount or 0, 0)
         return added
 
-    def import_file(self, name: str, now: datetime | None = None) -> tuple[int, int]:
-        """Copy a pool file's codes into the ledger (idempotent); return (read, newly added)."""
+    def import_file(self, name: str, now: datetime | None = None) -> Imported:
+        """Make the pool's free codes those of its file (idempotent): add the new ones, withdraw
+        the unused ones the shop took out of it (it may have disabled them in the shop), restore
+        a withdrawn one the file lists again. Codes already handed out stay as they are."""
         pool = self.pool(name)
         if pool.file is None:
             raise ConfigError(f"code pool {name!r} is generated from a pattern; it has no file to import")
@@ -136,8 +150,28 @@ class Codes:
         rows = [dict(pool=name, code=code, origin="file", kind=pool.incentive.kind, value=str(pool.incentive.value),
                      created_at=at) for code in dict.fromkeys(codes)]
         added = self._insert_ignore(rows)
+        withdrawn, restored = self._follow_file(name, set(codes), at)
         self._imported.add(name)
-        return len(codes), added
+        return Imported(len(codes), added, withdrawn, restored)
+
+    def _follow_file(self, name: str, listed: set[str], at: datetime) -> tuple[int, int]:
+        """Withdraw the pool's free file codes not ``listed``, restore withdrawn ones that are;
+        return how many of each. Only a free row changes: one a run allocates meanwhile is kept."""
+        table = self.table
+        with self.engine.begin() as conn:
+            free = conn.execute(select(table.c.id, table.c.code, table.c.withdrawn_at).where(
+                table.c.pool == name, table.c.origin == "file", table.c.claim_id.is_(None))).all()
+            gone = [row.id for row in free if row.withdrawn_at is None and row.code not in listed]
+            back = [row.id for row in free if row.withdrawn_at is not None and row.code in listed]
+            changed = []
+            for ids, value in ((gone, at), (back, None)):
+                count = 0
+                for start in range(0, len(ids), 500):
+                    count += conn.execute(update(table).where(
+                        table.c.id.in_(ids[start:start + 500]), table.c.claim_id.is_(None)).values(withdrawn_at=value)
+                    ).rowcount or 0
+                changed.append(count)
+        return changed[0], changed[1]
 
     def generate(self, name: str, count: int, now: datetime | None = None) -> list[str]:
         """Make ``count`` new unused codes of a pattern pool (to import into the shop ahead)."""
@@ -173,7 +207,8 @@ class Codes:
         Idempotent per claim (a retry of the same claim, in a later run too, gets the same code
         and its first expiry, not one counted from the retry's ``now``). A code already
         allocated is never handed out again: the update only matches a row whose ``claim_id``
-        is still empty, so two processes racing for one row cannot both win it. Pattern pools
+        is still empty, so two processes racing for one row cannot both win it; nor one that is
+        withdrawn (a file pool's file is imported first, once per process). Pattern pools
         generate a new code when no pre-generated one is left; a file pool raises
         :class:`CodePoolEmpty`.
         """
@@ -190,7 +225,8 @@ class Codes:
         while True:
             with self.engine.connect() as conn:
                 free = conn.execute(
-                    select(table.c.id, table.c.code).where(table.c.pool == name, table.c.claim_id.is_(None))
+                    select(table.c.id, table.c.code).where(table.c.pool == name, table.c.claim_id.is_(None),
+                                                           table.c.withdrawn_at.is_(None))
                     .order_by(table.c.id).limit(_CANDIDATES)
                 ).all()
             if not free:
@@ -198,7 +234,8 @@ class Codes:
             for row_id, code in free:
                 with self.engine.begin() as conn:
                     won = conn.execute(
-                        update(table).where(table.c.id == row_id, table.c.claim_id.is_(None)).values(**values)
+                        update(table).where(table.c.id == row_id, table.c.claim_id.is_(None),
+                                            table.c.withdrawn_at.is_(None)).values(**values)
                     ).rowcount
                 if won == 1:
                     return Allocation(code, expires)
@@ -230,7 +267,7 @@ class Codes:
              origin: str | None = None, exported: bool | None = None) -> Iterator[dict[str, Any]]:
         """Codes with their status at ``now``: unused (never handed out), active (its message was
         delivered or may have been, and it has not expired), expired (handed out, past its
-        expiry), undelivered (its message failed)."""
+        expiry), undelivered (its message failed), withdrawn (unused, and out of its pool file)."""
         wanted = set(statuses)
         table = self.table
         message = Message.__table__  # type: ignore[attr-defined]
@@ -254,6 +291,7 @@ class Codes:
                         "kind": row["kind"], "value": row["value"], "email": row["email"], "cart_key": row["cart_key"],
                         "step": row["step"], "allocated_at": _iso(_aware(row["allocated_at"])),
                         "expires_at": _iso(_aware(row["expires_at"])), "exported_at": _iso(_aware(row["exported_at"])),
+                        "withdrawn_at": _iso(_aware(row["withdrawn_at"])),
                     }
 
     def summary(self, now: datetime) -> dict[str, dict[str, int]]:
@@ -279,7 +317,7 @@ class Codes:
         table = self.table
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(table).where(
-                table.c.pool == name, table.c.claim_id.is_(None))).scalar() or 0)
+                table.c.pool == name, table.c.claim_id.is_(None), table.c.withdrawn_at.is_(None))).scalar() or 0)
 
 
 def code_expiry(now: datetime, valid_for: timedelta, tz: tzinfo) -> datetime:
@@ -299,7 +337,7 @@ def expiry_day(expires: datetime, tz: tzinfo) -> date:
 
 def _status(row: Any, now: datetime) -> str:
     if row["claim_id"] is None:
-        return "unused"
+        return "unused" if row["withdrawn_at"] is None else "withdrawn"
     # A negative claim: its message was erased by `forget` after it may have gone out; the code
     # stays handed out (to nobody the ledger knows any more) until it expires. So does the code of
     # a message that may have gone out (unconfirmed, claimed): the customer may hold it.

@@ -186,7 +186,9 @@ class Code(SQLModel, table=True):
     """An incentive code of a pool: free until allocated to one claimed message, then never again.
 
     ``code`` is unique across pools and ``claim_id`` (the ``cr_message`` id) is unique, so a code
-    goes to at most one message and a message gets at most one code. Logic: cartrescue.incentives.
+    goes to at most one message and a message gets at most one code. ``withdrawn_at``: a free
+    code the shop took out of its pool file, never handed out while it stays out. Logic:
+    cartrescue.incentives.
     """
 
     __tablename__ = "cr_code"
@@ -206,6 +208,7 @@ class Code(SQLModel, table=True):
     allocated_at: datetime | None = None
     expires_at: datetime | None = None
     exported_at: datetime | None = None
+    withdrawn_at: datetime | None = None
 
 
 class SurveyAnswer(SQLModel, table=True):

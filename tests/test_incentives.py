@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import email
 import io
@@ -18,12 +19,13 @@ from email import policy
 from pathlib import Path
 
 import pytest
+import shopdb
 import yaml
 from httpserver import Answer, WebhookReceiver
 from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.config import Config, ConfigError, load_config
-from cartrescue.incentives import ALPHABET, CodePoolEmpty, Codes, generate_code, placeholder
+from cartrescue.incentives import ALPHABET, CodePoolEmpty, Codes, Imported, generate_code, placeholder
 from cartrescue.pool_file import read_pool_file
 from cartrescue.ledger import Ledger
 from conftest import NOW, REPO, Shop, cart
@@ -185,9 +187,29 @@ def test_a_pool_hands_out_each_code_once_then_refuses(tmp_path: Path) -> None:
 
 def test_importing_twice_adds_nothing(tmp_path: Path) -> None:
     codes = _codes(_config(tmp_path, pool_size=10))
-    assert codes.import_file("welcome") == (10, 10)
-    assert codes.import_file("welcome") == (10, 0)
+    assert codes.import_file("welcome") == Imported(10, 10, 0, 0)
+    assert codes.import_file("welcome") == Imported(10, 0, 0, 0)
     assert codes.count_free("welcome") == 10
+
+
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
+def test_a_code_taken_out_of_the_pool_file_is_withdrawn_and_never_allocated_on_every_ledger(
+        tmp_path: Path, kind: str) -> None:
+    config = _config(tmp_path, pool_size=6)
+    with contextlib.ExitStack() as stack:
+        url = config.ledger_url if kind == "sqlite" else stack.enter_context(shopdb.shop_database(kind, "ledger")).url
+        ledger = Ledger(url)
+        stack.callback(ledger.close)
+        codes = Codes(config, ledger)
+        assert _allocate(codes, "welcome", 1) == "POOL-0000"
+        (tmp_path / "codes.txt").write_text("POOL-0000\nPOOL-0004\n", encoding="utf-8")
+        assert codes.import_file("welcome", NOW) == Imported(2, 0, 4, 0)
+        assert _allocate(codes, "welcome", 2) == "POOL-0004"
+        with pytest.raises(CodePoolEmpty):
+            _allocate(codes, "welcome", 3)
+        assert codes.count_free("welcome") == 0
+        assert codes.summary(NOW)["welcome"] == {"unused": 0, "active": 0, "expired": 0, "undelivered": 2,
+                                                 "withdrawn": 4}
 
 
 def test_a_pattern_pool_uses_pre_generated_codes_first_then_makes_new_ones(tmp_path: Path) -> None:
@@ -466,8 +488,8 @@ def test_codes_list_shows_unused_active_and_expired(shop: Shop) -> None:
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
     now = shop.cli("codes", "list", "--json", "--status", "all")
     assert now.exit_code == 0, now.output
-    assert now.json["pools"]["welcome"] == {"unused": 6, "active": 4, "expired": 0, "undelivered": 0}
-    assert now.json["pools"]["ship"] == {"unused": 0, "active": 0, "expired": 0, "undelivered": 0}
+    assert now.json["pools"]["welcome"] == {"unused": 6, "active": 4, "expired": 0, "undelivered": 0, "withdrawn": 0}
+    assert now.json["pools"]["ship"] == {"unused": 0, "active": 0, "expired": 0, "undelivered": 0, "withdrawn": 0}
     later = shop.cli("codes", "list", "--json", "--status", "expired", "--status", "unused",
                      now=NOW + timedelta(days=4))
     by_status = Counter(row["status"] for row in later.json["codes"])
@@ -542,7 +564,58 @@ def test_codes_import_reads_the_pool_files(shop: Shop) -> None:
     _incentive_shop(shop, pool=7)
     result = shop.cli("codes", "import", "--json", now=None)
     assert result.exit_code == 0, result.output
-    assert result.json == {"pools": {"welcome": {"read": 7, "added": 7}}}
+    assert result.json == {"pools": {"welcome": {"read": 7, "added": 7, "withdrawn": 0, "restored": 0}}}
+
+
+def _given(shop: Shop) -> dict[str, str]:
+    """cart key -> the code it was given."""
+    listed = shop.cli("codes", "list", "--status", "all", "--json").json["codes"]
+    return {row["cart_key"]: row["code"] for row in listed if row["cart_key"]}
+
+
+def test_codes_import_withdraws_unused_codes_taken_out_of_the_pool_file(shop: Shop) -> None:
+    """The shop disabled POOL-0003 and POOL-0004 and took them out of the file: they were still
+    handed out. Withdrawn, they never are; a code already given (POOL-0000) stays as it is."""
+    _incentive_shop(shop, carts=2, pool=6)
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    assert sorted(_given(shop).values()) == ["POOL-0000", "POOL-0001"]
+    kept = ["POOL-0001", "POOL-0002", "POOL-0005", "POOL-0010"]
+    (shop.folder / "codes.txt").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    imported = shop.cli("codes", "import", "--json", now=None)
+    assert imported.exit_code == 0, imported.output
+    assert imported.json == {"pools": {"welcome": {"read": 4, "added": 1, "withdrawn": 2, "restored": 0}}}
+    listed = shop.cli("codes", "list", "--status", "withdrawn", "--json")
+    assert listed.json["pools"]["welcome"] == {"unused": 3, "active": 2, "expired": 0, "undelivered": 0,
+                                               "withdrawn": 2}
+    assert [(row["code"], row["status"]) for row in listed.json["codes"]] == [
+        ("POOL-0003", "withdrawn"), ("POOL-0004", "withdrawn")]
+    table = shop.cli("codes", "list")
+    assert "withdrawn" in table.stdout
+
+    shop.add(*(cart(f"d{i:03}") for i in range(5)))
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(minutes=30))
+    assert later.json["counts"]["deliveries"] == {"sent": 3, "failed_transient": 2}
+    given = _given(shop)
+    assert sorted(given.values()) == ["POOL-0000", "POOL-0001", "POOL-0002", "POOL-0005", "POOL-0010"]
+
+    # Listed again (the shop enabled it again): it may be handed out again.
+    (shop.folder / "codes.txt").write_text("\n".join([*kept, "POOL-0003"]) + "\n", encoding="utf-8")
+    again = shop.cli("codes", "import", "--json", now=None)
+    assert again.json == {"pools": {"welcome": {"read": 5, "added": 0, "withdrawn": 0, "restored": 1}}}
+    assert shop.cli("run", "--outbox", str(shop.folder / "out"), now=NOW + timedelta(hours=1)).exit_code == 1
+    assert "POOL-0003" in _given(shop).values() and "POOL-0004" not in _given(shop).values()
+
+
+def test_a_run_withdraws_codes_taken_out_of_the_pool_file_before_handing_any_out(shop: Shop) -> None:
+    _incentive_shop(shop, carts=1, pool=4)
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    (shop.folder / "codes.txt").write_text("POOL-0000\nPOOL-0003\n", encoding="utf-8")
+    shop.add(cart("d1"), cart("d2"))
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(minutes=30))
+    assert later.json["counts"]["deliveries"] == {"sent": 1, "failed_transient": 1}
+    assert sorted(_given(shop).values()) == ["POOL-0000", "POOL-0003"]
+    summary = shop.cli("codes", "list", "--json").json["pools"]["welcome"]
+    assert (summary["unused"], summary["active"], summary["withdrawn"]) == (0, 2, 2)
 
 
 @pytest.mark.slow
@@ -562,7 +635,7 @@ def test_two_concurrent_runs_never_give_one_code_to_two_recipients(shop: Shop) -
     shown = [code for text in texts.values() for code in POOL if code in text]
     assert len(shown) == 80 and len(set(shown)) == 80
     codes = _codes(load_config(shop.config_path))
-    assert codes.summary(NOW)["welcome"] == {"unused": 20, "active": 80, "expired": 0, "undelivered": 0}
+    assert codes.summary(NOW)["welcome"] == {"unused": 20, "active": 80, "expired": 0, "undelivered": 0, "withdrawn": 0}
 
 
 @pytest.mark.parametrize(("locale", "shown"), [("en", "12.5%"), ("sv", "12,5\u00a0%"), ("hu", "12,5%")])

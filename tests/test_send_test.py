@@ -104,7 +104,7 @@ def test_step_locale_and_variant_as_in_preview_and_no_code_is_handed_out(shop: S
     text = email.message_from_bytes(eml.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
     assert "XXXXXXXX" in text  # the per-recipient code's placeholder: no code was allocated
     codes = shop.cli("codes", "list", "--json").json["pools"]["comeback"]
-    assert codes == {"unused": 0, "active": 0, "expired": 0, "undelivered": 0}
+    assert codes == {"unused": 0, "active": 0, "expired": 0, "undelivered": 0, "withdrawn": 0}
     assert ledger_of(shop).send_tests()[0]["locale"] == "sv"
 
 

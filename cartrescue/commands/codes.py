@@ -43,14 +43,16 @@ def codes_list(
     now: NowOption = None,
     pool: PoolOption = None,
     status: Annotated[Optional[list[str]], typer.Option(
-        "--status", help="List the codes with this status (repeatable): unused, active, expired, undelivered, all.")] = None,
+        "--status", help="List the codes with this status (repeatable): unused, active, expired, undelivered, "
+                         "withdrawn, all.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Every column in full, whatever the terminal's width.")] = False,
 ) -> None:
     """Count the codes of every pool by status and list those with `--status`.
 
     unused: never handed out; active: its message was delivered, or may have been (unconfirmed,
     or claimed by a run that died), and it has not expired; expired: handed out and past its
-    expiry (safe to disable in the shop); undelivered: allocated to a message that failed. Codes are only handed out when their message is delivered (never in a dry-run).
+    expiry (safe to disable in the shop); undelivered: allocated to a message that failed;
+    withdrawn: unused and taken out of its pool file, so never handed out (`codes import`). Codes are only handed out when their message is delivered (never in a dry-run).
     Codes are never cut; on a narrow terminal the list leaves out step and allocation time
     (`--wide` shows them) and times are in UTC to the minute.
 
@@ -201,7 +203,9 @@ def codes_import(
 ) -> None:
     """Read the pool files into the ledger now (runs also do it before their first allocation).
 
-    A code already in the ledger is skipped, so importing twice adds nothing.
+    A code already in the ledger is skipped, so importing twice adds nothing. An unused code that
+    is no longer in its file is withdrawn (never handed out; `codes list` shows it), and restored
+    when the file lists it again; a code already handed out stays as it is.
 
     Example:
 
@@ -213,15 +217,17 @@ def codes_import(
         _cfg, codes, _at = _codes(config, None)
         names = [pool] if pool is not None else [name for name, p in codes.pools.items() if p.file is not None]
         for name in names:
-            read, added = codes.import_file(name)
-            result[name] = {"read": read, "added": added}
+            imported = codes.import_file(name)
+            result[name] = {"read": imported.read, "added": imported.added, "withdrawn": imported.withdrawn,
+                            "restored": imported.restored}
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
         json_out({"pools": result})
     else:
         for name, counts in result.items():
-            err_console().print(f"{name}: read {counts['read']}, added {counts['added']}", highlight=False)
+            err_console().print(f"{name}: read {counts['read']}, added {counts['added']}, withdrawn "
+                                f"{counts['withdrawn']}, restored {counts['restored']}", highlight=False)
         if not result:
             err_console().print("no pool files configured (incentive codes: {pool, file})", highlight=False)
 
