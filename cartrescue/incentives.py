@@ -85,6 +85,16 @@ def pools(config: Config) -> dict[str, Pool]:
     return found
 
 
+def pool_named(found: dict[str, Pool], name: str) -> Pool:
+    """The pool ``name``, or a config error naming the known ones (a command asks before it
+    opens the ledger: a mistyped ``--pool`` must not create a ledger file)."""
+    try:
+        return found[name]
+    except KeyError:
+        known = ", ".join(sorted(found)) or "none configured"
+        raise ConfigError(f"unknown code pool {name!r} (known: {known})") from None
+
+
 def generate_code(pattern: str) -> str:
     """``CR-{random:8}`` -> ``CR-7QXK2M9A`` (cryptographic randomness, unambiguous letters)."""
     return _PLACEHOLDER.sub(lambda m: "".join(secrets.choice(ALPHABET) for _ in range(int(m.group(1)))), pattern)
@@ -109,11 +119,7 @@ class Codes:
         self._imported: set[str] = set()
 
     def pool(self, name: str) -> Pool:
-        try:
-            return self.pools[name]
-        except KeyError:
-            known = ", ".join(sorted(self.pools)) or "none configured"
-            raise ConfigError(f"unknown code pool {name!r} (known: {known})") from None
+        return pool_named(self.pools, name)
 
     # -- filling pools ------------------------------------------------------------------------
 
@@ -301,17 +307,23 @@ class Codes:
             counts.setdefault(row["pool"], dict.fromkeys(STATUSES, 0))[row["status"]] += 1
         return counts
 
-    def export(self, now: datetime, *, pool: str | None = None, include_exported: bool = False) -> list[dict[str, Any]]:
-        """Generated codes for import into the shop (not yet exported ones unless asked); marks
-        them exported. File pools are not exported: their codes came from the shop."""
-        rows = list(self.rows(now, pool=pool, origin="generated", exported=None if include_exported else False))
+    def exportable(self, now: datetime, *, pool: str | None = None, include_exported: bool = False) -> list[dict[str, Any]]:
+        """Generated codes for import into the shop (not yet exported ones unless asked). File
+        pools are not exported: their codes came from the shop. Nothing is marked: the caller
+        marks them (:meth:`mark_exported`) once they are written where the shop takes them."""
+        return list(self.rows(now, pool=pool, origin="generated", exported=None if include_exported else False))
+
+    def mark_exported(self, rows: Iterable[dict[str, Any]], now: datetime) -> None:
+        """Record ``rows``' codes as exported at ``now``. Only after they were written: marked
+        first, a write that failed (``codes export | head``, a full disk) left codes the shop
+        never got counted as exported, and the next export left them out; written but not marked,
+        they are only exported again, which a shop's import takes as the same codes."""
         table = self.table
+        codes = [row["code"] for row in rows]
         with self.engine.begin() as conn:
-            codes = [row["code"] for row in rows]
             for start in range(0, len(codes), 500):
                 conn.execute(update(table).where(table.c.code.in_(codes[start:start + 500]))
                              .values(exported_at=_naive(now)))
-        return rows
 
     def count_free(self, name: str) -> int:
         table = self.table

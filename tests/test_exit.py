@@ -217,6 +217,27 @@ def test_codes_export_refuses_a_closed_stdout_before_marking_any_code_exported(t
         in done.stderr
 
 
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_codes_export_into_a_pipe_its_reader_closed_marks_no_code_exported(json_flag: list[str], shop: Shop) -> None:
+    """``cartrescue codes export | head``: the codes were marked exported before they were
+    written, so the shop never got them and the next export left them out."""
+    from test_incentives import _incentive_shop
+
+    _incentive_shop(shop)
+    assert shop.cli("codes", "generate", "2000", "--pool", "ship", now=None).exit_code == 0  # > 64 KiB of CSV
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first block
+    try:
+        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "codes", "export", *json_flag,
+                               "--config", str(shop.config_path)], cwd=shop.folder, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().startswith("error: cannot write its output: the reader of the pipe closed it")
+    assert shop.cli("codes", "export", "--json", now=None).json["exported"] == 2000
+
+
 @pytest.mark.parametrize(("args", "option"), [
     (["run", "--json", "--now", "9999-12-31T23:59:59Z"], "--now"),
     (["carts", "--json", "--now", "0001-01-01T00:00:00Z"], "--now"),

@@ -560,6 +560,15 @@ def test_codes_generate_for_an_unknown_pool_names_the_known_pools_and_exits_2(sh
         assert result.json["error"]["code"] == "config"
 
 
+@pytest.mark.parametrize("command", [["generate", "5"], ["list"], ["export"], ["import"]])
+def test_a_mistyped_pool_creates_no_ledger_file(shop: Shop, command: list[str]) -> None:
+    _incentive_shop(shop)
+    assert not (shop.folder / "ledger.db").exists()
+    result = shop.cli("codes", *command, "--pool", "nope", now=None)
+    assert result.exit_code == 2 and "unknown code pool 'nope'" in result.stderr
+    assert not (shop.folder / "ledger.db").exists()
+
+
 def test_codes_import_reads_the_pool_files(shop: Shop) -> None:
     _incentive_shop(shop, pool=7)
     result = shop.cli("codes", "import", "--json", now=None)

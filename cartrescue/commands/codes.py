@@ -28,12 +28,17 @@ app = sub_typer("Incentive codes: list unused and expired ones, generate and exp
 PoolOption = Annotated[Optional[str], typer.Option("--pool", metavar="NAME", help="Only this code pool (its `codes.pool` name).")]
 
 
-def _codes(config: Path | None, now: str | None) -> tuple[Any, Any, datetime]:
-    from cartrescue.incentives import Codes
+def _codes(config: Path | None, now: str | None, pool: str | None = None) -> tuple[Any, Any, datetime]:
+    """The config, its code pools on its ledger, and the command's now. ``pool`` (a ``--pool``)
+    is checked first: an unknown one is a usage error before the ledger is opened or created."""
+    from cartrescue.incentives import Codes, pool_named, pools
     from cartrescue.job import resolve_now
 
     cfg = load(config)
-    return cfg, Codes(cfg, cfg.open_ledger()), resolve_now(cfg, parse_now(now))
+    at = resolve_now(cfg, parse_now(now))
+    if pool is not None:
+        pool_named(pools(cfg), pool)
+    return cfg, Codes(cfg, cfg.open_ledger()), at
 
 
 @app.command("list")
@@ -68,9 +73,7 @@ def codes_list(
     if unknown:
         fail(ConfigError(f"--status {unknown[0]}: expected one of {', '.join(STATUSES)}, all"), as_json)
     try:
-        _cfg, codes, at = _codes(config, now)
-        if pool is not None:
-            codes.pool(pool)
+        _cfg, codes, at = _codes(config, now, pool)
         summary = {name: counts for name, counts in codes.summary(at).items() if pool in (None, name)}
         rows = list(codes.rows(at, pool=pool, statuses=wanted)) if wanted else []
     except CartrescueError as error:
@@ -146,23 +149,31 @@ def codes_export(
         if output is None and getattr(sys.stdout, "discarded", False):  # a cron line's >&-
             raise ConfigError("stdout is closed, and the codes would go there: give --output FILE (nothing was "
                               "marked exported)")
-        _cfg, codes, at = _codes(config, now)
-        if pool is not None:
-            codes.pool(pool)
+        _cfg, codes, at = _codes(config, now, pool)
         if output is not None:  # a file that cannot be written stops before any code is marked exported
             with output_file("--output", output):
                 output.open("a", encoding="utf-8").close()
-        rows = codes.export(at, pool=pool, include_exported=include_exported)
+        rows = codes.exportable(at, pool=pool, include_exported=include_exported)
         text = export_csv(rows)
         if output is not None:
             with output_file("--output", output):
                 output.write_text(text, encoding="utf-8")
+            codes.mark_exported(rows, at)
     except CartrescueError as error:
         fail(error, as_json)
-    if as_json:
-        json_out({"exported": len(rows), "output": str(output) if output else None, "codes": rows})
-    elif output is None:
-        sys.stdout.write(text)
+    document = {"exported": len(rows), "output": str(output) if output else None, "codes": rows}
+    if output is None:  # written first, then marked: a reader gone mid-way (`| head`) leaves them unmarked
+        if as_json:
+            json_out(document)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        try:
+            codes.mark_exported(rows, at)
+        except CartrescueError as error:
+            fail(error, False)  # the --json document is out already: the error goes to stderr alone
+    elif as_json:
+        json_out(document)
     if not as_json:
         err_console().print(f"exported {len(rows)} codes" + (f" to {output}" if output else ""), highlight=False)
 
@@ -184,7 +195,7 @@ def codes_generate(
     """
 
     try:
-        _cfg, codes, _at = _codes(config, None)
+        _cfg, codes, _at = _codes(config, None, pool)
         made = codes.generate(pool, count)
     except CartrescueError as error:
         fail(error, as_json)
@@ -214,7 +225,7 @@ def codes_import(
 
     result: dict[str, dict[str, int]] = {}
     try:
-        _cfg, codes, _at = _codes(config, None)
+        _cfg, codes, _at = _codes(config, None, pool)
         names = [pool] if pool is not None else [name for name, p in codes.pools.items() if p.file is not None]
         for name in names:
             imported = codes.import_file(name)
