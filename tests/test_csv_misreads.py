@@ -17,6 +17,9 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from cartrescue.model import RowProblem
 from conftest import NOW, Shop, cart, iso, order
 
 HEADER = "cart_id,email,currency,created_at,sku,name,quantity,unit_price,marketing_consent\n"
@@ -236,3 +239,48 @@ def test_a_negative_cost_is_refused_as_a_negative_price_is(shop: Shop) -> None:
     result = shop.cli("carts", "--json")
     assert result.json["decisions"] == []
     assert result.json["problems"] == [f"{path}:2: cart c1: unit_cost: negative: '-5'"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_a_byte_order_mark_read_with_an_explicit_encoding_keeps_the_first_orders_column(
+        shop: Shop, encoding: str) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark; read as ``utf-8`` (or ``cp1252``:
+    ``ï»¿``) it stuck to the first header, ``\\ufeffemail``: the column read as absent, every
+    address blank without a word, and c2's buyer reminded of the cart she bought."""
+    shop.add(cart("c2"))
+    shop.configure(source={"encoding": encoding})
+    shop.write()
+    (shop.folder / "orders.csv").write_bytes(
+        b"\xef\xbb\xbfemail,order_id,total,currency,status,created_at\n"
+        + f"c2@example.com,o1,30.00,EUR,paid,{iso(NOW - timedelta(minutes=30))}\n".encode())
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert [(row["cart_id"], row["reason"]) for row in result.json["decisions"]] == [("c2", "ordered")]
+    assert result.json["problems"] == []
+
+
+def test_a_byte_order_mark_read_as_utf8_keeps_the_first_carts_column(shop: Shop) -> None:
+    """The carts file's first column, cart_id, was "missing" (exit 3) in a file that has it."""
+    shop.configure(source={"encoding": "utf-8"})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 0, result.output
+    assert [row["cart_id"] for row in result.json["decisions"]] == ["c1"]
+
+
+def test_a_byte_order_mark_read_as_utf8_keeps_the_first_newsletter_column(tmp_path: Path) -> None:
+    """The newsletter export's first column, email, was "missing" (exit 3) in a file that has it."""
+    from cartrescue.sources.base import Window
+    from cartrescue.sources.sends_csv import CsvSends
+
+    path = tmp_path / "sends.csv"
+    path.write_bytes(b"\xef\xbb\xbfemail,sent_at\n" + f"a@example.com,{iso(NOW)}\n".encode())
+    problems: list[RowProblem] = []
+    sends = CsvSends(path, encoding="utf-8", on_problem=problems.append)
+    try:
+        found = list(sends.sends_for(["a@example.com"], Window(NOW - timedelta(hours=1), NOW + timedelta(hours=1))))
+    finally:
+        sends.close()
+    assert [send.email for send in found] == ["a@example.com"] and problems == []

@@ -228,15 +228,27 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
         handle.close()
         raise SourceError(f"{named}: not a regular file (a pipe?): cartrescue reads an export more than once "
                           "(every cart's activity first, then the carts); write it to a file and name that")
-    if delimiter is None:
-        try:
+    try:
+        if delimiter is None:
             first = handle.readline()
-        except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
-            handle.close()
-            raise _undecodable(path, encoding) from None
-        handle.seek(0)
-        delimiter = ";" if first.count(";") > first.count(",") else ","
+            handle.seek(0)
+            delimiter = ";" if first.count(";") > first.count(",") else ","
+        _skip_bom(handle)
+    except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
+        handle.close()
+        raise _undecodable(path, encoding) from None
     return handle, csv.reader(handle, delimiter=delimiter)
+
+
+def _skip_bom(handle: TextIO) -> None:
+    """Move ``handle`` past a UTF-8 byte-order mark at its start. ``utf-8-sig`` (the default)
+    drops it itself; read as ``utf-8`` it is a U+FEFF, as ``cp1252`` or ``latin-1`` ``ï»¿``, and
+    either made the first header ``\ufeffemail``: that column read as absent, blank on every
+    row (an orders file's addresses: its buyers reminded). Once per file, before the header."""
+    first = handle.read(1)
+    if first == "\ufeff" or (first == "\u00ef" and handle.read(2) == "\u00bb\u00bf"):
+        return
+    handle.seek(0)
 
 
 def stamp(handle: TextIO) -> tuple[int, int]:
