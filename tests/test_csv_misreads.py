@@ -284,3 +284,39 @@ def test_a_byte_order_mark_read_as_utf8_keeps_the_first_newsletter_column(tmp_pa
     finally:
         sends.close()
     assert [send.email for send in found] == ["a@example.com"] and problems == []
+
+
+def test_an_order_a_quote_closing_on_the_next_line_took_in_holds_back_its_customer(shop: Shop) -> None:
+    """The quote o1's status opens closes inside o2's line: no line of the cell held a whole
+    row, the cells still added up to the header's width, and o2 was gone without a word: t2's
+    buyer was reminded of the cart she bought."""
+    shop.add(cart("t1"), cart("t2"), cart("t3"))
+    shop.write()
+    at = iso(NOW - timedelta(minutes=30))
+    (shop.folder / "orders.csv").write_text(
+        "order_id,email,customer_id,cart_id,total,currency,status,created_at,delivered\n"
+        f'o1,t1@example.com,,t1,10.00,EUR,"complete,{at},yes\n'
+        f'o2,t2@example.com,,t2,10.00,EUR,complete",{at},yes\n', encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    decided = {row["cart_id"]: (row["action"], row["reason"]) for row in result.json["decisions"]}
+    assert decided == {"t1": ("defer", "unreadable_order"), "t2": ("defer", "unreadable_order"),
+                       "t3": ("send", "due")}
+    assert result.json["problems"] == [
+        f"{shop.folder / 'orders.csv'}:2: a quoted cell runs to line 3 and holds 1 row(s) of the file (order o1, o2): "
+        "a quote left open? Those orders' customers' carts wait until it is fixed"]
+
+
+def test_a_cart_a_quote_closing_on_the_next_line_took_a_row_of_is_skipped_whole(shop: Shop) -> None:
+    """c2's row lost its start to c1's name cell and was no row at all; a product name over two
+    lines (its delimiters far from a row's worth) is still read."""
+    _carts_file(shop, [f'c1,a@example.com,EUR,{AT},S1,"12 inch pan,1,10',
+                       f'c2,b@example.com,EUR,{AT},S2,Pot",2,20',
+                       f'c3,c@example.com,EUR,{AT},S3,"Pan, cast iron\nwith lid, 28 cm",1,10',
+                       f"c4,d@example.com,EUR,{AT},S4,Lamp,1,10"])
+    result = shop.cli("carts", "--json")
+    assert {row["cart_id"] for row in result.json["decisions"]} == {"c3", "c4"}
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:2: cart c1: a quoted cell runs to line 3 and holds 1 row(s) of the file "
+        "(cart c2): a quote left open? Lines 2-3 are skipped, with carts c1, c2 whole, never one customer's "
+        "rows in another's message"]

@@ -322,15 +322,25 @@ def swallowed_rows(row: Sequence[str], dialect: "CsvDialect", width: int) -> lis
     every line up to the next quote. The cells that follow often still add up to the header's
     width, so nothing else notices: the other customers' rows, addresses and all, became one
     product's name in this customer's message, and their carts were gone without a word. A
-    legitimate multi-line cell (an address, a note) is not a whole row of the file."""
+    legitimate multi-line cell (an address, a note) is not a whole row of the file.
+
+    A quote that closes on the very next line leaves no whole line inside the cell: its first
+    line holds the rest of its own row, its last the start of the next row, up to the quote. So
+    a cell whose first and last lines together hold a row's worth of delimiters is that too: the
+    next row, its start read from the cell's last line and its end from the cells after it
+    (``o2,…,complete",2026-11-20…,yes``: o2's whole row, which was silently lost)."""
     delimiter = dialect.delimiter
     found: list[list[str]] = []
     if "".join(row).count(delimiter) < width - 1:  # not even a row's worth in all its cells (cheap)
         return found
-    for cell in row:
+    for at, cell in enumerate(row):
         if "\n" in cell or "\r" in cell:
-            lines = [line for line in cell.splitlines()[1:] if line.count(delimiter) >= width - 1]
-            found.extend(csv.reader(lines, dialect))
+            lines = cell.splitlines()
+            whole = [line for line in lines[1:] if line.count(delimiter) >= width - 1]
+            if whole:
+                found.extend(csv.reader(whole, dialect))
+            elif len(lines) > 1 and lines[0].count(delimiter) + lines[-1].count(delimiter) >= width - 1:
+                found.append(next(csv.reader([lines[-1]], dialect), []) + list(row[at + 1:]))
     return found
 
 
