@@ -15,6 +15,7 @@ from cartrescue.config import Config
 from cartrescue.currency import Basis
 from cartrescue.errors import SourceError
 from cartrescue.ledger import Ledger
+from cartrescue.model import RowProblem
 from cartrescue.report.analysis import Period, build
 from cartrescue.report.attribution import UNITS, Attribution, OrderLoad
 from cartrescue.sources import open_source
@@ -32,6 +33,14 @@ def code_steps(config: Config) -> set[tuple[str, int]]:
     return found
 
 
+def unread_orders_note(count: int) -> str:
+    """The note of a report whose source had rows it could not read (a quote left open, a date
+    in another format): the orders in them are not counted, which the problems alone (stderr,
+    ``problems``) did not say to the owner reading the revenue, or the mailed digest."""
+    return (f"{count} problem(s) reading the shop's orders (see the problems, with file and line): the orders in "
+            "those rows are not counted, so the revenue won back may be more than shown")
+
+
 def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore_problem) -> dict[str, Any]:
     """The report document of ``period`` (see :mod:`cartrescue.report.analysis`).
 
@@ -46,6 +55,13 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
     # with nothing else; so the report reads an empty ledger of a temporary folder and says why in
     # its notes (a weekly digest set up before the first run is no error).
     missing = file is not None
+    unread = 0  # the source's problems: order rows it could not read, left out
+
+    def report_problem(problem: RowProblem) -> None:
+        nonlocal unread
+        unread += 1
+        on_problem(problem)
+
     ledger = config.open_ledger(create=False)
     try:
         with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now,
@@ -53,7 +69,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
             basis = Basis(config.shop.currency, config.shop.exchange_rates)
             orders = OrderLoad()
             try:
-                with open_source(config, on_problem) as source, ThreadPoolExecutor(1) as pool:
+                with open_source(config, report_problem) as source, ThreadPoolExecutor(1) as pool:
                     loading = pool.submit(orders.run, source, att.order_window(period.now),
                                           ledger.report_keys(att.start, period.until), basis)
                     try:
@@ -71,6 +87,8 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                 decisions=ledger.report_decisions(period.since, period.until), codes=codes,
                 redecided=ledger.report_redecided(period.since, period.until),
                 ledger_counts=ledger.report_counts(period.since, period.until), promotions=ledger.promotion_rows())
+        if unread:
+            document["notes"].append(unread_orders_note(unread))
         stale = stale_orders_note(config, period.now)
         if stale is not None:
             document["notes"].append(stale)

@@ -362,6 +362,38 @@ def swallowed_lines(row: Sequence[str], dialect: "CsvDialect", start: int) -> li
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class OpenQuote:
+    """A quote left open in the orders file (:func:`open_quote_orders`): each line it took that
+    names an order, ``(line, order id, email, customer id, cart id)`` (stripped, blank: none),
+    and the problem, for each reader to end with what it does about those orders."""
+
+    orders: list[tuple[int, str, str, str, str]]
+    reason: str
+
+
+def open_quote_orders(row: Sequence[str], reader: CsvReader, start: int, width: int,
+                      ids_at: Sequence[int]) -> OpenQuote | None:
+    """The orders a quote left open in ``row`` (on line ``start``, just read by ``reader``) took
+    in, the one it opened in and the one it closed in too; None: none (a legitimate multi-line
+    cell). Asked only of a row over several lines. Shared by the run's reader (the customers of
+    those orders wait) and the report's (those orders are missing from it): both must see one span.
+    ``ids_at``: where the order id, email, customer id and cart id are (``width``: absent)."""
+    taken = swallowed_rows(row, reader.dialect, width)
+    if not taken:
+        return None
+    padding = [""] * (width + 1)
+    orders = []
+    for line, cells in ((start, row), *swallowed_lines(row, reader.dialect, start)):
+        cells = list(cells[:width]) + padding[min(len(cells), width):]  # a blank cell at width, for absent ids
+        order_id, email, customer_id, cart_id = (cells[at].strip() for at in ids_at)
+        if order_id or email or customer_id or cart_id:
+            orders.append((line, order_id, email, customer_id, cart_id))
+    names = ", ".join(order[1] for order in orders if order[1])
+    return OpenQuote(orders, f"a quoted cell runs to line {reader.line_num} and holds {len(taken)} row(s) of the "
+                             f"file (order {names}): a quote left open?")
+
+
 def too_many_cells(cells: int, width: int) -> str:
     """The problem of a row with more cells than its header has columns (RFC 4180: every line
     has the same number of fields).
@@ -1227,23 +1259,14 @@ class CsvSource(CartSource):
 
             for start, row in numbered_rows(reader, path, self.encoding, unreadable):
                 cells = len(row)
-                if reader.line_num > start and (taken := swallowed_rows(row, reader.dialect, width)):
+                if reader.line_num > start and (quote := open_quote_orders(row, reader, start, width, ids_at)):
                     # A quote left open took the next orders in: none of them can be read, and each
                     # one's customer waits (unreadable), never reminded of a cart they bought.
-                    orders = []
-                    # Every line it took, the start of the row where the quote closed too.
-                    for line, order_row in ((start, row), *swallowed_lines(row, reader.dialect, start)):
-                        order_row = order_row[:width] + padding[len(order_row):]
-                        order_id, email_text, customer_id, cart_id = (order_row[i].strip() for i in ids_at)
-                        if order_id:
-                            orders.append(order_id)
-                        if order_id or email_text or customer_id or cart_id:
-                            batch.append(_unreadable_order(order_id or _no_order_id(line), start, email_text,
-                                                           customer_id, cart_id))
+                    batch.extend(_unreadable_order(order_id or _no_order_id(line), start, email_text, customer_id,
+                                                   cart_id)
+                                 for line, order_id, email_text, customer_id, cart_id in quote.orders)
                     pending.append((None, start, RowProblem(
-                        f"{path}:{start}", f"a quoted cell runs to line {reader.line_num} and holds {len(taken)} "
-                        f"row(s) of the file (order {', '.join(orders)}): a quote left open? Those orders' "
-                        "customers' carts wait until it is fixed")))
+                        f"{path}:{start}", f"{quote.reason} Those orders' customers' carts wait until it is fixed")))
                     continue
                 if cells <= id_at or not row[id_at].strip():
                     if any(cell.strip() for cell in row):
@@ -1333,6 +1356,7 @@ class CsvSource(CartSource):
             cart_at, email_at, customer_at, status_at, cancelled_at = (
                 cols.index[name] if cols.index[name] >= 0 else width
                 for name in ("cart_id", "email", "customer_id", "status", "cancelled_at"))
+            ids_at = (id_at, email_at, customer_at, cart_at)
             previous = None
             # The ids whose first row is no order (refunded, cancelled): a later row of one (an
             # export that appends a row per change) is no order either. The first row wins, as
@@ -1340,6 +1364,13 @@ class CsvSource(CartSource):
             not_orders: set[str] = set()
             for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
                 cells = len(row)
+                if reader.line_num > start and (quote := open_quote_orders(row, reader, start, width, ids_at)):
+                    # A quote left open took orders in: none of them can be read, so none counts
+                    # (nor a later row of one), and the report says so instead of showing less.
+                    not_orders.update(order[1] for order in quote.orders if order[1])
+                    self.on_problem(RowProblem(f"{path}:{start}", f"{quote.reason} Those orders are not counted: "
+                                               "the revenue shown may be short until it is fixed"))
+                    continue
                 if cells <= width:
                     row.extend(padding[cells:])
                 else:
