@@ -320,3 +320,19 @@ def test_a_cart_a_quote_closing_on_the_next_line_took_a_row_of_is_skipped_whole(
         f"{shop.folder / 'carts.csv'}:2: cart c1: a quoted cell runs to line 3 and holds 1 row(s) of the file "
         "(cart c2): a quote left open? Lines 2-3 are skipped, with carts c1, c2 whole, never one customer's "
         "rows in another's message"]
+
+
+def test_rows_without_the_delimiter_that_ends_the_header_are_read_not_all_cut_short(shop: Shop) -> None:
+    """``…;marketing_consent;``: the header's unnamed last column made every row one cell short
+    of it, "cut short?", every cart skipped (and every order unreadable) in a file read right."""
+    shop.add(cart("c1"), cart("c2"))
+    shop.add_orders(order("o1", email="c2@example.com", created=NOW - timedelta(minutes=30)))
+    shop.write()
+    for name in ("carts.csv", "orders.csv"):
+        path = shop.folder / name
+        header, rest = path.read_text(encoding="utf-8").split("\n", 1)
+        path.write_text((header + ",\n" + rest).replace(",", ";"), encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert [(row["cart_id"], row["reason"]) for row in result.json["decisions"]] == [("c1", "due"), ("c2", "ordered")]
+    assert result.json["problems"] == []

@@ -144,6 +144,19 @@ def test_orders_a_quote_left_open_took_in_are_reported_and_noted_not_dropped_wit
                for note in document["notes"]), document["notes"]
 
 
+def test_orders_without_the_delimiter_that_ends_the_header_are_counted(shop: Shop) -> None:
+    """``…,delivered,``: every order row was one cell short of the header, "cut short?", and none counted."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="40.00", cart_id="t1"))
+    shop.write()
+    path = shop.folder / "orders.csv"
+    header, rest = path.read_text(encoding="utf-8").split("\n", 1)
+    path.write_text(header + ",\n" + rest, encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    document = report(shop)
+    assert (document["summary"]["revenue"], document["problems"]) == ("40.00", [])
+
+
 def test_without_a_holdout_lift_is_not_measured_and_says_why(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row(f"t{n}", NOW) for n in range(20)])
     shop.add_orders(order_row("o1", at=NOW + timedelta(days=1), total="40.00", cart_id="t1"))

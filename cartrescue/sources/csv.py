@@ -403,7 +403,8 @@ def too_many_cells(cells: int, width: int) -> str:
     delimiter), so no cell of it can be trusted: a cart built from it would show a wrong price
     or link. That holds even when the cells past the header are blank, since the values that
     slid off the end may have been blank ones. An export that ends every line with a delimiter,
-    its header included, has a last column with no name, and its rows fit.
+    its header included, has a last column with no name, and its rows fit; so do rows without
+    that last delimiter (:func:`named_width`).
     """
     return (f"{cells} cells where the header has {width} columns: a value holds an unquoted delimiter? "
             "(quote it, or check the export's delimiter)")
@@ -418,8 +419,22 @@ def too_few_cells(cells: int, width: int) -> str:
             "mid-line, or a line break inside an unquoted value)")
 
 
-def wrong_cells(cells: int, width: int) -> str:
-    return too_many_cells(cells, width) if cells > width else too_few_cells(cells, width)
+def wrong_cells(cells: int, width: int, written: int) -> str:
+    """The problem of a row with fewer than ``width`` cells (the header's named columns) or more
+    than ``written`` (all its columns, unnamed last ones too: see :func:`named_width`)."""
+    return too_many_cells(cells, written) if cells > width else too_few_cells(cells, width)
+
+
+def named_width(header: Sequence[str]) -> int:
+    """How many of ``header``'s columns count: up to its last named one. A header ending in a
+    delimiter (``…;sms_consent;``) has an unnamed last column; some exports end every line so,
+    others the header alone, and their rows one cell shorter were every one "cut short", every
+    cart skipped. Rows from this many cells up to the header's whole width are read (the cells
+    under no name never are). Once per file."""
+    width = len(header)
+    while width and not header[width - 1].strip():
+        width -= 1
+    return width
 
 
 def _ignore_broken(cart_id: str, line: int) -> None:
@@ -902,7 +917,7 @@ class CsvSource(CartSource):
             for problem in absent_columns(self.carts_path, self._cols, self.column_map, self.expected, "source.columns"):
                 self.on_problem(problem)
             padding = [""] * (width + 1)
-            id_at = self._id_at
+            id_at, written = self._id_at, self._written
             group: list[tuple[int, list[str]]] = []
             group_id = None
             unread: list[RowProblem] = []  # the rows the reader could not read since the last one it did
@@ -915,6 +930,10 @@ class CsvSource(CartSource):
                     row.extend(padding[cells:])
                 elif cells == width:
                     row.append("")
+                elif cells <= written:  # the header's unnamed last columns (a delimiter ending each line)
+                    del row[width:]
+                    row.append("")
+                    cells = width
                 cart_id = row[id_at].strip()
                 if reader.line_num > start:  # over several lines: has a quoted cell taken rows in?
                     taken = swallowed_rows(row, reader.dialect, width)
@@ -968,7 +987,7 @@ class CsvSource(CartSource):
                     broken(cart_id, group[0][0] if group else start)
                     group, group_id, dropped = [], cart_id, (cart_id,)
                     self.on_problem(RowProblem(f"{self.carts_path}:{start}",
-                                               f"cart {cart_id}: {wrong_cells(cells, width)}"))
+                                               f"cart {cart_id}: {wrong_cells(cells, width, written)}"))
                     continue
                 if cart_id != group_id and group:
                     yield group[0][0], group
@@ -990,7 +1009,7 @@ class CsvSource(CartSource):
         if header is None:
             return None
         self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART)
-        width = len(header)
+        width, self._written = named_width(header), len(header)
         # Every row is cut or padded to the header's width plus one blank cell at ``width``,
         # where absent columns point: each field is then one plain index, no checks.
         at = {name: (position if position >= 0 else width) for name, position in self._cols.index.items()}
@@ -1245,7 +1264,7 @@ class CsvSource(CartSource):
             cols = _columns(path, header, ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
-            width = len(header)
+            width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
             # As for carts: rows cut or padded to the header plus one blank cell for absent columns.
             fields = itemgetter(*(position if position >= 0 else width for position in
@@ -1272,7 +1291,7 @@ class CsvSource(CartSource):
                     if any(cell.strip() for cell in row):
                         pending.append((None, start, RowProblem(f"{path}:{start}", "missing order_id")))
                         # An order all the same, perhaps this very cart's: its customer's carts wait.
-                        if cells > width:  # its cells may have slid: only an address found in it is trusted
+                        if cells > written:  # its cells may have slid: only an address found in it is trusted
                             address = next((cell.strip() for cell in row if "@" in cell), "")
                             batch.append(_unreadable_order(_no_order_id(start), start, address, "", ""))
                         else:
@@ -1286,9 +1305,9 @@ class CsvSource(CartSource):
                 else:
                     del row[width:]
                     row.append("")
-                    if cells > width:
+                    if cells > written:
                         order_id = row[id_at].strip()
-                        reason = f"order {order_id}: {too_many_cells(cells, width)}"
+                        reason = f"order {order_id}: {too_many_cells(cells, written)}"
                         pending.append((order_id, start, RowProblem(f"{path}:{start}", reason)))
                         # Its cells may have slid: only an address found in it is trusted.
                         address = next((cell.strip() for cell in row if "@" in cell), "")
@@ -1349,7 +1368,7 @@ class CsvSource(CartSource):
                 raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + ("discount_code",)
             cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER)
-            width = len(header)
+            width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
             fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))
             id_at = cols.index["order_id"]
@@ -1382,8 +1401,9 @@ class CsvSource(CartSource):
                         self.on_problem(RowProblem(f"{path}:{start}", "missing order_id"))
                     continue
                 previous = order_id
-                if cells != width:
-                    self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {wrong_cells(cells, width)}"))
+                if cells != width and not width < cells <= written:  # not even under the unnamed last columns
+                    self.on_problem(RowProblem(f"{path}:{start}",
+                                               f"order {order_id}: {wrong_cells(cells, width, written)}"))
                     continue
                 if order_id in not_orders:
                     continue
