@@ -552,3 +552,19 @@ def test_a_full_name_gives_the_first_name_the_language_puts_first_or_last(full: 
     from cartrescue.sources.csv import split_name
 
     assert split_name(full, locale) == split
+
+
+def test_a_quote_left_open_over_an_order_row_with_an_extra_cell_is_reported_not_a_crash(tmp_path: Path) -> None:
+    """Without cart_id and customer_id columns (read as a blank cell past the row), a taken row
+    with more cells than the header was cut to the header and read past its end: IndexError, exit 70."""
+    carts = tmp_path / "carts.csv"
+    carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text('order_id,email,status,created_at\no1,ann@example.com,"gift,2026-11-20T09:00:00Z\n'
+                      "o2,bo@example.com,paid,2026-11-20T09:00:00Z,extra\n"
+                      'o3,cy@example.com,paid",2026-11-20T09:00:00Z\n', encoding="utf-8")
+    problems: list[RowProblem] = []
+    with CsvSource(carts, orders, on_problem=problems.append) as source:
+        (order,) = source.orders_for(list(source.carts()))
+    assert (order.id, order.unreadable) == ("o1", "line 2 of the orders export")
+    assert [p.location for p in problems] == [f"{orders}:2"] and "(order o1, o2, o3)" in problems[0].reason
