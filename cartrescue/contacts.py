@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 # Deliberately pragmatic: one @, a dot in the domain, no spaces or control characters, no colon
@@ -135,6 +136,27 @@ def _normalize_phone(raw: str, region: str | None, mobile: bool) -> str | None:
     if mobile and phonenumbers.number_type(number) in _NOT_SMS:
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_sender(raw: str | None, region: str | None, countries: Iterable[str] = ()) -> str | None:
+    """The E.164 form of the number a provider says a reply came from, or ``None``.
+
+    It must hash as the outbound side hashes the number it texted, or a STOP suppresses nothing.
+    Gateways often report it without its ``+`` (``4791234567``), which is no valid number in the
+    shop's region: read it there first (a local number, as a cart's), then as international, then
+    in each of ``countries`` (``sms.countries``: the shop texts them, so a reply may be in their
+    local form).
+    """
+    text = (raw or "").strip()
+    if not text:
+        return None
+    found = normalize_phone(text, region)
+    if found is None and not text.startswith("+"):
+        found = normalize_phone("+" + text)
+    for country in countries:
+        if found is None and country and country != region:
+            found = normalize_phone(text, country)
+    return found
 
 
 @lru_cache(maxsize=8192)

@@ -14,6 +14,11 @@ Owns the endpoint a shop registers with its SMS provider as the URL for incoming
 - A reply that is an opt-out keyword of any shipped language (:func:`cartrescue.sms_text.is_opt_out`:
   STOP, STOPP, СТОП, ...) suppresses the number's hash: no channel messages that number or a
   cart with it again. Any other reply is recorded as ``ignored``.
+- The sender's number is read as the outbound side reads it, so that its hash matches
+  (:func:`cartrescue.contacts.normalize_sender`: in the shop's region, as international without
+  its ``+``, in ``sms.countries``; a ``+`` that form decoding made a space is restored). An
+  opt-out from a number that still cannot be read is 422 and recorded nowhere: it claims no
+  opt-out it did not make, and the provider's retry after the config is fixed is no replay.
 - The answer is an empty TwiML ``<Response/>`` for Twilio (nothing is texted back: Twilio's own
   opt-out confirmation does that), JSON for the gateway.
 
@@ -31,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from cartrescue.config import Config
-from cartrescue.contacts import normalize_phone, phone_hash
+from cartrescue.contacts import normalize_sender, phone_hash
 from cartrescue.ledger import Ledger
 from cartrescue.signing import HEADER, BadSignature, verify
 from cartrescue.sms_text import is_opt_out
@@ -39,6 +44,8 @@ from cartrescue.sms_text import is_opt_out
 StartResponse = Callable[..., Any]
 MAX_BODY = 64 * 1024
 STOPPED = "sms stop"  # the suppression reason of an opt-out reply
+UNREADABLE = (b"refused: the sender's number is no phone number in sms.default_region (or shop.country), in E.164 "
+              b"or in sms.countries: nothing was suppressed or recorded; send it again once it can be read\n")
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -83,11 +90,13 @@ class InboundSms:
         provider_id, number, text = verified
         if not provider_id:
             return _answer(start_response, "400 Bad Request", b"no message id\n", "text/plain")
-        phone = normalize_phone(number, self.config.phone_region) or number.strip()
+        phone = normalize_sender(number, self.config.phone_region, self.sms.countries)
         stop = is_opt_out(text)
+        if stop and phone is None:  # recorded, it would suppress nothing and refuse a retry as a replay
+            return _answer(start_response, "422 Unprocessable Content", UNREADABLE, "text/plain")
         hashed = phone_hash(phone) if phone else ""
-        fresh = self._ledger().inbound(provider_id, hashed, "suppressed" if stop and hashed else "ignored",
-                                       STOPPED if stop and hashed else None, f"sms reply {provider_id}")
+        fresh = self._ledger().inbound(provider_id, hashed, "suppressed" if stop else "ignored",
+                                       STOPPED if stop else None, f"sms reply {provider_id}")
         if not fresh:
             return _answer(start_response, "409 Conflict", b"refused: this message was received before (a replay)\n",
                            "text/plain")
@@ -129,7 +138,15 @@ class InboundSms:
             fields = {str(k): str(v) for k, v in document.items()} if isinstance(document, dict) else {}
         else:
             fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            fields[section.inbound_from] = _plus_restored(fields.get(section.inbound_from, ""))
         return fields.get(section.inbound_id, ""), fields.get(section.inbound_from, ""), fields.get(section.inbound_text, "")
+
+
+def _plus_restored(number: str) -> str:
+    """``number`` with the ``+`` a form decoding made a space of: a gateway that sends
+    ``from=+4791234567`` unescaped means ``+47...``, which form rules read as `` 47...``."""
+    rest = number.lstrip(" ")
+    return "+" + rest if rest != number and rest[:1].isdigit() else number
 
 
 def _answer(start_response: StartResponse, status: str, payload: bytes, kind: str,

@@ -209,3 +209,44 @@ def test_a_head_request_to_the_inbound_path_gets_no_body(app_url: str) -> None:
             raw += chunk
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 405") and body == b""
+
+
+@contextmanager
+def gateway_serving(shop: Shop) -> Iterator[str]:
+    """The shop, switched to the generic gateway (Sweden and Norway texted), served on loopback."""
+    shop.configure(sms={"provider": "http", "countries": ["SE", "NO"], "http": {"url": "https://gateway.example.com/send"}})
+    shop.write()
+    with serving(shop) as url:
+        yield url
+
+
+def gateway_post(url: str, body: bytes, kind: str = "application/json") -> httpx.Response:
+    return httpx.post(url, content=body, timeout=10, headers={"Content-Type": kind, HEADER: sign(GATEWAY_SECRET, body)})
+
+
+@pytest.mark.parametrize(("kind", "body", "texted"), [
+    ("application/json", b'{"id": "in-7", "from": "4791234567", "text": "STOP"}', "+4791234567"),  # no +
+    ("application/x-www-form-urlencoded", b"id=in-7&from=+4791234567&text=STOP", "+4791234567"),  # + unescaped
+    ("application/json", b'{"id": "in-7", "from": "412 34 567", "text": "STOPP"}', "+4741234567"),  # local to NO
+])
+def test_a_gateway_stop_from_a_number_without_plus_suppresses_the_e164_number(texting_shop: Shop, kind: str,
+                                                                              body: bytes, texted: str) -> None:
+    with gateway_serving(texting_shop) as url:
+        answer = gateway_post(url, body, kind)
+    assert answer.status_code == 200 and answer.json() == {"ok": True, "opt_out": True}
+    assert is_suppressed(texting_shop, texted)  # the hash the outbound side checks before texting it
+
+
+def test_a_gateway_stop_from_an_unreadable_number_is_422_and_a_retry_once_readable_suppresses(
+        texting_shop: Shop) -> None:
+    body = b'{"id": "in-8", "from": "0151 23456789", "text": "STOP"}'  # German, local form: no SE, NO or E.164
+    with gateway_serving(texting_shop) as url:
+        answer = gateway_post(url, body)
+    assert answer.status_code == 422 and "opt_out" not in answer.text  # no opt-out claimed
+    assert not is_suppressed(texting_shop, "+4915123456789")
+    texting_shop.configure(sms={"countries": ["SE", "NO", "DE"]})  # the config fixed: the retry is no replay
+    texting_shop.write()
+    with serving(texting_shop) as url:
+        retry = gateway_post(url, body)
+    assert retry.status_code == 200 and retry.json() == {"ok": True, "opt_out": True}
+    assert is_suppressed(texting_shop, "+4915123456789")
