@@ -7,6 +7,7 @@ ledgers or connections: it only describes them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -1073,6 +1074,12 @@ class TwilioConfig(_Model):
     base_url: str = "https://api.twilio.com"  # another Twilio-compatible API (or a local emulator)
 
 
+def _json_text(value: Any) -> str:
+    """A string as itself, anything else as JSON writes it (``true``, ``null``, ``1.5``): one text
+    for what a YAML config and a JSON answer each typed their own way."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
 class HttpGatewayConfig(_Model):
     """Any SMS gateway with an HTTP API: the request and the success rule described here."""
 
@@ -1084,12 +1091,24 @@ class HttpGatewayConfig(_Model):
     password: str | None = None  # use ${SMS_GATEWAY_PASSWORD}
     token: str | None = None  # sent as "Authorization: Bearer ...": use ${SMS_GATEWAY_TOKEN}
     success_field: str | None = None  # dotted path in the JSON answer that says whether it worked, e.g. status
-    success_values: list[str] = Field(default_factory=list)  # what that field says on success, e.g. [ok, queued]
+    success_values: list[str] = Field(default_factory=list)  # what that field says on success, e.g. [ok, queued, true]
     id_field: str | None = None  # dotted path of the gateway's message id, kept in the ledger's reply
     inbound_secret: str = ""  # HMAC key the gateway (or your relay) signs inbound replies with
     inbound_from: str = "from"  # inbound reply: the field with the sender's number
     inbound_text: str = "text"  # ... with the message text
     inbound_id: str = "id"  # ... with the gateway's id of the reply (replays are refused by it)
+
+    @field_validator("success_values", mode="before")
+    @classmethod
+    def _as_json_text(cls, values: Any) -> Any:
+        """YAML's ``[true, 1]`` as the text a JSON answer's scalars are compared in."""
+        return [_json_text(value) for value in values] if isinstance(values, list) else values
+
+    def says_success(self, said: Any) -> bool:
+        """Does ``said`` (the answer's ``success_field``) say success? Compared as JSON text,
+        in any case: ``{"success": true}`` is ``true``, not Python's ``True``, and a shop may
+        have written either in ``success_values``."""
+        return _json_text(said).casefold() in {value.casefold() for value in self.success_values}
 
     @model_validator(mode="after")
     def _consistent(self) -> "HttpGatewayConfig":

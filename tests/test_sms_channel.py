@@ -327,6 +327,25 @@ def test_a_gateway_that_says_error_in_a_200_is_a_permanent_failure(shop: Shop) -
         assert all("status='error'" in row["reply"] and "gw-api-key-654321" not in row["reply"] for row in rows(shop))
 
 
+@pytest.mark.parametrize(("said", "values", "status"), [
+    (True, [True], "sent"),  # YAML's true, as JSON's
+    (True, ["true"], "sent"),  # not Python's "True"
+    (True, ["TRUE"], "sent"),  # any case
+    (0, [0], "sent"),  # a number, either side
+    ("OK", ["ok", "queued"], "sent"),
+    (False, [True], "failed_permanent"),
+])
+def test_a_gateway_success_value_is_compared_as_json_text_in_any_case(shop: Shop, said: Any, values: list[Any],
+                                                                      status: str) -> None:
+    with Gateway() as gateway:
+        gateway.said = said  # {"status": true, "messages": [...]}
+        gateway_shop(shop, gateway)
+        shop.configure(sms={"http": {"success_values": values}})
+        shop.cli("run", "--send")
+        assert {row["status"] for row in rows(shop)} == {status}
+        assert len(gateway.requests) == 2  # one request each, never resent
+
+
 def test_sending_without_provider_credentials_names_the_key_and_no_secret(shop: Shop) -> None:
     sms_shop(shop, "https://api.example.com", carts=1)
     shop.configure(sms={"twilio": {"auth_token": ""}})

@@ -13,7 +13,8 @@ Owns the two provider presets (docs/channels.md#sms) and what their answers mean
   again sends; 20429/30001/21611/14107 (rate and queue limits) are retried.
 - **http** -- any gateway: the body fields, their format, the auth and the success rule come
   from ``sms.http`` (``{to}``, ``{sender}``, ``{text}``, ``{id}`` placeholders). Status codes
-  as for the webhook; with ``success_field`` a 2xx must also say success there, else the
+  as for the webhook; with ``success_field`` a 2xx must also say success there (one of
+  ``success_values``, compared as JSON text in any case: ``true``, not ``True``), else the
   message is ``failed_permanent`` (and ``unconfirmed`` when the answer cannot be read).
 
 The text and the E.164 number were made and checked before the claim (the pipeline). A request
@@ -143,7 +144,7 @@ class Gateway(Provider):
                            f"the message: not resent: {reply}")
         if section.success_field:
             said = _path(answer, section.success_field)
-            if str(said) not in section.success_values:
+            if not section.says_success(said):
                 return Outcome(job.claim_id, Status.PERMANENT, f"{section.success_field}={said!r}: {reply}")
         found = _path(answer, section.id_field) if section.id_field else None
         return Outcome(job.claim_id, Status.SENT, f"{status} {found}" if found is not None else reply)
