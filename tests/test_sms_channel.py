@@ -346,6 +346,19 @@ def test_a_gateway_success_value_is_compared_as_json_text_in_any_case(shop: Shop
         assert len(gateway.requests) == 2  # one request each, never resent
 
 
+def test_a_plain_text_2xx_with_only_an_id_field_is_sent_with_the_raw_reply(shop: Shop) -> None:
+    """docs/channels.md: without ``success_field`` any 2xx is success; ``id_field`` only says
+    where an id would be, so an answer that has none is no doubt about the message."""
+    with Gateway() as gateway:
+        gateway.plan(*[Answer(200, b"OK 12345", {"Content-Type": "text/plain"})] * 2)
+        gateway_shop(shop, gateway)
+        shop.configure(sms={"http": {"success_field": None, "success_values": []}})
+        assert shop.cli("run", "--send").exit_code == 0
+        assert [row["status"] for row in rows(shop)] == ["sent", "sent"]
+        assert all(row["reply"] == "200 OK: OK 12345" for row in rows(shop))
+        assert len(gateway.requests) == 2
+
+
 def test_sending_without_provider_credentials_names_the_key_and_no_secret(shop: Shop) -> None:
     sms_shop(shop, "https://api.example.com", carts=1)
     shop.configure(sms={"twilio": {"auth_token": ""}})

@@ -15,7 +15,8 @@ Owns the two provider presets (docs/channels.md#sms) and what their answers mean
   from ``sms.http`` (``{to}``, ``{sender}``, ``{text}``, ``{id}`` placeholders). Status codes
   as for the webhook; with ``success_field`` a 2xx must also say success there (one of
   ``success_values``, compared as JSON text in any case: ``true``, not ``True``), else the
-  message is ``failed_permanent`` (and ``unconfirmed`` when the answer cannot be read).
+  message is ``failed_permanent`` (and ``unconfirmed`` when the answer cannot be read); without
+  it any 2xx is ``sent``, ``id_field`` only picking the id out of a JSON answer.
 
 The text and the E.164 number were made and checked before the claim (the pipeline). A request
 that got no answer is ``unconfirmed``, never sent again: a text message twice costs twice and
@@ -136,10 +137,10 @@ class Gateway(Provider):
         if not (isinstance(verdict, Outcome) and verdict.status is Status.SENT):
             return verdict
         section = self.section
-        if not section.success_field and not section.id_field:
-            return verdict
-        answer = _json(body)
+        answer = _json(body) if section.success_field or section.id_field else None
         if answer is None:
+            if not section.success_field:  # any 2xx is success: an id is only kept when there is one
+                return verdict
             return Outcome(job.claim_id, Status.UNCONFIRMED, f"the gateway's answer is not JSON; it may have sent "
                            f"the message: not resent: {reply}")
         if section.success_field:
