@@ -131,6 +131,7 @@ class Cart:
         return self.customer.email
 
 
+_ZERO = Decimal("0")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # an unreadable order's time: never compared
 #: The status of an order whose row was found but could not be read (:meth:`Order.unreadable_row`).
 UNREADABLE = "unreadable"
@@ -161,6 +162,25 @@ class Order:
     #: For an order dated without a time, the start of that day: ``created_at`` is its end
     #: (:func:`cartrescue.sources.csv.parse_order_time`), and it was placed somewhere between.
     day_start: datetime | None = None
+    #: What the shop has refunded of it so far, in ``currency`` (read by the report where the
+    #: source knows it), and in the base currency where the source knows that: the report counts
+    #: the order's revenue net of it (:meth:`net`), as a partly returned order did not earn its total.
+    refunded: Decimal = Decimal("0")
+    base_refunded: Decimal | None = None
+
+    def net(self) -> tuple[Decimal, Decimal | None]:
+        """``(total, base_total)`` less what was refunded, never below 0. A base total without a
+        known base refund loses the refund at the order's own rate (its base total / its total)."""
+        if not self.refunded:
+            return self.total, self.base_total
+        net = max(self.total - self.refunded, _ZERO)
+        base = self.base_total
+        if base is not None:
+            if self.base_refunded is not None:
+                base = max(base - self.base_refunded, _ZERO)
+            else:
+                base = base * net / self.total if self.total > 0 else _ZERO
+        return net, base
 
     @property
     def earliest(self) -> datetime:

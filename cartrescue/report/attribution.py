@@ -21,6 +21,8 @@ The rules (docs/reporting.md):
   counts for the control group. Either way the stream converted. An order dated without a
   time may have been placed at any moment of its day: it is after the rows of that day, and
   within the window of a row when any of its day is.
+- An order's amount is its total net of what the source says was refunded
+  (:meth:`cartrescue.model.Order.net`).
 - Amounts are in the shop's currency (:class:`cartrescue.currency.Basis`), summed exactly as
   integers of 1/10,000; an amount that cannot be converted is NULL: the order still counts as a
   conversion, its money is left out and reported.
@@ -450,10 +452,11 @@ class OrderLoad:
         def rows() -> Iterator[tuple[Any, ...]]:
             for order in source.orders(window, wanted):
                 currency = (order.currency or base or "").upper()
-                if order.base_total is None and (not currency or currency == base):
-                    amount: Decimal | None = order.total
+                total, base_total = order.net()  # revenue is what the shop kept: refunds deducted
+                if base_total is None and (not currency or currency == base):
+                    amount: Decimal | None = total
                 else:
-                    amount = basis.base(order.total, currency, order.base_total)
+                    amount = basis.base(total, currency, base_total)
                 if currency:
                     self.currencies.add(currency)
                 if order.discount_code:

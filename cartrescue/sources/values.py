@@ -71,6 +71,22 @@ class RowError(ValueError):
     """A value a source cannot use; the message is the reason shown to the user."""
 
 
+def refund_amount(number: Decimal | None, what: str = "refunded") -> Decimal:
+    """What a source says was refunded of an order (none written: 0). A negative refund is no
+    refund anyone made: a sign slipped, and guessing it would change the order's revenue."""
+    if number is None:
+        return Decimal(0)
+    if number < 0:
+        raise RowError(f"{what}: a refund cannot be negative, got {number}")
+    return number
+
+
+def refunded_whole(total: Decimal, refunded: Decimal) -> bool:
+    """Whether refunds gave back all of an order: then it is no sale, as an order whose status
+    says refunded is none (:data:`IGNORED_ORDER_STATUSES`)."""
+    return refunded > 0 and refunded >= total
+
+
 #: Blanks a number may be grouped with: spaces, no-break and thin spaces, the Swiss apostrophe.
 _NUMBER_SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
