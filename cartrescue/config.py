@@ -462,9 +462,9 @@ class SourceConfig(_Model):
             return columns
         from difflib import get_close_matches
 
-        from cartrescue.sources.csv import CART_FIELDS, LINE_FIELDS, ORDER_FIELDS
+        from cartrescue.sources.csv import CART_FIELDS, LINE_FIELDS, ORDER_FIELDS, REPORT_ORDER_FIELDS
 
-        names = CART_FIELDS + LINE_FIELDS if info.field_name == "columns" else (*ORDER_FIELDS, "discount_code")
+        names = CART_FIELDS + LINE_FIELDS if info.field_name == "columns" else ORDER_FIELDS + REPORT_ORDER_FIELDS
         for key in columns:
             if key not in names:
                 close = get_close_matches(key, names, n=1)

@@ -134,3 +134,18 @@ def test_the_fulfillment_status_is_read_as_delivered(tmp_path: Path) -> None:
         carts = list(source.carts(None))  # type: ignore[arg-type]
         delivered = {o.id: o.delivered for o in source.orders_for(carts)}
     assert delivered == {"#1001": False, "#1002": True}
+
+
+def test_the_refunded_amount_is_deducted_from_the_reports_revenue(tmp_path: Path) -> None:
+    """#1001 (2499.00 SEK, 499.00 refunded: Financial Status partially_refunded) was counted whole."""
+    from datetime import datetime, timezone
+
+    from reportdata import Row, write_ledger
+
+    config = _orders_with(tmp_path, {"#1001": {"Financial Status": "partially_refunded", "Refunded Amount": "499.00"}})
+    write_ledger(tmp_path / "l.db", [Row("35012278100002", datetime(2026, 11, 20, 6, tzinfo=timezone.utc),
+                                         email="asa.lindstrom@example.com")])
+    result = cli("report", "--json", "--since", "2026-11-19", "--until", "2026-11-21", "--config", str(config),
+                 "--now", "2026-11-28T12:00:00Z")
+    assert result.exit_code == 0, result.output
+    assert (result.json["summary"]["orders"], result.json["summary"]["revenue"]) == (1, "2000.00")

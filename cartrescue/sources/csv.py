@@ -45,6 +45,8 @@ from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.par
     normalize_locale,
     parse_currency,
     parse_delivered,
+    refund_amount,
+    refunded_whole,
 )
 from cartrescue.sources.order_index import OrderIndex, Row
 from cartrescue.sources.spool import RowSpool
@@ -78,6 +80,8 @@ ORDER_FIELDS = (
     "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
     "cancelled_at",
 )
+#: Order columns only the report reads (:meth:`CsvSource.orders`): a run's order reader skips them.
+REPORT_ORDER_FIELDS = ("discount_code", "refunded")
 #: No cart-level value taken from a later row of its cart (the common case; never written to).
 _NOT_LATER: dict[str, int] = {}
 _NO_OWNER = ("",) * len(OWNER_FIELDS)  # a row that leaves them to the cart's first
@@ -1355,7 +1359,9 @@ class CsvSource(CartSource):
         first) give one order, from the first row. An id repeated further down comes again: the
         report keeps the first. Ignored statuses are left out, and so is every later row of
         their ids; unreadable rows are reported.
-        Reads the optional ``discount_code`` column (Shopify's "Discount Code").
+        Reads the optional ``discount_code`` column (Shopify's "Discount Code") and ``refunded``
+        (Shopify's "Refunded Amount"): revenue is the total less it, and an order refunded in
+        full is no order, as one with a negative total.
         """
         path = self.orders_path
         if path is None:
@@ -1366,7 +1372,7 @@ class CsvSource(CartSource):
             header = read_header(reader, path, self.encoding)
             if header is None:
                 raise empty_export(path, "count none of the orders placed after a reminder")
-            names = ORDER_FIELDS + ("discount_code",)
+            names = ORDER_FIELDS + REPORT_ORDER_FIELDS
             cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER)
             width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
@@ -1414,7 +1420,7 @@ class CsvSource(CartSource):
                                                      row[customer_at].strip() or None):
                     continue  # cannot match what the caller looks for: not even parsed
                 (_id, email, customer_id, cart_id, total_text, currency, status, created_text, delivered_text,
-                 cancelled, code) = map(str.strip, fields(row))
+                 cancelled, code, refunded_text) = map(str.strip, fields(row))
                 email = email.lower()
                 status = status.lower()
                 try:
@@ -1422,14 +1428,15 @@ class CsvSource(CartSource):
                     if not window.overlaps(day_start or created, created):
                         continue
                     total = self._decimal(total_text, "total") if total_text else _ZERO
+                    refunded = refund_amount(self._decimal(refunded_text, "refunded")) if refunded_text else _ZERO
                     delivered = parse_delivered(delivered_text)
                 except RowError as exc:
                     self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {exc}"))
                     continue
-                if total < 0:  # a refund or credit note written as an order row: no sale to attribute
+                if total < 0 or refunded_whole(total, refunded):  # a credit note, or all given back: no sale
                     not_orders.add(order_id)
                     continue
                 yield Order(order_id, created, email or None, customer_id or None, cart_id or None, total,
                             currency.upper() or None, status, delivered, discount_code=code or None,
-                            day_start=day_start)
+                            day_start=day_start, refunded=refunded)
             unchanged(handle, path, opened)

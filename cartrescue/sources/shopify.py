@@ -52,6 +52,7 @@ ORDER_COLUMNS: dict[str, str] = {
     "delivered": "Fulfillment Status",    # fulfilled -> delivered; unfulfilled, partial -> not yet
     "cancelled_at": "Cancelled at",       # non-blank = cancelled (its Financial Status may still say "paid")
     "discount_code": "Discount Code",     # read by `report` only (incentive redemption)
+    "refunded": "Refunded Amount",        # read by `report` only: revenue is Total less it
 }
 
 
@@ -68,6 +69,9 @@ VALUE_NOTES: dict[str, str] = {
              "'Subtotal' is the line items after discounts.",
     "Financial Status": "lower-case Shopify states; 'voided' and 'refunded' are ignored orders. A "
                         "cancelled order is recognised by 'Cancelled at', not by this column.",
+    "Refunded Amount": "what was refunded so far, in the order's currency (0.00 when nothing); first "
+                       "row only. The report counts Total less it; a partial refund leaves Financial "
+                       "Status 'partially_refunded', a counted order.",
     "Fulfillment Status": "fulfilled / unfulfilled / partial / restocked -> delivered yes / no / no / "
                           "unknown (fulfilled = shipped, the closest Shopify has; csv.parse_delivered).",
     "Billing Name": "full name in one cell; first_name = text before the first space at best.",
