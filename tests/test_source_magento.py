@@ -355,3 +355,42 @@ def test_a_shop_without_the_newsletter_module_is_told_how_to_do_without_it():
     assert any("table newsletter_subscriber not found" in problem and hint in problem for problem in problems)
     assert "table newsletter_subscriber not found" in str(caught.value) and hint in str(caught.value)
     assert "source.prefix" not in str(caught.value)
+
+
+def _refund_orders(db: shopdb.ShopDb) -> None:
+    """Orders of quotes 501-505 placed an hour after their reminders, some refunded in part."""
+    def order(entity_id: int, total: str, **values: object) -> dict[str, object]:
+        return {"entity_id": entity_id, "increment_id": f"R{entity_id}", "quote_id": 300 + entity_id,
+                "customer_email": f"q{entity_id}@example.com", "state": "complete", "status": "complete",
+                "grand_total": Decimal(total), "base_grand_total": Decimal(total), "order_currency_code": "EUR",
+                "base_currency_code": "EUR", "created_at": at("2026-03-29 10:00:00"), **values}
+
+    db.schema("magento2")
+    db.insert("sales_order", [
+        order(201, "100", total_refunded=Decimal("30"), base_total_refunded=Decimal("30")),
+        # shown in SEK, base EUR: the base refund is what the report deducts
+        order(202, "1150", base_grand_total=Decimal("100"), order_currency_code="SEK",
+              total_refunded=Decimal("115"), base_total_refunded=Decimal("10")),
+        # refunded in full by a credit memo, its state not (yet) closed: no sale
+        order(203, "40", total_refunded=Decimal("40"), base_total_refunded=Decimal("40")),
+        order(204, "25"),  # nothing refunded: NULL
+        order(205, "60", total_refunded=Decimal("-5"), base_total_refunded=Decimal("-5")),
+    ])
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_the_report_counts_an_order_net_of_its_credit_memos(kind, tmp_path):
+    """sales_order.total_refunded was not read: a partly refunded order counted its grand total."""
+    from conftest import cli
+    from reportdata import Row, write_ledger
+
+    with shopdb.configured(kind, "magentorefund", _refund_orders, tmp_path, {"type": "magento2"}) as (_, config):
+        write_ledger(tmp_path / "ledger.db", [Row(str(300 + n), at("2026-03-29 09:00:00").replace(tzinfo=UTC))
+                                              for n in range(201, 206)])
+        result = cli("report", "--json", "--since", "2026-03-29", "--until", "2026-03-30", "--config", str(config),
+                     "--now", "2026-04-05T12:00:00Z")
+    assert result.exit_code in (0, 1), result.output
+    summary = result.json["summary"]
+    assert (summary["orders"], summary["revenue"]) == (3, "185.00")  # 70 + 90 + 25 EUR
+    assert result.json["problems"] == ["sales_order entity_id=205: total_refunded: a refund cannot be negative, "
+                                       "got -5.0000"]

@@ -21,7 +21,8 @@ letter has none yet) joined to ``newsletter_subscriber.subscriber_email``, and t
 subject as the campaign name. Without these tables the sends are skipped with a note.
 
 Money: lines and totals in the quote's currency (what the customer saw); the base amount for
-thresholds is ``base_grand_total`` (see :mod:`cartrescue.currency`). Magento stores every time
+thresholds is ``base_grand_total`` (see :mod:`cartrescue.currency`); the report counts an order's
+``grand_total`` less ``total_refunded`` (``base_total_refunded`` in the base currency). Magento stores every time
 in UTC. It reads only; the connection is read-only (see :mod:`cartrescue.sources.sql`).
 """
 
@@ -45,10 +46,12 @@ from cartrescue.sources.sql import (
     RowError,
     order_wanted,
     any_in,
+    refunded_whole,
     as_currency,
     as_cost,
     as_decimal,
     as_email,
+    as_refund,
     as_stock,
     as_utc,
     order_time,
@@ -96,7 +99,8 @@ class MagentoSource(DatabaseSource):
                        "qty": NUMBER, "price": NUMBER, "base_cost": NUMBER},
         "quote_address": {"quote_id": INTEGER},
         "sales_order": {"entity_id": INTEGER, "quote_id": INTEGER, "customer_id": INTEGER, "grand_total": NUMBER,
-                        "base_grand_total": NUMBER, "created_at": TIME},
+                        "base_grand_total": NUMBER, "created_at": TIME, "total_refunded": NUMBER,
+                        "base_total_refunded": NUMBER},
         "cataloginventory_stock_item": {"product_id": INTEGER, "stock_id": INTEGER, "qty": NUMBER},
         "newsletter_subscriber": {"customer_id": INTEGER, "store_id": INTEGER, "subscriber_status": INTEGER},
     }
@@ -374,15 +378,28 @@ class MagentoSource(DatabaseSource):
             if order is not None:
                 yield order
 
-    def _order(self, row: Mapping[str, Any], keep: bool = False) -> Order | None:
+    def _order(self, row: Mapping[str, Any], keep: bool = False, refunds: bool = False) -> Order | None:
         """A ``sales_order`` row as an order; ``None`` when it is not one. An unreadable row is
-        reported, and with ``keep`` (the orders of carts) kept as unreadable, its ids as given."""
+        reported, and with ``keep`` (the orders of carts) kept as unreadable, its ids as given.
+        With ``refunds`` (the report's rows) its credit memos' sums are read: ``total_refunded``
+        (and ``base_total_refunded``), and an order refunded in full that is not yet ``closed``
+        is no order either."""
         state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
         status = _STATE_STATUS.get(state, state)
         if status in IGNORED_ORDER_STATUSES:
             return None
         try:
             created, day_start = order_time(row["created_at"], UTC, "created_at")
+            total = as_decimal(row["grand_total"], "grand_total", required=False) or Decimal("0")
+            base_code = text_or_none(row["base_currency_code"]) or text_or_none(row["order_currency_code"])
+            refunded, base_refunded = Decimal("0"), None
+            if refunds:
+                refunded = as_refund(row["total_refunded"], "total_refunded")
+                if refunded_whole(total, refunded):
+                    return None
+                if row["base_total_refunded"] is not None:
+                    base_refunded = self.base_amount(as_refund(row["base_total_refunded"], "base_total_refunded"),
+                                                     base_code)
             return Order(
                 id=text_or_none(row["increment_id"]) or str(row["entity_id"]),
                 created_at=created,
@@ -390,13 +407,14 @@ class MagentoSource(DatabaseSource):
                 email=normalize_email(row["customer_email"]),
                 customer_id=id_or_none(row["customer_id"]),
                 cart_id=id_or_none(row["quote_id"]),
-                total=as_decimal(row["grand_total"], "grand_total", required=False) or Decimal("0"),
+                total=total,
                 currency=text_or_none(row["order_currency_code"]),
                 status=status,
                 delivered=state in _DELIVERED_STATES,
-                base_total=self.base_amount(
-                    as_decimal(row["base_grand_total"], "base_grand_total", required=False),
-                    text_or_none(row["base_currency_code"]) or text_or_none(row["order_currency_code"])),
+                base_total=self.base_amount(as_decimal(row["base_grand_total"], "base_grand_total", required=False),
+                                            base_code),
+                refunded=refunded,
+                base_refunded=base_refunded,
             )
         except RowError as exc:
             where = f"{self.db.prefix}sales_order entity_id={row['entity_id']}"
@@ -431,14 +449,16 @@ class MagentoSource(DatabaseSource):
     # -- orders by time (report) -------------------------------------------------------------
 
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
-        """The orders placed in ``window`` (``sales_order.created_at``, indexed), streamed."""
+        """The orders placed in ``window`` (``sales_order.created_at``, indexed), streamed, with
+        what their credit memos refunded (revenue is net of it)."""
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, grand_total, "
-            f"order_currency_code, base_grand_total, base_currency_code, created_at FROM {self.t('sales_order')} "
+            "order_currency_code, base_grand_total, base_currency_code, created_at, total_refunded, "
+            f"base_total_refunded FROM {self.t('sales_order')} "
             "WHERE created_at >= :start AND created_at <= :end ORDER BY created_at, entity_id"
         )
         for row in self.db.stream(sql, self.window_bounds("sales_order", "created_at", window, UTC)):
             if wanted is None or order_wanted(wanted, row["quote_id"], row["customer_email"], row["customer_id"]):
-                order = self._order(row)
+                order = self._order(row, refunds=True)
                 if order is not None:
                     yield order

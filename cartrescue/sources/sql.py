@@ -46,7 +46,7 @@ from cartrescue.sources.base import (
 )
 from cartrescue.sources.schema import Schema, raise_for
 from cartrescue.sources.schema import inspect as inspect_schema
-from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, RowError re-exported for the presets
+from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, RowError, refunded_whole re-exported for the presets
     FALSE_WORDS,
     IGNORED_ORDER_STATUSES,
     STOCK_LIMIT,
@@ -61,6 +61,8 @@ from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, 
     parse_currency,
     parse_decimal,
     parse_delivered,
+    refund_amount,
+    refunded_whole,
 )
 from cartrescue.sources.values import campaign_name
 from cartrescue.sqlite_url import sqlite_file
@@ -537,6 +539,12 @@ def as_decimal(value: Any, what: str, *, required: bool = True) -> Decimal | Non
     else:  # text: read as the CSV format reads it ("1,500" is 1.5 or 1500: refused, not guessed)
         number = parse_decimal(str(value).strip()[:80], what)
     return bounded_amount(number, what, value)
+
+
+def as_refund(value: Any, what: str) -> Decimal:
+    """What a column says was refunded of an order, as :func:`as_decimal` reads it; NULL (no
+    refund yet, as Magento leaves it) is 0, a negative amount a :class:`RowError`."""
+    return refund_amount(as_decimal(value, what, required=False), what)
 
 
 def as_quantity(value: Any, what: str = "quantity") -> int:
