@@ -292,3 +292,41 @@ def test_the_progress_total_is_the_count_of_the_window(read):
     total = source.progress_total(WINDOW)
     assert total is not None and (total.unit, total.position) == ("carts", None)
     assert len(carts) + len(problems.reasons()) <= total.total <= len(carts) + len(problems.reasons()) + 1
+
+
+def _refunded_shop(db: shopdb.ShopDb) -> None:
+    """Orders 3001-3003 (HPOS) and 4001-4003 (legacy posts): one refunded in part twice, one in full."""
+    placed = datetime(2026, 3, 28, 13, 0)
+    db.schema("woocommerce", prefix="wp_")
+    db.insert("wp_options", [{"option_name": "woocommerce_currency", "option_value": "SEK"}])
+    hpos = [(3001, "shop_order", None, "100"), (3002, "shop_order", None, "40"), (3003, "shop_order", None, "25"),
+            (3011, "shop_order_refund", 3001, "-20"), (3012, "shop_order_refund", 3001, "-10.50"),
+            (3013, "shop_order_refund", 3002, "-40")]
+    db.insert("wp_wc_orders", [{"id": i, "status": "wc-completed", "type": kind, "currency": "SEK",
+                                "total_amount": Decimal(total), "customer_id": 0, "parent_order_id": parent,
+                                "billing_email": "e@example.com", "date_created_gmt": placed} for i, kind, parent, total in hpos])
+    legacy = [(4001, "shop_order", 0), (4002, "shop_order", 0), (4003, "shop_order", 0),
+              (4011, "shop_order_refund", 4001), (4012, "shop_order_refund", 4001), (4013, "shop_order_refund", 4002)]
+    db.insert("wp_posts", [{"ID": i, "post_title": "Order", "post_type": kind, "post_status": "wc-completed",
+                            "post_parent": parent, "post_date_gmt": placed} for i, kind, parent in legacy])
+    db.insert("wp_postmeta", [{"post_id": p, "meta_key": k, "meta_value": v} for p, k, v in [
+        (4001, "_order_total", "100.00"), (4002, "_order_total", "40.00"), (4003, "_order_total", "25.00"),
+        (4011, "_refund_amount", "20.00"), (4011, "_order_total", "-20.00"), (4012, "_refund_amount", "10.50"),
+        (4013, "_refund_amount", "40.00")]])
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_the_reports_orders_are_net_of_their_refund_orders(kind):
+    """Refund child orders were not read: a partly refunded order counted its whole total."""
+    window = Window(datetime(2026, 3, 28, tzinfo=UTC), datetime(2026, 3, 29, tzinfo=UTC))
+    with shopdb.shop_database(kind, "wooref") as db:
+        _refunded_shop(db)
+        found = {}
+        for mode in ("hpos", "legacy"):
+            source = WooCommerceSource(db.url, shop_tz=STOCKHOLM, options={"orders_table": mode})
+            try:
+                found.update({o.id: o.net()[0] for o in source.orders(window)})
+            finally:
+                source.close()
+    # 3002 and 4002 were refunded in full: no sale
+    assert found == {"3001": Decimal("69.50"), "3003": Decimal("25"), "4001": Decimal("69.50"), "4003": Decimal("25")}

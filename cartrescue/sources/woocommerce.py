@@ -54,11 +54,13 @@ from cartrescue.sources.sql import (
     RowError,
     order_wanted,
     any_in,
+    refunded_whole,
     as_bool,
     as_currency,
     as_cost,
     as_decimal,
     as_email,
+    as_refund,
     as_stock,
     as_utc,
     order_time,
@@ -392,24 +394,30 @@ class WooCommerceSource(DatabaseSource):
         return self._legacy_orders(emails, customer_ids)
 
     def _order(self, where: tuple[str, str], order_id: Any, status: Any, created: Any, email: Any, customer: Any,
-               total: Any, currency: Any, keep: bool = False) -> Order | None:
+               total: Any, currency: Any, keep: bool = False, refunds: Sequence[Any] = ()) -> Order | None:
         """An order, or None when it is not one; ``where`` is (table and key, time column) for messages.
-        An unreadable one is reported, and with ``keep`` (the orders of carts) kept as unreadable."""
+        An unreadable one is reported, and with ``keep`` (the orders of carts) kept as unreadable.
+        ``refunds``: the amounts of its refunds (the report's, :meth:`_refunds`); refunded in full, no order."""
         state = (text_or_none(status) or "").lower().removeprefix("wc-")
         if state in _NOT_ORDERS:
             return None
         try:
             created_at, day_start = order_time(created, UTC, where[1])
+            amount = as_decimal(total, "total", required=False) or Decimal("0")
+            refunded = sum((as_refund(refund, "refund amount") for refund in refunds), Decimal("0"))
+            if refunded_whole(amount, refunded):
+                return None
             return Order(
                 id=str(order_id),
                 created_at=created_at,
                 day_start=day_start,
                 email=as_email(email),
                 customer_id=id_or_none(customer),
-                total=as_decimal(total, "total", required=False) or Decimal("0"),
+                total=amount,
                 currency=text_or_none(currency),
                 status=state,
                 delivered=state == "completed",
+                refunded=refunded,
             )
         except RowError as exc:
             self.problem(f"{self.db.prefix}{where[0]}={order_id}", str(exc))
@@ -478,8 +486,42 @@ class WooCommerceSource(DatabaseSource):
 
     # -- orders by time (report) -------------------------------------------------------------
 
+    def _refunds(self, window: Window) -> dict[str, list[Any]]:
+        """The amounts refunded of each order placed in ``window``, by order id: refunds are child
+        orders of type ``shop_order_refund`` (HPOS: ``parent_order_id``, a negative ``total_amount``;
+        legacy: ``post_parent`` and the meta ``_refund_amount``). Few orders have any, so they are
+        held in memory while the orders stream."""
+        if self.orders_mode() == "hpos":
+            table = self.t("wc_orders")
+            sql = (f"SELECT r.parent_order_id AS order_id, r.total_amount AS amount FROM {table} r "
+                   f"JOIN {table} o ON o.id = r.parent_order_id WHERE r.type = 'shop_order_refund' "
+                   "AND o.type = 'shop_order' AND o.date_created_gmt >= :start AND o.date_created_gmt <= :end")
+            bounds = self.window_bounds("wc_orders", "date_created_gmt", window, UTC)
+        else:
+            pk = self.column("ID")
+            sql = (f"SELECT r.post_parent AS order_id, m.meta_value AS amount FROM {self.t('posts')} r "
+                   f"JOIN {self.t('posts')} p ON p.{pk} = r.post_parent "
+                   f"JOIN {self.t('postmeta')} m ON m.post_id = r.{pk} AND m.meta_key = '_refund_amount' "
+                   "WHERE r.post_type = 'shop_order_refund' AND p.post_type = 'shop_order' "
+                   "AND p.post_date_gmt >= :start AND p.post_date_gmt <= :end")
+            bounds = self.window_bounds("posts", "post_date_gmt", window, UTC)
+        hpos = self.orders_mode() == "hpos"
+        refunds: dict[str, list[Any]] = {}
+        for row in self.db.fetch(sql, bounds):
+            amount = row["amount"]
+            if hpos:  # stored as a negative total: the refund is its opposite
+                try:
+                    number = as_decimal(amount, "refund amount", required=False)
+                    amount = None if number is None else -number
+                except RowError:
+                    pass  # kept as it is: the order's reading reports it, with the order's key
+            refunds.setdefault(str(row["order_id"]), []).append(amount)
+        return refunds
+
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
-        """The orders placed in ``window`` (``date_created_gmt`` / ``post_date_gmt``), streamed."""
+        """The orders placed in ``window`` (``date_created_gmt`` / ``post_date_gmt``), streamed,
+        each with what its refunds gave back (:meth:`_refunds`)."""
+        refunds = self._refunds(window)
         if self.orders_mode() == "hpos":
             sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
                    f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' "
@@ -489,7 +531,7 @@ class WooCommerceSource(DatabaseSource):
                     continue
                 order = self._order(("wc_orders id", "date_created_gmt"), row["id"], row["status"],
                                     row["date_created_gmt"], row["billing_email"], row["customer_id"],
-                                    row["total_amount"], row["currency"])
+                                    row["total_amount"], row["currency"], refunds=refunds.get(str(row["id"]), ()))
                 if order is not None:
                     yield order
             return
@@ -508,7 +550,7 @@ class WooCommerceSource(DatabaseSource):
                 continue
             order = self._order(("posts ID", "post_date_gmt"), first["id"], first["post_status"], first["post_date_gmt"],
                                 meta.get("_billing_email"), meta.get("_customer_user"), meta.get("_order_total"),
-                                meta.get("_order_currency"))
+                                meta.get("_order_currency"), refunds=refunds.get(str(first["id"]), ()))
             if order is not None:
                 yield order
 
