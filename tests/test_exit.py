@@ -75,20 +75,25 @@ CLOSED_PIPE = ("error: cannot write its output: the reader of the pipe closed it
                "what was delivered is in the ledger")
 
 
+def _into_a_closed_pipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``cartrescue ARGS`` with its stdout a pipe whose reader is gone before the first byte."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", "cartrescue.cli", *args], cwd=cwd, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write)
+
+
 @pytest.mark.parametrize("command", [["run", "--json"], ["carts", "--json"]])
 def test_a_reader_that_closes_the_pipe_early_gets_one_line_and_exit_1(command: list[str], shop: Shop) -> None:
     """``cartrescue run --json | head -c 10``: the run exited 1 without a word (click's own
     broken-pipe exit), where a full disk said why."""
     shop.add(*(cart(f"c{n:04d}", email=f"c{n:04d}@example.com") for n in range(1500)))  # > 256 KiB of JSON
     shop.write()
-    read, write = os.pipe()
-    os.close(read)  # the reader is gone before the first block
-    try:
-        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", *command, "--workers", "1", "--now", iso(NOW),
-                               "--config", str(shop.config_path)], cwd=shop.folder, stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
-    finally:
-        os.close(write)
+    done = _into_a_closed_pipe(*command, "--workers", "1", "--now", iso(NOW), "--config", str(shop.config_path),
+                               cwd=shop.folder)
     assert done.returncode == 1
     assert done.stderr.strip() == CLOSED_PIPE
 
@@ -100,14 +105,7 @@ def test_a_reader_that_closes_the_pipe_early_gets_one_line_and_exit_1_without_js
     own broken-pipe exit, 1 without a word, where the README promises a line on stderr."""
     shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(3)))
     shop.write()
-    read, write = os.pipe()
-    os.close(read)  # the reader is gone before the first line
-    try:
-        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", *command, "--now", iso(NOW),
-                               "--config", str(shop.config_path)], cwd=shop.folder, stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
-    finally:
-        os.close(write)
+    done = _into_a_closed_pipe(*command, "--now", iso(NOW), "--config", str(shop.config_path), cwd=shop.folder)
     assert done.returncode == 1
     assert done.stderr.strip() == CLOSED_PIPE
     if "--outbox" in command:  # the run delivered before its table failed: the ledger has it all
@@ -225,14 +223,7 @@ def test_codes_export_into_a_pipe_its_reader_closed_marks_no_code_exported(json_
 
     _incentive_shop(shop)
     assert shop.cli("codes", "generate", "2000", "--pool", "ship", now=None).exit_code == 0  # > 64 KiB of CSV
-    read, write = os.pipe()
-    os.close(read)  # the reader is gone before the first block
-    try:
-        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "codes", "export", *json_flag,
-                               "--config", str(shop.config_path)], cwd=shop.folder, stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
-    finally:
-        os.close(write)
+    done = _into_a_closed_pipe("codes", "export", *json_flag, "--config", str(shop.config_path), cwd=shop.folder)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().startswith("error: cannot write its output: the reader of the pipe closed it")
     assert shop.cli("codes", "export", "--json", now=None).json["exported"] == 2000
