@@ -208,3 +208,65 @@ def test_a_time_column_of_another_type_stops_the_run_with_exit_3(kind, tmp_path)
     assert result.exit_code == 3
     assert result.json["error"]["message"].startswith(
         "prestashop source: column ps_cart.date_upd is VARCHAR(32), but cartrescue reads it as a time")
+
+
+# -- refunds (report) ---------------------------------------------------------------------------
+
+
+def _refund_orders(db: shopdb.ShopDb) -> None:
+    """Orders of carts 601-605 placed an hour after their reminders, some with credit slips."""
+    _minimal(db)
+    placed = local("2026-03-29 10:00:00")
+    db.insert("ps_orders", [{"id_order": n, "id_customer": 1, "id_cart": 500 + n, "id_currency": 1,
+                             "current_state": 2, "total_paid": Decimal(total), "date_add": placed, "date_upd": placed}
+                            for n, total in ((101, "100"), (102, "40"), (103, "25"), (104, "60"), (105, "50"))])
+
+    def slip(order: int, products: str | None, shipping: str | None, **values: object) -> dict[str, object]:
+        return {"id_order": order, "id_customer": 1, "partial": 1, "date_add": placed, "date_upd": placed,
+                "total_products_tax_incl": None if products is None else Decimal(products),
+                "total_shipping_tax_incl": None if shipping is None else Decimal(shipping), **values}
+
+    db.insert("ps_order_slip", [
+        slip(101, "25", "5"),                       # a product and the shipping given back: 70 kept
+        slip(102, "30", "0"), slip(102, "10", "0"),  # two slips give back all of it: no sale
+        # 103: nothing refunded
+        slip(104, None, None, amount=Decimal("12"), shipping_cost_amount=Decimal("3")),  # an old slip: 45 kept
+        slip(105, "-5", "0"),                       # a sign slipped: reported, not guessed
+    ])
+
+
+def _report(config) -> object:
+    from reportdata import Row, write_ledger
+
+    write_ledger(config.parent / "ledger.db", [Row(str(500 + n), datetime(2026, 3, 29, 9, 0, tzinfo=UTC))
+                                               for n in range(101, 106)])
+    return cli("report", "--json", "--since", "2026-03-29", "--until", "2026-03-30", "--config", str(config),
+               "--now", "2026-04-05T12:00:00Z")
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_the_report_counts_an_order_net_of_its_credit_slips(kind, tmp_path):
+    """order_slip was not read: a partly refunded order counted its whole total_paid, and one
+    refunded in full by credit slips (its state not PS_OS_REFUND) counted as a sale."""
+    with shopdb.configured(kind, "psrefund", _refund_orders, tmp_path, {"type": "prestashop"}) as (_, config):
+        result = _report(config)
+    assert result.exit_code in (0, 1), result.output
+    summary = result.json["summary"]
+    assert (summary["orders"], summary["revenue"]) == (3, "140.00")  # 70 + 25 + 45 EUR
+    assert result.json["problems"] == ["ps_orders id_order=105: order_slip total_products_tax_incl: a refund "
+                                       "cannot be negative, got -5.000000"]
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_shop_without_order_slip_is_reported_gross_with_a_note(kind, tmp_path):
+    """A copy of the shop without the credit slips table still reports, its orders at their whole
+    total_paid, and the report's notes say refunds were not deducted."""
+    def fill(db: shopdb.ShopDb) -> None:
+        _refund_orders(db)
+        db.execute("DROP TABLE ps_order_slip")
+
+    with shopdb.configured(kind, "psnoslip", fill, tmp_path, {"type": "prestashop"}) as (_, config):
+        result = _report(config)
+    assert result.exit_code == 0, result.output
+    assert (result.json["summary"]["orders"], result.json["summary"]["revenue"]) == (5, "275.00")
+    assert any("ps_order_slip not found" in note and "refunds not deducted" in note for note in result.json["notes"])

@@ -77,6 +77,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                         att.prepare()
                     finally:
                         loading.result()  # waits; and raises what the loader raised (SourceError ...)
+                    source_notes = source.report_notes()  # what its orders could not tell (no refunds table)
                 att.attach_orders(orders)
             finally:
                 orders.close()
@@ -87,6 +88,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                 decisions=ledger.report_decisions(period.since, period.until), codes=codes,
                 redecided=ledger.report_redecided(period.since, period.until),
                 ledger_counts=ledger.report_counts(period.since, period.until), promotions=ledger.promotion_rows())
+        document["notes"].extend(source_notes)
         if unread:
             document["notes"].append(unread_orders_note(unread))
         stale = stale_orders_note(config, period.now)

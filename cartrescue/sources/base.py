@@ -217,6 +217,11 @@ class CartSource(ABC):
         missing); shown once per run. Meaningful after the first call of :meth:`sends_for`."""
         return []
 
+    def report_notes(self) -> list[str]:
+        """What :meth:`orders` could not read although it would have (a table the shop lacks),
+        for the report's notes. Meaningful after :meth:`orders` has been read through."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or files."""
 

@@ -13,7 +13,11 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
 * ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
   currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email; ``PS_OS_DELIVERED`` means delivered,
-  ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR`` are not orders.
+  ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR`` are not orders;
+* ``order_slip`` (the report only) — credit slips: an order counts ``total_paid`` less its slips'
+  ``total_products_tax_incl`` + ``total_shipping_tax_incl`` (both tax included, as ``total_paid``
+  is, and what the shop refunded; a slip from before PrestaShop 1.6.0.11 without them:
+  ``amount`` + ``shipping_cost_amount``). Without the table, a note says refunds were not read.
 
 PrestaShop stores times in the shop's local time: they are converted with ``PS_TIMEZONE`` from
 ``configuration`` (else the shop's timezone; ``options.timezone`` overrides both). Prices are
@@ -43,12 +47,14 @@ from cartrescue.sources.sql import (
     RowError,
     order_wanted,
     any_in,
+    refunded_whole,
     as_bool,
     as_currency,
     as_cost,
     as_decimal,
     as_email,
     as_locale,
+    as_refund,
     as_stock,
     as_utc,
     order_time,
@@ -106,6 +112,8 @@ class PrestaShopSource(DatabaseSource):
         "currency": {"id_currency": INTEGER, "conversion_rate": NUMBER},
         "orders": {"id_order": INTEGER, "id_cart": INTEGER, "id_customer": INTEGER, "current_state": INTEGER,
                    "total_paid": NUMBER, "conversion_rate": NUMBER, "date_add": TIME},
+        "order_slip": {"id_order": INTEGER, "total_products_tax_incl": NUMBER, "total_shipping_tax_incl": NUMBER,
+                       "amount": NUMBER, "shipping_cost_amount": NUMBER},
     }
     window_columns = (("cart", "date_upd"),)
 
@@ -377,8 +385,30 @@ class PrestaShopSource(DatabaseSource):
 
     # -- orders by time (report) -------------------------------------------------------------
 
+    def _refunds(self, bounds: Mapping[str, Any]) -> dict[str, list[tuple[Any, Any]]]:
+        """The credit slips (``order_slip``) of the orders placed within ``bounds``, by order id:
+        each slip's products and shipping refunded, tax included (``total_products_tax_incl``,
+        ``total_shipping_tax_incl``; a slip older than those columns: ``amount``,
+        ``shipping_cost_amount``). Few orders have any, so they are held in memory while the
+        orders stream. A shop without the table: none, and a note says so."""
+        missing = self.missing_tables(("order_slip",))
+        if missing:
+            self._report_notes.append(
+                f"{self.name} source: {missing[0]} not found in {self.db.where}: credit slips are not read, "
+                "so the orders count their whole total_paid, refunds not deducted")
+            return {}
+        sql = ("SELECT s.id_order, COALESCE(s.total_products_tax_incl, s.amount) AS products, "
+               "COALESCE(s.total_shipping_tax_incl, s.shipping_cost_amount) AS shipping "
+               f"FROM {self.t('order_slip')} s JOIN {self.t('orders')} o ON o.id_order = s.id_order "
+               "WHERE o.date_add >= :start AND o.date_add <= :end")
+        refunds: dict[str, list[tuple[Any, Any]]] = {}
+        for row in self.db.fetch(sql, bounds):
+            refunds.setdefault(str(row["id_order"]), []).append((row["products"], row["shipping"]))
+        return refunds
+
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
-        """The orders placed in ``window`` (``orders.date_add``, shop-local time), streamed."""
+        """The orders placed in ``window`` (``orders.date_add``, shop-local time), streamed, each
+        with what its credit slips refunded (:meth:`_refunds`); one refunded in full is no sale."""
         self._store_timezone()
         states = self._order_states()
         not_orders = {states["PS_OS_CANCELED"], states["PS_OS_REFUND"], states["PS_OS_ERROR"]}
@@ -389,13 +419,21 @@ class PrestaShopSource(DatabaseSource):
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency "
             "WHERE o.date_add >= :start AND o.date_add <= :end ORDER BY o.date_add, o.id_order"
         )
-        for row in self.db.stream(sql, self.window_bounds("orders", "date_add", window, self.shop_tz, _SLACK)):
+        bounds = self.window_bounds("orders", "date_add", window, self.shop_tz, _SLACK)
+        refunds = self._refunds(bounds)
+        for row in self.db.stream(sql, bounds):
             state = int(row["current_state"] or 0)
             if state in not_orders or (wanted is not None and not order_wanted(wanted, row["id_cart"], row["email"],
                                                                           row["id_customer"])):
                 continue
             try:
                 created, day_start = order_time(row["date_add"], self.shop_tz, "date_add")
+                total = as_decimal(row["total_paid"], "total_paid", required=False) or Decimal("0")
+                refunded = sum((as_refund(products, "order_slip total_products_tax_incl")
+                                + as_refund(shipping, "order_slip total_shipping_tax_incl")
+                                for products, shipping in refunds.get(str(row["id_order"]), ())), Decimal("0"))
+                if refunded_whole(total, refunded):
+                    continue
                 order = Order(
                     id=str(row["id_order"]),
                     created_at=created,
@@ -403,10 +441,11 @@ class PrestaShopSource(DatabaseSource):
                     email=as_email(row["email"]),
                     customer_id=id_or_none(row["id_customer"]),
                     cart_id=id_or_none(row["id_cart"]),
-                    total=as_decimal(row["total_paid"], "total_paid", required=False) or Decimal("0"),
+                    total=total,
                     currency=text_or_none(row["iso_code"]),
                     status="delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}",
                     delivered=state == states["PS_OS_DELIVERED"],
+                    refunded=refunded,
                 )
             except RowError as exc:
                 self.problem(f"{self.db.prefix}orders id_order={row['id_order']}", str(exc))

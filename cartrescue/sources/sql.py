@@ -796,6 +796,7 @@ class DatabaseSource(CartSource):
         self._schema: Schema | None = None
         self._tables_present: dict[tuple[str, ...], bool] = {}  # optional tables (newsletter plugins), asked once
         self._sends_notes: list[str] = []
+        self._report_notes: list[str] = []
 
     @classmethod
     def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink,
@@ -860,6 +861,9 @@ class DatabaseSource(CartSource):
 
     def sends_notes(self) -> list[str]:
         return list(self._sends_notes)
+
+    def report_notes(self) -> list[str]:
+        return list(dict.fromkeys(self._report_notes))
 
     def _has_tables(self, tables: Sequence[str], what: str) -> bool:
         """Do ``tables`` (of a plugin or module that may be absent) exist? Asked once per run;
