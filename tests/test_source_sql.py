@@ -738,6 +738,40 @@ def test_a_report_without_an_orders_placed_query_says_which_key_to_add(sqlite_ur
         list(source.orders(WINDOW))
 
 
+def test_the_report_counts_an_order_net_of_its_refunded_column(tmp_path):
+    """queries.orders_placed's refunded was not read: a partly refunded order counted its whole
+    total, and one refunded in full counted as a sale."""
+    from conftest import cli
+    from reportdata import Row, write_ledger
+
+    path = tmp_path / "shop.db"
+    connection = sqlite3.connect(path)
+    for statement in DDL[:2]:
+        connection.execute(statement)
+    connection.execute("CREATE TABLE orders (id integer, email varchar(100), cart_id integer, created timestamp, "
+                       "status varchar(20), total decimal(10,2), refunded decimal(10,2))")
+    connection.executemany("INSERT INTO orders VALUES (?, ?, ?, '2026-03-29 10:00:00', 'paid', ?, ?)", [
+        (1, "a@example.com", 601, "100.00", "30.00"),  # 70 kept
+        (2, "b@example.com", 602, "40.00", "40.00"),   # all given back: no sale
+        (3, "c@example.com", 603, "25.00", None),      # nothing refunded
+        (4, "d@example.com", 604, "60.00", "-5.00"),   # a sign slipped: reported, not guessed
+    ])
+    connection.commit()
+    connection.close()
+    placed = ("SELECT id AS order_id, email, cart_id, created AS created_at, status, total, refunded AS Refunded "
+              "FROM orders WHERE created >= :start AND created <= :end ORDER BY id")
+    config = shopdb.write_config(tmp_path, {"type": "sql", "url": f"sqlite:///{path}",
+                                            "queries": {"carts": QUERIES["carts"], "orders_placed": placed}})
+    write_ledger(tmp_path / "ledger.db", [Row(str(cart), datetime(2026, 3, 29, 9, 0, tzinfo=UTC))
+                                          for cart in range(601, 605)])
+    result = cli("report", "--json", "--since", "2026-03-29", "--until", "2026-03-30", "--config", str(config),
+                 "--now", "2026-04-05T12:00:00Z")
+    assert result.exit_code in (0, 1), result.output
+    assert (result.json["summary"]["orders"], result.json["summary"]["revenue"]) == (2, "95.00")  # 70 + 25
+    assert result.json["problems"] == ["orders_placed query order_id=4: refunded: a refund cannot be negative, "
+                                       "got -5"]
+
+
 def _sql_shop(tmp_path: Path, url: str, carts_query: str = QUERIES["carts"]) -> Path:
     """The config (in ``tmp_path``) of a shop read by a ``sql`` source at ``url``."""
     config = tmp_path / "cartrescue.yaml"

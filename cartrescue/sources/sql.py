@@ -1200,15 +1200,24 @@ class SqlSource(DatabaseSource):
             if email:
                 yield MarketingSend(email, sent, campaign_name(row.get("campaign")))
 
-    def _order(self, row: Mapping[str, Any], order_id: str, query: str, keep: bool = False) -> Order | None:
+    def _order(self, row: Mapping[str, Any], order_id: str, query: str, keep: bool = False,
+               refunds: bool = False) -> Order | None:
         """A row of the ``orders`` (or ``orders_placed``) query; ``None`` for an ignored status, a
         cancelled order (``cancelled_at`` set, whatever its status says), a negative total or an unreadable row
         (reported; with ``keep``, the orders of carts, kept as unreadable). Its columns read as the
-        CSV format's: ``delivered`` may be a fulfillment status (``unfulfilled``)."""
+        CSV format's: ``delivered`` may be a fulfillment status (``unfulfilled``). With ``refunds``
+        (the report's rows) its optional ``refunded`` is read (NULL or absent: 0), and an order
+        refunded in full is no order either."""
         if text_or_none(row.get("cancelled_at")) is not None:
             return None
         try:
             created, day_start = order_time(row.get("created_at"), self.db_tz, "created_at")
+            total = as_decimal(row.get("total"), "total", required=False) or Decimal("0")
+            refunded = Decimal("0")
+            if refunds:
+                refunded = as_refund(row.get("refunded"), "refunded")
+                if refunded_whole(total, refunded):
+                    return None
             order = Order(
                 id=order_id,
                 created_at=created,
@@ -1216,11 +1225,12 @@ class SqlSource(DatabaseSource):
                 email=as_email(row.get("email")),
                 customer_id=id_or_none(row.get("customer_id")),
                 cart_id=id_or_none(row.get("cart_id")),
-                total=as_decimal(row.get("total"), "total", required=False) or Decimal("0"),
+                total=total,
                 currency=text_or_none(row.get("currency")),
                 status=(text_or_none(row.get("status")) or "").lower(),
                 delivered=parse_delivered(row.get("delivered")),
                 discount_code=text_or_none(row.get("discount_code")),
+                refunded=refunded,
             )
         except RowError as exc:
             where = f"{query} query order_id={order_id}"
@@ -1245,7 +1255,8 @@ class SqlSource(DatabaseSource):
 
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` from ``queries.orders_placed`` (``:start``/``:end`` in
-        ``db_timezone``; the columns of ``queries.orders`` plus an optional ``discount_code``)."""
+        ``db_timezone``; the columns of ``queries.orders`` plus an optional ``discount_code`` and
+        ``refunded``, what was refunded of the order: revenue is its total less that)."""
         sql = self.queries.get("orders_placed")
         if not sql:
             raise ConfigError("source.queries.orders_placed: `report` needs a query listing the orders placed "
@@ -1258,6 +1269,6 @@ class SqlSource(DatabaseSource):
             previous = order_id
             if wanted is not None and not order_wanted(wanted, row.get("cart_id"), row.get("email"), row.get("customer_id")):
                 continue
-            order = self._order(row, order_id, "orders_placed")
+            order = self._order(row, order_id, "orders_placed", refunds=True)
             if order is not None and window.overlaps(order.earliest, order.created_at):
                 yield order
