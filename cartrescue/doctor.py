@@ -51,17 +51,29 @@ class Report:
         return self.exit_code == ExitCode.OK
 
 
-def staleness(last: datetime | None, stale_after: timedelta, now: datetime) -> Check:
-    """The staleness verdict for the last successful delivering run."""
+def staleness(last: datetime | None, stale_after: timedelta, now: datetime, delivered_nothing: int = 0) -> Check:
+    """The staleness verdict for the last successful delivering run. ``delivered_nothing``: the
+    runs after it that ran to their end but whose every delivery failed, named so that the
+    owner does not look for a cron that stopped (it runs; the relay takes nothing)."""
+    note = _delivered_nothing(delivered_nothing)
     if last is None:
-        return Check("staleness", FAIL, "no successful run with --send or --outbox recorded in the ledger yet",
+        return Check("staleness", FAIL, f"no successful run with --send or --outbox recorded in the ledger yet{note}",
                      int(ExitCode.STALE))
     age = now - last
     detail = f"last successful run finished {ago(age)} ago ({last:%Y-%m-%d %H:%M} UTC); stale after {ago(stale_after)}"
     if age > stale_after:
-        return Check("staleness", FAIL, f"{detail}: reminders have stopped (is cron running `run --send`?)",
-                     int(ExitCode.STALE))
-    return Check("staleness", OK, detail)
+        why = "" if note else " (is cron running `run --send`?)"
+        return Check("staleness", FAIL, f"{detail}{note}: reminders have stopped{why}", int(ExitCode.STALE))
+    return Check("staleness", WARN if note else OK, detail + note)
+
+
+def _delivered_nothing(runs: int) -> str:
+    """The words for ``runs`` runs that delivered nothing, or ``""``."""
+    if not runs:
+        return ""
+    which = "the last run" if runs == 1 else f"the last {runs} runs"
+    return (f"; {which} delivered nothing (every delivery failed: is the relay refusing or deferring mail? "
+            "see `cartrescue report`)")
 
 
 def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None) -> Report:
@@ -130,8 +142,9 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         try:
             # A run's end is recorded by the real clock: a clock pinned in the past (``now:`` in a
             # demo's config) made every run end in the future ("-1112030s ago"), never stale.
-            checks.append(staleness(ledger.last_successful_run(), config.doctor.stale_after,
-                                    max(now, datetime.now(timezone.utc))))
+            last = ledger.last_successful_run()
+            checks.append(staleness(last, config.doctor.stale_after, max(now, datetime.now(timezone.utc)),
+                                    ledger.runs_delivering_nothing_since(last)))
         finally:
             ledger.close()
     return Report(checks)

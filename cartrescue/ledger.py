@@ -439,6 +439,16 @@ def _write_lock(dbapi_connection: Any) -> None:
             nap = min(nap * 2, _LONGEST_NAP)
 
 
+def _finished_delivering(run: Any) -> Any:
+    """``cr_run`` rows of delivering runs (``--send``, ``--outbox``) that ran to their end."""
+    return (run.c.status == "ok") & (run.c.mode != "dry-run")
+
+
+def _delivered_nothing(run: Any) -> Any:
+    """``cr_run`` rows of runs that tried to deliver and got nothing out: every delivery failed."""
+    return (func.coalesce(run.c.sent, 0) == 0) & (func.coalesce(run.c.failed, 0) > 0)
+
+
 class Ledger:
     """A handle on the ledger database; create one per process."""
 
@@ -630,12 +640,27 @@ class Ledger:
             return conn.execute(select(run.c.shop).where(run.c.id == run_id)).scalar()
 
     def last_successful_run(self) -> datetime | None:
+        """When the last delivering run finished that got reminders out (for ``doctor``).
+
+        A run whose every delivery failed (the relay greylists or refuses all) ends ``ok``, as
+        it did not crash, yet nothing went out: it is not a success, or the doctor stays green
+        while no mail leaves. A run with nothing due (nothing sent, nothing failed) is one.
+        Read from the run's own counts, which every ledger version has."""
         table = Run.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            value = conn.execute(
-                select(func.max(table.c.finished_at)).where(table.c.status == "ok", table.c.mode != "dry-run")
-            ).scalar()
+            value = conn.execute(select(func.max(table.c.finished_at)).where(
+                _finished_delivering(table), ~_delivered_nothing(table))).scalar()
         return _aware(value)
+
+    def runs_delivering_nothing_since(self, since: datetime | None) -> int:
+        """How many delivering runs finished after ``since`` (all, for None) that tried to
+        deliver and delivered nothing: why the doctor finds no successful run, said in its words."""
+        table = Run.__table__  # type: ignore[attr-defined]
+        query = select(func.count()).where(_finished_delivering(table), _delivered_nothing(table))
+        if since is not None:
+            query = query.where(table.c.finished_at > _naive(since))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     @contextmanager
     def lock(self, run_id: int, stale_after: timedelta, name: str = "run") -> Iterator[None]:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from smtpserver import LoopbackSMTP
+from smtpserver import Fault, LoopbackSMTP
 from sqlalchemy import update
 
 from cartrescue.doctor import FAIL, OK, staleness
@@ -299,3 +299,40 @@ def test_doctor_does_not_create_the_ledger_it_checks(shop: Shop) -> None:
     assert "ledger.url" in found["ledger"]["detail"]
     assert result.exit_code == 5 and "no successful run" in found["staleness"]["detail"]
     assert not (shop.folder / "ledgr.db").exists()
+
+
+@pytest.mark.smtp
+def test_a_sending_run_whose_every_delivery_failed_is_not_a_successful_run(shop: Shop) -> None:
+    """It ended ``ok`` (it did not crash), so the doctor stayed green while the relay deferred
+    every message and no reminder went out; it now fails for staleness and says why."""
+    shop.add(cart("c1"))
+    with LoopbackSMTP("none", faults=[Fault(".*", "451 4.7.1 try again later")]) as server:
+        shop.configure(smtp=server.smtp_config(retries=0))
+        sent = shop.cli("run", "--send", "--json")
+        assert sent.exit_code == 1 and sent.json["counts"]["sent"] == 0, sent.output
+        assert sent.json["counts"]["failed"] == 1
+        quiet = shop.cli("doctor", "--quiet", now=None)
+        found = checks(shop.cli("doctor", "--json", now=None))
+    assert server.messages == []
+    assert quiet.exit_code == ExitCode.STALE, quiet.output
+    assert "staleness failed" in quiet.stdout and "the last run delivered nothing" in quiet.stdout
+    assert found["staleness"]["status"] == FAIL and "every delivery failed" in found["staleness"]["detail"]
+
+
+@pytest.mark.smtp
+def test_a_sending_run_with_nothing_due_still_counts_as_successful(shop: Shop) -> None:
+    # Nothing sent and nothing failed: the run did its job (no cart was due), reminders did not stop.
+    with LoopbackSMTP("none") as server:
+        shop.configure(smtp=server.smtp_config())
+        assert shop.cli("run", "--send").exit_code == 0
+        result = shop.cli("doctor", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert checks(result)["staleness"]["status"] == OK and server.messages == []
+
+
+def test_runs_that_delivered_nothing_since_a_success_are_named_before_it_goes_stale() -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    warned = staleness(now - timedelta(minutes=30), timedelta(hours=2), now, delivered_nothing=3)
+    assert warned.status == "warn" and "the last 3 runs delivered nothing" in warned.detail
+    stale = staleness(now - timedelta(hours=3), timedelta(hours=2), now, delivered_nothing=3)
+    assert stale.status == FAIL and stale.exit_code == ExitCode.STALE and "reminders have stopped" in stale.detail
