@@ -1348,13 +1348,30 @@ class Config(_Model):
 
         ``create=False`` (a command that records nothing: ``carts``, a dry-run, ``preview``,
         ``report``): a SQLite file that is not there yet (:meth:`missing_ledger_file`) is not made,
-        empty, at what may be a mistyped path; an empty ledger in a temporary folder stands in,
+        empty, at what may be a mistyped path, nor one without cartrescue's tables given them
+        (:meth:`not_a_ledger_file`); an empty ledger in a temporary folder stands in,
         as for a shop's first run (:meth:`cartrescue.ledger.Ledger.empty`)."""
         from cartrescue.ledger import Ledger
 
-        if not create and self.missing_ledger_file() is not None:
+        if not create and (self.missing_ledger_file() is not None or self.not_a_ledger_file() is not None):
             return Ledger.empty(where=self.where("ledger.url"))
         return Ledger(self.ledger_url, where=self.where("ledger.url"))
+
+    def not_a_ledger_file(self) -> tuple[str, list[str]] | None:
+        """``(path, its tables)`` of an existing SQLite file at ``ledger.url`` without a table of
+        cartrescue's (``cr_*``): the shop's own database, say, or an empty file. Opened as a
+        ledger, it would get cartrescue's tables; a command that records nothing must not write
+        into a file ``ledger.url`` may name by mistake. None: another database, no such file, a
+        ledger (of any version: opening it brings it up to date), or a file not readable as one."""
+        from cartrescue.sqlite_url import sqlite_file, sqlite_tables
+
+        path = sqlite_file(self.ledger_url)
+        if path is None or not path.is_file():
+            return None
+        tables = sqlite_tables(path)
+        if tables is None or any(name.startswith("cr_") for name in tables):
+            return None
+        return str(path), tables
 
     def missing_ledger_file(self) -> str | None:
         """The path of a SQLite ledger whose file a run would create (its folder is there, the

@@ -95,10 +95,15 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
 
     ledger = None
     missing = config.missing_ledger_file()  # opened, it would be made: doctor only reads
-    if missing is not None:
-        checks.append(Check("ledger", WARN, f"{missing} does not exist ({config.where('ledger.url')}): no run has "
+    foreign = config.not_a_ledger_file()  # opened, it would get cartrescue's tables
+    if foreign is not None and foreign[1]:
+        checks.append(Check("ledger", FAIL, _not_a_ledger(config, *foreign), int(ExitCode.CONFIG)))
+    elif missing is not None or foreign is not None:
+        where = f"{missing} does not exist" if missing is not None else f"{foreign[0] if foreign else ''} is an empty database"
+        checks.append(Check("ledger", WARN, f"{where} ({config.where('ledger.url')}): no run has "
                             "used this ledger yet; the first run creates it. If the shop has run before, "
                             "ledger.url names the wrong file (its history, and what it sent, are elsewhere)"))
+        missing = missing or (foreign[0] if foreign else None)  # staleness: as a ledger without runs
     else:
         try:
             ledger = config.open_ledger()
@@ -148,6 +153,14 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         finally:
             ledger.close()
     return Report(checks)
+
+
+def _not_a_ledger(config: Any, path: str, tables: list[str]) -> str:
+    """Why the SQLite file ``ledger.url`` names is not a ledger: it has tables, none cartrescue's."""
+    shown = ", ".join(sorted(tables)[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+    return (f"{path} is not a cartrescue ledger ({config.where('ledger.url')}): it has none of cartrescue's "
+            f"cr_* tables but {len(tables)} others ({shown}): the shop's own database? Point ledger.url at the "
+            "ledger's file (the doctor left this one unchanged)")
 
 
 def _switched_source(config: Any, ledger: Any, now: datetime) -> str | None:

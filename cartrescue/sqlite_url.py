@@ -33,3 +33,20 @@ def sqlite_file(url: Any) -> Path | None:
         path = unquote(urlsplit(url.database).path)
         return Path(path).resolve() if path and path != ":memory:" else None
     return Path(url.database).resolve()
+
+
+def sqlite_tables(path: Path) -> list[str] | None:
+    """The tables of the existing SQLite file ``path``, read through a read-only connection (its
+    bytes do not change, as opening it for a ledger would: WAL mode, cartrescue's tables); None
+    when it cannot be read so (not a database, locked): opening it the usual way says why."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=5)
+        try:
+            return [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return None

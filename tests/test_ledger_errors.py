@@ -5,9 +5,12 @@ cartrescue", exit 70, with the SQL statement and its parameters on stderr."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from shopdb import shop_database
@@ -172,3 +175,72 @@ def test_a_ledger_url_that_does_not_parse_is_a_config_error_naming_its_key(shop:
     message = result.json["error"]["message"] if "error" in result.json else json.dumps(result.json)
     assert result.exit_code == 2, result.output
     assert "ledger.url" in message and "internal" not in message
+
+
+def _shop_database_at_the_ledger_url(shop: Shop) -> tuple[Path, str]:
+    """The shop's own SQLite database, named by ``ledger.url`` by mistake; its md5."""
+    path = shop.folder / "shop.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total TEXT)")
+        db.execute("INSERT INTO orders (total) VALUES ('12.00')")
+    db.close()
+    shop.configure(ledger={"url": "sqlite:///shop.db"}).add(cart("c1"))
+    return path, hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _tables(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        names = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    db.close()
+    return names
+
+
+@pytest.mark.parametrize("command", [["carts"], ["run"], ["preview", "c1"], ["report"]])
+def test_a_command_that_records_nothing_does_not_make_the_shops_database_a_ledger(shop: Shop, command: list[str]) -> None:
+    """Opened as a ledger, an existing SQLite file that is not one (here the shop's own database)
+    got cartrescue's cr_* tables from ``carts``, a dry-run, ``preview`` and ``report``; they now
+    read it as the empty ledger they read for a missing file, and its bytes stay as they were."""
+    path, before = _shop_database_at_the_ledger_url(shop)
+    result = shop.cli(*command)
+    assert result.exit_code == 0, result.output
+    assert hashlib.md5(path.read_bytes()).hexdigest() == before
+    assert _tables(path) == ["orders"]
+
+
+def test_doctor_says_a_database_that_is_not_a_ledger_is_not_one_and_leaves_it_unchanged(shop: Shop) -> None:
+    path, before = _shop_database_at_the_ledger_url(shop)
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    found = {check["name"]: check for check in result.json["checks"]}
+    assert found["ledger"]["status"] == "fail", found["ledger"]
+    assert f"{path} is not a cartrescue ledger" in found["ledger"]["detail"]
+    assert "ledger.url" in found["ledger"]["detail"] and "orders" in found["ledger"]["detail"]
+    assert result.exit_code == 2 and found["staleness"]["status"] == "skip"
+    assert hashlib.md5(path.read_bytes()).hexdigest() == before
+
+
+def test_an_older_ledger_is_read_by_commands_that_record_nothing_and_upgraded_by_a_sending_run(
+        shop: Shop, tmp_path: Path) -> None:
+    """A ledger of an older version (only cr_message and an older cr_run) is still a ledger."""
+    path = shop.folder / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE cr_run (id INTEGER PRIMARY KEY, mode VARCHAR(16) NOT NULL, now DATETIME NOT NULL,"
+                   " started_at DATETIME NOT NULL, finished_at DATETIME, status VARCHAR(16) NOT NULL, sent INTEGER"
+                   " NOT NULL, failed INTEGER NOT NULL, skipped INTEGER NOT NULL, deferred INTEGER NOT NULL,"
+                   " problems INTEGER NOT NULL)")
+    db.close()
+    shop.configure(ledger={"url": "sqlite:///old.db"}).add(cart("c1"))
+    assert shop.cli("carts").exit_code == 0
+    doctor = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    assert {c["name"]: c["status"] for c in doctor.json["checks"]}["ledger"] == "ok", doctor.output
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    assert {"cr_message", "cr_run", "cr_lock"} <= set(_tables(path))
+    assert shop.cli("doctor", "--no-smtp", now=None).exit_code == 0
+
+
+def test_the_report_notes_that_its_ledger_url_names_a_database_that_is_not_a_ledger(shop: Shop) -> None:
+    path, before = _shop_database_at_the_ledger_url(shop)
+    result = shop.cli("report", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["notes"][0] == (f"{shop.config_path}: ledger.url: {path} is not a cartrescue ledger (it has "
+                                       "no cr_* table; a typo in the path?): read as an empty one, left unchanged")
+    assert hashlib.md5(path.read_bytes()).hexdigest() == before

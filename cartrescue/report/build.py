@@ -54,7 +54,8 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
     # Opened, a missing file would be made, empty, and a typo in its path said "0.00 won back"
     # with nothing else; so the report reads an empty ledger of a temporary folder and says why in
     # its notes (a weekly digest set up before the first run is no error).
-    missing = file is not None
+    foreign = config.not_a_ledger_file()  # the shop's own database, say: read as empty, left unchanged
+    missing = file is not None or foreign is not None
     unread = 0  # the source's problems: order rows it could not read, left out
 
     def report_problem(problem: RowProblem) -> None:
@@ -95,8 +96,10 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
         if stale is not None:
             document["notes"].append(stale)
         if missing:
-            document["notes"].insert(0, f"{config.where('ledger.url')}: no ledger at {file}: no run has recorded "
-                                        "anything there yet (a typo in the path?)")
+            document["notes"].insert(0, f"{config.where('ledger.url')}: " + (
+                f"no ledger at {file}: no run has recorded anything there yet (a typo in the path?)" if foreign is None
+                else f"{foreign[0]} is not a cartrescue ledger (it has no cr_* table; a typo in the path?): read "
+                "as an empty one, left unchanged"))
             return document  # nothing to promote, and nothing written
         if config.report.auto_promote:
             _promote(ledger, document, period.now)
