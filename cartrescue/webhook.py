@@ -44,7 +44,7 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from cartrescue import survey
 from cartrescue.config import Config, load_config
@@ -85,6 +85,18 @@ def _form(environ: dict[str, Any]) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
 
 
+def token_keys(*urls: str | None) -> tuple[str, ...]:
+    """The query keys where ``urls`` (``shop.unsubscribe_url``, ``survey.url``) put the token,
+    ``token`` first: a shop may write ``?u={token}``, which the config takes and every message
+    carries, and the app looked for ``token=`` alone (every link and one-click POST refused)."""
+    keys = ["token"]
+    for url in urls:
+        for key, value in parse_qsl(urlsplit(url or "").query, keep_blank_values=True):
+            if "{token}" in value and key not in keys:
+                keys.append(key)
+    return tuple(keys)
+
+
 class WebhookApp:
     """The WSGI callable; see the module docstring."""
 
@@ -95,6 +107,7 @@ class WebhookApp:
         self._lock = threading.Lock()
         # Replies to text messages (STOP), at the path of sms.inbound_url: cartrescue.inbound.
         self.inbound = InboundSms(config, lambda: self.ledger) if config.sms.inbound_url else None
+        self._token_keys = token_keys(config.shop.unsubscribe_url, config.survey.url)
 
     @property
     def ledger(self) -> Ledger:
@@ -123,7 +136,7 @@ class WebhookApp:
     def _route(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         query = {name: values[0] for name, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
-        token = query.get("token")
+        token = next((query[key] for key in self._token_keys if key in query), None)
         if token is None:  # unsubscribe_url: https://shop.example.com/unsubscribe/{token}
             last = environ.get("PATH_INFO", "").rstrip("/").rsplit("/", 1)[-1]
             token = last if "." in last else None

@@ -150,6 +150,25 @@ def test_token_in_the_path(shop: Shop) -> None:
     assert shop.suppression("ann@example.com") is not None
 
 
+def test_a_token_under_another_query_key_unsubscribes_from_a_real_message(shop: Shop) -> None:
+    """``unsubscribe_url: …?u={token}`` was taken by the config and carried by every message,
+    and the app looked for ``token=`` alone: every link and one-click POST was refused (400)."""
+    from email import message_from_bytes
+
+    shop.configure(shop={"unsubscribe_url": "https://shop.example.com/unsubscribe?u={token}&utm_source=mail.v2"})
+    shop.add(cart("a1", email="ann@example.com", idle=timedelta(hours=2)))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    (eml,) = (shop.folder / "out").glob("*.eml")
+    url = re.search(r"<(https://[^>]+)>", message_from_bytes(eml.read_bytes())["List-Unsubscribe"]).group(1)
+    assert "?u=" in url
+    with webhook(shop) as base:
+        status, page = http(local(url, base))
+        assert status == 200 and "ann@example.com" in page
+        assert shop.suppression("ann@example.com") is None
+        assert http(local(url, base), b"List-Unsubscribe=One-Click")[0] == 200
+    assert shop.suppression("ann@example.com") is not None
+
+
 def test_webhook_refuses_other_methods(shop: Shop) -> None:
     with webhook(shop) as base:
         status, _page = http(f"{base}/unsubscribe?token=x", b"", method="DELETE")
