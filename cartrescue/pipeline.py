@@ -339,23 +339,8 @@ class Planner:
         number = step_number(sent)
         # The channel of the step that comes next: the step's own, else the tier's.
         channel = sequence.steps[number - 1].channel_for(tier) if number <= len(sequence.steps) else tier.channel
-        problem = self._phone_problem(cart, phone) if channel == "sms" else ""
         newest_cart = newest.get(email) if email else None
-        verdict: Verdict | None = self.gates.check(
-            cart, facts, now=now, suppressed=history.suppressed, newest_cart=newest_cart,
-            channel=channel, phone=None if problem else phone, phone_problem=problem,
-            sms_consent=self.config.sms.consent,
-        )
-        fallback = ""
-        if verdict is not None and channel in _NEEDS_PHONE and self._unreachable(channel, verdict):
-            # No mobile, no SMS consent, no number to call: this step goes by e-mail rather than
-            # not at all (the later steps, and their incentive, with it).
-            instead = _by_address(tier)
-            second = self.gates.check(cart, facts, now=now, suppressed=history.suppressed, newest_cart=newest_cart,
-                                      channel=instead, phone=phone)
-            if second is None or second.reason not in (Reason.NO_CONTACT, Reason.NO_CONSENT):
-                fallback = f"by {instead}, not {channel} ({verdict.detail})"
-                channel, verdict = instead, second
+        channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart)
         if verdict is None and cart.key in answered:
             verdict = Verdict(Action.SKIP, Reason.ANSWERED_SURVEY, detail="the customer said why they left")
         if verdict is None:
@@ -392,6 +377,40 @@ class Planner:
             channel=channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
             facts=cart_facts, phone=phone,
         )
+
+    def _reach(self, cart: Cart, facts: OrderFacts, tier: Tier, channel: str, phone: str | None,
+               suppressed: set[str], newest_cart: str | None) -> tuple[str, Verdict | None, str]:
+        """The channel a step on ``channel`` goes out by to this cart, the first gate it fails
+        there, and why it is not ``channel`` ("" when it is): one rule for runs and previews."""
+        problem = self._phone_problem(cart, phone) if channel == "sms" else ""
+        verdict = self.gates.check(
+            cart, facts, now=self.now, suppressed=suppressed, newest_cart=newest_cart,
+            channel=channel, phone=None if problem else phone, phone_problem=problem,
+            sms_consent=self.config.sms.consent,
+        )
+        if verdict is not None and channel in _NEEDS_PHONE and self._unreachable(channel, verdict):
+            # No mobile, no SMS consent, no number to call: this step goes by e-mail rather than
+            # not at all (the later steps, and their incentive, with it).
+            instead = _by_address(tier)
+            second = self.gates.check(cart, facts, now=self.now, suppressed=suppressed, newest_cart=newest_cart,
+                                      channel=instead, phone=phone)
+            if second is None or second.reason not in (Reason.NO_CONTACT, Reason.NO_CONSENT):
+                return instead, second, f"by {instead}, not {channel} ({verdict.detail})"
+        return channel, verdict, ""
+
+    def step_channel(self, decision: Decision, number: int) -> str:
+        """The channel step ``number`` goes out by to ``decision``'s cart: the decision's own for
+        its step (a fallback or a budget's ``instead`` included), else the step's, or what it falls
+        back to when that cannot reach the customer. ``preview`` shows what a run would send."""
+        if decision.step == number and decision.channel is not None:
+            return decision.channel
+        tier = self._tiers[decision.tier]  # type: ignore[index]
+        channel = self.config.sequences[tier.sequence].steps[number - 1].channel_for(tier)
+        if channel not in _NEEDS_PHONE:
+            return channel
+        # The order facts the consent gate reads (soft opt-in); the others come after it.
+        facts = OrderFacts(previous_orders=decision.facts.previous_orders if decision.facts else 0)
+        return self._reach(decision.cart, facts, tier, channel, decision.phone, set(), None)[0]
 
     def _instead(self, cart: Cart, facts: OrderFacts, tier: Tier, history: History, newest_cart: str | None,
                  phone: str | None, last: datetime | None, newsletter: MarketingSend | None) -> str | None:

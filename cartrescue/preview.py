@@ -58,7 +58,7 @@ class Preview:
     message: OutgoingMessage | None  # the e-mail; None for a step that goes out as a text message
     target: Decision | None = None  # the decision the message was composed from (step, variant, address)
     sms: SmsText | None = None  # the text message of an SMS step, as a run would send it
-    channel: str = "email"  # the channel of the step for this cart's tier
+    channel: str = "email"  # the channel the step goes out by to this cart (its fallback included)
     locale: str | None = None  # the locale whose templates rendered it (``--locale`` may fall back)
 
 
@@ -128,7 +128,7 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         customer = replace(customer, email=to)
     elif not customer.email:
         customer = replace(customer, email="customer@example.com")
-    channel = sequence.steps[number - 1].channel_for(tier)
+    channel = Planner(config, now).step_channel(decision, number)
     renderer = Renderer(config)
     composer = Composer(config, renderer, now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
     template = sequence.steps[number - 1].template
@@ -140,7 +140,8 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
                          template=template, variant=variant, phone=phone)
         sms = composer.compose_sms(target)
         return Preview(decision, number, variant, None, target, sms, "sms", sms.locale)
-    target = replace(decision, cart=replace(cart, customer=customer), step=number, template=template, variant=variant)
+    target = replace(decision, cart=replace(cart, customer=customer), step=number, channel=channel,
+                     template=template, variant=variant)
     message = composer.compose(target, test=to is not None)
     return Preview(decision, number, variant, message, target, channel=channel,
                    locale=renderer.resolve_locale(customer.locale, template))

@@ -106,11 +106,49 @@ def test_preview_of_an_sms_step_refuses_html_and_screenshot(shop: Shop) -> None:
 
 
 def test_preview_of_an_sms_step_for_a_cart_without_a_number_uses_a_placeholder(shop: Shop) -> None:
+    """Without ``channel_fallback`` the step stays a text message (a run skips the cart): the
+    preview still shows what it would say."""
     _sms_step_two(shop)
+    shop.configure(eligibility={"channel_fallback": False})
     shop.add(cart("c1"))
     result = shop.cli("preview", "c1", "--step", "2")
     assert result.exit_code == 0, result.output
     assert "+12025550100" in result.stdout and "segment" in result.stdout
+
+
+def _sms_step_one(shop: Shop) -> None:
+    """Step 1 as a text message, step 2 by e-mail."""
+    shop.configure(shop={"country": "SE"}, sms={"sender": "+46700000001", "quiet_hours": None},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "channel": "sms"},
+                                                    {"delay": "24h", "template": "reminder-2"}]}})
+
+
+def test_preview_of_an_sms_step_a_run_sends_by_email_shows_that_email(shop: Shop) -> None:
+    """A cart without a number gets its SMS step by e-mail (``channel_fallback``): the preview
+    showed a text to a placeholder number, and refused ``--html`` as "a text message"."""
+    _sms_step_one(shop)
+    shop.add(cart("c1", email="ann@example.com"))
+    (decision,) = shop.cli("carts", "--json").json["decisions"]
+    assert (decision["step"], decision["channel"]) == (1, "email")
+    shown = shop.cli("preview", "c1", "--json", "--html", str(shop.folder / "m.html"))
+    assert shown.exit_code == 0, shown.output
+    assert (shown.json["step"], shown.json["channel"], shown.json["to"]) == (1, "email", "ann@example.com")
+    assert shown.json["subject"] and (shop.folder / "m.html").read_text(encoding="utf-8") == shown.json["html"]
+    run = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert [(d["channel"], d["delivery"]) for d in run.json["decisions"]] == [("email", "sent")]
+    assert [path.suffix for path in (shop.folder / "out").iterdir()] == [".eml"]
+
+
+def test_preview_of_a_later_sms_step_applies_the_planners_fallback(shop: Shop) -> None:
+    """``--step 2`` of a cart a run has not reached yet: no number, or no SMS consent, sends it
+    by e-mail as the planner would; a cart that can get the text shows the text."""
+    _sms_step_two(shop)
+    shop.add(cart("none", email="ann@example.com"), cart("refused", email="bo@example.com", phone="070-123 45 67",
+                                                          sms_consent="no"),
+             cart("texted", email="cy@example.com", phone="070-123 45 68", sms_consent="yes"))
+    found = {key: shop.cli("preview", key, "--step", "2", "--json").json for key in ("none", "refused", "texted")}
+    assert {key: (shown["channel"], shown["to"]) for key, shown in found.items()} == {
+        "none": ("email", "ann@example.com"), "refused": ("email", "bo@example.com"), "texted": ("sms", "+46701234568")}
 
 
 def test_a_cart_of_many_lines_lists_the_first_fifty_and_counts_the_rest(shop: Shop) -> None:

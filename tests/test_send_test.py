@@ -170,3 +170,19 @@ def test_a_test_into_an_outbox_needs_no_smtp_secret(shop: Shop, monkeypatch: pyt
     result = shop.cli("send-test", OWNER, "c1", "--outbox", str(shop.folder / "out"), "--json")
     assert result.exit_code == 0, result.output
     assert result.json["transport"] == "outbox"
+
+
+def test_send_test_of_an_email_step_after_an_sms_step_is_an_eml_tagged_email(shop: Shop) -> None:
+    """Step 2 goes by e-mail to a cart whose step 1 is a text message: the test carried step 1's
+    channel, so its links said ``utm_medium=sms`` and its outbox file was a ``.sms.txt``."""
+    shop.configure(shop={"country": "SE"}, sms={"sender": "+46700000001", "quiet_hours": None},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "channel": "sms"},
+                                                    {"delay": "24h", "template": "reminder-2"}]}})
+    shop.add(cart("c1", phone="070-123 45 67", sms_consent="yes"))
+    assert [d["channel"] for d in shop.cli("carts", "--json").json["decisions"]] == ["sms"]
+    result = shop.cli("send-test", OWNER, "c1", "--step", "2", "--outbox", str(shop.folder / "t"), "--json")
+    assert result.exit_code == 0, result.output
+    (written,) = (shop.folder / "t").iterdir()
+    assert written.name.endswith(".eml")
+    body = email.message_from_bytes(written.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
+    assert "utm_medium=email" in body and "utm_medium=sms" not in body
