@@ -140,7 +140,8 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
         data = build_message(message)
     except ValueError as exc:
         raise ConfigError(f"send-test: the message cannot be built: {exc}") from None
-    target = shown.target or decision
+    # A test is an e-mail whatever its step's channel (text, webhook): an outbox names it ``.eml``.
+    target = replace(shown.target or decision, channel="email")
     channel: Channel
     if outbox is not None:
         channel = OutboxChannel(config.outbox_folder(outbox), label="test")

@@ -186,3 +186,15 @@ def test_send_test_of_an_email_step_after_an_sms_step_is_an_eml_tagged_email(sho
     assert written.name.endswith(".eml")
     body = email.message_from_bytes(written.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
     assert "utm_medium=email" in body and "utm_medium=sms" not in body
+
+
+def test_send_test_of_a_step_a_run_sends_as_a_text_is_written_as_an_eml(shop: Shop) -> None:
+    """The test is an e-mail even of an SMS step: its outbox file held MIME under ``.sms.txt``."""
+    shop.configure(shop={"country": "SE"}, sms={"sender": "+46700000001", "quiet_hours": None},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "channel": "sms"}]}})
+    shop.add(cart("c1", phone="070-123 45 67", sms_consent="yes"))
+    result = shop.cli("send-test", OWNER, "c1", "--outbox", str(shop.folder / "t"), "--json")
+    assert result.exit_code == 0, result.output
+    (written,) = (shop.folder / "t").iterdir()
+    assert written.name == f"csv_c1-step1-test{result.json['test_id']}.eml"
+    assert email.message_from_bytes(written.read_bytes(), policy=policy.default)["To"].addresses[0].addr_spec == OWNER
