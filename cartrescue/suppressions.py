@@ -79,6 +79,17 @@ def subject_token(text: str) -> str | None:
     return found.group(1) if found else None
 
 
+def link_token(text: str, unsubscribe_url: str) -> str | None:
+    """The token of the first link in ``text`` that is ``unsubscribe_url`` (``shop.unsubscribe_url``,
+    up to its ``{token}``): a forwarded reminder, or a reply quoting it, carries the reminder's own
+    link, not "unsubscribe TOKEN". Only that URL: the cart and survey links beside it are not it."""
+    prefix = unsubscribe_url.split("{token}", 1)[0]
+    if not prefix:
+        return None
+    found = re.search(re.escape(prefix) + rf"({_TOKEN})(?![\w.-])", text)
+    return found.group(1) if found else None
+
+
 def resolve(value: str, secret: str) -> tuple[str, str]:
     """``(address, how)`` for a token, an unsubscribe URL or an address; ``how`` is token|address.
 

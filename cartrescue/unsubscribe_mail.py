@@ -35,7 +35,7 @@ from pathlib import Path
 from cartrescue.contacts import email_hash, is_valid_email, normalize_email
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
-from cartrescue.suppressions import UNSUBSCRIBED, BadToken, subject_token
+from cartrescue.suppressions import UNSUBSCRIBED, BadToken, link_token, subject_token
 from cartrescue.text import clipped
 from cartrescue.unsubscribe import verify_token
 
@@ -108,9 +108,11 @@ def _plain_text(message: EmailMessage) -> str:
         return ""
 
 
-def token_of(message: EmailMessage) -> str | None:
-    """The unsubscribe token a mail carries: in its subject, else in its plain-text part."""
-    return subject_token(_header(message, "Subject")) or subject_token(_plain_text(message))
+def token_of(message: EmailMessage, unsubscribe_url: str = "") -> str | None:
+    """The unsubscribe token a mail carries: in its subject, else in its plain-text part, as
+    "unsubscribe TOKEN" or as the reminder's own unsubscribe link (``unsubscribe_url``)."""
+    text = _plain_text(message)
+    return subject_token(_header(message, "Subject")) or subject_token(text) or link_token(text, unsubscribe_url)
 
 
 def _sender(message: EmailMessage) -> str | None:
@@ -144,8 +146,9 @@ def forgotten_key(key: str) -> str:
 
 
 def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool = False,
-                 now: datetime | None = None) -> MailboxResult:
+                 now: datetime | None = None, unsubscribe_url: str = "") -> MailboxResult:
     """Suppress the address of every unsubscribe mail at ``path`` not read before; see the module.
+    ``unsubscribe_url``: ``shop.unsubscribe_url``, whose links in a mail's text carry a token too.
 
     A mail refused before is checked again: its token may verify now (a secret that was not
     set, or set to another value, when it came): it was a customer's request all along."""
@@ -161,7 +164,7 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
             result.seen += 1
             continue
         sender = _sender(message)
-        token = token_of(message)
+        token = token_of(message, unsubscribe_url)
         address, why = None, ""
         if token is None:
             why = "no unsubscribe token in its subject or text"

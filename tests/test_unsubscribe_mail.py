@@ -126,6 +126,26 @@ def test_a_token_in_the_text_counts_when_the_subject_lost_it(shop: Shop, tmp_pat
     assert shop.suppression("ann@example.com") is not None
 
 
+def test_a_forwarded_reminder_whose_text_carries_its_unsubscribe_link_suppresses(shop: Shop, tmp_path: Path) -> None:
+    """A customer forwards the reminder to the shop with "please unsubscribe me": its text holds
+    the reminder's own unsubscribe link, and the mail was refused ("no unsubscribe token")."""
+    shop.add(cart("c1", email="ann@example.com"))
+    outbox = tmp_path / "outbox"
+    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    (eml,) = outbox.glob("*.eml")
+    reminder = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    text = reminder.get_body(("plain",)).get_content()
+    from cartrescue.suppressions import subject_token
+
+    assert "/unsubscribe?token=" in text and subject_token(text) is None  # the link, no "unsubscribe TOKEN"
+    quoted = "\n".join("> " + line for line in text.splitlines())
+    box = mbox_of(tmp_path / "box", mail("ann@example.com", f"Fwd: {reminder['Subject']}",
+                                         f"Please unsubscribe me.\n\n{quoted}\n"))
+    result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert shop.suppression("ann@example.com") is not None
+
+
 def test_a_forged_token_is_refused_and_suppresses_nobody(shop: Shop, tmp_path: Path) -> None:
     forged = make_token("ann@example.com", "not-the-shops-secret")
     box = mbox_of(tmp_path / "box", mail("mallory@example.org", f"unsubscribe {forged}"))

@@ -143,7 +143,8 @@ def suppress_mailbox(
         cfg = load(config)
         ledger = cfg.open_ledger()
         try:
-            result = read_mailbox(ledger, path, cfg.shop.unsubscribe_secret, trust_sender=trust_sender)
+            result = read_mailbox(ledger, path, cfg.shop.unsubscribe_secret, trust_sender=trust_sender,
+                                  unsubscribe_url=cfg.shop.unsubscribe_url)
         except ConfigError as error:
             raise cfg.locate(error) from None  # a key it names comes with the config file
         finally:
