@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,19 +57,79 @@ def _mailto(value: str) -> bool:
     return value.strip().lstrip("<").lower().startswith("mailto:")
 
 
-def token_from(value: str) -> str:
-    """The token in ``value``: a bare token, an unsubscribe URL, the ``mailto:`` link of
-    ``List-Unsubscribe`` (angle brackets and all), or the subject of a mail it made, as sent,
-    replied to or forwarded."""
+@dataclass(frozen=True, slots=True)
+class TokenSpot:
+    """Where a configured URL (``shop.unsubscribe_url``, ``survey.url``) puts ``{token}``: under
+    a query key, or in a path segment counted from the end (a mount point may add segments in
+    front), with the text written around it in that value or segment."""
+
+    key: str | None  # the query key; None: a path segment
+    from_end: int  # path: how many segments follow the token's
+    before: str = ""
+    after: str = ""
+
+    def pick(self, path: str, query: Mapping[str, list[str]]) -> str | None:
+        """The token this spot holds in a request's (or a link's) path and parsed query."""
+        if self.key is not None:
+            found = query.get(self.key)
+            text = found[0] if found else ""
+        else:
+            segments = path.rstrip("/").split("/")
+            text = segments[-1 - self.from_end] if self.from_end < len(segments) - 1 else ""
+        if len(text) <= len(self.before) + len(self.after) or not text.startswith(self.before) \
+                or not text.endswith(self.after):
+            return None
+        token = text[len(self.before):len(text) - len(self.after)]
+        # A path segment is a token only if it looks like one ("unsubscribe" of ?token=T is not).
+        return token if self.key is not None or "." in token else None
+
+
+def token_spots(*templates: str | None) -> tuple[TokenSpot, ...]:
+    """Where each URL of ``templates`` puts ``{token}``, read once from the config: the config takes
+    any such URL (``?u={token}``, ``/u/{token}/confirm``), every message carries it, and a link
+    read only as ``?token=`` or a last segment was refused."""
+    spots: list[TokenSpot] = []
+    for template in templates:
+        if not template or "{token}" not in template:
+            continue
+        parts = urlsplit(template)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if "{token}" in value:
+                before, _, after = value.partition("{token}")
+                spots.append(TokenSpot(key, 0, before, after))
+        segments = parts.path.rstrip("/").split("/")
+        for index, segment in enumerate(segments):
+            if "{token}" in segment:
+                before, _, after = segment.partition("{token}")
+                spots.append(TokenSpot(None, len(segments) - 1 - index, before, after))
+    return tuple(dict.fromkeys(spots))
+
+
+# Today's forms, whatever the config: ?token=T, and a last path segment that looks like a token.
+_DEFAULT_SPOTS = (TokenSpot("token", 0), TokenSpot(None, 0))
+
+
+def url_token(path: str, query: Mapping[str, list[str]], spots: tuple[TokenSpot, ...] = ()) -> str | None:
+    """The token of a request or link: ``?token=`` first, then where ``spots`` (:func:`token_spots`)
+    say the configured URLs put it, then a last path segment that looks like a token."""
+    for spot in (_DEFAULT_SPOTS[0], *spots, _DEFAULT_SPOTS[1]):
+        token = spot.pick(path, query)
+        if token:
+            return token
+    return None
+
+
+def token_from(value: str, spots: tuple[TokenSpot, ...] = ()) -> str:
+    """The token in ``value``: a bare token, an unsubscribe URL (read at ``spots`` too, see
+    :func:`url_token`), the ``mailto:`` link of ``List-Unsubscribe`` (angle brackets and all), or
+    the subject of a mail it made, as sent, replied to or forwarded."""
     value = value.strip().lstrip("<").rstrip(">").strip()
     if _mailto(value):  # RFC 6068: mailto:box@shop?subject=unsubscribe%20TOKEN
         fields = {name.lower(): text for name, text in parse_qsl(urlsplit(value).query, keep_blank_values=True)}
         value = fields.get("subject", "").strip()
     elif "://" in value:
-        query = parse_qs(urlsplit(value).query)
-        if query.get("token"):
-            return query["token"][0]
-        return value.rstrip("/").rsplit("/", 1)[-1]
+        parts = urlsplit(value)
+        return url_token(parts.path, parse_qs(parts.query), spots) or value.rstrip("/").rsplit("/", 1)[-1]
     return subject_token(value) or value
 
 
@@ -90,7 +150,7 @@ def link_token(text: str, unsubscribe_url: str) -> str | None:
     return found.group(1) if found else None
 
 
-def resolve(value: str, secret: str) -> tuple[str, str]:
+def resolve(value: str, secret: str, spots: tuple[TokenSpot, ...] = ()) -> tuple[str, str]:
     """``(address, how)`` for a token, an unsubscribe URL or an address; ``how`` is token|address.
 
     Raises :class:`~cartrescue.unsubscribe.BadToken` for a forged or altered token and
@@ -104,12 +164,14 @@ def resolve(value: str, secret: str) -> tuple[str, str]:
         return address, "address"
     if not secret:
         raise BadToken("shop.unsubscribe_secret is empty: tokens cannot be checked")
-    return normalize_email(verify_token(token_from(text), secret)) or "", "token"
+    return normalize_email(verify_token(token_from(text, spots), secret)) or "", "token"
 
 
-def unsubscribe(ledger: Ledger, value: str, secret: str, *, source: str, now: datetime | None = None) -> Unsubscribed:
-    """Suppress the address a token (or URL, or subject line) carries, or a plain address."""
-    address, how = resolve(value, secret)
+def unsubscribe(ledger: Ledger, value: str, secret: str, *, source: str, now: datetime | None = None,
+                spots: tuple[TokenSpot, ...] = ()) -> Unsubscribed:
+    """Suppress the address a token (or URL, or subject line) carries, or a plain address;
+    ``spots``: where the configured URLs put the token (:func:`token_spots`)."""
+    address, how = resolve(value, secret, spots)
     added = ledger.suppress(email_hash(address), UNSUBSCRIBED, f"{source} ({how})", now)
     return Unsubscribed(address, added)
 
@@ -211,4 +273,4 @@ def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:
 
 
 __all__ = ["BadToken", "ImportResult", "Unsubscribed", "check", "import_file", "listing", "read_addresses",
-           "remove", "resolve", "subject_token", "token_from", "unsubscribe"]
+           "remove", "resolve", "subject_token", "token_from", "token_spots", "unsubscribe", "url_token"]

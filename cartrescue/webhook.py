@@ -8,8 +8,10 @@ or ``python -m cartrescue.webhook`` behind the shop's reverse proxy)::
     from cartrescue.webhook import make_app
     application = make_app("/srv/shop/cartrescue.yaml")
 
-What it answers, whatever the path (the token may also be its last segment, for an
-``unsubscribe_url`` like ``https://shop.example.com/unsubscribe/{token}``):
+What it answers, whatever the path. The token is found where ``shop.unsubscribe_url`` and
+``survey.url`` put it -- under any query key (``?u={token}``) or in any path segment
+(``https://shop.example.com/unsubscribe/{token}/confirm``) -- and always as ``?token=`` or a
+last path segment, so links of messages sent before the URL changed keep working:
 
 - ``POST ?token=T`` with the body ``List-Unsubscribe=One-Click`` -- what a mail client sends
   for the ``List-Unsubscribe-Post`` header -- or the confirmation form below (``token`` in the
@@ -44,13 +46,13 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qs
 
 from cartrescue import survey
 from cartrescue.config import Config, load_config
 from cartrescue.inbound import InboundSms
 from cartrescue.ledger import Ledger
-from cartrescue.suppressions import resolve, unsubscribe
+from cartrescue.suppressions import resolve, token_spots, unsubscribe, url_token
 from cartrescue.tokens import tag_of
 from cartrescue.unsubscribe import BadToken
 
@@ -85,18 +87,6 @@ def _form(environ: dict[str, Any]) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
 
 
-def token_keys(*urls: str | None) -> tuple[str, ...]:
-    """The query keys where ``urls`` (``shop.unsubscribe_url``, ``survey.url``) put the token,
-    ``token`` first: a shop may write ``?u={token}``, which the config takes and every message
-    carries, and the app looked for ``token=`` alone (every link and one-click POST refused)."""
-    keys = ["token"]
-    for url in urls:
-        for key, value in parse_qsl(urlsplit(url or "").query, keep_blank_values=True):
-            if "{token}" in value and key not in keys:
-                keys.append(key)
-    return tuple(keys)
-
-
 class WebhookApp:
     """The WSGI callable; see the module docstring."""
 
@@ -107,7 +97,8 @@ class WebhookApp:
         self._lock = threading.Lock()
         # Replies to text messages (STOP), at the path of sms.inbound_url: cartrescue.inbound.
         self.inbound = InboundSms(config, lambda: self.ledger) if config.sms.inbound_url else None
-        self._token_keys = token_keys(config.shop.unsubscribe_url, config.survey.url)
+        # Where the configured links put the token (?u={token}, /u/{token}/confirm), read once.
+        self._spots = token_spots(config.shop.unsubscribe_url, config.survey.url)
 
     @property
     def ledger(self) -> Ledger:
@@ -135,11 +126,9 @@ class WebhookApp:
 
     def _route(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        query = {name: values[0] for name, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
-        token = next((query[key] for key in self._token_keys if key in query), None)
-        if token is None:  # unsubscribe_url: https://shop.example.com/unsubscribe/{token}
-            last = environ.get("PATH_INFO", "").rstrip("/").rsplit("/", 1)[-1]
-            token = last if "." in last else None
+        values = parse_qs(environ.get("QUERY_STRING", ""))
+        query = {name: found[0] for name, found in values.items()}
+        token = url_token(environ.get("PATH_INFO", ""), values, self._spots)
         form = _form(environ) if method == "POST" else {}
         token = token or form.get("token") or ""
         if method not in ("GET", "HEAD", "POST"):

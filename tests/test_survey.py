@@ -121,6 +121,24 @@ def test_a_get_shows_the_choice_and_records_nothing(survey_shop: Shop) -> None:
     assert answers(survey_shop) == []
 
 
+def test_a_survey_token_in_a_middle_path_segment_shows_the_form_and_records(shop: Shop) -> None:
+    """``survey.url: …/cart-survey/{token}/answer`` was taken by the config and carried by every
+    message, and the app read only ``token=`` or the last segment ("answer"): every link refused."""
+    shop.configure(survey={"url": "https://shop.example.com/cart-survey/{token}/answer"})
+    message = send_step(shop, cart("c1", email="ann@example.com"))["ann@example.com"]
+    text = message.get_body(("plain",)).get_content()
+    links = {parse_qs(urlsplit(url).query)["reason"][0]: url
+             for url in re.findall(r"https://shop\.example\.com/cart-survey/\S+", text)}
+    assert "/answer?reason=" in links["price"]
+    with webhook(shop) as base:
+        status, page = http(local(links["price"], base))
+        assert status == 200 and 'value="price" checked' in page
+        status, page = http(local(links["price"], base), b"reason=price")  # the form's button
+    assert status == 200 and WORDS["en"]["thanks_title"] in page
+    [answer] = answers(shop)
+    assert (answer["cart_key"], answer["reason"]) == ("csv:c1", "price")
+
+
 def test_the_button_records_one_answer_for_the_cart_and_step(survey_shop: Shop) -> None:
     links = survey_links(send_step(survey_shop, cart("c1", email="ann@example.com"))["ann@example.com"])
     with webhook(survey_shop) as base:

@@ -150,22 +150,47 @@ def test_token_in_the_path(shop: Shop) -> None:
     assert shop.suppression("ann@example.com") is not None
 
 
-def test_a_token_under_another_query_key_unsubscribes_from_a_real_message(shop: Shop) -> None:
-    """``unsubscribe_url: …?u={token}`` was taken by the config and carried by every message,
-    and the app looked for ``token=`` alone: every link and one-click POST was refused (400)."""
+def one_click_from_a_real_message(shop: Shop, unsubscribe_url: str) -> str:
+    """Send a reminder under ``unsubscribe_url``, then GET (the confirmation page, nothing changes)
+    and POST One-Click its List-Unsubscribe link on the real app; the link is returned."""
     from email import message_from_bytes
 
-    shop.configure(shop={"unsubscribe_url": "https://shop.example.com/unsubscribe?u={token}&utm_source=mail.v2"})
+    shop.configure(shop={"unsubscribe_url": unsubscribe_url})
     shop.add(cart("a1", email="ann@example.com", idle=timedelta(hours=2)))
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
     (eml,) = (shop.folder / "out").glob("*.eml")
     url = re.search(r"<(https://[^>]+)>", message_from_bytes(eml.read_bytes())["List-Unsubscribe"]).group(1)
-    assert "?u=" in url
     with webhook(shop) as base:
         status, page = http(local(url, base))
         assert status == 200 and "ann@example.com" in page
         assert shop.suppression("ann@example.com") is None
         assert http(local(url, base), b"List-Unsubscribe=One-Click")[0] == 200
+    assert shop.suppression("ann@example.com") is not None
+    return url
+
+
+def test_a_token_under_another_query_key_unsubscribes_from_a_real_message(shop: Shop) -> None:
+    """``unsubscribe_url: …?u={token}`` was taken by the config and carried by every message,
+    and the app looked for ``token=`` alone: every link and one-click POST was refused (400)."""
+    url = one_click_from_a_real_message(shop, "https://shop.example.com/unsubscribe?u={token}&utm_source=mail.v2")
+    assert "?u=" in url
+
+
+def test_a_token_in_a_middle_path_segment_unsubscribes_from_a_real_message(shop: Shop) -> None:
+    """``unsubscribe_url: …/unsubscribe/{token}/confirm`` was taken by the config and carried by
+    every message, and the app read only ``token=`` or the last segment ("confirm"): 400."""
+    url = one_click_from_a_real_message(shop, "https://shop.example.com/unsubscribe/{token}/confirm?utm_source=mail.v2")
+    assert url.startswith("https://shop.example.com/unsubscribe/") and "/confirm?" in url
+
+
+def test_the_unsubscribe_command_takes_a_link_with_the_token_under_another_query_key(shop: Shop) -> None:
+    """``cartrescue unsubscribe URL`` read a link's token only from ``token=`` or its last path
+    segment: the link of a message under ``?u={token}`` was refused (exit 2, "invalid token")."""
+    shop.configure(shop={"unsubscribe_url": "https://shop.example.com/unsubscribe?u={token}&utm_source=mail.v2"})
+    token = make_token("ann@example.com", SECRET)
+    result = shop.cli("unsubscribe", f"https://shop.example.com/unsubscribe?u={token}&utm_source=mail.v2", "--json",
+                      now=None)
+    assert result.exit_code == 0, result.output + result.stderr
     assert shop.suppression("ann@example.com") is not None
 
 

@@ -42,14 +42,15 @@ def unsubscribe(
         cartrescue unsubscribe 'https://shop.example.com/unsubscribe?token=Ym9iQGV4YW1wbGUuY29t.x1'
         cartrescue unsubscribe bob@example.com --json
     """
-    from cartrescue.suppressions import BadToken
+    from cartrescue.suppressions import BadToken, token_spots
     from cartrescue.suppressions import unsubscribe as do_unsubscribe
 
     try:
         cfg = load(config)
         ledger = cfg.open_ledger()
         try:
-            done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli")
+            done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli",
+                                  spots=token_spots(cfg.shop.unsubscribe_url))
         except BadToken as exc:
             raise ConfigError(f"refused: {exc} (nothing was changed)") from None
         except ValueError as exc:
