@@ -6,7 +6,8 @@ folder of ``.eml`` files or one ``.eml`` -- so a shop that offers the ``mailto:`
 rules ask for it within two days.
 
 - The token is looked for in the subject (as sent, replied to or forwarded, see
-  :func:`cartrescue.suppressions.token_from`), then in the first lines of the plain-text part.
+  :func:`cartrescue.suppressions.token_from`), then in the first lines of the plain-text part,
+  then as the reminder's own unsubscribe link anywhere in its text or HTML part.
 - The mailbox is only read. Each mail is kept in ``cr_inbound`` by its ``Message-ID`` (or a
   hash of its bytes), together with what it did, in the transaction of its suppression: the
   next run skips it, so a mail refused once is reported once, and a suppression lifted since
@@ -24,6 +25,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import html
 import mailbox
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +42,9 @@ from cartrescue.text import clipped
 from cartrescue.unsubscribe import verify_token
 
 BODY_SCAN = 4096  # characters of the plain-text part searched when the subject has no token
+# Characters searched for the reminder's own unsubscribe link: it stands at the foot of a quoted
+# or forwarded reminder, below the customer's words, the cart's lines and the survey's links.
+LINK_SCAN = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -100,19 +105,26 @@ def _header(message: EmailMessage, name: str) -> str:
         return str(raw[0]) if raw else ""
 
 
-def _plain_text(message: EmailMessage) -> str:
+def _plain_text(message: EmailMessage, kind: str = "plain", limit: int = BODY_SCAN) -> str:
+    """The first ``limit`` characters of the mail's ``kind`` (plain or html) part; "" without one."""
     try:
-        part = message.get_body(preferencelist=("plain",))
-        return str(part.get_content())[:BODY_SCAN] if isinstance(part, EmailMessage) else ""
+        part = message.get_body(preferencelist=(kind,))
+        return str(part.get_content())[:limit] if isinstance(part, EmailMessage) else ""
     except (LookupError, ValueError, UnicodeError, KeyError):
         return ""
 
 
 def token_of(message: EmailMessage, unsubscribe_url: str = "") -> str | None:
     """The unsubscribe token a mail carries: in its subject, else in its plain-text part, as
-    "unsubscribe TOKEN" or as the reminder's own unsubscribe link (``unsubscribe_url``)."""
-    text = _plain_text(message)
-    return subject_token(_header(message, "Subject")) or subject_token(text) or link_token(text, unsubscribe_url)
+    "unsubscribe TOKEN" or as the reminder's own unsubscribe link (``unsubscribe_url``). The link
+    is looked for in the whole text, then in the HTML part: it stands at the foot of a quoted
+    reminder, and many clients forward or reply in HTML alone."""
+    text = _plain_text(message, limit=LINK_SCAN)
+    found = subject_token(_header(message, "Subject")) or subject_token(text[:BODY_SCAN]) \
+        or link_token(text, unsubscribe_url)
+    if found is None and unsubscribe_url:
+        found = link_token(html.unescape(_plain_text(message, "html", LINK_SCAN)), unsubscribe_url)
+    return found
 
 
 def _sender(message: EmailMessage) -> str | None:

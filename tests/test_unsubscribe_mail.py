@@ -126,14 +126,29 @@ def test_a_token_in_the_text_counts_when_the_subject_lost_it(shop: Shop, tmp_pat
     assert shop.suppression("ann@example.com") is not None
 
 
-def test_a_forwarded_reminder_whose_text_carries_its_unsubscribe_link_suppresses(shop: Shop, tmp_path: Path) -> None:
-    """A customer forwards the reminder to the shop with "please unsubscribe me": its text holds
-    the reminder's own unsubscribe link, and the mail was refused ("no unsubscribe token")."""
-    shop.add(cart("c1", email="ann@example.com"))
+def reminder_of(shop: Shop, tmp_path: Path, **details: object) -> EmailMessage:
+    """The reminder a real run writes for Ann's cart (``details``: more of :func:`cart`)."""
+    shop.add(cart("c1", email="ann@example.com", **details))  # type: ignore[arg-type]
     outbox = tmp_path / "outbox"
     assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
     (eml,) = outbox.glob("*.eml")
     reminder = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert isinstance(reminder, EmailMessage)
+    return reminder
+
+
+def assert_suppresses_ann(shop: Shop, eml: Path, message: EmailMessage) -> None:
+    """``suppress mailbox`` of ``message`` kept as the .eml file ``eml`` suppresses Ann, exit 0."""
+    eml.write_bytes(bytes(message))
+    result = shop.cli("suppress", "mailbox", str(eml), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert shop.suppression("ann@example.com") is not None
+
+
+def test_a_forwarded_reminder_whose_text_carries_its_unsubscribe_link_suppresses(shop: Shop, tmp_path: Path) -> None:
+    """A customer forwards the reminder to the shop with "please unsubscribe me": its text holds
+    the reminder's own unsubscribe link, and the mail was refused ("no unsubscribe token")."""
+    reminder = reminder_of(shop, tmp_path)
     text = reminder.get_body(("plain",)).get_content()
     from cartrescue.suppressions import subject_token
 
@@ -144,6 +159,33 @@ def test_a_forwarded_reminder_whose_text_carries_its_unsubscribe_link_suppresses
     result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
     assert result.exit_code == 0, result.output
     assert shop.suppression("ann@example.com") is not None
+
+
+def test_a_reply_quoting_a_long_reminder_whose_link_is_past_the_first_lines_suppresses(
+        shop: Shop, tmp_path: Path) -> None:
+    """The reminder's link stands at its foot: below a long cart's lines the quoted link was past
+    the first 4096 characters searched, and the reply was refused ("no unsubscribe token")."""
+    from cartrescue.suppressions import subject_token
+
+    items = [(f"SKU-{n}", f"Handmade ceramic coffee mug number {n}, glazed in ocean blue, 350 ml, dishwasher safe", 1, "25.00") for n in range(80)]
+    reminder = reminder_of(shop, tmp_path, items=items)
+    text = reminder.get_body(("plain",)).get_content()
+    quoted = "\n".join("> " + line for line in text.splitlines())
+    body = f"Please unsubscribe me.\n\nOn Monday, Test Shop wrote:\n{quoted}\n"
+    assert body.index("/unsubscribe?token=") > 4096 and subject_token(body) is None
+    reply = mail("ann@example.com", f"Re: {reminder['Subject']}", body)
+    assert_suppresses_ann(shop, tmp_path / "reply.eml", reply)
+
+
+def test_a_reminder_forwarded_in_html_alone_suppresses(shop: Shop, tmp_path: Path) -> None:
+    """Many clients forward in HTML alone: the reminder's link was in the mail's HTML, no plain
+    text part was there to search, and the mail was refused ("no unsubscribe token")."""
+    reminder = reminder_of(shop, tmp_path)
+    page = reminder.get_body(("html",)).get_content()
+    assert "/unsubscribe?token=" in page
+    forward = mail("ann@example.com", f"Fwd: {reminder['Subject']}")
+    forward.set_content(f"<p>Please unsubscribe me.</p><blockquote>{page}</blockquote>", subtype="html")
+    assert_suppresses_ann(shop, tmp_path / "forward.eml", forward)
 
 
 def test_a_forged_token_is_refused_and_suppresses_nobody(shop: Shop, tmp_path: Path) -> None:
