@@ -260,6 +260,7 @@ class ShopConfig(_Model):
         no client reads as a link."""
         if "{token}" not in value:
             raise ValueError("must contain {token}, where the signed unsubscribe token goes")
+        _token_reaches_server(value)
         from cartrescue.links import safe_url
 
         if safe_url(value) != value:
@@ -299,6 +300,19 @@ class ShopConfig(_Model):
             raise ValueError(f"{value!r}: the part before @ must be ASCII (a List-Unsubscribe header cannot "
                              "carry other letters, and mail clients would show no unsubscribe at all)")
         return value
+
+
+def _token_reaches_server(url: str) -> None:
+    """Refuse a link whose ``{token}`` stands only where :mod:`cartrescue.webhook` never sees it:
+    after ``#`` (browsers and one-click POSTs do not send the fragment) or in the host name.
+    Every message would carry it and every click be refused."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if "{token}" not in parts.path + parts.query:
+        where = "after #" if "{token}" in parts.fragment else "in the host name"
+        raise ValueError(f"{{token}} stands {where}, which is never sent to the web server: put it in the path "
+                         f"or the query, like https://shop.example.com/unsubscribe?token={{token}}; got {url!r}")
 
 
 SourceType = Literal["csv", "shopify_csv", "sql", "magento2", "woocommerce", "prestashop"]
@@ -902,6 +916,8 @@ class SurveyConfig(_Model):
     def _has_token(cls, value: str | None) -> str | None:
         if value is not None and "{token}" not in value:
             raise ValueError("must contain {token}, where the signed survey token goes")
+        if value is not None:
+            _token_reaches_server(value)
         return value
 
     @field_validator("reasons")

@@ -360,6 +360,17 @@ def test_an_unsubscribe_url_a_mail_client_cannot_use_is_a_config_error(shop: Sho
     assert "shop.unsubscribe_url" in message and said in message and str(shop.config_path) in message
 
 
+@pytest.mark.parametrize(("section", "key"), [("shop", "unsubscribe_url"), ("survey", "url")])
+def test_a_link_with_its_token_after_the_hash_is_a_config_error(shop: Shop, section: str, key: str) -> None:
+    """``…/unsubscribe#{token}`` was taken and carried by every message, but a browser or a
+    one-click POST never sends what follows ``#``: every click reached the app without a token (400)."""
+    shop.configure(**{section: {key: "https://shop.example.com/unsubscribe#{token}"}}).add(cart("c1"))
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"]
+    assert f"{section}.{key}" in message and "{token} stands after #" in message
+
+
 def test_an_unsubscribe_mailto_is_percent_encoded_where_a_mailto_link_needs_it(shop: Shop, tmp_path: Path) -> None:
     """RFC 6068: ``%``, ``?`` and ``#`` in the address end or break the link ("un#sub" was cut
     at the "#", and "?" started the link's query); they are written %25, %3F and %23."""
