@@ -1302,7 +1302,9 @@ class Config(_Model):
         from cartrescue.pool_file import read_pool_file
 
         read: set[Path] = set()
-        for key, source in self._code_sources():
+        for key, offer in self.code_offers():
+            source = offer.codes
+            assert source is not None
             if source.file is None or self.path(source.file) in read:
                 continue
             try:
@@ -1312,8 +1314,10 @@ class Config(_Model):
             read.add(self.path(source.file))
         return self
 
-    def _code_sources(self) -> Iterator[tuple[str, CodeSource]]:
-        """Each incentive's per-recipient code source, with the key path of its incentive."""
+    def code_offers(self) -> Iterator[tuple[str, Incentive]]:
+        """Each incentive with per-recipient codes (``codes:`` set), a step's and its tiers', with
+        its key path (``sequences.default.steps[2].incentive``), in the config's order: the pools
+        (:func:`cartrescue.incentives.pools`) and the check of their files read the same list."""
         for name, sequence in self.sequences.items():
             for number, step in enumerate(sequence.steps):
                 where = f"sequences.{name}.steps[{number}]"
@@ -1321,7 +1325,7 @@ class Config(_Model):
                           *((f"{where}.tier_incentives.{tier}", offer) for tier, offer in step.tier_incentives.items())]
                 for key, offer in offers:
                     if offer is not None and offer.codes is not None:
-                        yield key, offer.codes
+                        yield key, offer
 
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""

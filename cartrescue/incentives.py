@@ -75,13 +75,11 @@ class Imported:
 def pools(config: Config) -> dict[str, Pool]:
     """Every pool the config's steps and tiers use, by name (the config validated they agree)."""
     found: dict[str, Pool] = {}
-    for sequence in config.sequences.values():
-        for step in sequence.steps:
-            for incentive in (step.incentive, *step.tier_incentives.values()):
-                if incentive is not None and incentive.codes is not None:
-                    source = incentive.codes
-                    file = config.path(source.file) if source.file is not None else None
-                    found.setdefault(source.pool, Pool(source.pool, source, incentive, file))
+    for _key, incentive in config.code_offers():
+        source = incentive.codes
+        assert source is not None
+        file = config.path(source.file) if source.file is not None else None
+        found.setdefault(source.pool, Pool(source.pool, source, incentive, file))
     return found
 
 
