@@ -491,9 +491,9 @@ class WooCommerceSource(DatabaseSource):
         orders of type ``shop_order_refund`` (HPOS: ``parent_order_id``, a negative ``total_amount``;
         legacy: ``post_parent`` and the meta ``_refund_amount``). Few orders have any, so they are
         held in memory while the orders stream."""
-        if self.orders_mode() == "hpos":
+        if self.orders_mode() == "hpos":  # a refund's total_amount is negative: the refund is its opposite
             table = self.t("wc_orders")
-            sql = (f"SELECT r.parent_order_id AS order_id, r.total_amount AS amount FROM {table} r "
+            sql = (f"SELECT r.parent_order_id AS order_id, -r.total_amount AS amount FROM {table} r "
                    f"JOIN {table} o ON o.id = r.parent_order_id WHERE r.type = 'shop_order_refund' "
                    "AND o.type = 'shop_order' AND o.date_created_gmt >= :start AND o.date_created_gmt <= :end")
             bounds = self.window_bounds("wc_orders", "date_created_gmt", window, UTC)
@@ -505,17 +505,9 @@ class WooCommerceSource(DatabaseSource):
                    "WHERE r.post_type = 'shop_order_refund' AND p.post_type = 'shop_order' "
                    "AND p.post_date_gmt >= :start AND p.post_date_gmt <= :end")
             bounds = self.window_bounds("posts", "post_date_gmt", window, UTC)
-        hpos = self.orders_mode() == "hpos"
         refunds: dict[str, list[Any]] = {}
         for row in self.db.fetch(sql, bounds):
-            amount = row["amount"]
-            if hpos:  # stored as a negative total: the refund is its opposite
-                try:
-                    number = as_decimal(amount, "refund amount", required=False)
-                    amount = None if number is None else -number
-                except RowError:
-                    pass  # kept as it is: the order's reading reports it, with the order's key
-            refunds.setdefault(str(row["order_id"]), []).append(amount)
+            refunds.setdefault(str(row["order_id"]), []).append(row["amount"])
         return refunds
 
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
