@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
 
+from cartrescue.drivers import missing_driver
 from cartrescue.errors import LedgerError, LockHeld, LockLost
 from cartrescue.sqlite_url import sqlite_file
 
@@ -485,6 +486,9 @@ class Ledger:
             self._create_tables(TABLES)
             self._add_missing_columns(TABLES)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            driver = missing_driver(exc, "the ledger")
+            if driver is not None:
+                raise LedgerError(f"{where} {self._safe_url()}: cannot open: {driver}") from None
             reason = one_line(exc)
             if "no schema has been selected" in reason:  # PostgreSQL, a search_path of no existing schema
                 reason += " (the URL's search_path names no schema that exists: CREATE SCHEMA it first)"

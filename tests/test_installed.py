@@ -129,3 +129,38 @@ def test_the_installed_command_runs_many_shops_each_forked_and_reports_each(inst
     first, second = json.loads(done.stdout)["shops"]
     assert (first["exit_code"], first["started"], first["counts"]["carts"]) == (0, "fork", 300)
     assert second["exit_code"] == 3 and second["error"]["code"] == "source"
+
+
+def _demo_with(tmp_path: Path, replace: tuple[str, str]) -> Path:
+    """The demo shop, its config with one line replaced."""
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
+        shutil.copy(REPO / "examples" / name, demo / name)
+    config = demo / "cartrescue.yaml"
+    text = config.read_text(encoding="utf-8")
+    assert replace[0] in text
+    config.write_text(text.replace(replace[0], replace[1]), encoding="utf-8")
+    return config
+
+
+def test_a_plain_install_names_the_extra_a_postgresql_ledger_needs(installed: tuple[Path, Path],
+                                                                   tmp_path: Path) -> None:
+    # `pip install cartrescue` brings no PostgreSQL driver: the error said "No module named 'psycopg'".
+    _wheel, command = installed
+    config = _demo_with(tmp_path, ("url: sqlite:///demo-ledger.db", "url: postgresql://postgres@127.0.0.1/shop"))
+    run = _run(command, "run", "--config", config, "--json", cwd=tmp_path)
+    error = json.loads(run.stdout)["error"]
+    assert (run.returncode, error["code"]) == (2, "config"), run.stdout
+    assert "ledger.url" in error["message"]
+    assert "pip install 'cartrescue[postgres]'" in error["message"], error["message"]
+
+
+def test_a_plain_install_names_the_extra_a_mariadb_shop_needs(installed: tuple[Path, Path], tmp_path: Path) -> None:
+    _wheel, command = installed
+    config = _demo_with(tmp_path, (
+        "  type: csv\n  carts: carts.csv\n  orders: orders.csv\n", "  type: magento2\n  url: mysql+pymysql://root@127.0.0.1/shop\n"))
+    run = _run(command, "run", "--config", config, "--json", cwd=tmp_path)
+    error = json.loads(run.stdout)["error"]
+    assert (run.returncode, error["code"]) == (3, "source"), run.stdout
+    assert "pip install 'cartrescue[mysql]'" in error["message"], error["message"]

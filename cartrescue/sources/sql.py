@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import is_valid_email, normalize_email
+from cartrescue.drivers import missing_driver
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order, RowProblem
 from cartrescue.sources.apart import Apart, ApartIds
@@ -178,12 +179,9 @@ def explain_error(exc: BaseException, where: str, own_queries: bool = False,
     if kind == "NoSuchModuleError" or "can't load plugin" in lower:
         return (f"unknown database type in {where} (use postgresql+psycopg://, mysql+pymysql:// "
                 "or sqlite:///)")
-    if isinstance(orig, ModuleNotFoundError):
-        if orig.name == "MySQLdb":  # a bare mysql:// URL asks SQLAlchemy for mysqlclient
-            return (f"the URL of {where} names no driver, and SQLAlchemy's default (mysqlclient) is not "
-                    "installed: write mysql+pymysql:// (pip install pymysql)")
-        return (f"the database driver {orig.name} for {where} is not installed "
-                "(psycopg[binary] for PostgreSQL, pymysql for MySQL/MariaDB)")
+    driver = missing_driver(orig, where)
+    if driver is not None:
+        return driver
     if kind == "ArgumentError":
         return f"not a usable database URL: {text}"
     # Before "refused": MySQL's 2003 also stands for a host name that does not resolve.
