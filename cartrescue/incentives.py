@@ -3,7 +3,8 @@
 Owns the life of a code in the ledger's ``cr_code`` table: imported from a pool file or generated
 (``CR-{random:8}``), withdrawn when the shop takes it out of its pool file unused, **allocated to
 one claimed message** (never to two: the code and the claim are both unique, and allocation is a
-conditional update that only succeeds on a free row), listed (unused, active, expired,
+conditional update that only succeeds on a free row), replaced by a fresh one when a retry of
+its message comes after it expired (never sent dead), listed (unused, active, expired,
 undelivered, withdrawn) and exported for import into the shop.
 
 Allocation happens only on the delivery path, after the ledger claim and before the message is
@@ -55,7 +56,8 @@ class Pool:
 
 class Allocation(NamedTuple):
     """A code given to one claimed message and when it stops working, as ``cr_code`` records it:
-    what the message shows, however many runs later it goes out."""
+    what the message shows, however many runs later it goes out (until it expires: see
+    :meth:`Codes.allocate`)."""
 
     code: str
     expires: datetime
@@ -208,19 +210,24 @@ class Codes:
         may share a pool and differ in it), else the pool's first offer's: the code expires on
         the day the message shows.
 
-        Idempotent per claim (a retry of the same claim, in a later run too, gets the same code
-        and its first expiry, not one counted from the retry's ``now``). A code already
-        allocated is never handed out again: the update only matches a row whose ``claim_id``
-        is still empty, so two processes racing for one row cannot both win it; nor one that is
-        withdrawn (a file pool's file is imported first, once per process). Pattern pools
-        generate a new code when no pre-generated one is left; a file pool raises
-        :class:`CodePoolEmpty`.
+        Idempotent per claim while its code works (a retry of the same claim, in a later run
+        too, gets the same code and its first expiry, not one counted from the retry's ``now``:
+        the customer may hold it from an earlier attempt). A retry at or after that expiry gets
+        a fresh code, valid from ``now`` as a first one: a message never carries a dead code
+        (:meth:`_replace`). A code already allocated is never handed out again: the update only
+        matches a row whose ``claim_id`` is still empty, so two processes racing for one row
+        cannot both win it; nor one that is withdrawn (a file pool's file is imported first,
+        once per process). Pattern pools generate a new code when no pre-generated one is left;
+        a file pool raises :class:`CodePoolEmpty` (a replaced code stays replaced then: the
+        claim waits for codes, as a first allocation would).
         """
         pool = self.pool(name)
         expires = code_expiry(now, pool.incentive.valid_for if valid_for is None else valid_for, self.tz)
         existing = self._by_claim(claim_id)
         if existing is not None:
-            return existing
+            if not has_expired(existing.expires, now):
+                return existing
+            self._replace(claim_id, existing.code)
         if pool.file is not None and name not in self._imported:
             self.import_file(name, now)
         table = self.table
@@ -258,6 +265,16 @@ class Codes:
                 if existing is not None:
                     return existing
         raise CartrescueError(f"code pool {name!r}: the pattern {pool.source.pattern!r} gave too many collisions")
+
+    def _replace(self, claim_id: int, code: str) -> None:
+        """Take the expired ``code`` off ``claim_id``, so that the claim can get a fresh one (the
+        claim is unique in ``cr_code``). The row stays, held by no message (``claim_id = -id``,
+        as ``forget`` keeps a spent code) and never free again: an earlier attempt may have put
+        it in the customer's mailbox; ``replaced_claim_id`` keeps whose it was."""
+        table = self.table
+        with self.engine.begin() as conn:
+            conn.execute(update(table).where(table.c.code == code, table.c.claim_id == claim_id)
+                         .values(claim_id=-table.c.id, replaced_claim_id=claim_id))
 
     def _by_claim(self, claim_id: int) -> Allocation | None:
         table = self.table
@@ -339,6 +356,11 @@ def code_expiry(now: datetime, valid_for: timedelta, tz: tzinfo) -> datetime:
     return datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=tz).astimezone(timezone.utc)
 
 
+def has_expired(expires: datetime, now: datetime) -> bool:
+    """A code that stops working at ``expires`` (:func:`code_expiry`) is dead at ``now``."""
+    return expires <= now
+
+
 def expiry_day(expires: datetime, tz: tzinfo) -> date:
     """The shop's day a code that stops working at ``expires`` is last valid on: the day its
     message names (the inverse of :func:`code_expiry`, which ends the code at that day's end)."""
@@ -348,13 +370,14 @@ def expiry_day(expires: datetime, tz: tzinfo) -> date:
 def _status(row: Any, now: datetime) -> str:
     if row["claim_id"] is None:
         return "unused" if row["withdrawn_at"] is None else "withdrawn"
-    # A negative claim: its message was erased by `forget` after it may have gone out; the code
-    # stays handed out (to nobody the ledger knows any more) until it expires. So does the code of
-    # a message that may have gone out (unconfirmed, claimed): the customer may hold it.
+    # A negative claim: its message was erased by `forget` after it may have gone out, or a retry
+    # after its expiry gave the message a fresh code (Codes._replace); the code stays handed out
+    # (to nobody the ledger knows any more) until it expires, which a replaced one has. So does the
+    # code of a message that may have gone out (unconfirmed, claimed): the customer may hold it.
     if row["claim_id"] > 0 and row["message_status"] not in MAYBE_DELIVERED:
         return "undelivered"
     expires = _aware(row["expires_at"])
-    if expires is not None and expires < now:
+    if expires is not None and has_expired(expires, now):
         return "expired"
     return "active"
 

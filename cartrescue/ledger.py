@@ -188,8 +188,11 @@ class Code(SQLModel, table=True):
 
     ``code`` is unique across pools and ``claim_id`` (the ``cr_message`` id) is unique, so a code
     goes to at most one message and a message gets at most one code. ``withdrawn_at``: a free
-    code the shop took out of its pool file, never handed out while it stays out. Logic:
-    cartrescue.incentives.
+    code the shop took out of its pool file, never handed out while it stays out.
+    ``replaced_claim_id``: the claim a code was allocated to until a retry of its message came
+    after the code's expiry and got a fresh one; its ``claim_id`` is then ``-id``, as for a code
+    ``forget`` keeps spent (held by no message, never free again: the customer may have it from
+    an earlier attempt). Logic: cartrescue.incentives.
     """
 
     __tablename__ = "cr_code"
@@ -210,6 +213,7 @@ class Code(SQLModel, table=True):
     expires_at: datetime | None = None
     exported_at: datetime | None = None
     withdrawn_at: datetime | None = None
+    replaced_claim_id: int | None = None  # added to older ledgers when they open (_add_missing_columns)
 
 
 class SurveyAnswer(SQLModel, table=True):

@@ -96,11 +96,14 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
                               if row.transport == "outbox" and row.reply.endswith(OUTBOX_SUFFIXES)})
         spent = {row.id for row in messages if row.status in MAYBE_DELIVERED}
         ids = [row.id for row in messages]
-        codes = conn.execute(select(code.c.id, code.c.claim_id).where(
-            _is(code.c.email, email) | (code.c.claim_id.in_(ids) if ids else False))).all()
+        held = (code.c.claim_id.in_(ids) | code.c.replaced_claim_id.in_(ids)) if ids else False
+        codes = conn.execute(select(code.c.id, code.c.claim_id, code.c.replaced_claim_id).where(
+            _is(code.c.email, email) | held)).all()
         for row in codes:
-            anonymous = dict(email=None, cart_key=None, step=None)
-            if row.claim_id in spent:  # it may be in the customer's mailbox: spent for good, whose unknown
+            anonymous = dict(email=None, cart_key=None, step=None, replaced_claim_id=None)
+            # It may be in the customer's mailbox: spent for good, whose unknown. So may a code a
+            # retry after its expiry replaced (an earlier attempt may have delivered it).
+            if row.claim_id in spent or row.replaced_claim_id is not None:
                 conn.execute(update(code).where(code.c.id == row.id).values(claim_id=-row.id, **anonymous))
                 found.codes_kept += 1
             else:

@@ -654,7 +654,8 @@ class Composer:
         offer = None
         if incentive is not None:
             # The code's own expiry (the end of the shop's day the message names), as `codes export`
-            # has it: an allocated code's as recorded, however many runs later it goes out.
+            # has it: an allocated code's as recorded, however many runs later it goes out (a retry
+            # after it expired got a fresh code and its expiry: Codes.allocate).
             expires = code.expires if code is not None else code_expiry(self.now, incentive.valid_for,
                                                                          self.config.shop.tz)
             offer = {"kind": incentive.kind, "value": str(incentive.value),
@@ -1017,7 +1018,8 @@ class _ClaimFeed:
 
     def _finish(self, claim_id: int, prepared: _Prepared) -> Envelope | None:
         """The claimed envelope; a per-recipient incentive code is allocated now (a code exists
-        only for a message that was claimed) and the message rebuilt with it."""
+        only for a message that was claimed; a retry of the claim gets its code again, or a
+        fresh one if it expired) and the message rebuilt with it."""
         executor, decision = self.executor, prepared.decision
         if prepared.code_pool is not None and executor.codes is not None:
             try:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email import policy
@@ -57,8 +58,14 @@ def _codes(config: Config) -> Codes:
     return Codes(config, Ledger(config.ledger_url))
 
 
+def _allocation(codes: Codes, pool: str, claim: int, now: datetime = NOW) -> tuple[str, str]:
+    code, expires = codes.allocate(pool, claim, cart_key=f"csv:{claim}", email=f"p{claim}@example.com", step=1,
+                                   now=now)
+    return code, expires.isoformat()
+
+
 def _allocate(codes: Codes, pool: str, claim: int) -> str:
-    return codes.allocate(pool, claim, cart_key=f"csv:{claim}", email=f"p{claim}@example.com", step=1, now=NOW)[0]
+    return _allocation(codes, pool, claim)[0]
 
 
 # -- codes and config -------------------------------------------------------------------------
@@ -192,15 +199,21 @@ def test_importing_twice_adds_nothing(tmp_path: Path) -> None:
     assert codes.count_free("welcome") == 10
 
 
-@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
-def test_a_code_taken_out_of_the_pool_file_is_withdrawn_and_never_allocated_on_every_ledger(
-        tmp_path: Path, kind: str) -> None:
-    config = _config(tmp_path, pool_size=6)
+@contextlib.contextmanager
+def _codes_on(kind: str, config: Config) -> Iterator[Codes]:
+    """The config's pools on a ledger of ``kind``: its SQLite file, or a PostgreSQL or MariaDB
+    database made for the test (and dropped after it)."""
     with contextlib.ExitStack() as stack:
         url = config.ledger_url if kind == "sqlite" else stack.enter_context(shopdb.shop_database(kind, "ledger")).url
         ledger = Ledger(url)
         stack.callback(ledger.close)
-        codes = Codes(config, ledger)
+        yield Codes(config, ledger)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
+def test_a_code_taken_out_of_the_pool_file_is_withdrawn_and_never_allocated_on_every_ledger(
+        tmp_path: Path, kind: str) -> None:
+    with _codes_on(kind, _config(tmp_path, pool_size=6)) as codes:
         assert _allocate(codes, "welcome", 1) == "POOL-0000"
         (tmp_path / "codes.txt").write_text("POOL-0000\nPOOL-0004\n", encoding="utf-8")
         assert codes.import_file("welcome", NOW) == Imported(2, 0, 4, 0)
@@ -210,6 +223,71 @@ def test_a_code_taken_out_of_the_pool_file_is_withdrawn_and_never_allocated_on_e
         assert codes.count_free("welcome") == 0
         assert codes.summary(NOW)["welcome"] == {"unused": 0, "active": 0, "expired": 0, "undelivered": 2,
                                                  "withdrawn": 4}
+
+
+# -- a retry after the code's expiry ------------------------------------------------------------
+# The welcome pool's codes are valid 3 days: one allocated at NOW (the 20th) dies at the end of
+# the 23rd (this config's shop is in UTC), 2026-11-24T00:00Z, i.e. NOW + 3 days 14 hours.
+DEAD = NOW + timedelta(days=3, hours=14)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
+def test_a_claim_retried_after_its_code_expired_gets_a_fresh_code_valid_from_the_retry_on_every_ledger(
+        tmp_path: Path, kind: str) -> None:
+    with _codes_on(kind, _config(tmp_path, pool_size=6)) as codes:
+        assert _allocation(codes, "welcome", 1, NOW) == ("POOL-0000", "2026-11-24T00:00:00+00:00")
+        fresh = _allocation(codes, "welcome", 1, DEAD)
+        assert fresh == ("POOL-0001", "2026-11-28T00:00:00+00:00")  # counted from the retry, as a first one
+        assert _allocation(codes, "welcome", 1, DEAD + timedelta(hours=1)) == fresh  # idempotent again
+
+
+def test_a_code_is_kept_until_the_moment_it_stops_working(tmp_path: Path) -> None:
+    codes = _codes(_config(tmp_path, pool_size=6))
+    first = _allocation(codes, "welcome", 1, NOW)
+    assert _allocation(codes, "welcome", 1, DEAD - timedelta(seconds=1)) == first
+    assert _allocation(codes, "welcome", 1, DEAD)[0] == "POOL-0001"
+
+
+def test_a_code_replaced_on_a_retry_is_never_handed_out_again(tmp_path: Path) -> None:
+    codes = _codes(_config(tmp_path, pool_size=2))
+    assert _allocate(codes, "welcome", 1) == "POOL-0000"
+    assert _allocation(codes, "welcome", 1, DEAD)[0] == "POOL-0001"
+    assert codes.count_free("welcome") == 0
+    with pytest.raises(CodePoolEmpty):
+        _allocation(codes, "welcome", 2, DEAD)
+    (tmp_path / "codes.txt").write_text("POOL-0000\nPOOL-0001\n", encoding="utf-8")  # still in the shop's file
+    assert codes.import_file("welcome", DEAD) == Imported(2, 0, 0, 0)
+    assert codes.count_free("welcome") == 0
+
+
+def test_a_generated_code_replaced_on_a_retry_is_exported_with_its_own_expiry_beside_the_new_one(
+        tmp_path: Path) -> None:
+    """The shop imported the first code with its expiry; the export after the retry adds the new
+    code with its own, and the old one (asked for with --all) still says when it died."""
+    codes = _codes(_config(tmp_path))
+    old, _ = _allocation(codes, "vip", 1, NOW)  # the vip offer is valid 2 days: the 22nd
+    codes.mark_exported(codes.exportable(NOW), NOW)
+    new, _ = _allocation(codes, "vip", 1, DEAD)
+    assert new != old
+
+    def exported(rows: list[dict]) -> set[tuple[str, str, str]]:
+        return {(row["code"], row["status"], row["expires_at"]) for row in rows}
+
+    assert exported(codes.exportable(DEAD)) == {(new, "undelivered", "2026-11-27T00:00:00Z")}
+    assert exported(codes.exportable(DEAD, include_exported=True)) == {
+        (old, "expired", "2026-11-23T00:00:00Z"), (new, "undelivered", "2026-11-27T00:00:00Z")}
+
+
+def test_an_older_ledger_without_the_replacement_column_gets_it_when_it_opens(tmp_path: Path) -> None:
+    config = _config(tmp_path, pool_size=6)
+    Ledger(config.ledger_url).close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "ledger.db")) as db:  # as cartrescue before it made one
+        db.execute("ALTER TABLE cr_code DROP COLUMN replaced_claim_id")
+        db.commit()
+    codes = _codes(config)
+    assert _allocate(codes, "welcome", 1) == "POOL-0000"
+    assert _allocation(codes, "welcome", 1, DEAD)[0] == "POOL-0001"
+    assert {row["code"]: row["status"] for row in codes.rows(DEAD)}["POOL-0000"] == "expired"
 
 
 def test_a_pattern_pool_uses_pre_generated_codes_first_then_makes_new_ones(tmp_path: Path) -> None:
@@ -391,13 +469,11 @@ def test_a_message_sent_again_a_day_later_shows_the_expiry_its_code_was_given(
     """The code was given on the 20th, valid 3 days: it dies at the end of the 23rd, whatever day
     its message finally goes out. The message said "November 24" when sent a day later."""
     _incentive_shop(shop, carts=1, pool=5)
-    with LoopbackSMTP(faults=[Fault(r"^c000@", fault, stage="DATA", times=1)]) as server:
-        shop.configure(smtp=server.smtp_config(retries=0))
-        shop.cli("run", "--send")
+    with _failed_first_attempt(shop, fault) as server:
         assert [m["status"] for m in shop.messages()] == [status]
         later = shop.cli("run", "--send", "--json", *options, now=NOW + timedelta(days=1))
         assert later.json["counts"]["deliveries"] == {"sent": 1}, later.output
-    text = server.messages[-1].parsed().get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = _last_text(server)
     (row,) = _codes(load_config(shop.config_path)).rows(NOW, statuses=("active",))
     assert row["code"] in text and row["expires_at"] == "2026-11-23T23:00:00Z"
     assert "November 23, 2026" in text and "November 24" not in text
@@ -417,6 +493,107 @@ def test_a_webhook_posted_again_a_day_later_carries_the_expiry_its_code_was_give
     assert document["incentive"]["code"] == row["code"]
     assert document["incentive"]["expires_at"] == row["expires_at"] == "2026-11-23T23:00:00Z"
     assert "November 23, 2026" in document["text"]
+
+
+# A code valid 1 day, given on the 20th, dies at the end of the 21st; the retry on the 22nd (within
+# a backfill of 5 days) needs a new one, valid to the end of the 23rd.
+RETRY = NOW + timedelta(days=2)
+
+
+def _one_day_shop(shop: Shop, pool: int = 5) -> Shop:
+    (shop.folder / "codes.txt").write_text("\n".join(POOL[:pool]) + "\n", encoding="utf-8")
+    shop.add(cart("c000"))
+    shop.configure(eligibility={"backfill": "5d"}, sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3",
+         "incentive": {"kind": "percent", "value": 10, "valid_for": "1d", "codes": {"pool": "welcome", "file": "codes.txt"}}},
+    ]}})
+    return shop
+
+
+@contextlib.contextmanager
+def _failed_first_attempt(shop: Shop, fault: str = "451 4.7.1 try again later") -> Iterator[LoopbackSMTP]:
+    """A loopback relay whose answer to c000's first message is ``fault``; that run made, at NOW."""
+    with LoopbackSMTP(faults=[Fault(r"^c000@", fault, stage="DATA", times=1)]) as server:
+        shop.configure(smtp=server.smtp_config(retries=0))
+        shop.cli("run", "--send")
+        yield server
+
+
+def _last_text(server: LoopbackSMTP) -> str:
+    return server.messages[-1].parsed().get_body(("plain",)).get_content()  # type: ignore[union-attr,no-any-return]
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize(("fault", "status", "options"), [
+    ("451 4.7.1 try again later", "failed_transient", ()),
+    ("drop-after-data", "unconfirmed", ("--resend-unconfirmed",)),
+])
+def test_a_message_retried_after_its_code_expired_carries_a_fresh_code_and_a_future_expiry(
+        shop: Shop, fault: str, status: str, options: tuple[str, ...]) -> None:
+    _one_day_shop(shop)
+    with _failed_first_attempt(shop, fault) as server:
+        assert [m["status"] for m in shop.messages()] == [status]
+        later = shop.cli("run", "--send", "--json", *options, now=RETRY)
+        assert later.json["counts"]["deliveries"] == {"sent": 1}, later.output
+    text = _last_text(server)
+    assert "POOL-0001" in text and "POOL-0000" not in text
+    assert "November 23, 2026" in text and "November 21" not in text
+    (row,) = _codes(load_config(shop.config_path)).rows(RETRY, statuses=("active",))
+    assert (row["code"], row["expires_at"]) == ("POOL-0001", "2026-11-23T23:00:00Z")
+
+
+@pytest.mark.smtp
+def test_the_code_a_retry_replaced_lists_as_expired(shop: Shop) -> None:
+    _one_day_shop(shop)
+    with _failed_first_attempt(shop):
+        assert shop.cli("run", "--send", now=RETRY).exit_code == 0
+    listed = shop.cli("codes", "list", "--status", "all", "--json", now=RETRY)
+    assert {row["code"]: (row["status"], row["email"], row["expires_at"]) for row in listed.json["codes"]
+            if row["status"] != "unused"} == {
+        "POOL-0000": ("expired", "c000@example.com", "2026-11-21T23:00:00Z"),
+        "POOL-0001": ("active", "c000@example.com", "2026-11-23T23:00:00Z")}
+
+
+def test_a_webhook_retried_after_its_code_expired_carries_the_fresh_codes_expiry(shop: Shop) -> None:
+    _one_day_shop(shop)
+    with WebhookReceiver("whsec-" + "k" * 30) as receiver:
+        shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "webhook"}]},
+                       webhook={"url": receiver.url, "secret": "whsec-" + "k" * 30, "retries": 0})
+        receiver.plan(Answer(503, b"maintenance"))
+        assert shop.cli("run", "--send").exit_code == 1
+        later = shop.cli("run", "--send", "--json", now=RETRY)
+        assert later.json["counts"]["deliveries"] == {"sent": 1}, later.output
+        (document,) = receiver.accepted.values()
+    assert document["incentive"]["code"] == "POOL-0001"
+    assert document["incentive"]["expires_at"] == "2026-11-23T23:00:00Z"
+    assert "November 23, 2026" in document["text"]
+
+
+@pytest.mark.smtp
+def test_a_retry_after_expiry_waits_as_failed_transient_while_the_pool_is_dry(shop: Shop) -> None:
+    _one_day_shop(shop, pool=1)
+    with _failed_first_attempt(shop) as server:
+        dry = shop.cli("run", "--send", "--json", now=RETRY)
+        assert dry.exit_code == 1 and dry.json["counts"]["deliveries"] == {"failed_transient": 1}, dry.output
+        assert not server.messages
+        (shop.folder / "codes.txt").write_text("POOL-0000\nPOOL-0001\n", encoding="utf-8")
+        later = shop.cli("run", "--send", "--json", now=RETRY + timedelta(hours=1))
+        assert later.json["counts"]["deliveries"] == {"sent": 1}, later.output
+    assert "POOL-0001" in _last_text(server)
+
+
+@pytest.mark.smtp
+def test_forget_keeps_a_code_a_retry_replaced_spent(shop: Shop) -> None:
+    """The replaced code may have reached the customer (an unconfirmed delivery): never freed."""
+    _one_day_shop(shop, pool=3)
+    with _failed_first_attempt(shop, "drop-after-data"):
+        assert shop.cli("run", "--send", "--resend-unconfirmed", now=RETRY).exit_code == 0
+    result = shop.cli("forget", "c000@example.com", "--json", now=None)
+    assert (result.json["codes_kept"], result.json["codes_freed"]) == (2, 0), result.output
+    codes = _codes(load_config(shop.config_path))
+    assert codes.count_free("welcome") == 1
+    assert {row["code"]: row["email"] for row in codes.rows(RETRY) if row["status"] != "unused"} == {
+        "POOL-0000": None, "POOL-0001": None}
 
 
 def test_a_dry_run_and_a_preview_allocate_nothing(shop: Shop) -> None:
