@@ -197,6 +197,8 @@ class ShopConfig(_Model):
     unsubscribe_url: str = "https://shop.example.com/unsubscribe?token={token}"
     unsubscribe_mailto: OptionalEmail = None  # e.g. unsubscribe@shop.example.com (List-Unsubscribe)
     unsubscribe_secret: str = ""  # HMAC key for unsubscribe tokens: use ${CARTRESCUE_SECRET}
+    # Gmail's Feedback-ID sender id (Postmaster Tools' spam rate per sequence step and tier); None: no header.
+    feedback_id: str | None = None
     # The base currency thresholds and reports are in (None: amounts are compared as they are).
     currency: str | None = None
     # Units of the base currency per unit of another currency, for sources that do not give a
@@ -290,6 +292,16 @@ class ShopConfig(_Model):
 
         domain = self.from_email.rpartition("@")[2]
         return ascii_domain(domain) or domain
+
+    @field_validator("feedback_id")
+    @classmethod
+    def _feedback_sender(cls, value: str | None) -> str | None:
+        """The last field of ``Feedback-ID: a:b:c:SenderId``: a colon or a space would shift or
+        break the fields Gmail counts by, so the id is a short plain token."""
+        if value is not None and not _FEEDBACK_ID.fullmatch(value):
+            raise ValueError(f"expected a short id of letters, digits, '.', '_' or '-' (up to 40), like "
+                             f"myshop, got {value!r}")
+        return value
 
     @field_validator("unsubscribe_mailto")
     @classmethod
@@ -698,6 +710,7 @@ class PriorityConfig(_Model):
 
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_FEEDBACK_ID = re.compile(r"[A-Za-z0-9._-]{1,40}")
 DEFAULT_REASONS = ("shipping_cost", "price", "payment", "delivery_time", "just_looking", "other")
 _CODE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::(\d+))?\}")
 

@@ -15,6 +15,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -525,6 +526,11 @@ class Composer:
         # header has no encoded words: bücher.example turned the whole line into one).
         self._mailto = mailto_address(shop.unsubscribe_mailto) if shop.unsubscribe_mailto else None
         self._shop = config.shop_identity
+        # Gmail's Feedback-ID (Postmaster Tools reports spam complaints per value of each field):
+        # the sequence's step, the tier, the kind of mail and the shop's sender id.
+        self._feedback = {tier.name: f"{_feedback_field(tier.sequence)}-{{}}:{_feedback_field(tier.name)}:"
+                          f"cart-reminder:{shop.feedback_id}" for tier in config.priority.tiers} \
+            if shop.feedback_id else None
 
     def message_id(self, decision: Decision) -> str:
         """Derived from (shop, cart, step, channel), which the ledger claims at most once: the
@@ -600,6 +606,8 @@ class Composer:
                 ("X-Cartrescue-Cart", cart.key),
                 ("X-Cartrescue-Step", str(decision.step)),
                 *((("X-Cartrescue-Variant", decision.variant),) if decision.variant else ()),
+                *((("Feedback-ID", self._feedback[decision.tier].format(decision.step)),)  # type: ignore[index]
+                  if self._feedback is not None else ()),
             ),
         )
 
@@ -683,6 +691,11 @@ class Composer:
             "incentive": offer,
         }
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _feedback_field(name: str) -> str:
+    """A config name as one field of a Feedback-ID: its colons (the separator) made dashes."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)
 
 
 def _mailbox_text(address: str | None, name: str | None) -> str | None:

@@ -91,6 +91,9 @@ def test_a_timeout_without_its_unit_is_seconds(tmp_path: Path) -> None:
          "shop.exchange_rates: unknown currency code 'SKE': expected an ISO 4217 code like EUR or SEK"),
         ("source: {type: csv, carts: c.csv}\nshop: {default_locale: xx_YY}\n",
          "shop.default_locale: unknown locale 'xx_YY': expected a CLDR locale like en, sv or pt_BR"),
+        ("source: {type: csv, carts: c.csv}\nshop: {feedback_id: 'my shop:1'}\n",
+         "shop.feedback_id: expected a short id of letters, digits, '.', '_' or '-' (up to 40), like myshop, "
+         "got 'my shop:1'"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path: Path, yaml_text: str, message: str) -> None:

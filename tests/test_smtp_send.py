@@ -78,6 +78,28 @@ def test_n_carts_arrive_once_each_with_headers_and_both_parts(shop: Shop) -> Non
         assert row["reply"].startswith("250 ")
 
 
+def test_a_shop_with_a_feedback_id_tags_each_message_by_sequence_step_and_tier(shop: Shop) -> None:
+    # Gmail's Postmaster Tools counts spam complaints per Feedback-ID field: step and tier apart.
+    shop.configure(shop={"feedback_id": "testshop"},
+                   priority={"rules": {"high_value": {"weight": 40, "threshold": 200}},
+                             "tiers": [{"name": "vip:eu", "min_score": 30}, {"name": "standard", "min_score": 0}]})
+    shop.add(cart("big", items=(("SKU-9", "Sofa", 1, "2900.00"),)), cart("small"))
+    with LoopbackSMTP() as server:
+        result = send(shop, server)
+        assert result.exit_code == 0, result.output
+        received = {message.rcpt_tos[0]: message.parsed() for message in server.wait_for(2)}
+    assert received["big@example.com"]["Feedback-ID"] == "default-1:vip-eu:cart-reminder:testshop"
+    assert received["small@example.com"]["Feedback-ID"] == "default-1:standard:cart-reminder:testshop"
+
+
+def test_a_shop_without_a_feedback_id_sends_no_such_header(shop: Shop) -> None:
+    shop.add(cart("c001"))
+    with LoopbackSMTP() as server:
+        assert send(shop, server).exit_code == 0
+        (message,) = server.wait_for(1)
+    assert "Feedback-ID" not in message.parsed()
+
+
 def test_one_pool_of_connections_is_reused_for_the_run(shop: Shop) -> None:
     shop.add(*(cart(name) for name in names(60)))
     with LoopbackSMTP() as server:
