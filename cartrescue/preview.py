@@ -16,6 +16,7 @@ from cartrescue.config import Config
 from cartrescue.contacts import normalize_phone
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.job import newsletters_of
+from cartrescue.ledger import NUMBER_CHANNELS
 from cartrescue.model import Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
 from cartrescue.render import Renderer
@@ -140,6 +141,10 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
                          template=template, variant=variant, phone=phone)
         sms = composer.compose_sms(target)
         return Preview(decision, number, variant, None, target, sms, "sms", sms.locale)
+    if to is not None and channel in NUMBER_CHANNELS:
+        # send-test's e-mail of a text (or call) step: no run renders that step as an e-mail for
+        # its own channel; the e-mail in its place is rendered as one (links tagged for e-mail).
+        channel = "email"
     target = replace(decision, cart=replace(cart, customer=customer), step=number, channel=channel,
                      template=template, variant=variant)
     message = composer.compose(target, test=to is not None)

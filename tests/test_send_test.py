@@ -198,3 +198,20 @@ def test_send_test_of_a_step_a_run_sends_as_a_text_is_written_as_an_eml(shop: Sh
     (written,) = (shop.folder / "t").iterdir()
     assert written.name == f"csv_c1-step1-test{result.json['test_id']}.eml"
     assert email.message_from_bytes(written.read_bytes(), policy=policy.default)["To"].addresses[0].addr_spec == OWNER
+
+
+def test_send_test_of_an_sms_step_tags_its_links_as_an_email(shop: Shop) -> None:
+    """The test of a step a run sends as a text is an e-mail, rendered as the e-mail a run sends
+    of that step (its fallback, channel ``email``): it was rendered for the channel ``sms``, its
+    links tagged ``utm_medium=sms``, a message no run ever sends."""
+    shop.configure(shop={"country": "SE"}, sms={"sender": "+46700000001", "quiet_hours": None},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "channel": "sms"}]}})
+    shop.add(cart("c1", phone="070-123 45 67", sms_consent="yes"))
+    assert [d["channel"] for d in shop.cli("carts", "--json").json["decisions"]] == ["sms"]
+    result = shop.cli("send-test", OWNER, "c1", "--outbox", str(shop.folder / "t"), "--json")
+    assert result.exit_code == 0, result.output
+    (written,) = (shop.folder / "t").iterdir()
+    parsed = email.message_from_bytes(written.read_bytes(), policy=policy.default)
+    for part in ("plain", "html"):
+        body = parsed.get_body((part,)).get_content()
+        assert "utm_medium=email" in body and "utm_medium=sms" not in body, part
