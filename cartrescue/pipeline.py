@@ -402,7 +402,8 @@ class Planner:
     def step_channel(self, decision: Decision, number: int) -> str:
         """The channel step ``number`` goes out by to ``decision``'s cart: the decision's own for
         its step (a fallback or a budget's ``instead`` included), else the step's, or what it falls
-        back to when that cannot reach the customer. ``preview`` shows what a run would send."""
+        back to when that cannot reach the customer. ``preview`` shows what a run would send: the
+        ledger's suppressions count as in a run (a suppressed contact is no reason to fall back)."""
         if decision.step == number and decision.channel is not None:
             return decision.channel
         tier = self._tiers[decision.tier]  # type: ignore[index]
@@ -411,7 +412,9 @@ class Planner:
             return channel
         # The order facts the consent gate reads (soft opt-in); the others come after it.
         facts = OrderFacts(previous_orders=decision.facts.previous_orders if decision.facts else 0)
-        return self._reach(decision.cart, facts, tier, channel, decision.phone, set(), None)[0]
+        email, phone = decision.cart.customer.email, decision.phone
+        suppressed = self._history([], [email] if email else [], [phone] if phone else []).suppressed
+        return self._reach(decision.cart, facts, tier, channel, phone, suppressed, None)[0]
 
     def _instead(self, cart: Cart, facts: OrderFacts, tier: Tier, history: History, newest_cart: str | None,
                  phone: str | None, last: datetime | None, newsletter: MarketingSend | None) -> str | None:

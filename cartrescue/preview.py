@@ -16,7 +16,7 @@ from cartrescue.config import Config
 from cartrescue.contacts import normalize_phone
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.job import newsletters_of
-from cartrescue.ledger import NUMBER_CHANNELS
+from cartrescue.ledger import NUMBER_CHANNELS, Ledger
 from cartrescue.model import Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
 from cartrescue.render import Renderer
@@ -86,21 +86,16 @@ def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = N
     return compose(config, find_decision(config, cart_id, now), now, step=step, locale=locale, variant=variant)
 
 
-def _assigned(config: Config, decision: Decision, sequence: str, number: int) -> str | None:
+def _assigned(planner: Planner, ledger: Ledger, decision: Decision, sequence: str, number: int) -> str | None:
     """The variant a run gives this address at this step: the arm its earlier steps went out in,
-    else a promoted winner (in the ledger), else the weights, as
-    :class:`~cartrescue.pipeline.Planner` assigns it."""
-    from cartrescue.experiments import Experiments, subject
+    else a promoted winner (in the ledger), else the weights, as ``planner`` (one holding
+    ``ledger``) assigns it."""
+    from cartrescue.experiments import subject
 
     if decision.step == number and decision.variant is not None:  # the run's own decision
         return decision.variant
-    ledger = config.open_ledger(create=False)
-    try:
-        promotions = ledger.promotions()
-        sent = ledger.history([decision.cart.key], [], []).by_cart.get(decision.cart.key, [])
-    finally:
-        ledger.close()
-    return Experiments(config, promotions).variant(subject(decision.cart), sequence, number, sent)
+    sent = ledger.history([decision.cart.key], [], []).by_cart.get(decision.cart.key, [])
+    return planner.experiments.variant(subject(decision.cart), sequence, number, sent)
 
 
 def compose(config: Config, decision: Decision, now: datetime, *, step: int | None = None, locale: str | None = None,
@@ -119,8 +114,14 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         known = ", ".join(sorted(arms)) or "none"
         raise ConfigError(f"--variant {variant}: step {number} of sequence {tier.sequence} has no such variant "
                           f"(variants: {known})")
-    if variant is None:
-        variant = _assigned(config, decision, tier.sequence, number)
+    ledger = config.open_ledger(create=False)  # the run's promotions, history and suppressions
+    try:
+        planner = Planner(config, now, ledger)
+        if variant is None:
+            variant = _assigned(planner, ledger, decision, tier.sequence, number)
+        channel = planner.step_channel(decision, number)
+    finally:
+        ledger.close()
     cart = decision.cart
     customer = cart.customer
     if locale:  # read as a customer's locale is: sr-latn is the folder sr_Latn's
@@ -129,7 +130,6 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         customer = replace(customer, email=to)
     elif not customer.email:
         customer = replace(customer, email="customer@example.com")
-    channel = Planner(config, now).step_channel(decision, number)
     renderer = Renderer(config)
     composer = Composer(config, renderer, now, config.shop.unsubscribe_secret or DRY_RUN_SECRET)
     template = sequence.steps[number - 1].template

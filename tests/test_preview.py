@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from cartrescue.contacts import phone_hash
 from cartrescue.ledger import Ledger
 from cartrescue.sms_text import measure
 from conftest import NOW, Shop, cart
@@ -149,6 +150,24 @@ def test_preview_of_a_later_sms_step_applies_the_planners_fallback(shop: Shop) -
     found = {key: shop.cli("preview", key, "--step", "2", "--json").json for key in ("none", "refused", "texted")}
     assert {key: (shown["channel"], shown["to"]) for key, shown in found.items()} == {
         "none": ("email", "ann@example.com"), "refused": ("email", "bo@example.com"), "texted": ("sms", "+46701234568")}
+
+
+def test_preview_of_a_later_sms_step_to_a_suppressed_number_keeps_the_runs_channel(shop: Shop) -> None:
+    """A number that replied STOP is suppressed (the shop's export then says ``sms_consent=no``): a
+    run skips its cart on every step and channel (``suppressed``), the suppression being its first
+    gate, and never falls back to e-mail for it. ``--step 2`` decided the step's channel without
+    the ledger's suppressions, saw only the missing consent and showed the e-mail fallback."""
+    _sms_step_two(shop)
+    shop.add(cart("c1", email="ann@example.com", phone="070-123 45 67", sms_consent="no"))
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        assert ledger.suppress(phone_hash("+46701234567"), "sms stop", "sms reply SM1")
+    finally:
+        ledger.close()
+    assert shop.decisions()["c1"]["reason"] == "suppressed"
+    shown = shop.cli("preview", "c1", "--step", "2", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert (shown.json["channel"], shown.json["to"], shown.json["reason"]) == ("sms", "+46701234567", "suppressed")
 
 
 def test_a_cart_of_many_lines_lists_the_first_fifty_and_counts_the_rest(shop: Shop) -> None:
