@@ -1136,7 +1136,8 @@ class HttpGatewayConfig(_Model):
     def says_success(self, said: Any) -> bool:
         """Does ``said`` (the answer's ``success_field``) say success? Compared as JSON text,
         in any case: ``{"success": true}`` is ``true``, not Python's ``True``, and a shop may
-        have written either in ``success_values``."""
+        have written either in ``success_values``. ``said`` is a value the answer holds: an
+        answer without the field says nothing, not null, and the channel never asks here."""
         return _json_text(said).casefold() in {value.casefold() for value in self.success_values}
 
     @model_validator(mode="after")

@@ -334,6 +334,7 @@ def test_a_gateway_that_says_error_in_a_200_is_a_permanent_failure(shop: Shop) -
     (0, [0], "sent"),  # a number, either side
     ("OK", ["ok", "queued"], "sent"),
     (False, [True], "failed_permanent"),
+    (None, [None], "sent"),  # a null the gateway wrote, as YAML's null
 ])
 def test_a_gateway_success_value_is_compared_as_json_text_in_any_case(shop: Shop, said: Any, values: list[Any],
                                                                       status: str) -> None:
@@ -343,6 +344,20 @@ def test_a_gateway_success_value_is_compared_as_json_text_in_any_case(shop: Shop
         shop.configure(sms={"http": {"success_values": values}})
         shop.cli("run", "--send")
         assert {row["status"] for row in rows(shop)} == {status}
+        assert len(gateway.requests) == 2  # one request each, never resent
+
+
+def test_a_gateway_answer_without_the_success_field_does_not_match_a_null_success_value(shop: Shop) -> None:
+    """``success_values: [null]`` matches the field when the answer says null; an answer that has
+    no such field says nothing, but was read as null and counted as sent."""
+    with Gateway() as gateway:
+        silent = json.dumps({"messages": [{"id": "gw-1"}]}).encode()
+        gateway.plan(*[Answer(200, silent, {"Content-Type": "application/json"})] * 2)
+        gateway_shop(shop, gateway)
+        shop.configure(sms={"http": {"success_values": [None]}})
+        assert shop.cli("run", "--send").exit_code == 1
+        assert [row["status"] for row in rows(shop)] == ["failed_permanent", "failed_permanent"]
+        assert all(row["reply"].startswith("no status in the answer: 200") for row in rows(shop))
         assert len(gateway.requests) == 2  # one request each, never resent
 
 

@@ -14,7 +14,8 @@ Owns the two provider presets (docs/channels.md#sms) and what their answers mean
 - **http** -- any gateway: the body fields, their format, the auth and the success rule come
   from ``sms.http`` (``{to}``, ``{sender}``, ``{text}``, ``{id}`` placeholders). Status codes
   as for the webhook; with ``success_field`` a 2xx must also say success there (one of
-  ``success_values``, compared as JSON text in any case: ``true``, not ``True``), else the
+  ``success_values``, compared as JSON text in any case: ``true``, not ``True``; an answer
+  without the field says nothing and matches no value, ``null`` included), else the
   message is ``failed_permanent`` (and ``unconfirmed`` when the answer cannot be read); without
   it any 2xx is ``sent``, ``id_field`` only picking the id out of a JSON answer.
 
@@ -144,7 +145,9 @@ class Gateway(Provider):
             return Outcome(job.claim_id, Status.UNCONFIRMED, f"the gateway's answer is not JSON; it may have sent "
                            f"the message: not resent: {reply}")
         if section.success_field:
-            said = _path(answer, section.success_field)
+            said = _path(answer, section.success_field, missing=_ABSENT)
+            if said is _ABSENT:  # says nothing: not even a null that ``success_values: [null]`` matches
+                return Outcome(job.claim_id, Status.PERMANENT, f"no {section.success_field} in the answer: {reply}")
             if not section.says_success(said):
                 return Outcome(job.claim_id, Status.PERMANENT, f"{section.success_field}={said!r}: {reply}")
         found = _path(answer, section.id_field) if section.id_field else None
@@ -158,15 +161,19 @@ def _json(body: bytes) -> Any:
         return None
 
 
-def _path(document: Any, path: str) -> Any:
-    """``a.b.0.c`` in a JSON document (``None`` where it leads nowhere)."""
+_ABSENT = object()  # a path that leads nowhere in the answer, told apart from the JSON null
+
+
+def _path(document: Any, path: str, missing: Any = None) -> Any:
+    """``a.b.0.c`` in a JSON document (``missing`` where it leads nowhere: a gateway's null is
+    a value, its missing field says nothing)."""
     for part in path.split("."):
-        if isinstance(document, dict):
-            document = document.get(part)
+        if isinstance(document, dict) and part in document:
+            document = document[part]
         elif isinstance(document, list) and ascii_digits(part) and int(part) < len(document):
             document = document[int(part)]
         else:
-            return None
+            return missing
     return document
 
 
