@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+from cartrescue.shards import Coverage, coverage, recorded_shard
 from cartrescue.sources.freshness import ago
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -51,16 +52,24 @@ class Report:
         return self.exit_code == ExitCode.OK
 
 
-def staleness(last: datetime | None, stale_after: timedelta, now: datetime, delivered_nothing: int = 0) -> Check:
-    """The staleness verdict for the last successful delivering run. ``delivered_nothing``: the
-    runs after it that ran to their end but whose every delivery failed, named so that the
-    owner does not look for a cron that stopped (it runs; the relay takes nothing)."""
+def staleness(last: datetime | None, stale_after: timedelta, now: datetime, delivered_nothing: int = 0,
+              covered: Coverage | None = None) -> Check:
+    """The staleness verdict for the last successful delivering run (of every shard: ``covered``
+    says which lags, :func:`cartrescue.shards.coverage`). ``delivered_nothing``: the runs after it
+    that ran to their end but whose every delivery failed, named so that the owner does not look
+    for a cron that stopped (it runs; the relay takes nothing)."""
     note = _delivered_nothing(delivered_nothing)
+    if covered is not None and covered.missing:
+        shards = ", ".join(covered.missing)
+        note += (f"; shard{'s' if len(covered.missing) > 1 else ''} {shards} never ran to a success: "
+                 "their customers get no reminders")
     if last is None:
         return Check("staleness", FAIL, f"no successful run with --send or --outbox recorded in the ledger yet{note}",
                      int(ExitCode.STALE))
     age = now - last
-    detail = f"last successful run finished {ago(age)} ago ({last:%Y-%m-%d %H:%M} UTC); stale after {ago(stale_after)}"
+    which = f"of shard {covered.lagging} (the other shards' are newer)" if covered and covered.lagging else ""
+    detail = (f"last successful run {which}{' ' if which else ''}finished {ago(age)} ago ({last:%Y-%m-%d %H:%M} UTC); "
+              f"stale after {ago(stale_after)}")
     if age > stale_after:
         why = "" if note else " (is cron running `run --send`?)"
         return Check("staleness", FAIL, f"{detail}{note}: reminders have stopped{why}", int(ExitCode.STALE))
@@ -147,9 +156,10 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         try:
             # A run's end is recorded by the real clock: a clock pinned in the past (``now:`` in a
             # demo's config) made every run end in the future ("-1112030s ago"), never stale.
-            last = ledger.last_successful_run()
-            checks.append(staleness(last, config.doctor.stale_after, max(now, datetime.now(timezone.utc)),
-                                    ledger.runs_delivering_nothing_since(last)))
+            latest = recorded_shard(ledger.latest_delivering_shard() or "")
+            covered = coverage(ledger.last_successful_runs(), latest.count if latest else None)
+            checks.append(staleness(covered.at, config.doctor.stale_after, max(now, datetime.now(timezone.utc)),
+                                    ledger.runs_delivering_nothing_since(covered.at), covered))
         finally:
             ledger.close()
     return Report(checks)

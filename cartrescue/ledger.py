@@ -647,8 +647,9 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(select(run.c.shop).where(run.c.id == run_id)).scalar()
 
-    def last_successful_run(self) -> datetime | None:
-        """When the last delivering run finished that got reminders out (for ``doctor``).
+    def last_successful_runs(self) -> dict[str, datetime]:
+        """When the last delivering run that got reminders out finished, per shard (``""``: an
+        unsharded run; ``"K/N"``: shard K of N), for ``doctor`` (:func:`cartrescue.shards.coverage`).
 
         A run whose every delivery failed (the relay greylists or refuses all) ends ``ok``, as
         it did not crash, yet nothing went out: it is not a success, or the doctor stays green
@@ -656,9 +657,18 @@ class Ledger:
         Read from the run's own counts, which every ledger version has."""
         table = Run.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            value = conn.execute(select(func.max(table.c.finished_at)).where(
-                _finished_delivering(table), ~_delivered_nothing(table))).scalar()
-        return _aware(value)
+            rows = conn.execute(select(table.c.shard, func.max(table.c.finished_at)).where(
+                _finished_delivering(table), ~_delivered_nothing(table)).group_by(table.c.shard)).all()
+        return {shard or "": at for shard, value in rows if (at := _aware(value)) is not None}
+
+    def latest_delivering_shard(self) -> str | None:
+        """The shard (``""``: unsharded) of the delivering run that started last, whatever its
+        end: the layout the shop runs now. None before any."""
+        table = Run.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table.c.shard).where(table.c.mode != "dry-run")
+                               .order_by(table.c.started_at.desc(), table.c.id.desc()).limit(1)).first()
+        return None if row is None else row[0] or ""
 
     def runs_delivering_nothing_since(self, since: datetime | None) -> int:
         """How many delivering runs finished after ``since`` (all, for None) that tried to

@@ -13,7 +13,9 @@ Python versions, unlike ``hash()``), its first 8 bytes taken as a big-endian int
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from hashlib import blake2b
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -95,3 +97,57 @@ def compatible(first: str, second: str) -> bool:
         return False
     one, other = lock_layout(first), lock_layout(second)
     return one is not None and one == other and one > 1
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """When every customer was last served by a successful run (``doctor``'s staleness).
+
+    ``at``: None when no layout had every shard succeed. ``lagging``: the shard (``"K/N"``) whose
+    success is that oldest one, when it was a sharded layout's; ``missing``: the shards of the
+    newest layout with no success at all."""
+
+    at: datetime | None
+    lagging: str | None = None
+    missing: tuple[str, ...] = ()
+
+
+def coverage(last_success: Mapping[str, datetime], newest_layout: int | None = None) -> Coverage:
+    """When a successful run last covered every customer, from each shard's last success
+    (``""``: an unsharded run's; ``"K/N"``: shard K of N's).
+
+    A shard serves only its part of the addresses: shard 2 of 4 failing every run while 1, 3
+    and 4 succeed leaves a quarter of the customers without reminders, however recent the
+    others' successes. So a layout of N shards covered everyone when its stalest shard last
+    succeeded (never, while one of them has not); an unsharded run covers everyone. The answer
+    is the newest of the layouts' (``--workers`` may choose another N as the carts grow).
+    ``newest_layout``: the N of the latest run, whose shards without a success are named."""
+    layouts: dict[int, dict[int, datetime]] = {}
+    for name, at in last_success.items():
+        shard = recorded_shard(name)
+        if shard is not None:
+            layouts.setdefault(shard.count, {})[shard.index] = at
+    best = Coverage(None)
+    for count, done in layouts.items():
+        if len(done) < count:
+            continue
+        index, at = min(done.items(), key=lambda item: item[1])
+        if best.at is None or at > best.at:
+            best = Coverage(at, f"{index}/{count}" if count > 1 else None)
+    if newest_layout and newest_layout > 1:
+        done = layouts.get(newest_layout, {})
+        missing = tuple(f"{k}/{newest_layout}" for k in range(1, newest_layout + 1) if k not in done)
+        if missing:
+            best = Coverage(best.at, best.lagging, missing)
+    return best
+
+
+def recorded_shard(text: str) -> Shard | None:
+    """The shard a run recorded (``cr_run.shard``): ``""`` is the whole, unsharded run; None for
+    what is no shard (never written by cartrescue)."""
+    if not text:
+        return Shard(1, 1)
+    try:
+        return Shard.parse(text)
+    except ValueError:
+        return None

@@ -336,3 +336,48 @@ def test_runs_that_delivered_nothing_since_a_success_are_named_before_it_goes_st
     assert warned.status == "warn" and "the last 3 runs delivered nothing" in warned.detail
     stale = staleness(now - timedelta(hours=3), timedelta(hours=2), now, delivered_nothing=3)
     assert stale.status == FAIL and stale.exit_code == ExitCode.STALE and "reminders have stopped" in stale.detail
+
+
+def _age_shard(shop: Shop, shard: str, by: timedelta) -> None:
+    """Pretend shard ``shard``'s runs finished ``by`` earlier than they did."""
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        table = Run.__table__  # type: ignore[attr-defined]
+        with ledger.engine.begin() as conn:
+            conn.execute(update(table).where(table.c.shard == shard)
+                         .values(finished_at=datetime.now(timezone.utc) - by))
+    finally:
+        ledger.close()
+
+
+def test_a_shard_that_stopped_succeeding_makes_the_shop_stale_though_the_others_run(shop: Shop) -> None:
+    # Shard 2 of 2 serves half the addresses: its last success, not shard 1's, says when
+    # every customer was last served.
+    shop.add(*(cart(f"c{n}") for n in range(6))).configure(doctor={"stale_after": "2h"})
+    for k in (1, 2):
+        assert shop.cli("run", "--outbox", str(shop.folder / "out"), "--shard", f"{k}/2").exit_code == 0
+    _age_shard(shop, "2/2", timedelta(hours=3))
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    stale = checks(result)["staleness"]
+    assert result.exit_code == ExitCode.STALE and stale["status"] == FAIL, stale
+    assert "of shard 2/2" in stale["detail"] and "3h" in stale["detail"], stale["detail"]
+
+
+def test_a_shard_that_never_succeeded_makes_the_shop_stale(shop: Shop) -> None:
+    shop.add(*(cart(f"c{n}") for n in range(6)))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out"), "--shard", "1/2").exit_code == 0
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    stale = checks(result)["staleness"]
+    assert result.exit_code == ExitCode.STALE and stale["status"] == FAIL, stale
+    assert "shard 2/2 never ran to a success" in stale["detail"], stale["detail"]
+
+
+def test_an_unsharded_success_covers_every_customer_after_a_sharded_layout(shop: Shop) -> None:
+    # --workers chooses N by the carts: a later run in one process serves every address.
+    shop.add(*(cart(f"c{n}") for n in range(6))).configure(doctor={"stale_after": "2h"})
+    for k in (1, 2):
+        assert shop.cli("run", "--outbox", str(shop.folder / "out"), "--shard", f"{k}/2").exit_code == 0
+    _age_shard(shop, "2/2", timedelta(hours=3))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    assert result.exit_code == 0 and checks(result)["staleness"]["status"] == OK, checks(result)["staleness"]
