@@ -72,3 +72,14 @@ def test_a_mapped_refunds_column_is_read_by_the_report(shop: Shop) -> None:
     document = _report(shop, [order_row("o1", at=NOW + timedelta(hours=2), total="80.00", cart_id="t1")],
                        {"o1": "12.50"}, header="Refunds")
     assert document["summary"]["revenue"] == "67.50"
+
+
+def test_a_percent_incentive_on_a_partly_refunded_order_costs_the_discount_on_what_was_kept(shop: Shop) -> None:
+    # 20 % off; 120.00 paid, 40.00 refunded: the customer kept 80.00 of goods at 20 % off, a discount of 20.00.
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": {
+        "kind": "percent", "value": 20, "code": "BACK20"}}]}})
+    write_ledger(shop.folder / "ledger.db", [Row("t1", NOW)])
+    document = _report(shop, [order_row("o1", at=NOW + timedelta(hours=2), total="120.00", cart_id="t1")],
+                       {"o1": "40.00"})
+    (row,) = document["money"]["by_tier"]
+    assert (row["orders_with_incentive"], row["incentive_cost"]) == (1, "20.00")
