@@ -684,20 +684,21 @@ _URL = re.compile(r"https?://[^\s<>\"']+")
 
 def survey_links_in(urls: Iterable[str], page: str) -> list[tuple[str, str]]:
     """``(token, reason)`` of every link in ``urls`` that points at the survey page ``page``
-    (the configured URL with ``{token}``)."""
+    (the configured URL with ``{token}``). The token is read where the survey app reads it
+    (:func:`cartrescue.suppressions.url_token`), so a link the check passes is one it answers."""
     from urllib.parse import parse_qs, urlsplit
 
-    prefix, _, suffix = page.partition("{token}")
+    from cartrescue.suppressions import token_spots, url_token
+
+    prefix = page.partition("{token}")[0]
+    spots = token_spots(page)
     found = []
     for url in urls:
         if not url.startswith(prefix):
             continue
-        rest = url[len(prefix):]
-        end = rest.find(suffix[0]) if suffix else -1
-        if end < 0:
-            end = min([i for i in (rest.find("?"), rest.find("&")) if i >= 0], default=len(rest))
-        reason = (parse_qs(urlsplit(url).query).get("reason") or [""])[0]
-        found.append((rest[:end], reason))
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        found.append((url_token(parts.path, query, spots) or "", (query.get("reason") or [""])[0]))
     return found
 
 
