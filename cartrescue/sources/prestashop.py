@@ -359,7 +359,6 @@ class PrestaShopSource(DatabaseSource):
                 continue
             try:
                 total = as_decimal(row["total_paid"], "total_paid", required=False) or Decimal("0")
-                rate = _rate(row["conversion_rate"])
                 created, day_start = order_time(row["date_add"], self.shop_tz, "date_add")
                 yield Order(
                     id=str(row["id_order"]),
@@ -372,8 +371,7 @@ class PrestaShopSource(DatabaseSource):
                     currency=text_or_none(row["iso_code"]),
                     status=status,
                     delivered=state == states["PS_OS_DELIVERED"],
-                    # the order's own rate (at the time it was placed) takes it back to the default currency
-                    base_total=self.base_amount(total / rate * default.rate if rate else None, default.iso),
+                    base_total=self._order_base(total, row["conversion_rate"], default),
                 )
             except RowError as exc:
                 # Found but not read (a zero date, an 'infinity'): its customer's carts wait until
@@ -382,6 +380,13 @@ class PrestaShopSource(DatabaseSource):
                 self.problem(where, str(exc))
                 yield Order.unreadable_row(str(row["id_order"]), where, row["email"], row["id_customer"],
                                            row["id_cart"])
+
+    def _order_base(self, total: Decimal, rate_value: Any, default: _Default) -> Decimal | None:
+        """An order's total in the base currency, by the order's own ``conversion_rate`` (the rate
+        when it was placed, as the shop's back office converts it), not today's rates; None when
+        the rate is unknown or the default currency is not the shop's base."""
+        rate = _rate(rate_value)
+        return self.base_amount(total / rate * default.rate if rate else None, default.iso)
 
     # -- orders by time (report) -------------------------------------------------------------
 
@@ -413,7 +418,7 @@ class PrestaShopSource(DatabaseSource):
         states = self._order_states()
         not_orders = {states["PS_OS_CANCELED"], states["PS_OS_REFUND"], states["PS_OS_ERROR"]}
         sql = (
-            "SELECT o.id_order, o.id_cart, o.id_customer, o.total_paid, o.current_state, "
+            "SELECT o.id_order, o.id_cart, o.id_customer, o.total_paid, o.conversion_rate, o.current_state, "
             "o.date_add, cu.email, cur.iso_code "
             f"FROM {self.t('orders')} o LEFT JOIN {self.t('customer')} cu ON cu.id_customer = o.id_customer "
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency "
@@ -421,6 +426,7 @@ class PrestaShopSource(DatabaseSource):
         )
         bounds = self.window_bounds("orders", "date_add", window, self.shop_tz, _SLACK)
         refunds = self._refunds(bounds)
+        default = self.default_currency()
         for row in self.db.stream(sql, bounds):
             state = int(row["current_state"] or 0)
             if state in not_orders or (wanted is not None and not order_wanted(wanted, row["id_cart"], row["email"],
@@ -445,7 +451,8 @@ class PrestaShopSource(DatabaseSource):
                     currency=text_or_none(row["iso_code"]),
                     status="delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}",
                     delivered=state == states["PS_OS_DELIVERED"],
-                    refunded=refunded,
+                    refunded=refunded,  # in the order's currency: net() takes it off base_total at the order's rate
+                    base_total=self._order_base(total, row["conversion_rate"], default),
                 )
             except RowError as exc:
                 self.problem(f"{self.db.prefix}orders id_order={row['id_order']}", str(exc))
