@@ -183,6 +183,13 @@ class Order:
         return net, base
 
     @property
+    def awaits_delivery(self) -> bool:
+        """Not delivered yet, and not refunded in full: the shop owes the customer goods. An order
+        refunded by amount keeps its status ("paid", "processing"), yet nothing is coming: it
+        holds back no reminder (``eligibility.pending_within``)."""
+        return self.delivered is False and not (self.refunded > 0 and self.refunded >= self.total)
+
+    @property
     def earliest(self) -> datetime:
         """The earliest moment it may have been placed (a report counts its whole day)."""
         return self.day_start or self.created_at

@@ -17,7 +17,7 @@ from cartrescue.model import Cart, Order, quick_init
 class OrderFacts:
     ordered: Order | None = None  # an order that converts this cart (or was placed after it)
     previous_orders: int = 0  # orders placed before the cart's last activity
-    pending: Order | None = None  # the latest other order not yet delivered
+    pending: Order | None = None  # the latest other order not yet delivered (nor refunded in full)
     unreadable: Order | None = None  # an order of the cart or customer whose row could not be read
 
 
@@ -72,7 +72,7 @@ class OrderBook:
                 ordered = ordered or order
             else:
                 previous += 1
-                if order.delivered is False and (pending is None or order.created_at > pending.created_at):
+                if order.awaits_delivery and (pending is None or order.created_at > pending.created_at):
                     pending = order  # the latest: eligibility.pending_within counts from it
         if ordered is None and not previous and pending is None and unreadable is None:
             return NO_ORDERS

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from cartrescue.ledger import ClaimRequest, Ledger
@@ -69,6 +70,16 @@ def order_row(order_id: str, *, at: datetime, total: Decimal | str, cart_id: str
 
 def write_orders(path: Path, orders: Sequence[dict[str, str]], extra: Sequence[str] = ()) -> Path:
     return write_csv(path, orders, ORDER_COLUMNS + list(extra))
+
+
+def orders_with_column(shop: Any, orders: list[dict[str, str]], cells: dict[str, str], header: str) -> None:
+    """Write ``shop``'s files with ``orders`` in its orders file, which gets a ``header`` column
+    holding ``cells`` (order id -> cell; the others blank), and keep that file for its next commands."""
+    for order in orders:
+        order[header] = cells.get(order["order_id"], "")
+    shop.write()
+    write_orders(shop.folder / "orders.csv", orders, [header])
+    shop.write = lambda: shop.config_path  # keep the file with the column
 
 
 @dataclass(frozen=True)

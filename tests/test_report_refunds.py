@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from conftest import NOW, Shop
-from reportdata import Row, order_row, write_ledger, write_orders
+from reportdata import Row, order_row, orders_with_column, write_ledger
 
 LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
 PERIOD = ("--since", "2026-11-19", "--until", "2026-11-21")
@@ -16,11 +16,7 @@ PERIOD = ("--since", "2026-11-19", "--until", "2026-11-21")
 def _report(shop: Shop, orders: list[dict[str, str]], refunds: dict[str, str], header: str = "refunded") -> dict:
     """The report over ``orders``, the orders file having a ``header`` column with ``refunds``
     (order id -> cell; the others blank)."""
-    for order in orders:
-        order[header] = refunds.get(order["order_id"], "")
-    shop.write()
-    write_orders(shop.folder / "orders.csv", orders, [header])
-    shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep the file with the column
+    orders_with_column(shop, orders, refunds, header)
     result = shop.cli("report", "--json", *PERIOD, now=LATER)
     assert result.exit_code in (0, 1), result.output
     return result.json

@@ -80,8 +80,11 @@ ORDER_FIELDS = (
     "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
     "cancelled_at",
 )
-#: Order columns only the report reads (:meth:`CsvSource.orders`): a run's order reader skips them.
+#: Order columns the report reads beyond ORDER_FIELDS (:meth:`CsvSource.orders`).
 REPORT_ORDER_FIELDS = ("discount_code", "refunded")
+#: What a run's order reader reads: ``refunded`` too, since an order refunded in full (its status
+#: still "paid") awaits no delivery and must not hold back reminders (``Order.awaits_delivery``).
+RUN_ORDER_FIELDS = (*ORDER_FIELDS, "refunded")
 #: No cart-level value taken from a later row of its cart (the common case; never written to).
 _NOT_LATER: dict[str, int] = {}
 _NO_OWNER = ("",) * len(OWNER_FIELDS)  # a row that leaves them to the cart's first
@@ -450,7 +453,7 @@ def _unreadable_order(order_id: str, line: int, email: str, customer_id: str, ca
     cells, blank: none): it may be the order of the very cart a reminder would be about, so the
     carts of its customer wait (``unreadable_order``) until the row can be read."""
     return (order_id, line, 2, None, email.lower() or None, customer_id or None, cart_id or None, None, None,
-            UNREADABLE, None)
+            UNREADABLE, None, None)
 
 
 def _no_order_id(line: int) -> str:
@@ -1265,14 +1268,14 @@ class CsvSource(CartSource):
             header = read_header(reader, path, self.encoding)
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
-            cols = _columns(path, header, ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER)
+            cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
             width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
             # As for carts: rows cut or padded to the header plus one blank cell for absent columns.
             fields = itemgetter(*(position if position >= 0 else width for position in
-                                  (cols.index[name] for name in ORDER_FIELDS)))
+                                  (cols.index[name] for name in RUN_ORDER_FIELDS)))
             id_at = cols.index["order_id"]
             ids_at = tuple(position if position >= 0 else width for position in
                            (cols.index[name] for name in ("order_id", "email", "customer_id", "cart_id")))
@@ -1318,14 +1321,14 @@ class CsvSource(CartSource):
                         batch.append(_unreadable_order(order_id, start, address, "", ""))
                         continue
                 (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
-                 delivered_text, cancelled_text) = map(str.strip, fields(row))
+                 delivered_text, cancelled_text, refunded_text) = map(str.strip, fields(row))
                 if cells < width:  # cut short: the ids it has are read, the rest cannot be trusted
                     pending.append((order_id, start, RowProblem(f"{path}:{start}",
                                                                 f"order {order_id}: {too_few_cells(cells, width)}")))
                     batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
                     continue
                 if cancelled_text:  # a cancelled order (Shopify's status may still say "paid"): not an order
-                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
+                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None, None))
                     continue
                 try:
                     email = email_text.lower() or None  # normalize_email() of a stripped value
@@ -1339,16 +1342,29 @@ class CsvSource(CartSource):
                     batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
                     continue
                 if status in IGNORED_ORDER_STATUSES or total < 0:  # a negative total: a refund, not a purchase
-                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None))
+                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None, None))
                 else:
+                    refunded = self._run_refund(refunded_text, order_id, start, pending) if refunded_text else None
                     batch.append((order_id, start, 1, utc_text(created_text, created), email, customer_id or None,
                                   cart_id or None,
                                   str(total), currency.upper() or None, status,
-                                  None if delivered is None else int(delivered)))
+                                  None if delivered is None else int(delivered),
+                                  None if not refunded else str(refunded)))
                 if len(batch) >= ORDER_BATCH:
                     flush()
             unchanged(handle, path, opened)
             flush()
+
+    def _run_refund(self, text: str, order_id: str, line: int,
+                    pending: list[tuple[str | None, int, RowProblem]]) -> Decimal | None:
+        """What a run reads of an order's ``refunded`` cell; one it cannot read is reported and
+        taken as none (the order counts as before the column was read: it may still hold back
+        its customer's reminders), never a reason to make the whole order unreadable."""
+        try:
+            return refund_amount(self._decimal(text, "refunded"))
+        except RowError as exc:
+            pending.append((order_id, line, RowProblem(f"{self.orders_path}:{line}", f"order {order_id}: {exc}")))
+            return None
 
     # -- orders by time (report) -------------------------------------------------------------
 

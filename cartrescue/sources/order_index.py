@@ -32,17 +32,20 @@ from cartrescue.sources.shared import create_index, keep_problem
 #: One indexed row: id, line, live (0: an ignored status, kept only so that its id counts as
 #: seen; 2: a row found but not readable, kept with the ids it gives, status ``unreadable``:
 #: its customer's carts wait), created_at (ISO 8601, UTC), email, customer id, cart id, total,
-#: currency, status, delivered (1, 0 or NULL).
+#: currency, status, delivered (1, 0 or NULL), refunded (what the export says was refunded of it;
+#: NULL: nothing, or no such column).
 Row = tuple[str, int, int, "str | None", "str | None", "str | None", "str | None", "str | None", "str | None",
-            "str | None", "int | None"]
+            "str | None", "int | None", "str | None"]
 
-_COLUMNS = "id, line, created_at, email, customer_id, cart_id, total, currency, status, delivered"
+_COLUMNS = "id, line, created_at, email, customer_id, cart_id, total, currency, status, delivered, refunded"
+_ZERO = Decimal("0")
 _PARAMETERS = 500  # per IN list: far below SQLite's limit on variables
 
 
 _SCHEMA = (
     "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, created_at TEXT,"
-    " email TEXT, customer_id TEXT, cart_id TEXT, total TEXT, currency TEXT, status TEXT, delivered INTEGER)"
+    " email TEXT, customer_id TEXT, cart_id TEXT, total TEXT, currency TEXT, status TEXT, delivered INTEGER,"
+    " refunded TEXT)"
     " WITHOUT ROWID;"
 )
 
@@ -89,7 +92,7 @@ class OrderIndex:
         """Index a batch of rows in file order; an id seen before keeps its first row."""
         if rows:
             self._empty = False
-            self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def first_line(self, order_id: str) -> int | None:
         """The line of the first row with ``order_id`` (None: not seen)."""
@@ -157,7 +160,7 @@ class OrderIndex:
 
 
 def _order(row: tuple[object, ...]) -> Order:
-    order_id, line, created, email, customer_id, cart_id, total, currency, status, delivered = row
+    order_id, line, created, email, customer_id, cart_id, total, currency, status, delivered, refunded = row
     if status == UNREADABLE:
         return Order.unreadable_row(order_id, f"line {line} of the orders export", email, customer_id,  # type: ignore[arg-type]
                                     cart_id)
@@ -171,4 +174,5 @@ def _order(row: tuple[object, ...]) -> Order:
         currency,  # type: ignore[arg-type]
         status,  # type: ignore[arg-type]
         None if delivered is None else bool(delivered),
+        refunded=_ZERO if refunded is None else Decimal(refunded),  # type: ignore[arg-type]
     )

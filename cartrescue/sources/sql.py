@@ -1203,19 +1203,18 @@ class SqlSource(DatabaseSource):
         """A row of the ``orders`` (or ``orders_placed``) query; ``None`` for an ignored status, a
         cancelled order (``cancelled_at`` set, whatever its status says), a negative total or an unreadable row
         (reported; with ``keep``, the orders of carts, kept as unreadable). Its columns read as the
-        CSV format's: ``delivered`` may be a fulfillment status (``unfulfilled``). With ``refunds``
-        (the report's rows) its optional ``refunded`` is read (NULL or absent: 0), and an order
-        refunded in full is no order either."""
+        CSV format's: ``delivered`` may be a fulfillment status (``unfulfilled``). Its optional
+        ``refunded`` is read (NULL or absent: 0): a run's order refunded in full awaits no
+        delivery (:attr:`Order.awaits_delivery`); with ``refunds`` (the report's rows) it is no
+        order at all."""
         if text_or_none(row.get("cancelled_at")) is not None:
             return None
         try:
             created, day_start = order_time(row.get("created_at"), self.db_tz, "created_at")
             total = as_decimal(row.get("total"), "total", required=False) or Decimal("0")
-            refunded = Decimal("0")
-            if refunds:
-                refunded = as_refund(row.get("refunded"), "refunded")
-                if refunded_whole(total, refunded):
-                    return None
+            refunded = self._refund(row, order_id, query, strict=refunds)
+            if refunds and refunded_whole(total, refunded):
+                return None
             order = Order(
                 id=order_id,
                 created_at=created,
@@ -1238,6 +1237,18 @@ class SqlSource(DatabaseSource):
             return Order.unreadable_row(order_id, where, row.get("email"), row.get("customer_id"), row.get("cart_id"))
         # A negative total: a refund or credit note returned as an order row, no purchase.
         return None if order.status in IGNORED_ORDER_STATUSES or order.total < 0 else order
+
+    def _refund(self, row: Mapping[str, Any], order_id: str, query: str, strict: bool) -> Decimal:
+        """An order row's optional ``refunded`` (NULL or absent: 0). ``strict`` (the report): one
+        that cannot be read makes the row unreadable (raises RowError); a run reports it and takes
+        none, as before it read the column (the order may still hold back reminders)."""
+        try:
+            return as_refund(row.get("refunded"), "refunded")
+        except RowError as exc:
+            if strict:
+                raise
+            self.problem(f"{query} query order_id={order_id}", str(exc))
+            return Decimal("0")
 
     def check(self) -> list[str]:
         try:
