@@ -1275,7 +1275,8 @@ class CsvSource(CartSource):
             padding = [""] * (width + 1)
             # As for carts: rows cut or padded to the header plus one blank cell for absent columns.
             fields = itemgetter(*(position if position >= 0 else width for position in
-                                  (cols.index[name] for name in RUN_ORDER_FIELDS)))
+                                  (cols.index[name] for name in ORDER_FIELDS)))
+            refunded_at = cols.index["refunded"]  # -1: no such column (read only where it is)
             id_at = cols.index["order_id"]
             ids_at = tuple(position if position >= 0 else width for position in
                            (cols.index[name] for name in ("order_id", "email", "customer_id", "cart_id")))
@@ -1321,7 +1322,7 @@ class CsvSource(CartSource):
                         batch.append(_unreadable_order(order_id, start, address, "", ""))
                         continue
                 (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
-                 delivered_text, cancelled_text, refunded_text) = map(str.strip, fields(row))
+                 delivered_text, cancelled_text) = map(str.strip, fields(row))
                 if cells < width:  # cut short: the ids it has are read, the rest cannot be trusted
                     pending.append((order_id, start, RowProblem(f"{path}:{start}",
                                                                 f"order {order_id}: {too_few_cells(cells, width)}")))
@@ -1344,6 +1345,7 @@ class CsvSource(CartSource):
                 if status in IGNORED_ORDER_STATUSES or total < 0:  # a negative total: a refund, not a purchase
                     batch.append((order_id, start, 0, None, None, None, None, None, None, None, None, None))
                 else:
+                    refunded_text = row[refunded_at].strip() if refunded_at >= 0 else ""
                     refunded = self._run_refund(refunded_text, order_id, start, pending) if refunded_text else None
                     batch.append((order_id, start, 1, utc_text(created_text, created), email, customer_id or None,
                                   cart_id or None,
