@@ -137,6 +137,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # an unreadable order's time
 UNREADABLE = "unreadable"
 
 
+def refunded_whole(total: Decimal, refunded: Decimal) -> bool:
+    """Whether refunds gave back all of an order: then it is no sale, as an order whose status
+    says refunded is none (``IGNORED_ORDER_STATUSES``), and nothing of it is still to come."""
+    return refunded > 0 and refunded >= total
+
+
 @quick_init
 @dataclass(frozen=True, slots=True)
 class Order:
@@ -187,7 +193,7 @@ class Order:
         """Not delivered yet, and not refunded in full: the shop owes the customer goods. An order
         refunded by amount keeps its status ("paid", "processing"), yet nothing is coming: it
         holds back no reminder (``eligibility.pending_within``)."""
-        return self.delivered is False and not (self.refunded > 0 and self.refunded >= self.total)
+        return self.delivered is False and not refunded_whole(self.total, self.refunded)
 
     @property
     def earliest(self) -> datetime:

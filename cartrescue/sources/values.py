@@ -18,6 +18,8 @@ from functools import lru_cache
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
+from cartrescue.model import refunded_whole  # noqa: F401 - re-exported for the sources
+
 W = TypeVar("W")  # where a value stood: a line, a row
 
 #: Orders in these states did not happen, as far as reminders are concerned.
@@ -79,12 +81,6 @@ def refund_amount(number: Decimal | None, what: str = "refunded") -> Decimal:
     if number < 0:
         raise RowError(f"{what}: a refund cannot be negative, got {number}")
     return number
-
-
-def refunded_whole(total: Decimal, refunded: Decimal) -> bool:
-    """Whether refunds gave back all of an order: then it is no sale, as an order whose status
-    says refunded is none (:data:`IGNORED_ORDER_STATUSES`)."""
-    return refunded > 0 and refunded >= total
 
 
 #: Blanks a number may be grouped with: spaces, no-break and thin spaces, the Swiss apostrophe.
