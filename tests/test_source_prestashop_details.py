@@ -257,9 +257,9 @@ def test_the_report_counts_an_order_net_of_its_credit_slips(kind, tmp_path):
                                        "cannot be negative, got -5.000000"]
 
 
-def _foreign_order(db: shopdb.ShopDb) -> None:
-    """Order 106 of cart 606, paid 220 SEK when a euro was 11 kronor (the order's conversion_rate;
-    the currency's rate today is 10), and 55 SEK of it refunded by a credit slip."""
+def _foreign_order(db: shopdb.ShopDb, rate: str = "11") -> None:
+    """Order 106 of cart 606, paid 220 SEK when a euro was ``rate`` kronor (the order's
+    conversion_rate; the currency's rate today is 10), and 55 SEK of it refunded by a credit slip."""
     _minimal(db)
     db.insert("ps_currency", [{"id_currency": 2, "iso_code": "SEK", "conversion_rate": Decimal("10")}])
     db.execute("UPDATE ps_currency SET conversion_rate = 1 WHERE id_currency = 1")
@@ -267,26 +267,40 @@ def _foreign_order(db: shopdb.ShopDb) -> None:
                                     "date_upd": STAMP}])
     placed = local("2026-03-29 10:00:00")
     db.insert("ps_orders", [{"id_order": 106, "id_customer": 1, "id_cart": 606, "id_currency": 2,
-                             "conversion_rate": Decimal("11"), "current_state": 2, "total_paid": Decimal("220"),
+                             "conversion_rate": Decimal(rate), "current_state": 2, "total_paid": Decimal("220"),
                              "date_add": placed, "date_upd": placed}])
     db.insert("ps_order_slip", [{"id_order": 106, "id_customer": 1, "partial": 1, "date_add": placed,
                                  "date_upd": placed, "total_products_tax_incl": Decimal("55"),
                                  "total_shipping_tax_incl": Decimal("0")}])
 
 
-@pytest.mark.parametrize("kind", shopdb.KINDS)
-def test_the_report_converts_an_order_with_its_own_conversion_rate(kind, tmp_path):
-    """The report converted with shop.exchange_rates (0.1 here: 16.50 EUR), where the shop's back
-    office and every run use the order's own rate: (220 - 55) SEK at 11 to the euro is 15.00 EUR."""
-    with shopdb.configured(kind, "psorderrate", _foreign_order, tmp_path, {"type": "prestashop"},
-                           shop={"currency": "EUR", "exchange_rates": {"SEK": "0.1"}}) as (_, config):
-        from reportdata import Row, write_ledger
+def _foreign_revenue(kind: str, tmp_path, rate: str) -> tuple[int, str]:
+    """The report's (orders, revenue) for :func:`_foreign_order` at ``rate``, with
+    ``shop.exchange_rates`` SEK 0.1 (ten kronor to the euro) configured."""
+    from reportdata import Row, write_ledger
 
+    with shopdb.configured(kind, "psorderrate", lambda db: _foreign_order(db, rate), tmp_path, {"type": "prestashop"},
+                           shop={"currency": "EUR", "exchange_rates": {"SEK": "0.1"}}) as (_, config):
         write_ledger(config.parent / "ledger.db", [Row("606", datetime(2026, 3, 29, 9, 0, tzinfo=UTC))])
         result = cli("report", "--json", "--since", "2026-03-29", "--until", "2026-03-30", "--config", str(config),
                      "--now", "2026-04-05T12:00:00Z")
     assert result.exit_code == 0, result.output
-    assert (result.json["summary"]["orders"], result.json["summary"]["revenue"]) == (1, "15.00")
+    return result.json["summary"]["orders"], result.json["summary"]["revenue"]
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_the_report_converts_an_order_with_its_own_conversion_rate(kind, tmp_path):
+    """The report converted with shop.exchange_rates (0.1 here: 16.50 EUR), where the shop's back
+    office and every run use the order's own rate: (220 - 55) SEK at 11 to the euro is 15.00 EUR."""
+    assert _foreign_revenue(kind, tmp_path, "11") == (1, "15.00")
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_the_report_converts_an_order_without_a_usable_rate_with_shop_exchange_rates(kind, tmp_path):
+    """An order whose conversion_rate is 0 says nothing about its rate: the report falls back to
+    shop.exchange_rates, (220 - 55) SEK × 0.1 = 16.50 EUR, rather than dividing by it or taking
+    the kronor for euros."""
+    assert _foreign_revenue(kind, tmp_path, "0") == (1, "16.50")
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
