@@ -450,6 +450,23 @@ def test_templates_check_verifies_survey_links_in_every_locale(survey_shop: Shop
     assert "carries no valid token" in problems[("survey", "en/reminder-1.html")]
 
 
+def test_templates_check_passes_survey_links_whose_token_is_followed_by_a_dot(shop: Shop) -> None:
+    """``survey.url: …/cart-survey/{token}.html``: the app reads the token up to ``.html``, but the
+    check cut each link at the first "." after the page's prefix (a token has dots of its own), so
+    it failed every message of a shop whose survey page ends in ``.html``."""
+    shop.configure(survey={"url": "https://shop.example.com/cart-survey/{token}.html"})
+    message = send_step(shop, cart("c1", email="ann@example.com"))["ann@example.com"]
+    text = message.get_body(("plain",)).get_content()
+    [link] = re.findall(r"https://shop\.example\.com/cart-survey/\S+\.html\?reason=price", text)
+    with webhook(shop) as base:
+        status, page = http(local(link, base))
+    assert status == 200 and 'value="price" checked' in page  # the app answers these links
+    checked = shop.cli("templates", "check", "--quick", "--json", "--template", "reminder-1", "--locale", "en",
+                       now=None)
+    problems = [p["message"] for case in checked.json["cases"] for p in case["problems"]]
+    assert (checked.exit_code, problems) == (0, []), checked.output
+
+
 def test_the_documented_configs_load(tmp_path: Path) -> None:
     """Every YAML example of docs/survey.md is a valid config, its words included."""
     import yaml
