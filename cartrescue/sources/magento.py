@@ -370,7 +370,7 @@ class MagentoSource(DatabaseSource):
                                        ("customer_id", "customer_ids", customer_ids)])
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, "
-            "grand_total, order_currency_code, base_grand_total, base_currency_code, created_at "
+            "grand_total, order_currency_code, base_grand_total, base_currency_code, created_at, total_refunded "
             f"FROM {self.t('sales_order')} WHERE {where}"
         )
         for row in self.db.fetch(sql, params, expanding=lists):
@@ -381,9 +381,10 @@ class MagentoSource(DatabaseSource):
     def _order(self, row: Mapping[str, Any], keep: bool = False, refunds: bool = False) -> Order | None:
         """A ``sales_order`` row as an order; ``None`` when it is not one. An unreadable row is
         reported, and with ``keep`` (the orders of carts) kept as unreadable, its ids as given.
-        With ``refunds`` (the report's rows) its credit memos' sums are read: ``total_refunded``
-        (and ``base_total_refunded``), and an order refunded in full that is not yet ``closed``
-        is no order either."""
+        Its credit memos' sum ``total_refunded`` is read: a run's order refunded in full by amount
+        (a credit memo's adjustment refund, no item returned, leaves it ``processing``, as items
+        are still to ship) awaits no delivery (:attr:`Order.awaits_delivery`). With ``refunds`` (the report's rows) ``base_total_refunded``
+        is read too, and an order refunded in full that is not yet ``closed`` is no order either."""
         state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
         status = _STATE_STATUS.get(state, state)
         if status in IGNORED_ORDER_STATUSES:
@@ -392,9 +393,9 @@ class MagentoSource(DatabaseSource):
             created, day_start = order_time(row["created_at"], UTC, "created_at")
             total = as_decimal(row["grand_total"], "grand_total", required=False) or Decimal("0")
             base_code = text_or_none(row["base_currency_code"]) or text_or_none(row["order_currency_code"])
-            refunded, base_refunded = Decimal("0"), None
+            refunded = self.refund(row["total_refunded"], "total_refunded", self._where(row), refunds)
+            base_refunded = None
             if refunds:
-                refunded = as_refund(row["total_refunded"], "total_refunded")
                 if refunded_whole(total, refunded):
                     return None
                 if row["base_total_refunded"] is not None:
@@ -417,12 +418,16 @@ class MagentoSource(DatabaseSource):
                 base_refunded=base_refunded,
             )
         except RowError as exc:
-            where = f"{self.db.prefix}sales_order entity_id={row['entity_id']}"
+            where = self._where(row)
             self.problem(where, str(exc))
             if not keep:
                 return None
             return Order.unreadable_row(text_or_none(row["increment_id"]) or str(row["entity_id"]), where,
                                         row["customer_email"], row["customer_id"], row["quote_id"])
+
+    def _where(self, row: Mapping[str, Any]) -> str:
+        """Where a ``sales_order`` row's problems are reported."""
+        return f"{self.db.prefix}sales_order entity_id={row['entity_id']}"
 
     # -- newsletter sends ----------------------------------------------------------------------
 

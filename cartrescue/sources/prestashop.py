@@ -14,10 +14,12 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
   currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email; ``PS_OS_DELIVERED`` means delivered,
   ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR`` are not orders;
-* ``order_slip`` (the report only) — credit slips: an order counts ``total_paid`` less its slips'
+* ``order_slip`` — credit slips: an order counts ``total_paid`` less its slips'
   ``total_products_tax_incl`` + ``total_shipping_tax_incl`` (both tax included, as ``total_paid``
   is, and what the shop refunded; a slip from before PrestaShop 1.6.0.11 without them:
   ``amount`` + ``shipping_cost_amount``). Without the table, a note says refunds were not read.
+  Runs read the slips of the orders not delivered: PrestaShop's refunds leave the order's state
+  as it was ("Payment accepted"), and one refunded in full awaits no delivery.
 
 PrestaShop stores times in the shop's local time: they are converted with ``PS_TIMEZONE`` from
 ``configuration`` (else the shop's timezone; ``options.timezone`` overrides both). Prices are
@@ -54,7 +56,6 @@ from cartrescue.sources.sql import (
     as_decimal,
     as_email,
     as_locale,
-    as_refund,
     as_stock,
     as_utc,
     order_time,
@@ -121,6 +122,7 @@ class PrestaShopSource(DatabaseSource):
         super().__init__(*args, **kwargs)
         self._states: dict[str, int] | None = None
         self._default: _Default | None = None
+        self._has_slips: bool | None = None  # whether order_slip exists: asked once per run
         self._tz_read = False
 
     # -- carts -------------------------------------------------------------------------------
@@ -352,11 +354,14 @@ class PrestaShopSource(DatabaseSource):
             f"FROM {self.t('orders')} o LEFT JOIN {self.t('customer')} cu ON cu.id_customer = o.id_customer "
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency WHERE {where}"
         )
-        for row in self.db.fetch(sql, params, expanding=lists):
+        rows = self.db.fetch(sql, params, expanding=lists)
+        slips = self._pending_slips(rows, set(not_orders) | {states["PS_OS_DELIVERED"]})
+        for row in rows:
             state = int(row["current_state"] or 0)
             status = not_orders.get(state) or ("delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}")
             if status in IGNORED_ORDER_STATUSES:
                 continue
+            where = f"{self.db.prefix}orders id_order={row['id_order']}"
             try:
                 total = as_decimal(row["total_paid"], "total_paid", required=False) or Decimal("0")
                 created, day_start = order_time(row["date_add"], self.shop_tz, "date_add")
@@ -372,11 +377,11 @@ class PrestaShopSource(DatabaseSource):
                     status=status,
                     delivered=state == states["PS_OS_DELIVERED"],
                     base_total=self._order_base(total, row["conversion_rate"], default),
+                    refunded=self._refunded(slips.get(str(row["id_order"]), ()), where, strict=False),
                 )
             except RowError as exc:
                 # Found but not read (a zero date, an 'infinity'): its customer's carts wait until
                 # it can be, as in every other source; dropped, it let a buyer be reminded.
-                where = f"{self.db.prefix}orders id_order={row['id_order']}"
                 self.problem(where, str(exc))
                 yield Order.unreadable_row(str(row["id_order"]), where, row["email"], row["id_customer"],
                                            row["id_cart"])
@@ -388,32 +393,49 @@ class PrestaShopSource(DatabaseSource):
         rate = _rate(rate_value)
         return self.base_amount(total / rate * default.rate if rate else None, default.iso)
 
-    # -- orders by time (report) -------------------------------------------------------------
+    # -- credit slips (runs and report), orders by time (report) --------------------------------
 
-    def _refunds(self, bounds: Mapping[str, Any]) -> dict[str, list[tuple[Any, Any]]]:
-        """The credit slips (``order_slip``) of the orders placed within ``bounds``, by order id:
-        each slip's products and shipping refunded, tax included (``total_products_tax_incl``,
+    def _slips(self, where: str, params: Mapping[str, Any], expanding: Sequence[str] = ()
+               ) -> dict[str, list[tuple[Any, Any]]]:
+        """The credit slips (``order_slip``) of the orders (``o``) that ``where`` selects, by order
+        id: each slip's products and shipping refunded, tax included (``total_products_tax_incl``,
         ``total_shipping_tax_incl``; a slip older than those columns: ``amount``,
-        ``shipping_cost_amount``). Few orders have any, so they are held in memory while the
-        orders stream. A shop without the table: none, and a note says so."""
-        missing = self.missing_tables(("order_slip",))
-        if missing:
-            self._report_notes.append(
-                f"{self.name} source: {missing[0]} not found in {self.db.where}: credit slips are not read, "
-                "so the orders count their whole total_paid, refunds not deducted")
+        ``shipping_cost_amount``). Few orders have any, so they are held in memory. A shop
+        without the table: none, and the report's note says so."""
+        if self._has_slips is None:
+            missing = self.missing_tables(("order_slip",))
+            self._has_slips = not missing
+            if missing:
+                self._report_notes.append(
+                    f"{self.name} source: {missing[0]} not found in {self.db.where}: credit slips are not read, "
+                    "so the orders count their whole total_paid, refunds not deducted")
+        if not self._has_slips:
             return {}
         sql = ("SELECT s.id_order, COALESCE(s.total_products_tax_incl, s.amount) AS products, "
                "COALESCE(s.total_shipping_tax_incl, s.shipping_cost_amount) AS shipping "
-               f"FROM {self.t('order_slip')} s JOIN {self.t('orders')} o ON o.id_order = s.id_order "
-               "WHERE o.date_add >= :start AND o.date_add <= :end")
-        refunds: dict[str, list[tuple[Any, Any]]] = {}
-        for row in self.db.fetch(sql, bounds):
-            refunds.setdefault(str(row["id_order"]), []).append((row["products"], row["shipping"]))
-        return refunds
+               f"FROM {self.t('order_slip')} s JOIN {self.t('orders')} o ON o.id_order = s.id_order WHERE {where}")
+        slips: dict[str, list[tuple[Any, Any]]] = {}
+        for row in self.db.fetch(sql, params, expanding=expanding):
+            slips.setdefault(str(row["id_order"]), []).append((row["products"], row["shipping"]))
+        return slips
+
+    def _pending_slips(self, rows: Sequence[Mapping[str, Any]], settled: set[int]) -> dict[str, list[tuple[Any, Any]]]:
+        """The credit slips of the orders among ``rows`` whose state is none of ``settled``
+        (delivered, or no order): one query for a chunk of carts, and none when every order is
+        settled, since a slip matters to a run only for an order still to be delivered."""
+        pending = sorted({int(row["id_order"]) for row in rows if int(row["current_state"] or 0) not in settled})
+        return self._slips("o.id_order IN :ids", {"ids": pending}, ("ids",)) if pending else {}
+
+    def _refunded(self, slips: Iterable[tuple[Any, Any]], where: str, strict: bool) -> Decimal:
+        """What ``slips`` refunded of an order (products and shipping); ``strict``: as
+        :meth:`DatabaseSource.refund <cartrescue.sources.sql.DatabaseSource.refund>`."""
+        return sum((self.refund(products, "order_slip total_products_tax_incl", where, strict)
+                    + self.refund(shipping, "order_slip total_shipping_tax_incl", where, strict)
+                    for products, shipping in slips), Decimal("0"))
 
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` (``orders.date_add``, shop-local time), streamed, each
-        with what its credit slips refunded (:meth:`_refunds`); one refunded in full is no sale."""
+        with what its credit slips refunded (:meth:`_slips`); one refunded in full is no sale."""
         self._store_timezone()
         states = self._order_states()
         not_orders = {states["PS_OS_CANCELED"], states["PS_OS_REFUND"], states["PS_OS_ERROR"]}
@@ -425,7 +447,7 @@ class PrestaShopSource(DatabaseSource):
             "WHERE o.date_add >= :start AND o.date_add <= :end ORDER BY o.date_add, o.id_order"
         )
         bounds = self.window_bounds("orders", "date_add", window, self.shop_tz, _SLACK)
-        refunds = self._refunds(bounds)
+        refunds = self._slips("o.date_add >= :start AND o.date_add <= :end", bounds)
         default = self.default_currency()
         for row in self.db.stream(sql, bounds):
             state = int(row["current_state"] or 0)
@@ -435,9 +457,8 @@ class PrestaShopSource(DatabaseSource):
             try:
                 created, day_start = order_time(row["date_add"], self.shop_tz, "date_add")
                 total = as_decimal(row["total_paid"], "total_paid", required=False) or Decimal("0")
-                refunded = sum((as_refund(products, "order_slip total_products_tax_incl")
-                                + as_refund(shipping, "order_slip total_shipping_tax_incl")
-                                for products, shipping in refunds.get(str(row["id_order"]), ())), Decimal("0"))
+                refunded = self._refunded(refunds.get(str(row["id_order"]), ()),
+                                          f"{self.db.prefix}orders id_order={row['id_order']}", strict=True)
                 if refunded_whole(total, refunded):
                     continue
                 order = Order(

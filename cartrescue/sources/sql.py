@@ -845,6 +845,19 @@ class DatabaseSource(CartSource):
     def problem(self, location: str, reason: str) -> None:
         self.on_problem(RowProblem(location, reason))
 
+    def refund(self, value: Any, what: str, where: str, strict: bool) -> Decimal:
+        """What an order row says was refunded of it (NULL: 0). ``strict`` (the report): one that
+        cannot be read makes the row unreadable (raises RowError). A run reports it at ``where``
+        and takes none, as before runs read refunds: the order may still hold back reminders,
+        where an unreadable row would hold back every cart of its customer."""
+        try:
+            return as_refund(value, what)
+        except RowError as exc:
+            if strict:
+                raise
+            self.problem(where, str(exc))
+            return Decimal("0")
+
     def recovery_url(self, cart_id: str, token: str = "") -> str | None:
         if not self.recovery_template:
             return None
@@ -1212,7 +1225,7 @@ class SqlSource(DatabaseSource):
         try:
             created, day_start = order_time(row.get("created_at"), self.db_tz, "created_at")
             total = as_decimal(row.get("total"), "total", required=False) or Decimal("0")
-            refunded = self._refund(row, order_id, query, strict=refunds)
+            refunded = self.refund(row.get("refunded"), "refunded", f"{query} query order_id={order_id}", refunds)
             if refunds and refunded_whole(total, refunded):
                 return None
             order = Order(
@@ -1237,18 +1250,6 @@ class SqlSource(DatabaseSource):
             return Order.unreadable_row(order_id, where, row.get("email"), row.get("customer_id"), row.get("cart_id"))
         # A negative total: a refund or credit note returned as an order row, no purchase.
         return None if order.status in IGNORED_ORDER_STATUSES or order.total < 0 else order
-
-    def _refund(self, row: Mapping[str, Any], order_id: str, query: str, strict: bool) -> Decimal:
-        """An order row's optional ``refunded`` (NULL or absent: 0). ``strict`` (the report): one
-        that cannot be read makes the row unreadable (raises RowError); a run reports it and takes
-        none, as before it read the column (the order may still hold back reminders)."""
-        try:
-            return as_refund(row.get("refunded"), "refunded")
-        except RowError as exc:
-            if strict:
-                raise
-            self.problem(f"{query} query order_id={order_id}", str(exc))
-            return Decimal("0")
 
     def check(self) -> list[str]:
         try:
