@@ -710,7 +710,16 @@ class PriorityConfig(_Model):
 
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+#: What a field of a Feedback-ID may hold (its fields are colon-separated): the configured sender
+#: id is refused otherwise, and a tier's or sequence's name in it has the rest made dashes.
 _FEEDBACK_ID = re.compile(r"[A-Za-z0-9._-]{1,40}")
+_NOT_FEEDBACK = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def feedback_field(name: str) -> str:
+    """A config name as one field of a Feedback-ID: its colons (the separator), spaces and other
+    characters made dashes."""
+    return _NOT_FEEDBACK.sub("-", name)
 DEFAULT_REASONS = ("shipping_cost", "price", "payment", "delivery_time", "just_looking", "other")
 _CODE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::(\d+))?\}")
 

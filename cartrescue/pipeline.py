@@ -15,7 +15,6 @@ import hashlib
 import heapq
 import itertools
 import json
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 
 from cartrescue import stops
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
-from cartrescue.config import Config, Incentive, Step, Tier
+from cartrescue.config import Config, Incentive, Step, Tier, feedback_field
 from cartrescue.contacts import email_hash, email_hashes, normalize_phone, phone_hash, phone_region, without_address
 from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
@@ -531,7 +530,7 @@ class Composer:
         self._shop = config.shop_identity
         # Gmail's Feedback-ID (Postmaster Tools reports spam complaints per value of each field):
         # the sequence's step, the tier, the kind of mail and the shop's sender id.
-        self._feedback = {tier.name: f"{_feedback_field(tier.sequence)}-{{}}:{_feedback_field(tier.name)}:"
+        self._feedback = {tier.name: f"{feedback_field(tier.sequence)}-{{}}:{feedback_field(tier.name)}:"
                           f"cart-reminder:{shop.feedback_id}" for tier in config.priority.tiers} \
             if shop.feedback_id else None
 
@@ -694,11 +693,6 @@ class Composer:
             "incentive": offer,
         }
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-def _feedback_field(name: str) -> str:
-    """A config name as one field of a Feedback-ID: its colons (the separator) made dashes."""
-    return re.sub(r"[^A-Za-z0-9._-]", "-", name)
 
 
 def _mailbox_text(address: str | None, name: str | None) -> str | None:
