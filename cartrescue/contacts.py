@@ -58,20 +58,20 @@ def without_address(text: str, contact: str) -> str:
     """``text`` with ``contact`` (an address, in any case or with its domain in IDNA form, or a
     number) replaced by ``(address)``: what a suppression keeps of the reply that made it. A
     relay's "550 5.1.1 <ann@example.com>: …" kept the address the ledger keeps only as a hash."""
-    for form in _forms(contact):
+    for form in email_forms(contact):
         text = re.sub(re.escape(form), "(address)", text, flags=re.IGNORECASE)
     return text
 
 
-def _forms(contact: str) -> list[str]:
-    contact = contact.strip().lower()
-    local, at, domain = contact.rpartition("@")
-    forms = [contact]
-    if at:
-        ascii_form = ascii_domain(domain)
-        if ascii_form and ascii_form != domain:
-            forms.append(f"{local}@{ascii_form}")
-    return [form for form in forms if form]
+def email_forms(email: str) -> tuple[str, ...]:
+    """``email`` normalized and, for a domain in another script, with that domain in its other
+    IDNA form (``ann@bücher.example``, ``ann@xn--bcher-kva.example``): one mailbox, which a cart,
+    a relay's bounce or an erasure request may name either way. A number is its own one form."""
+    normalized = normalize_email(email)
+    if not normalized:
+        return ()
+    other = None if normalized.isascii() and "xn--" not in normalized else _other_form(normalized)
+    return (normalized,) if other is None else (normalized, other)
 
 
 def email_hash(email: str) -> str:
@@ -84,11 +84,9 @@ def email_hashes(email: str) -> tuple[str, ...]:
     another script, that of the domain's other form (``bücher.example``, ``xn--bcher-kva.example``).
     A relay's bounce and another tool's export name the ASCII form, a cart may carry the other;
     a suppression is kept under the form it was given in, so both are asked."""
-    own = email_hash(email)
     if email.isascii() and "xn--" not in email and "XN--" not in email:  # the common case, per cart
-        return (own,)
-    other = _other_form(normalize_email(email) or "")
-    return (own,) if other is None else (own, email_hash(other))
+        return (email_hash(email),)
+    return tuple(email_hash(form) for form in email_forms(email))
 
 
 def _other_form(email: str) -> str | None:

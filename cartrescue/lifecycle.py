@@ -29,6 +29,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from cartrescue.channels.outbox import SUFFIXES as OUTBOX_SUFFIXES
 from cartrescue.contacts import (
+    email_forms,
     email_hash,
     email_hashes,
     is_valid_email,
@@ -72,8 +73,10 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
     :func:`forget_phone` instead.
 
     One transaction: a crash leaves the address either wholly there or wholly gone. Matching is
-    on the normalized address (case and surrounding blanks do not matter), with a full scan of
-    each table: a request that comes rarely, never per cart.
+    on the normalized address (case and surrounding blanks do not matter) in either form of an
+    international domain (:func:`~cartrescue.contacts.email_forms`: the request may name the
+    form the shop's export did not), with a full scan of each table: a request that comes
+    rarely, never per cart.
     """
     if "@" not in address:
         return forget_phone(ledger, address, now, region=region)
@@ -83,14 +86,14 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
     at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     found = Forgotten(email)
     message, code, suppression, tests = (model.__table__ for model in (Message, Code, Suppression, SendTest))  # type: ignore[attr-defined,union-attr]
-    digest = email_hash(email)
+    digest, forms, hashes = email_hash(email), email_forms(email), email_hashes(email)
     with _erasing(ledger) as conn:
         messages = conn.execute(select(message.c.id, message.c.status, message.c.transport, message.c.reply)
-                                .where(_is(message.c.email, email))).all()
+                                .where(_is(message.c.email, forms))).all()
         # A test sent to the address names it; one rendered from its cart (to the owner) holds its
         # name and cart: both are the person's, and so are their --outbox files.
-        carts = _carts_of(conn, email)
-        its_tests = _is(tests.c.email, email) | (tests.c.cart_key.in_(carts) if carts else False)
+        carts = _carts_of(conn, forms)
+        its_tests = _is(tests.c.email, forms) | (tests.c.cart_key.in_(carts) if carts else False)
         written = [*messages, *conn.execute(select(tests.c.transport, tests.c.reply).where(its_tests))]
         found.files = sorted({row.reply for row in written
                               if row.transport == "outbox" and row.reply.endswith(OUTBOX_SUFFIXES)})
@@ -98,7 +101,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         ids = [row.id for row in messages]
         held = (code.c.claim_id.in_(ids) | code.c.replaced_claim_id.in_(ids)) if ids else False
         codes = conn.execute(select(code.c.id, code.c.claim_id, code.c.replaced_claim_id).where(
-            _is(code.c.email, email) | held)).all()
+            _is(code.c.email, forms) | held)).all()
         for row in codes:
             anonymous = dict(email=None, cart_key=None, step=None, replaced_claim_id=None)
             # It may be in the customer's mailbox: spent for good, whose unknown. So may a code a
@@ -125,11 +128,12 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
             table = model.__table__  # type: ignore[attr-defined]
             if table is code or table is message or "email" not in table.c:
                 continue
-            its = its_tests if table is tests else _is(table.c.email, email)
+            its = its_tests if table is tests else _is(table.c.email, forms)
             found.rows[table.name] = int(conn.execute(delete(table).where(its)).rowcount or 0)
-        found.rows[Inbound.__tablename__] = _unlink_inbound(conn, email_hashes(email))
+        found.rows[Inbound.__tablename__] = _unlink_inbound(conn, hashes)
+        # A suppression under either form covers the address (an unsubscribe keeps its reason).
         existing = conn.execute(select(suppression.c.id, suppression.c.source)
-                                .where(suppression.c.email_hash == digest)).first()
+                                .where(suppression.c.email_hash.in_(hashes))).first()
         if existing is None:
             conn.execute(insert(suppression).values(email_hash=digest, reason=FORGOTTEN, source="forget",
                                                     created_at=at))
@@ -200,20 +204,21 @@ def _unlink_inbound(conn: Any, hashes: Sequence[str]) -> int:
     return len(rows)
 
 
-def _carts_of(conn: Any, email: str) -> list[str]:
-    """The keys of the carts the ledger's rows give ``email`` (messages, decisions, codes, survey
-    answers). A test's own ``email`` is its recipient's, not its cart's customer's."""
+def _carts_of(conn: Any, forms: Sequence[str]) -> list[str]:
+    """The keys of the carts the ledger's rows give the address (``forms``: messages, decisions,
+    codes, survey answers). A test's own ``email`` is its recipient's, not its cart's customer's."""
     keys: set[str] = set()
     for model in TABLES:
         table = model.__table__  # type: ignore[attr-defined]
         if model is not SendTest and "email" in table.c and "cart_key" in table.c:
-            keys.update(conn.execute(select(table.c.cart_key).where(_is(table.c.email, email))).scalars())
+            keys.update(conn.execute(select(table.c.cart_key).where(_is(table.c.email, forms))).scalars())
     return sorted(key for key in keys if key)
 
 
-def _is(column: Any, email: str) -> Any:
-    """``column`` holds ``email`` (normalized), whatever case and blanks it was stored with."""
-    return func.lower(func.trim(column)) == email
+def _is(column: Any, forms: Sequence[str]) -> Any:
+    """``column`` holds one of the address's ``forms`` (normalized), whatever case and blanks it
+    was stored with."""
+    return func.lower(func.trim(column)).in_(forms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,34 @@ def test_a_code_whose_message_bounced_goes_back_to_its_pool_and_the_bounce_reply
     assert columns_holding(shop.folder / "ledger.db", BOB) == []
 
 
+@pytest.mark.parametrize(("stored", "asked"), [("ann@xn--bcher-kva.example", "Ann@Bücher.example"),
+                                                ("ann@bücher.example", "ANN@XN--BCHER-KVA.EXAMPLE")])
+def test_forget_erases_the_address_in_either_form_of_its_international_domain(shop: Shop, stored: str,
+                                                                               asked: str) -> None:
+    """The export (or the relay) names the domain as xn--…, the erasure request as the person
+    writes it, or the other way round: one mailbox. forget matched only the form it was given:
+    it said "forgotten", erased no row, and the ledger kept the address in every table."""
+    shop.add(cart("c-ann", email=stored, phone="+46 70 000 00 01"), cart("c-eve", email="eve@example.com"))
+    shop.configure(priority={"tiers": [{"name": "call", "min_score": 0, "channel": "call-list"}]},
+                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    db = shop.folder / "ledger.db"
+    assert {table for table, _ in columns_holding(db, stored)} == {"cr_message", "cr_decision"}
+
+    result = shop.cli("forget", asked, "--files", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["erased"]["cr_message"], result.json["erased"]["cr_decision"]) == (1, 1)
+    assert result.json["call_list"]["rows"] == 1  # --files: its row left the shop's call list too
+    assert columns_holding(db, stored) == [] and stored.encode() not in file_bytes(db)
+    assert stored not in (shop.folder / "call-list.csv").read_text(encoding="utf-8")
+    assert columns_holding(db, "eve@example.com")
+    again = shop.cli("forget", asked, "--json", now=None)
+    assert sum(again.json["erased"].values()) == 0 and again.json["suppression_added"] is False
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(days=2))
+    ann = next(d for d in later.json["decisions"] if d["cart_id"] == "c-ann")
+    assert (ann["action"], ann["reason"]) == ("skip", "suppressed") and columns_holding(db, stored) == []
+
+
 def test_the_call_list_is_the_shops_file_until_asked(shop: Shop) -> None:
     shop.add(cart("c-bob", email=BOB, phone="+46 70 000 00 01"), cart("c-eve", email="eve@example.com",
                                                                       phone="+46 70 000 00 02"))

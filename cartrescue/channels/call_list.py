@@ -208,7 +208,8 @@ def _values(decision: Decision, tz: tzinfo, added: str) -> dict[str, object]:
 
 def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, region: str | None = None,
             remove: bool = False) -> int:
-    """How many rows of the call list at ``path`` are for ``email`` (normalized), or for
+    """How many rows of the call list at ``path`` are for ``email`` (normalized, in either form
+    of an international domain: :func:`~cartrescue.contacts.email_forms`), or for
     ``phone`` (E.164, matched against the list's ``phone`` column read in ``region``); with
     ``remove`` the file is rewritten without them (``forget --files``).
 
@@ -229,7 +230,7 @@ def _matching_rows(path: Path, data: bytes, rewrite: bool, email: str | None, ph
                    region: str | None) -> int:
     """:func:`rows_of` on the list's bytes ``data``; with ``rewrite`` (the caller holds the
     list's lock) the list is replaced by one without them, before the lock goes."""
-    from cartrescue.contacts import normalize_email, normalize_phone
+    from cartrescue.contacts import email_forms, normalize_email, normalize_phone
 
     try:
         layout = layout_of(path, io.BytesIO(data).readline())
@@ -237,7 +238,7 @@ def _matching_rows(path: Path, data: bytes, rewrite: bool, email: str | None, ph
         return 0
     text = data.removeprefix(BOM).decode("utf-8")
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter))
-    column, wanted = ("phone", phone) if phone else ("email", email)
+    column, wanted = ("phone", {phone}) if phone else ("email", set(email_forms(email or "")))
     if not rows or column not in rows[0]:
         return 0
     at = rows[0].index(column)
@@ -248,7 +249,7 @@ def _matching_rows(path: Path, data: bytes, rewrite: bool, email: str | None, ph
             value = value[1:]  # the apostrophe cell() puts before a formula character
         return normalize_phone(value, region) if phone else normalize_email(value)
 
-    keep = [rows[0], *(row for row in rows[1:] if address(row) != wanted)]
+    keep = [rows[0], *(row for row in rows[1:] if address(row) not in wanted)]
     found = len(rows) - len(keep)
     if rewrite and found:
         partial = path.with_name(path.name + ".part")
