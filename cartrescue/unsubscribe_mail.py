@@ -23,6 +23,7 @@ It must not plan or send; it records inbound mails and suppressions in the ledge
 from __future__ import annotations
 
 import email
+import email.errors
 import email.policy
 import hashlib
 import html
@@ -96,13 +97,19 @@ def _parsed(raw: bytes) -> EmailMessage:
     return message
 
 
+#: What the header parser of ``email.policy.default`` raises on a malformed header
+#: (``Message-ID: <<<>>>`` is an IndexError inside it).
+_MALFORMED = (ValueError, LookupError, IndexError, AttributeError, TypeError, email.errors.MessageError)
+
+
 def _header(message: EmailMessage, name: str) -> str:
-    """A header as text; a malformed one (which the parser may refuse to decode) as it stands."""
+    """A header as text; a malformed one (which the parser may refuse to decode) as it stands in
+    the mail, read without the parser: one stranger's bad header stopped the whole mailbox."""
     try:
         return str(message.get(name, "") or "")
-    except (ValueError, LookupError, IndexError):
-        raw = message.get_all(name, failobj=[])
-        return str(raw[0]) if raw else ""
+    except _MALFORMED:
+        wanted = name.lower()
+        return next((str(value) for key, value in message.raw_items() if key.lower() == wanted), "")
 
 
 def _plain_text(message: EmailMessage, kind: str = "plain", limit: int = BODY_SCAN) -> str:

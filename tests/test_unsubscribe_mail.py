@@ -119,6 +119,27 @@ def test_a_maildir_a_folder_of_eml_files_and_one_eml_file_are_read(shop: Shop, t
         assert shop.suppression(who) is not None
 
 
+@pytest.mark.parametrize("bad_id", ["<<<>>>", "<@>", "<>"])
+def test_a_mail_with_a_malformed_message_id_is_read_and_does_not_stop_the_mailbox(shop: Shop, tmp_path: Path,
+                                                                                  bad_id: str) -> None:
+    """Any sender can write any Message-ID: ``<<<>>>`` made the header parser raise inside the
+    fallback meant for malformed headers, and the command ended in an internal error (exit 70)
+    at that mail, on every cron run, so nobody's unsubscribe mail was read any more."""
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com", "bob@example.com")
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    odd = bytes(mail("ann@example.com", subjects["ann@example.com"]))
+    odd = re.sub(rb"(?m)^Message-ID: .*$", b"Message-ID: " + bad_id.encode(), odd)
+    (folder / "1.eml").write_bytes(odd)
+    (folder / "2.eml").write_bytes(bytes(mail("bob@example.com", subjects["bob@example.com"])))
+    result = shop.cli("suppress", "mailbox", str(folder), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["read"], result.json["added"], result.json["refused"]) == (2, 2, [])
+    assert shop.suppression("ann@example.com") is not None and shop.suppression("bob@example.com") is not None
+    again = shop.cli("suppress", "mailbox", str(folder), "--json", now=None)
+    assert again.exit_code == 0 and again.json["seen_before"] == 2  # kept under the id as it stands
+
+
 def test_a_token_in_the_text_counts_when_the_subject_lost_it(shop: Shop, tmp_path: Path) -> None:
     token = make_token("ann@example.com", SECRET)
     box = mbox_of(tmp_path / "box", mail("ann@example.com", "(no subject)", f"Hello,\n\nunsubscribe {token}\n"))
