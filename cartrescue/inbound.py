@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 from cartrescue.config import Config
 from cartrescue.contacts import normalize_sender, phone_hash
 from cartrescue.ledger import Ledger
-from cartrescue.signing import HEADER, BadSignature, verify
+from cartrescue.signing import HEADER, BadSignature, same, verify
 from cartrescue.sms_text import is_opt_out
 
 StartResponse = Callable[..., Any]
@@ -117,7 +117,7 @@ class InboundSms:
         if query and "?" not in url:
             url = f"{url}?{query}"
         given = environ.get("HTTP_X_TWILIO_SIGNATURE", "")
-        if not given or not hmac.compare_digest(given, twilio_signature(token, url, params)):
+        if not given or not same(twilio_signature(token, url, params), given):
             return "the X-Twilio-Signature does not match (is sms.inbound_url the URL configured at Twilio?)"
         fields = dict(params)
         if fields.get("AccountSid") != self.sms.twilio.account_sid:

@@ -19,6 +19,7 @@ import time
 
 HEADER = "X-Cartrescue-Signature"
 TOLERANCE = 300  # seconds a signed request stays valid
+_NEVER = 10**12  # unix seconds beyond any clock (year 33658): no window reaches them
 
 
 class BadSignature(ValueError):
@@ -36,6 +37,13 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
     return f"t={moment},v1={signature(secret, moment, body)}"
 
 
+def same(expected: str, given: str) -> bool:
+    """``given`` is the ``expected`` signature, compared in constant time. As bytes: a header is
+    anyone's text, and ``hmac.compare_digest`` raises TypeError on a non-ASCII str (a 500 where
+    a forged signature must get its 403)."""
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "replace"))
+
+
 def verify(secret: str, header: str | None, body: bytes, *, now: float | None = None,
            tolerance: int = TOLERANCE) -> int:
     """Check ``header`` for ``body``; return its timestamp or raise :class:`BadSignature`."""
@@ -49,9 +57,10 @@ def verify(secret: str, header: str | None, body: bytes, *, now: float | None = 
         timestamp = int(fields["t"][0])
     except (KeyError, ValueError, IndexError):
         raise BadSignature(f"no timestamp in the {HEADER} header") from None
-    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+    # A timestamp past any clock's is outside the window, and a float cannot hold it (OverflowError).
+    if abs(timestamp) > _NEVER or abs((time.time() if now is None else now) - timestamp) > tolerance:
         raise BadSignature(f"timestamp outside the {tolerance} s window (a replay, or a clock off)")
     expected = signature(secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, given) for given in fields.get("v1", [])):
+    if not any(same(expected, given) for given in fields.get("v1", [])):
         raise BadSignature("signature does not match")
     return timestamp

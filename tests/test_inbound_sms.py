@@ -7,6 +7,7 @@ skipped; a forged, unsigned or replayed request is refused and changes nothing.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -130,6 +131,29 @@ def test_a_forged_stop_is_refused_and_changes_nothing(texting_shop: Shop, app_ur
         response = twilio_post(app_url, "STOP", account="AC" + "f" * 32)
     assert response.status_code == 403 and AUTH_TOKEN not in response.text
     assert not is_suppressed(texting_shop)
+
+
+@pytest.mark.parametrize(("provider", "header"), [
+    ("twilio", b"\xe9t\xe9"),  # a non-ASCII signature
+    ("http", b"t=%d,v1=\xe9t\xe9"),  # the same, under the generic gateway's scheme
+    ("http", b"t=" + b"9" * 400 + b",v1=00"),  # a timestamp no float can hold
+])
+def test_a_signature_no_provider_would_send_is_403_not_a_server_error(texting_shop: Shop, provider: str,
+                                                                       header: bytes) -> None:
+    """Anyone can post to the inbound URL: hmac.compare_digest raised TypeError on a non-ASCII
+    signature, and a huge timestamp overflowed the window's arithmetic, both a 500 with a
+    traceback in the server's log where docs promise a 403 that changes nothing."""
+    if provider == "http":
+        texting_shop.configure(sms={"provider": "http", "http": {"url": "https://gateway.example.com/send"}})
+        texting_shop.write()
+    body = b"id=in-1&from=%2B46701234501&text=STOP&MessageSid=SM1&From=%2B46701234501&Body=STOP"
+    name = "X-Twilio-Signature" if provider == "twilio" else HEADER
+    value = header.replace(b"%d", str(int(time.time())).encode())
+    with serving(texting_shop) as url:
+        response = httpx.post(url, content=body, timeout=10, headers={
+            "Content-Type": "application/x-www-form-urlencoded", name: value})
+    assert response.status_code == 403, response.text
+    assert response.text.startswith("refused: ") and not is_suppressed(texting_shop)
 
 
 def test_an_unset_auth_token_variable_verifies_nothing(texting_shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
