@@ -202,6 +202,21 @@ def test_forget_erases_the_address_in_either_form_of_its_international_domain(sh
     assert (ann["action"], ann["reason"]) == ("skip", "suppressed") and columns_holding(db, stored) == []
 
 
+@pytest.mark.postgres
+def test_forget_erases_the_other_form_of_an_international_domain_on_a_postgresql_ledger(shop: Shop) -> None:
+    """The same on PostgreSQL, whose lower() and IN see the Unicode form as SQLite's do not."""
+    with shopdb.shop_database("postgres", "ledger") as db:
+        shop.configure(ledger={"url": db.url})
+        shop.add(cart("c-ann", email="ann@bücher.example"), cart("c-eve", email="eve@example.com"))
+        assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+        result = shop.cli("forget", "Ann@XN--BCHER-KVA.example", "--json", now=None)
+        assert result.exit_code == 0, result.output
+        assert (result.json["erased"]["cr_message"], result.json["erased"]["cr_decision"]) == (1, 1)
+        left = [(table, n) for table in ("cr_message", "cr_decision") for (n,) in db.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE email IN ('ann@bücher.example', 'ann@xn--bcher-kva.example')") if n]
+        assert left == [] and db.execute("SELECT COUNT(*) FROM cr_message WHERE email IS NOT NULL")[0][0] == 1
+
+
 def test_the_call_list_is_the_shops_file_until_asked(shop: Shop) -> None:
     shop.add(cart("c-bob", email=BOB, phone="+46 70 000 00 01"), cart("c-eve", email="eve@example.com",
                                                                       phone="+46 70 000 00 02"))
