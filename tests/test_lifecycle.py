@@ -452,3 +452,31 @@ def test_forget_files_on_a_list_it_cannot_open_says_so_after_erasing_the_ledger(
     assert result.exit_code == 1, result.output
     assert "the call list could not be rewritten" in result.json["error"]["message"]
     assert "the ledger is erased" in result.json["error"]["message"]
+
+
+# -- a ledger.url that names no ledger ---------------------------------------------------------
+
+
+def test_forget_into_a_ledger_file_that_was_not_there_says_so(shop: Shop) -> None:
+    Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").close()  # the ledger the shop's runs use
+    shop.configure(ledger={"url": "sqlite:///ledgr.db"})  # a typo: the erasure must not pass in silence
+    result = shop.cli("forget", "ann@example.com", "--json", now=None)
+    assert result.exit_code == 0
+    assert "no ledger was at" in result.stderr and "ledgr.db" in result.stderr and "ledger.url" in result.stderr
+    assert result.json["email"] == "ann@example.com"  # still the one document on stdout
+
+
+def test_forget_in_the_ledger_the_runs_use_says_nothing_more(shop: Shop) -> None:
+    Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").close()
+    result = shop.cli("forget", "ann@example.com", now=None)
+    assert result.exit_code == 0 and "forgotten" in result.stderr and "no ledger was at" not in result.stderr
+
+
+def test_unsubscribe_into_a_ledger_file_that_was_not_there_says_so(shop: Shop) -> None:
+    result = shop.cli("unsubscribe", "ann@example.com", now=None)
+    assert result.exit_code == 0 and "no ledger was at" in result.stderr and "ledger.db" in result.stderr
+
+
+def test_suppress_list_of_a_ledger_file_that_is_not_there_makes_no_file(shop: Shop) -> None:
+    result = shop.cli("suppress", "list", "--json", now=None)
+    assert result.exit_code == 0 and result.json is not None and not (shop.folder / "ledger.db").exists()

@@ -292,6 +292,22 @@ def load(config: Path | None) -> Any:
     return load_config(config)
 
 
+def recording_ledger(cfg: Any) -> Any:
+    """``cfg.open_ledger()`` for a command that records what a person asked (``forget``,
+    ``unsubscribe``, ``suppress``), saying on stderr when ``ledger.url`` named a SQLite file that
+    was not there: the shop's runs read the ledger their config names, and an erasure or an
+    opt-out recorded in a new file at a mistyped path reached no run, while the command said it
+    was done. A shop that records opt-outs before its first run reads the line once."""
+    new = cfg.missing_ledger_file()
+    ledger = cfg.open_ledger()
+    if new is not None:
+        err_console().print(error_line(
+            f"{cfg.where('ledger.url')}: no ledger was at {new}: a new, empty one was made there and this was "
+            "recorded in it; only runs whose ledger.url names this file will see it (a mistyped path? a config "
+            "other than the runs' one?)", "warning", "yellow"), soft_wrap=True)
+    return ledger
+
+
 #: The ``error`` that ends the ``--json`` document of a command stopped by Ctrl-C or SIGTERM.
 INTERRUPTED = {"code": "interrupted", "exit_code": 130, "message": "interrupted"}
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cartrescue.commands.common import ConfigOption, JsonOption, err_console, fail, json_out, load
+from cartrescue.commands.common import ConfigOption, JsonOption, err_console, fail, json_out, load, recording_ledger
 from cartrescue.errors import CartrescueError, ConfigError
 
 
@@ -52,7 +52,7 @@ def forget(
 
     try:
         cfg = load(config)
-        ledger = cfg.open_ledger()
+        ledger = recording_ledger(cfg)
         try:
             done = erase(ledger, email, region=cfg.phone_region)
         except ValueError as exc:

@@ -16,6 +16,7 @@ from cartrescue.commands.common import (
     json_out,
     load,
     out_console,
+    recording_ledger,
     sub_typer,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
@@ -47,7 +48,7 @@ def unsubscribe(
 
     try:
         cfg = load(config)
-        ledger = cfg.open_ledger()
+        ledger = recording_ledger(cfg)
         try:
             done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli",
                                   spots=token_spots(cfg.shop.unsubscribe_url))
@@ -91,7 +92,7 @@ def suppress_import(
 
     try:
         cfg = load(config)
-        ledger = cfg.open_ledger()
+        ledger = recording_ledger(cfg)
         try:
             result = import_file(ledger, file, reason=reason)
         finally:
@@ -142,7 +143,7 @@ def suppress_mailbox(
 
     try:
         cfg = load(config)
-        ledger = cfg.open_ledger()
+        ledger = recording_ledger(cfg)
         try:
             result = read_mailbox(ledger, path, cfg.shop.unsubscribe_secret, trust_sender=trust_sender,
                                   unsubscribe_url=cfg.shop.unsubscribe_url)
@@ -192,7 +193,7 @@ def suppress_list(
 
     try:
         cfg = load(config)
-        ledger = cfg.open_ledger()
+        ledger = cfg.open_ledger(create=False)  # lists; never makes a file
         try:
             if email is not None:
                 found = check(ledger, email, cfg.phone_region)
@@ -245,7 +246,7 @@ def suppress_remove(
 
     try:
         cfg = load(config)
-        ledger = cfg.open_ledger()
+        ledger = cfg.open_ledger(create=False)  # nothing to remove from a file not there
         try:
             removed = remove(ledger, email, cfg.phone_region)
         except ValueError as exc:
