@@ -189,6 +189,15 @@ class Order:
         return net, base
 
     @property
+    def base_rate(self) -> Decimal | None:
+        """Units of the base currency per unit of the order's, as the source converted this order
+        (its base total / its total); None where it gave no base total. Other amounts of the same
+        order (a fixed incentive's cost in the report) are converted at it, not at today's rates."""
+        if self.base_total is None or self.total <= 0:
+            return None
+        return self.base_total / self.total
+
+    @property
     def awaits_delivery(self) -> bool:
         """Not delivered yet, and not refunded in full: the shop owes the customer goods. An order
         refunded by amount keeps its status ("paid", "processing"), yet nothing is coming: it

@@ -341,15 +341,19 @@ def _incentive(config: Config, sequence: str | None, step: int, tier: str | None
 
 
 def _discount(incentive: Incentive, paid: int, report_free_shipping: Decimal, currency: str | None,
-              basis: Basis) -> Decimal | None:
+              basis: Basis, rate: str | None = None) -> Decimal | None:
     """What the incentive cost on an order that paid ``paid`` units after the discount, in the
     shop's currency. A ``fixed`` amount is in the cart's currency (the message shows "15 kr"), so
-    it is converted as the order's amount is; None when no rate is known (not guessed)."""
+    it is converted as the order's amount is: at the order's own ``rate`` where the source gave
+    one (PrestaShop's conversion_rate, Magento's base_* columns), else with ``shop.exchange_rates``;
+    None when no rate is known (not guessed)."""
     if incentive.kind == "percent":
         share = incentive.value / 100
         return (Decimal(paid) / UNITS) * share / (1 - share) if share < 1 else Decimal(0)
     if incentive.kind == "fixed":
-        return incentive.value if currency is None else basis.base(incentive.value, currency)
+        if currency is None:
+            return incentive.value
+        return basis.base(incentive.value, currency, None if rate is None else incentive.value * Decimal(rate))
     return report_free_shipping
 
 
@@ -370,7 +374,7 @@ def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[
     codes_known = att.loaded.codes_seen
     basis = Basis(config.shop.currency, config.shop.exchange_rates)
     unpriced: set[str] = set()  # currencies without a rate of orders whose incentive has a cost there
-    for message_id, sequence, step, tier, _channel, paid, code, currency in att.attributed_orders():
+    for message_id, sequence, step, tier, _channel, paid, code, currency, own_rate in att.attributed_orders():
         row = tiers[tier or ""]
         row["orders"] += 1
         row["revenue"] += paid or 0
@@ -385,7 +389,7 @@ def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[
             if paid is None and incentive.kind == "percent":  # a share of an amount with no rate: unknown
                 unpriced.add(currency or "?")
                 continue
-            cost = _discount(incentive, paid or 0, config.report.free_shipping_cost, currency, basis)
+            cost = _discount(incentive, paid or 0, config.report.free_shipping_cost, currency, basis, own_rate)
             if cost is None:
                 unpriced.add(currency or "?")
             else:

@@ -48,9 +48,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 #: ``at`` is when the order was placed; ``earliest`` the start of its day for one dated without
 #: a time (``at`` is then the day's end, :attr:`cartrescue.model.Order.earliest`), else ``at``.
+#: ``rate``: the order's own rate to the shop's currency (:attr:`cartrescue.model.Order.base_rate`,
+#: exact decimal text), NULL where the source gave none.
 ORD_TABLE = """
 CREATE TABLE ord(id TEXT PRIMARY KEY, at REAL NOT NULL, earliest REAL NOT NULL, email TEXT, customer_id TEXT,
-  cart_id TEXT, amount INTEGER, currency TEXT, code TEXT) WITHOUT ROWID;
+  cart_id TEXT, amount INTEGER, currency TEXT, code TEXT, rate TEXT) WITHOUT ROWID;
 """
 SCHEMA = """
 CREATE TABLE msg(id INTEGER PRIMARY KEY, cart_key TEXT NOT NULL, cart_id TEXT, email TEXT, customer_id TEXT,
@@ -342,9 +344,9 @@ class Attribution:
 
     def attributed_orders(self) -> Iterator[tuple[Any, ...]]:
         """Each attributed order of the period's streams: (message id, sequence, step, tier, channel,
-        amount, discount code, the order's currency)."""
+        amount, discount code, the order's currency, the order's own rate as text or None)."""
         yield from self.db.execute(
-            "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code, o.currency FROM hit h"
+            "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code, o.currency, o.rate FROM hit h"
             " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? AND m.at <= ?"
             " ORDER BY m.id", self._period())
 
@@ -461,15 +463,17 @@ class OrderLoad:
                     self.currencies.add(currency)
                 if order.discount_code:
                     self.codes_seen = True
+                rate = order.base_rate
                 yield (order.id, order.created_at.timestamp(), order.earliest.timestamp(), order.email,
                        order.customer_id, order.cart_id,
-                       None if amount is None else units(amount), currency or None, order.discount_code)
+                       None if amount is None else units(amount), currency or None, order.discount_code,
+                       None if rate is None else str(rate))
 
         db = self.scratch.connection
         total = 0
         for batch in _batches(rows()):
             total += len(batch)
-            db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?,?)", batch)
+            db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?,?,?)", batch)
         db.commit()
         self.count = db.execute("SELECT count(*) FROM ord").fetchone()[0]
         self.duplicates = total - self.count

@@ -1,0 +1,82 @@
+"""One order, one rate: the report converts an order's revenue and the cost of a ``fixed``
+incentive redeemed on it at the same rate, the order's own where the shop database gives one
+(PrestaShop's ``orders.conversion_rate``, Magento's ``base_grand_total`` beside ``grand_total``),
+``shop.exchange_rates`` only where it gives none. On the real MariaDB and PostgreSQL servers,
+end to end through ``report --json``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+import shopdb
+from conftest import cli
+from reportdata import Row, write_ledger
+from test_source_prestashop_details import _foreign_order
+
+UTC = timezone.utc
+#: 110 kronor off at step 1; ``shop.exchange_rates`` says ten kronor to the euro (11.00 EUR).
+SEQUENCES = {"default": {"steps": [{"delay": "1h", "template": "reminder-3",
+                                    "incentive": {"kind": "fixed", "value": 110, "code": "SEK110"}}]}}
+SHOP = {"currency": "EUR", "exchange_rates": {"SEK": "0.1"}}
+
+
+def _magento_order(db: shopdb.ShopDb, base_grand_total: str | None) -> None:
+    """Order M1 of quote 606: 220 SEK, with ``base_grand_total`` in EUR (20: eleven kronor to the
+    euro when it was placed; None: the base amount unknown)."""
+    db.schema("magento2")
+    db.insert("sales_order", [{
+        "entity_id": 1, "increment_id": "M1", "quote_id": 606, "customer_email": "m1@example.com",
+        "state": "complete", "status": "complete", "grand_total": Decimal("220"), "order_currency_code": "SEK",
+        "base_grand_total": None if base_grand_total is None else Decimal(base_grand_total),
+        "base_currency_code": "EUR", "created_at": datetime(2026, 3, 29, 10, 0)}])
+
+
+def _money(kind: str, tmp_path: Path, preset: str, fill: Callable[[shopdb.ShopDb], None]) -> dict[str, Any]:
+    """The report's summary and its one money row, for cart 606 messaged at 09:00 UTC on 29 March
+    and its order an hour later."""
+    with shopdb.configured(kind, f"{preset}fixedrate", fill, tmp_path, {"type": preset}, shop=SHOP,
+                           sequences=SEQUENCES) as (_, config):
+        write_ledger(config.parent / "ledger.db", [Row("606", datetime(2026, 3, 29, 9, 0, tzinfo=UTC))])
+        result = cli("report", "--json", "--since", "2026-03-29", "--until", "2026-03-30", "--config", str(config),
+                     "--now", "2026-04-05T12:00:00Z")
+    assert result.exit_code == 0, result.output
+    (row,) = result.json["money"]["by_tier"]
+    return {"revenue": result.json["summary"]["revenue"], "incentive_cost": row["incentive_cost"],
+            "redeemed": row["codes_redeemed"]}
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_fixed_incentive_on_a_prestashop_order_costs_its_value_at_the_orders_own_conversion_rate(kind, tmp_path):
+    """The order's (220 - 55) SEK are 15.00 EUR at its conversion_rate of 11; its 110 kronor off
+    were costed with shop.exchange_rates (11.00 EUR) instead of the same rate (10.00 EUR)."""
+    assert _money(kind, tmp_path, "prestashop", lambda db: _foreign_order(db, "11")) == {
+        "revenue": "15.00", "incentive_cost": "10.00", "redeemed": 1}
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_fixed_incentive_on_a_prestashop_order_without_a_rate_uses_shop_exchange_rates(kind, tmp_path):
+    """conversion_rate 0 says nothing: the revenue falls back to shop.exchange_rates, (220 - 55) ×
+    0.1 = 16.50 EUR, and so does the incentive's cost, 110 × 0.1 = 11.00 EUR."""
+    assert _money(kind, tmp_path, "prestashop", lambda db: _foreign_order(db, "0")) == {
+        "revenue": "16.50", "incentive_cost": "11.00", "redeemed": 1}
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_fixed_incentive_on_a_magento_order_costs_its_value_at_the_orders_base_rate(kind, tmp_path):
+    """220 SEK with a base_grand_total of 20 EUR (eleven kronor to the euro): 110 kronor off cost
+    10.00 EUR at that rate, where shop.exchange_rates said 11.00 EUR."""
+    assert _money(kind, tmp_path, "magento2", lambda db: _magento_order(db, "20")) == {
+        "revenue": "20.00", "incentive_cost": "10.00", "redeemed": 1}
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_fixed_incentive_on_a_magento_order_without_a_base_total_uses_shop_exchange_rates(kind, tmp_path):
+    """No base_grand_total: the revenue is 220 × 0.1 = 22.00 EUR by shop.exchange_rates, the
+    incentive 110 × 0.1 = 11.00 EUR by the same rates."""
+    assert _money(kind, tmp_path, "magento2", lambda db: _magento_order(db, None)) == {
+        "revenue": "22.00", "incentive_cost": "11.00", "redeemed": 1}
