@@ -32,7 +32,8 @@ def parse_bound(value: str | None, tz: Any, *, end: bool) -> datetime | None:
     """``2026-11-23`` (a day in the shop's timezone: its start, or for ``--until`` its end) or an
     ISO 8601 time; aware UTC. Periods are read inclusive of their end, so ``--until`` a time ends
     the period just before it: where ``--since`` that time begins the next, no message or order
-    is counted in both."""
+    is counted in both. That microsecond is taken in UTC: on the shop's clock it may fall in an
+    hour the clocks skip or repeat, which read an hour off."""
     if value is None:
         return None
     from cartrescue.config import within_reach
@@ -42,24 +43,30 @@ def parse_bound(value: str | None, tz: Any, *, end: bool) -> datetime | None:
         if len(value.strip()) == 10:
             day = within_reach(date.fromisoformat(value.strip()), option)
             moment = datetime.combine(day + timedelta(days=1) if end else day, time(0), tzinfo=tz)
-            return (moment - timedelta(microseconds=1) if end else moment).astimezone(timezone.utc)
+            return _before(moment) if end else moment.astimezone(timezone.utc)
         moment = within_reach(datetime.fromisoformat(value.strip()), option)
     except ValueError:
         raise ConfigError(f"{option}: expected a date like 2026-11-23 or an ISO 8601 time, got {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    return (moment - timedelta(microseconds=1) if end else moment).astimezone(timezone.utc)
+    return _before(moment) if end else moment.astimezone(timezone.utc)
+
+
+def _before(moment: datetime) -> datetime:
+    """The instant just before ``moment``, in UTC. Subtracted on a shop's clock (Python's aware
+    arithmetic is wall-clock arithmetic) it could land in a skipped or repeated hour."""
+    return moment.astimezone(timezone.utc) - timedelta(microseconds=1)
 
 
 def period_start(after: datetime, period: timedelta, tz: Any) -> datetime:
     """The start of a default period of ``period`` up to ``after``: its whole days are the shop's
     days, the same clock time that many days before (167 or 169 hours over a clock change), so
     weekly digests tile and ``--until DAY`` covers the seven days it ends; a part of a day is a
-    plain duration."""
+    plain duration (taken off in UTC: on the shop's clock 12 hours across the skipped hour were 11)."""
     days, rest = divmod(period, timedelta(days=1))
     after = after.astimezone(tz)
-    start = datetime.combine(after.date() - timedelta(days=days), after.time(), tzinfo=tz) - rest
-    return start.astimezone(timezone.utc)
+    start = datetime.combine(after.date() - timedelta(days=days), after.time(), tzinfo=tz)
+    return start.astimezone(timezone.utc) - rest
 
 
 def report(
