@@ -86,6 +86,8 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
         listed = ", ".join(f"{n} in {code or 'no currency'}" for code, n in sorted(unconverted.items()))
         notes.append(f"orders that cannot be converted to {config.shop.currency} ({listed}; add shop.exchange_rates): "
                      "they count as conversions, their amounts are left out of revenue")
+    if document["incrementality"]["measured"]:
+        _lift_unconverted_note(att.lift_unconverted(), currency, notes)
     if totals["unvalued"]:
         count = totals["unvalued"]
         notes.append(f"{count:,} message{'s' if count != 1 else ''} of the period ha{'ve' if count != 1 else 's'} no "
@@ -108,6 +110,24 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
                      "counted as sent, as a run counts them")
     document["notes"] = notes
     return document
+
+
+def _lift_unconverted_note(rows: list[tuple[int, str, int]], currency: str | None, notes: list[str]) -> None:
+    """Orders of the lift's carts (held-out ones too) that have no rate: the incremental revenue
+    left their amounts out with no word, as the currency note counts only the messages' orders."""
+    count = sum(n for _held, _code, n in rows)
+    if not count:
+        return
+    by_currency: dict[str, int] = defaultdict(int)
+    for _held, code, n in rows:
+        by_currency[code] += n
+    held = sum(n for is_held, _code, n in rows if is_held)
+    listed = ", ".join(f"{n} in {code or 'no currency'}" for code, n in sorted(by_currency.items()))
+    one = count == 1
+    notes.append(f"{count:,} order{'' if one else 's'} of the carts compared for the lift ({listed}, {held:,} of "
+                 f"{'a held-out cart' if held == 1 else 'held-out carts'}) cannot be converted to {currency} (add "
+                 f"shop.exchange_rates): the incremental revenue leaves {'its amount' if one else 'their amounts'} "
+                 f"out, so it is not exact; {'its conversion counts' if one else 'their conversions count'}")
 
 
 def _iso(moment: datetime) -> str:
@@ -219,14 +239,15 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
 
 def _group(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
     return {"carts": sum(r[2] for r in rows), "converted": sum(r[3] for r in rows),
-            "revenue": sum(r[4] for r in rows), "squares": sum(r[5] for r in rows), "messaged": sum(r[6] or 0 for r in rows)}
+            "revenue": sum(r[4] for r in rows), "squares": sum(r[5] for r in rows), "messaged": sum(r[6] or 0 for r in rows),
+            "unconverted": sum(r[7] for r in rows)}
 
 
 def _arm(group: dict[str, Any]) -> dict[str, Any]:
     low, high = stats.wilson(group["converted"], group["carts"])
     return {"carts": group["carts"], "converted": group["converted"], "rate": rate(group["converted"], group["carts"]),
             "interval": [low, high] if group["carts"] else None, "revenue": amount(group["revenue"]),
-            "revenue_per_cart": per(group["revenue"], group["carts"])}
+            "revenue_per_cart": per(group["revenue"], group["carts"]), "unconverted_orders": group["unconverted"]}
 
 
 def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:

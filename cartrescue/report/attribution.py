@@ -189,7 +189,7 @@ class Attribution:
         self._carts = counts.get(0, (0, 0))
         self._held_carts = counts.get(1, (0, 0))[0]
         # The groups of the streams that began in the period (the lift), before any order is known.
-        self._groups = {(held, tier): [carts, 0, 0, 0.0, 0] for held, tier, carts in self.db.execute(
+        self._groups = {(held, tier): [carts, 0, 0, 0.0, 0, 0] for held, tier, carts in self.db.execute(
             "SELECT held, tier, count(*) FROM stream WHERE first_at >= ? AND first_at <= ?"
             " GROUP BY held || char(31) || ifnull(tier, char(30))", (since, until))}
         for tier, contaminated in self.db.execute(
@@ -328,19 +328,32 @@ class Attribution:
 
     def groups(self) -> list[tuple[Any, ...]]:
         """Per (held, tier) of the first rows of the streams that began in the period: carts,
-        converted carts, revenue, revenue², and carts of that group that were also messaged
-        (contaminated controls)."""
+        converted carts, revenue, revenue², carts of that group that were also messaged
+        (contaminated controls), and orders whose amount is unknown (no rate: left out of the
+        revenue, so the caller can say so)."""
         period = self._period()
         groups = {key: list(sums) for key, sums in self._groups.items()}
-        for held, tier, converted, revenue, squares in self.db.execute(
-                "SELECT s.held, s.tier, count(*), coalesce(sum(r.revenue), 0), coalesce(sum(r.revenue * 1.0 * r.revenue), 0)"
-                " FROM (SELECT m.cart_key, coalesce(sum(o.amount), 0) AS revenue FROM hit h JOIN msg m ON m.id = h.mid"
-                "       JOIN ord o ON o.id = h.oid GROUP BY m.cart_key) r"
+        for held, tier, converted, revenue, squares, unconverted in self.db.execute(
+                "SELECT s.held, s.tier, count(*), coalesce(sum(r.revenue), 0), coalesce(sum(r.revenue * 1.0 * r.revenue), 0),"
+                " coalesce(sum(r.unconverted), 0)"
+                " FROM (SELECT m.cart_key, coalesce(sum(o.amount), 0) AS revenue, sum(o.amount IS NULL) AS unconverted"
+                "       FROM hit h JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid GROUP BY m.cart_key) r"
                 " JOIN stream s ON s.cart_key = r.cart_key WHERE s.first_at >= ? AND s.first_at <= ?"
                 " GROUP BY s.held, s.tier", period):
             groups[(held, tier)][1:4] = [converted, revenue, squares]
+            groups[(held, tier)][5] = unconverted
         return [(held, tier, *sums) for (held, tier), sums in sorted(
             groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))]
+
+    def lift_unconverted(self) -> list[tuple[int, str, int]]:
+        """(held, currency or "", orders) of the orders of the streams that began in the period
+        (the lift's carts, held-out ones too) without an amount in the shop's currency:
+        :meth:`unconverted` counts only those the period's messages won."""
+        return self.db.execute(
+            "SELECT s.held, ifnull(o.currency, ''), count(*) FROM hit h JOIN msg m ON m.id = h.mid"
+            " JOIN ord o ON o.id = h.oid JOIN stream s ON s.cart_key = m.cart_key"
+            " WHERE o.amount IS NULL AND s.first_at >= ? AND s.first_at <= ? GROUP BY 1, 2 ORDER BY 1, 2",
+            self._period()).fetchall()
 
     def attributed_orders(self) -> Iterator[tuple[Any, ...]]:
         """Each attributed order of the period's streams: (message id, sequence, step, tier, channel,
