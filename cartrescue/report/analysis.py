@@ -225,9 +225,12 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
     for tier in tiers:
         t = _group([g for g in groups if not g[0] and (g[1] or "") == tier])
         h = _group([g for g in groups if g[0] and (g[1] or "") == tier])
-        entry: dict[str, Any] = {"tier": tier or None, "treated": _arm(t), "holdout": _arm(h)}
-        if t["carts"] and h["carts"]:
+        entry: dict[str, Any] = {"tier": tier or None, "treated": _arm(t), "holdout": _arm(h),
+                                 "measured": bool(t["carts"] and h["carts"])}
+        if entry["measured"]:
             entry.update(_lift(config, t, h))
+        else:  # as the whole lift says why it is not measured, so does each tier
+            entry["reason"] = f"no cart of this tier was {'held out' if t['carts'] else 'messaged'} in this period"
         by_tier.append(entry)
     result["by_tier"] = by_tier
     if held["messaged"]:

@@ -63,7 +63,7 @@ def write_csv(document: dict[str, Any], folder: Path) -> list[Path]:
             "incremental_revenue": revenue.get("estimate"),
             "incremental_revenue_low": (revenue.get("interval") or [None, None])[0],
             "incremental_revenue_high": (revenue.get("interval") or [None, None])[1],
-            "measured": lift["measured"] and bool(absolute), "note": source.get("sentence") or lift.get("reason", ""),
+            "measured": bool(source.get("measured")), "note": source.get("sentence") or source.get("reason", ""),
         })
     written.append(_write(folder / "lift.csv", rows, list(rows[0])))
     experiment_rows = [dict(variant, sequence=e["sequence"], step=e["step"], control=e["control"], winner=e["winner"],
