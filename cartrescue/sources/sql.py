@@ -1054,8 +1054,10 @@ class SqlSource(DatabaseSource):
         return cls(cfg.url, queries=cfg.queries or {}, prefix=cfg.prefix, shop_tz=shop_tz,
                    options=getattr(cfg, "options", None) or {}, on_problem=on_problem, base_currency=base_currency)
 
-    def _window_params(self, window: Window) -> dict[str, Any]:
-        return {"start": local_bound(window.start, self.db_tz), "end": local_bound(window.end, self.db_tz)}
+    def _window_params(self, window: Window, slack: timedelta = timedelta(0)) -> dict[str, Any]:
+        """``:start`` and ``:end`` as naive times in ``db_timezone``, widened by ``slack``."""
+        return {"start": local_bound(window.start, self.db_tz, slack=-slack),
+                "end": local_bound(window.end, self.db_tz, slack=slack)}
 
     def _groups(self, window: Window) -> Iterator[list[Mapping[str, Any]]]:
         sql = self.queries["carts"]
@@ -1272,7 +1274,11 @@ class SqlSource(DatabaseSource):
             raise ConfigError("source.queries.orders_placed: `report` needs a query listing the orders placed "
                               "between :start and :end (see docs/databases.md)")
         previous = None
-        for row in checked_columns("orders_placed", self.db.stream(sql, self._window_params(window)), self.name):
+        # Naive local times repeat an hour when the clocks go back: an order of the first 02:40 was
+        # after a window ending at the second 02:20. Widened by that hour, the rows are filtered
+        # by their real time below (window.overlaps), as the CSV export of the same orders is.
+        params = self._window_params(window, timedelta(hours=1))
+        for row in checked_columns("orders_placed", self.db.stream(sql, params), self.name):
             order_id = text_or_none(row.get("order_id"))
             if order_id is None or order_id == previous:  # rows of one order (a join): the first wins
                 continue
