@@ -601,6 +601,19 @@ def test_usage_errors_exit_2_with_one_json_document(shop: Shop, args: tuple[str,
     assert document["error"]["exit_code"] == code and fragment in document["error"]["message"]
 
 
+def test_a_csv_table_that_cannot_be_written_is_a_usage_error_naming_csv_not_an_internal_one(shop: Shop,
+                                                                                            tmp_path: Path) -> None:
+    """A folder in the way of by_step.csv: the report said "internal error: IsADirectoryError ...
+    (a bug in cartrescue)", exit 70, where --html's file says what cannot be written, exit 2."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW)])
+    (tmp_path / "csv" / "by_step.csv").mkdir(parents=True)
+    result = shop.cli("report", "--json", *PERIOD, "--csv", str(tmp_path / "csv"), now=LATER)
+    assert result.exit_code == 2, result.output
+    document = json.loads(result.stdout)
+    assert document["error"]["code"] == "config"
+    assert document["error"]["message"].startswith(f"--csv {tmp_path / 'csv'}: cannot write: Is a directory")
+
+
 def test_an_unreadable_source_exits_3(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW)])
     shop.configure(source={"orders": "missing-orders.csv"})

@@ -116,7 +116,8 @@ def report(
         if csv_dir is not None:
             from cartrescue.report.files import write_csv
 
-            outputs["csv"] = [str(path) for path in write_csv(document, csv_dir)]
+            with output_file("--csv", csv_dir):  # a table that cannot be written: exit 2 naming it, no "bug"
+                outputs["csv"] = [str(path) for path in write_csv(document, csv_dir)]
         page = None
         if html is not None or email is not None:
             from cartrescue.report.html import render_html
