@@ -245,6 +245,21 @@ def test_an_order_row_with_a_negative_total_is_a_refund_not_an_order(url):
     assert "9" not in orders and "10" in orders
 
 
+def test_an_order_whose_address_was_mistyped_at_checkout_is_read_by_its_cart(url):
+    """The address only ties an order to carts: read as a cart's is, ``kim@example`` made the
+    order unreadable, and its cart waited for it instead of knowing it was bought (Magento's and
+    the CSV export's same order were read)."""
+    source, problems = _query_source(url, orders=QUERIES["orders"].replace(
+        "SELECT id AS order_id, email,", "SELECT id AS order_id, CASE WHEN id = 10 THEN 'Kim@Example' ELSE email END "
+        "AS email,"))
+    try:
+        orders = {order.id: order for order in source.orders_for(_carts(url))}
+    finally:
+        source.close()
+    assert (orders["10"].unreadable, orders["10"].email, orders["10"].cart_id) == (None, "kim@example", "2")
+    assert orders["10"].total == Decimal("30") and not problems.reasons()
+
+
 def test_an_orders_date_without_a_time_is_the_end_of_that_day(url):
     """A DATE column (or a date as text, as SQLite returns ``date()``) read as its midnight put
     an order of the cart's own day before the cart: its buyer was reminded of what they bought."""

@@ -630,6 +630,15 @@ def as_email(*candidates: Any) -> str | None:
     return None
 
 
+def order_email(value: Any) -> str | None:
+    """An order's address, normalized, valid or not: it only ties the order to carts (an invalid
+    one ties it to none, a cart's address being always valid) and is never written to. Read as a
+    cart's is (:func:`as_email`), one mistyped at checkout made the whole order unreadable: the
+    customer's other carts waited for it, and the report left it out, where Magento's and the CSV
+    export's same order were read."""
+    return normalize_email(value if isinstance(value, str) else None)
+
+
 def as_locale(value: Any) -> str | None:
     return normalize_locale(value)
 
@@ -1234,7 +1243,7 @@ class SqlSource(DatabaseSource):
                 id=order_id,
                 created_at=created,
                 day_start=day_start,
-                email=as_email(row.get("email")),
+                email=order_email(row.get("email")),
                 customer_id=id_or_none(row.get("customer_id")),
                 cart_id=id_or_none(row.get("cart_id")),
                 total=total,
