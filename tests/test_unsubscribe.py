@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from socketserver import ThreadingMixIn
@@ -435,3 +435,10 @@ def test_a_head_request_gets_no_body_even_when_refused(shop: Shop, path: str) ->
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 400") and b"Content-Length: " in head
     assert body == b""
+
+
+def test_suppress_list_json_gives_times_in_iso_8601_as_the_runs_document_does(shop: Shop) -> None:
+    assert shop.cli("unsubscribe", "ann@example.com", now=None).exit_code == 0
+    (row,) = shop.cli("suppress", "list", "--json", now=None).json["suppressions"]
+    assert "T" in row["created_at"] and row["created_at"].endswith("Z")
+    assert datetime.fromisoformat(row["created_at"].replace("Z", "+00:00")).tzinfo is not None

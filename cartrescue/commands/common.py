@@ -319,6 +319,15 @@ def stopped_after_document() -> NoReturn:
     raise typer.Exit(130) from None  # not "from" the interrupt: cli.main then prints nothing more
 
 
+def json_value(value: Any) -> str:
+    """What a ``--json`` document writes for a value JSON has no type for: a time in ISO 8601,
+    UTC as ``Z``, as the run's document writes its times (``str`` gave ``2026-12-04 21:14:42+00:00``,
+    which a script's ISO parser may refuse); anything else as its text (a Decimal exactly)."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
 def json_out(payload: Any, indent: int | None = None) -> None:
     """Print the command's one ``--json`` document, whole, as its last word: a stop (Ctrl-C,
     SIGTERM) while or after it is written is let go (:func:`cartrescue.stops.held`)."""
@@ -327,7 +336,7 @@ def json_out(payload: Any, indent: int | None = None) -> None:
     from cartrescue import stops
     from cartrescue.output import json_stdout
 
-    text = json.dumps(payload, ensure_ascii=False, default=str, indent=indent)
+    text = json.dumps(payload, ensure_ascii=False, default=json_value, indent=indent)
     out = json_stdout()
     try:
         with stops.held(settles=True):
