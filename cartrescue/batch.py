@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cartrescue import processes
 from cartrescue.workers import TERM_GRACE, Document, error_of, exit_code_of, merge_counts, worst_exit_code
@@ -225,30 +225,22 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
     shops = [ShopRun(config) for config in configs]
     pending = deque(enumerate(shops, start=1))
     method = processes.start_method()
-    if method == "fork":
-        processes.preload()
     env = {"PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid())}
     selector = selectors.DefaultSelector()
     running: list[_Child] = []
     interrupted: KeyboardInterrupt | None = None
     try:
+        if method == "fork":
+            processes.preload()  # a second or more: a stop meanwhile starts no shop, and the batch says so
+    except KeyboardInterrupt as stop:
+        interrupted = stop
+        pending.clear()
+    try:
         while pending or running:
             try:
                 while pending and len(running) < jobs and interrupted is None:
                     number, shop = pending.popleft()
-                    shop.started = method
-                    try:
-                        process = processes.start(arguments(shop.config), env, method, str(number), prefix=SHOP_PREFIX)
-                    except OSError as exc:  # no process left (a ulimit, the memory): this shop fails, not the rest
-                        shop.returncode = 70
-                        shop.trailer = {"error": {"code": "internal", "exit_code": 70,
-                                                  "message": f"could not start its run: {exc}"}}
-                        continue
-                    shop.pid = process.pid
-                    child = _Child(shop, process)
-                    running.append(child)
-                    selector.register(process.stdout, selectors.EVENT_READ, (child, "out"))  # type: ignore[arg-type]
-                    selector.register(process.stderr, selectors.EVENT_READ, (child, "err"))  # type: ignore[arg-type]
+                    _start(shop, number, arguments, env, method, running, selector)
                 for key, _ in selector.select(timeout=0.5):
                     child, which = key.data
                     data = os.read(key.fd, 1 << 20)
@@ -283,6 +275,32 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
     finally:
         selector.close()
     return Batch(shops, interrupted=interrupted is not None)
+
+
+def _start(shop: ShopRun, number: int, arguments: Callable[[Path], list[str]], env: dict[str, str],
+           method: Literal["fork", "spawn"], running: list[_Child], selector: selectors.BaseSelector) -> None:
+    """Start a shop's run and add it to ``running``, whose runs a stop ends and whose pipes are read.
+
+    A stop (Ctrl-C, SIGTERM) that comes meanwhile is raised once the shop is in ``running``:
+    raised in between, the shop's process was forked but never stopped nor waited for, and its
+    row said "exit 70, ended without a report" while it went on alone.
+    """
+    from cartrescue import stops
+
+    with stops.held():
+        shop.started = method
+        try:
+            process = processes.start(arguments(shop.config), env, method, str(number), prefix=SHOP_PREFIX)
+        except OSError as exc:  # no process left (a ulimit, the memory): this shop fails, not the rest
+            shop.returncode = 70
+            shop.trailer = {"error": {"code": "internal", "exit_code": 70,
+                                      "message": f"could not start its run: {exc}"}}
+            return
+        shop.pid = process.pid
+        child = _Child(shop, process)
+        running.append(child)
+        selector.register(process.stdout, selectors.EVENT_READ, (child, "out"))  # type: ignore[arg-type]
+        selector.register(process.stderr, selectors.EVENT_READ, (child, "err"))  # type: ignore[arg-type]
 
 
 def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -> None:

@@ -19,11 +19,11 @@ def main() -> None:
     try:
         from cartrescue.cli import main as command_line
     except KeyboardInterrupt:
-        _stopped_before_start()
+        stopped_before_start()
     command_line()
 
 
-def _stopped_before_start() -> None:
+def stopped_before_start() -> None:
     """Exit 130, with the one ``--json`` document of an interrupted command where one was asked for."""
     if "--json" in sys.argv[1:]:
         os.write(1, b'{"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}}\n')

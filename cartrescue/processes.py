@@ -99,14 +99,17 @@ class ForkedProcess:
                 stream.flush()  # nothing buffered here may be written twice, once by each process
             except (AttributeError, OSError, ValueError):
                 pass
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)  # see _child: held over the fork
         try:
             pid = os.fork()
         except OSError:  # no process left (a ulimit, the memory): the pipes go, the error is the run's
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             for descriptor in (out_read, out_write, err_read, err_write):
                 os.close(descriptor)
             raise
         if pid == 0:  # pragma: no cover - runs in the child, which ends in os._exit
-            _child(arguments, env, out_write, err_write, name)
+            _child(arguments, env, out_write, err_write, name, mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop meanwhile is the parent's now
         os.close(out_write)
         os.close(err_write)
         self.pid = pid
@@ -132,31 +135,49 @@ class ForkedProcess:
             os.kill(self.pid, sig)
 
 
-def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int, name: str) -> NoReturn:
+#: The signals that stop a run (cartrescue.stops): blocked over a fork, see :func:`_child`.
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int, name: str,
+           mask: set[int | signal.Signals]) -> NoReturn:
     """The forked worker: the CLI on ``arguments`` with fresh standard streams, then ``os._exit``.
 
     Every descriptor but the three streams is closed (as ``Popen(close_fds=True)`` does): the
     other workers' pipes stay theirs. ``os._exit`` skips the parent's exit handlers and
     ``finally`` blocks, which are the parent's to run.
+
+    It starts with Ctrl-C and SIGTERM blocked (``mask``: the parent's own mask, put back once
+    the child's handlers are its own). A stop that came at its first instant (``run-all``
+    stopped as it forked a shop, and passing the stop on) met the parent's handler there (a
+    traceback, exit 70: "a bug"), or none (dropped: the child ran to its end). It is raised
+    when the mask is put back, and the child ends as a command stopped before it began: its
+    ``--json`` document, exit 130.
     """
     code = 70
     try:
         _own_streams(os.open(os.devnull, os.O_RDONLY), out_fd, err_fd)
         os.environ.update(env)
         _name(name)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until the CLI sets its own
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace", line_buffering=True)
         sys.argv = [sys.argv[0] if sys.argv else "cartrescue", *arguments]
+        from cartrescue import stops
         from cartrescue.cli import main
 
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # so that the CLI's handler takes it too
+        stops.install()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop since the fork is raised here
         main()
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except KeyboardInterrupt:  # before the command began (cli.main takes every stop after)
+        from cartrescue.entry import stopped_before_start
+
+        stopped_before_start()
     except BaseException:  # noqa: BLE001 - a worker never returns into its parent's code
         import traceback
 

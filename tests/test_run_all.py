@@ -359,3 +359,81 @@ def test_sigkill_of_run_all_ends_its_shops_and_a_rerun_sends_no_step_twice(make_
     rows = stuck.messages()
     assert sorted(row["cart_id"] for row in rows) == ["s1c0", "s1c1", "s1c2", "s1c3"]  # every step claimed, once
     assert sum(row["status"] == "sent" for row in rows) == len(server.messages)
+
+
+def _run_all_with(prelude: str, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real command line as cron runs it, after ``prelude`` (Python) has set up where a stop
+    comes: the instants a person's Ctrl-C or a service manager's SIGTERM cannot be aimed at."""
+    code = prelude + "\nimport sys\nsys.argv = ['cartrescue', *sys.argv[1:]]\nfrom cartrescue.entry import main\nmain()\n"
+    return subprocess.run([sys.executable, "-c", code, "run-all", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+@pytest.mark.slow
+def test_a_stop_as_run_all_forks_a_shop_stops_that_shop_as_interrupted(make_shop: Callable[[str], Shop],
+                                                                        tmp_path: Path) -> None:
+    """SIGTERM the instant run-all has forked its first shop: it was raised before the shop was
+    known to be running, so the shop was never stopped nor waited for, and its row (and
+    run-all's exit code) said 70, "a bug", while it went on alone."""
+    first, second = _shops(make_shop, 2, carts=2)
+    prelude = ("import os, signal\n"
+               "fork = os.fork\n"
+               "def forked() -> int:  # the stop comes the instant the first shop is forked\n"
+               "    pid = fork()\n"
+               "    if pid and not getattr(forked, 'done', False):\n"
+               "        forked.done = True\n"
+               "        os.kill(os.getpid(), signal.SIGTERM)\n"
+               "    return pid\n"
+               "os.fork = forked\n")
+    done = _run_all_with(prelude, "--json", "--outbox", "out", "--jobs", "1", "--now", iso(NOW), first.folder,
+                         second.folder, cwd=tmp_path)
+    document = json.loads(done.stdout)
+    row, never = document["shops"]
+    assert (done.returncode, document["exit_code"], document["error"]["code"]) == (130, 130, "interrupted"), done.stderr
+    assert (row["started"], row["exit_code"], row["error"]["code"]) == ("fork", 130, "interrupted")
+    assert _gone(row["pid"])  # stopped and waited for, not left running on its own
+    assert never["started"] is None and "Traceback" not in done.stderr
+
+
+def test_a_stop_at_a_forked_runs_first_instant_ends_it_as_interrupted(make_shop: Callable[[str], Shop],
+                                                                      tmp_path: Path) -> None:
+    """run-all passes its stop on to every shop running, one forked a moment ago too. Reaching
+    the shop before its own handlers, the stop met its parent's: a traceback and exit 70, or
+    it was dropped and the shop ran to its end. Now it ends as a run stopped before it began."""
+    (shop,) = _shops(make_shop, 1, carts=2)
+    code = ("import json, signal, sys\n"
+            "from cartrescue import processes, stops\n"
+            "stops.install()\n"
+            "processes.preload()\n"
+            "for _ in range(3):\n"
+            "    process = processes.start(sys.argv[1:], {}, 'fork', '1', prefix='cr-shop-')\n"
+            "    process.send_signal(signal.SIGTERM)\n"
+            "    out, err = process.stdout.read().decode(), process.stderr.read().decode()\n"
+            "    print(json.dumps([process.wait(), out, err]))\n")
+    done = subprocess.run([sys.executable, "-c", code, "run", "--config", str(shop.config_path), "--json",
+                           "--workers", "1", "--outbox", "out", "--now", iso(NOW)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    for line in done.stdout.splitlines():
+        returncode, out, err = json.loads(line)
+        assert (returncode, json.loads(out)["error"]["code"]) == (130, "interrupted"), (returncode, out, err)
+        assert "Traceback" not in err
+
+
+def test_a_stop_while_run_all_prepares_still_prints_the_documents_shape(make_shop: Callable[[str], Shop],
+                                                                         tmp_path: Path) -> None:
+    """A stop while run-all imports what every shop's run needs (a second or more, before the
+    first shop starts) printed {"error": ...} alone: no "shops", no "counts", no "exit_code"."""
+    shops = _shops(make_shop, 2, carts=2)
+    prelude = ("import os, signal, sys\n"
+               "class Stop:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name == 'jinja2.sandbox':  # preloaded for the shops, imported by nothing before\n"
+               "            os.kill(os.getpid(), signal.SIGTERM)\n"
+               "        return None\n"
+               "sys.meta_path.insert(0, Stop())\n")
+    done = _run_all_with(prelude, "--json", "--now", iso(NOW), *(shop.folder for shop in shops), cwd=tmp_path)
+    document = json.loads(done.stdout)
+    assert (done.returncode, document["exit_code"], document["error"]["code"]) == (130, 130, "interrupted")
+    assert [(row["started"], row["exit_code"]) for row in document["shops"]] == [(None, 130), (None, 130)]
+    assert document["counts"]["carts"] == 0 and not any((shop.folder / "ledger.db").exists() for shop in shops)
