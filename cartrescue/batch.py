@@ -242,22 +242,7 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
                     number, shop = pending.popleft()
                     _start(shop, number, arguments, env, method, running, selector)
                 for key, _ in selector.select(timeout=0.5):
-                    child, which = key.data
-                    data = os.read(key.fd, 1 << 20)
-                    if data:
-                        _take(child, which, data, warn)
-                        continue
-                    selector.unregister(key.fileobj)
-                    if child.rest[which]:  # a last line without its newline
-                        _take(child, which, b"\n", warn)
-                    key.fileobj.close()  # type: ignore[union-attr]
-                    child.open -= 1
-                    if child.open == 0:
-                        child.shop.returncode = child.process.wait()
-                        child.shop.seconds = time.monotonic() - child.began
-                        running.remove(child)
-                        if on_done is not None:
-                            on_done(child.shop)
+                    _read(key, selector, running, warn, on_done)
                 now = time.monotonic()
                 for child in running:
                     if child.kill_at is not None and now > child.kill_at:
@@ -301,6 +286,36 @@ def _start(shop: ShopRun, number: int, arguments: Callable[[Path], list[str]], e
         running.append(child)
         selector.register(process.stdout, selectors.EVENT_READ, (child, "out"))  # type: ignore[arg-type]
         selector.register(process.stderr, selectors.EVENT_READ, (child, "err"))  # type: ignore[arg-type]
+
+
+def _read(key: selectors.SelectorKey, selector: selectors.BaseSelector, running: list[_Child],
+          warn: Callable[[str], None], on_done: Callable[[ShopRun], None] | None) -> None:
+    """Read what a shop's pipe has and take it; at its end, and the other pipe's, the shop is done.
+
+    Whole, a stop (Ctrl-C, SIGTERM) waiting for its end: raised between the read and the take,
+    it lost the block read (the shop's header, or its trailer: its row said "ended without a
+    report" and counted nothing), and between closing a pipe and counting it closed, the
+    shop was never waited for and run-all waited for it for ever.
+    """
+    from cartrescue import stops
+
+    child, which = key.data
+    with stops.held():
+        data = os.read(key.fd, 1 << 20)
+        if data:
+            _take(child, which, data, warn)
+            return
+        selector.unregister(key.fileobj)
+        if child.rest[which]:  # a last line without its newline
+            _take(child, which, b"\n", warn)
+        key.fileobj.close()  # type: ignore[union-attr]
+        child.open -= 1
+        if child.open == 0:
+            child.shop.returncode = child.process.wait()
+            child.shop.seconds = time.monotonic() - child.began
+            running.remove(child)
+            if on_done is not None:
+                on_done(child.shop)
 
 
 def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -> None:

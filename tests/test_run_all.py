@@ -437,3 +437,26 @@ def test_a_stop_while_run_all_prepares_still_prints_the_documents_shape(make_sho
     assert (done.returncode, document["exit_code"], document["error"]["code"]) == (130, 130, "interrupted")
     assert [(row["started"], row["exit_code"]) for row in document["shops"]] == [(None, 130), (None, 130)]
     assert document["counts"]["carts"] == 0 and not any((shop.folder / "ledger.db").exists() for shop in shops)
+
+
+def test_a_stop_while_run_all_reads_a_shop_keeps_what_the_shop_said(make_shop: Callable[[str], Shop],
+                                                                    tmp_path: Path) -> None:
+    """A stop that came as run-all had read a block of a shop's document, before it took it: the
+    block was lost (here the document's first line), and the shop's row said "internal: ended
+    without a report" with no counts, while the shop had ended its document as interrupted."""
+    (shop,) = _shops(make_shop, 1, carts=3)
+    prelude = ("import os, signal\n"
+               "read, parent = os.read, os.getpid()\n"
+               "def reading(fd: int, size: int) -> bytes:  # the stop comes with the shop's first block\n"
+               "    data = read(fd, size)\n"
+               "    if os.getpid() == parent and b'\"decisions\": [' in data and not getattr(reading, 'done', 0):\n"
+               "        reading.done = True\n"
+               "        os.kill(parent, signal.SIGTERM)\n"
+               "    return data\n"
+               "os.read = reading\n")
+    done = _run_all_with(prelude, "--json", "--outbox", "out", "--now", iso(NOW), shop.folder, cwd=tmp_path)
+    document = json.loads(done.stdout)
+    (row,) = document["shops"]
+    assert done.returncode == 130, done.stderr
+    assert row["decisions"] == row["counts"]["carts"] == document["counts"]["carts"] == 3, row
+    assert row["exit_code"] in (0, 130) and row.get("error", {"code": "interrupted"})["code"] == "interrupted", row
