@@ -180,12 +180,21 @@ def shop_command(config: Path, *, mode: str, now: datetime | None, strict: bool,
 
 def config_files(paths: Sequence[Path]) -> list[Path]:
     """The configs named on the command line: a folder stands for its ``cartrescue.yaml``; a
-    file named twice runs once (two runs of one shop at once would only meet its lock)."""
-    seen: set[Path] = set()
+    file named twice runs once (two runs of one shop at once would only meet its lock).
+
+    A path that cannot be looked at (a folder run-all may not search, a symlink loop) is taken
+    as it is: its shop's run says why it cannot read it. ``Path.is_dir`` and ``Path.resolve``
+    raised there, and one shop's path stopped every shop's run (exit 70, "a bug").
+    """
+    seen: set[str] = set()
     files: list[Path] = []
     for path in paths:
-        file = path / "cartrescue.yaml" if path.is_dir() else path
-        key = file.resolve()
+        try:
+            folder = path.is_dir()
+        except OSError:
+            folder = False
+        file = path / "cartrescue.yaml" if folder else path
+        key = os.path.realpath(file)  # never raises where it cannot follow a link (Path.resolve does)
         if key not in seen:
             seen.add(key)
             files.append(file)

@@ -1672,7 +1672,11 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     import yaml
 
     file = Path(path or DEFAULT_CONFIG)
-    if not file.exists():
+    try:
+        found = file.exists()
+    except OSError:  # in a folder this user may not search: reading it says so (exists() raised: exit 70)
+        found = True
+    if not found:
         hint = " (create one with `cartrescue init`)" if path is None else ""
         raise ConfigError(f"{file}: config file not found{hint}")
     try:

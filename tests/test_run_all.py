@@ -460,3 +460,28 @@ def test_a_stop_while_run_all_reads_a_shop_keeps_what_the_shop_said(make_shop: C
     assert done.returncode == 130, done.stderr
     assert row["decisions"] == row["counts"]["carts"] == document["counts"]["carts"] == 3, row
     assert row["exit_code"] in (0, 130) and row.get("error", {"code": "interrupted"})["code"] == "interrupted", row
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
+def test_a_config_run_all_cannot_look_at_costs_that_shop_only(make_shop: Callable[[str], Shop],
+                                                               tmp_path: Path) -> None:
+    """A shop's folder run-all may not search (another user's, 0700), or a symlink loop where a
+    shop was: looking at the path raised, and run-all stopped before any shop (exit 70, "a bug");
+    then the shop's own run did the same. Run without the capability to read any file (root
+    here), as a user without the permission is refused."""
+    good, locked = _shops(make_shop, 2, carts=3)
+    locked.folder.chmod(0)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    try:
+        done = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m",
+                               "cartrescue.cli", "run-all", "--json", "--now", iso(NOW), str(good.folder),
+                               str(locked.config_path), str(tmp_path / "loop")], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300, check=False)
+    finally:
+        locked.folder.chmod(0o755)
+    document = json.loads(done.stdout)
+    assert done.returncode == 2, done.stderr
+    assert [(row["exit_code"], row.get("error", {}).get("code")) for row in document["shops"]] == [
+        (0, None), (2, "config"), (2, "config")]
+    assert document["shops"][1]["error"]["message"] == f"{locked.config_path}: cannot read: Permission denied"
+    assert document["shops"][0]["counts"]["send"] == 3
