@@ -346,7 +346,14 @@ def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -
             continue
         tail.append(line)
         del tail[:-20]
-        warn(f"{child.shop.config}: {line}")
+        warn(line if _names_config(line, str(child.shop.config)) else f"{child.shop.config}: {line}")
+
+
+def _names_config(line: str, config: str) -> bool:
+    """A line of the shop's run that names its config already (``error: shop.yaml: source: …``,
+    as every config error does): prefixed again, the path stood twice on the line."""
+    _label, said, rest = line.partition(": ")
+    return line.startswith(config + ":") or (bool(said) and rest.startswith(config + ":"))
 
 
 def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:

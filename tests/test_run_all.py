@@ -68,7 +68,7 @@ def test_a_broken_config_costs_only_its_shop(make_shop: Callable[[str], Shop], t
     assert second["exit_code"] == 0 and second["counts"]["send"] == 12
     assert document["error"]["message"].startswith(f"{broken.config_path}:2: not valid YAML")
     assert f"{broken.config_path}: {broken.config_path}" not in document["error"]["message"]  # named once
-    assert f"{broken.config_path}: error: " in done.stderr  # the shop's own line, named
+    assert f"error: {broken.config_path}:" in done.stderr  # the shop's own line, named (once)
 
 
 def test_sending_delivers_every_shop_once_and_a_second_run_delivers_nothing(
@@ -98,7 +98,7 @@ def test_quiet_shows_the_table_and_the_shops_words_when_one_failed(make_shop: Ca
     (missing.folder / "carts.csv").unlink()
     done = _run_all("--quiet", "--now", iso(NOW), good.folder, missing.folder, cwd=tmp_path)
     assert done.returncode == 3
-    assert f"{missing.config_path}: error: " in done.stderr and "carts.csv" in done.stderr
+    assert f"error: {missing.config_path}: source.carts" in done.stderr and "carts.csv" in done.stderr
     assert "run-all (dry-run): 2 shops" in done.stdout and "source" in done.stdout
     assert str(missing.config_path) in done.stdout  # whole on its line in cron's mail, not folded
 
@@ -485,3 +485,10 @@ def test_a_config_run_all_cannot_look_at_costs_that_shop_only(make_shop: Callabl
         (0, None), (2, "config"), (2, "config")]
     assert document["shops"][1]["error"]["message"] == f"{locked.config_path}: cannot read: Permission denied"
     assert document["shops"][0]["counts"]["send"] == 3
+
+
+def test_a_shops_config_error_names_its_config_once_on_its_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    done = _run_all(missing, cwd=tmp_path)
+    (line,) = [line for line in done.stderr.splitlines() if "config file not found" in line]
+    assert done.returncode == 2 and line.count(str(missing)) == 1, line
