@@ -122,6 +122,9 @@ class Case:
     channel: str = "email"  # email (subject, text, HTML) or sms (the text message)
     segments: int = 0  # sms: the most segments a fixture cart's text took
     sent_as_sms: bool = True  # sms: a tier sends this step by SMS (else its length is a note, not a failure)
+    # The base files of a step with variants: every arm renders them (where it has no file of its
+    # own), so the fixture carts take the arms in turn; a run never renders them with variant None.
+    arms: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -479,7 +482,7 @@ class TemplateChecker:
                         if arm is not None and arm not in on_disk:
                             continue  # renders exactly the base files: checked as the base
                         cases.append(Case(template, locale, arm, seq_name, number, count, list(offers),
-                                          channel=channel))
+                                          channel=channel, arms=() if arm else tuple(sorted(configured))))
                 if channel == "email":  # a variant with files in no locale is a base arm (the control): fine
                     with_files = {v for variants in by_locale.values() for v in variants if v}
                     for variant in dict.fromkeys(v for step in steps for v in step[4] if v not in on_disk):
@@ -551,17 +554,18 @@ class TemplateChecker:
             survey = None if survey_off and number % 2 else survey_links.links(
                 self.survey_config, SURVEY_SECRET, cart.key, case.step, case.locale)
             tier = tier or tiers[number % len(tiers)]
+            variant = case.arms[number // len(tiers) % len(case.arms)] if case.arms else case.variant
             context = self.renderer.context(
                 cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier,
                 previous_orders=previous, unsubscribe_url=self.unsubscribe_url, incentive=incentive, now=NOW,
-                variant=case.variant, code=code, survey=survey, sequence=case.sequence, channel=case.channel,
+                variant=variant, code=code, survey=survey, sequence=case.sequence, channel=case.channel,
                 tags=case.channel != "sms" or self.config.sms.link_tags)
             parts = self.render_parts(case, cart, files, context)
             case.renders += 1
             if case.channel == "sms" and len(parts) == 1:
                 self.inspect_sms(case, cart, files[0], parts[0])
             elif len(parts) == len(PARTS):
-                self.inspect(case, cart, files, *parts, tier=tier)
+                self.inspect(case, cart, files, *parts, tier=tier, variant=variant)
                 if survey is not None:
                     self.inspect_survey(case, cart, files, parts[1], parts[2])
         case.seconds = time.perf_counter() - started
@@ -617,7 +621,7 @@ class TemplateChecker:
                 break
 
     def inspect(self, case: Case, cart: Cart, files: tuple[str, ...], subject: str, text: str, html: str, *,
-                tier: str) -> None:
+                tier: str, variant: str | None) -> None:
         subject_file, text_file, html_file = files
         line = " ".join(subject.split())
         if not line:
@@ -636,7 +640,7 @@ class TemplateChecker:
         if self.unsubscribe_url not in links:
             case.add(Problem("unsubscribe", 'no unsubscribe link in the HTML part (<a href="{{ unsubscribe_url }}">)',
                              html_file, None, cart.id))
-        self.inspect_utm(case, cart, html_file, links, tier)
+        self.inspect_utm(case, cart, html_file, links, tier, variant)
         names = {item.name for item in cart.items} | {cart.customer.first_name or "", cart.customer.last_name or ""}
         for file, output in ((subject_file, subject), (text_file, text), (html_file, html)):
             for match in _LEAK.finditer(output):
@@ -664,9 +668,10 @@ class TemplateChecker:
             if problem:
                 case.add(Problem("survey", problem, file, None, cart.id))
 
-    def inspect_utm(self, case: Case, cart: Cart, html_file: str, links: list[str], tier: str) -> None:
+    def inspect_utm(self, case: Case, cart: Cart, html_file: str, links: list[str], tier: str,
+                    variant: str | None) -> None:
         """Every http(s) link but the unsubscribe and survey links carries the message's UTM parameters."""
-        params = utm_values(self.config.links, case.sequence, case.step, case.variant, tier)
+        params = utm_values(self.config.links, case.sequence, case.step, variant, tier)
         survey_page = (self.survey_config.survey.url or SAMPLE_SURVEY).partition("{token}")[0]
         for link in links:
             if link == self.unsubscribe_url or link.startswith(survey_page) or safe_url(link) is None:

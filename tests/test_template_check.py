@@ -157,6 +157,28 @@ def test_what_a_run_would_fail_on_fails_the_check(tmp_path: Path, text_end: str,
     assert said in problems[0].message and problems[0].file == "en/mine.txt"
 
 
+AB_TEST = {"default": {"steps": [{"delay": "1h", "template": "mine", "variants": {"a": 1, "b": 1}}]}}
+
+
+def test_the_base_files_of_an_ab_step_are_checked_with_each_variant_as_a_run_renders_them(tmp_path: Path) -> None:
+    """A step with variants never renders with ``variant`` None: every customer is in an arm, and
+    an arm without files of its own renders the base files. The check rendered them with None
+    only, so a ``{% if variant == "b" %}`` branch went unchecked (every b customer's message
+    failed in the run) and a printed ``{{ variant }}`` was reported as a leaked None."""
+    branch = '{% if variant == "b" %}{{ customer.nickname }}{% endif %}'
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=_good_with(tmp_path, branch),
+                    sequences=AB_TEST)
+    problems = [p for case in check_templates(config, templates=["mine"], carts=edge_carts()).cases
+                for p in case.problems]
+    assert problems and {(p.kind, p.file) for p in problems} == {("undefined", "en/mine.txt")}, problems
+    assert "nickname" in problems[0].message
+
+    printed = Config(source={"type": "csv", "carts": "c.csv"},
+                     templates=_good_with(tmp_path / "printed", "Arm: {{ variant }}\n"), sequences=AB_TEST)
+    report = check_templates(printed, templates=["mine"], carts=edge_carts())
+    assert report.ok, [p.message for case in report.cases for p in case.problems]
+
+
 def test_a_loop_that_prints_nothing_fails_the_check_instead_of_hanging_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.2)
