@@ -284,6 +284,33 @@ class Deadline:
             raise TemplateError(f"the message took more than {self.seconds:g} s to render (a runaway loop?)")
 
 
+@lru_cache(maxsize=1)
+def _loader_class() -> type[Any]:
+    """Jinja's file loader, except that a file that is not UTF-8 (saved as Latin-1 or cp1252 by
+    an editor) is a syntax error of that file at the line of its first bad byte: Jinja's bare
+    UnicodeDecodeError named neither the file nor the line, and stopped `templates check` as an
+    internal error, unchecked templates and all."""
+    from jinja2 import FileSystemLoader, TemplateSyntaxError
+
+    class Utf8Loader(FileSystemLoader):
+        def get_source(self, environment: Any, template: str) -> Any:
+            try:
+                return super().get_source(environment, template)
+            except UnicodeDecodeError as chunk:  # its offset is within one chunk of the file
+                paths = (Path(folder, *template.split("/")) for folder in self.searchpath)
+                raw = next(path for path in paths if path.is_file()).read_bytes()
+                try:
+                    raw.decode("utf-8")
+                    error = chunk
+                except UnicodeDecodeError as whole:
+                    error = whole
+                line = raw.count(b"\n", 0, error.start) + 1
+                raise TemplateSyntaxError(f"not UTF-8 text (byte 0x{error.object[error.start]:02x}): save the "
+                                          "file as UTF-8", line, template) from None
+
+    return Utf8Loader
+
+
 def _sandbox_class() -> type[Any]:
     """The sandbox, with a fast path for what nearly every lookup in our templates is, and limits.
 
@@ -389,10 +416,10 @@ class Renderer:
         self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
 
     def _environment(self, finalize: Callable[[Any], Any] | None = None) -> Any:
-        from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, pass_context
+        from jinja2 import ChoiceLoader, StrictUndefined, pass_context
 
         env = _sandbox_class()(
-            loader=ChoiceLoader([FileSystemLoader(str(folder)) for folder in self.folders]),
+            loader=ChoiceLoader([_loader_class()(str(folder)) for folder in self.folders]),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name) and name.endswith(".html"),
             trim_blocks=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from cartrescue import render
 from cartrescue.config import Config
+from cartrescue.errors import TemplateError
 from cartrescue.render import Renderer
 from cartrescue.sources.values import normalize_locale
 from cartrescue.template_check import check_templates, edge_carts, html_problems, junit_xml
@@ -199,6 +201,29 @@ def test_a_syntax_error_in_an_included_file_names_the_file_and_no_cart(tmp_path:
     report = check_templates(config, templates=["mine"], carts=edge_carts())
     problems = [p for case in report.cases for p in case.problems]
     assert [(p.kind, p.file, p.line, p.cart) for p in problems] == [("syntax", "partials/footer.txt", 2, None)]
+
+
+def test_a_template_file_that_is_not_utf8_fails_naming_its_file_and_line(tmp_path: Path) -> None:
+    """A text part saved as Latin-1 by an editor: the check stopped with "internal error:
+    UnicodeDecodeError ... a bug in cartrescue" (exit 70), naming no file and checking nothing
+    else; a run's message failed without the line. Now it is the file's syntax error, at its line."""
+    folder = _good_with(tmp_path, "")
+    text = folder / "en" / "mine.txt"
+    text.write_bytes(text.read_bytes() + b"\n" * 9000 + "Caf\xe9\n".encode("latin-1"))  # past Jinja's first chunk
+    line = text.read_bytes().count(b"\n")
+    result = cli("templates", "check", "--templates", str(folder), "--quick", "--template", "mine", "--json")
+    assert result.exit_code == 1, result.output
+    problems = result.json["cases"][0]["problems"]
+    assert [(p["kind"], p["file"], p["line"]) for p in problems] == [("syntax", "en/mine.txt", line)], problems
+    assert "not UTF-8 text (byte 0xe9): save the file as UTF-8" in problems[0]["message"]
+
+    renderer = Renderer(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder))
+    cart_, _orders = edge_carts()[0]
+    context = renderer.context(cart_, locale="en", step=1, step_count=1, tier=None, previous_orders=0,
+                               unsubscribe_url="https://shop.example.com/u?t=x", incentive=None,
+                               now=datetime(2026, 11, 20, tzinfo=timezone.utc))
+    with pytest.raises(TemplateError, match=rf"^en/mine.txt:{line}: not UTF-8 text"):
+        renderer.render("mine", "en", context)
 
 
 def test_range_counts_per_message_in_the_check_as_in_a_run(tmp_path: Path) -> None:
