@@ -535,13 +535,15 @@ class Renderer:
         return text
 
     def render_sms(self, template: str, locale: str, context: dict[str, Any], variant: str | None = None,
-                   max_segments: int | None = None) -> str:
+                   max_segments: int | None = None, *, raw_errors: bool = False) -> str:
         """The text of an SMS step (``<locale>/<template>.sms.txt``, a variant's own file first),
         surrounding whitespace removed: every character is paid for.
 
         Values from cart data are put on one line first (a name with a newline must not start a
         line of the text, nor a control character reach a phone), and a customer name that makes
         the text longer than ``max_segments`` (500 emoji) is left out rather than the message.
+        ``raw_errors``: Jinja's errors as raised, as :meth:`render_file` gives them (``templates
+        check`` reads their kind and line), not one TemplateError.
         """
         from cartrescue.sms_text import measure, one_line, plain
 
@@ -552,14 +554,15 @@ class Renderer:
         for item in context["items"]:
             item["name"] = one_line(item["name"])
         name = self.part_file(template, locale, SMS_PART, variant)
+        render = self.render_file if raw_errors else self._render_part
         self.budget.reset()
         with self.deadline:
-            text = plain(self._render_part(name, context)).strip()
+            text = plain(render(name, context)).strip()
             if max_segments is not None and (customer["first_name"] or customer["last_name"]) \
                     and measure(text).segments > max_segments:
                 customer.update(first_name=None, last_name=None, greeting_name=None)
                 self.budget.reset()
-                text = plain(self._render_part(name, context)).strip()
+                text = plain(render(name, context)).strip()
         return text
 
     def _render_part(self, name: str, context: dict[str, Any]) -> str:

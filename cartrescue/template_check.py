@@ -583,7 +583,7 @@ class TemplateChecker:
                 try:
                     if case.channel == "sms":  # as a run renders it: values on one line, long names left out
                         parts.append(self.renderer.render_sms(case.template, case.locale, context, case.variant,
-                                                              self.config.sms.max_segments))
+                                                              self.config.sms.max_segments, raw_errors=True))
                         continue
                     parts.append(self.renderer.render_file(name, context))  # its size limit too
                 except TemplateError as exc:  # a limit of a message (render.MAX_PART_CHARS)

@@ -226,6 +226,19 @@ def test_a_template_file_that_is_not_utf8_fails_naming_its_file_and_line(tmp_pat
         renderer.render("mine", "en", context)
 
 
+def test_an_error_in_a_text_message_has_its_kind_and_line_as_an_emails_does(tmp_path: Path) -> None:
+    """An undefined variable in a ``.sms.txt`` was reported as kind ``render`` with no line (the
+    line only inside the message text), where the same mistake in an e-mail part is ``undefined``
+    at its line: a CI reading ``--json`` or JUnit could not point at it."""
+    folder = _good_with(tmp_path, "")
+    (folder / "en" / "mine.sms.txt").write_text("{{ shop.name }}: your cart\n{{ customer.nick }} STOP\n",
+                                                 encoding="utf-8")
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder),
+                             templates=["mine"], carts=edge_carts())
+    problems = [(p.kind, p.file, p.line) for case in report.cases if case.channel == "sms" for p in case.problems]
+    assert problems == [("undefined", "en/mine.sms.txt", 2)]
+
+
 def test_range_counts_per_message_in_the_check_as_in_a_run(tmp_path: Path) -> None:
     """60,000 items of range() in a message is within a run's 100,000 a message: no cart fails."""
     config = Config(source={"type": "csv", "carts": "c.csv"},
