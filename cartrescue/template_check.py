@@ -387,6 +387,10 @@ class TemplateChecker:
             match = _FILE.match(name)
             if match and (match["part"] == SMS_PART) == sms:
                 found.setdefault(match["name"], {}).setdefault(match["locale"], set()).add(match["variant"])
+                canonical = normalize_locale(match["locale"])
+                if canonical != match["locale"]:  # fr_ca: a customer's fr-CA is read as fr_CA, the folder never
+                    self.notes.append(f"{name}: not read by any run: a locale folder is named as CLDR writes "
+                                      f"it ({canonical})")
             elif match is None and not sms and (like := _PART_LIKE.match(name)):
                 folder = like["folder"]
                 why = (f"a locale folder is named with _, not - ({folder.replace('-', '_')})" if "-" in folder

@@ -561,6 +561,19 @@ def test_a_file_no_run_reads_is_noted_with_why(shop: Shop) -> None:
     assert not [note for note in notes if "partials" in note]
 
 
+def test_a_locale_folder_not_written_as_cldr_writes_it_is_noted(shop: Shop, tmp_path: Path) -> None:
+    """``fr_ca/``: a customer's ``fr-CA`` (or ``FR_ca``) is read as ``fr_CA``, so no run ever reads
+    the folder (they get ``fr`` or the default); the check rendered it and said nothing."""
+    notes = _notes_of_an_ab_test(shop, "fr_ca/reminder-1.subject.txt", "Votre panier")
+    assert "fr_ca/reminder-1.subject.txt: not read by any run: a locale folder is named as CLDR writes it (fr_CA)" \
+        in notes
+    folder = tmp_path / "t" / "fr_ca"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1.subject.txt").write_text("Votre panier", encoding="utf-8")
+    renderer = Renderer(Config(source={"type": "csv", "carts": "c.csv"}, templates=tmp_path / "t"))
+    assert renderer.resolve_locale(normalize_locale("fr-ca"), "reminder-1") == "en"  # what the note says
+
+
 def test_a_long_text_message_no_tier_sends_is_a_note_and_fails_once_a_tier_does(shop: Shop) -> None:
     # The shipped templates have .sms.txt files; a shop that sends no SMS must not fail CI on their length.
     shop.configure(sms={"max_segments": 1, "sender": "TestShop"})
