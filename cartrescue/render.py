@@ -192,6 +192,7 @@ def _date_filter(context: Any, value: Any) -> str:
             raise ValueError(f"date: {value[:40]!r} is not a date (incentive.expires and the like are formatted "
                              "already: print them as they are)") from None
     if not isinstance(value, date):
+        str(value)  # an undefined value (``incentive.expires`` of a step without one) fails as undefined
         raise ValueError(f"date: {value!r} is not a date")
     return format_date(value, context.get("locale") or "en")
 

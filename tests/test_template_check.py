@@ -623,3 +623,15 @@ def test_a_part_that_prints_none_beside_a_list_renders_too(shop: Shop, tmp_path:
     result = shop.cli("preview", "c1", "--json")
     assert result.exit_code == 0, result.output
     assert result.json["text"] == "['Mug']\n"
+
+
+def test_the_date_filter_given_an_undefined_value_fails_as_undefined(tmp_path: Path) -> None:
+    """``{{ incentive.expires|date }}`` of a step without an incentive: the check said "render:
+    ValueError: date: Undefined is not a date" instead of naming what is undefined."""
+    config = Config(source={"type": "csv", "carts": "c.csv"},
+                    templates=_good_with(tmp_path, "{{ incentive.expires|date }}\n"))
+    report = check_templates(config, templates=["mine"], carts=edge_carts()[:1])
+    problems = [(p.kind, p.file, p.message) for case in report.cases for p in case.problems]
+    # rendered without an incentive, then with the sample one (whose expires is formatted already)
+    assert problems[0] == ("undefined", "en/mine.txt", "undefined variable: 'None' has no attribute 'expires'")
+    assert problems[1][0] == "render" and "formatted already" in problems[1][2], problems
