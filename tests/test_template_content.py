@@ -305,3 +305,10 @@ def test_text_layout_does_not_depend_on_whitespace_options(locale, ctx_name):
             b = render(app, locale, name, part, ctx).rstrip("\n")
             assert a == b, f"{locale}/{name}.{part}"
             assert "\n\n\n" not in a  # no stray empty lines
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, "(1 item,"), (2, "(2 items,")])
+def test_the_afrikaans_text_message_counts_one_item_as_one(env, count, said):
+    ctx = full_context()
+    ctx["cart"]["item_count"] = count
+    assert said in render(env, "af", "reminder-2", "sms.txt", ctx)
