@@ -85,11 +85,25 @@ def parse_seconds(value: Any) -> timedelta:
     return parse_duration(value)
 
 
+def _sexagesimal(value: int) -> str:
+    """An integer as YAML 1.1 read it from ``H:MM`` or ``H:MM:SS`` (base 60): the text written."""
+    digits = [value % 60]
+    while value >= 60:
+        value //= 60
+        digits.insert(0, value % 60 if value >= 60 else value)
+    return str(digits[0]) + "".join(f":{digit:02d}" for digit in digits[1:])
+
+
 def _parse_clock(value: Any) -> time:
+    """A time of day. Unquoted, YAML reads ``21:00`` as the number 1260 (minutes): only 1:00 to
+    23:59 come that way. ``25:00`` had been taken as 01:00, ``21:00:00`` as 12:00 and a bare
+    ``21`` as 00:21, each a quiet-hours window the shop never wrote."""
     if isinstance(value, time):
         return value
-    if isinstance(value, int):  # YAML reads 21:00 as sexagesimal 1260 (minutes)
-        return time(value // 60 % 24, value % 60)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 60 <= value < 24 * 60:
+            return time(value // 60, value % 60)
+        raise ValueError(f"expected a time of day like 21:00, got {_sexagesimal(value) if value >= 0 else value}")
     if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
         hours, minutes = (int(part) for part in value.strip().split(":"))
         if hours < 24 and minutes < 60:

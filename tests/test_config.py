@@ -383,3 +383,25 @@ def test_a_timeout_of_zero_or_less_or_a_negative_backoff_is_refused_naming_the_k
 def test_a_backoff_of_zero_retries_at_once(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {backoff: 0, backoff_max: 0}\n")
     assert load_config(path).smtp.backoff == timedelta(0)
+
+
+@pytest.mark.parametrize(("written", "shown"), [("25:00", "25:00"), ("24:00", "24:00"), ("21:00:00", "21:00:00"),
+                                                ("21", "21")])
+def test_an_unquoted_time_of_day_yaml_reads_as_a_number_is_refused_unless_it_is_one(
+        tmp_path: Path, written: str, shown: str) -> None:
+    """Unquoted, YAML reads ``25:00`` as 1500 minutes: it was taken as 01:00 (``21:00:00`` as
+    12:00, ``21`` as 00:21), quiet hours the shop never wrote, while '25:00' quoted was refused."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n"
+                            f"eligibility: {{quiet_hours: {{start: {written}, end: '08:00'}}}}\n")
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2
+    assert result.json["error"]["message"] == (f"{path}: eligibility.quiet_hours.start: expected a time of day "
+                                               f"like 21:00, got {shown}")
+
+
+def test_an_unquoted_time_of_day_is_read_as_written(tmp_path: Path) -> None:
+    from datetime import time
+
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility: {quiet_hours: {start: 21:30, end: 8:05}}\n")
+    quiet = load_config(path).eligibility.quiet_hours
+    assert quiet is not None and (quiet.start, quiet.end) == (time(21, 30), time(8, 5))
