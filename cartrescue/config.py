@@ -1480,7 +1480,8 @@ DEFERRED_SECRETS = frozenset({"smtp.password", "sms.twilio.auth_token", "sms.htt
 
 def _interpolate(node: Any, where: str, env: dict[str, str], file: str, unset: dict[str, str]) -> Any:
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string; a missing NAME is an error,
-    but for :data:`DEFERRED_SECRETS`, whose key and variable go into ``unset``."""
+    but for :data:`DEFERRED_SECRETS`, whose key and variable go into ``unset``. As in the shell,
+    ``:-`` also takes the default for a NAME set but empty (``SMTP_HOST=`` in a crontab)."""
     if isinstance(node, dict):
         return {key: _interpolate(value, f"{where}.{key}" if where else str(key), env, file, unset)
                 for key, value in node.items()}
@@ -1493,10 +1494,10 @@ def _interpolate(node: Any, where: str, env: dict[str, str], file: str, unset: d
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
+            if default is not None:
+                return env.get(name) or default
             if name in env:
                 return env[name]
-            if default is not None:
-                return default
             if where in DEFERRED_SECRETS:
                 unset[where] = name
                 return match.group(0)  # never used: require_env stops a delivery first

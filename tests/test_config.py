@@ -405,3 +405,13 @@ def test_an_unquoted_time_of_day_is_read_as_written(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility: {quiet_hours: {start: 21:30, end: 8:05}}\n")
     quiet = load_config(path).eligibility.quiet_hours
     assert quiet is not None and (quiet.start, quiet.end) == (time(21, 30), time(8, 5))
+
+
+def test_a_default_stands_for_a_variable_set_but_empty_as_in_the_shell(tmp_path: Path) -> None:
+    """``SMTP_HOST=`` in a crontab: ``${SMTP_HOST:-relay.example.com}`` is the default in the shell,
+    and was an empty host here."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                            "smtp: {host: '${SMTP_HOST:-relay.example.com}', helo_name: '${HELO:-}'}\n")
+    config = load_config(path, env={"SMTP_HOST": "", "HELO": ""})
+    assert (config.smtp.host, config.smtp.helo_name) == ("relay.example.com", "")
+    assert load_config(path, env={"SMTP_HOST": "mx.example.com"}).smtp.host == "mx.example.com"
