@@ -1519,6 +1519,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
+UNKNOWN_KEY = "unknown key (check the spelling; see config.example.yaml)"
 #: Keys that moved, and where to: the error names the new place instead of "unknown key".
 MOVED_KEYS = {"doctor.export_stale_after": "source.export_stale_after (it now also holds back sending runs)"}
 
@@ -1530,7 +1531,8 @@ def format_validation_error(file: str, error: ValidationError) -> str:
         if item["type"] == "extra_forbidden" and _location(item["loc"]) in MOVED_KEYS:
             message = f"moved to {MOVED_KEYS[_location(item['loc'])]}"
         elif item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see config.example.yaml)"
+            close = _near_key(item["loc"])
+            message = f"unknown key (did you mean {close}? see config.example.yaml)" if close else UNKNOWN_KEY
         elif item["type"] == "missing":
             message = "required key is missing"
         elif _shows_input(item):
@@ -1546,6 +1548,42 @@ def format_validation_error(file: str, error: ValidationError) -> str:
         else:
             lines.append(f"{file}: {where}: {message}")
     return "\n".join(lines)
+
+
+#: Config fields :func:`load_config` sets itself: never keys of the file.
+_INTERNAL_KEYS = ("base_dir", "config_file", "unset_env")
+
+
+def _near_key(loc: tuple[int | str, ...]) -> str | None:
+    """The key of the section at ``loc[:-1]`` closest to the unknown ``loc[-1]`` (``cutoff`` for
+    ``cut_off``), found by walking the models the way ``loc`` went; None if none is near."""
+    import typing
+    from difflib import get_close_matches
+
+    def unwrapped(kind: Any) -> Any:
+        """``Annotated[X, ...]`` and ``X | None`` as ``X``."""
+        while typing.get_origin(kind) not in (None, list, dict):
+            kind = next((arg for arg in typing.get_args(kind) if arg is not type(None)), None)
+        return kind
+
+    kind: Any = Config
+    for part in loc[:-1]:
+        kind = unwrapped(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(str(part))
+            if field is None:
+                return None
+            kind = field.annotation
+        elif typing.get_origin(kind) in (list, dict):
+            kind = typing.get_args(kind)[-1]  # a list's items, a dict's values: part is an index or a name
+        else:
+            return None
+    kind = unwrapped(kind)
+    if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+        return None
+    names = [name for name in kind.model_fields if kind is not Config or name not in _INTERNAL_KEYS]
+    close = get_close_matches(str(loc[-1]), names, n=1, cutoff=0.7)
+    return close[0] if close else None
 
 
 def _shows_input(item: Any) -> bool:
@@ -1712,6 +1750,9 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(f"{file}: expected a mapping of keys at the top level")
     if any(not isinstance(key, str) for key in raw):
         raise ConfigError(f"{file}: every top-level key must be a name, got {next(k for k in raw if not isinstance(k, str))!r}")
+    written = next((key for key in _INTERNAL_KEYS if key in raw), None)
+    if written is not None:  # it would be replaced below, unnoticed: base_dir: /srv/shop moved no path
+        raise ConfigError(f"{file}: {written}: {UNKNOWN_KEY}")
     unset: dict[str, str] = {}
     raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)
     secrets = list(_secrets(raw))

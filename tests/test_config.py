@@ -415,3 +415,29 @@ def test_a_default_stands_for_a_variable_set_but_empty_as_in_the_shell(tmp_path:
     config = load_config(path, env={"SMTP_HOST": "", "HELO": ""})
     assert (config.smtp.host, config.smtp.helo_name) == ("relay.example.com", "")
     assert load_config(path, env={"SMTP_HOST": "mx.example.com"}).smtp.host == "mx.example.com"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("eligiblity: {cutoff: 1h}", "eligiblity: unknown key (did you mean eligibility? see config.example.yaml)"),
+    ("eligibility: {cut_off: 1h}", "eligibility.cut_off: unknown key (did you mean cutoff? see config.example.yaml)"),
+    ("priority: {tiers: [{name: a}, {name: b, min_score: 50, bugdet: 5}]}",
+     "priority.tiers[1].bugdet: unknown key (did you mean budget? see config.example.yaml)"),
+    ("sequences: {default: {steps: [{delay: 1h, template: reminder-1, incentive: {kind: percent, value: 5, valid: 2d}}]}}",
+     "sequences.default.steps[0].incentive.valid: unknown key (did you mean valid_for? see config.example.yaml)"),
+    ("eligibility: {colour: red}", "eligibility.colour: unknown key (check the spelling; see config.example.yaml)"),
+])
+def test_an_unknown_key_names_the_known_one_it_is_near(tmp_path: Path, text: str, shown: str) -> None:
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{text}\n")
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2
+    assert result.json["error"]["message"] == f"{path}: {shown}"
+
+
+@pytest.mark.parametrize("key", ["base_dir: /elsewhere", "config_file: other.yaml", "unset_env: {}"])
+def test_the_keys_cartrescue_sets_itself_are_unknown_keys_of_the_file(tmp_path: Path, key: str) -> None:
+    """``base_dir: /srv/shop`` was accepted and replaced by the config's own folder, unnoticed."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{key}\n")
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2
+    assert result.json["error"]["message"] == (f"{path}: {key.split(':')[0]}: unknown key (check the spelling; "
+                                               "see config.example.yaml)")
