@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -698,7 +699,7 @@ class Tier(_Model):
     @model_validator(mode="after")
     def _over_budget_needs_budget(self) -> "Tier":
         if self.over_budget != "defer" and self.budget is None:
-            raise ValueError(f"tier {self.name!r}: over_budget: {self.over_budget} needs a budget")
+            raise ValueError(f"over_budget: {self.over_budget} needs a budget (tier {self.name!r})")
         return self
 
 
@@ -712,15 +713,31 @@ class PriorityConfig(_Model):
         ]
     )
 
+    #: The tiers' names in the file's order: ``tiers`` is sorted highest first, and an error
+    #: about a tier names it as the file lists it (:meth:`key`).
+    _written: tuple[str, ...] = PrivateAttr(default=())
+
     @field_validator("tiers")
     @classmethod
-    def _sorted_unique(cls, tiers: list[Tier]) -> list[Tier]:
+    def _unique(cls, tiers: list[Tier]) -> list[Tier]:
         if not tiers:
             raise ValueError("at least one tier is needed")
         names = [tier.name for tier in tiers]
-        if len(set(names)) != len(names):
-            raise ValueError(f"tier names must be unique, got {names}")
-        return sorted(tiers, key=lambda tier: tier.min_score, reverse=True)
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                raise ValueError(f"[{index}].name: {name!r} is the name of tiers[{names.index(name)}] too: "
+                                 "tier names must be unique")
+        return tiers
+
+    @model_validator(mode="after")
+    def _highest_first(self) -> "PriorityConfig":
+        self._written = tuple(tier.name for tier in self.tiers)
+        object.__setattr__(self, "tiers", sorted(self.tiers, key=lambda tier: tier.min_score, reverse=True))  # frozen
+        return self
+
+    def key(self, tier: str) -> str:
+        """``priority.tiers[1]``: the key of the tier named ``tier``, indexed as the file lists it."""
+        return f"priority.tiers[{self._written.index(tier)}]" if tier in self._written else "priority.tiers"
 
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -1257,7 +1274,7 @@ class Config(_Model):
         for tier in self.priority.tiers:
             if tier.sequence not in self.sequences:
                 raise ValueError(
-                    f"priority.tiers[{tier.name}].sequence: unknown sequence {tier.sequence!r}"
+                    f"{self.priority.key(tier.name)}.sequence: unknown sequence {tier.sequence!r}"
                     f" (known: {', '.join(sorted(self.sequences))})"
                 )
         return self
@@ -1540,11 +1557,12 @@ def format_validation_error(file: str, error: ValidationError) -> str:
 
             message += f" (got {printable(repr(item['input']))[:60]})"
         where = _location(item["loc"])
-        inner = re.match(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): (.*)$", message, re.S)
+        inner = re.match(r"^((?:\[\d+\]|[a-z_][a-z0-9_]*)(?:\.[a-z_][a-z0-9_]*|\[\d+\])*): (.*)$", message, re.S)
         if where == "(top level)" and re.match(r"^[a-z_]+(\.|\[|:)", message):
             lines.append(f"{file}: {message}")  # a whole-file check names its key in the message
         elif inner and item["type"] == "value_error":  # a section's check names the key inside it
-            lines.append(f"{file}: {where}.{inner.group(1)}: {inner.group(2)}")
+            dot = "" if inner.group(1).startswith("[") else "."
+            lines.append(f"{file}: {where}{dot}{inner.group(1)}: {inner.group(2)}")
         else:
             lines.append(f"{file}: {where}: {message}")
     return "\n".join(lines)

@@ -441,3 +441,26 @@ def test_the_keys_cartrescue_sets_itself_are_unknown_keys_of_the_file(tmp_path: 
     assert result.exit_code == 2
     assert result.json["error"]["message"] == (f"{path}: {key.split(':')[0]}: unknown key (check the spelling; "
                                                "see config.example.yaml)")
+
+
+@pytest.mark.parametrize(("tiers", "shown"), [
+    ("[{name: low, min_score: 0}, {name: top, min_score: 50, sequence: nope}]",
+     "priority.tiers[1].sequence: unknown sequence 'nope' (known: default)"),
+    ("[{name: low, min_score: 0}, {name: top, min_score: 50}, {name: low, min_score: 20}]",
+     "priority.tiers[2].name: 'low' is the name of tiers[0] too: tier names must be unique"),
+    ("[{name: low, min_score: 0}, {name: top, min_score: 50, over_budget: email}]",
+     "priority.tiers[1].over_budget: email needs a budget (tier 'top')"),
+])
+def test_an_error_about_a_tier_names_it_by_its_index_in_the_file(tmp_path: Path, tiers: str, shown: str) -> None:
+    """Tiers are sorted highest first once read: an unknown sequence was at ``priority.tiers[top]``,
+    a key no file has; a repeated name, or over_budget without a budget, named no tier's key."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\npriority: {{tiers: {tiers}}}\n")
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2
+    assert result.json["error"]["message"] == f"{path}: {shown}"
+
+
+def test_tiers_are_still_matched_highest_first(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                            "priority: {tiers: [{name: low, min_score: 0}, {name: top, min_score: 50}]}\n")
+    assert [tier.name for tier in load_config(path).priority.tiers] == ["top", "low"]
