@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cartrescue.commands.common import err_console, fail, output_folder
+from cartrescue.commands.common import err_console, fail, output_file, output_folder
 from cartrescue.errors import CartrescueError, ConfigError
 
 
@@ -40,10 +40,17 @@ def init(
     if there and not force:
         fail(ConfigError(f"{' and '.join(there)} {'exist' if len(there) > 1 else 'exists'} already "
                          "(use --force to overwrite)"), False)
-    # Templates first: a config is only written once everything it points at is there.
-    shutil.copytree(shipped, templates, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py"))
-    config_file.write_text(text, encoding="utf-8")
+    # Templates first: a config is only written once everything it points at is there. What
+    # cannot be written (a file where templates/ goes, a folder named cartrescue.yaml, a write
+    # refused even to root) names the path, exit 2: it was "internal error", exit 70.
+    try:
+        with output_file("init", templates):
+            shutil.copytree(shipped, templates, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py"))
+        with output_file("init", config_file):
+            config_file.write_text(text, encoding="utf-8")
+    except CartrescueError as error:
+        fail(error, False)
     here = directory.resolve() == Path.cwd().resolve()  # elsewhere, run needs to be told where the config is
     err_console().print(f"wrote {config_file} and {templates}/ — edit the shop: and source: sections, then run "
                         f"`cartrescue run{'' if here else f' --config {config_file}'}`", markup=False, highlight=False,
