@@ -244,6 +244,12 @@ class ShopConfig(_Model):
     def _not_false(cls, value: Any) -> Any:
         return _norway(value)
 
+    @field_validator("default_locale", mode="before")
+    @classmethod
+    def _norwegian(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted ``no`` (Norwegian) as false: take it back."""
+        return "no" if value is False else value
+
     @field_validator("country")
     @classmethod
     def _iso_country(cls, value: str | None) -> str | None:
@@ -964,6 +970,13 @@ class SurveyConfig(_Model):
     stops_sequence: bool = True  # an answered cart gets no more reminders (reason answered_survey)
     words: dict[str, dict[str, str]] = Field(default_factory=dict)  # {locale: {word or reason: text}}
 
+    @field_validator("words", mode="before")
+    @classmethod
+    def _norwegian(cls, words: Any) -> Any:
+        """``no:`` (Norwegian) read by YAML 1.1 as false: the locale it was written as."""
+        return {"no" if key is False else key: value for key, value in words.items()} if isinstance(words, dict) \
+            else words
+
     @field_validator("url")
     @classmethod
     def _has_token(cls, value: str | None) -> str | None:
@@ -1552,11 +1565,13 @@ def format_validation_error(file: str, error: ValidationError) -> str:
             message = f"unknown key (did you mean {close}? see config.example.yaml)" if close else UNKNOWN_KEY
         elif item["type"] == "missing":
             message = "required key is missing"
+        elif item["type"] == "invalid_key" or item["loc"][-1:] == ("[key]",):
+            message = _key_not_text(item["input"])
         elif _shows_input(item):
             from cartrescue.text import printable
 
             message += f" (got {printable(repr(item['input']))[:60]})"
-        where = _location(item["loc"])
+        where = _location(_key_owner(item))
         inner = re.match(r"^((?:\[\d+\]|[a-z_][a-z0-9_]*)(?:\.[a-z_][a-z0-9_]*|\[\d+\])*): (.*)$", message, re.S)
         if where == "(top level)" and re.match(r"^[a-z_]+(\.|\[|:)", message):
             lines.append(f"{file}: {message}")  # a whole-file check names its key in the message
@@ -1566,6 +1581,23 @@ def format_validation_error(file: str, error: ValidationError) -> str:
         else:
             lines.append(f"{file}: {where}: {message}")
     return "\n".join(lines)
+
+
+def _key_owner(item: Any) -> tuple[int | str, ...]:
+    """The ``loc`` an error names: for a key that is not text, the mapping holding it. Pydantic
+    puts such a key (``no:``, ``1:``) in ``loc`` as an index, and ``[key]`` after it:
+    ``survey.words[0].[key]`` named no key a file has."""
+    loc: tuple[int | str, ...] = item["loc"]
+    if loc[-1:] == ("[key]",):
+        return loc[:-2]
+    return loc[:-1] if item["type"] == "invalid_key" else loc
+
+
+def _key_not_text(key: Any) -> str:
+    """Why a key of the file that YAML read as a number or true/false is refused, and the fix."""
+    if isinstance(key, bool):
+        return f"key {str(key).lower()}: YAML reads an unquoted yes, no, on or off as true or false: quote the key"
+    return f"key {key!r} is not text: quote it (\"{key}\")"
 
 
 #: Config fields :func:`load_config` sets itself: never keys of the file.

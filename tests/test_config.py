@@ -464,3 +464,28 @@ def test_tiers_are_still_matched_highest_first(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"
                             "priority: {tiers: [{name: low, min_score: 0}, {name: top, min_score: 50}]}\n")
     assert [tier.name for tier in load_config(path).priority.tiers] == ["top", "low"]
+
+
+def test_norwegian_written_unquoted_is_the_locale_no(tmp_path: Path) -> None:
+    """YAML 1.1 reads an unquoted ``no`` as false: ``default_locale: no`` was "not a valid string"
+    and ``words: {no: ...}`` an error at ``survey.words[0].[key]``, as ``country: NO`` is not."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nshop: {default_locale: no}\n"
+                            "survey: {words: {no: {price: Prisen}}}\n")
+    config = load_config(path)
+    assert (config.shop.default_locale, config.survey.words) == ("no", {"no": {"price": "Prisen"}})
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("sequences: {default: {steps: [{delay: 1h, template: reminder-1, tier_channels: {yes: sms}}]}}",
+     "sequences.default.steps[0].tier_channels: key true: YAML reads an unquoted yes, no, on or off as true or "
+     "false: quote the key"),
+    ("sequences: {1: {steps: [{delay: 1h, template: reminder-1}]}}", "sequences: key 1 is not text: quote it (\"1\")"),
+    ("smtp: {2: x}", "smtp: key 2 is not text: quote it (\"2\")"),
+])
+def test_a_key_yaml_reads_as_a_number_or_a_boolean_is_named_where_it_stands(
+        tmp_path: Path, text: str, shown: str) -> None:
+    """Such a key was named as a list index, ``sequences[1].[key]``, a key no file has."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{text}\n")
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2
+    assert result.json["error"]["message"] == f"{path}: {shown}"
