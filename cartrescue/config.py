@@ -1567,6 +1567,14 @@ def format_validation_error(file: str, error: ValidationError) -> str:
             message = "required key is missing"
         elif item["type"] == "invalid_key" or item["loc"][-1:] == ("[key]",):
             message = _key_not_text(item["input"])
+        elif item["input"] is None and item["type"].endswith("_type"):  # all the keys under it commented out?
+            message = f"{_SECTION if item['type'] in _SECTION_TYPES else message}, got null"
+        elif item["type"] in _SECTION_TYPES:  # "... or instance of ShopConfig" named a class, not the cause
+            message = _SECTION + (" (got a list)" if isinstance(item["input"], list) else "")
+            if _shows_input(item):
+                from cartrescue.text import printable
+
+                message += f" (got {printable(repr(item['input']))[:60]})"
         elif _shows_input(item):
             from cartrescue.text import printable
 
@@ -1598,6 +1606,11 @@ def _key_not_text(key: Any) -> str:
     if isinstance(key, bool):
         return f"key {str(key).lower()}: YAML reads an unquoted yes, no, on or off as true or false: quote the key"
     return f"key {key!r} is not text: quote it (\"{key}\")"
+
+
+#: Pydantic's errors for a section that is not a mapping, and what they say instead.
+_SECTION_TYPES = ("model_type", "model_attributes_type", "dict_type")
+_SECTION = "expected a mapping of keys (key: value)"
 
 
 #: Config fields :func:`load_config` sets itself: never keys of the file.

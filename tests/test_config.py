@@ -489,3 +489,17 @@ def test_a_key_yaml_reads_as_a_number_or_a_boolean_is_named_where_it_stands(
     result = cli("carts", "--config", str(path), "--json")
     assert result.exit_code == 2
     assert result.json["error"]["message"] == f"{path}: {shown}"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("shop:\n  # name: My Shop", "shop: expected a mapping of keys (key: value), got null"),
+    ("smtp: [relay.example.com]", "smtp: expected a mapping of keys (key: value) (got a list)"),
+    ("priority: {tiers: null}", "priority.tiers: Input should be a valid list, got null"),
+])
+def test_a_section_that_is_not_a_mapping_says_so_not_its_class(tmp_path: Path, text: str, shown: str) -> None:
+    """``shop:`` with every key under it commented out is null: the error said "Input should be a
+    valid dictionary or instance of ShopConfig", a class of cartrescue's code, not of the file."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{text}\n")
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2
+    assert result.json["error"]["message"] == f"{path}: {shown}"
