@@ -176,6 +176,15 @@ def _country(value: str | None) -> str | None:
     return value.upper() if value else None
 
 
+def _iana_zone(value: str) -> str:
+    """``value`` if it names an IANA timezone (``Europe/Stockholm``)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"expected an IANA timezone name like Europe/Stockholm, got {value!r}") from None
+    return value
+
+
 def _currency_code(value: str, malformed: str) -> str:
     """``value`` upper-cased when it is an ISO 4217 code CLDR knows. A typo (``SKE`` for SEK)
     had been taken as written: no cart is in that currency, so its rate was never used and the
@@ -269,11 +278,7 @@ class ShopConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"expected an IANA timezone name like Europe/Stockholm, got {value!r}")
-        return value
+        return _iana_zone(value)
 
     @field_validator("unsubscribe_url")
     @classmethod
@@ -417,6 +422,13 @@ class _Options(BaseModel):
     timezone: str | None = None
     recovery_url: str | None = None
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        """Checked when the config loads, as ``shop.timezone``: a typo was found only once the
+        source opened, and not by ``doctor``'s config check."""
+        return _iana_zone(value) if value is not None else None
+
 
 class _WooCommerceOptions(_Options):
     orders_table: Literal["auto", "hpos", "legacy"] = "auto"
@@ -426,6 +438,13 @@ class _WooCommerceOptions(_Options):
     cost_meta_keys: Annotated[list[str] | None, BeforeValidator(_one_or_many)] = None
     cost_meta_key: str | None = None
     currency: str | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str | None) -> str | None:
+        """A typo (``EUO``) stopped every run as a shop-side error (exit 3) blaming the shop's
+        woocommerce_currency setting, and telling the user to set the option they had set."""
+        return _currency_code(value, f"expected an ISO 4217 code like EUR, got {value!r}") if value else None
 
 
 class _MagentoOptions(_Options):
@@ -442,6 +461,11 @@ class _PrestaShopOptions(_Options):
 class _SqlOptions(_Options):
     name: str = "sql"
     db_timezone: str = "UTC"
+
+    @field_validator("db_timezone")
+    @classmethod
+    def _known_zone_or_shop(cls, value: str) -> str:
+        return value if value == "shop" else _iana_zone(value)
 
 
 _OPTIONS: dict[str, type[_Options]] = {"woocommerce": _WooCommerceOptions, "magento2": _MagentoOptions,
@@ -467,6 +491,8 @@ def _checked_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0])
+        if error["type"] == "value_error":  # its message quotes the value
+            raise ValueError(f"options.{key}: {error['msg'].removeprefix('Value error, ')}") from None
         raise ValueError(f"options.{key}: {error['msg']}, got {options.get(key)!r}") from None
     return read.model_dump(include=set(options))
 

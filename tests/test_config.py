@@ -503,3 +503,25 @@ def test_a_section_that_is_not_a_mapping_says_so_not_its_class(tmp_path: Path, t
     result = cli("carts", "--config", str(path), "--json")
     assert result.exit_code == 2
     assert result.json["error"]["message"] == f"{path}: {shown}"
+
+
+def test_a_database_sources_currency_option_is_checked_when_the_config_loads(tmp_path: Path) -> None:
+    """A misspelt currency option stopped every run as the shop's fault (exit 3: "the shop's
+    currency (woocommerce_currency option) is unusable ... set source.options.currency"), and was
+    not looked at before the shop's database answered."""
+    path = _write(tmp_path, "source: {type: woocommerce, url: 'mysql+pymysql://shop@127.0.0.1:1/shop', "
+                            "options: {currency: EUO}}\n")
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["message"] == (f"{path}: source.options.currency: unknown currency code 'EUO': "
+                                               "expected an ISO 4217 code like EUR or SEK")
+
+
+def test_a_database_sources_timezone_option_fails_doctors_config_check_naming_the_file(tmp_path: Path) -> None:
+    """It was found only by the source check, as ``source.options.timezone: ...`` without the file."""
+    path = _write(tmp_path, "source: {type: sql, url: 'mysql+pymysql://shop@127.0.0.1:1/shop', queries: {carts: x}, "
+                            "options: {db_timezone: Europe/Stokholm}}\n")
+    checks = {check["name"]: check for check in cli("doctor", "--config", str(path), "--json").json["checks"]}
+    assert checks["config"]["status"] == "fail"
+    assert checks["config"]["detail"] == (f"{path}: source.options.db_timezone: expected an IANA timezone name like "
+                                          "Europe/Stockholm, got 'Europe/Stokholm'")
