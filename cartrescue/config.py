@@ -80,7 +80,10 @@ def duration_text(value: timedelta) -> str:
 
 
 def parse_seconds(value: Any) -> timedelta:
-    """A duration where a bare number means seconds (``timeout: 30``), as in most tools' timeouts."""
+    """A duration where a bare number means seconds (``timeout: 30``), as in most tools' timeouts;
+    also as text, which is what a ``${SMTP_TIMEOUT:-30}`` gives (it was refused, while ``30`` was not)."""
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(?:\.\d+)?\s*", value):
+        value = float(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return timedelta(seconds=value)
     return parse_duration(value)

@@ -525,3 +525,12 @@ def test_a_database_sources_timezone_option_fails_doctors_config_check_naming_th
     assert checks["config"]["status"] == "fail"
     assert checks["config"]["detail"] == (f"{path}: source.options.db_timezone: expected an IANA timezone name like "
                                           "Europe/Stockholm, got 'Europe/Stokholm'")
+
+
+def test_a_timeout_from_an_environment_variable_without_its_unit_is_seconds(tmp_path: Path) -> None:
+    """Interpolation gives text: ``timeout: ${SMTP_TIMEOUT:-30}`` was "expected a duration like 45m,
+    24h or 3d, got '30'", while ``timeout: 30`` is 30 seconds."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                            "smtp: {timeout: '${SMTP_TIMEOUT:-30}', backoff: '${SMTP_BACKOFF}'}\n")
+    config = load_config(path, env={"SMTP_BACKOFF": "0.5"})
+    assert (config.smtp.timeout, config.smtp.backoff) == (timedelta(seconds=30), timedelta(seconds=0.5))
