@@ -1599,15 +1599,9 @@ def format_validation_error(file: str, error: ValidationError) -> str:
         elif item["input"] is None and item["type"].endswith("_type"):  # all the keys under it commented out?
             message = f"{_SECTION if item['type'] in _SECTION_TYPES else message}, got null"
         elif item["type"] in _SECTION_TYPES:  # "... or instance of ShopConfig" named a class, not the cause
-            message = _SECTION + (" (got a list)" if isinstance(item["input"], list) else "")
-            if _shows_input(item):
-                from cartrescue.text import printable
-
-                message += f" (got {printable(repr(item['input']))[:60]})"
-        elif _shows_input(item):
-            from cartrescue.text import printable
-
-            message += f" (got {printable(repr(item['input']))[:60]})"
+            message = _SECTION + (" (got a list)" if isinstance(item["input"], list) else _got(item))
+        else:
+            message += _got(item)
         where = _location(_key_owner(item))
         inner = re.match(r"^((?:\[\d+\]|[a-z_][a-z0-9_]*)(?:\.[a-z_][a-z0-9_]*|\[\d+\])*): (.*)$", message, re.S)
         if where == "(top level)" and re.match(r"^[a-z_]+(\.|\[|:)", message):
@@ -1676,6 +1670,15 @@ def _near_key(loc: tuple[int | str, ...]) -> str | None:
     names = [name for name in kind.model_fields if kind is not Config or name not in _INTERNAL_KEYS]
     close = get_close_matches(str(loc[-1]), names, n=1, cutoff=0.7)
     return close[0] if close else None
+
+
+def _got(item: Any) -> str:
+    """`` (got 'abc')``: the value an error is about, where :func:`_shows_input` lets it be shown."""
+    if not _shows_input(item):
+        return ""
+    from cartrescue.text import printable
+
+    return f" (got {printable(repr(item['input']))[:60]})"
 
 
 def _shows_input(item: Any) -> bool:
