@@ -672,6 +672,17 @@ class EligibilityConfig(_Model):
                              f"({duration_text(self.max_age)}): no cart would ever be due")
         return self
 
+    @field_validator("backfill")
+    @classmethod
+    def _some_backfill(cls, value: timedelta) -> timedelta:
+        """``backfill: 0`` skipped every cart as ``outside_backfill``: step 1 had always come due
+        a moment before the run looked, so no sequence ever started, and the config said nothing."""
+        try:
+            return _above_zero(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (no sequence would ever start: step 1 has come due before a run sees it)") \
+                from None
+
     @field_validator("bot_patterns")
     @classmethod
     def _compiles(cls, patterns: list[str]) -> list[str]:

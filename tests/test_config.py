@@ -534,3 +534,16 @@ def test_a_timeout_from_an_environment_variable_without_its_unit_is_seconds(tmp_
                             "smtp: {timeout: '${SMTP_TIMEOUT:-30}', backoff: '${SMTP_BACKOFF}'}\n")
     config = load_config(path, env={"SMTP_BACKOFF": "0.5"})
     assert (config.smtp.timeout, config.smtp.backoff) == (timedelta(seconds=30), timedelta(seconds=0.5))
+
+
+def test_a_backfill_of_zero_is_refused_naming_the_key(shop: "Shop") -> None:  # noqa: F821
+    """Every cart was skipped as outside_backfill, by every run, without a word from the config."""
+    from conftest import cart
+
+    shop.configure(eligibility={"backfill": "0s"}).add(cart("c1"))
+    result = shop.cli("run", "--outbox", "out", "--json")
+    assert result.exit_code == 2
+    assert result.json["error"]["message"] == (
+        f"{shop.config_path}: eligibility.backfill: must be longer than zero, got 0s (no sequence would ever start: "
+        "step 1 has come due before a run sees it)")
+    assert not (shop.folder / "out").exists() or not any((shop.folder / "out").iterdir())
