@@ -1855,7 +1855,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping of keys at the top level")
     if any(not isinstance(key, str) for key in raw):
-        raise ConfigError(f"{file}: every top-level key must be a name, got {next(k for k in raw if not isinstance(k, str))!r}")
+        raise ConfigError(f"{file}: {_key_not_text(next(k for k in raw if not isinstance(k, str)))}")
     written = next((key for key in _INTERNAL_KEYS if key in raw), None)
     if written is not None:  # it would be replaced below, unnoticed: base_dir: /srv/shop moved no path
         raise ConfigError(f"{file}: {written}: {UNKNOWN_KEY}")

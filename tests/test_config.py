@@ -481,6 +481,7 @@ def test_norwegian_written_unquoted_is_the_locale_no(tmp_path: Path) -> None:
      "false: quote the key"),
     ("sequences: {1: {steps: [{delay: 1h, template: reminder-1}]}}", "sequences: key 1 is not text: quote it (\"1\")"),
     ("smtp: {2: x}", "smtp: key 2 is not text: quote it (\"2\")"),
+    ("on: {}", "key true: YAML reads an unquoted yes, no, on or off as true or false: quote the key"),
 ])
 def test_a_key_yaml_reads_as_a_number_or_a_boolean_is_named_where_it_stands(
         tmp_path: Path, text: str, shown: str) -> None:
