@@ -695,22 +695,22 @@ class EligibilityConfig(_Model):
 
 
 class ValueRule(_Model):
-    weight: float = 40
+    weight: float = Field(40, allow_inf_nan=False)  # .nan made every score NaN
     threshold: Decimal = Decimal("200")
 
 
 class ReturningRule(_Model):
-    weight: float = 25
+    weight: float = Field(25, allow_inf_nan=False)  # .nan made every score NaN
     min_orders: int = Field(1, ge=1)
 
 
 class MarginRule(_Model):
-    weight: float = 20
+    weight: float = Field(20, allow_inf_nan=False)  # .nan made every score NaN
     threshold: Decimal = Field(Decimal("0.4"), ge=0, le=1)
 
 
 class OverstockRule(_Model):
-    weight: float = 15
+    weight: float = Field(15, allow_inf_nan=False)  # .nan made every score NaN
     threshold: int = 100
     skus: list[str] = Field(default_factory=list)
 
@@ -876,8 +876,8 @@ class Step(_Model):
         for name, weight in variants.items():
             if not _NAME.match(name):
                 raise ValueError(f"variant names are short lower-case names like a, b or urgent; got {name!r}")
-            if not weight > 0:
-                raise ValueError(f"variant {name!r}: the weight must be above 0, got {weight}")
+            if not 0 < weight < float("inf"):  # .inf took every customer into the last arm, .nan none
+                raise ValueError(f"variant {name!r}: the weight must be a number above 0, got {weight}")
         if len(variants) == 1:
             raise ValueError("one variant is no test: give two or more, or none")
         return variants

@@ -548,3 +548,22 @@ def test_a_backfill_of_zero_is_refused_naming_the_key(shop: "Shop") -> None:  # 
         f"{shop.config_path}: eligibility.backfill: must be longer than zero, got 0s (no sequence would ever start: "
         "step 1 has come due before a run sees it)")
     assert not (shop.folder / "out").exists() or not any((shop.folder / "out").iterdir())
+
+
+@pytest.mark.parametrize("weight", [".inf", ".nan"])
+def test_a_variant_weight_that_is_no_finite_number_is_refused_naming_the_key(tmp_path: Path, weight: str) -> None:
+    """``.inf`` took every customer into the last arm and ``.nan`` none: no test at all."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsequences:\n  default:\n    steps:\n"
+                            f"      - {{delay: 1h, template: reminder-1, variants: {{a: 1, b: {weight}}}}}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "sequences.default.steps[0].variants" in str(error.value) and "'b'" in str(error.value)
+
+
+@pytest.mark.parametrize("weight", [".inf", ".nan"])
+def test_a_rule_weight_that_is_no_finite_number_is_refused_naming_the_key(tmp_path: Path, weight: str) -> None:
+    """``.nan`` made every cart's score NaN, which no tier's min_score matches."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\npriority: {{rules: {{high_value: {{weight: {weight}}}}}}}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "priority.rules.high_value.weight" in str(error.value)
