@@ -98,7 +98,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
     if not config.shop.unsubscribe_secret:
         checks.append(Check("config", FAIL, f"{config_path or 'cartrescue.yaml'}: shop.unsubscribe_secret is empty; "
-                            "run --send refuses to start (set it to ${CARTRESCUE_SECRET})", int(ExitCode.CONFIG)))
+                            "run --send refuses to start (set it to ${CARTRESCUE_SECRET:-} and export the variable)", int(ExitCode.CONFIG)))
     else:
         checks.append(Check("config", OK, f"{config_path or 'cartrescue.yaml'} is valid"))
 
