@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from cartrescue.model import Cart, Order, quick_init
 
@@ -16,12 +17,18 @@ from cartrescue.model import Cart, Order, quick_init
 @dataclass(frozen=True, slots=True)
 class OrderFacts:
     ordered: Order | None = None  # an order that converts this cart (or was placed after it)
-    previous_orders: int = 0  # orders placed before the cart's last activity
+    previous_orders: int = 0  # orders placed before the cart's last activity (more than SAME_MOMENT before)
     pending: Order | None = None  # the latest other order not yet delivered (nor refunded in full)
     unreadable: Order | None = None  # an order of the cart or customer whose row could not be read
 
 
 NO_ORDERS = OrderFacts()
+
+#: An order placed at most this long before the cart's last activity is its purchase, not an
+#: earlier order: exports often write times to the minute (an order at 10:03:41 reads 10:03:00,
+#: before the cart's 10:03:20), and a checkout touches the cart as it saves the order, a second
+#: after it. Read as an earlier order, its buyer was reminded of the cart they had bought.
+SAME_MOMENT = timedelta(minutes=1)
 
 
 class OrderBook:
@@ -62,13 +69,14 @@ class OrderBook:
         ordered, unreadable = _readable_or_not(own) if own else (None, None)
         previous = 0
         pending = None
+        bought_from = cart.updated_at - SAME_MOMENT
         for order in person:
             if order.unreadable is not None:
                 unreadable = unreadable or order
                 continue
             if order.cart_id == cart.id:
                 continue
-            if order.created_at >= cart.updated_at:
+            if order.created_at >= bought_from:
                 ordered = ordered or order
             else:
                 previous += 1

@@ -230,3 +230,22 @@ def test_a_refund_row_in_the_orders_is_no_purchase(shop: Shop) -> None:
     shop.add_orders(order("r1", email="ann@example.com", created=NOW - timedelta(minutes=30), total="-25.00"))
     decided = shop.decisions()["c1"]
     assert decided["reason"] == "due"
+
+
+@pytest.mark.parametrize(("written", "reason"), [
+    ("2026-11-20T09:18+01:00", "ordered"),  # to the minute: placed in the cart's last minute, read as its start
+    ("2026-11-20T08:18:19+00:00", "ordered"),  # a second before: the checkout touched the cart as it saved the order
+    ("2026-11-20T08:17:20+00:00", "ordered"),  # a minute before, to the second
+    ("2026-11-20T08:16:19+00:00", "due"),  # two minutes before: an earlier order of a returning customer
+], ids=["same-minute-written-to-the-minute", "a-second-before", "a-minute-before", "two-minutes-before"])
+def test_an_order_of_the_carts_last_minute_counts_as_the_cart_bought(shop: Shop, written: str, reason: str) -> None:
+    """The cart's last activity is 08:18:20 UTC. An export that writes an order's time to the
+    minute (``09:18+01:00``) read an order of that very minute as placed before the cart: an
+    earlier order, and its buyer got a reminder of the cart they had bought."""
+    shop.add(cart("c1", email="ann@example.com", idle=timedelta(hours=1, minutes=41, seconds=40)))
+    shop.add_orders({**order("o1", email="ann@example.com", created=NOW), "created_at": written})
+    decided = shop.decisions()["c1"]
+    assert decided["last_activity"] == "2026-11-20T08:18:20Z"
+    assert decided["reason"] == reason
+    if reason == "due":
+        assert decided["score"] == 25.0  # the earlier order makes a returning customer
