@@ -9,7 +9,7 @@ shop's timezone. It must not claim or deliver, nor read the newsletter sends (ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from cartrescue.config import Config, EligibilityConfig, QuietHours, Sequence
@@ -143,7 +143,29 @@ class Calendar:
             end_day = local.date() + timedelta(days=1) if clock >= start else local.date()
         if not inside:
             return None
-        return datetime.combine(end_day, end, self.tz).astimezone(now.tzinfo)
+        return self._first_at(end_day, end, now)
+
+    def _first_at(self, day: date, clock: time, after: datetime) -> datetime:
+        """The first moment after ``after`` that the shop's clock shows ``clock`` on ``day`` (in
+        ``after``'s timezone), where a quiet window ends. On a clock-change day that time comes
+        twice (fall back: in the repeated hour the window runs again, so a run in its second pass
+        waits for the second end, not for one already past) or never (spring forward: the window
+        is over when the clock jumps past its end, not an hour later, as the gate then says)."""
+        wall = datetime.combine(day, clock)
+        first = wall.replace(tzinfo=self.tz)
+        earlier, later = first.astimezone(timezone.utc), first.replace(fold=1).astimezone(timezone.utc)
+        if later > earlier:  # repeated
+            return (earlier if earlier > after else later).astimezone(after.tzinfo)
+        if later < earlier:  # skipped: ``later`` is before the jump, ``earlier`` after it
+            low, high = int(later.timestamp()), int(earlier.timestamp())
+            while high - low > 1:
+                middle = (low + high) // 2
+                if datetime.fromtimestamp(middle, self.tz).replace(tzinfo=None) < wall:
+                    low = middle
+                else:
+                    high = middle
+            earlier = datetime.fromtimestamp(high, timezone.utc)
+        return earlier.astimezone(after.tzinfo)
 
     def tomorrow(self, now: datetime, channel: str = "email") -> datetime:
         """The first moment of the next local day ``channel`` may send (after its quiet hours)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -109,6 +109,30 @@ def test_quiet_hours_across_midnight_defer_to_the_next_morning(shop: Shop) -> No
     shop.add(cart("c1", now=late))
     found = shop.decisions(now=late)["c1"]
     assert (found["reason"], found["not_before"]) == ("quiet_hours", "2026-11-21T07:00:00Z")
+
+
+@pytest.mark.parametrize(("timezone", "now", "window", "not_before", "shop_time"), [
+    # the clocks go back at 03:00 CEST: a run at 02:10 CET, in the repeated hour, waits for its 02:30
+    ("Europe/Stockholm", "2026-10-25T01:10:00Z", ("22:00", "02:30"), "2026-10-25T01:30:00Z", "2026-10-25 02:30"),
+    # the clocks jump from 02:00 to 03:00: the window is over at 03:00, not at 03:30
+    ("Europe/Stockholm", "2026-03-29T00:30:00Z", ("22:00", "02:30"), "2026-03-29T01:00:00Z", "2026-03-29 03:00"),
+    # Chile's midnight is skipped (00:00 -04 is 01:00 -03): 00:30 never comes, the window ends at 01:00
+    ("America/Santiago", "2026-09-06T03:30:00Z", ("22:00", "00:30"), "2026-09-06T04:00:00Z", "2026-09-06 01:00"),
+], ids=["fall-back-second-pass", "spring-forward", "santiago-skipped-midnight"])
+def test_quiet_hours_on_a_clock_change_day_end_at_the_first_moment_the_window_is_over(
+    shop: Shop, timezone: str, now: str, window: tuple[str, str], not_before: str, shop_time: str
+) -> None:
+    """The deferral's ``not_before`` was the window's end read as the first pass of a repeated
+    hour (00:30Z, 40 minutes before the run at 01:10Z) or an hour past a skipped one (03:30,
+    where the gate lets the cart through at 03:00)."""
+    at = datetime.fromisoformat(now)
+    shop.configure(shop={"timezone": timezone}, eligibility={"quiet_hours": {"start": window[0], "end": window[1]}})
+    shop.add(cart("c1", now=at))
+    found = shop.decisions(now=at)["c1"]
+    assert (found["action"], found["reason"], found["not_before"]) == ("defer", "quiet_hours", not_before)
+    assert found["detail"] == f"quiet hours until {shop_time} shop time"
+    later = shop.decisions(now=datetime.fromisoformat(not_before))["c1"]  # and then the gate lets it go
+    assert (later["action"], later["reason"]) == ("send", "due")
 
 
 def test_an_address_messaged_today_is_deferred_to_tomorrow(shop: Shop) -> None:
