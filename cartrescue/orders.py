@@ -76,7 +76,7 @@ class OrderBook:
                 continue
             if order.cart_id == cart.id:
                 continue
-            if order.created_at >= bought_from:
+            if order.created_at >= (bought_from if _timed(order) else cart.updated_at):
                 ordered = ordered or order
             else:
                 previous += 1
@@ -85,6 +85,14 @@ class OrderBook:
         if ordered is None and not previous and pending is None and unreadable is None:
             return NO_ORDERS
         return OrderFacts(ordered=ordered, previous_orders=previous, pending=pending, unreadable=unreadable)
+
+
+def _timed(order: Order) -> bool:
+    """Whether the order's time has a time of day, to allow :data:`SAME_MOMENT` for. A date
+    alone is read as its day's end, 23:59:59.999999 (``csv.parse_order_time``,
+    ``sql.order_time``; the run's order index keeps no ``day_start``): already the latest moment
+    it can mean, so the day before's order stays an earlier one for a cart touched at 00:00:30."""
+    return order.created_at.microsecond != 999_999
 
 
 def _readable_or_not(own: list[Order]) -> tuple[Order | None, Order | None]:

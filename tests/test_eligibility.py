@@ -247,6 +247,16 @@ def test_an_order_dated_without_a_time_on_the_carts_day_counts_as_placed_after_i
     assert decided["earlier"]["reason"] == "due"
 
 
+def test_an_order_dated_the_day_before_stays_an_earlier_order_of_a_cart_touched_just_after_midnight(shop: Shop) -> None:
+    """The minute an order's time is allowed (it may be written to the minute) is not given to
+    an order dated without a time: that is read as its day's end, 23:59:59.999 of the day
+    before a cart touched at 00:00:30."""
+    shop.add(cart("c1", email="ann@example.com", idle=timedelta(hours=10, minutes=59, seconds=30)))
+    shop.add_orders({**order("o1", email="ann@example.com", created=NOW), "created_at": "2026-11-19"})
+    decided = shop.decisions()["c1"]
+    assert (decided["last_activity"], decided["reason"]) == ("2026-11-19T23:00:30Z", "due")
+
+
 def test_a_refund_row_in_the_orders_is_no_purchase(shop: Shop) -> None:
     """A negative total (a refund or credit note written as an order row) is no order: it neither
     counts as the cart bought nor as an earlier order."""
