@@ -1114,8 +1114,9 @@ class Ledger:
 
     def tier_used_since(self, tier: str, steps: list[tuple[int, str]], since: datetime, until: datetime) -> int:
         """How many messages of ``tier`` were claimed from ``since`` to ``until`` (a tier's day's
-        budget), each a ``(step, channel)`` of ``steps``: every claim but a held-out cart and a
-        permanent failure.
+        budget), each a ``(step, channel)`` of ``steps``: every claim that went out or may have
+        (:data:`MAYBE_DELIVERED`). Not a held-out cart, a permanent failure, nor a transient
+        one: that message did not go out, and its retry (the same row, claimed again) is what counts.
 
         Looked up through the runs of the period (``cr_run`` is small, ``run_id`` indexed), not by
         scanning every message the ledger holds.
@@ -1126,7 +1127,7 @@ class Ledger:
             return int(conn.execute(select(func.count()).select_from(message).where(
                 message.c.run_id.in_(runs), message.c.tier == tier,
                 or_(*(and_(message.c.step == step, message.c.channel == channel) for step, channel in steps)),
-                message.c.status.notin_(("held_out", "failed_permanent")),
+                message.c.status.in_(MAYBE_DELIVERED),
                 message.c.claimed_at >= _naive(since), message.c.claimed_at <= _naive(until))).scalar_one())
 
     def status_counts(self) -> dict[str, int]:

@@ -87,7 +87,7 @@ def _one_cart(items: list[tuple[Any, ...]]) -> Cart:
         for i in items
     )
     return Cart(id="x", source="t", customer=Customer(email="x@example.com"), currency="EUR", items=lines,
-                total=sum((l.line_total for l in lines), Decimal(0)), created_at=NOW, updated_at=NOW)
+                total=sum((line.line_total for line in lines), Decimal(0)), created_at=NOW, updated_at=NOW)
 
 
 def test_a_tier_budget_keeps_the_best_scoring_carts_and_defers_the_rest(shop: Shop) -> None:
@@ -274,3 +274,30 @@ def test_a_cart_below_every_tiers_min_score_goes_to_the_lowest_tier(shop: Shop) 
     shop.add(cart("plain", items=[("A", "Mug", 1, "20.00")]))
     found = shop.decisions()["plain"]
     assert (found["score"], found["tier"], found["action"]) == (0, "low", "send")
+
+
+def test_calls_that_failed_leave_the_days_budget_to_their_retry(shop: Shop) -> None:
+    """A day's budget counts what went out (or may have): calls that failed transiently (a list
+    staff had broken) are written by a later run of the day, not deferred to tomorrow as if made."""
+    shop.configure(priority={"rules": RULES, "tiers": [
+        {"name": "call", "min_score": 60, "channel": "call-list", "budget": 2, "budget_per": "day"},
+        {"name": "standard", "min_score": 0}]}, call_list={"path": "calls.csv"})
+    for n in range(2):
+        shop.add(cart(f"big{n}", email=f"vip{n}@example.com", phone=f"+4670000000{n}",
+                      items=[("E", "Sofa", 1, "900.00", "300.00", 150)]))
+        shop.add_orders(order(f"o{n}", email=f"vip{n}@example.com", created=NOW - timedelta(days=60)))
+    calls = shop.folder / "calls.csv"
+    calls.write_text("not|a|call|list\r\n", encoding="utf-8")
+    out = str(shop.folder / "out")
+    failed = shop.cli("run", "--outbox", out, "--json")
+    assert failed.exit_code == 1, failed.output
+    assert {d["delivery"] for d in failed.json["decisions"]} == {"failed_transient"}
+    calls.unlink()  # staff fixed the list
+    retry = shop.cli("run", "--outbox", out, "--json", now=NOW + timedelta(minutes=10))
+    assert retry.exit_code == 0, retry.output
+    assert sorted((d["cart_id"], d["delivery"] or d["reason"]) for d in retry.json["decisions"]) == [
+        ("big0", "sent"), ("big1", "sent")]
+    with calls.open(encoding="utf-8", newline="") as handle:
+        assert sorted(row["cart_id"] for row in csv.DictReader(handle)) == ["big0", "big1"]
+    later = shop.cli("carts", "--json", now=NOW + timedelta(minutes=20)).json["decisions"]
+    assert {d["cart_id"]: d["reason"] for d in later} == {"big0": "step_not_due", "big1": "step_not_due"}
