@@ -11,6 +11,7 @@ the asyncio ones share :class:`LoopChannel`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -145,6 +146,11 @@ class Channel(ABC):
     #: the SMTP channel, which builds a message again for a relay without 8BITMIME. Files keep
     #: 7-bit bodies.
     eight_bit: bool = False
+    #: :meth:`deliver` delivers the whole batch in one write (the call list's rows): its outcomes
+    #: are reported together, a stop waiting for the last. Reported one at a time, a stop during
+    #: the write was raised after the first, and the rows after it, written, were recorded
+    #: :func:`stopped`: the next run wrote them again.
+    whole_batch: bool = False
 
     def run(self, feed: Feed) -> None:
         """Deliver everything ``feed`` has, reporting each outcome to it as it happens.
@@ -163,13 +169,14 @@ class Channel(ABC):
                 if not batch:
                     return
                 outcomes = self.deliver(batch)
-                while True:
-                    with held():
-                        outcome = next(outcomes, None)
-                        if outcome is None:
-                            break
-                        feed.done(outcome)
-                        finished.add(outcome.claim_id)
+                with held() if self.whole_batch else nullcontext():
+                    while True:
+                        with held():
+                            outcome = next(outcomes, None)
+                            if outcome is None:
+                                break
+                            feed.done(outcome)
+                            finished.add(outcome.claim_id)
             except KeyboardInterrupt:
                 with held():
                     for envelope in batch:

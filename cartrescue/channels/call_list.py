@@ -93,6 +93,7 @@ def _fields(line: str, delimiter: str) -> list[str]:
 class CallListChannel(Channel):
     transport = "call-list"
     take_size = 50
+    whole_batch = True  # one append writes every row of the batch
 
     def __init__(self, path: Path, tz: tzinfo = timezone.utc) -> None:
         self.path = path
