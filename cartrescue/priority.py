@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import combinations
 
 from cartrescue.config import PriorityConfig, Tier
 from cartrescue.currency import Basis
@@ -38,6 +39,15 @@ def margin_share(cart: Cart) -> Decimal | None:
     return (revenue - cost) / revenue
 
 
+def _sums(weights: dict[str, float]) -> dict[tuple[str, ...], float]:
+    """The score of every set of matched rules (in ``weights``' order), added up as the decimals
+    the config wrote: in binary floats 0.1 + 0.7 is 0.7999999999999999, below a tier's
+    ``min_score: 0.8``, and the cart fell to the tier below."""
+    names = list(weights)
+    return {chosen: float(sum((Decimal(repr(weights[name])) for name in chosen), Decimal(0)))
+            for size in range(len(names) + 1) for chosen in combinations(names, size)}
+
+
 class Prioritizer:
     """Scores carts and maps scores to tiers, per the ``priority:`` config."""
 
@@ -46,21 +56,21 @@ class Prioritizer:
         self.rules = config.rules
         self.tiers = config.tiers  # sorted by min_score, highest first
         self._overstock_skus = frozenset(self.rules.overstock.skus)
+        self._values = _sums({"high_value": self.rules.high_value.weight,
+                              "returning_customer": self.rules.returning_customer.weight,
+                              "high_margin": self.rules.high_margin.weight, "overstock": self.rules.overstock.weight})
         self.unpriced: dict[str, int] = {}  # currency -> carts whose value the shop's currency cannot tell
 
     def score(self, cart: Cart, previous_orders: int) -> Score:
         rules = self.rules
         matched: list[str] = []
-        value = 0.0
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
         if base is None:  # unknown rate: not high value, and said so once a run (notes)
             self.unpriced[cart.currency] = self.unpriced.get(cart.currency, 0) + 1
         elif base >= rules.high_value.threshold:
             matched.append("high_value")
-            value += rules.high_value.weight
         if previous_orders >= rules.returning_customer.min_orders:
             matched.append("returning_customer")
-            value += rules.returning_customer.weight
         threshold = rules.overstock.threshold
         overstock = any(
             (item.stock_on_hand is not None and item.stock_on_hand >= threshold) or item.sku in self._overstock_skus
@@ -69,11 +79,10 @@ class Prioritizer:
         margin = margin_share(cart)
         if margin is not None and margin >= rules.high_margin.threshold:
             matched.append("high_margin")
-            value += rules.high_margin.weight
         if overstock:
             matched.append("overstock")
-            value += rules.overstock.weight
-        return Score(value, tuple(matched), margin)
+        names = tuple(matched)
+        return Score(self._values[names], names, margin)
 
     def notes(self) -> list[str]:
         """What the run should say about the carts it could not value (none: nothing)."""

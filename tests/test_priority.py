@@ -301,3 +301,16 @@ def test_calls_that_failed_leave_the_days_budget_to_their_retry(shop: Shop) -> N
         assert sorted(row["cart_id"] for row in csv.DictReader(handle)) == ["big0", "big1"]
     later = shop.cli("carts", "--json", now=NOW + timedelta(minutes=20)).json["decisions"]
     assert {d["cart_id"]: d["reason"] for d in later} == {"big0": "step_not_due", "big1": "step_not_due"}
+
+
+def test_a_score_that_adds_up_to_a_tiers_min_score_reaches_that_tier(shop: Shop) -> None:
+    """Weights written as decimals add up as written: 0.1 + 0.7 is 0.8, not 0.7999999999999999,
+    which fell below the top tier's ``min_score: 0.8`` and gave the cart the tier below."""
+    shop.configure(priority={
+        "rules": {"high_value": {"weight": 0.1, "threshold": 200}, "returning_customer": {"weight": 0.7},
+                  "high_margin": {"weight": 0.2}, "overstock": {"weight": 0.05}},
+        "tiers": [{"name": "top", "min_score": 0.8}, {"name": "standard", "min_score": 0}]})
+    shop.add(cart("both", email="back@example.com", items=[("B", "Lamp", 1, "250.00")]))
+    shop.add_orders(order("o1", email="back@example.com", created=NOW - timedelta(days=30)))
+    found = shop.decisions()["both"]
+    assert (found["score"], found["tier"]) == (0.8, "top")
