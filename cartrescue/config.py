@@ -773,6 +773,11 @@ class PriorityConfig(_Model):
             if names.index(name) != index:
                 raise ValueError(f"[{index}].name: {name!r} is the name of tiers[{names.index(name)}] too: "
                                  "tier names must be unique")
+        for index, tier in enumerate(tiers):  # the first listed would take every cart of both
+            first = next(other for other in tiers if other.min_score == tier.min_score)
+            if first is not tier:
+                raise ValueError(f"[{index}].min_score: tiers {first.name!r} and {tier.name!r} have the same "
+                                 f"min_score {tier.min_score:g}: no cart would ever get tier {tier.name!r}")
         return tiers
 
     @model_validator(mode="after")

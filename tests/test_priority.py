@@ -314,3 +314,16 @@ def test_a_score_that_adds_up_to_a_tiers_min_score_reaches_that_tier(shop: Shop)
     shop.add_orders(order("o1", email="back@example.com", created=NOW - timedelta(days=30)))
     found = shop.decisions()["both"]
     assert (found["score"], found["tier"]) == (0.8, "top")
+
+
+def test_two_tiers_with_one_min_score_are_refused_as_the_second_would_get_no_cart(shop: Shop) -> None:
+    """Tiers are matched from the highest ``min_score`` down: of two with the same one, the
+    first listed took every cart and the other, its channel and budget, silently none."""
+    shop.configure(priority={"rules": RULES, "tiers": [
+        {"name": "sms", "min_score": 40, "channel": "sms"}, {"name": "calls", "min_score": 40, "channel": "call-list"},
+        {"name": "standard", "min_score": 0}]})
+    shop.add(cart("valuable", items=[("B", "Lamp", 1, "250.00")]))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 2, result.output
+    assert ("tiers 'sms' and 'calls' have the same min_score 40: no cart would ever get tier 'calls'"
+            in result.json["error"]["message"])
