@@ -14,6 +14,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 # Deliberately pragmatic: one @, a dot in the domain, no spaces or control characters, no colon
 # (``mailto:ann@…`` is a link, no address; ``o'brien@…`` is an address, and a local part with
@@ -125,15 +126,43 @@ def _normalize_phone(raw: str, region: str | None, mobile: bool) -> str | None:
 
     if not raw or len(raw) > 40 or any(char.isalpha() for char in raw):
         return None
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
+    number = _valid_number(raw, region)
+    if number is None:
         return None
     if mobile and phonenumbers.number_type(number) in _NOT_SMS:
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _valid_number(raw: str, region: str | None) -> Any:
+    """``raw`` read in ``region`` (a ``phonenumbers.PhoneNumber``), or None when it is no valid number."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_valid_number(number) else None
+
+
+@lru_cache(maxsize=1024)
+def dialable(raw: str, region: str | None) -> str:
+    """``raw`` written as a person dials it from the shop's country ``region``: a number of that
+    country in its national form (``070-123 45 67``), another country's with the prefix dialled
+    from there (``00 47 912 34 567``), any number in international form without a region
+    (``+46 70 123 45 67``); ``raw`` itself when it is no valid number (staff may still read it).
+
+    A call-list cell: raw ``0701234567`` became the number 701234567 in a spreadsheet, and
+    ``+46701234567`` needed the apostrophe a spreadsheet hides and a dialer does not.
+    """
+    import phonenumbers
+
+    number = _valid_number(raw, region)
+    if number is None:
+        return raw
+    if region is None:
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return phonenumbers.format_out_of_country_calling_number(number, region)
 
 
 def normalize_sender(raw: str | None, region: str | None, countries: Iterable[str] = ()) -> str | None:

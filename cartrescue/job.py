@@ -116,7 +116,7 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Led
     from cartrescue.channels.call_list import CallListChannel
 
     channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(config.path(config.call_list.path),
-                                                                                config.shop.tz))}
+                                                                                config.shop.tz, config.phone_region))}
     shard = request.shard or Shard(1, 1)
     config = shard_config(config, shard)
     recent: list[datetime] = []

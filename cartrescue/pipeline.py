@@ -871,7 +871,7 @@ class Executor:
         config = self.composer.config
         path = self.eml / "call-list.csv"
         try:
-            append_rows(path, calls, config.shop.tz, like=config.path(config.call_list.path))
+            append_rows(path, calls, config.shop.tz, like=config.path(config.call_list.path), region=config.phone_region)
         except OSError as exc:
             return f"not written to {self.eml}: {exc.strerror or exc}"
         except UnusableList as exc:

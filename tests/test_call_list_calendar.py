@@ -4,6 +4,7 @@ but quiet hours and the shop's newsletter do not hold it back (staff call when t
 
 from __future__ import annotations
 
+import csv
 from datetime import timedelta
 from pathlib import Path
 
@@ -53,4 +54,23 @@ def test_a_forgotten_number_is_not_put_on_the_call_list_again(shop: Shop, tmp_pa
     assert {d["cart_id"]: (d["action"], d["reason"]) for d in found} == {
         "called": ("skip", "suppressed"), "other": ("send", "due")}
     rows = (shop.folder / "call-list.csv").read_text(encoding="utf-8")
-    assert "+46701234568" in rows and "+46701234567" not in rows
+    assert "+46 70 123 45 68" in rows and "+46 70 123 45 67" not in rows
+
+
+def test_the_call_lists_number_is_written_as_staff_dial_it_from_the_shops_country(shop: Shop, tmp_path: Path) -> None:
+    """A Swedish shop's staff dial 070-123 45 67, and 00 47 … abroad: the raw 0701234567 became
+    the number 701234567 in a spreadsheet, and +46… needed an apostrophe a dialer does not want."""
+    _calling_shop(shop).configure(shop={"country": "SE"},
+                                  sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    shop.add(cart("local", phone="0701234567", items=PRICEY),
+             cart("e164", phone="+46701234568", items=PRICEY),
+             cart("norway", phone="+47 912 34 567", items=PRICEY),
+             cart("note", phone="after 17:00", items=PRICEY))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    with (shop.folder / "call-list.csv").open(encoding="utf-8", newline="") as handle:
+        phones = {row["cart_id"]: row["phone"] for row in csv.DictReader(handle)}
+    assert phones == {"local": "070-123 45 67", "e164": "070-123 45 68", "norway": "00 47 91 23 45 67",
+                      "note": "after 17:00"}
+    forgotten = shop.cli("forget", "+4791234567", "--files", "--json", now=None)  # its row is still found
+    assert forgotten.exit_code == 0, forgotten.output
+    assert "norway" not in (shop.folder / "call-list.csv").read_text(encoding="utf-8")

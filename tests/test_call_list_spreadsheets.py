@@ -55,7 +55,7 @@ def test_a_semicolon_list_gets_its_rows_with_semicolons(shop: Shop) -> None:
     assert [m["status"] for m in shop.messages()] == ["sent"] * 4
     rows = _rows(_text(path), ";")
     assert rows[:2] == [list(COLUMNS), OLD_ROW] and {len(row) for row in rows} == {len(COLUMNS)}
-    assert sorted((row[0], row[3]) for row in rows[2:]) == [(f"c{n}", f"'+4670123456{n}") for n in range(4)]
+    assert sorted((row[0], row[3]) for row in rows[2:]) == [(f"c{n}", f"'+46 70 123 45 6{n}") for n in range(4)]
 
 
 def test_a_list_saved_with_a_bom_gets_its_cart_ids(shop: Shop) -> None:

@@ -188,7 +188,7 @@ def test_the_call_list_channel_writes_a_row_for_staff(shop: Shop) -> None:
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
     with (shop.folder / "calls.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["cart_id"], r["phone"], r["tier"]) for r in rows] == [("big", "'+46700000001", "call")]
+    assert [(r["cart_id"], r["phone"], r["tier"]) for r in rows] == [("big", "'+46 70 000 00 01", "call")]
     assert not list((shop.folder / "out").glob("*.eml"))
     (row,) = rows
     assert row["step"] == "1" and row["last_activity"] == "2026-11-20T09:00:00+01:00"  # the shop's clock
@@ -214,7 +214,7 @@ def test_a_call_list_begun_with_other_columns_keeps_them(shop: Shop) -> None:
     with (shop.folder / "calls.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["cart_id", "first_name", "last_name", "phone", "email", "total"]
-    assert rows[2] == ["big0", "Ann", "Tester", "'+46700000000", "vip0@example.com", "900.00"]
+    assert rows[2] == ["big0", "Ann", "Tester", "'+46 70 000 00 00", "vip0@example.com", "900.00"]
 
 
 def test_workers_append_to_one_call_list_with_one_header_and_whole_rows(shop: Shop) -> None:

@@ -95,13 +95,14 @@ class CallListChannel(Channel):
     take_size = 50
     whole_batch = True  # one append writes every row of the batch
 
-    def __init__(self, path: Path, tz: tzinfo = timezone.utc) -> None:
+    def __init__(self, path: Path, tz: tzinfo = timezone.utc, region: str | None = None) -> None:
         self.path = path
         self.tz = tz  # the shop's: staff read the times as the shop's clock shows them
+        self.region = region  # the shop's country: numbers are written as staff dial them from there
 
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         try:
-            append_rows(self.path, (envelope.decision for envelope in batch), self.tz)
+            append_rows(self.path, (envelope.decision for envelope in batch), self.tz, region=self.region)
         except (OSError, UnusableList) as exc:  # transient: the next run retries once the file is fixed
             reason = str(exc) if isinstance(exc, UnusableList) else f"cannot write {self.path}: {exc.strerror or exc}"
             for envelope in batch:
@@ -112,14 +113,15 @@ class CallListChannel(Channel):
 
 
 def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: datetime | None = None, *,
-                like: Path | None = None) -> None:
+                like: Path | None = None, region: str | None = None) -> None:
     """Append one row per decision to the list at ``path`` (raises OSError, UnusableList).
 
     The rows are written as the list's header line was: under its columns (a list begun by an
     older version keeps its own), with its delimiter and line ending, after the BOM that
     Excel's "CSV UTF-8" writes, and on a line of their own where the file does not end with
     one (a Google Sheets export). ``like``: the list whose layout a new ``path`` takes (``run
-    --eml`` shows the rows as the shop's list would get them). The workers of ``run
+    --eml`` shows the rows as the shop's list would get them). ``region``: the shop's country,
+    whence staff dial (:func:`~cartrescue.contacts.dialable`). The workers of ``run
     --workers`` append to one list: each holds the file's lock while it writes, so no two write
     the header and no row is cut by another's; the rows go in one write, after the header was
     checked, so a list that cannot take them gets none.
@@ -148,7 +150,7 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
             layout.writer(text).writerow(layout.header)
         writer = layout.writer(text)
         for decision in decisions:
-            values = _values(decision, tz, added)
+            values = _values(decision, tz, added, region)
             writer.writerow([cell(values.get(name, "")) for name in layout.header])
         handle.write(text.getvalue().encode("utf-8"))
         handle.flush()  # before the lock goes with the file's closing
@@ -192,11 +194,13 @@ def _locked(path: Path) -> IO[bytes]:
         handle.close()
 
 
-def _values(decision: Decision, tz: tzinfo, added: str) -> dict[str, object]:
+def _values(decision: Decision, tz: tzinfo, added: str, region: str | None) -> dict[str, object]:
+    from cartrescue.contacts import dialable
+
     cart, customer = decision.cart, decision.cart.customer
     return {
         "cart_id": cart.id, "first_name": customer.first_name or "", "last_name": customer.last_name or "",
-        "phone": customer.phone or "", "email": customer.email or "", "locale": customer.locale or "",
+        "phone": dialable(customer.phone.strip(), region) if customer.phone else "", "email": customer.email or "", "locale": customer.locale or "",
         "currency": cart.currency, "total": str(cart.total),
         "items": "; ".join(f"{item.quantity} x {item.name}" for item in cart.items),
         "score": f"{decision.score:g}" if decision.score is not None else "", "tier": decision.tier or "",
