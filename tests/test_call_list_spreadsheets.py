@@ -166,3 +166,19 @@ def test_a_list_emptied_and_saved_with_a_blank_line_gets_a_header_and_its_rows(t
     append_rows(path, [Decision(cart=cart, action=Action.SEND, reason=Reason.DUE, step=1)], timezone.utc, NOW)
     rows = [row for row in csv.reader(io.StringIO(path.read_text(encoding="utf-8"))) if row]
     assert rows[0] == list(COLUMNS) and rows[1][0] == "ann"
+
+
+def test_a_header_with_spaces_after_its_commas_gets_every_cell_under_its_column(shop: Shop) -> None:
+    """``cart_id, first_name, …, phone`` (as a person types it, or ``Phone``): its names were
+    compared with their spaces, only ``cart_id`` matched, and each call went in as a row with
+    no number, recorded sent; ``forget --files`` found no row of the address to remove."""
+    header = ", ".join(COLUMNS).replace("phone", "Phone")
+    path = _saved(_calling_shop(shop, 2), header + "\r\n")
+    _send(shop)
+    rows = _rows(_text(path))
+    assert rows[0] == header.split(",")
+    assert sorted((row[0], row[3], row[4]) for row in rows[1:]) == [
+        ("c0", "'+46 70 123 45 60", "c0@example.com"), ("c1", "'+46 70 123 45 61", "c1@example.com")]
+    forgotten = shop.cli("forget", "c0@example.com", "--files", "--json", now=None)
+    assert forgotten.exit_code == 0, forgotten.output
+    assert [row[0] for row in _rows(_text(path))[1:]] == ["c1"]

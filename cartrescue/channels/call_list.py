@@ -76,11 +76,19 @@ def layout_of(path: Path, first: bytes) -> Layout:
     line, *ending = re.split(r"(\r\n|\n|\r)", text, maxsplit=1)
     known = set(COLUMNS)
     header, delimiter = max(((_fields(line, delimiter), delimiter) for delimiter in DELIMITERS),
-                            key=lambda found: (len(known.intersection(found[0])), line.count(found[1])))
-    if not known.intersection(header):
+                            key=lambda found: (len(known.intersection(map(column_of, found[0]))),
+                                               line.count(found[1])))
+    if not known.intersection(map(column_of, header)):
         raise UnusableList(f"{path}: no row added, its header names no call-list column (cart_id, phone, …, "
                            f"separated by , ; or tab): {printable(line[:80])!r}")  # the run's summary cuts at 160
     return Layout(tuple(header), delimiter, ending[0] if ending else "\r\n", bom)
+
+
+def column_of(name: str) -> str:
+    """The call-list column a header cell names, as a person reads it: ``cart_id, phone`` and
+    ``Phone`` name ``phone`` (before, such a list got rows with every cell but the first
+    empty, no number to call, recorded sent)."""
+    return name.strip().lower()
 
 
 def _fields(line: str, delimiter: str) -> list[str]:
@@ -151,7 +159,7 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
         writer = layout.writer(text)
         for decision in decisions:
             values = _values(decision, tz, added, region)
-            writer.writerow([cell(values.get(name, "")) for name in layout.header])
+            writer.writerow([cell(values.get(column_of(name), "")) for name in layout.header])
         handle.write(text.getvalue().encode("utf-8"))
         handle.flush()  # before the lock goes with the file's closing
 
@@ -244,9 +252,10 @@ def _matching_rows(path: Path, data: bytes, rewrite: bool, email: str | None, ph
     text = data.removeprefix(BOM).decode("utf-8")
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter))
     column, wanted = ("phone", {phone}) if phone else ("email", set(email_forms(email or "")))
-    if not rows or column not in rows[0]:
+    names = [column_of(name) for name in rows[0]] if rows else []
+    if column not in names:
         return 0
-    at = rows[0].index(column)
+    at = names.index(column)
 
     def address(row: list[str]) -> str | None:
         value = row[at] if at < len(row) else ""
