@@ -87,7 +87,7 @@ ITEMS = [
     line(1031, 103, "TSHIRT-RED-M", "1", "30", product_id=30, product_type="configurable", name="T-shirt"),
     line(1032, 103, "TSHIRT-RED-M", "1", "0", product_id=31, parent_item_id=1031, name="T-shirt red M"),
     line(1041, 104, "A", "1", "50"), line(1051, 105, "A", "1", "50"),
-    line(1061, 106, "D", "1", "99.5"), line(1071, 107, "E", "1", "10"),
+    line(1061, 106, "D", "1", "99.5", base_cost=Decimal("0")), line(1071, 107, "E", "1", "10"),  # 0: no cost set
     line(1081, 108, "E", "1", "10"), line(1091, 109, "E", "1", "10"), line(1101, 110, "E", "1", "10"),
     line(1121, 112, "F", "1", "1150", base_cost=Decimal("10")),
     line(1131, 113, "E", "1", "10"), line(1141, 114, "CHEESE", "1.5", "10"), line(1151, 115, "E", "1", "10"),
@@ -201,6 +201,14 @@ def test_configurable_product_is_one_line_priced_by_the_parent_stocked_by_the_ch
     (only,) = carts["103"].items
     assert (only.sku, only.name, only.unit_price, only.quantity) == ("TSHIRT-RED-M", "T-shirt", Decimal("30"), 1)
     assert only.stock_on_hand == 500
+
+
+def test_a_cost_of_0_is_no_cost_set_not_a_free_product(read):
+    """Magento writes 0 where a product has no cost, as WooCommerce and PrestaShop do: read as a
+    real cost, every such cart scored a 100 % margin and took the high-margin rule's weight."""
+    _, carts, _ = read
+    (line,) = carts["106"].items
+    assert line.unit_cost is None
 
 
 def test_cost_is_converted_from_base_to_quote_currency(read):

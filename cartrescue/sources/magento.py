@@ -247,7 +247,7 @@ class MagentoSource(DatabaseSource):
                     cost = as_cost(child["base_cost"], "base_cost") or cost
                 items.append(item(
                     row["sku"], row["name"], row["qty"], row["price"],
-                    unit_cost=None if cost is None else cost * rate,
+                    unit_cost=None if not cost else cost * rate,  # 0: no cost set (100 % margin, else)
                     stock=None if row["product_type"] == "bundle" else stock.get(product),
                 ))
             # No line left (items_count says otherwise): an empty cart, which the pipeline skips.
