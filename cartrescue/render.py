@@ -122,12 +122,11 @@ def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
     fraction = get_decimal_symbol(locale) + "0" * Locale.parse(locale).currency_formats["standard"].frac_prec[1]
 
     def money(amount: Decimal) -> str:
+        """A whole amount as shown (its minor digits all 0 once rounded): 4990.004 is 4 990 ₸,
+        not 4 990,00 ₸ beside the whole amounts of the same message."""
         text = fast(amount)
-        if amount == amount.to_integral_value():
-            head, found, tail = text.rpartition(fraction)
-            if found:
-                return head + tail
-        return text
+        head, found, tail = text.rpartition(fraction)
+        return head + tail if found else text
 
     return money
 

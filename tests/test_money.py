@@ -166,3 +166,13 @@ def test_the_common_locales_take_the_fast_path() -> None:
     slow = [loc for loc in ("en", "en_US", "en_GB", "sv", "hu", "ru", "af", "kk", "de", "fr", "nl", "hi_IN")
             if money_formatter(loc, "EUR").__name__ != "money"]
     assert slow == []
+
+
+@pytest.mark.parametrize(("amount", "shown"), [("4990.004", "4\xa0990\xa0Ft"), ("4990.00", "4\xa0990\xa0Ft"),
+                                               ("4990.50", "4\xa0990,50\xa0Ft"), ("1000.5", "1\xa0000,50\xa0Ft")])
+def test_a_huf_amount_whole_once_rounded_is_shown_whole(amount: str, shown: str) -> None:
+    """4990.004 (a sub-unit remainder of a tax computation) showed ``4 990,00 Ft`` beside the
+    whole amounts of the same message: whether it is whole is judged as shown, after rounding."""
+    from cartrescue.render import format_money as shown_money
+
+    assert shown_money(Decimal(amount), "HUF", "hu") == shown
