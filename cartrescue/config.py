@@ -634,6 +634,15 @@ class QuietHours(_Model):
     start: ClockTime
     end: ClockTime  # may be earlier than start: the window crosses midnight
 
+    @model_validator(mode="after")
+    def _a_window(self) -> "QuietHours":
+        """``start: 21:00, end: 21:00`` was read as no quiet hours at all (an empty window), where
+        a shop may have meant the whole day: neither is a window, so it is said."""
+        if self.start == self.end:
+            raise ValueError(f"end: the same time as start ({self.start:%H:%M}): no window (write quiet_hours: "
+                             "null for none)")
+        return self
+
 
 class EligibilityConfig(_Model):
     cutoff: Duration = timedelta(minutes=45)

@@ -567,3 +567,12 @@ def test_a_rule_weight_that_is_no_finite_number_is_refused_naming_the_key(tmp_pa
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "priority.rules.high_value.weight" in str(error.value)
+
+
+def test_quiet_hours_that_start_and_end_at_one_time_are_refused_naming_the_key(tmp_path: Path) -> None:
+    """Read as an empty window they meant no quiet hours at all, where a shop may have meant all day."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                            "eligibility: {quiet_hours: {start: '21:00', end: '21:00'}}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "eligibility.quiet_hours.end: the same time as start (21:00)" in str(error.value)
