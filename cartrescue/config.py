@@ -1457,7 +1457,7 @@ class Config(_Model):
         ``${NAME}`` is not set: what a delivery over them needs (:data:`DEFERRED_SECRETS`)."""
         for key, name in self.unset_env.items():
             if key.split(".")[0] in sections:
-                raise ConfigError(f"{self.where(key)}: environment variable {name} is not set")
+                raise ConfigError(f"{self.where(key)}: environment variable {name} is not set (or is empty)")
 
     def locate(self, error: ConfigError) -> ConfigError:
         """``error`` with the config file in front when it names a key but not the file
@@ -1580,9 +1580,9 @@ def _interpolate(node: Any, where: str, env: dict[str, str], file: str, unset: d
             name, default = match.group(1), match.group(2)
             if default is not None:
                 return env.get(name) or default
-            if name in env:
+            if name in env and (env[name] or where not in DEFERRED_SECRETS):
                 return env[name]
-            if where in DEFERRED_SECRETS:
+            if where in DEFERRED_SECRETS:  # unset, or set but empty (SMTP_PASSWORD= in a crontab)
                 unset[where] = name
                 return match.group(0)  # never used: require_env stops a delivery first
             raise ConfigError(f"{file}: {where}: environment variable {name} is not set")

@@ -334,13 +334,26 @@ def test_commands_that_deliver_nothing_run_without_the_relays_password(
         assert shop.cli(*command).exit_code == 0, command
 
 
+def test_a_relay_password_set_but_empty_is_needed_only_by_what_delivers(
+        shop: "Shop", monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F821
+    """``SMTP_PASSWORD=`` in a crontab stopped every command, a dry-run and `templates check`
+    too ("a username without a password"): it is taken as unset, as ``${SMTP_PASSWORD}`` is."""
+    _relay_password_unset(shop, monkeypatch)
+    monkeypatch.setenv("CR_TEST_SMTP_PASSWORD", "")
+    assert shop.cli("run", "--json").exit_code == 0
+    result = shop.cli("run", "--send", "--json")
+    assert result.exit_code == 2 and "smtp.password: environment variable CR_TEST_SMTP_PASSWORD is not set" in \
+        result.json["error"]["message"]
+    assert shop.messages() == []
+
+
 def test_a_sending_run_names_the_relays_unset_password_before_anything_is_claimed(
         shop: "Shop", monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F821
     _relay_password_unset(shop, monkeypatch)
     result = shop.cli("run", "--send", "--json")
     assert result.exit_code == 2, result.output
     assert result.json["error"]["message"].endswith(
-        "cartrescue.yaml: smtp.password: environment variable CR_TEST_SMTP_PASSWORD is not set")
+        "cartrescue.yaml: smtp.password: environment variable CR_TEST_SMTP_PASSWORD is not set (or is empty)")
     assert shop.messages() == []
     doctor = shop.cli("doctor", "--json", now=None)
     smtp = {check["name"]: check for check in doctor.json["checks"]}["smtp"]
