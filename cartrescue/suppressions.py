@@ -253,9 +253,12 @@ def _contact_hashes(value: str, region: str | None) -> tuple[str, ...]:
 
 
 def check(ledger: Ledger, address: str, region: str | None = None) -> dict[str, Any] | None:
-    """The suppression of ``address`` (or of a phone number), or ``None``."""
-    return next((found for hashed in _contact_hashes(address, region)
-                 if (found := ledger.suppression(hashed)) is not None), None)
+    """The suppression of ``address`` (or of a phone number), or ``None``; ValueError for what is
+    neither (a typo answered "not suppressed", exit 1, as if the address could be messaged)."""
+    hashes = _contact_hashes(address, region)
+    if not hashes:
+        raise ValueError(f"not a valid e-mail address or phone number: {address!r}")
+    return next((found for hashed in hashes if (found := ledger.suppression(hashed)) is not None), None)
 
 
 def remove(ledger: Ledger, address: str, region: str | None = None) -> bool:

@@ -442,3 +442,8 @@ def test_suppress_list_json_gives_times_in_iso_8601_as_the_runs_document_does(sh
     (row,) = shop.cli("suppress", "list", "--json", now=None).json["suppressions"]
     assert "T" in row["created_at"] and row["created_at"].endswith("Z")
     assert datetime.fromisoformat(row["created_at"].replace("Z", "+00:00")).tzinfo is not None
+
+
+def test_suppress_list_email_of_what_is_no_address_is_a_usage_error_not_not_suppressed(shop: Shop) -> None:
+    result = shop.cli("suppress", "list", "--email", "bob at example", "--json", now=None)
+    assert result.exit_code == 2 and "not a valid e-mail address or phone number" in result.json["error"]["message"]

@@ -196,7 +196,10 @@ def suppress_list(
         ledger = cfg.open_ledger(create=False)  # lists; never makes a file
         try:
             if email is not None:
-                found = check(ledger, email, cfg.phone_region)
+                try:
+                    found = check(ledger, email, cfg.phone_region)
+                except ValueError as exc:  # neither an address nor a number: a usage error, exit 2
+                    raise ConfigError(f"--email: {exc}") from None
                 rows = [] if found is None else [found]
             else:
                 rows = listing(ledger, limit)
