@@ -158,11 +158,12 @@ EmailAddress = Annotated[str, AfterValidator(_email_address)]
 OptionalEmail = Annotated[str | None, AfterValidator(_email_address)]
 
 
-def _norway(value: Any) -> Any:
-    """YAML 1.1 reads an unquoted ``NO`` (Norway) as false: take it back."""
+def _norway(value: Any, written: str = "NO") -> Any:
+    """YAML 1.1 reads an unquoted ``NO`` (Norway) or ``no`` (Norwegian) as false: take back what
+    was ``written``."""
     if isinstance(value, list):
-        return [_norway(item) for item in value]
-    return "NO" if value is False else value
+        return [_norway(item, written) for item in value]
+    return written if value is False else value
 
 
 #: Two-letter codes people write for a country that ISO 3166 names otherwise: numbers of the
@@ -259,8 +260,8 @@ class ShopConfig(_Model):
     @field_validator("default_locale", mode="before")
     @classmethod
     def _norwegian(cls, value: Any) -> Any:
-        """YAML 1.1 reads an unquoted ``no`` (Norwegian) as false: take it back."""
-        return "no" if value is False else value
+        """An unquoted ``no`` (Norwegian), which YAML 1.1 reads as false."""
+        return _norway(value, "no")
 
     @field_validator("country")
     @classmethod
@@ -811,6 +812,8 @@ def feedback_field(name: str) -> str:
     """A config name as one field of a Feedback-ID: its colons (the separator), spaces and other
     characters made dashes."""
     return _NOT_FEEDBACK.sub("-", name)
+
+
 DEFAULT_REASONS = ("shipping_cost", "price", "payment", "delivery_time", "just_looking", "other")
 _CODE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::(\d+))?\}")
 
@@ -1028,8 +1031,7 @@ class SurveyConfig(_Model):
     @classmethod
     def _norwegian(cls, words: Any) -> Any:
         """``no:`` (Norwegian) read by YAML 1.1 as false: the locale it was written as."""
-        return {"no" if key is False else key: value for key, value in words.items()} if isinstance(words, dict) \
-            else words
+        return {_norway(key, "no"): value for key, value in words.items()} if isinstance(words, dict) else words
 
     @field_validator("url")
     @classmethod

@@ -98,8 +98,8 @@ def _parsed(raw: bytes) -> EmailMessage:
 
 
 #: What the header parser of ``email.policy.default`` raises on a malformed header
-#: (``Message-ID: <<<>>>`` is an IndexError inside it).
-_MALFORMED = (ValueError, LookupError, IndexError, AttributeError, TypeError, email.errors.MessageError)
+#: (``Message-ID: <<<>>>`` is an IndexError, a LookupError, inside it).
+_MALFORMED = (ValueError, LookupError, AttributeError, TypeError, email.errors.MessageError)
 
 
 def _header(message: EmailMessage, name: str) -> str:

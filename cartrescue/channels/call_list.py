@@ -208,7 +208,8 @@ def _values(decision: Decision, tz: tzinfo, added: str, region: str | None) -> d
     cart, customer = decision.cart, decision.cart.customer
     return {
         "cart_id": cart.id, "first_name": customer.first_name or "", "last_name": customer.last_name or "",
-        "phone": dialable(customer.phone.strip(), region) if customer.phone else "", "email": customer.email or "", "locale": customer.locale or "",
+        "phone": dialable(customer.phone.strip(), region) if customer.phone else "",
+        "email": customer.email or "", "locale": customer.locale or "",
         "currency": cart.currency, "total": str(cart.total),
         "items": "; ".join(f"{item.quantity} x {item.name}" for item in cart.items),
         "score": f"{decision.score:g}" if decision.score is not None else "", "tier": decision.tier or "",
