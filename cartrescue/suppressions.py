@@ -244,30 +244,29 @@ def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: date
 def _contact_hashes(value: str, region: str | None) -> tuple[str, ...]:
     """The suppression hashes of an address (both forms of an international domain,
     :func:`~cartrescue.contacts.email_hashes`), or of a phone number (``+46...``, or local digits
-    read in ``region``); none when ``value`` is neither."""
+    read in ``region``); ValueError when ``value`` is neither."""
     if "@" not in value:
         number = normalize_phone(value, region)
-        return (phone_hash(number),) if number else ()
-    normalized = normalize_email(value)
-    return email_hashes(normalized) if normalized and is_valid_email(normalized) else ()
+        hashes: tuple[str, ...] = (phone_hash(number),) if number else ()
+    else:
+        normalized = normalize_email(value)
+        hashes = email_hashes(normalized) if normalized and is_valid_email(normalized) else ()
+    if not hashes:
+        raise ValueError(f"not a valid e-mail address or phone number: {value!r}")
+    return hashes
 
 
 def check(ledger: Ledger, address: str, region: str | None = None) -> dict[str, Any] | None:
     """The suppression of ``address`` (or of a phone number), or ``None``; ValueError for what is
     neither (a typo answered "not suppressed", exit 1, as if the address could be messaged)."""
-    hashes = _contact_hashes(address, region)
-    if not hashes:
-        raise ValueError(f"not a valid e-mail address or phone number: {address!r}")
-    return next((found for hashed in hashes if (found := ledger.suppression(hashed)) is not None), None)
+    return next((found for hashed in _contact_hashes(address, region)
+                 if (found := ledger.suppression(hashed)) is not None), None)
 
 
 def remove(ledger: Ledger, address: str, region: str | None = None) -> bool:
     """Lift the suppression of ``address`` (in either form of its domain) or of a phone number
     (a mistaken import, a customer who texted START)."""
-    hashes = _contact_hashes(address, region)
-    if not hashes:
-        raise ValueError(f"not a valid e-mail address or phone number: {address!r}")
-    return any([ledger.unsuppress(hashed) for hashed in hashes])
+    return any([ledger.unsuppress(hashed) for hashed in _contact_hashes(address, region)])
 
 
 def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:
