@@ -75,6 +75,15 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
+@dataclass(frozen=True, slots=True)
+class TierUse:
+    """A tier's claims of a period (:meth:`Ledger.tier_used_since`): ``total``, all of them;
+    ``own``, those of the asking shard's addresses (``total`` for an unsharded run)."""
+
+    total: int
+    own: int
+
+
 class Message(SQLModel, table=True):
     """One message of one step to one cart: claimed, then sent or failed."""
 
@@ -1112,23 +1121,30 @@ class Ledger:
         return [_aware(at) for at, email, key in rows  # type: ignore[misc]
                 if at is not None and (owns is None or owns(email, key))]
 
-    def tier_used_since(self, tier: str, steps: list[tuple[int, str]], since: datetime, until: datetime) -> int:
+    def tier_used_since(self, tier: str, steps: list[tuple[int, str]], since: datetime, until: datetime,
+                        owns: Owner | None = None) -> TierUse:
         """How many messages of ``tier`` were claimed from ``since`` to ``until`` (a tier's day's
         budget), each a ``(step, channel)`` of ``steps``: every claim that went out or may have
         (:data:`MAYBE_DELIVERED`). Not a held-out cart, a permanent failure, nor a transient
         one: that message did not go out, and its retry (the same row, claimed again) is what counts.
 
-        Looked up through the runs of the period (``cr_run`` is small, ``run_id`` indexed), not by
-        scanning every message the ledger holds.
+        ``owns``: also count the claims of one shard's addresses (by the hash of the address each
+        row keeps, whichever shard or layout claimed it), which a shard's day share is charged
+        with; without it every claim is the caller's. Looked up through the runs of the period
+        (``cr_run`` is small, ``run_id`` indexed), not by scanning every message the ledger holds.
         """
         message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
         runs = select(run.c.id).where(run.c.now >= _naive(since))
+        where = (message.c.run_id.in_(runs), message.c.tier == tier,
+                 or_(*(and_(message.c.step == step, message.c.channel == channel) for step, channel in steps)),
+                 message.c.status.in_(MAYBE_DELIVERED),
+                 message.c.claimed_at >= _naive(since), message.c.claimed_at <= _naive(until))
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(message).where(
-                message.c.run_id.in_(runs), message.c.tier == tier,
-                or_(*(and_(message.c.step == step, message.c.channel == channel) for step, channel in steps)),
-                message.c.status.in_(MAYBE_DELIVERED),
-                message.c.claimed_at >= _naive(since), message.c.claimed_at <= _naive(until))).scalar_one())
+            if owns is None:
+                total = int(conn.execute(select(func.count()).select_from(message).where(*where)).scalar_one())
+                return TierUse(total, total)
+            rows = conn.execute(select(message.c.email, message.c.cart_key).where(*where)).all()
+        return TierUse(len(rows), sum(1 for email, key in rows if owns(email, key)))
 
     def status_counts(self) -> dict[str, int]:
         """How many message rows are in each status (for ``doctor``)."""

@@ -35,7 +35,7 @@ from cartrescue.eligibility import Gates, Verdict
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
 from cartrescue.incentives import Allocation, Codes, code_expiry, expiry_day, placeholder, pools
-from cartrescue.ledger import NUMBER_CHANNELS, ClaimRequest, History, Ledger
+from cartrescue.ledger import NUMBER_CHANNELS, ClaimRequest, History, Ledger, TierUse
 from cartrescue.mime import build_message, mailto_address, wire_address
 from cartrescue.model import (
     Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem,
@@ -186,16 +186,37 @@ class Planner:
     def _budget(self, tier: Tier) -> _Budget:
         """The tier's budget for this run: per run, or what is left of the shop's day; a shard
         takes its share (:meth:`cartrescue.shards.Shard.share`)."""
-        limit, per = int(tier.budget), "per run"  # type: ignore[arg-type]
+        limit = int(tier.budget)  # type: ignore[arg-type]
         if tier.budget_per == "day":
-            midnight = self.calendar.local_day_start(self.now)
-            used = 0 if self.ledger is None else self.ledger.tier_used_since(
-                tier.name, self._steps_of(tier), midnight, self.now)
-            limit, per = max(limit - used, 0), f"today (its day's budget is {tier.budget}; the day's earlier runs used {used})"
+            return self._days_budget(tier, limit)
         if self.shard is None:
-            return _Budget(limit, per)
-        return _Budget(self.shard.share(limit), f"{per} in shard {self.shard} (its share of {limit} over "
+            return _Budget(limit, "per run")
+        return _Budget(self.shard.share(limit), f"per run in shard {self.shard} (its share of {limit} over "
                                                f"{self.shard.count} shards)")
+
+    def _days_budget(self, tier: Tier, budget: int) -> _Budget:
+        """What is left of the tier's ``budget`` of the shop's day for this run.
+
+        A shard's part is its share of the whole day's budget less the day's claims of the
+        addresses it owns (by the hash of each claimed address, whatever shard claimed it). Only
+        this shard claims for those addresses, and it holds its lock while it runs, so what it
+        reads cannot go stale: a new cron round's shard that starts while the last round's
+        other shards still plan cannot spend their part, and the shares add up to the budget.
+        The day's total caps it too: after the day's layout changed (4 shards in the morning, 2
+        later) one shard's addresses may have had more than its new share, and the others must
+        not spend that again."""
+        midnight = self.calendar.local_day_start(self.now)
+        owns = None if self.shard is None else self.shard.owns
+        used = TierUse(0, 0) if self.ledger is None else self.ledger.tier_used_since(
+            tier.name, self._steps_of(tier), midnight, self.now, owns)
+        if self.shard is None:
+            return _Budget(max(budget - used.total, 0),
+                           f"today (its day's budget is {budget}; the day's earlier runs used {used.total})")
+        share = self.shard.share(budget)
+        return _Budget(max(min(share - used.own, budget - used.total), 0),
+                       f"today in shard {self.shard} (its share of the day's budget of {budget} over "
+                       f"{self.shard.count} shards is {share}; the day's earlier runs used {used.own} of it, "
+                       f"{used.total} in all)")
 
     def _steps_of(self, tier: Tier) -> list[tuple[int, str]]:
         """Each step of ``tier``'s sequence with the channel it goes out on: what its budget
