@@ -259,3 +259,17 @@ def make_shop(tmp_path: Path) -> Callable[[str], Shop]:
 def services_required() -> bool:
     """`.ci/run` sets this: a service that does not answer fails the test instead of skipping it."""
     return os.environ.get("CARTRESCUE_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Headless Chromium for the screenshot and report-page tests; required in CI."""
+    from cartrescue.screenshot import find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        reason = "headless Chromium is not installed (Debian: apt-get install -y chromium)"
+        if services_required():
+            pytest.fail(f"CARTRESCUE_REQUIRE_SERVICES is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return binary

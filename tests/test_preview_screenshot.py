@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from cartrescue.screenshot import find_chromium, screenshot
-from conftest import NOW, Shop, cart, iso, services_required
+from cartrescue.screenshot import screenshot
+from conftest import NOW, Shop, cart, iso
 
 
 def read_png(data: bytes) -> tuple[int, int, list[bytes], int]:
@@ -91,17 +91,6 @@ def picture_stats(rows: list[bytes], bpp: int) -> dict[str, float]:
 
 def looks_blank(stats: dict[str, float]) -> bool:
     return stats["variance"] < 50 or stats["foreground"] < 0.01 or stats["colours"] < 16
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    binary = find_chromium()
-    if binary is None:
-        reason = "headless Chromium is not installed (Debian: apt-get install -y chromium)"
-        if services_required():
-            pytest.fail(f"CARTRESCUE_REQUIRE_SERVICES is set but {reason}", pytrace=False)
-        pytest.skip(reason)
-    return binary
 
 
 @pytest.mark.browser

@@ -21,7 +21,7 @@ import pytest
 from cartrescue.screenshot import screenshot
 from conftest import NOW, Shop
 from reportdata import Row, order_row, write_ledger
-from test_preview_screenshot import chromium, looks_blank, picture_stats, read_png  # noqa: F401 - fixture
+from test_preview_screenshot import looks_blank, picture_stats, read_png
 
 LATER = NOW + timedelta(days=6)
 
