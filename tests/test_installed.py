@@ -110,6 +110,17 @@ def test_the_installed_command_inits_checks_and_delivers_the_demo(installed: tup
     assert len(list((outside / "out").glob("*.eml"))) == counts["deliveries"]["sent"] - _call_list(demo)
 
 
+def test_the_installed_package_runs_as_python_dash_m_with_the_commands_name(installed: tuple[Path, Path],
+                                                                         tmp_path: Path) -> None:
+    """A cron line or a container that names only the venv's interpreter: ``python -m cartrescue``."""
+    _wheel, command = installed
+    python = command.parent / "python"
+    version = _run(python, "-m", "cartrescue", "--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("cartrescue "), version.stderr
+    usage = _run(python, "-m", "cartrescue", "--help", cwd=tmp_path)
+    assert usage.returncode == 0 and "python -m cartrescue" in usage.stdout, usage.stdout + usage.stderr
+
+
 def _call_list(demo: Path) -> int:
     """Rows the demo's call-list tier wrote (they count as delivered, but are not .eml files)."""
     path = demo / "call-list.csv"
