@@ -96,7 +96,10 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     except ConfigError as exc:
         return Report([Check("config", FAIL, str(exc), int(exc.exit_code)),
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
-    if not config.shop.unsubscribe_secret:
+    unrenderable = _step_templates(config)
+    if unrenderable is not None:  # every run refuses it (exit 2); the other checks still say what else is wrong
+        checks.append(Check("config", FAIL, unrenderable, int(ExitCode.CONFIG)))
+    elif not config.shop.unsubscribe_secret:
         checks.append(Check("config", FAIL, f"{config_path or 'cartrescue.yaml'}: shop.unsubscribe_secret is empty; "
                             "run --send refuses to start (set it to ${CARTRESCUE_SECRET:-} and export the variable)", int(ExitCode.CONFIG)))
     else:
@@ -163,6 +166,17 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         finally:
             ledger.close()
     return Report(checks)
+
+
+def _step_templates(config: Any) -> str | None:
+    """Why every run would refuse this config for a step's missing template, or None."""
+    from cartrescue.render import require_step_templates
+
+    try:
+        require_step_templates(config)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _not_a_ledger(config: Any, path: str, tables: list[str]) -> str:

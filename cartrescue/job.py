@@ -23,7 +23,7 @@ from cartrescue.ledger import Ledger, busy, one_line
 from cartrescue.model import RowProblem
 from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
-from cartrescue.render import Renderer
+from cartrescue.render import Renderer, require_step_templates
 from cartrescue.scratch import sweep_stale
 from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
@@ -218,6 +218,8 @@ def _run_job(
 
     delivering = request.deliver and request.mode != "dry-run"
     secret = delivery_secret(config) if delivering else config.shop.unsubscribe_secret or DRY_RUN_SECRET
+    if request.deliver:  # a step's missing template: refused now, not as every cart's render error
+        require_step_templates(config)
     if request.mode == "send":  # the channels' secrets, before anything is read or claimed
         config.require_env("smtp", *config.channels_used())
     if delivering:

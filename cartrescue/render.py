@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cartrescue.config import Config, Incentive
-from cartrescue.errors import CartrescueError, TemplateError
+from cartrescue.errors import CartrescueError, ConfigError, TemplateError
 from cartrescue.links import safe_url, tagger
 from cartrescue.model import Cart, quick_init
 from cartrescue.sandbox_limits import (
@@ -56,6 +56,49 @@ class Rendered:
 def part_name(locale: str, template: str, part: str, variant: str | None = None) -> str:
     """``sv/reminder-1.txt``, or ``sv/reminder-1@b.txt`` for variant ``b``."""
     return f"{locale}/{template}@{variant}.{part}" if variant else f"{locale}/{template}.{part}"
+
+
+def part_file(available: frozenset[str], template: str, locale: str, part: str, variant: str | None = None) -> str:
+    """The file that renders ``part`` among the ``available`` ones: the variant's own file if
+    there is one, else the base (an arm without files of its own reads the control's)."""
+    if variant:
+        own = part_name(locale, template, part, variant)
+        if own in available:
+            return own
+    return part_name(locale, template, part)
+
+
+def locale_candidates(locale: str | None, default_locale: str) -> list[str]:
+    """Where a customer of ``locale`` finds a template, in order: ``sv_SE`` -> ``sv`` -> the
+    shop's default (and its parents) -> ``en``, without repeats."""
+    candidates = []
+    for wanted in (locale, default_locale):
+        if wanted:  # zh_Hant_TW, zh_Hant, zh
+            parts = wanted.replace("-", "_").split("_")
+            candidates += ["_".join(parts[:end]) for end in range(len(parts), 0, -1)]
+    candidates.append("en")
+    return list(dict.fromkeys(candidates))
+
+
+def template_folders(config: Config) -> list[Path]:
+    """The folders templates are read from, first match wins: the config's ``templates`` (if
+    set), then the shipped ones (a shop's folder may override a few files only)."""
+    folders = [shipped_templates()]
+    if config.templates is not None:
+        folders.insert(0, config.path(config.templates))
+    return folders
+
+
+def _loader(folders: Sequence[Path]) -> Any:
+    from jinja2 import ChoiceLoader
+
+    return ChoiceLoader([_loader_class()(str(folder)) for folder in folders])
+
+
+def available_templates(folders: Sequence[Path]) -> frozenset[str]:
+    """Every template file of ``folders`` (``sv/reminder-1.txt``), as a run's Renderer sees them:
+    listed, not read nor compiled."""
+    return frozenset(_loader(folders).list_templates())
 
 
 def shipped_templates() -> Path:
@@ -396,14 +439,11 @@ class Renderer:
         self.shop = config.shop
         self.links = config.links
         self._untagged = config.links.model_copy(update={"utm": False})  # links: safe, without UTM tags
-        folders = [shipped_templates()]
-        if config.templates is not None:
-            folders.insert(0, config.path(config.templates))
-        self.folders = folders
+        self.folders = template_folders(config)
         self.budget = Budget()
         self.deadline = Deadline()
         self.env = self._environment()
-        self._available = frozenset(self.env.list_templates())
+        self._available = available_templates(self.folders)
         self._locale_cache: dict[tuple[str | None, str, str], str] = {}
         self._templates: dict[str, tuple[Any, dict[str, Any]]] = {}  # file -> (compiled, its globals)
         # A part that printed "None" is rendered again in an environment whose None prints
@@ -416,10 +456,10 @@ class Renderer:
         self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
 
     def _environment(self, finalize: Callable[[Any], Any] | None = None) -> Any:
-        from jinja2 import ChoiceLoader, StrictUndefined, pass_context
+        from jinja2 import StrictUndefined, pass_context
 
         env = _sandbox_class()(
-            loader=ChoiceLoader([_loader_class()(str(folder)) for folder in self.folders]),
+            loader=_loader(self.folders),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name) and name.endswith(".html"),
             trim_blocks=True,
@@ -445,26 +485,16 @@ class Renderer:
         cached = self._locale_cache.get(key)
         if cached is not None:
             return cached
-        candidates = []
-        for wanted in (locale, self.shop.default_locale):
-            if wanted:  # zh_Hant_TW, zh_Hant, zh
-                parts = wanted.replace("-", "_").split("_")
-                candidates += ["_".join(parts[:end]) for end in range(len(parts), 0, -1)]
-        candidates.append("en")
+        candidates = locale_candidates(locale, self.shop.default_locale)
         for candidate in candidates:
             if f"{candidate}/{template}.{part}" in self._available:
                 self._locale_cache[key] = candidate
                 return candidate
-        raise TemplateError(f"template {template!r}: no locale of {list(dict.fromkeys(candidates))} has "
-                            f"{template}.{part}")
+        raise TemplateError(f"template {template!r}: no locale of {candidates} has {template}.{part}")
 
     def part_file(self, template: str, locale: str, part: str, variant: str | None = None) -> str:
         """The file that renders ``part``: the variant's own file if there is one, else the base."""
-        if variant:
-            own = part_name(locale, template, part, variant)
-            if own in self._available:
-                return own
-        return part_name(locale, template, part)
+        return part_file(self._available, template, locale, part, variant)
 
     def render_file(self, name: str, context: dict[str, Any]) -> str:
         """One file as a message's part is rendered (its limits included), Jinja's errors as
@@ -684,3 +714,73 @@ def template_frame(exc: BaseException, folders: Sequence[Path], fallback: str) -
                 found = (filename[len(root) + 1:], tb.tb_lineno)
         tb = tb.tb_next
     return found
+
+
+#: Channels a step's message is rendered for as an e-mail (subject, text, HTML); ``sms``
+#: renders ``<template>.sms.txt``; the call list renders nothing.
+_EMAIL_PARTS_FOR = frozenset({"email", "webhook"})
+_BY_NUMBER = frozenset({"sms", "call-list"})
+
+
+def step_parts(config: Config, sequence: str, step: int) -> list[tuple[tuple[str, ...], str]]:
+    """The part sets step ``step`` (0-based) of ``sequence`` renders for the tiers that use it,
+    each with why where it is not plain: the e-mail's :data:`PARTS` where a tier sends it by
+    e-mail or webhook, or where a text or call step goes by e-mail instead
+    (``eligibility.channel_fallback``, a tier's ``over_budget: email``); :data:`SMS_PART` where
+    a tier texts it. A sequence no tier uses renders nothing."""
+    the_step = config.sequences[sequence].steps[step]
+    uses = [(tier, the_step.channel_for(tier)) for tier in config.priority.tiers if tier.sequence == sequence]
+    mailed = any(channel in _EMAIL_PARTS_FOR for _tier, channel in uses)
+    instead = [tier.name for tier, channel in uses if channel in _BY_NUMBER and (
+        config.eligibility.channel_fallback or tier.over_budget == "email")]
+    parts: list[tuple[tuple[str, ...], str]] = []
+    if mailed or instead:
+        parts.append((PARTS, "" if mailed else f" (tier {instead[0]}'s text or call of this step goes by e-mail "
+                      "to a cart it cannot reach: eligibility.channel_fallback, or over_budget: email)"))
+    if any(channel == "sms" for _tier, channel in uses):
+        parts.append(((SMS_PART,), ""))
+    return parts
+
+
+def require_step_templates(config: Config) -> None:
+    """ConfigError, naming the step's key and the folder, for the first step whose template files
+    are missing where every customer's locale falls back to (the shop's ``default_locale``, then
+    ``en``: :func:`locale_candidates`): a run would fail each of its carts with a render error
+    when the step came due, and say nothing before. Only listed, never rendered (``templates
+    check`` renders); other locale folders may lack a template (their customers get the default's).
+    A step with A/B variants needs, per arm, its own file or the base one (:func:`part_file`)."""
+    folders = template_folders(config)
+    available = available_templates(folders)
+    candidates = locale_candidates(None, config.shop.default_locale)
+    for name, sequence in config.sequences.items():
+        for number, step in enumerate(sequence.steps):
+            key = f"sequences.{name}.steps[{number}].template"
+            for parts, why in step_parts(config, name, number):
+                problem = _missing_part(available, folders, candidates, step.template, parts,
+                                        list(step.variants) or [None])
+                if problem is not None:
+                    raise ConfigError(f"{config.where(key)}: {problem}{why}")
+
+
+def _missing_part(available: frozenset[str], folders: Sequence[Path], candidates: list[str], template: str,
+                  parts: tuple[str, ...], arms: list[str | None]) -> str | None:
+    """Why ``template`` cannot render ``parts`` (the first names the locale, as
+    :meth:`Renderer.resolve_locale` finds it) for every arm, or None."""
+    locale = next((c for c in candidates if part_name(c, template, parts[0]) in available), None)
+    if locale is None:
+        ending = "." + parts[0]
+        known = sorted({file.split("/", 1)[1].removesuffix(ending) for file in available if file.endswith(ending)
+                        and file.split("/", 1)[0] in candidates and "@" not in file})
+        where = " nor ".join(str(folders[0] / candidate) for candidate in candidates)
+        also = " (nor in the templates shipped with cartrescue)" if len(folders) > 1 else ""
+        return (f"no template {template} in {where}{also}: "
+                f"no {template}{ending} (the templates there: {', '.join(known) or 'none'}); every customer's "
+                "locale falls back there, so a run would fail each cart of this step")
+    for arm in arms:
+        for part in parts[1:]:
+            if part_file(available, template, locale, part, arm) not in available:
+                own = f"{template}@{arm}.{part} nor " if arm else ""
+                return (f"template {template} in {folders[0] / locale} has no {own}{template}.{part} (its "
+                        f"{template}.{parts[0]} is there, and an e-mail renders all of {', '.join(PARTS)}); a run "
+                        "would fail each cart of this step")
+    return None

@@ -53,6 +53,7 @@ def preview(
     try:
         from cartrescue.job import resolve_now
         from cartrescue.preview import preview as make_preview
+        from cartrescue.render import require_step_templates
 
         size = None
         if screenshot is not None:
@@ -60,6 +61,7 @@ def preview(
 
             size = parse_size(window_size)
         cfg = load(config)
+        require_step_templates(cfg)  # as a run refuses it: not a preview of one step that works
         shown = make_preview(cfg, cart_id, resolve_now(cfg, parse_now(now)), step=step, locale=locale, variant=variant)
         message = shown.message
         if message is None and (html is not None or screenshot is not None):
