@@ -131,6 +131,15 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Led
     return channels
 
 
+def check_channels(config: Config, request: RunRequest) -> None:
+    """Build the run's channels as it will once it holds the lock, and close them unused: a
+    channel section a run cannot deliver with (an empty ``sms.sender`` or ``webhook.url``, an
+    ``smtp.ca_file`` that does not load, a ``rate_per_hour`` below the shards) is refused (exit 2)
+    before the lock is taken or a cart claimed. Building one connects nowhere."""
+    with ExitStack() as stack:
+        _channels(config, request, stack)
+
+
 def email_channel(config: Config, mode: Mode, outbox: Path | None = None, recent: list[datetime] | None = None) -> Channel:
     """Where an email goes: ``.eml`` files in ``outbox`` (or ``outbox.path``), or the SMTP relay;
     ``recent``: when earlier runs sent over SMTP (the rolling hourly quota)."""
@@ -222,6 +231,8 @@ def _run_job(
         require_step_templates(config)
     if request.mode == "send":  # the channels' secrets, before anything is read or claimed
         config.require_env("smtp", *config.channels_used())
+    if delivering:
+        check_channels(config, request)
     if delivering:
         hold_back_if_stale(config, now)  # before anything is read or claimed
         notes = []

@@ -16,16 +16,20 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 import yaml
+from shopdb import shop_database
 
 from conftest import REPO, cli
 
 MISSING_STEP = "sequences.default.steps[2].template"
+WEBHOOK_TIERS = {"tiers": [{"name": "standard", "min_score": 0, "sequence": "default", "channel": "webhook"}]}
 SMS_TIERS = {"tiers": [{"name": "standard", "min_score": 0, "sequence": "default", "channel": "sms"}]}
 
 
@@ -173,3 +177,36 @@ def test_a_texted_step_needs_e_mail_parts_only_where_it_can_go_by_e_mail(fallbac
     else:
         assert outcome.exit_code == 0, outcome.output
         assert json.loads(outcome.stdout)["counts"]["problems"] == 0
+
+
+@contextmanager
+def _ledger(kind: str, folder: Path) -> Iterator[str]:
+    """The URL of a new ledger: a SQLite file in ``folder``, or a database of its own on the
+    machine's PostgreSQL or MariaDB server (dropped afterwards)."""
+    with ExitStack() as stack:
+        yield f"sqlite:///{folder / 'demo-ledger.db'}" if kind == "sqlite" else \
+            stack.enter_context(shop_database(kind, "startchecks")).url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                  pytest.param("mariadb", marks=pytest.mark.mariadb)])
+@pytest.mark.parametrize(("sections", "extra", "key"), [
+    pytest.param({"priority": WEBHOOK_TIERS, "webhook": {"url": None, "secret": "s" * 32}}, [], "webhook.url",
+                 id="webhook-url"),
+    pytest.param({"priority": SMS_TIERS, "sms": {"sender": None, "twilio": {"account_sid": "AC0",
+                                                                            "auth_token": "secret-token"}}},
+                 [], "sms.sender", id="sms-sender"),
+    pytest.param({"smtp": {"host": "127.0.0.1", "security": "tls", "ca_file": "not-a-ca.pem"}}, [], "smtp.ca_file",
+                 id="smtp-ca-file"),
+    pytest.param({"smtp": {"host": "127.0.0.1", "rate_per_hour": 1}}, ["--shard", "1/2"], "smtp.rate_per_hour",
+                 id="smtp-hour-per-shard"),
+])
+def test_a_channel_section_a_run_cannot_deliver_with_is_refused_before_the_lock(
+        sections: dict[str, Any], extra: list[str], key: str, kind: str, tmp_path: Path) -> None:
+    """Nothing is recorded: no run, no lock, no claim (before: a run recorded as failed, its
+    lock taken and released)."""
+    (tmp_path / "not-a-ca.pem").write_text("not a certificate\n", encoding="utf-8")
+    with _ledger(kind, tmp_path) as url:
+        config = _demo(tmp_path, url, **sections)
+        _refused(cli("run", "--send", "--json", *extra, "--config", str(config)), config, key)
+        assert sum(_recorded(url).values()) == 0, _recorded(url)
