@@ -17,7 +17,7 @@ from cartrescue.contacts import normalize_phone
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.job import newsletters_of
 from cartrescue.ledger import NUMBER_CHANNELS, Ledger
-from cartrescue.model import Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
+from cartrescue.model import Address, Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
 from cartrescue.render import Renderer
 from cartrescue.sources import open_source
@@ -148,6 +148,8 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     target = replace(decision, cart=replace(cart, customer=customer), step=number, channel=channel,
                      template=template, variant=variant)
     message = composer.compose(target, test=to is not None)
+    if to is not None:  # the test recipient alone: a tester's mailbox must not list customers' names
+        message = replace(message, to=Address(to))
     return Preview(decision, number, variant, message, target, channel=channel,
                    locale=renderer.resolve_locale(customer.locale, template))
 

@@ -121,6 +121,24 @@ def test_a_refused_test_exits_1_is_recorded_failed_and_suppresses_nobody(shop: S
     assert ledger.suppressions() == [] and ledger.messages() == []
 
 
+@pytest.mark.smtp
+def test_a_tests_to_header_names_the_test_recipient_alone_never_the_customer(shop: Shop) -> None:
+    """The To: header carried the customer's name beside the test address ("Åsa Lind
+    <owner@…>"): the tester's mailbox listed customers' names. The text still greets the customer."""
+    shop.add(cart("c1", first_name="Åsa", last_name="Lind"))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("send-test", OWNER, "c1", "--json")
+        assert result.exit_code == 0, result.output
+        (received,) = server.wait_for(1)
+    raw_to = next(line for line in received.data.decode("utf-8", "replace").splitlines()
+                  if line.lower().startswith("to:"))
+    assert raw_to == f"To: {OWNER}"
+    message = received.parsed()
+    assert message["To"].addresses[0].display_name == ""
+    assert "Åsa" in message.get_body(("plain",)).get_content()  # rendered as the customer's message
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["not-an-address"], "not an e-mail address"),
     ([OWNER, "no-such-cart"], "not found in the source"),
