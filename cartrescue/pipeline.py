@@ -585,7 +585,9 @@ class Composer:
     def compose(self, decision: Decision, code: Allocation | None = None, *, test: bool = False) -> OutgoingMessage:
         """Render ``decision``'s message; ``code`` is its allocated incentive code. Without one
         (a dry-run or preview) a per-recipient incentive shows a placeholder: nothing is allocated.
-        ``test``: a send-test message, whose survey answers are not recorded for the cart."""
+        ``test``: a preview's or send-test's message, whose links are test links
+        (:mod:`cartrescue.tokens`): its unsubscribe link unsubscribes nobody, its survey answers
+        are not recorded for the cart."""
         cart = decision.cart
         email = cart.customer.email
         if not email or decision.step is None or decision.template is None:
@@ -597,7 +599,7 @@ class Composer:
         incentive = step.incentive_for(decision.tier)
         shown, expires_on = self._shown_code(incentive, code)
         locale = self.renderer.resolve_locale(cart.customer.locale, step.template)
-        token = make_token(email, self.secret)
+        token = make_token(email, self.secret, test=test)
         unsubscribe_url = shop.unsubscribe_url.replace("{token}", token)
         try:
             context = self.renderer.context(
@@ -640,10 +642,11 @@ class Composer:
         sequence = self.config.sequences[tier.sequence]
         return sequence.steps[decision.step - 1], len(sequence.steps)  # type: ignore[operator]
 
-    def compose_sms(self, decision: Decision, code: Allocation | None = None) -> SmsText:
+    def compose_sms(self, decision: Decision, code: Allocation | None = None, *, test: bool = False) -> SmsText:
         """Render ``decision``'s text message and check it: at most ``sms.max_segments``, the
         opt-out keyword and the shop's name in it; raise TemplateError for this cart otherwise
-        (:meth:`cartrescue.render.Renderer.render_sms` puts cart values on one line)."""
+        (:meth:`cartrescue.render.Renderer.render_sms` puts cart values on one line).
+        ``test``: a preview's, whose unsubscribe link unsubscribes nobody."""
         cart = decision.cart
         if decision.step is None or decision.template is None or not decision.phone:
             raise TemplateError(f"cart {cart.id}: nothing to compose (no phone number or step)")
@@ -652,7 +655,7 @@ class Composer:
         shown, expires_on = self._shown_code(incentive, code)
         locale = self.renderer.resolve_locale(cart.customer.locale, step.template, SMS_PART)
         email = cart.customer.email
-        unsubscribe_url = self.config.shop.unsubscribe_url.replace("{token}", make_token(email, self.secret)) \
+        unsubscribe_url = self.config.shop.unsubscribe_url.replace("{token}", make_token(email, self.secret, test=test)) \
             if email else ""
         try:
             context = self.renderer.context(

@@ -102,8 +102,9 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
             variant: str | None = None, to: str | None = None) -> Preview:
     """Compose ``decision``'s cart's message for ``step`` (default: the one due or waited for,
     else 1), in ``locale`` and ``variant`` when given, addressed to ``to`` when given
-    (``send-test``: the unsubscribe link then carries that address too, never the customer's,
-    and the survey links are test links, whose answers are never the customer's)."""
+    (``send-test``: the unsubscribe link then carries that address too, never the customer's).
+    Its links are test links either way: its unsubscribe link unsubscribes nobody and its
+    survey answers are recorded nowhere (a developer's click, a forwarded test mail)."""
     tier = next(t for t in config.priority.tiers if t.name == decision.tier)
     sequence = config.sequences[tier.sequence]
     number = step or decision.step or 1
@@ -139,7 +140,7 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
             or PLACEHOLDER_PHONE
         target = replace(decision, cart=replace(cart, customer=customer), step=number, channel="sms",
                          template=template, variant=variant, phone=phone)
-        sms = composer.compose_sms(target)
+        sms = composer.compose_sms(target, test=True)
         return Preview(decision, number, variant, None, target, sms, "sms", sms.locale)
     if to is not None and channel in NUMBER_CHANNELS:
         # send-test's e-mail of a text (or call) step: no run renders that step as an e-mail for
@@ -147,7 +148,7 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         channel = "email"
     target = replace(decision, cart=replace(cart, customer=customer), step=number, channel=channel,
                      template=template, variant=variant)
-    message = composer.compose(target, test=to is not None)
+    message = composer.compose(target, test=True)  # test links: a click on one touches no customer
     if to is not None:  # the test recipient alone: a tester's mailbox must not list customers' names
         message = replace(message, to=Address(to))
     return Preview(decision, number, variant, message, target, channel=channel,

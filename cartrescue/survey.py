@@ -6,8 +6,8 @@ answer (a configured reason, a free-text line without control characters, bounde
 it (one row per cart: a later answer replaces the earlier one) and the counts a report shows.
 It must not serve HTTP (:mod:`cartrescue.webhook` does) nor render HTML.
 
-A ``send-test`` message asks too, with links signed for another purpose (``survey-test``): the
-page answers them as it would the customer, but :func:`record` stores nothing. Signed for the
+A ``preview`` or ``send-test`` message asks too, with links signed for another purpose
+(``survey-test``): the page answers them as it would the customer, but :func:`record` stores nothing. Signed for the
 customer's cart, the owner's click was the customer's answer (counted, and their reminders stopped).
 """
 
@@ -26,10 +26,10 @@ from cartrescue.config import Config
 from cartrescue.ledger import Ledger
 from cartrescue.survey_words import WORDS
 from cartrescue.text import printable
-from cartrescue.tokens import BadToken, sign, unverified_payload, verify
+from cartrescue.tokens import TEST, BadToken, sign, unverified_payload, verify_link
 
 PURPOSE = "survey"
-TEST_PURPOSE = "survey-test"  # the links of a send-test message: answered, never recorded
+TEST_PURPOSE = PURPOSE + TEST  # the links of a preview or send-test message: answered, never recorded
 TAG = "s"  # survey tokens are tagged: the webhook serves survey and unsubscribe links at any URL
 MAX_TEXT = 500  # characters of the free-text line that are kept
 _SPACES = re.compile(r"\s+")
@@ -57,16 +57,13 @@ class Answer:
 
 
 def make_token(cart_key: str, step: int, locale: str, secret: str, *, test: bool = False) -> str:
-    return sign(TEST_PURPOSE if test else PURPOSE, f"{step}|{locale}|{cart_key}", secret, tag=TAG)
+    return sign(PURPOSE, f"{step}|{locale}|{cart_key}", secret, tag=TAG, test=test)
 
 
 def read_token(token: str, secret: str) -> SurveyToken:
     """The cart, step and locale of a survey token (a customer's or a send-test's);
     :class:`BadToken` if forged or altered."""
-    try:
-        payload, test = verify(PURPOSE, token, secret, tag=TAG), False
-    except BadToken:
-        payload, test = verify(TEST_PURPOSE, token, secret, tag=TAG), True
+    payload, test = verify_link(PURPOSE, token, secret, tag=TAG)
     step, locale, cart_key = (payload.split("|", 2) + ["", ""])[:3]
     if not step.isdigit() or not cart_key:
         raise BadToken("survey token does not name a cart and step")

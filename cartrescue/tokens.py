@@ -7,6 +7,10 @@ The payload is readable (base64), not secret. It must not touch the ledger.
 
 A token is ``<payload>.<signature>``; a ``tag`` in front (``s.<payload>.<signature>``) lets a
 receiver that serves several kinds of link at one URL tell them apart before checking any.
+
+The links of a ``preview`` or ``send-test`` message are **test links**: signed for
+``<purpose>-test`` (``unsubscribe-test``, ``survey-test``), so a developer's click on one, or a
+forwarded test mail, is recognised as such and never acts for the cart's real customer.
 """
 
 from __future__ import annotations
@@ -43,10 +47,16 @@ def signature(purpose: str, payload: str, secret: str) -> bytes:
     return hmac.digest(secret.encode("utf-8"), f"{purpose}:{payload}".encode("utf-8"), "sha256")[:18]
 
 
-def sign(purpose: str, payload: str, secret: str, *, tag: str = "") -> str:
-    """``[<tag>.]<payload>.<signature>``, payload and signature base64url without padding."""
+TEST = "-test"  # the suffix of the purpose a test link (preview, send-test) is signed for
+
+
+def sign(purpose: str, payload: str, secret: str, *, tag: str = "", test: bool = False) -> str:
+    """``[<tag>.]<payload>.<signature>``, payload and signature base64url without padding;
+    ``test``: a preview's or send-test's link (signed for ``<purpose>-test``)."""
     if not secret:
         raise ValueError("a secret is needed to sign a token")
+    if test:
+        purpose += TEST
     token = f"{b64(payload.encode('utf-8'))}.{b64(signature(purpose, payload, secret))}"
     return f"{tag}.{token}" if tag else token
 
@@ -82,3 +92,15 @@ def verify(purpose: str, token: str, secret: str, *, tag: str = "") -> str:
     if not secret or not hmac.compare_digest(given, signature(purpose, payload, secret)):
         raise BadToken(f"{purpose} token signature does not match")
     return payload
+
+
+def verify_link(purpose: str, token: str, secret: str, *, tag: str = "") -> tuple[str, bool]:
+    """The payload of a customer's or a test link's token, and whether it is a test link's;
+    :class:`BadToken` (the customer's purpose's refusal) when it is neither."""
+    try:
+        return verify(purpose, token, secret, tag=tag), False
+    except BadToken as refused:
+        try:
+            return verify(purpose + TEST, token, secret, tag=tag), True
+        except BadToken:
+            raise refused from None

@@ -2,25 +2,39 @@
 
 Owns what an unsubscribe token says, so one click stops every stream for that address and a
 forged or altered token is refused. It must not touch the ledger; callers record the suppression.
+
+A preview's or send-test's link carries a test token (:data:`cartrescue.tokens.TEST`): it is
+checked like any, then refused as :class:`PreviewToken` (a :class:`BadToken`, so every caller
+that unsubscribes refuses it unchanged), which the webhook answers with a "preview link" page.
 """
 
 from __future__ import annotations
 
 from cartrescue.contacts import normalize_email
-from cartrescue.tokens import BadToken, sign, verify
+from cartrescue.tokens import BadToken, sign, verify_link
 
 PURPOSE = "unsubscribe"
 
-__all__ = ["BadToken", "make_token", "verify_token"]
+__all__ = ["BadToken", "PreviewToken", "make_token", "verify_token"]
 
 
-def make_token(email: str, secret: str) -> str:
+class PreviewToken(BadToken):
+    """A genuine token of a preview's or send-test's link: it unsubscribes nobody."""
+
+
+def make_token(email: str, secret: str, *, test: bool = False) -> str:
+    """``test``: the link of a preview or send-test message, which unsubscribes nobody."""
     normalized = normalize_email(email)
     if not normalized or not secret:
         raise ValueError("an address and a secret are needed")
-    return sign(PURPOSE, normalized, secret)
+    return sign(PURPOSE, normalized, secret, test=test)
 
 
 def verify_token(token: str, secret: str) -> str:
-    """The address the token was made for; raise BadToken if it was not made with ``secret``."""
-    return verify(PURPOSE, token, secret)
+    """The address the token was made for; raise BadToken if it was not made with ``secret``,
+    :class:`PreviewToken` if it is a preview's or send-test's (a developer's click, a forwarded
+    test mail: never the customer's wish)."""
+    address, test = verify_link(PURPOSE, token, secret)
+    if test:
+        raise PreviewToken(f"a link from a preview or send-test message ({address}): it unsubscribes nobody")
+    return address

@@ -20,6 +20,8 @@ last path segment, so links of messages sent before the URL changed keep working
 - ``GET ?token=T`` (someone clicked the visible link): a page naming the address with one button
   that POSTs. A GET changes nothing, because mail scanners and link previews fetch every link.
 - A forged or altered token: 400 and nothing changes. Another method: 405.
+- The token of a ``preview`` or ``send-test`` message's link (a test link, :mod:`cartrescue.tokens`):
+  GET or POST, a page saying it is a preview link, and nobody is unsubscribed.
 
 The same app answers the survey links of the messages (``survey.url``, docs/survey.md); their
 tokens are tagged ``s.``, so both can share one URL or have their own:
@@ -54,7 +56,7 @@ from cartrescue.inbound import InboundSms
 from cartrescue.ledger import Ledger
 from cartrescue.suppressions import resolve, token_spots, unsubscribe, url_token
 from cartrescue.tokens import tag_of
-from cartrescue.unsubscribe import BadToken
+from cartrescue.unsubscribe import BadToken, PreviewToken
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -148,9 +150,19 @@ class WebhookApp:
                           "<p>The link may have been shortened or changed. Use the link from the e-mail "
                           "as it is, or reply to the e-mail and ask to be unsubscribed.</p>")
 
+    def _preview_link(self, start_response: StartResponse) -> list[bytes]:
+        """A genuine link of a preview or send-test message: said so, and nobody unsubscribed
+        (a developer clicking through a preview must not unsubscribe the real customer)."""
+        return self._page(start_response, "200 OK", "This is a preview link",
+                          "<p>This link comes from a preview or a test message (<code>cartrescue preview</code>, "
+                          "<code>send-test</code>), not from a reminder a customer was sent: nobody was "
+                          "unsubscribed.</p>")
+
     def _get(self, start_response: StartResponse, token: str) -> list[bytes]:
         try:
             address, _how = resolve(token, self.secret) if token and "@" not in token else ("", "")
+        except PreviewToken:
+            return self._preview_link(start_response)
         except (BadToken, ValueError):
             address = ""
         if not address:
@@ -165,6 +177,8 @@ class WebhookApp:
             return self._refuse(start_response)
         try:
             done = unsubscribe(self.ledger, token, self.secret, source="webhook")
+        except PreviewToken:
+            return self._preview_link(start_response)
         except (BadToken, ValueError):
             return self._refuse(start_response)
         return self._page(start_response, "200 OK", "You are unsubscribed",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -232,6 +233,15 @@ def cli(*args: str) -> Outcome:
 @pytest.fixture
 def shop(tmp_path: Path) -> Shop:
     return Shop(tmp_path)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    """A copy of the bundled demo (examples/: config, carts, orders; its clock pinned) in
+    ``tmp_path``; the config file's path. Its ledger is written beside it."""
+    for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
+        shutil.copy(REPO / "examples" / name, tmp_path / name)
+    return tmp_path / "cartrescue.yaml"
 
 
 @pytest.fixture

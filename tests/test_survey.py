@@ -59,7 +59,11 @@ def send_step(shop: Shop, *carts: list[dict[str, str]], now=NOW) -> dict[str, em
 
 def survey_links(message: email.message.EmailMessage) -> dict[str, str]:
     """reason -> link, from the message's text part."""
-    text = message.get_body(("plain",)).get_content()
+    return links_in(message.get_body(("plain",)).get_content())
+
+
+def links_in(text: str) -> dict[str, str]:
+    """reason -> link, from a text part (a message's, a preview's)."""
     return {parse_qs(urlsplit(url).query)["reason"][0]: url
             for url in re.findall(r"https://shop\.example\.com/cart-survey\?\S+", text)}
 
@@ -283,6 +287,21 @@ def test_an_answer_to_a_send_test_mail_records_nothing_for_the_customers_cart(su
     summary = survey_shop.cli("survey", "summary", "--json", now=None)
     assert summary.exit_code == 0 and summary.json["answers"] == 0
     assert list(send_step(survey_shop, now=NOW + 24 * H)) == ["ann@example.com"]
+
+
+def test_an_answer_to_a_previews_survey_link_records_nothing_for_the_customers_cart(survey_shop: Shop) -> None:
+    """A preview's survey links were the customer's own: a developer clicking through a preview
+    answered for the customer, and the customer's reminders stopped."""
+    send_step(survey_shop, cart("c1", email="ann@example.com"))
+    shown = survey_shop.cli("preview", "c1", "--json", now=NOW + 24 * H)
+    assert shown.exit_code == 0 and shown.json["step"] == 2, shown.output
+    links = links_in(shown.json["text"])
+    assert list(links) == REASONS
+    with webhook(survey_shop) as base:
+        status, page = post(base, token_of(links["price"]), "price")
+    assert status == 200 and WORDS["en"]["thanks_title"] in page
+    assert answers(survey_shop) == []
+    assert list(send_step(survey_shop, now=NOW + 24 * H)) == ["ann@example.com"]  # step 2 still goes out
 
 
 def test_an_answer_can_leave_the_sequence_running(survey_shop: Shop) -> None:

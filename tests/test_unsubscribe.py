@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -25,9 +25,9 @@ from smtpserver import LoopbackSMTP
 
 from cartrescue.config import load_config
 from cartrescue.contacts import email_hash
-from cartrescue.unsubscribe import make_token
+from cartrescue.unsubscribe import PreviewToken, make_token, verify_token
 from cartrescue.webhook import make_app
-from conftest import NOW, Shop, cart
+from conftest import NOW, Shop, cart, cli
 
 SECRET = "test-secret-of-the-suite"  # conftest's shop.unsubscribe_secret
 
@@ -44,10 +44,12 @@ class _Threaded(ThreadingMixIn, WSGIServer):
 
 
 @contextmanager
-def webhook(shop: Shop) -> Iterator[str]:
-    """The WSGI app (unsubscribe and survey) on a real wsgiref server, 127.0.0.1 and an OS-chosen port."""
-    shop.write()
-    app = make_app(shop.config_path)
+def webhook(shop: Shop | Path) -> Iterator[str]:
+    """The WSGI app (unsubscribe and survey) on a real wsgiref server, 127.0.0.1 and an OS-chosen port;
+    ``shop``: a test shop (written first), or the path of a config file as it is (a copy of examples/)."""
+    if isinstance(shop, Shop):
+        shop.write()
+    app = make_app(shop.config_path if isinstance(shop, Shop) else shop)
     server = make_server("127.0.0.1", 0, app, server_class=_Threaded, handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
@@ -192,6 +194,54 @@ def test_the_unsubscribe_command_takes_a_link_with_the_token_under_another_query
                       now=None)
     assert result.exit_code == 0, result.output + result.stderr
     assert shop.suppression("ann@example.com") is not None
+
+
+def _suppressed(config: Path, address: str) -> dict | None:
+    from cartrescue.ledger import Ledger
+
+    ledger = Ledger(load_config(config).ledger.url)
+    try:
+        return ledger.suppression(email_hash(address))
+    finally:
+        ledger.close()
+
+
+def test_a_previews_unsubscribe_link_says_so_and_unsubscribes_nobody(demo: Path) -> None:
+    """A developer clicking "unsubscribe" in a preview of the demo's cart-000003 unsubscribed its
+    real customer: the link was signed for them, as in the reminder they get."""
+    customer = "odon.balogh4@hu.example.net"
+    shown = cli("preview", "cart-000003", "--json", "--config", str(demo))
+    assert shown.exit_code == 0, shown.output
+    url = re.search(r"https://shop\.example\.com/unsubscribe\?token=[A-Za-z0-9_.-]+", shown.json["text"]).group(0)
+    with pytest.raises(PreviewToken):  # still a genuine token of this shop, for the customer's address
+        verify_token(parse_qs(urlsplit(url).query)["token"][0], "demo-secret-not-for-production")
+    with webhook(demo) as base:
+        status, page = http(local(url, base))
+        assert (status, "This is a preview link" in page, 'method="post"' in page) == (200, True, False)
+        status, page = http(local(url, base), b"List-Unsubscribe=One-Click")  # a mail client's one click
+        assert status == 200 and "nobody was unsubscribed" in page
+    assert _suppressed(demo, customer) is None
+    refused = cli("unsubscribe", url, "--config", str(demo))
+    assert refused.exit_code == 2 and "preview" in refused.stderr
+    assert _suppressed(demo, customer) is None
+    (decision,) = [d for d in cli("carts", "--json", "--config", str(demo)).json["decisions"]
+                   if d["cart_id"] == "cart-000003"]
+    assert (decision["action"], decision["reason"]) == ("send", "due")  # the customer still gets the reminder
+
+
+def test_a_send_tests_one_click_link_unsubscribes_nobody(demo: Path) -> None:
+    """A test mail's List-Unsubscribe (a mail client's button, or the test forwarded on) unsubscribed
+    whoever it carried; a test's links are test links like a preview's."""
+    sent = cli("send-test", "dev@example.com", "cart-000003", "--outbox", str(demo.parent / "t"), "--config", str(demo))
+    assert sent.exit_code == 0, sent.output
+    (eml,) = (demo.parent / "t").glob("*.eml")
+    from email import message_from_bytes
+
+    url = re.search(r"<(https://[^>]+)>", message_from_bytes(eml.read_bytes())["List-Unsubscribe"]).group(1)
+    with webhook(demo) as base:
+        status, page = http(local(url, base), b"List-Unsubscribe=One-Click")
+    assert status == 200 and "This is a preview link" in page
+    assert _suppressed(demo, "dev@example.com") is None and _suppressed(demo, "odon.balogh4@hu.example.net") is None
 
 
 def test_webhook_refuses_other_methods(shop: Shop) -> None:

@@ -42,7 +42,8 @@ def send_test(
     It goes through the configured SMTP relay (or, with `--outbox DIR`, into an .eml file), with
     `[test]` before the subject, and is recorded in the ledger as a test (`cr_send_test`), never
     as the cart's step: the customer still gets their reminder, and no incentive code is handed
-    out (a per-recipient code shows its placeholder). The unsubscribe link in it is yours.
+    out (a per-recipient code shows its placeholder). Its unsubscribe and survey links are test
+links: they open the same pages, and unsubscribe or record nobody.
     Exit 1 when the relay refused the message.
 
     Examples:
