@@ -3,6 +3,11 @@
 Owns finding one cart in a source, planning it with the real planner (so the preview shows what
 a run would decide), and composing the requested step, locale and variant. It claims, sends and
 allocates nothing: a per-recipient incentive code shows as a placeholder.
+
+It tells the truth about the cart: a cart a run would never message (suppressed, ordered, its
+sequence done, held out) shows no message but why (:func:`describe`), unless a step is asked
+for, which is then shown under a note that a run would not send it (:func:`unsent_note`); by
+default it shows the step that comes next for the cart, never one the ledger has done already.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from cartrescue.config import Config
 from cartrescue.contacts import normalize_phone
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.job import newsletters_of
-from cartrescue.ledger import NUMBER_CHANNELS, Ledger
-from cartrescue.model import Address, Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
+from cartrescue.ledger import NUMBER_CHANNELS, SentStep
+from cartrescue.model import Action, Address, Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
 from cartrescue.render import Renderer
+from cartrescue.sequence import DONE, step_number
 from cartrescue.sources import open_source
 from cartrescue.sources.base import Activity, CartSource, Window, ignore_problem
 from cartrescue.sources.values import normalize_locale
@@ -61,6 +67,14 @@ class Preview:
     sms: SmsText | None = None  # the text message of an SMS step, as a run would send it
     channel: str = "email"  # the channel the step goes out by to this cart (its fallback included)
     locale: str | None = None  # the locale whose templates rendered it (``--locale`` may fall back)
+    note: str | None = None  # why a run would not send the message shown (None: it sends it, now or later)
+    why: str = ""  # the decision's reason in words (:func:`describe`); "" when it is due
+    withheld: bool = False  # a run never messages the cart and no step was asked for: nothing composed
+
+    @property
+    def shown(self) -> bool:
+        """Whether a message (an e-mail or a text) was composed."""
+        return not self.withheld
 
 
 def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
@@ -80,49 +94,110 @@ def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
     return decision
 
 
+#: What a run does with a cart that gets no message, ever: a preview shows none unless asked.
+NEVER_SENT = frozenset({Action.SKIP, Action.HOLDOUT})
+
+
 def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = None, locale: str | None = None,
             variant: str | None = None) -> Preview:
-    """Compose ``cart_id``'s message for ``step`` (default: the one due or waited for, else 1)."""
-    return compose(config, find_decision(config, cart_id, now), now, step=step, locale=locale, variant=variant)
+    """Compose ``cart_id``'s message for ``step`` (default: the one due or waited for, else the
+    one that comes next); a cart a run never messages is withheld unless ``step`` asks for one."""
+    decision = find_decision(config, cart_id, now)
+    if step is None and decision.action in NEVER_SENT:
+        return Preview(decision, decision.step or 0, None, None, channel=decision.channel or "email",
+                       why=describe(config, decision), withheld=True)
+    return compose(config, decision, now, step=step, locale=locale, variant=variant)
 
 
-def _assigned(planner: Planner, ledger: Ledger, decision: Decision, sequence: str, number: int) -> str | None:
-    """The variant a run gives this address at this step: the arm its earlier steps went out in,
-    else a promoted winner (in the ledger), else the weights, as ``planner`` (one holding
-    ``ledger``) assigns it."""
+def describe(config: Config, decision: Decision) -> str:
+    """The decision's reason in words, "" when it is due: ``ordered: order 1042``; a suppression
+    with its kind and day (``suppressed: unsubscribed 2026-11-02 via webhook (token)``), which the
+    planner does not carry (it knows hashes only), read from the ledger for this one cart."""
+    from cartrescue.model import Reason
+
+    if decision.reason is Reason.DUE:
+        return ""
+    detail = decision.detail
+    if decision.reason is Reason.SUPPRESSED and not detail:
+        detail = _suppression(config, decision)
+    if decision.not_before is not None:
+        detail = f"{detail}, not before {decision.not_before:%Y-%m-%d %H:%M} UTC".lstrip(", ")
+    return f"{decision.reason.value}: {detail}" if detail else decision.reason.value
+
+
+def _suppression(config: Config, decision: Decision) -> str:
+    """``unsubscribed 2026-11-02 via webhook (token)``: the suppression of the cart's address or number."""
+    from cartrescue.suppressions import check
+
+    customer = decision.cart.customer
+    ledger = config.open_ledger(create=False)
+    try:
+        for contact in (customer.email, decision.phone or customer.phone):
+            try:
+                found = check(ledger, contact, config.phone_region) if contact else None
+            except ValueError:  # not an address or number a suppression could be of
+                found = None
+            if found is not None:
+                day = found["created_at"].astimezone(config.shop.tz).date().isoformat()
+                return f"{found['reason']} {day}" + (f" via {found['source']}" if found.get("source") else "")
+    finally:
+        ledger.close()
+    return ""
+
+
+def unsent_note(decision: Decision, number: int, sent: list[SentStep], why: str) -> str | None:
+    """Why a run would not send step ``number`` of the cart (``None``: it sends it, now or
+    later): it never messages the cart (``why``: :func:`describe`), or the ledger has done that
+    step already."""
+    if decision.action in NEVER_SENT:
+        return f"a run would {decision.action.value} this cart and send it nothing ({why})"
+    done = next((entry for entry in sent if entry.step == number and entry.status in DONE), None)
+    if done is not None:
+        return f"step {number} is done already ({done.status} {done.at:%Y-%m-%d %H:%M} UTC): a run does not send it again"
+    return None
+
+
+def _assigned(planner: Planner, decision: Decision, sequence: str, number: int, sent: list[SentStep]) -> str | None:
+    """The variant a run gives this address at this step: the arm its earlier steps (``sent``)
+    went out in, else a promoted winner (in the ledger), else the weights, as ``planner`` (one
+    holding the ledger) assigns it."""
     from cartrescue.experiments import subject
 
     if decision.step == number and decision.variant is not None:  # the run's own decision
         return decision.variant
-    sent = ledger.history([decision.cart.key], [], []).by_cart.get(decision.cart.key, [])
     return planner.experiments.variant(subject(decision.cart), sequence, number, sent)
 
 
 def compose(config: Config, decision: Decision, now: datetime, *, step: int | None = None, locale: str | None = None,
             variant: str | None = None, to: str | None = None) -> Preview:
     """Compose ``decision``'s cart's message for ``step`` (default: the one due or waited for,
-    else 1), in ``locale`` and ``variant`` when given, addressed to ``to`` when given
+    else the one that comes next after the ledger's, else the last), in ``locale`` and ``variant`` when given, addressed to ``to`` when given
     (``send-test``: the unsubscribe link then carries that address too, never the customer's).
     Its links are test links either way: its unsubscribe link unsubscribes nobody and its
     survey answers are recorded nowhere (a developer's click, a forwarded test mail)."""
     tier = next(t for t in config.priority.tiers if t.name == decision.tier)
     sequence = config.sequences[tier.sequence]
-    number = step or decision.step or 1
-    if number > len(sequence.steps):
-        raise ConfigError(f"--step {number}: the sequence has {len(sequence.steps)} steps")
-    arms = sequence.steps[number - 1].variants
-    if variant is not None and variant not in arms:
-        known = ", ".join(sorted(arms)) or "none"
-        raise ConfigError(f"--variant {variant}: step {number} of sequence {tier.sequence} has no such variant "
-                          f"(variants: {known})")
+    if step is not None and step > len(sequence.steps):
+        raise ConfigError(f"--step {step}: the sequence has {len(sequence.steps)} steps")
     ledger = config.open_ledger(create=False)  # the run's promotions, history and suppressions
     try:
+        # A decision made before the sequence is looked at (idle below the cutoff, an unreadable
+        # order) names no step: the next one is the ledger's, not step 1 again.
+        sent = ledger.history([decision.cart.key], [], []).by_cart.get(decision.cart.key, [])
+        number = step or decision.step or min(step_number(sent), len(sequence.steps))
+        arms = sequence.steps[number - 1].variants
+        if variant is not None and variant not in arms:
+            known = ", ".join(sorted(arms)) or "none"
+            raise ConfigError(f"--variant {variant}: step {number} of sequence {tier.sequence} has no such variant "
+                              f"(variants: {known})")
         planner = Planner(config, now, ledger)
         if variant is None:
-            variant = _assigned(planner, ledger, decision, tier.sequence, number)
+            variant = _assigned(planner, decision, tier.sequence, number, sent)
         channel = planner.step_channel(decision, number)
     finally:
         ledger.close()
+    why = describe(config, decision)
+    note = unsent_note(decision, number, sent, why)
     cart = decision.cart
     customer = cart.customer
     if locale:  # read as a customer's locale is: sr-latn is the folder sr_Latn's
@@ -141,7 +216,7 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         target = replace(decision, cart=replace(cart, customer=customer), step=number, channel="sms",
                          template=template, variant=variant, phone=phone)
         sms = composer.compose_sms(target, test=True)
-        return Preview(decision, number, variant, None, target, sms, "sms", sms.locale)
+        return Preview(decision, number, variant, None, target, sms, "sms", sms.locale, note, why)
     if to is not None and channel in NUMBER_CHANNELS:
         # send-test's e-mail of a text (or call) step: no run renders that step as an e-mail for
         # its own channel; the e-mail in its place is rendered as one (links tagged for e-mail).
@@ -152,7 +227,7 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     if to is not None:  # the test recipient alone: a tester's mailbox must not list customers' names
         message = replace(message, to=Address(to))
     return Preview(decision, number, variant, message, target, channel=channel,
-                   locale=renderer.resolve_locale(customer.locale, template))
+                   locale=renderer.resolve_locale(customer.locale, template), note=note, why=why)
 
 
 def _locale_option(value: str) -> str:

@@ -280,7 +280,7 @@ def test_files_removes_the_send_test_files_rendered_from_the_persons_cart(shop: 
     tests = shop.folder / "tests"
     for cart_id in ("c-bob", "c-eve"):
         assert shop.cli("send-test", "owner@shop.example.com", cart_id, "--outbox", str(tests)).exit_code == 0
-    assert any("Privatsson" in path.read_text(encoding="utf-8") for path in tests.iterdir())
+    assert any("Bobbert" in path.read_text(encoding="utf-8") for path in tests.iterdir())  # greeted by name
     result = shop.cli("forget", BOB, "--files", "--json", now=None)
     assert result.exit_code == 0, result.output
     assert result.json["erased"]["cr_send_test"] == 1 and len(result.json["files_removed"]) == 2  # the run's, the test's

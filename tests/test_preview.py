@@ -199,3 +199,94 @@ def test_preview_and_send_test_show_the_promoted_winner_as_a_run_sends_it(shop: 
         assert shop.cli("preview", f"c{n}", "--json").json["variant"] == "b"
         test = shop.cli("send-test", "owner@shop.example.com", f"c{n}", "--outbox", str(shop.folder / "t"), "--json")
         assert test.json["variant"] == "b", test.output
+
+
+# -- what a run would decide: a cart it never messages shows why, not a message -----------------------------
+
+def _demo(demo, *args: str):
+    from conftest import cli
+
+    return cli(*args, "--config", str(demo))
+
+
+def _suppression_of(demo, address: str) -> dict:
+    from cartrescue.config import load_config
+    from cartrescue.contacts import email_hash
+
+    ledger = load_config(demo).open_ledger(create=False)
+    try:
+        found = ledger.suppression(email_hash(address))
+    finally:
+        ledger.close()
+    assert found is not None
+    return found
+
+
+def test_preview_of_a_cart_a_run_skips_says_why_and_shows_no_message(demo) -> None:
+    """The demo's cart-000020 was ordered: preview showed step 1 as if it would go out."""
+    shown = _demo(demo, "preview", "cart-000020", "--json", "--html", str(demo.parent / "m.html"))
+    assert shown.exit_code == 0, shown.output
+    document = shown.json
+    assert (document["decision"], document["reason"], document["text"]) == ("skip", "ordered", None)
+    assert document["shown"] is False
+    assert document["detail"].startswith("ordered: order ") and document["subject"] is document["text"] is None
+    assert not (demo.parent / "m.html").exists()
+    table = _demo(demo, "preview", "cart-000020")
+    assert table.exit_code == 0, table.output
+    said = " ".join(table.stdout.split())
+    assert f"A run would not message this cart: skip ({document['detail']})" in said
+    assert "Subject:" not in table.stdout and "--step N" in said
+
+
+@pytest.mark.parametrize(("command", "reason"), [("unsubscribe", "unsubscribed"), ("forget", "forgotten")])
+def test_preview_of_a_suppressed_cart_names_the_suppression_and_its_day(demo, command: str, reason: str) -> None:
+    """An unsubscribed or forgotten customer's cart showed step 1 "as a run would" send it."""
+    customer = "odon.balogh4@hu.example.net"  # cart-000003, due in the demo
+    assert _demo(demo, "preview", "cart-000003", "--json").json["text"]  # due: its message is shown
+    assert _demo(demo, command, customer).exit_code == 0
+    record = _suppression_of(demo, customer)
+    from cartrescue.config import load_config
+
+    day = record["created_at"].astimezone(load_config(demo).shop.tz).date().isoformat()
+    shown = _demo(demo, "preview", "cart-000003", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert (shown.json["decision"], shown.json["text"]) == ("skip", None)
+    assert shown.json["shown"] is False
+    assert shown.json["detail"] == f"suppressed: {reason} {day} via {record['source']}"
+
+
+def test_preview_with_step_of_a_skipped_cart_shows_it_under_a_not_sent_banner(demo) -> None:
+    table = _demo(demo, "preview", "cart-000020", "--step", "1")
+    assert "NOT SENT: a run would skip this cart and send it nothing" in " ".join(table.stdout.split())
+    forced = _demo(demo, "preview", "cart-000020", "--step", "1", "--json")
+    assert forced.exit_code == 0, forced.output
+    assert forced.json["shown"] is True and forced.json["subject"]
+    assert forced.json["note"] == f"a run would skip this cart and send it nothing ({forced.json['detail']})"
+    due = _demo(demo, "preview", "cart-000003", "--json").json
+    assert (due["decision"], due["note"], due["detail"]) == ("send", None, "")
+    assert "NOT SENT" not in _demo(demo, "preview", "cart-000003").stdout
+
+
+def test_preview_of_a_cart_past_its_last_step_shows_no_message(shop: Shop) -> None:
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    shop.add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    shown = shop.cli("preview", "c1", "--json", now=NOW + timedelta(days=1))
+    assert shown.exit_code == 0, shown.output
+    assert (shown.json["reason"], shown.json["text"]) == ("sequence_done", None)
+    assert (shown.json["detail"], shown.json["shown"]) == ("sequence_done: 1 steps sent", False)
+
+
+def test_preview_of_a_cart_touched_again_after_step_1_shows_step_2(shop: Shop) -> None:
+    """Step 1 went out, then the customer came back to the cart (idle below the cutoff): the
+    decision names no step, and preview showed step 1 again instead of step 2, the next."""
+    shop.add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    later = NOW + timedelta(hours=5)
+    shop.carts = cart("c1", now=later, idle=timedelta(minutes=5))
+    shown = shop.cli("preview", "c1", "--json", now=later)
+    assert shown.exit_code == 0, shown.output
+    assert (shown.json["reason"], shown.json["step"]) == ("idle_below_cutoff", 2)
+    assert shown.json["note"] is None
+    again = shop.cli("preview", "c1", "--step", "1", "--json", now=later).json
+    assert again["note"].startswith("step 1 is done already (sent ") and again["note"].endswith("a run does not send it again")

@@ -28,7 +28,9 @@ def preview(
     config: ConfigOption = None,
     as_json: JsonOption = False,
     now: NowOption = None,
-    step: Annotated[Optional[int], typer.Option("--step", min=1, metavar="N", help="Render this step (default: the one due or waited for, else 1).")] = None,
+    step: Annotated[Optional[int], typer.Option("--step", min=1, metavar="N", help=(
+        "Render this step, even of a cart a run would not message (default: the one due or waited for, else the "
+        "next; none for a cart a run skips)."))] = None,
     locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help="Render in this locale instead of the customer's.")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write the HTML part to this file.")] = None,
     variant: Annotated[Optional[str], typer.Option(
@@ -41,6 +43,9 @@ def preview(
     """Render one cart's message (subject, text, and optionally HTML) without sending it.
 
     Nothing is claimed, sent or allocated: a per-recipient incentive code shows as a placeholder.
+    A cart a run would not message (suppressed, ordered, its sequence done, held out) shows why
+    and no message; `--step N` shows step N anyway, under a note that a run would not send it.
+    Its links are test links: its unsubscribe link unsubscribes nobody.
     `--screenshot` needs Debian's `chromium` package (`apt-get install -y chromium`).
 
     Examples:
@@ -64,7 +69,7 @@ def preview(
         require_step_templates(cfg)  # as a run refuses it: not a preview of one step that works
         shown = make_preview(cfg, cart_id, resolve_now(cfg, parse_now(now)), step=step, locale=locale, variant=variant)
         message = shown.message
-        if message is None and (html is not None or screenshot is not None):
+        if message is None and shown.shown and (html is not None or screenshot is not None):
             raise ConfigError(f"step {shown.step} goes out to this cart as a text message (sms): it has no HTML "
                               "for --html or --screenshot")
         if screenshot is not None and size is not None and message is not None:
@@ -73,13 +78,16 @@ def preview(
             take_screenshot(message.html, screenshot, size=size)
     except CartrescueError as error:
         fail(error, as_json)
-    decision, number, variant = shown.decision, shown.step, shown.variant
+    number = shown.step
     from cartrescue.preview import fell_back
 
     if fell_back(locale, shown.locale) and not as_json:
         err_console().print(error_line(f"--locale {locale}: step {number}'s template has no {locale} files: shown in "
                                        f"{shown.locale} (the fallback a customer of {locale} gets)", "note", "yellow"),
                             soft_wrap=True)
+    if shown.withheld:
+        _show_withheld(shown, cart_id, as_json, html is not None or screenshot is not None)
+        return
     if message is None:
         _show_sms(shown, cart_id, as_json)
         return
@@ -90,9 +98,7 @@ def preview(
         except CartrescueError as error:
             fail(error, as_json)
     if as_json:
-        json_out({"cart_id": cart_id, "step": number, "variant": variant, "channel": shown.channel,
-                  "decision": decision.action.value,
-                  "reason": decision.reason.value, "subject": message.subject, "text": message.text,
+        json_out({**_verdict(shown, cart_id), "subject": message.subject, "text": message.text,
                   "html": message.html, "to": message.to.email, "locale": shown.locale,
                   "screenshot": str(screenshot) if screenshot is not None else None})
         return
@@ -102,7 +108,7 @@ def preview(
     from cartrescue.text import printable
 
     console = out_console()
-    console.print(_heading(shown, cart_id))
+    _print_heading(console, shown, cart_id)
     console.print(Text.assemble(("To: ", "bold"), printable(message.to.email), "\n", ("Subject: ", "bold"),
                                 printable(message.subject), "\n"))
     console.print(printable(message.text, keep_newlines=True))
@@ -115,11 +121,9 @@ def preview(
 def _show_sms(shown: Any, cart_id: str, as_json: bool) -> None:
     """An SMS step: the text as a run would send it, with its length in segments."""
 
-    sms, decision, target = shown.sms, shown.decision, shown.target
+    sms, target = shown.sms, shown.target
     if as_json:
-        json_out({"cart_id": cart_id, "step": shown.step, "variant": shown.variant, "channel": "sms",
-                  "decision": decision.action.value, "reason": decision.reason.value,
-                  "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
+        json_out({**_verdict(shown, cart_id), "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
                   "segments": sms.length.segments, "units": sms.length.units, "locale": sms.locale})
         return
     from rich.text import Text
@@ -127,11 +131,53 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool) -> None:
     from cartrescue.text import printable
 
     console = out_console()
-    console.print(_heading(shown, cart_id))
+    _print_heading(console, shown, cart_id)
     console.print(Text.assemble(("To: ", "bold"), printable(target.phone or ""), "\n", ("Length: ", "bold"),
                                 f"{sms.length.describe()}, {len(sms.text)} characters",
                                 "\n"))
     console.print(printable(sms.text, keep_newlines=True))
+
+
+def _verdict(shown: Any, cart_id: str) -> dict[str, Any]:
+    """The keys every ``--json`` preview starts with: the cart, the step shown, what a run would
+    do with the cart and why in words (``detail``), whether a message is shown, and the note
+    that a run would not send it (``null`` when it would, now or later)."""
+    decision = shown.decision
+    return {"cart_id": cart_id, "step": shown.step or None, "variant": shown.variant, "channel": shown.channel,
+            "decision": decision.action.value, "reason": decision.reason.value, "detail": shown.why,
+            "shown": shown.shown, "note": shown.note}
+
+
+def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool) -> None:
+    """A cart a run never messages, no step asked for: what a run would do and why, no message."""
+    if as_json:
+        json_out({**_verdict(shown, cart_id), "subject": None, "text": None, "html": None, "to": None,
+                  "locale": None, "screenshot": None})
+        return
+    from rich.text import Text
+
+    from cartrescue.text import printable
+
+    decision = shown.decision
+    console = out_console()
+    console.print(_heading(shown, cart_id))
+    console.print(Text.assemble(("A run would not message this cart: ", "bold"),
+                                printable(f"{decision.action.value} ({shown.why})"), "\n",
+                                "No message is shown; --step N shows step N as it would read."))
+    if files:
+        err_console().print(error_line("--html/--screenshot: nothing written (no message is shown; add --step N)",
+                                       "note", "yellow"), soft_wrap=True)
+
+
+def _print_heading(console: Any, shown: Any, cart_id: str) -> None:
+    """The rule above a preview, then the banner when a run would not send what it shows."""
+    from rich.text import Text
+
+    from cartrescue.text import printable
+
+    console.print(_heading(shown, cart_id))
+    if shown.note:
+        console.print(Text(printable(f"NOT SENT: {shown.note}"), style="bold yellow"))
 
 
 def _heading(shown: Any, cart_id: str) -> Any:
@@ -144,6 +190,7 @@ def _heading(shown: Any, cart_id: str) -> Any:
 
     decision = shown.decision
     note = "" if decision.reason.value == "due" else f" (a run now would {decision.action.value}: {decision.reason.value})"
+    step = f" · step {shown.step}" if shown.step else ""
     arm = f" · variant {shown.variant}" if shown.variant else ""
     channel = f" · {shown.channel}" if shown.channel != "email" else ""
-    return Rule(Text(printable(f"cart {cart_id} · step {shown.step}{arm} · {decision.tier}{channel}{note}")))
+    return Rule(Text(printable(f"cart {cart_id}{step}{arm} · {decision.tier}{channel}{note}")))
