@@ -35,6 +35,6 @@ def verify_token(token: str, secret: str) -> str:
     :class:`PreviewToken` if it is a preview's or send-test's (a developer's click, a forwarded
     test mail: never the customer's wish)."""
     address, test = verify_link(PURPOSE, token, secret)
-    if test:
-        raise PreviewToken(f"a link from a preview or send-test message ({address}): it unsubscribes nobody")
+    if test:  # without the address: a refusal is recorded (suppress mailbox), an address must not be
+        raise PreviewToken("a link from a preview or send-test message: it unsubscribes nobody")
     return address

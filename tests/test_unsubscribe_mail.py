@@ -37,13 +37,18 @@ def mailto_subjects(shop: Shop, tmp_path: Path, *addresses: str) -> dict[str, st
     subjects = {}
     for path in outbox.glob("*.eml"):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        link = re.search(r"<mailto:([^>]*)>", str(message["List-Unsubscribe"]))
-        assert link is not None
-        target, query = link.group(1).split("?", 1)
-        assert target == MAILTO
-        subjects[message["To"].addresses[0].addr_spec] = unquote(dict(p.split("=", 1) for p in query.split("&"))["subject"])
+        subjects[message["To"].addresses[0].addr_spec] = mailto_subject(message)
     assert set(subjects) == set(addresses)
     return subjects
+
+
+def mailto_subject(message: email.message.EmailMessage) -> str:
+    """The subject of the unsubscribe mail the message's List-Unsubscribe mailto: link makes."""
+    link = re.search(r"<mailto:([^>]*)>", str(message["List-Unsubscribe"]))
+    assert link is not None
+    target, query = link.group(1).split("?", 1)
+    assert target == MAILTO
+    return unquote(dict(p.split("=", 1) for p in query.split("&"))["subject"])
 
 
 def mail(sender: str, subject: str, body: str = "", **headers: str) -> EmailMessage:
@@ -217,6 +222,22 @@ def test_a_forged_token_is_refused_and_suppresses_nobody(shop: Shop, tmp_path: P
     (refused,) = result.json["refused"]
     assert refused["why"] == "refused: unsubscribe token signature does not match"
     assert shop.suppression("ann@example.com") is None and shop.suppression("mallory@example.org") is None
+
+
+def test_the_unsubscribe_mail_of_a_send_tests_mailto_link_is_refused_and_suppresses_nobody(
+        shop: Shop, tmp_path: Path) -> None:
+    """A test mail's List-Unsubscribe mailto: link (a mail client's button) carried a real token:
+    the mail it made unsubscribed whoever the test went to."""
+    shop.configure(shop={"unsubscribe_mailto": MAILTO}).add(cart("c1", email="ann@example.com"))
+    assert shop.cli("send-test", "dev@example.org", "c1", "--outbox", str(tmp_path / "t")).exit_code == 0
+    (path,) = (tmp_path / "t").glob("*.eml")
+    subject = mailto_subject(email.message_from_bytes(path.read_bytes(), policy=email.policy.default))
+    box = mbox_of(tmp_path / "box", mail("dev@example.org", subject))
+    result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert result.exit_code == 1
+    (refused,) = result.json["refused"]
+    assert refused["why"] == "refused: a link from a preview or send-test message: it unsubscribes nobody"
+    assert shop.suppression("ann@example.com") is None and shop.suppression("dev@example.org") is None
 
 
 def test_trust_sender_unsubscribes_the_sender_of_a_mail_without_a_token(shop: Shop, tmp_path: Path) -> None:
