@@ -41,6 +41,7 @@ class SendTestResult:
     status: str
     reply: str
     message_id: str
+    note: str | None = None  # why a run would not send this step to the cart (a skipped cart, a done step)
 
     @property
     def sent(self) -> bool:
@@ -162,4 +163,4 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
         ledger.close()
     return SendTestResult(test_id, to, "" if origin == "sample" else decision.cart.id, origin, shown.step,
                           shown.variant, message.subject, channel.transport, outcome.status.value, outcome.reply,
-                          message.message_id)
+                          message.message_id, shown.note)

@@ -236,3 +236,17 @@ def test_send_test_of_an_sms_step_tags_its_links_as_an_email(shop: Shop) -> None
     for part in ("plain", "html"):
         body = parsed.get_body((part,)).get_content()
         assert "utm_medium=email" in body and "utm_medium=sms" not in body, part
+
+
+def test_a_test_of_a_cart_a_run_skips_says_the_customer_would_not_get_it(demo) -> None:
+    """The demo's cart-000020 was ordered: its test arrived like any reminder, and nothing told
+    the tester that its customer gets no such message."""
+    from conftest import cli
+
+    args = ("--outbox", str(demo.parent / "t"), "--config", str(demo))
+    result = cli("send-test", OWNER, "cart-000020", "--json", *args)
+    assert result.exit_code == 0, result.output
+    assert result.json["note"].startswith("a run would skip this cart and send it nothing (ordered: order ")
+    said = cli("send-test", OWNER, "cart-000020", *args)
+    assert "note: a run would skip this cart and send it nothing" in " ".join(said.stderr.split())
+    assert cli("send-test", OWNER, "cart-000003", "--json", *args).json["note"] is None  # due: no note

@@ -74,7 +74,7 @@ links: they open the same pages, and unsubscribe or record nobody.
         json_out({"test_id": result.test_id, "to": result.to, "cart_id": result.cart_id or None,
                   "cart": result.origin, "step": result.step, "variant": result.variant, "subject": result.subject,
                   "transport": result.transport, "status": result.status, "reply": result.reply,
-                  "message_id": result.message_id})
+                  "message_id": result.message_id, "note": result.note})
     else:
         from rich.text import Text
 
@@ -88,5 +88,9 @@ links: they open the same pages, and unsubscribe or record nobody.
                 f"{result.status}" + (f" ({result.reply})" if result.reply else "") + f"\nsubject: {result.subject}")
         err_console().print(Text(printable(line, keep_newlines=True), style="" if result.sent else "bold red"),
                             soft_wrap=True)
+        if result.note:  # the customer would not get this message: the tester should know
+            from cartrescue.commands.common import error_line
+
+            err_console().print(error_line(result.note, "note", "yellow"), soft_wrap=True)
     if not result.sent:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
