@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from cartrescue.errors import ConfigError
+from cartrescue.errors import ConfigError, LedgerError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -1486,19 +1486,35 @@ class Config(_Model):
         shards of one shop on several hosts (``run --shard``) may read them under other names."""
         return f"{self.shop.name} <{self.shop.from_email}>"
 
-    def open_ledger(self, *, create: bool = True) -> Ledger:
+    def open_ledger(self, *, create: bool = True, older: bool = False) -> Ledger:
         """The ledger of ``ledger.url``; an error that it cannot be opened names the file and key.
 
-        ``create=False`` (a command that records nothing: ``carts``, a dry-run, ``preview``,
-        ``report``): a SQLite file that is not there yet (:meth:`missing_ledger_file`) is not made,
-        empty, at what may be a mistyped path, nor one without cartrescue's tables given them
-        (:meth:`not_a_ledger_file`); an empty ledger in a temporary folder stands in,
-        as for a shop's first run (:meth:`cartrescue.ledger.Ledger.empty`)."""
-        from cartrescue.ledger import Ledger
+        ``create=False`` (a command that only reads: ``carts``, a dry-run, ``preview``, ``report``,
+        ``doctor``, the ``list`` commands) writes nothing there, on any database: a SQLite file
+        that is not there yet (:meth:`missing_ledger_file`) is not made, empty, at what may be a
+        mistyped path, nor one without cartrescue's tables (:meth:`not_a_ledger_file`), nor a
+        server database without them, given them; an empty ledger in a temporary folder stands
+        in, as for a shop's first run, and says why (:attr:`cartrescue.ledger.Ledger.absent`).
+        An older ledger is not upgraded either: it is an error naming what it lacks (exit 2),
+        unless ``older`` (``doctor``, which reports :attr:`~cartrescue.ledger.Ledger.behind`)."""
+        from cartrescue.ledger import Ledger, older_ledger
 
-        if not create and (self.missing_ledger_file() is not None or self.not_a_ledger_file() is not None):
-            return Ledger.empty(where=self.where("ledger.url"))
-        return Ledger(self.ledger_url, where=self.where("ledger.url"))
+        where = self.where("ledger.url")
+        if create:
+            return Ledger(self.ledger_url, where=where)
+        missing, foreign = self.missing_ledger_file(), self.not_a_ledger_file()
+        if missing is not None:
+            return Ledger.empty(where, absent=f"{missing} does not exist")
+        if foreign is not None:
+            return Ledger.empty(where, absent=f"{foreign[0]} has none of cartrescue's cr_* tables")
+        ledger = Ledger(self.ledger_url, where=where, create=False)
+        if ledger.has_no_tables():
+            ledger.close()
+            return Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
+        if ledger.behind and not older:
+            ledger.close()
+            raise LedgerError(older_ledger(where, ledger.behind))
+        return ledger
 
     def not_a_ledger_file(self) -> tuple[str, list[str]] | None:
         """``(path, its tables)`` of an existing SQLite file at ``ledger.url`` without a table of

@@ -105,56 +105,40 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     else:
         checks.append(Check("config", OK, f"{config_path or 'cartrescue.yaml'} is valid"))
 
-    ledger = None
-    missing = config.missing_ledger_file()  # opened, it would be made: doctor only reads
+    ledger, missing, behind = None, False, False
     foreign = config.not_a_ledger_file()  # opened, it would get cartrescue's tables
     if foreign is not None and foreign[1]:
         checks.append(Check("ledger", FAIL, _not_a_ledger(config, *foreign), int(ExitCode.CONFIG)))
-    elif missing is not None or foreign is not None:
-        where = f"{missing} does not exist" if missing is not None else f"{foreign[0] if foreign else ''} is an empty database"
-        checks.append(Check("ledger", WARN, f"{where} ({config.where('ledger.url')}): no run has "
-                            "used this ledger yet; the first run creates it. If the shop has run before, "
-                            "ledger.url names the wrong file (its history, and what it sent, are elsewhere)"))
-        missing = missing or (foreign[0] if foreign else None)  # staleness: as a ledger without runs
     else:
         try:
-            ledger = config.open_ledger()
-            counts = ledger.status_counts()
-            from cartrescue.ledger import UNCONFIRMED
-
-            unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
-            summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
-            refused = ledger.write_refused()
-            shops = ledger.shops_taking_turns()
-            switched = _switched_source(config, ledger, now)
-            if shops:
-                checks.append(Check("ledger", FAIL, f"{summary}; but the runs of {len(shops)} shops take turns in it ("
-                                    + "; ".join(shops) + "): each shop's cart ids, addresses and lock collide with the "
-                                    "other's, and reminders are lost. Give each shop its own ledger.url",
-                                    int(ExitCode.CONFIG)))
-            elif switched is not None:
-                checks.append(Check("ledger", FAIL, f"{summary}; but {switched}", int(ExitCode.CONFIG)))
-            elif refused is not None:
-                checks.append(Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would "
-                                    "stop there: point ledger.url at the primary, or grant the writes)",
-                                    int(ExitCode.CONFIG)))
-            elif unconfirmed:
-                checks.append(Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was "
-                                    "killed, or the relay did not answer after the message): "
-                                    "not resent unless `run --send --resend-unconfirmed`"))
-            else:
-                checks.append(Check("ledger", OK, summary))
+            # Read as it is, on every database: doctor makes no file, no table, adds no column,
+            # even where it could (a developer's doctor against production, an older run going on).
+            ledger = config.open_ledger(create=False, older=True)
         except CartrescueError as exc:
             checks.append(Check("ledger", FAIL, str(exc), int(exc.exit_code)))
+    if ledger is not None and ledger.absent is not None:
+        checks.append(Check("ledger", WARN, f"{ledger.absent} ({config.where('ledger.url')}): no run has "
+                            "used this ledger yet; the first run creates it. If the shop has run before, "
+                            "ledger.url names the wrong file (its history, and what it sent, are elsewhere)"))
+        ledger.close()
+        ledger, missing = None, True  # staleness: as a ledger without runs
+    elif ledger is not None and ledger.behind:
+        from cartrescue.ledger import older_ledger
+
+        checks.append(Check("ledger", WARN, older_ledger(config.where("ledger.url"), ledger.behind)))
+        ledger.close()
+        ledger, behind = None, True
+    elif ledger is not None:
+        checks.append(_ledger(config, ledger, now))
 
     checks.append(_source(config, now))
     checks.append(_templates(config, now))
     checks.append(_smtp(config) if smtp else Check("smtp", SKIP, "skipped (--no-smtp)"))
     checks.extend(_http_channels(config))
-    if ledger is None and missing is not None:  # nothing was ever recorded there: as a ledger without runs
+    if missing:  # nothing was ever recorded there: as a ledger without runs
         checks.append(staleness(None, config.doctor.stale_after, now))
     elif ledger is None:
-        checks.append(Check("staleness", SKIP, "needs the ledger"))
+        checks.append(Check("staleness", SKIP, "needs a ledger of this version" if behind else "needs the ledger"))
     else:
         try:
             # A run's end is recorded by the real clock: a clock pinned in the past (``now:`` in a
@@ -166,6 +150,35 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         finally:
             ledger.close()
     return Report(checks)
+
+
+def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
+    """The ledger check of a ledger of this version: its messages, and what would stop a run."""
+    from cartrescue.ledger import UNCONFIRMED
+
+    try:
+        counts = ledger.status_counts()
+        unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
+        refused = ledger.write_refused()
+        shops = ledger.shops_taking_turns()
+        switched = _switched_source(config, ledger, now)
+    except CartrescueError as exc:
+        return Check("ledger", FAIL, str(exc), int(exc.exit_code))
+    if shops:
+        return Check("ledger", FAIL, f"{summary}; but the runs of {len(shops)} shops take turns in it ("
+                     + "; ".join(shops) + "): each shop's cart ids, addresses and lock collide with the "
+                     "other's, and reminders are lost. Give each shop its own ledger.url", int(ExitCode.CONFIG))
+    if switched is not None:
+        return Check("ledger", FAIL, f"{summary}; but {switched}", int(ExitCode.CONFIG))
+    if refused is not None:
+        return Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would stop there: "
+                     "point ledger.url at the primary, or grant the writes; `report` only reads it)",
+                     int(ExitCode.CONFIG))
+    if unconfirmed:
+        return Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed, or the "
+                     "relay did not answer after the message): not resent unless `run --send --resend-unconfirmed`")
+    return Check("ledger", OK, summary)
 
 
 def _step_templates(config: Any) -> str | None:

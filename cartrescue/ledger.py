@@ -371,9 +371,16 @@ class ClaimRequest:
     phone: str | None = None  # E.164, where the shop sends SMS
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """A reader's (``Ledger(create=False)``): waits for a writer's lock, changes nothing."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # first: the next pragmas may wait for a lock
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    _sqlite_read_pragmas(dbapi_connection, _record)  # first: the next pragmas may wait for a lock
+    cursor = dbapi_connection.cursor()
     # Switching a new file to WAL needs a moment alone with it, and SQLite answers "locked" at
     # once (no busy wait) while another process creates it: retry briefly.
     for attempt in range(100):
@@ -466,10 +473,19 @@ def _delivered_nothing(run: Any) -> Any:
 class Ledger:
     """A handle on the ledger database; create one per process."""
 
-    def __init__(self, url: str, where: str = "ledger") -> None:
+    def __init__(self, url: str, where: str = "ledger", *, create: bool = True) -> None:
         """``where``: what names the URL in an error that it cannot be opened (the config file
-        and key, :meth:`cartrescue.config.Config.open_ledger`)."""
+        and key, :meth:`cartrescue.config.Config.open_ledger`).
+
+        ``create=False``: a command that only reads. It creates no table and upgrades nothing
+        (no column added, no time rewritten): a read-only role cannot, and a ``doctor`` run
+        against production must not change the schema under a running older cartrescue. What
+        this version lacks there is in :attr:`behind` instead."""
         self.url = url
+        #: Why no ledger is there (an empty stand-in of :meth:`empty`), else None.
+        self.absent: str | None = None
+        #: What an older ledger opened with ``create=False`` lacks (``cr_code``, ``cr_run.shard``).
+        self.behind: list[str] = []
         self._json_each: bool | None = None  # see _json_lists
         self._raw: _RawStatements | None = None  # the per-message statements, compiled on first use
         self._writer: Any = None  # the connection of _message_transaction
@@ -477,7 +493,8 @@ class Ledger:
         try:
             if url.startswith("sqlite"):
                 self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
-                event.listen(self.engine, "connect", _sqlite_pragmas)
+                # Switching to WAL rewrites the file's header: a reader leaves an older file's mode.
+                event.listen(self.engine, "connect", _sqlite_pragmas if create else _sqlite_read_pragmas)
             else:
                 # A row lock held by a paused process must not hang this one for ever (unless the
                 # URL's own options set lock_timeout), and the URL's options stay (cartrescue.pg_options).
@@ -494,20 +511,23 @@ class Ledger:
             except (AttributeError, LookupError, TypeError, ValueError) as exc:
                 # A driver that trips over an option of the URL before SQLAlchemy wraps anything
                 # (PyMySQL's unknown charset is an AttributeError inside it): the URL's error.
-                raise LedgerError(f"{where} {self._safe_url()}: cannot open: the URL's options: "
+                raise LedgerError(f"{where} {self.safe_url()}: cannot open: the URL's options: "
                                   f"{type(exc).__name__}: {exc}") from None
-            self._create_tables(TABLES)
-            self._add_missing_columns(TABLES)
+            if create:
+                self._create_tables(TABLES)
+                self._add_missing_columns(TABLES)
+            else:
+                self.behind = self._schema_gaps(TABLES)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             driver = missing_driver(exc, "the ledger")
             if driver is not None:
-                raise LedgerError(f"{where} {self._safe_url()}: cannot open: {driver}") from None
+                raise LedgerError(f"{where} {self.safe_url()}: cannot open: {driver}") from None
             reason = one_line(exc)
             if "no schema has been selected" in reason:  # PostgreSQL, a search_path of no existing schema
                 reason += " (the URL's search_path names no schema that exists: CREATE SCHEMA it first)"
             if "unable to open database file" in reason:
                 reason += _why_no_file(self.url)
-            raise LedgerError(f"{where} {self._safe_url()}: cannot open: {reason}") from None
+            raise LedgerError(f"{where} {self.safe_url()}: cannot open: {reason}") from None
 
     def _create_tables(self, models: list[type[SQLModel]]) -> None:
         """Create missing tables; two processes starting together may race, so retry."""
@@ -561,26 +581,54 @@ class Ledger:
                 except (OperationalError, ProgrammingError):  # another process added it first
                     pass
 
+    def _schema_gaps(self, models: list[type[SQLModel]]) -> list[str]:
+        """The tables and columns of ``models`` the database lacks (``cr_lock``, ``cr_run.shard``),
+        and on SQLite times still in an older cartrescue's form: what opening it to write would
+        add (:meth:`_create_tables`). Only reads the catalogue. Every table missing: no ledger."""
+        from sqlalchemy import inspect
+
+        inspector = inspect(self.engine)
+        present = set(inspector.get_table_names())
+        gaps: list[str] = []
+        for model in models:
+            table = model.__table__  # type: ignore[attr-defined]
+            if table.name not in present:
+                gaps.append(table.name)
+                continue
+            columns = {info["name"] for info in inspector.get_columns(table.name)}
+            gaps.extend(f"{table.name}.{c.name}" for c in table.columns if c.name not in columns)
+        if self.engine.dialect.name == "sqlite" and len(gaps) < len(models):
+            with self.engine.connect() as conn:
+                if (conn.exec_driver_sql("PRAGMA user_version").scalar() or 0) < _SQLITE_MOMENTS_NORMALISED:
+                    gaps.append("times in the current form (PRAGMA user_version)")
+        return gaps
+
+    def has_no_tables(self) -> bool:
+        """Has the database none of the ledger's tables (opened with ``create=False``)?"""
+        return all(model.__table__.name in self.behind for model in TABLES)  # type: ignore[attr-defined]
+
     def _raw_statements(self) -> "_RawStatements":
         if self._raw is None:
             self._raw = _RawStatements(self.engine.dialect)
         return self._raw
 
-    def _safe_url(self) -> str:
+    def safe_url(self) -> str:
         from cartrescue.text import masked_url
 
         return masked_url(self.url)
 
     @classmethod
-    def empty(cls, where: str = "ledger") -> "Ledger":
+    def empty(cls, where: str = "ledger", absent: str | None = None) -> "Ledger":
         """An empty SQLite ledger in a temporary folder, removed on :meth:`close`: what a command
-        that records nothing reads when the shop's ledger file is not there yet."""
+        that records nothing reads when the shop's ledger file is not there yet. ``absent``: why
+        (:attr:`absent`), for the commands that say so."""
         import tempfile
         from urllib.parse import quote
 
         folder = tempfile.TemporaryDirectory(prefix="cartrescue-ledger-")
         ledger = cls("sqlite:///" + quote(folder.name, safe="/") + "/empty.db", where=where)
         ledger._folder = folder
+        ledger.absent = absent
         return ledger
 
     def close(self) -> None:
@@ -1746,6 +1794,15 @@ def _shard_words(lock_name: str) -> str:
 #: How long a run on another host must have been silent before ``--resend-unconfirmed`` takes
 #: its claims for gone: one paused longer than that (a VM frozen for an hour) is not told apart.
 OTHER_HOST_GONE = timedelta(hours=1)
+
+
+def older_ledger(where: str, behind: Sequence[str]) -> str:
+    """Why a command that only reads does not read the older ledger of ``where`` (see
+    :attr:`Ledger.behind`), and what brings it up to date."""
+    shown = ", ".join(behind[:6]) + (f" and {len(behind) - 6} more" if len(behind) > 6 else "")
+    return (f"{where}: the ledger is of an older cartrescue (it lacks {shown}) and this command only reads, so it "
+            "left it unchanged: the next delivering run (`cartrescue run --send`, or `run --outbox DIR`) brings "
+            "it up to date (it only adds tables and columns)")
 
 
 def _why_no_file(url: str) -> str:

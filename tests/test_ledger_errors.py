@@ -16,6 +16,7 @@ import pytest
 from shopdb import shop_database
 from sqlalchemy import text
 
+from cartrescue.ledger import Ledger
 from conftest import NOW, Shop, cart, iso
 
 REFUSED = "the ledger: cannot execute {} in a read-only transaction"
@@ -31,7 +32,7 @@ def test_a_read_only_ledger_is_the_ledgers_error_not_a_bug(shop: Shop, command: 
     shop.add(cart("c-1", email="ann@example.com"))
     with shop_database("postgres", "readonly") as db:
         shop.configure(ledger={"url": db.url})
-        assert shop.cli("carts").exit_code == 0  # the ledger's tables exist: only writing fails
+        Ledger(db.url).close()  # the ledger's tables exist: only writing fails
         with db.admin.begin() as connection:
             connection.execute(text(f'ALTER DATABASE "{db.name}" SET default_transaction_read_only = on'))
         args = [str(shop.folder / arg) if arg in ("out", "tests") else arg for arg in command]
@@ -60,7 +61,8 @@ def test_doctor_fails_a_ledger_that_reads_but_refuses_to_write(shop: Shop, kind:
     shop.add(cart("c-1", email="ann@example.com"))
     with shop_database(kind, "doctorro") as db:
         shop.configure(ledger={"url": db.url})
-        healthy = shop.cli("doctor", "--json", "--no-smtp", now=None)  # creates the ledger's tables
+        Ledger(db.url).close()  # the ledger's tables, as a first run makes them
+        healthy = shop.cli("doctor", "--json", "--no-smtp", now=None)
         assert {c["name"]: c["status"] for c in healthy.json["checks"]}["ledger"] == "ok"
         if refusal == "read-only database":
             with db.admin.begin() as connection:
@@ -218,9 +220,10 @@ def test_doctor_says_a_database_that_is_not_a_ledger_is_not_one_and_leaves_it_un
     assert hashlib.md5(path.read_bytes()).hexdigest() == before
 
 
-def test_an_older_ledger_is_read_by_commands_that_record_nothing_and_upgraded_by_a_sending_run(
+def test_an_older_ledger_is_left_as_it_is_by_commands_that_record_nothing_and_upgraded_by_a_sending_run(
         shop: Shop, tmp_path: Path) -> None:
-    """A ledger of an older version (only cr_message and an older cr_run) is still a ledger."""
+    """A ledger of an older version (only an older cr_run) is still a ledger: doctor says what it
+    lacks and what brings it up to date, a dry-run stops (exit 2) saying so; neither changes it."""
     path = shop.folder / "old.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE cr_run (id INTEGER PRIMARY KEY, mode VARCHAR(16) NOT NULL, now DATETIME NOT NULL,"
@@ -228,10 +231,13 @@ def test_an_older_ledger_is_read_by_commands_that_record_nothing_and_upgraded_by
                    " NOT NULL, failed INTEGER NOT NULL, skipped INTEGER NOT NULL, deferred INTEGER NOT NULL,"
                    " problems INTEGER NOT NULL)")
     db.close()
+    before = hashlib.md5(path.read_bytes()).hexdigest()
     shop.configure(ledger={"url": "sqlite:///old.db"}).add(cart("c1"))
-    assert shop.cli("carts").exit_code == 0
+    carts = shop.cli("carts", "--json")
+    assert carts.exit_code == 2 and "older cartrescue (it lacks cr_message" in carts.json["error"]["message"]
     doctor = shop.cli("doctor", "--no-smtp", "--json", now=None)
-    assert {c["name"]: c["status"] for c in doctor.json["checks"]}["ledger"] == "ok", doctor.output
+    assert {c["name"]: c["status"] for c in doctor.json["checks"]}["ledger"] == "warn", doctor.output
+    assert _tables(path) == ["cr_run"] and hashlib.md5(path.read_bytes()).hexdigest() == before
     assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
     assert {"cr_message", "cr_run", "cr_lock"} <= set(_tables(path))
     assert shop.cli("doctor", "--no-smtp", now=None).exit_code == 0
@@ -241,6 +247,7 @@ def test_the_report_notes_that_its_ledger_url_names_a_database_that_is_not_a_led
     path, before = _shop_database_at_the_ledger_url(shop)
     result = shop.cli("report", "--json")
     assert result.exit_code == 0, result.output
-    assert result.json["notes"][0] == (f"{shop.config_path}: ledger.url: {path} is not a cartrescue ledger (it has "
-                                       "no cr_* table; a typo in the path?): read as an empty one, left unchanged")
+    assert result.json["notes"][0] == (f"{shop.config_path}: ledger.url: {path} has none of cartrescue's cr_* tables: "
+                                       "no run has recorded anything there yet (a typo in the path?): read as an "
+                                       "empty ledger, left unchanged")
     assert hashlib.md5(path.read_bytes()).hexdigest() == before

@@ -106,8 +106,9 @@ def test_a_ledger_path_with_a_typo_is_noted_and_no_empty_ledger_is_made(shop: Sh
     shop.configure(ledger={"url": "sqlite:///ledgr.db"})
     document = report(shop)
     assert document["summary"]["messages"] == 0
-    assert document["notes"][0] == (f"{shop.config_path}: ledger.url: no ledger at {shop.folder / 'ledgr.db'}: "
-                                    "no run has recorded anything there yet (a typo in the path?)")
+    assert document["notes"][0] == (f"{shop.config_path}: ledger.url: {shop.folder / 'ledgr.db'} does not exist: "
+                                    "no run has recorded anything there yet (a typo in the path?): read as an empty "
+                                    "ledger, left unchanged")
     assert not (shop.folder / "ledgr.db").exists()
 
 

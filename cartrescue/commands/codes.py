@@ -28,9 +28,12 @@ app = sub_typer("Incentive codes: list unused and expired ones, generate and exp
 PoolOption = Annotated[Optional[str], typer.Option("--pool", metavar="NAME", help="Only this code pool (its `codes.pool` name).")]
 
 
-def _codes(config: Path | None, now: str | None, pool: str | None = None) -> tuple[Any, Any, datetime]:
+def _codes(config: Path | None, now: str | None, pool: str | None = None, *,
+           create: bool = True) -> tuple[Any, Any, datetime]:
     """The config, its code pools on its ledger, and the command's now. ``pool`` (a ``--pool``)
-    is checked first: an unknown one is a usage error before the ledger is opened or created."""
+    is checked first: an unknown one is a usage error before the ledger is opened or created.
+    ``create=False``: a command that only reads (``codes list``) leaves the ledger as it is
+    (:meth:`cartrescue.config.Config.open_ledger`)."""
     from cartrescue.incentives import Codes, pool_named, pools
     from cartrescue.job import resolve_now
 
@@ -38,7 +41,7 @@ def _codes(config: Path | None, now: str | None, pool: str | None = None) -> tup
     at = resolve_now(cfg, parse_now(now))
     if pool is not None:
         pool_named(pools(cfg), pool)
-    return cfg, Codes(cfg, cfg.open_ledger()), at
+    return cfg, Codes(cfg, cfg.open_ledger(create=create)), at
 
 
 @app.command("list")
@@ -75,7 +78,7 @@ def codes_list(
     if unknown:
         fail(ConfigError(f"--status {unknown[0]}: expected one of {', '.join(STATUSES)}, all"), as_json)
     try:
-        _cfg, codes, at = _codes(config, now, pool)
+        _cfg, codes, at = _codes(config, now, pool, create=False)
         summary = {name: counts for name, counts in codes.summary(at).items() if pool in (None, name)}
         rows = list(codes.rows(at, pool=pool, statuses=wanted)) if wanted else []
     except CartrescueError as error:

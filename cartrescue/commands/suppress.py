@@ -249,7 +249,7 @@ def suppress_remove(
 
     try:
         cfg = load(config)
-        ledger = cfg.open_ledger(create=False)  # nothing to remove from a file not there
+        ledger = cfg.open_ledger(create=False, older=True)  # nothing to remove from a ledger not there
         try:
             removed = remove(ledger, email, cfg.phone_region)
         except ValueError as exc:

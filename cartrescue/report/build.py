@@ -50,12 +50,6 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
     from concurrent.futures import ThreadPoolExecutor
 
     window = config.report.attribution_window
-    file = config.missing_ledger_file()
-    # Opened, a missing file would be made, empty, and a typo in its path said "0.00 won back"
-    # with nothing else; so the report reads an empty ledger of a temporary folder and says why in
-    # its notes (a weekly digest set up before the first run is no error).
-    foreign = config.not_a_ledger_file()  # the shop's own database, say: read as empty, left unchanged
-    missing = file is not None or foreign is not None
     unread = 0  # the source's problems: order rows it could not read, left out
 
     def report_problem(problem: RowProblem) -> None:
@@ -63,6 +57,8 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
         unread += 1
         on_problem(problem)
 
+    # Never made, given tables, nor upgraded: the report only reads. Where there is no ledger it
+    # reads an empty one and says why in its notes (a weekly digest set up before the first run).
     ledger = config.open_ledger(create=False)
     try:
         with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now,
@@ -95,11 +91,9 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
         stale = stale_orders_note(config, period.now)
         if stale is not None:
             document["notes"].append(stale)
-        if missing:
-            document["notes"].insert(0, f"{config.where('ledger.url')}: " + (
-                f"no ledger at {file}: no run has recorded anything there yet (a typo in the path?)" if foreign is None
-                else f"{foreign[0]} is not a cartrescue ledger (it has no cr_* table; a typo in the path?): read "
-                "as an empty one, left unchanged"))
+        if ledger.absent is not None:
+            document["notes"].insert(0, f"{config.where('ledger.url')}: {ledger.absent}: no run has recorded "
+                                     "anything there yet (a typo in the path?): read as an empty ledger, left unchanged")
             return document  # nothing to promote, and nothing written
         if config.report.auto_promote:
             _promote(ledger, document, period.now)
