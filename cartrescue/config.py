@@ -1486,7 +1486,7 @@ class Config(_Model):
         shards of one shop on several hosts (``run --shard``) may read them under other names."""
         return f"{self.shop.name} <{self.shop.from_email}>"
 
-    def open_ledger(self, *, create: bool = True, older: bool = False) -> Ledger:
+    def open_ledger(self, *, create: bool = True, older: bool = False, upgrade: bool = False) -> Ledger:
         """The ledger of ``ledger.url``; an error that it cannot be opened names the file and key.
 
         ``create=False`` (a command that only reads: ``carts``, a dry-run, ``preview``, ``report``,
@@ -1496,7 +1496,9 @@ class Config(_Model):
         server database without them, given them; an empty ledger in a temporary folder stands
         in, as for a shop's first run, and says why (:attr:`cartrescue.ledger.Ledger.absent`).
         An older ledger is not upgraded either: it is an error naming what it lacks (exit 2),
-        unless ``older`` (``doctor``, which reports :attr:`~cartrescue.ledger.Ledger.behind`)."""
+        unless ``older`` (``doctor``, which reports :attr:`~cartrescue.ledger.Ledger.behind`) or
+        ``upgrade`` (``run`` and ``carts``, a dry-run too: the shop's own job may bring its ledger
+        up to date, so a careful owner can dry-run a new version before its first sending run)."""
         from cartrescue.ledger import Ledger, older_ledger
 
         where = self.where("ledger.url")
@@ -1511,6 +1513,9 @@ class Config(_Model):
         if ledger.has_no_tables():
             ledger.close()
             return Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
+        if ledger.behind and upgrade:  # it only adds tables and columns
+            ledger.close()
+            return Ledger(self.ledger_url, where=where)
         if ledger.behind and not older:
             ledger.close()
             raise LedgerError(older_ledger(where, ledger.behind))

@@ -246,7 +246,7 @@ def _run_job(
         # A run that records nothing (carts, a dry-run) does not make the ledger's file: at a
         # mistyped ledger.url an empty one then fooled doctor and the next sending run. It plans
         # as a first run does (doctor names the missing file).
-        ledger = config.open_ledger(create=delivering)
+        ledger = config.open_ledger(create=delivering, upgrade=True)
         stack.callback(ledger.close)
         try:
             same_source(config, source.name, ledger, now)  # before anything is claimed

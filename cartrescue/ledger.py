@@ -1801,8 +1801,8 @@ def older_ledger(where: str, behind: Sequence[str]) -> str:
     :attr:`Ledger.behind`), and what brings it up to date."""
     shown = ", ".join(behind[:6]) + (f" and {len(behind) - 6} more" if len(behind) > 6 else "")
     return (f"{where}: the ledger is of an older cartrescue (it lacks {shown}) and this command only reads, so it "
-            "left it unchanged: the next delivering run (`cartrescue run --send`, or `run --outbox DIR`) brings "
-            "it up to date (it only adds tables and columns)")
+            "left it unchanged: the next `cartrescue run` (a dry-run too) brings it up to date (it only adds "
+            "tables and columns)")
 
 
 def _why_no_file(url: str) -> str:

@@ -223,7 +223,7 @@ def test_doctor_says_a_database_that_is_not_a_ledger_is_not_one_and_leaves_it_un
 def test_an_older_ledger_is_left_as_it_is_by_commands_that_record_nothing_and_upgraded_by_a_sending_run(
         shop: Shop, tmp_path: Path) -> None:
     """A ledger of an older version (only an older cr_run) is still a ledger: doctor says what it
-    lacks and what brings it up to date, a dry-run stops (exit 2) saying so; neither changes it."""
+    lacks and what brings it up to date, a report stops (exit 2) saying so; neither changes it."""
     path = shop.folder / "old.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE cr_run (id INTEGER PRIMARY KEY, mode VARCHAR(16) NOT NULL, now DATETIME NOT NULL,"
@@ -233,8 +233,8 @@ def test_an_older_ledger_is_left_as_it_is_by_commands_that_record_nothing_and_up
     db.close()
     before = hashlib.md5(path.read_bytes()).hexdigest()
     shop.configure(ledger={"url": "sqlite:///old.db"}).add(cart("c1"))
-    carts = shop.cli("carts", "--json")
-    assert carts.exit_code == 2 and "older cartrescue (it lacks cr_message" in carts.json["error"]["message"]
+    report = shop.cli("report", "--json")
+    assert report.exit_code == 2 and "older cartrescue (it lacks cr_message" in report.json["error"]["message"]
     doctor = shop.cli("doctor", "--no-smtp", "--json", now=None)
     assert {c["name"]: c["status"] for c in doctor.json["checks"]}["ledger"] == "warn", doctor.output
     assert _tables(path) == ["cr_run"] and hashlib.md5(path.read_bytes()).hexdigest() == before

@@ -27,6 +27,8 @@ PERIOD = ("--since", "2026-11-19", "--until", "2026-11-21")
 READERS = [["report", "--json", *PERIOD], ["doctor", "--no-smtp", "--json"], ["suppress", "list", "--json"],
            ["preview", "c1", "--json"], ["codes", "list", "--json"], ["survey", "summary", "--json"],
            ["survey", "export", "--json"], ["carts", "--json"], ["run", "--json"], ["templates", "check", "--json"]]
+#: ... of which these leave an older ledger as it is (``run`` and ``carts``, a dry-run too, upgrade it).
+ONLY_READERS = [command for command in READERS if command[0] not in ("run", "carts")]
 ALL_KINDS = [pytest.param("sqlite", id="sqlite"), *KINDS]
 
 
@@ -113,15 +115,15 @@ def test_commands_that_only_read_leave_an_older_ledger_as_it_is_and_say_what_upg
     _populated(shop, url, tmp_path)
     _make_older(url)
     before = snapshot(url)
-    for command in READERS:
+    for command in ONLY_READERS:
         result = _run(shop, command)
         if command[0] == "doctor":
             found = {check["name"]: check for check in result.json["checks"]}
             assert found["ledger"]["status"] == "warn", found["ledger"]
             detail = found["ledger"]["detail"]
             assert "older cartrescue" in detail and "cr_promotion" in detail and "cr_run.shop" in detail, detail
-            assert "`cartrescue run --send`" in detail and found["staleness"]["status"] == "skip"
-        elif command[0] in ("report", "carts", "run", "preview", "codes", "suppress", "survey"):
+            assert "`cartrescue run`" in detail and found["staleness"]["status"] == "skip"
+        elif command[0] in ("report", "preview", "codes", "suppress", "survey"):
             assert result.exit_code == 2, (command, result.output)
             assert "older cartrescue" in result.json["error"]["message"], result.output
         assert snapshot(url) == before, command
@@ -129,6 +131,23 @@ def test_commands_that_only_read_leave_an_older_ledger_as_it_is_and_say_what_upg
     assert "cr_promotion" in snapshot(url) and "shop" in snapshot(url)["cr_run"][0]
     doctor = shop.cli("doctor", "--no-smtp", "--json", now=None)
     assert {c["name"]: c["status"] for c in doctor.json["checks"]}["ledger"] == "ok", doctor.output
+
+
+@pytest.mark.parametrize("command", [["run", "--json"], ["carts", "--json"]], ids=["dry-run", "carts"])
+def test_a_dry_run_of_a_new_version_brings_an_older_ledger_up_to_date_and_plans_from_its_history(
+        shop: Shop, ledger_db: tuple[str, ShopDb | None], tmp_path: Path, command: list[str]) -> None:
+    """A careful owner dry-runs a new version before its first sending run: it must not stop
+    on the ledger the old version left, nor plan as if nothing had been sent."""
+    url, _db = ledger_db
+    _populated(shop, url, tmp_path)
+    _make_older(url)
+    result = _run(shop, command)
+    assert result.exit_code == 0, result.output
+    decided = {d["cart_id"]: d for d in (result.json.get("decisions") or result.json.get("carts") or [])}
+    assert decided["c1"]["action"] != "send" or decided["c1"]["step"] != 1, decided["c1"]  # step 1 went out
+    after = snapshot(url)
+    assert "cr_promotion" in after and "shop" in after["cr_run"][0], after
+    assert after["cr_message"][1] == 1  # upgraded, nothing recorded
 
 
 @pytest.mark.parametrize("kind", KINDS)
