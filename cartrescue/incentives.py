@@ -213,21 +213,23 @@ class Codes:
         Idempotent per claim while its code works (a retry of the same claim, in a later run
         too, gets the same code and its first expiry, not one counted from the retry's ``now``:
         the customer may hold it from an earlier attempt). A retry at or after that expiry gets
-        a fresh code, valid from ``now`` as a first one: a message never carries a dead code
-        (:meth:`_replace`). A code already allocated is never handed out again: the update only
-        matches a row whose ``claim_id`` is still empty, so two processes racing for one row
-        cannot both win it; nor one that is withdrawn (a file pool's file is imported first,
-        once per process). Pattern pools generate a new code when no pre-generated one is left;
-        a file pool raises :class:`CodePoolEmpty` (a replaced code stays replaced then: the
-        claim waits for codes, as a first allocation would).
+        a fresh code, valid from ``now`` as a first one: a message never carries a dead code.
+        The old code is taken off the claim in the same transaction that gives it the new one
+        (:meth:`_take`): a crash, a database error or a pool that runs dry in between leaves the
+        claim with its old code, never with none or two. A code already allocated is never handed out again: the update only matches a row
+        whose ``claim_id`` is still empty, so two processes racing for one row cannot both win
+        it; nor one that is withdrawn (a file pool's file is imported first, once per process).
+        Pattern pools generate a new code when no pre-generated one is left; a file pool raises
+        :class:`CodePoolEmpty` (the claim keeps its old code then, and waits for codes as a
+        first allocation would).
         """
         pool = self.pool(name)
-        expires = code_expiry(now, pool.incentive.valid_for if valid_for is None else valid_for, self.tz)
+        valid = pool.incentive.valid_for if valid_for is None else valid_for
+        expires = code_expiry(now, valid, self.tz)
         existing = self._by_claim(claim_id)
-        if existing is not None:
-            if not has_expired(existing.expires, now):
-                return existing
-            self._replace(claim_id, existing.code)
+        if existing is not None and not has_expired(existing.expires, now):
+            return existing
+        replacing = None if existing is None else existing.code
         if pool.file is not None and name not in self._imported:
             self.import_file(name, now)
         table = self.table
@@ -243,38 +245,50 @@ class Codes:
             if not free:
                 break
             for row_id, code in free:
-                with self.engine.begin() as conn:
-                    won = conn.execute(
-                        update(table).where(table.c.id == row_id, table.c.claim_id.is_(None),
-                                            table.c.withdrawn_at.is_(None)).values(**values)
-                    ).rowcount
-                if won == 1:
+                if self._take(claim_id, replacing, update(table).where(
+                        table.c.id == row_id, table.c.claim_id.is_(None), table.c.withdrawn_at.is_(None))
+                        .values(**values)):
                     return Allocation(code, expires)
         if pool.source.pattern is None:
             raise CodePoolEmpty(f"code pool {name!r} has no unused code left (add codes to {pool.file})")
         for _try in range(_GENERATE_TRIES):
             code = generate_code(pool.source.pattern)
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(table).values(
+                if self._take(claim_id, replacing, insert(table).values(
                         pool=name, code=code, origin="generated", kind=pool.incentive.kind,
-                        value=str(pool.incentive.value), created_at=_naive(now), **values))
-                return Allocation(code, expires)
+                        value=str(pool.incentive.value), created_at=_naive(now), **values)):
+                    return Allocation(code, expires)
             except IntegrityError:
                 existing = self._by_claim(claim_id)
-                if existing is not None:
+                if existing is not None and existing.code != replacing:  # another process gave it one
                     return existing
         raise CartrescueError(f"code pool {name!r}: the pattern {pool.source.pattern!r} gave too many collisions")
 
-    def _replace(self, claim_id: int, code: str) -> None:
-        """Take the expired ``code`` off ``claim_id``, so that the claim can get a fresh one (the
-        claim is unique in ``cr_code``). The row stays, held by no message (``claim_id = -id``,
-        as ``forget`` keeps a spent code) and never free again: an earlier attempt may have put
-        it in the customer's mailbox; ``replaced_claim_id`` keeps whose it was."""
+    def _take(self, claim_id: int, replacing: str | None, statement: Any) -> bool:
+        """Run ``statement``, which gives ``claim_id`` a code (a conditional update of a free row,
+        or the insert of a generated one), and report whether it did. When the claim holds a
+        code a retry must not send (``replacing``), that code is taken off it in the same
+        transaction (:meth:`_replace`): both happen or neither, so a crash or a database error
+        between them cannot leave the message without a code (its old one marked replaced) or
+        with two."""
+        with self.engine.connect() as conn, conn.begin() as transaction:
+            if replacing is not None:
+                self._replace(conn, claim_id, replacing)
+            # 0: another process took the row first (an insert with RETURNING counts -1 on psycopg)
+            if conn.execute(statement).rowcount == 0:
+                transaction.rollback()
+                return False
+        return True
+
+    def _replace(self, conn: Any, claim_id: int, code: str) -> None:
+        """Take ``code``, which a retry must not send, off ``claim_id`` on ``conn`` (in the
+        transaction that gives the claim its fresh code: the claim is unique in ``cr_code``).
+        The row stays, held by no message (``claim_id = -id``, as ``forget`` keeps a spent code)
+        and never free again: an earlier attempt may have put it in the customer's mailbox;
+        ``replaced_claim_id`` keeps whose it was."""
         table = self.table
-        with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.code == code, table.c.claim_id == claim_id)
-                         .values(claim_id=-table.c.id, replaced_claim_id=claim_id))
+        conn.execute(update(table).where(table.c.code == code, table.c.claim_id == claim_id)
+                     .values(claim_id=-table.c.id, replaced_claim_id=claim_id))
 
     def _by_claim(self, claim_id: int) -> Allocation | None:
         table = self.table

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import shopdb
 import yaml
+from sqlalchemy import event, select
+from sqlalchemy.exc import DBAPIError
 from httpserver import Answer, WebhookReceiver
 from smtpserver import Fault, LoopbackSMTP
 
@@ -239,6 +241,65 @@ def test_a_claim_retried_after_its_code_expired_gets_a_fresh_code_valid_from_the
         fresh = _allocation(codes, "welcome", 1, DEAD)
         assert fresh == ("POOL-0001", "2026-11-28T00:00:00+00:00")  # counted from the retry, as a first one
         assert _allocation(codes, "welcome", 1, DEAD + timedelta(hours=1)) == fresh  # idempotent again
+
+
+def _held(codes: Codes, claim: int) -> tuple[list[str], list[str]]:
+    """The codes the claim holds, and those a retry took off it (its ``replaced_claim_id``)."""
+    table = codes.table
+    with codes.engine.connect() as conn:
+        held = conn.execute(select(table.c.code).where(table.c.claim_id == claim)).scalars().all()
+        replaced = conn.execute(select(table.c.code).where(table.c.replaced_claim_id == claim)).scalars().all()
+    return sorted(held), sorted(replaced)
+
+
+@contextlib.contextmanager
+def _failing_take(codes: Codes) -> Iterator[list[str]]:
+    """The ledger's real engine, whose next statement giving a claim a code (the update of a free
+    row, the insert of a generated one) fails in the database itself: it names a table that does
+    not exist. A fault between taking the old code off the claim and giving it the new one.
+    Yields the statements that were made to fail."""
+    failed: list[str] = []
+
+    def fault(conn: object, cursor: object, statement: str, params: object, context: object,
+              executemany: bool) -> tuple[str, object]:
+        if not failed and statement.startswith(("UPDATE cr_code SET claim_id=", "INSERT INTO cr_code ")) \
+                and "allocated_at" in statement:
+            failed.append(statement)
+            statement = statement.replace(" cr_code", " cr_code_gone", 1)
+        return statement, params
+
+    event.listen(codes.engine, "before_cursor_execute", fault, retval=True)
+    try:
+        yield failed
+    finally:
+        event.remove(codes.engine, "before_cursor_execute", fault)
+
+
+@pytest.mark.parametrize("pool", ["welcome", "vip"])  # a pool file's free code; a generated one
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
+def test_a_database_error_while_a_retry_replaces_an_expired_code_leaves_the_claim_its_one_code_on_every_ledger(
+        tmp_path: Path, kind: str, pool: str) -> None:
+    with _codes_on(kind, _config(tmp_path, pool_size=6)) as codes:
+        old = _allocate(codes, pool, 1)
+        with _failing_take(codes) as failed, pytest.raises(DBAPIError):
+            _allocation(codes, pool, 1, DEAD)
+        assert failed, "the fault never fired"
+        assert _held(codes, 1) == ([old], [])  # the replacement was undone with the failed allocation
+        new = _allocation(codes, pool, 1, DEAD)[0]  # the next retry replaces it
+        assert new != old and _held(codes, 1) == ([new], [old])
+
+
+def test_a_retry_after_expiry_from_a_dry_pool_leaves_the_claim_its_old_code_until_codes_are_added(
+        tmp_path: Path) -> None:
+    codes = _codes(_config(tmp_path, pool_size=1))
+    assert _allocate(codes, "welcome", 1) == "POOL-0000"
+    with pytest.raises(CodePoolEmpty):
+        _allocation(codes, "welcome", 1, DEAD)
+    assert _held(codes, 1) == (["POOL-0000"], [])
+    (tmp_path / "codes.txt").write_text("POOL-0000\nPOOL-0001\n", encoding="utf-8")
+    codes.import_file("welcome", DEAD)  # as the next run does first
+    assert _allocation(codes, "welcome", 1, DEAD + timedelta(hours=1))[0] == "POOL-0001"
+    assert _held(codes, 1) == (["POOL-0001"], ["POOL-0000"])
 
 
 def test_a_code_is_kept_until_the_moment_it_stops_working(tmp_path: Path) -> None:
