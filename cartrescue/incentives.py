@@ -38,6 +38,9 @@ STATUSES = ("unused", "active", "expired", "undelivered", "withdrawn")
 _PLACEHOLDER = re.compile(r"\{random:(\d+)\}")
 _CANDIDATES = 16  # free rows tried per select; contention only costs a retry
 _GENERATE_TRIES = 20
+#: How long a code a retry keeps must still work (or the offer's whole ``valid_for``, when that
+#: is shorter); else the retry gives the message a fresh one (:func:`worth_sending`).
+MIN_LEFT_AT_RETRY = timedelta(hours=24)
 
 
 class CodePoolEmpty(CartrescueError):
@@ -210,16 +213,19 @@ class Codes:
         may share a pool and differ in it), else the pool's first offer's: the code expires on
         the day the message shows.
 
-        Idempotent per claim while its code works (a retry of the same claim, in a later run
-        too, gets the same code and its first expiry, not one counted from the retry's ``now``:
-        the customer may hold it from an earlier attempt). A retry at or after that expiry gets
-        a fresh code, valid from ``now`` as a first one: a message never carries a dead code.
-        The old code is taken off the claim in the same transaction that gives it the new one
-        (:meth:`_take`): a crash, a database error or a pool that runs dry in between leaves the
-        claim with its old code, never with none or two. A code already allocated is never handed out again: the update only matches a row
-        whose ``claim_id`` is still empty, so two processes racing for one row cannot both win
-        it; nor one that is withdrawn (a file pool's file is imported first, once per process).
-        Pattern pools generate a new code when no pre-generated one is left; a file pool raises
+        Idempotent per claim while its code is still worth sending (a retry of the same claim,
+        in a later run too, gets the same code and its first expiry, not one counted from the
+        retry's ``now``: the customer may hold it from an earlier attempt). A retry that comes
+        when the code is dead or has less than a day to live (:func:`worth_sending`) gets a fresh
+        code, valid from ``now`` as a first one: a message never carries a code its customer has
+        no time to use. The old code is taken off the claim in the same transaction that gives
+        it the new one (:meth:`_take`): a crash, a database error or a pool that runs dry in
+        between leaves the claim with its old code, never with none or two.
+
+        A code already allocated is never handed out again: the update only matches a row whose
+        ``claim_id`` is still empty, so two processes racing for one row cannot both win it; nor
+        one that is withdrawn (a file pool's file is imported first, once per process). Pattern
+        pools generate a new code when no pre-generated one is left; a file pool raises
         :class:`CodePoolEmpty` (the claim keeps its old code then, and waits for codes as a
         first allocation would).
         """
@@ -227,7 +233,7 @@ class Codes:
         valid = pool.incentive.valid_for if valid_for is None else valid_for
         expires = code_expiry(now, valid, self.tz)
         existing = self._by_claim(claim_id)
-        if existing is not None and not has_expired(existing.expires, now):
+        if existing is not None and worth_sending(existing.expires, now, valid):
             return existing
         replacing = None if existing is None else existing.code
         if pool.file is not None and name not in self._imported:
@@ -373,6 +379,15 @@ def code_expiry(now: datetime, valid_for: timedelta, tz: tzinfo) -> datetime:
 def has_expired(expires: datetime, now: datetime) -> bool:
     """A code that stops working at ``expires`` (:func:`code_expiry`) is dead at ``now``."""
     return expires <= now
+
+
+def worth_sending(expires: datetime, now: datetime, valid_for: timedelta) -> bool:
+    """Whether a retry at ``now`` may still send the code that stops working at ``expires``: it
+    must work for :data:`MIN_LEFT_AT_RETRY` more, or for the offer's whole ``valid_for`` when
+    that is shorter. A 3-day code retried in its last hour would reach a customer who could not
+    use it. A fresh code always passes (:func:`code_expiry` gives it at least ``valid_for``), so
+    a retry never replaces the code it was just given."""
+    return expires - now >= min(valid_for, MIN_LEFT_AT_RETRY)
 
 
 def expiry_day(expires: datetime, tz: tzinfo) -> date:

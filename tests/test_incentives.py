@@ -28,7 +28,15 @@ from httpserver import Answer, WebhookReceiver
 from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.config import Config, ConfigError, load_config
-from cartrescue.incentives import ALPHABET, CodePoolEmpty, Codes, Imported, generate_code, placeholder
+from cartrescue.incentives import (
+    ALPHABET,
+    MIN_LEFT_AT_RETRY,
+    CodePoolEmpty,
+    Codes,
+    Imported,
+    generate_code,
+    placeholder,
+)
 from cartrescue.pool_file import read_pool_file
 from cartrescue.ledger import Ledger
 from conftest import NOW, REPO, Shop, cart
@@ -302,11 +310,29 @@ def test_a_retry_after_expiry_from_a_dry_pool_leaves_the_claim_its_old_code_unti
     assert _held(codes, 1) == (["POOL-0001"], ["POOL-0000"])
 
 
-def test_a_code_is_kept_until_the_moment_it_stops_working(tmp_path: Path) -> None:
+def test_a_retry_keeps_a_code_with_a_day_left_and_replaces_one_in_its_last_hours(tmp_path: Path) -> None:
+    """A 3-day code retried in its last hour would reach a customer who could not use it."""
     codes = _codes(_config(tmp_path, pool_size=6))
-    first = _allocation(codes, "welcome", 1, NOW)
-    assert _allocation(codes, "welcome", 1, DEAD - timedelta(seconds=1)) == first
-    assert _allocation(codes, "welcome", 1, DEAD)[0] == "POOL-0001"
+    first = _allocation(codes, "welcome", 1, NOW)  # works until DEAD
+    assert _allocation(codes, "welcome", 1, DEAD - MIN_LEFT_AT_RETRY) == first
+    fresh = _allocation(codes, "welcome", 1, DEAD - timedelta(hours=1))
+    assert fresh == ("POOL-0001", "2026-11-27T00:00:00+00:00")  # 3 days from the retry, as a first one
+    assert _held(codes, 1) == (["POOL-0001"], ["POOL-0000"])
+    assert _allocation(codes, "welcome", 1, DEAD) == fresh  # the fresh code is kept in its turn
+
+
+def test_a_retry_keeps_a_code_valid_less_than_a_day_while_its_whole_validity_is_left(tmp_path: Path) -> None:
+    codes = _codes(_config(tmp_path, pool_size=6))
+
+    def allocation(now: datetime) -> tuple[str, str]:
+        code, expires = codes.allocate("welcome", 1, cart_key="csv:1", email="p1@example.com", step=1, now=now,
+                                       valid_for=timedelta(hours=12))
+        return code, expires.isoformat()
+
+    first = allocation(NOW)  # 10:00 + 12 h is still the 20th: it works until midnight, 14 h
+    assert first == ("POOL-0000", "2026-11-21T00:00:00+00:00")
+    assert allocation(NOW + timedelta(hours=2)) == first  # 12 h left: the whole offer
+    assert allocation(NOW + timedelta(hours=2, minutes=1)) == ("POOL-0001", "2026-11-22T00:00:00+00:00")
 
 
 def test_a_code_replaced_on_a_retry_is_never_handed_out_again(tmp_path: Path) -> None:
@@ -601,6 +627,17 @@ def test_a_message_retried_after_its_code_expired_carries_a_fresh_code_and_a_fut
     assert "November 23, 2026" in text and "November 21" not in text
     (row,) = _codes(load_config(shop.config_path)).rows(RETRY, statuses=("active",))
     assert (row["code"], row["expires_at"]) == ("POOL-0001", "2026-11-23T23:00:00Z")
+
+
+@pytest.mark.smtp
+def test_a_message_retried_in_the_last_hour_of_its_code_carries_a_fresh_code(shop: Shop) -> None:
+    _one_day_shop(shop)  # c000's code, given at NOW, works to the end of the 21st in Stockholm
+    with _failed_first_attempt(shop) as server:
+        later = shop.cli("run", "--send", "--json", now=datetime.fromisoformat("2026-11-21T22:30:00+00:00"))
+        assert later.json["counts"]["deliveries"] == {"sent": 1}, later.output
+    text = _last_text(server)
+    assert "POOL-0001" in text and "POOL-0000" not in text
+    assert "November 22, 2026" in text and "November 21" not in text
 
 
 @pytest.mark.smtp

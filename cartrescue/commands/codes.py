@@ -59,9 +59,9 @@ def codes_list(
 
     unused: never handed out; active: its message was delivered, or may have been (unconfirmed,
     or claimed by a run that died), and it has not expired; expired: handed out and past its
-    expiry (safe to disable in the shop), also one a retry replaced with a fresh code because it
-    had expired (a message never carries an expired code); undelivered: allocated to a message
-    that failed;
+    expiry (safe to disable in the shop); a code a retry replaced with a fresh one (it had less
+    than a day left) is active until its expiry, then expired; undelivered: allocated to a
+    message that failed;
     withdrawn: unused and taken out of its pool file, so never handed out (`codes import`). Codes are only handed out when their message is delivered (never in a dry-run).
     Codes are never cut; on a narrow terminal the list leaves out step and allocation time
     (`--wide` shows them) and times are in UTC to the minute.
