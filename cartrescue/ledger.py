@@ -1532,14 +1532,24 @@ class Ledger:
                 "sent": sum(int(r[2] or 0) for r in rows), "failed": sum(int(r[3] or 0) for r in rows),
                 "problems": sum(int(r[4] or 0) for r in rows), "last_ok": last_ok}
 
-    def report_codes(self, claim_ids: Sequence[int]) -> dict[int, str]:
-        """The incentive code allocated to each of ``claim_ids`` (cr_code), for redemption."""
+    def report_codes(self, claim_ids: Sequence[int]) -> dict[int, set[str]]:
+        """The incentive codes given to each of ``claim_ids`` (cr_code), for redemption: the one
+        it holds and any a retry replaced on it (``replaced_claim_id``). The customer may hold
+        the code of an earlier attempt that reached them, and an order using it was won by that
+        message as much as one using the fresh code."""
         c = Code.__table__.c  # type: ignore[attr-defined]
-        found: dict[int, str] = {}
+        found: dict[int, set[str]] = {}
+        wanted = set(claim_ids)
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(claim_ids), 500):
-                found.update((int(i), code) for i, code in conn.execute(
-                    select(c.claim_id, c.code).where(c.claim_id.in_(chunk))))
+            for chunk in _chunks(list(wanted), 500):
+                for claim, code in conn.execute(select(c.claim_id, c.code).where(c.claim_id.in_(chunk))):
+                    found.setdefault(int(claim), set()).add(code)
+            # A replaced code is held by no message (claim_id = -id): the few such rows are read
+            # along the claim's unique index, not by scanning every code for replaced_claim_id.
+            for claim, code in conn.execute(select(c.replaced_claim_id, c.code).where(
+                    c.claim_id < 0, c.replaced_claim_id.is_not(None))):
+                if claim in wanted:
+                    found.setdefault(int(claim), set()).add(code)
         return found
 
     def promotions(self) -> dict[tuple[str, int], str]:

@@ -3,6 +3,7 @@ interval, A/B results, money per tier, the funnel, and every edge case with a cl
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sqlite3
@@ -11,7 +12,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import shopdb
 
+from cartrescue.config import load_config
+from cartrescue.incentives import Codes
 from cartrescue.ledger import Ledger
 from conftest import NOW, Shop, cart, iso
 from reportdata import Experiment, Row, order_row, write_ledger, write_orders
@@ -513,6 +517,38 @@ def test_a_discount_code_on_the_order_decides_whether_the_incentive_was_used(sho
     shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep the orders file with codes
     (row,) = report(shop)["money"]["by_tier"]
     assert row["orders_with_incentive"] == 2 and row["codes_redeemed"] == 1 and row["incentive_cost"] == "5.00"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
+def test_an_order_using_the_code_a_retry_replaced_counts_as_redeemed_for_its_message(shop: Shop, kind: str) -> None:
+    """s0's first attempt carried POOL-0000 (it may have reached the customer: unconfirmed, or
+    the relay lied); its retry after that code expired carried POOL-0002. The customer ordered
+    with the first code: the incentive was redeemed, and cost its 5 EUR, for s0's message."""
+    (shop.folder / "codes.txt").write_text("POOL-0000\nPOOL-0001\nPOOL-0002\nPOOL-0003\n", encoding="utf-8")
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": {
+        "kind": "fixed", "value": 5, "valid_for": "1d", "codes": {"pool": "welcome", "file": "codes.txt"}}}]}})
+    with contextlib.ExitStack() as stack:
+        if kind != "sqlite":
+            shop.configure(ledger={"url": stack.enter_context(shopdb.shop_database(kind, "ledger")).url})
+        shop.write()
+        config = load_config(shop.config_path)
+        write_ledger(config.ledger_url, [Row(f"s{n}", NOW) for n in range(3)])
+        ledger = stack.enter_context(contextlib.closing(Ledger(config.ledger_url)))
+        claims = {row["cart_id"]: row["id"] for row in ledger.messages()}
+        codes = Codes(config, ledger)
+
+        def allocate(cart_id: str, at: datetime) -> str:
+            return codes.allocate("welcome", claims[cart_id], cart_key=f"csv:{cart_id}", email=None, step=1, now=at).code
+
+        assert [allocate("s0", NOW), allocate("s1", NOW), allocate("s0", NOW + timedelta(days=3)),
+                allocate("s2", NOW)] == ["POOL-0000", "POOL-0001", "POOL-0002", "POOL-0003"]
+        orders = [order_row(f"o{n}", at=NOW + timedelta(hours=2), total="50.00", cart_id=f"s{n}") for n in range(3)]
+        for order, used in zip(orders, ["pool-0000", "POOL-0001", "POOL-0002"]):  # s2 used s0's fresh code
+            order["discount_code"] = used
+        write_orders(shop.folder / "orders.csv", orders, ["discount_code"])
+        shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep the orders file with codes
+        (row,) = report(shop)["money"]["by_tier"]
+    assert (row["orders_with_incentive"], row["codes_redeemed"], row["incentive_cost"]) == (3, 2, "10.00")
 
 
 def test_a_fixed_incentive_costs_its_value_in_the_carts_currency_converted(shop: Shop) -> None:

@@ -52,7 +52,7 @@ class Period:
 
 
 def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, Any],
-          decisions: list[tuple[str, str, int, int]], codes: dict[int, str], ledger_counts: dict[str, int],
+          decisions: list[tuple[str, str, int, int]], codes: dict[int, set[str]], ledger_counts: dict[str, int],
           promotions: list[dict[str, Any]], redecided: int = 0) -> dict[str, Any]:
     """The whole report document."""
     totals = att.totals()
@@ -381,7 +381,15 @@ def _discount(incentive: Incentive, paid: int, report_free_shipping: Decimal, cu
     return report_free_shipping
 
 
-def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[str]) -> dict[str, Any]:
+def _redeemed(used: str | None, given: set[str]) -> bool:
+    """Whether an order that used the discount code ``used`` redeemed its message's incentive,
+    whose codes are ``given``: the recipient's own (with any a retry replaced, which an earlier
+    attempt may have delivered) or the step's shared one. Codes are matched without case, as
+    shops take them; with no code known for the message, any code counts."""
+    return used is not None and (not given or used.upper() in {code.upper() for code in given})
+
+
+def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: list[str]) -> dict[str, Any]:
     costs = config.report.costs
     margin = config.report.margin
     tiers: dict[str, dict[str, Any]] = defaultdict(lambda: {"messages": 0, "channel_cost": Decimal(0), "orders": 0,
@@ -406,8 +414,8 @@ def _money(config: Config, att: Attribution, codes: dict[int, str], notes: list[
         if incentive is None:
             continue
         row["with_incentive"] += 1
-        given = codes.get(message_id) or incentive.code
-        redeemed = (code is not None and (given is None or code.upper() == given.upper())) if codes_known else True
+        given = codes.get(message_id) or ({incentive.code} if incentive.code else set())
+        redeemed = _redeemed(code, given) if codes_known else True
         if redeemed:
             row["redeemed"] += 1
             if paid is None and incentive.kind == "percent":  # a share of an amount with no rate: unknown
