@@ -318,6 +318,8 @@ def test_a_retry_keeps_a_code_with_a_day_left_and_replaces_one_in_its_last_hours
     fresh = _allocation(codes, "welcome", 1, DEAD - timedelta(hours=1))
     assert fresh == ("POOL-0001", "2026-11-27T00:00:00+00:00")  # 3 days from the retry, as a first one
     assert _held(codes, 1) == (["POOL-0001"], ["POOL-0000"])
+    # the old code may be in the customer's mailbox, and works until its own end
+    assert {row["code"]: row["status"] for row in codes.rows(DEAD - timedelta(hours=1))}["POOL-0000"] == "active"
     assert _allocation(codes, "welcome", 1, DEAD) == fresh  # the fresh code is kept in its turn
 
 
