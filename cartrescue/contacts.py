@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -23,10 +24,18 @@ _EMAIL = re.compile(r"^[^@\s<>\",;:]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?
 
 
 def normalize_email(email: str | None) -> str | None:
-    """Lower-cased and stripped, or ``None`` for blank."""
+    """Stripped, in Unicode normal form C, then lower-cased; ``None`` for blank.
+
+    NFC first: ``bücher`` typed with a composed ``ü`` and with ``u`` + combining diaeresis is one
+    address to a person and to IDNA (both are ``xn--bcher-kva``), and must hash as one. NFC is
+    the identity on ASCII and on composed text, so the hashes ledgers already hold stay as they are.
+    """
     if email is None:
         return None
-    email = email.strip().lower()
+    email = email.strip()
+    if not email.isascii():
+        email = unicodedata.normalize("NFC", email)
+    email = email.lower()
     return email or None
 
 
@@ -67,17 +76,30 @@ def without_address(text: str, contact: str) -> str:
 def email_forms(email: str) -> tuple[str, ...]:
     """``email`` normalized and, for a domain in another script, with that domain in its other
     IDNA form (``ann@bücher.example``, ``ann@xn--bcher-kva.example``): one mailbox, which a cart,
-    a relay's bounce or an erasure request may name either way. A number is its own one form."""
+    a relay's bounce or an erasure request may name either way. A number is its own one form.
+
+    A non-ASCII address also comes decomposed (NFD: ``u`` + combining diaeresis), as a source
+    may still store it and older versions hashed it: rows and suppressions kept that way are
+    the same person's, and an erasure or a suppression check must find them too."""
     normalized = normalize_email(email)
     if not normalized:
         return ()
     other = None if normalized.isascii() and "xn--" not in normalized else _other_form(normalized)
-    return (normalized,) if other is None else (normalized, other)
+    forms = (normalized,) if other is None else (normalized, other)
+    if normalized.isascii() and other is None:
+        return forms
+    return tuple(dict.fromkeys([*forms, *(unicodedata.normalize("NFD", form) for form in forms)]))
 
 
 def email_hash(email: str) -> str:
-    """Stable hash of a normalized address: suppressions store this, not the address."""
+    """Stable hash of a normalized address (NFC, lower-cased): suppressions store this, not the address."""
     return hashlib.sha256(normalize_email(email).encode("utf-8")).hexdigest()  # type: ignore[union-attr]
+
+
+def _hash_as_kept(form: str) -> str:
+    """The hash of ``form`` exactly as written (lower-cased): older versions hashed a decomposed
+    address so, without composing it first."""
+    return hashlib.sha256(form.strip().lower().encode("utf-8")).hexdigest()
 
 
 def email_hashes(email: str) -> tuple[str, ...]:
@@ -87,7 +109,7 @@ def email_hashes(email: str) -> tuple[str, ...]:
     a suppression is kept under the form it was given in, so both are asked."""
     if email.isascii() and "xn--" not in email and "XN--" not in email:  # the common case, per cart
         return (email_hash(email),)
-    return tuple(email_hash(form) for form in email_forms(email))
+    return tuple(dict.fromkeys(_hash_as_kept(form) for form in email_forms(email)))
 
 
 def _other_form(email: str) -> str | None:

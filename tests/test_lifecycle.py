@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+import unicodedata
 from datetime import timedelta
 from pathlib import Path
 
@@ -214,6 +215,44 @@ def test_forget_erases_the_other_form_of_an_international_domain_on_a_postgresql
         assert (result.json["erased"]["cr_message"], result.json["erased"]["cr_decision"]) == (1, 1)
         left = [(table, n) for table in ("cr_message", "cr_decision") for (n,) in db.execute(
             f"SELECT COUNT(*) FROM {table} WHERE email IN ('ann@bücher.example', 'ann@xn--bcher-kva.example')") if n]
+        assert left == [] and db.execute("SELECT COUNT(*) FROM cr_message WHERE email IS NOT NULL")[0][0] == 1
+
+
+ANN_COMPOSED = "ann@b\u00fccher.example"  # ü as one code point (NFC)
+ANN_DECOMPOSED = unicodedata.normalize("NFD", ANN_COMPOSED)  # u + combining diaeresis
+
+
+@pytest.mark.parametrize(("stored", "asked"), [(ANN_COMPOSED, ANN_DECOMPOSED), (ANN_DECOMPOSED, ANN_COMPOSED)])
+def test_forget_erases_the_address_in_its_composed_and_decomposed_unicode_forms(shop: Shop, stored: str,
+                                                                                asked: str) -> None:
+    """``ü`` as one character or as u + combining diaeresis is one address (IDNA gives both
+    ``xn--bcher-kva``): forget given one form erased no row kept in the other, and said
+    "forgotten"."""
+    shop.add(cart("c-ann", email=stored), cart("c-eve", email="eve@example.com"))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    db = shop.folder / "ledger.db"
+    assert {table for table, _ in columns_holding(db, stored)} == {"cr_message", "cr_decision"}
+    result = shop.cli("forget", asked, "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["erased"]["cr_message"], result.json["erased"]["cr_decision"]) == (1, 1)
+    assert columns_holding(db, ANN_COMPOSED) == columns_holding(db, ANN_DECOMPOSED) == []
+    assert columns_holding(db, "eve@example.com")
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(days=2))
+    ann = next(d for d in later.json["decisions"] if d["cart_id"] == "c-ann")
+    assert (ann["action"], ann["reason"]) == ("skip", "suppressed")
+
+
+@pytest.mark.postgres
+def test_forget_erases_the_composed_form_when_asked_in_the_decomposed_one_on_a_postgresql_ledger(shop: Shop) -> None:
+    with shopdb.shop_database("postgres", "ledger") as db:
+        shop.configure(ledger={"url": db.url})
+        shop.add(cart("c-ann", email=ANN_COMPOSED), cart("c-eve", email="eve@example.com"))
+        assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+        result = shop.cli("forget", ANN_DECOMPOSED.upper(), "--json", now=None)
+        assert result.exit_code == 0, result.output
+        assert (result.json["erased"]["cr_message"], result.json["erased"]["cr_decision"]) == (1, 1)
+        left = [n for table in ("cr_message", "cr_decision") for (n,) in db.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE email LIKE 'ann@%'") if n]
         assert left == [] and db.execute("SELECT COUNT(*) FROM cr_message WHERE email IS NOT NULL")[0][0] == 1
 
 
