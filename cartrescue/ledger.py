@@ -298,7 +298,8 @@ class Inbound(SQLModel, table=True):
     """An inbound message the provider's webhook delivered (an SMS reply) or a mailbox held (an
     unsubscribe mail): kept by its provider id (a mail's by its Message-ID) so that a replayed
     request is refused and a mail read once is skipped, with the hash of the number (or address)
-    and what was done. ``forget`` empties the hash and keeps the row."""
+    and what was done. ``forget`` empties the hash and keeps the row; a refused mail is kept under
+    its Message-ID's hash from the start (cartrescue.unsubscribe_mail.forgotten_key)."""
 
     __tablename__ = "cr_inbound"
     id: int | None = Field(default=None, primary_key=True)
@@ -1396,15 +1397,16 @@ class Ledger:
             return conn.execute(select(table.c.action).where(
                 table.c.provider_id.in_([key[:191] for key in provider_ids])).limit(1)).scalar()
 
-    def retake_inbound(self, provider_id: str, contact_hash: str, suppress: str, source: str,
+    def retake_inbound(self, provider_ids: Sequence[str], contact_hash: str, suppress: str, source: str,
                        now: datetime | None = None) -> bool:
-        """An inbound message refused before that now names ``contact_hash`` (its check could not
-        be made then: no secret, another secret): mark it ``suppressed`` and suppress the hash,
-        in one transaction. ``False`` when another process took it meanwhile."""
+        """An inbound message refused before, kept under one of ``provider_ids`` (a mail's
+        Message-ID or its hash), that now names ``contact_hash`` (its check could not be made
+        then: no secret, another secret): mark it ``suppressed`` and suppress the hash, in one
+        transaction. ``False`` when another process took it meanwhile."""
         inbound, suppression = Inbound.__table__, Suppression.__table__  # type: ignore[attr-defined]
         at = _naive(now or datetime.now(timezone.utc))
         with self.engine.begin() as conn:
-            taken = conn.execute(update(inbound).where(inbound.c.provider_id == provider_id[:191],
+            taken = conn.execute(update(inbound).where(inbound.c.provider_id.in_([key[:191] for key in provider_ids]),
                                                        inbound.c.action == "refused")
                                  .values(phone_hash=contact_hash, action="suppressed")).rowcount
             if taken and conn.execute(select(suppression.c.id).where(

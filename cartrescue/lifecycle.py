@@ -3,8 +3,9 @@
 Owns the two ways rows leave the ledger:
 
 - :func:`forget` erases everything the ledger holds about one address -- every row of every
-  ledger table with an ``email`` column (messages, decisions, test messages, and tables added
-  later, such as survey answers), the test messages ``send-test`` rendered from its carts, the
+  ledger table with an ``email`` column (decisions, test messages, and tables added later, such
+  as survey answers; messages keep their rows, anonymous: :data:`ANONYMOUS_MESSAGE`), the test
+  messages ``send-test`` rendered from its carts, the
   address on incentive codes, its hash on the inbound mails and texts it sent (which stay
   received: a replay or the next read of the mailbox must not act on them again) -- and keeps
   only a suppression under the address's hash, so the person is never mailed again and the
@@ -42,6 +43,13 @@ from cartrescue.ledger import MAYBE_DELIVERED, TABLES, UNCONFIRMED, Code, Inboun
 from cartrescue.unsubscribe_mail import forgotten_key
 
 FORGOTTEN = "forgotten"  # the suppression reason of a forgotten address
+
+#: What a forgotten address's ``cr_message`` rows are left with: each column that ties the row to
+#: the person is emptied -- the address, the number texted with it (the person's too), and the
+#: shop's customer id (it leads back to the shop's customer record). The cart's key and id (the
+#: record of its steps, which must never go out twice), its value and locale (the report's totals
+#: and breakdowns, shared by many customers) stay.
+ANONYMOUS_MESSAGE: dict[str, None] = {"email": None, "phone": None, "customer_id": None}
 
 
 @dataclass(slots=True)
@@ -118,7 +126,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         # address the shop had since corrected got its step 1 again), and their ids must not be
         # handed out again (a webhook's Idempotency-Key is the row's id).
         if ids:
-            conn.execute(update(message).where(message.c.id.in_(ids)).values(email=None))
+            conn.execute(update(message).where(message.c.id.in_(ids)).values(**ANONYMOUS_MESSAGE))
         for row in messages:
             scrubbed = without_address(row.reply or "", email)
             if scrubbed != (row.reply or ""):  # a relay's reply that quoted the address
@@ -131,6 +139,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
             its = its_tests if table is tests else _is(table.c.email, forms)
             found.rows[table.name] = int(conn.execute(delete(table).where(its)).rowcount or 0)
         found.rows[Inbound.__tablename__] = _unlink_inbound(conn, hashes)
+        _hash_refused_mails(conn)
         # A suppression under either form covers the address (an unsubscribe keeps its reason).
         existing = conn.execute(select(suppression.c.id, suppression.c.source)
                                 .where(suppression.c.email_hash.in_(hashes))).first()
@@ -202,6 +211,19 @@ def _unlink_inbound(conn: Any, hashes: Sequence[str]) -> int:
         conn.execute(update(inbound).where(inbound.c.id == row.id).values(
             phone_hash="", provider_id=forgotten_key(row.provider_id)))
     return len(rows)
+
+
+def _hash_refused_mails(conn: Any) -> None:
+    """Refused unsubscribe mails an older version kept under their raw Message-ID lose it for its
+    hash (:func:`~cartrescue.unsubscribe_mail.forgotten_key`): a refused mail names no address the
+    ledger knows, so whose it is cannot be told, and its Message-ID may name the sender's domain,
+    even address. The mailbox's next read finds them under either key."""
+    inbound = Inbound.__table__  # type: ignore[attr-defined]
+    rows = conn.execute(select(inbound.c.id, inbound.c.provider_id).where(inbound.c.action == "refused")).all()
+    for row in rows:
+        hashed = forgotten_key(row.provider_id)
+        if hashed != row.provider_id:
+            conn.execute(update(inbound).where(inbound.c.id == row.id).values(provider_id=hashed))
 
 
 def _carts_of(conn: Any, forms: Sequence[str]) -> list[str]:

@@ -12,7 +12,8 @@ rules ask for it within two days.
   hash of its bytes), together with what it did, in the transaction of its suppression: the
   next run skips it, so a mail refused once is reported once, and a suppression lifted since
   (``suppress remove``) is not undone by reading the same mail again. ``forget`` keeps the mail
-  read under :func:`forgotten_key`, without the address's hash.
+  read under :func:`forgotten_key`, without the address's hash; a refused mail, whose sender no
+  erasure can name, is kept under that key from the start.
 - A mail without a valid token is refused and named, never suppressed by its sender's address
   unless ``trust_sender`` says so: a ``From:`` line is as easy to forge as a token is hard.
   Even then an automatic mail (``Auto-Submitted``, a delivery report) is not taken for its sender.
@@ -199,14 +200,16 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
         known = bool(hashed) and ledger.suppression(hashed) is not None
         source = f"mail ({how}) {mail.where}"
         if before == "refused":  # reported by an earlier run: now taken, or still refused (said once)
-            if hashed and ledger.retake_inbound(mail_id, hashed, UNSUBSCRIBED, source, now):
+            if hashed and ledger.retake_inbound((mail_id, forgotten_key(mail_id)), hashed, UNSUBSCRIBED, source, now):
                 result.added += not known
                 result.already += known
             else:
                 result.seen += 1
             continue
-        fresh = ledger.inbound(mail_id, hashed, "suppressed" if hashed else "refused",
-                               UNSUBSCRIBED if hashed else None, source, now)
+        # A refused mail speaks for nobody the ledger knows, so no erasure could find it by its
+        # sender: its Message-ID (which may name the sender's domain, even address) is kept hashed.
+        fresh = ledger.inbound(mail_id if hashed else forgotten_key(mail_id), hashed,
+                               "suppressed" if hashed else "refused", UNSUBSCRIBED if hashed else None, source, now)
         if not fresh:
             result.seen += 1
         elif not hashed:

@@ -5,6 +5,9 @@ delivering run, one DELETE per table."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
 import sqlite3
 import unicodedata
 from datetime import timedelta
@@ -254,6 +257,50 @@ def test_forget_erases_the_composed_form_when_asked_in_the_decomposed_one_on_a_p
         left = [n for table in ("cr_message", "cr_decision") for (n,) in db.execute(
             f"SELECT COUNT(*) FROM {table} WHERE email LIKE 'ann@%'") if n]
         assert left == [] and db.execute("SELECT COUNT(*) FROM cr_message WHERE email IS NOT NULL")[0][0] == 1
+
+
+@contextmanager
+def ledger_on(shop: Shop, kind: str) -> Iterator[str]:
+    """The URL of the shop's ledger: its SQLite file, or a fresh database on the ``kind`` server."""
+    if kind == "sqlite":
+        yield f"sqlite:///{shop.folder / 'ledger.db'}"
+        return
+    with shopdb.shop_database(kind, "ledger") as db:
+        shop.configure(ledger={"url": db.url})
+        yield db.url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres, id="postgres")])
+def test_forget_empties_the_customer_id_and_number_of_the_persons_messages_and_keeps_value_and_locale(
+        shop: Shop, kind: str) -> None:
+    """The kept message rows lost the address but still held the shop's customer id (it leads
+    straight back to the customer's record in the shop) and the number the step was texted to:
+    the rows were the person's still. Their cart's value and locale stay, for the report."""
+    from httpserver import TwilioEmulator
+    from test_sms_channel import sms_shop
+
+    with TwilioEmulator() as twilio, ledger_on(shop, kind) as url:
+        sms_shop(shop, twilio.url, carts=0)
+        shop.add(cart("c-bob", email=BOB, customer_id="cust-17", phone="070-123 45 00", sms_consent="yes",
+                      locale="sv_SE", items=[("SKU-1", "Blue mug", 2, "25.00")]),
+                 cart("c-eve", email="eve@example.com", customer_id="cust-18", phone="070-123 45 01",
+                      sms_consent="yes"))
+        assert shop.cli("run", "--send").exit_code == 0
+        ledger = Ledger(url)
+        try:
+            before = {m["cart_id"]: m for m in ledger.messages()}
+            assert (before["c-bob"]["customer_id"], before["c-bob"]["phone"]) == ("cust-17", "+46701234500")
+            assert shop.cli("forget", BOB, now=None).exit_code == 0
+            after = {m["cart_id"]: m for m in ledger.messages()}
+        finally:
+            ledger.close()
+    bob, eve = after["c-bob"], after["c-eve"]
+    assert (bob["email"], bob["phone"], bob["customer_id"]) == (None, None, None)
+    assert (bob["id"], bob["cart_key"], bob["status"]) == (before["c-bob"]["id"], "csv:c-bob", "sent")
+    assert (bob["cart_value"], bob["locale"]) == (before["c-bob"]["cart_value"], "sv_SE")
+    assert Decimal(bob["cart_value"]) == Decimal("50.00")
+    assert {key: eve[key] for key in ("email", "phone", "customer_id")} == \
+        {"email": "eve@example.com", "phone": "+46701234501", "customer_id": "cust-18"}
 
 
 def test_the_call_list_is_the_shops_file_until_asked(shop: Shop) -> None:

@@ -357,3 +357,44 @@ def test_a_mail_read_before_forget_is_not_acted_on_again_after_it(shop: Shop, tm
     assert again.exit_code == 0, again.output
     assert (again.json["seen_before"], again.json["added"], again.json["already"]) == (1, 0, 0)
     assert columns_holding(shop.folder / "ledger.db", email_hash("bob@example.com")) == [("cr_suppression", "email_hash")]
+
+
+def test_a_refused_mail_keeps_no_message_id_naming_its_sender_and_is_still_taken_once_it_verifies(
+        shop: Shop, tmp_path: Path) -> None:
+    """A refused mail names no address the ledger knows, so ``forget`` cannot tell whose it is:
+    its raw Message-ID (a client may write the sender's address into it) stayed after the
+    sender was forgotten."""
+    from test_lifecycle import columns_holding
+
+    subjects = mailto_subjects(shop, tmp_path, "bob@example.com")
+    refused = mail("bob@example.com", subjects["bob@example.com"])
+    refused.replace_header("Message-ID", "<20261205.bob@example.com>")
+    box = mbox_of(tmp_path / "box", refused)
+    secret = shop.config["shop"]["unsubscribe_secret"]
+    shop.configure(shop={"unsubscribe_secret": "a-rotated-secret-by-mistake-0123"})
+    assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 1  # refused
+    assert shop.cli("forget", "bob@example.com", now=None).exit_code == 0
+    assert columns_holding(shop.folder / "ledger.db", "bob@example.com") == []
+    shop.configure(shop={"unsubscribe_secret": secret})
+    again = shop.cli("suppress", "mailbox", str(box), "--json", now=None)  # its token verifies now
+    assert again.exit_code == 0, again.output
+    assert (again.json["added"], again.json["already"]) == (0, 1)  # taken, and bob was suppressed already
+    assert shop.cli("suppress", "mailbox", str(box), "--json", now=None).json["seen_before"] == 1
+
+
+def test_forget_hashes_the_message_ids_of_refused_mails_an_older_version_kept(shop: Shop, tmp_path: Path) -> None:
+    from test_lifecycle import columns_holding
+
+    from cartrescue.ledger import Ledger
+    from cartrescue.unsubscribe_mail import forgotten_key
+
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    assert ledger.inbound("mail <42.bob@example.com>", "", "refused", None, "mail (token) box")  # as kept before
+    ledger.close()
+    shop.add(cart("c-bob", email="bob@example.com"))
+    shop.write()
+    assert shop.cli("forget", "bob@example.com", now=None).exit_code == 0
+    assert columns_holding(shop.folder / "ledger.db", "bob@example.com") == []
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    assert ledger.inbound_action(forgotten_key("mail <42.bob@example.com>")) == "refused"  # still read once
+    ledger.close()
