@@ -9,6 +9,7 @@ It must not serve HTTP (:mod:`cartrescue.webhook` does) nor render HTML.
 A ``preview`` or ``send-test`` message asks too, with links signed for another purpose
 (``survey-test``): the page answers them as it would the customer, but :func:`record` stores nothing. Signed for the
 customer's cart, the owner's click was the customer's answer (counted, and their reminders stopped).
+An answer to a message whose address was forgotten since is thanked and stored nowhere too.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Answer:
     reason: str
     text: str
     first: bool  # False: it replaced an earlier answer for the cart
+    recorded: bool = True  # False: a send-test's, or one of a forgotten address's message (stored nowhere)
 
 
 def make_token(cart_key: str, step: int, locale: str, secret: str, *, test: bool = False) -> str:
@@ -133,18 +135,32 @@ def record(ledger: Ledger, config: Config, token: str, reason: str, text: str = 
            now: datetime | None = None) -> Answer:
     """Check and store one answer. :class:`BadToken` for a forged or altered token, ValueError
     for a reason this survey does not offer. The cart's earlier answer, if any, is replaced.
-    An answer from a send-test message is checked the same way and stored nowhere."""
+    An answer from a send-test message is checked the same way and stored nowhere, and so is one
+    to a message whose address was forgotten since (see :func:`_forgotten`)."""
     survey = read_token(token, config.shop.unsubscribe_secret)
     if reason not in config.survey.reasons:
         raise ValueError(f"not a reason of this survey: {printable(reason)[:40]!r}")
     line = clean_text(text) if config.survey.free_text else ""
     if survey.test:
-        return Answer(survey, reason, line, True)
+        return Answer(survey, reason, line, True, recorded=False)
     message = ledger.message_of(survey.cart_key, survey.step) or {}
+    if _forgotten(message):
+        return Answer(survey, reason, line, True, recorded=False)
     first = ledger.save_survey_answer(
         survey.cart_key, survey.step, reason, line, survey.locale, tier=message.get("tier"),
         variant=message.get("variant"), email=message.get("email"), now=now or datetime.now(timezone.utc))
     return Answer(survey, reason, line, first)
+
+
+def _forgotten(message: dict[str, Any]) -> bool:
+    """Was the address of this e-mail message (a :meth:`Ledger.message_of` row; ``{}``: none)
+    forgotten? An e-mail step is claimed with its address, and only ``forget`` empties it.
+
+    Its link still verifies (the token names the cart, not the address), but the person asked to
+    be erased: their answer, and a free-text line that may name them, would be new personal data
+    the ledger learns after the erasure. The page thanks them all the same, and their carts get
+    no reminder anyway (the address is suppressed), so nothing is lost by not storing it."""
+    return bool(message) and message.get("email") is None
 
 
 def counts(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:

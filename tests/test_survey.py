@@ -547,3 +547,25 @@ def test_export_as_json_lists_the_answers(survey_shop: Shop) -> None:
     [row] = result.json["rows"]
     assert (row["cart_key"], row["reason"], row["text"], row["email"]) == ("csv:c1", "price", "too dear", "ann@example.com")
     assert row["answered_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres, id="postgres")])
+def test_an_answer_after_the_address_was_forgotten_is_thanked_and_stored_nowhere(survey_shop: Shop, kind: str) -> None:
+    """The link still verifies (its token names the cart, not the address), and the answer, with
+    a line that may name the person, was stored after they asked to be erased."""
+    from test_lifecycle import ledger_on
+
+    with ledger_on(survey_shop, kind) as url:
+        messages = send_step(survey_shop, cart("c1", email="ann@example.com"), cart("c2", email="eve@example.com"))
+        ann, eve = (survey_links(messages[address]) for address in ("ann@example.com", "eve@example.com"))
+        assert survey_shop.cli("forget", "ann@example.com", now=None).exit_code == 0
+        with webhook(survey_shop) as base:
+            status, page = post(base, token_of(ann["price"]), "price", "Ann Tester here: too dear")
+            assert post(base, token_of(eve["payment"]), "payment")[0] == 200
+        ledger = Ledger(url)
+        try:
+            stored = list(ledger.survey_answers())
+        finally:
+            ledger.close()
+    assert status == 200 and WORDS["en"]["thanks_title"] in page
+    assert [(row["cart_key"], row["reason"], row["email"]) for row in stored] == [("csv:c2", "payment", "eve@example.com")]
