@@ -32,11 +32,14 @@ def normalize_email(email: str | None) -> str | None:
     """
     if email is None:
         return None
-    email = email.strip()
-    if not email.isascii():
-        email = unicodedata.normalize("NFC", email)
-    email = email.lower()
-    return email or None
+    return fold_email(email.strip()) or None
+
+
+def fold_email(text: str) -> str:
+    """A stripped address's one spelling (:func:`normalize_email`, blank kept as ``""``): what the
+    sources compare and store per row. Lower-cased alone, a decomposed ``bücher`` stayed another
+    address than the composed one to the one-message-a-day check and the history."""
+    return text.lower() if text.isascii() else unicodedata.normalize("NFC", text).lower()
 
 
 def ascii_domain(domain: str) -> str | None:

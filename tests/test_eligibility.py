@@ -283,3 +283,13 @@ def test_an_order_of_the_carts_last_minute_counts_as_the_cart_bought(shop: Shop,
     assert decided["reason"] == reason
     if reason == "due":
         assert decided["score"] == 25.0  # the earlier order makes a returning customer
+
+
+def test_an_address_written_composed_and_decomposed_is_one_customers_for_the_newest_cart(shop: Shop) -> None:
+    """``bücher`` typed with a composed ü on one cart and u + combining diaeresis on another is one
+    mailbox: the export lower-cased each as written and reminded the customer of both carts."""
+    composed, decomposed = "ann@bücher.example", "ann@bu\u0308cher.example"
+    shop.add(cart("old", email=decomposed, idle=5 * H), cart("new", email=composed, idle=2 * H))
+    found = shop.decisions()
+    assert found["old"]["reason"] == "newer_cart_for_address", found["old"]
+    assert found["new"]["action"] == "send" and found["new"]["email"] == composed, found["new"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo
 
-from cartrescue.contacts import is_valid_email
+from cartrescue.contacts import fold_email, is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import UNREADABLE, Cart, Customer, LineItem, Order, RowProblem
 from cartrescue.shards import owner
@@ -452,7 +452,7 @@ def _unreadable_order(order_id: str, line: int, email: str, customer_id: str, ca
     """An orders index row for an order row found but not read, with the ids it gives (stripped
     cells, blank: none): it may be the order of the very cart a reminder would be about, so the
     carts of its customer wait (``unreadable_order``) until the row can be read."""
-    return (order_id, line, 2, None, email.lower() or None, customer_id or None, cart_id or None, None, None,
+    return (order_id, line, 2, None, fold_email(email) or None, customer_id or None, cart_id or None, None, None,
             UNREADABLE, None, None)
 
 
@@ -661,7 +661,7 @@ class CsvSource(CartSource):
             updated = parse_time(moment, "updated_at", self.shop_tz)
         except RowError:
             return None
-        return Activity(email.lower(), updated, key, empty, free)
+        return Activity(fold_email(email), updated, key, empty, free)
 
     def _contents(self, rows: list[tuple[int, list[str]]]) -> tuple[bool, bool]:
         """``(empty, free)`` of a group as :meth:`_build_cart` would find them: no line (no row
@@ -1090,7 +1090,7 @@ class CsvSource(CartSource):
                 line = start_line
             email = None
             if email_text:
-                email = email_text.lower()
+                email = fold_email(email_text)
                 if not is_valid_email(email):
                     raise RowError(f"email: not a valid address: {email_text!r}")
             total = self._decimal(total_text, "total") if total_text else sum(
@@ -1332,7 +1332,7 @@ class CsvSource(CartSource):
                     batch.append((order_id, start, 0, None, None, None, None, None, None, None, None, None))
                     continue
                 try:
-                    email = email_text.lower() or None  # normalize_email() of a stripped value
+                    email = fold_email(email_text) or None  # normalize_email() of a stripped value
                     created, _ = parse_order_time(created_text, "created_at", self.shop_tz)
                     total = self._decimal(total_text, "total") if total_text else _ZERO
                     status = status_text.lower()
@@ -1434,12 +1434,12 @@ class CsvSource(CartSource):
                 if row[cancelled_at].strip() or row[status_at].strip().lower() in IGNORED_ORDER_STATUSES:
                     not_orders.add(order_id)
                     continue
-                if wanted is not None and not wanted(row[cart_at].strip() or None, row[email_at].strip().lower() or None,
+                if wanted is not None and not wanted(row[cart_at].strip() or None, fold_email(row[email_at].strip()) or None,
                                                      row[customer_at].strip() or None):
                     continue  # cannot match what the caller looks for: not even parsed
                 (_id, email, customer_id, cart_id, total_text, currency, status, created_text, delivered_text,
                  cancelled, code, refunded_text) = map(str.strip, fields(row))
-                email = email.lower()
+                email = fold_email(email)
                 status = status.lower()
                 try:
                     created, day_start = parse_order_time(created_text, "created_at", self.shop_tz)

@@ -39,6 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 from urllib.parse import quote_plus
 
+from cartrescue.contacts import fold_email
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.sources.base import OrderFilter, Window
@@ -280,14 +281,14 @@ class WooCommerceSource(DatabaseSource):
         return found
 
     def _users(self, emails: set[str]) -> dict[str, str]:
-        addresses = sorted({e.strip().lower() for e in emails if e and e.strip()})
+        addresses = sorted({fold_email(e.strip()) for e in emails if e and e.strip()})
         if not addresses:
             return {}
         pk = self.column("ID")
         rows = self.db.fetch(f"SELECT {pk} AS id, user_email FROM {self.t('users')} "
                              f"WHERE {email_in(self.db.backend, 'user_email', 'IN :emails')}",
                              {"emails": addresses}, expanding=("emails",))
-        return {str(row["user_email"]).strip().lower(): str(row["id"]) for row in rows}
+        return {fold_email(str(row["user_email"]).strip()): str(row["id"]) for row in rows}
 
     def _cart(self, row: Mapping[str, Any], contents: dict[str, Any], fields: dict[str, Any], currency: str,
               products: Mapping[int, dict[str, Any]], users: Mapping[str, str], consent: bool | None) -> Cart | None:
@@ -481,7 +482,7 @@ class WooCommerceSource(DatabaseSource):
         )
         params = {"emails": list(emails), "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
         for row in self.db.fetch(sql, params, expanding=("emails",)):
-            email = (text_or_none(row["email"]) or "").lower()
+            email = fold_email(text_or_none(row["email"]) or "")
             if email and row["sent_at"] is not None:
                 yield MarketingSend(email, as_utc(row["sent_at"], UTC, "sent_at"), campaign_name(row["subject"]))
 
