@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cartrescue.config import ConsentPolicy, EligibilityConfig
 from cartrescue.contacts import email_hashes, phone_hash
@@ -118,8 +118,11 @@ class Gates:
         if idle > config.max_age:
             return Verdict(Action.SKIP, Reason.TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")
         if idle < config.cutoff:
+            # Touched after the run's clock (a database updated as the run reads it): not idle at all.
+            detail = f"idle {_human(idle.total_seconds())}" if idle >= timedelta(0) else \
+                f"last activity {_human(-idle.total_seconds())} after this run's now"
             return Verdict(Action.DEFER, Reason.IDLE_BELOW_CUTOFF, not_before=cart.updated_at + config.cutoff,
-                           detail=f"idle {_human(idle.total_seconds())}")
+                           detail=detail)
         if newest_cart is not None and newest_cart != cart.key:
             return Verdict(Action.SKIP, Reason.NEWER_CART, detail=f"newer cart {newest_cart}")
         return None

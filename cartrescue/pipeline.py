@@ -49,7 +49,7 @@ from cartrescue.sequence import Calendar, next_step, step_number
 from cartrescue.shards import Shard
 from cartrescue.sms_text import SmsLength, measure
 from cartrescue.sms_text import problems as sms_problems
-from cartrescue.sources.base import CartSource, Window
+from cartrescue.sources.base import ALL_TIME, CartSource, Window
 from cartrescue.survey import links as survey_links
 from cartrescue.text import printable
 from cartrescue.unsubscribe import make_token
@@ -154,12 +154,14 @@ class Planner:
     def decide(self, source: CartSource) -> Generator[Decision, None, None]:
         eligibility = self.config.eligibility
         now = self.now
-        everything = Window(now - eligibility.max_age, now)
+        # Up to any time, not to ``now``: a cart touched after the run's clock (a shop database
+        # updated while the run reads it) is its customer's newest; their older cart is not reminded.
+        everything = Window(now - eligibility.max_age, ALL_TIME.end)
         shard = self.shard
         window = self.window
         with NewestCarts() as newest:
             activity = source.activity(everything) if shard is None else source.shard_activity(everything, shard)
-            newest.add((a for a in activity if a.updated_at <= now), free_reminded=eligibility.min_total <= 0)
+            newest.add(activity, free_reminded=eligibility.min_total <= 0)
             budgets = {t.name: self._budget(t) for t in self.config.priority.tiers if t.budget is not None}
             carts = source.carts(window) if shard is None else source.shard_carts(window, shard)
             for chunk in chunked(carts, PLAN_CHUNK):

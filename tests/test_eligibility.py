@@ -293,3 +293,23 @@ def test_an_address_written_composed_and_decomposed_is_one_customers_for_the_new
     found = shop.decisions()
     assert found["old"]["reason"] == "newer_cart_for_address", found["old"]
     assert found["new"]["action"] == "send" and found["new"]["email"] == composed, found["new"]
+
+
+def test_a_cart_touched_after_the_runs_now_is_the_newest_and_the_older_cart_gets_no_reminder(shop: Shop) -> None:
+    """A shop database updated while a run reads it (or an export written after ``--now``): the
+    customer is active right now. The cart touched after the run's clock was left out of the
+    newest-cart pass, and the address's older cart was reminded."""
+    shop.add(cart("old", email="x@example.com", idle=5 * H),
+             cart("new", email="x@example.com", idle=-5 * timedelta(minutes=1)))
+    found = shop.decisions()
+    assert (found["old"]["action"], found["old"]["reason"], found["old"]["detail"]) == (
+        "skip", "newer_cart_for_address", "newer cart csv:new")
+
+
+def test_a_cart_touched_after_the_runs_now_is_deferred_as_not_idle(shop: Shop) -> None:
+    """Not idle at all: it waits until it has been idle ``cutoff`` (45 min) from its last activity."""
+    touched = NOW + 5 * timedelta(minutes=1)
+    shop.add(cart("new", email="x@example.com", now=touched, idle=timedelta(0)))
+    found = shop.decisions()["new"]
+    assert (found["action"], found["reason"], found["not_before"], found["detail"]) == (
+        "defer", "idle_below_cutoff", "2026-11-20T10:50:00Z", "last activity 5m after this run's now")
