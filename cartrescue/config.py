@@ -1933,7 +1933,9 @@ def resolve_now(config: Config, now: "datetime | None") -> "datetime":
         except ValueError:
             raise ConfigError(f"{config.where('now')}: expected an ISO 8601 time, got {config.now!r}") from None
     if now is None:
-        return datetime.now(utc_zone.utc)
+        from cartrescue.clock import wall
+
+        return wall()
     if now.tzinfo is None:
         now = now.replace(tzinfo=config.shop.tz)
     return now.astimezone(utc_zone.utc)

@@ -17,6 +17,7 @@ from typing import Literal
 from sqlalchemy.exc import DBAPIError
 
 from cartrescue.channels.base import Channel
+from cartrescue.clock import RunClock
 from cartrescue.config import Config, resolve_now  # resolve_now: re-exported, callers import it here
 from cartrescue.errors import ConfigError, LedgerError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger, busy, one_line
@@ -38,6 +39,9 @@ Mode = Literal["dry-run", "outbox", "send"]
 class RunRequest:
     mode: Mode = "dry-run"
     now: datetime | None = None
+    # Not pinned (no --now, no config now:): ``now`` is when the run started, and its claims are
+    # stamped by the real clock as they are made (cartrescue.clock).
+    live_clock: bool = False
     outbox: Path | None = None
     strict: bool = False
     deliver: bool = True  # False: plan only (the ``carts`` command)
@@ -310,7 +314,8 @@ def _run_job(
         channels = _channels(config, request, stack, ledger) if delivering else {}
         limit = request.limit if request.limit is None else shard.share(request.limit)
         executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress, report,
-                            limit, watch, shard.lock_name, eml=None if delivering else request.eml)
+                            limit, watch, shard.lock_name, eml=None if delivering else request.eml,
+                            clock=RunClock(now, live=request.live_clock))
         decisions = planner.decide(source)
         status = "failed"
         try:

@@ -1183,7 +1183,10 @@ class Ledger:
         (``cr_run`` is small, ``run_id`` indexed), not by scanning every message the ledger holds.
         """
         message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
-        runs = select(run.c.id).where(run.c.now >= _naive(since))
+        # A run that began before ``since`` and claimed after it (23:59, and sending past midnight:
+        # its claims are stamped when made, cartrescue.clock) is still going, or ended after it.
+        runs = select(run.c.id).where(or_(run.c.now >= _naive(since), run.c.finished_at.is_(None),
+                                          run.c.finished_at >= _naive(since)))
         where = (message.c.run_id.in_(runs), message.c.tier == tier,
                  or_(*(and_(message.c.step == step, message.c.channel == channel) for step, channel in steps)),
                  message.c.status.in_(MAYBE_DELIVERED),

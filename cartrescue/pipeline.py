@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 from cartrescue import stops
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
+from cartrescue.clock import RunClock
 from cartrescue.config import Config, Incentive, Step, Tier, feedback_field
 from cartrescue.contacts import email_hash, email_hashes, normalize_phone, phone_hash, phone_region, without_address
 from cartrescue.currency import Basis
@@ -779,8 +780,12 @@ class Executor:
         lock: "LockWatch | None" = None,
         lock_name: str = "run",
         eml: Path | None = None,
+        clock: RunClock | None = None,
     ) -> None:
         self.composer = composer
+        # When each claim is made (:mod:`cartrescue.clock`): a run that began at 23:59 and claims
+        # after midnight records its messages on the day they went out.
+        self.clock = clock or RunClock(composer.now)
         self.eml = eml  # a dry-run writes each message it would send here (run --eml DIR)
         self.channels = channels
         self.ledger = ledger
@@ -798,9 +803,6 @@ class Executor:
         self._basis = Basis(composer.config.shop.currency, composer.config.shop.exchange_rates)
         self._sequence_of = {tier.name: tier.sequence for tier in composer.config.priority.tiers}
         self._calendar = Calendar.of_shop(composer.config)
-        # The shop's day of this run's messages: the ledger refuses a text or call to a number
-        # that had a message in it, from whichever shard (the planner sees its own carts only).
-        self.day = self._calendar.counted_day(composer.now)
         if ledger is not None and pools(composer.config):
             self.codes = Codes(composer.config, ledger)
 
@@ -847,12 +849,19 @@ class Executor:
                             customer_id=cart.customer.id, cart_value=None if value is None else str(value),
                             phone=d.phone)
 
-    def number_taken(self, decision: Decision) -> Decision:
-        """A text or call whose claim the ledger refused: its number had a message today, which
-        another shard or run claimed (the planner knew nothing of it). It waits until tomorrow,
-        as when the planner knows of the message."""
+    def claim_day(self, at: datetime) -> tuple[datetime, datetime] | None:
+        """The shop's day of a claim made at ``at`` (``None`` without one message a day): the
+        ledger refuses a text or call to a number that had a message in it, from whichever shard
+        (the planner sees its own carts only). The claim's own day, not the run's start's: a run
+        that began before midnight and claims after it checks the new day."""
+        return self._calendar.counted_day(at)
+
+    def number_taken(self, decision: Decision, at: datetime) -> Decision:
+        """A text or call whose claim the ledger refused at ``at``: its number had a message
+        that day, which another shard or run claimed (the planner knew nothing of it). It waits
+        until tomorrow, as when the planner knows of the message."""
         return replace(decision, action=Action.DEFER, reason=Reason.MESSAGED_TODAY,
-                       not_before=self._calendar.tomorrow(self.composer.now, decision.channel or "sms"),
+                       not_before=self._calendar.tomorrow(at, decision.channel or "sms"),
                        detail="the number got a message today, claimed by another shard or run")
 
     def _dry_run(self, chunk: list[Decision]) -> list[Result]:
@@ -982,7 +991,7 @@ class Executor:
         knows the control group step by step, and a later run never "sends" them that step."""
         assert self.ledger is not None and self.run_id is not None
         requests = [self._claim_request(d, HOLDOUT) for d in decisions]
-        won = self.ledger.hold_out(self.run_id, requests, [d.detail for d in decisions], self.composer.now,
+        won = self.ledger.hold_out(self.run_id, requests, [d.detail for d in decisions], self.clock.now(),
                                    lock_name=self.lock_name)
         for decision, request in zip(decisions, requests):
             if (request.cart_key, request.step, request.channel) in won:
@@ -1026,10 +1035,11 @@ class _ClaimFeed:
         while self.pending and len(taken) < n:
             group = [self.pending.pop() for _ in range(min(n - len(taken), len(self.pending)))]
             outcomes = self._drain()
+            at = self.executor.clock.now()
             try:
                 won = self.ledger.claim(self.executor.run_id, [p.request for p in group],  # type: ignore[union-attr,arg-type]
-                                        self.executor.composer.now, outcomes=outcomes,
-                                        lock_name=self.executor.lock_name, day=self.executor.day)
+                                        at, outcomes=outcomes, lock_name=self.executor.lock_name,
+                                        day=self.executor.claim_day(at))
             except LockLost as lost:
                 # The claim rolled back, and the outcomes written with it: they are facts, keep them.
                 self.ledger.record(outcomes)  # type: ignore[union-attr]
@@ -1042,17 +1052,17 @@ class _ClaimFeed:
                 decision = prepared.decision
                 if claim_id is None:
                     if (request.cart_key, request.step, request.channel) in won.refused:
-                        self.results[id(decision)] = Result(self.executor.number_taken(decision))
+                        self.results[id(decision)] = Result(self.executor.number_taken(decision, at))
                     else:
                         self.results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
                     continue
                 self.by_claim[claim_id] = prepared
-                envelope = self._finish(claim_id, prepared)
+                envelope = self._finish(claim_id, prepared, at)
                 if envelope is not None:
                     taken.append(envelope)
         return taken
 
-    def _finish(self, claim_id: int, prepared: _Prepared) -> Envelope | None:
+    def _finish(self, claim_id: int, prepared: _Prepared, at: datetime) -> Envelope | None:
         """The claimed envelope; a per-recipient incentive code is allocated now (a code exists
         only for a message that was claimed; a retry of the claim gets its code again, or a
         fresh one if it expired) and the message rebuilt with it."""
@@ -1062,7 +1072,7 @@ class _ClaimFeed:
                 offer = executor.composer.incentive(decision)
                 code = executor.codes.allocate(
                     prepared.code_pool, claim_id, cart_key=decision.cart.key, email=decision.cart.customer.email,
-                    step=decision.step or 0, now=executor.composer.now,
+                    step=decision.step or 0, now=at,
                     valid_for=offer.valid_for if offer is not None else None)
                 prepared.message, prepared.data = executor.build(decision, code)
             except (CartrescueError, ValueError) as exc:

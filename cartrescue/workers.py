@@ -209,9 +209,13 @@ def merge_counts(documents: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def shard_command(shard: Shard, *, config: Path, now: datetime, mode: str, outbox: Path | None, strict: bool,
-                  quiet: bool, resend_unconfirmed: bool, limit: int | None) -> list[str]:
-    """The arguments of one worker: this same CLI with ``run --shard K/N --json``."""
+                  quiet: bool, resend_unconfirmed: bool, limit: int | None, live_clock: bool = False) -> list[str]:
+    """The arguments of one worker: this same CLI with ``run --shard K/N --json``, at the run's
+    ``now``; ``live_clock``: that clock was not pinned, and the worker stamps its claims by the
+    real clock as they are made (:mod:`cartrescue.clock`)."""
     command = ["run", "--shard", str(shard), "--json", "--config", str(config), "--now", now.isoformat()]
+    if live_clock:
+        command.append("--live-clock")
     if mode == "send":
         command.append("--send")
     elif mode == "outbox":
@@ -422,6 +426,7 @@ def start_workers(
     limit: int | None = None,
     warn: Callable[[str], None],
     env: dict[str, str] | None = None,
+    live_clock: bool = False,
 ) -> Workers:
     """Start ``count`` shard workers; nothing is read from them until :meth:`Workers.follow`.
 
@@ -446,7 +451,8 @@ def start_workers(
             shard = Shard(index, count)
             workers.append(_Worker(shard, shard_command(
                 shard, config=config, now=now, mode=mode, outbox=outbox, strict=strict, quiet=quiet,
-                resend_unconfirmed=resend_unconfirmed, limit=limit), events, locked_warn, method, env or {}))
+                resend_unconfirmed=resend_unconfirmed, limit=limit, live_clock=live_clock), events, locked_warn,
+                method, env or {}))
     except BaseException:
         for worker in workers:
             worker.terminate(signal.SIGKILL)

@@ -33,8 +33,11 @@ from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
                   strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False,
                   max_deliveries: int | None = None, wide: bool = False, workers: int | None = 1,
-                  shard: str | None = None, eml: Path | None = None) -> None:
+                  shard: str | None = None, eml: Path | None = None, live_clock: bool = False) -> None:
     """Plan (and deliver) and print; every outcome ends in exactly one JSON document with ``--json``.
+
+    ``live_clock``: a worker of a run whose clock is not pinned (its ``--now`` is when that run
+    started): its claims are stamped by the real clock, as that run's own would be.
 
     The JSON document is streamed (a million decisions never sit in memory), so a failure after
     it began cannot print a document of its own: it closes the open one with an ``error`` object.
@@ -50,6 +53,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
         config = load(config_path)
         at = resolve_now(config, parse_now(now))
+        live_clock = live_clock or (now is None and not config.now)  # cartrescue.clock
         sharded = _shard(shard)
         if mode == "outbox":  # a folder that cannot take the files stops the run before it reads a cart
             output_folder("--outbox", config.outbox_folder(outbox))
@@ -67,12 +71,12 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                     hold_back_if_stale(config, at)
                 _workers_command(config, count, at, as_json=as_json, mode=mode, outbox=outbox, strict=strict,
                                  limit=limit, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
-                                 max_deliveries=max_deliveries, wide=wide, eml=eml_folder)
+                                 max_deliveries=max_deliveries, wide=wide, eml=eml_folder, live_clock=live_clock)
                 return
         from cartrescue.job import RunRequest, run_job
         from cartrescue.sources import shared
 
-        request = RunRequest(mode=mode, now=at, outbox=outbox, strict=strict,  # type: ignore[arg-type]
+        request = RunRequest(mode=mode, now=at, live_clock=live_clock, outbox=outbox, strict=strict,  # type: ignore[arg-type]
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
                              shard=sharded, shared_orders=_shared(sharded, shared.ORDERS),
                              shared_sends=_shared(sharded, shared.SENDS),
@@ -201,7 +205,8 @@ def _shared(shard: Any, variable: str) -> Path | None:
 
 def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: str, outbox: Path | None,
                      strict: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool,
-                     max_deliveries: int | None, wide: bool = False, eml: Path | None = None) -> None:
+                     max_deliveries: int | None, wide: bool = False, eml: Path | None = None,
+                     live_clock: bool = False) -> None:
     """``run --workers N``: N shard processes, one document or table, one exit code."""
     from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress
     from cartrescue.sources.shared import SharedIndexes
@@ -239,7 +244,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         # The workers start before the progress bar's and the shared indexes' threads do: see start_workers.
         workers = start_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,
                                 quiet=quiet, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, warn=warn,
-                                env=shared.env if shared is not None else None)
+                                env=shared.env if shared is not None else None, live_clock=live_clock)
         if shared is not None:
             shared.start()  # the helper watched, or the indexes built in a thread
         with progress(stderr, show_progress, f"{mode} ({count} workers)") as advance:
@@ -392,6 +397,10 @@ def run(
         "--shard", metavar="K/N",
         help="Run only shard K of N (one per host or container on a shared PostgreSQL ledger); see "
              "docs/workers.md.")] = None,
+    live_clock: Annotated[bool, typer.Option(
+        "--live-clock", hidden=True,
+        help="A worker of run --workers whose clock is not pinned: --now is when the run started, and claims "
+             "are stamped by the real clock.")] = False,
 ) -> None:
     """The cron job: read carts, decide, prioritize, render, and deliver or dry-run.
 
@@ -419,7 +428,7 @@ def run(
         fail(ConfigError("--workers and --shard exclude each other (--shard runs one worker's part)"), as_json)
     _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
                   limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
-                  max_deliveries=max_deliveries, wide=wide, workers=workers, shard=shard, eml=eml)
+                  max_deliveries=max_deliveries, wide=wide, workers=workers, shard=shard, eml=eml, live_clock=live_clock)
 
 
 def carts(
