@@ -67,3 +67,17 @@ def test_a_days_budget_counts_the_claims_a_run_of_the_day_before_made_after_midn
     later = shop.decisions(now=CLAIMED + 8 * MINUTE)
     assert [(d["action"], d["detail"]) for d in later.values() if d["step"] == 1] == [
         ("defer", "tier standard takes 0 today (its day's budget is 2; the day's earlier runs used 2)")]
+
+
+def test_the_workers_of_a_run_whose_clock_is_not_pinned_record_their_claims_when_made(
+    shop: Shop, crossing_midnight: Callable[[], None]
+) -> None:
+    """Each worker gets the run's ``now`` to decide by, not as a pinned clock (``--live-clock``).
+    A worker is a process of its own, which reads the machine's real clock (later than START):
+    with ``--now`` alone it stamped every claim with the run's start."""
+    shop.add(*(cart(f"c{n}", email=f"ann{n}@example.com", now=START, idle=61 * MINUTE) for n in range(4)))
+    first = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", "--workers", "2", now=None)
+    assert first.exit_code == 0, first.output
+    assert len(first.json["shards"]) == 2
+    claimed = [row["claimed_at"].replace(tzinfo=timezone.utc) for row in shop.messages()]
+    assert len(claimed) == 4 and min(claimed) > START, claimed
