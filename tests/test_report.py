@@ -474,6 +474,21 @@ def test_auto_promote_records_the_winner_and_later_runs_give_every_address_that_
     assert {d["variant"] for d in decisions.values() if d["action"] == "send"} == {"b"}
 
 
+def test_a_ledger_that_refuses_the_promotion_still_gets_its_report_with_a_note(shop: Shop) -> None:
+    """A reporting role may only read (README: `report` runs on SELECT): with ``auto_promote``
+    on, the promotion's write failed and the whole report with it (exit 2, nothing printed)."""
+    _ab_shop(shop, auto_promote=True)
+    with sqlite3.connect(ledger_of(shop)) as db:  # SQLite fails the write (an OperationalError, as a read-only file's)
+        db.execute("CREATE TRIGGER refused BEFORE INSERT ON cr_promotion BEGIN INSERT INTO no_write_here VALUES (1); END")
+    db.close()
+    document = report(shop)
+    (experiment,) = document["experiments"]
+    assert experiment["winner"] == "b" and experiment["promoted"] is None, experiment
+    (note,) = [note for note in document["notes"] if "not promoted" in note]
+    assert "variant b of default step 1" in note and "no such table: main.no_write_here" in note, note
+    assert Ledger(f"sqlite:///{ledger_of(shop)}").promotions() == {}
+
+
 def test_money_per_tier_counts_sending_and_incentive_costs(shop: Shop) -> None:
     shop.configure(
         priority={"tiers": [{"name": "vip", "min_score": 50, "sequence": "call", "channel": "call-list"},

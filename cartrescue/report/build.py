@@ -11,10 +11,12 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from cartrescue.config import Config
 from cartrescue.currency import Basis
 from cartrescue.errors import SourceError
-from cartrescue.ledger import Ledger
+from cartrescue.ledger import Ledger, busy, one_line
 from cartrescue.model import RowProblem
 from cartrescue.report.analysis import Period, build
 from cartrescue.report.attribution import UNITS, Attribution, OrderLoad
@@ -117,8 +119,18 @@ def _promote(ledger: Ledger, document: dict[str, Any], now: datetime) -> None:
         if winner is None or experiment.get("promoted") is not None or experiment.get("sequence") is None:
             continue
         arm = next(v for v in experiment["variants"] if v["variant"] == winner)
-        if ledger.promote(experiment["sequence"], experiment["step"], winner, arm["p_best"] or 0.0,
-                          arm["recipients"], now):
+        try:
+            promoted = ledger.promote(experiment["sequence"], experiment["step"], winner, arm["p_best"] or 0.0,
+                                      arm["recipients"], now)
+        except DBAPIError as exc:  # a role that may only read (README): the report stands, the promotion waits
+            if busy(exc):
+                raise
+            document["notes"].append(
+                f"not promoted: variant {winner} of {experiment['sequence']} step {experiment['step']} "
+                f"(report.auto_promote): the ledger refused the write ({one_line(exc)}); a report by a role that "
+                "may write to the ledger promotes it")
+            return  # the next winner's write would be refused alike
+        if promoted:
             experiment["promoted"] = {"variant": winner, "at": now.isoformat().replace("+00:00", "Z"),
                                       "probability": arm["p_best"], "recipients": arm["recipients"], "now": True}
             document["notes"].append(
