@@ -803,6 +803,9 @@ class Executor:
         self._basis = Basis(composer.config.shop.currency, composer.config.shop.exchange_rates)
         self._sequence_of = {tier.name: tier.sequence for tier in composer.config.priority.tiers}
         self._calendar = Calendar.of_shop(composer.config)
+        # Per channel, when its next quiet window begins (None: it has none): a live run's claims
+        # are compared with it, and quiet hours read again only once the clock reaches it.
+        self._quiet_from: dict[str, datetime | None] = {}
         if ledger is not None and pools(composer.config):
             self.codes = Codes(composer.config, ledger)
 
@@ -863,6 +866,29 @@ class Executor:
         return replace(decision, action=Action.DEFER, reason=Reason.MESSAGED_TODAY,
                        not_before=self._calendar.tomorrow(at, decision.channel or "sms"),
                        detail="the number got a message today, claimed by another shard or run")
+
+    def quiet_at(self, channel: str, at: datetime) -> Verdict | None:
+        """Quiet hours at a claim made at ``at`` on ``channel``: the planner checked them at the
+        run's start only, and a live run that starts at 20:59 and claims at 21:01 would send at
+        night. A pinned clock (``--now``) keeps the planner's word. One comparison per claim
+        batch until the clock reaches the channel's next window."""
+        if not self.clock.live:
+            return None
+        if channel in self._quiet_from:
+            begins = self._quiet_from[channel]
+            if begins is None or at < begins:
+                return None
+        verdict = self._calendar.quiet_verdict(at, channel)
+        if verdict is None:
+            self._quiet_from[channel] = self._calendar.next_quiet(at, channel)
+        return verdict
+
+    def quiet_hold(self, decision: Decision, verdict: Verdict, at: datetime) -> Decision:
+        """A send that reached its claim inside quiet hours: not claimed, it waits for the
+        window's end, as the planner would have decided at ``at``; the next run sends it."""
+        local = at.astimezone(self._calendar.tz)
+        return replace(decision, action=Action.DEFER, reason=verdict.reason, not_before=verdict.not_before,
+                       detail=f"{verdict.detail} (reached at {local:%H:%M} as this run claimed it)")
 
     def _dry_run(self, chunk: list[Decision]) -> list[Result]:
         results: list[Result] = []
@@ -1034,8 +1060,14 @@ class _ClaimFeed:
         taken: list[Envelope] = []
         while self.pending and len(taken) < n:
             group = [self.pending.pop() for _ in range(min(n - len(taken), len(self.pending)))]
-            outcomes = self._drain()
             at = self.executor.clock.now()
+            quiet = self.executor.quiet_at(group[0].request.channel, at)
+            if quiet is not None:  # nothing claimed: the next run after the window sends them
+                for prepared in group:
+                    decision = prepared.decision
+                    self.results[id(decision)] = Result(self.executor.quiet_hold(decision, quiet, at))
+                continue
+            outcomes = self._drain()
             try:
                 won = self.ledger.claim(self.executor.run_id, [p.request for p in group],  # type: ignore[union-attr,arg-type]
                                         at, outcomes=outcomes, lock_name=self.executor.lock_name,

@@ -189,9 +189,34 @@ class Calendar:
             what = f"newsletter {newsletter.campaign!r}" if newsletter.campaign else "newsletter"
             return Verdict(Action.DEFER, Reason.NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),
                            detail=f"{what} sent {newsletter.sent_at:%Y-%m-%d %H:%M} UTC")
+        return self.quiet_verdict(now, channel)
+
+    def quiet_verdict(self, now: datetime, channel: str = "email") -> Verdict | None:
+        """Defer when ``now`` is quiet time for ``channel``, until the window's end: the planner's
+        rule, which the executor applies again as a live run claims (a run that starts at 20:59
+        must not send at 21:01)."""
         quiet = self.quiet_until(now, channel)
-        if quiet is not None:
-            which = f"{channel} quiet hours" if channel in self.windows else "quiet hours"
-            return Verdict(Action.DEFER, Reason.QUIET_HOURS, not_before=quiet,
-                           detail=f"{which} until {quiet.astimezone(self.tz):%Y-%m-%d %H:%M} shop time")
-        return None
+        if quiet is None:
+            return None
+        which = f"{channel} quiet hours" if channel in self.windows else "quiet hours"
+        return Verdict(Action.DEFER, Reason.QUIET_HOURS, not_before=quiet,
+                       detail=f"{which} until {quiet.astimezone(self.tz):%Y-%m-%d %H:%M} shop time")
+
+    def next_quiet(self, after: datetime, channel: str = "email") -> datetime | None:
+        """The first moment after ``after`` that a quiet window of ``channel`` begins (None: the
+        channel has none). A run that claims for hours compares each claim's time with it, and
+        reads the windows again only once the clock has reached it."""
+        windows = self.windows.get(channel)
+        if windows is None:
+            windows = [self.quiet] if self.quiet is not None else []
+        day = after.astimezone(self.tz).date()
+        starts = []
+        for window in windows:
+            if window.start == window.end:
+                continue
+            for offset in (0, 1):
+                begins = self._first_at(day + timedelta(days=offset), window.start, after)
+                if begins > after:
+                    starts.append(begins)
+                    break
+        return min(starts, default=None)

@@ -81,3 +81,105 @@ def test_the_workers_of_a_run_whose_clock_is_not_pinned_record_their_claims_when
     assert len(first.json["shards"]) == 2
     claimed = [row["claimed_at"].replace(tzinfo=timezone.utc) for row in shop.messages()]
     assert len(claimed) == 4 and min(claimed) > START, claimed
+
+
+EVENING = datetime(2026, 11, 20, 19, 59, tzinfo=timezone.utc)  # 20:59 in Stockholm
+NIGHT = EVENING + 2 * MINUTE  # 21:01: inside quiet hours 21:00-08:00
+MORNING = datetime(2026, 11, 21, 7, 1, tzinfo=timezone.utc)  # 08:01 the next day
+QUIET = {"eligibility": {"quiet_hours": {"start": "21:00", "end": "08:00"}}}
+
+
+def _wall_reads(monkeypatch: pytest.MonkeyPatch, start: datetime, then: datetime) -> None:
+    """The real clock reads ``start`` as the run starts, ``then`` at every claim after it."""
+    from cartrescue import clock
+
+    readings: Iterator[datetime] = iter([start])
+    monkeypatch.setattr(clock, "wall", lambda: next(readings, then))
+
+
+def test_a_run_that_starts_before_quiet_hours_does_not_claim_inside_them(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planned at 20:59 (not yet quiet), reached at 21:01: it waits for 08:00, unclaimed, and the
+    first run after the window sends it once."""
+    shop.configure(**QUIET)
+    shop.add(cart("c1", now=EVENING, idle=61 * MINUTE))
+    _wall_reads(monkeypatch, EVENING, NIGHT)
+    first = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=None)
+    assert first.exit_code == 0, first.output
+    [decision] = first.json["decisions"]
+    assert (decision["action"], decision["reason"], decision["not_before"]) == (
+        "defer", "quiet_hours", "2026-11-21T07:00:00Z")
+    assert first.json["counts"]["sent"] == 0
+    assert shop.messages() == []
+
+    _wall_reads(monkeypatch, MORNING, MORNING)
+    second = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=None)
+    assert second.exit_code == 0, second.output
+    assert second.json["counts"]["sent"] == 1
+    assert [(row["cart_key"], row["status"]) for row in shop.messages()] == [("csv:c1", "sent")]
+    third = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=None)
+    assert third.json["counts"]["sent"] == 0
+    assert len(list((shop.folder / "out").iterdir())) == 1
+
+
+def test_a_text_reached_inside_its_own_quiet_hours_waits_for_their_end(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text keeps sms.quiet_hours (20:00-09:00) at its claim too: planned at 19:59, reached at
+    20:01, it waits for 09:00 (the shop's e-mail has no quiet hours at all)."""
+    shop.configure(shop={"country": "SE"},
+                   priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                   sms={"sender": "+46700000000", "quiet_hours": {"start": "20:00", "end": "09:00"},
+                        "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "not-a-token",
+                                   "base_url": "http://127.0.0.1:9"}})
+    started = EVENING - 60 * MINUTE  # 19:59 in Stockholm
+    shop.add(cart("c1", now=started, idle=61 * MINUTE, phone="070-123 45 67", sms_consent="yes"))
+    _wall_reads(monkeypatch, started, started + 2 * MINUTE)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    [decision] = result.json["decisions"]
+    assert (decision["action"], decision["reason"], decision["channel"], decision["not_before"]) == (
+        "defer", "quiet_hours", "sms", "2026-11-21T08:00:00Z")
+    assert shop.messages() == []
+
+
+def test_a_run_wholly_outside_quiet_hours_sends_as_planned(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started at 20:50 and claiming at 20:55: before the window, the message goes out."""
+    shop.configure(**QUIET)
+    shop.add(cart("c1", now=EVENING - 9 * MINUTE, idle=61 * MINUTE))
+    _wall_reads(monkeypatch, EVENING - 9 * MINUTE, EVENING - 4 * MINUTE)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    [decision] = result.json["decisions"]
+    assert (decision["action"], decision["reason"], decision["delivery"]) == ("send", "due", "sent")
+    assert [row["claimed_at"].replace(tzinfo=timezone.utc) for row in shop.messages()] == [EVENING - 4 * MINUTE]
+
+
+def test_a_run_that_reaches_quiet_hours_midway_sends_what_it_claimed_before_and_holds_the_rest(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox claims 16 at a time: the first 16 at 20:55 go out, the last 4, reached at
+    21:01, wait for 08:00 unclaimed (the window's start, read once, is passed midway)."""
+    from cartrescue import clock
+
+    shop.configure(**QUIET)
+    started = EVENING - 9 * MINUTE  # 20:50
+    shop.add(*(cart(f"c{n:02d}", now=started, idle=61 * MINUTE) for n in range(20)))
+    readings: Iterator[datetime] = iter([started, started + 5 * MINUTE])
+    monkeypatch.setattr(clock, "wall", lambda: next(readings, NIGHT))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    held = [(d["action"], d["reason"], d["not_before"]) for d in result.json["decisions"] if d["action"] != "send"]
+    assert result.json["counts"]["sent"] == 16 and len(shop.messages()) == 16
+    assert held == [("defer", "quiet_hours", "2026-11-21T07:00:00Z")] * 4
+
+
+def test_a_pinned_clock_keeps_the_planners_word_on_quiet_hours(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--now 20:59`` replays that instant: its claims are stamped then, whatever the real clock."""
+    shop.configure(**QUIET)
+    shop.add(cart("c1", now=EVENING, idle=61 * MINUTE))
+    _wall_reads(monkeypatch, NIGHT, NIGHT)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=EVENING)
+    assert result.exit_code == 0, result.output
+    assert result.json["counts"]["sent"] == 1
