@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 
 
 def wall() -> datetime:
-    """The real time now, aware UTC: the one place a run reads it."""
+    """The real time now, aware UTC: where a run reads it for its claims and quiet hours (the
+    times the ledger stamps its own rows with, a run's start and end, read the clock themselves)."""
     return datetime.now(timezone.utc)
 
 
