@@ -811,28 +811,52 @@ class Executor:
 
     def execute(self, decisions: Iterable[Decision]) -> Iterator[Result]:
         for chunk in chunked(decisions, DELIVERY_CHUNK):
-            chunk = self._apply_limit(chunk)
-            results = self._deliver(chunk) if self.ledger is not None else self._dry_run(chunk)
+            chunk, waiting = self._apply_limit(chunk)
+            results = self._deliver(chunk, waiting) if self.ledger is not None else self._dry_run(chunk)
             if self.ledger is not None and self.run_id is not None:
                 self.ledger.save_decisions(self.run_id, self.composer.now, [_decision_row(r.decision) for r in results])
             yield from results
             if self.on_progress is not None:
                 self.on_progress(len(chunk))
 
-    def _apply_limit(self, chunk: list[Decision]) -> list[Decision]:
-        """``run --limit N``: the first N send decisions go ahead, the rest wait for a later run."""
+    def _apply_limit(self, chunk: list[Decision]) -> tuple[list[Decision], dict[int, Decision]]:
+        """``run --limit N``: the first N send decisions go ahead, the rest wait for a later run.
+
+        Also returns the sends that wait, by their place in the chunk: a send that goes ahead but
+        is deferred at its claim (:meth:`_give_back`) hands its slot to the first of them."""
+        waiting: dict[int, Decision] = {}
         if self.limit is None:
-            return chunk
+            return chunk, waiting
         out = []
-        for decision in chunk:
+        for at, decision in enumerate(chunk):
             if decision.action is Action.SEND:
                 if self.limit > 0:
                     self.limit -= 1
                 else:
+                    waiting[at] = decision
                     decision = replace(decision, action=Action.DEFER, reason=Reason.RUN_LIMIT,
                                        detail="run --limit reached; a later run sends it")
             out.append(decision)
-        return out
+        return out, waiting
+
+    def _give_back(self, chunk: list[Decision], sent: list[Decision], results: dict[int, Result],
+                   waiting: dict[int, Decision]) -> list[Decision]:
+        """The sends that take the ``run --limit`` slots of ``sent`` deferred at their claim.
+
+        A send deferred at its claim (its number had a message today, quiet hours reached) was
+        never claimed: ``--limit N`` counts the messages this run claims, so its slot goes to the
+        next send that waits with ``run_limit`` -- put back in ``chunk`` in its place -- or, when
+        none waits in this chunk, to the next chunk's. A waiting send was never claimed, so none
+        is claimed twice."""
+        if self.limit is None:
+            return []
+        self.limit += sum(1 for d in sent if (r := results.get(id(d))) is not None and r.decision.action is Action.DEFER)
+        back: list[Decision] = []
+        for at in list(waiting)[:self.limit]:
+            chunk[at] = waiting.pop(at)
+            back.append(chunk[at])
+        self.limit -= len(back)
+        return back
 
     # -- composing (before any claim) --------------------------------------------------------
 
@@ -980,24 +1004,39 @@ class Executor:
 
     # -- delivering --------------------------------------------------------------------------
 
-    def _deliver(self, chunk: list[Decision]) -> list[Result]:
+    def _deliver(self, chunk: list[Decision], waiting: dict[int, Decision] | None = None) -> list[Result]:
+        """Claim, deliver and record ``chunk``'s sends (and claim its holdouts); ``waiting``: its
+        sends that ``run --limit`` deferred, which take the slots of sends deferred at their claim."""
         assert self.ledger is not None and self.run_id is not None
         results: dict[int, Result] = {}
-        held: list[Decision] = []
-        ready: dict[str, list[_Prepared]] = {}
-        for decision in chunk:
-            if decision.action is Action.HOLDOUT:
-                held.append(decision)
-            elif decision.action is Action.SEND:
-                try:
-                    prepared = self._prepare(decision)
-                except (TemplateError, ValueError) as exc:
-                    self._problem(decision, str(exc))
-                    results[id(decision)] = Result(decision, "render_error", str(exc))
-                    continue
-                ready.setdefault(prepared.request.channel, []).append(prepared)
+        sends = [decision for decision in chunk if decision.action is Action.SEND]
+        ready = self._ready(sends, results)
+        held = [decision for decision in chunk if decision.action is Action.HOLDOUT]
         if held:
             self._hold_out(held, results)
+        while ready:
+            self._deliver_ready(chunk, ready, results)
+            sends = self._give_back(chunk, sends, results, waiting) if waiting else []
+            ready = self._ready(sends, results)
+        return [results.get(id(d), Result(d)) for d in chunk]
+
+    def _ready(self, sends: list[Decision], results: dict[int, Result]) -> dict[str, list[_Prepared]]:
+        """``sends`` rendered and built, by channel; one that fails for its cart goes into
+        ``results`` as a ``render_error``, unclaimed."""
+        ready: dict[str, list[_Prepared]] = {}
+        for decision in sends:
+            try:
+                prepared = self._prepare(decision)
+            except (TemplateError, ValueError) as exc:
+                self._problem(decision, str(exc))
+                results[id(decision)] = Result(decision, "render_error", str(exc))
+                continue
+            ready.setdefault(prepared.request.channel, []).append(prepared)
+        return ready
+
+    def _deliver_ready(self, chunk: list[Decision], ready: dict[str, list[_Prepared]],
+                       results: dict[int, Result]) -> None:
+        """Claim and deliver the ``ready`` sends of ``chunk``, channel by channel, into ``results``."""
         for channel_name, batch in ready.items():
             feed = _ClaimFeed(self, batch, results)
             try:
@@ -1010,7 +1049,6 @@ class Executor:
                 feed.flush()
             if feed.stopped is not None:
                 raise feed.stopped
-        return [results.get(id(d), Result(d)) for d in chunk]
 
     def _hold_out(self, decisions: list[Decision], results: dict[int, Result]) -> None:
         """Held-out carts are claimed too (transport "holdout", status "held_out"): the ledger then

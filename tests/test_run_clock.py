@@ -83,6 +83,49 @@ def test_the_workers_of_a_run_whose_clock_is_not_pinned_record_their_claims_when
     assert len(claimed) == 4 and min(claimed) > START, claimed
 
 
+def _texted_after_midnight_by_another_run(shop: Shop, number: str) -> None:
+    """Another run's text to ``number`` at 00:01, the new day: this run, planning at 23:59, sees
+    no message today; its claim at 00:02 is refused (one message a day)."""
+    from cartrescue.ledger import ClaimRequest, Ledger
+
+    at = CLAIMED - MINUTE
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        other = ledger.start_run("send", at)
+        with ledger.lock(other, timedelta(hours=1)):
+            won = ledger.claim(other, [ClaimRequest("csv:elsewhere", "elsewhere", "bo@example.com", 1, "sms", "sms",
+                                                    "reminder-1", None, "standard", 1.0, phone=number)], at)
+            ledger.record([(claim_id, "sent", "201 queued", "") for claim_id in won.values()])
+        ledger.finish_run(other, "ok", {"sent": 1})
+    finally:
+        ledger.close()
+
+
+def test_a_send_deferred_at_its_claim_gives_its_run_limit_slot_to_the_next_waiting_send(
+    shop: Shop, crossing_midnight: Callable[[], None]
+) -> None:
+    """``--limit 2`` of three due texts, the first one's number texted by another run after this
+    one planned: it waits for tomorrow, unclaimed, and the third text goes in its place."""
+    from httpserver import TwilioEmulator
+    from test_sms_channel import sms_shop
+
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=0)
+        shop.add(*(cart(f"c{n}", email=f"c{n}@example.com", now=START, idle=61 * MINUTE,
+                        phone=f"070-123 45 0{n}", sms_consent="yes") for n in range(3)))
+        shop.write()
+        _texted_after_midnight_by_another_run(shop, "+46701234500")
+        result = shop.cli("run", "--send", "--json", "--limit", "2", now=None)
+        assert result.exit_code == 0, result.output
+        assert sorted(m["To"] for m in twilio.messages) == ["+46701234501", "+46701234502"]
+    decided = {row["cart_id"]: row for row in result.json["decisions"]}
+    assert (decided["c0"]["action"], decided["c0"]["reason"]) == ("defer", "messaged_today")
+    assert [decided[key]["delivery"] for key in ("c1", "c2")] == ["sent", "sent"]
+    counts = result.json["counts"]
+    assert counts["sent"] == 2 and counts["send"] + counts["skip"] + counts["defer"] + counts["holdout"] == counts["carts"] == 3
+    assert sorted(row["cart_key"] for row in shop.messages()) == ["csv:c1", "csv:c2", "csv:elsewhere"]
+
+
 EVENING = datetime(2026, 11, 20, 19, 59, tzinfo=timezone.utc)  # 20:59 in Stockholm
 NIGHT = EVENING + 2 * MINUTE  # 21:01: inside quiet hours 21:00-08:00
 MORNING = datetime(2026, 11, 21, 7, 1, tzinfo=timezone.utc)  # 08:01 the next day
@@ -183,3 +226,19 @@ def test_a_pinned_clock_keeps_the_planners_word_on_quiet_hours(shop: Shop, monke
     result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=EVENING)
     assert result.exit_code == 0, result.output
     assert result.json["counts"]["sent"] == 1
+
+
+def test_sends_waiting_for_a_run_limit_slot_reached_in_quiet_hours_wait_for_their_end(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--limit 1`` and quiet hours at the claim: the chosen send gives its slot back, each
+    waiting send takes it in turn and waits for 08:00 too; none is claimed."""
+    shop.configure(**QUIET)
+    shop.add(*(cart(f"c{n}", email=f"c{n}@example.com", now=EVENING, idle=61 * MINUTE) for n in range(3)))
+    _wall_reads(monkeypatch, EVENING, NIGHT)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", "--limit", "1", now=None)
+    assert result.exit_code == 0, result.output
+    assert [(d["action"], d["reason"], d["not_before"]) for d in result.json["decisions"]] == [
+        ("defer", "quiet_hours", "2026-11-21T07:00:00Z")] * 3
+    assert result.json["counts"]["defer"] == result.json["counts"]["carts"] == 3
+    assert shop.messages() == []
