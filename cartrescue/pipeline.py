@@ -1016,7 +1016,7 @@ class Executor:
             self._hold_out(held, results)
         while ready:
             self._deliver_ready(chunk, ready, results)
-            sends = self._give_back(chunk, sends, results, waiting) if waiting else []
+            sends = self._give_back(chunk, sends, results, waiting if waiting is not None else {})
             ready = self._ready(sends, results)
         return [results.get(id(d), Result(d)) for d in chunk]
 
