@@ -210,8 +210,9 @@ class Planner:
         not spend that again."""
         midnight = self.calendar.local_day_start(self.now)
         owns = None if self.shard is None else self.shard.owns
-        used = TierUse(0, 0) if self.ledger is None else self.ledger.tier_used_since(
-            tier.name, self._steps_of(tier), midnight, self.now, owns)
+        steps = self._steps_of(tier)  # none: no step goes out on the tier's channel, nothing to count
+        used = TierUse(0, 0) if self.ledger is None or not steps else self.ledger.tier_used_since(
+            tier.name, steps, midnight, self.now, owns)
         if self.shard is None:
             return _Budget(max(budget - used.total, 0),
                            f"today (its day's budget is {budget}; the day's earlier runs used {used.total})")
@@ -222,11 +223,13 @@ class Planner:
                        f"{used.total} in all)")
 
     def _steps_of(self, tier: Tier) -> list[tuple[int, str]]:
-        """Each step of ``tier``'s sequence with the channel it goes out on: what its budget
-        counts. A step sent on another channel went by e-mail because its own could not reach
-        the customer (:meth:`_fell_back`), which no budget counts."""
+        """The steps of ``tier``'s sequence that go out on the tier's own channel, with it: what
+        its budget counts (:meth:`_in_budget`). A step sent on another channel went by e-mail
+        because its own could not reach the customer (:meth:`_fell_back`), or the sequence
+        sends it so (``channel: email`` on the step), and no budget counts it."""
         steps = self.config.sequences[tier.sequence].steps
-        return [(number, step.channel_for(tier)) for number, step in enumerate(steps, start=1)]
+        return [(number, tier.channel) for number, step in enumerate(steps, start=1)
+                if step.channel_for(tier) == tier.channel]
 
     def _history(self, chunk: Sequence[Cart], emails: list[str], phones: list[str]) -> History:
         if self.ledger is None:
@@ -276,7 +279,7 @@ class Planner:
         """A decision as the run goes on with it: a send of a tier with a budget waits in the
         budget (the one it displaces comes out now: deferred, or sent by e-mail instead); a send
         marks its customer as messaged."""
-        if decision.action is Action.SEND and decision.tier in budgets and not self._fell_back(decision):
+        if decision.action is Action.SEND and decision.tier in budgets and self._in_budget(decision):
             displaced = budgets[decision.tier].offer(decision)
             if displaced is not None and displaced.action is Action.SEND:  # over_budget: email
                 displaced = self._first_of_the_day(displaced, newest, messaged)
@@ -449,6 +452,14 @@ class Planner:
                             channel=instead, phone=phone) is not None:
             return None
         return instead if self.calendar.gate(self.now, last, newsletter, instead) is None else None
+
+    def _in_budget(self, decision: Decision) -> bool:
+        """Whether a send of a tier with a budget uses it: a send on the tier's own channel, the
+        dear one the budget caps (the call list above all). Not a step the sequence sends by
+        e-mail (a call-list tier that opens with an e-mail and calls the next day), nor one
+        that went by e-mail because its channel could not reach the customer (:meth:`_fell_back`)."""
+        tier = self._tiers[decision.tier]  # type: ignore[index]
+        return decision.channel == tier.channel and not self._fell_back(decision)
 
     def _fell_back(self, decision: Decision) -> bool:
         """Whether a send goes by e-mail because its step's channel cannot reach the customer: a

@@ -127,3 +127,23 @@ def test_over_budget_email_needs_a_budget(shop: Shop) -> None:
     result = shop.cli("carts")
     assert result.exit_code == 2
     assert "priority.tiers" in result.output and "over_budget: email needs a budget" in result.output
+
+
+def test_a_tiers_budget_caps_its_own_channel_not_the_e_mail_steps_of_its_sequence(shop: Shop) -> None:
+    """A call-list tier whose sequence opens with an e-mail (``channel: email`` on the step) and
+    calls the next day: its e-mails took the budget's call slots, so with one call a run the
+    call of yesterday's cart waited behind today's first e-mail."""
+    shop.configure(
+        priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list", "budget": 1},
+                            {"name": "standard", "min_score": 0}]},
+        sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "channel": "email"},
+                                         {"delay": "24h", "template": "reminder-2"}]}})
+    shop.add(cart("called", email="ann@example.com", phone="+46701234567", items=PRICEY))
+    out = str(shop.folder / "out")
+    assert shop.cli("run", "--outbox", out, now=NOW).exit_code == 0  # step 1, by e-mail
+    later = NOW + timedelta(hours=26)
+    shop.add(cart("mailed", email="bo@example.com", phone="+46701234568", items=PRICEY, now=later))
+    result = shop.cli("run", "--outbox", out, "--json", now=later)
+    found = {d["cart_id"]: d for d in result.json["decisions"]}
+    assert (found["called"]["action"], found["called"]["step"], found["called"]["channel"]) == ("send", 2, "call-list")
+    assert (found["mailed"]["action"], found["mailed"]["step"], found["mailed"]["channel"]) == ("send", 1, "email")
