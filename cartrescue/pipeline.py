@@ -498,6 +498,15 @@ class Result:
 
 
 _FAILED = ("failed_transient", "failed_permanent", "render_error")
+_NOT_CLAIMED = frozenset({"claimed_elsewhere", "render_error"})  # sends that ended before this run's claim
+
+
+def _unclaimed(result: Result) -> bool:
+    """Whether a send ended without this run's claim: deferred at it, claimed by another run
+    first, or failed to render (:meth:`Executor._give_back`)."""
+    return result.decision.action is Action.DEFER or result.delivery in _NOT_CLAIMED
+
+
 MAX_FAILURE_KINDS = 20
 
 
@@ -852,16 +861,17 @@ class Executor:
 
     def _give_back(self, chunk: list[Decision], sent: list[Decision], results: dict[int, Result],
                    waiting: dict[int, Decision]) -> list[Decision]:
-        """The sends that take the ``run --limit`` slots of ``sent`` deferred at their claim.
+        """The sends that take the ``run --limit`` slots of the sends of ``sent`` this run did not claim.
 
-        A send deferred at its claim (its number had a message today, quiet hours reached) was
-        never claimed: ``--limit N`` counts the messages this run claims, so its slot goes to the
-        next send that waits with ``run_limit`` -- put back in ``chunk`` in its place -- or, when
-        none waits in this chunk, to the next chunk's. A waiting send was never claimed, so none
-        is claimed twice."""
+        A send deferred at its claim (its number had a message today, quiet hours reached), one
+        another run claimed first, or one whose message failed to render for its cart was never
+        claimed by this run: ``--limit N`` counts the messages this run claims, so its slot goes
+        to the next send that waits with ``run_limit`` -- put back in ``chunk`` in its place --
+        or, when none waits in this chunk, to the next chunk's. A waiting send was never claimed,
+        so none is claimed twice."""
         if self.limit is None:
             return []
-        self.limit += sum(1 for d in sent if (r := results.get(id(d))) is not None and r.decision.action is Action.DEFER)
+        self.limit += sum(1 for d in sent if (r := results.get(id(d))) is not None and _unclaimed(r))
         back: list[Decision] = []
         for at in list(waiting)[:self.limit]:
             chunk[at] = waiting.pop(at)
@@ -1017,7 +1027,7 @@ class Executor:
 
     def _deliver(self, chunk: list[Decision], waiting: dict[int, Decision] | None = None) -> list[Result]:
         """Claim, deliver and record ``chunk``'s sends (and claim its holdouts); ``waiting``: its
-        sends that ``run --limit`` deferred, which take the slots of sends deferred at their claim."""
+        sends that ``run --limit`` deferred, which take the slots of sends this run did not claim."""
         assert self.ledger is not None and self.run_id is not None
         results: dict[int, Result] = {}
         sends = [decision for decision in chunk if decision.action is Action.SEND]
@@ -1025,8 +1035,9 @@ class Executor:
         held = [decision for decision in chunk if decision.action is Action.HOLDOUT]
         if held:
             self._hold_out(held, results)
-        while ready:
-            self._deliver_ready(chunk, ready, results)
+        while sends:  # each round's unclaimed sends give their slots to waiting ones (popped: it ends)
+            if ready:
+                self._deliver_ready(chunk, ready, results)
             sends = self._give_back(chunk, sends, results, waiting if waiting is not None else {})
             ready = self._ready(sends, results)
         return [results.get(id(d), Result(d)) for d in chunk]

@@ -325,3 +325,16 @@ def test_a_nested_render_leaves_no_clock_running_after_the_outer_one() -> None:
             assert deadline.armed
         assert deadline.armed and signal.getitimer(signal.ITIMER_REAL)[0] > 0
     assert not deadline.armed and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_cart_whose_message_fails_to_render_gives_its_run_limit_slot_to_the_next(shop: Shop) -> None:
+    """``run --limit 1``, a careful first live run: the first chosen cart's template fails on its
+    data (nothing claimed), and the next cart, which would render, waited with ``run_limit``."""
+    _own_templates(shop, "{{ 100 // (cart.item_count - 7) }} things")
+    shop.add(cart("bad", email="first@example.com", items=(("S", "Socks", 7, "2.00"),)),
+             cart("good", email="last@example.com"))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--limit", "1", "--json")
+    found = {d["cart_id"]: d for d in result.json["decisions"]}
+    assert found["bad"]["delivery"] == "render_error", found["bad"]
+    assert (found["good"]["action"], found["good"]["delivery"]) == ("send", "sent"), found["good"]
+    assert _delivered(shop) == ["good"]
