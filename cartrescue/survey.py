@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -36,7 +36,7 @@ MAX_TEXT = 500  # characters of the free-text line that are kept
 _SPACES = re.compile(r"\s+")
 
 __all__ = ["Answer", "BadToken", "EXPORT_COLUMNS", "SurveyToken", "clean_text", "counts", "links", "make_token",
-           "read_token", "record", "words", "write_csv"]
+           "period_counts", "read_token", "record", "words", "write_csv"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +187,13 @@ def counts(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "by_tier": {tier: shares(counter) for tier, counter in sorted(tiers.items())},
         "by_locale": {locale: shares(counter) for locale, counter in sorted(locales.items())},
     }
+
+
+def period_counts(ledger: Ledger, since: datetime, until: datetime) -> dict[str, Any]:
+    """:func:`counts` of the answers given from ``since`` through ``until`` (both included, as
+    ``report`` reads its period): the report shows why carts were left beside what it won back,
+    and must count what ``survey summary`` counts for the same dates."""
+    return counts(ledger.survey_counts(since, until + timedelta(microseconds=1)))
 
 
 #: Columns of ``survey export`` (one row per answered cart).

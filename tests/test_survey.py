@@ -375,6 +375,32 @@ def test_until_a_day_includes_that_day_as_report_does(survey_shop: Shop) -> None
     assert moment.json["answers"] == 0  # a time ends the period just before it, as in report
 
 
+def test_the_report_shows_the_survey_counts_of_its_period_as_survey_summary_does(survey_shop: Shop) -> None:
+    """docs/survey.md promised the survey's counts beside the recovery figures of ``report``; the
+    report had no word of them, so the weekly digest never said why carts were left."""
+    send_step(survey_shop, cart("c1", email="ann@example.com"), cart("c2", email="bob@example.com"),
+              cart("c3", email="cat@example.com"))
+    ledger = Ledger(f"sqlite:///{survey_shop.folder / 'ledger.db'}")
+    try:  # two answers in the week (the last at Sunday 23:30 in Stockholm), one just after it
+        config = load_config(survey_shop.write())
+        for cart_id, reason, at in (("c1", "price", datetime(2026, 11, 21, 9, 0)),
+                                    ("c2", "price", datetime(2026, 11, 22, 22, 30)),
+                                    ("c3", "other", datetime(2026, 11, 22, 23, 1))):
+            record(ledger, config, make_token(f"csv:{cart_id}", 1, "en", SECRET), reason,
+                   now=at.replace(tzinfo=timezone.utc))
+    finally:
+        ledger.close()
+    week = ("--since", "2026-11-16", "--until", "2026-11-22")
+    monday = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)
+    report = survey_shop.cli("report", *week, "--json", now=monday)
+    assert report.exit_code == 0, report.output
+    summary = survey_shop.cli("survey", "summary", *week, "--json", now=None)
+    assert report.json["survey"] == summary.json
+    assert report.json["survey"]["reasons"] == {"price": {"count": 2, "share": 1.0}}
+    table = survey_shop.cli("report", *week, now=monday)
+    assert re.search(r"Why carts were left.*\n.*\n.*\n.*\n│ price +│ +2 │ +100 % │", table.stdout), table.stdout
+
+
 # -- words, tokens, config -------------------------------------------------------------------------------
 
 def test_every_shipped_locale_has_every_survey_word_in_its_own_language() -> None:

@@ -23,6 +23,7 @@ from cartrescue.report.attribution import UNITS, Attribution, OrderLoad
 from cartrescue.sources import open_source
 from cartrescue.sources.base import ProblemSink, ignore_problem
 from cartrescue.sources.freshness import stale_orders_note
+from cartrescue.survey import period_counts
 
 
 def code_steps(config: Config) -> set[tuple[str, int]]:
@@ -87,6 +88,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                 decisions=ledger.report_decisions(period.since, period.until), codes=codes,
                 redecided=ledger.report_redecided(period.since, period.until),
                 ledger_counts=ledger.report_counts(period.since, period.until), promotions=ledger.promotion_rows())
+            document["survey"] = period_counts(ledger, period.since, period.until)
         document["notes"].extend(source_notes)
         if unread:
             document["notes"].append(unread_orders_note(unread))

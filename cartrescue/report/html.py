@@ -213,6 +213,12 @@ def render_html(document: dict[str, Any], shop: str) -> str:
             [label, "recipients", "conversions", "rate", "orders", "revenue", "per recipient"],
             [[key(r), f"{r['recipients']:,}", f"{r['conversions']:,}", percent(r["conversion_rate"]), f"{r['orders']:,}",
               r["revenue"], r["revenue_per_recipient"]] for r in rows]) + "</section>")
+    survey = document.get("survey") or {}
+    if survey.get("answers"):
+        sections.append(f"<section><h2>Why carts were left ({survey['answers']:,} survey answers)</h2>" + _table(
+            ["reason", "answers", "share"],
+            [[reason, f"{f['count']:,}", percent(f["share"], 0)] for reason, f in survey["reasons"].items()])
+            + "</section>")
     if document["notes"]:
         sections.append("<section><h2>Notes</h2>" + "".join(f'<p class="note">{_e(n)}</p>' for n in document["notes"])
                         + "</section>")

@@ -91,6 +91,12 @@ def print_report(document: dict[str, Any], console: Console, by: list[str]) -> N
     for skip in funnel["skips"][:5]:
         table.add_row(_t(f"  skipped: {skip['reason']}", "dim"), _t(f"{skip['carts']:,}", "dim"))
     console.print(table)
+    survey = document.get("survey") or {}
+    if survey.get("answers"):
+        table = _table("Why carts were left", ["survey answer", "carts", "share"])
+        for reason, figures in survey["reasons"].items():
+            table.add_row(_t(reason), _t(f"{figures['count']:,}"), _t(percent(figures["share"], 0)))
+        console.print(table)
     for name in by:
         _print_breakdown(console, name, document["breakdowns"][name], currency)
     for note in document["notes"]:
