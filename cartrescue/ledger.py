@@ -55,6 +55,9 @@ REPORTED = ("sent", "unconfirmed", "held_out")
 #: The channels that reach the customer's number, and so are claimed at most once a day per number
 #: (:meth:`Ledger.claim`'s ``day``); the others go to an address, which one shard owns.
 NUMBER_CHANNELS = frozenset({"sms", "call-list"})
+#: The channels that go to the customer's address (claimed with it): the e-mail, and the webhook
+#: document the shop's own mailer sends from the rendered e-mail parts, survey links included.
+ADDRESS_CHANNELS = frozenset({"email", "webhook"})
 #: PostgreSQL advisory locks of numbers being claimed are ``(NUMBER_LOCKS, hash of the number)``.
 NUMBER_LOCKS = 0x63724E4F  # "crNO"
 
@@ -1249,12 +1252,15 @@ class Ledger:
     # -- survey answers ----------------------------------------------------------------------
 
     def message_of(self, cart_key: str, step: int) -> dict[str, Any] | None:
-        """The email message of ``cart_key``'s ``step``: its address, tier and variant (or None)."""
+        """The message of ``cart_key``'s ``step`` that went to the address (:data:`ADDRESS_CHANNELS`:
+        an e-mail, or a webhook document, whose rendered parts carry the same survey links): its
+        address, tier and variant (or None)."""
         message = Message.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(message.c.email, message.c.tier, message.c.variant).where(
-                    message.c.cart_key == cart_key, message.c.step == step, message.c.channel == "email")
+                    message.c.cart_key == cart_key, message.c.step == step,
+                    message.c.channel.in_(sorted(ADDRESS_CHANNELS))).order_by(message.c.channel)
             ).mappings().first()
         return None if row is None else dict(row)
 

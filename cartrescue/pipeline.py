@@ -36,7 +36,7 @@ from cartrescue.eligibility import Gates, Verdict
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.experiments import Experiments, subject
 from cartrescue.incentives import Allocation, Codes, code_expiry, expiry_day, placeholder, pools
-from cartrescue.ledger import NUMBER_CHANNELS, ClaimRequest, History, Ledger, TierUse
+from cartrescue.ledger import ADDRESS_CHANNELS, NUMBER_CHANNELS, ClaimRequest, History, Ledger, TierUse
 from cartrescue.mime import build_message, mailto_address, wire_address
 from cartrescue.model import (
     Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem,
@@ -63,7 +63,7 @@ DELIVERY_CHUNK = 250
 DRY_RUN_SECRET = "dry-run: not a secret"
 RENDERED = frozenset({"email", "sms", "webhook"})  # channels whose message is rendered from templates
 _NEEDS_PHONE = NUMBER_CHANNELS  # a step on these falls back to ..._BY_ADDRESS (channel_fallback)
-_BY_ADDRESS = frozenset({"email", "webhook"})
+_BY_ADDRESS = ADDRESS_CHANNELS  # ... and these go to the address
 
 
 def _by_address(tier: Tier) -> str:

@@ -153,8 +153,9 @@ def record(ledger: Ledger, config: Config, token: str, reason: str, text: str = 
 
 
 def _forgotten(message: dict[str, Any]) -> bool:
-    """Was the address of this e-mail message (a :meth:`Ledger.message_of` row; ``{}``: none)
-    forgotten? An e-mail step is claimed with its address, and only ``forget`` empties it.
+    """Was the address of this message (a :meth:`Ledger.message_of` row, an e-mail's or a
+    webhook document's; ``{}``: none) forgotten? Such a step is claimed with its address, and
+    only ``forget`` empties it.
 
     Its link still verifies (the token names the cart, not the address), but the person asked to
     be erased: their answer, and a free-text line that may name them, would be new personal data

@@ -313,6 +313,34 @@ def test_an_answer_can_leave_the_sequence_running(survey_shop: Shop) -> None:
     assert list(send_step(survey_shop, now=NOW + 24 * H)) == ["ann@example.com"]
 
 
+def test_an_answer_to_a_webhook_documents_link_keeps_its_tier_and_address_and_is_forgotten_with_it(
+        survey_shop: Shop) -> None:
+    """The webhook channel posts the rendered e-mail parts, survey links included, to the shop's own
+    mailer; their answers were stored without the message's tier, variant and address (counted
+    under tier "-"), so ``forget`` left the answer and its text behind, and recorded the next."""
+    from httpserver import WebhookReceiver
+    from test_webhook_channel import SECRET as WEBHOOK_SECRET
+
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        survey_shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "webhook"}]},
+                              webhook={"url": receiver.url, "secret": WEBHOOK_SECRET})
+        survey_shop.add(cart("c1", email="ann@example.com"))
+        assert survey_shop.cli("run", "--send").exit_code == 0
+        (document,) = receiver.accepted.values()
+    links = links_in(document["text"])
+    with webhook(survey_shop) as base:
+        assert post(base, token_of(links["price"]), "price", "Ann Tester: too dear")[0] == 200
+        (row,) = answers(survey_shop)
+        assert (row["tier"], row["email"]) == ("standard", "ann@example.com")
+        summary = survey_shop.cli("survey", "summary", "--json", now=None).json
+        assert summary["by_tier"] == {"standard": {"price": {"count": 1, "share": 1.0}}}
+        assert survey_shop.cli("forget", "ann@example.com", now=None).exit_code == 0
+        assert answers(survey_shop) == []
+        status, page = post(base, token_of(links["other"]), "other", "Ann Tester again")
+    assert status == 200 and WORDS["en"]["thanks_title"] in page
+    assert answers(survey_shop) == []
+
+
 # -- export and summary -------------------------------------------------------------------------------
 
 def test_summary_counts_and_shares_per_reason_tier_and_locale(survey_shop: Shop) -> None:
