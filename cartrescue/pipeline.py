@@ -949,11 +949,12 @@ class Executor:
                 try:
                     detail = ""
                     message: OutgoingMessage | None
+                    # Test links (as a preview's): the owner reads, opens and clicks what --eml wrote.
                     if decision.channel == "email" and self.eml is None:  # no MIME bytes: only what they would refuse
-                        message = self.composer.compose(decision)
+                        message = self.composer.compose(decision, test=True)
                         wire_address(message.to.email)
                     else:
-                        message, data = self.build(decision)  # what a delivering run would send
+                        message, data = self.build(decision, test=True)  # what a delivering run would send
                         detail = measure(data.decode("utf-8")).describe() if decision.channel == "sms" and data else ""
                         if self.eml is not None and data is not None:
                             detail = self._write_eml(decision, data)
@@ -995,16 +996,18 @@ class Executor:
         except OSError as exc:
             return f"not written to {self.eml}: {exc.strerror or exc}"
 
-    def build(self, decision: Decision, code: Allocation | None = None) -> tuple[OutgoingMessage | None, bytes | None]:
+    def build(self, decision: Decision, code: Allocation | None = None, *,
+              test: bool = False) -> tuple[OutgoingMessage | None, bytes | None]:
         """``decision``'s message and the bytes its channel sends: MIME for e-mail, the text for
         an SMS, the JSON document for the webhook; raise TemplateError/ValueError for this cart.
-        Without ``code`` a per-recipient incentive shows its placeholder."""
+        Without ``code`` a per-recipient incentive shows its placeholder. ``test``: a dry-run's
+        (``run --eml``), whose links are test links: they unsubscribe and answer for nobody."""
         channel = decision.channel or "email"
         if channel == "sms":
-            return None, self.composer.compose_sms(decision, code).text.encode("utf-8")
+            return None, self.composer.compose_sms(decision, code, test=test).text.encode("utf-8")
         if channel not in RENDERED:
             return None, None
-        message = self.composer.compose(decision, code)
+        message = self.composer.compose(decision, code, test=test)
         if channel == "webhook":
             return message, self.composer.webhook_body(decision, message, code)
         sender = self.channels.get(channel)

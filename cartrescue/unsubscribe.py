@@ -3,7 +3,7 @@
 Owns what an unsubscribe token says, so one click stops every stream for that address and a
 forged or altered token is refused. It must not touch the ledger; callers record the suppression.
 
-A preview's or send-test's link carries a test token (:data:`cartrescue.tokens.TEST`): it is
+A preview's, send-test's or dry-run's (``run --eml``) link carries a test token (:data:`cartrescue.tokens.TEST`): it is
 checked like any, then refused as :class:`PreviewToken` (a :class:`BadToken`, so every caller
 that unsubscribes refuses it unchanged), which the webhook answers with a "preview link" page.
 """
@@ -36,5 +36,5 @@ def verify_token(token: str, secret: str) -> str:
     test mail: never the customer's wish)."""
     address, test = verify_link(PURPOSE, token, secret)
     if test:  # without the address: a refusal is recorded (suppress mailbox), an address must not be
-        raise PreviewToken("a link from a preview or send-test message: it unsubscribes nobody")
+        raise PreviewToken("a link from a preview, send-test or dry-run message: it unsubscribes nobody")
     return address

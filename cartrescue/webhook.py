@@ -151,12 +151,12 @@ class WebhookApp:
                           "as it is, or reply to the e-mail and ask to be unsubscribed.</p>")
 
     def _preview_link(self, start_response: StartResponse) -> list[bytes]:
-        """A genuine link of a preview or send-test message: said so, and nobody unsubscribed
-        (a developer clicking through a preview must not unsubscribe the real customer)."""
+        """A genuine link of a preview, send-test or dry-run message: said so, and nobody
+        unsubscribed (a developer clicking through a preview must not unsubscribe the real customer)."""
         return self._page(start_response, "200 OK", "This is a preview link",
                           "<p>This link comes from a preview or a test message (<code>cartrescue preview</code>, "
-                          "<code>send-test</code>), not from a reminder a customer was sent: nobody was "
-                          "unsubscribed.</p>")
+                          "<code>send-test</code>, a dry-run's <code>run --eml</code>), not from a reminder a "
+                          "customer was sent: nobody was unsubscribed.</p>")
 
     def _get(self, start_response: StartResponse, token: str) -> list[bytes]:
         try:

@@ -81,6 +81,31 @@ def local(url: str, base: str) -> str:
 
 
 @pytest.mark.smtp
+def test_a_dry_runs_eml_links_unsubscribe_and_answer_for_nobody(shop: Shop) -> None:
+    """``run --eml DIR`` writes the messages a dry-run would send, for the owner to read; their
+    links were the customer's own, so opening one in a mail client and pressing its Unsubscribe
+    button unsubscribed the customer, and a survey click answered for them and ended their
+    sequence. They are test links, as a preview's are."""
+    from email import message_from_bytes, policy
+
+    shop.configure(survey={"url": "https://shop.example.com/cart-survey?token={token}"})
+    shop.add(cart("a1", email="ann@example.com"))
+    looked = shop.cli("run", "--eml", str(shop.folder / "look"))
+    assert looked.exit_code == 0, looked.output
+    (eml,) = (shop.folder / "look").glob("*.eml")
+    message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    url = re.search(r"<(https://[^>]+)>", str(message["List-Unsubscribe"])).group(1)
+    text = message.get_body(("plain",)).get_content()
+    price = re.search(r"https://shop\.example\.com/cart-survey\?token=([A-Za-z0-9_.-]+)&reason=price", text).group(1)
+    with webhook(shop) as base:
+        status, page = http(local(url, base), b"List-Unsubscribe=One-Click")  # the mail client's button
+        assert status == 200 and "This is a preview link" in page
+        assert http(f"{base}/cart-survey", f"token={price}&reason=price".encode())[0] == 200
+    assert shop.suppression("ann@example.com") is None
+    decision = shop.decisions()["a1"]
+    assert (decision["action"], decision["reason"]) == ("send", "due")  # ann still gets her reminder
+
+
 def test_one_click_from_a_real_message_stops_every_stream_of_the_address(shop: Shop) -> None:
     shop.add(cart("a1", email="ann@example.com", idle=timedelta(hours=2)),
              cart("b1", email="bob@example.com", idle=timedelta(hours=2)))

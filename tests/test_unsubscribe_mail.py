@@ -236,7 +236,7 @@ def test_the_unsubscribe_mail_of_a_send_tests_mailto_link_is_refused_and_suppres
     result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
     assert result.exit_code == 1
     (refused,) = result.json["refused"]
-    assert refused["why"] == "refused: a link from a preview or send-test message: it unsubscribes nobody"
+    assert refused["why"] == "refused: a link from a preview, send-test or dry-run message: it unsubscribes nobody"
     assert shop.suppression("ann@example.com") is None and shop.suppression("dev@example.org") is None
 
 
