@@ -193,3 +193,21 @@ def test_a_campaign_name_is_shown_as_text_never_as_markup(shop: Shop, monkeypatc
     assert result.exit_code == 0, result.output
     shown = " ".join(result.stdout.split())
     assert "[/]" in shown and "[bold]Week" in shown and "\x1b" not in result.stdout
+
+
+def test_a_text_waits_on_a_newsletter_day_and_a_call_does_not(shop: Shop) -> None:
+    """docs/newsletters.md: every channel that reaches the customer waits (a text too); staff
+    call in their own hours, so the call list is not deferred."""
+    shop.configure(shop={"country": "SE"},
+                   priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                                       {"name": "standard", "min_score": 0, "channel": "sms"}]},
+                   sms={"sender": "CartShop", "quiet_hours": None,
+                        "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "t" * 32,
+                                   "base_url": "https://api.example.com"}})
+    shop.add(cart("texted", email="ann@example.com", phone="+46701234567", sms_consent="yes"),
+             cart("called", email="bob@example.com", phone="+46701234568", items=[("S", "Lamp", 1, "900.00")]))
+    newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2)),
+                       send("bob@example.com", NOW - timedelta(hours=2))])
+    decisions = shop.decisions()
+    assert (decisions["texted"]["reason"], decisions["texted"]["channel"]) == ("newsletter_today", "sms")
+    assert (decisions["called"]["reason"], decisions["called"]["channel"]) == ("due", "call-list")
