@@ -49,6 +49,27 @@ def test_bom_semicolons_decimal_commas_and_quoted_newlines_are_read(tmp_path: Pa
     assert [str(p) for p in problems] == [f"{path}:4: cart c2: unit_price: not a number: 'nope'"]
 
 
+def test_a_tab_separated_utf16_export_from_excel_is_read_not_missing_every_column(shop: Shop) -> None:
+    """Excel's "Unicode Text" save is UTF-16 with tabs. Read with a comma its header was one
+    column: the run stopped (exit 3) on "missing column(s): cart_id, currency, ..." of a header
+    that names every one of them, and no customer was reminded. The orders file is detected alike."""
+    shop.configure(source={"encoding": "utf-16"})
+    shop.write()
+    at = iso(NOW - timedelta(hours=2))
+    rows = [HEADER.rstrip("\n").split(","),
+            ["c1", "ann@example.com", "EUR", at, "", "A", "Mug, large", "1", "12,50", "yes"],
+            ["c2", "bo@example.com", "EUR", at, "", "B", "Cup", "1", "9,00", "yes"]]
+    (shop.folder / "carts.csv").write_text("".join("\t".join(row) + "\r\n" for row in rows), encoding="utf-16")
+    (shop.folder / "orders.csv").write_text(f"order_id\temail\ttotal\tcreated_at\r\no1\tbo@example.com\t9,00\t{iso(NOW)}\r\n",
+                                            encoding="utf-16")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 0, result.output
+    assert [(row["cart_id"], row["reason"], row["total"]) for row in result.json["decisions"]] == [
+        ("c1", "due", "12.50"), ("c2", "ordered", "9.00")]
+    assert result.json["problems"] == []
+
+
 @pytest.mark.parametrize(
     ("row", "reason"),
     [

@@ -239,12 +239,25 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
         if delimiter is None:
             first = handle.readline()
             handle.seek(0)
-            delimiter = ";" if first.count(";") > first.count(",") else ","
+            delimiter = detect_delimiter(first)
         _skip_bom(handle)
     except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
         handle.close()
         raise _undecodable(path, encoding) from None
     return handle, csv.reader(handle, delimiter=delimiter)
+
+
+#: The delimiters an export's header line is looked at for, the first of a tie winning: a comma,
+#: a semicolon (Excel where the decimal mark is a comma), a tab (Excel's "Unicode Text", UTF-16).
+DELIMITERS = (",", ";", "\t")
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The delimiter of :data:`DELIMITERS` the header line holds most of. A tab counts too: a file
+    Excel saved as "Unicode Text" (UTF-16, ``source.encoding: utf-16``) is tab-separated, and read
+    with a comma its whole header was one column, the run stopped on ``missing column(s):
+    cart_id, currency, ...`` of a header that names every one of them."""
+    return max(DELIMITERS, key=header_line.count)
 
 
 def _skip_bom(handle: TextIO) -> None:
