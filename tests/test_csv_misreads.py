@@ -223,6 +223,24 @@ def test_a_price_with_a_thousands_dot_is_refused_as_ambiguous_not_read_a_thousan
         "(1299.00 or 1.299,00)"]
 
 
+@pytest.mark.parametrize(("price", "was"), [("1.234.56", "123456"), ("12.5.0", "1250"), ("1,2,3", "123"),
+                                           ("12,34.50", "1234.50")])
+def test_a_price_whose_separators_group_no_thousands_is_refused_not_read_with_them_stripped(
+        shop: Shop, price: str, was: str) -> None:
+    """Every mark of a number with two of them was stripped, grouping or not: ``1.234.56`` went
+    out as 123456 euros, a hundred times the price, without a word."""
+    _carts_file(shop, [f'c1,a@example.com,EUR,{AT},S1,Sofa,1,"{price}"', f"c2,b@example.com,EUR,{AT},S2,Mug,1,12.50",
+                       f'c3,c@example.com,INR,{AT},S3,Rug,1,"12,34,567.50"',
+                       f'c4,d@example.com,EUR,{AT},S4,Car,1,"1.234.567,50"'])
+    result = shop.cli("carts", "--json")
+    assert [(row["cart_id"], row["total"]) for row in result.json["decisions"]] == [
+        ("c2", "12.50"), ("c3", "1234567.50"), ("c4", "1234567.50")], f"c1 read as {was}?"
+    mark = "." if price.count(".") > 1 else ","
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:2: cart c1: unit_price: not a number: {price!r} (its {mark!r} groups no "
+        "thousands: write it without them, as 1234.50)"]
+
+
 def test_three_decimals_are_a_price_in_a_currency_of_thousandths(shop: Shop) -> None:
     _carts_file(shop, [f"c1,a@example.com,KWD,{AT},S1,Lamp,1,1.250"])
     (decision,) = shop.cli("carts", "--json").json["decisions"]

@@ -90,18 +90,37 @@ _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _GROUPED_OR_DECIMAL = re.compile(r"^-?[1-9]\d{0,2},\d{3}$")
 
 
+#: The whole part of a number grouped in thousands (``1,234,567``) or the Indian way
+#: (``12,34,567``, lakhs and crores), ``G`` standing for the grouping mark.
+_GROUPING = r"^-?(?:\d{1,3}(?:G\d{3})+|\d{1,2}(?:G\d{2})+G\d{3})$"
+_GROUPED = {mark: re.compile(_GROUPING.replace("G", re.escape(mark))) for mark in ",."}
+
+
+def _ungrouped(value: str, mark: str, text: str, what: str) -> str:
+    """``value``'s whole part (up to a decimal point, ``.``, already in place) without its grouping
+    ``mark``. A mark that groups no thousands (``12.5.0``, ``1,2,3``, ``1.234.56``) is no number:
+    its marks stripped, it read as 1250, 123, 123456, a price a hundred or a thousand times the
+    one meant shown in a reminder without a word."""
+    whole, point, decimals = value.partition(".") if mark == "," else (value, "", "")
+    if not _GROUPED[mark].match(whole):
+        raise RowError(f"{what}: not a number: {text!r} (its {mark!r} groups no thousands: write it without "
+                       "them, as 1234.50)")
+    return whole.replace(mark, "") + point + decimals
+
+
 def parse_decimal(text: str, what: str) -> Decimal:
     """``12.50``, ``12,50``, ``1 234,50``, ``1,234.50``, ``1.234,50`` -> Decimal; ``1,500`` is
-    ambiguous (1.5 or 1500) and refused. A number written as text reads so from an export and
-    from a database column alike."""
+    ambiguous (1.5 or 1500) and refused, and so is a grouping mark that groups no thousands
+    (``12.5.0``). A number written as text reads so from an export and from a database column alike."""
     if _PLAIN_NUMBER.match(text):
         return Decimal(text)
     value = _NUMBER_SPACES.sub("", text)
     if "," in value and "." in value:
         if value.rfind(",") > value.rfind("."):
-            value = value.replace(".", "").replace(",", ".")
+            whole, _, decimals = value.rpartition(",")
+            value = _ungrouped(whole, ".", text, what) + "." + decimals
         else:
-            value = value.replace(",", "")
+            value = _ungrouped(value, ",", text, what)
     elif value.count(",") == 1:
         if _GROUPED_OR_DECIMAL.match(value):
             raise RowError(f"{what}: ambiguous: {text!r} is {Decimal(value.replace(',', '.')).normalize()} with a "
@@ -110,7 +129,7 @@ def parse_decimal(text: str, what: str) -> Decimal:
                            "with its decimals (1,500.00 or 1.500,00)")
         value = value.replace(",", ".")
     elif value.count(",") > 1 or value.count(".") > 1:
-        value = value.replace(",", "").replace(".", "") if value.count(".") > 1 else value.replace(",", "")
+        value = _ungrouped(value, "." if value.count(".") > 1 else ",", text, what)
     try:
         number = Decimal(value)
     except InvalidOperation:
