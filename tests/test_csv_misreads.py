@@ -288,6 +288,32 @@ def test_a_byte_order_mark_read_as_utf8_keeps_the_first_carts_column(shop: Shop)
     assert [row["cart_id"] for row in result.json["decisions"]] == ["c1"]
 
 
+def test_blank_lines_before_the_header_are_no_row_not_a_header_naming_no_column(shop: Shop) -> None:
+    """A blank line (or one of delimiters only: a spreadsheet's empty first row) above the header
+    was read as the header: the run stopped (exit 3) on "missing column(s): cart_id, currency,
+    ..." of a file whose next line names them all, and nobody was reminded."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10", f"c2,b@example.com,EUR,{AT},S2,Pot,x,20"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(b"\xef\xbb\xbf\r\n;;;;;;;;\r\n" + path.read_bytes().replace(b",", b";"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert [row["cart_id"] for row in result.json["decisions"]] == ["c1"]
+    assert result.json["problems"] == [f"{path}:5: cart c2: quantity: not a number: 'x'"]
+
+
+def test_an_orders_export_of_line_breaks_alone_stops_the_run_as_an_empty_one(shop: Shop) -> None:
+    """An export job that failed after its first line break wrote no order: read as "missing
+    column(s): order_id, created_at" it named a header it never wrote, not the failed export."""
+    shop.add(cart("c1"))
+    shop.write()
+    (shop.folder / "orders.csv").write_bytes(b"\r\n\r\n")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"].startswith(
+        f"{shop.folder / 'orders.csv'}: empty, not even a header (did the export job fail?)")
+
+
 def test_a_byte_order_mark_read_as_utf8_keeps_the_first_newsletter_column(tmp_path: Path) -> None:
     """The newsletter export's first column, email, was "missing" (exit 3) in a file that has it."""
     from cartrescue.sources.base import Window

@@ -238,6 +238,8 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
     try:
         if delimiter is None:
             first = handle.readline()
+            while first and not first.lstrip("\ufeff").strip():  # blank lines before the header: see read_header
+                first = handle.readline()
             handle.seek(0)
             delimiter = detect_delimiter(first)
         _skip_bom(handle)
@@ -294,10 +296,17 @@ def unchanged(handle: TextIO, path: Path, before: tuple[int, int]) -> None:
 
 
 def read_header(reader: CsvReader, path: Path, encoding: str) -> list[str] | None:
-    """The header row of a CSV file (None: an empty file); one it cannot read stops, naming the file."""
+    """The header row of a CSV file, its first line with a name in it (None: an empty file, or
+    one of blank lines only); one it cannot read stops, naming the file.
+
+    A blank line is no row, before the header too: one there was read as a header naming
+    nothing, and the run stopped on "missing column(s): cart_id, ..." of a file whose next line
+    names them all; and an export of a line break alone, as failed as one of 0 bytes, read as
+    such a file, not as the empty export it is (:func:`empty_export`)."""
     try:
-        return next(reader)
-    except StopIteration:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                return row
         return None
     except UnicodeError:
         raise _undecodable(path, encoding) from None
