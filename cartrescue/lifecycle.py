@@ -40,9 +40,9 @@ from cartrescue.contacts import (
     without_address,
 )
 from cartrescue.ledger import MAYBE_DELIVERED, TABLES, UNCONFIRMED, Code, Inbound, Message, Run, RunLock, SendTest, Suppression
+from cartrescue.suppressions import FORGOTTEN  # the suppression reason of a forgotten address
 from cartrescue.unsubscribe_mail import forgotten_key
 
-FORGOTTEN = "forgotten"  # the suppression reason of a forgotten address
 
 #: What a forgotten address's ``cr_message`` rows are left with: each column that ties the row to
 #: the person is emptied -- the address, the number texted with it (the person's too), and the

@@ -263,10 +263,32 @@ def check(ledger: Ledger, address: str, region: str | None = None) -> dict[str, 
                  if (found := ledger.suppression(hashed)) is not None), None)
 
 
-def remove(ledger: Ledger, address: str, region: str | None = None) -> bool:
+#: The suppression reason ``forget`` leaves (:mod:`cartrescue.lifecycle`).
+FORGOTTEN = "forgotten"
+
+
+class ErasedContact(ValueError):
+    """``suppress remove`` of an address or number that ``forget`` erased, without ``force``."""
+
+
+def remove(ledger: Ledger, address: str, region: str | None = None, *, force: bool = False) -> bool:
     """Lift the suppression of ``address`` (in either form of its domain) or of a phone number
-    (a mistaken import, a customer who texted START)."""
-    return any([ledger.unsuppress(hashed) for hashed in _contact_hashes(address, region)])
+    (a mistaken import, a customer who texted START).
+
+    The suppression ``forget`` left is what keeps an erased person from being messaged, and their
+    address from being recorded again, when the shop's export still lists them: lifting it by a
+    slip (a list of bounces to clear, say) undoes an erasure request without a word, so it takes
+    ``force`` (the person asked to come back); :class:`ErasedContact` otherwise."""
+    hashes = _contact_hashes(address, region)
+    if not force:
+        erased = next((found for hashed in hashes
+                       if (found := ledger.suppression(hashed)) is not None and found["reason"] == FORGOTTEN), None)
+        if erased is not None:
+            raise ErasedContact(
+                f"{address} was erased at the person's request (cartrescue forget, {erased['created_at']:%Y-%m-%d}): "
+                "lifting it lets the shop's export bring the address back and message it; give --force if "
+                "they asked to hear from the shop again (nothing was changed)")
+    return any([ledger.unsuppress(hashed) for hashed in hashes])
 
 
 def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:
@@ -274,5 +296,5 @@ def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:
     return ledger.suppressions(limit)
 
 
-__all__ = ["BadToken", "ImportResult", "Unsubscribed", "check", "import_file", "listing", "read_addresses",
+__all__ = ["FORGOTTEN", "BadToken", "ErasedContact", "ImportResult", "Unsubscribed", "check", "import_file", "listing", "read_addresses",
            "remove", "resolve", "subject_token", "token_from", "token_spots", "unsubscribe", "url_token"]

@@ -139,6 +139,21 @@ def test_the_runs_after_forget_never_learn_the_address_back(shop: Shop) -> None:
     assert columns_holding(shop.folder / "ledger.db", BOB) == []
 
 
+def test_suppress_remove_refuses_to_lift_an_erasure_without_force(shop: Shop) -> None:
+    """The suppression forget left keeps the shop's export from bringing the person back: a
+    slip of suppress remove must not undo an erasure request without a word."""
+    _codes_shop(shop)
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    assert shop.cli("forget", BOB, now=None).exit_code == 0
+    refused = shop.cli("suppress", "remove", BOB, "--json", now=None)
+    message = refused.json["error"]["message"]
+    assert refused.exit_code == 2 and "erased" in message and "--force" in message
+    assert [row["reason"] for row in ledger_of(shop).suppressions()] == ["forgotten"]
+    lifted = shop.cli("suppress", "remove", BOB, "--force", "--json", now=None)
+    assert lifted.exit_code == 0 and lifted.json["removed"] is True
+    assert ledger_of(shop).suppressions() == []
+
+
 def test_forgetting_twice_changes_nothing(shop: Shop) -> None:
     _codes_shop(shop)
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0

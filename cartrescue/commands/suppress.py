@@ -234,11 +234,16 @@ def suppress_remove(
     email: Annotated[str, typer.Argument(help="The address (or phone number) to message again.", show_default=False)],
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Also lift the suppression `forget` left for an erased person (they asked to hear "
+                        "from the shop again).")] = False,
 ) -> None:
     """Lift the suppression of an address or a phone number (a mistaken import, a customer who
     asked to come back, or texted START after STOP).
 
-    Exit 1 when it was not suppressed.
+    Exit 1 when it was not suppressed. An address or number that `forget` erased is refused
+    (exit 2, nothing changed) unless `--force` is given: its suppression is what keeps the shop's
+    export from bringing the person back.
 
     Example:
 
@@ -251,7 +256,7 @@ def suppress_remove(
         cfg = load(config)
         ledger = cfg.open_ledger(create=False, older=True)  # nothing to remove from a ledger not there
         try:
-            removed = remove(ledger, email, cfg.phone_region)
+            removed = remove(ledger, email, cfg.phone_region, force=force)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         finally:
