@@ -149,6 +149,18 @@ def test_orders_a_quote_left_open_took_in_are_reported_and_noted_not_dropped_wit
                for note in document["notes"]), document["notes"]
 
 
+def test_an_order_total_with_a_thousands_dot_is_reported_not_read_a_thousand_times_too_small(shop: Shop) -> None:
+    """A European export's 1.299 (EUR) is a sale of 1,299: read as 1.30 it showed a thousandth of
+    what the reminder won back, without a word, where a cart's price like it is refused."""
+    write_ledger(ledger_of(shop), [Row("t0", NOW), Row("t1", NOW)])
+    shop.add_orders(order_row("o0", at=NOW + timedelta(hours=1), total="1.299", cart_id="t0"),
+                    order_row("o1", at=NOW + timedelta(hours=1), total="20.00", cart_id="t1"))
+    document = report(shop)
+    assert (document["summary"]["orders"], document["summary"]["revenue"]) == (1, "20.00")
+    (problem,) = document["problems"]
+    assert problem.startswith(f"{shop.folder / 'orders.csv'}:2: order o0: total: ambiguous: '1.299'"), problem
+
+
 def test_orders_without_the_delimiter_that_ends_the_header_are_counted(shop: Shop) -> None:
     """``…,delivered,``: every order row was one cell short of the header, "cut short?", and none counted."""
     write_ledger(ledger_of(shop), [Row("t1", NOW)])

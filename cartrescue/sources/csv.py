@@ -1467,6 +1467,9 @@ class CsvSource(CartSource):
                     created, day_start = parse_order_time(created_text, "created_at", self.shop_tz)
                     if not window.overlaps(day_start or created, created):
                         continue
+                    if currency:  # 1.299 EUR is a sale of 1,299 far more often than of 1.30 (thousands_dot)
+                        thousands_dot(total_text, "total", currency.upper())
+                        thousands_dot(refunded_text, "refunded", currency.upper())
                     total = self._decimal(total_text, "total") if total_text else _ZERO
                     refunded = refund_amount(self._decimal(refunded_text, "refunded")) if refunded_text else _ZERO
                     delivered = parse_delivered(delivered_text)
