@@ -28,10 +28,10 @@ AT = iso(NOW - timedelta(hours=2))
 _OPEN_QUOTE = [f'c1,a@example.com,EUR,{AT},S1,"12 inch pan,1,10', f"c2,b@example.com,EUR,{AT},S2,Pot,2,20"]
 
 
-def _carts_file(shop: Shop, lines: list[str]) -> None:
+def _carts_file(shop: Shop, lines: list[str], header: str = HEADER) -> None:
     """The shop's carts.csv as written here (the shop's own writer would quote it right)."""
     shop.write()
-    (shop.folder / "carts.csv").write_text(HEADER + "".join(line + ",yes\n" for line in lines), encoding="utf-8")
+    (shop.folder / "carts.csv").write_text(header + "".join(line + ",yes\n" for line in lines), encoding="utf-8")
     shop.write = lambda: shop.config_path  # type: ignore[method-assign]
 
 
@@ -221,6 +221,17 @@ def test_a_price_with_a_thousands_dot_is_refused_as_ambiguous_not_read_a_thousan
         f"{shop.folder / 'carts.csv'}:2: cart c1: unit_price: ambiguous: '1.299' is 1.299 with a decimal point, 1299 "
         "with a thousands dot, and EUR has 2 decimals: write it without the dot, or with its decimals "
         "(1299.00 or 1.299,00)"]
+
+
+def test_a_cost_with_a_thousands_dot_is_refused_as_its_price_would_be(shop: Shop) -> None:
+    """A unit_cost of 1.299 EUR (1,299) read as 1.30 made a 1,499 sofa look 99.9 % margin, and the
+    high-margin rule put it first; a price written so was refused, its cost was not."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Sofa,1,1499.00,1.299", f"c2,b@example.com,EUR,{AT},S2,Mug,1,12.50,4.00"],
+                HEADER.replace(",unit_price,", ",unit_price,unit_cost,"))
+    result = shop.cli("carts", "--json")
+    assert {row["cart_id"] for row in result.json["decisions"]} == {"c2"}
+    (problem,) = result.json["problems"]
+    assert problem.startswith(f"{shop.folder / 'carts.csv'}:2: cart c1: unit_cost: ambiguous: '1.299'"), problem
 
 
 @pytest.mark.parametrize(("price", "was"), [("1.234.56", "123456"), ("12.5.0", "1250"), ("1,2,3", "123"),

@@ -1106,9 +1106,11 @@ class CsvSource(CartSource):
                 self._currencies.add(currency)
             if self._dotted or total_text[-4:-3] == ".":  # a price like 1.299 (_build_item saw it)
                 thousands_dot(total_text, "total", currency)
-                price_at = self._at["unit_price"]
+                price_at, cost_at = self._at["unit_price"], self._at["unit_cost"]
                 for line, row in rows:
                     thousands_dot(row[price_at].strip(), "unit_price", currency)
+                    # a cost of 1,299 read as 1.30 made the line look all margin (high_margin)
+                    thousands_dot(row[cost_at].strip(), "unit_cost", currency)
                 line = start_line
             email = None
             if email_text:
@@ -1194,7 +1196,7 @@ class CsvSource(CartSource):
         price = self._decimal(price_text, "unit_price")
         if price < 0:
             raise RowError(f"unit_price: negative: {price_text!r}")
-        if price_text[-4:-3] == ".":  # 1.299: its cart checks it once its currency is known
+        if price_text[-4:-3] == "." or cost_text[-4:-3] == ".":  # 1.299: its cart checks it once its currency is known
             self._dotted = True
         cost = self._decimal(cost_text, "unit_cost") if cost_text else None
         if cost is not None and cost < 0:  # would make the line look more than 100 % margin
