@@ -584,6 +584,16 @@ def test_unsubscribe_into_a_ledger_file_that_was_not_there_says_so(shop: Shop) -
     assert result.exit_code == 0 and "no ledger was at" in result.stderr and "ledger.db" in result.stderr
 
 
+@pytest.mark.parametrize("command", [("survey", "summary"), ("survey", "export"), ("codes", "list"),
+                                     ("suppress", "list")])
+def test_a_listing_of_a_ledger_file_that_is_not_there_says_so(shop: Shop, command: tuple[str, ...]) -> None:
+    """A mistyped ledger.url listed "0 answers" or nothing, read as the shop's real state."""
+    result = shop.cli(*command, "--json", now=None)
+    assert result.exit_code == 0 and result.json is not None, result.output
+    assert "note:" in result.stderr and "ledger.db does not exist" in result.stderr and "a typo" in result.stderr
+    assert not (shop.folder / "ledger.db").exists()
+
+
 def test_suppress_list_of_a_ledger_file_that_is_not_there_makes_no_file(shop: Shop) -> None:
     result = shop.cli("suppress", "list", "--json", now=None)
     assert result.exit_code == 0 and result.json is not None and not (shop.folder / "ledger.db").exists()

@@ -20,6 +20,7 @@ from cartrescue.commands.common import (
     out_console,
     output_file,
     parse_now,
+    reading_ledger,
     sub_typer,
 )
 from cartrescue.errors import CartrescueError, ConfigError
@@ -41,7 +42,7 @@ def _codes(config: Path | None, now: str | None, pool: str | None = None, *,
     at = resolve_now(cfg, parse_now(now))
     if pool is not None:
         pool_named(pools(cfg), pool)
-    return cfg, Codes(cfg, cfg.open_ledger(create=create)), at
+    return cfg, Codes(cfg, cfg.open_ledger() if create else reading_ledger(cfg)), at
 
 
 @app.command("list")

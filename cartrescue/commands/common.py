@@ -308,6 +308,19 @@ def recording_ledger(cfg: Any) -> Any:
     return ledger
 
 
+def reading_ledger(cfg: Any) -> Any:
+    """``cfg.open_ledger(create=False)`` for a command that only lists (``survey``, ``codes list``,
+    ``suppress list``), saying on stderr when ``ledger.url`` names no ledger yet: a mistyped path
+    listed "0 answers" or nothing at all, which read as the shop's real state (``report`` and
+    ``doctor`` say the same in their own notes and checks)."""
+    ledger = cfg.open_ledger(create=False)
+    if ledger.absent is not None:
+        err_console().print(error_line(
+            f"{cfg.where('ledger.url')}: {ledger.absent}: no run has recorded anything there yet (a typo in the "
+            "path?): read as an empty ledger, left unchanged", "note", "yellow"), soft_wrap=True)
+    return ledger
+
+
 #: The ``error`` that ends the ``--json`` document of a command stopped by Ctrl-C or SIGTERM.
 INTERRUPTED = {"code": "interrupted", "exit_code": 130, "message": "interrupted"}
 

@@ -16,6 +16,7 @@ from cartrescue.commands.common import (
     json_out,
     load,
     out_console,
+    reading_ledger,
     recording_ledger,
     sub_typer,
 )
@@ -193,7 +194,7 @@ def suppress_list(
 
     try:
         cfg = load(config)
-        ledger = cfg.open_ledger(create=False)  # lists; never makes a file
+        ledger = reading_ledger(cfg)  # lists; never makes a file
         try:
             if email is not None:
                 try:

@@ -18,6 +18,7 @@ from cartrescue.commands.common import (
     load,
     out_console,
     output_file,
+    reading_ledger,
     sub_typer,
 )
 from cartrescue.errors import CartrescueError
@@ -66,7 +67,7 @@ def survey_export(
     try:
         cfg = load(config)
         start, end = _window(cfg, since, until)
-        ledger = cfg.open_ledger(create=False)  # only reads: leaves the ledger as it is
+        ledger = reading_ledger(cfg)  # only reads: leaves the ledger as it is
         try:
             if output is not None:
                 with output_file("--output", output), output.open("w", encoding="utf-8", newline="") as handle:
@@ -110,7 +111,7 @@ def survey_summary(
     try:
         cfg = load(config)
         start, end = _window(cfg, since, until)
-        ledger = cfg.open_ledger(create=False)  # only reads: leaves the ledger as it is
+        ledger = reading_ledger(cfg)  # only reads: leaves the ledger as it is
         try:
             summary = counts(ledger.survey_counts(start, end))
         finally:
