@@ -320,6 +320,10 @@ class Decision:
     # A send of a tier with ``over_budget: email``: the channel it takes if the budget has no room
     # (checked when decided: the customer can get this step that way now). None: it waits.
     instead: str | None = field(default=None, compare=False)
+    # Its tier's budget: a send the budget kept takes one of its slots; a ``tier_budget`` deferral
+    # among the budget's reserve may take the slot of a kept send this run does not claim
+    # (:meth:`cartrescue.pipeline.Executor._give_back`). False: no budget is concerned.
+    budgeted: bool = field(default=False, compare=False)
 
 
 @quick_init

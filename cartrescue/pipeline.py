@@ -79,12 +79,18 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 class _Budget:
-    """Keeps the ``limit`` best-scoring send decisions of a tier; displaces the rest."""
+    """Keeps the ``limit`` best-scoring send decisions of a tier; displaces the rest.
+
+    Of the sends it defers, the ``limit`` best wait in a reserve until the run's end: a kept
+    send this run does not claim (deferred at its claim, failed to render) gives its slot to
+    the best of them (:meth:`Executor._give_back`). More than ``limit`` are never needed, and
+    memory stays bounded by the budget, not by the tier's carts."""
 
     def __init__(self, limit: int, per: str = "per run") -> None:
         self.limit = limit
         self.per = per  # what the limit is of, for the deferred: "per run", "today (…)", "… in shard 1/2 (…)"
         self.heap: list[tuple[float, int, Decision]] = []
+        self.reserve: list[tuple[float, int, Decision]] = []  # the best deferred ones, as tier_budget
         self.counter = itertools.count()
         # The addresses and numbers of the kept sends: one of them is not mailed instead (it is
         # the customer's message of the day, decided at the end of the run).
@@ -92,28 +98,54 @@ class _Budget:
 
     def offer(self, decision: Decision) -> Decision | None:
         """Keep ``decision`` if it is among the best so far; return the one that lost, if any:
-        deferred, or sent by its ``instead`` channel now (``over_budget: email``)."""
+        deferred, or sent by its ``instead`` channel now (``over_budget: email``). A deferred one
+        that is among the reserve's best is held back too (returned at the end: :meth:`spares`)."""
         entry = (decision.score or 0.0, -next(self.counter), decision)
-        if len(self.heap) < self.limit:
-            heapq.heappush(self.heap, entry)
+        out = _keep_best(self.heap, self.limit, entry)
+        if out is not entry:
             self.held.update(_contacts(decision))
+        if out is None:
             return None
-        if self.limit and entry[:2] > self.heap[0][:2]:
-            self.held.update(_contacts(decision))
-            entry = heapq.heapreplace(self.heap, entry)
-            self.held.subtract(_contacts(entry[2]))
-        lost = entry[2]
+        lost = out[2]
+        if out is not entry:
+            self.held.subtract(_contacts(lost))
         detail = f"tier {lost.tier} takes {self.limit} {self.per}"
         if lost.instead is not None and not any(self.held[contact] > 0 for contact in _contacts(lost)):
             return replace(lost, channel=lost.instead, instead=None,
                            detail=f"by {lost.instead}, not {lost.channel}: {detail}")
-        return replace(lost, action=Action.DEFER, reason=Reason.BUDGET, detail=detail, instead=None)
+        deferred = replace(lost, action=Action.DEFER, reason=Reason.BUDGET, detail=detail, instead=None)
+        spare = _keep_best(self.reserve, self.limit, (out[0], out[1], deferred))
+        return None if spare is None else spare[2]
 
     def drain(self) -> Iterator[Decision]:
-        for _score, _order, decision in sorted(self.heap, key=lambda e: e[:2], reverse=True):
-            yield decision
-        self.heap.clear()
+        """The kept sends, best first, each marked as taking a slot of the budget."""
+        for _score, _order, decision in _best_first(self.heap):
+            yield replace(decision, budgeted=True)
         self.held.clear()
+
+    def spares(self) -> Iterator[Decision]:
+        """The reserve's deferred sends, best first (unmarked: :meth:`Planner._reserve` marks them)."""
+        for _score, _order, decision in _best_first(self.reserve):
+            yield decision
+
+
+def _keep_best(heap: list[tuple[float, int, Decision]], limit: int,
+               entry: tuple[float, int, Decision]) -> tuple[float, int, Decision] | None:
+    """Keep ``entry`` in ``heap`` if it is among the ``limit`` best; return the entry that lost
+    (``entry`` itself, or the one it displaced), or None when there was room."""
+    if len(heap) < limit:
+        heapq.heappush(heap, entry)
+        return None
+    if limit and entry[:2] > heap[0][:2]:
+        return heapq.heapreplace(heap, entry)
+    return entry
+
+
+def _best_first(heap: list[tuple[float, int, Decision]]) -> list[tuple[float, int, Decision]]:
+    """``heap``'s entries, best first; the heap is emptied."""
+    entries = sorted(heap, key=lambda e: e[:2], reverse=True)
+    heap.clear()
+    return entries
 
 
 def _contacts(decision: Decision) -> list[str]:
@@ -170,6 +202,9 @@ class Planner:
             for budget in budgets.values():
                 for decision in budget.drain():
                     yield self._first_of_the_day(decision, newest)
+            taken: set[str] = set()  # after every kept send: a spare's customer has none of them
+            for budget in budgets.values():
+                yield from self._reserve(budget, newest, taken)
 
     def _first_of_the_day(self, decision: Decision, newest: NewestCarts, messaged: set[str] | None = None) -> Decision:
         """A send a budget kept (or had no room for, sent by e-mail instead), decided now: its
@@ -185,6 +220,19 @@ class Planner:
             return decision
         return replace(decision, action=verdict.action, reason=verdict.reason, not_before=verdict.not_before,
                        detail="another cart with this address or number got a message in this run")
+
+    def _reserve(self, budget: _Budget, newest: NewestCarts, taken: set[str]) -> Iterator[Decision]:
+        """The budget's reserve, best first, deferred (``tier_budget``): each one marked may take
+        the slot of a kept send the run does not claim. Not one whose customer got a message in
+        this run (another cart of theirs, a kept send) or is another spare's (``taken``): the
+        slot must not give them a second message today."""
+        for decision in budget.spares():
+            contacts = _contacts(decision)
+            if not taken.isdisjoint(contacts) or newest.messaged(contacts):
+                yield decision
+                continue
+            taken.update(contacts)
+            yield replace(decision, budgeted=True)
 
     def _budget(self, tier: Tier) -> _Budget:
         """The tier's budget for this run: per run, or what is left of the shop's day; a shard
@@ -507,6 +555,18 @@ def _unclaimed(result: Result) -> bool:
     return result.decision.action is Action.DEFER or result.delivery in _NOT_CLAIMED
 
 
+def _spare(decision: Decision) -> bool:
+    """Whether ``decision`` is a budget's spare: deferred by its tier's budget, and among the
+    best of those, so it may take the slot of a kept send this run does not claim."""
+    return decision.budgeted and decision.reason is Reason.BUDGET
+
+
+def _in_freed_slot(spare: Decision) -> Decision:
+    """The send a budget's ``spare`` becomes when it takes a slot a kept send left unclaimed."""
+    return replace(spare, action=Action.SEND, reason=Reason.DUE,
+                   detail=f"in the slot of a send this run did not claim ({spare.detail})")
+
+
 MAX_FAILURE_KINDS = 20
 
 
@@ -826,6 +886,12 @@ class Executor:
         # Per channel, when its next quiet window begins (None: it has none): a live run's claims
         # are compared with it, and quiet hours read again only once the clock reaches it.
         self._quiet_from: dict[str, datetime | None] = {}
+        # Per tier, the budget's slots that kept sends left unclaimed in this run, not yet given
+        # to a spare (:meth:`_give_back`); and the tiers whose budget is the day's.
+        self._room: Counter[str] = Counter()
+        tiers = composer.config.priority.tiers
+        self._budgets = any(t.budget is not None for t in tiers)
+        self._per_day = frozenset(t.name for t in tiers if t.budget is not None and t.budget_per == "day")
         if ledger is not None and pools(composer.config):
             self.codes = Codes(composer.config, ledger)
 
@@ -843,13 +909,21 @@ class Executor:
         """``run --limit N``: the first N send decisions go ahead, the rest wait for a later run.
 
         Also returns the sends that wait, by their place in the chunk: a send that goes ahead but
-        is deferred at its claim (:meth:`_give_back`) hands its slot to the first of them."""
+        is deferred at its claim (:meth:`_give_back`) hands its slot to the first of them. A tier
+        budget's spare (:meth:`Planner._reserve`) waits here too, as the send it would be: it
+        goes ahead at once when a kept send of its tier left a slot in an earlier chunk."""
         waiting: dict[int, Decision] = {}
-        if self.limit is None:
+        if self.limit is None and not self._budgets:
             return chunk, waiting
         out = []
         for at, decision in enumerate(chunk):
-            if decision.action is Action.SEND:
+            if _spare(decision):
+                send = _in_freed_slot(decision)
+                if self._admit(send, spare=True):
+                    decision = send
+                else:
+                    waiting[at] = send
+            elif decision.action is Action.SEND and self.limit is not None:
                 if self.limit > 0:
                     self.limit -= 1
                 else:
@@ -859,24 +933,43 @@ class Executor:
             out.append(decision)
         return out, waiting
 
+    def _admit(self, send: Decision, *, spare: bool) -> bool:
+        """Whether ``send`` goes ahead now, taking a ``--limit`` slot (with a limit) and, for a
+        budget's ``spare``, a slot its tier's kept sends left (none: it waits)."""
+        if (self.limit is not None and self.limit <= 0) or (spare and self._room[send.tier or ""] <= 0):
+            return False
+        if spare:
+            self._room[send.tier or ""] -= 1
+        if self.limit is not None:
+            self.limit -= 1
+        return True
+
     def _give_back(self, chunk: list[Decision], sent: list[Decision], results: dict[int, Result],
                    waiting: dict[int, Decision]) -> list[Decision]:
-        """The sends that take the ``run --limit`` slots of the sends of ``sent`` this run did not claim.
+        """The sends that take the slots of the sends of ``sent`` this run did not claim.
 
         A send deferred at its claim (its number had a message today, quiet hours reached), one
         another run claimed first, or one whose message failed to render for its cart was never
         claimed by this run: ``--limit N`` counts the messages this run claims, so its slot goes
         to the next send that waits with ``run_limit`` -- put back in ``chunk`` in its place --
-        or, when none waits in this chunk, to the next chunk's. A waiting send was never claimed,
-        so none is claimed twice."""
-        if self.limit is None:
-            return []
-        self.limit += sum(1 for d in sent if (r := results.get(id(d))) is not None and _unclaimed(r))
+        or, when none waits in this chunk, to the next chunk's. A tier's budget does the same:
+        the slot of a send it kept goes to the tier's best spare (``tier_budget``), in this
+        chunk or a later one; a day's budget counts every claim of the day, so the slot of a send
+        another run claimed first was spent. A waiting send was never claimed, so none is
+        claimed twice, and a budget never gives more slots than it kept."""
+        unclaimed = [(d, r) for d in sent if (r := results.get(id(d))) is not None and _unclaimed(r)]
+        if self.limit is not None:
+            self.limit += len(unclaimed)
+        for decision, result in unclaimed:
+            if decision.budgeted and not (decision.tier in self._per_day and result.delivery == "claimed_elsewhere"):
+                self._room[decision.tier or ""] += 1
         back: list[Decision] = []
-        for at in list(waiting)[:self.limit]:
-            chunk[at] = waiting.pop(at)
-            back.append(chunk[at])
-        self.limit -= len(back)
+        for at, send in list(waiting.items()):
+            if self.limit is not None and self.limit <= 0:
+                break
+            if self._admit(send, spare=_spare(chunk[at])):
+                chunk[at] = waiting.pop(at)
+                back.append(chunk[at])
         return back
 
     # -- composing (before any claim) --------------------------------------------------------

@@ -327,3 +327,163 @@ def test_two_tiers_with_one_min_score_are_refused_as_the_second_would_get_no_car
     assert result.exit_code == 2, result.output
     assert ("tiers 'sms' and 'calls' have the same min_score 40: no cart would ever get tier 'calls'"
             in result.json["error"]["message"])
+
+
+# A kept send this run does not claim gives its budget slot to the tier's next deferred cart.
+# The subject fails for a cart of 7 items (a render_error, before any claim); every other cart renders.
+BROKEN_SUBJECT = "{{ 100 // (cart.item_count - 7) }} things"
+LAMPS = ("B", "Lamp", 7, "250.00")  # 40: high value; a render_error
+
+
+def _budget_shop(shop: Shop, *tiers: dict[str, Any]) -> str:
+    """The shop with the broken subject and ``tiers`` (then the standard one); its outbox."""
+    from test_bad_carts import _own_templates
+
+    _own_templates(shop, BROKEN_SUBJECT)
+    shop.configure(priority={"rules": RULES, "tiers": [*tiers, {"name": "standard", "min_score": 0}]})
+    return str(shop.folder / "out")
+
+
+def _run(shop: Shop, out: str, *args: str, at: datetime = NOW) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """A delivering run: its decisions by cart id, and its counts (which must add up)."""
+    result = shop.cli("run", "--outbox", out, "--json", *args, now=at)
+    assert "Traceback" not in result.output, result.output
+    counts = result.json["counts"]
+    assert counts["send"] + counts["skip"] + counts["defer"] + counts["holdout"] == counts["carts"]
+    assert sum(counts["deliveries"].values()) == sum(bool(d["delivery"]) for d in result.json["decisions"])
+    return {d["cart_id"]: d for d in result.json["decisions"]}, counts
+
+
+def _claimed(url: str) -> list[str]:
+    """The cart ids of the ledger's messages, sorted."""
+    from cartrescue.ledger import Ledger
+
+    ledger = Ledger(url)
+    try:
+        return sorted(row["cart_id"] for row in ledger.messages())
+    finally:
+        ledger.close()
+
+
+@pytest.fixture(params=[250, 1], ids=["one-chunk", "chunk-per-cart"])
+def delivery_chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The executor's chunk: the slot goes to a spare in the same chunk, or in a later one."""
+    from cartrescue import pipeline
+
+    monkeypatch.setattr(pipeline, "DELIVERY_CHUNK", request.param)
+    return int(request.param)
+
+
+def test_a_kept_send_that_fails_to_render_gives_its_budget_slot_to_the_tiers_next_cart(
+        shop: Shop, delivery_chunk: int) -> None:
+    """``budget: 1`` per run: the tier's best cart fails to render, nothing is claimed, and the
+    second best, which the budget deferred, goes out in its slot in the same run."""
+    out = _budget_shop(shop, {"name": "high", "min_score": 30, "budget": 1})
+    shop.add(cart("bad", items=[(*LAMPS, "100.00")]),  # 60: kept
+             cart("next", items=[("B", "Lamp", 1, "250.00", None, 500)]),  # 50
+             cart("last", items=[("B", "Lamp", 1, "250.00")]),  # 40
+             cart("s1"))
+    found, counts = _run(shop, out)
+    assert found["bad"]["delivery"] == "render_error"
+    assert (found["next"]["action"], found["next"]["reason"], found["next"]["delivery"]) == ("send", "due", "sent")
+    assert found["next"]["detail"].startswith("in the slot of a send this run did not claim (tier high takes 1 per run)")
+    assert (found["last"]["action"], found["last"]["reason"]) == ("defer", "tier_budget")
+    assert (counts["carts"], counts["send"], counts["defer"], counts["sent"], counts["failed"]) == (4, 3, 1, 2, 1)
+    assert _claimed(f"sqlite:///{shop.folder / 'ledger.db'}") == ["next", "s1"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
+def test_a_days_budget_gives_the_slot_of_a_kept_send_that_fails_to_render_to_the_tiers_next_cart(
+        shop: Shop, kind: str) -> None:
+    """``budget: 1, budget_per: day``: the next cart goes out in the failed one's slot, and that
+    claim spends the day: a run ten minutes later sends nothing more of the tier."""
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{shop.folder / 'ledger.db'}"
+        if kind != "sqlite":
+            url = stack.enter_context(shopdb.shop_database(kind, "slotday")).url
+            shop.configure(ledger={"url": url})
+        out = _budget_shop(shop, {"name": "high", "min_score": 30, "budget": 1, "budget_per": "day"})
+        shop.add(cart("bad", items=[(*LAMPS, "100.00")]),  # 60: kept
+                 cart("next", items=[("B", "Lamp", 1, "250.00", None, 500)]),  # 50
+                 cart("last", items=[("B", "Lamp", 1, "250.00")]))  # 40
+        found, counts = _run(shop, out)
+        assert [found[key]["delivery"] or found[key]["reason"] for key in ("bad", "next", "last")] == [
+            "render_error", "sent", "tier_budget"]
+        assert (counts["sent"], counts["failed"], counts["defer"]) == (1, 1, 1)
+        later, counts = _run(shop, out, at=NOW + timedelta(minutes=10))
+        assert {key: later[key]["detail"] for key in ("bad", "last")} == dict.fromkeys(
+            ("bad", "last"), "tier high takes 0 today (its day's budget is 1; the day's earlier runs used 1)")
+        assert counts["sent"] == 0
+        assert _claimed(url) == ["next"]
+
+
+def test_a_budget_gives_no_more_slots_than_its_kept_sends_left_when_fewer_carts_wait(
+        shop: Shop, delivery_chunk: int) -> None:
+    """Three kept sends of ``high`` fail to render and one cart waits: it goes out, and the two
+    slots left are nobody's: not ``low``'s, whose budget of 1 is spent, nor a later run's."""
+    out = _budget_shop(shop, {"name": "high", "min_score": 30, "budget": 3}, {"name": "low", "min_score": 10, "budget": 1})
+    shop.add(*(cart(f"bad{n}", items=[(*LAMPS, "100.00")]) for n in range(3)),  # 60 each: kept
+             cart("next", items=[("B", "Lamp", 1, "250.00")]),  # 40: waits, alone
+             cart("l1", items=[("D", "Socks", 1, "9.00", None, 500)]),  # 10: low, kept
+             cart("l2", items=[("D", "Socks", 1, "9.00", None, 500)]))  # 10: low, waits
+    found, counts = _run(shop, out)
+    assert {key: d["delivery"] or d["reason"] for key, d in found.items()} == {
+        "bad0": "render_error", "bad1": "render_error", "bad2": "render_error", "next": "sent", "l1": "sent",
+        "l2": "tier_budget"}
+    assert (counts["sent"], counts["failed"], counts["defer"]) == (2, 3, 1)
+    assert _claimed(f"sqlite:///{shop.folder / 'ledger.db'}") == ["l1", "next"]
+
+
+def test_a_slot_given_to_a_cart_that_fails_too_goes_on_to_the_next_and_the_budget_holds(
+        shop: Shop, delivery_chunk: int) -> None:
+    """``budget: 2``: a kept send fails, the best waiting cart that takes its slot fails too, and
+    the slot goes on to the next one; the tier claims 2, its budget, and the last cart waits."""
+    out = _budget_shop(shop, {"name": "high", "min_score": 30, "budget": 2})
+    shop.add(cart("bad-a", items=[(*LAMPS, "100.00", 500)]),  # 70: kept
+             cart("good-a", items=[("B", "Lamp", 1, "250.00", "100.00")]),  # 60: kept
+             cart("bad-b", items=[(*LAMPS, None, 500)]),  # 50: waits, first
+             cart("good-b", items=[("B", "Lamp", 1, "250.00")]),  # 40: waits, second
+             cart("good-c", items=[("B", "Lamp", 1, "260.00")]))  # 40: waits, third
+    found, counts = _run(shop, out)
+    assert {key: d["delivery"] or d["reason"] for key, d in found.items()} == {
+        "bad-a": "render_error", "good-a": "sent", "bad-b": "render_error", "good-b": "sent", "good-c": "tier_budget"}
+    assert _claimed(f"sqlite:///{shop.folder / 'ledger.db'}") == ["good-a", "good-b"]
+
+
+@pytest.mark.parametrize(("per", "next_cart"), [("run", "sent"), ("day", "tier_budget")])
+def test_a_kept_send_another_run_claimed_first_frees_a_runs_budget_slot_not_a_days(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch, per: str, next_cart: str) -> None:
+    """Shard 1/2 (a budget of 2: its share is 1) plans; then shard 2/2's run claims the step of
+    the cart shard 1 kept: shard 1 claims nothing of it (``claimed_elsewhere``). A run's budget
+    counts this run's claims: the next cart takes the slot. A day's budget counts every claim
+    of the day of shard 1's addresses: that claim spent its share, and the next cart waits."""
+    from cartrescue.ledger import ClaimRequest, Ledger
+    from cartrescue.pipeline import Planner
+    from cartrescue.shards import shard_of
+
+    out = _budget_shop(shop, {"name": "high", "min_score": 30, "budget": 2, "budget_per": per})
+    kept, waiting = [a for a in (f"v{n}@example.com" for n in range(50)) if shard_of(a, 2) == 1][:2]
+    shop.add(cart("kept", email=kept, items=[("B", "Lamp", 1, "250.00", "100.00")]),  # 60
+             cart("next", email=waiting, items=[("B", "Lamp", 1, "250.00")]))  # 40
+    url = f"sqlite:///{shop.folder / 'ledger.db'}"
+    original = Planner.decide
+
+    def claimed_meanwhile(self: Planner, source: Any) -> Any:
+        decisions = list(original(self, source))  # planned, with the ledger's history and the day's claims
+        ledger = Ledger(url)
+        try:
+            other = ledger.start_run("send", NOW, "2/2")
+            with ledger.lock(other, timedelta(hours=1), "run:2/2"):
+                won = ledger.claim(other, [ClaimRequest("csv:kept", "kept", kept, 1, "email", "outbox", "reminder-1",
+                                                        None, "high", 60.0)], NOW, lock_name="run:2/2")
+                ledger.record([(claim_id, "sent", "written", "") for claim_id in won.values()])
+            ledger.finish_run(other, "ok", {"sent": 1})
+        finally:
+            ledger.close()
+        yield from decisions
+
+    monkeypatch.setattr(Planner, "decide", claimed_meanwhile)
+    found, _counts = _run(shop, out, "--shard", "1/2")
+    assert (found["kept"]["delivery"], found["next"]["delivery"] or found["next"]["reason"]) == (
+        "claimed_elsewhere", next_cart)
+    assert _claimed(url) == (["kept", "next"] if next_cart == "sent" else ["kept"])
