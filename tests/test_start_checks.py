@@ -82,7 +82,9 @@ def _refused(outcome: Any, config: Path, key: str, *said: str) -> dict[str, Any]
 
 
 @pytest.mark.parametrize("command", [["run", "--json"], ["run", "--outbox", "out", "--json"],
-                                     ["preview", "cart-000001", "--step", "1", "--json"]])
+                                     ["preview", "cart-000001", "--step", "1", "--json"],
+                                     ["send-test", "me@example.com", "cart-000001", "--step", "1", "--outbox", "out",
+                                      "--json"]])
 def test_a_step_whose_template_is_not_in_the_default_locale_is_refused_at_start(command: list[str],
                                                                                 tmp_path: Path) -> None:
     """The demo's carts are at steps 1 to 3; step 3 names reminder-9 (only reminder-1..3 exist)."""

@@ -58,9 +58,11 @@ links: they open the same pages, and unsubscribe or record nobody.
         fail(ConfigError("send-test: give a CART_ID or --sample, not both"), as_json)
     try:
         from cartrescue.job import resolve_now
+        from cartrescue.render import require_step_templates
         from cartrescue.send_test import send_test as deliver
 
         cfg = load(config)
+        require_step_templates(cfg)  # as a run and preview refuse it: no test of a sequence a run would refuse
         if outbox is not None:
             output_folder("--outbox", cfg.path(outbox))
         try:
