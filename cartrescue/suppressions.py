@@ -22,6 +22,8 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 from cartrescue.contacts import email_hash, email_hashes, is_valid_email, normalize_email, normalize_phone, phone_hash
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
+from cartrescue.survey import TAG as SURVEY_TAG
+from cartrescue.tokens import tag_of
 from cartrescue.unsubscribe import BadToken, verify_token
 
 UNSUBSCRIBED = "unsubscribed"
@@ -164,7 +166,11 @@ def resolve(value: str, secret: str, spots: tuple[TokenSpot, ...] = ()) -> tuple
         return address, "address"
     if not secret:
         raise BadToken("shop.unsubscribe_secret is empty: tokens cannot be checked")
-    return normalize_email(verify_token(token_from(text, spots), secret)) or "", "token"
+    token = token_from(text, spots)
+    if tag_of(token) == SURVEY_TAG:  # was "malformed unsubscribe token", which sent the owner looking for a typo
+        raise BadToken("a survey link (a reminder's answer buttons): it names a cart, not an address; give the "
+                       "message's unsubscribe link, or the address")
+    return normalize_email(verify_token(token, secret)) or "", "token"
 
 
 def unsubscribe(ledger: Ledger, value: str, secret: str, *, source: str, now: datetime | None = None,

@@ -623,3 +623,15 @@ def test_an_answer_after_the_address_was_forgotten_is_thanked_and_stored_nowhere
             ledger.close()
     assert status == 200 and WORDS["en"]["thanks_title"] in page
     assert [(row["cart_key"], row["reason"], row["email"]) for row in stored] == [("csv:c2", "payment", "eve@example.com")]
+
+
+@pytest.mark.parametrize("given", ["token", "link"])
+def test_unsubscribe_given_a_survey_link_says_it_is_one_not_a_malformed_token(survey_shop: Shop, given: str) -> None:
+    """It said "malformed unsubscribe token", and the owner looked for a typo in a link that was whole."""
+    survey_shop.add(cart("c1"))
+    survey_shop.write()
+    token = make_token("csv:c1", 1, "en", SECRET)
+    value = token if given == "token" else PAGE.replace("{token}", token) + "&reason=price"
+    result = survey_shop.cli("unsubscribe", value, "--json", now=None)
+    assert result.exit_code == 2, result.output
+    assert "a survey link" in result.json["error"]["message"] and "malformed" not in result.json["error"]["message"]
