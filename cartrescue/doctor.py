@@ -135,6 +135,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     checks.append(_templates(config, now))
     checks.append(_smtp(config) if smtp else Check("smtp", SKIP, "skipped (--no-smtp)"))
     checks.extend(_http_channels(config))
+    if "call-list" in config.channels_used():
+        checks.append(_call_list(config))
     if missing:  # nothing was ever recorded there: as a ledger without runs
         checks.append(staleness(None, config.doctor.stale_after, now))
     elif ledger is None:
@@ -361,6 +363,24 @@ def _http_channels(config: Any) -> list[Check]:
                 continue
             checks.append(check(config))
     return checks
+
+
+def _call_list(config: Any) -> Check:
+    """The call list a run appends to: a file whose header names no call-list column fails
+    each call's claim, every run, while the e-mails go on (a run is not refused for it)."""
+    from cartrescue.channels.call_list import UnusableList, check_list
+
+    path = config.path(config.call_list.path)
+    try:
+        check_list(path)
+    except UnusableList as exc:
+        return Check("call-list", FAIL, f"{config.where('call_list.path')}: {exc}; every call is retried and "
+                     "fails until the file is a call list again (move it away: the next call begins a new one)",
+                     int(ExitCode.SOME_FAILED))
+    except OSError as exc:
+        return Check("call-list", FAIL, f"{config.where('call_list.path')}: {path}: cannot read: "
+                     f"{exc.strerror or exc}", int(ExitCode.SOME_FAILED))
+    return Check("call-list", OK, f"{path}: {'calls are appended under its header' if path.exists() else 'not there yet: the first call begins it'}")
 
 
 def _probe(method: str, url: str, timeout: float, secrets: list[str], **kwargs: Any) -> tuple[int, bytes] | str:

@@ -381,3 +381,18 @@ def test_an_unsharded_success_covers_every_customer_after_a_sharded_layout(shop:
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
     result = shop.cli("doctor", "--no-smtp", "--json", now=None)
     assert result.exit_code == 0 and checks(result)["staleness"]["status"] == OK, checks(result)["staleness"]
+
+
+def test_a_call_list_file_whose_header_is_no_call_list_fails_the_doctor(shop: Shop) -> None:
+    """A run fails each call claim on it as transient, every run, while the e-mails go on: only
+    the claims' failures said so. The doctor names the key and the file; a missing list is fine."""
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                                       {"name": "standard", "min_score": 0}]},
+                   call_list={"path": "calls.csv"}).add(cart("c1"))
+    fine = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["call-list"]
+    assert fine["status"] == OK and "the first call begins it" in fine["detail"]
+    (shop.folder / "calls.csv").write_text("order_id,amount\n1042,99.00\n", encoding="utf-8")
+    found = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["call-list"]
+    assert found["status"] == FAIL and found["exit_code"] == 1, found
+    assert "call_list.path" in found["detail"] and "calls.csv" in found["detail"]
+    assert "names no call-list column" in found["detail"]

@@ -164,6 +164,20 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
         handle.flush()  # before the lock goes with the file's closing
 
 
+def check_list(path: Path) -> None:
+    """Raise :class:`UnusableList` (or OSError) when the list at ``path`` has a header its rows
+    cannot be written under, as :func:`append_rows` would; a missing or empty list is fine (the
+    first call begins it). ``doctor`` asks: a run keeps sending its e-mails and fails each call
+    claim on such a list as transient, run after run, so a person must hear of it."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline()
+    except FileNotFoundError:
+        return
+    if first.removeprefix(BOM).strip():
+        layout_of(path, first)
+
+
 def _layout_like(like: Path | None) -> Layout:
     """The layout of the list at ``like``; the default where there is none or it is empty."""
     if like is None:
