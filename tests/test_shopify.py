@@ -129,6 +129,17 @@ def test_a_cancelled_order_is_no_order_though_its_financial_status_says_paid(tmp
     assert "#1003" not in orders and "#1001" in orders
 
 
+def test_an_order_whose_payment_authorization_expired_is_no_order(tmp_path: Path) -> None:
+    """Shopify's Financial Status ``expired``: the payment was authorized and never captured (as
+    ``voided``), nothing was bought; it was read as an order, so the customer's cart was never
+    reminded and the report could credit it as won back."""
+    config = _orders_with(tmp_path, {"#1001": {"Financial Status": "expired"}})
+    with open_source(load_config(config)) as source:
+        carts = list(source.carts(None))  # type: ignore[arg-type]
+        orders = {o.id for o in source.orders_for(carts)}
+    assert "#1001" not in orders and "#1002" in orders
+
+
 def test_the_fulfillment_status_is_read_as_delivered(tmp_path: Path) -> None:
     with open_source(load_config(_config(tmp_path))) as source:
         carts = list(source.carts(None))  # type: ignore[arg-type]

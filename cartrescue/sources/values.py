@@ -23,7 +23,8 @@ from cartrescue.model import refunded_whole  # noqa: F401 - re-exported for the 
 W = TypeVar("W")  # where a value stood: a line, a row
 
 #: Orders in these states did not happen, as far as reminders are concerned.
-IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided"})
+#: ``voided`` and ``expired``: Shopify's payment authorization cancelled, or never captured in time.
+IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided", "expired"})
 
 #: Units of one product in one cart line: more is a typo or a test, not a shopper.
 MAX_QUANTITY = 10_000
