@@ -95,6 +95,16 @@ def test_consent_none_policy_still_honours_an_explicit_no(shop: Shop) -> None:
     assert (found["unknown"]["action"], found["no"]["reason"]) == ("send", "no_consent")
 
 
+@pytest.mark.parametrize(("written", "reason"), [("nein", "no_consent"), ("FALSCH", "no_consent"), ("FAUX", "no_consent"),
+                                               ("WAHR", "due"), ("Sí", "due")])
+def test_consent_words_of_other_languages_and_excels_booleans_are_read(shop: Shop, written: str, reason: str) -> None:
+    """``ja`` was read while ``nein`` was a bad row (the cart reported and lost); a German or
+    French Excel writes a boolean cell as WAHR/FALSCH, VRAI/FAUX."""
+    shop.add(cart("c1", consent=written))
+    result = shop.cli("carts", "--json")
+    assert result.json["problems"] == [] and result.json["decisions"][0]["reason"] == reason
+
+
 def test_quiet_hours_defer_to_the_end_of_the_window(shop: Shop) -> None:
     shop.configure(eligibility={"quiet_hours": {"start": "10:30", "end": "12:00"}})  # now = 11:00 Stockholm
     shop.add(cart("c1"))

@@ -42,8 +42,9 @@ _PLACES = Decimal(1).scaleb(-AMOUNT_PLACES)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 #: Yes and no as exports and shop databases write them (a consent, a guest flag, delivered).
-TRUE_WORDS = frozenset({"1", "yes", "y", "true", "t", "on", "ja", "oui"})
-FALSE_WORDS = frozenset({"0", "no", "n", "false", "f", "off", "nej", "nee", "non"})
+#: Excel writes a boolean cell in the language of its install: WAHR/FALSCH, VRAI/FAUX.
+TRUE_WORDS = frozenset({"1", "yes", "y", "true", "t", "on", "ja", "oui", "si", "sí", "wahr", "vrai"})
+FALSE_WORDS = frozenset({"0", "no", "n", "false", "f", "off", "nej", "nee", "non", "nein", "falsch", "faux"})
 #: Shopify's "Fulfillment Status" read as ``delivered`` (fulfilled = shipped, the closest it has).
 _FULFILLMENT = {"fulfilled": True, "unfulfilled": False, "partial": False, "restocked": None}
 
