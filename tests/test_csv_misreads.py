@@ -312,6 +312,19 @@ def test_blank_lines_before_the_header_are_no_row_not_a_header_naming_no_column(
     assert result.json["problems"] == [f"{path}:5: cart c2: quantity: not a number: 'x'"]
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t", ","])
+def test_excels_sep_line_above_the_header_names_the_delimiter_and_is_no_header(shop: Shop, delimiter: str) -> None:
+    """Some exporters write ``sep=;`` above the header so that Excel opens the file in columns:
+    it was read as the header, and the run stopped on "missing column(s): cart_id, ..."."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10", f"c2,b@example.com,EUR,{AT},S2,Pot,x,20"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(f"\ufeffsep={delimiter}\r\n".encode() + path.read_bytes().replace(b",", delimiter.encode()))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert [row["cart_id"] for row in result.json["decisions"]] == ["c1"]
+    assert result.json["problems"] == [f"{path}:4: cart c2: quantity: not a number: 'x'"]
+
+
 def test_an_orders_export_of_line_breaks_alone_stops_the_run_as_an_empty_one(shop: Shop) -> None:
     """An export job that failed after its first line break wrote no order: read as "missing
     column(s): order_id, created_at" it named a header it never wrote, not the failed export."""

@@ -241,12 +241,19 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
             while first and not first.lstrip("\ufeff").strip():  # blank lines before the header: see read_header
                 first = handle.readline()
             handle.seek(0)
-            delimiter = detect_delimiter(first)
+            hint = _SEP_LINE.fullmatch(first.lstrip("\ufeff").rstrip("\r\n"))
+            delimiter = hint.group(1) if hint else detect_delimiter(first)
         _skip_bom(handle)
     except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
         handle.close()
         raise _undecodable(path, encoding) from None
     return handle, csv.reader(handle, delimiter=delimiter)
+
+
+#: Excel's delimiter hint, a first line ``sep=;`` some exporters write above the header so that
+#: Excel opens the file in columns whatever the region's list separator: it names the delimiter,
+#: and is no header (:func:`read_header` passes it).
+_SEP_LINE = re.compile(r"sep=(.)", re.IGNORECASE)
 
 
 #: The delimiters an export's header line is looked at for, the first of a tie winning: a comma,
@@ -295,6 +302,14 @@ def unchanged(handle: TextIO, path: Path, before: tuple[int, int]) -> None:
                           "rename it into place (docs/csv-format.md)")
 
 
+def _sep_hint(row: list[str]) -> bool:
+    """Whether ``row`` is Excel's ``sep=X`` line: read with X, its cells are ``sep=`` and an empty
+    one; with a delimiter configured otherwise, the one cell ``sep=X``."""
+    if len(row) == 2:
+        return row[0].lstrip("\ufeff").lower() == "sep=" and not row[1]
+    return len(row) == 1 and _SEP_LINE.fullmatch(row[0].lstrip("\ufeff")) is not None
+
+
 def read_header(reader: CsvReader, path: Path, encoding: str) -> list[str] | None:
     """The header row of a CSV file, its first line with a name in it (None: an empty file, or
     one of blank lines only); one it cannot read stops, naming the file.
@@ -304,8 +319,12 @@ def read_header(reader: CsvReader, path: Path, encoding: str) -> list[str] | Non
     names them all; and an export of a line break alone, as failed as one of 0 bytes, read as
     such a file, not as the empty export it is (:func:`empty_export`)."""
     try:
+        hint = True  # Excel's sep= line may stand above the header (before it: blank lines only)
         for row in reader:
             if any(cell.strip() for cell in row):
+                if hint and _sep_hint(row):
+                    hint = False
+                    continue
                 return row
         return None
     except UnicodeError:
