@@ -325,6 +325,15 @@ def test_excels_sep_line_above_the_header_names_the_delimiter_and_is_no_header(s
     assert result.json["problems"] == [f"{path}:4: cart c2: quantity: not a number: 'x'"]
 
 
+def test_a_header_below_blank_lines_is_named_by_its_own_line_in_a_missing_column_error(shop: Shop) -> None:
+    """The error said ``carts.csv:1:``, a blank line, while the header it meant was on line 3."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"], HEADER.replace("unit_price", "price"))
+    path = shop.folder / "carts.csv"
+    path.write_bytes(b"\r\n\r\n" + path.read_bytes())
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 and result.json["error"]["message"] == f"{path}:3: missing column(s): unit_price"
+
+
 def test_an_orders_export_of_line_breaks_alone_stops_the_run_as_an_empty_one(shop: Shop) -> None:
     """An export job that failed after its first line break wrote no order: read as "missing
     column(s): order_id, created_at" it named a header it never wrote, not the failed export."""

@@ -528,9 +528,10 @@ def _undecodable(path: Path, encoding: str) -> SourceError:
 
 
 def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
-             required: Sequence[str]) -> _Columns:
+             required: Sequence[str], line: int = 1) -> _Columns:
     """Where each field is in ``header`` (-1: absent). A mapped header may name alternatives,
-    ``"Accepts Marketing|Accepts Email Marketing"``: the first the file has is read."""
+    ``"Accepts Marketing|Accepts Email Marketing"``: the first the file has is read. ``line``:
+    the header's (blank lines or Excel's ``sep=`` line may stand above it)."""
     positions = {name.strip().lower(): index for index, name in enumerate(header)}
     index: dict[str, int] = {}
     for name in fields:
@@ -539,13 +540,13 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
                             if wanted in positions), -1)
     missing = [mapping.get(name, name) for name in required if index[name] < 0]
     if missing:
-        raise SourceError(f"{path}:1: missing column(s): {', '.join(missing)}")
+        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}")
     if len(positions) < len(header):  # a name twice: which of them is read matters only if one is
         for name, at in index.items():
             if at >= 0:
                 same = [n + 1 for n, other in enumerate(header) if other.strip().lower() == header[at].strip().lower()]
                 if len(same) > 1:
-                    raise SourceError(f"{path}:1: column {header[at].strip()!r} ({name}) appears {len(same)} times "
+                    raise SourceError(f"{path}:{line}: column {header[at].strip()!r} ({name}) appears {len(same)} times "
                                       f"(columns {', '.join(map(str, same))}): which one holds it? Rename or drop "
                                       "the others")
     return _Columns(index)
@@ -1056,7 +1057,7 @@ class CsvSource(CartSource):
         header = read_header(reader, self.carts_path, self.encoding)
         if header is None:
             return None
-        self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART)
+        self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART, reader.line_num)
         width, self._written = named_width(header), len(header)
         # Every row is cut or padded to the header's width plus one blank cell at ``width``,
         # where absent columns point: each field is then one plain index, no checks.
@@ -1311,7 +1312,7 @@ class CsvSource(CartSource):
             header = read_header(reader, path, self.encoding)
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
-            cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER)
+            cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
             width, written = named_width(header), len(header)
@@ -1434,7 +1435,7 @@ class CsvSource(CartSource):
             if header is None:
                 raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
-            cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER)
+            cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num)
             width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
             fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))

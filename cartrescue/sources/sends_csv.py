@@ -159,7 +159,7 @@ class CsvSends:
             header = read_header(reader, path, self.encoding)
             if header is None:
                 raise empty_export(path, "send reminders on the day of a newsletter")
-            at = _columns(path, header, SEND_FIELDS, self.columns, REQUIRED).index
+            at = _columns(path, header, SEND_FIELDS, self.columns, REQUIRED, reader.line_num).index
             for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
                 if not any(cell.strip() for cell in row):
                     continue
