@@ -546,6 +546,26 @@ def test_a_discount_code_on_the_order_decides_whether_the_incentive_was_used(sho
     assert row["orders_with_incentive"] == 2 and row["codes_redeemed"] == 1 and row["incentive_cost"] == "5.00"
 
 
+def test_an_order_using_an_earlier_steps_code_counts_that_steps_incentive(shop: Shop) -> None:
+    """The order after step 2 is attributed to step 2's message; it used step 1's code, which was
+    not step 2's, so the discount the customer really got was counted nowhere: not redeemed, no
+    cost, an ROI too good. A code the cart never got (s2 had only step 2) stays unredeemed."""
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "incentive": {"kind": "fixed", "value": 5, "code": "FIVE"}},
+        {"delay": "12h", "template": "reminder-2", "incentive": {"kind": "fixed", "value": 10, "code": "TEN"}}]}})
+    later = NOW + timedelta(hours=12)
+    write_ledger(ledger_of(shop), [Row("s0", NOW), Row("s0", later, step=2), Row("s1", NOW), Row("s1", later, step=2),
+                                   Row("s2", later, step=2)])
+    orders = [order_row(f"o{n}", at=later + timedelta(hours=2), total="50.00", cart_id=f"s{n}") for n in range(3)]
+    for order, used in zip(orders, ["five", "TEN", "FIVE"]):
+        order["discount_code"] = used
+    shop.write()
+    write_orders(shop.folder / "orders.csv", orders, ["discount_code"])
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep the orders file with codes
+    (row,) = report(shop)["money"]["by_tier"]
+    assert (row["orders_with_incentive"], row["codes_redeemed"], row["incentive_cost"]) == (3, 2, "15.00")
+
+
 @pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
 def test_an_order_using_the_code_a_retry_replaced_counts_as_redeemed_for_its_message(shop: Shop, kind: str) -> None:
     """s0's first attempt carried POOL-0000 (it may have reached the customer: unconfirmed, or

@@ -10,6 +10,7 @@ It must not read sources, write files or print.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -389,6 +390,22 @@ def _redeemed(used: str | None, given: set[str]) -> bool:
     return used is not None and (not given or used.upper() in {code.upper() for code in given})
 
 
+def _earlier_incentive(config: Config, used: str, messages: Iterable[tuple[int, str | None, int, str | None]],
+                       codes: dict[int, set[str]]) -> Incentive | None:
+    """The incentive of the newest of the cart's earlier ``messages`` whose code the order used:
+    the customer kept step 1's code and ordered after step 2, so step 1's discount was given
+    (and costs what step 1's incentive does). Only a code known to be that message's counts: a
+    step whose codes are unknown could claim any."""
+    for message_id, sequence, step, tier in messages:
+        incentive = _incentive(config, sequence, step, tier)
+        if incentive is None:
+            continue
+        given = codes.get(message_id) or ({incentive.code} if incentive.code else set())
+        if given and _redeemed(used, given):
+            return incentive
+    return None
+
+
 def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: list[str]) -> dict[str, Any]:
     costs = config.report.costs
     margin = config.report.margin
@@ -406,17 +423,23 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
     codes_known = att.loaded.codes_seen
     basis = Basis(config.shop.currency, config.shop.exchange_rates)
     unpriced: set[str] = set()  # currencies without a rate of orders whose incentive has a cost there
+    earlier = att.earlier_messages() if codes_known else {}
     for message_id, sequence, step, tier, _channel, paid, code, currency, own_rate in att.attributed_orders():
         row = tiers[tier or ""]
         row["orders"] += 1
         row["revenue"] += paid or 0
-        incentive = _incentive(config, sequence, step, tier)
-        if incentive is None:
-            continue
-        row["with_incentive"] += 1
-        given = codes.get(message_id) or ({incentive.code} if incentive.code else set())
-        redeemed = _redeemed(code, given) if codes_known else True
-        if redeemed:
+        own = _incentive(config, sequence, step, tier)
+        incentive = own  # the one the order redeemed (None: none)
+        if own is not None:
+            row["with_incentive"] += 1
+            given = codes.get(message_id) or ({own.code} if own.code else set())
+            if codes_known and not _redeemed(code, given):
+                incentive = None
+        if incentive is None and code is not None:  # an earlier step's code, which this message did not carry
+            incentive = _earlier_incentive(config, code, earlier.get(message_id, ()), codes)
+            if incentive is not None and own is None:
+                row["with_incentive"] += 1
+        if incentive is not None:
             row["redeemed"] += 1
             if paid is None and incentive.kind == "percent":  # a share of an amount with no rate: unknown
                 unpriced.add(currency or "?")

@@ -364,10 +364,28 @@ class Attribution:
             " ORDER BY m.id", self._period())
 
     def attributed_messages(self, steps: set[tuple[str, int]]) -> list[int]:
-        """Ids of the messages of ``steps`` ((sequence, step)) that won an order (code lookups)."""
+        """Ids of the messages of ``steps`` ((sequence, step)) that won an order, and of the
+        earlier messages of those steps whose code the order may have used (code lookups)."""
         if not steps:
             return []
-        return sorted({row[0] for row in self.attributed_orders() if (row[1], row[2]) in steps})
+        won = {row[0] for row in self.attributed_orders() if (row[1], row[2]) in steps}
+        earlier = {mid for found in self.earlier_messages().values() for mid, sequence, step, _tier in found
+                   if (sequence, step) in steps}
+        return sorted(won | earlier)
+
+    def earlier_messages(self) -> dict[int, list[tuple[int, str | None, int, str | None]]]:
+        """Per attributed message whose order used a discount code: the cart's other messages sent
+        before that order, newest first, as (id, sequence, step, tier). The order is credited to
+        the cart's last message, but its code may be an earlier step's, whose incentive it then
+        redeemed (:func:`cartrescue.report.analysis._money`)."""
+        found: dict[int, list[tuple[int, str | None, int, str | None]]] = {}
+        for mid, other, sequence, step, tier in self.db.execute(
+                "SELECT m.id, e.id, e.sequence, e.step, e.tier FROM hit h JOIN msg m ON m.id = h.mid"
+                " JOIN ord o ON o.id = h.oid JOIN msg e ON e.cart_key = m.cart_key AND e.held = 0 AND e.id <> m.id"
+                " AND e.at <= o.at WHERE o.code IS NOT NULL AND m.held = 0 AND m.at >= ? AND m.at <= ?"
+                " ORDER BY m.id, e.at DESC, e.id DESC", self._period()):
+            found.setdefault(mid, []).append((other, sequence, step, tier))
+        return found
 
     def channel_messages(self) -> list[tuple[str | None, str | None, int]]:
         """(tier, channel, sent messages) of the period's streams, for the cost of sending."""
