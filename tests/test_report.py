@@ -18,7 +18,7 @@ from cartrescue.config import load_config
 from cartrescue.incentives import Codes
 from cartrescue.ledger import Ledger
 from conftest import NOW, Shop, cart, iso
-from reportdata import Experiment, Row, order_row, write_ledger, write_orders
+from reportdata import Experiment, Row, order_row, orders_with_column, write_ledger, write_orders
 
 LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
 PERIOD = ("--since", "2026-11-19", "--until", "2026-11-21")
@@ -564,6 +564,47 @@ def test_an_order_using_an_earlier_steps_code_counts_that_steps_incentive(shop: 
     shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep the orders file with codes
     (row,) = report(shop)["money"]["by_tier"]
     assert (row["orders_with_incentive"], row["codes_redeemed"], row["incentive_cost"]) == (3, 2, "15.00")
+
+
+def test_an_earlier_steps_code_is_what_the_order_redeemed_not_a_later_steps_offer_without_a_code(
+        shop: Shop) -> None:
+    """Step 2 offers free shipping with no code (the shop grants it at checkout): its codes
+    unknown, any code counted as its redemption, so s0's order with step 1's FIVE cost the
+    shipping (4.90) and never the 5 EUR the customer got. s1 got step 2 only and used a code of
+    its own: free shipping, as before. s2 used no code: nothing redeemed."""
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "incentive": {"kind": "fixed", "value": 5, "code": "FIVE"}},
+        {"delay": "12h", "template": "reminder-2", "incentive": {"kind": "free_shipping"}}]}},
+        report={"free_shipping_cost": "4.90"})
+    later = NOW + timedelta(hours=12)
+    write_ledger(ledger_of(shop), [Row("s0", NOW), Row("s0", later, step=2), Row("s1", later, step=2),
+                                   Row("s2", later, step=2)])
+    orders = [order_row(f"o{n}", at=later + timedelta(hours=2), total="50.00", cart_id=f"s{n}") for n in range(3)]
+    for order, used in zip(orders, ["FIVE", "SHIPIT", ""]):
+        order["discount_code"] = used
+    orders_with_column(shop, orders, {order["order_id"]: order.pop("discount_code") for order in orders},
+                       "discount_code")
+    (row,) = report(shop)["money"]["by_tier"]
+    assert (row["orders_with_incentive"], row["codes_redeemed"], row["incentive_cost"]) == (3, 2, "9.90")
+
+
+def test_an_earlier_steps_code_costs_its_own_tiers_offer_in_the_row_of_the_order(shop: Shop) -> None:
+    """s0 was vip at step 1 (8 EUR off, EIGHT) and standard at step 2, after its cart shrank; it
+    ordered with EIGHT. The cost is what EIGHT gave (8, not the standard tier's 5), counted in
+    the standard row, beside the order and revenue it bought: the vip row gets no redemption
+    without an order, and each row's net and ROI stay those of its own orders."""
+    shop.configure(
+        priority={"tiers": [{"name": "vip", "min_score": 50}, {"name": "standard", "min_score": 0}]},
+        sequences={"default": {"steps": [
+            {"delay": "1h", "template": "reminder-1", "incentive": {"kind": "fixed", "value": 5, "code": "FIVE"},
+             "tier_incentives": {"vip": {"kind": "fixed", "value": 8, "code": "EIGHT"}}},
+            {"delay": "12h", "template": "reminder-2"}]}})
+    write_ledger(ledger_of(shop), [Row("s0", NOW, tier="vip"), Row("s0", NOW + timedelta(hours=12), step=2)])
+    orders = [order_row("o0", at=NOW + timedelta(hours=14), total="50.00", cart_id="s0")]
+    orders_with_column(shop, orders, {"o0": "eight"}, "discount_code")
+    money = {row["tier"]: row for row in report(shop)["money"]["by_tier"]}
+    assert [(tier, row["orders"], row["codes_redeemed"], row["incentive_cost"]) for tier, row in money.items()] == [
+        ("standard", 1, 1, "8.00"), ("vip", 0, 0, "0.00")]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])

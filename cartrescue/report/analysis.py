@@ -390,6 +390,12 @@ def _redeemed(used: str | None, given: set[str]) -> bool:
     return used is not None and (not given or used.upper() in {code.upper() for code in given})
 
 
+def _given(incentive: Incentive, message_id: int, codes: dict[int, set[str]]) -> set[str]:
+    """The codes ``message_id`` gave with ``incentive``: its own (``codes``), else the step's
+    shared one; empty when unknown (a step without a code, such as free shipping at checkout)."""
+    return codes.get(message_id) or ({incentive.code} if incentive.code else set())
+
+
 def _earlier_incentive(config: Config, used: str, messages: Iterable[tuple[int, str | None, int, str | None]],
                        codes: dict[int, set[str]]) -> Incentive | None:
     """The incentive of the newest of the cart's earlier ``messages`` whose code the order used:
@@ -400,10 +406,30 @@ def _earlier_incentive(config: Config, used: str, messages: Iterable[tuple[int, 
         incentive = _incentive(config, sequence, step, tier)
         if incentive is None:
             continue
-        given = codes.get(message_id) or ({incentive.code} if incentive.code else set())
+        given = _given(incentive, message_id, codes)
         if given and _redeemed(used, given):
             return incentive
     return None
+
+
+def _redeemed_incentive(config: Config, own: Incentive | None, message_id: int, used: str | None,
+                        earlier: Iterable[tuple[int, str | None, int, str | None]],
+                        codes: dict[int, set[str]]) -> Incentive | None:
+    """The incentive an order that used the code ``used`` redeemed, its message being
+    ``message_id`` (whose incentive is ``own``), when orders carry codes. A code known to be a
+    message's decides: the message's own, else an earlier message's of the cart (step 1's code
+    used after step 2). Only then does "any code counts" of a message whose codes are unknown
+    apply: step 2's free shipping without a code took step 1's 10 % code for its own, costing
+    the shipping and never the discount the customer got."""
+    if used is None:
+        return None
+    given = _given(own, message_id, codes) if own is not None else set()
+    if given and _redeemed(used, given):
+        return own
+    found = _earlier_incentive(config, used, earlier, codes)
+    if found is None and own is not None and not given:
+        return own  # its codes unknown: any code counts
+    return found
 
 
 def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: list[str]) -> dict[str, Any]:
@@ -429,16 +455,11 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
         row["orders"] += 1
         row["revenue"] += paid or 0
         own = _incentive(config, sequence, step, tier)
-        incentive = own  # the one the order redeemed (None: none)
-        if own is not None:
+        # the incentive the order redeemed (None: none); without codes, assumed its message's own
+        incentive = (_redeemed_incentive(config, own, message_id, code, earlier.get(message_id, ()), codes)
+                     if codes_known else own)
+        if own is not None or incentive is not None:
             row["with_incentive"] += 1
-            given = codes.get(message_id) or ({own.code} if own.code else set())
-            if codes_known and not _redeemed(code, given):
-                incentive = None
-        if incentive is None and code is not None:  # an earlier step's code, which this message did not carry
-            incentive = _earlier_incentive(config, code, earlier.get(message_id, ()), codes)
-            if incentive is not None and own is None:
-                row["with_incentive"] += 1
         if incentive is not None:
             row["redeemed"] += 1
             if paid is None and incentive.kind == "percent":  # a share of an amount with no rate: unknown
