@@ -201,10 +201,11 @@ class Code(SQLModel, table=True):
     ``code`` is unique across pools and ``claim_id`` (the ``cr_message`` id) is unique, so a code
     goes to at most one message and a message gets at most one code. ``withdrawn_at``: a free
     code the shop took out of its pool file, never handed out while it stays out.
-    ``replaced_claim_id``: the claim a code was allocated to until a retry of its message came
-    after the code's expiry and got a fresh one; its ``claim_id`` is then ``-id``, as for a code
-    ``forget`` keeps spent (held by no message, never free again: the customer may have it from
-    an earlier attempt). Logic: cartrescue.incentives.
+    ``replaced_claim_id``: the claim a code held by no message (``claim_id`` ``-id``, never free
+    again: the customer may have it) was given with: until a retry of its message came after the
+    code's expiry and got a fresh one, or until ``forget`` erased the address of its delivered
+    message (whose row stays). The report counts an order using it for that message.
+    Logic: cartrescue.incentives, cartrescue.lifecycle.
     """
 
     __tablename__ = "cr_code"
@@ -1545,9 +1546,11 @@ class Ledger:
 
     def report_codes(self, claim_ids: Sequence[int]) -> dict[int, set[str]]:
         """The incentive codes given to each of ``claim_ids`` (cr_code), for redemption: the one
-        it holds and any a retry replaced on it (``replaced_claim_id``). The customer may hold
-        the code of an earlier attempt that reached them, and an order using it was won by that
-        message as much as one using the fresh code."""
+        it holds and any held by no message that it was given with (``replaced_claim_id``: a
+        retry replaced it, or ``forget`` kept it spent). The customer may hold the code of an
+        earlier attempt that reached them, and an order using it was won by that message as much
+        as one using the fresh code; a forgotten person's message keeps its codes, so the report
+        says the same of it before and after ``forget``."""
         c = Code.__table__.c  # type: ignore[attr-defined]
         found: dict[int, set[str]] = {}
         wanted = set(claim_ids)

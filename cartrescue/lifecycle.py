@@ -111,15 +111,17 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         codes = conn.execute(select(code.c.id, code.c.claim_id, code.c.replaced_claim_id).where(
             _is(code.c.email, forms) | held)).all()
         for row in codes:
-            anonymous = dict(email=None, cart_key=None, step=None, replaced_claim_id=None)
+            anonymous = dict(email=None, cart_key=None, step=None)
             # It may be in the customer's mailbox: spent for good, whose unknown. So may a code a
             # retry after its expiry replaced (an earlier attempt may have delivered it).
             if row.claim_id in spent or row.replaced_claim_id is not None:
-                conn.execute(update(code).where(code.c.id == row.id).values(claim_id=-row.id, **anonymous))
+                conn.execute(update(code).where(code.c.id == row.id).values(
+                    claim_id=-row.id, replaced_claim_id=_given_with(row.claim_id, row.replaced_claim_id),
+                    **anonymous))
                 found.codes_kept += 1
             else:
                 conn.execute(update(code).where(code.c.id == row.id).values(
-                    claim_id=None, allocated_at=None, expires_at=None, **anonymous))
+                    claim_id=None, allocated_at=None, expires_at=None, replaced_claim_id=None, **anonymous))
                 found.codes_freed += 1
         # The address leaves every message that recorded it, but the rows stay: they are the
         # record of the cart's steps, which must never go out twice (deleted, a cart whose
@@ -150,6 +152,16 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         elif without_address(existing.source or "", email) != (existing.source or ""):  # kept by older versions
             conn.execute(update(suppression).where(suppression.c.id == existing.id).values(source="forget"))
     return found
+
+
+def _given_with(claim_id: int | None, replaced_claim_id: int | None) -> int | None:
+    """The message a code ``forget`` keeps spent was given with: the one a retry took it off
+    (``replaced_claim_id``), else the one holding it. It stays the code's (``replaced_claim_id``,
+    as for a replaced code) because the message row stays too, anonymous: the report counts an
+    order that used the code as that message's redemption before and after ``forget``
+    (:meth:`cartrescue.ledger.Ledger.report_codes`); without it, the message's codes were
+    unknown and any code counted, or an earlier step's code none."""
+    return replaced_claim_id if replaced_claim_id is not None else claim_id
 
 
 def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, region: str | None = None) -> Forgotten:

@@ -639,6 +639,55 @@ def test_an_order_using_the_code_a_retry_replaced_counts_as_redeemed_for_its_mes
     assert (row["orders_with_incentive"], row["codes_redeemed"], row["incentive_cost"]) == (3, 2, "10.00")
 
 
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
+def test_forget_leaves_the_redeemed_codes_and_incentive_cost_of_its_messages_as_they_were(
+        shop: Shop, kind: str) -> None:
+    """Step 1 gives 5 EUR off (its own code; s0's retry replaced W-0000 with W-0002), step 2
+    15 % off (its own code). s0 ordered after step 2 with step 1's first code: step 1's 5 EUR
+    were redeemed. s1 used s0's code: nothing of s1's was. ``forget`` kept the codes spent but
+    took them off their messages, so the report no longer knew them: s0's order counted as step
+    2's 15 % and s1's, any code being taken for a message whose codes are unknown, too."""
+    for pool, prefix in (("welcome", "W"), ("back15", "B")):
+        (shop.folder / f"{pool}.txt").write_text("".join(f"{prefix}-000{n}\n" for n in range(4)), encoding="utf-8")
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "incentive": {
+            "kind": "fixed", "value": 5, "valid_for": "1d", "codes": {"pool": "welcome", "file": "welcome.txt"}}},
+        {"delay": "12h", "template": "reminder-2", "incentive": {
+            "kind": "percent", "value": 15, "codes": {"pool": "back15", "file": "back15.txt"}}}]}})
+    later = NOW + timedelta(hours=12)
+    with contextlib.ExitStack() as stack:
+        if kind != "sqlite":
+            shop.configure(ledger={"url": stack.enter_context(shopdb.shop_database(kind, "ledger")).url})
+        shop.write()
+        config = load_config(shop.config_path)
+        write_ledger(config.ledger_url, [Row(f"s{n}", moment, step=step) for n in range(2)
+                                         for step, moment in ((1, NOW), (2, later))])
+        ledger = stack.enter_context(contextlib.closing(Ledger(config.ledger_url)))
+        claims = {(row["cart_id"], row["step"]): row["id"] for row in ledger.messages()}
+        codes = Codes(config, ledger)
+
+        def allocate(pool: str, cart_id: str, step: int, at: datetime) -> str:
+            return codes.allocate(pool, claims[(cart_id, step)], cart_key=f"csv:{cart_id}", email=None, step=step,
+                                  now=at).code
+
+        assert [allocate("welcome", "s0", 1, NOW), allocate("welcome", "s1", 1, NOW),
+                allocate("welcome", "s0", 1, NOW + timedelta(days=3)), allocate("back15", "s0", 2, later),
+                allocate("back15", "s1", 2, later)] == ["W-0000", "W-0001", "W-0002", "B-0000", "B-0001"]
+        orders = [order_row(f"o{n}", at=later + timedelta(hours=2), total="85.00", cart_id=f"s{n}") for n in range(2)]
+        for order, used in zip(orders, ["w-0000", "W-0002"]):
+            order["discount_code"] = used
+        write_orders(shop.folder / "orders.csv", orders, ["discount_code"])
+        shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep the orders file with codes
+        before = report(shop)["money"]["by_tier"]
+        for cart_id in ("s0", "s1"):
+            forgotten = shop.cli("forget", f"{cart_id}@example.com", "--json", now=None)
+            assert forgotten.exit_code == 0, forgotten.output
+        after = report(shop)["money"]["by_tier"]
+    (row,) = before
+    assert (row["orders_with_incentive"], row["codes_redeemed"], row["incentive_cost"]) == (2, 1, "5.00")
+    assert after == before
+
+
 def test_a_fixed_incentive_costs_its_value_in_the_carts_currency_converted(shop: Shop) -> None:
     # "15 kr off" in a Swedish cart is 15 SEK, not 15 EUR; a currency without a rate is not guessed.
     shop.configure(shop={"currency": "EUR", "exchange_rates": {"SEK": "0.1"}},
