@@ -749,7 +749,8 @@ def test_csv_writes_one_file_per_table(shop: Shop, tmp_path: Path) -> None:
     document = report(shop, "--csv", str(folder))
     names = sorted(Path(p).name for p in document["outputs"]["csv"])
     assert names == sorted(["by_step.csv", "by_tier.csv", "by_variant.csv", "by_locale.csv", "by_channel.csv",
-                            "by_day.csv", "summary.csv", "lift.csv", "experiments.csv", "money.csv", "funnel.csv"])
+                            "by_day.csv", "summary.csv", "lift.csv", "experiments.csv", "money.csv", "funnel.csv",
+                            "survey.csv"])
     with (folder / "by_step.csv").open(encoding="utf-8") as handle:
         (row,) = list(csv.DictReader(handle))
     assert (row["sequence"], row["step"], row["recipients"], row["revenue"]) == ("default", "1", "20", "10.00")

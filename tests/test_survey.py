@@ -403,13 +403,16 @@ def test_until_a_day_includes_that_day_as_report_does(survey_shop: Shop) -> None
     assert moment.json["answers"] == 0  # a time ends the period just before it, as in report
 
 
-def test_the_report_shows_the_survey_counts_of_its_period_as_survey_summary_does(survey_shop: Shop) -> None:
-    """docs/survey.md promised the survey's counts beside the recovery figures of ``report``; the
-    report had no word of them, so the weekly digest never said why carts were left."""
+WEEK = ("--since", "2026-11-16", "--until", "2026-11-22")
+MONDAY = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)
+
+
+def answered_week(survey_shop: Shop) -> None:
+    """Two answers in :data:`WEEK` (the last at Sunday 23:30 in Stockholm), one just after it."""
     send_step(survey_shop, cart("c1", email="ann@example.com"), cart("c2", email="bob@example.com"),
               cart("c3", email="cat@example.com"))
     ledger = Ledger(f"sqlite:///{survey_shop.folder / 'ledger.db'}")
-    try:  # two answers in the week (the last at Sunday 23:30 in Stockholm), one just after it
+    try:
         config = load_config(survey_shop.write())
         for cart_id, reason, at in (("c1", "price", datetime(2026, 11, 21, 9, 0)),
                                     ("c2", "price", datetime(2026, 11, 22, 22, 30)),
@@ -418,15 +421,32 @@ def test_the_report_shows_the_survey_counts_of_its_period_as_survey_summary_does
                    now=at.replace(tzinfo=timezone.utc))
     finally:
         ledger.close()
-    week = ("--since", "2026-11-16", "--until", "2026-11-22")
-    monday = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)
-    report = survey_shop.cli("report", *week, "--json", now=monday)
+
+
+def test_the_report_shows_the_survey_counts_of_its_period_as_survey_summary_does(survey_shop: Shop) -> None:
+    """docs/survey.md promised the survey's counts beside the recovery figures of ``report``; the
+    report had no word of them, so the weekly digest never said why carts were left."""
+    answered_week(survey_shop)
+    report = survey_shop.cli("report", *WEEK, "--json", now=MONDAY)
     assert report.exit_code == 0, report.output
-    summary = survey_shop.cli("survey", "summary", *week, "--json", now=None)
+    summary = survey_shop.cli("survey", "summary", *WEEK, "--json", now=None)
     assert report.json["survey"] == summary.json
     assert report.json["survey"]["reasons"] == {"price": {"count": 2, "share": 1.0}}
-    table = survey_shop.cli("report", *week, now=monday)
+    table = survey_shop.cli("report", *WEEK, now=MONDAY)
     assert re.search(r"Why carts were left.*\n.*\n.*\n.*\n│ price +│ +2 │ +100 % │", table.stdout), table.stdout
+
+
+def test_the_reports_csv_tables_include_the_survey_answers_of_its_period(survey_shop: Shop, tmp_path: Path) -> None:
+    """``report --csv`` wrote every table of the report but "Why carts were left": a shop that
+    reads the week's CSVs into a spreadsheet had the survey in the terminal, HTML and JSON only."""
+    answered_week(survey_shop)
+    report = survey_shop.cli("report", *WEEK, "--json", "--csv", str(tmp_path / "csv"), now=MONDAY)
+    assert report.exit_code == 0, report.output
+    assert str(tmp_path / "csv" / "survey.csv") in report.json["outputs"]["csv"]
+    with (tmp_path / "csv" / "survey.csv").open(encoding="utf-8", newline="") as handle:
+        rows = [(row["group"], row["value"], row["reason"], row["count"], row["share"]) for row in csv.DictReader(handle)]
+    assert rows == [("all", "", "price", "2", "1.0"), ("tier", "standard", "price", "2", "1.0"),
+                    ("locale", "en", "price", "2", "1.0")]
 
 
 # -- words, tokens, config -------------------------------------------------------------------------------

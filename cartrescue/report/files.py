@@ -1,8 +1,8 @@
 """The report as files: ``--csv DIR`` (one file per table) and the plain-text digest.
 
-Owns the CSV layout (one file per breakdown, plus summary, lift, experiments, money and funnel;
-a header row; numbers as the JSON has them) and the short text version that ``--email`` puts in
-the message body. It must not compute anything: it lays out the document of
+Owns the CSV layout (one file per breakdown, plus summary, lift, experiments, money, funnel and
+survey; a header row; numbers as the JSON has them) and the short text version that ``--email``
+puts in the message body. It must not compute anything: it lays out the document of
 :mod:`cartrescue.report.analysis`.
 """
 
@@ -79,7 +79,22 @@ def write_csv(document: dict[str, Any], folder: Path) -> list[Path]:
     stages = [{"stage": stage, "carts": funnel[stage]} for stage in ("seen", "eligible", "messaged", "ordered")]
     stages += [{"stage": f"skip: {skip['reason']}", "carts": skip["carts"]} for skip in funnel["skips"]]
     written.append(_write(folder / "funnel.csv", stages, ["stage", "carts"]))
+    written.append(_write(folder / "survey.csv", _survey_rows(document.get("survey") or {}),
+                          ["group", "value", "reason", "count", "share"]))
     return written
+
+
+def _survey_rows(survey: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """"Why carts were left" as rows: every answer (group ``all``), then per tier and per locale,
+    the same figures as ``survey`` in ``--json``; a header alone when the period has none (the
+    file is there whatever the period, as a script that reads it expects)."""
+    groups = [("all", "", survey.get("reasons") or {})]
+    for group in ("tier", "locale"):
+        groups += [(group, value, reasons) for value, reasons in (survey.get(f"by_{group}") or {}).items()]
+    for group, value, reasons in groups:
+        for reason, figures in reasons.items():
+            yield {"group": group, "value": value, "reason": reason, "count": figures["count"],
+                   "share": figures["share"]}
 
 
 def digest(document: dict[str, Any], shop: str) -> str:
