@@ -79,6 +79,10 @@ QUOTES = [
     # 116 right at the window's end (inclusive) and one a minute later (not yet idle enough)
     quote(116, "2026-03-29 11:15:00", customer_email="kim@example.com"),
     quote(117, "2026-03-29 11:16:00", customer_email="lea@example.com"),
+    # 118 restored after its order was canceled (a payment that failed: Magento makes the quote
+    # active again for another try); 119 active beside an order still pending payment
+    quote(118, "2026-03-29 06:00:00", customer_email="retry@example.com"),
+    quote(119, "2026-03-29 06:00:00", customer_email="paying@example.com"),
 ]
 ITEMS = [
     line(1011, 101, "A", "2", "50", base_cost=Decimal("20"), product_id=11),
@@ -91,7 +95,8 @@ ITEMS = [
     line(1081, 108, "E", "1", "10"), line(1091, 109, "E", "1", "10"), line(1101, 110, "E", "1", "10"),
     line(1121, 112, "F", "1", "1150", base_cost=Decimal("10")),
     line(1131, 113, "E", "1", "10"), line(1141, 114, "CHEESE", "1.5", "10"), line(1151, 115, "E", "1", "10"),
-    line(1161, 116, "E", "1", "10"), line(1171, 117, "E", "1", "10"),
+    line(1161, 116, "E", "1", "10"), line(1171, 117, "E", "1", "10"), line(1181, 118, "E", "1", "10"),
+    line(1191, 119, "E", "1", "10"),
 ]
 ADDRESSES = [
     {"address_id": 1, "quote_id": 102, "address_type": "shipping", "email": None, "telephone": None,
@@ -117,6 +122,12 @@ ORDERS = [
     {"entity_id": 5, "increment_id": "000000005", "quote_id": 93, "customer_email": "zed@example.com",
      "state": "complete", "status": "complete", "grand_total": Decimal("10"), "order_currency_code": "EUR",
      "created_at": at("2026-03-29 06:00:00")},
+    {"entity_id": 6, "increment_id": "000000006", "quote_id": 118, "customer_email": "retry@example.com",
+     "state": "canceled", "status": "canceled", "grand_total": Decimal("10"), "order_currency_code": "EUR",
+     "created_at": at("2026-03-29 05:50:00")},
+    {"entity_id": 7, "increment_id": "000000007", "quote_id": 119, "customer_email": "paying@example.com",
+     "state": "pending_payment", "status": "pending_payment", "grand_total": Decimal("10"),
+     "order_currency_code": "EUR", "created_at": at("2026-03-29 05:50:00")},
 ]
 STOCK = [
     {"product_id": 11, "stock_id": 1, "qty": Decimal("150")}, {"product_id": 12, "stock_id": 1, "qty": Decimal("3")},
@@ -152,7 +163,17 @@ def read(shop):
 
 def test_abandoned_quotes_in_the_window(read):
     _, carts, _ = read
-    assert sorted(carts) == ["101", "102", "103", "106", "107", "112", "113", "116"]
+    assert sorted(carts) == ["101", "102", "103", "106", "107", "112", "113", "116", "118"]
+
+
+def test_a_quote_restored_after_its_order_was_canceled_is_a_cart_again(read):
+    """Any order of a quote hid it: a customer whose payment failed (Magento cancels the order
+    and makes the quote active again for another try) and who then left was never reminded.
+    An order still pending payment hides its quote: the customer may be paying."""
+    source, carts, _ = read
+    assert "118" in carts and carts["118"].customer.email == "retry@example.com"
+    assert "119" not in carts
+    assert source.cart("118") is not None and source.cart("119") is None
 
 
 def test_registered_customer_cart(read):
@@ -270,7 +291,7 @@ def test_table_prefix(request):
         source = MagentoSource(db.url, prefix="mg_")
         try:
             assert sorted(cart.id for cart in source.carts(WINDOW)) == \
-                ["101", "102", "103", "106", "107", "112", "113", "116"]
+                ["101", "102", "103", "106", "107", "112", "113", "116", "118"]
         finally:
             source.close()
 
@@ -333,8 +354,8 @@ def test_orders_placed_in_a_window_stream_with_their_base_amount(shop):
                                                        datetime(2026, 3, 29, 23, 0, tzinfo=UTC)))}
     finally:
         source.close()
-    # 3 was placed on the 20th, 4 is cancelled
-    assert set(found) == {"000000001", "000000002", "000000005"}
+    # 3 was placed on the 20th, 4 and 6 are cancelled (7, pending payment, is placed as 1 is)
+    assert set(found) == {"000000001", "000000002", "000000005", "000000007"}
     assert found["000000002"].email == "bob@example.com" and found["000000002"].cart_id == "90"
     assert found["000000002"].total == Decimal("99.5") and found["000000002"].created_at == datetime(2026, 3, 29, 10, 0, tzinfo=UTC)
 
@@ -344,7 +365,7 @@ def test_the_progress_total_is_the_count_of_the_window(read):
     source, carts, problems = read
     total = source.progress_total(WINDOW)
     assert total is not None and (total.unit, total.position) == ("carts", None)
-    assert total.total == len(carts) + len(problems.reasons()) == 12
+    assert total.total == len(carts) + len(problems.reasons()) == 13
 
 
 @pytest.mark.mariadb

@@ -4,8 +4,8 @@ Commerce) database.
 Owns the mapping from Magento's tables to carts and orders:
 
 * ``quote`` — one cart per row with ``is_active = 1``, ``items_count > 0``, no ``sales_order``
-  row with its ``quote_id``, and ``updated_at`` in the window (an indexed range: see
-  docs/databases.md for the index);
+  row with its ``quote_id`` but a canceled one (a quote restored after a failed payment), and
+  ``updated_at`` in the window (an indexed range: see docs/databases.md for the index);
 * ``quote_item`` — the lines; child rows (``parent_item_id`` set: the simple product chosen in a
   configurable, a bundle's parts) are not lines of their own, their parent carries the price;
   a configurable line takes its stock from the chosen child;
@@ -67,7 +67,8 @@ from cartrescue.sources.sql import (
 )
 
 #: Magento order states: which mean "not an order" for cartrescue, which mean delivered.
-_STATE_STATUS = {"canceled": "canceled", "closed": "refunded"}
+_CANCELED = "canceled"
+_STATE_STATUS = {_CANCELED: "canceled", "closed": "refunded"}
 _DELIVERED_STATES = frozenset({"complete"})
 #: newsletter_subscriber.subscriber_status: 1 subscribed, 2 not active, 3 unsubscribed, 4 unconfirmed.
 _SUBSCRIBED, _UNSUBSCRIBED = 1, 3
@@ -118,8 +119,14 @@ class MagentoSource(DatabaseSource):
     # -- carts -------------------------------------------------------------------------------
 
     def _abandoned(self) -> str:
+        """Active, not empty, and no order of it but a canceled one: when a payment fails
+        Magento cancels the order and makes its quote active again for another try
+        (``restoreQuote``), and a customer who leaves then has abandoned that cart. An order
+        pending payment still hides it: the customer may be paying."""
         return (f"{self.schema().flag('q.is_active', 'quote', 'is_active', 1)} AND q.items_count > 0 "
-                f"AND NOT EXISTS (SELECT 1 FROM {self.t('sales_order')} o WHERE o.quote_id = q.entity_id)")
+                f"AND NOT EXISTS (SELECT 1 FROM {self.t('sales_order')} o WHERE o.quote_id = q.entity_id "
+                # the order's state as _order reads it: its state, else its status
+                f"AND LOWER(COALESCE(NULLIF(TRIM(o.state), ''), TRIM(o.status), '')) <> '{_CANCELED}')")
 
     def _filters(self) -> str:
         return f"q.updated_at >= :start AND q.updated_at <= :end AND {self._abandoned()}"
