@@ -442,6 +442,15 @@ class _WooCommerceOptions(_Options):
     cost_meta_keys: Annotated[list[str] | None, BeforeValidator(_one_or_many)] = None
     cost_meta_key: str | None = None
     currency: str | None = None
+    users_prefix: str | None = None  # a multisite subsite: the network's prefix of wp_users (wp_)
+
+    @field_validator("users_prefix")
+    @classmethod
+    def _table_prefix(cls, value: str | None) -> str | None:
+        """As ``source.prefix``: it goes into the SQL text as part of a table's name."""
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_]*", value):
+            raise ValueError(f"only letters, digits and _ are allowed, got {value!r}")
+        return value
 
     @field_validator("currency")
     @classmethod

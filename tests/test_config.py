@@ -531,6 +531,16 @@ def test_a_database_sources_currency_option_is_checked_when_the_config_loads(tmp
                                                "expected an ISO 4217 code like EUR or SEK")
 
 
+def test_a_woocommerce_users_prefix_that_is_no_table_prefix_is_a_config_error(tmp_path: Path) -> None:
+    """It goes into the SQL text as part of a table's name, as ``source.prefix`` does."""
+    path = _write(tmp_path, "source: {type: woocommerce, url: 'mysql+pymysql://shop@127.0.0.1:1/shop', "
+                            "prefix: wp_2_, options: {users_prefix: 'wp; DROP'}}\n")
+    result = cli("carts", "--config", str(path), "--json")
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["message"] == (f"{path}: source.options.users_prefix: only letters, digits and _ "
+                                               "are allowed, got 'wp; DROP'")
+
+
 def test_a_database_sources_timezone_option_fails_doctors_config_check_naming_the_file(tmp_path: Path) -> None:
     """It was found only by the source check, as ``source.options.timezone: ...`` without the file."""
     path = _write(tmp_path, "source: {type: sql, url: 'mysql+pymysql://shop@127.0.0.1:1/shop', queries: {carts: x}, "

@@ -126,16 +126,16 @@ HPOS = [
 ]
 
 
-def fill(db: shopdb.ShopDb) -> None:
-    db.schema("woocommerce", prefix="wp_")
-    db.insert("wp_cartflows_ca_cart_abandonment", rows(nul=db.kind == "mariadb"))
-    db.insert("wp_posts", POSTS)
-    db.insert("wp_postmeta", [{"post_id": p, "meta_key": k, "meta_value": v} for p, k, v in META])
-    db.insert("wp_wc_orders", HPOS)
-    db.insert("wp_options", [{"option_name": "woocommerce_currency", "option_value": "SEK"},
-                             {"option_name": "woocommerce_custom_orders_table_enabled", "option_value": "yes"},
-                             {"option_name": "timezone_string", "option_value": "Europe/Stockholm"}])
-    db.insert("wp_users", [{"ID": 5, "user_login": "alice", "user_email": "alice@example.com"}])
+def fill(db: shopdb.ShopDb, prefix: str = "wp_", users_prefix: str = "wp_") -> None:
+    db.schema("woocommerce", prefix=prefix)
+    db.insert(f"{prefix}cartflows_ca_cart_abandonment", rows(nul=db.kind == "mariadb"))
+    db.insert(f"{prefix}posts", POSTS)
+    db.insert(f"{prefix}postmeta", [{"post_id": p, "meta_key": k, "meta_value": v} for p, k, v in META])
+    db.insert(f"{prefix}wc_orders", HPOS)
+    db.insert(f"{prefix}options", [{"option_name": "woocommerce_currency", "option_value": "SEK"},
+                                   {"option_name": "woocommerce_custom_orders_table_enabled", "option_value": "yes"},
+                                   {"option_name": "timezone_string", "option_value": "Europe/Stockholm"}])
+    db.insert(f"{users_prefix}users", [{"ID": 5, "user_login": "alice", "user_email": "alice@example.com"}])
 
 
 @pytest.fixture(scope="module", params=shopdb.KINDS)
@@ -182,6 +182,44 @@ def test_customer_from_email_other_fields_and_users(read):
     assert (bob.email, bob.id, bob.is_guest, bob.first_name) == ("bob@example.com", None, True, None)
     assert carts["7"].customer.marketing_consent is False  # unsubscribed in CartFlows
     assert alice.marketing_consent is None
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def multisite(request):
+    """A WordPress multisite: the main site's ``wp_`` tables with the network's ``wp_users``,
+    and subsite 2's ``wp_2_`` tables, which have no users table of their own."""
+    with shopdb.shop_database(request.param, "woomultisite") as db:
+        db.schema("woocommerce", prefix="wp_")
+        fill(db, prefix="wp_2_", users_prefix="wp_")
+        db.execute("DROP TABLE wp_2_users")
+        yield db
+
+
+def test_a_multisite_subsite_reads_the_networks_users(multisite):
+    """A subsite's tables are ``wp_2_…`` but its users are the network's ``wp_users``: the
+    preset looked for ``wp_2_users`` and could not read the subsite's carts at all."""
+    source = WooCommerceSource(multisite.url, prefix="wp_2_", shop_tz=STOCKHOLM, options={"users_prefix": "wp_"})
+    try:
+        carts = {c.id: c for c in source.carts(WINDOW)}
+        problems = source.check()
+    finally:
+        source.close()
+    assert sorted(carts, key=int) == ["1", "2", "7", "8", "9", "10", "12"]
+    assert carts["1"].customer.id == "5" and carts["1"].customer.is_guest is False
+    assert not [problem for problem in problems if "users" in problem], problems
+
+
+def test_a_subsite_without_users_prefix_is_told_the_networks_prefix(multisite):
+    source = WooCommerceSource(multisite.url, prefix="wp_2_", shop_tz=STOCKHOLM)
+    try:
+        problems = source.check()
+        with pytest.raises(SourceError) as run:
+            list(source.carts(WINDOW))
+    finally:
+        source.close()
+    assert "set source.options.users_prefix: wp_" in str(run.value)
+    assert any("table wp_2_users not found" in problem and "set source.options.users_prefix: wp_" in problem
+               for problem in problems), problems
 
 
 def test_site_local_times_across_the_dst_change(read):

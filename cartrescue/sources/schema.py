@@ -104,7 +104,7 @@ def inspect(db: Any, kinds: Mapping[str, Mapping[str, str]], window_columns: tup
             if sa_type is None:
                 continue
             variant = _ACCEPTED[kind].get(family(sa_type))
-            where = f"{db.prefix}{table}.{column}"
+            where = f"{db.full_name(table)}.{column}"
             if variant is None:
                 problems.append(f"column {where} is {_type_name(sa_type)}, but cartrescue reads it as "
                                 f"{_READ_AS[kind]}; fix the column's type (see docs/databases.md, \"Column types\")")

@@ -340,6 +340,8 @@ class ShopDatabase:
         self.prefix = prefix or ""
         self.own_queries = False  # `type: sql`: the queries are the config's, not a preset's
         self.table_hints: Mapping[str, str] = {}  # a preset's advice for one missing table
+        #: tables of another prefix than ``prefix`` (a WordPress multisite's network-wide users)
+        self.table_prefixes: Mapping[str, str] = {}
         self.where = self._where(url)
         self._url = url
         self._engine: "Engine | None" = None
@@ -366,9 +368,13 @@ class ShopDatabase:
     def backend(self) -> str:
         return self.engine.url.get_backend_name()
 
+    def full_name(self, name: str) -> str:
+        """The prefixed name of a shop table, as the database knows it (unquoted)."""
+        return self.table_prefixes.get(name, self.prefix) + name
+
     def table(self, name: str) -> str:
         """The quoted, prefixed name of a shop table, safe to put into SQL text."""
-        return self.engine.dialect.identifier_preparer.quote(self.prefix + name)
+        return self.engine.dialect.identifier_preparer.quote(self.full_name(name))
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -423,7 +429,7 @@ class ShopDatabase:
         sa = _sqlalchemy()
         with self.errors():
             try:
-                reflected = sa.inspect(self.engine).get_columns(self.prefix + table)
+                reflected = sa.inspect(self.engine).get_columns(self.full_name(table))
             except sa.exc.NoSuchTableError:
                 return None
         return {str(column["name"]).lower(): column["type"] for column in reflected}
@@ -438,7 +444,7 @@ class ShopDatabase:
         """Column lists of the table's indexes (primary key included), for ``doctor``."""
         with self.errors():
             inspector = _sqlalchemy().inspect(self.engine)
-            name = self.prefix + table
+            name = self.full_name(table)
             found = [list(index["column_names"]) for index in inspector.get_indexes(name)]
             primary = inspector.get_pk_constraint(name).get("constrained_columns") or []
             if primary:
@@ -901,7 +907,7 @@ class DatabaseSource(CartSource):
     def missing_tables(self, tables: Sequence[str]) -> list[str]:
         """The prefixed names of ``tables`` this database does not have."""
         present = {name.lower() for name in self.db.table_names()}
-        return [self.db.prefix + name for name in tables if (self.db.prefix + name).lower() not in present]
+        return [self.db.full_name(name) for name in tables if self.db.full_name(name).lower() not in present]
 
     def check(self) -> list[str]:
         """Problems ``doctor`` shows: missing tables, columns of a type the preset cannot read, a
@@ -915,12 +921,12 @@ class DatabaseSource(CartSource):
             return [str(exc)]
         lowered = {name.lower() for name in present}
         problems += [
-            f"{self.name} source: table {self.db.prefix}{table} not found in {self.db.where}"
-            + (f" ({self.table_hints[table]})" if table in self.table_hints else "")
-            for table in self.tables_required() if (self.db.prefix + table).lower() not in lowered
+            f"{self.name} source: table {self.db.full_name(table)} not found in {self.db.where}"
+            + (f" ({self.db.table_hints[table]})" if table in self.db.table_hints else "")
+            for table in self.tables_required() if self.db.full_name(table).lower() not in lowered
         ]
         for index in self.recommended_indexes:
-            if (self.db.prefix + index.table).lower() not in lowered:
+            if self.db.full_name(index.table).lower() not in lowered:
                 continue
             try:
                 existing = self.db.index_columns(index.table)
@@ -929,9 +935,9 @@ class DatabaseSource(CartSource):
                 continue
             if not any(tuple(cols[: len(lead)]) == lead for cols in existing for lead in index.leading):
                 problems.append(
-                    f"{self.name} source: no index on {self.db.prefix}{index.table}"
+                    f"{self.name} source: no index on {self.db.full_name(index.table)}"
                     f"({', '.join(index.leading[0])}); each run then scans the whole table. Create it with: "
-                    + index.create.format(table=self.db.prefix + index.table)
+                    + index.create.format(table=self.db.full_name(index.table))
                 )
         return problems
 

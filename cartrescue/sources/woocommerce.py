@@ -15,7 +15,8 @@ tables to carts and orders:
   WooCommerce's own cost of goods ``_cogs_total_value`` first, then cost plugins' keys); a
   variation falls back to its parent product (core COGS: adds to it when the variation's
   ``_cogs_value_is_additive`` is ``yes``);
-* ``users`` — the customer id of a registered address;
+* ``users`` — the customer id of a registered address (a multisite's subsite reads the
+  network's table: ``options.users_prefix``);
 * ``options`` — ``woocommerce_currency``, whether HPOS is on, and CartFlows' GDPR notice
   (``wcf_ca_gdpr_status``: a row captured under it is consent to reminders, unless unsubscribed);
 * orders from HPOS ``wc_orders`` or from legacy ``posts``/``postmeta`` (``options.orders_table``:
@@ -32,6 +33,7 @@ Reads only (see :mod:`cartrescue.sources.sql`).
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta, timezone
 from decimal import Decimal
@@ -116,12 +118,27 @@ class WooCommerceSource(DatabaseSource):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._network_users()
         self._settings: dict[str, str] | None = None
         keys = self.options.get("cost_meta_keys")
         if keys is None:
             keys = [self.options["cost_meta_key"]] if self.options.get("cost_meta_key") else COST_KEYS
         self.cost_keys = [str(key) for key in ([keys] if isinstance(keys, str) else keys)]
         self.statuses = [str(s) for s in self.options.get("statuses", ("normal", "abandoned", "lost"))]
+
+    def _network_users(self) -> None:
+        """On a WordPress multisite a subsite's tables are ``wp_2_…`` but its users are the
+        network's, in ``wp_users``: ``options.users_prefix`` names that prefix. Without it a
+        subsite's missing ``wp_2_users`` is told which prefix it most likely is."""
+        users_prefix = self.options.get("users_prefix")
+        if users_prefix is not None:
+            self.db.table_prefixes = {"users": str(users_prefix)}
+            return
+        subsite = re.fullmatch(r"(.*_)\d+_", self.db.prefix)
+        if subsite is not None:
+            self.db.table_hints = {**self.table_hints, "users": (
+                f"a multisite subsite? its users are the network's: set source.options.users_prefix: "
+                f"{subsite.group(1)}")}
 
     def tables_required(self) -> tuple[str, ...]:
         mode = str(self.options.get("orders_table", "auto"))
