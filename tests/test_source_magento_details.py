@@ -37,6 +37,9 @@ QUOTES = [
     # 308 flagged for recollection (a product deleted since): its stored totals still count the gone line
     quote(308, "2026-03-02 09:00:00", customer_email="recollect@example.com", items_count=2,
           grand_total=D("600"), base_grand_total=D("600"), trigger_recollect=1),
+    # 321 a product deleted without that flag (its line removed): items_count still counts 2 lines
+    quote(321, "2026-03-02 09:00:00", customer_email="deleted@example.com", items_count=2,
+          grand_total=D("600"), base_grand_total=D("600")),
     # 309 an older quote of an address; 310 its newer one, whose customer_email is "n/a" and whose
     # address is on its billing address
     quote(309, "2026-03-02 08:00:00", customer_email="twice@example.com"),
@@ -57,7 +60,7 @@ ITEMS = [
     line(3041, 304, "C", "1", "10"), line(3051, 305, "C", "1", "10"), line(3061, 306, "C", "1", "10"),
     line(3081, 308, "C", "2", "5"), line(3091, 309, "C", "1", "10"), line(3101, 310, "C", "1", "10"),
     line(3111, 311, "C", "1", "10"), line(3121, 312, "C", "1", "10"), line(3131, 313, "FREE", "1", "0"),
-    line(3141, 314, "C", "1", "10"), line(3201, 320, "C", "1", "10"),
+    line(3141, 314, "C", "1", "10"), line(3201, 320, "C", "1", "10"), line(3211, 321, "C", "2", "5"),
 ]
 SUBSCRIBERS = [
     {"customer_id": 11, "subscriber_email": "eur@example.com", "store_id": 1, "subscriber_status": 1},
@@ -151,6 +154,14 @@ def test_a_quote_flagged_for_recollection_is_valued_by_the_lines_it_has(shop, pl
     assert result.exit_code == 0, result.output
     assert format_money(Decimal("10"), "EUR", "en") in result.json["text"]
     assert format_money(Decimal("600"), "EUR", "en") not in result.json["text"]
+
+
+def test_a_quote_with_fewer_lines_than_its_items_count_is_valued_by_the_lines_it_has(planned):
+    """A deleted product's quote lines go (Magento's QuoteItemsCleaner, the catalogue's foreign
+    key) without the quote being flagged for recollection: its grand_total of 600 still counted
+    the gone line, and the cart of 10 was reminded as a high-value one at 600."""
+    _, decisions = planned
+    assert (Decimal(decisions["321"]["total"]), decisions["321"]["score"]) == (Decimal("10"), 0)
 
 
 def test_the_newest_quote_of_an_address_is_found_by_the_address_its_cart_gets(planned):

@@ -139,7 +139,7 @@ class MagentoSource(DatabaseSource):
             "SELECT q.entity_id AS quote_id, q.store_id, q.created_at, q.updated_at, q.customer_id, "
             "q.customer_email, q.customer_firstname, q.customer_lastname, q.customer_is_guest, "
             "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
-            f"q.base_grand_total, q.trigger_recollect FROM {self.t('quote')} q WHERE {where}"
+            f"q.base_grand_total, q.trigger_recollect, q.items_count FROM {self.t('quote')} q WHERE {where}"
         )
 
     def carts(self, window: Window) -> Iterator[Cart]:
@@ -274,10 +274,8 @@ class MagentoSource(DatabaseSource):
                 marketing_consent=self._consent(quote, email, subscriptions),
             )
             total = as_decimal(quote["grand_total"], "grand_total", required=False)
-            if quote["trigger_recollect"] and items:
-                # Magento flagged the quote for recalculation (a product deleted or disabled since),
-                # and recalculates it only when the customer comes back: until then its totals
-                # still count what is gone. The lines it has are what the customer would buy.
+            if items and _stale(quote, len(items)):
+                # The lines it has are what the customer would buy; its totals still count what is gone.
                 total = sum((line.line_total for line in items), Decimal("0"))
                 quote = dict(quote, base_grand_total=None)  # the base total follows, by the quote's rate
             base_total = self._base_total(quote, currency, total)
@@ -328,9 +326,9 @@ class MagentoSource(DatabaseSource):
         sql = (
             "SELECT q.entity_id AS quote_id, q.updated_at, q.customer_email, a.email AS address_email, "
             "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
-            "q.base_grand_total, q.trigger_recollect, "
-            f"EXISTS (SELECT 1 FROM {self.t('quote_item')} i WHERE i.quote_id = q.entity_id "
-            "AND i.parent_item_id IS NULL) AS has_line "
+            "q.base_grand_total, q.trigger_recollect, q.items_count, "
+            f"(SELECT COUNT(*) FROM {self.t('quote_item')} i WHERE i.quote_id = q.entity_id "
+            "AND i.parent_item_id IS NULL) AS line_count "
             f"FROM {self.t('quote')} q LEFT JOIN {self.t('quote_address')} a "
             "ON a.quote_id = q.entity_id AND a.email IS NOT NULL "
             f"WHERE {self._filters()} ORDER BY q.updated_at, q.entity_id, a.address_type"
@@ -346,14 +344,16 @@ class MagentoSource(DatabaseSource):
             if not email:
                 continue
             quote = rows[0]
-            yield Activity(email, updated, f"{self.name}:{quote['quote_id']}", not quote["has_line"],
-                           self._nothing_to_pay(quote))
+            lines = int(quote["line_count"] or 0)
+            yield Activity(email, updated, f"{self.name}:{quote['quote_id']}", not lines,
+                           self._nothing_to_pay(quote, lines))
 
-    def _nothing_to_pay(self, quote: Mapping[str, Any]) -> bool:
+    def _nothing_to_pay(self, quote: Mapping[str, Any], lines: int) -> bool:
         """Whether the quote's grand total is 0 or less, and so its base total as :meth:`_cart`
-        values it. A quote flagged for recollection is valued by its lines, which this pass does
-        not read, and a total that cannot be read is something to pay: neither is free."""
-        if quote["trigger_recollect"]:
+        values it. A quote whose totals are stale (:func:`_stale`) is valued by its lines, which
+        this pass does not read, and a total that cannot be read is something to pay: neither is
+        free."""
+        if _stale(quote, lines):
             return False
         try:
             total = as_decimal(quote["grand_total"], "grand_total", required=False)
@@ -475,3 +475,13 @@ class MagentoSource(DatabaseSource):
                 order = self._order(row, refunds=True)
                 if order is not None:
                     yield order
+
+
+def _stale(quote: Mapping[str, Any], lines: int) -> bool:
+    """Do the quote's stored totals still count a line it no longer has? Magento recalculates a
+    quote only when its customer comes back. Until then, one flagged for it
+    (``trigger_recollect``: a product disabled or deleted since), or one with fewer lines than its
+    ``items_count`` (a deleted product's lines removed without the flag, as Magento's
+    ``QuoteItemsCleaner`` and the catalogue's foreign key do), keeps the totals of lines that
+    are gone."""
+    return bool(quote["trigger_recollect"]) or lines < int(quote["items_count"] or 0)
