@@ -231,8 +231,9 @@ def _run_job(
 
     delivering = request.deliver and request.mode != "dry-run"
     secret = delivery_secret(config) if delivering else config.shop.unsubscribe_secret or DRY_RUN_SECRET
-    if request.deliver:  # a step's missing template: refused now, not as every cart's render error
-        require_step_templates(config)
+    # A step's missing template: refused now, not as every cart's render error, and by `carts`
+    # too (it would list carts as due for a step no run takes).
+    require_step_templates(config)
     if request.mode == "send":  # the channels' secrets, before anything is read or claimed
         config.require_env("smtp", *config.channels_used())
     if delivering:

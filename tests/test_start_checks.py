@@ -81,13 +81,14 @@ def _refused(outcome: Any, config: Path, key: str, *said: str) -> dict[str, Any]
     return document
 
 
-@pytest.mark.parametrize("command", [["run", "--json"], ["run", "--outbox", "out", "--json"],
+@pytest.mark.parametrize("command", [["run", "--json"], ["run", "--outbox", "out", "--json"], ["carts", "--json"],
                                      ["preview", "cart-000001", "--step", "1", "--json"],
                                      ["send-test", "me@example.com", "cart-000001", "--step", "1", "--outbox", "out",
                                       "--json"]])
 def test_a_step_whose_template_is_not_in_the_default_locale_is_refused_at_start(command: list[str],
                                                                                 tmp_path: Path) -> None:
-    """The demo's carts are at steps 1 to 3; step 3 names reminder-9 (only reminder-1..3 exist)."""
+    """The demo's carts are at steps 1 to 3; step 3 names reminder-9 (only reminder-1..3 exist).
+    ``carts`` listed such a config's carts as due for a step no run would take."""
     config = _demo(tmp_path, sequences=_sequence_with("reminder-9"))
     outcome = cli(*command, "--config", str(config))
     _refused(outcome, config, MISSING_STEP, "no template reminder-9 in", str(REPO / "templates" / "en"),
