@@ -58,12 +58,15 @@ CARTS = [
     cart(211, 1, "2026-03-22 12:30:00"),            # 11:30Z: half an hour before the window
     cart(212, 1, "2026-03-22 13:30:00"),            # 12:30Z: inside
     cart(213, 1, "2026-03-28 09:00:00", shop=3),    # a shop that is not configured
+    cart(214, 7, "2026-03-28 09:00:00", shop=4),    # a deleted shop's
+    cart(215, 7, "2026-03-28 09:00:00", shop=5),    # a disabled shop's
 ]
 LINES = [
     product_line(201, 1, 3), product_line(201, 3, 1, combination=31),
     product_line(202, 2, 1), product_line(203, 1, 1), product_line(204, 1, 1), product_line(205, 1, 2),
     product_line(206, 1, 1), product_line(207, 1, 1), product_line(208, 1, 1), product_line(210, 1, 1),
     product_line(211, 1, 1), product_line(212, 1, 1), product_line(213, 1, 1, shop=3),
+    product_line(214, 1, 1, shop=4), product_line(215, 1, 1, shop=5),
 ]
 CUSTOMERS = [
     customer(1, "Alice@Example.com", "Alice", newsletter=1),
@@ -72,6 +75,8 @@ CUSTOMERS = [
     customer(4, "anonymous@psgdpr.com", "Anonymous", deleted=1),
     customer(5, "dave@example.com", "Dave"),
     customer(6, "DAVE@Example.com", "Dave", is_guest=1),  # his guest checkout, in capitals
+    customer(7, "erin@example.com", "Erin"),
+    customer(8, "finn@example.com", "Finn"),
 ]
 ORDERS = [
     {"id_order": 1, "reference": "AAAAAAAAA", "id_customer": 3, "id_cart": 203, "id_currency": 1,
@@ -86,6 +91,10 @@ ORDERS = [
     {"id_order": 4, "reference": "DDDDDDDDD", "id_customer": 1, "id_cart": 152, "id_currency": 1,
      "current_state": 3, "total_paid": Decimal("30"), "date_add": local("2026-03-01 11:00:00"),
      "date_upd": local("2026-03-01 11:00:00")},
+    # placed in shop 3, which this config does not read
+    {"id_order": 5, "reference": "EEEEEEEEE", "id_customer": 8, "id_cart": 153, "id_currency": 1, "id_shop": 3,
+     "current_state": 2, "total_paid": Decimal("40"), "date_add": local("2026-03-28 10:15:00"),
+     "date_upd": local("2026-03-28 10:15:00")},
 ]
 PRODUCTS = [
     {"id_product": 1, "reference": "MUG", "price": Decimal("10"), "wholesale_price": Decimal("4")},
@@ -103,7 +112,9 @@ NAMES = [
 def fill(db: shopdb.ShopDb) -> None:
     db.schema("prestashop", prefix="ps_")
     db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Main"},
-                          {"id_shop": 2, "id_shop_group": 1, "name": "Outlet"}])
+                          {"id_shop": 2, "id_shop_group": 1, "name": "Outlet"},
+                          {"id_shop": 4, "id_shop_group": 1, "name": "Closed", "deleted": 1},
+                          {"id_shop": 5, "id_shop_group": 1, "name": "Paused", "active": 0}])
     db.insert("ps_lang", [{"id_lang": 1, "name": "English", "iso_code": "en", "language_code": "en-us"},
                           {"id_lang": 2, "name": "Français", "iso_code": "fr", "language_code": "fr-fr"}])
     db.insert("ps_currency", [{"id_currency": 1, "iso_code": "EUR"}, {"id_currency": 2, "iso_code": "XXQ"}])
@@ -229,6 +240,33 @@ def test_configured_shops_only(shop):
         assert [c.id for c in source.carts(WINDOW)] == ["213"]
     finally:
         source.close()
+
+
+def test_a_deleted_or_disabled_shops_carts_are_read_only_when_configured(shop):
+    """Without ``shop_ids`` every row of ``ps_shop`` was read, a deleted or disabled shop's too:
+    its customers were reminded of carts in a storefront they cannot go back to."""
+    by_default = PrestaShopSource(shop.url, shop_tz=PARIS)
+    configured = PrestaShopSource(shop.url, shop_tz=PARIS, options={"shop_ids": [4, 5]})
+    try:
+        assert not {"214", "215"} & {c.id for c in by_default.carts(WINDOW)}
+        assert sorted(c.id for c in configured.carts(WINDOW)) == ["214", "215"]
+    finally:
+        by_default.close()
+        configured.close()
+
+
+def test_the_reports_orders_are_the_configured_shops_own(shop):
+    """The report read every shop's orders: a customer of two shops, each with its own config,
+    had an order of one shop credited to the other's reminders as well."""
+    window = Window(datetime(2026, 3, 28, 9, 0, tzinfo=UTC), datetime(2026, 3, 28, 9, 30, tzinfo=UTC))
+    by_default = PrestaShopSource(shop.url, shop_tz=PARIS)
+    shop_3 = PrestaShopSource(shop.url, shop_tz=PARIS, options={"shop_ids": [3]})
+    try:
+        assert {o.id for o in by_default.orders(window)} == {"1"}
+        assert {o.id for o in shop_3.orders(window)} == {"5"}
+    finally:
+        by_default.close()
+        shop_3.close()
 
 
 def test_doctor_is_happy_with_prestashops_own_index(shop):

@@ -2,9 +2,10 @@
 
 Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts and orders:
 
-* ``cart`` — one cart per row of a shop (``id_shop`` of ``shop``) with a customer, with
-  products, without an ``orders`` row, and ``date_upd`` in the window. PrestaShop's own index
-  ``id_shop_2 (id_shop, date_upd)`` serves that range;
+* ``cart`` — one cart per row of a shop (``options.shop_ids``, else each ``shop`` that is
+  ``active`` and not ``deleted``) with a customer, with products, without an ``orders`` row,
+  and ``date_upd`` in the window. PrestaShop's own index ``id_shop_2 (id_shop, date_upd)``
+  serves that range;
 * ``cart_product`` + ``product``/``product_shop`` (price and ``wholesale_price`` → cost, plus
   the combination's ``product_attribute`` impact) + ``product_lang`` (name in the cart's
   language) + ``stock_available`` (quantity);
@@ -12,8 +13,9 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
   customer has no contact;
 * ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
   currency (``PS_CURRENCY_DEFAULT``);
-* ``orders`` — orders by cart, customer or email; ``PS_OS_DELIVERED`` means delivered,
-  ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR`` are not orders;
+* ``orders`` — orders by cart, customer or email (the report: of the shops read only);
+  ``PS_OS_DELIVERED`` means delivered, ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR``
+  are not orders;
 * ``order_slip`` — credit slips: an order counts ``total_paid`` less its slips'
   ``total_products_tax_incl`` + ``total_shipping_tax_incl`` (both tax included, as ``total_paid``
   is, and what the shop refunded; a slip from before PrestaShop 1.6.0.11 without them:
@@ -129,10 +131,13 @@ class PrestaShopSource(DatabaseSource):
     # -- carts -------------------------------------------------------------------------------
 
     def _shop_ids(self) -> list[int]:
+        """``options.shop_ids``, else the shops the back office has open: a disabled or deleted
+        shop's carts belong to no storefront a customer can go back to."""
         configured = self.options.get("shop_ids")
         if configured:
             return [int(shop) for shop in configured]
-        return [int(row["id_shop"]) for row in self.db.fetch(f"SELECT id_shop FROM {self.t('shop')}")]
+        return [int(row["id_shop"]) for row in self.db.fetch(
+            f"SELECT id_shop FROM {self.t('shop')} WHERE active = 1 AND deleted = 0")]
 
     def _store_timezone(self) -> None:
         """Read times in PS_TIMEZONE, the zone PrestaShop wrote them in (``options.timezone`` wins)."""
@@ -435,8 +440,11 @@ class PrestaShopSource(DatabaseSource):
                     for products, shipping in slips), Decimal("0"))
 
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
-        """The orders placed in ``window`` (``orders.date_add``, shop-local time), streamed, each
-        with what its credit slips refunded (:meth:`_slips`); one refunded in full is no sale."""
+        """The orders placed in ``window`` (``orders.date_add``, shop-local time) in this config's
+        shops, streamed, each with what its credit slips refunded (:meth:`_slips`); one refunded
+        in full is no sale. Another shop's orders are that shop's report's: a customer shared by
+        two shops' configs had one order credited in both reports. (:meth:`orders_for` reads every
+        shop's: an undelivered order elsewhere still holds back a reminder, as one customer's.)"""
         self._store_timezone()
         states = self._order_states()
         not_orders = {states["PS_OS_CANCELED"], states["PS_OS_REFUND"], states["PS_OS_ERROR"]}
@@ -445,12 +453,16 @@ class PrestaShopSource(DatabaseSource):
             "o.date_add, cu.email, cur.iso_code "
             f"FROM {self.t('orders')} o LEFT JOIN {self.t('customer')} cu ON cu.id_customer = o.id_customer "
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency "
-            "WHERE o.date_add >= :start AND o.date_add <= :end ORDER BY o.date_add, o.id_order"
+            "WHERE o.date_add >= :start AND o.date_add <= :end AND o.id_shop IN :shops "
+            "ORDER BY o.date_add, o.id_order"
         )
+        shops = self._shop_ids()
+        if not shops:
+            return
         bounds = self.window_bounds("orders", "date_add", window, self.shop_tz, _SLACK)
         refunds = self._slips("o.date_add >= :start AND o.date_add <= :end", bounds)
         default = self.default_currency()
-        for row in self.db.stream(sql, bounds):
+        for row in self.db.stream(sql, {"shops": shops, **bounds}, expanding=("shops",)):
             state = int(row["current_state"] or 0)
             if state in not_orders or (wanted is not None and not order_wanted(wanted, row["id_cart"], row["email"],
                                                                           row["id_customer"])):
