@@ -59,3 +59,26 @@ def test_an_order_in_the_repeated_hour_counts_from_a_database_as_from_a_csv_expo
         from_db = _summary(config)
     assert from_csv == {"messages": 1, "orders": 1, "revenue": "80.00"}
     assert from_db == from_csv
+
+
+def _fill_decomposed(db: shopdb.ShopDb) -> None:
+    """An order whose address the shop stored decomposed (``e`` + combining acute, as macOS
+    keyboards and some form libraries send it), under a cart id the ledger does not know."""
+    naive = "datetime" if db.kind == "mariadb" else "timestamp"
+    db.execute(f"CREATE TABLE orders (id integer, email varchar(100), cart_id varchar(20), created {naive} NULL, "
+               "status varchar(20), total decimal(10,2))")
+    db.insert("orders", [{"id": 1, "email": "Jose\u0301@example.com", "cart_id": "web-77",
+                          "created": datetime(2026, 10, 25, 2, 40), "status": "paid", "total": "80.00"}])
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_an_order_whose_address_is_stored_decomposed_counts_for_the_message_to_that_address(kind, tmp_path):
+    """The database's rows were filtered by their address lower-cased alone, the ledger's in
+    normal form C: the order of josé@ (decomposed) never reached the report, 0.00 won back."""
+    source = {"type": "sql", "options": {"db_timezone": "shop"},
+              "queries": {"carts": "SELECT id AS cart_id FROM orders WHERE 1 = 0", "orders_placed": PLACED_QUERY}}
+    with shopdb.configured(kind, "sqlnfc", _fill_decomposed, tmp_path, source, shop=SHOP) as (_, config):
+        write_ledger(config.parent / "ledger.db", [Row("c1", SENT, email="jos\u00e9@example.com")])
+        result = cli("report", "--json", "--since", "2026-10-24", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert (result.json["summary"]["orders"], result.json["summary"]["revenue"]) == (1, "80.00")

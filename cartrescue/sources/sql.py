@@ -725,8 +725,9 @@ def any_in(conditions: Sequence[tuple[str, str, Sequence[Any]]]) -> tuple[str, d
 
 
 def order_wanted(wanted: OrderFilter, cart_id: Any, email: Any, customer_id: Any) -> bool:
-    """``wanted`` on raw database values (ids as text, the address lower-case)."""
-    return wanted(id_or_none(cart_id), (text_or_none(email) or "").lower() or None, id_or_none(customer_id))
+    """``wanted`` on raw database values: ids as text, the address as the ledger keeps it
+    (:func:`order_email`; lower-cased alone, one stored decomposed missed its message)."""
+    return wanted(id_or_none(cart_id), order_email(email), id_or_none(customer_id))
 
 
 def first_number(rows: Sequence[Mapping[str, Any]]) -> int | None:
