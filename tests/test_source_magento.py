@@ -176,6 +176,19 @@ def test_a_quote_restored_after_its_order_was_canceled_is_a_cart_again(read):
     assert source.cart("118") is not None and source.cart("119") is None
 
 
+def test_a_store_views_locale_is_read_as_template_folders_are_named(shop):
+    """``store_locales`` values were only given ``_`` for ``-``: Magento's own ``SV-se`` or ``DE``
+    matched no template folder (``sv``, ``de``), and those customers got the default language."""
+    source = MagentoSource(shop.url, options={"store_locales": {1: "SV-se"}})
+    other = MagentoSource(shop.url, options={"store_locales": {"1": "DE"}})
+    try:
+        assert {cart.customer.locale for cart in source.carts(WINDOW)} == {"sv_SE"}
+        assert {cart.customer.locale for cart in other.carts(WINDOW)} == {"de"}
+    finally:
+        source.close()
+        other.close()
+
+
 def test_registered_customer_cart(read):
     _, carts, _ = read
     cart = carts["101"]

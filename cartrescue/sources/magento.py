@@ -51,6 +51,7 @@ from cartrescue.sources.sql import (
     as_cost,
     as_decimal,
     as_email,
+    as_locale,
     as_refund,
     as_stock,
     as_utc,
@@ -316,7 +317,7 @@ class MagentoSource(DatabaseSource):
     def _locale(self, store_id: Any) -> str | None:
         locales = self.options.get("store_locales") or {}
         value = locales.get(str(store_id), locales.get(store_id)) if store_id is not None else None
-        return str(value).replace("-", "_") if value else None
+        return as_locale(value)  # written as a template folder is named: SV-se is sv_SE
 
     def activity(self, window: Window) -> Iterator[Activity]:
         """Address, last activity and key of each quote in the window, whether it has a line
