@@ -19,11 +19,15 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cartrescue.config import Config
 from cartrescue.errors import ConfigError
 from cartrescue.model import Action, Cart, Decision, Order, OutgoingMessage, Reason
 from cartrescue.sources.base import Activity, CartSource, Window
+
+if TYPE_CHECKING:
+    from cartrescue.channels.base import Channel
 
 SUBJECT_MARK = "[test] "
 
@@ -83,7 +87,8 @@ def choose(config: Config, now: datetime, cart_id: str | None, *, sample: bool =
     fallback = None
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config))
-        ledger = config.open_ledger()
+        # Read only: a test that fails later (its channel, its render) leaves no ledger file made.
+        ledger = config.open_ledger(create=False, upgrade=True)
         stack.callback(ledger.close)
         newsletters = newsletters_of(config, source, now, ignore_problem, stack)
         decisions = stack.enter_context(closing(Planner(config, now, ledger, newsletters=newsletters).decide(source)))
@@ -116,14 +121,27 @@ def mark(message: OutgoingMessage, domain: str) -> OutgoingMessage:
                    headers=(*message.headers, ("X-Cartrescue-Test", "yes")))
 
 
+def _channel(config: Config, outbox: Path | None) -> Channel:
+    """The test's channel, built before the ledger is opened or a cart read: a relay setting it
+    cannot send with (``smtp.ca_file`` that does not load, a bad ``envelope_from``, a password's
+    variable unset) is refused (exit 2) without making or upgrading the ledger. Building one
+    connects nowhere; ``deliver`` opens it."""
+    from cartrescue.channels.outbox import OutboxChannel
+    from cartrescue.job import email_channel
+
+    if outbox is not None:  # an .eml file needs no relay, nor its password (run --outbox asks for none)
+        return OutboxChannel(config.outbox_folder(outbox), label="test")
+    config.require_env("smtp")
+    return email_channel(config, "send")
+
+
 def send_test(config: Config, address: str, now: datetime, *, cart_id: str | None = None, sample: bool = False,
               step: int | None = None, locale: str | None = None, variant: str | None = None,
               outbox: Path | None = None) -> SendTestResult:
     """Compose, mark, deliver and record one test message to ``address``."""
-    from cartrescue.channels.base import Channel, Envelope
-    from cartrescue.channels.outbox import OutboxChannel
+    from cartrescue.channels.base import Envelope
     from cartrescue.contacts import is_valid_email, normalize_email
-    from cartrescue.job import delivery_secret, email_channel
+    from cartrescue.job import delivery_secret
     from cartrescue.mime import build_message
     from cartrescue.preview import compose
 
@@ -131,8 +149,7 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
     if not to or not is_valid_email(to):
         raise ConfigError(f"send-test: not an e-mail address: {address!r}")
     delivery_secret(config)  # the link in a test must work like the customers' will
-    if outbox is None:  # an .eml file needs no relay, nor its password (run --outbox asks for none)
-        config.require_env("smtp")
+    channel = _channel(config, outbox)
     decision, origin = choose(config, now, cart_id, sample=sample)
     shown = compose(config, decision, now, step=step, locale=locale, variant=variant, to=to)
     assert shown.message is not None  # addressed to ``to``: always the e-mail
@@ -143,11 +160,6 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
         raise ConfigError(f"send-test: the message cannot be built: {exc}") from None
     # A test is an e-mail whatever its step's channel (text, webhook): an outbox names it ``.eml``.
     target = replace(shown.target or decision, channel="email")
-    channel: Channel
-    if outbox is not None:
-        channel = OutboxChannel(config.outbox_folder(outbox), label="test")
-    else:
-        channel = email_channel(config, "send")
     ledger = config.open_ledger()
     try:
         test_id = ledger.start_send_test({

@@ -250,3 +250,19 @@ def test_a_test_of_a_cart_a_run_skips_says_the_customer_would_not_get_it(demo) -
     said = cli("send-test", OWNER, "cart-000020", *args)
     assert "note: a run would skip this cart and send it nothing" in " ".join(said.stderr.split())
     assert cli("send-test", OWNER, "cart-000003", "--json", *args).json["note"] is None  # due: no note
+
+
+@pytest.mark.parametrize("args", [[], ["c1"], ["--sample"]], ids=["first-due", "cart", "sample"])
+def test_a_relay_setting_send_test_cannot_use_is_refused_before_the_ledger_is_made(shop: Shop,
+                                                                                  args: list[str]) -> None:
+    """An ``smtp.ca_file`` that does not load: without a CART_ID, send-test read the ledger to
+    choose a cart (making its file, tables and all) and only then built its channel and failed."""
+    shop.add(cart("c1"))
+    shop.configure(smtp={"host": "127.0.0.1", "security": "tls", "ca_file": "not-a-ca.pem"})
+    result = shop.cli("send-test", OWNER, *args, "--json")
+    assert result.exit_code == 2, result.output
+    error = result.json["error"]  # the whole of stdout: one document
+    assert error["code"] == "config"
+    assert error["message"].startswith(f"{shop.config_path}: smtp.ca_file: cannot load "), error["message"]
+    assert str(shop.folder / "not-a-ca.pem") in error["message"]
+    assert not (shop.folder / "ledger.db").exists()
