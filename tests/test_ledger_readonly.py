@@ -166,3 +166,23 @@ def test_a_role_that_may_only_select_runs_the_report_and_doctor(shop: Shop, kind
         assert found["ledger"]["status"] == "fail" and "refuses to write" in found["ledger"]["detail"], found
         assert "1 sent" in found["ledger"]["detail"] and found["staleness"]["status"] in ("ok", "warn", "fail")
         assert snapshot(db.url) == before
+
+
+def test_suppress_remove_brings_an_older_ledger_up_to_date_and_lifts_the_suppression(
+        shop: Shop, ledger_db: tuple[str, ShopDb | None], tmp_path: Path) -> None:
+    """``suppress remove`` opened an older ledger as it was and wrote to it: its query of the
+    suppression's row named a column the older ledger lacks, and the command crashed (exit 70)."""
+    url, _db = ledger_db
+    _populated(shop, url, tmp_path)
+    assert shop.cli("unsubscribe", "bob@example.com", "--json", now=None).exit_code == 0
+    _make_older(url)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:  # a column an older cartrescue's suppressions did not have
+        conn.exec_driver_sql("ALTER TABLE cr_suppression DROP COLUMN source")
+    engine.dispose()
+    result = _run(shop, ["suppress", "remove", "bob@example.com", "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.json == {"email": "bob@example.com", "removed": True}
+    after = snapshot(url)
+    assert "cr_promotion" in after and "shop" in after["cr_run"][0] and "source" in after["cr_suppression"][0], after
+    assert after["cr_suppression"][1] == 0

@@ -255,7 +255,9 @@ def suppress_remove(
 
     try:
         cfg = load(config)
-        ledger = cfg.open_ledger(create=False, older=True)  # nothing to remove from a ledger not there
+        # Nothing to remove from a ledger not there (no file made); an older one is brought up to date
+        # first, as every command that writes does: read as it was, a column it lacks was a crash (exit 70).
+        ledger = cfg.open_ledger(create=False, upgrade=True)
         try:
             removed = remove(ledger, email, cfg.phone_region, force=force)
         except ValueError as exc:
