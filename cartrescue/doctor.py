@@ -366,20 +366,17 @@ def _http_channels(config: Any) -> list[Check]:
 
 
 def _call_list(config: Any) -> Check:
-    """The call list a run appends to: a file whose header names no call-list column fails
-    each call's claim, every run, while the e-mails go on (a run is not refused for it)."""
-    from cartrescue.channels.call_list import UnusableList, check_list
+    """The call list a run appends to: a file whose header takes no row (names no ``cart_id``
+    or ``phone``) fails each call's claim, every run, while the e-mails go on (a run is not
+    refused for it, and notes it: :func:`cartrescue.job.call_list_notes`)."""
+    from cartrescue.channels.call_list import list_problem
 
     path = config.path(config.call_list.path)
-    try:
-        check_list(path)
-    except UnusableList as exc:
-        return Check("call-list", FAIL, f"{config.where('call_list.path')}: {exc}; every call is retried and "
+    problem = list_problem(path)
+    if problem is not None:
+        return Check("call-list", FAIL, f"{config.where('call_list.path')}: {problem}; every call is retried and "
                      "fails until the file is a call list again (move it away: the next call begins a new one)",
                      int(ExitCode.SOME_FAILED))
-    except OSError as exc:
-        return Check("call-list", FAIL, f"{config.where('call_list.path')}: {path}: cannot read: "
-                     f"{exc.strerror or exc}", int(ExitCode.SOME_FAILED))
     return Check("call-list", OK, f"{path}: {'calls are appended under its header' if path.exists() else 'not there yet: the first call begins it'}")
 
 

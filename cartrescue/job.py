@@ -243,6 +243,8 @@ def _run_job(
         notes = []
     else:
         notes = [f"a sending run would hold back (exit 3): {line}" for line in stale_exports(config, now)]
+    if request.deliver:
+        notes += call_list_notes(config, delivering)
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config, problem, request.shared_orders, request.shared_carts))
         if request.strict:
@@ -371,6 +373,25 @@ def _run_job(
     notes += planner.prioritizer.notes()
     return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
                       killed_left=killed_left, shop_switched_from=switched_from)
+
+
+def call_list_notes(config: Config, delivering: bool = True) -> list[str]:
+    """The run's note on a call list whose header takes no row (:func:`list_problem`), said once
+    at start: its calls fail one batch at a time, and a run with no call due would say nothing
+    while the file waits to fail the next ones. The summary shows it once (the failures it
+    explains are not listed again: ``commands.run``)."""
+    if "call-list" not in config.channels_used():
+        return []
+    from cartrescue.channels.call_list import list_problem
+
+    problem = list_problem(config.path(config.call_list.path))
+    if problem is None:
+        return []
+    said = f"{config.where('call_list.path')}: {problem}"
+    if not delivering:
+        return [f"a sending run would add no call to the call list: {said}"]
+    return [f"{said}; each call fails (retried by the next run) until the header is fixed or the file moved away "
+            "(the next call then begins a new list)"]
 
 
 def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem: Callable[[RowProblem], None],

@@ -10,6 +10,8 @@ import io
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from cartrescue.channels.call_list import COLUMNS
 from conftest import NOW, Shop, cart
 
@@ -182,3 +184,41 @@ def test_a_header_with_spaces_after_its_commas_gets_every_cell_under_its_column(
     forgotten = shop.cli("forget", "c0@example.com", "--files", "--json", now=None)
     assert forgotten.exit_code == 0, forgotten.output
     assert [row[0] for row in _rows(_text(path))[1:]] == ["c1"]
+
+
+@pytest.mark.parametrize(("header", "said"), [
+    ("cart_id,first_name,last_name,email", "its header lacks phone"),  # staff deleted the column
+    ("email,first_name,newsletter", "its header lacks cart_id and phone"),  # another file of the shop's
+    ("Kund|Telefon", "its header names no call-list column"),
+], ids=["no-phone", "another-file", "no-column"])
+def test_a_header_a_call_cannot_go_under_gets_no_row_and_one_note_naming_the_file_and_the_header(
+        shop: Shop, header: str, said: str) -> None:
+    """A header naming some call-list columns but not the number (or the cart) got every call
+    as a row nobody could make, recorded sent, and the run said nothing; one naming none failed
+    its calls without a note, and a run with no call due said nothing at all."""
+    path = _saved(_calling_shop(shop, 2), header + "\r\n")
+    expected = ",".join(COLUMNS)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 1, result.output
+    assert path.read_bytes() == (header + "\r\n").encode("utf-8")  # no row added
+    assert [m["status"] for m in shop.messages()] == ["failed_transient"] * 2
+    (note,) = [note for note in result.json["notes"] if str(path) in note]
+    assert note.startswith(f"{shop.config_path}: call_list.path: {path}: no row added, {said}: "), note
+    assert expected in note and "retried by the next run" in note
+    again = shop.cli("run", "--outbox", str(shop.folder / "out"), now=NOW + timedelta(minutes=30))  # retried: failed
+    assert again.exit_code == 1 and "failed 2" in again.stdout, again.output
+    shown = " ".join((again.stdout + again.stderr).replace("│", " ").split())
+    assert shown.count("no row added") == 1, again.output  # the note, not its failures again
+    fixed = _saved(shop, ",".join(reversed(COLUMNS)) + "\r\n")  # any order of the columns is a call list's
+    ok = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(hours=1))
+    assert ok.exit_code == 0 and not [note for note in ok.json["notes"] if str(path) in note], ok.output
+    assert sorted(row[-1] for row in _rows(_text(fixed))[1:]) == ["c0", "c1"]
+
+
+def test_a_dry_run_says_a_sending_run_would_add_no_call_to_the_list(shop: Shop) -> None:
+    path = _saved(_calling_shop(shop, 1), "cart_id,name,email\r\n")
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 0, result.output
+    (note,) = [note for note in result.json["notes"] if str(path) in note]
+    assert note.startswith("a sending run would add no call to the call list: ") and "lacks phone" in note
+    assert ",".join(COLUMNS) in note and path.read_bytes() == b"cart_id,name,email\r\n"

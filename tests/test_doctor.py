@@ -396,3 +396,24 @@ def test_a_call_list_file_whose_header_is_no_call_list_fails_the_doctor(shop: Sh
     assert found["status"] == FAIL and found["exit_code"] == 1, found
     assert "call_list.path" in found["detail"] and "calls.csv" in found["detail"]
     assert "names no call-list column" in found["detail"]
+
+
+def test_a_call_list_whose_header_lacks_the_phone_column_fails_the_doctor_naming_the_expected_header(
+        shop: Shop) -> None:
+    """Staff deleted the phone column: the doctor found the header a call list's (it names
+    cart_id), and every run appended calls nobody could make, recorded sent."""
+    from cartrescue.channels.call_list import COLUMNS
+
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                                       {"name": "standard", "min_score": 0}]},
+                   call_list={"path": "calls.csv"}).add(cart("c1"))
+    (shop.folder / "calls.csv").write_text("cart_id,first_name,last_name,email\n", encoding="utf-8")
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    found = checks(result)["call-list"]
+    assert found["status"] == FAIL and found["exit_code"] == 1, found
+    path = shop.folder / "calls.csv"
+    assert found["detail"].startswith(f"{shop.config_path}: call_list.path: {path}: no row added, its header "
+                                      "lacks phone: 'cart_id,first_name,last_name,email'; "), found["detail"]
+    assert ",".join(COLUMNS) in found["detail"]
+    (path).write_text(",".join(reversed(COLUMNS)) + "\n", encoding="utf-8")  # another order is fine
+    assert checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["call-list"]["status"] == OK

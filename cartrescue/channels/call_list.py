@@ -44,6 +44,16 @@ BOM = b"\xef\xbb\xbf"  # Excel's "CSV UTF-8" begins the file with it
 DELIMITERS = (",", ";", "\t")  # Excel writes ";" where the comma is the decimal sign (SE, DE, FR)
 
 
+#: What a call cannot go without: the number to dial and the cart it is about. A header without
+#: one (another file, a column staff deleted or renamed) takes no row: each would be a call
+#: nobody can make, recorded sent. The other columns may be left out (a list begun by an older
+#: version has no ``step``, ``added_at``) or put in any order.
+NEEDED = ("cart_id", "phone")
+#: The header a run writes, as a problem with a list's header names it.
+EXPECTED = (f"a call list's header names {' and '.join(NEEDED)}, in any order, separated by , ; or tab "
+            f"(cartrescue begins one with {','.join(COLUMNS)})")
+
+
 class UnusableList(Exception):
     """The list's header cannot be written under (rows staff could not read); names the file."""
 
@@ -79,9 +89,21 @@ def layout_of(path: Path, first: bytes) -> Layout:
                             key=lambda found: (len(known.intersection(map(column_of, found[0]))),
                                                line.count(found[1])))
     if not known.intersection(map(column_of, header)):
-        raise UnusableList(f"{path}: no row added, its header names no call-list column (cart_id, phone, …, "
-                           f"separated by , ; or tab): {printable(line[:80])!r}")  # the run's summary cuts at 160
+        raise UnusableList(f"{path}: no row added, its header names no call-list column: {printable(line[:80])!r}; "
+                           f"{EXPECTED}")  # the run's summary cuts a failure at 160: the header first
     return Layout(tuple(header), delimiter, ending[0] if ending else "\r\n", bom)
+
+
+def writable_layout(path: Path, first: bytes) -> Layout:
+    """:func:`layout_of`, and :class:`UnusableList` when the header lacks a column of
+    :data:`NEEDED` (reading the list, as ``forget --files`` does, needs none of them)."""
+    layout = layout_of(path, first)
+    missing = [name for name in NEEDED if name not in map(column_of, layout.header)]
+    if missing:
+        line = layout.delimiter.join(layout.header)
+        raise UnusableList(f"{path}: no row added, its header lacks {' and '.join(missing)}: "
+                           f"{printable(line[:80])!r}; {EXPECTED}")
+    return layout
 
 
 def column_of(name: str) -> str:
@@ -143,7 +165,7 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
         first = handle.readline()
         end = handle.seek(0, io.SEEK_END)
         if first.removeprefix(BOM).strip():
-            layout = layout_of(path, first)
+            layout = writable_layout(path, first)
             handle.seek(end - 1)
             if handle.read(1) not in (b"\n", b"\r"):
                 text.write(layout.newline)
@@ -164,18 +186,25 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
         handle.flush()  # before the lock goes with the file's closing
 
 
-def check_list(path: Path) -> None:
-    """Raise :class:`UnusableList` (or OSError) when the list at ``path`` has a header its rows
-    cannot be written under, as :func:`append_rows` would; a missing or empty list is fine (the
-    first call begins it). ``doctor`` asks: a run keeps sending its e-mails and fails each call
-    claim on such a list as transient, run after run, so a person must hear of it."""
+def list_problem(path: Path) -> str | None:
+    """Why the list at ``path`` takes no row (the text :func:`append_rows` fails its calls
+    with), or None; a missing or empty list is fine (the first call begins it). ``doctor``
+    checks it and a run notes it: a run keeps sending its e-mails and fails each call claim on
+    such a list as transient, run after run, so a person must hear of it."""
     try:
         with path.open("rb") as handle:
             first = handle.readline()
     except FileNotFoundError:
-        return
-    if first.removeprefix(BOM).strip():
-        layout_of(path, first)
+        return None
+    except OSError as exc:
+        return f"{path}: cannot read: {exc.strerror or exc}"
+    if not first.removeprefix(BOM).strip():
+        return None
+    try:
+        writable_layout(path, first)
+    except UnusableList as exc:
+        return str(exc)
+    return None
 
 
 def _layout_like(like: Path | None) -> Layout:
@@ -187,7 +216,7 @@ def _layout_like(like: Path | None) -> Layout:
             first = handle.readline()
     except FileNotFoundError:
         return Layout()
-    return layout_of(like, first) if first.removeprefix(BOM) else Layout(bom=first.startswith(BOM))
+    return writable_layout(like, first) if first.removeprefix(BOM) else Layout(bom=first.startswith(BOM))
 
 
 def _locked(path: Path) -> IO[bytes]:

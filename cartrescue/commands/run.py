@@ -319,7 +319,9 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
         lines.append(f"delivered {counts['sent']}, failed {counts['failed']}"
                      + (f", unconfirmed {counts['deliveries']['unconfirmed']} (no reply after the message; not resent)"
                         if counts["deliveries"].get("unconfirmed") else ""))
-        failures = sorted((counts.get("failures") or {}).items(), key=lambda item: -item[1])
+        # A failure a note explains in full (the call list's header: job.call_list_notes) is said once.
+        failures = sorted(((why, n) for why, n in (counts.get("failures") or {}).items()
+                           if not (why and any(why in note for note in summary.notes))), key=lambda item: -item[1])
         if failures:
             from rich.markup import escape
 
