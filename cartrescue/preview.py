@@ -77,13 +77,15 @@ class Preview:
         return not self.withheld
 
 
-def find_decision(config: Config, cart_id: str, now: datetime) -> Decision:
+def find_decision(config: Config, cart_id: str, now: datetime, *, upgrade: bool = False) -> Decision:
+    """The decision a run would make for ``cart_id`` now. ``upgrade``: bring an older ledger up
+    to date to read it (``send-test``, which writes to it anyway); ``preview`` only reads."""
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config))
         heard: list[RowProblem] = []  # why the cart could not be read, if it is there
         about = f"cart {cart_id}: "
         source.on_problem = lambda problem: heard.append(problem) if problem.reason.startswith(about) else None
-        ledger = config.open_ledger(create=False)
+        ledger = config.open_ledger(create=False, upgrade=upgrade)
         stack.callback(ledger.close)
         newsletters = newsletters_of(config, source, now, ignore_problem, stack)
         decision = next(iter(Planner(config, now, ledger, newsletters=newsletters).decide(_OneCart(source, cart_id))), None)

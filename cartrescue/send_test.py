@@ -78,7 +78,7 @@ def choose(config: Config, now: datetime, cart_id: str | None, *, sample: bool =
     if sample:
         return _sample(config, now), "sample"
     if cart_id is not None:
-        return find_decision(config, cart_id, now), "cart"
+        return find_decision(config, cart_id, now, upgrade=True), "cart"  # as without a CART_ID
     from cartrescue.job import newsletters_of
     from cartrescue.pipeline import Planner
     from cartrescue.sources import open_source

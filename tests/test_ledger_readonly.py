@@ -186,3 +186,17 @@ def test_suppress_remove_brings_an_older_ledger_up_to_date_and_lifts_the_suppres
     after = snapshot(url)
     assert "cr_promotion" in after and "shop" in after["cr_run"][0] and "source" in after["cr_suppression"][0], after
     assert after["cr_suppression"][1] == 0
+
+
+@pytest.mark.parametrize("cart_args", [[], ["c1"]], ids=["first-due", "cart"])
+def test_send_test_brings_an_older_ledger_up_to_date_with_or_without_a_cart_id(
+        shop: Shop, tmp_path: Path, cart_args: list[str]) -> None:
+    """Without a CART_ID send-test upgraded an older ledger; with one it stopped (exit 2, "older
+    cartrescue"), although it writes its test to that ledger either way."""
+    url = f"sqlite:///{shop.folder / 'ledger.db'}"
+    _populated(shop, url, tmp_path)
+    _make_older(url)
+    result = shop.cli("send-test", "owner@shop.example.com", *cart_args, "--outbox", str(tmp_path / "tests"), "--json")
+    assert result.exit_code == 0, result.output
+    after = snapshot(url)
+    assert "cr_promotion" in after and "shop" in after["cr_run"][0] and after["cr_send_test"][1] == 1, after
