@@ -174,9 +174,13 @@ def test_an_order_whose_date_cannot_be_read_holds_its_customers_carts_back(shop)
 # -- retyped time columns ----------------------------------------------------------------------
 
 
-def _minimal(db: shopdb.ShopDb) -> None:
+def _minimal(db: shopdb.ShopDb, *, shops: tuple[dict, ...] = ({"id_shop": 1, "id_shop_group": 1, "name": "Main"},),
+             retyped: tuple[tuple[str, str, str], ...] = ()) -> None:
+    """One customer and product; ``retyped`` (table, column, type) are retyped before any row."""
     db.schema("prestashop", prefix="ps_")
-    db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Main"}])
+    for table, column, sql_type in retyped:
+        db.retype(table, column, sql_type)
+    db.insert("ps_shop", list(shops))
     db.insert("ps_currency", [{"id_currency": 1, "iso_code": "EUR"}])
     db.insert("ps_customer", CUSTOMERS[:1])
     db.insert("ps_product", [dict(PRODUCTS[0], active=1, date_add=STAMP, date_upd=STAMP)])
@@ -195,6 +199,25 @@ def test_a_bigint_epoch_date_upd_is_read_as_seconds_since_1970(kind, tmp_path):
     assert result.exit_code == 0, result.output
     (only,) = result.json["decisions"]
     assert (only["cart_id"], only["last_activity"]) == ("901", "2026-03-02T09:00:00Z")
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_boolean_shop_flags_are_compared_as_booleans(kind, tmp_path):
+    """A copy of the shop on PostgreSQL with ``ps_shop.active``/``deleted`` typed BOOLEAN (as
+    pgloader turns MySQL's ``tinyint(1)``): ``active = 1`` stopped every run without
+    ``shop_ids`` with the database's own error. Only the open shop's cart is read."""
+    shops = ({"id_shop": 1, "id_shop_group": 1, "name": "Main", "active": True, "deleted": False},
+             {"id_shop": 2, "id_shop_group": 1, "name": "Paused", "active": False, "deleted": False},
+             {"id_shop": 3, "id_shop_group": 1, "name": "Closed", "active": True, "deleted": True})
+    with shopdb.shop_database(kind, "psboolshop") as db:
+        _minimal(db, shops=shops, retyped=(("ps_shop", "active", "BOOLEAN"), ("ps_shop", "deleted", "BOOLEAN")))
+        db.insert("ps_cart", [cart(911, 1, AT), cart(912, 1, AT, shop=2), cart(913, 1, AT, shop=3)])
+        db.insert("ps_cart_product", [product_line(911, 1, 1), product_line(912, 1, 1, shop=2),
+                                      product_line(913, 1, 1, shop=3)])
+        config = shopdb.write_config(tmp_path, {"type": "prestashop", "url": db.url})
+        result = cli("carts", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert [d["cart_id"] for d in result.json["decisions"]] == ["911"]
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)

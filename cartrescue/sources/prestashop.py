@@ -114,6 +114,7 @@ class PrestaShopSource(DatabaseSource):
         "product_attribute": {"price": NUMBER, "wholesale_price": NUMBER},
         "stock_available": {"quantity": NUMBER},
         "currency": {"id_currency": INTEGER, "conversion_rate": NUMBER},
+        "shop": {"active": INTEGER, "deleted": INTEGER},
         "orders": {"id_order": INTEGER, "id_cart": INTEGER, "id_customer": INTEGER, "current_state": INTEGER,
                    "total_paid": NUMBER, "conversion_rate": NUMBER, "date_add": TIME},
         "order_slip": {"id_order": INTEGER, "total_products_tax_incl": NUMBER, "total_shipping_tax_incl": NUMBER,
@@ -132,12 +133,14 @@ class PrestaShopSource(DatabaseSource):
 
     def _shop_ids(self) -> list[int]:
         """``options.shop_ids``, else the shops the back office has open: a disabled or deleted
-        shop's carts belong to no storefront a customer can go back to."""
+        shop's carts belong to no storefront a customer can go back to. The flags are compared
+        as their type compares (a copy on PostgreSQL may type them BOOLEAN)."""
         configured = self.options.get("shop_ids")
         if configured:
             return [int(shop) for shop in configured]
-        return [int(row["id_shop"]) for row in self.db.fetch(
-            f"SELECT id_shop FROM {self.t('shop')} WHERE active = 1 AND deleted = 0")]
+        schema = self.schema()
+        open_shop = f"{schema.flag('active', 'shop', 'active', 1)} AND {schema.flag('deleted', 'shop', 'deleted', 0)}"
+        return [int(row["id_shop"]) for row in self.db.fetch(f"SELECT id_shop FROM {self.t('shop')} WHERE {open_shop}")]
 
     def _store_timezone(self) -> None:
         """Read times in PS_TIMEZONE, the zone PrestaShop wrote them in (``options.timezone`` wins)."""
