@@ -269,6 +269,20 @@ def test_the_reports_orders_are_the_configured_shops_own(shop):
         shop_3.close()
 
 
+def test_a_runs_checks_still_see_the_customers_orders_in_every_shop(shop):
+    """Only the report keeps to the configured shops: an order not yet delivered in another shop
+    of the same owner is still this customer's (ids and addresses are one table's), and holds
+    back the reminder as it would in one shop."""
+    source = PrestaShopSource(shop.url, shop_tz=PARIS, options={"shop_ids": [1]})
+    probe = Cart(id="999", source="prestashop", customer=Customer(email="finn@example.com", id="8"), currency="EUR",
+                 items=(), total=Decimal(0), created_at=NOW, updated_at=NOW)
+    try:
+        (order,) = source.orders_for([probe])
+    finally:
+        source.close()
+    assert (order.id, order.delivered) == ("5", False)
+
+
 def test_doctor_is_happy_with_prestashops_own_index(shop):
     source = PrestaShopSource(shop.url)
     try:

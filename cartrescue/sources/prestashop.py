@@ -340,6 +340,10 @@ class PrestaShopSource(DatabaseSource):
         return self._states
 
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
+        """The orders of ``carts`` and their customers (by cart, customer id or address) in every
+        shop, the configured ones or not: ``ps_customer`` and ``ps_orders`` are one owner's, so
+        an order still to be delivered in another shop is this customer's and holds back a
+        reminder. Only the report (:meth:`orders`) keeps to the shops it reads."""
         if not carts:
             return
         self._store_timezone()
