@@ -4,6 +4,9 @@ local times repeat an hour. On the real MariaDB and PostgreSQL servers, through 
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,23 +64,43 @@ def test_an_order_in_the_repeated_hour_counts_from_a_database_as_from_a_csv_expo
     assert from_db == from_csv
 
 
+#: e + combining acute, as macOS keyboards and some form libraries send it
+ADDRESS_STORED_DECOMPOSED = "Jose\u0301@example.com"
+
+
 def _fill_decomposed(db: shopdb.ShopDb) -> None:
-    """An order whose address the shop stored decomposed (``e`` + combining acute, as macOS
-    keyboards and some form libraries send it), under a cart id the ledger does not know."""
+    """An order whose address the shop stored decomposed, under a cart id the ledger does not know."""
     naive = "datetime" if db.kind == "mariadb" else "timestamp"
     db.execute(f"CREATE TABLE orders (id integer, email varchar(100), cart_id varchar(20), created {naive} NULL, "
                "status varchar(20), total decimal(10,2))")
-    db.insert("orders", [{"id": 1, "email": "Jose\u0301@example.com", "cart_id": "web-77",
+    db.insert("orders", [{"id": 1, "email": ADDRESS_STORED_DECOMPOSED, "cart_id": "web-77",
                           "created": datetime(2026, 10, 25, 2, 40), "status": "paid", "total": "80.00"}])
 
 
-@pytest.mark.parametrize("kind", shopdb.KINDS)
+@contextmanager
+def _decomposed_shop(kind: str, folder: Path, source: dict[str, Any]) -> Iterator[Path]:
+    """A config reading :func:`_fill_decomposed`'s order from ``kind``: a server's throw-away
+    database, or a real SQLite file (its times as the text SQLite keeps)."""
+    if kind != "sqlite":
+        with shopdb.configured(kind, "sqlnfc", _fill_decomposed, folder, source, shop=SHOP) as (_, config):
+            yield config
+        return
+    path = folder / "shop.db"
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("CREATE TABLE orders (id integer, email text, cart_id text, created text, status text, "
+                           "total text)")
+        connection.execute("INSERT INTO orders VALUES (1, ?, 'web-77', '2026-10-25 02:40:00', 'paid', '80.00')",
+                           (ADDRESS_STORED_DECOMPOSED,))
+    yield shopdb.write_config(folder, {**source, "url": f"sqlite:///{path}"}, shop=SHOP)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
 def test_an_order_whose_address_is_stored_decomposed_counts_for_the_message_to_that_address(kind, tmp_path):
     """The database's rows were filtered by their address lower-cased alone, the ledger's in
     normal form C: the order of josé@ (decomposed) never reached the report, 0.00 won back."""
     source = {"type": "sql", "options": {"db_timezone": "shop"},
               "queries": {"carts": "SELECT id AS cart_id FROM orders WHERE 1 = 0", "orders_placed": PLACED_QUERY}}
-    with shopdb.configured(kind, "sqlnfc", _fill_decomposed, tmp_path, source, shop=SHOP) as (_, config):
+    with _decomposed_shop(kind, tmp_path, source) as config:
         write_ledger(config.parent / "ledger.db", [Row("c1", SENT, email="jos\u00e9@example.com")])
         result = cli("report", "--json", "--since", "2026-10-24", "--config", str(config), "--now", NOW)
     assert result.exit_code == 0, result.output
