@@ -280,6 +280,42 @@ def test_the_report_counts_an_order_net_of_its_credit_slips(kind, tmp_path):
                                        "cannot be negative, got -5.000000"]
 
 
+def _order_in_the_second_shop(db: shopdb.ShopDb) -> None:
+    """Shops 1 and 2 share customer 1 (eur@example.com), who ordered in shop 2 only: order 107
+    of shop 2's cart 701, placed an hour after the reminders below."""
+    _minimal(db, shops=({"id_shop": 1, "id_shop_group": 1, "name": "Main"},
+                        {"id_shop": 2, "id_shop_group": 1, "name": "Outlet"}))
+    placed = local("2026-03-29 10:00:00")
+    db.insert("ps_orders", [{"id_order": 107, "id_customer": 1, "id_cart": 701, "id_currency": 1, "id_shop": 2,
+                             "current_state": 2, "total_paid": Decimal("90"), "date_add": placed,
+                             "date_upd": placed}])
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_an_order_in_another_shop_is_not_credited_to_this_shops_reminder(kind, tmp_path):
+    """Each shop with its own config and ledger: shop 1's report read every shop's orders and
+    credited shop 2's order to shop 1's reminder of the same customer (won back twice, once
+    in each report). Now it is shop 2's alone."""
+    from reportdata import Row, write_ledger
+
+    def summary(folder, cart_id: str) -> tuple[int, str]:
+        write_ledger(folder / "ledger.db", [Row(cart_id, datetime(2026, 3, 29, 9, 0, tzinfo=UTC),
+                                                email="eur@example.com", customer_id="1")])
+        result = cli("report", "--json", "--since", "2026-03-29", "--until", "2026-03-30",
+                     "--config", str(folder / "cartrescue.yaml"), "--now", "2026-04-05T12:00:00Z")
+        assert result.exit_code == 0, result.output
+        return result.json["summary"]["orders"], result.json["summary"]["revenue"]
+
+    main, outlet = tmp_path / "main", tmp_path / "outlet"
+    outlet.mkdir()
+    main.mkdir()
+    with shopdb.configured(kind, "pstwoshops", _order_in_the_second_shop, main,
+                           {"type": "prestashop", "options": {"shop_ids": [1]}}) as (db, _):
+        shopdb.write_config(outlet, {"type": "prestashop", "url": db.url, "options": {"shop_ids": [2]}})
+        assert summary(main, "601") == (0, "0.00")
+        assert summary(outlet, "701") == (1, "90.00")
+
+
 def _foreign_order(db: shopdb.ShopDb, rate: str = "11") -> None:
     """Order 106 of cart 606, paid 220 SEK when a euro was ``rate`` kronor (the order's
     conversion_rate; the currency's rate today is 10), and 55 SEK of it refunded by a credit slip."""
