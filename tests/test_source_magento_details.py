@@ -40,6 +40,18 @@ QUOTES = [
     # 321 a product deleted without that flag (its line removed): items_count still counts 2 lines
     quote(321, "2026-03-02 09:00:00", customer_email="deleted@example.com", items_count=2,
           grand_total=D("600"), base_grand_total=D("600")),
+    # 322 a product deleted with items_count taken down (subtractProductFromQuotes): its one line
+    # left is 10, its subtotal still 590 and its grand_total 600; 323 a quote whose subtotal is
+    # its lines' (10) and whose grand_total adds shipping (15): valued by its grand_total
+    quote(322, "2026-03-02 09:00:00", customer_email="subtracted@example.com", subtotal=D("590"),
+          grand_total=D("600"), base_grand_total=D("600")),
+    quote(323, "2026-03-02 09:00:00", customer_email="shipping@example.com", subtotal=D("10"),
+          grand_total=D("15"), base_grand_total=D("15")),
+    # 324 an address's older quote; 325 its newer one, once free (a grand total of 0) but with a
+    # subtotal of 50 counting a deleted product's line: its line left (10) is to pay
+    quote(324, "2026-03-02 08:00:00", customer_email="stale@example.com"),
+    quote(325, "2026-03-02 09:30:00", customer_email="stale@example.com", subtotal=D("50"), grand_total=D("0"),
+          base_grand_total=D("0")),
     # 309 an older quote of an address; 310 its newer one, whose customer_email is "n/a" and whose
     # address is on its billing address
     quote(309, "2026-03-02 08:00:00", customer_email="twice@example.com"),
@@ -61,6 +73,8 @@ ITEMS = [
     line(3081, 308, "C", "2", "5"), line(3091, 309, "C", "1", "10"), line(3101, 310, "C", "1", "10"),
     line(3111, 311, "C", "1", "10"), line(3121, 312, "C", "1", "10"), line(3131, 313, "FREE", "1", "0"),
     line(3141, 314, "C", "1", "10"), line(3201, 320, "C", "1", "10"), line(3211, 321, "C", "2", "5"),
+    line(3221, 322, "C", "2", "5", row_total=D("10")), line(3231, 323, "C", "1", "10", row_total=D("10")),
+    line(3241, 324, "C", "1", "10", row_total=D("10")), line(3251, 325, "C", "1", "10", row_total=D("10")),
 ]
 SUBSCRIBERS = [
     {"customer_id": 11, "subscriber_email": "eur@example.com", "store_id": 1, "subscriber_status": 1},
@@ -72,6 +86,7 @@ SUBSCRIBERS = [
     {"customer_id": 0, "subscriber_email": "leading@example.com", "store_id": 1, "subscriber_status": 1},
     {"customer_id": 0, "subscriber_email": "sample@example.com", "store_id": 1, "subscriber_status": 1},
     {"customer_id": 0, "subscriber_email": "empty@example.com", "store_id": 1, "subscriber_status": 1},
+    {"customer_id": 0, "subscriber_email": "stale@example.com", "store_id": 1, "subscriber_status": 1},
 ]
 BAD_TIME = {"mariadb": "0000-00-00 00:00:00", "postgres": "infinity"}
 
@@ -162,6 +177,30 @@ def test_a_quote_with_fewer_lines_than_its_items_count_is_valued_by_the_lines_it
     the gone line, and the cart of 10 was reminded as a high-value one at 600."""
     _, decisions = planned
     assert (Decimal(decisions["321"]["total"]), decisions["321"]["score"]) == (Decimal("10"), 0)
+
+
+def test_a_quote_whose_subtotal_is_more_than_its_lines_is_valued_by_the_lines_it_has(shop, planned):
+    """A deleted product's line gone and ``items_count`` taken down with it (Magento's
+    ``subtractProductFromQuotes``), the quote not flagged for recollection: its subtotal (590)
+    and grand_total (600) still counted the gone line, and the cart of 10 was reminded as a
+    high-value one at 600. A subtotal equal to its lines' keeps its grand_total (shipping)."""
+    _, decisions = planned
+    assert (Decimal(decisions["322"]["total"]), decisions["322"]["score"]) == (Decimal("10"), 0)
+    assert Decimal(decisions["323"]["total"]) == Decimal("15")
+    _, config = shop
+    result = cli("preview", "322", "--step", "1", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert format_money(Decimal("10"), "EUR", "en") in result.json["text"]
+    assert format_money(Decimal("600"), "EUR", "en") not in result.json["text"]
+
+
+def test_a_newer_quote_whose_subtotal_counts_a_gone_line_is_the_addresss_cart(planned):
+    """Quote 325's grand_total of 0 predates a deleted product's line (its subtotal, 50, still
+    counts it); its line left is 10 to pay. It is the address's newest cart, reminded; the older
+    quote 324 waits behind it as any address's older quote does."""
+    _, decisions = planned
+    assert (Decimal(decisions["325"]["total"]), decisions["325"]["reason"]) == (Decimal("10"), "due")
+    assert decisions["324"]["reason"] == "newer_cart_for_address"
 
 
 def test_the_newest_quote_of_an_address_is_found_by_the_address_its_cart_gets(planned):

@@ -97,9 +97,9 @@ class MagentoSource(DatabaseSource):
         "quote": {"entity_id": INTEGER, "store_id": INTEGER, "created_at": TIME, "updated_at": TIME,
                   "is_active": INTEGER, "items_count": INTEGER, "customer_id": INTEGER,
                   "customer_is_guest": INTEGER, "grand_total": NUMBER, "base_grand_total": NUMBER,
-                  "base_to_quote_rate": NUMBER, "trigger_recollect": INTEGER},
+                  "base_to_quote_rate": NUMBER, "trigger_recollect": INTEGER, "subtotal": NUMBER},
         "quote_item": {"item_id": INTEGER, "quote_id": INTEGER, "parent_item_id": INTEGER, "product_id": INTEGER,
-                       "qty": NUMBER, "price": NUMBER, "base_cost": NUMBER},
+                       "qty": NUMBER, "price": NUMBER, "base_cost": NUMBER, "row_total": NUMBER},
         "quote_address": {"quote_id": INTEGER},
         "sales_order": {"entity_id": INTEGER, "quote_id": INTEGER, "customer_id": INTEGER, "grand_total": NUMBER,
                         "base_grand_total": NUMBER, "created_at": TIME, "total_refunded": NUMBER,
@@ -140,7 +140,7 @@ class MagentoSource(DatabaseSource):
             "SELECT q.entity_id AS quote_id, q.store_id, q.created_at, q.updated_at, q.customer_id, "
             "q.customer_email, q.customer_firstname, q.customer_lastname, q.customer_is_guest, "
             "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
-            f"q.base_grand_total, q.trigger_recollect, q.items_count FROM {self.t('quote')} q WHERE {where}"
+            f"q.base_grand_total, q.trigger_recollect, q.items_count, q.subtotal FROM {self.t('quote')} q WHERE {where}"
         )
 
     def carts(self, window: Window) -> Iterator[Cart]:
@@ -166,7 +166,8 @@ class MagentoSource(DatabaseSource):
         quote_ids = [quote["quote_id"] for quote in quotes]
         lines: dict[Any, list[Mapping[str, Any]]] = {}
         for row in self.db.fetch(
-            "SELECT quote_id, item_id, parent_item_id, product_id, product_type, sku, name, qty, price, base_cost "
+            "SELECT quote_id, item_id, parent_item_id, product_id, product_type, sku, name, qty, price, base_cost, "
+            "row_total "
             f"FROM {self.t('quote_item')} WHERE quote_id IN :ids ORDER BY quote_id, item_id",
             {"ids": quote_ids}, expanding=("ids",),
         ):
@@ -245,9 +246,11 @@ class MagentoSource(DatabaseSource):
                     and quote["base_to_quote_rate"]:
                 rate = as_decimal(quote["base_to_quote_rate"], "base_to_quote_rate") or Decimal(1)
             items: list[LineItem] = []
+            row_totals: list[Any] = []
             for row in rows:
                 if row["parent_item_id"] is not None:
                     continue  # the chosen simple product of a configurable, or a bundle part
+                row_totals.append(row["row_total"])
                 child = children.get(row["item_id"]) if row["product_type"] == "configurable" else None
                 product = child["product_id"] if child is not None else row["product_id"]
                 cost = as_cost(row["base_cost"], "base_cost")
@@ -275,7 +278,7 @@ class MagentoSource(DatabaseSource):
                 marketing_consent=self._consent(quote, email, subscriptions),
             )
             total = as_decimal(quote["grand_total"], "grand_total", required=False)
-            if items and _stale(quote, len(items)):
+            if items and _stale(quote, len(items), _sum_or_none(row_totals)):
                 # The lines it has are what the customer would buy; its totals still count what is gone.
                 total = sum((line.line_total for line in items), Decimal("0"))
                 quote = dict(quote, base_grand_total=None)  # the base total follows, by the quote's rate
@@ -327,9 +330,11 @@ class MagentoSource(DatabaseSource):
         sql = (
             "SELECT q.entity_id AS quote_id, q.updated_at, q.customer_email, a.email AS address_email, "
             "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
-            "q.base_grand_total, q.trigger_recollect, q.items_count, "
+            "q.base_grand_total, q.trigger_recollect, q.items_count, q.subtotal, "
             f"(SELECT COUNT(*) FROM {self.t('quote_item')} i WHERE i.quote_id = q.entity_id "
-            "AND i.parent_item_id IS NULL) AS line_count "
+            "AND i.parent_item_id IS NULL) AS line_count, "
+            f"(SELECT SUM(i.row_total) FROM {self.t('quote_item')} i WHERE i.quote_id = q.entity_id "
+            "AND i.parent_item_id IS NULL) AS line_row_total "
             f"FROM {self.t('quote')} q LEFT JOIN {self.t('quote_address')} a "
             "ON a.quote_id = q.entity_id AND a.email IS NOT NULL "
             f"WHERE {self._filters()} ORDER BY q.updated_at, q.entity_id, a.address_type"
@@ -347,14 +352,14 @@ class MagentoSource(DatabaseSource):
             quote = rows[0]
             lines = int(quote["line_count"] or 0)
             yield Activity(email, updated, f"{self.name}:{quote['quote_id']}", not lines,
-                           self._nothing_to_pay(quote, lines))
+                           self._nothing_to_pay(quote, lines, _sum_or_none([quote["line_row_total"]])))
 
-    def _nothing_to_pay(self, quote: Mapping[str, Any], lines: int) -> bool:
+    def _nothing_to_pay(self, quote: Mapping[str, Any], lines: int, row_total: Decimal | None) -> bool:
         """Whether the quote's grand total is 0 or less, and so its base total as :meth:`_cart`
         values it. A quote whose totals are stale (:func:`_stale`) is valued by its lines, which
         this pass does not read, and a total that cannot be read is something to pay: neither is
         free."""
-        if _stale(quote, lines):
+        if _stale(quote, lines, row_total):
             return False
         try:
             total = as_decimal(quote["grand_total"], "grand_total", required=False)
@@ -478,11 +483,31 @@ class MagentoSource(DatabaseSource):
                     yield order
 
 
-def _stale(quote: Mapping[str, Any], lines: int) -> bool:
+def _stale(quote: Mapping[str, Any], lines: int, row_total: Decimal | None) -> bool:
     """Do the quote's stored totals still count a line it no longer has? Magento recalculates a
     quote only when its customer comes back. Until then, one flagged for it
-    (``trigger_recollect``: a product disabled or deleted since), or one with fewer lines than its
+    (``trigger_recollect``: a product disabled or deleted since), one with fewer lines than its
     ``items_count`` (a deleted product's lines removed without the flag, as Magento's
-    ``QuoteItemsCleaner`` and the catalogue's foreign key do), keeps the totals of lines that
-    are gone."""
-    return bool(quote["trigger_recollect"]) or lines < int(quote["items_count"] or 0)
+    ``QuoteItemsCleaner`` and the catalogue's foreign key do), or one whose ``subtotal`` is more
+    than its lines' ``row_total`` (``items_count`` taken down with the line, as
+    ``subtractProductFromQuotes`` does, the totals left as they were) keeps the totals of lines
+    that are gone. ``row_total`` is the sum of the lines' (None: unknown)."""
+    if bool(quote["trigger_recollect"]) or lines < int(quote["items_count"] or 0):
+        return True
+    subtotal = _sum_or_none([quote["subtotal"]])
+    return subtotal is not None and row_total is not None and subtotal > row_total
+
+
+def _sum_or_none(values: Sequence[Any]) -> Decimal | None:
+    """The sum of stored amounts, or None when one is missing or unreadable: these amounts only
+    tell whether a quote's totals are stale, and a doubtful one must not cost the cart."""
+    total = Decimal("0")
+    for value in values:
+        try:
+            amount = as_decimal(value, "amount", required=False)
+        except RowError:
+            return None
+        if amount is None:
+            return None
+        total += amount
+    return total
