@@ -128,6 +128,10 @@ ORDERS = [
     {"entity_id": 7, "increment_id": "000000007", "quote_id": 119, "customer_email": "paying@example.com",
      "state": "pending_payment", "status": "pending_payment", "grand_total": Decimal("10"),
      "order_currency_code": "EUR", "created_at": at("2026-03-29 05:50:00")},
+    # a guest's order whose address the checkout stored decomposed (e + combining acute)
+    {"entity_id": 8, "increment_id": "000000008", "quote_id": 95, "customer_email": "Jose\u0301@example.com",
+     "state": "processing", "status": "processing", "grand_total": Decimal("10"), "order_currency_code": "EUR",
+     "created_at": at("2026-03-20 10:00:00")},
 ]
 STOCK = [
     {"product_id": 11, "stock_id": 1, "qty": Decimal("150")}, {"product_id": 12, "stock_id": 1, "qty": Decimal("3")},
@@ -287,6 +291,21 @@ def test_orders_for_the_converted_quote_are_found_by_quote_id(shop):
     finally:
         source.close()
     assert order.cart_id == "104" and order.id == "000000001"
+
+
+def test_an_order_stored_with_a_decomposed_address_is_found_for_the_composed_one(shop):
+    """The orders of a cart's address were looked up by its composed form (NFC) alone: a buyer
+    whose order the shop stored decomposed had, for cartrescue, no order, and was reminded."""
+    from cartrescue.model import Cart, Customer
+
+    source = MagentoSource(shop.url)
+    probe = Cart(id="500", source="magento2", customer=Customer(email="jos\u00e9@example.com"), currency="EUR",
+                 items=(), total=Decimal("10"), created_at=NOW, updated_at=NOW)
+    try:
+        (order,) = list(source.orders_for([probe]))
+    finally:
+        source.close()
+    assert order.id == "000000008" and order.email == "jos\u00e9@example.com" and order.delivered is False
 
 
 def test_activity_matches_the_carts(read):

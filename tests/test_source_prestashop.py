@@ -77,6 +77,7 @@ CUSTOMERS = [
     customer(6, "DAVE@Example.com", "Dave", is_guest=1),  # his guest checkout, in capitals
     customer(7, "erin@example.com", "Erin"),
     customer(8, "finn@example.com", "Finn"),
+    customer(9, "Jose\u0301@example.com", "José", is_guest=1),  # stored decomposed (e + combining acute)
 ]
 ORDERS = [
     {"id_order": 1, "reference": "AAAAAAAAA", "id_customer": 3, "id_cart": 203, "id_currency": 1,
@@ -91,6 +92,9 @@ ORDERS = [
     {"id_order": 4, "reference": "DDDDDDDDD", "id_customer": 1, "id_cart": 152, "id_currency": 1,
      "current_state": 3, "total_paid": Decimal("30"), "date_add": local("2026-03-01 11:00:00"),
      "date_upd": local("2026-03-01 11:00:00")},
+    {"id_order": 6, "reference": "FFFFFFFFF", "id_customer": 9, "id_cart": 154, "id_currency": 1,
+     "current_state": 3, "total_paid": Decimal("15"), "date_add": local("2026-03-01 12:00:00"),
+     "date_upd": local("2026-03-01 12:00:00")},
     # placed in shop 3, which this config does not read
     {"id_order": 5, "reference": "EEEEEEEEE", "id_customer": 8, "id_cart": 153, "id_currency": 1, "id_shop": 3,
      "current_state": 2, "total_paid": Decimal("40"), "date_add": local("2026-03-28 10:15:00"),
@@ -221,6 +225,19 @@ def test_orders_by_cart_customer_and_email(read):
     assert orders["2"].email == "dave@example.com" and orders["2"].delivered is True
     assert orders["2"].created_at == datetime(2026, 3, 28, 10, 0, tzinfo=UTC)
     assert orders["4"].delivered is False and orders["4"].customer_id == "1" and orders["4"].status == "state 3"
+
+
+def test_an_order_of_a_customer_stored_with_a_decomposed_address_is_found_for_the_composed_one(shop):
+    """A guest checkout's address stored decomposed: its order was not found for the cart of
+    the same address (composed), and the buyer was reminded."""
+    source = PrestaShopSource(shop.url, shop_tz=PARIS)
+    probe = Cart(id="500", source="prestashop", customer=Customer(email="jos\u00e9@example.com"), currency="EUR",
+                 items=(), total=Decimal(0), created_at=NOW, updated_at=NOW)
+    try:
+        (order,) = source.orders_for([probe])
+    finally:
+        source.close()
+    assert order.id == "6" and order.email == "jos\u00e9@example.com" and order.delivered is False
 
 
 def test_converted_cart_order_is_found_by_cart_id(shop):

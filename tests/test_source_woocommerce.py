@@ -123,6 +123,8 @@ HPOS = [
     {"id": 1005, "status": "wc-completed", "type": "shop_order_refund", "currency": "SEK",
      "total_amount": Decimal("-30"), "customer_id": 0, "billing_email": "carol@example.com",
      "date_created_gmt": datetime(2026, 3, 21, 9, 0)},
+    {"id": 1006, "status": "wc-processing", "type": "shop_order", "currency": "SEK", "total_amount": Decimal("12"),
+     "customer_id": 0, "billing_email": "Jose\u0301@example.com", "date_created_gmt": datetime(2026, 1, 10, 9, 0)},
 ]
 
 
@@ -264,6 +266,22 @@ def test_hpos_orders_by_email_and_customer(read):
     assert orders["1002"].delivered is True and orders["1002"].email == "dave@example.com"
     assert orders["1002"].created_at == datetime(2026, 3, 28, 13, 0, tzinfo=UTC)
     assert orders["1004"].customer_id == "5" and orders["1004"].total == Decimal("99")
+
+
+def test_an_order_stored_with_a_decomposed_address_is_found_for_the_composed_one(shop):
+    """A checkout that sent the address decomposed (e + combining acute): its order was not
+    found for the cart of the same address, and the buyer was reminded."""
+    from cartrescue.model import Cart, Customer
+
+    source = WooCommerceSource(shop.url, shop_tz=STOCKHOLM)
+    probe = Cart(id="500", source="woocommerce", customer=Customer(email="jos\u00e9@example.com"), currency="SEK",
+                 items=(), total=Decimal("12"), created_at=datetime(2026, 3, 29, tzinfo=UTC),
+                 updated_at=datetime(2026, 3, 29, tzinfo=UTC))
+    try:
+        (order,) = list(source.orders_for([probe]))
+    finally:
+        source.close()
+    assert order.id == "1006" and order.email == "jos\u00e9@example.com" and order.delivered is False
 
 
 def test_legacy_orders_from_posts(shop, read):

@@ -65,6 +65,7 @@ from cartrescue.sources.sql import (
     local_bound,
     text_or_none,
     email_in,
+    stored_forms,
 )
 
 #: Magento order states: which mean "not an order" for cartrescue, which mean delivered.
@@ -209,9 +210,10 @@ class MagentoSource(DatabaseSource):
         if not self._consent_from_newsletter():
             return []
         customer_ids = sorted({int(q["customer_id"]) for q in quotes if q["customer_id"]})
-        emails = sorted({email for q in quotes for email in
-                         [normalize_email(q["customer_email"])]
-                         + [normalize_email(a["email"]) for a in addresses.get(q["quote_id"], [])] if email})
+        emails = stored_forms(sorted({email for q in quotes for email in
+                                      [normalize_email(q["customer_email"])]
+                                      + [normalize_email(a["email"]) for a in addresses.get(q["quote_id"], [])]
+                                      if email}))
         where, params, lists = any_in([("customer_id", "customer_ids", customer_ids),
                                        (email_in(self.db.backend, "subscriber_email"), "emails", emails)])
         return self.db.fetch(
@@ -377,7 +379,7 @@ class MagentoSource(DatabaseSource):
             return
         self.schema()
         quote_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
-        emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
+        emails = stored_forms(sorted({cart.customer.email for cart in carts if cart.customer.email}))
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
         where, params, lists = any_in([("quote_id", "quote_ids", quote_ids),
                                        (email_in(self.db.backend, "customer_email"), "emails", emails),
@@ -458,7 +460,8 @@ class MagentoSource(DatabaseSource):
             f"LEFT JOIN {self.t('newsletter_queue')} q ON q.queue_id = l.queue_id "
             f"WHERE {email_in(self.db.backend, 's.subscriber_email', 'IN :emails')} AND l.letter_sent_at >= :start AND l.letter_sent_at <= :end"
         )
-        params = {"emails": list(emails), "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
+        params = {"emails": stored_forms(emails), "start": local_bound(window.start, UTC),
+                  "end": local_bound(window.end, UTC)}
         for row in self.db.fetch(sql, params, expanding=("emails",)):
             email = normalize_email(row["subscriber_email"])
             if email:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -620,6 +621,19 @@ def email_in(backend: str, column: str, test: str = "{in}") -> str:
     return f"LOWER(TRIM({column})) {test}"
 
 
+def stored_forms(emails: Iterable[str]) -> list[str]:
+    """The values to look ``emails`` up by (:func:`email_in`): each address as the ledger keeps
+    it (normal form C) and, when it has accents, decomposed too. A shop stores an address as its
+    form sent it, and neither database compares the two forms equal: the order of a buyer who
+    typed ``josé`` decomposed was not found, and the buyer was reminded of the cart."""
+    forms: dict[str, None] = {}
+    for email in emails:
+        forms[email] = None
+        if not email.isascii():
+            forms[unicodedata.normalize("NFD", email)] = None
+    return list(forms)
+
+
 def as_email(*candidates: Any) -> str | None:
     """The first valid address among ``candidates``, normalized; when none is valid but one is
     not blank, an error naming it. A fallback is one: Magento's ``quote.customer_email`` of
@@ -1194,7 +1208,7 @@ class SqlSource(DatabaseSource):
             return
         lists: dict[str, Sequence[str | None]] = {
             "cart_ids": sorted({cart.id for cart in carts}),
-            "emails": sorted({cart.customer.email for cart in carts if cart.customer.email}),
+            "emails": stored_forms(sorted({cart.customer.email for cart in carts if cart.customer.email})),
             "customer_ids": sorted({cart.customer.id for cart in carts if cart.customer.id}),
         }
         used = [name for name in _ORDER_LISTS if re.search(_BIND.format(name=name), sql)]
@@ -1216,7 +1230,7 @@ class SqlSource(DatabaseSource):
         sql = self.queries.get("newsletters")
         if not sql or not emails:
             return
-        params: dict[str, Any] = {"emails": list(emails), **self._window_params(window)}
+        params: dict[str, Any] = {"emails": stored_forms(emails), **self._window_params(window)}
         used = [name for name in params if re.search(_BIND.format(name=name), sql)]
         for row in checked_columns("newsletters", self.db.fetch(sql, {name: params[name] for name in used},
                                    expanding=[name for name in used if name == "emails"]), self.name):

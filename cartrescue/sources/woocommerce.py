@@ -76,6 +76,7 @@ from cartrescue.sources.sql import (
     local_bound,
     text_or_none,
     email_in,
+    stored_forms,
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
@@ -304,7 +305,7 @@ class WooCommerceSource(DatabaseSource):
         pk = self.column("ID")
         rows = self.db.fetch(f"SELECT {pk} AS id, user_email FROM {self.t('users')} "
                              f"WHERE {email_in(self.db.backend, 'user_email', 'IN :emails')}",
-                             {"emails": addresses}, expanding=("emails",))
+                             {"emails": stored_forms(addresses)}, expanding=("emails",))
         return {fold_email(str(row["user_email"]).strip()): str(row["id"]) for row in rows}
 
     def _cart(self, row: Mapping[str, Any], contents: dict[str, Any], fields: dict[str, Any], currency: str,
@@ -404,7 +405,7 @@ class WooCommerceSource(DatabaseSource):
 
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
         self.schema()
-        emails = sorted({cart.customer.email for cart in carts if cart.customer.email})
+        emails = stored_forms(sorted({cart.customer.email for cart in carts if cart.customer.email}))
         customer_ids = sorted({cart.customer.id for cart in carts if cart.customer.id})
         if not emails and not customer_ids:
             return iter(())
@@ -497,7 +498,8 @@ class WooCommerceSource(DatabaseSource):
             f"JOIN {self.t('mailpoet_subscribers')} s ON s.id = st.subscriber_id{join} "
             f"WHERE {email_in(self.db.backend, 's.email', 'IN :emails')} AND st.sent_at >= :start AND st.sent_at <= :end"
         )
-        params = {"emails": list(emails), "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
+        params = {"emails": stored_forms(emails), "start": local_bound(window.start, UTC),
+                  "end": local_bound(window.end, UTC)}
         for row in self.db.fetch(sql, params, expanding=("emails",)):
             email = fold_email(text_or_none(row["email"]) or "")
             if email and row["sent_at"] is not None:
