@@ -380,6 +380,20 @@ def _sandbox_class() -> type[Any]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.filters.update(bounded_filters(self.filters))  # replace, center, join ...: sizes checked
+            self._loaded: dict[str, Any] = {}  # see _load_template
+
+        def _load_template(self, name: str, globals: Any) -> Any:
+            """A template loaded before, from a plain dict: every HTML part asks for its layout
+            and its macros again (``{% extends %}``, ``{% from ... import %}``), and Jinja's
+            LRU cache takes a lock, a weak reference and a queue search for each. The same
+            Template as Jinja's cache gives (``auto_reload`` is off: a file is never read again)."""
+            if not globals and not self.auto_reload:
+                template = self._loaded.get(name)
+                if template is not None:
+                    return template
+            template = super()._load_template(name, globals)
+            self._loaded[name] = template
+            return template
 
         def getattr(self, obj: Any, attribute: str) -> Any:
             if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
