@@ -375,7 +375,7 @@ def _run_job(
                       killed_left=killed_left, shop_switched_from=switched_from)
 
 
-def call_list_notes(config: Config, delivering: bool = True) -> list[str]:
+def call_list_notes(config: Config, delivering: bool) -> list[str]:
     """The run's note on a call list whose header takes no row (:func:`list_problem`), said once
     at start: its calls fail one batch at a time, and a run with no call due would say nothing
     while the file waits to fail the next ones. The summary shows it once (the failures it

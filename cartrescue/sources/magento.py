@@ -66,6 +66,7 @@ from cartrescue.sources.sql import (
     text_or_none,
     email_in,
     stored_forms,
+    cart_emails,
 )
 
 #: Magento order states: which mean "not an order" for cartrescue, which mean delivered.
@@ -379,7 +380,7 @@ class MagentoSource(DatabaseSource):
             return
         self.schema()
         quote_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
-        emails = stored_forms(sorted({cart.customer.email for cart in carts if cart.customer.email}))
+        emails = cart_emails(carts)
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
         where, params, lists = any_in([("quote_id", "quote_ids", quote_ids),
                                        (email_in(self.db.backend, "customer_email"), "emails", emails),

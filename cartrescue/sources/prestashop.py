@@ -69,7 +69,7 @@ from cartrescue.sources.sql import (
     item,
     text_or_none,
     email_in,
-    stored_forms,
+    cart_emails,
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
@@ -355,7 +355,7 @@ class PrestaShopSource(DatabaseSource):
                       states["PS_OS_ERROR"]: "failed"}
         cart_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
-        emails = stored_forms(sorted({cart.customer.email for cart in carts if cart.customer.email}))
+        emails = cart_emails(carts)
         where, params, lists = any_in([
             ("o.id_cart", "cart_ids", cart_ids),
             ("o.id_customer", "customer_ids", customer_ids),

@@ -634,6 +634,12 @@ def stored_forms(emails: Iterable[str]) -> list[str]:
     return list(forms)
 
 
+def cart_emails(carts: Iterable[Cart]) -> list[str]:
+    """The carts' addresses to look their customers' orders up by, in both stored forms
+    (:func:`stored_forms`)."""
+    return stored_forms(sorted({cart.customer.email for cart in carts if cart.customer.email}))
+
+
 def as_email(*candidates: Any) -> str | None:
     """The first valid address among ``candidates``, normalized; when none is valid but one is
     not blank, an error naming it. A fallback is one: Magento's ``quote.customer_email`` of
@@ -1208,7 +1214,7 @@ class SqlSource(DatabaseSource):
             return
         lists: dict[str, Sequence[str | None]] = {
             "cart_ids": sorted({cart.id for cart in carts}),
-            "emails": stored_forms(sorted({cart.customer.email for cart in carts if cart.customer.email})),
+            "emails": cart_emails(carts),
             "customer_ids": sorted({cart.customer.id for cart in carts if cart.customer.id}),
         }
         used = [name for name in _ORDER_LISTS if re.search(_BIND.format(name=name), sql)]

@@ -77,6 +77,7 @@ from cartrescue.sources.sql import (
     text_or_none,
     email_in,
     stored_forms,
+    cart_emails,
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
@@ -405,7 +406,7 @@ class WooCommerceSource(DatabaseSource):
 
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
         self.schema()
-        emails = stored_forms(sorted({cart.customer.email for cart in carts if cart.customer.email}))
+        emails = cart_emails(carts)
         customer_ids = sorted({cart.customer.id for cart in carts if cart.customer.id})
         if not emails and not customer_ids:
             return iter(())
