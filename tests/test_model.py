@@ -92,3 +92,31 @@ def test_quick_init_refuses_a_class_that_is_not_a_frozen_slotted_dataclass() -> 
     for cls in (Mutable, Checked):
         with pytest.raises(TypeError, match="frozen, slotted dataclass"):
             quick_init(cls)
+
+
+def test_an_instance_built_by_quick_init_has_its_own_class_when_built() -> None:
+    quick = _Quick("a", 5)  # its __init__ lends it to a twin class while it stores the fields
+    assert type(quick) is _Quick and isinstance(quick, _Quick)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.count = 6  # type: ignore[misc]
+
+
+def test_a_subclass_instance_built_by_quick_init_keeps_the_subclass() -> None:
+    class Sub(_Quick):
+        __slots__ = ("extra",)  # another slot layout: never lent to the twin
+
+    sub = Sub("a", tags=("x",))
+    assert type(sub) is Sub and (sub.name, sub.count, sub.tags, sub.seen) == ("a", 3, ("x",), [])
+
+
+def test_quick_init_refuses_a_dataclass_with_a_base() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        name: str
+
+    @dataclass(frozen=True, slots=True)
+    class Derived(Base):
+        count: int = 0
+
+    with pytest.raises(TypeError, match="derive from object alone"):
+        quick_init(Derived)
