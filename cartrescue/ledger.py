@@ -37,6 +37,7 @@ from sqlmodel import Field, SQLModel, create_engine
 
 from cartrescue.drivers import missing_driver
 from cartrescue.errors import LedgerError, LockHeld, LockLost
+from cartrescue.model import quick_init
 from cartrescue.sqlite_url import sqlite_file
 
 #: ``owns(email, cart_key)``: does a shard own this message's cart? (cartrescue.shards.Shard.owns)
@@ -356,6 +357,7 @@ class History:
     last_by_phone: dict[str, datetime] = field(default_factory=dict)  # E.164 -> last message, any channel
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
     cart_key: str

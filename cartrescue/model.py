@@ -21,28 +21,31 @@ from cartrescue.text import clipped
 _T = TypeVar("_T")
 
 
+#: From this many fields on, :func:`quick_init` lends an instance to its twin class while it is built.
+LEND_FROM = 5
+
+
 def quick_init(cls: type[_T]) -> type[_T]:
-    """Give a frozen, slotted dataclass built once per cart, item or decision a faster ``__init__``.
+    """Give a frozen, slotted dataclass built once per cart, item, decision or message a faster ``__init__``.
 
     The ``__init__`` that ``dataclass(frozen=True)`` writes stores each field through
-    ``object.__setattr__`` (~110 ns a field), since the class's own ``__setattr__`` refuses.
-    This one lends the new instance for the while of its ``__init__`` to a twin class with the
-    same slots and no ``__setattr__`` of its own, stores each field with a plain assignment
-    (which the interpreter turns into a direct slot store, ~10 ns), and gives the instance its
-    class back: two class assignments an instance (Python allows them between classes of one
-    slot layout) instead of one call a field. The signature, the defaults and the default
-    factories are the dataclass's own, and the instances stay frozen: assigning a field still
-    raises ``FrozenInstanceError``. A subclass's instance is never lent (it keeps its class):
-    its fields are stored through the slots' descriptors. A run builds tens of such objects per
-    cart, which made the generated ``__init__`` ~8 % of a dry-run's time.
+    ``object.__setattr__``, since the class's own ``__setattr__`` refuses: ~1,450 instructions
+    a field (callgrind). This one stores it through the field's own slot descriptor (~750), and
+    a class of :data:`LEND_FROM` fields or more lends the new instance for the while of its
+    ``__init__`` to a twin class with the same slots and no ``__setattr__`` of its own, stores
+    each field with a plain assignment (a direct slot store, ~135) and gives the instance its
+    class back: ~2,500 instructions for the two class assignments (Python allows them between
+    classes of one slot layout), which pay from five fields on. The signature, the defaults and
+    the default factories are the dataclass's own, and the instances stay frozen: assigning a
+    field still raises ``FrozenInstanceError``. A subclass's instance is never lent (it keeps
+    its class). A run builds tens of such objects per cart.
     """
     params = getattr(cls, "__dataclass_params__", None)
     if params is None or not params.frozen or "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
         raise TypeError(f"quick_init: {cls.__name__} must be a frozen, slotted dataclass without __post_init__")
     if cls.__bases__ != (object,):  # a dataclass base's __setattr__ would refuse the twin's stores
         raise TypeError(f"quick_init: {cls.__name__} must derive from object alone")
-    twin = type(f"{cls.__name__}Building", (), {"__slots__": cls.__dict__["__slots__"], "__module__": cls.__module__})
-    names: dict[str, Any] = {"_FACTORY": object(), "_CLS": cls, "_TWIN": twin, "_setattr": object.__setattr__}
+    names: dict[str, Any] = {"_FACTORY": object(), "_CLS": cls, "_setattr": object.__setattr__}
     signature, factories, lend, store = [], [], [], []
     for item in fields(cls):  # type: ignore[arg-type]
         if not item.init:
@@ -54,15 +57,19 @@ def quick_init(cls: type[_T]) -> type[_T]:
         elif item.default_factory is not MISSING:
             names[f"_factory_{item.name}"] = item.default_factory
             signature.append(f"{item.name}=_FACTORY")
-            factories.append(f"  if {item.name} is _FACTORY: {item.name} = _factory_{item.name}()")
+            factories.append(f"if {item.name} is _FACTORY: {item.name} = _factory_{item.name}()")
         else:
             signature.append(item.name)
-        lend.append(f"    self.{item.name} = {item.name}")
-        store.append(f"    _set_{item.name}(self, {item.name})")
-    source = (f"def __init__(self, {', '.join(signature)}):\n" + "".join(line + "\n" for line in factories)
-              + "  if type(self) is _CLS:\n    _setattr(self, '__class__', _TWIN)\n"
-              + "".join(line + "\n" for line in lend) + "    self.__class__ = _CLS\n"
-              + "  else:\n" + "".join(line + "\n" for line in store) + "    pass\n")
+        lend.append(f"self.{item.name} = {item.name}")
+        store.append(f"_set_{item.name}(self, {item.name})")
+    if len(lend) >= LEND_FROM:
+        names["_TWIN"] = type(f"{cls.__name__}Building", (), {"__slots__": cls.__dict__["__slots__"],
+                                                              "__module__": cls.__module__})
+        body = (["if type(self) is _CLS:", "  _setattr(self, '__class__', _TWIN)"] + [f"  {line}" for line in lend]
+                + ["  self.__class__ = _CLS", "else:"] + [f"  {line}" for line in store])
+    else:
+        body = store or ["pass"]
+    source = f"def __init__(self, {', '.join(signature)}):\n" + "".join(f"  {line}\n" for line in factories + body)
     exec(source, names)  # noqa: S102 - our own text, built from the dataclass's field names
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
@@ -243,6 +250,7 @@ class Attachment:
     data: bytes
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class MarketingSend:
     """A message the shop sent an address through another tool (its newsletter), not cartrescue.
@@ -348,6 +356,7 @@ class CartFacts:
     overstocked: bool = False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Address:
     """A mailbox: display name (may be empty) and address."""
@@ -356,6 +365,7 @@ class Address:
     name: str = ""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """A rendered message ready for a channel: everything needed to build the MIME bytes.

@@ -39,7 +39,7 @@ from cartrescue.incentives import Allocation, Codes, code_expiry, expiry_day, pl
 from cartrescue.ledger import ADDRESS_CHANNELS, NUMBER_CHANNELS, ClaimRequest, History, Ledger, TierUse
 from cartrescue.mime import build_message, mailto_address, wire_address
 from cartrescue.model import (
-    Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem,
+    Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem, quick_init,
 )
 from cartrescue.newest import NewestCarts
 from cartrescue.newsletters import Newsletters
@@ -535,6 +535,7 @@ class Planner:
         return last
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Result:
     """A decision and, for sends, what became of it."""

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartrescue.model import Cart, CartFacts, Customer, Decision, LineItem, Order, quick_init
+from cartrescue.model import LEND_FROM, Cart, CartFacts, Customer, Decision, LineItem, Order, quick_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +94,38 @@ def test_quick_init_refuses_a_class_that_is_not_a_frozen_slotted_dataclass() -> 
             quick_init(cls)
 
 
-def test_an_instance_built_by_quick_init_has_its_own_class_when_built() -> None:
-    quick = _Quick("a", 5)  # its __init__ lends it to a twin class while it stores the fields
-    assert type(quick) is _Quick and isinstance(quick, _Quick)
+@quick_init
+@dataclass(frozen=True, slots=True)
+class _Wide:  # enough fields to be lent to a twin class while built (LEND_FROM)
+    name: str
+    count: int = 3
+    tags: tuple[str, ...] = ()
+    seen: list[str] = field(default_factory=list)
+    note: str = ""
+    rank: float = 0.0
+
+
+def test_a_class_of_lend_from_fields_is_lent_to_a_twin_while_built() -> None:
+    assert len(dataclasses.fields(_Wide)) >= LEND_FROM > len(dataclasses.fields(_Quick))
+    assert "_TWIN" in _Wide.__init__.__globals__ and "_TWIN" not in _Quick.__init__.__globals__
+
+
+def test_an_instance_lent_while_built_has_its_own_class_frozen_and_equal() -> None:
+    wide = _Wide("a", 5, note="n")
+    assert type(wide) is _Wide and (wide.name, wide.count, wide.tags, wide.seen, wide.note, wide.rank) == \
+        ("a", 5, (), [], "n", 0.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        quick.count = 6  # type: ignore[misc]
+        wide.count = 6  # type: ignore[misc]
+    assert wide == _Wide("a", 5, note="n")
+    assert dataclasses.replace(wide, rank=1.5) == _Wide("a", 5, (), [], "n", 1.5)
 
 
 def test_a_subclass_instance_built_by_quick_init_keeps_the_subclass() -> None:
-    class Sub(_Quick):
+    class Sub(_Wide):
         __slots__ = ("extra",)  # another slot layout: never lent to the twin
 
     sub = Sub("a", tags=("x",))
-    assert type(sub) is Sub and (sub.name, sub.count, sub.tags, sub.seen) == ("a", 3, ("x",), [])
+    assert type(sub) is Sub and (sub.name, sub.count, sub.tags, sub.seen, sub.note) == ("a", 3, ("x",), [], "")
 
 
 def test_quick_init_refuses_a_dataclass_with_a_base() -> None:

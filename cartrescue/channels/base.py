@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import asyncio
     from collections import deque
 
-from cartrescue.model import Decision, OutgoingMessage
+from cartrescue.model import Decision, OutgoingMessage, quick_init
 from cartrescue.stops import held, stops_in_loop
 
 
@@ -37,6 +37,7 @@ class Status(StrEnum):
     PERMANENT = "failed_permanent"  # do not retry (5xx)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One claimed message: the ledger row id, why it goes out, and what goes out."""
@@ -47,6 +48,7 @@ class Envelope:
     data: bytes | None = None  # the message's bytes, built (and checked) before the claim
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     claim_id: int
