@@ -10,6 +10,7 @@ callers hand it the facts.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from cartrescue.config import ConsentPolicy, EligibilityConfig
 from cartrescue.contacts import email_hashes, phone_hash
 from cartrescue.currency import Basis
 from cartrescue.model import Action, Cart, Reason, quick_init
+from cartrescue.newest import MARKETING, NO_WITHDRAWAL, SMS, Withdrawal
 from cartrescue.orders import OrderFacts
 
 
@@ -62,6 +64,7 @@ class Gates:
         phone: str | None = None,
         phone_problem: str = "",
         sms_consent: ConsentPolicy = "required",
+        withdrawn: Mapping[str, Withdrawal] = NO_WITHDRAWAL,
     ) -> Verdict | None:
         """The first gate the cart fails, or None when it passes them all.
 
@@ -70,6 +73,9 @@ class Gates:
         there is none) and SMS consent under the ``sms_consent`` policy; ``call-list`` a phone
         number (staff call it); ``email`` and ``webhook`` an address. A suppression of the address or
         of the number stops every channel: the customer asked for no more reminders.
+        ``withdrawn``: the address's latest "no" to each consent, said by any of its carts
+        (:meth:`NewestCarts.withdrawn <cartrescue.newest.NewestCarts.withdrawn>`); one said at or
+        after this cart's last activity withdraws the consent the cart gave (GDPR).
         """
         config = self.config
         email = cart.customer.email
@@ -105,6 +111,12 @@ class Gates:
         ):
             what = "sms_consent" if channel == "sms" else "consent"
             return Verdict(Action.SKIP, Reason.NO_CONSENT, detail=f"{what}={consent}, policy {policy}")
+        if withdrawn:  # a later cart's "no" (never this cart's own: that is ``consent is False`` above)
+            later = withdrawn.get(SMS if channel == "sms" else MARKETING)
+            if later is not None and later.ts >= cart.updated_at.timestamp():
+                what = "sms_consent" if channel == "sms" else "consent"
+                return Verdict(Action.SKIP, Reason.NO_CONSENT,
+                               detail=f"{what}={consent}, withdrawn: no on the later cart {later.cart_key}")
         if facts.ordered is not None:
             return Verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")
         if facts.pending is not None and (config.pending_within is None

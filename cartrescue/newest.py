@@ -11,11 +11,19 @@ the address's real cart without a reminder too. Shops make such carts without th
 meaning anything by them (a session that added a product and removed it, an empty quote made by
 an API call, CartFlows' ``a:0:{}`` rows); the Magento and PrestaShop presets never read an empty
 one at all. A customer who empties the abandoned cart itself still gets no reminder of it.
+
+But every cart says what its customer said to marketing last: a cart whose consent cell says no,
+empty or not, withdraws the consent an older cart of the address gave (GDPR: the latest word
+wins), so the pass keeps each address's latest "no" to e-mail marketing and to texts. Only the
+"no"s are kept (a few rows, not one an address); a later "yes" grants nothing to an older "no"
+cart, and a "no" older than the cart is no withdrawal of it (the customer opted back in).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import Activity
@@ -25,6 +33,27 @@ _UPSERT = (
     "ON CONFLICT(email) DO UPDATE SET ts = excluded.ts, cart_key = excluded.cart_key "
     "WHERE excluded.ts > newest.ts OR (excluded.ts = newest.ts AND excluded.cart_key > newest.cart_key)"
 )
+_WITHDRAW = (
+    "INSERT INTO withdrawn(email, consent, ts, cart_key) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(email, consent) DO UPDATE SET ts = excluded.ts, cart_key = excluded.cart_key "
+    "WHERE excluded.ts > withdrawn.ts OR (excluded.ts = withdrawn.ts AND excluded.cart_key > withdrawn.cart_key)"
+)
+#: The consent a withdrawal is of: e-mail (and other) marketing, and text messages (kept apart,
+#: as :class:`~cartrescue.model.Customer` keeps them).
+MARKETING, SMS = "marketing", "sms"
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """An address's latest "no" to one consent: its cart's last activity (a POSIX timestamp,
+    compared with the carts') and the cart that said it (for the decision's detail)."""
+
+    ts: float
+    cart_key: str
+
+
+#: An address none of whose carts said no (read-only: a shared default).
+NO_WITHDRAWAL: Mapping[str, Withdrawal] = MappingProxyType({})
 
 
 class NewestCarts:
@@ -36,16 +65,25 @@ class NewestCarts:
             "CREATE TABLE newest(email TEXT PRIMARY KEY, ts REAL NOT NULL, cart_key TEXT NOT NULL) WITHOUT ROWID;"
             "CREATE TABLE messaged(email TEXT PRIMARY KEY) WITHOUT ROWID;"
             "CREATE TABLE seen(cart_key TEXT PRIMARY KEY) WITHOUT ROWID;"
+            "CREATE TABLE withdrawn(email TEXT NOT NULL, consent TEXT NOT NULL, ts REAL NOT NULL,"
+            " cart_key TEXT NOT NULL, PRIMARY KEY(email, consent)) WITHOUT ROWID;"
         ))
         self._db = self._scratch.connection
+        self._withdrawals = False  # any recorded: else a chunk asks for none
 
     def add(self, activity: Iterable[Activity], batch: int = 5000, *, free_reminded: bool = False) -> int:
         """Feed the first pass; returns how many carts compete for newest. A cart with no line
         item never does; one with nothing to pay does only when ``free_reminded`` (an
-        ``eligibility.min_total`` of 0 or less lets such a cart be reminded)."""
+        ``eligibility.min_total`` of 0 or less lets such a cart be reminded). Every cart's "no"
+        to a consent is kept (:meth:`withdrawn`), whatever its contents."""
         count = 0
         rows: list[tuple[str, float, str]] = []
+        refusals: list[tuple[str, str, float, str]] = []
         for item in activity:
+            if item.no_marketing or item.no_sms:
+                refusals.extend(_refusals(item))
+                if len(refusals) >= batch:  # in batches too: a shop whose customers mostly say no
+                    self._withdraw(refusals)
             if item.empty or (item.free and not free_reminded):
                 continue
             rows.append((item.email, item.updated_at.timestamp(), item.cart_key))
@@ -56,8 +94,16 @@ class NewestCarts:
         if rows:
             count += len(rows)
             self._db.executemany(_UPSERT, rows)
+        self._withdraw(refusals)
         self._db.commit()
         return count
+
+    def _withdraw(self, refusals: list[tuple[str, str, float, str]]) -> None:
+        """Keep a batch of withdrawals (each address's latest per consent), and empty it."""
+        if refusals:
+            self._withdrawals = True
+            self._db.executemany(_WITHDRAW, refusals)
+            refusals.clear()
 
     def lookup(self, emails: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -66,6 +112,21 @@ class NewestCarts:
             chunk = unique[start:start + 500]
             marks = ",".join("?" * len(chunk))
             found.update(self._db.execute(f"SELECT email, cart_key FROM newest WHERE email IN ({marks})", chunk))
+        return found
+
+    def withdrawn(self, emails: Sequence[str]) -> dict[str, dict[str, Withdrawal]]:
+        """The latest "no" of each of ``emails`` that said one: ``{email: {MARKETING | SMS:
+        withdrawal}}`` (a run whose carts said none asks nothing)."""
+        found: dict[str, dict[str, Withdrawal]] = {}
+        if not self._withdrawals:
+            return found
+        unique = list(set(emails))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for email, consent, ts, cart_key in self._db.execute(
+                    f"SELECT email, consent, ts, cart_key FROM withdrawn WHERE email IN ({marks})", chunk):
+                found.setdefault(email, {})[consent] = Withdrawal(ts, cart_key)
         return found
 
     def messaged(self, emails: Sequence[str]) -> set[str]:
@@ -103,3 +164,14 @@ class NewestCarts:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _refusals(item: Activity) -> list[tuple[str, str, float, str]]:
+    """The withdrawals one cart's activity makes: a row of ``withdrawn`` per consent it said no to."""
+    ts = item.updated_at.timestamp()
+    rows = []
+    if item.no_marketing:
+        rows.append((item.email, MARKETING, ts, item.cart_key))
+    if item.no_sms:
+        rows.append((item.email, SMS, ts, item.cart_key))
+    return rows

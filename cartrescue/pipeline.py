@@ -17,7 +17,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -41,7 +41,7 @@ from cartrescue.mime import build_message, mailto_address, wire_address
 from cartrescue.model import (
     Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem, quick_init,
 )
-from cartrescue.newest import NewestCarts
+from cartrescue.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal
 from cartrescue.newsletters import Newsletters
 from cartrescue.orders import OrderBook, OrderFacts
 from cartrescue.priority import Prioritizer
@@ -301,6 +301,7 @@ class Planner:
                     phones[cart.key] = number
         history = self._history(chunk, emails, list(phones.values()))
         newest_by_email = newest.lookup(emails)
+        withdrawn = newest.withdrawn(emails)
         # Addresses (and numbers) messaged earlier in this run: kept in the scratch file, not in
         # a set that would grow with every send of a million-cart run; this chunk's share is read here.
         messaged = newest.messaged(emails + list(phones.values()))
@@ -313,7 +314,7 @@ class Planner:
             if repeated and cart.key in repeated and self._repeated(cart, repeated, source.repeat_advice):
                 continue
             decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered,
-                                    phones.get(cart.key))
+                                    phones.get(cart.key), withdrawn)
             if decision.action is Action.SEND and decision.channel == "call-list" and decision.phone is None:
                 calls.append(decision)  # its number is looked up among the suppressions below, with the others
                 continue
@@ -398,6 +399,7 @@ class Planner:
     def _decide(
         self, cart: Cart, orders: OrderBook, history: History, newest: dict[str, str], messaged: set[str],
         sent_today: dict[str, MarketingSend], answered: set[str], phone: str | None = None,
+        withdrawn: Mapping[str, Mapping[str, Withdrawal]] | None = None,
     ) -> Decision:
         # The Decision is built once, at the end: frozen dataclasses are costly to copy, and a
         # run makes one per cart.
@@ -415,7 +417,9 @@ class Planner:
         # The channel of the step that comes next: the step's own, else the tier's.
         channel = sequence.steps[number - 1].channel_for(tier) if number <= len(sequence.steps) else tier.channel
         newest_cart = newest.get(email) if email else None
-        channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart)
+        said_no = withdrawn.get(email, NO_WITHDRAWAL) if withdrawn and email else NO_WITHDRAWAL
+        channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart,
+                                                 said_no)
         if verdict is None and cart.key in answered:
             verdict = Verdict(Action.SKIP, Reason.ANSWERED_SURVEY, detail="the customer said why they left")
         if verdict is None:
@@ -445,7 +449,7 @@ class Planner:
                         step=step, channel=channel, template=template, detail=fallback,
                         variant=self.experiments.variant(who, tier.sequence, step, sent), facts=cart_facts, phone=phone,
                         instead=None if tier.over_budget == "defer" or channel not in _NEEDS_PHONE else self._instead(
-                            cart, facts, tier, history, newest_cart, phone, last, newsletter),
+                            cart, facts, tier, history, newest_cart, phone, last, newsletter, said_no),
                     )
         return Decision(
             cart=cart, action=verdict.action, reason=verdict.reason, score=score.value, tier=tier.name, step=step,
@@ -454,21 +458,23 @@ class Planner:
         )
 
     def _reach(self, cart: Cart, facts: OrderFacts, tier: Tier, channel: str, phone: str | None,
-               suppressed: set[str], newest_cart: str | None) -> tuple[str, Verdict | None, str]:
+               suppressed: set[str], newest_cart: str | None,
+               withdrawn: Mapping[str, Withdrawal] = NO_WITHDRAWAL) -> tuple[str, Verdict | None, str]:
         """The channel a step on ``channel`` goes out by to this cart, the first gate it fails
-        there, and why it is not ``channel`` ("" when it is): one rule for runs and previews."""
+        there, and why it is not ``channel`` ("" when it is): one rule for runs and previews.
+        ``withdrawn``: the address's latest "no"s (:meth:`NewestCarts.withdrawn`)."""
         problem = self._phone_problem(cart, phone) if channel == "sms" else ""
         verdict = self.gates.check(
             cart, facts, now=self.now, suppressed=suppressed, newest_cart=newest_cart,
             channel=channel, phone=None if problem else phone, phone_problem=problem,
-            sms_consent=self.config.sms.consent,
+            sms_consent=self.config.sms.consent, withdrawn=withdrawn,
         )
         if verdict is not None and channel in _NEEDS_PHONE and self._unreachable(channel, verdict):
             # No mobile, no SMS consent, no number to call: this step goes by e-mail rather than
             # not at all (the later steps, and their incentive, with it).
             instead = _by_address(tier)
             second = self.gates.check(cart, facts, now=self.now, suppressed=suppressed, newest_cart=newest_cart,
-                                      channel=instead, phone=phone)
+                                      channel=instead, phone=phone, withdrawn=withdrawn)
             if second is None or second.reason not in (Reason.NO_CONTACT, Reason.NO_CONSENT):
                 return instead, second, f"by {instead}, not {channel} ({verdict.detail})"
         return channel, verdict, ""
@@ -491,13 +497,14 @@ class Planner:
         return self._reach(decision.cart, facts, tier, channel, phone, suppressed, None)[0]
 
     def _instead(self, cart: Cart, facts: OrderFacts, tier: Tier, history: History, newest_cart: str | None,
-                 phone: str | None, last: datetime | None, newsletter: MarketingSend | None) -> str | None:
+                 phone: str | None, last: datetime | None, newsletter: MarketingSend | None,
+                 withdrawn: Mapping[str, Withdrawal] = NO_WITHDRAWAL) -> str | None:
         """The channel a text or call step of a tier with ``over_budget: email`` takes when the
         budget has no room for it: e-mail (or the tier's webhook), if the customer can get the
         step that way now (consent, suppressions, quiet hours); None: it waits for the budget."""
         instead = _by_address(tier)
         if self.gates.check(cart, facts, now=self.now, suppressed=history.suppressed, newest_cart=newest_cart,
-                            channel=instead, phone=phone) is not None:
+                            channel=instead, phone=phone, withdrawn=withdrawn) is not None:
             return None
         return instead if self.calendar.gate(self.now, last, newsletter, instead) is None else None
 

@@ -80,6 +80,12 @@ class Activity:
     a total of 0 or less, its base total where the source knows one): such a cart gets no
     reminder, so it is no address's newest (:class:`~cartrescue.newest.NewestCarts`). A source
     that cannot tell cheaply leaves them False: the cart then counts, as every cart once did.
+
+    ``no_marketing`` and ``no_sms`` say the cart's own consent cell said no (to marketing, to
+    text messages), whatever its contents: the customer's latest word withdraws the consent an
+    older cart of the address gave (:class:`~cartrescue.newest.NewestCarts`). Only a source that
+    reads consent per cart sets them (the CSV source); one that reads it per customer (the
+    database presets) leaves them False: every cart of the customer says the same already.
     """
 
     email: str  # normalized (see cartrescue.contacts.normalize_email)
@@ -87,6 +93,8 @@ class Activity:
     cart_key: str
     empty: bool = False
     free: bool = False
+    no_marketing: bool = False
+    no_sms: bool = False
 
     @classmethod
     def of(cls, email: str, cart: Cart) -> "Activity":

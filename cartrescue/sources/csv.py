@@ -676,7 +676,9 @@ class CsvSource(CartSource):
                 spool.add_group(start, rows)
                 if email:
                     empty, free = self._contents(rows)
-                    activity = self._activity_of(email, self._moment(rows), key, empty, free)
+                    activity = self._activity_of(email, self._moment(rows), key, empty, free,
+                                                 self._said_no(rows, self._marketing_at),
+                                                 self._said_no(rows, self._sms_at))
                     if activity is not None:
                         yield activity
             complete = True
@@ -693,17 +695,31 @@ class CsvSource(CartSource):
         """A group's last activity as written (updated, else created; "" when neither is)."""
         return self._first(rows, "updated_at") or self._first(rows, "created_at")
 
-    def _activity_of(self, email: str, moment: str, key: str, empty: bool, free: bool) -> Activity | None:
-        """What the first pass learns of one cart: its address, last activity and whether it has
-        anything in it (:meth:`_contents`) (None: without an address or a time, the cart is no
-        address's newest)."""
+    def _activity_of(self, email: str, moment: str, key: str, empty: bool, free: bool,
+                     no_marketing: bool = False, no_sms: bool = False) -> Activity | None:
+        """What the first pass learns of one cart: its address, last activity, whether it has
+        anything in it (:meth:`_contents`) and whether it said no to a consent (:meth:`_said_no`)
+        (None: without an address or a time, the cart is no address's newest, nor a withdrawal)."""
         if not email or not moment:
             return None
         try:
             updated = parse_time(moment, "updated_at", self.shop_tz)
         except RowError:
             return None
-        return Activity(fold_email(email), updated, key, empty, free)
+        return Activity(fold_email(email), updated, key, empty, free, no_marketing, no_sms)
+
+    def _said_no(self, rows: list[tuple[int, list[str]]], at: int) -> bool:
+        """Whether the group's consent cell at ``at`` (``-1``: the file has no such column) says
+        no, as :meth:`_build_cart` reads it (the first written among the rows): the customer's
+        latest word withdraws an older cart's yes (:mod:`cartrescue.newest`). Read only where
+        written; a cell that is no yes/no word is no withdrawal (the carts pass reports it)."""
+        if at < 0:
+            return False
+        for _, row in rows:
+            cell = row[at]
+            if cell and not cell.isspace():
+                return cell.strip().lower() in _FALSE
+        return False
 
     def _contents(self, rows: list[tuple[int, list[str]]]) -> tuple[bool, bool]:
         """``(empty, free)`` of a group as :meth:`_build_cart` would find them: no line (no row
@@ -768,8 +784,9 @@ class CsvSource(CartSource):
                 apart = {cart_id: Apart(tuple(lines), alike, tuple(broken))  # type: ignore[union-attr]
                          for cart_id, (lines, alike, broken) in entry[1].items()}  # type: ignore[union-attr]
                 continue
-            cart_id, email, moment, empty, free = entry  # type: ignore[misc]
-            activity = self._activity_of(email, moment, f"{name}:{cart_id}", empty, free)  # type: ignore[has-type]
+            cart_id, email, moment, empty, free, no_marketing, no_sms = entry  # type: ignore[misc]
+            activity = self._activity_of(email, moment, f"{name}:{cart_id}",  # type: ignore[has-type]
+                                         empty, free, no_marketing, no_sms)
             if activity is not None:
                 yield activity
         self._drop_spool()
@@ -781,7 +798,7 @@ class CsvSource(CartSource):
         problems of rows that are no cart in shard 1's, all in file order: what each worker's
         first pass would keep, for its carts pass to read instead of each worker parsing the
         whole file. Beside each, an activity spool (:func:`~cartrescue.sources.shared.activity_spool`)
-        with each cart's id, address, last activity and contents, and last the file's repeated
+        with each cart's id, address, last activity, contents and consent withdrawals, and last the file's repeated
         cart ids, which the worker's first pass follows (:func:`~cartrescue.sources.spool.follow`)
         while it is written: it never decodes the rows for it. Run by a helper process of ``run
         --workers``."""
@@ -803,7 +820,9 @@ class CsvSource(CartSource):
                 writers[shard].add_group(start, rows)
                 if email:  # without one, the cart is no address's newest: no activity
                     empty, free = self._contents(rows)
-                    activities[shard].add_activity(cart_id, email, self._moment(rows), empty, free)
+                    activities[shard].add_activity(cart_id, email, self._moment(rows), empty, free,
+                                                   self._said_no(rows, self._marketing_at),
+                                                   self._said_no(rows, self._sms_at))
             for writer in writers:  # complete before the activity spools are: see _followed_activity
                 writer.finish()
             found = {cart_id: (entry.lines, entry.alike, entry.broken) for cart_id, entry in apart.finish().items()}
@@ -1071,6 +1090,7 @@ class CsvSource(CartSource):
         self._alike_getter = itemgetter(*(at[name] for name in ALIKE_FIELDS))
         self._owner_getter = itemgetter(*(at[name] for name in OWNER_FIELDS))
         self._id_at = self._cols.index["cart_id"]
+        self._marketing_at, self._sms_at = self._cols.index["marketing_consent"], self._cols.index["sms_consent"]
         return width
 
     def _empty(self) -> None:

@@ -14,7 +14,7 @@ it), so memory does not grow with the export. It must not parse nor interpret th
 
 With ``run --workers N`` a helper process of the run splits the export once into one spool per
 shard instead (:meth:`RowSpool.shared`), and beside each an activity spool of each cart's id,
-address, last activity and whether it has anything in it: each batch reaches its file as soon as
+address, last activity, whether it has anything in it and whether it said no to a consent: each batch reaches its file as soon as
 it is written and an end mark closes the file, so a worker follows its activity spool while it
 grows (its first pass, :func:`follow`) and reads its rows spool once, whole (its carts pass), and
 no worker parses the export at all.
@@ -39,9 +39,9 @@ _END = _LENGTH.pack(0)
 #: One group: the line it starts on and its rows, each ``(line, cells)`` (as ``CsvSource._cart_rows``).
 Group = tuple[int, list[tuple[int, list[str]]]]
 #: One entry: a group, a problem ``(location, reason)``, or a shared spool's repeated cart ids;
-#: an activity spool's ``(cart id, email, last activity, empty, free)``.
+#: an activity spool's ``(cart id, email, last activity, empty, free, no_marketing, no_sms)``.
 Entry = (Group | tuple[str, str] | tuple[None, dict[str, tuple[tuple[int, ...], bool, tuple[int, ...]]]]
-         | tuple[str, str, str, bool, bool])
+         | tuple[str, str, str, bool, bool, bool, bool])
 
 
 class RowSpool:
@@ -83,10 +83,12 @@ class RowSpool:
         """A problem met between groups (a malformed row, a row without a cart id)."""
         self._add((location, reason))
 
-    def add_activity(self, cart_id: str, email: str, moment: str, empty: bool, free: bool) -> None:
+    def add_activity(self, cart_id: str, email: str, moment: str, empty: bool, free: bool,
+                     no_marketing: bool, no_sms: bool) -> None:
         """An entry of a shared activity spool: a cart's id, address and last activity as written,
-        and what the first pass saw of its contents (:class:`~cartrescue.sources.base.Activity`)."""
-        self._add((cart_id, email, moment, empty, free))
+        and what the first pass saw of its contents and consent cells (a "no" withdraws an older
+        cart's yes): the fields of :class:`~cartrescue.sources.base.Activity`."""
+        self._add((cart_id, email, moment, empty, free, no_marketing, no_sms))
 
     def add_apart(self, apart: dict[str, tuple[tuple[int, ...], bool, tuple[int, ...]]]) -> None:
         """The last entry of a shared activity spool: the export's cart ids met in more than one
