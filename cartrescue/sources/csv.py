@@ -198,6 +198,16 @@ def split_name(full_name: str, locale: str) -> tuple[str, str]:
     return words[0], " ".join(words[1:])
 
 
+def _said_no(rows: list[tuple[int, list[str]]], at: int) -> bool:
+    """Whether the first consent cell written at ``at`` among a group's rows says no (read only
+    where written; a cell that is no yes/no word is no "no": the carts pass reports it)."""
+    for _, row in rows:
+        word = row[at].strip()
+        if word:
+            return word.lower() in _FALSE
+    return False
+
+
 def parse_bool(text: str, what: str) -> bool | None:
     value = text.strip().lower()
     if not value:
@@ -676,9 +686,7 @@ class CsvSource(CartSource):
                 spool.add_group(start, rows)
                 if email:
                     empty, free = self._contents(rows)
-                    activity = self._activity_of(email, self._moment(rows), key, empty, free,
-                                                 self._said_no(rows, self._marketing_at),
-                                                 self._said_no(rows, self._sms_at))
+                    activity = self._activity_of(email, self._moment(rows), key, empty, free, *self._refusals(rows))
                     if activity is not None:
                         yield activity
             complete = True
@@ -698,7 +706,7 @@ class CsvSource(CartSource):
     def _activity_of(self, email: str, moment: str, key: str, empty: bool, free: bool,
                      no_marketing: bool = False, no_sms: bool = False) -> Activity | None:
         """What the first pass learns of one cart: its address, last activity, whether it has
-        anything in it (:meth:`_contents`) and whether it said no to a consent (:meth:`_said_no`)
+        anything in it (:meth:`_contents`) and whether it said no to a consent (:meth:`_refusals`)
         (None: without an address or a time, the cart is no address's newest, nor a withdrawal)."""
         if not email or not moment:
             return None
@@ -708,18 +716,15 @@ class CsvSource(CartSource):
             return None
         return Activity(fold_email(email), updated, key, empty, free, no_marketing, no_sms)
 
-    def _said_no(self, rows: list[tuple[int, list[str]]], at: int) -> bool:
-        """Whether the group's consent cell at ``at`` (``-1``: the file has no such column) says
-        no, as :meth:`_build_cart` reads it (the first written among the rows): the customer's
-        latest word withdraws an older cart's yes (:mod:`cartrescue.newest`). Read only where
-        written; a cell that is no yes/no word is no withdrawal (the carts pass reports it)."""
-        if at < 0:
-            return False
-        for _, row in rows:
-            cell = row[at]
-            if cell and not cell.isspace():
-                return cell.strip().lower() in _FALSE
-        return False
+    def _refusals(self, rows: list[tuple[int, list[str]]]) -> tuple[bool, bool]:
+        """``(no_marketing, no_sms)`` of a group: whether its ``marketing_consent`` and
+        ``sms_consent`` say no, as :meth:`_build_cart` reads them (the first written among the
+        rows): the customer's latest word withdraws an older cart's yes (:mod:`cartrescue.newest`).
+        A column the file lacks costs nothing (most exports have none for texts): this is the
+        first pass, once per cart."""
+        marketing_at, sms_at = self._marketing_at, self._sms_at
+        no_marketing = marketing_at >= 0 and _said_no(rows, marketing_at)
+        return no_marketing, sms_at >= 0 and _said_no(rows, sms_at)
 
     def _contents(self, rows: list[tuple[int, list[str]]]) -> tuple[bool, bool]:
         """``(empty, free)`` of a group as :meth:`_build_cart` would find them: no line (no row
@@ -821,8 +826,7 @@ class CsvSource(CartSource):
                 if email:  # without one, the cart is no address's newest: no activity
                     empty, free = self._contents(rows)
                     activities[shard].add_activity(cart_id, email, self._moment(rows), empty, free,
-                                                   self._said_no(rows, self._marketing_at),
-                                                   self._said_no(rows, self._sms_at))
+                                                   *self._refusals(rows))
             for writer in writers:  # complete before the activity spools are: see _followed_activity
                 writer.finish()
             found = {cart_id: (entry.lines, entry.alike, entry.broken) for cart_id, entry in apart.finish().items()}
