@@ -939,3 +939,19 @@ def test_a_newer_cart_a_query_returns_without_lines_leaves_the_older_cart_its_re
     result = cli("carts", "--json", "--config", str(config))
     found = {d["cart_id"]: (d["action"], d["reason"]) for d in result.json["decisions"]}
     assert found == {"old": ("send", "due"), "new": ("skip", "empty_cart")}, result.output
+
+
+def test_a_carts_no_to_marketing_reaches_the_first_pass_to_withdraw_an_older_carts_yes(url):
+    # The query may give consent per cart (as a CSV export does): the first pass must carry a
+    # cart's "no", or an older cart of the same address that said yes is reminded (NewestCarts.withdrawn).
+    said_no = QUERIES["carts"].replace("c.consent AS marketing_consent",
+                                       "CASE WHEN c.id = 1 THEN 0 ELSE c.consent END AS marketing_consent")
+    first_pass = {}
+    for query in (QUERIES["carts"], said_no):
+        source, _problems = _query_source(url, carts=query)
+        try:
+            first_pass[query] = {item.cart_key: item for item in source.activity(WINDOW)}["sql:1"]
+        finally:
+            source.close()
+    assert (first_pass[QUERIES["carts"]].no_marketing, first_pass[said_no].no_marketing) == (False, True)
+    assert not first_pass[said_no].no_sms  # no sms_consent column: nothing said

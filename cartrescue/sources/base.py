@@ -81,11 +81,11 @@ class Activity:
     reminder, so it is no address's newest (:class:`~cartrescue.newest.NewestCarts`). A source
     that cannot tell cheaply leaves them False: the cart then counts, as every cart once did.
 
-    ``no_marketing`` and ``no_sms`` say the cart's own consent cell said no (to marketing, to
-    text messages), whatever its contents: the customer's latest word withdraws the consent an
-    older cart of the address gave (:class:`~cartrescue.newest.NewestCarts`). Only a source that
-    reads consent per cart sets them (the CSV source); one that reads it per customer (the
-    database presets) leaves them False: every cart of the customer says the same already.
+    ``no_marketing`` and ``no_sms`` say the cart's own consent said no (to marketing, to text
+    messages), whatever its contents: the customer's latest word withdraws the consent an older
+    cart of the address gave (:class:`~cartrescue.newest.NewestCarts`). A source that reads
+    consent per cart sets them (the CSV source; the ``sql`` source's query may return it per
+    cart, :meth:`of`); where it is read per customer, every cart of the customer says the same.
     """
 
     email: str  # normalized (see cartrescue.contacts.normalize_email)
@@ -98,10 +98,11 @@ class Activity:
 
     @classmethod
     def of(cls, email: str, cart: Cart) -> "Activity":
-        """A built cart's activity, its contents read as the eligibility gates read them."""
+        """A built cart's activity, its contents and consents read as the eligibility gates read them."""
         base = cart.base_total
-        return cls(email, cart.updated_at, cart.key, not cart.items,
-                   (cart.total if base is None else base) <= 0)
+        customer = cart.customer
+        return cls(email, cart.updated_at, cart.key, not cart.items, (cart.total if base is None else base) <= 0,
+                   customer.marketing_consent is False, customer.sms_consent is False)
 
 
 class CartSource(ABC):
