@@ -12,11 +12,13 @@ meaning anything by them (a session that added a product and removed it, an empt
 an API call, CartFlows' ``a:0:{}`` rows); the Magento and PrestaShop presets never read an empty
 one at all. A customer who empties the abandoned cart itself still gets no reminder of it.
 
-But every cart says what its customer said to marketing last: a cart whose consent cell says no,
-empty or not, withdraws the consent an older cart of the address gave (GDPR: the latest word
-wins), so the pass keeps each address's latest "no" to e-mail marketing and to texts. Only the
-"no"s are kept (a few rows, not one an address); a later "yes" grants nothing to an older "no"
-cart, and a "no" older than the cart is no withdrawal of it (the customer opted back in).
+But such a cart still says what its customer said to marketing last: one whose consent says no
+withdraws the consent an older cart of the address gave (GDPR: the latest word wins), so the
+pass keeps each address's latest "no" to e-mail marketing and to texts said on a cart that does
+not compete (a cart that competes and says no is the newest, and the older carts get no reminder
+anyway). Only those "no"s are kept (a few rows, not one an address); a later "yes" grants
+nothing to an older "no" cart, and a "no" older than the cart is no withdrawal of it (the
+customer opted back in).
 """
 
 from __future__ import annotations
@@ -75,16 +77,18 @@ class NewestCarts:
         """Feed the first pass; returns how many carts compete for newest. A cart with no line
         item never does; one with nothing to pay does only when ``free_reminded`` (an
         ``eligibility.min_total`` of 0 or less lets such a cart be reminded). Every cart's "no"
-        to a consent is kept (:meth:`withdrawn`), whatever its contents."""
+        to a consent is kept (:meth:`withdrawn`) when the cart does not compete: a cart that competes
+        is its address's newest, and then the older carts are not reminded anyway, or it is not,
+        and a newer one said the customer's latest word."""
         count = 0
         rows: list[tuple[str, float, str]] = []
         refusals: list[tuple[str, str, float, str]] = []
         for item in activity:
-            if item.no_marketing or item.no_sms:
-                refusals.extend(_refusals(item))
-                if len(refusals) >= batch:  # in batches too: a shop whose customers mostly say no
-                    self._withdraw(refusals)
             if item.empty or (item.free and not free_reminded):
+                if item.no_marketing or item.no_sms:
+                    refusals.extend(_refusals(item))
+                    if len(refusals) >= batch:  # in batches too: a shop whose customers mostly say no
+                        self._withdraw(refusals)
                 continue
             rows.append((item.email, item.updated_at.timestamp(), item.cart_key))
             if len(rows) >= batch:

@@ -51,13 +51,14 @@ def test_a_later_no_withdraws_an_unknown_consent_the_policy_let_through(shop: Sh
         "skip", "no_consent", "consent=None, withdrawn: no on the later cart csv:new")
 
 
-def test_a_newer_full_cart_that_says_no_reports_the_older_cart_as_withdrawn_consent(shop: Shop) -> None:
-    """No reminder of either cart, as before (the newer cart superseded the older one); the
-    older cart's reason is now the more fundamental one, the gates' order: consent first."""
+def test_a_newer_full_cart_that_says_no_leaves_the_older_cart_superseded_by_it(shop: Shop) -> None:
+    """No reminder of either cart: the newer cart is the address's newest, so the older one is
+    not reminded whatever it said (its "no" is read from the carts that do not compete alone)."""
     shop.add(cart("old", email="ann@example.com", idle=5 * H, consent="yes"),
              cart("new", email="ann@example.com", idle=2 * H, consent="no"))
     found = _run(shop)
-    assert {(row["action"], row["reason"]) for row in found.values()} == {("skip", "no_consent")}, found
+    assert {cart_id: (row["action"], row["reason"]) for cart_id, row in found.items()} == {
+        "old": ("skip", "newer_cart_for_address"), "new": ("skip", "no_consent")}, found
 
 
 def test_a_later_yes_grants_nothing_to_an_older_cart_that_said_no(shop: Shop) -> None:
@@ -130,8 +131,9 @@ def test_a_later_no_to_texts_leaves_the_older_carts_email_consent(shop: Shop) ->
 
 
 def test_the_first_pass_keeps_each_addresses_latest_no_to_each_consent_in_its_scratch_file() -> None:
-    """Only the "no"s are kept, written in batches (a million carts cost flat memory), the
-    latest per address and consent; a cart that said yes, or nothing, leaves no row."""
+    """Only the "no"s of carts that do not compete for the newest are kept, written in batches
+    (a million carts cost flat memory), the latest per address and consent; a cart that said
+    yes, or nothing, leaves no row, and so does a full cart that said no (it competes)."""
     from cartrescue.newest import MARKETING, SMS, NewestCarts, Withdrawal
     from cartrescue.sources.base import Activity
 
@@ -141,8 +143,9 @@ def test_the_first_pass_keeps_each_addresses_latest_no_to_each_consent_in_its_sc
                     Activity("ann@example.com", at[3], "csv:a2", empty=True, no_marketing=True),
                     Activity("ann@example.com", at[1], "csv:a3"),
                     Activity("bo@example.com", at[2], "csv:b1", free=True, no_sms=True),
-                    Activity("cy@example.com", at[0], "csv:c1")], batch=2)
-        assert newest.withdrawn(["ann@example.com", "bo@example.com", "cy@example.com"]) == {
+                    Activity("cy@example.com", at[0], "csv:c1"),
+                    Activity("dee@example.com", at[0], "csv:d1", no_marketing=True)], batch=2)
+        assert newest.withdrawn(["ann@example.com", "bo@example.com", "cy@example.com", "dee@example.com"]) == {
             "ann@example.com": {MARKETING: Withdrawal(at[3].timestamp(), "csv:a2")},
             "bo@example.com": {SMS: Withdrawal(at[2].timestamp(), "csv:b1")},
         }

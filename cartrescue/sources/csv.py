@@ -92,6 +92,7 @@ REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity",
 REQUIRED_ORDER = ("order_id", "created_at")
 
 _TRUE, _FALSE = TRUE_WORDS, FALSE_WORDS
+_NO_REFUSALS = (False, False)  # a cart that said no consent away (CsvSource._refusals)
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 #: ``1.500``: a decimal point before three decimals, or a thousands dot (European exports).
@@ -686,7 +687,8 @@ class CsvSource(CartSource):
                 spool.add_group(start, rows)
                 if email:
                     empty, free = self._contents(rows)
-                    activity = self._activity_of(email, self._moment(rows), key, empty, free, *self._refusals(rows))
+                    activity = self._activity_of(email, self._moment(rows), key, empty, free,
+                                                   *self._refusals(rows, empty or free))
                     if activity is not None:
                         yield activity
             complete = True
@@ -716,12 +718,15 @@ class CsvSource(CartSource):
             return None
         return Activity(fold_email(email), updated, key, empty, free, no_marketing, no_sms)
 
-    def _refusals(self, rows: list[tuple[int, list[str]]]) -> tuple[bool, bool]:
+    def _refusals(self, rows: list[tuple[int, list[str]]], withdraws: bool) -> tuple[bool, bool]:
         """``(no_marketing, no_sms)`` of a group: whether its ``marketing_consent`` and
         ``sms_consent`` say no, as :meth:`_build_cart` reads them (the first written among the
         rows): the customer's latest word withdraws an older cart's yes (:mod:`cartrescue.newest`).
-        A column the file lacks costs nothing (most exports have none for texts): this is the
-        first pass, once per cart."""
+        Read only where it ``withdraws``: a cart that is empty or free, and so no competitor for
+        the newest; a column the file lacks costs nothing (most exports have none for texts):
+        this is the first pass, once per cart."""
+        if not withdraws:
+            return _NO_REFUSALS
         marketing_at, sms_at = self._marketing_at, self._sms_at
         no_marketing = marketing_at >= 0 and _said_no(rows, marketing_at)
         return no_marketing, sms_at >= 0 and _said_no(rows, sms_at)
@@ -826,7 +831,7 @@ class CsvSource(CartSource):
                 if email:  # without one, the cart is no address's newest: no activity
                     empty, free = self._contents(rows)
                     activities[shard].add_activity(cart_id, email, self._moment(rows), empty, free,
-                                                   *self._refusals(rows))
+                                                   *self._refusals(rows, empty or free))
             for writer in writers:  # complete before the activity spools are: see _followed_activity
                 writer.finish()
             found = {cart_id: (entry.lines, entry.alike, entry.broken) for cart_id, entry in apart.finish().items()}
