@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cartrescue.model import Action, Address, Cart, Customer, Decision, OutgoingMessage, Reason
-from cartrescue.output import result_dict, result_json
+from cartrescue.output import _iso, result_dict, result_json
 from cartrescue.pipeline import Result
 from conftest import cli
 
@@ -71,3 +71,12 @@ def test_a_usage_error_under_json_is_one_document_too(args: list[str], message: 
 def test_a_usage_error_without_json_prints_nothing_on_stdout() -> None:
     result = cli("run", "--bogus")
     assert (result.exit_code, result.stdout) == (2, "")
+
+
+@settings(max_examples=300)
+@given(st.datetimes(timezones=st.none() | st.just(timezone.utc) | st.timezones())
+       | st.datetimes(timezones=st.just(timezone.utc)).map(lambda moment: moment.replace(microsecond=0)))
+def test_a_time_is_written_as_isoformat_writes_it(moment: datetime) -> None:
+    """The row's times are put together from their fields in UTC (fast), as ``isoformat`` gives
+    them with ``Z`` for ``+00:00``: years below 1000, microseconds, other zones and naive times too."""
+    assert _iso(moment) == moment.isoformat().replace("+00:00", "Z")
