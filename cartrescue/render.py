@@ -27,6 +27,7 @@ from cartrescue.errors import CartrescueError, ConfigError, TemplateError
 from cartrescue.links import safe_url, tagger
 from cartrescue.model import Cart, quick_init
 from cartrescue.sandbox_limits import (
+    DICT_ATTRIBUTES,
     MAX_PART_CHARS,
     binop,
     bounded,
@@ -240,9 +241,6 @@ def _date_filter(context: Any, value: Any) -> str:
     return format_date(value, context.get("locale") or "en")
 
 
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
 #: Per message: items all ``range()`` calls of a render may produce together, characters of one
 #: rendered part, and of one ``*`` product. A template (or data) that goes past them fails that
 #: message alone, instead of hanging or exhausting the run.
@@ -362,8 +360,9 @@ def _sandbox_class() -> type[Any]:
     ``getattr(dict, "name")`` first, which raises (an exception per lookup), and only then falls
     back to ``shop["name"]``. For a plain ``dict`` and a name that is not one of dict's own
     attributes that fallback is the certain outcome, so it is taken directly: same result, same
-    undefined on a missing key, no exception. Everything else (``items.append``, objects,
-    ``_private`` names) goes through the stock checks unchanged.
+    undefined on a missing key, no exception (the compiled templates take the same shortcut
+    inline: :func:`~cartrescue.sandbox_limits.code_generator_class`). Everything else
+    (``items.append``, objects) goes through the stock checks unchanged.
 
     ``*`` and ``**`` are intercepted so that ``"x" * 10**9`` or ``9 ** 9 ** 9`` fails the one
     message instead of taking the process's memory or time.
@@ -373,7 +372,7 @@ def _sandbox_class() -> type[Any]:
 
     class FastDictSandbox(SandboxedEnvironment):
         intercepted_binops = frozenset({"*", "**", "+", "%"})
-        code_generator_class = code_generator_class()  # every ~ join through bounded(), fast_escape
+        code_generator_class = code_generator_class()  # ~ joins bounded(), fast_escape, dict lookups inline
         bounded = staticmethod(bounded)
         fast_escape = staticmethod(fast_escape())  # the compiled templates' escape
 
@@ -396,7 +395,7 @@ def _sandbox_class() -> type[Any]:
             return template
 
         def getattr(self, obj: Any, attribute: str) -> Any:
-            if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            if type(obj) is dict and attribute not in DICT_ATTRIBUTES:
                 try:
                     return obj[attribute]
                 except KeyError:

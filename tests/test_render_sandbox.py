@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ CONTEXT: dict[str, Any] = {
     "shop": {"name": "Shop & Co", "items": "a key named like a dict method", "_private": "kept", "none": None},
     "items": [{"name": "Mug", "image_url": None}, {"name": "Cup", "image_url": "https://x/c.jpg"}],
     "plain": "text",
+    "counter": Counter(a=1),  # a dict subclass: not the plain dict the compiled lookup takes inline
 }
 
 EXPRESSIONS = [
@@ -33,6 +35,11 @@ EXPRESSIONS = [
     "{{ shop.update.__self__ }}",
     "{{ plain.__class__.__mro__ }}",
     "{{ shop.name.__class__ }}",
+    # dict.name is looked up inline in the compiled template (code_generator_class): the same answers.
+    "{{ items[1].image_url }}{{ (shop.none or shop).name }}",
+    "{% set d = {'a': {'b': 'c'}} %}{{ d.a.b }}{{ d.a.values()|list|length }}",
+    "{{ counter.a }}{{ counter.b }}{{ counter.most_common(1) }}",
+    "{{ shop.name.missing }}",
     # Macros are called straight away (FastDictSandbox.call): same output as through the stock checks.
     "{% macro m(x) %}<{{ x }}>{% endmacro %}{{ m(shop.name) }}",
     "{% macro m(x) %}[{{ x }}]{% endmacro %}{% for item in items %}{{ m(item.name) }}{{ loop.index }}{% endfor %}",
