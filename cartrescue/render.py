@@ -34,6 +34,7 @@ from cartrescue.sandbox_limits import (
     bounded_filters,
     check_format,
     code_generator_class,
+    escape_str,
     fast_escape,
 )
 from cartrescue.template_cache import bytecode_cache
@@ -375,6 +376,7 @@ def _sandbox_class() -> type[Any]:
         code_generator_class = code_generator_class()  # ~ joins bounded(), fast_escape, dict lookups inline
         bounded = staticmethod(bounded)
         fast_escape = staticmethod(fast_escape())  # the compiled templates' escape
+        escape_str = staticmethod(escape_str())  # ... and of a plain str, inline
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)

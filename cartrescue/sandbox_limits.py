@@ -134,13 +134,37 @@ DICT_ATTRIBUTES = frozenset(dir(dict))
 def code_generator_class() -> type[Any]:
     """Jinja's code generator, with every ``~`` join passed through :func:`bounded`
     (``environment.bounded`` in the compiled template), the template's ``escape`` (every
-    output of an HTML part) bound to ``environment.fast_escape``, and a lookup such as
-    ``shop.name`` made inline where the value is a plain dict (below). Its name is part of the
-    compiled-template cache's key (:mod:`cartrescue.template_cache`): renamed when what it
-    writes changes."""
+    output of an HTML part) bound to ``environment.fast_escape``, a plain ``str`` output
+    escaped inline, and a lookup such as ``shop.name`` made inline where the value is a plain
+    dict (below). Its name is part of the compiled-template cache's key
+    (:mod:`cartrescue.template_cache`): renamed when what it writes changes."""
     from jinja2.compiler import CodeGenerator, optimizeconst
 
-    class BoundedInlineCodeGenerator(CodeGenerator):
+    class BoundedInlineEscapeCodeGenerator(CodeGenerator):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._escaped: list[str | None] = []  # an output's value, between _output_child_pre and _post
+
+        def _output_child_pre(self, node: Any, frame: Any, finalize: Any) -> None:
+            """``{{ value }}`` of an HTML part as ``escape_str(value)`` where the value is a plain
+            ``str`` (nearly every output: names, amounts, links), else ``escape(value)`` as
+            Jinja writes it. The same text, without a Python call and a Markup copy of it for
+            each output: the pieces are only joined (a macro's too, which its caller marks safe)."""
+            if frame.eval_ctx.volatile or not frame.eval_ctx.autoescape or finalize.src is not None:
+                self._escaped.append(None)
+                super()._output_child_pre(node, frame, finalize)
+                return
+            value = self.temporary_identifier()
+            self._escaped.append(value)
+            self.write(f"(escape_str({value}) if type({value} := ")
+
+        def _output_child_post(self, node: Any, frame: Any, finalize: Any) -> None:
+            value = self._escaped.pop()
+            if value is None:
+                super()._output_child_post(node, frame, finalize)
+            else:
+                self.write(f") is str else escape({value}))")
+
         def visit_Concat(self, node: Any, frame: Any) -> None:
             self.write("environment.bounded(")
             super().visit_Concat(node, frame)
@@ -164,15 +188,18 @@ def code_generator_class() -> type[Any]:
             super().writeline(x, node, extra)
             if x.startswith("from jinja2.runtime import "):  # the module's first line: escape imported
                 super().writeline("escape = environment.fast_escape")
+                super().writeline("escape_str = environment.escape_str")
 
-    return BoundedInlineCodeGenerator
+    return BoundedInlineEscapeCodeGenerator
 
 
 def fast_escape() -> Callable[[Any], Any]:
     """``markupsafe.escape``, without its Python ``Markup.__new__`` for a plain ``str`` (which
     would only ask it for ``__html__`` and make the same Markup) and without copying a value
-    that is a Markup already (a macro's output): the same text, ~35 times a message. Stock
-    ``escape`` where this MarkupSafe has no ``_escape_inner`` (before 3.0)."""
+    that is a Markup already (a macro's output): the same text. The compiled templates call it
+    for an output that is not a plain ``str`` (which :func:`escape_str` escapes inline), and for
+    every output where None prints nothing (``finalize``). Stock ``escape`` where this MarkupSafe
+    has no ``_escape_inner`` (before 3.0)."""
     import markupsafe
 
     escape, markup = markupsafe.escape, markupsafe.Markup
@@ -188,5 +215,21 @@ def fast_escape() -> Callable[[Any], Any]:
         if kind is markup:
             return value
         return escape(value)
+
+    return escaped
+
+
+def escape_str() -> Callable[[str], str]:
+    """The escaped text of a plain ``str``, as a plain ``str`` (an HTML part's outputs are only
+    joined): MarkupSafe's own C escape, ``_escape_inner``; ``str(escape(text))`` before 3.0."""
+    import markupsafe
+
+    inner = getattr(markupsafe, "_escape_inner", None)
+    if inner is not None:
+        return inner  # type: ignore[no-any-return]
+    escape = markupsafe.escape
+
+    def escaped(text: str) -> str:
+        return str(escape(text))
 
     return escaped

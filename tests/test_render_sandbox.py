@@ -12,11 +12,20 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from cartrescue.render import _sandbox_class
 
+class Trusted(str):
+    """A str that says it is HTML already: escape asks it, never escapes it."""
+
+    def __html__(self) -> str:
+        return f"<em>{self}</em>"
+
+
 CONTEXT: dict[str, Any] = {
     "shop": {"name": "Shop & Co", "items": "a key named like a dict method", "_private": "kept", "none": None},
     "items": [{"name": "Mug", "image_url": None}, {"name": "Cup", "image_url": "https://x/c.jpg"}],
     "plain": "text",
     "counter": Counter(a=1),  # a dict subclass: not the plain dict the compiled lookup takes inline
+    "trusted": Trusted("<b>"),
+    "amount": 12.5,
 }
 
 EXPRESSIONS = [
@@ -40,6 +49,10 @@ EXPRESSIONS = [
     "{% set d = {'a': {'b': 'c'}} %}{{ d.a.b }}{{ d.a.values()|list|length }}",
     "{{ counter.a }}{{ counter.b }}{{ counter.most_common(1) }}",
     "{{ shop.name.missing }}",
+    # A plain str output is escaped inline (escape_str), any other value by escape: the same text.
+    "{{ '<a href=\"x\">' ~ plain ~ \"'&\" }}{{ shop.none }}{{ amount }}{{ items }}{{ trusted }}{{ shop.name|safe }}",
+    "{% set x %}<i>{{ shop.name }}</i>{% endset %}{{ x }}{% macro m() %}<{{ plain }}>{% endmacro %}{{ m() }}",
+    "{% autoescape false %}{{ shop.name }}{% endautoescape %}{{ shop.name }}",
     # Macros are called straight away (FastDictSandbox.call): same output as through the stock checks.
     "{% macro m(x) %}<{{ x }}>{% endmacro %}{{ m(shop.name) }}",
     "{% macro m(x) %}[{{ x }}]{% endmacro %}{% for item in items %}{{ m(item.name) }}{{ loop.index }}{% endfor %}",
