@@ -20,11 +20,11 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cartrescue.config import Config, Incentive
 from cartrescue.errors import CartrescueError, ConfigError, TemplateError
-from cartrescue.links import safe_url, tagger
+from cartrescue.links import Tag, safe_url, tagger
 from cartrescue.model import Cart, quick_init
 from cartrescue.sandbox_limits import (
     DICT_ATTRIBUTES,
@@ -44,6 +44,7 @@ SMS_PART = "sms.txt"  # the text of an SMS step: ``reminder-2.sms.txt`` (docs/ch
 # Currencies whose minor unit exists on paper only: whole amounts are shown without decimals
 # (``4 990 Ft``, ``185 000 ₸``). Currencies without a minor unit (JPY, ISK, KRW) never show any.
 WHOLE_UNITS = frozenset({"HUF", "KZT"})
+_V = TypeVar("_V")
 
 
 @quick_init
@@ -255,6 +256,15 @@ MAX_RENDER_SECONDS = 10.0
 #: A B2B cart of 3,000 lines went past MAX_PART_CHARS on every run, and one of 150 past the
 #: ~102 KB at which Gmail clips a message, hiding the unsubscribe link at its foot.
 MAX_ITEMS_SHOWN = 50
+#: Entries one of a Renderer's memos of context values (money texts, links, images) keeps before
+#: it starts over: a run repeats a catalogue's few hundred prices and URLs; a memo of a run of
+#: unique values must not grow with it.
+MEMO_ENTRIES = 4096
+
+_TaggerKey = tuple[bool, "str | None", int, "str | None", "str | None", str]
+# A (locale, currency)'s formatter, its texts by the amount's str, and an item's (unit price, line
+# total) texts by its unit price's str and quantity.
+_Moneys = tuple[Callable[[Decimal], str], dict[str, str], dict[tuple[str, int], tuple[str, str]]]
 
 
 class Budget:
@@ -471,6 +481,12 @@ class Renderer:
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
         self._jinja_error: type[Exception] = JinjaError
         self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
+        # What the contexts of earlier messages of this run computed (see context), each memo
+        # bounded by MEMO_ENTRIES: money texts per (locale, currency), and per tagging (sequence,
+        # step, variant, tier, channel) its tag, the shop's tagged URL and the tagged product links.
+        self._moneys: dict[tuple[str, str], _Moneys] = {}
+        self._taggers: dict[_TaggerKey, tuple[Tag, str, dict[str | None, str | None]]] = {}
+        self._images: dict[str | None, str | None] = {}  # image URL -> safe_url()
 
     def _environment(self, finalize: Callable[[Any], Any] | None = None) -> Any:
         from jinja2 import StrictUndefined, pass_context
@@ -662,17 +678,25 @@ class Renderer:
         ``expires_on``: the last day of an allocated code, as the ledger recorded it (a message
         sent again days later must not promise more); without one, the shop's day of
         ``now + valid_for``."""
-        link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel)
-        money = _money_formatter(locale, cart.currency)
+        tagging = (tags, sequence, step, variant, tier, channel)
+        tagged = self._taggers.get(tagging)
+        link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel) \
+            if tagged is None else tagged[0]
+        moneys = self._moneys.get((locale, cart.currency))
+        if moneys is None:
+            moneys = _bounded_put(self._moneys, (locale, cart.currency), (_money_formatter(locale, cart.currency), {}, {}))
+        money, texts, lines = moneys
         shop = self.shop
-        shop_url = link(shop.url) or shop.url
+        if tagged is None:
+            tagged = _bounded_put(self._taggers, tagging, (link, link(shop.url) or shop.url, {}))
+        shop_url, links = tagged[1], tagged[2]
         customer = cart.customer
         offer = None
         if incentive is not None:
             if incentive.kind == "percent":
                 value = _percent(incentive.value, locale)
             elif incentive.kind == "fixed":
-                value = money(incentive.value)
+                value = _memo_money(money, texts, incentive.value)
             else:
                 value = ""
             offer = {
@@ -681,14 +705,39 @@ class Renderer:
                 "code": code or incentive.code,
                 "expires": self._expiry(expires_on or (now + incentive.valid_for).astimezone(shop.tz).date(), locale),
             }
-        items = [
-            {
-                "name": item.name, "sku": item.sku, "quantity": item.quantity,
-                "unit_price": money(item.unit_price), "line_total": money(item.line_total),
-                "image_url": safe_url(item.image_url), "product_url": link(item.product_url),
-            }
-            for item in (cart.items if len(cart.items) <= MAX_ITEMS_SHOWN else cart.items[:MAX_ITEMS_SHOWN])
-        ]
+        images = self._images
+        items = []
+        item_count = 0
+        has_images = False
+        for item in cart.items if len(cart.items) <= MAX_ITEMS_SHOWN else cart.items[:MAX_ITEMS_SHOWN]:
+            price = item.unit_price
+            quantity = item.quantity
+            item_count += quantity
+            try:
+                unit_price, line_total = lines[(str(price), quantity)]
+            except KeyError:
+                unit_price, line_total = money(price), money(item.line_total)
+                if isinstance(price, Decimal) and price.is_finite() and price:
+                    _bounded_put(lines, (str(price), quantity), (unit_price, line_total))
+            image = item.image_url
+            try:
+                image_url = images[image]
+            except KeyError:
+                image_url = _bounded_put(images, image, safe_url(image))
+            if image_url is not None:
+                has_images = True
+            product = item.product_url
+            try:
+                product_url = links[product]
+            except KeyError:
+                product_url = _bounded_put(links, product, link(product))
+            items.append({
+                "name": item.name, "sku": item.sku, "quantity": quantity,
+                "unit_price": unit_price, "line_total": line_total,
+                "image_url": image_url, "product_url": product_url,
+            })
+        if len(cart.items) > MAX_ITEMS_SHOWN:
+            item_count = sum(item.quantity for item in cart.items)
         return {
             "shop": {
                 "name": shop.name, "url": shop_url, "support_email": shop.support_email or shop.from_email,
@@ -701,9 +750,8 @@ class Renderer:
                 "is_returning": previous_orders > 0, "previous_orders": previous_orders,
             },
             "cart": {
-                "id": cart.id, "currency": cart.currency, "total": money(cart.total),
-                "item_count": sum(item.quantity for item in cart.items),
-                "has_images": any(item["image_url"] is not None for item in items),
+                "id": cart.id, "currency": cart.currency, "total": _memo_money(money, texts, cart.total),
+                "item_count": item_count, "has_images": has_images,
                 "items_not_shown": len(cart.items) - len(items),
             },
             "items": items,
@@ -717,6 +765,29 @@ class Renderer:
             "variant": variant,
             "survey": survey,  # None, or the question and one signed link per reason (cartrescue.survey.links)
         }
+
+
+def _bounded_put(memo: dict[Any, Any], key: Any, value: _V) -> _V:
+    """``memo[key] = value``, the memo emptied first when full (:data:`MEMO_ENTRIES`): a run's
+    values mostly repeat, but not all (recovery URLs, totals), and a memo must not grow with them."""
+    if len(memo) >= MEMO_ENTRIES:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def _memo_money(money: Callable[[Decimal], str], texts: dict[str, str], amount: Decimal) -> str:
+    """``money(amount)``, from ``texts`` when an earlier message showed the same amount. Keyed by
+    the amount's str, which is the Decimal exactly (its sign and exponent): ``0``, ``-0`` and
+    ``0.00`` are equal Decimals (one dict key) but may be shown differently. Only a finite,
+    non-zero Decimal is kept: not zeros, not infinities or NaN, nothing whose formatting raised."""
+    key = str(amount)
+    text = texts.get(key)
+    if text is None:
+        text = money(amount)
+        if isinstance(amount, Decimal) and amount.is_finite() and amount:
+            _bounded_put(texts, key, text)
+    return text
 
 
 def template_frame(exc: BaseException, folders: Sequence[Path], fallback: str) -> tuple[str, int | None]:
