@@ -53,7 +53,7 @@ from cartrescue.sms_text import problems as sms_problems
 from cartrescue.sources.base import ALL_TIME, CartSource, Window
 from cartrescue.survey import links as survey_links
 from cartrescue.text import printable
-from cartrescue.unsubscribe import make_token
+from cartrescue.unsubscribe import TokenMaker
 
 T = TypeVar("T")
 HOLDOUT = "holdout"  # the transport recorded for a held-out cart
@@ -627,6 +627,7 @@ class Composer:
         self.renderer = renderer
         self.now = now
         self.secret = secret
+        self._unsubscribe_token = TokenMaker(secret)  # its HMAC keyed once per run
         self._dated_now = dated_now
         shop = config.shop
         self.sender = Address(shop.from_email, shop.from_name or shop.name)
@@ -690,7 +691,7 @@ class Composer:
         incentive = step.incentive_for(decision.tier)
         shown, expires_on = self._shown_code(incentive, code)
         locale = self.renderer.resolve_locale(cart.customer.locale, step.template)
-        token = make_token(email, self.secret, test=test)
+        token = self._unsubscribe_token(email, test=test)
         unsubscribe_url = shop.unsubscribe_url.replace("{token}", token)
         try:
             context = self.renderer.context(
@@ -746,7 +747,7 @@ class Composer:
         shown, expires_on = self._shown_code(incentive, code)
         locale = self.renderer.resolve_locale(cart.customer.locale, step.template, SMS_PART)
         email = cart.customer.email
-        unsubscribe_url = self.config.shop.unsubscribe_url.replace("{token}", make_token(email, self.secret, test=test)) \
+        unsubscribe_url = self.config.shop.unsubscribe_url.replace("{token}", self._unsubscribe_token(email, test=test)) \
             if email else ""
         try:
             context = self.renderer.context(

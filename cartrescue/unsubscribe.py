@@ -11,11 +11,11 @@ that unsubscribes refuses it unchanged), which the webhook answers with a "previ
 from __future__ import annotations
 
 from cartrescue.contacts import normalize_email
-from cartrescue.tokens import BadToken, sign, verify_link
+from cartrescue.tokens import BadToken, Signer, sign, verify_link
 
 PURPOSE = "unsubscribe"
 
-__all__ = ["BadToken", "PreviewToken", "make_token", "verify_token"]
+__all__ = ["BadToken", "PreviewToken", "TokenMaker", "make_token", "verify_token"]
 
 
 class PreviewToken(BadToken):
@@ -28,6 +28,22 @@ def make_token(email: str, secret: str, *, test: bool = False) -> str:
     if not normalized or not secret:
         raise ValueError("an address and a secret are needed")
     return sign(PURPOSE, normalized, secret, test=test)
+
+
+class TokenMaker:
+    """:func:`make_token` under one secret, for the messages of a run: its HMAC keyed once
+    (:class:`cartrescue.tokens.Signer`), not once per message."""
+
+    __slots__ = ("_signer",)
+
+    def __init__(self, secret: str) -> None:
+        self._signer = Signer(secret) if secret else None
+
+    def __call__(self, email: str, *, test: bool = False) -> str:
+        normalized = normalize_email(email)
+        if not normalized or self._signer is None:
+            raise ValueError("an address and a secret are needed")
+        return self._signer.sign(PURPOSE, normalized, test=test)
 
 
 def verify_token(token: str, secret: str) -> str:
