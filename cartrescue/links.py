@@ -39,7 +39,7 @@ def safe_url(value: str | None) -> str | None:
     text = value.strip(_EDGES)
     if "\t" in text or "\n" in text or "\r" in text:
         text = _TABS_NEWLINES.sub("", text)
-    if text[:8].lower().startswith(_SAFE) and len(text) > len("https://"):
+    if (text.startswith(_SAFE) or text[:8].lower().startswith(_SAFE)) and len(text) > len("https://"):
         return text
     return None
 
@@ -89,10 +89,17 @@ def tagger(links: LinksConfig, sequence: str | None, step: int, variant: str | N
            channel: str = "email") -> Tag:
     """A function that makes a URL from data safe (``None`` if it is not) and tags it."""
     params = utm_values(links, sequence, step, variant, tier, channel)
+    # The query add_params joins to a URL without a query or fragment of its own, made once per
+    # tagger: a cart's recovery URL (new in every message) is nearly always such a URL.
+    query = "?" + _suffix(tuple(params.items())) if params else ""
 
     def tag(url: str | None) -> str | None:
         clean = safe_url(url)
-        return None if clean is None else add_params(clean, params)
+        if clean is None:
+            return None
+        if "?" not in clean and "#" not in clean:
+            return clean + query  # what add_params gives such a URL
+        return add_params(clean, params)
 
     return tag
 

@@ -483,9 +483,10 @@ class Renderer:
         self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
         # What the contexts of earlier messages of this run computed (see context), each memo
         # bounded by MEMO_ENTRIES: money texts per (locale, currency), and per tagging (sequence,
-        # step, variant, tier, channel) its tag, the shop's tagged URL and the tagged product links.
+        # step, variant, tier, channel) its tag, the context's shop values (its tagged URL) and
+        # the tagged product links.
         self._moneys: dict[tuple[str, str], _Moneys] = {}
-        self._taggers: dict[_TaggerKey, tuple[Tag, str, dict[str | None, str | None]]] = {}
+        self._taggers: dict[_TaggerKey, tuple[Tag, dict[str, Any], dict[str | None, str | None]]] = {}
         self._images: dict[str | None, str | None] = {}  # image URL -> safe_url()
 
     def _environment(self, finalize: Callable[[Any], Any] | None = None) -> Any:
@@ -688,8 +689,13 @@ class Renderer:
         money, texts, lines = moneys
         shop = self.shop
         if tagged is None:
-            tagged = _bounded_put(self._taggers, tagging, (link, link(shop.url) or shop.url, {}))
-        shop_url, links = tagged[1], tagged[2]
+            tagged = _bounded_put(self._taggers, tagging, (link, {
+                "name": shop.name, "url": link(shop.url) or shop.url,
+                "support_email": shop.support_email or shop.from_email,
+                "support_phone": shop.support_phone, "address": shop.address, "returns": shop.returns,
+                "logo_url": shop.logo_url,
+            }, {}))
+        shop_values, links = tagged[1], tagged[2]
         customer = cart.customer
         offer = None
         if incentive is not None:
@@ -738,24 +744,23 @@ class Renderer:
             })
         if len(cart.items) > MAX_ITEMS_SHOWN:
             item_count = sum(item.quantity for item in cart.items)
+        total = texts.get(str(cart.total))  # _memo_money, inline: one call fewer per message
+        if total is None:
+            total = _memo_money(money, texts, cart.total)
         return {
-            "shop": {
-                "name": shop.name, "url": shop_url, "support_email": shop.support_email or shop.from_email,
-                "support_phone": shop.support_phone, "address": shop.address, "returns": shop.returns,
-                "logo_url": shop.logo_url,
-            },  # a new dict per message: a template may change its context, never the next message's
+            "shop": shop_values.copy(),  # a new dict per message: a template may change its context, never the next message's
             "customer": {
                 "first_name": customer.first_name, "last_name": customer.last_name,
                 "greeting_name": customer.first_name or None, "email": customer.email,
                 "is_returning": previous_orders > 0, "previous_orders": previous_orders,
             },
             "cart": {
-                "id": cart.id, "currency": cart.currency, "total": _memo_money(money, texts, cart.total),
+                "id": cart.id, "currency": cart.currency, "total": total,
                 "item_count": item_count, "has_images": has_images,
                 "items_not_shown": len(cart.items) - len(items),
             },
             "items": items,
-            "recovery_url": link(cart.recovery_url) or shop_url,
+            "recovery_url": link(cart.recovery_url) or shop_values["url"],
             "unsubscribe_url": unsubscribe_url,
             "step": {"number": step, "count": step_count},
             "tier": tier,

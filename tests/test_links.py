@@ -6,6 +6,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cartrescue.config import Config, LinksConfig
 from cartrescue.links import add_params, missing_utm, safe_url, tagger, utm_values
@@ -27,6 +29,42 @@ def test_only_http_and_https_urls_pass(url: str | None) -> None:
 def test_a_safe_url_is_cleaned_as_a_browser_reads_it() -> None:
     assert safe_url("  https://shop.example.com/p/1\n") == "https://shop.example.com/p/1"
     assert safe_url("HTTP://shop.example.com/a\tb") == "HTTP://shop.example.com/ab"
+
+
+# URL-ish text: schemes in any case, the characters safe_url and add_params look at, and others.
+url_texts = st.one_of(st.none(), st.builds(
+    lambda scheme, rest: scheme + rest,
+    st.sampled_from(["", "http://", "https://", "HTTPS://", "Http://", " https://", "\x01http://", "ht\ttp://",
+                     "javascript:", "//", "https:/"]),
+    st.lists(st.sampled_from([*"ab/.?#&=_ \t\n\r\x00é", "utm_source=x", "utm_", "%20"]), max_size=20).map("".join)))
+
+
+def _browser_reading(value: str | None) -> str | None:
+    """safe_url's rule as docs/templates.md states it: edges (controls, space) stripped, tabs and
+    newlines removed anywhere, then http(s) in any case, with something after the scheme."""
+    if not value:
+        return None
+    text = value.strip("".join(chr(code) for code in range(0x21)))
+    text = text.replace("\t", "").replace("\n", "").replace("\r", "")
+    return text if text[:8].lower().startswith(("http://", "https://")) and len(text) > 8 else None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(url_texts)
+def test_a_url_is_safe_exactly_as_a_browser_reads_it(url: str | None) -> None:
+    assert safe_url(url) == _browser_reading(url)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(url_texts, st.sampled_from([None, "b"]), st.booleans())
+def test_a_taggers_link_is_the_safe_url_with_the_utm_parameters_added(url: str | None, variant: str | None,
+                                                                       utm: bool) -> None:
+    """Whatever the URL has (a query, a fragment, its own utm_ keys, none of them): the tagger's
+    shortcut for a URL without query or fragment gives what add_params gives."""
+    links = LinksConfig(utm=utm)
+    params = utm_values(links, "default", 2, variant, "high")
+    clean = safe_url(url)
+    assert tagger(links, "default", 2, variant, "high")(url) == (None if clean is None else add_params(clean, params))
 
 
 def test_utm_parameters_go_before_the_fragment_and_keep_what_the_url_has() -> None:

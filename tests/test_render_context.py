@@ -84,6 +84,18 @@ def test_a_runs_repeated_prices_and_links_are_worked_out_once(monkeypatch: pytes
     assert second["recovery_url"].startswith("https://shop.example.com/r/2?utm_source=cartrescue&")
 
 
+def test_a_template_that_changes_its_context_changes_no_later_message() -> None:
+    """The shop's values are the same in every message of a step: a copy each, never the one the
+    Renderer keeps (``{% set _ = shop.update(name="x") %}`` is a template's own business)."""
+    renderer = Renderer(CONFIG)
+    first = _context(renderer, _cart(1, [("1.50", 1)], product="https://shop.example.com/p"))
+    expected = _context(Renderer(CONFIG), _cart(2, [("1.50", 1)], product="https://shop.example.com/p"))
+    first["shop"].update(name="changed", url="javascript:x")
+    first["items"][0].update(unit_price="free", product_url=None)
+    first["cart"]["total"] = "nothing"
+    assert _context(renderer, _cart(2, [("1.50", 1)], product="https://shop.example.com/p")) == expected
+
+
 def test_zero_and_negative_zero_amounts_are_each_shown_as_themselves() -> None:
     """``0``, ``-0`` and ``0.00`` are equal Decimals: a memo keyed by the Decimal showed the
     first one's text (``€0.00``) for a later ``-0`` (``-€0.00``)."""
