@@ -589,3 +589,24 @@ def test_a_quote_left_open_over_an_order_row_with_an_extra_cell_is_reported_not_
         (order,) = source.orders_for(list(source.carts()))
     assert (order.id, order.unreadable) == ("o1", "line 2 of the orders export")
     assert [p.location for p in problems] == [f"{orders}:2"] and "(order o1, o2, o3)" in problems[0].reason
+
+
+@given(sign=st.sampled_from(["", "-"]), whole=st.integers(0, 10**14), places=st.integers(0, 12),
+       fraction=st.integers(0, 10**12), point=st.booleans())
+def test_an_amount_written_plain_reads_as_the_general_parser_reads_it(sign: str, whole: int, places: int,
+                                                                     fraction: int, point: bool) -> None:
+    """``parse_amount`` counts a plain number's places in its text (its fast path): the same
+    Decimal to the exponent (``str``) as ``bounded_amount(parse_decimal(...))``, more than eight
+    places rounded, out of range refused with the same reason."""
+    from cartrescue.sources.values import bounded_amount, parse_amount
+
+    text = f"{sign}{whole}" + (f".{str(fraction)[:places].zfill(places)}" if point and places else "")
+
+    def read(parse: Any) -> str:
+        try:
+            return str(parse())
+        except RowError as exc:
+            return f"error: {exc}"
+
+    assert read(lambda: parse_amount(text, "unit_cost")) == read(
+        lambda: bounded_amount(parse_decimal(text, "unit_cost"), "unit_cost", text))

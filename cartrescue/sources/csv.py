@@ -32,6 +32,7 @@ from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSi
 from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.parse_delivered, as before
     OWNER_FIELDS,
     owner_conflict,
+    parse_amount,
     parse_decimal,
     COUNT_DIGITS,
     FALSE_WORDS,
@@ -1220,7 +1221,7 @@ class CsvSource(CartSource):
         repeat across carts (Decimals are immutable, so one instance can serve them all)."""
         number = self._decimals.get(text)
         if number is None:
-            number = bounded_amount(parse_decimal(text, what), what, text)
+            number = parse_amount(text, what)
             if len(self._decimals) >= 50_000:
                 self._decimals.clear()
             self._decimals[text] = number
