@@ -27,13 +27,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from cartrescue.scratch import ScratchDb
+from cartrescue.scratch import ManyRows, ScratchDb
 from cartrescue.sources.base import Activity
 
-_UPSERT = (
-    "INSERT INTO newest(email, ts, cart_key) VALUES (?, ?, ?) "
+_UPSERT = ManyRows(
+    "INSERT INTO newest(email, ts, cart_key) VALUES {values} "
     "ON CONFLICT(email) DO UPDATE SET ts = excluded.ts, cart_key = excluded.cart_key "
-    "WHERE excluded.ts > newest.ts OR (excluded.ts = newest.ts AND excluded.cart_key > newest.cart_key)"
+    "WHERE excluded.ts > newest.ts OR (excluded.ts = newest.ts AND excluded.cart_key > newest.cart_key)",
+    "(?, ?, ?)",
 )
 _WITHDRAW = (
     "INSERT INTO withdrawn(email, consent, ts, cart_key) VALUES (?, ?, ?, ?) "
@@ -93,11 +94,11 @@ class NewestCarts:
             rows.append((item.email, item.updated_at.timestamp(), item.cart_key))
             if len(rows) >= batch:
                 count += len(rows)
-                self._db.executemany(_UPSERT, rows)
+                _UPSERT.run(self._db, rows)
                 rows.clear()
         if rows:
             count += len(rows)
-            self._db.executemany(_UPSERT, rows)
+            _UPSERT.run(self._db, rows)
         self._withdraw(refusals)
         self._db.commit()
         return count

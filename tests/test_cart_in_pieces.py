@@ -171,3 +171,23 @@ def test_preview_of_a_cart_with_a_row_cut_short_apart_says_why_it_cannot_show_it
     result = _with_a_bad_row(shop, 5, "cut short").cli("preview", "c1")
     assert result.exit_code == 3, result.output
     assert f"cart 'c1' cannot be read: {_bad_row_problems(shop, 5, 'cut short')[0]}" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("per_statement", [1, 7, 100])
+def test_the_repeated_ids_are_the_same_whatever_rows_one_statement_inserts(monkeypatch: pytest.MonkeyPatch,
+                                                                          per_statement: int) -> None:
+    """The groups are inserted many rows a statement (``scratch.ManyRows``): a statement's rows
+    go in one after another, an id repeated inside one statement or across two is found alike."""
+    from cartrescue.scratch import ManyRows
+
+    add = cartrescue.sources.apart._ADD
+    monkeypatch.setattr(cartrescue.sources.apart, "_ADD", ManyRows(add.statement, add.row, per_statement))
+    ids = ApartIds()
+    groups = [(f"c{(n * 37) % 230}", n + 2, (n * 37) % 230 + (n % 3 == 0 and n > 230)) for n in range(250)]
+    for cart_id, line, digest in groups:
+        ids.add(cart_id, line, digest)
+    expected: dict[str, list[tuple[int, int]]] = {}
+    for cart_id, line, digest in groups:
+        expected.setdefault(cart_id, []).append((line, digest))
+    assert ids.finish() == {cart_id: Apart(tuple(line for line, _ in seen), len({digest for _, digest in seen}) == 1)
+                            for cart_id, seen in expected.items() if len(seen) > 1}

@@ -323,3 +323,29 @@ def test_a_cart_touched_after_the_runs_now_is_deferred_as_not_idle(shop: Shop) -
     found = shop.decisions()["new"]
     assert (found["action"], found["reason"], found["not_before"], found["detail"]) == (
         "defer", "idle_below_cutoff", "2026-11-20T10:50:00Z", "last activity 5m after this run's now")
+
+
+@pytest.mark.parametrize("per_statement", [1, 7, 100])
+def test_each_addresses_newest_cart_is_the_same_whatever_rows_one_statement_upserts(
+    monkeypatch: pytest.MonkeyPatch, per_statement: int
+) -> None:
+    """The first pass upserts many carts a statement (``scratch.ManyRows``): an address met again
+    inside one statement or in a later one keeps its latest cart, a tie the larger key, as one
+    row a statement did; the carts that compete are counted."""
+    import cartrescue.newest
+    from cartrescue.newest import NewestCarts
+    from cartrescue.scratch import ManyRows
+    from cartrescue.sources.base import Activity
+
+    upsert = cartrescue.newest._UPSERT
+    monkeypatch.setattr(cartrescue.newest, "_UPSERT", ManyRows(upsert.statement, upsert.row, per_statement))
+    carts = [Activity(f"p{(n * 13) % 41}@example.com", NOW - ((n * 7) % 5) * H, f"csv:c{n:03d}",
+                      empty=n % 11 == 0) for n in range(250)]
+    expected: dict[str, tuple[datetime, str]] = {}
+    for item in carts:
+        if not item.empty:
+            seen = (item.updated_at, item.cart_key)
+            expected[item.email] = max(expected.get(item.email, seen), seen)
+    with NewestCarts() as newest:
+        assert newest.add(carts, batch=60) == sum(not item.empty for item in carts)
+        assert newest.lookup(sorted(expected)) == {email: key for email, (_, key) in expected.items()}

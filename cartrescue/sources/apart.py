@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cartrescue.scratch import ScratchDb
+from cartrescue.scratch import ManyRows, ScratchDb
 
 _SCHEMA = ("CREATE TABLE ids(id TEXT PRIMARY KEY, lines TEXT NOT NULL, digest INTEGER NOT NULL, "
            "n INTEGER NOT NULL, alike INTEGER NOT NULL, broken TEXT NOT NULL DEFAULT '') WITHOUT ROWID;")
-_ADD = ("INSERT INTO ids(id, lines, digest, n, alike) VALUES (?, ?, ?, 1, 1) ON CONFLICT(id) DO UPDATE SET "
-        "lines = lines || ',' || excluded.lines, n = n + 1, alike = alike AND digest = excluded.digest")
+_ADD = ManyRows("INSERT INTO ids(id, lines, digest, n, alike) VALUES {values} ON CONFLICT(id) DO UPDATE SET "
+                "lines = lines || ',' || excluded.lines, n = n + 1, alike = alike AND digest = excluded.digest",
+                "(?, ?, ?, 1, 1)")
 #: A broken group: never alike (no group of its id is the cart); its line noted among the broken.
 _ADD_BROKEN = ("INSERT INTO ids VALUES (?, ?, 0, 1, 0, ?) ON CONFLICT(id) DO UPDATE SET "
                "lines = lines || ',' || excluded.lines, n = n + 1, alike = 0, broken = broken || excluded.broken")
@@ -90,7 +91,7 @@ class ApartIds:
     def _flush(self) -> None:
         if self._scratch is None:
             self._scratch = ScratchDb("apart", _SCHEMA)
-        self._scratch.connection.executemany(_ADD, self._batch)
+        _ADD.run(self._scratch.connection, self._batch)
         self._batch.clear()
         if self._broken:
             self._scratch.connection.executemany(_ADD_BROKEN, self._broken)
