@@ -139,3 +139,55 @@ def test_quick_init_refuses_a_dataclass_with_a_base() -> None:
 
     with pytest.raises(TypeError, match="derive from object alone"):
         quick_init(Derived)
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    (("a",), {}),
+    (("a", 5), {}),
+    (("a",), {"tags": ("x",), "rank": 2.5}),
+    ((), {"name": "b", "seen": ["y"], "count": 0, "note": "n"}),
+])
+def test_quick_new_builds_what_the_class_builds_frozen_with_its_own_class(args: tuple, kwargs: dict) -> None:
+    """``quick_new(cls)(...)`` is ``cls(...)``: the same arguments and defaults, a fresh default
+    factory's value, an instance of ``cls`` itself, frozen, equal and hashable alike."""
+    from cartrescue.model import quick_new
+
+    make = quick_new(_Wide)
+    new, built = make(*args, **kwargs), _Wide(*args, **kwargs)
+    assert type(new) is _Wide and dataclasses.astuple(new) == dataclasses.astuple(built) and new == built
+    if "seen" not in kwargs:
+        assert new.seen == [] and new.seen is not make(*args, **kwargs).seen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.count = 6  # type: ignore[misc]
+    assert dataclasses.replace(new, rank=1.5) == dataclasses.replace(built, rank=1.5)
+
+
+def test_quick_new_refuses_what_the_class_refuses() -> None:
+    from cartrescue.model import quick_new
+
+    with pytest.raises(TypeError):
+        quick_new(_Wide)()  # the required field missing
+    with pytest.raises(TypeError):
+        quick_new(_Wide)("a", nope=1)
+
+    @dataclass(slots=True)
+    class Mutable:
+        name: str
+
+    with pytest.raises(TypeError, match="frozen, slotted dataclass"):
+        quick_new(Mutable)
+
+
+def test_the_csv_sources_line_items_customers_and_carts_are_built_with_every_field_in_place() -> None:
+    from cartrescue.sources.csv import _new_cart, _new_customer, _new_item
+
+    at = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    item = _new_item("S", "Mug", 2, Decimal("9"), None, 4, None, "https://shop.example/mug")
+    customer = _new_customer("a@example.com", None, None, "Ann", None, "sv", True, False, None)
+    cart = _new_cart("c1", "csv", customer, "EUR", (item,), Decimal("18"), at, at, None, None, "mobile", "carts.csv:2")
+    assert (item, customer, cart) == (
+        LineItem("S", "Mug", 2, Decimal("9"), None, 4, None, "https://shop.example/mug"),
+        Customer("a@example.com", None, None, "Ann", None, "sv", True, False, None),
+        Cart("c1", "csv", customer, "EUR", (item,), Decimal("18"), at, at, None, None, "mobile", "carts.csv:2"))
+    assert cart.base_total is None and hash(cart) == hash(Cart("c1", "csv", customer, "EUR", (item,), Decimal("18"),
+                                                               at, at, device="mobile", origin="carts.csv:2"))
