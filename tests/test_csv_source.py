@@ -610,3 +610,29 @@ def test_an_amount_written_plain_reads_as_the_general_parser_reads_it(sign: str,
 
     assert read(lambda: parse_amount(text, "unit_cost")) == read(
         lambda: bounded_amount(parse_decimal(text, "unit_cost"), "unit_cost", text))
+
+
+def test_the_first_pass_reads_each_carts_address_and_last_change_where_its_rows_write_them(tmp_path: Path) -> None:
+    """The first pass takes a cart's address and last change from its first row where written
+    there (trimmed, the address folded), else from the first later row that does (a blank or a
+    cell of spaces is none), its last change else its creation; a cart without either, or with a
+    time it cannot read, is no address's newest; an empty cart that says no withdraws."""
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER
+                    + "c1, Ann@Example.com ,EUR,2026-11-20T07:00:00Z, 2026-11-20T08:00:00+01:00 ,A,Mug,1,1.00,\n"
+                    + "c2,  ,EUR,2026-11-20T07:00:00Z,   ,A,Mug,1,1.00,\n"
+                    + "c2,bo@example.com,,,2026-11-20T09:30:00Z,B,Cup,1,1.00,\n"
+                    + "c3,cy@example.com,EUR,2026-11-20T06:00:00Z,,A,Mug,1,1.00,\n"
+                    + "c4,dee@example.com,EUR,,,A,Mug,1,1.00,\n"
+                    + "c5,eve@example.com,EUR,2026-11-20T07:00:00Z,yesterday,A,Mug,1,1.00,\n"
+                    + "c6,,EUR,2026-11-20T07:00:00Z,2026-11-20T07:00:00Z,A,Mug,1,1.00,\n"
+                    + "c7,fay@example.com,EUR,2026-11-20T05:00:00Z,,,,,,no\n", encoding="utf-8")
+    source = CsvSource(path)
+    seen = [(a.email, a.updated_at.isoformat(), a.cart_key, a.empty, a.free, a.no_marketing, a.no_sms)
+            for a in source.activity(None)]  # type: ignore[arg-type]
+    assert seen == [
+        ("ann@example.com", "2026-11-20T07:00:00+00:00", "csv:c1", False, False, False, False),
+        ("bo@example.com", "2026-11-20T09:30:00+00:00", "csv:c2", False, False, False, False),
+        ("cy@example.com", "2026-11-20T06:00:00+00:00", "csv:c3", False, False, False, False),
+        ("fay@example.com", "2026-11-20T05:00:00+00:00", "csv:c7", True, False, True, False),
+    ]

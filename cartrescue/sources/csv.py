@@ -103,6 +103,7 @@ ORDER_BATCH = 5000  # order rows indexed per SQLite call
 #: ``LineItem(...)``, ``Customer(...)``, ``Cart(...)`` for ~2,000 instructions less each: three a
 #: cart and one a line, the most objects the carts pass builds (:func:`~cartrescue.model.quick_new`).
 _new_item, _new_customer, _new_cart = quick_new(LineItem), quick_new(Customer), quick_new(Cart)
+_new_activity = quick_new(Activity)  # one a cart of the first pass
 
 
 @lru_cache(maxsize=256)
@@ -678,23 +679,37 @@ class CsvSource(CartSource):
         self.on_problem = lambda problem: spool.add_problem(problem.location, problem.reason)
         complete = False
         try:
-            name = self.name
+            name, tz = self.name, self.shop_tz
             owns = None if shard is None else shard.owns
             self._halves, self._reading_spool = True, None
+            at: tuple[int, int, int] | None = None  # where the id, address and last change are
+            # Per cart, as _first, _moment, _digest and _activity_of read it, the first row's cell
+            # taken where it is written (most carts): a call fewer each, once per cart of the export.
             for start, rows in self._cart_rows(track=True, broken=apart.add_broken):
-                cart_id = rows[0][1][self._id_at].strip()  # _id_at: known once the header is read
-                apart.add(cart_id, start, self._digest(rows))  # every cart, a shard's or not: its pieces may go to two
-                email = self._first(rows, "email")
+                if at is None:  # known once the header is read
+                    at, alike = (self._id_at, self._at["email"], self._at["updated_at"]), self._alike_getter
+                first = rows[0][1]
+                cart_id = first[at[0]].strip()
+                # every cart, a shard's or not: its pieces may go to two
+                apart.add(cart_id, start, hash(alike(first)) if len(rows) == 1 else self._digest(rows))
+                email = first[at[1]]
+                email = email.strip() if email and not email.isspace() else self._first(rows, "email")
                 key = f"{name}:{cart_id}"
                 if owns is not None and not owns(email, key):
                     continue
                 spool.add_group(start, rows)
                 if email:
                     empty, free = self._contents(rows)
-                    activity = self._activity_of(email, self._moment(rows), key, empty, free,
-                                                   *self._refusals(rows, empty or free))
-                    if activity is not None:
-                        yield activity
+                    moment = first[at[2]]
+                    moment = moment.strip() if moment and not moment.isspace() else self._moment(rows)
+                    if not moment:  # no address's newest (as _activity_of)
+                        continue
+                    try:
+                        updated = parse_time(moment, "updated_at", tz)
+                    except RowError:
+                        continue
+                    no_marketing, no_sms = self._refusals(rows, True) if empty or free else _NO_REFUSALS
+                    yield _new_activity(fold_email(email), updated, key, empty, free, no_marketing, no_sms)
             complete = True
         finally:
             self.on_problem = saved
@@ -720,7 +735,7 @@ class CsvSource(CartSource):
             updated = parse_time(moment, "updated_at", self.shop_tz)
         except RowError:
             return None
-        return Activity(fold_email(email), updated, key, empty, free, no_marketing, no_sms)
+        return _new_activity(fold_email(email), updated, key, empty, free, no_marketing, no_sms)
 
     def _refusals(self, rows: list[tuple[int, list[str]]], withdraws: bool) -> tuple[bool, bool]:
         """``(no_marketing, no_sms)`` of a group: whether its ``marketing_consent`` and
