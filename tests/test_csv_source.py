@@ -636,3 +636,17 @@ def test_the_first_pass_reads_each_carts_address_and_last_change_where_its_rows_
         ("cy@example.com", "2026-11-20T06:00:00+00:00", "csv:c3", False, False, False, False),
         ("fay@example.com", "2026-11-20T05:00:00+00:00", "csv:c7", True, False, True, False),
     ]
+
+
+@given(row=st.lists(st.text(alphabet=" \t\u00a0ab1,é\u3000", max_size=6), min_size=1, max_size=30),
+       picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=30))
+def test_a_rows_cells_are_read_stripped_from_where_the_header_puts_them(row: list[str], picks: list[int]) -> None:
+    """``stripped_cells`` (code written for one file's header) reads the cells at the header's
+    positions, in the header's order, each stripped as ``str.strip`` strips it, into a new list."""
+    from cartrescue.sources.csv import stripped_cells
+
+    positions = tuple(pick % len(row) for pick in picks)
+    cells = stripped_cells(positions)
+    read = cells(row)
+    assert read == [row[position].strip() for position in positions]
+    assert type(read) is list and read is not cells(row)  # the carts pass fills blanks in it
