@@ -650,3 +650,33 @@ def test_a_rows_cells_are_read_stripped_from_where_the_header_puts_them(row: lis
     read = cells(row)
     assert read == [row[position].strip() for position in positions]
     assert type(read) is list and read is not cells(row)  # the carts pass fills blanks in it
+
+
+def test_yes_no_cells_are_read_in_any_case_and_a_word_that_is_neither_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "carts.csv"
+    path.write_text("cart_id,email,currency,created_at,sku,name,quantity,unit_price,marketing_consent,is_guest\n"
+                    "c1,a@example.com,EUR,2026-11-20T08:00:00Z,A,Mug,1,1.00,Nein,YES\n"
+                    "c2,b@example.com,EUR,2026-11-20T08:00:00Z,A,Mug,1,1.00,ja,no\n"
+                    "c3,c@example.com,EUR,2026-11-20T08:00:00Z,A,Mug,1,1.00,maybe,\n"
+                    "c4,d@example.com,EUR,2026-11-20T08:00:00Z,A,Mug,1,1.00,, WAHR \n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert [(c.id, c.customer.marketing_consent, c.customer.is_guest) for c in carts] == [
+        ("c1", False, True), ("c2", True, False), ("c4", None, True)]
+    assert [str(p) for p in problems] == [f"{path}:4: cart c3: marketing_consent: expected yes/no, got 'maybe'"]
+
+
+def test_a_carts_blank_cells_are_taken_from_its_later_rows_and_its_lines_add_up_to_its_total(tmp_path: Path) -> None:
+    """Where the first row leaves a cart-level cell blank, the first later row that writes it
+    gives it (a column the file lacks is blank in every row); without a total, the lines' totals
+    add up to it as ``sum`` adds them."""
+    path = tmp_path / "carts.csv"
+    path.write_text("cart_id,email,currency,created_at,sku,name,quantity,unit_price,first_name,total\n"
+                    "c1,,EUR,2026-11-20T08:00:00Z,A,Mug,2,1.10,,\n"
+                    "c1,,,,B,Cup,3,0.30,Ann,\n"
+                    "c1,a@example.com,,,C,Lid,1,0.05,Bo,\n"
+                    "c2,b@example.com,SEK,2026-11-20T08:00:00Z,A,Mug,1,9,,\n"
+                    "c2,b@example.com,SEK,2026-11-20T08:00:00Z,B,Cup,1,1,,12.50\n", encoding="utf-8")
+    carts, problems = _read(path)
+    assert problems == []
+    assert [(c.id, c.customer.email, c.customer.first_name, c.customer.phone, str(c.total)) for c in carts] == [
+        ("c1", "a@example.com", "Ann", None, "3.15"), ("c2", "b@example.com", None, None, "12.50")]

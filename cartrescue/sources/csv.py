@@ -93,6 +93,9 @@ REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity",
 REQUIRED_ORDER = ("order_id", "created_at")
 
 _TRUE, _FALSE = TRUE_WORDS, FALSE_WORDS
+#: :func:`parse_bool` of each yes/no word as written in lower case (a cell of another case or
+#: spelling is parsed).
+_WORDS = {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_WORDS, False)}
 _NO_REFUSALS = (False, False)  # a cart that said no consent away (CsvSource._refusals)
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -1125,6 +1128,7 @@ class CsvSource(CartSource):
         self._at = at
         self._cart_positions = tuple(at[name] for name in CART_FIELDS)
         self._cart_cells = stripped_cells(self._cart_positions)
+        self._cart_written = tuple(index for index, position in enumerate(self._cart_positions) if position != width)
         self._line_cells = stripped_cells(tuple(at[name] for name in LINE_FIELDS))
         self._item_at = tuple(at[name] for name in ITEM_FIELDS)
         self._total_at, self._price_at = at["total"], at["unit_price"]
@@ -1145,10 +1149,11 @@ class CsvSource(CartSource):
         later = _NOT_LATER  # the line of each value taken from a later row, to report it where it is
         if len(rows) > 1 and "" in values:
             positions = self._cart_positions
-            for index, value in enumerate(values):
-                if not value:
+            for index in self._cart_written:  # a column the file lacks is blank in every row
+                if not values[index]:
+                    position = positions[index]
                     for at, row in rows:
-                        value = row[positions[index]].strip()
+                        value = row[position].strip()
                         if value:
                             values[index] = value
                             later = later or {}
@@ -1163,13 +1168,16 @@ class CsvSource(CartSource):
         line = start_line
         self._dotted = False
         try:
-            if len(rows) > 1:  # do its rows name one customer and currency? (a set of one tuple a row)
+            if len(rows) > 1:  # do its rows name one customer and currency? (most write the first's)
                 getter = self._owner_getter
-                written = {getter(row) for _, row in rows}
-                if len(written) > 1:
-                    written.discard(_NO_OWNER)  # rows that leave them to the cart's first
-                    if len(written) > 1:
-                        self._one_owner(rows)
+                owner = getter(rows[0][1])
+                for _, row in rows:
+                    if getter(row) != owner:  # then as a set of one tuple a row
+                        written = {getter(row) for _, row in rows}
+                        written.discard(_NO_OWNER)  # rows that leave them to the cart's first
+                        if len(written) > 1:
+                            self._one_owner(rows)
+                        break
             items = []
             build_item = self._build_item
             for line, row in rows:
@@ -1198,10 +1206,16 @@ class CsvSource(CartSource):
                 email = fold_email(email_text)
                 if not is_valid_email(email):
                     raise RowError(f"email: not a valid address: {email_text!r}")
-            total = self._decimal(total_text, "total") if total_text else sum(
-                (item.line_total for item in items), Decimal("0"))
+            if total_text:
+                total = self._decimal(total_text, "total")
+            else:  # the lines' totals (LineItem.line_total), added as sum() adds them
+                total = _ZERO
+                for item in items:
+                    total += item.unit_price * item.quantity
             customer_id = customer_text or None
-            guest = parse_bool(guest_text, "is_guest") if guest_text else None
+            # A yes/no word as most exports write it is looked up; parse_bool reads any other.
+            guest = (_WORDS[guest_text] if guest_text in _WORDS else parse_bool(guest_text, "is_guest")) \
+                if guest_text else None
             customer = _new_customer(
                 email,
                 customer_id,
@@ -1210,8 +1224,9 @@ class CsvSource(CartSource):
                 last_name or None,
                 _locale(locale_text) if locale_text else None,
                 (customer_id is None) if guest is None else guest,
-                parse_bool(consent_text, "marketing_consent") if consent_text else None,
-                parse_bool(sms_text, "sms_consent") if sms_text else None,
+                (_WORDS[consent_text] if consent_text in _WORDS else parse_bool(consent_text, "marketing_consent"))
+                if consent_text else None,
+                (_WORDS[sms_text] if sms_text in _WORDS else parse_bool(sms_text, "sms_consent")) if sms_text else None,
             )
         except RowError as exc:
             if later and line == start_line:  # a cart-level value: on the row it was taken from
