@@ -19,10 +19,13 @@ whole orders file again.
 
 from __future__ import annotations
 
+import marshal
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 from cartrescue.model import UNREADABLE, Cart, Order, RowProblem
@@ -32,20 +35,31 @@ from cartrescue.sources.shared import create_index, keep_problem
 #: One indexed row: id, line, live (0: an ignored status, kept only so that its id counts as
 #: seen; 2: a row found but not readable, kept with the ids it gives, status ``unreadable``:
 #: its customer's carts wait), created_at (ISO 8601, UTC), email, customer id, cart id, total,
-#: currency, status, delivered (1, 0 or NULL), refunded (what the export says was refunded of it;
-#: NULL: nothing, or no such column).
+#: currency, status, delivered (1, 0 or None), refunded (what the export says was refunded of it;
+#: None: nothing, or no such column).
 Row = tuple[str, int, int, "str | None", "str | None", "str | None", "str | None", "str | None", "str | None",
             "str | None", "int | None", "str | None"]
 
-_COLUMNS = "id, line, created_at, email, customer_id, cart_id, total, currency, status, delivered, refunded"
 _ZERO = Decimal("0")
 _PARAMETERS = 500  # per IN list: far below SQLite's limit on variables
+_LINE = itemgetter(1)
+#: Where a row has no email, customer id or cart id, its key column holds "", not NULL: the
+#: sqlite3 module binds a str directly, but a None (as a bytes) only after an adapter lookup that
+#: fails (an AttributeError made and dropped: some 3,300 instructions, as much as the rest of the
+#: row's binding). No real key is blank (the reader writes None for a blank cell), and the lookups
+#: leave "" out (``<> ''``, as the partial indexes do), so none matches a stand-in.
+_NO_KEY = ""
 
-
+#: Each row is kept whole in ``row``, its tuple as :func:`marshal.dumps` wrote it (None and all),
+#: bound as a bytearray (bound directly, see :data:`_NO_KEY`): the sqlite3 module reads a column
+#: at some 1,000 instructions (it lets go of the GIL around each), so a lookup reads one column,
+#: not eleven, and gets back exactly the row that was added, no stand-in to map back. The key
+#: columns beside it serve the lookups and :meth:`OrderIndex.first_line` alone. The file is only
+#: read by this process or its run's workers (one interpreter, one marshal format), and lives in
+#: a private folder.
 _SCHEMA = (
-    "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, created_at TEXT,"
-    " email TEXT, customer_id TEXT, cart_id TEXT, total TEXT, currency TEXT, status TEXT, delivered INTEGER,"
-    " refunded TEXT)"
+    "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, email TEXT NOT NULL,"
+    " customer_id TEXT NOT NULL, cart_id TEXT NOT NULL, row BLOB NOT NULL)"
     " WITHOUT ROWID;"
 )
 
@@ -92,7 +106,11 @@ class OrderIndex:
         """Index a batch of rows in file order; an id seen before keeps its first row."""
         if rows:
             self._empty = False
-            self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            dumps = marshal.dumps
+            self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                (row[0], row[1], row[2], row[4] or _NO_KEY, row[5] or _NO_KEY, row[6] or _NO_KEY,
+                 bytearray(dumps(row)))
+                for row in rows])
 
     def first_line(self, order_id: str) -> int | None:
         """The line of the first row with ``order_id`` (None: not seen)."""
@@ -102,18 +120,19 @@ class OrderIndex:
     def finish(self) -> None:
         """Build the lookup indexes once every row is in (faster than maintaining them)."""
         self._db.executescript(
-            "CREATE INDEX orders_cart ON orders(cart_id) WHERE live >= 1 AND cart_id IS NOT NULL;"
-            "CREATE INDEX orders_email ON orders(email) WHERE live >= 1 AND email IS NOT NULL;"
-            "CREATE INDEX orders_customer ON orders(customer_id) WHERE live >= 1 AND customer_id IS NOT NULL;"
+            "CREATE INDEX orders_cart ON orders(cart_id) WHERE live >= 1 AND cart_id <> '';"
+            "CREATE INDEX orders_email ON orders(email) WHERE live >= 1 AND email <> '';"
+            "CREATE INDEX orders_customer ON orders(customer_id) WHERE live >= 1 AND customer_id <> '';"
         )
         self._db.commit()
 
-    def _rows(self, column: str, keys: set[str]) -> Iterator[tuple[object, ...]]:
+    def _rows(self, column: str, keys: set[str]) -> Iterator[tuple[bytes]]:
+        """The packed rows (:data:`_SCHEMA`) of the live orders whose ``column`` is in ``keys``."""
         values = list(keys)
         for start in range(0, len(values), _PARAMETERS):
             chunk = values[start:start + _PARAMETERS]
             yield from self._db.execute(
-                f"SELECT {_COLUMNS} FROM orders WHERE live >= 1 AND {column} IS NOT NULL"
+                f"SELECT row FROM orders WHERE live >= 1 AND {column} <> ''"
                 f" AND {column} IN ({','.join('?' * len(chunk))})", chunk)
 
     def matching(self, carts: Sequence[Cart]) -> Iterator[Order]:
@@ -128,14 +147,14 @@ class OrderIndex:
         cart_ids = {cart.id for cart in carts}
         emails = {cart.customer.email for cart in carts if cart.customer.email}
         customers = {cart.customer.id for cart in carts if cart.customer.id}
-        found: dict[str, tuple[object, ...]] = {}
-        for column, keys in (("cart_id", cart_ids), ("email", emails), ("customer_id", customers)):
-            for row in self._rows(column, keys):
-                found[row[0]] = row  # type: ignore[index]
+        # Each row once (one id: one packed row), in the order first found, which rows of one line
+        # (the orders an open quote took in) keep through the stable sort.
+        found = dict.fromkeys(chain.from_iterable(chain(
+            self._rows("cart_id", cart_ids), self._rows("email", emails), self._rows("customer_id", customers))))
         by_cart: dict[str, list[Order]] = {}
         by_email: dict[str, list[Order]] = {}
         by_customer: dict[str, list[Order]] = {}
-        for row in sorted(found.values(), key=lambda row: row[1]):  # type: ignore[arg-type,return-value]
+        for row in sorted(map(marshal.loads, found), key=_LINE):
             order = _order(row)
             if order.cart_id in cart_ids:
                 by_cart.setdefault(order.cart_id, []).append(order)  # type: ignore[arg-type]
@@ -159,8 +178,8 @@ class OrderIndex:
         self._close()
 
 
-def _order(row: tuple[object, ...]) -> Order:
-    order_id, line, created, email, customer_id, cart_id, total, currency, status, delivered, refunded = row
+def _order(row: Row) -> Order:
+    order_id, line, _live, created, email, customer_id, cart_id, total, currency, status, delivered, refunded = row
     if status == UNREADABLE:
         return Order.unreadable_row(order_id, f"line {line} of the orders export", email, customer_id,  # type: ignore[arg-type]
                                     cart_id)
