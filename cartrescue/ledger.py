@@ -845,22 +845,22 @@ class Ledger:
         channel), and which of the hashes (of addresses and numbers) are suppressed."""
         result = History()
         as_json = self._json_lists()
-        steps, last, suppressed, last_phone = _history_statements(as_json)
+        statements = _history_statements(as_json)
 
-        def values(items: list[str]) -> Any:
-            return json.dumps(items) if as_json else items
+        def query(which: int, name: str, chunk: list[str]) -> tuple[Any, dict[str, Any]]:
+            return _one_of_chunk(statements, _history_statements, which, name, chunk, as_json)
 
         with self.engine.connect() as conn:
             for chunk in _chunks(list(cart_keys), 500):
-                for key, step, channel, status, claimed, variant, sequence in conn.execute(steps, {"keys": values(chunk)}):
+                for key, step, channel, status, claimed, variant, sequence in conn.execute(*query(0, "keys", chunk)):
                     result.by_cart.setdefault(key, []).append(
                         SentStep(step, channel, status, _aware(claimed), variant, sequence))  # type: ignore[arg-type]
             for chunk in _chunks(sorted(set(emails)), 500):
-                _latest(conn.execute(last, {"emails": values(chunk)}), result.last_by_email)
+                _latest(conn.execute(*query(1, "emails", chunk)), result.last_by_email)
             for chunk in _chunks(sorted(set(email_hashes)), 500):
-                result.suppressed.update(row[0] for row in conn.execute(suppressed, {"hashes": values(chunk)}))
+                result.suppressed.update(row[0] for row in conn.execute(*query(2, "hashes", chunk)))
             for chunk in _chunks(sorted(set(phones)), 500):
-                _latest(conn.execute(last_phone, {"phones": values(chunk)}), result.last_by_phone)
+                _latest(conn.execute(*query(3, "phones", chunk)), result.last_by_phone)
         return result
 
     def _json_lists(self) -> bool:
@@ -1297,11 +1297,12 @@ class Ledger:
     def survey_answered(self, cart_keys: Sequence[str]) -> set[str]:
         """Which of ``cart_keys`` have an answer."""
         as_json = self._json_lists()
-        statement = _answered_statement(as_json)
+        statements = (_answered_statement(as_json),)
         found: set[str] = set()
         with self.engine.connect() as conn:
             for chunk in _chunks(sorted(set(cart_keys)), 500):
-                found.update(conn.execute(statement, {"keys": json.dumps(chunk) if as_json else chunk}).scalars())
+                found.update(conn.execute(*_one_of_chunk(
+                    statements, lambda as_json: (_answered_statement(as_json),), 0, "keys", chunk, as_json)).scalars())
         return found
 
     def survey_answers(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[dict[str, Any]]:
@@ -1630,6 +1631,19 @@ def _history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
     last_phone = select(message.c.phone, message.c.status, message.c.claimed_at).where(
         message.c.phone.in_(one_of("phones")))
     return steps, last, suppressed, last_phone
+
+
+def _one_of_chunk(statements: Sequence[Any], build: Callable[[bool], Sequence[Any]], which: int, name: str,
+                  chunk: list[str], as_json: bool) -> tuple[Any, dict[str, Any]]:
+    """Statement ``which`` of ``statements`` and its parameters for ``chunk``, bound as ``name``:
+    one JSON list where ``as_json``, unless a value holds a NUL, which SQLite's json_each ends the
+    string at (a cart id ``a\\x00b`` looked up as ``a``: its own steps not found, step 1 planned
+    again every day); such a chunk goes through the expanding list of ``build(False)``."""
+    if as_json:
+        if "\x00" not in "".join(chunk):
+            return statements[which], {name: json.dumps(chunk)}
+        return build(False)[which], {name: chunk}
+    return statements[which], {name: chunk}
 
 
 def _one_of(name: str, as_json: bool) -> Any:
