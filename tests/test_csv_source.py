@@ -86,6 +86,9 @@ def test_a_tab_separated_utf16_export_from_excel_is_read_not_missing_every_colum
         ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,10001,1.00,yes", "quantity: more than 10,000 units"),
         ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1e999999999,1.00,yes", "quantity: out of range"),
         ("c9,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1e999999999,yes", "unit_price: out of range"),
+        # a NUL, which the ledger cannot keep (PostgreSQL refused it and stopped the whole run)
+        ("c\x009,x@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes", "cart_id: holds a NUL character"),
+        ("c9,x@example.com,EUR\x00,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes", "currency: holds a NUL character"),
     ],
 )
 def test_a_bad_row_is_reported_with_file_and_line_and_the_good_rows_still_read(tmp_path: Path, row: str, reason: str) -> None:
