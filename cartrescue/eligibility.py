@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from cartrescue.config import ConsentPolicy, EligibilityConfig
 from cartrescue.contacts import email_hashes, phone_hash
 from cartrescue.currency import Basis
-from cartrescue.model import Action, Cart, Reason, quick_init
+from cartrescue.model import Action, Cart, Reason, quick_init, quick_new
 from cartrescue.newest import MARKETING, NO_WITHDRAWAL, SMS, Withdrawal
 from cartrescue.orders import OrderFacts
 
@@ -30,6 +30,10 @@ class Verdict:
     not_before: datetime | None = None
     detail: str = ""
     step: int | None = None  # the step it is about, when the sequence named one (sequence.next_step)
+
+
+#: Builds a :class:`Verdict` as ``Verdict(...)`` does, for fewer instructions (:func:`~cartrescue.model.quick_new`).
+_verdict = quick_new(Verdict)
 
 
 class Gates:
@@ -84,24 +88,24 @@ class Gates:
         # forgotten address came back into cr_decision as a cart's "no_consent".
         if suppressed and ((email and not suppressed.isdisjoint(email_hashes(email)))  # no hashing when none is
                            or (phone and phone_hash(phone) in suppressed)):
-            return Verdict(Action.SKIP, Reason.SUPPRESSED)
+            return _verdict(Action.SKIP, Reason.SUPPRESSED)
         if not cart.items:
-            return Verdict(Action.SKIP, Reason.EMPTY_CART)
+            return _verdict(Action.SKIP, Reason.EMPTY_CART)
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
         if (base if base is not None else cart.total) < config.min_total:
-            return Verdict(Action.SKIP, Reason.ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
+            return _verdict(Action.SKIP, Reason.ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
         if channel == "sms":
             if phone is None:
-                return Verdict(Action.SKIP, Reason.NO_CONTACT, detail=phone_problem or "no phone number")
+                return _verdict(Action.SKIP, Reason.NO_CONTACT, detail=phone_problem or "no phone number")
         elif channel == "call-list":
             if not cart.customer.phone:
-                return Verdict(Action.SKIP, Reason.NO_CONTACT, detail="no phone number to call")
+                return _verdict(Action.SKIP, Reason.NO_CONTACT, detail="no phone number to call")
         elif not email:
-            return Verdict(Action.SKIP, Reason.NO_CONTACT)
+            return _verdict(Action.SKIP, Reason.NO_CONTACT)
         if email:
             bot = self.is_bot_or_disposable(email)
             if bot:
-                return Verdict(Action.SKIP, Reason.BOT_OR_DISPOSABLE, detail=bot)
+                return _verdict(Action.SKIP, Reason.BOT_OR_DISPOSABLE, detail=bot)
         consent, policy = cart.customer.marketing_consent, config.consent
         if channel == "sms":
             consent, policy = cart.customer.sms_consent, sms_consent
@@ -110,33 +114,33 @@ class Gates:
             and (policy == "required" or (policy == "soft-opt-in" and facts.previous_orders < 1))
         ):
             what = "sms_consent" if channel == "sms" else "consent"
-            return Verdict(Action.SKIP, Reason.NO_CONSENT, detail=f"{what}={consent}, policy {policy}")
+            return _verdict(Action.SKIP, Reason.NO_CONSENT, detail=f"{what}={consent}, policy {policy}")
         if withdrawn:  # a later cart's "no" (never this cart's own: that is ``consent is False`` above)
             later = withdrawn.get(SMS if channel == "sms" else MARKETING)
             if later is not None and later.ts >= cart.updated_at.timestamp():
                 what = "sms_consent" if channel == "sms" else "consent"
-                return Verdict(Action.SKIP, Reason.NO_CONSENT,
-                               detail=f"{what}={consent}, withdrawn: no on the later cart {later.cart_key}")
+                return _verdict(Action.SKIP, Reason.NO_CONSENT,
+                                detail=f"{what}={consent}, withdrawn: no on the later cart {later.cart_key}")
         if facts.ordered is not None:
-            return Verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")
+            return _verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")
         if facts.pending is not None and (config.pending_within is None
                                           or now - facts.pending.created_at <= config.pending_within):
-            return Verdict(Action.SKIP, Reason.PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
+            return _verdict(Action.SKIP, Reason.PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
         if facts.unreadable is not None:
             # It may be this very cart's order: no reminder until the row can be read.
-            return Verdict(Action.DEFER, Reason.UNREADABLE_ORDER,
-                           detail=f"order {facts.unreadable.id} ({facts.unreadable.unreadable}) could not be read")
+            return _verdict(Action.DEFER, Reason.UNREADABLE_ORDER,
+                            detail=f"order {facts.unreadable.id} ({facts.unreadable.unreadable}) could not be read")
         idle = now - cart.updated_at
         if idle > config.max_age:
-            return Verdict(Action.SKIP, Reason.TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")
+            return _verdict(Action.SKIP, Reason.TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")
         if idle < config.cutoff:
             # Touched after the run's clock (a database updated as the run reads it): not idle at all.
             detail = f"idle {_human(idle.total_seconds())}" if idle >= timedelta(0) else \
                 f"last activity {_human(-idle.total_seconds())} after this run's now"
-            return Verdict(Action.DEFER, Reason.IDLE_BELOW_CUTOFF, not_before=cart.updated_at + config.cutoff,
-                           detail=detail)
+            return _verdict(Action.DEFER, Reason.IDLE_BELOW_CUTOFF, not_before=cart.updated_at + config.cutoff,
+                            detail=detail)
         if newest_cart is not None and newest_cart != cart.key:
-            return Verdict(Action.SKIP, Reason.NEWER_CART, detail=f"newer cart {newest_cart}")
+            return _verdict(Action.SKIP, Reason.NEWER_CART, detail=f"newer cart {newest_cart}")
         return None
 
 

@@ -15,11 +15,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from cartrescue.text import clipped
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 #: From this many fields on, :func:`quick_init` lends an instance to its twin class while it is built.
@@ -62,21 +63,26 @@ def quick_init(cls: type[_T]) -> type[_T]:
     return cls
 
 
-def quick_new(cls: type[_T]) -> Callable[..., _T]:
+def quick_new(cls: Callable[_P, _T]) -> Callable[_P, _T]:
     """A function that builds a ``cls`` as ``cls(...)`` does (the same arguments, defaults and
     default factories; a frozen instance of ``cls`` itself), for ~2,000 instructions less an
     instance (callgrind): it is made as the twin class of :func:`quick_init`, each field a plain
     slot store, and given its class once. ``cls(...)`` also passes ``type.__call__`` and
     ``__init__`` and lends the instance to the twin and back, two class assignments. For what a
     source builds per row and cart (the CSV source's line items, customers and carts), made
-    once at import."""
+    once at import; also for what the planner builds per cart (a decision, a verdict, a score),
+    which it calls with keywords: ``type.__call__`` has no vectorcall, so they became a dict and
+    back (~5,000 of a ``Decision``'s ~13,000 instructions). Typed as the class, so a call is
+    checked as the class's own."""
+    if not isinstance(cls, type):
+        raise TypeError(f"quick_new: {cls!r} is not a class")
     names, signature, factories, fields_ = _init_code(cls, "quick_new")
     names["_TWIN"], names["_new"] = _twin(cls), object.__new__
     body = ["self = _new(_TWIN)", *(f"self.{name} = {name}" for name in fields_), "self.__class__ = _CLS",
             "return self"]
     source = f"def new({', '.join(signature)}):\n" + "".join(f"  {line}\n" for line in factories + body)
     exec(source, names)  # noqa: S102 - our own text, built from the dataclass's field names
-    new: Callable[..., _T] = names["new"]
+    new: Callable[_P, _T] = names["new"]
     new.__qualname__ = new.__name__ = f"new_{cls.__name__}"
     new.__module__ = cls.__module__
     return new

@@ -40,6 +40,7 @@ from cartrescue.ledger import ADDRESS_CHANNELS, NUMBER_CHANNELS, ClaimRequest, H
 from cartrescue.mime import build_message, mailto_address, wire_address
 from cartrescue.model import (
     Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem, quick_init,
+    quick_new,
 )
 from cartrescue.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal
 from cartrescue.newsletters import Newsletters
@@ -151,6 +152,10 @@ def _best_first(heap: list[tuple[float, int, Decision]]) -> list[tuple[float, in
 def _contacts(decision: Decision) -> list[str]:
     """The customer's address and number: what one message a day counts."""
     return [c for c in (decision.cart.customer.email, decision.phone) if c]
+
+
+_decision = quick_new(Decision)  # Decision(...) for half the instructions (a run makes one per cart)
+_cart_facts = quick_new(CartFacts)
 
 
 class Planner:
@@ -407,7 +412,7 @@ class Planner:
         facts = orders.facts(cart)
         score = self.prioritizer.score(cart, facts.previous_orders)
         tier: Tier = self.prioritizer.tier(score.value)
-        cart_facts = CartFacts(facts.previous_orders, score.margin, "overstock" in score.rules)
+        cart_facts = _cart_facts(facts.previous_orders, score.margin, "overstock" in score.rules)
         email = cart.customer.email
         step: int | None = None
         template: str | None = None
@@ -438,20 +443,20 @@ class Planner:
                 if verdict is None:
                     who = subject(cart)
                     if self.experiments.held_out(who, tier.sequence):
-                        return Decision(
+                        return _decision(
                             cart=cart, action=Action.HOLDOUT, reason=Reason.HOLDOUT, score=score.value,
                             tier=tier.name, step=step, channel=channel, template=template,
                             detail=f"holdout group ({sequence.holdout:.0%} of sequence {tier.sequence})",
                             facts=cart_facts, phone=phone,
                         )
-                    return Decision(
+                    return _decision(
                         cart=cart, action=Action.SEND, reason=Reason.DUE, score=score.value, tier=tier.name,
                         step=step, channel=channel, template=template, detail=fallback,
                         variant=self.experiments.variant(who, tier.sequence, step, sent), facts=cart_facts, phone=phone,
                         instead=None if tier.over_budget == "defer" or channel not in _NEEDS_PHONE else self._instead(
                             cart, facts, tier, history, newest_cart, phone, last, newsletter, said_no),
                     )
-        return Decision(
+        return _decision(
             cart=cart, action=verdict.action, reason=verdict.reason, score=score.value, tier=tier.name, step=step,
             channel=channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
             facts=cart_facts, phone=phone,
@@ -553,6 +558,7 @@ class Result:
     message: OutgoingMessage | None = None
 
 
+_result = quick_new(Result)  # Result(...) for fewer instructions: a run makes one per cart
 _FAILED = ("failed_transient", "failed_permanent", "render_error")
 _NOT_CLAIMED = frozenset({"claimed_elsewhere", "render_error"})  # sends that ended before this run's claim
 
@@ -1042,11 +1048,11 @@ class Executor:
         calls: list[int] = []  # where the call list's rows go in results, once written (run --eml)
         for decision in chunk:
             if decision.action is not Action.SEND:
-                results.append(Result(decision))
+                results.append(_result(decision))
             elif decision.channel not in RENDERED:
                 if self.eml is not None and decision.channel == "call-list":
                     calls.append(len(results))
-                results.append(Result(decision, "dry-run"))
+                results.append(_result(decision, "dry-run"))
             else:
                 try:
                     detail = ""
@@ -1060,7 +1066,7 @@ class Executor:
                         detail = measure(data.decode("utf-8")).describe() if decision.channel == "sms" and data else ""
                         if self.eml is not None and data is not None:
                             detail = self._write_eml(decision, data)
-                    results.append(Result(decision, "dry-run", detail, message=message))
+                    results.append(_result(decision, "dry-run", detail, message=message))
                 except (TemplateError, ValueError) as exc:
                     self._problem(decision, str(exc))
                     results.append(Result(decision, "render_error", str(exc)))

@@ -12,7 +12,7 @@ from itertools import combinations
 
 from cartrescue.config import PriorityConfig, Tier
 from cartrescue.currency import Basis
-from cartrescue.model import Cart, quick_init
+from cartrescue.model import Cart, quick_init, quick_new
 
 
 @quick_init
@@ -21,6 +21,9 @@ class Score:
     value: float
     rules: tuple[str, ...]  # names of the rules that matched
     margin: Decimal | None  # None: no cost data ("unknown", not zero)
+
+
+_score = quick_new(Score)  # Score(...) for fewer instructions (a run makes one per cart)
 
 
 def margin_share(cart: Cart) -> Decimal | None:
@@ -82,7 +85,7 @@ class Prioritizer:
         if overstock:
             matched.append("overstock")
         names = tuple(matched)
-        return Score(self._values[names], names, margin)
+        return _score(self._values[names], names, margin)
 
     def notes(self) -> list[str]:
         """What the run should say about the carts it could not value (none: nothing)."""

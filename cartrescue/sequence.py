@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.config import Config, EligibilityConfig, QuietHours, Sequence
 from cartrescue.eligibility import Verdict
 from cartrescue.ledger import SentStep
-from cartrescue.model import Action, Cart, MarketingSend, Reason, quick_init
+from cartrescue.model import Action, Cart, MarketingSend, Reason, quick_init, quick_new
 
 # Statuses that make a step "done": claimed or unconfirmed (maybe sent: at most once), sent,
 # permanently failed (the relay refused it: the attempt counts, see docs/sending.md), held out
@@ -28,6 +28,10 @@ DONE = frozenset({"claimed", "unconfirmed", "sent", "failed_permanent", "held_ou
 class Due:
     step: int  # 1-based
     due_at: datetime
+
+
+_verdict = quick_new(Verdict)  # Verdict(...) and Due(...) for fewer instructions (:func:`~cartrescue.model.quick_new`)
+_due = quick_new(Due)
 
 
 def step_number(sent: list[SentStep]) -> int:
@@ -51,20 +55,20 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
     number = step_number(sent)
     steps = sequence.steps
     if number > len(steps):
-        return Verdict(Action.SKIP, Reason.SEQUENCE_DONE, detail=f"{len(steps)} steps sent")
+        return _verdict(Action.SKIP, Reason.SEQUENCE_DONE, detail=f"{len(steps)} steps sent")
     due_at = cart.updated_at + steps[number - 1].delay
     if number == 1:
         if backfill is not None and now - due_at > backfill:
-            return Verdict(Action.SKIP, Reason.OUTSIDE_BACKFILL, step=1,
-                           detail=f"step 1 came due {due_at:%Y-%m-%d %H:%M} UTC, more than eligibility.backfill ago")
+            return _verdict(Action.SKIP, Reason.OUTSIDE_BACKFILL, step=1,
+                            detail=f"step 1 came due {due_at:%Y-%m-%d %H:%M} UTC, more than eligibility.backfill ago")
     else:
         previous = max((entry.at for entry in sent if entry.status in DONE and entry.step == number - 1),
                        default=None)
         if previous is not None:
             due_at = max(due_at, previous + (steps[number - 1].delay - steps[number - 2].delay))
     if now < due_at:
-        return Verdict(Action.DEFER, Reason.STEP_NOT_DUE, not_before=due_at, detail=f"step {number}", step=number)
-    return Due(number, due_at)
+        return _verdict(Action.DEFER, Reason.STEP_NOT_DUE, not_before=due_at, detail=f"step {number}", step=number)
+    return _due(number, due_at)
 
 
 class Calendar:
@@ -182,13 +186,13 @@ class Calendar:
         staff call in their own working hours, whatever the newsletter (and it has no quiet hours).
         """
         if self.one_per_day and last_message is not None and self.same_local_day(last_message, now):
-            return Verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=self.tomorrow(now, channel),
-                           detail=f"last message {last_message:%Y-%m-%d %H:%M} UTC")
+            return _verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=self.tomorrow(now, channel),
+                            detail=f"last message {last_message:%Y-%m-%d %H:%M} UTC")
         if newsletter is not None and channel != "call-list" and newsletter.sent_at <= now and \
                 self.same_local_day(newsletter.sent_at, now):
             what = f"newsletter {newsletter.campaign!r}" if newsletter.campaign else "newsletter"
-            return Verdict(Action.DEFER, Reason.NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),
-                           detail=f"{what} sent {newsletter.sent_at:%Y-%m-%d %H:%M} UTC")
+            return _verdict(Action.DEFER, Reason.NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),
+                            detail=f"{what} sent {newsletter.sent_at:%Y-%m-%d %H:%M} UTC")
         return self.quiet_verdict(now, channel)
 
     def quiet_verdict(self, now: datetime, channel: str = "email") -> Verdict | None:
