@@ -44,6 +44,13 @@ class Gates:
         self.basis = basis or Basis(None)
         self._bots = [re.compile(pattern, re.IGNORECASE) for pattern in config.bot_patterns]
         self._disposable = frozenset(domain.lower().strip(".") for domain in config.disposable_domains)
+        # The limits :meth:`check` reads for every cart, as plain values: a read of a config
+        # model's field costs ~450 instructions (pydantic's models have a ``__getattr__``).
+        self._min_total = config.min_total
+        self._consent = config.consent
+        self._pending_within = config.pending_within
+        self._max_age = config.max_age
+        self._cutoff = config.cutoff
 
     def is_bot_or_disposable(self, email: str) -> str | None:
         for pattern in self._bots:
@@ -81,7 +88,6 @@ class Gates:
         (:meth:`NewestCarts.withdrawn <cartrescue.newest.NewestCarts.withdrawn>`); one said at or
         after this cart's last activity withdraws the consent the cart gave (GDPR).
         """
-        config = self.config
         email = cart.customer.email
         # First: a suppressed (unsubscribed, bounced, forgotten) address's decision is stored
         # without the address, whatever else is wrong with the cart; asked after consent, a
@@ -92,7 +98,7 @@ class Gates:
         if not cart.items:
             return _verdict(Action.SKIP, Reason.EMPTY_CART)
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
-        if (base if base is not None else cart.total) < config.min_total:
+        if (base if base is not None else cart.total) < self._min_total:
             return _verdict(Action.SKIP, Reason.ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
         if channel == "sms":
             if phone is None:
@@ -106,7 +112,7 @@ class Gates:
             bot = self.is_bot_or_disposable(email)
             if bot:
                 return _verdict(Action.SKIP, Reason.BOT_OR_DISPOSABLE, detail=bot)
-        consent, policy = cart.customer.marketing_consent, config.consent
+        consent, policy = cart.customer.marketing_consent, self._consent
         if channel == "sms":
             consent, policy = cart.customer.sms_consent, sms_consent
         if consent is False or (
@@ -123,21 +129,21 @@ class Gates:
                                 detail=f"{what}={consent}, withdrawn: no on the later cart {later.cart_key}")
         if facts.ordered is not None:
             return _verdict(Action.SKIP, Reason.ORDERED, detail=f"order {facts.ordered.id}")
-        if facts.pending is not None and (config.pending_within is None
-                                          or now - facts.pending.created_at <= config.pending_within):
+        if facts.pending is not None and (self._pending_within is None
+                                          or now - facts.pending.created_at <= self._pending_within):
             return _verdict(Action.SKIP, Reason.PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
         if facts.unreadable is not None:
             # It may be this very cart's order: no reminder until the row can be read.
             return _verdict(Action.DEFER, Reason.UNREADABLE_ORDER,
                             detail=f"order {facts.unreadable.id} ({facts.unreadable.unreadable}) could not be read")
         idle = now - cart.updated_at
-        if idle > config.max_age:
+        if idle > self._max_age:
             return _verdict(Action.SKIP, Reason.TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")
-        if idle < config.cutoff:
+        if idle < self._cutoff:
             # Touched after the run's clock (a database updated as the run reads it): not idle at all.
             detail = f"idle {_human(idle.total_seconds())}" if idle >= timedelta(0) else \
                 f"last activity {_human(-idle.total_seconds())} after this run's now"
-            return _verdict(Action.DEFER, Reason.IDLE_BELOW_CUTOFF, not_before=cart.updated_at + config.cutoff,
+            return _verdict(Action.DEFER, Reason.IDLE_BELOW_CUTOFF, not_before=cart.updated_at + self._cutoff,
                             detail=detail)
         if newest_cart is not None and newest_cart != cart.key:
             return _verdict(Action.SKIP, Reason.NEWER_CART, detail=f"newer cart {newest_cart}")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from cartrescue import stops
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.clock import RunClock
-from cartrescue.config import Config, Incentive, Step, Tier, feedback_field
+from cartrescue.config import Config, Incentive, Sequence as StepSequence, Step, Tier, feedback_field
 from cartrescue.contacts import email_hash, email_hashes, normalize_phone, phone_hash, phone_region, without_address
 from cartrescue.currency import Basis
 from cartrescue.eligibility import Gates, Verdict
@@ -158,6 +158,25 @@ _decision = quick_new(Decision)  # Decision(...) for half the instructions (a ru
 _cart_facts = quick_new(CartFacts)
 
 
+class _Route:
+    """What :meth:`Planner._decide` reads of a tier and its sequence for every cart, read once
+    per run: each read of a config model's field costs ~450 instructions (pydantic's models
+    have a ``__getattr__``), a slot's ~40, and a cart read some fifteen of them."""
+
+    __slots__ = ("tier", "name", "sequence_name", "sequence", "steps", "channels", "templates", "channel", "defers")
+
+    def __init__(self, tier: Tier, sequence: StepSequence) -> None:
+        self.tier = tier
+        self.name = tier.name
+        self.sequence_name = tier.sequence
+        self.sequence = sequence
+        self.steps = len(sequence.steps)
+        self.channels = tuple(step.channel_for(tier) for step in sequence.steps)  # each step's, for this tier
+        self.templates = tuple(step.template for step in sequence.steps)
+        self.channel = tier.channel
+        self.defers = tier.over_budget == "defer"
+
+
 class Planner:
     """Decides, for every cart of a source, what this run does with it and why."""
 
@@ -183,6 +202,12 @@ class Planner:
         self.prioritizer = Prioritizer(config.priority, basis)
         self._tiers = {tier.name: tier for tier in config.priority.tiers}
         self.experiments = Experiments(config, ledger.promotions() if ledger is not None else None)
+        # By the tier's place in priority.tiers (Prioritizer.tier_index), and the settings every
+        # cart reads, as plain values (see _Route).
+        self._routes = [_Route(tier, config.sequences[tier.sequence]) for tier in self.prioritizer.tiers]
+        self._backfill = config.eligibility.backfill
+        self._fallback = config.eligibility.channel_fallback
+        self._sms_consent = config.sms.consent
 
     @property
     def window(self) -> Window:
@@ -411,16 +436,16 @@ class Planner:
         now = self.now
         facts = orders.facts(cart)
         score = self.prioritizer.score(cart, facts.previous_orders)
-        tier: Tier = self.prioritizer.tier(score.value)
+        route = self._routes[self.prioritizer.tier_index(score.value)]
+        tier = route.tier
         cart_facts = _cart_facts(facts.previous_orders, score.margin, "overstock" in score.rules)
         email = cart.customer.email
         step: int | None = None
         template: str | None = None
-        sequence = self.config.sequences[tier.sequence]
         sent = history.by_cart.get(cart.key, [])
         number = step_number(sent)
         # The channel of the step that comes next: the step's own, else the tier's.
-        channel = sequence.steps[number - 1].channel_for(tier) if number <= len(sequence.steps) else tier.channel
+        channel = route.channels[number - 1] if number <= route.steps else route.channel
         newest_cart = newest.get(email) if email else None
         said_no = withdrawn.get(email, NO_WITHDRAWAL) if withdrawn and email else NO_WITHDRAWAL
         channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart,
@@ -428,36 +453,37 @@ class Planner:
         if verdict is None and cart.key in answered:
             verdict = Verdict(Action.SKIP, Reason.ANSWERED_SURVEY, detail="the customer said why they left")
         if verdict is None:
-            due = next_step(cart, sequence, sent, now, self.config.eligibility.backfill)
+            due = next_step(cart, route.sequence, sent, now, self._backfill)
             if isinstance(due, Verdict):
                 verdict = due
                 if due.step is not None:  # the step the cart waits for (or never started)
                     step = due.step
-                    template = sequence.steps[step - 1].template
+                    template = route.templates[step - 1]
             else:
                 step = due.step
-                template = sequence.steps[step - 1].template
+                template = route.templates[step - 1]
                 last = self._last_message(email, phone, history, messaged)
                 newsletter = sent_today.get(email or "") if sent_today else None
                 verdict = self.calendar.gate(now, last, newsletter, channel)
                 if verdict is None:
-                    who = subject(cart)
-                    if self.experiments.held_out(who, tier.sequence):
+                    experiments = self.experiments
+                    who = subject(cart) if experiments.assigns(route.sequence_name, step) else ""
+                    if experiments.held_out(who, route.sequence_name):
                         return _decision(
                             cart=cart, action=Action.HOLDOUT, reason=Reason.HOLDOUT, score=score.value,
-                            tier=tier.name, step=step, channel=channel, template=template,
-                            detail=f"holdout group ({sequence.holdout:.0%} of sequence {tier.sequence})",
+                            tier=route.name, step=step, channel=channel, template=template,
+                            detail=f"holdout group ({route.sequence.holdout:.0%} of sequence {route.sequence_name})",
                             facts=cart_facts, phone=phone,
                         )
                     return _decision(
-                        cart=cart, action=Action.SEND, reason=Reason.DUE, score=score.value, tier=tier.name,
+                        cart=cart, action=Action.SEND, reason=Reason.DUE, score=score.value, tier=route.name,
                         step=step, channel=channel, template=template, detail=fallback,
-                        variant=self.experiments.variant(who, tier.sequence, step, sent), facts=cart_facts, phone=phone,
-                        instead=None if tier.over_budget == "defer" or channel not in _NEEDS_PHONE else self._instead(
+                        variant=experiments.variant(who, route.sequence_name, step, sent), facts=cart_facts,
+                        phone=phone, instead=None if route.defers or channel not in _NEEDS_PHONE else self._instead(
                             cart, facts, tier, history, newest_cart, phone, last, newsletter, said_no),
                     )
         return _decision(
-            cart=cart, action=verdict.action, reason=verdict.reason, score=score.value, tier=tier.name, step=step,
+            cart=cart, action=verdict.action, reason=verdict.reason, score=score.value, tier=route.name, step=step,
             channel=channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
             facts=cart_facts, phone=phone,
         )
@@ -472,7 +498,7 @@ class Planner:
         verdict = self.gates.check(
             cart, facts, now=self.now, suppressed=suppressed, newest_cart=newest_cart,
             channel=channel, phone=None if problem else phone, phone_problem=problem,
-            sms_consent=self.config.sms.consent, withdrawn=withdrawn,
+            sms_consent=self._sms_consent, withdrawn=withdrawn,
         )
         if verdict is not None and channel in _NEEDS_PHONE and self._unreachable(channel, verdict):
             # No mobile, no SMS consent, no number to call: this step goes by e-mail rather than
@@ -531,7 +557,7 @@ class Planner:
     def _unreachable(self, channel: str, verdict: Verdict) -> bool:
         """Whether ``verdict`` says only that ``channel`` cannot reach the customer (and the config
         lets the step go by e-mail instead): no contact on it, or no consent to texts."""
-        return self.config.eligibility.channel_fallback and (
+        return self._fallback and (
             verdict.reason is Reason.NO_CONTACT or (verdict.reason is Reason.NO_CONSENT and channel == "sms"))
 
     def _last_message(self, email: str | None, phone: str | None, history: History,

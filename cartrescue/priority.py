@@ -63,24 +63,31 @@ class Prioritizer:
                               "returning_customer": self.rules.returning_customer.weight,
                               "high_margin": self.rules.high_margin.weight, "overstock": self.rules.overstock.weight})
         self.unpriced: dict[str, int] = {}  # currency -> carts whose value the shop's currency cannot tell
+        # The rules' limits and the tiers' floors as plain values: :meth:`score` and :meth:`tier`
+        # read them for every cart, and each read of a config model's field costs ~450
+        # instructions (pydantic's models have a ``__getattr__``), a local ~40.
+        self._high_value = self.rules.high_value.threshold
+        self._min_orders = self.rules.returning_customer.min_orders
+        self._overstock = self.rules.overstock.threshold
+        self._high_margin = self.rules.high_margin.threshold
+        self._floors = [tier.min_score for tier in self.tiers]
 
     def score(self, cart: Cart, previous_orders: int) -> Score:
-        rules = self.rules
         matched: list[str] = []
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
         if base is None:  # unknown rate: not high value, and said so once a run (notes)
             self.unpriced[cart.currency] = self.unpriced.get(cart.currency, 0) + 1
-        elif base >= rules.high_value.threshold:
+        elif base >= self._high_value:
             matched.append("high_value")
-        if previous_orders >= rules.returning_customer.min_orders:
+        if previous_orders >= self._min_orders:
             matched.append("returning_customer")
-        threshold = rules.overstock.threshold
+        threshold = self._overstock
         overstock = any(
             (item.stock_on_hand is not None and item.stock_on_hand >= threshold) or item.sku in self._overstock_skus
             for item in cart.items
         )
         margin = margin_share(cart)
-        if margin is not None and margin >= rules.high_margin.threshold:
+        if margin is not None and margin >= self._high_margin:
             matched.append("high_margin")
         if overstock:
             matched.append("overstock")
@@ -97,7 +104,12 @@ class Prioritizer:
                 "priority.rules.high_value cannot count them as high value"]
 
     def tier(self, score: float) -> Tier:
-        for tier in self.tiers:
-            if score >= tier.min_score:
-                return tier
-        return self.tiers[-1]
+        return self.tiers[self.tier_index(score)]
+
+    def tier_index(self, score: float) -> int:
+        """Where ``score``'s tier is in ``priority.tiers``: the first whose ``min_score`` it
+        reaches, else the last."""
+        for at, floor in enumerate(self._floors):
+            if score >= floor:
+                return at
+        return len(self._floors) - 1

@@ -7,8 +7,14 @@ from typing import Any
 
 import pytest
 
+from decimal import Decimal
+
+from cartrescue.config import EligibilityConfig
 from cartrescue.contacts import email_hash
+from cartrescue.eligibility import Gates
 from cartrescue.ledger import Ledger
+from cartrescue.model import Cart, Customer, LineItem, Order
+from cartrescue.orders import OrderFacts
 from conftest import NOW, Shop, cart, order
 
 H = timedelta(hours=1)
@@ -349,3 +355,25 @@ def test_each_addresses_newest_cart_is_the_same_whatever_rows_one_statement_upse
     with NewestCarts() as newest:
         assert newest.add(carts, batch=60) == sum(not item.empty for item in carts)
         assert newest.lookup(sorted(expected)) == {email: key for email, (_, key) in expected.items()}
+
+
+def test_the_gates_apply_the_configured_limits_not_the_defaults() -> None:
+    gates = Gates(EligibilityConfig(min_total=Decimal("30"), cutoff=timedelta(hours=3), max_age=timedelta(days=2),
+                                    consent="required", pending_within=timedelta(days=5)))
+
+    def reason(idle: timedelta, total: str = "50", consent: bool | None = True, pending_age: timedelta | None = None) -> str:
+        at = NOW - idle
+        made = Cart("c", "csv", Customer("ann@example.com", marketing_consent=consent), "EUR",
+                    (LineItem("A", "Mug", 1, Decimal(total)),), Decimal(total), at, at)
+        pending = None if pending_age is None else Order("o", NOW - pending_age, email="ann@example.com", delivered=False)
+        verdict = gates.check(made, OrderFacts(previous_orders=1, pending=pending), now=NOW, suppressed=set(),
+                              newest_cart=None)
+        return "passes" if verdict is None else verdict.reason.value
+
+    assert reason(4 * H) == "passes"
+    assert reason(2 * H) == "idle_below_cutoff"  # the default cutoff (45 minutes) passes it
+    assert reason(timedelta(days=3)) == "too_old"  # the default max_age (7 days) passes it
+    assert reason(4 * H, total="20") == "zero_value"  # under min_total 30
+    assert reason(4 * H, consent=None) == "no_consent"  # required: soft opt-in would pass a returning customer
+    assert reason(4 * H, pending_age=timedelta(days=4)) == "pending_order"
+    assert reason(4 * H, pending_age=timedelta(days=6)) == "passes"  # the default pending_within (30 days) holds it

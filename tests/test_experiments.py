@@ -304,3 +304,20 @@ def test_a_holdout_whose_outcome_cannot_be_written_leaves_no_claim_behind(shop: 
     held = [m for m in ledger.messages() if m["transport"] == "holdout"]
     assert held and {m["status"] for m in held} == {"held_out"}
     assert again.json["counts"]["holdout"] == len(held)
+
+
+def test_assigns_says_where_a_holdout_or_variants_look_at_who_is_asked() -> None:
+    config = Config.model_validate({
+        "source": {"type": "csv", "carts": "carts.csv"},
+        "sequences": {"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                            {"delay": "24h", "template": "reminder-2", "variants": {"a": 1, "b": 1}}]},
+                      "held": {"steps": [{"delay": "1h", "template": "reminder-1"}], "holdout": 0.5}},
+        "priority": {"tiers": [{"name": "standard", "min_score": 0}]},
+    })
+    experiments = Experiments(config)
+    assert not experiments.assigns("default", 1) and experiments.assigns("default", 2)
+    assert experiments.assigns("held", 1)
+    # Where it does not, who is asked makes no difference: nobody held out, no variant.
+    assert not experiments.held_out("", "default") and experiments.variant("", "default", 1) is None
+    assert {experiments.held_out(key, "held") for key in ADDRESSES[:200]} == {True, False}
+    assert {experiments.variant(key, "default", 2) for key in ADDRESSES[:200]} == {"a", "b"}

@@ -11,8 +11,12 @@ from typing import Any
 
 import pytest
 
+from cartrescue.config import Config, PriorityConfig
+from cartrescue.ledger import History, SentStep
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.priority import margin_share
+from cartrescue.orders import OrderBook
+from cartrescue.pipeline import Planner
+from cartrescue.priority import Prioritizer, margin_share
 import shopdb
 from conftest import NOW, Shop, cart, order
 
@@ -487,3 +491,37 @@ def test_a_kept_send_another_run_claimed_first_frees_a_runs_budget_slot_not_a_da
     assert (found["kept"]["delivery"], found["next"]["delivery"] or found["next"]["reason"]) == (
         "claimed_elsewhere", next_cart)
     assert _claimed(url) == (["kept", "next"] if next_cart == "sent" else ["kept"])
+
+
+def test_a_score_takes_the_first_tier_whose_min_score_it_reaches_else_the_last() -> None:
+    prioritizer = Prioritizer(PriorityConfig(tiers=[{"name": "low", "min_score": 10}, {"name": "top", "min_score": 60},
+                                                    {"name": "mid", "min_score": 35}]))
+    picked = {score: (prioritizer.tier_index(score), prioritizer.tier(score).name) for score in (95, 60, 59.9, 35, 10, 0)}
+    assert picked == {95: (0, "top"), 60: (0, "top"), 59.9: (1, "mid"), 35: (1, "mid"), 10: (2, "low"), 0: (2, "low")}
+
+
+def test_a_carts_tier_decides_its_sequence_and_each_steps_channel_and_template() -> None:
+    config = Config.model_validate({
+        "source": {"type": "csv", "carts": "carts.csv"},
+        "priority": {"rules": {"high_value": {"weight": 70}},
+                     "tiers": [{"name": "vip", "min_score": 60, "sequence": "call", "channel": "call-list"},
+                               {"name": "standard", "min_score": 0}]},
+        "sequences": {"default": {"steps": [{"delay": "1h", "template": "reminder-2"}]},
+                      "call": {"steps": [{"delay": "1h", "template": "reminder-1", "tier_channels": {"vip": "email"}},
+                                         {"delay": "2h", "template": "reminder-3"}]}},
+    })
+    planner = Planner(config, NOW)
+
+    def decide(cart_id: str, price: str, sent: list[SentStep]) -> tuple[object, ...]:
+        made = Cart(cart_id, "csv", Customer(f"{cart_id}@example.com", phone="+46700000000", marketing_consent=True),
+                    "EUR", (LineItem("A", "Mug", 1, Decimal(price)),), Decimal(price), NOW - timedelta(hours=5),
+                    NOW - timedelta(hours=5))
+        history = History(by_cart={made.key: sent})
+        d = planner._decide(made, OrderBook([]), history, {}, set(), {}, set())
+        return d.action.value, d.tier, d.step, d.channel, d.template
+
+    first = SentStep(1, "email", "sent", NOW - timedelta(hours=4), sequence="call")
+    assert decide("big", "900.00", []) == ("send", "vip", 1, "email", "reminder-1")  # step 1's own channel for vip
+    assert decide("big-2", "900.00", [first]) == ("send", "vip", 2, "call-list", "reminder-3")  # the tier's
+    assert decide("small", "20.00", []) == ("send", "standard", 1, "email", "reminder-2")
+    assert decide("small-done", "20.00", [first])[:3] == ("skip", "standard", None)  # its one step was sent
