@@ -32,6 +32,19 @@ class Due:
 
 _verdict = quick_new(Verdict)  # Verdict(...) and Due(...) for fewer instructions (:func:`~cartrescue.model.quick_new`)
 _due = quick_new(Due)
+_TWO_DIGITS = [f"{n:02d}" for n in range(60)]
+
+
+def minute_text(moment: datetime) -> str:
+    """``f"{moment:%Y-%m-%d %H:%M}"``, as the verdicts' details write a time. ``strftime`` costs
+    ~20,000 instructions (it goes through the ``time`` module); a run writes one for every cart
+    whose sequence started too long ago. A year before 1000 goes through ``strftime`` (which
+    does not pad it on every platform alike)."""
+    year = moment.year
+    if year < 1000:
+        return f"{moment:%Y-%m-%d %H:%M}"
+    return f"{year}-{_TWO_DIGITS[moment.month]}-{_TWO_DIGITS[moment.day]} {_TWO_DIGITS[moment.hour]}:" \
+           f"{_TWO_DIGITS[moment.minute]}"
 
 
 def step_number(sent: list[SentStep]) -> int:
@@ -60,7 +73,7 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
     if number == 1:
         if backfill is not None and now - due_at > backfill:
             return _verdict(Action.SKIP, Reason.OUTSIDE_BACKFILL, step=1,
-                            detail=f"step 1 came due {due_at:%Y-%m-%d %H:%M} UTC, more than eligibility.backfill ago")
+                            detail=f"step 1 came due {minute_text(due_at)} UTC, more than eligibility.backfill ago")
     else:
         previous = max((entry.at for entry in sent if entry.status in DONE and entry.step == number - 1),
                        default=None)
@@ -187,12 +200,12 @@ class Calendar:
         """
         if self.one_per_day and last_message is not None and self.same_local_day(last_message, now):
             return _verdict(Action.DEFER, Reason.MESSAGED_TODAY, not_before=self.tomorrow(now, channel),
-                            detail=f"last message {last_message:%Y-%m-%d %H:%M} UTC")
+                            detail=f"last message {minute_text(last_message)} UTC")
         if newsletter is not None and channel != "call-list" and newsletter.sent_at <= now and \
                 self.same_local_day(newsletter.sent_at, now):
             what = f"newsletter {newsletter.campaign!r}" if newsletter.campaign else "newsletter"
             return _verdict(Action.DEFER, Reason.NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),
-                            detail=f"{what} sent {newsletter.sent_at:%Y-%m-%d %H:%M} UTC")
+                            detail=f"{what} sent {minute_text(newsletter.sent_at)} UTC")
         return self.quiet_verdict(now, channel)
 
     def quiet_verdict(self, now: datetime, channel: str = "email") -> Verdict | None:

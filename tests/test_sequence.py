@@ -6,7 +6,7 @@ import email
 import email.policy
 import sqlite3
 from contextlib import closing
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from conftest import NOW, Shop, cart, order
 
 from cartrescue.ledger import Ledger
+from cartrescue.sequence import minute_text
 
 H = timedelta(hours=1)
 START = NOW - 5 * timedelta(minutes=1)  # the cart's last activity
@@ -193,3 +194,11 @@ def test_a_sequence_is_not_started_when_step_1_came_due_before_the_backfill(shop
     decided = shop.decisions(now=START + 70 * H)  # default backfill 2d: step 1 of "old" came due 69h ago
     assert (decided["old"]["action"], decided["old"]["reason"]) == ("skip", "outside_backfill")
     assert decided["recent"]["reason"] == "due"
+
+
+@pytest.mark.parametrize("moment", [
+    datetime(2026, 11, 14, 22, 13, 38, tzinfo=timezone.utc), datetime(2026, 1, 2, 3, 4), datetime(1000, 1, 1),
+    datetime(999, 12, 31, 23, 59), datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999_999),
+])
+def test_a_verdicts_time_is_written_as_strftime_writes_it(moment: datetime) -> None:
+    assert minute_text(moment) == f"{moment:%Y-%m-%d %H:%M}"
