@@ -348,30 +348,33 @@ class Planner:
             if decision.action is Action.SEND and decision.channel == "call-list" and decision.phone is None:
                 calls.append(decision)  # its number is looked up among the suppressions below, with the others
                 continue
-            yield from self._settle(decision, budgets, messaged, added, newest)
+            settled = self._settle(decision, budgets, messaged, added, newest)
+            if settled is not None:
+                yield settled
         for decision in self._screen_calls(calls):
-            yield from self._settle(decision, budgets, messaged, added, newest)
+            settled = self._settle(decision, budgets, messaged, added, newest)
+            if settled is not None:
+                yield settled
         newest.mark_messaged(added)
 
     def _settle(self, decision: Decision, budgets: dict[str, _Budget], messaged: set[str],
-                added: list[str], newest: NewestCarts) -> Iterator[Decision]:
+                added: list[str], newest: NewestCarts) -> Decision | None:
         """A decision as the run goes on with it: a send of a tier with a budget waits in the
         budget (the one it displaces comes out now: deferred, or sent by e-mail instead); a send
-        marks its customer as messaged."""
+        marks its customer as messaged. None: nothing comes out now. (A value, not a generator
+        of at most one: ``yield from`` made a generator per cart.)"""
         if decision.action is Action.SEND and decision.tier in budgets and self._in_budget(decision):
             displaced = budgets[decision.tier].offer(decision)
             if displaced is not None and displaced.action is Action.SEND:  # over_budget: email
                 displaced = self._first_of_the_day(displaced, newest, messaged)
                 if displaced.action is Action.SEND:
                     messaged.update(_contacts(displaced))
-            if displaced is not None:
-                yield displaced
-            return
+            return displaced
         if decision.action is Action.SEND:
             contacts = _contacts(decision)
             messaged.update(contacts)
             added += contacts
-        yield decision
+        return decision
 
     def _screen_calls(self, calls: list[Decision]) -> list[Decision]:
         """The call-list sends of a chunk whose number was not read as a mobile one (a shop
@@ -621,8 +624,10 @@ class Counts:
     failures: Counter[str] = field(default_factory=Counter)
 
     def add(self, result: Result) -> None:
-        self.actions[result.decision.action.value] += 1
-        self.reasons[result.decision.reason.value] += 1
+        decision = result.decision
+        # ``_value_``, not ``.value``: the enum's property is two Python calls, twice a cart.
+        self.actions[decision.action._value_] += 1
+        self.reasons[decision.reason._value_] += 1
         if result.delivery:
             self.deliveries[result.delivery] += 1
             if result.delivery in _FAILED:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from cartrescue.model import Action, Address, Cart, Customer, Decision, OutgoingMessage, Reason
 from cartrescue.output import _iso, result_dict, result_json
-from cartrescue.pipeline import Result
+from cartrescue.pipeline import Counts, Result
 from conftest import cli
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
@@ -80,3 +80,15 @@ def test_a_time_is_written_as_isoformat_writes_it(moment: datetime) -> None:
     """The row's times are put together from their fields in UTC (fast), as ``isoformat`` gives
     them with ``Z`` for ``+00:00``: years below 1000, microseconds, other zones and naive times too."""
     assert _iso(moment) == moment.isoformat().replace("+00:00", "Z")
+
+
+def test_the_counts_add_up_actions_and_reasons_by_their_plain_text() -> None:
+    at = datetime(2026, 11, 20, 9, tzinfo=timezone.utc)
+    made = Cart("c1", "csv", Customer("a@example.com"), "EUR", (), Decimal("9"), at, at)
+    counts = Counts()
+    for action, reason in ((Action.SEND, Reason.DUE), (Action.SKIP, Reason.TOO_OLD), (Action.SEND, Reason.DUE)):
+        counts.add(Result(Decision(made, action, reason), "dry-run" if action is Action.SEND else ""))
+    assert {type(key) for key in (*counts.actions, *counts.reasons)} == {str}
+    document = counts.as_dict()
+    assert (document["carts"], document["send"], document["skip"], document["reasons"]) == \
+        (3, 2, 1, {"due": 2, "too_old": 1})

@@ -110,6 +110,15 @@ def test_a_tier_budget_keeps_the_best_scoring_carts_and_defers_the_rest(shop: Sh
     assert found["h1"]["reason"] == "tier_budget"
 
 
+def test_a_tier_budget_gives_every_cart_one_decision_the_displaced_ones_too(shop: Shop) -> None:
+    shop.configure(priority={"rules": RULES, "tiers": [
+        {"name": "high", "min_score": 30, "budget": 1}, {"name": "standard", "min_score": 0}]})
+    shop.add(*(cart(f"h{n}", items=[("B", "Lamp", 1, f"{250 + n}.00")]) for n in range(4)), cart("s1"))
+    rows = shop.cli("carts", "--json", now=NOW).json["decisions"]
+    assert sorted(row["cart_id"] for row in rows) == ["h0", "h1", "h2", "h3", "s1"]
+    assert sorted(row["action"] for row in rows) == ["defer", "defer", "defer", "send", "send"]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
 def test_a_days_budget_counts_what_the_days_earlier_runs_used(shop: Shop, kind: str) -> None:
     """``budget_per: day``: staff who make three calls a day get three a day, not three from
