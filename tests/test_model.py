@@ -191,3 +191,18 @@ def test_the_csv_sources_line_items_customers_and_carts_are_built_with_every_fie
         Cart("c1", "csv", customer, "EUR", (item,), Decimal("18"), at, at, None, None, "mobile", "carts.csv:2"))
     assert cart.base_total is None and hash(cart) == hash(Cart("c1", "csv", customer, "EUR", (item,), Decimal("18"),
                                                                at, at, device="mobile", origin="carts.csv:2"))
+
+
+def test_the_enum_members_the_hot_modules_keep_as_globals_are_the_members_they_name() -> None:
+    import cartrescue.eligibility
+    import cartrescue.pipeline
+    import cartrescue.sequence
+    from cartrescue.model import Action, Reason
+
+    modules = (cartrescue.eligibility, cartrescue.pipeline, cartrescue.sequence)
+    kept = {(module.__name__, name): value for module in modules
+            for name, value in vars(module).items() if name.startswith(("_Action_", "_Reason_"))}
+    assert len(kept) > 20
+    for (_module, name), value in kept.items():
+        enum, member = name[1:].split("_", 1)
+        assert value is {"Action": Action, "Reason": Reason}[enum][member], name
