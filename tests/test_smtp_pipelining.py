@@ -229,3 +229,94 @@ def test_replies_are_read_in_order_however_the_bytes_arrive() -> None:
     replies = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert replies == [(250, "2.1.0 sender ok"), (250, "2.1.5 recipient\n2.1.5 ok"), (354, "go ahead"),
                        (250, "2.0.0 queued 21")]
+
+
+# -- deadlines: only a wait that suspends can time out ------------------------------------------
+
+
+class _QueuedPipe:
+    """A pipe whose replies are all here already (``ready``), or never come (``reply`` waits)."""
+
+    def __init__(self, queued: list[tuple[int, str]]) -> None:
+        from collections import deque
+
+        from aiosmtplib import SMTPResponse
+
+        self.queued = deque(SMTPResponse(code, message) for code, message in queued)
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes, replies: int) -> None:
+        self.sent.append(data)
+
+    def ready(self) -> object:
+        return self.queued.popleft() if self.queued else None
+
+    async def reply(self) -> object:
+        if self.queued:
+            return self.queued.popleft()
+        await asyncio.sleep(3600)  # no reply comes
+        raise AssertionError("unreachable")
+
+
+def _pipelined(pipe: _QueuedPipe, *, timeout: float = 30.0, data_timeout: float = 600.0,
+               started: bool = True) -> tuple[object, str]:
+    from cartrescue.channels.smtp import _Job, _Slot
+
+    channel = SmtpChannel(settings_like(timeout=timeout, data_timeout=data_timeout))
+    job = _Job(claim_id=1, rcpt=b"a@example.com", wire=b"hi\r\n.\r\n", size=7, utf8=False, body8=False,
+               message=None)  # type: ignore[arg-type]
+    job.stage = "MAIL"
+
+    async def nothing_next(slot: object, batch: object) -> None:
+        return None
+
+    channel._take_next = nothing_next  # type: ignore[method-assign]
+
+    async def scenario() -> object:
+        return await channel._pipelined(_Slot(), pipe, job, None, started)  # type: ignore[arg-type]
+
+    return asyncio.run(scenario()), job.stage
+
+
+def settings_like(**changes: float) -> object:
+    import dataclasses
+
+    from cartrescue.channels.smtp import SmtpSettings
+
+    base = SmtpSettings(host="127.0.0.1", port=25, security="none", envelope_from="shop@example.com")
+    return dataclasses.replace(base, **changes)
+
+
+def test_replies_already_here_are_taken_without_setting_a_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower's MAIL, RCPT and DATA replies (and often its message's) came with the last
+    message's reply: taking them sets no ``asyncio.timeout`` (a timer per wait cost more than
+    reading the reply), and each still moves the job on its stages and ends in the message's reply."""
+    def no_deadline(delay: float | None) -> object:
+        raise AssertionError(f"a deadline ({delay} s) was set for a reply that was already here")
+
+    monkeypatch.setattr(asyncio, "timeout", no_deadline)
+    pipe = _QueuedPipe([(250, "sender ok"), (250, "rcpt ok"), (354, "go ahead"), (250, "queued")])
+    reply, stage = _pipelined(pipe)
+    assert (reply.code, reply.message, stage) == (250, "queued", "DOT")  # type: ignore[attr-defined]
+    assert pipe.sent == [b"hi\r\n.\r\n"]
+
+
+def test_a_421_already_here_ends_the_group_without_a_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_deadline(delay: float | None) -> object:
+        raise AssertionError(f"a deadline ({delay} s) was set after a 421 that was already here")
+
+    monkeypatch.setattr(asyncio, "timeout", no_deadline)
+    from cartrescue.channels.smtp import _Refused
+
+    with pytest.raises(_Refused) as refused:
+        _pipelined(_QueuedPipe([(421, "closing")]))
+    assert (refused.value.code, refused.value.stage) == (421, "MAIL")
+
+
+@pytest.mark.parametrize("queued", [[], [(250, "sender ok")], [(250, "a"), (250, "b"), (354, "c")]],
+                         ids=["group-none-here", "group-one-here", "message-reply-not-here"])
+def test_a_reply_that_is_not_here_yet_still_waits_under_its_deadline(queued: list[tuple[int, str]]) -> None:
+    """The replies to MAIL, RCPT and DATA wait at most ``smtp.timeout``, the message's at most
+    ``smtp.data_timeout``, when they have to be waited for."""
+    with pytest.raises(TimeoutError):
+        _pipelined(_QueuedPipe(queued), timeout=0.05, data_timeout=0.05)

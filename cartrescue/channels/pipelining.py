@@ -59,6 +59,16 @@ class PipeliningProtocol(SMTPProtocol):
         self.write(data)
         self._owed += replies
 
+    def ready(self) -> SMTPResponse | None:
+        """The next reply to what :meth:`send` wrote if it is already here, else ``None``.
+
+        Taking it without awaiting :meth:`reply` lets the caller skip its deadline: a wait
+        that never suspends cannot time out, and a deadline (``asyncio.timeout``: a timer set
+        and cancelled on the event loop) cost more than the rest of reading the reply.
+        """
+        replies = self._replies
+        return replies.popleft() if replies else None
+
     async def reply(self) -> SMTPResponse:
         """The next reply to what :meth:`send` wrote; returns at once when it is already here."""
         replies = self._replies

@@ -681,13 +681,21 @@ class SmtpChannel(LoopChannel):
             pipe.send(self._group(slot, job), 3)
         self.stats.pipelined += 1
         replies: list[SMTPResponse] = []
-        async with asyncio.timeout(self.settings.timeout):
-            while len(replies) < 3:
-                reply = await pipe.reply()
-                replies.append(reply)
-                if reply.code == 421:  # closing: the rest of the group will not be answered
-                    break
-                job.stage = _NEXT_STAGE[job.stage]
+        # The replies that are here already (a follower's came with the last message's) are
+        # taken without a deadline: only a wait that suspends can time out.
+        while len(replies) < 3 and (reply := pipe.ready()) is not None:
+            replies.append(reply)
+            if reply.code == 421:  # closing: the rest of the group will not be answered
+                break
+            job.stage = _NEXT_STAGE[job.stage]
+        if len(replies) < 3 and not (replies and replies[-1].code == 421):
+            async with asyncio.timeout(self.settings.timeout):
+                while len(replies) < 3:
+                    reply = await pipe.reply()
+                    replies.append(reply)
+                    if reply.code == 421:  # closing: the rest of the group will not be answered
+                        break
+                    job.stage = _NEXT_STAGE[job.stage]
         refused = None
         if replies[0].code != 250:
             refused = _Refused(replies[0].code, replies[0].message, "MAIL")
@@ -718,6 +726,9 @@ class SmtpChannel(LoopChannel):
                 batch.ready.append(follow)
                 raise
             slot.follow = follow
+        reply = pipe.ready()  # here already (while the next job was claimed): no deadline to set
+        if reply is not None:
+            return reply
         async with asyncio.timeout(self.settings.data_timeout):
             return await pipe.reply()
 
