@@ -1,0 +1,56 @@
+"""The rows a run's claims and outcomes bind (``_RawStatements``): the fast path of positional
+drivers (SQLite) builds them as tuples straight from the request and the outcome; they must
+bind exactly what the compiled statements name, column for column."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cartrescue.ledger import ClaimRequest, Ledger
+
+
+def _request(n: int, **changes: object) -> ClaimRequest:
+    values: dict[str, object] = dict(
+        cart_key=f"key{n}", cart_id=f"id{n}", email=f"e{n}@example.com", step=n, channel="email",
+        transport="smtp", template=f"reminder-{n}", variant=f"v{n}", tier=f"tier{n}", score=0.5 + n,
+        message_id=f"<m{n}@example.com>", sequence=f"seq{n}", locale="de", customer_id=f"cust{n}",
+        cart_value=f"{n}.99", phone=f"+4930{n:06d}")
+    values.update(changes)
+    return ClaimRequest(**values)  # type: ignore[arg-type]
+
+
+def test_claim_and_outcome_rows_bind_what_the_statements_name(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        raw = ledger._raw_statements()
+        assert raw._claim_fields is not None and raw._record_plain  # SQLite takes the fast path
+        requests = [_request(1), _request(2, email=None, variant=None, tier=None, score=None, phone=None)]
+        at = raw.moment(datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
+        fast = raw.claim_rows(requests, 7, at, "run")
+        fixed = dict(raw._claim_defaults, c_run=7, c_at=at, c_lock="run")
+        named = [dict(fixed, **{"c_" + name: getattr(r, name) for name in r.__slots__}) for r in requests]
+        assert fast == raw.rows(raw._claim_order, named)
+        outcomes = [(11, "sent", "250 ok" + "x" * 2000, "<m1@example.com>"), (12, "failed_permanent", "550", "")]
+        assert raw.record_rows(outcomes, at) == raw.rows(raw._record_order, [
+            dict(b_id=i, b_status=s, b_reply=r[:1000], b_mid=m, b_at=at) for i, s, r, m in outcomes])
+    finally:
+        ledger.close()
+
+
+def test_a_claimed_message_stores_every_field_of_its_request(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        now = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+        run_id = ledger.start_run("send", now)
+        with ledger.lock(run_id, __import__("datetime").timedelta(minutes=5)):
+            request = _request(3)
+            won = ledger.claim(run_id, [request], now)
+            claim_id = won[(request.cart_key, request.step, request.channel)]
+            ledger.claim(run_id, [_request(4)], now, outcomes=[(claim_id, "sent", "250 queued", "<m3@example.com>")])
+        row = {m["cart_key"]: m for m in ledger.messages()}["key3"]
+        for name in request.__slots__:
+            assert row[name] == getattr(request, name), name
+        assert (row["status"], row["reply"], row["run_id"]) == ("sent", "250 queued", run_id)
+    finally:
+        ledger.close()
