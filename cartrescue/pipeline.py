@@ -181,7 +181,8 @@ class _Route:
     per run: each read of a config model's field costs ~450 instructions (pydantic's models
     have a ``__getattr__``), a slot's ~40, and a cart read some fifteen of them."""
 
-    __slots__ = ("tier", "name", "sequence_name", "sequence", "steps", "channels", "templates", "channel", "defers")
+    __slots__ = ("tier", "name", "sequence_name", "sequence", "steps", "channels", "templates", "delays", "channel",
+                 "defers")
 
     def __init__(self, tier: Tier, sequence: StepSequence) -> None:
         self.tier = tier
@@ -191,6 +192,7 @@ class _Route:
         self.steps = len(sequence.steps)
         self.channels = tuple(step.channel_for(tier) for step in sequence.steps)  # each step's, for this tier
         self.templates = tuple(step.template for step in sequence.steps)
+        self.delays = tuple(step.delay for step in sequence.steps)  # for next_step
         self.channel = tier.channel
         self.defers = tier.over_budget == "defer"
 
@@ -361,8 +363,9 @@ class Planner:
         for cart in chunk:
             if repeated and cart.key in repeated and self._repeated(cart, repeated, source.repeat_advice):
                 continue
+            # ``cart.key`` is a property that formats its text: read only where there are numbers.
             decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered,
-                                    phones.get(cart.key), withdrawn)
+                                    phones.get(cart.key) if phones else None, withdrawn)
             if decision.action is _Action_SEND and decision.channel == "call-list" and decision.phone is None:
                 calls.append(decision)  # its number is looked up among the suppressions below, with the others
                 continue
@@ -463,7 +466,8 @@ class Planner:
         email = cart.customer.email
         step: int | None = None
         template: str | None = None
-        sent = history.by_cart.get(cart.key, [])
+        key = cart.key  # a property that formats its text: read once
+        sent = history.by_cart.get(key, [])
         number = step_number(sent)
         # The channel of the step that comes next: the step's own, else the tier's.
         channel = route.channels[number - 1] if number <= route.steps else route.channel
@@ -471,10 +475,10 @@ class Planner:
         said_no = withdrawn.get(email, NO_WITHDRAWAL) if withdrawn and email else NO_WITHDRAWAL
         channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart,
                                                  said_no)
-        if verdict is None and cart.key in answered:
+        if verdict is None and key in answered:
             verdict = Verdict(_Action_SKIP, _Reason_ANSWERED_SURVEY, detail="the customer said why they left")
         if verdict is None:
-            due = next_step(cart, route.sequence, sent, now, self._backfill)
+            due = next_step(cart, route.sequence, sent, now, self._backfill, route.delays)
             if isinstance(due, Verdict):
                 verdict = due
                 if due.step is not None:  # the step the cart waits for (or never started)

@@ -68,7 +68,7 @@ def step_number(sent: list[SentStep]) -> int:
 
 
 def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetime,
-              backfill: timedelta | None = None) -> Due | Verdict:
+              backfill: timedelta | None = None, delays: tuple[timedelta, ...] | None = None) -> Due | Verdict:
     """The step to send now, or why none is (sequence done, next step not yet due, too late to
     start): a verdict about a step names it (``step``), as the decision does that is made of it.
 
@@ -77,12 +77,16 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
     first run) starts the sequence late but keeps its spacing, instead of sending the steps on
     consecutive days. A sequence is not started at all when step 1 came due more than
     ``backfill`` ago.
+
+    ``delays``: the steps' delays, as the planner reads them once per run (each read of a
+    step's field costs a pydantic attribute read, per cart); ``None`` reads them from ``sequence``.
     """
     number = step_number(sent)
-    steps = sequence.steps
-    if number > len(steps):
-        return _verdict(_Action_SKIP, _Reason_SEQUENCE_DONE, detail=f"{len(steps)} steps sent")
-    due_at = cart.updated_at + steps[number - 1].delay
+    if delays is None:
+        delays = tuple(step.delay for step in sequence.steps)
+    if number > len(delays):
+        return _verdict(_Action_SKIP, _Reason_SEQUENCE_DONE, detail=f"{len(delays)} steps sent")
+    due_at = cart.updated_at + delays[number - 1]
     if number == 1:
         if backfill is not None and now - due_at > backfill:
             return _verdict(_Action_SKIP, _Reason_OUTSIDE_BACKFILL, step=1,
@@ -91,7 +95,7 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
         previous = max((entry.at for entry in sent if entry.status in DONE and entry.step == number - 1),
                        default=None)
         if previous is not None:
-            due_at = max(due_at, previous + (steps[number - 1].delay - steps[number - 2].delay))
+            due_at = max(due_at, previous + (delays[number - 1] - delays[number - 2]))
     if now < due_at:
         return _verdict(_Action_DEFER, _Reason_STEP_NOT_DUE, not_before=due_at, detail=f"step {number}", step=number)
     return _due(number, due_at)

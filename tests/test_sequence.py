@@ -202,3 +202,42 @@ def test_a_sequence_is_not_started_when_step_1_came_due_before_the_backfill(shop
 ])
 def test_a_verdicts_time_is_written_as_strftime_writes_it(moment: datetime) -> None:
     assert minute_text(moment) == f"{moment:%Y-%m-%d %H:%M}"
+
+
+def test_each_step_waits_its_own_delay_and_the_gap_to_the_last_as_the_planner_reads_them() -> None:
+    """The planner hands ``next_step`` the steps' delays read once per run: the step that comes
+    due, and when, are the same as read from the sequence itself."""
+    from decimal import Decimal
+
+    from cartrescue.config import Config
+    from cartrescue.ledger import History, SentStep
+    from cartrescue.model import Cart, Customer, LineItem
+    from cartrescue.orders import OrderBook
+    from cartrescue.pipeline import Planner
+    from cartrescue.sequence import next_step
+
+    config = Config.model_validate({
+        "source": {"type": "csv", "carts": "carts.csv"},
+        "sequences": {"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                            {"delay": "3h", "template": "reminder-2"},
+                                            {"delay": "30h", "template": "reminder-3"}]}},
+    })
+    planner = Planner(config, NOW)
+    active = NOW - 4 * H
+    made = Cart("c1", "csv", Customer("c1@example.com", marketing_consent=True), "EUR",
+                (LineItem("A", "Mug", 1, Decimal("20.00")),), Decimal("20.00"), active, active)
+
+    def decide(sent: list[SentStep]) -> tuple[object, ...]:
+        d = planner._decide(made, OrderBook([]), History(by_cart={made.key: sent}), {}, set(), {}, set())
+        return d.action.value, d.step, d.not_before
+
+    one = SentStep(1, "email", "sent", NOW - 1.5 * H, sequence="default")
+    two = SentStep(2, "email", "sent", NOW - 0.5 * H, sequence="default")
+    assert decide([]) == ("send", 1, None)
+    assert decide([one]) == ("defer", 2, NOW + 0.5 * H)  # the 2h gap after step 1, later than 3h after activity
+    assert decide([one, two]) == ("defer", 3, NOW + 26.5 * H)  # the 27h gap after step 2, later than 30h
+    sequence = config.sequences["default"]
+    for sent in ([], [one], [one, two], [one, two, SentStep(3, "email", "sent", NOW, sequence="default")]):
+        for now in (NOW, NOW + 2 * H, NOW + 40 * H):
+            assert next_step(made, sequence, sent, now, None, planner._routes[0].delays) == \
+                next_step(made, sequence, sent, now), (len(sent), now)
