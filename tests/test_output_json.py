@@ -92,3 +92,14 @@ def test_the_counts_add_up_actions_and_reasons_by_their_plain_text() -> None:
     document = counts.as_dict()
     assert (document["carts"], document["send"], document["skip"], document["reasons"]) == \
         (3, 2, 1, {"due": 2, "too_old": 1})
+
+
+def test_a_score_is_written_as_json_dumps_writes_it_after_an_equal_score_of_another_text() -> None:
+    """The row writer keeps each score's text for the run: ``0.0`` and ``-0.0``, ``1.0`` and
+    ``1`` are equal (one dict key) but written apart, and NaN and the infinities are never kept."""
+    cart = Cart("c1", "csv", Customer("a@example.com"), "EUR", (), Decimal("5"), NOW, NOW)
+    scores: list[float | int] = [0.0, -0.0, 0.0, 1.0, 1, 1.0, 1, 2.5, 2.5, float("nan"), float("inf"),
+                                 -float("inf"), -0.0, 1e300, 1e300, -7.25, -7.25, 0]
+    for score in scores:
+        result = Result(Decision(cart=cart, action=Action.SEND, reason=Reason.DUE, score=score))
+        assert result_json(result) == json.dumps(result_dict(result), ensure_ascii=False, default=str), score
