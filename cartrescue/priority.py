@@ -26,10 +26,12 @@ class Score:
 _score = quick_new(Score)  # Score(...) for fewer instructions (a run makes one per cart)
 
 
+_ZERO = Decimal("0")
+
+
 def margin_share(cart: Cart) -> Decimal | None:
     """Margin as a share of revenue over the lines that have a unit cost; None if none has."""
-    revenue = Decimal("0")
-    cost = Decimal("0")
+    revenue = cost = _ZERO  # a constant: ``Decimal("0")`` parsed its text twice a cart
     known = False
     for item in cart.items:
         if item.unit_cost is None:

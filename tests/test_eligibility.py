@@ -377,3 +377,19 @@ def test_the_gates_apply_the_configured_limits_not_the_defaults() -> None:
     assert reason(4 * H, consent=None) == "no_consent"  # required: soft opt-in would pass a returning customer
     assert reason(4 * H, pending_age=timedelta(days=4)) == "pending_order"
     assert reason(4 * H, pending_age=timedelta(days=6)) == "passes"  # the default pending_within (30 days) holds it
+
+
+def test_a_bot_address_names_the_first_pattern_it_matches_as_the_config_wrote_it() -> None:
+    gates = Gates(EligibilityConfig())
+    first = r"matches bot pattern '^(bot|crawler|spider|test-crawler)[-_.+]'"
+    assert gates.is_bot_or_disposable("Bot-7@example.com") == first
+    assert gates.is_bot_or_disposable("crawler.x@storebotmail.joonix.net") == first  # the first of two
+    assert gates.is_bot_or_disposable("NoReply@example.com") == "matches bot pattern '^noreply@'"
+    assert gates.is_bot_or_disposable("no-reply@example.com") == "matches bot pattern '^no-reply@'"
+    assert gates.is_bot_or_disposable("x@StoreBotMail.joonix.net") == \
+        r"matches bot pattern '@storebotmail\\.joonix\\.net$'"
+    assert gates.is_bot_or_disposable("robot-anna@example.com") is None
+    assert gates.is_bot_or_disposable("anna@mail.mailinator.com") == "disposable domain mailinator.com"
+    own = Gates(EligibilityConfig(bot_patterns=[r"^qa\d+@", "o'neil"]))
+    assert own.is_bot_or_disposable("QA12@example.com") == r"matches bot pattern '^qa\\d+@'"
+    assert own.is_bot_or_disposable("o'neil@example.com") == 'matches bot pattern "o\'neil"'
