@@ -50,8 +50,9 @@ class Verdict:
     step: int | None = None  # the step it is about, when the sequence named one (sequence.next_step)
 
 
-#: Builds a :class:`Verdict` as ``Verdict(...)`` does, for fewer instructions (:func:`~cartrescue.model.quick_new`).
-_verdict = quick_new(Verdict)
+#: Builds a :class:`Verdict` as ``Verdict(...)`` does, for fewer instructions (:func:`~cartrescue.model.quick_new`):
+#: the gates and the sequence make one for most carts.
+new_verdict = quick_new(Verdict)
 
 
 class Gates:
@@ -114,24 +115,24 @@ class Gates:
         # forgotten address came back into cr_decision as a cart's "no_consent".
         if suppressed and ((email and not suppressed.isdisjoint(email_hashes(email)))  # no hashing when none is
                            or (phone and phone_hash(phone) in suppressed)):
-            return _verdict(_Action_SKIP, _Reason_SUPPRESSED)
+            return new_verdict(_Action_SKIP, _Reason_SUPPRESSED)
         if not cart.items:
-            return _verdict(_Action_SKIP, _Reason_EMPTY_CART)
+            return new_verdict(_Action_SKIP, _Reason_EMPTY_CART)
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
         if (base if base is not None else cart.total) < self._min_total:
-            return _verdict(_Action_SKIP, _Reason_ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
+            return new_verdict(_Action_SKIP, _Reason_ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
         if channel == "sms":
             if phone is None:
-                return _verdict(_Action_SKIP, _Reason_NO_CONTACT, detail=phone_problem or "no phone number")
+                return new_verdict(_Action_SKIP, _Reason_NO_CONTACT, detail=phone_problem or "no phone number")
         elif channel == "call-list":
             if not cart.customer.phone:
-                return _verdict(_Action_SKIP, _Reason_NO_CONTACT, detail="no phone number to call")
+                return new_verdict(_Action_SKIP, _Reason_NO_CONTACT, detail="no phone number to call")
         elif not email:
-            return _verdict(_Action_SKIP, _Reason_NO_CONTACT)
+            return new_verdict(_Action_SKIP, _Reason_NO_CONTACT)
         if email:
             bot = self.is_bot_or_disposable(email)
             if bot:
-                return _verdict(_Action_SKIP, _Reason_BOT_OR_DISPOSABLE, detail=bot)
+                return new_verdict(_Action_SKIP, _Reason_BOT_OR_DISPOSABLE, detail=bot)
         consent, policy = cart.customer.marketing_consent, self._consent
         if channel == "sms":
             consent, policy = cart.customer.sms_consent, sms_consent
@@ -140,33 +141,33 @@ class Gates:
             and (policy == "required" or (policy == "soft-opt-in" and facts.previous_orders < 1))
         ):
             what = "sms_consent" if channel == "sms" else "consent"
-            return _verdict(_Action_SKIP, _Reason_NO_CONSENT, detail=f"{what}={consent}, policy {policy}")
+            return new_verdict(_Action_SKIP, _Reason_NO_CONSENT, detail=f"{what}={consent}, policy {policy}")
         if withdrawn:  # a later cart's "no" (never this cart's own: that is ``consent is False`` above)
             later = withdrawn.get(SMS if channel == "sms" else MARKETING)
             if later is not None and later.ts >= cart.updated_at.timestamp():
                 what = "sms_consent" if channel == "sms" else "consent"
-                return _verdict(_Action_SKIP, _Reason_NO_CONSENT,
+                return new_verdict(_Action_SKIP, _Reason_NO_CONSENT,
                                 detail=f"{what}={consent}, withdrawn: no on the later cart {later.cart_key}")
         if facts.ordered is not None:
-            return _verdict(_Action_SKIP, _Reason_ORDERED, detail=f"order {facts.ordered.id}")
+            return new_verdict(_Action_SKIP, _Reason_ORDERED, detail=f"order {facts.ordered.id}")
         if facts.pending is not None and (self._pending_within is None
                                           or now - facts.pending.created_at <= self._pending_within):
-            return _verdict(_Action_SKIP, _Reason_PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
+            return new_verdict(_Action_SKIP, _Reason_PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
         if facts.unreadable is not None:
             # It may be this very cart's order: no reminder until the row can be read.
-            return _verdict(_Action_DEFER, _Reason_UNREADABLE_ORDER,
+            return new_verdict(_Action_DEFER, _Reason_UNREADABLE_ORDER,
                             detail=f"order {facts.unreadable.id} ({facts.unreadable.unreadable}) could not be read")
         idle = now - cart.updated_at
         if idle > self._max_age:
-            return _verdict(_Action_SKIP, _Reason_TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")
+            return new_verdict(_Action_SKIP, _Reason_TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")
         if idle < self._cutoff:
             # Touched after the run's clock (a database updated as the run reads it): not idle at all.
             detail = f"idle {_human(idle.total_seconds())}" if idle >= timedelta(0) else \
                 f"last activity {_human(-idle.total_seconds())} after this run's now"
-            return _verdict(_Action_DEFER, _Reason_IDLE_BELOW_CUTOFF, not_before=cart.updated_at + self._cutoff,
+            return new_verdict(_Action_DEFER, _Reason_IDLE_BELOW_CUTOFF, not_before=cart.updated_at + self._cutoff,
                             detail=detail)
         if newest_cart is not None and newest_cart != cart.key:
-            return _verdict(_Action_SKIP, _Reason_NEWER_CART, detail=f"newer cart {newest_cart}")
+            return new_verdict(_Action_SKIP, _Reason_NEWER_CART, detail=f"newer cart {newest_cart}")
         return None
 
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from cartrescue.config import Config, EligibilityConfig, QuietHours, Sequence
-from cartrescue.eligibility import Verdict
+from cartrescue.eligibility import Verdict, new_verdict
 from cartrescue.ledger import SentStep
 from cartrescue.model import Action, Cart, MarketingSend, Reason, quick_init, quick_new
 
@@ -43,8 +43,7 @@ class Due:
     due_at: datetime
 
 
-_verdict = quick_new(Verdict)  # Verdict(...) and Due(...) for fewer instructions (:func:`~cartrescue.model.quick_new`)
-_due = quick_new(Due)
+_due = quick_new(Due)  # Due(...) for fewer instructions (:func:`~cartrescue.model.quick_new`)
 _TWO_DIGITS = [f"{n:02d}" for n in range(60)]
 
 
@@ -85,11 +84,11 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
     if delays is None:
         delays = tuple(step.delay for step in sequence.steps)
     if number > len(delays):
-        return _verdict(_Action_SKIP, _Reason_SEQUENCE_DONE, detail=f"{len(delays)} steps sent")
+        return new_verdict(_Action_SKIP, _Reason_SEQUENCE_DONE, detail=f"{len(delays)} steps sent")
     due_at = cart.updated_at + delays[number - 1]
     if number == 1:
         if backfill is not None and now - due_at > backfill:
-            return _verdict(_Action_SKIP, _Reason_OUTSIDE_BACKFILL, step=1,
+            return new_verdict(_Action_SKIP, _Reason_OUTSIDE_BACKFILL, step=1,
                             detail=f"step 1 came due {minute_text(due_at)} UTC, more than eligibility.backfill ago")
     else:
         previous = max((entry.at for entry in sent if entry.status in DONE and entry.step == number - 1),
@@ -97,7 +96,7 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
         if previous is not None:
             due_at = max(due_at, previous + (delays[number - 1] - delays[number - 2]))
     if now < due_at:
-        return _verdict(_Action_DEFER, _Reason_STEP_NOT_DUE, not_before=due_at, detail=f"step {number}", step=number)
+        return new_verdict(_Action_DEFER, _Reason_STEP_NOT_DUE, not_before=due_at, detail=f"step {number}", step=number)
     return _due(number, due_at)
 
 
@@ -216,12 +215,12 @@ class Calendar:
         staff call in their own working hours, whatever the newsletter (and it has no quiet hours).
         """
         if self.one_per_day and last_message is not None and self.same_local_day(last_message, now):
-            return _verdict(_Action_DEFER, _Reason_MESSAGED_TODAY, not_before=self.tomorrow(now, channel),
+            return new_verdict(_Action_DEFER, _Reason_MESSAGED_TODAY, not_before=self.tomorrow(now, channel),
                             detail=f"last message {minute_text(last_message)} UTC")
         if newsletter is not None and channel != "call-list" and newsletter.sent_at <= now and \
                 self.same_local_day(newsletter.sent_at, now):
             what = f"newsletter {newsletter.campaign!r}" if newsletter.campaign else "newsletter"
-            return _verdict(_Action_DEFER, _Reason_NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),
+            return new_verdict(_Action_DEFER, _Reason_NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),
                             detail=f"{what} sent {minute_text(newsletter.sent_at)} UTC")
         return self.quiet_verdict(now, channel)
 

@@ -104,8 +104,7 @@ REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity",
 REQUIRED_ORDER = ("order_id", "created_at")
 
 _TRUE, _FALSE = TRUE_WORDS, FALSE_WORDS
-#: :func:`parse_bool` of each yes/no word as written in lower case (a cell of another case or
-#: spelling is parsed).
+#: :func:`parse_bool` of each yes/no word as written in lower case.
 _WORDS = {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_WORDS, False)}
 _NO_REFUSALS = (False, False)  # a cart that said no consent away (CsvSource._refusals)
 _OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
@@ -229,6 +228,11 @@ def _said_no(rows: list[tuple[int, list[str]]], at: int) -> bool:
 
 
 def parse_bool(text: str, what: str) -> bool | None:
+    """A yes/no cell: a word as most exports write it (lower case, no spaces) is one dict
+    lookup (:data:`_WORDS`, three cells a cart); any other case or spelling is parsed."""
+    known = _WORDS.get(text)
+    if known is not None:
+        return known
     value = text.strip().lower()
     if not value:
         return None
@@ -706,7 +710,7 @@ class CsvSource(CartSource):
         self.on_problem = lambda problem: spool.add_problem(problem.location, problem.reason)
         complete = False
         try:
-            name, tz = self.name, self.shop_tz
+            name = self.name
             owns = None if shard is None else shard.owns
             self._halves, self._reading_spool = True, None
             at: tuple[int, int, int] | None = None  # where the id, address and last change are
@@ -729,14 +733,9 @@ class CsvSource(CartSource):
                     empty, free = self._contents(rows)
                     moment = first[at[2]]
                     moment = moment.strip() if moment and not moment.isspace() else self._moment(rows)
-                    if not moment:  # no address's newest (as _activity_of)
-                        continue
-                    try:
-                        updated = parse_time(moment, "updated_at", tz)
-                    except RowError:
-                        continue
-                    no_marketing, no_sms = self._refusals(rows, True) if empty or free else _NO_REFUSALS
-                    yield _new_activity(fold_email(email), updated, key, empty, free, no_marketing, no_sms)
+                    activity = self._activity_of(email, moment, key, empty, free, *self._refusals(rows, empty or free))
+                    if activity is not None:
+                        yield activity
             complete = True
         finally:
             self.on_problem = saved
@@ -1226,9 +1225,7 @@ class CsvSource(CartSource):
                 for item in items:
                     total += item.unit_price * item.quantity
             customer_id = customer_text or None
-            # A yes/no word as most exports write it is looked up; parse_bool reads any other.
-            guest = (_WORDS[guest_text] if guest_text in _WORDS else parse_bool(guest_text, "is_guest")) \
-                if guest_text else None
+            guest = parse_bool(guest_text, "is_guest") if guest_text else None
             customer = _new_customer(
                 email,
                 customer_id,
@@ -1237,9 +1234,8 @@ class CsvSource(CartSource):
                 last_name or None,
                 _locale(locale_text) if locale_text else None,
                 (customer_id is None) if guest is None else guest,
-                (_WORDS[consent_text] if consent_text in _WORDS else parse_bool(consent_text, "marketing_consent"))
-                if consent_text else None,
-                (_WORDS[sms_text] if sms_text in _WORDS else parse_bool(sms_text, "sms_consent")) if sms_text else None,
+                parse_bool(consent_text, "marketing_consent") if consent_text else None,
+                parse_bool(sms_text, "sms_consent") if sms_text else None,
             )
         except RowError as exc:
             if later and line == start_line:  # a cart-level value: on the row it was taken from
