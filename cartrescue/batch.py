@@ -367,7 +367,7 @@ def named(config: Path, message: str) -> str:
     return message if message.startswith(f"{config}:") else f"{config}: {message}"
 
 
-def _drop(_text: str, _count: int) -> None:
+def _drop(_lines: bytes, _count: int) -> None:
     """A shop's decisions: counted by its document, kept by its ledger, not relayed."""
 
 

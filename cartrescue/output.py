@@ -192,6 +192,12 @@ class DocumentWriter:
             self.flush()
         return len(text)
 
+    def write_bytes(self, data: bytes) -> None:
+        """Text already encoded as UTF-8 (another process's output, relayed as it came)."""
+        self.pending += data
+        if len(self.pending) >= self.block:
+            self.flush()
+
     def flush(self) -> None:
         import os
 
@@ -243,12 +249,22 @@ class JsonStream:
         self.out.write(("\n  " if self.first else ",\n  ") + text)
         self.first = False
 
-    def add_lines(self, text: str) -> None:
-        """Add rows already encoded and laid out as this stream lays them out: one a line, each
-        indented by two spaces, all but the last ending in a comma (another run's decisions)."""
-        if text:
-            self.out.write(("\n" if self.first else ",\n") + text)
-            self.first = False
+    def add_lines(self, lines: bytes) -> None:
+        """Add rows already encoded (UTF-8) and laid out as this stream lays them out: one a line,
+        each indented by two spaces, all but the last ending in a comma (another run's decisions).
+
+        Written as they are where the stream goes to a :class:`DocumentWriter` (a file or a pipe):
+        a ``run --workers`` parent relays megabytes of them and never decodes them.
+        """
+        if not lines:
+            return
+        separator = b"\n" if self.first else b",\n"
+        self.first = False
+        write_bytes = getattr(self.out, "write_bytes", None)
+        if write_bytes is not None:
+            write_bytes(separator + lines)
+        else:  # a terminal, or a test runner's capture: text
+            self.out.write((separator + lines).decode("utf-8", errors="replace"))
 
     def close(self, trailer: dict[str, Any]) -> None:
         """End the document, whole: a Ctrl-C or SIGTERM meanwhile is raised once it is written."""

@@ -302,9 +302,12 @@ class Document:
     """Reads one worker's streamed ``--json`` document (output.JsonStream's shape) block by block.
 
     The decisions between the header line and the trailer line are handed on as whole blocks of
-    text, never parsed nor split here: a worker's document is one decision a line, each but its
-    last ending in a comma, so a block is counted and relayed with a few bytes operations. The
-    parent then costs next to nothing per decision, however many the workers write.
+    bytes, never decoded, parsed nor split here: a worker's document is one decision a line, each
+    but its last ending in a comma, and its trailer is its last line (the only one that starts
+    with ``]``), so a block is counted by its newlines and relayed as it came. The parent then
+    costs next to nothing per decision, however many the workers write (a 100,000-cart run relays
+    ~43 MB: decoding and encoding it again, and searching it for each line's start, cost the
+    parent ~0.2 s of CPU that the workers wanted).
     """
 
     def __init__(self, report: Reported) -> None:
@@ -312,8 +315,12 @@ class Document:
         self.started = False
         self.ended = False
 
-    def feed(self, block: bytes, on_decisions: Callable[[str, int], None]) -> int:
-        """Take a block of whole lines; returns how many decisions it held."""
+    def feed(self, block: bytes, on_decisions: Callable[[bytes, int], None]) -> int:
+        """Take a block of whole lines; returns how many decisions it held.
+
+        ``on_decisions`` gets the block's decision lines as the worker wrote them (UTF-8, the
+        last one without its comma) and how many there are.
+        """
         if self.ended:
             return 0
         if not self.started:
@@ -328,16 +335,13 @@ class Document:
                 if text != '{"decisions": [' else {}
             if not block:
                 return 0
-        if block.startswith(b"]"):
-            at = 0
-        else:
-            at = block.find(b"\n]")
-            at = at + 1 if at >= 0 else -1
+        last = block.rfind(b"\n") + 1  # where the block's last line starts
+        at = last if block.startswith(b"]", last) else -1  # the trailer, if this block ends the document
         region = block if at < 0 else block[:max(at - 1, 0)]
-        count = region.count(b"\n  {") + region.startswith(b"  {")
+        count = region.count(b"\n") + 1 if region else 0
         if count:
             self.report.decisions += count
-            on_decisions(region.decode("utf-8", errors="replace").rstrip(","), count)
+            on_decisions(region.rstrip(b","), count)
         if at >= 0:
             self.ended = True
             body = block[at + 1:].decode("utf-8", errors="replace").strip()
@@ -363,7 +367,7 @@ class Workers:
         self.now = now
         self.stopped: MergedRun | None = None  # an interrupted run: what its workers reported
 
-    def follow(self, on_decisions: Callable[[str, int], None],
+    def follow(self, on_decisions: Callable[[bytes, int], None],
                on_progress: Callable[[int], None] | None = None) -> MergedRun:
         """Read every worker to its end and merge what they report.
 

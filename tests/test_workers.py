@@ -429,7 +429,7 @@ def test_the_parent_relays_a_workers_decisions_in_blocks_as_one_valid_document(l
     merged.add_json('{"cart_id": "from another shard"}')
     counted = 0
     for start in range(0, len(lines), lines_a_block):  # the reading thread hands over whole lines
-        counted += document.feed(b"\n".join(lines[start:start + lines_a_block]), lambda text, n: merged.add_lines(text))
+        counted += document.feed(b"\n".join(lines[start:start + lines_a_block]), lambda lines, n: merged.add_lines(lines))
     merged.close({"counts": {}})
     parsed = json.loads(out.getvalue())
     assert [row["cart_id"] for row in parsed["decisions"]] == ["from another shard"] + [f"c{n}" for n in range(5)]
@@ -438,12 +438,41 @@ def test_the_parent_relays_a_workers_decisions_in_blocks_as_one_valid_document(l
     assert report.trailer == {"counts": {"carts": 5}, "run_id": 7}
 
 
+def test_the_parent_relays_a_workers_decisions_to_a_file_byte_for_byte(tmp_path: Path) -> None:
+    import io
+
+    from cartrescue.output import DocumentWriter, JsonStream
+    from cartrescue.workers import Document, ShardReport
+
+    text = io.StringIO()
+    worker = JsonStream(text, {"mode": "plan"})
+    names = ["Åsa Öberg", 'Zoë "Zed" ], \u2028', "李小龍", "plain"]
+    for n, name in enumerate(names):
+        worker.add_json(json.dumps({"cart_id": f"c{n}", "name": name}, ensure_ascii=False))
+    worker.close({"counts": {"carts": len(names)}})
+    lines = text.getvalue().encode("utf-8").rstrip(b"\n").split(b"\n")
+    report = ShardReport(Shard(1, 1), 1)
+    document = Document(report)
+    path = tmp_path / "merged.json"
+    with path.open("wb") as handle:
+        merged = JsonStream(DocumentWriter(handle.fileno()), {"mode": "plan"})
+        counted = sum(document.feed(b"\n".join(lines[start:start + 2]), lambda block, n: merged.add_lines(block))
+                      for start in range(0, len(lines), 2))
+        merged.close({"counts": {}})
+    relayed = path.read_bytes()
+    assert [row["name"] for row in json.loads(relayed)["decisions"]] == names
+    assert counted == report.decisions == len(names)
+    assert report.trailer == {"counts": {"carts": len(names)}}
+    decision_lines = [line.rstrip(b",") for line in lines[1:-1]]  # as the worker wrote them
+    assert [line.rstrip(b",") for line in relayed.split(b"\n")[1:-2]] == decision_lines
+
+
 def test_a_worker_document_without_decisions_is_read_for_its_error() -> None:
     from cartrescue.workers import Document, ShardReport
 
     report = ShardReport(Shard(2, 2), 1)
     error = {"error": {"code": "config", "exit_code": 2, "message": "bad"}}
-    assert Document(report).feed(json.dumps(error).encode(), lambda text, n: None) == 0
+    assert Document(report).feed(json.dumps(error).encode(), lambda lines, n: None) == 0
     assert report.trailer == error and report.decisions == 0
 
 

@@ -217,14 +217,14 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     stream = JsonStream(json_stdout(), header) if as_json else None
     table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
 
-    def on_decisions(text: str, count: int) -> None:
+    def on_decisions(lines: bytes, count: int) -> None:
         if stream is not None:
-            stream.add_lines(text)
+            stream.add_lines(lines)
         elif table is not None and not table.full:
             import json
 
-            for line in text.split("\n"):
-                table.add_row(json.loads(line.strip().rstrip(",")))
+            for line in lines.split(b"\n"):
+                table.add_row(json.loads(line.strip().rstrip(b",")))
         elif table is not None:
             table.hidden += count
 
