@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import fold_email, is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import UNREADABLE, Cart, Customer, LineItem, Order, RowProblem, quick_new
-from cartrescue.shards import owner
+from cartrescue.shards import shard_of
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.parse_delivered, as before
@@ -867,16 +867,26 @@ class CsvSource(CartSource):
         self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
         try:
             name = self.name
+            at: tuple[int, int, int] | None = None  # where the id, address and last change are
+            # Per cart, as _activity reads them: the first row's cell where it is written (most
+            # carts), and owner() of the address already stripped (the cart key built only for a
+            # cart without one): this helper's work is what every worker waits for.
             for start, rows in self._cart_rows(broken=apart.add_broken):
-                cart_id = rows[0][1][self._id_at].strip()
-                apart.add(cart_id, start, self._digest(rows))
-                email = self._first(rows, "email")
-                shard = owner(email, f"{name}:{cart_id}", count) - 1
+                if at is None:  # known once the header is read
+                    at, alike = (self._id_at, self._at["email"], self._at["updated_at"]), self._alike_getter
+                first = rows[0][1]
+                cart_id = first[at[0]].strip()
+                apart.add(cart_id, start, hash(alike(first)) if len(rows) == 1 else self._digest(rows))
+                email = first[at[1]]
+                email = email.strip() if email and not email.isspace() else self._first(rows, "email")
+                shard = shard_of(email.lower() if email else f"{name}:{cart_id}", count) - 1
                 writers[shard].add_group(start, rows)
                 if email:  # without one, the cart is no address's newest: no activity
                     empty, free = self._contents(rows)
-                    activities[shard].add_activity(cart_id, email, self._moment(rows), empty, free,
-                                                   *self._refusals(rows, empty or free))
+                    moment = first[at[2]]
+                    moment = moment.strip() if moment and not moment.isspace() else self._moment(rows)
+                    refusals = self._refusals(rows, True) if empty or free else _NO_REFUSALS
+                    activities[shard].add_activity(cart_id, email, moment, empty, free, *refusals)
             for writer in writers:  # complete before the activity spools are: see _followed_activity
                 writer.finish()
             found = {cart_id: (entry.lines, entry.alike, entry.broken) for cart_id, entry in apart.finish().items()}

@@ -88,7 +88,9 @@ class RowSpool:
         """An entry of a shared activity spool: a cart's id, address and last activity as written,
         and what the first pass saw of its contents and consent cells (a "no" withdraws an older
         cart's yes): the fields of :class:`~cartrescue.sources.base.Activity`."""
-        self._add((cart_id, email, moment, empty, free, no_marketing, no_sms))
+        self._batch.append((cart_id, email, moment, empty, free, no_marketing, no_sms))  # _add inlined: once a cart
+        if len(self._batch) >= BATCH:
+            self._flush()
 
     def add_apart(self, apart: dict[str, tuple[tuple[int, ...], bool, tuple[int, ...]]]) -> None:
         """The last entry of a shared activity spool: the export's cart ids met in more than one
