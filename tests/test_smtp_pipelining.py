@@ -244,6 +244,7 @@ class _QueuedPipe:
 
         self.queued = deque(SMTPResponse(code, message) for code, message in queued)
         self.sent: list[bytes] = []
+        self.deadlines: list[float] = []  # one for each reply that had to be waited for
 
     def send(self, data: bytes, replies: int) -> None:
         self.sent.append(data)
@@ -251,11 +252,13 @@ class _QueuedPipe:
     def ready(self) -> object:
         return self.queued.popleft() if self.queued else None
 
-    async def reply(self) -> object:
+    async def reply(self, deadline: float | None = None) -> object:
+        assert deadline is not None, "a reply was waited for without a deadline"
+        self.deadlines.append(deadline - asyncio.get_running_loop().time())
         if self.queued:
             return self.queued.popleft()
-        await asyncio.sleep(3600)  # no reply comes
-        raise AssertionError("unreachable")
+        await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))  # no reply comes
+        raise TimeoutError
 
 
 def _pipelined(pipe: _QueuedPipe, *, timeout: float = 30.0, data_timeout: float = 600.0,
@@ -289,8 +292,8 @@ def settings_like(**changes: float) -> object:
 
 def test_replies_already_here_are_taken_without_setting_a_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     """A follower's MAIL, RCPT and DATA replies (and often its message's) came with the last
-    message's reply: taking them sets no ``asyncio.timeout`` (a timer per wait cost more than
-    reading the reply), and each still moves the job on its stages and ends in the message's reply."""
+    message's reply: taking them sets no deadline (a timer per wait cost more than reading the
+    reply), and each still moves the job on its stages and ends in the message's reply."""
     def no_deadline(delay: float | None) -> object:
         raise AssertionError(f"a deadline ({delay} s) was set for a reply that was already here")
 
@@ -299,6 +302,7 @@ def test_replies_already_here_are_taken_without_setting_a_deadline(monkeypatch: 
     reply, stage = _pipelined(pipe)
     assert (reply.code, reply.message, stage) == (250, "queued", "DOT")  # type: ignore[attr-defined]
     assert pipe.sent == [b"hi\r\n.\r\n"]
+    assert pipe.deadlines == []
 
 
 def test_a_421_already_here_ends_the_group_without_a_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -308,9 +312,11 @@ def test_a_421_already_here_ends_the_group_without_a_deadline(monkeypatch: pytes
     monkeypatch.setattr(asyncio, "timeout", no_deadline)
     from cartrescue.channels.smtp import _Refused
 
+    pipe = _QueuedPipe([(421, "closing")])
     with pytest.raises(_Refused) as refused:
-        _pipelined(_QueuedPipe([(421, "closing")]))
+        _pipelined(pipe)
     assert (refused.value.code, refused.value.stage) == (421, "MAIL")
+    assert pipe.deadlines == []
 
 
 @pytest.mark.parametrize("queued", [[], [(250, "sender ok")], [(250, "a"), (250, "b"), (354, "c")]],
@@ -318,5 +324,52 @@ def test_a_421_already_here_ends_the_group_without_a_deadline(monkeypatch: pytes
 def test_a_reply_that_is_not_here_yet_still_waits_under_its_deadline(queued: list[tuple[int, str]]) -> None:
     """The replies to MAIL, RCPT and DATA wait at most ``smtp.timeout``, the message's at most
     ``smtp.data_timeout``, when they have to be waited for."""
+    pipe = _QueuedPipe(queued)
     with pytest.raises(TimeoutError):
-        _pipelined(_QueuedPipe(queued), timeout=0.05, data_timeout=0.05)
+        _pipelined(pipe, timeout=0.05, data_timeout=0.1)
+    expected = 0.1 if len(queued) == 3 else 0.05  # the message's reply: data_timeout
+    assert pipe.deadlines and expected - 0.04 < pipe.deadlines[-1] <= expected
+
+
+async def silent_after_data(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Greeting, EHLO with PIPELINING, the group's replies on time; then no reply to the message."""
+    writer.write(b"220 slow ESMTP\r\n")
+    await reader.readline()
+    writer.write(b"250-slow\r\n250 PIPELINING\r\n")
+    for _ in range(3):
+        await reader.readline()
+    writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+    await reader.readuntil(b"\r\n.\r\n")
+    await asyncio.sleep(5)  # the reply to the message never comes in time
+    writer.close()
+
+
+def test_a_reply_not_here_by_its_deadline_raises_timeout_and_leaves_no_timer() -> None:
+    """``reply(deadline)``: a reply that comes in time is returned and its timer cancelled (no
+    late TimeoutError on a later wait); one that does not come by the deadline raises
+    ``TimeoutError``, the error the channel maps to "no reply within smtp.timeout"."""
+    async def scenario() -> float:
+        server = await asyncio.start_server(silent_after_data, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, use_tls=False, timeout=5)
+        loop = asyncio.get_running_loop()
+        try:
+            await smtp.connect()
+            await smtp.ehlo()
+            pipe = enable(smtp)
+            assert pipe is not None
+            pipe.send(b"MAIL FROM:<shop@example.com>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n", 3)
+            deadline = loop.time() + 0.2
+            assert [(await pipe.reply(deadline)).code for _ in range(3)] == [250, 250, 354]
+            await asyncio.sleep(0.3)  # past the group's deadline: its timer must be gone
+            pipe.send(b"Subject: x\r\n\r\nhi\r\n.\r\n", 1)
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await pipe.reply(started + 0.2)
+            return loop.time() - started
+        finally:
+            smtp.close()
+            server.close()
+
+    waited = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert 0.15 < waited < 2

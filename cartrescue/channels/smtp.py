@@ -689,13 +689,13 @@ class SmtpChannel(LoopChannel):
                 break
             job.stage = _NEXT_STAGE[job.stage]
         if len(replies) < 3 and not (replies and replies[-1].code == 421):
-            async with asyncio.timeout(self.settings.timeout):
-                while len(replies) < 3:
-                    reply = await pipe.reply()
-                    replies.append(reply)
-                    if reply.code == 421:  # closing: the rest of the group will not be answered
-                        break
-                    job.stage = _NEXT_STAGE[job.stage]
+            deadline = asyncio.get_running_loop().time() + self.settings.timeout  # the whole group
+            while len(replies) < 3:
+                reply = await pipe.reply(deadline)
+                replies.append(reply)
+                if reply.code == 421:  # closing: the rest of the group will not be answered
+                    break
+                job.stage = _NEXT_STAGE[job.stage]
         refused = None
         if replies[0].code != 250:
             refused = _Refused(replies[0].code, replies[0].message, "MAIL")
@@ -729,8 +729,7 @@ class SmtpChannel(LoopChannel):
         reply = pipe.ready()  # here already (while the next job was claimed): no deadline to set
         if reply is not None:
             return reply
-        async with asyncio.timeout(self.settings.data_timeout):
-            return await pipe.reply()
+        return await pipe.reply(asyncio.get_running_loop().time() + self.settings.data_timeout)
 
     def _group(self, slot: _Slot, job: _Job) -> bytes:
         return self._mail(slot, job) + b"\r\nRCPT TO:<" + job.rcpt + b">\r\nDATA\r\n"
