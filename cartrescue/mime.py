@@ -65,7 +65,7 @@ import hashlib
 import re
 from binascii import b2a_base64, b2a_qp
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Final
 
@@ -188,7 +188,7 @@ def _head(msg: OutgoingMessage) -> list[str]:
     if msg.reply_to:
         head.append(_cached_reply_to(msg.reply_to))
     head.append(_subject(msg.subject))
-    head.append("Date: " + _date(msg.date) + "\r\n")
+    head.append(_date_line(msg.date))
     head.append("Message-ID: " + _message_id(msg.message_id) + "\r\n")
     head.append("MIME-Version: 1.0\r\n")
     for name, value in msg.headers:
@@ -477,14 +477,22 @@ def _message_id(value: str) -> str:
     return value
 
 
-def _date(when: datetime) -> str:
-    """RFC 5322 date-time, as ``email.utils.format_datetime`` writes it."""
+def _date_line(when: datetime) -> str:
+    """The ``Date:`` header line of a message dated ``when``."""
     offset = when.utcoffset()
     if offset is None:
         raise ValueError(f"message date must be timezone-aware: {when!r}")
+    return _cached_date_line(when, offset)
+
+
+@lru_cache(maxsize=16)
+def _cached_date_line(when: datetime, offset: timedelta) -> str:
+    """RFC 5322 date-time, as ``email.utils.format_datetime`` writes it. Kept: a run builds its
+    messages within a few seconds. Keyed by the offset too: equal instants in other zones are
+    equal datetimes, written apart."""
     minutes = int(offset.total_seconds()) // 60
     zone = "+%02d%02d" % divmod(minutes, 60) if minutes >= 0 else "-%02d%02d" % divmod(-minutes, 60)
-    return "%s, %02d %s %04d %02d:%02d:%02d %s" % (
+    return "Date: %s, %02d %s %04d %02d:%02d:%02d %s\r\n" % (
         _DAYS[when.weekday()], when.day, _MONTHS[when.month - 1], when.year,
         when.hour, when.minute, when.second, zone,
     )  # fmt: skip

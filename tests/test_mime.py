@@ -636,6 +636,16 @@ def test_date_matches_email_utils(when: datetime) -> None:
     assert f"Date: {email.utils.format_datetime(when)}\r\n" in head
 
 
+def test_the_same_instant_in_another_zone_keeps_its_own_date_line() -> None:
+    """The Date line is kept for messages built in the same second; equal instants written in
+    other zones (equal datetimes, one hash) still get their own."""
+    utc = datetime(2025, 7, 1, 8, 0, tzinfo=timezone.utc)
+    for when in (utc, utc.astimezone(timezone(timedelta(hours=2))), utc.astimezone(timezone(timedelta(hours=-3))),
+                 utc):
+        head = header_block(build_message(message(date=when))).decode("ascii")
+        assert f"Date: {email.utils.format_datetime(when)}\r\n" in head
+
+
 def test_naive_date_is_rejected() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         build_message(message(date=datetime(2025, 1, 1)))
