@@ -407,14 +407,20 @@ def _subject(value: str) -> str:
     return "Subject: " + _encoded_words(value, 9) + "\r\n"
 
 
-def _extra(name: str, value: str) -> str:
+@lru_cache(maxsize=64)
+def _extra_prefix(name: str) -> str:
+    """``Name: `` for an extra header, its name checked (once a run: the names repeat)."""
     if not _FIELD_NAME.fullmatch(name) or len(name) > MAX_LINE - 2:
         raise ValueError(f"invalid header name: {name!r}")
     lowered = name.lower()
     if lowered in _RESERVED or lowered.startswith("content-"):
         raise ValueError(f"header {name!r} is set by cartrescue, not by extra headers")
+    return name + ": "
+
+
+def _extra(name: str, value: str) -> str:
+    prefix = _extra_prefix(name)
     value = _clean(value).strip(" ")
-    prefix = name + ": "
     if not value.isascii() or ("=?" in value and _ENCODED_WORD.search(value)):
         return prefix + _encoded_words(value, len(prefix)) + "\r\n"
     if len(prefix) + len(value) <= MAX_LINE:

@@ -533,8 +533,9 @@ def test_extra_header_that_cannot_fold_under_998_is_rejected() -> None:
      "X-" + "a" * 80],
 )
 def test_reserved_or_malformed_extra_header_names_are_rejected(name: str) -> None:
-    with pytest.raises(ValueError):
-        build_message(message(headers=((name, "x"),)))
+    for _ in range(2):  # each time: a name is checked once a run, and a refusal is not remembered as a pass
+        with pytest.raises(ValueError):
+            build_message(message(headers=((name, "x"),)))
 
 
 def test_plain_values_stay_readable() -> None:
