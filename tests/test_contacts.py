@@ -27,6 +27,16 @@ def test_a_link_or_a_broken_domain_is_no_address(address: str) -> None:
     assert not is_valid_email(address)
 
 
+@pytest.mark.parametrize(("address", "valid"), [
+    ("ann@my-shop.example", True), ("ann@a--b.example", True), ("ann@x.y-z.example", True),
+    ("ann@-shop.example", False), ("ann@shop-.example", False), ("ann@shop.example-", False),
+    ("ann@shop..example", False), ("ann@.shop.example", False), ("ann@shop.-example", False),
+])
+def test_a_domain_label_has_hyphens_inside_only(address: str, valid: bool) -> None:
+    """Letters and digits, hyphens between them (any number, as ``xn--`` has), never at a label's ends."""
+    assert is_valid_email(address) is valid
+
+
 def test_a_cart_with_an_international_domain_is_sent_to_its_idna_form(shop: Shop) -> None:
     """``user@bücher.example`` was dropped as "not a valid address" on every run."""
     shop.add(cart("idn", email="user@bücher.example"))

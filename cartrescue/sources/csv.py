@@ -645,6 +645,7 @@ class CsvSource(CartSource):
         self.shared_orders = shared_orders
         self.shared_carts = shared_carts
         self.carts_path = carts
+        self._carts_at = f"{carts}:"  # each cart's origin, less its line: a Path's str is a Python call
         self.orders_path = orders
         self.shop_tz = shop_tz
         self.column_map = columns or {}
@@ -1194,7 +1195,8 @@ class CsvSource(CartSource):
                 getter = self._owner_getter
                 owner = getter(rows[0][1])
                 for _, row in rows:
-                    if getter(row) != owner:  # then as a set of one tuple a row
+                    cells = getter(row)
+                    if cells != owner and cells != _NO_OWNER:  # then as a set of one tuple a row
                         written = {getter(row) for _, row in rows}
                         written.discard(_NO_OWNER)  # rows that leave them to the cart's first
                         if len(written) > 1:
@@ -1264,7 +1266,7 @@ class CsvSource(CartSource):
             recovery_url or None,
             store_id or None,
             device or None,
-            f"{self.carts_path}:{start_line}",
+            f"{self._carts_at}{start_line}",
         )
 
     def _one_owner(self, rows: list[tuple[int, list[str]]]) -> None:
