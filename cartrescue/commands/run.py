@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -28,6 +28,8 @@ from cartrescue.commands.common import (
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld
 
+if TYPE_CHECKING:
+    from cartrescue.output import JsonStream
 
 
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
@@ -43,10 +45,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     it began cannot print a document of its own: it closes the open one with an ``error`` object.
     """
 
-    from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress, result_json
-
     stream: JsonStream | None = None
-    stderr = err_console()
     counts_so_far: Any = None  # the run's Counts once it began: what an early end reports
     try:
         from cartrescue.config import resolve_now
@@ -73,8 +72,12 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                                  limit=limit, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
                                  max_deliveries=max_deliveries, wide=wide, eml=eml_folder, live_clock=live_clock)
                 return
+        # Imported only here: the parent of workers forks its first helper sooner without them.
         from cartrescue.job import RunRequest, run_job
+        from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress, result_json
         from cartrescue.sources import shared
+
+        stderr = err_console()
 
         request = RunRequest(mode=mode, now=at, live_clock=live_clock, outbox=outbox, strict=strict,  # type: ignore[arg-type]
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
@@ -121,7 +124,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             last_net(error, as_json)
         _end(stream, {"error": error_json(error), **_so_far(counts_so_far)})
         if not (quiet and isinstance(error, LockHeld)) and not worker:
-            stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
+            err_console().print(error_line(error_json(error)["message"]), soft_wrap=True)
         if not isinstance(error, CartrescueError) and os.environ.get("CARTRESCUE_DEBUG"):
             raise
         raise typer.Exit(error_json(error)["exit_code"]) from None
@@ -208,14 +211,26 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
                      max_deliveries: int | None, wide: bool = False, eml: Path | None = None,
                      live_clock: bool = False) -> None:
     """``run --workers N``: N shard processes, one document or table, one exit code."""
-    from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress
     from cartrescue.sources.shared import SharedIndexes
     from cartrescue.workers import start_workers
 
-    stderr = err_console()
-    header = {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}
-    stream = JsonStream(json_stdout(), header) if as_json else None
-    table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
+    config_file = Path(config.config_file or "cartrescue.yaml").resolve()
+    outbox_dir = config.outbox_folder(outbox) if mode == "outbox" else eml  # a dry-run's: run --eml
+    shared = SharedIndexes.for_run(config, at, count)
+    if shared is not None:
+        shared.start_early()  # a helper builds them while this process prepares its workers
+    try:
+        # What prints the run's output (rich) is imported while the helpers work on the other core.
+        from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress
+
+        stderr = err_console()
+        header = {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}
+        stream = JsonStream(json_stdout(), header) if as_json else None
+        table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
+    except BaseException:
+        if shared is not None:
+            shared.close()  # as if never started: the caller reports what went wrong
+        raise
 
     def on_decisions(lines: bytes, count: int) -> None:
         if stream is not None:
@@ -233,12 +248,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
 
         stderr.print(Text(line), soft_wrap=True)  # the worker made it printable already
 
-    config_file = Path(config.config_file or "cartrescue.yaml").resolve()
-    outbox_dir = config.outbox_folder(outbox) if mode == "outbox" else eml  # a dry-run's: run --eml
     show_progress = not as_json and not quiet and stderr.is_terminal
-    shared = SharedIndexes.for_run(config, at, count)
-    if shared is not None:
-        shared.start_early()  # a helper builds them while this process prepares its workers
     workers = None
     try:
         # The workers start before the progress bar's and the shared indexes' threads do: see start_workers.
