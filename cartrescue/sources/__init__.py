@@ -8,10 +8,13 @@ the shop's other marketing sends (``source.newsletters``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cartrescue.config import Config
 from cartrescue.errors import SourceError
-from cartrescue.sources.base import CartSource, ProblemSink, SendSource, ignore_problem
+
+if TYPE_CHECKING:  # .base (and the domain model) only once a source is opened: see open_source
+    from cartrescue.sources.base import CartSource, ProblemSink, SendSource
 
 DATABASE_TYPES = {
     "sql": ("cartrescue.sources.sql", "SqlSource"),
@@ -34,11 +37,20 @@ def key_name(config: Config) -> str:
     return source.type
 
 
-def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared_orders: Path | None = None,
+def open_source(config: Config, on_problem: ProblemSink | None = None, shared_orders: Path | None = None,
                 shared_carts: Path | None = None) -> CartSource:
     """The configured source, ready to stream; raise SourceError when it cannot be opened.
-    ``shared_orders``: a worker's run's orders index; ``shared_carts``: where its run splits the
-    carts file (a CSV source's; :mod:`.shared`)."""
+    ``on_problem``: where its unreadable rows go (None: nowhere); ``shared_orders``: a worker's
+    run's orders index; ``shared_carts``: where its run splits the carts file (a CSV source's;
+    :mod:`.shared`).
+
+    :mod:`.base` and the domain model are imported here, not with this package: the parent of
+    ``run --workers`` imports the package (for :mod:`.shared`) before it forks its first helper,
+    alone on its core until then, and imports them after (see ``commands.run``)."""
+    from cartrescue.sources.base import ignore_problem
+
+    if on_problem is None:
+        on_problem = ignore_problem
     source = config.source
     tz = config.shop.tz
     if source.is_csv:
@@ -91,12 +103,16 @@ def open_source(config: Config, on_problem: ProblemSink = ignore_problem, shared
     return opened  # type: ignore[no-any-return]
 
 
-def open_sends(config: Config, source: CartSource, on_problem: ProblemSink = ignore_problem,
+def open_sends(config: Config, source: CartSource, on_problem: ProblemSink | None = None,
                shared: Path | None = None) -> list[SendSource]:
     """The readers of the shop's newsletter sends: the database preset's own tables (unless
     ``source.newsletters.shop_database`` is off) and the CSV export of ``source.newsletters.file``
     (``shared``: a worker's run's index of it, :mod:`.shared`). The caller closes the CSV reader
-    (it keeps a scratch index)."""
+    (it keeps a scratch index). ``on_problem``: as :func:`open_source`'s."""
+    from cartrescue.sources.base import ignore_problem
+
+    if on_problem is None:
+        on_problem = ignore_problem
     newsletters = config.source.newsletters
     readers: list[SendSource] = []
     if newsletters.shop_database and config.source.type in DATABASE_TYPES:

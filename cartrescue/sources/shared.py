@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING
 
 from cartrescue import processes
 from cartrescue.config import Config
-from cartrescue.model import RowProblem
 from cartrescue.scratch import PRAGMAS, private_folder, sweep_stale
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the model only where a worker reads an index: the run imports this before its first fork
+    from cartrescue.model import RowProblem
     from cartrescue.sources.csv import CsvSource
 
 #: The environment variables that tell a worker where its run builds each index.
@@ -308,6 +308,8 @@ def open_index(path: Path | None, report: Callable[[RowProblem], None],
     except sqlite3.Error:
         db.close()
         return None
+    from cartrescue.model import RowProblem
+
     try:
         for location, reason in problems:
             report(RowProblem(location, reason))
