@@ -5,8 +5,6 @@ Owns nothing of the domain and no command's logic: each command lives in its own
 commands so that ``cartrescue --help`` starts fast (benchmark B6).
 """
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated, NoReturn, Optional
 

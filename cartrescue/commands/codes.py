@@ -1,7 +1,5 @@
 """`codes list|export|generate|import`: per-recipient incentive codes."""
 
-from __future__ import annotations
-
 import sys
 from datetime import datetime
 from pathlib import Path

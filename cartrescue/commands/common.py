@@ -5,8 +5,6 @@ document with ``--json``) and the exit code cron acts on. Heavy modules are impo
 functions so that ``cartrescue --help`` starts fast (benchmark B6).
 """
 
-from __future__ import annotations
-
 import errno
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

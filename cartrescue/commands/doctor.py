@@ -1,7 +1,5 @@
 """`doctor`: are config, ledger, source and relay in place, and are reminders still going out?"""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

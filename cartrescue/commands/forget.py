@@ -1,7 +1,5 @@
 """`forget EMAIL`: erase one person from the ledger, keeping only a hashed suppression."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

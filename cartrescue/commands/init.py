@@ -1,7 +1,5 @@
 """`init [DIR]`: a commented config and the default templates to start a shop from."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`preview CART_ID`: one cart's message, rendered as a run would, sent nowhere."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any, Optional
 

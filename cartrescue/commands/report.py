@@ -1,7 +1,5 @@
 """`report`: what the reminders won back, and how much of that they caused; tables, JSON, CSV, HTML, e-mail."""
 
-from __future__ import annotations
-
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional

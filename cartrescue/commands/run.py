@@ -1,7 +1,5 @@
 """`run` and `carts`: plan every cart, and (for `run`) deliver; tables, JSON and progress."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -45,7 +43,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     it began cannot print a document of its own: it closes the open one with an ``error`` object.
     """
 
-    stream: JsonStream | None = None
+    stream: "JsonStream | None" = None
     counts_so_far: Any = None  # the run's Counts once it began: what an early end reports
     try:
         from cartrescue.config import resolve_now

@@ -1,7 +1,5 @@
 """`run-all`: the cron job of many shops (one config each), as one command (cartrescue.batch)."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

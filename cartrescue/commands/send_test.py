@@ -1,7 +1,5 @@
 """`send-test ADDRESS [CART_ID]`: one rendered reminder to your own inbox, recorded as a test."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -1,7 +1,5 @@
 """`unsubscribe` and `suppress import|list|remove`: opt-outs and suppressions."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

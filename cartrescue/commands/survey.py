@@ -1,7 +1,5 @@
 """`survey export` and `survey summary`: the answers customers gave to "why did you leave?"."""
 
-from __future__ import annotations
-
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path

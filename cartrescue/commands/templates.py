@@ -1,7 +1,5 @@
 """`templates check`: every template x locale x variant x step against fixture carts (CI)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
