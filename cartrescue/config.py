@@ -3,9 +3,11 @@
 Owns the config schema, ``${ENV}`` interpolation, durations (``45m``, ``24h``, ``3d``) and error
 messages that name the file, the key path and what was expected. It must not open sources,
 ledgers or connections: it only describes them.
-"""
 
-from __future__ import annotations
+Its annotations are evaluated as the module runs (no ``from __future__ import annotations``):
+pydantic compiled and evaluated each field's annotation text again, on every start
+(``tests/test_cli_start.py``).
+"""
 
 import json
 import os
@@ -1495,7 +1497,7 @@ class Config(_Model):
         shards of one shop on several hosts (``run --shard``) may read them under other names."""
         return f"{self.shop.name} <{self.shop.from_email}>"
 
-    def open_ledger(self, *, create: bool = True, older: bool = False, upgrade: bool = False) -> Ledger:
+    def open_ledger(self, *, create: bool = True, older: bool = False, upgrade: bool = False) -> "Ledger":
         """The ledger of ``ledger.url``; an error that it cannot be opened names the file and key.
 
         ``create=False`` (a command that only reads: ``carts``, a dry-run, ``preview``, ``report``,

@@ -25,3 +25,16 @@ def test_typer_reads_every_commands_annotations_as_objects_not_text_to_evaluate(
                        for name, annotation in callback.__annotations__.items() if isinstance(annotation, str)]
     assert written_as_text == []
     assert typer.main.get_command(cli.app).name == "cartrescue"
+
+
+def test_the_config_models_fields_are_objects_not_text_for_pydantic_to_evaluate() -> None:
+    import pydantic
+
+    from cartrescue import config
+
+    models = [model for model in vars(config).values()
+              if isinstance(model, type) and issubclass(model, pydantic.BaseModel) and model.__module__ == config.__name__]
+    assert config.Config in models
+    written_as_text = [f"{model.__name__}.{name}" for model in models
+                       for name, annotation in vars(model).get("__annotations__", {}).items() if isinstance(annotation, str)]
+    assert written_as_text == []
