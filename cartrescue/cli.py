@@ -6,9 +6,11 @@ commands so that ``cartrescue --help`` starts fast (benchmark B6).
 """
 
 import sys
-from typing import Annotated, NoReturn, Optional
+from collections.abc import Sequence
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
+import typer.main
 
 from cartrescue.commands import (
     codes,
@@ -26,7 +28,7 @@ from cartrescue.commands import (
 )
 from cartrescue.commands.common import JsonUsageGroup, err_console
 
-app = typer.Typer(
+_SETTINGS: dict[str, Any] = dict(
     name="cartrescue",
     help=(
         "Win back abandoned shopping carts in batch: read carts from a CSV export or the shop's "
@@ -47,6 +49,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=JsonUsageGroup,
 )
+app = typer.Typer(**_SETTINGS)
 
 
 def _version(value: bool) -> None:
@@ -81,6 +84,25 @@ app.command("send-test")(send_test.send_test)
 app.command()(forget.forget)
 
 
+def _app_for(args: Sequence[str]) -> typer.Typer:
+    """The app a command line runs: where its first word names a command (or a group), an app of
+    the same settings and callback with that one alone. typer builds every command of the app it
+    runs, from their signatures, on every start: the twenty others were built for nothing, in a
+    run and again in each of its workers. Anything else (no word, an option first, a name no
+    command has) runs the whole app, with its help, its errors and its suggestions."""
+    name = args[0] if args else ""
+    commands = [info for info in app.registered_commands if info.callback is not None
+                and (info.name or typer.main.get_command_name(info.callback.__name__)) == name]
+    groups = [info for info in app.registered_groups if info.name == name]
+    if not commands and not groups:
+        return app
+    alone = typer.Typer(**_SETTINGS)
+    alone.registered_callback = app.registered_callback
+    alone.registered_commands = commands
+    alone.registered_groups = groups
+    return alone
+
+
 def main() -> None:
     """Console-script entry point.
 
@@ -110,7 +132,7 @@ def main() -> None:
     # documents are closed and the ledger's transactions roll back; claims already committed stay.
     stops.install()
     try:
-        app()
+        _app_for(sys.argv[1:])()
     except KeyboardInterrupt:
         _interrupted()
     except SystemExit as done:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import typer.main
+from typer.testing import CliRunner
 
 from cartrescue import cli
+
+NAMES = sorted(typer.main.get_command(cli.app).commands)  # type: ignore[attr-defined]
 
 
 def _callbacks(app: typer.Typer) -> list[Any]:
@@ -38,3 +42,18 @@ def test_the_config_models_fields_are_objects_not_text_for_pydantic_to_evaluate(
     written_as_text = [f"{model.__name__}.{name}" for model in models
                        for name, annotation in vars(model).get("__annotations__", {}).items() if isinstance(annotation, str)]
     assert written_as_text == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_line_naming_a_command_builds_that_command_alone_with_the_same_help_and_errors(name: str) -> None:
+    alone = cli._app_for([name, "--json"])
+    assert sorted(typer.main.get_command(alone).commands) == [name]  # type: ignore[attr-defined]
+    for args in ([name, "--help"], [name, "--no-such-option", "--json"]):
+        whole = CliRunner().invoke(cli.app, args, env={"COLUMNS": "120"})
+        result = CliRunner().invoke(alone, args, env={"COLUMNS": "120"})
+        assert (result.exit_code, result.output) == (whole.exit_code, whole.output)
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["--version"], ["rn"], ["--json", "run"], ["RUN"], ["run_all"]])
+def test_any_other_line_runs_the_whole_app(args: list[str]) -> None:
+    assert cli._app_for(args) is cli.app
