@@ -4,9 +4,13 @@ bind exactly what the compiled statements name, column for column."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from cartrescue.errors import LockLost
 from cartrescue.ledger import ClaimRequest, Ledger
 
 
@@ -43,7 +47,7 @@ def test_a_claimed_message_stores_every_field_of_its_request(tmp_path: Path) -> 
     try:
         now = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
         run_id = ledger.start_run("send", now)
-        with ledger.lock(run_id, __import__("datetime").timedelta(minutes=5)):
+        with ledger.lock(run_id, timedelta(minutes=5)):
             request = _request(3)
             won = ledger.claim(run_id, [request], now)
             claim_id = won[(request.cart_key, request.step, request.channel)]
@@ -52,5 +56,56 @@ def test_a_claimed_message_stores_every_field_of_its_request(tmp_path: Path) -> 
         for name in request.__slots__:
             assert row[name] == getattr(request, name), name
         assert (row["status"], row["reply"], row["run_id"]) == ("sent", "250 queued", run_id)
+    finally:
+        ledger.close()
+
+
+def _claims_of(tmp_path: Path, name: str, grouped: bool) -> tuple[list[list[tuple[str, int, str]]], list[Any]]:
+    """Claims of groups of several sizes (a key twice in a group, keys another run holds, a
+    ``failed_transient`` row to claim again), with SQLite's one-statement groups on or off."""
+    ledger = Ledger(f"sqlite:///{tmp_path / name}")
+    try:
+        raw = ledger._raw_statements()
+        assert raw._group_width  # this SQLite has RETURNING: the group statement exists
+        if not grouped:
+            raw._group_width = 0
+        now = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+        earlier = ledger.start_run("send", now)
+        with ledger.lock(earlier, timedelta(minutes=5)):
+            first = ledger.claim(earlier, [_request(n) for n in (1, 2, 3)], now)
+            ledger.record([(first[("key3", 3, "email")], "failed_transient", "421 later", "")])
+        run_id = ledger.start_run("send", now)
+        won: list[list[tuple[str, int, str]]] = []
+        with ledger.lock(run_id, timedelta(minutes=5)):
+            for group in ([_request(4)], [_request(5), _request(5), _request(1), _request(3)],
+                          [_request(n) for n in range(10, 18)], [_request(n) for n in range(20, 52)],
+                          [_request(n) for n in range(60, 93)]):
+                claimed = ledger.claim(run_id, group, now)
+                assert all(claimed[key] > 0 for key in claimed)
+                won.append(sorted(claimed))
+        rows = [{k: v for k, v in m.items() if k not in ("id", "claimed_at", "finished_at")}
+                for m in sorted(ledger.messages(), key=lambda m: (m["cart_key"], m["step"]))]
+        return won, rows
+    finally:
+        ledger.close()
+
+
+def test_a_group_of_claims_in_one_statement_claims_what_row_by_row_claimed(tmp_path: Path) -> None:
+    grouped, rows = _claims_of(tmp_path, "grouped.db", grouped=True)
+    assert (grouped, rows) == _claims_of(tmp_path, "rows.db", grouped=False)
+    assert grouped[1] == [("key3", 3, "email"), ("key5", 5, "email")]  # key1 is the other run's; key5 once
+    assert [len(keys) for keys in grouped] == [1, 2, 8, 32, 33]
+    assert {r["cart_key"]: r["attempts"] for r in rows}["key3"] == 2
+
+
+def test_a_group_of_claims_without_the_lock_claims_nothing(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        now = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+        run_id = ledger.start_run("send", now)
+        with ledger.lock(run_id, timedelta(minutes=5)):
+            with pytest.raises(LockLost):
+                ledger.claim(run_id + 1, [_request(n) for n in range(5)], now)  # the lock names another run
+        assert ledger.messages() == []
     finally:
         ledger.close()
