@@ -1184,7 +1184,9 @@ class Executor:
             if self.codes is not None and incentive is not None and incentive.codes is not None:
                 pool = incentive.codes.pool
         message, data = self.build(decision)
-        message_id = self.composer.message_id(decision) if channel in RENDERED else ""
+        # The built message carries its id: hashed once a message, not again for the claim.
+        message_id = message.message_id if message is not None else \
+            self.composer.message_id(decision) if channel in RENDERED else ""
         request = self._claim_request(decision, self.channels[channel].transport, message_id)
         return _Prepared(decision, request, message, data, pool)
 
