@@ -475,12 +475,16 @@ class Renderer:
         self.env = self._environment()
         self._available = available_templates(self.folders)
         self._locale_cache: dict[tuple[str | None, str, str], str] = {}
-        self._templates: dict[str, tuple[Any, dict[str, Any]]] = {}  # file -> (compiled, its globals)
+        self._templates: dict[str, Any] = {}  # file -> compiled
+        # The variables every part sees besides its context: its environment's globals (a part is
+        # loaded without globals of its own; the environment where None prints nothing has the
+        # same ones), merged with a message's context once for all its parts (see _render_in).
+        self._globals = dict(self.env.globals)
         # A part that printed "None" is rendered again in an environment whose None prints
         # nothing ("Dear Ann None" is a template's bug the customer must not see): made when
         # first needed, so the messages without it pay one substring search, not a call per value.
         self._none_shown = none_shown
-        self._blank: tuple[Any, dict[str, tuple[Any, dict[str, Any]]]] | None = None
+        self._blank: tuple[Any, dict[str, Any]] | None = None
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
         self._jinja_error: type[Exception] = JinjaError
         self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
@@ -538,31 +542,38 @@ class Renderer:
         raised: :meth:`_render_in` this Renderer's environment; a part that printed ``None``
         again, in one where None prints nothing (unless ``none_shown``). Call
         ``budget.reset()`` first, once per message."""
-        text = self._render_in(self.env, self._templates, name, context)
+        return self._render_variables(name, self._variables(context))
+
+    def _variables(self, context: dict[str, Any]) -> dict[str, Any]:
+        """What a part's template sees: the globals, under ``context``."""
+        return {**self._globals, **context}
+
+    def _render_variables(self, name: str, variables: dict[str, Any]) -> str:
+        """:meth:`render_file` of a context already merged by :meth:`_variables`."""
+        text = self._render_in(self.env, self._templates, name, variables)
         if "None" in text and not self._none_shown:
             if self._blank is None:
                 self._blank = (self._environment(_none_as_nothing), {})
-            text = self._render_in(*self._blank, name, context)
+            text = self._render_in(*self._blank, name, variables)
         return text
 
-    def _render_in(self, environment: Any, templates: dict[str, tuple[Any, dict[str, Any]]], name: str,
-                   context: dict[str, Any]) -> str:
+    def _render_in(self, environment: Any, templates: dict[str, Any], name: str, variables: dict[str, Any]) -> str:
         """``Template.render(context)``, minus its per-call overhead.
 
-        ``render`` copies the template's globals (a ChainMap, slow to iterate) into a new dict
-        on every call. Here they are flattened once per file and the context is built with
-        ``new_context(shared=True)``, which Jinja documents as "the data is passed as is,
-        without adding the globals": the same variables reach the template, at a third of
-        the cost for a short part such as the subject.
+        ``render`` copies the template's globals (a ChainMap, slow to iterate) and the context
+        into a new dict on every call. Here ``variables`` holds both already (:meth:`_variables`,
+        once per message) and is passed with ``new_context(shared=True)``, which Jinja documents
+        as "the data is passed as is, without adding the globals": the same variables reach
+        the template, at a third of the cost for a short part such as the subject. Jinja never
+        writes to that dict (a template's ``{% set %}`` goes to its own context's ``vars``), so
+        a message's parts can share it: nothing one part sets reaches the next.
         """
-        loaded = templates.get(name)
-        if loaded is None:
-            template = environment.get_template(name)
-            loaded = templates[name] = (template, dict(template.globals))
-        template, globals_ = loaded
+        template = templates.get(name)
+        if template is None:
+            template = templates[name] = environment.get_template(name)
         env = template.environment
         try:
-            run = template.new_context({**globals_, **context}, shared=True)
+            run = template.new_context(variables, shared=True)
             # Joined a block of pieces at a time (in C), so a runaway loop is stopped after a block,
             # not after filling the memory; a normal part is one or two blocks.
             pieces = template.root_render_func(run)  # type: ignore[attr-defined]
@@ -587,8 +598,9 @@ class Renderer:
             files = self._files[(template, locale, variant)] = tuple(
                 self.part_file(template, locale, part, variant) for part in PARTS)
         self.budget.reset()
+        variables = self._variables(context)
         with self.deadline:
-            parts = [self._render_part(name, context) for name in files]
+            parts = [self._render_part(name, variables) for name in files]
         subject = " ".join(parts[0].split())
         return _rendered(subject, parts[1], parts[2], locale, files)
 
@@ -621,21 +633,23 @@ class Renderer:
         for item in context["items"]:
             item["name"] = one_line(item["name"])
         name = self.part_file(template, locale, SMS_PART, variant)
-        render = self.render_file if raw_errors else self._render_part
+        render = self._render_variables if raw_errors else self._render_part
+        variables = self._variables(context)  # its customer is context's: the update below reaches it
         self.budget.reset()
         with self.deadline:
-            text = plain(render(name, context)).strip()
+            text = plain(render(name, variables)).strip()
             if max_segments is not None and (customer["first_name"] or customer["last_name"]) \
                     and measure(text).segments > max_segments:
                 customer.update(first_name=None, last_name=None, greeting_name=None)
                 self.budget.reset()
-                text = plain(render(name, context)).strip()
+                text = plain(render(name, variables)).strip()
         return text
 
-    def _render_part(self, name: str, context: dict[str, Any]) -> str:
-        """One file rendered; every error of this cart's data becomes a TemplateError naming it."""
+    def _render_part(self, name: str, variables: dict[str, Any]) -> str:
+        """One file rendered (``variables``: :meth:`_variables`); every error of this cart's data
+        becomes a TemplateError naming it."""
         try:
-            return self.render_file(name, context)
+            return self._render_variables(name, variables)
         except self._jinja_error as exc:
             if getattr(exc, "lineno", None):  # a syntax error knows its line
                 where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}"  # type: ignore[attr-defined]

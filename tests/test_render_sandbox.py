@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,8 @@ from jinja2 import StrictUndefined
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from cartrescue.render import _sandbox_class
+from cartrescue.config import Config
+from cartrescue.render import Renderer, _sandbox_class
 
 class Trusted(str):
     """A str that says it is HTML already: escape asks it, never escapes it."""
@@ -131,3 +133,21 @@ def test_the_bounded_filters_and_operators_give_jinjas_answers_within_the_limits
     options = {"undefined": StrictUndefined}
     assert _sandbox_class()(**options).from_string(source).render() == \
         SandboxedEnvironment(**options).from_string(source).render()
+
+
+def test_what_one_part_of_a_message_sets_never_reaches_the_next_part(tmp_path: Path) -> None:
+    """A message's parts share the variables they are rendered from (merged once a message): a
+    part's own ``{% set %}``, even of a context name or a global, stays in that part, in the
+    environment where None prints nothing too (a part that printed ``None`` is rendered there)."""
+    folder = tmp_path / "templates" / "en"
+    folder.mkdir(parents=True)
+    sets = '{% set tier = "set" %}{% set range = none %}{% set extra = 1 %}'
+    shows = "{{ tier }} {{ extra is defined }} {{ range(2)|list }} {{ customer.last_name }}"
+    (folder / "note.subject.txt").write_text(sets + "{{ tier }} {{ extra }} {{ range }}", encoding="utf-8")
+    (folder / "note.txt").write_text(shows + sets + "|{{ tier }} {{ extra }}", encoding="utf-8")
+    (folder / "note.html").write_text(shows, encoding="utf-8")
+    renderer = Renderer(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder.parent))
+    context = {"tier": "vip", "customer": {"last_name": None}}
+    rendered = renderer.render("note", "en", context)
+    assert (rendered.subject, rendered.text, rendered.html) == ("set 1", "vip False [0, 1] |set 1", "vip False [0, 1] ")
+    assert context == {"tier": "vip", "customer": {"last_name": None}}
