@@ -175,6 +175,7 @@ def _contacts(decision: Decision) -> list[str]:
 _decision = quick_new(Decision)  # Decision(...) for half the instructions (a run makes one per cart)
 _cart_facts = quick_new(CartFacts)
 _message = quick_new(OutgoingMessage)  # OutgoingMessage(...) for fewer instructions: one per message composed
+_claim = quick_new(ClaimRequest)  # ClaimRequest(...) for fewer instructions: one per send (it takes keywords)
 
 
 class _Route:
@@ -1053,11 +1054,11 @@ class Executor:
         customer id, the cart's value in shop.currency)."""
         cart = d.cart
         value = self._basis.base(cart.total, cart.currency, cart.base_total)
-        return ClaimRequest(cart.key, cart.id, cart.customer.email, d.step or 0, d.channel or "email", transport,
-                            d.template or "", d.variant, d.tier, d.score, message_id,
-                            sequence=self._sequence_of.get(d.tier or ""), locale=cart.customer.locale,
-                            customer_id=cart.customer.id, cart_value=None if value is None else str(value),
-                            phone=d.phone)
+        return _claim(cart.key, cart.id, cart.customer.email, d.step or 0, d.channel or "email", transport,
+                      d.template or "", d.variant, d.tier, d.score, message_id,
+                      sequence=self._sequence_of.get(d.tier or ""), locale=cart.customer.locale,
+                      customer_id=cart.customer.id, cart_value=None if value is None else str(value),
+                      phone=d.phone)
 
     def claim_day(self, at: datetime) -> tuple[datetime, datetime] | None:
         """The shop's day of a claim made at ``at`` (``None`` without one message a day): the
@@ -1207,7 +1208,7 @@ class Executor:
                 self._deliver_ready(chunk, ready, results)
             sends = self._give_back(chunk, sends, results, waiting if waiting is not None else {})
             ready = self._ready(sends, results)
-        return [results.get(id(d), Result(d)) for d in chunk]
+        return [results.get(id(d)) or _result(d) for d in chunk]  # a Result made only for a decision without one
 
     def _ready(self, sends: list[Decision], results: dict[int, Result]) -> dict[str, list[_Prepared]]:
         """``sends`` rendered and built, by channel; one that fails for its cart goes into
@@ -1349,7 +1350,7 @@ class _ClaimFeed:
         decision = prepared.decision
         # A dry code pool is `failed_transient` here too, as the ledger has it: the claim is retried
         # once codes are added, and nothing is wrong with the template (`render_error` said so).
-        self.results[id(decision)] = Result(decision, outcome.status.value, outcome.reply, prepared.message)
+        self.results[id(decision)] = _result(decision, outcome.status.value, outcome.reply, prepared.message)
         # "No such user", "unsubscribed at the carrier": no other cart or step of the contact is tried.
         contact = decision.phone if prepared.request.channel == "sms" else decision.cart.customer.email
         if outcome.suppress and contact:
