@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -204,16 +205,27 @@ async def scripted_session(reader: asyncio.StreamReader, writer: asyncio.StreamW
     writer.close()
 
 
+async def _pipelining_to(session: Any) -> tuple[asyncio.Server, aiosmtplib.SMTP]:
+    """A loopback server running ``session``, and a client of it that is not connected yet."""
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, use_tls=False, timeout=5)
+
+
+async def _greeted(smtp: aiosmtplib.SMTP) -> PipeliningProtocol:
+    """``smtp`` connected, past EHLO, with the pipelining protocol on its connection."""
+    await smtp.connect()
+    await smtp.ehlo()
+    pipe = enable(smtp)
+    assert pipe is not None
+    return pipe
+
+
 def test_replies_are_read_in_order_however_the_bytes_arrive() -> None:
     async def scenario() -> list[tuple[int, str]]:
-        server = await asyncio.start_server(scripted_session, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, use_tls=False, timeout=5)
+        server, smtp = await _pipelining_to(scripted_session)
         try:
-            await smtp.connect()
-            await smtp.ehlo()
-            pipe = enable(smtp)
-            assert pipe is not None
+            pipe = await _greeted(smtp)
             pipe.send(b"MAIL FROM:<shop@example.com>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n", 3)
             got = [await pipe.reply() for _ in range(3)]
             pipe.send(b"Subject: x\r\n\r\nhi\r\n.\r\n", 1)
@@ -349,15 +361,10 @@ def test_a_reply_not_here_by_its_deadline_raises_timeout_and_leaves_no_timer() -
     late TimeoutError on a later wait); one that does not come by the deadline raises
     ``TimeoutError``, the error the channel maps to "no reply within smtp.timeout"."""
     async def scenario() -> float:
-        server = await asyncio.start_server(silent_after_data, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, use_tls=False, timeout=5)
+        server, smtp = await _pipelining_to(silent_after_data)
         loop = asyncio.get_running_loop()
         try:
-            await smtp.connect()
-            await smtp.ehlo()
-            pipe = enable(smtp)
-            assert pipe is not None
+            pipe = await _greeted(smtp)
             pipe.send(b"MAIL FROM:<shop@example.com>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n", 3)
             deadline = loop.time() + 0.2
             assert [(await pipe.reply(deadline)).code for _ in range(3)] == [250, 250, 354]

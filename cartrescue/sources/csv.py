@@ -714,26 +714,15 @@ class CsvSource(CartSource):
             name = self.name
             owns = None if shard is None else shard.owns
             self._halves, self._reading_spool = True, None
-            at: tuple[int, int, int] | None = None  # where the id, address and last change are
-            # Per cart, as _first, _moment, _digest and _activity_of read it, the first row's cell
-            # taken where it is written (most carts): a call fewer each, once per cart of the export.
-            for start, rows in self._cart_rows(track=True, broken=apart.add_broken):
-                if at is None:  # known once the header is read
-                    at, alike = (self._id_at, self._at["email"], self._at["updated_at"]), self._alike_getter
-                first = rows[0][1]
-                cart_id = first[at[0]].strip()
-                # every cart, a shard's or not: its pieces may go to two
-                apart.add(cart_id, start, hash(alike(first)) if len(rows) == 1 else self._digest(rows))
-                email = first[at[1]]
-                email = email.strip() if email and not email.isspace() else self._first(rows, "email")
+            # every cart, a shard's or not, goes to apart: its pieces may go to two
+            for start, rows, cart_id, email in self._carts_read(apart, track=True):
                 key = f"{name}:{cart_id}"
                 if owns is not None and not owns(email, key):
                     continue
                 spool.add_group(start, rows)
                 if email:
                     empty, free = self._contents(rows)
-                    moment = first[at[2]]
-                    moment = moment.strip() if moment and not moment.isspace() else self._moment(rows)
+                    moment = self._moment(rows)
                     activity = self._activity_of(email, moment, key, empty, free, *self._refusals(rows, empty or free))
                     if activity is not None:
                         yield activity
@@ -747,8 +736,30 @@ class CsvSource(CartSource):
                 spool.close()
                 apart.close()
 
+    def _carts_read(self, apart: ApartIds, *, track: bool = False
+                    ) -> Iterator[tuple[int, list[tuple[int, list[str]]], str, str]]:
+        """Each cart group of the export (:meth:`_cart_rows`) with its id and its address
+        (:meth:`_first`'s: stripped, "" without one), its digest given to ``apart``: what the
+        first pass and the split read of every cart. The first row's cell is taken where it is
+        written (most carts): a call fewer each, once per cart of the export."""
+        id_at = email_at = -1
+        alike: Any = None
+        for start, rows in self._cart_rows(track=track, broken=apart.add_broken):
+            if id_at < 0:  # known once the header is read
+                id_at, email_at, alike = self._id_at, self._at["email"], self._alike_getter
+            first = rows[0][1]
+            cart_id = first[id_at].strip()
+            apart.add(cart_id, start, hash(alike(first)) if len(rows) == 1 else self._digest(rows))
+            email = first[email_at]
+            email = email.strip() if email and not email.isspace() else self._first(rows, "email")
+            yield start, rows, cart_id, email
+
     def _moment(self, rows: list[tuple[int, list[str]]]) -> str:
-        """A group's last activity as written (updated, else created; "" when neither is)."""
+        """A group's last activity as written (updated, else created; "" when neither is): the
+        first row's cell where it is written (most carts), without a call per row."""
+        moment = rows[0][1][self._at["updated_at"]]
+        if moment and not moment.isspace():
+            return moment.strip()
         return self._first(rows, "updated_at") or self._first(rows, "created_at")
 
     def _activity_of(self, email: str, moment: str, key: str, empty: bool, free: bool,
@@ -868,24 +879,14 @@ class CsvSource(CartSource):
         self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
         try:
             name = self.name
-            at: tuple[int, int, int] | None = None  # where the id, address and last change are
-            # Per cart, as _activity reads them: the first row's cell where it is written (most
-            # carts), and owner() of the address already stripped (the cart key built only for a
-            # cart without one): this helper's work is what every worker waits for.
-            for start, rows in self._cart_rows(broken=apart.add_broken):
-                if at is None:  # known once the header is read
-                    at, alike = (self._id_at, self._at["email"], self._at["updated_at"]), self._alike_getter
-                first = rows[0][1]
-                cart_id = first[at[0]].strip()
-                apart.add(cart_id, start, hash(alike(first)) if len(rows) == 1 else self._digest(rows))
-                email = first[at[1]]
-                email = email.strip() if email and not email.isspace() else self._first(rows, "email")
+            # The shard as owner() finds it, of the address already stripped (the cart key built
+            # only for a cart without one): this helper's work is what every worker waits for.
+            for start, rows, cart_id, email in self._carts_read(apart):
                 shard = shard_of(email.lower() if email else f"{name}:{cart_id}", count) - 1
                 writers[shard].add_group(start, rows)
                 if email:  # without one, the cart is no address's newest: no activity
                     empty, free = self._contents(rows)
-                    moment = first[at[2]]
-                    moment = moment.strip() if moment and not moment.isspace() else self._moment(rows)
+                    moment = self._moment(rows)
                     refusals = self._refusals(rows, True) if empty or free else _NO_REFUSALS
                     activities[shard].add_activity(cart_id, email, moment, empty, free, *refusals)
             for writer in writers:  # complete before the activity spools are: see _followed_activity
