@@ -17,27 +17,29 @@ from datetime import datetime, timedelta
 from cartrescue.config import ConsentPolicy, EligibilityConfig
 from cartrescue.contacts import email_hashes, phone_hash
 from cartrescue.currency import Basis
-from cartrescue.model import Action, Cart, Reason, quick_init, quick_new
+from cartrescue.model import (
+    ACTION_DEFER,
+    ACTION_SKIP,
+    REASON_BOT_OR_DISPOSABLE,
+    REASON_EMPTY_CART,
+    REASON_IDLE_BELOW_CUTOFF,
+    REASON_NEWER_CART,
+    REASON_NO_CONSENT,
+    REASON_NO_CONTACT,
+    REASON_ORDERED,
+    REASON_PENDING_ORDER,
+    REASON_SUPPRESSED,
+    REASON_TOO_OLD,
+    REASON_UNREADABLE_ORDER,
+    REASON_ZERO_VALUE,
+    Action,
+    Cart,
+    Reason,
+    quick_init,
+    quick_new,
+)
 from cartrescue.newest import MARKETING, NO_WITHDRAWAL, SMS, Withdrawal
 from cartrescue.orders import OrderFacts
-
-# The members compared and stored for every cart, as module globals: in Python 3.11 the enum
-# class has a ``__getattr__`` (EnumType), so ``Action.SEND`` costs ~450 instructions a lookup, a
-# global ~40 (callgrind: -0.6 % of B2 over these three modules).
-_Action_DEFER = Action.DEFER
-_Action_SKIP = Action.SKIP
-_Reason_BOT_OR_DISPOSABLE = Reason.BOT_OR_DISPOSABLE
-_Reason_EMPTY_CART = Reason.EMPTY_CART
-_Reason_IDLE_BELOW_CUTOFF = Reason.IDLE_BELOW_CUTOFF
-_Reason_NEWER_CART = Reason.NEWER_CART
-_Reason_NO_CONSENT = Reason.NO_CONSENT
-_Reason_NO_CONTACT = Reason.NO_CONTACT
-_Reason_ORDERED = Reason.ORDERED
-_Reason_PENDING_ORDER = Reason.PENDING_ORDER
-_Reason_SUPPRESSED = Reason.SUPPRESSED
-_Reason_TOO_OLD = Reason.TOO_OLD
-_Reason_UNREADABLE_ORDER = Reason.UNREADABLE_ORDER
-_Reason_ZERO_VALUE = Reason.ZERO_VALUE
 
 
 @quick_init
@@ -115,24 +117,24 @@ class Gates:
         # forgotten address came back into cr_decision as a cart's "no_consent".
         if suppressed and ((email and not suppressed.isdisjoint(email_hashes(email)))  # no hashing when none is
                            or (phone and phone_hash(phone) in suppressed)):
-            return new_verdict(_Action_SKIP, _Reason_SUPPRESSED)
+            return new_verdict(ACTION_SKIP, REASON_SUPPRESSED)
         if not cart.items:
-            return new_verdict(_Action_SKIP, _Reason_EMPTY_CART)
+            return new_verdict(ACTION_SKIP, REASON_EMPTY_CART)
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
         if (base if base is not None else cart.total) < self._min_total:
-            return new_verdict(_Action_SKIP, _Reason_ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
+            return new_verdict(ACTION_SKIP, REASON_ZERO_VALUE, detail=f"total {cart.total} {cart.currency}")
         if channel == "sms":
             if phone is None:
-                return new_verdict(_Action_SKIP, _Reason_NO_CONTACT, detail=phone_problem or "no phone number")
+                return new_verdict(ACTION_SKIP, REASON_NO_CONTACT, detail=phone_problem or "no phone number")
         elif channel == "call-list":
             if not cart.customer.phone:
-                return new_verdict(_Action_SKIP, _Reason_NO_CONTACT, detail="no phone number to call")
+                return new_verdict(ACTION_SKIP, REASON_NO_CONTACT, detail="no phone number to call")
         elif not email:
-            return new_verdict(_Action_SKIP, _Reason_NO_CONTACT)
+            return new_verdict(ACTION_SKIP, REASON_NO_CONTACT)
         if email:
             bot = self.is_bot_or_disposable(email)
             if bot:
-                return new_verdict(_Action_SKIP, _Reason_BOT_OR_DISPOSABLE, detail=bot)
+                return new_verdict(ACTION_SKIP, REASON_BOT_OR_DISPOSABLE, detail=bot)
         consent, policy = cart.customer.marketing_consent, self._consent
         if channel == "sms":
             consent, policy = cart.customer.sms_consent, sms_consent
@@ -141,33 +143,33 @@ class Gates:
             and (policy == "required" or (policy == "soft-opt-in" and facts.previous_orders < 1))
         ):
             what = "sms_consent" if channel == "sms" else "consent"
-            return new_verdict(_Action_SKIP, _Reason_NO_CONSENT, detail=f"{what}={consent}, policy {policy}")
+            return new_verdict(ACTION_SKIP, REASON_NO_CONSENT, detail=f"{what}={consent}, policy {policy}")
         if withdrawn:  # a later cart's "no" (never this cart's own: that is ``consent is False`` above)
             later = withdrawn.get(SMS if channel == "sms" else MARKETING)
             if later is not None and later.ts >= cart.updated_at.timestamp():
                 what = "sms_consent" if channel == "sms" else "consent"
-                return new_verdict(_Action_SKIP, _Reason_NO_CONSENT,
-                                detail=f"{what}={consent}, withdrawn: no on the later cart {later.cart_key}")
+                return new_verdict(ACTION_SKIP, REASON_NO_CONSENT,
+                                   detail=f"{what}={consent}, withdrawn: no on the later cart {later.cart_key}")
         if facts.ordered is not None:
-            return new_verdict(_Action_SKIP, _Reason_ORDERED, detail=f"order {facts.ordered.id}")
+            return new_verdict(ACTION_SKIP, REASON_ORDERED, detail=f"order {facts.ordered.id}")
         if facts.pending is not None and (self._pending_within is None
                                           or now - facts.pending.created_at <= self._pending_within):
-            return new_verdict(_Action_SKIP, _Reason_PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
+            return new_verdict(ACTION_SKIP, REASON_PENDING_ORDER, detail=f"order {facts.pending.id} not delivered")
         if facts.unreadable is not None:
             # It may be this very cart's order: no reminder until the row can be read.
-            return new_verdict(_Action_DEFER, _Reason_UNREADABLE_ORDER,
-                            detail=f"order {facts.unreadable.id} ({facts.unreadable.unreadable}) could not be read")
+            return new_verdict(ACTION_DEFER, REASON_UNREADABLE_ORDER,
+                               detail=f"order {facts.unreadable.id} ({facts.unreadable.unreadable}) could not be read")
         idle = now - cart.updated_at
         if idle > self._max_age:
-            return new_verdict(_Action_SKIP, _Reason_TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")
+            return new_verdict(ACTION_SKIP, REASON_TOO_OLD, detail=f"idle {_human(idle.total_seconds())}")
         if idle < self._cutoff:
             # Touched after the run's clock (a database updated as the run reads it): not idle at all.
             detail = f"idle {_human(idle.total_seconds())}" if idle >= timedelta(0) else \
                 f"last activity {_human(-idle.total_seconds())} after this run's now"
-            return new_verdict(_Action_DEFER, _Reason_IDLE_BELOW_CUTOFF, not_before=cart.updated_at + self._cutoff,
-                            detail=detail)
+            return new_verdict(ACTION_DEFER, REASON_IDLE_BELOW_CUTOFF, not_before=cart.updated_at + self._cutoff,
+                               detail=detail)
         if newest_cart is not None and newest_cart != cart.key:
-            return new_verdict(_Action_SKIP, _Reason_NEWER_CART, detail=f"newer cart {newest_cart}")
+            return new_verdict(ACTION_SKIP, REASON_NEWER_CART, detail=f"newer cart {newest_cart}")
         return None
 
 

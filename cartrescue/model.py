@@ -361,6 +361,39 @@ class Reason(StrEnum):
     HOLDOUT = "holdout"
 
 
+# The members the planner, the gates and the sequence compare and store for every cart, as module
+# globals of their own (imported by name, each is a global of the importer too): in Python 3.11 an
+# enum class has a ``__getattr__`` (EnumType), so ``Action.SEND`` costs ~450 instructions a lookup,
+# a global ~40 (callgrind: -0.6 % of B2).
+ACTION_DEFER = Action.DEFER
+ACTION_HOLDOUT = Action.HOLDOUT
+ACTION_SEND = Action.SEND
+ACTION_SKIP = Action.SKIP
+REASON_ANSWERED_SURVEY = Reason.ANSWERED_SURVEY
+REASON_BOT_OR_DISPOSABLE = Reason.BOT_OR_DISPOSABLE
+REASON_BUDGET = Reason.BUDGET
+REASON_DUE = Reason.DUE
+REASON_EMPTY_CART = Reason.EMPTY_CART
+REASON_HOLDOUT = Reason.HOLDOUT
+REASON_IDLE_BELOW_CUTOFF = Reason.IDLE_BELOW_CUTOFF
+REASON_MESSAGED_TODAY = Reason.MESSAGED_TODAY
+REASON_NEWER_CART = Reason.NEWER_CART
+REASON_NEWSLETTER_TODAY = Reason.NEWSLETTER_TODAY
+REASON_NO_CONSENT = Reason.NO_CONSENT
+REASON_NO_CONTACT = Reason.NO_CONTACT
+REASON_ORDERED = Reason.ORDERED
+REASON_OUTSIDE_BACKFILL = Reason.OUTSIDE_BACKFILL
+REASON_PENDING_ORDER = Reason.PENDING_ORDER
+REASON_QUIET_HOURS = Reason.QUIET_HOURS
+REASON_RUN_LIMIT = Reason.RUN_LIMIT
+REASON_SEQUENCE_DONE = Reason.SEQUENCE_DONE
+REASON_STEP_NOT_DUE = Reason.STEP_NOT_DUE
+REASON_SUPPRESSED = Reason.SUPPRESSED
+REASON_TOO_OLD = Reason.TOO_OLD
+REASON_UNREADABLE_ORDER = Reason.UNREADABLE_ORDER
+REASON_ZERO_VALUE = Reason.ZERO_VALUE
+
+
 @quick_init
 @dataclass(frozen=True, slots=True)
 class Decision:

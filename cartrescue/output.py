@@ -114,12 +114,12 @@ def _float(value: float) -> str:
 _INFINITY = float("inf")
 
 
-class _Scores(dict[float, str]):
-    """A score's JSON text (:func:`_float`), written once per run for each score: a run's carts
-    share a few scores (the sums of a few rules' weights), and ``float.__repr__`` is ~2,000
-    instructions a row. Keyed by floats only: two equal non-zero finite floats are one value,
-    so one text; ``0.0`` and ``-0.0`` are equal with different texts, and neither is kept, nor
-    NaN or an infinity. Bounded, as scores could be many."""
+class ScoreTexts(dict[float, str]):
+    """Scores' JSON texts (:func:`_float`), each written once per run (a :class:`JsonStream`
+    keeps one): a run's carts share a few scores (the sums of a few rules' weights), and
+    ``float.__repr__`` is ~2,000 instructions a row. Keyed by floats only: two equal non-zero
+    finite floats are one value, so one text; ``0.0`` and ``-0.0`` are equal with different
+    texts, and neither is kept, nor NaN or an infinity. Bounded, as scores could be many."""
 
     def __missing__(self, score: float) -> str:
         text = _float(score)
@@ -128,18 +128,16 @@ class _Scores(dict[float, str]):
         return text
 
 
-#: Queried only with a ``float`` (``1 == 1.0``, but ``json.dumps`` writes ``1`` and ``1.0``).
-_SCORES = _Scores()
 
-
-def result_json(result: Result) -> str:
+def result_json(result: Result, scores: ScoreTexts | None = None) -> str:
     """``json.dumps(result_dict(result), ensure_ascii=False)``, several times faster.
 
     The row's shape is fixed, so it is written with one f-string and the C string encoder that
     ``json.dumps`` itself uses, instead of building a dict and walking it; a run writes one per
     cart. :func:`result_dict` stays the definition: the tests hold the two to the same bytes.
     The row is one f-string (a subject appended after it copied the row again), the detail
-    joined here (not by a call of :func:`detail_of`), a score's text kept for the run.
+    joined here (not by a call of :func:`detail_of`), a score's text taken from ``scores``
+    (queried only with a ``float``: ``1 == 1.0``, but ``json.dumps`` writes ``1`` and ``1.0``).
     """
     decision = result.decision
     cart = decision.cart
@@ -154,7 +152,7 @@ def result_json(result: Result) -> str:
         f'"action": {_ENCODED[decision.action]}, "reason": {_ENCODED[decision.reason]}, '
         f'"detail": {_string(f"{said}; {delivered}" if said and delivered else said or delivered)}, '
         f'"step": {"null" if step is None else int.__repr__(step)}, '
-        f'"score": {"null" if score is None else _SCORES[score] if type(score) is float else _float(score)}, '
+        f'"score": {"null" if score is None else scores[score] if type(score) is float and scores is not None else _float(score)}, '
         f'"tier": {"null" if tier is None else _ENCODED[tier]}, '
         f'"channel": {"null" if channel is None else _ENCODED[channel]}, '
         f'"template": {"null" if template is None else _ENCODED[template]}, '
@@ -238,11 +236,16 @@ class JsonStream:
     def __init__(self, out: IO[str], header: dict[str, Any]) -> None:
         self.out = out
         self.first = True
+        self.scores = ScoreTexts()
         head = json.dumps(header, ensure_ascii=False)[:-1]
         out.write(head + (', ' if header else '') + '"decisions": [')
 
     def add(self, row: dict[str, Any]) -> None:
         self.add_json(json.dumps(row, ensure_ascii=False, default=str))
+
+    def add_result(self, result: Result) -> None:
+        """Add a run's result as :func:`result_json` writes it, its score's text kept for the run."""
+        self.add_json(result_json(result, self.scores))
 
     def add_json(self, text: str) -> None:
         """Add a row already encoded (see :func:`result_json`)."""

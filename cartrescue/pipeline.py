@@ -39,7 +39,28 @@ from cartrescue.incentives import Allocation, Codes, code_expiry, expiry_day, pl
 from cartrescue.ledger import ADDRESS_CHANNELS, NUMBER_CHANNELS, ClaimRequest, History, Ledger, TierUse
 from cartrescue.mime import build_message, mailto_address, wire_address
 from cartrescue.model import (
-    Action, Address, Cart, CartFacts, Decision, MarketingSend, OutgoingMessage, Reason, RowProblem, quick_init,
+    ACTION_DEFER,
+    ACTION_HOLDOUT,
+    ACTION_SEND,
+    ACTION_SKIP,
+    REASON_ANSWERED_SURVEY,
+    REASON_BUDGET,
+    REASON_DUE,
+    REASON_HOLDOUT,
+    REASON_MESSAGED_TODAY,
+    REASON_NO_CONSENT,
+    REASON_NO_CONTACT,
+    REASON_RUN_LIMIT,
+    REASON_SUPPRESSED,
+    Action,
+    Address,
+    Cart,
+    CartFacts,
+    Decision,
+    MarketingSend,
+    OutgoingMessage,
+    RowProblem,
+    quick_init,
     quick_new,
 )
 from cartrescue.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal
@@ -55,23 +76,6 @@ from cartrescue.sources.base import ALL_TIME, CartSource, Window
 from cartrescue.survey import links as survey_links
 from cartrescue.text import printable
 from cartrescue.unsubscribe import TokenMaker
-
-# The members compared and stored for every cart, as module globals: in Python 3.11 the enum
-# class has a ``__getattr__`` (EnumType), so ``Action.SEND`` costs ~450 instructions a lookup, a
-# global ~40 (callgrind: -0.6 % of B2 over these three modules).
-_Action_DEFER = Action.DEFER
-_Action_HOLDOUT = Action.HOLDOUT
-_Action_SEND = Action.SEND
-_Action_SKIP = Action.SKIP
-_Reason_ANSWERED_SURVEY = Reason.ANSWERED_SURVEY
-_Reason_BUDGET = Reason.BUDGET
-_Reason_DUE = Reason.DUE
-_Reason_HOLDOUT = Reason.HOLDOUT
-_Reason_MESSAGED_TODAY = Reason.MESSAGED_TODAY
-_Reason_NO_CONSENT = Reason.NO_CONSENT
-_Reason_NO_CONTACT = Reason.NO_CONTACT
-_Reason_RUN_LIMIT = Reason.RUN_LIMIT
-_Reason_SUPPRESSED = Reason.SUPPRESSED
 
 
 T = TypeVar("T")
@@ -132,7 +136,7 @@ class _Budget:
         if lost.instead is not None and not any(self.held[contact] > 0 for contact in _contacts(lost)):
             return replace(lost, channel=lost.instead, instead=None,
                            detail=f"by {lost.instead}, not {lost.channel}: {detail}")
-        deferred = replace(lost, action=_Action_DEFER, reason=_Reason_BUDGET, detail=detail, instead=None)
+        deferred = replace(lost, action=ACTION_DEFER, reason=REASON_BUDGET, detail=detail, instead=None)
         spare = _keep_best(self.reserve, self.limit, (out[0], out[1], deferred))
         return None if spare is None else spare[2]
 
@@ -368,7 +372,7 @@ class Planner:
             # ``cart.key`` is a property that formats its text: read only where there are numbers.
             decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered,
                                     phones.get(cart.key) if phones else None, withdrawn)
-            if decision.action is _Action_SEND and decision.channel == "call-list" and decision.phone is None:
+            if decision.action is ACTION_SEND and decision.channel == "call-list" and decision.phone is None:
                 calls.append(decision)  # its number is looked up among the suppressions below, with the others
                 continue
             settled = self._settle(decision, budgets, messaged, added, newest)
@@ -386,14 +390,14 @@ class Planner:
         budget (the one it displaces comes out now: deferred, or sent by e-mail instead); a send
         marks its customer as messaged. None: nothing comes out now. (A value, not a generator
         of at most one: ``yield from`` made a generator per cart.)"""
-        if decision.action is _Action_SEND and decision.tier in budgets and self._in_budget(decision):
+        if decision.action is ACTION_SEND and decision.tier in budgets and self._in_budget(decision):
             displaced = budgets[decision.tier].offer(decision)
-            if displaced is not None and displaced.action is _Action_SEND:  # over_budget: email
+            if displaced is not None and displaced.action is ACTION_SEND:  # over_budget: email
                 displaced = self._first_of_the_day(displaced, newest, messaged)
-                if displaced.action is _Action_SEND:
+                if displaced.action is ACTION_SEND:
                     messaged.update(_contacts(displaced))
             return displaced
-        if decision.action is _Action_SEND:
+        if decision.action is ACTION_SEND:
             contacts = _contacts(decision)
             messaged.update(contacts)
             added += contacts
@@ -415,7 +419,7 @@ class Planner:
         if not hashes:
             return calls
         suppressed = self.ledger.history([], [], list(hashes.values())).suppressed
-        return [replace(d, action=_Action_SKIP, reason=_Reason_SUPPRESSED, detail="the number to call is suppressed")
+        return [replace(d, action=ACTION_SKIP, reason=REASON_SUPPRESSED, detail="the number to call is suppressed")
                 if hashes.get(id(d)) in suppressed else d for d in calls]
 
     def _repeated(self, cart: Cart, repeated: dict[str, int], advice: str) -> bool:
@@ -478,7 +482,7 @@ class Planner:
         channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart,
                                                  said_no)
         if verdict is None and key in answered:
-            verdict = Verdict(_Action_SKIP, _Reason_ANSWERED_SURVEY, detail="the customer said why they left")
+            verdict = Verdict(ACTION_SKIP, REASON_ANSWERED_SURVEY, detail="the customer said why they left")
         if verdict is None:
             due = next_step(cart, route.sequence, sent, now, self._backfill, route.delays)
             if isinstance(due, Verdict):
@@ -497,13 +501,13 @@ class Planner:
                     who = subject(cart) if experiments.assigns(route.sequence_name, step) else ""
                     if experiments.held_out(who, route.sequence_name):
                         return _decision(
-                            cart=cart, action=_Action_HOLDOUT, reason=_Reason_HOLDOUT, score=score.value,
+                            cart=cart, action=ACTION_HOLDOUT, reason=REASON_HOLDOUT, score=score.value,
                             tier=route.name, step=step, channel=channel, template=template,
                             detail=f"holdout group ({route.sequence.holdout:.0%} of sequence {route.sequence_name})",
                             facts=cart_facts, phone=phone,
                         )
                     return _decision(
-                        cart=cart, action=_Action_SEND, reason=_Reason_DUE, score=score.value, tier=route.name,
+                        cart=cart, action=ACTION_SEND, reason=REASON_DUE, score=score.value, tier=route.name,
                         step=step, channel=channel, template=template, detail=fallback,
                         variant=experiments.variant(who, route.sequence_name, step, sent), facts=cart_facts,
                         phone=phone, instead=None if route.defers or channel not in _NEEDS_PHONE else self._instead(
@@ -533,7 +537,7 @@ class Planner:
             instead = _by_address(tier)
             second = self.gates.check(cart, facts, now=self.now, suppressed=suppressed, newest_cart=newest_cart,
                                       channel=instead, phone=phone, withdrawn=withdrawn)
-            if second is None or second.reason not in (_Reason_NO_CONTACT, _Reason_NO_CONSENT):
+            if second is None or second.reason not in (REASON_NO_CONTACT, REASON_NO_CONSENT):
                 return instead, second, f"by {instead}, not {channel} ({verdict.detail})"
         return channel, verdict, ""
 
@@ -585,7 +589,7 @@ class Planner:
         """Whether ``verdict`` says only that ``channel`` cannot reach the customer (and the config
         lets the step go by e-mail instead): no contact on it, or no consent to texts."""
         return self._fallback and (
-            verdict.reason is _Reason_NO_CONTACT or (verdict.reason is _Reason_NO_CONSENT and channel == "sms"))
+            verdict.reason is REASON_NO_CONTACT or (verdict.reason is REASON_NO_CONSENT and channel == "sms"))
 
     def _last_message(self, email: str | None, phone: str | None, history: History,
                       messaged: set[str]) -> datetime | None:
@@ -619,18 +623,18 @@ _NOT_CLAIMED = frozenset({"claimed_elsewhere", "render_error"})  # sends that en
 def _unclaimed(result: Result) -> bool:
     """Whether a send ended without this run's claim: deferred at it, claimed by another run
     first, or failed to render (:meth:`Executor._give_back`)."""
-    return result.decision.action is _Action_DEFER or result.delivery in _NOT_CLAIMED
+    return result.decision.action is ACTION_DEFER or result.delivery in _NOT_CLAIMED
 
 
 def _spare(decision: Decision) -> bool:
     """Whether ``decision`` is a budget's spare: deferred by its tier's budget, and among the
     best of those, so it may take the slot of a kept send this run does not claim."""
-    return decision.budgeted and decision.reason is _Reason_BUDGET
+    return decision.budgeted and decision.reason is REASON_BUDGET
 
 
 def _in_freed_slot(spare: Decision) -> Decision:
     """The send a budget's ``spare`` becomes when it takes a slot a kept send left unclaimed."""
-    return replace(spare, action=_Action_SEND, reason=_Reason_DUE,
+    return replace(spare, action=ACTION_SEND, reason=REASON_DUE,
                    detail=f"in the slot of a send this run did not claim ({spare.detail})")
 
 
@@ -993,12 +997,12 @@ class Executor:
                     decision = send
                 else:
                     waiting[at] = send
-            elif decision.action is _Action_SEND and self.limit is not None:
+            elif decision.action is ACTION_SEND and self.limit is not None:
                 if self.limit > 0:
                     self.limit -= 1
                 else:
                     waiting[at] = decision
-                    decision = replace(decision, action=_Action_DEFER, reason=_Reason_RUN_LIMIT,
+                    decision = replace(decision, action=ACTION_DEFER, reason=REASON_RUN_LIMIT,
                                        detail="run --limit reached; a later run sends it")
             out.append(decision)
         return out, waiting
@@ -1071,7 +1075,7 @@ class Executor:
         """A text or call whose claim the ledger refused at ``at``: its number had a message
         that day, which another shard or run claimed (the planner knew nothing of it). It waits
         until tomorrow, as when the planner knows of the message."""
-        return replace(decision, action=_Action_DEFER, reason=_Reason_MESSAGED_TODAY,
+        return replace(decision, action=ACTION_DEFER, reason=REASON_MESSAGED_TODAY,
                        not_before=self._calendar.tomorrow(at, decision.channel or "sms"),
                        detail="the number got a message today, claimed by another shard or run")
 
@@ -1095,14 +1099,14 @@ class Executor:
         """A send that reached its claim inside quiet hours: not claimed, it waits for the
         window's end, as the planner would have decided at ``at``; the next run sends it."""
         local = at.astimezone(self._calendar.tz)
-        return replace(decision, action=_Action_DEFER, reason=verdict.reason, not_before=verdict.not_before,
+        return replace(decision, action=ACTION_DEFER, reason=verdict.reason, not_before=verdict.not_before,
                        detail=f"{verdict.detail} (reached at {local:%H:%M} as this run claimed it)")
 
     def _dry_run(self, chunk: list[Decision]) -> list[Result]:
         results: list[Result] = []
         calls: list[int] = []  # where the call list's rows go in results, once written (run --eml)
         for decision in chunk:
-            if decision.action is not _Action_SEND:
+            if decision.action is not ACTION_SEND:
                 results.append(_result(decision))
             elif decision.channel not in RENDERED:
                 if self.eml is not None and decision.channel == "call-list":
@@ -1198,9 +1202,9 @@ class Executor:
         sends that ``run --limit`` deferred, which take the slots of sends this run did not claim."""
         assert self.ledger is not None and self.run_id is not None
         results: dict[int, Result] = {}
-        sends = [decision for decision in chunk if decision.action is _Action_SEND]
+        sends = [decision for decision in chunk if decision.action is ACTION_SEND]
         ready = self._ready(sends, results)
-        held = [decision for decision in chunk if decision.action is _Action_HOLDOUT]
+        held = [decision for decision in chunk if decision.action is ACTION_HOLDOUT]
         if held:
             self._hold_out(held, results)
         while sends:  # each round's unclaimed sends give their slots to waiting ones (popped: it ends)
@@ -1233,7 +1237,7 @@ class Executor:
                 self.channels[channel_name].run(feed)
             except KeyboardInterrupt:  # stopped mid-chunk: what is known of it, for the run's report
                 self.cut_short = [results.get(id(d)) or Result(d) for d in chunk
-                                  if id(d) in results or d.action is not _Action_SEND]
+                                  if id(d) in results or d.action is not ACTION_SEND]
                 raise
             finally:
                 feed.flush()
@@ -1378,7 +1382,7 @@ class _ClaimFeed:
 def _decision_row(decision: Decision) -> dict[str, object]:
     """The ``cr_decision`` row. A suppressed cart's is kept without its address: an address that
     was forgotten (``cartrescue forget``) must not come back into the ledger from the shop's data."""
-    suppressed = decision.reason is _Reason_SUPPRESSED
+    suppressed = decision.reason is REASON_SUPPRESSED
     return {
         "cart_key": decision.cart.key, "email": None if suppressed else decision.cart.customer.email,
         "action": decision.action.value,

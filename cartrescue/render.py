@@ -761,9 +761,7 @@ class Renderer:
             })
         if len(cart.items) > MAX_ITEMS_SHOWN:
             item_count = sum(item.quantity for item in cart.items)
-        total = texts.get(str(cart.total))  # _memo_money, inline: one call fewer per message
-        if total is None:
-            total = _memo_money(money, texts, cart.total)
+        total = _memo_money(money, texts, cart.total)
         return {
             "shop": shop_values.copy(),  # a new dict per message: a template may change its context, never the next message's
             "customer": {

@@ -103,12 +103,7 @@ TEST = "-test"  # the suffix of the purpose a test link (preview, send-test) is 
 def sign(purpose: str, payload: str, secret: str, *, tag: str = "", test: bool = False) -> str:
     """``[<tag>.]<payload>.<signature>``, payload and signature base64url without padding;
     ``test``: a preview's or send-test's link (signed for ``<purpose>-test``)."""
-    if not secret:
-        raise ValueError("a secret is needed to sign a token")
-    if test:
-        purpose += TEST
-    token = f"{b64(payload.encode('utf-8'))}.{b64(signature(purpose, payload, secret))}"
-    return f"{tag}.{token}" if tag else token
+    return Signer(secret).sign(purpose, payload, tag=tag, test=test)
 
 
 def tag_of(token: str) -> str:

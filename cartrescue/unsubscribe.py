@@ -11,7 +11,7 @@ that unsubscribes refuses it unchanged), which the webhook answers with a "previ
 from __future__ import annotations
 
 from cartrescue.contacts import normalize_email
-from cartrescue.tokens import BadToken, Signer, sign, verify_link
+from cartrescue.tokens import BadToken, Signer, verify_link
 
 PURPOSE = "unsubscribe"
 
@@ -24,10 +24,7 @@ class PreviewToken(BadToken):
 
 def make_token(email: str, secret: str, *, test: bool = False) -> str:
     """``test``: the link of a preview or send-test message, which unsubscribes nobody."""
-    normalized = normalize_email(email)
-    if not normalized or not secret:
-        raise ValueError("an address and a secret are needed")
-    return sign(PURPOSE, normalized, secret, test=test)
+    return TokenMaker(secret)(email, test=test)
 
 
 class TokenMaker:

@@ -201,8 +201,8 @@ def test_the_enum_members_the_hot_modules_keep_as_globals_are_the_members_they_n
 
     modules = (cartrescue.eligibility, cartrescue.pipeline, cartrescue.sequence)
     kept = {(module.__name__, name): value for module in modules
-            for name, value in vars(module).items() if name.startswith(("_Action_", "_Reason_"))}
+            for name, value in vars(module).items() if name.startswith(("ACTION_", "REASON_"))}
     assert len(kept) > 20
     for (_module, name), value in kept.items():
-        enum, member = name[1:].split("_", 1)
-        assert value is {"Action": Action, "Reason": Reason}[enum][member], name
+        enum, member = name.split("_", 1)
+        assert value is {"ACTION": Action, "REASON": Reason}[enum][member], name

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cartrescue.model import Action, Address, Cart, Customer, Decision, OutgoingMessage, Reason
-from cartrescue.output import _iso, result_dict, result_json
+from cartrescue.output import ScoreTexts, _iso, result_dict, result_json
 from cartrescue.pipeline import Counts, Result
 from conftest import cli
 
@@ -100,6 +100,7 @@ def test_a_score_is_written_as_json_dumps_writes_it_after_an_equal_score_of_anot
     cart = Cart("c1", "csv", Customer("a@example.com"), "EUR", (), Decimal("5"), NOW, NOW)
     scores: list[float | int] = [0.0, -0.0, 0.0, 1.0, 1, 1.0, 1, 2.5, 2.5, float("nan"), float("inf"),
                                  -float("inf"), -0.0, 1e300, 1e300, -7.25, -7.25, 0]
+    texts = ScoreTexts()  # one run's, as its JsonStream keeps it
     for score in scores:
         result = Result(Decision(cart=cart, action=Action.SEND, reason=Reason.DUE, score=score))
-        assert result_json(result) == json.dumps(result_dict(result), ensure_ascii=False, default=str), score
+        assert result_json(result, texts) == json.dumps(result_dict(result), ensure_ascii=False, default=str), score

@@ -72,7 +72,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                 return
         # Imported only here: the parent of workers forks its first helper sooner without them.
         from cartrescue.job import RunRequest, run_job
-        from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress, result_json
+        from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress
         from cartrescue.sources import shared
 
         stderr = err_console()
@@ -90,7 +90,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
         def on_result(result: Any) -> None:
             if stream is not None:
-                stream.add_json(result_json(result))
+                stream.add_result(result)
             elif table is not None:
                 table.add(result)
 

@@ -1233,10 +1233,10 @@ class CsvSource(CartSource):
                     raise RowError(f"email: not a valid address: {email_text!r}")
             if total_text:
                 total = self._decimal(total_text, "total")
-            else:  # the lines' totals (LineItem.line_total), added as sum() adds them
+            else:  # the lines' totals, added as sum() adds them (without its generator)
                 total = _ZERO
                 for item in items:
-                    total += item.unit_price * item.quantity
+                    total += item.line_total
             customer_id = customer_text or None
             guest = parse_bool(guest_text, "is_guest") if guest_text else None
             customer = _new_customer(
