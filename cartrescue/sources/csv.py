@@ -29,6 +29,7 @@ from cartrescue.model import UNREADABLE, Cart, Customer, LineItem, Order, RowPro
 from cartrescue.shards import shard_of
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
+from cartrescue.sources.csvlines import CsvRows
 from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.parse_delivered, as before
     OWNER_FIELDS,
     owner_conflict,
@@ -54,7 +55,6 @@ from cartrescue.sources.spool import RowSpool
 
 if TYPE_CHECKING:
     from _csv import Dialect as CsvDialect
-    from _csv import Reader as CsvReader
 
     from cartrescue.shards import Shard
 
@@ -256,7 +256,7 @@ class _Columns:
     index: dict[str, int]
 
 
-def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -> tuple[TextIO, CsvReader]:
+def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -> tuple[TextIO, CsvRows]:
     """The export at ``path``, open, and a reader with its delimiter (given, or found in the
     header). ``key``: the config file and key that named it (``cartrescue.yaml: source.orders``),
     put in front of an error that it cannot be opened, so the owner knows which setting to fix."""
@@ -281,7 +281,7 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
     except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
         handle.close()
         raise _undecodable(path, encoding) from None
-    return handle, csv.reader(handle, delimiter=delimiter)
+    return handle, CsvRows(handle, delimiter)
 
 
 #: Excel's delimiter hint, a first line ``sep=;`` some exporters write above the header so that
@@ -344,7 +344,7 @@ def _sep_hint(row: list[str]) -> bool:
     return len(row) == 1 and _SEP_LINE.fullmatch(row[0].lstrip("\ufeff")) is not None
 
 
-def read_header(reader: CsvReader, path: Path, encoding: str) -> list[str] | None:
+def read_header(reader: CsvRows, path: Path, encoding: str) -> list[str] | None:
     """The header row of a CSV file, its first line with a name in it (None: an empty file, or
     one of blank lines only); one it cannot read stops, naming the file.
 
@@ -375,25 +375,12 @@ def empty_export(path: Path, without: str) -> SourceError:
                        f"{without}, so it stops. A shop with none yet exports the header line alone")
 
 
-def numbered_rows(reader: CsvReader, path: Path, encoding: str,
+def numbered_rows(reader: CsvRows, path: Path, encoding: str,
                   on_problem: ProblemSink) -> Iterator[tuple[int, list[str]]]:
     """The rows after the header, each with the line it starts on (a quoted cell may span
     lines); a malformed row is reported as ``file:line`` and skipped, undecodable text stops."""
-    line = reader.line_num
-    while True:
-        start = line + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            line = reader.line_num
-            on_problem(RowProblem(f"{path}:{start}", f"malformed CSV: {exc}"))
-            continue
-        except UnicodeError:
-            raise _undecodable(path, encoding) from None
-        line = reader.line_num
-        yield start, row
+    return reader.numbered(lambda start, exc: on_problem(RowProblem(f"{path}:{start}", f"malformed CSV: {exc}")),
+                           lambda: _undecodable(path, encoding))
 
 
 def swallowed_rows(row: Sequence[str], dialect: "CsvDialect", width: int) -> list[list[str]]:
@@ -454,7 +441,7 @@ class OpenQuote:
     reason: str
 
 
-def open_quote_orders(row: Sequence[str], reader: CsvReader, start: int, width: int,
+def open_quote_orders(row: Sequence[str], reader: CsvRows, start: int, width: int,
                       ids_at: Sequence[int]) -> OpenQuote | None:
     """The orders a quote left open in ``row`` (on line ``start``, just read by ``reader``) took
     in, the one it opened in and the one it closed in too; None: none (a legitimate multi-line
@@ -1137,7 +1124,7 @@ class CsvSource(CartSource):
             # says; a run has nothing to do and nothing to report (a job that stopped writing the
             # file is source.export_stale_after's to catch). A 0-byte file is reported, above.
 
-    def _read_header(self, reader: CsvReader) -> int | None:
+    def _read_header(self, reader: CsvRows) -> int | None:
         """Read the carts file's header and set where each field is: its width (None: an empty file)."""
         header = read_header(reader, self.carts_path, self.encoding)
         if header is None:
