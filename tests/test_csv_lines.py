@@ -79,9 +79,10 @@ def through_csv_rows(text: str, delimiter: str, header_rows: int) -> Seen:
     return seen
 
 
-#: Pieces of CSV text: cells, each delimiter, quotes alone and doubled, every line ending, a NUL.
+#: Pieces of CSV text: cells, each delimiter, quotes alone and doubled, whole quoted cells, every
+#: line ending, a NUL.
 PIECES = st.sampled_from(["a", "bc", "é€", " ", ",", ";", "\t", '"', '""', "\n", "\r", "\r\n", "\x00",
-                          "x" * 14])
+                          "x" * 14, '"a,b"', ',"c;d",', '"\t"'])
 TEXTS = st.lists(PIECES, max_size=40).map("".join)
 
 
@@ -132,3 +133,11 @@ def test_undecodable_text_raises_what_the_caller_names(tmp_path: Path) -> None:
         assert next(rows) == ["id", "name"]
         with pytest.raises(Undecodable):
             list(rows.numbered(lambda line, exc: None, Undecodable))
+
+
+@pytest.mark.parametrize("text", [
+    '"a",x"b"\n', 'x"b"\n', '"a"b,c\n', 'a,"b""c",d\n', '"",x\n', 'a,""\n', '"a,b",\n', ',"a"\n', '"a"\n',
+    '""\n', '"a","b"\n', '"a",,"b"\n', '"a",x,"b"\n', 'a, "b"\n', '"a" ,b\n', '"a,b\nc",d\n', 'a,"b\r\n',
+    '"a""",b\n', '"a"\r\n"b"\r\n'])
+def test_a_line_with_quotes_inside_or_around_its_cells_reads_as_the_csv_reader_reads_it(text: str) -> None:
+    assert through_csv_rows(text, ",", 0) == reference(text, ",", 0)

@@ -8,8 +8,10 @@ character the two agree exactly under the dialect every export is read with (``c
 default but for its delimiter): nothing is quoted nor escaped, a delimiter always ends a cell,
 and the line ends in ``\\n``, ``\\r\\n`` or ``\\r`` (the file is read with ``newline=""``, so a
 line holds no other line break). Every other line goes to the C reader, followed by as many of
-the file's lines as its record takes; so does a line longer than the reader's field limit, so
-that its error is the reader's own.
+the file's lines as its record takes, but a line whose quotes each open or close a whole cell
+(``a,"b, c",d``: most quoted lines of an export, a product name with a comma), which is cut
+around them; a line longer than the reader's field limit goes to the C reader too, so that its
+error is the reader's own.
 
 It must not interpret cells: what a row means is :mod:`.csv`'s.
 """
@@ -76,11 +78,17 @@ class CsvRows:
                 return
             except UnicodeError:
                 raise undecodable() from None
-            if quote not in text and len(text) <= limit:
-                self.line_num = line = start
-                text = text.rstrip("\r\n")
-                yield start, text.split(delimiter) if text else []
-                continue
+            if len(text) <= limit:
+                if quote not in text:
+                    self.line_num = line = start
+                    text = text.rstrip("\r\n")
+                    yield start, text.split(delimiter) if text else []
+                    continue
+                cells = whole_cells_quoted(text.rstrip("\r\n"), delimiter, quote)
+                if cells is not None:
+                    self.line_num = line = start
+                    yield start, cells
+                    continue
             back.append(text)
             before = reader.line_num
             try:
@@ -95,3 +103,34 @@ class CsvRows:
                 raise undecodable() from None
             self.line_num = line = line + reader.line_num - before
             yield start, row
+
+
+def whole_cells_quoted(line: str, delimiter: str, quote: str) -> list[str] | None:
+    """The cells of ``line`` (its ending stripped) where each quote character opens or closes a
+    whole cell (``a,"b, c",d``): what the C reader makes of it. None where one does not (a
+    doubled quote inside a cell, a quote inside an unquoted cell, a cell quoted and then
+    continued, a quote left open to the next line): those are the C reader's to read."""
+    parts = line.split(quote)
+    last = len(parts) - 1
+    if last & 1:  # an odd number of quotes: one is left open, or stands inside a cell
+        return None
+    first = parts[0]
+    if not first:
+        cells: list[str] = []
+    elif first[-1] == delimiter:
+        cells = first[:-1].split(delimiter)
+    else:
+        return None
+    for at in range(1, last, 2):
+        cells.append(parts[at])  # the quoted cell, as written between its quotes
+        after = parts[at + 1]
+        if at + 1 == last:  # after the line's last quote
+            if after:
+                if after[0] != delimiter:
+                    return None
+                cells.extend(after[1:].split(delimiter))
+        elif not after or after[0] != delimiter or after[-1] != delimiter:
+            return None  # "" (a quote inside a quoted cell), or a cell quoted and continued
+        elif len(after) > 1:
+            cells.extend(after[1:-1].split(delimiter))
+    return cells
