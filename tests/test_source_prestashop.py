@@ -375,3 +375,23 @@ def test_a_line_whose_product_was_deleted_or_disabled_is_left_out_and_the_cart_k
     (mug,) = carts["302"].items
     assert (mug.sku, mug.quantity) == ("MUG", 2) and carts["302"].total == Decimal("20")
     assert "ps_cart id_cart=302" not in problems.reasons()
+
+
+def test_a_name_holding_a_nul_costs_its_cart_alone(shop):
+    """A NUL in a customer's name would reach a PostgreSQL ledger row or a message: the cart is
+    reported and skipped, the others read. A PostgreSQL shop keeps no NUL in text."""
+    if shop.kind == "postgres":
+        pytest.skip("PostgreSQL keeps no NUL in text: a shop there cannot hand one over")
+    shop.execute("UPDATE ps_customer SET firstname = CONCAT('B', CHAR(0 USING utf8mb4), 'ob') WHERE id_customer = 2")
+    problems = shopdb.Problems()
+    source = PrestaShopSource(shop.url, shop_tz=PARIS, on_problem=problems,
+                              options={"recovery_url": "https://shop.example/index.php?controller=order&step=1"
+                                                       "&recover_cart={cart_id}&token_cart={token}"})
+    try:
+        carts = {c.id: c for c in source.carts(WINDOW)}
+    finally:
+        source.close()
+        shop.execute("UPDATE ps_customer SET firstname = 'Bob' WHERE id_customer = 2")
+    assert sorted(carts) == ["201", "204", "205", "212"]
+    assert problems.reasons()["ps_cart id_cart=202"] == \
+        "first_name: holds a NUL character (\\x00), which no ledger can keep"

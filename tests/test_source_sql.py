@@ -955,3 +955,70 @@ def test_a_carts_no_to_marketing_reaches_the_first_pass_to_withdraw_an_older_car
             source.close()
     assert (first_pass[QUERIES["carts"]].no_marketing, first_pass[said_no].no_marketing) == (False, True)
     assert not first_pass[said_no].no_sms  # no sms_consent column: nothing said
+
+
+def _text_with_nul(url: str) -> str:
+    """SQL for the text ``C<NUL>1`` in ``url``'s dialect."""
+    if url.startswith("sqlite"):
+        return "'C' || char(0) || '1'"
+    return "CONCAT('C', CHAR(0 USING utf8mb4), '1')"
+
+
+@pytest.mark.parametrize(("column", "replaced"), [
+    ("customer_id", "c.customer_no AS customer_id"),
+    ("first_name", "c.currency, "),
+])
+def test_a_cart_whose_owner_holds_a_nul_is_reported_and_skipped_alone(url, column, replaced):
+    """A NUL in text a cart takes to the ledger (its customer id) or into its message (a name):
+    PostgreSQL refuses it in a ledger row, and the whole run stopped at that cart. Now it
+    costs that cart alone, as the CSV source's row does. A PostgreSQL shop holds no NUL in text."""
+    if url.startswith("postgresql"):
+        pytest.skip("PostgreSQL keeps no NUL in text: a shop there cannot hand one over")
+    nul = _text_with_nul(url)
+    if column == "customer_id":
+        changed = f"CASE WHEN c.id = 1 THEN {nul} ELSE c.customer_no END AS customer_id"
+    else:
+        changed = f"c.currency, CASE WHEN c.id = 1 THEN {nul} END AS first_name, "
+    source, problems = _query_source(url, carts=QUERIES["carts"].replace(replaced, changed, 1))
+    try:
+        carts = {cart.id: cart for cart in source.carts(WINDOW)}
+    finally:
+        source.close()
+    _, every, _ = read(url)
+    assert "1" in every
+    assert sorted(carts) == sorted(set(every) - {"1"})
+    assert problems.reasons()["carts query cart_id=1"] == \
+        f"{column}: holds a NUL character (\\x00), which no ledger can keep"
+
+
+@pytest.mark.postgres
+def test_a_nul_from_the_shop_costs_its_cart_not_a_run_on_a_postgresql_ledger(tmp_path):
+    """The whole run stopped (exit 2, "PostgreSQL text fields cannot contain NUL") when a due
+    cart's customer id from the shop database held a NUL: now that cart is a problem and the
+    others go out."""
+    import json
+    import subprocess
+    import sys
+
+    shop = tmp_path / "shop.db"
+    connection = sqlite3.connect(shop)
+    for statement in DDL:
+        connection.execute(statement)
+    for cart_id, email, customer in ((6, "eve@example.com", "C\x006"), (7, "fred@example.com", "C7")):
+        connection.execute("INSERT INTO carts VALUES (?, ?, ?, 'EUR', '2026-03-29 08:00:00', '2026-03-29 09:10:00', "
+                           "12, 1)", (cart_id, email, customer))
+        connection.execute("INSERT INTO cart_lines VALUES (?, 'A', 'Apple', 1, 12, NULL, NULL)", (cart_id,))
+    connection.commit()
+    connection.close()
+    with shopdb.shop_database("postgres", "nulledger") as ledger:
+        config = shopdb.write_config(tmp_path, {"type": "sql", "url": f"sqlite:///{shop}", "queries": QUERIES},
+                                     ledger={"url": ledger.url})
+        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--outbox", str(tmp_path / "out"),
+                               "--json", "--now", NOW.isoformat(), "--config", str(config)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr  # 1: delivered, with problems
+    result = json.loads(done.stdout)
+    assert result["counts"]["sent"] == 1
+    assert [row["cart_id"] for row in result["decisions"] if row["action"] == "send"] == ["7"]
+    assert result["problems"] == ["carts query cart_id=6: customer_id: holds a NUL character (\\x00), "
+                                  "which no ledger can keep"]

@@ -386,3 +386,32 @@ def test_the_reports_orders_are_net_of_their_refund_orders(kind):
                 source.close()
     # 3002 and 4002 were refunded in full: no sale
     assert found == {"3001": Decimal("69.50"), "3003": Decimal("25"), "4001": Decimal("69.50"), "4003": Decimal("25")}
+
+
+@pytest.mark.mariadb
+def test_a_name_holding_a_nul_costs_its_cart_alone():
+    """A NUL in a customer's name (other_fields, serialized PHP keeps any byte) would reach the
+    ledger's PostgreSQL rows or a message: the cart is reported and skipped, the others read."""
+    with shopdb.shop_database("mariadb", "woonul") as db:
+        db.schema("woocommerce", prefix="wp_")
+        mug = (50, 0, 1, 12.5)
+        db.insert("wp_cartflows_ca_cart_abandonment", [
+            abandonment(1, "alice@example.com", "2026-03-29 10:00:00", php_cart(mug), "15.63",
+                        fields=php_fields("Al\x00ice", "Andersson", "+46701111111")),
+            abandonment(2, "bob@example.com", "2026-03-29 10:00:00", php_cart(mug), "15.63",
+                        fields=php_fields("Bob", "Berg", "+46702222222")),
+        ])
+        db.insert("wp_posts", [row for row in POSTS if row["ID"] == 50])
+        db.insert("wp_postmeta", [{"post_id": p, "meta_key": k, "meta_value": v} for p, k, v in META if p == 50])
+        db.insert("wp_options", [{"option_name": "woocommerce_currency", "option_value": "SEK"},
+                                 {"option_name": "timezone_string", "option_value": "Europe/Stockholm"}])
+        problems = shopdb.Problems()
+        source = WooCommerceSource(db.url, shop_tz=STOCKHOLM, on_problem=problems,
+                                   options={"recovery_url": "https://shop.example/checkout/?wcf_ac_token={token}"})
+        try:
+            carts = {c.id: c for c in source.carts(WINDOW)}
+        finally:
+            source.close()
+    assert sorted(carts) == ["2"]
+    assert problems.reasons() == {
+        "wp_cartflows_ca_cart_abandonment id=1": "first_name: holds a NUL character (\\x00), which no ledger can keep"}

@@ -49,6 +49,7 @@ from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.par
     parse_delivered,
     refund_amount,
     refunded_whole,
+    refuse_nul,
 )
 from cartrescue.sources.order_index import OrderIndex, Row
 from cartrescue.sources.spool import RowSpool
@@ -88,15 +89,6 @@ REPORT_ORDER_FIELDS = ("discount_code", "refunded")
 RUN_ORDER_FIELDS = (*ORDER_FIELDS, "refunded")
 #: No cart-level value taken from a later row of its cart (the common case; never written to).
 _NOT_LATER: dict[str, int] = {}
-
-
-def _refuse_nul(values: list[str]) -> None:
-    """Raise the RowError of the first cart-level value holding a NUL: the ledger keeps the
-    cart's id, address and number, which PostgreSQL refuses with a NUL in them (the whole run
-    stopped) and SQLite's JSON lookups cut short there."""
-    for name, value in zip(CART_FIELDS, values):
-        if "\x00" in value:
-            raise RowError(f"{name}: holds a NUL character (\\x00), which no ledger can keep")
 
 
 _NO_OWNER = ("",) * len(OWNER_FIELDS)  # a row that leaves them to the cart's first
@@ -1178,7 +1170,7 @@ class CsvSource(CartSource):
         self._dotted = False
         try:
             if "\x00" in "".join(values):  # Python's csv module reads a NUL since 3.11
-                _refuse_nul(values)
+                refuse_nul(zip(CART_FIELDS, values))
             if len(rows) > 1:  # do its rows name one customer and currency? (most write the first's)
                 getter = self._owner_getter
                 owner = getter(rows[0][1])

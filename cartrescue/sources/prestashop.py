@@ -44,6 +44,7 @@ from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.text import ascii_digits
+from cartrescue.sources.values import refuse_nul_owner
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
     DatabaseSource,
@@ -303,6 +304,7 @@ class PrestaShopSource(DatabaseSource):
             )
             created = as_utc(first["date_add"], self.shop_tz, "date_add")
             updated = as_utc(first["date_upd"], self.shop_tz, "date_upd")
+            refuse_nul_owner(cart_id, customer)
         except RowError as exc:
             self.problem(f"{self.db.prefix}cart id_cart={cart_id}", str(exc))
             return None

@@ -66,7 +66,7 @@ from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, 
     refund_amount,
     refunded_whole,
 )
-from cartrescue.sources.values import campaign_name
+from cartrescue.sources.values import campaign_name, refuse_nul, refuse_nul_owner
 from cartrescue.sqlite_url import sqlite_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1197,6 +1197,10 @@ class SqlSource(DatabaseSource):
                 sms_consent=as_bool(level("sms_consent")),
             )
             currency = as_currency(level("currency"))
+            recovery_url = text_or_none(level("recovery_url"))
+            store_id, device = text_or_none(level("store_id")), text_or_none(level("device"))
+            refuse_nul_owner(cart_id, customer)
+            refuse_nul((("recovery_url", recovery_url), ("store_id", store_id), ("device", device)))
         except RowError as exc:
             self.problem(f"carts query cart_id={cart_id}", str(exc))
             return None
@@ -1204,8 +1208,7 @@ class SqlSource(DatabaseSource):
             id=cart_id, source=self.name, customer=customer, currency=currency, items=items,
             total=total if total is not None else sum((i.line_total for i in items), Decimal("0")),
             created_at=created, updated_at=updated,
-            recovery_url=text_or_none(level("recovery_url")) or self.recovery_url(cart_id),
-            store_id=text_or_none(level("store_id")), device=text_or_none(level("device")),
+            recovery_url=recovery_url or self.recovery_url(cart_id), store_id=store_id, device=device,
         )
 
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:

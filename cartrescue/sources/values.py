@@ -18,7 +18,7 @@ from functools import lru_cache
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from cartrescue.model import refunded_whole  # noqa: F401 - re-exported for the sources
+from cartrescue.model import Customer, refunded_whole  # noqa: F401 - refunded_whole: re-exported for the sources
 
 W = TypeVar("W")  # where a value stood: a line, a row
 
@@ -73,6 +73,23 @@ def parse_delivered(value: Any) -> bool | None:
 
 class RowError(ValueError):
     """A value a source cannot use; the message is the reason shown to the user."""
+
+
+def refuse_nul(values: Iterable[tuple[str, str | None]]) -> None:
+    """Raise the RowError of the first ``(name, value)`` whose value holds a NUL: a cart's id,
+    address, number, customer id and names reach the ledger and its messages, and PostgreSQL
+    refuses a NUL in text (the whole run stopped there, not just that cart) while SQLite's JSON
+    lookups cut a key short at it. So it costs its cart, read from any source, before the claim."""
+    for name, value in values:
+        if value and "\x00" in value:
+            raise RowError(f"{name}: holds a NUL character (\\x00), which no ledger can keep")
+
+
+def refuse_nul_owner(cart_id: str, customer: Customer) -> None:
+    """:func:`refuse_nul` for what a database source reads of a cart's owner, and its id."""
+    refuse_nul((("cart_id", cart_id), ("email", customer.email), ("customer_id", customer.id),
+                ("phone", customer.phone), ("first_name", customer.first_name), ("last_name", customer.last_name),
+                ("locale", customer.locale)))
 
 
 def refund_amount(number: Decimal | None, what: str = "refunded") -> Decimal:
