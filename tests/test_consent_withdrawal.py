@@ -150,3 +150,15 @@ def test_the_first_pass_keeps_each_addresses_latest_no_to_each_consent_in_its_sc
             "bo@example.com": {SMS: Withdrawal(at[2].timestamp(), "csv:b1")},
         }
         assert newest.lookup(["ann@example.com"]) == {"ann@example.com": "csv:a3"}  # the newest, as before
+
+
+def test_preview_of_the_older_cart_shows_the_later_no_that_withdrew_it(shop: Shop) -> None:
+    """``preview`` plans a cart with every address's activity, as a run does: the withdrawn cart
+    shows no message, and why."""
+    shop.add(cart("old", email="ann@example.com", idle=5 * H, consent="yes"),
+             cart("new", email="ann@example.com", idle=2 * H, items=EMPTY, consent="no"))
+    result = shop.cli("preview", "old", "--json")
+    assert result.exit_code == 0, result.output
+    shown = result.json
+    assert (shown["decision"], shown["reason"], shown["shown"]) == ("skip", "no_consent", False)
+    assert shown["detail"] == "no_consent: consent=True, withdrawn: no on the later cart csv:new"
