@@ -128,7 +128,6 @@ class ScoreTexts(dict[float, str]):
         return text
 
 
-
 def result_json(result: Result, scores: ScoreTexts | None = None) -> str:
     """``json.dumps(result_dict(result), ensure_ascii=False)``, several times faster.
 

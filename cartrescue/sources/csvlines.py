@@ -78,17 +78,17 @@ class CsvRows:
                 return
             except UnicodeError:
                 raise undecodable() from None
+            cells = None
             if len(text) <= limit:
-                if quote not in text:
-                    self.line_num = line = start
-                    text = text.rstrip("\r\n")
-                    yield start, text.split(delimiter) if text else []
-                    continue
-                cells = whole_cells_quoted(text.rstrip("\r\n"), delimiter, quote)
-                if cells is not None:
-                    self.line_num = line = start
-                    yield start, cells
-                    continue
+                cut = text.rstrip("\r\n")
+                if quote not in cut:
+                    cells = cut.split(delimiter) if cut else []
+                else:
+                    cells = whole_cells_quoted(cut, delimiter, quote)
+            if cells is not None:
+                self.line_num = line = start
+                yield start, cells
+                continue
             back.append(text)
             before = reader.line_num
             try:
