@@ -240,6 +240,38 @@ def fork_helper(work: Callable[[], object], nice: int = 0, name: str = "") -> in
         os._exit(code)
 
 
+class Helper:
+    """A helper process of :func:`fork_helper`, reaped here once: :meth:`succeeded` waits for it,
+    :meth:`end` ends it first if it is still at work."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._code: int | None = None  # its exit code once reaped (negative: the signal that ended it)
+
+    def succeeded(self) -> bool:
+        """Wait for it to end: whether it did its work (exit code 0)."""
+        if self._code is None:
+            self._code = _reap(self.pid)
+        return self._code == 0
+
+    def end(self) -> None:
+        """Kill it if it has not been reaped, and reap it."""
+        if self._code is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._code = _reap(self.pid)
+
+
+def _reap(pid: int) -> int:
+    """Wait for child ``pid`` to end: its exit code (-1: not this process's child)."""
+    try:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    except ChildProcessError:
+        return -1
+
+
 def _own_streams(stdin: int, stdout: int, stderr: int) -> None:
     """A new process's standard streams, and no other descriptor of its parent's (as
     ``Popen(close_fds=True)`` leaves them): the other processes' pipes stay theirs."""

@@ -21,6 +21,7 @@ a million carts cost no more memory than a thousand; what comes back is only the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from cartrescue.scratch import ManyRows, ScratchDb
 
@@ -32,6 +33,12 @@ _ADD = ManyRows("INSERT INTO ids(id, lines, digest, n, alike) VALUES {values} ON
 #: A broken group: never alike (no group of its id is the cart); its line noted among the broken.
 _ADD_BROKEN = ("INSERT INTO ids VALUES (?, ?, 0, 1, 0, ?) ON CONFLICT(id) DO UPDATE SET "
                "lines = lines || ',' || excluded.lines, n = n + 1, alike = 0, broken = broken || excluded.broken")
+#: Another half's ids (:meth:`ApartIds.merge`): an id in both keeps its first digest, adds its
+#: lines after these and is alike only if both halves' groups all were, alike each other.
+_MERGE = ("INSERT INTO ids(id, lines, digest, n, alike, broken) SELECT id, lines, digest, n, alike, broken "
+          "FROM half.ids WHERE true ON CONFLICT(id) DO UPDATE SET lines = lines || ',' || excluded.lines, "
+          "n = n + excluded.n, alike = alike AND excluded.alike AND digest = excluded.digest, "
+          "broken = broken || excluded.broken")
 _BATCH = 5000
 #: A problem names at most this many of a cart's lines.
 _SHOWN = 5
@@ -96,6 +103,31 @@ class ApartIds:
         if self._broken:
             self._scratch.connection.executemany(_ADD_BROKEN, self._broken)
             self._broken.clear()
+
+    def save(self, path: Path) -> None:
+        """Write every id met so far to a new SQLite file at ``path``, for :meth:`merge`, and close."""
+        try:
+            self._flush()
+            assert self._scratch is not None
+            self._scratch.connection.commit()  # neither VACUUM nor ATTACH runs inside a transaction
+            self._scratch.connection.execute("VACUUM INTO ?", (str(path),))
+        finally:
+            self.close()
+
+    def merge(self, path: Path) -> None:
+        """Add the ids :meth:`save` wrote at ``path``, met after every id met here (the second
+        half of a file split by two helpers): what :meth:`add` and :meth:`add_broken` would have
+        made of them one by one."""
+        self._flush()
+        assert self._scratch is not None
+        connection = self._scratch.connection
+        connection.commit()
+        connection.execute("ATTACH DATABASE ? AS half", (str(path),))
+        try:
+            connection.execute(_MERGE)
+            connection.commit()
+        finally:
+            connection.execute("DETACH DATABASE half")
 
     def finish(self) -> dict[str, Apart]:
         """The ids met more than once; throws the scratch file away."""

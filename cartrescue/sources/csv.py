@@ -13,6 +13,7 @@ import csv
 import os
 import re
 import stat
+import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
@@ -30,6 +31,7 @@ from cartrescue.shards import shard_of
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.csvlines import CsvRows
+from cartrescue.sources.halves import HALVE_FROM, Cut, counted, find_cut, identity
 from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.parse_delivered, as before
     OWNER_FIELDS,
     owner_conflict,
@@ -57,6 +59,7 @@ from cartrescue.sources.spool import RowSpool
 if TYPE_CHECKING:
     from _csv import Dialect as CsvDialect
 
+    from cartrescue.processes import Helper
     from cartrescue.shards import Shard
 
 CART_FIELDS = (
@@ -715,15 +718,16 @@ class CsvSource(CartSource):
                 spool.close()
                 apart.close()
 
-    def _carts_read(self, apart: ApartIds, *, track: bool = False
-                    ) -> Iterator[tuple[int, list[tuple[int, list[str]]], str, str]]:
+    def _carts_read(self, apart: ApartIds, *, track: bool = False, begin: Cut | None = None,
+                    end: Cut | None = None) -> Iterator[tuple[int, list[tuple[int, list[str]]], str, str]]:
         """Each cart group of the export (:meth:`_cart_rows`) with its id and its address
         (:meth:`_first`'s: stripped, "" without one), its digest given to ``apart``: what the
         first pass and the split read of every cart. The first row's cell is taken where it is
-        written (most carts): a call fewer each, once per cart of the export."""
+        written (most carts): a call fewer each, once per cart of the export. ``begin``, ``end``:
+        :meth:`_cart_rows`'."""
         id_at = email_at = -1
         alike: Any = None
-        for start, rows in self._cart_rows(track=track, broken=apart.add_broken):
+        for start, rows in self._cart_rows(track=track, broken=apart.add_broken, begin=begin, end=end):
             if id_at < 0:  # known once the header is read
                 id_at, email_at, alike = self._id_at, self._at["email"], self._alike_getter
             first = rows[0][1]
@@ -838,7 +842,7 @@ class CsvSource(CartSource):
         self._drop_spool()
         self._spool, self._spool_shard, self._apart = RowSpool.reading(rows_path), shard, apart
 
-    def publish_shards(self, spools: Sequence[Path]) -> None:
+    def publish_shards(self, spools: Sequence[Path]) -> bool:
         """Split the carts file into one spool per shard (``spools[K - 1]`` for shard K of
         ``len(spools)``), each cart where :func:`~cartrescue.shards.owner` puts it and the
         problems of rows that are no cart in shard 1's, all in file order: what each worker's
@@ -847,38 +851,99 @@ class CsvSource(CartSource):
         with each cart's id, address, last activity, contents and consent withdrawals, and last the file's repeated
         cart ids, which the worker's first pass follows (:func:`~cartrescue.sources.spool.follow`)
         while it is written: it never decodes the rows for it. Run by a helper process of ``run
-        --workers``."""
-        from cartrescue.sources.shared import activity_spool
+        --workers``, which forks a second for the second half of a file of :attr:`halve_from`
+        bytes or more (:mod:`.halves`): True when that one's work was used."""
+        from cartrescue.sources.shared import activity_spool, half_ids, half_spool
 
-        count = len(spools)
+        cut = self._halfway()
+        if cut is not None:
+            cut.helper = self._second_half(cut, spools)
         writers = [RowSpool.shared(path) for path in spools]
         activities = [RowSpool.shared(activity_spool(path)) for path in spools]
         apart = ApartIds()
         saved = self.on_problem
         self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
         try:
-            name = self.name
-            # The shard as owner() finds it, of the address already stripped (the cart key built
-            # only for a cart without one): this helper's work is what every worker waits for.
-            for start, rows, cart_id, email in self._carts_read(apart):
-                shard = shard_of(email.lower() if email else f"{name}:{cart_id}", count) - 1
-                writers[shard].add_group(start, rows)
-                if email:  # without one, the cart is no address's newest: no activity
-                    empty, free = self._contents(rows)
-                    moment = self._moment(rows)
-                    refusals = self._refusals(rows, True) if empty or free else _NO_REFUSALS
-                    activities[shard].add_activity(cart_id, email, moment, empty, free, *refusals)
+            self._split_into(writers, activities, apart, end=cut if cut is not None and cut.helper else None)
+            halved = cut is not None and cut.taken
+            if halved:  # the second half's entries after the first's, its cart ids with the first's
+                for path, writer, activity in zip(spools, writers, activities, strict=True):
+                    writer.append_part(half_spool(path))
+                    activity.append_part(half_spool(activity_spool(path)))
+                apart.merge(half_ids(spools[0]))
             for writer in writers:  # complete before the activity spools are: see _followed_activity
                 writer.finish()
             found = {cart_id: (entry.lines, entry.alike, entry.broken) for cart_id, entry in apart.finish().items()}
             for activity in activities:  # every shard: a cart's pieces may have gone to two of them
                 activity.add_apart(found)
                 activity.finish()
+            return halved
         finally:
             self.on_problem = saved
             apart.close()
             for writer in writers + activities:
                 writer.close()
+            if cut is not None:
+                cut.refuse()  # a second helper still at work (the guess was wrong, an error): ended
+
+    #: The size from which :meth:`publish_shards` splits the file with a second helper.
+    halve_from = HALVE_FROM
+
+    def _halfway(self) -> Cut | None:
+        """Where the carts file is cut for two helpers (:func:`~.halves.find_cut`); None: one splits
+        it all (a small file, one not in UTF-8, no cut found, or the file not readable: the split
+        then meets that error where one helper would)."""
+        if not counted(self.encoding):
+            return None
+        try:
+            handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
+            with handle:
+                if self._read_header(reader) is None:
+                    return None
+                header_lines = reader.line_num
+            return find_cut(self.carts_path, reader.dialect.delimiter, self._id_at, header_lines, self.halve_from)
+        except Exception:  # noqa: BLE001 - the split by one helper meets it and says what it is
+            return None
+
+    def _second_half(self, cut: Cut, spools: Sequence[Path]) -> Helper | None:
+        """Fork the helper that splits the rest of the file from ``cut`` into the parts
+        (:func:`~cartrescue.sources.shared.half_spool`) of ``spools`` and of their activity
+        spools, its cart ids into :func:`~cartrescue.sources.shared.half_ids`; None where no
+        helper can be forked."""
+        from cartrescue import processes
+
+        pid = processes.fork_helper(lambda: self._split_half(cut, spools), name="carts-2")
+        return None if pid is None else processes.Helper(pid)
+
+    def _split_half(self, cut: Cut, spools: Sequence[Path]) -> None:
+        """The second helper's work (:meth:`_second_half`)."""
+        from cartrescue.sources.shared import activity_spool, half_ids, half_spool
+
+        writers = [RowSpool.shared(half_spool(path)) for path in spools]
+        activities = [RowSpool.shared(half_spool(activity_spool(path))) for path in spools]
+        apart = ApartIds()
+        self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
+        self._split_into(writers, activities, apart, begin=cut)
+        for writer in writers + activities:
+            writer.finish(end=False)
+        apart.save(half_ids(spools[0]))
+
+    def _split_into(self, writers: list[RowSpool], activities: list[RowSpool], apart: ApartIds, *,
+                    begin: Cut | None = None, end: Cut | None = None) -> None:
+        """Each cart of the file (from ``begin``; to ``end``, if the rest is handed over there)
+        into its shard's spool and its activity into that shard's activity spool
+        (:meth:`publish_shards`)."""
+        count, name = len(writers), self.name
+        # The shard as owner() finds it, of the address already stripped (the cart key built
+        # only for a cart without one): this helper's work is what every worker waits for.
+        for start, rows, cart_id, email in self._carts_read(apart, begin=begin, end=end):
+            shard = shard_of(email.lower() if email else f"{name}:{cart_id}", count) - 1
+            writers[shard].add_group(start, rows)
+            if email:  # without one, the cart is no address's newest: no activity
+                empty, free = self._contents(rows)
+                moment = self._moment(rows)
+                refusals = self._refusals(rows, True) if empty or free else _NO_REFUSALS
+                activities[shard].add_activity(cart_id, email, moment, empty, free, *refusals)
 
     def _take_spool(self, shard: Shard | None) -> RowSpool | None:
         """The spool of the activity pass just completed for ``shard`` (None: the whole file), if
@@ -1002,8 +1067,9 @@ class CsvSource(CartSource):
         position = size if handle.closed else handle.buffer.tell()  # type: ignore[attr-defined]
         return position // 2 if self._halves else position
 
-    def _cart_rows(self, *, track: bool = False,
-                   broken: Callable[[str, int], None] | None = None) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
+    def _cart_rows(self, *, track: bool = False, broken: Callable[[str, int], None] | None = None,
+                   begin: Cut | None = None, end: Cut | None = None
+                   ) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
         """Group consecutive rows by cart id: yields (first line, [(line, row), ...]).
 
         Rows are cut or padded to the header's width, plus one blank cell where absent columns
@@ -1016,6 +1082,9 @@ class CsvSource(CartSource):
         elsewhere in the file, which the first pass must not let go out alone (:mod:`.apart`).
         ``track``: the pass whose
         position :meth:`progress_total` reports (the carts, not the first pass's activity).
+        ``begin``: the rows from that cut on only, as if the file began there after its header (the
+        second half of a split by two helpers, :mod:`.halves`); ``end``: the rows before that cut,
+        and the rest too unless the reading confirms the cut and the second half is handed over.
         """
         broken = broken or _ignore_broken
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
@@ -1027,8 +1096,17 @@ class CsvSource(CartSource):
             if width is None:
                 self._empty()
                 return
-            for problem in absent_columns(self.carts_path, self._cols, self.column_map, self.expected, "source.columns"):
-                self.on_problem(problem)
+            if begin is not None:  # the second half: the header read, on from the cut
+                if identity(handle.fileno()) != begin.file:
+                    raise SourceError(f"{self.carts_path}: changed while it was being split")
+                handle.seek(begin.offset)
+                reader = CsvRows(handle, reader.dialect.delimiter)
+                reader.line_num = begin.line - 1
+            else:
+                for problem in absent_columns(self.carts_path, self._cols, self.column_map, self.expected,
+                                              "source.columns"):
+                    self.on_problem(problem)
+            cut_at = end.line if end is not None else sys.maxsize
             padding = [""] * (width + 1)
             id_at, written = self._id_at, self._written
             group: list[tuple[int, list[str]]] = []
@@ -1036,6 +1114,21 @@ class CsvSource(CartSource):
             unread: list[RowProblem] = []  # the rows the reader could not read since the last one it did
             dropped: Collection[str] | None = None  # the carts an unreadable row was part of: their further rows are skipped
             for start, row in numbered_rows(reader, self.carts_path, self.encoding, unread.append):
+                if start >= cut_at:  # the first half's end, if the cut is confirmed (see .halves)
+                    assert end is not None
+                    cut_at = sys.maxsize
+                    here = row[id_at].strip() if len(row) > id_at else ""
+                    # A fresh reading from this row on (the second half's) is then this one's.
+                    if start == end.line and here and here != group_id and not unread \
+                            and (dropped is None or here not in dropped) and identity(handle.fileno()) == end.file:
+                        if group:
+                            yield group[0][0], group
+                        group, group_id, dropped = [], None, None
+                        if end.hand_over():
+                            unchanged(handle, self.carts_path, opened)
+                            return
+                    else:
+                        end.refuse()
                 cells = len(row)
                 if cells < width:
                     if not any(cell.strip() for cell in row):

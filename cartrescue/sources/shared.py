@@ -11,7 +11,8 @@ read to find today's sends).
 The run forks two helper processes before anything else (:func:`cartrescue.processes.fork_helper`):
 they work on the core that would otherwise wait while the run imports what its workers need and
 forks them, and go on while the workers start. One splits the carts file into one spool per shard
-(:meth:`CsvSource.publish_shards <cartrescue.sources.csv.CsvSource.publish_shards>`) and an
+(:meth:`CsvSource.publish_shards <cartrescue.sources.csv.CsvSource.publish_shards>`; from 1 MiB,
+with a second helper it forks for the file's second half, :mod:`.halves`) and an
 activity spool beside each, which each worker follows while it is written
 (:func:`cartrescue.sources.spool.follow`); the other, at a
 lower priority (the workers need its indexes only after their first pass), builds the indexes.
@@ -88,6 +89,17 @@ def activity_spool(spool: Path) -> Path:
     """The activity spool beside a shard's spool (``CsvSource.publish_shards``): what the
     worker's first pass follows, so that it never decodes the rows the carts pass reads."""
     return spool.with_name(spool.name + ".activity")
+
+
+def half_spool(spool: Path) -> Path:
+    """The part of ``spool`` (a shard's, or its activity spool) that the second helper of a split
+    in two halves writes (:mod:`.halves`), which the first appends to its own."""
+    return spool.with_name(spool.name + ".half")
+
+
+def half_ids(spool: Path) -> Path:
+    """Where that helper leaves the cart ids of its half (:meth:`.apart.ApartIds.save`)."""
+    return spool.with_name(spool.name + ".half-ids")
 
 
 def shares_orders(config: Config) -> bool:
@@ -225,7 +237,7 @@ class SharedIndexes:
     def _orders(self, path: Path) -> None:
         self._with_csv(lambda source: source.publish_orders(path))
 
-    def _with_csv(self, publish: Callable[[CsvSource], None]) -> None:
+    def _with_csv(self, publish: Callable[[CsvSource], object]) -> None:
         """``publish`` on the run's CSV source (the only kind whose files are shared)."""
         from cartrescue.sources import open_source
         from cartrescue.sources.csv import CsvSource

@@ -23,6 +23,7 @@ no worker parses the export at all.
 from __future__ import annotations
 
 import marshal
+import shutil
 import struct
 import tempfile
 import time
@@ -105,12 +106,23 @@ class RowSpool:
             if self._shared:
                 self._file.flush()
 
-    def finish(self) -> RowSpool:
+    def append_part(self, path: Path) -> None:
+        """The entries of the part at ``path`` (a shared spool finished without its end mark),
+        after those written so far: the second half of a split by two helpers."""
+        self._flush()
+        with path.open("rb") as part:
+            shutil.copyfileobj(part, self._file, 1 << 20)
+        if self._shared:
+            self._file.flush()
+
+    def finish(self, *, end: bool = True) -> RowSpool:
         """End writing; the spool can now be read (once). A shared spool gets its end mark (its
-        follower then knows it is complete) and is closed: it is read from its file."""
+        follower then knows it is complete; ``end=False``: a part, see :meth:`append_part`) and
+        is closed: it is read from its file."""
         self._flush()
         if self._shared:
-            self._file.write(_END)
+            if end:
+                self._file.write(_END)
             self._file.close()
             return self
         self._size = self._file.tell()
