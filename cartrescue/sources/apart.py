@@ -33,8 +33,8 @@ _ADD = ManyRows("INSERT INTO ids(id, lines, digest, n, alike) VALUES {values} ON
 #: A broken group: never alike (no group of its id is the cart); its line noted among the broken.
 _ADD_BROKEN = ("INSERT INTO ids VALUES (?, ?, 0, 1, 0, ?) ON CONFLICT(id) DO UPDATE SET "
                "lines = lines || ',' || excluded.lines, n = n + 1, alike = 0, broken = broken || excluded.broken")
-#: Another half's ids (:meth:`ApartIds.merge`): an id in both keeps its first digest, adds its
-#: lines after these and is alike only if both halves' groups all were, alike each other.
+#: Another piece's ids (:meth:`ApartIds.merge`): an id in both keeps its first digest, adds its
+#: lines after these and is alike only if both pieces' groups all were, alike each other.
 _MERGE = ("INSERT INTO ids(id, lines, digest, n, alike, broken) SELECT id, lines, digest, n, alike, broken "
           "FROM half.ids WHERE true ON CONFLICT(id) DO UPDATE SET lines = lines || ',' || excluded.lines, "
           "n = n + excluded.n, alike = alike AND excluded.alike AND digest = excluded.digest, "
@@ -116,7 +116,7 @@ class ApartIds:
 
     def merge(self, path: Path) -> None:
         """Add the ids :meth:`save` wrote at ``path``, met after every id met here (the second
-        half of a file split by two helpers): what :meth:`add` and :meth:`add_broken` would have
+        pieces of a file split by several helpers): what :meth:`add` and :meth:`add_broken` would have
         made of them one by one."""
         self._flush()
         assert self._scratch is not None

@@ -31,7 +31,7 @@ from cartrescue.shards import shard_of
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.csvlines import CsvRows
-from cartrescue.sources.halves import HALVE_FROM, Cut, counted, find_cut, identity
+from cartrescue.sources.pieces import PIECE_FROM, Cut, Pieces, counted, find_cuts, identity
 from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.parse_delivered, as before
     OWNER_FIELDS,
     owner_conflict,
@@ -59,7 +59,6 @@ from cartrescue.sources.spool import RowSpool
 if TYPE_CHECKING:
     from _csv import Dialect as CsvDialect
 
-    from cartrescue.processes import Helper
     from cartrescue.shards import Shard
 
 CART_FIELDS = (
@@ -842,7 +841,7 @@ class CsvSource(CartSource):
         self._drop_spool()
         self._spool, self._spool_shard, self._apart = RowSpool.reading(rows_path), shard, apart
 
-    def publish_shards(self, spools: Sequence[Path]) -> bool:
+    def publish_shards(self, spools: Sequence[Path]) -> int:
         """Split the carts file into one spool per shard (``spools[K - 1]`` for shard K of
         ``len(spools)``), each cart where :func:`~cartrescue.shards.owner` puts it and the
         problems of rows that are no cart in shard 1's, all in file order: what each worker's
@@ -851,82 +850,93 @@ class CsvSource(CartSource):
         with each cart's id, address, last activity, contents and consent withdrawals, and last the file's repeated
         cart ids, which the worker's first pass follows (:func:`~cartrescue.sources.spool.follow`)
         while it is written: it never decodes the rows for it. Run by a helper process of ``run
-        --workers``, which forks a second for the second half of a file of :attr:`halve_from`
-        bytes or more (:mod:`.halves`): True when that one's work was used."""
-        from cartrescue.sources.shared import activity_spool, half_ids, half_spool
+        --workers``, which cuts a file of UTF-8 in as many pieces as the run has workers and cores,
+        each of :attr:`piece_from` bytes or more, and forks a helper for each piece after its own
+        (:mod:`.pieces`): how many pieces after its own it took."""
+        from dataclasses import replace
 
-        cut = self._halfway()
-        if cut is not None:
-            cut.helper = self._second_half(cut, spools)
+        from cartrescue.sources.shared import activity_spool, piece_ids, piece_spool, piece_stopped
+
+        cuts = self._cuts(len(spools))
+        pieces = Pieces(len(cuts), lambda number: self._split_piece(number, cuts, spools),
+                        lambda number: piece_stopped(spools[0], number)) if cuts else None
         writers = [RowSpool.shared(path) for path in spools]
         activities = [RowSpool.shared(activity_spool(path)) for path in spools]
         apart = ApartIds()
         saved = self.on_problem
         self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
         try:
-            self._split_into(writers, activities, apart, end=cut if cut is not None and cut.helper else None)
-            halved = cut is not None and cut.taken
-            if halved:  # the second half's entries after the first's, its cart ids with the first's
+            end = replace(cuts[0], hand_over=pieces.hand_over, refuse=pieces.end) \
+                if pieces is not None and pieces.forked else None
+            self._split_into(writers, activities, apart, end=end)
+            taken = pieces.taken if pieces is not None else 0
+            for number in range(2, taken + 2):  # each piece's entries after the ones before, its cart ids too
                 for path, writer, activity in zip(spools, writers, activities, strict=True):
-                    writer.append_part(half_spool(path))
-                    activity.append_part(half_spool(activity_spool(path)))
-                apart.merge(half_ids(spools[0]))
+                    writer.append_part(piece_spool(path, number))
+                    activity.append_part(piece_spool(activity_spool(path), number))
+                apart.merge(piece_ids(spools[0], number))
             for writer in writers:  # complete before the activity spools are: see _followed_activity
                 writer.finish()
             found = {cart_id: (entry.lines, entry.alike, entry.broken) for cart_id, entry in apart.finish().items()}
             for activity in activities:  # every shard: a cart's pieces may have gone to two of them
                 activity.add_apart(found)
                 activity.finish()
-            return halved
+            return taken
         finally:
             self.on_problem = saved
             apart.close()
             for writer in writers + activities:
                 writer.close()
-            if cut is not None:
-                cut.refuse()  # a second helper still at work (the guess was wrong, an error): ended
+            if pieces is not None:
+                pieces.end()  # a helper still at work (a wrong guess, an error): ended
 
-    #: The size from which :meth:`publish_shards` splits the file with a second helper.
-    halve_from = HALVE_FROM
+    #: The smallest piece :meth:`publish_shards` cuts the file in for another helper.
+    piece_from = PIECE_FROM
 
-    def _halfway(self) -> Cut | None:
-        """Where the carts file is cut for two helpers (:func:`~.halves.find_cut`); None: one splits
-        it all (a small file, one not in UTF-8, no cut found, or the file not readable: the split
-        then meets that error where one helper would)."""
-        if not counted(self.encoding):
-            return None
+    def _cuts(self, shards: int) -> list[Cut]:
+        """Where the carts file is cut for the helpers of a split in ``shards`` spools
+        (:func:`~.pieces.find_cuts`), in as many pieces as there are shards and cores; none: one
+        helper splits it all (a small file, one not in UTF-8, no cut found, or the file not
+        readable: the split then meets that error where one helper would)."""
+        from cartrescue.workers import usable_cores
+
+        pieces = min(shards, usable_cores())
+        if pieces < 2 or not counted(self.encoding):
+            return []
         try:
             handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
             with handle:
                 if self._read_header(reader) is None:
-                    return None
+                    return []
                 header_lines = reader.line_num
-            return find_cut(self.carts_path, reader.dialect.delimiter, self._id_at, header_lines, self.halve_from)
+            return find_cuts(self.carts_path, reader.dialect.delimiter, self._id_at, header_lines, pieces,
+                             self.piece_from)
         except Exception:  # noqa: BLE001 - the split by one helper meets it and says what it is
-            return None
+            return []
 
-    def _second_half(self, cut: Cut, spools: Sequence[Path]) -> Helper | None:
-        """Fork the helper that splits the rest of the file from ``cut`` into the parts
-        (:func:`~cartrescue.sources.shared.half_spool`) of ``spools`` and of their activity
-        spools, its cart ids into :func:`~cartrescue.sources.shared.half_ids`; None where no
-        helper can be forked."""
-        from cartrescue import processes
+    def _split_piece(self, number: int, cuts: list[Cut], spools: Sequence[Path]) -> None:
+        """The work of the helper of piece ``number`` (2, 3, ...; :class:`~.pieces.Pieces`): the
+        rows from its cut to the next, if its reading confirms that one (it then leaves
+        :func:`~cartrescue.sources.shared.piece_stopped`), else to the end, into its parts
+        (:func:`~cartrescue.sources.shared.piece_spool`) of ``spools`` and of their activity
+        spools, its cart ids into :func:`~cartrescue.sources.shared.piece_ids`."""
+        from dataclasses import replace
 
-        pid = processes.fork_helper(lambda: self._split_half(cut, spools), name="carts-2")
-        return None if pid is None else processes.Helper(pid)
+        from cartrescue.sources.shared import activity_spool, piece_ids, piece_spool, piece_stopped
 
-    def _split_half(self, cut: Cut, spools: Sequence[Path]) -> None:
-        """The second helper's work (:meth:`_second_half`)."""
-        from cartrescue.sources.shared import activity_spool, half_ids, half_spool
+        def stop() -> bool:
+            piece_stopped(spools[0], number).touch()
+            return True
 
-        writers = [RowSpool.shared(half_spool(path)) for path in spools]
-        activities = [RowSpool.shared(half_spool(activity_spool(path))) for path in spools]
+        end = replace(cuts[number - 1], hand_over=stop) if number - 1 < len(cuts) else None
+        writers = [RowSpool.shared(piece_spool(path, number)) for path in spools]
+        activities = [RowSpool.shared(piece_spool(activity_spool(path), number)) for path in spools]
         apart = ApartIds()
         self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
-        self._split_into(writers, activities, apart, begin=cut)
+        self._split_into(writers, activities, apart, begin=cuts[number - 2], end=end)
         for writer in writers + activities:
             writer.finish(end=False)
-        apart.save(half_ids(spools[0]))
+        apart.save(piece_ids(spools[0], number))
 
     def _split_into(self, writers: list[RowSpool], activities: list[RowSpool], apart: ApartIds, *,
                     begin: Cut | None = None, end: Cut | None = None) -> None:
@@ -1083,8 +1093,8 @@ class CsvSource(CartSource):
         ``track``: the pass whose
         position :meth:`progress_total` reports (the carts, not the first pass's activity).
         ``begin``: the rows from that cut on only, as if the file began there after its header (the
-        second half of a split by two helpers, :mod:`.halves`); ``end``: the rows before that cut,
-        and the rest too unless the reading confirms the cut and the second half is handed over.
+        pieces after the first of a split by several helpers, :mod:`.pieces`); ``end``: the rows before
+        that cut, and the rest too unless the reading confirms the cut and the rest is handed over.
         """
         broken = broken or _ignore_broken
         handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
@@ -1096,7 +1106,7 @@ class CsvSource(CartSource):
             if width is None:
                 self._empty()
                 return
-            if begin is not None:  # the second half: the header read, on from the cut
+            if begin is not None:  # a piece after the first: the header read, on from its cut
                 if identity(handle.fileno()) != begin.file:
                     raise SourceError(f"{self.carts_path}: changed while it was being split")
                 handle.seek(begin.offset)
@@ -1114,11 +1124,11 @@ class CsvSource(CartSource):
             unread: list[RowProblem] = []  # the rows the reader could not read since the last one it did
             dropped: Collection[str] | None = None  # the carts an unreadable row was part of: their further rows are skipped
             for start, row in numbered_rows(reader, self.carts_path, self.encoding, unread.append):
-                if start >= cut_at:  # the first half's end, if the cut is confirmed (see .halves)
+                if start >= cut_at:  # the piece's end, if the cut is confirmed (see .pieces)
                     assert end is not None
                     cut_at = sys.maxsize
                     here = row[id_at].strip() if len(row) > id_at else ""
-                    # A fresh reading from this row on (the second half's) is then this one's.
+                    # A fresh reading from this row on (the next piece's) is then this one's.
                     if start == end.line and here and here != group_id and not unread \
                             and (dropped is None or here not in dropped) and identity(handle.fileno()) == end.file:
                         if group:

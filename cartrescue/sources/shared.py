@@ -11,8 +11,8 @@ read to find today's sends).
 The run forks two helper processes before anything else (:func:`cartrescue.processes.fork_helper`):
 they work on the core that would otherwise wait while the run imports what its workers need and
 forks them, and go on while the workers start. One splits the carts file into one spool per shard
-(:meth:`CsvSource.publish_shards <cartrescue.sources.csv.CsvSource.publish_shards>`; from 1 MiB,
-with a second helper it forks for the file's second half, :mod:`.halves`) and an
+(:meth:`CsvSource.publish_shards <cartrescue.sources.csv.CsvSource.publish_shards>`; a large file
+in pieces, each by a helper it forks, :mod:`.pieces`) and an
 activity spool beside each, which each worker follows while it is written
 (:func:`cartrescue.sources.spool.follow`); the other, at a
 lower priority (the workers need its indexes only after their first pass), builds the indexes.
@@ -91,15 +91,20 @@ def activity_spool(spool: Path) -> Path:
     return spool.with_name(spool.name + ".activity")
 
 
-def half_spool(spool: Path) -> Path:
-    """The part of ``spool`` (a shard's, or its activity spool) that the second helper of a split
-    in two halves writes (:mod:`.halves`), which the first appends to its own."""
-    return spool.with_name(spool.name + ".half")
+def piece_spool(spool: Path, number: int) -> Path:
+    """The part of ``spool`` (a shard's, or its activity spool) that the helper of piece
+    ``number`` of a split by several helpers writes (:mod:`.pieces`), which the first appends."""
+    return spool.with_name(f"{spool.name}.piece{number}")
 
 
-def half_ids(spool: Path) -> Path:
-    """Where that helper leaves the cart ids of its half (:meth:`.apart.ApartIds.save`)."""
-    return spool.with_name(spool.name + ".half-ids")
+def piece_ids(spool: Path, number: int) -> Path:
+    """Where that helper leaves the cart ids of its piece (:meth:`.apart.ApartIds.save`)."""
+    return spool.with_name(f"{spool.name}.piece{number}-ids")
+
+
+def piece_stopped(spool: Path, number: int) -> Path:
+    """What that helper leaves where its reading stopped at the next piece's cut."""
+    return spool.with_name(f"{spool.name}.piece{number}-stopped")
 
 
 def shares_orders(config: Config) -> bool:

@@ -108,7 +108,7 @@ class RowSpool:
 
     def append_part(self, path: Path) -> None:
         """The entries of the part at ``path`` (a shared spool finished without its end mark),
-        after those written so far: the second half of a split by two helpers."""
+        after those written so far: a later piece of a split by several helpers (:mod:`.pieces`)."""
         self._flush()
         with path.open("rb") as part:
             shutil.copyfileobj(part, self._file, 1 << 20)

@@ -1,9 +1,9 @@
-"""The carts file split by two helpers at once, each a half (:mod:`cartrescue.sources.halves`).
+"""The carts file split by several helpers at once, each a piece (:mod:`cartrescue.sources.pieces`).
 
-The spec: whatever the file holds, the spools two helpers write are byte for byte what one
-helper writes, in entries: every group, problem and activity in file order, the repeated cart ids
-of both halves together. A cut that the first half's reading does not confirm (a quote the
-guess miscounted, a cart that goes on) and a second helper that fails cost only time.
+The spec: whatever the file holds, the spools the helpers write are what one helper writes,
+entry for entry: every group, problem and activity in file order, the repeated cart ids of all
+pieces together. A cut that the reading of the piece before does not confirm (a quote the guess
+miscounted, a cart that goes on) and a helper that fails cost only time.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from cartrescue import processes
 from cartrescue.errors import SourceError
 from cartrescue.sources.csv import CsvSource
-from cartrescue.sources.halves import Cut, counted, find_cut
-from cartrescue.sources.shared import activity_spool, half_spool
+from cartrescue.sources.pieces import Cut, counted, find_cuts
+from cartrescue.sources.shared import activity_spool, piece_spool
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the second half is split by a forked helper")
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="a piece is split by a forked helper")
 
 HEADER = "cart_id,email,currency,created_at,updated_at,sku,name,quantity,unit_price"
 UTC = ZoneInfo("UTC")
@@ -54,20 +54,34 @@ def _entries(path: Path) -> list[object]:
     return found
 
 
-def _split(carts: Path, folder: Path, least: int, count: int = 2) -> tuple[bool, list[object]]:
-    """Whether the second half was used, and every entry of every spool written."""
+def _split(carts: Path, folder: Path, least: int, count: int = 2) -> tuple[int, list[object]]:
+    """How many pieces after the first were taken, and every entry of every spool written in
+    ``count`` shards (as many pieces, each of ``least`` bytes at least)."""
     folder.mkdir()
     spools = [folder / f"carts.spool.{index}" for index in range(1, count + 1)]
     source = CsvSource(carts, shop_tz=UTC)
-    source.halve_from = least
-    halved = source.publish_shards(spools)
-    return halved, [(_entries(path), _entries(activity_spool(path))) for path in spools]
+    source.piece_from = least
+    taken = source.publish_shards(spools)
+    return taken, [(_entries(path), _entries(activity_spool(path))) for path in spools]
+
+
+ONE = 1 << 62  # a piece larger than any file: one helper splits it all
 
 
 @pytest.fixture
 def forking(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Helpers forked as in a run (the test runner's captured streams would forbid it)."""
+    """Helpers forked as in a run (the test runner's captured streams would forbid it), on a
+    machine with cores enough for a piece a shard."""
+    from cartrescue import workers
+
     monkeypatch.setattr(processes, "start_method", lambda: "fork")
+    monkeypatch.setattr(workers, "usable_cores", lambda: 8)
+
+
+def _cut(carts: Path, least: int = 0) -> Cut | None:
+    """The cut of ``carts`` in two pieces, if any."""
+    cuts = find_cuts(carts, ",", 0, 1, 2, least)
+    return cuts[0] if cuts else None
 
 
 def _carts(count: int, rows: int = 1) -> list[str]:
@@ -77,17 +91,27 @@ def _carts(count: int, rows: int = 1) -> list[str]:
 # -- where the cut falls ---------------------------------------------------------------------
 
 
-def test_a_file_smaller_than_the_threshold_is_not_cut(tmp_path: Path) -> None:
+def test_a_file_smaller_than_two_pieces_is_not_cut(tmp_path: Path) -> None:
     carts = _write(tmp_path / "carts.csv", _carts(100))
-    assert find_cut(carts, ",", 0, 1, least=carts.stat().st_size + 1) is None
-    assert find_cut(carts, ",", 0, 1, least=carts.stat().st_size) is not None
+    size = carts.stat().st_size
+    assert _cut(carts, least=size // 2 + 1) is None
+    assert _cut(carts, least=size // 2) is not None
+
+
+def test_a_file_is_cut_in_as_many_pieces_as_asked_each_near_its_point(tmp_path: Path) -> None:
+    carts = _write(tmp_path / "carts.csv", _carts(400))
+    size = carts.stat().st_size
+    cuts = find_cuts(carts, ",", 0, 1, 4, least=0)
+    assert [cut.offset * 4 // size for cut in cuts] == [1, 2, 3]  # each just past its quarter
+    assert [cut.line for cut in cuts] == sorted({cut.line for cut in cuts})
+    assert len(find_cuts(carts, ",", 0, 1, 4, least=size // 3)) == 2  # three pieces of a third at least
 
 
 @pytest.mark.parametrize("ending", ["\n", "\r\n"])
 def test_the_cut_is_the_first_new_cart_past_the_middle_and_its_offset_is_its_line(tmp_path: Path,
                                                                                  ending: str) -> None:
     carts = _write(tmp_path / "carts.csv", _carts(200, rows=3), ending)
-    cut = find_cut(carts, ",", 0, 1, least=0)
+    cut = _cut(carts)
     assert cut is not None
     data = carts.read_bytes()
     lines = data.split(ending.encode())
@@ -107,7 +131,7 @@ def test_the_cut_is_never_inside_a_quoted_cell_across_the_middle(tmp_path: Path)
     carts = _write(tmp_path / "carts.csv", lines)
     middle = carts.stat().st_size // 2
     assert carts.read_bytes().index(b"note line 0") < middle < carts.read_bytes().index(b"note line 399")
-    cut = find_cut(carts, ",", 0, 1, least=0)
+    cut = _cut(carts)
     assert cut is not None
     # past the quoted cell: the first cart there might go on from the quoted one, the next cannot
     assert carts.read_bytes()[cut.offset:].startswith(b"c00001,")
@@ -115,7 +139,7 @@ def test_the_cut_is_never_inside_a_quoted_cell_across_the_middle(tmp_path: Path)
 
 def test_a_file_with_lines_ended_by_a_carriage_return_alone_is_not_cut(tmp_path: Path) -> None:
     carts = _write(tmp_path / "carts.csv", _carts(200), "\r")
-    assert find_cut(carts, ",", 0, 1, least=0) is None
+    assert _cut(carts) is None
 
 
 def test_only_utf8_exports_are_cut() -> None:
@@ -123,46 +147,61 @@ def test_only_utf8_exports_are_cut() -> None:
     assert not counted("utf-16") and not counted("cp1252") and not counted("no-such-codec")
 
 
-# -- the two halves write what one helper writes -----------------------------------------------
+# -- the pieces write what one helper writes -----------------------------------------------
 
 
 @pytest.mark.usefixtures("forking")
 @pytest.mark.parametrize("ending", ["\n", "\r\n"])
-def test_two_helpers_write_the_spools_one_helper_writes(tmp_path: Path, ending: str) -> None:
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_helpers_of_pieces_write_the_spools_one_helper_writes(tmp_path: Path, ending: str, count: int) -> None:
     carts = _write(tmp_path / "carts.csv", _carts(300, rows=2), ending)
-    one = _split(carts, tmp_path / "one", least=1 << 62)
-    two = _split(carts, tmp_path / "two", least=0)
-    assert (one[0], two[0]) == (False, True)
-    assert two[1] == one[1]
-    assert half_spool(tmp_path / "two" / "carts.spool.1").stat().st_size > 0  # the second half was split apart
+    one = _split(carts, tmp_path / "one", least=ONE, count=count)
+    pieces = _split(carts, tmp_path / "pieces", least=0, count=count)
+    assert (one[0], pieces[0]) == (0, count - 1)
+    assert pieces[1] == one[1]
+    assert piece_spool(tmp_path / "pieces" / "carts.spool.1", count).stat().st_size > 0  # the last piece, apart
+
+
+@pytest.mark.usefixtures("forking")
+def test_pieces_are_no_more_than_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cartrescue import workers
+
+    monkeypatch.setattr(workers, "usable_cores", lambda: 2)
+    carts = _write(tmp_path / "carts.csv", _carts(300))
+    assert _split(carts, tmp_path / "pieces", least=0, count=4)[0] == 1
 
 
 @pytest.mark.usefixtures("forking")
 def test_a_cart_id_in_both_halves_is_found_in_pieces_and_a_cart_listed_twice_alike(tmp_path: Path) -> None:
     lines = [_row("split", name="Mug"), _row("twice"), *_carts(200), _row("split", name="Pot"), _row("twice")]
     carts = _write(tmp_path / "carts.csv", lines)
-    one = _split(carts, tmp_path / "one", least=1 << 62)
+    one = _split(carts, tmp_path / "one", least=ONE)
     two = _split(carts, tmp_path / "two", least=0)
-    assert two == (True, one[1])
+    assert two == (1, one[1])
     repeated = [entry for _rows, activity in two[1] for entry in activity if isinstance(entry, tuple) and entry[0] is None]
     assert set(repeated[0][1]) == {"split", "twice"}  # type: ignore[index]
     assert repeated[0][1]["twice"][1] and not repeated[0][1]["split"][1]  # type: ignore[index]
 
 
 @pytest.mark.usefixtures("forking")
-def test_a_second_helper_that_fails_leaves_the_first_to_read_on(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(self: CsvSource, cut: Cut, spools: list[Path]) -> None:
-        raise OSError("disk full")
+@pytest.mark.parametrize("failing", [2, 3])
+def test_a_helper_of_a_piece_that_fails_leaves_the_first_to_read_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   failing: int) -> None:
+    split_piece = CsvSource._split_piece
 
-    monkeypatch.setattr(CsvSource, "_split_half", fail)  # inherited by the forked helper
+    def fail(self: CsvSource, number: int, cuts: list[Cut], spools: list[Path]) -> None:
+        if number == failing:
+            raise OSError("disk full")
+        split_piece(self, number, cuts, spools)
+
+    monkeypatch.setattr(CsvSource, "_split_piece", fail)  # inherited by the forked helpers
     carts = _write(tmp_path / "carts.csv", _carts(300, rows=2))
-    one = _split(carts, tmp_path / "one", least=1 << 62)
-    assert _split(carts, tmp_path / "two", least=0) == (False, one[1])
+    one = _split(carts, tmp_path / "one", least=ONE, count=3)
+    assert _split(carts, tmp_path / "three", least=0, count=3) == (0, one[1])
 
 
 @pytest.mark.usefixtures("forking")
-def test_a_cut_the_first_half_does_not_confirm_leaves_it_to_read_on(tmp_path: Path) -> None:
+def test_a_cut_the_piece_before_does_not_confirm_leaves_it_to_read_on(tmp_path: Path) -> None:
     # A quote inside an unquoted cell before the middle: the count of quotes is odd from there,
     # and the guess lands inside the quoted note, which the reader sees as a quoted cell.
     note = "\n".join(f"c{n:05d},x@example.com,EUR" for n in range(60))
@@ -174,62 +213,66 @@ def test_a_cut_the_first_half_does_not_confirm_leaves_it_to_read_on(tmp_path: Pa
 
 
 @pytest.mark.usefixtures("forking")
-def test_a_cart_broken_in_one_half_is_not_built_from_its_rows_in_the_other(tmp_path: Path) -> None:
+def test_a_piece_that_reads_on_past_a_cut_it_does_not_confirm_is_the_last_taken(tmp_path: Path) -> None:
+    # The stray quote is in the second piece: its guess of the third cut lands inside the note.
+    note = "\n".join(f"c{n:05d},x@example.com,EUR" for n in range(200))
+    lines = [*_carts(100), _row("inch", name='5" screen'), *_carts(10), _row("noted", name=f'"{note}"'), *_carts(80)]
+    carts = _write(tmp_path / "carts.csv", lines)
+    first, second = find_cuts(carts, ",", 0, 1, 3, least=0)
+    assert first.line < 100 < 112 + 20 < second.line < 112 + 200  # the second inside the note
+    one = _split(carts, tmp_path / "one", least=ONE, count=3)
+    assert _split(carts, tmp_path / "three", least=0, count=3) == (1, one[1])
+
+
+@pytest.mark.usefixtures("forking")
+def test_a_cart_broken_in_one_piece_is_not_built_from_its_rows_in_another(tmp_path: Path) -> None:
     lines = [_row("gone"), "gone,cut@example.com", *_carts(200), _row("gone", name="Pot")]
     carts = _write(tmp_path / "carts.csv", lines)
-    one = _split(carts, tmp_path / "one", least=1 << 62)
-    assert _split(carts, tmp_path / "two", least=0) == (True, one[1])
-
-
-class _Asked(Cut):
-    """A cut that records whether the first half's reading confirmed it (and reads on anyway)."""
-
-    asked = False
-
-    def hand_over(self) -> bool:
-        self.asked = True
-        return False
+    one = _split(carts, tmp_path / "one", least=ONE)
+    assert _split(carts, tmp_path / "two", least=0) == (1, one[1])
 
 
 def _asked_at(carts: Path, line: int, elsewhere: bool = False) -> bool:
     """Whether the reading of ``carts`` confirms a cut at ``line`` (``elsewhere``: found in another
-    file); it reads every row either way."""
-    from cartrescue.sources.halves import identity
+    file); it reads every row either way (the cut is not handed over)."""
+    from cartrescue.sources.pieces import identity
 
+    asked: list[bool] = []
     data = carts.read_bytes()
     offset = len(b"".join(data.splitlines(keepends=True)[:line - 1]))
     with carts.open("rb") as handle:
-        cut = _Asked(line, offset, (0, 0, 0, 0) if elsewhere else identity(handle.fileno()))
+        cut = Cut(line, offset, (0, 0, 0, 0) if elsewhere else identity(handle.fileno()),
+                  hand_over=lambda: asked.append(True) or False)
     source = CsvSource(carts, shop_tz=UTC)
     assert list(source._cart_rows(end=cut)) == list(source._cart_rows())
-    return cut.asked
+    return bool(asked)
 
 
-def test_the_first_half_confirms_a_cut_only_where_a_cart_starts(tmp_path: Path) -> None:
+def test_a_piece_confirms_a_cut_only_where_a_cart_starts(tmp_path: Path) -> None:
     carts = _write(tmp_path / "carts.csv", [_row("a"), _row("b"), _row("b", name="Pot"), _row("c")])
     assert [_asked_at(carts, line) for line in (3, 4, 5)] == [True, False, True]
 
 
-def test_the_first_half_refuses_a_cut_found_in_another_file(tmp_path: Path) -> None:
+def test_a_piece_refuses_a_cut_found_in_another_file(tmp_path: Path) -> None:
     carts = _write(tmp_path / "carts.csv", [_row("a"), _row("b")])
     assert (_asked_at(carts, 3), _asked_at(carts, 3, elsewhere=True)) == (True, False)
 
 
-def test_the_first_half_refuses_a_cut_inside_a_quoted_cell(tmp_path: Path) -> None:
+def test_a_piece_refuses_a_cut_inside_a_quoted_cell(tmp_path: Path) -> None:
     carts = _write(tmp_path / "carts.csv", [_row("a", name='"two\nlines"'), _row("b")])
     assert [_asked_at(carts, line) for line in (3, 4)] == [False, True]
 
 
-def test_the_first_half_refuses_a_cut_at_a_cart_a_quote_left_open_took_rows_of(tmp_path: Path) -> None:
+def test_a_piece_refuses_a_cut_at_a_cart_a_quote_left_open_took_rows_of(tmp_path: Path) -> None:
     # a's quote takes b's whole row in: b is skipped whole, its row after the quote too
     lines = [_row("a", name='"open'), _row("b"), _row("b", name='close"'), _row("b", name="Pot"), _row("c")]
     carts = _write(tmp_path / "carts.csv", lines)
     assert [_asked_at(carts, line) for line in (5, 6)] == [False, True]
 
 
-def test_the_second_half_refuses_a_file_that_is_not_the_one_cut(tmp_path: Path) -> None:
+def test_a_later_piece_refuses_a_file_that_is_not_the_one_cut(tmp_path: Path) -> None:
     carts = _write(tmp_path / "carts.csv", _carts(300))
-    cut = find_cut(carts, ",", 0, 1, least=0)
+    cut = _cut(carts)
     assert cut is not None
     cut.file = (0, 0, 0, 0)
     with pytest.raises(SourceError, match="changed while it was being split"):
@@ -268,11 +311,12 @@ def _lines(pieces: list[tuple[str, int, list[str]]]) -> list[str]:
 
 @pytest.mark.usefixtures("forking")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(pieces=st.lists(_PIECES, min_size=2, max_size=40), ending=st.sampled_from(["\n", "\r\n"]))
-def test_any_file_split_in_two_halves_gives_what_one_helper_gives(tmp_path_factory: pytest.TempPathFactory,
-                                                                 pieces: list[tuple[str, int, list[str]]],
-                                                                 ending: str) -> None:
-    folder = tmp_path_factory.mktemp("halves")
+@given(pieces=st.lists(_PIECES, min_size=2, max_size=40), ending=st.sampled_from(["\n", "\r\n"]),
+       count=st.integers(2, 4))
+def test_any_file_split_in_pieces_gives_what_one_helper_gives(tmp_path_factory: pytest.TempPathFactory,
+                                                             pieces: list[tuple[str, int, list[str]]],
+                                                             ending: str, count: int) -> None:
+    folder = tmp_path_factory.mktemp("pieces")
     carts = _write(folder / "carts.csv", _lines(pieces), ending)
-    one = _split(carts, folder / "one", least=1 << 62)
-    assert _split(carts, folder / "two", least=0)[1] == one[1]
+    one = _split(carts, folder / "one", least=ONE, count=count)
+    assert _split(carts, folder / "pieces", least=0, count=count)[1] == one[1]
