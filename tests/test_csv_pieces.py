@@ -8,9 +8,12 @@ miscounted, a cart that goes on) and a helper that fails cost only time.
 
 from __future__ import annotations
 
+import json
 import marshal
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -54,12 +57,13 @@ def _entries(path: Path) -> list[object]:
     return found
 
 
-def _split(carts: Path, folder: Path, least: int, count: int = 2) -> tuple[int, list[object]]:
+def _split(carts: Path, folder: Path, least: int, count: int = 2, encoding: str = "utf-8-sig"
+           ) -> tuple[int, list[object]]:
     """How many pieces after the first were taken, and every entry of every spool written in
     ``count`` shards (as many pieces, each of ``least`` bytes at least)."""
     folder.mkdir()
     spools = [folder / f"carts.spool.{index}" for index in range(1, count + 1)]
-    source = CsvSource(carts, shop_tz=UTC)
+    source = CsvSource(carts, shop_tz=UTC, encoding=encoding)
     source.piece_from = least
     taken = source.publish_shards(spools)
     return taken, [(_entries(path), _entries(activity_spool(path))) for path in spools]
@@ -160,6 +164,23 @@ def test_helpers_of_pieces_write_the_spools_one_helper_writes(tmp_path: Path, en
     assert (one[0], pieces[0]) == (0, count - 1)
     assert pieces[1] == one[1]
     assert piece_spool(tmp_path / "pieces" / "carts.spool.1", count).stat().st_size > 0  # the last piece, apart
+
+
+@pytest.mark.usefixtures("forking")
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-8"])
+def test_an_export_with_a_byte_order_mark_is_cut_as_one_without(tmp_path: Path, encoding: str) -> None:
+    carts = _write(tmp_path / "carts.csv", [_row(f"c{n}", name="Kaffeetasse für Ünal") for n in range(300)])
+    carts.write_bytes(b"\xef\xbb\xbf" + carts.read_bytes())
+    one = _split(carts, tmp_path / "one", least=ONE, encoding=encoding)
+    assert _split(carts, tmp_path / "two", least=0, encoding=encoding) == (1, one[1])
+
+
+@pytest.mark.usefixtures("forking")
+def test_an_export_not_in_utf8_is_split_by_one_helper(tmp_path: Path) -> None:
+    carts = _write(tmp_path / "carts.csv", [_row(f"c{n}", name="Kaffeetasse für Ünal") for n in range(300)])
+    carts.write_bytes(carts.read_bytes().decode("utf-8").encode("cp1252"))
+    one = _split(carts, tmp_path / "one", least=ONE, encoding="cp1252")
+    assert _split(carts, tmp_path / "two", least=0, encoding="cp1252") == (0, one[1])
 
 
 @pytest.mark.usefixtures("forking")
@@ -320,3 +341,25 @@ def test_any_file_split_in_pieces_gives_what_one_helper_gives(tmp_path_factory: 
     carts = _write(folder / "carts.csv", _lines(pieces), ending)
     one = _split(carts, folder / "one", least=ONE, count=count)
     assert _split(carts, folder / "pieces", least=0, count=count)[1] == one[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the split's helpers are forked on Linux only")
+def test_a_run_whose_export_is_split_in_pieces_decides_as_its_shards_reading_it_alone(demo: Path,
+                                                                                      tmp_path: Path) -> None:
+    from conftest import REPO
+
+    subprocess.run([sys.executable, str(REPO / "examples" / "make_sample.py"), "--carts", "2600", "--out",
+                    str(demo.parent)], check=True, capture_output=True)
+    assert (demo.parent / "carts.csv").stat().st_size >= 2 << 20  # two pieces of 1 MiB at least
+
+    def run(*arguments: str) -> dict[str, dict[str, tuple[str, str]]]:
+        (demo.parent / "demo-ledger.db").unlink(missing_ok=True)
+        done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--json", "--config", str(demo),
+                               *arguments], cwd=tmp_path, capture_output=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        return {row["cart_id"]: (row["action"], row["reason"]) for row in json.loads(done.stdout)["decisions"]}
+
+    pieces = run("--workers", "2")  # the export split in two pieces, then in two spools
+    alone = {**run("--shard", "1/2"), **run("--shard", "2/2")}  # each shard reads the file itself
+    assert len(pieces) == 2600 and pieces == alone
