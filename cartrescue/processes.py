@@ -87,7 +87,46 @@ def start(arguments: list[str], env: dict[str, str], method: Literal["fork", "sp
                             env=dict(os.environ, **env))
 
 
-class ForkedProcess:
+class Child:
+    """A child process of this one, by its pid: as much of ``Popen`` as a run needs, reaped once."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _pid, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # never a pid already reaped (it may be another process's by now)
+            os.kill(self.pid, sig)
+
+
+class Helper(Child):
+    """A helper process of :func:`fork_helper`: :meth:`succeeded` waits for it, :meth:`end` ends
+    it first if it is still at work."""
+
+    def succeeded(self) -> bool:
+        """Wait for it to end: whether it did its work (exit code 0)."""
+        return self.wait() == 0
+
+    def end(self) -> None:
+        """Kill it if it has not ended, and reap it."""
+        self.send_signal(signal.SIGKILL)
+        self.wait()
+
+
+class ForkedProcess(Child):
     """A worker forked from this process, its stdout and stderr on pipes read by this process."""
 
     def __init__(self, arguments: list[str], env: dict[str, str], name: str) -> None:
@@ -112,27 +151,10 @@ class ForkedProcess:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop meanwhile is the parent's now
         os.close(out_write)
         os.close(err_write)
-        self.pid = pid
-        self.returncode: int | None = None
+        super().__init__(pid)
         self.stdout: IO[bytes] | None = open(out_read, "rb")  # noqa: SIM115 - kept open as Popen's are
         self.stderr: IO[bytes] | None = open(err_read, "rb")  # noqa: SIM115
 
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self) -> int:
-        if self.returncode is None:
-            _pid, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:  # never a pid already reaped (it may be another process's by now)
-            os.kill(self.pid, sig)
 
 
 #: The signals that stop a run (cartrescue.stops): blocked over a fork, see :func:`_child`.
@@ -238,38 +260,6 @@ def fork_helper(work: Callable[[], object], nice: int = 0, name: str = "") -> in
         pass
     finally:
         os._exit(code)
-
-
-class Helper:
-    """A helper process of :func:`fork_helper`, reaped here once: :meth:`succeeded` waits for it,
-    :meth:`end` ends it first if it is still at work."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self._code: int | None = None  # its exit code once reaped (negative: the signal that ended it)
-
-    def succeeded(self) -> bool:
-        """Wait for it to end: whether it did its work (exit code 0)."""
-        if self._code is None:
-            self._code = _reap(self.pid)
-        return self._code == 0
-
-    def end(self) -> None:
-        """Kill it if it has not been reaped, and reap it."""
-        if self._code is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self._code = _reap(self.pid)
-
-
-def _reap(pid: int) -> int:
-    """Wait for child ``pid`` to end: its exit code (-1: not this process's child)."""
-    try:
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    except ChildProcessError:
-        return -1
 
 
 def _own_streams(stdin: int, stdout: int, stderr: int) -> None:

@@ -36,7 +36,7 @@ _ADD_BROKEN = ("INSERT INTO ids VALUES (?, ?, 0, 1, 0, ?) ON CONFLICT(id) DO UPD
 #: Another piece's ids (:meth:`ApartIds.merge`): an id in both keeps its first digest, adds its
 #: lines after these and is alike only if both pieces' groups all were, alike each other.
 _MERGE = ("INSERT INTO ids(id, lines, digest, n, alike, broken) SELECT id, lines, digest, n, alike, broken "
-          "FROM half.ids WHERE true ON CONFLICT(id) DO UPDATE SET lines = lines || ',' || excluded.lines, "
+          "FROM piece.ids WHERE true ON CONFLICT(id) DO UPDATE SET lines = lines || ',' || excluded.lines, "
           "n = n + excluded.n, alike = alike AND excluded.alike AND digest = excluded.digest, "
           "broken = broken || excluded.broken")
 _BATCH = 5000
@@ -115,19 +115,19 @@ class ApartIds:
             self.close()
 
     def merge(self, path: Path) -> None:
-        """Add the ids :meth:`save` wrote at ``path``, met after every id met here (the second
-        pieces of a file split by several helpers): what :meth:`add` and :meth:`add_broken` would have
+        """Add the ids :meth:`save` wrote at ``path``, met after every id met here (a later piece
+        of a file split by several helpers): what :meth:`add` and :meth:`add_broken` would have
         made of them one by one."""
         self._flush()
         assert self._scratch is not None
         connection = self._scratch.connection
         connection.commit()
-        connection.execute("ATTACH DATABASE ? AS half", (str(path),))
+        connection.execute("ATTACH DATABASE ? AS piece", (str(path),))
         try:
             connection.execute(_MERGE)
             connection.commit()
         finally:
-            connection.execute("DETACH DATABASE half")
+            connection.execute("DETACH DATABASE piece")
 
     def finish(self) -> dict[str, Apart]:
         """The ids met more than once; throws the scratch file away."""

@@ -859,18 +859,16 @@ class CsvSource(CartSource):
 
         cuts = self._cuts(len(spools))
         pieces = Pieces(len(cuts), lambda number: self._split_piece(number, cuts, spools),
-                        lambda number: piece_stopped(spools[0], number)) if cuts else None
+                        lambda number: piece_stopped(spools[0], number))
         writers = [RowSpool.shared(path) for path in spools]
         activities = [RowSpool.shared(activity_spool(path)) for path in spools]
         apart = ApartIds()
         saved = self.on_problem
         self.on_problem = lambda problem: writers[0].add_problem(problem.location, problem.reason)
         try:
-            end = replace(cuts[0], hand_over=pieces.hand_over, refuse=pieces.end) \
-                if pieces is not None and pieces.forked else None
+            end = replace(cuts[0], hand_over=pieces.hand_over, refuse=pieces.end) if pieces.forked else None
             self._split_into(writers, activities, apart, end=end)
-            taken = pieces.taken if pieces is not None else 0
-            for number in range(2, taken + 2):  # each piece's entries after the ones before, its cart ids too
+            for number in range(2, pieces.taken + 2):  # each piece's entries after the ones before, its cart ids too
                 for path, writer, activity in zip(spools, writers, activities, strict=True):
                     writer.append_part(piece_spool(path, number))
                     activity.append_part(piece_spool(activity_spool(path), number))
@@ -881,14 +879,13 @@ class CsvSource(CartSource):
             for activity in activities:  # every shard: a cart's pieces may have gone to two of them
                 activity.add_apart(found)
                 activity.finish()
-            return taken
+            return pieces.taken
         finally:
             self.on_problem = saved
             apart.close()
             for writer in writers + activities:
                 writer.close()
-            if pieces is not None:
-                pieces.end()  # a helper still at work (a wrong guess, an error): ended
+            pieces.end()  # a helper still at work (a wrong guess, an error): ended
 
     #: The smallest piece :meth:`publish_shards` cuts the file in for another helper.
     piece_from = PIECE_FROM

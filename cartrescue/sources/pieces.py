@@ -170,7 +170,8 @@ def _group_start(data: bytes, line: int, delimiter: str, id_at: int) -> int | No
 class Pieces:
     """The helpers of the pieces after the first, forked by the first piece's helper, and which
     of their work it takes at its cut. ``work(number)`` splits piece ``number`` (2, 3, ...) and
-    leaves ``stopped(number)`` (a file) where its reading stopped at the next cut."""
+    leaves ``stopped(number)`` (a file) where its reading stopped at the next cut. Without cuts
+    (``count`` 0), or where one cannot be forked, none is: the first helper splits it all."""
 
     def __init__(self, count: int, work: Callable[[int], None], stopped: Callable[[int], Path]) -> None:
         self._stopped = stopped
