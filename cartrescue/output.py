@@ -269,9 +269,12 @@ class JsonStream:
             self.out.write((separator + lines).decode("utf-8", errors="replace"))
 
     def close(self, trailer: dict[str, Any]) -> None:
-        """End the document, whole: a Ctrl-C or SIGTERM meanwhile is raised once it is written."""
+        """End the document, whole, as the command's last word: a Ctrl-C or SIGTERM meanwhile or
+        after it is let go (:func:`cartrescue.stops.held`). The run has ended and the document
+        says how; a stop after it made cli.main print a second document, or the process exit
+        130 or 143 under one that said 0."""
         tail = json.dumps(trailer, ensure_ascii=False, default=str)[1:]
-        with held():
+        with held(settles=True):
             self.out.write("\n]" + (", " + tail if trailer else "}") + "\n")
             self.out.flush()
 

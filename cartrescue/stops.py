@@ -58,10 +58,15 @@ class Stops:
 
 def install() -> Stops:
     """SIGTERM, and SIGINT unless it was ignored when the process started (``nohup``, a job
-    started in the background by a script), get a :class:`Stops`."""
+    started in the background by a script), get a :class:`Stops`, one for both.
+
+    The console script installs one before its imports and cli.main again: SIGINT's is
+    replaced too. Left to the first, it was never told that the outcome was printed, and a
+    Ctrl-C after the ``--json`` document raised in the exit path (a second document, exit 130)."""
     stops = Stops()
     signal.signal(signal.SIGTERM, stops)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is signal.default_int_handler or isinstance(handler, Stops):
         signal.signal(signal.SIGINT, stops)
     return stops
 
@@ -87,6 +92,25 @@ def held(settles: bool = False) -> Iterator[None]:
         yield
         if settles:
             stops.over = True
+            _ignore_stops()
+
+
+def _ignore_stops() -> None:
+    """Once the outcome is printed, SIGINT and SIGTERM are ignored by the kernel too.
+
+    The handler alone let them go only while Python's handlers were in place. But the
+    interpreter's last step at exit puts every handler it set back to the default. A
+    SIGTERM then (a service manager, ``timeout``, a second Ctrl-C from a person) killed the
+    process: exit 143 or 130 under a document that said 0. An ignored signal stays ignored
+    through that step. Only the main thread can change a handler; elsewhere ``stops.over``
+    alone lets them go."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if isinstance(signal.getsignal(signum), Stops):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 #: A second signal this soon after the first is the same stop, not "stop at once". A worker of

@@ -246,8 +246,13 @@ class _Worker:
         self.warn = warn
         self.threads = [threading.Thread(target=self._read_stdout, daemon=True, name=f"shard-{shard}-out"),
                         threading.Thread(target=self._read_stderr, daemon=True, name=f"shard-{shard}-err")]
+        self.started = False
 
     def start(self) -> None:
+        """Start the readers, once (:meth:`Workers.stop` may follow a run that began to)."""
+        if self.started:
+            return
+        self.started = True
         for thread in self.threads:
             thread.start()
 
@@ -379,9 +384,12 @@ class Workers:
         seconds, they are killed), with what they reported kept in :attr:`stopped` for the
         caller's document.
         """
+        from cartrescue.stops import held
+
         workers, events = self.workers, self.events
-        for worker in workers:
-            worker.start()
+        with held():  # every reader started, or none: a stop meanwhile comes once they are
+            for worker in workers:
+                worker.start()
         documents = {worker.shard.index: Document(worker.report) for worker in workers}
         open_pipes = len(workers)
         interrupted: BaseException | None = None
@@ -415,6 +423,19 @@ class Workers:
             self.stopped = merge([worker.report for worker in workers], self.mode, self.now)
             raise interrupted
         return merge([worker.report for worker in workers], self.mode, self.now)
+
+
+    def stop(self, on_decisions: Callable[[bytes, int], None]) -> MergedRun:
+        """A stop that came before :meth:`follow`: the workers get it (SIGTERM), and are read
+        to their end as :meth:`follow` reads them; what they reported is kept in :attr:`stopped`."""
+        for worker in self.workers:
+            worker.terminate()
+        try:
+            self.stopped = self.follow(on_decisions)
+        except KeyboardInterrupt:  # one more stop: follow ended them all the same, and kept what they said
+            pass
+        assert self.stopped is not None
+        return self.stopped
 
 
 def start_workers(

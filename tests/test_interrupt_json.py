@@ -24,9 +24,20 @@ from conftest import NOW, REPO, Shop, cart, iso
 PIPE_CAPACITY = 65536  # Linux's default; the run blocks writing once this much is unread
 
 
-def start(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cartrescue.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+#: What the console script ``cartrescue`` runs (pyproject.toml), from a checkout.
+CONSOLE_SCRIPT = "import sys; from cartrescue.entry import main; sys.argv[0] = 'cartrescue'; main()"
+
+
+def start(*args: str, cwd: Path, ctrl_c: bool = False) -> subprocess.Popen[bytes]:
+    """The command line in a process of its own. ``ctrl_c``: as a user's shell starts the console
+    script, with SIGINT's default action (a test runner may start its processes with SIGINT
+    ignored, which the run then keeps ignoring, as under nohup)."""
+    def take_ctrl_c() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    command = ["-c", CONSOLE_SCRIPT] if ctrl_c else ["-m", "cartrescue.cli"]
+    return subprocess.Popen([sys.executable, *command, *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=take_ctrl_c if ctrl_c else None)
 
 
 def unread(process: subprocess.Popen[bytes]) -> int:
@@ -61,9 +72,10 @@ def test_an_interrupt_before_the_document_begins_still_prints_one(tmp_path: Path
     assert err.decode().strip() == "interrupted"
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize(("carts", "ends"), [(300, "whole"), (1500, "interrupted")])
 def test_an_interrupt_while_the_document_waits_on_a_full_pipe_keeps_it_valid(shop: Shop, carts: int,
-                                                                            ends: str) -> None:
+                                                                            ends: str, stop: signal.Signals) -> None:
     """The reader stops reading (a slow ``| jq``, a busy parent) and the run blocks writing its
     document; then SIGTERM. 300 carts: the run had ended, blocked in writing the document's
     end, and its outcome stands (exit 0). 1,500 carts: it was still deciding, blocked in a block
@@ -72,12 +84,13 @@ def test_an_interrupt_while_the_document_waits_on_a_full_pipe_keeps_it_valid(sho
     had ended exited 130 under a document that said nothing of it."""
     shop.add(*(cart(f"c{n:04d}", email=f"c{n:04d}@example.com") for n in range(carts)))
     shop.write()
-    process = start("run", "--json", "--now", iso(NOW), "--config", str(shop.config_path), cwd=REPO)
+    process = start("run", "--json", "--now", iso(NOW), "--config", str(shop.config_path), cwd=REPO,
+                    ctrl_c=True)
     deadline = time.monotonic() + 60
     while unread(process) < PIPE_CAPACITY and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert unread(process) == PIPE_CAPACITY, "the run never filled its stdout pipe"
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     out, err = process.communicate(timeout=60)
     document = json.loads(out)  # one valid document
     if ends == "whole":
@@ -194,3 +207,122 @@ def test_a_stop_while_the_run_imports_its_modules_still_gives_one_document(tmp_p
     done = _run_stopped_importing(tmp_path, "asyncio.base_events")
     assert done.returncode == 130, (done.returncode, done.stderr)
     assert json.loads(done.stdout)["counts"]["sent"] == 0 and "Traceback" not in done.stderr
+
+
+# A stop at a moment pinned down from inside the real command line: the script patches the run's
+# own steps (as a module run as ``cartrescue`` is) and raises the signal there. SIGINT is given
+# Python's default handler first, as a terminal's shell gives it: a test runner may start its
+# processes with SIGINT ignored, which the run then keeps ignoring (nohup's case).
+_STOPPED_AT = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import cartrescue.commands.run as run
+import cartrescue.output as output
+import cartrescue.processes as processes
+import cartrescue.workers as workers
+
+moments, SIGNAL, *arguments = sys.argv[1:]
+moments, SIGNAL = moments.split(","), getattr(signal, SIGNAL)
+PARENT = os.getpid()  # the run's own process, not a worker forked from it
+raised = []
+
+def stop_once(where):
+    if os.getpid() == PARENT and where in moments and where not in raised:
+        raised.append(where)
+        signal.raise_signal(SIGNAL)
+
+def patched(owner, name, where, before=True):
+    original = getattr(owner, name)
+    def step(*args, **kwargs):
+        if before:
+            stop_once(where)
+        result = original(*args, **kwargs)
+        if not before:
+            stop_once(where)
+        return result
+    setattr(owner, name, step)
+
+patched(output.JsonStream, "close", "after-document", before=False)
+patched(output.JsonStream, "add_result", "first-decision")
+patched(output.JsonStream, "add_lines", "first-decision")
+patched(run, "stopped_after_document", "after-interrupted-document")
+patched(processes, "preload", "preparing-workers")
+patched(workers.Workers, "follow", "workers-started")
+patched(workers._Worker, "start", "readers-started", before=False)
+
+class StopAtTheLastStep:  # and at the interpreter's last step, its handlers back to the default
+    def __del__(self, kill=os.kill, pid=PARENT, sig=SIGNAL, getpid=os.getpid):
+        if getpid() == pid:
+            kill(pid, sig)
+
+sys.stop_at_the_last_step = StopAtTheLastStep()  # sys is cleared last (a __main__ global, frozen, never is)
+sys.argv = ["cartrescue", *arguments]
+from cartrescue.entry import main
+main()
+"""
+
+
+def _stopped_at(shop: Shop, tmp_path: Path, moments: str, stop: str, workers: str,
+                *more: str) -> subprocess.CompletedProcess[bytes]:
+    """``run --json --workers N`` stopped by ``stop`` at each of ``moments`` (see _STOPPED_AT), and
+    again at the interpreter's last step."""
+    return subprocess.run([sys.executable, "-c", _STOPPED_AT, moments, stop, "run", "--json", "--workers", workers,
+                           "--now", iso(NOW), "--config", str(shop.config_path), *more],
+                          capture_output=True, cwd=tmp_path, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_after_the_runs_document_is_let_go(shop: Shop, tmp_path: Path, workers: str, stop: str) -> None:
+    """README: a stop that comes after the document is let go, the exit code is the one the
+    document gives. It was not: under ``--workers 2`` a Ctrl-C after the document printed a
+    second one; a SIGTERM in the interpreter's last step (its handlers back to the default)
+    killed the run, exit 143 under a document that said 0."""
+    shop.add(*(cart(f"c{n:03d}", email=f"c{n:03d}@example.com") for n in range(40)))
+    shop.write()
+    done = _stopped_at(shop, tmp_path, "after-document", stop, workers)
+    assert done.returncode == 0, (done.returncode, done.stderr.decode())
+    document = json.loads(done.stdout)  # one document
+    assert "error" not in document and document["counts"]["carts"] == 40 == len(document["decisions"])
+    assert b"Traceback" not in done.stderr and b"Exception ignored" not in done.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_stop_after_the_interrupted_document_prints_no_second_one(shop: Shop, tmp_path: Path,
+                                                                         workers: str) -> None:
+    """Ctrl-C, then Ctrl-C again as the interrupted run ends: one document (it printed two)."""
+    shop.add(*(cart(f"c{n:04d}", email=f"c{n:04d}@example.com") for n in range(600)))
+    shop.write()
+    done = _stopped_at(shop, tmp_path, "first-decision,after-interrupted-document", "SIGINT", workers)
+    assert done.returncode == 130, (done.returncode, done.stderr.decode())
+    document = json.loads(done.stdout)  # one document: json.loads refuses a second one after it
+    assert document["error"]["code"] == "interrupted" and len(document["decisions"]) < 600
+    assert b"Traceback" not in done.stderr
+
+
+def test_a_run_with_workers_stopped_before_they_start_gives_its_counts_all_zero(shop: Shop, tmp_path: Path) -> None:
+    """Stopped while the run prepared its workers: the document's trailer is a run's, counts
+    all zero and no worker (it had the error alone)."""
+    shop.add(*(cart(f"c{n:03d}", email=f"c{n:03d}@example.com") for n in range(40)))
+    shop.write()
+    done = _stopped_at(shop, tmp_path, "preparing-workers", "SIGTERM", "2")
+    assert done.returncode == 130, (done.returncode, done.stderr.decode())
+    document = json.loads(done.stdout)
+    assert document["error"]["code"] == "interrupted" and document["decisions"] == []
+    assert document["counts"]["carts"] == document["counts"]["sent"] == 0 and document["workers"] == 0
+
+
+@pytest.mark.parametrize("moment", ["workers-started", "readers-started"])
+def test_a_run_stopped_as_its_workers_start_stops_them_and_keeps_what_they_decided(shop: Shop, tmp_path: Path,
+                                                                                   moment: str) -> None:
+    """Stopped in the instant between starting its workers and reading them, or as the threads
+    that read them start: the workers get the stop and are read to their end, and the document
+    has their counts (it had none, and the workers were left to their parent's death)."""
+    shop.add(*(cart(f"c{n:03d}", email=f"c{n:03d}@example.com") for n in range(40)))
+    shop.write()
+    done = _stopped_at(shop, tmp_path, moment, "SIGTERM", "2")
+    assert done.returncode == 130, (done.returncode, done.stderr.decode())
+    document = json.loads(done.stdout)
+    assert document["error"]["code"] == "interrupted" and document["workers"] == 2
+    assert document["counts"]["carts"] == len(document["decisions"]) <= 40
+    assert [shard["shard"] for shard in document["shards"]] == ["1/2", "2/2"]

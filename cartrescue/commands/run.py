@@ -139,6 +139,22 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
+def _stopped_workers(workers: Any, on_decisions: Any, mode: str, at: Any) -> Any:
+    """What the workers of a stopped ``run --workers`` reported, as one ``MergedRun``.
+
+    A stop while the run was following them left it in ``workers.stopped``. One that came
+    before (while the run prepared them, or in the instant between) has them stopped and read
+    to their end here: the decisions they made are the document's too. With none started, the
+    counts are all zero: the document's trailer still has the shape of a run's."""
+    from cartrescue.workers import merge
+
+    if workers is None:
+        return merge([], mode, at)
+    if workers.stopped is None:
+        workers.stop(on_decisions)
+    return workers.stopped
+
+
 def _end(stream: Any, trailer: dict[str, Any]) -> None:
     """End the ``--json`` document. A Ctrl-C or SIGTERM that came meanwhile waited until it was
     whole (JsonStream.close) and is let go: the run had ended, the document says how, and the
@@ -258,16 +274,16 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         with progress(stderr, show_progress, f"{mode} ({count} workers)") as advance:
             merged = workers.follow(on_decisions, advance)
     except KeyboardInterrupt:
-        stopped = workers.stopped if workers is not None else None
+        stopped = _stopped_workers(workers, on_decisions, mode, at)
         if stream is None:
-            if stopped is not None and mode != "dry-run":
+            if mode != "dry-run":
                 _say_stopped(stopped.counts)
             raise
-        _end(stream, {**(stopped.trailer() if stopped is not None else {}), "error": INTERRUPTED})
+        _end(stream, {**stopped.trailer(), "error": INTERRUPTED})
         stopped_after_document()
     except Exception as error:  # noqa: BLE001 - starting a worker failed (no interpreter, no fork): one document
         if stream is not None:
-            _end(stream, {"error": error_json(error)})
+            _end(stream, {**_stopped_workers(None, on_decisions, mode, at).trailer(), "error": error_json(error)})
         stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
         if os.environ.get("CARTRESCUE_DEBUG"):
             raise
