@@ -101,7 +101,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         checks.append(Check("config", FAIL, unrenderable, int(ExitCode.CONFIG)))
     elif not config.shop.unsubscribe_secret:
         checks.append(Check("config", FAIL, f"{config_path or 'cartrescue.yaml'}: shop.unsubscribe_secret is empty; "
-                            "run --send refuses to start (set it to ${CARTRESCUE_SECRET:-} and export the variable)", int(ExitCode.CONFIG)))
+                            "run --send refuses to start (export CARTRESCUE_SECRET with a long random value: the config of "
+                            "`cartrescue init` reads it as ${CARTRESCUE_SECRET:-})", int(ExitCode.CONFIG)))
     else:
         checks.append(Check("config", OK, f"{config_path or 'cartrescue.yaml'} is valid"))
 

@@ -106,8 +106,8 @@ def delivery_secret(config: Config) -> str:
     secret = config.shop.unsubscribe_secret
     if not secret or secret == DRY_RUN_SECRET:
         raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: empty; "
-                          "set it to ${CARTRESCUE_SECRET:-} and export a long random value (run --send, --outbox and "
-                          "send-test need it; a dry-run does not)")
+                          "export CARTRESCUE_SECRET with a long random value (the config of `cartrescue init` reads it as "
+                          "${CARTRESCUE_SECRET:-}; run --send, --outbox and send-test need it, a dry-run does not)")
     if len(secret) < MIN_SECRET_LENGTH:  # one link in hand, a short key is found offline: every token forged
         raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: {len(secret)} characters, at least "
                           f"{MIN_SECRET_LENGTH} needed (it signs every unsubscribe and survey link, and a short one "

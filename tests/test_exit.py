@@ -21,8 +21,8 @@ import pytest
 
 from conftest import NOW, REPO, Shop, cart, iso
 
-FULL_DISK = ("error: cannot write its output (or a working file in the temporary folder): No space left on device; "
-             "what was delivered is in the ledger")
+FULL_DISK = "error: cannot write its output (or a working file in the temporary folder): No space left on device"
+DELIVERED = "; what was delivered is in the ledger"  # said only by a command that delivers
 
 # The console script's own entry point, with one exit function of a library registered before it.
 WITH_AN_EXIT_FUNCTION = """
@@ -77,8 +77,7 @@ def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.strip().splitlines() if not line.startswith("note:")]
 
 
-CLOSED_PIPE = ("error: cannot write its output: the reader of the pipe closed it (Broken pipe); "
-               "what was delivered is in the ledger")
+CLOSED_PIPE = "error: cannot write its output: the reader of the pipe closed it (Broken pipe)"
 
 
 def _into_a_closed_pipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -113,7 +112,7 @@ def test_a_reader_that_closes_the_pipe_early_gets_one_line_and_exit_1_without_js
     shop.write()
     done = _into_a_closed_pipe(*command, "--now", iso(NOW), "--config", str(shop.config_path), cwd=shop.folder)
     assert done.returncode == 1
-    assert _errors(done.stderr) == [CLOSED_PIPE]
+    assert _errors(done.stderr) == [CLOSED_PIPE + (DELIVERED if "--outbox" in command else "")]
     if "--outbox" in command:  # the run delivered before its table failed: the ledger has it all
         with sqlite3.connect(shop.folder / "ledger.db") as db:
             assert db.execute("SELECT status, COUNT(*) FROM cr_message GROUP BY status").fetchall() == [("sent", 3)]
@@ -129,7 +128,7 @@ def test_a_delivering_run_whose_output_fails_has_recorded_every_file_it_wrote(sh
     args = ["run", "--outbox", str(outbox), "--json", "--workers", "1", "--now", iso(NOW),
             "--config", str(shop.config_path)]
     done = _on_a_full_disk(*args, cwd=shop.folder)
-    assert done.returncode == 1 and done.stderr.strip() == FULL_DISK
+    assert done.returncode == 1 and done.stderr.strip() == FULL_DISK + DELIVERED
     with sqlite3.connect(shop.folder / "ledger.db") as db:
         statuses = dict(db.execute("SELECT status, COUNT(*) FROM cr_message GROUP BY status").fetchall())
     written = len(list(outbox.glob("*.eml")))
@@ -250,3 +249,14 @@ def test_a_time_out_of_reach_is_a_usage_error_naming_the_option(shop: Shop, args
     assert result.exit_code == 2, result.output
     error = result.json["error"]
     assert error["code"] == "config" and error["message"].startswith(f"{option}: ") and "between" in error["message"]
+
+
+@pytest.mark.parametrize(("line", "delivers"), [
+    ("run --send", True), ("run --config c.yaml --outbox out", True), ("run --outbox=out", True),
+    ("run-all a.yaml --send --json", True), ("send-test me@example.com c1", True),
+    ("run", False), ("run --json --eml look", False), ("run-all a.yaml", False), ("carts --json", False),
+    ("report --json", False), ("codes list", False)])
+def test_only_a_command_that_delivers_says_its_deliveries_are_in_the_ledger(line: str, delivers: bool) -> None:
+    from cartrescue.commands.common import delivers as delivering
+
+    assert delivering(line.split()) is delivers

@@ -826,6 +826,22 @@ def test_generated_codes_are_exported_once_for_the_shop(shop: Shop) -> None:
     assert unknown.exit_code == 2 and "unknown code pool 'nope'" in unknown.stderr
 
 
+def test_an_export_with_no_new_code_leaves_the_last_exports_file_as_it_was(shop: Shop) -> None:
+    """``codes export -o codes.csv`` run again before the shop imported the file: it emptied it
+    (a header alone), and the codes it held were marked exported, never to be exported again."""
+    _incentive_shop(shop)
+    assert shop.cli("codes", "generate", "5", "--pool", "ship", now=None).exit_code == 0
+    target = shop.folder / "codes.csv"
+    assert shop.cli("codes", "export", "--output", str(target)).exit_code == 0
+    exported = target.read_text(encoding="utf-8")
+    again = shop.cli("codes", "export", "--output", str(target))
+    assert again.exit_code == 0 and f"no code to export: {target} left as it was" in again.stderr
+    assert target.read_text(encoding="utf-8") == exported and len(exported.splitlines()) == 6
+    fresh = shop.folder / "fresh.csv"
+    assert shop.cli("codes", "export", "--output", str(fresh), "--json").json["unchanged"] is False
+    assert fresh.read_text(encoding="utf-8").splitlines() == exported.splitlines()[:1]  # a new file: its header
+
+
 @pytest.mark.parametrize("as_json", [False, True])
 def test_codes_generate_for_an_unknown_pool_names_the_known_pools_and_exits_2(shop: Shop, as_json: bool) -> None:
     _incentive_shop(shop)

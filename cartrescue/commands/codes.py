@@ -140,7 +140,8 @@ def codes_export(
     expires_at) for import into the shop, and mark them exported.
 
     Only codes generated from a `pattern` are exported (pool-file codes came from the shop).
-    Import them before they go out: `codes generate` makes them ahead of time.
+    Import them before they go out: `codes generate` makes them ahead of time. With no code to
+    export, an --output file that holds an earlier export is left as it was (not emptied).
 
     Example:
 
@@ -154,18 +155,22 @@ def codes_export(
             raise ConfigError("stdout is closed, and the codes would go there: give --output FILE (nothing was "
                               "marked exported)")
         _cfg, codes, at = _codes(config, now, pool)
+        kept = False  # --output's file left as it was: nothing new, and it holds an earlier export
         if output is not None:  # a file that cannot be written stops before any code is marked exported
             with output_file("--output", output):
+                kept = output.exists() and output.stat().st_size > 0
                 output.open("a", encoding="utf-8").close()
         rows = codes.exportable(at, pool=pool, include_exported=include_exported)
         text = export_csv(rows)
-        if output is not None:
+        kept = kept and not rows  # an export run again before the shop imported the last one: not emptied
+        if output is not None and not kept:
             with output_file("--output", output):
                 output.write_text(text, encoding="utf-8")
             codes.mark_exported(rows, at)
     except CartrescueError as error:
         fail(error, as_json)
-    document = {"exported": len(rows), "output": str(output) if output else None, "codes": rows}
+    document = {"exported": len(rows), "output": str(output) if output else None, "codes": rows,
+                "unchanged": kept}
     if output is None:  # written first, then marked: a reader gone mid-way (`| head`) leaves them unmarked
         if as_json:
             json_out(document)
@@ -179,7 +184,9 @@ def codes_export(
     elif as_json:
         json_out(document)
     if not as_json:
-        err_console().print(f"exported {len(rows)} codes" + (f" to {output}" if output else ""), highlight=False)
+        err_console().print(f"no code to export: {output} left as it was" if kept else
+                            f"exported {len(rows)} codes" + (f" to {output}" if output else ""), highlight=False,
+                            soft_wrap=True)
 
 
 @app.command("generate")

@@ -6,6 +6,7 @@ functions so that ``cartrescue --help`` starts fast (benchmark B6).
 """
 
 import errno
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -65,19 +66,34 @@ def explained(error: BaseException) -> BaseException:
         import tempfile
 
         return OutputError(f"cannot write a working file in {tempfile.gettempdir()}: {error} (set TMPDIR to a "
-                           "folder with room); what was delivered is in the ledger")
+                           f"folder with room){_DELIVERED_SO_FAR if delivers() else ''}")
     if isinstance(error, BrokenPipeError):
         # Its reader went away (``| head``). Left to click, the process ended with exit 1 and no
         # word, a delivering run too: cron and the owner never learnt why it stopped.
-        return OutputError("cannot write its output: the reader of the pipe closed it (Broken pipe); what was "
-                           "delivered is in the ledger")
+        return OutputError("cannot write its output: the reader of the pipe closed it (Broken pipe)"
+                           f"{_DELIVERED_SO_FAR if delivers() else ''}")
     if isinstance(error, OSError) and error.errno in _NO_ROOM:
         # The files a command writes itself (.eml files, the call list, report --html) report
         # their own errors: what reaches here is its output, where cron or a script sent it, or
         # a working file of the run (the split export, the orders index) in the temporary folder.
         where = str(error.filename) if error.filename else "its output (or a working file in the temporary folder)"
-        return OutputError(f"cannot write {where}: {error.strerror}; what was delivered is in the ledger")
+        return OutputError(f"cannot write {where}: {error.strerror}{_DELIVERED_SO_FAR if delivers() else ''}")
     return error
+
+
+#: What :func:`explained` adds for a command that delivers: its output failed, its deliveries did not.
+_DELIVERED_SO_FAR = "; what was delivered is in the ledger"
+
+
+def delivers(argv: list[str] | None = None) -> bool:
+    """Is this command line one that delivers messages (``send-test``; ``run`` or ``run-all`` with
+    ``--send`` or ``--outbox``)? Its errors about its output then say where its deliveries are; a
+    dry-run's, a list's or a report's said so too, and sent the owner looking for deliveries there
+    were none of."""
+    args = sys.argv[1:] if argv is None else argv
+    command = [arg for arg in args if not arg.startswith("-")][:1]
+    return command == ["send-test"] or command in (["run"], ["run-all"]) and any(
+        arg in ("--send", "--outbox") or arg.startswith("--outbox=") for arg in args)
 
 
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, a quota, a file too large: writes only

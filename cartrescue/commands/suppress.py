@@ -37,9 +37,9 @@ def unsubscribe(
     2). An address given as it is needs no token. For a whole mailbox of unsubscribe mails, see
     `suppress mailbox`.
 
-    Example:
+    Example (TOKEN: the one in the customer's link, signed by your shop's secret):
 
-        cartrescue unsubscribe 'https://shop.example.com/unsubscribe?token=Ym9iQGV4YW1wbGUuY29t.x1'
+        cartrescue unsubscribe 'https://shop.example.com/unsubscribe?token=TOKEN'
         cartrescue unsubscribe bob@example.com --json
     """
     from cartrescue.suppressions import BadToken, token_spots
