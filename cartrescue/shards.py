@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from hashlib import blake2b
 
+from cartrescue.contacts import fold_email
+
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 MAX_SHARDS = 256
 
@@ -69,8 +71,13 @@ class Shard:
 
 
 def owner(email: str | None, cart_key: str, count: int) -> int:
-    """The 1-based shard of ``count`` that owns the cart of ``email`` (or, without one, of ``cart_key``)."""
-    return shard_of(email.strip().lower() if email else cart_key, count)
+    """The 1-based shard of ``count`` that owns the cart of ``email`` (or, without one, of ``cart_key``).
+
+    The address as the planner and the ledger know it (:func:`~cartrescue.contacts.fold_email`):
+    lower-cased alone, its composed and decomposed spellings (``müller``: ``ü``, or ``u`` and a
+    combining diaeresis) went to two shards, each took its cart for the address's newest, and
+    one person got two messages a day."""
+    return shard_of(fold_email(email.strip()) if email else cart_key, count)
 
 
 def shard_of(identity: str, count: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,7 @@ from conftest import NOW, Shop, cart
 
 from cartrescue.config import load_config
 from cartrescue.model import Cart, RowProblem
-from cartrescue.shards import Shard
+from cartrescue.shards import Shard, owner
 from cartrescue.sources.base import Activity
 from cartrescue.sources.csv import CsvSource
 from cartrescue.sources.shared import CARTS, SharedIndexes, carts_spool, failed_marker
@@ -181,3 +182,25 @@ def test_a_split_helper_that_dies_leaves_the_workers_to_read_the_file(
         assert failed_marker(base).exists()
     finally:
         run.close()
+
+
+def test_one_address_in_two_unicode_spellings_is_one_shards(shop: Shop, tmp_path: Path) -> None:
+    """``müller`` composed (ü) and decomposed (u and U+0308) is one person to the planner and the
+    ledger: their carts went to two shards by the address lower-cased alone, each shard took its
+    cart for the newest, and the person got two messages a day. Both ways of splitting (a worker
+    reading the file, the run's split helper) give both carts to one shard."""
+    composed = [f"j\u00fcrgen.m\u00fcller{n}@example.de" for n in range(12)]
+    shop.add(*(cart(f"nfc{n}", email=address) for n, address in enumerate(composed)),
+             *(cart(f"nfd{n}", email=unicodedata.normalize("NFD", address)) for n, address in enumerate(composed)))
+    shop.write()
+    carts = shop.folder / "carts.csv"
+    base = tmp_path / "carts.spool"
+    _split(carts, base, 4)
+    for shared in (None, base):
+        owned = {}
+        for index in range(1, 5):
+            for read in _read(carts, Shard(index, 4), shared)[1]:
+                owned[read.id] = index
+        assert all(owned[f"nfc{n}"] == owned[f"nfd{n}"] for n in range(12)), owned
+    assert all(owner(address, "", count) == owner(unicodedata.normalize("NFD", address.upper()), "", count)
+               for count in range(2, 9) for address in composed)  # and as Shard.owns finds it

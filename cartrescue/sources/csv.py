@@ -944,7 +944,7 @@ class CsvSource(CartSource):
         # The shard as owner() finds it, of the address already stripped (the cart key built
         # only for a cart without one): this helper's work is what every worker waits for.
         for start, rows, cart_id, email in self._carts_read(apart, begin=begin, end=end):
-            shard = shard_of(email.lower() if email else f"{name}:{cart_id}", count) - 1
+            shard = shard_of(fold_email(email) if email else f"{name}:{cart_id}", count) - 1
             writers[shard].add_group(start, rows)
             if email:  # without one, the cart is no address's newest: no activity
                 empty, free = self._contents(rows)
