@@ -40,8 +40,32 @@ def normalize_email(email: str | None) -> str | None:
 def fold_email(text: str) -> str:
     """A stripped address's one spelling (:func:`normalize_email`, blank kept as ``""``): what the
     sources compare and store per row. Lower-cased alone, a decomposed ``bücher`` stayed another
-    address than the composed one to the one-message-a-day check and the history."""
-    return text.lower() if text.isascii() else unicodedata.normalize("NFC", text).lower()
+    address than the composed one to the one-message-a-day check and the history.
+
+    Its domain is the one its message goes to (IDNA, as :func:`ascii_domain` sends it), written
+    in its Unicode form: ``ｅｘａｍｐｌｅ.com`` (full-width) and ``exa\u00admple.com`` (a soft
+    hyphen) are ``example.com``, ``xn--bcher-kva.example`` is ``bücher.example``. Each was another
+    address to the planner, and one mailbox got a message for each spelling the same day. An
+    ASCII address without ``xn--`` (nearly all) is only lower-cased, as before."""
+    if text.isascii():
+        folded = text.lower()
+        return folded if "xn--" not in folded else _one_domain(folded)
+    return _one_domain(unicodedata.normalize("NFC", text).lower())
+
+
+def _one_domain(email: str) -> str:
+    """``email`` (folded) with its domain as :func:`fold_email` writes it; as it is where the
+    domain has no IDNA form (the address is then refused as invalid anyway)."""
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return email
+    wire = ascii_domain(domain)
+    if wire is None:
+        return email
+    try:
+        return f"{local}@{wire.encode('ascii').decode('idna').lower()}"
+    except UnicodeError:
+        return email
 
 
 def ascii_domain(domain: str) -> str | None:

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from cartrescue.contacts import fold_email
 from cartrescue.tokens import Signer, b64, sign, unb64, verify_link
 from cartrescue.unsubscribe import TokenMaker, make_token, verify_token
 
@@ -58,7 +59,7 @@ def test_a_runs_token_maker_makes_make_tokens_token(secret: str, email: str, tes
     token = TokenMaker(secret)(email, test=test)
     assert token == make_token(email, secret, test=test)
     if not test:
-        assert verify_token(token, secret) == email.strip().lower()
+        assert verify_token(token, secret) == fold_email(email.strip())  # the address's one spelling
 
 
 @pytest.mark.parametrize(("secret", "email"), [("", "ann@example.com"), ("s", ""), ("s", "   ")])
