@@ -424,17 +424,16 @@ class Workers:
             raise interrupted
         return merge([worker.report for worker in workers], self.mode, self.now)
 
-
     def stop(self, on_decisions: Callable[[bytes, int], None]) -> MergedRun:
         """A stop that came before :meth:`follow`: the workers get it (SIGTERM), and are read
         to their end as :meth:`follow` reads them; what they reported is kept in :attr:`stopped`."""
         for worker in self.workers:
             worker.terminate()
-        try:
-            self.stopped = self.follow(on_decisions)
-        except KeyboardInterrupt:  # one more stop: follow ended them all the same, and kept what they said
-            pass
-        assert self.stopped is not None
+        while self.stopped is None:
+            try:
+                self.stopped = self.follow(on_decisions)
+            except KeyboardInterrupt:  # one more stop: follow ends them all the same and keeps what they
+                pass  # said, or, raised before it began to read, it is begun again
         return self.stopped
 
 
