@@ -189,11 +189,11 @@ NO_COUNTS = {"carts": 0, "send": 0, "skip": 0, "defer": 0, "holdout": 0, "sent":
 def _interrupted() -> NoReturn:
     """Ctrl-C or SIGTERM reached the entry point: no ``--json`` document was begun (``run`` ends
     the one it began itself, see ``commands.common.stopped_after_document``), so one is printed."""
-    from cartrescue.commands.common import INTERRUPTED, json_out
+    from cartrescue.commands.common import INTERRUPTED, command_of, json_out
 
     if "--json" in sys.argv[1:]:
         document: dict[str, object] = {"error": INTERRUPTED}
-        if [arg for arg in sys.argv[1:] if not arg.startswith("-")][:1] == ["run"]:
+        if command_of(sys.argv[1:]) == "run":
             document = {"error": INTERRUPTED, "counts": NO_COUNTS}  # a run stopped before it began
         json_out(document)
     err_console().print("interrupted", markup=False)

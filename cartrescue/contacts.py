@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -54,18 +54,27 @@ def fold_email(text: str) -> str:
 
 
 def _one_domain(email: str) -> str:
-    """``email`` (folded) with its domain as :func:`fold_email` writes it; as it is where the
-    domain has no IDNA form (the address is then refused as invalid anyway)."""
+    """``email`` (folded) with its domain as :func:`fold_email` writes it: the Unicode form of the
+    domain its message goes to; as it is where the domain has no IDNA form (the address is then
+    refused as invalid anyway)."""
+    return _with_domain(email, lambda domain: _from_ascii(ascii_domain(domain))) or email
+
+
+def _with_domain(email: str, form: Callable[[str], str | None]) -> str | None:
+    """``email`` with its domain in ``form`` (lower-cased), or ``None`` where it has none."""
     local, at, domain = email.rpartition("@")
     if not at:
-        return email
-    wire = ascii_domain(domain)
-    if wire is None:
-        return email
+        return None
     try:
-        return f"{local}@{wire.encode('ascii').decode('idna').lower()}"
+        other = form(domain)
     except UnicodeError:
-        return email
+        return None
+    return None if other is None else f"{local}@{other.lower()}"
+
+
+def _from_ascii(domain: str | None) -> str | None:
+    """An ASCII (IDNA) domain's Unicode form."""
+    return None if domain is None else domain.encode("ascii").decode("idna")
 
 
 def ascii_domain(domain: str) -> str | None:
@@ -144,14 +153,8 @@ def email_hashes(email: str) -> tuple[str, ...]:
 def _other_form(email: str) -> str | None:
     """``email`` (normalized) with its domain in its other IDNA form, or ``None`` (an ASCII
     domain without ``xn--`` labels has none)."""
-    local, at, domain = email.rpartition("@")
-    if not at:
-        return None
-    try:
-        other = ascii_domain(domain) if not domain.isascii() else domain.encode("ascii").decode("idna")
-    except UnicodeError:
-        return None
-    return f"{local}@{other.lower()}" if other and other != domain else None
+    other = _with_domain(email, lambda domain: _from_ascii(domain) if domain.isascii() else ascii_domain(domain))
+    return other if other is not None and other != email else None
 
 
 #: Number types no text message reaches (phonenumbers' PhoneNumberType values).

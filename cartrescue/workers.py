@@ -29,6 +29,7 @@ from typing import IO, Any, Literal, Protocol
 from cartrescue import processes
 from cartrescue.config import Config
 from cartrescue.shards import Shard
+from cartrescue.stops import held
 
 #: Workers chosen by default: at most this many, whatever the cores ...
 MAX_AUTO_WORKERS = 8
@@ -384,8 +385,6 @@ class Workers:
         seconds, they are killed), with what they reported kept in :attr:`stopped` for the
         caller's document.
         """
-        from cartrescue.stops import held
-
         workers, events = self.workers, self.events
         with held():  # every reader started, or none: a stop meanwhile comes once they are
             for worker in workers:

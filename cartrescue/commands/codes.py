@@ -155,14 +155,14 @@ def codes_export(
             raise ConfigError("stdout is closed, and the codes would go there: give --output FILE (nothing was "
                               "marked exported)")
         _cfg, codes, at = _codes(config, now, pool)
-        kept = False  # --output's file left as it was: nothing new, and it holds an earlier export
+        earlier = False  # --output holds an earlier export
         if output is not None:  # a file that cannot be written stops before any code is marked exported
             with output_file("--output", output):
-                kept = output.exists() and output.stat().st_size > 0
+                earlier = output.exists() and output.stat().st_size > 0
                 output.open("a", encoding="utf-8").close()
         rows = codes.exportable(at, pool=pool, include_exported=include_exported)
         text = export_csv(rows)
-        kept = kept and not rows  # an export run again before the shop imported the last one: not emptied
+        kept = earlier and not rows  # run again before the shop imported the last one: not emptied
         if output is not None and not kept:
             with output_file("--output", output):
                 output.write_text(text, encoding="utf-8")

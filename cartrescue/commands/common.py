@@ -91,9 +91,15 @@ def delivers(argv: list[str] | None = None) -> bool:
     dry-run's, a list's or a report's said so too, and sent the owner looking for deliveries there
     were none of."""
     args = sys.argv[1:] if argv is None else argv
-    command = [arg for arg in args if not arg.startswith("-")][:1]
-    return command == ["send-test"] or command in (["run"], ["run-all"]) and any(
+    command = command_of(args)
+    return command == "send-test" or command in ("run", "run-all") and any(
         arg in ("--send", "--outbox") or arg.startswith("--outbox=") for arg in args)
+
+
+def command_of(args: list[str]) -> str | None:
+    """The command a command line names (``run``, ``run-all`` …): its first word not an option.
+    For what must be known before, or without, the parsed arguments (an early stop, an error)."""
+    return next((arg for arg in args if not arg.startswith("-")), None)
 
 
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, a quota, a file too large: writes only
