@@ -308,7 +308,8 @@ def _run_job(
         # Every shard reads the whole newsletter export: its bad rows are shard 1's to report.
         newsletters = newsletters_of(config, source, now, problem if shard.index == 1 else ignore_problem, stack,
                                      request.shared_sends)
-        planner = Planner(config, now, ledger, problem, shard, newsletters=newsletters)  # a repeated id: a row problem
+        planner = Planner(config, now, ledger, problem, shard, newsletters=newsletters,  # a repeated id: a row problem
+                          run_id=run_id)
         if on_total is not None:
             total = source.progress_total(planner.window)
             if total is not None:

@@ -88,6 +88,9 @@ class TierUse:
 
     total: int
     own: int
+    #: What the other shards of the layout, still running, may yet claim of what they reserved
+    #: (:meth:`Ledger.reserve_day_budget`); 0 where nothing was reserved.
+    pending: int = 0
 
 
 class Message(SQLModel, table=True):
@@ -181,6 +184,21 @@ class RunLock(SQLModel, table=True):
     pid: int
     acquired_at: datetime
     heartbeat_at: datetime
+
+
+class BudgetHold(SQLModel, table=True):
+    """What a running shard reserved of a tier's day budget (:meth:`Ledger.reserve_day_budget`).
+
+    Counted only while its run holds its lock: a run that ended has its claims in ``cr_message``
+    instead, and one that crashed claims no more (fencing). Rows of runs that no longer hold a
+    lock are deleted by the next reservation, so the table holds a row per running shard and tier.
+    """
+
+    __tablename__ = "cr_budget_hold"
+    run_id: int = Field(primary_key=True)
+    tier: str = Field(primary_key=True, max_length=64)
+    day: datetime = Field(primary_key=True)  # the shop's local midnight the budget is of
+    amount: int
 
 
 class CartDecision(SQLModel, table=True):
@@ -317,7 +335,7 @@ class Inbound(SQLModel, table=True):
 
 
 TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision, Code, SurveyAnswer, Promotion,
-                                SendTest, Inbound]
+                                SendTest, Inbound, BudgetHold]
 
 
 def shops_taking_turns(shops: Sequence[str]) -> list[str]:
@@ -1194,21 +1212,61 @@ class Ledger:
         with; without it every claim is the caller's. Looked up through the runs of the period
         (``cr_run`` is small, ``run_id`` indexed), not by scanning every message the ledger holds.
         """
-        message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
-        # A run that began before ``since`` and claimed after it (23:59, and sending past midnight:
-        # its claims are stamped when made, cartrescue.clock) is still going, or ended after it.
-        runs = select(run.c.id).where(or_(run.c.now >= _naive(since), run.c.finished_at.is_(None),
-                                          run.c.finished_at >= _naive(since)))
-        where = (message.c.run_id.in_(runs), message.c.tier == tier,
-                 or_(*(and_(message.c.step == step, message.c.channel == channel) for step, channel in steps)),
-                 message.c.status.in_(MAYBE_DELIVERED),
-                 message.c.claimed_at >= _naive(since), message.c.claimed_at <= _naive(until))
+        message = Message.__table__  # type: ignore[attr-defined]
+        where = self._tier_claims(tier, steps, since, until)
         with self.engine.connect() as conn:
             if owns is None:
                 total = int(conn.execute(select(func.count()).select_from(message).where(*where)).scalar_one())
                 return TierUse(total, total)
             rows = conn.execute(select(message.c.email, message.c.cart_key).where(*where)).all()
         return TierUse(len(rows), sum(1 for email, key in rows if owns(email, key)))
+
+    @staticmethod
+    def _tier_claims(tier: str, steps: list[tuple[int, str]], since: datetime, until: datetime) -> tuple[Any, ...]:
+        """The WHERE clauses of :meth:`tier_used_since`'s claims."""
+        message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
+        # A run that began before ``since`` and claimed after it (23:59, and sending past midnight:
+        # its claims are stamped when made, cartrescue.clock) is still going, or ended after it.
+        runs = select(run.c.id).where(or_(run.c.now >= _naive(since), run.c.finished_at.is_(None),
+                                          run.c.finished_at >= _naive(since)))
+        return (message.c.run_id.in_(runs), message.c.tier == tier,
+                or_(*(and_(message.c.step == step, message.c.channel == channel) for step, channel in steps)),
+                message.c.status.in_(MAYBE_DELIVERED),
+                message.c.claimed_at >= _naive(since), message.c.claimed_at <= _naive(until))
+
+    def reserve_day_budget(self, run_id: int, tier: str, steps: list[tuple[int, str]], since: datetime,
+                           until: datetime, budget: int, share: int, owns: Owner) -> tuple[int, TierUse]:
+        """Reserve what shard run ``run_id`` may claim of ``tier``'s day ``budget`` (from
+        ``since``, the shop's midnight, to ``until``): its ``share`` less the day's claims of the
+        addresses it owns, and no more than the day has left once the other running shards'
+        reservations are kept. Return that amount and the day's use it was read from.
+
+        The day's total alone did not do: after the layout changed during the day (4 shards in
+        the morning, 3 later), one shard's addresses may have had more than their new share, and
+        two shards that read the day's total before either claimed could each spend what was
+        left of it. Reservations are made one at a time (the lock table's serialization, as
+        lock acquisitions are), and each sees every earlier one of a run still holding its lock.
+        """
+        message, lock, hold = (Message.__table__, RunLock.__table__,  # type: ignore[attr-defined]
+                               BudgetHold.__table__)  # type: ignore[attr-defined]
+        day = _naive(since)
+        with self.engine.begin() as conn:
+            self._serialize_locking(conn)
+            rows = conn.execute(select(message.c.email, message.c.cart_key, message.c.run_id)
+                                .where(*self._tier_claims(tier, steps, since, until))).all()
+            running = set(conn.execute(select(lock.c.run_id)).scalars())
+            conn.execute(delete(hold).where(or_(hold.c.run_id.not_in(running | {run_id}), hold.c.day < day,
+                                                and_(hold.c.run_id == run_id, hold.c.tier == tier))))
+            claimed: dict[int, int] = {}
+            for row in rows:
+                claimed[row.run_id] = claimed.get(row.run_id, 0) + 1
+            pending = sum(max(amount - claimed.get(holder, 0), 0) for holder, amount in conn.execute(
+                select(hold.c.run_id, hold.c.amount).where(hold.c.tier == tier, hold.c.day == day,
+                                                           hold.c.run_id != run_id)))
+            use = TierUse(len(rows), sum(1 for email, key, _ in rows if owns(email, key)), pending)
+            amount = max(min(share - use.own, budget - use.total - pending), 0)
+            conn.execute(insert(hold).values(run_id=run_id, tier=tier, day=day, amount=amount))
+        return amount, use
 
     def status_counts(self) -> dict[str, int]:
         """How many message rows are in each status (for ``doctor``)."""

@@ -208,10 +208,11 @@ class Planner:
 
     def __init__(self, config: Config, now: datetime, ledger: Ledger | None = None,
                  on_problem: Callable[[RowProblem], None] | None = None, shard: Shard | None = None, *,
-                 newsletters: Newsletters | None = None) -> None:
+                 newsletters: Newsletters | None = None, run_id: int | None = None) -> None:
         self.config = config
         self.now = now
         self.ledger = ledger
+        self.run_id = run_id  # a delivering run's, holding its lock: a shard reserves its day budgets
         self.on_problem = on_problem
         self.newsletters = newsletters  # the shop's other sends ("not on a newsletter day"); None: not read
         self._any_answers: bool | None = None  # does the ledger hold any survey answer? (asked once)
@@ -313,18 +314,24 @@ class Planner:
         later) one shard's addresses may have had more than its new share, and the others must
         not spend that again."""
         midnight = self.calendar.local_day_start(self.now)
-        owns = None if self.shard is None else self.shard.owns
         steps = self._steps_of(tier)  # none: no step goes out on the tier's channel, nothing to count
-        used = TierUse(0, 0) if self.ledger is None or not steps else self.ledger.tier_used_since(
-            tier.name, steps, midnight, self.now, owns)
         if self.shard is None:
+            used = TierUse(0, 0) if self.ledger is None or not steps else self.ledger.tier_used_since(
+                tier.name, steps, midnight, self.now)
             return _Budget(max(budget - used.total, 0),
                            f"today (its day's budget is {budget}; the day's earlier runs used {used.total})")
         share = self.shard.share(budget)
-        return _Budget(max(min(share - used.own, budget - used.total), 0),
-                       f"today in shard {self.shard} (its share of the day's budget of {budget} over "
-                       f"{self.shard.count} shards is {share}; the day's earlier runs used {used.own} of it, "
-                       f"{used.total} in all)")
+        if self.ledger is not None and steps and self.run_id is not None:  # claims follow: reserved
+            left, used = self.ledger.reserve_day_budget(self.run_id, tier.name, steps, midnight, self.now, budget,
+                                                        share, self.shard.owns)
+        else:  # a dry-run's, or no ledger: what a delivering run would reserve if it ran alone
+            used = TierUse(0, 0) if self.ledger is None or not steps else self.ledger.tier_used_since(
+                tier.name, steps, midnight, self.now, self.shard.owns)
+            left = max(min(share - used.own, budget - used.total), 0)
+        running = f"; the other shards still running hold {used.pending} more" if used.pending else ""
+        return _Budget(left, f"today in shard {self.shard} (its share of the day's budget of {budget} over "
+                             f"{self.shard.count} shards is {share}; the day's earlier runs used {used.own} of it, "
+                             f"{used.total} in all{running})")
 
     def _steps_of(self, tier: Tier) -> list[tuple[int, str]]:
         """The steps of ``tier``'s sequence that go out on the tier's own channel, with it: what

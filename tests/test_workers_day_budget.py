@@ -3,8 +3,10 @@
 Shard K of N spends its share of the day's budget, charged with the day's claims of the
 addresses it owns: a shard of a new round that starts while a slower shard of the last round
 still plans cannot spend that shard's part, the shares add up to the budget when the shards run
-one after another, and a layout that changes during the day never spends more than the budget.
-Real shard processes (``run --shard K/N --outbox``) on a SQLite file and on PostgreSQL.
+one after another, and a layout that changes during the day never spends more than the budget,
+even where two shards read the day before either claims (each reserves its part, one at a time).
+Real shard processes (``run --shard K/N --outbox``) on a SQLite file and on PostgreSQL; the
+reservations themselves on MariaDB too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 import test_exactly_once
+from shopdb import shop_database
 
 from cartrescue.ledger import Ledger
 from cartrescue.pipeline import Planner
@@ -120,7 +123,8 @@ def test_a_new_rounds_shard_cannot_spend_the_part_a_slower_shard_of_the_last_rou
     assert _vip_claims(url) == budget
     waiting = {d["detail"] for d in second["decisions"] if d["reason"] == "tier_budget"}
     assert waiting == {"tier vip takes 0 today in shard 1/2 (its share of the day's budget of 4 over 2 shards "
-                       "is 2; the day's earlier runs used 2 of it, 2 in all)"}
+                       "is 2; the day's earlier runs used 2 of it, 2 in all; the other shards still running hold 2 "
+                       "more)"}
 
 
 def test_shards_that_run_one_after_another_spend_the_days_budget_exactly(shop: Shop, url: str) -> None:
@@ -146,3 +150,55 @@ def test_a_layout_changed_during_the_day_never_spends_more_than_the_days_budget(
     afternoon = NOW + timedelta(hours=3)
     assert [_sent(_shard(shop, f"{k}/2", afternoon)) for k in (1, 2)] == [0, 0]
     assert _vip_claims(url) == budget
+
+
+def test_two_shards_reading_the_day_together_after_a_layout_change_spend_no_more_than_what_it_has_left(
+        shop: Shop, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unsharded morning run sent 4 of the day's 5, all to addresses of shard 1 of 3. In the
+    afternoon shard 2 of 3 reads the day and is slow; shard 3 of 3 runs to its end meanwhile.
+    Each has room by its own count (shares 2, 2, 1), and the day has 1 left: one of them takes it."""
+    budget = 5
+    _vip_shop(shop, url, budget, _addresses(4, of3=1))
+    assert _sent(_shard(shop, "1/1", NOW)) == 4
+    _add(shop, _addresses(1, of3=2) + _addresses(1, of3=3))
+    afternoon = NOW + timedelta(hours=3)
+    later: list[dict[str, Any]] = []
+    with _paused_after_planning_starts(monkeypatch, lambda: later.append(_shard(shop, "3/3", afternoon))):
+        slow = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", "--shard", "2/3", now=afternoon)
+    assert slow.exit_code == 0, slow.output
+    assert (_sent(slow.json), _sent(later[0])) == (1, 0)
+    assert _vip_claims(url) == budget
+    waiting = {d["detail"] for d in later[0]["decisions"] if d["reason"] == "tier_budget"}
+    assert waiting == {"tier vip takes 0 today in shard 3/3 (its share of the day's budget of 5 over 3 shards "
+                       "is 1; the day's earlier runs used 0 of it, 4 in all; the other shards still running hold "
+                       "1 more)"}
+
+
+@pytest.mark.parametrize("kind", [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+])
+def test_a_reservation_counts_what_running_shards_reserved_and_not_what_ended_ones_did(shop: Shop, kind: str) -> None:
+    """Shard 1 reserves all 3 of the day's budget; shard 2, while shard 1 still runs, gets none;
+    once shard 1 has ended (having claimed nothing), its reservation no longer counts."""
+    with contextlib.ExitStack() as stack:
+        if kind == "sqlite":
+            ledger_url = f"sqlite:///{shop.folder / 'ledger.db'}"
+        else:
+            ledger_url = stack.enter_context(shop_database(kind, "holds")).url
+        ledger = Ledger(ledger_url)
+        stack.callback(ledger.close)
+        midnight = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+        first, second = (ledger.start_run("send", NOW, f"{k}/2") for k in (1, 2))
+
+        def reserve(run_id: int) -> tuple[int, int]:
+            amount, use = ledger.reserve_day_budget(run_id, "vip", [(1, "email")], midnight, NOW, 3, 3,
+                                                    lambda email, key: True)
+            return amount, use.pending
+
+        with ledger.lock(first, timedelta(minutes=5), "run:1/2"), ledger.lock(second, timedelta(minutes=5), "run:2/2"):
+            assert reserve(first) == (3, 0)
+            assert reserve(second) == (0, 3)
+        with ledger.lock(second, timedelta(minutes=5), "run:2/2"):
+            assert reserve(second) == (3, 0)
