@@ -1570,13 +1570,16 @@ class Ledger:
                 .group_by(c.status))}
 
     def report_decisions(self, start: datetime, end: datetime) -> list[tuple[str, str, int, int]]:
-        """(action, reason, carts, carts with a sent or held-out row) of the latest decisions
-        made in ``[start, end]`` (cr_decision keeps one row per cart: its latest)."""
+        """(action, reason, carts, carts with a sent or held-out row claimed in the period) of the
+        latest decisions made in ``[start, end]`` (cr_decision keeps one row per cart: its latest).
+        A row of an earlier period does not count: a cart messaged last month and skipped this
+        month (``ordered``, ``too_old``) was this month's skip, not this month's eligible cart."""
         from sqlalchemy import case, exists
 
         c = CartDecision.__table__.c  # type: ignore[attr-defined]
         m = Message.__table__.c  # type: ignore[attr-defined]
-        streamed = exists().where(m.cart_key == c.cart_key, m.status.in_(REPORTED))
+        streamed = exists().where(m.cart_key == c.cart_key, m.status.in_(REPORTED),
+                                  m.claimed_at >= _naive(start), m.claimed_at <= _naive(end))
         with self.engine.connect() as conn:
             return [(a, r, int(n), int(w or 0)) for a, r, n, w in conn.execute(
                 select(c.action, c.reason, func.count(), func.sum(case((streamed, 1), else_=0)))

@@ -89,6 +89,29 @@ def test_no_orders_gives_zeros_and_a_measured_zero_lift(shop: Shop) -> None:
     assert low < 0 < high and "Too few carts to tell" in lift["sentence"]
 
 
+def test_revenue_that_varies_in_neither_group_has_no_interval_not_a_zero_width_one(shop: Shop) -> None:
+    """No order on either side: revenue per cart is 0 everywhere, and its sample variance of 0
+    made "0.00 (0.00 to 0.00)" beside an orders interval of -2 to 2."""
+    write_ledger(ledger_of(shop), Experiment(50, 50, 0, 0).rows(NOW))
+    assert report(shop)["incrementality"]["incremental_revenue"] == {"estimate": "0.00", "interval": None}
+    printed = shop.cli("report", *PERIOD, now=LATER)
+    assert "0.00 (no interval)" in printed.stdout, printed.output
+
+
+def test_a_group_whose_revenue_does_not_vary_takes_the_others_spread(shop: Shop) -> None:
+    """Three of 20 messaged carts ordered (20.00 each), none of 20 held out: the held-out side's
+    variance of 0 said nothing of its uncertainty; it takes the messaged side's."""
+    write_ledger(ledger_of(shop), Experiment(20, 20, 0, 0).rows(NOW))
+    shop.add_orders(*(order_row(f"o{n}", at=NOW + timedelta(hours=1), total="20.00", cart_id=f"t{n}")
+                      for n in range(3)))
+    revenue = report(shop)["incrementality"]["incremental_revenue"]
+    per_cart = [20.0] * 3 + [0.0] * 17
+    mean = sum(per_cart) / 20
+    half = 1.959963984540054 * (2 * sum((x - mean) ** 2 for x in per_cart) / 19 / 20) ** 0.5 * 20
+    assert revenue["estimate"] == "60.00"
+    assert [float(bound) for bound in revenue["interval"]] == pytest.approx([60 - half, 60 + half], abs=0.01)
+
+
 @pytest.mark.parametrize("name", ["shop #3", "shop?x", "100% shop"])
 def test_a_shop_in_a_folder_named_with_a_hash_a_question_mark_or_a_percent_reports_its_own_ledger(
         tmp_path: Path, name: str) -> None:
@@ -727,6 +750,29 @@ def test_carts_decided_again_after_the_period_still_count_as_eligible_in_it(shop
     assert funnel["seen"] >= funnel["eligible"] >= funnel["messaged"]
 
 
+def test_carts_messaged_before_the_period_and_skipped_in_it_are_its_skips_not_its_eligible_carts(shop: Shop) -> None:
+    shop.add(*(cart(f"c{n}") for n in range(4)))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", cart_id="c1"))
+    weeks_later = NOW + timedelta(days=15)  # c1 ordered, the others too old for another step
+    assert shop.cli("run", "--outbox", str(shop.folder / "out"), now=weeks_later).exit_code == 0
+    result = shop.cli("report", "--json", "--since", (weeks_later - timedelta(days=1)).date().isoformat(),
+                      "--until", (weeks_later + timedelta(days=1)).date().isoformat(), now=weeks_later + timedelta(days=6))
+    funnel = result.json["funnel"]
+    assert (funnel["seen"], funnel["eligible"], funnel["messaged"]) == (4, 0, 0), funnel
+    assert {s["reason"]: s["carts"] for s in funnel["skips"]} == {"ordered": 1, "too_old": 3}
+
+
+def test_a_report_without_an_orders_file_says_it_reads_no_order_not_just_zero(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row(f"t{n}", NOW) for n in range(3)])
+    shop.configure(source={"orders": None})
+    document = report(shop)
+    assert document["summary"]["revenue"] == "0.00"
+    assert any(note.endswith("source.orders is not set: no order is read, so nothing is attributed and no cart "
+                             "counts as converted (revenue 0.00 and the lift say nothing); point it at the shop's "
+                             "orders export") for note in document["notes"]), document["notes"]
+
+
 def test_breakdowns_by_locale_tier_and_day(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW, locale="sv"), Row("t2", NOW, locale="en"),
                                    Row("t3", NOW + timedelta(hours=20), locale="sv")])
@@ -834,4 +880,14 @@ def test_a_percent_incentive_on_an_order_without_a_rate_is_left_out_with_a_note_
 def test_an_empty_period_says_nothing_was_messaged_not_that_nothing_was_held_out(shop: Shop) -> None:
     shop.configure(sequences={"default": {"holdout": 0.1, "steps": [{"delay": "1h", "template": "reminder-1"}]}})
     write_ledger(ledger_of(shop), [])
-    assert report(shop)["incrementality"]["reason"] == "no cart was messaged or held out in this period"
+    assert report(shop)["incrementality"]["reason"].startswith("no stream began in this period")
+
+
+def test_a_period_of_later_steps_only_says_no_stream_began_in_it_not_that_nothing_was_messaged(shop: Shop) -> None:
+    """Step 2 of carts whose step 1 went out the period before: messages in the period, and
+    a lift that compares streams by their first row has none of its own."""
+    shop.configure(sequences={"default": {"holdout": 0.1, "steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    write_ledger(ledger_of(shop), [Row("t1", NOW - timedelta(days=3)), Row("t1", NOW, step=2)])
+    document = report(shop)
+    assert document["summary"]["messages"] == 1
+    assert document["incrementality"]["reason"].startswith("no stream began in this period")

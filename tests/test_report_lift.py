@@ -46,10 +46,10 @@ def test_a_tier_without_held_out_carts_says_why_its_lift_is_not_measured(shop: S
     assert result.exit_code == 0, result.output
     tiers = {entry["tier"]: entry for entry in result.json["incrementality"]["by_tier"]}
     assert (tiers["vip"].get("measured"), tiers["vip"].get("reason")) == (
-        False, "no cart of this tier was held out in this period")
+        False, "no held-out stream of this tier began in this period")
     assert (tiers["wholesale"].get("measured"), tiers["wholesale"].get("reason")) == (
-        False, "no cart of this tier was messaged in this period")
+        False, "no messaged stream of this tier began in this period")
     assert tiers["standard"]["measured"] is True and "absolute" in tiers["standard"]
     with (shop.folder / "tables" / "lift.csv").open(encoding="utf-8") as handle:
         notes = {row["group"]: (row["measured"], row["note"]) for row in csv.DictReader(handle)}
-    assert notes["vip"] == ("False", "no cart of this tier was held out in this period")
+    assert notes["vip"] == ("False", "no held-out stream of this tier began in this period")

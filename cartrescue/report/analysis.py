@@ -209,12 +209,13 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
     }
     reason = None
     if configured and not held["carts"] and not treated["carts"]:
-        reason = "no cart was messaged or held out in this period"
+        reason = ("no stream began in this period (the lift follows the carts whose first message or held-out row "
+                  "is in it; a later step counts in the period of its stream's first)")
     elif not held["carts"]:
         reason = ("no sequence has a holdout (set sequences.NAME.holdout, e.g. 0.1, so that a share of carts gets no "
-                  "message)" if not configured else "no cart was held out in this period")
+                  "message)" if not configured else "no held-out stream began in this period")
     elif not treated["carts"]:
-        reason = "no cart was messaged in this period"
+        reason = "no messaged stream began in this period"
     result["measured"] = reason is None
     if reason is not None:
         result["reason"] = reason
@@ -231,7 +232,7 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
         if entry["measured"]:
             entry.update(_lift(config, t, h))
         else:  # as the whole lift says why it is not measured, so does each tier
-            entry["reason"] = f"no cart of this tier was {'held out' if t['carts'] else 'messaged'} in this period"
+            entry["reason"] = f"no {'held-out' if t['carts'] else 'messaged'} stream of this tier began in this period"
         by_tier.append(entry)
     result["by_tier"] = by_tier
     if held["messaged"]:
@@ -267,8 +268,8 @@ def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any]) -> dict
         "absolute": {"estimate": difference, "interval": [low, high], "half_width": half},
         "relative": None if ratio is None else {"estimate": ratio[0] - 1, "interval": [ratio[1] - 1, ratio[2] - 1]},
         "incremental_orders": {"estimate": difference * nt, "interval": [low * nt, high * nt]},
-        "incremental_revenue": {"estimate": _money_text(per_cart * nt), "interval": [_money_text(rev_low * nt),
-                                                                                      _money_text(rev_high * nt)]},
+        "incremental_revenue": {"estimate": _money_text(per_cart * nt), "interval": None if rev_low is None or
+                                rev_high is None else [_money_text(rev_low * nt), _money_text(rev_high * nt)]},
     }
     needed = stats.holdout_needed(nc, half, precision)
     points = f"{precision * 100:g} point" + ("" if precision * 100 == 1 else "s")

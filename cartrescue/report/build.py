@@ -90,6 +90,10 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                 ledger_counts=ledger.report_counts(period.since, period.until), promotions=ledger.promotion_rows())
             document["survey"] = period_counts(ledger, period.since, period.until)
         document["notes"].extend(source_notes)
+        if config.source.type in ("csv", "shopify_csv") and config.source.orders is None:
+            document["notes"].append(
+                f"{config.where('source.orders')} is not set: no order is read, so nothing is attributed and no cart "
+                "counts as converted (revenue 0.00 and the lift say nothing); point it at the shop's orders export")
         if unread:
             document["notes"].append(unread_orders_note(unread))
         stale = stale_orders_note(config, period.now)

@@ -24,6 +24,15 @@ def points(value: float) -> str:
     return f"{value * 100:+.1f}"
 
 
+def revenue_interval(revenue: dict[str, Any]) -> str:
+    """The incremental revenue's interval in words: without one (no spread of revenue per cart
+    in either group, :func:`cartrescue.report.stats.mean_difference`) it says so, not "0 to 0"."""
+    interval = revenue.get("interval")
+    if not interval:
+        return "no interval: revenue per cart does not vary in either group (one cart each, or no order)"
+    return f"95 % interval {interval[0]} to {interval[1]}"
+
+
 def _write(path: Path, rows: Iterable[dict[str, Any]], columns: list[str]) -> Path:
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -111,8 +120,7 @@ def digest(document: dict[str, Any], shop: str) -> str:
     if lift["measured"]:
         revenue = lift["incremental_revenue"]
         lines.append(f"Caused by the reminders (incremental, against {lift['holdout']['carts']:,} held-out carts): "
-                     f"{revenue['estimate']} {currency} (95 % interval {revenue['interval'][0]} to "
-                     f"{revenue['interval'][1]}).")
+                     f"{revenue['estimate']} {currency} ({revenue_interval(revenue)}).")
         lines.append(lift["sentence"])
     else:
         lines.append(lift["sentence"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from cartrescue.report.files import percent
+from cartrescue.report.files import percent, revenue_interval
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 BLUE, GREY, GREEN, RED, INK = "#1d4ed8", "#9ca3af", "#15803d", "#b91c1c", "#111827"
@@ -165,8 +165,8 @@ def render_html(document: dict[str, Any], shop: str) -> str:
         revenue = lift["incremental_revenue"]
         clear = "measured" if lift["absolute"]["interval"][0] > 0 else ""
         incremental = (f'<div class="card {clear}"><div class="label">Incremental revenue (caused)</div>'
-                       f'<div class="value">{_e(revenue["estimate"])} {_e(currency)}</div><div class="detail">95 % '
-                       f'interval {_e(revenue["interval"][0])} to {_e(revenue["interval"][1])}</div></div>')
+                       f'<div class="value">{_e(revenue["estimate"])} {_e(currency)}</div><div class="detail">'
+                       f'{_e(revenue_interval(revenue))}</div></div>')
     else:
         incremental = ('<div class="card unmeasured"><div class="label">Incremental revenue (caused)</div>'
                        f'<div class="value">not measured</div><div class="detail">{_e(lift["reason"])}</div></div>')

@@ -60,13 +60,22 @@ def ratio_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tuple[
 
 
 def mean_difference(sum1: float, squares1: float, n1: int, sum2: float, squares2: float, n2: int,
-                    z: float = Z95) -> tuple[float, float, float]:
-    """Difference of two means (per-cart revenue) with a Welch normal interval."""
+                    z: float = Z95) -> tuple[float, float | None, float | None]:
+    """Difference of two means (per-cart revenue) with a Welch normal interval.
+
+    A group whose carts show no spread (one cart, or every cart alike: nobody ordered) says
+    nothing of how uncertain its mean is, and its sample variance of 0 made the interval
+    exact: one cart a side read "100.00 (100.00 to 100.00)", no order on either side "0.00
+    (0.00 to 0.00)". Such a group takes the other group's variance; where neither has one,
+    there is no interval (``None`` for both bounds).
+    """
     mean1, mean2 = sum1 / n1, sum2 / n2
     var1 = max(0.0, (squares1 - n1 * mean1 * mean1) / (n1 - 1)) if n1 > 1 else 0.0
     var2 = max(0.0, (squares2 - n2 * mean2 * mean2) / (n2 - 1)) if n2 > 1 else 0.0
-    se = math.sqrt(var1 / n1 + var2 / n2)
     difference = mean1 - mean2
+    if var1 <= 0.0 and var2 <= 0.0:
+        return difference, None, None
+    se = math.sqrt((var1 or var2) / n1 + (var2 or var1) / n2)
     return difference, difference - z * se, difference + z * se
 
 

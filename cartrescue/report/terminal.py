@@ -40,7 +40,9 @@ def print_report(document: dict[str, Any], console: Console, by: list[str]) -> N
     head = _table("Won back", ["", "attributed (any order after a message)", "incremental (against the holdout)"])
     if lift["measured"]:
         revenue, orders = lift["incremental_revenue"], lift["incremental_orders"]
-        incremental_revenue = f"{revenue['estimate']} ({revenue['interval'][0]} to {revenue['interval'][1]})"
+        bounds = revenue["interval"]
+        incremental_revenue = (f"{revenue['estimate']} ({bounds[0]} to {bounds[1]})" if bounds else
+                               f"{revenue['estimate']} (no interval)")
         incremental_orders = (f"{orders['estimate']:,.0f} ({orders['interval'][0]:,.0f} to "
                               f"{orders['interval'][1]:,.0f})")
         conversion = f"{points(lift['absolute']['estimate'])} points"
