@@ -243,6 +243,23 @@ def test_an_older_ledger_is_left_as_it_is_by_commands_that_record_nothing_and_up
     assert shop.cli("doctor", "--no-smtp", now=None).exit_code == 0
 
 
+def test_a_ledger_without_the_table_only_sending_shards_use_is_read_by_report_and_doctor_as_it_is(
+        shop: Shop, tmp_path: Path) -> None:
+    """The version that added cr_budget_hold (a sending shard's reservations) found every ledger
+    without it: read-only commands read on, and do not call that ledger older."""
+    shop.add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    path = shop.folder / "ledger.db"
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE cr_budget_hold")
+    db.close()
+    report = shop.cli("report", "--json")
+    assert report.exit_code == 0, report.output
+    doctor = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    assert {c["name"]: c["status"] for c in doctor.json["checks"]}["ledger"] == "ok", doctor.output
+    assert "cr_budget_hold" not in _tables(path)
+
+
 def test_the_report_notes_that_its_ledger_url_names_a_database_that_is_not_a_ledger(shop: Shop) -> None:
     path, before = _shop_database_at_the_ledger_url(shop)
     result = shop.cli("report", "--json")
