@@ -125,6 +125,7 @@ class Case:
     # The base files of a step with variants: every arm renders them (where it has no file of its
     # own), so the fixture carts take the arms in turn; a run never renders them with variant None.
     arms: tuple[str, ...] = ()
+    timed_out: bool = False  # a render ran out of time: the case's other renders are not tried
 
     @property
     def ok(self) -> bool:
@@ -566,6 +567,12 @@ class TemplateChecker:
                 tags=case.channel != "sms" or self.config.sms.link_tags)
             parts = self.render_parts(case, cart, files, context)
             case.renders += 1
+            if case.timed_out:  # each of the others would take as long (a loop in _layout.html: hours)
+                left = len(case.offers) * len(self.fixtures) - case.renders
+                if left:
+                    self.notes.append(f"{files[0]} ({case.locale}, {case.step_label}): {left} more fixture render(s) "
+                                      "not tried after one ran out of time")
+                break
             if case.channel == "sms" and len(parts) == 1:
                 self.inspect_sms(case, cart, files[0], parts[0])
             elif len(parts) == len(PARTS):
@@ -582,7 +589,8 @@ class TemplateChecker:
 
         parts: list[str] = []
         self.renderer.budget.reset()
-        with self.renderer.deadline:
+        with self.renderer.deadline as deadline:
+            clocked = deadline.armed  # the time is the message's, as in a run: once it is up, so is the message
             for name in files:
                 try:
                     if case.channel == "sms":  # as a run renders it: values on one line, long names left out
@@ -590,8 +598,11 @@ class TemplateChecker:
                                                               self.config.sms.max_segments, raw_errors=True))
                         continue
                     parts.append(self.renderer.render_file(name, context))  # its size limit too
-                except TemplateError as exc:  # a limit of a message (render.MAX_PART_CHARS)
+                except TemplateError as exc:  # a limit of a message (render.MAX_PART_CHARS, its time)
                     case.add(Problem("render", str(exc), name, None, cart.id))
+                    if clocked and not deadline.armed:  # the rest ran without a clock: a loop there never ended
+                        case.timed_out = True
+                        break
                 except UndefinedError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("undefined", f"undefined variable: {exc.message}", file, line, cart.id))

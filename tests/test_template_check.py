@@ -191,6 +191,22 @@ def test_a_loop_that_prints_nothing_fails_the_check_instead_of_hanging_it(
     assert problems == [("render", "en/mine.txt", "the message took more than 0.2 s to render (a runaway loop?)")]
 
 
+def test_a_loop_in_two_parts_of_a_message_ends_the_check_of_that_message_when_its_time_is_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subject's loop used the message's time; the text part's then ran without a clock (a
+    longer loop there never ended), and every other fixture cart paid the full time again."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.2)
+    loop = '{% for a in "x"|center(5000) %}{% for b in "y"|center(5000) %}{% endfor %}{% endfor %}'
+    folder = _good_with(tmp_path, loop)
+    (folder / "en" / "mine.subject.txt").write_text(loop + "Your cart", encoding="utf-8")
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=folder)
+    report = check_templates(config, templates=["mine"], carts=edge_carts())
+    problems = [(p.kind, p.file, p.message) for case in report.cases for p in case.problems]
+    assert problems == [("render", "en/mine.subject.txt", "the message took more than 0.2 s to render (a runaway loop?)")]
+    assert report.cases[0].renders == 1
+    assert any("more fixture render(s) not tried after one ran out of time" in note for note in report.notes)
+
+
 def test_a_syntax_error_in_an_included_file_names_the_file_and_no_cart(tmp_path: Path) -> None:
     """An include is compiled when the first cart renders it; its syntax error is the file's, not a
     cart's, and is reported once, at its line."""
