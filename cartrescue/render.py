@@ -345,13 +345,16 @@ def _loader_class() -> type[Any]:
     """Jinja's file loader, except that a file that is not UTF-8 (saved as Latin-1 or cp1252 by
     an editor) is a syntax error of that file at the line of its first bad byte: Jinja's bare
     UnicodeDecodeError named neither the file nor the line, and stopped `templates check` as an
-    internal error, unchecked templates and all."""
+    internal error, unchecked templates and all. A byte-order mark ("UTF-8 with BOM", which
+    some editors save) is not text: it went out as the first character of the subject and the
+    text, and made a text message UCS-2, three segments where one would do."""
     from jinja2 import FileSystemLoader, TemplateSyntaxError
 
     class Utf8Loader(FileSystemLoader):
         def get_source(self, environment: Any, template: str) -> Any:
             try:
-                return super().get_source(environment, template)
+                source, filename, uptodate = super().get_source(environment, template)
+                return source.removeprefix("\ufeff"), filename, uptodate
             except UnicodeDecodeError as chunk:  # its offset is within one chunk of the file
                 paths = (Path(folder, *template.split("/")) for folder in self.searchpath)
                 raw = next(path for path in paths if path.is_file()).read_bytes()

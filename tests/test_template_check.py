@@ -207,6 +207,20 @@ def test_a_loop_in_two_parts_of_a_message_ends_the_check_of_that_message_when_it
     assert any("more fixture render(s) not tried after one ran out of time" in note for note in report.notes)
 
 
+def test_a_template_saved_with_a_byte_order_mark_renders_without_it(tmp_path: Path) -> None:
+    """"UTF-8 with BOM", as some editors save: the mark went out as the subject's first character."""
+    folder = _good_with(tmp_path, "")
+    for part in ("mine.subject.txt", "mine.txt"):
+        path = folder / "en" / part
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    renderer = Renderer(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder))
+    context = renderer.context(edge_carts()[0][0], locale="en", step=1, step_count=1, tier=None, previous_orders=0,
+                               unsubscribe_url="https://shop.example.com/u", incentive=None,
+                               now=datetime(2026, 11, 20, tzinfo=timezone.utc))
+    subject, text = (renderer.render_file(f"en/{part}", context) for part in ("mine.subject.txt", "mine.txt"))
+    assert subject == "Your cart" and not text.startswith("\ufeff")
+
+
 def test_a_syntax_error_in_an_included_file_names_the_file_and_no_cart(tmp_path: Path) -> None:
     """An include is compiled when the first cart renders it; its syntax error is the file's, not a
     cart's, and is reported once, at its line."""
