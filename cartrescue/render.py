@@ -547,6 +547,14 @@ class Renderer:
         ``budget.reset()`` first, once per message."""
         return self._render_variables(name, self._variables(context))
 
+    def render_file_blank(self, name: str, context: dict[str, Any]) -> str:
+        """:meth:`render_file` where a None value prints nothing, whatever ``none_shown``: the
+        words ``None`` left are the template's own text ("None of the items ...", which
+        ``templates check`` must not call a None printed by a value)."""
+        if self._blank is None:
+            self._blank = (self._environment(_none_as_nothing), {})
+        return self._render_in(*self._blank, name, self._variables(context))
+
     def _variables(self, context: dict[str, Any]) -> dict[str, Any]:
         """What a part's template sees: the globals, under ``context``."""
         return {**self._globals, **context}

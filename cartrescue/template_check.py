@@ -76,6 +76,9 @@ _FILE = re.compile(r"^(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)*)/(?P<name>[^/@_
 _PART_LIKE = re.compile(r"^(?P<folder>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)/(?P<base>[^/_][^/]*)"
                         r"\.(?:subject\.txt|sms\.txt|txt|html)$")
 _LEAK = re.compile(r"\bNone\b|\{\{|\}\}|\{%|%\}")
+_NONE = re.compile(r"\bNone\b")
+#: A style sheet's own braces (``@media (...) {.wrap{width:100%}}``) are CSS, not Jinja markup.
+_STYLE = re.compile(r"<style\b[^>]*>.*?</style\s*>", re.S | re.I)
 _SAMPLE_INCENTIVE = Incentive(kind="percent", value=Decimal("10"), code="SAMPLE10")
 
 
@@ -576,7 +579,7 @@ class TemplateChecker:
             if case.channel == "sms" and len(parts) == 1:
                 self.inspect_sms(case, cart, files[0], parts[0])
             elif len(parts) == len(PARTS):
-                self.inspect(case, cart, files, *parts, tier=tier, variant=variant)
+                self.inspect(case, cart, files, *parts, tier=tier, variant=variant, context=context)
                 if survey is not None:
                     self.inspect_survey(case, cart, files, parts[1], parts[2])
         case.seconds = time.perf_counter() - started
@@ -636,7 +639,7 @@ class TemplateChecker:
                 break
 
     def inspect(self, case: Case, cart: Cart, files: tuple[str, ...], subject: str, text: str, html: str, *,
-                tier: str, variant: str | None) -> None:
+                tier: str, variant: str | None, context: dict[str, Any]) -> None:
         subject_file, text_file, html_file = files
         line = " ".join(subject.split())
         if not line:
@@ -657,13 +660,27 @@ class TemplateChecker:
                              html_file, None, cart.id))
         self.inspect_utm(case, cart, html_file, links, tier, variant)
         names = {item.name for item in cart.items} | {cart.customer.first_name or "", cart.customer.last_name or ""}
-        for file, output in ((subject_file, subject), (text_file, text), (html_file, html)):
+        for file, output in ((subject_file, subject), (text_file, text), (html_file, _STYLE.sub("", html))):
             for match in _LEAK.finditer(output):
                 if any(match.group(0) in name for name in names):  # a fixture's own text
+                    continue
+                if match.group(0) == "None" and not self._printed_none(file, output, context):
                     continue
                 around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
                 case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
                 break
+
+    def _printed_none(self, file: str, output: str, context: dict[str, Any]) -> bool:
+        """Did a value print ``None`` in ``output``, or are all its ``None`` words the template's
+        own text ("None of the items in your cart are reserved")? The part rendered again where
+        a None value prints nothing keeps only the template's own."""
+        try:
+            with self.renderer.deadline:
+                blank = self.renderer.render_file_blank(file, context)
+        except Exception:  # noqa: BLE001 - it rendered once: if not again, say what was seen
+            return True
+        return len(_NONE.findall(output)) > len(_NONE.findall(_STYLE.sub("", blank) if file.endswith(".html")
+                                                                 else blank))
 
     def inspect_survey(self, case: Case, cart: Cart, files: tuple[str, ...], text: str, html: str) -> None:
         """Each reason's link in both parts, carrying a token that verifies for this cart, step

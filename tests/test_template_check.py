@@ -129,6 +129,26 @@ def test_none_and_jinja_markup_in_the_output_are_caught(tmp_path: Path) -> None:
     assert "'{{' in the output" in problems[("en/leaky.txt", "leak")].message
 
 
+def test_the_word_none_of_the_templates_own_text_and_css_braces_are_not_leaks(tmp_path: Path) -> None:
+    folder = _good_with(tmp_path, "None of the items in your cart are reserved.\n")
+    html = folder / "en" / "mine.html"
+    html.write_text(html.read_text(encoding="utf-8").replace(
+        "<body", "<style>@media only screen and (max-width:600px){.wrap{width:100%}}</style><body", 1),
+        encoding="utf-8")
+    assert "<style>" in html.read_text(encoding="utf-8")
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder),
+                             templates=["mine"], carts=edge_carts())
+    assert report.ok, [p.message for case in report.cases for p in case.problems]
+
+
+def test_a_none_a_value_prints_is_a_leak_beside_the_word_in_the_templates_own_text(tmp_path: Path) -> None:
+    folder = _good_with(tmp_path, "None of the items are reserved, {{ customer.first_name }}.\n")
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder),
+                             templates=["mine"], carts=edge_carts())
+    leaks = {(p.file, p.kind, p.cart) for case in report.cases for p in case.problems}
+    assert leaks == {("en/mine.txt", "leak", "edge-no-image")}  # the guest without a name
+
+
 def _good_with(folder: Path, text_end: str) -> Path:
     """The good fixture as ``en/mine.*``, its text part ending in ``text_end``."""
     own = folder / "t" / "en"
