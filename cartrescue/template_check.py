@@ -246,9 +246,11 @@ def edge_carts() -> list[tuple[Cart, int]]:
                [_item("DOMBRA", "Домбыра, қолдан жасалған", 1, "185000")]), 3),
         (_cart("edge-jpy", Customer("yuki@example.jp", first_name="Yuki"), "JPY",
                [_item("TEA-1", "Sencha green tea 100 g", 3, "1200"), _item("POT", "急須 (kyusu teapot)", 1, "8800")]), 0),
-        (_cart("edge-markup", Customer("mark@example.com", first_name='Zoë "Z" <O\'Brien> & co',
+        # Each name a template may print into an unquoted attribute (``title={{ … }}``) carries
+        # a handler: the first name and the greeting are what templates print most.
+        (_cart("edge-markup", Customer("mark@example.com", first_name='Zoë "Z" <O\'Brien> & co onfocus=alert(1)',
                                        last_name="x onmouseover=alert(1)"), "EUR",
-               [_item("MARK", 'Mug <Large> & "Co" {{ not a variable }}', 1, "9.99")]), 1),
+               [_item("MARK", 'Mug <Large> & "Co" {{ not a variable }} onclick=alert(1)', 1, "9.99")]), 1),
     ]
 
 

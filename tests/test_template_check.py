@@ -554,6 +554,24 @@ def test_a_name_printed_into_an_unquoted_attribute_fails_the_check(tmp_path: Pat
     assert "event handler onmouseover=" in problems[0].message
 
 
+@pytest.mark.parametrize(("printed", "handler"), [
+    ("customer.greeting_name", "onfocus"),
+    ("customer.first_name", "onfocus"),
+    ("(items|first).name", "onclick"),
+])
+def test_every_name_printed_into_an_unquoted_attribute_fails_the_check(tmp_path: Path, printed: str,
+                                                                      handler: str) -> None:
+    """Only the last name carried a handler: the first name and the greeting, which templates
+    print most, passed the check and reached preview as <span title=x onmouseover=...>."""
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=_good_with(tmp_path, ""))
+    html = tmp_path / "t" / "en" / "mine.html"
+    html.write_text(html.read_text(encoding="utf-8").replace("<p", f"<p title={{{{ {printed} or 'x' }}}}", 1),
+                    encoding="utf-8")
+    report = check_templates(config, templates=["mine"], carts=edge_carts())
+    problems = {p.cart: p for case in report.cases for p in case.problems if p.kind == "html"}
+    assert f"event handler {handler}=" in problems["edge-markup"].message, problems
+
+
 def test_the_money_filter_on_an_amount_formatted_already_says_so(tmp_path: Path) -> None:
     config = Config(source={"type": "csv", "carts": "c.csv"},
                     templates=_good_with(tmp_path, '{{ cart.total|money("EUR") }}'))
