@@ -97,6 +97,19 @@ def test_the_table_and_the_junit_report_name_every_failure(tmp_path: Path) -> No
     assert "</div> closes <span>" in failures["templates.badhtml.en"].get("message")
 
 
+def test_the_junit_report_of_a_cart_id_with_a_control_character_is_still_xml() -> None:
+    """ElementTree writes \\x0b as it is, and no XML parser reads it back."""
+    from cartrescue.template_check import Case, Problem, Report
+
+    case = Case("mine", "en", None, None, 1, 1)
+    case.add(Problem("render", "boom", "en/mine.txt", None, "c-bad\x0b2"))
+    suite = ET.fromstring(junit_xml(Report([case], ["c-bad\x0b2"])).split("\n", 1)[1]).find("testsuite")
+    assert suite is not None
+    assert {p.get("name"): p.get("value") for p in suite.iter("property")}["fixture_carts"] == "c-bad\\x0b2"
+    failure = suite.find("testcase/failure")
+    assert failure is not None and "(cart c-bad\\x0b2)" in (failure.get("message") or "")
+
+
 def test_a_configured_template_with_no_files_fails(shop: Shop) -> None:
     shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-9"}]}})
     result = shop.cli("templates", "check", "--json", "--quick", now=None)
