@@ -36,6 +36,7 @@ from cartrescue.sandbox_limits import (
     code_generator_class,
     escape_str,
     fast_escape,
+    str_call_args,
 )
 from cartrescue.template_cache import bytecode_cache
 
@@ -433,6 +434,9 @@ def _sandbox_class() -> type[Any]:
                     return obj(*args, **kwargs)
                 except StopIteration:
                     return self.undefined("value was undefined because a callable raised a StopIteration exception")
+            owner = getattr(obj, "__self__", None)
+            if isinstance(owner, str):  # "x".ljust(10**9): refused before it is made
+                args = str_call_args(owner, obj.__name__, args, kwargs)
             return super().call(context, obj, *args, **kwargs)
 
         def make_globals(self, d: Any) -> dict[str, Any]:

@@ -22,9 +22,12 @@ MAX_PART_CHARS = 1_000_000
 #: Items of one ``*`` product (``"x" * n``, ``list * n``).
 MAX_PRODUCT = 100_000
 
-#: The numbers of a ``%`` conversion: flags, then width and precision.
-_PERCENT = re.compile(r"%[#0\- +]*(\d*)(?:\.(\d*))?")
+#: The numbers of a ``%`` conversion: flags, then width and precision (``*``: taken from the
+#: values, which a template may make as large as it likes: refused).
+_PERCENT = re.compile(r"%[#0\- +]*(\*|\d*)(?:\.(\*|\d*))?")
 _NUMBER = re.compile(r"\d+")
+#: str methods whose first argument is the width of the result.
+_WIDTHS = frozenset({"ljust", "rjust", "center", "zfill"})
 
 
 def _too_big(size: int, what: str) -> None:
@@ -44,11 +47,41 @@ def _fits(text: str) -> bool:
     formats are few and used for every line of every message: each is parsed once)."""
     numbers = [number for match in _PERCENT.finditer(text) for number in match.groups() if number]
     try:
-        numbers += [number for _literal, _field, spec, _conversion in string.Formatter().parse(text) if spec
-                    for number in _NUMBER.findall(spec)]
+        specs = [spec for _literal, _field, spec, _conversion in string.Formatter().parse(text) if spec]
     except ValueError:
-        pass  # not a {} format: the formatting itself says so
+        specs = []  # not a {} format: the formatting itself says so
+    if "*" in numbers or any("{" in spec for spec in specs):  # a width from the values: "%*d", "{:{w}}"
+        return False
+    numbers += [number for spec in specs for number in _NUMBER.findall(spec)]
     return not any(len(number) > 7 or int(number) > MAX_PART_CHARS for number in numbers)
+
+
+def str_call_args(text: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """The arguments of sandboxed code's call of ``text.method``, refused where the result would
+    be past the limit: checked before it is made, as the filters of the same name are
+    (``shop.name.ljust(400000000)`` took 450 MB where ``|center`` was refused). A ``join`` of
+    an iterator gets it as a list, measured first."""
+    if method in _WIDTHS:
+        width = args[0] if args else kwargs.get("width", 0)
+        if isinstance(width, int):
+            _too_big(width, f"str.{method}")
+    elif method == "expandtabs":
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        if isinstance(size, int):
+            _too_big(len(text) + text.count("\t") * max(size, 0), "str.expandtabs")
+    elif method == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        old, new = args[0], args[1]
+        hits = text.count(old) if old else len(text) + 1
+        count = args[2] if len(args) > 2 else kwargs.get("count", -1)
+        if isinstance(count, int) and count >= 0:
+            hits = min(hits, count)
+        _too_big(len(text) + hits * (len(new) - len(old)), "str.replace")
+    elif method == "join" and args:
+        items = list(args[0])
+        _too_big(sum(len(item) for item in items if isinstance(item, str)) + len(text) * max(len(items) - 1, 0),
+                 "str.join")
+        return (items, *args[1:])
+    return args
 
 
 def bounded(value: Any) -> Any:

@@ -107,6 +107,18 @@ BUILDS_TOO_MUCH = [
      "a ~ join of more than"),
     ('{% set ns = namespace(s=["x"] * 100000) %}{% for i in range(25) %}{% set ns.s = ns.s + ns.s %}{% endfor %}',
      "a + join would make a value of more than"),
+    # str methods, as the filters of the same name: the sandbox lets templates call them
+    ('{{ "a".ljust(400000000)|length }}', "str.ljust would make a value of more than"),
+    ('{{ "a".rjust(400000000)|length }}', "str.rjust would make a value of more than"),
+    ('{{ "a".center(400000000)|length }}', "str.center would make a value of more than"),
+    ('{{ "1".zfill(400000000)|length }}', "str.zfill would make a value of more than"),
+    ('{{ ("\t" * 99999).expandtabs(99999)|length }}', "str.expandtabs would make a value of more than"),
+    ('{{ ("x" * 99999).replace("x", "y" * 99999)|length }}', "str.replace would make a value of more than"),
+    ('{{ ("x" * 20).replace("", "y" * 99999)|length }}', "str.replace would make a value of more than"),
+    ('{{ ("y" * 99999).join(range(99999)|map("string"))|length }}', "str.join would make a value of more than"),
+    ('{{ "%*d" % (50000000, 1) }}', "a format with a width or precision above"),
+    ('{{ "%*d"|format(50000000, 1) }}', "a format with a width or precision above"),
+    ('{{ "{:{w}}".format(1, w=50000000) }}', "a format with a width or precision above"),
 ]
 
 
@@ -129,7 +141,10 @@ def test_a_value_built_past_the_limit_on_the_way_fails_the_render_not_the_proces
 def test_the_bounded_filters_and_operators_give_jinjas_answers_within_the_limits() -> None:
     source = ('{{ "abc"|replace("b", "bb") }} {{ [1, 2]|join(",") }} {{ "%05d"|format(42) }} {{ "a" ~ "b" }} '
               '{{ "{:>5}".format(1) }} {{ 1 + 2 }} {{ "x" + "y" }} {{ 7 % 3 }} {{ "%.2f" % 1.5 }} {{ "ab"|center(6) }} '
-              '{{ "a\nb"|indent(2, true) }} {{ "a b c"|wordwrap(3) }} {{ [{"n": 1}, {"n": 2}]|join("-", attribute="n") }}')
+              '{{ "a\nb"|indent(2, true) }} {{ "a b c"|wordwrap(3) }} {{ [{"n": 1}, {"n": 2}]|join("-", attribute="n") }} '
+              '{{ "ab".ljust(4) }}|{{ "ab".rjust(4) }}|{{ "ab".center(6) }}|{{ "7".zfill(3) }}|{{ "a\tb".expandtabs(4) }} '
+              '{{ "abc".replace("b", "bb") }} {{ "abcb".replace("b", "", 1) }} {{ "-".join(["a", "b"]) }} '
+              '{{ ",".join(range(3)|map("string")) }}')
     options = {"undefined": StrictUndefined}
     assert _sandbox_class()(**options).from_string(source).render() == \
         SandboxedEnvironment(**options).from_string(source).render()
