@@ -12,13 +12,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
 from cartrescue.channels.base import Channel
 from cartrescue.clock import RunClock
-from cartrescue.config import Config, resolve_now  # resolve_now: re-exported, callers import it here
+from cartrescue.config import Config, SmsConfig, SmtpConfig, WebhookConfig, resolve_now  # resolve_now: re-exported, callers import it here
 from cartrescue.errors import ConfigError, LedgerError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger, busy, one_line
 from cartrescue.model import RowProblem
@@ -69,28 +69,39 @@ class RunSummary:
     shop_switched_from: str | None = None  # the ledger's last run was another shop's (said by every run of this one)
 
 
-def shard_config(config: Config, shard: Shard) -> Config:
-    """``config`` with the relay's limits shared among the shards (README, "Workers and shards").
+_Paced = TypeVar("_Paced", SmtpConfig, SmsConfig, WebhookConfig)
 
-    ``smtp.rate_per_second`` is divided by N; ``smtp.rate_per_hour`` is split like a budget
-    (:meth:`Shard.share`); ``smtp.pool_size`` becomes ``ceil(pool_size / N)`` connections per
-    shard. A relay sees the same totals whatever the number of workers.
+
+def shard_config(config: Config, shard: Shard) -> Config:
+    """``config`` with the relay's and the HTTP endpoints' limits shared among the shards
+    (README, "Workers and shards").
+
+    ``rate_per_second`` is divided by N; ``rate_per_hour`` is split like a budget
+    (:meth:`Shard.share`); ``smtp.pool_size`` and an HTTP channel's ``concurrency`` become
+    ``ceil(x / N)`` per shard. A relay, an SMS gateway and a webhook endpoint see the same totals
+    whatever the number of workers (the SMS and webhook limits were each worker's whole: a
+    gateway paced to one text a second got two under ``--workers 2``).
     """
     if shard.whole:
         return config
-    smtp = config.smtp
-    per_hour = smtp.rate_per_hour
+    smtp = _shared_rates(config, config.smtp, "smtp", shard, pool_size=-(-config.smtp.pool_size // shard.count))
+    sms = _shared_rates(config, config.sms, "sms", shard, concurrency=-(-config.sms.concurrency // shard.count))
+    webhook = _shared_rates(config, config.webhook, "webhook", shard,
+                            concurrency=-(-config.webhook.concurrency // shard.count))
+    return config.model_copy(update={"smtp": smtp, "sms": sms, "webhook": webhook})
+
+
+def _shared_rates(config: Config, section: _Paced, name: str, shard: Shard, **update: int) -> _Paced:
+    """``section`` (``name`` of ``config``: smtp, sms, webhook) with the shard's part of its rates, and ``update``."""
+    per_hour = section.rate_per_hour
     if per_hour is not None:
         if per_hour < shard.count:
-            raise ConfigError(f"{config.where('smtp.rate_per_hour')}: {per_hour} is fewer than the {shard.count} "
+            raise ConfigError(f"{config.where(f'{name}.rate_per_hour')}: {per_hour} is fewer than the {shard.count} "
                               "shards: each shard takes a share of the hour and needs at least one")
         per_hour = shard.share(per_hour)
-    shared = smtp.model_copy(update={
-        "rate_per_second": smtp.rate_per_second / shard.count if smtp.rate_per_second else None,
-        "rate_per_hour": per_hour,
-        "pool_size": -(-smtp.pool_size // shard.count),
-    })
-    return config.model_copy(update={"smtp": shared})
+    return section.model_copy(update={
+        "rate_per_second": section.rate_per_second / shard.count if section.rate_per_second else None,
+        "rate_per_hour": per_hour, **update})
 
 
 #: Characters an unsubscribe secret needs before a message signed with it goes out.
@@ -131,7 +142,7 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Led
     used = config.channels_used()
     for name in ("sms", "webhook"):
         if name in used:
-            channels[name] = stack.enter_context(_http_channel(name, config, request, ledger))
+            channels[name] = stack.enter_context(_http_channel(name, config, request, ledger, shard))
     return channels
 
 
@@ -158,8 +169,9 @@ def email_channel(config: Config, mode: Mode, outbox: Path | None = None, recent
     return SmtpChannel.from_config(config, recent or [])
 
 
-def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger | None) -> Channel:
-    """The SMS or webhook channel of a run: the real one with ``--send``, else the outbox."""
+def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger | None, shard: Shard) -> Channel:
+    """The SMS or webhook channel of a run: the real one with ``--send``, else the outbox.
+    ``config``: the shard's (:func:`shard_config`), whose hour counts its own sends."""
     if request.mode == "outbox":
         from cartrescue.channels.outbox import OutboxChannel
 
@@ -171,7 +183,8 @@ def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger
     section = config.sms if name == "sms" else config.webhook
     recent: list[datetime] = []
     if ledger is not None and section.rate_per_hour:  # the hourly quota spans runs
-        recent = ledger.sent_since(kind.transport, datetime.now(timezone.utc) - timedelta(hours=1))
+        recent = ledger.sent_since(kind.transport, datetime.now(timezone.utc) - timedelta(hours=1),
+                                   None if shard.whole else shard.owns)
     return kind.from_config(config, recent)
 
 

@@ -294,6 +294,16 @@ def test_the_hourly_quota_leaves_the_rest_for_a_later_run(shop: Shop) -> None:
         assert len(receiver.accepted) == 2  # the hour counts the earlier run's requests from the ledger
 
 
+def test_the_hourly_quota_is_the_endpoints_whatever_the_number_of_workers(shop: Shop) -> None:
+    """Each worker took the whole hour: 6 requests of a quota of 3 under --workers 2."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=10, rate_per_hour=3, concurrency=1)
+        result = shop.cli("run", "--send", "--json", "--workers", "2")
+        assert result.exit_code == 1, result.output
+        assert len(receiver.accepted) == 3
+        assert sorted(row["status"] for row in rows(shop)).count("sent") == 3
+
+
 def test_links_in_the_document_are_tagged_as_webhook_traffic(shop: Shop) -> None:
     with WebhookReceiver(SECRET) as receiver:
         webhook_shop(shop, receiver.url, carts=1)
