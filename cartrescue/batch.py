@@ -153,6 +153,22 @@ class Batch:
         return out
 
 
+def shop_outboxes(configs: Sequence[Path], outbox: Path | None) -> dict[Path, Path | None]:
+    """Where each shop's ``--outbox`` writes: a relative DIR is each shop's own, beside its
+    config (as ``run`` has it); an absolute DIR shared by several shops gets a folder per shop,
+    named after its config's folder (and the config's name where two folders are named alike).
+
+    A message's file is named by its cart, step and claim id, all of one ledger: two shops with
+    the same cart ids wrote one file over the other in one DIR, and both ledgers said sent."""
+    if outbox is None or not outbox.is_absolute() or len(configs) < 2:
+        return {config: outbox for config in configs}
+    names = [config.parent.name or "shop" for config in configs]
+    labels = [f"{name}-{config.stem}" if names.count(name) > 1 else name for name, config in zip(names, configs)]
+    unique = [label if labels.count(label) == 1 else f"{label}-{number}"
+              for number, label in enumerate(labels, start=1)]
+    return {config: outbox / label for config, label in zip(configs, unique)}
+
+
 def shop_command(config: Path, *, mode: str, now: datetime | None, strict: bool, quiet: bool,
                  resend_unconfirmed: bool, limit: int | None, outbox: Path | None = None) -> list[str]:
     """One shop's arguments: this same CLI with ``run --config FILE --json --workers 1``.

@@ -297,6 +297,25 @@ def test_an_outbox_folder_is_each_shops_own_beside_its_config(make_shop: Callabl
     assert not (tmp_path / "out").exists()
 
 
+def test_an_absolute_outbox_gets_a_folder_per_shop_so_one_shop_never_writes_over_another(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """Two shops with the same cart ids: file names are per ledger (cart, step, claim id), and
+    the second shop's messages replaced the first's while both ledgers said sent."""
+    shops = []
+    for name in ("north", "south"):
+        shop = make_shop(name)
+        shop.add(cart("c1", email=f"ann@{name}.example.com"), cart("c2", email=f"bob@{name}.example.com"))
+        shop.write()
+        shops.append(shop)
+    shared = tmp_path / "all-out"
+    done = _run_all("--outbox", shared, "--json", "--now", iso(NOW), *(shop.folder for shop in shops), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"]["sent"] == 4
+    for name in ("north", "south"):
+        files = sorted((shared / name).glob("*.eml"))
+        assert len(files) == 2 and all(f"@{name}.example.com".encode() in path.read_bytes() for path in files)
+
+
 @pytest.mark.slow
 def test_the_next_round_skips_a_shop_still_running_and_runs_the_others(make_shop: Callable[[str], Shop],
                                                                       tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def run_all(
                                                  "(default: dry-run).")] = False,
     outbox: Annotated[Optional[Path], typer.Option(
         "--outbox", metavar="DIR", help="Write every message as an .eml file into DIR instead (relative: each shop's own DIR, "
-                         "beside its config).")] = None,
+                         "beside its config; absolute: a folder of DIR per shop, named after its config's folder).")] = None,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Each shop stops before delivering anything if any of its source rows is bad.")] = False,
     quiet: Annotated[bool, typer.Option(
@@ -71,11 +71,12 @@ def run_all(
         limit = _seconds(timeout)
     except ConfigError as error:
         fail(error, as_json)
-    from cartrescue.batch import config_files, run_shops, shop_command
+    from cartrescue.batch import config_files, run_shops, shop_command, shop_outboxes
     from cartrescue.workers import MAX_AUTO_WORKERS, usable_cores
 
     mode = "send" if send else "outbox" if outbox else "dry-run"
     files = config_files(configs)
+    outboxes = shop_outboxes(files, outbox)
     stderr = err_console()
     lines: list[Any] = []  # what the shops said, held back under --quiet until it is known to matter
 
@@ -89,7 +90,7 @@ def run_all(
 
     def arguments(config: Path) -> list[str]:
         return shop_command(config, mode=mode, now=at, strict=strict, quiet=quiet,
-                            resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, outbox=outbox)
+                            resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, outbox=outboxes[config])
 
     with _progress(stderr, not (as_json or quiet) and stderr.is_terminal, len(files)) as (say, done):
         batch = run_shops(arguments, files, jobs=jobs or min(usable_cores(), MAX_AUTO_WORKERS), warn=say or warn,
