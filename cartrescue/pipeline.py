@@ -412,17 +412,22 @@ class Planner:
 
     def _screen_calls(self, calls: list[Decision]) -> list[Decision]:
         """The call-list sends of a chunk whose number was not read as a mobile one (a shop
-        without SMS reads none; a landline is none): a number that was suppressed (``forget
-        +46…``, a STOP) gets no call either, as docs/channels.md says of every channel. Its rows
-        had gone on into the call list. One ledger query for the chunk's few calls."""
-        if not calls or self.ledger is None:
+        without SMS reads none; a landline is none), each with its number now: its claim checks
+        it, so a number gets one call a day whichever addresses its carts have (a shop without
+        SMS called one number twice a day for two addresses). A number that was suppressed
+        (``forget +46…``, a STOP) gets no call either, as docs/channels.md says of every channel.
+        Its rows had gone on into the call list. One ledger query for the chunk's few calls."""
+        if not calls:
+            return calls
+        numbers = {id(d): normalize_phone(d.cart.customer.phone, self.region) for d in calls}
+        calls = [replace(d, phone=numbers[id(d)]) if numbers[id(d)] else d for d in calls]
+        if self.ledger is None:
             return calls
         if self._any_suppression is None:  # asked once a run: a ledger without one reads no number
             self._any_suppression = bool(self.ledger.suppressions(limit=1))
         if not self._any_suppression:
             return calls
-        numbers = {id(d): normalize_phone(d.cart.customer.phone, self.region) for d in calls}
-        hashes = {key: phone_hash(number) for key, number in numbers.items() if number}
+        hashes = {id(d): phone_hash(d.phone) for d in calls if d.phone}
         if not hashes:
             return calls
         suppressed = self.ledger.history([], [], list(hashes.values())).suppressed

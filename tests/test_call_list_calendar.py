@@ -74,3 +74,18 @@ def test_the_call_lists_number_is_written_as_staff_dial_it_from_the_shops_countr
     forgotten = shop.cli("forget", "+4791234567", "--files", "--json", now=None)  # its row is still found
     assert forgotten.exit_code == 0, forgotten.output
     assert "norway" not in (shop.folder / "call-list.csv").read_text(encoding="utf-8")
+
+
+def test_a_shop_without_sms_calls_one_number_once_a_day_whichever_address_its_carts_have(
+        shop: Shop, tmp_path: Path) -> None:
+    """Numbers were read only where the shop sends SMS: two carts of one person under two
+    addresses were two rows of the day's call list, one number, called twice."""
+    _calling_shop(shop).configure(shop={"country": "SE"},
+                                  sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    shop.add(cart("home", email="carol@example.com", phone="+46701234503", items=PRICEY),
+             cart("work", email="carol.work@example.com", phone="070-123 45 03", items=PRICEY))
+    found = shop.cli("run", "--outbox", str(tmp_path / "out"), "--json").json["decisions"]
+    outcomes = sorted((d["action"], d["reason"]) for d in found)
+    assert outcomes == [("defer", "messaged_today"), ("send", "due")], found
+    with (shop.folder / "call-list.csv").open(encoding="utf-8", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 1
