@@ -14,8 +14,8 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
 * ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
   currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email (the report: of the shops read only);
-  ``PS_OS_DELIVERED`` means delivered, ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR``
-  are not orders;
+  ``PS_OS_DELIVERED`` means delivered, ``PS_OS_CANCELED``/``PS_OS_ERROR`` are not orders,
+  ``PS_OS_REFUND`` no sale (a run: still its cart's purchase, refunded in full);
 * ``order_slip`` — credit slips: an order counts ``total_paid`` less its slips'
   ``total_products_tax_incl`` + ``total_shipping_tax_incl`` (both tax included, as ``total_paid``
   is, and what the shop refunded; a slip from before PrestaShop 1.6.0.11 without them:
@@ -46,7 +46,8 @@ from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.text import ascii_digits
 from cartrescue.sources.values import refuse_nul_owner
 from cartrescue.sources.sql import (
-    IGNORED_ORDER_STATUSES,
+    REFUNDED,
+    RUN_IGNORED_ORDER_STATUSES,
     DatabaseSource,
     RecommendedIndex,
     RowError,
@@ -346,15 +347,16 @@ class PrestaShopSource(DatabaseSource):
         """The orders of ``carts`` and their customers (by cart, customer id or address) in every
         shop, the configured ones or not: ``ps_customer`` and ``ps_orders`` are one owner's, so
         an order still to be delivered in another shop is this customer's and holds back a
-        reminder. Only the report (:meth:`orders`) keeps to the shops it reads."""
+        reminder. Only the report (:meth:`orders`) keeps to the shops it reads. An order in
+        ``PS_OS_REFUND`` is still the purchase of its cart, and awaits no delivery."""
         if not carts:
             return
         self._store_timezone()
         self.schema()
         states = self._order_states()
         default = self.default_currency()
-        not_orders = {states["PS_OS_CANCELED"]: "canceled", states["PS_OS_REFUND"]: "refunded",
-                      states["PS_OS_ERROR"]: "failed"}
+        named = {states["PS_OS_CANCELED"]: "canceled", states["PS_OS_REFUND"]: REFUNDED,
+                 states["PS_OS_ERROR"]: "failed"}
         cart_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
         emails = cart_emails(carts)
@@ -371,11 +373,11 @@ class PrestaShopSource(DatabaseSource):
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency WHERE {where}"
         )
         rows = self.db.fetch(sql, params, expanding=lists)
-        slips = self._pending_slips(rows, set(not_orders) | {states["PS_OS_DELIVERED"]})
+        slips = self._pending_slips(rows, set(named) | {states["PS_OS_DELIVERED"]})
         for row in rows:
             state = int(row["current_state"] or 0)
-            status = not_orders.get(state) or ("delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}")
-            if status in IGNORED_ORDER_STATUSES:
+            status = named.get(state) or ("delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}")
+            if status in RUN_IGNORED_ORDER_STATUSES:
                 continue
             where = f"{self.db.prefix}orders id_order={row['id_order']}"
             try:
@@ -437,8 +439,8 @@ class PrestaShopSource(DatabaseSource):
 
     def _pending_slips(self, rows: Sequence[Mapping[str, Any]], settled: set[int]) -> dict[str, list[tuple[Any, Any]]]:
         """The credit slips of the orders among ``rows`` whose state is none of ``settled``
-        (delivered, or no order): one query for a chunk of carts, and none when every order is
-        settled, since a slip matters to a run only for an order still to be delivered."""
+        (delivered, refunded, or no order): one query for a chunk of carts, and none when every
+        order is settled, since a slip matters to a run only for an order still to be delivered."""
         pending = sorted({int(row["id_order"]) for row in rows if int(row["current_state"] or 0) not in settled})
         return self._slips("o.id_order IN :ids", {"ids": pending}, ("ids",)) if pending else {}
 
