@@ -1,7 +1,7 @@
 """PrestaShop end to end through the CLI, on the real MariaDB and PostgreSQL servers: a cart in
 another currency than the shop's default (shown converted, judged in the default), a
-combination's own cost, newsletter and opt-in consent, an unreadable time, and retyped time
-columns (issue 10)."""
+combination's own cost, newsletter consent (the partners' offers box is none), an unreadable
+time, and retyped time columns (issue 10)."""
 
 from __future__ import annotations
 
@@ -30,12 +30,14 @@ CARTS = [
     cart(803, 3, AT),               # a combination with its own cost
     cart(804, 4, AT),               # no newsletter, no opt-in: consent unknown
     cart(805, 5, AT),               # date_add unreadable (below)
+    cart(806, 6, AT),               # "Receive offers from our partners" ticked, the newsletter not
 ]
 LINES = [product_line(801, 2, 1), product_line(802, 1, 1), product_line(803, 3, 1, combination=31),
-         product_line(804, 1, 1), product_line(805, 1, 1)]
-CUSTOMERS = [customer(1, "eur@example.com", "Eva", newsletter=1), customer(2, "sek@example.com", "Sven", optin=1),
+         product_line(804, 1, 1), product_line(805, 1, 1), product_line(806, 1, 1)]
+CUSTOMERS = [customer(1, "eur@example.com", "Eva", newsletter=1), customer(2, "sek@example.com", "Sven", newsletter=1),
              customer(3, "combo@example.com", "Carl", newsletter=1), customer(4, "nobody@example.com", "Nina"),
-             customer(5, "badtime@example.com", "Bo", newsletter=1)]
+             customer(5, "badtime@example.com", "Bo", newsletter=1),
+             customer(6, "partners@example.com", "Pia", optin=1)]
 PRODUCTS = [{"id_product": 1, "reference": "MUG", "price": Decimal("45"), "wholesale_price": Decimal("0")},
             {"id_product": 2, "reference": "LAMP", "price": Decimal("600"), "wholesale_price": Decimal("0")},
             {"id_product": 3, "reference": "SHIRT", "price": Decimal("100"), "wholesale_price": Decimal("0")}]
@@ -104,10 +106,17 @@ def test_a_combinations_own_cost_counts(planned):
     assert decisions["803"]["score"] == 10  # wholesale 30 on the combination, 0 on the product: margin 0.7
 
 
-def test_newsletter_or_opt_in_is_consent(planned):
+def test_the_newsletter_box_is_consent(planned):
     _, decisions = planned
     assert [decisions[cart]["action"] for cart in ("801", "802", "803")] == ["send"] * 3
     assert (decisions["804"]["reason"], decisions["804"]["detail"]) == ("no_consent", "consent=None, policy soft-opt-in")
+
+
+def test_the_partners_offers_box_alone_is_no_consent_to_the_shops_reminders(planned):
+    """``ps_customer.optin`` is PrestaShop's "Receive offers from our partners": it was read as a
+    yes to the shop's own marketing, and the customer got reminders they never asked for."""
+    _, decisions = planned
+    assert (decisions["806"]["reason"], decisions["806"]["detail"]) == ("no_consent", "consent=None, policy soft-opt-in")
 
 
 def test_an_unreadable_time_costs_its_row_with_its_key(shop, planned):
@@ -115,7 +124,7 @@ def test_an_unreadable_time_costs_its_row_with_its_key(shop, planned):
     result, decisions = planned
     assert result.exit_code == 1
     assert result.json["problems"] == [f"ps_cart id_cart=805: date_add: not a time: {BAD_TIME[db.kind]!r}"]
-    assert "805" not in decisions and len(decisions) == 4
+    assert "805" not in decisions and len(decisions) == 5
 
 
 def test_an_orders_base_total_uses_its_own_conversion_rate(shop):

@@ -9,8 +9,9 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
 * ``cart_product`` + ``product``/``product_shop`` (price and ``wholesale_price`` → cost, plus
   the combination's ``product_attribute`` impact) + ``product_lang`` (name in the cart's
   language) + ``stock_available`` (quantity);
-* ``customer`` — email, names, ``newsletter``/``optin`` (consent), ``is_guest``; a ``deleted``
-  customer has no contact;
+* ``customer`` — email, names, ``newsletter`` (consent; ``optin`` is the "offers from our
+  partners" box, no consent to the shop's own mail), ``is_guest``; a ``deleted`` customer has
+  no contact;
 * ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
   currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email (the report: of the shops read only);
@@ -110,7 +111,7 @@ class PrestaShopSource(DatabaseSource):
                  "id_lang": INTEGER, "date_add": TIME, "date_upd": TIME},
         "cart_product": {"id_cart": INTEGER, "id_product": INTEGER, "id_product_attribute": INTEGER,
                          "quantity": NUMBER},
-        "customer": {"id_customer": INTEGER, "newsletter": INTEGER, "optin": INTEGER, "is_guest": INTEGER,
+        "customer": {"id_customer": INTEGER, "newsletter": INTEGER, "is_guest": INTEGER,
                      "deleted": INTEGER},
         "product": {"price": NUMBER, "wholesale_price": NUMBER},
         "product_shop": {"price": NUMBER, "wholesale_price": NUMBER},
@@ -179,7 +180,7 @@ class PrestaShopSource(DatabaseSource):
     def _select(self, where: str) -> str:
         return (
             "SELECT c.id_cart, c.id_shop, c.id_shop_group, c.id_customer, c.id_currency, c.date_add, c.date_upd, "
-            "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.optin, cu.is_guest, cu.deleted, "
+            "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.is_guest, cu.deleted, "
             "cur.iso_code AS currency, cur.conversion_rate, l.language_code, "
             "cp.id_product, cp.id_product_attribute, cp.quantity, pl.name AS product_name, "
             "p.id_product AS product_found, COALESCE(ps.active, p.active) AS product_active, "
@@ -293,7 +294,9 @@ class PrestaShopSource(DatabaseSource):
                 base_total += (base + impact) * line.quantity
                 items.append(line)
             deleted = bool(first["deleted"])
-            consent = True if (as_bool(first["newsletter"]) or as_bool(first["optin"])) else None
+            # The newsletter box alone: ``optin`` is "Receive offers from our partners", a yes to
+            # third parties' offers, not to the shop's own mail.
+            consent = True if as_bool(first["newsletter"]) else None
             customer = Customer(
                 email=None if deleted else as_email(first["email"]),
                 id=id_or_none(first["id_customer"]),
