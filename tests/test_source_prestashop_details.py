@@ -15,6 +15,7 @@ import shopdb
 from conftest import cli
 from cartrescue.model import UNREADABLE, Cart, Customer
 from cartrescue.render import format_money
+from cartrescue.sources.base import Window
 from cartrescue.sources.prestashop import PrestaShopSource, _shown
 from test_source_prestashop import cart, customer, local, product_line
 
@@ -384,3 +385,55 @@ def test_a_shop_without_order_slip_is_reported_gross_with_a_note(kind, tmp_path)
     assert result.exit_code == 0, result.output
     assert (result.json["summary"]["orders"], result.json["summary"]["revenue"]) == (5, "275.00")
     assert any("ps_order_slip not found" in note and "refunds not deducted" in note for note in result.json["notes"])
+
+
+# -- a cart whose only order failed or was cancelled ------------------------------------------------
+
+#: Customer, cart and order state (as this shop's ps_configuration numbers them: PS_OS_ERROR is 18
+#: here, PS_OS_CANCELED the default 6) by what became of the cart's only order.
+UNBOUGHT = {"failed": (11, 911, 18), "cancelled": (12, 912, 6)}
+
+
+def _fill_unbought(db: shopdb.ShopDb) -> None:
+    _minimal(db)
+    db.insert("ps_configuration", [{"name": "PS_OS_ERROR", "value": "18", "date_add": STAMP, "date_upd": STAMP}])
+    db.insert("ps_customer", [customer(number, f"{role}@example.com", "Kim", newsletter=1)
+                              for role, (number, _, _) in UNBOUGHT.items()])
+    db.insert("ps_cart", [cart(cart_id, number, AT) for number, cart_id, _ in UNBOUGHT.values()])
+    db.insert("ps_cart_product", [product_line(cart_id, 1, 1) for _, cart_id, _ in UNBOUGHT.values()])
+    placed = local("2026-03-02 10:05:00")
+    db.insert("ps_orders", [{"id_order": cart_id - 800, "id_customer": number, "id_cart": cart_id, "id_currency": 1,
+                             "current_state": state, "total_paid": Decimal("45"), "conversion_rate": Decimal("1"),
+                             "date_add": placed, "date_upd": placed} for number, cart_id, state in UNBOUGHT.values()])
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def unbought(request, tmp_path_factory):
+    """The shop's database and its run's decisions by cart id."""
+    with shopdb.configured(request.param, "psunbought", _fill_unbought, tmp_path_factory.mktemp("prestashop"),
+                           {"type": "prestashop"}) as (db, config):
+        result, decided = shopdb.plan(config, NOW)
+        assert result.exit_code == 0, result.output
+        yield db, decided
+
+
+def test_a_cart_whose_only_order_failed_is_reminded(unbought):
+    """Any ps_orders row hid its cart: a payment refused (PS_OS_ERROR) left a cart nobody bought
+    that was never reminded, where Magento and WooCommerce remind it."""
+    _, decided = unbought
+    assert decided["911"]["reason"] == "due"
+
+
+def test_a_cart_whose_only_order_was_cancelled_is_reminded(unbought):
+    _, decided = unbought
+    assert decided["912"]["reason"] == "due"
+
+
+def test_the_progress_total_counts_the_carts_whose_order_failed_or_was_cancelled(unbought):
+    db, _ = unbought
+    source = PrestaShopSource(db.url, shop_tz=UTC)
+    try:
+        total = source.count_carts(Window(datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)))
+    finally:
+        source.close()
+    assert total == 2

@@ -3,8 +3,8 @@
 Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts and orders:
 
 * ``cart`` — one cart per row of a shop (``options.shop_ids``, else each ``shop`` that is
-  ``active`` and not ``deleted``) with a customer, with products, without an ``orders`` row,
-  and ``date_upd`` in the window. PrestaShop's own index ``id_shop_2 (id_shop, date_upd)``
+  ``active`` and not ``deleted``) with a customer, with products, without an ``orders`` row
+  but a failed or cancelled one, and ``date_upd`` in the window. PrestaShop's own index ``id_shop_2 (id_shop, date_upd)``
   serves that range;
 * ``cart_product`` + ``product``/``product_shop`` (price and ``wholesale_price`` → cost, plus
   the combination's ``product_attribute`` impact) + ``product_lang`` (name in the cart's
@@ -199,9 +199,19 @@ class PrestaShopSource(DatabaseSource):
             "AND pl.id_shop = c.id_shop AND pl.id_lang = c.id_lang "
             f"LEFT JOIN {self.t('product_attribute')} pa ON pa.id_product_attribute = cp.id_product_attribute "
             "AND cp.id_product_attribute > 0 "
-            f"WHERE c.id_shop IN :shops AND {where} AND c.id_customer > 0 "
-            f"AND NOT EXISTS (SELECT 1 FROM {self.t('orders')} o WHERE o.id_cart = c.id_cart) "
+            f"WHERE c.id_shop IN :shops AND {where} AND c.id_customer > 0 AND {self._unbought()} "
         )
+
+    def _unbought(self) -> str:
+        """No order of the cart but a failed or cancelled one (``PS_OS_ERROR``,
+        ``PS_OS_CANCELED``, this shop's ids): a refused payment or a cancelled order leaves the
+        cart unbought, and a customer who goes away then has abandoned it, as Magento's restored
+        quote and WooCommerce's failed order are reminded. The ids are integers read by
+        :meth:`_order_states`, written into the query as such."""
+        states = self._order_states()
+        dead = ", ".join(str(int(states[name])) for name in ("PS_OS_CANCELED", "PS_OS_ERROR"))
+        return (f"NOT EXISTS (SELECT 1 FROM {self.t('orders')} o WHERE o.id_cart = c.id_cart "
+                f"AND COALESCE(o.current_state, 0) NOT IN ({dead}))")
 
     def carts(self, window: Window) -> Iterator[Cart]:
         self._store_timezone()
@@ -216,14 +226,14 @@ class PrestaShopSource(DatabaseSource):
                 yield cart
 
     def count_carts(self, window: Window) -> int | None:
-        """The carts of ``window`` the carts query reads: a customer, products, no order."""
+        """The carts of ``window`` the carts query reads: a customer, products, no order but a
+        failed or cancelled one."""
         self._store_timezone()
         shops = self._shop_ids()
         if not shops:
             return 0
         sql = (f"SELECT COUNT(*) AS n FROM {self.t('cart')} c WHERE c.id_shop IN :shops "
-               "AND c.date_upd >= :start AND c.date_upd <= :end AND c.id_customer > 0 "
-               f"AND NOT EXISTS (SELECT 1 FROM {self.t('orders')} o WHERE o.id_cart = c.id_cart) "
+               f"AND c.date_upd >= :start AND c.date_upd <= :end AND c.id_customer > 0 AND {self._unbought()} "
                f"AND EXISTS (SELECT 1 FROM {self.t('cart_product')} cp WHERE cp.id_cart = c.id_cart)")
         params = {"shops": shops, **self.window_bounds("cart", "date_upd", window, self.shop_tz, _SLACK)}
         return first_number(self.db.fetch(sql, params, expanding=("shops",)))
