@@ -196,6 +196,9 @@ _ZERO = Decimal("0")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # an unreadable order's time: never compared
 #: The status of an order whose row was found but could not be read (:meth:`Order.unreadable_row`).
 UNREADABLE = "unreadable"
+#: The status a shop preset gives an order its shop marked refunded (Magento's ``closed``,
+#: PrestaShop's ``PS_OS_REFUND``, WooCommerce's ``refunded``): everything was given back.
+REFUNDED = "refunded"
 
 
 def refunded_whole(total: Decimal, refunded: Decimal) -> bool:
@@ -262,8 +265,9 @@ class Order:
     def awaits_delivery(self) -> bool:
         """Not delivered yet, and not refunded in full: the shop owes the customer goods. An order
         refunded by amount keeps its status ("paid", "processing"), yet nothing is coming: it
-        holds back no reminder (``eligibility.pending_within``)."""
-        return self.delivered is False and not refunded_whole(self.total, self.refunded)
+        holds back no reminder (``eligibility.pending_within``); nor does one marked refunded,
+        whatever amounts the source read of it."""
+        return self.delivered is False and self.status != REFUNDED and not refunded_whole(self.total, self.refunded)
 
     @property
     def earliest(self) -> datetime:

@@ -1,7 +1,9 @@
 """A shop database's order refunded in full by amount, its state still saying it is to ship,
 awaits no delivery: it holds back no reminder to its customer. A partly refunded one still does,
-and an order the customer placed after the cart, refunded in full, still means they bought.
-On the real MariaDB and PostgreSQL servers, end to end through ``carts --json``."""
+and an order the customer placed after the cart, refunded in full, still means they bought, as
+does one whose state says refunded (Magento's ``closed``, PrestaShop's ``PS_OS_REFUND``,
+WooCommerce's ``wc-refunded``). On the real MariaDB and PostgreSQL servers, end to end through
+``carts --json``."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import shopdb
 from test_source_magento import line, quote
 from test_source_prestashop import cart, customer, product_line
 from test_source_prestashop_details import _minimal
+from test_source_woocommerce import abandonment, php_cart
 
 NOW = "2026-03-02T12:00:00Z"
 PLACED = datetime(2026, 2, 27, 10, 0)  # three days before: within pending_within (30 days)
@@ -149,3 +152,80 @@ def test_a_prestashop_shop_without_order_slip_runs_with_its_orders_unrefunded(ki
         result, decided = shopdb.plan(config, NOW)
     assert result.exit_code == 0, result.output
     assert decided["711"]["reason"] == "pending_order"
+
+
+# -- an order whose state says refunded: Magento closed, PrestaShop PS_OS_REFUND, WooCommerce refunded --
+
+#: The customers of the refunded-state orders: one placed after the cart (it bought the cart), one
+#: three days before it and not delivered (refunded, nothing is coming).
+REFUNDED_STATE = {"after": "closed.after@example.com", "before": "closed.before@example.com"}
+AFTER = datetime(2026, 3, 2, 10, 30)
+
+
+def _fill_magento_refunded(db: shopdb.ShopDb) -> None:
+    db.schema("magento2")
+    db.insert("quote", [quote(610 + number, "2026-03-02 09:00:00", customer_email=email)
+                        for number, email in enumerate(REFUNDED_STATE.values(), 1)])
+    db.insert("quote_item", [line(6110 + number, 610 + number, "A", "1", "10") for number in (1, 2)])
+    db.insert("sales_order", [
+        dict(_magento_order(60 + number, email, D("80"), placed=placed), state="closed", status="closed")
+        for number, (email, placed) in enumerate(zip(REFUNDED_STATE.values(), (AFTER, PLACED)), 1)])
+
+
+def _fill_prestashop_refunded(db: shopdb.ShopDb) -> None:
+    _minimal(db)
+    db.insert("ps_customer", [customer(20 + number, email, "Kim", newsletter=1)
+                              for number, email in enumerate(REFUNDED_STATE.values(), 1)])
+    db.insert("ps_cart", [cart(720 + number, 20 + number, "2026-03-02 09:00:00") for number in (1, 2)])
+    db.insert("ps_cart_product", [product_line(720 + number, 1, 1) for number in (1, 2)])
+    db.insert("ps_orders", [dict(_prestashop_order(80 + number, 20 + number, placed), current_state=7)  # PS_OS_REFUND
+                            for number, placed in ((1, AFTER), (2, PLACED))])
+
+
+def _fill_woocommerce_refunded(db: shopdb.ShopDb) -> None:
+    db.schema("woocommerce", prefix="wp_")
+    nul = db.kind == "mariadb"
+    db.insert("wp_cartflows_ca_cart_abandonment", [
+        abandonment(730 + number, email, "2026-03-02 09:00:00", php_cart((50, 0, 1, 10.0), nul=nul), "10")
+        for number, email in enumerate(REFUNDED_STATE.values(), 1)])
+    db.insert("wp_posts", [{"ID": 50, "post_title": "Mug", "post_type": "product", "post_parent": 0}])
+    db.insert("wp_options", [{"option_name": "woocommerce_currency", "option_value": "EUR"},
+                             {"option_name": "woocommerce_custom_orders_table_enabled", "option_value": "yes"},
+                             {"option_name": "timezone_string", "option_value": "UTC"}])
+    db.insert("wp_wc_orders", [
+        {"id": 9000 + number, "status": "wc-refunded", "type": "shop_order", "currency": "EUR",
+         "total_amount": D("80"), "customer_id": 0, "billing_email": email, "date_created_gmt": placed}
+        for number, (email, placed) in enumerate(zip(REFUNDED_STATE.values(), (AFTER, PLACED)), 1)])
+
+
+#: Per preset: how to fill its database, and its cart ids by the role of the customer's order.
+REFUNDED_PRESETS = {
+    "magento2": (_fill_magento_refunded, {"after": "611", "before": "612"}),
+    "prestashop": (_fill_prestashop_refunded, {"after": "721", "before": "722"}),
+    "woocommerce": (_fill_woocommerce_refunded, {"after": "731", "before": "732"}),
+}
+
+
+@pytest.fixture(scope="module", params=[pytest.param((preset, kind.values[0]), marks=kind.marks,
+                                                      id=f"{preset}-{kind.id}")
+                                         for preset in REFUNDED_PRESETS for kind in shopdb.KINDS])
+def refunded_state(request, tmp_path_factory) -> dict[str, str]:
+    """A run's decisions' reasons by the role of the customer's refunded-state order."""
+    preset, kind = request.param
+    fill, carts = REFUNDED_PRESETS[preset]
+    with shopdb.configured(kind, f"{preset}refundstate", fill, tmp_path_factory.mktemp(preset),
+                           {"type": preset}, eligibility={"consent": "none"}) as (_, config):
+        result, decided = shopdb.plan(config, NOW)
+    assert result.exit_code == 0, result.output
+    return {role: decided[cart_id]["reason"] for role, cart_id in carts.items()}
+
+
+def test_an_order_placed_after_the_cart_whose_state_says_refunded_still_means_it_was_ordered(refunded_state) -> None:
+    """The presets read the refunded state as no order at all: the customer who bought (and sent
+    back) was reminded of the cart."""
+    assert refunded_state["after"] == "ordered"
+
+
+def test_an_earlier_order_whose_state_says_refunded_holds_back_no_reminder(refunded_state) -> None:
+    """Counted as the purchase it was, a refunded order is still not one still to be delivered."""
+    assert refunded_state["before"] == "due"

@@ -1,7 +1,7 @@
 """PrestaShop end to end through the CLI, on the real MariaDB and PostgreSQL servers: a cart in
 another currency than the shop's default (shown converted, judged in the default), a
-combination's own cost, newsletter and opt-in consent, an unreadable time, and retyped time
-columns (issue 10)."""
+combination's own cost, newsletter consent (the partners' offers box is none), an unreadable
+time, and retyped time columns (issue 10)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import shopdb
 from conftest import cli
 from cartrescue.model import UNREADABLE, Cart, Customer
 from cartrescue.render import format_money
+from cartrescue.sources.base import Window
 from cartrescue.sources.prestashop import PrestaShopSource, _shown
 from test_source_prestashop import cart, customer, local, product_line
 
@@ -30,12 +31,14 @@ CARTS = [
     cart(803, 3, AT),               # a combination with its own cost
     cart(804, 4, AT),               # no newsletter, no opt-in: consent unknown
     cart(805, 5, AT),               # date_add unreadable (below)
+    cart(806, 6, AT),               # "Receive offers from our partners" ticked, the newsletter not
 ]
 LINES = [product_line(801, 2, 1), product_line(802, 1, 1), product_line(803, 3, 1, combination=31),
-         product_line(804, 1, 1), product_line(805, 1, 1)]
-CUSTOMERS = [customer(1, "eur@example.com", "Eva", newsletter=1), customer(2, "sek@example.com", "Sven", optin=1),
+         product_line(804, 1, 1), product_line(805, 1, 1), product_line(806, 1, 1)]
+CUSTOMERS = [customer(1, "eur@example.com", "Eva", newsletter=1), customer(2, "sek@example.com", "Sven", newsletter=1),
              customer(3, "combo@example.com", "Carl", newsletter=1), customer(4, "nobody@example.com", "Nina"),
-             customer(5, "badtime@example.com", "Bo", newsletter=1)]
+             customer(5, "badtime@example.com", "Bo", newsletter=1),
+             customer(6, "partners@example.com", "Pia", optin=1)]
 PRODUCTS = [{"id_product": 1, "reference": "MUG", "price": Decimal("45"), "wholesale_price": Decimal("0")},
             {"id_product": 2, "reference": "LAMP", "price": Decimal("600"), "wholesale_price": Decimal("0")},
             {"id_product": 3, "reference": "SHIRT", "price": Decimal("100"), "wholesale_price": Decimal("0")}]
@@ -104,10 +107,17 @@ def test_a_combinations_own_cost_counts(planned):
     assert decisions["803"]["score"] == 10  # wholesale 30 on the combination, 0 on the product: margin 0.7
 
 
-def test_newsletter_or_opt_in_is_consent(planned):
+def test_the_newsletter_box_is_consent(planned):
     _, decisions = planned
     assert [decisions[cart]["action"] for cart in ("801", "802", "803")] == ["send"] * 3
     assert (decisions["804"]["reason"], decisions["804"]["detail"]) == ("no_consent", "consent=None, policy soft-opt-in")
+
+
+def test_the_partners_offers_box_alone_is_no_consent_to_the_shops_reminders(planned):
+    """``ps_customer.optin`` is PrestaShop's "Receive offers from our partners": it was read as a
+    yes to the shop's own marketing, and the customer got reminders they never asked for."""
+    _, decisions = planned
+    assert (decisions["806"]["reason"], decisions["806"]["detail"]) == ("no_consent", "consent=None, policy soft-opt-in")
 
 
 def test_an_unreadable_time_costs_its_row_with_its_key(shop, planned):
@@ -115,7 +125,7 @@ def test_an_unreadable_time_costs_its_row_with_its_key(shop, planned):
     result, decisions = planned
     assert result.exit_code == 1
     assert result.json["problems"] == [f"ps_cart id_cart=805: date_add: not a time: {BAD_TIME[db.kind]!r}"]
-    assert "805" not in decisions and len(decisions) == 4
+    assert "805" not in decisions and len(decisions) == 5
 
 
 def test_an_orders_base_total_uses_its_own_conversion_rate(shop):
@@ -375,3 +385,55 @@ def test_a_shop_without_order_slip_is_reported_gross_with_a_note(kind, tmp_path)
     assert result.exit_code == 0, result.output
     assert (result.json["summary"]["orders"], result.json["summary"]["revenue"]) == (5, "275.00")
     assert any("ps_order_slip not found" in note and "refunds not deducted" in note for note in result.json["notes"])
+
+
+# -- a cart whose only order failed or was cancelled ------------------------------------------------
+
+#: Customer, cart and order state (as this shop's ps_configuration numbers them: PS_OS_ERROR is 18
+#: here, PS_OS_CANCELED the default 6) by what became of the cart's only order.
+UNBOUGHT = {"failed": (11, 911, 18), "cancelled": (12, 912, 6)}
+
+
+def _fill_unbought(db: shopdb.ShopDb) -> None:
+    _minimal(db)
+    db.insert("ps_configuration", [{"name": "PS_OS_ERROR", "value": "18", "date_add": STAMP, "date_upd": STAMP}])
+    db.insert("ps_customer", [customer(number, f"{role}@example.com", "Kim", newsletter=1)
+                              for role, (number, _, _) in UNBOUGHT.items()])
+    db.insert("ps_cart", [cart(cart_id, number, AT) for number, cart_id, _ in UNBOUGHT.values()])
+    db.insert("ps_cart_product", [product_line(cart_id, 1, 1) for _, cart_id, _ in UNBOUGHT.values()])
+    placed = local("2026-03-02 10:05:00")
+    db.insert("ps_orders", [{"id_order": cart_id - 800, "id_customer": number, "id_cart": cart_id, "id_currency": 1,
+                             "current_state": state, "total_paid": Decimal("45"), "conversion_rate": Decimal("1"),
+                             "date_add": placed, "date_upd": placed} for number, cart_id, state in UNBOUGHT.values()])
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def unbought(request, tmp_path_factory):
+    """The shop's database and its run's decisions by cart id."""
+    with shopdb.configured(request.param, "psunbought", _fill_unbought, tmp_path_factory.mktemp("prestashop"),
+                           {"type": "prestashop"}) as (db, config):
+        result, decided = shopdb.plan(config, NOW)
+        assert result.exit_code == 0, result.output
+        yield db, decided
+
+
+def test_a_cart_whose_only_order_failed_is_reminded(unbought):
+    """Any ps_orders row hid its cart: a payment refused (PS_OS_ERROR) left a cart nobody bought
+    that was never reminded, where Magento and WooCommerce remind it."""
+    _, decided = unbought
+    assert decided["911"]["reason"] == "due"
+
+
+def test_a_cart_whose_only_order_was_cancelled_is_reminded(unbought):
+    _, decided = unbought
+    assert decided["912"]["reason"] == "due"
+
+
+def test_the_progress_total_counts_the_carts_whose_order_failed_or_was_cancelled(unbought):
+    db, _ = unbought
+    source = PrestaShopSource(db.url, shop_tz=UTC)
+    try:
+        total = source.count_carts(Window(datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)))
+    finally:
+        source.close()
+    assert total == 2

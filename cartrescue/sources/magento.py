@@ -40,6 +40,8 @@ from cartrescue.sources.values import campaign_name, refuse_nul_owner
 from cartrescue.text import ascii_digits
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
+    REFUNDED,
+    RUN_IGNORED_ORDER_STATUSES,
     UTC,
     DatabaseSource,
     RecommendedIndex,
@@ -71,7 +73,7 @@ from cartrescue.sources.sql import (
 
 #: Magento order states: which mean "not an order" for cartrescue, which mean delivered.
 _CANCELED = "canceled"
-_STATE_STATUS = {_CANCELED: "canceled", "closed": "refunded"}
+_STATE_STATUS = {_CANCELED: "canceled", "closed": REFUNDED}
 _DELIVERED_STATES = frozenset({"complete"})
 #: newsletter_subscriber.subscriber_status: 1 subscribed, 2 not active, 3 unsubscribed, 4 unconfirmed.
 _SUBSCRIBED, _UNSUBSCRIBED = 1, 3
@@ -401,11 +403,13 @@ class MagentoSource(DatabaseSource):
         reported, and with ``keep`` (the orders of carts) kept as unreadable, its ids as given.
         Its credit memos' sum ``total_refunded`` is read: a run's order refunded in full by amount
         (a credit memo's adjustment refund, no item returned, leaves it ``processing``, as items
-        are still to ship) awaits no delivery (:attr:`Order.awaits_delivery`). With ``refunds`` (the report's rows) ``base_total_refunded``
-        is read too, and an order refunded in full that is not yet ``closed`` is no order either."""
+        are still to ship) awaits no delivery (:attr:`Order.awaits_delivery`); a ``closed`` one
+        (refunded) is still the purchase of its cart, and awaits no delivery either. With
+        ``refunds`` (the report's rows) ``base_total_refunded`` is read too, and an order refunded in
+        full, ``closed`` or not yet, is no order."""
         state = (text_or_none(row["state"]) or text_or_none(row["status"]) or "").lower()
         status = _STATE_STATUS.get(state, state)
-        if status in IGNORED_ORDER_STATUSES:
+        if status in (IGNORED_ORDER_STATUSES if refunds else RUN_IGNORED_ORDER_STATUSES):
             return None
         try:
             created, day_start = order_time(row["created_at"], UTC, "created_at")

@@ -3,19 +3,20 @@
 Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts and orders:
 
 * ``cart`` — one cart per row of a shop (``options.shop_ids``, else each ``shop`` that is
-  ``active`` and not ``deleted``) with a customer, with products, without an ``orders`` row,
-  and ``date_upd`` in the window. PrestaShop's own index ``id_shop_2 (id_shop, date_upd)``
+  ``active`` and not ``deleted``) with a customer, with products, without an ``orders`` row
+  but a failed or cancelled one, and ``date_upd`` in the window. PrestaShop's own index ``id_shop_2 (id_shop, date_upd)``
   serves that range;
 * ``cart_product`` + ``product``/``product_shop`` (price and ``wholesale_price`` → cost, plus
   the combination's ``product_attribute`` impact) + ``product_lang`` (name in the cart's
   language) + ``stock_available`` (quantity);
-* ``customer`` — email, names, ``newsletter``/``optin`` (consent), ``is_guest``; a ``deleted``
-  customer has no contact;
+* ``customer`` — email, names, ``newsletter`` (consent; ``optin`` is the "offers from our
+  partners" box, no consent to the shop's own mail), ``is_guest``; a ``deleted`` customer has
+  no contact;
 * ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
   currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email (the report: of the shops read only);
-  ``PS_OS_DELIVERED`` means delivered, ``PS_OS_CANCELED``/``PS_OS_REFUND``/``PS_OS_ERROR``
-  are not orders;
+  ``PS_OS_DELIVERED`` means delivered, ``PS_OS_CANCELED``/``PS_OS_ERROR`` are not orders,
+  ``PS_OS_REFUND`` no sale (a run: still its cart's purchase, refunded in full);
 * ``order_slip`` — credit slips: an order counts ``total_paid`` less its slips'
   ``total_products_tax_incl`` + ``total_shipping_tax_incl`` (both tax included, as ``total_paid``
   is, and what the shop refunded; a slip from before PrestaShop 1.6.0.11 without them:
@@ -46,7 +47,8 @@ from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.text import ascii_digits
 from cartrescue.sources.values import refuse_nul_owner
 from cartrescue.sources.sql import (
-    IGNORED_ORDER_STATUSES,
+    REFUNDED,
+    RUN_IGNORED_ORDER_STATUSES,
     DatabaseSource,
     RecommendedIndex,
     RowError,
@@ -109,7 +111,7 @@ class PrestaShopSource(DatabaseSource):
                  "id_lang": INTEGER, "date_add": TIME, "date_upd": TIME},
         "cart_product": {"id_cart": INTEGER, "id_product": INTEGER, "id_product_attribute": INTEGER,
                          "quantity": NUMBER},
-        "customer": {"id_customer": INTEGER, "newsletter": INTEGER, "optin": INTEGER, "is_guest": INTEGER,
+        "customer": {"id_customer": INTEGER, "newsletter": INTEGER, "is_guest": INTEGER,
                      "deleted": INTEGER},
         "product": {"price": NUMBER, "wholesale_price": NUMBER},
         "product_shop": {"price": NUMBER, "wholesale_price": NUMBER},
@@ -178,7 +180,7 @@ class PrestaShopSource(DatabaseSource):
     def _select(self, where: str) -> str:
         return (
             "SELECT c.id_cart, c.id_shop, c.id_shop_group, c.id_customer, c.id_currency, c.date_add, c.date_upd, "
-            "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.optin, cu.is_guest, cu.deleted, "
+            "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.is_guest, cu.deleted, "
             "cur.iso_code AS currency, cur.conversion_rate, l.language_code, "
             "cp.id_product, cp.id_product_attribute, cp.quantity, pl.name AS product_name, "
             "p.id_product AS product_found, COALESCE(ps.active, p.active) AS product_active, "
@@ -197,9 +199,19 @@ class PrestaShopSource(DatabaseSource):
             "AND pl.id_shop = c.id_shop AND pl.id_lang = c.id_lang "
             f"LEFT JOIN {self.t('product_attribute')} pa ON pa.id_product_attribute = cp.id_product_attribute "
             "AND cp.id_product_attribute > 0 "
-            f"WHERE c.id_shop IN :shops AND {where} AND c.id_customer > 0 "
-            f"AND NOT EXISTS (SELECT 1 FROM {self.t('orders')} o WHERE o.id_cart = c.id_cart) "
+            f"WHERE c.id_shop IN :shops AND {where} AND c.id_customer > 0 AND {self._unbought()} "
         )
+
+    def _unbought(self) -> str:
+        """No order of the cart but a failed or cancelled one (``PS_OS_ERROR``,
+        ``PS_OS_CANCELED``, this shop's ids): a refused payment or a cancelled order leaves the
+        cart unbought, and a customer who goes away then has abandoned it, as Magento's restored
+        quote and WooCommerce's failed order are reminded. The ids are integers read by
+        :meth:`_order_states`, written into the query as such."""
+        states = self._order_states()
+        dead = ", ".join(str(int(states[name])) for name in ("PS_OS_CANCELED", "PS_OS_ERROR"))
+        return (f"NOT EXISTS (SELECT 1 FROM {self.t('orders')} o WHERE o.id_cart = c.id_cart "
+                f"AND COALESCE(o.current_state, 0) NOT IN ({dead}))")
 
     def carts(self, window: Window) -> Iterator[Cart]:
         self._store_timezone()
@@ -214,14 +226,14 @@ class PrestaShopSource(DatabaseSource):
                 yield cart
 
     def count_carts(self, window: Window) -> int | None:
-        """The carts of ``window`` the carts query reads: a customer, products, no order."""
+        """The carts of ``window`` the carts query reads: a customer, products, no order but a
+        failed or cancelled one."""
         self._store_timezone()
         shops = self._shop_ids()
         if not shops:
             return 0
         sql = (f"SELECT COUNT(*) AS n FROM {self.t('cart')} c WHERE c.id_shop IN :shops "
-               "AND c.date_upd >= :start AND c.date_upd <= :end AND c.id_customer > 0 "
-               f"AND NOT EXISTS (SELECT 1 FROM {self.t('orders')} o WHERE o.id_cart = c.id_cart) "
+               f"AND c.date_upd >= :start AND c.date_upd <= :end AND c.id_customer > 0 AND {self._unbought()} "
                f"AND EXISTS (SELECT 1 FROM {self.t('cart_product')} cp WHERE cp.id_cart = c.id_cart)")
         params = {"shops": shops, **self.window_bounds("cart", "date_upd", window, self.shop_tz, _SLACK)}
         return first_number(self.db.fetch(sql, params, expanding=("shops",)))
@@ -292,7 +304,9 @@ class PrestaShopSource(DatabaseSource):
                 base_total += (base + impact) * line.quantity
                 items.append(line)
             deleted = bool(first["deleted"])
-            consent = True if (as_bool(first["newsletter"]) or as_bool(first["optin"])) else None
+            # The newsletter box alone: ``optin`` is "Receive offers from our partners", a yes to
+            # third parties' offers, not to the shop's own mail.
+            consent = True if as_bool(first["newsletter"]) else None
             customer = Customer(
                 email=None if deleted else as_email(first["email"]),
                 id=id_or_none(first["id_customer"]),
@@ -346,15 +360,16 @@ class PrestaShopSource(DatabaseSource):
         """The orders of ``carts`` and their customers (by cart, customer id or address) in every
         shop, the configured ones or not: ``ps_customer`` and ``ps_orders`` are one owner's, so
         an order still to be delivered in another shop is this customer's and holds back a
-        reminder. Only the report (:meth:`orders`) keeps to the shops it reads."""
+        reminder. Only the report (:meth:`orders`) keeps to the shops it reads. An order in
+        ``PS_OS_REFUND`` is still the purchase of its cart, and awaits no delivery."""
         if not carts:
             return
         self._store_timezone()
         self.schema()
         states = self._order_states()
         default = self.default_currency()
-        not_orders = {states["PS_OS_CANCELED"]: "canceled", states["PS_OS_REFUND"]: "refunded",
-                      states["PS_OS_ERROR"]: "failed"}
+        named = {states["PS_OS_CANCELED"]: "canceled", states["PS_OS_REFUND"]: REFUNDED,
+                 states["PS_OS_ERROR"]: "failed"}
         cart_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
         emails = cart_emails(carts)
@@ -371,11 +386,11 @@ class PrestaShopSource(DatabaseSource):
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency WHERE {where}"
         )
         rows = self.db.fetch(sql, params, expanding=lists)
-        slips = self._pending_slips(rows, set(not_orders) | {states["PS_OS_DELIVERED"]})
+        slips = self._pending_slips(rows, set(named) | {states["PS_OS_DELIVERED"]})
         for row in rows:
             state = int(row["current_state"] or 0)
-            status = not_orders.get(state) or ("delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}")
-            if status in IGNORED_ORDER_STATUSES:
+            status = named.get(state) or ("delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}")
+            if status in RUN_IGNORED_ORDER_STATUSES:
                 continue
             where = f"{self.db.prefix}orders id_order={row['id_order']}"
             try:
@@ -437,8 +452,8 @@ class PrestaShopSource(DatabaseSource):
 
     def _pending_slips(self, rows: Sequence[Mapping[str, Any]], settled: set[int]) -> dict[str, list[tuple[Any, Any]]]:
         """The credit slips of the orders among ``rows`` whose state is none of ``settled``
-        (delivered, or no order): one query for a chunk of carts, and none when every order is
-        settled, since a slip matters to a run only for an order still to be delivered."""
+        (delivered, refunded, or no order): one query for a chunk of carts, and none when every
+        order is settled, since a slip matters to a run only for an order still to be delivered."""
         pending = sorted({int(row["id_order"]) for row in rows if int(row["current_state"] or 0) not in settled})
         return self._slips("o.id_order IN :ids", {"ids": pending}, ("ids",)) if pending else {}
 

@@ -48,9 +48,13 @@ from cartrescue.sources.base import (
 )
 from cartrescue.sources.schema import Schema, raise_for
 from cartrescue.sources.schema import inspect as inspect_schema
-from cartrescue.sources.values import (  # noqa: F401 - IGNORED_ORDER_STATUSES, RowError, refunded_whole re-exported for the presets
+# Re-exported for the presets: the order rules (IGNORED_ORDER_STATUSES, REFUNDED, RUN_IGNORED_ORDER_STATUSES,
+# refunded_whole) and RowError
+from cartrescue.sources.values import (  # noqa: F401
     FALSE_WORDS,
     IGNORED_ORDER_STATUSES,
+    REFUNDED,
+    RUN_IGNORED_ORDER_STATUSES,
     STOCK_LIMIT,
     TRUE_WORDS,
     RowError,

@@ -18,13 +18,18 @@ from functools import lru_cache
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from cartrescue.model import Customer, refunded_whole  # noqa: F401 - refunded_whole: re-exported for the sources
+from cartrescue.model import (  # noqa: F401 - refunded_whole: re-exported for the sources
+    REFUNDED, Customer, refunded_whole)
 
 W = TypeVar("W")  # where a value stood: a line, a row
 
-#: Orders in these states did not happen, as far as reminders are concerned.
+#: Orders in these states are no sale (the report), and no order a run counts, but for a shop
+#: preset's refunded one (:data:`RUN_IGNORED_ORDER_STATUSES`).
 #: ``voided`` and ``expired``: Shopify's payment authorization cancelled, or never captured in time.
 IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided", "expired"})
+#: What a preset's run does not count as an order. A refunded order (:data:`REFUNDED`) is no sale
+#: to the report, yet its customer bought: the cart it converted was not abandoned (README, ``ordered``).
+RUN_IGNORED_ORDER_STATUSES = IGNORED_ORDER_STATUSES - {REFUNDED}
 
 #: Units of one product in one cart line: more is a typo or a test, not a shopper.
 MAX_QUANTITY = 10_000

@@ -51,6 +51,7 @@ from cartrescue.sources.values import campaign_name, refuse_nul_owner
 from cartrescue.text import ascii_digits
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
+    RUN_IGNORED_ORDER_STATUSES,
     UTC,
     DatabaseSource,
     RecommendedIndex,
@@ -81,7 +82,9 @@ from cartrescue.sources.sql import (
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
-_NOT_ORDERS = IGNORED_ORDER_STATUSES | {"checkout-draft", "trash", "auto-draft"}
+_DRAFTS = frozenset({"checkout-draft", "trash", "auto-draft"})
+_NOT_ORDERS = IGNORED_ORDER_STATUSES | _DRAFTS
+_NOT_PURCHASES = RUN_IGNORED_ORDER_STATUSES | _DRAFTS  # a run's: a refunded order was still bought
 _CART_TABLE = "cartflows_ca_cart_abandonment"
 #: WooCommerce's own cost of goods (9.5+), then the cost plugins' keys (SkyVerge, WPFactory).
 CORE_COGS = "_cogs_total_value"
@@ -419,9 +422,11 @@ class WooCommerceSource(DatabaseSource):
                total: Any, currency: Any, keep: bool = False, refunds: Sequence[Any] = ()) -> Order | None:
         """An order, or None when it is not one; ``where`` is (table and key, time column) for messages.
         An unreadable one is reported, and with ``keep`` (the orders of carts) kept as unreadable.
-        ``refunds``: the amounts of its refunds (the report's, :meth:`_refunds`); refunded in full, no order."""
+        ``refunds``: the amounts of its refunds (the report's, :meth:`_refunds`); refunded in full, no order.
+        A run's (``keep``) ``refunded`` order (WooCommerce sets an order refunded in full to it) is
+        still the purchase of its cart, and awaits no delivery (:attr:`Order.awaits_delivery`)."""
         state = (text_or_none(status) or "").lower().removeprefix("wc-")
-        if state in _NOT_ORDERS:
+        if state in (_NOT_PURCHASES if keep else _NOT_ORDERS):
             return None
         try:
             created_at, day_start = order_time(created, UTC, where[1])
