@@ -46,6 +46,21 @@ def test_a_cart_whose_own_order_was_refunded_in_full_is_still_not_reminded(shop:
     assert decided["c1"]["reason"] == "ordered"
 
 
+def test_a_cart_whose_own_order_says_refunded_is_still_not_reminded(shop: Shop) -> None:
+    """A status of refunded (Shopify's Financial Status once all is refunded) made it no order:
+    the buyer got "you left something in your cart" for the cart they had bought."""
+    shop.add(cart("c1", email="ann@example.com"))
+    shop.add_orders(order("o1", cart_id="c1", created=NOW - timedelta(minutes=30), delivered="no", total="25.00",
+                          status="refunded"))
+    assert shop.decisions()["c1"]["reason"] == "ordered"
+
+
+def test_an_earlier_order_that_says_refunded_holds_back_no_reminder(shop: Shop) -> None:
+    shop.add(cart("c1", email="ann@example.com"))
+    shop.add_orders(order("o1", email="ann@example.com", created=DAYS_AGO, delivered="no", status="refunded"))
+    assert (shop.decisions()["c1"]["action"], shop.decisions()["c1"]["reason"]) == ("send", "due")
+
+
 def test_shopifys_refunded_amount_column_releases_the_reminder_too(shop: Shop) -> None:
     shop.add(cart("c1", email="ann@example.com"))
     shop.configure(source={"order_columns": {"refunded": "Refunded Amount"}})

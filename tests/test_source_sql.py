@@ -245,6 +245,18 @@ def test_an_order_row_with_a_negative_total_is_a_refund_not_an_order(url):
     assert "9" not in orders and "10" in orders
 
 
+def test_an_order_whose_status_says_refunded_is_still_a_runs_order_awaiting_no_delivery(url):
+    """As the presets read it: its customer bought the cart (README, ``ordered``); nothing of it
+    is still to come. It was dropped, and the buyer reminded of the cart they had bought."""
+    source, _problems = _query_source(url, orders=QUERIES["orders"].replace(
+        "status,", "CASE WHEN id = 10 THEN 'refunded' ELSE status END AS status,"))
+    try:
+        orders = {order.id: order for order in source.orders_for(_carts(url))}
+    finally:
+        source.close()
+    assert orders["10"].status == "refunded" and not orders["10"].awaits_delivery
+
+
 def test_an_order_whose_address_was_mistyped_at_checkout_is_read_by_its_cart(url):
     """The address only ties an order to carts: read as a cart's is, ``kim@example`` made the
     order unreadable, and its cart waited for it instead of knowing it was bought (Magento's and

@@ -40,6 +40,7 @@ from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.par
     COUNT_DIGITS,
     FALSE_WORDS,
     IGNORED_ORDER_STATUSES,
+    RUN_IGNORED_ORDER_STATUSES,
     MAX_QUANTITY,
     TRUE_WORDS,
     RowError,
@@ -1571,7 +1572,10 @@ class CsvSource(CartSource):
                     # Its ids are read: its customer's carts wait until the row can be read.
                     batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
                     continue
-                if status in IGNORED_ORDER_STATUSES or total < 0:  # a negative total: a refund, not a purchase
+                # A negative total: a refund, not a purchase. A status of refunded is still the
+                # purchase of its cart (README, ``ordered``), which awaits no delivery; the report's
+                # rows (:meth:`orders`) are no sale.
+                if status in RUN_IGNORED_ORDER_STATUSES or total < 0:
                     batch.append((order_id, start, 0, None, None, None, None, None, None, None, None, None))
                 else:
                     refunded_text = row[refunded_at].strip() if refunded_at >= 0 else ""

@@ -1264,9 +1264,11 @@ class SqlSource(DatabaseSource):
         CSV format's: ``delivered`` may be a fulfillment status (``unfulfilled``). Its optional
         ``refunded`` is read (NULL or absent: 0): a run's order refunded in full awaits no
         delivery (:attr:`Order.awaits_delivery`); with ``refunds`` (the report's rows) it is no
-        order at all."""
+        order at all, as one whose status says refunded is; a run's still bought its cart (README,
+        ``ordered``), as the presets read it."""
         if text_or_none(row.get("cancelled_at")) is not None:
             return None
+        ignored = IGNORED_ORDER_STATUSES if refunds else RUN_IGNORED_ORDER_STATUSES
         try:
             created, day_start = order_time(row.get("created_at"), self.db_tz, "created_at")
             total = as_decimal(row.get("total"), "total", required=False) or Decimal("0")
@@ -1290,11 +1292,11 @@ class SqlSource(DatabaseSource):
         except RowError as exc:
             where = f"{query} query order_id={order_id}"
             self.problem(where, str(exc))
-            if not keep or (text_or_none(row.get("status")) or "").lower() in IGNORED_ORDER_STATUSES:
+            if not keep or (text_or_none(row.get("status")) or "").lower() in ignored:
                 return None
             return Order.unreadable_row(order_id, where, row.get("email"), row.get("customer_id"), row.get("cart_id"))
         # A negative total: a refund or credit note returned as an order row, no purchase.
-        return None if order.status in IGNORED_ORDER_STATUSES or order.total < 0 else order
+        return None if order.status in ignored or order.total < 0 else order
 
     def check(self) -> list[str]:
         try:
