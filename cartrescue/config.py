@@ -1586,8 +1586,7 @@ class Config(_Model):
         return url
 
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_UNCLOSED = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # of a ${NAME}
 
 #: The channels' secrets: a ``${NAME}`` of one that is not set is an error only where a delivery
 #: needs it (:meth:`Config.require_env`), so a dry-run, ``templates check`` in CI, ``report`` or
@@ -1606,23 +1605,63 @@ def _interpolate(node: Any, where: str, env: dict[str, str], file: str, unset: d
     if isinstance(node, list):
         return [_interpolate(value, f"{where}[{index}]", env, file, unset) for index, value in enumerate(node)]
     if isinstance(node, str):
-        if _UNCLOSED.search(node):  # "${SMTP_PASSWORD" would be the password itself
+        return _expand(node, where, env, file, unset) if "${" in node else node
+    return node
+
+
+def _expand(text: str, where: str, env: dict[str, str], file: str, unset: dict[str, str]) -> str:
+    """``text`` with its ``${NAME}`` and ``${NAME:-default}`` replaced (:func:`_interpolate`).
+
+    A default may hold variables itself, expanded only when it is taken, as in the shell:
+    ``${SHOP_SECRET:-${CARTRESCUE_SECRET}}``. A regular expression took the default up to its
+    first ``}``, so that value was the 20 characters ``${CARTRESCUE_SECRET}``, a secret anyone
+    could guess, which signed every unsubscribe link."""
+    pieces: list[str] = []
+    at = 0
+    while (start := text.find("${", at)) >= 0:
+        pieces.append(text[at:start])
+        name = _NAME.match(text, start + 2)
+        after = name.end() if name else -1
+        if name is not None and text.startswith("}", after):
+            pieces.append(_variable(name.group(), where, env, file, unset))
+            at = after + 1
+            continue
+        end = _closing(text, after + 2) if name is not None and text.startswith(":-", after) else -1
+        if name is None or end < 0:  # "${SMTP_PASSWORD" would be the password itself
             raise ConfigError(f"{file}: {where}: '${{' that is no variable (no name, or no closing '}}'): write "
                               "${NAME} or ${NAME:-default}")
+        value = env.get(name.group())  # set but empty takes the default, as ":-" does in the shell
+        pieces.append(value or _expand(text[after + 2:end], where, env, file, unset))
+        at = end + 1
+    pieces.append(text[at:])
+    return "".join(pieces)
 
-        def replace(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if default is not None:
-                return env.get(name) or default
-            if name in env and (env[name] or where not in DEFERRED_SECRETS):
-                return env[name]
-            if where in DEFERRED_SECRETS:  # unset, or set but empty (SMTP_PASSWORD= in a crontab)
-                unset[where] = name
-                return match.group(0)  # never used: require_env stops a delivery first
-            raise ConfigError(f"{file}: {where}: environment variable {name} is not set")
 
-        return _ENV.sub(replace, node)
-    return node
+def _closing(text: str, at: int) -> int:
+    """Where the ``}`` that closes a default starting at ``at`` is (nested ``${…}`` skipped); -1: none."""
+    depth = 0
+    while at < len(text):
+        if text.startswith("${", at):
+            depth += 1
+            at += 2
+            continue
+        if text[at] == "}":
+            if depth == 0:
+                return at
+            depth -= 1
+        at += 1
+    return -1
+
+
+def _variable(name: str, where: str, env: dict[str, str], file: str, unset: dict[str, str]) -> str:
+    """The value of ``${name}`` at ``where``: an error where it is not set, but for
+    :data:`DEFERRED_SECRETS`, whose key and variable go into ``unset``."""
+    if name in env and (env[name] or where not in DEFERRED_SECRETS):
+        return env[name]
+    if where in DEFERRED_SECRETS:  # unset, or set but empty (SMTP_PASSWORD= in a crontab)
+        unset[where] = name
+        return f"${{{name}}}"  # never used: require_env stops a delivery first
+    raise ConfigError(f"{file}: {where}: environment variable {name} is not set")
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -125,6 +125,26 @@ def test_environment_variables_are_interpolated_with_defaults(tmp_path: Path) ->
     assert load_config(path, env={"PW": "s3cret"}).source.url == "mysql+pymysql://u:s3cret@localhost/db"
 
 
+def test_a_default_may_hold_a_variable_expanded_only_when_taken_as_in_the_shell(tmp_path: Path) -> None:
+    """The default was taken up to its first }: the secret became the text ${CARTRESCUE_SECRET},
+    which anyone can guess, and every unsubscribe link was signed with it."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                            "shop: {unsubscribe_secret: '${SHOP_SECRET:-${CARTRESCUE_SECRET}}'}\n"
+                            "smtp: {host: '${A:-${B:-relay-${C}.example.com}}x'}\n")
+    loaded = load_config(path, env={"CARTRESCUE_SECRET": "s" * 32, "C": "7"})
+    assert loaded.shop.unsubscribe_secret == "s" * 32 and loaded.smtp.host == "relay-7.example.comx"
+    outer = load_config(path, env={"SHOP_SECRET": "o" * 32, "A": "mx.example.com"})  # defaults not taken: not read
+    assert (outer.shop.unsubscribe_secret, outer.smtp.host) == ("o" * 32, "mx.example.comx")
+    with pytest.raises(ConfigError, match=r"shop\.unsubscribe_secret: environment variable CARTRESCUE_SECRET is not set"):
+        load_config(path, env={"C": "7"})
+
+
+def test_a_default_without_its_closing_brace_is_an_error_not_the_value(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {host: '${A:-${B}'}\n")
+    with pytest.raises(ConfigError, match=r"smtp\.host: '\$\{' that is no variable"):
+        load_config(path, env={"B": "x"})
+
+
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, "source: {type: csv, carts: data/c.csv}\nledger: {url: 'sqlite:///l.db'}\n"))
     assert config.path(config.source.carts) == tmp_path / "data" / "c.csv"  # type: ignore[arg-type]
