@@ -23,7 +23,7 @@ from cartrescue.contacts import email_hash, fold_email
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger, Message
 from cartrescue.lifecycle import prune
-from conftest import NOW, Shop, cart
+from conftest import NOW, Shop, cart, cli
 
 BOB = "bob@example.com"
 
@@ -367,6 +367,31 @@ def test_files_removes_the_eml_files_of_the_address(shop: Shop) -> None:
     assert len(result.json["files"]) == 1 and result.json["files_removed"] == result.json["files"]
     left = list(outbox.glob("*.eml"))
     assert [path.name for path in left] == [p.name for p in left if "c-eve" in p.name] and len(left) == 1
+
+
+def test_files_finds_the_eml_files_of_a_shop_folder_that_moved_since_they_were_written(shop: Shop) -> None:
+    """The ledger keeps the absolute path: after the folder moved, the person's messages stayed
+    where they now were, and forget said nothing of it (exit 0)."""
+    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
+    assert shop.cli("run", "--outbox", "out").exit_code == 0
+    moved = shop.folder.with_name(shop.folder.name + "-moved")
+    shop.folder.rename(moved)
+    done = cli("forget", BOB, "--files", "--json", "--config", str(moved / "cartrescue.yaml"))
+    assert done.exit_code == 0, done.output
+    assert [Path(name).name for name in done.json["files_removed"]] == ["csv_c-bob-step1-1.eml"]
+    assert [path.name for path in (moved / "out").glob("*.eml")] == ["csv_c-eve-step1-2.eml"]
+
+
+def test_forget_files_that_are_nowhere_to_be_found_is_an_error_listing_them(shop: Shop) -> None:
+    """The erasure is not complete: a script must not take it for done."""
+    shop.add(cart("c-bob", email=BOB))
+    outbox = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    written = next(outbox.glob("*.eml"))
+    written.rename(shop.folder / "elsewhere.eml")
+    done = shop.cli("forget", BOB, "--files", "--json", now=None)
+    assert done.exit_code == 1 == done.json["exit_code"]
+    assert done.json["files_not_found"] == [str(written)] and done.json["files_removed"] == []
 
 
 def test_files_removes_the_webhook_documents_of_the_address_too(shop: Shop) -> None:

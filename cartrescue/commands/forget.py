@@ -64,7 +64,14 @@ def forget(
             raise CartrescueError(f"{call_list}: the call list could not be {'rewritten' if files else 'read'} "
                                   f"({getattr(exc, 'strerror', None) or exc}); the ledger is erased, its rows "
                                   "of this person are not") from None
-        gone = [name for name in done.files if files and _remove(Path(name))]
+        gone: list[str] = []
+        missing: list[str] = []
+        for name in done.files if files else ():
+            path = _where_now(cfg, Path(name))
+            if _remove(path):
+                gone.append(str(path))
+            else:
+                missing.append(name)
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
@@ -72,13 +79,29 @@ def forget(
                   # suppressed: how it ends, always; suppression_added: False when it was already
                   "codes_freed": done.codes_freed, "suppressed": True, "suppression_added": done.suppressed,
                   "call_list": {"path": str(call_list), "rows": listed, "removed": files and bool(listed)},
-                  "files": done.files, "files_removed": gone})
-        return
-    _report(done, call_list, listed, files, gone)
+                  "files": done.files, "files_removed": gone, "files_not_found": missing,
+                  "exit_code": 1 if missing else 0})
+    else:
+        _report(done, call_list, listed, files, gone, missing)
+    if missing:  # the erasure is not complete: a script must not take it for done
+        raise typer.Exit(1)
+
+
+def _where_now(cfg: Any, recorded: Path) -> Path:
+    """Where an outbox file the ledger recorded is now: where it was written, or, when the shop's
+    folder has moved since (the ledger keeps absolute paths), the same file in the folder of the
+    same name beside the config, or in ``outbox.path``."""
+    if recorded.exists():
+        return recorded
+    for folder in (cfg.path(recorded.parent.name), cfg.outbox_folder(None)):
+        moved = folder / recorded.name
+        if moved.exists():
+            return moved
+    return recorded
 
 
 def _remove(path: Path) -> bool:
-    """Delete an outbox file the ledger recorded; ``False`` when it is gone already."""
+    """Delete an outbox file; ``False`` when it is not there."""
     try:
         path.unlink()
     except FileNotFoundError:
@@ -88,7 +111,7 @@ def _remove(path: Path) -> bool:
     return True
 
 
-def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str]) -> None:
+def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str], missing: list[str]) -> None:
     from rich.text import Text
 
     from cartrescue.text import counted, printable
@@ -117,3 +140,9 @@ def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str
         if not files:
             for name in done.files:
                 console.print(Text(printable(f"  {name}")), soft_wrap=True)
+    if missing:
+        console.print(Text(printable(f"error: {counted(len(missing), 'outbox file')} not found where the ledger recorded "
+                                     "them, nor beside the config (moved or copied elsewhere?): find and delete "
+                                     "them yourself, the ledger no longer knows them:")), soft_wrap=True)
+        for name in missing:
+            console.print(Text(printable(f"  {name}")), soft_wrap=True)
