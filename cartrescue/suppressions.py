@@ -201,9 +201,11 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     counts = {d: between.count(d) for d in (",", ";", "\t")}
     delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else None
     if delimiter is None:  # one address a line, perhaps under a one-column CSV's header ("email")
-        header = first.strip().lower() in _EMAIL_COLUMNS
+        # A one-column export may quote every cell ("Email Address", "ann@example.com"): read as
+        # it was, the quotes stayed on, and neither the header nor one address was recognised.
+        header = _unquoted(first.strip()).lower() in _EMAIL_COLUMNS
         for number, line in enumerate(lines, 1):
-            entry = line.strip()
+            entry = _unquoted(line.strip())
             if entry and not entry.startswith("#"):
                 if header:
                     header = False
@@ -229,6 +231,13 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
             yield f"{path.name}:{number}", cells[column] if column < len(cells) else ""
         else:
             yield f"{path.name}:{number}", next((cell for cell in cells if "@" in cell), cells[0])
+
+
+def _unquoted(cell: str) -> str:
+    """A CSV cell as the CSV reader gives it: ``"ann@example.com"`` -> ``ann@example.com``."""
+    if len(cell) >= 2 and cell[0] == cell[-1] == '"':
+        return cell[1:-1].replace('""', '"').strip()
+    return cell
 
 
 def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: datetime | None = None) -> ImportResult:

@@ -328,6 +328,15 @@ def test_suppress_import_of_a_one_column_export_skips_its_header(shop: Shop, tmp
     assert result.json["added"] == 2 and result.json["invalid"] == []
 
 
+def test_suppress_import_of_a_one_column_export_that_quotes_every_cell(shop: Shop, tmp_path: Path) -> None:
+    """Read line by line, the quotes stayed on: the header and every address were invalid."""
+    export = tmp_path / "quoted.csv"
+    export.write_text('"Email Address"\n"ann@example.com"\n"bob@example.com"\n', encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["added"] == 2 and result.json["invalid"] == []
+
+
 def test_suppress_import_list_and_remove(shop: Shop, tmp_path: Path) -> None:
     export = tmp_path / "unsubscribed.csv"
     export.write_text("Email Address,First Name,Unsub Time\nann@example.com,Ann,2026-01-01\n"
