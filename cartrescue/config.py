@@ -10,6 +10,7 @@ pydantic compiled and evaluated each field's annotation text again, on every sta
 """
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -63,8 +64,19 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+            return _at_most_a_century(float(match.group(1)) * _UNITS[match.group(2).lower()], value)
     raise ValueError(f"expected a duration like 45m, 24h or 3d, got {value!r}")
+
+
+#: The longest duration a setting takes. Past it the dates a run computes (now - max_age) and
+#: the timers it sets (the lock's heartbeat) overflowed: exit 70, "a bug in cartrescue".
+MAX_DURATION_DAYS = 36_500
+
+
+def _at_most_a_century(seconds: float, value: Any) -> timedelta:
+    if not math.isfinite(seconds) or abs(seconds) > MAX_DURATION_DAYS * 86400:
+        raise ValueError(f"{value!r} is more than {MAX_DURATION_DAYS} days (a typo?)")
+    return timedelta(seconds=seconds)
 
 
 def duration_text(value: timedelta) -> str:
@@ -87,7 +99,7 @@ def parse_seconds(value: Any) -> timedelta:
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(?:\.\d+)?\s*", value):
         value = float(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        return _at_most_a_century(value, value)
     return parse_duration(value)
 
 

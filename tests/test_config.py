@@ -145,6 +145,22 @@ def test_a_default_without_its_closing_brace_is_an_error_not_the_value(tmp_path:
         load_config(path, env={"B": "x"})
 
 
+@pytest.mark.parametrize(("section", "key"), [
+    ("eligibility", "cutoff: 99999999999999999999d"),
+    ("eligibility", "max_age: 999999d"),
+    ("ledger", "lock_timeout: 999999d"),
+    ("smtp", "timeout: 99999999999999999999"),
+    ("report", "attribution_window: 999999d"),
+])
+def test_a_duration_past_a_century_is_a_config_error_naming_its_key_not_a_crash(
+        tmp_path: Path, section: str, key: str) -> None:
+    """Dates and timers computed from such values overflowed: exit 70, or a heartbeat thread
+    that died with a traceback and left the run without its heartbeat."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{section}: {{{key}}}\n")
+    with pytest.raises(ConfigError, match=rf"{section}\.{key.split(':')[0]}: .*more than 36500 days"):
+        load_config(path, env={})
+
+
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, "source: {type: csv, carts: data/c.csv}\nledger: {url: 'sqlite:///l.db'}\n"))
     assert config.path(config.source.carts) == tmp_path / "data" / "c.csv"  # type: ignore[arg-type]
