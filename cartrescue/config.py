@@ -1598,7 +1598,7 @@ class Config(_Model):
         return url
 
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # of a ${NAME}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # of a ${NAME}
 
 #: The channels' secrets: a ``${NAME}`` of one that is not set is an error only where a delivery
 #: needs it (:meth:`Config.require_env`), so a dry-run, ``templates check`` in CI, ``report`` or
@@ -1632,7 +1632,7 @@ def _expand(text: str, where: str, env: dict[str, str], file: str, unset: dict[s
     at = 0
     while (start := text.find("${", at)) >= 0:
         pieces.append(text[at:start])
-        name = _NAME.match(text, start + 2)
+        name = _ENV_NAME.match(text, start + 2)
         after = name.end() if name else -1
         if name is not None and text.startswith("}", after):
             pieces.append(_variable(name.group(), where, env, file, unset))

@@ -84,7 +84,8 @@ def estimate_carts(config: Config) -> int | None:
 
 
 def auto_workers(config: Config) -> int:
-    """``run``'s default: the cores (at most 8), but no more than one per 5,000 carts."""
+    """``run``'s default: the cores (at most 8), but no more than one per 5,000 rows of a CSV
+    export (:func:`estimate_carts` counts rows, a row per cart line)."""
     cores = min(usable_cores(), MAX_AUTO_WORKERS)
     carts = estimate_carts(config)
     if carts is None:
