@@ -312,7 +312,9 @@ class Planner:
         other shards still plan cannot spend their part, and the shares add up to the budget.
         The day's total caps it too: after the day's layout changed (4 shards in the morning, 2
         later) one shard's addresses may have had more than its new share, and the others must
-        not spend that again."""
+        not spend that again. A delivering shard reserves its part in the ledger
+        (:meth:`~cartrescue.ledger.Ledger.reserve_day_budget`): two shards that read the day
+        before either claimed each took what it had left."""
         midnight = self.calendar.local_day_start(self.now)
         steps = self._steps_of(tier)  # none: no step goes out on the tier's channel, nothing to count
         if self.shard is None:
