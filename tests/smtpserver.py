@@ -428,3 +428,67 @@ class SilentRelay:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ClosingRelay:
+    """A relay that offers PIPELINING, answers each whole message with ``reply`` and closes the
+    connection at once, as Postfix's ``smtp-sink -Q .`` does (421 and a disconnect after every
+    message). One thread per connection, plain sockets: the reply and the close leave together.
+    ``close=False``: it goes on; ``delay``: seconds before each reply to MAIL, RCPT and DATA
+    (a relay whose checks take their time)."""
+
+    def __init__(self, reply: bytes = b"250 2.0.0 queued\r\n", *, close: bool = True, delay: float = 0.0) -> None:
+        self.reply = reply
+        self.close_after = close
+        self.delay = delay
+        self.messages = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rb") as lines:
+            connection.sendall(b"220 closing.example.com ESMTP\r\n")
+            in_data = False
+            for line in lines:
+                if in_data:
+                    if line == b".\r\n":
+                        self.messages += 1
+                        connection.sendall(self.reply)
+                        if self.close_after:
+                            return  # closed with the reply
+                        in_data = False
+                    continue
+                command = line[:4].upper()
+                if command in (b"MAIL", b"RCPT", b"DATA"):
+                    time.sleep(self.delay)
+                if command == b"EHLO":
+                    connection.sendall(b"250-closing.example.com\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                elif command == b"DATA":
+                    in_data = True
+                    connection.sendall(b"354 go ahead\r\n")
+                elif command == b"QUIT":
+                    connection.sendall(b"221 bye\r\n")
+                    return
+                else:  # MAIL, RCPT, RSET, NOOP
+                    connection.sendall(b"250 ok\r\n")
+
+    def smtp_config(self, **extra: Any) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.port, "security": "none", "backoff": 0, **extra}
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def __enter__(self) -> "ClosingRelay":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from aiosmtplib.protocol import SMTPProtocol
-from smtpserver import Fault, LoopbackSMTP, SilentRelay
+from smtpserver import ClosingRelay, Fault, LoopbackSMTP, SilentRelay
 
 from cartrescue.channels.base import Envelope, ListFeed, Outcome, Status
 from cartrescue.channels.pipelining import PipeliningProtocol
@@ -55,6 +55,36 @@ def assert_ledger_matches_server(shop: Shop, server: LoopbackSMTP) -> None:
 def send(shop: Shop, server: LoopbackSMTP, **smtp: object):
     shop.configure(smtp=server.smtp_config(**smtp))
     return shop.cli("run", "--send", "--json")
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize(("reply", "status"), [(b"250 2.0.0 queued, bye\r\n", "sent"),
+                                              (b"421 4.3.0 closing\r\n", "failed_transient")])
+def test_a_reply_to_the_message_that_comes_with_the_close_is_its_outcome(shop: Shop, reply: bytes,
+                                                                          status: str) -> None:
+    """smtp-sink -Q . answers each message and hangs up. The reply and the close came while the
+    next message was claimed; writing its commands met the closed connection, and the message
+    whose reply was already read was recorded unconfirmed (a 250 never resent, a 421 never
+    retried, and --resend-unconfirmed sent accepted messages again)."""
+    shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(40)))
+    with ClosingRelay(reply) as relay:
+        shop.configure(smtp=relay.smtp_config(pool_size=2, retries=0))
+        result = shop.cli("run", "--send", "--json")
+    statuses = Counter(row["status"] for row in rows_by_email(shop).values())
+    assert statuses == {status: 40}, (statuses, result.output)
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+def test_smtp_timeout_bounds_each_reply_not_the_three_together(shop: Shop, pipelining: bool) -> None:
+    """A relay whose checks take 0.4 s a command answers MAIL, RCPT and DATA in 1.2 s: under a
+    timeout of 1 s each reply comes in time (RFC 5321 4.5.3.2), and every message goes."""
+    shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(2)))
+    with ClosingRelay(close=False, delay=0.4) as relay:
+        shop.configure(smtp=relay.smtp_config(timeout=1, retries=0, pipelining=pipelining))
+        result = shop.cli("run", "--send", "--json")
+    assert result.exit_code == 0, result.output
+    assert Counter(row["status"] for row in rows_by_email(shop).values()) == {"sent": 2}
 
 
 @pytest.mark.smtp

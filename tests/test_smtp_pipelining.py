@@ -293,6 +293,50 @@ def _pipelined(pipe: _QueuedPipe, *, timeout: float = 30.0, data_timeout: float 
     return asyncio.run(scenario()), job.stage
 
 
+class _ClosedAfterReplyPipe(_QueuedPipe):
+    """The message's reply came, and the relay closed at once (``smtp-sink -Q .``): writing the
+    next message's group meets the closed connection."""
+
+    def send(self, data: bytes, replies: int) -> None:
+        from aiosmtplib import SMTPServerDisconnected
+
+        if data.startswith(b"MAIL"):
+            raise SMTPServerDisconnected("Connection lost")
+        super().send(data, replies)
+
+
+@pytest.mark.parametrize("code", [250, 421, 550])
+def test_a_reply_read_before_the_relay_closed_is_the_messages_outcome_and_the_next_waits(code: int) -> None:
+    """It came while the next message was claimed; the write of that one's commands failed, and
+    the message was recorded unconfirmed: a 250 taken for maybe-sent (and resent by
+    --resend-unconfirmed), a 421 never retried, a 550 never a bounce."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from cartrescue.channels.smtp import _Job, _Slot
+
+    channel = SmtpChannel(settings_like())
+    job = _Job(claim_id=1, rcpt=b"a@example.com", wire=b"hi\r\n.\r\n", size=7, utf8=False, body8=False,
+               message=None)  # type: ignore[arg-type]
+    follow = _Job(claim_id=2, rcpt=b"b@example.com", wire=b"ho\r\n.\r\n", size=7, utf8=False, body8=False,
+                  message=None)  # type: ignore[arg-type]
+    follow.attempts = 1
+    batch = SimpleNamespace(ready=deque())
+
+    async def the_follower(slot: object, work: object) -> object:
+        return follow
+
+    channel._take_next = the_follower  # type: ignore[method-assign]
+    pipe = _ClosedAfterReplyPipe([(250, "sender ok"), (250, "rcpt ok"), (354, "go ahead"), (code, "bye")])
+
+    async def scenario() -> object:
+        return await channel._pipelined(_Slot(), pipe, job, batch, True)  # type: ignore[arg-type]
+
+    reply = asyncio.run(scenario())
+    assert (reply.code, reply.message, job.stage) == (code, "bye", "DOT")  # type: ignore[attr-defined]
+    assert list(batch.ready) == [follow] and follow.attempts == 0  # nothing of it went out
+
+
 def settings_like(**changes: float) -> object:
     import dataclasses
 

@@ -689,9 +689,11 @@ class SmtpChannel(LoopChannel):
                 break
             job.stage = _NEXT_STAGE[job.stage]
         if len(replies) < 3 and not (replies and replies[-1].code == 421):
-            deadline = asyncio.get_running_loop().time() + self.settings.timeout  # the whole group
+            loop = asyncio.get_running_loop()
             while len(replies) < 3:
-                reply = await pipe.reply(deadline)
+                # Each reply its own smtp.timeout (RFC 5321 4.5.3.2): one for the whole group failed
+                # a relay whose checks take 2 s a command under a timeout of 5 s.
+                reply = await pipe.reply(loop.time() + self.settings.timeout)
                 replies.append(reply)
                 if reply.code == 421:  # closing: the rest of the group will not be answered
                     break
@@ -724,6 +726,12 @@ class SmtpChannel(LoopChannel):
             except SMTPServerDisconnected:  # lost meanwhile: nothing of it went out
                 follow.attempts -= 1
                 batch.ready.append(follow)
+                # The relay may have answered this message and then closed (smtp-sink -Q .
+                # does, after every one): its reply, read meanwhile, is its outcome. Taken for
+                # a lost connection, a 250 was "unconfirmed" and a 421 never retried.
+                reply = pipe.ready()
+                if reply is not None:
+                    return reply
                 raise
             slot.follow = follow
         reply = pipe.ready()  # here already (while the next job was claimed): no deadline to set
@@ -735,19 +743,23 @@ class SmtpChannel(LoopChannel):
         return self._mail(slot, job) + b"\r\nRCPT TO:<" + job.rcpt + b">\r\nDATA\r\n"
 
     async def _stepwise(self, slot: _Slot, smtp: aiosmtplib.SMTP, job: _Job) -> SMTPResponse:
-        """Each command waits for its reply (a relay without PIPELINING); then the message."""
-        async with asyncio.timeout(self.settings.timeout):
+        """Each command waits for its reply (a relay without PIPELINING), each at most
+        ``smtp.timeout``; then the message."""
+        timeout = self.settings.timeout
+        async with asyncio.timeout(timeout):
             reply = await smtp.execute_command(self._mail(slot, job))
-            if reply.code != 250:
-                raise _Refused(reply.code, reply.message, "MAIL")
-            job.stage = "RCPT"
+        if reply.code != 250:
+            raise _Refused(reply.code, reply.message, "MAIL")
+        job.stage = "RCPT"
+        async with asyncio.timeout(timeout):
             reply = await smtp.execute_command(b"RCPT TO:<" + job.rcpt + b">")
-            if reply.code not in (250, 251):
-                raise _Refused(reply.code, reply.message, "RCPT")
-            job.stage = "DATA"
+        if reply.code not in (250, 251):
+            raise _Refused(reply.code, reply.message, "RCPT")
+        job.stage = "DATA"
+        async with asyncio.timeout(timeout):
             reply = await smtp.execute_command(b"DATA")
-            if reply.code != 354:
-                raise _Refused(reply.code, reply.message, "DATA")
+        if reply.code != 354:
+            raise _Refused(reply.code, reply.message, "DATA")
         protocol = smtp.protocol
         if protocol is None:
             raise SMTPServerDisconnected("Connection lost")
