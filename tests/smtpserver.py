@@ -46,7 +46,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -398,22 +398,30 @@ class LoopbackSMTP:
         return section
 
 
+def _listen(on_connection: Callable[[socket.socket], None]) -> socket.socket:
+    """A loopback listener whose connections go to ``on_connection`` (a thread accepts them
+    until the listener is closed)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            on_connection(connection)
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener
+
+
 class SilentRelay:
     """A TCP server that takes connections and never says a word (no greeting): a hung relay."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted.append(connection)
+        self.listener = _listen(self.accepted.append)
+        self.port = self.listener.getsockname()[1]
 
     def smtp_config(self, **extra: Any) -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": self.port, "security": "none", **extra}
@@ -442,17 +450,9 @@ class ClosingRelay:
         self.close_after = close
         self.delay = delay
         self.messages = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = _listen(lambda connection: threading.Thread(target=self._serve, args=(connection,),
+                                                                    daemon=True).start())
         self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
     def _serve(self, connection: socket.socket) -> None:
         with connection, connection.makefile("rb") as lines:
