@@ -64,6 +64,23 @@ def test_a_cart_listed_twice_alike_is_sent_once_from_its_first_appearance(shop: 
     assert _sent_carts(shop) == ["csv:c1", "csv:c2"]
 
 
+@pytest.mark.parametrize("other", [{"email": "zed@example.com"}, {"currency": "SEK"}, {"customer_id": "C-9"},
+                                   {"created_at": "2026-11-19T07:00:00Z"}], ids=["email", "currency", "customer", "created"])
+def test_two_carts_under_one_id_with_the_same_items_are_not_one_cart_listed_twice(shop: Shop, other: dict) -> None:
+    """A spreadsheet rounded two ids to 3.50123E+13: the second customer's cart was "the same
+    cart again" and dropped, and listed first the next day it took over the other's sequence."""
+    first = cart("3.50123E+13", email="ann@example.com", items=TWO_ITEMS)
+    second = cart("3.50123E+13", email="ann@example.com", items=TWO_ITEMS)
+    second[0].update(other)  # cart-level cells are on a cart's first row
+    shop.add(first, cart("c2"), second)
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 1, result.output
+    assert [problem.split(": ", 1)[1] for problem in result.json["problems"]] == [
+        "cart 3.50123E+13: its rows are not together (groups at lines 2, 5): skipped whole, never half a cart (the "
+        "export must list a cart's rows one after another)"]
+    assert _sent_carts(shop) == ["csv:c2"]
+
+
 def test_an_export_too_large_for_one_batch_finds_its_pieces_through_the_scratch_file(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:

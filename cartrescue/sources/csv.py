@@ -79,8 +79,11 @@ _EMPTY, _FREE, _FULL = (True, False), (False, True), (False, False)
 #: What an amount of 0 is written with (" 0.00", "0,00"): one written with anything else is no 0.
 _ZERO_WRITTEN = "0., "
 #: What two groups of one cart id must share to be the same cart listed twice (:mod:`.apart`):
-#: its items and its last change; fewer cells than the row's, for a cheap digest of every group.
-ALIKE_FIELDS = ("sku", "name", "quantity", "unit_price", "updated_at")
+#: its items, its times and whose it is; fewer cells than the row's, for a cheap digest of every
+#: group. Without the owner and created_at, two customers' carts under one id (a spreadsheet
+#: rounded both to 3.50123E+13) with the same items were "listed twice": the second customer's
+#: was dropped, and on a later day, listed first, took over the first one's sequence (step 2).
+ALIKE_FIELDS = ("sku", "name", "quantity", "unit_price", "updated_at", "created_at", *OWNER_FIELDS)
 ORDER_FIELDS = (
     "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
     "cancelled_at",
