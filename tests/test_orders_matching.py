@@ -251,3 +251,4 @@ def test_no_stand_in_of_a_missing_value_leaks_out_of_a_lookup(
     # A key with a NUL is found whole, never as the text before it.
     assert [order.id for order in index.matching([_cart("y16", None, f"cust{NUL}9")])] == ["o16"]
     assert [order.id for order in index.matching([_cart(f"cart{NUL}9")])] == ["o16"]
+

@@ -110,3 +110,20 @@ def test_a_readable_order_of_the_cart_still_wins_over_an_unreadable_one(shop: Sh
     _shop(shop).add_orders(order("1070", cart_id="liam", created=NOW),
                            dict(order("1071", email="liam@example.com", created=NOW), created_at="soon"))
     assert shop.decisions()["liam"]["reason"] == "ordered"
+
+
+@pytest.mark.parametrize("command", [["run", "--json"], ["report", "--json"]])
+def test_an_orders_file_without_a_column_that_ties_an_order_to_a_cart_stops_the_run(
+        shop: Shop, command: list[str]) -> None:
+    """Order number, date and total, no address, customer id nor cart id: read, it matched no
+    order to anyone, and every buyer was reminded, --strict or not, with no word of it."""
+    shop.add(cart("c1", email="ann@example.com"))
+    shop.configure(source={"order_columns": {"order_id": "Order Number", "created_at": "Date"}})
+    shop.write()
+    (shop.folder / "orders.csv").write_text("Order Number,Customer E-mail,Total,Date\n"
+                                            "1001,ann@example.com,19.99,2026-11-20T08:30:00Z\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep this orders file
+    result = shop.cli(*command)
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    assert "none of the columns that tie an order to a cart (email, customer_id, cart_id)" in \
+        result.json["error"]["message"]

@@ -584,6 +584,20 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
     return _Columns(index)
 
 
+#: An order is tied to carts by one of these (README, "ordered"): an orders file with none of them
+#: ties no order to any cart.
+ORDER_LINKS = ("email", "customer_id", "cart_id")
+
+
+def _tied_to_carts(path: Path, columns: _Columns, mapping: dict[str, str], line: int) -> None:
+    """Refuse an orders file without any column that ties an order to a cart: read, it matched no
+    order to anyone, and every buyer was reminded without a word (``--strict`` too)."""
+    if all(columns.index[name] < 0 for name in ORDER_LINKS):
+        names = ", ".join(mapping.get(name, name) for name in ORDER_LINKS)
+        raise SourceError(f"{path}:{line}: none of the columns that tie an order to a cart ({names}): no order would "
+                          "be matched and every buyer reminded; map the export's one in source.order_columns")
+
+
 def absent_columns(path: Path, columns: _Columns, mapping: dict[str, str], expected: Iterable[str],
                    what: str) -> Iterator[RowProblem]:
     """A problem for each field of ``expected`` (the ones a user mapped, and the few a preset
@@ -1502,6 +1516,7 @@ class CsvSource(CartSource):
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
             cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num)
+            _tied_to_carts(path, cols, self.order_column_map, reader.line_num)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
             width, written = named_width(header), len(header)
@@ -1628,6 +1643,7 @@ class CsvSource(CartSource):
                 raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
             cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num)
+            _tied_to_carts(path, cols, self.order_column_map, reader.line_num)
             width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
             fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))
