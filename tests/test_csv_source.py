@@ -338,9 +338,21 @@ def test_a_missing_required_column_is_one_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "value"), [("12.50", "12.50"), ("12,50", "12.50"), ("1 234,50", "1234.50"),
-                                             ("1,234.50", "1234.50"), ("1.234,50", "1234.50"), ("7", "7")])
+                                             ("1,234.50", "1234.50"), ("1.234,50", "1234.50"), ("7", "7"),
+                                             ("1'234.50", "1234.50"), ("12 34 567", "1234567"),
+                                             ("1\u202f234\u202f567,89", "1234567.89")])
 def test_numbers_accept_a_decimal_point_or_comma(text: str, value: str) -> None:
     assert parse_decimal(text, "x") == Decimal(value)
+
+
+@pytest.mark.parametrize("text", ["19 99", "12 345 6,00", "1'2'3.50", "12 34,50"])
+def test_spaces_or_apostrophes_that_group_no_thousands_are_no_number(text: str) -> None:
+    """Stripped unchecked, "19 99" was 1999 and "12 345 6,00" 123456: a price a hundred times
+    the one meant, in a reminder, without a word."""
+    from cartrescue.sources.values import RowError
+
+    with pytest.raises(RowError, match="its spaces or apostrophes group no thousands"):
+        parse_decimal(text, "x")
 
 
 @pytest.mark.parametrize("text", ["1,500", "45,000", "-2,250"])

@@ -132,12 +132,32 @@ def _ungrouped(value: str, mark: str, text: str, what: str) -> str:
     return whole.replace(mark, "") + point + decimals
 
 
+_SPACE_GROUPED = re.compile(_GROUPING.replace("G", " "))
+#: A number's whole part and its decimals, when it has any (``1 234`` and ``,50``).
+_WHOLE = re.compile(r"^(?P<whole>.*?)(?:[.,]\d+)?$", re.DOTALL)
+
+
+def _space_grouped(text: str, what: str) -> None:
+    """Refuse spaces or apostrophes that group no thousands: ``19 99`` read as 1999 and
+    ``12 345 6,00`` as 123456, a price a hundred times the one meant, shown without a word, while
+    ``12.5.0`` was refused. ``1 234,50``, ``1'234.50`` (Swiss) and ``12 34 567`` (Indian) are
+    numbers."""
+    inner = text.strip()
+    if not _NUMBER_SPACES.search(inner):
+        return
+    whole = _WHOLE.match(inner).group("whole")  # type: ignore[union-attr]  # matches every text
+    if not _SPACE_GROUPED.match(_NUMBER_SPACES.sub(" ", whole)):
+        raise RowError(f"{what}: not a number: {text!r} (its spaces or apostrophes group no thousands: write it "
+                       "without them, as 1234.50)")
+
+
 def parse_decimal(text: str, what: str) -> Decimal:
     """``12.50``, ``12,50``, ``1 234,50``, ``1,234.50``, ``1.234,50`` -> Decimal; ``1,500`` is
     ambiguous (1.5 or 1500) and refused, and so is a grouping mark that groups no thousands
     (``12.5.0``). A number written as text reads so from an export and from a database column alike."""
     if _PLAIN_NUMBER.match(text):
         return Decimal(text)
+    _space_grouped(text, what)
     value = _NUMBER_SPACES.sub("", text)
     if "," in value and "." in value:
         if value.rfind(",") > value.rfind("."):
