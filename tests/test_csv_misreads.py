@@ -270,14 +270,12 @@ def test_a_negative_cost_is_refused_as_a_negative_price_is(shop: Shop) -> None:
     assert result.json["problems"] == [f"{path}:2: cart c1: unit_cost: negative: '-5'"]
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
-def test_a_byte_order_mark_read_with_an_explicit_encoding_keeps_the_first_orders_column(
-        shop: Shop, encoding: str) -> None:
-    """Excel's "CSV UTF-8" starts with a byte-order mark; read as ``utf-8`` (or ``cp1252``:
-    ``ï»¿``) it stuck to the first header, ``\\ufeffemail``: the column read as absent, every
-    address blank without a word, and c2's buyer reminded of the cart she bought."""
+def test_a_byte_order_mark_read_with_an_explicit_encoding_keeps_the_first_orders_column(shop: Shop) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark; read as ``utf-8`` it stuck to the first
+    header, ``\\ufeffemail``: the column read as absent, every address blank without a word, and
+    c2's buyer reminded of the cart she bought."""
     shop.add(cart("c2"))
-    shop.configure(source={"encoding": encoding})
+    shop.configure(source={"encoding": "utf-8"})
     shop.write()
     (shop.folder / "orders.csv").write_bytes(
         b"\xef\xbb\xbfemail,order_id,total,currency,status,created_at\n"
@@ -286,6 +284,22 @@ def test_a_byte_order_mark_read_with_an_explicit_encoding_keeps_the_first_orders
     result = shop.cli("carts", "--json")
     assert [(row["cart_id"], row["reason"]) for row in result.json["decisions"]] == [("c2", "ordered")]
     assert result.json["problems"] == []
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_a_utf8_export_with_its_byte_order_mark_read_as_an_8_bit_encoding_stops_the_run(
+        shop: Shop, encoding: str) -> None:
+    """An exporter that moved from cp1252 to "UTF-8 with BOM": read as the config says, Åsa was
+    Ã…sa in every reminder, without a word. The mark says what the file is: exit 3, naming it."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Tr\u00e5dl\u00f6sa h\u00f6rlurar,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_text(encoding="utf-8").encode("utf-8"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    assert result.json["error"]["message"].startswith(
+        f"{shop.config_path}: source.carts: {path}: starts with UTF-8's byte-order mark, and source.encoding is "
+        f"{encoding}")
 
 
 def test_a_byte_order_mark_read_as_utf8_keeps_the_first_carts_column(shop: Shop) -> None:

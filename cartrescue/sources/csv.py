@@ -9,6 +9,7 @@ orders file either.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 import re
@@ -275,10 +276,15 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
             handle.seek(0)
             hint = _SEP_LINE.fullmatch(first.lstrip("\ufeff").rstrip("\r\n"))
             delimiter = hint.group(1) if hint else detect_delimiter(first)
-        _skip_bom(handle)
+        utf8 = _skip_bom(handle)
     except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
         handle.close()
         raise _undecodable(path, encoding) from None
+    if utf8 and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
+        handle.close()
+        raise SourceError(f"{named}: starts with UTF-8's byte-order mark, and source.encoding is {encoding}: the export "
+                          "is UTF-8 (read as it says, every Åsa would be Ã…sa in the reminders); set source.encoding "
+                          "to utf-8-sig, or leave it out")
     return handle, CsvRows(handle, delimiter)
 
 
@@ -301,15 +307,17 @@ def detect_delimiter(header_line: str) -> str:
     return max(DELIMITERS, key=header_line.count)
 
 
-def _skip_bom(handle: TextIO) -> None:
+def _skip_bom(handle: TextIO) -> bool:
     """Move ``handle`` past a UTF-8 byte-order mark at its start. ``utf-8-sig`` (the default)
     drops it itself; read as ``utf-8`` it is a U+FEFF, as ``cp1252`` or ``latin-1`` ``ï»¿``, and
     either made the first header ``\ufeffemail``: that column read as absent, blank on every
-    row (an orders file's addresses: its buyers reminded). Once per file, before the header."""
+    row (an orders file's addresses: its buyers reminded). Once per file, before the header.
+    Whether there was one: the file is UTF-8, whatever it is read as."""
     first = handle.read(1)
     if first == "\ufeff" or (first == "\u00ef" and handle.read(2) == "\u00bb\u00bf"):
-        return
+        return True
     handle.seek(0)
+    return False
 
 
 def stamp(handle: TextIO) -> tuple[int, int]:
