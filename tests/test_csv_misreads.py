@@ -427,3 +427,13 @@ def test_rows_without_the_delimiter_that_ends_the_header_are_read_not_all_cut_sh
     result = shop.cli("carts", "--json")
     assert [(row["cart_id"], row["reason"]) for row in result.json["decisions"]] == [("c1", "due"), ("c2", "ordered")]
     assert result.json["problems"] == []
+
+
+@pytest.mark.parametrize(("line", "field"), [("S1,Pan\x00lid", "name"), ("S\x00X,Pan", "sku")])
+def test_a_nul_in_a_lines_sku_or_name_costs_its_cart_not_the_message(shop: Shop, line: str, field: str) -> None:
+    """Only cart-level cells were checked: a NUL in an item's name went out in the message."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},{line},1,10", f"c2,b@example.com,EUR,{AT},S1,Pan,1,10"])
+    result = shop.cli("carts", "--json")
+    assert [row["cart_id"] for row in result.json["decisions"]] == ["c2"]
+    assert [problem.split(": ", 1)[1] for problem in result.json["problems"]] == [
+        f"cart c1: {field}: holds a NUL character (\\x00), which no ledger can keep"]

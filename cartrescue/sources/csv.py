@@ -1407,6 +1407,8 @@ class CsvSource(CartSource):
             return None
         if not sku and not name:
             raise RowError("line without sku and name")
+        if "\x00" in sku or "\x00" in name:  # it went out in the message (=00), which a relay may refuse
+            refuse_nul((("sku", sku), ("name", name)))
         if not quantity_text:
             raise RowError("quantity: missing")
         quantity = int(quantity_text) if quantity_text.isdecimal() and len(quantity_text) < 6 \
