@@ -68,7 +68,7 @@ from cartrescue.newsletters import Newsletters
 from cartrescue.orders import OrderBook, OrderFacts
 from cartrescue.priority import Prioritizer
 from cartrescue.render import SMS_PART, Renderer
-from cartrescue.sequence import Calendar, next_step, step_number
+from cartrescue.sequence import Calendar, next_step, of_sequence, step_number
 from cartrescue.shards import Shard
 from cartrescue.sms_text import SmsLength, measure
 from cartrescue.sms_text import problems as sms_problems
@@ -488,6 +488,8 @@ class Planner:
         template: str | None = None
         key = cart.key  # a property that formats its text: read once
         sent = history.by_cart.get(key, [])
+        if sent:
+            sent = of_sequence(sent, route.sequence_name, route.channels)
         number = step_number(sent)
         # The channel of the step that comes next: the step's own, else the tier's.
         channel = route.channels[number - 1] if number <= route.steps else route.channel

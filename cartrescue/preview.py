@@ -25,7 +25,7 @@ from cartrescue.ledger import NUMBER_CHANNELS, SentStep
 from cartrescue.model import Action, Address, Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
 from cartrescue.render import Renderer
-from cartrescue.sequence import DONE, step_number
+from cartrescue.sequence import DONE, of_sequence, step_number
 from cartrescue.sources import open_source
 from cartrescue.sources.base import Activity, CartSource, Window, ignore_problem
 from cartrescue.sources.values import normalize_locale
@@ -185,7 +185,8 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     try:
         # A decision made before the sequence is looked at (idle below the cutoff, an unreadable
         # order) names no step: the next one is the ledger's, not step 1 again.
-        sent = ledger.history([decision.cart.key], [], []).by_cart.get(decision.cart.key, [])
+        sent = of_sequence(ledger.history([decision.cart.key], [], []).by_cart.get(decision.cart.key, []),
+                           tier.sequence)
         number = step or decision.step or min(step_number(sent), len(sequence.steps))
         arms = sequence.steps[number - 1].variants
         if variant is not None and variant not in arms:

@@ -60,6 +60,27 @@ def minute_text(moment: datetime) -> str:
            f"{_TWO_DIGITS[moment.minute]}"
 
 
+def of_sequence(sent: list[SentStep], name: str, channels: tuple[str, ...] = ()) -> list[SentStep]:
+    """The steps of ``sent`` that belong to sequence ``name`` (an older row names none: it is
+    taken for this one's). A cart whose score moved it to a tier with another sequence starts
+    that sequence: counted across sequences, a cart mailed step 1 of ``default`` found ``vip``'s
+    one-step call sequence done, and got neither the call nor ``default``'s later steps.
+
+    A step is still claimed once per cart, step and channel: where the next step of ``name``
+    (on its channel of ``channels``) was done by the other sequence, it counts as done here
+    too, or the cart would wait for a claim it can never win."""
+    own = [entry for entry in sent if entry.sequence is None or entry.sequence == name]
+    if len(own) == len(sent):
+        return sent
+    taken = {(entry.step, entry.channel): entry for entry in sent if entry.status in DONE}
+    while (number := step_number(own)) <= len(channels):
+        entry = taken.get((number, channels[number - 1]))
+        if entry is None or entry in own:
+            break
+        own.append(entry)
+    return own
+
+
 def step_number(sent: list[SentStep]) -> int:
     """The number of the step that comes next (one past the last done; may be past the end)."""
     if not sent:  # most carts of a run: answered without building a generator

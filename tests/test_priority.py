@@ -533,4 +533,12 @@ def test_a_carts_tier_decides_its_sequence_and_each_steps_channel_and_template()
     assert decide("big", "900.00", []) == ("send", "vip", 1, "email", "reminder-1")  # step 1's own channel for vip
     assert decide("big-2", "900.00", [first]) == ("send", "vip", 2, "call-list", "reminder-3")  # the tier's
     assert decide("small", "20.00", []) == ("send", "standard", 1, "email", "reminder-2")
-    assert decide("small-done", "20.00", [first])[:3] == ("skip", "standard", None)  # its one step was sent
+    own = SentStep(1, "email", "sent", NOW - timedelta(hours=4), sequence="default")
+    assert decide("small-done", "20.00", [own])[:3] == ("skip", "standard", None)  # its one step was sent
+    # A cart that moved tiers starts the new tier's sequence (sequence.of_sequence), but a step
+    # claimed by the other on the same channel (one row per cart, step and channel) counts as
+    # done: call's step 1 went by e-mail for vip, as default's one step goes.
+    assert decide("small-moved", "20.00", [first])[:3] == ("skip", "standard", None)
+    assert decide("big-moved", "900.00", [own]) == ("send", "vip", 2, "call-list", "reminder-3")
+    called = SentStep(1, "call-list", "sent", NOW - timedelta(hours=4), sequence="call")
+    assert decide("small-called", "20.00", [called])[:3] == ("send", "standard", 1)

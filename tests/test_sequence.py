@@ -241,3 +241,53 @@ def test_each_step_waits_its_own_delay_and_the_gap_to_the_last_as_the_planner_re
         for now in (NOW, NOW + 2 * H, NOW + 40 * H):
             assert next_step(made, sequence, sent, now, None, planner._routes[0].delays) == \
                 next_step(made, sequence, sent, now), (len(sent), now)
+
+
+def _two_sequence_shop(shop: Shop) -> Shop:
+    """A vip tier with its own one-step sequence, a call; the others get the three e-mails."""
+    return shop.configure(
+        priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list", "sequence": "call"},
+                            {"name": "standard", "min_score": 0}]},
+        sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                         {"delay": "24h", "template": "reminder-2"},
+                                         {"delay": "72h", "template": "reminder-3"}]},
+                   "call": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+
+
+def _decided(shop: Shop, items: tuple[tuple[str, str, int, str], ...], at: datetime) -> dict[str, Any]:
+    """c1 with ``items``, last changed two hours before ``at``; its decision in a run at ``at``."""
+    shop.carts = []
+    shop.add(cart("c1", phone="+46701234567", items=items, now=at))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=at)
+    assert result.exit_code == 0, result.output
+    (decision,) = result.json["decisions"]
+    return decision
+
+
+MUG = (("S1", "Blue mug", 1, "25.00"),)
+LAMP = (("S2", "Lamp", 1, "900.00"),)
+
+
+def test_a_cart_that_moves_up_to_a_tier_with_its_own_sequence_starts_that_sequence(shop: Shop) -> None:
+    """Mailed step 1 of default, then worth a call: counted across sequences, the call's one
+    step was "done" (sequence_done), and the best cart got neither the call nor steps 2 and 3."""
+    _two_sequence_shop(shop)
+    first = _decided(shop, MUG, NOW)
+    assert (first["tier"], first["step"], first["channel"], first["action"]) == ("standard", 1, "email", "send")
+    later = _decided(shop, MUG + LAMP, NOW + 24 * H)
+    assert (later["tier"], later["step"], later["channel"], later["action"], later["reason"]) == \
+        ("vip", 1, "call-list", "send", "due")
+
+
+def test_a_cart_that_moves_down_starts_its_new_sequence_at_step_one(shop: Shop) -> None:
+    """Called, then worth less: it got default's step 2 by e-mail, never its first message."""
+    _two_sequence_shop(shop)
+    assert _decided(shop, LAMP, NOW)["channel"] == "call-list"
+    later = _decided(shop, MUG, NOW + 24 * H)
+    assert (later["tier"], later["step"], later["template"], later["action"]) == ("standard", 1, "reminder-1", "send")
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        assert sorted((m["step"], m["channel"], m["sequence"]) for m in ledger.messages()) == [
+            (1, "call-list", "call"), (1, "email", "default")]
+    finally:
+        ledger.close()
