@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -851,7 +852,8 @@ class Ledger:
         exclude each other, and the inserts of workers starting together deadlocked; a third of
         ``--workers 4`` runs lost a shard for the round ("ledger is busy", exit 4).
         """
-        named = self.engine.dialect.name in ("mysql", "mariadb")
+        dialect = self.engine.dialect.name
+        named = dialect in ("mysql", "mariadb")
         with self.engine.connect() as conn:
             if named:
                 if conn.exec_driver_sql(f"SELECT GET_LOCK({_LOCKING}, {LOCKING_WAIT})").scalar() != 1:
@@ -859,8 +861,10 @@ class Ledger:
                 conn.commit()  # the named lock is the session's: the transaction below starts afresh
             try:
                 with conn.begin():
-                    if not named:
-                        self._serialize_locking(conn)
+                    if dialect == "sqlite":  # any write takes the database's write lock
+                        conn.exec_driver_sql("DELETE FROM cr_lock WHERE 0 = 1")
+                    elif dialect == "postgresql":
+                        conn.exec_driver_sql("LOCK TABLE cr_lock IN SHARE ROW EXCLUSIVE MODE")
                     yield conn
             finally:
                 if named and not conn.invalidated:
@@ -869,15 +873,6 @@ class Ledger:
                         conn.commit()
                     except DBAPIError:  # a connection lost: the server released it as it closed
                         pass
-
-    def _serialize_locking(self, conn: Any) -> None:
-        """Make this transaction the only one taking a lock until it ends, on SQLite and
-        PostgreSQL (MariaDB and MySQL: :meth:`_locking`'s named lock)."""
-        dialect = self.engine.dialect.name
-        if dialect == "sqlite":
-            conn.exec_driver_sql("DELETE FROM cr_lock WHERE 0 = 1")  # any write takes the database's write lock
-        elif dialect == "postgresql":
-            conn.exec_driver_sql("LOCK TABLE cr_lock IN SHARE ROW EXCLUSIVE MODE")
 
     @staticmethod
     def _is_stale(holder: Any, now: datetime, stale_after: timedelta) -> bool:
@@ -1291,10 +1286,8 @@ class Ledger:
             running = set(conn.execute(select(lock.c.run_id)).scalars())
             conn.execute(delete(hold).where(or_(hold.c.run_id.not_in(running | {run_id}), hold.c.day < day,
                                                 and_(hold.c.run_id == run_id, hold.c.tier == tier))))
-            claimed: dict[int, int] = {}
-            for row in rows:
-                claimed[row.run_id] = claimed.get(row.run_id, 0) + 1
-            pending = sum(max(amount - claimed.get(holder, 0), 0) for holder, amount in conn.execute(
+            claimed = Counter(row.run_id for row in rows)
+            pending = sum(max(amount - claimed[holder], 0) for holder, amount in conn.execute(
                 select(hold.c.run_id, hold.c.amount).where(hold.c.tier == tier, hold.c.day == day,
                                                            hold.c.run_id != run_id)))
             use = TierUse(len(rows), sum(1 for email, key, _ in rows if owns(email, key)), pending)

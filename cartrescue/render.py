@@ -555,9 +555,14 @@ class Renderer:
         """:meth:`render_file` where a None value prints nothing, whatever ``none_shown``: the
         words ``None`` left are the template's own text ("None of the items ...", which
         ``templates check`` must not call a None printed by a value)."""
+        return self._render_in(*self._blank_environment(), name, self._variables(context))
+
+    def _blank_environment(self) -> tuple[Any, dict[str, Any]]:
+        """The environment where a None value prints nothing, and its compiled templates: made
+        when first needed (most runs print no "None")."""
         if self._blank is None:
             self._blank = (self._environment(_none_as_nothing), {})
-        return self._render_in(*self._blank, name, self._variables(context))
+        return self._blank
 
     def _variables(self, context: dict[str, Any]) -> dict[str, Any]:
         """What a part's template sees: the globals, under ``context``."""
@@ -567,9 +572,7 @@ class Renderer:
         """:meth:`render_file` of a context already merged by :meth:`_variables`."""
         text = self._render_in(self.env, self._templates, name, variables)
         if "None" in text and not self._none_shown:
-            if self._blank is None:
-                self._blank = (self._environment(_none_as_nothing), {})
-            text = self._render_in(*self._blank, name, variables)
+            text = self._render_in(*self._blank_environment(), name, variables)
         return text
 
     def _render_in(self, environment: Any, templates: dict[str, Any], name: str, variables: dict[str, Any]) -> str:

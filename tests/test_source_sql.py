@@ -13,6 +13,7 @@ import pytest
 
 import shopdb
 from cartrescue.errors import ConfigError, ExitCode, SourceError
+from cartrescue.model import Order
 from cartrescue.sources.base import Window
 from cartrescue.sources.sql import RowError, SqlSource, as_currency, as_decimal, explain_error, read_only_guard
 
@@ -235,25 +236,24 @@ def test_orders_read_cancelled_at_and_fulfilment_words_as_the_csv_format_does(ur
     assert orders["9"].delivered is False  # unfulfilled: not delivered yet (a pending order)
 
 
-def test_an_order_row_with_a_negative_total_is_a_refund_not_an_order(url):
-    source, _problems = _query_source(url, orders=QUERIES["orders"].replace(
-        "delivered, total", "delivered, CASE WHEN id = 9 THEN -total ELSE total END AS total"))
+def _orders_where(url: str, column: str, instead: str) -> dict[str, Order]:
+    """The run's orders of the fixture's carts, the orders query's ``column`` read as ``instead``."""
+    source, _problems = _query_source(url, orders=QUERIES["orders"].replace(column, instead))
     try:
-        orders = {order.id: order for order in source.orders_for(_carts(url))}
+        return {order.id: order for order in source.orders_for(_carts(url))}
     finally:
         source.close()
+
+
+def test_an_order_row_with_a_negative_total_is_a_refund_not_an_order(url):
+    orders = _orders_where(url, "delivered, total", "delivered, CASE WHEN id = 9 THEN -total ELSE total END AS total")
     assert "9" not in orders and "10" in orders
 
 
 def test_an_order_whose_status_says_refunded_is_still_a_runs_order_awaiting_no_delivery(url):
     """As the presets read it: its customer bought the cart (README, ``ordered``); nothing of it
     is still to come. It was dropped, and the buyer reminded of the cart they had bought."""
-    source, _problems = _query_source(url, orders=QUERIES["orders"].replace(
-        "status,", "CASE WHEN id = 10 THEN 'refunded' ELSE status END AS status,"))
-    try:
-        orders = {order.id: order for order in source.orders_for(_carts(url))}
-    finally:
-        source.close()
+    orders = _orders_where(url, "status,", "CASE WHEN id = 10 THEN 'refunded' ELSE status END AS status,")
     assert orders["10"].status == "refunded" and not orders["10"].awaits_delivery
 
 
