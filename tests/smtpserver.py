@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import os
 import re
 import shutil
 import socket
@@ -443,13 +444,24 @@ class ClosingRelay:
     connection at once, as Postfix's ``smtp-sink -Q .`` does (421 and a disconnect after every
     message). One thread per connection, plain sockets: the reply and the close leave together.
     ``close=False``: it goes on; ``delay``: seconds before each reply to MAIL, RCPT and DATA
-    (a relay whose checks take their time)."""
+    (a relay whose checks take their time).
 
-    def __init__(self, reply: bytes = b"250 2.0.0 queued\r\n", *, close: bool = True, delay: float = 0.0) -> None:
+    ``early``: recipient pattern (searched) -> a reply (``{address}`` becomes the recipient) sent
+    in the same write as the 354, before the client could send the message, as Postfix's
+    ``smtp-sink -A 0`` does with its 550. Then, with ``close_early``, the connection closes (as
+    smtp-sink's does); without it, the relay reads on in command mode, so each line of a message
+    written anyway gets a ``500`` (a real MTA's answer to what is not a command)."""
+
+    def __init__(self, reply: bytes = b"250 2.0.0 queued\r\n", *, close: bool = True, delay: float = 0.0,
+                 early: dict[str, bytes] | None = None, close_early: bool = True) -> None:
         self.reply = reply
         self.close_after = close
         self.delay = delay
+        self.early = dict(early or {})
+        self.close_early = close_early
         self.messages = 0
+        self.refused: list[str] = []  # the recipients refused after the 354, in order
+        self.not_commands = 0  # lines read in command mode that were no command (a message written anyway)
         self.listener = _listen(lambda connection: threading.Thread(target=self._serve, args=(connection,),
                                                                     daemon=True).start())
         self.port = self.listener.getsockname()[1]
@@ -458,6 +470,7 @@ class ClosingRelay:
         with connection, connection.makefile("rb") as lines:
             connection.sendall(b"220 closing.example.com ESMTP\r\n")
             in_data = False
+            recipient = ""
             for line in lines:
                 if in_data:
                     if line == b".\r\n":
@@ -473,13 +486,26 @@ class ClosingRelay:
                 if command == b"EHLO":
                     connection.sendall(b"250-closing.example.com\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
                 elif command == b"DATA":
-                    in_data = True
-                    connection.sendall(b"354 go ahead\r\n")
+                    early = next((reply for pattern, reply in self.early.items() if re.search(pattern, recipient)),
+                                 None)
+                    if early is None:
+                        in_data = True
+                        connection.sendall(b"354 go ahead\r\n")
+                        continue
+                    self.refused.append(recipient)
+                    connection.sendall(b"354 go ahead\r\n" + early.replace(b"{address}", recipient.encode()))
+                    if self.close_early:
+                        return  # nothing more is read: the message is never taken
                 elif command == b"QUIT":
                     connection.sendall(b"221 bye\r\n")
                     return
-                else:  # MAIL, RCPT, RSET, NOOP
+                elif command in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                    if command == b"RCPT":
+                        recipient = line[8:].strip().strip(b"<>").decode()
                     connection.sendall(b"250 ok\r\n")
+                else:  # not a command: a line of a message written after the relay ended the DATA
+                    self.not_commands += 1
+                    connection.sendall(b"500 5.5.2 command unrecognized\r\n")
 
     def smtp_config(self, **extra: Any) -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": self.port, "security": "none", "backoff": 0, **extra}
@@ -492,3 +518,65 @@ class ClosingRelay:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+SMTP_SINK = shutil.which("smtp-sink", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin",
+                                                             "/usr/lib/postfix/sbin"]))
+
+
+class SmtpSink:
+    """Postfix's test server ``smtp-sink`` on 127.0.0.1, started with ``flags`` (``-A 0``: a 550
+    right behind every 354, then the connection closes). Callers skip when ``SMTP_SINK`` is
+    ``None``. As root it runs as ``nobody`` (it refuses to run as root without ``-u``)."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, *flags: str) -> None:
+        assert SMTP_SINK is not None, "smtp-sink is not installed (skip the test)"
+        user = ["-u", "nobody"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+        self.errors = tempfile.TemporaryFile()  # a file, not a pipe: nothing it writes can block it
+        for _ in range(3):  # the port is free when chosen, not always when smtp-sink binds it
+            probe = socket.create_server((self.host, 0))  # smtp-sink cannot be handed a socket
+            self.port = probe.getsockname()[1]
+            probe.close()
+            self.process = subprocess.Popen([SMTP_SINK, *user, *flags, f"{self.host}:{self.port}", "32"],
+                                            stdout=subprocess.DEVNULL, stderr=self.errors)
+            if self._greets():
+                return
+            self.close()
+        raise RuntimeError(f"smtp-sink did not start: {self.said()!r}")
+
+    def _greets(self) -> bool:
+        """smtp-sink itself answers on the port (not another test's server), within 10 s."""
+        deadline = time.monotonic() + 10
+        while self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=2) as probe:
+                    return probe.recv(64).startswith(b"220 smtp-sink")
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def smtp_config(self, **extra: Any) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "security": "none", "backoff": 0, **extra}
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def said(self) -> str:
+        """What smtp-sink wrote to stderr (its warnings)."""
+        self.errors.seek(0)
+        return self.errors.read().decode("utf-8", "replace")
+
+    def __enter__(self) -> "SmtpSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        self.errors.close()

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from aiosmtplib.protocol import SMTPProtocol
-from smtpserver import ClosingRelay, Fault, LoopbackSMTP, SilentRelay
+from smtpserver import SMTP_SINK, ClosingRelay, Fault, LoopbackSMTP, SilentRelay, SmtpSink
 
 from cartrescue.channels.base import Envelope, ListFeed, Outcome, Status
 from cartrescue.channels.pipelining import PipeliningProtocol
@@ -72,6 +72,72 @@ def test_a_reply_to_the_message_that_comes_with_the_close_is_its_outcome(shop: S
         result = shop.cli("run", "--send", "--json")
     statuses = Counter(row["status"] for row in rows_by_email(shop).values())
     assert statuses == {status: 40}, (statuses, result.output)
+
+
+EARLY = {  # the relay's reply sent with its 354, before the message: outcome and reply kept
+    "bounce": (b"550 5.1.1 <{address}> no such user\r\n", "failed_permanent"),
+    "defer": (b"451 4.3.0 <{address}> try again later\r\n", "failed_transient"),
+}
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+@pytest.mark.parametrize("close", [True, False], ids=["closes", "stays-open"])
+@pytest.mark.parametrize("kind", list(EARLY))
+def test_a_refusal_sent_right_behind_the_354_is_that_messages_outcome(shop: Shop, kind: str, close: bool,
+                                                                       pipelining: bool) -> None:
+    """A relay that ends the DATA itself, with a reply in the same write as its 354 (Postfix's
+    ``smtp-sink -A 0``): the reply came while no command waited for one and was dropped, the
+    message was written anyway, and it was recorded ``unconfirmed`` (the bounce or the deferral
+    lost); or, on a relay that read on, the 500 it gave the message's first line was taken for
+    the message's reply and the next ones paired with the next message's commands. The reply
+    is the outcome of the message it followed (a 5.1.1 suppresses the address, a 451 is left to
+    retry), nothing else is written on that connection, and the other messages go."""
+    reply, status = EARLY[kind]
+    names = [f"ok{n}" for n in range(6)] + ["no1", "no2"]
+    shop.add(*(cart(name, email=f"{name}@example.com") for name in names))
+    with ClosingRelay(close=False, early={r"^no": reply}, close_early=close) as relay:
+        shop.configure(smtp=relay.smtp_config(pool_size=2, retries=0, timeout=5, pipelining=pipelining))
+        result = shop.cli("run", "--send", "--json")
+        refused = sorted(relay.refused)
+        accepted, not_commands = relay.messages, relay.not_commands
+    rows = rows_by_email(shop)
+    for name in names:
+        address = f"{name}@example.com"
+        if name.startswith("ok"):
+            assert rows[address]["status"] == "sent", (address, rows[address], result.output)
+            continue
+        expected = reply.decode().strip().replace("{address}", address)
+        assert (rows[address]["status"], rows[address]["reply"]) == (status, expected), (address, result.output)
+    assert refused == ["no1@example.com", "no2@example.com"] and accepted == 6
+    assert not_commands == 0  # the refused messages were never written (a relay reading on took them for commands)
+    handle = ledger(shop)
+    try:  # the bounce is a bounce: "no such user" suppresses the address, as a refused RCPT does
+        suppressed = handle.suppression(email_hash("no1@example.com"))
+    finally:
+        handle.close()
+    assert (suppressed is not None and suppressed["reason"] == "bounced: no such user") is (kind == "bounce")
+
+
+@pytest.mark.smtp
+@pytest.mark.skipif(SMTP_SINK is None, reason="needs Postfix's smtp-sink (apt install postfix)")
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+@pytest.mark.parametrize("delay", ["0", "1"], ids=["with-the-354", "a-second-later"])
+def test_smtp_sink_abort_after_354_is_a_permanent_failure_not_unconfirmed(shop: Shop, delay: str,
+                                                                          pipelining: bool) -> None:
+    """``smtp-sink -A 0`` answers DATA with 354 and, in the same write, 550, then closes without
+    reading the message: every message was recorded ``unconfirmed`` (the 550 dropped as a reply
+    nobody had asked for). ``-A 1`` sends the 550 a second later, after the message went out:
+    that one was already the message's reply. Either way each message is ``failed_permanent``
+    with smtp-sink's 550."""
+    names = [f"s{n}" for n in range(4)]
+    shop.add(*(cart(name, email=f"{name}@example.com") for name in names))
+    with SmtpSink("-A", delay) as sink:
+        shop.configure(smtp=sink.smtp_config(pool_size=4, retries=0, timeout=5, pipelining=pipelining))
+        result = shop.cli("run", "--send", "--json")
+    rows = rows_by_email(shop)
+    got = {name: (rows[f"{name}@example.com"]["status"], rows[f"{name}@example.com"]["reply"]) for name in names}
+    assert got == {name: ("failed_permanent", "550 This violates SMTP") for name in names}, result.output
 
 
 @pytest.mark.smtp

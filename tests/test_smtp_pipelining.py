@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import aiosmtplib
@@ -243,6 +244,75 @@ def test_replies_are_read_in_order_however_the_bytes_arrive() -> None:
                        (250, "2.0.0 queued 21")]
 
 
+def refusing_after_354(steps: list[asyncio.Event]) -> Any:
+    """A session: a group whose DATA is refused, with a reply nobody asked for behind it; then a
+    group answered 354 and, before any message came, a refusal in two writes, each when its
+    step is set (``smtp-sink -A 0`` sends it with the 354, ``-A 1`` a second later)."""
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 early ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-early\r\n250 PIPELINING\r\n")
+        for _ in range(3):
+            await reader.readline()
+        writer.write(b"250 2.1.0 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n"
+                     b"250 2.0.0 nobody asked\r\n")
+        for _ in range(3):
+            await reader.readline()
+        writer.write(b"250 2.1.0 sender ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n")
+        for step, piece in zip(steps, (b"55", b"0 5.7.1 not this one\r\n")):
+            await writer.drain()
+            await step.wait()
+            writer.write(piece)
+        await writer.drain()
+        await reader.read()  # nothing more is written: the client closes
+        writer.close()
+
+    return session
+
+
+async def _until(condition: Callable[[], object]) -> None:
+    """Wait (at most 5 s) for bytes on their way over loopback."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within 5 s")
+
+
+def test_a_reply_after_a_354_is_kept_for_the_message_and_any_other_unasked_reply_is_dropped() -> None:
+    """The bytes behind a 354 are the message's reply, even split and come while no reply was
+    owed (``early()``); a reply behind any other last reply of a group is nobody's and never
+    pairs with the next group."""
+    async def scenario() -> list[tuple[int, str]]:
+        steps = [asyncio.Event(), asyncio.Event()]
+        server, smtp = await _pipelining_to(refusing_after_354(steps))
+        try:
+            pipe = await _greeted(smtp)
+            pipe.send(b"MAIL FROM:<shop@example.com>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n", 3)
+            got = [((r := await pipe.reply()).code, r.message) for _ in range(3)]
+            assert pipe.early() is None  # no 354: the stray 250 is nobody's
+            pipe.send(b"MAIL FROM:<shop@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n", 3)
+            got += [((r := await pipe.reply()).code, r.message) for _ in range(3)]
+            assert pipe.early() is None  # nothing yet
+            steps[0].set()
+            await _until(lambda: bytes(pipe._buffer) == b"55")  # kept, not dropped as nobody's
+            assert pipe.early() is None  # a part: it waits for the rest
+            steps[1].set()
+            early: list[Any] = []
+            await _until(lambda: early.append(pipe.early()) or early[-1] is not None)
+            assert pipe.early() is None and pipe.owed == 0  # taken once
+            return got + [(early[-1].code, early[-1].message)]
+        finally:
+            smtp.close()
+            server.close()
+            await server.wait_closed()
+
+    replies = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert replies == [(250, "2.1.0 ok"), (550, "5.1.1 no such user"), (554, "5.5.1 no valid recipients"),
+                       (250, "2.1.0 sender ok"), (250, "2.1.5 ok"), (354, "go ahead"),
+                       (550, "5.7.1 not this one")]
+
+
 # -- deadlines: only a wait that suspends can time out ------------------------------------------
 
 
@@ -263,6 +333,9 @@ class _QueuedPipe:
 
     def ready(self) -> object:
         return self.queued.popleft() if self.queued else None
+
+    def early(self) -> object:
+        return None  # the relay never answers a message before it is written
 
     async def reply(self, deadline: float | None = None) -> object:
         assert deadline is not None, "a reply was waited for without a deadline"

@@ -5,6 +5,12 @@ opened, and reading the replies to that group in order. Connecting, EHLO, STARTT
 and QUIT stay aiosmtplib's. It must not decide what a reply means (the SMTP channel does), open
 connections, or parse replies itself (aiosmtplib's parser does).
 
+One reply may come before it is asked for: after its 354 a relay may refuse the message before
+the message is written (Postfix's ``smtp-sink -A 0`` sends its 550 in the same write as the 354,
+then closes). That reply is the message's, so the bytes after a 354 are kept for it, where any
+other reply nobody asked for is dropped; :func:`early_reply` reads it, on this protocol and on
+aiosmtplib's own (whose parser leaves it in the buffer behind the 354 it returned).
+
 Why a subclass, and why it is put on a live connection: aiosmtplib's ``SMTPProtocol`` reads one
 reply per awaited ``read_response``. Its ``data_received`` parses only the first complete reply
 of a chunk (a second one stays in the buffer until more bytes arrive, which after a pipelined
@@ -18,7 +24,10 @@ once aiosmtplib has connected. Outside a group it behaves exactly as aiosmtplib'
 What this relies on in aiosmtplib (pinned in pyproject; ``tests/test_smtp_pipelining.py``
 fails loudly when it changes): ``SMTP.protocol``; ``SMTPProtocol.write``, ``data_received``,
 ``connection_lost``, its ``_buffer`` bytearray and ``_read_response_from_buffer()``, which
-returns one parsed reply and removes it from the buffer, or ``None`` while incomplete.
+returns one parsed reply and removes it from the buffer, or ``None`` while incomplete; and that
+its own ``data_received`` leaves what follows a chunk's first reply in ``_buffer``
+(:func:`early_reply` on a connection without PIPELINING; ``tests/test_smtp_faults.py`` has a
+relay that sends the 354 and its refusal in one write).
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import aiosmtplib
 from aiosmtplib import SMTPResponse, SMTPResponseException, SMTPServerDisconnected
 from aiosmtplib.protocol import SMTPProtocol
 
-__all__ = ["PipeliningProtocol", "enable"]
+__all__ = ["PipeliningProtocol", "early_reply", "enable"]
 
 _MAX_PENDING = 64 * 1024  # unparsed reply bytes; far over any real group of replies
 
@@ -46,6 +55,7 @@ class PipeliningProtocol(SMTPProtocol):
     _replies: deque[SMTPResponse] | None = None  # parsed, not yet taken by :meth:`reply`
     _wake: asyncio.Future[None] | None = None  # a reader waiting in :meth:`reply`
     _lost: BaseException | None = None  # why no more replies will come
+    _open: bool = False  # the last reply was a 354 and nothing was written since: what comes is the message's
 
     def send(self, data: bytes, replies: int) -> None:
         """Write ``data`` (commands, or a message) and expect ``replies`` replies to it, in order.
@@ -56,8 +66,22 @@ class PipeliningProtocol(SMTPProtocol):
             raise SMTPServerDisconnected("Connection lost")
         if self._replies is None:
             self._replies = deque()
+        self._open = False
         self.write(data)
         self._owed += replies
+
+    def early(self) -> SMTPResponse | None:
+        """The reply to the message, if the relay sent it after its 354 and before the message
+        was written (see :func:`early_reply`); ``None`` when none came, or no 354 is pending.
+
+        Raises ``SMTPResponseException`` for a malformed reply.
+        """
+        if not self._open or not self._buffer:  # the common case, once a message: nothing to parse
+            return None
+        reply = early_reply(self)
+        if reply is not None:
+            self._open = False  # the message's reply is here: anything after it is nobody's
+        return reply
 
     def ready(self) -> SMTPResponse | None:
         """The next reply to what :meth:`send` wrote if it is already here, else ``None``.
@@ -101,7 +125,7 @@ class PipeliningProtocol(SMTPProtocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if not self._owed:
+        if not self._owed and not self._open:
             super().data_received(data)  # outside a group: aiosmtplib's own reading
             return
         buffer = self._buffer
@@ -120,10 +144,12 @@ class PipeliningProtocol(SMTPProtocol):
                     break
                 self._owed -= 1
                 replies.append(parsed)
+                # After a 354 the relay may answer the message before it is written: kept for early().
+                self._open = parsed.code == 354
         except SMTPResponseException as exc:  # a malformed reply: nothing after it can be trusted
             self._fail(exc)
             return
-        if not self._owed:
+        if not self._owed and not self._open:
             del buffer[:]  # nothing was asked: never pair stray bytes with a later command
         waiter = self._wake
         if waiter is not None and replies and not waiter.done():
@@ -139,11 +165,27 @@ class PipeliningProtocol(SMTPProtocol):
     def _fail(self, exc: BaseException) -> None:
         self._lost = exc
         self._owed = 0
+        self._open = False
         waiter = self._wake
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
         if self.transport is not None:
             self.transport.close()
+
+
+def early_reply(protocol: SMTPProtocol) -> SMTPResponse | None:
+    """A whole reply already in ``protocol``'s buffer behind the 354 it last returned: the reply to
+    the message, sent before the message was written (``smtp-sink -A 0``: 550, then it closes).
+
+    Call it right after the 354 and before writing the message. Without it the reply was
+    dropped as one nobody had asked for, the message written to a relay that had ended the
+    DATA, and the refusal lost (recorded ``unconfirmed``, or the 500s of a relay that read the
+    message as commands paired with it and with the next message's commands). aiosmtplib's
+    reading parses one reply per read and leaves the rest in the buffer; :class:`PipeliningProtocol`
+    keeps the bytes after a 354 for it. ``None`` when no whole reply is there; a partial one
+    stays for the reply to the message. Raises ``SMTPResponseException`` for a malformed reply.
+    """
+    return protocol._read_response_from_buffer() if protocol._buffer else None
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -15,6 +15,9 @@ retries with exponential backoff, and the mapping of what the relay said to an o
   then ``failed_transient``, which the next run claims again.
 - 5xx to RCPT or to the message -> ``failed_permanent`` with the reply; a "no such user" reply
   (5.1.1 and the like) also asks the pipeline to suppress the address.
+- A reply sent after the 354, before the message was written (Postfix's ``smtp-sink -A 0``), is
+  the message's, as a reply to DATA (5xx refused, 4xx retried): the message is not written, and
+  the connection is closed.
 - 5xx to MAIL FROM (other than 552, too big) is about the shop's sender, not the customer:
   ``failed_transient`` at once, so fixing the config and re-running sends the message.
 - An address that needs SMTPUTF8 (a non-ASCII local part) to a relay that does not offer it ->
@@ -79,7 +82,7 @@ from cartrescue.channels.base import (
     stopped,
     take_prepared,
 )
-from cartrescue.channels.pipelining import PipeliningProtocol, enable
+from cartrescue.channels.pipelining import PipeliningProtocol, early_reply, enable
 from cartrescue.errors import ConfigError
 from cartrescue.mime import build_message, encode_address, wire_address, wire_body
 from cartrescue.ratelimit import RateLimiter
@@ -707,14 +710,20 @@ class SmtpChannel(LoopChannel):
             refused = _Refused(replies[2].code, replies[2].message, "DATA")
         if refused is not None:
             if len(replies) == 3 and replies[2].code == 354:
-                # DATA accepted after a refused MAIL or RCPT: end it empty (RFC 2920 3.1).
+                # DATA accepted after a refused MAIL or RCPT: end it empty (RFC 2920 3.1), unless
+                # the relay ended it itself: then the connection goes, as in _ended_early.
                 try:
-                    pipe.send(b".\r\n", 1)
-                    async with asyncio.timeout(self.settings.timeout):
-                        await pipe.reply()
+                    if pipe.early() is not None:
+                        self._drop(slot)
+                    else:
+                        pipe.send(b".\r\n", 1)
+                        async with asyncio.timeout(self.settings.timeout):
+                            await pipe.reply()
                 except (SMTPException, OSError):
                     self._drop(slot)
             raise refused
+        if (early := pipe.early()) is not None:
+            raise self._ended_early(slot, early)
         pipe.send(job.wire, 1)
         job.stage = "DOT"
         # Only now is the next job taken (and so claimed): this message is already on its way, so
@@ -756,16 +765,27 @@ class SmtpChannel(LoopChannel):
         if reply.code not in (250, 251):
             raise _Refused(reply.code, reply.message, "RCPT")
         job.stage = "DATA"
+        protocol = smtp.protocol  # taken now: a relay that closes after its reply takes smtp.protocol away
+        if protocol is None:
+            raise SMTPServerDisconnected("Connection lost")
         async with asyncio.timeout(timeout):
             reply = await smtp.execute_command(b"DATA")
         if reply.code != 354:
             raise _Refused(reply.code, reply.message, "DATA")
-        protocol = smtp.protocol
-        if protocol is None:
-            raise SMTPServerDisconnected("Connection lost")
+        if (early := early_reply(protocol)) is not None:
+            raise self._ended_early(slot, early)
         protocol.write(job.wire)  # already dot-stuffed: not SMTP.data, which would scan it again
         job.stage = "DOT"
         return await protocol.read_response(timeout=self.settings.data_timeout)
+
+    def _ended_early(self, slot: _Slot, reply: SMTPResponse) -> _Refused:
+        """The relay answered the message after its 354, before the message was written
+        (``smtp-sink -A 0``): that reply is the message's outcome, as a reply to DATA (5xx a
+        refusal, 4xx a retry; the message never went out). The connection is closed: whether
+        the relay still reads a message or takes the next line for a command is unknown, so
+        nothing more written on it could be paired with its replies."""
+        self._drop(slot)
+        return _Refused(reply.code, reply.message, "DATA")
 
     def _cause(self, exc: BaseException, stage: str) -> str:
         if isinstance(exc, (TimeoutError, SMTPTimeoutError)):
