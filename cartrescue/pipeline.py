@@ -63,7 +63,7 @@ from cartrescue.model import (
     quick_init,
     quick_new,
 )
-from cartrescue.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal
+from cartrescue.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal, customer_key
 from cartrescue.newsletters import Newsletters
 from cartrescue.orders import OrderBook, OrderFacts
 from cartrescue.priority import Prioritizer
@@ -249,7 +249,7 @@ class Planner:
         everything = Window(now - eligibility.max_age, ALL_TIME.end)
         shard = self.shard
         window = self.window
-        with NewestCarts() as newest:
+        with NewestCarts(self.region) as newest:
             activity = source.activity(everything) if shard is None else source.shard_activity(everything, shard)
             newest.add(activity, free_reminded=eligibility.min_total <= 0)
             budgets = {t.name: self._budget(t) for t in self.config.priority.tiers if t.budget is not None}
@@ -365,8 +365,12 @@ class Planner:
                 if number is not None:
                     phones[cart.key] = number
         history = self._history(chunk, emails, list(phones.values()))
-        newest_by_email = newest.lookup(emails)
-        withdrawn = newest.withdrawn(emails)
+        # A customer without an address is known by their number (the first pass's key for them).
+        numbers = {cart.key: number for cart in chunk if not cart.customer.email and cart.customer.phone
+                   and (number := customer_key(None, cart.customer.phone, self.region))}
+        keys = emails + list(numbers.values()) if numbers else emails
+        newest_by_email = newest.lookup(keys)
+        withdrawn = newest.withdrawn(keys)
         # Addresses (and numbers) messaged earlier in this run: kept in the scratch file, not in
         # a set that would grow with every send of a million-cart run; this chunk's share is read here.
         messaged = newest.messaged(emails + list(phones.values()))
@@ -380,7 +384,8 @@ class Planner:
                 continue
             # ``cart.key`` is a property that formats its text: read only where there are numbers.
             decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered,
-                                    phones.get(cart.key) if phones else None, withdrawn)
+                                    phones.get(cart.key) if phones else None, withdrawn,
+                                    numbers.get(cart.key) if numbers else None)
             if decision.action is ACTION_SEND and decision.channel == "call-list" and decision.phone is None:
                 calls.append(decision)  # its number is looked up among the suppressions below, with the others
                 continue
@@ -473,8 +478,10 @@ class Planner:
     def _decide(
         self, cart: Cart, orders: OrderBook, history: History, newest: dict[str, str], messaged: set[str],
         sent_today: dict[str, MarketingSend], answered: set[str], phone: str | None = None,
-        withdrawn: Mapping[str, Mapping[str, Withdrawal]] | None = None,
+        withdrawn: Mapping[str, Mapping[str, Withdrawal]] | None = None, by_number: str | None = None,
     ) -> Decision:
+        """``newest`` and ``withdrawn`` are by customer key (:func:`~cartrescue.newest.customer_key`):
+        the address, else ``by_number``, the cart's phone number as that key (any valid number)."""
         # The Decision is built once, at the end: frozen dataclasses are costly to copy, and a
         # run makes one per cart.
         now = self.now
@@ -493,8 +500,9 @@ class Planner:
         number = step_number(sent)
         # The channel of the step that comes next: the step's own, else the tier's.
         channel = route.channels[number - 1] if number <= route.steps else route.channel
-        newest_cart = newest.get(email) if email else None
-        said_no = withdrawn.get(email, NO_WITHDRAWAL) if withdrawn and email else NO_WITHDRAWAL
+        who = email or by_number
+        newest_cart = newest.get(who) if who else None
+        said_no = withdrawn.get(who, NO_WITHDRAWAL) if withdrawn and who else NO_WITHDRAWAL
         channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart,
                                                  said_no)
         if verdict is None and key in answered:

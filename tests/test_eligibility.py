@@ -311,6 +311,42 @@ def test_an_address_written_composed_and_decomposed_is_one_customers_for_the_new
     assert found["new"]["action"] == "send" and found["new"]["email"] == composed, found["new"]
 
 
+def _texts(shop: Shop) -> Shop:
+    """A shop in Sweden whose tier goes by text message (nothing is sent: ``carts`` plans only)."""
+    return shop.configure(shop={"country": "SE"},
+                          priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                          sms={"sender": "+46700000001", "quiet_hours": None,
+                               "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "t",
+                                          "base_url": "https://api.example.com"}})
+
+
+def _calls(shop: Shop) -> Shop:
+    """A shop whose tier goes on the call list (no SMS: numbers are not read as mobiles)."""
+    return shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "call-list"}]})
+
+
+@pytest.mark.parametrize(("channel", "older", "newer"), [
+    ("sms", "070-123 45 01", "+46 70 123 45 01"),  # a mobile, written in the shop's country and in E.164
+    ("call-list", "+46 8 123 456 78", "+4681234567 8"),  # a landline: the call list reaches it too
+], ids=["sms-mobile", "call-list-landline"])
+def test_a_customer_with_a_number_and_no_address_gets_the_stream_of_their_newest_cart_only(
+    shop: Shop, channel: str, older: str, newer: str
+) -> None:
+    """One customer, one reminder stream, by the number where the carts have no address: the
+    newest-cart pass knew addresses only, so the older cart got a stream beside the newer one's
+    (and was sent first: the newer one then waited as ``messaged_today``)."""
+    (_texts if channel == "sms" else _calls)(shop)
+    shop.add(cart("old", email="", phone=older, sms_consent="yes", idle=5 * H),
+             cart("new", email="", phone=newer, sms_consent="yes", idle=2 * H),
+             cart("other", email="", phone="+46 70 123 45 02" if channel == "sms" else "+46 8 123 456 79",
+                  sms_consent="yes", idle=6 * H))  # another number: its own newest
+    found = shop.decisions()
+    assert (found["old"]["action"], found["old"]["reason"], found["old"]["detail"]) == (
+        "skip", "newer_cart_for_address", "newer cart csv:new")
+    assert {key: (found[key]["action"], found[key]["channel"]) for key in ("new", "other")} == {
+        "new": ("send", channel), "other": ("send", channel)}
+
+
 def test_a_cart_touched_after_the_runs_now_is_the_newest_and_the_older_cart_gets_no_reminder(shop: Shop) -> None:
     """A shop database updated while a run reads it (or an export written after ``--now``): the
     customer is active right now. The cart touched after the run's clock was left out of the
