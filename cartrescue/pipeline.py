@@ -109,9 +109,12 @@ class _Budget:
     the best of them (:meth:`Executor._give_back`). More than ``limit`` are never needed, and
     memory stays bounded by the budget, not by the tier's carts."""
 
-    def __init__(self, limit: int, per: str = "per run") -> None:
+    def __init__(self, limit: int, per: str = "per run", not_before: datetime | None = None) -> None:
         self.limit = limit
         self.per = per  # what the limit is of, for the deferred: "per run", "today (…)", "… in shard 1/2 (…)"
+        # When the deferred may go: a day's budget is the shop's again at its next midnight (None:
+        # a run's budget, which the next run has whole).
+        self.not_before = not_before
         self.heap: list[tuple[float, int, Decision]] = []
         self.reserve: list[tuple[float, int, Decision]] = []  # the best deferred ones, as tier_budget
         self.counter = itertools.count()
@@ -136,7 +139,8 @@ class _Budget:
         if lost.instead is not None and not any(self.held[contact] > 0 for contact in _contacts(lost)):
             return replace(lost, channel=lost.instead, instead=None,
                            detail=f"by {lost.instead}, not {lost.channel}: {detail}")
-        deferred = replace(lost, action=ACTION_DEFER, reason=REASON_BUDGET, detail=detail, instead=None)
+        deferred = replace(lost, action=ACTION_DEFER, reason=REASON_BUDGET, detail=detail, instead=None,
+                           not_before=self.not_before)
         spare = _keep_best(self.reserve, self.limit, (out[0], out[1], deferred))
         return None if spare is None else spare[2]
 
@@ -316,12 +320,14 @@ class Planner:
         (:meth:`~cartrescue.ledger.Ledger.reserve_day_budget`): two shards that read the day
         before either claimed each took what it had left."""
         midnight = self.calendar.local_day_start(self.now)
+        # The sends it defers wait for the next day, as messaged_today's do (its channel's quiet hours after).
+        tomorrow = self.calendar.tomorrow(self.now, tier.channel)
         steps = self._steps_of(tier)  # none: no step goes out on the tier's channel, nothing to count
         if self.shard is None:
             used = TierUse(0, 0) if self.ledger is None or not steps else self.ledger.tier_used_since(
                 tier.name, steps, midnight, self.now)
             return _Budget(max(budget - used.total, 0),
-                           f"today (its day's budget is {budget}; the day's earlier runs used {used.total})")
+                           f"today (its day's budget is {budget}; the day's earlier runs used {used.total})", tomorrow)
         share = self.shard.share(budget)
         if self.ledger is not None and steps and self.run_id is not None:  # claims follow: reserved
             left, used = self.ledger.reserve_day_budget(self.run_id, tier.name, steps, midnight, self.now, budget,
@@ -333,7 +339,7 @@ class Planner:
         running = f"; the other shards still running hold {used.pending} more" if used.pending else ""
         return _Budget(left, f"today in shard {self.shard} (its share of the day's budget of {budget} over "
                              f"{self.shard.count} shards is {share}; the day's earlier runs used {used.own} of it, "
-                             f"{used.total} in all{running})")
+                             f"{used.total} in all{running})", tomorrow)
 
     def _steps_of(self, tier: Tier) -> list[tuple[int, str]]:
         """The steps of ``tier``'s sequence that go out on the tier's own channel, with it: what
@@ -658,7 +664,7 @@ def _spare(decision: Decision) -> bool:
 
 def _in_freed_slot(spare: Decision) -> Decision:
     """The send a budget's ``spare`` becomes when it takes a slot a kept send left unclaimed."""
-    return replace(spare, action=ACTION_SEND, reason=REASON_DUE,
+    return replace(spare, action=ACTION_SEND, reason=REASON_DUE, not_before=None,
                    detail=f"in the slot of a send this run did not claim ({spare.detail})")
 
 
