@@ -51,6 +51,7 @@ from cartrescue.model import (
     REASON_NO_CONSENT,
     REASON_NO_CONTACT,
     REASON_RUN_LIMIT,
+    REASON_STEP_NOT_DUE,
     REASON_SUPPRESSED,
     Action,
     Address,
@@ -68,7 +69,7 @@ from cartrescue.newsletters import Newsletters
 from cartrescue.orders import OrderBook, OrderFacts
 from cartrescue.priority import Prioritizer
 from cartrescue.render import SMS_PART, Renderer
-from cartrescue.sequence import Calendar, next_step, of_sequence, step_number
+from cartrescue.sequence import Calendar, minute_text, next_step, of_sequence, step_number
 from cartrescue.shards import Shard
 from cartrescue.sms_text import SmsLength, measure
 from cartrescue.sms_text import problems as sms_problems
@@ -520,6 +521,9 @@ class Planner:
                 if due.step is not None:  # the step the cart waits for (or never started)
                     step = due.step
                     template = route.templates[step - 1]
+                if due.reason is REASON_STEP_NOT_DUE:
+                    verdict = self._when_it_may_go(due, self._last_message(email, phone, history, messaged),
+                                                   sent_today.get(email or "") if sent_today else None, channel)
             else:
                 step = due.step
                 template = route.templates[step - 1]
@@ -548,6 +552,19 @@ class Planner:
             channel=channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
             facts=cart_facts, phone=phone,
         )
+
+    def _when_it_may_go(self, not_due: Verdict, last: datetime | None, newsletter: MarketingSend | None,
+                        channel: str) -> Verdict:
+        """A step not due yet (``step_not_due``), its ``not_before`` the first moment it may go:
+        when it comes due, unless the calendar would hold it then (its channel's quiet hours, a
+        message or the newsletter that day: the gate a run applies when it is due), and then when
+        the calendar lets it go. Said as the moment it came due, a run then deferred it again."""
+        due_at = not_due.not_before
+        held = None if due_at is None else self.calendar.gate(due_at, last, newsletter, channel)
+        if held is None or due_at is None:
+            return not_due
+        then = f"then {held.reason.value}: {held.detail}"
+        return replace(not_due, not_before=held.not_before, detail=f"{not_due.detail}, due {minute_text(due_at)} UTC; {then}")
 
     def _reach(self, cart: Cart, facts: OrderFacts, tier: Tier, channel: str, phone: str | None,
                suppressed: set[str], newest_cart: str | None,

@@ -119,6 +119,38 @@ def test_quiet_hours_defer_to_the_end_of_the_window(shop: Shop) -> None:
     assert found["detail"] == "quiet hours until 2026-11-20 12:00 shop time"  # the table shows when, not only why
 
 
+@pytest.mark.parametrize(("delay", "not_before", "detail"), [
+    ("12h", "2026-11-21T07:00:00Z",  # due 21:00 Stockholm, in the quiet hours: 08:00, when they end
+     "step 1, due 2026-11-20 20:00 UTC; then quiet_hours: quiet hours until 2026-11-21 08:00 shop time"),
+    ("5h", "2026-11-20T13:00:00Z", "step 1"),  # due 14:00 Stockholm, before them: as it comes due
+], ids=["due-in-quiet-hours", "due-before-them"])
+def test_a_step_not_due_yet_says_the_first_moment_it_may_go(shop: Shop, delay: str, not_before: str,
+                                                            detail: str) -> None:
+    """``not_before`` is when a later run may act (README): a step that comes due inside the
+    quiet hours said the moment it came due, and the run then deferred it again, as ``quiet_hours``."""
+    shop.configure(eligibility={"quiet_hours": {"start": "21:00", "end": "08:00"}},
+                   sequences={"default": {"steps": [{"delay": delay, "template": "reminder-1"}]}})
+    shop.add(cart("c1"))  # last activity 09:00 UTC
+    found = shop.decisions()["c1"]
+    assert (found["action"], found["reason"], found["not_before"], found["detail"]) == (
+        "defer", "step_not_due", not_before, detail)
+    at = datetime.fromisoformat(not_before.replace("Z", "+00:00"))
+    assert shop.decisions(at)["c1"]["reason"] == "due"  # and then it goes
+    assert shop.decisions(at - timedelta(minutes=1))["c1"]["action"] == "defer"
+
+
+def test_a_step_due_later_on_a_day_the_customer_got_a_message_waits_for_the_next_day(shop: Shop) -> None:
+    """Step 1 went at 11:00; step 2 comes due at 12:00 that day, when one message a day holds it
+    (``messaged_today``): its ``not_before`` said 12:00, not the shop's next midnight."""
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                                    {"delay": "3h", "template": "reminder-2"}]}})
+    shop.add(cart("c1"))  # last activity 09:00 UTC: step 1 due at 10:00, step 2 at 12:00 UTC
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    found = shop.decisions(NOW + timedelta(minutes=30))["c1"]
+    assert (found["reason"], found["step"], found["not_before"]) == ("step_not_due", 2, "2026-11-20T23:00:00Z")
+    assert found["detail"] == "step 2, due 2026-11-20 12:00 UTC; then messaged_today: last message 2026-11-20 10:00 UTC"
+
+
 def test_quiet_hours_across_midnight_defer_to_the_next_morning(shop: Shop) -> None:
     late = NOW.replace(hour=22, minute=30)  # 23:30 in Stockholm
     shop.configure(eligibility={"quiet_hours": {"start": "21:00", "end": "08:00"}})
