@@ -1,5 +1,9 @@
 """Which cart is each address's newest? (One address, one reminder stream.)
 
+An address is the customer's e-mail address or, for a cart without one, their phone number
+(:func:`customer_key`): a customer reached only by text or on the call list, with two carts, got
+the older cart's stream as well as the newer one's.
+
 Owns the first pass over a source's activity, and the addresses this run has messaged already
 (one message per address per day, also within a run). Both live in a scratch SQLite file, not
 in a dict or a set, so that a million carts cost the same memory as a thousand; it is deleted
@@ -27,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from cartrescue.contacts import normalize_phone
 from cartrescue.scratch import ManyRows, ScratchDb
 from cartrescue.sources.base import Activity
 
@@ -59,11 +64,22 @@ class Withdrawal:
 NO_WITHDRAWAL: Mapping[str, Withdrawal] = MappingProxyType({})
 
 
-class NewestCarts:
-    """email -> key of the cart with the latest activity (ties: the larger key) among those that
-    can be reminded."""
+def customer_key(email: str | None, phone: str | None, region: str | None) -> str | None:
+    """Whose carts compete for one reminder stream: the normalized ``email``, else (a cart without
+    an address) ``phone`` in E.164 (read in ``region``, as every number: ``070-123 45 67`` and
+    ``+46701234567`` are one customer), else None (the cart competes with none). Any valid
+    number, a landline too: the call list reaches it. A number has no ``@``, so it is never
+    taken for an address. The first pass and the planner both key by it."""
+    return email or normalize_phone(phone, region)
 
-    def __init__(self) -> None:
+
+class NewestCarts:
+    """Customer (:func:`customer_key`) -> key of the cart with the latest activity (ties: the
+    larger key) among those that can be reminded. ``region``: the shop's, which a number without
+    ``+`` is read in (``Config.phone_region``)."""
+
+    def __init__(self, region: str | None = None) -> None:
+        self._region = region
         self._scratch = ScratchDb("newest", (
             "CREATE TABLE newest(email TEXT PRIMARY KEY, ts REAL NOT NULL, cart_key TEXT NOT NULL) WITHOUT ROWID;"
             "CREATE TABLE messaged(email TEXT PRIMARY KEY) WITHOUT ROWID;"
@@ -84,14 +100,18 @@ class NewestCarts:
         count = 0
         rows: list[tuple[str, float, str]] = []
         refusals: list[tuple[str, str, float, str]] = []
+        region = self._region
         for item in activity:
+            who = item.email or customer_key(None, item.phone, region)  # a number only without an address
+            if not who:
+                continue
             if item.empty or (item.free and not free_reminded):
                 if item.no_marketing or item.no_sms:
-                    refusals.extend(_refusals(item))
+                    refusals.extend(_refusals(item, who))
                     if len(refusals) >= batch:  # in batches too: a shop whose customers mostly say no
                         self._withdraw(refusals)
                 continue
-            rows.append((item.email, item.updated_at.timestamp(), item.cart_key))
+            rows.append((who, item.updated_at.timestamp(), item.cart_key))
             if len(rows) >= batch:
                 count += len(rows)
                 _UPSERT.run(self._db, rows)
@@ -111,6 +131,8 @@ class NewestCarts:
             refusals.clear()
 
     def lookup(self, emails: Sequence[str]) -> dict[str, str]:
+        """The newest cart of each of ``emails`` (customer keys: addresses, and the numbers of
+        customers without one) that has one: ``{key: cart key}``."""
         found: dict[str, str] = {}
         unique = list(set(emails))
         for start in range(0, len(unique), 500):
@@ -120,8 +142,8 @@ class NewestCarts:
         return found
 
     def withdrawn(self, emails: Sequence[str]) -> dict[str, dict[str, Withdrawal]]:
-        """The latest "no" of each of ``emails`` that said one: ``{email: {MARKETING | SMS:
-        withdrawal}}`` (a run whose carts said none asks nothing)."""
+        """The latest "no" of each of ``emails`` (customer keys, as :meth:`lookup`'s) that said
+        one: ``{email: {MARKETING | SMS: withdrawal}}`` (a run whose carts said none asks nothing)."""
         found: dict[str, dict[str, Withdrawal]] = {}
         if not self._withdrawals:
             return found
@@ -171,12 +193,13 @@ class NewestCarts:
         self.close()
 
 
-def _refusals(item: Activity) -> list[tuple[str, str, float, str]]:
-    """The withdrawals one cart's activity makes: a row of ``withdrawn`` per consent it said no to."""
+def _refusals(item: Activity, who: str) -> list[tuple[str, str, float, str]]:
+    """The withdrawals one cart's activity makes: a row of ``withdrawn`` per consent it said no
+    to, under its customer's key ``who``."""
     ts = item.updated_at.timestamp()
     rows = []
     if item.no_marketing:
-        rows.append((item.email, MARKETING, ts, item.cart_key))
+        rows.append((who, MARKETING, ts, item.cart_key))
     if item.no_sms:
-        rows.append((item.email, SMS, ts, item.cart_key))
+        rows.append((who, SMS, ts, item.cart_key))
     return rows

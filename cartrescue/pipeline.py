@@ -51,6 +51,7 @@ from cartrescue.model import (
     REASON_NO_CONSENT,
     REASON_NO_CONTACT,
     REASON_RUN_LIMIT,
+    REASON_STEP_NOT_DUE,
     REASON_SUPPRESSED,
     Action,
     Address,
@@ -63,12 +64,12 @@ from cartrescue.model import (
     quick_init,
     quick_new,
 )
-from cartrescue.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal
+from cartrescue.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal, customer_key
 from cartrescue.newsletters import Newsletters
 from cartrescue.orders import OrderBook, OrderFacts
 from cartrescue.priority import Prioritizer
 from cartrescue.render import SMS_PART, Renderer
-from cartrescue.sequence import Calendar, next_step, of_sequence, step_number
+from cartrescue.sequence import Calendar, minute_text, next_step, of_sequence, step_number
 from cartrescue.shards import Shard
 from cartrescue.sms_text import SmsLength, measure
 from cartrescue.sms_text import problems as sms_problems
@@ -109,9 +110,12 @@ class _Budget:
     the best of them (:meth:`Executor._give_back`). More than ``limit`` are never needed, and
     memory stays bounded by the budget, not by the tier's carts."""
 
-    def __init__(self, limit: int, per: str = "per run") -> None:
+    def __init__(self, limit: int, per: str = "per run", not_before: datetime | None = None) -> None:
         self.limit = limit
         self.per = per  # what the limit is of, for the deferred: "per run", "today (…)", "… in shard 1/2 (…)"
+        # When the deferred may go: a day's budget is the shop's again at its next midnight (None:
+        # a run's budget, which the next run has whole).
+        self.not_before = not_before
         self.heap: list[tuple[float, int, Decision]] = []
         self.reserve: list[tuple[float, int, Decision]] = []  # the best deferred ones, as tier_budget
         self.counter = itertools.count()
@@ -136,7 +140,8 @@ class _Budget:
         if lost.instead is not None and not any(self.held[contact] > 0 for contact in _contacts(lost)):
             return replace(lost, channel=lost.instead, instead=None,
                            detail=f"by {lost.instead}, not {lost.channel}: {detail}")
-        deferred = replace(lost, action=ACTION_DEFER, reason=REASON_BUDGET, detail=detail, instead=None)
+        deferred = replace(lost, action=ACTION_DEFER, reason=REASON_BUDGET, detail=detail, instead=None,
+                           not_before=self.not_before)
         spare = _keep_best(self.reserve, self.limit, (out[0], out[1], deferred))
         return None if spare is None else spare[2]
 
@@ -249,7 +254,7 @@ class Planner:
         everything = Window(now - eligibility.max_age, ALL_TIME.end)
         shard = self.shard
         window = self.window
-        with NewestCarts() as newest:
+        with NewestCarts(self.region) as newest:
             activity = source.activity(everything) if shard is None else source.shard_activity(everything, shard)
             newest.add(activity, free_reminded=eligibility.min_total <= 0)
             budgets = {t.name: self._budget(t) for t in self.config.priority.tiers if t.budget is not None}
@@ -316,12 +321,14 @@ class Planner:
         (:meth:`~cartrescue.ledger.Ledger.reserve_day_budget`): two shards that read the day
         before either claimed each took what it had left."""
         midnight = self.calendar.local_day_start(self.now)
+        # The sends it defers wait for the next day, as messaged_today's do (its channel's quiet hours after).
+        tomorrow = self.calendar.tomorrow(self.now, tier.channel)
         steps = self._steps_of(tier)  # none: no step goes out on the tier's channel, nothing to count
         if self.shard is None:
             used = TierUse(0, 0) if self.ledger is None or not steps else self.ledger.tier_used_since(
                 tier.name, steps, midnight, self.now)
             return _Budget(max(budget - used.total, 0),
-                           f"today (its day's budget is {budget}; the day's earlier runs used {used.total})")
+                           f"today (its day's budget is {budget}; the day's earlier runs used {used.total})", tomorrow)
         share = self.shard.share(budget)
         if self.ledger is not None and steps and self.run_id is not None:  # claims follow: reserved
             left, used = self.ledger.reserve_day_budget(self.run_id, tier.name, steps, midnight, self.now, budget,
@@ -333,7 +340,7 @@ class Planner:
         running = f"; the other shards still running hold {used.pending} more" if used.pending else ""
         return _Budget(left, f"today in shard {self.shard} (its share of the day's budget of {budget} over "
                              f"{self.shard.count} shards is {share}; the day's earlier runs used {used.own} of it, "
-                             f"{used.total} in all{running})")
+                             f"{used.total} in all{running})", tomorrow)
 
     def _steps_of(self, tier: Tier) -> list[tuple[int, str]]:
         """The steps of ``tier``'s sequence that go out on the tier's own channel, with it: what
@@ -365,8 +372,12 @@ class Planner:
                 if number is not None:
                     phones[cart.key] = number
         history = self._history(chunk, emails, list(phones.values()))
-        newest_by_email = newest.lookup(emails)
-        withdrawn = newest.withdrawn(emails)
+        # A customer without an address is known by their number (the first pass's key for them).
+        numbers = {cart.key: number for cart in chunk if not cart.customer.email and cart.customer.phone
+                   and (number := customer_key(None, cart.customer.phone, self.region))}
+        keys = emails + list(numbers.values()) if numbers else emails
+        newest_by_email = newest.lookup(keys)
+        withdrawn = newest.withdrawn(keys)
         # Addresses (and numbers) messaged earlier in this run: kept in the scratch file, not in
         # a set that would grow with every send of a million-cart run; this chunk's share is read here.
         messaged = newest.messaged(emails + list(phones.values()))
@@ -380,7 +391,8 @@ class Planner:
                 continue
             # ``cart.key`` is a property that formats its text: read only where there are numbers.
             decision = self._decide(cart, orders, history, newest_by_email, messaged, sent_today, answered,
-                                    phones.get(cart.key) if phones else None, withdrawn)
+                                    phones.get(cart.key) if phones else None, withdrawn,
+                                    numbers.get(cart.key) if numbers else None)
             if decision.action is ACTION_SEND and decision.channel == "call-list" and decision.phone is None:
                 calls.append(decision)  # its number is looked up among the suppressions below, with the others
                 continue
@@ -473,8 +485,10 @@ class Planner:
     def _decide(
         self, cart: Cart, orders: OrderBook, history: History, newest: dict[str, str], messaged: set[str],
         sent_today: dict[str, MarketingSend], answered: set[str], phone: str | None = None,
-        withdrawn: Mapping[str, Mapping[str, Withdrawal]] | None = None,
+        withdrawn: Mapping[str, Mapping[str, Withdrawal]] | None = None, by_number: str | None = None,
     ) -> Decision:
+        """``newest`` and ``withdrawn`` are by customer key (:func:`~cartrescue.newest.customer_key`):
+        the address, else ``by_number``, the cart's phone number as that key (any valid number)."""
         # The Decision is built once, at the end: frozen dataclasses are costly to copy, and a
         # run makes one per cart.
         now = self.now
@@ -493,8 +507,9 @@ class Planner:
         number = step_number(sent)
         # The channel of the step that comes next: the step's own, else the tier's.
         channel = route.channels[number - 1] if number <= route.steps else route.channel
-        newest_cart = newest.get(email) if email else None
-        said_no = withdrawn.get(email, NO_WITHDRAWAL) if withdrawn and email else NO_WITHDRAWAL
+        who = email or by_number
+        newest_cart = newest.get(who) if who else None
+        said_no = withdrawn.get(who, NO_WITHDRAWAL) if withdrawn and who else NO_WITHDRAWAL
         channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart,
                                                  said_no)
         if verdict is None and key in answered:
@@ -506,6 +521,9 @@ class Planner:
                 if due.step is not None:  # the step the cart waits for (or never started)
                     step = due.step
                     template = route.templates[step - 1]
+                if due.reason is REASON_STEP_NOT_DUE:
+                    verdict = self._when_it_may_go(due, self._last_message(email, phone, history, messaged),
+                                                   sent_today.get(email or "") if sent_today else None, channel)
             else:
                 step = due.step
                 template = route.templates[step - 1]
@@ -534,6 +552,19 @@ class Planner:
             channel=channel, template=template, not_before=verdict.not_before, detail=verdict.detail,
             facts=cart_facts, phone=phone,
         )
+
+    def _when_it_may_go(self, not_due: Verdict, last: datetime | None, newsletter: MarketingSend | None,
+                        channel: str) -> Verdict:
+        """A step not due yet (``step_not_due``), its ``not_before`` the first moment it may go:
+        when it comes due, unless the calendar would hold it then (its channel's quiet hours, a
+        message or the newsletter that day: the gate a run applies when it is due), and then when
+        the calendar lets it go. Said as the moment it came due, a run then deferred it again."""
+        due_at = not_due.not_before
+        held = None if due_at is None else self.calendar.gate(due_at, last, newsletter, channel)
+        if held is None or due_at is None:
+            return not_due
+        then = f"then {held.reason.value}: {held.detail}"
+        return replace(not_due, not_before=held.not_before, detail=f"{not_due.detail}, due {minute_text(due_at)} UTC; {then}")
 
     def _reach(self, cart: Cart, facts: OrderFacts, tier: Tier, channel: str, phone: str | None,
                suppressed: set[str], newest_cart: str | None,
@@ -650,7 +681,7 @@ def _spare(decision: Decision) -> bool:
 
 def _in_freed_slot(spare: Decision) -> Decision:
     """The send a budget's ``spare`` becomes when it takes a slot a kept send left unclaimed."""
-    return replace(spare, action=ACTION_SEND, reason=REASON_DUE,
+    return replace(spare, action=ACTION_SEND, reason=REASON_DUE, not_before=None,
                    detail=f"in the slot of a send this run did not claim ({spare.detail})")
 
 

@@ -68,6 +68,25 @@ def test_a_worker_following_its_spool_reads_what_the_file_gives_it(shop: Shop, t
     assert sorted(seen) == sorted([f"c{n}" for n in range(10)] + ["multi", "guest"])  # each cart in one shard
 
 
+def test_a_cart_without_an_address_reaches_its_shards_first_pass_with_its_number(shop: Shop, tmp_path: Path) -> None:
+    """Its customer is their number (``newest.customer_key``): the split wrote no activity for a
+    cart without an address, so a worker following its spool never knew which of a number's
+    carts was the newest, while one reading the file itself did."""
+    shop.add(*(cart(f"t{n}", email="", phone=f"+46 70 123 45 {n:02d}") for n in range(6)),
+             cart("mailed", email="ann@example.com", phone="+46 70 123 45 99"), cart("neither", email=""))
+    shop.write()
+    carts = shop.folder / "carts.csv"
+    base = tmp_path / "carts.spool"
+    _split(carts, base, 2)
+    numbers = {}
+    for index in (1, 2):
+        followed = _read(carts, Shard(index, 2), base)[0]
+        assert followed == _read(carts, Shard(index, 2))[0]
+        numbers.update((item.cart_key, (item.email, item.phone)) for item in followed)
+    assert numbers == {**{f"csv:t{n}": ("", f"+46 70 123 45 {n:02d}") for n in range(6)},
+                       "csv:mailed": ("ann@example.com", "")}  # an address is the key: no number beside it
+
+
 def test_shard_1_alone_reports_the_rows_of_no_cart(shop: Shop, tmp_path: Path) -> None:
     carts = _carts_shop(shop)
     base = tmp_path / "carts.spool"

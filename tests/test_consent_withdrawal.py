@@ -122,6 +122,22 @@ def test_a_later_no_to_texts_withdraws_the_older_carts_sms_consent(shop: Shop) -
         "skip", "no_consent", "sms_consent=True, withdrawn: no on the later cart csv:new")
 
 
+def test_a_later_no_to_texts_withdraws_the_older_carts_sms_consent_of_a_customer_known_by_the_number(
+    shop: Shop
+) -> None:
+    """Without an address, the customer is their number (``newest.customer_key``): their later
+    cart's "no" was kept under no key at all, and the older cart was texted."""
+    shop.configure(shop={"country": "SE"},
+                   priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                   sms={"sender": "+46700000001", "quiet_hours": None,
+                        "twilio": {"account_sid": "AC0", "auth_token": "t", "base_url": "https://api.example.com"}})
+    shop.add(cart("old", email="", idle=5 * H, phone="070-123 45 01", sms_consent="yes"),
+             cart("new", email="", idle=2 * H, phone="+46701234501", items=EMPTY, sms_consent="no"))
+    old = _run(shop)["old"]
+    assert (old["action"], old["reason"], old["detail"]) == (
+        "skip", "no_consent", "sms_consent=True, withdrawn: no on the later cart csv:new")
+
+
 def test_a_later_no_to_texts_leaves_the_older_carts_email_consent(shop: Shop) -> None:
     """The customer said no to texts only: the e-mail reminder of the older cart still goes."""
     shop.add(cart("old", email="ann@example.com", idle=5 * H, consent="yes"),

@@ -119,6 +119,38 @@ def test_quiet_hours_defer_to_the_end_of_the_window(shop: Shop) -> None:
     assert found["detail"] == "quiet hours until 2026-11-20 12:00 shop time"  # the table shows when, not only why
 
 
+@pytest.mark.parametrize(("delay", "not_before", "detail"), [
+    ("12h", "2026-11-21T07:00:00Z",  # due 21:00 Stockholm, in the quiet hours: 08:00, when they end
+     "step 1, due 2026-11-20 20:00 UTC; then quiet_hours: quiet hours until 2026-11-21 08:00 shop time"),
+    ("5h", "2026-11-20T13:00:00Z", "step 1"),  # due 14:00 Stockholm, before them: as it comes due
+], ids=["due-in-quiet-hours", "due-before-them"])
+def test_a_step_not_due_yet_says_the_first_moment_it_may_go(shop: Shop, delay: str, not_before: str,
+                                                            detail: str) -> None:
+    """``not_before`` is when a later run may act (README): a step that comes due inside the
+    quiet hours said the moment it came due, and the run then deferred it again, as ``quiet_hours``."""
+    shop.configure(eligibility={"quiet_hours": {"start": "21:00", "end": "08:00"}},
+                   sequences={"default": {"steps": [{"delay": delay, "template": "reminder-1"}]}})
+    shop.add(cart("c1"))  # last activity 09:00 UTC
+    found = shop.decisions()["c1"]
+    assert (found["action"], found["reason"], found["not_before"], found["detail"]) == (
+        "defer", "step_not_due", not_before, detail)
+    at = datetime.fromisoformat(not_before.replace("Z", "+00:00"))
+    assert shop.decisions(at)["c1"]["reason"] == "due"  # and then it goes
+    assert shop.decisions(at - timedelta(minutes=1))["c1"]["action"] == "defer"
+
+
+def test_a_step_due_later_on_a_day_the_customer_got_a_message_waits_for_the_next_day(shop: Shop) -> None:
+    """Step 1 went at 11:00; step 2 comes due at 12:00 that day, when one message a day holds it
+    (``messaged_today``): its ``not_before`` said 12:00, not the shop's next midnight."""
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"},
+                                                    {"delay": "3h", "template": "reminder-2"}]}})
+    shop.add(cart("c1"))  # last activity 09:00 UTC: step 1 due at 10:00, step 2 at 12:00 UTC
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    found = shop.decisions(NOW + timedelta(minutes=30))["c1"]
+    assert (found["reason"], found["step"], found["not_before"]) == ("step_not_due", 2, "2026-11-20T23:00:00Z")
+    assert found["detail"] == "step 2, due 2026-11-20 12:00 UTC; then messaged_today: last message 2026-11-20 10:00 UTC"
+
+
 def test_quiet_hours_across_midnight_defer_to_the_next_morning(shop: Shop) -> None:
     late = NOW.replace(hour=22, minute=30)  # 23:30 in Stockholm
     shop.configure(eligibility={"quiet_hours": {"start": "21:00", "end": "08:00"}})
@@ -309,6 +341,42 @@ def test_an_address_written_composed_and_decomposed_is_one_customers_for_the_new
     found = shop.decisions()
     assert found["old"]["reason"] == "newer_cart_for_address", found["old"]
     assert found["new"]["action"] == "send" and found["new"]["email"] == composed, found["new"]
+
+
+def _texts(shop: Shop) -> Shop:
+    """A shop in Sweden whose tier goes by text message (nothing is sent: ``carts`` plans only)."""
+    return shop.configure(shop={"country": "SE"},
+                          priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                          sms={"sender": "+46700000001", "quiet_hours": None,
+                               "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "t",
+                                          "base_url": "https://api.example.com"}})
+
+
+def _calls(shop: Shop) -> Shop:
+    """A shop whose tier goes on the call list (no SMS: numbers are not read as mobiles)."""
+    return shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "call-list"}]})
+
+
+@pytest.mark.parametrize(("channel", "older", "newer"), [
+    ("sms", "070-123 45 01", "+46 70 123 45 01"),  # a mobile, written in the shop's country and in E.164
+    ("call-list", "+46 8 123 456 78", "+4681234567 8"),  # a landline: the call list reaches it too
+], ids=["sms-mobile", "call-list-landline"])
+def test_a_customer_with_a_number_and_no_address_gets_the_stream_of_their_newest_cart_only(
+    shop: Shop, channel: str, older: str, newer: str
+) -> None:
+    """One customer, one reminder stream, by the number where the carts have no address: the
+    newest-cart pass knew addresses only, so the older cart got a stream beside the newer one's
+    (and was sent first: the newer one then waited as ``messaged_today``)."""
+    (_texts if channel == "sms" else _calls)(shop)
+    shop.add(cart("old", email="", phone=older, sms_consent="yes", idle=5 * H),
+             cart("new", email="", phone=newer, sms_consent="yes", idle=2 * H),
+             cart("other", email="", phone="+46 70 123 45 02" if channel == "sms" else "+46 8 123 456 79",
+                  sms_consent="yes", idle=6 * H))  # another number: its own newest
+    found = shop.decisions()
+    assert (found["old"]["action"], found["old"]["reason"], found["old"]["detail"]) == (
+        "skip", "newer_cart_for_address", "newer cart csv:new")
+    assert {key: (found[key]["action"], found[key]["channel"]) for key in ("new", "other")} == {
+        "new": ("send", channel), "other": ("send", channel)}
 
 
 def test_a_cart_touched_after_the_runs_now_is_the_newest_and_the_older_cart_gets_no_reminder(shop: Shop) -> None:

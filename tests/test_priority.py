@@ -151,6 +151,37 @@ def _days_budget(shop: Shop) -> None:
     assert sent(tomorrow) == ["h3", "h4"]
 
 
+@pytest.mark.parametrize(("per", "not_before"), [("day", "2026-11-20T23:00:00Z"), ("run", None)])
+def test_a_cart_a_days_budget_defers_says_it_waits_for_the_shops_next_day(
+    shop: Shop, per: str, not_before: str | None
+) -> None:
+    """A day's budget spent, the cart waits for the next day: its ``not_before`` was null, while
+    every other deferral to tomorrow (``messaged_today``) says when: the shop's next midnight,
+    after the channel's quiet hours. A run's budget: the next run may take it, so none."""
+    shop.configure(priority={"rules": RULES, "tiers": [
+        {"name": "high", "min_score": 30, "budget": 1, "budget_per": per}, {"name": "standard", "min_score": 0}]})
+    shop.add(cart("h1", items=[("B", "Lamp", 1, "250.00", "100.00")]),  # 60: kept
+             cart("h2", items=[("B", "Lamp", 1, "250.00")]))  # 40: deferred
+    planned = shop.decisions()["h2"]
+    assert (planned["action"], planned["reason"], planned["not_before"]) == ("defer", "tier_budget", not_before)
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    later = shop.decisions(NOW + timedelta(minutes=10))["h2"]  # the day's budget is spent: it waits all day
+    assert (later["reason"], later["not_before"]) == (("tier_budget", not_before) if per == "day" else ("due", None))
+    if per == "day":  # texts wait out their quiet hours as well (20:00-09:00 by default)
+        shop.configure(shop={"country": "SE"}, priority={"tiers": [
+            {"name": "high", "min_score": 30, "budget": 1, "budget_per": "day", "channel": "sms"},
+            {"name": "standard", "min_score": 0}]},
+            sms={"sender": "+46700000001", "twilio": {"account_sid": "AC0", "auth_token": "t",
+                                                      "base_url": "https://api.example.com"}})
+        shop.carts = []
+        shop.add(cart("t1", email="t1@example.com", phone="0701234501", sms_consent="yes",
+                      items=[("B", "Lamp", 1, "250.00", "100.00")]),
+                 cart("t2", email="t2@example.com", phone="0701234502", sms_consent="yes",
+                      items=[("B", "Lamp", 1, "250.00")]))
+        texted = shop.decisions()["t2"]
+        assert (texted["reason"], texted["not_before"]) == ("tier_budget", "2026-11-21T08:00:00Z")  # 09:00 Stockholm
+
+
 def _midnight_budget(shop: Shop) -> tuple[datetime, Any]:
     """A day's budget of 3 and five carts, for a first run at exactly the shop's midnight."""
     midnight = datetime(2026, 11, 20, 23, 0, tzinfo=timezone.utc)  # 00:00 in Stockholm

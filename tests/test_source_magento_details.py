@@ -222,6 +222,28 @@ def test_the_newest_quote_of_an_address_is_found_by_the_address_its_cart_gets(pl
     assert (decisions["310"]["reason"], decisions["309"]["reason"]) == ("due", "newer_cart_for_address")
 
 
+def test_a_guest_known_by_the_number_of_their_address_gets_the_stream_of_their_newest_quote(shop, tmp_path):
+    """A guest's quote with a telephone and no address anywhere (the call list reaches them): the
+    first pass read addresses only (its join took no ``quote_address`` without an e-mail), so
+    the guest's older quote was called as well as the newer one."""
+    db, _ = shop
+    guests = [(340, "2026-03-02 08:00:00", "+46 8 123 456 78"), (341, "2026-03-02 09:30:00", "+46812345678"),
+              (342, "2026-03-02 08:00:00", "+46 8 123 456 79")]
+    db.insert("quote", [quote(number, at, customer_email=None, customer_is_guest=1) for number, at, _ in guests])
+    db.insert("quote_item", [line(number * 10 + 1, number, "C", "1", "10") for number, _, _ in guests])
+    db.insert("quote_address", [{"address_id": number, "quote_id": number, "address_type": "billing", "email": None,
+                                 "telephone": phone} for number, _, phone in guests])
+    config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url}, eligibility={"consent": "none"},
+                                 priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "call-list"}]})
+    try:
+        _, decisions = shopdb.plan(config, NOW)
+    finally:
+        for table, column in (("quote_address", "quote_id"), ("quote_item", "quote_id"), ("quote", "entity_id")):
+            db.execute(f"DELETE FROM {table} WHERE {column} IN (340, 341, 342)")
+    assert {number: (decisions[number]["action"], decisions[number]["reason"]) for number in ("340", "341", "342")} \
+        == {"340": ("skip", "newer_cart_for_address"), "341": ("send", "due"), "342": ("send", "due")}
+
+
 def test_an_order_whose_address_has_blanks_around_it_is_the_carts_order(planned):
     """PostgreSQL compared LOWER(customer_email) with the carts' trimmed addresses: an order
     typed with a trailing blank was not found, and its buyer was reminded of the cart."""

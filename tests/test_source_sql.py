@@ -953,6 +953,34 @@ def test_a_newer_cart_a_query_returns_without_lines_leaves_the_older_cart_its_re
     assert found == {"old": ("send", "due"), "new": ("skip", "empty_cart")}, result.output
 
 
+def test_a_customer_a_query_gives_a_number_and_no_address_gets_the_stream_of_their_newest_cart(tmp_path):
+    """Without an address the customer is their number (``newest.customer_key``): the first pass
+    gave such a cart no activity, so the older cart was called as well as the newer one."""
+    from conftest import cli
+
+    path = tmp_path / "phones.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE c (cart_id text, email text, phone text, currency text, created_at text)")
+    connection.execute("CREATE TABLE l (cart_id text, sku text, name text, quantity integer, unit_price text)")
+    connection.executemany("INSERT INTO c VALUES (?, NULL, ?, 'EUR', ?)",
+                           [("old", "+46 8 123 456 78", "2026-03-29 08:00:00"),
+                            ("new", "+46812345678", "2026-03-29 10:00:00"),
+                            ("other", "+46 8 123 456 79", "2026-03-29 08:00:00")])
+    connection.executemany("INSERT INTO l VALUES (?, 'A', 'Apple', 1, '10')", [("old",), ("new",), ("other",)])
+    connection.commit()
+    connection.close()
+    config = _sql_shop(tmp_path, f"sqlite:///{path}", (
+        "SELECT c.cart_id, c.email, c.phone, c.currency, c.created_at, l.sku, l.name, l.quantity, l.unit_price "
+        "FROM c JOIN l ON l.cart_id = c.cart_id ORDER BY c.cart_id"))
+    settings = json.loads(config.read_text())
+    settings["priority"] = {"tiers": [{"name": "standard", "min_score": 0, "channel": "call-list"}]}
+    config.write_text(json.dumps(settings))
+    result = cli("carts", "--json", "--config", str(config))
+    found = {d["cart_id"]: (d["action"], d["reason"], d["detail"]) for d in result.json["decisions"]}
+    assert found == {"old": ("skip", "newer_cart_for_address", "newer cart sql:new"), "new": ("send", "due", ""),
+                     "other": ("send", "due", "")}, result.output
+
+
 def test_a_carts_no_to_marketing_reaches_the_first_pass_to_withdraw_an_older_carts_yes(url):
     # The query may give consent per cart (as a CSV export does): the first pass must carry a
     # cart's "no", or an older cart of the same address that said yes is reminded (NewestCarts.withdrawn).

@@ -12,7 +12,7 @@ import pytest
 import shopdb
 from conftest import cli
 from cartrescue.render import format_money
-from test_source_woocommerce import abandonment, php_cart
+from test_source_woocommerce import abandonment, php_cart, php_fields
 
 NOW = "2026-03-02T12:00:00Z"
 MONEY = {"currency": "EUR", "exchange_rates": {"SEK": "0.087"}}  # the shop's base is EUR, WooCommerce sells in SEK
@@ -133,6 +133,25 @@ def test_an_emptied_newer_cart_leaves_the_older_cart_its_reminders(planned):
     _, decisions = planned
     assert (decisions["9"]["action"], decisions["9"]["reason"], decisions["6"]["reason"]) == (
         "send", "due", "empty_cart")
+
+
+def test_a_customer_known_by_the_phone_number_they_gave_gets_the_stream_of_their_newest_cart(shop, tmp_path):
+    """CartFlows rows with a phone number and no address (the call list reaches them): the first
+    pass knew addresses only, so the customer's older cart was called as well as the newer one."""
+    db, _ = shop
+    mug = php_cart((50, 0, 1, 10.0), nul=db.kind == "mariadb")
+    db.insert("wp_cartflows_ca_cart_abandonment", [
+        abandonment(20, None, "2026-03-02 08:00:00", mug, "10", fields=php_fields("Ann", "A", "+46 8 123 456 78")),
+        abandonment(21, None, "2026-03-02 10:00:00", mug, "10", fields=php_fields("Ann", "A", "+46812345678")),
+        abandonment(22, None, "2026-03-02 08:00:00", mug, "10", fields=php_fields("Bo", "B", "+46 8 123 456 79"))])
+    config = shopdb.write_config(tmp_path, {"type": "woocommerce", "url": db.url}, shop=MONEY,
+                                 priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "call-list"}]})
+    try:
+        _, decisions = shopdb.plan(config, NOW)
+    finally:
+        db.execute("DELETE FROM wp_cartflows_ca_cart_abandonment WHERE id IN (20, 21, 22)")
+    assert {key: (decisions[key]["action"], decisions[key]["reason"]) for key in ("20", "21", "22")} == {
+        "20": ("skip", "newer_cart_for_address"), "21": ("send", "due"), "22": ("send", "due")}
 
 
 def test_unreadable_times_cost_their_rows_with_their_keys(shop, planned):

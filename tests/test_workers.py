@@ -122,6 +122,34 @@ def test_a_newer_empty_cart_leaves_the_older_cart_its_reminders_in_every_shard(s
     assert {decided[f"new{n}"] for n in range(8)} == {("skip", "empty_cart")}
 
 
+@pytest.mark.parametrize("split", ["workers", "shards"])
+def test_a_customer_known_by_the_number_gets_the_stream_of_their_newest_cart_in_its_shard(
+    shop: Shop, split: str
+) -> None:
+    """A cart without an address goes to a shard by its cart key, and its customer is their
+    number there (``newest.customer_key``): the activity spools the run's helper writes
+    (``--workers``) and a shard's own pass over the export (``--shard``) carry the number, so two
+    carts of one number in one shard are one stream, as in an unsharded run."""
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "call-list"}]})
+    pairs = [n for n in range(40) if shard_of(f"csv:old{n}", 2) == shard_of(f"csv:new{n}", 2)][:8]
+    for n in pairs:
+        shop.add(cart(f"old{n}", email="", phone=f"+46 8 123 456 {n:02d}", idle=timedelta(hours=5)),
+                 cart(f"new{n}", email="", phone=f"+468123456{n:02d}", idle=timedelta(hours=2)))
+    assert {shard_of(f"csv:new{n}", 2) for n in pairs} == {1, 2}  # both shards hold some
+    if split == "workers":
+        result = shop.cli("run", "--json", "--workers", "2")
+        assert result.exit_code == 0, result.output
+        decided = _decisions(result.json)
+    else:
+        decided = {}
+        for k in (1, 2):
+            part = shop.cli("run", "--json", "--shard", f"{k}/2")
+            assert part.exit_code == 0, part.output
+            decided.update(_decisions(part.json))
+    assert {decided[f"old{n}"] for n in pairs} == {("skip", "newer_cart_for_address")}
+    assert {decided[f"new{n}"] for n in pairs} == {("send", "due")}
+
+
 def test_n_workers_print_one_document_whose_counts_add_up(shop: Shop) -> None:
     _shop(shop)
     whole = shop.cli("run", "--json", "--workers", "1").json

@@ -86,23 +86,42 @@ class Activity:
     cart of the address gave (:class:`~cartrescue.newest.NewestCarts`). A source that reads
     consent per cart sets them (the CSV source; the ``sql`` source's query may return it per
     cart, :meth:`of`); where it is read per customer, every cart of the customer says the same.
+
+    ``phone``: a cart without an address (``email`` ""), its phone number as written: such a
+    customer (reached by text or on the call list) is known by the number instead
+    (:func:`~cartrescue.newest.customer_key`, which reads it in the shop's region). A cart with
+    an address leaves it "": the address is the customer's key.
     """
 
-    email: str  # normalized (see cartrescue.contacts.normalize_email)
+    email: str  # normalized (see cartrescue.contacts.normalize_email); "" for a cart without one
     updated_at: datetime
     cart_key: str
     empty: bool = False
     free: bool = False
     no_marketing: bool = False
     no_sms: bool = False
+    phone: str = ""
 
     @classmethod
     def of(cls, email: str, cart: Cart) -> "Activity":
-        """A built cart's activity, its contents and consents read as the eligibility gates read them."""
+        """A built cart's activity, its contents and consents read as the eligibility gates read
+        them; without ``email``, with the cart's phone number."""
         base = cart.base_total
         customer = cart.customer
         return cls(email, cart.updated_at, cart.key, not cart.items, (cart.total if base is None else base) <= 0,
-                   customer.marketing_consent is False, customer.sms_consent is False)
+                   customer.marketing_consent is False, customer.sms_consent is False,
+                   "" if email else (customer.phone or ""))
+
+    @classmethod
+    def of_cart(cls, cart: Cart) -> "Activity | None":
+        """A built cart's activity under its customer's address, or, without one, its phone number
+        (None: it has neither, and competes with no cart): what a first pass that builds carts yields."""
+        from cartrescue.contacts import normalize_email
+
+        email = normalize_email(cart.customer.email)
+        if email or cart.customer.phone:
+            return cls.of(email or "", cart)
+        return None
 
 
 class CartSource(ABC):
@@ -136,20 +155,19 @@ class CartSource(ABC):
         return next((cart for cart in self.carts(ALL_TIME) if cart.id == cart_id), None)
 
     def activity(self, window: Window) -> Iterator[Activity]:
-        """Stream (address, last activity, cart key) for the carts in ``window``.
+        """Stream (address or, without one, phone number; last activity; cart key) for the
+        carts in ``window``.
 
         Used to give only an address's newest cart a reminder stream. The default reads
         :meth:`carts` with problems silenced (the second pass reports them); sources override
         it with something cheaper.
         """
-        from cartrescue.contacts import normalize_email
-
         saved, self.on_problem = self.on_problem, ignore_problem
         try:
             for cart in self.carts(window):
-                email = normalize_email(cart.customer.email)
-                if email:
-                    yield Activity.of(email, cart)
+                activity = Activity.of_cart(cart)
+                if activity is not None:
+                    yield activity
         finally:
             self.on_problem = saved
 

@@ -727,10 +727,12 @@ class CsvSource(CartSource):
                 if owns is not None and not owns(email, key):
                     continue
                 spool.add_group(start, rows)
-                if email:
+                phone = "" if email else self._first(rows, "phone")  # the key of a cart without an address
+                if email or phone:
                     empty, free = self._contents(rows)
                     moment = self._moment(rows)
-                    activity = self._activity_of(email, moment, key, empty, free, *self._refusals(rows, empty or free))
+                    activity = self._activity_of(email, moment, key, empty, free, *self._refusals(rows, empty or free),
+                                                 phone)
                     if activity is not None:
                         yield activity
             complete = True
@@ -771,17 +773,18 @@ class CsvSource(CartSource):
         return self._first(rows, "updated_at") or self._first(rows, "created_at")
 
     def _activity_of(self, email: str, moment: str, key: str, empty: bool, free: bool,
-                     no_marketing: bool = False, no_sms: bool = False) -> Activity | None:
-        """What the first pass learns of one cart: its address, last activity, whether it has
-        anything in it (:meth:`_contents`) and whether it said no to a consent (:meth:`_refusals`)
-        (None: without an address or a time, the cart is no address's newest, nor a withdrawal)."""
-        if not email or not moment:
+                     no_marketing: bool = False, no_sms: bool = False, phone: str = "") -> Activity | None:
+        """What the first pass learns of one cart: its address (without one, its phone number as
+        written), last activity, whether it has anything in it (:meth:`_contents`) and whether it
+        said no to a consent (:meth:`_refusals`) (None: without an address, a number or a time,
+        the cart is no customer's newest, nor a withdrawal)."""
+        if not (email or phone) or not moment:
             return None
         try:
             updated = parse_time(moment, "updated_at", self.shop_tz)
         except RowError:
             return None
-        return _new_activity(fold_email(email), updated, key, empty, free, no_marketing, no_sms)
+        return _new_activity(fold_email(email), updated, key, empty, free, no_marketing, no_sms, phone)
 
     def _refusals(self, rows: list[tuple[int, list[str]]], withdraws: bool) -> tuple[bool, bool]:
         """``(no_marketing, no_sms)`` of a group: whether its ``marketing_consent`` and
@@ -859,9 +862,9 @@ class CsvSource(CartSource):
                 apart = {cart_id: Apart(tuple(lines), alike, tuple(broken))  # type: ignore[union-attr]
                          for cart_id, (lines, alike, broken) in entry[1].items()}  # type: ignore[union-attr]
                 continue
-            cart_id, email, moment, empty, free, no_marketing, no_sms = entry  # type: ignore[misc]
+            cart_id, email, moment, empty, free, no_marketing, no_sms, phone = entry  # type: ignore[misc]
             activity = self._activity_of(email, moment, f"{name}:{cart_id}",  # type: ignore[has-type]
-                                         empty, free, no_marketing, no_sms)
+                                         empty, free, no_marketing, no_sms, phone)
             if activity is not None:
                 yield activity
         self._drop_spool()
@@ -972,11 +975,12 @@ class CsvSource(CartSource):
         for start, rows, cart_id, email in self._carts_read(apart, begin=begin, end=end):
             shard = shard_of(fold_email(email) if email else f"{name}:{cart_id}", count) - 1
             writers[shard].add_group(start, rows)
-            if email:  # without one, the cart is no address's newest: no activity
+            phone = "" if email else self._first(rows, "phone")  # the key of a cart without an address
+            if email or phone:  # without either, the cart is no customer's newest: no activity
                 empty, free = self._contents(rows)
                 moment = self._moment(rows)
                 refusals = self._refusals(rows, True) if empty or free else _NO_REFUSALS
-                activities[shard].add_activity(cart_id, email, moment, empty, free, *refusals)
+                activities[shard].add_activity(cart_id, email, moment, empty, free, *refusals, phone)
 
     def _take_spool(self, shard: Shard | None) -> RowSpool | None:
         """The spool of the activity pass just completed for ``shard`` (None: the whole file), if

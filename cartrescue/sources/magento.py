@@ -329,12 +329,14 @@ class MagentoSource(DatabaseSource):
         return as_locale(value)  # written as a template folder is named: SV-se is sv_SE
 
     def activity(self, window: Window) -> Iterator[Activity]:
-        """Address, last activity and key of each quote in the window, whether it has a line
-        left (one indexed look each: a quote whose ``items_count`` counts none is not read at
-        all) and whether its totals leave nothing to pay. A quote whose time cannot be read is
-        left out (the carts pass reports it)."""
+        """Address (without one, the phone number of its billing or shipping address, as
+        :meth:`_cart` takes them), last activity and key of each quote in the window, whether it
+        has a line left (one indexed look each: a quote whose ``items_count`` counts none is not
+        read at all) and whether its totals leave nothing to pay. A quote whose time cannot be
+        read is left out (the carts pass reports it)."""
         sql = (
             "SELECT q.entity_id AS quote_id, q.updated_at, q.customer_email, a.email AS address_email, "
+            "a.telephone AS address_phone, "
             "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
             "q.base_grand_total, q.trigger_recollect, q.items_count, q.subtotal, "
             f"(SELECT COUNT(*) FROM {self.t('quote_item')} i WHERE i.quote_id = q.entity_id "
@@ -342,8 +344,8 @@ class MagentoSource(DatabaseSource):
             f"(SELECT SUM(i.row_total) FROM {self.t('quote_item')} i WHERE i.quote_id = q.entity_id "
             "AND i.parent_item_id IS NULL) AS line_row_total "
             f"FROM {self.t('quote')} q LEFT JOIN {self.t('quote_address')} a "
-            "ON a.quote_id = q.entity_id AND a.email IS NOT NULL "
-            f"WHERE {self._filters()} ORDER BY q.updated_at, q.entity_id, a.address_type"
+            "ON a.quote_id = q.entity_id AND (a.email IS NOT NULL OR a.telephone IS NOT NULL) "
+            f"WHERE {self._filters()} ORDER BY q.updated_at, q.entity_id, a.address_type, a.address_id"
         )
         for rows in grouped(self.db.stream(sql, self._window(window)), "quote_id"):
             # The address the cart gets (as_email, as _cart chooses it): "n/a" in customer_email
@@ -353,12 +355,14 @@ class MagentoSource(DatabaseSource):
                 updated = as_utc(rows[0]["updated_at"], UTC, "updated_at")
             except RowError:
                 continue
-            if not email:
+            # Without an address, the customer is known by the number (billing first, as _cart).
+            phone = "" if email else next(filter(None, (text_or_none(row["address_phone"]) for row in rows)), "")
+            if not (email or phone):
                 continue
             quote = rows[0]
             lines = int(quote["line_count"] or 0)
-            yield Activity(email, updated, f"{self.name}:{quote['quote_id']}", not lines,
-                           self._nothing_to_pay(quote, lines, _sum_or_none([quote["line_row_total"]])))
+            yield Activity(email or "", updated, f"{self.name}:{quote['quote_id']}", not lines,
+                           self._nothing_to_pay(quote, lines, _sum_or_none([quote["line_row_total"]])), phone=phone)
 
     def _nothing_to_pay(self, quote: Mapping[str, Any], lines: int, row_total: Decimal | None) -> bool:
         """Whether the quote's grand total is 0 or less, and so its base total as :meth:`_cart`

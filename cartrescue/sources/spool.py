@@ -40,9 +40,9 @@ _END = _LENGTH.pack(0)
 #: One group: the line it starts on and its rows, each ``(line, cells)`` (as ``CsvSource._cart_rows``).
 Group = tuple[int, list[tuple[int, list[str]]]]
 #: One entry: a group, a problem ``(location, reason)``, or a shared spool's repeated cart ids;
-#: an activity spool's ``(cart id, email, last activity, empty, free, no_marketing, no_sms)``.
+#: an activity spool's ``(cart id, email, last activity, empty, free, no_marketing, no_sms, phone)``.
 Entry = (Group | tuple[str, str] | tuple[None, dict[str, tuple[tuple[int, ...], bool, tuple[int, ...]]]]
-         | tuple[str, str, str, bool, bool, bool, bool])
+         | tuple[str, str, str, bool, bool, bool, bool, str])
 
 
 class RowSpool:
@@ -85,11 +85,12 @@ class RowSpool:
         self._add((location, reason))
 
     def add_activity(self, cart_id: str, email: str, moment: str, empty: bool, free: bool,
-                     no_marketing: bool, no_sms: bool) -> None:
-        """An entry of a shared activity spool: a cart's id, address and last activity as written,
-        and what the first pass saw of its contents and consent cells (a "no" withdraws an older
-        cart's yes): the fields of :class:`~cartrescue.sources.base.Activity`."""
-        self._batch.append((cart_id, email, moment, empty, free, no_marketing, no_sms))  # _add inlined: once a cart
+                     no_marketing: bool, no_sms: bool, phone: str = "") -> None:
+        """An entry of a shared activity spool: a cart's id, address (without one, its phone
+        number) and last activity as written, and what the first pass saw of its contents and
+        consent cells (a "no" withdraws an older cart's yes): the fields of
+        :class:`~cartrescue.sources.base.Activity`."""
+        self._batch.append((cart_id, email, moment, empty, free, no_marketing, no_sms, phone))  # _add inlined: once a cart
         if len(self._batch) >= BATCH:
             self._flush()
 

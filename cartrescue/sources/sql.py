@@ -1120,9 +1120,9 @@ class SqlSource(DatabaseSource):
             for place, rows in enumerate(self._groups(window), 1):
                 apart.add(str(rows[0]["cart_id"]), place, hash(repr([tuple(row.items()) for row in rows])))
                 cart = self._cart(rows)
-                email = normalize_email(cart.customer.email) if cart is not None else None
-                if cart is not None and email:
-                    yield Activity.of(email, cart)
+                activity = Activity.of_cart(cart) if cart is not None else None
+                if activity is not None:
+                    yield activity
             complete = True
         finally:
             self.on_problem = saved
