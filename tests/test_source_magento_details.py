@@ -257,6 +257,49 @@ def test_a_newer_quote_without_lines_leaves_the_older_quote_its_reminders(planne
     assert (decisions["314"]["action"], decisions["314"]["reason"]) == ("send", "due")
 
 
+def _unreadable_newer_quotes(db: shopdb.ShopDb) -> None:
+    """Three addresses, each with an older quote that reads and a newer one that does not:
+    702's line has a fractional quantity, 704's currency is no currency; 99 and 100 were touched
+    in the same second, and the newest-cart index breaks that tie by key ("magento2:99" is
+    the larger), not by the id the query orders by."""
+    db.schema("magento2")
+    db.insert("quote", [quote(701, "2026-03-02 08:00:00", customer_email="ann@example.com"),
+                        quote(702, "2026-03-02 09:30:00", customer_email="ann@example.com"),
+                        quote(703, "2026-03-02 08:00:00", customer_email="bo@example.com"),
+                        quote(704, "2026-03-02 09:30:00", customer_email="bo@example.com", quote_currency_code="XXQ"),
+                        quote(99, "2026-03-02 09:00:00", customer_email="cy@example.com"),
+                        quote(100, "2026-03-02 09:00:00", customer_email="cy@example.com")])
+    db.insert("quote_item", [line(7011, 701, "A", "1", "10"), line(7021, 702, "CHEESE", "1.5", "10"),
+                             line(7031, 703, "A", "1", "10"), line(7041, 704, "A", "1", "10"),
+                             line(991, 99, "CHEESE", "0.5", "10"), line(1001, 100, "A", "1", "10")])
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_newer_quote_that_cannot_be_read_leaves_the_older_quote_its_reminders(kind, tmp_path):
+    """The pass that finds each address's newest quote read only its address and time: a newer
+    quote the carts pass then could not build (reported, no reminder) was still the newest, and
+    the customer's older quote, which reads, was skipped as ``newer_cart_for_address`` too. Only
+    a cart that can be reminded competes for the newest, as in the WooCommerce, PrestaShop and
+    ``sql`` sources, whose first pass builds the carts."""
+    with shopdb.configured(kind, "magentobadnewer", _unreadable_newer_quotes, tmp_path,
+                           {"type": "magento2"}, eligibility={"consent": "none"}) as (db, config):
+        result, decisions = shopdb.plan(config, NOW)
+        source = MagentoSource(db.url)
+        source.chunk_size = 1  # the pass's batches: quotes of one second are never cut apart
+        try:
+            keys = [activity.cart_key for activity in source.activity(Window(datetime(2026, 2, 23, tzinfo=UTC),
+                                                                             datetime(2026, 3, 3, tzinfo=UTC)))]
+        finally:
+            source.close()
+    assert result.exit_code == 1
+    assert sorted(result.json["problems"]) == ["quote entity_id=702: quantity: not a whole number: 1.5000",
+                                               "quote entity_id=704: currency: unknown currency code 'XXQ'",
+                                               "quote entity_id=99: quantity: not a whole number: 0.5000"]
+    assert {cart: (decision["action"], decision["reason"]) for cart, decision in decisions.items()} == {
+        "701": ("send", "due"), "703": ("send", "due"), "100": ("send", "due")}
+    assert keys == ["magento2:701", "magento2:703", "magento2:100"]
+
+
 @pytest.mark.mariadb
 def test_an_invalid_updated_at_in_the_window_is_a_row_problem_not_a_traceback():
     """MariaDB keeps ``2026-02-31`` in a DATETIME column under ALLOW_INVALID_DATES; the driver

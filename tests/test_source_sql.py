@@ -140,6 +140,18 @@ def test_named_queries_give_carts(url):
         source.close()
 
 
+def test_the_first_pass_leaves_out_a_cart_it_cannot_build(url):
+    """Only a cart that can be reminded competes for its address's newest: cart 3 (an unknown
+    currency) has an address but is no address's newest, so an older cart of its customer keeps
+    its reminders. The Magento preset's first pass is held to the same (test_source_magento_details)."""
+    source, _carts, _problems = read(url)
+    try:
+        keys = [activity.cart_key for activity in source.activity(WINDOW)]
+    finally:
+        source.close()
+    assert keys == ["sql:1"]  # 2 has no address, 3 cannot be read, 4 is too old, 5 has no created_at
+
+
 def test_orders_query_with_list_parameters(url):
     source, carts, _ = read(url)
     try:
