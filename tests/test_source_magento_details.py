@@ -300,6 +300,42 @@ def test_a_newer_quote_that_cannot_be_read_leaves_the_older_quote_its_reminders(
     assert keys == ["magento2:701", "magento2:703", "magento2:100"]
 
 
+def _capital_accents(db: shopdb.ShopDb) -> None:
+    """Åsa's quote, and an order of hers under another quote, typed in capitals; Örjan's quote,
+    and his unsubscription typed in capitals."""
+    db.schema("magento2")
+    db.insert("quote", [quote(811, "2026-03-02 09:00:00", customer_email="Åsa@Example.com"),
+                        quote(812, "2026-03-02 09:00:00", customer_email="örjan@example.com")])
+    db.insert("quote_item", [line(8111, 811, "A", "1", "10"), line(8121, 812, "A", "1", "10")])
+    db.insert("sales_order", [{"entity_id": 11, "increment_id": "000000011", "quote_id": 990,
+                               "customer_email": "ÅSA@EXAMPLE.COM", "state": "complete", "status": "complete",
+                               "grand_total": D("10"), "order_currency_code": "EUR",
+                               "created_at": datetime(2026, 3, 2, 10, 30)}])
+    db.insert("newsletter_subscriber", [{"customer_id": 0, "subscriber_email": "ÖRJAN@EXAMPLE.COM", "store_id": 1,
+                                         "subscriber_status": 3}])
+
+
+@pytest.mark.parametrize("kind, ctype_c", [
+    pytest.param("mariadb", False, marks=pytest.mark.mariadb, id="mariadb"),
+    pytest.param("postgres", False, marks=pytest.mark.postgres, id="postgres"),
+    pytest.param("postgres", True, marks=pytest.mark.postgres, id="postgres-ctype-c"),
+])
+def test_an_address_with_capital_accents_finds_its_orders_and_unsubscription_whatever_the_ctype(
+        kind, ctype_c, tmp_path):
+    """PostgreSQL's ``LOWER()`` folds what the database's ``LC_CTYPE`` says is a letter: under
+    ``C`` (``initdb --no-locale``, many a container's database) ASCII alone, so an order and an
+    unsubscription stored as ``ÅSA@…`` and ``ÖRJAN@…`` were not found by the carts' ``åsa@…`` and
+    ``örjan@…``: Åsa was reminded of a cart she had bought, and Örjan, who had unsubscribed, was
+    sent a reminder."""
+    with shopdb.shop_database(kind, "magentoctype", ctype_c=ctype_c) as db:
+        _capital_accents(db)
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url}, eligibility={"consent": "none"})
+        result, decisions = shopdb.plan(config, NOW)
+    assert result.exit_code == 0, result.output
+    assert (decisions["811"]["reason"], decisions["811"]["detail"]) == ("ordered", "order 000000011")
+    assert (decisions["812"]["reason"], decisions["812"]["detail"]) == ("no_consent", "consent=False, policy none")
+
+
 @pytest.mark.mariadb
 def test_an_invalid_updated_at_in_the_window_is_a_row_problem_not_a_traceback():
     """MariaDB keeps ``2026-02-31`` in a DATETIME column under ALLOW_INVALID_DATES; the driver

@@ -221,8 +221,10 @@ class MagentoSource(DatabaseSource):
                                       [normalize_email(q["customer_email"])]
                                       + [normalize_email(a["email"]) for a in addresses.get(q["quote_id"], [])]
                                       if email}))
-        where, params, lists = any_in([("customer_id", "customer_ids", customer_ids),
-                                       (email_in(self.db.backend, "subscriber_email"), "emails", emails)])
+        where, params, lists = any_in([
+            ("customer_id", "customer_ids", customer_ids),
+            (email_in(self.db.backend, "subscriber_email", emails=emails), "emails", emails),
+        ])
         return self.db.fetch(
             "SELECT customer_id, subscriber_email, store_id, subscriber_status "
             f"FROM {self.t('newsletter_subscriber')} WHERE {where}", params, expanding=lists)
@@ -423,7 +425,7 @@ class MagentoSource(DatabaseSource):
         emails = cart_emails(carts)
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
         where, params, lists = any_in([("quote_id", "quote_ids", quote_ids),
-                                       (email_in(self.db.backend, "customer_email"), "emails", emails),
+                                       (email_in(self.db.backend, "customer_email", emails=emails), "emails", emails),
                                        ("customer_id", "customer_ids", customer_ids)])
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, "
@@ -496,15 +498,15 @@ class MagentoSource(DatabaseSource):
         """Letters of the core newsletter queue sent to ``emails`` within ``window``."""
         if not emails or not self._has_tables(self._NEWSLETTER_TABLES, "the core newsletter queue"):
             return
+        forms = stored_forms(emails)
         sql = (
             "SELECT s.subscriber_email, l.letter_sent_at, q.newsletter_subject "
             f"FROM {self.t('newsletter_subscriber')} s "
             f"JOIN {self.t('newsletter_queue_link')} l ON l.subscriber_id = s.subscriber_id "
             f"LEFT JOIN {self.t('newsletter_queue')} q ON q.queue_id = l.queue_id "
-            f"WHERE {email_in(self.db.backend, 's.subscriber_email', 'IN :emails')} AND l.letter_sent_at >= :start AND l.letter_sent_at <= :end"
+            f"WHERE {email_in(self.db.backend, 's.subscriber_email', 'IN :emails', emails=forms)} AND l.letter_sent_at >= :start AND l.letter_sent_at <= :end"
         )
-        params = {"emails": stored_forms(emails), "start": local_bound(window.start, UTC),
-                  "end": local_bound(window.end, UTC)}
+        params = {"emails": forms, "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
         for row in self.db.fetch(sql, params, expanding=("emails",)):
             email = normalize_email(row["subscriber_email"])
             if email:
