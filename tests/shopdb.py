@@ -173,7 +173,9 @@ class ShopDb:
         server.dispose()
 
 
-def create_database(kind: str, label: str) -> ShopDb:
+def create_database(kind: str, label: str, *, ctype_c: bool = False) -> ShopDb:
+    """``ctype_c``: a PostgreSQL database whose ``LC_CTYPE`` is ``C`` (its ``LOWER()`` folds ASCII
+    alone), as one made by ``initdb --no-locale`` is; MariaDB's collations have no such setting."""
     need(kind)
     name = f"cr_{re.sub(r'[^a-z0-9]', '', label.lower())[:20]}_{secrets.token_hex(4)}"
     server = sa.create_engine(_admin_url(kind, None), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -181,7 +183,8 @@ def create_database(kind: str, label: str) -> ShopDb:
         if kind == "mariadb":
             connection.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         else:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            locale = " ENCODING 'UTF8' LC_CTYPE 'C' TEMPLATE template0" if ctype_c else ""
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"{locale}')
     server.dispose()
     url = _admin_url(kind, name)
     admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
@@ -189,9 +192,10 @@ def create_database(kind: str, label: str) -> ShopDb:
 
 
 @contextmanager
-def shop_database(kind: str, label: str) -> Iterator[ShopDb]:
-    """A fresh, empty database on the ``kind`` server, dropped afterwards."""
-    db = create_database(kind, label)
+def shop_database(kind: str, label: str, *, ctype_c: bool = False) -> Iterator[ShopDb]:
+    """A fresh, empty database on the ``kind`` server, dropped afterwards (``ctype_c``: see
+    :func:`create_database`)."""
+    db = create_database(kind, label, ctype_c=ctype_c)
     try:
         yield db
     finally:

@@ -398,6 +398,36 @@ def test_an_order_a_quote_closing_on_the_next_line_took_in_holds_back_its_custom
         "a quote left open? Those orders' customers' carts wait until it is fixed"]
 
 
+def test_each_order_a_quote_left_open_took_in_is_named_by_the_line_it_starts_on(shop: Shop) -> None:
+    """o1's status opens a quote that o3's closes: the customers of o1, o2 and o3 wait, each
+    detail naming where its order's row starts (as a cart a quote took is reported), after a
+    quoted cell over two lines (o0's) that is no open quote. Every order the quote took was
+    said to be on o1's line: o2's on line 4, not 5."""
+    shop.add(cart("t1"), cart("t2"), cart("t3"), cart("t4"), cart("t5"))
+    shop.write()
+    at = iso(NOW - timedelta(minutes=30))
+    (shop.folder / "orders.csv").write_text(
+        "order_id,email,customer_id,cart_id,total,currency,status,created_at,delivered\n"
+        f'o0,x@example.com,,,10.00,EUR,"complete\n(left at the door)",{at},yes\n'
+        f'o1,t1@example.com,,t1,10.00,EUR,"complete,{at},yes\n'
+        f"o2,t2@example.com,,t2,10.00,EUR,complete,{at},yes\n"
+        f'o3,t3@example.com,,t3,10.00,EUR,complete",{at},yes\n'
+        f"o4,t4@example.com,,t4,ten,EUR,complete,{at},yes\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    details = {row["cart_id"]: (row["reason"], row["detail"]) for row in result.json["decisions"]}
+    assert details == {
+        "t1": ("unreadable_order", "order o1 (line 4 of the orders export) could not be read"),
+        "t2": ("unreadable_order", "order o2 (line 5 of the orders export) could not be read"),
+        "t3": ("unreadable_order", "order o3 (line 6 of the orders export) could not be read"),
+        "t4": ("unreadable_order", "order o4 (line 7 of the orders export) could not be read"),
+        "t5": ("due", "")}
+    assert result.json["problems"] == [
+        f"{shop.folder / 'orders.csv'}:4: a quoted cell runs to line 6 and holds 1 row(s) of the file "
+        "(order o1, o2, o3): a quote left open? Those orders' customers' carts wait until it is fixed",
+        f"{shop.folder / 'orders.csv'}:7: order o4: total: not a number: 'ten'"]
+
+
 def test_a_cart_a_quote_closing_on_the_next_line_took_a_row_of_is_skipped_whole(shop: Shop) -> None:
     """c2's row lost its start to c1's name cell and was no row at all; a product name over two
     lines (its delimiters far from a row's worth) is still read."""

@@ -279,6 +279,85 @@ def test_a_newer_quote_without_lines_leaves_the_older_quote_its_reminders(planne
     assert (decisions["314"]["action"], decisions["314"]["reason"]) == ("send", "due")
 
 
+def _unreadable_newer_quotes(db: shopdb.ShopDb) -> None:
+    """Three addresses, each with an older quote that reads and a newer one that does not:
+    702's line has a fractional quantity, 704's currency is no currency; 99 and 100 were touched
+    in the same second, and the newest-cart index breaks that tie by key ("magento2:99" is
+    the larger), not by the id the query orders by."""
+    db.schema("magento2")
+    db.insert("quote", [quote(701, "2026-03-02 08:00:00", customer_email="ann@example.com"),
+                        quote(702, "2026-03-02 09:30:00", customer_email="ann@example.com"),
+                        quote(703, "2026-03-02 08:00:00", customer_email="bo@example.com"),
+                        quote(704, "2026-03-02 09:30:00", customer_email="bo@example.com", quote_currency_code="XXQ"),
+                        quote(99, "2026-03-02 09:00:00", customer_email="cy@example.com"),
+                        quote(100, "2026-03-02 09:00:00", customer_email="cy@example.com")])
+    db.insert("quote_item", [line(7011, 701, "A", "1", "10"), line(7021, 702, "CHEESE", "1.5", "10"),
+                             line(7031, 703, "A", "1", "10"), line(7041, 704, "A", "1", "10"),
+                             line(991, 99, "CHEESE", "0.5", "10"), line(1001, 100, "A", "1", "10")])
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_newer_quote_that_cannot_be_read_leaves_the_older_quote_its_reminders(kind, tmp_path):
+    """The pass that finds each address's newest quote read only its address and time: a newer
+    quote the carts pass then could not build (reported, no reminder) was still the newest, and
+    the customer's older quote, which reads, was skipped as ``newer_cart_for_address`` too. Only
+    a cart that can be reminded competes for the newest, as in the WooCommerce, PrestaShop and
+    ``sql`` sources, whose first pass builds the carts."""
+    with shopdb.configured(kind, "magentobadnewer", _unreadable_newer_quotes, tmp_path,
+                           {"type": "magento2"}, eligibility={"consent": "none"}) as (db, config):
+        result, decisions = shopdb.plan(config, NOW)
+        source = MagentoSource(db.url)
+        source.chunk_size = 1  # the pass's batches: quotes of one second are never cut apart
+        try:
+            keys = [activity.cart_key for activity in source.activity(Window(datetime(2026, 2, 23, tzinfo=UTC),
+                                                                             datetime(2026, 3, 3, tzinfo=UTC)))]
+        finally:
+            source.close()
+    assert result.exit_code == 1
+    assert sorted(result.json["problems"]) == ["quote entity_id=702: quantity: not a whole number: 1.5000",
+                                               "quote entity_id=704: currency: unknown currency code 'XXQ'",
+                                               "quote entity_id=99: quantity: not a whole number: 0.5000"]
+    assert {cart: (decision["action"], decision["reason"]) for cart, decision in decisions.items()} == {
+        "701": ("send", "due"), "703": ("send", "due"), "100": ("send", "due")}
+    assert keys == ["magento2:701", "magento2:703", "magento2:100"]
+
+
+def _capital_accents(db: shopdb.ShopDb) -> None:
+    """Åsa's quote, and an order of hers under another quote, typed in capitals; Örjan's quote,
+    and his unsubscription typed in capitals."""
+    db.schema("magento2")
+    db.insert("quote", [quote(811, "2026-03-02 09:00:00", customer_email="Åsa@Example.com"),
+                        quote(812, "2026-03-02 09:00:00", customer_email="örjan@example.com")])
+    db.insert("quote_item", [line(8111, 811, "A", "1", "10"), line(8121, 812, "A", "1", "10")])
+    db.insert("sales_order", [{"entity_id": 11, "increment_id": "000000011", "quote_id": 990,
+                               "customer_email": "ÅSA@EXAMPLE.COM", "state": "complete", "status": "complete",
+                               "grand_total": D("10"), "order_currency_code": "EUR",
+                               "created_at": datetime(2026, 3, 2, 10, 30)}])
+    db.insert("newsletter_subscriber", [{"customer_id": 0, "subscriber_email": "ÖRJAN@EXAMPLE.COM", "store_id": 1,
+                                         "subscriber_status": 3}])
+
+
+@pytest.mark.parametrize("kind, ctype_c", [
+    pytest.param("mariadb", False, marks=pytest.mark.mariadb, id="mariadb"),
+    pytest.param("postgres", False, marks=pytest.mark.postgres, id="postgres"),
+    pytest.param("postgres", True, marks=pytest.mark.postgres, id="postgres-ctype-c"),
+])
+def test_an_address_with_capital_accents_finds_its_orders_and_unsubscription_whatever_the_ctype(
+        kind, ctype_c, tmp_path):
+    """PostgreSQL's ``LOWER()`` folds what the database's ``LC_CTYPE`` says is a letter: under
+    ``C`` (``initdb --no-locale``, many a container's database) ASCII alone, so an order and an
+    unsubscription stored as ``ÅSA@…`` and ``ÖRJAN@…`` were not found by the carts' ``åsa@…`` and
+    ``örjan@…``: Åsa was reminded of a cart she had bought, and Örjan, who had unsubscribed, was
+    sent a reminder."""
+    with shopdb.shop_database(kind, "magentoctype", ctype_c=ctype_c) as db:
+        _capital_accents(db)
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url}, eligibility={"consent": "none"})
+        result, decisions = shopdb.plan(config, NOW)
+    assert result.exit_code == 0, result.output
+    assert (decisions["811"]["reason"], decisions["811"]["detail"]) == ("ordered", "order 000000011")
+    assert (decisions["812"]["reason"], decisions["812"]["detail"]) == ("no_consent", "consent=False, policy none")
+
+
 @pytest.mark.mariadb
 def test_an_invalid_updated_at_in_the_window_is_a_row_problem_not_a_traceback():
     """MariaDB keeps ``2026-02-31`` in a DATETIME column under ALLOW_INVALID_DATES; the driver

@@ -15,7 +15,8 @@ import shopdb
 from cartrescue.errors import ConfigError, ExitCode, SourceError
 from cartrescue.model import Order
 from cartrescue.sources.base import Window
-from cartrescue.sources.sql import RowError, SqlSource, as_currency, as_decimal, explain_error, read_only_guard
+from cartrescue.sources.sql import (RowError, ShopDatabase, SqlSource, as_currency, as_decimal, email_in, explain_error,
+                                    read_only_guard, stored_forms)
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
@@ -138,6 +139,18 @@ def test_named_queries_give_carts(url):
         assert problems.reasons()["carts query cart_id=5"] == "created_at: missing"
     finally:
         source.close()
+
+
+def test_the_first_pass_leaves_out_a_cart_it_cannot_build(url):
+    """Only a cart that can be reminded competes for its address's newest: cart 3 (an unknown
+    currency) has an address but is no address's newest, so an older cart of its customer keeps
+    its reminders. The Magento preset's first pass is held to the same (test_source_magento_details)."""
+    source, _carts, _problems = read(url)
+    try:
+        keys = [activity.cart_key for activity in source.activity(WINDOW)]
+    finally:
+        source.close()
+    assert keys == ["sql:1"]  # 2 has no address, 3 cannot be read, 4 is too old, 5 has no created_at
 
 
 def test_orders_query_with_list_parameters(url):
@@ -339,6 +352,28 @@ def test_an_ambiguous_number_in_a_text_column_is_refused_as_in_the_csv_format():
     word; the CSV format refuses it as 1.5 or 1500."""
     with pytest.raises(RowError, match="unit_price: ambiguous: '1,500'"):
         as_decimal("1,500", "unit_price")
+
+
+def test_an_address_with_capital_accents_is_found_where_lower_folds_ascii_alone(tmp_path):
+    """SQLite's ``LOWER()`` folds ASCII alone, as PostgreSQL's does in a database whose
+    ``LC_CTYPE`` is ``C`` (test_source_magento_details): the presets' look-up by address
+    (:func:`email_in`) missed an order or an unsubscription stored as ``ÅSA@…`` for ``åsa@…``."""
+    path = tmp_path / "shop.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE orders (id integer, email varchar(100))")
+    connection.executemany("INSERT INTO orders VALUES (?, ?)", [
+        (1, "ÅSA@EXAMPLE.COM"), (2, " Örjan@Example.com"), (3, "A\u030aSA@example.com"),  # 3: Å decomposed
+        (4, "ÄSA@EXAMPLE.COM"), (5, "ÖRJAN@EXAMPLE.ORG")])
+    connection.commit()
+    connection.close()
+    db = ShopDatabase(f"sqlite:///{path}", source="sql")
+    forms = stored_forms(["åsa@example.com", "örjan@example.com"])
+    try:
+        rows = db.fetch(f"SELECT id FROM orders WHERE {email_in(db.backend, 'email', 'IN :emails', emails=forms)} "
+                        "ORDER BY id", {"emails": forms}, expanding=("emails",))
+    finally:
+        db.close()
+    assert [row["id"] for row in rows] == [1, 2, 3]
 
 
 def test_currency_codes():

@@ -1550,8 +1550,9 @@ class CsvSource(CartSource):
                 cells = len(row)
                 if reader.line_num > start and (quote := open_quote_orders(row, reader, start, width, ids_at)):
                     # A quote left open took the next orders in: none of them can be read, and each
-                    # one's customer waits (unreadable), never reminded of a cart they bought.
-                    batch.extend(_unreadable_order(order_id or _no_order_id(line), start, email_text, customer_id,
+                    # one's customer waits (unreadable), never reminded of a cart they bought. Each
+                    # is where its own row starts (swallowed_lines), as a cart the quote took is.
+                    batch.extend(_unreadable_order(order_id or _no_order_id(line), line, email_text, customer_id,
                                                    cart_id)
                                  for line, order_id, email_text, customer_id, cart_id in quote.orders)
                     pending.append((None, start, RowProblem(

@@ -28,13 +28,15 @@ in UTC. It reads only; the connection is read-only (see :mod:`cartrescue.sources
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from cartrescue.contacts import normalize_email
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
-from cartrescue.sources.base import Activity, OrderFilter, Window
+from cartrescue.scratch import ScratchDb
+from cartrescue.sources.base import Activity, OrderFilter, Window, ignore_problem
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.sources.values import campaign_name, refuse_nul_owner
 from cartrescue.text import ascii_digits
@@ -165,8 +167,10 @@ class MagentoSource(DatabaseSource):
         rows = self.db.fetch(self._select(f"q.entity_id = :id AND {self._abandoned()}"), {"id": int(cart_id)})
         return next(self._build_chunk(rows), None) if rows else None
 
-    def _build_chunk(self, quotes: list[Mapping[str, Any]]) -> Iterator[Cart]:
-        """The lines, addresses and stock of a chunk of quotes: three indexed lookups."""
+    def _build_chunk(self, quotes: list[Mapping[str, Any]], first_pass: bool = False) -> Iterator[Cart]:
+        """The lines, addresses and stock of a chunk of quotes: three indexed lookups, and the
+        newsletter's. The ``first_pass`` (:meth:`_readable`) looks up neither stock nor the
+        newsletter: neither can cost a quote."""
         quote_ids = [quote["quote_id"] for quote in quotes]
         lines: dict[Any, list[Mapping[str, Any]]] = {}
         for row in self.db.fetch(
@@ -192,7 +196,7 @@ class MagentoSource(DatabaseSource):
                 if row["parent_item_id"] is not None:
                     children.setdefault(row["parent_item_id"], row)
         stock: dict[Any, int | None] = {}
-        if product_ids:
+        if product_ids and not first_pass:
             for row in self.db.fetch(
                 f"SELECT product_id, qty FROM {self.t('cataloginventory_stock_item')} "
                 "WHERE product_id IN :ids AND stock_id = :stock_id",
@@ -200,7 +204,7 @@ class MagentoSource(DatabaseSource):
                 expanding=("ids",),
             ):
                 stock[row["product_id"]] = as_stock(row["qty"])
-        subscriptions = self._subscriptions(quotes, addresses)
+        subscriptions = [] if first_pass else self._subscriptions(quotes, addresses)
         for quote in quotes:
             cart = self._cart(quote, lines.get(quote["quote_id"], []), addresses.get(quote["quote_id"], []),
                               stock, children, subscriptions)
@@ -217,8 +221,10 @@ class MagentoSource(DatabaseSource):
                                       [normalize_email(q["customer_email"])]
                                       + [normalize_email(a["email"]) for a in addresses.get(q["quote_id"], [])]
                                       if email}))
-        where, params, lists = any_in([("customer_id", "customer_ids", customer_ids),
-                                       (email_in(self.db.backend, "subscriber_email"), "emails", emails)])
+        where, params, lists = any_in([
+            ("customer_id", "customer_ids", customer_ids),
+            (email_in(self.db.backend, "subscriber_email", emails=emails), "emails", emails),
+        ])
         return self.db.fetch(
             "SELECT customer_id, subscriber_email, store_id, subscriber_status "
             f"FROM {self.t('newsletter_subscriber')} WHERE {where}", params, expanding=lists)
@@ -333,7 +339,26 @@ class MagentoSource(DatabaseSource):
         :meth:`_cart` takes them), last activity and key of each quote in the window, whether it
         has a line left (one indexed look each: a quote whose ``items_count`` counts none is not
         read at all) and whether its totals leave nothing to pay. A quote whose time cannot be
-        read is left out (the carts pass reports it)."""
+        read is left out (the carts pass reports it).
+
+        Only a cart that can be reminded competes for its address's newest, and this pass does
+        not read a quote's lines: a newer quote that the carts pass could not build (a line's
+        quantity, an unknown currency) was the newest, and its customer's older quote, which
+        reads, got no reminder either. So a quote that may displace another, one of an address
+        (without one, a number) met before in this pass (oldest first), is built as the carts
+        pass builds it, and left out when it cannot be (:meth:`_readable`); most addresses have
+        one quote, and theirs are not."""
+        with _Met() as met:
+            for batch in _by_time(self._cheap_activity(window), self.chunk_size):
+                again = met.again([_met_key(activity) for activity, _ in batch])
+                doubtful = [quote_id for activity, quote_id in batch if _met_key(activity) in again]
+                readable = self._readable(doubtful) if doubtful else set()
+                for activity, quote_id in batch:
+                    if _met_key(activity) not in again or str(quote_id) in readable:
+                        yield activity
+
+    def _cheap_activity(self, window: Window) -> Iterator[tuple[Activity, Any]]:
+        """Each quote's activity as one query reads it, oldest first, with its ``entity_id``."""
         sql = (
             "SELECT q.entity_id AS quote_id, q.updated_at, q.customer_email, a.email AS address_email, "
             "a.telephone AS address_phone, "
@@ -362,7 +387,21 @@ class MagentoSource(DatabaseSource):
             quote = rows[0]
             lines = int(quote["line_count"] or 0)
             yield Activity(email or "", updated, f"{self.name}:{quote['quote_id']}", not lines,
-                           self._nothing_to_pay(quote, lines, _sum_or_none([quote["line_row_total"]])), phone=phone)
+                           self._nothing_to_pay(quote, lines, _sum_or_none([quote["line_row_total"]])),
+                           phone=phone), quote["quote_id"]
+
+    def _readable(self, quote_ids: list[Any]) -> set[str]:
+        """The ids of those of ``quote_ids`` that the carts pass can build (its problems are the
+        carts pass's to report)."""
+        readable: set[str] = set()
+        saved, self.on_problem = self.on_problem, ignore_problem
+        try:
+            for chunk in chunks(quote_ids, self.chunk_size):
+                rows = self.db.fetch(self._select("q.entity_id IN :ids"), {"ids": chunk}, expanding=("ids",))
+                readable.update(cart.id for cart in self._build_chunk(rows, first_pass=True))
+        finally:
+            self.on_problem = saved
+        return readable
 
     def _nothing_to_pay(self, quote: Mapping[str, Any], lines: int, row_total: Decimal | None) -> bool:
         """Whether the quote's grand total is 0 or less, and so its base total as :meth:`_cart`
@@ -390,7 +429,7 @@ class MagentoSource(DatabaseSource):
         emails = cart_emails(carts)
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
         where, params, lists = any_in([("quote_id", "quote_ids", quote_ids),
-                                       (email_in(self.db.backend, "customer_email"), "emails", emails),
+                                       (email_in(self.db.backend, "customer_email", emails=emails), "emails", emails),
                                        ("customer_id", "customer_ids", customer_ids)])
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, "
@@ -463,15 +502,15 @@ class MagentoSource(DatabaseSource):
         """Letters of the core newsletter queue sent to ``emails`` within ``window``."""
         if not emails or not self._has_tables(self._NEWSLETTER_TABLES, "the core newsletter queue"):
             return
+        forms = stored_forms(emails)
         sql = (
             "SELECT s.subscriber_email, l.letter_sent_at, q.newsletter_subject "
             f"FROM {self.t('newsletter_subscriber')} s "
             f"JOIN {self.t('newsletter_queue_link')} l ON l.subscriber_id = s.subscriber_id "
             f"LEFT JOIN {self.t('newsletter_queue')} q ON q.queue_id = l.queue_id "
-            f"WHERE {email_in(self.db.backend, 's.subscriber_email', 'IN :emails')} AND l.letter_sent_at >= :start AND l.letter_sent_at <= :end"
+            f"WHERE {email_in(self.db.backend, 's.subscriber_email', 'IN :emails', emails=forms)} AND l.letter_sent_at >= :start AND l.letter_sent_at <= :end"
         )
-        params = {"emails": stored_forms(emails), "start": local_bound(window.start, UTC),
-                  "end": local_bound(window.end, UTC)}
+        params = {"emails": forms, "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
         for row in self.db.fetch(sql, params, expanding=("emails",)):
             email = normalize_email(row["subscriber_email"])
             if email:
@@ -524,3 +563,51 @@ def _sum_or_none(values: Sequence[Any]) -> Decimal | None:
             return None
         total += amount
     return total
+
+
+def _by_time(activity: Iterable[tuple[Activity, Any]], size: int) -> Iterator[list[tuple[Activity, Any]]]:
+    """``activity`` (oldest first) in batches of about ``size``, each cut where the time changes:
+    quotes of one address touched in the same second are then in one batch, each displacing
+    the other (the newest-cart index breaks such a tie by key, which the query's order is not)."""
+    batch: list[tuple[Activity, Any]] = []
+    for entry in activity:
+        if len(batch) >= size and entry[0].updated_at != batch[-1][0].updated_at:
+            yield batch
+            batch = []
+        batch.append(entry)
+    if batch:
+        yield batch
+
+
+def _met_key(activity: Activity) -> str:
+    """Whose quotes may displace one another (:meth:`MagentoSource.activity`): the address, else
+    the number as given (two spellings of one number are both built: a check too many, never
+    one too few)."""
+    return activity.email or f"tel:{activity.phone}"
+
+
+class _Met:
+    """The addresses a pass has met, in a scratch SQLite file (:mod:`cartrescue.scratch`): a
+    week of a big shop's quotes costs no more memory than a few."""
+
+    def __init__(self) -> None:
+        self._scratch = ScratchDb("met", "CREATE TABLE met(email TEXT PRIMARY KEY) WITHOUT ROWID;")
+        self._db = self._scratch.connection
+
+    def again(self, emails: Sequence[str]) -> set[str]:
+        """Those of one batch's ``emails`` met in an earlier batch or twice in this one; then
+        all are met."""
+        again = {email for email, times in Counter(emails).items() if times > 1}
+        unique = list(set(emails))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            again.update(row[0] for row in self._db.execute(f"SELECT email FROM met WHERE email IN ({marks})", chunk))
+        self._db.executemany("INSERT OR IGNORE INTO met(email) VALUES (?)", ((email,) for email in unique))
+        return again
+
+    def __enter__(self) -> "_Met":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._scratch.close()

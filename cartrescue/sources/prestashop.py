@@ -376,7 +376,7 @@ class PrestaShopSource(DatabaseSource):
         where, params, lists = any_in([
             ("o.id_cart", "cart_ids", cart_ids),
             ("o.id_customer", "customer_ids", customer_ids),
-            (f"o.id_customer IN (SELECT id_customer FROM {self.t('customer')} WHERE {email_in(self.db.backend, 'email')})",
+            (f"o.id_customer IN (SELECT id_customer FROM {self.t('customer')} WHERE {email_in(self.db.backend, 'email', emails=emails)})",
              "emails", emails),
         ])
         sql = (

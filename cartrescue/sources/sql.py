@@ -610,11 +610,13 @@ def as_currency(value: Any) -> str:
     return parse_currency(value)
 
 
-def email_in(backend: str, column: str, test: str = "{in}") -> str:
-    """The condition that ``column`` is one of the carts' addresses (lower-case, without blanks
-    around), ``test`` being the list's test (``IN :emails``, or :func:`any_in`'s ``{in}``).
+def email_in(backend: str, column: str, test: str = "{in}", *, emails: Iterable[str]) -> str:
+    """The condition that ``column`` is one of the carts' addresses ``emails`` (lower-case,
+    without blanks around, as :func:`stored_forms` gives them), ``test`` being the list's test
+    (``IN :emails``, or :func:`any_in`'s ``{in}``).
 
-    Every backend must find the same orders: elsewhere ``LOWER(TRIM(column))``; MySQL's and
+    Every backend must find the same orders: elsewhere ``LOWER(TRIM(column))``, the capitals of
+    the addresses' letters beyond ASCII lower-cased first (:func:`_capitals_folded`); MySQL's and
     MariaDB's collations ignore case and trailing blanks and keep the column's index, but not a
     leading blank (an order typed `` ann@example.com`` was found on PostgreSQL and not on
     MariaDB, and its buyer was reminded), so there the few values that begin with a blank are
@@ -622,7 +624,38 @@ def email_in(backend: str, column: str, test: str = "{in}") -> str:
     """
     if backend in ("mysql", "mariadb"):
         return f"({column} {test} OR ({column} LIKE ' %' AND TRIM({column}) {test}))"
-    return f"LOWER(TRIM({column})) {test}"
+    return f"LOWER({_capitals_folded(f'TRIM({column})', emails)}) {test}"
+
+
+def _capitals_folded(expression: str, emails: Iterable[str]) -> str:
+    """``expression`` with the capitals of the letters beyond ASCII that ``emails`` hold written
+    small, one ``REPLACE`` each, as Python's ``str.lower`` (:func:`~cartrescue.contacts.fold_email`)
+    writes them. ``LOWER()`` folds ASCII alone in SQLite, and in a PostgreSQL database whose
+    ``LC_CTYPE`` is ``C`` (``initdb --no-locale``): there an order stored as ``ÅSA@…`` was not
+    found for ``åsa@…`` and its buyer was reminded, and an unsubscription so stored was not
+    seen. ``REPLACE`` depends on no locale. Only the addresses' own letters: a stored value
+    with another letter beyond ASCII is none of them whatever its case (most chunks: none)."""
+    for capital, small in _capitals(set("".join(emails))):
+        expression = f"REPLACE({expression}, {_literal(capital)}, {_literal(small)})"
+    return expression
+
+
+def _capitals(letters: Iterable[str]) -> list[tuple[str, str]]:
+    """``(capital, small)`` for each capital (and title-case form) of ``letters`` beyond ASCII
+    that ``str.lower`` writes as that small letter, in a stable order."""
+    pairs = []
+    for small in sorted(letters):
+        if small.isascii():
+            continue
+        for capital in dict.fromkeys((small.upper(), small.title())):
+            if capital != small and len(capital) == 1 and capital.lower() == small:
+                pairs.append((capital, small))
+    return pairs
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal (a letter here: the quote is doubled all the same)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def stored_forms(emails: Iterable[str]) -> list[str]:

@@ -307,9 +307,10 @@ class WooCommerceSource(DatabaseSource):
         if not addresses:
             return {}
         pk = self.column("ID")
+        forms = stored_forms(addresses)
         rows = self.db.fetch(f"SELECT {pk} AS id, user_email FROM {self.t('users')} "
-                             f"WHERE {email_in(self.db.backend, 'user_email', 'IN :emails')}",
-                             {"emails": stored_forms(addresses)}, expanding=("emails",))
+                             f"WHERE {email_in(self.db.backend, 'user_email', 'IN :emails', emails=forms)}",
+                             {"emails": forms}, expanding=("emails",))
         return {fold_email(str(row["user_email"]).strip()): str(row["id"]) for row in rows}
 
     def _cart(self, row: Mapping[str, Any], contents: dict[str, Any], fields: dict[str, Any], currency: str,
@@ -452,7 +453,7 @@ class WooCommerceSource(DatabaseSource):
                 if keep else None
 
     def _hpos_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
-        where, params, lists = any_in([(email_in(self.db.backend, "billing_email"), "emails", emails),
+        where, params, lists = any_in([(email_in(self.db.backend, "billing_email", emails=emails), "emails", emails),
                                        ("customer_id", "customer_ids", [int(c) for c in customer_ids if ascii_digits(c)])])
         sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
                f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' AND ({where})")
@@ -465,7 +466,7 @@ class WooCommerceSource(DatabaseSource):
 
     def _legacy_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
         where, params, lists = any_in([
-            (f"(meta_key = '_billing_email' AND {email_in(self.db.backend, 'meta_value')})", "emails", emails),
+            (f"(meta_key = '_billing_email' AND {email_in(self.db.backend, 'meta_value', emails=emails)})", "emails", emails),
             ("(meta_key = '_customer_user' AND meta_value {in})", "customer_ids", customer_ids),
         ])
         pk = self.column("ID")
@@ -500,13 +501,13 @@ class WooCommerceSource(DatabaseSource):
         subject, join = "NULL", ""
         if not self.missing_tables(("mailpoet_newsletters",)):
             subject, join = "n.subject", f" LEFT JOIN {self.t('mailpoet_newsletters')} n ON n.id = st.newsletter_id"
+        forms = stored_forms(emails)
         sql = (
             f"SELECT s.email, st.sent_at, {subject} AS subject FROM {self.t('mailpoet_statistics_newsletters')} st "
             f"JOIN {self.t('mailpoet_subscribers')} s ON s.id = st.subscriber_id{join} "
-            f"WHERE {email_in(self.db.backend, 's.email', 'IN :emails')} AND st.sent_at >= :start AND st.sent_at <= :end"
+            f"WHERE {email_in(self.db.backend, 's.email', 'IN :emails', emails=forms)} AND st.sent_at >= :start AND st.sent_at <= :end"
         )
-        params = {"emails": stored_forms(emails), "start": local_bound(window.start, UTC),
-                  "end": local_bound(window.end, UTC)}
+        params = {"emails": forms, "start": local_bound(window.start, UTC), "end": local_bound(window.end, UTC)}
         for row in self.db.fetch(sql, params, expanding=("emails",)):
             email = fold_email(text_or_none(row["email"]) or "")
             if email and row["sent_at"] is not None:
