@@ -21,10 +21,11 @@ import os
 import selectors
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import count
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,14 +160,41 @@ def shop_outboxes(configs: Sequence[Path], outbox: Path | None) -> dict[Path, Pa
     named after its config's folder (and the config's name where two folders are named alike).
 
     A message's file is named by its cart, step and claim id, all of one ledger: two shops with
-    the same cart ids wrote one file over the other in one DIR, and both ledgers said sent."""
+    the same cart ids wrote one file over the other in one DIR, and both ledgers said sent. So
+    every shop's folder differs from every other's (see :func:`_distinct`), and the same configs
+    in the same order get the same folders on every run."""
     if outbox is None or not outbox.is_absolute() or len(configs) < 2:
         return {config: outbox for config in configs}
-    names = [config.parent.name or "shop" for config in configs]
+    names = [_folder_name(config) for config in configs]
     labels = [f"{name}-{config.stem}" if names.count(name) > 1 else name for name, config in zip(names, configs)]
-    unique = [label if labels.count(label) == 1 else f"{label}-{number}"
-              for number, label in enumerate(labels, start=1)]
-    return {config: outbox / label for config, label in zip(configs, unique)}
+    return {config: outbox / label for config, label in zip(configs, _distinct(labels))}
+
+
+def _folder_name(config: Path) -> str:
+    """The name of the folder ``config`` is in, as written (a symlink's, not its target's); ``.``
+    and ``..`` are resolved first: ``x/../cartrescue.yaml`` was named ``..``, DIR's parent."""
+    return Path(os.path.abspath(config)).parent.name or "shop"
+
+
+def _distinct(labels: Sequence[str]) -> list[str]:
+    """``labels`` with every one that several shops share numbered by its shop's place in the
+    list (``a-3``), and no two alike, not even in case (a macOS disk or a mounted share folds
+    it). The numbered ones were not checked against the others: ``p1/a`` and ``p2/a`` became
+    ``a-cartrescue-1`` and ``a-cartrescue-2`` beside a shop in ``p3/a-cartrescue-1``. One that is
+    taken gets the next number past the list's length, which no place numbers."""
+    shared = Counter(label.casefold() for label in labels)
+    taken = {label.casefold() for label in labels if shared[label.casefold()] == 1}
+    spare = count(len(labels) + 1)
+    folders: list[str] = []
+    for number, label in enumerate(labels, start=1):
+        folder = label
+        if shared[label.casefold()] > 1:
+            folder = f"{label}-{number}"
+            while folder.casefold() in taken:
+                folder = f"{label}-{next(spare)}"
+            taken.add(folder.casefold())
+        folders.append(folder)
+    return folders
 
 
 def shop_command(config: Path, *, mode: str, now: datetime | None, strict: bool, quiet: bool,

@@ -22,17 +22,21 @@ step of the same experiment went out with a variant keeps that variant (read bac
 ledger, ``SentStep.variant``) while the later step still has it: changing the weights or adding
 an arm mid-test moves only new streams, never a customer half-way through the sequence. For the
 same reason a promoted winner (``report.auto_promote``) decides the arm of streams that start
-after it; a stream already in another arm finishes in it.
+after it; a stream already in another arm finishes in it. A stream starts when its first step
+of the experiment goes out (its claim's time), so one that started after the promotion
+gets the winner at the promoted step even where its earlier steps were drawn into another arm
+(those steps had no winner when they went out).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from cartrescue.config import Config, Step
 from cartrescue.contacts import normalize_email
-from cartrescue.ledger import SentStep
+from cartrescue.ledger import Promoted, SentStep
 from cartrescue.model import Cart
 
 _SCALE = float(1 << 64)
@@ -71,9 +75,10 @@ def pick(draw: float, weights: Mapping[str, float]) -> str:
 class Experiments:
     """Assignment for one config; cheap to build, safe to share across threads."""
 
-    def __init__(self, config: Config, promoted: Mapping[tuple[str, int], str] | None = None) -> None:
-        """``promoted``: ``{(sequence, step): variant}`` winners that ``report`` promoted
-        (``report.auto_promote``); such a step gives every address that variant."""
+    def __init__(self, config: Config, promoted: Mapping[tuple[str, int], Promoted] | None = None) -> None:
+        """``promoted``: ``{(sequence, step): winner}`` that ``report`` promoted
+        (``report.auto_promote``); such a step gives that variant to every stream that starts
+        after the promotion."""
         salt = config.experiments.salt
         self.holdout_salt = f"{salt}:holdout"
         self.variant_salt = f"{salt}:variant:"
@@ -83,9 +88,9 @@ class Experiments:
         self._holdout = {name: sequence.holdout for name, sequence in config.sequences.items()}
         self._variants = {name: tuple(step.variants for step in sequence.steps)
                           for name, sequence in config.sequences.items()}
-        self.promoted = {key: variant for key, variant in (promoted or {}).items()
+        self.promoted = {key: winner for key, winner in (promoted or {}).items()
                          if key[0] in config.sequences and 0 < key[1] <= len(config.sequences[key[0]].steps)
-                         and variant in config.sequences[key[0]].steps[key[1] - 1].variants}
+                         and winner.variant in config.sequences[key[0]].steps[key[1] - 1].variants}
 
     def assigns(self, sequence: str, step: int) -> bool:
         """Whether :meth:`held_out` or :meth:`variant` of ``step`` (1-based) of ``sequence`` look at
@@ -99,23 +104,31 @@ class Experiments:
     def variant(self, key: str, sequence: str, step: int, sent: Sequence[SentStep] = ()) -> str | None:
         """The arm for ``step`` (1-based) of ``sequence``, or ``None`` when it has no variants.
 
-        ``sent``: the cart's steps in the ledger; the arm an earlier step of the same experiment
-        went out in is kept (see the module docstring), else a promoted winner, else the draw."""
+        ``sent``: the cart's steps in the ledger. A stream that started (its first step of this
+        experiment went out) after this step's promotion, or has not started, gets the
+        winner; one that started before keeps the arm an earlier step went out in (see the module
+        docstring) while this step has it, else the winner, else the draw."""
         if not self._variants[sequence][step - 1]:
             return None
         definition: Step = self.sequences[sequence].steps[step - 1]
         experiment = definition.experiment or sequence
-        kept = self._kept(sent, experiment, step, sequence)
+        kept, started = self._stream(sent, experiment, step, sequence)
+        promoted = self.promoted.get((sequence, step))
+        if promoted is not None and (started is None or started > promoted.at):
+            return promoted.variant
         if kept in definition.variants:
             return kept
-        promoted = self.promoted.get((sequence, step))
         if promoted is not None:
-            return promoted
+            return promoted.variant
         return pick(unit(key, self.variant_salt + experiment), definition.variants)
 
-    def _kept(self, sent: Sequence[SentStep], experiment: str, step: int, sequence: str) -> str | None:
-        """The variant of the latest earlier step of ``experiment`` that went out with one."""
+    def _stream(self, sent: Sequence[SentStep], experiment: str, step: int,
+                sequence: str) -> tuple[str | None, datetime | None]:
+        """The cart's stream in ``experiment`` before ``step``: the variant of the latest earlier
+        step that went out with one (kept), and when the earliest such step went out (when the
+        stream started; ``None``: it has not)."""
         latest: SentStep | None = None
+        started: datetime | None = None
         for entry in sent:
             if entry.variant is None or entry.step >= step or entry.status not in _WENT_OUT:
                 continue
@@ -127,7 +140,9 @@ class Experiments:
                 continue
             if latest is None or entry.step > latest.step:
                 latest = entry
-        return latest.variant if latest is not None else None
+            if started is None or entry.at < started:
+                started = entry.at
+        return (latest.variant, started) if latest is not None else (None, None)
 
     def shares(self, sequence: str, step: int) -> dict[str, float]:
         """The expected share of every arm of a step, the holdout included (for reports, docs)."""

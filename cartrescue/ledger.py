@@ -376,6 +376,15 @@ class SentStep:
     sequence: str | None = None  # the sequence it belongs to (whose experiment the variant is of)
 
 
+@dataclass(frozen=True, slots=True)
+class Promoted:
+    """A promoted A/B winner of one step (a ``cr_promotion`` row): ``at`` is kept because the
+    winner goes only to streams that start after it."""
+
+    variant: str
+    at: datetime
+
+
 @dataclass(slots=True)
 class History:
     """What the ledger knows about a chunk of carts and their addresses."""
@@ -1663,11 +1672,12 @@ class Ledger:
                     found.setdefault(int(claim), set()).add(code)
         return found
 
-    def promotions(self) -> dict[tuple[str, int], str]:
-        """``{(sequence, step): variant}`` of promoted A/B winners."""
+    def promotions(self) -> dict[tuple[str, int], Promoted]:
+        """``{(sequence, step): winner}`` of promoted A/B winners, each with when it was promoted."""
         c = Promotion.__table__.c  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            return {(s, int(step)): v for s, step, v in conn.execute(select(c.sequence, c.step, c.variant))}
+            return {(s, int(step)): Promoted(v, _aware(at))
+                    for s, step, v, at in conn.execute(select(c.sequence, c.step, c.variant, c.promoted_at))}
 
     def promote(self, sequence: str, step: int, variant: str, probability: float, recipients: int,
                 now: datetime) -> bool:

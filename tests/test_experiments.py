@@ -6,14 +6,14 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from cartrescue.config import Config, ConfigError, load_config
 from cartrescue.experiments import Experiments, pick, subject, unit
-from cartrescue.ledger import Ledger
+from cartrescue.ledger import Ledger, Promoted, SentStep
 from cartrescue.model import Cart, Customer
 from conftest import NOW, REPO, Shop, cart
 
@@ -265,8 +265,33 @@ def test_a_promoted_winner_does_not_move_a_stream_already_in_another_arm(shop: S
     assert later.exit_code == 0, later.output
     second = {m["cart_id"]: m["variant"] for m in shop.messages() if m["step"] == 2 and m["status"] == "sent"}
     assert {c: second[c] for c in first} == first and "a" in first.values()
-    fresh = Experiments(load_config(shop.config_path), {("default", 2): "b"})
+    fresh = Experiments(load_config(shop.config_path), {("default", 2): Promoted("b", NOW)})
     assert {fresh.variant(f"new{n}@example.com", "default", 2) for n in range(20)} == {"b"}
+
+
+def test_a_stream_that_started_after_the_promotion_gets_the_winner_at_the_promoted_step() -> None:
+    """A promotion of step 2 goes to every stream that starts after it (docs/reporting.md). A
+    stream's step 1 of the same experiment, drawn before step 2 was due, was read as a stream
+    already in its arm: about half of the streams started after the promotion got ``a`` at step 2."""
+    promoted_at = NOW
+    experiments = Experiments(_config(), {("default", 2): Promoted("b", promoted_at)})
+
+    def step_2(first_went_out: datetime, arm: str, status: str = "sent") -> str | None:
+        return experiments.variant("x@example.com", "default", 2,
+                                   [SentStep(1, "email", status, first_went_out, arm, "default")])
+
+    assert step_2(promoted_at + timedelta(minutes=40), "a") == "b"  # started after it
+    assert step_2(promoted_at + timedelta(seconds=1), "a") == "b"
+    assert step_2(promoted_at, "a") == "a"  # under way when it was promoted: finishes in its arm
+    assert step_2(promoted_at - timedelta(minutes=1), "a") == "a"
+    assert step_2(promoted_at - timedelta(minutes=1), "b") == "b"
+    assert step_2(promoted_at - timedelta(minutes=1), "a", status="failed") == "b"  # nothing went out: not started
+    # Step 3 of the same experiment has no promotion: it keeps the arm step 2 went out in.
+    after = [SentStep(1, "email", "sent", promoted_at + timedelta(hours=1), "a", "default"),
+             SentStep(2, "email", "sent", promoted_at + timedelta(hours=25), "b", "default")]
+    shared = Experiments(_config(steps=[{"delay": f"{n}h", "template": f"reminder-{n}", "variants": {"a": 1, "b": 1}}
+                                        for n in (1, 2, 3)]), {("default", 2): Promoted("b", promoted_at)})
+    assert shared.variant("x@example.com", "default", 3, after) == "b"
 
 
 def test_a_dry_run_records_no_holdout(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:

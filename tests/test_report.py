@@ -16,7 +16,7 @@ import shopdb
 
 from cartrescue.config import load_config
 from cartrescue.incentives import Codes
-from cartrescue.ledger import Ledger
+from cartrescue.ledger import Ledger, Promoted
 from conftest import NOW, Shop, cart, iso
 from reportdata import Experiment, Row, order_row, orders_with_column, write_ledger, write_orders
 
@@ -500,13 +500,49 @@ def test_auto_promote_records_the_winner_and_later_runs_give_every_address_that_
     (experiment,) = document["experiments"]
     assert experiment["promoted"]["variant"] == "b" and experiment["promoted"]["now"] is True
     assert any("promoted variant b of default step 1" in note for note in document["notes"])
-    assert Ledger(f"sqlite:///{ledger_of(shop)}").promotions() == {("default", 1): "b"}
+    assert Ledger(f"sqlite:///{ledger_of(shop)}").promotions() == {("default", 1): Promoted("b", LATER)}
     (experiment,) = report(shop)["experiments"]
     assert "now" not in experiment["promoted"]  # promoted once
     shop.add(*(cart(f"new{n}", now=LATER + timedelta(hours=1)) for n in range(40)))
     decisions = shop.decisions(now=LATER + timedelta(hours=1))
     assert sum(d["action"] == "send" for d in decisions.values()) == 40
     assert {d["variant"] for d in decisions.values() if d["action"] == "send"} == {"b"}
+
+
+def test_a_promoted_winner_of_step_2_reaches_every_stream_that_starts_after_it(shop: Shop) -> None:
+    """Steps 1 and 2 share the test and `report` promoted b of step 2. A stream that started
+    after the promotion kept, at step 2, the arm its step 1 had been drawn into (40 new carts got
+    17 a, 23 b), though the docs promise the winner to every stream that starts after it; a
+    stream already under way when it was promoted still finishes in its own arm."""
+    steps = [{"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}},
+             {"delay": "24h", "template": "reminder-2", "variants": {"a": 1, "b": 1}}]
+    shop.configure(report={"min_sample": 100, "auto_promote": True}, sequences={"default": {"steps": steps}})
+    write_ledger(ledger_of(shop), [Row(f"{v}{n}", NOW, step=2, variant=v) for v in "ab" for n in range(300)])
+    shop.add_orders(*(order_row(f"o{v}{n}", at=NOW + timedelta(hours=1), total="10.00", cart_id=f"{v}{n}")
+                      for v, every in (("a", 10), ("b", 4)) for n in range(0, 300, every)))
+    outbox = str(shop.folder / "out")
+
+    def run(at: datetime) -> None:
+        result = shop.cli("run", "--outbox", outbox, "--json", now=at)
+        assert result.exit_code == 0, result.output
+
+    def arms(prefix: str, step: int) -> dict[str, str]:
+        return {m["cart_id"]: m["variant"] for m in shop.messages()
+                if m["cart_id"].startswith(prefix) and m["step"] == step and m["status"] == "sent"}
+
+    shop.add(*(cart(f"old{n}", now=LATER - timedelta(hours=1)) for n in range(40)))
+    run(LATER - timedelta(hours=1))  # step 1 of streams under way before the promotion
+    document = report(shop)  # at LATER
+    (experiment,) = [e for e in document["experiments"] if e["step"] == 2]
+    assert experiment["winner"] == "b" and experiment["promoted"]["now"] is True, experiment
+    assert any("promoted variant b of default step 2" in note for note in document["notes"])
+    shop.add(*(cart(f"new{n}", now=LATER + timedelta(hours=1)) for n in range(40)))
+    run(LATER + timedelta(hours=1))  # step 1 of streams that start after it
+    run(LATER + timedelta(hours=26))  # step 2 of both
+    old, new = arms("old", 1), arms("new", 1)
+    assert len(old) == len(new) == 40 and set(old.values()) == set(new.values()) == {"a", "b"}
+    assert arms("old", 2) == old  # under way: one variant throughout
+    assert arms("new", 2) == {cart_id: "b" for cart_id in new}
 
 
 def test_a_ledger_that_refuses_the_promotion_still_gets_its_report_with_a_note(shop: Shop) -> None:

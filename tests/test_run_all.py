@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pytest
 from smtpserver import Fault, LoopbackSMTP
 
-from cartrescue.batch import SHOP_PREFIX, Batch, ShopRun, config_files
+from cartrescue.batch import SHOP_PREFIX, Batch, ShopRun, config_files, shop_outboxes
 from conftest import NOW, Shop, cart, iso, worker_pids
 
 
@@ -314,6 +314,58 @@ def test_an_absolute_outbox_gets_a_folder_per_shop_so_one_shop_never_writes_over
     for name in ("north", "south"):
         files = sorted((shared / name).glob("*.eml"))
         assert len(files) == 2 and all(f"@{name}.example.com".encode() in path.read_bytes() for path in files)
+
+
+def test_an_absolute_outbox_gives_every_shop_its_own_folder_whatever_their_folders_are_named(
+        tmp_path: Path) -> None:
+    """Folders ``p1/a`` and ``p2/a`` were told apart as ``a-cartrescue-1`` and ``a-cartrescue-2``
+    without a look at the other shops' names: ``p3/a-cartrescue-1`` got ``a-cartrescue-1`` too, the
+    first shop's messages and its own went into one folder and wrote over each other (same cart
+    ids, same claim ids), and every ledger said sent."""
+    shops = []
+    for index, folder in enumerate(("p1/a", "p2/a", "p3/a-cartrescue-1")):
+        shop = Shop(tmp_path / folder)
+        shop.folder.mkdir(parents=True)
+        shop.add(cart("c1", email=f"ann@shop{index}.example.com"), cart("c2", email=f"bob@shop{index}.example.com"))
+        shop.write()
+        shops.append(shop)
+    shared = tmp_path / "all-out"
+    done = _run_all("--outbox", shared, "--json", "--now", iso(NOW), *(shop.folder for shop in shops), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [row["counts"]["sent"] for row in json.loads(done.stdout)["shops"]] == [2, 2, 2]
+    folders = sorted(shared.iterdir())
+    assert len(folders) == 3 and sum(len(list(folder.glob("*.eml"))) for folder in folders) == 6
+    for folder in folders:  # each folder holds one shop's messages, both of them
+        owners = {index for path in folder.glob("*.eml") for index in range(3)
+                  if f"@shop{index}.example.com".encode() in path.read_bytes()}
+        assert len(owners) == 1 and len(list(folder.glob("*.eml"))) == 2, folder
+
+
+@pytest.mark.parametrize("folders", [
+    ["p1/a", "p2/a", "p3/a-cartrescue-1"],
+    ["p3/a-cartrescue-1", "p2/a", "p1/a"],
+    ["p1/a", "p2/a", "p3/a", "q/a-cartrescue-1", "r/a-cartrescue-2", "s/a-cartrescue-4", "t/a-cartrescue-5"],
+    ["x/Shop", "y/shop", "z/SHOP-2"],  # one folder on a case-insensitive disk (macOS, a mounted share)
+    ["m/n/..", "k/m", "/", "o/shop"],  # "m/n/.." was named "..": DIR's parent; "/" is named "shop"
+])
+def test_shop_outboxes_are_distinct_inside_dir_and_the_same_on_every_run(tmp_path: Path, folders: list[str]) -> None:
+    configs = [Path(folder) / "cartrescue.yaml" for folder in folders]
+    outboxes = shop_outboxes(configs, tmp_path / "out")
+    assert len({str(outbox).casefold() for outbox in outboxes.values()}) == len(configs), outboxes
+    assert all(outbox is not None and outbox.parent == tmp_path / "out" and outbox.name not in ("", ".", "..")
+               for outbox in outboxes.values()), outboxes
+    assert shop_outboxes(configs, tmp_path / "out") == outboxes
+
+
+def test_shop_outboxes_keep_the_folders_of_shops_named_apart() -> None:
+    """The names the docs give (the config's folder, and its file name where folders are named
+    alike) stay as they were: a shop's messages do not move to another folder."""
+    out = Path("/srv/out")
+    named = shop_outboxes([Path("s/north/cartrescue.yaml"), Path("s/south/cartrescue.yaml"),
+                           Path("s/west/a.yaml"), Path("s/west/b.yaml"),
+                           Path("p1/a/cartrescue.yaml"), Path("p2/a/cartrescue.yaml")], out)
+    assert [path.name for path in named.values()] == ["north", "south", "west-a", "west-b",
+                                                      "a-cartrescue-5", "a-cartrescue-6"]
 
 
 @pytest.mark.slow
