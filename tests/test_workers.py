@@ -45,6 +45,21 @@ def _shop(shop: Shop, carts: int = 60, **config: Any) -> Shop:
     return shop
 
 
+def _decided_in_halves(shop: Shop, split: str) -> dict[str, tuple[str, str]]:
+    """Each cart's decision in a dry-run of two shards: ``--workers 2`` (one run, its helper's
+    spools), or ``--shard 1/2`` then ``2/2`` (each shard's own pass over the export)."""
+    if split == "workers":
+        result = shop.cli("run", "--json", "--workers", "2")
+        assert result.exit_code == 0, result.output
+        return _decisions(result.json)
+    decided: dict[str, tuple[str, str]] = {}
+    for k in (1, 2):
+        part = shop.cli("run", "--json", "--shard", f"{k}/2")
+        assert part.exit_code == 0, part.output
+        decided.update(_decisions(part.json))
+    return decided
+
+
 def _decisions(document: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {row["cart_id"]: (row["action"], row["reason"]) for row in document["decisions"]}
 
@@ -108,16 +123,7 @@ def test_a_newer_empty_cart_leaves_the_older_cart_its_reminders_in_every_shard(s
     for n in range(8):
         shop.add(cart(f"old{n}", email=f"emptied{n}@example.com", idle=timedelta(hours=5)),
                  cart(f"new{n}", email=f"emptied{n}@example.com", idle=timedelta(hours=2), items=[("", "", "", "")]))
-    if split == "workers":
-        result = shop.cli("run", "--json", "--workers", "2")
-        assert result.exit_code == 0, result.output
-        decided = _decisions(result.json)
-    else:
-        decided = {}
-        for k in (1, 2):
-            part = shop.cli("run", "--json", "--shard", f"{k}/2")
-            assert part.exit_code == 0, part.output
-            decided.update(_decisions(part.json))
+    decided = _decided_in_halves(shop, split)
     assert {decided[f"old{n}"] for n in range(8)} == {("send", "due")}
     assert {decided[f"new{n}"] for n in range(8)} == {("skip", "empty_cart")}
 
@@ -136,16 +142,7 @@ def test_a_customer_known_by_the_number_gets_the_stream_of_their_newest_cart_in_
         shop.add(cart(f"old{n}", email="", phone=f"+46 8 123 456 {n:02d}", idle=timedelta(hours=5)),
                  cart(f"new{n}", email="", phone=f"+468123456{n:02d}", idle=timedelta(hours=2)))
     assert {shard_of(f"csv:new{n}", 2) for n in pairs} == {1, 2}  # both shards hold some
-    if split == "workers":
-        result = shop.cli("run", "--json", "--workers", "2")
-        assert result.exit_code == 0, result.output
-        decided = _decisions(result.json)
-    else:
-        decided = {}
-        for k in (1, 2):
-            part = shop.cli("run", "--json", "--shard", f"{k}/2")
-            assert part.exit_code == 0, part.output
-            decided.update(_decisions(part.json))
+    decided = _decided_in_halves(shop, split)
     assert {decided[f"old{n}"] for n in pairs} == {("skip", "newer_cart_for_address")}
     assert {decided[f"new{n}"] for n in pairs} == {("send", "due")}
 
