@@ -345,6 +345,27 @@ TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision
 #: (``cr_budget_hold`` is a sending shard's alone, made as it opens the ledger to write), so the
 #: version that added one does not stop every report and doctor until the next run.
 READ_TABLES: list[type[SQLModel]] = [model for model in TABLES if model is not BudgetHold]
+#: The values of a cart, as its source read them, that tables keep (``cart_key`` is its source
+#: and id, :attr:`cartrescue.model.Cart.key`), and the tables keeping them. ``cr_survey``'s
+#: locale is the template folder its message was rendered in, not the cart's.
+CART_VALUES = ("cart_key", "cart_id", "email", "customer_id", "locale")
+_CART_TABLES: tuple[type[SQLModel], ...] = (Message, CartDecision, Code, SendTest)
+
+
+@lru_cache(maxsize=1)
+def cart_value_limits() -> dict[str, int]:
+    """The longest each of :data:`CART_VALUES` may be, in characters: the narrowest column that
+    keeps it. PostgreSQL refuses a longer value and MariaDB too (or cuts it, as its sql_mode
+    says), which stopped the whole run at that cart's claim while SQLite kept it: a source
+    checks a cart's values against these before any claim (cartrescue.sources.values), so a
+    cart too long for the ledger costs itself alone, on every kind of ledger."""
+    limits: dict[str, int] = {}
+    for model in _CART_TABLES:
+        for kept in model.__table__.columns:  # type: ignore[attr-defined]
+            if kept.name in CART_VALUES:
+                length = kept.type.length
+                limits[kept.name] = min(limits.get(kept.name, length), length)
+    return limits
 
 
 def shops_taking_turns(shops: Sequence[str]) -> list[str]:
