@@ -345,6 +345,40 @@ TABLES: list[type[SQLModel]] = [Message, Suppression, Run, RunLock, CartDecision
 #: (``cr_budget_hold`` is a sending shard's alone, made as it opens the ledger to write), so the
 #: version that added one does not stop every report and doctor until the next run.
 READ_TABLES: list[type[SQLModel]] = [model for model in TABLES if model is not BudgetHold]
+#: The values of a cart, as its source read them, that tables keep (``cart_key`` is its source
+#: and id, :attr:`cartrescue.model.Cart.key`), and the tables keeping them. ``cr_survey``'s
+#: locale is the template folder its message was rendered in, not the cart's.
+CART_VALUES = ("cart_key", "cart_id", "email", "customer_id", "locale")
+_CART_TABLES: tuple[type[SQLModel], ...] = (Message, CartDecision, Code, SendTest)
+
+
+#: MySQL's and MariaDB's collations of utf8mb4 that compare text as PostgreSQL and SQLite do,
+#: code point by code point, best first: ``utf8mb4_bin`` (MySQL 5.7 has no other) still takes
+#: ``c1`` and ``c1 `` for one (it pads with blanks), MariaDB's ``nopad_bin`` and MySQL 8's
+#: ``0900_bin`` do not.
+BINARY_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "utf8mb4_bin")
+
+
+def binary_collation(known: Iterable[str]) -> str:
+    """The best of :data:`BINARY_COLLATIONS` among a server's ``known`` collations."""
+    have = set(known)
+    return next((name for name in BINARY_COLLATIONS if name in have), BINARY_COLLATIONS[-1])
+
+
+@lru_cache(maxsize=1)
+def cart_value_limits() -> dict[str, int]:
+    """The longest each of :data:`CART_VALUES` may be, in characters: the narrowest column that
+    keeps it. PostgreSQL refuses a longer value and MariaDB too (or cuts it, as its sql_mode
+    says), which stopped the whole run at that cart's claim while SQLite kept it: a source
+    checks a cart's values against these before any claim (cartrescue.sources.values), so a
+    cart too long for the ledger costs itself alone, on every kind of ledger."""
+    limits: dict[str, int] = {}
+    for model in _CART_TABLES:
+        for kept in model.__table__.columns:  # type: ignore[attr-defined]
+            if kept.name in CART_VALUES:
+                length = kept.type.length
+                limits[kept.name] = min(limits.get(kept.name, length), length)
+    return limits
 
 
 def shops_taking_turns(shops: Sequence[str]) -> list[str]:
@@ -561,6 +595,7 @@ class Ledger:
             if create:
                 self._create_tables(TABLES)
                 self._add_missing_columns(TABLES)
+                self._binary_text(TABLES)
             else:
                 self.behind = self._schema_gaps(READ_TABLES)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
@@ -625,6 +660,37 @@ class Ledger:
                         conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {text}")
                 except (OperationalError, ProgrammingError):  # another process added it first
                     pass
+
+    def _binary_text(self, models: list[type[SQLModel]]) -> None:
+        """On MySQL and MariaDB, make the text columns of ``models``' tables compare byte for
+        byte (:func:`binary_collation`), as PostgreSQL's and SQLite's do; convert those of a
+        ledger an older cartrescue made, and new tables, which take the database's default.
+
+        That default (``utf8mb4_general_ci``) took cart ids differing only in case (``Kx7aB``,
+        ``kX7Ab``), or in a trailing blank or an accent, for one: the second cart's claim and
+        decision broke ``cr_decision``'s and ``cr_message``'s unique keys, and the run stopped
+        there (exit 2), every run after too, that cart never reminded. A finer collation never
+        makes two stored values one, so converting cannot fail on duplicates. Cheap when done:
+        one catalogue read per process; each conversion rewrites its table once.
+        """
+        if self.engine.dialect.name not in ("mysql", "mariadb"):
+            return
+        from sqlalchemy import text
+
+        names = [model.__table__.name for model in models]  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            wanted = binary_collation(conn.execute(text(
+                "SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN :known"
+            ).bindparams(bindparam("known", expanding=True)), {"known": list(BINARY_COLLATIONS)}).scalars())
+            behind = sorted(set(conn.execute(text(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME IN :names AND TABLE_COLLATION <> :wanted "
+                "UNION SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME IN :names AND COLLATION_NAME <> :wanted"
+            ).bindparams(bindparam("names", expanding=True)), {"names": names, "wanted": wanted}).scalars()))
+        for name in behind:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {name} CONVERT TO CHARACTER SET utf8mb4 COLLATE {wanted}")
 
     def _schema_gaps(self, models: list[type[SQLModel]]) -> list[str]:
         """The tables and columns of ``models`` the database lacks (``cr_lock``, ``cr_run.shard``),

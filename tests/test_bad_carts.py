@@ -8,14 +8,18 @@ building the message, encoding the address, amounts) happens before its claim.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import shopdb
 from smtpserver import LoopbackSMTP
 
 from cartrescue import render
-from cartrescue.ledger import Ledger
+from cartrescue.ledger import Ledger, cart_value_limits
 from cartrescue.sources.magento import MagentoSource
 from cartrescue.sources.prestashop import PrestaShopSource
 from cartrescue.sources.sql import DatabaseSource
@@ -31,8 +35,8 @@ def _ledger_rows(shop: Shop) -> list[dict[str, Any]]:
         ledger.close()
 
 
-def _run_outbox(shop: Shop, *extra: str) -> Any:
-    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", *extra)
+def _run_outbox(shop: Shop, *extra: str, now: Any = NOW) -> Any:
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", *extra, now=now)
     assert "Traceback" not in result.output
     return result
 
@@ -338,3 +342,57 @@ def test_a_cart_whose_message_fails_to_render_gives_its_run_limit_slot_to_the_ne
     assert found["bad"]["delivery"] == "render_error", found["bad"]
     assert (found["good"]["action"], found["good"]["delivery"]) == ("send", "sent"), found["good"]
     assert _delivered(shop) == ["good"]
+
+
+@contextmanager
+def _ledger_of(shop: Shop, kind: str) -> Iterator[str]:
+    """The URL of a ledger of ``kind`` for ``shop`` (a throw-away PostgreSQL or MariaDB database,
+    or the SQLite file beside its config), configured."""
+    if kind == "sqlite":
+        yield f"sqlite:///{shop.folder / 'ledger.db'}"
+        return
+    with shopdb.shop_database(kind, "toolong") as db:
+        shop.configure(ledger={"url": db.url})
+        yield db.url
+
+
+@pytest.mark.parametrize("kind", [pytest.param("sqlite", id="sqlite"), *shopdb.KINDS])
+def test_a_value_longer_than_the_ledger_keeps_costs_its_cart_alone_on_every_ledger(shop: Shop, kind: str) -> None:
+    """A cart id, customer id or locale longer than its ledger column: PostgreSQL refused it at
+    the cart's claim and the run stopped there (exit 2), every later run too, so the carts after
+    it were never reminded; MariaDB refused a long id and cut the others; SQLite kept them all.
+    Now each such cart is a problem with its file and line, the same on every ledger, and the
+    others go out. A browser's Accept-Language list is its first tag (44 characters, ``de_DE``)."""
+    limits = cart_value_limits()
+    room = limits["cart_key"] - len("csv:")  # the id's room in the key, csv: + the id
+    long_id, widest_id = "L" * (room + 1), "W" * room
+    shop.add(cart("good-1", email="first@example.com"),
+             cart(long_id, email="long-id@example.com"),
+             cart("bad-customer", customer_id="7" * (limits["customer_id"] + 1)),
+             cart("bad-locale", locale="de-" + "x" * (limits["locale"] - 2)),
+             cart("browser", locale="de-DE,de;q=0.9,en-US;q=0.8,en;q=0.7,fr;q=0.6"),
+             cart(widest_id, email="widest@example.com", customer_id="7" * limits["customer_id"]),
+             cart("good-2", email="last@example.com"))
+    carts = shop.folder / "carts.csv"
+    expected = [f"{carts}:3: cart {long_id}: cart_id: {room + 1} characters, more than the ledger keeps "
+                f"({room} for a cart of source csv)",
+                f"{carts}:4: cart bad-customer: customer_id: {limits['customer_id'] + 1} characters, more than the "
+                f"ledger keeps ({limits['customer_id']})",
+                f"{carts}:5: cart bad-locale: locale: {limits['locale'] + 1} characters, more than the ledger keeps "
+                f"({limits['locale']})"]
+    with _ledger_of(shop, kind) as url:
+        first = _run_outbox(shop)
+        assert first.exit_code == 1, first.output  # 1: delivered, with unreadable rows (README)
+        assert first.json["problems"] == expected
+        assert first.json["counts"]["sent"] == 4
+        later = _run_outbox(shop, now=NOW + timedelta(minutes=10))
+        assert later.exit_code == 1, later.output
+        assert later.json["problems"] == expected
+        ledger = Ledger(url)
+        try:
+            rows = ledger.messages()
+        finally:
+            ledger.close()
+    assert sorted((row["cart_id"], row["locale"], row["status"]) for row in rows) == [
+        ("W" * room, "en", "sent"), ("browser", "de_DE", "sent"), ("good-1", "en", "sent"), ("good-2", "en", "sent")]
+    assert [len(row["customer_id"] or "") for row in rows if row["cart_id"] == widest_id] == [limits["customer_id"]]

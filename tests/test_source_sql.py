@@ -1097,3 +1097,49 @@ def test_a_nul_from_the_shop_costs_its_cart_not_a_run_on_a_postgresql_ledger(tmp
     assert [row["cart_id"] for row in result["decisions"] if row["action"] == "send"] == ["7"]
     assert result["problems"] == ["carts query cart_id=6: customer_id: holds a NUL character (\\x00), "
                                   "which no ledger can keep"]
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_customer_id_longer_than_the_ledger_keeps_costs_its_cart_not_a_run(tmp_path, kind):
+    """A shop's customer id longer than the ledger's column stopped the whole run at that cart's
+    claim on PostgreSQL (exit 2, "value too long for type character varying(191)"), every run
+    after too, and MariaDB cut it: now that cart is a problem naming its row and the others go
+    out, as from a CSV export, and a customer id as long as the column is kept whole."""
+    import json
+    import subprocess
+    import sys
+
+    from cartrescue.ledger import Ledger, cart_value_limits
+
+    longest = cart_value_limits()["customer_id"]
+    shop = tmp_path / "shop.db"
+    connection = sqlite3.connect(shop)
+    for statement in DDL:
+        connection.execute(statement)
+    for cart_id, email, customer in ((6, "eve@example.com", "C" * (longest + 1)), (7, "fred@example.com", "C7"),
+                                     (8, "gus@example.com", "G" * longest)):
+        connection.execute("INSERT INTO carts VALUES (?, ?, ?, 'EUR', '2026-03-29 08:00:00', '2026-03-29 09:10:00', "
+                           "12, 1)", (cart_id, email, customer))
+        connection.execute("INSERT INTO cart_lines VALUES (?, 'A', 'Apple', 1, 12, NULL, NULL)", (cart_id,))
+    connection.commit()
+    connection.close()
+    with shopdb.shop_database(kind, "longledger") as ledger:
+        config = shopdb.write_config(tmp_path, {"type": "sql", "url": f"sqlite:///{shop}", "queries": QUERIES},
+                                     ledger={"url": ledger.url})
+        results = []
+        for now in (NOW, NOW + timedelta(minutes=10)):
+            done = subprocess.run([sys.executable, "-m", "cartrescue.cli", "run", "--outbox", str(tmp_path / "out"),
+                                   "--json", "--now", now.isoformat(), "--config", str(config)],
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+            assert done.returncode == 1, done.stderr  # 1: delivered, with problems
+            results.append(json.loads(done.stdout))
+        kept = Ledger(ledger.url)
+        try:
+            rows = kept.messages()
+        finally:
+            kept.close()
+    assert [sorted(row["cart_id"] for row in result["decisions"] if row["action"] == "send")
+            for result in results] == [["7", "8"], []]
+    assert [result["problems"] for result in results] == [
+        [f"carts query cart_id=6: customer_id: {longest + 1} characters, more than the ledger keeps ({longest})"]] * 2
+    assert sorted((row["cart_id"], row["customer_id"]) for row in rows) == [("7", "C7"), ("8", "G" * longest)]

@@ -468,6 +468,20 @@ def test_a_locale_with_a_script_reaches_the_scripts_folder(tmp_path: Path, asked
     assert Renderer(config).resolve_locale(normalize_locale(asked), "reminder-1") == resolved
 
 
+@pytest.mark.parametrize("asked", ["pt-BR,pt;q=0.9,en-US;q=0.8,en;q=0.7", "pt-BR;q=0.9", " pt-br , en"])
+def test_a_browsers_accept_language_list_is_read_as_its_first_tag(tmp_path: Path, asked: str) -> None:
+    """Some shops keep the browser's Accept-Language header as the customer's locale. Read whole
+    (``pt_BR,PT;Q=0.9,…``) it matched no folder of its first tag, at best its language's, and was
+    longer than the ledger keeps (tests/test_bad_carts.py): its first tag is the customer's choice."""
+    own = tmp_path / "templates" / "pt_BR"
+    own.mkdir(parents=True)
+    for part in ("subject.txt", "txt", "html"):
+        (own / f"reminder-1.{part}").write_text("x", encoding="utf-8")
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=tmp_path / "templates")
+    assert normalize_locale(asked) == "pt_BR"
+    assert Renderer(config).resolve_locale(normalize_locale(asked), "reminder-1") == "pt_BR"
+
+
 def test_a_customer_locale_picks_the_language_of_the_message(shop: Shop) -> None:
     shop.add(cart("se", locale="sv_SE"), cart("kz", locale="kk-KZ"), cart("de", locale="de_DE"))
     texts = {cid: shop.cli("preview", cid, "--json").json["text"] for cid in ("se", "kz", "de")}

@@ -48,12 +48,14 @@ from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.par
     below,
     bounded_amount,
     bounded_quantity,
+    cart_limits,
     normalize_locale,
     parse_currency,
     parse_delivered,
     refund_amount,
     refunded_whole,
     refuse_nul,
+    refuse_too_long,
 )
 from cartrescue.sources.order_index import OrderIndex, Row
 from cartrescue.sources.spool import RowSpool
@@ -1266,6 +1268,7 @@ class CsvSource(CartSource):
         self._alike_getter = itemgetter(*(at[name] for name in ALIKE_FIELDS))
         self._owner_getter = itemgetter(*(at[name] for name in OWNER_FIELDS))
         self._id_at = self._cols.index["cart_id"]
+        self._limits = cart_limits(self.name)
         self._marketing_at, self._sms_at = self._cols.index["marketing_consent"], self._cols.index["sms_consent"]
         return width
 
@@ -1359,6 +1362,10 @@ class CsvSource(CartSource):
                 parse_bool(consent_text, "marketing_consent") if consent_text else None,
                 parse_bool(sms_text, "sms_consent") if sms_text else None,
             )
+            limits = self._limits  # the cells first: a locale read is never longer than its cell
+            if len(cart_id) > limits.cart_id or len(customer_text) > limits.customer_id \
+                    or len(locale_text) > limits.locale or (email is not None and len(email) > limits.email):
+                refuse_too_long(self.name, cart_id, customer)
         except RowError as exc:
             if later and line == start_line:  # a cart-level value: on the row it was taken from
                 line = later.get(str(exc).partition(":")[0], line)

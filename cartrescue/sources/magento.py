@@ -38,7 +38,7 @@ from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import Activity, OrderFilter, Window, ignore_problem
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
-from cartrescue.sources.values import campaign_name, refuse_nul_owner
+from cartrescue.sources.values import campaign_name, refuse_unkeepable_owner
 from cartrescue.text import ascii_digits
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
@@ -296,7 +296,7 @@ class MagentoSource(DatabaseSource):
             base_total = self._base_total(quote, currency, total)
             created = as_utc(quote["created_at"], UTC, "created_at")
             updated = as_utc(quote["updated_at"], UTC, "updated_at")
-            refuse_nul_owner(quote_id, customer)
+            refuse_unkeepable_owner(self.name, quote_id, customer)
         except RowError as exc:
             self.problem(f"{self.db.prefix}quote entity_id={quote_id}", str(exc))
             return None

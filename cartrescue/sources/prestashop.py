@@ -45,7 +45,7 @@ from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.text import ascii_digits
-from cartrescue.sources.values import refuse_nul_owner
+from cartrescue.sources.values import refuse_unkeepable_owner
 from cartrescue.sources.sql import (
     REFUNDED,
     RUN_IGNORED_ORDER_STATUSES,
@@ -318,7 +318,7 @@ class PrestaShopSource(DatabaseSource):
             )
             created = as_utc(first["date_add"], self.shop_tz, "date_add")
             updated = as_utc(first["date_upd"], self.shop_tz, "date_upd")
-            refuse_nul_owner(cart_id, customer)
+            refuse_unkeepable_owner(self.name, cart_id, customer)
         except RowError as exc:
             self.problem(f"{self.db.prefix}cart id_cart={cart_id}", str(exc))
             return None

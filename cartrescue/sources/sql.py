@@ -70,7 +70,7 @@ from cartrescue.sources.values import (  # noqa: F401
     refund_amount,
     refunded_whole,
 )
-from cartrescue.sources.values import campaign_name, refuse_nul, refuse_nul_owner
+from cartrescue.sources.values import campaign_name, refuse_nul, refuse_unkeepable_owner
 from cartrescue.sqlite_url import sqlite_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1236,7 +1236,7 @@ class SqlSource(DatabaseSource):
             currency = as_currency(level("currency"))
             recovery_url = text_or_none(level("recovery_url"))
             store_id, device = text_or_none(level("store_id")), text_or_none(level("device"))
-            refuse_nul_owner(cart_id, customer)
+            refuse_unkeepable_owner(self.name, cart_id, customer)
             refuse_nul((("recovery_url", recovery_url), ("store_id", store_id), ("device", device)))
         except RowError as exc:
             self.problem(f"carts query cart_id={cart_id}", str(exc))

@@ -16,7 +16,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from cartrescue.model import (  # noqa: F401 - refunded_whole: re-exported for the sources
     REFUNDED, Customer, refunded_whole)
@@ -90,11 +90,49 @@ def refuse_nul(values: Iterable[tuple[str, str | None]]) -> None:
             raise RowError(f"{name}: holds a NUL character (\\x00), which no ledger can keep")
 
 
-def refuse_nul_owner(cart_id: str, customer: Customer) -> None:
-    """:func:`refuse_nul` for what a database source reads of a cart's owner, and its id."""
+def refuse_unkeepable_owner(source: str, cart_id: str, customer: Customer) -> None:
+    """:func:`refuse_nul` and :func:`refuse_too_long` for what a database source reads of a
+    cart's owner, and its id (``source``: the source's name, the start of the cart's key)."""
     refuse_nul((("cart_id", cart_id), ("email", customer.email), ("customer_id", customer.id),
                 ("phone", customer.phone), ("first_name", customer.first_name), ("last_name", customer.last_name),
                 ("locale", customer.locale)))
+    refuse_too_long(source, cart_id, customer)
+
+
+class CartLimits(NamedTuple):
+    """The longest a cart of one source may have each value the ledger keeps, in characters
+    (:func:`cartrescue.ledger.cart_value_limits`). The id's is its key's, less the source's
+    name and the colon before it (``csv:`` + the id)."""
+
+    cart_id: int
+    email: int
+    customer_id: int
+    locale: int
+
+
+@lru_cache(maxsize=16)
+def cart_limits(source: str) -> CartLimits:
+    """:class:`CartLimits` of the carts of ``source``, read from the ledger's tables (the one
+    place they are written); the ledger module is imported here, once, not with this one."""
+    from cartrescue.ledger import cart_value_limits
+
+    limits = cart_value_limits()
+    return CartLimits(min(limits["cart_id"], limits["cart_key"] - len(source) - 1), limits["email"],
+                      limits["customer_id"], limits["locale"])
+
+
+def refuse_too_long(source: str, cart_id: str, customer: Customer) -> None:
+    """Raise the RowError of the first value of a cart of ``source`` that is longer than the
+    ledger keeps it (:func:`cart_limits`): PostgreSQL refused it at the cart's claim and the
+    whole run stopped there, every later run too, while SQLite kept it and MariaDB cut it. So,
+    as a NUL does, it costs its cart, read from any source, before the claim, on every ledger."""
+    limits = cart_limits(source)
+    for name, value, limit in (("cart_id", cart_id, limits.cart_id), ("email", customer.email, limits.email),
+                               ("customer_id", customer.id, limits.customer_id),
+                               ("locale", customer.locale, limits.locale)):
+        if value is not None and len(value) > limit:
+            raise RowError(f"{name}: {len(value)} characters, more than the ledger keeps ({limit}"
+                           + (f" for a cart of source {source}" if name == "cart_id" else "") + ")")
 
 
 def refund_amount(number: Decimal | None, what: str = "refunded") -> Decimal:
@@ -188,10 +226,15 @@ def normalize_locale(value: Any) -> str | None:
 
     A script is written as CLDR (and a template folder) writes it: ``sr-latn`` -> ``sr_Latn``,
     ``zh-hant-tw`` -> ``zh_Hant_TW``; upper-cased like a region it matched no folder.
+
+    A browser's Accept-Language list, as some shops store it (``de-DE,de;q=0.9,en;q=0.8``), is
+    its first tag, the customer's first choice (``de_DE``): read whole it was ``de_DE,DE;Q=0.9,…``,
+    which matched no template folder but ``de`` and was longer than the ledger keeps.
     """
     if not value:
         return None
-    language, *rest = str(value).strip().replace("-", "_").split("_")
+    first = str(value).partition(",")[0].partition(";")[0]
+    language, *rest = first.strip().replace("-", "_").split("_")
     if not language.isalpha():
         return None
     return "_".join([language.lower(), *(part.title() if len(part) == 4 and part.isalpha() else part.upper()

@@ -47,7 +47,7 @@ from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.php_serialized import PhpDataError, loads
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
-from cartrescue.sources.values import campaign_name, refuse_nul_owner
+from cartrescue.sources.values import campaign_name, refuse_unkeepable_owner
 from cartrescue.text import ascii_digits
 from cartrescue.sources.sql import (
     IGNORED_ORDER_STATUSES,
@@ -335,7 +335,7 @@ class WooCommerceSource(DatabaseSource):
                 is_guest=customer_id is None,
                 marketing_consent=False if unsubscribed else consent,
             )
-            refuse_nul_owner(cart_id, customer)
+            refuse_unkeepable_owner(self.name, cart_id, customer)
         except RowError as exc:
             self.problem(self._where(row), str(exc))
             return None
