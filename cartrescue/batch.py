@@ -64,8 +64,8 @@ class ShopRun:
             return {"code": "timeout", "exit_code": self.exit_code,
                     "message": f"stopped after running {self.timed_out:g} s (--timeout), as an interrupted run stops: "
                                "what it delivered is recorded; a message the relay had not answered yet stays "
-                               "claimed without outcome, never resent (the next run counts it, `doctor` shows "
-                               "it); the rest waits for the next run"}
+                               "claimed without outcome, listed unconfirmed, never resent (the next run counts "
+                               "it and says so once, `doctor` shows it); the rest waits for the next run"}
         return error_of(self.trailer, self.exit_code, f"the run (pid {self.pid})", self.stderr_tail, "killed")
 
     def counts(self) -> dict[str, Any]:
@@ -86,7 +86,8 @@ class ShopRun:
                                                              key=lambda item: -item[1])[:3]]
         killed_left = int(trailer.get("killed_left") or 0)
         if killed_left and not trailer.get("released"):
-            lines.append(f"{killed_left} claims were left without outcome by a run killed since the last run, found "
+            lines.append(f"{killed_left} claims were left without outcome by a run killed (or stopped with messages in "
+                         "flight: Ctrl-C, SIGTERM, a ledger error) since the last run, found "
                          "now: those customers may not have got their message; not resent (said once; `cartrescue "
                          "doctor` shows them, --resend-unconfirmed sends them again)")
         lines.extend(note for note in trailer.get("notes") or [] if _about_the_shop(note, trailer))

@@ -152,12 +152,15 @@ def main() -> None:
 
 def _quiet_library_logs() -> None:
     """SQLAlchemy logs what it cannot clean up (``Error closing cursor`` on a connection the
-    shop's server dropped), with a traceback. Without a handler Python prints such records on
-    stderr, and cron mails them beside the one line that says what happened: the error that
-    matters is raised, reported and given its exit code; the log is dropped."""
+    shop's server dropped), with a traceback; psycopg too (``error ignored terminating
+    <psycopg.Pipeline [BAD]>`` when a PostgreSQL ledger's connection is cut during a group of
+    outcomes). Without a handler Python prints such records on stderr, and cron mails them beside
+    the one line that says what happened: the error that matters is raised, reported and given
+    its exit code; the log is dropped."""
     import logging
 
-    logging.getLogger("sqlalchemy").addHandler(logging.NullHandler())
+    for library in ("sqlalchemy", "psycopg"):
+        logging.getLogger(library).addHandler(logging.NullHandler())
 
 
 def _discard_closed_output() -> None:

@@ -359,11 +359,10 @@ def _run_job(
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, run-all --timeout: stopped, not failed
             status = "interrupted"
             with stops.held():
-                for result in executor.cut_short:
-                    counts.add(result)
-                    on_result(result)
+                _report_cut_short(executor, counts, on_result)
             raise
         except DBAPIError as error:
+            _report_cut_short(executor, counts, on_result)  # the ledger failed: what the run knows it claimed
             if run_id is not None and busy(error):  # not "another run holds the lock" (exit 4): this run did work
                 raise LedgerError(
                     f"the ledger stayed locked by another process while this run delivered ({one_line(error)}): it "
@@ -387,6 +386,16 @@ def _run_job(
     notes += planner.prioritizer.notes()
     return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
                       killed_left=killed_left, shop_switched_from=switched_from)
+
+
+def _report_cut_short(executor: Executor, counts: Counts, on_result: Callable[[Result], None]) -> None:
+    """Count and report the results of the chunk a stop or a ledger error cut short
+    (:attr:`Executor.cut_short`): every message the run claimed is listed, those in flight too,
+    and the counts of its document add up (README, exit 130)."""
+    results, executor.cut_short = executor.cut_short, []
+    for result in results:
+        counts.add(result)
+        on_result(result)
 
 
 def call_list_notes(config: Config, delivering: bool) -> list[str]:

@@ -1276,7 +1276,12 @@ class Ledger:
         out-of-memory killer, a lost host: see :func:`_run_is_dead`; no lock holder), with the
         messages they sent: their row would otherwise say ``running`` for good, and count nothing.
         Returns each closed run's claims without outcome (``UNCONFIRMED``): the one moment a run
-        can tell cron of them, since they stay so for good."""
+        can tell cron of them, since they stay so for good.
+
+        A run that ended otherwise (stopped by Ctrl-C or SIGTERM, a ledger error, a lost lock)
+        with messages in flight left them ``claimed`` too: they are counted here as well, once
+        (:func:`_note_left_claims` marks them), so the next run tells cron of them as it does of
+        a killed run's."""
         run, message = Run.__table__, Message.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
         closed: dict[int, int] = {}
@@ -1288,6 +1293,9 @@ class Ledger:
                 if done.rowcount:
                     closed[dead_id] = int(conn.execute(select(func.count()).select_from(message).where(
                         message.c.run_id == dead_id, message.c.status.in_(UNCONFIRMED))).scalar() or 0)
+        with self.engine.begin() as conn:  # its own transaction, which writes first (see _note_left_claims)
+            for ended_id, left in _note_left_claims(conn, run_id, now).items():
+                closed.setdefault(ended_id, left)
         return closed
 
     def sent_since(self, transport: str, since: datetime, owns: Owner | None = None) -> list[datetime]:
@@ -2112,6 +2120,35 @@ def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta) -> 
     rows = conn.execute(select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid)
                         .where(which)).mappings().all()
     return [row["id"] for row in rows if row["id"] not in holders and _run_is_dead(row, now, stale_after)]
+
+
+def _note_left_claims(conn: Any, run_id: int, now: datetime) -> dict[int, int]:
+    """The claims without outcome of runs that ended (not ``running``) other than ``run_id``, not
+    noted yet, by run; noted now: their ``finished_at`` is set and their ``reply`` says which run
+    found them, the status stays ``claimed`` (no outcome, not resent: at most once). An outcome
+    written later (a run of another host closed as killed that wakes) replaces the note.
+
+    A run stopped by Ctrl-C or SIGTERM, a ledger error or a lost lock ends with its ``cr_run`` row
+    finished (``interrupted``, ``failed``, ``lock_lost``), so :meth:`Ledger.close_dead_runs`
+    never took it for a killed one, and no later run said its claims in flight were left without
+    outcome. The note makes it said once, by the one run (or shard) whose update took the rows. A
+    killed run's rows are said when it is closed: its status, ``killed``, is not looked at here.
+
+    The update comes first in its transaction: a SQLite (WAL) transaction that reads before it
+    writes fails at once (``database is locked``, no busy wait) when another shard of the run
+    wrote meanwhile; one that begins with its write waits for the lock."""
+    run, message = Run.__table__, Message.__table__  # type: ignore[attr-defined]
+    ended = select(run.c.id).where(run.c.status.not_in(("running", "killed")), run.c.id != run_id)
+    note = (f"no outcome: its run ended with this message in flight; found by run #{run_id} (not resent unless "
+            "--resend-unconfirmed)")
+    done = conn.execute(update(message).where(
+        message.c.status == "claimed", message.c.finished_at.is_(None), message.c.run_id.in_(ended)).values(
+        finished_at=_naive(now), reply=note))
+    if not done.rowcount:
+        return {}
+    return {int(ended_id): int(n) for ended_id, n in conn.execute(
+        select(message.c.run_id, func.count()).where(message.c.status == "claimed", message.c.reply == note)
+        .group_by(message.c.run_id))}
 
 
 def _sent_by(conn: Any, run_id: int) -> int:

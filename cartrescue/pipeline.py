@@ -1021,7 +1021,9 @@ class Executor:
             chunk, waiting = self._apply_limit(chunk)
             results = self._deliver(chunk, waiting) if self.ledger is not None else self._dry_run(chunk)
             if self.ledger is not None and self.run_id is not None:
+                self.cut_short = results  # a stop or a ledger error while they are saved: still the run's
                 self.ledger.save_decisions(self.run_id, self.composer.now, [_decision_row(r.decision) for r in results])
+                self.cut_short = []
             yield from results
             if self.on_progress is not None:
                 self.on_progress(len(chunk))
@@ -1249,16 +1251,24 @@ class Executor:
         sends that ``run --limit`` deferred, which take the slots of sends this run did not claim."""
         assert self.ledger is not None and self.run_id is not None
         results: dict[int, Result] = {}
-        sends = [decision for decision in chunk if decision.action is ACTION_SEND]
-        ready = self._ready(sends, results)
-        held = [decision for decision in chunk if decision.action is ACTION_HOLDOUT]
-        if held:
-            self._hold_out(held, results)
-        while sends:  # each round's unclaimed sends give their slots to waiting ones (popped: it ends)
-            if ready:
-                self._deliver_ready(chunk, ready, results)
-            sends = self._give_back(chunk, sends, results, waiting if waiting is not None else {})
+        feeds: list[_ClaimFeed] = []
+        try:
+            sends = [decision for decision in chunk if decision.action is ACTION_SEND]
             ready = self._ready(sends, results)
+            held = [decision for decision in chunk if decision.action is ACTION_HOLDOUT]
+            if held:
+                self._hold_out(held, results)
+            while sends:  # each round's unclaimed sends give their slots to waiting ones (popped: it ends)
+                if ready:
+                    self._deliver_ready(ready, results, feeds)
+                sends = self._give_back(chunk, sends, results, waiting if waiting is not None else {})
+                ready = self._ready(sends, results)
+        except KeyboardInterrupt:  # stopped mid-chunk: what is known of it, for the run's report
+            self.cut_short = _known(chunk, results, feeds, IN_FLIGHT_AT_STOP)
+            raise
+        except Exception:  # any other error mid-chunk, the ledger's (exit 2): what this process knows it claimed
+            self.cut_short = _known(chunk, results, feeds, IN_FLIGHT_AT_ERROR)
+            raise
         return [results.get(id(d)) or _result(d) for d in chunk]  # a Result made only for a decision without one
 
     def _ready(self, sends: list[Decision], results: dict[int, Result]) -> dict[str, list[_Prepared]]:
@@ -1275,17 +1285,15 @@ class Executor:
             ready.setdefault(prepared.request.channel, []).append(prepared)
         return ready
 
-    def _deliver_ready(self, chunk: list[Decision], ready: dict[str, list[_Prepared]],
-                       results: dict[int, Result]) -> None:
-        """Claim and deliver the ``ready`` sends of ``chunk``, channel by channel, into ``results``."""
+    def _deliver_ready(self, ready: dict[str, list[_Prepared]], results: dict[int, Result],
+                       feeds: list[_ClaimFeed]) -> None:
+        """Claim and deliver the ``ready`` sends, channel by channel, into ``results``; each
+        channel's feed joins ``feeds`` (its claims: what a run cut short had in flight)."""
         for channel_name, batch in ready.items():
             feed = _ClaimFeed(self, batch, results)
+            feeds.append(feed)
             try:
                 self.channels[channel_name].run(feed)
-            except KeyboardInterrupt:  # stopped mid-chunk: what is known of it, for the run's report
-                self.cut_short = [results.get(id(d)) or Result(d) for d in chunk
-                                  if id(d) in results or d.action is not ACTION_SEND]
-                raise
             finally:
                 feed.flush()
             if feed.stopped is not None:
@@ -1303,6 +1311,36 @@ class Executor:
                 results[id(decision)] = Result(decision, HELD_OUT)
             else:
                 results[id(decision)] = Result(decision, "claimed_elsewhere", "another run claimed this step")
+
+
+#: The ``detail`` of a message a stopped run had claimed and handed over, whose answer had not
+#: come when the stop's grace ran out: its row stays ``claimed`` (it may have arrived, so it is
+#: not resent), and the run lists it as ``unconfirmed``, as the later runs count it.
+IN_FLIGHT_AT_STOP = ("in flight at the stop: no answer came before the run ended, its claim has no outcome "
+                     "(it may have arrived: not resent unless --resend-unconfirmed)")
+#: ... and of one in flight when the ledger failed: the run stopped (exit 2) before its outcome was known.
+IN_FLIGHT_AT_ERROR = ("in flight when the ledger failed: the run stopped before its outcome was known, its claim "
+                      "has none (it may have arrived: not resent unless --resend-unconfirmed)")
+
+
+def _known(chunk: list[Decision], results: dict[int, Result], feeds: list[_ClaimFeed], in_flight: str) -> list[Result]:
+    """What a run cut short mid-chunk knows of the chunk: each decision with its result, each
+    message it claimed without an outcome as ``unconfirmed`` (``in_flight`` says why), and the
+    carts decided without a send. A send it never claimed is left out: the next run plans it.
+
+    Without the claims in flight, a run stopped while the relay held every reply listed none of
+    the messages it had claimed, and its counts said nothing was sent while the ledger held them."""
+    claimed = {id(p.decision): p for feed in feeds for p in feed.by_claim.values()}
+    known: list[Result] = []
+    for decision in chunk:
+        result = results.get(id(decision))
+        if result is None and id(decision) in claimed:
+            result = Result(decision, Status.UNCONFIRMED.value, in_flight, claimed[id(decision)].message)
+        if result is not None:
+            known.append(result)
+        elif decision.action is not ACTION_SEND:
+            known.append(Result(decision))
+    return known
 
 
 FLUSH_EVERY = 16  # outcomes per group commit

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +325,108 @@ def test_the_document_of_a_stopped_run_lists_each_message_it_recorded(shop: Shop
     assert listed == recorded and len(recorded) >= 8
     assert document["counts"]["sent"] == sum(status == "sent" for status in recorded.values())
     assert document["counts"]["carts"] == len(document["decisions"])
+
+
+def test_a_stopped_run_lists_the_messages_in_flight_and_the_next_run_says_once_they_have_no_outcome(
+        shop: Shop) -> None:
+    """The relay takes every message whole and never answers; SIGTERM. The messages in flight
+    keep their claim without outcome (they may have arrived). The document listed none of them
+    (``send`` 0 while the relay had them all, the ledger their claims); now each is there,
+    ``unconfirmed``, and the counts add up. The next run says once that they were left without
+    outcome (``killed_left``), as for a killed run: the stopped run ended ``interrupted``, not
+    ``running``, and no run said it."""
+    shop.add(*(cart(f"t{n:03d}") for n in range(12)))
+    with LoopbackSMTP(faults=[Fault(r"^t", "late", stage="DATA", delay=3600)]) as server:  # no answer, ever
+        shop.configure(smtp=server.smtp_config(pool_size=3))
+        document = stop_mid_send(shop, server, after=3)
+        relay_had = len(server.messages)
+    recorded = {row["cart_key"].rpartition(":")[2]: row["status"] for row in rows(shop).values()}
+    in_flight = {cart_id for cart_id, status in recorded.items() if status == "claimed"}
+    assert len(in_flight) == relay_had >= 3
+    listed = {d["cart_id"]: d["delivery"] for d in document["decisions"] if d["action"] == "send"}
+    assert listed == {cart_id: "unconfirmed" if status == "claimed" else status for cart_id, status in recorded.items()}
+    assert all("in flight at the stop" in d["detail"] for d in document["decisions"] if d["cart_id"] in in_flight)
+    counts = document["counts"]
+    assert counts["deliveries"].get("unconfirmed") == len(in_flight)
+    assert counts["send"] == len(listed) == counts["sent"] + counts["failed"] + counts["deliveries"]["unconfirmed"]
+    assert counts["carts"] == len(document["decisions"])
+
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        after = finish(shop, start_run(shop))
+        assert (after["unconfirmed"], after["killed_left"]) == (len(in_flight), len(in_flight))  # said
+        again = finish(shop, start_run(shop))
+        assert (again["unconfirmed"], again["killed_left"]) == (len(in_flight), 0)  # once
+    assert not in_flight & {r.split("@")[0] for r in server.recipients()}  # at most once: not resent
+
+
+def test_a_stopped_run_without_json_says_how_many_messages_were_in_flight(shop: Shop) -> None:
+    """What cron mails of a stopped run: it said ``stopped: 0 delivered, 0 failed`` while the
+    relay held two whole messages whose claims have no outcome."""
+    shop.add(*(cart(f"t{n}") for n in range(4)))
+    with LoopbackSMTP(faults=[Fault(r"^t", "late", stage="DATA", delay=3600)]) as server:
+        shop.configure(smtp=server.smtp_config(pool_size=2))
+        shop.write()
+        process = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "run", "--send", "--quiet", "--config",
+                                    str(shop.config_path), "--now", iso(NOW)], cwd=REPO,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(server.messages) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    # (failed: the messages queued behind them, not sent: failed_transient, the next run sends them)
+    assert re.search(r"stopped: 0 delivered, \d+ failed, 2 in flight without an answer \(unconfirmed",
+                     " ".join(err.split())), err
+
+
+@pytest.mark.postgres
+def test_a_run_stopped_by_the_ledger_lists_each_message_it_claimed_and_the_next_run_says_so_once() -> None:
+    """The PostgreSQL ledger's connections are cut (a failover, ``pg_terminate_backend``) while
+    three messages wait for replies that never come: the run stops, exit 2. Its document listed
+    none of the chunk's messages (``send`` 0 beside ``sent`` N); now each one the run claimed is
+    there, the three as ``unconfirmed``, and the counts add up. The next run says once that they
+    were left without outcome."""
+    from shopdb import shop_database
+    from sqlalchemy import text
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder, shop_database("postgres", "ledger") as db:
+        shop = Shop(Path(folder))
+        shop.add(*(cart(f"h{n}", idle=timedelta(hours=3)) for n in range(3)),  # first in line: the oldest
+                 *(cart(f"t{n:03d}") for n in range(40)))
+        with LoopbackSMTP(faults=[Fault(r"^h", "late", stage="DATA", delay=3600),
+                                  Fault(r"^t", "late", stage="DATA", delay=0.2)]) as server:
+            shop.configure(smtp=server.smtp_config(pool_size=4), ledger={"url": db.url})
+            process = start_run(shop)
+            deadline = time.monotonic() + 60
+            while len(server.messages) < 8 and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert {m.rcpt_tos[0][:1] for m in server.messages} == {"h", "t"}, (shop.folder / "run-0.err").read_text()
+            with db.admin.connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                                   "datname = current_database() AND pid <> pg_backend_pid()"))
+            assert process.wait(60) == 2
+            document = json.loads((shop.folder / "run-0.out").read_text())
+            ledger = Ledger(db.url)
+            try:
+                recorded = {row["cart_key"].rpartition(":")[2]: row["status"] for row in ledger.messages()}
+            finally:
+                ledger.close()
+            assert document["error"]["exit_code"] == 2
+            listed = {d["cart_id"]: d["delivery"] for d in document["decisions"] if d["action"] == "send"}
+            assert set(listed) == set(recorded)  # every claim of the run, listed
+            assert {listed[f"h{n}"] for n in range(3)} == {"unconfirmed"}
+            assert all(listed[cart_id] == status for cart_id, status in recorded.items() if status != "claimed")
+            counts = document["counts"]
+            assert counts["send"] == len(listed) == counts["sent"] + counts["failed"] + counts["deliveries"]["unconfirmed"]
+            assert "error ignored" not in (shop.folder / "run-0.err").read_text()
+        left = sum(status == "claimed" for status in recorded.values())
+        with LoopbackSMTP() as server:
+            shop.configure(smtp=server.smtp_config())
+            after = finish(shop, start_run(shop))
+            again = finish(shop, start_run(shop))
+        assert after["killed_left"] == left >= 3 and again["killed_left"] == 0
+        assert not {f"h{n}@example.com" for n in range(3)} & set(server.recipients())  # at most once

@@ -391,6 +391,31 @@ def test_resend_unconfirmed_waits_an_hour_for_a_silent_run_on_another_host(ledge
     assert ledger.release_unconfirmed(run, timedelta(seconds=5)) == 3
 
 
+def test_the_claims_a_stopped_run_left_without_outcome_are_said_once_among_the_next_runs_shards(ledger: Ledger) -> None:
+    """A run stopped (SIGTERM, a ledger error) with messages in flight ends ``interrupted``, not
+    ``running``: no later run closed it as killed, and none said that its claims had no outcome.
+    The next run's shards each look; one of them counts the claims, once, and they stay
+    ``claimed`` (no outcome, not resent)."""
+    stopped = ledger.start_run("send", NOW)
+    requests = [ClaimRequest(f"csv:s{n}", f"s{n}", f"s{n}@example.com", 1, "email", "smtp", "reminder-1", None,
+                             "standard", 1.0) for n in range(3)]
+    with ledger.lock(stopped, timedelta(seconds=5)):
+        won = ledger.claim(stopped, requests, NOW)
+        ledger.record([(won[("csv:s0", 1, "email")], "sent", "250 ok", "")])
+    ledger.finish_run(stopped, "interrupted", {})
+    other = Ledger(ledger.engine.url.render_as_string(hide_password=False))  # the other shard's process
+    try:
+        first, second = ledger.start_run("send", NOW, "1/2"), other.start_run("send", NOW, "2/2")
+        assert ledger.close_dead_runs(first, timedelta(seconds=5)) == {stopped: 2}
+        assert other.close_dead_runs(second, timedelta(seconds=5)) == {}
+        assert ledger.close_dead_runs(ledger.start_run("send", NOW), timedelta(seconds=5)) == {}  # said once
+    finally:
+        other.close()
+    statuses = sorted((row["cart_key"], row["status"]) for row in ledger.messages())
+    assert statuses == [("csv:s0", "sent"), ("csv:s1", "claimed"), ("csv:s2", "claimed")]
+    assert len(ledger.unconfirmed(0)) == 2  # later runs still count them, as doctor does
+
+
 # -- signals -------------------------------------------------------------------------------
 
 

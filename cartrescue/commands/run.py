@@ -174,9 +174,14 @@ def _so_far(counts: Any) -> dict[str, Any]:
 
 
 def _say_stopped(counts: dict[str, Any]) -> None:
-    """Without ``--json``, a delivering run stopped by Ctrl-C or SIGTERM says what it had delivered."""
-    err_console().print(f"stopped: {counts['sent']} delivered, {counts['failed']} failed before the stop (the "
-                        "ledger has every message, and the next run goes on)", highlight=False, soft_wrap=True)
+    """Without ``--json``, a delivering run stopped by Ctrl-C or SIGTERM says what it had delivered,
+    and how many messages were in flight without an answer: they keep their claim without outcome
+    (``unconfirmed``) and are not resent, which the cron mail must not leave out."""
+    in_flight = (counts.get("deliveries") or {}).get("unconfirmed", 0)
+    pending = (f", {in_flight} in flight without an answer (unconfirmed: they may have arrived, and are not resent "
+               "unless --resend-unconfirmed)" if in_flight else "")
+    err_console().print(f"stopped: {counts['sent']} delivered, {counts['failed']} failed{pending} before the stop "
+                        "(the ledger has every message, and the next run goes on)", highlight=False, soft_wrap=True)
 
 
 def _all_well(counts: dict[str, Any], summary: Any) -> bool:
@@ -362,7 +367,8 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
                      "did not answer after the message); not resent "
                      "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
         if summary.killed_left:
-            lines.append(f"[yellow]{summary.killed_left} of them were left by a run killed since the last run, found "
+            lines.append(f"[yellow]{summary.killed_left} of them were left by a run killed (or stopped with messages in "
+                         "flight: Ctrl-C, SIGTERM, a ledger error) since the last run, found "
                          "now: those customers may not have got their message (said once)[/]")
     if counts["problems"]:
         from cartrescue.text import counted
