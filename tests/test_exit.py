@@ -234,6 +234,27 @@ def test_codes_export_into_a_pipe_its_reader_closed_marks_no_code_exported(json_
     assert shop.cli("codes", "export", "--json", now=None).json["exported"] == 2000
 
 
+def test_codes_export_to_a_reader_that_leaves_mid_way_marks_no_code_exported(shop: Shop) -> None:
+    """``cartrescue codes export | head -c 100``: the reader took the first bytes and left. The
+    kernel took part of the one large write, no error came back, and all 2,000 codes were
+    marked exported with exit 0 while the shop got 100 bytes of them."""
+    from test_incentives import _incentive_shop
+
+    _incentive_shop(shop)
+    assert shop.cli("codes", "generate", "2000", "--pool", "ship", now=None).exit_code == 0  # > 64 KiB of CSV
+    export = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "codes", "export", "--config",
+                               str(shop.config_path)], cwd=shop.folder, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=False)
+    assert export.stdout is not None and export.stderr is not None
+    first = export.stdout.read(100)  # as head -c 100: the first bytes, then gone
+    export.stdout.close()
+    stderr = export.stderr.read().decode()
+    assert export.wait(timeout=120) == 1, stderr
+    assert len(first) == 100  # the reader did get the start of the export
+    assert stderr.strip().startswith("error: cannot write its output: the reader of the pipe closed it"), stderr
+    assert shop.cli("codes", "export", "--json", now=None).json["exported"] == 2000
+
+
 @pytest.mark.parametrize(("args", "option"), [
     (["run", "--json", "--now", "9999-12-31T23:59:59Z"], "--now"),
     (["carts", "--json", "--now", "0001-01-01T00:00:00Z"], "--now"),

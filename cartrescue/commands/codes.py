@@ -11,6 +11,7 @@ from cartrescue.commands.common import (
     ConfigOption,
     JsonOption,
     NowOption,
+    closed_pipe,
     err_console,
     fail,
     json_out,
@@ -20,6 +21,7 @@ from cartrescue.commands.common import (
     parse_now,
     reading_ledger,
     sub_typer,
+    write_whole,
 )
 from cartrescue.errors import CartrescueError, ConfigError
 
@@ -175,8 +177,10 @@ def codes_export(
         if as_json:
             json_out(document)
         else:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            try:
+                write_whole(text)
+            except BrokenPipeError as exc:
+                closed_pipe(exc, False)
         try:
             codes.mark_exported(rows, at)
         except CartrescueError as error:

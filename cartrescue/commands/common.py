@@ -361,6 +361,32 @@ def json_value(value: Any) -> str:
     return str(value)
 
 
+def write_whole(text: str) -> None:
+    """Write ``text`` to stdout, all of it or a BrokenPipeError.
+
+    For output whose delivery changes the ledger (``codes export`` marks what it wrote): one
+    large ``sys.stdout.write`` into a pipe whose reader left after the first 64 KiB came back
+    without an error, the kernel having taken part of it, and every code was marked exported.
+    Written by the descriptor, each short write is seen and the rest retried, so a reader gone
+    mid-way raises. A stdout without a descriptor (a test's capture) takes the text whole.
+    """
+    import io
+    import os
+
+    stream = sys.stdout
+    stream.flush()
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, io.UnsupportedOperation, ValueError):
+        stream.write(text)
+        stream.flush()
+        return
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    data = memoryview(text.encode(encoding, errors="backslashreplace"))
+    while data:
+        data = data[os.write(descriptor, data):]
+
+
 def json_out(payload: Any, indent: int | None = None) -> None:
     """Print the command's one ``--json`` document, whole, as its last word: a stop (Ctrl-C,
     SIGTERM) while or after it is written is let go (:func:`cartrescue.stops.held`)."""
