@@ -44,6 +44,7 @@ The ledger is opened once, on the first request.
 from __future__ import annotations
 
 import html
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -243,7 +244,8 @@ def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WS
     if not config.shop.unsubscribe_secret:
         from cartrescue.errors import ConfigError
 
-        raise ConfigError("shop.unsubscribe_secret: empty; the webhook cannot check tokens without it")
+        raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: empty; the webhook cannot check tokens "
+                          "without it")
     return WebhookApp(config, ledger)
 
 
@@ -258,7 +260,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     args = parser.parse_args(argv)
-    with make_server(args.host, args.port, make_app(args.config)) as server:
+    from cartrescue.errors import CartrescueError
+
+    try:
+        app = make_app(args.config)
+    except CartrescueError as error:  # the config's error in one line, as `cartrescue run` says it: no traceback
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(int(error.exit_code)) from None
+    with make_server(args.host, args.port, app) as server:
         print(f"serving unsubscribes and survey answers on http://{args.host}:{server.server_port}/", flush=True)
         server.serve_forever()
 

@@ -531,3 +531,28 @@ def test_suppress_list_json_gives_times_in_iso_8601_as_the_runs_document_does(sh
 def test_suppress_list_email_of_what_is_no_address_is_a_usage_error_not_not_suppressed(shop: Shop) -> None:
     result = shop.cli("suppress", "list", "--email", "bob at example", "--json", now=None)
     assert result.exit_code == 2 and "not a valid e-mail address or phone number" in result.json["error"]["message"]
+
+
+@pytest.mark.parametrize("breakage", ["missing", "yaml", "no_secret"])
+def test_the_webhook_server_names_a_config_error_in_one_line(shop: Shop, breakage: str) -> None:
+    """``python -m cartrescue.webhook`` (docs/sending.md) printed a traceback for a config error
+    that ``cartrescue run`` gives in one line naming the file (exit 2)."""
+    import subprocess
+    import sys
+
+    config = shop.config_path
+    if breakage == "missing":
+        config = shop.folder / "nowhere.yaml"
+    elif breakage == "yaml":
+        config.write_text("shop: [unclosed\n", encoding="utf-8")
+    else:
+        shop.configure(shop={"unsubscribe_secret": ""})
+        shop.write()
+    done = subprocess.run([sys.executable, "-m", "cartrescue.webhook", "--config", str(config), "--port", "0"],
+                          cwd=shop.folder, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and config.name in lines[0], done.stderr
+    if breakage == "no_secret":
+        assert "shop.unsubscribe_secret: empty" in lines[0]
