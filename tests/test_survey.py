@@ -655,3 +655,13 @@ def test_unsubscribe_given_a_survey_link_says_it_is_one_not_a_malformed_token(su
     result = survey_shop.cli("unsubscribe", value, "--json", now=None)
     assert result.exit_code == 2, result.output
     assert "a survey link" in result.json["error"]["message"] and "malformed" not in result.json["error"]["message"]
+
+
+@pytest.mark.parametrize("command", ["summary", "export"])
+def test_a_period_that_ends_before_it_starts_is_refused_as_report_refuses_it(survey_shop: Shop, command: str) -> None:
+    """``--since`` after ``--until`` gave exit 0 and no answer, where ``report`` (whose reading of
+    the dates the survey commands share) says the period is empty."""
+    result = survey_shop.cli("survey", command, "--json", "--since", "2026-11-25", "--until", "2026-11-20", now=None)
+    assert result.exit_code == 2, result.output
+    assert "--since 2026-11-2" in result.json["error"]["message"]
+    assert "is not before --until" in result.json["error"]["message"]

@@ -19,7 +19,7 @@ from cartrescue.commands.common import (
     reading_ledger,
     sub_typer,
 )
-from cartrescue.errors import CartrescueError
+from cartrescue.errors import CartrescueError, ConfigError
 from cartrescue.text import counted
 
 app = sub_typer("The cart survey: why customers left their carts, as they answered (docs/survey.md).")
@@ -37,7 +37,10 @@ def _window(cfg: Any, since: str | None, until: str | None) -> tuple[datetime | 
 
     tz = cfg.shop.tz
     last = parse_bound(until, tz, end=True)  # inclusive: a day's last microsecond, a time's one before
-    return parse_bound(since, tz, end=False), None if last is None else last + timedelta(microseconds=1)
+    start, end = parse_bound(since, tz, end=False), None if last is None else last + timedelta(microseconds=1)
+    if start is not None and last is not None and start > last:  # as report refuses it: 0 answers said nothing
+        raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before --until {last:%Y-%m-%d %H:%M} UTC")
+    return start, end
 
 
 @app.command("export")
