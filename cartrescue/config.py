@@ -727,23 +727,28 @@ class EligibilityConfig(_Model):
         return patterns
 
 
+#: The largest a rule's weight may be, either way: scores are sums of weights, and two weights
+#: of 1e308, each a float, summed to infinity, printed as ``Infinity`` in ``--json`` (no JSON).
+MAX_WEIGHT = 1_000_000
+
+
 class ValueRule(_Model):
-    weight: float = Field(40, allow_inf_nan=False)  # .nan made every score NaN
+    weight: float = Field(40, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
     threshold: Decimal = Decimal("200")
 
 
 class ReturningRule(_Model):
-    weight: float = Field(25, allow_inf_nan=False)  # .nan made every score NaN
+    weight: float = Field(25, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
     min_orders: int = Field(1, ge=1)
 
 
 class MarginRule(_Model):
-    weight: float = Field(20, allow_inf_nan=False)  # .nan made every score NaN
+    weight: float = Field(20, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
     threshold: Decimal = Field(Decimal("0.4"), ge=0, le=1)
 
 
 class OverstockRule(_Model):
-    weight: float = Field(15, allow_inf_nan=False)  # .nan made every score NaN
+    weight: float = Field(15, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
     threshold: int = 100
     skus: list[str] = Field(default_factory=list)
 

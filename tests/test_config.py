@@ -619,9 +619,10 @@ def test_a_variant_weight_that_is_no_finite_number_is_refused_naming_the_key(tmp
     assert "sequences.default.steps[0].variants" in str(error.value) and "'b'" in str(error.value)
 
 
-@pytest.mark.parametrize("weight", [".inf", ".nan"])
+@pytest.mark.parametrize("weight", [".inf", ".nan", "1e308", "-1e308"])
 def test_a_rule_weight_that_is_no_finite_number_is_refused_naming_the_key(tmp_path: Path, weight: str) -> None:
-    """``.nan`` made every cart's score NaN, which no tier's min_score matches."""
+    """``.nan`` made every cart's score NaN, which no tier's min_score matches; two weights of
+    1e308 summed to a score of infinity, ``Infinity`` in ``--json``, which is no JSON."""
     path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\npriority: {{rules: {{high_value: {{weight: {weight}}}}}}}\n")
     with pytest.raises(ConfigError) as error:
         load_config(path)
