@@ -195,7 +195,7 @@ def merge_counts(documents: list[dict[str, Any]]) -> dict[str, Any]:
     """
     total: dict[str, Any] = {key: 0 for key in ("carts", "send", "skip", "defer", "holdout", "sent", "failed",
                                                 "problems")}
-    total.update(reasons={}, deliveries={})
+    total.update(reasons={}, deliveries={}, failures={})
     for counts in documents:
         for key, value in counts.items():
             if isinstance(value, dict):

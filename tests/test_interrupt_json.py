@@ -201,6 +201,15 @@ def test_the_counts_of_a_run_stopped_before_it_began_are_a_runs_counts() -> None
     assert NO_COUNTS == Counts().as_dict()
 
 
+def test_the_counts_of_shards_or_shops_that_all_failed_before_counting_are_a_runs_counts() -> None:
+    """run-all's document for shops that all failed on their config had counts without
+    ``failures`` (merge_counts' shape missed the key), which a script reading it looked up."""
+    from cartrescue.pipeline import Counts
+    from cartrescue.workers import merge_counts
+
+    assert merge_counts([]) == Counts().as_dict()
+
+
 def test_a_stop_while_the_run_imports_its_modules_still_gives_one_document(tmp_path: Path) -> None:
     """The stop lands inside a lazy import of the run (asyncio half imported): the interrupted
     document must not import those modules again (it did: NameError, a traceback, exit 1)."""
