@@ -451,9 +451,12 @@ class ClaimRequest:
 
 
 def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """A reader's (``Ledger(create=False)``): waits for a writer's lock, changes nothing."""
+    """A reader's (``Ledger(create=False)``): waits for a writer's lock, changes nothing.
+
+    Every statement waits :data:`WRITE_LOCK_WAIT` for the lock, as a claim does (read when the
+    connection opens, so that a test can shorten it)."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(WRITE_LOCK_WAIT * 1000)}")
     cursor.close()
 
 
@@ -571,7 +574,7 @@ class Ledger:
         self._folder: Any = None  # the temporary folder of an empty stand-in (Ledger.empty)
         try:
             if url.startswith("sqlite"):
-                self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
+                self.engine: Engine = create_engine(url, connect_args={"timeout": WRITE_LOCK_WAIT})
                 # Switching to WAL rewrites the file's header: a reader leaves an older file's mode.
                 event.listen(self.engine, "connect", _sqlite_pragmas if create else _sqlite_read_pragmas)
             else:
@@ -860,10 +863,31 @@ class Ledger:
         self._acquire(run_id, stale_after, name)
         try:
             yield
-        finally:
+        except BaseException:
+            self._release(run_id, name)  # the block's error is the run's, whether or not this works
+            raise
+        failed = self._release(run_id, name)
+        if failed is not None:
+            raise LedgerError(
+                f"run #{run_id} could not release its lock, the ledger being locked by another process ({failed}); "
+                "the next run takes it over once this process has ended")
+
+    def _release(self, run_id: int, name: str) -> str | None:
+        """Delete the lock row of ``run_id``; why it could not (the ledger still locked by another
+        process, a lost connection), or None.
+
+        A failure here must not replace the error that ended the run: raised from the lock's
+        ``finally``, "database is locked" took the place of "the ledger stayed locked while this
+        run delivered" (exit 2), and the run reported a held lock (exit 4, silent under
+        ``--quiet``). The row left behind is harmless: its process ends, and the next run finds
+        its holder dead (:meth:`_is_stale`) and takes it over."""
+        table = RunLock.__table__  # type: ignore[attr-defined]
+        try:
             with self.engine.begin() as conn:
-                table = RunLock.__table__  # type: ignore[attr-defined]
                 conn.execute(delete(table).where(table.c.name == name, table.c.run_id == run_id))
+        except DBAPIError as exc:
+            return one_line(exc)
+        return None
 
     def heartbeat(self, run_id: int, name: str = "run") -> bool:
         """Refresh the run's heartbeat; ``False`` when the lock ``name`` is no longer this run's.
