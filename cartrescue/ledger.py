@@ -170,6 +170,7 @@ class Run(SQLModel, table=True):
     problems: int = 0
     host: str = Field(default="", max_length=191)
     pid: int = 0
+    process: str | None = Field(default=None, max_length=64)  # which process had the pid (process_identity)
     heartbeat_at: datetime | None = None  # refreshed while the run lives (see Ledger.heartbeat)
     shard: str = Field(default="", max_length=16)  # "K/N" for one shard of run --workers/--shard
     shop: str | None = Field(default=None, max_length=191)  # the shop's name and sender (Config.shop_identity)
@@ -187,6 +188,7 @@ class RunLock(SQLModel, table=True):
     run_id: int
     host: str = Field(max_length=191)
     pid: int
+    process: str | None = Field(default=None, max_length=64)  # which process had the pid (process_identity)
     acquired_at: datetime
     heartbeat_at: datetime
 
@@ -451,9 +453,12 @@ class ClaimRequest:
 
 
 def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """A reader's (``Ledger(create=False)``): waits for a writer's lock, changes nothing."""
+    """A reader's (``Ledger(create=False)``): waits for a writer's lock, changes nothing.
+
+    Every statement waits :data:`WRITE_LOCK_WAIT` for the lock, as a claim does (read when the
+    connection opens, so that a test can shorten it)."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(WRITE_LOCK_WAIT * 1000)}")
     cursor.close()
 
 
@@ -571,7 +576,7 @@ class Ledger:
         self._folder: Any = None  # the temporary folder of an empty stand-in (Ledger.empty)
         try:
             if url.startswith("sqlite"):
-                self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
+                self.engine: Engine = create_engine(url, connect_args={"timeout": WRITE_LOCK_WAIT})
                 # Switching to WAL rewrites the file's header: a reader leaves an older file's mode.
                 event.listen(self.engine, "connect", _sqlite_pragmas if create else _sqlite_read_pragmas)
             else:
@@ -777,8 +782,8 @@ class Ledger:
             result = conn.execute(
                 insert(Run.__table__).values(  # type: ignore[attr-defined]
                     mode=mode, now=_naive(now), started_at=_naive(datetime.now(timezone.utc)),
-                    status="running", host=socket.gethostname(), pid=os.getpid(), shard=shard,
-                    shop=None if shop is None else shop[:191],
+                    status="running", host=socket.gethostname(), pid=os.getpid(), process=process_identity(),
+                    shard=shard, shop=None if shop is None else shop[:191],
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -799,6 +804,7 @@ class Ledger:
         """Record how the run ended; return how many of its messages were sent. ``sent`` is the
         ledger's own count: a run stopped mid-batch (Ctrl-C, SIGTERM) recorded deliveries in its
         stop grace that its caller had not counted yet."""
+        _ENDED_RUNS.add((str(self.engine.url), run_id))  # over, whether or not its row says so (_process_gone)
         values = {key: counts.get(key, 0) for key in ("sent", "failed", "skipped", "deferred", "problems")}
         with self.engine.begin() as conn:
             values["sent"] = _sent_by(conn, run_id)
@@ -855,15 +861,40 @@ class Ledger:
         ``name`` is ``run`` for an unsharded run and ``run:K/N`` for shard K of N: shards of one
         layout lock side by side, anything else excludes (see :func:`cartrescue.shards.compatible`).
         A holder is stale (crashed, killed) when its heartbeat is older than ``stale_after`` or
-        when it ran on this host under a pid that no longer exists; its lock is taken over.
+        when it ran on this host in a process that is gone (:func:`_process_gone`: its pid
+        unused, or used by another process); its lock is taken over.
         """
+        _ENDED_RUNS.discard((str(self.engine.url), run_id))  # going (again: a caller may lock twice with one run)
         self._acquire(run_id, stale_after, name)
         try:
             yield
+        except BaseException:
+            self._release(run_id, name)  # the block's error is the run's, whether or not this works
+            raise
         finally:
+            _ENDED_RUNS.add((str(self.engine.url), run_id))  # a row of it left behind is no live run's (_process_gone)
+        failed = self._release(run_id, name)
+        if failed is not None:
+            raise LedgerError(
+                f"run #{run_id} could not release its lock, the ledger being locked by another process ({failed}); "
+                "the next run takes it over once this process has ended")
+
+    def _release(self, run_id: int, name: str) -> str | None:
+        """Delete the lock row of ``run_id``; why it could not (the ledger still locked by another
+        process, a lost connection), or None.
+
+        A failure here must not replace the error that ended the run: raised from the lock's
+        ``finally``, "database is locked" took the place of "the ledger stayed locked while this
+        run delivered" (exit 2), and the run reported a held lock (exit 4, silent under
+        ``--quiet``). The row left behind is harmless: its process ends, and the next run finds
+        its holder dead (:meth:`_is_stale`) and takes it over."""
+        table = RunLock.__table__  # type: ignore[attr-defined]
+        try:
             with self.engine.begin() as conn:
-                table = RunLock.__table__  # type: ignore[attr-defined]
                 conn.execute(delete(table).where(table.c.name == name, table.c.run_id == run_id))
+        except DBAPIError as exc:
+            return one_line(exc)
+        return None
 
     def heartbeat(self, run_id: int, name: str = "run") -> bool:
         """Refresh the run's heartbeat; ``False`` when the lock ``name`` is no longer this run's.
@@ -891,7 +922,7 @@ class Ledger:
 
         table = RunLock.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
-        row = dict(name=name, run_id=run_id, host=socket.gethostname(), pid=os.getpid(),
+        row = dict(name=name, run_id=run_id, host=socket.gethostname(), pid=os.getpid(), process=process_identity(),
                    acquired_at=_naive(now), heartbeat_at=_naive(now))
         self.heartbeat(run_id, name)  # the run row's own heartbeat starts now
         for _attempt in range(3):
@@ -901,7 +932,7 @@ class Ledger:
                     for holder in holders:
                         if compatible(holder["name"], name):
                             continue
-                        if not self._is_stale(holder, now, stale_after):
+                        if not self._is_stale(holder, now, stale_after, _ended(conn, holder["run_id"])):
                             raise LockHeld(
                                 f"another run (#{holder['run_id']}{_shard_words(holder['name'])}, pid {holder['pid']} "
                                 f"on {holder['host']}, since {_aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) "
@@ -950,16 +981,13 @@ class Ledger:
                         pass
 
     @staticmethod
-    def _is_stale(holder: Any, now: datetime, stale_after: timedelta) -> bool:
+    def _is_stale(holder: Any, now: datetime, stale_after: timedelta, ended: bool = False) -> bool:
+        """Is the lock ``holder`` (a cr_lock row) crashed or killed? ``ended``: its run is one of
+        this process's that is over (:func:`_ended`)."""
         if now - _aware(holder["heartbeat_at"]) > stale_after:  # type: ignore[operator]
             return True
         if holder["host"] == socket.gethostname():
-            try:
-                os.kill(int(holder["pid"]), 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                return False
+            return _process_gone(int(holder["pid"]), holder.get("process"), ended)
         return False
 
     # -- history -----------------------------------------------------------------------------
@@ -2117,9 +2145,10 @@ def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta) -> 
     (:func:`_run_is_dead`) and hold no lock."""
     run = Run.__table__  # type: ignore[attr-defined]
     holders = set(conn.execute(select(RunLock.__table__.c.run_id)).scalars())  # type: ignore[attr-defined]
-    rows = conn.execute(select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid)
-                        .where(which)).mappings().all()
-    return [row["id"] for row in rows if row["id"] not in holders and _run_is_dead(row, now, stale_after)]
+    rows = conn.execute(select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid,
+                               run.c.process).where(which)).mappings().all()
+    return [row["id"] for row in rows
+            if row["id"] not in holders and _run_is_dead(row, now, stale_after, _ended(conn, row["id"]))]
 
 
 def _note_left_claims(conn: Any, run_id: int, now: datetime) -> dict[int, int]:
@@ -2158,7 +2187,7 @@ def _sent_by(conn: Any, run_id: int) -> int:
         message.c.run_id == run_id, message.c.status == "sent")).scalar() or 0)
 
 
-def _run_is_dead(row: Any, now: datetime, stale_after: timedelta) -> bool:
+def _run_is_dead(row: Any, now: datetime, stale_after: timedelta, ended: bool = False) -> bool:
     """Is the run of ``row`` (a cr_run row, not the lock holder) certainly not delivering any more?
 
     Finished runs are. On this host a run is dead when its process is gone (a stopped process
@@ -2172,14 +2201,74 @@ def _run_is_dead(row: Any, now: datetime, stale_after: timedelta) -> bool:
         return True
     if here:
         try:
-            os.kill(int(row["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError, OverflowError):
+            pid = int(row["pid"])
+        except (TypeError, ValueError):
             return False
-        return False
+        return _process_gone(pid, row["process"], ended)
     last = _aware(row["heartbeat_at"] or row["started_at"])
     return last is None or now - last > stale_after
+
+
+#: The runs of this process that are over (finished, or their lock's block ended), even where
+#: their rows could not say so (the ledger locked by another process), as (engine URL, run id):
+#: see :func:`_process_gone`.
+_ENDED_RUNS: set[tuple[str, int]] = set()
+
+
+def _ended(conn: Any, run_id: int) -> bool:
+    """Is run ``run_id`` of the ledger of ``conn`` one of this process's that is over?"""
+    return (str(conn.engine.url), int(run_id)) in _ENDED_RUNS
+
+
+def process_identity(pid: int | None = None) -> str | None:
+    """Which process has ``pid`` (default: this one) on this host: ``<boot id>:<start time>``,
+    the kernel's boot id and the process's start in clock ticks since boot (field 22 of
+    ``/proc/PID/stat``); None where ``/proc`` does not tell (not Linux, the process gone or hidden,
+    a ``/proc`` of another pid namespace: a container's run sees the host's unless it mounts its own).
+
+    A pid alone names no process for long: a container restarted under the same host name gives
+    its run the same pid (2, every time), and a killed run's lock was taken for a live one's until
+    ``lock_timeout`` (2 h). A pid, the same boot and the same start are the same process."""
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):  # another pid namespace's /proc: its pids are not ours
+            return None
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{os.getpid() if pid is None else pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # the name, in parentheses, may hold spaces and ")"
+    if len(fields) < 20 or not boot:
+        return None
+    return f"{boot}:{fields[19]}"  # field 22; fields[0] is field 3
+
+
+def _process_gone(pid: int, recorded: str | None, ended: bool) -> bool:
+    """Is the process of this host that recorded ``pid`` (and ``recorded``, its
+    :func:`process_identity`) for a run certainly gone? ``ended``: the run is one of this
+    process's that is over (:func:`_ended`).
+
+    Gone when no process has the pid; when the host booted again since (another boot id); when
+    the process with that pid now started at another time (the pid was reused); and when the pid
+    is this process's own and the row is not of a run this process has going: another process
+    of that pid wrote it (its identity differs or was not recorded, by an older cartrescue), or
+    this process did for a run that ended without removing it (the ledger was locked). A process
+    ``/proc`` does not show (another system, ``hidepid``) is judged by its pid alone, as when no
+    identity was recorded: a stopped process still exists, and may wake and deliver."""
+    here = process_identity()
+    if pid == os.getpid():
+        return ended or (here is not None and recorded != here)
+    if recorded is not None and here is not None and recorded.split(":")[0] != here.split(":")[0]:
+        return True  # another boot: every process of that one is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        pass
+    if recorded is None:
+        return False
+    now_there = process_identity(pid)
+    return now_there is not None and now_there != recorded
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,111 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(shop: Shop) -> None:
     result = shop.cli("run", "--outbox", str(shop.folder / "out"))
     assert result.exit_code == 0, result.output
     assert [m["status"] for m in ledger.messages()] == ["sent"]
+
+
+def _left_behind(ledger: Ledger, pid: int, process: str | None, run_id: int = 996) -> None:
+    """What a run killed with SIGKILL leaves: its lock row and its run row, running, with a claim."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from cartrescue.ledger import Message, Run, RunLock
+
+    now = datetime.now(timezone.utc)
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(Run.__table__).values(  # type: ignore[attr-defined]
+            id=run_id, mode="send", now=NOW, started_at=now, status="running", host=os.uname().nodename, pid=pid,
+            process=process, heartbeat_at=now))
+        conn.execute(insert(RunLock.__table__).values(  # type: ignore[attr-defined]
+            name="run", run_id=run_id, host=os.uname().nodename, pid=pid, process=process, acquired_at=now,
+            heartbeat_at=now))
+        conn.execute(insert(Message.__table__).values(  # type: ignore[attr-defined]
+            run_id=run_id, cart_key="csv:c0", cart_id="c0", email="c0@example.com", step=1, channel="email",
+            template="reminder-1", status="claimed", claimed_at=now, message_id="<c0@example.com>"))
+
+
+@pytest.fixture
+def live_process() -> Any:
+    """A process that lives through the test: the pid a killed run had, reused."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield child
+    child.kill()
+    child.wait()
+
+
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(shop: Shop, live_process: Any) -> None:
+    """A container restarted under the same host name gives its run the same pid: the killed
+    run's lock was taken for a live one's (exit 4) until lock_timeout, 2 h, and its claims were
+    never released. The pid's process now started at another time: the run is gone."""
+    from cartrescue.ledger import process_identity
+
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    boot, started = process_identity(live_process.pid).split(":")  # type: ignore[union-attr]
+    _left_behind(ledger, live_process.pid, f"{boot}:{int(started) - 100}")
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--resend-unconfirmed")
+    assert result.exit_code == 0, result.output
+    statuses = {m["cart_key"]: m["status"] for m in ledger.messages()}
+    assert statuses["csv:c1"] == "sent"
+    assert statuses["csv:c0"] == "failed_transient"  # the dead run's claim was released for resending
+    with ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT status FROM cr_run WHERE id = 996").scalar() == "killed"
+
+
+def test_a_lock_whose_pid_is_the_process_that_took_it_is_respected(shop: Shop, live_process: Any) -> None:
+    from cartrescue.ledger import process_identity
+
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    _left_behind(ledger, live_process.pid, process_identity(live_process.pid))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--resend-unconfirmed")
+    assert result.exit_code == 4 and "holds the lock" in result.stderr
+    assert ledger.close_dead_runs(0, timedelta(hours=2)) == {}
+    assert ledger.release_unconfirmed(0, timedelta(hours=2)) == 0
+
+
+@pytest.mark.parametrize("process", [None, "another process"])
+def test_a_lock_with_this_processs_own_pid_left_by_another_process_is_taken_over(shop: Shop,
+                                                                                 process: str | None) -> None:
+    """The restarted container's run has the very pid of the killed one (2): the lock row of an
+    older cartrescue (no identity recorded) or of the killed process names this process."""
+    from cartrescue.ledger import process_identity
+
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    mine = process_identity()
+    assert mine is not None
+    _left_behind(ledger, os.getpid(), None if process is None else mine.split(":")[0] + ":1")
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"))
+    assert result.exit_code == 0, result.output
+
+
+def test_a_ledger_of_an_older_cartrescue_gets_the_process_columns_and_its_killed_runs_lock_is_taken_over(
+        shop: Shop) -> None:
+    from sqlalchemy import insert
+
+    from cartrescue.ledger import RunLock
+
+    shop.add(cart("c1"))
+    shop.write()
+    path = shop.folder / "ledger.db"
+    Ledger(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:  # as an older cartrescue made it
+        db.execute("ALTER TABLE cr_lock DROP COLUMN process")
+        db.execute("ALTER TABLE cr_run DROP COLUMN process")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ledger = Ledger(f"sqlite:///{path}")  # a sending run's: the columns are added
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(RunLock.__table__).values(  # type: ignore[attr-defined]
+            name="run", run_id=999, host=os.uname().nodename, pid=dead.pid, acquired_at=NOW, heartbeat_at=NOW))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"))
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT process FROM cr_run").fetchone()[0]
 
 
 def test_a_lock_whose_heartbeat_stopped_on_another_host_is_taken_over(shop: Shop) -> None:

@@ -127,6 +127,60 @@ def test_a_ledger_locked_by_another_process_mid_run_stops_it_as_a_ledger_error_n
     assert "stayed locked" in result.stderr  # said even under --quiet
 
 
+@pytest.mark.smtp
+def test_a_ledger_locked_by_another_process_until_the_run_ends_is_still_a_ledger_error_not_a_held_lock(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other process (a backup, a sqlite3 shell) keeps its lock for longer than the run lives:
+    releasing the run's own lock row then fails too ("database is locked"), and that failure
+    replaced the run's error: exit 4, "the other run does the work", silent under --quiet. The
+    row left behind is stale once the process is gone; a later run takes the lock over."""
+    import threading
+    import time
+
+    from smtpserver import LoopbackSMTP
+
+    import cartrescue.ledger
+
+    monkeypatch.setattr(cartrescue.ledger, "WRITE_LOCK_WAIT", 0.3)  # every wait for SQLite's lock
+    release = threading.Event()
+    locked = threading.Event()
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_second=20))
+        shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(60)))
+        shop.write()
+
+        def lock_it() -> None:
+            server.wait_for(5, timeout=30)
+            other = sqlite3.connect(shop.folder / "ledger.db", timeout=0)
+            other.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            release.wait(300)  # longer than the old code took to fail every write (4 x 30 s)
+            other.rollback()
+            other.close()
+
+        holder = threading.Thread(target=lock_it)
+        holder.start()
+        try:
+            started = time.monotonic()
+            result = shop.cli("run", "--send", "--json", "--quiet")
+            took = time.monotonic() - started
+        finally:
+            release.set()
+            holder.join()
+        assert locked.is_set()
+        assert result.exit_code == 2, result.output
+        assert result.json["error"]["code"] == "config" and result.json["error"]["exit_code"] == 2, result.output
+        assert "the ledger stayed locked by another process while this run delivered" in result.json["error"]["message"]
+        assert "stayed locked" in result.stderr  # said even under --quiet
+        assert took < 20, took  # each wait for the lock is WRITE_LOCK_WAIT, not SQLite's 30 s default
+        with sqlite3.connect(shop.folder / "ledger.db") as db:  # the run could not remove its lock row
+            left = db.execute("SELECT run_id FROM cr_lock").fetchall()
+        assert len(left) == 1
+        later = shop.cli("run", "--send", "--json")  # the row is stale: this process's run is over
+        assert later.exit_code in (0, 1), later.output
+        assert later.json["counts"]["sent"] > 0
+
+
 @pytest.mark.parametrize(("where", "said"), [
     ("{folder}", "{folder} is a folder: give a file name, e.g. {folder}/ledger.db"),
     ("{folder}/no/such/ledger.db", "no folder {folder}/no/such: create it"),
