@@ -370,7 +370,7 @@ def _call_list(config: Any) -> Check:
     """The call list a run appends to: a file whose header takes no row (names no ``cart_id``
     or ``phone``) fails each call's claim, every run, while the e-mails go on (a run is not
     refused for it, and notes it: :func:`cartrescue.job.call_list_notes`)."""
-    from cartrescue.channels.call_list import list_problem
+    from cartrescue.channels.call_list import append_problem, list_problem
 
     path = config.path(config.call_list.path)
     problem = list_problem(path)
@@ -378,6 +378,10 @@ def _call_list(config: Any) -> Check:
         return Check("call-list", FAIL, f"{config.where('call_list.path')}: {problem}; every call is retried and "
                      "fails until the file is a call list again (move it away: the next call begins a new one)",
                      int(ExitCode.SOME_FAILED))
+    problem = append_problem(path)
+    if problem is not None:  # as the user the doctor runs as: run it as the one cron runs the shop as
+        return Check("call-list", FAIL, f"{config.where('call_list.path')}: {problem}; every call is retried and "
+                     "fails until the user that runs cartrescue may write there", int(ExitCode.SOME_FAILED))
     return Check("call-list", OK, f"{path}: {'calls are appended under its header' if path.exists() else 'not there yet: the first call begins it'}")
 
 

@@ -74,6 +74,22 @@ class Forgotten:
         return sum(self.rows.values()) + self.codes_kept + self.codes_freed
 
 
+def forgettable(address: str, region: str | None = None) -> tuple[str | None, str | None]:
+    """``(email, phone)``, one of them ``None``: what :func:`forget` would erase for ``address``;
+    raise ValueError for neither. Checked before the ledger is opened, so that a refused request
+    (exit 2, "nothing was changed") makes no ledger file either."""
+    if "@" not in address:
+        phone = normalize_phone(address, region)
+        if phone is None:
+            raise ValueError(f"not an e-mail address nor a phone number (E.164, or of region {region or 'unknown'}): "
+                             f"{address!r}")
+        return None, phone
+    email = normalize_email(address)
+    if not email or not is_valid_email(email):
+        raise ValueError(f"not an e-mail address: {address!r}")
+    return email, None
+
+
 def forget(ledger: Any, address: str, now: datetime | None = None, *, region: str | None = None) -> Forgotten:
     """Erase ``address`` from the ledger (idempotent); raise ValueError for a non-address.
 
@@ -86,11 +102,9 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
     form the shop's export did not), with a full scan of each table: a request that comes
     rarely, never per cart.
     """
-    if "@" not in address:
+    email, _phone = forgettable(address, region)
+    if email is None:
         return forget_phone(ledger, address, now, region=region)
-    email = normalize_email(address)
-    if not email or not is_valid_email(email):
-        raise ValueError(f"not an e-mail address: {address!r}")
     at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     found = Forgotten(email)
     message, code, suppression, tests = (model.__table__ for model in (Message, Code, Suppression, SendTest))  # type: ignore[attr-defined,union-attr]

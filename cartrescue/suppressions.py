@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -242,9 +242,16 @@ def _unquoted(cell: str) -> str:
 
 def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: datetime | None = None) -> ImportResult:
     """Suppress every valid address of ``path``; report invalid entries instead of failing."""
+    return import_entries(ledger, read_addresses(path), reason=reason, now=now)
+
+
+def import_entries(ledger: Ledger, entries: Iterable[tuple[str, str]], *, reason: str = IMPORTED,
+                   now: datetime | None = None) -> ImportResult:
+    """Suppress every valid address of ``entries`` (:func:`read_addresses`, read before the
+    ledger is opened: a file that cannot be read makes no ledger file); report invalid ones."""
     result = ImportResult()
     rows: list[tuple[str, str, str]] = []
-    for location, cell in read_addresses(path):
+    for location, cell in entries:
         address = normalize_email(cell) or ""
         if not is_valid_email(address):
             result.invalid.append((location, cell))
@@ -311,5 +318,5 @@ def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:
     return ledger.suppressions(limit)
 
 
-__all__ = ["FORGOTTEN", "BadToken", "ErasedContact", "ImportResult", "Unsubscribed", "check", "import_file", "listing", "read_addresses",
+__all__ = ["FORGOTTEN", "BadToken", "ErasedContact", "ImportResult", "Unsubscribed", "check", "import_entries", "import_file", "listing", "read_addresses",
            "remove", "resolve", "subject_token", "token_from", "token_spots", "unsubscribe", "url_token"]

@@ -165,6 +165,21 @@ def forgotten_key(key: str) -> str:
     return _HASHED + hashlib.sha256(key[len(_MAIL):].encode()).hexdigest()
 
 
+def check_mailbox(path: Path, secret: str) -> None:
+    """Raise ConfigError when :func:`read_mailbox` could read nothing: no secret to check the
+    tokens with, or no mailbox at ``path``. Checked before the ledger is opened, so that a
+    refused command (exit 2) makes no ledger file."""
+    if not secret:
+        raise ConfigError("shop.unsubscribe_secret is empty: the mails' tokens cannot be checked (nothing was read)")
+    try:
+        if path.is_dir():
+            next(path.iterdir(), None)
+        else:
+            path.open("rb").close()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool = False,
                  now: datetime | None = None, unsubscribe_url: str = "") -> MailboxResult:
     """Suppress the address of every unsubscribe mail at ``path`` not read before; see the module.
@@ -172,8 +187,7 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
 
     A mail refused before is checked again: its token may verify now (a secret that was not
     set, or set to another value, when it came): it was a customer's request all along."""
-    if not secret:
-        raise ConfigError("shop.unsubscribe_secret is empty: the mails' tokens cannot be checked (nothing was read)")
+    check_mailbox(path, secret)
     result = MailboxResult()
     for mail in mails(path):
         result.read += 1

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -396,6 +400,50 @@ def test_a_call_list_file_whose_header_is_no_call_list_fails_the_doctor(shop: Sh
     assert found["status"] == FAIL and found["exit_code"] == 1, found
     assert "call_list.path" in found["detail"] and "calls.csv" in found["detail"]
     assert "names no call-list column" in found["detail"]
+
+
+def _doctor_without_root_powers(shop: Shop) -> dict:
+    """``doctor --json`` run without the capability to write any file (root here), as the cron
+    user that does not own the call list is refused: the call-list check it reports."""
+    done = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m",
+                           "cartrescue.cli", "doctor", "--no-smtp", "--json", "--config", str(shop.config_path)],
+                          cwd=shop.folder, capture_output=True, text=True, timeout=300, check=False)
+    return {check["name"]: check for check in json.loads(done.stdout)["checks"]}["call-list"]
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
+def test_a_call_list_the_run_may_not_write_fails_the_doctor_naming_the_file(shop: Shop) -> None:
+    """call-list.csv left owned by root (0644), cron running as another user: every call failed
+    with "Permission denied" while the doctor found the list fine (it read only the header)."""
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                                       {"name": "standard", "min_score": 0}]},
+                   call_list={"path": "calls.csv"}).add(cart("c1")).write()
+    path = shop.folder / "calls.csv"
+    path.write_text("cart_id,phone\n", encoding="utf-8")
+    path.chmod(0o444)
+    found = _doctor_without_root_powers(shop)
+    assert found["status"] == FAIL and found["exit_code"] == 1, found
+    assert "call_list.path" in found["detail"] and str(path) in found["detail"], found["detail"]
+    assert "no permission to write" in found["detail"], found["detail"]
+    path.chmod(0o644)  # owned by the user that runs: fine again
+    assert _doctor_without_root_powers(shop)["status"] == OK
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
+def test_a_call_list_the_run_may_not_create_fails_the_doctor_naming_the_folder(shop: Shop) -> None:
+    """No list yet, in a folder the run may not write in: the first call fails, and every one after."""
+    folder = shop.folder / "calls"
+    folder.mkdir()
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                                       {"name": "standard", "min_score": 0}]},
+                   call_list={"path": "calls/calls.csv"}).add(cart("c1")).write()
+    folder.chmod(0o555)
+    found = _doctor_without_root_powers(shop)
+    assert found["status"] == FAIL and found["exit_code"] == 1, found
+    assert str(folder) in found["detail"] and "no permission to create" in found["detail"], found["detail"]
+    (shop.folder / "calls").chmod(0o755)
+    (shop.folder / "calls").rmdir()  # a missing folder is made by the first call: fine
+    assert _doctor_without_root_powers(shop)["status"] == OK
 
 
 def test_a_call_list_whose_header_lacks_the_phone_column_fails_the_doctor_naming_the_expected_header(

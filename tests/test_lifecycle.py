@@ -625,3 +625,18 @@ def test_a_listing_of_a_ledger_file_that_is_not_there_says_so(shop: Shop, comman
 def test_suppress_list_of_a_ledger_file_that_is_not_there_makes_no_file(shop: Shop) -> None:
     result = shop.cli("suppress", "list", "--json", now=None)
     assert result.exit_code == 0 and result.json is not None and not (shop.folder / "ledger.db").exists()
+
+
+@pytest.mark.parametrize("command", [("forget", "nobody"), ("forget", "nobody@"), ("unsubscribe", "not-a-token"),
+                                     ("unsubscribe", "bob@"), ("suppress", "import", "no-such-file.txt"),
+                                     ("suppress", "mailbox", "no-such-dir")])
+def test_a_refused_request_leaves_no_ledger_file_behind(shop: Shop, command: tuple[str, ...]) -> None:
+    """A request refused for its input ("nothing was changed", exit 2) made a new, empty ledger
+    first, and said the request was recorded in it."""
+    *words, argument = command
+    if words[0] == "suppress":  # a file or mailbox that is not there
+        argument = str(shop.folder / argument)
+    result = shop.cli(*words, argument, "--json", now=None)
+    assert result.exit_code == 2, result.output
+    assert not (shop.folder / "ledger.db").exists()
+    assert "no ledger was at" not in result.stderr

@@ -207,6 +207,19 @@ def list_problem(path: Path) -> str | None:
     return None
 
 
+def append_problem(path: Path) -> str | None:
+    """Why the user running this may not append to the list at ``path``, or None: a file it may
+    not write (a list left owned by root, cron running as the shop's user), or no list yet in a
+    folder it may not create one in. :func:`list_problem` reads only the header, which such a
+    list passes, while every call failed with "Permission denied"; ``doctor`` checks both."""
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{path}: no permission to write it"
+    folder = next((above for above in path.parents if above.exists()), None)  # the first call makes the rest
+    if folder is None or not folder.is_dir() or os.access(folder, os.W_OK | os.X_OK):
+        return None  # a file in a folder's place: list_problem says so
+    return f"{path}: not there yet, and no permission to create it in {folder}"
+
+
 def _layout_like(like: Path | None) -> Layout:
     """The layout of the list at ``like``; the default where there is none or it is empty."""
     if like is None:

@@ -47,9 +47,14 @@ def forget(
     """
     from cartrescue.channels.call_list import rows_of
     from cartrescue.lifecycle import forget as erase
+    from cartrescue.lifecycle import forgettable
 
     try:
         cfg = load(config)
+        try:  # before the ledger is opened: a refused request makes no ledger file
+            forgettable(email, cfg.phone_region)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (nothing was changed)") from None
         ledger = recording_ledger(cfg)
         try:
             done = erase(ledger, email, region=cfg.phone_region)

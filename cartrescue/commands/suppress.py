@@ -42,21 +42,23 @@ def unsubscribe(
         cartrescue unsubscribe 'https://shop.example.com/unsubscribe?token=TOKEN'
         cartrescue unsubscribe bob@example.com --json
     """
-    from cartrescue.suppressions import BadToken, token_spots
+    from cartrescue.suppressions import BadToken, resolve, token_spots
     from cartrescue.suppressions import unsubscribe as do_unsubscribe
 
     try:
         cfg = load(config)
-        ledger = recording_ledger(cfg)
-        try:
-            done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli",
-                                  spots=token_spots(cfg.shop.unsubscribe_url))
+        spots = token_spots(cfg.shop.unsubscribe_url)
+        try:  # before the ledger is opened: a refused token or address makes no ledger file
+            resolve(target, cfg.shop.unsubscribe_secret, spots)
+            ledger = recording_ledger(cfg)
+            try:
+                done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli", spots=spots)
+            finally:
+                ledger.close()
         except BadToken as exc:
             raise ConfigError(f"refused: {exc} (nothing was changed)") from None
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        finally:
-            ledger.close()
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
@@ -87,13 +89,14 @@ def suppress_import(
 
         cartrescue suppress import mailchimp-unsubscribed.csv --reason "mailchimp export"
     """
-    from cartrescue.suppressions import import_file
+    from cartrescue.suppressions import import_entries, read_addresses
 
     try:
         cfg = load(config)
+        entries = list(read_addresses(file))  # before the ledger: a file it cannot read makes no ledger file
         ledger = recording_ledger(cfg)
         try:
-            result = import_file(ledger, file, reason=reason)
+            result = import_entries(ledger, entries, reason=reason)
         finally:
             ledger.close()
     except CartrescueError as error:
@@ -138,10 +141,14 @@ def suppress_mailbox(
 
         cartrescue suppress mailbox ~/Maildir/.unsubscribe --json
     """
-    from cartrescue.unsubscribe_mail import read_mailbox
+    from cartrescue.unsubscribe_mail import check_mailbox, read_mailbox
 
     try:
         cfg = load(config)
+        try:  # before the ledger is opened: a mailbox it cannot read makes no ledger file
+            check_mailbox(path, cfg.shop.unsubscribe_secret)
+        except ConfigError as error:
+            raise cfg.locate(error) from None
         ledger = recording_ledger(cfg)
         try:
             result = read_mailbox(ledger, path, cfg.shop.unsubscribe_secret, trust_sender=trust_sender,
