@@ -582,14 +582,18 @@ class Ledger:
             else:
                 # A row lock held by a paused process must not hang this one for ever (unless the
                 # URL's own options set lock_timeout), and the URL's options stay (cartrescue.pg_options).
-                args: dict[str, Any] = {}
-                if url.startswith(("postgresql", "postgres")):
-                    from sqlalchemy.engine import make_url
+                from sqlalchemy.engine import make_url
 
+                from cartrescue.drivers import connect_deadline, lift_read_deadline
+
+                parsed = make_url(url)
+                args: dict[str, Any] = connect_deadline(parsed)  # a server that never greets: an error
+                if url.startswith(("postgresql", "postgres")):
                     from cartrescue.pg_options import merged
 
-                    args["options"] = merged(make_url(url), first="-c lock_timeout=15s")
+                    args["options"] = merged(parsed, first="-c lock_timeout=15s")
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
+                lift_read_deadline(self.engine, parsed)
             try:
                 self.engine.connect().close()
             except (AttributeError, LookupError, TypeError, ValueError) as exc:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import is_valid_email, normalize_email
-from cartrescue.drivers import missing_driver
+from cartrescue.drivers import connect_deadline, lift_read_deadline, missing_driver
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order, RowProblem
 from cartrescue.sources.apart import Apart, ApartIds
@@ -261,20 +261,18 @@ def create_engine(raw_url: str, *, source: str = "sql") -> "Engine":
     except Exception as exc:  # ArgumentError for malformed URLs
         raise SourceError(f"{source} source: not a database URL: {_mask(raw_url)}") from exc
     backend = url.get_backend_name()
-    connect_args: dict[str, Any] = {}
+    connect_args: dict[str, Any] = connect_deadline(url)  # a server that never greets: an error, not a hang
     if backend == "postgresql":
         from cartrescue.pg_options import merged
 
         # The URL's own options (a search_path) stay; read-only and UTC come last: they hold.
         connect_args["options"] = merged(url, last="-c default_transaction_read_only=on -c TimeZone=UTC")
-        connect_args["connect_timeout"] = 10
-    elif backend in ("mysql", "mariadb"):
-        connect_args["connect_timeout"] = 10
     try:
         engine = sa.create_engine(url, connect_args=connect_args, pool_size=3, max_overflow=2) \
             if backend != "sqlite" else sa.create_engine(url)
     except Exception as exc:
         raise SourceError(f"{source} source: {explain_error(exc, _mask(raw_url))}") from None
+    lift_read_deadline(engine, url)
 
     @sa.event.listens_for(engine, "connect")
     def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
