@@ -390,8 +390,13 @@ def _known_encoding(value: str) -> str:
     return value
 
 
+#: The longest name a source's carts have in the ledger (``name:id``, :data:`KeyPrefix`): a
+#: cart's key is kept in 191 characters, and its id needs the rest.
+KEY_NAME_LENGTH = 30
+
+
 def _key_prefix(value: str | None) -> str | None:
-    if value is not None and not re.fullmatch(r"[a-z0-9_]{1,30}", value):
+    if value is not None and not re.fullmatch(rf"[a-z0-9_]{{1,{KEY_NAME_LENGTH}}}", value):
         raise ValueError(f"expected lower-case letters, digits or _ (as in a cart key 'csv:1042'), got {value!r}")
     return value
 
@@ -488,6 +493,16 @@ class _PrestaShopOptions(_Options):
 class _SqlOptions(_Options):
     name: str = "sql"
     db_timezone: str = "UTC"
+
+    @field_validator("name")
+    @classmethod
+    def _key_name(cls, value: str) -> str:
+        """The name of its carts in the ledger (``name:id``), as ``source.key_prefix`` is: a long
+        one left the ids no room in the key's column, and every cart of the source was refused."""
+        if len(value) > KEY_NAME_LENGTH:
+            raise ValueError(f"{len(value)} characters, more than a source's name in the ledger's cart keys "
+                             f"(name:id) may have ({KEY_NAME_LENGTH}, as source.key_prefix)")
+        return value
 
     @field_validator("db_timezone")
     @classmethod
@@ -1411,6 +1426,37 @@ class Config(_Model):
                 raise ValueError(f"survey.steps: step {beyond[0]} is past the last step of every sequence "
                                  f"(the longest has {longest})")
         return self
+
+    @model_validator(mode="after")
+    def _names_fit_the_ledger(self) -> "Config":
+        """Every name the ledger keeps (:meth:`ledger_names`) fits its columns. A longer one was
+        taken: PostgreSQL refused it at the first claim, so every run stopped there (exit 2, after
+        reading the carts, on every later run too), MariaDB refused or cut it, SQLite kept it."""
+        from cartrescue.ledger import config_value_limits
+
+        limits = config_value_limits()
+        for key, value, column in self.ledger_names():
+            if len(value) > limits[column]:
+                kept = " with shop.from_email (each run's shop: 'name <from_email>')" if column == "shop" else ""
+                raise ValueError(f"{key}: {len(value)} characters{kept}, more than the ledger keeps ({limits[column]})")
+        return self
+
+    def ledger_names(self) -> Iterator[tuple[str, str, str]]:
+        """``(key path, value, column)`` of each name or value of this config that the ledger keeps
+        in the columns named ``column`` (:data:`cartrescue.ledger.CONFIG_VALUES`)."""
+        yield "shop.name", self.shop_identity, "shop"
+        for tier in self.priority.tiers:
+            yield f"{self.priority.key(tier.name)}.name", tier.name, "tier"
+        for name, sequence in self.sequences.items():
+            yield f"sequences.{name}", name, "sequence"
+            for number, step in enumerate(sequence.steps):
+                where = f"sequences.{name}.steps[{number}]"
+                yield f"{where}.template", step.template, "template"
+                yield from ((f"{where}.variants.{variant}", variant, "variant") for variant in step.variants)
+        for key, offer in self.code_offers():
+            assert offer.codes is not None
+            yield f"{key}.codes.pool", offer.codes.pool, "pool"
+            yield f"{key}.value", str(offer.value), "value"
 
     @property
     def phone_region(self) -> str | None:

@@ -352,6 +352,11 @@ READ_TABLES: list[type[SQLModel]] = [model for model in TABLES if model is not B
 #: locale is the template folder its message was rendered in, not the cart's.
 CART_VALUES = ("cart_key", "cart_id", "email", "customer_id", "locale")
 _CART_TABLES: tuple[type[SQLModel], ...] = (Message, CartDecision, Code, SendTest)
+#: The names and values of the config that tables keep, each in every column of that name: a
+#: tier's name, a sequence's, a step's template, an A/B arm's, a code pool's, the value of a
+#: pool's offer (``cr_code.value``, as text) and the shop each run was for (``cr_run.shop``,
+#: :attr:`cartrescue.config.Config.shop_identity`).
+CONFIG_VALUES = ("tier", "sequence", "template", "variant", "pool", "value", "shop")
 
 
 #: MySQL's and MariaDB's collations of utf8mb4 that compare text as PostgreSQL and SQLite do,
@@ -367,6 +372,18 @@ def binary_collation(known: Iterable[str]) -> str:
     return next((name for name in BINARY_COLLATIONS if name in have), BINARY_COLLATIONS[-1])
 
 
+def _narrowest(names: tuple[str, ...], tables: Sequence[type[SQLModel]]) -> dict[str, int]:
+    """The longest each of ``names`` may be, in characters: the narrowest column of that name
+    among ``tables``."""
+    limits: dict[str, int] = {}
+    for model in tables:
+        for kept in model.__table__.columns:  # type: ignore[attr-defined]
+            if kept.name in names:
+                length = kept.type.length
+                limits[kept.name] = min(limits.get(kept.name, length), length)
+    return limits
+
+
 @lru_cache(maxsize=1)
 def cart_value_limits() -> dict[str, int]:
     """The longest each of :data:`CART_VALUES` may be, in characters: the narrowest column that
@@ -374,13 +391,16 @@ def cart_value_limits() -> dict[str, int]:
     says), which stopped the whole run at that cart's claim while SQLite kept it: a source
     checks a cart's values against these before any claim (cartrescue.sources.values), so a
     cart too long for the ledger costs itself alone, on every kind of ledger."""
-    limits: dict[str, int] = {}
-    for model in _CART_TABLES:
-        for kept in model.__table__.columns:  # type: ignore[attr-defined]
-            if kept.name in CART_VALUES:
-                length = kept.type.length
-                limits[kept.name] = min(limits.get(kept.name, length), length)
-    return limits
+    return _narrowest(CART_VALUES, _CART_TABLES)
+
+
+@lru_cache(maxsize=1)
+def config_value_limits() -> dict[str, int]:
+    """The longest each of :data:`CONFIG_VALUES` may be, in characters: the narrowest column of
+    its name in any table. A longer tier or sequence name stopped every run at its first claim
+    on PostgreSQL (exit 2, after reading the carts), and MariaDB refused or cut it: the config
+    refuses it as it loads instead (:meth:`cartrescue.config.Config.ledger_names`)."""
+    return _narrowest(CONFIG_VALUES, TABLES)
 
 
 def shops_taking_turns(shops: Sequence[str]) -> list[str]:
