@@ -202,6 +202,18 @@ def shop_database(kind: str, label: str, *, ctype_c: bool = False) -> Iterator[S
         db.drop()
 
 
+@contextmanager
+def ledger_on(shop: Any, kind: str) -> Iterator[str]:
+    """The URL of a ``conftest.Shop``'s ledger: its SQLite file beside its config (``kind``
+    ``sqlite``), or a fresh database on the ``kind`` server, configured as its ``ledger.url``."""
+    if kind == "sqlite":
+        yield f"sqlite:///{shop.folder / 'ledger.db'}"
+        return
+    with shop_database(kind, "ledger") as db:
+        shop.configure(ledger={"url": db.url})
+        yield db.url
+
+
 def write_config(folder: Path, source: Mapping[str, Any], **sections: Any) -> Path:
     """A cartrescue.yaml in ``folder`` reading ``source``, with a ledger beside it. The rules'
     weights are powers of ten, so a decision's score says which rules matched: 1 high value (a

@@ -8,8 +8,6 @@ building the message, encoding the address, amounts) happens before its claim.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -344,18 +342,6 @@ def test_a_cart_whose_message_fails_to_render_gives_its_run_limit_slot_to_the_ne
     assert _delivered(shop) == ["good"]
 
 
-@contextmanager
-def _ledger_of(shop: Shop, kind: str) -> Iterator[str]:
-    """The URL of a ledger of ``kind`` for ``shop`` (a throw-away PostgreSQL or MariaDB database,
-    or the SQLite file beside its config), configured."""
-    if kind == "sqlite":
-        yield f"sqlite:///{shop.folder / 'ledger.db'}"
-        return
-    with shopdb.shop_database(kind, "toolong") as db:
-        shop.configure(ledger={"url": db.url})
-        yield db.url
-
-
 @pytest.mark.parametrize("kind", [pytest.param("sqlite", id="sqlite"), *shopdb.KINDS])
 def test_a_value_longer_than_the_ledger_keeps_costs_its_cart_alone_on_every_ledger(shop: Shop, kind: str) -> None:
     """A cart id, customer id or locale longer than its ledger column: PostgreSQL refused it at
@@ -380,7 +366,7 @@ def test_a_value_longer_than_the_ledger_keeps_costs_its_cart_alone_on_every_ledg
                 f"ledger keeps ({limits['customer_id']})",
                 f"{carts}:5: cart bad-locale: locale: {limits['locale'] + 1} characters, more than the ledger keeps "
                 f"({limits['locale']})"]
-    with _ledger_of(shop, kind) as url:
+    with shopdb.ledger_on(shop, kind) as url:
         first = _run_outbox(shop)
         assert first.exit_code == 1, first.output  # 1: delivered, with unreadable rows (README)
         assert first.json["problems"] == expected

@@ -11,8 +11,6 @@ ledger is opened, on every kind of ledger; a name exactly as long as its column 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +53,6 @@ def _value(column: str, length: int) -> tuple[str, str, dict[str, str]]:
     return key, text, {column: text}
 
 
-@contextmanager
-def _ledger(shop: Shop, kind: str) -> Iterator[str]:
-    """The URL of a ledger of ``kind`` for ``shop`` (the SQLite file beside its config, or a
-    throw-away PostgreSQL or MariaDB database), configured."""
-    if kind == "sqlite":
-        yield f"sqlite:///{shop.folder / 'ledger.db'}"
-        return
-    with shopdb.shop_database(kind, "cfgnames") as db:
-        shop.configure(ledger={"url": db.url})
-        yield db.url
-
-
 def _tables(url: str) -> list[str]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
@@ -98,7 +84,7 @@ def test_a_tier_name_too_long_for_the_ledger_stops_at_load_before_any_ledger_is_
     """On PostgreSQL the run read its carts and stopped at the first claim, every run; now no
     ledger of any kind is opened, nor given its tables."""
     shop.add(cart("c1"))
-    with _ledger(shop, kind) as url:
+    with shopdb.ledger_on(shop, kind) as url:
         key, _text, given = _value("tier", config_value_limits()["tier"] + 1)
         _configure(shop, **given)
         result = shop.cli("run", "--outbox", str(shop.folder / "out"))
@@ -112,7 +98,7 @@ def test_a_tier_name_too_long_for_the_ledger_stops_at_load_before_any_ledger_is_
 def test_names_as_long_as_their_ledger_columns_are_recorded_whole_on_every_ledger(shop: Shop, kind: str) -> None:
     limits = config_value_limits()
     shop.add(cart("c1"))
-    with _ledger(shop, kind) as url:
+    with shopdb.ledger_on(shop, kind) as url:
         values = {column: _value(column, limits[column]) for column in ("tier", "sequence", "template", "shop")}
         _configure(shop, **{name: text for _key, _text, given in values.values() for name, text in given.items()})
         names = {column: text for column, (_key, text, _given) in values.items()}

@@ -5,8 +5,6 @@ delivering run, one DELETE per table."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 import sqlite3
 import unicodedata
@@ -283,15 +281,7 @@ def test_forget_erases_the_composed_form_when_asked_in_the_decomposed_one_on_a_p
         assert left == [] and db.execute("SELECT COUNT(*) FROM cr_message WHERE email IS NOT NULL")[0][0] == 1
 
 
-@contextmanager
-def ledger_on(shop: Shop, kind: str) -> Iterator[str]:
-    """The URL of the shop's ledger: its SQLite file, or a fresh database on the ``kind`` server."""
-    if kind == "sqlite":
-        yield f"sqlite:///{shop.folder / 'ledger.db'}"
-        return
-    with shopdb.shop_database(kind, "ledger") as db:
-        shop.configure(ledger={"url": db.url})
-        yield db.url
+ledger_on = shopdb.ledger_on  # test_survey takes it from here
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres, id="postgres")])
