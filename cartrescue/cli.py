@@ -7,7 +7,7 @@ commands so that ``cartrescue --help`` starts fast (benchmark B6).
 
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 import typer.main
@@ -27,6 +27,9 @@ from cartrescue.commands import (
     templates,
 )
 from cartrescue.commands.common import JsonUsageGroup, err_console
+
+if TYPE_CHECKING:
+    from cartrescue.ledger import RunsOver
 
 _SETTINGS: dict[str, Any] = dict(
     name="cartrescue",
@@ -82,6 +85,22 @@ app.add_typer(survey.app, name="survey")
 app.command()(report.report)
 app.command("send-test")(send_test.send_test)
 app.command()(forget.forget)
+
+
+#: The one piece of state a process keeps across its commands (:func:`runs_over`).
+_RUNS_OVER: list["RunsOver"] = []
+
+
+def runs_over() -> "RunsOver":
+    """The runs this process has ended (:class:`cartrescue.ledger.RunsOver`), for the ledger of
+    each of its runs: kept here, at the entry point, as it outlives a command (a test's or a
+    Python caller's second run in one process takes over the lock row the first could not
+    remove). Made by the first run: the ledger's module is not imported for ``--help``."""
+    if not _RUNS_OVER:
+        from cartrescue.ledger import RunsOver
+
+        _RUNS_OVER.append(RunsOver())
+    return _RUNS_OVER[0]
 
 
 def _app_for(args: Sequence[str]) -> typer.Typer:

@@ -38,7 +38,7 @@ from cartrescue.errors import ConfigError, LedgerError
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from cartrescue.ledger import Ledger
+    from cartrescue.ledger import Ledger, RunsOver
 
 DEFAULT_CONFIG = "cartrescue.yaml"
 LOCK_TIMEOUT_FLOOR = timedelta(seconds=5)
@@ -1560,7 +1560,8 @@ class Config(_Model):
         shards of one shop on several hosts (``run --shard``) may read them under other names."""
         return f"{self.shop.name} <{self.shop.from_email}>"
 
-    def open_ledger(self, *, create: bool = True, older: bool = False, upgrade: bool = False) -> "Ledger":
+    def open_ledger(self, *, create: bool = True, older: bool = False, upgrade: bool = False,
+                    runs_over: "RunsOver | None" = None) -> "Ledger":
         """The ledger of ``ledger.url``; an error that it cannot be opened names the file and key.
 
         ``create=False`` (a command that only reads: ``carts``, a dry-run, ``preview``, ``report``,
@@ -1572,24 +1573,25 @@ class Config(_Model):
         An older ledger is not upgraded either: it is an error naming what it lacks (exit 2),
         unless ``older`` (``doctor``, which reports :attr:`~cartrescue.ledger.Ledger.behind`) or
         ``upgrade`` (``run`` and ``carts``, a dry-run too: the shop's own job may bring its ledger
-        up to date, so a careful owner can dry-run a new version before its first sending run)."""
+        up to date, so a careful owner can dry-run a new version before its first sending run).
+        ``runs_over``: the process's runs that are over (:class:`cartrescue.ledger.RunsOver`)."""
         from cartrescue.ledger import Ledger, older_ledger
 
         where = self.where("ledger.url")
         if create:
-            return Ledger(self.ledger_url, where=where)
+            return Ledger(self.ledger_url, where=where, runs_over=runs_over)
         missing, foreign = self.missing_ledger_file(), self.not_a_ledger_file()
         if missing is not None:
             return Ledger.empty(where, absent=f"{missing} does not exist")
         if foreign is not None:
             return Ledger.empty(where, absent=f"{foreign[0]} has none of cartrescue's cr_* tables")
-        ledger = Ledger(self.ledger_url, where=where, create=False)
+        ledger = Ledger(self.ledger_url, where=where, create=False, runs_over=runs_over)
         if ledger.has_no_tables():
             ledger.close()
             return Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
         if ledger.behind and upgrade:  # it only adds tables and columns
             ledger.close()
-            return Ledger(self.ledger_url, where=where)
+            return Ledger(self.ledger_url, where=where, runs_over=runs_over)
         if ledger.behind and not older:
             ledger.close()
             raise LedgerError(older_ledger(where, ledger.behind))

@@ -20,7 +20,7 @@ from cartrescue.channels.base import Channel
 from cartrescue.clock import RunClock
 from cartrescue.config import Config, SmsConfig, SmtpConfig, WebhookConfig, resolve_now  # resolve_now: re-exported, callers import it here
 from cartrescue.errors import ConfigError, LedgerError, LockHeld, LockLost, SourceError
-from cartrescue.ledger import Ledger, busy, one_line
+from cartrescue.ledger import Ledger, RunsOver, busy, one_line
 from cartrescue.model import RowProblem
 from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
@@ -52,6 +52,9 @@ class RunRequest:
     shared_sends: Path | None = None  # ... and its index of the newsletter export's sends of today
     shared_carts: Path | None = None  # ... and where it splits the carts file into one spool per shard
     eml: Path | None = None  # run --eml DIR: a dry-run writes each message it would send there
+    # The process's runs that are over, shared by its runs' ledgers (cartrescue.ledger.RunsOver;
+    # the command line's: cartrescue.cli.runs_over); None: the run's ledger keeps its own.
+    runs_over: RunsOver | None = None
 
 
 @dataclass(slots=True)
@@ -266,7 +269,7 @@ def _run_job(
         # A run that records nothing (carts, a dry-run) does not make the ledger's file: at a
         # mistyped ledger.url an empty one then fooled doctor and the next sending run. It plans
         # as a first run does (doctor names the missing file).
-        ledger = config.open_ledger(create=delivering, upgrade=True)
+        ledger = config.open_ledger(create=delivering, upgrade=True, runs_over=request.runs_over)
         stack.callback(ledger.close)
         try:
             same_source(config, source.name, ledger, now)  # before anything is claimed

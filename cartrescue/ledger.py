@@ -574,18 +574,47 @@ def _delivered_nothing(run: Any) -> Any:
     return (func.coalesce(run.c.sent, 0) == 0) & (func.coalesce(run.c.failed, 0) > 0)
 
 
+class RunsOver:
+    """The runs of one process that are over (finished, or their lock's block ended), even where
+    their rows could not say so (the ledger locked by another process), by ledger and run id: a
+    row of this process's pid and identity is a live run's unless its run is one of these
+    (:func:`_process_gone`).
+
+    Each :class:`Ledger` is given one, else keeps its own. A process that runs more than once
+    hands the same to the ledger of each run (the command line's, :func:`cartrescue.cli.runs_over`,
+    serves all its commands), so that a later run takes over the lock row an earlier one could
+    not remove, and does not wait ``lock_timeout`` for its heartbeat to go stale."""
+
+    def __init__(self) -> None:
+        self._over: set[tuple[str, int]] = set()
+
+    def ended(self, ledger: str, run_id: int) -> None:
+        """Run ``run_id`` of ``ledger`` (its engine's URL) is over, whatever its rows say."""
+        self._over.add((ledger, int(run_id)))
+
+    def going(self, ledger: str, run_id: int) -> None:
+        """Run ``run_id`` of ``ledger`` goes (again: a caller may lock twice with one run)."""
+        self._over.discard((ledger, int(run_id)))
+
+    def over(self, ledger: str, run_id: int) -> bool:
+        return (ledger, int(run_id)) in self._over
+
+
 class Ledger:
     """A handle on the ledger database; create one per process."""
 
-    def __init__(self, url: str, where: str = "ledger", *, create: bool = True) -> None:
+    def __init__(self, url: str, where: str = "ledger", *, create: bool = True,
+                 runs_over: RunsOver | None = None) -> None:
         """``where``: what names the URL in an error that it cannot be opened (the config file
-        and key, :meth:`cartrescue.config.Config.open_ledger`).
+        and key, :meth:`cartrescue.config.Config.open_ledger`). ``runs_over``: this process's
+        runs that are over (:class:`RunsOver`), shared with its other ledgers; None: its own.
 
         ``create=False``: a command that only reads. It creates no table and upgrades nothing
         (no column added, no time rewritten): a read-only role cannot, and a ``doctor`` run
         against production must not change the schema under a running older cartrescue. What
         this version lacks there is in :attr:`behind` instead."""
         self.url = url
+        self.runs_over = RunsOver() if runs_over is None else runs_over
         #: Why no ledger is there (an empty stand-in of :meth:`empty`), else None.
         self.absent: str | None = None
         #: What an older ledger opened with ``create=False`` lacks (``cr_code``, ``cr_run.shard``).
@@ -828,7 +857,7 @@ class Ledger:
         """Record how the run ended; return how many of its messages were sent. ``sent`` is the
         ledger's own count: a run stopped mid-batch (Ctrl-C, SIGTERM) recorded deliveries in its
         stop grace that its caller had not counted yet."""
-        _ENDED_RUNS.add((str(self.engine.url), run_id))  # over, whether or not its row says so (_process_gone)
+        self.runs_over.ended(str(self.engine.url), run_id)  # whether or not its row says so (_process_gone)
         values = {key: counts.get(key, 0) for key in ("sent", "failed", "skipped", "deferred", "problems")}
         with self.engine.begin() as conn:
             values["sent"] = _sent_by(conn, run_id)
@@ -888,7 +917,7 @@ class Ledger:
         when it ran on this host in a process that is gone (:func:`_process_gone`: its pid
         unused, or used by another process); its lock is taken over.
         """
-        _ENDED_RUNS.discard((str(self.engine.url), run_id))  # going (again: a caller may lock twice with one run)
+        self.runs_over.going(str(self.engine.url), run_id)
         self._acquire(run_id, stale_after, name)
         try:
             yield
@@ -896,7 +925,7 @@ class Ledger:
             self._release(run_id, name)  # the block's error is the run's, whether or not this works
             raise
         finally:
-            _ENDED_RUNS.add((str(self.engine.url), run_id))  # a row of it left behind is no live run's (_process_gone)
+            self.runs_over.ended(str(self.engine.url), run_id)  # a row of it left behind is no live run's (_process_gone)
         failed = self._release(run_id, name)
         if failed is not None:
             raise LedgerError(
@@ -956,7 +985,7 @@ class Ledger:
                     for holder in holders:
                         if compatible(holder["name"], name):
                             continue
-                        if not self._is_stale(holder, now, stale_after, _ended(conn, holder["run_id"])):
+                        if not self._is_stale(holder, now, stale_after, self._over(holder["run_id"])):
                             raise LockHeld(
                                 f"another run (#{holder['run_id']}{_shard_words(holder['name'])}, pid {holder['pid']} "
                                 f"on {holder['host']}, since {_aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) "
@@ -1007,12 +1036,16 @@ class Ledger:
     @staticmethod
     def _is_stale(holder: Any, now: datetime, stale_after: timedelta, ended: bool = False) -> bool:
         """Is the lock ``holder`` (a cr_lock row) crashed or killed? ``ended``: its run is one of
-        this process's that is over (:func:`_ended`)."""
+        this process's that is over (:meth:`_over`)."""
         if now - _aware(holder["heartbeat_at"]) > stale_after:  # type: ignore[operator]
             return True
         if holder["host"] == socket.gethostname():
             return _process_gone(int(holder["pid"]), holder.get("process"), ended)
         return False
+
+    def _over(self, run_id: int) -> bool:
+        """Is run ``run_id`` of this ledger one of this process's that is over (:class:`RunsOver`)?"""
+        return self.runs_over.over(str(self.engine.url), run_id)
 
     # -- history -----------------------------------------------------------------------------
 
@@ -1306,7 +1339,7 @@ class Ledger:
         with self.engine.begin() as conn:
             dead = _dead_runs(conn, run.c.id.in_(select(message.c.run_id).where(
                 message.c.status.in_(UNCONFIRMED), message.c.run_id != run_id).distinct()), now,
-                max(stale_after, OTHER_HOST_GONE))
+                max(stale_after, OTHER_HOST_GONE), self._over)
             ids: list[int] = []
             for chunk in _chunks(dead, 500):
                 ids.extend(row.id for row in conn.execute(
@@ -1338,7 +1371,7 @@ class Ledger:
         now = datetime.now(timezone.utc)
         closed: dict[int, int] = {}
         with self.engine.begin() as conn:
-            dead = _dead_runs(conn, (run.c.status == "running") & (run.c.id != run_id), now, stale_after)
+            dead = _dead_runs(conn, (run.c.status == "running") & (run.c.id != run_id), now, stale_after, self._over)
             for dead_id in dead:
                 done = conn.execute(update(run).where(run.c.id == dead_id, run.c.status == "running").values(
                     status="killed", finished_at=_naive(now), sent=_sent_by(conn, dead_id)))
@@ -2164,15 +2197,16 @@ def _why_no_file(url: str) -> str:
     return ""
 
 
-def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta) -> list[int]:
+def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta, over: Callable[[int], bool]) -> list[int]:
     """The ids of the runs matching ``which`` (a condition on cr_run) that are provably gone
-    (:func:`_run_is_dead`) and hold no lock."""
+    (:func:`_run_is_dead`) and hold no lock; ``over``: is a run one of this process's that is
+    over (:meth:`Ledger._over`)?"""
     run = Run.__table__  # type: ignore[attr-defined]
     holders = set(conn.execute(select(RunLock.__table__.c.run_id)).scalars())  # type: ignore[attr-defined]
     rows = conn.execute(select(run.c.id, run.c.status, run.c.heartbeat_at, run.c.started_at, run.c.host, run.c.pid,
                                run.c.process).where(which)).mappings().all()
     return [row["id"] for row in rows
-            if row["id"] not in holders and _run_is_dead(row, now, stale_after, _ended(conn, row["id"]))]
+            if row["id"] not in holders and _run_is_dead(row, now, stale_after, over(row["id"]))]
 
 
 def _note_left_claims(conn: Any, run_id: int, now: datetime) -> dict[int, int]:
@@ -2233,17 +2267,6 @@ def _run_is_dead(row: Any, now: datetime, stale_after: timedelta, ended: bool = 
     return last is None or now - last > stale_after
 
 
-#: The runs of this process that are over (finished, or their lock's block ended), even where
-#: their rows could not say so (the ledger locked by another process), as (engine URL, run id):
-#: see :func:`_process_gone`.
-_ENDED_RUNS: set[tuple[str, int]] = set()
-
-
-def _ended(conn: Any, run_id: int) -> bool:
-    """Is run ``run_id`` of the ledger of ``conn`` one of this process's that is over?"""
-    return (str(conn.engine.url), int(run_id)) in _ENDED_RUNS
-
-
 def process_identity(pid: int | None = None) -> str | None:
     """Which process has ``pid`` (default: this one) on this host: ``<boot id>:<start time>``,
     the kernel's boot id and the process's start in clock ticks since boot (field 22 of
@@ -2269,7 +2292,7 @@ def process_identity(pid: int | None = None) -> str | None:
 def _process_gone(pid: int, recorded: str | None, ended: bool) -> bool:
     """Is the process of this host that recorded ``pid`` (and ``recorded``, its
     :func:`process_identity`) for a run certainly gone? ``ended``: the run is one of this
-    process's that is over (:func:`_ended`).
+    process's that is over (:class:`RunsOver`).
 
     Gone when no process has the pid; when the host booted again since (another boot id); when
     the process with that pid now started at another time (the pid was reused); and when the pid

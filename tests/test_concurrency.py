@@ -8,12 +8,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from cartrescue.ledger import ClaimRequest, Ledger
+from cartrescue.ledger import ClaimRequest, Ledger, process_identity
 from conftest import NOW, Shop, cart, iso
 
 
@@ -322,3 +322,70 @@ def test_a_claim_after_the_ledgers_connection_was_cut_fails_as_a_ledger_error_an
             assert sorted(m["cart_key"] for m in ledger.messages()) == ["csv:c1", "csv:c2"]
         finally:
             ledger.close()
+
+
+def _lock_row_kept(ledger: Ledger, run_id: int) -> None:
+    """Run ``run_id`` takes the lock and ends, its lock row left behind as a run leaves it when
+    the ledger stays locked by another process until the run ends (tests/test_ledger_errors.py)."""
+    from sqlalchemy import insert, select
+
+    from cartrescue.ledger import RunLock
+
+    table = RunLock.__table__  # type: ignore[attr-defined]
+    with ledger.lock(run_id, timedelta(hours=2)):
+        with ledger.engine.connect() as conn:
+            row = dict(conn.execute(select(table)).mappings().one())
+    ledger.finish_run(run_id, "failed", {})
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(table).values(**row))
+
+
+def test_a_lock_row_an_ended_run_left_is_taken_over_by_another_ledger_sharing_the_processs_runs(
+        shop: Shop) -> None:
+    """The row has this process's pid and identity: only the runs this process ended, known to
+    each of its ledgers (RunsOver), tell it from a live run's, until its heartbeat is 2 h old."""
+    from cartrescue.ledger import RunsOver
+
+    url, runs = f"sqlite:///{shop.folder / 'ledger.db'}", RunsOver()
+    first = Ledger(url, runs_over=runs)
+    _lock_row_kept(first, first.start_run("send", NOW))
+    first.close()
+    later = Ledger(url, runs_over=runs)
+    with later.lock(later.start_run("send", NOW), timedelta(hours=2)):
+        assert later.close_dead_runs(0, timedelta(hours=2)) == {}  # the first run's row says failed: not killed
+
+
+def test_a_run_another_ledger_of_the_process_has_going_keeps_its_lock(shop: Shop) -> None:
+    from cartrescue.errors import LockHeld
+    from cartrescue.ledger import RunsOver
+
+    url, runs = f"sqlite:///{shop.folder / 'ledger.db'}", RunsOver()
+    first, other = Ledger(url, runs_over=runs), Ledger(url, runs_over=runs)
+    with first.lock(first.start_run("send", NOW), timedelta(hours=2)):
+        with pytest.raises(LockHeld, match="holds the lock"):
+            with other.lock(other.start_run("send", NOW), timedelta(hours=2)):
+                pass
+
+
+def test_a_later_command_of_the_same_process_takes_over_the_lock_row_its_first_run_left(shop: Shop) -> None:
+    """Two commands of one process (a test's, a Python caller's CliRunner) each open a ledger of
+    their own; the command line hands both the process's RunsOver (cartrescue.cli.runs_over)."""
+    from sqlalchemy import insert, select
+
+    from cartrescue.ledger import RunLock
+
+    shop.add(cart("c1"))
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    table = RunLock.__table__  # type: ignore[attr-defined]
+    first = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert first.exit_code == 0, first.output
+    with ledger.engine.begin() as conn:  # its lock row, as a run leaves it when its release failed
+        conn.execute(insert(table).values(name="run", run_id=first.json["run_id"], host=os.uname().nodename,
+                                          pid=os.getpid(), process=process_identity(), acquired_at=NOW,
+                                          heartbeat_at=datetime.now(timezone.utc)))
+    shop.add(cart("c2"))
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert later.exit_code == 0, later.output
+    assert [m["cart_id"] for m in ledger.messages() if m["status"] == "sent"] == ["c1", "c2"]
+    with ledger.engine.connect() as conn:
+        assert conn.execute(select(table)).all() == []

@@ -71,6 +71,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                                  max_deliveries=max_deliveries, wide=wide, eml=eml_folder, live_clock=live_clock)
                 return
         # Imported only here: the parent of workers forks its first helper sooner without them.
+        from cartrescue.cli import runs_over
         from cartrescue.job import RunRequest, run_job
         from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress
         from cartrescue.sources import shared
@@ -81,7 +82,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
                              shard=sharded, shared_orders=_shared(sharded, shared.ORDERS),
                              shared_sends=_shared(sharded, shared.SENDS),
-                             shared_carts=_shared(sharded, shared.CARTS), eml=eml_folder)
+                             shared_carts=_shared(sharded, shared.CARTS), eml=eml_folder, runs_over=runs_over())
         _die_with_parent()  # a shard of run --workers, or a shop of run-all
         if as_json:
             stream = JsonStream(json_stdout(), {"mode": mode if deliver else "plan",
