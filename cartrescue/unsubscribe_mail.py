@@ -62,6 +62,25 @@ class MailboxResult:
 class Mail:
     where: str  # file name, "mbox file, mail N" or "Maildir/key": what a person looks for
     raw: bytes
+    unreadable: str = ""  # why its file could not be read ("cannot read: Permission denied"); raw is empty
+
+
+def _mail_folders(path: Path) -> list[Path]:
+    """The folders whose files are the mails of the folder ``path``: a Maildir's new/ and cur/
+    (either may be missing; tmp/ holds mails still being written), else ``path`` (its .eml files)."""
+    return [path / sub for sub in ("new", "cur") if (path / sub).is_dir()] or [path]
+
+
+def _mail_file(where: str, file: Path) -> Mail | None:
+    """The mail of ``file``; one that cannot be read (its permissions, an I/O error) says why, and
+    costs itself alone: it stopped the whole mailbox (exit 2) and every mail after it, run after
+    run. None: the file went meanwhile (a mail client moves new/ to cur/, where the next run reads it)."""
+    try:
+        return Mail(where, file.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return Mail(where, b"", f"cannot read: {exc.strerror or exc}")
 
 
 def mails(path: Path) -> Iterator[Mail]:
@@ -69,14 +88,14 @@ def mails(path: Path) -> Iterator[Mail]:
     ``.eml`` files, an mbox file (it starts with ``From ``) or one ``.eml`` file; one at a time."""
     try:
         if path.is_dir():
-            # A Maildir's mails are the files of new/ and cur/ (either may be missing; tmp/ holds
-            # mails still being written); a plain folder's, its .eml files.
-            maildir = [path / sub for sub in ("new", "cur") if (path / sub).is_dir()]
-            for folder in maildir or [path]:
+            folders = _mail_folders(path)
+            maildir = folders != [path]
+            for folder in folders:
                 for file in sorted(folder.iterdir() if maildir else folder.glob("*.eml")):
                     if file.is_file() and not file.name.startswith("."):
-                        where = f"{path.name}/{folder.name}/{file.name}" if maildir else file.name
-                        yield Mail(where, file.read_bytes())
+                        found = _mail_file(f"{path.name}/{folder.name}/{file.name}" if maildir else file.name, file)
+                        if found is not None:
+                            yield found
             return
         with path.open("rb") as handle:
             head = handle.read(5)
@@ -167,15 +186,18 @@ def forgotten_key(key: str) -> str:
 
 def check_mailbox(path: Path, secret: str) -> None:
     """Raise ConfigError when :func:`read_mailbox` could read nothing: no secret to check the
-    tokens with, or no mailbox at ``path``. Checked before the ledger is opened, so that a
+    tokens with, no mailbox at ``path``, or one it cannot read (a folder of mails it may not
+    list, an mbox whose first bytes fail). Checked before the ledger is opened, so that a
     refused command (exit 2) makes no ledger file."""
     if not secret:
         raise ConfigError("shop.unsubscribe_secret is empty: the mails' tokens cannot be checked (nothing was read)")
     try:
         if path.is_dir():
-            next(path.iterdir(), None)
+            for folder in _mail_folders(path):
+                next(folder.iterdir(), None)
         else:
-            path.open("rb").close()
+            with path.open("rb") as handle:
+                handle.read(5)  # what mails() reads first
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
@@ -191,6 +213,9 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
     result = MailboxResult()
     for mail in mails(path):
         result.read += 1
+        if mail.unreadable:  # nothing of it to remember: the next run tries it again, and says so again
+            result.refused.append((mail.where, "", mail.unreadable))
+            continue
         message = _parsed(mail.raw)
         mail_id = _mail_id(message, mail.raw)
         before = ledger.inbound_action(mail_id, forgotten_key(mail_id))  # read, and its sender forgotten since

@@ -398,3 +398,45 @@ def test_forget_hashes_the_message_ids_of_refused_mails_an_older_version_kept(sh
     ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
     assert ledger.inbound_action(forgotten_key("mail <42.bob@example.com>")) == "refused"  # still read once
     ledger.close()
+
+
+def _unreadable(path: Path) -> Path:
+    """A file whose every read fails (EIO), as on a failing disk, for root too (who reads a file
+    of any permissions): a link to /proc/self/mem, whose first page is never mapped."""
+    if not Path("/proc/self/mem").exists():
+        pytest.skip("needs Linux's /proc")
+    path.symlink_to("/proc/self/mem")
+    return path
+
+
+def test_a_mail_that_cannot_be_read_is_listed_and_the_others_of_the_maildir_are_taken(
+        shop: Shop, tmp_path: Path) -> None:
+    """It stopped the whole mailbox (exit 2, naming the Maildir), every run, so the mails after it
+    were never read, and the new ledger the command had made recorded nothing."""
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com", "bob@example.com")
+    (shop.folder / "ledger.db").unlink()
+    box = mailbox.Maildir(tmp_path / "Maildir")
+    for address in ("ann@example.com", "bob@example.com"):
+        box.add(mail(address, subjects[address]))
+    box.close()
+    _unreadable(tmp_path / "Maildir" / "new" / "1-damaged")  # sorted before the others
+    result = shop.cli("suppress", "mailbox", str(tmp_path / "Maildir"), "--json", now=None)
+    assert result.exit_code == 1, result.output
+    assert result.json["refused"] == [{"where": "Maildir/new/1-damaged", "from": "",
+                                       "why": "cannot read: Input/output error"}]
+    assert (result.json["read"], result.json["added"]) == (3, 2)
+    assert shop.suppression("ann@example.com") is not None and shop.suppression("bob@example.com") is not None
+    again = shop.cli("suppress", "mailbox", str(tmp_path / "Maildir"), "--json", now=None)
+    assert again.exit_code == 1 and again.json["seen_before"] == 2  # not remembered: said until it is read
+    assert [entry["where"] for entry in again.json["refused"]] == ["Maildir/new/1-damaged"]
+
+
+def test_an_mbox_that_cannot_be_read_is_refused_without_making_a_ledger(shop: Shop, tmp_path: Path) -> None:
+    """It could be opened, not read: the ledger was made first (and a warning said the request was
+    recorded in it), then the command stopped, exit 2."""
+    box = _unreadable(tmp_path / "unsubscribe.mbox")
+    result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["message"] == f"{box}: cannot read: Input/output error"
+    assert not (shop.folder / "ledger.db").exists()
+    assert "no ledger was at" not in result.stderr

@@ -135,7 +135,7 @@ def suppress_mailbox(
     checked like a link's; its address is suppressed. The mailbox is only read: each mail is
     remembered in the ledger by its Message-ID, so the next run skips it, and running it from
     cron is safe. A mail without a valid token is listed and the exit code is 1 (once: the next
-    run has read it).
+    run has read it); so is a mail it cannot read (every run, until it can: the others are read).
 
     Example:
 
