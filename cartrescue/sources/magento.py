@@ -298,7 +298,7 @@ class MagentoSource(DatabaseSource):
             updated = as_utc(quote["updated_at"], UTC, "updated_at")
             refuse_unkeepable_owner(self.name, quote_id, customer)
         except RowError as exc:
-            self.problem(f"{self.db.prefix}quote entity_id={quote_id}", str(exc))
+            self.problem(f"{self.db.prefix}quote entity_id={quote_id}", str(exc), cart_id=quote_id)
             return None
         return Cart(
             id=quote_id,

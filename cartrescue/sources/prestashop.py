@@ -320,7 +320,7 @@ class PrestaShopSource(DatabaseSource):
             updated = as_utc(first["date_upd"], self.shop_tz, "date_upd")
             refuse_unkeepable_owner(self.name, cart_id, customer)
         except RowError as exc:
-            self.problem(f"{self.db.prefix}cart id_cart={cart_id}", str(exc))
+            self.problem(f"{self.db.prefix}cart id_cart={cart_id}", str(exc), cart_id=cart_id)
             return None
         return Cart(
             id=cart_id,

@@ -916,8 +916,9 @@ class DatabaseSource(CartSource):
         the source cannot count cheaply."""
         return None
 
-    def problem(self, location: str, reason: str) -> None:
-        self.on_problem(RowProblem(location, reason))
+    def problem(self, location: str, reason: str, *, cart_id: str | None = None) -> None:
+        """Report a row at ``location``; ``cart_id``: the cart it is (:attr:`RowProblem.cart_id`)."""
+        self.on_problem(RowProblem(location, reason, cart_id))
 
     def refund(self, value: Any, what: str, where: str, strict: bool) -> Decimal:
         """What an order row says was refunded of it (NULL: 0). ``strict`` (the report): one that
@@ -1179,7 +1180,7 @@ class SqlSource(DatabaseSource):
                     if first:
                         self.problem(f"carts query cart_id={cart_id}",
                                      f"its rows are not together (in {len(entry.lines)} places): skipped whole, "
-                                     f"never half a cart ({self.repeat_advice})")
+                                     f"never half a cart ({self.repeat_advice})", cart_id=cart_id)
                     continue
                 if not first:  # listed twice alike: the first appearance is the cart
                     self.problem(f"carts query cart_id={cart_id}",
@@ -1241,7 +1242,7 @@ class SqlSource(DatabaseSource):
             refuse_unkeepable_owner(self.name, cart_id, customer)
             refuse_nul((("recovery_url", recovery_url), ("store_id", store_id), ("device", device)))
         except RowError as exc:
-            self.problem(f"carts query cart_id={cart_id}", str(exc))
+            self.problem(f"carts query cart_id={cart_id}", str(exc), cart_id=cart_id)
             return None
         return Cart(
             id=cart_id, source=self.name, customer=customer, currency=currency, items=items,

@@ -263,17 +263,18 @@ class WooCommerceSource(DatabaseSource):
         try:
             contents = loads(row["cart_contents"])
         except PhpDataError as exc:
-            self.problem(self._where(row), f"cart_contents: {exc}")
+            self.problem(self._where(row), f"cart_contents: {exc}", cart_id=str(row["id"]))
             return None
         fields: Any = {}
         if row["other_fields"] is not None and str(row["other_fields"]).strip():
             try:
                 fields = loads(row["other_fields"])
             except PhpDataError as exc:
-                self.problem(self._where(row), f"other_fields: {exc}")
+                self.problem(self._where(row), f"other_fields: {exc}", cart_id=str(row["id"]))
                 return None
         if not isinstance(contents, dict) or not all(isinstance(line, dict) for line in contents.values()):
-            self.problem(self._where(row), "cart_contents: not a WooCommerce cart (expected an array of items)")
+            self.problem(self._where(row), "cart_contents: not a WooCommerce cart (expected an array of items)",
+                         cart_id=str(row["id"]))
             return None
         return contents, fields if isinstance(fields, dict) else {}
 
@@ -337,7 +338,7 @@ class WooCommerceSource(DatabaseSource):
             )
             refuse_unkeepable_owner(self.name, cart_id, customer)
         except RowError as exc:
-            self.problem(self._where(row), str(exc))
+            self.problem(self._where(row), str(exc), cart_id=cart_id)
             return None
         token = quote_plus(base64.b64encode(f"wcf_session_id={row['session_id']}".encode()).decode())
         return Cart(
