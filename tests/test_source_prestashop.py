@@ -395,3 +395,24 @@ def test_a_name_holding_a_nul_costs_its_cart_alone(shop):
     assert sorted(carts) == ["201", "204", "205", "212"]
     assert problems.reasons()["ps_cart id_cart=202"] == \
         "first_name: holds a NUL character (\\x00), which no ledger can keep"
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_shipped_order_awaits_no_delivery(kind):
+    """PrestaShop's "Shipped" (``PS_OS_SHIPPING``) is what Magento's ``complete`` and WooCommerce's
+    ``completed`` are, the last state most shops set ("Delivered" is a manual step many skip):
+    read as not delivered, each such order held back every later cart of its customer for
+    ``pending_within``. A shop's own id for it is read from ``ps_configuration``."""
+    with shopdb.shop_database(kind, "psshipped") as db:
+        fill(db)
+        db.insert("ps_configuration", [{"name": "PS_OS_SHIPPING", "value": "14", "date_add": local("2025-01-01 00:00:00"),
+                                        "date_upd": local("2025-01-01 00:00:00")}])
+        db.execute("UPDATE ps_orders SET current_state = 14 WHERE id_order = 4")   # alice's: shipped
+        db.execute("UPDATE ps_orders SET current_state = 4, id_customer = 1 WHERE id_order = 6")  # 4: another state here
+        source = PrestaShopSource(db.url, options={"shop_ids": [1]})
+        try:
+            orders = {o.id: o for o in source.orders_for(list(source.carts(WINDOW)))}
+        finally:
+            source.close()
+    assert orders["4"].delivered is True and not orders["4"].awaits_delivery
+    assert orders["6"].delivered is False
