@@ -24,28 +24,18 @@ def preview(config: Path, cart_id: str, now: str) -> tuple[int, str]:
 
 
 @pytest.mark.mariadb
-def test_preview_of_an_unreadable_magento_quote_says_why(tmp_path: Path) -> None:
-    with shopdb.configured("mariadb", "previewmagento", magento.fill, tmp_path, {"type": "magento2"}) as (_, config):
-        code, said = preview(config, "108", "2026-03-29T12:00:00Z")
-        assert code == 3, said
-        assert "cart '108' cannot be read: quote entity_id=108: currency: missing" in said
+@pytest.mark.parametrize("shop, preset, cart_id, said", [
+    (magento, "magento2", "108", "quote entity_id=108: currency: missing"),
+    (woocommerce, "woocommerce", "4", "wp_cartflows_ca_cart_abandonment id=4: cart_contents: not valid"),
+    (prestashop, "prestashop", "207", "ps_cart id_cart=207: currency: id_currency 9 not found"),
+], ids=["magento2", "woocommerce", "prestashop"])
+def test_preview_of_an_unreadable_preset_cart_says_why(shop, preset: str, cart_id: str, said: str,
+                                                       tmp_path: Path) -> None:
+    with shopdb.configured("mariadb", f"preview{preset}", shop.fill, tmp_path, {"type": preset}) as (_, config):
+        code, told = preview(config, cart_id, "2026-03-29T12:00:00Z")
+        assert code == 3, told
+        assert f"cart '{cart_id}' cannot be read: {said}" in told
         assert preview(config, "4242", "2026-03-29T12:00:00Z")[0] == 2  # one that is not there: not found
-
-
-@pytest.mark.mariadb
-def test_preview_of_an_unreadable_cartflows_row_says_why(tmp_path: Path) -> None:
-    with shopdb.configured("mariadb", "previewwoo", woocommerce.fill, tmp_path, {"type": "woocommerce"}) as (_, config):
-        code, said = preview(config, "4", "2026-03-29T12:00:00Z")
-        assert code == 3, said
-        assert "cart '4' cannot be read: wp_cartflows_ca_cart_abandonment id=4: cart_contents: not valid" in said
-
-
-@pytest.mark.mariadb
-def test_preview_of_an_unreadable_prestashop_cart_says_why(tmp_path: Path) -> None:
-    with shopdb.configured("mariadb", "previewps", prestashop.fill, tmp_path, {"type": "prestashop"}) as (_, config):
-        code, said = preview(config, "207", "2026-03-29T12:00:00Z")
-        assert code == 3, said
-        assert "cart '207' cannot be read: ps_cart id_cart=207: currency: id_currency 9 not found" in said
 
 
 def test_preview_of_an_unreadable_sql_row_says_why(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ PostgreSQL servers, through the real CLI."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 import shopdb
 from cartrescue.sources.magento import MagentoSource
-from conftest import cli
-from test_newsletters_db import EXPECTED, decisions, magento_carts, magento_newsletters, reasons
+from test_newsletters_db import EXPECTED, decisions, doctor_source, magento_carts, magento_newsletters, reasons
 
 
 def as_view(db: shopdb.ShopDb, table: str) -> None:
@@ -51,9 +49,5 @@ def test_doctor_finds_a_table_that_is_a_view(viewed) -> None:
 
 
 def test_the_doctor_command_passes_a_source_of_views(viewed, tmp_path: Path) -> None:
-    path = tmp_path / "cartrescue.yaml"
-    path.write_text(yaml.safe_dump({"source": {"type": "magento2", "url": viewed.url},
-                                    "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"}}), encoding="utf-8")
-    result = cli("doctor", "--no-smtp", "--json", "--config", str(path))
-    source = {check["name"]: check for check in result.json["checks"]}["source"]
+    source = doctor_source(tmp_path, viewed.url)
     assert "not found" not in source["detail"], source["detail"]
