@@ -416,3 +416,26 @@ def test_a_shipped_order_awaits_no_delivery(kind):
             source.close()
     assert orders["4"].delivered is True and not orders["4"].awaits_delivery
     assert orders["6"].delivered is False
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_customer_who_unsubscribed_from_the_newsletter_has_no_consent(kind):
+    """PrestaShop's newsletter module unsubscribes a customer with ``newsletter = 0`` and leaves
+    ``newsletter_date_add``, the day they subscribed: a no to the shop's marketing mail, as
+    Magento's unsubscribed subscriber is. Read as unknown, soft opt-in sent a returning customer
+    who had unsubscribed cart reminders all the same. Never subscribed (no date, or MariaDB's
+    zero date) stays unknown."""
+    with shopdb.shop_database(kind, "psunsubscribed") as db:
+        fill(db)
+        db.execute("UPDATE ps_customer SET newsletter = 0, newsletter_date_add = :at WHERE id_customer = 1",
+                   {"at": local("2025-06-01 10:00:00")})          # alice: subscribed, then unsubscribed
+        if kind == "mariadb":
+            db.execute_unchecked("UPDATE ps_customer SET newsletter_date_add = '0000-00-00 00:00:00' "
+                                 "WHERE id_customer = 2")          # bob: never subscribed, a zero date
+        source = PrestaShopSource(db.url, options={"shop_ids": [1]})
+        try:
+            consent = {cart.id: cart.customer.marketing_consent for cart in source.carts(WINDOW)}
+        finally:
+            source.close()
+    assert consent["201"] is False
+    assert consent["202"] is None and consent["205"] is None

@@ -9,9 +9,9 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
 * ``cart_product`` + ``product``/``product_shop`` (price and ``wholesale_price`` → cost, plus
   the combination's ``product_attribute`` impact) + ``product_lang`` (name in the cart's
   language) + ``stock_available`` (quantity);
-* ``customer`` — email, names, ``newsletter`` (consent; ``optin`` is the "offers from our
-  partners" box, no consent to the shop's own mail), ``is_guest``; a ``deleted`` customer has
-  no contact;
+* ``customer`` — email, names, ``newsletter`` (consent; unticked after a subscription,
+  ``newsletter_date_add`` set, it is a no; ``optin`` is the "offers from our partners" box, no
+  consent to the shop's own mail), ``is_guest``; a ``deleted`` customer has no contact;
 * ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
   currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email (the report: of the shops read only);
@@ -115,7 +115,7 @@ class PrestaShopSource(DatabaseSource):
                  "id_lang": INTEGER, "date_add": TIME, "date_upd": TIME},
         "cart_product": {"id_cart": INTEGER, "id_product": INTEGER, "id_product_attribute": INTEGER,
                          "quantity": NUMBER},
-        "customer": {"id_customer": INTEGER, "newsletter": INTEGER, "is_guest": INTEGER,
+        "customer": {"id_customer": INTEGER, "newsletter": INTEGER, "newsletter_date_add": TIME, "is_guest": INTEGER,
                      "deleted": INTEGER},
         "product": {"price": NUMBER, "wholesale_price": NUMBER},
         "product_shop": {"price": NUMBER, "wholesale_price": NUMBER},
@@ -184,7 +184,7 @@ class PrestaShopSource(DatabaseSource):
     def _select(self, where: str) -> str:
         return (
             "SELECT c.id_cart, c.id_shop, c.id_shop_group, c.id_customer, c.id_currency, c.date_add, c.date_upd, "
-            "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.is_guest, cu.deleted, "
+            "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.newsletter_date_add, cu.is_guest, cu.deleted, "
             "cur.iso_code AS currency, cur.conversion_rate, l.language_code, "
             "cp.id_product, cp.id_product_attribute, cp.quantity, pl.name AS product_name, "
             "p.id_product AS product_found, COALESCE(ps.active, p.active) AS product_active, "
@@ -310,7 +310,7 @@ class PrestaShopSource(DatabaseSource):
             deleted = bool(first["deleted"])
             # The newsletter box alone: ``optin`` is "Receive offers from our partners", a yes to
             # third parties' offers, not to the shop's own mail.
-            consent = True if as_bool(first["newsletter"]) else None
+            consent = True if as_bool(first["newsletter"]) else _unsubscribed(first["newsletter_date_add"])
             customer = Customer(
                 email=None if deleted else as_email(first["email"]),
                 id=id_or_none(first["id_customer"]),
@@ -523,6 +523,18 @@ class PrestaShopSource(DatabaseSource):
                 continue
             if window.overlaps(order.earliest, order.created_at):
                 yield order
+
+
+def _unsubscribed(subscribed_at: Any) -> bool | None:
+    """The consent of a customer whose ``newsletter`` box is not ticked: no (False) when
+    ``newsletter_date_add`` holds the day they subscribed, which PrestaShop's newsletter module
+    leaves when it unsubscribes them (``newsletter = 0``), as Magento's unsubscribed subscriber
+    is a no; unknown (None) when they never subscribed (NULL, or MariaDB's zero date)."""
+    try:
+        as_utc(subscribed_at, ZoneInfo("UTC"), "newsletter_date_add")
+    except RowError:
+        return None
+    return False
 
 
 def _delivered(states: Mapping[str, int]) -> set[int]:
