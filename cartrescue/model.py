@@ -315,6 +315,9 @@ class RowProblem:
 
     location: str  # "carts.csv:17" or "quote entity_id=42"
     reason: str
+    #: The id of the cart the row is, when a database source knows it: ``preview`` of that cart
+    #: then says why it cannot be read (the location is each table's own, "quote entity_id=42").
+    cart_id: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.reason) > PROBLEM_REASON_LIMIT:  # it quotes a value as read, whatever its size

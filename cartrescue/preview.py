@@ -83,8 +83,9 @@ def find_decision(config: Config, cart_id: str, now: datetime, *, upgrade: bool 
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config))
         heard: list[RowProblem] = []  # why the cart could not be read, if it is there
-        about = f"cart {cart_id}: "
-        source.on_problem = lambda problem: heard.append(problem) if problem.reason.startswith(about) else None
+        about = f"cart {cart_id}: "  # a CSV export's; a database source names the cart (RowProblem.cart_id)
+        source.on_problem = lambda problem: heard.append(problem) \
+            if problem.cart_id == cart_id or problem.reason.startswith(about) else None
         ledger = config.open_ledger(create=False, upgrade=upgrade)
         stack.callback(ledger.close)
         newsletters = newsletters_of(config, source, now, ignore_problem, stack)

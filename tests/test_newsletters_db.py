@@ -222,10 +222,15 @@ def test_a_named_query_that_writes_is_refused_when_the_config_loads(magento, tmp
     assert result.exit_code == 2 and "source.queries.newsletters" in result.stderr
 
 
-def test_doctor_warns_when_the_newsletter_tables_are_missing(bare_magento, tmp_path: Path) -> None:
+def doctor_source(tmp_path: Path, url: str) -> dict[str, Any]:
+    """``doctor --json``'s source check of a Magento config reading ``url``."""
     path = tmp_path / "cartrescue.yaml"
-    path.write_text(yaml.safe_dump({"source": {"type": "magento2", "url": bare_magento.url},
+    path.write_text(yaml.safe_dump({"source": {"type": "magento2", "url": url},
                                     "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"}}), encoding="utf-8")
     result = cli("doctor", "--no-smtp", "--json", "--config", str(path))
-    source = {check["name"]: check for check in result.json["checks"]}["source"]
+    return {check["name"]: check for check in result.json["checks"]}["source"]
+
+
+def test_doctor_warns_when_the_newsletter_tables_are_missing(bare_magento, tmp_path: Path) -> None:
+    source = doctor_source(tmp_path, bare_magento.url)
     assert source["status"] == "warn" and "newsletter_queue_link" in source["detail"]

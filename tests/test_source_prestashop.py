@@ -395,3 +395,47 @@ def test_a_name_holding_a_nul_costs_its_cart_alone(shop):
     assert sorted(carts) == ["201", "204", "205", "212"]
     assert problems.reasons()["ps_cart id_cart=202"] == \
         "first_name: holds a NUL character (\\x00), which no ledger can keep"
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_shipped_order_awaits_no_delivery(kind):
+    """PrestaShop's "Shipped" (``PS_OS_SHIPPING``) is what Magento's ``complete`` and WooCommerce's
+    ``completed`` are, the last state most shops set ("Delivered" is a manual step many skip):
+    read as not delivered, each such order held back every later cart of its customer for
+    ``pending_within``. A shop's own id for it is read from ``ps_configuration``."""
+    with shopdb.shop_database(kind, "psshipped") as db:
+        fill(db)
+        db.insert("ps_configuration", [{"name": "PS_OS_SHIPPING", "value": "14", "date_add": local("2025-01-01 00:00:00"),
+                                        "date_upd": local("2025-01-01 00:00:00")}])
+        db.execute("UPDATE ps_orders SET current_state = 14 WHERE id_order = 4")   # alice's: shipped
+        db.execute("UPDATE ps_orders SET current_state = 4, id_customer = 1 WHERE id_order = 6")  # 4: another state here
+        source = PrestaShopSource(db.url, options={"shop_ids": [1]})
+        try:
+            orders = {o.id: o for o in source.orders_for(list(source.carts(WINDOW)))}
+        finally:
+            source.close()
+    assert orders["4"].delivered is True and not orders["4"].awaits_delivery
+    assert orders["6"].delivered is False
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_customer_who_unsubscribed_from_the_newsletter_has_no_consent(kind):
+    """PrestaShop's newsletter module unsubscribes a customer with ``newsletter = 0`` and leaves
+    ``newsletter_date_add``, the day they subscribed: a no to the shop's marketing mail, as
+    Magento's unsubscribed subscriber is. Read as unknown, soft opt-in sent a returning customer
+    who had unsubscribed cart reminders all the same. Never subscribed (no date, or MariaDB's
+    zero date) stays unknown."""
+    with shopdb.shop_database(kind, "psunsubscribed") as db:
+        fill(db)
+        db.execute("UPDATE ps_customer SET newsletter = 0, newsletter_date_add = :at WHERE id_customer = 1",
+                   {"at": local("2025-06-01 10:00:00")})          # alice: subscribed, then unsubscribed
+        if kind == "mariadb":
+            db.execute_unchecked("UPDATE ps_customer SET newsletter_date_add = '0000-00-00 00:00:00' "
+                                 "WHERE id_customer = 2")          # bob: never subscribed, a zero date
+        source = PrestaShopSource(db.url, options={"shop_ids": [1]})
+        try:
+            consent = {cart.id: cart.customer.marketing_consent for cart in source.carts(WINDOW)}
+        finally:
+            source.close()
+    assert consent["201"] is False
+    assert consent["202"] is None and consent["205"] is None

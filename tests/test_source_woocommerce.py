@@ -415,3 +415,34 @@ def test_a_name_holding_a_nul_costs_its_cart_alone():
     assert sorted(carts) == ["2"]
     assert problems.reasons() == {
         "wp_cartflows_ca_cart_abandonment id=1": "first_name: holds a NUL character (\\x00), which no ledger can keep"}
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def mailpoet(request):
+    """The shop with CartFlows' GDPR notice on and MailPoet installed: bob unsubscribed from the
+    shop's newsletter (his address stored as MailPoet's form kept it), alice subscribed, jon
+    not confirmed yet."""
+    with shopdb.shop_database(request.param, "woomailpoet") as db:
+        fill(db)
+        db.insert("wp_options", [{"option_name": "wcf_ca_gdpr_status", "option_value": "on"}])
+        db.schema("woocommerce-mailpoet", prefix="wp_")
+        db.insert("wp_mailpoet_subscribers", [
+            {"id": 1, "email": " Bob@Example.com", "status": "unsubscribed"},
+            {"id": 2, "email": "alice@example.com", "status": "subscribed"},
+            {"id": 3, "email": "jon@example.com", "status": "unconfirmed"},
+        ])
+        yield db
+
+
+def test_an_address_unsubscribed_from_the_shops_mailpoet_newsletter_has_no_consent(mailpoet):
+    """A customer who unsubscribed from the shop's MailPoet newsletter said no to its marketing
+    mail, as Magento's unsubscribed newsletter_subscriber is a no: the GDPR notice of a later
+    cart (or soft opt-in) sent him reminders all the same."""
+    source = WooCommerceSource(mailpoet.url, shop_tz=STOCKHOLM)
+    try:
+        consent = {c.id: c.customer.marketing_consent for c in source.carts(WINDOW)}
+    finally:
+        source.close()
+    assert consent["2"] is False  # bob: unsubscribed in MailPoet
+    assert consent["7"] is False  # gus: unsubscribed in CartFlows
+    assert consent["1"] is True and consent["12"] is True  # subscribed, unconfirmed: the notice decides

@@ -23,13 +23,15 @@ subject as the campaign name. Without these tables the sends are skipped with a 
 Money: lines and totals in the quote's currency (what the customer saw); the base amount for
 thresholds is ``base_grand_total`` (see :mod:`cartrescue.currency`); the report counts an order's
 ``grand_total`` less ``total_refunded`` (``base_total_refunded`` in the base currency). Magento stores every time
-in UTC. It reads only; the connection is read-only (see :mod:`cartrescue.sources.sql`).
+in UTC; a quote flagged for recollection is as old as its lines' and addresses' latest change
+(:func:`_last_activity`). It reads only; the connection is read-only (see :mod:`cartrescue.sources.sql`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -105,8 +107,8 @@ class MagentoSource(DatabaseSource):
                   "customer_is_guest": INTEGER, "grand_total": NUMBER, "base_grand_total": NUMBER,
                   "base_to_quote_rate": NUMBER, "trigger_recollect": INTEGER, "subtotal": NUMBER},
         "quote_item": {"item_id": INTEGER, "quote_id": INTEGER, "parent_item_id": INTEGER, "product_id": INTEGER,
-                       "qty": NUMBER, "price": NUMBER, "base_cost": NUMBER, "row_total": NUMBER},
-        "quote_address": {"quote_id": INTEGER},
+                       "qty": NUMBER, "price": NUMBER, "base_cost": NUMBER, "row_total": NUMBER, "updated_at": TIME},
+        "quote_address": {"quote_id": INTEGER, "updated_at": TIME},
         "sales_order": {"entity_id": INTEGER, "quote_id": INTEGER, "customer_id": INTEGER, "grand_total": NUMBER,
                         "base_grand_total": NUMBER, "created_at": TIME, "total_refunded": NUMBER,
                         "base_total_refunded": NUMBER},
@@ -146,13 +148,25 @@ class MagentoSource(DatabaseSource):
             "SELECT q.entity_id AS quote_id, q.store_id, q.created_at, q.updated_at, q.customer_id, "
             "q.customer_email, q.customer_firstname, q.customer_lastname, q.customer_is_guest, "
             "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
-            f"q.base_grand_total, q.trigger_recollect, q.items_count, q.subtotal FROM {self.t('quote')} q WHERE {where}"
+            f"q.base_grand_total, q.trigger_recollect, q.items_count, q.subtotal, {self._touched()} "
+            f"FROM {self.t('quote')} q WHERE {where}"
         )
+
+    def _touched(self) -> str:
+        """The latest change of a flagged quote's lines and addresses (:func:`_last_activity`),
+        looked up only for a quote flagged for recollection (few: those the customer has not
+        been back to since a product or price changed), by ``quote_id``, which both index."""
+        flagged = self.schema().flag("q.trigger_recollect", "quote", "trigger_recollect", 1)
+        return ", ".join(
+            f"CASE WHEN {flagged} THEN (SELECT MAX(t.updated_at) FROM {self.t(table)} t "
+            f"WHERE t.quote_id = q.entity_id) END AS {alias}"
+            for table, alias in (("quote_item", "lines_updated_at"), ("quote_address", "addresses_updated_at")))
 
     def carts(self, window: Window) -> Iterator[Cart]:
         sql = self._select(self._filters()) + " ORDER BY q.updated_at, q.entity_id"
         for chunk in chunks(self.db.stream(sql, self._window(window)), self.chunk_size):
-            yield from self._build_chunk(chunk)
+            # a flagged quote's last activity may lie before its updated_at, and the window
+            yield from (cart for cart in self._build_chunk(chunk) if cart.updated_at in window)
 
     def count_carts(self, window: Window) -> int | None:
         """The abandoned quotes of ``window``: the carts query's filter, counted (its index)."""
@@ -295,10 +309,10 @@ class MagentoSource(DatabaseSource):
                 quote = dict(quote, base_grand_total=None)  # the base total follows, by the quote's rate
             base_total = self._base_total(quote, currency, total)
             created = as_utc(quote["created_at"], UTC, "created_at")
-            updated = as_utc(quote["updated_at"], UTC, "updated_at")
+            updated = _last_activity(quote, as_utc(quote["updated_at"], UTC, "updated_at"))
             refuse_unkeepable_owner(self.name, quote_id, customer)
         except RowError as exc:
-            self.problem(f"{self.db.prefix}quote entity_id={quote_id}", str(exc))
+            self.problem(f"{self.db.prefix}quote entity_id={quote_id}", str(exc), cart_id=quote_id)
             return None
         return Cart(
             id=quote_id,
@@ -363,7 +377,7 @@ class MagentoSource(DatabaseSource):
             "SELECT q.entity_id AS quote_id, q.updated_at, q.customer_email, a.email AS address_email, "
             "a.telephone AS address_phone, "
             "q.quote_currency_code, q.base_currency_code, q.base_to_quote_rate, q.grand_total, "
-            "q.base_grand_total, q.trigger_recollect, q.items_count, q.subtotal, "
+            f"q.base_grand_total, q.trigger_recollect, q.items_count, q.subtotal, {self._touched()}, "
             f"(SELECT COUNT(*) FROM {self.t('quote_item')} i WHERE i.quote_id = q.entity_id "
             "AND i.parent_item_id IS NULL) AS line_count, "
             f"(SELECT SUM(i.row_total) FROM {self.t('quote_item')} i WHERE i.quote_id = q.entity_id "
@@ -377,8 +391,10 @@ class MagentoSource(DatabaseSource):
             # with the address on the billing address had filed the quote under "n/a".
             try:
                 email = as_email(rows[0]["customer_email"], *(row["address_email"] for row in rows))
-                updated = as_utc(rows[0]["updated_at"], UTC, "updated_at")
+                updated = _last_activity(rows[0], as_utc(rows[0]["updated_at"], UTC, "updated_at"))
             except RowError:
+                continue
+            if updated not in window:  # flagged long after it was left (_last_activity): no cart of the window
                 continue
             # Without an address, the customer is known by the number (billing first, as _cart).
             phone = "" if email else next(filter(None, (text_or_none(row["address_phone"]) for row in rows)), "")
@@ -533,6 +549,26 @@ class MagentoSource(DatabaseSource):
                 order = self._order(row, refunds=True)
                 if order is not None:
                     yield order
+
+
+def _last_activity(quote: Mapping[str, Any], updated: datetime) -> datetime:
+    """The customer's last activity on the quote: its ``updated_at``, unless Magento flagged it
+    for recollection. Applying catalog price rules (on a rule's save, and nightly by cron) runs
+    ``UPDATE quote SET trigger_recollect = 1`` over every quote holding a product with a rule
+    price, and ``updated_at``'s ``ON UPDATE CURRENT_TIMESTAMP`` makes that "now": a cart left 20
+    days ago looked left an hour ago. The flag says the customer has not been back since (loading
+    the quote recollects it and clears the flag), so such a quote is as old as the latest change
+    of its lines and addresses (their own ``updated_at``, which that update leaves alone), never
+    newer than its ``updated_at``. One that cannot be read (a zero date) tells nothing."""
+    if not quote["trigger_recollect"]:
+        return updated
+    touched = []
+    for column in ("lines_updated_at", "addresses_updated_at"):
+        try:
+            touched.append(as_utc(quote[column], UTC, column))
+        except RowError:  # NULL (no address) or unreadable
+            continue
+    return min(updated, max(touched)) if touched else updated
 
 
 def _stale(quote: Mapping[str, Any], lines: int, row_total: Decimal | None) -> bool:

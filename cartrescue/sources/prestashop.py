@@ -9,13 +9,13 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
 * ``cart_product`` + ``product``/``product_shop`` (price and ``wholesale_price`` → cost, plus
   the combination's ``product_attribute`` impact) + ``product_lang`` (name in the cart's
   language) + ``stock_available`` (quantity);
-* ``customer`` — email, names, ``newsletter`` (consent; ``optin`` is the "offers from our
-  partners" box, no consent to the shop's own mail), ``is_guest``; a ``deleted`` customer has
-  no contact;
+* ``customer`` — email, names, ``newsletter`` (consent; unticked after a subscription,
+  ``newsletter_date_add`` set, it is a no; ``optin`` is the "offers from our partners" box, no
+  consent to the shop's own mail), ``is_guest``; a ``deleted`` customer has no contact;
 * ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
   currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email (the report: of the shops read only);
-  ``PS_OS_DELIVERED`` means delivered, ``PS_OS_CANCELED``/``PS_OS_ERROR`` are not orders,
+  ``PS_OS_DELIVERED`` and ``PS_OS_SHIPPING`` mean delivered, ``PS_OS_CANCELED``/``PS_OS_ERROR`` are not orders,
   ``PS_OS_REFUND`` no sale (a run: still its cart's purchase, refunded in full);
 * ``order_slip`` — credit slips: an order counts ``total_paid`` less its slips'
   ``total_products_tax_incl`` + ``total_shipping_tax_incl`` (both tax included, as ``total_paid``
@@ -76,7 +76,11 @@ from cartrescue.sources.sql import (
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
-_STATE_DEFAULTS = {"PS_OS_DELIVERED": 5, "PS_OS_CANCELED": 6, "PS_OS_REFUND": 7, "PS_OS_ERROR": 8}
+_STATE_DEFAULTS = {"PS_OS_SHIPPING": 4, "PS_OS_DELIVERED": 5, "PS_OS_CANCELED": 6, "PS_OS_REFUND": 7, "PS_OS_ERROR": 8}
+#: The states whose goods are on their way or there: "Shipped" is what Magento's ``complete`` and
+#: WooCommerce's ``completed`` are, the last state most shops set ("Delivered" is a manual step
+#: many skip); read as not delivered, a shipped order held back its customer's later carts.
+_DELIVERED = ("PS_OS_SHIPPING", "PS_OS_DELIVERED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +115,7 @@ class PrestaShopSource(DatabaseSource):
                  "id_lang": INTEGER, "date_add": TIME, "date_upd": TIME},
         "cart_product": {"id_cart": INTEGER, "id_product": INTEGER, "id_product_attribute": INTEGER,
                          "quantity": NUMBER},
-        "customer": {"id_customer": INTEGER, "newsletter": INTEGER, "is_guest": INTEGER,
+        "customer": {"id_customer": INTEGER, "newsletter": INTEGER, "newsletter_date_add": TIME, "is_guest": INTEGER,
                      "deleted": INTEGER},
         "product": {"price": NUMBER, "wholesale_price": NUMBER},
         "product_shop": {"price": NUMBER, "wholesale_price": NUMBER},
@@ -180,7 +184,7 @@ class PrestaShopSource(DatabaseSource):
     def _select(self, where: str) -> str:
         return (
             "SELECT c.id_cart, c.id_shop, c.id_shop_group, c.id_customer, c.id_currency, c.date_add, c.date_upd, "
-            "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.is_guest, cu.deleted, "
+            "cu.email, cu.firstname, cu.lastname, cu.newsletter, cu.newsletter_date_add, cu.is_guest, cu.deleted, "
             "cur.iso_code AS currency, cur.conversion_rate, l.language_code, "
             "cp.id_product, cp.id_product_attribute, cp.quantity, pl.name AS product_name, "
             "p.id_product AS product_found, COALESCE(ps.active, p.active) AS product_active, "
@@ -306,7 +310,7 @@ class PrestaShopSource(DatabaseSource):
             deleted = bool(first["deleted"])
             # The newsletter box alone: ``optin`` is "Receive offers from our partners", a yes to
             # third parties' offers, not to the shop's own mail.
-            consent = True if as_bool(first["newsletter"]) else None
+            consent = True if as_bool(first["newsletter"]) else _unsubscribed(first["newsletter_date_add"])
             customer = Customer(
                 email=None if deleted else as_email(first["email"]),
                 id=id_or_none(first["id_customer"]),
@@ -320,7 +324,7 @@ class PrestaShopSource(DatabaseSource):
             updated = as_utc(first["date_upd"], self.shop_tz, "date_upd")
             refuse_unkeepable_owner(self.name, cart_id, customer)
         except RowError as exc:
-            self.problem(f"{self.db.prefix}cart id_cart={cart_id}", str(exc))
+            self.problem(f"{self.db.prefix}cart id_cart={cart_id}", str(exc), cart_id=cart_id)
             return None
         return Cart(
             id=cart_id,
@@ -386,10 +390,11 @@ class PrestaShopSource(DatabaseSource):
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency WHERE {where}"
         )
         rows = self.db.fetch(sql, params, expanding=lists)
-        slips = self._pending_slips(rows, set(named) | {states["PS_OS_DELIVERED"]})
+        delivered = _delivered(states)
+        slips = self._pending_slips(rows, set(named) | delivered)
         for row in rows:
             state = int(row["current_state"] or 0)
-            status = named.get(state) or ("delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}")
+            status = named.get(state) or _status(state, states)
             if status in RUN_IGNORED_ORDER_STATUSES:
                 continue
             where = f"{self.db.prefix}orders id_order={row['id_order']}"
@@ -406,7 +411,7 @@ class PrestaShopSource(DatabaseSource):
                     total=total,
                     currency=text_or_none(row["iso_code"]),
                     status=status,
-                    delivered=state == states["PS_OS_DELIVERED"],
+                    delivered=state in delivered,
                     base_total=self._order_base(total, row["conversion_rate"], default),
                     refunded=self._refunded(slips.get(str(row["id_order"]), ()), where, strict=False),
                 )
@@ -508,8 +513,8 @@ class PrestaShopSource(DatabaseSource):
                     cart_id=id_or_none(row["id_cart"]),
                     total=total,
                     currency=text_or_none(row["iso_code"]),
-                    status="delivered" if state == states["PS_OS_DELIVERED"] else f"state {state}",
-                    delivered=state == states["PS_OS_DELIVERED"],
+                    status=_status(state, states),
+                    delivered=state in _delivered(states),
                     refunded=refunded,  # in the order's currency: net() takes it off base_total at the order's rate
                     base_total=self._order_base(total, row["conversion_rate"], default),
                 )
@@ -518,6 +523,30 @@ class PrestaShopSource(DatabaseSource):
                 continue
             if window.overlaps(order.earliest, order.created_at):
                 yield order
+
+
+def _unsubscribed(subscribed_at: Any) -> bool | None:
+    """The consent of a customer whose ``newsletter`` box is not ticked: no (False) when
+    ``newsletter_date_add`` holds the day they subscribed, which PrestaShop's newsletter module
+    leaves when it unsubscribes them (``newsletter = 0``), as Magento's unsubscribed subscriber
+    is a no; unknown (None) when they never subscribed (NULL, or MariaDB's zero date)."""
+    try:
+        as_utc(subscribed_at, ZoneInfo("UTC"), "newsletter_date_add")
+    except RowError:
+        return None
+    return False
+
+
+def _delivered(states: Mapping[str, int]) -> set[int]:
+    """The ids of the states an order counts as delivered in (:data:`_DELIVERED`)."""
+    return {states[name] for name in _DELIVERED}
+
+
+def _status(state: int, states: Mapping[str, int]) -> str:
+    """An order's status as a run and the report name it: ``delivered``, ``shipped``, else ``state N``."""
+    if state == states["PS_OS_DELIVERED"]:
+        return "delivered"
+    return "shipped" if state == states["PS_OS_SHIPPING"] else f"state {state}"
 
 
 def _missing_currency(row: Mapping[str, Any]) -> str:

@@ -422,10 +422,13 @@ class ShopDatabase:
             with self.engine.connect() as connection:
                 return list(connection.execute(_text(sql, expanding), dict(params or {})).mappings())  # type: ignore[arg-type]
 
-    def table_names(self) -> set[str]:
+    def table_names(self, *, views: bool = True) -> set[str]:
+        """The tables of the database and, with ``views``, its views: the queries read a view
+        as a table (a DBA's views of the columns cartrescue needs, a schema of views over a
+        replica), where one taken for missing failed ``doctor`` and skipped the newsletter sends."""
         with self.errors():
             inspector = _sqlalchemy().inspect(self.engine)
-            return set(inspector.get_table_names())
+            return set(inspector.get_table_names()) | (set(inspector.get_view_names()) if views else set())
 
     def columns(self, table: str) -> dict[str, Any] | None:
         """Lower-cased column name -> reflected SQLAlchemy type; None when the table is absent."""
@@ -913,8 +916,9 @@ class DatabaseSource(CartSource):
         the source cannot count cheaply."""
         return None
 
-    def problem(self, location: str, reason: str) -> None:
-        self.on_problem(RowProblem(location, reason))
+    def problem(self, location: str, reason: str, *, cart_id: str | None = None) -> None:
+        """Report a row at ``location``; ``cart_id``: the cart it is (:attr:`RowProblem.cart_id`)."""
+        self.on_problem(RowProblem(location, reason, cart_id))
 
     def refund(self, value: Any, what: str, where: str, strict: bool) -> Decimal:
         """What an order row says was refunded of it (NULL: 0). ``strict`` (the report): one that
@@ -970,6 +974,7 @@ class DatabaseSource(CartSource):
         missing recommended index."""
         try:
             present = self.db.table_names()
+            tables = {name.lower() for name in self.db.table_names(views=False)} if self.recommended_indexes else set()
             misfits = [] if self._schema is not None else \
                 inspect_schema(self.db, self.column_kinds, self.window_columns)[1]  # a run checked them already
             problems = [f"{self.name} source: {problem}" for problem in misfits]
@@ -982,8 +987,8 @@ class DatabaseSource(CartSource):
             for table in self.tables_required() if self.db.full_name(table).lower() not in lowered
         ]
         for index in self.recommended_indexes:
-            if self.db.full_name(index.table).lower() not in lowered:
-                continue
+            if self.db.full_name(index.table).lower() not in tables:
+                continue  # absent (said above), or a view: its indexes are its tables', which it does not name
             try:
                 existing = self.db.index_columns(index.table)
             except SourceError as exc:
@@ -1175,7 +1180,7 @@ class SqlSource(DatabaseSource):
                     if first:
                         self.problem(f"carts query cart_id={cart_id}",
                                      f"its rows are not together (in {len(entry.lines)} places): skipped whole, "
-                                     f"never half a cart ({self.repeat_advice})")
+                                     f"never half a cart ({self.repeat_advice})", cart_id=cart_id)
                     continue
                 if not first:  # listed twice alike: the first appearance is the cart
                     self.problem(f"carts query cart_id={cart_id}",
@@ -1237,7 +1242,7 @@ class SqlSource(DatabaseSource):
             refuse_unkeepable_owner(self.name, cart_id, customer)
             refuse_nul((("recovery_url", recovery_url), ("store_id", store_id), ("device", device)))
         except RowError as exc:
-            self.problem(f"carts query cart_id={cart_id}", str(exc))
+            self.problem(f"carts query cart_id={cart_id}", str(exc), cart_id=cart_id)
             return None
         return Cart(
             id=cart_id, source=self.name, customer=customer, currency=currency, items=items,

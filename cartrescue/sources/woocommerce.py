@@ -18,7 +18,8 @@ tables to carts and orders:
 * ``users`` — the customer id of a registered address (a multisite's subsite reads the
   network's table: ``options.users_prefix``);
 * ``options`` — ``woocommerce_currency``, whether HPOS is on, and CartFlows' GDPR notice
-  (``wcf_ca_gdpr_status``: a row captured under it is consent to reminders, unless unsubscribed);
+  (``wcf_ca_gdpr_status``: a row captured under it is consent to reminders, unless unsubscribed
+  there or from the shop's MailPoet newsletter, ``mailpoet_subscribers.status``);
 * orders from HPOS ``wc_orders`` or from legacy ``posts``/``postmeta`` (``options.orders_table``:
   ``auto`` (default), ``hpos`` or ``legacy``). ``completed`` orders count as delivered.
 
@@ -125,6 +126,7 @@ class WooCommerceSource(DatabaseSource):
         super().__init__(*args, **kwargs)
         self._network_users()
         self._settings: dict[str, str] | None = None
+        self._mailpoet: bool | None = None  # whether MailPoet's subscribers table is there: asked once
         keys = self.options.get("cost_meta_keys")
         if keys is None:
             keys = [self.options["cost_meta_key"]] if self.options.get("cost_meta_key") else COST_KEYS
@@ -250,9 +252,11 @@ class WooCommerceSource(DatabaseSource):
             parsed = [(row, self._parse(row)) for row in chunk]
             readable = [(row, data) for row, data in parsed if data is not None]
             products = self._products({pid for _, (contents, _) in readable for pid in _product_ids(contents)})
-            users = self._users({row["email"] for row, _ in readable if row["email"]})
+            emails = {row["email"] for row, _ in readable if row["email"]}
+            users, unsubscribed = self._users(emails), self._newsletter_unsubscribed(emails)
             for row, (contents, fields) in readable:
-                cart = self._cart(row, contents, fields, currency, products, users, consent)
+                cart = self._cart(row, contents, fields, currency, products, users,
+                                  False if _folded(row["email"]) in unsubscribed else consent)
                 if cart is not None:
                     yield cart
 
@@ -263,17 +267,18 @@ class WooCommerceSource(DatabaseSource):
         try:
             contents = loads(row["cart_contents"])
         except PhpDataError as exc:
-            self.problem(self._where(row), f"cart_contents: {exc}")
+            self.problem(self._where(row), f"cart_contents: {exc}", cart_id=str(row["id"]))
             return None
         fields: Any = {}
         if row["other_fields"] is not None and str(row["other_fields"]).strip():
             try:
                 fields = loads(row["other_fields"])
             except PhpDataError as exc:
-                self.problem(self._where(row), f"other_fields: {exc}")
+                self.problem(self._where(row), f"other_fields: {exc}", cart_id=str(row["id"]))
                 return None
         if not isinstance(contents, dict) or not all(isinstance(line, dict) for line in contents.values()):
-            self.problem(self._where(row), "cart_contents: not a WooCommerce cart (expected an array of items)")
+            self.problem(self._where(row), "cart_contents: not a WooCommerce cart (expected an array of items)",
+                         cart_id=str(row["id"]))
             return None
         return contents, fields if isinstance(fields, dict) else {}
 
@@ -303,15 +308,32 @@ class WooCommerceSource(DatabaseSource):
         return found
 
     def _users(self, emails: set[str]) -> dict[str, str]:
-        addresses = sorted({fold_email(e.strip()) for e in emails if e and e.strip()})
-        if not addresses:
+        forms = _lookup_forms(emails)
+        if not forms:
             return {}
         pk = self.column("ID")
-        forms = stored_forms(addresses)
         rows = self.db.fetch(f"SELECT {pk} AS id, user_email FROM {self.t('users')} "
                              f"WHERE {email_in(self.db.backend, 'user_email', 'IN :emails', emails=forms)}",
                              {"emails": forms}, expanding=("emails",))
-        return {fold_email(str(row["user_email"]).strip()): str(row["id"]) for row in rows}
+        return {_folded(row["user_email"]): str(row["id"]) for row in rows}
+
+    def _newsletter_unsubscribed(self, emails: set[str]) -> set[str]:
+        """Those of ``emails`` (folded) that unsubscribed from the shop's MailPoet newsletter
+        (``mailpoet_subscribers.status``): a no to its marketing mail, as Magento's unsubscribed
+        ``newsletter_subscriber`` is, which CartFlows' GDPR notice or soft opt-in overrode. None
+        without MailPoet (whose tables are looked for once a run)."""
+        forms = _lookup_forms(emails)
+        if not forms or not self._has_mailpoet():
+            return set()
+        rows = self.db.fetch(f"SELECT email FROM {self.t('mailpoet_subscribers')} WHERE status = 'unsubscribed' "
+                             f"AND {email_in(self.db.backend, 'email', 'IN :emails', emails=forms)}",
+                             {"emails": forms}, expanding=("emails",))
+        return {_folded(row["email"]) for row in rows}
+
+    def _has_mailpoet(self) -> bool:
+        if self._mailpoet is None:
+            self._mailpoet = not self.missing_tables(("mailpoet_subscribers",))
+        return self._mailpoet
 
     def _cart(self, row: Mapping[str, Any], contents: dict[str, Any], fields: dict[str, Any], currency: str,
               products: Mapping[int, dict[str, Any]], users: Mapping[str, str], consent: bool | None) -> Cart | None:
@@ -337,7 +359,7 @@ class WooCommerceSource(DatabaseSource):
             )
             refuse_unkeepable_owner(self.name, cart_id, customer)
         except RowError as exc:
-            self.problem(self._where(row), str(exc))
+            self.problem(self._where(row), str(exc), cart_id=cart_id)
             return None
         token = quote_plus(base64.b64encode(f"wcf_session_id={row['session_id']}".encode()).decode())
         return Cart(
@@ -574,6 +596,16 @@ class WooCommerceSource(DatabaseSource):
                                 meta.get("_order_currency"), refunds=refunds.get(str(first["id"]), ()))
             if order is not None:
                 yield order
+
+
+def _folded(email: Any) -> str:
+    """An address as the lookups compare it (:func:`~cartrescue.contacts.fold_email`)."""
+    return fold_email(str(email or "").strip())
+
+
+def _lookup_forms(emails: Iterable[Any]) -> list[str]:
+    """The cart rows' addresses to look customers up by, in both stored forms (:func:`stored_forms`)."""
+    return stored_forms(sorted({_folded(e) for e in emails if e and str(e).strip()}))
 
 
 def _int(value: Any) -> int:
