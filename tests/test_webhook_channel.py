@@ -130,6 +130,19 @@ def test_an_answer_slower_than_the_timeout_is_given_up_and_the_request_sent_agai
         assert time.monotonic() - started < 10
 
 
+def test_an_answer_trickled_past_the_timeout_is_given_up_and_the_request_sent_again(shop: Shop) -> None:
+    """httpx's timeout bounds each read: a receiver that sends its answer a byte at a time held
+    the request (and the run) until it was done, whatever ``webhook.timeout`` said."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1, concurrency=1, timeout="0.5s")
+        receiver.plan(Answer(200, trickle=0.4, process=True))  # its 12 bytes take ~5 s
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert result.json["counts"]["sent"] == 1
+        assert len(receiver.requests) == 2 and len(receiver.accepted) == 1  # the repeat dropped by its key
+        assert [row["status"] for row in rows(shop)] == ["sent"]
+
+
 def test_a_400_is_recorded_permanent_and_not_retried(shop: Shop) -> None:
     with WebhookReceiver(SECRET) as receiver:
         webhook_shop(shop, receiver.url, carts=1)

@@ -92,6 +92,8 @@ class Job:
     redirects: int = 0
     waiting: bool = False  # a retry is scheduled (backoff running)
     sending: bool = False  # this attempt's request went to the transport (it may have left)
+    overdue: bool = False  # this attempt's answer did not come within the timeout: it is cut short
+    sent_nothing: bool = False  # when it was cut short (its deadline, a stop), no byte had left
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,15 +319,29 @@ class HttpChannel(LoopChannel):
             return
         await self._attempt(job, work, number)
 
+    def _cutting(self) -> None:
+        """The stop's grace ran out (or a second Ctrl-C came): which requests in hand had sent
+        nothing, seen before the cancellation reaches them (:meth:`_cut_short` acts on it)."""
+        for number, job in self._in_hand.items():
+            job.sent_nothing = self._nothing_left(number, job)
+
+    def _nothing_left(self, worker: int, job: Job) -> bool:
+        """Has no byte of ``job``'s request left yet (its connection still being opened, TCP or
+        TLS)? Asked as the request is cut short, before the cancellation reaches httpcore: once
+        it has, the pool has dropped the connection, and a request that went out looked as if it
+        had not (the next run sent the text again)."""
+        client = self._clients.get(worker)
+        return not job.sending or client is None or client.opening()
+
     def _cut_short(self, work: _Work) -> None:
         """The stop's grace ran out (or a second Ctrl-C came) with requests still waiting. One
         whose connection was still being opened (TCP, TLS), or that waited for its turn, sent no
         byte: ``failed_transient``, and the next run sends it. Left claimed, as before, the next
         runs counted it as one that may have arrived and never sent it. A request that went out
-        keeps its claim without an outcome, as a kill leaves it (it may have arrived)."""
-        for number, job in self._in_hand.items():
-            client = self._clients.get(number)
-            if not job.waiting and (not job.sending or client is None or client.opening()):
+        (or one :meth:`_cutting` did not see) keeps its claim without an outcome, as a kill leaves
+        it (it may have arrived)."""
+        for job in self._in_hand.values():
+            if not job.waiting and job.sent_nothing:
                 work.finish(stopped(job.claim_id))
         self._in_hand.clear()
         give_up_waiting(work.timers, work.ready, work.finish)
@@ -339,30 +355,37 @@ class HttpChannel(LoopChannel):
         method, headers, body = self.request(job)
         answered = False
         client = self.client(worker)
+        job.sending = job.overdue = job.sent_nothing = False
+        task = asyncio.current_task()
+        # httpx's timeout bounds each read, not the answer: a receiver that trickled its answer a
+        # byte at a time held the worker (and the run) for as long as it liked.
+        deadline = asyncio.get_running_loop().call_later(self.settings.timeout, self._expire, job, worker, task)
         job.sending = True
         try:
-            response = await client.send(method, job.url, headers, body)
-            answered = True
             try:
-                answer = await _read(response)
+                response = await client.send(method, job.url, headers, body)
+                answered = True
+                try:
+                    answer = await _read(response)
+                finally:
+                    await response.aclose()
             finally:
-                await response.aclose()
+                deadline.cancel()
+        except asyncio.CancelledError:
+            if not job.overdue or task is None or task.uncancel() > 0:  # a stop's, not (only) the deadline's
+                raise
+            timeout = f"no complete answer within {self.settings.key}.timeout ({self.settings.timeout:g} s)"
+            if job.sent_nothing:
+                self._not_delivered(job, work, timeout)
+            else:
+                self._lost(job, work, answered, timeout)
+            return False
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
                 httpx.WriteTimeout, httpx.UnsupportedProtocol, httpx.ProxyError) as exc:
-            # Nothing of the request reached the endpoint: safe to send again.
-            self._connect_failures += 1
-            if self._connect_failures >= self.settings.concurrency + self.settings.retries + 1:
-                self.down = self.clean(_error(exc))
-            self._retry(job, work, Retry(f"not delivered: {self.clean(_error(exc))}"))
+            self._not_delivered(job, work, self.clean(_error(exc)))
             return False
         except httpx.TransportError as exc:  # sent, and then no (complete) answer
-            self._connect_failures = 0
-            reply = f"{'answer' if answered else 'no answer'} lost: {self.clean(_error(exc))}"
-            if self.idempotent:
-                self._retry(job, work, Retry(reply))
-            else:
-                work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{reply}; it may have been delivered: "
-                                    "not resent (at most once)"))
+            self._lost(job, work, answered, self.clean(_error(exc)))
             return False
         self._connect_failures = 0
         status = response.status_code
@@ -381,6 +404,32 @@ class HttpChannel(LoopChannel):
         else:
             self._retry(job, work, verdict)
         return True
+
+    def _expire(self, job: Job, worker: int, task: "asyncio.Task[Any] | None") -> None:
+        """``job``'s attempt ran past the timeout: cut it short, noting first whether any of it
+        had left (the cancellation makes httpcore drop the connection, and with it that sign)."""
+        job.overdue = True
+        job.sent_nothing = self._nothing_left(worker, job)
+        if task is not None:
+            task.cancel()
+
+    def _not_delivered(self, job: Job, work: _Work, error: str) -> None:
+        """Nothing of the request reached the endpoint: safe to send again."""
+        self._connect_failures += 1
+        if self._connect_failures >= self.settings.concurrency + self.settings.retries + 1:
+            self.down = error
+        self._retry(job, work, Retry(f"not delivered: {error}"))
+
+    def _lost(self, job: Job, work: _Work, answered: bool, error: str) -> None:
+        """The request went out and no (complete) answer came: sent again only by an idempotent
+        channel, else ``unconfirmed`` (it may have been delivered)."""
+        self._connect_failures = 0
+        reply = f"{'answer' if answered else 'no answer'} lost: {error}"
+        if self.idempotent:
+            self._retry(job, work, Retry(reply))
+        else:
+            work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{reply}; it may have been delivered: "
+                                "not resent (at most once)"))
 
     def _redirect(self, job: Job, work: _Work, status: int, location: str) -> None:
         target = urljoin(job.url, location)
