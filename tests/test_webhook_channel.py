@@ -53,7 +53,7 @@ def test_every_due_cart_is_posted_once_signed_and_a_rerun_posts_nothing(shop: Sh
         assert result.json["counts"]["sent"] == 20
         assert len(receiver.requests) == 20 and not receiver.refused
         ledger = rows(shop)
-        assert {str(row["id"]) for row in ledger} == set(receiver.accepted)
+        assert {row["message_id"].strip("<>") for row in ledger} == set(receiver.accepted)
         assert {row["transport"] for row in ledger} == {"webhook"} and {row["status"] for row in ledger} == {"sent"}
         again = shop.cli("run", "--send", "--json")
         assert again.json["counts"]["sent"] == 0 and len(receiver.requests) == 20
@@ -69,7 +69,7 @@ def test_the_document_carries_cart_customer_step_and_the_rendered_parts(shop: Sh
         (request,) = receiver.requests
         document = request.json
         (row,) = rows(shop)
-        assert document["id"] == row["id"] and request.headers["idempotency-key"] == str(row["id"])
+        assert document["id"] == row["id"] and request.headers["idempotency-key"] == row["message_id"].strip("<>")
         assert document["event"] == "cart.reminder" and document["message_id"] == row["message_id"]
         assert document["cart"]["id"] == "w000" and document["cart"]["items"][0]["name"] == "Blue mug"
         assert document["customer"]["email"] == "w000@example.com" and document["customer"]["first_name"] == "Ann"
@@ -80,6 +80,21 @@ def test_the_document_carries_cart_customer_step_and_the_rendered_parts(shop: Sh
         assert "COMEBACK10" in document["text"] and "<html" in document["html"] and document["subject"]
         assert document["unsubscribe_url"].startswith("https://shop.example.com/unsubscribe?token=")
         assert request.headers["content-type"] == "application/json"
+
+
+def test_two_shops_posting_to_one_receiver_never_send_the_same_key(tmp_path: Path) -> None:
+    """An agency's shops, each with its own ledger, post to one automation endpoint: the key was
+    the ledger id, counted from 1 in each ledger, so the receiver took the second shop's
+    messages for repeats of the first's and dropped them (each recorded ``sent``)."""
+    with WebhookReceiver(SECRET) as receiver:
+        for name in ("North Shop", "South Shop"):
+            (tmp_path / name).mkdir()
+            one = webhook_shop(Shop(tmp_path / name), receiver.url, carts=3)
+            one.configure(shop={"name": name})
+            result = one.cli("run", "--send", "--json")
+            assert result.exit_code == 0 and result.json["counts"]["sent"] == 3, result.output
+        assert len(receiver.requests) == 6 and not receiver.replayed
+        assert len(receiver.accepted) == 6
 
 
 def test_429_with_retry_after_and_503_are_retried_and_land_once(shop: Shop) -> None:
