@@ -382,6 +382,27 @@ def test_a_generic_gateway_gets_the_configured_fields_and_its_answer_decides(sho
         assert "gw-token-123456" not in result.output and "gw-api-key-654321" not in result.output
 
 
+def test_a_gateway_that_answers_see_other_after_sending_never_gets_a_text_again(shop: Shop) -> None:
+    """A gateway script that sends the text and answers ``303 See Other`` (the POST was taken,
+    its result is elsewhere): the text was recorded ``failed_transient``, and every later run
+    sent it again, one more text to the same customer each cron round. The rest of the run's
+    texts wait for a run after the URL is fixed, as for any redirect not followed."""
+    with Gateway() as gateway:
+        gateway_shop(shop, gateway)
+        shop.configure(sms={"concurrency": 1})
+        gateway.plan(*[Answer(303, headers={"Location": "/sent?id=1"})] * 4)  # each request sent a text
+        first = shop.cli("run", "--send", "--json")
+        assert first.exit_code == 1, first.output
+        assert first.json["counts"]["deliveries"] == {"unconfirmed": 1, "failed_transient": 1}
+        assert len(gateway.requests) == 1
+        for later in (30, 60):
+            shop.cli("run", "--send", now=NOW + timedelta(minutes=later))
+        assert [row["status"] for row in rows(shop)] == ["unconfirmed", "unconfirmed"]
+        assert all("303" in row["reply"] and "not resent" in row["reply"] for row in rows(shop))
+        recipients = [request.json["recipient"] for request in gateway.requests]
+        assert len(recipients) == 2 and len(set(recipients)) == 2  # each text once
+
+
 def test_a_gateway_that_says_error_in_a_200_is_a_permanent_failure(shop: Shop) -> None:
     with Gateway() as gateway:
         gateway.said = "error"

@@ -445,7 +445,13 @@ class HttpChannel(LoopChannel):
         where = f"{there.scheme}://{there.hostname}" if there.hostname else "(no Location)"
         self.down = (f"{status} redirect to {where} not followed (only 307/308 to the same host are): "
                      f"check {self.settings.key}'s URL")
-        work.finish(Outcome(job.claim_id, Status.TRANSIENT, self.down))
+        if status == 303 and not self.idempotent:
+            # See Other: the endpoint took the POST and points at its result (RFC 9110 15.4.4), so
+            # the text may be out. Left failed_transient, each later run sent it once more.
+            work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{self.down}; 303 See Other says the request was "
+                                "taken: it may have been delivered: not resent (at most once)"))
+        else:
+            work.finish(Outcome(job.claim_id, Status.TRANSIENT, self.down))
         work.requeue_all()
 
     def _retry(self, job: Job, work: _Work, retry: Retry) -> None:
