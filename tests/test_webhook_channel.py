@@ -158,6 +158,22 @@ def test_an_answer_trickled_past_the_timeout_is_given_up_and_the_request_sent_ag
         assert [row["status"] for row in rows(shop)] == ["sent"]
 
 
+def test_user_info_in_the_url_is_sent_as_basic_auth_and_never_shown(shop: Shop) -> None:
+    """``https://user:pass@host/hook`` (an n8n or Node-RED webhook behind basic auth): the
+    requests went out without the credentials, and the receiver refused every message."""
+    import base64
+
+    with WebhookReceiver(SECRET) as receiver:
+        url = receiver.url.replace("http://", "http://cart%40bot:s3cr%3At-pw@") + "/hook"
+        webhook_shop(shop, url, carts=2)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0 and result.json["counts"]["sent"] == 2, result.output
+        expected = "Basic " + base64.b64encode(b"cart@bot:s3cr:t-pw").decode()
+        assert [r.headers.get("authorization") for r in receiver.requests] == [expected, expected]
+        assert {r.path for r in receiver.requests} == {"/hook"}
+        assert "s3cr" not in result.output and not [row for row in rows(shop) if "s3cr" in (row["reply"] or "")]
+
+
 def test_a_400_is_recorded_permanent_and_not_retried(shop: Shop) -> None:
     with WebhookReceiver(SECRET) as receiver:
         webhook_shop(shop, receiver.url, carts=1)

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cartrescue.channels.base import Envelope, Outcome, Status
-from cartrescue.channels.http import HttpChannel, HttpSettings, Job
+from cartrescue.channels.http import HttpChannel, HttpSettings, Job, url_password
 from cartrescue.errors import ConfigError
 from cartrescue.signing import HEADER, sign
 
@@ -34,7 +34,7 @@ class WebhookChannel(HttpChannel):
     idempotent = True
 
     def __init__(self, url: str, secret: str, settings: HttpSettings, recent: Iterable[datetime] = ()) -> None:
-        super().__init__(settings, secrets=[secret], recent=recent)
+        super().__init__(settings, secrets=[secret, url_password(url)], recent=recent)
         self.url = url
         self.secret = secret
 
