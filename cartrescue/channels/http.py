@@ -17,8 +17,12 @@ Subclasses say how an envelope becomes a request (:meth:`HttpChannel.prepare`,
   connection closed before the status line) is retried only by an ``idempotent`` channel (the
   webhook: its receiver drops a repeated idempotency key); otherwise it is ``unconfirmed`` and
   never resent, as for SMTP: a text message twice is worse than none.
+- Each attempt, connection, upload and answer, has the channel's ``timeout`` in all (httpx's own
+  bounds each read only): one past it is cut short and judged as above, by whether any of it had
+  left when the deadline came.
 - Redirects are followed only with 307/308 to the same scheme, host and port (at most three); a
-  redirect elsewhere is not followed: that endpoint is down for the run (fix the URL).
+  redirect elsewhere is not followed: that endpoint is down for the run (fix the URL). A 303 See
+  Other says the request was taken: ``unconfirmed`` where the channel never resends.
 - Replies kept in the ledger are one line, at most 300 characters, with every secret the
   channel knows replaced by ``***``.
 
@@ -355,7 +359,7 @@ class HttpChannel(LoopChannel):
         method, headers, body = self.request(job)
         answered = False
         client = self.client(worker)
-        job.sending = job.overdue = job.sent_nothing = False
+        job.overdue = job.sent_nothing = False
         task = asyncio.current_task()
         # httpx's timeout bounds each read, not the answer: a receiver that trickled its answer a
         # byte at a time held the worker (and the run) for as long as it liked.
