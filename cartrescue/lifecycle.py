@@ -140,7 +140,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         # The address leaves every message that recorded it, but the rows stay: they are the
         # record of the cart's steps, which must never go out twice (deleted, a cart whose
         # address the shop had since corrected got its step 1 again), and their ids must not be
-        # handed out again (a webhook's Idempotency-Key is the row's id).
+        # handed out again (a webhook document's ``id`` is the row's id).
         if ids:
             conn.execute(update(message).where(message.c.id.in_(ids)).values(**ANONYMOUS_MESSAGE))
         for row in messages:

@@ -5,7 +5,7 @@ inbound endpoint of a generic SMS gateway checks the requests it receives. The h
 ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`` under a shared secret (the scheme of
 Stripe's and GitHub's webhooks): the receiver recomputes it, compares in constant time, and
 refuses a timestamp further than ``tolerance`` seconds from its clock, so a captured request
-cannot be replayed later; within the window the idempotency key (the ledger id, the same on
+cannot be replayed later; within the window the idempotency key (the message's id, the same on
 every retry) drops repeats. docs/channels.md shows a receiver in ten lines.
 
 It must not send or receive anything: callers hand it bytes.

@@ -123,10 +123,11 @@ SAME_STOP = 0.25
 
 @contextmanager
 def stops_in_loop(loop: "asyncio.AbstractEventLoop", task: "asyncio.Task[None]",
-                  stop: Callable[[], float]) -> Iterator[list[int]]:
+                  stop: Callable[[], float], cut: Callable[[], None] = lambda: None) -> Iterator[list[int]]:
     """While ``loop`` runs ``task``: the first Ctrl-C or SIGTERM calls ``stop`` and cancels the
     task once the grace it returns has passed (at once for 0), a second one cancels it at once;
-    the list names the signals that came.
+    the list names the signals that came. ``cut`` is called just before the task is cancelled,
+    while what it waits on is still as it was (which requests had left).
 
     Outside the loop, cli.main's handlers raise KeyboardInterrupt wherever the interpreter is.
     Inside it, that may be a transport callback: uvloop reports an exception from
@@ -154,8 +155,13 @@ def stops_in_loop(loop: "asyncio.AbstractEventLoop", task: "asyncio.Task[None]",
         stopped.append(signum)
         grace = stop() if len(stopped) == 1 else 0.0
         if grace > 0:
-            timers.append(loop.call_later(grace, task.cancel))
+            timers.append(loop.call_later(grace, cancel))
         else:
+            cancel()
+
+    def cancel() -> None:
+        if not task.done():
+            cut()
             task.cancel()
 
     previous = {signum: handler for signum in (signal.SIGINT, signal.SIGTERM)

@@ -53,6 +53,7 @@ class Answer:
     delay: float = 0.0  # seconds before answering
     drop: bool = False  # close the connection without an answer
     process: bool = False  # handle the request as usual first (then delay or drop the answer)
+    trickle: float = 0.0  # seconds between the bytes of the body: an answer that comes slowly
 
 
 class LoopbackHTTP:
@@ -79,7 +80,8 @@ class LoopbackHTTP:
                     planned = owner._plan.pop(0) if owner._plan else None
                 answer = owner.answer(seen) if planned is None or planned.process else planned
                 if planned is not None and planned.process:
-                    answer = Answer(answer.status, answer.body, answer.headers, planned.delay, planned.drop)
+                    answer = Answer(answer.status, answer.body, answer.headers, planned.delay, planned.drop,
+                                    trickle=planned.trickle)
                 if answer.delay:
                     time.sleep(answer.delay)
                 if answer.drop:
@@ -90,7 +92,14 @@ class LoopbackHTTP:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                self.wfile.write(answer.body)
+                if not answer.trickle:
+                    self.wfile.write(answer.body)
+                try:
+                    for at in range(len(answer.body) if answer.trickle else 0):
+                        time.sleep(answer.trickle)
+                        self.wfile.write(answer.body[at:at + 1])
+                except OSError:  # the client gave up on it
+                    self.close_connection = True
 
             do_GET = do_POST = do_HEAD = do_PUT = do_OPTIONS = _handle
 

@@ -222,3 +222,25 @@ def test_a_dry_run_says_a_sending_run_would_add_no_call_to_the_list(shop: Shop) 
     (note,) = [note for note in result.json["notes"] if str(path) in note]
     assert note.startswith("a sending run would add no call to the call list: ") and "lacks phone" in note
     assert ",".join(COLUMNS) in note and path.read_bytes() == b"cart_id,name,email\r\n"
+
+
+def test_forget_files_rewrites_a_list_linked_into_a_shared_folder_in_place_keeping_its_mode(shop: Shop) -> None:
+    """A list kept in the folder staff share (a link to it beside the config), writable by the
+    staff's group: ``forget --files`` replaced the link with a file of its own, so the shared
+    list kept the forgotten customer's row and never got another call, and the new file was
+    the cron user's alone."""
+    _calling_shop(shop, 2)
+    shared = shop.folder / "shared"
+    shared.mkdir()
+    listed = shared / "calls.csv"
+    listed.write_bytes(",".join(COLUMNS).encode() + b"\r\n")
+    listed.chmod(0o664)
+    (shop.folder / "calls.csv").symlink_to(listed)
+    _send(shop)
+    assert sorted(row[0] for row in _rows(_text(listed))[1:]) == ["c0", "c1"]
+    forgotten = shop.cli("forget", "c0@example.com", "--files", "--json", now=None)
+    assert forgotten.exit_code == 0, forgotten.output
+    assert (shop.folder / "calls.csv").is_symlink()
+    assert [row[0] for row in _rows(_text(listed))[1:]] == ["c1"]
+    assert listed.stat().st_mode & 0o777 == 0o664
+    assert not list(shared.glob("*.part")) and not list(shop.folder.glob("*.part"))

@@ -90,7 +90,7 @@ def test_forget_erases_every_row_with_the_address_and_keeps_only_its_hash(shop: 
 def test_forget_keeps_the_record_of_a_carts_steps_so_none_goes_out_twice(shop: Shop) -> None:
     """The shop corrected the cart's address, then the old one was forgotten: its message rows
     had been deleted, and the next run sent the cart's step 1 again (to the new address), and
-    the next new row took the deleted row's id (a webhook's Idempotency-Key)."""
+    the next new row took the deleted row's id (a webhook document's id)."""
     shop.add(cart("h1", email="old@example.com"))
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
     (first,) = shop.messages()

@@ -110,6 +110,70 @@ def test_refused_credentials_stop_the_run_without_losing_or_hammering(shop: Shop
         assert AUTH_TOKEN not in result.output and all(AUTH_TOKEN not in row["reply"] for row in rows(shop))
 
 
+def test_an_answer_trickled_past_the_timeout_is_unconfirmed_and_never_sent_again(shop: Shop) -> None:
+    """A gateway that sends its answer a byte at a time: given up after ``sms.timeout`` (the
+    run waited for it, byte after byte), and, the text having gone out, never sent again."""
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=1, timeout="0.5s")
+        twilio.plan(Answer(201, trickle=0.1, process=True))  # its ~200 bytes take ~20 s
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0 and result.json["counts"]["deliveries"] == {"unconfirmed": 1}, result.output
+        (row,) = rows(shop)
+        assert row["status"] == "unconfirmed" and "sms.timeout" in row["reply"]
+        assert len(twilio.messages) == 1
+        assert shop.cli("run", "--send", "--json").json["counts"]["sent"] == 0 and len(twilio.messages) == 1
+
+
+def test_a_connection_that_never_opens_within_the_timeout_is_retried_not_unconfirmed(shop: Shop) -> None:
+    """A gateway that takes the TCP connection and never answers the TLS handshake: nothing of
+    the text left, so the run's deadline leaves it ``failed_transient`` for the next run."""
+    from smtpserver import SilentRelay
+
+    relay = SilentRelay()
+    try:
+        sms_shop(shop, f"https://127.0.0.1:{relay.port}", carts=1, timeout="0.5s", retries=1)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 1, result.output
+        (row,) = rows(shop)
+        assert row["status"] == "failed_transient" and row["reply"].startswith("not delivered"), row["reply"]
+    finally:
+        relay.close()
+
+
+@pytest.mark.slow
+def test_a_stop_whose_grace_ends_before_the_answer_leaves_the_text_claimed_and_never_sends_it_again(
+        shop: Shop) -> None:
+    """SIGTERM while a text is with the provider, whose answer takes longer than the stop's 5 s
+    grace: the text went out, so its claim stays without an outcome. The request's connection
+    was read after the cancellation had closed it, the text taken for one that never left
+    (``failed_transient``), and the next run sent it a second time."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO, iso
+
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=1, timeout="60s")
+        twilio.plan(Answer(201, delay=8, process=True))  # taken at once, answered after the grace
+        shop.write()
+        process = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "run", "--send", "--json", "--now",
+                                    iso(NOW), "--config", str(shop.config_path)], cwd=REPO,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not twilio.messages and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err.decode()
+        assert json.loads(out)["error"]["code"] == "interrupted"
+        (row,) = rows(shop)
+        assert row["status"] == "claimed", row["reply"]
+        assert shop.cli("run", "--send", "--json").json["counts"]["sent"] == 0
+        assert len(twilio.messages) == 1
+
+
 def test_a_lost_answer_is_unconfirmed_and_never_sent_again(shop: Shop) -> None:
     with TwilioEmulator() as twilio:
         sms_shop(shop, twilio.url, carts=1)
@@ -316,6 +380,27 @@ def test_a_generic_gateway_gets_the_configured_fields_and_its_answer_decides(sho
         assert {row["status"] for row in rows(shop)} == {"sent"}
         assert all(row["reply"].startswith("200 gw-") for row in rows(shop))
         assert "gw-token-123456" not in result.output and "gw-api-key-654321" not in result.output
+
+
+def test_a_gateway_that_answers_see_other_after_sending_never_gets_a_text_again(shop: Shop) -> None:
+    """A gateway script that sends the text and answers ``303 See Other`` (the POST was taken,
+    its result is elsewhere): the text was recorded ``failed_transient``, and every later run
+    sent it again, one more text to the same customer each cron round. The rest of the run's
+    texts wait for a run after the URL is fixed, as for any redirect not followed."""
+    with Gateway() as gateway:
+        gateway_shop(shop, gateway)
+        shop.configure(sms={"concurrency": 1})
+        gateway.plan(*[Answer(303, headers={"Location": "/sent?id=1"})] * 4)  # each request sent a text
+        first = shop.cli("run", "--send", "--json")
+        assert first.exit_code == 1, first.output
+        assert first.json["counts"]["deliveries"] == {"unconfirmed": 1, "failed_transient": 1}
+        assert len(gateway.requests) == 1
+        for later in (30, 60):
+            shop.cli("run", "--send", now=NOW + timedelta(minutes=later))
+        assert [row["status"] for row in rows(shop)] == ["unconfirmed", "unconfirmed"]
+        assert all("303" in row["reply"] and "not resent" in row["reply"] for row in rows(shop))
+        recipients = [request.json["recipient"] for request in gateway.requests]
+        assert len(recipients) == 2 and len(set(recipients)) == 2  # each text once
 
 
 def test_a_gateway_that_says_error_in_a_200_is_a_permanent_failure(shop: Shop) -> None:

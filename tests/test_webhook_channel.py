@@ -53,7 +53,7 @@ def test_every_due_cart_is_posted_once_signed_and_a_rerun_posts_nothing(shop: Sh
         assert result.json["counts"]["sent"] == 20
         assert len(receiver.requests) == 20 and not receiver.refused
         ledger = rows(shop)
-        assert {str(row["id"]) for row in ledger} == set(receiver.accepted)
+        assert {row["message_id"].strip("<>") for row in ledger} == set(receiver.accepted)
         assert {row["transport"] for row in ledger} == {"webhook"} and {row["status"] for row in ledger} == {"sent"}
         again = shop.cli("run", "--send", "--json")
         assert again.json["counts"]["sent"] == 0 and len(receiver.requests) == 20
@@ -69,7 +69,7 @@ def test_the_document_carries_cart_customer_step_and_the_rendered_parts(shop: Sh
         (request,) = receiver.requests
         document = request.json
         (row,) = rows(shop)
-        assert document["id"] == row["id"] and request.headers["idempotency-key"] == str(row["id"])
+        assert document["id"] == row["id"] and request.headers["idempotency-key"] == row["message_id"].strip("<>")
         assert document["event"] == "cart.reminder" and document["message_id"] == row["message_id"]
         assert document["cart"]["id"] == "w000" and document["cart"]["items"][0]["name"] == "Blue mug"
         assert document["customer"]["email"] == "w000@example.com" and document["customer"]["first_name"] == "Ann"
@@ -80,6 +80,21 @@ def test_the_document_carries_cart_customer_step_and_the_rendered_parts(shop: Sh
         assert "COMEBACK10" in document["text"] and "<html" in document["html"] and document["subject"]
         assert document["unsubscribe_url"].startswith("https://shop.example.com/unsubscribe?token=")
         assert request.headers["content-type"] == "application/json"
+
+
+def test_two_shops_posting_to_one_receiver_never_send_the_same_key(tmp_path: Path) -> None:
+    """An agency's shops, each with its own ledger, post to one automation endpoint: the key was
+    the ledger id, counted from 1 in each ledger, so the receiver took the second shop's
+    messages for repeats of the first's and dropped them (each recorded ``sent``)."""
+    with WebhookReceiver(SECRET) as receiver:
+        for name in ("North Shop", "South Shop"):
+            (tmp_path / name).mkdir()
+            one = webhook_shop(Shop(tmp_path / name), receiver.url, carts=3)
+            one.configure(shop={"name": name})
+            result = one.cli("run", "--send", "--json")
+            assert result.exit_code == 0 and result.json["counts"]["sent"] == 3, result.output
+        assert len(receiver.requests) == 6 and not receiver.replayed
+        assert len(receiver.accepted) == 6
 
 
 def test_429_with_retry_after_and_503_are_retried_and_land_once(shop: Shop) -> None:
@@ -128,6 +143,35 @@ def test_an_answer_slower_than_the_timeout_is_given_up_and_the_request_sent_agai
         assert result.json["counts"]["sent"] == 1
         assert len(receiver.requests) == 2 and len(receiver.accepted) == 1  # the repeat dropped by its key
         assert time.monotonic() - started < 10
+
+
+def test_an_answer_trickled_past_the_timeout_is_given_up_and_the_request_sent_again(shop: Shop) -> None:
+    """httpx's timeout bounds each read: a receiver that sends its answer a byte at a time held
+    the request (and the run) until it was done, whatever ``webhook.timeout`` said."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1, concurrency=1, timeout="0.5s")
+        receiver.plan(Answer(200, trickle=0.4, process=True))  # its 12 bytes take ~5 s
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert result.json["counts"]["sent"] == 1
+        assert len(receiver.requests) == 2 and len(receiver.accepted) == 1  # the repeat dropped by its key
+        assert [row["status"] for row in rows(shop)] == ["sent"]
+
+
+def test_user_info_in_the_url_is_sent_as_basic_auth_and_never_shown(shop: Shop) -> None:
+    """``https://user:pass@host/hook`` (an n8n or Node-RED webhook behind basic auth): the
+    requests went out without the credentials, and the receiver refused every message."""
+    import base64
+
+    with WebhookReceiver(SECRET) as receiver:
+        url = receiver.url.replace("http://", "http://cart%40bot:s3cr%3At-pw@") + "/hook"
+        webhook_shop(shop, url, carts=2)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0 and result.json["counts"]["sent"] == 2, result.output
+        expected = "Basic " + base64.b64encode(b"cart@bot:s3cr:t-pw").decode()
+        assert [r.headers.get("authorization") for r in receiver.requests] == [expected, expected]
+        assert {r.path for r in receiver.requests} == {"/hook"}
+        assert "s3cr" not in result.output and not [row for row in rows(shop) if "s3cr" in (row["reply"] or "")]
 
 
 def test_a_400_is_recorded_permanent_and_not_retried(shop: Shop) -> None:

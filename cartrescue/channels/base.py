@@ -232,7 +232,7 @@ class LoopChannel(Channel):
             self._loop = new_event_loop()
         loop = self._loop
         task = loop.create_task(self._run(feed))
-        with stops_in_loop(loop, task, self._stop) as stopped:
+        with stops_in_loop(loop, task, self._stop, self._cutting) as stopped:
             try:
                 loop.run_until_complete(task)
             except BaseException:
@@ -263,6 +263,10 @@ class LoopChannel(Channel):
             return 0.0
         work.stop()
         return STOP_GRACE
+
+    def _cutting(self) -> None:
+        """A stop is about to cancel the running batch: note what only the moment before shows
+        (an HTTP request whose connection was still opening sent nothing)."""
 
     def close(self) -> None:
         import asyncio

@@ -323,8 +323,26 @@ def _matching_rows(path: Path, data: bytes, rewrite: bool, email: str | None, ph
     keep = [rows[0], *(row for row in rows[1:] if address(row) not in wanted)]
     found = len(rows) - len(keep)
     if rewrite and found:
-        partial = path.with_name(path.name + ".part")
-        with partial.open("w", encoding="utf-8-sig" if layout.bom else "utf-8", newline="") as handle:
-            layout.writer(handle).writerows(keep)
-        os.replace(partial, path)
+        _replace(path, keep, layout)
     return found
+
+
+def _replace(path: Path, rows: list[list[str]], layout: Layout) -> None:
+    """The list at ``path`` rewritten with ``rows`` as it was laid out, through a temporary file
+    renamed over it, as the same file to staff: where a link points to it (a list kept in the
+    staff's shared folder), the file it points to is replaced, not the link (the shared list
+    kept the forgotten rows and got no call after), and it keeps its permissions and owner as far
+    as this user may give them (a list the staff's group could save stayed the cron user's)."""
+    target = path.resolve()
+    partial = target.with_name(target.name + ".part")
+    with partial.open("w", encoding="utf-8-sig" if layout.bom else "utf-8", newline="") as handle:
+        layout.writer(handle).writerows(rows)
+    was = target.stat()
+    os.chmod(partial, was.st_mode & 0o7777)
+    for owner in ((was.st_uid, was.st_gid), (-1, was.st_gid)) if hasattr(os, "chown") else ():
+        try:  # another user's file: only root gives it back; its group, where this user is in it
+            os.chown(partial, *owner)
+            break
+        except OSError:
+            pass
+    os.replace(partial, target)

@@ -17,8 +17,12 @@ Subclasses say how an envelope becomes a request (:meth:`HttpChannel.prepare`,
   connection closed before the status line) is retried only by an ``idempotent`` channel (the
   webhook: its receiver drops a repeated idempotency key); otherwise it is ``unconfirmed`` and
   never resent, as for SMTP: a text message twice is worse than none.
+- Each attempt, connection, upload and answer, has the channel's ``timeout`` in all (httpx's own
+  bounds each read only): one past it is cut short and judged as above, by whether any of it had
+  left when the deadline came.
 - Redirects are followed only with 307/308 to the same scheme, host and port (at most three); a
-  redirect elsewhere is not followed: that endpoint is down for the run (fix the URL).
+  redirect elsewhere is not followed: that endpoint is down for the run (fix the URL). A 303 See
+  Other says the request was taken: ``unconfirmed`` where the channel never resends.
 - Replies kept in the ledger are one line, at most 300 characters, with every secret the
   channel knows replaced by ``***``.
 
@@ -92,6 +96,8 @@ class Job:
     redirects: int = 0
     waiting: bool = False  # a retry is scheduled (backoff running)
     sending: bool = False  # this attempt's request went to the transport (it may have left)
+    overdue: bool = False  # this attempt's answer did not come within the timeout: it is cut short
+    sent_nothing: bool = False  # when it was cut short (its deadline, a stop), no byte had left
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,15 +323,29 @@ class HttpChannel(LoopChannel):
             return
         await self._attempt(job, work, number)
 
+    def _cutting(self) -> None:
+        """The stop's grace ran out (or a second Ctrl-C came): which requests in hand had sent
+        nothing, seen before the cancellation reaches them (:meth:`_cut_short` acts on it)."""
+        for number, job in self._in_hand.items():
+            job.sent_nothing = self._nothing_left(number, job)
+
+    def _nothing_left(self, worker: int, job: Job) -> bool:
+        """Has no byte of ``job``'s request left yet (its connection still being opened, TCP or
+        TLS)? Asked as the request is cut short, before the cancellation reaches httpcore: once
+        it has, the pool has dropped the connection, and a request that went out looked as if it
+        had not (the next run sent the text again)."""
+        client = self._clients.get(worker)
+        return not job.sending or client is None or client.opening()
+
     def _cut_short(self, work: _Work) -> None:
         """The stop's grace ran out (or a second Ctrl-C came) with requests still waiting. One
         whose connection was still being opened (TCP, TLS), or that waited for its turn, sent no
         byte: ``failed_transient``, and the next run sends it. Left claimed, as before, the next
         runs counted it as one that may have arrived and never sent it. A request that went out
-        keeps its claim without an outcome, as a kill leaves it (it may have arrived)."""
-        for number, job in self._in_hand.items():
-            client = self._clients.get(number)
-            if not job.waiting and (not job.sending or client is None or client.opening()):
+        (or one :meth:`_cutting` did not see) keeps its claim without an outcome, as a kill leaves
+        it (it may have arrived)."""
+        for job in self._in_hand.values():
+            if not job.waiting and job.sent_nothing:
                 work.finish(stopped(job.claim_id))
         self._in_hand.clear()
         give_up_waiting(work.timers, work.ready, work.finish)
@@ -339,30 +359,37 @@ class HttpChannel(LoopChannel):
         method, headers, body = self.request(job)
         answered = False
         client = self.client(worker)
+        job.overdue = job.sent_nothing = False
+        task = asyncio.current_task()
+        # httpx's timeout bounds each read, not the answer: a receiver that trickled its answer a
+        # byte at a time held the worker (and the run) for as long as it liked.
+        deadline = asyncio.get_running_loop().call_later(self.settings.timeout, self._expire, job, worker, task)
         job.sending = True
         try:
-            response = await client.send(method, job.url, headers, body)
-            answered = True
             try:
-                answer = await _read(response)
+                response = await client.send(method, job.url, headers, body)
+                answered = True
+                try:
+                    answer = await _read(response)
+                finally:
+                    await response.aclose()
             finally:
-                await response.aclose()
+                deadline.cancel()
+        except asyncio.CancelledError:
+            if not job.overdue or task is None or task.uncancel() > 0:  # a stop's, not (only) the deadline's
+                raise
+            timeout = f"no complete answer within {self.settings.key}.timeout ({self.settings.timeout:g} s)"
+            if job.sent_nothing:
+                self._not_delivered(job, work, timeout)
+            else:
+                self._lost(job, work, answered, timeout)
+            return False
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
                 httpx.WriteTimeout, httpx.UnsupportedProtocol, httpx.ProxyError) as exc:
-            # Nothing of the request reached the endpoint: safe to send again.
-            self._connect_failures += 1
-            if self._connect_failures >= self.settings.concurrency + self.settings.retries + 1:
-                self.down = self.clean(_error(exc))
-            self._retry(job, work, Retry(f"not delivered: {self.clean(_error(exc))}"))
+            self._not_delivered(job, work, self.clean(_error(exc)))
             return False
         except httpx.TransportError as exc:  # sent, and then no (complete) answer
-            self._connect_failures = 0
-            reply = f"{'answer' if answered else 'no answer'} lost: {self.clean(_error(exc))}"
-            if self.idempotent:
-                self._retry(job, work, Retry(reply))
-            else:
-                work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{reply}; it may have been delivered: "
-                                    "not resent (at most once)"))
+            self._lost(job, work, answered, self.clean(_error(exc)))
             return False
         self._connect_failures = 0
         status = response.status_code
@@ -382,6 +409,32 @@ class HttpChannel(LoopChannel):
             self._retry(job, work, verdict)
         return True
 
+    def _expire(self, job: Job, worker: int, task: "asyncio.Task[Any] | None") -> None:
+        """``job``'s attempt ran past the timeout: cut it short, noting first whether any of it
+        had left (the cancellation makes httpcore drop the connection, and with it that sign)."""
+        job.overdue = True
+        job.sent_nothing = self._nothing_left(worker, job)
+        if task is not None:
+            task.cancel()
+
+    def _not_delivered(self, job: Job, work: _Work, error: str) -> None:
+        """Nothing of the request reached the endpoint: safe to send again."""
+        self._connect_failures += 1
+        if self._connect_failures >= self.settings.concurrency + self.settings.retries + 1:
+            self.down = error
+        self._retry(job, work, Retry(f"not delivered: {error}"))
+
+    def _lost(self, job: Job, work: _Work, answered: bool, error: str) -> None:
+        """The request went out and no (complete) answer came: sent again only by an idempotent
+        channel, else ``unconfirmed`` (it may have been delivered)."""
+        self._connect_failures = 0
+        reply = f"{'answer' if answered else 'no answer'} lost: {error}"
+        if self.idempotent:
+            self._retry(job, work, Retry(reply))
+        else:
+            work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{reply}; it may have been delivered: "
+                                "not resent (at most once)"))
+
     def _redirect(self, job: Job, work: _Work, status: int, location: str) -> None:
         target = urljoin(job.url, location)
         here, there = urlsplit(job.url), urlsplit(target)
@@ -396,7 +449,13 @@ class HttpChannel(LoopChannel):
         where = f"{there.scheme}://{there.hostname}" if there.hostname else "(no Location)"
         self.down = (f"{status} redirect to {where} not followed (only 307/308 to the same host are): "
                      f"check {self.settings.key}'s URL")
-        work.finish(Outcome(job.claim_id, Status.TRANSIENT, self.down))
+        if status == 303 and not self.idempotent:
+            # See Other: the endpoint took the POST and points at its result (RFC 9110 15.4.4), so
+            # the text may be out. Left failed_transient, each later run sent it once more.
+            work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{self.down}; 303 See Other says the request was "
+                                "taken: it may have been delivered: not resent (at most once)"))
+        else:
+            work.finish(Outcome(job.claim_id, Status.TRANSIENT, self.down))
         work.requeue_all()
 
     def _retry(self, job: Job, work: _Work, retry: Retry) -> None:
@@ -489,6 +548,30 @@ async def _read(response: "httpx.Response") -> bytes:
     return b"".join(chunks)[:MAX_ANSWER]
 
 
+def _with_auth(url: "httpx.URL") -> tuple["httpx.URL", dict[str, str]]:
+    """``url`` and the ``Authorization`` its user info asks for (``https://user:pass@host/hook``,
+    as n8n's or Node-RED's basic auth has it), which httpx's client sends and its transport, all
+    this channel uses, does not: the receiver answered 401 to every message. A header the
+    channel sets itself (an SMS provider's credentials) wins."""
+    if not url.userinfo:
+        return url, {}
+    import base64
+
+    pair = f"{url.username}:{url.password}".encode()
+    return url.copy_with(username=None, password=None), {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
+def url_password(url: str | None) -> str:
+    """The password in ``url``'s user info (sent as basic auth), kept out of every reply like
+    the channel's other secrets."""
+    from urllib.parse import unquote
+
+    try:
+        return unquote(urlsplit(url or "").password or "")
+    except ValueError:
+        return ""
+
+
 def _error(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -517,7 +600,8 @@ class Connection:
 
         self._request = httpx.Request
         self._url = httpx.URL
-        self._urls: dict[str, httpx.URL] = {}  # parsed once: httpx parses a URL string in ~7 µs
+        # Parsed once (httpx parses a URL string in ~7 µs), with the basic auth its user info asks for.
+        self._urls: dict[str, tuple[httpx.URL, dict[str, str]]] = {}
         self._transport = httpx.AsyncHTTPTransport(
             verify=tls, trust_env=False, retries=0,
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
@@ -526,10 +610,11 @@ class Connection:
 
     async def send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> "httpx.Response":
         """The answer's head; its body is read with ``aiter_raw`` and the answer closed after."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = self._urls[url] = self._url(url)
-        request = self._request(method, parsed, headers={"User-Agent": self._agent, **headers}, content=body,
+        known = self._urls.get(url)
+        if known is None:
+            known = self._urls[url] = _with_auth(self._url(url))
+        parsed, auth = known
+        request = self._request(method, parsed, headers={"User-Agent": self._agent, **auth, **headers}, content=body,
                                 extensions=self._extensions)
         return await self._transport.handle_async_request(request)
 

@@ -35,7 +35,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from cartrescue.channels.base import Envelope, Outcome, Status
-from cartrescue.channels.http import Down, HttpChannel, HttpSettings, Job, Retry, Verdict, judge_status, retry_after
+from cartrescue.channels.http import (
+    Down,
+    HttpChannel,
+    HttpSettings,
+    Job,
+    Retry,
+    Verdict,
+    judge_status,
+    retry_after,
+    url_password,
+)
 from cartrescue.errors import ConfigError
 from cartrescue.text import ascii_digits
 
@@ -117,7 +127,7 @@ class Gateway(Provider):
             self.headers["Authorization"] = f"Bearer {section.token}"
 
     def secrets(self) -> list[str]:
-        found = [s for s in (self.section.password, self.section.token) if s]
+        found = [s for s in (self.section.password, self.section.token, url_password(self.url)) if s]
         if "Authorization" in self.headers:
             found.append(self.headers["Authorization"].split(" ", 1)[1])
         from cartrescue.config import secret_key

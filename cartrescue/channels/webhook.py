@@ -2,8 +2,9 @@
 
 Owns turning a claimed envelope into the request (docs/channels.md#webhook): the body is the
 JSON document the pipeline built before the claim (:meth:`cartrescue.pipeline.Composer.webhook_body`)
-with the ledger id put first as ``"id"``; the headers carry that id as ``Idempotency-Key``
-(the same on every retry and in every later run) and the HMAC signature of timestamp + body
+with the ledger id put first as ``"id"``; the headers carry the message's id as ``Idempotency-Key``
+(:func:`idempotency_key`: the same on every retry and in every later run, unique across shops)
+and the HMAC signature of timestamp + body
 (:mod:`cartrescue.signing`), made anew for each attempt. What the answer means is the shared
 rule of :func:`cartrescue.channels.http.judge_status`: 2xx sent; 408, 429 (after ``Retry-After``),
 5xx, timeouts and connection errors retried, then ``failed_transient``; 401/403 the receiver
@@ -20,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cartrescue.channels.base import Envelope, Outcome, Status
-from cartrescue.channels.http import HttpChannel, HttpSettings, Job
+from cartrescue.channels.http import HttpChannel, HttpSettings, Job, url_password
 from cartrescue.errors import ConfigError
 from cartrescue.signing import HEADER, sign
 
@@ -33,7 +34,7 @@ class WebhookChannel(HttpChannel):
     idempotent = True
 
     def __init__(self, url: str, secret: str, settings: HttpSettings, recent: Iterable[datetime] = ()) -> None:
-        super().__init__(settings, secrets=[secret], recent=recent)
+        super().__init__(settings, secrets=[secret, url_password(url)], recent=recent)
         self.url = url
         self.secret = secret
 
@@ -52,9 +53,21 @@ class WebhookChannel(HttpChannel):
         if not data or not data.startswith(b"{"):
             return Outcome(envelope.claim_id, Status.PERMANENT, "no message to send")
         body = b'{"id":%d,' % envelope.claim_id + data[1:] if len(data) > 2 else b'{"id":%d}' % envelope.claim_id
-        return Job(envelope.claim_id, body, self.url)
+        return Job(envelope.claim_id, (body, idempotency_key(envelope)), self.url)
 
     def request(self, job: Job) -> tuple[str, dict[str, str], bytes]:
-        body: bytes = job.payload
-        return "POST", {"Content-Type": "application/json", "Idempotency-Key": str(job.claim_id),
+        body, key = job.payload
+        return "POST", {"Content-Type": "application/json", "Idempotency-Key": key,
                         HEADER: sign(self.secret, body)}, body
+
+
+def idempotency_key(envelope: Envelope) -> str:
+    """The message's ``message_id`` without its angle brackets (``cr.3f…@shop.example.com``):
+    derived from the shop, the cart, the step and the channel, the same on every attempt and in
+    every run, and unique across shops and ledgers. The ledger id it was (``"id"``) is counted
+    from 1 in each ledger: an agency's shops posting to one receiver, or a shop that moved to a
+    new ledger, sent keys the receiver had seen, and it dropped those messages as repeats."""
+    message = envelope.message
+    if message is None or not message.message_id.strip("<>"):
+        return str(envelope.claim_id)
+    return message.message_id.strip("<>")
