@@ -514,3 +514,38 @@ def test_a_base_amount_in_another_currency_than_shop_currency_is_left_to_the_exc
         finally:
             source.close()
     assert readings == {"EUR": Decimal("45.00"), "SEK": None, None: Decimal("45.00")}
+
+
+def _three_byte_tables(db: shopdb.ShopDb) -> None:
+    """An old shop whose orders and subscribers are in MariaDB's 3-byte ``utf8mb3``: Ann's order,
+    Zed's unsubscription, and a cart of an address beyond the BMP (``𝓫ob@…``) beside theirs."""
+    db.schema("magento2")
+    for table in ("sales_order", "newsletter_subscriber"):
+        db.execute(f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb3")
+    db.insert("quote", [quote(821, "2026-03-02 09:00:00", customer_email="\U0001d4ebob@example.com"),
+                        quote(822, "2026-03-02 09:00:00", customer_email="ann@example.com"),
+                        quote(823, "2026-03-02 09:00:00", customer_email="zed@example.com")])
+    db.insert("quote_item", [line(8211, 821, "A", "1", "10"), line(8221, 822, "A", "1", "10"),
+                             line(8231, 823, "A", "1", "10")])
+    db.insert("sales_order", [{"entity_id": 21, "increment_id": "000000021", "quote_id": 991,
+                               "customer_email": "ann@example.com", "state": "complete", "status": "complete",
+                               "grand_total": D("10"), "order_currency_code": "EUR",
+                               "created_at": datetime(2026, 3, 2, 10, 30)}])
+    db.insert("newsletter_subscriber", [{"customer_id": 0, "subscriber_email": "zed@example.com", "store_id": 1,
+                                         "subscriber_status": 3}])
+
+
+@pytest.mark.mariadb
+def test_an_address_beyond_the_bmp_costs_no_other_customer_their_lookups_in_utf8mb3_tables(tmp_path):
+    """MariaDB answered a ``utf8mb3`` column compared with ``𝓫ob@…`` by "Illegal mix of
+    collations" (1267/1270), and the run stopped (exit 3). Such an address cannot be stored
+    there, so it matches nothing: Ann's order and Zed's unsubscription are still found, and Bob's
+    cart goes on."""
+    with shopdb.shop_database("mariadb", "magentoutf8mb3") as db:
+        _three_byte_tables(db)
+        config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url}, eligibility={"consent": "none"})
+        result, decisions = shopdb.plan(config, NOW)
+    assert result.exit_code == 0, result.output
+    assert (decisions["822"]["reason"], decisions["822"]["detail"]) == ("ordered", "order 000000021")
+    assert decisions["823"]["reason"] == "no_consent"
+    assert (decisions["821"]["action"], decisions["821"]["reason"]) == ("send", "due")

@@ -417,10 +417,27 @@ class ShopDatabase:
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None, *,
               expanding: Sequence[str] = ()) -> list[Mapping[str, Any]]:
-        """All rows of a small result (lookups for one chunk of carts)."""
+        """All rows of a small result (lookups for one chunk of carts).
+
+        A MySQL or MariaDB column in the 3-byte charset (``utf8mb3``, an old shop's ``utf8``)
+        compared with a list holding a character beyond the BMP (``𝓫ob@…``, an emoji) is an
+        error (1267, 1270), and one such address stopped the whole run. No such value can be
+        stored in that column, so it can match nothing there: the lookup is asked again without
+        those values (:func:`_within_bmp`), and everybody else's orders and unsubscriptions are
+        still found."""
+        values = dict(params or {})
         with self.errors():
-            with self.engine.connect() as connection:
-                return list(connection.execute(_text(sql, expanding), dict(params or {})).mappings())  # type: ignore[arg-type]
+            try:
+                return self._fetch(sql, values, expanding)
+            except _sqlalchemy().exc.DBAPIError as exc:
+                narrowed = _within_bmp(values, expanding)
+                if _error_code(exc) not in _COLLATION_MIX or narrowed == values:
+                    raise
+            return self._fetch(sql, narrowed, expanding)
+
+    def _fetch(self, sql: str, params: dict[str, Any], expanding: Sequence[str]) -> list[Mapping[str, Any]]:
+        with self.engine.connect() as connection:
+            return list(connection.execute(_text(sql, expanding), params).mappings())  # type: ignore[arg-type]
 
     def table_names(self, *, views: bool = True) -> set[str]:
         """The tables of the database and, with ``views``, its views: the queries read a view
@@ -461,6 +478,28 @@ class ShopDatabase:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+#: MySQL's and MariaDB's "Illegal mix of collations" (two operands, several): what a
+#: ``utf8mb3`` column compared with a character beyond the BMP answers.
+_COLLATION_MIX = frozenset({1267, 1270, 1271})
+
+
+def _error_code(exc: BaseException) -> int | None:
+    """The server's error number of a driver error (PyMySQL's and mysqlclient's first argument)."""
+    args = getattr(getattr(exc, "orig", None), "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _within_bmp(params: Mapping[str, Any], expanding: Sequence[str]) -> dict[str, Any]:
+    """``params`` with the texts beyond the BMP left out of the ``expanding`` lists: values a
+    3-byte (``utf8mb3``) column can never hold (see :meth:`ShopDatabase.fetch`)."""
+    return {name: [v for v in value if not (isinstance(v, str) and _beyond_bmp(v))]
+            if name in expanding else value for name, value in params.items()}
+
+
+def _beyond_bmp(text: str) -> bool:
+    return any(ord(character) > 0xFFFF for character in text)
 
 
 def _text(sql: str, expanding: Sequence[str]) -> Any:
