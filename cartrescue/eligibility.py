@@ -130,7 +130,7 @@ class Gates:
             if not cart.customer.phone:
                 return new_verdict(ACTION_SKIP, REASON_NO_CONTACT, detail="no phone number to call")
         elif not email:
-            return new_verdict(ACTION_SKIP, REASON_NO_CONTACT)
+            return new_verdict(ACTION_SKIP, REASON_NO_CONTACT, detail=_no_address(channel, cart.customer.phone))
         if email:
             bot = self.is_bot_or_disposable(email)
             if bot:
@@ -179,3 +179,13 @@ def _human(seconds: float) -> str:
         return f"{minutes}m"
     hours = minutes // 60
     return f"{hours}h" if hours < 72 else f"{hours // 24}d"
+
+
+def _no_address(channel: str, phone: str | None) -> str:
+    """Why a cart with no address is skipped on an e-mail or webhook step: with a phone number
+    alone (``--json`` and the table said nothing, and the number looked ignored by mistake),
+    that the step needs an address and does not use the number."""
+    step = "e-mail" if channel == "email" else channel
+    if phone:
+        return f"no e-mail address for the {step} step; the phone number is not used by this step"
+    return f"no e-mail address for the {step} step"

@@ -461,3 +461,13 @@ def test_a_bot_address_names_the_first_pattern_it_matches_as_the_config_wrote_it
     own = Gates(EligibilityConfig(bot_patterns=[r"^qa\d+@", "o'neil"]))
     assert own.is_bot_or_disposable("QA12@example.com") == r"matches bot pattern '^qa\\d+@'"
     assert own.is_bot_or_disposable("o'neil@example.com") == 'matches bot pattern "o\'neil"'
+
+
+def test_a_phone_only_cart_skipped_on_an_email_step_says_why(shop: Shop) -> None:
+    """A cart with a number and no address, on a sequence that opens with an e-mail, was skipped
+    as ``no_contact`` with an empty detail in ``--json`` and the table (which shows the same detail)."""
+    shop.add(cart("phoned", email="", phone="+46701234567"))
+    result = shop.cli("carts", "--json")
+    (decision,) = result.json["decisions"]
+    assert (decision["reason"], decision["detail"]) == (
+        "no_contact", "no e-mail address for the e-mail step; the phone number is not used by this step")
