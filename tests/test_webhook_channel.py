@@ -326,6 +326,20 @@ def test_the_outbox_writes_the_document_instead(shop: Shop, tmp_path: Path) -> N
     assert len(files) == 2 and b'"event":"cart.reminder"' in files[0].read_bytes()
 
 
+def test_the_outbox_file_is_the_document_the_receiver_gets_with_its_id(shop: Shop, tmp_path: Path) -> None:
+    """``run --outbox`` wrote the document without the ``"id"`` the real POST puts first, so a
+    receiver tested with the files was not tested with what it gets."""
+    import json
+
+    webhook_shop(shop, "https://hooks.example.com/cart", carts=1)
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    (path,) = (tmp_path / "out").glob("*.json")
+    (row,) = rows(shop)
+    written = path.read_bytes()
+    assert written.startswith(b'{"id":%d,' % row["id"])
+    assert json.loads(written)["message_id"] == row["message_id"]
+
+
 def test_the_hourly_quota_leaves_the_rest_for_a_later_run(shop: Shop) -> None:
     with WebhookReceiver(SECRET) as receiver:
         webhook_shop(shop, receiver.url, carts=5, rate_per_hour=2, concurrency=1)

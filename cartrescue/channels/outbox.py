@@ -60,16 +60,28 @@ class OutboxChannel(Channel):
         return file_for(self.folder, f"{decision.cart.key}-step{decision.step}-{self.label}{envelope.claim_id}",
                         decision.channel)
 
-    def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
+    @staticmethod
+    def _bytes(envelope: Envelope) -> bytes:
+        """The file's content: what the channel would send. A webhook document gets its ledger
+        id (``"id"``) as the real POST does (:func:`cartrescue.channels.webhook.document`)."""
         from cartrescue.mime import build_message
 
+        if envelope.data is None:
+            return build_message(envelope.message)  # type: ignore[arg-type]
+        if envelope.decision.channel == "webhook" and envelope.data.startswith(b"{"):
+            from cartrescue.channels.webhook import document
+
+            return document(envelope.data, envelope.claim_id)
+        return envelope.data
+
+    def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         for envelope in batch:
             if envelope.message is None and envelope.data is None:
                 yield Outcome(envelope.claim_id, Status.PERMANENT, "no message to write")
                 continue
             target = self.filename(envelope)
             try:
-                data = envelope.data if envelope.data is not None else build_message(envelope.message)  # type: ignore[arg-type]
+                data = self._bytes(envelope)
                 write_file(target, data)
             except OSError as exc:
                 yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {target}: {exc.strerror or exc}")
