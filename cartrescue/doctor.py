@@ -385,21 +385,33 @@ def _call_list(config: Any) -> Check:
     return Check("call-list", OK, f"{path}: {'calls are appended under its header' if path.exists() else 'not there yet: the first call begins it'}")
 
 
-def _probe(method: str, url: str, timeout: float, secrets: list[str], **kwargs: Any) -> tuple[int, bytes] | str:
-    """``(status, body)`` of one request without following redirects, or what went wrong."""
+def _probe(key: str, method: str, url: str, timeout: float, secrets: list[str],
+           **kwargs: Any) -> tuple[int, bytes] | str:
+    """``(status, body)`` of one request without following redirects, or what went wrong.
+
+    The whole request is bounded by ``timeout`` (``key.timeout``), as the channels bound each
+    attempt (:meth:`cartrescue.channels.http.HttpChannel._attempt`): httpx's timeout bounds each
+    read, and a receiver that trickled its answer held ``doctor`` for as long as it liked."""
+    import asyncio
+
     import httpx
 
     from cartrescue.config import redacted
 
-    try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            response = client.request(method, url, **kwargs)
+    async def ask() -> tuple[int, bytes]:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            response = await client.request(method, url, **kwargs)
             return response.status_code, response.content[:2000]
+
+    try:
+        return asyncio.run(asyncio.wait_for(ask(), timeout))
+    except asyncio.TimeoutError:
+        text = f"{redacted(url)}: no complete answer within {key}.timeout ({timeout:g} s)"
     except httpx.HTTPError as exc:
         text = f"{redacted(url)}: {type(exc).__name__}: {exc}"
-        for secret in secrets:
-            text = text.replace(secret, "***") if secret else text
-        return text
+    for secret in secrets:
+        text = text.replace(secret, "***") if secret else text
+    return text
 
 
 def _webhook(config: Any) -> Check:
@@ -412,7 +424,7 @@ def _webhook(config: Any) -> Check:
     if not section.secret:
         return Check("webhook", FAIL, f"{config.where('webhook.secret')}: empty; run --send refuses to start (set it "
                      "to ${CARTRESCUE_WEBHOOK_SECRET})", int(ExitCode.CONFIG))
-    answer = _probe("HEAD", section.url, section.timeout.total_seconds(), [section.secret])
+    answer = _probe("webhook", "HEAD", section.url, section.timeout.total_seconds(), [section.secret])
     if isinstance(answer, str):
         return Check("webhook", FAIL, answer, int(ExitCode.SOME_FAILED))
     status, _body = answer
@@ -433,7 +445,7 @@ def _sms(config: Any) -> Check:
     if section.provider == "http":
         if not section.http.url:
             return Check("sms", FAIL, f"{config.where('sms.http.url')}: empty", int(ExitCode.CONFIG))
-        answer = _probe("HEAD", section.http.url, timeout, [section.http.password or "", section.http.token or ""])
+        answer = _probe("sms", "HEAD", section.http.url, timeout, [section.http.password or "", section.http.token or ""])
         if isinstance(answer, str):
             return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
         return Check("sms", OK, f"gateway {redacted(section.http.url)} answers HEAD with {answer[0]} (nothing sent)")
@@ -442,7 +454,7 @@ def _sms(config: Any) -> Check:
         key = "account_sid" if not twilio.account_sid else "auth_token"
         return Check("sms", FAIL, f"{config.where('sms.twilio.' + key)}: empty", int(ExitCode.CONFIG))
     url = f"{twilio.base_url.rstrip('/')}/2010-04-01/Accounts/{twilio.account_sid}.json"
-    answer = _probe("GET", url, timeout, [twilio.auth_token], auth=(twilio.account_sid, twilio.auth_token))
+    answer = _probe("sms", "GET", url, timeout, [twilio.auth_token], auth=(twilio.account_sid, twilio.auth_token))
     if isinstance(answer, str):
         return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
     status, body = answer

@@ -109,6 +109,28 @@ def test_doctor_fails_a_webhook_that_does_not_answer(shop: Shop) -> None:
     assert "querysecret123" not in result.output  # the URL is shown without its query
 
 
+def test_doctor_gives_up_on_a_provider_that_trickles_its_answer_past_the_timeout(shop: Shop) -> None:
+    """httpx's timeout bounds each read: a provider answering a byte every 0.4 s (8 s in all)
+    held ``doctor`` until the end and was then called fine. The channels bound each attempt
+    by ``timeout`` in all; so does the doctor's probe, and says why it failed."""
+    import time
+
+    from httpserver import Answer
+
+    shop.add(cart("c1"))
+    with TwilioEmulator() as twilio:
+        twilio.plan(Answer(200, b'{"status": "active"}', trickle=0.4))
+        shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                       sms={"sender": "+46700000001", "timeout": "1s",
+                            "twilio": {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": twilio.url}})
+        started = time.monotonic()
+        checks = _doctor(shop)
+        elapsed = time.monotonic() - started
+    assert checks["sms"]["status"] == "fail"
+    assert "no complete answer within sms.timeout (1 s)" in checks["sms"]["detail"]
+    assert elapsed < 6 and AUTH_TOKEN not in str(checks)
+
+
 def test_templates_check_finds_a_text_without_stop_too_long_or_without_the_shop(tmp_path: Path) -> None:
     folder = tmp_path / "templates" / "en"
     folder.mkdir(parents=True)
