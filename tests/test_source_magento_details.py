@@ -329,11 +329,16 @@ def _capital_accents(db: shopdb.ShopDb) -> None:
     db.insert("quote", [quote(811, "2026-03-02 09:00:00", customer_email="Åsa@Example.com"),
                         quote(812, "2026-03-02 09:00:00", customer_email="örjan@example.com")])
     db.insert("quote_item", [line(8111, 811, "A", "1", "10"), line(8121, 812, "A", "1", "10")])
-    db.insert("sales_order", [{"entity_id": 11, "increment_id": "000000011", "quote_id": 990,
-                               "customer_email": "ÅSA@EXAMPLE.COM", "state": "complete", "status": "complete",
+    _order_and_unsubscription(db, 11, 990, "ÅSA@EXAMPLE.COM", "ÖRJAN@EXAMPLE.COM")
+
+
+def _order_and_unsubscription(db: shopdb.ShopDb, entity_id: int, quote_id: int, buyer: str, unsubscribed: str) -> None:
+    """A complete order of ``buyer`` under another quote, and ``unsubscribed``'s unsubscription."""
+    db.insert("sales_order", [{"entity_id": entity_id, "increment_id": f"{entity_id:09d}", "quote_id": quote_id,
+                               "customer_email": buyer, "state": "complete", "status": "complete",
                                "grand_total": D("10"), "order_currency_code": "EUR",
                                "created_at": datetime(2026, 3, 2, 10, 30)}])
-    db.insert("newsletter_subscriber", [{"customer_id": 0, "subscriber_email": "ÖRJAN@EXAMPLE.COM", "store_id": 1,
+    db.insert("newsletter_subscriber", [{"customer_id": 0, "subscriber_email": unsubscribed, "store_id": 1,
                                          "subscriber_status": 3}])
 
 
@@ -527,12 +532,7 @@ def _three_byte_tables(db: shopdb.ShopDb) -> None:
                         quote(823, "2026-03-02 09:00:00", customer_email="zed@example.com")])
     db.insert("quote_item", [line(8211, 821, "A", "1", "10"), line(8221, 822, "A", "1", "10"),
                              line(8231, 823, "A", "1", "10")])
-    db.insert("sales_order", [{"entity_id": 21, "increment_id": "000000021", "quote_id": 991,
-                               "customer_email": "ann@example.com", "state": "complete", "status": "complete",
-                               "grand_total": D("10"), "order_currency_code": "EUR",
-                               "created_at": datetime(2026, 3, 2, 10, 30)}])
-    db.insert("newsletter_subscriber", [{"customer_id": 0, "subscriber_email": "zed@example.com", "store_id": 1,
-                                         "subscriber_status": 3}])
+    _order_and_unsubscription(db, 21, 991, "ann@example.com", "zed@example.com")
 
 
 @pytest.mark.mariadb
