@@ -523,24 +523,33 @@ def test_a_base_amount_in_another_currency_than_shop_currency_is_left_to_the_exc
 
 def _three_byte_tables(db: shopdb.ShopDb) -> None:
     """An old shop whose orders and subscribers are in MariaDB's 3-byte ``utf8mb3``: Ann's order,
-    Zed's unsubscription, and a cart of an address beyond the BMP (``𝓫ob@…``) beside theirs."""
+    Zed's unsubscription, Kim's newsletter of this morning, and a cart of an address beyond the
+    BMP (``𝓫ob@…``) beside theirs."""
     db.schema("magento2")
+    db.schema("magento2-newsletter")
     for table in ("sales_order", "newsletter_subscriber"):
         db.execute(f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb3")
     db.insert("quote", [quote(821, "2026-03-02 09:00:00", customer_email="\U0001d4ebob@example.com"),
                         quote(822, "2026-03-02 09:00:00", customer_email="ann@example.com"),
-                        quote(823, "2026-03-02 09:00:00", customer_email="zed@example.com")])
+                        quote(823, "2026-03-02 09:00:00", customer_email="zed@example.com"),
+                        quote(824, "2026-03-02 09:00:00", customer_email="kim@example.com")])
     db.insert("quote_item", [line(8211, 821, "A", "1", "10"), line(8221, 822, "A", "1", "10"),
-                             line(8231, 823, "A", "1", "10")])
+                             line(8231, 823, "A", "1", "10"), line(8241, 824, "A", "1", "10")])
     _order_and_unsubscription(db, 21, 991, "ann@example.com", "zed@example.com")
+    db.insert("newsletter_subscriber", [{"subscriber_id": 900, "customer_id": 0, "subscriber_email": "kim@example.com",
+                                         "store_id": 1, "subscriber_status": 1}])
+    db.insert("newsletter_queue", [{"queue_id": 1, "newsletter_subject": "March deals", "queue_status": 2,
+                                    "queue_start_at": datetime(2026, 3, 2, 7, 0)}])
+    db.insert("newsletter_queue_link", [{"queue_id": 1, "subscriber_id": 900,
+                                         "letter_sent_at": datetime(2026, 3, 2, 7, 0)}])
 
 
 @pytest.mark.mariadb
 def test_an_address_beyond_the_bmp_costs_no_other_customer_their_lookups_in_utf8mb3_tables(tmp_path):
     """MariaDB answered a ``utf8mb3`` column compared with ``𝓫ob@…`` by "Illegal mix of
     collations" (1267/1270), and the run stopped (exit 3). Such an address cannot be stored
-    there, so it matches nothing: Ann's order and Zed's unsubscription are still found, and Bob's
-    cart goes on."""
+    there, so it matches nothing: Ann's order, Zed's unsubscription and Kim's newsletter are still
+    found, and Bob's cart goes on."""
     with shopdb.shop_database("mariadb", "magentoutf8mb3") as db:
         _three_byte_tables(db)
         config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url}, eligibility={"consent": "none"})
@@ -548,4 +557,5 @@ def test_an_address_beyond_the_bmp_costs_no_other_customer_their_lookups_in_utf8
     assert result.exit_code == 0, result.output
     assert (decisions["822"]["reason"], decisions["822"]["detail"]) == ("ordered", "order 000000021")
     assert decisions["823"]["reason"] == "no_consent"
+    assert (decisions["824"]["reason"], "March deals" in decisions["824"]["detail"]) == ("newsletter_today", True)
     assert (decisions["821"]["action"], decisions["821"]["reason"]) == ("send", "due")
