@@ -547,7 +547,7 @@ def _three_byte_tables(db: shopdb.ShopDb) -> None:
 @pytest.mark.mariadb
 def test_an_address_beyond_the_bmp_costs_no_other_customer_their_lookups_in_utf8mb3_tables(tmp_path):
     """MariaDB answered a ``utf8mb3`` column compared with ``𝓫ob@…`` by "Illegal mix of
-    collations" (1267/1270), and the run stopped (exit 3). Such an address cannot be stored
+    collations" (1267, 1270, 1271), and the run stopped (exit 3). Such an address cannot be stored
     there, so it matches nothing: Ann's order, Zed's unsubscription and Kim's newsletter are still
     found, and Bob's cart goes on."""
     with shopdb.shop_database("mariadb", "magentoutf8mb3") as db:

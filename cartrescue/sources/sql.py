@@ -421,7 +421,7 @@ class ShopDatabase:
 
         A MySQL or MariaDB column in the 3-byte charset (``utf8mb3``, an old shop's ``utf8``)
         compared with a list holding a character beyond the BMP (``𝓫ob@…``, an emoji) is an
-        error (1267, 1270), and one such address stopped the whole run. No such value can be
+        error (1267, 1270, 1271), and one such address stopped the whole run. No such value can be
         stored in that column, so it can match nothing there: the lookup is asked again without
         those values (:func:`_within_bmp`), and everybody else's orders and unsubscriptions are
         still found."""
