@@ -230,6 +230,46 @@ def test_boolean_shop_flags_are_compared_as_booleans(kind, tmp_path):
     assert [d["cart_id"] for d in result.json["decisions"]] == ["911"]
 
 
+def _multistore_timezones(db: shopdb.ShopDb, *own: dict) -> None:
+    """Shop 1 in group 1, shop 2 in group 2; a global PS_TIMEZONE (Paris), then group 2's own
+    (New York), then ``own`` rows; cart 921 of shop 1 last touched at 10:00 local time."""
+    _minimal(db, shops=({"id_shop": 1, "id_shop_group": 1, "name": "Paris"},
+                        {"id_shop": 2, "id_shop_group": 2, "name": "New York"}))
+    rows = [{"name": "PS_TIMEZONE", "value": "Europe/Paris"},
+            {"name": "PS_TIMEZONE", "value": "America/New_York", "id_shop_group": 2}, *own]
+    db.insert("ps_configuration", [{"id_shop": None, "id_shop_group": None, **row, "date_add": STAMP,
+                                    "date_upd": STAMP} for row in rows])
+    db.insert("ps_cart", [cart(921, 1, AT)])
+    db.insert("ps_cart_product", [product_line(921, 1, 1)])
+
+
+def _updated(db: shopdb.ShopDb) -> datetime:
+    source = PrestaShopSource(db.url, options={"shop_ids": [1]})
+    try:
+        found = source.cart("921")
+    finally:
+        source.close()
+    assert found is not None
+    return found.updated_at
+
+
+@pytest.mark.mariadb
+def test_another_shop_groups_timezone_does_not_apply_to_the_shop():
+    """PrestaShop's Configuration::get: the shop's own row, else its group's, else the global one.
+    Every row with ``id_shop`` NULL was read, so group 2's New York (read last) won for shop 1."""
+    with shopdb.shop_database("mariadb", "psgroupzone") as db:
+        _multistore_timezones(db)
+        assert _updated(db) == datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # 10:00 in Paris
+
+
+@pytest.mark.mariadb
+def test_the_shops_own_timezone_wins_over_its_group_and_the_global_one():
+    with shopdb.shop_database("mariadb", "psshopzone") as db:
+        _multistore_timezones(db, {"name": "PS_TIMEZONE", "value": "Asia/Tokyo", "id_shop": 1, "id_shop_group": 1},
+                              {"name": "PS_TIMEZONE", "value": "Europe/Lisbon", "id_shop_group": 1})
+        assert _updated(db) == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo
+
+
 @pytest.mark.parametrize("kind", shopdb.KINDS)
 @pytest.mark.slow
 def test_a_time_column_of_another_type_stops_the_run_with_exit_3(kind, tmp_path):

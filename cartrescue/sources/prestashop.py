@@ -25,7 +25,9 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
   as it was ("Payment accepted"), and one refunded in full awaits no delivery.
 
 PrestaShop stores times in the shop's local time: they are converted with ``PS_TIMEZONE`` from
-``configuration`` (else the shop's timezone; ``options.timezone`` overrides both). Prices are
+``configuration`` (else the shop's timezone; ``options.timezone`` overrides both). Settings are
+read as ``Configuration::get`` reads them for the one shop read (:meth:`PrestaShopSource._settings`);
+several shops share the global ones. Prices are
 tax-excluded catalogue prices in the default currency (PrestaShop keeps no cart totals): a cart
 in another currency shows them converted with that currency's ``conversion_rate``, as the shop
 showed them, and its base total (for thresholds) is the sum in the default currency. Reads only.
@@ -155,13 +157,41 @@ class PrestaShopSource(DatabaseSource):
         if self.tz_configured or self._tz_read:
             return
         self._tz_read = True
-        for row in self.db.fetch(f"SELECT value FROM {self.t('configuration')} "
-                                 "WHERE name = 'PS_TIMEZONE' AND id_shop IS NULL"):
-            try:
-                self.shop_tz = ZoneInfo(str(row["value"]).strip())
-            except (ValueError, KeyError, OSError):
-                self.problem(f"{self.db.prefix}configuration PS_TIMEZONE",
-                             f"not a timezone: {row['value']!r}; using the shop's timezone")
+        value = self._settings(("PS_TIMEZONE",)).get("PS_TIMEZONE")
+        if value is None:
+            return
+        try:
+            self.shop_tz = ZoneInfo(value.strip())
+        except (ValueError, KeyError, OSError):
+            self.problem(f"{self.db.prefix}configuration PS_TIMEZONE",
+                         f"not a timezone: {value!r}; using the shop's timezone")
+
+    def _setting_scope(self) -> tuple[int, int] | None:
+        """The one shop this source reads and its group, whose own settings PrestaShop applies
+        to it; None when it reads several shops, which share only the global settings."""
+        shops = self._shop_ids()
+        if len(shops) != 1:
+            return None
+        rows = self.db.fetch(f"SELECT id_shop_group FROM {self.t('shop')} WHERE id_shop = :id", {"id": shops[0]})
+        group = int(rows[0]["id_shop_group"] or 0) if rows else 0
+        return shops[0], group
+
+    def _settings(self, names: Sequence[str]) -> dict[str, str]:
+        """``names`` from ``configuration`` as PrestaShop's ``Configuration::get`` gives them to
+        the shop read: its own row (``id_shop``), else its group's (``id_shop`` NULL,
+        ``id_shop_group`` set), else the global one (both NULL). Reading every row with
+        ``id_shop`` NULL let another group's setting (its own timezone, its own order
+        states) win for a shop outside that group. Reading several shops: the global rows."""
+        scope = self._setting_scope()
+        found: dict[str, tuple[int, str]] = {}
+        for row in self.db.fetch(
+            f"SELECT name, value, id_shop, id_shop_group FROM {self.t('configuration')} "
+            "WHERE name IN :names ORDER BY id_configuration", {"names": sorted(names)}, expanding=("names",),
+        ):
+            rank = _precedence(row["id_shop"], row["id_shop_group"], scope)
+            if rank is not None and row["value"] is not None and rank <= found.get(row["name"], (rank,))[0]:
+                found[row["name"]] = (rank, str(row["value"]))
+        return {name: value for name, (_, value) in found.items()}
 
     def default_currency(self) -> _Default:
         """``PS_CURRENCY_DEFAULT`` and its rate (1 unless the shop changed it), read once: the
@@ -351,12 +381,9 @@ class PrestaShopSource(DatabaseSource):
     def _order_states(self) -> dict[str, int]:
         if self._states is None:
             states = dict(_STATE_DEFAULTS)
-            for row in self.db.fetch(
-                f"SELECT name, value FROM {self.t('configuration')} WHERE name IN :names AND id_shop IS NULL",
-                {"names": sorted(_STATE_DEFAULTS)}, expanding=("names",),
-            ):
-                if ascii_digits(str(row["value"] or "").strip()):
-                    states[row["name"]] = int(row["value"])
+            for name, value in self._settings(tuple(_STATE_DEFAULTS)).items():
+                if ascii_digits(value.strip()):
+                    states[name] = int(value)
             self._states = states
         return self._states
 
@@ -535,6 +562,19 @@ def _unsubscribed(subscribed_at: Any) -> bool | None:
     except RowError:
         return None
     return False
+
+
+def _precedence(id_shop: Any, id_shop_group: Any, scope: tuple[int, int] | None) -> int | None:
+    """How a ``configuration`` row ranks for the shop of ``scope`` (lower wins): 0 the shop's
+    own, 1 its group's, 2 global; None when it is another shop's or group's. PrestaShop reads a
+    0 as it reads NULL (none)."""
+    if not id_shop and not id_shop_group:
+        return 2
+    if scope is None:
+        return None
+    if id_shop:
+        return 0 if int(id_shop) == scope[0] else None
+    return 1 if int(id_shop_group) == scope[1] else None
 
 
 def _delivered(states: Mapping[str, int]) -> set[int]:
