@@ -1266,7 +1266,8 @@ class HttpGatewayConfig(_Model):
 
     url: str | None = None  # where each SMS is POSTed
     format: Literal["form", "json"] = "form"  # the body: form-encoded or a JSON object
-    # Body fields: name -> value with placeholders {to} (E.164), {sender}, {text}, {id} (ledger id)
+    # Body fields: name -> value with placeholders {to} (E.164), {sender}, {text}, {key} (the message's
+    # id, unique across shops: de-duplicate on it), {id} (ledger id, counted from 1 in each ledger)
     fields: dict[str, str] = Field(default_factory=lambda: {"to": "{to}", "from": "{sender}", "text": "{text}"})
     username: str | None = None  # basic auth user (with password)
     password: str | None = None  # use ${SMS_GATEWAY_PASSWORD}

@@ -1428,7 +1428,7 @@ class _ClaimFeed:
                 # Not this cart's data (the template rendered before the claim): the pool ran dry.
                 self.done(Outcome(claim_id, Status.TRANSIENT, f"incentive code: {exc}"))
                 return None
-        return Envelope(claim_id, decision, prepared.message, prepared.data)
+        return Envelope(claim_id, decision, prepared.message, prepared.data, prepared.request.message_id)
 
     def done(self, outcome: Outcome) -> None:
         prepared = self.by_claim[outcome.claim_id]

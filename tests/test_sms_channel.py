@@ -382,6 +382,27 @@ def test_a_generic_gateway_gets_the_configured_fields_and_its_answer_decides(sho
         assert "gw-token-123456" not in result.output and "gw-api-key-654321" not in result.output
 
 
+def test_two_shops_on_one_gateway_account_never_send_the_same_key(tmp_path: Path) -> None:
+    """An agency's shops, each with its own ledger, text through one gateway account that
+    de-duplicates on the client reference: ``{id}`` is the ledger id, counted from 1 in each
+    ledger, so both shops sent the same references; ``{key}`` is the message's own id."""
+    ids: set[str] = set()
+    with Gateway() as gateway:
+        for name in ("North Shop", "South Shop"):
+            (tmp_path / name).mkdir()
+            one = Shop(tmp_path / name)
+            gateway_shop(one, gateway)
+            one.configure(shop={"name": name}, sms={"http": {"fields": {"to": "{to}", "text": "{text}",
+                                                                        "reference": "{key}", "ledger_id": "{id}"}}})
+            result = one.cli("run", "--send", "--json")
+            assert result.exit_code == 0 and result.json["counts"]["sent"] == 2, result.output
+            ids.update(row["message_id"].strip("<>") for row in one.messages())
+        sent = [request.json for request in gateway.requests]
+        assert len(sent) == 4 and len({document["ledger_id"] for document in sent}) == 2  # {id} repeats
+        assert len({document["reference"] for document in sent}) == 4
+        assert {document["reference"] for document in sent} == ids  # the ledger's message_id, as the webhook's key
+
+
 def test_a_gateway_that_answers_see_other_after_sending_never_gets_a_text_again(shop: Shop) -> None:
     """A gateway script that sends the text and answers ``303 See Other`` (the POST was taken,
     its result is elsewhere): the text was recorded ``failed_transient``, and every later run

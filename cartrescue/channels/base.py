@@ -46,6 +46,19 @@ class Envelope:
     decision: Decision
     message: OutgoingMessage | None  # None for channels that need no rendered message (call list)
     data: bytes | None = None  # the message's bytes, built (and checked) before the claim
+    message_id: str = ""  # the ledger's message_id: a text has no ``message`` to carry it
+
+    @property
+    def key(self) -> str:
+        """The message's id without its angle brackets (``cr.3f…@shop.example.com``): derived
+        from the shop, the cart, the step and the channel, the same on every attempt and in every
+        run, and unique across shops and ledgers (the webhook's ``Idempotency-Key``, an SMS
+        gateway's ``{key}``). The ledger id (``claim_id``) is counted from 1 in each ledger: an
+        agency's shops sending through one receiver or gateway account, or a shop that moved to
+        a new ledger, sent ids it had seen, and it dropped those messages as repeats. The ledger
+        id when there is no message id (a test send)."""
+        found = self.message_id or (self.message.message_id if self.message is not None else "")
+        return found.strip("<>") or str(self.claim_id)
 
 
 @quick_init

@@ -12,7 +12,7 @@ Owns the two provider presets (docs/channels.md#sms) and what their answers mean
   shop's setup, not the customer) ``failed_transient`` without retry, so fixing it and running
   again sends; 20429/30001/21611/14107 (rate and queue limits) are retried.
 - **http** -- any gateway: the body fields, their format, the auth and the success rule come
-  from ``sms.http`` (``{to}``, ``{sender}``, ``{text}``, ``{id}`` placeholders). Status codes
+  from ``sms.http`` (``{to}``, ``{sender}``, ``{text}``, ``{id}``, ``{key}`` placeholders). Status codes
   as for the webhook; with ``success_field`` a 2xx must also say success there (one of
   ``success_values``, compared as JSON text in any case: ``true``, not ``True``; an answer
   without the field says nothing and matches no value, ``null`` included), else the
@@ -60,7 +60,7 @@ _TWILIO_SUPPRESS = frozenset({21610})
 _TWILIO_ACCOUNT = frozenset({20003, 20005, 20404})
 _TWILIO_SENDER = frozenset({21212, 21603, 21606, 21659, 21660, 21408})
 _TWILIO_RETRY = frozenset({20429, 30001, 21611, 14107})
-_PLACEHOLDER = re.compile(r"\{(to|sender|text|id)\}")
+_PLACEHOLDER = re.compile(r"\{(to|sender|text|id|key)\}")
 
 
 class Provider:
@@ -68,7 +68,9 @@ class Provider:
 
     url: str
 
-    def request(self, job: Job, to: str, text: str) -> tuple[dict[str, str], bytes]:
+    def request(self, job: Job, to: str, text: str, key: str) -> tuple[dict[str, str], bytes]:
+        """The headers and body of the request sending ``text`` to ``to``; ``key``: the
+        message's id unique across shops (:attr:`Envelope.key <cartrescue.channels.base.Envelope.key>`)."""
         raise NotImplementedError
 
     def judge(self, job: Job, status: int, headers: "httpx.Headers", body: bytes, reply: str) -> Verdict:
@@ -88,7 +90,7 @@ class Twilio(Provider):
     def secrets(self) -> list[str]:
         return [self.token, self.auth.split(" ", 1)[1]]
 
-    def request(self, job: Job, to: str, text: str) -> tuple[dict[str, str], bytes]:
+    def request(self, job: Job, to: str, text: str, key: str) -> tuple[dict[str, str], bytes]:
         body = urlencode([("To", to), self.sender, ("Body", text)]).encode("ascii")
         return {"Authorization": self.auth, "Content-Type": "application/x-www-form-urlencoded"}, body
 
@@ -135,8 +137,8 @@ class Gateway(Provider):
         found += [value for name, value in self.section.fields.items() if secret_key(name)]
         return found
 
-    def request(self, job: Job, to: str, text: str) -> tuple[dict[str, str], bytes]:
-        values = {"to": to, "sender": self.sender, "text": text, "id": str(job.claim_id)}
+    def request(self, job: Job, to: str, text: str, key: str) -> tuple[dict[str, str], bytes]:
+        values = {"to": to, "sender": self.sender, "text": text, "id": str(job.claim_id), "key": key}
         fields = {name: _PLACEHOLDER.sub(lambda m: values[m.group(1)], value)
                   for name, value in self.section.fields.items()}
         if self.section.format == "json":
@@ -220,11 +222,11 @@ class SmsChannel(HttpChannel):
         to = envelope.decision.phone
         if not to or not envelope.data:
             return Outcome(envelope.claim_id, Status.PERMANENT, "no number or no text to send")
-        return Job(envelope.claim_id, (to, envelope.data.decode("utf-8")), self.provider.url)
+        return Job(envelope.claim_id, (to, envelope.data.decode("utf-8"), envelope.key), self.provider.url)
 
     def request(self, job: Job) -> tuple[str, dict[str, str], bytes]:
-        to, text = job.payload
-        headers, body = self.provider.request(job, to, text)
+        to, text, key = job.payload
+        headers, body = self.provider.request(job, to, text, key)
         return "POST", headers, body
 
     def judge(self, job: Job, status: int, headers: "httpx.Headers", body: bytes) -> Verdict:

@@ -3,7 +3,8 @@
 Owns turning a claimed envelope into the request (docs/channels.md#webhook): the body is the
 JSON document the pipeline built before the claim (:meth:`cartrescue.pipeline.Composer.webhook_body`)
 with the ledger id put first as ``"id"``; the headers carry the message's id as ``Idempotency-Key``
-(:func:`idempotency_key`: the same on every retry and in every later run, unique across shops)
+(:attr:`Envelope.key <cartrescue.channels.base.Envelope.key>`: the same on every retry and in
+every later run, unique across shops)
 and the HMAC signature of timestamp + body
 (:mod:`cartrescue.signing`), made anew for each attempt. What the answer means is the shared
 rule of :func:`cartrescue.channels.http.judge_status`: 2xx sent; 408, 429 (after ``Retry-After``),
@@ -52,7 +53,7 @@ class WebhookChannel(HttpChannel):
         data = envelope.data
         if not data or not data.startswith(b"{"):
             return Outcome(envelope.claim_id, Status.PERMANENT, "no message to send")
-        return Job(envelope.claim_id, (document(data, envelope.claim_id), idempotency_key(envelope)), self.url)
+        return Job(envelope.claim_id, (document(data, envelope.claim_id), envelope.key), self.url)
 
     def request(self, job: Job) -> tuple[str, dict[str, str], bytes]:
         body, key = job.payload
@@ -66,14 +67,3 @@ def document(data: bytes, claim_id: int) -> bytes:
     receiver tested with them was not tested with what it gets."""
     return b'{"id":%d,' % claim_id + data[1:] if len(data) > 2 else b'{"id":%d}' % claim_id
 
-
-def idempotency_key(envelope: Envelope) -> str:
-    """The message's ``message_id`` without its angle brackets (``cr.3f…@shop.example.com``):
-    derived from the shop, the cart, the step and the channel, the same on every attempt and in
-    every run, and unique across shops and ledgers. The ledger id it was (``"id"``) is counted
-    from 1 in each ledger: an agency's shops posting to one receiver, or a shop that moved to a
-    new ledger, sent keys the receiver had seen, and it dropped those messages as repeats."""
-    message = envelope.message
-    if message is None or not message.message_id.strip("<>"):
-        return str(envelope.claim_id)
-    return message.message_id.strip("<>")
