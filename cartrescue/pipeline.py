@@ -222,7 +222,8 @@ class Planner:
         self.newsletters = newsletters  # the shop's other sends ("not on a newsletter day"); None: not read
         self._any_answers: bool | None = None  # does the ledger hold any survey answer? (asked once)
         self._any_suppression: bool | None = None  # ... any suppression? (asked once, for the call list)
-        self.shard = shard if shard is not None and not shard.whole else None
+        # Numbers read in the shop's region: a customer without an address is in the shard of theirs.
+        self.shard = shard.in_region(config.phone_region) if shard is not None and not shard.whole else None
         basis = Basis(config.shop.currency, config.shop.exchange_rates)
         self.gates = Gates(config.eligibility, basis)
         self.calendar = Calendar.of_shop(config)

@@ -185,16 +185,17 @@ class CartSource(ABC):
         try:
             owns = shard.owns
             for cart in self.carts(window):
-                if owns(cart.customer.email, cart.key):
+                customer = cart.customer
+                if owns(customer.email, cart.key, customer.phone):
                     yield cart
         finally:
             self.on_problem = saved
 
     def shard_activity(self, window: Window, shard: "Shard") -> Iterator[Activity]:
-        """:meth:`activity` of one shard: every address's carts are in its one shard, so the
-        newest cart of an address is found among the shard's carts alone."""
+        """:meth:`activity` of one shard: every customer's carts (an address's, a number's) are in
+        its one shard, so the newest cart of a customer is found among the shard's carts alone."""
         owns = shard.owns
-        return (item for item in self.activity(window) if owns(item.email, item.cart_key))
+        return (item for item in self.activity(window) if owns(item.email, item.cart_key, item.phone))
 
     @abstractmethod
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
