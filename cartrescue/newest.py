@@ -27,8 +27,10 @@ customer opted back in).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import marshal
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 
 from cartrescue.contacts import normalize_phone
@@ -187,6 +189,79 @@ class NewestCarts:
         self._scratch.close()
 
     def __enter__(self) -> "NewestCarts":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HeldActivity:
+    """A first pass's activity, held back until it is known which carts may displace another:
+    those of a customer (:func:`customer_key`) with two or more carts that have something in
+    them. A source whose first pass reads no line of a cart (the CSV export) builds those
+    (:meth:`doubtful`) and :meth:`drop` s the ones it cannot: a newer cart that the carts pass
+    reports and skips took the newest, and the customer's older cart, which reads, got no
+    reminder either; one bad row must cost that row only. Most customers have one cart, and
+    theirs are not built twice. Kept in a scratch SQLite file, as :class:`NewestCarts` is."""
+
+    def __init__(self, region: str | None = None) -> None:
+        self._region = region
+        self._scratch = ScratchDb("held", (
+            "CREATE TABLE held(seq INTEGER PRIMARY KEY, who TEXT, cart_key TEXT NOT NULL, entry BLOB NOT NULL,"
+            " doubt INTEGER NOT NULL DEFAULT 0);"
+        ))
+        self._db = self._scratch.connection
+        self._contested = False
+
+    def add(self, activity: Iterable[Activity], batch: int = 5000) -> None:
+        """Hold ``activity`` (in its order), then mark the carts that may displace another."""
+        region = self._region
+        rows: list[tuple[str | None, str, bytes]] = []
+        insert = "INSERT INTO held(who, cart_key, entry) VALUES (?, ?, ?)"
+        for item in activity:
+            who = None if item.empty else item.email or customer_key(None, item.phone, region)  # as NewestCarts.add
+            rows.append((who, item.cart_key, marshal.dumps((
+                item.email, item.updated_at.isoformat(), item.cart_key, item.empty, item.free, item.no_marketing,
+                item.no_sms, item.phone))))
+            if len(rows) >= batch:
+                self._db.executemany(insert, rows)
+                rows.clear()
+        self._db.executemany(insert, rows)
+        self._contested = bool(self._db.execute(
+            "UPDATE held SET doubt = 1 WHERE who IN (SELECT who FROM held WHERE who IS NOT NULL GROUP BY who "
+            "HAVING COUNT(*) > 1)").rowcount)
+        self._db.execute("CREATE INDEX held_doubt ON held(cart_key) WHERE doubt")
+        self._db.commit()
+
+    @property
+    def contested(self) -> bool:
+        """Whether any cart may displace another (else nothing needs building)."""
+        return self._contested
+
+    def doubtful(self, cart_keys: Sequence[str]) -> set[str]:
+        """Those of ``cart_keys`` that may displace another cart of their customer."""
+        found: set[str] = set()
+        for start in range(0, len(cart_keys), 500):
+            chunk = cart_keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(row[0] for row in self._db.execute(
+                f"SELECT cart_key FROM held WHERE doubt AND cart_key IN ({marks})", chunk))
+        return found
+
+    def drop(self, cart_keys: Iterable[str]) -> None:
+        """Leave these carts out: they cannot be read, so they are no customer's newest."""
+        self._db.executemany("DELETE FROM held WHERE doubt AND cart_key = ?", ((key,) for key in cart_keys))
+
+    def entries(self) -> Iterator[Activity]:
+        """The activity held, in its order, less the carts dropped."""
+        for (entry,) in self._db.execute("SELECT entry FROM held ORDER BY seq"):
+            email, moment, *rest = marshal.loads(entry)
+            yield Activity(email, datetime.fromisoformat(moment), *rest)
+
+    def close(self) -> None:
+        self._scratch.close()
+
+    def __enter__(self) -> "HeldActivity":
         return self
 
     def __exit__(self, *exc: object) -> None:

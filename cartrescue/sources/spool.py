@@ -46,7 +46,8 @@ Entry = (Group | tuple[str, str] | tuple[None, dict[str, tuple[tuple[int, ...], 
 
 
 class RowSpool:
-    """Groups of rows and problems, in the order they were met; written once, then read once."""
+    """Groups of rows and problems, in the order they were met; written once, then read (again
+    after :meth:`rewind`)."""
 
     def __init__(self, file: IO[bytes] | None = None, *, shared: bool = False) -> None:
         """A private spool in an anonymous file; ``file``: one of :meth:`shared` or :meth:`reading`."""
@@ -143,6 +144,12 @@ class RowSpool:
                 return
             yield from marshal.loads(read(length))
             self._read = self._file.tell()
+
+    def rewind(self) -> None:
+        """Read it again from its start: a first pass that built some of its carts from it, before
+        the carts pass reads it (:meth:`CsvSource._activity <cartrescue.sources.csv.CsvSource._activity>`)."""
+        self._file.seek(0)
+        self._read = 0
 
     def fraction(self) -> float:
         """How much of the spool has been read, 0 to 1 (for a progress bar)."""
