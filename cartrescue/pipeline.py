@@ -258,6 +258,7 @@ class Planner:
         with NewestCarts(self.region) as newest:
             activity = source.activity(everything) if shard is None else source.shard_activity(everything, shard)
             newest.add(activity, free_reminded=eligibility.min_total <= 0)
+            newest.readable(source.unreadable)
             budgets = {t.name: self._budget(t) for t in self.config.priority.tiers if t.budget is not None}
             carts = source.carts(window) if shard is None else source.shard_carts(window, shard)
             for chunk in chunked(carts, PLAN_CHUNK):

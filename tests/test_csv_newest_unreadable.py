@@ -57,3 +57,19 @@ def test_a_dry_run_in_process_leaves_an_unreadable_newer_cart_out_of_the_newest(
     decided = shop.decisions()
     assert decided["ann-old"]["reason"] == "due" and "ann-new" not in decided
     assert decided["bob-old"]["reason"] == "newer_cart_for_address"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_when_the_next_newest_cannot_be_read_either_the_newest_cart_that_reads_keeps_its_reminder(
+        shop: Shop, workers: str) -> None:
+    """Dee's newest and next newest carts do not read (listed before and after her oldest, which
+    does); both of Eve's do not: she has no newest, and nothing is decided for her."""
+    shop.add(
+        cart("dee-new", email="dee@example.com", idle=timedelta(hours=2), items=[("S", "Mug", "two", "25.00")]),
+        cart("dee-old", email="dee@example.com", idle=timedelta(hours=6)),
+        cart("dee-mid", email="dee@example.com", idle=timedelta(hours=4), total="lots"),
+        cart("eve-old", email="eve@example.com", idle=timedelta(hours=5), total="lots"),
+        cart("eve-new", email="eve@example.com", idle=timedelta(hours=2), items=[("S", "Mug", "two", "25.00")]))
+    document = _run(shop, "--workers", workers)
+    decided = {row["cart_id"]: (row["action"], row["reason"]) for row in document["decisions"]}  # type: ignore[index]
+    assert decided == {"dee-old": ("send", "due")}

@@ -11,7 +11,7 @@ Rows it cannot understand are reported through ``on_problem`` with a location a 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
@@ -170,6 +170,14 @@ class CartSource(ABC):
                     yield activity
         finally:
             self.on_problem = saved
+
+    def unreadable(self, cart_keys: Sequence[str]) -> Collection[str]:
+        """Those of ``cart_keys`` (carts its last :meth:`activity` or :meth:`shard_activity` pass
+        gave) that the carts pass cannot build: it reports and skips them, so they are no
+        customer's newest (:meth:`NewestCarts.readable <cartrescue.newest.NewestCarts.readable>`).
+        None by default: a first pass that builds its carts (this class's) or reads what the
+        carts pass reads leaves such carts out itself. The CSV source's reads no line of a cart."""
+        return ()
 
     def shard_carts(self, window: Window, shard: "Shard") -> Iterator[Cart]:
         """:meth:`carts` of one shard (``run --shard K/N``): the carts ``shard.owns``.

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from functools import lru_cache
-from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -29,7 +28,6 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import fold_email, is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import UNREADABLE, Cart, Customer, LineItem, Order, RowProblem, quick_new
-from cartrescue.newest import HeldActivity
 from cartrescue.shards import shard_key, shard_of
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
@@ -707,37 +705,26 @@ class CsvSource(CartSource):
         the rows kept in a spool for the carts pass that follows; see :mod:`.spool`)."""
         return self._activity(None)
 
-    def _activity(self, shard: Shard | None) -> Iterator[Activity]:
-        """The first pass's activity (:meth:`_read_activity`) less the carts that cannot be
-        read of those that may displace another (:class:`~cartrescue.newest.HeldActivity`):
-        this pass reads no line of a cart, and a newer one the carts pass reports and skips
-        still took its customer's newest, and left their older cart, which reads, without a
-        reminder too. Such carts are built from the pass's spool, which the carts pass then reads."""
-        with HeldActivity(self.region) as held:
-            held.add(self._read_activity(shard))
-            if held.contested and self._spool is not None:
-                held.drop(self._unreadable(self._spool, held))
-            yield from held.entries()
-
-    def _unreadable(self, spool: RowSpool, held: HeldActivity) -> list[str]:
-        """The keys of the carts of ``spool`` that ``held`` doubts and that cannot be built (their
-        problems are the carts pass's to report); the spool is then read again from its start."""
-        name, id_at, build = self.name, self._id_at, self._build_cart
-        unreadable: list[str] = []
+    def unreadable(self, cart_keys: Sequence[str]) -> Collection[str]:
+        """This first pass reads no line of a cart: those of ``cart_keys`` that cannot be built
+        are found by building them from the pass's spool (only the batches that hold one are
+        decoded; their problems are the carts pass's to report). A cart given in two places is
+        left out if one of them cannot be built."""
+        spool, prefix = self._spool, f"{self.name}:"
+        ids = {key[len(prefix):] for key in cart_keys if key.startswith(prefix)}
+        if spool is None or not ids:
+            return ()
+        unreadable: set[str] = set()
         saved, self.on_problem = self.on_problem, ignore_problem
         try:
-            groups = (entry for entry in spool.entries() if type(entry[0]) is int)
-            while batch := list(islice(groups, 500)):
-                keys = [f"{name}:{rows[0][1][id_at].strip()}" for _start, rows in batch]
-                doubtful = held.doubtful(keys)
-                unreadable += [key for key, (start, rows) in zip(keys, batch, strict=True)
-                               if key in doubtful and build(start, rows) is None]
+            for start, rows in spool.groups_of(ids):
+                if self._build_cart(start, rows) is None:
+                    unreadable.add(prefix + rows[0][1][self._id_at].strip())
         finally:
             self.on_problem = saved
-            spool.rewind()
         return unreadable
 
-    def _read_activity(self, shard: Shard | None) -> Iterator[Activity]:
+    def _activity(self, shard: Shard | None) -> Iterator[Activity]:
         if shard is not None and not shard.whole and self.shared_carts is not None:
             from cartrescue.sources.shared import activity_spool, carts_spool, failed_marker
             from cartrescue.sources.spool import Abandoned
@@ -765,7 +752,7 @@ class CsvSource(CartSource):
                 phone = "" if email else self._first(rows, "phone")  # the key of a cart without an address
                 if owns is not None and not owns(email, key, phone):
                     continue
-                spool.add_group(start, rows)
+                spool.add_group(start, rows, cart_id)
                 if email or phone:
                     empty, free = self._contents(rows)
                     moment = self._moment(rows)
@@ -1015,7 +1002,7 @@ class CsvSource(CartSource):
             phone = "" if email else self._first(rows, "phone")  # the key of a cart without an address
             shard = shard_of(fold_email(email) if email else shard_key(None, phone, f"{name}:{cart_id}", region),
                              count) - 1
-            writers[shard].add_group(start, rows)
+            writers[shard].add_group(start, rows, cart_id)
             if email or phone:  # without either, the cart is no customer's newest: no activity
                 empty, free = self._contents(rows)
                 moment = self._moment(rows)
