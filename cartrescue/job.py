@@ -75,6 +75,13 @@ class RunSummary:
 _Paced = TypeVar("_Paced", SmtpConfig, SmsConfig, WebhookConfig)
 
 
+def run_shard(config: Config, request: RunRequest) -> Shard:
+    """The shard a run serves (the whole: ``Shard(1, 1)``), its customers' numbers read in the
+    shop's region: the carts, the ledger's rows and the quotas of a customer without an address
+    are its by their number, as the planner knows them."""
+    return (request.shard or Shard(1, 1)).in_region(config.phone_region)
+
+
 def shard_config(config: Config, shard: Shard) -> Config:
     """``config`` with the relay's and the HTTP endpoints' limits shared among the shards
     (README, "Workers and shards").
@@ -135,7 +142,7 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Led
 
     channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(config.path(config.call_list.path),
                                                                                 config.shop.tz, config.phone_region))}
-    shard = request.shard or Shard(1, 1)
+    shard = run_shard(config, request)
     config = shard_config(config, shard)
     recent: list[datetime] = []
     if request.mode == "send" and ledger is not None and config.smtp.rate_per_hour:  # the quota spans runs and shards
@@ -292,7 +299,7 @@ def _run_job(
                          "cart ids and addresses are taken for the other's, and reminders are lost): if another shop "
                          "uses this ledger.url, give each its own: that shop's next run stops here (exit 2), and "
                          "every run of either after it")
-        shard = request.shard or Shard(1, 1)
+        shard = run_shard(config, request)
         owns = None if shard.whole else shard.owns
         run_id = None
         pruned: dict[str, int] = {}

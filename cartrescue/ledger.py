@@ -43,8 +43,9 @@ from cartrescue.errors import LedgerError, LockHeld, LockLost
 from cartrescue.model import quick_init
 from cartrescue.sqlite_url import sqlite_file
 
-#: ``owns(email, cart_key)``: does a shard own this message's cart? (cartrescue.shards.Shard.owns)
-Owner = Callable[[str | None, str], bool]
+#: ``owns(email, cart_key, phone)``: does a shard own this message's cart? (cartrescue.shards.Shard.owns:
+#: by the address, else the number of a customer without one, else the cart key)
+Owner = Callable[[str | None, str, str | None], bool]
 #: Statuses of a step with no known outcome: the process that claimed it may have delivered it.
 UNCONFIRMED = ("claimed", "unconfirmed")
 #: Statuses of a message the customer may have received: its incentive code is spent (``forget``
@@ -1308,15 +1309,16 @@ class Ledger:
     def unconfirmed(self, before_run: int, owns: Owner | None = None) -> list[dict[str, Any]]:
         """Claims of earlier runs that never got an outcome (the run crashed or was killed).
 
-        ``owns(email, cart_key)``: only the rows of one shard (:meth:`cartrescue.shards.Shard.owns`).
+        ``owns(email, cart_key, phone)``: only the rows of one shard (:meth:`cartrescue.shards.Shard.owns`).
         """
         message = Message.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(message.c.id, message.c.cart_key, message.c.email, message.c.step, message.c.channel,
-                       message.c.claimed_at).where(message.c.status.in_(UNCONFIRMED), message.c.run_id != before_run)
+                       message.c.claimed_at, message.c.phone).where(message.c.status.in_(UNCONFIRMED),
+                                                                    message.c.run_id != before_run)
             ).mappings().all()
-        return [dict(row) for row in rows if owns is None or owns(row["email"], row["cart_key"])]
+        return [dict(row) for row in rows if owns is None or owns(row["email"], row["cart_key"], row["phone"])]
 
     def release_unconfirmed(self, run_id: int, stale_after: timedelta, owns: Owner | None = None) -> int:
         """``run --resend-unconfirmed``: turn dead runs' unconfirmed rows into ``failed_transient``.
@@ -1343,9 +1345,9 @@ class Ledger:
             ids: list[int] = []
             for chunk in _chunks(dead, 500):
                 ids.extend(row.id for row in conn.execute(
-                    select(message.c.id, message.c.email, message.c.cart_key).where(
+                    select(message.c.id, message.c.email, message.c.cart_key, message.c.phone).where(
                         message.c.status.in_(UNCONFIRMED), message.c.run_id.in_(chunk)))
-                    if owns is None or owns(row.email, row.cart_key))
+                    if owns is None or owns(row.email, row.cart_key, row.phone))
             released = 0
             for chunk in _chunks(ids, 500):
                 released += int(conn.execute(
@@ -1391,12 +1393,12 @@ class Ledger:
         message = Message.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(message.c.finished_at, message.c.email, message.c.cart_key).where(
+                select(message.c.finished_at, message.c.email, message.c.cart_key, message.c.phone).where(
                     message.c.transport == transport, message.c.status.in_(("sent", "unconfirmed")),
                     message.c.finished_at >= _naive(since)).order_by(message.c.finished_at)
             ).all()
-        return [_aware(at) for at, email, key in rows  # type: ignore[misc]
-                if at is not None and (owns is None or owns(email, key))]
+        return [_aware(at) for at, email, key, phone in rows  # type: ignore[misc]
+                if at is not None and (owns is None or owns(email, key, phone))]
 
     def tier_used_since(self, tier: str, steps: list[tuple[int, str]], since: datetime, until: datetime,
                         owns: Owner | None = None) -> TierUse:
@@ -1405,8 +1407,8 @@ class Ledger:
         (:data:`MAYBE_DELIVERED`). Not a held-out cart, a permanent failure, nor a transient
         one: that message did not go out, and its retry (the same row, claimed again) is what counts.
 
-        ``owns``: also count the claims of one shard's addresses (by the hash of the address each
-        row keeps, whichever shard or layout claimed it), which a shard's day share is charged
+        ``owns``: also count the claims of one shard's customers (by the hash of the address each
+        row keeps, else of its number, whichever shard or layout claimed it), which a shard's day share is charged
         with; without it every claim is the caller's. Looked up through the runs of the period
         (``cr_run`` is small, ``run_id`` indexed), not by scanning every message the ledger holds.
         """
@@ -1416,8 +1418,8 @@ class Ledger:
             if owns is None:
                 total = int(conn.execute(select(func.count()).select_from(message).where(*where)).scalar_one())
                 return TierUse(total, total)
-            rows = conn.execute(select(message.c.email, message.c.cart_key).where(*where)).all()
-        return TierUse(len(rows), sum(1 for email, key in rows if owns(email, key)))
+            rows = conn.execute(select(message.c.email, message.c.cart_key, message.c.phone).where(*where)).all()
+        return TierUse(len(rows), sum(1 for email, key, phone in rows if owns(email, key, phone)))
 
     @staticmethod
     def _tier_claims(tier: str, steps: list[tuple[int, str]], since: datetime, until: datetime) -> tuple[Any, ...]:
@@ -1449,7 +1451,7 @@ class Ledger:
                                BudgetHold.__table__)  # type: ignore[attr-defined]
         day = _naive(since)
         with self._locking() as conn:
-            rows = conn.execute(select(message.c.email, message.c.cart_key, message.c.run_id)
+            rows = conn.execute(select(message.c.email, message.c.cart_key, message.c.phone, message.c.run_id)
                                 .where(*self._tier_claims(tier, steps, since, until))).all()
             running = set(conn.execute(select(lock.c.run_id)).scalars())
             conn.execute(delete(hold).where(or_(hold.c.run_id.not_in(running | {run_id}), hold.c.day < day,
@@ -1458,7 +1460,7 @@ class Ledger:
             pending = sum(max(amount - claimed[holder], 0) for holder, amount in conn.execute(
                 select(hold.c.run_id, hold.c.amount).where(hold.c.tier == tier, hold.c.day == day,
                                                            hold.c.run_id != run_id)))
-            use = TierUse(len(rows), sum(1 for email, key, _ in rows if owns(email, key)), pending)
+            use = TierUse(len(rows), sum(1 for email, key, phone, _ in rows if owns(email, key, phone)), pending)
             amount = max(min(share - use.own, budget - use.total - pending), 0)
             conn.execute(insert(hold).values(run_id=run_id, tier=tier, day=day, amount=amount))
         return amount, use

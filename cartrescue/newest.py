@@ -23,11 +23,17 @@ not compete (a cart that competes and says no is the newest, and the older carts
 anyway). Only those "no"s are kept (a few rows, not one an address); a later "yes" grants
 nothing to an older "no" cart, and a "no" older than the cart is no withdrawal of it (the
 customer opted back in).
+
+Nor does a cart that cannot be read: the carts pass reports and skips it, and taken as the newest
+it cost the customer's older cart, which reads, its reminder too. A source whose first pass reads
+no line of a cart (the CSV export) is asked about the newest of each customer with two or more
+carts once the pass is done (:meth:`NewestCarts.readable`); the pass counts each customer's
+carts and keeps those of the few with two or more, so the customer's next newest is at hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -35,11 +41,25 @@ from cartrescue.contacts import normalize_phone
 from cartrescue.scratch import ManyRows, ScratchDb
 from cartrescue.sources.base import Activity
 
+_NEWER = "(excluded.ts > newest.ts OR (excluded.ts = newest.ts AND excluded.cart_key > newest.cart_key))"
+#: Each cart that competes: its customer's newest if it is newer; every cart after a customer's
+#: first counted (``n``) and kept in ``rivals`` (trigger ``contested``) with the first.
 _UPSERT = ManyRows(
     "INSERT INTO newest(email, ts, cart_key) VALUES {values} "
-    "ON CONFLICT(email) DO UPDATE SET ts = excluded.ts, cart_key = excluded.cart_key "
-    "WHERE excluded.ts > newest.ts OR (excluded.ts = newest.ts AND excluded.cart_key > newest.cart_key)",
+    f"ON CONFLICT(email) DO UPDATE SET n = newest.n + 1, ts = iif({_NEWER}, excluded.ts, newest.ts), "
+    f"cart_key = iif({_NEWER}, excluded.cart_key, newest.cart_key), came_ts = excluded.ts, came_key = excluded.cart_key",
     "(?, ?, ?)",
+)
+#: A customer's carts that compete, once they are two or more (few customers): where their next
+#: newest is found when the newest cannot be read (:meth:`NewestCarts.readable`).
+_RIVALS = (
+    "CREATE TABLE rivals(email TEXT NOT NULL, ts REAL NOT NULL, cart_key TEXT NOT NULL);"  # a cart listed twice: twice
+    "CREATE INDEX rivals_email ON rivals(email);"
+    "CREATE TABLE unreadable(cart_key TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TRIGGER contested AFTER UPDATE OF n ON newest BEGIN"
+    " INSERT INTO rivals SELECT OLD.email, OLD.ts, OLD.cart_key WHERE OLD.n = 1;"
+    " INSERT INTO rivals VALUES (NEW.email, NEW.came_ts, NEW.came_key);"
+    " END;"
 )
 _WITHDRAW = (
     "INSERT INTO withdrawn(email, consent, ts, cart_key) VALUES (?, ?, ?, ?) "
@@ -81,11 +101,12 @@ class NewestCarts:
     def __init__(self, region: str | None = None) -> None:
         self._region = region
         self._scratch = ScratchDb("newest", (
-            "CREATE TABLE newest(email TEXT PRIMARY KEY, ts REAL NOT NULL, cart_key TEXT NOT NULL) WITHOUT ROWID;"
+            "CREATE TABLE newest(email TEXT PRIMARY KEY, ts REAL NOT NULL, cart_key TEXT NOT NULL,"
+            " n INTEGER NOT NULL DEFAULT 1, came_ts REAL, came_key TEXT) WITHOUT ROWID;"
             "CREATE TABLE messaged(email TEXT PRIMARY KEY) WITHOUT ROWID;"
             "CREATE TABLE seen(cart_key TEXT PRIMARY KEY) WITHOUT ROWID;"
             "CREATE TABLE withdrawn(email TEXT NOT NULL, consent TEXT NOT NULL, ts REAL NOT NULL,"
-            " cart_key TEXT NOT NULL, PRIMARY KEY(email, consent)) WITHOUT ROWID;"
+            " cart_key TEXT NOT NULL, PRIMARY KEY(email, consent)) WITHOUT ROWID;" + _RIVALS
         ))
         self._db = self._scratch.connection
         self._withdrawals = False  # any recorded: else a chunk asks for none
@@ -122,6 +143,41 @@ class NewestCarts:
         self._withdraw(refusals)
         self._db.commit()
         return count
+
+    def readable(self, unreadable: Callable[[Sequence[str]], Collection[str]]) -> None:
+        """Leave out of the newest the carts that cannot be read, once :meth:`add` is done:
+        ``unreadable(keys)`` says which of ``keys`` the carts pass will report and skip
+        (:meth:`CartSource.unreadable <cartrescue.sources.base.CartSource.unreadable>`). Only
+        the newest of a customer with two or more carts is asked about (few: most have one);
+        one that cannot be read gives way to the customer's next newest, itself asked about in
+        turn. A newer cart that is skipped must not cost the older one, which reads, its reminder."""
+        keys = [key for (key,) in self._db.execute(  # by rivals: a few rows, where newest holds every customer
+            "SELECT cart_key FROM newest WHERE email IN (SELECT email FROM rivals)")]
+        while keys:
+            left_out = unreadable(keys)
+            if not left_out:
+                break
+            keys = self._next_newest(left_out)
+        self._db.commit()
+
+    def _next_newest(self, left_out: Iterable[str]) -> list[str]:
+        """Put each customer whose newest is one of ``left_out`` on their next newest among their
+        other carts that were not left out (none: no newest); the keys of those next newest."""
+        db = self._db
+        db.executemany("INSERT OR IGNORE INTO unreadable VALUES (?)", ((key,) for key in left_out))
+        emails = [email for (email,) in db.execute(
+            "SELECT email FROM newest WHERE cart_key IN (SELECT cart_key FROM unreadable)")]
+        keys: list[str] = []
+        for email in emails:
+            row = db.execute("SELECT ts, cart_key FROM rivals WHERE email = ? AND cart_key NOT IN "
+                             "(SELECT cart_key FROM unreadable) ORDER BY ts DESC, cart_key DESC LIMIT 1",
+                             (email,)).fetchone()
+            if row is None:
+                db.execute("DELETE FROM newest WHERE email = ?", (email,))
+            else:
+                db.execute("UPDATE newest SET ts = ?, cart_key = ? WHERE email = ?", (*row, email))
+                keys.append(row[1])
+        return keys
 
     def _withdraw(self, refusals: list[tuple[str, str, float, str]]) -> None:
         """Keep a batch of withdrawals (each address's latest per consent), and empty it."""

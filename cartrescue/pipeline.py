@@ -222,7 +222,8 @@ class Planner:
         self.newsletters = newsletters  # the shop's other sends ("not on a newsletter day"); None: not read
         self._any_answers: bool | None = None  # does the ledger hold any survey answer? (asked once)
         self._any_suppression: bool | None = None  # ... any suppression? (asked once, for the call list)
-        self.shard = shard if shard is not None and not shard.whole else None
+        # Numbers read in the shop's region: a customer without an address is in the shard of theirs.
+        self.shard = shard.in_region(config.phone_region) if shard is not None and not shard.whole else None
         basis = Basis(config.shop.currency, config.shop.exchange_rates)
         self.gates = Gates(config.eligibility, basis)
         self.calendar = Calendar.of_shop(config)
@@ -257,6 +258,7 @@ class Planner:
         with NewestCarts(self.region) as newest:
             activity = source.activity(everything) if shard is None else source.shard_activity(everything, shard)
             newest.add(activity, free_reminded=eligibility.min_total <= 0)
+            newest.readable(source.unreadable)
             budgets = {t.name: self._budget(t) for t in self.config.priority.tiers if t.budget is not None}
             carts = source.carts(window) if shard is None else source.shard_carts(window, shard)
             for chunk in chunked(carts, PLAN_CHUNK):

@@ -12,7 +12,7 @@ default it shows the step that comes next for the cart, never one the ledger has
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -49,6 +49,9 @@ class _OneCart(CartSource):
 
     def activity(self, window: Window) -> Iterator[Activity]:
         return self.source.activity(window)
+
+    def unreadable(self, cart_keys: Sequence[str]) -> Collection[str]:
+        return self.source.unreadable(cart_keys)
 
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
         return self.source.orders_for(carts)

@@ -4,9 +4,11 @@ Owns the one definition of "this cart belongs to shard K of N" and how a global 
 budget, ``--limit``, the relay's quotas) is shared among N shards. It must not read carts, talk
 to the ledger or start processes (:mod:`cartrescue.workers` does that).
 
-A cart belongs to the shard of its customer's normalized address, so one address -- its newest
-cart, its one reminder stream, its one message a day -- lives in exactly one shard; a cart
-without an address goes by its cart key. The hash is BLAKE2b (stable across processes, hosts and
+A cart belongs to the shard of its customer (:func:`~cartrescue.newest.customer_key`): the
+normalized address, else, for a cart without one, the phone number in E.164 (read in the shop's
+region, :attr:`Shard.region`), so one customer -- their newest cart, their one reminder stream,
+their one message a day -- lives in exactly one shard. Only a cart with neither goes by its cart
+key (it competes with no other cart). The hash is BLAKE2b (stable across processes, hosts and
 Python versions, unlike ``hash()``), its first 8 bytes taken as a big-endian integer modulo N.
 """
 
@@ -19,6 +21,7 @@ from datetime import datetime
 from hashlib import blake2b
 
 from cartrescue.contacts import fold_email
+from cartrescue.newest import customer_key
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 MAX_SHARDS = 256
@@ -26,10 +29,15 @@ MAX_SHARDS = 256
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """Shard ``index`` (1-based) of ``count``. ``Shard(1, 1)`` is the whole, unsharded run."""
+    """Shard ``index`` (1-based) of ``count``. ``Shard(1, 1)`` is the whole, unsharded run.
+
+    ``region``: the shop's (``Config.phone_region``), which the number of a customer without an
+    address is read in to find their shard (``070-123 45 67`` and ``+46701234567`` are one
+    customer, in one shard); a run sets it (:meth:`in_region`, :func:`cartrescue.job.run_shard`)."""
 
     index: int
     count: int
+    region: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> "Shard":
@@ -56,11 +64,16 @@ class Shard:
         """The ledger lock row of this shard: ``run`` for an unsharded run (as ledgers always had)."""
         return "run" if self.count == 1 else f"run:{self.index}/{self.count}"
 
-    def owns(self, email: str | None, cart_key: str) -> bool:
-        """Does this shard own the cart of ``email`` (or, without one, of ``cart_key``)?"""
+    def owns(self, email: str | None, cart_key: str, phone: str | None = None) -> bool:
+        """Does this shard own the cart of ``email`` (without one, of the number ``phone``; with
+        neither, of ``cart_key``)? Every reader of a shard's carts and ledger rows asks this."""
         if self.count == 1:
             return True
-        return owner(email, cart_key, self.count) == self.index
+        return owner(email, cart_key, self.count, phone, self.region) == self.index
+
+    def in_region(self, region: str | None) -> "Shard":
+        """This shard, its customers' numbers read in ``region`` (the shop's)."""
+        return self if region == self.region else Shard(self.index, self.count, region)
 
     def share(self, total: int) -> int:
         """This shard's part of ``total``: ``total // N``, one more for the first ``total % N`` shards.
@@ -70,18 +83,29 @@ class Shard:
         return total // self.count + (1 if self.index <= total % self.count else 0)
 
 
-def owner(email: str | None, cart_key: str, count: int) -> int:
-    """The 1-based shard of ``count`` that owns the cart of ``email`` (or, without one, of ``cart_key``).
+def owner(email: str | None, cart_key: str, count: int, phone: str | None = None, region: str | None = None) -> int:
+    """The 1-based shard of ``count`` that owns the cart of ``email`` (without one, of ``phone``
+    read in ``region``; with neither, of ``cart_key``): the shard of :func:`shard_key`."""
+    return shard_of(fold_email(email.strip()) if email else shard_key(None, phone, cart_key, region), count)
 
-    The address as the planner and the ledger know it (:func:`~cartrescue.contacts.fold_email`):
-    lower-cased alone, its composed and decomposed spellings (``müller``: ``ü``, or ``u`` and a
-    combining diaeresis) went to two shards, each took its cart for the address's newest, and
-    one person got two messages a day."""
-    return shard_of(fold_email(email.strip()) if email else cart_key, count)
+
+def shard_key(email: str | None, phone: str | None, cart_key: str, region: str | None) -> str:
+    """What a cart is sharded by: its customer as the planner and the ledger know them.
+
+    The address (:func:`~cartrescue.contacts.fold_email`: lower-cased alone, its composed and
+    decomposed spellings, ``müller`` with ``ü`` or ``u`` and a combining diaeresis, went to two
+    shards, each took its cart for the address's newest, and one person got two messages a
+    day). Without one, the number in E.164 (:func:`~cartrescue.newest.customer_key`'s key of
+    such a customer): by its cart key, a customer's two carts went to two shards, each took its
+    own for the newest, and the older cart's stream went on beside the newer one's. A cart with
+    neither (or a number that is none) competes with no cart: its cart key."""
+    if email:
+        return fold_email(email.strip())
+    return customer_key(None, phone, region) or cart_key
 
 
 def shard_of(identity: str, count: int) -> int:
-    """The 1-based shard of an address (normalized) or, for a cart without one, its cart key."""
+    """The 1-based shard of an address (normalized), a number (E.164) or a cart key."""
     digest = blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % count + 1
 

@@ -98,12 +98,12 @@ def test_shard_1_alone_reports_the_rows_of_no_cart(shop: Shop, tmp_path: Path) -
 
 def test_a_worker_follows_a_spool_while_it_is_written(tmp_path: Path) -> None:
     path = tmp_path / "carts.spool.1"
-    groups = [(n + 2, [(n + 2, [f"cart{n}", "x"])]) for n in range(1000)]  # four batches and more
+    groups = [(n + 2, [(n + 2, [f"cart{n}", "x"])]) for n in range(1000)]  # many batches
 
     def write() -> None:
         spool = RowSpool.shared(path)
         for start, rows in groups:
-            spool.add_group(start, rows)
+            spool.add_group(start, rows, rows[0][1][0])
             if start % 300 == 0:
                 time.sleep(0.05)  # the follower catches up and waits
         spool.add_problem("carts.csv:9999", "missing cart_id")
@@ -120,7 +120,7 @@ def test_a_worker_follows_a_spool_while_it_is_written(tmp_path: Path) -> None:
 def test_a_spool_whose_writer_stopped_raises_abandoned_after_what_it_wrote(tmp_path: Path) -> None:
     path = tmp_path / "carts.spool.1"
     spool = RowSpool.shared(path)
-    spool.add_group(2, [(2, ["c1"])])
+    spool.add_group(2, [(2, ["c1"])], "c1")
     spool._flush()  # one batch on disk, and no end mark: the writer died
     stopped = tmp_path / "carts.spool.failed"
     stopped.touch()
@@ -129,6 +129,23 @@ def test_a_spool_whose_writer_stopped_raises_abandoned_after_what_it_wrote(tmp_p
         entries.extend(follow(path, stopped.exists))  # what came before the exception stays
     assert entries == [(2, [(2, ["c1"])])]
     spool.close()
+
+
+def test_a_spool_finds_a_few_groups_by_cart_id_and_is_then_read_whole(tmp_path: Path) -> None:
+    """The first pass builds a few carts (CsvSource.unreadable) before the carts pass reads them all."""
+    spool = RowSpool.shared(tmp_path / "carts.spool.1")
+    groups = [(n + 2, [(n + 2, [f"cart{n}", "x"])]) for n in range(1000)]
+    for number, (start, rows) in enumerate(groups):
+        spool.add_group(start, rows, rows[0][1][0])
+        if number == 500:
+            spool.add_problem("carts.csv:9999", "missing cart_id")
+    spool.finish()
+    spool = RowSpool.reading(tmp_path / "carts.spool.1")
+    try:
+        assert list(spool.groups_of({"cart7", "cart512", "cart999", "nowhere"})) == [groups[7], groups[512], groups[999]]
+        assert list(spool.entries()) == [*groups[:501], ("carts.csv:9999", "missing cart_id"), *groups[501:]]
+    finally:
+        spool.close()
 
 
 def test_a_worker_whose_split_failed_reads_the_file_itself(shop: Shop, tmp_path: Path) -> None:

@@ -44,16 +44,16 @@ def _write(path: Path, lines: list[str], ending: str = "\n") -> Path:
 
 
 def _entries(path: Path) -> list[object]:
-    """A spool's entries, and its end mark."""
+    """A spool's entries (each batch's cart ids, before its entries, skipped), and its end mark."""
     data, at, found = path.read_bytes(), 0, []
     while at < len(data):
-        (length,) = struct.unpack_from("<Q", data, at)
-        at += 8
+        length, ids = struct.unpack_from("<QQ", data, at)
+        at += 16
         if not length:
             found.append("end")
             break
-        found.extend(marshal.loads(data[at:at + length]))
-        at += length
+        found.extend(marshal.loads(data[at + ids:at + ids + length]))
+        at += ids + length
     return found
 
 

@@ -51,7 +51,7 @@ def test_shards_starting_together_all_take_their_locks_and_reserve_no_more_than_
                 try:
                     with ledger.lock(run_id, timedelta(minutes=5), f"run:{index + 1}/{WORKERS}"):
                         amount, _use = ledger.reserve_day_budget(run_id, "vip", [(1, "email")], MIDNIGHT, NOW, 5, 5,
-                                                                 lambda email, key: True)
+                                                                 lambda email, key, phone: True)
                         reserved.append(amount)
                         start.wait()  # every shard holds its lock and its reservation at once
                 except Exception as exc:  # noqa: BLE001 - LockHeld, a deadlock: each one is the finding

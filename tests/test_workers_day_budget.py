@@ -194,7 +194,7 @@ def test_a_reservation_counts_what_running_shards_reserved_and_not_what_ended_on
 
         def reserve(run_id: int) -> tuple[int, int]:
             amount, use = ledger.reserve_day_budget(run_id, "vip", [(1, "email")], midnight, NOW, 3, 3,
-                                                    lambda email, key: True)
+                                                    lambda email, key, phone: True)
             return amount, use.pending
 
         with ledger.lock(first, timedelta(minutes=5), "run:1/2"), ledger.lock(second, timedelta(minutes=5), "run:2/2"):

@@ -84,6 +84,7 @@ def open_source(config: Config, on_problem: ProblemSink | None = None, shared_or
             expected_orders=expected_orders,
             carts_key=config.where("source.carts"),
             orders_key=config.where("source.orders"),
+            region=config.phone_region,
         )
     import importlib
 

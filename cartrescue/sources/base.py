@@ -11,7 +11,7 @@ Rows it cannot understand are reported through ``on_problem`` with a location a 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
@@ -171,6 +171,14 @@ class CartSource(ABC):
         finally:
             self.on_problem = saved
 
+    def unreadable(self, cart_keys: Sequence[str]) -> Collection[str]:
+        """Those of ``cart_keys`` (carts its last :meth:`activity` or :meth:`shard_activity` pass
+        gave) that the carts pass cannot build: it reports and skips them, so they are no
+        customer's newest (:meth:`NewestCarts.readable <cartrescue.newest.NewestCarts.readable>`).
+        None by default: a first pass that builds its carts (this class's) or reads what the
+        carts pass reads leaves such carts out itself. The CSV source's reads no line of a cart."""
+        return ()
+
     def shard_carts(self, window: Window, shard: "Shard") -> Iterator[Cart]:
         """:meth:`carts` of one shard (``run --shard K/N``): the carts ``shard.owns``.
 
@@ -185,16 +193,17 @@ class CartSource(ABC):
         try:
             owns = shard.owns
             for cart in self.carts(window):
-                if owns(cart.customer.email, cart.key):
+                customer = cart.customer
+                if owns(customer.email, cart.key, customer.phone):
                     yield cart
         finally:
             self.on_problem = saved
 
     def shard_activity(self, window: Window, shard: "Shard") -> Iterator[Activity]:
-        """:meth:`activity` of one shard: every address's carts are in its one shard, so the
-        newest cart of an address is found among the shard's carts alone."""
+        """:meth:`activity` of one shard: every customer's carts (an address's, a number's) are in
+        its one shard, so the newest cart of a customer is found among the shard's carts alone."""
         owns = shard.owns
-        return (item for item in self.activity(window) if owns(item.email, item.cart_key))
+        return (item for item in self.activity(window) if owns(item.email, item.cart_key, item.phone))
 
     @abstractmethod
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from cartrescue.contacts import fold_email, is_valid_email
 from cartrescue.errors import SourceError
 from cartrescue.model import UNREADABLE, Cart, Customer, LineItem, Order, RowProblem, quick_new
-from cartrescue.shards import shard_of
+from cartrescue.shards import shard_key, shard_of
 from cartrescue.sources.apart import Apart, ApartIds
 from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.csvlines import CsvRows
@@ -642,15 +642,19 @@ class CsvSource(CartSource):
         expected_orders: Sequence[str] = (),
         carts_key: str = "",
         orders_key: str = "",
+        region: str | None = None,
     ) -> None:
         """``shared_orders``: where the run of this worker builds the orders index that all its
         workers read (:mod:`cartrescue.sources.shared`); None: this source indexes them.
         ``shared_carts``: where the run splits the carts file into one spool per shard
         (:meth:`publish_shards`); None: this source reads the carts file.
         ``carts_key``, ``orders_key``: what named each file (``cartrescue.yaml: source.carts``),
-        for an error that it cannot be opened."""
+        for an error that it cannot be opened. ``region``: the shop's (``Config.phone_region``),
+        which the number of a customer without an address is read in (their key for the newest
+        cart, and their shard)."""
         super().__init__(on_problem)
         self.carts_key, self.orders_key = carts_key, orders_key
+        self.region = region
         self.shared_orders = shared_orders
         self.shared_carts = shared_carts
         self.carts_path = carts
@@ -701,6 +705,25 @@ class CsvSource(CartSource):
         the rows kept in a spool for the carts pass that follows; see :mod:`.spool`)."""
         return self._activity(None)
 
+    def unreadable(self, cart_keys: Sequence[str]) -> Collection[str]:
+        """This first pass reads no line of a cart: those of ``cart_keys`` that cannot be built
+        are found by building them from the pass's spool (only the batches that hold one are
+        decoded; their problems are the carts pass's to report). A cart given in two places is
+        left out if one of them cannot be built."""
+        spool, prefix = self._spool, f"{self.name}:"
+        ids = {key[len(prefix):] for key in cart_keys if key.startswith(prefix)}
+        if spool is None or not ids:
+            return ()
+        unreadable: set[str] = set()
+        saved, self.on_problem = self.on_problem, ignore_problem
+        try:
+            for start, rows in spool.groups_of(ids):
+                if self._build_cart(start, rows) is None:
+                    unreadable.add(prefix + rows[0][1][self._id_at].strip())
+        finally:
+            self.on_problem = saved
+        return unreadable
+
     def _activity(self, shard: Shard | None) -> Iterator[Activity]:
         if shard is not None and not shard.whole and self.shared_carts is not None:
             from cartrescue.sources.shared import activity_spool, carts_spool, failed_marker
@@ -726,10 +749,10 @@ class CsvSource(CartSource):
             # every cart, a shard's or not, goes to apart: its pieces may go to two
             for start, rows, cart_id, email in self._carts_read(apart, track=True):
                 key = f"{name}:{cart_id}"
-                if owns is not None and not owns(email, key):
-                    continue
-                spool.add_group(start, rows)
                 phone = "" if email else self._first(rows, "phone")  # the key of a cart without an address
+                if owns is not None and not owns(email, key, phone):
+                    continue
+                spool.add_group(start, rows, cart_id)
                 if email or phone:
                     empty, free = self._contents(rows)
                     moment = self._moment(rows)
@@ -874,7 +897,8 @@ class CsvSource(CartSource):
 
     def publish_shards(self, spools: Sequence[Path]) -> int:
         """Split the carts file into one spool per shard (``spools[K - 1]`` for shard K of
-        ``len(spools)``), each cart where :func:`~cartrescue.shards.owner` puts it and the
+        ``len(spools)``), each cart where :func:`~cartrescue.shards.owner` puts it (a number
+        without ``+`` read in :attr:`region`, as the workers' shards read it) and the
         problems of rows that are no cart in shard 1's, all in file order: what each worker's
         first pass would keep, for its carts pass to read instead of each worker parsing the
         whole file. Beside each, an activity spool (:func:`~cartrescue.sources.shared.activity_spool`)
@@ -971,13 +995,14 @@ class CsvSource(CartSource):
         """Each cart of the file (from ``begin``; to ``end``, if the rest is handed over there)
         into its shard's spool and its activity into that shard's activity spool
         (:meth:`publish_shards`)."""
-        count, name = len(writers), self.name
-        # The shard as owner() finds it, of the address already stripped (the cart key built
-        # only for a cart without one): this helper's work is what every worker waits for.
+        count, name, region = len(writers), self.name, self.region
+        # The shard as owner() finds it, of the address already stripped (the number, else the
+        # cart key, read only for a cart without one): this helper's work is what every worker waits for.
         for start, rows, cart_id, email in self._carts_read(apart, begin=begin, end=end):
-            shard = shard_of(fold_email(email) if email else f"{name}:{cart_id}", count) - 1
-            writers[shard].add_group(start, rows)
             phone = "" if email else self._first(rows, "phone")  # the key of a cart without an address
+            shard = shard_of(fold_email(email) if email else shard_key(None, phone, f"{name}:{cart_id}", region),
+                             count) - 1
+            writers[shard].add_group(start, rows, cart_id)
             if email or phone:  # without either, the cart is no customer's newest: no activity
                 empty, free = self._contents(rows)
                 moment = self._moment(rows)
@@ -1056,7 +1081,8 @@ class CsvSource(CartSource):
             self.on_problem = ignore_problem
         try:
             for start_line, rows in self._cart_rows():
-                if owns(self._first(rows, "email"), f"{name}:{rows[0][1][self._id_at].strip()}"):
+                email = self._first(rows, "email")
+                if owns(email, f"{name}:{rows[0][1][self._id_at].strip()}", "" if email else self._first(rows, "phone")):
                     self.on_problem = reporter  # a problem of the shard's own cart: reported here
                     cart = self._build_cart(start_line, rows)
                     if shard.index != 1:

@@ -10,7 +10,10 @@ once, and the second pass costs only its own carts.
 
 The spool lives in an anonymous temporary file (gone when closed or when the process ends), in
 batches encoded with :mod:`marshal` (our own data, read back by the same interpreter that wrote
-it), so memory does not grow with the export. It must not parse nor interpret the rows.
+it), so memory does not grow with the export. It must not parse nor interpret the rows. Each
+batch of groups starts with their cart ids (given by the pass that writes it), so that the few
+carts the first pass must build (:meth:`CsvSource.unreadable
+<cartrescue.sources.csv.CsvSource.unreadable>`) are found without decoding the others.
 
 With ``run --workers N`` a helper process of the run splits the export once into one spool per
 shard instead (:meth:`RowSpool.shared`), and beside each an activity spool of each cart's id,
@@ -27,15 +30,19 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from pathlib import Path
 from typing import IO, Any
 
 #: Entries are written in batches of this many: one ``marshal`` call and one write per batch.
 BATCH = 256
-_LENGTH = struct.Struct("<Q")
+#: ... and groups in batches of this many: :meth:`RowSpool.groups_of` decodes only the batches
+#: that hold a group it looks for, a few carts of many, so a batch is small.
+GROUP_BATCH = 16
+#: A batch's head: the length of its entries, and of the ids of its groups before them (0: none).
+_HEAD = struct.Struct("<QQ")
 #: The end mark of a shared spool: a batch of length 0 (a batch is never empty).
-_END = _LENGTH.pack(0)
+_END = _HEAD.pack(0, 0)
 
 #: One group: the line it starts on and its rows, each ``(line, cells)`` (as ``CsvSource._cart_rows``).
 Group = tuple[int, list[tuple[int, list[str]]]]
@@ -46,13 +53,15 @@ Entry = (Group | tuple[str, str] | tuple[None, dict[str, tuple[tuple[int, ...], 
 
 
 class RowSpool:
-    """Groups of rows and problems, in the order they were met; written once, then read once."""
+    """Groups of rows and problems, in the order they were met; written once, then read once
+    (and a few groups found by their cart id before that, :meth:`groups_of`)."""
 
     def __init__(self, file: IO[bytes] | None = None, *, shared: bool = False) -> None:
         """A private spool in an anonymous file; ``file``: one of :meth:`shared` or :meth:`reading`."""
         self._file: IO[bytes] = file or tempfile.TemporaryFile(prefix="cartrescue-rows-")  # noqa: SIM115 - closed by close()
         self._shared = shared  # followed by another process: each batch written through, an end mark
         self._batch: list[Any] = []
+        self._ids: list[str] = []  # of the batch's groups (groups_of)
         self._size = 0
         self._read = 0
         self.groups = 0
@@ -74,10 +83,12 @@ class RowSpool:
         if len(self._batch) >= BATCH:
             self._flush()
 
-    def add_group(self, start: int, rows: list[tuple[int, list[str]]]) -> None:
+    def add_group(self, start: int, rows: list[tuple[int, list[str]]], group_id: str) -> None:
+        """A group of rows; ``group_id``: its cart id, by which :meth:`groups_of` finds it."""
         self._batch.append((start, rows))  # _add inlined: one call fewer for every cart
+        self._ids.append(group_id)
         self.groups += 1
-        if len(self._batch) >= BATCH:
+        if len(self._batch) >= GROUP_BATCH:
             self._flush()
 
     def add_problem(self, location: str, reason: str) -> None:
@@ -102,8 +113,9 @@ class RowSpool:
     def _flush(self) -> None:
         if self._batch:
             data = marshal.dumps(self._batch)
-            self._file.write(_LENGTH.pack(len(data)) + data)
-            self._batch = []
+            ids = marshal.dumps(self._ids) if self._ids else b""
+            self._file.write(_HEAD.pack(len(data), len(ids)) + ids + data)
+            self._batch, self._ids = [], []
             if self._shared:
                 self._file.flush()
 
@@ -133,16 +145,41 @@ class RowSpool:
     def entries(self) -> Iterator[Entry]:
         """What was written, in order: ``(start, rows)`` for a group, ``(location, reason)`` for a
         problem, ``(None, apart)`` last in a shared spool (told apart by the type of the first item)."""
-        read = self._file.read
+        read, seek = self._file.read, self._file.seek
         while True:
-            head = read(_LENGTH.size)
+            head = read(_HEAD.size)
             if not head:
                 return
-            (length,) = _LENGTH.unpack(head)
+            length, ids = _HEAD.unpack(head)
             if not length:  # a shared spool's end mark
                 return
+            if ids:
+                seek(ids, 1)
             yield from marshal.loads(read(length))
             self._read = self._file.tell()
+
+    def groups_of(self, ids: Set[str]) -> Iterator[Group]:
+        """The groups whose id (:meth:`add_group`'s) is one of ``ids``, in order: only the
+        batches that hold one are decoded (a batch's ids are its groups', in their order). Then the spool is read again from its start (the
+        carts pass reads it whole)."""
+        read, seek = self._file.read, self._file.seek
+        try:
+            while True:
+                head = read(_HEAD.size)
+                if not head:
+                    return
+                length, size = _HEAD.unpack(head)
+                if not length:
+                    return
+                held = marshal.loads(read(size)) if size else ()
+                if ids.isdisjoint(held):
+                    seek(length, 1)
+                    continue
+                groups = (entry for entry in marshal.loads(read(length)) if type(entry[0]) is int)
+                yield from (group for group_id, group in zip(held, groups, strict=True) if group_id in ids)
+        finally:
+            seek(0)
+            self._read = 0
 
     def fraction(self) -> float:
         """How much of the spool has been read, 0 to 1 (for a progress bar)."""
@@ -188,11 +225,11 @@ def follow(path: Path, abandoned: Callable[[], bool], limit: float = 600.0) -> I
                     wait()
 
         while True:
-            fill(_LENGTH.size)
-            (length,) = _LENGTH.unpack_from(pending)
+            fill(_HEAD.size)
+            length, ids = _HEAD.unpack_from(pending)
             if not length:
                 return
-            end = _LENGTH.size + length
+            end = _HEAD.size + ids + length
             fill(end)
-            batch, pending = pending[_LENGTH.size:end], pending[end:]
+            batch, pending = pending[end - length:end], pending[end:]
             yield from marshal.loads(batch)
