@@ -88,17 +88,25 @@ def shard_config(config: Config, shard: Shard) -> Config:
 
     ``rate_per_second`` is divided by N; ``rate_per_hour`` is split like a budget
     (:meth:`Shard.share`); ``smtp.pool_size`` and an HTTP channel's ``concurrency`` become
-    ``ceil(x / N)`` per shard. A relay, an SMS gateway and a webhook endpoint see the same totals
-    whatever the number of workers (the SMS and webhook limits were each worker's whole: a
-    gateway paced to one text a second got two under ``--workers 2``).
+    the shard's share (:meth:`Shard.share`, at least one). A relay, an SMS gateway and a webhook
+    endpoint see the same totals whatever the number of workers (the SMS and webhook limits were
+    each worker's whole: a gateway paced to one text a second got two under ``--workers 2``), as
+    long as there are at least as many connections as shards: a shard needs one to send.
+    ``ceil(x / N)`` each gave more than ``x`` in all (``pool_size`` 16 over 3 shards: 18).
     """
     if shard.whole:
         return config
-    smtp = _shared_rates(config, config.smtp, "smtp", shard, pool_size=-(-config.smtp.pool_size // shard.count))
-    sms = _shared_rates(config, config.sms, "sms", shard, concurrency=-(-config.sms.concurrency // shard.count))
+    smtp = _shared_rates(config, config.smtp, "smtp", shard, pool_size=_connections(shard, config.smtp.pool_size))
+    sms = _shared_rates(config, config.sms, "sms", shard, concurrency=_connections(shard, config.sms.concurrency))
     webhook = _shared_rates(config, config.webhook, "webhook", shard,
-                            concurrency=-(-config.webhook.concurrency // shard.count))
+                            concurrency=_connections(shard, config.webhook.concurrency))
     return config.model_copy(update={"smtp": smtp, "sms": sms, "webhook": webhook})
+
+
+def _connections(shard: Shard, total: int) -> int:
+    """This shard's part of ``total`` connections: the shares add up to ``total``; a shard gets
+    one at least, since it cannot send with none."""
+    return max(1, shard.share(total))
 
 
 def _shared_rates(config: Config, section: _Paced, name: str, shard: Shard, **update: int) -> _Paced:

@@ -557,3 +557,18 @@ def test_a_child_killed_after_its_interrupted_document_is_reported_killed() -> N
     assert (killed["code"], killed["exit_code"]) == ("killed", 137) and "SIGKILL" in killed["message"]
     failed = {"error": {"code": "config", "exit_code": 2, "message": "bad"}}
     assert error_of(failed, 2, "the run (pid 7)", [], "killed") == failed["error"]
+
+
+def test_the_shards_connections_add_up_to_the_relays_pool_and_each_shard_has_one(shop: Shop) -> None:
+    """``pool_size`` and an HTTP channel's ``concurrency`` are shared like a budget: ⌈16 / 3⌉ a
+    shard opened 18 connections to a relay that allows 16. A shard cannot send with none, so a
+    limit below the number of shards gives each shard one."""
+    from cartrescue.config import load_config
+    from cartrescue.job import shard_config
+
+    shop.configure(smtp={"host": "127.0.0.1", "port": 2525, "pool_size": 16},
+                   webhook={"url": "http://127.0.0.1:9/hook", "concurrency": 1})
+    config = load_config(shop.write())
+    shards = [shard_config(config, Shard(index, 3)) for index in (1, 2, 3)]
+    assert [part.smtp.pool_size for part in shards] == [6, 5, 5]
+    assert [part.webhook.concurrency for part in shards] == [1, 1, 1]
