@@ -88,12 +88,28 @@ def test_a_password_in_the_ledger_urls_query_string_is_never_shown(shop: Shop, m
         assert "Sup3rS3cret" not in said and "Sup3rS3cret%21" not in said
 
 
+def _lock_exclusively(path: Path) -> sqlite3.Connection:
+    """Take SQLite's write lock as another process would, waiting out the run's own short write
+    transactions: asking once could meet one of them and fail ("database is locked")."""
+    import time
+
+    other = sqlite3.connect(path, timeout=0)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            other.execute("BEGIN EXCLUSIVE")
+            return other
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.001)
+
+
 @pytest.mark.smtp
 def test_a_ledger_locked_by_another_process_mid_run_stops_it_as_a_ledger_error_not_a_held_lock(
         shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     """exit 4 means "another run holds the lock: nothing to do"; a run that delivered and then
     met a ledger locked by someone else (a backup, a sqlite3 shell) must not say so in silence."""
-    import sqlite3
     import threading
     import time
 
@@ -109,8 +125,7 @@ def test_a_ledger_locked_by_another_process_mid_run_stops_it_as_a_ledger_error_n
 
         def lock_it() -> None:
             server.wait_for(5, timeout=30)
-            other = sqlite3.connect(shop.folder / "ledger.db", timeout=0)
-            other.execute("BEGIN EXCLUSIVE")
+            other = _lock_exclusively(shop.folder / "ledger.db")
             time.sleep(3)
             other.rollback()
             other.close()
@@ -151,8 +166,7 @@ def test_a_ledger_locked_by_another_process_until_the_run_ends_is_still_a_ledger
 
         def lock_it() -> None:
             server.wait_for(5, timeout=30)
-            other = sqlite3.connect(shop.folder / "ledger.db", timeout=0)
-            other.execute("BEGIN EXCLUSIVE")
+            other = _lock_exclusively(shop.folder / "ledger.db")
             locked.set()
             release.wait(300)  # longer than the old code took to fail every write (4 x 30 s)
             other.rollback()
