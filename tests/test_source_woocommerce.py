@@ -446,3 +446,30 @@ def test_an_address_unsubscribed_from_the_shops_mailpoet_newsletter_has_no_conse
     assert consent["2"] is False  # bob: unsubscribed in MailPoet
     assert consent["7"] is False  # gus: unsubscribed in CartFlows
     assert consent["1"] is True and consent["12"] is True  # subscribed, unconfirmed: the notice decides
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_orders_a_shipment_plugin_marks_shipped_or_delivered_await_no_delivery(kind):
+    """Shipment-tracking plugins move a sent order on from ``completed`` to ``wc-shipped`` or
+    ``wc-delivered``: read as not delivered, that order held back every later cart of its customer
+    (PrestaShop's shipped state counts as delivered for the same reason). Partly shipped still awaits."""
+    from cartrescue.model import Cart, Customer
+
+    placed = datetime(2026, 3, 28, 13, 0)
+    with shopdb.shop_database(kind, "wooship") as db:
+        db.schema("woocommerce", prefix="wp_")
+        db.insert("wp_options", [{"option_name": "woocommerce_currency", "option_value": "SEK"}])
+        db.insert("wp_wc_orders", [{"id": i, "status": status, "type": "shop_order", "currency": "SEK",
+                                    "total_amount": Decimal("10"), "customer_id": 0, "parent_order_id": None,
+                                    "billing_email": "e@example.com", "date_created_gmt": placed}
+                                   for i, status in [(5001, "wc-shipped"), (5002, "wc-delivered"),
+                                                     (5003, "wc-partial-shipped"), (5004, "wc-processing")]])
+        probe = Cart(id="500", source="woocommerce", customer=Customer(email="e@example.com"), currency="SEK",
+                     items=(), total=Decimal("12"), created_at=datetime(2026, 3, 29, tzinfo=UTC),
+                     updated_at=datetime(2026, 3, 29, tzinfo=UTC))
+        source = WooCommerceSource(db.url, shop_tz=STOCKHOLM, options={"orders_table": "hpos"})
+        try:
+            delivered = {o.id: o.delivered for o in source.orders_for([probe])}
+        finally:
+            source.close()
+    assert delivered == {"5001": True, "5002": True, "5003": False, "5004": False}

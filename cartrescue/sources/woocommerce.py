@@ -21,7 +21,8 @@ tables to carts and orders:
   (``wcf_ca_gdpr_status``: a row captured under it is consent to reminders, unless unsubscribed
   there or from the shop's MailPoet newsletter, ``mailpoet_subscribers.status``);
 * orders from HPOS ``wc_orders`` or from legacy ``posts``/``postmeta`` (``options.orders_table``:
-  ``auto`` (default), ``hpos`` or ``legacy``). ``completed`` orders count as delivered.
+  ``auto`` (default), ``hpos`` or ``legacy``). ``completed`` orders count as delivered, and so do
+  the ``shipped`` and ``delivered`` statuses of shipment-tracking plugins.
 
 The shop's newsletter sends, for ``newsletter_today``, come from MailPoet when it is installed:
 ``mailpoet_statistics_newsletters.sent_at`` (one row per letter sent, a MySQL TIMESTAMP, read
@@ -87,6 +88,10 @@ _DRAFTS = frozenset({"checkout-draft", "trash", "auto-draft"})
 _NOT_ORDERS = IGNORED_ORDER_STATUSES | _DRAFTS
 _NOT_PURCHASES = RUN_IGNORED_ORDER_STATUSES | _DRAFTS  # a run's: a refunded order was still bought
 _CART_TABLE = "cartflows_ca_cart_abandonment"
+#: Statuses of an order that awaits no delivery: WooCommerce's ``completed`` and the statuses
+#: shipment-tracking plugins move a sent order on to (``wc-shipped``, ``wc-delivered``). Shipped
+#: counts, as PrestaShop's shipped state does: read as pending, it held back the customer's carts.
+_DELIVERED = frozenset({"completed", "shipped", "delivered"})
 #: WooCommerce's own cost of goods (9.5+), then the cost plugins' keys (SkyVerge, WPFactory).
 CORE_COGS = "_cogs_total_value"
 COST_KEYS = (CORE_COGS, "_wc_cog_cost", "_alg_wc_cog_cost")
@@ -466,7 +471,7 @@ class WooCommerceSource(DatabaseSource):
                 total=amount,
                 currency=text_or_none(currency),
                 status=state,
-                delivered=state == "completed",
+                delivered=state in _DELIVERED,
                 refunded=refunded,
             )
         except RowError as exc:
