@@ -424,6 +424,38 @@ def test_a_gateway_that_answers_see_other_after_sending_never_gets_a_text_again(
         assert len(recipients) == 2 and len(set(recipients)) == 2  # each text once
 
 
+def test_a_gateway_that_answers_found_on_its_own_host_after_sending_never_gets_a_text_again(shop: Shop) -> None:
+    """``302 Found`` to a page of the same host is how a web form answers a POST it took
+    (post/redirect/get), as 303 is: the text was recorded ``failed_transient`` and sent again by
+    every later run."""
+    with Gateway() as gateway:
+        gateway_shop(shop, gateway)
+        shop.configure(sms={"concurrency": 1})
+        gateway.plan(*[Answer(302, headers={"Location": "/sent?id=1"})] * 4)  # each request sent a text
+        first = shop.cli("run", "--send", "--json")
+        assert first.exit_code == 1, first.output
+        assert first.json["counts"]["deliveries"] == {"unconfirmed": 1, "failed_transient": 1}
+        for later in (30, 60):
+            shop.cli("run", "--send", now=NOW + timedelta(minutes=later))
+        assert [row["status"] for row in rows(shop)] == ["unconfirmed", "unconfirmed"]
+        assert all("302" in row["reply"] and "not resent" in row["reply"] for row in rows(shop))
+        recipients = [request.json["recipient"] for request in gateway.requests]
+        assert len(recipients) == 2 and len(set(recipients)) == 2  # each text once
+
+
+def test_a_gateway_that_moved_elsewhere_keeps_its_texts_for_a_run_after_the_url_is_fixed(shop: Shop) -> None:
+    """A redirect to another host or scheme (``http`` to ``https``, a new domain) says the
+    gateway is not here: nothing was taken, the texts wait (``failed_transient``)."""
+    with Gateway() as gateway:
+        gateway_shop(shop, gateway)
+        shop.configure(sms={"concurrency": 1})
+        gateway.plan(*[Answer(302, headers={"Location": "https://sms.example.net/api"})] * 4)
+        first = shop.cli("run", "--send", "--json")
+        assert first.exit_code == 1, first.output
+        assert first.json["counts"]["deliveries"] == {"failed_transient": 2}
+        assert all("302 redirect to https://sms.example.net not followed" in row["reply"] for row in rows(shop))
+
+
 def test_a_gateway_that_says_error_in_a_200_is_a_permanent_failure(shop: Shop) -> None:
     with Gateway() as gateway:
         gateway.said = "error"

@@ -22,7 +22,8 @@ Subclasses say how an envelope becomes a request (:meth:`HttpChannel.prepare`,
   left when the deadline came.
 - Redirects are followed only with 307/308 to the same scheme, host and port (at most three); a
   redirect elsewhere is not followed: that endpoint is down for the run (fix the URL). A 303 See
-  Other says the request was taken: ``unconfirmed`` where the channel never resends.
+  Other, or a 302 Found to the same host (post/redirect/get), says the request was taken:
+  ``unconfirmed`` where the channel never resends.
 - Replies kept in the ledger are one line, at most 300 characters, with every secret the
   channel knows replaced by ``***``.
 
@@ -449,10 +450,12 @@ class HttpChannel(LoopChannel):
         where = f"{there.scheme}://{there.hostname}" if there.hostname else "(no Location)"
         self.down = (f"{status} redirect to {where} not followed (only 307/308 to the same host are): "
                      f"check {self.settings.key}'s URL")
-        if status == 303 and not self.idempotent:
+        if (status == 303 or (status == 302 and same)) and not self.idempotent:
             # See Other: the endpoint took the POST and points at its result (RFC 9110 15.4.4), so
-            # the text may be out. Left failed_transient, each later run sent it once more.
-            work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{self.down}; 303 See Other says the request was "
+            # the text may be out; a 302 to a page of its own host is how web forms say the same
+            # (post/redirect/get). Left failed_transient, each later run sent it once more.
+            said = "303 See Other" if status == 303 else "302 Found on the same host"
+            work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{self.down}; {said} says the request was "
                                 "taken: it may have been delivered: not resent (at most once)"))
         else:
             work.finish(Outcome(job.claim_id, Status.TRANSIENT, self.down))
