@@ -1227,6 +1227,7 @@ class HttpDelivery(_Model):
     backoff_max: Backoff = timedelta(seconds=30)
     timeout: Timeout = timedelta(seconds=10)  # per request (connect, send, answer)
     allow_plain_remote: bool = False  # http:// to a host that is not loopback needs this
+    ca_file: Path | None = None  # a private receiver's CA (PEM), relative to the config file; else certifi's CAs
 
     @model_validator(mode="after")
     def _backoff_order(self) -> "HttpDelivery":

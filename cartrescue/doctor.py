@@ -353,12 +353,15 @@ def _smtp(config: Any) -> Check:
 
 def _http_channels(config: Any) -> list[Check]:
     """A check per HTTP channel the config sends on: sends nothing, reads only."""
+    from cartrescue.channels.http import trusted
+
     used = config.channels_used()
     checks = []
     for name, check in (("webhook", _webhook), ("sms", _sms)):
         if name in used:
             try:
                 config.require_env(name)
+                trusted(config, name)  # a ca_file that does not load: run --send refuses to start
             except ConfigError as exc:
                 checks.append(Check(name, FAIL, str(exc), int(exc.exit_code)))
                 continue
@@ -385,9 +388,11 @@ def _call_list(config: Any) -> Check:
     return Check("call-list", OK, f"{path}: {'calls are appended under its header' if path.exists() else 'not there yet: the first call begins it'}")
 
 
-def _probe(key: str, method: str, url: str, timeout: float, secrets: list[str],
+def _probe(config: Any, key: str, method: str, url: str, timeout: float, secrets: list[str],
            **kwargs: Any) -> tuple[int, bytes] | str:
     """``(status, body)`` of one request without following redirects, or what went wrong.
+    It trusts what the channel trusts (``key.ca_file``, else certifi's CAs): a private
+    receiver's certificate failed here while the run delivered.
 
     The whole request is bounded by ``timeout`` (``key.timeout``), as the channels bound each
     attempt (:meth:`cartrescue.channels.http.HttpChannel._attempt`): httpx's timeout bounds each
@@ -396,10 +401,14 @@ def _probe(key: str, method: str, url: str, timeout: float, secrets: list[str],
 
     import httpx
 
+    from cartrescue.channels.http import trusted
     from cartrescue.config import redacted
 
+    tls = trusted(config, key)  # it loads: _http_channels asked first
+
     async def ask() -> tuple[int, bytes]:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
+                                     verify=True if tls is None else tls) as client:
             response = await client.request(method, url, **kwargs)
             return response.status_code, response.content[:2000]
 
@@ -424,7 +433,7 @@ def _webhook(config: Any) -> Check:
     if not section.secret:
         return Check("webhook", FAIL, f"{config.where('webhook.secret')}: empty; run --send refuses to start (set it "
                      "to ${CARTRESCUE_WEBHOOK_SECRET})", int(ExitCode.CONFIG))
-    answer = _probe("webhook", "HEAD", section.url, section.timeout.total_seconds(), [section.secret])
+    answer = _probe(config, "webhook", "HEAD", section.url, section.timeout.total_seconds(), [section.secret])
     if isinstance(answer, str):
         return Check("webhook", FAIL, answer, int(ExitCode.SOME_FAILED))
     status, _body = answer
@@ -445,7 +454,7 @@ def _sms(config: Any) -> Check:
     if section.provider == "http":
         if not section.http.url:
             return Check("sms", FAIL, f"{config.where('sms.http.url')}: empty", int(ExitCode.CONFIG))
-        answer = _probe("sms", "HEAD", section.http.url, timeout, [section.http.password or "", section.http.token or ""])
+        answer = _probe(config, "sms", "HEAD", section.http.url, timeout, [section.http.password or "", section.http.token or ""])
         if isinstance(answer, str):
             return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
         return Check("sms", OK, f"gateway {redacted(section.http.url)} answers HEAD with {answer[0]} (nothing sent)")
@@ -454,7 +463,7 @@ def _sms(config: Any) -> Check:
         key = "account_sid" if not twilio.account_sid else "auth_token"
         return Check("sms", FAIL, f"{config.where('sms.twilio.' + key)}: empty", int(ExitCode.CONFIG))
     url = f"{twilio.base_url.rstrip('/')}/2010-04-01/Accounts/{twilio.account_sid}.json"
-    answer = _probe("sms", "GET", url, timeout, [twilio.auth_token], auth=(twilio.account_sid, twilio.auth_token))
+    answer = _probe(config, "sms", "GET", url, timeout, [twilio.auth_token], auth=(twilio.account_sid, twilio.auth_token))
     if isinstance(answer, str):
         return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
     status, body = answer

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -57,9 +59,10 @@ class Answer:
 
 
 class LoopbackHTTP:
-    """A threaded HTTP server on 127.0.0.1; subclasses override :meth:`answer`."""
+    """A threaded HTTP server on 127.0.0.1; subclasses override :meth:`answer`. With ``tls`` it
+    speaks HTTPS with a self-signed certificate for 127.0.0.1 (``ca_file``: what a client trusts)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
         self._plan: list[Answer] = []
@@ -107,6 +110,18 @@ class LoopbackHTTP:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ca_file: Path | None = None
+        if tls:
+            from smtpserver import self_signed_cert
+
+            cert, key = self_signed_cert()
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+            # the handshake happens in the handler's thread (its first read), not in accept()
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True,
+                                                     do_handshake_on_connect=False)
+            self.ca_file = cert
+            self.url = f"https://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def answer(self, seen: Seen) -> Answer:
@@ -129,8 +144,8 @@ class LoopbackHTTP:
 class WebhookReceiver(LoopbackHTTP):
     """Verifies signatures, drops replays by idempotency key, keeps what it accepted."""
 
-    def __init__(self, secret: str) -> None:
-        super().__init__()
+    def __init__(self, secret: str, *, tls: bool = False) -> None:
+        super().__init__(tls=tls)
         self.secret = secret
         self.accepted: dict[str, Any] = {}  # idempotency key -> document
         self.refused: list[Seen] = []
@@ -160,8 +175,8 @@ AUTH_TOKEN = "twilio-auth-token-" + "9" * 14
 class TwilioEmulator(LoopbackHTTP):
     """The Messages API's shape (see the module docstring); ``messages`` are those it accepted."""
 
-    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
-        super().__init__()
+    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN, *, tls: bool = False) -> None:
+        super().__init__(tls=tls)
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.messages: list[dict[str, str]] = []

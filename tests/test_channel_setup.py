@@ -155,3 +155,74 @@ def test_templates_check_passes_the_shipped_texts_in_every_language(tmp_path: Pa
     sms = [c for c in result.json["cases"] if c["channel"] == "sms"]
     assert {c["locale"] for c in sms} == {"en", "sv", "hu", "ru", "af", "kk"} and len(sms) == 18
     assert all(1 <= c["segments"] <= 3 for c in sms)
+
+
+def _webhook_on(shop: Shop, url: str, **webhook: Any) -> None:
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "webhook"}]},
+                   webhook={"url": url, "secret": "w" * 20, "backoff": "0.05s", "retries": 0, **webhook})
+
+
+def test_a_receiver_behind_a_private_ca_is_trusted_through_its_ca_file(shop: Shop) -> None:
+    """An agency's own receiver or gateway on an internal CA: certifi's CAs refuse its
+    certificate, and the channel had no way to trust it but a public certificate. ``ca_file``
+    (relative to the config file, as ``smtp.ca_file``) trusts that CA for the channel."""
+    import shutil
+
+    shop.add(cart("c1"), cart("c2"))
+    with WebhookReceiver("w" * 20, tls=True) as receiver:
+        assert receiver.ca_file is not None and receiver.url.startswith("https://")
+        _webhook_on(shop, receiver.url + "/hook")
+        refused = shop.cli("run", "--send", "--json")
+        assert refused.exit_code == 1 and refused.json["counts"]["deliveries"] == {"failed_transient": 2}
+        assert all("CERTIFICATE_VERIFY_FAILED" in row["reply"] for row in shop.messages()), shop.messages()
+        shutil.copy(receiver.ca_file, shop.folder / "internal-ca.pem")
+        _webhook_on(shop, receiver.url + "/hook", ca_file="internal-ca.pem")
+        trusted = shop.cli("run", "--send", "--json")
+        assert trusted.exit_code == 0, trusted.output
+        assert len(receiver.accepted) == 2 and {row["status"] for row in shop.messages()} == {"sent"}
+
+
+def test_an_sms_provider_behind_a_private_ca_is_trusted_through_its_ca_file(shop: Shop) -> None:
+    shop.add(cart("s1", phone="070-123 45 01", sms_consent="yes"))
+    with TwilioEmulator(tls=True) as twilio:
+        assert twilio.ca_file is not None
+        shop.configure(shop={"country": "SE"},
+                       priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                       sms={"sender": "+46700000001", "quiet_hours": None, "ca_file": str(twilio.ca_file),
+                            "twilio": {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": twilio.url}})
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert len(twilio.messages) == 1 and [row["status"] for row in shop.messages()] == ["sent"]
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_a_ca_file_that_does_not_load_stops_the_run_before_any_claim_naming_the_key(
+        shop: Shop, content: str | None) -> None:
+    """Loaded only when the first connection opened, it failed every message of the run (each
+    claim ``failed_transient``, every run again) instead of saying which setting is wrong."""
+    if content is not None:
+        (shop.folder / "ca.pem").write_text(content, encoding="utf-8")
+    shop.add(cart("c1"))
+    _webhook_on(shop, "https://127.0.0.1:9/hook", ca_file="ca.pem")
+    result = shop.cli("run", "--send", "--json")
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{shop.config_path}: webhook.ca_file: cannot load {shop.folder / 'ca.pem'}: "), message
+    assert shop.messages() == []
+
+
+def test_doctor_trusts_the_channels_ca_file_and_fails_one_that_does_not_load(shop: Shop) -> None:
+    import shutil
+
+    shop.add(cart("c1"))
+    with WebhookReceiver("w" * 20, tls=True) as receiver:
+        assert receiver.ca_file is not None
+        shutil.copy(receiver.ca_file, shop.folder / "internal-ca.pem")
+        _webhook_on(shop, receiver.url + "/hook", ca_file="internal-ca.pem")
+        checks = _doctor(shop)
+        assert checks["webhook"]["status"] == "ok" and "405" in checks["webhook"]["detail"], checks["webhook"]
+        (shop.folder / "internal-ca.pem").write_text("garbage\n", encoding="utf-8")
+        result = shop.cli("doctor", "--json", "--no-smtp", now=None)
+        check = {c["name"]: c for c in result.json["checks"]}["webhook"]
+        assert result.exit_code == 2 and check["status"] == "fail", result.output
+        assert "webhook.ca_file: cannot load" in check["detail"]

@@ -39,6 +39,7 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
@@ -52,13 +53,14 @@ from cartrescue.channels.base import (
     stopped,
     take_prepared,
 )
+from cartrescue.errors import ConfigError
 from cartrescue.ratelimit import RateLimiter
 from cartrescue.text import ascii_digits
 
 if TYPE_CHECKING:
     import httpx
 
-    from cartrescue.config import HttpDelivery
+    from cartrescue.config import Config, HttpDelivery
 
 MAX_ANSWER = 64 * 1024  # bytes of an answer read; the rest is not needed to judge it
 MAX_REDIRECTS = 3
@@ -235,19 +237,18 @@ class HttpChannel(LoopChannel):
     idempotent = False  # may a request that got no answer be sent again?
 
     def __init__(self, settings: HttpSettings, *, secrets: Iterable[str] = (), recent: Iterable[datetime] = (),
-                 verify: bool | str = True) -> None:
+                 tls: ssl.SSLContext | None = None) -> None:
         self.settings = settings
         self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
         now = datetime.now(timezone.utc)
         self.limiter = RateLimiter(settings.rate_per_second, settings.rate_per_hour,
                                    history=[(now - at).total_seconds() for at in recent])
-        self.verify = verify
         self.stats = Stats()
         self.down: str | None = None
         self._connect_failures = 0
         self._clients: dict[int, Connection] = {}  # worker -> its connection
         self._in_hand: dict[int, Job] = {}  # worker -> the job it works on (what a stop cuts short)
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls  # None: certifi's CAs, loaded when the first connection needs them
 
     # -- what subclasses provide ---------------------------------------------------------------
 
@@ -275,7 +276,7 @@ class HttpChannel(LoopChannel):
         client = self._clients.get(worker)
         if client is None:
             if self._tls is None:  # one TLS context for all the workers (loading the CAs takes ~20 ms)
-                self._tls = tls_context(self.verify)
+                self._tls = tls_context()
             client = self._clients[worker] = Connection(self._tls, self.settings.timeout)
         return client
 
@@ -507,19 +508,28 @@ def judge_status(claim_id: int, status: int, headers: "httpx.Headers", reply: st
     return Outcome(claim_id, Status.PERMANENT, reply)
 
 
-def tls_context(verify: bool | str) -> ssl.SSLContext:
-    """The CAs httpx trusts (certifi's, ``verify=True``), a CA file (a path), or no
-    verification (``False``)."""
-    if verify is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
+def tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    """The CAs httpx trusts (certifi's), or only those of ``ca_file`` (a private receiver's)."""
+    if ca_file is not None:
+        return ssl.create_default_context(cafile=str(ca_file))
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
+
+
+def trusted(config: "Config", key: str) -> ssl.SSLContext | None:
+    """The TLS context of channel ``key`` (``webhook``, ``sms``) when its section names a
+    ``ca_file``; None for certifi's CAs. Loaded as the channel is built, before the run takes its
+    lock or claims anything: a file that does not load is a config error naming the file and the
+    key, not a failure of every message of the run."""
+    section: HttpDelivery = getattr(config, key)
+    if section.ca_file is None:
+        return None
+    path = config.path(section.ca_file)
+    try:
+        return tls_context(path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{config.where(key + '.ca_file')}: cannot load {path}: {exc}") from None
 
 
 def retry_after(value: str | None, cap: float = 300.0) -> float | None:

@@ -44,12 +44,15 @@ from cartrescue.channels.http import (
     Verdict,
     judge_status,
     retry_after,
+    trusted,
     url_password,
 )
 from cartrescue.errors import ConfigError
 from cartrescue.text import ascii_digits
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from cartrescue.config import Config
@@ -194,8 +197,8 @@ class SmsChannel(HttpChannel):
     idempotent = False
 
     def __init__(self, provider: Provider, settings: HttpSettings, recent: Iterable[datetime] = (),
-                 name: str = "sms") -> None:
-        super().__init__(settings, secrets=provider.secrets(), recent=recent)
+                 name: str = "sms", tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(settings, secrets=provider.secrets(), recent=recent, tls=tls)
         self.provider = provider
         self.name = name
 
@@ -216,7 +219,7 @@ class SmsChannel(HttpChannel):
         else:
             need("http.url", section.http.url)
             provider = Gateway(section.http, section.sender)  # type: ignore[arg-type]
-        return cls(provider, HttpSettings.from_config("sms", section), recent, section.provider)
+        return cls(provider, HttpSettings.from_config("sms", section), recent, section.provider, trusted(config, "sms"))
 
     def prepare(self, envelope: Envelope) -> Job | Outcome:
         to = envelope.decision.phone

@@ -22,11 +22,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cartrescue.channels.base import Envelope, Outcome, Status
-from cartrescue.channels.http import HttpChannel, HttpSettings, Job, url_password
+from cartrescue.channels.http import HttpChannel, HttpSettings, Job, trusted, url_password
 from cartrescue.errors import ConfigError
 from cartrescue.signing import HEADER, sign
 
 if TYPE_CHECKING:
+    import ssl
+
     from cartrescue.config import Config
 
 
@@ -34,8 +36,9 @@ class WebhookChannel(HttpChannel):
     transport = "webhook"
     idempotent = True
 
-    def __init__(self, url: str, secret: str, settings: HttpSettings, recent: Iterable[datetime] = ()) -> None:
-        super().__init__(settings, secrets=[secret, url_password(url)], recent=recent)
+    def __init__(self, url: str, secret: str, settings: HttpSettings, recent: Iterable[datetime] = (),
+                 tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(settings, secrets=[secret, url_password(url)], recent=recent, tls=tls)
         self.url = url
         self.secret = secret
 
@@ -47,7 +50,8 @@ class WebhookChannel(HttpChannel):
         if not section.secret:
             raise ConfigError(f"{config.where('webhook.secret')}: empty; set it to ${{CARTRESCUE_WEBHOOK_SECRET}} "
                               "and export a long random value (receivers verify the signature with it)")
-        return cls(section.url, section.secret, HttpSettings.from_config("webhook", section), recent)
+        return cls(section.url, section.secret, HttpSettings.from_config("webhook", section), recent,
+                   trusted(config, "webhook"))
 
     def prepare(self, envelope: Envelope) -> Job | Outcome:
         data = envelope.data
