@@ -251,6 +251,21 @@ def phone_region(e164: str) -> str | None:
         return None
 
 
+@lru_cache(maxsize=8192)
+def phone_zone(e164: str) -> str | None:
+    """The IANA timezone of an E.164 number when its numbering plan places it in exactly one
+    (``+1 212 ...`` -> ``America/New_York``); None when it spans several (a Russian mobile, a
+    toll-free number) or the plan does not say."""
+    import phonenumbers
+    from phonenumbers import timezone
+
+    try:
+        zones = timezone.time_zones_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+    return zones[0] if len(zones) == 1 and zones[0] != timezone.UNKNOWN_TIMEZONE else None
+
+
 def phone_hash(e164: str) -> str:
     """Stable hash of an E.164 number: suppressions store this, not the number."""
     return hashlib.sha256(e164.encode("ascii", "replace")).hexdigest()

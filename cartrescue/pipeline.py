@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from cartrescue.job import LockWatch
 
 from cartrescue import stops
@@ -278,7 +280,7 @@ class Planner:
         contacts = _contacts(decision)
         verdict = None
         if (messaged and not messaged.isdisjoint(contacts)) or newest.messaged(contacts):  # the calendar's own rule, as if that message were the last
-            verdict = self.calendar.gate(self.now, self.now, None, decision.channel or "email")
+            verdict = self.calendar.gate(self.now, self.now, None, decision.channel or "email", decision.phone)
         if verdict is None:
             newest.mark_messaged(contacts)
             return decision
@@ -525,13 +527,14 @@ class Planner:
                     template = route.templates[step - 1]
                 if due.reason is REASON_STEP_NOT_DUE:
                     verdict = self._when_it_may_go(due, self._last_message(email, phone, history, messaged),
-                                                   sent_today.get(email or "") if sent_today else None, channel)
+                                                   sent_today.get(email or "") if sent_today else None, channel,
+                                                   phone)
             else:
                 step = due.step
                 template = route.templates[step - 1]
                 last = self._last_message(email, phone, history, messaged)
                 newsletter = sent_today.get(email or "") if sent_today else None
-                verdict = self.calendar.gate(now, last, newsletter, channel)
+                verdict = self.calendar.gate(now, last, newsletter, channel, phone)
                 if verdict is None:
                     experiments = self.experiments
                     who = subject(cart) if experiments.assigns(route.sequence_name, step) else ""
@@ -556,13 +559,13 @@ class Planner:
         )
 
     def _when_it_may_go(self, not_due: Verdict, last: datetime | None, newsletter: MarketingSend | None,
-                        channel: str) -> Verdict:
+                        channel: str, phone: str | None) -> Verdict:
         """A step not due yet (``step_not_due``), its ``not_before`` the first moment it may go:
         when it comes due, unless the calendar would hold it then (its channel's quiet hours, a
         message or the newsletter that day: the gate a run applies when it is due), and then when
         the calendar lets it go. Said as the moment it came due, a run then deferred it again."""
         due_at = not_due.not_before
-        held = None if due_at is None else self.calendar.gate(due_at, last, newsletter, channel)
+        held = None if due_at is None else self.calendar.gate(due_at, last, newsletter, channel, phone)
         if held is None or due_at is None:
             return not_due
         then = f"then {held.reason.value}: {held.detail}"
@@ -1006,9 +1009,10 @@ class Executor:
         self._basis = Basis(composer.config.shop.currency, composer.config.shop.exchange_rates)
         self._sequence_of = {tier.name: tier.sequence for tier in composer.config.priority.tiers}
         self._calendar = Calendar.of_shop(composer.config)
-        # Per channel, when its next quiet window begins (None: it has none): a live run's claims
-        # are compared with it, and quiet hours read again only once the clock reaches it.
-        self._quiet_from: dict[str, datetime | None] = {}
+        # Per channel and zone (None: the shop's), when its next quiet window begins (None: it has
+        # none): a live run's claims are compared with it, and quiet hours read again only once
+        # the clock reaches it.
+        self._quiet_from: dict[tuple[str, ZoneInfo | None], datetime | None] = {}
         # Per tier, the budget's slots that kept sends left unclaimed in this run, not yet given
         # to a spare (:meth:`_give_back`); and the tiers whose budget is the day's.
         self._room: Counter[str] = Counter()
@@ -1127,24 +1131,29 @@ class Executor:
         that day, which another shard or run claimed (the planner knew nothing of it). It waits
         until tomorrow, as when the planner knows of the message."""
         return replace(decision, action=ACTION_DEFER, reason=REASON_MESSAGED_TODAY,
-                       not_before=self._calendar.tomorrow(at, decision.channel or "sms"),
+                       not_before=self._calendar.tomorrow(at, decision.channel or "sms", decision.phone),
                        detail="the number got a message today, claimed by another shard or run")
 
-    def quiet_at(self, channel: str, at: datetime) -> Verdict | None:
-        """Quiet hours at a claim made at ``at`` on ``channel``: the planner checked them at the
-        run's start only, and a live run that starts at 20:59 and claims at 21:01 would send at
-        night. A pinned clock (``--now``) keeps the planner's word. One comparison per claim
-        batch until the clock reaches the channel's next window."""
+    def quiet_at(self, channel: str, at: datetime, phone: str | None = None) -> Verdict | None:
+        """Quiet hours at a claim made at ``at`` on ``channel`` (to ``phone``): the planner checked
+        them at the run's start only, and a live run that starts at 20:59 and claims at 21:01
+        would send at night. A pinned clock (``--now``) keeps the planner's word. One comparison
+        per claim (batch) until the clock reaches the next window of the channel in that zone."""
         if not self.clock.live:
             return None
-        if channel in self._quiet_from:
-            begins = self._quiet_from[channel]
+        key = (channel, self._calendar.recipient_zone(channel, phone))
+        if key in self._quiet_from:
+            begins = self._quiet_from[key]
             if begins is None or at < begins:
                 return None
-        verdict = self._calendar.quiet_verdict(at, channel)
+        verdict = self._calendar.quiet_verdict(at, channel, phone)
         if verdict is None:
-            self._quiet_from[channel] = self._calendar.next_quiet(at, channel)
+            self._quiet_from[key] = self._calendar.next_quiet(at, channel, phone)
         return verdict
+
+    def per_recipient_quiet(self, channel: str) -> bool:
+        """Whether ``channel``'s quiet hours depend on the recipient's number (its timezone)."""
+        return self._calendar.zoned(channel)
 
     def quiet_hold(self, decision: Decision, verdict: Verdict, at: datetime) -> Decision:
         """A send that reached its claim inside quiet hours: not claimed, it waits for the
@@ -1380,11 +1389,8 @@ class _ClaimFeed:
         while self.pending and len(taken) < n:
             group = [self.pending.pop() for _ in range(min(n - len(taken), len(self.pending)))]
             at = self.executor.clock.now()
-            quiet = self.executor.quiet_at(group[0].request.channel, at)
-            if quiet is not None:  # nothing claimed: the next run after the window sends them
-                for prepared in group:
-                    decision = prepared.decision
-                    self.results[id(decision)] = Result(self.executor.quiet_hold(decision, quiet, at))
+            group = self._outside_quiet_hours(group, at)
+            if not group:
                 continue
             outcomes = self._drain()
             try:
@@ -1412,6 +1418,28 @@ class _ClaimFeed:
                 if envelope is not None:
                     taken.append(envelope)
         return taken
+
+    def _outside_quiet_hours(self, group: list[_Prepared], at: datetime) -> list[_Prepared]:
+        """Those of ``group`` (one channel) not in their quiet hours at ``at``; the others are held,
+        unclaimed: the next run after the window sends them. A channel whose quiet hours are the
+        recipient's is asked per number; any other, once for the group."""
+        executor = self.executor
+        channel = group[0].request.channel
+        if not executor.per_recipient_quiet(channel):
+            quiet = executor.quiet_at(channel, at)
+            if quiet is None:
+                return group
+            for prepared in group:
+                self.results[id(prepared.decision)] = Result(executor.quiet_hold(prepared.decision, quiet, at))
+            return []
+        outside = []
+        for prepared in group:
+            quiet = executor.quiet_at(channel, at, prepared.decision.phone)
+            if quiet is None:
+                outside.append(prepared)
+            else:
+                self.results[id(prepared.decision)] = Result(executor.quiet_hold(prepared.decision, quiet, at))
+        return outside
 
     def _finish(self, claim_id: int, prepared: _Prepared, at: datetime) -> Envelope | None:
         """The claimed envelope; a per-recipient incentive code is allocated now (a code exists

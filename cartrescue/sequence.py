@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cartrescue.config import Config, EligibilityConfig, QuietHours, Sequence
+from cartrescue.contacts import phone_zone
 from cartrescue.eligibility import Verdict, new_verdict
 from cartrescue.ledger import SentStep
 from cartrescue.model import (
@@ -124,22 +125,61 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
 
 class Calendar:
     """The shop's local clock: "today" and quiet hours (``eligibility.quiet_hours`` for every
-    channel, plus a channel's own window: ``channel_quiet={"sms": sms.quiet_hours}``)."""
+    channel, plus a channel's own window: ``channel_quiet={"sms": sms.quiet_hours}``).
+
+    A channel in ``recipient_zoned`` keeps its own window in the recipient's local time, where
+    the number places them in one timezone (:func:`~cartrescue.contacts.phone_zone`), else in
+    the shop's: a Swedish shop's 09:00 is 03:00 in New York, and rules on texts (the US TCPA's
+    8:00-21:00) count the recipient's clock. The methods that take ``phone`` apply it."""
 
     def __init__(self, config: EligibilityConfig, tz: ZoneInfo,
-                 channel_quiet: dict[str, QuietHours | None] | None = None) -> None:
+                 channel_quiet: dict[str, QuietHours | None] | None = None,
+                 recipient_zoned: frozenset[str] = frozenset()) -> None:
         self.tz = tz
         self.one_per_day = config.one_message_per_day
         self.quiet = config.quiet_hours
         # The call list has no quiet hours: staff call in their own working hours.
         self.windows: dict[str, list[QuietHours]] = {"call-list": []}
+        self._own: dict[str, QuietHours] = {}
         for channel, own in (channel_quiet or {}).items():
             self.windows[channel] = [w for w in (self.quiet, own) if w is not None]
+            if own is not None and channel in recipient_zoned:
+                self._own[channel] = own
+        self._zones: dict[str, ZoneInfo | None] = {}  # number -> its zone (None: the shop's)
 
     @classmethod
     def of_shop(cls, config: Config) -> "Calendar":
         """The calendar a run plans and claims by: texts keep their own quiet hours."""
-        return cls(config.eligibility, config.shop.tz, {"sms": config.sms.quiet_hours})
+        zoned = frozenset({"sms"}) if config.sms.quiet_hours_zone == "recipient" else frozenset()
+        return cls(config.eligibility, config.shop.tz, {"sms": config.sms.quiet_hours}, zoned)
+
+    def zoned(self, channel: str) -> bool:
+        """Whether ``channel`` keeps quiet hours on its recipients' clocks."""
+        return channel in self._own
+
+    def recipient_zone(self, channel: str, phone: str | None) -> ZoneInfo | None:
+        """The zone ``channel``'s own quiet hours are kept in for ``phone``; None: the shop's."""
+        if phone is None or channel not in self._own:
+            return None
+        if phone not in self._zones:
+            name = phone_zone(phone)
+            zone = None
+            if name is not None and name != self.tz.key:
+                try:
+                    zone = ZoneInfo(name)
+                except (ZoneInfoNotFoundError, ValueError):
+                    zone = None
+            self._zones[phone] = zone
+        return self._zones[phone]
+
+    def _zoned(self, channel: str, phone: str | None) -> list[tuple[QuietHours, ZoneInfo]]:
+        """``channel``'s quiet windows, each with the zone its clock is read in."""
+        windows = self.windows.get(channel)
+        if windows is None:
+            return [] if self.quiet is None else [(self.quiet, self.tz)]
+        zone = self.recipient_zone(channel, phone)
+        own = self._own.get(channel) if zone is not None else None
+        return [(window, zone if window is own and zone is not None else self.tz) for window in windows]
 
     def counted_day(self, now: datetime) -> tuple[datetime, datetime] | None:
         """The local day one message a day counts at ``now``, from its midnight to the next
@@ -161,32 +201,30 @@ class Calendar:
     def same_local_day(self, first: datetime, second: datetime) -> bool:
         return first.astimezone(self.tz).date() == second.astimezone(self.tz).date()
 
-    def quiet_until(self, now: datetime, channel: str = "email") -> datetime | None:
-        """When ``channel`` may send again if ``now`` is quiet time for it, else None.
+    def quiet_until(self, now: datetime, channel: str = "email", phone: str | None = None) -> datetime | None:
+        """When ``channel`` may send again (to ``phone``) if ``now`` is quiet time for it, else None.
 
         With two windows (the general one and the channel's) the later end wins, and a window
         the first one ends in is followed to its own end.
         """
-        windows = self.windows.get(channel)
-        if windows is None:
-            return self._window_end(now, self.quiet)
+        if self.quiet is None and channel not in self.windows:  # e-mail in a shop without quiet hours
+            return None
+        windows = self._zoned(channel, phone)
         until = None
         for _pass in range(len(windows) + 1):
             moved = False
-            for window in windows:
-                end = self._window_end(until or now, window)
+            for window, tz in windows:
+                end = self._window_end(until or now, window, tz)
                 if end is not None:
                     until, moved = end, True
             if not moved:
                 break
         return until
 
-    def _window_end(self, now: datetime, window: QuietHours | None) -> datetime | None:
-        """End of ``window`` when ``now`` falls in it (it may cross midnight), else None."""
-        if window is None:
-            return None
+    def _window_end(self, now: datetime, window: QuietHours, tz: ZoneInfo) -> datetime | None:
+        """End of ``window`` on ``tz``'s clock when ``now`` falls in it (it may cross midnight), else None."""
         start, end = window.start, window.end
-        local = now.astimezone(self.tz)
+        local = now.astimezone(tz)
         clock = local.time().replace(tzinfo=None)
         if start == end:
             return None
@@ -198,16 +236,16 @@ class Calendar:
             end_day = local.date() + timedelta(days=1) if clock >= start else local.date()
         if not inside:
             return None
-        return self._first_at(end_day, end, now)
+        return self._first_at(end_day, end, now, tz)
 
-    def _first_at(self, day: date, clock: time, after: datetime) -> datetime:
+    def _first_at(self, day: date, clock: time, after: datetime, tz: ZoneInfo) -> datetime:
         """The first moment after ``after`` that the shop's clock shows ``clock`` on ``day`` (in
         ``after``'s timezone), where a quiet window ends. On a clock-change day that time comes
         twice (fall back: in the repeated hour the window runs again, so a run in its second pass
         waits for the second end, not for one already past) or never (spring forward: the window
         is over when the clock jumps past its end, not an hour later, as the gate then says)."""
         wall = datetime.combine(day, clock)
-        first = wall.replace(tzinfo=self.tz)
+        first = wall.replace(tzinfo=tz)
         earlier, later = first.astimezone(timezone.utc), first.replace(fold=1).astimezone(timezone.utc)
         if later > earlier:  # repeated
             return (earlier if earlier > after else later).astimezone(after.tzinfo)
@@ -215,20 +253,20 @@ class Calendar:
             low, high = int(later.timestamp()), int(earlier.timestamp())
             while high - low > 1:
                 middle = (low + high) // 2
-                if datetime.fromtimestamp(middle, self.tz).replace(tzinfo=None) < wall:
+                if datetime.fromtimestamp(middle, tz).replace(tzinfo=None) < wall:
                     low = middle
                 else:
                     high = middle
             earlier = datetime.fromtimestamp(high, timezone.utc)
         return earlier.astimezone(after.tzinfo)
 
-    def tomorrow(self, now: datetime, channel: str = "email") -> datetime:
-        """The first moment of the next local day ``channel`` may send (after its quiet hours)."""
+    def tomorrow(self, now: datetime, channel: str = "email", phone: str | None = None) -> datetime:
+        """The first moment of the shop's next day ``channel`` may send (after its quiet hours)."""
         not_before = self.next_local_midnight(now)
-        return self.quiet_until(not_before, channel) or not_before
+        return self.quiet_until(not_before, channel, phone) or not_before
 
     def gate(self, now: datetime, last_message: datetime | None, newsletter: MarketingSend | None = None,
-             channel: str = "email") -> Verdict | None:
+             channel: str = "email", phone: str | None = None) -> Verdict | None:
         """Defer when the customer had a message today (on any channel), or the shop's newsletter
         (a send up to ``now``: one scheduled for later today is not known yet), or when it is
         quiet time for ``channel``.
@@ -237,40 +275,39 @@ class Calendar:
         staff call in their own working hours, whatever the newsletter (and it has no quiet hours).
         """
         if self.one_per_day and last_message is not None and self.same_local_day(last_message, now):
-            return new_verdict(ACTION_DEFER, REASON_MESSAGED_TODAY, not_before=self.tomorrow(now, channel),
+            return new_verdict(ACTION_DEFER, REASON_MESSAGED_TODAY, not_before=self.tomorrow(now, channel, phone),
                                detail=f"last message {minute_text(last_message)} UTC")
         if newsletter is not None and channel != "call-list" and newsletter.sent_at <= now and \
                 self.same_local_day(newsletter.sent_at, now):
             what = f"newsletter {newsletter.campaign!r}" if newsletter.campaign else "newsletter"
-            return new_verdict(ACTION_DEFER, REASON_NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel),
+            return new_verdict(ACTION_DEFER, REASON_NEWSLETTER_TODAY, not_before=self.tomorrow(now, channel, phone),
                                detail=f"{what} sent {minute_text(newsletter.sent_at)} UTC")
-        return self.quiet_verdict(now, channel)
+        return self.quiet_verdict(now, channel, phone)
 
-    def quiet_verdict(self, now: datetime, channel: str = "email") -> Verdict | None:
-        """Defer when ``now`` is quiet time for ``channel``, until the window's end: the planner's
-        rule, which the executor applies again as a live run claims (a run that starts at 20:59
-        must not send at 21:01)."""
-        quiet = self.quiet_until(now, channel)
+    def quiet_verdict(self, now: datetime, channel: str = "email", phone: str | None = None) -> Verdict | None:
+        """Defer when ``now`` is quiet time for ``channel`` (to ``phone``), until the window's end:
+        the planner's rule, which the executor applies again as a live run claims (a run that
+        starts at 20:59 must not send at 21:01)."""
+        quiet = self.quiet_until(now, channel, phone)
         if quiet is None:
             return None
         which = f"{channel} quiet hours" if channel in self.windows else "quiet hours"
+        zone = self.recipient_zone(channel, phone)
+        there = "" if zone is None else f" ({quiet.astimezone(zone):%H:%M} in {zone.key}, the number's time)"
         return Verdict(ACTION_DEFER, REASON_QUIET_HOURS, not_before=quiet,
-                       detail=f"{which} until {quiet.astimezone(self.tz):%Y-%m-%d %H:%M} shop time")
+                       detail=f"{which} until {quiet.astimezone(self.tz):%Y-%m-%d %H:%M} shop time{there}")
 
-    def next_quiet(self, after: datetime, channel: str = "email") -> datetime | None:
-        """The first moment after ``after`` that a quiet window of ``channel`` begins (None: the
-        channel has none). A run that claims for hours compares each claim's time with it, and
-        reads the windows again only once the clock has reached it."""
-        windows = self.windows.get(channel)
-        if windows is None:
-            windows = [self.quiet] if self.quiet is not None else []
-        day = after.astimezone(self.tz).date()
+    def next_quiet(self, after: datetime, channel: str = "email", phone: str | None = None) -> datetime | None:
+        """The first moment after ``after`` that a quiet window of ``channel`` (to ``phone``)
+        begins (None: the channel has none). A run that claims for hours compares each claim's
+        time with it, and reads the windows again only once the clock has reached it."""
         starts = []
-        for window in windows:
+        for window, tz in self._zoned(channel, phone):
             if window.start == window.end:
                 continue
+            day = after.astimezone(tz).date()
             for offset in (0, 1):
-                begins = self._first_at(day + timedelta(days=offset), window.start, after)
+                begins = self._first_at(day + timedelta(days=offset), window.start, after, tz)
                 if begins > after:
                     starts.append(begins)
                     break
