@@ -170,16 +170,19 @@ class Attribution:
         last is a window after the streams of the period end), never past ``now``."""
         return Window(self.start, min(self.rows_until, max(now, self.until)))
 
-    def prepare(self) -> None:
+    def prepare(self, ledger: Ledger | None = None) -> None:
         """What needs only the rows (runs while the orders load): the streams and the sums of
-        messages per breakdown."""
+        messages per breakdown. ``ledger``: where the streams whose first row read is a later
+        step find when they began (:meth:`_earlier_starts`)."""
         since, until = self._period()
         self.db.executescript("""
             CREATE INDEX msg_key ON msg(cart_key, held, at);
-            CREATE TABLE stream(cart_key TEXT PRIMARY KEY, first_at REAL, first_id INTEGER, held INTEGER, tier TEXT)
-              WITHOUT ROWID;
-            INSERT INTO stream SELECT cart_key, min(at), id, held, tier FROM msg GROUP BY cart_key;
+            CREATE TABLE stream(cart_key TEXT PRIMARY KEY, first_at REAL, first_id INTEGER, held INTEGER, tier TEXT,
+              step INTEGER) WITHOUT ROWID;
+            INSERT INTO stream SELECT cart_key, min(at), id, held, tier, step FROM msg GROUP BY cart_key;
         """)  # one aggregate: SQLite takes the bare columns from the row of min(at)
+        if ledger is not None:
+            self._earlier_starts(ledger)
         # Carts messaged (and held out) in the period, and those whose last message is recent:
         # grouped along the msg_key index, so nothing is sorted.
         counts = {held: (carts, recent) for held, carts, recent in self.db.execute(
@@ -203,6 +206,23 @@ class Attribution:
                 f"SELECT {_cube_key()}, CAST(at / 900 AS INTEGER), count(*), coalesce(sum(value), 0) FROM msg"
                 " WHERE at >= ? AND at <= ? GROUP BY 1, 2", (since, until)):
             self._messages[(*_split(key), bucket)] = (count, value)
+
+    def _earlier_starts(self, ledger: Ledger) -> None:
+        """Date back the streams that began before the rows read. A stream begins at its first
+        step, and the rows read reach ``eligibility.max_age`` + the window before the period; but
+        a customer who comes back to the cart re-times its later steps (from the last activity),
+        so step 2 can go out two weeks after step 1. Its stream then seemed to begin in the
+        period of step 2, and the lift counted the cart (and its order) a second time. Only a
+        stream whose first row read is a later step can have begun earlier: the ledger is asked
+        about those few, not about every stream."""
+        since, until = self._period()
+        later = [key for (key,) in self.db.execute(
+            "SELECT cart_key FROM stream WHERE step > 1 AND first_at >= ? AND first_at <= ?", (since, until))]
+        if not later:
+            return
+        self.db.executemany("UPDATE stream SET first_at = ? WHERE cart_key = ?", [
+            (epoch(first), key) for key, first in ledger.report_first_claims(later, self.start).items()])
+        self.db.commit()
 
     def attach_orders(self, orders: "OrderLoad") -> None:
         """Take the orders a loader thread read into its own scratch file."""
