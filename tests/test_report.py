@@ -465,6 +465,18 @@ def test_an_order_without_cart_id_is_matched_by_address_or_customer_id(shop: Sho
     assert document["summary"]["orders"] == 2 and document["summary"]["revenue"] == "30.00"
 
 
+@pytest.mark.parametrize("address", ["ann@xn--bcher-kva.example", "jose\u0301@example.com"], ids=["idna", "nfd"])
+def test_an_order_to_the_address_an_older_version_kept_is_attributed_to_its_message(shop: Shop, address: str) -> None:
+    """The export writes the address with its domain in IDNA form, or decomposed; an older
+    cartrescue kept it so in the ledger (lower-cased alone), where the sources now read the same
+    export's orders composed and with the domain in Unicode: the order, without a cart id, of the
+    very address the message went to was attributed to nothing (0.00 won back)."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW, email=address)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", email=address))
+    document = report(shop)
+    assert (document["summary"]["orders"], document["summary"]["revenue"]) == (1, "10.00")
+
+
 def test_a_cart_held_out_then_messaged_by_another_stream_stays_in_the_control_group(shop: Shop) -> None:
     rows = Experiment(30, 30, 0, 0).rows(NOW)
     rows.append(Row("h0", NOW + timedelta(hours=2), channel="call-list", tier="vip", sequence="call"))

@@ -37,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from cartrescue.contacts import email_forms
 from cartrescue.currency import Basis
 from cartrescue.ledger import REPORTED, Ledger
 from cartrescue.scratch import ScratchDb
@@ -256,6 +257,10 @@ class Attribution:
                 scans.append(f"SELECT o.id AS oid, m.id AS mid, m.at AS at, {kind} AS kind FROM msg m CROSS JOIN ord o"
                              f" ON o.{column} = m.{column} WHERE m.{column} IS NOT NULL AND o.at > m.at"
                              f" AND o.earliest <= m.at + {w!r}")
+        if self._other_spellings():  # one scan more, only for a shop with such addresses
+            scans.append(f"SELECT o.id AS oid, m.id AS mid, m.at AS at, 1 AS kind FROM msg m CROSS JOIN ord_spelling s"
+                         f" ON s.email = m.email JOIN ord o ON o.id = s.oid WHERE m.email IS NOT NULL AND o.at > m.at"
+                         f" AND o.earliest <= m.at + {w!r}")
         # one scan of the rows per key an order carries at all, with lookups into the orders' indexes
         self.db.execute("CREATE TABLE cand AS " + (" UNION ALL ".join(scans) if scans else
                                                    "SELECT '' AS oid, 0 AS mid, 0.0 AS at, 0 AS kind WHERE 0"))
@@ -268,6 +273,21 @@ class Attribution:
             INSERT INTO mstat SELECT h.mid, count(*), sum(o.amount), sum(o.amount IS NULL)
               FROM hit h JOIN ord o ON o.id = h.oid GROUP BY h.mid;
         """)
+
+    def _other_spellings(self) -> bool:
+        """The other spellings of the orders' addresses that are not plain ASCII or hold ``xn--``
+        (:func:`cartrescue.contacts.email_forms`: decomposed, the domain's other IDNA form) into
+        ``ord_spelling``; whether there are any. An older cartrescue kept an address as the export
+        wrote it, lower-cased alone, where the sources now read the same export's order composed
+        and with the domain in Unicode: the order of the very address a message went to, without a
+        cart id, was attributed to nothing."""
+        self.db.execute("CREATE TABLE ord_spelling(email TEXT NOT NULL, oid TEXT NOT NULL, PRIMARY KEY (email, oid))"
+                        " WITHOUT ROWID")
+        rows = self.db.execute("SELECT id, email FROM ord WHERE email IS NOT NULL AND"
+                               " (length(email) <> length(CAST(email AS BLOB)) OR instr(email, 'xn--'))").fetchall()
+        self.db.executemany("INSERT OR IGNORE INTO ord_spelling VALUES (?, ?)",
+                            [(form, oid) for oid, email in rows for form in email_forms(email) if form != email])
+        return bool(self.db.execute("SELECT 1 FROM ord_spelling LIMIT 1").fetchone())
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -460,6 +480,8 @@ class KeyFilter:
                 h = hash(key) & mask
                 if bits[h >> 3] >> (h & 7) & 1:
                     return True
+        if email and (not email.isascii() or "xn--" in email):  # as an older version kept it in the ledger
+            return any(form in self for form in email_forms(email)[1:])
         return False
 
 
