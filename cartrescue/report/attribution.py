@@ -385,15 +385,20 @@ class Attribution:
         return [(held, tier, *sums) for (held, tier), sums in sorted(
             groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))]
 
-    def lift_unconverted(self) -> list[tuple[int, str, int]]:
+    def lift_unconverted(self, leave_out: frozenset[str] = frozenset()) -> list[tuple[int, str, int]]:
         """(held, currency or "", orders) of the orders of the streams that began in the period
         (the lift's carts, held-out ones too) without an amount in the shop's currency:
-        :meth:`unconverted` counts only those the period's messages won."""
-        return self.db.execute(
-            "SELECT s.held, ifnull(o.currency, ''), count(*) FROM hit h JOIN msg m ON m.id = h.mid"
-            " JOIN ord o ON o.id = h.oid JOIN stream s ON s.cart_key = m.cart_key"
-            " WHERE o.amount IS NULL AND s.first_at >= ? AND s.first_at <= ? GROUP BY 1, 2 ORDER BY 1, 2",
-            self._period()).fetchall()
+        :meth:`unconverted` counts only those the period's messages won. ``leave_out``: tiers
+        ("" for none) the lift does not compare."""
+        counts: dict[tuple[int, str], int] = {}
+        for held, currency, tier, count in self.db.execute(
+                "SELECT s.held, ifnull(o.currency, ''), ifnull(s.tier, ''), count(*) FROM hit h"
+                " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid JOIN stream s ON s.cart_key = m.cart_key"
+                " WHERE o.amount IS NULL AND s.first_at >= ? AND s.first_at <= ? GROUP BY 1, 2, 3",
+                self._period()):
+            if tier not in leave_out:
+                counts[(held, currency)] = counts.get((held, currency), 0) + count
+        return [(held, currency, count) for (held, currency), count in sorted(counts.items())]
 
     def attributed_orders(self) -> Iterator[tuple[Any, ...]]:
         """Each attributed order of the period's streams: (message id, sequence, step, tier, channel,
