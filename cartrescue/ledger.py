@@ -1733,6 +1733,22 @@ class Ledger:
             for row in result:
                 yield (*row[:12], _aware(row[12]), row[13])
 
+    def report_first_claims(self, cart_keys: Sequence[str], before: datetime, batch: int = 500) -> dict[str, datetime]:
+        """The first sent or held-out row of each of ``cart_keys`` claimed before ``before``, where
+        it has one: when its stream began, for the report's streams whose first row it read is a
+        later step (their customer came back to the cart, which re-timed those steps)."""
+        c = Message.__table__.c  # type: ignore[attr-defined]
+        found: dict[str, datetime] = {}
+        with self.engine.connect() as conn:
+            for offset in range(0, len(cart_keys), batch):
+                chunk = list(cart_keys[offset:offset + batch])
+                for key, first in conn.execute(
+                        select(c.cart_key, func.min(c.claimed_at)).where(
+                            c.cart_key.in_(chunk), c.status.in_(REPORTED), c.claimed_at < _naive(before))
+                        .group_by(c.cart_key)):
+                    found[key] = _aware(first)
+        return found
+
     def report_keys(self, start: datetime, end: datetime, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
         """(cart id, email, customer id) of the sent and held-out rows claimed in ``[start, end]``,
         each combination once, streamed: what an order must carry to matter to the report."""

@@ -408,6 +408,32 @@ def test_the_incremental_columns_follow_a_stream_of_the_period_to_its_last_step(
     assert document["summary"]["orders"] == 0  # step 1's message, the period's only one, won none
 
 
+def test_a_later_step_of_a_stream_that_began_long_before_the_period_starts_no_stream_in_it(shop: Shop) -> None:
+    """A customer came back to the cart 12 days after step 1, which re-timed step 2 (24 h after
+    the last activity) to day 13: the report of that day reads rows back to max_age + the window
+    (12 days) only, took step 2 for the first row of a stream that began in the period, and
+    counted both carts again in the lift (one of them a conversion) after their week's report."""
+    shop.configure(sequences={"default": {"holdout": 0.5, "steps": [
+        {"delay": "1h", "template": "reminder-1"}, {"delay": "24h", "template": "reminder-2"}]}})
+    carts = [f"c{n}" for n in range(8)]
+    shop.add(*(cart(cart_id) for cart_id in carts))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out"), "--json").exit_code == 0
+    back = NOW + timedelta(days=13, hours=12)
+    shop.carts = []
+    shop.add(*(cart(cart_id, now=back, idle=timedelta(hours=25)) for cart_id in carts))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=back).exit_code == 0
+    steps = {(row["cart_id"], row["step"]): row["status"] for row in shop.messages()}
+    assert {step for _cart, step in steps} == {1, 2} and "held_out" in steps.values() and "sent" in steps.values()
+    shop.add_orders(*(order_row(f"o{cart_id}", at=back + timedelta(hours=2), total="70.00", cart_id=cart_id)
+                      for cart_id in carts))
+    day = "2026-12-03"  # step 2's day, 23:00 in Stockholm
+    document = report(shop, "--since", day, "--until", day, now=back + timedelta(days=20))
+    lift = document["incrementality"]
+    assert document["summary"]["messages"] == sum(status == "sent" for (_c, step), status in steps.items() if step == 2)
+    assert (lift["treated"]["carts"], lift["holdout"]["carts"]) == (0, 0)
+    assert lift["reason"].startswith("no stream began in this period")
+
+
 def test_a_period_reaching_past_a_pinned_now_ends_now(shop: Shop) -> None:
     """A replay with `--now` and `--until` a later day counted the orders placed after that
     moment as if they had already happened."""
@@ -437,6 +463,18 @@ def test_an_order_without_cart_id_is_matched_by_address_or_customer_id(shop: Sho
                     order_row("o3", at=NOW + timedelta(hours=1), total="40.00", email="someone@example.com"))
     document = report(shop)
     assert document["summary"]["orders"] == 2 and document["summary"]["revenue"] == "30.00"
+
+
+@pytest.mark.parametrize("address", ["ann@xn--bcher-kva.example", "jose\u0301@example.com"], ids=["idna", "nfd"])
+def test_an_order_to_the_address_an_older_version_kept_is_attributed_to_its_message(shop: Shop, address: str) -> None:
+    """The export writes the address with its domain in IDNA form, or decomposed; an older
+    cartrescue kept it so in the ledger (lower-cased alone), where the sources now read the same
+    export's orders composed and with the domain in Unicode: the order, without a cart id, of the
+    very address the message went to was attributed to nothing (0.00 won back)."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW, email=address)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", email=address))
+    document = report(shop)
+    assert (document["summary"]["orders"], document["summary"]["revenue"]) == (1, "10.00")
 
 
 def test_a_cart_held_out_then_messaged_by_another_stream_stays_in_the_control_group(shop: Shop) -> None:

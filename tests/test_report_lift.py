@@ -53,3 +53,49 @@ def test_a_tier_without_held_out_carts_says_why_its_lift_is_not_measured(shop: S
     with (shop.folder / "tables" / "lift.csv").open(encoding="utf-8") as handle:
         notes = {row["group"]: (row["measured"], row["note"]) for row in csv.DictReader(handle)}
     assert notes["vip"] == ("False", "no held-out stream of this tier began in this period")
+
+
+def test_a_tier_without_a_holdout_is_left_out_of_the_lift_not_taken_for_what_the_reminders_caused(
+        shop: Shop) -> None:
+    """The VIP carts are called (a sequence without holdout) and 40 % of them order; the others
+    get mail with a holdout of 0.5, and 10 % order whether mailed or held out: the reminders add
+    nothing. Pooled with the mailed carts against the held-out ones, the VIP carts made it "The
+    reminders added 15.0 points of conversion ... about 30 orders that would not have come
+    anyway" and 3,000.00 of incremental revenue."""
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 50, "sequence": "call"},
+                                       {"name": "standard", "min_score": 0}]},
+                   sequences={"default": {"holdout": 0.5, "steps": [{"delay": "1h", "template": "reminder-1"}]},
+                              "call": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    write_ledger(shop.folder / "ledger.db",
+                 [Row(f"v{n}", NOW, tier="vip", sequence="call", channel="call-list") for n in range(100)]
+                 + [Row(f"t{n}", NOW) for n in range(100)] + [Row(f"h{n}", NOW, held=True) for n in range(100)])
+    shop.add_orders(*(order_row(f"o-{cart_id}", at=NOW + timedelta(hours=2), total="100.00", cart_id=cart_id)
+                      for cart_id in [f"v{n}" for n in range(40)] + [f"t{n}" for n in range(10)]
+                      + [f"h{n}" for n in range(10)]))
+    result = shop.cli("report", "--json", "--since", "2026-11-19", "--until", "2026-11-21", now=LATER)
+    assert result.exit_code == 0, result.output
+    lift = result.json["incrementality"]
+    assert lift["measured"] and (lift["treated"]["carts"], lift["holdout"]["carts"]) == (100, 100)
+    assert lift["absolute"]["estimate"] == 0 and lift["incremental_revenue"]["estimate"] == "0.00"
+    assert lift["left_out"] == [{"tier": "vip", "treated_carts": 100, "holdout_carts": 0}]
+    assert any(note.startswith("the lift compares the tiers with both messaged and held-out carts; vip (100 "
+                               "messaged, 0 held-out carts) has no control group") for note in result.json["notes"])
+    assert result.json["summary"]["revenue"] == "5000.00"  # the attributed revenue still counts every tier
+
+
+def test_an_order_without_a_rate_of_a_tier_left_out_of_the_lift_is_not_noted_as_the_lifts(shop: Shop) -> None:
+    """The lift leaves out a tier without held-out carts; the note on its orders without a rate
+    still counted that tier's, "of the carts compared for the lift"."""
+    shop.configure(shop={"currency": "EUR"},
+                   priority={"tiers": [{"name": "vip", "min_score": 50, "sequence": "call"},
+                                       {"name": "standard", "min_score": 0}]},
+                   sequences={"default": {"holdout": 0.5, "steps": [{"delay": "1h", "template": "reminder-1"}]},
+                              "call": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    write_ledger(shop.folder / "ledger.db", [Row("v0", NOW, tier="vip", sequence="call", channel="call-list"),
+                                             Row("t0", NOW), Row("h0", NOW, held=True)])
+    shop.add_orders(order_row("o1", at=NOW + timedelta(hours=2), total="100.00", cart_id="v0", currency="USD"))
+    result = shop.cli("report", "--json", "--since", "2026-11-19", "--until", "2026-11-21", now=LATER)
+    assert result.exit_code == 0, result.output
+    assert result.json["incrementality"]["treated"]["unconverted_orders"] == 0
+    assert not [note for note in result.json["notes"] if "of the carts compared for the lift" in note]
+    assert result.json["unconverted"] == [{"currency": "USD", "orders": 1}]  # the attributed side still says so

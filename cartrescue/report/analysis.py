@@ -88,7 +88,11 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
         notes.append(f"orders that cannot be converted to {config.shop.currency} ({listed}; add shop.exchange_rates): "
                      "they count as conversions, their amounts are left out of revenue")
     if document["incrementality"]["measured"]:
-        _lift_unconverted_note(att.lift_unconverted(), currency, notes)
+        left_out = document["incrementality"]["left_out"]
+        _lift_unconverted_note(att.lift_unconverted(frozenset(entry["tier"] or "" for entry in left_out)), currency,
+                               notes)
+        if left_out:
+            notes.append(_left_out_note(left_out))
     if totals["unvalued"]:
         count = totals["unvalued"]
         notes.append(f"{count:,} message{'s' if count != 1 else ''} of the period ha{'ve' if count != 1 else 's'} no "
@@ -111,6 +115,17 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
                      "counted as sent, as a run counts them")
     document["notes"] = notes
     return document
+
+
+def _left_out_note(left_out: list[dict[str, Any]]) -> str:
+    """Which tiers the lift does not compare (:func:`_compared`), and why."""
+    listed = ", ".join(f"{entry['tier'] or '(no tier)'} ({entry['treated_carts']:,} messaged, "
+                       f"{entry['holdout_carts']:,} held-out carts)" for entry in left_out)
+    one = len(left_out) == 1
+    return (f"the lift compares the tiers with both messaged and held-out carts; {listed} "
+            f"{'has' if one else 'have'} no control group of {'its' if one else 'their'} own in this period (a "
+            f"sequence without holdout, or too few carts) and {'is' if one else 'are'} left out of it: "
+            "other tiers' held-out carts say nothing of what their reminders caused")
 
 
 def _lift_unconverted_note(rows: list[tuple[int, str, int]], currency: str | None, notes: list[str]) -> None:
@@ -197,15 +212,33 @@ def _days(config: Config, att: Attribution) -> list[dict[str, Any]]:
 
 # -- incrementality -----------------------------------------------------------------------------
 
+def _compared(groups: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
+    """The groups the lift compares, and the tiers it leaves out: the tiers with both messaged
+    and held-out streams in the period. A tier without held-out carts (its sequence has no
+    holdout: the phone calls of the VIP carts) has nothing to compare its conversion with; in
+    the messaged arm beside the held-out carts of the other tiers, its higher conversion passed
+    for a lift the reminders caused. When no tier has both, all groups (the lift is not measured)."""
+    tiers: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for held, tier, carts, *_sums in groups:
+        tiers[tier or ""][1 if held else 0] += carts
+    both = {tier for tier, (treated, held) in tiers.items() if treated and held}
+    if not both:
+        return groups, []
+    left_out = [{"tier": tier or None, "treated_carts": treated, "holdout_carts": held}
+                for tier, (treated, held) in sorted(tiers.items()) if tier not in both]
+    return [g for g in groups if (g[1] or "") in both], left_out
+
+
 def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
     groups = att.groups()
-    treated = _group([g for g in groups if not g[0]])
-    held = _group([g for g in groups if g[0]])
+    compared, left_out = _compared(groups)
+    treated = _group([g for g in compared if not g[0]])
+    held = _group([g for g in compared if g[0]])
     configured = any(sequence.holdout > 0 for sequence in config.sequences.values())
     result: dict[str, Any] = {
         "method": "Newcombe hybrid score interval (difference of two Wilson intervals), 95 %; relative lift: "
                   "Katz log interval; revenue: Welch normal interval on revenue per cart",
-        "treated": _arm(treated), "holdout": _arm(held), "contaminated": held["messaged"],
+        "treated": _arm(treated), "holdout": _arm(held), "contaminated": held["messaged"], "left_out": left_out,
     }
     reason = None
     if configured and not held["carts"] and not treated["carts"]:
@@ -216,6 +249,8 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
                   "message)" if not configured else "no held-out stream began in this period")
     elif not treated["carts"]:
         reason = "no messaged stream began in this period"
+    elif not any(not g[0] and g[1] == h[1] for g in groups for h in groups if h[0]):
+        reason = "no tier has both messaged and held-out streams that began in this period"
     result["measured"] = reason is None
     if reason is not None:
         result["reason"] = reason

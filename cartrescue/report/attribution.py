@@ -37,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from cartrescue.contacts import email_forms
 from cartrescue.currency import Basis
 from cartrescue.ledger import REPORTED, Ledger
 from cartrescue.scratch import ScratchDb
@@ -170,16 +171,19 @@ class Attribution:
         last is a window after the streams of the period end), never past ``now``."""
         return Window(self.start, min(self.rows_until, max(now, self.until)))
 
-    def prepare(self) -> None:
+    def prepare(self, ledger: Ledger | None = None) -> None:
         """What needs only the rows (runs while the orders load): the streams and the sums of
-        messages per breakdown."""
+        messages per breakdown. ``ledger``: where the streams whose first row read is a later
+        step find when they began (:meth:`_earlier_starts`)."""
         since, until = self._period()
         self.db.executescript("""
             CREATE INDEX msg_key ON msg(cart_key, held, at);
-            CREATE TABLE stream(cart_key TEXT PRIMARY KEY, first_at REAL, first_id INTEGER, held INTEGER, tier TEXT)
-              WITHOUT ROWID;
-            INSERT INTO stream SELECT cart_key, min(at), id, held, tier FROM msg GROUP BY cart_key;
+            CREATE TABLE stream(cart_key TEXT PRIMARY KEY, first_at REAL, first_id INTEGER, held INTEGER, tier TEXT,
+              step INTEGER) WITHOUT ROWID;
+            INSERT INTO stream SELECT cart_key, min(at), id, held, tier, step FROM msg GROUP BY cart_key;
         """)  # one aggregate: SQLite takes the bare columns from the row of min(at)
+        if ledger is not None:
+            self._earlier_starts(ledger)
         # Carts messaged (and held out) in the period, and those whose last message is recent:
         # grouped along the msg_key index, so nothing is sorted.
         counts = {held: (carts, recent) for held, carts, recent in self.db.execute(
@@ -203,6 +207,23 @@ class Attribution:
                 f"SELECT {_cube_key()}, CAST(at / 900 AS INTEGER), count(*), coalesce(sum(value), 0) FROM msg"
                 " WHERE at >= ? AND at <= ? GROUP BY 1, 2", (since, until)):
             self._messages[(*_split(key), bucket)] = (count, value)
+
+    def _earlier_starts(self, ledger: Ledger) -> None:
+        """Date back the streams that began before the rows read. A stream begins at its first
+        step, and the rows read reach ``eligibility.max_age`` + the window before the period; but
+        a customer who comes back to the cart re-times its later steps (from the last activity),
+        so step 2 can go out two weeks after step 1. Its stream then seemed to begin in the
+        period of step 2, and the lift counted the cart (and its order) a second time. Only a
+        stream whose first row read is a later step can have begun earlier: the ledger is asked
+        about those few, not about every stream."""
+        since, until = self._period()
+        later = [key for (key,) in self.db.execute(
+            "SELECT cart_key FROM stream WHERE step > 1 AND first_at >= ? AND first_at <= ?", (since, until))]
+        if not later:
+            return
+        self.db.executemany("UPDATE stream SET first_at = ? WHERE cart_key = ?", [
+            (epoch(first), key) for key, first in ledger.report_first_claims(later, self.start).items()])
+        self.db.commit()
 
     def attach_orders(self, orders: "OrderLoad") -> None:
         """Take the orders a loader thread read into its own scratch file."""
@@ -236,6 +257,10 @@ class Attribution:
                 scans.append(f"SELECT o.id AS oid, m.id AS mid, m.at AS at, {kind} AS kind FROM msg m CROSS JOIN ord o"
                              f" ON o.{column} = m.{column} WHERE m.{column} IS NOT NULL AND o.at > m.at"
                              f" AND o.earliest <= m.at + {w!r}")
+        if self._other_spellings():  # one scan more, only for a shop with such addresses
+            scans.append(f"SELECT o.id AS oid, m.id AS mid, m.at AS at, 1 AS kind FROM msg m CROSS JOIN ord_spelling s"
+                         f" ON s.email = m.email JOIN ord o ON o.id = s.oid WHERE m.email IS NOT NULL AND o.at > m.at"
+                         f" AND o.earliest <= m.at + {w!r}")
         # one scan of the rows per key an order carries at all, with lookups into the orders' indexes
         self.db.execute("CREATE TABLE cand AS " + (" UNION ALL ".join(scans) if scans else
                                                    "SELECT '' AS oid, 0 AS mid, 0.0 AS at, 0 AS kind WHERE 0"))
@@ -248,6 +273,21 @@ class Attribution:
             INSERT INTO mstat SELECT h.mid, count(*), sum(o.amount), sum(o.amount IS NULL)
               FROM hit h JOIN ord o ON o.id = h.oid GROUP BY h.mid;
         """)
+
+    def _other_spellings(self) -> bool:
+        """The other spellings of the orders' addresses that are not plain ASCII or hold ``xn--``
+        (:func:`cartrescue.contacts.email_forms`: decomposed, the domain's other IDNA form) into
+        ``ord_spelling``; whether there are any. An older cartrescue kept an address as the export
+        wrote it, lower-cased alone, where the sources now read the same export's order composed
+        and with the domain in Unicode: the order of the very address a message went to, without a
+        cart id, was attributed to nothing."""
+        self.db.execute("CREATE TABLE ord_spelling(email TEXT NOT NULL, oid TEXT NOT NULL, PRIMARY KEY (email, oid))"
+                        " WITHOUT ROWID")
+        rows = self.db.execute("SELECT id, email FROM ord WHERE email IS NOT NULL AND"
+                               " (length(email) <> length(CAST(email AS BLOB)) OR instr(email, 'xn--'))").fetchall()
+        self.db.executemany("INSERT OR IGNORE INTO ord_spelling VALUES (?, ?)",
+                            [(form, oid) for oid, email in rows for form in email_forms(email) if form != email])
+        return bool(self.db.execute("SELECT 1 FROM ord_spelling LIMIT 1").fetchone())
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -345,15 +385,20 @@ class Attribution:
         return [(held, tier, *sums) for (held, tier), sums in sorted(
             groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))]
 
-    def lift_unconverted(self) -> list[tuple[int, str, int]]:
+    def lift_unconverted(self, leave_out: frozenset[str] = frozenset()) -> list[tuple[int, str, int]]:
         """(held, currency or "", orders) of the orders of the streams that began in the period
         (the lift's carts, held-out ones too) without an amount in the shop's currency:
-        :meth:`unconverted` counts only those the period's messages won."""
-        return self.db.execute(
-            "SELECT s.held, ifnull(o.currency, ''), count(*) FROM hit h JOIN msg m ON m.id = h.mid"
-            " JOIN ord o ON o.id = h.oid JOIN stream s ON s.cart_key = m.cart_key"
-            " WHERE o.amount IS NULL AND s.first_at >= ? AND s.first_at <= ? GROUP BY 1, 2 ORDER BY 1, 2",
-            self._period()).fetchall()
+        :meth:`unconverted` counts only those the period's messages won. ``leave_out``: tiers
+        ("" for none) the lift does not compare."""
+        counts: dict[tuple[int, str], int] = {}
+        for held, currency, tier, count in self.db.execute(
+                "SELECT s.held, ifnull(o.currency, ''), ifnull(s.tier, ''), count(*) FROM hit h"
+                " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid JOIN stream s ON s.cart_key = m.cart_key"
+                " WHERE o.amount IS NULL AND s.first_at >= ? AND s.first_at <= ? GROUP BY 1, 2, 3",
+                self._period()):
+            if tier not in leave_out:
+                counts[(held, currency)] = counts.get((held, currency), 0) + count
+        return [(held, currency, count) for (held, currency), count in sorted(counts.items())]
 
     def attributed_orders(self) -> Iterator[tuple[Any, ...]]:
         """Each attributed order of the period's streams: (message id, sequence, step, tier, channel,
@@ -440,6 +485,8 @@ class KeyFilter:
                 h = hash(key) & mask
                 if bits[h >> 3] >> (h & 7) & 1:
                     return True
+        if email and (not email.isascii() or "xn--" in email):  # as an older version kept it in the ledger
+            return any(form in self for form in email_forms(email)[1:])
         return False
 
 

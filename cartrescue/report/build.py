@@ -74,7 +74,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                                           ledger.report_keys(att.start, period.until), basis)
                     try:
                         att.load_ledger(ledger)
-                        att.prepare()
+                        att.prepare(ledger)
                     finally:
                         loading.result()  # waits; and raises what the loader raised (SourceError ...)
                     source_notes = source.report_notes()  # what its orders could not tell (no refunds table)
