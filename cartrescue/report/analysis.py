@@ -107,8 +107,8 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
     if att.loaded.duplicate_orders:
         notes.append(f"{att.loaded.duplicate_orders:,} order rows repeat an order id; the first of each was used")
     if document["ledger"]["unconfirmed"]:
-        notes.append(f"{document['ledger']['unconfirmed']:,} claims have no outcome (a run was killed): not counted "
-                     "as sent")
+        notes.append(f"{document['ledger']['unconfirmed']:,} claims have no outcome yet (a run still sending, or one "
+                     "that was killed): not counted as sent")
     lost = document["ledger"]["reply_lost"]
     if lost:
         notes.append(f"{lost:,} message{'s' if lost != 1 else ''} reached the relay without its reply (unconfirmed): "
