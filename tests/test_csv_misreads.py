@@ -467,3 +467,37 @@ def test_a_nul_in_a_lines_sku_or_name_costs_its_cart_not_the_message(shop: Shop,
     assert [row["cart_id"] for row in result.json["decisions"]] == ["c2"]
     assert [problem.split(": ", 1)[1] for problem in result.json["problems"]] == [
         f"cart c1: {field}: holds a NUL character (\\x00), which no ledger can keep"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-8", "cp1252", "utf-16-be"])
+def test_a_utf16_export_with_its_byte_order_mark_read_as_another_encoding_says_it_is_utf16(
+        shop: Shop, encoding: str) -> None:
+    """Excel's "Unicode Text" save is UTF-16 with a byte-order mark. Read as utf-8 the error said
+    "set source.encoding ... e.g. cp1252"; set so, the run stopped on "missing column(s):
+    cart_id, currency, ..." of a header that names them all, and utf-16-be read it garbled. The
+    mark says what the file is: exit 3, naming the file and the encoding to set."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(path.read_text(encoding="utf-8").replace(",", "\t").encode("utf-16"))  # little-endian, marked
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    assert result.json["error"]["message"].startswith(
+        f"{shop.config_path}: source.carts: {path}: starts with UTF-16's byte-order mark, and source.encoding is "
+        f"{encoding}: the export is UTF-16")
+    assert "set source.encoding to utf-16" in result.json["error"]["message"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
+def test_a_utf16_export_with_its_byte_order_mark_reads_as_utf16_or_its_byte_order(shop: Shop, encoding: str) -> None:
+    """Set to utf-16-le, the byte order the docs name for a file without its mark, a file with
+    its mark stopped the run: "starts with UTF-8's byte-order mark ... set source.encoding to
+    utf-8-sig", which was read as UTF-8 and refused again."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    for name in ("carts.csv", "orders.csv"):
+        path = shop.folder / name
+        path.write_bytes(path.read_text(encoding="utf-8").encode("utf-16"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 0, result.output
+    assert [row["cart_id"] for row in result.json["decisions"]] == ["c1"]

@@ -270,6 +270,10 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
         handle.close()
         raise SourceError(f"{named}: not a regular file (a pipe?): cartrescue reads an export more than once "
                           "(every cart's activity first, then the carts); write it to a file and name that")
+    marked = _marked_otherwise(handle, encoding)
+    if marked is not None:
+        handle.close()
+        raise SourceError(f"{named}: {marked}")
     try:
         if delimiter is None:
             first = handle.readline()
@@ -278,16 +282,42 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
             handle.seek(0)
             hint = _SEP_LINE.fullmatch(first.lstrip("\ufeff").rstrip("\r\n"))
             delimiter = hint.group(1) if hint else detect_delimiter(first)
-        utf8 = _skip_bom(handle)
+        _skip_bom(handle)
     except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
         handle.close()
         raise _undecodable(path, encoding) from None
-    if utf8 and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
-        handle.close()
-        raise SourceError(f"{named}: starts with UTF-8's byte-order mark, and source.encoding is {encoding}: the export "
-                          "is UTF-8 (read as it says, every Åsa would be Ã…sa in the reminders); set source.encoding "
-                          "to utf-8-sig, or leave it out")
     return handle, CsvRows(handle, delimiter)
+
+
+#: The byte-order marks a file may start with: the encoding each says the file is in (the longest
+#: first: UTF-32-LE's starts with UTF-16-LE's), what to set, and the codecs that read it as it is.
+_MARKS = (
+    (codecs.BOM_UTF32_LE, "UTF-32", "utf-32", ("utf-32", "utf-32-le")),
+    (codecs.BOM_UTF32_BE, "UTF-32", "utf-32", ("utf-32", "utf-32-be")),
+    (codecs.BOM_UTF8, "UTF-8", "utf-8-sig", ("utf-8", "utf-8-sig")),
+    (codecs.BOM_UTF16_LE, "UTF-16", "utf-16", ("utf-16", "utf-16-le")),
+    (codecs.BOM_UTF16_BE, "UTF-16", "utf-16", ("utf-16", "utf-16-be")),
+)
+
+
+def _marked_otherwise(handle: TextIO, encoding: str) -> str | None:
+    """Why the file open as ``handle`` cannot be read as ``encoding`` when its byte-order mark
+    says it is in another (None: no mark, or one ``encoding`` reads). Read as the config said, a
+    UTF-8 file in cp1252 made every Åsa Ã…sa in the reminders; a UTF-16 one (Excel's "Unicode
+    Text") was "not utf-8 text ... e.g. cp1252", then, so set, "missing column(s): cart_id, ..."
+    of a header naming them all; set to utf-16-le, as for a file without the mark, it was taken
+    for UTF-8. The mark is read from the file's first bytes, leaving the handle where it is."""
+    start = os.pread(handle.fileno(), 4, 0)
+    codec = codecs.lookup(encoding).name
+    for mark, name, setting, readers in _MARKS:
+        if start.startswith(mark):
+            if codec in readers:
+                return None
+            return (f"starts with {name}'s byte-order mark, and source.encoding is {encoding}: the export is {name} "
+                    "(read as the config says, its text would be garbled, every Åsa Ã…sa in the reminders, or its "
+                    f"header unreadable); set source.encoding to {setting}"
+                    + (", or leave it out" if setting == "utf-8-sig" else ""))
+    return None
 
 
 #: Excel's delimiter hint, a first line ``sep=;`` some exporters write above the header so that
@@ -309,17 +339,14 @@ def detect_delimiter(header_line: str) -> str:
     return max(DELIMITERS, key=header_line.count)
 
 
-def _skip_bom(handle: TextIO) -> bool:
-    """Move ``handle`` past a UTF-8 byte-order mark at its start. ``utf-8-sig`` (the default)
-    drops it itself; read as ``utf-8`` it is a U+FEFF, as ``cp1252`` or ``latin-1`` ``ï»¿``, and
-    either made the first header ``\ufeffemail``: that column read as absent, blank on every
-    row (an orders file's addresses: its buyers reminded). Once per file, before the header.
-    Whether there was one: the file is UTF-8, whatever it is read as."""
-    first = handle.read(1)
-    if first == "\ufeff" or (first == "\u00ef" and handle.read(2) == "\u00bb\u00bf"):
-        return True
-    handle.seek(0)
-    return False
+def _skip_bom(handle: TextIO) -> None:
+    """Move ``handle`` past a byte-order mark at its start. ``utf-8-sig`` and ``utf-16`` drop it
+    themselves; read as ``utf-8`` (or ``utf-16-le`` / ``-be``) it is a U+FEFF, and made the first
+    header ``\ufeffemail``: that column read as absent, blank on every row (an orders file's
+    addresses: its buyers reminded). Once per file, before the header; a mark of another
+    encoding than the config's has stopped the run before (:func:`_marked_otherwise`)."""
+    if handle.read(1) != "\ufeff":
+        handle.seek(0)
 
 
 def stamp(handle: TextIO) -> tuple[int, int]:
