@@ -501,3 +501,49 @@ def test_a_utf16_export_with_its_byte_order_mark_reads_as_utf16_or_its_byte_orde
     result = shop.cli("carts", "--json")
     assert result.exit_code == 0, result.output
     assert [row["cart_id"] for row in result.json["decisions"]] == ["c1"]
+
+
+def test_a_carts_column_named_almost_as_the_format_names_it_is_reported_not_read_as_absent_in_silence(
+        shop: Shop) -> None:
+    """A hand-written export with ``E-Mail`` for ``email``: every cart was a no_contact skip, exit
+    0, nothing said, and no customer was ever reminded."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"], header=HEADER.replace(",email,", ",E-Mail,"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:1: column 'E-Mail' is no column cartrescue reads: is it email? Rename it "
+        "email, or map it (source.columns: {email: \"E-Mail\"}); as it is, email is blank on every row"]
+
+
+def test_an_orders_column_misspelt_is_reported_not_read_as_absent_in_silence(shop: Shop) -> None:
+    """An orders export with ``emial``: no order was tied to its buyer's cart by address, and the
+    guest who had bought was reminded of the cart, without a word."""
+    shop.add(cart("c1"))
+    shop.write()
+    (shop.folder / "orders.csv").write_text(
+        f"order_id,customer_id,emial,total,currency,status,created_at\no1,,c1@example.com,30.00,EUR,paid,{AT}\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == [
+        f"{shop.folder / 'orders.csv'}:1: column 'emial' is no column cartrescue reads: is it email? Rename it "
+        "email, or map it (source.order_columns: {email: \"emial\"}); as it is, email is blank on every row"]
+
+
+def test_a_required_column_named_almost_as_the_format_names_it_is_named_in_the_error(shop: Shop) -> None:
+    """``missing column(s): unit_price`` of a header with ``Unit Price``: which column is it?"""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"], header=HEADER.replace(",unit_price,", ",Unit Price,"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"] == (
+        f"{shop.folder / 'carts.csv'}:1: missing column(s): unit_price (the header has 'Unit Price': rename it "
+        "unit_price, or map it in source.columns)")
+
+
+def test_columns_cartrescue_does_not_read_are_not_taken_for_misspelt_ones(shop: Shop) -> None:
+    """An export's own columns (a note, a device id, a second phone) are left alone in silence."""
+    header = HEADER.replace(",marketing_consent", ",note,Device ID,phone2,Total Tax,marketing_consent")
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10,gift,d-1,+46701234567,2"], header=header)
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["problems"] == []

@@ -609,7 +609,11 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
                             if wanted in positions), -1)
     missing = [mapping.get(name, name) for name in required if index[name] < 0]
     if missing:
-        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}")
+        alike = [(name, header[at]) for name, at in misnamed(header, index, mapping) if name in required]
+        hint = "; ".join(f"the header has {cell.strip()!r}: rename it {name}, or map it in "
+                         f"{'source.order_columns' if 'order_id' in fields else 'source.columns'}"
+                         for name, cell in alike)
+        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}" + (f" ({hint})" if hint else ""))
     if len(positions) < len(header):  # a name twice: which of them is read matters only if one is
         for name, at in index.items():
             if at >= 0:
@@ -633,6 +637,54 @@ def _tied_to_carts(path: Path, columns: _Columns, mapping: dict[str, str], line:
         names = ", ".join(mapping.get(name, name) for name in ORDER_LINKS)
         raise SourceError(f"{path}:{line}: none of the columns that tie an order to a cart ({names}): no order would "
                           "be matched and every buyer reminded; map the export's one in source.order_columns")
+
+
+def _loose(name: str) -> str:
+    """A column name as a person may have meant it: letters and digits only, in lower case
+    (``E-Mail``, ``e_mail`` and ``email`` alike)."""
+    return "".join(char for char in name.lower() if char.isalnum())
+
+
+def _one_slip(written: str, meant: str) -> bool:
+    """Whether ``written`` is ``meant`` with one letter wrong, added, left out, or two swapped
+    (``emial``, ``quantitiy``). A digit added or left out is no slip: ``phone2`` is a column of
+    its own. Names shorter than five letters are left alone: ``name`` and ``note`` are two."""
+    if len(meant) < 5 or abs(len(written) - len(meant)) > 1:
+        return False
+    if len(written) == len(meant):
+        wrong = [at for at in range(len(meant)) if written[at] != meant[at]]
+        return len(wrong) == 1 or (len(wrong) == 2 and wrong[1] == wrong[0] + 1
+                                   and written[wrong[0]] == meant[wrong[1]] and written[wrong[1]] == meant[wrong[0]])
+    longer, shorter = (written, meant) if len(written) > len(meant) else (meant, written)
+    at = next((at for at in range(len(shorter)) if longer[at] != shorter[at]), len(shorter))
+    return longer[at].isalpha() and longer[at + 1:] == shorter[at:]
+
+
+def misnamed(header: Sequence[str], index: dict[str, int], mapping: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """``(field, position)`` of each header cell no field reads that names a field the file lacks
+    almost as the format does (``E-Mail``, ``Unit Price``, ``emial``): read as absent, that field
+    was blank on every row in silence, an address column every cart a no_contact skip. A field
+    the config maps is left out: its own header is the user's choice, reported when absent
+    (:func:`absent_columns`)."""
+    read = set(index.values())
+    cells = [(at, _loose(cell)) for at, cell in enumerate(header) if at not in read and _loose(cell)]
+    for name, at in index.items():
+        if at >= 0 or name in mapping:
+            continue
+        meant = _loose(name)
+        found = next((cell_at for cell_at, cell in cells if cell == meant or _one_slip(cell, meant)), None)
+        if found is not None:
+            yield name, found
+
+
+def misnamed_columns(path: Path, header: Sequence[str], columns: _Columns, mapping: dict[str, str], what: str,
+                     line: int) -> Iterator[RowProblem]:
+    """A problem for each column of :func:`misnamed`, naming it and the field it may be."""
+    for name, at in misnamed(header, columns.index, mapping):
+        cell = header[at].strip()
+        yield RowProblem(f"{path}:{line}", f"column {cell!r} is no column cartrescue reads: is it {name}? Rename it "
+                                           f"{name}, or map it ({what}: {{{name}: \"{cell}\"}}); as it is, {name} "
+                                           "is blank on every row")
 
 
 def absent_columns(path: Path, columns: _Columns, mapping: dict[str, str], expected: Iterable[str],
@@ -1198,6 +1250,8 @@ class CsvSource(CartSource):
                 for problem in absent_columns(self.carts_path, self._cols, self.column_map, self.expected,
                                               "source.columns"):
                     self.on_problem(problem)
+                for problem in self._misnamed:
+                    self.on_problem(problem)
             cut_at = end.line if end is not None else sys.maxsize
             padding = [""] * (width + 1)
             id_at, written = self._id_at, self._written
@@ -1307,6 +1361,8 @@ class CsvSource(CartSource):
         if header is None:
             return None
         self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART, reader.line_num)
+        self._misnamed = list(misnamed_columns(self.carts_path, header, self._cols, self.column_map, "source.columns",
+                                               reader.line_num))
         width, self._written = named_width(header), len(header)
         # Every row is cut or padded to the header's width plus one blank cell at ``width``,
         # where absent columns point: each field is then one plain index, no checks.
@@ -1593,6 +1649,8 @@ class CsvSource(CartSource):
             _tied_to_carts(path, cols, self.order_column_map, reader.line_num)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
+            pending.extend((None, 0, problem) for problem in misnamed_columns(
+                path, header, cols, self.order_column_map, "source.order_columns", reader.line_num))
             width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
             # As for carts: rows cut or padded to the header plus one blank cell for absent columns.
