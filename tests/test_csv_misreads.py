@@ -547,3 +547,26 @@ def test_columns_cartrescue_does_not_read_are_not_taken_for_misspelt_ones(shop: 
     result = shop.cli("carts", "--json")
     assert result.exit_code == 0, result.output
     assert result.json["problems"] == []
+
+
+@pytest.mark.parametrize("price", ["499 kr", "€59.90", "59,90 EUR", "$ 12"])
+def test_a_price_written_with_its_currency_says_to_write_the_number_alone(shop: Shop, price: str) -> None:
+    """``499 kr`` was "not a number ... (its spaces or apostrophes group no thousands: write it
+    without them, as 1234.50)": the owner looked for a thousands space the cell does not have."""
+    _carts_file(shop, [f'c1,a@example.com,SEK,{AT},S1,Mug,1,"{price}"', f"c2,b@example.com,SEK,{AT},S2,Pot,1,20"])
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:2: cart c1: unit_price: not a number: {price!r} (a currency in it? write the "
+        "number alone, as 1234.50: the currency has its own column)"]
+    assert [row["cart_id"] for row in result.json["decisions"]] == ["c2"]
+
+
+def test_a_quantity_written_with_its_unit_says_to_write_the_number_alone(shop: Shop) -> None:
+    """``2 pcs`` is no price: a currency hint there would send the owner to the wrong column."""
+    _carts_file(shop, [f"c1,a@example.com,SEK,{AT},S1,Mug,2 pcs,10", f"c2,b@example.com,SEK,{AT},S2,Pot,1,20"])
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:2: cart c1: quantity: not a number: '2 pcs' (a unit in it? write the number "
+        "alone, as 3)"]

@@ -56,6 +56,7 @@ from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.par
     refunded_whole,
     refuse_nul,
     refuse_too_long,
+    written_with_words,
 )
 from cartrescue.sources.order_index import OrderIndex, Row
 from cartrescue.sources.spool import RowSpool
@@ -141,6 +142,8 @@ def thousands_dot(text: str, what: str, currency: str) -> None:
 
 def parse_int(text: str, what: str) -> int:
     """A whole number below the bound of any count (``1e999999`` is refused before ``int()``)."""
+    if written_with_words(text):  # "2 pcs": parse_decimal would take the word for a currency
+        raise RowError(f"{what}: not a number: {text!r} (a unit in it? write the number alone, as 3)")
     number = parse_decimal(text, what)
     if not below(number, COUNT_DIGITS):
         raise RowError(f"{what}: out of range: {text[:40]!r}")
