@@ -570,3 +570,35 @@ def test_a_quantity_written_with_its_unit_says_to_write_the_number_alone(shop: S
     assert result.json["problems"] == [
         f"{shop.folder / 'carts.csv'}:2: cart c1: quantity: not a number: '2 pcs' (a unit in it? write the number "
         "alone, as 3)"]
+def test_the_report_names_an_orders_column_named_almost_as_the_format_names_it(shop: Shop) -> None:
+    """``E-Mail`` in the orders export: no order was tied to its buyer's reminder by address, and
+    the report showed nothing won back, with no word of why."""
+    from reportdata import Row, write_ledger
+
+    shop.configure(ledger={"url": "sqlite:///ledger.db"})
+    shop.write()
+    write_ledger(shop.folder / "ledger.db", [Row("t1", NOW, email="ann@example.com")])
+    path = shop.folder / "orders.csv"
+    path.write_text("order_id,customer_id,E-Mail,total,currency,status,created_at\n"
+                    f"o1,,ann@example.com,30.00,EUR,paid,{iso(NOW + timedelta(hours=2))}\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("report", "--json", "--since", "2026-11-19", "--until", "2026-11-21", now=NOW + timedelta(days=6))
+    assert "problems" in result.json, result.output
+    assert result.json["problems"] == [
+        f"{path}:1: column 'E-Mail' is no column cartrescue reads: is it email? Rename it email, or map it "
+        "(source.order_columns: {email: \"E-Mail\"}); as it is, email is blank on every row"], result.output
+
+
+def test_an_orders_file_whose_only_address_column_is_misnamed_says_which_column_it_may_be(shop: Shop) -> None:
+    """"none of the columns that tie an order to a cart (email, customer_id, cart_id)" of a file
+    with ``E-Mail``: the owner had to find the column the error meant."""
+    shop.add(cart("c1"))
+    shop.write()
+    (shop.folder / "orders.csv").write_text(f"order_id,E-Mail,total,currency,status,created_at\n"
+                                            f"o1,c1@example.com,30.00,EUR,paid,{AT}\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"].endswith(
+        "map the export's one in source.order_columns (the header has 'E-Mail': rename it email, or map it in "
+        "source.order_columns)")

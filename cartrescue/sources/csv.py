@@ -633,13 +633,17 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
 ORDER_LINKS = ("email", "customer_id", "cart_id")
 
 
-def _tied_to_carts(path: Path, columns: _Columns, mapping: dict[str, str], line: int) -> None:
+def _tied_to_carts(path: Path, header: Sequence[str], columns: _Columns, mapping: dict[str, str], line: int) -> None:
     """Refuse an orders file without any column that ties an order to a cart: read, it matched no
-    order to anyone, and every buyer was reminded without a word (``--strict`` too)."""
+    order to anyone, and every buyer was reminded without a word (``--strict`` too). A column
+    named almost as one of them (``E-Mail``, :func:`misnamed`) is named."""
     if all(columns.index[name] < 0 for name in ORDER_LINKS):
         names = ", ".join(mapping.get(name, name) for name in ORDER_LINKS)
+        hint = "; ".join(f"the header has {header[at].strip()!r}: rename it {name}, or map it in source.order_columns"
+                         for name, at in misnamed(header, columns.index, mapping) if name in ORDER_LINKS)
         raise SourceError(f"{path}:{line}: none of the columns that tie an order to a cart ({names}): no order would "
-                          "be matched and every buyer reminded; map the export's one in source.order_columns")
+                          "be matched and every buyer reminded; map the export's one in source.order_columns"
+                          + (f" ({hint})" if hint else ""))
 
 
 def _loose(name: str) -> str:
@@ -1649,7 +1653,7 @@ class CsvSource(CartSource):
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
             cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num)
-            _tied_to_carts(path, cols, self.order_column_map, reader.line_num)
+            _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
             pending.extend((None, 0, problem) for problem in misnamed_columns(
@@ -1779,7 +1783,10 @@ class CsvSource(CartSource):
                 raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
             cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num)
-            _tied_to_carts(path, cols, self.order_column_map, reader.line_num)
+            _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
+            for problem in misnamed_columns(path, header, cols, self.order_column_map, "source.order_columns",
+                                            reader.line_num):
+                self.on_problem(problem)
             width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
             fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))
