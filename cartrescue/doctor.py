@@ -125,7 +125,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         cannot = why_no_file(config.ledger_url)
         if cannot:
             checks.append(Check("ledger", FAIL, f"{ledger.absent} ({config.where('ledger.url')}), and the first run "
-                                f"cannot create it{cannot}: run as the user cron runs the shop as",
+                                f"cannot create it{cannot}: every run stops there until the user that runs cartrescue "
+                                "may write there",
                                 int(ExitCode.CONFIG)))
         else:
             checks.append(Check("ledger", WARN, f"{ledger.absent} ({config.where('ledger.url')}): no run has "

@@ -434,7 +434,8 @@ def test_a_ledger_in_a_folder_the_run_may_not_write_fails_the_doctor_naming_the_
         assert found["status"] == FAIL and found["exit_code"] == int(ExitCode.CONFIG), found
         assert found["detail"] == (
             f"{state / 'ledger.db'} does not exist ({shop.config_path}: ledger.url), and the first run cannot "
-            f"create it (no permission to write in {state}): run as the user cron runs the shop as")
+            f"create it (no permission to write in {state}): every run stops there until the user that runs cartrescue "
+            "may write there")
         assert doctor.returncode == int(ExitCode.CONFIG), doctor.stderr
         run = _without_root_powers(shop, "run", "--outbox", str(shop.folder / "out"), "--json")
         assert run.returncode == int(ExitCode.CONFIG) and f"(no permission to write in {state})" in run.stderr
