@@ -570,6 +570,8 @@ def test_a_quantity_written_with_its_unit_says_to_write_the_number_alone(shop: S
     assert result.json["problems"] == [
         f"{shop.folder / 'carts.csv'}:2: cart c1: quantity: not a number: '2 pcs' (a unit in it? write the number "
         "alone, as 3)"]
+
+
 def test_the_report_names_an_orders_column_named_almost_as_the_format_names_it(shop: Shop) -> None:
     """``E-Mail`` in the orders export: no order was tied to its buyer's reminder by address, and
     the report showed nothing won back, with no word of why."""
@@ -602,3 +604,23 @@ def test_an_orders_file_whose_only_address_column_is_misnamed_says_which_column_
     assert result.json["error"]["message"].endswith(
         "map the export's one in source.order_columns (the header has 'E-Mail': rename it email, or map it in "
         "source.order_columns)")
+
+
+@pytest.mark.parametrize(("name", "key", "header"), [
+    ("orders.csv", "source.order_columns", "Order ID,email,total,currency,status,created_at\n"),
+    ("sends.csv", "source.newsletters.columns", "E-Mail,sent_at,campaign\n")])
+def test_a_required_column_named_almost_so_names_the_key_that_maps_its_own_file(
+        shop: Shop, name: str, key: str, header: str) -> None:
+    """The newsletter export's ``E-Mail`` was to be mapped "in source.columns", the carts' key,
+    where the config refuses it: its own key is source.newsletters.columns."""
+    shop.add(cart("c1")).configure(source={"newsletters": {"file": "sends.csv"}})
+    shop.write()
+    (shop.folder / "sends.csv").write_text("email,sent_at,campaign\n", encoding="utf-8")
+    (shop.folder / name).write_text(header, encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    cell = header.split(",")[0]
+    assert result.json["error"]["message"].endswith(f"(the header has {cell!r}: rename it "
+                                                    f"{'order_id' if name == 'orders.csv' else 'email'}, or map it "
+                                                    f"in {key})")

@@ -600,10 +600,11 @@ def _undecodable(path: Path, encoding: str) -> SourceError:
 
 
 def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
-             required: Sequence[str], line: int = 1) -> _Columns:
+             required: Sequence[str], line: int = 1, key: str = "source.columns") -> _Columns:
     """Where each field is in ``header`` (-1: absent). A mapped header may name alternatives,
     ``"Accepts Marketing|Accepts Email Marketing"``: the first the file has is read. ``line``:
-    the header's (blank lines or Excel's ``sep=`` line may stand above it)."""
+    the header's (blank lines or Excel's ``sep=`` line may stand above it); ``key``: the config
+    key that maps this file's columns, named in the error of a required one the header lacks."""
     positions = {name.strip().lower(): index for index, name in enumerate(header)}
     index: dict[str, int] = {}
     for name in fields:
@@ -613,8 +614,7 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
     missing = [mapping.get(name, name) for name in required if index[name] < 0]
     if missing:
         alike = [(name, header[at]) for name, at in misnamed(header, index, mapping) if name in required]
-        hint = "; ".join(f"the header has {cell.strip()!r}: rename it {name}, or map it in "
-                         f"{'source.order_columns' if 'order_id' in fields else 'source.columns'}"
+        hint = "; ".join(f"the header has {cell.strip()!r}: rename it {name}, or map it in {key}"
                          for name, cell in alike)
         raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}" + (f" ({hint})" if hint else ""))
     if len(positions) < len(header):  # a name twice: which of them is read matters only if one is
@@ -1652,7 +1652,8 @@ class CsvSource(CartSource):
             header = read_header(reader, path, self.encoding)
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
-            cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num)
+            cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num,
+                            "source.order_columns")
             _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
@@ -1782,7 +1783,8 @@ class CsvSource(CartSource):
             if header is None:
                 raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
-            cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num)
+            cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num,
+                            "source.order_columns")
             _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             for problem in misnamed_columns(path, header, cols, self.order_column_map, "source.order_columns",
                                             reader.line_num):
