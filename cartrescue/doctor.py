@@ -118,9 +118,20 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         except CartrescueError as exc:
             checks.append(Check("ledger", FAIL, str(exc), int(exc.exit_code)))
     if ledger is not None and ledger.absent is not None:
-        checks.append(Check("ledger", WARN, f"{ledger.absent} ({config.where('ledger.url')}): no run has "
-                            "used this ledger yet; the first run creates it. If the shop has run before, "
-                            "ledger.url names the wrong file (its history, and what it sent, are elsewhere)"))
+        from cartrescue.ledger import why_no_file
+
+        # A file the first run cannot create (a folder cron's user may not write) stops every run
+        # (exit 2): said "the first run creates it", the check run before it passed.
+        cannot = why_no_file(config.ledger_url)
+        if cannot:
+            checks.append(Check("ledger", FAIL, f"{ledger.absent} ({config.where('ledger.url')}), and the first run "
+                                f"cannot create it{cannot}: every run stops there until the user that runs cartrescue "
+                                "may write there",
+                                int(ExitCode.CONFIG)))
+        else:
+            checks.append(Check("ledger", WARN, f"{ledger.absent} ({config.where('ledger.url')}): no run has "
+                                "used this ledger yet; the first run creates it. If the shop has run before, "
+                                "ledger.url names the wrong file (its history, and what it sent, are elsewhere)"))
         ledger.close()
         ledger, missing = None, True  # staleness: as a ledger without runs
     elif ledger is not None and ledger.behind:

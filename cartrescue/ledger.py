@@ -665,7 +665,7 @@ class Ledger:
             if "no schema has been selected" in reason:  # PostgreSQL, a search_path of no existing schema
                 reason += " (the URL's search_path names no schema that exists: CREATE SCHEMA it first)"
             if "unable to open database file" in reason:
-                reason += _why_no_file(self.url)
+                reason += why_no_file(self.url)
             raise LedgerError(f"{where} {self.safe_url()}: cannot open: {reason}") from None
 
     def _create_tables(self, models: list[type[SQLModel]]) -> None:
@@ -2185,7 +2185,7 @@ def older_ledger(where: str, behind: Sequence[str]) -> str:
             "tables and columns)")
 
 
-def _why_no_file(url: str) -> str:
+def why_no_file(url: str) -> str:
     """What SQLite's "unable to open database file" means for this ledger's path (it never says)."""
     from pathlib import Path
 

@@ -9,6 +9,7 @@ every stream. It must not plan, send or print; the CLI and :mod:`cartrescue.webh
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -191,9 +192,10 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     (``email``: a one-column export). Blank lines and lines starting with ``#`` are skipped.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    text = _text_of(path, data)
     lines = text.splitlines()
     first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
     # The delimiter the header uses between its cells: "Name, Vorname" in quotes is one cell.
@@ -231,6 +233,28 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
             yield f"{path.name}:{number}", cells[column] if column < len(cells) else ""
         else:
             yield f"{path.name}:{number}", next((cell for cell in cells if "@" in cell), cells[0])
+
+
+def _text_of(path: Path, data: bytes) -> str:
+    """The list's text: UTF-8 (a byte-order mark skipped), or UTF-16 when it starts with that
+    mark, as Excel saves "Unicode Text" (refused whole before: "can't decode byte 0xff in
+    position 0"). Other text stops the import naming the line, and what to save it as: an
+    8-bit list read in some guessed encoding could hash an accented address wrongly, and that
+    customer would go on getting reminders."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if encoding == "utf-16":
+            raise ConfigError(f"{path}: cannot read: not UTF-16 text, as its byte-order mark says ({exc.reason})") \
+                from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path}:{line}: cannot read: not UTF-8 text (byte {column} of the line); save the list as "
+                          "CSV UTF-8 (or Unicode Text) and import that") from None
 
 
 def _unquoted(cell: str) -> str:

@@ -467,3 +467,160 @@ def test_a_nul_in_a_lines_sku_or_name_costs_its_cart_not_the_message(shop: Shop,
     assert [row["cart_id"] for row in result.json["decisions"]] == ["c2"]
     assert [problem.split(": ", 1)[1] for problem in result.json["problems"]] == [
         f"cart c1: {field}: holds a NUL character (\\x00), which no ledger can keep"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-8", "cp1252", "utf-16-be"])
+def test_a_utf16_export_with_its_byte_order_mark_read_as_another_encoding_says_it_is_utf16(
+        shop: Shop, encoding: str) -> None:
+    """Excel's "Unicode Text" save is UTF-16 with a byte-order mark. Read as utf-8 the error said
+    "set source.encoding ... e.g. cp1252"; set so, the run stopped on "missing column(s):
+    cart_id, currency, ..." of a header that names them all, and utf-16-be read it garbled. The
+    mark says what the file is: exit 3, naming the file and the encoding to set."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(path.read_text(encoding="utf-8").replace(",", "\t").encode("utf-16"))  # little-endian, marked
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    assert result.json["error"]["message"].startswith(
+        f"{shop.config_path}: source.carts: {path}: starts with UTF-16's byte-order mark, and source.encoding is "
+        f"{encoding}: the export is UTF-16")
+    assert "set source.encoding to utf-16" in result.json["error"]["message"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
+def test_a_utf16_export_with_its_byte_order_mark_reads_as_utf16_or_its_byte_order(shop: Shop, encoding: str) -> None:
+    """Set to utf-16-le, the byte order the docs name for a file without its mark, a file with
+    its mark stopped the run: "starts with UTF-8's byte-order mark ... set source.encoding to
+    utf-8-sig", which was read as UTF-8 and refused again."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    for name in ("carts.csv", "orders.csv"):
+        path = shop.folder / name
+        path.write_bytes(path.read_text(encoding="utf-8").encode("utf-16"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 0, result.output
+    assert [row["cart_id"] for row in result.json["decisions"]] == ["c1"]
+
+
+def test_a_carts_column_named_almost_as_the_format_names_it_is_reported_not_read_as_absent_in_silence(
+        shop: Shop) -> None:
+    """A hand-written export with ``E-Mail`` for ``email``: every cart was a no_contact skip, exit
+    0, nothing said, and no customer was ever reminded."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"], header=HEADER.replace(",email,", ",E-Mail,"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:1: column 'E-Mail' is no column cartrescue reads: is it email? Rename it "
+        "email, or map it (source.columns: {email: \"E-Mail\"}); as it is, email is blank on every row"]
+
+
+def test_an_orders_column_misspelt_is_reported_not_read_as_absent_in_silence(shop: Shop) -> None:
+    """An orders export with ``emial``: no order was tied to its buyer's cart by address, and the
+    guest who had bought was reminded of the cart, without a word."""
+    shop.add(cart("c1"))
+    shop.write()
+    (shop.folder / "orders.csv").write_text(
+        f"order_id,customer_id,emial,total,currency,status,created_at\no1,,c1@example.com,30.00,EUR,paid,{AT}\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == [
+        f"{shop.folder / 'orders.csv'}:1: column 'emial' is no column cartrescue reads: is it email? Rename it "
+        "email, or map it (source.order_columns: {email: \"emial\"}); as it is, email is blank on every row"]
+
+
+def test_a_required_column_named_almost_as_the_format_names_it_is_named_in_the_error(shop: Shop) -> None:
+    """``missing column(s): unit_price`` of a header with ``Unit Price``: which column is it?"""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"], header=HEADER.replace(",unit_price,", ",Unit Price,"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"] == (
+        f"{shop.folder / 'carts.csv'}:1: missing column(s): unit_price (the header has 'Unit Price': rename it "
+        "unit_price, or map it in source.columns)")
+
+
+def test_columns_cartrescue_does_not_read_are_not_taken_for_misspelt_ones(shop: Shop) -> None:
+    """An export's own columns (a note, a device id, a second phone) are left alone in silence."""
+    header = HEADER.replace(",marketing_consent", ",note,Device ID,phone2,Total Tax,marketing_consent")
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10,gift,d-1,+46701234567,2"], header=header)
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["problems"] == []
+
+
+@pytest.mark.parametrize("price", ["499 kr", "€59.90", "59,90 EUR", "$ 12"])
+def test_a_price_written_with_its_currency_says_to_write_the_number_alone(shop: Shop, price: str) -> None:
+    """``499 kr`` was "not a number ... (its spaces or apostrophes group no thousands: write it
+    without them, as 1234.50)": the owner looked for a thousands space the cell does not have."""
+    _carts_file(shop, [f'c1,a@example.com,SEK,{AT},S1,Mug,1,"{price}"', f"c2,b@example.com,SEK,{AT},S2,Pot,1,20"])
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:2: cart c1: unit_price: not a number: {price!r} (a currency in it? write the "
+        "number alone, as 1234.50: the currency has its own column)"]
+    assert [row["cart_id"] for row in result.json["decisions"]] == ["c2"]
+
+
+def test_a_quantity_written_with_its_unit_says_to_write_the_number_alone(shop: Shop) -> None:
+    """``2 pcs`` is no price: a currency hint there would send the owner to the wrong column."""
+    _carts_file(shop, [f"c1,a@example.com,SEK,{AT},S1,Mug,2 pcs,10", f"c2,b@example.com,SEK,{AT},S2,Pot,1,20"])
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["problems"] == [
+        f"{shop.folder / 'carts.csv'}:2: cart c1: quantity: not a number: '2 pcs' (a unit in it? write the number "
+        "alone, as 3)"]
+
+
+def test_the_report_names_an_orders_column_named_almost_as_the_format_names_it(shop: Shop) -> None:
+    """``E-Mail`` in the orders export: no order was tied to its buyer's reminder by address, and
+    the report showed nothing won back, with no word of why."""
+    from reportdata import Row, write_ledger
+
+    shop.configure(ledger={"url": "sqlite:///ledger.db"})
+    shop.write()
+    write_ledger(shop.folder / "ledger.db", [Row("t1", NOW, email="ann@example.com")])
+    path = shop.folder / "orders.csv"
+    path.write_text("order_id,customer_id,E-Mail,total,currency,status,created_at\n"
+                    f"o1,,ann@example.com,30.00,EUR,paid,{iso(NOW + timedelta(hours=2))}\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("report", "--json", "--since", "2026-11-19", "--until", "2026-11-21", now=NOW + timedelta(days=6))
+    assert "problems" in result.json, result.output
+    assert result.json["problems"] == [
+        f"{path}:1: column 'E-Mail' is no column cartrescue reads: is it email? Rename it email, or map it "
+        "(source.order_columns: {email: \"E-Mail\"}); as it is, email is blank on every row"], result.output
+
+
+def test_an_orders_file_whose_only_address_column_is_misnamed_says_which_column_it_may_be(shop: Shop) -> None:
+    """"none of the columns that tie an order to a cart (email, customer_id, cart_id)" of a file
+    with ``E-Mail``: the owner had to find the column the error meant."""
+    shop.add(cart("c1"))
+    shop.write()
+    (shop.folder / "orders.csv").write_text(f"order_id,E-Mail,total,currency,status,created_at\n"
+                                            f"o1,c1@example.com,30.00,EUR,paid,{AT}\n", encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"].endswith(
+        "map the export's one in source.order_columns (the header has 'E-Mail': rename it email, or map it in "
+        "source.order_columns)")
+
+
+@pytest.mark.parametrize(("name", "key", "header"), [
+    ("orders.csv", "source.order_columns", "Order ID,email,total,currency,status,created_at\n"),
+    ("sends.csv", "source.newsletters.columns", "E-Mail,sent_at,campaign\n")])
+def test_a_required_column_named_almost_so_names_the_key_that_maps_its_own_file(
+        shop: Shop, name: str, key: str, header: str) -> None:
+    """The newsletter export's ``E-Mail`` was to be mapped "in source.columns", the carts' key,
+    where the config refuses it: its own key is source.newsletters.columns."""
+    shop.add(cart("c1")).configure(source={"newsletters": {"file": "sends.csv"}})
+    shop.write()
+    (shop.folder / "sends.csv").write_text("email,sent_at,campaign\n", encoding="utf-8")
+    (shop.folder / name).write_text(header, encoding="utf-8")
+    shop.write = lambda: shop.config_path  # type: ignore[method-assign]
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    cell = header.split(",")[0]
+    assert result.json["error"]["message"].endswith(f"(the header has {cell!r}: rename it "
+                                                    f"{'order_id' if name == 'orders.csv' else 'email'}, or map it "
+                                                    f"in {key})")

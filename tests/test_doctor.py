@@ -411,6 +411,39 @@ def _doctor_without_root_powers(shop: Shop) -> dict:
     return {check["name"]: check for check in json.loads(done.stdout)["checks"]}["call-list"]
 
 
+def _without_root_powers(shop: Shop, *args: str) -> subprocess.CompletedProcess[str]:
+    """``cartrescue ARGS --config ...`` run without the capability to write any file (root here),
+    as the cron user that does not own a folder is refused."""
+    return subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m",
+                           "cartrescue.cli", *args, "--config", str(shop.config_path)],
+                          cwd=shop.folder, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
+def test_a_ledger_in_a_folder_the_run_may_not_write_fails_the_doctor_naming_the_folder(shop: Shop) -> None:
+    """ledger.url in a folder cron's user may not write: the doctor warned "no run has used this
+    ledger yet; the first run creates it", and every run then stopped on it (exit 2, "no
+    permission to write in ..."): the check run before the first sending run said it was fine."""
+    state = shop.folder / "state"
+    state.mkdir()
+    shop.add(cart("c1")).configure(ledger={"url": "sqlite:///state/ledger.db"}).write()
+    state.chmod(0o555)
+    try:
+        doctor = _without_root_powers(shop, "doctor", "--no-smtp", "--json")
+        found = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}["ledger"]
+        assert found["status"] == FAIL and found["exit_code"] == int(ExitCode.CONFIG), found
+        assert found["detail"] == (
+            f"{state / 'ledger.db'} does not exist ({shop.config_path}: ledger.url), and the first run cannot "
+            f"create it (no permission to write in {state}): every run stops there until the user that runs cartrescue "
+            "may write there")
+        assert doctor.returncode == int(ExitCode.CONFIG), doctor.stderr
+        run = _without_root_powers(shop, "run", "--outbox", str(shop.folder / "out"), "--json")
+        assert run.returncode == int(ExitCode.CONFIG) and f"(no permission to write in {state})" in run.stderr
+    finally:
+        state.chmod(0o755)
+    assert _without_root_powers(shop, "doctor", "--no-smtp", "--json").returncode == 5  # writable: only staleness
+
+
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
 def test_a_call_list_the_run_may_not_write_fails_the_doctor_naming_the_file(shop: Shop) -> None:
     """call-list.csv left owned by root (0644), cron running as another user: every call failed

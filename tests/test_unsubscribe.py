@@ -313,9 +313,33 @@ def test_suppress_import_of_a_missing_or_undecodable_file_says_why_in_plain_word
     assert missing.exit_code == 2
     assert missing.json["error"]["message"] == f"{tmp_path / 'nofile.csv'}: cannot read: No such file or directory"
     binary = tmp_path / "export.xlsx"
-    binary.write_bytes(b"\xff\xfe\x00PK")
+    binary.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xb7\x8a")
     undecodable = shop.cli("suppress", "import", str(binary), "--json", now=None)
-    assert undecodable.exit_code == 2 and "can't decode byte 0xff" in undecodable.json["error"]["message"]
+    assert undecodable.exit_code == 2
+    assert undecodable.json["error"]["message"].startswith(f"{binary}:1: cannot read: not UTF-8 text")
+
+
+def test_suppress_import_of_a_utf16_list_reads_its_addresses(shop: Shop, tmp_path: Path) -> None:
+    """Excel's "Unicode Text" save (UTF-16 with its byte-order mark, tabs) was refused whole: "cannot
+    read: 'utf-8' codec can't decode byte 0xff in position 0", and nobody on it was suppressed."""
+    export = tmp_path / "unsubscribed.txt"
+    export.write_bytes("Email\tName\nann@example.com\tÅsa\nbob@example.com\tBo\n".encode("utf-16"))
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["added"] == 2 and result.json["invalid"] == []
+
+
+def test_suppress_import_of_a_list_not_in_utf8_names_the_line_and_what_to_save_it_as(shop: Shop, tmp_path: Path) -> None:
+    """A cp1252 list (a name with an ö on line 3) was "can't decode byte 0xf6 in position 41":
+    no line, and no word of how to save it so that it reads."""
+    export = tmp_path / "unsubscribed.csv"
+    export.write_bytes("email,name\nann@example.com,Ann\nbob@example.com,Björn\n".encode("cp1252"))
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 2
+    assert result.json["error"]["message"] == (
+        f"{export}:3: cannot read: not UTF-8 text (byte 19 of the line); save the list as CSV UTF-8 (or "
+        "Unicode Text) and import that")
+    assert shop.suppression("ann@example.com") is None
 
 
 def test_suppress_import_of_a_one_column_export_skips_its_header(shop: Shop, tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.par
     refunded_whole,
     refuse_nul,
     refuse_too_long,
+    written_with_words,
 )
 from cartrescue.sources.order_index import OrderIndex, Row
 from cartrescue.sources.spool import RowSpool
@@ -141,6 +142,8 @@ def thousands_dot(text: str, what: str, currency: str) -> None:
 
 def parse_int(text: str, what: str) -> int:
     """A whole number below the bound of any count (``1e999999`` is refused before ``int()``)."""
+    if written_with_words(text):  # "2 pcs": parse_decimal would take the word for a currency
+        raise RowError(f"{what}: not a number: {text!r} (a unit in it? write the number alone, as 3)")
     number = parse_decimal(text, what)
     if not below(number, COUNT_DIGITS):
         raise RowError(f"{what}: out of range: {text[:40]!r}")
@@ -270,6 +273,10 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
         handle.close()
         raise SourceError(f"{named}: not a regular file (a pipe?): cartrescue reads an export more than once "
                           "(every cart's activity first, then the carts); write it to a file and name that")
+    marked = _marked_otherwise(handle, encoding)
+    if marked is not None:
+        handle.close()
+        raise SourceError(f"{named}: {marked}")
     try:
         if delimiter is None:
             first = handle.readline()
@@ -278,16 +285,42 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
             handle.seek(0)
             hint = _SEP_LINE.fullmatch(first.lstrip("\ufeff").rstrip("\r\n"))
             delimiter = hint.group(1) if hint else detect_delimiter(first)
-        utf8 = _skip_bom(handle)
+        _skip_bom(handle)
     except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
         handle.close()
         raise _undecodable(path, encoding) from None
-    if utf8 and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
-        handle.close()
-        raise SourceError(f"{named}: starts with UTF-8's byte-order mark, and source.encoding is {encoding}: the export "
-                          "is UTF-8 (read as it says, every Åsa would be Ã…sa in the reminders); set source.encoding "
-                          "to utf-8-sig, or leave it out")
     return handle, CsvRows(handle, delimiter)
+
+
+#: The byte-order marks a file may start with: the encoding each says the file is in (the longest
+#: first: UTF-32-LE's starts with UTF-16-LE's), what to set, and the codecs that read it as it is.
+_MARKS = (
+    (codecs.BOM_UTF32_LE, "UTF-32", "utf-32", ("utf-32", "utf-32-le")),
+    (codecs.BOM_UTF32_BE, "UTF-32", "utf-32", ("utf-32", "utf-32-be")),
+    (codecs.BOM_UTF8, "UTF-8", "utf-8-sig", ("utf-8", "utf-8-sig")),
+    (codecs.BOM_UTF16_LE, "UTF-16", "utf-16", ("utf-16", "utf-16-le")),
+    (codecs.BOM_UTF16_BE, "UTF-16", "utf-16", ("utf-16", "utf-16-be")),
+)
+
+
+def _marked_otherwise(handle: TextIO, encoding: str) -> str | None:
+    """Why the file open as ``handle`` cannot be read as ``encoding`` when its byte-order mark
+    says it is in another (None: no mark, or one ``encoding`` reads). Read as the config said, a
+    UTF-8 file in cp1252 made every Åsa Ã…sa in the reminders; a UTF-16 one (Excel's "Unicode
+    Text") was "not utf-8 text ... e.g. cp1252", then, so set, "missing column(s): cart_id, ..."
+    of a header naming them all; set to utf-16-le, as for a file without the mark, it was taken
+    for UTF-8. The mark is read from the file's first bytes, leaving the handle where it is."""
+    start = os.pread(handle.fileno(), 4, 0)
+    codec = codecs.lookup(encoding).name
+    for mark, name, setting, readers in _MARKS:
+        if start.startswith(mark):
+            if codec in readers:
+                return None
+            return (f"starts with {name}'s byte-order mark, and source.encoding is {encoding}: the export is {name} "
+                    "(read as the config says, its text would be garbled, every Åsa Ã…sa in the reminders, or its "
+                    f"header unreadable); set source.encoding to {setting}"
+                    + (", or leave it out" if setting == "utf-8-sig" else ""))
+    return None
 
 
 #: Excel's delimiter hint, a first line ``sep=;`` some exporters write above the header so that
@@ -309,17 +342,14 @@ def detect_delimiter(header_line: str) -> str:
     return max(DELIMITERS, key=header_line.count)
 
 
-def _skip_bom(handle: TextIO) -> bool:
-    """Move ``handle`` past a UTF-8 byte-order mark at its start. ``utf-8-sig`` (the default)
-    drops it itself; read as ``utf-8`` it is a U+FEFF, as ``cp1252`` or ``latin-1`` ``ï»¿``, and
-    either made the first header ``\ufeffemail``: that column read as absent, blank on every
-    row (an orders file's addresses: its buyers reminded). Once per file, before the header.
-    Whether there was one: the file is UTF-8, whatever it is read as."""
-    first = handle.read(1)
-    if first == "\ufeff" or (first == "\u00ef" and handle.read(2) == "\u00bb\u00bf"):
-        return True
-    handle.seek(0)
-    return False
+def _skip_bom(handle: TextIO) -> None:
+    """Move ``handle`` past a byte-order mark at its start. ``utf-8-sig`` and ``utf-16`` drop it
+    themselves; read as ``utf-8`` (or ``utf-16-le`` / ``-be``) it is a U+FEFF, and made the first
+    header ``\ufeffemail``: that column read as absent, blank on every row (an orders file's
+    addresses: its buyers reminded). Once per file, before the header; a mark of another
+    encoding than the config's has stopped the run before (:func:`_marked_otherwise`)."""
+    if handle.read(1) != "\ufeff":
+        handle.seek(0)
 
 
 def stamp(handle: TextIO) -> tuple[int, int]:
@@ -570,10 +600,11 @@ def _undecodable(path: Path, encoding: str) -> SourceError:
 
 
 def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
-             required: Sequence[str], line: int = 1) -> _Columns:
+             required: Sequence[str], line: int = 1, key: str = "source.columns") -> _Columns:
     """Where each field is in ``header`` (-1: absent). A mapped header may name alternatives,
     ``"Accepts Marketing|Accepts Email Marketing"``: the first the file has is read. ``line``:
-    the header's (blank lines or Excel's ``sep=`` line may stand above it)."""
+    the header's (blank lines or Excel's ``sep=`` line may stand above it); ``key``: the config
+    key that maps this file's columns, named in the error of a required one the header lacks."""
     positions = {name.strip().lower(): index for index, name in enumerate(header)}
     index: dict[str, int] = {}
     for name in fields:
@@ -582,7 +613,10 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
                             if wanted in positions), -1)
     missing = [mapping.get(name, name) for name in required if index[name] < 0]
     if missing:
-        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}")
+        alike = [(name, header[at]) for name, at in misnamed(header, index, mapping) if name in required]
+        hint = "; ".join(f"the header has {cell.strip()!r}: rename it {name}, or map it in {key}"
+                         for name, cell in alike)
+        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}" + (f" ({hint})" if hint else ""))
     if len(positions) < len(header):  # a name twice: which of them is read matters only if one is
         for name, at in index.items():
             if at >= 0:
@@ -599,13 +633,65 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
 ORDER_LINKS = ("email", "customer_id", "cart_id")
 
 
-def _tied_to_carts(path: Path, columns: _Columns, mapping: dict[str, str], line: int) -> None:
+def _tied_to_carts(path: Path, header: Sequence[str], columns: _Columns, mapping: dict[str, str], line: int) -> None:
     """Refuse an orders file without any column that ties an order to a cart: read, it matched no
-    order to anyone, and every buyer was reminded without a word (``--strict`` too)."""
+    order to anyone, and every buyer was reminded without a word (``--strict`` too). A column
+    named almost as one of them (``E-Mail``, :func:`misnamed`) is named."""
     if all(columns.index[name] < 0 for name in ORDER_LINKS):
         names = ", ".join(mapping.get(name, name) for name in ORDER_LINKS)
+        hint = "; ".join(f"the header has {header[at].strip()!r}: rename it {name}, or map it in source.order_columns"
+                         for name, at in misnamed(header, columns.index, mapping) if name in ORDER_LINKS)
         raise SourceError(f"{path}:{line}: none of the columns that tie an order to a cart ({names}): no order would "
-                          "be matched and every buyer reminded; map the export's one in source.order_columns")
+                          "be matched and every buyer reminded; map the export's one in source.order_columns"
+                          + (f" ({hint})" if hint else ""))
+
+
+def _loose(name: str) -> str:
+    """A column name as a person may have meant it: letters and digits only, in lower case
+    (``E-Mail``, ``e_mail`` and ``email`` alike)."""
+    return "".join(char for char in name.lower() if char.isalnum())
+
+
+def _one_slip(written: str, meant: str) -> bool:
+    """Whether ``written`` is ``meant`` with one letter wrong, added, left out, or two swapped
+    (``emial``, ``quantitiy``). A digit added or left out is no slip: ``phone2`` is a column of
+    its own. Names shorter than five letters are left alone: ``name`` and ``note`` are two."""
+    if len(meant) < 5 or abs(len(written) - len(meant)) > 1:
+        return False
+    if len(written) == len(meant):
+        wrong = [at for at in range(len(meant)) if written[at] != meant[at]]
+        return len(wrong) == 1 or (len(wrong) == 2 and wrong[1] == wrong[0] + 1
+                                   and written[wrong[0]] == meant[wrong[1]] and written[wrong[1]] == meant[wrong[0]])
+    longer, shorter = (written, meant) if len(written) > len(meant) else (meant, written)
+    at = next((at for at in range(len(shorter)) if longer[at] != shorter[at]), len(shorter))
+    return longer[at].isalpha() and longer[at + 1:] == shorter[at:]
+
+
+def misnamed(header: Sequence[str], index: dict[str, int], mapping: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """``(field, position)`` of each header cell no field reads that names a field the file lacks
+    almost as the format does (``E-Mail``, ``Unit Price``, ``emial``): read as absent, that field
+    was blank on every row in silence, an address column every cart a no_contact skip. A field
+    the config maps is left out: its own header is the user's choice, reported when absent
+    (:func:`absent_columns`)."""
+    read = set(index.values())
+    cells = [(at, _loose(cell)) for at, cell in enumerate(header) if at not in read and _loose(cell)]
+    for name, at in index.items():
+        if at >= 0 or name in mapping:
+            continue
+        meant = _loose(name)
+        found = next((cell_at for cell_at, cell in cells if cell == meant or _one_slip(cell, meant)), None)
+        if found is not None:
+            yield name, found
+
+
+def misnamed_columns(path: Path, header: Sequence[str], columns: _Columns, mapping: dict[str, str], what: str,
+                     line: int) -> Iterator[RowProblem]:
+    """A problem for each column of :func:`misnamed`, naming it and the field it may be."""
+    for name, at in misnamed(header, columns.index, mapping):
+        cell = header[at].strip()
+        yield RowProblem(f"{path}:{line}", f"column {cell!r} is no column cartrescue reads: is it {name}? Rename it "
+                                           f"{name}, or map it ({what}: {{{name}: \"{cell}\"}}); as it is, {name} "
+                                           "is blank on every row")
 
 
 def absent_columns(path: Path, columns: _Columns, mapping: dict[str, str], expected: Iterable[str],
@@ -1171,6 +1257,8 @@ class CsvSource(CartSource):
                 for problem in absent_columns(self.carts_path, self._cols, self.column_map, self.expected,
                                               "source.columns"):
                     self.on_problem(problem)
+                for problem in self._misnamed:
+                    self.on_problem(problem)
             cut_at = end.line if end is not None else sys.maxsize
             padding = [""] * (width + 1)
             id_at, written = self._id_at, self._written
@@ -1280,6 +1368,8 @@ class CsvSource(CartSource):
         if header is None:
             return None
         self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART, reader.line_num)
+        self._misnamed = list(misnamed_columns(self.carts_path, header, self._cols, self.column_map, "source.columns",
+                                               reader.line_num))
         width, self._written = named_width(header), len(header)
         # Every row is cut or padded to the header's width plus one blank cell at ``width``,
         # where absent columns point: each field is then one plain index, no checks.
@@ -1562,10 +1652,13 @@ class CsvSource(CartSource):
             header = read_header(reader, path, self.encoding)
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
-            cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num)
-            _tied_to_carts(path, cols, self.order_column_map, reader.line_num)
+            cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num,
+                            "source.order_columns")
+            _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
+            pending.extend((None, 0, problem) for problem in misnamed_columns(
+                path, header, cols, self.order_column_map, "source.order_columns", reader.line_num))
             width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
             # As for carts: rows cut or padded to the header plus one blank cell for absent columns.
@@ -1690,8 +1783,12 @@ class CsvSource(CartSource):
             if header is None:
                 raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
-            cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num)
-            _tied_to_carts(path, cols, self.order_column_map, reader.line_num)
+            cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num,
+                            "source.order_columns")
+            _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
+            for problem in misnamed_columns(path, header, cols, self.order_column_map, "source.order_columns",
+                                            reader.line_num):
+                self.on_problem(problem)
             width, written = named_width(header), len(header)
             padding = [""] * (width + 1)
             fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))

@@ -13,6 +13,7 @@ docs/csv-format.md ("Numbers") and docs/databases.md.
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from collections.abc import Iterable
@@ -189,12 +190,44 @@ def _space_grouped(text: str, what: str) -> None:
                        "without them, as 1234.50)")
 
 
+#: What a number is written with: its digits, grouping and decimal marks, a sign.
+_NUMBER_CHARS = frozenset(" -+.,'\u00a0\u202f\u2009")
+
+
+def written_with_words(text: str) -> bool:
+    """Whether ``text`` is a number written with a word or sign before or after it: a currency
+    (``€59.90``, ``499 kr``, ``59,90 EUR``, ``$ 12``) or a unit (``2 pcs``). Only a text that
+    starts or ends with no digit is looked at (an exponent, ``1e9``, ends with one)."""
+    inner = text.strip()
+    if not inner or ((inner[0].isdigit() or inner[0] in "-+.,") and inner[-1].isdigit()):
+        return False
+    start, end = 0, len(inner)
+    while start < end and not (inner[start].isdigit() or inner[start] in _NUMBER_CHARS):
+        start += 1
+    while end > start and not (inner[end - 1].isdigit() or inner[end - 1] in _NUMBER_CHARS):
+        end -= 1
+    number, signs = inner[start:end], inner[:start] + inner[end:]
+    return bool(signs and any(char.isdigit() for char in number)
+                and all(char.isdigit() or char in _NUMBER_CHARS for char in number)
+                and all(char.isalpha() or char == "." or unicodedata.category(char) == "Sc" for char in signs))
+
+
+def _currency_written(text: str, what: str) -> None:
+    """Refuse an amount written with its currency, saying so: ``499 kr`` was "not a number ...
+    (its spaces or apostrophes group no thousands ...)", and the owner looked for a thousands
+    space the cell does not have."""
+    if written_with_words(text):
+        raise RowError(f"{what}: not a number: {text!r} (a currency in it? write the number alone, as 1234.50: the "
+                       "currency has its own column)")
+
+
 def parse_decimal(text: str, what: str) -> Decimal:
     """``12.50``, ``12,50``, ``1 234,50``, ``1,234.50``, ``1.234,50`` -> Decimal; ``1,500`` is
     ambiguous (1.5 or 1500) and refused, and so is a grouping mark that groups no thousands
     (``12.5.0``). A number written as text reads so from an export and from a database column alike."""
     if _PLAIN_NUMBER.match(text):
         return Decimal(text)
+    _currency_written(text, what)
     _space_grouped(text, what)
     value = _NUMBER_SPACES.sub("", text)
     if "," in value and "." in value:
