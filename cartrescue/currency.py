@@ -33,3 +33,15 @@ class Basis:
             return amount
         rate = self.rates.get(currency.upper())
         return None if rate is None else amount * rate
+
+
+def minor_units(currency: str | None) -> int:
+    """The decimals an amount of ``currency`` has: its minor unit as CLDR gives it (JPY 0, EUR 2,
+    KWD 3), the digits :func:`cartrescue.money.format_money` shows, so a figure rounded here and
+    the same figure formatted agree. Without a currency (no ``shop.currency``: amounts summed as
+    the shop gives them) two, as ever."""
+    if not currency:
+        return 2
+    from babel.numbers import get_currency_precision
+
+    return get_currency_precision(currency.upper())

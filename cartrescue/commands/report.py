@@ -120,7 +120,7 @@ def report(
         if html is not None or email is not None:
             from cartrescue.report.html import render_html
 
-            page = render_html(document, config_obj.shop.name)
+            page = render_html(document, config_obj.shop.name, config_obj.shop.default_locale)
         if html is not None:
             with output_file("--html", html):
                 html.write_text(page or "", encoding="utf-8")
@@ -145,7 +145,7 @@ def report(
     elif not quiet:
         from cartrescue.report.terminal import print_report
 
-        print_report(document, out_console(), chosen)
+        print_report(document, out_console(), chosen, config_obj.shop.default_locale)
         for kind, value in outputs.items():
             out_console().print(f"{kind}: {value}", markup=False)
     if mail_error is not None:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from cartrescue.config import Config, Incentive
-from cartrescue.currency import Basis
+from cartrescue.currency import Basis, minor_units
 from cartrescue.report import stats
 from cartrescue.report.attribution import UNITS, Attribution, from_epoch, money
 
@@ -26,19 +26,25 @@ from cartrescue.report.attribution import UNITS, Attribution, from_epoch, money
 PASSED = frozenset({"due", "holdout", "step_not_due", "messaged_today", "quiet_hours", "tier_budget", "sequence_done"})
 
 
-def amount(value: int | float | None) -> str:
-    """Units of 1/10,000 as text: exact, at least two decimals (``"1234.50"``, ``"1.0875"``)."""
-    number = money(int(value or 0))
-    text = f"{number:f}".rstrip("0")
-    whole, _dot, fraction = text.partition(".")
-    return f"{whole}.{fraction.ljust(2, '0')}"
+def rounded(value: Decimal, places: int) -> str:
+    """An amount as the document gives it: to the minor unit of the report's currency
+    (:func:`cartrescue.currency.minor_units`: ``"5000"`` yen, ``"1234.50"`` euros, ``"12.345"``
+    dinars), rounded as :func:`cartrescue.money.format_money` rounds, so the text a person reads
+    and the figure ``--json`` gives are one amount (cents once gave yen a ``.00``, dinars one
+    digit too few, and a converted sum's ``129.339`` stood beside the table's ``129.34``)."""
+    return f"{value.quantize(Decimal(1).scaleb(-places))}"
 
 
-def per(total: int | None, count: int) -> str | None:
-    """An average amount (per recipient, per cart), to the cent."""
+def amount(value: int | float | None, places: int) -> str:
+    """Units of 1/10,000 as text, to the currency's minor unit (:func:`rounded`)."""
+    return rounded(money(int(value or 0)), places)
+
+
+def per(total: int | None, count: int, places: int) -> str | None:
+    """An average amount (per recipient, per cart), to the currency's minor unit."""
     if not count:
         return None
-    return f"{(money(int(total or 0)) / count).quantize(Decimal('0.01'))}"
+    return rounded(money(int(total or 0)) / count, places)
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -60,6 +66,7 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
     # Without shop.currency nothing is converted and the ledger keeps no cart's currency: one
     # order's currency named a sum of carts in eight (the demo's "GBP").
     currency = config.shop.currency
+    places = minor_units(currency)
     notes: list[str] = []
     document: dict[str, Any] = {
         "period": {"since": _iso(period.since), "until": _iso(period.until), "now": _iso(period.now),
@@ -67,11 +74,11 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
                    "last_day": period.until.astimezone(config.shop.tz).date().isoformat(),
                    "attribution_window_days": config.report.attribution_window.total_seconds() / 86400},
         "currency": currency,
-        "summary": _summary(totals),
+        "summary": _summary(totals, places),
         "incrementality": _incrementality(config, att),
     }
-    breakdowns = {name: _breakdown(name, att.breakdown(name)) for name in ("step", "tier", "variant", "locale",
-                                                                            "channel")}
+    breakdowns = {name: _breakdown(name, att.breakdown(name), places)
+                  for name in ("step", "tier", "variant", "locale", "channel")}
     breakdowns["day"] = _days(config, att)
     document["experiments"] = _experiments(config, att.breakdown("variant"), promotions)
     document["money"] = _money(config, att, codes, notes)
@@ -155,20 +162,20 @@ def _days_text(config: Config) -> str:
     return f"{days:g} days" if days != 1 else "1 day"
 
 
-def _summary(totals: dict[str, Any]) -> dict[str, Any]:
+def _summary(totals: dict[str, Any], places: int) -> dict[str, Any]:
     carts = totals["carts"]
     return {
-        "messages": totals["messages"], "recipients": carts, "cart_value": amount(totals["value"]),
+        "messages": totals["messages"], "recipients": carts, "cart_value": amount(totals["value"], places),
         "messages_without_value": totals["unvalued"],
         "orders": totals["orders"], "converted_carts": totals["converted_carts"],
-        "revenue": amount(totals["revenue"]), "conversion_rate": rate(totals["converted_carts"], carts),
-        "revenue_per_recipient": per(totals["revenue"], carts),
+        "revenue": amount(totals["revenue"], places), "conversion_rate": rate(totals["converted_carts"], carts),
+        "revenue_per_recipient": per(totals["revenue"], carts, places),
         "held_out_carts": totals["held_carts"], "maturing_carts": totals["maturing"],
         "unconverted_orders": totals["unconverted_orders"],
     }
 
 
-def _breakdown(name: str, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+def _breakdown(name: str, rows: list[tuple[Any, ...]], places: int) -> list[dict[str, Any]]:
     width = {"step": 2, "variant": 3}.get(name, 1)
     out = []
     for row in rows:
@@ -180,10 +187,10 @@ def _breakdown(name: str, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
             entry.update(sequence=key[0], step=key[1], variant=key[2])
         else:
             entry[name] = key[0]
-        entry.update(recipients=messages, conversions=converted, orders=orders, revenue=amount(revenue),
+        entry.update(recipients=messages, conversions=converted, orders=orders, revenue=amount(revenue, places),
                      conversion_rate=rate(converted, messages),
-                     revenue_per_recipient=per(revenue, messages),
-                     cart_value=amount(value))
+                     revenue_per_recipient=per(revenue, messages, places),
+                     cart_value=amount(value, places))
         out.append(entry)
     return out
 
@@ -192,6 +199,7 @@ def _days(config: Config, att: Attribution) -> list[dict[str, Any]]:
     """Per day in the shop's timezone: messages and held-out rows sent that day, attributed
     orders placed that day and their revenue."""
     tz = config.shop.tz
+    places = minor_units(config.shop.currency)
     days: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "held_out": 0, "orders": 0, "revenue": 0})
     sent, orders = att.by_quarter_hour()
     for bucket, messages, held in sent:
@@ -207,7 +215,7 @@ def _days(config: Config, att: Attribution) -> list[dict[str, Any]]:
         for offset in range((last - first).days + 1):
             days[(first + timedelta(days=offset)).isoformat()]  # noqa: B018 - creates the empty day
     return [{"day": key, "messages": v["messages"], "held_out": v["held_out"], "orders": v["orders"],
-             "revenue": amount(v["revenue"])} for key, v in sorted(days.items())]
+             "revenue": amount(v["revenue"], places)} for key, v in sorted(days.items())]
 
 
 # -- incrementality -----------------------------------------------------------------------------
@@ -235,10 +243,12 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
     treated = _group([g for g in compared if not g[0]])
     held = _group([g for g in compared if g[0]])
     configured = any(sequence.holdout > 0 for sequence in config.sequences.values())
+    places = minor_units(config.shop.currency)
     result: dict[str, Any] = {
         "method": "Newcombe hybrid score interval (difference of two Wilson intervals), 95 %; relative lift: "
                   "Katz log interval; revenue: Welch normal interval on revenue per cart",
-        "treated": _arm(treated), "holdout": _arm(held), "contaminated": held["messaged"], "left_out": left_out,
+        "treated": _arm(treated, places), "holdout": _arm(held, places), "contaminated": held["messaged"],
+        "left_out": left_out,
     }
     reason = None
     if configured and not held["carts"] and not treated["carts"]:
@@ -262,7 +272,7 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
     for tier in tiers:
         t = _group([g for g in groups if not g[0] and (g[1] or "") == tier])
         h = _group([g for g in groups if g[0] and (g[1] or "") == tier])
-        entry: dict[str, Any] = {"tier": tier or None, "treated": _arm(t), "holdout": _arm(h),
+        entry: dict[str, Any] = {"tier": tier or None, "treated": _arm(t, places), "holdout": _arm(h, places),
                                  "measured": bool(t["carts"] and h["carts"])}
         if entry["measured"]:
             entry.update(_lift(config, t, h))
@@ -283,11 +293,12 @@ def _group(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
             "unconverted": sum(r[7] for r in rows)}
 
 
-def _arm(group: dict[str, Any]) -> dict[str, Any]:
+def _arm(group: dict[str, Any], places: int) -> dict[str, Any]:
     low, high = stats.wilson(group["converted"], group["carts"])
     return {"carts": group["carts"], "converted": group["converted"], "rate": rate(group["converted"], group["carts"]),
-            "interval": [low, high] if group["carts"] else None, "revenue": amount(group["revenue"]),
-            "revenue_per_cart": per(group["revenue"], group["carts"]), "unconverted_orders": group["unconverted"]}
+            "interval": [low, high] if group["carts"] else None, "revenue": amount(group["revenue"], places),
+            "revenue_per_cart": per(group["revenue"], group["carts"], places),
+            "unconverted_orders": group["unconverted"]}
 
 
 def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:
@@ -299,12 +310,14 @@ def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any]) -> dict
     per_cart, rev_low, rev_high = stats.mean_difference(
         treated["revenue"] / UNITS, treated["squares"] / UNITS / UNITS, nt,
         held["revenue"] / UNITS, held["squares"] / UNITS / UNITS, nc)
+    places = minor_units(config.shop.currency)
     lift: dict[str, Any] = {
         "absolute": {"estimate": difference, "interval": [low, high], "half_width": half},
         "relative": None if ratio is None else {"estimate": ratio[0] - 1, "interval": [ratio[1] - 1, ratio[2] - 1]},
         "incremental_orders": {"estimate": difference * nt, "interval": [low * nt, high * nt]},
-        "incremental_revenue": {"estimate": _money_text(per_cart * nt), "interval": None if rev_low is None or
-                                rev_high is None else [_money_text(rev_low * nt), _money_text(rev_high * nt)]},
+        "incremental_revenue": {"estimate": _money_text(per_cart * nt, places),
+                                "interval": None if rev_low is None or rev_high is None else
+                                [_money_text(rev_low * nt, places), _money_text(rev_high * nt, places)]},
     }
     needed = stats.holdout_needed(nc, half, precision)
     points = f"{precision * 100:g} point" + ("" if precision * 100 == 1 else "s")
@@ -326,8 +339,8 @@ def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any]) -> dict
     return lift
 
 
-def _money_text(value: float) -> str:
-    return f"{Decimal(repr(value)).quantize(Decimal('0.01'))}"
+def _money_text(value: float, places: int) -> str:
+    return rounded(Decimal(repr(value)), places)
 
 
 # -- A/B ------------------------------------------------------------------------------------------
@@ -344,6 +357,7 @@ def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[d
     for row in rows:
         by_step[(row[0], row[1])].append(row)
     promoted = {(p["sequence"], p["step"]): p for p in promotions}
+    places = minor_units(config.shop.currency)
     out = []
     for (sequence, step), arms_rows in sorted(by_step.items(), key=lambda item: (item[0][0] or "", item[0][1])):
         arms = {r[2]: (r[4], r[3]) for r in arms_rows}  # variant -> (converted messages, messages)
@@ -356,7 +370,7 @@ def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[d
             variants.append({"variant": name, "recipients": messages, "conversions": converted,
                              "conversion_rate": rate(converted, messages),
                              "interval": list(stats.wilson(converted, messages)),
-                             "revenue": amount(revenue), "revenue_per_recipient": per(revenue, messages),
+                             "revenue": amount(revenue, places), "revenue_per_recipient": per(revenue, messages, places),
                              "p_beats_control": beats.get(name), "p_best": best.get(name)})
         entry["variants"] = variants
         minimum = config.report.min_sample
@@ -514,6 +528,7 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
     if any(row["with_incentive"] for row in tiers.values()) and not codes_known:
         notes.append("the orders carry no discount code: every attributed order after an incentive is assumed to "
                      "have used it (an upper bound of its cost)")
+    places = minor_units(config.shop.currency)
     out = []
     for tier, row in sorted(tiers.items()):
         revenue = Decimal(row["revenue"]) / UNITS
@@ -521,20 +536,18 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
         cost = row["channel_cost"] + row["incentive_cost"]
         net = gross - cost
         out.append({
-            "tier": tier or None, "messages": row["messages"], "orders": row["orders"], "revenue": _dec(revenue),
-            "channel_cost": _dec(row["channel_cost"]), "incentive_cost": _dec(row["incentive_cost"]),
+            "tier": tier or None, "messages": row["messages"], "orders": row["orders"],
+            "revenue": rounded(revenue, places), "channel_cost": rounded(row["channel_cost"], places),
+            "incentive_cost": rounded(row["incentive_cost"], places),
             "orders_with_incentive": row["with_incentive"], "codes_redeemed": row["redeemed"],
-            "gross": _dec(gross), "net": _dec(net), "roi": float(net / cost) if cost else None,
+            "gross": rounded(gross, places), "net": rounded(net, places), "roi": float(net / cost) if cost else None,
         })
     return {"basis": "margin" if margin is not None else "revenue", "margin": None if margin is None else float(margin),
-            # a unit cost as configured: 0.001 a message is no "0.00" (the totals are rounded to cents)
-            "costs": {channel: str(cost) if cost.as_tuple().exponent < -2 else _dec(cost)  # type: ignore[operator]
-                      for channel, cost in costs.items()}, "by_tier": out,
+            # a unit cost as configured: 0.001 a message is no "0.00" (the totals are rounded to the
+            # currency's minor unit)
+            "costs": {channel: str(cost) if cost.as_tuple().exponent < -places  # type: ignore[operator]
+                      else rounded(cost, places) for channel, cost in costs.items()}, "by_tier": out,
             "codes_in_orders": codes_known}
-
-
-def _dec(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.01'))}"
 
 
 # -- funnel --------------------------------------------------------------------------------------

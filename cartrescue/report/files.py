@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from cartrescue.errors import ConfigError
+from cartrescue.money import format_money
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -24,13 +26,23 @@ def points(value: float) -> str:
     return f"{value * 100:+.1f}"
 
 
-def revenue_interval(revenue: dict[str, Any]) -> str:
+def shown(value: str | None, currency: str | None, locale: str) -> str | None:
+    """An amount of the document as a person reads it: in ``currency`` as ``locale`` writes it,
+    through the messages' own formatter (``¥5,000``, ``€1,234.50``, ``KWD 12.345``, ``1.234,50 €``),
+    not the JSON's ``5000`` beside a code. Without a currency (no ``shop.currency``: amounts as
+    the shop gives them) the figure as it is; ``None`` stays ``None`` (no amount)."""
+    if value is None or not currency:
+        return value
+    return format_money(Decimal(value), currency, locale)
+
+
+def revenue_interval(revenue: dict[str, Any], currency: str | None, locale: str) -> str:
     """The incremental revenue's interval in words: without one (no spread of revenue per cart
     in either group, :func:`cartrescue.report.stats.mean_difference`) it says so, not "0 to 0"."""
     interval = revenue.get("interval")
     if not interval:
         return "no interval: revenue per cart does not vary in either group (one cart each, or no order)"
-    return f"95 % interval {interval[0]} to {interval[1]}"
+    return f"95 % interval {shown(interval[0], currency, locale)} to {shown(interval[1], currency, locale)}"
 
 
 def _write(path: Path, rows: Iterable[dict[str, Any]], columns: list[str]) -> Path:
@@ -106,21 +118,26 @@ def _survey_rows(survey: dict[str, Any]) -> Iterable[dict[str, Any]]:
                    "share": figures["share"]}
 
 
-def digest(document: dict[str, Any], shop: str) -> str:
-    """The report in a few lines of plain text: the body of ``--email``."""
+def digest(document: dict[str, Any], shop: str, locale: str) -> str:
+    """The report in a few lines of plain text: the body of ``--email``; amounts as ``locale``
+    (``shop.default_locale``) writes the report's currency."""
     period, summary, lift = document["period"], document["summary"], document["incrementality"]
-    currency = document["currency"] or ""
+    currency = document["currency"]
+
+    def money(value: str) -> str | None:
+        return shown(value, currency, locale)
+
     lines = [
         f"{shop}: abandoned-cart reminders, {period['first_day']} to {period['last_day']}",
         "",
-        f"Recovered (attributed): {summary['revenue']} {currency} from {summary['orders']:,} orders; "
+        f"Recovered (attributed): {money(summary['revenue'])} from {summary['orders']:,} orders; "
         f"{summary['converted_carts']:,} of {summary['recipients']:,} messaged carts ordered "
         f"({percent(summary['conversion_rate'])}).",
     ]
     if lift["measured"]:
         revenue = lift["incremental_revenue"]
         lines.append(f"Caused by the reminders (incremental, against {lift['holdout']['carts']:,} held-out carts): "
-                     f"{revenue['estimate']} {currency} ({revenue_interval(revenue)}).")
+                     f"{money(revenue['estimate'])} ({revenue_interval(revenue, currency, locale)}).")
         lines.append(lift["sentence"])
     else:
         lines.append(lift["sentence"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from cartrescue.report.files import percent, revenue_interval
+from cartrescue.report.files import percent, revenue_interval, shown
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 BLUE, GREY, GREEN, RED, INK = "#1d4ed8", "#9ca3af", "#15803d", "#b91c1c", "#111827"
@@ -55,8 +55,9 @@ def _svg(width: int, height: int, body: str, label: str) -> str:
             f'height="{height}" role="img" aria-label="{_e(label)}">{body}</svg>')
 
 
-def revenue_chart(days: list[dict[str, Any]], currency: str) -> str:
-    """Vertical bars: attributed revenue per day."""
+def revenue_chart(days: list[dict[str, Any]], currency: str | None, locale: str) -> str:
+    """Vertical bars: attributed revenue per day (each bar's amount in ``currency`` as ``locale``
+    writes it; the axis is in whole units)."""
     if not days:
         return "<p>No messages in this period.</p>"
     width, height, left, bottom, top = 900, 240, 70, 40, 16
@@ -67,13 +68,14 @@ def revenue_chart(days: list[dict[str, Any]], currency: str) -> str:
     parts = [f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="{GREY}"/>',
              f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{_e(f"{peak:,.0f}")}</text>',
              f'<text x="{left - 6}" y="{height - bottom}" text-anchor="end">0</text>',
-             f'<text x="4" y="{top + 4}">{_e(currency)}</text>']
+             f'<text x="4" y="{top + 4}">{_e(currency or "")}</text>']
     every = max(1, len(days) // 12)
     for index, (day, value) in enumerate(zip(days, values)):
         x = left + index * slot + (slot - bar) / 2
         h = (height - bottom - top) * value / peak
         parts.append(f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{BLUE}">'
-                     f'<title>{_e(day["day"])}: {_e(day["revenue"])} ({day["orders"]} orders)</title></rect>')
+                     f'<title>{_e(day["day"])}: {_e(shown(day["revenue"], currency, locale))} ({day["orders"]} orders)'
+                     '</title></rect>')
         if index % every == 0:
             parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle">'
                          f'{_e(day["day"][5:])}</text>')
@@ -158,25 +160,31 @@ def step_chart(document: dict[str, Any]) -> str:
     return _interval_rows(rows, "conversion, % (95 % Wilson interval)", zero_line=False)
 
 
-def render_html(document: dict[str, Any], shop: str) -> str:
+def render_html(document: dict[str, Any], shop: str, locale: str) -> str:
+    """The page; amounts in the report's currency as ``locale`` (``shop.default_locale``) writes it."""
     period, summary, lift = document["period"], document["summary"], document["incrementality"]
-    currency = document["currency"] or ""
+    currency = document["currency"]
+
+    def money(value: str | None) -> str | None:
+        return shown(value, currency, locale)
+
     if lift["measured"]:
         revenue = lift["incremental_revenue"]
         clear = "measured" if lift["absolute"]["interval"][0] > 0 else ""
         incremental = (f'<div class="card {clear}"><div class="label">Incremental revenue (caused)</div>'
-                       f'<div class="value">{_e(revenue["estimate"])} {_e(currency)}</div><div class="detail">'
-                       f'{_e(revenue_interval(revenue))}</div></div>')
+                       f'<div class="value">{_e(money(revenue["estimate"]))}</div><div class="detail">'
+                       f'{_e(revenue_interval(revenue, currency, locale))}</div></div>')
     else:
         incremental = ('<div class="card unmeasured"><div class="label">Incremental revenue (caused)</div>'
                        f'<div class="value">not measured</div><div class="detail">{_e(lift["reason"])}</div></div>')
     cards = (
         f'<div class="cards"><div class="card"><div class="label">Attributed revenue (any order after a message)</div>'
-        f'<div class="value">{_e(summary["revenue"])} {_e(currency)}</div><div class="detail">{summary["orders"]:,} '
+        f'<div class="value">{_e(money(summary["revenue"]))}</div><div class="detail">{summary["orders"]:,} '
         f'orders from {summary["recipients"]:,} messaged carts</div></div>{incremental}'
         f'<div class="card"><div class="label">Conversion of messaged carts</div><div class="value">'
-        f'{_e(percent(summary["conversion_rate"]))}</div><div class="detail">{_e(summary["revenue_per_recipient"])} '
-        f'{_e(currency)} per recipient</div></div></div>')
+        f'{_e(percent(summary["conversion_rate"]))}</div><div class="detail">'
+        f'{_e(money(summary["revenue_per_recipient"]))}'
+        ' per recipient</div></div></div>')
     sections = [
         f'<section><h1>{_e(shop)}: abandoned-cart reminders</h1><p class="sub">{_e(period["first_day"])} to '
         f'{_e(period["last_day"])} ({_e(period["timezone"])}) · attribution window {period["attribution_window_days"]:g} days · '
@@ -185,7 +193,8 @@ def render_html(document: dict[str, Any], shop: str) -> str:
         + (lift_chart(lift) if lift["measured"] else "")
         + (f'<p class="note">{_e(lift["contamination_note"])}</p>' if lift.get("contamination_note") else "")
         + "</section>",
-        f'<section><h2>Attributed revenue by day</h2>{revenue_chart(document["breakdowns"]["day"], currency)}</section>',
+        f'<section><h2>Attributed revenue by day</h2>{revenue_chart(document["breakdowns"]["day"], currency, locale)}'
+        '</section>',
         f'<section><h2>Funnel</h2>{funnel_chart(document["funnel"])}'
         + _table(["skipped because", "carts"], [[s["reason"], f"{s['carts']:,}"] for s in document["funnel"]["skips"][:8]])
         + "</section>",
@@ -193,13 +202,14 @@ def render_html(document: dict[str, Any], shop: str) -> str:
         + "".join(f'<p>{_e(e["sequence"])} step {e["step"]}: {_e(e["verdict"])}</p>' for e in document["experiments"])
         + "</section>",
     ]
-    money = document["money"]["by_tier"]
-    if money:
+    tiers = document["money"]["by_tier"]
+    if tiers:
         sections.append("<section><h2>Money in, money out</h2>" + _table(
             ["tier", "messages", "orders", "margin" if document["money"]["basis"] == "margin" else "revenue",
              "sending cost", "incentive cost", "net", "ROI"],
-            [[r["tier"] or "(none)", f"{r['messages']:,}", f"{r['orders']:,}", r["gross"], r["channel_cost"],
-              r["incentive_cost"], r["net"], None if r["roi"] is None else f"{r['roi']:.1f}×"] for r in money])
+            [[r["tier"] or "(none)", f"{r['messages']:,}", f"{r['orders']:,}", money(r["gross"]),
+              money(r["channel_cost"]), money(r["incentive_cost"]), money(r["net"]),
+              None if r["roi"] is None else f"{r['roi']:.1f}×"] for r in tiers])
             + "</section>")
     for name, label in (("step", "step"), ("tier", "tier"), ("variant", "variant"), ("locale", "locale"),
                         ("channel", "channel")):
@@ -212,7 +222,7 @@ def render_html(document: dict[str, Any], shop: str) -> str:
         sections.append(f"<section><h2>By {label}</h2>" + _table(
             [label, "recipients", "conversions", "rate", "orders", "revenue", "per recipient"],
             [[key(r), f"{r['recipients']:,}", f"{r['conversions']:,}", percent(r["conversion_rate"]), f"{r['orders']:,}",
-              r["revenue"], r["revenue_per_recipient"]] for r in rows]) + "</section>")
+              money(r["revenue"]), money(r["revenue_per_recipient"])] for r in rows]) + "</section>")
     survey = document.get("survey") or {}
     if survey.get("answers"):
         sections.append(f"<section><h2>Why carts were left ({survey['answers']:,} survey answers)</h2>" + _table(

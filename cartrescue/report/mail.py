@@ -27,7 +27,7 @@ class MailError(CartrescueError):
 
 def compose(config: Config, document: dict[str, Any], page: str, to: str, now: datetime) -> OutgoingMessage:
     shop = config.shop
-    text = digest(document, shop.name)
+    text = digest(document, shop.name, shop.default_locale)
     period = document["period"]
     stamp = hashlib.blake2b(f"{to}|{period['since']}|{period['until']}|{now.isoformat()}".encode(),
                             digest_size=8).hexdigest()

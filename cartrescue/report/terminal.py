@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cartrescue.report.files import percent, points
+from cartrescue.report.files import percent, points, shown
 from cartrescue.text import printable
 
 LABELS = {"step": "step", "tier": "tier", "variant": "variant", "locale": "locale", "channel": "channel", "day": "day"}
@@ -31,9 +31,14 @@ def _table(title: str, columns: list[str]) -> Table:
     return table
 
 
-def print_report(document: dict[str, Any], console: Console, by: list[str]) -> None:
+def print_report(document: dict[str, Any], console: Console, by: list[str], locale: str) -> None:
+    """The report; amounts in its currency as ``locale`` (``shop.default_locale``) writes it."""
     period, summary, lift = document["period"], document["summary"], document["incrementality"]
     currency = document["currency"] or ""
+
+    def money(value: str | None) -> str | None:
+        return shown(value, currency, locale)
+
     console.print(Text.assemble(("cartrescue report ", "bold"), printable(
         f"{period['first_day']} – {period['last_day']} ({period['timezone']}) · attribution window "
         f"{period['attribution_window_days']:g} days · {currency or 'amounts as the shop gives them'}")))
@@ -41,18 +46,18 @@ def print_report(document: dict[str, Any], console: Console, by: list[str]) -> N
     if lift["measured"]:
         revenue, orders = lift["incremental_revenue"], lift["incremental_orders"]
         bounds = revenue["interval"]
-        incremental_revenue = (f"{revenue['estimate']} ({bounds[0]} to {bounds[1]})" if bounds else
-                               f"{revenue['estimate']} (no interval)")
+        incremental_revenue = (f"{money(revenue['estimate'])} ({money(bounds[0])} to {money(bounds[1])})" if bounds
+                               else f"{money(revenue['estimate'])} (no interval)")
         incremental_orders = (f"{orders['estimate']:,.0f} ({orders['interval'][0]:,.0f} to "
                               f"{orders['interval'][1]:,.0f})")
         conversion = f"{points(lift['absolute']['estimate'])} points"
     else:
         incremental_revenue = incremental_orders = conversion = "not measured"
-    head.add_row(_t("revenue"), _t(f"{summary['revenue']} {currency}"), _t(incremental_revenue))
+    head.add_row(_t("revenue"), _t(money(summary["revenue"])), _t(incremental_revenue))
     head.add_row(_t("orders"), _t(f"{summary['orders']:,}"), _t(incremental_orders))
     head.add_row(_t("conversion"), _t(f"{summary['converted_carts']:,} of {summary['recipients']:,} carts "
                                       f"({percent(summary['conversion_rate'])})"), _t(conversion))
-    head.add_row(_t("revenue per recipient"), _t(summary["revenue_per_recipient"]), _t(""))
+    head.add_row(_t("revenue per recipient"), _t(money(summary["revenue_per_recipient"])), _t(""))
     console.print(head)
     console.print(_t(lift["sentence"], "bold" if lift["measured"] else "yellow"))
     if lift.get("contamination_note"):
@@ -62,7 +67,8 @@ def print_report(document: dict[str, Any], console: Console, by: list[str]) -> N
         for label, arm in (("messaged", lift["treated"]), ("held out", lift["holdout"])):
             low, high = arm["interval"]
             groups.add_row(_t(label), _t(f"{arm['carts']:,}"), _t(f"{arm['converted']:,}"),
-                           _t(f"{percent(arm['rate'])} ({low * 100:.1f}–{high * 100:.1f})"), _t(arm["revenue_per_cart"]))
+                           _t(f"{percent(arm['rate'])} ({low * 100:.1f}–{high * 100:.1f})"),
+                           _t(money(arm["revenue_per_cart"])))
         console.print(groups)
     for experiment in document["experiments"]:
         table = _table(f"A/B: {experiment['sequence']} step {experiment['step']} (control {experiment['control']})",
@@ -70,20 +76,20 @@ def print_report(document: dict[str, Any], console: Console, by: list[str]) -> N
                         "P(best)"])
         for arm in experiment["variants"]:
             table.add_row(_t(arm["variant"]), _t(f"{arm['recipients']:,}"), _t(f"{arm['conversions']:,}"),
-                          _t(percent(arm["conversion_rate"], 2)), _t(arm["revenue_per_recipient"]),
+                          _t(percent(arm["conversion_rate"], 2)), _t(money(arm["revenue_per_recipient"])),
                           _t(percent(arm["p_beats_control"], 0)), _t(percent(arm["p_best"], 0)))
         console.print(table)
         promoted = experiment.get("promoted")
         line = experiment["verdict"] + (f" — promoted {promoted['variant']} on {promoted['at'][:10]}" if promoted else "")
         console.print(_t(line, "green" if experiment["winner"] else ""))
-    money = document["money"]
-    if money["by_tier"]:
-        gross = "margin" if money["basis"] == "margin" else "revenue"
+    spent = document["money"]
+    if spent["by_tier"]:
+        gross = "margin" if spent["basis"] == "margin" else "revenue"
         table = _table("Money in, money out (per tier" + (f", {currency})" if currency else ")"),
                        ["tier", "messages", "orders", gross, "sending cost", "incentive cost", "net", "ROI"])
-        for row in money["by_tier"]:
-            table.add_row(_t(row["tier"]), _t(f"{row['messages']:,}"), _t(f"{row['orders']:,}"), _t(row["gross"]),
-                          _t(row["channel_cost"]), _t(row["incentive_cost"]), _t(row["net"]),
+        for row in spent["by_tier"]:
+            table.add_row(_t(row["tier"]), _t(f"{row['messages']:,}"), _t(f"{row['orders']:,}"), _t(money(row["gross"])),
+                          _t(money(row["channel_cost"])), _t(money(row["incentive_cost"])), _t(money(row["net"])),
                           _t(None if row["roi"] is None else f"{row['roi']:.1f}×"))
         console.print(table)
     funnel = document["funnel"]
@@ -100,17 +106,20 @@ def print_report(document: dict[str, Any], console: Console, by: list[str]) -> N
             table.add_row(_t(reason), _t(f"{figures['count']:,}"), _t(percent(figures["share"], 0)))
         console.print(table)
     for name in by:
-        _print_breakdown(console, name, document["breakdowns"][name], currency)
+        _print_breakdown(console, name, document["breakdowns"][name], currency, locale)
     for note in document["notes"]:
         console.print(Text.assemble(("note: ", "yellow"), printable(note)))
 
 
-def _print_breakdown(console: Console, name: str, rows: list[dict[str, Any]], currency: str) -> None:
+def _print_breakdown(console: Console, name: str, rows: list[dict[str, Any]], currency: str, locale: str) -> None:
+    def money(value: str | None) -> str | None:
+        return shown(value, currency, locale)
+
     if name == "day":
         table = _table("By day", ["day", "messages", "held out", "orders", f"revenue {currency}".strip()])
         for row in rows:
             table.add_row(_t(row["day"]), _t(f"{row['messages']:,}"), _t(f"{row['held_out']:,}"),
-                          _t(f"{row['orders']:,}"), _t(row["revenue"]))
+                          _t(f"{row['orders']:,}"), _t(money(row["revenue"])))
         console.print(table)
         return
     table = _table(f"By {LABELS[name]}", [LABELS[name], "recipients", "conversions", "rate", "orders",
@@ -123,6 +132,6 @@ def _print_breakdown(console: Console, name: str, rows: list[dict[str, Any]], cu
         else:
             label = row[name] or "(unknown)"
         table.add_row(_t(label), _t(f"{row['recipients']:,}"), _t(f"{row['conversions']:,}"),
-                      _t(percent(row["conversion_rate"])), _t(f"{row['orders']:,}"), _t(row["revenue"]),
-                      _t(row["revenue_per_recipient"]))
+                      _t(percent(row["conversion_rate"])), _t(f"{row['orders']:,}"), _t(money(row["revenue"])),
+                      _t(money(row["revenue_per_recipient"])))
     console.print(table)
