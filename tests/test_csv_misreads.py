@@ -155,8 +155,16 @@ def test_a_bad_cart_level_value_given_on_a_later_row_of_the_cart_is_reported_at_
                        "c1,,,,S2,Pot,1,10",
                        "c1,,EUR,20.11.2026,S3,Lid,1,5"])
     result = shop.cli("carts", "--json")
-    assert result.json["problems"] == [f"{shop.folder / 'carts.csv'}:4: cart c1: created_at: not an ISO 8601 time: "
-                                       "'20.11.2026'"]
+    [problem] = result.json["problems"]
+    assert problem.startswith(f"{shop.folder / 'carts.csv'}:4: cart c1: created_at: not an ISO 8601 time: '20.11.2026'")
+
+
+def test_a_time_written_another_way_says_how_to_write_it(shop: Shop) -> None:
+    """``06/12/2026 14:05`` (June or December?) was refused with no word of the form it takes."""
+    _carts_file(shop, ["c1,a@example.com,EUR,06/12/2026 14:05,S1,Pan,1,10"])
+    [problem] = shop.cli("carts", "--json").json["problems"]
+    assert problem.endswith("not an ISO 8601 time: '06/12/2026 14:05' (write e.g. 2026-11-20T10:03:00Z, "
+                            "2026-11-20 11:03:00+01:00, or 2026-11-20 11:03 in the shop's timezone)"), problem
 
 
 def test_rows_of_one_cart_id_naming_two_customers_are_no_cart(shop: Shop) -> None:

@@ -116,7 +116,8 @@ def test_bad_rows_are_reported_and_cost_only_themselves(shop: Shop) -> None:
     assert result.exit_code == 1
     export = shop.folder / "sends.csv"
     assert result.json["problems"] == [
-        f"{export}:3: newsletter send: sent_at: not an ISO 8601 time: 'yesterday-ish'",
+        f"{export}:3: newsletter send: sent_at: not an ISO 8601 time: 'yesterday-ish' (write e.g. "
+        "2026-11-20T10:03:00Z, 2026-11-20 11:03:00+01:00, or 2026-11-20 11:03 in the shop's timezone)",
         f"{export}:4: newsletter send: email: not a valid address: 'not-an-address'",
     ]
     reasons = {row["cart_id"]: row["reason"] for row in result.json["decisions"]}

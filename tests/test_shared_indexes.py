@@ -345,7 +345,8 @@ def test_a_worker_with_its_runs_sends_index_answers_from_it_not_from_the_export(
     problems: list[RowProblem] = []
     shared = _sends(tmp_path, problems, index)
     assert _sent(shared, _today()) == [("a@example.com", "Winter")]
-    expected = f"{tmp_path / 'sends.csv'}:4: newsletter send: sent_at: not an ISO 8601 time: 'yesterday-ish'"
+    expected = (f"{tmp_path / 'sends.csv'}:4: newsletter send: sent_at: not an ISO 8601 time: 'yesterday-ish' (write "
+                "e.g. 2026-11-20T10:03:00Z, 2026-11-20 11:03:00+01:00, or 2026-11-20 11:03 in the shop's timezone)")
     assert [str(p) for p in problems] == [expected]
     shared.close()
     assert index.exists()  # a worker never deletes its run's index

@@ -158,6 +158,13 @@ def _stock(text: str) -> int:
     return int(text) if text.isdecimal() and len(text) < 12 else parse_int(text, "stock_on_hand")
 
 
+def _not_a_time(text: str, what: str) -> RowError:
+    """A time cartrescue cannot read, with the forms it can: ``06/12/2026 14:05`` may be June or
+    December, so the owner's export must write it as ISO 8601 (the hint shows how)."""
+    return RowError(f"{what}: not an ISO 8601 time: {text!r} (write e.g. 2026-11-20T10:03:00Z, "
+                    "2026-11-20 11:03:00+01:00, or 2026-11-20 11:03 in the shop's timezone)")
+
+
 def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
     """ISO 8601 (with ``Z`` or an offset; also ``2026-11-20 10:03:00 +0100``) -> aware UTC.
 
@@ -169,11 +176,11 @@ def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
     except ValueError:
         match = _OFFSET_WITH_SPACE.match(value)
         if not match:
-            raise RowError(f"{what}: not an ISO 8601 time: {text!r}") from None
+            raise _not_a_time(text, what) from None
         try:
             moment = datetime.fromisoformat(f"{match.group(1)}{match.group(2)}:{match.group(3)}")
         except ValueError:
-            raise RowError(f"{what}: not an ISO 8601 time: {text!r}") from None
+            raise _not_a_time(text, what) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     try:
