@@ -318,6 +318,9 @@ class RowProblem:
     #: The id of the cart the row is, when a database source knows it: ``preview`` of that cart
     #: then says why it cannot be read (the location is each table's own, "quote entity_id=42").
     cart_id: str | None = field(default=None, compare=False)
+    #: The problem is the whole export's (a column misnamed or absent), every cart's as much as
+    #: any: ``preview`` of any cart shows it, as a run reports it once.
+    whole_file: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.reason) > PROBLEM_REASON_LIMIT:  # it quotes a value as read, whatever its size

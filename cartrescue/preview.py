@@ -73,6 +73,7 @@ class Preview:
     note: str | None = None  # why a run would not send the message shown (None: it sends it, now or later)
     why: str = ""  # the decision's reason in words (:func:`describe`); "" when it is due
     withheld: bool = False  # a run never messages the cart and no step was asked for: nothing composed
+    warnings: tuple[str, ...] = ()  # what is wrong with the whole export (a misnamed column), as a run says it
 
     @property
     def shown(self) -> bool:
@@ -80,15 +81,24 @@ class Preview:
         return not self.withheld
 
 
-def find_decision(config: Config, cart_id: str, now: datetime, *, upgrade: bool = False) -> Decision:
+def find_decision(config: Config, cart_id: str, now: datetime, *, upgrade: bool = False,
+                  warnings: list[RowProblem] | None = None) -> Decision:
     """The decision a run would make for ``cart_id`` now. ``upgrade``: bring an older ledger up
-    to date to read it (``send-test``, which writes to it anyway); ``preview`` only reads."""
+    to date to read it (``send-test``, which writes to it anyway); ``preview`` only reads.
+    ``warnings``: gets the problems of the whole export (a misnamed column: every cart a
+    ``no_contact``), which a preview of one cart showed nothing of."""
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config))
         heard: list[RowProblem] = []  # why the cart could not be read, if it is there
         about = f"cart {cart_id}: "  # a CSV export's; a database source names the cart (RowProblem.cart_id)
-        source.on_problem = lambda problem: heard.append(problem) \
-            if problem.cart_id == cart_id or problem.reason.startswith(about) else None
+
+        def hear(problem: RowProblem) -> None:
+            if problem.cart_id == cart_id or problem.reason.startswith(about):
+                heard.append(problem)
+            elif problem.whole_file and warnings is not None and problem not in warnings:
+                warnings.append(problem)
+
+        source.on_problem = hear
         ledger = config.open_ledger(create=False, upgrade=upgrade)
         stack.callback(ledger.close)
         newsletters = newsletters_of(config, source, now, ignore_problem, stack)
@@ -108,11 +118,13 @@ def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = N
             variant: str | None = None) -> Preview:
     """Compose ``cart_id``'s message for ``step`` (default: the one due or waited for, else the
     one that comes next); a cart a run never messages is withheld unless ``step`` asks for one."""
-    decision = find_decision(config, cart_id, now)
+    heard: list[RowProblem] = []
+    decision = find_decision(config, cart_id, now, warnings=heard)
+    warnings = tuple(str(problem) for problem in heard)
     if step is None and decision.action in NEVER_SENT:
         return Preview(decision, decision.step or 0, None, None, channel=decision.channel or "email",
-                       why=describe(config, decision), withheld=True)
-    return compose(config, decision, now, step=step, locale=locale, variant=variant)
+                       why=describe(config, decision), withheld=True, warnings=warnings)
+    return replace(compose(config, decision, now, step=step, locale=locale, variant=variant), warnings=warnings)
 
 
 def describe(config: Config, decision: Decision) -> str:

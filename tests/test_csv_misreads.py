@@ -632,3 +632,24 @@ def test_a_required_column_named_almost_so_names_the_key_that_maps_its_own_file(
     assert result.json["error"]["message"].endswith(f"(the header has {cell!r}: rename it "
                                                     f"{'order_id' if name == 'orders.csv' else 'email'}, or map it "
                                                     f"in {key})")
+
+
+def test_a_preview_of_a_cart_shows_what_is_wrong_with_the_exports_columns(shop: Shop) -> None:
+    """``preview c1`` of an export with ``E-Mail`` for ``email`` said ``no_contact`` and nothing
+    more: the warning a run gives (the column the owner misnamed) was heard only for the cart's
+    own rows. It is shown with the cart now, on stderr and in ``--json``'s ``warnings``."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"], header=HEADER.replace(",email,", ",E-Mail,"))
+    said = ("column 'E-Mail' is no column cartrescue reads: is it email? Rename it email, or map it "
+            "(source.columns: {email: \"E-Mail\"}); as it is, email is blank on every row")
+    result = shop.cli("preview", "c1", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["reason"] == "no_contact"
+    assert result.json["warnings"] == [f"{shop.folder / 'carts.csv'}:1: {said}"]
+    shown = shop.cli("preview", "c1")
+    assert said in " ".join(shown.stderr.split()), shown.stderr
+
+
+def test_a_preview_of_a_cart_from_a_sound_export_has_no_warnings(shop: Shop) -> None:
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    result = shop.cli("preview", "c1", "--json")
+    assert result.exit_code == 0 and result.json["warnings"] == [], result.output

@@ -79,6 +79,9 @@ def preview(
     number = shown.step
     from cartrescue.preview import fell_back
 
+    if not as_json:
+        for warning in shown.warnings:  # the export's, as a run says them: why every cart may look alike
+            err_console().print(error_line(warning, "warning", "yellow"), soft_wrap=True)
     if fell_back(locale, shown.locale) and not as_json:
         err_console().print(error_line(f"--locale {locale}: step {number}'s template has no {locale} files: shown in "
                                        f"{shown.locale} (the fallback a customer of {locale} gets)", "note", "yellow"),
@@ -139,11 +142,12 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool) -> None:
 def _verdict(shown: Any, cart_id: str) -> dict[str, Any]:
     """The keys every ``--json`` preview starts with: the cart, the step shown, what a run would
     do with the cart and why in words (``detail``), whether a message is shown, and the note
-    that a run would not send it (``null`` when it would, now or later)."""
+    that a run would not send it (``null`` when it would, now or later), and what is wrong with
+    the whole export (``warnings``: a misnamed column, as a run reports it)."""
     decision = shown.decision
     return {"cart_id": cart_id, "step": shown.step or None, "variant": shown.variant, "channel": shown.channel,
             "decision": decision.action.value, "reason": decision.reason.value, "detail": shown.why,
-            "shown": shown.shown, "note": shown.note}
+            "shown": shown.shown, "note": shown.note, "warnings": list(shown.warnings)}
 
 
 def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool) -> None:

@@ -698,7 +698,7 @@ def misnamed_columns(path: Path, header: Sequence[str], columns: _Columns, mappi
         cell = header[at].strip()
         yield RowProblem(f"{path}:{line}", f"column {cell!r} is no column cartrescue reads: is it {name}? Rename it "
                                            f"{name}, or map it ({what}: {{{name}: \"{cell}\"}}); as it is, {name} "
-                                           "is blank on every row")
+                                           "is blank on every row", whole_file=True)
 
 
 def absent_columns(path: Path, columns: _Columns, mapping: dict[str, str], expected: Iterable[str],
@@ -709,7 +709,7 @@ def absent_columns(path: Path, columns: _Columns, mapping: dict[str, str], expec
     for name in expected:
         if columns.index.get(name, 0) < 0:
             yield RowProblem(f"{path}:1", f"no column {mapping.get(name, name)!r} ({what}.{name}) in the header: "
-                                          f"{name} is blank on every row")
+                                          f"{name} is blank on every row", whole_file=True)
 
 
 class CsvSource(CartSource):
@@ -833,7 +833,7 @@ class CsvSource(CartSource):
         saved = self.on_problem
         spool = RowSpool()
         apart = ApartIds()
-        self.on_problem = lambda problem: spool.add_problem(problem.location, problem.reason)
+        self.on_problem = lambda problem: spool.add_problem(problem.location, problem.reason, problem.whole_file)
         complete = False
         try:
             name = self.name
@@ -1131,7 +1131,7 @@ class CsvSource(CartSource):
                     if cart is not None:
                         yield cart
                 elif self._reports_shared:
-                    self.on_problem(RowProblem(first, second))  # type: ignore[arg-type]
+                    self.on_problem(RowProblem(first, second, whole_file=(first, second) in spool.whole))  # type: ignore[arg-type]
         finally:
             spool.close()
 

@@ -65,6 +65,9 @@ class RowSpool:
         self._size = 0
         self._read = 0
         self.groups = 0
+        # (location, reason) of the problems that are the whole file's (RowProblem.whole_file),
+        # known to this process only: what preview shows with any cart
+        self.whole: set[tuple[str, str]] = set()
 
     @classmethod
     def shared(cls, path: Path) -> RowSpool:
@@ -91,8 +94,11 @@ class RowSpool:
         if len(self._batch) >= GROUP_BATCH:
             self._flush()
 
-    def add_problem(self, location: str, reason: str) -> None:
-        """A problem met between groups (a malformed row, a row without a cart id)."""
+    def add_problem(self, location: str, reason: str, whole_file: bool = False) -> None:
+        """A problem met between groups (a malformed row, a row without a cart id; ``whole_file``:
+        a column's)."""
+        if whole_file:
+            self.whole.add((location, reason))
         self._add((location, reason))
 
     def add_activity(self, cart_id: str, email: str, moment: str, empty: bool, free: bool,
