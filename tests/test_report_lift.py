@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from conftest import NOW, Shop
 from reportdata import Row, order_row, write_ledger
 
@@ -99,3 +101,88 @@ def test_an_order_without_a_rate_of_a_tier_left_out_of_the_lift_is_not_noted_as_
     assert result.json["incrementality"]["treated"]["unconverted_orders"] == 0
     assert not [note for note in result.json["notes"] if "of the carts compared for the lift" in note]
     assert result.json["unconverted"] == [{"currency": "USD", "orders": 1}]  # the attributed side still says so
+
+
+def _two_tiers(shop: Shop, *, high_share: float, standard_share: float,
+               carts: dict[tuple[str, bool], tuple[int, int]]) -> None:
+    """Tiers ``high`` and ``standard`` on sequences of their own, holding out ``high_share`` and
+    ``standard_share``; ``carts`` maps (tier, held out) to (carts, of which ordered 100.00)."""
+    shop.configure(priority={"tiers": [{"name": "high", "min_score": 50, "sequence": "high"},
+                                       {"name": "standard", "min_score": 0, "sequence": "default"}]},
+                   sequences={"high": {"holdout": high_share, "steps": [{"delay": "1h", "template": "reminder-1"}]},
+                              "default": {"holdout": standard_share,
+                                          "steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    rows, ordered = [], []
+    for (tier, held), (count, orders) in carts.items():
+        sequence = "high" if tier == "high" else "default"
+        ids = [f"{tier}-{'h' if held else 't'}{n}" for n in range(count)]
+        rows += [Row(cart_id, NOW, tier=tier, sequence=sequence, held=held) for cart_id in ids]
+        ordered += ids[:orders]
+    write_ledger(shop.folder / "ledger.db", rows)
+    shop.add_orders(*(order_row(f"o-{cart_id}", at=NOW + timedelta(hours=2), total="100.00", cart_id=cart_id)
+                      for cart_id in ordered))
+
+
+def test_tiers_holding_out_different_shares_show_no_lift_where_the_reminders_add_none(shop: Shop) -> None:
+    """``high`` holds out 10 % and converts 40 % of its carts, ``standard`` holds out 50 % and
+    converts 10 %, messaged or not: the reminders add nothing. The messaged carts are mostly
+    ``high``, the held-out ones mostly ``standard``, and the pooled rates (29.3 % against 15.0 %)
+    made it "The reminders added 14.3 points of conversion ... about 20 orders"."""
+    _two_tiers(shop, high_share=0.1, standard_share=0.5,
+               carts={("high", False): (90, 36), ("high", True): (10, 4),
+                      ("standard", False): (50, 5), ("standard", True): (50, 5)})
+    result = shop.cli("report", "--json", "--since", "2026-11-19", "--until", "2026-11-21", now=LATER)
+    assert result.exit_code == 0, result.output
+    lift = result.json["incrementality"]
+    assert abs(lift["absolute"]["estimate"]) < 1e-9 and lift["incremental_revenue"]["estimate"] == "0.00"
+    assert lift["stratified"] is True and lift["method"].startswith("stratified by tier")
+    low, high = lift["absolute"]["interval"]
+    assert low < 0 < high
+    assert abs(lift["incremental_orders"]["estimate"]) < 1e-6
+    assert lift["sentence"].startswith("Too few carts to tell whether the reminders add orders: the lift is +0.0 points")
+    assert any(note.startswith("the tiers compared hold out different shares of their carts (high 0.1, standard 0.5)")
+               and "(+14.3 points) is not the lift" in note for note in result.json["notes"])
+
+
+def test_tiers_holding_out_different_shares_weigh_each_tiers_lift_by_its_messaged_carts(shop: Shop) -> None:
+    """``high`` (10 % held out) converts 40 % of messaged carts against 20 % held out (+20
+    points, 270 messaged carts), ``standard`` (50 %) 20 % against 10 % (+10 points, 150 carts):
+    the reminders added 0.2 x 270 + 0.1 x 150 = 69 orders. The pooled rates said 21.2 points and
+    89 orders."""
+    _two_tiers(shop, high_share=0.1, standard_share=0.5,
+               carts={("high", False): (270, 108), ("high", True): (30, 6),
+                      ("standard", False): (150, 30), ("standard", True): (150, 15)})
+    result = shop.cli("report", "--json", "--since", "2026-11-19", "--until", "2026-11-21", now=LATER)
+    assert result.exit_code == 0, result.output
+    lift = result.json["incrementality"]
+    assert lift["absolute"]["estimate"] == pytest.approx(69 / 420)
+    assert lift["incremental_orders"]["estimate"] == pytest.approx(69)
+    assert lift["incremental_revenue"]["estimate"] == "6900.00"
+    low, high = lift["absolute"]["interval"]
+    assert 0 < low < 69 / 420 < high
+    assert lift["sentence"].startswith("The reminders added 16.4 points of conversion")
+    # against what the messaged carts would have converted unmessaged: 0.2 x 270 + 0.1 x 150 = 69 of 420
+    assert lift["relative"]["estimate"] == pytest.approx((138 / 420) / (69 / 420) - 1)
+    tiers = {entry["tier"]: entry for entry in lift["by_tier"]}
+    assert tiers["high"]["absolute"]["estimate"] == pytest.approx(0.2)  # each tier's own lift as before
+
+
+def test_tiers_holding_out_the_same_share_keep_the_pooled_lift(shop: Shop) -> None:
+    """With one holdout share in every tier the two arms mix the tiers alike: the lift stays the
+    pooled one (Newcombe, Katz, Welch on all compared carts), whatever the tiers' base rates."""
+    from cartrescue.report import stats
+
+    _two_tiers(shop, high_share=0.5, standard_share=0.5,
+               carts={("high", False): (30, 12), ("high", True): (20, 6),
+                      ("standard", False): (40, 6), ("standard", True): (50, 5)})
+    result = shop.cli("report", "--json", "--since", "2026-11-19", "--until", "2026-11-21", now=LATER)
+    assert result.exit_code == 0, result.output
+    lift = result.json["incrementality"]
+    difference, low, high = stats.newcombe(18, 70, 11, 70)
+    assert (lift["absolute"]["estimate"], lift["absolute"]["interval"]) == (difference, [low, high])
+    ratio = stats.ratio_interval(18, 70, 11, 70)
+    assert ratio is not None and lift["relative"]["estimate"] == ratio[0] - 1
+    assert lift["incremental_orders"]["estimate"] == difference * 70
+    assert lift["incremental_revenue"]["estimate"] == "700.00"  # (1800 - 1100) / 70 per cart x 70
+    assert not any(note.startswith("the tiers compared hold out different shares") for note in result.json["notes"])
+    assert lift["stratified"] is False and lift["method"].startswith("Newcombe hybrid score interval")

@@ -100,6 +100,8 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
                                notes)
         if left_out:
             notes.append(_left_out_note(left_out))
+        if document["incrementality"]["stratified"]:
+            notes.append(_stratified_note(config, document["incrementality"]))
     if totals["unvalued"]:
         count = totals["unvalued"]
         notes.append(f"{count:,} message{'s' if count != 1 else ''} of the period ha{'ve' if count != 1 else 's'} no "
@@ -133,6 +135,18 @@ def _left_out_note(left_out: list[dict[str, Any]]) -> str:
             f"{'has' if one else 'have'} no control group of {'its' if one else 'their'} own in this period (a "
             f"sequence without holdout, or too few carts) and {'is' if one else 'are'} left out of it: "
             "other tiers' held-out carts say nothing of what their reminders caused")
+
+
+def _stratified_note(config: Config, lift: dict[str, Any]) -> str:
+    """Why the lift is not the difference of the two arms' rates printed beside it."""
+    shares = ", ".join(f"{entry['tier'] or '(no tier)'} "
+                       f"{'unknown' if (share := _holdout_share(config, entry['tier'] or '')) is None else f'{share:g}'}"
+                       for entry in lift["by_tier"] if entry["measured"])
+    pooled = (lift["treated"]["rate"] - lift["holdout"]["rate"]) * 100
+    return (f"the tiers compared hold out different shares of their carts ({shares}), so the messaged and the "
+            "held-out carts mix the tiers differently: the lift is the difference in conversion within each tier, "
+            "weighted by its messaged carts; the difference of the two groups' rates shown beside it "
+            f"({pooled:+.1f} points) is not the lift")
 
 
 def _lift_unconverted_note(rows: list[tuple[int, str, int]], currency: str | None, notes: list[str]) -> None:
@@ -237,6 +251,52 @@ def _compared(groups: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], lis
     return [g for g in groups if (g[1] or "") in both], left_out
 
 
+POOLED_METHOD = ("Newcombe hybrid score interval (difference of two Wilson intervals), 95 %; relative lift: "
+                 "Katz log interval; revenue: Welch normal interval on revenue per cart")
+STRATIFIED_METHOD = ("stratified by tier (the tiers hold out different shares): the difference in conversion rate "
+                     "per tier, weighted by the tier's messaged carts; 95 % interval by MOVER (Zou & Donner 2008) "
+                     "from each tier's Wilson intervals, Newcombe's hybrid score interval generalized to a weighted "
+                     "sum; relative lift: the messaged carts' rate over the weighted held-out rate, log interval "
+                     "from the per-tier binomial variances; revenue: the same weights on the per-tier difference in "
+                     "revenue per cart, normal interval from the per-tier variances")
+
+
+@dataclass(frozen=True, slots=True)
+class Strata:
+    """The compared tiers' (treated, held-out) groups, when the lift is stratified by tier."""
+
+    groups: list[tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _holdout_share(config: Config, tier: str) -> float | None:
+    """The holdout share of the sequence ``tier`` uses, as configured; ``None`` when the tier is
+    not (any more) configured or its sequence does not exist."""
+    for configured in config.priority.tiers:
+        if configured.name == tier:
+            sequence = config.sequences.get(configured.sequence)
+            return None if sequence is None else sequence.holdout
+    return None
+
+
+def _strata(config: Config, compared: list[tuple[Any, ...]]) -> Strata | None:
+    """The lift's strata when the compared tiers may hold out different shares, else ``None``.
+
+    Holdout shares are per sequence, and tiers use different sequences: at 0.1 in one tier and
+    0.5 in another, the held-out arm is mostly the second tier, the messaged arm mostly the
+    first, and the difference of the pooled rates measures their base rates as much as the
+    reminders (Simpson's paradox). Compared within each tier, the arms are alike. With the same
+    share in every compared tier the two arms mix the tiers alike, and the pooled difference,
+    as it always was, stays (``None``); a tier whose share is unknown is stratified, which is
+    right whatever the shares are."""
+    tiers = sorted({g[1] or "" for g in compared})
+    shares = {tier: _holdout_share(config, tier) for tier in tiers}
+    if len(tiers) < 2 or (None not in shares.values() and len(set(shares.values())) == 1):
+        return None
+    groups = [(_group([g for g in compared if not g[0] and (g[1] or "") == tier]),
+               _group([g for g in compared if g[0] and (g[1] or "") == tier])) for tier in tiers]
+    return Strata(groups)
+
+
 def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
     groups = att.groups()
     compared, left_out = _compared(groups)
@@ -245,10 +305,9 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
     configured = any(sequence.holdout > 0 for sequence in config.sequences.values())
     places = minor_units(config.shop.currency)
     result: dict[str, Any] = {
-        "method": "Newcombe hybrid score interval (difference of two Wilson intervals), 95 %; relative lift: "
-                  "Katz log interval; revenue: Welch normal interval on revenue per cart",
+        "method": POOLED_METHOD,
         "treated": _arm(treated, places), "holdout": _arm(held, places), "contaminated": held["messaged"],
-        "left_out": left_out,
+        "left_out": left_out, "stratified": False,
     }
     reason = None
     if configured and not held["carts"] and not treated["carts"]:
@@ -266,7 +325,10 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
         result["reason"] = reason
         result["sentence"] = f"Lift not measured: {reason}."
         return result
-    result.update(_lift(config, treated, held))
+    strata = _strata(config, compared)
+    if strata is not None:
+        result.update(method=STRATIFIED_METHOD, stratified=True)
+    result.update(_lift(config, treated, held, strata))
     by_tier = []
     tiers = sorted({g[1] or "" for g in groups})
     for tier in tiers:
@@ -301,15 +363,28 @@ def _arm(group: dict[str, Any], places: int) -> dict[str, Any]:
             "unconverted_orders": group["unconverted"]}
 
 
-def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:
+def _sums(group: dict[str, Any]) -> tuple[float, float, int]:
+    """A group's revenue, revenue² (in the currency) and carts, as the statistics take them."""
+    return group["revenue"] / UNITS, group["squares"] / UNITS / UNITS, group["carts"]
+
+
+def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any], strata: Strata | None = None) -> dict[str, Any]:
+    """The lift of ``treated`` over ``held``: of the pooled groups, or with ``strata`` the
+    per-tier differences weighted by each tier's messaged carts (:func:`_strata`); the
+    incremental orders and revenue are the lift per messaged cart times the messaged carts."""
     nt, nc = treated["carts"], held["carts"]
-    difference, low, high = stats.newcombe(treated["converted"], nt, held["converted"], nc)
+    if strata is None:
+        difference, low, high = stats.newcombe(treated["converted"], nt, held["converted"], nc)
+        ratio = stats.ratio_interval(treated["converted"], nt, held["converted"], nc)
+        per_cart, rev_low, rev_high = stats.mean_difference(*_sums(treated), *_sums(held))
+    else:
+        counts = [(t["converted"], t["carts"], h["converted"], h["carts"]) for t, h in strata.groups]
+        difference, low, high = stats.stratified_difference(counts)
+        ratio = stats.stratified_ratio(counts)
+        per_cart, rev_low, rev_high = stats.stratified_mean_difference(
+            [(*_sums(t), *_sums(h)) for t, h in strata.groups])
     half = (high - low) / 2
     precision = config.report.precision
-    ratio = stats.ratio_interval(treated["converted"], nt, held["converted"], nc)
-    per_cart, rev_low, rev_high = stats.mean_difference(
-        treated["revenue"] / UNITS, treated["squares"] / UNITS / UNITS, nt,
-        held["revenue"] / UNITS, held["squares"] / UNITS / UNITS, nc)
     places = minor_units(config.shop.currency)
     lift: dict[str, Any] = {
         "absolute": {"estimate": difference, "interval": [low, high], "half_width": half},

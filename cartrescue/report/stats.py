@@ -10,6 +10,10 @@ numbers need (docs/reporting.md says it in words):
   the report print the same interval, and it keeps its 95 % coverage with few conversions where
   a bootstrap (and the Wald interval) runs short;
 - the relative lift: the **Katz log** interval of the ratio of the rates, minus one;
+- the lift over tiers that hold out different shares: per-tier differences weighted by the
+  messaged carts, their interval **MOVER** (Zou & Donner 2008) from each tier's Wilson
+  intervals, which is Newcombe's with one tier (the pooled difference mixes the tiers
+  differently in the two arms: Simpson's paradox);
 - revenue per cart: a **Welch** normal interval on the difference of two means (the per-cart
   amounts are mostly zero and heavy-tailed: fine with hundreds of carts, rough with a handful,
   which the report says);
@@ -70,12 +74,90 @@ def mean_difference(sum1: float, squares1: float, n1: int, sum2: float, squares2
     there is no interval (``None`` for both bounds).
     """
     mean1, mean2 = sum1 / n1, sum2 / n2
-    var1 = max(0.0, (squares1 - n1 * mean1 * mean1) / (n1 - 1)) if n1 > 1 else 0.0
-    var2 = max(0.0, (squares2 - n2 * mean2 * mean2) / (n2 - 1)) if n2 > 1 else 0.0
+    var1, var2 = _variance(sum1, squares1, n1), _variance(sum2, squares2, n2)
     difference = mean1 - mean2
     if var1 <= 0.0 and var2 <= 0.0:
         return difference, None, None
     se = math.sqrt((var1 or var2) / n1 + (var2 or var1) / n2)
+    return difference, difference - z * se, difference + z * se
+
+
+def _variance(total: float, squares: float, n: int) -> float:
+    """The sample variance of ``n`` values from their sum and sum of squares (0 for one value)."""
+    if n <= 1:
+        return 0.0
+    mean = total / n
+    return max(0.0, (squares - n * mean * mean) / (n - 1))
+
+
+#: One stratum (tier) of two groups' conversions: (x1, n1, x2, n2), both ``n`` above zero.
+Counts = tuple[int, int, int, int]
+
+
+def _weights(sizes: Sequence[int]) -> list[float]:
+    """Each stratum's share of the first group (the messaged carts): the effect on those."""
+    total = sum(sizes)
+    return [size / total for size in sizes]
+
+
+def stratified_difference(strata: Sequence[Counts], z: float = Z95) -> tuple[float, float, float]:
+    """``sum(w * (p1 - p2))`` over ``strata``, ``w`` each stratum's share of group 1, with its
+    MOVER interval (Zou & Donner 2008): the bounds of each stratum's two Wilson intervals, as
+    Newcombe's method 10 combines them for one stratum (whose result this is, exactly).
+
+    Pooled over strata that hold out different shares, the two groups mix the strata in
+    different proportions and their difference measures the mix (Simpson's paradox); within a
+    stratum the groups are comparable, and weighting by group 1 gives the effect on its carts.
+    """
+    weights = _weights([n1 for _x1, n1, _x2, _n2 in strata])
+    difference = below = above = 0.0
+    for w, (x1, n1, x2, n2) in zip(weights, strata):
+        p1, p2 = x1 / n1, x2 / n2
+        l1, u1 = wilson(x1, n1, z)
+        l2, u2 = wilson(x2, n2, z)
+        difference += w * (p1 - p2)
+        below += w * w * ((p1 - l1) ** 2 + (u2 - p2) ** 2)
+        above += w * w * ((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return difference, difference - math.sqrt(below), difference + math.sqrt(above)
+
+
+def stratified_ratio(strata: Sequence[Counts], z: float = Z95) -> tuple[float, float, float] | None:
+    """The ratio of the two weighted rates of :func:`stratified_difference` (group 2's is what
+    group 1 would have converted without the treatment) and its log interval from the
+    per-stratum binomial variances: Katz's with one stratum. ``None`` when either is 0."""
+    weights = _weights([n1 for _x1, n1, _x2, _n2 in strata])
+    rate1 = sum(w * x1 / n1 for w, (x1, n1, _x2, _n2) in zip(weights, strata))
+    rate2 = sum(w * x2 / n2 for w, (_x1, _n1, x2, n2) in zip(weights, strata))
+    if rate1 <= 0 or rate2 <= 0:
+        return None
+    var1 = sum(w * w * (x1 / n1) * (1 - x1 / n1) / n1 for w, (x1, n1, _x2, _n2) in zip(weights, strata))
+    var2 = sum(w * w * (x2 / n2) * (1 - x2 / n2) / n2 for w, (_x1, _n1, x2, n2) in zip(weights, strata))
+    se = math.sqrt(var1 / (rate1 * rate1) + var2 / (rate2 * rate2))
+    ratio = rate1 / rate2
+    return ratio, ratio * math.exp(-z * se), ratio * math.exp(z * se)
+
+
+#: One stratum of two groups' amounts: (sum1, squares1, n1, sum2, squares2, n2), both n above 0.
+Sums = tuple[float, float, int, float, float, int]
+
+
+def stratified_mean_difference(strata: Sequence[Sums], z: float = Z95) -> tuple[float, float | None, float | None]:
+    """``sum(w * (mean1 - mean2))``, ``w`` each stratum's share of group 1, with a normal
+    interval from the per-stratum variances (Welch's with one stratum, :func:`mean_difference`).
+    A group without spread takes the other group's variance of its stratum, else the variance
+    of its whole group over the strata, else the other whole group's; where none varies there
+    is no interval (``None`` for both bounds)."""
+    weights = _weights([s[2] for s in strata])
+    whole1 = _variance(sum(s[0] for s in strata), sum(s[1] for s in strata), sum(s[2] for s in strata))
+    whole2 = _variance(sum(s[3] for s in strata), sum(s[4] for s in strata), sum(s[5] for s in strata))
+    difference = variance = 0.0
+    for w, (sum1, squares1, n1, sum2, squares2, n2) in zip(weights, strata):
+        var1, var2 = _variance(sum1, squares1, n1), _variance(sum2, squares2, n2)
+        difference += w * (sum1 / n1 - sum2 / n2)
+        variance += w * w * ((var1 or var2 or whole1 or whole2) / n1 + (var2 or var1 or whole2 or whole1) / n2)
+    if variance <= 0.0:
+        return difference, None, None
+    se = math.sqrt(variance)
     return difference, difference - z * se, difference + z * se
 
 
