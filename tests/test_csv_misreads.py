@@ -653,3 +653,14 @@ def test_a_preview_of_a_cart_from_a_sound_export_has_no_warnings(shop: Shop) -> 
     _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
     result = shop.cli("preview", "c1", "--json")
     assert result.exit_code == 0 and result.json["warnings"] == [], result.output
+
+
+def test_a_title_line_above_the_header_is_named_in_the_missing_columns_error(shop: Shop) -> None:
+    """An export with a title line above its header ("Abandoned checkouts, 6 Dec 2026") stopped
+    on "missing column(s): cart_id, ..." at line 1, though line 2 names them all."""
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"], header="Abandoned checkouts 2026-12-06\n" + HEADER)
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{shop.folder / 'carts.csv'}:1: missing column(s): "), message
+    assert message.endswith("(line 2 names them: is the header there? Remove the lines above it)"), message

@@ -607,11 +607,14 @@ def _undecodable(path: Path, encoding: str) -> SourceError:
 
 
 def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
-             required: Sequence[str], line: int = 1, key: str = "source.columns") -> _Columns:
+             required: Sequence[str], line: int = 1, key: str = "source.columns",
+             reader: CsvRows | None = None) -> _Columns:
     """Where each field is in ``header`` (-1: absent). A mapped header may name alternatives,
     ``"Accepts Marketing|Accepts Email Marketing"``: the first the file has is read. ``line``:
     the header's (blank lines or Excel's ``sep=`` line may stand above it); ``key``: the config
-    key that maps this file's columns, named in the error of a required one the header lacks."""
+    key that maps this file's columns, named in the error of a required one the header lacks;
+    ``reader``: the file's, past the header, where that error looks for the real header below a
+    title line (:func:`_header_below`)."""
     positions = {name.strip().lower(): index for index, name in enumerate(header)}
     index: dict[str, int] = {}
     for name in fields:
@@ -623,6 +626,9 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
         alike = [(name, header[at]) for name, at in misnamed(header, index, mapping) if name in required]
         hint = "; ".join(f"the header has {cell.strip()!r}: rename it {name}, or map it in {key}"
                          for name, cell in alike)
+        below = None if alike or reader is None else _header_below(reader, missing)
+        if below is not None:
+            hint = f"line {below} names them: is the header there? Remove the lines above it"
         raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}" + (f" ({hint})" if hint else ""))
     if len(positions) < len(header):  # a name twice: which of them is read matters only if one is
         for name, at in index.items():
@@ -638,6 +644,20 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
 #: An order is tied to carts by one of these (README, "ordered"): an orders file with none of them
 #: ties no order to any cart.
 ORDER_LINKS = ("email", "customer_id", "cart_id")
+
+
+def _header_below(reader: CsvRows, names: Sequence[str], lines: int = 5) -> int | None:
+    """The line of the next few that names every one of ``names`` (the columns the header read
+    lacks), if one does: an export with a title line above its header ("Abandoned checkouts,
+    6 Dec 2026") stopped on "missing column(s)" of the title, and named no other line."""
+    wanted = {name.strip().lower() for name in names}
+    try:
+        for _row, row in zip(range(lines), reader):
+            if wanted <= {cell.strip().lower() for cell in row}:
+                return reader.line_num
+    except (csv.Error, UnicodeError):
+        return None
+    return None
 
 
 def _tied_to_carts(path: Path, header: Sequence[str], columns: _Columns, mapping: dict[str, str], line: int) -> None:
@@ -1374,7 +1394,8 @@ class CsvSource(CartSource):
         header = read_header(reader, self.carts_path, self.encoding)
         if header is None:
             return None
-        self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART, reader.line_num)
+        self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART,
+                              reader.line_num, reader=reader)
         self._misnamed = list(misnamed_columns(self.carts_path, header, self._cols, self.column_map, "source.columns",
                                                reader.line_num))
         width, self._written = named_width(header), len(header)
@@ -1660,7 +1681,7 @@ class CsvSource(CartSource):
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
             cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num,
-                            "source.order_columns")
+                            "source.order_columns", reader)
             _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
@@ -1791,7 +1812,7 @@ class CsvSource(CartSource):
                 raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
             cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num,
-                            "source.order_columns")
+                            "source.order_columns", reader)
             _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             for problem in misnamed_columns(path, header, cols, self.order_column_map, "source.order_columns",
                                             reader.line_num):

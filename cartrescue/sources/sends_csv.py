@@ -160,7 +160,7 @@ class CsvSends:
             if header is None:
                 raise empty_export(path, "send reminders on the day of a newsletter")
             at = _columns(path, header, SEND_FIELDS, self.columns, REQUIRED, reader.line_num,
-                          "source.newsletters.columns").index
+                          "source.newsletters.columns", reader).index
             for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
                 if not any(cell.strip() for cell in row):
                     continue
