@@ -212,3 +212,12 @@ def test_a_text_waits_on_a_newsletter_day_and_a_call_does_not(shop: Shop) -> Non
     decisions = shop.decisions()
     assert (decisions["texted"]["reason"], decisions["texted"]["channel"]) == ("newsletter_today", "sms")
     assert (decisions["called"]["reason"], decisions["called"]["channel"]) == ("due", "call-list")
+
+
+def test_a_campaign_name_on_two_lines_keeps_its_words_apart(shop: Shop) -> None:
+    """A campaign title the export quotes over two lines ("Week 47\\ndeals") was shown as
+    'Week 47deals': its line break was dropped as a control character instead of read as a space."""
+    shop.add(cart("c1", email="ann@example.com"))
+    newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2), campaign="Week 47\r\ndeals")])
+    decision = shop.decisions()["c1"]
+    assert decision["detail"] == "newsletter 'Week 47 deals' sent 2026-11-20 08:00 UTC"

@@ -373,8 +373,9 @@ def in_stock_range(number: Decimal) -> bool:
 
 
 def campaign_name(value: Any) -> str | None:
-    """A newsletter's name as a source gives it: one line of text, at most 200 characters."""
+    """A newsletter's name as a source gives it: one line of text, at most 200 characters. A
+    line break in it (a title an export quotes over two lines) is a space between its words."""
     from cartrescue.text import printable
 
-    text = " ".join(printable(str(value)).split()) if value is not None else ""
+    text = " ".join(printable(str(value), keep_newlines=True).split()) if value is not None else ""
     return text[:200] or None
