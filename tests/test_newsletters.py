@@ -221,3 +221,32 @@ def test_a_campaign_name_on_two_lines_keeps_its_words_apart(shop: Shop) -> None:
     newsletters(shop, [send("ann@example.com", NOW - timedelta(hours=2), campaign="Week 47\r\ndeals")])
     decision = shop.decisions()["c1"]
     assert decision["detail"] == "newsletter 'Week 47 deals' sent 2026-11-20 08:00 UTC"
+
+
+def test_an_export_in_another_encoding_names_the_newsletter_setting_to_change(shop: Shop) -> None:
+    """A cp1252 export of the newsletter tool stopped with "set source.encoding to the export's
+    encoding": that is the carts' setting, so the owner changed it and the error stayed (or the
+    carts broke); the export's own is source.newsletters.encoding."""
+    shop.add(cart("c1", email="ann@example.com"))
+    (shop.folder / "sends.csv").write_bytes(
+        "email,sent_at,campaign\nann@example.com,2026-11-20 09:00,Vecka 47 – rea\n".encode("cp1252"))
+    shop.configure(source={"newsletters": {"file": "sends.csv"}})
+    result = shop.cli("carts")
+    assert result.exit_code == 3
+    assert "sends.csv:2: not utf-8-sig text" in result.stderr
+    assert "set source.newsletters.encoding to the export's encoding" in result.stderr
+    shop.configure(source={"newsletters": {"file": "sends.csv", "encoding": "cp1252"}})
+    assert shop.decisions()["c1"]["reason"] == "newsletter_today"
+
+
+def test_an_export_with_another_byte_order_mark_names_the_newsletter_setting_to_change(shop: Shop) -> None:
+    """A UTF-16 export (Excel's "Unicode Text") was refused with "set source.encoding to utf-16":
+    the carts' setting, not the newsletter export's."""
+    shop.add(cart("c1", email="ann@example.com"))
+    (shop.folder / "sends.csv").write_bytes(
+        "email\tsent_at\tcampaign\nann@example.com\t2026-11-20 09:00\tWeek 47\n".encode("utf-16"))
+    shop.configure(source={"newsletters": {"file": "sends.csv"}})
+    result = shop.cli("carts")
+    assert result.exit_code == 3
+    assert "set source.newsletters.encoding to utf-16" in result.stderr
+    assert "source.encoding is" not in result.stderr and "source.newsletters.encoding is utf-8-sig" in result.stderr

@@ -267,10 +267,17 @@ class _Columns:
     index: dict[str, int]
 
 
-def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -> tuple[TextIO, CsvRows]:
+#: The key of the carts' and orders' encoding, which errors about it name (the newsletter export
+#: has its own: ``source.newsletters.encoding``).
+ENCODING_SETTING = "source.encoding"
+
+
+def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "",
+              setting: str = ENCODING_SETTING) -> tuple[TextIO, CsvRows]:
     """The export at ``path``, open, and a reader with its delimiter (given, or found in the
     header). ``key``: the config file and key that named it (``cartrescue.yaml: source.orders``),
-    put in front of an error that it cannot be opened, so the owner knows which setting to fix."""
+    put in front of an error that it cannot be opened, so the owner knows which setting to fix;
+    ``setting``: the key of its encoding, named by an error that it is in another."""
     named = f"{key}: {path}" if key else str(path)
     try:
         handle = path.open("r", encoding=encoding, newline="")
@@ -280,7 +287,7 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
         handle.close()
         raise SourceError(f"{named}: not a regular file (a pipe?): cartrescue reads an export more than once "
                           "(every cart's activity first, then the carts); write it to a file and name that")
-    marked = _marked_otherwise(handle, encoding)
+    marked = _marked_otherwise(handle, encoding, setting)
     if marked is not None:
         handle.close()
         raise SourceError(f"{named}: {marked}")
@@ -295,7 +302,7 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "") -
         _skip_bom(handle)
     except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
         handle.close()
-        raise _undecodable(path, encoding) from None
+        raise _undecodable(path, encoding, setting) from None
     return handle, CsvRows(handle, delimiter)
 
 
@@ -310,7 +317,7 @@ _MARKS = (
 )
 
 
-def _marked_otherwise(handle: TextIO, encoding: str) -> str | None:
+def _marked_otherwise(handle: TextIO, encoding: str, setting: str = ENCODING_SETTING) -> str | None:
     """Why the file open as ``handle`` cannot be read as ``encoding`` when its byte-order mark
     says it is in another (None: no mark, or one ``encoding`` reads). Read as the config said, a
     UTF-8 file in cp1252 made every Åsa Ã…sa in the reminders; a UTF-16 one (Excel's "Unicode
@@ -319,14 +326,14 @@ def _marked_otherwise(handle: TextIO, encoding: str) -> str | None:
     for UTF-8. The mark is read from the file's first bytes, leaving the handle where it is."""
     start = os.pread(handle.fileno(), 4, 0)
     codec = codecs.lookup(encoding).name
-    for mark, name, setting, readers in _MARKS:
+    for mark, name, wanted, readers in _MARKS:
         if start.startswith(mark):
             if codec in readers:
                 return None
-            return (f"starts with {name}'s byte-order mark, and source.encoding is {encoding}: the export is {name} "
+            return (f"starts with {name}'s byte-order mark, and {setting} is {encoding}: the export is {name} "
                     "(read as the config says, its text would be garbled, every Åsa Ã…sa in the reminders, or its "
-                    f"header unreadable); set source.encoding to {setting}"
-                    + (", or leave it out" if setting == "utf-8-sig" else ""))
+                    f"header unreadable); set {setting} to {wanted}"
+                    + (", or leave it out" if wanted == "utf-8-sig" else ""))
     return None
 
 
@@ -389,7 +396,7 @@ def _sep_hint(row: list[str]) -> bool:
     return len(row) == 1 and _SEP_LINE.fullmatch(row[0].lstrip("\ufeff")) is not None
 
 
-def read_header(reader: CsvRows, path: Path, encoding: str) -> list[str] | None:
+def read_header(reader: CsvRows, path: Path, encoding: str, setting: str = ENCODING_SETTING) -> list[str] | None:
     """The header row of a CSV file, its first line with a name in it (None: an empty file, or
     one of blank lines only); one it cannot read stops, naming the file.
 
@@ -407,7 +414,7 @@ def read_header(reader: CsvRows, path: Path, encoding: str) -> list[str] | None:
                 return row
         return None
     except UnicodeError:
-        raise _undecodable(path, encoding) from None
+        raise _undecodable(path, encoding, setting) from None
     except csv.Error as exc:
         raise SourceError(f"{path}:1: cannot read the header: {exc}") from None
 
@@ -421,11 +428,11 @@ def empty_export(path: Path, without: str) -> SourceError:
 
 
 def numbered_rows(reader: CsvRows, path: Path, encoding: str,
-                  on_problem: ProblemSink) -> Iterator[tuple[int, list[str]]]:
+                  on_problem: ProblemSink, setting: str = ENCODING_SETTING) -> Iterator[tuple[int, list[str]]]:
     """The rows after the header, each with the line it starts on (a quoted cell may span
     lines); a malformed row is reported as ``file:line`` and skipped, undecodable text stops."""
     return reader.numbered(lambda start, exc: on_problem(RowProblem(f"{path}:{start}", f"malformed CSV: {exc}")),
-                           lambda: _undecodable(path, encoding))
+                           lambda: _undecodable(path, encoding, setting))
 
 
 def swallowed_rows(row: Sequence[str], dialect: "CsvDialect", width: int) -> list[list[str]]:
@@ -582,8 +589,9 @@ def _no_order_id(line: int) -> str:
     return f"(no order_id, line {line})"
 
 
-def _undecodable(path: Path, encoding: str) -> SourceError:
-    """The error for a file that is not in ``encoding``, naming the first line that is not.
+def _undecodable(path: Path, encoding: str, setting: str = ENCODING_SETTING) -> SourceError:
+    """The error for a file that is not in ``encoding``, naming the first line that is not and
+    the key that sets its encoding (``setting``: the newsletter export has its own).
 
     The text reader decodes ahead in blocks, so its error does not say where; the file is read
     again as bytes to find the line (only on this error path). UTF-16 and UTF-32 raise a plain
@@ -599,11 +607,11 @@ def _undecodable(path: Path, encoding: str) -> SourceError:
                 decoder.decode(raw)
             except UnicodeDecodeError as exc:
                 return SourceError(f"{path}:{number}: not {encoding} text (byte {exc.start + 1} of the line: "
-                                   f"{exc.reason}); set source.encoding to the export's encoding, e.g. cp1252")
+                                   f"{exc.reason}); set {setting} to the export's encoding, e.g. cp1252")
             except UnicodeError as exc:
-                return SourceError(f"{path}:{number}: not {encoding} text ({exc}); set source.encoding to the "
+                return SourceError(f"{path}:{number}: not {encoding} text ({exc}); set {setting} to the "
                                    f"export's encoding, e.g. {encoding}-le")
-    return SourceError(f"{path}: not {encoding} text; set source.encoding to the export's encoding, e.g. cp1252")
+    return SourceError(f"{path}: not {encoding} text; set {setting} to the export's encoding, e.g. cp1252")
 
 
 def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 SEND_FIELDS = ("email", "sent_at", "campaign")
 REQUIRED = ("email", "sent_at")
+SETTING = "source.newsletters.encoding"  # what an error that the export is in another encoding names
 _BATCH = 5000
 _PARAMETERS = 500
 _SCHEMA = "CREATE TABLE sends(email TEXT NOT NULL, at TEXT NOT NULL, campaign TEXT);"
@@ -152,16 +153,16 @@ class CsvSends:
 
     def _read(self, db: sqlite3.Connection, window: Window) -> None:
         path = self.path
-        handle, reader = _open_csv(path, self.encoding, self.delimiter, self.key)
+        handle, reader = _open_csv(path, self.encoding, self.delimiter, self.key, SETTING)
         batch: list[tuple[str, str, str | None]] = []
         with handle:
             opened = stamp(handle)
-            header = read_header(reader, path, self.encoding)
+            header = read_header(reader, path, self.encoding, SETTING)
             if header is None:
                 raise empty_export(path, "send reminders on the day of a newsletter")
             at = _columns(path, header, SEND_FIELDS, self.columns, REQUIRED, reader.line_num,
                           "source.newsletters.columns", reader).index
-            for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
+            for start, row in numbered_rows(reader, path, self.encoding, self.on_problem, SETTING):
                 if not any(cell.strip() for cell in row):
                     continue
                 cells = {name: row[index].strip() if 0 <= index < len(row) else "" for name, index in at.items()}
