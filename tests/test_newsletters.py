@@ -250,3 +250,18 @@ def test_an_export_with_another_byte_order_mark_names_the_newsletter_setting_to_
     assert result.exit_code == 3
     assert "set source.newsletters.encoding to utf-16" in result.stderr
     assert "source.encoding is" not in result.stderr and "source.newsletters.encoding is utf-8-sig" in result.stderr
+
+
+def test_a_title_line_above_a_semicolon_header_is_named_in_the_missing_columns_error(shop: Shop) -> None:
+    """An export with a title line above a header in semicolons (Excel where the decimal mark is a
+    comma) stopped on "missing column(s)" at line 1 without naming line 2: the delimiter was
+    guessed from the title, so the line below read as one cell that named nothing."""
+    shop.add(cart("c1", email="ann@example.com"))
+    (shop.folder / "sends.csv").write_text(
+        "Newsletter sends 2026-11-20\nEmail;Sent_at;Campaign\nann@example.com;2026-11-20 09:00;Week 47\n",
+        encoding="utf-8")
+    shop.configure(source={"newsletters": {"file": "sends.csv"}})
+    result = shop.cli("carts")
+    assert result.exit_code == 3
+    assert "sends.csv:1: missing column(s): email, sent_at (line 2 names them: is the header there? " \
+           "Remove the lines above it)" in " ".join(result.stderr.split())

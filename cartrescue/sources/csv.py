@@ -657,11 +657,15 @@ ORDER_LINKS = ("email", "customer_id", "cart_id")
 def _header_below(reader: CsvRows, names: Sequence[str], lines: int = 5) -> int | None:
     """The line of the next few that names every one of ``names`` (the columns the header read
     lacks), if one does: an export with a title line above its header ("Abandoned checkouts,
-    6 Dec 2026") stopped on "missing column(s)" of the title, and named no other line."""
+    6 Dec 2026") stopped on "missing column(s)" of the title, and named no other line. A line is
+    also read in the other delimiters: the delimiter was guessed from the title, which has none,
+    so a header in semicolons below it was one cell that named nothing."""
     wanted = {name.strip().lower() for name in names}
     try:
         for _row, row in zip(range(lines), reader):
-            if wanted <= {cell.strip().lower() for cell in row}:
+            line = reader.dialect.delimiter.join(row)
+            if any(wanted <= {cell.strip().strip('"').lower() for cell in line.split(delimiter)}
+                   for delimiter in DELIMITERS):
                 return reader.line_num
     except (csv.Error, UnicodeError):
         return None
