@@ -473,3 +473,43 @@ def test_orders_a_shipment_plugin_marks_shipped_or_delivered_await_no_delivery(k
         finally:
             source.close()
     assert delivered == {"5001": True, "5002": True, "5003": False, "5004": False}
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_product_title_kept_as_html_is_read_as_the_text_the_shop_shows(kind):
+    """WordPress keeps a post title as HTML: a term name's ``&`` is stored ``&amp;`` (and so is a
+    variation's title made of it), an author without ``unfiltered_html`` saves ``&amp;`` too, and
+    a title may hold markup. The reminder showed ``Salt &amp; Pepper <em>set</em>`` as written,
+    its HTML part escaping it once more (``&amp;amp;``); it now shows the text the shop shows."""
+    with shopdb.shop_database(kind, "wootitles") as db:
+        fill(db)
+        db.insert("wp_posts", [
+            {"ID": 80, "post_title": "Salt &amp; Pepper 🌶️ <em>set</em> &#8211; large", "post_type": "product",
+             "post_parent": 0},
+            {"ID": 81, "post_title": "Hoodie - Black &amp; White", "post_type": "product_variation",
+             "post_parent": 60}])
+        db.insert("wp_cartflows_ca_cart_abandonment", [
+            abandonment(20, "titles@example.com", "2026-03-29 09:00:00",
+                        php_cart((80, 0, 1, 10.0), (60, 81, 1, 45.0), nul=kind == "mariadb"), "55.00")])
+        source = WooCommerceSource(db.url, shop_tz=STOCKHOLM, on_problem=shopdb.Problems())
+        try:
+            (found,) = [c for c in source.carts(WINDOW) if c.id == "20"]
+        finally:
+            source.close()
+    assert [line.name for line in found.items] == ["Salt & Pepper 🌶️ set – large", "Hoodie - Black & White"]
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_the_index_doctor_advises_can_be_created_as_written(kind):
+    """doctor advised ``CREATE INDEX … (`time`);`` on every server: PostgreSQL refuses MySQL's
+    backticks (a syntax error), so the owner's copy of the advice failed. It now quotes the
+    column as the database does, and once the statement has run, doctor is content."""
+    with shopdb.shop_database(kind, "wooindex") as db:
+        fill(db, prefix="shop7_", users_prefix="shop7_")
+        source = WooCommerceSource(db.url, prefix="shop7_", options={"orders_table": "hpos"})
+        try:
+            (problem,) = source.check()
+            db.execute(problem.split("Create it with: ", 1)[1])
+            assert source.check() == []
+        finally:
+            source.close()

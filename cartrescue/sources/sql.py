@@ -875,6 +875,12 @@ class RecommendedIndex:
     leading: tuple[tuple[str, ...], ...]
     create: str  # the statement docs/databases.md recommends, with {table} for the prefixed name
 
+    def statement(self, table: str, preparer: Any) -> str:
+        """``create`` for ``table``, its `backticked` names quoted as this database quotes them:
+        written MySQL's way, it was advised as is on PostgreSQL too, which refuses backticks."""
+        return re.sub(r"`([^`]+)`", lambda found: preparer.quote_identifier(found.group(1)),
+                      self.create.format(table=table))
+
 
 class DatabaseSource(CartSource):
     """Shared plumbing of the database sources: config, connection, column types, ``check()``, close."""
@@ -1037,7 +1043,7 @@ class DatabaseSource(CartSource):
                 problems.append(
                     f"{self.name} source: no index on {self.db.full_name(index.table)}"
                     f"({', '.join(index.leading[0])}); each run then scans the whole table. Create it with: "
-                    + index.create.format(table=self.db.full_name(index.table))
+                    + index.statement(self.db.full_name(index.table), self.db.engine.dialect.identifier_preparer)
                 )
         return problems
 

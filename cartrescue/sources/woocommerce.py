@@ -35,6 +35,7 @@ Reads only (see :mod:`cartrescue.sources.sql`).
 from __future__ import annotations
 
 import base64
+import html
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta, timezone
@@ -295,13 +296,13 @@ class WooCommerceSource(DatabaseSource):
         found: dict[int, dict[str, Any]] = {}
         for row in self.db.fetch(f"SELECT {pk} AS id, post_title, post_parent, post_status FROM {self.t('posts')} "
                                  f"WHERE {pk} IN :ids", {"ids": sorted(ids)}, expanding=("ids",)):
-            found[int(row["id"])] = {"title": row["post_title"], "parent": int(row["post_parent"] or 0),
+            found[int(row["id"])] = {"title": _title(row["post_title"]), "parent": int(row["post_parent"] or 0),
                                      "status": row["post_status"]}
         parents = {entry["parent"] for entry in found.values() if entry["parent"]} - set(found)
         if parents:
             for row in self.db.fetch(f"SELECT {pk} AS id, post_title, post_parent, post_status FROM {self.t('posts')} "
                                      f"WHERE {pk} IN :ids", {"ids": sorted(parents)}, expanding=("ids",)):
-                found[int(row["id"])] = {"title": row["post_title"], "parent": 0, "status": row["post_status"]}
+                found[int(row["id"])] = {"title": _title(row["post_title"]), "parent": 0, "status": row["post_status"]}
         if found:
             for row in self.db.fetch(
                 f"SELECT post_id, meta_key, meta_value FROM {self.t('postmeta')} "
@@ -611,6 +612,19 @@ def _folded(email: Any) -> str:
 def _lookup_forms(emails: Iterable[Any]) -> list[str]:
     """The cart rows' addresses to look customers up by, in both stored forms (:func:`stored_forms`)."""
     return stored_forms(sorted({_folded(e) for e in emails if e and str(e).strip()}))
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _title(value: Any) -> str | None:
+    """A product's ``post_title`` as the text the shop shows. WordPress keeps titles as HTML: a
+    term name's ``&`` is stored ``&amp;`` (so is a variation title made of it), kses stores an
+    author's ``&`` so unless they may post unfiltered HTML, and a title may hold markup. Read as
+    text, a reminder showed ``Salt &amp; Pepper <em>set</em>`` (its HTML part escaping it again)."""
+    if value is None:
+        return None
+    return " ".join(html.unescape(_TAG.sub("", str(value))).split())
 
 
 def _int(value: Any) -> int:
