@@ -265,3 +265,13 @@ def test_a_title_line_above_a_semicolon_header_is_named_in_the_missing_columns_e
     assert result.exit_code == 3
     assert "sends.csv:1: missing column(s): email, sent_at (line 2 names them: is the header there? " \
            "Remove the lines above it)" in " ".join(result.stderr.split())
+
+
+def test_a_send_given_as_a_date_alone_makes_the_whole_day_a_newsletter_day(shop: Shop) -> None:
+    """docs/newsletters.md: a date alone is that day's midnight in the shop's timezone."""
+    shop.add(cart("c1", email="ann@example.com"), cart("c2", email="bob@example.com"))
+    newsletters(shop, [{"email": "ann@example.com", "sent_at": "2026-11-20", "campaign": "Friday deals"},
+                       {"email": "bob@example.com", "sent_at": "2026-11-19", "campaign": "Thursday deals"}])
+    decisions = shop.decisions()  # 11:00 on Friday 20 November in Stockholm
+    assert decisions["c1"]["reason"] == "newsletter_today"
+    assert decisions["c2"]["reason"] == "due"
