@@ -112,11 +112,13 @@ class _Budget:
     the best of them (:meth:`Executor._give_back`). More than ``limit`` are never needed, and
     memory stays bounded by the budget, not by the tier's carts."""
 
-    def __init__(self, limit: int, per: str = "per run", not_before: datetime | None = None) -> None:
+    def __init__(self, limit: int, per: str = "per run",
+                 not_before: Callable[[Decision], datetime] | None = None) -> None:
         self.limit = limit
         self.per = per  # what the limit is of, for the deferred: "per run", "today (…)", "… in shard 1/2 (…)"
-        # When the deferred may go: a day's budget is the shop's again at its next midnight (None:
-        # a run's budget, which the next run has whole).
+        # When a deferred one may go: a day's budget is the shop's again at its next midnight,
+        # after its channel's quiet hours on the recipient's clock (None: a run's budget, which
+        # the next run has whole).
         self.not_before = not_before
         self.heap: list[tuple[float, int, Decision]] = []
         self.reserve: list[tuple[float, int, Decision]] = []  # the best deferred ones, as tier_budget
@@ -143,7 +145,7 @@ class _Budget:
             return replace(lost, channel=lost.instead, instead=None,
                            detail=f"by {lost.instead}, not {lost.channel}: {detail}")
         deferred = replace(lost, action=ACTION_DEFER, reason=REASON_BUDGET, detail=detail, instead=None,
-                           not_before=self.not_before)
+                           not_before=None if self.not_before is None else self.not_before(lost))
         spare = _keep_best(self.reserve, self.limit, (out[0], out[1], deferred))
         return None if spare is None else spare[2]
 
@@ -325,8 +327,11 @@ class Planner:
         (:meth:`~cartrescue.ledger.Ledger.reserve_day_budget`): two shards that read the day
         before either claimed each took what it had left."""
         midnight = self.calendar.local_day_start(self.now)
-        # The sends it defers wait for the next day, as messaged_today's do (its channel's quiet hours after).
-        tomorrow = self.calendar.tomorrow(self.now, tier.channel)
+        # The sends it defers wait for the next day, as messaged_today's do (its channel's quiet
+        # hours after, on the number's clock where the channel keeps them there).
+        def tomorrow(decision: Decision) -> datetime:
+            return self.calendar.tomorrow(self.now, tier.channel, decision.phone)
+
         steps = self._steps_of(tier)  # none: no step goes out on the tier's channel, nothing to count
         if self.shard is None:
             used = TierUse(0, 0) if self.ledger is None or not steps else self.ledger.tier_used_since(

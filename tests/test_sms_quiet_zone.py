@@ -85,3 +85,20 @@ def test_a_live_run_that_reaches_a_numbers_evening_holds_its_text_unclaimed(
     assert (us["action"], us["reason"], us["not_before"]) == ("defer", "quiet_hours", "2026-11-21T14:00:00Z")
     assert "as this run claimed it" in us["detail"]
     assert shop.messages() == []
+
+
+def test_a_text_a_days_budget_defers_keeps_the_numbers_quiet_hours_not_the_shops(shop: Shop) -> None:
+    """A day's budget of texts deferred the rest until the shop's next day after the window on
+    the shop's clock (09:00 in Stockholm, 03:00 in New York), unlike every other text the run
+    defers (``messaged_today``): the window it waits out is the number's."""
+    _texting_shop(shop)
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms",
+                                        "budget": 1, "budget_per": "day"}]})
+    afternoon = NOW.replace(hour=15)  # 16:00 in Stockholm, 10:00 in New York
+    shop.add(cart("us1", phone=NEW_YORK, sms_consent="yes", now=afternoon),
+             cart("us2", phone="+1 212 555 0199", sms_consent="yes", now=afternoon))
+    decided = _decisions(shop, now=afternoon)
+    deferred = [row for row in decided.values() if row["action"] == "defer"]
+    assert [row["reason"] for row in deferred] == ["tier_budget"], decided
+    # The shop's next day begins at 23:00 UTC: 18:00 in New York, outside the number's quiet hours.
+    assert deferred[0]["not_before"] == "2026-11-20T23:00:00Z"
