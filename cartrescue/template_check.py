@@ -298,14 +298,14 @@ class _HtmlCheck(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.stack: list[tuple[str, int]] = []
-        self.errors: list[tuple[int, str]] = []
+        self.stack: list[tuple[str, int, str]] = []
+        self.errors: list[tuple[int, str, str]] = []
         self.links: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._attributes(tag, attrs)
         if tag not in self.VOID:
-            self.stack.append((tag, self.getpos()[0]))
+            self.stack.append((tag, self.getpos()[0], self.get_starttag_text() or f"<{tag}"))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._attributes(tag, attrs)
@@ -319,43 +319,58 @@ class _HtmlCheck(HTMLParser):
         handler = next((name for name, _value in attrs if name.startswith("on")), None)
         if handler is not None:
             self.errors.append((self.getpos()[0], f"<{tag}> has an event handler {handler}=: a value printed into "
-                                "an unquoted attribute? quote it: title=\"{{ … }}\""))
+                                "an unquoted attribute? quote it: title=\"{{ … }}\"", self.get_starttag_text() or ""))
 
     def handle_endtag(self, tag: str) -> None:
         line = self.getpos()[0]
         if tag in self.VOID:
             return  # </br> and friends: browsers ignore them
-        open_tags = [name for name, _line in self.stack]
+        open_tags = [name for name, _line, _text in self.stack]
         if tag not in open_tags:
-            self.errors.append((line, f"stray end tag </{tag}> (nothing open to close)"))
+            self.errors.append((line, f"stray end tag </{tag}> (nothing open to close)", f"</{tag}>"))
             return
         while self.stack:
-            name, opened = self.stack.pop()
+            name, opened, text = self.stack.pop()
             if name == tag:
                 return
             if name not in self.OPTIONAL_END:
-                self.errors.append((line, f"</{tag}> closes <{name}> opened on line {opened}"))
+                self.errors.append((line, f"</{tag}> closes <{name}> opened on rendered line {opened}", text))
 
-    def finish(self) -> list[tuple[int, str]]:
+    def finish(self) -> list[tuple[int, str, str]]:
         rest = self.rawdata.strip()  # what feed() held back: an unfinished tag, comment or declaration
         if rest.startswith("<"):
-            self.errors.append((self.getpos()[0], f"unterminated markup at the end: {rest[:40]!r}"))
+            self.errors.append((self.getpos()[0], f"unterminated markup at the end: {rest[:40]!r}", rest[:40]))
         self.close()
-        for name, opened in self.stack:
+        for name, opened, text in self.stack:
             if name not in self.OPTIONAL_END:
-                self.errors.append((opened, f"<{name}> opened on line {opened} is never closed"))
+                self.errors.append((opened, f"<{name}> opened on rendered line {opened} is never closed", text))
         return self.errors
 
 
-def html_problems(html: str) -> tuple[list[tuple[int, str]], list[str]]:
-    """(line, error) pairs and the document's link targets."""
+def html_problems(html: str) -> tuple[list[tuple[int, str, str]], list[str]]:
+    """(rendered line, error, the markup it blames) triples and the document's link targets.
+    The markup is what :func:`source_line` looks for in the template file."""
     checker = _HtmlCheck()
     try:
         checker.feed(html)
         errors = checker.finish()
     except Exception as exc:  # noqa: BLE001 - HTMLParser is lenient; anything it raises is a parse failure
-        return [(checker.getpos()[0], f"cannot parse: {exc}")], checker.links
+        return [(checker.getpos()[0], f"cannot parse: {exc}", "")], checker.links
     return errors, checker.links
+
+
+def source_line(source: str, markup: str, shared: Sequence[str] = ()) -> int | None:
+    """The line of a template's source that wrote ``markup`` (a tag as it was rendered), when
+    exactly one line has it. An HTML error is found in the rendered message, whose lines are not
+    the file's (a layout and macros come before it): without this the check named only the
+    rendered line, which a developer looked for in vain in the file it named. A tag that printed
+    a value (``<a href="{{ … }}">``) or that several lines write gives None: no line is better
+    than a wrong one. ``shared`` are the layout's and macros' sources: markup they write too may
+    be theirs, so it gets no line of this file either."""
+    if not markup.strip() or any(markup in text for text in shared):
+        return None
+    lines = [number for number, text in enumerate(source.splitlines(), 1) if markup in text]
+    return lines[0] if len(lines) == 1 else None
 
 
 # -- the check -----------------------------------------------------------------------------------
@@ -655,8 +670,10 @@ class TemplateChecker:
             case.add(Problem("unsubscribe", "no unsubscribe link in the text part ({{ unsubscribe_url }})",
                              text_file, None, cart.id))
         errors, links = html_problems(html)
-        for number, error in errors[:3]:
-            case.add(Problem("html", f"HTML does not parse: {error} (rendered line {number})", html_file, None, cart.id))
+        source, shared = (self._source(html_file), self._shared_sources()) if errors else ("", [])
+        for number, error, markup in errors[:3]:
+            case.add(Problem("html", f"HTML does not parse: {error} (rendered line {number})", html_file,
+                             source_line(source, markup, shared), cart.id))
         if self.unsubscribe_url not in links:
             case.add(Problem("unsubscribe", 'no unsubscribe link in the HTML part (<a href="{{ unsubscribe_url }}">)',
                              html_file, None, cart.id))
@@ -671,6 +688,20 @@ class TemplateChecker:
                 around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
                 case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
                 break
+
+    def _source(self, name: str) -> str:
+        """The text of template file ``name`` as the renderer reads it (the first folder that has it)."""
+        for folder in self.renderer.folders:
+            path = Path(folder) / name
+            if path.is_file():
+                return path.read_text(encoding="utf-8-sig", errors="replace")
+        return ""
+
+    def _shared_sources(self) -> list[str]:
+        """The texts of the shared files (``_layout.html``, ``_macros.html``…) a part may pull in."""
+        names = {path.name for folder in self.renderer.folders if Path(folder).is_dir()
+                 for path in Path(folder).glob("_*") if path.is_file()}
+        return [self._source(name) for name in sorted(names)]
 
     def _printed_none(self, file: str, output: str, context: dict[str, Any]) -> bool:
         """Did a value print ``None`` in ``output``, or are all its ``None`` words the template's

@@ -60,6 +60,47 @@ def test_problems_point_at_the_line() -> None:
     assert problems["undefined"]["cart"] == "edge-one-item" and problems["undefined"]["count"] > 1
 
 
+def test_an_html_error_names_the_line_of_the_template_file_not_of_the_rendered_message(tmp_path: Path) -> None:
+    """An unclosed tag in a part that extends the layout was reported with no line and as
+    "opened on line 20": a line of the rendered message (the layout comes first), which the
+    developer looked for in vain in a 7-line file."""
+    folder = tmp_path / "templates" / "en"
+    folder.mkdir(parents=True)
+    (folder / "open.subject.txt").write_text("Your cart at {{ shop.name }}\n", encoding="utf-8")
+    (folder / "open.txt").write_text("Hi\n{{ recovery_url }}\n{{ unsubscribe_url }}\n", encoding="utf-8")
+    (folder / "open.html").write_text(
+        '{% extends "_layout.html" %}\n'
+        '{% block content %}\n'
+        '<p>Hi,</p>\n'
+        '<p><a href="{{ recovery_url }}">Back to your cart</a></p>\n'
+        '<div class="note"><b>Still there\n'
+        '{% endblock %}\n', encoding="utf-8")
+    result = cli("templates", "check", "--templates", str(tmp_path / "templates"), "--template", "open", "--quick",
+                 "--json")
+    assert result.exit_code == 1, result.output
+    problems = [p for p in result.json["cases"][0]["problems"] if p["kind"] == "html"]
+    assert problems and {(p["file"], p["line"]) for p in problems} == {("en/open.html", 5)}, problems
+    assert all("rendered line" in p["message"] for p in problems), problems
+
+
+def test_an_html_error_of_the_layout_gets_no_line_of_the_part_that_writes_the_same_tag(tmp_path: Path) -> None:
+    """A shop's own layout left a <center> open; the part's one well-closed <center> was named as
+    the culprit's line. A tag the layout writes too gets no line: none is better than a wrong one."""
+    folder = tmp_path / "templates"
+    (folder / "en").mkdir(parents=True)
+    layout = (render.shipped_templates() / "_layout.html").read_text(encoding="utf-8")
+    (folder / "_layout.html").write_text(layout.replace("{% block content %}", "<center>{% block content %}", 1),
+                                         encoding="utf-8")
+    (folder / "en" / "wide.subject.txt").write_text("Your cart at {{ shop.name }}\n", encoding="utf-8")
+    (folder / "en" / "wide.txt").write_text("Hi\n{{ recovery_url }}\n{{ unsubscribe_url }}\n", encoding="utf-8")
+    (folder / "en" / "wide.html").write_text(
+        '{% extends "_layout.html" %}\n{% block content %}\n<center>Hi</center>\n'
+        '<p><a href="{{ recovery_url }}">Back to your cart</a></p>\n{% endblock %}\n', encoding="utf-8")
+    result = cli("templates", "check", "--templates", str(folder), "--template", "wide", "--quick", "--json")
+    problems = [p for p in result.json["cases"][0]["problems"] if p["kind"] == "html"]
+    assert problems and all(p["line"] is None for p in problems), problems
+
+
 def test_a_template_without_an_unsubscribe_link_fails_in_both_parts() -> None:
     problems = _check("--template", "nounsub", "--json").json["cases"][0]["problems"]
     assert [(p["file"], p["kind"]) for p in problems] == [("en/nounsub.txt", "unsubscribe"), ("en/nounsub.html", "unsubscribe")]
@@ -85,7 +126,7 @@ def test_the_table_and_the_junit_report_name_every_failure(tmp_path: Path) -> No
     result = _check("--junit", str(junit), *(arg for name in FIXTURES for arg in ("-t", name)))
     assert result.exit_code == 1
     assert result.stdout.count("FAIL") == 7  # in the table
-    for kind, file in (("syntax", "en/syntax.html:13"), ("undefined", "en/undefined.txt:7"), ("html", "en/badhtml.html"),
+    for kind, file in (("syntax", "en/syntax.html:13"), ("undefined", "en/undefined.txt:7"), ("html", "en/badhtml.html:5"),
                        ("missing-text", "en/notext.txt"), ("unsubscribe", "en/nounsub.html"),
                        ("subject-length", "en/variant@b.subject.txt")):
         assert f"    {kind} {file}: " in result.stdout, kind  # the list of failures below it
@@ -417,7 +458,7 @@ def test_junit_xml_escapes_what_it_quotes() -> None:
         ("<p>one<p>two<br></br><img src=x>", None),
         ("<div><span>x</div>", "</div> closes <span>"),
         ("<div>x</div></div>", "stray end tag </div>"),
-        ("<div><b>x</b>", "<div> opened on line 1 is never closed"),
+        ("<div><b>x</b>", "<div> opened on rendered line 1 is never closed"),
         ('<p>x</p><a href="y"', "unterminated markup"),
         # a customer named "x onmouseover=alert(1)" printed into an unquoted attribute
         ("<p title=x onmouseover=alert(1)>x</p>", "<p> has an event handler onmouseover=: a value printed into"),
@@ -429,7 +470,7 @@ def test_html_problems(html: str, error: str | None) -> None:
     if error is None:
         assert errors == []
     else:
-        assert any(error in message for _line, message in errors), errors
+        assert any(error in message for _line, message, _markup in errors), errors
 
 
 def test_html_links_are_unescaped() -> None:
