@@ -429,6 +429,17 @@ class TemplateChecker:
                 raise ConfigError(f"--locale {asked}: no template folder serves it (the folders: "
                                   f"{', '.join(sorted(known)) or 'none'})")
 
+    def _check_templates(self, templates: Iterable[str]) -> None:
+        """A ``--template`` that no folder has and no step uses is a usage error naming the
+        templates (a typo in a CI job), as an unknown ``--locale`` is: it failed as a template
+        missing its parts, exit 1, as a broken one does. One a step uses stays a failing case."""
+        used = {step.template for sequence in self.config.sequences.values() for step in sequence.steps}
+        known = used | {match["name"] for name in self.available if (match := _FILE.match(name))}
+        for asked in templates:
+            if asked not in known:
+                raise ConfigError(f"--template {asked}: no such template (the templates: "
+                                  f"{', '.join(sorted(known)) or 'none'})")
+
     def own_templates(self) -> set[str]:
         """Templates in the config's own folder (none without one: then only what sequences use)."""
         if self.config.templates is None:
@@ -537,6 +548,9 @@ class TemplateChecker:
     def run(self, templates: Iterable[str] | None = None, locales: Iterable[str] | None = None) -> Report:
         if locales:
             self._check_locales(locales)
+        if templates:
+            templates = list(templates)
+            self._check_templates(templates)
         cases = self.cases(templates, locales)
         for case in cases:
             if case.locale != "-":

@@ -771,3 +771,19 @@ def test_the_date_filter_given_an_undefined_value_fails_as_undefined(tmp_path: P
     # rendered without an incentive, then with the sample one (whose expires is formatted already)
     assert problems[0] == ("undefined", "en/mine.txt", "undefined variable: 'None' has no attribute 'expires'")
     assert problems[1][0] == "render" and "formatted already" in problems[1][2], problems
+
+
+def test_a_template_name_no_folder_has_and_no_step_uses_is_a_usage_error_naming_the_templates(shop: Shop) -> None:
+    """``--template nope`` (a typo in a CI job) failed as a template missing its parts, exit 1,
+    as a broken template does; an unknown ``--locale`` is a usage error, exit 2. So is this now."""
+    result = shop.cli("templates", "check", "--quick", "--template", "reminder-9", "--json", now=None)
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"]
+    assert message.startswith("--template reminder-9: no such template (the templates: "), message
+    assert "reminder-1" in message
+
+
+def test_a_template_a_step_uses_but_no_folder_has_still_fails_the_check(shop: Shop) -> None:
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-gone"}]}})
+    result = shop.cli("templates", "check", "--quick", "--template", "reminder-gone", "--json", now=None)
+    assert result.exit_code == 1, result.output
