@@ -15,11 +15,14 @@ import asyncio
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
 from cartrescue.shards import Coverage, coverage, recorded_shard
 from cartrescue.sources.freshness import ago
+
+if TYPE_CHECKING:
+    import ssl
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
@@ -372,11 +375,11 @@ def _http_channels(config: Any) -> list[Check]:
         if name in used:
             try:
                 config.require_env(name)
-                trusted(config, name)  # a ca_file that does not load: run --send refuses to start
+                tls = trusted(config, name)  # a ca_file that does not load: run --send refuses to start
             except ConfigError as exc:
                 checks.append(Check(name, FAIL, str(exc), int(exc.exit_code)))
                 continue
-            checks.append(check(config))
+            checks.append(check(config, tls))
     return checks
 
 
@@ -399,11 +402,11 @@ def _call_list(config: Any) -> Check:
     return Check("call-list", OK, f"{path}: {'calls are appended under its header' if path.exists() else 'not there yet: the first call begins it'}")
 
 
-def _probe(config: Any, key: str, method: str, url: str, timeout: float, secrets: list[str],
+def _probe(tls: ssl.SSLContext | None, key: str, method: str, url: str, timeout: float, secrets: list[str],
            **kwargs: Any) -> tuple[int, bytes] | str:
     """``(status, body)`` of one request without following redirects, or what went wrong.
-    It trusts what the channel trusts (``key.ca_file``, else certifi's CAs): a private
-    receiver's certificate failed here while the run delivered.
+    It trusts what the channel trusts (``tls``, from ``key.ca_file``; None: certifi's CAs): a
+    private receiver's certificate failed here while the run delivered.
 
     The whole request is bounded by ``timeout`` (``key.timeout``), as the channels bound each
     attempt (:meth:`cartrescue.channels.http.HttpChannel._attempt`): httpx's timeout bounds each
@@ -412,10 +415,7 @@ def _probe(config: Any, key: str, method: str, url: str, timeout: float, secrets
 
     import httpx
 
-    from cartrescue.channels.http import trusted
     from cartrescue.config import redacted
-
-    tls = trusted(config, key)  # it loads: _http_channels asked first
 
     async def ask() -> tuple[int, bytes]:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
@@ -434,7 +434,7 @@ def _probe(config: Any, key: str, method: str, url: str, timeout: float, secrets
     return text
 
 
-def _webhook(config: Any) -> Check:
+def _webhook(config: Any, tls: ssl.SSLContext | None) -> Check:
     from cartrescue.config import redacted
 
     section = config.webhook
@@ -444,7 +444,7 @@ def _webhook(config: Any) -> Check:
     if not section.secret:
         return Check("webhook", FAIL, f"{config.where('webhook.secret')}: empty; run --send refuses to start (set it "
                      "to ${CARTRESCUE_WEBHOOK_SECRET})", int(ExitCode.CONFIG))
-    answer = _probe(config, "webhook", "HEAD", section.url, section.timeout.total_seconds(), [section.secret])
+    answer = _probe(tls, "webhook", "HEAD", section.url, section.timeout.total_seconds(), [section.secret])
     if isinstance(answer, str):
         return Check("webhook", FAIL, answer, int(ExitCode.SOME_FAILED))
     status, _body = answer
@@ -455,7 +455,7 @@ def _webhook(config: Any) -> Check:
     return Check("webhook", WARN if status >= 500 else OK, detail)
 
 
-def _sms(config: Any) -> Check:
+def _sms(config: Any, tls: ssl.SSLContext | None) -> Check:
     from cartrescue.config import redacted
 
     section = config.sms
@@ -465,7 +465,7 @@ def _sms(config: Any) -> Check:
     if section.provider == "http":
         if not section.http.url:
             return Check("sms", FAIL, f"{config.where('sms.http.url')}: empty", int(ExitCode.CONFIG))
-        answer = _probe(config, "sms", "HEAD", section.http.url, timeout, [section.http.password or "", section.http.token or ""])
+        answer = _probe(tls, "sms", "HEAD", section.http.url, timeout, [section.http.password or "", section.http.token or ""])
         if isinstance(answer, str):
             return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
         return Check("sms", OK, f"gateway {redacted(section.http.url)} answers HEAD with {answer[0]} (nothing sent)")
@@ -474,7 +474,7 @@ def _sms(config: Any) -> Check:
         key = "account_sid" if not twilio.account_sid else "auth_token"
         return Check("sms", FAIL, f"{config.where('sms.twilio.' + key)}: empty", int(ExitCode.CONFIG))
     url = f"{twilio.base_url.rstrip('/')}/2010-04-01/Accounts/{twilio.account_sid}.json"
-    answer = _probe(config, "sms", "GET", url, timeout, [twilio.auth_token], auth=(twilio.account_sid, twilio.auth_token))
+    answer = _probe(tls, "sms", "GET", url, timeout, [twilio.auth_token], auth=(twilio.account_sid, twilio.auth_token))
     if isinstance(answer, str):
         return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
     status, body = answer

@@ -1430,16 +1430,13 @@ class _ClaimFeed:
         recipient's is asked per number; any other, once for the group."""
         executor = self.executor
         channel = group[0].request.channel
-        if not executor.per_recipient_quiet(channel):
-            quiet = executor.quiet_at(channel, at)
-            if quiet is None:
-                return group
-            for prepared in group:
-                self.results[id(prepared.decision)] = Result(executor.quiet_hold(prepared.decision, quiet, at))
-            return []
+        zoned = executor.per_recipient_quiet(channel)
+        shared = None if zoned else executor.quiet_at(channel, at)
+        if not zoned and shared is None:
+            return group
         outside = []
         for prepared in group:
-            quiet = executor.quiet_at(channel, at, prepared.decision.phone)
+            quiet = executor.quiet_at(channel, at, prepared.decision.phone) if zoned else shared
             if quiet is None:
                 outside.append(prepared)
             else:

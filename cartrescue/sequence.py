@@ -178,8 +178,10 @@ class Calendar:
         if windows is None:
             return [] if self.quiet is None else [(self.quiet, self.tz)]
         zone = self.recipient_zone(channel, phone)
-        own = self._own.get(channel) if zone is not None else None
-        return [(window, zone if window is own and zone is not None else self.tz) for window in windows]
+        if zone is None:
+            return [(window, self.tz) for window in windows]
+        own = self._own[channel]  # recipient_zone gives a zone only to a channel with its own window
+        return [(window, zone if window is own else self.tz) for window in windows]
 
     def counted_day(self, now: datetime) -> tuple[datetime, datetime] | None:
         """The local day one message a day counts at ``now``, from its midnight to the next
@@ -239,8 +241,8 @@ class Calendar:
         return self._first_at(end_day, end, now, tz)
 
     def _first_at(self, day: date, clock: time, after: datetime, tz: ZoneInfo) -> datetime:
-        """The first moment after ``after`` that the shop's clock shows ``clock`` on ``day`` (in
-        ``after``'s timezone), where a quiet window ends. On a clock-change day that time comes
+        """The first moment after ``after`` that ``tz``'s clock (the shop's, or a text's recipient's)
+        shows ``clock`` on ``day`` (in ``after``'s timezone), where a quiet window ends. On a clock-change day that time comes
         twice (fall back: in the repeated hour the window runs again, so a run in its second pass
         waits for the second end, not for one already past) or never (spring forward: the window
         is over when the clock jumps past its end, not an hour later, as the gate then says)."""

@@ -631,10 +631,8 @@ def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict
                             if wanted in positions), -1)
     missing = [mapping.get(name, name) for name in required if index[name] < 0]
     if missing:
-        alike = [(name, header[at]) for name, at in misnamed(header, index, mapping) if name in required]
-        hint = "; ".join(f"the header has {cell.strip()!r}: rename it {name}, or map it in {key}"
-                         for name, cell in alike)
-        below = None if alike or reader is None else _header_below(reader, missing)
+        hint = _rename_hint(header, index, mapping, required, key)
+        below = None if hint or reader is None else _header_below(reader, missing)
         if below is not None:
             hint = f"line {below} names them: is the header there? Remove the lines above it"
         raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}" + (f" ({hint})" if hint else ""))
@@ -678,11 +676,18 @@ def _tied_to_carts(path: Path, header: Sequence[str], columns: _Columns, mapping
     named almost as one of them (``E-Mail``, :func:`misnamed`) is named."""
     if all(columns.index[name] < 0 for name in ORDER_LINKS):
         names = ", ".join(mapping.get(name, name) for name in ORDER_LINKS)
-        hint = "; ".join(f"the header has {header[at].strip()!r}: rename it {name}, or map it in source.order_columns"
-                         for name, at in misnamed(header, columns.index, mapping) if name in ORDER_LINKS)
+        hint = _rename_hint(header, columns.index, mapping, ORDER_LINKS, "source.order_columns")
         raise SourceError(f"{path}:{line}: none of the columns that tie an order to a cart ({names}): no order would "
                           "be matched and every buyer reminded; map the export's one in source.order_columns"
                           + (f" ({hint})" if hint else ""))
+
+
+def _rename_hint(header: Sequence[str], index: dict[str, int], mapping: dict[str, str], wanted: Sequence[str],
+                 key: str) -> str:
+    """What to do about the header cells named almost as the fields of ``wanted`` the file lacks
+    (:func:`misnamed`), for an error that stops on those fields ("" when none is)."""
+    return "; ".join(f"the header has {header[at].strip()!r}: rename it {name}, or map it in {key}"
+                     for name, at in misnamed(header, index, mapping) if name in wanted)
 
 
 def _loose(name: str) -> str:
