@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -352,6 +354,46 @@ def test_doctor_reports_the_missing_index_until_it_exists(shop):
         shop.execute("DROP INDEX cr_test_quote_updated ON quote" if shop.kind == "mariadb"
                      else "DROP INDEX cr_test_quote_updated")
         source.close()
+
+
+def _quoted_schema(db: shopdb.ShopDb, prefix: str, tmp_path: Path) -> None:
+    """The Magento schema with each table's prefixed name quoted, as a PostgreSQL shop whose
+    prefix has capitals has them ("Shop_quote"; unquoted, PostgreSQL folds it to shop_quote)."""
+    text = (shopdb.FIXTURES / "magento2.postgres.sql").read_text()
+    quoted = tmp_path / "quoted.sql"
+    quoted.write_text(re.sub(r"\{prefix\}(\w+)", rf'"{prefix}\1"', text))
+    db.run_file(quoted)
+
+
+@pytest.mark.postgres
+def test_the_index_advice_for_a_prefix_with_capitals_creates_the_index_on_postgresql(tmp_path):
+    """doctor advised ``CREATE INDEX … ON Shop_quote``: PostgreSQL folds the unquoted name to
+    shop_quote, which does not exist, so the owner's copy of the advice failed."""
+    with shopdb.shop_database("postgres", "magentocaps") as db:
+        _quoted_schema(db, "Shop_", tmp_path)
+        source = MagentoSource(db.url, prefix="Shop_")
+        try:
+            (problem,) = source.check()
+            assert "no index on Shop_quote(is_active, updated_at)" in problem
+            db.execute(problem.split("Create it with: ", 1)[1])
+            assert source.check() == []
+        finally:
+            source.close()
+
+
+@pytest.mark.postgres
+def test_doctor_names_a_table_whose_capitals_postgresql_folded_as_missing():
+    """Tables created unquoted with prefix Shop_ are shop_quote…: the run's queries ask for
+    "Shop_quote" and stop on a missing table, so doctor says so, not a bare database error."""
+    with shopdb.shop_database("postgres", "magentofolded") as db:
+        db.schema("magento2", prefix="Shop_")
+        source = MagentoSource(db.url, prefix="Shop_")
+        try:
+            problems = source.check()
+        finally:
+            source.close()
+    assert any("table Shop_quote not found" in problem for problem in problems), problems
+    assert not any("database error" in problem for problem in problems), problems
 
 
 def test_doctor_reports_missing_tables(shop):

@@ -379,6 +379,12 @@ class ShopDatabase:
         """The quoted, prefixed name of a shop table, safe to put into SQL text."""
         return self.engine.dialect.identifier_preparer.quote(self.full_name(name))
 
+    def name_key(self, name: str) -> str:
+        """``name`` as this database compares table names: PostgreSQL keeps a quoted name's
+        capitals (the queries ask for "Shop_quote", which a folded shop_quote does not answer),
+        where MySQL, MariaDB and SQLite may answer either case."""
+        return name if self.backend == "postgresql" else name.lower()
+
     @contextmanager
     def errors(self) -> Iterator[None]:
         """Turn driver and SQLAlchemy errors into one-line :class:`SourceError`."""
@@ -876,10 +882,11 @@ class RecommendedIndex:
     create: str  # the statement docs/databases.md recommends, with {table} for the prefixed name
 
     def statement(self, table: str, preparer: Any) -> str:
-        """``create`` for ``table``, its `backticked` names quoted as this database quotes them:
-        written MySQL's way, it was advised as is on PostgreSQL too, which refuses backticks."""
-        return re.sub(r"`([^`]+)`", lambda found: preparer.quote_identifier(found.group(1)),
-                      self.create.format(table=table))
+        """``create`` for ``table``, its `backticked` names and the table quoted as this database
+        quotes them: written MySQL's way, it was advised as is on PostgreSQL too, which refuses
+        backticks and folds an unquoted ``Shop_quote`` to a ``shop_quote`` that does not exist."""
+        columns = re.sub(r"`([^`]+)`", lambda found: preparer.quote_identifier(found.group(1)), self.create)
+        return columns.format(table=preparer.quote(table))
 
 
 class DatabaseSource(CartSource):
@@ -1011,28 +1018,29 @@ class DatabaseSource(CartSource):
 
     def missing_tables(self, tables: Sequence[str]) -> list[str]:
         """The prefixed names of ``tables`` this database does not have."""
-        present = {name.lower() for name in self.db.table_names()}
-        return [self.db.full_name(name) for name in tables if self.db.full_name(name).lower() not in present]
+        key = self.db.name_key
+        present = {key(name) for name in self.db.table_names()}
+        return [self.db.full_name(name) for name in tables if key(self.db.full_name(name)) not in present]
 
     def check(self) -> list[str]:
         """Problems ``doctor`` shows: missing tables, columns of a type the preset cannot read, a
         missing recommended index."""
         try:
-            present = self.db.table_names()
-            tables = {name.lower() for name in self.db.table_names(views=False)} if self.recommended_indexes else set()
+            key = self.db.name_key
+            present = {key(name) for name in self.db.table_names()}
+            tables = {key(name) for name in self.db.table_names(views=False)} if self.recommended_indexes else set()
             misfits = [] if self._schema is not None else \
                 inspect_schema(self.db, self.column_kinds, self.window_columns)[1]  # a run checked them already
             problems = [f"{self.name} source: {problem}" for problem in misfits]
         except SourceError as exc:
             return [str(exc)]
-        lowered = {name.lower() for name in present}
         problems += [
             f"{self.name} source: table {self.db.full_name(table)} not found in {self.db.where}"
             + (f" ({self.db.table_hints[table]})" if table in self.db.table_hints else "")
-            for table in self.tables_required() if self.db.full_name(table).lower() not in lowered
+            for table in self.tables_required() if key(self.db.full_name(table)) not in present
         ]
         for index in self.recommended_indexes:
-            if self.db.full_name(index.table).lower() not in tables:
+            if key(self.db.full_name(index.table)) not in tables:
                 continue  # absent (said above), or a view: its indexes are its tables', which it does not name
             try:
                 existing = self.db.index_columns(index.table)
