@@ -1619,13 +1619,14 @@ class Config(_Model):
         return str(path), tables
 
     def missing_ledger_file(self) -> str | None:
-        """The path of a SQLite ledger whose file a run would create (its folder is there, the
-        file not yet), else None (another database, the file is there, or its folder is not:
-        opening it then creates nothing, or says why it cannot be opened)."""
+        """The path of a SQLite ledger whose file is not there yet, its folder there or not (a
+        ``state/`` no run has made: a command that only reads answered it with exit 2 where a
+        missing file in an existing folder was "no ledger yet"), else None (another database, or
+        the path exists). Whether a run can create it is :func:`cartrescue.ledger.why_no_file`'s."""
         from cartrescue.sqlite_url import sqlite_file
 
         path = sqlite_file(self.ledger_url)
-        if path is None or path.exists() or not path.parent.is_dir():
+        if path is None or path.exists():
             return None
         return str(path)
 

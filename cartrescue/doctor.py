@@ -125,11 +125,12 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
 
         # A file the first run cannot create (a folder cron's user may not write) stops every run
         # (exit 2): said "the first run creates it", the check run before it passed.
+        # So does a folder no one has made yet (state/): runs make no folders.
         cannot = why_no_file(config.ledger_url)
         if cannot:
+            until = "the user that runs cartrescue may write there" if "no permission" in cannot else "that is mended"
             checks.append(Check("ledger", FAIL, f"{ledger.absent} ({config.where('ledger.url')}), and the first run "
-                                f"cannot create it{cannot}: every run stops there until the user that runs cartrescue "
-                                "may write there",
+                                f"cannot create it{cannot}: every run stops there until {until}",
                                 int(ExitCode.CONFIG)))
         else:
             checks.append(Check("ledger", WARN, f"{ledger.absent} ({config.where('ledger.url')}): no run has "

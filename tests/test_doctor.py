@@ -419,6 +419,21 @@ def _without_root_powers(shop: Shop, *args: str) -> subprocess.CompletedProcess[
                           cwd=shop.folder, capture_output=True, text=True, timeout=300, check=False)
 
 
+def test_a_ledger_whose_folder_does_not_exist_fails_the_doctor_as_a_file_the_run_cannot_create(shop: Shop) -> None:
+    """Its folder not made yet, the ledger failed as "cannot open: unable to open database file",
+    where a missing file said "does not exist": it is one, and the first run cannot create it
+    (every run stops there, exit 2); doctor makes neither the folder nor the file."""
+    shop.add(cart("c1")).configure(ledger={"url": "sqlite:///state/ledger.db"})
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    found = checks(result)["ledger"]
+    state = shop.folder / "state"
+    assert found["status"] == "fail" and found["exit_code"] == int(ExitCode.CONFIG), found
+    assert found["detail"].startswith(f"{state / 'ledger.db'} does not exist ({shop.config_path}: ledger.url), and "
+                                      f"the first run cannot create it (no folder {state}: create it): every run stops there "
+                                      "until that is mended"), found
+    assert result.exit_code == int(ExitCode.CONFIG) and not state.exists()
+
+
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
 def test_a_ledger_in_a_folder_the_run_may_not_write_fails_the_doctor_naming_the_folder(shop: Shop) -> None:
     """ledger.url in a folder cron's user may not write: the doctor warned "no run has used this

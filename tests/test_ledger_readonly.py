@@ -200,3 +200,16 @@ def test_send_test_brings_an_older_ledger_up_to_date_with_or_without_a_cart_id(
     assert result.exit_code == 0, result.output
     after = snapshot(url)
     assert "cr_promotion" in after and "shop" in after["cr_run"][0] and after["cr_send_test"][1] == 1, after
+
+
+@pytest.mark.parametrize("command", [command for command in READERS if command[0] not in ("report", "doctor")],
+                         ids=lambda command: " ".join(command[:2]))
+def test_a_reader_of_a_sqlite_ledger_whose_folder_is_not_there_reads_an_empty_one_and_makes_no_folder(
+        shop: Shop, command: list[str]) -> None:
+    """A ledger in a folder no run has made yet (state/) stopped every command that only reads
+    (exit 2, "unable to open database file"), where a missing file in an existing folder read as
+    the shop's first run; ``report`` and ``doctor`` have tests of their own."""
+    shop.configure(ledger={"url": "sqlite:///state/ledger.db"}).add(cart("c1", email="ann@example.com"))
+    result = _run(shop, command)
+    assert result.exit_code == 0, (command, result.output)
+    assert not (shop.folder / "state").exists(), command

@@ -612,6 +612,19 @@ def test_a_listing_of_a_ledger_file_that_is_not_there_says_so(shop: Shop, comman
     assert not (shop.folder / "ledger.db").exists()
 
 
+@pytest.mark.parametrize("command", [("survey", "summary"), ("survey", "export"), ("codes", "list"),
+                                     ("suppress", "list")])
+def test_a_listing_of_a_ledger_whose_folder_is_not_there_says_so_and_makes_no_folder(
+        shop: Shop, command: tuple[str, ...]) -> None:
+    """A ledger in a folder no run has made yet stopped the listing (exit 2, "unable to open
+    database file"), where a missing file in an existing folder got the note."""
+    shop.configure(ledger={"url": "sqlite:///state/ledger.db"})
+    result = shop.cli(*command, "--json", now=None)
+    assert result.exit_code == 0 and result.json is not None, result.output
+    assert "note:" in result.stderr and "ledger.db does not exist" in result.stderr and "a typo" in result.stderr
+    assert not (shop.folder / "state").exists()
+
+
 def test_suppress_list_of_a_ledger_file_that_is_not_there_makes_no_file(shop: Shop) -> None:
     result = shop.cli("suppress", "list", "--json", now=None)
     assert result.exit_code == 0 and result.json is not None and not (shop.folder / "ledger.db").exists()

@@ -139,6 +139,21 @@ def test_a_ledger_path_with_a_typo_is_noted_and_no_empty_ledger_is_made(shop: Sh
     assert not (shop.folder / "ledgr.db").exists()
 
 
+def test_a_ledger_whose_folder_does_not_exist_is_noted_as_a_missing_ledger(shop: Shop) -> None:
+    """A report before the first run, its ledger in a folder the run has not made yet (state/),
+    stopped with exit 2 ("unable to open database file"), where a missing file in an existing
+    folder got the note: both are "no ledger yet", and neither file nor folder is made."""
+    shop.configure(ledger={"url": "sqlite:///state/ledger.db"})
+    document = report(shop)
+    assert document["summary"]["messages"] == 0
+    assert document["notes"][0] == (f"{shop.config_path}: ledger.url: {shop.folder / 'state' / 'ledger.db'} does not "
+                                    "exist: no run has recorded anything there yet (a typo in the path?): read as an "
+                                    "empty ledger, left unchanged")
+    shown = shop.cli("report", *PERIOD, now=LATER)
+    assert shown.exit_code == 0 and "does not exist" in shown.stdout + shown.stderr, shown.output
+    assert not (shop.folder / "state").exists()
+
+
 def test_amounts_that_add_up_past_what_a_sum_holds_are_a_source_error_not_an_internal_one(shop: Shop) -> None:
     """Each within the bounds of an amount (below 10**12), a thousand of them overflowed SQLite's
     64-bit sum: exit 70, "a bug in cartrescue"."""
