@@ -234,21 +234,23 @@ def _days(config: Config, att: Attribution) -> list[dict[str, Any]]:
 
 # -- incrementality -----------------------------------------------------------------------------
 
-def _compared(groups: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
-    """The groups the lift compares, and the tiers it leaves out: the tiers with both messaged
-    and held-out streams in the period. A tier without held-out carts (its sequence has no
-    holdout: the phone calls of the VIP carts) has nothing to compare its conversion with; in
-    the messaged arm beside the held-out carts of the other tiers, its higher conversion passed
-    for a lift the reminders caused. When no tier has both, all groups (the lift is not measured)."""
+def _compared(groups: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], bool]:
+    """The groups the lift compares, the tiers it leaves out, and whether any tier has both
+    messaged and held-out streams in the period (the lift compares those tiers alone; known
+    here once, where the caller had counted it again over every pair of groups). A tier without
+    held-out carts (its sequence has no holdout: the phone calls of the VIP carts) has nothing to
+    compare its conversion with; in the messaged arm beside the held-out carts of the other
+    tiers, its higher conversion passed for a lift the reminders caused. When no tier has both,
+    all groups and ``False`` (the lift is not measured)."""
     tiers: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for held, tier, carts, *_sums in groups:
         tiers[tier or ""][1 if held else 0] += carts
     both = {tier for tier, (treated, held) in tiers.items() if treated and held}
     if not both:
-        return groups, []
+        return groups, [], False
     left_out = [{"tier": tier or None, "treated_carts": treated, "holdout_carts": held}
                 for tier, (treated, held) in sorted(tiers.items()) if tier not in both]
-    return [g for g in groups if (g[1] or "") in both], left_out
+    return [g for g in groups if (g[1] or "") in both], left_out, True
 
 
 POOLED_METHOD = ("Newcombe hybrid score interval (difference of two Wilson intervals), 95 %; relative lift: "
@@ -299,7 +301,7 @@ def _strata(config: Config, compared: list[tuple[Any, ...]]) -> Strata | None:
 
 def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
     groups = att.groups()
-    compared, left_out = _compared(groups)
+    compared, left_out, paired = _compared(groups)
     treated = _group([g for g in compared if not g[0]])
     held = _group([g for g in compared if g[0]])
     configured = any(sequence.holdout > 0 for sequence in config.sequences.values())
@@ -318,7 +320,7 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
                   "message)" if not configured else "no held-out stream began in this period")
     elif not treated["carts"]:
         reason = "no messaged stream began in this period"
-    elif not any(not g[0] and g[1] == h[1] for g in groups for h in groups if h[0]):
+    elif not paired:
         reason = "no tier has both messaged and held-out streams that began in this period"
     result["measured"] = reason is None
     if reason is not None:
