@@ -548,6 +548,9 @@ class SourceConfig(_Model):
     orders: Path | None = None
     delimiter: Delimiter = None  # None: detected from the header line
     encoding: Encoding = "utf-8-sig"
+    # The orders export's, where it is saved otherwise than the carts' (Excel's cp1252 beside a
+    # UTF-8 carts export); None: the carts' encoding (``encoding``)
+    orders_encoding: Encoding | None = None
     columns: dict[str, str] = Field(default_factory=dict)  # generic name -> this export's header
     order_columns: dict[str, str] = Field(default_factory=dict)
     # database sources

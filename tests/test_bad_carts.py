@@ -256,7 +256,8 @@ def test_a_file_that_is_not_utf8_exits_3_naming_file_and_line(shop: Shop) -> Non
 
 @pytest.mark.parametrize("name", ["carts.csv", "orders.csv"])
 def test_a_utf16_export_without_its_byte_order_mark_exits_3_naming_the_file(shop: Shop, name: str) -> None:
-    """Python's utf-16 codec raises a plain UnicodeError there, not UnicodeDecodeError: exit 70."""
+    """Python's utf-16 codec raises a plain UnicodeError there, not UnicodeDecodeError: exit 70.
+    The orders export's error names its own setting (source.orders_encoding: the carts' unless set)."""
     shop.add(cart("c1"))
     shop.configure(source={"encoding": "utf-16"})
     shop.write()
@@ -265,8 +266,8 @@ def test_a_utf16_export_without_its_byte_order_mark_exits_3_naming_the_file(shop
     result = _as_is(shop, "run", "--json")
     assert result.exit_code == 3, result.output
     assert result.json["error"]["message"] == (
-        f"{shop.folder / name}:1: not utf-16 text (UTF-16 stream does not start with BOM); set source.encoding to "
-        "the export's encoding, e.g. utf-16-le")
+        f"{shop.folder / name}:1: not utf-16 text (UTF-16 stream does not start with BOM); set "
+        f"{'source.encoding' if name == 'carts.csv' else 'source.orders_encoding'} to the export's encoding, e.g. utf-16-le")
 
 
 def test_the_export_encoding_can_be_configured(shop: Shop) -> None:

@@ -76,6 +76,7 @@ def open_source(config: Config, on_problem: ProblemSink | None = None, shared_or
             order_columns=order_columns,
             delimiter=source.delimiter,
             encoding=source.encoding,
+            orders_encoding=source.orders_encoding,
             name=key_name(config),
             on_problem=on_problem,
             shared_orders=shared_orders,

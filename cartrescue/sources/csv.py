@@ -267,9 +267,12 @@ class _Columns:
     index: dict[str, int]
 
 
-#: The key of the carts' and orders' encoding, which errors about it name (the newsletter export
-#: has its own: ``source.newsletters.encoding``).
+#: The key of the carts' encoding, which errors about it name (the newsletter export has its own:
+#: ``source.newsletters.encoding``).
 ENCODING_SETTING = "source.encoding"
+#: ... and the orders export's, the carts' unless set: an error about the orders names it, as
+#: "set source.encoding" would have the owner change the carts' too (and break them).
+ORDERS_ENCODING_SETTING = "source.orders_encoding"
 
 
 def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "",
@@ -764,6 +767,7 @@ class CsvSource(CartSource):
         order_columns: dict[str, str] | None = None,
         delimiter: str | None = None,
         encoding: str = "utf-8-sig",
+        orders_encoding: str | None = None,
         name: str = "csv",
         on_problem: ProblemSink = ignore_problem,
         shared_orders: Path | None = None,
@@ -781,7 +785,8 @@ class CsvSource(CartSource):
         ``carts_key``, ``orders_key``: what named each file (``cartrescue.yaml: source.carts``),
         for an error that it cannot be opened. ``region``: the shop's (``Config.phone_region``),
         which the number of a customer without an address is read in (their key for the newest
-        cart, and their shard)."""
+        cart, and their shard). ``orders_encoding``: the orders export's, where it is not the
+        carts' ``encoding`` (``source.orders_encoding``)."""
         super().__init__(on_problem)
         self.carts_key, self.orders_key = carts_key, orders_key
         self.region = region
@@ -797,6 +802,7 @@ class CsvSource(CartSource):
         self.expected, self.expected_orders = expected, expected_orders
         self.delimiter = delimiter
         self.encoding = encoding
+        self.orders_encoding = orders_encoding or encoding
         self.name = name
         self._orders: OrderIndex | None = None
         self._decimals: dict[str, Decimal] = {}
@@ -1668,7 +1674,7 @@ class CsvSource(CartSource):
         except UnicodeError:
             index.close()
             assert self.orders_path is not None
-            raise _undecodable(self.orders_path, self.encoding) from None
+            raise _undecodable(self.orders_path, self.orders_encoding, ORDERS_ENCODING_SETTING) from None
         except BaseException:
             index.close()
             raise
@@ -1678,7 +1684,7 @@ class CsvSource(CartSource):
     def _read_orders(self, index: OrderIndex) -> None:
         path = self.orders_path
         assert path is not None
-        handle, reader = _open_csv(path, self.encoding, self.delimiter, self.orders_key)
+        handle, reader = _open_csv(path, self.orders_encoding, self.delimiter, self.orders_key, ORDERS_ENCODING_SETTING)
         batch: list[Row] = []
         pending: list[tuple[str | None, int, RowProblem]] = []  # (order id, line, problem)
 
@@ -1694,7 +1700,7 @@ class CsvSource(CartSource):
 
         with handle:
             opened = stamp(handle)
-            header = read_header(reader, path, self.encoding)
+            header = read_header(reader, path, self.orders_encoding, ORDERS_ENCODING_SETTING)
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
             cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num,
@@ -1717,7 +1723,7 @@ class CsvSource(CartSource):
             def unreadable(problem: RowProblem) -> None:  # a row the CSV reader cannot read: no id known
                 pending.append((None, 0, problem))
 
-            for start, row in numbered_rows(reader, path, self.encoding, unreadable):
+            for start, row in numbered_rows(reader, path, self.orders_encoding, unreadable, ORDERS_ENCODING_SETTING):
                 cells = len(row)
                 if reader.line_num > start and (quote := open_quote_orders(row, reader, start, width, ids_at)):
                     # A quote left open took the next orders in: none of them can be read, and each
@@ -1821,10 +1827,10 @@ class CsvSource(CartSource):
         path = self.orders_path
         if path is None:
             return
-        handle, reader = _open_csv(path, self.encoding, self.delimiter, self.orders_key)
+        handle, reader = _open_csv(path, self.orders_encoding, self.delimiter, self.orders_key, ORDERS_ENCODING_SETTING)
         with handle:
             opened = stamp(handle)
-            header = read_header(reader, path, self.encoding)
+            header = read_header(reader, path, self.orders_encoding, ORDERS_ENCODING_SETTING)
             if header is None:
                 raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
@@ -1847,7 +1853,8 @@ class CsvSource(CartSource):
             # export that appends a row per change) is no order either. The first row wins, as
             # in a run (OrderIndex); only these ids are kept, a few in a hundred orders.
             not_orders: set[str] = set()
-            for start, row in numbered_rows(reader, path, self.encoding, self.on_problem):
+            for start, row in numbered_rows(reader, path, self.orders_encoding, self.on_problem,
+                                            ORDERS_ENCODING_SETTING):
                 cells = len(row)
                 if reader.line_num > start and (quote := open_quote_orders(row, reader, start, width, ids_at)):
                     # A quote left open took orders in: none of them can be read, so none counts
