@@ -15,7 +15,9 @@ Jinja markup in the output, and survey links that are missing (when the config a
 step) or do not carry a valid signed token for the cart, step and locale (a sample survey URL is
 used when the config has none, so the shipped links are checked too), and (with ``links.utm``
 on) an http(s) link other than the unsubscribe and survey links that lacks the message's UTM
-parameters. A text message
+parameters, and an offer a step gives (its ``incentive`` or a tier's) that no part of the
+message shows: its code (a per-recipient code's placeholder) printed nowhere, or, for an offer
+without a code, no part that renders otherwise without it. A text message
 (``<template>.sms.txt``, for the steps a tier sends by SMS and wherever such files exist) fails
 on more segments than ``sms.max_segments``, no opt-out keyword (STOP) and no shop name.
 """
@@ -29,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -63,6 +66,7 @@ KINDS = {
     "subject-empty": "empty subject",
     "leak": "None or unrendered Jinja markup in the output",
     "survey": "survey links missing, or without a valid token",
+    "incentive": "a step's offer (its code, or any word of it) in no part of the message",
     "utm": "a link without the UTM parameters of links: in the config",
     "render": "any other error while rendering",
     **SMS_KINDS,
@@ -106,6 +110,14 @@ Offer = tuple[str | None, Incentive | None]  # (tier, incentive): what a step gi
 _Use = tuple[str | None, int, int, list[Offer], set[str]]  # (sequence, step, step count, offers, variants)
 
 
+def offer_label(tier: str | None, incentive: Incentive | None) -> str:
+    """``percent 10 (high)``: an offer as the report names it."""
+    if incentive is None:
+        return "none"
+    value = "" if incentive.kind == "free_shipping" else f" {incentive.value.normalize():f}"
+    return f"{incentive.kind}{value}" + (f" ({tier})" if tier else "")
+
+
 @dataclass(slots=True)
 class Case:
     """One combination: template x locale x variant x step; each fixture cart is rendered with
@@ -141,14 +153,7 @@ class Case:
 
     @property
     def incentive_label(self) -> str:
-        labels = []
-        for tier, incentive in self.offers:
-            if incentive is None:
-                labels.append("none")
-                continue
-            value = "" if incentive.kind == "free_shipping" else f" {incentive.value.normalize():f}"
-            labels.append(f"{incentive.kind}{value}" + (f" ({tier})" if tier else ""))
-        return ", ".join(labels)
+        return ", ".join(offer_label(tier, incentive) for tier, incentive in self.offers)
 
     @property
     def name(self) -> str:
@@ -588,11 +593,12 @@ class TemplateChecker:
         # every other fixture cart renders so (the {% else %} a template may have), the others
         # with the sample page (the links the shipped templates make).
         survey_off = not self.config.survey.url
-        for number, ((tier, incentive), (cart, previous)) in enumerate(itertools.product(case.offers, self.fixtures)):
+        for number, ((offer_tier, incentive), (cart, previous)) in enumerate(itertools.product(case.offers,
+                                                                                                self.fixtures)):
             code = placeholder(incentive.codes) if incentive is not None and incentive.codes is not None else None
             survey = None if survey_off and number % 2 else survey_links.links(
                 self.survey_config, SURVEY_SECRET, cart.key, case.step, case.locale)
-            tier = tier or tiers[number % len(tiers)]
+            tier = offer_tier or tiers[number % len(tiers)]
             variant = case.arms[number // len(tiers) % len(case.arms)] if case.arms else case.variant
             context = self.renderer.context(
                 cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier,
@@ -613,6 +619,9 @@ class TemplateChecker:
                 self.inspect(case, cart, files, *parts, tier=tier, variant=variant, context=context)
                 if survey is not None:
                     self.inspect_survey(case, cart, files, parts[1], parts[2])
+            if incentive is not None and case.sequence is not None and len(parts) == len(files):
+                self.inspect_offer(case, cart, files, parts, offer_label(offer_tier, incentive), code or incentive.code,
+                                   context)
         case.seconds = time.perf_counter() - started
 
     def render_parts(self, case: Case, cart: Cart, files: tuple[str, ...], context: dict[str, Any]) -> list[str]:
@@ -702,6 +711,39 @@ class TemplateChecker:
                 around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
                 case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
                 break
+
+    def inspect_offer(self, case: Case, cart: Cart, files: tuple[str, ...], parts: list[str], label: str,
+                      code: str | None, context: dict[str, Any]) -> None:
+        """The offer the config gives this step (``label``) is shown somewhere: its code in any part
+        (a part the layout renders included), or, for an offer without a code (free shipping), some
+        part that renders otherwise without the offer. Without it a customer is promised nothing
+        and, with per-recipient codes, the shop hands out a code no one sees."""
+        if code is not None:
+            if any(code in part for part in parts) or escape(code) in parts[-1]:
+                return
+            missing = f"no part prints its code {code}"
+        else:
+            if self._renders_otherwise(case, files, parts, {**context, "incentive": None}):
+                return
+            missing = "no part changes with it"
+        message = f"the step's offer ({label}) is not shown: {missing} ({', '.join(files)})"
+        if case.channel == "sms" and not case.sent_as_sms:  # checked ahead of the day a tier texts it
+            self.notes.append(f"{message}; no tier sends {case.template} by SMS yet, so it does not fail the check")
+            return
+        case.add(Problem("incentive", f"{message}: its customers are promised nothing", None, None, cart.id))
+
+    def _renders_otherwise(self, case: Case, files: tuple[str, ...], parts: list[str], blank: dict[str, Any]) -> bool:
+        """Do the case's parts render otherwise with the context ``blank`` (the offer taken out)?
+        A render that fails is taken as different: the other checks report it."""
+        self.renderer.budget.reset()
+        try:
+            with self.renderer.deadline:
+                if case.channel == "sms":
+                    return self.renderer.render_sms(case.template, case.locale, blank, blank["variant"],
+                                                    self.config.sms.max_segments, raw_errors=True) != parts[0]
+                return any(self.renderer.render_file(name, blank) != part for name, part in zip(files, parts))
+        except Exception:  # noqa: BLE001 - a template that needs the offer to render at all shows it
+            return True
 
     def _source(self, name: str) -> str:
         """The text of template file ``name`` as the renderer reads it (the first folder that has it)."""
