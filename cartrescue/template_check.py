@@ -25,6 +25,8 @@ on more segments than ``sms.max_segments``, no opt-out keyword (STOP) and no sho
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -398,6 +400,7 @@ class TemplateChecker:
         self.fixtures = list(carts) if carts is not None else edge_carts() + example_carts(examples)
         self.unsubscribe_url = config.shop.unsubscribe_url.replace("{token}", TOKEN)
         self.notes: list[str] = []
+        self._parsed: tuple[str, tuple[list[tuple[int, str, str]], list[str]]] | None = None  # _html_problems
         # The survey's links render with the config's page, else a sample one (so the shipped
         # templates' links are checked whether or not a shop has switched the survey on).
         self.survey_config = config if config.survey.url else config.model_copy(
@@ -692,7 +695,7 @@ class TemplateChecker:
         elif self.unsubscribe_url not in text:
             case.add(Problem("unsubscribe", "no unsubscribe link in the text part ({{ unsubscribe_url }})",
                              text_file, None, cart.id))
-        errors, links = html_problems(html)
+        errors, links = self._html_problems(html)
         source, shared = (self._source(html_file), self._shared_sources()) if errors else ("", [])
         for number, error, markup in errors[:3]:
             case.add(Problem("html", f"HTML does not parse: {error} (rendered line {number})", html_file,
@@ -711,6 +714,14 @@ class TemplateChecker:
                 around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
                 case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
                 break
+
+    def _html_problems(self, html: str) -> tuple[list[tuple[int, str, str]], list[str]]:
+        """:func:`html_problems` of the HTML part the last fixture cart rendered, parsed once for
+        the checks that read it (the parse is most of a check's time, and a dry-run's check of
+        the templates it used: :func:`lint_used`)."""
+        if self._parsed is None or self._parsed[0] is not html:
+            self._parsed = (html, html_problems(html))
+        return self._parsed[1]
 
     def inspect_offer(self, case: Case, cart: Cart, files: tuple[str, ...], parts: list[str], label: str,
                       code: str | None, context: dict[str, Any]) -> None:
@@ -777,7 +788,7 @@ class TemplateChecker:
         required = self.config.survey.asks_in(case.step)
         page = self.survey_config.survey.url or SAMPLE_SURVEY
         _text_file, text_file, html_file = files
-        _errors, html_links = html_problems(html)
+        _errors, html_links = self._html_problems(html)
         for file, found in ((text_file, _URL.findall(text)), (html_file, html_links)):
             links = survey_links_in(found, page)
             if not links:
@@ -844,6 +855,104 @@ def _survey_problem(links: list[tuple[str, str]], cart_key: str, step: int, loca
     if missing or unknown:
         return f"survey links: missing {', '.join(missing) or '-'}, unknown {', '.join(unknown) or '-'}"
     return None
+def lint_used(config: Config, used: Iterable[Sequence[str]]) -> Report:
+    """The checks of ``templates check`` on the messages a dry-run rendered (``used``: each
+    message's files, :meth:`cartrescue.render.Renderer.used_files`): every case whose files are
+    one of them, once, against the edge-case carts (``--quick``'s). Its cost is the templates',
+    never the run's carts: a dry-run of 100,000 carts checks what one of 10 carts with the same
+    templates does. The notes of a whole check (files no run reads) are not a dry-run's."""
+    wanted = {tuple(files) for files in used}
+    checker = TemplateChecker(config, carts=edge_carts())
+    templates = sorted({match["name"] for files in wanted if files and (match := _FILE.match(files[0]))})
+    cases = []
+    for case in checker.cases(templates) if templates else []:
+        parts = (SMS_PART,) if case.channel == "sms" else PARTS
+        files = tuple(checker.renderer.part_file(case.template, case.locale, part, case.variant) for part in parts)
+        if case.locale != "-" and files in wanted:
+            checker.run_case(case)
+            cases.append(case)
+    return Report(cases, [cart.id for cart, _orders in checker.fixtures])
+
+
+def lint_cached(config: Config, used: Iterable[Sequence[str]]) -> tuple[Report | None, list[str]]:
+    """:func:`lint_used` and its :func:`lint_warnings`, the findings kept between runs: a dry-run
+    again with the same config, template files and cartrescue gets them without checking (the
+    report is None then). The check costs what some thousand messages do; a developer's
+    dry-runs, and a benchmark's, repeat it unchanged. Kept beside the compiled templates, in a
+    folder of this user's only (:mod:`cartrescue.template_cache`); without one, or when the
+    file cannot be read or written, the check simply runs."""
+    used = sorted({tuple(files) for files in used})
+    folder = _lint_folder()
+    key = _lint_key(config, used) if folder is not None else None
+    if folder is not None and key is not None:
+        try:
+            kept = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
+            if isinstance(kept, list) and all(isinstance(line, str) for line in kept):
+                return None, kept
+        except (OSError, ValueError):
+            pass
+    report = lint_used(config, used)
+    warnings = lint_warnings(report)
+    if folder is not None and key is not None:
+        try:
+            spare = folder / f"{key}.{os.getpid()}.tmp"
+            spare.write_text(json.dumps(warnings), encoding="utf-8")
+            os.replace(spare, folder / f"{key}.json")
+        except OSError:
+            pass
+    return report, warnings
+
+
+def _lint_folder() -> Path | None:
+    from cartrescue.template_cache import cache_folder, private_folder
+
+    templates = cache_folder()
+    return None if templates is None else private_folder(templates.parent / "lint")
+
+
+def _lint_key(config: Config, used: list[tuple[str, ...]]) -> str | None:
+    """What a check's findings depend on: the config, the messages' files, every file of the
+    template folders (a layout, macros and includes too), and the code that renders and checks
+    (each module of cartrescue by size and time: a version number stays the same in a
+    checkout), Jinja's and Python's versions."""
+    import hashlib
+    import sys
+
+    import jinja2
+
+    from cartrescue import __version__
+    from cartrescue.render import template_folders
+
+    digest = hashlib.blake2b(digest_size=20)
+    try:
+        digest.update("\0".join([__version__, jinja2.__version__, sys.version, config.model_dump_json(),
+                                 json.dumps(used)]).encode("utf-8", "surrogatepass"))
+        package = Path(__file__).parent
+        for path in sorted(package.rglob("*.py")):
+            found = path.stat()
+            digest.update(f"\0{path.relative_to(package)}\0{found.st_size}\0{found.st_mtime_ns}".encode())
+        for folder in template_folders(config):
+            for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+                if path.is_file():
+                    digest.update(f"\0{path.relative_to(folder)}\0".encode("utf-8", "surrogateescape"))
+                    digest.update(path.read_bytes())
+    except (OSError, ValueError):  # a file that cannot be read: the check runs, and says why
+        return None
+    return digest.hexdigest()
+
+
+def lint_warnings(report: Report) -> list[str]:
+    """One line per finding of :func:`lint_used`: the case (template, locale, variant, step), the
+    kind, the file and what is wrong; the cart it names is the check's sample, not the shop's."""
+    lines = []
+    for case in report.cases:
+        for problem in case.problems:
+            where = f"{problem.where}: " if problem.where else ""
+            sample = f" (sample cart {problem.cart})" if problem.cart else ""
+            lines.append(f"templates check: {case.name}: {problem.kind}: {where}{problem.message}{sample}")
+    return lines
+
+
 def check_templates(config: Config, *, templates: Iterable[str] | None = None, locales: Iterable[str] | None = None,
                     carts: Sequence[tuple[Cart, int]] | None = None, examples: Path | None = None) -> Report:
     """Run the whole check; see :class:`TemplateChecker`."""
