@@ -730,7 +730,7 @@ class TemplateChecker:
         part that renders otherwise without the offer. Without it a customer is promised nothing
         and, with per-recipient codes, the shop hands out a code no one sees."""
         if code is not None:
-            if any(code in part for part in parts) or escape(code) in parts[-1]:
+            if any(code in part for part in parts) or _code_shown(code, parts):
                 return
             missing = f"no part prints its code {code}"
         else:
@@ -814,6 +814,17 @@ class TemplateChecker:
                                  "tagged; a link written into the template must carry its own)", html_file, None,
                                  cart.id))
                 return
+
+
+def _code_shown(code: str, parts: Sequence[str]) -> bool:
+    """Is ``code`` in a part as a template may print it besides as is: HTML-escaped, or
+    URL-encoded in a link that applies it (``/discount/<code>``, ``?discount=<code>``)? Looked
+    for only when the code as is was not found. Not in another case: a short code (``TEN``)
+    is a word of any text."""
+    from urllib.parse import quote, quote_plus
+
+    forms = {escape(code), quote(code), quote(code, safe=""), quote_plus(code)} - {code}
+    return any(form in part for part in parts for form in forms)
 
 
 _URL = re.compile(r"https?://[^\s<>\"']+")
@@ -936,7 +947,7 @@ def _lint_key(config: Config, used: list[tuple[str, ...]]) -> str | None:
                 if path.is_file():
                     digest.update(f"\0{path.relative_to(folder)}\0".encode("utf-8", "surrogateescape"))
                     digest.update(path.read_bytes())
-    except (OSError, ValueError):  # a file that cannot be read: the check runs, and says why
+    except Exception:  # noqa: BLE001 - a file that cannot be read, a config value JSON cannot take: the check runs
         return None
     return digest.hexdigest()
 

@@ -857,6 +857,17 @@ def test_a_code_printed_in_any_one_part_or_by_the_layout_passes(tmp_path: Path, 
     assert report.ok, [(c.name, c.problems) for c in report.failed]
 
 
+@pytest.mark.parametrize("printed", ["{{ incentive.code }}",  # HTML-escaped: SAVE 10&amp;NOW
+                                     '<a href="https://shop.example.com/discount/{{ incentive.code|urlencode }}">Apply'
+                                     '</a>'])
+def test_a_code_printed_escaped_or_in_a_link_passes(tmp_path: Path, printed: str) -> None:
+    """Printed in the HTML part only, where it is escaped, or in a link that applies the code at
+    checkout (``/discount/<code>``, URL-encoded)."""
+    folder = _offer_template(tmp_path, html_end="{% if incentive %}<p>" + printed + "</p>{% endif %}")
+    report = _offer_check(folder, {"kind": "percent", "value": 10, "code": "SAVE 10&NOW"})
+    assert not [p for c in report.cases for p in c.problems if p.kind == "incentive"], report.failed[0].problems
+
+
 def test_a_per_recipient_code_is_looked_for_as_its_placeholder(tmp_path: Path) -> None:
     codes = {"kind": "percent", "value": 10, "codes": {"pool": "p", "pattern": "CR-{random:8}"}}
     report = _offer_check(_offer_template(tmp_path / "a"), codes)
