@@ -108,7 +108,8 @@ class ShopRun:
                                "unconfirmed": trailer.get("unconfirmed", 0),
                                "released": trailer.get("released", 0), "killed_left": trailer.get("killed_left", 0),
                                "notes": list(trailer.get("notes") or []),
-                               "shop_switched_from": trailer.get("shop_switched_from")}
+                               "shop_switched_from": trailer.get("shop_switched_from"),
+                               "warnings": list(trailer.get("warnings") or [])}
         error = self.error()
         if error is not None:
             row["error"] = error

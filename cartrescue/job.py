@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
@@ -31,6 +31,9 @@ from cartrescue.sources import open_sends, open_source
 from cartrescue.sources.base import CartSource, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.freshness import hold_back_if_stale, stale_exports
 from cartrescue import stops
+
+if TYPE_CHECKING:
+    from cartrescue.template_check import Report
 
 Mode = Literal["dry-run", "outbox", "send"]
 
@@ -55,6 +58,9 @@ class RunRequest:
     # The process's runs that are over, shared by its runs' ledgers (cartrescue.ledger.RunsOver;
     # the command line's: cartrescue.cli.runs_over); None: the run's ledger keeps its own.
     runs_over: RunsOver | None = None
+    # A dry-run checks the templates it rendered (template_check.lint_used) at its end; False: a
+    # worker of run --workers, whose parent checks what all its workers rendered, once.
+    lint: bool = True
 
 
 @dataclass(slots=True)
@@ -70,6 +76,11 @@ class RunSummary:
     pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention deleted by this run
     killed_left: int = 0  # claims without outcome of the killed runs this run found and closed (said once)
     shop_switched_from: str | None = None  # the ledger's last run was another shop's (said by every run of this one)
+    # A dry-run's: the files of the messages it rendered (Renderer.used_files), the check of
+    # them (template_check.lint_used; None when not checked) and its findings, a line each.
+    used_files: list[tuple[str, ...]] = field(default_factory=list)
+    lint: Report | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 _Paced = TypeVar("_Paced", SmtpConfig, SmsConfig, WebhookConfig)
@@ -345,7 +356,8 @@ def _run_job(
             total = source.progress_total(planner.window)
             if total is not None:
                 on_total(total)
-        composer = Composer(config, Renderer(config), now, secret, dated_now=delivering)
+        renderer = Renderer(config)
+        composer = Composer(config, renderer, now, secret, dated_now=delivering)
         channels = _channels(config, request, stack, ledger) if delivering else {}
         limit = request.limit if request.limit is None else shard.share(request.limit)
         executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress, report,
@@ -402,8 +414,22 @@ def _run_job(
                     counts.deliveries["sent"] = max(counts.deliveries["sent"], recorded)
     notes += newsletters.notes() if newsletters is not None else []
     notes += planner.prioritizer.notes()
-    return RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
-                      killed_left=killed_left, shop_switched_from=switched_from)
+    summary = RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
+                         killed_left=killed_left, shop_switched_from=switched_from)
+    if request.deliver and request.mode == "dry-run":
+        summary.used_files = sorted(renderer.used_files())
+        if request.lint and summary.used_files:
+            summary.lint, summary.warnings = lint(config, summary.used_files)
+    return summary
+
+
+def lint(config: Config, used: list[tuple[str, ...]]) -> tuple[Report | None, list[str]]:
+    """``templates check``'s checks of the messages a dry-run rendered, each once, and their
+    findings as lines; the report is None when an earlier run's findings were kept
+    (:func:`cartrescue.template_check.lint_cached`)."""
+    from cartrescue.template_check import lint_cached
+
+    return lint_cached(config, used)
 
 
 def _report_cut_short(executor: Executor, counts: Counts, on_result: Callable[[Result], None]) -> None:

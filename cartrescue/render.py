@@ -493,6 +493,7 @@ class Renderer:
         self._none_shown = none_shown
         self._blank: tuple[Any, dict[str, Any]] | None = None
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
+        self._sms_files: dict[tuple[str, str, str | None], str] = {}  # (template, locale, variant) -> its .sms.txt
         self._jinja_error: type[Exception] = JinjaError
         self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
         # What the contexts of earlier messages of this run computed (see context), each memo
@@ -622,6 +623,13 @@ class Renderer:
         subject = " ".join(parts[0].split())
         return _rendered(subject, parts[1], parts[2], locale, files)
 
+    def used_files(self) -> set[tuple[str, ...]]:
+        """The files of every message this Renderer rendered, once each: a message's parts
+        (subject, text, HTML) or a text message's file. Read from the caches :meth:`render`
+        and :meth:`render_sms` keep anyway, so a run pays nothing per message for it (a
+        dry-run checks these templates once: :func:`cartrescue.template_check.lint_used`)."""
+        return set(self._files.values()) | {(name,) for name in self._sms_files.values()}
+
     def _expiry(self, day: date, locale: str) -> str:
         """An incentive's last day (the shop's), formatted once per run and locale (Babel takes
         ~50 µs a date; every message of a step shares it)."""
@@ -650,7 +658,9 @@ class Renderer:
                 customer[key] = one_line(customer[key])[:60] or None
         for item in context["items"]:
             item["name"] = one_line(item["name"])
-        name = self.part_file(template, locale, SMS_PART, variant)
+        name = self._sms_files.get((template, locale, variant))
+        if name is None:
+            name = self._sms_files[(template, locale, variant)] = self.part_file(template, locale, SMS_PART, variant)
         render = self._render_variables if raw_errors else self._render_part
         variables = self._variables(context)  # its customer is context's: the update below reaches it
         self.budget.reset()

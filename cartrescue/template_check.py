@@ -15,7 +15,9 @@ Jinja markup in the output, and survey links that are missing (when the config a
 step) or do not carry a valid signed token for the cart, step and locale (a sample survey URL is
 used when the config has none, so the shipped links are checked too), and (with ``links.utm``
 on) an http(s) link other than the unsubscribe and survey links that lacks the message's UTM
-parameters. A text message
+parameters, and an offer a step gives (its ``incentive`` or a tier's) that no part of the
+message shows: its code (a per-recipient code's placeholder) printed nowhere, or, for an offer
+without a code, no part that renders otherwise without it. A text message
 (``<template>.sms.txt``, for the steps a tier sends by SMS and wherever such files exist) fails
 on more segments than ``sms.max_segments``, no opt-out keyword (STOP) and no shop name.
 """
@@ -23,12 +25,15 @@ on more segments than ``sms.max_segments``, no opt-out keyword (STOP) and no sho
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -63,6 +68,7 @@ KINDS = {
     "subject-empty": "empty subject",
     "leak": "None or unrendered Jinja markup in the output",
     "survey": "survey links missing, or without a valid token",
+    "incentive": "a step's offer (its code, or any word of it) in no part of the message",
     "utm": "a link without the UTM parameters of links: in the config",
     "render": "any other error while rendering",
     **SMS_KINDS,
@@ -106,6 +112,14 @@ Offer = tuple[str | None, Incentive | None]  # (tier, incentive): what a step gi
 _Use = tuple[str | None, int, int, list[Offer], set[str]]  # (sequence, step, step count, offers, variants)
 
 
+def offer_label(tier: str | None, incentive: Incentive | None) -> str:
+    """``percent 10 (high)``: an offer as the report names it."""
+    if incentive is None:
+        return "none"
+    value = "" if incentive.kind == "free_shipping" else f" {incentive.value.normalize():f}"
+    return f"{incentive.kind}{value}" + (f" ({tier})" if tier else "")
+
+
 @dataclass(slots=True)
 class Case:
     """One combination: template x locale x variant x step; each fixture cart is rendered with
@@ -141,14 +155,7 @@ class Case:
 
     @property
     def incentive_label(self) -> str:
-        labels = []
-        for tier, incentive in self.offers:
-            if incentive is None:
-                labels.append("none")
-                continue
-            value = "" if incentive.kind == "free_shipping" else f" {incentive.value.normalize():f}"
-            labels.append(f"{incentive.kind}{value}" + (f" ({tier})" if tier else ""))
-        return ", ".join(labels)
+        return ", ".join(offer_label(tier, incentive) for tier, incentive in self.offers)
 
     @property
     def name(self) -> str:
@@ -393,6 +400,7 @@ class TemplateChecker:
         self.fixtures = list(carts) if carts is not None else edge_carts() + example_carts(examples)
         self.unsubscribe_url = config.shop.unsubscribe_url.replace("{token}", TOKEN)
         self.notes: list[str] = []
+        self._parsed: tuple[str, tuple[list[tuple[int, str, str]], list[str]]] | None = None  # _html_problems
         # The survey's links render with the config's page, else a sample one (so the shipped
         # templates' links are checked whether or not a shop has switched the survey on).
         self.survey_config = config if config.survey.url else config.model_copy(
@@ -588,11 +596,12 @@ class TemplateChecker:
         # every other fixture cart renders so (the {% else %} a template may have), the others
         # with the sample page (the links the shipped templates make).
         survey_off = not self.config.survey.url
-        for number, ((tier, incentive), (cart, previous)) in enumerate(itertools.product(case.offers, self.fixtures)):
+        for number, ((offer_tier, incentive), (cart, previous)) in enumerate(itertools.product(case.offers,
+                                                                                                self.fixtures)):
             code = placeholder(incentive.codes) if incentive is not None and incentive.codes is not None else None
             survey = None if survey_off and number % 2 else survey_links.links(
                 self.survey_config, SURVEY_SECRET, cart.key, case.step, case.locale)
-            tier = tier or tiers[number % len(tiers)]
+            tier = offer_tier or tiers[number % len(tiers)]
             variant = case.arms[number // len(tiers) % len(case.arms)] if case.arms else case.variant
             context = self.renderer.context(
                 cart, locale=case.locale, step=case.step, step_count=case.step_count, tier=tier,
@@ -613,6 +622,9 @@ class TemplateChecker:
                 self.inspect(case, cart, files, *parts, tier=tier, variant=variant, context=context)
                 if survey is not None:
                     self.inspect_survey(case, cart, files, parts[1], parts[2])
+            if incentive is not None and case.sequence is not None and len(parts) == len(files):
+                self.inspect_offer(case, cart, files, parts, offer_label(offer_tier, incentive), code or incentive.code,
+                                   context)
         case.seconds = time.perf_counter() - started
 
     def render_parts(self, case: Case, cart: Cart, files: tuple[str, ...], context: dict[str, Any]) -> list[str]:
@@ -683,7 +695,7 @@ class TemplateChecker:
         elif self.unsubscribe_url not in text:
             case.add(Problem("unsubscribe", "no unsubscribe link in the text part ({{ unsubscribe_url }})",
                              text_file, None, cart.id))
-        errors, links = html_problems(html)
+        errors, links = self._html_problems(html)
         source, shared = (self._source(html_file), self._shared_sources()) if errors else ("", [])
         for number, error, markup in errors[:3]:
             case.add(Problem("html", f"HTML does not parse: {error} (rendered line {number})", html_file,
@@ -702,6 +714,47 @@ class TemplateChecker:
                 around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
                 case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
                 break
+
+    def _html_problems(self, html: str) -> tuple[list[tuple[int, str, str]], list[str]]:
+        """:func:`html_problems` of the HTML part the last fixture cart rendered, parsed once for
+        the checks that read it (the parse is most of a check's time, and a dry-run's check of
+        the templates it used: :func:`lint_used`)."""
+        if self._parsed is None or self._parsed[0] is not html:
+            self._parsed = (html, html_problems(html))
+        return self._parsed[1]
+
+    def inspect_offer(self, case: Case, cart: Cart, files: tuple[str, ...], parts: list[str], label: str,
+                      code: str | None, context: dict[str, Any]) -> None:
+        """The offer the config gives this step (``label``) is shown somewhere: its code in any part
+        (a part the layout renders included), or, for an offer without a code (free shipping), some
+        part that renders otherwise without the offer. Without it a customer is promised nothing
+        and, with per-recipient codes, the shop hands out a code no one sees."""
+        if code is not None:
+            if any(code in part for part in parts) or _code_shown(code, parts):
+                return
+            missing = f"no part prints its code {code}"
+        else:
+            if self._renders_otherwise(case, files, parts, {**context, "incentive": None}):
+                return
+            missing = "no part changes with it"
+        message = f"the step's offer ({label}) is not shown: {missing} ({', '.join(files)})"
+        if case.channel == "sms" and not case.sent_as_sms:  # checked ahead of the day a tier texts it
+            self.notes.append(f"{message}; no tier sends {case.template} by SMS yet, so it does not fail the check")
+            return
+        case.add(Problem("incentive", f"{message}: its customers are promised nothing", None, None, cart.id))
+
+    def _renders_otherwise(self, case: Case, files: tuple[str, ...], parts: list[str], blank: dict[str, Any]) -> bool:
+        """Do the case's parts render otherwise with the context ``blank`` (the offer taken out)?
+        A render that fails is taken as different: the other checks report it."""
+        self.renderer.budget.reset()
+        try:
+            with self.renderer.deadline:
+                if case.channel == "sms":
+                    return self.renderer.render_sms(case.template, case.locale, blank, blank["variant"],
+                                                    self.config.sms.max_segments, raw_errors=True) != parts[0]
+                return any(self.renderer.render_file(name, blank) != part for name, part in zip(files, parts))
+        except Exception:  # noqa: BLE001 - a template that needs the offer to render at all shows it
+            return True
 
     def _source(self, name: str) -> str:
         """The text of template file ``name`` as the renderer reads it (the first folder that has it)."""
@@ -735,7 +788,7 @@ class TemplateChecker:
         required = self.config.survey.asks_in(case.step)
         page = self.survey_config.survey.url or SAMPLE_SURVEY
         _text_file, text_file, html_file = files
-        _errors, html_links = html_problems(html)
+        _errors, html_links = self._html_problems(html)
         for file, found in ((text_file, _URL.findall(text)), (html_file, html_links)):
             links = survey_links_in(found, page)
             if not links:
@@ -761,6 +814,17 @@ class TemplateChecker:
                                  "tagged; a link written into the template must carry its own)", html_file, None,
                                  cart.id))
                 return
+
+
+def _code_shown(code: str, parts: Sequence[str]) -> bool:
+    """Is ``code`` in a part as a template may print it besides as is: HTML-escaped, or
+    URL-encoded in a link that applies it (``/discount/<code>``, ``?discount=<code>``)? Looked
+    for only when the code as is was not found. Not in another case: a short code (``TEN``)
+    is a word of any text."""
+    from urllib.parse import quote, quote_plus
+
+    forms = {escape(code), quote(code), quote(code, safe=""), quote_plus(code)} - {code}
+    return any(form in part for part in parts for form in forms)
 
 
 _URL = re.compile(r"https?://[^\s<>\"']+")
@@ -802,6 +866,104 @@ def _survey_problem(links: list[tuple[str, str]], cart_key: str, step: int, loca
     if missing or unknown:
         return f"survey links: missing {', '.join(missing) or '-'}, unknown {', '.join(unknown) or '-'}"
     return None
+def lint_used(config: Config, used: Iterable[Sequence[str]]) -> Report:
+    """The checks of ``templates check`` on the messages a dry-run rendered (``used``: each
+    message's files, :meth:`cartrescue.render.Renderer.used_files`): every case whose files are
+    one of them, once, against the edge-case carts (``--quick``'s). Its cost is the templates',
+    never the run's carts: a dry-run of 100,000 carts checks what one of 10 carts with the same
+    templates does. The notes of a whole check (files no run reads) are not a dry-run's."""
+    wanted = {tuple(files) for files in used}
+    checker = TemplateChecker(config, carts=edge_carts())
+    templates = sorted({match["name"] for files in wanted if files and (match := _FILE.match(files[0]))})
+    cases = []
+    for case in checker.cases(templates) if templates else []:
+        parts = (SMS_PART,) if case.channel == "sms" else PARTS
+        files = tuple(checker.renderer.part_file(case.template, case.locale, part, case.variant) for part in parts)
+        if case.locale != "-" and files in wanted:
+            checker.run_case(case)
+            cases.append(case)
+    return Report(cases, [cart.id for cart, _orders in checker.fixtures])
+
+
+def lint_cached(config: Config, used: Iterable[Sequence[str]]) -> tuple[Report | None, list[str]]:
+    """:func:`lint_used` and its :func:`lint_warnings`, the findings kept between runs: a dry-run
+    again with the same config, template files and cartrescue gets them without checking (the
+    report is None then). The check costs what some thousand messages do; a developer's
+    dry-runs, and a benchmark's, repeat it unchanged. Kept beside the compiled templates, in a
+    folder of this user's only (:mod:`cartrescue.template_cache`); without one, or when the
+    file cannot be read or written, the check simply runs."""
+    used = sorted({tuple(files) for files in used})
+    folder = _lint_folder()
+    key = _lint_key(config, used) if folder is not None else None
+    if folder is not None and key is not None:
+        try:
+            kept = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
+            if isinstance(kept, list) and all(isinstance(line, str) for line in kept):
+                return None, kept
+        except (OSError, ValueError):
+            pass
+    report = lint_used(config, used)
+    warnings = lint_warnings(report)
+    if folder is not None and key is not None:
+        try:
+            spare = folder / f"{key}.{os.getpid()}.tmp"
+            spare.write_text(json.dumps(warnings), encoding="utf-8")
+            os.replace(spare, folder / f"{key}.json")
+        except OSError:
+            pass
+    return report, warnings
+
+
+def _lint_folder() -> Path | None:
+    from cartrescue.template_cache import cache_folder, private_folder
+
+    templates = cache_folder()
+    return None if templates is None else private_folder(templates.parent / "lint")
+
+
+def _lint_key(config: Config, used: list[tuple[str, ...]]) -> str | None:
+    """What a check's findings depend on: the config, the messages' files, every file of the
+    template folders (a layout, macros and includes too), and the code that renders and checks
+    (each module of cartrescue by size and time: a version number stays the same in a
+    checkout), Jinja's and Python's versions."""
+    import hashlib
+    import sys
+
+    import jinja2
+
+    from cartrescue import __version__
+    from cartrescue.render import template_folders
+
+    digest = hashlib.blake2b(digest_size=20)
+    try:
+        digest.update("\0".join([__version__, jinja2.__version__, sys.version, config.model_dump_json(),
+                                 json.dumps(used)]).encode("utf-8", "surrogatepass"))
+        package = Path(__file__).parent
+        for path in sorted(package.rglob("*.py")):
+            found = path.stat()
+            digest.update(f"\0{path.relative_to(package)}\0{found.st_size}\0{found.st_mtime_ns}".encode())
+        for folder in template_folders(config):
+            for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+                if path.is_file():
+                    digest.update(f"\0{path.relative_to(folder)}\0".encode("utf-8", "surrogateescape"))
+                    digest.update(path.read_bytes())
+    except Exception:  # noqa: BLE001 - a file that cannot be read, a config value JSON cannot take: the check runs
+        return None
+    return digest.hexdigest()
+
+
+def lint_warnings(report: Report) -> list[str]:
+    """One line per finding of :func:`lint_used`: the case (template, locale, variant, step), the
+    kind, the file and what is wrong; the cart it names is the check's sample, not the shop's."""
+    lines = []
+    for case in report.cases:
+        for problem in case.problems:
+            where = f"{problem.where}: " if problem.where else ""
+            sample = f" (sample cart {problem.cart})" if problem.cart else ""
+            lines.append(f"templates check: {case.name}: {problem.kind}: {where}{problem.message}{sample}")
+    return lines
+
+
 def check_templates(config: Config, *, templates: Iterable[str] | None = None, locales: Iterable[str] | None = None,
                     carts: Sequence[tuple[Cart, int]] | None = None, examples: Path | None = None) -> Report:
     """Run the whole check; see :class:`TemplateChecker`."""

@@ -173,6 +173,7 @@ class MergedRun:
     error: dict[str, Any] | None
     pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention, all shards together
     shop_switched_from: str | None = None  # the ledger's last run was another shop's (job.same_shop)
+    warnings: list[str] = field(default_factory=list)  # a dry-run's findings in the templates it used (job.lint)
 
     def trailer(self) -> dict[str, Any]:
         out: dict[str, Any] = {"counts": self.counts, "run_id": None,
@@ -181,7 +182,7 @@ class MergedRun:
                                "unconfirmed": self.unconfirmed, "released": self.released,
                                "killed_left": self.killed_left, "problems": self.problems,
                                "notes": self.notes, "pruned": self.pruned,
-                               "shop_switched_from": self.shop_switched_from}
+                               "shop_switched_from": self.shop_switched_from, "warnings": self.warnings}
         if self.error is not None:
             out["error"] = self.error
         return out

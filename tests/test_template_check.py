@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -787,3 +788,140 @@ def test_a_template_a_step_uses_but_no_folder_has_still_fails_the_check(shop: Sh
     shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-gone"}]}})
     result = shop.cli("templates", "check", "--quick", "--template", "reminder-gone", "--json", now=None)
     assert result.exit_code == 1, result.output
+
+
+# -- an offer a step promises that its template never prints ----------------------------------------
+
+def _offer_template(folder: Path, *, subject: str = "Your cart", text_end: str = "", html_end: str = "",
+                    layout: str | None = None) -> Path:
+    """``en/offer.*``: the good fixture, with ``text_end`` and ``html_end`` added to its text and
+    HTML parts; ``layout``: its HTML part extends a ``_layout.html`` of this text instead."""
+    own = folder / "t" / "en"
+    own.mkdir(parents=True)
+    (own / "offer.subject.txt").write_text(subject, encoding="utf-8")
+    (own / "offer.txt").write_text((BROKEN / "en" / "good.txt").read_text(encoding="utf-8") + text_end,
+                                   encoding="utf-8")
+    html = (BROKEN / "en" / "good.html").read_text(encoding="utf-8")
+    if layout is not None:
+        (folder / "t" / "_layout.html").write_text(layout, encoding="utf-8")
+        html = ('{% extends "_layout.html" %}{% block content %}<p><a href="{{ recovery_url }}">Back to your cart</a>'
+                '</p>{% endblock %}')
+    (own / "offer.html").write_text(html.replace("</body>", html_end + "</body>"), encoding="utf-8")
+    return folder / "t"
+
+
+def _offer_check(folder: Path, incentive: dict[str, Any] | None, **step: Any) -> Any:
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=folder, priority=TIERS,
+                    sequences={"default": {"steps": [{"delay": "1h", "template": "offer", "incentive": incentive,
+                                                      **step}]}})
+    return check_templates(config, templates=["offer"], carts=edge_carts())
+
+
+def test_a_step_whose_template_never_prints_its_code_fails_naming_the_step_and_the_offer(tmp_path: Path) -> None:
+    """A step configured with WELCOME10 whose template never prints it: the customer is promised
+    nothing, and the shop burns the code. It fails the check (exit 1), as every kind that a
+    customer of that step would see wrong does."""
+    report = _offer_check(_offer_template(tmp_path), {"kind": "percent", "value": 10, "code": "WELCOME10"})
+    assert not report.ok
+    (case,) = report.failed
+    assert (case.template, case.locale, case.variant, case.step_label) == ("offer", "en", None, "default 1/1")
+    problems = [p for p in case.problems if p.kind == "incentive"]
+    assert problems and {p.kind for p in case.problems} == {"incentive"}, case.problems
+    assert "WELCOME10" in problems[0].message and "percent 10" in problems[0].message, problems[0].message
+    assert "en/offer.subject.txt" in problems[0].message and "en/offer.html" in problems[0].message
+
+
+def test_a_code_the_check_reports_missing_fails_templates_check_with_exit_1(shop: Shop, tmp_path: Path) -> None:
+    shop.configure(templates=str(_offer_template(tmp_path)), sequences={"default": {"steps": [
+        {"delay": "1h", "template": "offer", "incentive": {"kind": "fixed", "value": 5, "code": "FIVE"}}]}})
+    result = shop.cli("templates", "check", "--json", "--quick", now=None)
+    assert result.exit_code == 1, result.output
+    kinds = {p["kind"] for c in result.json["cases"] for p in c["problems"]}
+    assert kinds == {"incentive"}
+    table = shop.cli("templates", "check", "--quick", now=None)
+    assert "incentive" in table.stdout and "FIVE" in table.stdout
+
+
+@pytest.mark.parametrize("where", ["html", "text", "subject", "layout"])
+def test_a_code_printed_in_any_one_part_or_by_the_layout_passes(tmp_path: Path, where: str) -> None:
+    shown = "{% if incentive %}Code: {{ incentive.code }}{% endif %}"
+    layout = None
+    if where == "layout":
+        layout = ((render.shipped_templates() / "_layout.html").read_text(encoding="utf-8")
+                  .replace("{% block content %}{% endblock %}", "{% block content %}{% endblock %}<p>" + shown + "</p>"))
+        assert shown in layout
+    folder = _offer_template(tmp_path, subject="Your cart " + shown if where == "subject" else "Your cart",
+                             text_end=shown if where == "text" else "",
+                             html_end=f"<p>{shown}</p>" if where == "html" else "", layout=layout)
+    report = _offer_check(folder, {"kind": "percent", "value": 10, "code": "WELCOME10"})
+    assert report.ok, [(c.name, c.problems) for c in report.failed]
+
+
+@pytest.mark.parametrize("printed", ["{{ incentive.code }}",  # HTML-escaped: SAVE 10&amp;NOW
+                                     '<a href="https://shop.example.com/discount/{{ incentive.code|urlencode }}">Apply'
+                                     '</a>'])
+def test_a_code_printed_escaped_or_in_a_link_passes(tmp_path: Path, printed: str) -> None:
+    """Printed in the HTML part only, where it is escaped, or in a link that applies the code at
+    checkout (``/discount/<code>``, URL-encoded)."""
+    folder = _offer_template(tmp_path, html_end="{% if incentive %}<p>" + printed + "</p>{% endif %}")
+    report = _offer_check(folder, {"kind": "percent", "value": 10, "code": "SAVE 10&NOW"})
+    assert not [p for c in report.cases for p in c.problems if p.kind == "incentive"], report.failed[0].problems
+
+
+def test_a_per_recipient_code_is_looked_for_as_its_placeholder(tmp_path: Path) -> None:
+    codes = {"kind": "percent", "value": 10, "codes": {"pool": "p", "pattern": "CR-{random:8}"}}
+    report = _offer_check(_offer_template(tmp_path / "a"), codes)
+    assert [p.kind for c in report.cases for p in c.problems][:1] == ["incentive"]
+    assert "CR-XXXXXXXX" in report.failed[0].problems[0].message
+    shown = _offer_template(tmp_path / "b", text_end="{% if incentive %}Your code: {{ incentive.code }}{% endif %}")
+    assert _offer_check(shown, codes).ok
+
+
+def test_an_offer_without_a_code_fails_when_no_part_changes_with_it(tmp_path: Path) -> None:
+    """Free shipping without a code: nothing to look for but the offer's own words, which are the
+    template's (any language). A template that renders the same with and without the offer
+    never mentions it."""
+    free = {"kind": "free_shipping"}
+    report = _offer_check(_offer_template(tmp_path / "a"), free)
+    assert {p.kind for c in report.cases for p in c.problems} == {"incentive"}
+    assert "free_shipping" in report.failed[0].problems[0].message
+    mentioned = _offer_template(tmp_path / "b", html_end="{% if incentive %}<p>Frakt ingår</p>{% endif %}")
+    assert _offer_check(mentioned, free).ok
+
+
+def test_a_tier_offer_the_template_never_prints_names_the_tier(tmp_path: Path) -> None:
+    report = _offer_check(_offer_template(tmp_path), None,
+                          tier_incentives={"high": {"kind": "percent", "value": 15, "code": "VIP15"}})
+    problems = [p for c in report.cases for p in c.problems]
+    assert problems and {p.kind for p in problems} == {"incentive"}
+    assert "VIP15" in problems[0].message and "(high)" in problems[0].message
+
+
+def test_the_shipped_last_reminder_shows_every_kind_of_offer() -> None:
+    for incentive in ({"kind": "percent", "value": 10, "code": "TEN"}, {"kind": "free_shipping"},
+                      {"kind": "fixed", "value": 5, "codes": {"pool": "p", "pattern": "CR-{random:8}"}}):
+        config = Config(source={"type": "csv", "carts": "c.csv"}, sequences={"default": {"steps": [
+            {"delay": "1h", "template": "reminder-3", "incentive": incentive}]}})
+        report = check_templates(config, carts=edge_carts())
+        assert report.ok, [(c.name, c.problems[:1]) for c in report.failed]
+
+
+def test_a_shipped_reminder_without_offer_text_fails_for_a_step_that_gives_one() -> None:
+    config = Config(source={"type": "csv", "carts": "c.csv"}, sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "incentive": {"kind": "percent", "value": 10, "code": "TEN"}}]}})
+    report = check_templates(config, carts=edge_carts(), locales=["en"])
+    assert {p.kind for c in report.cases for p in c.problems} == {"incentive"}
+
+
+def test_a_text_message_without_the_offer_is_a_note_until_a_tier_texts_it(shop: Shop) -> None:
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "incentive": {"kind": "percent", "value": 10, "code": "TEN"}}]}})
+    email_only = shop.cli("templates", "check", "--json", "--quick", "--locale", "en", now=None)
+    sms = [c for c in email_only.json["cases"] if c["channel"] == "sms"]
+    assert sms and all(c["ok"] for c in sms)
+    assert any("en/reminder-1.sms.txt); no tier sends reminder-1 by SMS yet" in n for n in email_only.json["notes"])
+    shop.configure(shop={"country": "SE"}, priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                   sms={"sender": "TestShop", "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "t" * 32}})
+    texting = shop.cli("templates", "check", "--json", "--quick", "--locale", "en", now=None)
+    assert texting.exit_code == 1
+    assert {p["kind"] for c in texting.json["cases"] if c["channel"] == "sms" for p in c["problems"]} == {"incentive"}

@@ -77,12 +77,16 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         from cartrescue.sources import shared
 
         stderr = err_console()
+        # A worker of run --workers leaves the templates' check to its parent, which runs it once
+        # on what every worker rendered (_workers_command).
+        of_workers = shard is not None and as_json and bool(os.environ.get("CARTRESCUE_PARENT_PID"))
 
         request = RunRequest(mode=mode, now=at, live_clock=live_clock, outbox=outbox, strict=strict,  # type: ignore[arg-type]
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,
                              shard=sharded, shared_orders=_shared(sharded, shared.ORDERS),
                              shared_sends=_shared(sharded, shared.SENDS),
-                             shared_carts=_shared(sharded, shared.CARTS), eml=eml_folder, runs_over=runs_over())
+                             shared_carts=_shared(sharded, shared.CARTS), eml=eml_folder, runs_over=runs_over(),
+                             lint=not of_workers)
         _die_with_parent()  # a shard of run --workers, or a shop of run-all
         if as_json:
             stream = JsonStream(json_stdout(), {"mode": mode if deliver else "plan",
@@ -128,16 +132,25 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             raise
         raise typer.Exit(error_json(error)["exit_code"]) from None
     counts = summary.counts.as_dict()
+    _say_warnings(stderr, summary.warnings)
     if stream is not None:
         _end(stream, {"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
                       "released": summary.released, "killed_left": summary.killed_left,
                       "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes, "pruned": summary.pruned,
-                      "shop_switched_from": summary.shop_switched_from})
+                      "shop_switched_from": summary.shop_switched_from, "warnings": summary.warnings,
+                      **({"used_files": summary.used_files} if request.deliver and not request.lint else {})})
     elif not (quiet and _all_well(counts, summary)):
         _print_table_and_summary(table, summary, counts, request.eml)
-    if summary.counts.failed or summary.counts.problems:
+    if summary.counts.failed or summary.counts.problems or (strict and summary.warnings):
         raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def _say_warnings(stderr: Any, warnings: list[str]) -> None:
+    """A dry-run's findings of ``templates check`` in the templates it rendered, a ``warning:``
+    line each on stderr (with ``--json`` too, as a bad row's)."""
+    for line in warnings:
+        stderr.print(error_line(line, "warning", "yellow"), soft_wrap=True)
 
 
 def _stopped_workers(workers: Any, on_decisions: Any, mode: str, at: Any) -> Any:
@@ -191,7 +204,7 @@ def _all_well(counts: dict[str, Any], summary: Any) -> bool:
     the run that finds that run dead and closes it says so, once (``killed_left``); after it
     `doctor` shows them, and repeating them every ten minutes would only teach the owner to ignore mail."""
     return not (counts["failed"] or counts["problems"] or (summary.killed_left and not summary.released)
-                or getattr(summary, "shop_switched_from", None))
+                or getattr(summary, "shop_switched_from", None) or getattr(summary, "warnings", None))
 
 
 def _shard(text: str | None) -> Any:
@@ -297,6 +310,15 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     finally:
         if shared is not None:
             shared.close()  # the workers have ended
+    if mode == "dry-run" and merged.error is None:  # the templates every worker rendered, checked once
+        used = {tuple(files) for report in merged.shards for files in (report.trailer or {}).get("used_files") or []}
+        if used:
+            from cartrescue.job import lint
+
+            merged.warnings = lint(config, sorted(used))[1]
+            _say_warnings(stderr, merged.warnings)
+            if strict and merged.warnings and not merged.exit_code:
+                merged.exit_code = int(ExitCode.SOME_FAILED)
     said = merged.error is not None and not (quiet and merged.exit_code == int(ExitCode.LOCKED))
     if stream is not None:
         _end(stream, merged.trailer())
@@ -376,6 +398,12 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
 
         lines.append(f"[yellow]{counted(counts['problems'], 'problem')} (a source row that could not be read, a message "
                      "that could not be rendered): see the warnings[/]")
+    warnings = getattr(summary, "warnings", None)
+    if warnings:
+        from cartrescue.text import counted
+
+        lines.append(f"[yellow]{counted(len(warnings), 'finding')} of `templates check` in the templates this run used: "
+                     "see the warnings (--strict: exit 1)[/]")
     if summary.notes:
         from rich.markup import escape
 
@@ -409,7 +437,9 @@ def run(
             "SMS and webhook), to read before a live run; a relative DIR is beside the config file. Nothing is "
             "recorded: unlike --outbox, no step counts as sent."))
     ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Stop before delivering anything if any source row is bad.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help=(
+        "Stop before delivering anything if any source row is bad; a dry-run also exits 1 on a finding of "
+        "`templates check` in the templates it used."))] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="For cron: print nothing when all went well; otherwise the warnings and the summary. "
@@ -438,7 +468,9 @@ def run(
     """The cron job: read carts, decide, prioritize, render, and deliver or dry-run.
 
     Without `--send` or `--outbox` this is a **dry-run**: it shows what it would do and records
-    nothing (`--eml DIR` also writes the messages it would send, to read). With `--outbox DIR`
+    nothing (`--eml DIR` also writes the messages it would send, to read), and runs the checks of
+    `templates check` once on each template it rendered: a `warning:` line per finding, exit
+    code unchanged unless `--strict`. With `--outbox DIR`
     every message is written as an .eml file and recorded in the ledger, as sent; with `--send` it
     goes out over SMTP. A second run at the same moment delivers nothing.
 

@@ -35,7 +35,8 @@ def run_all(
         "--outbox", metavar="DIR", help="Write every message as an .eml file into DIR instead (relative: each shop's own DIR, "
                          "beside its config; absolute: a folder of DIR per shop, named after its config's folder).")] = None,
     strict: Annotated[bool, typer.Option(
-        "--strict", help="Each shop stops before delivering anything if any of its source rows is bad.")] = False,
+        "--strict", help="Each shop stops before delivering anything if any of its source rows is bad (a dry-run: "
+                         "exits 1 on a finding of `templates check` in the templates it used, as `run --strict`).")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="For cron: print nothing when every shop went well (or found its lock held); "
                               "otherwise what the shops said and the table.")] = False,

@@ -53,7 +53,8 @@ def templates_check(
     undefined variables, Jinja syntax errors, any other render error (a run's limits included),
     HTML that does not parse, a missing or empty part, a missing unsubscribe link, an empty subject
     or one over 78 characters, a printed None or unrendered markup, survey links without a valid
-    token, links without the UTM tags (links.utm), and text messages too long, without an opt-out
+    token, links without the UTM tags (links.utm), a step's offer that no part shows (its
+    code printed nowhere), and text messages too long, without an opt-out
     keyword or the shop's name (docs/templates.md lists each kind). Files no run reads are
     noted. Nothing is sent or recorded.
 
