@@ -866,6 +866,8 @@ def _survey_problem(links: list[tuple[str, str]], cart_key: str, step: int, loca
     if missing or unknown:
         return f"survey links: missing {', '.join(missing) or '-'}, unknown {', '.join(unknown) or '-'}"
     return None
+
+
 def lint_used(config: Config, used: Iterable[Sequence[str]]) -> Report:
     """The checks of ``templates check`` on the messages a dry-run rendered (``used``: each
     message's files, :meth:`cartrescue.render.Renderer.used_files`): every case whose files are
