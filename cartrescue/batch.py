@@ -79,11 +79,14 @@ class ShopRun:
 
     def attention(self) -> list[str]:
         """What ``run`` alone would have said of this shop even under ``--quiet`` (its summary):
-        why deliveries failed, claims a killed run left without outcome, a second shop on its
-        ledger. A shop's run under ``run-all`` writes only its document, so ``run-all`` says it."""
+        what a stopped run delivered and left in flight, why deliveries failed, claims a killed run
+        left without outcome, a second shop on its ledger. A shop's run under ``run-all`` writes
+        only its document, so ``run-all`` says it."""
         trailer = self.trailer or {}
-        lines = [f"failed: {n} × {why}" for why, n in sorted((self.counts().get("failures") or {}).items(),
-                                                             key=lambda item: -item[1])[:3]]
+        stopped = self._stopped()
+        lines = [stopped] if stopped else []
+        lines += [f"failed: {n} × {why}" for why, n in sorted((self.counts().get("failures") or {}).items(),
+                                                              key=lambda item: -item[1])[:3]]
         killed_left = int(trailer.get("killed_left") or 0)
         if killed_left and not trailer.get("released"):
             lines.append(f"{killed_left} claims were left without outcome by a run killed (or stopped with messages in "
@@ -92,6 +95,16 @@ class ShopRun:
                          "doctor` shows them, --resend-unconfirmed sends them again)")
         lines.extend(note for note in trailer.get("notes") or [] if _about_the_shop(note, trailer))
         return [named(self.config, line) for line in lines]
+
+    def _stopped(self) -> str:
+        """``run``'s own word for a delivering run that was stopped (Ctrl-C, SIGTERM, --timeout):
+        what it delivered and what it left in flight without an answer, claimed, never resent."""
+        if not (self.started and self.exit_code == 130 and self.trailer is not None
+                and self.header.get("mode") not in (None, "dry-run")):
+            return ""
+        from cartrescue.output import stopped_line
+
+        return stopped_line(self.counts())
 
     def other_notes(self) -> list[str]:
         """The notes of the shop's run that :meth:`attention` leaves to a run-all without ``--quiet``."""

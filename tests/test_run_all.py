@@ -563,3 +563,21 @@ def test_a_shops_config_error_names_its_config_once_on_its_line(tmp_path: Path) 
     done = _run_all(missing, cwd=tmp_path)
     (line,) = [line for line in done.stderr.splitlines() if "config file not found" in line]
     assert done.returncode == 2 and line.count(str(missing)) == 1, line
+
+
+@pytest.mark.smtp
+@pytest.mark.slow
+def test_a_shop_stopped_with_messages_in_flight_says_how_many_as_run_does(make_shop: Callable[[str], Shop],
+                                                                          tmp_path: Path) -> None:
+    """``run`` stopped while its messages wait for the relay's reply says ``stopped: 0 delivered,
+    0 failed, 3 in flight without an answer`` (they keep their claim, never resent). A shop's run
+    under run-all wrote only its document, and run-all said ``interrupted`` and a row of ``sent
+    0, failed 0``: cron's mail left out the customers whose reminder may never have arrived."""
+    with LoopbackSMTP(faults=[Fault(r"@", "late", stage="DATA", delay=30)]) as server:
+        (slow,) = _shops(make_shop, 1, carts=3)
+        slow.configure(smtp=server.smtp_config(timeout="60s")).write()
+        done = _run_all("--send", "--quiet", "--timeout", "2s", "--now", iso(NOW), slow.config_path, cwd=tmp_path)
+    assert done.returncode == 130, done.stderr
+    said = " ".join(done.stderr.split())
+    assert f"{slow.config_path}: stopped: 0 delivered, 0 failed, 3 in flight without an answer" in said
+    assert [message["status"] for message in slow.messages()] == ["claimed"] * 3  # kept, as the line says
