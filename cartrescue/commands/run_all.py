@@ -55,8 +55,14 @@ def run_all(
 
     Each shop runs in a process of its own, forked from this one once it has imported what a
     run needs, so a shop costs its own work and not a fresh interpreter's start (~0.8 s of CPU).
-    A shop's failure, bad config or held lock never stops another shop. The exit code is the
-    most serious of the shops' (the order of `run --workers`: README, "Many shops").
+    A shop's failure, bad config or held lock never stops another shop; stderr names its config
+    and key. A round that starts while the last still runs (cron) is safe: a shop still running
+    in the other round holds its ledger's lock and is skipped here, never run twice at once.
+
+    Exit code: the most serious of the shops', in this order: 128 + n a shop killed by signal n,
+    70 a bug, 130 interrupted (or a shop stopped by --timeout), 2 config or ledger, 3 source,
+    6 a lost lock, 1 failed carts, 4 a held lock (silent under --quiet), 0 all well
+    (`cartrescue --help`; README, "Many shops").
 
     Example (cron, every 10 minutes, for every shop of an agency):
 
