@@ -279,11 +279,13 @@ class _Child:
 
 def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *, jobs: int,
               warn: Callable[[str], None], on_done: Callable[[ShopRun], None] | None = None,
-              timeout: float | None = None) -> Batch:
+              timeout: float | None = None,
+              on_tick: Callable[[Sequence[tuple[ShopRun, float]]], None] | None = None) -> Batch:
     """Run ``cartrescue <arguments(config)>`` for every config, at most ``jobs`` at once, in list order.
 
     ``warn`` gets every line a shop's run writes to stderr, prefixed with its config; ``on_done``
-    each shop as it ends. A shop still running after ``timeout`` seconds is stopped as an
+    each shop as it ends; ``on_tick``, at least every half second, the shops running and for how
+    many seconds (a bar on a terminal: a shop waiting on a slow relay sends no line). A shop still running after ``timeout`` seconds is stopped as an
     interrupted run is (SIGTERM, then SIGKILL after ``TERM_GRACE``), so one stuck relay cannot
     hold up a cron round. A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM through the CLI's handler)
     starts no more shops and stops those running the same way, and the batch says it was
@@ -318,6 +320,8 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
                     elif timeout is not None and child.shop.timed_out is None and now - child.began > timeout:
                         child.shop.timed_out = timeout
                         child.stop(TERM_GRACE)
+                if on_tick is not None:
+                    on_tick([(child.shop, now - child.began) for child in running])
             except KeyboardInterrupt as stop:
                 grace = TERM_GRACE if interrupted is None else 0.0
                 interrupted = interrupted or stop

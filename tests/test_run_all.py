@@ -8,6 +8,7 @@ so one shop's failure costs only that shop, and every shop keeps its exactly-onc
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -253,7 +254,7 @@ def test_the_progress_bar_leaves_the_shops_forked() -> None:
     code = ("from rich.console import Console\n"
             "from cartrescue.commands.run_all import _progress\n"
             "from cartrescue.processes import start_method\n"
-            "with _progress(Console(stderr=True, force_terminal=True), True, 2) as (say, done):\n"
+            "with _progress(Console(stderr=True, force_terminal=True), True, 2) as (say, done, tick):\n"
             "    assert say is not None\n"
             "    print(start_method())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
@@ -581,3 +582,21 @@ def test_a_shop_stopped_with_messages_in_flight_says_how_many_as_run_does(make_s
     said = " ".join(done.stderr.split())
     assert f"{slow.config_path}: stopped: 0 delivered, 0 failed, 3 in flight without an answer" in said
     assert [message["status"] for message in slow.messages()] == ["claimed"] * 3  # kept, as the line says
+
+
+@pytest.mark.smtp
+@pytest.mark.slow
+def test_the_progress_bar_names_the_shop_running_longest_and_keeps_counting_its_time(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """On a terminal the bar was redrawn only when a shop ended: while one shop waited for a slow
+    relay, it stood still (its clock too) and said nothing of which shop it waited for."""
+    from terminal import plain, run_in_terminal
+
+    with LoopbackSMTP(faults=[Fault(r"^c\d@", "late", stage="DATA", delay=4)]) as server:
+        (slow,) = _shops(make_shop, 1, carts=2)
+        slow.configure(smtp=server.smtp_config()).write()
+        code, output = run_in_terminal(["run-all", "--send", "--now", iso(NOW), "shop0"], cwd=tmp_path, columns=120)
+    assert code == 0, output[-2000:]
+    bars = [line for line in plain(output) if line.startswith("shops ")]
+    running = [line for line in bars if "shop0/cartrescue.yaml" in line]
+    assert any(re.search(r"shop0/cartrescue\.yaml [2-9] s", line) for line in running), bars

@@ -98,9 +98,9 @@ def run_all(
         return shop_command(config, mode=mode, now=at, strict=strict, quiet=quiet,
                             resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, outbox=outboxes[config])
 
-    with _progress(stderr, not (as_json or quiet) and stderr.is_terminal, len(files)) as (say, done):
+    with _progress(stderr, not (as_json or quiet) and stderr.is_terminal, len(files)) as (say, done, tick):
         batch = run_shops(arguments, files, jobs=jobs or min(usable_cores(), MAX_AUTO_WORKERS), warn=say or warn,
-                          on_done=done, timeout=limit)
+                          on_done=done, timeout=limit, on_tick=tick)
     code = batch.exit_code
     if as_json:
         json_out(batch.document(mode, at))
@@ -146,22 +146,33 @@ def _seconds(text: str | None) -> float | None:
 
 
 @contextmanager
-def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, Any]]:
-    """On a terminal, a bar of the shops done, and where to print a line above it: (say, done).
+def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, Any, Any]]:
+    """On a terminal, a bar of the shops done, the shop running longest and its seconds, and
+    where to print a line above it: (say, done, tick).
 
     Refreshed by hand, never by a thread of its own, and the standard streams left as they are:
     each shop's run is forked from this process, which is safe only while it has one thread and
-    its own streams (cartrescue.processes.start_method).
+    its own streams (cartrescue.processes.start_method). ``tick`` redraws it while the shops run:
+    drawn only as a shop ended, it stood still, its clock too, while one waited on a slow relay.
     """
     if not enabled:
-        yield None, None
+        yield None, None, None
         return
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
     from rich.text import Text
 
-    with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  auto_refresh=False, transient=True, redirect_stdout=False, redirect_stderr=False) as bar:
-        task = bar.add_task("shops", total=total)
+    from cartrescue.text import printable
+
+    with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[longest]}", markup=False,
+                             table_column=Column(no_wrap=True, overflow="ellipsis")),
+                  console=console, auto_refresh=False, transient=True, redirect_stdout=False,
+                  redirect_stderr=False) as bar:
+        task = bar.add_task("shops", total=total, longest="")
+        drawn = [0.0]
 
         def say(line: str) -> None:
             bar.console.print(Text(line), soft_wrap=True)
@@ -171,8 +182,17 @@ def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, An
             bar.advance(task)
             bar.refresh()
 
+        def tick(running: Any) -> None:
+            now = time.monotonic()
+            if now - drawn[0] < 0.5:
+                return
+            drawn[0] = now
+            shop, seconds = max(running, key=lambda item: item[1], default=(None, 0.0))
+            bar.update(task, longest="" if shop is None else f"{printable(str(shop.config))} {seconds:.0f} s")
+            bar.refresh()
+
         bar.refresh()
-        yield say, done
+        yield say, done, tick
 
 
 def _print_table(batch: Any, mode: str) -> None:
