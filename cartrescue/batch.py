@@ -114,7 +114,7 @@ class ShopRun:
 
     def as_json(self) -> dict[str, Any]:
         trailer = self.trailer or {}
-        row: dict[str, Any] = {"config": str(self.config), "pid": self.pid or None, "started": self.started or None,
+        row: dict[str, Any] = {"config": shown(self.config), "pid": self.pid or None, "started": self.started or None,
                                "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
                                "run_id": trailer.get("run_id"), "decisions": self.decisions,
                                "counts": merge_counts([self.counts()]), "problems": list(trailer.get("problems") or []),
@@ -408,7 +408,8 @@ def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -
             continue
         tail.append(line)
         del tail[:-20]
-        warn(line if _names_config(line, str(child.shop.config)) else f"{child.shop.config}: {line}")
+        name = shown(child.shop.config)
+        warn(line if _names_config(line, name) else f"{name}: {line}")
 
 
 def _names_config(line: str, config: str) -> bool:
@@ -426,7 +427,18 @@ def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:
 def named(config: Path, message: str) -> str:
     """``message`` of a shop's run, with the shop's config in front unless it names it already
     (a config error does: ``shops/b/cartrescue.yaml: eligibility.cutoff: …``)."""
-    return message if message.startswith(f"{config}:") else f"{config}: {message}"
+    name = shown(config)
+    return message if message.startswith(f"{name}:") else f"{name}: {message}"
+
+
+def shown(config: Path) -> str:
+    """``config`` as text every stream writes: a byte of its name that is not UTF-8 (a folder
+    unpacked from a Windows zip, in Latin-1) as ``\\xe9``. Written as Python keeps it (a lone
+    surrogate), stdout refused it, and the whole round was reported as one internal error."""
+    text = str(config)
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _drop(_lines: bytes, _count: int) -> None:

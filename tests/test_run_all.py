@@ -600,3 +600,21 @@ def test_the_progress_bar_names_the_shop_running_longest_and_keeps_counting_its_
     bars = [line for line in plain(output) if line.startswith("shops ")]
     running = [line for line in bars if "shop0/cartrescue.yaml" in line]
     assert any(re.search(r"shop0/cartrescue\.yaml [2-9] s", line) for line in running), bars
+
+
+def test_a_config_path_not_in_utf_8_costs_that_shop_only(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """A shop's folder named in Latin-1 (unpacked from a Windows zip): run-all wrote its path into
+    the document and the table as it had it, stdout refused the bytes, and the whole round was
+    reported as one internal error (exit 70): no shop's row, no table, for cron or a script."""
+    import os
+
+    good, other = _shops(make_shop, 2, carts=3)
+    latin = tmp_path / os.fsdecode(b"caf\xe9")
+    other.folder.rename(latin)
+    done = _run_all("--json", "--now", iso(NOW), good.folder, latin, cwd=tmp_path)
+    document = json.loads(done.stdout)
+    assert [row["config"] for row in document["shops"]] == [str(good.config_path),
+                                                            str(tmp_path / "caf\\xe9" / "cartrescue.yaml")]
+    assert document["shops"][0]["exit_code"] == 0 and document["shops"][0]["counts"]["send"] == 3
+    table = _run_all("--now", iso(NOW), good.folder, latin, cwd=tmp_path)
+    assert "run-all (dry-run): 2 shops" in table.stdout and "caf\\xe9" in table.stdout, table.stderr
