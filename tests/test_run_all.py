@@ -104,6 +104,20 @@ def test_quiet_shows_the_table_and_the_shops_words_when_one_failed(make_shop: Ca
     assert str(missing.config_path) in done.stdout  # whole on its line in cron's mail, not folded
 
 
+def test_quiet_tables_only_the_shops_that_need_a_look(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """Under --quiet the table listed every shop: for an agency's 200, cron mailed 200 rows every
+    ten minutes for the one shop whose export went missing."""
+    first, missing, last = _shops(make_shop, 3, carts=3)
+    (missing.folder / "carts.csv").unlink()
+    done = _run_all("--quiet", "--now", iso(NOW), first.folder, missing.folder, last.folder, cwd=tmp_path)
+    assert done.returncode == 3
+    assert str(missing.config_path) in done.stdout
+    assert str(first.config_path) not in done.stdout and str(last.config_path) not in done.stdout
+    assert "run-all (dry-run): 3 shops, 2 not listed: they went well" in done.stdout
+    totals = next(line for line in done.stdout.splitlines() if line.startswith("│ all"))
+    assert totals.split("│")[3].strip() == "8"  # the carts of every shop: 3 + 5 (none read of the missing export)
+
+
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
 def test_an_unreadable_config_costs_that_shop_only(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
     """The config files were checked as the command line was read: one that could not be read

@@ -38,7 +38,7 @@ def run_all(
         "--strict", help="Each shop stops before delivering anything if any of its source rows is bad.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="For cron: print nothing when every shop went well (or found its lock held); "
-                              "otherwise what the shops said and the table.")] = False,
+                              "otherwise what the shops said and the table of those that need a look.")] = False,
     resend_unconfirmed: Annotated[bool, typer.Option(
         "--resend-unconfirmed", help="As run --resend-unconfirmed, in every shop (see docs/sending.md).")] = False,
     max_deliveries: Annotated[Optional[int], typer.Option(
@@ -112,7 +112,7 @@ def run_all(
     for line in lines:
         stderr.print(line, soft_wrap=True)
     if not as_json:
-        _print_table(batch, mode)
+        _print_table(batch, mode, quiet)
         from rich.text import Text
 
         from cartrescue.text import printable
@@ -196,24 +196,30 @@ def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, An
         yield say, done, tick
 
 
-def _print_table(batch: Any, mode: str) -> None:
-    """One row a shop, and the totals."""
+def _print_table(batch: Any, mode: str, quiet: bool) -> None:
+    """One row a shop, and the totals. Under ``--quiet`` (cron mails it) only the shops that need a
+    look: for an agency's 200 shops, the one whose export went missing was a row among 200."""
     from rich.table import Table
     from rich.text import Text
 
     from cartrescue.batch import shown
 
+    listed = [shop for shop in batch.shops if not quiet or shop.exit_code not in _SILENT or shop.attention()]
+    left = len(batch.shops) - len(listed)
+    title = f"run-all ({mode}): {len(batch.shops)} shops"
+    if left:
+        title += f", {left} not listed: they went well (or found their lock held)"
     console = out_console()
-    table = Table(title=f"run-all ({mode}): {len(batch.shops)} shops", title_justify="left")
+    table = Table(title=title, title_justify="left")
     if console.is_terminal:
         table.add_column("config", overflow="fold", ratio=1)
     else:  # cron's mail: one line a shop, its config whole (folded, 200 shops took 800 lines)
-        console.width = max(console.width, max((len(shown(shop.config)) for shop in batch.shops), default=0) + 90)
+        console.width = max(console.width, max((len(shown(shop.config)) for shop in listed), default=0) + 90)
         table.add_column("config", no_wrap=True)
     for name in ("exit", "carts", "send", "sent", "failed", "problems", "seconds"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("error", no_wrap=True)  # its kind; the message is on stderr
-    for shop in batch.shops:
+    for shop in listed:
         counts, error = shop.counts(), shop.error()
         table.add_row(Text(shown(shop.config)), str(shop.exit_code), *(str(counts.get(key, 0)) for key in (
             "carts", "send", "sent", "failed", "problems")), f"{shop.seconds:.1f}",
