@@ -100,7 +100,7 @@ class ShopRun:
         """``run``'s own word for a delivering run that was stopped (Ctrl-C, SIGTERM, --timeout):
         what it delivered and what it left in flight without an answer, claimed, never resent."""
         if not (self.started and self.exit_code == 130 and self.trailer is not None
-                and self.header.get("mode") not in (None, "dry-run")):
+                and self.header.get("mode") in ("send", "outbox")):
             return ""
         from cartrescue.output import stopped_line
 
