@@ -632,3 +632,9 @@ def test_a_config_path_not_in_utf_8_costs_that_shop_only(make_shop: Callable[[st
     assert document["shops"][0]["exit_code"] == 0 and document["shops"][0]["counts"]["send"] == 3
     table = _run_all("--now", iso(NOW), good.folder, latin, cwd=tmp_path)
     assert "run-all (dry-run): 2 shops" in table.stdout and "caf\\xe9" in table.stdout, table.stderr
+
+
+def test_the_table_of_one_shop_says_one_shop(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    (only,) = _shops(make_shop, 1, carts=2)
+    done = _run_all("--now", iso(NOW), only.folder, cwd=tmp_path)
+    assert re.search(r"^run-all \(dry-run\): 1 shop\s*$", done.stdout, re.M), done.stdout

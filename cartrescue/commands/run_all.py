@@ -203,10 +203,11 @@ def _print_table(batch: Any, mode: str, quiet: bool) -> None:
     from rich.text import Text
 
     from cartrescue.batch import shown
+    from cartrescue.text import counted
 
     listed = [shop for shop in batch.shops if not quiet or shop.exit_code not in _SILENT or shop.attention()]
     left = len(batch.shops) - len(listed)
-    title = f"run-all ({mode}): {len(batch.shops)} shops"
+    title = f"run-all ({mode}): {counted(len(batch.shops), 'shop')}"
     if left:
         title += f", {left} not listed: they went well (or found their lock held)"
     console = out_console()
