@@ -79,11 +79,14 @@ class ShopRun:
 
     def attention(self) -> list[str]:
         """What ``run`` alone would have said of this shop even under ``--quiet`` (its summary):
-        why deliveries failed, claims a killed run left without outcome, a second shop on its
-        ledger. A shop's run under ``run-all`` writes only its document, so ``run-all`` says it."""
+        what a stopped run delivered and left in flight, why deliveries failed, claims a killed run
+        left without outcome, a second shop on its ledger. A shop's run under ``run-all`` writes
+        only its document, so ``run-all`` says it."""
         trailer = self.trailer or {}
-        lines = [f"failed: {n} × {why}" for why, n in sorted((self.counts().get("failures") or {}).items(),
-                                                             key=lambda item: -item[1])[:3]]
+        stopped = self._stopped()
+        lines = [stopped] if stopped else []
+        lines += [f"failed: {n} × {why}" for why, n in sorted((self.counts().get("failures") or {}).items(),
+                                                              key=lambda item: -item[1])[:3]]
         killed_left = int(trailer.get("killed_left") or 0)
         if killed_left and not trailer.get("released"):
             lines.append(f"{killed_left} claims were left without outcome by a run killed (or stopped with messages in "
@@ -93,6 +96,16 @@ class ShopRun:
         lines.extend(note for note in trailer.get("notes") or [] if _about_the_shop(note, trailer))
         return [named(self.config, line) for line in lines]
 
+    def _stopped(self) -> str:
+        """``run``'s own word for a delivering run that was stopped (Ctrl-C, SIGTERM, --timeout):
+        what it delivered and what it left in flight without an answer, claimed, never resent."""
+        if not (self.started and self.exit_code == 130 and self.trailer is not None
+                and self.header.get("mode") in ("send", "outbox")):
+            return ""
+        from cartrescue.output import stopped_line
+
+        return stopped_line(self.counts())
+
     def other_notes(self) -> list[str]:
         """The notes of the shop's run that :meth:`attention` leaves to a run-all without ``--quiet``."""
         trailer = self.trailer or {}
@@ -101,7 +114,7 @@ class ShopRun:
 
     def as_json(self) -> dict[str, Any]:
         trailer = self.trailer or {}
-        row: dict[str, Any] = {"config": str(self.config), "pid": self.pid or None, "started": self.started or None,
+        row: dict[str, Any] = {"config": shown(self.config), "pid": self.pid or None, "started": self.started or None,
                                "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
                                "run_id": trailer.get("run_id"), "decisions": self.decisions,
                                "counts": merge_counts([self.counts()]), "problems": list(trailer.get("problems") or []),
@@ -267,11 +280,13 @@ class _Child:
 
 def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *, jobs: int,
               warn: Callable[[str], None], on_done: Callable[[ShopRun], None] | None = None,
-              timeout: float | None = None) -> Batch:
+              timeout: float | None = None,
+              on_tick: Callable[[Sequence[tuple[ShopRun, float]]], None] | None = None) -> Batch:
     """Run ``cartrescue <arguments(config)>`` for every config, at most ``jobs`` at once, in list order.
 
     ``warn`` gets every line a shop's run writes to stderr, prefixed with its config; ``on_done``
-    each shop as it ends. A shop still running after ``timeout`` seconds is stopped as an
+    each shop as it ends; ``on_tick``, at least every half second, the shops running and for how
+    many seconds (a bar on a terminal: a shop waiting on a slow relay sends no line). A shop still running after ``timeout`` seconds is stopped as an
     interrupted run is (SIGTERM, then SIGKILL after ``TERM_GRACE``), so one stuck relay cannot
     hold up a cron round. A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM through the CLI's handler)
     starts no more shops and stops those running the same way, and the batch says it was
@@ -306,6 +321,8 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
                     elif timeout is not None and child.shop.timed_out is None and now - child.began > timeout:
                         child.shop.timed_out = timeout
                         child.stop(TERM_GRACE)
+                if on_tick is not None:
+                    on_tick([(child.shop, now - child.began) for child in running])
             except KeyboardInterrupt as stop:
                 grace = TERM_GRACE if interrupted is None else 0.0
                 interrupted = interrupted or stop
@@ -392,7 +409,8 @@ def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -
             continue
         tail.append(line)
         del tail[:-20]
-        warn(line if _names_config(line, str(child.shop.config)) else f"{child.shop.config}: {line}")
+        name = shown(child.shop.config)
+        warn(line if _names_config(line, name) else f"{name}: {line}")
 
 
 def _names_config(line: str, config: str) -> bool:
@@ -410,7 +428,18 @@ def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:
 def named(config: Path, message: str) -> str:
     """``message`` of a shop's run, with the shop's config in front unless it names it already
     (a config error does: ``shops/b/cartrescue.yaml: eligibility.cutoff: …``)."""
-    return message if message.startswith(f"{config}:") else f"{config}: {message}"
+    name = shown(config)
+    return message if message.startswith(f"{name}:") else f"{name}: {message}"
+
+
+def shown(config: Path) -> str:
+    """``config`` as text every stream writes: a byte of its name that is not UTF-8 (a folder
+    unpacked from a Windows zip, in Latin-1) as ``\\xe9``. Written as Python keeps it (a lone
+    surrogate), stdout refused it, and the whole round was reported as one internal error."""
+    text = str(config)
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _drop(_lines: bytes, _count: int) -> None:

@@ -28,6 +28,18 @@ if TYPE_CHECKING:  # not imported at run time: `run --workers` prints without lo
 ACTION_STYLE = {"send": "green", "skip": "dim", "defer": "yellow", "holdout": "magenta"}
 
 
+def stopped_line(counts: dict[str, Any]) -> str:
+    """What a delivering run stopped by Ctrl-C or SIGTERM (or ``run-all --timeout``) had delivered,
+    and how many messages were in flight without an answer: they keep their claim without outcome
+    (``unconfirmed``) and are not resent, which the cron mail must not leave out. Said by ``run``
+    and, for each shop's run (which writes only its document), by ``run-all``."""
+    in_flight = (counts.get("deliveries") or {}).get("unconfirmed", 0)
+    pending = (f", {in_flight} in flight without an answer (unconfirmed: they may have arrived, and are not resent "
+               "unless --resend-unconfirmed)" if in_flight else "")
+    return (f"stopped: {counts.get('sent', 0)} delivered, {counts.get('failed', 0)} failed{pending} before the stop "
+            "(the ledger has every message, and the next run goes on)")
+
+
 _UTC = timezone.utc
 _TWO_DIGITS = tuple(f"{number:02d}" for number in range(100))
 

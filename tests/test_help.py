@@ -50,3 +50,14 @@ def test_forget_help_says_messages_keep_their_rows_without_the_address() -> None
     text = " ".join(_help(("forget",)).replace("│", " ").split())
     assert "Deletes its messages" not in text
     assert "keeps its messages without the address" in text
+
+
+def test_run_all_help_says_its_exit_codes_and_what_an_overlapping_round_does() -> None:
+    """An agency's cron reads run-all's exit code and starts a round every few minutes. Its help
+    only pointed to the README for the order of the codes and said nothing of a round that starts
+    while the last still runs (each shop's lock: the shop is skipped, exit 4, silent)."""
+    text = " ".join(_help(("run-all",)).replace("│", " ").split())
+    listed = {int(code) for code in re.findall(r"\b(\d+) [a-z(]", text.split("Exit code:", 1)[1])}
+    assert {0, 1, 2, 3, 4, 6, 70, 130} <= listed
+    assert "128 + n" in text and "--timeout" in text.split("Exit code:", 1)[1]
+    assert "still runs" in text and "skipped" in text

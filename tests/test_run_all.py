@@ -8,6 +8,7 @@ so one shop's failure costs only that shop, and every shop keeps its exactly-onc
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -101,6 +102,20 @@ def test_quiet_shows_the_table_and_the_shops_words_when_one_failed(make_shop: Ca
     assert f"error: {missing.config_path}: source.carts" in done.stderr and "carts.csv" in done.stderr
     assert "run-all (dry-run): 2 shops" in done.stdout and "source" in done.stdout
     assert str(missing.config_path) in done.stdout  # whole on its line in cron's mail, not folded
+
+
+def test_quiet_tables_only_the_shops_that_need_a_look(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """Under --quiet the table listed every shop: for an agency's 200, cron mailed 200 rows every
+    ten minutes for the one shop whose export went missing."""
+    first, missing, last = _shops(make_shop, 3, carts=3)
+    (missing.folder / "carts.csv").unlink()
+    done = _run_all("--quiet", "--now", iso(NOW), first.folder, missing.folder, last.folder, cwd=tmp_path)
+    assert done.returncode == 3
+    assert str(missing.config_path) in done.stdout
+    assert str(first.config_path) not in done.stdout and str(last.config_path) not in done.stdout
+    assert "run-all (dry-run): 3 shops, 2 not listed: they went well" in done.stdout
+    totals = next(line for line in done.stdout.splitlines() if line.startswith("│ all"))
+    assert totals.split("│")[3].strip() == "8"  # the carts of every shop: 3 + 5 (none read of the missing export)
 
 
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
@@ -253,7 +268,7 @@ def test_the_progress_bar_leaves_the_shops_forked() -> None:
     code = ("from rich.console import Console\n"
             "from cartrescue.commands.run_all import _progress\n"
             "from cartrescue.processes import start_method\n"
-            "with _progress(Console(stderr=True, force_terminal=True), True, 2) as (say, done):\n"
+            "with _progress(Console(stderr=True, force_terminal=True), True, 2) as (say, done, tick):\n"
             "    assert say is not None\n"
             "    print(start_method())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
@@ -563,3 +578,63 @@ def test_a_shops_config_error_names_its_config_once_on_its_line(tmp_path: Path) 
     done = _run_all(missing, cwd=tmp_path)
     (line,) = [line for line in done.stderr.splitlines() if "config file not found" in line]
     assert done.returncode == 2 and line.count(str(missing)) == 1, line
+
+
+@pytest.mark.smtp
+@pytest.mark.slow
+def test_a_shop_stopped_with_messages_in_flight_says_how_many_as_run_does(make_shop: Callable[[str], Shop],
+                                                                          tmp_path: Path) -> None:
+    """``run`` stopped while its messages wait for the relay's reply says ``stopped: 0 delivered,
+    0 failed, 3 in flight without an answer`` (they keep their claim, never resent). A shop's run
+    under run-all wrote only its document, and run-all said ``interrupted`` and a row of ``sent
+    0, failed 0``: cron's mail left out the customers whose reminder may never have arrived."""
+    with LoopbackSMTP(faults=[Fault(r"@", "late", stage="DATA", delay=30)]) as server:
+        (slow,) = _shops(make_shop, 1, carts=3)
+        slow.configure(smtp=server.smtp_config(timeout="60s")).write()
+        done = _run_all("--send", "--quiet", "--timeout", "2s", "--now", iso(NOW), slow.config_path, cwd=tmp_path)
+    assert done.returncode == 130, done.stderr
+    said = " ".join(done.stderr.split())
+    assert f"{slow.config_path}: stopped: 0 delivered, 0 failed, 3 in flight without an answer" in said
+    assert [message["status"] for message in slow.messages()] == ["claimed"] * 3  # kept, as the line says
+
+
+@pytest.mark.smtp
+@pytest.mark.slow
+def test_the_progress_bar_names_the_shop_running_longest_and_keeps_counting_its_time(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """On a terminal the bar was redrawn only when a shop ended: while one shop waited for a slow
+    relay, it stood still (its clock too) and said nothing of which shop it waited for."""
+    from terminal import plain, run_in_terminal
+
+    with LoopbackSMTP(faults=[Fault(r"^c\d@", "late", stage="DATA", delay=4)]) as server:
+        (slow,) = _shops(make_shop, 1, carts=2)
+        slow.configure(smtp=server.smtp_config()).write()
+        code, output = run_in_terminal(["run-all", "--send", "--now", iso(NOW), "shop0"], cwd=tmp_path, columns=120)
+    assert code == 0, output[-2000:]
+    bars = [line for line in plain(output) if line.startswith("shops ")]
+    running = [line for line in bars if "shop0/cartrescue.yaml" in line]
+    assert any(re.search(r"shop0/cartrescue\.yaml [2-9] s", line) for line in running), bars
+
+
+def test_a_config_path_not_in_utf_8_costs_that_shop_only(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """A shop's folder named in Latin-1 (unpacked from a Windows zip): run-all wrote its path into
+    the document and the table as it had it, stdout refused the bytes, and the whole round was
+    reported as one internal error (exit 70): no shop's row, no table, for cron or a script."""
+    import os
+
+    good, other = _shops(make_shop, 2, carts=3)
+    latin = tmp_path / os.fsdecode(b"caf\xe9")
+    other.folder.rename(latin)
+    done = _run_all("--json", "--now", iso(NOW), good.folder, latin, cwd=tmp_path)
+    document = json.loads(done.stdout)
+    assert [row["config"] for row in document["shops"]] == [str(good.config_path),
+                                                            str(tmp_path / "caf\\xe9" / "cartrescue.yaml")]
+    assert document["shops"][0]["exit_code"] == 0 and document["shops"][0]["counts"]["send"] == 3
+    table = _run_all("--now", iso(NOW), good.folder, latin, cwd=tmp_path)
+    assert "run-all (dry-run): 2 shops" in table.stdout and "caf\\xe9" in table.stdout, table.stderr
+
+
+def test_the_table_of_one_shop_says_one_shop(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    (only,) = _shops(make_shop, 1, carts=2)
+    done = _run_all("--now", iso(NOW), only.folder, cwd=tmp_path)
+    assert re.search(r"^run-all \(dry-run\): 1 shop\s*$", done.stdout, re.M), done.stdout

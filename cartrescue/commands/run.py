@@ -188,14 +188,11 @@ def _so_far(counts: Any) -> dict[str, Any]:
 
 
 def _say_stopped(counts: dict[str, Any]) -> None:
-    """Without ``--json``, a delivering run stopped by Ctrl-C or SIGTERM says what it had delivered,
-    and how many messages were in flight without an answer: they keep their claim without outcome
-    (``unconfirmed``) and are not resent, which the cron mail must not leave out."""
-    in_flight = (counts.get("deliveries") or {}).get("unconfirmed", 0)
-    pending = (f", {in_flight} in flight without an answer (unconfirmed: they may have arrived, and are not resent "
-               "unless --resend-unconfirmed)" if in_flight else "")
-    err_console().print(f"stopped: {counts['sent']} delivered, {counts['failed']} failed{pending} before the stop "
-                        "(the ledger has every message, and the next run goes on)", highlight=False, soft_wrap=True)
+    """Without ``--json``, a delivering run stopped by Ctrl-C or SIGTERM says what it had delivered
+    and what it left in flight (:func:`cartrescue.output.stopped_line`)."""
+    from cartrescue.output import stopped_line
+
+    err_console().print(stopped_line(counts), highlight=False, soft_wrap=True)
 
 
 def _all_well(counts: dict[str, Any], summary: Any) -> bool:

@@ -39,7 +39,7 @@ def run_all(
                          "exits 1 on a finding of `templates check` in the templates it used, as `run --strict`).")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="For cron: print nothing when every shop went well (or found its lock held); "
-                              "otherwise what the shops said and the table.")] = False,
+                              "otherwise what the shops said and the table of those that need a look.")] = False,
     resend_unconfirmed: Annotated[bool, typer.Option(
         "--resend-unconfirmed", help="As run --resend-unconfirmed, in every shop (see docs/sending.md).")] = False,
     max_deliveries: Annotated[Optional[int], typer.Option(
@@ -56,8 +56,14 @@ def run_all(
 
     Each shop runs in a process of its own, forked from this one once it has imported what a
     run needs, so a shop costs its own work and not a fresh interpreter's start (~0.8 s of CPU).
-    A shop's failure, bad config or held lock never stops another shop. The exit code is the
-    most serious of the shops' (the order of `run --workers`: README, "Many shops").
+    A shop's failure, bad config or held lock never stops another shop; stderr names its config
+    and key. A round that starts while the last still runs (cron) is safe: a shop still running
+    in the other round holds its ledger's lock and is skipped here, never run twice at once.
+
+    Exit code: the most serious of the shops', in this order: 128 + n a shop killed by signal n,
+    70 a bug, 130 interrupted (or a shop stopped by --timeout), 2 config or ledger, 3 source,
+    6 a lost lock, 1 failed carts, 4 a held lock (silent under --quiet), 0 all well
+    (`cartrescue --help`; README, "Many shops").
 
     Example (cron, every 10 minutes, for every shop of an agency):
 
@@ -93,9 +99,9 @@ def run_all(
         return shop_command(config, mode=mode, now=at, strict=strict, quiet=quiet,
                             resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, outbox=outboxes[config])
 
-    with _progress(stderr, not (as_json or quiet) and stderr.is_terminal, len(files)) as (say, done):
+    with _progress(stderr, not (as_json or quiet) and stderr.is_terminal, len(files)) as (say, done, tick):
         batch = run_shops(arguments, files, jobs=jobs or min(usable_cores(), MAX_AUTO_WORKERS), warn=say or warn,
-                          on_done=done, timeout=limit)
+                          on_done=done, timeout=limit, on_tick=tick)
     code = batch.exit_code
     if as_json:
         json_out(batch.document(mode, at))
@@ -107,7 +113,7 @@ def run_all(
     for line in lines:
         stderr.print(line, soft_wrap=True)
     if not as_json:
-        _print_table(batch, mode)
+        _print_table(batch, mode, quiet)
         from rich.text import Text
 
         from cartrescue.text import printable
@@ -141,22 +147,34 @@ def _seconds(text: str | None) -> float | None:
 
 
 @contextmanager
-def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, Any]]:
-    """On a terminal, a bar of the shops done, and where to print a line above it: (say, done).
+def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, Any, Any]]:
+    """On a terminal, a bar of the shops done, the shop running longest and its seconds, and
+    where to print a line above it: (say, done, tick).
 
     Refreshed by hand, never by a thread of its own, and the standard streams left as they are:
     each shop's run is forked from this process, which is safe only while it has one thread and
-    its own streams (cartrescue.processes.start_method).
+    its own streams (cartrescue.processes.start_method). ``tick`` redraws it while the shops run:
+    drawn only as a shop ended, it stood still, its clock too, while one waited on a slow relay.
     """
     if not enabled:
-        yield None, None
+        yield None, None, None
         return
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
     from rich.text import Text
 
-    with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  auto_refresh=False, transient=True, redirect_stdout=False, redirect_stderr=False) as bar:
-        task = bar.add_task("shops", total=total)
+    from cartrescue.batch import shown
+    from cartrescue.text import printable
+
+    with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[longest]}", markup=False,
+                             table_column=Column(no_wrap=True, overflow="ellipsis")),
+                  console=console, auto_refresh=False, transient=True, redirect_stdout=False,
+                  redirect_stderr=False) as bar:
+        task = bar.add_task("shops", total=total, longest="")
+        drawn = [0.0]
 
         def say(line: str) -> None:
             bar.console.print(Text(line), soft_wrap=True)
@@ -166,28 +184,46 @@ def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, An
             bar.advance(task)
             bar.refresh()
 
+        def tick(running: Any) -> None:
+            now = time.monotonic()
+            if now - drawn[0] < 0.5:
+                return
+            drawn[0] = now
+            shop, seconds = max(running, key=lambda item: item[1], default=(None, 0.0))
+            bar.update(task, longest="" if shop is None else f"{printable(shown(shop.config))} {seconds:.0f} s")
+            bar.refresh()
+
         bar.refresh()
-        yield say, done
+        yield say, done, tick
 
 
-def _print_table(batch: Any, mode: str) -> None:
-    """One row a shop, and the totals."""
+def _print_table(batch: Any, mode: str, quiet: bool) -> None:
+    """One row a shop, and the totals. Under ``--quiet`` (cron mails it) only the shops that need a
+    look: for an agency's 200 shops, the one whose export went missing was a row among 200."""
     from rich.table import Table
     from rich.text import Text
 
+    from cartrescue.batch import shown
+    from cartrescue.text import counted
+
+    listed = [shop for shop in batch.shops if not quiet or shop.exit_code not in _SILENT or shop.attention()]
+    left = len(batch.shops) - len(listed)
+    title = f"run-all ({mode}): {counted(len(batch.shops), 'shop')}"
+    if left:
+        title += f", {left} not listed: they went well (or found their lock held)"
     console = out_console()
-    table = Table(title=f"run-all ({mode}): {len(batch.shops)} shops", title_justify="left")
+    table = Table(title=title, title_justify="left")
     if console.is_terminal:
         table.add_column("config", overflow="fold", ratio=1)
     else:  # cron's mail: one line a shop, its config whole (folded, 200 shops took 800 lines)
-        console.width = max(console.width, max((len(str(shop.config)) for shop in batch.shops), default=0) + 90)
+        console.width = max(console.width, max((len(shown(shop.config)) for shop in listed), default=0) + 90)
         table.add_column("config", no_wrap=True)
     for name in ("exit", "carts", "send", "sent", "failed", "problems", "seconds"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("error", no_wrap=True)  # its kind; the message is on stderr
-    for shop in batch.shops:
+    for shop in listed:
         counts, error = shop.counts(), shop.error()
-        table.add_row(Text(str(shop.config)), str(shop.exit_code), *(str(counts.get(key, 0)) for key in (
+        table.add_row(Text(shown(shop.config)), str(shop.exit_code), *(str(counts.get(key, 0)) for key in (
             "carts", "send", "sent", "failed", "problems")), f"{shop.seconds:.1f}",
             Text(error["code"] if error else "", style="red"))
     totals = batch.counts()
