@@ -9,6 +9,7 @@ to guess which package, and under which name, to install.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 #: The module SQLAlchemy imports for a driver -> what brings it (pip extras of cartrescue).
@@ -84,14 +85,31 @@ class Silence:
     """A ledger's deadline per statement, and whether its server stopped answering.
 
     Shared by the connections of one engine: once a statement of any of them went unanswered
-    for ``seconds``, the server is taken for gone, and every later statement or new connection
-    fails at once with the same line. The run's stop path (its outcomes, ``finish_run``, the
-    lock's release) then ends in moments instead of a deadline per write."""
+    for ``seconds``, the server is taken for gone for as long again, and every statement or new
+    connection meanwhile fails at once with the same line. The run's stop path (its outcomes,
+    ``finish_run``, the lock's release) then ends in moments instead of a deadline per write; a
+    process that lives on (the unsubscribe server of :mod:`cartrescue.webhook`) tries again
+    after that, and goes on once the server answers."""
 
     def __init__(self, seconds: float | None, names: str) -> None:
         self.seconds = seconds
         self.names = names  # the config key and the URL without its password
-        self.gone = False
+        self._since: float | None = None  # when a statement last went unanswered (monotonic)
+
+    @property
+    def gone(self) -> bool:
+        """Did a statement go unanswered less than ``seconds`` ago?"""
+        since = self._since
+        if since is None:
+            return False
+        if time.monotonic() - since < (self.seconds or 0):
+            return True
+        self._since = None
+        return False
+
+    def went(self) -> None:
+        """A statement went unanswered for ``seconds``."""
+        self._since = time.monotonic()
 
     def line(self) -> str:
         return f"{self.names} stopped answering for {self.seconds:g} s (ledger.statement_wait)"
@@ -178,7 +196,7 @@ def _deadline_classes() -> dict[str, Any]:
                 try:
                     return super().wait(gen, interval, silence.seconds)
                 except pg_errors._WaitTimeout:  # the protocol is cut mid-way: the connection is done for
-                    silence.gone = True
+                    silence.went()
                     self.pgconn.finish()
                     raise silence.error(psycopg.OperationalError) from None
 
@@ -220,7 +238,7 @@ def _deadline_classes() -> dict[str, Any]:
                 """Raise :meth:`Silence.error` when ``exc`` was the socket's time-out."""
                 silence = self._silence
                 if silence is not None and isinstance(exc.__context__, TimeoutError):
-                    silence.gone = True
+                    silence.went()
                     raise silence.error(pymysql.err.OperationalError, 2013) from None
 
         _CLASSES["pymysql"] = MysqlDeadline

@@ -207,3 +207,24 @@ def test_a_statement_wait_under_a_second_is_refused(tmp_path: Path) -> None:
     shop.configure(ledger={"statement_wait": "0s"})
     with pytest.raises(ConfigError, match="ledger.statement_wait: must be at least 1s"):
         load_config(shop.write())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_ledger_that_answers_again_is_used_again_once_the_wait_has_passed(kind: str) -> None:
+    """A process that lives on (the unsubscribe and survey server, ``cartrescue.webhook``) keeps
+    its ledger: the ledger's writes fail at once for one ``statement_wait`` after it went silent,
+    then a statement tries again, and works once the server answers."""
+    with shop_database(kind, "again") as db, FreezingProxy(make_url(db.url).port) as proxy:
+        ledger = Ledger(proxied(db, proxy), where="ledger.url", statement_wait=WAIT)
+        try:
+            run_id = ledger.start_run("send", NOW, "")
+            proxy.freeze()
+            with pytest.raises(Exception, match="stopped answering"):
+                ledger.heartbeat(run_id)
+            proxy.thaw()
+            time.sleep(WAIT)
+            started = time.monotonic()
+            ledger.finish_run(run_id, "ok", {})
+            assert time.monotonic() - started < WAIT
+        finally:
+            ledger.close()
