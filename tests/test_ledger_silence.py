@@ -30,8 +30,6 @@ from cartrescue.ledger import Ledger
 from conftest import NOW, REPO, Shop, cart, iso
 from shopdb import ShopDb, shop_database
 
-pytestmark = [pytest.mark.smtp, pytest.mark.slow]
-
 KINDS = [pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("mariadb", marks=pytest.mark.mariadb)]
 #: The deadline of the tests' ledgers (ledger.statement_wait), and how long a process may take to end after the freeze.
 WAIT = 2
@@ -69,6 +67,8 @@ def sent_steps(server: LoopbackSMTP) -> Counter[tuple[str, str]]:
     return Counter((m.parsed()["X-Cartrescue-Cart"], m.parsed()["X-Cartrescue-Step"]) for m in server.messages)
 
 
+@pytest.mark.smtp
+@pytest.mark.slow
 def test_a_ledger_that_stops_answering_mid_send_stops_the_run_and_a_rerun_sends_no_step_twice(
         ledger_behind_proxy: tuple[ShopDb, FreezingProxy]) -> None:
     db, proxy = ledger_behind_proxy
@@ -123,6 +123,7 @@ def test_a_ledger_that_stops_answering_mid_send_stops_the_run_and_a_rerun_sends_
         assert json.loads(output(shop, 1)[0])["killed_left"] == left  # said once: claims without outcome
 
 
+@pytest.mark.slow
 def test_doctor_against_a_ledger_that_stopped_answering_ends(
         ledger_behind_proxy: tuple[ShopDb, FreezingProxy]) -> None:
     db, proxy = ledger_behind_proxy
@@ -147,6 +148,7 @@ def test_doctor_against_a_ledger_that_stopped_answering_ends(
                                                    "(ledger.statement_wait)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_once_a_statement_went_unanswered_the_ledgers_other_writes_fail_at_once(kind: str) -> None:
     """The stop path (outcomes, ``finish_run``, the lock's release, the heartbeat) must not wait
@@ -209,6 +211,7 @@ def test_a_statement_wait_under_a_second_is_refused(tmp_path: Path) -> None:
         load_config(shop.write())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_ledger_that_answers_again_is_used_again_once_the_wait_has_passed(kind: str) -> None:
     """A process that lives on (the unsubscribe and survey server, ``cartrescue.webhook``) keeps
