@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from cartrescue.drivers import STATEMENT_WAIT
 from cartrescue.errors import ConfigError, LedgerError
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "cartrescue.yaml"
 LOCK_TIMEOUT_FLOOR = timedelta(seconds=5)
+#: ``report`` waits this many times ``ledger.statement_wait`` for a statement's answer: its
+#: queries group and sort a whole period's rows (10 minutes by default).
+PERIOD_READS = 10
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -656,6 +660,9 @@ class LedgerConfig(_Model):
 
     url: str = "sqlite:///cartrescue.db"  # relative SQLite paths are relative to the config file
     lock_timeout: Duration = timedelta(hours=2)  # a lock without heartbeat this long is stale (crashed run)
+    # A statement on a PostgreSQL or MySQL/MariaDB ledger that goes this long without an answer
+    # (a proxy whose backend is gone) stops the command, exit 2 (cartrescue.drivers.Silence).
+    statement_wait: Duration = timedelta(seconds=STATEMENT_WAIT)
     retention: Annotated[Retention, BeforeValidator(_retention)] = Retention()
 
     @field_validator("lock_timeout")
@@ -664,6 +671,14 @@ class LedgerConfig(_Model):
         if value < LOCK_TIMEOUT_FLOOR:
             raise ValueError(f"must be at least {int(LOCK_TIMEOUT_FLOOR.total_seconds())}s (the run refreshes its "
                              f"heartbeat every lock_timeout/4), got {duration_text(value)}")
+        return value
+
+    @field_validator("statement_wait")
+    @classmethod
+    def _some_wait(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError(f"must be at least 1s (a statement's longest wait for an answer), "
+                             f"got {duration_text(value)}")
         return value
 
 
@@ -1569,7 +1584,7 @@ class Config(_Model):
         return f"{self.shop.name} <{self.shop.from_email}>"
 
     def open_ledger(self, *, create: bool = True, older: bool = False, upgrade: bool = False,
-                    runs_over: "RunsOver | None" = None) -> "Ledger":
+                    runs_over: "RunsOver | None" = None, reads_a_period: bool = False) -> "Ledger":
         """The ledger of ``ledger.url``; an error that it cannot be opened names the file and key.
 
         ``create=False`` (a command that only reads: ``carts``, a dry-run, ``preview``, ``report``,
@@ -1582,24 +1597,27 @@ class Config(_Model):
         unless ``older`` (``doctor``, which reports :attr:`~cartrescue.ledger.Ledger.behind`) or
         ``upgrade`` (``run`` and ``carts``, a dry-run too: the shop's own job may bring its ledger
         up to date, so a careful owner can dry-run a new version before its first sending run).
-        ``runs_over``: the process's runs that are over (:class:`cartrescue.ledger.RunsOver`)."""
+        ``runs_over``: the process's runs that are over (:class:`cartrescue.ledger.RunsOver`).
+        Each statement waits ``ledger.statement_wait`` for an answer, ``reads_a_period``
+        (``report``, whose queries add up weeks of rows) :data:`PERIOD_READS` times as long."""
         from cartrescue.ledger import Ledger, older_ledger
 
         where = self.where("ledger.url")
+        wait = self.ledger.statement_wait.total_seconds() * (PERIOD_READS if reads_a_period else 1)
         if create:
-            return Ledger(self.ledger_url, where=where, runs_over=runs_over)
+            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait)
         missing, foreign = self.missing_ledger_file(), self.not_a_ledger_file()
         if missing is not None:
             return Ledger.empty(where, absent=f"{missing} does not exist")
         if foreign is not None:
             return Ledger.empty(where, absent=f"{foreign[0]} has none of cartrescue's cr_* tables")
-        ledger = Ledger(self.ledger_url, where=where, create=False, runs_over=runs_over)
+        ledger = Ledger(self.ledger_url, where=where, create=False, runs_over=runs_over, statement_wait=wait)
         if ledger.has_no_tables():
             ledger.close()
             return Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
         if ledger.behind and upgrade:  # it only adds tables and columns
             ledger.close()
-            return Ledger(self.ledger_url, where=where, runs_over=runs_over)
+            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait)
         if ledger.behind and not older:
             ledger.close()
             raise LedgerError(older_ledger(where, ledger.behind))

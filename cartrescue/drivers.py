@@ -1,4 +1,5 @@
-"""Database drivers: what to install when a URL needs one that is missing.
+"""Database drivers: what to install when a URL needs one that is missing, and how long a
+connection (and a ledger's statement) waits for its server.
 
 Owns one answer, for the ledger and a shop's database alike: ``pip install cartrescue`` brings
 SQLite only; PostgreSQL and MySQL/MariaDB need the ``[postgres]`` or ``[mysql]`` extra. Without
@@ -8,6 +9,7 @@ to guess which package, and under which name, to install.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 #: The module SQLAlchemy imports for a driver -> what brings it (pip extras of cartrescue).
@@ -43,7 +45,8 @@ def connect_deadline(url: Any) -> dict[str, Any]:
     """``connect_args`` that bound the setup of a connection to ``url`` (a SQLAlchemy URL) by
     :data:`CONNECT_WAIT`; a value the URL gives itself wins. PostgreSQL's ``connect_timeout``
     covers the whole setup. PyMySQL's covers only the TCP connect: the server's greeting is read
-    under ``read_timeout``, which :func:`lift_read_deadline` lifts again once connected."""
+    under ``read_timeout``, which :func:`lift_read_deadline` lifts again once connected (a shop's
+    database) or :func:`statement_deadline` makes the statements' (a ledger)."""
     backend, given = url.get_backend_name(), url.query
     args: dict[str, Any] = {}
     if backend in ("postgresql", "mysql", "mariadb") and "connect_timeout" not in given:
@@ -66,3 +69,177 @@ def lift_read_deadline(engine: Any, url: Any) -> None:
         dbapi_connection._read_timeout = None
 
     event.listen(engine, "connect", _greeted, insert=True)
+
+
+#: Seconds a ledger statement may go without an answer (``ledger.statement_wait``). Once
+#: connected, a server that stopped answering -- a proxy (pgbouncer, HAProxy, a cloud SQL proxy)
+#: whose backend went away while it kept the client's TCP connection open and acknowledged --
+#: held the run for good: no keepalive fires through a proxy that answers. Its heartbeat hung
+#: too, the lock went stale, and each cron round added another process hung on the same proxy.
+#: The longest wait a run means to make is MariaDB's named lock (``ledger.LOCKING_WAIT``, 30 s)
+#: or InnoDB's row lock (50 s by default); PostgreSQL's ``lock_timeout`` is 15 s.
+STATEMENT_WAIT = 60.0
+
+
+class Silence:
+    """A ledger's deadline per statement, and whether its server stopped answering.
+
+    Shared by the connections of one engine: once a statement of any of them went unanswered
+    for ``seconds``, the server is taken for gone for as long again, and every statement or new
+    connection meanwhile fails at once with the same line. The run's stop path (its outcomes,
+    ``finish_run``, the lock's release) then ends in moments instead of a deadline per write; a
+    process that lives on (the unsubscribe server of :mod:`cartrescue.webhook`) tries again
+    after that, and goes on once the server answers."""
+
+    def __init__(self, seconds: float | None, names: str) -> None:
+        self.seconds = seconds
+        self.names = names  # the config key and the URL without its password
+        self._since: float | None = None  # when a statement last went unanswered (monotonic)
+
+    @property
+    def gone(self) -> bool:
+        """Did a statement go unanswered less than ``seconds`` ago?"""
+        since = self._since
+        if since is None:
+            return False
+        if time.monotonic() - since < (self.seconds or 0):
+            return True
+        self._since = None
+        return False
+
+    def went(self) -> None:
+        """A statement went unanswered for ``seconds``."""
+        self._since = time.monotonic()
+
+    def line(self) -> str:
+        return f"{self.names} stopped answering for {self.seconds:g} s (ledger.statement_wait)"
+
+    def error(self, kind: type[BaseException], *args: Any) -> BaseException:
+        """The driver's error ``kind(*args, line)`` (an OperationalError: SQLAlchemy takes it for a
+        lost connection), marked for :func:`stopped_answering`."""
+        error = kind(*args, self.line())
+        error.cartrescue_silence = self.line()  # type: ignore[attr-defined]
+        return error
+
+
+def stopped_answering(exc: BaseException) -> str | None:
+    """The line of :class:`Silence` when ``exc`` (or the driver error SQLAlchemy wrapped) is a
+    statement that went unanswered past its deadline; None for any other error."""
+    orig = getattr(exc, "orig", None) or exc
+    said: str | None = getattr(orig, "cartrescue_silence", None)
+    return said
+
+
+def statement_deadline(engine: Any, url: Any, seconds: float | None, names: str) -> Silence:
+    """Bound each statement of ``engine`` (a ledger's, to ``url``) by ``seconds`` without an
+    answer (None: unbounded), for psycopg 3 and PyMySQL: their connections are made of the
+    classes of :func:`_deadline_classes`. Any other driver (SQLite waits on its own
+    ``busy_timeout``) is left as it is. A MySQL/MariaDB URL's own ``read_timeout`` and
+    ``write_timeout`` win over ``seconds``."""
+    from sqlalchemy import event
+
+    silence = Silence(seconds, names)
+    driver = engine.dialect.driver
+    if driver not in ("psycopg", "pymysql") or seconds is None:
+        return silence
+    made = _deadline_classes()[driver]
+    given = url.query
+    dbapi = engine.dialect.loaded_dbapi
+    refusal = (2013,) if driver == "pymysql" else ()  # CR_SERVER_LOST: SQLAlchemy's "disconnected"
+
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        if silence.gone:  # connecting again through the same proxy would wait CONNECT_WAIT each time
+            raise silence.error(dbapi.OperationalError, *refusal)
+        connection = made(*cargs, **cparams) if driver == "pymysql" else made.connect(*cargs, **cparams)
+        connection._silence = silence
+        if driver == "pymysql":  # the greeting's deadline (connect_deadline) gives way to the statements'
+            if "read_timeout" not in given:
+                connection._read_timeout = seconds
+            if "write_timeout" not in given:
+                connection._write_timeout = seconds
+        return connection
+
+    event.listen(engine, "do_connect", _connect)
+    return silence
+
+
+_CLASSES: dict[str, Any] = {}
+
+
+def _deadline_classes() -> dict[str, Any]:
+    """The connection classes of :func:`statement_deadline`, by driver (made once, of the
+    drivers that are installed). Each raises :meth:`Silence.error` for a statement unanswered
+    past the deadline, and for every statement after one was, closing its connection."""
+    if _CLASSES:
+        return _CLASSES
+    try:
+        import psycopg
+        from psycopg import errors as pg_errors
+    except ImportError:
+        pass
+    else:
+        interval = getattr(psycopg.connection, "_WAIT_INTERVAL", 0.1)
+
+        class PostgresDeadline(psycopg.Connection):  # type: ignore[type-arg]
+            """psycopg has no read timeout; its wait for the server takes one, which bounds
+            each step of a statement (send, then each read of its results)."""
+
+            _silence: Silence | None = None
+
+            def wait(self, gen: Any, interval: float = interval, timeout: float | None = None) -> Any:
+                silence = self._silence
+                if silence is None or timeout is not None:  # connecting, or psycopg's own cancel
+                    return super().wait(gen, interval, timeout)
+                if silence.gone:
+                    self.pgconn.finish()
+                    raise silence.error(psycopg.OperationalError)
+                try:
+                    return super().wait(gen, interval, silence.seconds)
+                except pg_errors._WaitTimeout:  # the protocol is cut mid-way: the connection is done for
+                    silence.went()
+                    self.pgconn.finish()
+                    raise silence.error(psycopg.OperationalError) from None
+
+        _CLASSES["psycopg"] = PostgresDeadline
+    try:
+        import pymysql
+        from pymysql.connections import Connection, MysqlPacket
+    except ImportError:
+        pass
+    else:
+        class MysqlDeadline(Connection):  # type: ignore[misc]
+            """PyMySQL reads and writes under ``_read_timeout`` and ``_write_timeout`` (set to the
+            deadline once connected); a time-out there becomes :meth:`Silence.error`."""
+
+            _silence: Silence | None = None
+
+            def _execute_command(self, command: Any, sql: Any) -> Any:
+                silence = self._silence
+                if silence is not None and silence.gone:
+                    self._force_close()
+                    raise silence.error(pymysql.err.OperationalError, 2013)
+                return super()._execute_command(command, sql)
+
+            def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
+                try:
+                    return super()._read_packet(packet_type)
+                except pymysql.err.OperationalError as exc:
+                    self._timed_out(exc)
+                    raise
+
+            def _write_bytes(self, data: bytes) -> None:
+                try:
+                    super()._write_bytes(data)
+                except pymysql.err.OperationalError as exc:
+                    self._timed_out(exc)
+                    raise
+
+            def _timed_out(self, exc: BaseException) -> None:
+                """Raise :meth:`Silence.error` when ``exc`` was the socket's time-out."""
+                silence = self._silence
+                if silence is not None and isinstance(exc.__context__, TimeoutError):
+                    silence.went()
+                    raise silence.error(pymysql.err.OperationalError, 2013) from None
+
+        _CLASSES["pymysql"] = MysqlDeadline
+    return _CLASSES

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
 
-from cartrescue.drivers import missing_driver
+from cartrescue.drivers import STATEMENT_WAIT, Silence, missing_driver, stopped_answering
 from cartrescue.errors import LedgerError, LockHeld, LockLost
 from cartrescue.model import quick_init
 from cartrescue.sqlite_url import sqlite_file
@@ -605,10 +605,12 @@ class Ledger:
     """A handle on the ledger database; create one per process."""
 
     def __init__(self, url: str, where: str = "ledger", *, create: bool = True,
-                 runs_over: RunsOver | None = None) -> None:
+                 runs_over: RunsOver | None = None, statement_wait: float | None = STATEMENT_WAIT) -> None:
         """``where``: what names the URL in an error that it cannot be opened (the config file
         and key, :meth:`cartrescue.config.Config.open_ledger`). ``runs_over``: this process's
         runs that are over (:class:`RunsOver`), shared with its other ledgers; None: its own.
+        ``statement_wait``: seconds a statement on PostgreSQL or MySQL/MariaDB may go without an
+        answer (``ledger.statement_wait``; None: no bound), see :class:`cartrescue.drivers.Silence`.
 
         ``create=False``: a command that only reads. It creates no table and upgrades nothing
         (no column added, no time rewritten): a read-only role cannot, and a ``doctor`` run
@@ -618,6 +620,8 @@ class Ledger:
         self.runs_over = RunsOver() if runs_over is None else runs_over
         #: Why no ledger is there (an empty stand-in of :meth:`empty`), else None.
         self.absent: str | None = None
+        #: The deadline of its statements, and whether its server stopped answering (None: SQLite).
+        self.silence: Silence | None = None
         #: What an older ledger opened with ``create=False`` lacks (``cr_code``, ``cr_run.shard``).
         self.behind: list[str] = []
         self._json_each: bool | None = None  # see _json_lists
@@ -634,7 +638,7 @@ class Ledger:
                 # URL's own options set lock_timeout), and the URL's options stay (cartrescue.pg_options).
                 from sqlalchemy.engine import make_url
 
-                from cartrescue.drivers import connect_deadline, lift_read_deadline
+                from cartrescue.drivers import connect_deadline, statement_deadline
 
                 parsed = make_url(url)
                 args: dict[str, Any] = connect_deadline(parsed)  # a server that never greets: an error
@@ -643,7 +647,7 @@ class Ledger:
 
                     args["options"] = merged(parsed, first="-c lock_timeout=15s")
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
-                lift_read_deadline(self.engine, parsed)
+                self.silence = statement_deadline(self.engine, parsed, statement_wait, f"{where} {self.safe_url()}")
             try:
                 self.engine.connect().close()
             except (AttributeError, LookupError, TypeError, ValueError) as exc:
@@ -658,6 +662,9 @@ class Ledger:
             else:
                 self.behind = self._schema_gaps(READ_TABLES)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            silent = stopped_answering(exc)
+            if silent is not None:  # connected, then no answer (the line names where and the URL)
+                raise LedgerError(silent) from None
             driver = missing_driver(exc, "the ledger")
             if driver is not None:
                 raise LedgerError(f"{where} {self.safe_url()}: cannot open: {driver}") from None
@@ -2349,7 +2356,12 @@ def busy(exc: BaseException) -> bool:
 
 
 def ledger_error(exc: BaseException, where: str) -> Exception:
-    """The error a run reports for a database error of the ledger: busy is "locked" (exit 4)."""
+    """The error a run reports for a database error of the ledger: busy is "locked" (exit 4); a
+    ledger that stopped answering is said in its own words (:class:`cartrescue.drivers.Silence`)."""
+    silent = stopped_answering(exc)
+    if silent is not None:
+        return LedgerError(f"{silent}: nothing more was claimed; a message whose outcome could not be "
+                           "recorded keeps its claim and is not sent again (doctor lists it)")
     if busy(exc):
         return LockHeld(f"{where} is busy: another process holds its lock ({one_line(exc)}); a later run "
                         "goes on (a stopped cartrescue process keeps it locked: resume or end it)")

@@ -83,7 +83,8 @@ def test_a_shop_database_that_never_greets_is_the_sources_error_not_a_hang(
 @pytest.mark.mariadb
 def test_a_mariadb_connection_reads_without_a_deadline_once_it_has_greeted(monkeypatch: pytest.MonkeyPatch) -> None:
     """The greeting's deadline is lifted: a query that takes longer than it still answers, on
-    the ledger's connections and a shop database's."""
+    the ledger's connections (bounded by ``ledger.statement_wait`` instead, 60 s) and a shop
+    database's."""
     from test_source_sql import QUERIES
 
     monkeypatch.setattr(drivers, "CONNECT_WAIT", 2)

@@ -62,7 +62,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
 
     # Never made, given tables, nor upgraded: the report only reads. Where there is no ledger it
     # reads an empty one and says why in its notes (a weekly digest set up before the first run).
-    ledger = config.open_ledger(create=False)
+    ledger = config.open_ledger(create=False, reads_a_period=True)
     try:
         with Attribution(period.since, period.until, window, config.eligibility.max_age + window, period.now,
                          follow=config.eligibility.max_age) as att:
