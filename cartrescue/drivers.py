@@ -141,8 +141,12 @@ def statement_deadline(engine: Any, url: Any, seconds: float | None, names: str)
     silence = Silence(seconds, names)
     driver = engine.dialect.driver
     if driver not in ("psycopg", "pymysql") or seconds is None:
+        if seconds is None:  # unbounded: a MySQL/MariaDB greeting's deadline is lifted again
+            lift_read_deadline(engine, url)
         return silence
-    made = _deadline_classes()[driver]
+    made = _deadline_classes().get(driver)
+    if made is None:  # a psycopg older than 3.3 (psycopg_waits_with_timeout)
+        return silence
     given = url.query
     dbapi = engine.dialect.loaded_dbapi
     refusal = (2013,) if driver == "pymysql" else ()  # CR_SERVER_LOST: SQLAlchemy's "disconnected"
@@ -178,29 +182,8 @@ def _deadline_classes() -> dict[str, Any]:
     except ImportError:
         pass
     else:
-        interval = getattr(psycopg.connection, "_WAIT_INTERVAL", 0.1)
-
-        class PostgresDeadline(psycopg.Connection):  # type: ignore[type-arg]
-            """psycopg has no read timeout; its wait for the server takes one, which bounds
-            each step of a statement (send, then each read of its results)."""
-
-            _silence: Silence | None = None
-
-            def wait(self, gen: Any, interval: float = interval, timeout: float | None = None) -> Any:
-                silence = self._silence
-                if silence is None or timeout is not None:  # connecting, or psycopg's own cancel
-                    return super().wait(gen, interval, timeout)
-                if silence.gone:
-                    self.pgconn.finish()
-                    raise silence.error(psycopg.OperationalError)
-                try:
-                    return super().wait(gen, interval, silence.seconds)
-                except pg_errors._WaitTimeout:  # the protocol is cut mid-way: the connection is done for
-                    silence.went()
-                    self.pgconn.finish()
-                    raise silence.error(psycopg.OperationalError) from None
-
-        _CLASSES["psycopg"] = PostgresDeadline
+        if psycopg_waits_with_timeout():
+            _CLASSES["psycopg"] = _postgres_deadline(psycopg, pg_errors)
     try:
         import pymysql
         from pymysql.connections import Connection, MysqlPacket
@@ -243,3 +226,47 @@ def _deadline_classes() -> dict[str, Any]:
 
         _CLASSES["pymysql"] = MysqlDeadline
     return _CLASSES
+
+
+def psycopg_waits_with_timeout() -> bool:
+    """Does the installed psycopg take a timeout in ``Connection.wait`` and raise its private
+    ``_WaitTimeout`` there (psycopg 3.3 and later; the ``[postgres]`` extra asks for it)? With an
+    older one a PostgreSQL ledger's statements keep no deadline, as before it had one, rather than
+    fail (``tests/test_ledger_silence.py`` fails loudly when a release changes this)."""
+    import inspect
+
+    import psycopg
+    from psycopg import errors as pg_errors
+
+    try:
+        takes = "timeout" in inspect.signature(psycopg.Connection.wait).parameters
+    except (TypeError, ValueError):
+        return False
+    return takes and isinstance(getattr(pg_errors, "_WaitTimeout", None), type)
+
+
+def _postgres_deadline(psycopg: Any, pg_errors: Any) -> Any:
+    """The psycopg connection class of :func:`statement_deadline`."""
+    interval = getattr(psycopg.connection, "_WAIT_INTERVAL", 0.1)
+
+    class PostgresDeadline(psycopg.Connection):  # type: ignore[type-arg]
+        """psycopg has no read timeout; its wait for the server takes one, which bounds
+        each step of a statement (send, then each read of its results)."""
+
+        _silence: Silence | None = None
+
+        def wait(self, gen: Any, interval: float = interval, timeout: float | None = None) -> Any:
+            silence = self._silence
+            if silence is None or timeout is not None:  # connecting, or psycopg's own cancel
+                return super().wait(gen, interval, timeout)
+            if silence.gone:
+                self.pgconn.finish()
+                raise silence.error(psycopg.OperationalError)
+            try:
+                return super().wait(gen, interval, silence.seconds)
+            except pg_errors._WaitTimeout:  # the protocol is cut mid-way: the connection is done for
+                silence.went()
+                self.pgconn.finish()
+                raise silence.error(psycopg.OperationalError) from None
+
+    return PostgresDeadline

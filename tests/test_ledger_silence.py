@@ -36,6 +36,20 @@ WAIT = 2
 BOUND = 30
 
 
+def test_the_driver_internals_the_statement_deadline_relies_on_are_there() -> None:
+    """Fails loudly when a psycopg or PyMySQL release changes what cartrescue/drivers.py uses: the
+    timeout of psycopg's ``Connection.wait`` and its ``_WaitTimeout`` (3.3 and later, which the
+    extras ask for), PyMySQL's read/write hooks and time-outs. Without them a ledger keeps no deadline."""
+    import pymysql.connections
+
+    from cartrescue.drivers import _deadline_classes, psycopg_waits_with_timeout
+
+    assert psycopg_waits_with_timeout(), "psycopg's Connection.wait takes no timeout: no ledger deadline"
+    for name in ("_execute_command", "_read_packet", "_write_bytes", "_force_close"):
+        assert callable(getattr(pymysql.connections.Connection, name, None)), f"PyMySQL Connection.{name} is gone"
+    assert set(_deadline_classes()) == {"psycopg", "pymysql"}
+
+
 def proxied(db: ShopDb, proxy: FreezingProxy) -> str:
     """``db``'s URL through ``proxy``."""
     return make_url(db.url).set(port=proxy.port).render_as_string(hide_password=False)
