@@ -44,7 +44,7 @@ from cartrescue import survey as survey_links
 from cartrescue.incentives import placeholder
 from cartrescue.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.render import PARTS, SMS_PART, Renderer, template_frame
+from cartrescue.render import PARTS, SMS_PART, Renderer, did_you_mean, template_frame
 from cartrescue.sms_text import KINDS as SMS_KINDS
 from cartrescue.sms_text import measure
 from cartrescue.sms_text import problems as sms_problems
@@ -583,10 +583,11 @@ class TemplateChecker:
                     label = {"txt": "text", "html": "HTML", "subject.txt": "subject", SMS_PART: "SMS"}[part]
                     case.add(Problem(kind, f"no {label} part: {name} does not exist", name))
                 else:
-                    case.add(Problem("render", f"{name} needs template {exc.name!r}, which does not exist", name))
+                    case.add(Problem("render", self._not_found(name, exc), name))
                 compiled.append(None)
             except TemplateSyntaxError as exc:
-                case.add(Problem("syntax", f"syntax error: {exc.message}", exc.name or name, exc.lineno))
+                case.add(Problem("syntax", f"syntax error: {self._explain(exc, exc.name or name, exc.lineno, {})}",
+                                 exc.name or name, exc.lineno))
                 compiled.append(None)
         if any(template is None for template in compiled):
             case.seconds = time.perf_counter() - started
@@ -651,12 +652,15 @@ class TemplateChecker:
                         break
                 except UndefinedError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
-                    case.add(Problem("undefined", f"undefined variable: {exc.message}", file, line, cart.id))
+                    case.add(Problem("undefined", f"undefined variable: {self._explain(exc, file, line, context)}",
+                                     file, line, cart.id))
                 except TemplateSyntaxError as exc:  # in an included file, compiled on first use: no cart's fault
-                    case.add(Problem("syntax", f"syntax error: {exc.message}", exc.name or name, exc.lineno))
+                    file = exc.name or name
+                    case.add(Problem("syntax", f"syntax error: {self._explain(exc, file, exc.lineno, context)}", file,
+                                     exc.lineno))
                 except TemplateNotFound as exc:
-                    case.add(Problem("render", f"{name} needs template {exc.name!r}, which does not exist", name,
-                                     None, cart.id))
+                    file, line = template_frame(exc, self.renderer.folders, name)
+                    case.add(Problem("render", self._not_found(file, exc), file, line, cart.id))
                 except SecurityError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"not allowed in the sandbox: {exc}", file, line, cart.id))
@@ -664,6 +668,15 @@ class TemplateChecker:
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"{type(exc).__name__}: {exc}", file, line, cart.id))
         return parts
+
+    def _explain(self, exc: Exception, file: str, line: int | None, context: dict[str, Any]) -> str:
+        """Jinja's message, as a run words it (:meth:`Renderer.explain`: the close names that exist)."""
+        return self.renderer.explain(exc, file, line, context)
+
+    def _not_found(self, name: str, exc: Exception) -> str:
+        """A layout, include or macro file that is missing, and the close file names there are."""
+        missing = str(getattr(exc, "name", exc))
+        return f"{name} needs template {missing!r}, which does not exist{did_you_mean(missing, self.available)}"
 
     def inspect_sms(self, case: Case, cart: Cart, file: str, text: str) -> None:
         """A text message: segments within ``sms.max_segments``, the opt-out keyword, the shop's

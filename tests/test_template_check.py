@@ -770,7 +770,8 @@ def test_the_date_filter_given_an_undefined_value_fails_as_undefined(tmp_path: P
     report = check_templates(config, templates=["mine"], carts=edge_carts()[:1])
     problems = [(p.kind, p.file, p.message) for case in report.cases for p in case.problems]
     # rendered without an incentive, then with the sample one (whose expires is formatted already)
-    assert problems[0] == ("undefined", "en/mine.txt", "undefined variable: 'None' has no attribute 'expires'")
+    assert problems[0] == ("undefined", "en/mine.txt", "undefined variable: 'incentive.expires' is undefined: "
+                           "incentive is None here (test it first: {% if incentive %})")
     assert problems[1][0] == "render" and "formatted already" in problems[1][2], problems
 
 
@@ -925,3 +926,30 @@ def test_a_text_message_without_the_offer_is_a_note_until_a_tier_texts_it(shop: 
     texting = shop.cli("templates", "check", "--json", "--quick", "--locale", "en", now=None)
     assert texting.exit_code == 1
     assert {p["kind"] for c in texting.json["cases"] if c["channel"] == "sms" for p in c["problems"]} == {"incentive"}
+
+
+@pytest.mark.parametrize(("file", "old", "new", "kind", "said"), [
+    ("mine.txt", "{{ cart.total }}", "{{ cart.totl }}", "undefined",
+     "undefined variable: 'cart.totl' is undefined: cart has no 'totl' (did you mean cart.total?)"),
+    ("mine.txt", "{{ item.name }}", "{{ item.nmae }}", "undefined",
+     "undefined variable: 'item.nmae' is undefined: item has no 'nmae' (did you mean item.name?)"),
+    ("mine.html", "{{ shop.name }}", "{{ shpo.name }}", "undefined",
+     "undefined variable: 'shpo' is undefined (did you mean shop?)"),
+    ("mine.txt", "{{ cart.total }}", "{{ cart.total|money2 }}", "syntax",
+     "syntax error: No filter named 'money2' (did you mean money?)"),
+    ("mine.html", "<p>Total:", '{% include "_macro.html" %}<p>Total:', "render",
+     "en/mine.html needs template '_macro.html', which does not exist (did you mean _macros.html?)"),
+])
+def test_a_typo_names_the_line_and_the_close_names_that_exist(tmp_path: Path, file: str, old: str, new: str,
+                                                             kind: str, said: str) -> None:
+    """Jinja's "'dict object' has no attribute 'totl'" named neither the path nor what exists."""
+    folder = _good_with(tmp_path, "")
+    path = folder / "en" / file
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    line = next(number for number, written in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if new.split("}}")[0] in written)
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder),
+                             templates=["mine"], carts=edge_carts()[:1])
+    problems = [(p.kind, p.file, p.line, p.message) for case in report.cases for p in case.problems]
+    assert problems[0] == (kind, f"en/{file}", line, said), problems

@@ -1,0 +1,91 @@
+"""A template's usual mistakes, as `preview` and a dry-run report them: the file and line, what is
+unknown, and the close names that exist (a developer fixing a typo should not have to guess from
+Jinja's "'dict object' has no attribute 'totl'")."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Shop, cart
+
+
+def _shop_with(shop: Shop, tmp_path: Path, file: str, old: str, new: str) -> Shop:
+    """The shop with a copy of the shipped templates in which ``file``'s first ``old`` is ``new``."""
+    folder = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", folder)
+    path = folder / file
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    shop.configure(templates=str(folder))
+    shop.add(cart("c1"))
+    return shop
+
+
+def _line_of(tmp_path: Path, file: str, fragment: str) -> int:
+    lines = (tmp_path / "templates" / file).read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1) if fragment in line)
+
+
+def _preview_error(shop: Shop) -> str:
+    result = shop.cli("preview", "c1", "--json")
+    assert result.exit_code == 1, result.output
+    return result.json["error"]["message"]
+
+
+def test_a_misspelt_cart_field_in_a_preview_names_the_path_and_the_close_name(shop: Shop, tmp_path: Path) -> None:
+    _shop_with(shop, tmp_path, "en/reminder-1.txt", "{{ cart.total }}", "{{ cart.totl }}")
+    line = _line_of(tmp_path, "en/reminder-1.txt", "cart.totl")
+    message = _preview_error(shop)
+    assert message == (f"en/reminder-1.txt:{line}: 'cart.totl' is undefined: cart has no 'totl' "
+                       "(did you mean cart.total?)"), message
+
+
+def test_a_misspelt_item_field_in_a_dry_run_names_the_close_name(shop: Shop, tmp_path: Path) -> None:
+    """``item`` is a loop's variable, not the context's: its fields are those of ``items``."""
+    _shop_with(shop, tmp_path, "en/reminder-1.txt", "{{ item.name }}", "{{ item.nmae }}")
+    result = shop.cli("run")
+    assert result.exit_code == 1, result.output
+    assert "'item.nmae' is undefined: item has no 'nmae' (did you mean item.name?)" in result.stderr, result.stderr
+
+
+def test_a_misspelt_customer_field_names_the_close_name(shop: Shop, tmp_path: Path) -> None:
+    _shop_with(shop, tmp_path, "en/reminder-1.html", "Hi {{ customer.greeting_name }}",
+               "Hi {{ customer.frist_name }}")
+    message = _preview_error(shop)
+    assert "'customer.frist_name' is undefined: customer has no 'frist_name' (did you mean customer.first_name " \
+        "or customer.last_name?)" in message, message  # the closest first
+
+
+def test_a_field_without_a_close_name_lists_the_fields_there_are(shop: Shop, tmp_path: Path) -> None:
+    _shop_with(shop, tmp_path, "en/reminder-1.txt", "{{ cart.total }}", "{{ cart.xyzzy }}")
+    message = _preview_error(shop)
+    assert "'cart.xyzzy' is undefined: cart has no 'xyzzy' (it has: currency, has_images, id, item_count, " \
+        "items_not_shown, total)" in message, message
+
+
+def test_a_misspelt_variable_names_the_close_variable(shop: Shop, tmp_path: Path) -> None:
+    _shop_with(shop, tmp_path, "en/reminder-1.html", "{{ shop.name }}", "{{ shpo.name }}")
+    line = _line_of(tmp_path, "en/reminder-1.html", "shpo.name")
+    assert _preview_error(shop) == f"en/reminder-1.html:{line}: 'shpo' is undefined (did you mean shop?)"
+
+
+def test_an_unknown_filter_names_the_close_filter(shop: Shop, tmp_path: Path) -> None:
+    _shop_with(shop, tmp_path, "en/reminder-1.txt", "{{ cart.total }}", "{{ cart.total|money2 }}")
+    line = _line_of(tmp_path, "en/reminder-1.txt", "money2")
+    assert _preview_error(shop) == f"en/reminder-1.txt:{line}: No filter named 'money2' (did you mean money?)"
+
+
+@pytest.mark.parametrize(("old", "new", "said"), [
+    ('"_layout.html"', '"_layuot.html"', "no template file _layuot.html (did you mean _layout.html?)"),
+    ('"_macros.html"', '"_macro.html"', "no template file _macro.html (did you mean _macros.html?)"),
+])
+def test_a_missing_layout_or_macro_file_names_the_line_and_the_close_file(shop: Shop, tmp_path: Path, old: str,
+                                                                         new: str, said: str) -> None:
+    """It said "en/reminder-1.html:1: _layuot.html": the name alone, as if it were the error."""
+    _shop_with(shop, tmp_path, "en/reminder-1.html", old, new)
+    line = _line_of(tmp_path, "en/reminder-1.html", new)
+    assert _preview_error(shop) == f"en/reminder-1.html:{line}: {said}"
