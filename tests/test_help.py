@@ -50,3 +50,16 @@ def test_forget_help_says_messages_keep_their_rows_without_the_address() -> None
     text = " ".join(_help(("forget",)).replace("│", " ").split())
     assert "Deletes its messages" not in text
     assert "keeps its messages without the address" in text
+
+
+@pytest.mark.parametrize(("path", "codes"), [
+    (("templates", "check"), {0, 1, 2, 3}),
+    (("preview",), {0, 1, 2, 3}),
+])
+def test_the_help_of_the_template_authors_commands_lists_their_exit_codes(path: tuple[str, ...],
+                                                                          codes: set[int]) -> None:
+    """A pre-commit hook or CI job acts on them: the docs listed them, `--help` did not."""
+    text = " ".join(_help(path).replace("│", " ").split())
+    assert "Exit codes:" in text, text
+    listed = {int(code) for code in re.findall(r"\b(\d+) [a-z(]", text.split("Exit codes:", 1)[1])}
+    assert codes <= listed, text
