@@ -720,6 +720,10 @@ class Renderer:
             source = self.env.loader.get_source(self.env, file)[0]
         except Exception:  # noqa: BLE001 - a file that cannot be read again: Jinja's message as it is
             return message
+        innermost = _INNERMOST.search(message)
+        if innermost is not None:
+            opened = open_block_line(self.env, source, innermost.group(1), line)
+            return f"{message} (the {{% {innermost.group(1)} %}} of line {opened})" if opened else message
         return undefined_message(message, source, line, variables)
 
     def context(
@@ -867,6 +871,37 @@ _UNKNOWN_FILTER = re.compile(r"No (filter|test) named '([^']+)'(?: found)?\.$")
 #: Jinja's words for an undefined name and an undefined attribute of a value.
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined$")
 _UNDEFINED_ATTRIBUTE = re.compile(r"'[^']+' has no attribute '([^']+)'$")
+
+
+#: Jinja's words for a block left open ("The innermost block that needs to be closed is 'if'.").
+_INNERMOST = re.compile(r"The innermost block that needs to be closed is '(\w+)'\.")
+#: The tags that open a block closed by ``end<tag>`` (``set`` only without ``=``).
+_BLOCK_TAGS = frozenset({"if", "for", "block", "macro", "call", "filter", "with", "autoescape", "raw", "trans", "set"})
+
+
+def open_block_line(env: Any, source: str, tag: str, line: int | None) -> int | None:
+    """The line of the innermost ``{% tag %}`` still open before ``line`` (Jinja names the line
+    where it noticed, the file's end for an unclosed ``{% if %}``), or None if lexing fails."""
+    try:
+        tokens = [(number, kind, value) for number, kind, value in env.lex(source)
+                  if kind != "whitespace" and (line is None or number <= line)]
+    except Exception:  # noqa: BLE001 - a source the lexer refuses: no line to add
+        return None
+    stack: list[tuple[str, int]] = []
+    for index, (number, kind, value) in enumerate(tokens[:-1]):
+        if kind != "block_begin" or tokens[index + 1][1] != "name":
+            continue
+        name = tokens[index + 1][2]
+        if name == "set":  # {% set x = 1 %} is a statement; {% set x %}…{% endset %} a block
+            rest = tokens[index + 2:]
+            end = next((i for i, token in enumerate(rest) if token[1] == "block_end"), len(rest))
+            if any(token[1:] == ("operator", "=") for token in rest[:end]):
+                continue
+        if name in _BLOCK_TAGS:
+            stack.append((name, number))
+        elif name.startswith("end") and stack and stack[-1][0] == name[3:]:
+            stack.pop()
+    return next((number for name, number in reversed(stack) if name == tag), None)
 
 
 def did_you_mean(wanted: str, names: Iterable[str], prefix: str = "") -> str:

@@ -89,3 +89,14 @@ def test_a_missing_layout_or_macro_file_names_the_line_and_the_close_file(shop: 
     _shop_with(shop, tmp_path, "en/reminder-1.html", old, new)
     line = _line_of(tmp_path, "en/reminder-1.html", new)
     assert _preview_error(shop) == f"en/reminder-1.html:{line}: {said}"
+
+
+def test_an_unclosed_if_names_the_line_it_was_opened_on(shop: Shop, tmp_path: Path) -> None:
+    """Jinja notices an unclosed ``{% if %}`` at the end of the file and names that line only: in a
+    long part, the developer had to find the opening tag by eye."""
+    _shop_with(shop, tmp_path, "en/reminder-1.txt", "{% if customer.is_returning %}Thank",
+               "{% if customer.is_returning %}{% if cart.item_count > 1 %}Thank")
+    opened = _line_of(tmp_path, "en/reminder-1.txt", "{% if cart.item_count > 1 %}")
+    message = _preview_error(shop)
+    assert "The innermost block that needs to be closed is 'if'" in message, message
+    assert message.endswith(f"(the {{% if %}} of line {opened})"), message

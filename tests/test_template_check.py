@@ -953,3 +953,9 @@ def test_a_typo_names_the_line_and_the_close_names_that_exist(tmp_path: Path, fi
                              templates=["mine"], carts=edge_carts()[:1])
     problems = [(p.kind, p.file, p.line, p.message) for case in report.cases for p in case.problems]
     assert problems[0] == (kind, f"en/{file}", line, said), problems
+
+
+def test_an_unclosed_block_names_the_line_it_was_opened_on() -> None:
+    """Jinja names the end of the file, where it noticed; the ``{% if %}`` left open is on line 5."""
+    problem = _check("--template", "syntax", "--json").json["cases"][0]["problems"][0]
+    assert problem["line"] == 13 and problem["message"].endswith("(the {% if %} of line 5)"), problem
