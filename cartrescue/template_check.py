@@ -44,7 +44,7 @@ from cartrescue import survey as survey_links
 from cartrescue.incentives import placeholder
 from cartrescue.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.render import PARTS, SMS_PART, Renderer, did_you_mean, template_frame
+from cartrescue.render import PARTS, SMS_PART, Renderer, did_you_mean, locale_candidates, template_frame
 from cartrescue.sms_text import KINDS as SMS_KINDS
 from cartrescue.sms_text import measure
 from cartrescue.sms_text import problems as sms_problems
@@ -448,6 +448,23 @@ class TemplateChecker:
                 raise ConfigError(f"--template {asked}: no such template (the templates: "
                                   f"{', '.join(sorted(known)) or 'none'})")
 
+    def _note_unserved_locales(self) -> None:
+        """A note for each locale the config names (``shop.default_locale``, a Magento store's in
+        ``store_locales``) that no template folder serves: its customers silently get the
+        fallback's messages (English, for a German shop whose ``de`` folder is missing)."""
+        folders = {locale for per in self.files().values() for locale in per}
+        default = self.config.shop.default_locale
+        named = [("shop.default_locale", default)]
+        stores = self.config.source.options.get("store_locales") or {}
+        named += [(f"source.options.store_locales.{store}", locale) for store, locale in stores.items()]
+        for key, locale in named:
+            parts = (locale or "").replace("-", "_").split("_")
+            own = {"_".join(parts[:end]) for end in range(1, len(parts) + 1)}  # en_GB: en_GB, en (no fallback)
+            if locale and not folders & own:
+                gets = next((c for c in locale_candidates(locale, default) if c in folders), "en")
+                self.notes.append(f"{key} {locale}: no template folder serves it (the folders: "
+                                  f"{', '.join(sorted(folders)) or 'none'}), so its customers get the {gets} templates")
+
     def own_templates(self) -> set[str]:
         """Templates in the config's own folder (none without one: then only what sequences use)."""
         if self.config.templates is None:
@@ -560,6 +577,7 @@ class TemplateChecker:
             templates = list(templates)
             self._check_templates(templates)
         cases = self.cases(templates, locales)
+        self._note_unserved_locales()
         for case in cases:
             if case.locale != "-":
                 self.run_case(case)

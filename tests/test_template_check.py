@@ -959,3 +959,32 @@ def test_an_unclosed_block_names_the_line_it_was_opened_on() -> None:
     """Jinja names the end of the file, where it noticed; the ``{% if %}`` left open is on line 5."""
     problem = _check("--template", "syntax", "--json").json["cases"][0]["problems"][0]
     assert problem["line"] == 13 and problem["message"].endswith("(the {% if %} of line 5)"), problem
+
+
+@pytest.mark.parametrize(("configured", "key", "gets"), [
+    ({"shop": {"default_locale": "de"}}, "shop.default_locale de", "en"),
+    ({"source": {"type": "magento2", "url": "mysql+pymysql://reader@127.0.0.1/shop",  # never connected to
+                 "options": {"store_locales": {"2": "nl_BE"}}}}, "source.options.store_locales.2 nl_BE", "en"),
+])
+def test_a_locale_the_config_names_without_a_template_folder_is_noted(shop: Shop, configured: dict[str, Any],
+                                                                      key: str, gets: str) -> None:
+    """``default_locale: de`` without a ``de`` folder: every German customer got the English
+    messages, and `templates check`, a run and `doctor` all passed without a word."""
+    shop.configure(**configured)
+    result = shop.cli("templates", "check", "--quick", "--json", now=None)
+    assert result.exit_code == 0, result.output  # a note: English messages still go out
+    notes = [note for note in result.json["notes"] if note.startswith(key)]
+    assert notes == [f"{key}: no template folder serves it (the folders: af, en, hu, kk, ru, sv), so its "
+                     f"customers get the {gets} templates"], result.json["notes"]
+
+
+def test_a_locale_the_config_names_with_a_folder_is_not_noted(shop: Shop) -> None:
+    shop.configure(shop={"default_locale": "sv_SE"})  # served by sv
+    result = shop.cli("templates", "check", "--quick", "--json", now=None)
+    assert not [note for note in result.json["notes"] if "default_locale" in note], result.json["notes"]
+
+
+def test_a_regional_default_locale_served_by_its_language_folder_is_not_noted(shop: Shop) -> None:
+    shop.configure(shop={"default_locale": "en_GB"})
+    result = shop.cli("templates", "check", "--quick", "--json", now=None)
+    assert not [note for note in result.json["notes"] if "default_locale" in note], result.json["notes"]
