@@ -649,7 +649,7 @@ class TemplateChecker:
     def render_parts(self, case: Case, cart: Cart, files: tuple[str, ...], context: dict[str, Any]) -> list[str]:
         """The case's parts for one cart, rendered as a run renders them (its limits: size,
         ``range()`` and time, each per message); each failure a Problem of the case."""
-        from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+        from jinja2 import TemplateNotFound, TemplateRuntimeError, TemplateSyntaxError, UndefinedError
         from jinja2.sandbox import SecurityError
 
         parts: list[str] = []
@@ -682,6 +682,9 @@ class TemplateChecker:
                 except SecurityError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"not allowed in the sandbox: {exc}", file, line, cart.id))
+                except TemplateRuntimeError as exc:  # a filter missing, met inside an {% if %} only when rendered
+                    file, line = template_frame(exc, self.renderer.folders, name)
+                    case.add(Problem("render", self._explain(exc, file, line, context), file, line, cart.id))
                 except Exception as exc:  # noqa: BLE001 - a filter or test failing on this cart's data
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"{type(exc).__name__}: {exc}", file, line, cart.id))

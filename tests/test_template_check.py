@@ -937,6 +937,9 @@ def test_a_text_message_without_the_offer_is_a_note_until_a_tier_texts_it(shop: 
      "undefined variable: 'shpo' is undefined (did you mean shop?)"),
     ("mine.txt", "{{ cart.total }}", "{{ cart.total|money2 }}", "syntax",
      "syntax error: No filter named 'money2' (did you mean money?)"),
+    # inside an {% if %} Jinja finds it missing only when it renders it
+    ("mine.txt", "{{ cart.total }}", "{% if cart %}{{ cart.total|money2 }}{% endif %}", "render",
+     "No filter named 'money2' (did you mean money?)"),
     ("mine.html", "<p>Total:", '{% include "_macro.html" %}<p>Total:', "render",
      "en/mine.html needs template '_macro.html', which does not exist (did you mean _macros.html?)"),
 ])
