@@ -44,7 +44,15 @@ from cartrescue import survey as survey_links
 from cartrescue.incentives import placeholder
 from cartrescue.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.render import PARTS, SMS_PART, Renderer, did_you_mean, locale_candidates, template_frame
+from cartrescue.render import (
+    PARTS,
+    SMS_PART,
+    Renderer,
+    did_you_mean,
+    locale_candidates,
+    part_name,
+    template_frame,
+)
 from cartrescue.sms_text import KINDS as SMS_KINDS
 from cartrescue.sms_text import measure
 from cartrescue.sms_text import problems as sms_problems
@@ -388,6 +396,10 @@ def _covers(asked: str, folder: str) -> bool:
     return folder == asked or asked.startswith(folder + "_") or folder.startswith(asked + "_")
 
 
+#: A template that reads ``variant`` ({% if variant == "b" %}): its arms may differ without files of their own.
+_READS_VARIANT = re.compile(r"\bvariant\b")
+
+
 class TemplateChecker:
     """Builds the cases of one config (optionally one folder) and runs them."""
 
@@ -530,6 +542,8 @@ class TemplateChecker:
                 cases.append(case)
                 continue
             steps = used.get(template) or [(None, 1, 1, [(None, None), (None, _SAMPLE_INCENTIVE)], set())]
+            if channel == "email":
+                self._note_same_message_for_every_arm(template, by_locale, {v for step in steps for v in step[4]})
             for locale in sorted(by_locale):
                 if locale_filter is not None and not any(_covers(asked, locale) for asked in locale_filter):
                     continue
@@ -561,6 +575,21 @@ class TemplateChecker:
             self.notes.append(f"{template}@{variant} in {', '.join(where)}: no step configures variant {variant}, so "
                               f"no customer gets these files{hint}")
         return cases
+
+    def _note_same_message_for_every_arm(self, template: str, by_locale: dict[str, set[str | None]],
+                                         configured: set[str]) -> None:
+        """A note when the steps give ``template`` variants, none has files of its own in any
+        locale and no file it renders reads ``variant``: every arm gets the same message, and the
+        A/B report compares two groups that read the same thing."""
+        if not configured or configured & {v for variants in by_locale.values() for v in variants if v}:
+            return
+        sources = [self._source(part_name(locale, template, part)) for locale in by_locale for part in PARTS]
+        if any(_READS_VARIANT.search(source) for source in (*sources, *self._shared_sources())):
+            return
+        arms = sorted(configured)
+        self.notes.append(f"{template}: none of its variants ({', '.join(arms)}) has files of its own and its files "
+                          f"do not read `variant`: every arm gets the same message (add {template}@{arms[-1]}.<part> "
+                          f"files, or branch on {{% if variant == \"{arms[-1]}\" %}})")
 
     def tiers(self, case: Case) -> list[str]:
         """The tier names a case renders with, one fixture cart after the other: every tier on its

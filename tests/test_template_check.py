@@ -991,3 +991,20 @@ def test_a_regional_default_locale_served_by_its_language_folder_is_not_noted(sh
     shop.configure(shop={"default_locale": "en_GB"})
     result = shop.cli("templates", "check", "--quick", "--json", now=None)
     assert not [note for note in result.json["notes"] if "default_locale" in note], result.json["notes"]
+
+
+def test_a_step_whose_variants_have_no_files_and_whose_files_do_not_read_variant_is_noted(shop: Shop) -> None:
+    """``variants: {a: 1, b: 1}`` and no ``@b`` file anywhere: every arm sent the same message (an
+    A/A test whose report still compared a with b), and the check said nothing."""
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}]}})
+    notes = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None).json["notes"]
+    assert ("reminder-1: none of its variants (a, b) has files of its own and its files do not read `variant`: "
+            "every arm gets the same message (add reminder-1@b.<part> files, or branch on "
+            "{% if variant == \"b\" %})") in notes, notes
+
+
+def test_a_step_whose_files_branch_on_the_variant_is_not_noted(shop: Shop) -> None:
+    notes = _notes_of_an_ab_test(shop, "en/reminder-1.subject.txt",
+                                 '{% if variant == "b" %}Still thinking?{% else %}Your cart{% endif %}')
+    assert not [note for note in notes if "every arm" in note], notes
