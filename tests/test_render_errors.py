@@ -100,3 +100,19 @@ def test_an_unclosed_if_names_the_line_it_was_opened_on(shop: Shop, tmp_path: Pa
     message = _preview_error(shop)
     assert "The innermost block that needs to be closed is 'if'" in message, message
     assert message.endswith(f"(the {{% if %}} of line {opened})"), message
+
+
+def test_a_preview_whose_text_part_renders_empty_warns(shop: Shop, tmp_path: Path) -> None:
+    """The HTML renders, the text part is empty (a ``{# todo #}`` left in it): the preview showed it
+    without a word, and a sending run sends that e-mail with an empty plain-text part."""
+    folder = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", folder)
+    (folder / "en" / "reminder-1.txt").write_text("{# todo #}\n", encoding="utf-8")
+    shop.configure(templates=str(folder))
+    shop.add(cart("c1"))
+    said = ("en/reminder-1.txt: the text part renders empty: a run sends this e-mail with an empty plain-text "
+            "part (templates check: missing-text)")
+    result = shop.cli("preview", "c1", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["text"].strip() == "" and said in result.json["warnings"], result.json["warnings"]
+    assert f"warning: {said}" in " ".join(shop.cli("preview", "c1").stderr.split())
