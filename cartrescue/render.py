@@ -870,6 +870,9 @@ def _memo_money(money: Callable[[Decimal], str], texts: dict[str, str], amount: 
 _UNKNOWN_FILTER = re.compile(r"No (filter|test) named '([^']+)'(?: found)?\.$")
 #: Jinja's words for an undefined name and an undefined attribute of a value.
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined$")
+#: The names a template file makes: ``{% from "_macros.html" import a, b as c %}`` (group 1), and
+#: ``{% set x``, ``{% macro m(``, ``{% for x in`` (group 2).
+_DEFINED = re.compile(r"\{%-?\s*(?:from\s+\S+\s+import\s+([^%]+?)\s*-?%\}|(?:set|macro|for)\s+(\w+))")
 _UNDEFINED_ATTRIBUTE = re.compile(r"'[^']+' has no attribute '([^']+)'$")
 
 
@@ -919,8 +922,10 @@ def undefined_message(message: str, source: str, line: int | None, variables: di
     %}`` loop is looked up in ``items``' first line. ``message`` as it is when the path cannot be
     found or resolved (a value the template built itself)."""
     named = _UNDEFINED_NAME.fullmatch(message)
-    if named is not None:
-        return message + did_you_mean(named.group(1), variables)
+    if named is not None:  # the context's names, and those the file imports, sets or defines
+        own = [name.split(" as ")[-1].strip() for imported, made in _DEFINED.findall(source)
+               for name in (imported.split(",") if imported else [made])]
+        return message + did_you_mean(named.group(1), [*variables, *own])
     attribute = _UNDEFINED_ATTRIBUTE.fullmatch(message)
     lines = source.splitlines()
     if attribute is None or not line or line > len(lines):

@@ -116,3 +116,11 @@ def test_a_preview_whose_text_part_renders_empty_warns(shop: Shop, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert result.json["text"].strip() == "" and said in result.json["warnings"], result.json["warnings"]
     assert f"warning: {said}" in " ".join(shop.cli("preview", "c1").stderr.split())
+
+
+def test_a_macro_imported_under_a_misspelt_name_names_the_import(shop: Shop, tmp_path: Path) -> None:
+    """``{% from "_macros.html" import items_tabel %}`` then ``{{ items_table(...) }}``: the names a
+    template imports, sets or defines count among the close names, so the typo is found."""
+    _shop_with(shop, tmp_path, "en/reminder-1.html", "import items_table,", "import items_tabel,")
+    line = _line_of(tmp_path, "en/reminder-1.html", "{{ items_table(")
+    assert _preview_error(shop) == f"en/reminder-1.html:{line}: 'items_table' is undefined (did you mean items_tabel?)"
