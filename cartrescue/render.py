@@ -705,7 +705,14 @@ class Renderer:
         a typo: the path that is undefined and the close names that exist (``'cart.totl' is
         undefined: cart has no 'totl' (did you mean cart.total?)``), the close filter, or the close
         file of a missing layout or include. Called on an error only: a message rendered costs
-        nothing for it."""
+        nothing for it. Should working it out fail, Jinja's message as it is: a hint must never
+        turn one message's render error into a stopped run."""
+        try:
+            return self._explained(exc, file, line, variables)
+        except Exception:  # noqa: BLE001 - see above
+            return str(getattr(exc, "message", None) or exc)
+
+    def _explained(self, exc: Exception, file: str, line: int | None, variables: dict[str, Any]) -> str:
         from jinja2 import TemplateNotFound
 
         if isinstance(exc, TemplateNotFound):
@@ -942,7 +949,8 @@ def undefined_message(message: str, source: str, line: int | None, variables: di
         if value is None:
             return f"{full!r} is undefined: {path} is None here (test it first: {{% if {path} %}})"
         if isinstance(value, dict) and attribute.group(1) not in value:
-            hint = did_you_mean(attribute.group(1), value, f"{path}.") or f" (it has: {', '.join(sorted(value))})"
+            keys = [str(key) for key in value]
+            hint = did_you_mean(attribute.group(1), keys, f"{path}.") or f" (it has: {', '.join(sorted(keys))})"
             return f"{full!r} is undefined: {path} has no {attribute.group(1)!r}{hint}"
     return message
 

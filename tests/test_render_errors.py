@@ -124,3 +124,12 @@ def test_a_macro_imported_under_a_misspelt_name_names_the_import(shop: Shop, tmp
     _shop_with(shop, tmp_path, "en/reminder-1.html", "import items_table,", "import items_tabel,")
     line = _line_of(tmp_path, "en/reminder-1.html", "{{ items_table(")
     assert _preview_error(shop) == f"en/reminder-1.html:{line}: 'items_table' is undefined (did you mean items_tabel?)"
+
+
+def test_a_hint_over_keys_of_mixed_types_still_names_them() -> None:
+    """A dict a run's context holds is keyed by text, but a hint must never raise where Jinja's
+    message would have done: sorting ``{1: …, "x": …}``'s keys raised TypeError."""
+    from cartrescue.render import undefined_message
+
+    said = undefined_message("'dict object' has no attribute 'zz'", "{{ data.zz }}", 1, {"data": {1: "a", "x": 2}})
+    assert said == "'data.zz' is undefined: data has no 'zz' (it has: 1, x)"
