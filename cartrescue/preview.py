@@ -124,7 +124,8 @@ def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = N
     if step is None and decision.action in NEVER_SENT:
         return Preview(decision, decision.step or 0, None, None, channel=decision.channel or "email",
                        why=describe(config, decision), withheld=True, warnings=warnings)
-    return replace(compose(config, decision, now, step=step, locale=locale, variant=variant), warnings=warnings)
+    composed = compose(config, decision, now, step=step, locale=locale, variant=variant)
+    return replace(composed, warnings=warnings + composed.warnings)
 
 
 def describe(config: Config, decision: Decision) -> str:
@@ -246,7 +247,18 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     if to is not None:  # the test recipient alone: a tester's mailbox must not list customers' names
         message = replace(message, to=Address(to))
     return Preview(decision, number, variant, message, target, channel=channel,
-                   locale=renderer.resolve_locale(customer.locale, template), note=note, why=why)
+                   locale=renderer.resolve_locale(customer.locale, template), note=note, why=why,
+                   warnings=_empty_text(message, renderer))
+
+
+def _empty_text(message: OutgoingMessage, renderer: Renderer) -> tuple[str, ...]:
+    """A warning when the text part renders empty: the HTML looks right in the preview, and a
+    run sends the e-mail with an empty plain-text part (``templates check`` fails it)."""
+    if message.text.strip():
+        return ()
+    files = next((files for files in renderer.used_files() if len(files) == 3), ("", "the text part"))
+    return (f"{files[1]}: the text part renders empty: a run sends this e-mail with an empty plain-text part "
+            "(templates check: missing-text)",)
 
 
 def _locale_option(value: str) -> str:

@@ -11,9 +11,10 @@ docs/templates.md.
 from __future__ import annotations
 
 import _signal
+import re
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -680,11 +681,11 @@ class Renderer:
             return self._render_variables(name, variables)
         except self._jinja_error as exc:
             if getattr(exc, "lineno", None):  # a syntax error knows its line
-                where = f"{getattr(exc, 'name', None) or name}:{exc.lineno}"  # type: ignore[attr-defined]
+                file, line = getattr(exc, "name", None) or name, exc.lineno  # type: ignore[attr-defined]
             else:  # an undefined value met while rendering: the line is in the traceback
                 file, line = template_frame(exc, self.folders, name)
-                where = f"{file}:{line}" if line else name
-            raise TemplateError(f"{where}: {exc.message or exc}") from None  # type: ignore[attr-defined]
+            where = f"{file}:{line}" if line else name
+            raise TemplateError(f"{where}: {self.explain(exc, file, line, variables)}") from None
         except TemplateError as exc:
             raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
         except Exception as exc:
@@ -698,6 +699,39 @@ class Renderer:
             file, line = template_frame(exc, self.folders, name)
             raise TemplateError(f"{file}:{line}: {type(exc).__name__}: {exc}" if line else
                                 f"{name}: {type(exc).__name__}: {exc}") from None
+
+    def explain(self, exc: Exception, file: str, line: int | None, variables: dict[str, Any]) -> str:
+        """Jinja's message of ``exc`` (met at ``file``:``line``), with what a developer needs to fix
+        a typo: the path that is undefined and the close names that exist (``'cart.totl' is
+        undefined: cart has no 'totl' (did you mean cart.total?)``), the close filter, or the close
+        file of a missing layout or include. Called on an error only: a message rendered costs
+        nothing for it. Should working it out fail, Jinja's message as it is: a hint must never
+        turn one message's render error into a stopped run."""
+        try:
+            return self._explained(exc, file, line, variables)
+        except Exception:  # noqa: BLE001 - see above
+            return str(getattr(exc, "message", None) or exc)
+
+    def _explained(self, exc: Exception, file: str, line: int | None, variables: dict[str, Any]) -> str:
+        from jinja2 import TemplateNotFound
+
+        if isinstance(exc, TemplateNotFound):
+            return f"no template file {exc.name}{did_you_mean(str(exc.name), self._available)}"
+        message = str(getattr(exc, "message", None) or exc)
+        unknown = _UNKNOWN_FILTER.match(message)
+        if unknown is not None:
+            kind, wanted = unknown.group(1), unknown.group(2)
+            known = self.env.filters if kind == "filter" else self.env.tests
+            return f"No {kind} named {wanted!r}{did_you_mean(wanted, known) or '.'}"
+        try:
+            source = self.env.loader.get_source(self.env, file)[0]
+        except Exception:  # noqa: BLE001 - a file that cannot be read again: Jinja's message as it is
+            return message
+        innermost = _INNERMOST.search(message)
+        if innermost is not None:
+            opened = open_block_line(self.env, source, innermost.group(1), line)
+            return f"{message} (the {{% {innermost.group(1)} %}} of line {opened})" if opened else message
+        return undefined_message(message, source, line, variables)
 
     def context(
         self,
@@ -836,6 +870,109 @@ def _memo_money(money: Callable[[Decimal], str], texts: dict[str, str], amount: 
         if isinstance(amount, Decimal) and amount.is_finite() and amount:
             _bounded_put(texts, key, text)
     return text
+
+
+#: Jinja's words for an unknown filter or test: at compile time ("No filter named 'x'."), or at
+#: render time inside an ``{% if %}`` ("No filter named 'x' found.").
+_UNKNOWN_FILTER = re.compile(r"No (filter|test) named '([^']+)'(?: found)?\.$")
+#: Jinja's words for an undefined name and an undefined attribute of a value.
+_UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined$")
+#: The names a template file makes: ``{% from "_macros.html" import a, b as c %}`` (group 1), and
+#: ``{% set x``, ``{% macro m(``, ``{% for x in`` (group 2).
+_DEFINED = re.compile(r"\{%-?\s*(?:from\s+\S+\s+import\s+([^%]+?)\s*-?%\}|(?:set|macro|for)\s+(\w+))")
+_UNDEFINED_ATTRIBUTE = re.compile(r"'[^']+' has no attribute '([^']+)'$")
+
+
+#: Jinja's words for a block left open ("The innermost block that needs to be closed is 'if'.").
+_INNERMOST = re.compile(r"The innermost block that needs to be closed is '(\w+)'\.")
+#: The tags that open a block closed by ``end<tag>`` (``set`` only without ``=``).
+_BLOCK_TAGS = frozenset({"if", "for", "block", "macro", "call", "filter", "with", "autoescape", "raw", "trans", "set"})
+
+
+def open_block_line(env: Any, source: str, tag: str, line: int | None) -> int | None:
+    """The line of the innermost ``{% tag %}`` still open before ``line`` (Jinja names the line
+    where it noticed, the file's end for an unclosed ``{% if %}``), or None if lexing fails."""
+    try:
+        tokens = [(number, kind, value) for number, kind, value in env.lex(source)
+                  if kind != "whitespace" and (line is None or number <= line)]
+    except Exception:  # noqa: BLE001 - a source the lexer refuses: no line to add
+        return None
+    stack: list[tuple[str, int]] = []
+    for index, (number, kind, value) in enumerate(tokens[:-1]):
+        if kind != "block_begin" or tokens[index + 1][1] != "name":
+            continue
+        name = tokens[index + 1][2]
+        if name == "set":  # {% set x = 1 %} is a statement; {% set x %}…{% endset %} a block
+            rest = tokens[index + 2:]
+            end = next((i for i, token in enumerate(rest) if token[1] == "block_end"), len(rest))
+            if any(token[1:] == ("operator", "=") for token in rest[:end]):
+                continue
+        if name in _BLOCK_TAGS:
+            stack.append((name, number))
+        elif name.startswith("end") and stack and stack[-1][0] == name[3:]:
+            stack.pop()
+    return next((number for name, number in reversed(stack) if name == tag), None)
+
+
+def did_you_mean(wanted: str, names: Iterable[str], prefix: str = "") -> str:
+    """`` (did you mean total?)`` for the names close to ``wanted`` (difflib), else ``""``.
+    The cutoff (0.7) takes "totl", "nmae", "frist_name", "shpo", not "items" for "items_table"."""
+    import difflib
+
+    close = difflib.get_close_matches(wanted, sorted(set(names)), n=3, cutoff=0.7)
+    return f" (did you mean {' or '.join(prefix + name for name in close)}?)" if close else ""
+
+
+def undefined_message(message: str, source: str, line: int | None, variables: dict[str, Any]) -> str:
+    """Jinja's undefined ``message`` said with the path the template wrote (read from its
+    ``source`` at ``line``) and the names there are. ``item.nmae`` of a ``{% for item in items
+    %}`` loop is looked up in ``items``' first line. ``message`` as it is when the path cannot be
+    found or resolved (a value the template built itself)."""
+    named = _UNDEFINED_NAME.fullmatch(message)
+    if named is not None:  # the context's names, and those the file imports, sets or defines
+        own = [name.split(" as ")[-1].strip() for imported, made in _DEFINED.findall(source)
+               for name in (imported.split(",") if imported else [made])]
+        return message + did_you_mean(named.group(1), [*variables, *own])
+    attribute = _UNDEFINED_ATTRIBUTE.fullmatch(message)
+    lines = source.splitlines()
+    if attribute is None or not line or line > len(lines):
+        return message
+    name = re.escape(attribute.group(1))
+    written = re.compile(rf"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?:\.{name}|\[\s*(['\"]){name}\2\s*\])(?!\w)")
+    loops = dict(re.findall(r"\{%-?\s*for\s+(\w+)\s+in\s+([A-Za-z_][\w.]*)", source))
+    for match in written.finditer(lines[line - 1]):
+        path = match.group(1)
+        found, value = _resolve(path, variables, loops)
+        if not found:
+            continue
+        full = f"{path}.{attribute.group(1)}"
+        if value is None:
+            return f"{full!r} is undefined: {path} is None here (test it first: {{% if {path} %}})"
+        if isinstance(value, dict) and attribute.group(1) not in value:
+            keys = [str(key) for key in value]
+            hint = did_you_mean(attribute.group(1), keys, f"{path}.") or f" (it has: {', '.join(sorted(keys))})"
+            return f"{full!r} is undefined: {path} has no {attribute.group(1)!r}{hint}"
+    return message
+
+
+def _resolve(path: str, variables: dict[str, Any], loops: dict[str, str], depth: int = 0) -> tuple[bool, Any]:
+    """(True, the value of ``path``) in ``variables``, a loop's variable standing for the first
+    value of what it loops over (``loops``: variable -> iterated path); (False, None) if unknown."""
+    head, *rest = path.split(".")
+    if head in variables:
+        value = variables[head]
+    elif head in loops and depth < 5:
+        found, values = _resolve(loops[head], variables, loops, depth + 1)
+        if not found or not isinstance(values, (list, tuple)) or not values:
+            return False, None
+        value = values[0]
+    else:
+        return False, None
+    for key in rest:
+        if not isinstance(value, dict) or key not in value:
+            return False, None
+        value = value[key]
+    return True, value
 
 
 def template_frame(exc: BaseException, folders: Sequence[Path], fallback: str) -> tuple[str, int | None]:

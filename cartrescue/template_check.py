@@ -44,7 +44,15 @@ from cartrescue import survey as survey_links
 from cartrescue.incentives import placeholder
 from cartrescue.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.render import PARTS, SMS_PART, Renderer, template_frame
+from cartrescue.render import (
+    PARTS,
+    SMS_PART,
+    Renderer,
+    did_you_mean,
+    locale_candidates,
+    part_name,
+    template_frame,
+)
 from cartrescue.sms_text import KINDS as SMS_KINDS
 from cartrescue.sms_text import measure
 from cartrescue.sms_text import problems as sms_problems
@@ -388,6 +396,10 @@ def _covers(asked: str, folder: str) -> bool:
     return folder == asked or asked.startswith(folder + "_") or folder.startswith(asked + "_")
 
 
+#: A template that reads ``variant`` ({% if variant == "b" %}): its arms may differ without files of their own.
+_READS_VARIANT = re.compile(r"\bvariant\b")
+
+
 class TemplateChecker:
     """Builds the cases of one config (optionally one folder) and runs them."""
 
@@ -447,6 +459,23 @@ class TemplateChecker:
             if asked not in known:
                 raise ConfigError(f"--template {asked}: no such template (the templates: "
                                   f"{', '.join(sorted(known)) or 'none'})")
+
+    def _note_unserved_locales(self) -> None:
+        """A note for each locale the config names (``shop.default_locale``, a Magento store's in
+        ``store_locales``) that no template folder serves: its customers silently get the
+        fallback's messages (English, for a German shop whose ``de`` folder is missing)."""
+        folders = {locale for per in self.files().values() for locale in per}
+        default = self.config.shop.default_locale
+        named = [("shop.default_locale", default)]
+        stores = self.config.source.options.get("store_locales") or {}
+        named += [(f"source.options.store_locales.{store}", locale) for store, locale in stores.items()]
+        for key, locale in named:
+            parts = (locale or "").replace("-", "_").split("_")
+            own = {"_".join(parts[:end]) for end in range(1, len(parts) + 1)}  # en_GB: en_GB, en (no fallback)
+            if locale and not folders & own:
+                gets = next((c for c in locale_candidates(locale, default) if c in folders), "en")
+                self.notes.append(f"{key} {locale}: no template folder serves it (the folders: "
+                                  f"{', '.join(sorted(folders)) or 'none'}), so its customers get the {gets} templates")
 
     def own_templates(self) -> set[str]:
         """Templates in the config's own folder (none without one: then only what sequences use)."""
@@ -513,6 +542,8 @@ class TemplateChecker:
                 cases.append(case)
                 continue
             steps = used.get(template) or [(None, 1, 1, [(None, None), (None, _SAMPLE_INCENTIVE)], set())]
+            if channel == "email":
+                self._note_same_message_for_every_arm(template, by_locale, {v for step in steps for v in step[4]})
             for locale in sorted(by_locale):
                 if locale_filter is not None and not any(_covers(asked, locale) for asked in locale_filter):
                     continue
@@ -545,6 +576,21 @@ class TemplateChecker:
                               f"no customer gets these files{hint}")
         return cases
 
+    def _note_same_message_for_every_arm(self, template: str, by_locale: dict[str, set[str | None]],
+                                         configured: set[str]) -> None:
+        """A note when the steps give ``template`` variants, none has files of its own in any
+        locale and no file it renders reads ``variant``: every arm gets the same message, and the
+        A/B report compares two groups that read the same thing."""
+        if not configured or configured & {v for variants in by_locale.values() for v in variants if v}:
+            return
+        sources = [self._source(part_name(locale, template, part)) for locale in by_locale for part in PARTS]
+        if any(_READS_VARIANT.search(source) for source in (*sources, *self._shared_sources())):
+            return
+        arms = sorted(configured)
+        self.notes.append(f"{template}: none of its variants ({', '.join(arms)}) has files of its own and its files "
+                          f"do not read `variant`: every arm gets the same message (add {template}@{arms[-1]}.<part> "
+                          f"files, or branch on {{% if variant == \"{arms[-1]}\" %}})")
+
     def tiers(self, case: Case) -> list[str]:
         """The tier names a case renders with, one fixture cart after the other: every tier on its
         sequence (a template may branch on ``tier``), else the lowest tier."""
@@ -560,6 +606,7 @@ class TemplateChecker:
             templates = list(templates)
             self._check_templates(templates)
         cases = self.cases(templates, locales)
+        self._note_unserved_locales()
         for case in cases:
             if case.locale != "-":
                 self.run_case(case)
@@ -583,10 +630,11 @@ class TemplateChecker:
                     label = {"txt": "text", "html": "HTML", "subject.txt": "subject", SMS_PART: "SMS"}[part]
                     case.add(Problem(kind, f"no {label} part: {name} does not exist", name))
                 else:
-                    case.add(Problem("render", f"{name} needs template {exc.name!r}, which does not exist", name))
+                    case.add(Problem("render", self._not_found(name, exc), name))
                 compiled.append(None)
             except TemplateSyntaxError as exc:
-                case.add(Problem("syntax", f"syntax error: {exc.message}", exc.name or name, exc.lineno))
+                case.add(Problem("syntax", f"syntax error: {self._explain(exc, exc.name or name, exc.lineno, {})}",
+                                 exc.name or name, exc.lineno))
                 compiled.append(None)
         if any(template is None for template in compiled):
             case.seconds = time.perf_counter() - started
@@ -630,7 +678,7 @@ class TemplateChecker:
     def render_parts(self, case: Case, cart: Cart, files: tuple[str, ...], context: dict[str, Any]) -> list[str]:
         """The case's parts for one cart, rendered as a run renders them (its limits: size,
         ``range()`` and time, each per message); each failure a Problem of the case."""
-        from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+        from jinja2 import TemplateNotFound, TemplateRuntimeError, TemplateSyntaxError, UndefinedError
         from jinja2.sandbox import SecurityError
 
         parts: list[str] = []
@@ -651,19 +699,34 @@ class TemplateChecker:
                         break
                 except UndefinedError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
-                    case.add(Problem("undefined", f"undefined variable: {exc.message}", file, line, cart.id))
+                    case.add(Problem("undefined", f"undefined variable: {self._explain(exc, file, line, context)}",
+                                     file, line, cart.id))
                 except TemplateSyntaxError as exc:  # in an included file, compiled on first use: no cart's fault
-                    case.add(Problem("syntax", f"syntax error: {exc.message}", exc.name or name, exc.lineno))
+                    file = exc.name or name
+                    case.add(Problem("syntax", f"syntax error: {self._explain(exc, file, exc.lineno, context)}", file,
+                                     exc.lineno))
                 except TemplateNotFound as exc:
-                    case.add(Problem("render", f"{name} needs template {exc.name!r}, which does not exist", name,
-                                     None, cart.id))
+                    file, line = template_frame(exc, self.renderer.folders, name)
+                    case.add(Problem("render", self._not_found(file, exc), file, line, cart.id))
                 except SecurityError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"not allowed in the sandbox: {exc}", file, line, cart.id))
+                except TemplateRuntimeError as exc:  # a filter missing, met inside an {% if %} only when rendered
+                    file, line = template_frame(exc, self.renderer.folders, name)
+                    case.add(Problem("render", self._explain(exc, file, line, context), file, line, cart.id))
                 except Exception as exc:  # noqa: BLE001 - a filter or test failing on this cart's data
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"{type(exc).__name__}: {exc}", file, line, cart.id))
         return parts
+
+    def _explain(self, exc: Exception, file: str, line: int | None, context: dict[str, Any]) -> str:
+        """Jinja's message, as a run words it (:meth:`Renderer.explain`: the close names that exist)."""
+        return self.renderer.explain(exc, file, line, context)
+
+    def _not_found(self, name: str, exc: Exception) -> str:
+        """A layout, include or macro file that is missing, and the close file names there are."""
+        missing = str(getattr(exc, "name", exc))
+        return f"{name} needs template {missing!r}, which does not exist{did_you_mean(missing, self.available)}"
 
     def inspect_sms(self, case: Case, cart: Cart, file: str, text: str) -> None:
         """A text message: segments within ``sms.max_segments``, the opt-out keyword, the shop's

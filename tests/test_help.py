@@ -61,3 +61,16 @@ def test_run_all_help_says_its_exit_codes_and_what_an_overlapping_round_does() -
     assert {0, 1, 2, 3, 4, 6, 70, 130} <= listed
     assert "128 + n" in text and "--timeout" in text.split("Exit code:", 1)[1]
     assert "still runs" in text and "skipped" in text
+
+
+@pytest.mark.parametrize(("path", "codes"), [
+    (("templates", "check"), {0, 1, 2, 3}),
+    (("preview",), {0, 1, 2, 3}),
+])
+def test_the_help_of_the_template_authors_commands_lists_their_exit_codes(path: tuple[str, ...],
+                                                                          codes: set[int]) -> None:
+    """A pre-commit hook or CI job acts on them: the docs listed them, `--help` did not."""
+    text = " ".join(_help(path).replace("│", " ").split())
+    assert "Exit codes:" in text, text
+    listed = {int(code) for code in re.findall(r"\b(\d+) [a-z(]", text.split("Exit codes:", 1)[1])}
+    assert codes <= listed, text

@@ -770,7 +770,8 @@ def test_the_date_filter_given_an_undefined_value_fails_as_undefined(tmp_path: P
     report = check_templates(config, templates=["mine"], carts=edge_carts()[:1])
     problems = [(p.kind, p.file, p.message) for case in report.cases for p in case.problems]
     # rendered without an incentive, then with the sample one (whose expires is formatted already)
-    assert problems[0] == ("undefined", "en/mine.txt", "undefined variable: 'None' has no attribute 'expires'")
+    assert problems[0] == ("undefined", "en/mine.txt", "undefined variable: 'incentive.expires' is undefined: "
+                           "incentive is None here (test it first: {% if incentive %})")
     assert problems[1][0] == "render" and "formatted already" in problems[1][2], problems
 
 
@@ -925,3 +926,85 @@ def test_a_text_message_without_the_offer_is_a_note_until_a_tier_texts_it(shop: 
     texting = shop.cli("templates", "check", "--json", "--quick", "--locale", "en", now=None)
     assert texting.exit_code == 1
     assert {p["kind"] for c in texting.json["cases"] if c["channel"] == "sms" for p in c["problems"]} == {"incentive"}
+
+
+@pytest.mark.parametrize(("file", "old", "new", "kind", "said"), [
+    ("mine.txt", "{{ cart.total }}", "{{ cart.totl }}", "undefined",
+     "undefined variable: 'cart.totl' is undefined: cart has no 'totl' (did you mean cart.total?)"),
+    ("mine.txt", "{{ item.name }}", "{{ item.nmae }}", "undefined",
+     "undefined variable: 'item.nmae' is undefined: item has no 'nmae' (did you mean item.name?)"),
+    ("mine.html", "{{ shop.name }}", "{{ shpo.name }}", "undefined",
+     "undefined variable: 'shpo' is undefined (did you mean shop?)"),
+    ("mine.txt", "{{ cart.total }}", "{{ cart.total|money2 }}", "syntax",
+     "syntax error: No filter named 'money2' (did you mean money?)"),
+    # inside an {% if %} Jinja finds it missing only when it renders it
+    ("mine.txt", "{{ cart.total }}", "{% if cart %}{{ cart.total|money2 }}{% endif %}", "render",
+     "No filter named 'money2' (did you mean money?)"),
+    ("mine.html", "<p>Total:", '{% include "_macro.html" %}<p>Total:', "render",
+     "en/mine.html needs template '_macro.html', which does not exist (did you mean _macros.html?)"),
+])
+def test_a_typo_names_the_line_and_the_close_names_that_exist(tmp_path: Path, file: str, old: str, new: str,
+                                                             kind: str, said: str) -> None:
+    """Jinja's "'dict object' has no attribute 'totl'" named neither the path nor what exists."""
+    folder = _good_with(tmp_path, "")
+    path = folder / "en" / file
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    line = next(number for number, written in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if new.split("}}")[0] in written)
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder),
+                             templates=["mine"], carts=edge_carts()[:1])
+    problems = [(p.kind, p.file, p.line, p.message) for case in report.cases for p in case.problems]
+    assert problems[0] == (kind, f"en/{file}", line, said), problems
+
+
+def test_an_unclosed_block_names_the_line_it_was_opened_on() -> None:
+    """Jinja names the end of the file, where it noticed; the ``{% if %}`` left open is on line 5."""
+    problem = _check("--template", "syntax", "--json").json["cases"][0]["problems"][0]
+    assert problem["line"] == 13 and problem["message"].endswith("(the {% if %} of line 5)"), problem
+
+
+@pytest.mark.parametrize(("configured", "key", "gets"), [
+    ({"shop": {"default_locale": "de"}}, "shop.default_locale de", "en"),
+    ({"source": {"type": "magento2", "url": "mysql+pymysql://reader@127.0.0.1/shop",  # never connected to
+                 "options": {"store_locales": {"2": "nl_BE"}}}}, "source.options.store_locales.2 nl_BE", "en"),
+])
+def test_a_locale_the_config_names_without_a_template_folder_is_noted(shop: Shop, configured: dict[str, Any],
+                                                                      key: str, gets: str) -> None:
+    """``default_locale: de`` without a ``de`` folder: every German customer got the English
+    messages, and `templates check`, a run and `doctor` all passed without a word."""
+    shop.configure(**configured)
+    result = shop.cli("templates", "check", "--quick", "--json", now=None)
+    assert result.exit_code == 0, result.output  # a note: English messages still go out
+    notes = [note for note in result.json["notes"] if note.startswith(key)]
+    assert notes == [f"{key}: no template folder serves it (the folders: af, en, hu, kk, ru, sv), so its "
+                     f"customers get the {gets} templates"], result.json["notes"]
+
+
+def test_a_locale_the_config_names_with_a_folder_is_not_noted(shop: Shop) -> None:
+    shop.configure(shop={"default_locale": "sv_SE"})  # served by sv
+    result = shop.cli("templates", "check", "--quick", "--json", now=None)
+    assert not [note for note in result.json["notes"] if "default_locale" in note], result.json["notes"]
+
+
+def test_a_regional_default_locale_served_by_its_language_folder_is_not_noted(shop: Shop) -> None:
+    shop.configure(shop={"default_locale": "en_GB"})
+    result = shop.cli("templates", "check", "--quick", "--json", now=None)
+    assert not [note for note in result.json["notes"] if "default_locale" in note], result.json["notes"]
+
+
+def test_a_step_whose_variants_have_no_files_and_whose_files_do_not_read_variant_is_noted(shop: Shop) -> None:
+    """``variants: {a: 1, b: 1}`` and no ``@b`` file anywhere: every arm sent the same message (an
+    A/A test whose report still compared a with b), and the check said nothing."""
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}]}})
+    notes = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None).json["notes"]
+    assert ("reminder-1: none of its variants (a, b) has files of its own and its files do not read `variant`: "
+            "every arm gets the same message (add reminder-1@b.<part> files, or branch on "
+            "{% if variant == \"b\" %})") in notes, notes
+
+
+def test_a_step_whose_files_branch_on_the_variant_is_not_noted(shop: Shop) -> None:
+    notes = _notes_of_an_ab_test(shop, "en/reminder-1.subject.txt",
+                                 '{% if variant == "b" %}Still thinking?{% else %}Your cart{% endif %}')
+    assert not [note for note in notes if "every arm" in note], notes

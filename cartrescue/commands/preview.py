@@ -46,6 +46,11 @@ def preview(
     Its links are test links: its unsubscribe link unsubscribes nobody.
     `--screenshot` needs Debian's `chromium` package (`apt-get install -y chromium`).
 
+    Exit codes: 0 shown (a cart a run would skip too: its reason is the preview), 1 the message
+    cannot be rendered (the template's file and line, and the close names of a typo), 2 usage or
+    config error (a cart the source does not have, a step's template missing), 3 the source
+    cannot be read.
+
     Examples:
 
         cartrescue preview 1042 --step 3 --html /tmp/step3.html

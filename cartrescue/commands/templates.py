@@ -56,7 +56,12 @@ def templates_check(
     token, links without the UTM tags (links.utm), a step's offer that no part shows (its
     code printed nowhere), and text messages too long, without an opt-out
     keyword or the shop's name (docs/templates.md lists each kind). Files no run reads are
-    noted. Nothing is sent or recorded.
+    noted. Nothing is sent or recorded. A problem names its file and line, and for a typo the
+    close names that exist (`'cart.totl' is undefined: cart has no 'totl' (did you mean
+    cart.total?)`).
+
+    Exit codes: 0 all pass, 1 some failed (or rows of --carts FILE could not be read), 2 usage or
+    config error (an unknown --template or --locale), 3 the --carts FILE cannot be read as an export.
 
     Examples:
 
