@@ -1532,6 +1532,26 @@ class Config(_Model):
                     if offer is not None and offer.codes is not None:
                         yield key, offer
 
+    def ignored_keys(self) -> list[str]:
+        """A warning line (``file: key: ignored: why``) for each key the file sets, to a value other
+        than its default, that nothing reads with this source type and these channels: a
+        ``source.delimiter`` on a ``magento2`` source, an ``sms.sender`` while no tier texts. The
+        shop believed it took effect. Defaults written out (the config of ``cartrescue init``)
+        and secrets (often exported for every shop) are not named."""
+        source, lines = self.source, []
+        if not source.is_csv:
+            why = f"a {source.type} source reads the shop's database (source.url), no CSV file: remove it"
+            lines += [(key, why) for key in _set_apart(source, "source.", _CSV_ONLY)]
+        elif source.orders is None:
+            why = "source.orders is not set, so no orders export is read: set it, or remove this"
+            lines += [(key, why) for key in _set_apart(source, "source.", ("orders_encoding", "order_columns"))]
+        used = self.channels_used()
+        for channel, section in (("sms", self.sms), ("webhook", self.webhook)):
+            if channel not in used:
+                why = f"no tier or step sends by {channel} (remove it, or give a tier or a step channel: {channel})"
+                lines += [(key, why) for key in _set_apart(section, f"{channel}.", skip=_SMS_BEYOND_TEXTS)]
+        return [f"{self.where(key)}: ignored: {why}" for key, why in lines]
+
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""
         return f"{self.config_file or DEFAULT_CONFIG}: {key}"
@@ -1658,6 +1678,32 @@ class Config(_Model):
                 rest, folder = home.name, home.parent
             return prefix + quote(str(folder), safe="/") + "/" + rest
         return url
+
+
+#: The keys of ``source`` only a CSV source reads.
+_CSV_ONLY = ("carts", "orders", "delimiter", "encoding", "orders_encoding", "columns", "order_columns")
+#: ``sms`` keys that serve more than the texts a run sends: the region every phone number is read
+#: in, and the inbound replies (STOP) that still come after the last text.
+_SMS_BEYOND_TEXTS = frozenset({"sms.default_region", "sms.countries", "sms.inbound_url", "sms.http.inbound_from",
+                               "sms.http.inbound_text", "sms.http.inbound_id"})
+
+
+def _set_apart(model: BaseModel, prefix: str, only: tuple[str, ...] | None = None,
+               skip: frozenset[str] = frozenset()) -> Iterator[str]:
+    """The key paths under ``model`` that the file sets to a value other than the default
+    (:meth:`Config.ignored_keys`), in the model's order; sections are gone into, secrets left out."""
+    for name, field in type(model).model_fields.items():
+        key = prefix + name
+        if name not in model.model_fields_set or (only is not None and name not in only) or key in skip \
+                or secret_key(name):
+            continue
+        value, default = getattr(model, name), field.get_default(call_default_factory=True)
+        if value == default:
+            continue
+        if isinstance(value, BaseModel):
+            yield from _set_apart(value, key + ".", skip=skip)
+        else:
+            yield key
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # of a ${NAME}
