@@ -2056,7 +2056,10 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{file}{where}: not valid YAML: {getattr(exc, 'problem', None) or 'syntax error'}") from None
+        problem = getattr(exc, "problem", None) or "syntax error"
+        if "'\\t'" in problem or "tab character" in problem:  # PyYAML's words told a shop owner nothing
+            problem = "a tab character: YAML indents with spaces, never tabs (replace it with spaces)"
+        raise ConfigError(f"{file}{where}: not valid YAML: {problem}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -636,3 +636,12 @@ def test_quiet_hours_that_start_and_end_at_one_time_are_refused_naming_the_key(t
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "eligibility.quiet_hours.end: the same time as start (21:00)" in str(error.value)
+
+
+def test_a_tab_that_indents_a_key_says_yaml_indents_with_spaces(tmp_path: Path) -> None:
+    """PyYAML's "found character '\\t' that cannot start any token" told a shop owner nothing."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility:\n\tcutoff: 45m\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}:3: not valid YAML: a tab character: YAML indents with spaces, "
+                                "never tabs (replace it with spaces)")
