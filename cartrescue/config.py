@@ -1382,6 +1382,8 @@ class Config(_Model):
     base_dir: Path = Path(".")
     config_file: Path | None = None  # set by load_config: errors found later name the file too
     unset_env: dict[str, str] = Field(default_factory=dict)  # set by load_config: {secret key: its unset variable}
+    #: The line of each key of the file (:func:`_key_lines`), set by load_config: a warning about a key names it.
+    _key_lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _templates_exist(self) -> "Config":
@@ -1550,7 +1552,7 @@ class Config(_Model):
             if channel not in used:
                 why = f"no tier or step sends by {channel} (remove it, or give a tier or a step channel: {channel})"
                 lines += [(key, why) for key in _set_apart(section, f"{channel}.", skip=_SMS_BEYOND_TEXTS)]
-        return [f"{self.where(key)}: ignored: {why}" for key, why in lines]
+        return [f"{self.where(key)}: ignored: {why}{_line_of(key, self._key_lines)}" for key, why in lines]
 
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""
@@ -1801,7 +1803,10 @@ UNKNOWN_KEY = "unknown key (check the spelling; see config.example.yaml)"
 MOVED_KEYS = {"doctor.export_stale_after": "source.export_stale_after (it now also holds back sending runs)"}
 
 
-def format_validation_error(file: str, error: ValidationError) -> str:
+def format_validation_error(file: str, error: ValidationError,
+                            key_lines: "dict[tuple[str | int, ...], int] | None" = None) -> str:
+    """One line per error, ``file: key: what was expected``; with ``key_lines`` (:func:`_key_lines`)
+    ending in `` (line N)``, the line of the key (or of the nearest section holding it)."""
     lines = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
@@ -1829,7 +1834,46 @@ def format_validation_error(file: str, error: ValidationError) -> str:
             lines.append(f"{file}: {where}{dot}{inner.group(1)}: {inner.group(2)}")
         else:
             lines.append(f"{file}: {where}: {message}")
+        lines[-1] += _line_of(lines[-1][len(file) + 2:].split(": ", 1)[0], key_lines or {})
     return "\n".join(lines)
+
+
+def _line_of(key: str, key_lines: "dict[tuple[str | int, ...], int]") -> str:
+    """`` (line N)``: where the file writes ``key`` (``priority.tiers[1].budget``), or the nearest
+    section holding it (an error about a key the file leaves out); ``""`` where none is known."""
+    path: tuple[str | int, ...] = tuple(int(part) if part.isdigit() and index else part for part, index in
+                                        ((m.group(1) or m.group(2), m.group(2) is not None)
+                                         for m in re.finditer(r"([^.\[\]]+)|\[(\d+)\]", key)))
+    while path and path not in key_lines:
+        path = path[:-1]
+    return f" (line {key_lines[path]})" if path else ""
+
+
+def _key_lines(root: Any) -> "dict[tuple[str | int, ...], int]":
+    """The line (1-based) of every key and list item of the composed YAML ``root``, by its path
+    (``("priority", "tiers", 1, "budget")``); what a ``<<`` merge brings counts where it is merged."""
+    import yaml
+
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: Any, path: tuple[str | int, ...], merged: bool) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.tag == "tag:yaml.org,2002:merge":
+                    for source in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                        walk(source, path, True)
+                elif isinstance(key, yaml.ScalarNode):
+                    here = (*path, key.value)
+                    if not merged or here not in lines:
+                        lines[here] = key.start_mark.line + 1
+                    walk(value, here, merged)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines.setdefault((*path, index), item.start_mark.line + 1)
+                walk(item, (*path, index), merged)
+
+    walk(root, (), False)
+    return lines
 
 
 def _key_owner(item: Any) -> tuple[int | str, ...]:
@@ -1964,8 +2008,9 @@ def _expanded_size(root: Any, limit: int) -> int:
     return size(root)
 
 
-def _safe_yaml(text: str, file: Path) -> Any:
+def _safe_yaml(text: str, file: Path, key_lines: "dict[tuple[str | int, ...], int] | None" = None) -> Any:
     """``yaml.safe_load`` with bounds: an alias bomb or absurd nesting is refused, not expanded.
+    ``key_lines``: filled with the line of each key (:func:`_key_lines`), for the errors.
 
     PyYAML shares aliased nodes, but everything that walks the result afterwards (interpolation,
     validation) would expand a "billion laughs" document exponentially.
@@ -2024,7 +2069,12 @@ def _safe_yaml(text: str, file: Path) -> Any:
 
     loader = Loader(text)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if key_lines is not None:
+            key_lines.update(_key_lines(node))
+        return loader.construct_document(node)
     finally:
         loader.dispose()
 
@@ -2052,7 +2102,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
     try:
-        raw = _safe_yaml(text, file)
+        key_lines: dict[tuple[str | int, ...], int] = {}
+        raw = _safe_yaml(text, file, key_lines)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -2070,15 +2121,20 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     if written is not None:  # it would be replaced below, unnoticed: base_dir: /srv/shop moved no path
         raise ConfigError(f"{file}: {written}: {UNKNOWN_KEY}")
     unset: dict[str, str] = {}
-    raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)
+    try:
+        raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)
+    except ConfigError as exc:  # "file: key: ...": the key's line too
+        raise ConfigError(f"{exc}{_line_of(str(exc)[len(str(file)) + 2:].split(': ', 1)[0], key_lines)}") from None
     secrets = list(_secrets(raw))
     raw["base_dir"] = file.resolve().parent
     raw["config_file"] = file
     raw["unset_env"] = unset
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_scrub(format_validation_error(str(file), exc), secrets)) from None
+        raise ConfigError(_scrub(format_validation_error(str(file), exc, key_lines), secrets)) from None
+    config._key_lines = key_lines
+    return config
 
 
 #: The years a time a command is given (``--now``, ``--since``, ``--until``, the config's

@@ -47,6 +47,12 @@ def test_sms_settings_while_no_tier_texts_are_named_as_ignored(tmp_path: Path) -
     assert "no tier or step sends by sms" in lines[0]
 
 
+def test_an_ignored_key_names_the_line_it_stands_on(tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsms:\n  provider: twilio\n  sender: MyShop\n")
+    assert lines == [f"{tmp_path / 'cartrescue.yaml'}: sms.sender: ignored: no tier or step sends by sms (remove it, "
+                     "or give a tier or a step channel: sms) (line 4)"]
+
+
 def test_sms_settings_are_quiet_once_a_tier_texts(tmp_path: Path) -> None:
     assert _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsms: {sender: MyShop, twilio: {account_sid: AC1}}\n"
                               "priority: {tiers: [{name: all, min_score: 0, channel: sms}]}\n") == []
