@@ -1813,7 +1813,7 @@ def format_validation_error(file: str, error: ValidationError,
         if item["type"] == "extra_forbidden" and _location(item["loc"]) in MOVED_KEYS:
             message = f"moved to {MOVED_KEYS[_location(item['loc'])]}"
         elif item["type"] == "extra_forbidden":
-            close = _near_key(item["loc"])
+            close = _near_key(item["loc"]) or _key_elsewhere(item["loc"])
             message = f"unknown key (did you mean {close}? see config.example.yaml)" if close else UNKNOWN_KEY
         elif item["type"] == "missing":
             message = "required key is missing"
@@ -1932,6 +1932,26 @@ def _near_key(loc: tuple[int | str, ...]) -> str | None:
     names = [name for name in kind.model_fields if kind is not Config or name not in _INTERNAL_KEYS]
     close = get_close_matches(str(loc[-1]), names, n=1, cutoff=0.7)
     return close[0] if close else None
+
+
+def _key_elsewhere(loc: tuple[int | str, ...]) -> str | None:
+    """The sections that do have the unknown key ``loc[-1]`` (``eligibility.cutoff`` for a
+    ``cutoff:`` written at the top level, not indented under ``eligibility:``), as
+    ``a, b or c``; None if no section has it. Only sections, not lists of them (tiers, steps)."""
+    name, found = str(loc[-1]), []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for field, info in model.model_fields.items():
+            kind = info.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                walk(kind, f"{prefix}{field}.")
+            elif field == name and prefix:
+                found.append(prefix + field)
+
+    walk(Config, "")
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else f"{', '.join(found[:-1])} or {found[-1]}"
 
 
 def _got(item: Any) -> str:

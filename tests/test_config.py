@@ -673,3 +673,19 @@ def test_an_unset_environment_variable_names_the_line_of_its_key(tmp_path: Path)
     with pytest.raises(ConfigError) as error:
         load_config(path, env={})
     assert str(error.value) == f"{path}: smtp.host: environment variable RELAY_HOST is not set (line 4)"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("cutoff: 45m", "cutoff: unknown key (did you mean eligibility.cutoff? see config.example.yaml) (line 2)"),
+    ("shop: {host: relay.example.com}",
+     "shop.host: unknown key (did you mean smtp.host? see config.example.yaml) (line 2)"),
+    ("eligibility: {timeout: 5s}", "eligibility.timeout: unknown key (did you mean smtp.timeout, webhook.timeout or "
+                                   "sms.timeout? see config.example.yaml) (line 2)"),
+])
+def test_a_key_written_in_the_wrong_section_names_where_it_belongs(tmp_path: Path, text: str, shown: str) -> None:
+    """``cutoff: 45m`` at the top level, not indented under ``eligibility:``, was "check the spelling"
+    of a key spelt right."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{text}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: {shown}"
