@@ -2099,6 +2099,22 @@ def _safe_yaml(text: str, file: Path, key_lines: "dict[tuple[str | int, ...], in
         loader.dispose()
 
 
+def _yaml_problem(exc: Any) -> str:
+    """PyYAML's account of ``exc``, with what a shop owner needs to find the cause: where the
+    quote or list it could not close began (its own line is the file's end), and what a
+    "mapping values are not allowed here" (named on the line after a key without ':') means."""
+    problem = getattr(exc, "problem", None) or "syntax error"
+    if "'\\t'" in problem or "tab character" in problem:  # PyYAML's words told a shop owner nothing
+        return "a tab character: YAML indents with spaces, never tabs (replace it with spaces)"
+    if problem == "mapping values are not allowed here":
+        return problem + " (a key on a line above without ':', or this key indented deeper than the one before it?)"
+    context, began = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    mark = getattr(exc, "problem_mark", None)
+    if context and began is not None and (mark is None or began.line != mark.line):
+        problem += f" ({context}, from line {began.line + 1})"
+    return problem
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
     """Read, interpolate and validate a config file; raise ConfigError naming file and key.
 
@@ -2127,9 +2143,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        if "'\\t'" in problem or "tab character" in problem:  # PyYAML's words told a shop owner nothing
-            problem = "a tab character: YAML indents with spaces, never tabs (replace it with spaces)"
+        problem = _yaml_problem(exc)
         raise ConfigError(f"{file}{where}: not valid YAML: {problem}") from None
     if raw is None:
         raw = {}

@@ -689,3 +689,19 @@ def test_a_key_written_in_the_wrong_section_names_where_it_belongs(tmp_path: Pat
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert str(error.value) == f"{path}: {shown}"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("shop:\n  name: \"Bob's\n  url: x\n",
+     "cartrescue.yaml:5: not valid YAML: found unexpected end of stream (while scanning a quoted scalar, from line 3)"),
+    ("eligibility:\n  cutoff 45m\n  max_age: 7d\n",
+     "cartrescue.yaml:4: not valid YAML: mapping values are not allowed here (a key on a line above without ':', "
+     "or this key indented deeper than the one before it?)"),
+])
+def test_a_yaml_error_says_where_what_it_could_not_read_began(tmp_path: Path, text: str, shown: str) -> None:
+    """An unclosed quote was "found unexpected end of stream" at the file's last line, far from the
+    quote; a key without its ':' was named on the line after it."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n" + text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{tmp_path}/{shown}"
