@@ -1960,6 +1960,8 @@ def _got(item: Any) -> str:
         return ""
     from cartrescue.text import printable
 
+    if isinstance(item["input"], bool):  # consent: no, meant as the word (none)
+        return f" (got {str(item['input']).lower()}: YAML reads an unquoted yes, no, on or off as true or false)"
     return f" (got {printable(repr(item['input']))[:60]})"
 
 

@@ -705,3 +705,12 @@ def test_a_yaml_error_says_where_what_it_could_not_read_began(tmp_path: Path, te
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert str(error.value) == f"{tmp_path}/{shown}"
+
+
+def test_a_yes_or_no_where_a_word_is_expected_says_yaml_read_it_as_true_or_false(tmp_path: Path) -> None:
+    """``consent: no`` (meant: none) was "Input should be 'required', 'soft-opt-in' or 'none' (got False)"."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility:\n  consent: no\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}: eligibility.consent: Input should be 'required', 'soft-opt-in' or 'none' "
+                                "(got false: YAML reads an unquoted yes, no, on or off as true or false) (line 3)")
