@@ -658,6 +658,16 @@ class LedgerConfig(_Model):
     lock_timeout: Duration = timedelta(hours=2)  # a lock without heartbeat this long is stale (crashed run)
     retention: Annotated[Retention, BeforeValidator(_retention)] = Retention()
 
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """A URL's shape, as ``source.url``'s: ``cartrescue.db`` without ``sqlite:///`` was "cannot
+        open: Could not parse SQLAlchemy URL", with no word of what it lacked."""
+        if not _DATABASE_URL.match(value):
+            raise ValueError("expected an SQLAlchemy database URL like sqlite:///cartrescue.db (a file beside this "
+                             "config) or postgresql+psycopg://user@host/cartrescue")
+        return value
+
     @field_validator("lock_timeout")
     @classmethod
     def _lock_floor(cls, value: timedelta) -> timedelta:

@@ -714,3 +714,13 @@ def test_a_yes_or_no_where_a_word_is_expected_says_yaml_read_it_as_true_or_false
         load_config(path)
     assert str(error.value) == (f"{path}: eligibility.consent: Input should be 'required', 'soft-opt-in' or 'none' "
                                 "(got false: YAML reads an unquoted yes, no, on or off as true or false) (line 3)")
+
+
+def test_a_ledger_url_that_is_a_bare_path_is_refused_naming_the_url_it_needs(tmp_path: Path) -> None:
+    """``url: cartrescue.db`` was "ledger.url (unparsable URL): cannot open: Could not parse SQLAlchemy
+    URL from given URL string", with no word of the ``sqlite:///`` it lacked."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nledger:\n  url: cartrescue.db\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}: ledger.url: expected an SQLAlchemy database URL like sqlite:///cartrescue.db "
+                                "(a file beside this config) or postgresql+psycopg://user@host/cartrescue (line 3)")
