@@ -1554,6 +1554,9 @@ class Config(_Model):
         if not source.is_csv:
             why = f"a {source.type} source reads the shop's database (source.url), no CSV file: remove it"
             lines += [(key, why) for key in _set_apart(source, "source.", _CSV_ONLY)]
+            if source.newsletters.file is None:  # the one CSV export a database source may have
+                lines += [(key, "no CSV export is read (a database source, no source.newsletters.file): remove it")
+                          for key in _set_apart(source, "source.", ("export_stale_after",))]
         elif source.orders is None:
             why = "source.orders is not set, so no orders export is read: set it, or remove this"
             lines += [(key, why) for key in _set_apart(source, "source.", ("orders_encoding", "order_columns"))]

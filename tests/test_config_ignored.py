@@ -34,6 +34,13 @@ def test_csv_keys_written_with_their_defaults_on_a_database_source_are_quiet(tmp
                               "columns: {}}\n") == []
 
 
+def test_export_stale_after_on_a_database_source_without_a_newsletters_file_is_named_as_ignored(
+        tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, DATABASE + ", export_stale_after: 2d}\n")
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'cartrescue.yaml'}: source.export_stale_after: ignored")
+    assert _ignored(tmp_path, DATABASE + ", export_stale_after: 2d, newsletters: {file: sends.csv}}\n") == []
+
+
 def test_the_orders_encoding_without_an_orders_file_is_named_as_ignored(tmp_path: Path) -> None:
     lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv, orders_encoding: cp1252}\n")
     assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'cartrescue.yaml'}: source.orders_encoding: ignored")
