@@ -665,6 +665,16 @@ class LedgerConfig(_Model):
     statement_wait: Duration = timedelta(seconds=STATEMENT_WAIT)
     retention: Annotated[Retention, BeforeValidator(_retention)] = Retention()
 
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """A URL's shape, as ``source.url``'s: ``cartrescue.db`` without ``sqlite:///`` was "cannot
+        open: Could not parse SQLAlchemy URL", with no word of what it lacked."""
+        if not _DATABASE_URL.match(value):
+            raise ValueError("expected an SQLAlchemy database URL like sqlite:///cartrescue.db (a file beside this "
+                             "config) or postgresql+psycopg://user@host/cartrescue")
+        return value
+
     @field_validator("lock_timeout")
     @classmethod
     def _lock_floor(cls, value: timedelta) -> timedelta:
@@ -1397,6 +1407,8 @@ class Config(_Model):
     base_dir: Path = Path(".")
     config_file: Path | None = None  # set by load_config: errors found later name the file too
     unset_env: dict[str, str] = Field(default_factory=dict)  # set by load_config: {secret key: its unset variable}
+    #: The line of each key of the file (:func:`_key_lines`), set by load_config: a warning about a key names it.
+    _key_lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _templates_exist(self) -> "Config":
@@ -1547,6 +1559,29 @@ class Config(_Model):
                     if offer is not None and offer.codes is not None:
                         yield key, offer
 
+    def ignored_keys(self) -> list[str]:
+        """A warning line (``file: key: ignored: why``) for each key the file sets, to a value other
+        than its default, that nothing reads with this source type and these channels: a
+        ``source.delimiter`` on a ``magento2`` source, an ``sms.sender`` while no tier texts. The
+        shop believed it took effect. Defaults written out (the config of ``cartrescue init``)
+        and secrets (often exported for every shop) are not named."""
+        source, lines = self.source, []
+        if not source.is_csv:
+            why = f"a {source.type} source reads the shop's database (source.url), no CSV file: remove it"
+            lines += [(key, why) for key in _set_apart(source, "source.", _CSV_ONLY)]
+            if source.newsletters.file is None:  # the one CSV export a database source may have
+                lines += [(key, "no CSV export is read (a database source, no source.newsletters.file): remove it")
+                          for key in _set_apart(source, "source.", ("export_stale_after",))]
+        elif source.orders is None:
+            why = "source.orders is not set, so no orders export is read: set it, or remove this"
+            lines += [(key, why) for key in _set_apart(source, "source.", ("orders_encoding", "order_columns"))]
+        used = self.channels_used()
+        for channel, section in (("sms", self.sms), ("webhook", self.webhook)):
+            if channel not in used:
+                why = f"no tier or step sends by {channel} (remove it, or give a tier or a step channel: {channel})"
+                lines += [(key, why) for key in _set_apart(section, f"{channel}.", skip=_SMS_BEYOND_TEXTS)]
+        return [f"{self.where(key)}: ignored: {why}{_line_of(key, self._key_lines)}" for key, why in lines]
+
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""
         return f"{self.config_file or DEFAULT_CONFIG}: {key}"
@@ -1678,6 +1713,32 @@ class Config(_Model):
         return url
 
 
+#: The keys of ``source`` only a CSV source reads.
+_CSV_ONLY = ("carts", "orders", "delimiter", "encoding", "orders_encoding", "columns", "order_columns")
+#: ``sms`` keys that serve more than the texts a run sends: the region every phone number is read
+#: in, and the inbound replies (STOP) that still come after the last text.
+_SMS_BEYOND_TEXTS = frozenset({"sms.default_region", "sms.countries", "sms.inbound_url", "sms.http.inbound_from",
+                               "sms.http.inbound_text", "sms.http.inbound_id"})
+
+
+def _set_apart(model: BaseModel, prefix: str, only: tuple[str, ...] | None = None,
+               skip: frozenset[str] = frozenset()) -> Iterator[str]:
+    """The key paths under ``model`` that the file sets to a value other than the default
+    (:meth:`Config.ignored_keys`), in the model's order; sections are gone into, secrets left out."""
+    for name, field in type(model).model_fields.items():
+        key = prefix + name
+        if name not in model.model_fields_set or (only is not None and name not in only) or key in skip \
+                or secret_key(name):
+            continue
+        value, default = getattr(model, name), field.get_default(call_default_factory=True)
+        if value == default:
+            continue
+        if isinstance(value, BaseModel):
+            yield from _set_apart(value, key + ".", skip=skip)
+        else:
+            yield key
+
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # of a ${NAME}
 
 #: The channels' secrets: a ``${NAME}`` of one that is not set is an error only where a delivery
@@ -1773,14 +1834,17 @@ UNKNOWN_KEY = "unknown key (check the spelling; see config.example.yaml)"
 MOVED_KEYS = {"doctor.export_stale_after": "source.export_stale_after (it now also holds back sending runs)"}
 
 
-def format_validation_error(file: str, error: ValidationError) -> str:
+def format_validation_error(file: str, error: ValidationError,
+                            key_lines: "dict[tuple[str | int, ...], int] | None" = None) -> str:
+    """One line per error, ``file: key: what was expected``; with ``key_lines`` (:func:`_key_lines`)
+    ending in `` (line N)``, the line of the key (or of the nearest section holding it)."""
     lines = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden" and _location(item["loc"]) in MOVED_KEYS:
             message = f"moved to {MOVED_KEYS[_location(item['loc'])]}"
         elif item["type"] == "extra_forbidden":
-            close = _near_key(item["loc"])
+            close = _near_key(item["loc"]) or _key_elsewhere(item["loc"])
             message = f"unknown key (did you mean {close}? see config.example.yaml)" if close else UNKNOWN_KEY
         elif item["type"] == "missing":
             message = "required key is missing"
@@ -1801,7 +1865,46 @@ def format_validation_error(file: str, error: ValidationError) -> str:
             lines.append(f"{file}: {where}{dot}{inner.group(1)}: {inner.group(2)}")
         else:
             lines.append(f"{file}: {where}: {message}")
+        lines[-1] += _line_of(lines[-1][len(file) + 2:].split(": ", 1)[0], key_lines or {})
     return "\n".join(lines)
+
+
+def _line_of(key: str, key_lines: "dict[tuple[str | int, ...], int]") -> str:
+    """`` (line N)``: where the file writes ``key`` (``priority.tiers[1].budget``), or the nearest
+    section holding it (an error about a key the file leaves out); ``""`` where none is known."""
+    path: tuple[str | int, ...] = tuple(int(part) if part.isdigit() and index else part for part, index in
+                                        ((m.group(1) or m.group(2), m.group(2) is not None)
+                                         for m in re.finditer(r"([^.\[\]]+)|\[(\d+)\]", key)))
+    while path and path not in key_lines:
+        path = path[:-1]
+    return f" (line {key_lines[path]})" if path else ""
+
+
+def _key_lines(root: Any) -> "dict[tuple[str | int, ...], int]":
+    """The line (1-based) of every key and list item of the composed YAML ``root``, by its path
+    (``("priority", "tiers", 1, "budget")``); what a ``<<`` merge brings counts where it is merged."""
+    import yaml
+
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: Any, path: tuple[str | int, ...], merged: bool) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.tag == "tag:yaml.org,2002:merge":
+                    for source in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                        walk(source, path, True)
+                elif isinstance(key, yaml.ScalarNode):
+                    here = (*path, key.value)
+                    if not merged or here not in lines:
+                        lines[here] = key.start_mark.line + 1
+                    walk(value, here, merged)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines.setdefault((*path, index), item.start_mark.line + 1)
+                walk(item, (*path, index), merged)
+
+    walk(root, (), False)
+    return lines
 
 
 def _key_owner(item: Any) -> tuple[int | str, ...]:
@@ -1862,12 +1965,34 @@ def _near_key(loc: tuple[int | str, ...]) -> str | None:
     return close[0] if close else None
 
 
+def _key_elsewhere(loc: tuple[int | str, ...]) -> str | None:
+    """The sections that do have the unknown key ``loc[-1]`` (``eligibility.cutoff`` for a
+    ``cutoff:`` written at the top level, not indented under ``eligibility:``), as
+    ``a, b or c``; None if no section has it. Only sections, not lists of them (tiers, steps)."""
+    name, found = str(loc[-1]), []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for field, info in model.model_fields.items():
+            kind = info.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                walk(kind, f"{prefix}{field}.")
+            elif field == name and prefix:
+                found.append(prefix + field)
+
+    walk(Config, "")
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else f"{', '.join(found[:-1])} or {found[-1]}"
+
+
 def _got(item: Any) -> str:
     """`` (got 'abc')``: the value an error is about, where :func:`_shows_input` lets it be shown."""
     if not _shows_input(item):
         return ""
     from cartrescue.text import printable
 
+    if isinstance(item["input"], bool):  # consent: no, meant as the word (none)
+        return f" (got {str(item['input']).lower()}: YAML reads an unquoted yes, no, on or off as true or false)"
     return f" (got {printable(repr(item['input']))[:60]})"
 
 
@@ -1936,8 +2061,9 @@ def _expanded_size(root: Any, limit: int) -> int:
     return size(root)
 
 
-def _safe_yaml(text: str, file: Path) -> Any:
+def _safe_yaml(text: str, file: Path, key_lines: "dict[tuple[str | int, ...], int] | None" = None) -> Any:
     """``yaml.safe_load`` with bounds: an alias bomb or absurd nesting is refused, not expanded.
+    ``key_lines``: filled with the line of each key (:func:`_key_lines`), for the errors.
 
     PyYAML shares aliased nodes, but everything that walks the result afterwards (interpolation,
     validation) would expand a "billion laughs" document exponentially.
@@ -1996,9 +2122,30 @@ def _safe_yaml(text: str, file: Path) -> Any:
 
     loader = Loader(text)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if key_lines is not None:
+            key_lines.update(_key_lines(node))
+        return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def _yaml_problem(exc: Any) -> str:
+    """PyYAML's account of ``exc``, with what a shop owner needs to find the cause: where the
+    quote or list it could not close began (its own line is the file's end), and what a
+    "mapping values are not allowed here" (named on the line after a key without ':') means."""
+    problem = getattr(exc, "problem", None) or "syntax error"
+    if "'\\t'" in problem or "tab character" in problem:  # PyYAML's words told a shop owner nothing
+        return "a tab character: YAML indents with spaces, never tabs (replace it with spaces)"
+    if problem == "mapping values are not allowed here":
+        return problem + " (a key on a line above without ':', or this key indented deeper than the one before it?)"
+    context, began = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    mark = getattr(exc, "problem_mark", None)
+    if context and began is not None and (mark is None or began.line != mark.line):
+        problem += f" ({context}, from line {began.line + 1})"
+    return problem
 
 
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
@@ -2024,11 +2171,13 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
     try:
-        raw = _safe_yaml(text, file)
+        key_lines: dict[tuple[str | int, ...], int] = {}
+        raw = _safe_yaml(text, file, key_lines)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{file}{where}: not valid YAML: {getattr(exc, 'problem', None) or 'syntax error'}") from None
+        problem = _yaml_problem(exc)
+        raise ConfigError(f"{file}{where}: not valid YAML: {problem}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -2039,15 +2188,20 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     if written is not None:  # it would be replaced below, unnoticed: base_dir: /srv/shop moved no path
         raise ConfigError(f"{file}: {written}: {UNKNOWN_KEY}")
     unset: dict[str, str] = {}
-    raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)
+    try:
+        raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)
+    except ConfigError as exc:  # "file: key: ...": the key's line too
+        raise ConfigError(f"{exc}{_line_of(str(exc)[len(str(file)) + 2:].split(': ', 1)[0], key_lines)}") from None
     secrets = list(_secrets(raw))
     raw["base_dir"] = file.resolve().parent
     raw["config_file"] = file
     raw["unset_env"] = unset
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_scrub(format_validation_error(str(file), exc), secrets)) from None
+        raise ConfigError(_scrub(format_validation_error(str(file), exc, key_lines), secrets)) from None
+    config._key_lines = key_lines
+    return config
 
 
 #: The years a time a command is given (``--now``, ``--since``, ``--until``, the config's

@@ -100,12 +100,17 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         return Report([Check("config", FAIL, str(exc), int(exc.exit_code)),
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
     unrenderable = _step_templates(config)
+    # Keys nothing reads (the shop believes they take effect): a warning, or said after a failure.
+    ignored = "; ".join(config.ignored_keys())
+    also = f"; also: {ignored}" if ignored else ""
     if unrenderable is not None:  # every run refuses it (exit 2); the other checks still say what else is wrong
-        checks.append(Check("config", FAIL, unrenderable, int(ExitCode.CONFIG)))
+        checks.append(Check("config", FAIL, unrenderable + also, int(ExitCode.CONFIG)))
     elif not config.shop.unsubscribe_secret:
         checks.append(Check("config", FAIL, f"{config_path or 'cartrescue.yaml'}: shop.unsubscribe_secret is empty; "
                             "run --send refuses to start (export CARTRESCUE_SECRET with a long random value: the config of "
-                            "`cartrescue init` reads it as ${CARTRESCUE_SECRET:-})", int(ExitCode.CONFIG)))
+                            "`cartrescue init` reads it as ${CARTRESCUE_SECRET:-})" + also, int(ExitCode.CONFIG)))
+    elif ignored:
+        checks.append(Check("config", WARN, f"{config_path or 'cartrescue.yaml'} is valid, but: {ignored}"))
     else:
         checks.append(Check("config", OK, f"{config_path or 'cartrescue.yaml'} is valid"))
 

@@ -445,7 +445,7 @@ def test_an_unquoted_time_of_day_yaml_reads_as_a_number_is_refused_unless_it_is_
     result = cli("carts", "--config", str(path), "--json")
     assert result.exit_code == 2
     assert result.json["error"]["message"] == (f"{path}: eligibility.quiet_hours.start: expected a time of day "
-                                               f"like 21:00, got {shown}")
+                                               f"like 21:00, got {shown} (line 2)")
 
 
 def test_an_unquoted_time_of_day_is_read_as_written(tmp_path: Path) -> None:
@@ -467,13 +467,17 @@ def test_a_default_stands_for_a_variable_set_but_empty_as_in_the_shell(tmp_path:
 
 
 @pytest.mark.parametrize(("text", "shown"), [
-    ("eligiblity: {cutoff: 1h}", "eligiblity: unknown key (did you mean eligibility? see config.example.yaml)"),
-    ("eligibility: {cut_off: 1h}", "eligibility.cut_off: unknown key (did you mean cutoff? see config.example.yaml)"),
+    ("eligiblity: {cutoff: 1h}",
+     "eligiblity: unknown key (did you mean eligibility? see config.example.yaml) (line 2)"),
+    ("eligibility: {cut_off: 1h}",
+     "eligibility.cut_off: unknown key (did you mean cutoff? see config.example.yaml) (line 2)"),
     ("priority: {tiers: [{name: a}, {name: b, min_score: 50, bugdet: 5}]}",
-     "priority.tiers[1].bugdet: unknown key (did you mean budget? see config.example.yaml)"),
+     "priority.tiers[1].bugdet: unknown key (did you mean budget? see config.example.yaml) (line 2)"),
     ("sequences: {default: {steps: [{delay: 1h, template: reminder-1, incentive: {kind: percent, value: 5, valid: 2d}}]}}",
-     "sequences.default.steps[0].incentive.valid: unknown key (did you mean valid_for? see config.example.yaml)"),
-    ("eligibility: {colour: red}", "eligibility.colour: unknown key (check the spelling; see config.example.yaml)"),
+     "sequences.default.steps[0].incentive.valid: unknown key (did you mean valid_for? see config.example.yaml) "
+     "(line 2)"),
+    ("eligibility: {colour: red}",
+     "eligibility.colour: unknown key (check the spelling; see config.example.yaml) (line 2)"),
 ])
 def test_an_unknown_key_names_the_known_one_it_is_near(tmp_path: Path, text: str, shown: str) -> None:
     path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{text}\n")
@@ -494,11 +498,11 @@ def test_the_keys_cartrescue_sets_itself_are_unknown_keys_of_the_file(tmp_path: 
 
 @pytest.mark.parametrize(("tiers", "shown"), [
     ("[{name: low, min_score: 0}, {name: top, min_score: 50, sequence: nope}]",
-     "priority.tiers[1].sequence: unknown sequence 'nope' (known: default)"),
+     "priority.tiers[1].sequence: unknown sequence 'nope' (known: default) (line 2)"),
     ("[{name: low, min_score: 0}, {name: top, min_score: 50}, {name: low, min_score: 20}]",
-     "priority.tiers[2].name: 'low' is the name of tiers[0] too: tier names must be unique"),
+     "priority.tiers[2].name: 'low' is the name of tiers[0] too: tier names must be unique (line 2)"),
     ("[{name: low, min_score: 0}, {name: top, min_score: 50, over_budget: email}]",
-     "priority.tiers[1].over_budget: email needs a budget (tier 'top')"),
+     "priority.tiers[1].over_budget: email needs a budget (tier 'top') (line 2)"),
 ])
 def test_an_error_about_a_tier_names_it_by_its_index_in_the_file(tmp_path: Path, tiers: str, shown: str) -> None:
     """Tiers are sorted highest first once read: an unknown sequence was at ``priority.tiers[top]``,
@@ -527,9 +531,9 @@ def test_norwegian_written_unquoted_is_the_locale_no(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "shown"), [
     ("sequences: {default: {steps: [{delay: 1h, template: reminder-1, tier_channels: {yes: sms}}]}}",
      "sequences.default.steps[0].tier_channels: key true: YAML reads an unquoted yes, no, on or off as true or "
-     "false: quote the key"),
-    ("sequences: {1: {steps: [{delay: 1h, template: reminder-1}]}}", "sequences: key 1 is not text: quote it (\"1\")"),
-    ("smtp: {2: x}", "smtp: key 2 is not text: quote it (\"2\")"),
+     "false: quote the key (line 2)"),
+    ("sequences: {1: {steps: [{delay: 1h, template: reminder-1}]}}", "sequences: key 1 is not text: quote it (\"1\") (line 2)"),
+    ("smtp: {2: x}", "smtp: key 2 is not text: quote it (\"2\") (line 2)"),
     ("on: {}", "key true: YAML reads an unquoted yes, no, on or off as true or false: quote the key"),
 ])
 def test_a_key_yaml_reads_as_a_number_or_a_boolean_is_named_where_it_stands(
@@ -542,9 +546,9 @@ def test_a_key_yaml_reads_as_a_number_or_a_boolean_is_named_where_it_stands(
 
 
 @pytest.mark.parametrize(("text", "shown"), [
-    ("shop:\n  # name: My Shop", "shop: expected a mapping of keys (key: value), got null"),
-    ("smtp: [relay.example.com]", "smtp: expected a mapping of keys (key: value) (got a list)"),
-    ("priority: {tiers: null}", "priority.tiers: Input should be a valid list, got null"),
+    ("shop:\n  # name: My Shop", "shop: expected a mapping of keys (key: value), got null (line 2)"),
+    ("smtp: [relay.example.com]", "smtp: expected a mapping of keys (key: value) (got a list) (line 2)"),
+    ("priority: {tiers: null}", "priority.tiers: Input should be a valid list, got null (line 2)"),
 ])
 def test_a_section_that_is_not_a_mapping_says_so_not_its_class(tmp_path: Path, text: str, shown: str) -> None:
     """``shop:`` with every key under it commented out is null: the error said "Input should be a
@@ -564,7 +568,7 @@ def test_a_database_sources_currency_option_is_checked_when_the_config_loads(tmp
     result = cli("carts", "--config", str(path), "--json")
     assert result.exit_code == 2, result.output
     assert result.json["error"]["message"] == (f"{path}: source.options.currency: unknown currency code 'EUO': "
-                                               "expected an ISO 4217 code like EUR or SEK")
+                                               "expected an ISO 4217 code like EUR or SEK (line 1)")
 
 
 def test_a_woocommerce_users_prefix_that_is_no_table_prefix_is_a_config_error(tmp_path: Path) -> None:
@@ -574,7 +578,7 @@ def test_a_woocommerce_users_prefix_that_is_no_table_prefix_is_a_config_error(tm
     result = cli("carts", "--config", str(path), "--json")
     assert result.exit_code == 2, result.output
     assert result.json["error"]["message"] == (f"{path}: source.options.users_prefix: only letters, digits and _ "
-                                               "are allowed, got 'wp; DROP'")
+                                               "are allowed, got 'wp; DROP' (line 1)")
 
 
 def test_a_database_sources_timezone_option_fails_doctors_config_check_naming_the_file(tmp_path: Path) -> None:
@@ -584,7 +588,7 @@ def test_a_database_sources_timezone_option_fails_doctors_config_check_naming_th
     checks = {check["name"]: check for check in cli("doctor", "--config", str(path), "--json").json["checks"]}
     assert checks["config"]["status"] == "fail"
     assert checks["config"]["detail"] == (f"{path}: source.options.db_timezone: expected an IANA timezone name like "
-                                          "Europe/Stockholm, got 'Europe/Stokholm'")
+                                          "Europe/Stockholm, got 'Europe/Stokholm' (line 1)")
 
 
 def test_a_timeout_from_an_environment_variable_without_its_unit_is_seconds(tmp_path: Path) -> None:
@@ -605,7 +609,7 @@ def test_a_backfill_of_zero_is_refused_naming_the_key(shop: "Shop") -> None:  # 
     assert result.exit_code == 2
     assert result.json["error"]["message"] == (
         f"{shop.config_path}: eligibility.backfill: must be longer than zero, got 0s (no sequence would ever start: "
-        "step 1 has come due before a run sees it)")
+        "step 1 has come due before a run sees it) (line 16)")
     assert not (shop.folder / "out").exists() or not any((shop.folder / "out").iterdir())
 
 
@@ -636,3 +640,87 @@ def test_quiet_hours_that_start_and_end_at_one_time_are_refused_naming_the_key(t
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "eligibility.quiet_hours.end: the same time as start (21:00)" in str(error.value)
+
+
+def test_a_tab_that_indents_a_key_says_yaml_indents_with_spaces(tmp_path: Path) -> None:
+    """PyYAML's "found character '\\t' that cannot start any token" told a shop owner nothing."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility:\n\tcutoff: 45m\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}:3: not valid YAML: a tab character: YAML indents with spaces, "
+                                "never tabs (replace it with spaces)")
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("eligibility:\n  max_age: 7d\n  cutof: 45m\n", "eligibility.cutof: unknown key (did you mean cutoff? see "
+                                                    "config.example.yaml) (line 4)"),
+    ("priority:\n  tiers:\n    - {name: a, min_score: 0}\n    - name: b\n      min_score: 1\n      budget: ten\n",
+     "priority.tiers[1].budget: Input should be a valid integer, unable to parse string as an integer (got 'ten') "
+     "(line 7)"),
+    ("eligibility:\n  cutoff: 45\n", "eligibility.cutoff: a duration needs its unit: 45m, 45h or 45s? (a bare "
+                                     "number is not taken: 45 could mean any of them) (line 3)"),
+])
+def test_an_error_about_a_key_names_the_line_it_stands_on(tmp_path: Path, text: str, shown: str) -> None:
+    """In a 260-line config the key path alone left a shop owner counting tiers and steps."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n" + text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: {shown}"
+
+
+def test_an_unset_environment_variable_names_the_line_of_its_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp:\n  port: 25\n  host: ${RELAY_HOST}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert str(error.value) == f"{path}: smtp.host: environment variable RELAY_HOST is not set (line 4)"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("cutoff: 45m", "cutoff: unknown key (did you mean eligibility.cutoff? see config.example.yaml) (line 2)"),
+    ("shop: {host: relay.example.com}",
+     "shop.host: unknown key (did you mean smtp.host? see config.example.yaml) (line 2)"),
+    ("eligibility: {timeout: 5s}", "eligibility.timeout: unknown key (did you mean smtp.timeout, webhook.timeout or "
+                                   "sms.timeout? see config.example.yaml) (line 2)"),
+])
+def test_a_key_written_in_the_wrong_section_names_where_it_belongs(tmp_path: Path, text: str, shown: str) -> None:
+    """``cutoff: 45m`` at the top level, not indented under ``eligibility:``, was "check the spelling"
+    of a key spelt right."""
+    path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{text}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: {shown}"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("shop:\n  name: \"Bob's\n  url: x\n",
+     "cartrescue.yaml:5: not valid YAML: found unexpected end of stream (while scanning a quoted scalar, from line 3)"),
+    ("eligibility:\n  cutoff 45m\n  max_age: 7d\n",
+     "cartrescue.yaml:4: not valid YAML: mapping values are not allowed here (a key on a line above without ':', "
+     "or this key indented deeper than the one before it?)"),
+])
+def test_a_yaml_error_says_where_what_it_could_not_read_began(tmp_path: Path, text: str, shown: str) -> None:
+    """An unclosed quote was "found unexpected end of stream" at the file's last line, far from the
+    quote; a key without its ':' was named on the line after it."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n" + text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{tmp_path}/{shown}"
+
+
+def test_a_yes_or_no_where_a_word_is_expected_says_yaml_read_it_as_true_or_false(tmp_path: Path) -> None:
+    """``consent: no`` (meant: none) was "Input should be 'required', 'soft-opt-in' or 'none' (got False)"."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility:\n  consent: no\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}: eligibility.consent: Input should be 'required', 'soft-opt-in' or 'none' "
+                                "(got false: YAML reads an unquoted yes, no, on or off as true or false) (line 3)")
+
+
+def test_a_ledger_url_that_is_a_bare_path_is_refused_naming_the_url_it_needs(tmp_path: Path) -> None:
+    """``url: cartrescue.db`` was "ledger.url (unparsable URL): cannot open: Could not parse SQLAlchemy
+    URL from given URL string", with no word of the ``sqlite:///`` it lacked."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nledger:\n  url: cartrescue.db\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}: ledger.url: expected an SQLAlchemy database URL like sqlite:///cartrescue.db "
+                                "(a file beside this config) or postgresql+psycopg://user@host/cartrescue (line 3)")

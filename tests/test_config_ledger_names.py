@@ -10,6 +10,7 @@ ledger is opened, on every kind of ledger; a name exactly as long as its column 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,9 @@ def test_a_config_value_longer_than_its_ledger_column_is_a_config_error_naming_k
     result = shop.cli("run", "--outbox", str(shop.folder / "out"))
     kept = " with shop.from_email (each run's shop: 'name <from_email>')" if column == "shop" else ""
     assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr.splitlines() == [
-        f"error: {shop.config_path}: {key}: {limit + 1} characters{kept}, more than the ledger keeps ({limit})"]
+    expected = f"error: {shop.config_path}: {key}: {limit + 1} characters{kept}, more than the ledger keeps ({limit})"
+    assert len(result.stderr.splitlines()) == 1
+    assert re.fullmatch(re.escape(expected) + r" \(line \d+\)", result.stderr.splitlines()[0]), result.stderr
     assert not (shop.folder / "ledger.db").exists() and not (shop.folder / "out").exists()
 
 
@@ -124,4 +126,4 @@ def test_a_sql_sources_name_that_leaves_its_cart_ids_little_room_in_the_key_is_r
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr.splitlines() == [
         f"error: {config}: source.options.name: 31 characters, more than a source's name in the ledger's cart keys "
-        "(name:id) may have (30, as source.key_prefix)"]
+        "(name:id) may have (30, as source.key_prefix) (line 5)"]

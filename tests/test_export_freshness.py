@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -171,9 +172,9 @@ def test_the_doctor_key_it_replaces_names_where_it_moved(shop: Shop) -> None:
     shop.add(cart("c1"))
     result = shop.cli("run", "--json")
     assert result.exit_code == ExitCode.CONFIG
-    assert result.json["error"]["message"] == (
-        f"{shop.config_path}: doctor.export_stale_after: moved to source.export_stale_after "
-        "(it now also holds back sending runs)")
+    moved = (f"{shop.config_path}: doctor.export_stale_after: moved to source.export_stale_after "
+             "(it now also holds back sending runs)")
+    assert re.fullmatch(re.escape(moved) + r" \(line \d+\)", result.json["error"]["message"]), result.output
 
 
 def test_a_report_on_a_stale_orders_export_says_it_shows_less_won_back(shop: Shop) -> None:

@@ -306,10 +306,18 @@ def out_console(*, markup: bool = False) -> Any:
     return Stdout(markup=markup, highlight=False)
 
 
-def load(config: Path | None) -> Any:
+def load(config: Path | None, *, warn: bool = True) -> Any:
+    """The config of ``--config``; with ``warn``, a ``warning:`` line on stderr for each key it sets
+    that nothing reads (:meth:`cartrescue.config.Config.ignored_keys`): a shop believed it took
+    effect. Off for ``--quiet`` and for a worker of ``run --workers`` (its parent says it once)."""
     from cartrescue.config import load_config
 
-    return load_config(config)
+    loaded = load_config(config)
+    if warn:
+        stderr = err_console()
+        for line in loaded.ignored_keys():
+            stderr.print(error_line(line, "warning", "yellow"), soft_wrap=True)
+    return loaded
 
 
 def recording_ledger(cfg: Any) -> Any:

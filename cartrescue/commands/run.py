@@ -48,7 +48,9 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     try:
         from cartrescue.config import resolve_now
 
-        config = load(config_path)
+        # A worker of run --workers leaves the warnings of the config to its parent, which says them once.
+        of_workers = shard is not None and as_json and bool(os.environ.get("CARTRESCUE_PARENT_PID"))
+        config = load(config_path, warn=not (quiet or of_workers))
         at = resolve_now(config, parse_now(now))
         live_clock = live_clock or (now is None and not config.now)  # cartrescue.clock
         sharded = _shard(shard)
@@ -78,8 +80,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
         stderr = err_console()
         # A worker of run --workers leaves the templates' check to its parent, which runs it once
-        # on what every worker rendered (_workers_command).
-        of_workers = shard is not None and as_json and bool(os.environ.get("CARTRESCUE_PARENT_PID"))
+        # on what every worker rendered (_workers_command): of_workers, above.
 
         request = RunRequest(mode=mode, now=at, live_clock=live_clock, outbox=outbox, strict=strict,  # type: ignore[arg-type]
                              deliver=deliver, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries,

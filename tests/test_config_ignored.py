@@ -1,0 +1,104 @@
+"""Keys the config sets that nothing reads: each is a warning naming the file and the key.
+
+A shop that wrote ``source.delimiter: ";"`` on a ``magento2`` source, or an SMS sender while no
+tier texts, believed the setting took effect; it was silently ignored. Only values other than the
+default count, so the full config of ``cartrescue init`` (every key written out) stays quiet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cartrescue.config import load_config
+from conftest import Shop, cli
+
+DATABASE = "source: {type: magento2, url: 'mysql+pymysql://shop@127.0.0.1:1/shop'"
+
+
+def _ignored(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "cartrescue.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path, env={}).ignored_keys()
+
+
+def test_csv_keys_on_a_database_source_are_named_as_ignored(tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, DATABASE + ", delimiter: ';', orders_encoding: cp1252, carts: carts.csv}\n")
+    path = tmp_path / "cartrescue.yaml"
+    assert [line.split(": ignored")[0] for line in lines] == [
+        f"{path}: source.carts", f"{path}: source.delimiter", f"{path}: source.orders_encoding"]
+    assert "a magento2 source reads the shop's database (source.url), no CSV file" in lines[0]
+
+
+def test_csv_keys_written_with_their_defaults_on_a_database_source_are_quiet(tmp_path: Path) -> None:
+    assert _ignored(tmp_path, DATABASE + ", delimiter: null, encoding: utf-8-sig, orders_encoding: null, "
+                              "columns: {}}\n") == []
+
+
+def test_export_stale_after_on_a_database_source_without_a_newsletters_file_is_named_as_ignored(
+        tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, DATABASE + ", export_stale_after: 2d}\n")
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'cartrescue.yaml'}: source.export_stale_after: ignored")
+    assert _ignored(tmp_path, DATABASE + ", export_stale_after: 2d, newsletters: {file: sends.csv}}\n") == []
+
+
+def test_the_orders_encoding_without_an_orders_file_is_named_as_ignored(tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv, orders_encoding: cp1252}\n")
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'cartrescue.yaml'}: source.orders_encoding: ignored")
+    assert "source.orders" in lines[0]
+
+
+def test_sms_settings_while_no_tier_texts_are_named_as_ignored(tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsms: {sender: MyShop, twilio: {account_sid: AC1}}\n")
+    path = tmp_path / "cartrescue.yaml"
+    assert [line.split(": ignored")[0] for line in lines] == [f"{path}: sms.sender", f"{path}: sms.twilio.account_sid"]
+    assert "no tier or step sends by sms" in lines[0]
+
+
+def test_an_ignored_key_names_the_line_it_stands_on(tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsms:\n  provider: twilio\n  sender: MyShop\n")
+    assert lines == [f"{tmp_path / 'cartrescue.yaml'}: sms.sender: ignored: no tier or step sends by sms (remove it, "
+                     "or give a tier or a step channel: sms) (line 4)"]
+
+
+def test_sms_settings_are_quiet_once_a_tier_texts(tmp_path: Path) -> None:
+    assert _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsms: {sender: MyShop, twilio: {account_sid: AC1}}\n"
+                              "priority: {tiers: [{name: all, min_score: 0, channel: sms}]}\n") == []
+
+
+def test_sms_settings_that_serve_more_than_texts_sent_are_quiet(tmp_path: Path) -> None:
+    """The region reads every phone number; inbound replies (STOP) still come after the last text."""
+    assert _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsms: {default_region: SE, countries: [SE], "
+                              "inbound_url: 'https://shop.example.com/in', http: {inbound_from: sender}}\n") == []
+
+
+def test_webhook_settings_while_no_tier_posts_are_named_as_ignored(tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nwebhook: {url: 'https://hooks.example.com/x'}\n")
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'cartrescue.yaml'}: webhook.url: ignored")
+
+
+def test_the_config_init_writes_names_nothing_as_ignored(tmp_path: Path) -> None:
+    assert cli("init", str(tmp_path / "shop")).exit_code == 0
+    assert load_config(tmp_path / "shop" / "cartrescue.yaml", env={}).ignored_keys() == []
+
+
+def test_a_run_names_an_ignored_key_once_on_stderr_and_keeps_its_json_one_document(shop: Shop) -> None:
+    shop.configure(sms={"sender": "MyShop"})
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("sms.sender: ignored") == 1
+    assert f"warning: {shop.config_path}: sms.sender: ignored" in result.stderr
+    assert "decisions" in result.json
+
+
+def test_a_quiet_run_does_not_name_an_ignored_key(shop: Shop) -> None:
+    shop.configure(sms={"sender": "MyShop"})
+    result = shop.cli("run", "--quiet")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+
+
+def test_doctor_shows_an_ignored_key_as_a_warning_of_its_config_check(shop: Shop) -> None:
+    shop.configure(sms={"sender": "MyShop"})
+    result = shop.cli("doctor", "--json", "--no-smtp", now=None)
+    config = next(check for check in result.json["checks"] if check["name"] == "config")
+    assert config["status"] == "warn" and config["exit_code"] == 0
+    assert f"{shop.config_path}: sms.sender: ignored" in config["detail"]
