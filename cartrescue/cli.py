@@ -43,7 +43,7 @@ _SETTINGS: dict[str, Any] = dict(
         "error, 3 source unreadable (or an export too old to send on), 4 another run holds the lock, "
         "5 (doctor) reminders stopped (no successful run, or an export not written, for too long), "
         "6 this run lost its lock and stopped, "
-        "70 a bug in cartrescue, 130 stopped by Ctrl-C or SIGTERM, 128 + n a worker killed by signal n. "
+        "70 a bug in cartrescue, 130 stopped by Ctrl-C, SIGTERM or SIGHUP, 128 + n a worker killed by signal n. "
         "What cron should do on each: the README."
     ),
     no_args_is_help=True,
