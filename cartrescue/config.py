@@ -1596,7 +1596,9 @@ class Config(_Model):
         ledger = Ledger(self.ledger_url, where=where, create=False, runs_over=runs_over)
         if ledger.has_no_tables():
             ledger.close()
-            return Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
+            empty = Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
+            empty.refused = ledger.refused
+            return empty
         if ledger.behind and upgrade:  # it only adds tables and columns
             ledger.close()
             return Ledger(self.ledger_url, where=where, runs_over=runs_over)

@@ -297,6 +297,8 @@ def _run_job(
         # as a first run does (doctor names the missing file).
         ledger = config.open_ledger(create=delivering, upgrade=True, runs_over=request.runs_over)
         stack.callback(ledger.close)
+        if ledger.refused is not None:  # it read no history: say so, as --send does (exit 2)
+            notes.append(f"a sending run would stop (exit 2): {ledger.refused}")
         try:
             same_source(config, source.name, ledger, now)  # before anything is claimed
         except ConfigError as exc:
