@@ -111,3 +111,16 @@ def test_a_hangup_stops_run_all_as_sigterm_does(make_shop: Callable[[str], Shop]
     first, second = document["shops"]
     assert document["error"]["code"] == "interrupted" and first["exit_code"] == 130
     assert second["started"] is None and not (waiting.folder / "ledger.db").exists()
+
+
+def test_under_nohup_a_hangup_is_ignored_and_the_run_finishes(shop: Shop) -> None:
+    """``nohup cartrescue run --send`` asks for the run to outlive the terminal: SIGHUP stays ignored."""
+    with LoopbackSMTP(faults=[Fault(r"^h", "late", stage="DATA", delay=0.05)]) as server:
+        _sending_shop(shop, server, carts=20, pool_size=2)
+        out, err = shop.folder / "run.out", shop.folder / "run.err"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cartrescue.cli", "run", "--send", "--json", "--config", str(shop.config_path),
+             "--now", iso(NOW)], cwd=REPO, stdout=out.open("wb"), stderr=err.open("wb"), start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # what nohup does
+        assert _hang_up_when(process, lambda: len(server.messages) >= 2, err) == 0, err.read_text()
+    assert json.loads(out.read_text())["counts"]["sent"] == 20 == len(server.messages)
