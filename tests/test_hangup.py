@@ -124,3 +124,34 @@ def test_under_nohup_a_hangup_is_ignored_and_the_run_finishes(shop: Shop) -> Non
             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # what nohup does
         assert _hang_up_when(process, lambda: len(server.messages) >= 2, err) == 0, err.read_text()
     assert json.loads(out.read_text())["counts"]["sent"] == 20 == len(server.messages)
+
+
+def test_a_terminal_that_hangs_up_mid_send_leaves_every_message_recorded(shop: Shop) -> None:
+    """The real thing: the run's controlling terminal goes away (its master end closed, as sshd
+    does when the connection drops); the kernel sends SIGHUP, and writes to it fail after."""
+    import fcntl
+    import pty
+    import termios
+
+    with LoopbackSMTP(faults=[Fault(r"^h", "late", stage="DATA", delay=0.2)]) as server:
+        _sending_shop(shop, server, pool_size=4)
+        master, terminal = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cartrescue.cli", "run", "--send", "--config", str(shop.config_path),
+             "--now", iso(NOW)], cwd=REPO, stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # its controlling terminal
+        os.close(terminal)
+        os.set_blocking(master, False)
+        deadline = time.monotonic() + 60
+        while len(server.messages) < 8 and process.poll() is None and time.monotonic() < deadline:
+            try:
+                os.read(master, 1 << 16)  # drained, as a terminal is
+            except OSError:
+                pass
+            time.sleep(0.01)
+        os.close(master)  # the terminal hangs up
+        assert process.wait(60) == 130
+    statuses = [message["status"] for message in shop.messages()]
+    assert set(statuses) <= {"sent", "failed_transient"} and statuses.count("sent") == len(server.messages) < 60
+    with sqlite3.connect(shop.folder / "ledger.db") as db:
+        assert db.execute("SELECT status FROM cr_run").fetchall() == [("interrupted",)]
