@@ -696,3 +696,15 @@ def test_shops_sharing_a_database_under_other_table_prefixes_are_other_shops(tmp
     assert source_identity(first) != source_identity(second)
     assert source_identity(first) == source_identity(copied)  # the same tables, whoever logs in
     assert "secret" not in source_identity(first)
+
+
+@pytest.mark.smtp
+def test_a_dry_run_of_a_copied_shop_folder_says_a_sending_round_would_refuse_the_copy(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    with LoopbackSMTP() as server:
+        acme, copy = _copied_shops(make_shop, tmp_path, server)
+        done = _run_all("--json", "--jobs", "1", "--now", iso(NOW), acme.config_path, copy.config_path, cwd=tmp_path)
+    first, second = json.loads(done.stdout)["shops"]
+    assert done.returncode == 0 and first["notes"] == []
+    assert [note.split(": ")[0] for note in second["notes"]] == ["a sending run would stop (exit 2)"]
+    assert str(acme.config_path) in second["notes"][0] and "same carts" in second["notes"][0]
