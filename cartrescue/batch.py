@@ -34,6 +34,37 @@ from cartrescue.workers import TERM_GRACE, Document, error_of, exit_code_of, mer
 
 #: What ``ps`` calls a shop's process: ``cr-shop-<n>`` (n: its place in the list).
 SHOP_PREFIX = "cr-shop-"
+#: The folder where the shops of one ``run-all`` round take their sources (:func:`take_in_round`).
+ROUND_ENV = "CARTRESCUE_ROUND"
+
+
+def take_in_round(identity: str, config: Path) -> str | None:
+    """Take the source ``identity`` (:func:`cartrescue.sources.source_identity`) for ``config`` in
+    this ``run-all`` round; the config that took it first, if another did (else None; None too
+    outside ``run-all``).
+
+    Two configs over the same carts (a copied shop folder caught by the cron glob) each have a
+    ledger of their own, so neither ledger knew of the other's messages and every customer got
+    each step twice. ``run-all`` reads no config; each shop's run takes its source here, in a
+    folder of the round, before it claims anything: one file a source, created or found at once."""
+    folder = os.environ.get(ROUND_ENV)
+    if not folder:
+        return None
+    path = os.path.join(folder, identity)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            with open(path, encoding="utf-8", errors="backslashreplace") as taken:
+                other = taken.read()
+        except OSError:
+            other = ""
+        return other if other != str(config) else None
+    except OSError:  # the round's folder is gone (run-all killed): nothing to compare with
+        return None
+    with os.fdopen(descriptor, "w", encoding="utf-8", errors="backslashreplace") as mine:
+        mine.write(str(config))
+    return None
 
 
 @dataclass(slots=True)
@@ -295,7 +326,10 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
     shops = [ShopRun(config) for config in configs]
     pending = deque(enumerate(shops, start=1))
     method = processes.start_method()
-    env = {"PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid())}
+    import tempfile
+
+    round_folder = tempfile.TemporaryDirectory(prefix="cartrescue-round-")
+    env = {"PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid()), ROUND_ENV: round_folder.name}
     selector = selectors.DefaultSelector()
     running: list[_Child] = []
     interrupted: KeyboardInterrupt | None = None
@@ -331,6 +365,7 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
                     child.stop(grace)
     finally:
         selector.close()
+        round_folder.cleanup()
     return Batch(shops, interrupted=interrupted is not None)
 
 

@@ -43,7 +43,7 @@ _SETTINGS: dict[str, Any] = dict(
         "error, 3 source unreadable (or an export too old to send on), 4 another run holds the lock, "
         "5 (doctor) reminders stopped (no successful run, or an export not written, for too long), "
         "6 this run lost its lock and stopped, "
-        "70 a bug in cartrescue, 130 stopped by Ctrl-C or SIGTERM, 128 + n a worker killed by signal n. "
+        "70 a bug in cartrescue, 130 stopped by Ctrl-C, SIGTERM or SIGHUP, 128 + n a worker killed by signal n. "
         "What cron should do on each: the README."
     ),
     no_args_is_help=True,
@@ -143,6 +143,7 @@ def main() -> None:
     from cartrescue import stops
 
     _discard_closed_output()
+    _printable_output()
     _quiet_library_logs()
     gc.freeze()
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
@@ -180,6 +181,16 @@ def _quiet_library_logs() -> None:
 
     for library in ("sqlalchemy", "psycopg"):
         logging.getLogger(library).addHandler(logging.NullHandler())
+
+
+def _printable_output() -> None:
+    """stdout writes what it cannot encode as ``\\udce9``, as stderr does. A path from a folder
+    unpacked from a Windows zip (``caf\\xe9/``: bytes that are not UTF-8) ended a command that
+    printed it with exit 70 (a UTF-8 locale's stdout is strict), or put the raw byte into its
+    ``--json`` document (C.UTF-8's is ``surrogateescape``), which no longer parsed as UTF-8."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and getattr(sys.stdout, "errors", None) in ("strict", "surrogateescape"):
+        reconfigure(errors="backslashreplace")
 
 
 def _discard_closed_output() -> None:

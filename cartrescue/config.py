@@ -1649,7 +1649,9 @@ class Config(_Model):
         ledger = Ledger(self.ledger_url, where=where, create=False, runs_over=runs_over, statement_wait=wait)
         if ledger.has_no_tables():
             ledger.close()
-            return Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
+            empty = Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
+            empty.refused = ledger.refused
+            return empty
         if ledger.behind and upgrade:  # it only adds tables and columns
             ledger.close()
             return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait)
@@ -1701,15 +1703,13 @@ class Config(_Model):
         """``url`` with a relative SQLite path made relative to the config file's folder."""
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
-            from urllib.parse import quote
-
             # The folder is a path, the rest is URL text as written: a '?', '#' or '%' in the
             # folder (/srv/Shop #2) is quoted, else SQLAlchemy read it as the URL's query.
             rest, folder = url[len(prefix):], self.base_dir
             if rest.startswith("~"):
                 home = Path(rest).expanduser()
                 rest, folder = home.name, home.parent
-            return prefix + quote(str(folder), safe="/") + "/" + rest
+            return _beside(str(folder), rest)
         return url
 
 
@@ -1737,6 +1737,26 @@ def _set_apart(model: BaseModel, prefix: str, only: tuple[str, ...] | None = Non
             yield from _set_apart(value, key + ".", skip=skip)
         else:
             yield key
+
+
+def _beside(folder: str, rest: str) -> str:
+    r"""The SQLite URL of ``rest`` (URL text as written) in ``folder`` (a path).
+
+    A folder name with bytes that are not UTF-8 (unpacked from a Windows zip: ``caf\xe9``, held
+    by Python as the surrogate ``\udce9``) cannot be URL text: ``quote`` refused it (exit 70),
+    and quoted with its bytes, SQLAlchemy unquoted ``%E9`` to U+FFFD and the ledger opened was a
+    new file in another folder. Such a folder goes into a SQLite ``file:`` URI, its bytes quoted
+    twice: SQLAlchemy takes one quoting off, SQLite the other, and opens the folder's own bytes.
+    The URL itself stays text that every message can print."""
+    from urllib.parse import quote
+
+    if not _UNDECODED.search(folder):
+        return "sqlite:///" + quote(folder, safe="/") + "/" + rest
+    uri = quote(quote(folder, safe="/", errors="surrogateescape"), safe="/")
+    return "sqlite:///file:" + uri + "/" + rest + ("&" if "?" in rest else "?") + "uri=true"
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # a byte of a file name that is not UTF-8 (surrogateescape)
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # of a ${NAME}

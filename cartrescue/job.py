@@ -7,6 +7,7 @@ nothing: results go to a callback.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -285,6 +286,11 @@ def _run_job(
         notes = []
     else:
         notes = [f"a sending run would hold back (exit 3): {line}" for line in stale_exports(config, now)]
+    copied = copied_shop(config)
+    if copied is not None:
+        if delivering:
+            raise ConfigError(copied)
+        notes.append(f"a sending run would stop (exit 2): {copied}")
     if request.deliver:
         notes += call_list_notes(config, delivering)
     with ExitStack() as stack:
@@ -297,6 +303,8 @@ def _run_job(
         # as a first run does (doctor names the missing file).
         ledger = config.open_ledger(create=delivering, upgrade=True, runs_over=request.runs_over)
         stack.callback(ledger.close)
+        if ledger.refused is not None:  # it read no history: say so, as --send does (exit 2)
+            notes.append(f"a sending run would stop (exit 2): {ledger.refused}")
         try:
             same_source(config, source.name, ledger, now)  # before anything is claimed
         except ConfigError as exc:
@@ -472,6 +480,29 @@ def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem
     if not readers:
         return None
     return Newsletters(readers, today(config, now))
+
+
+def copied_shop(config: Config) -> str | None:
+    """Under ``run-all``: why this shop must not deliver, when another config of the round reads
+    the same carts (:func:`cartrescue.sources.source_identity`) and took them first; else None.
+
+    Each config has its own ledger, so neither knew of the other's messages: an agency's copied
+    shop folder reminded every customer of every step twice. Refused before anything is read
+    or claimed, exit 2: the first shop delivers, and the round's exit code calls a person."""
+    from cartrescue.batch import ROUND_ENV, take_in_round
+
+    if not os.environ.get(ROUND_ENV):
+        return None
+    from cartrescue.sources import source_identity
+
+    me = config.config_file or Path("cartrescue.yaml")
+    first = take_in_round(source_identity(config), me)
+    if first is None:
+        return None
+    return (f"{me}: reads the same carts as {first} in this run-all round (a copied shop folder? "
+            f"source {source_identity(config)}): each has its own ledger, so every customer would get each step "
+            "twice. Nothing was claimed here. Give each shop its own export or database (a prefix or schema of "
+            "its own), or leave the copy out of run-all's list")
 
 
 def same_source(config: Config, name: str, ledger: Ledger, now: datetime) -> None:

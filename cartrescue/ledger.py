@@ -624,6 +624,10 @@ class Ledger:
         self.silence: Silence | None = None
         #: What an older ledger opened with ``create=False`` lacks (``cr_code``, ``cr_run.shard``).
         self.behind: list[str] = []
+        #: Opened with ``create=False``: the error a run that records would stop with (exit 2),
+        #: else None. Only a PostgreSQL search_path of no existing schema: it reads as an empty
+        #: ledger, and a dry-run planned as a first run without a word (see :meth:`_no_schema`).
+        self.refused: str | None = None
         self._json_each: bool | None = None  # see _json_lists
         self._raw: _RawStatements | None = None  # the per-message statements, compiled on first use
         self._writer: Any = None  # the connection of _message_transaction
@@ -661,6 +665,8 @@ class Ledger:
                 self._binary_text(TABLES)
             else:
                 self.behind = self._schema_gaps(READ_TABLES)
+                if self._no_schema():
+                    self.refused = f"{where} {self.safe_url()}: cannot open: {NO_SCHEMA}{NO_SCHEMA_HINT}"
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             silent = stopped_answering(exc)
             if silent is not None:  # connected, then no answer (the line names where and the URL)
@@ -669,8 +675,8 @@ class Ledger:
             if driver is not None:
                 raise LedgerError(f"{where} {self.safe_url()}: cannot open: {driver}") from None
             reason = one_line(exc)
-            if "no schema has been selected" in reason:  # PostgreSQL, a search_path of no existing schema
-                reason += " (the URL's search_path names no schema that exists: CREATE SCHEMA it first)"
+            if NO_SCHEMA in reason:  # PostgreSQL, a search_path of no existing schema
+                reason += NO_SCHEMA_HINT
             if "unable to open database file" in reason:
                 reason += why_no_file(self.url)
             raise LedgerError(f"{where} {self.safe_url()}: cannot open: {reason}") from None
@@ -779,6 +785,15 @@ class Ledger:
                 if (conn.exec_driver_sql("PRAGMA user_version").scalar() or 0) < _SQLITE_MOMENTS_NORMALISED:
                     gaps.append("times in the current form (PRAGMA user_version)")
         return gaps
+
+    def _no_schema(self) -> bool:
+        """PostgreSQL: does the URL's search_path name no schema that exists? Creating the tables
+        then fails (:data:`NO_SCHEMA`); reading finds none, as in a new ledger. One query, only
+        where a command that records nothing opens the ledger."""
+        if self.engine.dialect.name != "postgresql":
+            return False
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT current_schema()").scalar() is None
 
     def has_no_tables(self) -> bool:
         """Has the database none of the ledger's tables (opened with ``create=False``)?"""
@@ -2190,6 +2205,11 @@ def older_ledger(where: str, behind: Sequence[str]) -> str:
     return (f"{where}: the ledger is of an older cartrescue (it lacks {shown}) and this command only reads, so it "
             "left it unchanged: the next `cartrescue run` (a dry-run too) brings it up to date (it only adds "
             "tables and columns)")
+
+
+#: PostgreSQL's words when a search_path names no schema that exists, and what to do about it.
+NO_SCHEMA = "no schema has been selected to create in"
+NO_SCHEMA_HINT = " (the URL's search_path names no schema that exists: CREATE SCHEMA it first)"
 
 
 def why_no_file(url: str) -> str:

@@ -196,7 +196,7 @@ class DocumentWriter:
         self.pending = bytearray()
 
     def write(self, text: str) -> int:
-        self.pending += text.encode("utf-8")
+        self.pending += text.encode("utf-8", "backslashreplace")  # a path's bytes that are not UTF-8: JSON's \udce9
         if len(self.pending) >= self.block:
             self.flush()
         return len(text)

@@ -29,6 +29,8 @@ import threading
 from collections.abc import Callable
 from typing import IO, Literal, NoReturn, Protocol
 
+from cartrescue.stops import SIGNALS
+
 #: What a worker imports on its way to its first cart and its first message. The parent imports
 #: them once before forking; a module missing here costs its worker the import, nothing else.
 PRELOAD = (
@@ -158,7 +160,7 @@ class ForkedProcess(Child):
 
 
 #: The signals that stop a run (cartrescue.stops): blocked over a fork, see :func:`_child`.
-_STOPS = {signal.SIGINT, signal.SIGTERM}
+_STOPS: set[int | signal.Signals] = set(SIGNALS)
 
 
 def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int, name: str,
@@ -169,7 +171,7 @@ def _child(arguments: list[str], env: dict[str, str], out_fd: int, err_fd: int, 
     other workers' pipes stay theirs. ``os._exit`` skips the parent's exit handlers and
     ``finally`` blocks, which are the parent's to run.
 
-    It starts with Ctrl-C and SIGTERM blocked (``mask``: the parent's own mask, put back once
+    It starts with the stops (Ctrl-C, SIGTERM, SIGHUP) blocked (``mask``: the parent's own mask, put back once
     the child's handlers are its own). A stop that came at its first instant (``run-all``
     stopped as it forked a shop, and passing the stop on) met the parent's handler there (a
     traceback, exit 70: "a bug"), or none (dropped: the child ran to its end). It is raised
@@ -250,6 +252,8 @@ def fork_helper(work: Callable[[], object], nice: int = 0, name: str = "") -> in
         _own_streams(null, null, null)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
         die_with(parent)
         _name(HELPER_PREFIX + name)
         if nice:

@@ -30,7 +30,7 @@ def sqlite_file(url: Any) -> Path | None:
     if url.database.startswith("file:") and asbool(url.query.get("uri", False)):
         if url.query.get("mode") == "memory":
             return None
-        path = unquote(urlsplit(url.database).path)
+        path = unquote(urlsplit(url.database).path, errors="surrogateescape")  # a folder's bytes that are not UTF-8
         return Path(path).resolve() if path and path != ":memory:" else None
     return Path(url.database).resolve()
 
@@ -43,7 +43,7 @@ def sqlite_tables(path: Path) -> list[str] | None:
     from urllib.parse import quote
 
     try:
-        connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=5)
+        connection = sqlite3.connect(f"file:{quote(str(path), errors='surrogateescape')}?mode=ro", uri=True, timeout=5)
         try:
             return [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         finally:

@@ -1,8 +1,9 @@
-"""How Ctrl-C and SIGTERM reach a run, so that a stop never breaks what must be whole.
+"""How Ctrl-C, SIGTERM and SIGHUP reach a run, so that a stop never breaks what must be whole.
 
-cli.main installs :class:`Stops` for both: a stopped run ends like an interrupted one (open
+cli.main installs :class:`Stops` for all three: a stopped run ends like an interrupted one (open
 ``--json`` documents closed, ledger transactions rolled back, exit 130), SIGTERM (a service
-manager, ``timeout``, a container stop, ``run-all --timeout``) as Ctrl-C. A KeyboardInterrupt
+manager, ``timeout``, a container stop, ``run-all --timeout``) and SIGHUP (the terminal hung up:
+a dropped SSH session of a person running ``run --send`` by hand) as Ctrl-C. A KeyboardInterrupt
 raised wherever the interpreter happens to be could break a write in its middle or vanish inside
 an event loop's callback. Two tools keep it out of such places: :func:`held` defers a stop over
 a short block that must complete (a block of the ``--json`` document, the outcomes of delivered
@@ -20,9 +21,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncio
 
+#: The signals that stop a run. SIGHUP (a terminal that hung up) met Python's default action
+#: before: the run died at once, claims without outcome, the lock left for the next run to
+#: break, no document and no "stopped:" line.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 
 class Stops:
-    """The handler of SIGINT and SIGTERM: raise KeyboardInterrupt, or, inside :func:`held`,
+    """The handler of SIGINT, SIGTERM and SIGHUP: raise KeyboardInterrupt, or, inside :func:`held`,
     remember the stop and raise it once the block is done.
 
     Python runs signal handlers in the main thread, whichever thread the kernel gave the signal
@@ -57,8 +63,8 @@ class Stops:
 
 
 def install() -> Stops:
-    """SIGTERM, and SIGINT unless it was ignored when the process started (``nohup``, a job
-    started in the background by a script), get a :class:`Stops`, one for both.
+    """SIGTERM, and SIGINT and SIGHUP unless they were ignored when the process started
+    (``nohup``, a job started in the background by a script), get a :class:`Stops`, one for all.
 
     The console script installs one before its imports and cli.main again: SIGINT's is
     replaced too. Left to the first, it was never told that the outcome was printed, and a
@@ -68,6 +74,9 @@ def install() -> Stops:
     handler = signal.getsignal(signal.SIGINT)
     if handler is signal.default_int_handler or isinstance(handler, Stops):
         signal.signal(signal.SIGINT, stops)
+    handler = signal.getsignal(signal.SIGHUP)
+    if handler is signal.SIG_DFL or isinstance(handler, Stops):
+        signal.signal(signal.SIGHUP, stops)
     return stops
 
 
@@ -96,7 +105,7 @@ def held(settles: bool = False) -> Iterator[None]:
 
 
 def _ignore_stops() -> None:
-    """Once the outcome is printed, SIGINT and SIGTERM are ignored by the kernel too.
+    """Once the outcome is printed, SIGINT, SIGTERM and SIGHUP are ignored by the kernel too.
 
     The handler alone let them go only while Python's handlers were in place. But the
     interpreter's last step at exit puts every handler it set back to the default. A
@@ -108,7 +117,7 @@ def _ignore_stops() -> None:
 
     if threading.current_thread() is not threading.main_thread():
         return
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in SIGNALS:
         if isinstance(signal.getsignal(signum), Stops):
             signal.signal(signum, signal.SIG_IGN)
 
@@ -124,7 +133,7 @@ SAME_STOP = 0.25
 @contextmanager
 def stops_in_loop(loop: "asyncio.AbstractEventLoop", task: "asyncio.Task[None]",
                   stop: Callable[[], float], cut: Callable[[], None] = lambda: None) -> Iterator[list[int]]:
-    """While ``loop`` runs ``task``: the first Ctrl-C or SIGTERM calls ``stop`` and cancels the
+    """While ``loop`` runs ``task``: the first Ctrl-C, SIGTERM or SIGHUP calls ``stop`` and cancels the
     task once the grace it returns has passed (at once for 0), a second one cancels it at once;
     the list names the signals that came. ``cut`` is called just before the task is cancelled,
     while what it waits on is still as it was (which requests had left).
@@ -164,7 +173,7 @@ def stops_in_loop(loop: "asyncio.AbstractEventLoop", task: "asyncio.Task[None]",
             cut()
             task.cancel()
 
-    previous = {signum: handler for signum in (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: handler for signum in SIGNALS
                 if (handler := signal.getsignal(signum)) not in (signal.SIG_IGN, None)}  # nohup's stays ignored
     for signum in previous:
         loop.add_signal_handler(signum, on_signal, signum)

@@ -29,6 +29,17 @@ def printable(value: object, *, keep_newlines: bool = False) -> str:
     return (_CONTROL if keep_newlines else _CONTROL_NO_NEWLINES).sub("", text)
 
 
+def path_text(path: object) -> str:
+    r"""A file's path as text that every stream and database column takes: the bytes of a name
+    that are not UTF-8 (a folder unpacked from a Windows zip, ``caf\xe9``) shown as ``\xe9``.
+    Python holds them as lone surrogates, which no UTF-8 writer accepts: the ledger refused the
+    outcome of a message written there (exit 70)."""
+    text = str(path)
+    if text.isascii():  # nearly always: nothing more to pay per message
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def counted(number: int, noun: str, plural: str | None = None) -> str:
     """``1 problem``, ``2 problems``: the count with its noun in the right number."""
     return f"{number:,} {noun if number == 1 else plural or noun + 's'}"

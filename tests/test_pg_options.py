@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from cartrescue.ledger import Ledger
 from cartrescue.pg_options import merged
 from cartrescue.sources.sql import create_engine
+from conftest import Shop, cart
 
 
 def test_ours_come_first_or_last_and_the_urls_own_options_stay_between() -> None:
@@ -78,3 +79,32 @@ def test_a_search_path_of_no_existing_schema_says_to_create_it() -> None:
     with shop_database("postgres", "noschema") as db:
         with pytest.raises(LedgerError, match="CREATE SCHEMA it first"):
             Ledger(_schema(db.url, "shop_missing"))
+
+
+@pytest.mark.postgres
+def test_a_dry_run_on_a_search_path_of_no_existing_schema_says_a_sending_run_would_stop(shop: Shop) -> None:
+    """A dry-run reads the ledger's history: where its schema does not exist it planned as a first
+    run and exited 0 without a word, and only ``--send`` said why it could not run (exit 2)."""
+    shop.add(cart("s1"))
+    with shop_database("postgres", "noschemadry") as db:
+        shop.configure(ledger={"url": _schema(db.url, "shop_missing")})
+        sending = shop.cli("run", "--send", "--json")
+        dry = shop.cli("run", "--json")
+        with db.admin.connect() as connection:  # the dry-run made nothing there either
+            assert connection.execute(text("SELECT count(*) FROM pg_namespace WHERE nspname = 'shop_missing'")).scalar() == 0
+    assert sending.exit_code == 2 and "CREATE SCHEMA it first" in sending.json["error"]["message"]
+    assert dry.exit_code == 0, dry.output
+    would_stop = [note for note in dry.json["notes"] if note.startswith("a sending run would stop (exit 2): ")]
+    assert would_stop == [f"a sending run would stop (exit 2): {sending.json['error']['message']}"]
+
+
+@pytest.mark.postgres
+def test_a_dry_run_on_an_existing_empty_schema_plans_as_a_first_run_without_a_note(shop: Shop) -> None:
+    """An empty schema of its own is a shop's ledger before its first run: nothing to say."""
+    shop.add(cart("s1"))
+    with shop_database("postgres", "emptyschemadry") as db:
+        with db.admin.begin() as connection:
+            connection.execute(text("CREATE SCHEMA shop_new"))
+        shop.configure(ledger={"url": _schema(db.url, "shop_new")})
+        dry = shop.cli("run", "--json")
+    assert dry.exit_code == 0 and dry.json["notes"] == [] and dry.json["counts"]["send"] == 1

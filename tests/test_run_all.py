@@ -22,7 +22,9 @@ import pytest
 from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.batch import SHOP_PREFIX, Batch, ShopRun, config_files, shop_outboxes
-from conftest import NOW, Shop, cart, iso, worker_pids
+import yaml
+
+from conftest import BASE_CONFIG, NOW, Shop, cart, iso, worker_pids
 
 
 def _shops(make_shop: Callable[[str], Shop], count: int, carts: int = 12) -> list[Shop]:
@@ -638,3 +640,71 @@ def test_the_table_of_one_shop_says_one_shop(make_shop: Callable[[str], Shop], t
     (only,) = _shops(make_shop, 1, carts=2)
     done = _run_all("--now", iso(NOW), only.folder, cwd=tmp_path)
     assert re.search(r"^run-all \(dry-run\): 1 shop\s*$", done.stdout, re.M), done.stdout
+
+
+# -- a copied shop folder --------------------------------------------------------------------------
+
+
+def _copied_shops(make_shop: Callable[[str], Shop], tmp_path: Path, server: LoopbackSMTP) -> tuple[Shop, Shop]:
+    """``acme`` and ``acme-test``, a copy of its config (its own ledger beside it) over the same export."""
+    export = tmp_path / "exports"
+    export.mkdir()
+    acme, copy = make_shop("acme"), make_shop("acme-test")
+    for shop in (acme, copy):
+        shop.add(*(cart(f"d{n}", email=f"d{n}@example.com") for n in range(5)))
+        shop.configure(smtp=server.smtp_config(),
+                       source={"carts": str(export / "carts.csv"), "orders": str(export / "orders.csv")})
+        shop.write()
+    for name in ("carts.csv", "orders.csv"):
+        shutil.copy(acme.folder / name, export / name)
+    return acme, copy
+
+
+@pytest.mark.smtp
+def test_a_copied_shop_folder_over_the_same_export_delivers_no_step_twice(make_shop: Callable[[str], Shop],
+                                                                         tmp_path: Path) -> None:
+    with LoopbackSMTP() as server:
+        acme, copy = _copied_shops(make_shop, tmp_path, server)
+        done = _run_all("--send", "--json", "--jobs", "2", "--now", iso(NOW), acme.config_path, copy.config_path,
+                        cwd=tmp_path)
+        server.wait_for(5)
+        received = server.recipients()
+    assert set(received.values()) == {1} and len(received) == 5  # every customer once
+    document = json.loads(done.stdout)
+    assert done.returncode == 2 and document["exit_code"] == 2  # loud: a person must look
+    delivered = [row for row in document["shops"] if row["exit_code"] == 0]
+    refused = [row for row in document["shops"] if row["exit_code"] == 2]
+    assert len(delivered) == len(refused) == 1 and delivered[0]["counts"]["sent"] == 5
+    assert refused[0]["counts"].get("sent", 0) == 0 and delivered[0]["config"] in refused[0]["error"]["message"]
+    assert "same carts" in done.stderr
+
+
+def test_shops_sharing_a_database_under_other_table_prefixes_are_other_shops(tmp_path: Path) -> None:
+    from cartrescue.config import load_config
+    from cartrescue.sources import source_identity
+
+    def config(name: str, **source: Any) -> Any:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "cartrescue.yaml").write_text(yaml.safe_dump(dict(BASE_CONFIG, source=source)), encoding="utf-8")
+        return load_config(folder / "cartrescue.yaml")
+
+    url = "mysql+pymysql://shop:secret@db.example.com/agency"
+    first = config("a", type="magento2", url=url, prefix="a_")
+    second = config("b", type="magento2", url=url, prefix="b_")
+    copied = config("c", type="magento2", url=url.replace("secret", "other"), prefix="a_")
+    assert source_identity(first) != source_identity(second)
+    assert source_identity(first) == source_identity(copied)  # the same tables, whoever logs in
+    assert "secret" not in source_identity(first)
+
+
+@pytest.mark.smtp
+def test_a_dry_run_of_a_copied_shop_folder_says_a_sending_round_would_refuse_the_copy(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    with LoopbackSMTP() as server:
+        acme, copy = _copied_shops(make_shop, tmp_path, server)
+        done = _run_all("--json", "--jobs", "1", "--now", iso(NOW), acme.config_path, copy.config_path, cwd=tmp_path)
+    first, second = json.loads(done.stdout)["shops"]
+    assert done.returncode == 0 and first["notes"] == []
+    assert [note.split(": ")[0] for note in second["notes"]] == ["a sending run would stop (exit 2)"]
+    assert str(acme.config_path) in second["notes"][0] and "same carts" in second["notes"][0]

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.model import Decision
-from cartrescue.text import printable
+from cartrescue.text import path_text, printable
 
 COLUMNS = ("cart_id", "first_name", "last_name", "phone", "email", "locale", "currency", "total",
            "items", "score", "tier", "previous_orders", "recovery_url", "last_activity", "step", "added_at")
@@ -131,15 +131,16 @@ class CallListChannel(Channel):
         self.region = region  # the shop's country: numbers are written as staff dial them from there
 
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
+        where = path_text(self.path)
         try:
             append_rows(self.path, (envelope.decision for envelope in batch), self.tz, region=self.region)
         except (OSError, UnusableList) as exc:  # transient: the next run retries once the file is fixed
-            reason = str(exc) if isinstance(exc, UnusableList) else f"cannot write {self.path}: {exc.strerror or exc}"
+            reason = str(exc) if isinstance(exc, UnusableList) else f"cannot write {where}: {exc.strerror or exc}"
             for envelope in batch:
                 yield Outcome(envelope.claim_id, Status.TRANSIENT, reason)
             return
         for envelope in batch:
-            yield Outcome(envelope.claim_id, Status.SENT, str(self.path))
+            yield Outcome(envelope.claim_id, Status.SENT, where)
 
 
 def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: datetime | None = None, *,

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
+from cartrescue.text import path_text
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # What each channel's bytes are: a MIME message, the text of an SMS, the webhook's JSON document.
@@ -84,9 +85,9 @@ class OutboxChannel(Channel):
                 data = self._bytes(envelope)
                 write_file(target, data)
             except OSError as exc:
-                yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {target}: {exc.strerror or exc}")
+                yield Outcome(envelope.claim_id, Status.TRANSIENT, f"cannot write {path_text(target)}: {exc.strerror or exc}")
                 continue
             except ValueError as exc:  # a message that cannot be built (normally caught before the claim)
                 yield Outcome(envelope.claim_id, Status.PERMANENT, f"cannot write: {exc}")
                 continue
-            yield Outcome(envelope.claim_id, Status.SENT, str(target))
+            yield Outcome(envelope.claim_id, Status.SENT, path_text(target))

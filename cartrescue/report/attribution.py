@@ -31,6 +31,7 @@ The rules (docs/reporting.md):
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -152,7 +153,8 @@ class Attribution:
         def stamp(moment: datetime) -> str:  # how SQLAlchemy stores a DateTime in SQLite
             return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
-        self.db.execute("ATTACH DATABASE ? AS led", (path,))
+        # As bytes, SQLite takes the name as the file system has it (a folder's bytes that are not UTF-8 too).
+        self.db.execute("ATTACH DATABASE ? AS led", (os.fsencode(path),))
         try:
             self.db.execute(
                 "INSERT INTO msg SELECT id, cart_key, cart_id, lower(email), customer_id, step, channel, variant, tier, "

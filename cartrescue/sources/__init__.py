@@ -37,6 +37,39 @@ def key_name(config: Config) -> str:
     return source.type
 
 
+def source_identity(config: Config) -> str:
+    """Which carts the configured source reads, as a short digest: equal for two configs whose
+    runs would remind the same customers of the same carts, each from its own ledger.
+
+    ``run-all`` refuses the second of them in one round (:func:`cartrescue.batch.take_in_round`):
+    an agency's copied shop folder (``shops/acme`` to ``shops/acme-test``) sent every step twice.
+    A CSV source is its carts file (the real path); a database source the server, database and
+    URL options (a search_path), its ``prefix``, ``queries`` and ``options``: shops that share a
+    database under other prefixes or schemas are other shops. Never who logs in, nor a secret: a
+    digest, printed without revealing the URL."""
+    import hashlib
+    import json
+    import os
+
+    source = config.source
+    if source.is_csv:
+        assert source.carts is not None  # validated by the config
+        parts: list[object] = ["csv", os.path.realpath(config.path(source.carts))]
+    else:
+        from sqlalchemy.engine import make_url
+
+        url = config.source_url or ""
+        try:
+            parsed = make_url(url)
+            where: object = [parsed.drivername.partition("+")[0], parsed.host, parsed.port, parsed.database,
+                             sorted((key, str(value)) for key, value in parsed.query.items())]
+        except Exception:  # noqa: BLE001 - the run reports a URL it cannot parse; the text stands in
+            where = url
+        parts = [source.type, where, source.prefix, source.queries, source.options]
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 def open_source(config: Config, on_problem: ProblemSink | None = None, shared_orders: Path | None = None,
                 shared_carts: Path | None = None) -> CartSource:
     """The configured source, ready to stream; raise SourceError when it cannot be opened.
