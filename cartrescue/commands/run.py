@@ -345,13 +345,24 @@ def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any], e
     _print_summary(console, summary, counts, eml)
 
 
+def _sends(mode: str, counts: dict[str, Any]) -> str:
+    """The summary's sends, as ``--json`` counts them. A dry-run's send whose message could not
+    be rendered would not go out (``failed``, ``render_error``): "157 send" would promise 49 more
+    than a live run delivers. A delivering run counts it among its failed (its next line)."""
+    unrendered = counts["deliveries"].get("render_error", 0) if mode == "dry-run" else 0
+    if not unrendered:
+        return f"[green]{counts['send']} send[/]"
+    return (f"[green]{counts['send'] - unrendered} send[/], [red]{unrendered} could not be rendered[/] "
+            "(see the warnings)")
+
+
 def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path | None) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
     lines = [
         f"mode [bold]{summary.mode}[/] at {summary.now:%Y-%m-%d %H:%M} UTC — {counts['carts']} carts: "
-        f"[green]{counts['send']} send[/], [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]"
+        f"{_sends(summary.mode, counts)}, [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]"
         + (f", [magenta]{counts['holdout']} held out[/]" if counts.get("holdout") else ""),
     ]
     shards = getattr(summary, "shards", None)
