@@ -24,7 +24,7 @@ from cartrescue.job import newsletters_of
 from cartrescue.ledger import NUMBER_CHANNELS, SentStep
 from cartrescue.model import Action, Address, Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
-from cartrescue.render import Renderer
+from cartrescue.render import Renderer, did_you_mean
 from cartrescue.sequence import DONE, of_sequence, step_number
 from cartrescue.sources import open_source
 from cartrescue.sources.base import Activity, CartSource, Window, ignore_problem
@@ -208,8 +208,8 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         arms = sequence.steps[number - 1].variants
         if variant is not None and variant not in arms:
             known = ", ".join(sorted(arms)) or "none"
-            raise ConfigError(f"--variant {variant}: step {number} of sequence {tier.sequence} has no such variant "
-                              f"(variants: {known})")
+            raise ConfigError(f"--variant {variant}: step {number} of sequence {tier.sequence} has no such variant"
+                              f"{did_you_mean(variant, arms)} (variants: {known})")
         planner = Planner(config, now, ledger)
         if variant is None:
             variant = _assigned(planner, decision, tier.sequence, number, sent)

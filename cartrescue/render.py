@@ -916,10 +916,15 @@ def open_block_line(env: Any, source: str, tag: str, line: int | None) -> int | 
 
 def did_you_mean(wanted: str, names: Iterable[str], prefix: str = "") -> str:
     """`` (did you mean total?)`` for the names close to ``wanted`` (difflib), else ``""``.
-    The cutoff (0.7) takes "totl", "nmae", "frist_name", "shpo", not "items" for "items_table"."""
+    The cutoff (0.7) takes "totl", "nmae", "frist_name", "shpo", not "items" for "items_table".
+    Case is ignored in the comparison: difflib finds nothing of "b" in "B" (``--variant B``)."""
     import difflib
 
-    close = difflib.get_close_matches(wanted, sorted(set(names)), n=3, cutoff=0.7)
+    folded: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        folded.setdefault(name.casefold(), []).append(name)
+    keys = difflib.get_close_matches(wanted.casefold(), folded, n=3, cutoff=0.7)
+    close = [name for key in keys for name in folded[key]][:3]
     return f" (did you mean {' or '.join(prefix + name for name in close)}?)" if close else ""
 
 

@@ -10,6 +10,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,41 @@ def test_the_report_notes_that_its_ledger_url_names_a_database_that_is_not_a_led
                                        "no run has recorded anything there yet (a typo in the path?): read as an "
                                        "empty ledger, left unchanged")
     assert hashlib.md5(path.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "--outbox", "out/today"],
+    ["run", "--outbox", "out/today", "--workers", "2"],
+    ["send-test", "qa@example.com", "--outbox", "out/today"],
+])
+def test_a_run_stopped_by_a_ledger_it_cannot_open_leaves_no_folder_behind(shop: Shop, command: list[str]) -> None:
+    """The folder for its files was made before the ledger was opened: an empty ``out/today``
+    looked like a run that had delivered nothing, where it had never started."""
+    shop.configure(ledger={"url": f"sqlite:///{shop.folder}/ledger.db/no/ledger.db"}).add(cart("c1"))
+    (shop.folder / "ledger.db").write_text("not a folder", encoding="utf-8")
+    result = shop.cli(*command)
+    assert result.exit_code == 2, result.output
+    assert "cannot open" in result.stderr, result.stderr
+    assert not (shop.folder / "out").exists()
+
+
+def test_a_failed_run_keeps_a_folder_it_did_not_make(shop: Shop) -> None:
+    shop.configure(ledger={"url": f"sqlite:///{shop.folder}/no/such/ledger.db"}).add(cart("c1"))
+    (shop.folder / "out").mkdir()
+    result = shop.cli("run", "--outbox", "out/today")
+    assert result.exit_code == 2, result.output
+    assert (shop.folder / "out").is_dir() and not (shop.folder / "out" / "today").exists()
+
+
+def test_a_dry_run_stopped_by_a_source_it_cannot_read_leaves_no_eml_folder_behind(shop: Shop) -> None:
+    shop.configure(source={"carts": "missing.csv"}).add(cart("c1"))
+    result = shop.cli("run", "--eml", "out/today")
+    assert result.exit_code == 3, result.output
+    assert not (shop.folder / "out").exists()
+
+
+def test_a_run_that_works_keeps_the_outbox_folder_it_made_even_with_nothing_to_write(shop: Shop) -> None:
+    shop.add(cart("c1", idle=timedelta(minutes=5)))  # not due yet: nothing to write
+    result = shop.cli("run", "--outbox", "out/today")
+    assert result.exit_code == 0, result.output
+    assert (shop.folder / "out" / "today").is_dir()

@@ -290,3 +290,16 @@ def test_preview_of_a_cart_touched_again_after_step_1_shows_step_2(shop: Shop) -
     assert shown.json["note"] is None
     again = shop.cli("preview", "c1", "--step", "1", "--json", now=later).json
     assert again["note"].startswith("step 1 is done already (sent ") and again["note"].endswith("a run does not send it again")
+
+
+def test_preview_of_a_variant_written_in_another_case_names_the_variant(shop: Shop) -> None:
+    """``--variant B`` for a step whose variants are ``a`` and ``b``: the list alone left the
+    owner to spot that case matters."""
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1",
+                                                     "variants": {"a": 1, "b": 1}}]}})
+    shop.add(cart("c1"))
+    result = shop.cli("preview", "c1", "--variant", "B", "--json")
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"]
+    assert message == ("--variant B: step 1 of sequence default has no such variant (did you mean b?) "
+                       "(variants: a, b)"), message

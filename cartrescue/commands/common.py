@@ -105,23 +105,62 @@ def command_of(args: list[str]) -> str | None:
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, a quota, a file too large: writes only
 
 
-def output_folder(option: str, folder: Path) -> Path:
+def output_folder(option: str, folder: Path, made: list[Path] | None = None) -> Path:
     """The folder a user named for a command's files (``--outbox DIR``), made if missing.
 
     One that cannot be made or written (a file of that name, no permission, ``/proc``) is a usage
     error naming the option, exit 2, found before anything is read, claimed or sent: not a bug.
+    ``made`` (:func:`made_folders`) gets the topmost folder this made, for the command to remove
+    again should it fail before writing there.
     """
     import os
 
+    top = next((path for path in reversed((folder, *folder.parents)) if not path.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise ConfigError(f"{option} {folder}: is a file, not a folder") from None
     except OSError as exc:
         raise ConfigError(f"{option} {folder}: cannot make the folder: {exc.strerror or exc}") from None
+    if top is not None and made is not None:
+        made.append(top)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {folder}: cannot write there: permission denied")
     return folder
+
+
+@contextmanager
+def made_folders() -> Iterator[list[Path]]:
+    """The folders a command makes for its files (``output_folder(..., made)``), removed again
+    when it fails (a non-zero exit, an exception, Ctrl-C) with nothing written in them.
+
+    The folder is made before the ledger is opened, so that one that cannot take the files stops
+    the run before it claims anything; a run then stopped by its ledger (exit 2) left an empty
+    ``--outbox`` folder behind, which read as a run that had delivered nothing. A run that works
+    keeps its folder, empty or not; a folder the command did not make is never touched."""
+    made: list[Path] = []
+    try:
+        yield made
+    except typer.Exit as stop:
+        if stop.exit_code:
+            _remove_empty(made)
+        raise
+    except BaseException:
+        _remove_empty(made)
+        raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Each of ``folders`` with the empty folders below it, deepest first; a file keeps its
+    folders (``rmdir`` refuses a folder that is not empty: what another process wrote stays)."""
+    import os
+
+    for top in folders:
+        for inside, _subfolders, _files in os.walk(top, topdown=False):
+            try:
+                os.rmdir(inside)
+            except OSError:
+                pass
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from cartrescue.commands.common import (
     fail,
     last_net,
     load,
+    made_folders,
     output_folder,
     out_console,
     parse_now,
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, mode: str, outbox: Path | None,
                   strict: bool, deliver: bool, limit: int | None, quiet: bool, resend_unconfirmed: bool = False,
                   max_deliveries: int | None = None, wide: bool = False, workers: int | None = 1,
-                  shard: str | None = None, eml: Path | None = None, live_clock: bool = False) -> None:
+                  shard: str | None = None, eml: Path | None = None, live_clock: bool = False,
+                  made: list[Path] | None = None) -> None:
     """Plan (and deliver) and print; every outcome ends in exactly one JSON document with ``--json``.
 
     ``live_clock``: a worker of a run whose clock is not pinned (its ``--now`` is when that run
@@ -41,6 +43,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
     The JSON document is streamed (a million decisions never sit in memory), so a failure after
     it began cannot print a document of its own: it closes the open one with an ``error`` object.
+
+    ``made``: the folders of ``--outbox`` and ``--eml`` that it makes (:func:`made_folders`).
     """
 
     stream: "JsonStream | None" = None
@@ -55,8 +59,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         live_clock = live_clock or (now is None and not config.now)  # cartrescue.clock
         sharded = _shard(shard)
         if mode == "outbox":  # a folder that cannot take the files stops the run before it reads a cart
-            output_folder("--outbox", config.outbox_folder(outbox))
-        eml_folder = output_folder("--eml", config.path(eml)) if eml is not None else None
+            output_folder("--outbox", config.outbox_folder(outbox), made)
+        eml_folder = output_folder("--eml", config.path(eml), made) if eml is not None else None
         if eml_folder is not None and shard is None:  # this look's call list, not the last one's too
             (eml_folder / "call-list.csv").unlink(missing_ok=True)
         if shard is None and deliver:  # the parent of workers imports no pipeline: it only relays
@@ -346,13 +350,24 @@ def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any], e
     _print_summary(console, summary, counts, eml)
 
 
+def _sends(mode: str, counts: dict[str, Any]) -> str:
+    """The summary's sends, as ``--json`` counts them. A dry-run's send whose message could not
+    be rendered would not go out (``failed``, ``render_error``): "157 send" would promise 49 more
+    than a live run delivers. A delivering run counts it among its failed (its next line)."""
+    unrendered = counts["deliveries"].get("render_error", 0) if mode == "dry-run" else 0
+    if not unrendered:
+        return f"[green]{counts['send']} send[/]"
+    return (f"[green]{counts['send'] - unrendered} send[/], [red]{unrendered} could not be rendered[/] "
+            "(see the warnings)")
+
+
 def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path | None) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
     lines = [
         f"mode [bold]{summary.mode}[/] at {summary.now:%Y-%m-%d %H:%M} UTC — {counts['carts']} carts: "
-        f"[green]{counts['send']} send[/], [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]"
+        f"{_sends(summary.mode, counts)}, [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]"
         + (f", [magenta]{counts['holdout']} held out[/]" if counts.get("holdout") else ""),
     ]
     shards = getattr(summary, "shards", None)
@@ -489,9 +504,11 @@ def run(
         fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
     if shard is not None and workers not in (None, 1):
         fail(ConfigError("--workers and --shard exclude each other (--shard runs one worker's part)"), as_json)
-    _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
-                  limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
-                  max_deliveries=max_deliveries, wide=wide, workers=workers, shard=shard, eml=eml, live_clock=live_clock)
+    with made_folders() as made:  # a run that fails before writing there leaves no empty folder behind
+        _plan_command(config, as_json, now, mode=mode, outbox=outbox, strict=strict, deliver=True,
+                      limit=None if show_all else 50, quiet=quiet, resend_unconfirmed=resend_unconfirmed,
+                      max_deliveries=max_deliveries, wide=wide, workers=workers, shard=shard, eml=eml,
+                      live_clock=live_clock, made=made)
 
 
 def carts(

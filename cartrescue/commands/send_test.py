@@ -13,6 +13,7 @@ from cartrescue.commands.common import (
     fail,
     json_out,
     load,
+    made_folders,
     output_folder,
     parse_now,
 )
@@ -54,22 +55,23 @@ links: they open the same pages, and unsubscribe or record nobody.
         from cartrescue.errors import ConfigError
 
         fail(ConfigError("send-test: give a CART_ID or --sample, not both"), as_json)
-    try:
-        from cartrescue.job import resolve_now
-        from cartrescue.render import require_step_templates
-        from cartrescue.send_test import send_test as deliver
-
-        cfg = load(config)
-        require_step_templates(cfg)  # as a run and preview refuse it: no test of a sequence a run would refuse
-        if outbox is not None:
-            output_folder("--outbox", cfg.path(outbox))
+    with made_folders() as made:  # a test that fails before writing there leaves no empty folder behind
         try:
-            result = deliver(cfg, address, resolve_now(cfg, parse_now(now)), cart_id=cart_id, sample=sample, step=step,
-                             locale=locale, variant=variant, outbox=outbox)
+            from cartrescue.job import resolve_now
+            from cartrescue.render import require_step_templates
+            from cartrescue.send_test import send_test as deliver
+
+            cfg = load(config)
+            require_step_templates(cfg)  # as a run and preview refuse it: no test of a sequence a run would refuse
+            if outbox is not None:
+                output_folder("--outbox", cfg.path(outbox), made)
+            try:
+                result = deliver(cfg, address, resolve_now(cfg, parse_now(now)), cart_id=cart_id, sample=sample,
+                                 step=step, locale=locale, variant=variant, outbox=outbox)
+            except CartrescueError as error:
+                raise cfg.locate(error) from None
         except CartrescueError as error:
-            raise cfg.locate(error) from None
-    except CartrescueError as error:
-        fail(error, as_json)
+            fail(error, as_json)
     if as_json:
         json_out({"test_id": result.test_id, "to": result.to, "cart_id": result.cart_id or None,
                   "cart": result.origin, "step": result.step, "variant": result.variant, "subject": result.subject,

@@ -1,0 +1,54 @@
+"""The summary panel of `run` says what `--json` says: a cart whose message could not be
+rendered is not counted as one the run would send (a dry-run), and a delivering run's counts add
+up (every send is delivered or failed, its render errors among the failures)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from conftest import REPO, Shop, cart
+
+TWO_ITEMS = (("SKU-1", "Blue mug", 1, "25.00"), ("SKU-2", "Red mug", 1, "20.00"))
+
+
+def _shop_failing_for_one_item_carts(shop: Shop, tmp_path: Path) -> Shop:
+    """Three carts; the first step's text names the second item, which a one-item cart lacks."""
+    folder = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", folder)
+    path = folder / "en" / "reminder-1.txt"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("{{ cart.total }}", "{{ cart.total }} (then {{ items[1].name }})", 1),
+                    encoding="utf-8")
+    shop.configure(templates=str(folder))
+    shop.add(cart("c1", items=TWO_ITEMS), cart("c2", items=TWO_ITEMS), cart("c3"))
+    return shop
+
+
+def _panel(stdout: str) -> str:
+    """The summary panel's words on one line (rich wraps and frames them)."""
+    start = stdout.index("cartrescue")
+    return " ".join(line.strip("│╭╮╰╯─ ") for line in stdout[start:].splitlines())
+
+
+def test_a_dry_run_does_not_count_a_message_that_could_not_be_rendered_as_a_send(
+        shop: Shop, tmp_path: Path) -> None:
+    _shop_failing_for_one_item_carts(shop, tmp_path)
+    as_json = shop.cli("run", "--json")
+    assert as_json.json["counts"]["failed"] == 1, as_json.stdout
+    result = shop.cli("run")
+    assert result.exit_code == 1, result.output
+    panel = _panel(result.stdout)
+    assert "3 carts: 2 send, 1 could not be rendered (see the warnings), 0 defer" in panel, result.stdout
+
+
+def test_an_outbox_run_counts_a_message_that_could_not_be_rendered_among_the_failed(
+        shop: Shop, tmp_path: Path) -> None:
+    _shop_failing_for_one_item_carts(shop, tmp_path)
+    result = shop.cli("run", "--outbox", str(tmp_path / "outbox"))
+    assert result.exit_code == 1, result.output
+    panel = _panel(result.stdout)
+    assert "3 carts: 3 send, 0 defer" in panel, result.stdout
+    assert "delivered 2, failed 1" in panel, result.stdout
+    assert "failed: 1 × en/reminder-1.txt" in panel, result.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
