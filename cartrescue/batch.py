@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cartrescue import processes
+from cartrescue.text import path_text
 from cartrescue.workers import TERM_GRACE, Document, error_of, exit_code_of, merge_counts, worst_exit_code
 
 #: What ``ps`` calls a shop's process: ``cr-shop-<n>`` (n: its place in the list).
@@ -145,7 +146,7 @@ class ShopRun:
 
     def as_json(self) -> dict[str, Any]:
         trailer = self.trailer or {}
-        row: dict[str, Any] = {"config": shown(self.config), "pid": self.pid or None, "started": self.started or None,
+        row: dict[str, Any] = {"config": path_text(self.config), "pid": self.pid or None, "started": self.started or None,
                                "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
                                "run_id": trailer.get("run_id"), "decisions": self.decisions,
                                "counts": merge_counts([self.counts()]), "problems": list(trailer.get("problems") or []),
@@ -444,7 +445,7 @@ def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -
             continue
         tail.append(line)
         del tail[:-20]
-        name = shown(child.shop.config)
+        name = path_text(child.shop.config)
         warn(line if _names_config(line, name) else f"{name}: {line}")
 
 
@@ -463,18 +464,8 @@ def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:
 def named(config: Path, message: str) -> str:
     """``message`` of a shop's run, with the shop's config in front unless it names it already
     (a config error does: ``shops/b/cartrescue.yaml: eligibility.cutoff: …``)."""
-    name = shown(config)
+    name = path_text(config)
     return message if message.startswith(f"{name}:") else f"{name}: {message}"
-
-
-def shown(config: Path) -> str:
-    """``config`` as text every stream writes: a byte of its name that is not UTF-8 (a folder
-    unpacked from a Windows zip, in Latin-1) as ``\\xe9``. Written as Python keeps it (a lone
-    surrogate), stdout refused it, and the whole round was reported as one internal error."""
-    text = str(config)
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _drop(_lines: bytes, _count: int) -> None:

@@ -427,17 +427,10 @@ def _run_job(
     if request.deliver and request.mode == "dry-run":
         summary.used_files = sorted(renderer.used_files())
         if request.lint and summary.used_files:
-            summary.lint, summary.warnings = lint(config, summary.used_files)
+            from cartrescue.template_check import lint_cached
+
+            summary.lint, summary.warnings = lint_cached(config, summary.used_files)
     return summary
-
-
-def lint(config: Config, used: list[tuple[str, ...]]) -> tuple[Report | None, list[str]]:
-    """``templates check``'s checks of the messages a dry-run rendered, each once, and their
-    findings as lines; the report is None when an earlier run's findings were kept
-    (:func:`cartrescue.template_check.lint_cached`)."""
-    from cartrescue.template_check import lint_cached
-
-    return lint_cached(config, used)
 
 
 def _report_cut_short(executor: Executor, counts: Counts, on_result: Callable[[Result], None]) -> None:

@@ -173,7 +173,7 @@ class MergedRun:
     error: dict[str, Any] | None
     pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention, all shards together
     shop_switched_from: str | None = None  # the ledger's last run was another shop's (job.same_shop)
-    warnings: list[str] = field(default_factory=list)  # a dry-run's findings in the templates it used (job.lint)
+    warnings: list[str] = field(default_factory=list)  # a dry-run's findings in the templates it used (template_check.lint_cached)
 
     def trailer(self) -> dict[str, Any]:
         out: dict[str, Any] = {"counts": self.counts, "run_id": None,

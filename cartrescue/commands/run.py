@@ -315,9 +315,9 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     if mode == "dry-run" and merged.error is None:  # the templates every worker rendered, checked once
         used = {tuple(files) for report in merged.shards for files in (report.trailer or {}).get("used_files") or []}
         if used:
-            from cartrescue.job import lint
+            from cartrescue.template_check import lint_cached
 
-            merged.warnings = lint(config, sorted(used))[1]
+            merged.warnings = lint_cached(config, sorted(used))[1]
             _say_warnings(stderr, merged.warnings)
             if strict and merged.warnings and not merged.exit_code:
                 merged.exit_code = int(ExitCode.SOME_FAILED)

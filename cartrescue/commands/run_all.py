@@ -165,8 +165,7 @@ def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, An
     from rich.table import Column
     from rich.text import Text
 
-    from cartrescue.batch import shown
-    from cartrescue.text import printable
+    from cartrescue.text import path_text, printable
 
     with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[longest]}", markup=False,
@@ -190,7 +189,7 @@ def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, An
                 return
             drawn[0] = now
             shop, seconds = max(running, key=lambda item: item[1], default=(None, 0.0))
-            bar.update(task, longest="" if shop is None else f"{printable(shown(shop.config))} {seconds:.0f} s")
+            bar.update(task, longest="" if shop is None else f"{printable(path_text(shop.config))} {seconds:.0f} s")
             bar.refresh()
 
         bar.refresh()
@@ -203,8 +202,7 @@ def _print_table(batch: Any, mode: str, quiet: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from cartrescue.batch import shown
-    from cartrescue.text import counted
+    from cartrescue.text import counted, path_text
 
     listed = [shop for shop in batch.shops if not quiet or shop.exit_code not in _SILENT or shop.attention()]
     left = len(batch.shops) - len(listed)
@@ -216,14 +214,14 @@ def _print_table(batch: Any, mode: str, quiet: bool) -> None:
     if console.is_terminal:
         table.add_column("config", overflow="fold", ratio=1)
     else:  # cron's mail: one line a shop, its config whole (folded, 200 shops took 800 lines)
-        console.width = max(console.width, max((len(shown(shop.config)) for shop in listed), default=0) + 90)
+        console.width = max(console.width, max((len(path_text(shop.config)) for shop in listed), default=0) + 90)
         table.add_column("config", no_wrap=True)
     for name in ("exit", "carts", "send", "sent", "failed", "problems", "seconds"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("error", no_wrap=True)  # its kind; the message is on stderr
     for shop in listed:
         counts, error = shop.counts(), shop.error()
-        table.add_row(Text(shown(shop.config)), str(shop.exit_code), *(str(counts.get(key, 0)) for key in (
+        table.add_row(Text(path_text(shop.config)), str(shop.exit_code), *(str(counts.get(key, 0)) for key in (
             "carts", "send", "sent", "failed", "problems")), f"{shop.seconds:.1f}",
             Text(error["code"] if error else "", style="red"))
     totals = batch.counts()
