@@ -378,3 +378,27 @@ def test_a_run_that_works_keeps_the_outbox_folder_it_made_even_with_nothing_to_w
     result = shop.cli("run", "--outbox", "out/today")
     assert result.exit_code == 0, result.output
     assert (shop.folder / "out" / "today").is_dir()
+
+
+def test_a_run_that_finds_the_lock_held_leaves_the_outbox_folder_to_the_run_that_holds_it(shop: Shop) -> None:
+    """Two cron runs at once, both making ``out/today``: the one that found the lock held (exit 4)
+    removed the folder while the other was about to write its messages there, and they failed
+    (exit 1). A held lock means another run works in that folder: it is not this run's to remove."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from cartrescue.ledger import RunLock
+
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    now = datetime.now(timezone.utc)
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(RunLock.__table__).values(  # type: ignore[attr-defined]
+            name="run", run_id=997, host="other-host", pid=1, acquired_at=now, heartbeat_at=now))
+    ledger.heartbeat(997)
+    ledger.close()
+    result = shop.cli("run", "--outbox", "out/today")
+    assert result.exit_code == 4, result.output
+    assert (shop.folder / "out" / "today").is_dir()

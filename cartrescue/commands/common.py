@@ -137,12 +137,15 @@ def made_folders() -> Iterator[list[Path]]:
     The folder is made before the ledger is opened, so that one that cannot take the files stops
     the run before it claims anything; a run then stopped by its ledger (exit 2) left an empty
     ``--outbox`` folder behind, which read as a run that had delivered nothing. A run that works
-    keeps its folder, empty or not; a folder the command did not make is never touched."""
+    keeps its folder, empty or not; a folder the command did not make is never touched. Nor is
+    one when the run found the lock held (exit 4): another run works there, and two cron runs at
+    once both make the folder; the one that lost the lock removed it while the other was about to
+    write its messages there, and they failed."""
     made: list[Path] = []
     try:
         yield made
     except typer.Exit as stop:
-        if stop.exit_code:
+        if stop.exit_code and stop.exit_code != int(ExitCode.LOCKED):
             _remove_empty(made)
         raise
     except BaseException:
