@@ -24,6 +24,7 @@ on more segments than ``sms.max_segments``, no opt-out keyword (STOP) and no sho
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -964,6 +965,7 @@ def lint_cached(config: Config, used: Iterable[Sequence[str]]) -> tuple[Report |
         try:
             kept = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
             if isinstance(kept, list) and all(isinstance(line, str) for line in kept):
+                os.utime(folder / f"{key}.json")  # read: in use (see _prune_lint)
                 return None, kept
         except (OSError, ValueError):
             pass
@@ -976,7 +978,29 @@ def lint_cached(config: Config, used: Iterable[Sequence[str]]) -> tuple[Report |
             os.replace(spare, folder / f"{key}.json")
         except OSError:
             pass
+        _prune_lint(folder)
     return report, warnings
+
+
+#: Days a file of kept findings stays after the last run that read or wrote it.
+LINT_KEPT_DAYS = 30
+
+
+def _prune_lint(folder: Path) -> None:
+    """Remove the files of kept findings no run has read or written for :data:`LINT_KEPT_DAYS`
+    (and temporary files a killed run left as long): each edit of a template or the config keys a
+    new file, and the old ones were never read again. Runs only when a check wrote findings, which
+    costs far more than listing the folder; a file it cannot remove stays."""
+    oldest = time.time() - LINT_KEPT_DAYS * 86400
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith((".json", ".tmp")) and entry.is_file(follow_symlinks=False) \
+                        and entry.stat(follow_symlinks=False).st_mtime < oldest:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+    except OSError:
+        pass
 
 
 def _lint_folder() -> Path | None:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -138,3 +140,43 @@ def test_the_workers_of_a_dry_run_have_it_checked_once(shop: Shop) -> None:
     assert result.stderr.count(FINDING) == 1, result.stderr
     table = shop.cli("run", "--workers", "2", "--strict")
     assert table.exit_code == 1 and table.stderr.count(FINDING) == 1, table.output
+
+
+def _lint_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache" / "lint").iterdir())
+
+
+def test_kept_findings_unused_for_a_month_are_removed_when_a_check_writes_new_ones(
+        shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every edit of a template or the config keys a new file of findings: a developer's cache
+    folder grew by one file an edit, for good. Files no run read for 30 days go when a check
+    writes; a left temporary file of a killed run too."""
+    monkeypatch.setenv("CARTRESCUE_CACHE_DIR", str(tmp_path / "cache"))
+    _carts(_templates(shop, {"en": LONG}), 2)
+    _dry_run(shop)
+    [old] = _lint_files(tmp_path)
+    left = old.with_name("0123.4242.tmp")
+    left.write_text("[]", encoding="utf-8")
+    month_ago = time.time() - 31 * 86400
+    for path in (old, left):
+        os.utime(path, (month_ago, month_ago))
+    shop.configure(shop={"name": "Another shop"})
+    _dry_run(shop)
+    [new] = _lint_files(tmp_path)
+    assert new != old and new.suffix == ".json"
+
+
+def test_kept_findings_a_run_reads_stay_however_old_their_file(
+        shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shop whose templates never change reads the same file every run: reading it marks it
+    used, so a month-old file still in use is not removed by another config's check."""
+    monkeypatch.setenv("CARTRESCUE_CACHE_DIR", str(tmp_path / "cache"))
+    _carts(_templates(shop, {"en": LONG}), 2)
+    _dry_run(shop)
+    [kept] = _lint_files(tmp_path)
+    month_ago = time.time() - 31 * 86400
+    os.utime(kept, (month_ago, month_ago))
+    assert _dry_run(shop).lint is None  # read, not checked again
+    renamed = shop.configure(shop={"name": "Another shop"})
+    _dry_run(renamed)
+    assert kept in _lint_files(tmp_path) and len(_lint_files(tmp_path)) == 2
