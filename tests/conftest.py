@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,6 +29,11 @@ CART_COLUMNS = [
     "is_guest", "currency", "total", "created_at", "updated_at", "recovery_url", "device", "store_id",
     "sku", "name", "quantity", "unit_price", "unit_cost", "stock_on_hand", "image_url", "product_url", "sms_consent",
 ]
+# Hypothesis fails an example that takes over 200 ms by default: a timed assertion, which on a
+# loaded 2-core CI machine failed a correct property test. Speed is the benchmarks' business.
+settings.register_profile("cartrescue", deadline=None)
+settings.load_profile("cartrescue")
+
 ORDER_COLUMNS = ["order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered"]
 
 
