@@ -230,7 +230,7 @@ class Order:
     #: time and total are unknown, so its customer's carts wait (``unreadable_order``).
     unreadable: str | None = None
     #: For an order dated without a time, the start of that day: ``created_at`` is its end
-    #: (:func:`cartrescue.sources.csv.parse_order_time`), and it was placed somewhere between.
+    #: (:func:`cartrescue.sources.values.parse_order_time`), and it was placed somewhere between.
     day_start: datetime | None = None
     #: What the shop has refunded of it so far, in ``currency`` (read by the report where the
     #: source knows it), and in the base currency where the source knows that: the report counts

@@ -92,7 +92,7 @@ class OrderBook:
 
 def _timed(order: Order) -> bool:
     """Whether the order's time has a time of day, to allow :data:`SAME_MOMENT` for. A date
-    alone is read as its day's end, 23:59:59.999999 (``csv.parse_order_time``,
+    alone is read as its day's end, 23:59:59.999999 (``values.parse_order_time``,
     ``sql.order_time``; the run's order index keeps no ``day_start``): already the latest moment
     it can mean, so the day before's order stays an earlier one for a cart touched at 00:00:30."""
     return order.created_at.microsecond != 999_999

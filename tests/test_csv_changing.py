@@ -75,9 +75,9 @@ class _GrowingWhileIndexed(OrderIndex):
 
 def test_an_orders_export_that_grows_while_it_is_indexed_stops_the_run(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import cartrescue.sources.csv as csv_source
+    import cartrescue.sources.csvorders as csv_orders  # where the orders reader reads it
 
-    monkeypatch.setattr(csv_source, "ORDER_BATCH", 1)
+    monkeypatch.setattr(csv_orders, "ORDER_BATCH", 1)
     orders = tmp_path / "orders.csv"
     orders.write_text(ORDERS + "o1,c2@example.com,,,1.00,completed,2026-11-01T08:00:00Z,\n"
                       + "o2,c3@example.com,,,1.00,completed,2026-11-01T08:00:00Z,\n", encoding="utf-8")

@@ -456,9 +456,9 @@ def test_orders_keep_the_first_row_of_an_id_and_report_only_its_problems(
     # silent, problems come in file order, a cart's own order is found by cart id, email or
     # customer id, each once. The index a parent builds for its workers answers the same, and
     # its reader reports the same problems.
-    import cartrescue.sources.csv as csv_source
+    import cartrescue.sources.csvorders as csv_orders  # where the orders reader reads it
 
-    monkeypatch.setattr(csv_source, "ORDER_BATCH", batch)
+    monkeypatch.setattr(csv_orders, "ORDER_BATCH", batch)
     carts = tmp_path / "carts.csv"
     carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n"
                      + "c2,bo@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")

@@ -1,23 +1,21 @@
 """CSV source: the generic line-item format (docs/csv-format.md) and mapped exports.
 
-Owns reading carts and orders from CSV files: header mapping, delimiter detection, BOM, decimal
-commas, times with offsets, and reporting bad rows as ``file:line: reason``. It streams: carts are
-built one at a time from consecutive rows and never collected. Orders are read on first use into
-a scratch index on disk (:mod:`cartrescue.sources.order_index`), so memory does not grow with the
-orders file either.
+Owns :class:`CsvSource`, reading carts from a CSV file: a cart's rows grouped, its fields read
+where the header puts them, a cart in pieces or listed twice, the split of the file for
+``run --workers`` and reporting bad rows as ``file:line: reason``. It streams: carts are built
+one at a time from consecutive rows and never collected. Its parts of one job each live beside
+it: opening the file (encoding, byte-order mark, delimiter: :mod:`.csvfile`), its header and
+what is wrong with it (:mod:`.csvheader`), a quote left open (:mod:`.csvquote`), the values of
+its cells (decimal commas, times with offsets, yes/no: :mod:`.values`) and its orders
+(:mod:`.csvorders`, read on first use into a scratch index on disk,
+:mod:`cartrescue.sources.order_index`, so memory does not grow with the orders file either).
+The names other modules import from here are kept here (re-exported).
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import os
-import re
-import stat
 import sys
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from collections.abc import Callable, Collection, Iterator, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from operator import itemgetter
@@ -27,43 +25,63 @@ from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import fold_email, is_valid_email
 from cartrescue.errors import SourceError
-from cartrescue.model import UNREADABLE, Cart, Customer, LineItem, Order, RowProblem, quick_new
+from cartrescue.model import Cart, Customer, LineItem, RowProblem, quick_new
 from cartrescue.shards import shard_key, shard_of
 from cartrescue.sources.apart import Apart, ApartIds
-from cartrescue.sources.base import Activity, CartSource, OrderFilter, ProblemSink, ProgressTotal, Window, ignore_problem
+from cartrescue.sources.base import Activity, CartSource, ProblemSink, ProgressTotal, Window, ignore_problem
+from cartrescue.sources.csvfile import (  # noqa: F401 - re-exported: csv.X as before the split
+    ENCODING_SETTING,
+    ORDERS_ENCODING_SETTING,
+    _open_csv,
+    empty_export,
+    numbered_rows,
+    stamp,
+    unchanged,
+)
+from cartrescue.sources.csvheader import (  # noqa: F401 - re-exported: csv.X as before the split
+    _columns,
+    absent_columns,
+    misnamed_columns,
+    named_width,
+    read_header,
+    wrong_cells,
+)
 from cartrescue.sources.csvlines import CsvRows
+from cartrescue.sources.csvorders import (  # noqa: F401 - re-exported: csv.X as before the split
+    ORDER_BATCH,
+    ORDER_FIELDS,
+    REPORT_ORDER_FIELDS,
+    CsvOrders,
+)
+from cartrescue.sources.csvquote import swallowed_lines, swallowed_rows
+from cartrescue.sources.order_index import OrderIndex
 from cartrescue.sources.pieces import PIECE_FROM, Cut, Pieces, counted, find_cuts, identity
-from cartrescue.sources.values import (  # noqa: F401 - parse_delivered: csv.parse_delivered, as before
-    OWNER_FIELDS,
-    owner_conflict,
-    parse_amount,
-    parse_decimal,
-    COUNT_DIGITS,
+from cartrescue.sources.spool import RowSpool
+from cartrescue.sources.values import (  # noqa: F401 - re-exported: csv.X as before the split
     FALSE_WORDS,
-    IGNORED_ORDER_STATUSES,
-    RUN_IGNORED_ORDER_STATUSES,
     MAX_QUANTITY,
-    TRUE_WORDS,
+    OWNER_FIELDS,
     RowError,
-    below,
-    bounded_amount,
     bounded_quantity,
     cart_limits,
     normalize_locale,
+    owner_conflict,
+    parse_amount,
+    parse_bool,
     parse_currency,
+    parse_decimal,
     parse_delivered,
-    refund_amount,
-    refunded_whole,
+    parse_int,
+    parse_order_time,
+    parse_time,
     refuse_nul,
     refuse_too_long,
-    written_with_words,
+    split_name,
+    thousands_dot,
+    utc_text,
 )
-from cartrescue.sources.order_index import OrderIndex, Row
-from cartrescue.sources.spool import RowSpool
 
 if TYPE_CHECKING:
-    from _csv import Dialect as CsvDialect
-
     from cartrescue.shards import Shard
 
 CART_FIELDS = (
@@ -88,144 +106,26 @@ _ZERO_WRITTEN = "0., "
 #: rounded both to 3.50123E+13) with the same items were "listed twice": the second customer's
 #: was dropped, and on a later day, listed first, took over the first one's sequence (step 2).
 ALIKE_FIELDS = ("sku", "name", "quantity", "unit_price", "updated_at", "created_at", *OWNER_FIELDS)
-ORDER_FIELDS = (
-    "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
-    "cancelled_at",
-)
-#: Order columns the report reads beyond ORDER_FIELDS (:meth:`CsvSource.orders`).
-REPORT_ORDER_FIELDS = ("discount_code", "refunded")
-#: What a run's order reader reads: ``refunded`` too, since an order refunded in full (its status
-#: still "paid") awaits no delivery and must not hold back reminders (``Order.awaits_delivery``).
-RUN_ORDER_FIELDS = (*ORDER_FIELDS, "refunded")
 #: No cart-level value taken from a later row of its cart (the common case; never written to).
 _NOT_LATER: dict[str, int] = {}
 
 
 _NO_OWNER = ("",) * len(OWNER_FIELDS)  # a row that leaves them to the cart's first
 REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
-REQUIRED_ORDER = ("order_id", "created_at")
 
-_TRUE, _FALSE = TRUE_WORDS, FALSE_WORDS
-#: :func:`parse_bool` of each yes/no word as written in lower case.
-_WORDS = {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_WORDS, False)}
+_FALSE = FALSE_WORDS  # :func:`_said_no`'s
 _NO_REFUSALS = (False, False)  # a cart that said no consent away (CsvSource._refusals)
-_OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-#: ``1.500``: a decimal point before three decimals, or a thousands dot (European exports).
-_GROUPED_OR_POINT = re.compile(r"^-?[1-9]\d{0,2}\.\d{3}$")
 _ZERO = Decimal("0")
-ORDER_BATCH = 5000  # order rows indexed per SQLite call
 #: ``LineItem(...)``, ``Customer(...)``, ``Cart(...)`` for ~2,000 instructions less each: three a
 #: cart and one a line, the most objects the carts pass builds (:func:`~cartrescue.model.quick_new`).
 _new_item, _new_customer, _new_cart = quick_new(LineItem), quick_new(Customer), quick_new(Cart)
 _new_activity = quick_new(Activity)  # one a cart of the first pass
 
 
-@lru_cache(maxsize=256)
-def _minor_digits(currency: str) -> int:
-    from babel.numbers import get_currency_precision
-
-    return get_currency_precision(currency)
-
-
-def thousands_dot(text: str, what: str, currency: str) -> None:
-    """Raise :class:`RowError` for an amount like ``1.500`` in a currency of fewer than three
-    decimals: a thousands dot (a price of 1,500 in a European export read as 1.50, a customer
-    shown a sofa for €1.30) far more often than a price in thousandths. KWD, BHD, JOD, OMR and
-    TND have three decimals, so there it is a price."""
-    if text[-4:-3] == "." and _GROUPED_OR_POINT.match(text) and _minor_digits(currency) < 3:
-        whole = text.replace(".", "")
-        raise RowError(f"{what}: ambiguous: {text!r} is {Decimal(text).normalize()} with a decimal point, {whole} "
-                       f"with a thousands dot, and {currency} has {_minor_digits(currency)} decimals: write it "
-                       f"without the dot, or with its decimals ({whole}.00 or {text},00)")
-
-
-def parse_int(text: str, what: str) -> int:
-    """A whole number below the bound of any count (``1e999999`` is refused before ``int()``)."""
-    if written_with_words(text):  # "2 pcs": parse_decimal would take the word for a currency
-        raise RowError(f"{what}: not a number: {text!r} (a unit in it? write the number alone, as 3)")
-    number = parse_decimal(text, what)
-    if not below(number, COUNT_DIGITS):
-        raise RowError(f"{what}: out of range: {text[:40]!r}")
-    if number != number.to_integral_value():
-        raise RowError(f"{what}: not a whole number: {text!r}")
-    return int(number)
-
-
 def _stock(text: str) -> int:
     """A stock cell: a whole number whose size is below the bound of any stock. ``isdecimal()``,
     not ``isdigit()``: that one takes ``²``, which ``int()`` refuses (the run stopped, exit 70)."""
     return int(text) if text.isdecimal() and len(text) < 12 else parse_int(text, "stock_on_hand")
-
-
-def _not_a_time(text: str, what: str) -> RowError:
-    """A time cartrescue cannot read, with the forms it can: ``06/12/2026 14:05`` may be June or
-    December, so the owner's export must write it as ISO 8601 (the hint shows how)."""
-    return RowError(f"{what}: not an ISO 8601 time: {text!r} (write e.g. 2026-11-20T10:03:00Z, "
-                    "2026-11-20 11:03:00+01:00, or 2026-11-20 11:03 in the shop's timezone)")
-
-
-def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
-    """ISO 8601 (with ``Z`` or an offset; also ``2026-11-20 10:03:00 +0100``) -> aware UTC.
-
-    A time without an offset is read in the shop's timezone ``tz``.
-    """
-    value = text.strip()
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        match = _OFFSET_WITH_SPACE.match(value)
-        if not match:
-            raise _not_a_time(text, what) from None
-        try:
-            moment = datetime.fromisoformat(f"{match.group(1)}{match.group(2)}:{match.group(3)}")
-        except ValueError:
-            raise _not_a_time(text, what) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    try:
-        return moment.astimezone(timezone.utc)
-    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: no such UTC time
-        raise RowError(f"{what}: out of range: {text!r}") from None
-
-
-def parse_order_time(text: str, what: str, tz: ZoneInfo) -> tuple[datetime, datetime | None]:
-    """:func:`parse_time` of an order's time, and ``None``; but a date alone (``2026-11-20``,
-    as some exports write it) is the *end* of that day in the shop's timezone, not its midnight,
-    with the day's start (:attr:`Order.day_start`): a cart abandoned that morning and bought
-    that afternoon then counts as ordered (at midnight the order read as one placed before the
-    cart, and the customer got a reminder for what they had bought). The report takes the whole
-    day: such an order counts after that day's messages, and within a window that holds any of it."""
-    value = text.strip()
-    if len(value) <= 10 and ":" not in value:
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            pass  # parse_time says what is wrong with it
-        else:
-            return (datetime.combine(day, time.max, tz).astimezone(timezone.utc),
-                    datetime.combine(day, time(), tz).astimezone(timezone.utc))
-    return parse_time(text, what, tz), None
-
-
-def utc_text(text: str, moment: datetime) -> str:
-    """``moment.isoformat()`` for ``moment = parse_time(text, ...)``: ``text`` itself when it is
-    already that (``2026-11-20T09:12:41+00:00``, as most exports write their times), which
-    saves formatting it again for each of a file's orders."""
-    if len(text) == 25 and text[10] == "T" and text.endswith("+00:00") and text.isascii():
-        return text
-    return moment.isoformat()
-
-
-def split_name(full_name: str, locale: str) -> tuple[str, str]:
-    """``full_name`` as (first name, the rest): the first word is the given name, but in
-    Hungarian the family name comes first (``Kovács Ágnes``), so there it is the last."""
-    words = full_name.split()
-    if len(words) < 2:
-        return full_name, ""
-    if locale.lower().replace("-", "_").split("_")[0] == "hu":
-        return words[-1], " ".join(words[:-1])
-    return words[0], " ".join(words[1:])
 
 
 def _said_no(rows: list[tuple[int, list[str]]], at: int) -> bool:
@@ -238,327 +138,10 @@ def _said_no(rows: list[tuple[int, list[str]]], at: int) -> bool:
     return False
 
 
-def parse_bool(text: str, what: str) -> bool | None:
-    """A yes/no cell: a word as most exports write it (lower case, no spaces) is one dict
-    lookup (:data:`_WORDS`, three cells a cart); any other case or spelling is parsed."""
-    known = _WORDS.get(text)
-    if known is not None:
-        return known
-    value = text.strip().lower()
-    if not value:
-        return None
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise RowError(f"{what}: expected yes/no, got {text!r}")
-
-
 @lru_cache(maxsize=256)
 def _locale(text: str) -> str | None:
     """:func:`normalize_locale`, remembered: a shop has a handful of locales."""
     return normalize_locale(text)
-
-
-@dataclass(frozen=True, slots=True)
-class _Columns:
-    """Where each generic field sits in this file's header (``-1`` = absent)."""
-
-    index: dict[str, int]
-
-
-#: The key of the carts' encoding, which errors about it name (the newsletter export has its own:
-#: ``source.newsletters.encoding``).
-ENCODING_SETTING = "source.encoding"
-#: ... and the orders export's, the carts' unless set: an error about the orders names it, as
-#: "set source.encoding" would have the owner change the carts' too (and break them).
-ORDERS_ENCODING_SETTING = "source.orders_encoding"
-
-
-def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "",
-              setting: str = ENCODING_SETTING) -> tuple[TextIO, CsvRows]:
-    """The export at ``path``, open, and a reader with its delimiter (given, or found in the
-    header). ``key``: the config file and key that named it (``cartrescue.yaml: source.orders``),
-    put in front of an error that it cannot be opened, so the owner knows which setting to fix;
-    ``setting``: the key of its encoding, named by an error that it is in another."""
-    named = f"{key}: {path}" if key else str(path)
-    try:
-        handle = path.open("r", encoding=encoding, newline="")
-    except OSError as exc:
-        raise SourceError(f"{named}: cannot open: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # a pipe (/dev/stdin from cat ... |)
-        handle.close()
-        raise SourceError(f"{named}: not a regular file (a pipe?): cartrescue reads an export more than once "
-                          "(every cart's activity first, then the carts); write it to a file and name that")
-    marked = _marked_otherwise(handle, encoding, setting)
-    if marked is not None:
-        handle.close()
-        raise SourceError(f"{named}: {marked}")
-    try:
-        if delimiter is None:
-            first = handle.readline()
-            while first and not first.lstrip("\ufeff").strip():  # blank lines before the header: see read_header
-                first = handle.readline()
-            handle.seek(0)
-            hint = _SEP_LINE.fullmatch(first.lstrip("\ufeff").rstrip("\r\n"))
-            delimiter = hint.group(1) if hint else detect_delimiter(first)
-        _skip_bom(handle)
-    except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
-        handle.close()
-        raise _undecodable(path, encoding, setting) from None
-    return handle, CsvRows(handle, delimiter)
-
-
-#: The byte-order marks a file may start with: the encoding each says the file is in (the longest
-#: first: UTF-32-LE's starts with UTF-16-LE's), what to set, and the codecs that read it as it is.
-_MARKS = (
-    (codecs.BOM_UTF32_LE, "UTF-32", "utf-32", ("utf-32", "utf-32-le")),
-    (codecs.BOM_UTF32_BE, "UTF-32", "utf-32", ("utf-32", "utf-32-be")),
-    (codecs.BOM_UTF8, "UTF-8", "utf-8-sig", ("utf-8", "utf-8-sig")),
-    (codecs.BOM_UTF16_LE, "UTF-16", "utf-16", ("utf-16", "utf-16-le")),
-    (codecs.BOM_UTF16_BE, "UTF-16", "utf-16", ("utf-16", "utf-16-be")),
-)
-
-
-def _marked_otherwise(handle: TextIO, encoding: str, setting: str = ENCODING_SETTING) -> str | None:
-    """Why the file open as ``handle`` cannot be read as ``encoding`` when its byte-order mark
-    says it is in another (None: no mark, or one ``encoding`` reads). Read as the config said, a
-    UTF-8 file in cp1252 made every Åsa Ã…sa in the reminders; a UTF-16 one (Excel's "Unicode
-    Text") was "not utf-8 text ... e.g. cp1252", then, so set, "missing column(s): cart_id, ..."
-    of a header naming them all; set to utf-16-le, as for a file without the mark, it was taken
-    for UTF-8. The mark is read from the file's first bytes, leaving the handle where it is."""
-    start = os.pread(handle.fileno(), 4, 0)
-    codec = codecs.lookup(encoding).name
-    for mark, name, wanted, readers in _MARKS:
-        if start.startswith(mark):
-            if codec in readers:
-                return None
-            return (f"starts with {name}'s byte-order mark, and {setting} is {encoding}: the export is {name} "
-                    "(read as the config says, its text would be garbled, every Åsa Ã…sa in the reminders, or its "
-                    f"header unreadable); set {setting} to {wanted}"
-                    + (", or leave it out" if wanted == "utf-8-sig" else ""))
-    return None
-
-
-#: Excel's delimiter hint, a first line ``sep=;`` some exporters write above the header so that
-#: Excel opens the file in columns whatever the region's list separator: it names the delimiter,
-#: and is no header (:func:`read_header` passes it).
-_SEP_LINE = re.compile(r"sep=(.)", re.IGNORECASE)
-
-
-#: The delimiters an export's header line is looked at for, the first of a tie winning: a comma,
-#: a semicolon (Excel where the decimal mark is a comma), a tab (Excel's "Unicode Text", UTF-16).
-DELIMITERS = (",", ";", "\t")
-
-
-def detect_delimiter(header_line: str) -> str:
-    """The delimiter of :data:`DELIMITERS` the header line holds most of. A tab counts too: a file
-    Excel saved as "Unicode Text" (UTF-16, ``source.encoding: utf-16``) is tab-separated, and read
-    with a comma its whole header was one column, the run stopped on ``missing column(s):
-    cart_id, currency, ...`` of a header that names every one of them."""
-    return max(DELIMITERS, key=header_line.count)
-
-
-def _skip_bom(handle: TextIO) -> None:
-    """Move ``handle`` past a byte-order mark at its start. ``utf-8-sig`` and ``utf-16`` drop it
-    themselves; read as ``utf-8`` (or ``utf-16-le`` / ``-be``) it is a U+FEFF, and made the first
-    header ``\ufeffemail``: that column read as absent, blank on every row (an orders file's
-    addresses: its buyers reminded). Once per file, before the header; a mark of another
-    encoding than the config's has stopped the run before (:func:`_marked_otherwise`)."""
-    if handle.read(1) != "\ufeff":
-        handle.seek(0)
-
-
-def stamp(handle: TextIO) -> tuple[int, int]:
-    """The size and modification time of the open file ``handle``: see :func:`unchanged`."""
-    status = os.fstat(handle.fileno())
-    return status.st_size, status.st_mtime_ns
-
-
-def unchanged(handle: TextIO, path: Path, before: tuple[int, int]) -> None:
-    """Raise :class:`SourceError` if the file open as ``handle`` has changed since its
-    :func:`stamp` ``before``, taken when it was opened: call it once the file is read to its end.
-
-    A cron job may read an export while the shop's export job still writes it. What was read
-    then ends with a cut row, a cart without its last items, or without the latest orders (and
-    those customers would be reminded of carts they have bought). The run stops instead, exit 3;
-    the next run reads the finished file. An export renamed into place meanwhile is no change:
-    the open file is still the old one, read whole.
-    """
-    if stamp(handle) != before:
-        raise SourceError(f"{path}: changed while it was read (is the export still being written?); the run "
-                          "stops, the next run reads it again. Let the export job write a temporary file and "
-                          "rename it into place (docs/csv-format.md)")
-
-
-def _sep_hint(row: list[str]) -> bool:
-    """Whether ``row`` is Excel's ``sep=X`` line: read with X, its cells are ``sep=`` and an empty
-    one; with a delimiter configured otherwise, the one cell ``sep=X``."""
-    if len(row) == 2:
-        return row[0].lstrip("\ufeff").lower() == "sep=" and not row[1]
-    return len(row) == 1 and _SEP_LINE.fullmatch(row[0].lstrip("\ufeff")) is not None
-
-
-def read_header(reader: CsvRows, path: Path, encoding: str, setting: str = ENCODING_SETTING) -> list[str] | None:
-    """The header row of a CSV file, its first line with a name in it (None: an empty file, or
-    one of blank lines only); one it cannot read stops, naming the file.
-
-    A blank line is no row, before the header too: one there was read as a header naming
-    nothing, and the run stopped on "missing column(s): cart_id, ..." of a file whose next line
-    names them all; and an export of a line break alone, as failed as one of 0 bytes, read as
-    such a file, not as the empty export it is (:func:`empty_export`)."""
-    try:
-        hint = True  # Excel's sep= line may stand above the header (before it: blank lines only)
-        for row in reader:
-            if any(cell.strip() for cell in row):
-                if hint and _sep_hint(row):
-                    hint = False
-                    continue
-                return row
-        return None
-    except UnicodeError:
-        raise _undecodable(path, encoding, setting) from None
-    except csv.Error as exc:
-        raise SourceError(f"{path}:1: cannot read the header: {exc}") from None
-
-
-def empty_export(path: Path, without: str) -> SourceError:
-    """A 0-byte export (not even a header): most likely its job failed. Unlike an empty carts file
-    (nothing to remind), an empty orders or newsletter file would let the run remind people it
-    should not (``without``), so it stops the run, exit 3. A header alone is a file with no rows."""
-    return SourceError(f"{path}: empty, not even a header (did the export job fail?); without it the run would "
-                       f"{without}, so it stops. A shop with none yet exports the header line alone")
-
-
-def numbered_rows(reader: CsvRows, path: Path, encoding: str,
-                  on_problem: ProblemSink, setting: str = ENCODING_SETTING) -> Iterator[tuple[int, list[str]]]:
-    """The rows after the header, each with the line it starts on (a quoted cell may span
-    lines); a malformed row is reported as ``file:line`` and skipped, undecodable text stops."""
-    return reader.numbered(lambda start, exc: on_problem(RowProblem(f"{path}:{start}", f"malformed CSV: {exc}")),
-                           lambda: _undecodable(path, encoding, setting))
-
-
-def swallowed_rows(row: Sequence[str], dialect: "CsvDialect", width: int) -> list[list[str]]:
-    """The rows of the file inside ``row``'s cells: each line of a cell (after its first) with a
-    row's worth of delimiters, read as a row. Asked only of a row that spans lines.
-
-    A quote that is never closed where it should be (``"12 inch pan,1,10``) makes one cell of
-    every line up to the next quote. The cells that follow often still add up to the header's
-    width, so nothing else notices: the other customers' rows, addresses and all, became one
-    product's name in this customer's message, and their carts were gone without a word. A
-    legitimate multi-line cell (an address, a note) is not a whole row of the file.
-
-    A quote that closes on the very next line leaves no whole line inside the cell: its first
-    line holds the rest of its own row, its last the start of the next row, up to the quote. So
-    a cell whose first and last lines together hold a row's worth of delimiters is that too: the
-    next row, its start read from the cell's last line and its end from the cells after it
-    (``o2,…,complete",2026-11-20…,yes``: o2's whole row, which was silently lost)."""
-    delimiter = dialect.delimiter
-    found: list[list[str]] = []
-    if "".join(row).count(delimiter) < width - 1:  # not even a row's worth in all its cells (cheap)
-        return found
-    for at, cell in enumerate(row):
-        if "\n" in cell or "\r" in cell:
-            lines = cell.splitlines()
-            whole = [line for line in lines[1:] if line.count(delimiter) >= width - 1]
-            if whole:
-                found.extend(csv.reader(whole, dialect))
-            elif len(lines) > 1 and lines[0].count(delimiter) + lines[-1].count(delimiter) >= width - 1:
-                found.append(next(csv.reader([lines[-1]], dialect), []) + list(row[at + 1:]))
-    return found
-
-
-def swallowed_lines(row: Sequence[str], dialect: "CsvDialect", start: int) -> list[tuple[int, list[str]]]:
-    """Every line of the file inside ``row``'s cells (each line of a cell after its first), read as
-    a row, with the line it stands on (``row`` starts on line ``start``). Asked only of a row that
-    :func:`swallowed_rows` found rows in: a quote left open.
-
-    Unlike :func:`swallowed_rows` it keeps the lines without a row's worth of delimiters: the
-    last one is the start of the row where the quote closed (``c3,c@example.com,…,"Pot",2,20``),
-    whose cart lost that row too."""
-    found: list[tuple[int, list[str]]] = []
-    line = start
-    for cell in row:
-        parts = _LINE_BREAK.split(cell)
-        for offset, part in enumerate(parts[1:], 1):
-            found.extend((line + offset, cells) for cells in csv.reader([part], dialect))
-        line += len(parts) - 1
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class OpenQuote:
-    """A quote left open in the orders file (:func:`open_quote_orders`): each line it took that
-    names an order, ``(line, order id, email, customer id, cart id)`` (stripped, blank: none),
-    and the problem, for each reader to end with what it does about those orders."""
-
-    orders: list[tuple[int, str, str, str, str]]
-    reason: str
-
-
-def open_quote_orders(row: Sequence[str], reader: CsvRows, start: int, width: int,
-                      ids_at: Sequence[int]) -> OpenQuote | None:
-    """The orders a quote left open in ``row`` (on line ``start``, just read by ``reader``) took
-    in, the one it opened in and the one it closed in too; None: none (a legitimate multi-line
-    cell). Asked only of a row over several lines. Shared by the run's reader (the customers of
-    those orders wait) and the report's (those orders are missing from it): both must see one span.
-    ``ids_at``: where the order id, email, customer id and cart id are (``width``: absent)."""
-    taken = swallowed_rows(row, reader.dialect, width)
-    if not taken:
-        return None
-    padding = [""] * (width + 1)
-    orders = []
-    for line, cells in ((start, row), *swallowed_lines(row, reader.dialect, start)):
-        cells = list(cells[:width]) + padding[min(len(cells), width):]  # a blank cell at width, for absent ids
-        order_id, email, customer_id, cart_id = (cells[at].strip() for at in ids_at)
-        if order_id or email or customer_id or cart_id:
-            orders.append((line, order_id, email, customer_id, cart_id))
-    names = ", ".join(order[1] for order in orders if order[1])
-    return OpenQuote(orders, f"a quoted cell runs to line {reader.line_num} and holds {len(taken)} row(s) of the "
-                             f"file (order {names}): a quote left open?")
-
-
-def too_many_cells(cells: int, width: int) -> str:
-    """The problem of a row with more cells than its header has columns (RFC 4180: every line
-    has the same number of fields).
-
-    Such a row's values have most likely slid under the wrong columns (a price written with a
-    thousands separator equal to the delimiter, ``19,900.00``, or a name with an unquoted
-    delimiter), so no cell of it can be trusted: a cart built from it would show a wrong price
-    or link. That holds even when the cells past the header are blank, since the values that
-    slid off the end may have been blank ones. An export that ends every line with a delimiter,
-    its header included, has a last column with no name, and its rows fit; so do rows without
-    that last delimiter (:func:`named_width`).
-    """
-    return (f"{cells} cells where the header has {width} columns: a value holds an unquoted delimiter? "
-            "(quote it, or check the export's delimiter)")
-
-
-def too_few_cells(cells: int, width: int) -> str:
-    """The problem of a row with fewer cells than its header has columns: most likely cut short
-    (an export that stopped mid-line, its last line cut, a line break inside an unquoted value).
-    Its last value may be cut too (``219.00`` read as ``21``), and the values it lacks may be
-    the cart's other facts: a cart built from it would show a wrong price."""
-    return (f"{cells} cells where the header has {width} columns: the row is cut short? (an export that stopped "
-            "mid-line, or a line break inside an unquoted value)")
-
-
-def wrong_cells(cells: int, width: int, written: int) -> str:
-    """The problem of a row with fewer than ``width`` cells (the header's named columns) or more
-    than ``written`` (all its columns, unnamed last ones too: see :func:`named_width`)."""
-    return too_many_cells(cells, written) if cells > width else too_few_cells(cells, width)
-
-
-def named_width(header: Sequence[str]) -> int:
-    """How many of ``header``'s columns count: up to its last named one. A header ending in a
-    delimiter (``…;sms_consent;``) has an unnamed last column; some exports end every line so,
-    others the header alone, and their rows one cell shorter were every one "cut short", every
-    cart skipped. Rows from this many cells up to the header's whole width are read (the cells
-    under no name never are). Once per file."""
-    width = len(header)
-    while width and not header[width - 1].strip():
-        width -= 1
-    return width
 
 
 def stripped_cells(positions: Sequence[int]) -> Callable[[list[str]], list[str]]:
@@ -578,182 +161,9 @@ def _ignore_broken(cart_id: str, line: int) -> None:
     """A pass that does not look for a cart's other groups (see ``CsvSource._cart_rows``)."""
 
 
-def _unreadable_order(order_id: str, line: int, email: str, customer_id: str, cart_id: str) -> Row:
-    """An orders index row for an order row found but not read, with the ids it gives (stripped
-    cells, blank: none): it may be the order of the very cart a reminder would be about, so the
-    carts of its customer wait (``unreadable_order``) until the row can be read."""
-    return (order_id, line, 2, None, fold_email(email) or None, customer_id or None, cart_id or None, None, None,
-            UNREADABLE, None, None)
-
-
-def _no_order_id(line: int) -> str:
-    """The key of an order row without an order id in the orders index: one of its own (no real
-    id is written so), as every row is kept under its id."""
-    return f"(no order_id, line {line})"
-
-
-def _undecodable(path: Path, encoding: str, setting: str = ENCODING_SETTING) -> SourceError:
-    """The error for a file that is not in ``encoding``, naming the first line that is not and
-    the key that sets its encoding (``setting``: the newsletter export has its own).
-
-    The text reader decodes ahead in blocks, so its error does not say where; the file is read
-    again as bytes to find the line (only on this error path). UTF-16 and UTF-32 raise a plain
-    :class:`UnicodeError` for a file without a byte-order mark: which byte order is it in?
-    """
-    import codecs
-
-    decoder = codecs.getincrementaldecoder(encoding)()
-    number = 0
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                decoder.decode(raw)
-            except UnicodeDecodeError as exc:
-                return SourceError(f"{path}:{number}: not {encoding} text (byte {exc.start + 1} of the line: "
-                                   f"{exc.reason}); set {setting} to the export's encoding, e.g. cp1252")
-            except UnicodeError as exc:
-                return SourceError(f"{path}:{number}: not {encoding} text ({exc}); set {setting} to the "
-                                   f"export's encoding, e.g. {encoding}-le")
-    return SourceError(f"{path}: not {encoding} text; set {setting} to the export's encoding, e.g. cp1252")
-
-
-def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
-             required: Sequence[str], line: int = 1, key: str = "source.columns",
-             reader: CsvRows | None = None) -> _Columns:
-    """Where each field is in ``header`` (-1: absent). A mapped header may name alternatives,
-    ``"Accepts Marketing|Accepts Email Marketing"``: the first the file has is read. ``line``:
-    the header's (blank lines or Excel's ``sep=`` line may stand above it); ``key``: the config
-    key that maps this file's columns, named in the error of a required one the header lacks;
-    ``reader``: the file's, past the header, where that error looks for the real header below a
-    title line (:func:`_header_below`)."""
-    positions = {name.strip().lower(): index for index, name in enumerate(header)}
-    index: dict[str, int] = {}
-    for name in fields:
-        index[name] = next((positions[wanted] for wanted in (part.strip().lower() for part in
-                                                             mapping.get(name, name).split("|"))
-                            if wanted in positions), -1)
-    missing = [mapping.get(name, name) for name in required if index[name] < 0]
-    if missing:
-        hint = _rename_hint(header, index, mapping, required, key)
-        below = None if hint or reader is None else _header_below(reader, missing)
-        if below is not None:
-            hint = f"line {below} names them: is the header there? Remove the lines above it"
-        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}" + (f" ({hint})" if hint else ""))
-    if len(positions) < len(header):  # a name twice: which of them is read matters only if one is
-        for name, at in index.items():
-            if at >= 0:
-                same = [n + 1 for n, other in enumerate(header) if other.strip().lower() == header[at].strip().lower()]
-                if len(same) > 1:
-                    raise SourceError(f"{path}:{line}: column {header[at].strip()!r} ({name}) appears {len(same)} times "
-                                      f"(columns {', '.join(map(str, same))}): which one holds it? Rename or drop "
-                                      "the others")
-    return _Columns(index)
-
-
-#: An order is tied to carts by one of these (README, "ordered"): an orders file with none of them
-#: ties no order to any cart.
-ORDER_LINKS = ("email", "customer_id", "cart_id")
-
-
-def _header_below(reader: CsvRows, names: Sequence[str], lines: int = 5) -> int | None:
-    """The line of the next few that names every one of ``names`` (the columns the header read
-    lacks), if one does: an export with a title line above its header ("Abandoned checkouts,
-    6 Dec 2026") stopped on "missing column(s)" of the title, and named no other line. A line is
-    also read in the other delimiters: the delimiter was guessed from the title, which has none,
-    so a header in semicolons below it was one cell that named nothing."""
-    wanted = {name.strip().lower() for name in names}
-    try:
-        for _row, row in zip(range(lines), reader):
-            line = reader.dialect.delimiter.join(row)
-            if any(wanted <= {cell.strip().strip('"').lower() for cell in line.split(delimiter)}
-                   for delimiter in DELIMITERS):
-                return reader.line_num
-    except (csv.Error, UnicodeError):
-        return None
-    return None
-
-
-def _tied_to_carts(path: Path, header: Sequence[str], columns: _Columns, mapping: dict[str, str], line: int) -> None:
-    """Refuse an orders file without any column that ties an order to a cart: read, it matched no
-    order to anyone, and every buyer was reminded without a word (``--strict`` too). A column
-    named almost as one of them (``E-Mail``, :func:`misnamed`) is named."""
-    if all(columns.index[name] < 0 for name in ORDER_LINKS):
-        names = ", ".join(mapping.get(name, name) for name in ORDER_LINKS)
-        hint = _rename_hint(header, columns.index, mapping, ORDER_LINKS, "source.order_columns")
-        raise SourceError(f"{path}:{line}: none of the columns that tie an order to a cart ({names}): no order would "
-                          "be matched and every buyer reminded; map the export's one in source.order_columns"
-                          + (f" ({hint})" if hint else ""))
-
-
-def _rename_hint(header: Sequence[str], index: dict[str, int], mapping: dict[str, str], wanted: Sequence[str],
-                 key: str) -> str:
-    """What to do about the header cells named almost as the fields of ``wanted`` the file lacks
-    (:func:`misnamed`), for an error that stops on those fields ("" when none is)."""
-    return "; ".join(f"the header has {header[at].strip()!r}: rename it {name}, or map it in {key}"
-                     for name, at in misnamed(header, index, mapping) if name in wanted)
-
-
-def _loose(name: str) -> str:
-    """A column name as a person may have meant it: letters and digits only, in lower case
-    (``E-Mail``, ``e_mail`` and ``email`` alike)."""
-    return "".join(char for char in name.lower() if char.isalnum())
-
-
-def _one_slip(written: str, meant: str) -> bool:
-    """Whether ``written`` is ``meant`` with one letter wrong, added, left out, or two swapped
-    (``emial``, ``quantitiy``). A digit added or left out is no slip: ``phone2`` is a column of
-    its own. Names shorter than five letters are left alone: ``name`` and ``note`` are two."""
-    if len(meant) < 5 or abs(len(written) - len(meant)) > 1:
-        return False
-    if len(written) == len(meant):
-        wrong = [at for at in range(len(meant)) if written[at] != meant[at]]
-        return len(wrong) == 1 or (len(wrong) == 2 and wrong[1] == wrong[0] + 1
-                                   and written[wrong[0]] == meant[wrong[1]] and written[wrong[1]] == meant[wrong[0]])
-    longer, shorter = (written, meant) if len(written) > len(meant) else (meant, written)
-    at = next((at for at in range(len(shorter)) if longer[at] != shorter[at]), len(shorter))
-    return longer[at].isalpha() and longer[at + 1:] == shorter[at:]
-
-
-def misnamed(header: Sequence[str], index: dict[str, int], mapping: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """``(field, position)`` of each header cell no field reads that names a field the file lacks
-    almost as the format does (``E-Mail``, ``Unit Price``, ``emial``): read as absent, that field
-    was blank on every row in silence, an address column every cart a no_contact skip. A field
-    the config maps is left out: its own header is the user's choice, reported when absent
-    (:func:`absent_columns`)."""
-    read = set(index.values())
-    cells = [(at, _loose(cell)) for at, cell in enumerate(header) if at not in read and _loose(cell)]
-    for name, at in index.items():
-        if at >= 0 or name in mapping:
-            continue
-        meant = _loose(name)
-        found = next((cell_at for cell_at, cell in cells if cell == meant or _one_slip(cell, meant)), None)
-        if found is not None:
-            yield name, found
-
-
-def misnamed_columns(path: Path, header: Sequence[str], columns: _Columns, mapping: dict[str, str], what: str,
-                     line: int) -> Iterator[RowProblem]:
-    """A problem for each column of :func:`misnamed`, naming it and the field it may be."""
-    for name, at in misnamed(header, columns.index, mapping):
-        cell = header[at].strip()
-        yield RowProblem(f"{path}:{line}", f"column {cell!r} is no column cartrescue reads: is it {name}? Rename it "
-                                           f"{name}, or map it ({what}: {{{name}: \"{cell}\"}}); as it is, {name} "
-                                           "is blank on every row", whole_file=True)
-
-
-def absent_columns(path: Path, columns: _Columns, mapping: dict[str, str], expected: Iterable[str],
-                   what: str) -> Iterator[RowProblem]:
-    """A problem for each field of ``expected`` (the ones a user mapped, and the few a preset
-    cannot do without) whose header the file lacks: its value would be blank on every row, and
-    a blank consent leaves every cart without one, with no other sign than the skips."""
-    for name in expected:
-        if columns.index.get(name, 0) < 0:
-            yield RowProblem(f"{path}:1", f"no column {mapping.get(name, name)!r} ({what}.{name}) in the header: "
-                                          f"{name} is blank on every row", whole_file=True)
-
-
-class CsvSource(CartSource):
-    """Carts (and optionally orders) from CSV files in the generic format or a mapped export."""
+class CsvSource(CsvOrders, CartSource):
+    """Carts (and optionally orders) from CSV files in the generic format or a mapped export.
+    The orders are :class:`~cartrescue.sources.csvorders.CsvOrders`' (inherited)."""
 
     name = "csv"
 
@@ -1623,290 +1033,8 @@ class CsvSource(CartSource):
             url or None,
         )
 
-    # -- orders ------------------------------------------------------------------------------
-
-    def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
-        if self.orders_path is None:
-            return iter(())
-        if self._orders is None:
-            self._orders = self._shared_index() or self._index_orders()
-        return self._orders.matching(carts)
-
-    def _shared_index(self) -> OrderIndex | None:
-        """The index the run built for its workers, once it is complete, its rows' problems
-        reported as :meth:`_read_orders` reports them; None: none to wait for, or the run could
-        not build it, or it is no orders index (this source then indexes the file itself)."""
-        from cartrescue.sources.shared import open_index
-
-        report = self.on_problem if self._reports_shared else ignore_problem
-        db = open_index(self.shared_orders, report, OrderIndex.is_one)
-        return None if db is None else OrderIndex.open(db, self.shared_orders)  # type: ignore[arg-type]
-
-    def publish_orders(self, path: Path) -> None:
-        """Index the orders file into ``path`` for the workers that share it, with the problems
-        its rows have (for shard 1 to report: :mod:`cartrescue.sources.shared`)."""
-        index = OrderIndex.create(path)
-        saved, reports = self.on_problem, self._reports_shared
-        self.on_problem, self._reports_shared = index.add_problem, True
-        try:
-            self._index_orders(index)
-        finally:
-            self.on_problem, self._reports_shared = saved, reports
-            index.close()
-
     def close(self) -> None:
         self._drop_spool()
         if self._orders is not None:
             self._orders.close()
             self._orders = None
-
-    def _index_orders(self, index: OrderIndex | None = None) -> OrderIndex:
-        """Read the orders file into ``index``, by default a new scratch index (see
-        :mod:`cartrescue.sources.order_index`); on failure it is closed.
-
-        The first row of an order id wins; later rows with that id are skipped without a word,
-        even unreadable ones. Problems are therefore reported once a batch is indexed, when it
-        is known whether their row was its id's first, in file order.
-        """
-        index = index or OrderIndex()
-        try:
-            self._read_orders(index)
-        except UnicodeError:
-            index.close()
-            assert self.orders_path is not None
-            raise _undecodable(self.orders_path, self.orders_encoding, ORDERS_ENCODING_SETTING) from None
-        except BaseException:
-            index.close()
-            raise
-        index.finish()
-        return index
-
-    def _read_orders(self, index: OrderIndex) -> None:
-        path = self.orders_path
-        assert path is not None
-        handle, reader = _open_csv(path, self.orders_encoding, self.delimiter, self.orders_key, ORDERS_ENCODING_SETTING)
-        batch: list[Row] = []
-        pending: list[tuple[str | None, int, RowProblem]] = []  # (order id, line, problem)
-
-        report = self.on_problem if self._reports_shared else ignore_problem  # one shard reports them
-
-        def flush() -> None:
-            index.add(batch)
-            batch.clear()
-            for order_id, start, problem in pending:
-                if order_id is None or index.first_line(order_id) == start:
-                    report(problem)
-            pending.clear()
-
-        with handle:
-            opened = stamp(handle)
-            header = read_header(reader, path, self.orders_encoding, ORDERS_ENCODING_SETTING)
-            if header is None:
-                raise empty_export(path, "remind customers of carts they bought")
-            cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num,
-                            "source.order_columns", reader)
-            _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
-            pending.extend((None, 0, problem) for problem in absent_columns(
-                path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
-            pending.extend((None, 0, problem) for problem in misnamed_columns(
-                path, header, cols, self.order_column_map, "source.order_columns", reader.line_num))
-            width, written = named_width(header), len(header)
-            padding = [""] * (width + 1)
-            # As for carts: rows cut or padded to the header plus one blank cell for absent columns.
-            fields = itemgetter(*(position if position >= 0 else width for position in
-                                  (cols.index[name] for name in ORDER_FIELDS)))
-            refunded_at = cols.index["refunded"]  # -1: no such column (read only where it is)
-            id_at = cols.index["order_id"]
-            ids_at = tuple(position if position >= 0 else width for position in
-                           (cols.index[name] for name in ("order_id", "email", "customer_id", "cart_id")))
-
-            def unreadable(problem: RowProblem) -> None:  # a row the CSV reader cannot read: no id known
-                pending.append((None, 0, problem))
-
-            for start, row in numbered_rows(reader, path, self.orders_encoding, unreadable, ORDERS_ENCODING_SETTING):
-                cells = len(row)
-                if reader.line_num > start and (quote := open_quote_orders(row, reader, start, width, ids_at)):
-                    # A quote left open took the next orders in: none of them can be read, and each
-                    # one's customer waits (unreadable), never reminded of a cart they bought. Each
-                    # is where its own row starts (swallowed_lines), as a cart the quote took is.
-                    batch.extend(_unreadable_order(order_id or _no_order_id(line), line, email_text, customer_id,
-                                                   cart_id)
-                                 for line, order_id, email_text, customer_id, cart_id in quote.orders)
-                    pending.append((None, start, RowProblem(
-                        f"{path}:{start}", f"{quote.reason} Those orders' customers' carts wait until it is fixed")))
-                    continue
-                if cells <= id_at or not row[id_at].strip():
-                    if any(cell.strip() for cell in row):
-                        pending.append((None, start, RowProblem(f"{path}:{start}", "missing order_id")))
-                        # An order all the same, perhaps this very cart's: its customer's carts wait.
-                        if cells > written:  # its cells may have slid: only an address found in it is trusted
-                            address = next((cell.strip() for cell in row if "@" in cell), "")
-                            batch.append(_unreadable_order(_no_order_id(start), start, address, "", ""))
-                        else:
-                            _, email_text, customer_id, cart_id = (
-                                (row + padding[cells:])[i].strip() for i in ids_at)
-                            batch.append(_unreadable_order(_no_order_id(start), start, email_text, customer_id,
-                                                           cart_id))
-                    continue
-                if cells < width:
-                    row.extend(padding[cells:])
-                else:
-                    del row[width:]
-                    row.append("")
-                    if cells > written:
-                        order_id = row[id_at].strip()
-                        reason = f"order {order_id}: {too_many_cells(cells, written)}"
-                        pending.append((order_id, start, RowProblem(f"{path}:{start}", reason)))
-                        # Its cells may have slid: only an address found in it is trusted.
-                        address = next((cell.strip() for cell in row if "@" in cell), "")
-                        batch.append(_unreadable_order(order_id, start, address, "", ""))
-                        continue
-                (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
-                 delivered_text, cancelled_text) = map(str.strip, fields(row))
-                if cells < width:  # cut short: the ids it has are read, the rest cannot be trusted
-                    pending.append((order_id, start, RowProblem(f"{path}:{start}",
-                                                                f"order {order_id}: {too_few_cells(cells, width)}")))
-                    batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
-                    continue
-                if cancelled_text:  # a cancelled order (Shopify's status may still say "paid"): not an order
-                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None, None))
-                    continue
-                try:
-                    email = fold_email(email_text) or None  # normalize_email() of a stripped value
-                    created, _ = parse_order_time(created_text, "created_at", self.shop_tz)
-                    total = self._decimal(total_text, "total") if total_text else _ZERO
-                    status = status_text.lower()
-                    delivered = parse_delivered(delivered_text)
-                except RowError as exc:
-                    pending.append((order_id, start, RowProblem(f"{path}:{start}", f"order {order_id}: {exc}")))
-                    # Its ids are read: its customer's carts wait until the row can be read.
-                    batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
-                    continue
-                # A negative total: a refund, not a purchase. A status of refunded is still the
-                # purchase of its cart (README, ``ordered``), which awaits no delivery; the report's
-                # rows (:meth:`orders`) are no sale.
-                if status in RUN_IGNORED_ORDER_STATUSES or total < 0:
-                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None, None))
-                else:
-                    refunded_text = row[refunded_at].strip() if refunded_at >= 0 else ""
-                    refunded = self._run_refund(refunded_text, order_id, start, pending) if refunded_text else None
-                    batch.append((order_id, start, 1, utc_text(created_text, created), email, customer_id or None,
-                                  cart_id or None,
-                                  str(total), currency.upper() or None, status,
-                                  None if delivered is None else int(delivered),
-                                  None if not refunded else str(refunded)))
-                if len(batch) >= ORDER_BATCH:
-                    flush()
-            unchanged(handle, path, opened)
-            flush()
-
-    def _run_refund(self, text: str, order_id: str, line: int,
-                    pending: list[tuple[str | None, int, RowProblem]]) -> Decimal | None:
-        """What a run reads of an order's ``refunded`` cell; one it cannot read is reported and
-        taken as none (the order counts as before the column was read: it may still hold back
-        its customer's reminders), never a reason to make the whole order unreadable."""
-        try:
-            return refund_amount(self._decimal(text, "refunded"))
-        except RowError as exc:
-            pending.append((order_id, line, RowProblem(f"{self.orders_path}:{line}", f"order {order_id}: {exc}")))
-            return None
-
-    # -- orders by time (report) -------------------------------------------------------------
-
-    def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
-        """Every readable order placed in ``window``, in file order, streamed (for ``report``).
-
-        Consecutive rows with one order id (Shopify writes one row per line item, totals on the
-        first) give one order, from the first row. An id repeated further down comes again: the
-        report keeps the first. Ignored statuses are left out, and so is every later row of
-        their ids; unreadable rows are reported.
-        Reads the optional ``discount_code`` column (Shopify's "Discount Code") and ``refunded``
-        (Shopify's "Refunded Amount"): revenue is the total less it, and an order refunded in
-        full is no order, as one with a negative total.
-        """
-        path = self.orders_path
-        if path is None:
-            return
-        handle, reader = _open_csv(path, self.orders_encoding, self.delimiter, self.orders_key, ORDERS_ENCODING_SETTING)
-        with handle:
-            opened = stamp(handle)
-            header = read_header(reader, path, self.orders_encoding, ORDERS_ENCODING_SETTING)
-            if header is None:
-                raise empty_export(path, "count none of the orders placed after a reminder")
-            names = ORDER_FIELDS + REPORT_ORDER_FIELDS
-            cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num,
-                            "source.order_columns", reader)
-            _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
-            for problem in misnamed_columns(path, header, cols, self.order_column_map, "source.order_columns",
-                                            reader.line_num):
-                self.on_problem(problem)
-            width, written = named_width(header), len(header)
-            padding = [""] * (width + 1)
-            fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))
-            id_at = cols.index["order_id"]
-            cart_at, email_at, customer_at, status_at, cancelled_at = (
-                cols.index[name] if cols.index[name] >= 0 else width
-                for name in ("cart_id", "email", "customer_id", "status", "cancelled_at"))
-            ids_at = (id_at, email_at, customer_at, cart_at)
-            previous = None
-            # The ids whose first row is no order (refunded, cancelled): a later row of one (an
-            # export that appends a row per change) is no order either. The first row wins, as
-            # in a run (OrderIndex); only these ids are kept, a few in a hundred orders.
-            not_orders: set[str] = set()
-            for start, row in numbered_rows(reader, path, self.orders_encoding, self.on_problem,
-                                            ORDERS_ENCODING_SETTING):
-                cells = len(row)
-                if reader.line_num > start and (quote := open_quote_orders(row, reader, start, width, ids_at)):
-                    # A quote left open took orders in: none of them can be read, so none counts
-                    # (nor a later row of one), and the report says so instead of showing less.
-                    not_orders.update(order[1] for order in quote.orders if order[1])
-                    self.on_problem(RowProblem(f"{path}:{start}", f"{quote.reason} Those orders are not counted: "
-                                               "the revenue shown may be short until it is fixed"))
-                    continue
-                if cells <= width:
-                    row.extend(padding[cells:])
-                else:
-                    del row[width:]
-                    row.append("")
-                order_id = row[id_at].strip()
-                if not order_id or order_id == previous:
-                    if not order_id and any(cell.strip() for cell in row):
-                        self.on_problem(RowProblem(f"{path}:{start}", "missing order_id"))
-                    continue
-                previous = order_id
-                if cells != width and not width < cells <= written:  # not even under the unnamed last columns
-                    self.on_problem(RowProblem(f"{path}:{start}",
-                                               f"order {order_id}: {wrong_cells(cells, width, written)}"))
-                    continue
-                if order_id in not_orders:
-                    continue
-                if row[cancelled_at].strip() or row[status_at].strip().lower() in IGNORED_ORDER_STATUSES:
-                    not_orders.add(order_id)
-                    continue
-                if wanted is not None and not wanted(row[cart_at].strip() or None, fold_email(row[email_at].strip()) or None,
-                                                     row[customer_at].strip() or None):
-                    continue  # cannot match what the caller looks for: not even parsed
-                (_id, email, customer_id, cart_id, total_text, currency, status, created_text, delivered_text,
-                 cancelled, code, refunded_text) = map(str.strip, fields(row))
-                email = fold_email(email)
-                status = status.lower()
-                try:
-                    created, day_start = parse_order_time(created_text, "created_at", self.shop_tz)
-                    if not window.overlaps(day_start or created, created):
-                        continue
-                    if currency:  # 1.299 EUR is a sale of 1,299 far more often than of 1.30 (thousands_dot)
-                        thousands_dot(total_text, "total", currency.upper())
-                        thousands_dot(refunded_text, "refunded", currency.upper())
-                    total = self._decimal(total_text, "total") if total_text else _ZERO
-                    refunded = refund_amount(self._decimal(refunded_text, "refunded")) if refunded_text else _ZERO
-                    delivered = parse_delivered(delivered_text)
-                except RowError as exc:
-                    self.on_problem(RowProblem(f"{path}:{start}", f"order {order_id}: {exc}"))
-                    continue
-                if total < 0 or refunded_whole(total, refunded):  # a credit note, or all given back: no sale
-                    not_orders.add(order_id)
-                    continue
-                yield Order(order_id, created, email or None, customer_id or None, cart_id or None, total,
-                            currency.upper() or None, status, delivered, discount_code=code or None,
-                            day_start=day_start, refunded=refunded)
-            unchanged(handle, path, opened)

@@ -25,17 +25,9 @@ from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.model import MarketingSend, RowProblem
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import ProblemSink, Window, ignore_problem
-from cartrescue.sources.csv import (
-    _columns,
-    _open_csv,
-    empty_export,
-    numbered_rows,
-    parse_time,
-    read_header,
-    stamp,
-    unchanged,
-)
-from cartrescue.sources.values import RowError, campaign_name
+from cartrescue.sources.csvfile import _open_csv, empty_export, numbered_rows, stamp, unchanged
+from cartrescue.sources.csvheader import _columns, read_header
+from cartrescue.sources.values import RowError, campaign_name, parse_time
 
 if TYPE_CHECKING:
     from cartrescue.config import Config

@@ -3,6 +3,8 @@
 Owns the "bad row" error, which order statuses do not count as orders, locale and currency
 normalization, and the bounds every number must keep. CSV (text cells) and SQL (typed columns)
 sources both use these, so a cart reads the same from an export as from the shop's database.
+The values of a CSV's text cells are read here too (whole numbers, amounts with a thousands dot,
+ISO 8601 times, yes/no words, a full name), apart from the CSV source that calls them per row.
 
 The bounds are checked where a value is read, so that a number no shop could mean (a 27-digit
 price, a quantity of ``1e9``) costs its row (reported with ``file:line`` or table and key) and
@@ -14,13 +16,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import date, datetime, time, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from collections.abc import Iterable
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from cartrescue.model import (  # noqa: F401 - refunded_whole: re-exported for the sources
     REFUNDED, Customer, refunded_whole)
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 W = TypeVar("W")  # where a value stood: a line, a row
 
@@ -379,3 +385,130 @@ def campaign_name(value: Any) -> str | None:
 
     text = " ".join(printable(str(value), keep_newlines=True).split()) if value is not None else ""
     return text[:200] or None
+
+# -- a CSV's text cells: numbers, times, yes/no, names -----------------------------------
+
+
+_TRUE, _FALSE = TRUE_WORDS, FALSE_WORDS
+#: :func:`parse_bool` of each yes/no word as written in lower case.
+_WORDS = {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_WORDS, False)}
+_OFFSET_WITH_SPACE = re.compile(r"^(.*\d)\s+([+-]\d{2}):?(\d{2})$")
+#: ``1.500``: a decimal point before three decimals, or a thousands dot (European exports).
+_GROUPED_OR_POINT = re.compile(r"^-?[1-9]\d{0,2}\.\d{3}$")
+
+
+@lru_cache(maxsize=256)
+def _minor_digits(currency: str) -> int:
+    from babel.numbers import get_currency_precision
+
+    return get_currency_precision(currency)
+
+
+def thousands_dot(text: str, what: str, currency: str) -> None:
+    """Raise :class:`RowError` for an amount like ``1.500`` in a currency of fewer than three
+    decimals: a thousands dot (a price of 1,500 in a European export read as 1.50, a customer
+    shown a sofa for €1.30) far more often than a price in thousandths. KWD, BHD, JOD, OMR and
+    TND have three decimals, so there it is a price."""
+    if text[-4:-3] == "." and _GROUPED_OR_POINT.match(text) and _minor_digits(currency) < 3:
+        whole = text.replace(".", "")
+        raise RowError(f"{what}: ambiguous: {text!r} is {Decimal(text).normalize()} with a decimal point, {whole} "
+                       f"with a thousands dot, and {currency} has {_minor_digits(currency)} decimals: write it "
+                       f"without the dot, or with its decimals ({whole}.00 or {text},00)")
+
+
+def parse_int(text: str, what: str) -> int:
+    """A whole number below the bound of any count (``1e999999`` is refused before ``int()``)."""
+    if written_with_words(text):  # "2 pcs": parse_decimal would take the word for a currency
+        raise RowError(f"{what}: not a number: {text!r} (a unit in it? write the number alone, as 3)")
+    number = parse_decimal(text, what)
+    if not below(number, COUNT_DIGITS):
+        raise RowError(f"{what}: out of range: {text[:40]!r}")
+    if number != number.to_integral_value():
+        raise RowError(f"{what}: not a whole number: {text!r}")
+    return int(number)
+
+
+def _not_a_time(text: str, what: str) -> RowError:
+    """A time cartrescue cannot read, with the forms it can: ``06/12/2026 14:05`` may be June or
+    December, so the owner's export must write it as ISO 8601 (the hint shows how)."""
+    return RowError(f"{what}: not an ISO 8601 time: {text!r} (write e.g. 2026-11-20T10:03:00Z, "
+                    "2026-11-20 11:03:00+01:00, or 2026-11-20 11:03 in the shop's timezone)")
+
+
+def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
+    """ISO 8601 (with ``Z`` or an offset; also ``2026-11-20 10:03:00 +0100``) -> aware UTC.
+
+    A time without an offset is read in the shop's timezone ``tz``.
+    """
+    value = text.strip()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        match = _OFFSET_WITH_SPACE.match(value)
+        if not match:
+            raise _not_a_time(text, what) from None
+        try:
+            moment = datetime.fromisoformat(f"{match.group(1)}{match.group(2)}:{match.group(3)}")
+        except ValueError:
+            raise _not_a_time(text, what) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: no such UTC time
+        raise RowError(f"{what}: out of range: {text!r}") from None
+
+
+def parse_order_time(text: str, what: str, tz: ZoneInfo) -> tuple[datetime, datetime | None]:
+    """:func:`parse_time` of an order's time, and ``None``; but a date alone (``2026-11-20``,
+    as some exports write it) is the *end* of that day in the shop's timezone, not its midnight,
+    with the day's start (:attr:`Order.day_start`): a cart abandoned that morning and bought
+    that afternoon then counts as ordered (at midnight the order read as one placed before the
+    cart, and the customer got a reminder for what they had bought). The report takes the whole
+    day: such an order counts after that day's messages, and within a window that holds any of it."""
+    value = text.strip()
+    if len(value) <= 10 and ":" not in value:
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            pass  # parse_time says what is wrong with it
+        else:
+            return (datetime.combine(day, time.max, tz).astimezone(timezone.utc),
+                    datetime.combine(day, time(), tz).astimezone(timezone.utc))
+    return parse_time(text, what, tz), None
+
+
+def utc_text(text: str, moment: datetime) -> str:
+    """``moment.isoformat()`` for ``moment = parse_time(text, ...)``: ``text`` itself when it is
+    already that (``2026-11-20T09:12:41+00:00``, as most exports write their times), which
+    saves formatting it again for each of a file's orders."""
+    if len(text) == 25 and text[10] == "T" and text.endswith("+00:00") and text.isascii():
+        return text
+    return moment.isoformat()
+
+
+def split_name(full_name: str, locale: str) -> tuple[str, str]:
+    """``full_name`` as (first name, the rest): the first word is the given name, but in
+    Hungarian the family name comes first (``Kovács Ágnes``), so there it is the last."""
+    words = full_name.split()
+    if len(words) < 2:
+        return full_name, ""
+    if locale.lower().replace("-", "_").split("_")[0] == "hu":
+        return words[-1], " ".join(words[:-1])
+    return words[0], " ".join(words[1:])
+
+
+def parse_bool(text: str, what: str) -> bool | None:
+    """A yes/no cell: a word as most exports write it (lower case, no spaces) is one dict
+    lookup (:data:`_WORDS`, three cells a cart); any other case or spelling is parsed."""
+    known = _WORDS.get(text)
+    if known is not None:
+        return known
+    value = text.strip().lower()
+    if not value:
+        return None
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise RowError(f"{what}: expected yes/no, got {text!r}")
