@@ -200,9 +200,9 @@ def test_a_cart_listed_twice_is_planned_once_and_the_repeat_reported_even_chunks
 ) -> None:
     # The cart keys seen in a run live in the planner's scratch file, not in memory: a later
     # chunk of the same run must still recognise a repeat.
-    import cartrescue.pipeline
+    import cartrescue.pipeline.planner
 
-    monkeypatch.setattr(cartrescue.pipeline, "PLAN_CHUNK", chunk)
+    monkeypatch.setattr(cartrescue.pipeline.planner, "PLAN_CHUNK", chunk)  # the module that reads it
     shop.add(cart("c1", email="ann@example.com"), cart("c2", email="bo@example.com"),
              cart("c3", email="cy@example.com"), cart("c1", email="ann@example.com"))
     result = shop.cli("run", "--json")

@@ -203,11 +203,11 @@ def test_a_stop_while_the_outcomes_of_sent_messages_are_written_waits_until_they
     moment is forced here: outcomes are written only at the end, and the write raises SIGTERM
     first). Raised there, the KeyboardInterrupt rolled the write back: the rows stayed
     ``claimed`` and the next run reported them unconfirmed, never to be sent again."""
-    from cartrescue import pipeline
     from cartrescue.ledger import Ledger as LedgerClass
+    from cartrescue.pipeline import executor
 
-    monkeypatch.setattr(pipeline, "FLUSH_EVERY", 10**6)  # no outcome written before the end
-    monkeypatch.setattr(pipeline, "FLUSH_SECONDS", 10**6.0)
+    monkeypatch.setattr(executor, "FLUSH_EVERY", 10**6)  # no outcome written before the end
+    monkeypatch.setattr(executor, "FLUSH_SECONDS", 10**6.0)
     original = LedgerClass.record
 
     def record(self: LedgerClass, outcomes: Any) -> None:

@@ -412,9 +412,9 @@ def _claimed(url: str) -> list[str]:
 @pytest.fixture(params=[250, 1], ids=["one-chunk", "chunk-per-cart"])
 def delivery_chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """The executor's chunk: the slot goes to a spare in the same chunk, or in a later one."""
-    from cartrescue import pipeline
+    from cartrescue.pipeline import executor
 
-    monkeypatch.setattr(pipeline, "DELIVERY_CHUNK", request.param)
+    monkeypatch.setattr(executor, "DELIVERY_CHUNK", request.param)
     return int(request.param)
 
 
