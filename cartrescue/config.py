@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from cartrescue.drivers import STATEMENT_WAIT
+from cartrescue.drivers import SOURCE_STATEMENT_WAIT, STATEMENT_WAIT
 from cartrescue.errors import ConfigError, LedgerError
 
 if TYPE_CHECKING:
@@ -569,6 +569,9 @@ class SourceConfig(_Model):
     # What the ledger calls this source's carts (``prefix:id``); default the type's own name
     # (csv, shopify, magento2 ...). Set it to keep the keys of a source the shop used before.
     key_prefix: KeyPrefix = None
+    # A statement on a PostgreSQL or MySQL/MariaDB shop database that goes this long without an
+    # answer (a proxy whose backend is gone) stops the command, exit 3 (cartrescue.drivers.Silence).
+    statement_wait: Duration = timedelta(seconds=SOURCE_STATEMENT_WAIT)
 
     @property
     def is_csv(self) -> bool:
@@ -594,6 +597,11 @@ class SourceConfig(_Model):
                 raise ValueError(f"unknown column {key!r} ({hint}the keys are the generic names of docs/csv-format.md: "
                                  f"{', '.join(names)}; the values are this export's headers)")
         return columns
+
+    @field_validator("statement_wait")
+    @classmethod
+    def _some_wait(cls, value: timedelta) -> timedelta:
+        return _a_statement_wait(value)
 
     @field_validator("url")
     @classmethod
@@ -686,10 +694,16 @@ class LedgerConfig(_Model):
     @field_validator("statement_wait")
     @classmethod
     def _some_wait(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError(f"must be at least 1s (a statement's longest wait for an answer), "
-                             f"got {duration_text(value)}")
-        return value
+        return _a_statement_wait(value)
+
+
+def _a_statement_wait(value: timedelta) -> timedelta:
+    """``ledger.statement_wait`` and ``source.statement_wait``: a deadline, never none (a server
+    that stopped answering held the run, and its lock, for good)."""
+    if value < timedelta(seconds=1):
+        raise ValueError(f"must be at least 1s (a statement's longest wait for an answer), "
+                         f"got {duration_text(value)}")
+    return value
 
 
 #: Whose cart may be reminded: ``required`` only a "yes"; ``soft-opt-in`` also an unknown answer
@@ -1572,7 +1586,10 @@ class Config(_Model):
             if source.newsletters.file is None:  # the one CSV export a database source may have
                 lines += [(key, "no CSV export is read (a database source, no source.newsletters.file): remove it")
                           for key in _set_apart(source, "source.", ("export_stale_after",))]
-        elif source.orders is None:
+        else:
+            why = f"a {source.type} source reads exported files, not a database: remove it"
+            lines += [(key, why) for key in _set_apart(source, "source.", ("statement_wait",))]
+        if source.is_csv and source.orders is None:
             why = "source.orders is not set, so no orders export is read: set it, or remove this"
             lines += [(key, why) for key in _set_apart(source, "source.", ("orders_encoding", "order_columns"))]
         used = self.channels_used()

@@ -1,5 +1,5 @@
 """Database drivers: what to install when a URL needs one that is missing, and how long a
-connection (and a ledger's statement) waits for its server.
+connection (and a statement of a ledger or a shop's database) waits for its server.
 
 Owns one answer, for the ledger and a shop's database alike: ``pip install cartrescue`` brings
 SQLite only; PostgreSQL and MySQL/MariaDB need the ``[postgres]`` or ``[mysql]`` extra. Without
@@ -45,8 +45,8 @@ def connect_deadline(url: Any) -> dict[str, Any]:
     """``connect_args`` that bound the setup of a connection to ``url`` (a SQLAlchemy URL) by
     :data:`CONNECT_WAIT`; a value the URL gives itself wins. PostgreSQL's ``connect_timeout``
     covers the whole setup. PyMySQL's covers only the TCP connect: the server's greeting is read
-    under ``read_timeout``, which :func:`lift_read_deadline` lifts again once connected (a shop's
-    database) or :func:`statement_deadline` makes the statements' (a ledger)."""
+    under ``read_timeout``, which :func:`statement_deadline` makes the statements' (a ledger's,
+    ``ledger.statement_wait``; a shop's database's, ``source.statement_wait``)."""
     backend, given = url.get_backend_name(), url.query
     args: dict[str, Any] = {}
     if backend in ("postgresql", "mysql", "mariadb") and "connect_timeout" not in given:
@@ -57,9 +57,9 @@ def connect_deadline(url: Any) -> dict[str, Any]:
 
 
 def lift_read_deadline(engine: Any, url: Any) -> None:
-    """Once a MySQL/MariaDB connection has greeted, its reads wait as long as the server takes
-    again (a report's long query, a lock wait the server bounds itself): the ``read_timeout`` of
-    :func:`connect_deadline` was for the greeting only. Relies on PyMySQL's ``_read_timeout``,
+    """Once a MySQL/MariaDB connection whose statements keep no deadline (:func:`statement_deadline`
+    with None) has greeted, its reads wait as long as the server takes again: the ``read_timeout``
+    of :func:`connect_deadline` was for the greeting only. Relies on PyMySQL's ``_read_timeout``,
     which it applies before each read (``tests/test_connect_deadline.py`` fails if that changes)."""
     if url.get_backend_name() not in ("mysql", "mariadb") or "read_timeout" in url.query:
         return
@@ -80,9 +80,19 @@ def lift_read_deadline(engine: Any, url: Any) -> None:
 #: or InnoDB's row lock (50 s by default); PostgreSQL's ``lock_timeout`` is 15 s.
 STATEMENT_WAIT = 60.0
 
+#: Seconds a statement on a shop's database may go without an answer (``source.statement_wait``):
+#: one that stopped answering held ``run`` (and its lock: every later cron round exited 4),
+#: ``carts``, ``preview``, ``doctor`` and ``report`` for good, as a ledger did. Its reads are
+#: longer than a ledger's: a run's first query of carts is answered once the server has found and
+#: sorted them, which on a ``quote`` table of a million rows without the index docs/databases.md
+#: recommends is a full scan from disk (1-2 GB: a minute or two on a slow disk). Streamed rows do
+#: not count: the time runs only while the reader waits for the server.
+SOURCE_STATEMENT_WAIT = 600.0
+
 
 class Silence:
-    """A ledger's deadline per statement, and whether its server stopped answering.
+    """A ledger's (or a shop database's) deadline per statement, and whether its server stopped
+    answering.
 
     Shared by the connections of one engine: once a statement of any of them went unanswered
     for ``seconds``, the server is taken for gone for as long again, and every statement or new
@@ -91,9 +101,10 @@ class Silence:
     process that lives on (the unsubscribe server of :mod:`cartrescue.webhook`) tries again
     after that, and goes on once the server answers."""
 
-    def __init__(self, seconds: float | None, names: str) -> None:
+    def __init__(self, seconds: float | None, names: str, key: str = "ledger.statement_wait") -> None:
         self.seconds = seconds
         self.names = names  # the config key and the URL without its password
+        self.key = key  # the config key of ``seconds``
         self._since: float | None = None  # when a statement last went unanswered (monotonic)
 
     @property
@@ -112,7 +123,7 @@ class Silence:
         self._since = time.monotonic()
 
     def line(self) -> str:
-        return f"{self.names} stopped answering for {self.seconds:g} s (ledger.statement_wait)"
+        return f"{self.names} stopped answering for {self.seconds:g} s ({self.key})"
 
     def error(self, kind: type[BaseException], *args: Any) -> BaseException:
         """The driver's error ``kind(*args, line)`` (an OperationalError: SQLAlchemy takes it for a
@@ -130,15 +141,17 @@ def stopped_answering(exc: BaseException) -> str | None:
     return said
 
 
-def statement_deadline(engine: Any, url: Any, seconds: float | None, names: str) -> Silence:
-    """Bound each statement of ``engine`` (a ledger's, to ``url``) by ``seconds`` without an
-    answer (None: unbounded), for psycopg 3 and PyMySQL: their connections are made of the
-    classes of :func:`_deadline_classes`. Any other driver (SQLite waits on its own
+def statement_deadline(engine: Any, url: Any, seconds: float | None, names: str,
+                       key: str = "ledger.statement_wait") -> Silence:
+    """Bound each statement of ``engine`` (a ledger's or a shop database's, to ``url``) by
+    ``seconds`` without an answer (None: unbounded), for psycopg 3 and PyMySQL: their connections
+    are made of the classes of :func:`_deadline_classes`. Any other driver (SQLite waits on its own
     ``busy_timeout``) is left as it is. A MySQL/MariaDB URL's own ``read_timeout`` and
-    ``write_timeout`` win over ``seconds``."""
+    ``write_timeout`` win over ``seconds``. ``names`` (the config key of the URL, and the URL
+    without its password) and ``key`` (the config key of ``seconds``) make :meth:`Silence.line`."""
     from sqlalchemy import event
 
-    silence = Silence(seconds, names)
+    silence = Silence(seconds, names, key)
     driver = engine.dialect.driver
     if driver not in ("psycopg", "pymysql") or seconds is None:
         if seconds is None:  # unbounded: a MySQL/MariaDB greeting's deadline is lifted again
@@ -199,11 +212,13 @@ def _deadline_classes() -> dict[str, Any]:
             def _execute_command(self, command: Any, sql: Any) -> Any:
                 silence = self._silence
                 if silence is not None and silence.gone:
-                    self._force_close()
-                    raise silence.error(pymysql.err.OperationalError, 2013)
+                    raise self._cut(silence)
                 return super()._execute_command(command, sql)
 
             def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
+                silence = self._silence
+                if silence is not None and silence._since is not None and silence.gone:
+                    raise self._cut(silence)  # the rest of a streamed result (a shop's carts), read as it closes
                 try:
                     return super()._read_packet(packet_type)
                 except pymysql.err.OperationalError as exc:
@@ -222,7 +237,17 @@ def _deadline_classes() -> dict[str, Any]:
                 silence = self._silence
                 if silence is not None and isinstance(exc.__context__, TimeoutError):
                     silence.went()
-                    raise silence.error(pymysql.err.OperationalError, 2013) from None
+                    raise self._cut(silence) from None
+
+            def _cut(self, silence: Silence) -> BaseException:
+                """:meth:`Silence.error`, the connection closed and its unbuffered result (a
+                streamed read) left unread: closing that result, or collecting it, then reads
+                nothing more, where it waited again or printed "Exception ignored" on stderr."""
+                self._force_close()
+                result = getattr(self, "_result", None)
+                if result is not None:
+                    result.unbuffered_active = False
+                return silence.error(pymysql.err.OperationalError, 2013)
 
         _CLASSES["pymysql"] = MysqlDeadline
     return _CLASSES

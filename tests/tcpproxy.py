@@ -28,6 +28,7 @@ class FreezingProxy:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._trigger: bytes | None = None
+        self._passes = 0  # sends of the trigger still forwarded before it freezes
 
     def freeze(self) -> None:
         """Stop forwarding, both ways, on every connection; keep them all open."""
@@ -36,10 +37,11 @@ class FreezingProxy:
     def thaw(self) -> None:
         self._forwarding.set()
 
-    def freeze_on(self, pattern: bytes) -> None:
+    def freeze_on(self, pattern: bytes, after: int = 0) -> None:
         """Freeze as a client sends ``pattern`` (a table's name in a query), before forwarding it:
-        connected, the client's next statement goes unanswered."""
-        self._trigger = pattern
+        connected, the client's next statement goes unanswered. ``after``: that many sends of it
+        are forwarded first (the second chunk's lookup, mid-read)."""
+        self._trigger, self._passes = pattern, after
 
     def __enter__(self) -> "FreezingProxy":
         self._start(self._accept)
@@ -96,9 +98,13 @@ class FreezingProxy:
                 try:
                     data = sock.recv(65536)
                     if data and sock is client and self._trigger is not None and self._trigger in data:
-                        self._trigger = None
-                        self.freeze()
-                        break  # not forwarded: it waits with the rest
+                        with self._lock:
+                            frozen, self._passes = self._passes <= 0, self._passes - 1
+                            if frozen:
+                                self._trigger = None
+                        if frozen:
+                            self.freeze()
+                            break  # not forwarded: it waits with the rest
                     if data:
                         pair[sock].sendall(data)
                         continue

@@ -1,7 +1,8 @@
 """A ledger or shop database that takes the connection and never answers is an error within
 ``drivers.CONNECT_WAIT``, not a hang: a hung server (or a proxy whose backend is gone) held every
 command for good, ``doctor`` too, and each cron round added another hung process. Once
-connected, a MySQL/MariaDB connection's reads have no deadline again (a long report query)."""
+connected, a MySQL/MariaDB connection's reads wait for the statements' deadline instead
+(``ledger.statement_wait``, ``source.statement_wait``: a long report query)."""
 
 from __future__ import annotations
 
@@ -81,10 +82,11 @@ def test_a_shop_database_that_never_greets_is_the_sources_error_not_a_hang(
 
 
 @pytest.mark.mariadb
-def test_a_mariadb_connection_reads_without_a_deadline_once_it_has_greeted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The greeting's deadline is lifted: a query that takes longer than it still answers, on
+def test_a_mariadb_connection_reads_past_the_greetings_deadline_once_it_has_greeted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The greeting's deadline gives way: a query that takes longer than it still answers, on
     the ledger's connections (bounded by ``ledger.statement_wait`` instead, 60 s) and a shop
-    database's."""
+    database's (``source.statement_wait``, 10 minutes)."""
     from test_source_sql import QUERIES
 
     monkeypatch.setattr(drivers, "CONNECT_WAIT", 2)

@@ -135,6 +135,7 @@ def open_source(config: Config, on_problem: ProblemSink | None = None, shared_or
     opened = cls.from_config(source.model_copy(update={"url": url}), shop_tz=tz, on_problem=on_problem,
                              base_currency=config.shop.currency)
     opened.name = key_name(config)  # the type's own name, or source.key_prefix
+    opened.db.wait_for(source.statement_wait.total_seconds(), config.where("source.url"))
     return opened  # type: ignore[no-any-return]
 
 

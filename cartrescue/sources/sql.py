@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import is_valid_email, normalize_email
-from cartrescue.drivers import connect_deadline, lift_read_deadline, missing_driver
+from cartrescue.drivers import (SOURCE_STATEMENT_WAIT, connect_deadline, missing_driver, statement_deadline,
+                                stopped_answering)
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order, RowProblem
 from cartrescue.sources.apart import Apart, ApartIds
@@ -176,6 +177,9 @@ def explain_error(exc: BaseException, where: str, own_queries: bool = False,
     """One line a shop owner can act on, for a driver or SQLAlchemy error. Never a password.
     ``own_queries``: the statements are the config's ``source.queries`` (``type: sql``), so a
     missing table or column is theirs to fix, not a preset's."""
+    silent = stopped_answering(exc)
+    if silent is not None:  # connected, then no answer: the line names the URL and the key
+        return silent
     orig = getattr(exc, "orig", None) or exc
     text = _one_line(str(orig))
     code = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
@@ -253,8 +257,12 @@ def _prepare_url(raw: str) -> Any:
     return url
 
 
-def create_engine(raw_url: str, *, source: str = "sql") -> "Engine":
-    """An engine whose every connection is read-only and whose every statement is guarded."""
+def create_engine(raw_url: str, *, source: str = "sql", statement_wait: float | None = SOURCE_STATEMENT_WAIT,
+                  key: str = "source.url") -> "Engine":
+    """An engine whose every connection is read-only and whose every statement is guarded, and
+    answered within ``statement_wait`` seconds (``source.statement_wait``; None: unbounded) on
+    PostgreSQL and MySQL/MariaDB: a server that stopped answering once connected held the run,
+    and its lock, for good. ``key``: where the config names the URL, for that error's line."""
     sa = _sqlalchemy()
     try:
         url = _prepare_url(raw_url)
@@ -272,7 +280,7 @@ def create_engine(raw_url: str, *, source: str = "sql") -> "Engine":
             if backend != "sqlite" else sa.create_engine(url)
     except Exception as exc:
         raise SourceError(f"{source} source: {explain_error(exc, _mask(raw_url))}") from None
-    lift_read_deadline(engine, url)
+    statement_deadline(engine, url, statement_wait, f"{key} {_mask(raw_url)}", "source.statement_wait")
 
     @sa.event.listens_for(engine, "connect")
     def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
@@ -347,6 +355,7 @@ class ShopDatabase:
         self.table_prefixes: Mapping[str, str] = {}
         self.where = self._where(url)
         self._url = url
+        self._wait: tuple[float | None, str] = (SOURCE_STATEMENT_WAIT, "source.url")  # see wait_for
         self._engine: "Engine | None" = None
 
     @staticmethod
@@ -364,8 +373,14 @@ class ShopDatabase:
     @property
     def engine(self) -> "Engine":
         if self._engine is None:
-            self._engine = create_engine(self._url, source=self.source)
+            self._engine = create_engine(self._url, source=self.source, statement_wait=self._wait[0], key=self._wait[1])
         return self._engine
+
+    def wait_for(self, seconds: float | None, key: str) -> None:
+        """Each statement's deadline (``source.statement_wait``; None: none), and ``key``: where
+        the config names the URL (``cartrescue.yaml: source.url``), as :func:`create_engine`
+        takes them; before the first connection."""
+        self._wait = (seconds, key)
 
     @property
     def backend(self) -> str:
