@@ -1581,9 +1581,11 @@ class Config(_Model):
                 why = f"no tier or step sends by {channel} (remove it, or give a tier or a step channel: {channel})"
                 lines += [(key, why) for key in _set_apart(section, f"{channel}.", skip=_SMS_BEYOND_TEXTS)]
         if "call-list" not in used:
+            # forget --files still reads the file for the rows of calls listed before: "remove it" would hide them
             lines += [(key, "no tier or step calls (channel: call-list), so no run adds to the call list; only "
-                            "forget reads it, for the rows of calls listed before: remove it, or give a tier or a "
-                            "step channel: call-list") for key in _set_apart(self.call_list, "call_list.")]
+                            "forget reads it, for the rows of calls listed before: give a tier or a step channel: "
+                            "call-list, or remove this once that list is done with")
+                      for key in _set_apart(self.call_list, "call_list.")]
         if self.survey.url is None:
             lines += [(key, _SURVEY_OFF + (_SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
                                            "remove this")) for key in _set_apart(self.survey, "survey.")]
