@@ -1597,6 +1597,15 @@ class Config(_Model):
             if channel not in used:
                 why = f"no tier or step sends by {channel} (remove it, or give a tier or a step channel: {channel})"
                 lines += [(key, why) for key in _set_apart(section, f"{channel}.", skip=_SMS_BEYOND_TEXTS)]
+        if "call-list" not in used:
+            # forget --files still reads the file for the rows of calls listed before: "remove it" would hide them
+            lines += [(key, "no tier or step calls (channel: call-list), so no run adds to the call list; only "
+                            "forget reads it, for the rows of calls listed before: give a tier or a step channel: "
+                            "call-list, or remove this once that list is done with")
+                      for key in _set_apart(self.call_list, "call_list.")]
+        if self.survey.url is None:
+            lines += [(key, _SURVEY_OFF + (_SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
+                                           "remove this")) for key in _set_apart(self.survey, "survey.")]
         return [f"{self.where(key)}: ignored: {why}{_line_of(key, self._key_lines)}" for key, why in lines]
 
     def where(self, key: str) -> str:
@@ -1736,6 +1745,15 @@ _CSV_ONLY = ("carts", "orders", "delimiter", "encoding", "orders_encoding", "col
 #: in, and the inbound replies (STOP) that still come after the last text.
 _SMS_BEYOND_TEXTS = frozenset({"sms.default_region", "sms.countries", "sms.inbound_url", "sms.http.inbound_from",
                                "sms.http.inbound_text", "sms.http.inbound_id"})
+
+
+#: Why a ``survey`` key is named while ``survey.url`` is not set; the keys other than ``steps`` go
+#: on serving the links of messages sent while it was (:data:`_SURVEY_ANSWERS`).
+_SURVEY_OFF = "survey.url is not set, so no message asks the survey"
+#: The answer page (``cartrescue.webhook``), ``survey export``'s labels and ``answered_survey``
+#: read them for the answers to links sent before the url was taken out: "remove it" would refuse those.
+_SURVEY_ANSWERS = ("; only the answers to links of earlier messages read it (their page, survey export, "
+                   "answered_survey): set survey.url, or remove this once those links are old")
 
 
 def _set_apart(model: BaseModel, prefix: str, only: tuple[str, ...] | None = None,

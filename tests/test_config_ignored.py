@@ -12,6 +12,8 @@ from pathlib import Path
 from cartrescue.config import load_config
 from conftest import Shop, cli
 
+#: The default tiers call their top slice (vip: call-list); these do not.
+EMAIL_ONLY = "priority: {tiers: [{name: all, min_score: 0}]}\n"
 DATABASE = "source: {type: magento2, url: 'mysql+pymysql://shop@127.0.0.1:1/shop'"
 
 
@@ -76,8 +78,46 @@ def test_webhook_settings_while_no_tier_posts_are_named_as_ignored(tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'cartrescue.yaml'}: webhook.url: ignored")
 
 
+def test_survey_settings_without_a_survey_url_are_named_as_ignored(tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsurvey: {reasons: [price, other], steps: [2]}\n")
+    path = tmp_path / "cartrescue.yaml"
+    assert [line.split(": ignored")[0] for line in lines] == [f"{path}: survey.reasons", f"{path}: survey.steps"]
+    assert all("survey.url is not set, so no message asks" in line for line in lines)
+
+
+def test_a_survey_setting_that_answers_to_earlier_messages_still_read_says_so(tmp_path: Path) -> None:
+    """Links sent while survey.url was set are still answered (their page, survey export's labels,
+    answered_survey): a survey switched off keeps reading its reasons, words, free_text and
+    stops_sequence for them. Only survey.steps serves nothing but the messages that ask."""
+    reasons, steps = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsurvey: {reasons: [price, other], "
+                                        "steps: [2]}\n")
+    assert "only the answers to links of earlier messages read it" in reasons
+    assert "earlier messages" not in steps
+
+
+def test_survey_settings_are_quiet_once_the_survey_has_a_url(tmp_path: Path) -> None:
+    assert _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsurvey: {url: 'https://shop.example.com/s?t={token}', "
+                              "reasons: [price, other], steps: [2], free_text: false}\n") == []
+
+
+def test_the_call_list_path_while_no_tier_calls_is_named_as_ignored(tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\ncall_list: {path: calls/today.csv}\n" + EMAIL_ONLY)
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'cartrescue.yaml'}: call_list.path: ignored")
+    assert "no tier or step calls (channel: call-list)" in lines[0]
+    assert "forget" in lines[0]  # forget still reads the file for the rows of calls listed before
+
+
+def test_the_call_list_path_is_quiet_once_a_tier_or_a_step_calls(tmp_path: Path) -> None:
+    assert _ignored(tmp_path, "source: {type: csv, carts: c.csv}\ncall_list: {path: calls/today.csv}\n"
+                              "priority: {tiers: [{name: all, min_score: 0, channel: call-list}]}\n") == []
+    assert _ignored(tmp_path, "source: {type: csv, carts: c.csv}\ncall_list: {path: calls/today.csv}\n" + EMAIL_ONLY
+                    + "sequences: {default: {steps: [{delay: 1h, template: reminder-1, channel: call-list}]}}\n") == []
+
+
 def test_the_config_init_writes_names_nothing_as_ignored(tmp_path: Path) -> None:
     assert cli("init", str(tmp_path / "shop")).exit_code == 0
+    written = (tmp_path / "shop" / "cartrescue.yaml").read_text(encoding="utf-8")
+    assert "\nsurvey:" in written and "\ncall_list:" in written  # written out, with their defaults
     assert load_config(tmp_path / "shop" / "cartrescue.yaml", env={}).ignored_keys() == []
 
 

@@ -866,7 +866,7 @@ def test_codes_import_reads_the_pool_files(shop: Shop) -> None:
     _incentive_shop(shop, pool=7)
     result = shop.cli("codes", "import", "--json", now=None)
     assert result.exit_code == 0, result.output
-    assert result.json == {"pools": {"welcome": {"read": 7, "added": 7, "withdrawn": 0, "restored": 0}}}
+    assert result.json == {"pools": {"welcome": {"read": 7, "added": 7, "withdrawn": 0, "restored": 0}}, "warnings": []}
 
 
 def _given(shop: Shop) -> dict[str, str]:
@@ -885,7 +885,7 @@ def test_codes_import_withdraws_unused_codes_taken_out_of_the_pool_file(shop: Sh
     (shop.folder / "codes.txt").write_text("\n".join(kept) + "\n", encoding="utf-8")
     imported = shop.cli("codes", "import", "--json", now=None)
     assert imported.exit_code == 0, imported.output
-    assert imported.json == {"pools": {"welcome": {"read": 4, "added": 1, "withdrawn": 2, "restored": 0}}}
+    assert imported.json == {"pools": {"welcome": {"read": 4, "added": 1, "withdrawn": 2, "restored": 0}}, "warnings": []}
     listed = shop.cli("codes", "list", "--status", "withdrawn", "--json")
     assert listed.json["pools"]["welcome"] == {"unused": 3, "active": 2, "expired": 0, "undelivered": 0,
                                                "withdrawn": 2}
@@ -903,7 +903,7 @@ def test_codes_import_withdraws_unused_codes_taken_out_of_the_pool_file(shop: Sh
     # Listed again (the shop enabled it again): it may be handed out again.
     (shop.folder / "codes.txt").write_text("\n".join([*kept, "POOL-0003"]) + "\n", encoding="utf-8")
     again = shop.cli("codes", "import", "--json", now=None)
-    assert again.json == {"pools": {"welcome": {"read": 5, "added": 0, "withdrawn": 0, "restored": 1}}}
+    assert again.json == {"pools": {"welcome": {"read": 5, "added": 0, "withdrawn": 0, "restored": 1}}, "warnings": []}
     assert shop.cli("run", "--outbox", str(shop.folder / "out"), now=NOW + timedelta(hours=1)).exit_code == 1
     assert "POOL-0003" in _given(shop).values() and "POOL-0004" not in _given(shop).values()
 

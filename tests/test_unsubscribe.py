@@ -279,13 +279,13 @@ def test_cli_unsubscribe_takes_a_token_a_url_a_mailto_subject_or_an_address(shop
     token = make_token("Ann@Example.com", SECRET)
     by_token = shop.cli("unsubscribe", token, "--json", now=None)
     assert by_token.exit_code == 0, by_token.output
-    assert by_token.json == {"email": "ann@example.com", "added": True}
+    assert by_token.json == {"email": "ann@example.com", "added": True, "warnings": []}
     again = shop.cli("unsubscribe", f"https://shop.example.com/unsubscribe?token={token}", "--json", now=None)
-    assert again.json == {"email": "ann@example.com", "added": False}
+    assert again.json == {"email": "ann@example.com", "added": False, "warnings": []}
     subject = shop.cli("unsubscribe", f"unsubscribe {make_token('bob@example.com', SECRET)}", now=None)
     assert subject.exit_code == 0 and "bob@example.com: unsubscribed" in subject.stderr
     address = shop.cli("unsubscribe", "Carl@Example.com ", "--json", now=None)
-    assert address.json == {"email": "carl@example.com", "added": True}
+    assert address.json == {"email": "carl@example.com", "added": True, "warnings": []}
     for who in ("ann@example.com", "bob@example.com", "carl@example.com"):
         assert shop.suppression(who)["reason"] == "unsubscribed"
 
@@ -385,7 +385,7 @@ def test_suppress_import_list_and_remove(shop: Shop, tmp_path: Path) -> None:
     assert shop.cli("suppress", "list", "--email", "dora@example.com", now=None).exit_code == 1
 
     removed = shop.cli("suppress", "remove", "bob@example.com", "--json", now=None)
-    assert removed.exit_code == 0 and removed.json == {"email": "bob@example.com", "removed": True}
+    assert removed.exit_code == 0 and removed.json == {"email": "bob@example.com", "removed": True, "warnings": []}
     assert shop.cli("suppress", "remove", "bob@example.com", now=None).exit_code == 1
     assert shop.suppression("bob@example.com") is None and shop.suppression("ann@example.com") is not None
 
@@ -517,7 +517,7 @@ def test_cli_unsubscribe_takes_the_forms_a_mail_client_hands_over(shop: Shop, fo
     ("Re:", "AW: Fwd:", a spam filter's tag): each was refused as a malformed token."""
     result = shop.cli("unsubscribe", form.format(token=make_token("ann@example.com", SECRET)), "--json", now=None)
     assert result.exit_code == 0, result.output
-    assert result.json == {"email": "ann@example.com", "added": True}
+    assert result.json == {"email": "ann@example.com", "added": True, "warnings": []}
 
 
 def test_a_mailto_subject_with_an_altered_token_is_still_refused(shop: Shop) -> None:

@@ -80,7 +80,8 @@ def test_an_mbox_of_unsubscribe_mails_suppresses_each_address_once(shop: Shop, t
     assert result.exit_code == 1, result.output  # the third mail carries no token
     assert result.json == {"mailbox": str(box), "read": 3, "added": 2, "already": 0, "seen_before": 0,
                            "refused": [{"where": "unsubscribe.mbox, mail 3", "from": "carl@example.com",
-                                        "why": "no unsubscribe token in its subject or text"}]}
+                                        "why": "no unsubscribe token in its subject or text"}],
+                           "warnings": []}
     assert shop.suppression("ann@example.com")["reason"] == "unsubscribed"
     assert shop.suppression("bob@example.com") is not None
     assert shop.suppression("carl@example.com") is None

@@ -79,13 +79,13 @@ def codes_list(
     if unknown:
         fail(ConfigError(f"--status {unknown[0]}: expected one of {', '.join(STATUSES)}, all"), as_json)
     try:
-        _cfg, codes, at = _codes(config, now, pool, create=False)
+        cfg, codes, at = _codes(config, now, pool, create=False)
         summary = {name: counts for name, counts in codes.summary(at).items() if pool in (None, name)}
         rows = list(codes.rows(at, pool=pool, statuses=wanted)) if wanted else []
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows})
+        json_out({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows}, config=cfg)
         return
     from rich.table import Table
     from rich.text import Text
@@ -156,7 +156,7 @@ def codes_export(
         if output is None and getattr(sys.stdout, "discarded", False):  # a cron line's >&-
             raise ConfigError("stdout is closed, and the codes would go there: give --output FILE (nothing was "
                               "marked exported)")
-        _cfg, codes, at = _codes(config, now, pool)
+        cfg, codes, at = _codes(config, now, pool)
         earlier = False  # --output holds an earlier export
         if output is not None:  # a file that cannot be written stops before any code is marked exported
             with output_file("--output", output):
@@ -175,7 +175,7 @@ def codes_export(
                 "unchanged": kept}
     if output is None:  # written first, then marked: a reader gone mid-way (`| head`) leaves them unmarked
         if as_json:
-            json_out(document)
+            json_out(document, config=cfg)
         else:
             try:
                 write_whole(text)
@@ -186,7 +186,7 @@ def codes_export(
         except CartrescueError as error:
             fail(error, False)  # the --json document is out already: the error goes to stderr alone
     elif as_json:
-        json_out(document)
+        json_out(document, config=cfg)
     if not as_json:
         err_console().print(f"no code to export: {output} left as it was" if kept else
                             f"exported {len(rows)} codes" + (f" to {output}" if output else ""), highlight=False,
@@ -210,12 +210,12 @@ def codes_generate(
     """
 
     try:
-        _cfg, codes, _at = _codes(config, None, pool)
+        cfg, codes, _at = _codes(config, None, pool)
         made = codes.generate(pool, count)
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"pool": pool, "generated": len(made), "codes": made})
+        json_out({"pool": pool, "generated": len(made), "codes": made}, config=cfg)
     else:
         err_console().print(f"generated {len(made)} codes in pool {pool} (export them with `cartrescue codes export`)",
                             highlight=False)
@@ -240,7 +240,7 @@ def codes_import(
 
     result: dict[str, dict[str, int]] = {}
     try:
-        _cfg, codes, _at = _codes(config, None, pool)
+        cfg, codes, _at = _codes(config, None, pool)
         names = [pool] if pool is not None else [name for name, p in codes.pools.items() if p.file is not None]
         for name in names:
             imported = codes.import_file(name)
@@ -249,7 +249,7 @@ def codes_import(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"pools": result})
+        json_out({"pools": result}, config=cfg)
     else:
         for name, counts in result.items():
             err_console().print(f"{name}: read {counts['read']}, added {counts['added']}, withdrawn "

@@ -7,7 +7,7 @@ functions so that ``cartrescue --help`` starts fast (benchmark B6).
 
 import errno
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -362,6 +362,13 @@ def load(config: Path | None, *, warn: bool = True) -> Any:
     return loaded
 
 
+def config_warnings(config: Any, warnings: Iterable[str] = ()) -> list[str]:
+    """A ``--json`` document's ``warnings``: the keys of ``config`` nothing reads, the lines
+    :func:`load` says on stderr (there under ``--quiet`` too), then the command's own ``warnings``.
+    A script reads the document, not stderr; a cron job under ``--quiet`` has no stderr to read."""
+    return [*config.ignored_keys(), *warnings]
+
+
 def recording_ledger(cfg: Any) -> Any:
     """``cfg.open_ledger()`` for a command that records what a person asked (``forget``,
     ``unsubscribe``, ``suppress``), saying on stderr when ``ledger.url`` named a SQLite file that
@@ -437,14 +444,18 @@ def write_whole(text: str) -> None:
         data = data[os.write(descriptor, data):]
 
 
-def json_out(payload: Any, indent: int | None = None) -> None:
+def json_out(payload: Any, indent: int | None = None, *, config: Any = None) -> None:
     """Print the command's one ``--json`` document, whole, as its last word: a stop (Ctrl-C,
-    SIGTERM) while or after it is written is let go (:func:`cartrescue.stops.held`)."""
+    SIGTERM) while or after it is written is let go (:func:`cartrescue.stops.held`).
+    ``config``: the shop's, loaded by :func:`load`; its :func:`config_warnings` lead the
+    document's ``warnings`` (a new key where it has none)."""
     import json
 
     from cartrescue import stops
     from cartrescue.output import json_stdout
 
+    if config is not None:
+        payload = {**payload, "warnings": config_warnings(config, payload.get("warnings", ()))}
     text = json.dumps(payload, ensure_ascii=False, default=json_value, indent=indent)
     out = json_stdout()
     try:

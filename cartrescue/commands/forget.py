@@ -85,7 +85,7 @@ def forget(
                   "codes_freed": done.codes_freed, "suppressed": True, "suppression_added": done.suppressed,
                   "call_list": {"path": str(call_list), "rows": listed, "removed": files and bool(listed)},
                   "files": done.files, "files_removed": gone, "files_not_found": missing,
-                  "exit_code": 1 if missing else 0})
+                  "exit_code": 1 if missing else 0}, config=cfg)
     else:
         _report(done, call_list, listed, files, gone, missing)
     if missing:  # the erasure is not complete: a script must not take it for done

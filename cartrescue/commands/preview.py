@@ -92,10 +92,10 @@ def preview(
                                        f"{shown.locale} (the fallback a customer of {locale} gets)", "note", "yellow"),
                             soft_wrap=True)
     if shown.withheld:
-        _show_withheld(shown, cart_id, as_json, html is not None or screenshot is not None)
+        _show_withheld(shown, cart_id, as_json, html is not None or screenshot is not None, cfg)
         return
     if message is None:
-        _show_sms(shown, cart_id, as_json)
+        _show_sms(shown, cart_id, as_json, cfg)
         return
     if html is not None:
         try:
@@ -106,7 +106,7 @@ def preview(
     if as_json:
         json_out({**_verdict(shown, cart_id), "subject": message.subject, "text": message.text,
                   "html": message.html, "to": message.to.email, "locale": shown.locale,
-                  "screenshot": str(screenshot) if screenshot is not None else None})
+                  "screenshot": str(screenshot) if screenshot is not None else None}, config=cfg)
         return
     from rich.rule import Rule
     from rich.text import Text
@@ -124,13 +124,13 @@ def preview(
         console.print(Rule(f"screenshot written to {screenshot} ({window_size})"))
 
 
-def _show_sms(shown: Any, cart_id: str, as_json: bool) -> None:
+def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any) -> None:
     """An SMS step: the text as a run would send it, with its length in segments."""
 
     sms, target = shown.sms, shown.target
     if as_json:
         json_out({**_verdict(shown, cart_id), "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
-                  "segments": sms.length.segments, "units": sms.length.units, "locale": sms.locale})
+                  "segments": sms.length.segments, "units": sms.length.units, "locale": sms.locale}, config=cfg)
         return
     from rich.text import Text
 
@@ -155,11 +155,11 @@ def _verdict(shown: Any, cart_id: str) -> dict[str, Any]:
             "shown": shown.shown, "note": shown.note, "warnings": list(shown.warnings)}
 
 
-def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool) -> None:
+def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool, cfg: Any) -> None:
     """A cart a run never messages, no step asked for: what a run would do and why, no message."""
     if as_json:
         json_out({**_verdict(shown, cart_id), "subject": None, "text": None, "html": None, "to": None,
-                  "locale": None, "screenshot": None})
+                  "locale": None, "screenshot": None}, config=cfg)
         return
     from rich.text import Text
 

@@ -141,7 +141,7 @@ def report(
     if mail_error is not None:
         document["error"] = error_json(mail_error)
     if as_json:
-        json_out(document)
+        json_out(document, config=config_obj)
     elif not quiet:
         from cartrescue.report.terminal import print_report
 

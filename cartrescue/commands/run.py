@@ -11,6 +11,7 @@ from cartrescue.commands.common import (
     ConfigOption,
     JsonOption,
     NowOption,
+    config_warnings,
     err_console,
     error_json,
     error_line,
@@ -143,7 +144,9 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                       "released": summary.released, "killed_left": summary.killed_left,
                       "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes, "pruned": summary.pruned,
-                      "shop_switched_from": summary.shop_switched_from, "warnings": summary.warnings,
+                      "shop_switched_from": summary.shop_switched_from,
+                      # a worker's parent lists the config's once, as it says them once
+                      "warnings": summary.warnings if of_workers else config_warnings(config, summary.warnings),
                       **({"used_files": summary.used_files} if request.deliver and not request.lint else {})})
     elif not (quiet and _all_well(counts, summary)):
         _print_table_and_summary(table, summary, counts, request.eml)
@@ -283,6 +286,10 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
 
         stderr.print(Text(line), soft_wrap=True)  # the worker made it printable already
 
+    def warned(trailer: dict[str, Any]) -> dict[str, Any]:
+        """The merged trailer with the config's warnings before the templates' (its workers list none)."""
+        return {**trailer, "warnings": config_warnings(config, trailer.get("warnings") or [])}
+
     show_progress = not as_json and not quiet and stderr.is_terminal
     workers = None
     try:
@@ -300,11 +307,11 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
             if mode != "dry-run":
                 _say_stopped(stopped.counts)
             raise
-        _end(stream, {**stopped.trailer(), "error": INTERRUPTED})
+        _end(stream, {**warned(stopped.trailer()), "error": INTERRUPTED})
         stopped_after_document()
     except Exception as error:  # noqa: BLE001 - starting a worker failed (no interpreter, no fork): one document
         if stream is not None:
-            _end(stream, {**_stopped_workers(None, on_decisions, mode, at).trailer(), "error": error_json(error)})
+            _end(stream, {**warned(_stopped_workers(None, on_decisions, mode, at).trailer()), "error": error_json(error)})
         stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
         if os.environ.get("CARTRESCUE_DEBUG"):
             raise
@@ -323,7 +330,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
                 merged.exit_code = int(ExitCode.SOME_FAILED)
     said = merged.error is not None and not (quiet and merged.exit_code == int(ExitCode.LOCKED))
     if stream is not None:
-        _end(stream, merged.trailer())
+        _end(stream, warned(merged.trailer()))
         if said:
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
     elif merged.error is not None and not merged.counts["carts"]:  # no shard got as far as a cart

@@ -76,7 +76,7 @@ links: they open the same pages, and unsubscribe or record nobody.
         json_out({"test_id": result.test_id, "to": result.to, "cart_id": result.cart_id or None,
                   "cart": result.origin, "step": result.step, "variant": result.variant, "subject": result.subject,
                   "transport": result.transport, "status": result.status, "reply": result.reply,
-                  "message_id": result.message_id, "note": result.note})
+                  "message_id": result.message_id, "note": result.note}, config=cfg)
     else:
         from rich.text import Text
 

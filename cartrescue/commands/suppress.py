@@ -62,7 +62,7 @@ def unsubscribe(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"email": done.email, "added": done.added})
+        json_out({"email": done.email, "added": done.added}, config=cfg)
         return
     state = "unsubscribed" if done.added else "already unsubscribed"
     err_console().print(f"{done.email}: {state} (no cart of this address gets another reminder)", highlight=False)
@@ -103,7 +103,7 @@ def suppress_import(
         fail(error, as_json)
     if as_json:
         json_out({"file": str(file), "added": result.added, "already": result.already,
-                   "invalid": [{"where": where, "value": value} for where, value in result.invalid]})
+                   "invalid": [{"where": where, "value": value} for where, value in result.invalid]}, config=cfg)
     else:
         stderr = err_console()
         for where, value in result.invalid[:20]:
@@ -162,7 +162,8 @@ def suppress_mailbox(
     if as_json:
         json_out({"mailbox": str(path), "read": result.read, "added": result.added, "already": result.already,
                   "seen_before": result.seen,
-                  "refused": [{"where": where, "from": sender, "why": why} for where, sender, why in result.refused]})
+                  "refused": [{"where": where, "from": sender, "why": why} for where, sender, why in result.refused]},
+                 config=cfg)
     else:
         stderr = err_console()
         for where, sender, why in result.refused[:20]:
@@ -215,7 +216,7 @@ def suppress_list(
         fail(error, as_json)
     keys = ("email_hash", "reason", "source", "created_at")
     if as_json:
-        json_out({"suppressions": [{key: row[key] for key in keys} for row in rows]})
+        json_out({"suppressions": [{key: row[key] for key in keys} for row in rows]}, config=cfg)
     else:
         from rich.text import Text
 
@@ -272,7 +273,7 @@ def suppress_remove(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"email": email, "removed": removed})
+        json_out({"email": email, "removed": removed}, config=cfg)
     else:
         err_console().print(f"{email}: {'suppression removed' if removed else 'was not suppressed'}", highlight=False)
     if not removed:

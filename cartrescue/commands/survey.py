@@ -84,7 +84,8 @@ def survey_export(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"file": str(output), "answers": count} if output is not None else {"answers": count, "rows": rows})
+        json_out({"file": str(output), "answers": count} if output is not None else {"answers": count, "rows": rows},
+                 config=cfg)
     elif output is not None:
         err_console().print(f"{output}: {counted(count, 'answer')}", highlight=False, markup=False)
 
@@ -120,7 +121,7 @@ def survey_summary(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out(summary)
+        json_out(summary, config=cfg)
         return
     _print_summary(summary)
 

@@ -75,6 +75,7 @@ def templates_check(
         from cartrescue.template_check import TemplateChecker, example_carts, junit_xml, print_report
 
         cfg, defaulted = _load_or_default(config)
+        loaded = cfg  # its keys nothing reads, for the document (--templates gives the checked one other templates)
         if templates is not None:
             if not templates.is_dir():
                 raise ConfigError(f"--templates {templates}: not a folder")
@@ -105,7 +106,7 @@ def templates_check(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out(report.as_dict(), indent=1)
+        json_out(report.as_dict(), indent=1, config=loaded)
     else:
 
         print_report(report, out_console(markup=True), show_passing=not failures_only)  # data escaped there
