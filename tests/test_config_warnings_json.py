@@ -157,3 +157,27 @@ def test_an_error_document_keeps_its_one_key(shop: Shop) -> None:
     result = _ignoring(shop).cli("suppress", "remove", "not an address", "--json", now=None)
     assert result.exit_code == 2, result.output
     assert list(result.json) == ["error"]
+
+
+def test_a_run_stopped_mid_document_still_lists_an_ignored_key(shop: Shop) -> None:
+    """A run whose document ends with an ``error`` (SIGTERM once its decisions had begun) closes it
+    with the config's warnings too: a script reads them whichever way the run ended."""
+    import signal
+    import time
+
+    from test_interrupt_json import PIPE_CAPACITY, start, unread
+
+    from conftest import REPO
+
+    shop.configure(sms={"sender": "MyShop"})
+    shop.add(*(cart(f"c{n:04d}", email=f"c{n:04d}@example.com") for n in range(1500)))
+    shop.write()
+    process = start("run", "--json", "--now", iso(NOW), "--config", str(shop.config_path), cwd=REPO)
+    deadline = time.monotonic() + 60
+    while unread(process) < PIPE_CAPACITY and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    document = json.loads(out)
+    assert process.returncode == 130 and document["error"]["code"] == "interrupted", err.decode()
+    assert len(_named(shop, document["warnings"])) == 1

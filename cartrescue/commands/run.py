@@ -119,7 +119,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             if counts_so_far is not None and deliver and mode != "dry-run":
                 _say_stopped(counts_so_far.as_dict())
             raise  # none begun: cli.main prints one
-        _end(stream, {"error": INTERRUPTED, **_so_far(counts_so_far)})
+        _end(stream, {"error": INTERRUPTED, **_so_far(counts_so_far), **_warned(config, of_workers)})
         stopped_after_document()
     except typer.Exit:  # run --workers: its own document is complete
         raise
@@ -131,7 +131,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             if isinstance(error, CartrescueError):
                 fail(error, as_json, quiet=quiet or (worker and isinstance(error, LockHeld)))
             last_net(error, as_json)
-        _end(stream, {"error": error_json(error), **_so_far(counts_so_far)})
+        _end(stream, {"error": error_json(error), **_so_far(counts_so_far), **_warned(config, of_workers)})
         if not (quiet and isinstance(error, LockHeld)) and not worker:
             err_console().print(error_line(error_json(error)["message"]), soft_wrap=True)
         if not isinstance(error, CartrescueError) and os.environ.get("CARTRESCUE_DEBUG"):
@@ -193,6 +193,12 @@ def _so_far(counts: Any) -> dict[str, Any]:
     """The ``counts`` of a run that ended early, as far as it got (the ledger holds every message it
     recorded, those still in flight too: ``report`` and ``cr_run`` count those)."""
     return {} if counts is None else {"counts": counts.as_dict()}
+
+
+def _warned(config: Any, of_workers: bool) -> dict[str, Any]:
+    """The config's ``warnings`` for a document that ends early (a stop, an error): a script reads
+    them however the run ended; a worker's parent lists them once, as in a whole document."""
+    return {} if of_workers else {"warnings": config_warnings(config)}
 
 
 def _say_stopped(counts: dict[str, Any]) -> None:
