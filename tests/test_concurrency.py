@@ -285,9 +285,9 @@ def test_a_claim_gives_up_with_the_ledgers_error_when_the_write_lock_stays_taken
         shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy.exc import OperationalError
 
-    import cartrescue.ledger
+    import cartrescue.ledger.engine
 
-    monkeypatch.setattr(cartrescue.ledger, "WRITE_LOCK_WAIT", 0.2)
+    monkeypatch.setattr(cartrescue.ledger.engine, "WRITE_LOCK_WAIT", 0.2)
     path = str(shop.folder / "ledger.db")
     ledger = Ledger(f"sqlite:///{path}")
     run = ledger.start_run("send", NOW)

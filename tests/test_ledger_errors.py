@@ -116,9 +116,9 @@ def test_a_ledger_locked_by_another_process_mid_run_stops_it_as_a_ledger_error_n
 
     from smtpserver import LoopbackSMTP
 
-    import cartrescue.ledger
+    import cartrescue.ledger.engine
 
-    monkeypatch.setattr(cartrescue.ledger, "WRITE_LOCK_WAIT", 0.3)
+    monkeypatch.setattr(cartrescue.ledger.engine, "WRITE_LOCK_WAIT", 0.3)
     with LoopbackSMTP() as server:
         shop.configure(smtp=server.smtp_config(rate_per_second=20))
         shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(60)))
@@ -155,9 +155,9 @@ def test_a_ledger_locked_by_another_process_until_the_run_ends_is_still_a_ledger
 
     from smtpserver import LoopbackSMTP
 
-    import cartrescue.ledger
+    import cartrescue.ledger.engine
 
-    monkeypatch.setattr(cartrescue.ledger, "WRITE_LOCK_WAIT", 0.3)  # every wait for SQLite's lock
+    monkeypatch.setattr(cartrescue.ledger.engine, "WRITE_LOCK_WAIT", 0.3)  # every wait for SQLite's lock
     release = threading.Event()
     locked = threading.Event()
     with LoopbackSMTP() as server:

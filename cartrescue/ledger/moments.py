@@ -1,0 +1,26 @@
+"""Times as the ledger's columns take and give them: aware UTC in, aware UTC out.
+
+Apart because every other module of the ledger stores or reads a time, and so do
+:mod:`cartrescue.incentives`' queries of ``cr_code``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import overload
+
+
+def _naive(moment: datetime) -> datetime:
+    """What the columns take: aware UTC (SQLModel's UTCDateTime stores it portably)."""
+    return moment.astimezone(timezone.utc)
+
+
+@overload
+def _aware(moment: datetime) -> datetime: ...
+@overload
+def _aware(moment: None) -> None: ...
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time read from the ledger (naive UTC on SQLite and MariaDB) as an aware UTC time."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)

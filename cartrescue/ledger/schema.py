@@ -1,0 +1,179 @@
+"""Creating the ledger's tables and bringing an older ledger's schema up to date.
+
+Apart because it runs once as a ledger opens and never again: missing tables and columns, the
+binary collation of MySQL and MariaDB, the SQLite times of older versions, and what a reader
+finds missing. :class:`SchemaUpkeep` is a part of :class:`cartrescue.ledger.Ledger`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlmodel import SQLModel
+
+#: MySQL's and MariaDB's collations of utf8mb4 that compare text as PostgreSQL and SQLite do,
+#: code point by code point, best first: ``utf8mb4_bin`` (MySQL 5.7 has no other) still takes
+#: ``c1`` and ``c1 `` for one (it pads with blanks), MariaDB's ``nopad_bin`` and MySQL 8's
+#: ``0900_bin`` do not.
+BINARY_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "utf8mb4_bin")
+
+
+def binary_collation(known: Iterable[str]) -> str:
+    """The best of :data:`BINARY_COLLATIONS` among a server's ``known`` collations."""
+    have = set(known)
+    return next((name for name in BINARY_COLLATIONS if name in have), BINARY_COLLATIONS[-1])
+
+
+#: ``PRAGMA user_version`` of a SQLite ledger whose times are all in SQLAlchemy's text format.
+_SQLITE_MOMENTS_NORMALISED = 1
+
+
+def _normalise_sqlite_moments(engine: Any, tables: list[Any]) -> None:
+    """Rewrite the times an older cartrescue wrote as ``'… 23:00:00+00:00'`` or
+    ``'… 23:00:00.123456+00:00'`` (its raw claim path) as SQLAlchemy writes them, ``'… 23:00:00.000000'``.
+
+    Times are compared as text in SQLite, and the two forms sorted apart by a hair at a whole
+    second. Once per ledger: ``PRAGMA user_version`` records that it was done, and a ledger that
+    has it set skips even the check. Every stored time is UTC, so only the form changes.
+    """
+    from sqlalchemy import DateTime
+
+    try:
+        with engine.begin() as conn:
+            if conn.exec_driver_sql("PRAGMA user_version").scalar() >= _SQLITE_MOMENTS_NORMALISED:
+                return
+            for table in tables:
+                for column in table.columns:
+                    if isinstance(getattr(column.type, "impl", column.type), DateTime):
+                        name = column.name
+                        conn.exec_driver_sql(
+                            f"UPDATE {table.name} SET {name} = substr({name}, 1, 19) || CASE WHEN substr({name}, 20, 1)"
+                            f" = '.' THEN substr({name}, 20, 7) ELSE '.000000' END WHERE {name} LIKE '%+00:00'")
+            conn.exec_driver_sql(f"PRAGMA user_version = {_SQLITE_MOMENTS_NORMALISED}")
+    except OperationalError:  # a read-only or busy ledger is read as it is; the next open tries again
+        pass
+
+
+class SchemaUpkeep:
+    """The ledger's schema upkeep: a part of :class:`~cartrescue.ledger.Ledger`, which sets ``engine``."""
+
+    engine: Engine
+
+    def _create_tables(self, models: list[type[SQLModel]]) -> None:
+        """Create missing tables; two processes starting together may race, so retry."""
+        tables = [model.__table__ for model in models]  # type: ignore[attr-defined]
+        if self.engine.dialect.name == "sqlite":
+            # IF NOT EXISTS makes the race harmless: check-then-create is not atomic across processes.
+            from sqlalchemy.schema import CreateIndex, CreateTable
+
+            with self.engine.begin() as conn:
+                for table in tables:
+                    conn.execute(CreateTable(table, if_not_exists=True))
+            self._add_missing_columns(models)  # an index may be on a column an older ledger lacks
+            _normalise_sqlite_moments(self.engine, tables)
+            with self.engine.begin() as conn:
+                for table in tables:
+                    for index in table.indexes:
+                        conn.execute(CreateIndex(index, if_not_exists=True))
+            return
+        for attempt in range(5):
+            try:
+                SQLModel.metadata.create_all(self.engine, tables=tables)
+                return
+            except (OperationalError, IntegrityError, ProgrammingError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def _add_missing_columns(self, models: list[type[SQLModel]]) -> None:
+        """Bring a ledger made by an older cartrescue up to date: add the columns it lacks.
+
+        Only nullable (or defaulted) columns are ever added, so old rows stay valid; nothing is
+        renamed or dropped. Cheap: one catalogue read per table, once per process.
+        """
+        from sqlalchemy import inspect
+        from sqlalchemy.schema import CreateColumn
+
+        inspector = inspect(self.engine)
+        for model in models:
+            table = model.__table__  # type: ignore[attr-defined]
+            present = {info["name"] for info in inspector.get_columns(table.name)}
+            for wanted in table.columns:
+                if wanted.name in present:
+                    continue
+                ddl = CreateColumn(wanted).compile(dialect=self.engine.dialect)
+                text = str(ddl).replace(" NOT NULL", "")
+                if wanted.default is not None and getattr(wanted.default, "is_scalar", False):
+                    text += f" DEFAULT {wanted.default.arg!r}".replace('"', "'")
+                try:
+                    with self.engine.begin() as conn:
+                        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {text}")
+                except (OperationalError, ProgrammingError):  # another process added it first
+                    pass
+
+    def _binary_text(self, models: list[type[SQLModel]]) -> None:
+        """On MySQL and MariaDB, make the text columns of ``models``' tables compare byte for
+        byte (:func:`binary_collation`), as PostgreSQL's and SQLite's do; convert those of a
+        ledger an older cartrescue made, and new tables, which take the database's default.
+
+        That default (``utf8mb4_general_ci``) took cart ids differing only in case (``Kx7aB``,
+        ``kX7Ab``), or in a trailing blank or an accent, for one: the second cart's claim and
+        decision broke ``cr_decision``'s and ``cr_message``'s unique keys, and the run stopped
+        there (exit 2), every run after too, that cart never reminded. A finer collation never
+        makes two stored values one, so converting cannot fail on duplicates. Cheap when done:
+        one catalogue read per process; each conversion rewrites its table once.
+        """
+        if self.engine.dialect.name not in ("mysql", "mariadb"):
+            return
+        from sqlalchemy import text
+
+        names = [model.__table__.name for model in models]  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            wanted = binary_collation(conn.execute(text(
+                "SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN :known"
+            ).bindparams(bindparam("known", expanding=True)), {"known": list(BINARY_COLLATIONS)}).scalars())
+            behind = sorted(set(conn.execute(text(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME IN :names AND TABLE_COLLATION <> :wanted "
+                "UNION SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME IN :names AND COLLATION_NAME <> :wanted"
+            ).bindparams(bindparam("names", expanding=True)), {"names": names, "wanted": wanted}).scalars()))
+        for name in behind:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {name} CONVERT TO CHARACTER SET utf8mb4 COLLATE {wanted}")
+
+    def _schema_gaps(self, models: list[type[SQLModel]]) -> list[str]:
+        """The tables and columns of ``models`` the database lacks (``cr_lock``, ``cr_run.shard``),
+        and on SQLite times still in an older cartrescue's form: what opening it to write would
+        add (:meth:`_create_tables`). Only reads the catalogue. Every table missing: no ledger."""
+        from sqlalchemy import inspect
+
+        inspector = inspect(self.engine)
+        present = set(inspector.get_table_names())
+        gaps: list[str] = []
+        for model in models:
+            table = model.__table__  # type: ignore[attr-defined]
+            if table.name not in present:
+                gaps.append(table.name)
+                continue
+            columns = {info["name"] for info in inspector.get_columns(table.name)}
+            gaps.extend(f"{table.name}.{c.name}" for c in table.columns if c.name not in columns)
+        if self.engine.dialect.name == "sqlite" and len(gaps) < len(models):
+            with self.engine.connect() as conn:
+                if (conn.exec_driver_sql("PRAGMA user_version").scalar() or 0) < _SQLITE_MOMENTS_NORMALISED:
+                    gaps.append("times in the current form (PRAGMA user_version)")
+        return gaps
+
+    def _no_schema(self) -> bool:
+        """PostgreSQL: does the URL's search_path name no schema that exists? Creating the tables
+        then fails (:data:`NO_SCHEMA`); reading finds none, as in a new ledger. One query, only
+        where a command that records nothing opens the ledger."""
+        if self.engine.dialect.name != "postgresql":
+            return False
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT current_schema()").scalar() is None
