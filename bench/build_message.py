@@ -2,7 +2,7 @@
 
     python bench/build_message.py [--messages 20000] [--reference-messages 2000] [--repeat 3]
 
-Builds the same messages with :func:`cartrescue.mime.build_message` and, in the same run, with
+Builds the same messages with :func:`cartrescue.compose.mime.build_message` and, in the same run, with
 ``email.message.EmailMessage`` (``set_content`` + ``add_alternative``, ``bytes(msg)``), prints
 microseconds per message for both and their ratio, then checks that every message built by
 cartrescue parses back with the ``email`` package (subject, addresses, multipart/alternative
@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cartrescue.mime import build_message  # noqa: E402
+from cartrescue.compose.mime import build_message  # noqa: E402
 from cartrescue.model import Address, OutgoingMessage  # noqa: E402
 
 LOCALES: dict[str, dict[str, object]] = {

@@ -1,4 +1,4 @@
-"""Benchmark: money formatting, :func:`cartrescue.money.format_money` vs Babel's ``format_currency``.
+"""Benchmark: money formatting, :func:`cartrescue.compose.money.format_money` vs Babel's ``format_currency``.
 
     python bench/money.py [--amounts 100000] [--reference-amounts 0] [--repeat 3]
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from babel.numbers import format_currency  # noqa: E402
 
-from cartrescue.money import format_money  # noqa: E402
+from cartrescue.compose.money import format_money  # noqa: E402
 
 PAIRS = [
     ("en", "USD"), ("en_GB", "GBP"), ("sv", "SEK"), ("sv_SE", "EUR"), ("hu", "HUF"),

@@ -311,7 +311,7 @@ class ShopConfig(_Model):
         if "{token}" not in value:
             raise ValueError("must contain {token}, where the signed unsubscribe token goes")
         _token_reaches_server(value)
-        from cartrescue.links import safe_url
+        from cartrescue.compose.links import safe_url
 
         if safe_url(value) != value:
             raise ValueError(f"expected an http(s) link like https://shop.example.com/unsubscribe?token={{token}}, "
@@ -1169,7 +1169,7 @@ _UTM_FIELDS = frozenset({"sequence", "step", "variant", "tier", "channel"})
 
 
 class LinksConfig(_Model):
-    """UTM parameters on every link of a message (cartrescue.links); placeholders {sequence},
+    """UTM parameters on every link of a message (cartrescue.compose.links); placeholders {sequence},
     {step}, {variant}, {tier}, {channel}. A value that renders empty is left out (no variant, no
     utm_content)."""
 
@@ -1563,7 +1563,7 @@ class Config(_Model):
     def code_offers(self) -> Iterator[tuple[str, Incentive]]:
         """Each incentive with per-recipient codes (``codes:`` set), a step's and its tiers', with
         its key path (``sequences.default.steps[2].incentive``), in the config's order: the pools
-        (:func:`cartrescue.incentives.pools`) and the check of their files read the same list."""
+        (:func:`cartrescue.compose.incentives.pools`) and the check of their files read the same list."""
         for name, sequence in self.sequences.items():
             for number, step in enumerate(sequence.steps):
                 where = f"sequences.{name}.steps[{number}]"

@@ -19,7 +19,7 @@ from typing import Any
 
 # Deliberately pragmatic: one @, a dot in the domain, no spaces or control characters, no colon
 # (``mailto:ann@…`` is a link, no address; ``o'brien@…`` is an address, and a local part with
-# brackets is sent quoted: cartrescue.mime.encode_address). A domain label is letters and digits
+# brackets is sent quoted: cartrescue.compose.mime.encode_address). A domain label is letters and digits
 # with hyphens inside only, written so that the matcher never backtracks (a cart's address is
 # checked once per cart).
 _EMAIL = re.compile(r"^[^@\s<>\",;:]+@[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*(?:\.[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*)+$")
@@ -90,7 +90,7 @@ def ascii_domain(domain: str) -> str | None:
 
 def is_valid_email(email: str) -> bool:
     """Pragmatic (see ``_EMAIL``); a domain in another script (``bücher.example``) is valid when
-    its IDNA form is: the message goes to that form (:func:`cartrescue.mime.encode_address`)."""
+    its IDNA form is: the message goes to that form (:func:`cartrescue.compose.mime.encode_address`)."""
     if len(email) > 254:
         return False
     if _EMAIL.match(email) is not None:

@@ -5,7 +5,7 @@ a report is compared in the shop's base currency (``shop.currency``), never in w
 a cart happened to be in. Sources that know the base amount give it (Magento's ``base_*``
 columns, PrestaShop's ``conversion_rate``): it wins. Otherwise the configured
 ``shop.exchange_rates`` convert. It must not format money (messages show what the customer saw,
-in the cart's own currency: :mod:`cartrescue.render`).
+in the cart's own currency: :mod:`cartrescue.compose.render`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Basis:
 
 def minor_units(currency: str | None) -> int:
     """The decimals an amount of ``currency`` has: its minor unit as CLDR gives it (JPY 0, EUR 2,
-    KWD 3), the digits :func:`cartrescue.money.format_money` shows, so a figure rounded here and
+    KWD 3), the digits :func:`cartrescue.compose.money.format_money` shows, so a figure rounded here and
     the same figure formatted agree. Without a currency (no ``shop.currency``: amounts summed as
     the shop gives them) two, as ever."""
     if not currency:

@@ -206,7 +206,7 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
 
 def _step_templates(config: Any) -> str | None:
     """Why every run would refuse this config for a step's missing template, or None."""
-    from cartrescue.render import require_step_templates
+    from cartrescue.compose.render import require_step_templates
 
     try:
         require_step_templates(config)
@@ -317,10 +317,10 @@ def _templates(config: Any, now: datetime) -> Check:
     would build it: a broken template or an unbuildable message fails here, not at 3 a.m."""
     from dataclasses import replace
 
-    from cartrescue.mime import build_message
+    from cartrescue.compose.mime import build_message
+    from cartrescue.compose.render import Renderer
     from cartrescue.model import Action, Decision, Reason
     from cartrescue.pipeline import DRY_RUN_SECRET, Composer
-    from cartrescue.render import Renderer
     from cartrescue.template_check import TemplateChecker, edge_carts
 
     try:

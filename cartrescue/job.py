@@ -25,7 +25,7 @@ from cartrescue.ledger import Ledger, RunsOver, busy, one_line
 from cartrescue.model import RowProblem
 from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
-from cartrescue.render import Renderer, require_step_templates
+from cartrescue.compose.render import Renderer, require_step_templates
 from cartrescue.scratch import sweep_stale
 from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
@@ -559,7 +559,7 @@ def _prune(config: Config, ledger: Ledger, now: datetime, run_id: int) -> dict[s
 
 def _read_all(source: CartSource, window: Window) -> None:
     """``--strict``'s first pass: every row read (a bad one raises) and no cart id twice."""
-    from cartrescue.newest import NewestCarts
+    from cartrescue.decide.newest import NewestCarts
 
     with NewestCarts() as seen:
         for chunk in chunked(source.carts(window), 500):

@@ -278,7 +278,7 @@ class Order:
     def unreadable_row(cls, order_id: str, where: str, email: Any = None, customer_id: Any = None,
                        cart_id: Any = None) -> "Order":
         """An order row found but not read (``where``: its file line or table key), with the ids
-        it gives as they are: only :meth:`cartrescue.orders.OrderBook.facts` looks at it."""
+        it gives as they are: only :meth:`cartrescue.decide.orders.OrderBook.facts` looks at it."""
         def text(value: Any) -> str | None:
             return str(value).strip() or None if value is not None else None
 

@@ -3,7 +3,7 @@
 Owns asking the readers of the shop's other marketing sends (a CSV export of the newsletter
 tool, the shop database's newsletter tables: see :class:`~cartrescue.sources.base.SendSource`)
 about one chunk of addresses at a time, and keeping each address's latest send of the day. The
-rule that acts on it lives in :class:`cartrescue.sequence.Calendar`; this module must not
+rule that acts on it lives in :class:`cartrescue.decide.sequence.Calendar`; this module must not
 decide anything nor hold more than one chunk's sends.
 """
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def today(config: Config, now: datetime) -> Window:
     """The sends that count for a run at ``now``: from the shop's midnight to ``now``."""
-    from cartrescue.sequence import Calendar
+    from cartrescue.decide.sequence import Calendar
 
     return Window(Calendar(config.eligibility, config.shop.tz).local_day_start(now), now)
 

@@ -2,7 +2,7 @@
 
 Owns what a pool file may hold. Two places read it: the config, when it loads, so that a missing
 or malformed file is a config error naming its key (not a failure, cart by cart, of the first
-delivering run); and :mod:`cartrescue.incentives`, which imports the codes into the ledger.
+delivering run); and :mod:`cartrescue.compose.incentives`, which imports the codes into the ledger.
 Kept apart from both: the config must not import the ledger's machinery to read a text file.
 """
 

@@ -17,15 +17,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from cartrescue.compose.render import Renderer, did_you_mean
 from cartrescue.config import Config
 from cartrescue.contacts import normalize_phone
+from cartrescue.decide.sequence import DONE, of_sequence, step_number
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.job import newsletters_of
 from cartrescue.ledger import NUMBER_CHANNELS, SentStep
 from cartrescue.model import Action, Address, Cart, Decision, MarketingSend, Order, OutgoingMessage, RowProblem
 from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
-from cartrescue.render import Renderer, did_you_mean
-from cartrescue.sequence import DONE, of_sequence, step_number
 from cartrescue.sources import open_source
 from cartrescue.sources.base import Activity, CartSource, Window, ignore_problem
 from cartrescue.sources.values import normalize_locale
@@ -180,7 +180,7 @@ def _assigned(planner: Planner, decision: Decision, sequence: str, number: int, 
     """The variant a run gives this address at this step: the arm its earlier steps (``sent``)
     went out in, else a promoted winner (in the ledger), else the weights, as ``planner`` (one
     holding the ledger) assigns it."""
-    from cartrescue.experiments import subject
+    from cartrescue.decide.experiments import subject
 
     if decision.step == number and decision.variant is not None:  # the run's own decision
         return decision.variant

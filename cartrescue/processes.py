@@ -34,9 +34,9 @@ from cartrescue.stops import SIGNALS
 #: What a worker imports on its way to its first cart and its first message. The parent imports
 #: them once before forking; a module missing here costs its worker the import, nothing else.
 PRELOAD = (
-    "cartrescue.job", "cartrescue.pipeline", "cartrescue.render", "cartrescue.mime", "cartrescue.sources.csv",
-    "cartrescue.channels.smtp", "cartrescue.channels.pipelining", "cartrescue.output", "jinja2.sandbox",
-    "babel.numbers", "babel.dates", "aiosmtplib", "uvloop",
+    "cartrescue.job", "cartrescue.pipeline", "cartrescue.compose.render", "cartrescue.compose.mime",
+    "cartrescue.sources.csv", "cartrescue.channels.smtp", "cartrescue.channels.pipelining", "cartrescue.output",
+    "jinja2.sandbox", "babel.numbers", "babel.dates", "aiosmtplib", "uvloop",
 )
 
 

@@ -140,9 +140,9 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
               outbox: Path | None = None) -> SendTestResult:
     """Compose, mark, deliver and record one test message to ``address``."""
     from cartrescue.channels.base import Envelope
+    from cartrescue.compose.mime import build_message
     from cartrescue.contacts import is_valid_email, normalize_email
     from cartrescue.job import delivery_secret
-    from cartrescue.mime import build_message
     from cartrescue.preview import compose
 
     to = normalize_email(address)

@@ -4,7 +4,7 @@ Owns the one definition of "this cart belongs to shard K of N" and how a global 
 budget, ``--limit``, the relay's quotas) is shared among N shards. It must not read carts, talk
 to the ledger or start processes (:mod:`cartrescue.workers` does that).
 
-A cart belongs to the shard of its customer (:func:`~cartrescue.newest.customer_key`): the
+A cart belongs to the shard of its customer (:func:`~cartrescue.decide.newest.customer_key`): the
 normalized address, else, for a cart without one, the phone number in E.164 (read in the shop's
 region, :attr:`Shard.region`), so one customer -- their newest cart, their one reminder stream,
 their one message a day -- lives in exactly one shard. Only a cart with neither goes by its cart
@@ -21,7 +21,7 @@ from datetime import datetime
 from hashlib import blake2b
 
 from cartrescue.contacts import fold_email
-from cartrescue.newest import customer_key
+from cartrescue.decide.newest import customer_key
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 MAX_SHARDS = 256
@@ -95,7 +95,7 @@ def shard_key(email: str | None, phone: str | None, cart_key: str, region: str |
     The address (:func:`~cartrescue.contacts.fold_email`: lower-cased alone, its composed and
     decomposed spellings, ``müller`` with ``ü`` or ``u`` and a combining diaeresis, went to two
     shards, each took its cart for the address's newest, and one person got two messages a
-    day). Without one, the number in E.164 (:func:`~cartrescue.newest.customer_key`'s key of
+    day). Without one, the number in E.164 (:func:`~cartrescue.decide.newest.customer_key`'s key of
     such a customer): by its cart key, a customer's two carts went to two shards, each took its
     own for the newest, and the older cart's stream went on beside the newer one's. A cart with
     neither (or a number that is none) competes with no cart: its cart key."""

@@ -4,7 +4,7 @@ Owns the CI smoke test of templates: which combinations exist (the config's sequ
 tier incentives and variants, plus every template file in the templates folder), the fixture
 carts (the bundled examples plus edge cases: one item, 30 items, no image, very long names,
 Cyrillic text, zero-decimal currencies, markup in names), the checks, and the report as data,
-a rich table, JSON and JUnit XML. It renders with the same :class:`~cartrescue.render.Renderer`
+a rich table, JSON and JUnit XML. It renders with the same :class:`~cartrescue.compose.render.Renderer`
 as a run, and must not send, claim or allocate anything.
 
 A check fails on: a Jinja syntax error, an undefined variable, HTML that does not parse (an
@@ -42,10 +42,10 @@ from typing import Any
 from cartrescue.config import Config, Incentive
 from cartrescue.errors import ConfigError, TemplateError
 from cartrescue import survey as survey_links
-from cartrescue.incentives import placeholder
-from cartrescue.links import missing_utm, safe_url, utm_values
+from cartrescue.compose.incentives import placeholder
+from cartrescue.compose.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.render import (
+from cartrescue.compose.render import (
     PARTS,
     SMS_PART,
     Renderer,
@@ -934,7 +934,7 @@ def _survey_problem(links: list[tuple[str, str]], cart_key: str, step: int, loca
 
 def lint_used(config: Config, used: Iterable[Sequence[str]]) -> Report:
     """The checks of ``templates check`` on the messages a dry-run rendered (``used``: each
-    message's files, :meth:`cartrescue.render.Renderer.used_files`): every case whose files are
+    message's files, :meth:`cartrescue.compose.render.Renderer.used_files`): every case whose files are
     one of them, once, against the edge-case carts (``--quick``'s). Its cost is the templates',
     never the run's carts: a dry-run of 100,000 carts checks what one of 10 carts with the same
     templates does. The notes of a whole check (files no run reads) are not a dry-run's."""
@@ -1021,7 +1021,7 @@ def _lint_key(config: Config, used: list[tuple[str, ...]]) -> str | None:
     import jinja2
 
     from cartrescue import __version__
-    from cartrescue.render import template_folders
+    from cartrescue.compose.render import template_folders
 
     digest = hashlib.blake2b(digest_size=20)
     try:

@@ -16,7 +16,7 @@ import pytest
 import shopdb
 from smtpserver import LoopbackSMTP
 
-from cartrescue import render
+from cartrescue.compose import render
 from cartrescue.ledger import Ledger, cart_value_limits
 from cartrescue.sources.magento import MagentoSource
 from cartrescue.sources.prestashop import PrestaShopSource

@@ -150,7 +150,7 @@ def test_the_first_pass_keeps_each_addresses_latest_no_to_each_consent_in_its_sc
     """Only the "no"s of carts that do not compete for the newest are kept, written in batches
     (a million carts cost flat memory), the latest per address and consent; a cart that said
     yes, or nothing, leaves no row, and so does a full cart that said no (it competes)."""
-    from cartrescue.newest import MARKETING, SMS, NewestCarts, Withdrawal
+    from cartrescue.decide.newest import MARKETING, SMS, NewestCarts, Withdrawal
     from cartrescue.sources.base import Activity
 
     at = [NOW - n * H for n in range(6)]

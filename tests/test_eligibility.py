@@ -11,10 +11,10 @@ from decimal import Decimal
 
 from cartrescue.config import EligibilityConfig
 from cartrescue.contacts import email_hash
-from cartrescue.eligibility import Gates
+from cartrescue.decide.eligibility import Gates
 from cartrescue.ledger import Ledger
 from cartrescue.model import Cart, Customer, LineItem, Order
-from cartrescue.orders import OrderFacts
+from cartrescue.decide.orders import OrderFacts
 from conftest import NOW, Shop, cart, order
 
 H = timedelta(hours=1)
@@ -406,13 +406,13 @@ def test_each_addresses_newest_cart_is_the_same_whatever_rows_one_statement_upse
     """The first pass upserts many carts a statement (``scratch.ManyRows``): an address met again
     inside one statement or in a later one keeps its latest cart, a tie the larger key, as one
     row a statement did; the carts that compete are counted."""
-    import cartrescue.newest
-    from cartrescue.newest import NewestCarts
+    import cartrescue.decide.newest
+    from cartrescue.decide.newest import NewestCarts
     from cartrescue.scratch import ManyRows
     from cartrescue.sources.base import Activity
 
-    upsert = cartrescue.newest._UPSERT
-    monkeypatch.setattr(cartrescue.newest, "_UPSERT", ManyRows(upsert.statement, upsert.row, per_statement))
+    upsert = cartrescue.decide.newest._UPSERT
+    monkeypatch.setattr(cartrescue.decide.newest, "_UPSERT", ManyRows(upsert.statement, upsert.row, per_statement))
     carts = [Activity(f"p{(n * 13) % 41}@example.com", NOW - ((n * 7) % 5) * H, f"csv:c{n:03d}",
                       empty=n % 11 == 0) for n in range(250)]
     expected: dict[str, tuple[datetime, str]] = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cartrescue.config import Config, ConfigError, load_config
-from cartrescue.experiments import Experiments, pick, subject, unit
+from cartrescue.decide.experiments import Experiments, pick, subject, unit
 from cartrescue.ledger import Ledger, Promoted, SentStep
 from cartrescue.model import Cart, Customer
 from conftest import NOW, REPO, Shop, cart
@@ -85,7 +85,7 @@ def test_assignment_is_the_same_in_another_process_and_whatever_the_order_of_the
     mine = [(Experiments(config).held_out(a, "default"), Experiments(config).variant(a, "default", 1))
             for a in ADDRESSES[:300]]
     script = (
-        "import json,sys; from cartrescue.config import Config; from cartrescue.experiments import Experiments\n"
+        "import json,sys; from cartrescue.config import Config; from cartrescue.decide.experiments import Experiments\n"
         "steps=[{'delay':'1h','template':'reminder-1','variants':{'b':1,'a':1}}]\n"  # keys reversed
         "c=Config.model_validate({'source':{'type':'csv','carts':'c.csv'},'sequences':{'default':{'steps':steps,'holdout':0.1}}})\n"
         "e=Experiments(c); print(json.dumps([[e.held_out(a,'default'),e.variant(a,'default',1)] for a in json.load(sys.stdin)]))"

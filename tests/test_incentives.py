@@ -28,7 +28,7 @@ from httpserver import Answer, WebhookReceiver
 from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.config import Config, ConfigError, load_config
-from cartrescue.incentives import (
+from cartrescue.compose.incentives import (
     ALPHABET,
     MIN_LEFT_AT_RETRY,
     CodePoolEmpty,
@@ -390,7 +390,7 @@ def test_a_pattern_pool_uses_pre_generated_codes_first_then_makes_new_ones(tmp_p
 
 
 def test_a_collision_of_generated_codes_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cartrescue.incentives as incentives
+    import cartrescue.compose.incentives as incentives
 
     sequence = iter(["VIP-AAAAAAAA", "VIP-AAAAAAAA", "VIP-AAAAAAAA", "VIP-BBBBBBBB"])
     monkeypatch.setattr(incentives, "generate_code", lambda pattern: next(sequence))
@@ -421,7 +421,7 @@ def test_threads_allocating_at_once_never_share_a_code(tmp_path: Path) -> None:
 _WORKER = """
 import json, sys, time
 from cartrescue.config import load_config
-from cartrescue.incentives import CodePoolEmpty, Codes
+from cartrescue.compose.incentives import CodePoolEmpty, Codes
 from cartrescue.ledger import Ledger
 from datetime import datetime, timezone
 config = load_config(sys.argv[1])

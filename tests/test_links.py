@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cartrescue.config import Config, LinksConfig
-from cartrescue.links import add_params, missing_utm, safe_url, tagger, utm_values
+from cartrescue.compose.links import add_params, missing_utm, safe_url, tagger, utm_values
 from cartrescue.template_check import check_templates, edge_carts
 from conftest import REPO, Shop, cart
 

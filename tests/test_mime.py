@@ -1,4 +1,4 @@
-"""cartrescue.mime: every built message parses back with the stdlib ``email`` package.
+"""cartrescue.compose.mime: every built message parses back with the stdlib ``email`` package.
 
 The main property builds messages from hostile, multilingual values and checks that
 ``email.message_from_bytes(..., policy=email.policy.default)`` gives back the same subject,
@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cartrescue.mime import build_message, encode_address, needs_smtputf8, wire_address, wire_body
+from cartrescue.compose.mime import build_message, encode_address, needs_smtputf8, wire_address, wire_body
 from cartrescue.model import Address, OutgoingMessage
 
 CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -194,15 +194,15 @@ def test_the_csv_sources_line_items_customers_and_carts_are_built_with_every_fie
 
 
 def test_the_enum_members_the_hot_modules_keep_as_globals_are_the_members_they_name() -> None:
-    import cartrescue.eligibility
+    import cartrescue.decide.eligibility
+    import cartrescue.decide.sequence
     import cartrescue.pipeline.budget
     import cartrescue.pipeline.executor
     import cartrescue.pipeline.planner
-    import cartrescue.sequence
     from cartrescue.model import Action, Reason
 
-    modules = (cartrescue.eligibility, cartrescue.pipeline.budget, cartrescue.pipeline.planner,
-               cartrescue.pipeline.executor, cartrescue.sequence)
+    modules = (cartrescue.decide.eligibility, cartrescue.pipeline.budget, cartrescue.pipeline.planner,
+               cartrescue.pipeline.executor, cartrescue.decide.sequence)
     kept = {(module.__name__, name): value for module in modules
             for name, value in vars(module).items() if name.startswith(("ACTION_", "REASON_"))}
     assert len(kept) > 20

@@ -1,4 +1,4 @@
-"""cartrescue.money: the fast formatter gives exactly Babel's ``format_currency`` string.
+"""cartrescue.compose.money: the fast formatter gives exactly Babel's ``format_currency`` string.
 
 The main property compares ``money_formatter(locale, currency)(x)`` with
 ``babel.numbers.format_currency(x, currency, locale=locale)`` over the locales and currencies
@@ -19,7 +19,7 @@ from babel.numbers import format_currency
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cartrescue.money import format_money, money_formatter
+from cartrescue.compose.money import format_money, money_formatter
 
 LOCALES = [
     "en", "en_US", "en_GB", "sv", "sv_SE", "hu", "ru", "af", "kk", "de", "fr", "hi_IN", "ja", "ar", "nl",
@@ -173,6 +173,6 @@ def test_the_common_locales_take_the_fast_path() -> None:
 def test_a_huf_amount_whole_once_rounded_is_shown_whole(amount: str, shown: str) -> None:
     """4990.004 (a sub-unit remainder of a tax computation) showed ``4 990,00 Ft`` beside the
     whole amounts of the same message: whether it is whole is judged as shown, after rounding."""
-    from cartrescue.render import format_money as shown_money
+    from cartrescue.compose.render import format_money as shown_money
 
     assert shown_money(Decimal(amount), "HUF", "hu") == shown

@@ -14,9 +14,9 @@ import pytest
 from cartrescue.config import Config, PriorityConfig
 from cartrescue.ledger import History, SentStep
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.orders import OrderBook
+from cartrescue.decide.orders import OrderBook
 from cartrescue.pipeline import Planner
-from cartrescue.priority import Prioritizer, margin_share
+from cartrescue.decide.priority import Prioritizer, margin_share
 import shopdb
 from conftest import NOW, Shop, cart, order
 

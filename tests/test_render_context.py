@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import cartrescue.render as render
+import cartrescue.compose.render as render
+from cartrescue.compose.money import format_money
+from cartrescue.compose.render import MEMO_ENTRIES, Renderer
 from cartrescue.config import Config, Incentive
 from cartrescue.model import Cart, Customer, LineItem
-from cartrescue.money import format_money
-from cartrescue.render import MEMO_ENTRIES, Renderer
 
 NOW = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
 CONFIG = Config(source={"type": "csv", "carts": "c.csv"})

@@ -129,7 +129,7 @@ def test_a_macro_imported_under_a_misspelt_name_names_the_import(shop: Shop, tmp
 def test_a_hint_over_keys_of_mixed_types_still_names_them() -> None:
     """A dict a run's context holds is keyed by text, but a hint must never raise where Jinja's
     message would have done: sorting ``{1: …, "x": …}``'s keys raised TypeError."""
-    from cartrescue.render import undefined_message
+    from cartrescue.compose.render import undefined_message
 
     said = undefined_message("'dict object' has no attribute 'zz'", "{{ data.zz }}", 1, {"data": {1: "a", "x": 2}})
     assert said == "'data.zz' is undefined: data has no 'zz' (it has: 1, x)"

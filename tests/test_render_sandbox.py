@@ -12,7 +12,7 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from cartrescue.config import Config
-from cartrescue.render import Renderer, _sandbox_class
+from cartrescue.compose.render import Renderer, _sandbox_class
 
 class Trusted(str):
     """A str that says it is HTML already: escape asks it, never escapes it."""

@@ -15,7 +15,7 @@ import pytest
 import shopdb
 
 from cartrescue.config import load_config
-from cartrescue.incentives import Codes
+from cartrescue.compose.incentives import Codes
 from cartrescue.ledger import Ledger, Promoted
 from conftest import NOW, Shop, cart, iso
 from reportdata import Experiment, Row, order_row, orders_with_column, write_ledger, write_orders

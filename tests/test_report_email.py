@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from smtpserver import Fault, LoopbackSMTP
 
-from cartrescue.mime import build_with_attachments
+from cartrescue.compose.mime import build_with_attachments
 from cartrescue.model import Address, Attachment, OutgoingMessage
 from conftest import NOW, Shop
 from reportdata import Experiment, order_row, write_ledger

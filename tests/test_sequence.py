@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from conftest import NOW, Shop, cart, order
 
+from cartrescue.decide.sequence import minute_text
 from cartrescue.ledger import Ledger
-from cartrescue.sequence import minute_text
 
 H = timedelta(hours=1)
 START = NOW - 5 * timedelta(minutes=1)  # the cart's last activity
@@ -210,11 +210,11 @@ def test_each_step_waits_its_own_delay_and_the_gap_to_the_last_as_the_planner_re
     from decimal import Decimal
 
     from cartrescue.config import Config
+    from cartrescue.decide.orders import OrderBook
+    from cartrescue.decide.sequence import next_step
     from cartrescue.ledger import History, SentStep
     from cartrescue.model import Cart, Customer, LineItem
-    from cartrescue.orders import OrderBook
     from cartrescue.pipeline import Planner
-    from cartrescue.sequence import next_step
 
     config = Config.model_validate({
         "source": {"type": "csv", "carts": "carts.csv"},

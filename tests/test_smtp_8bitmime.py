@@ -17,7 +17,7 @@ from test_smtp_faults import settings
 
 from cartrescue.channels.base import Envelope, Status
 from cartrescue.channels.smtp import SmtpChannel
-from cartrescue.mime import build_message
+from cartrescue.compose.mime import build_message
 from cartrescue.model import Address, OutgoingMessage
 from conftest import Shop, cart
 

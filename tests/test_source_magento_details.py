@@ -11,7 +11,7 @@ import pytest
 
 import shopdb
 from conftest import cli
-from cartrescue.render import format_money
+from cartrescue.compose.render import format_money
 from cartrescue.sources.base import Window
 from cartrescue.sources.magento import MagentoSource
 from test_source_magento import line, quote

@@ -14,7 +14,7 @@ import pytest
 import shopdb
 from conftest import cli
 from cartrescue.model import UNREADABLE, Cart, Customer
-from cartrescue.render import format_money
+from cartrescue.compose.render import format_money
 from cartrescue.sources.base import Window
 from cartrescue.sources.prestashop import PrestaShopSource, _shown
 from test_source_prestashop import cart, customer, local, product_line

@@ -11,7 +11,7 @@ import pytest
 
 import shopdb
 from conftest import cli
-from cartrescue.render import format_money
+from cartrescue.compose.render import format_money
 from test_source_woocommerce import abandonment, php_cart, php_fields
 
 NOW = "2026-03-02T12:00:00Z"

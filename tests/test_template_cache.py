@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from cartrescue.compose.render import Renderer
 from cartrescue.config import Config
-from cartrescue.render import Renderer
 from cartrescue.template_cache import cache_folder, private_folder
 
 SUBJECT = "en/reminder-1.subject.txt"

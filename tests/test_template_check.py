@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from cartrescue import render
+from cartrescue.compose import render
 from cartrescue.config import Config
 from cartrescue.errors import TemplateError
-from cartrescue.render import Renderer
+from cartrescue.compose.render import Renderer
 from cartrescue.sources.values import normalize_locale
 from cartrescue.template_check import check_templates, edge_carts, html_problems, junit_xml
 from conftest import REPO, Shop, cart, cli

@@ -24,7 +24,7 @@ UNSUB = "https://shop.example/u/unsub-4f2a?list=reminders&a=1"
 SURVEY = "https://shop.example/cart-survey?token=s.c1gn3d.t0k3n&reason="
 
 
-# "plain": Jinja's defaults; "app": the whitespace options cartrescue.render uses. The text parts
+# "plain": Jinja's defaults; "app": the whitespace options cartrescue.compose.render uses. The text parts
 # are written (``+%}`` on line-ending block tags) to come out the same under both.
 WHITESPACE = {
     "plain": {},

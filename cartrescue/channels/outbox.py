@@ -65,7 +65,7 @@ class OutboxChannel(Channel):
     def _bytes(envelope: Envelope) -> bytes:
         """The file's content: what the channel would send. A webhook document gets its ledger
         id (``"id"``) as the real POST does (:func:`cartrescue.channels.webhook.document`)."""
-        from cartrescue.mime import build_message
+        from cartrescue.compose.mime import build_message
 
         if envelope.data is None:
             return build_message(envelope.message)  # type: ignore[arg-type]

@@ -34,8 +34,8 @@ RFC's figure) the reply to the final dot, which a relay may delay while it scans
 
 It must not decide who gets a message nor touch the ledger: the pipeline claims before and
 records after (``Outcome.suppress`` carries the bounce). Messages arrive as
-:class:`~cartrescue.model.OutgoingMessage`, are built once by :func:`cartrescue.mime.build_message`
-and dot-stuffed once by :func:`cartrescue.mime.wire_body`; the email package is never used here,
+:class:`~cartrescue.model.OutgoingMessage`, are built once by :func:`cartrescue.compose.mime.build_message`
+and dot-stuffed once by :func:`cartrescue.compose.mime.wire_body`; the email package is never used here,
 nor aiosmtplib's ``sendmail`` (which parses both addresses with ``email.utils``) or ``data``
 (which scans every body twice with regexes). When the relay offers PIPELINING (RFC 2920), MAIL,
 RCPT and DATA go out in one write and their replies are read in order through aiosmtplib's own
@@ -83,8 +83,8 @@ from cartrescue.channels.base import (
     take_prepared,
 )
 from cartrescue.channels.pipelining import PipeliningProtocol, early_reply, enable
+from cartrescue.compose.mime import build_message, encode_address, wire_address, wire_body
 from cartrescue.errors import ConfigError
-from cartrescue.mime import build_message, encode_address, wire_address, wire_body
 from cartrescue.ratelimit import RateLimiter
 
 if TYPE_CHECKING:

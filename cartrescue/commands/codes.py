@@ -35,7 +35,7 @@ def _codes(config: Path | None, now: str | None, pool: str | None = None, *,
     is checked first: an unknown one is a usage error before the ledger is opened or created.
     ``create=False``: a command that only reads (``codes list``) leaves the ledger as it is
     (:meth:`cartrescue.config.Config.open_ledger`)."""
-    from cartrescue.incentives import Codes, pool_named, pools
+    from cartrescue.compose.incentives import Codes, pool_named, pools
     from cartrescue.job import resolve_now
 
     cfg = load(config)
@@ -72,7 +72,7 @@ def codes_list(
         cartrescue codes list --status unused --status expired --json
     """
 
-    from cartrescue.incentives import STATUSES
+    from cartrescue.compose.incentives import STATUSES
 
     wanted = [s for s in (status or []) for s in (STATUSES if s == "all" else (s,))]
     unknown = sorted(set(wanted) - set(STATUSES))
@@ -151,7 +151,7 @@ def codes_export(
     """
 
     try:
-        from cartrescue.incentives import export_csv
+        from cartrescue.compose.incentives import export_csv
 
         if output is None and getattr(sys.stdout, "discarded", False):  # a cron line's >&-
             raise ConfigError("stdout is closed, and the codes would go there: give --output FILE (nothing was "

@@ -21,7 +21,7 @@ def init(
     """
     import shutil
 
-    from cartrescue.render import shipped_templates
+    from cartrescue.compose.render import shipped_templates
 
     try:
         shipped = shipped_templates()

@@ -59,9 +59,9 @@ def preview(
     """
 
     try:
+        from cartrescue.compose.render import require_step_templates
         from cartrescue.job import resolve_now
         from cartrescue.preview import preview as make_preview
-        from cartrescue.render import require_step_templates
 
         size = None
         if screenshot is not None:

@@ -57,8 +57,8 @@ links: they open the same pages, and unsubscribe or record nobody.
         fail(ConfigError("send-test: give a CART_ID or --sample, not both"), as_json)
     with made_folders() as made:  # a test that fails before writing there leaves no empty folder behind
         try:
+            from cartrescue.compose.render import require_step_templates
             from cartrescue.job import resolve_now
-            from cartrescue.render import require_step_templates
             from cartrescue.send_test import send_test as deliver
 
             cfg = load(config)

@@ -1,7 +1,7 @@
 """Times as the ledger's columns take and give them: aware UTC in, aware UTC out.
 
 Apart because every other module of the ledger stores or reads a time, and so do
-:mod:`cartrescue.incentives`' queries of ``cr_code``.
+:mod:`cartrescue.compose.incentives`' queries of ``cr_code``.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ class Code(SQLModel, table=True):
     again: the customer may have it) was given with: until a retry of its message came after the
     code's expiry and got a fresh one, or until ``forget`` erased the address of its delivered
     message (whose row stays). The report counts an order using it for that message.
-    Logic: cartrescue.incentives, cartrescue.lifecycle.
+    Logic: cartrescue.compose.incentives, cartrescue.lifecycle.
     """
 
     __tablename__ = "cr_code"

@@ -13,10 +13,10 @@ from datetime import date, datetime, timezone
 
 from cartrescue.config import Config, Incentive, Step, feedback_field
 from cartrescue.errors import TemplateError
-from cartrescue.incentives import Allocation, code_expiry, expiry_day, placeholder
-from cartrescue.mime import mailto_address
+from cartrescue.compose.incentives import Allocation, code_expiry, expiry_day, placeholder
+from cartrescue.compose.mime import mailto_address
 from cartrescue.model import Address, Decision, OutgoingMessage, quick_new
-from cartrescue.render import SMS_PART, Renderer
+from cartrescue.compose.render import SMS_PART, Renderer
 from cartrescue.sms_text import SmsLength, measure
 from cartrescue.sms_text import problems as sms_problems
 from cartrescue.survey import links as survey_links
@@ -149,7 +149,7 @@ class Composer:
     def compose_sms(self, decision: Decision, code: Allocation | None = None, *, test: bool = False) -> SmsText:
         """Render ``decision``'s text message and check it: at most ``sms.max_segments``, the
         opt-out keyword and the shop's name in it; raise TemplateError for this cart otherwise
-        (:meth:`cartrescue.render.Renderer.render_sms` puts cart values on one line).
+        (:meth:`cartrescue.compose.render.Renderer.render_sms` puts cart values on one line).
         ``test``: a preview's, whose unsubscribe link unsubscribes nobody."""
         cart = decision.cart
         if decision.step is None or decision.template is None or not decision.phone:

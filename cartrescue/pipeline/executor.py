@@ -26,11 +26,11 @@ from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.clock import RunClock
 from cartrescue.contacts import email_hash, phone_hash, without_address
 from cartrescue.currency import Basis
-from cartrescue.eligibility import Verdict
+from cartrescue.decide.eligibility import Verdict
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
-from cartrescue.incentives import Allocation, Codes, pools
+from cartrescue.compose.incentives import Allocation, Codes, pools
 from cartrescue.ledger import ClaimRequest, Ledger
-from cartrescue.mime import build_message, wire_address
+from cartrescue.compose.mime import build_message, wire_address
 from cartrescue.model import (
     ACTION_DEFER,
     ACTION_HOLDOUT,
@@ -48,7 +48,7 @@ from cartrescue.model import (
 from cartrescue.pipeline.common import chunked
 from cartrescue.pipeline.composer import Composer
 from cartrescue.pipeline.results import Result, _result
-from cartrescue.sequence import Calendar
+from cartrescue.decide.sequence import Calendar
 from cartrescue.sms_text import measure
 
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from cartrescue.config import Config, Sequence as StepSequence, Tier
 from cartrescue.contacts import email_hashes, normalize_phone, phone_hash, phone_region
 from cartrescue.currency import Basis
-from cartrescue.eligibility import Gates, Verdict
-from cartrescue.experiments import Experiments, subject
+from cartrescue.decide.eligibility import Gates, Verdict
+from cartrescue.decide.experiments import Experiments, subject
 from cartrescue.ledger import ADDRESS_CHANNELS, NUMBER_CHANNELS, History, Ledger, TierUse
 from cartrescue.model import (
     ACTION_HOLDOUT,
@@ -35,13 +35,13 @@ from cartrescue.model import (
     RowProblem,
     quick_new,
 )
-from cartrescue.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal, customer_key
+from cartrescue.decide.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal, customer_key
 from cartrescue.newsletters import Newsletters
-from cartrescue.orders import OrderBook, OrderFacts
+from cartrescue.decide.orders import OrderBook, OrderFacts
 from cartrescue.pipeline.budget import _Budget, _contacts
 from cartrescue.pipeline.common import chunked
-from cartrescue.priority import Prioritizer
-from cartrescue.sequence import Calendar, minute_text, next_step, of_sequence, step_number
+from cartrescue.decide.priority import Prioritizer
+from cartrescue.decide.sequence import Calendar, minute_text, next_step, of_sequence, step_number
 from cartrescue.shards import Shard
 from cartrescue.sources.base import ALL_TIME, CartSource, Window
 from cartrescue.text import printable
@@ -367,7 +367,7 @@ class Planner:
         sent_today: dict[str, MarketingSend], answered: set[str], phone: str | None = None,
         withdrawn: Mapping[str, Mapping[str, Withdrawal]] | None = None, by_number: str | None = None,
     ) -> Decision:
-        """``newest`` and ``withdrawn`` are by customer key (:func:`~cartrescue.newest.customer_key`):
+        """``newest`` and ``withdrawn`` are by customer key (:func:`~cartrescue.decide.newest.customer_key`):
         the address, else ``by_number``, the cart's phone number as that key (any valid number)."""
         # The Decision is built once, at the end: frozen dataclasses are costly to copy, and a
         # run makes one per cart.

@@ -29,7 +29,7 @@ PASSED = frozenset({"due", "holdout", "step_not_due", "messaged_today", "quiet_h
 def rounded(value: Decimal, places: int) -> str:
     """An amount as the document gives it: to the minor unit of the report's currency
     (:func:`cartrescue.currency.minor_units`: ``"5000"`` yen, ``"1234.50"`` euros, ``"12.345"``
-    dinars), rounded as :func:`cartrescue.money.format_money` rounds, so the text a person reads
+    dinars), rounded as :func:`cartrescue.compose.money.format_money` rounds, so the text a person reads
     and the figure ``--json`` gives are one amount (cents once gave yen a ``.00``, dinars one
     digit too few, and a converted sum's ``129.339`` stood beside the table's ``129.34``)."""
     return f"{value.quantize(Decimal(1).scaleb(-places))}"

@@ -14,8 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cartrescue.compose.money import format_money
 from cartrescue.errors import ConfigError
-from cartrescue.money import format_money
 
 
 def percent(value: float | None, digits: int = 1) -> str:

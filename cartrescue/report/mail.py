@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
+from cartrescue.compose.mime import build_with_attachments, encode_address
 from cartrescue.config import Config
 from cartrescue.errors import CartrescueError
-from cartrescue.mime import build_with_attachments, encode_address
 from cartrescue.model import Address, Attachment, OutgoingMessage
 from cartrescue.report.files import digest
 

@@ -78,18 +78,18 @@ class Activity:
 
     ``empty`` and ``free`` say what a source saw for sure of the cart's contents (no line item;
     a total of 0 or less, its base total where the source knows one): such a cart gets no
-    reminder, so it is no address's newest (:class:`~cartrescue.newest.NewestCarts`). A source
+    reminder, so it is no address's newest (:class:`~cartrescue.decide.newest.NewestCarts`). A source
     that cannot tell cheaply leaves them False: the cart then counts, as every cart once did.
 
     ``no_marketing`` and ``no_sms`` say the cart's own consent said no (to marketing, to text
     messages), whatever its contents: the customer's latest word withdraws the consent an older
-    cart of the address gave (:class:`~cartrescue.newest.NewestCarts`). A source that reads
+    cart of the address gave (:class:`~cartrescue.decide.newest.NewestCarts`). A source that reads
     consent per cart sets them (the CSV source; the ``sql`` source's query may return it per
     cart, :meth:`of`); where it is read per customer, every cart of the customer says the same.
 
     ``phone``: a cart without an address (``email`` ""), its phone number as written: such a
     customer (reached by text or on the call list) is known by the number instead
-    (:func:`~cartrescue.newest.customer_key`, which reads it in the shop's region). A cart with
+    (:func:`~cartrescue.decide.newest.customer_key`, which reads it in the shop's region). A cart with
     an address leaves it "": the address is the customer's key.
     """
 
@@ -174,7 +174,7 @@ class CartSource(ABC):
     def unreadable(self, cart_keys: Sequence[str]) -> Collection[str]:
         """Those of ``cart_keys`` (carts its last :meth:`activity` or :meth:`shard_activity` pass
         gave) that the carts pass cannot build: it reports and skips them, so they are no
-        customer's newest (:meth:`NewestCarts.readable <cartrescue.newest.NewestCarts.readable>`).
+        customer's newest (:meth:`NewestCarts.readable <cartrescue.decide.newest.NewestCarts.readable>`).
         None by default: a first pass that builds its carts (this class's) or reads what the
         carts pass reads leaves such carts out itself. The CSV source's reads no line of a cart."""
         return ()

@@ -360,7 +360,7 @@ class CsvSource(CsvOrders, CartSource):
     def _refusals(self, rows: list[tuple[int, list[str]]], withdraws: bool) -> tuple[bool, bool]:
         """``(no_marketing, no_sms)`` of a group: whether its ``marketing_consent`` and
         ``sms_consent`` say no, as :meth:`_build_cart` reads them (the first written among the
-        rows): the customer's latest word withdraws an older cart's yes (:mod:`cartrescue.newest`).
+        rows): the customer's latest word withdraws an older cart's yes (:mod:`cartrescue.decide.newest`).
         Read only where it ``withdraws``: a cart that is empty or free, and so no competitor for
         the newest; a column the file lacks costs nothing (most exports have none for texts):
         this is the first pass, once per cart."""

@@ -4,7 +4,7 @@ Owns the scratch index behind :meth:`CsvSource.orders_for <cartrescue.sources.cs
 An orders export grows with the shop (some 800,000 orders next to a million carts); held in
 dicts of :class:`~cartrescue.model.Order` it cost more memory than the rest of a run together.
 So it lives in a scratch SQLite file with a small page cache, deleted on close, like
-:mod:`cartrescue.newest`: a million carts cost the same memory as a thousand.
+:mod:`cartrescue.decide.newest`: a million carts cost the same memory as a thousand.
 
 It keeps the first row of every order id (later duplicates are ignored, as before), remembers
 the line of that row so the reader can tell a first occurrence from a duplicate, and answers in

@@ -1,6 +1,6 @@
 """Every URL that goes into a message: only http(s) from data, and UTM tags on links.
 
-Owns two rules for the template context (:meth:`cartrescue.render.Renderer.context`):
+Owns two rules for the template context (:meth:`cartrescue.compose.render.Renderer.context`):
 
 - **safety**: a URL that comes from cart data (recovery URL, product links, images) reaches a
   link or an image only when it is ``http://`` or ``https://``. ``javascript:``, ``data:``,

@@ -23,11 +23,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cartrescue.config import Config, Incentive
-from cartrescue.errors import CartrescueError, ConfigError, TemplateError
-from cartrescue.links import Tag, safe_url, tagger
-from cartrescue.model import Cart, quick_init, quick_new
-from cartrescue.sandbox_limits import (
+from cartrescue.compose.links import Tag, safe_url, tagger
+from cartrescue.compose.sandbox_limits import (
     DICT_ATTRIBUTES,
     MAX_PART_CHARS,
     binop,
@@ -39,6 +36,9 @@ from cartrescue.sandbox_limits import (
     fast_escape,
     str_call_args,
 )
+from cartrescue.config import Config, Incentive
+from cartrescue.errors import CartrescueError, ConfigError, TemplateError
+from cartrescue.model import Cart, quick_init, quick_new
 from cartrescue.template_cache import bytecode_cache
 
 PARTS = ("subject.txt", "txt", "html")
@@ -118,7 +118,7 @@ def shipped_templates() -> Path:
     ``importlib.resources.files`` gives a ``MultiplexedPath`` whose ``str()`` is not a path:
     its real folders are read from the package's search locations instead.
     """
-    checkout = Path(__file__).resolve().parent.parent / "templates"
+    checkout = Path(__file__).resolve().parents[2] / "templates"
     if (checkout / "_layout.html").is_file():
         return checkout
     import importlib.util
@@ -152,7 +152,7 @@ def _percent(value: Decimal, locale: str) -> str:
 
 @lru_cache(maxsize=512)
 def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
-    """Babel's currency format for ``locale`` (fast path: :mod:`cartrescue.money`), made once per
+    """Babel's currency format for ``locale`` (fast path: :mod:`cartrescue.compose.money`), made once per
     locale and currency: every message's context asks for it, and Babel's lookups behind it
     (the locale parsed, the currency's digits) took ~15 µs a message.
 
@@ -161,7 +161,7 @@ def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
     from babel import Locale, UnknownLocaleError
     from babel.numbers import get_decimal_symbol
 
-    from cartrescue.money import money_formatter
+    from cartrescue.compose.money import money_formatter
 
     try:
         Locale.parse(locale)
@@ -252,7 +252,7 @@ def _date_filter(context: Any, value: Any) -> str:
 #: rendered part, and of one ``*`` product. A template (or data) that goes past them fails that
 #: message alone, instead of hanging or exhausting the run.
 MAX_RANGE_ITEMS = 100_000
-# MAX_PART_CHARS and MAX_PRODUCT: cartrescue.sandbox_limits, which also holds every value a
+# MAX_PART_CHARS and MAX_PRODUCT: cartrescue.compose.sandbox_limits, which also holds every value a
 # template builds on the way to that limit.
 #: Seconds of wall clock one message may take to render, its parts together: a loop that prints
 #: nothing (``{% for a in x %}{% for b in y %}{% endfor %}{% endfor %}``) passes every other limit.
@@ -380,7 +380,7 @@ def _sandbox_class() -> type[Any]:
     back to ``shop["name"]``. For a plain ``dict`` and a name that is not one of dict's own
     attributes that fallback is the certain outcome, so it is taken directly: same result, same
     undefined on a missing key, no exception (the compiled templates take the same shortcut
-    inline: :func:`~cartrescue.sandbox_limits.code_generator_class`). Everything else
+    inline: :func:`~cartrescue.compose.sandbox_limits.code_generator_class`). Everything else
     (``items.append``, objects) goes through the stock checks unchanged.
 
     ``*`` and ``**`` are intercepted so that ``"x" * 10**9`` or ``9 ** 9 ** 9`` fails the one
@@ -754,7 +754,7 @@ class Renderer:
         expires_on: date | None = None,
     ) -> dict[str, Any]:
         """The template context (docs/templates.md). Every URL from data passes
-        :mod:`cartrescue.links`: only http(s) reaches a link or an image, and links carry UTM tags.
+        :mod:`cartrescue.compose.links`: only http(s) reaches a link or an image, and links carry UTM tags.
         ``expires_on``: the last day of an allocated code, as the ledger recorded it (a message
         sent again days later must not promise more); without one, the shop's day of
         ``now + valid_for``."""

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cartrescue.config import Config, EligibilityConfig, QuietHours, Sequence
 from cartrescue.contacts import phone_zone
-from cartrescue.eligibility import Verdict, new_verdict
+from cartrescue.decide.eligibility import Verdict, new_verdict
 from cartrescue.ledger import SentStep
 from cartrescue.model import (
     ACTION_DEFER,

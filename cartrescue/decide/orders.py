@@ -1,7 +1,7 @@
 """What a cart's customer has ordered: the facts behind "ordered", "returning" and "pending".
 
 Owns matching orders to a cart (by cart id, email or customer id) and nothing else; the rules
-that act on these facts live in :mod:`cartrescue.eligibility` and :mod:`cartrescue.priority`.
+that act on these facts live in :mod:`cartrescue.decide.eligibility` and :mod:`cartrescue.decide.priority`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ What it must not do:
   Babel's (``NumberPattern.apply`` / ``_quantize_value`` / ``_format_int`` / ``_format_frac``
   of the installed Babel), and where a case cannot be mirrored cheaply the formatter calls Babel
   itself. Shop-specific presentation (whole units for some currencies, rounding policies,
-  templates) belongs to the caller, e.g. :mod:`cartrescue.render`;
+  templates) belongs to the caller, e.g. :mod:`cartrescue.compose.render`;
 * convert currencies, round for cash, or parse money;
 * touch the :mod:`decimal` context: amounts are rounded in the caller's current context
   exactly as Babel rounds them (``ROUND_HALF_EVEN`` by default, via ``quantize``).

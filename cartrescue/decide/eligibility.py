@@ -3,7 +3,7 @@
 Owns the gates every cart passes, in a fixed order so that the reason shown is the most
 fundamental one: contents, contact, bots, consent, suppression, orders, age and idleness, the
 address's newer cart. Time-based gates that depend on the chosen step (due time, one message a
-day, quiet hours) live in :mod:`cartrescue.sequence`. It must not touch the ledger or sources:
+day, quiet hours) live in :mod:`cartrescue.decide.sequence`. It must not touch the ledger or sources:
 callers hand it the facts.
 """
 
@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from cartrescue.config import ConsentPolicy, EligibilityConfig
 from cartrescue.contacts import email_hashes, phone_hash
 from cartrescue.currency import Basis
+from cartrescue.decide.newest import MARKETING, NO_WITHDRAWAL, SMS, Withdrawal
+from cartrescue.decide.orders import OrderFacts
 from cartrescue.model import (
     ACTION_DEFER,
     ACTION_SKIP,
@@ -38,8 +40,6 @@ from cartrescue.model import (
     quick_init,
     quick_new,
 )
-from cartrescue.newest import MARKETING, NO_WITHDRAWAL, SMS, Withdrawal
-from cartrescue.orders import OrderFacts
 
 
 @quick_init
@@ -108,7 +108,7 @@ class Gates:
         number (staff call it); ``email`` and ``webhook`` an address. A suppression of the address or
         of the number stops every channel: the customer asked for no more reminders.
         ``withdrawn``: the address's latest "no" to each consent, said by any of its carts
-        (:meth:`NewestCarts.withdrawn <cartrescue.newest.NewestCarts.withdrawn>`); one said at or
+        (:meth:`NewestCarts.withdrawn <cartrescue.decide.newest.NewestCarts.withdrawn>`); one said at or
         after this cart's last activity withdraws the consent the cart gave (GDPR).
         """
         email = cart.customer.email
