@@ -32,13 +32,17 @@ def test_typer_reads_every_commands_annotations_as_objects_not_text_to_evaluate(
 
 
 def test_the_config_models_fields_are_objects_not_text_for_pydantic_to_evaluate() -> None:
+    import importlib
+    import pkgutil
+
     import pydantic
 
     from cartrescue import config
 
-    models = [model for model in vars(config).values()
-              if isinstance(model, type) and issubclass(model, pydantic.BaseModel) and model.__module__ == config.__name__]
-    assert config.Config in models
+    modules = [importlib.import_module(f"{config.__name__}.{info.name}") for info in pkgutil.iter_modules(config.__path__)]
+    models = [model for module in modules for model in vars(module).values()
+              if isinstance(model, type) and issubclass(model, pydantic.BaseModel) and model.__module__ == module.__name__]
+    assert config.Config in models and config.SourceConfig in models
     written_as_text = [f"{model.__name__}.{name}" for model in models
                        for name, annotation in vars(model).get("__annotations__", {}).items() if isinstance(annotation, str)]
     assert written_as_text == []

@@ -1,0 +1,198 @@
+"""Reading a config file: bounded YAML (no alias bombs, no key written twice), hints for YAML
+mistakes (tabs, unclosed quotes), then ``${ENV}`` and validation into :class:`Config`.
+
+Apart from the models: the only module that touches the file and PyYAML.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cartrescue.config.env import _interpolate
+from cartrescue.config.errors import (
+    _INTERNAL_KEYS,
+    UNKNOWN_KEY,
+    _key_not_text,
+    format_validation_error,
+)
+from cartrescue.config.lines import _key_lines, _line_of
+from cartrescue.config.root import DEFAULT_CONFIG, Config
+from cartrescue.config.secret_keys import _scrub, _secrets
+from cartrescue.errors import ConfigError
+
+MAX_YAML_DEPTH = 32
+
+
+MAX_YAML_ALIASES = 100
+
+
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(root: Any, limit: int) -> int:
+    """How many values the YAML node graph ``root`` holds with every alias written out, counted
+    once per node (aliased nodes are shared) and no further than just past ``limit``; a node
+    that contains itself counts as past it."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key] if sizes[key] >= 0 else limit + 1  # -1: being counted: recursive
+        sizes[key] = -1
+        total = 1
+        value = node.value
+        if isinstance(value, list):
+            for item in value:
+                total += sum(size(part) for part in item) if isinstance(item, tuple) else size(item)
+                if total > limit:
+                    break
+        sizes[key] = total = min(total, limit + 1)
+        return total
+
+    return size(root)
+
+
+def _safe_yaml(text: str, file: Path, key_lines: "dict[tuple[str | int, ...], int] | None" = None) -> Any:
+    """``yaml.safe_load`` with bounds: an alias bomb or absurd nesting is refused, not expanded.
+    ``key_lines``: filled with the line of each key (:func:`_key_lines`), for the errors.
+
+    PyYAML shares aliased nodes, but everything that walks the result afterwards (interpolation,
+    validation) would expand a "billion laughs" document exponentially.
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+        aliases = 0
+        nodes = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    mark = self.peek_event().start_mark
+                    raise ConfigError(f"{file}:{mark.line + 1}: more than {MAX_YAML_ALIASES} YAML aliases "
+                                      "(refused: it could expand without end)")
+            self.nodes += 1
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH or self.nodes > MAX_YAML_NODES:
+                    mark = self.peek_event().start_mark
+                    what = f"nested deeper than {MAX_YAML_DEPTH} levels" if self.depth > MAX_YAML_DEPTH \
+                        else f"more than {MAX_YAML_NODES} values"
+                    raise ConfigError(f"{file}:{mark.line + 1}: {what} (refused: not a cartrescue config)")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def compose_document(self) -> Any:
+            """The document, refused when its aliases would expand past :data:`MAX_YAML_NODES`
+            values: 30 aliases that each name the one before twice are a billion values (counting
+            them alone would not stop it), and a recursive one never ends."""
+            node = super().compose_document()
+            if self.aliases and _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+                raise ConfigError(f"{file}: its YAML aliases expand to more than {MAX_YAML_NODES} values "
+                                  "(refused: it could expand without end)")
+            return node
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            """A key written twice in one mapping (two ``shop:`` sections, two ``host:`` lines) is
+            refused: YAML would keep the last one silently. Keys a ``<<`` merge brings may be
+            overridden, as YAML means them to be."""
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[str, int] = {}
+                for key_node, _value in node.value:
+                    if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                        line = key_node.start_mark.line + 1
+                        if key_node.value in seen:
+                            raise ConfigError(f"{file}:{line}: {key_node.value!r} is given twice in one mapping "
+                                              f"(first on line {seen[key_node.value]}): YAML would silently keep "
+                                              "the last; remove one")
+                        seen[key_node.value] = line
+            return super().construct_mapping(node, deep)
+
+    loader = Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if key_lines is not None:
+            key_lines.update(_key_lines(node))
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: Any) -> str:
+    """PyYAML's account of ``exc``, with what a shop owner needs to find the cause: where the
+    quote or list it could not close began (its own line is the file's end), and what a
+    "mapping values are not allowed here" (named on the line after a key without ':') means."""
+    problem = getattr(exc, "problem", None) or "syntax error"
+    if "'\\t'" in problem or "tab character" in problem:  # PyYAML's words told a shop owner nothing
+        return "a tab character: YAML indents with spaces, never tabs (replace it with spaces)"
+    if problem == "mapping values are not allowed here":
+        return problem + " (a key on a line above without ':', or this key indented deeper than the one before it?)"
+    context, began = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    mark = getattr(exc, "problem_mark", None)
+    if context and began is not None and (mark is None or began.line != mark.line):
+        problem += f" ({context}, from line {began.line + 1})"
+    return problem
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a config file; raise ConfigError naming file and key.
+
+    No message ever shows the value of a secret key (passwords, tokens, the unsubscribe secret,
+    a password inside a database URL), whatever went wrong.
+    """
+    import yaml
+
+    file = Path(path or DEFAULT_CONFIG)
+    try:
+        found = file.exists()
+    except OSError:  # in a folder this user may not search: reading it says so (exists() raised: exit 70)
+        found = True
+    if not found:
+        hint = " (create one with `cartrescue init`)" if path is None else ""
+        raise ConfigError(f"{file}: config file not found{hint}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        key_lines: dict[tuple[str | int, ...], int] = {}
+        raw = _safe_yaml(text, file, key_lines)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = _yaml_problem(exc)
+        raise ConfigError(f"{file}{where}: not valid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping of keys at the top level")
+    if any(not isinstance(key, str) for key in raw):
+        raise ConfigError(f"{file}: {_key_not_text(next(k for k in raw if not isinstance(k, str)))}")
+    written = next((key for key in _INTERNAL_KEYS if key in raw), None)
+    if written is not None:  # it would be replaced below, unnoticed: base_dir: /srv/shop moved no path
+        raise ConfigError(f"{file}: {written}: {UNKNOWN_KEY}")
+    unset: dict[str, str] = {}
+    try:
+        raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)
+    except ConfigError as exc:  # "file: key: ...": the key's line too
+        raise ConfigError(f"{exc}{_line_of(str(exc)[len(str(file)) + 2:].split(': ', 1)[0], key_lines)}") from None
+    secrets = list(_secrets(raw))
+    raw["base_dir"] = file.resolve().parent
+    raw["config_file"] = file
+    raw["unset_env"] = unset
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_scrub(format_validation_error(str(file), exc, key_lines), secrets)) from None
+    config._key_lines = key_lines
+    return config
