@@ -113,7 +113,6 @@ _NOT_LATER: dict[str, int] = {}
 _NO_OWNER = ("",) * len(OWNER_FIELDS)  # a row that leaves them to the cart's first
 REQUIRED_CART = ("cart_id", "currency", "created_at", "sku", "name", "quantity", "unit_price")
 
-_FALSE = FALSE_WORDS  # :func:`_said_no`'s
 _NO_REFUSALS = (False, False)  # a cart that said no consent away (CsvSource._refusals)
 _ZERO = Decimal("0")
 #: ``LineItem(...)``, ``Customer(...)``, ``Cart(...)`` for ~2,000 instructions less each: three a
@@ -134,7 +133,7 @@ def _said_no(rows: list[tuple[int, list[str]]], at: int) -> bool:
     for _, row in rows:
         word = row[at].strip()
         if word:
-            return word.lower() in _FALSE
+            return word.lower() in FALSE_WORDS
     return False
 
 
