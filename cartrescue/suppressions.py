@@ -36,6 +36,9 @@ _PHONE_COLUMNS = ("phone", "phone number", "phone_number", "phonenumber", "mobil
                   "mobile_number", "cell", "cell phone", "cellphone", "msisdn", "telephone", "tel", "number")
 #: What a person writes a phone number with (``+46 70-123 45 67``, ``(070) 123.45.67``): never a
 #: token (letters and digits around one ``.``), an address or a URL.
+#: An address as a mail client writes a sender (``Ann Tester <ann@example.com>``, ``"Tester, Ann"
+#: <ann@…>``) or a bounce report names it (``<ann@…>``): the address is what is inside ``<>``.
+_NAME_ADDR = re.compile(r'(?:"[^"]*"|[^"<>@]*)\s*<([^<>\s:]+@[^<>\s]+)>')
 _WRITTEN_AS_NUMBER = re.compile(r"\+?[\d\s().\-/]*\d[\d\s().\-/]*")
 
 
@@ -43,6 +46,14 @@ _WRITTEN_AS_NUMBER = re.compile(r"\+?[\d\s().\-/]*\d[\d\s().\-/]*")
 class Unsubscribed:
     email: str
     added: bool  # False: it was suppressed already
+
+
+def bare_address(text: str) -> str:
+    """``text`` without the name and angle brackets a mail client writes around an address
+    (:data:`_NAME_ADDR`): a sender pasted from a "please stop" mail, a list copied from one, is
+    that address. Anything else is returned as it is (stripped)."""
+    found = _NAME_ADDR.fullmatch(text.strip())
+    return found.group(1) if found else text.strip()
 
 
 def written_as_number(text: str) -> bool:
@@ -189,7 +200,7 @@ def resolve(value: str, secret: str, spots: tuple[TokenSpot, ...] = ()) -> tuple
     Raises :class:`~cartrescue.unsubscribe.BadToken` for a forged or altered token and
     :class:`ValueError` for something that is neither a token nor a valid address.
     """
-    text = value.strip()
+    text = bare_address(value)
     if "@" in text and "://" not in text and " " not in text and not _mailto(text):
         address = normalize_email(text) or ""
         if not is_valid_email(address):
@@ -310,7 +321,7 @@ def _entry_hash(cell: str, region: str | None) -> str | None:
     if "@" not in cell and written_as_number(cell):
         number = normalize_phone(cell, region)
         return phone_hash(number) if number else None
-    address = normalize_email(cell) or ""
+    address = normalize_email(bare_address(cell)) or ""
     return email_hash(address) if is_valid_email(address) else None
 
 
@@ -388,6 +399,6 @@ def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:
     return ledger.suppressions(limit)
 
 
-__all__ = ["FORGOTTEN", "BadToken", "ErasedContact", "ImportResult", "Unsubscribed", "as_number", "check",
+__all__ = ["FORGOTTEN", "BadToken", "ErasedContact", "ImportResult", "Unsubscribed", "as_number", "bare_address", "check",
            "import_entries", "import_file", "listing", "read_addresses", "remove", "resolve", "subject_token",
            "token_from", "token_spots", "unsubscribe", "unsubscribe_number", "url_token", "written_as_number"]

@@ -630,3 +630,25 @@ def test_cli_unsubscribe_takes_a_phone_number(shop: Shop) -> None:
     assert [(row["reason"], row["source"]) for row in listed] == [("unsubscribed", "cli (number)")]
     invalid = shop.cli("unsubscribe", "070-12", "--json", now=None)
     assert invalid.exit_code == 2 and "not a valid phone number" in invalid.json["error"]["message"]
+
+
+@pytest.mark.parametrize("written", ["Ann Tester <Ann@Example.com>", '"Tester, Ann" <ann@example.com>',
+                                     "<ann@example.com>"])
+def test_cli_unsubscribe_takes_an_address_as_a_mail_clients_from_line_writes_it(shop: Shop, written: str) -> None:
+    """A customer writes "please stop", and the owner pastes the sender as the mail shows it:
+    it was refused as a "malformed unsubscribe token", and the customer got the next reminder."""
+    result = shop.cli("unsubscribe", written, "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["email"] == "ann@example.com" and result.json["added"] is True
+    assert shop.suppression("ann@example.com")["reason"] == "unsubscribed"
+
+
+def test_suppress_import_reads_addresses_written_with_a_name_or_in_angle_brackets(shop: Shop, tmp_path: Path) -> None:
+    """A list copied from a mail client or a bounce report (``Ann Tester <ann@…>``, ``<bob@…>``):
+    every such entry was "not an e-mail address", and nobody on it was suppressed."""
+    export = tmp_path / "complaints.txt"
+    export.write_text("Ann Tester <ann@example.com>\n<Bob@Example.com>\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (2, [])
+    assert shop.suppression("ann@example.com") is not None and shop.suppression("bob@example.com") is not None
