@@ -39,7 +39,7 @@ from cartrescue.contacts import (
     phone_hash,
     without_address,
 )
-from cartrescue.ledger import MAYBE_DELIVERED, TABLES, UNCONFIRMED, Code, Inbound, Message, Run, RunLock, SendTest, Suppression
+from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Inbound, Message, Run, RunLock, SendTest, Suppression, may_have_reached
 from cartrescue.suppressions import FORGOTTEN  # the suppression reason of a forgotten address
 from cartrescue.unsubscribe_mail import forgotten_key
 
@@ -119,7 +119,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         written = [*messages, *conn.execute(select(tests.c.transport, tests.c.reply).where(its_tests))]
         found.files = sorted({row.reply for row in written
                               if row.transport == "outbox" and row.reply.endswith(OUTBOX_SUFFIXES)})
-        spent = {row.id for row in messages if row.status in MAYBE_DELIVERED}
+        spent = {row.id for row in messages if may_have_reached(row.status, row.transport)}
         ids = [row.id for row in messages]
         held = (code.c.claim_id.in_(ids) | code.c.replaced_claim_id.in_(ids)) if ids else False
         codes = conn.execute(select(code.c.id, code.c.claim_id, code.c.replaced_claim_id).where(

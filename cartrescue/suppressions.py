@@ -1,8 +1,8 @@
 """Opt-outs: unsubscribe a token or an address, import lists, list, check and remove them.
 
 Owns turning what people hand over -- a token from an unsubscribe link or a ``mailto:`` subject,
-an address, another tool's CSV export, a text file with one address a line -- into suppressions
-in the ledger. A suppression is kept under the hash of the normalized address (the ledger stores
+an address or a phone number, another tool's CSV export, a text file with one address (or number)
+a line -- into suppressions in the ledger. A suppression is kept under the hash of the normalized address (the ledger stores
 no suppressed address), so it covers every cart and every step of that address: one click stops
 every stream. It must not plan, send or print; the CLI and :mod:`cartrescue.webhook` call it.
 """
@@ -31,12 +31,53 @@ UNSUBSCRIBED = "unsubscribed"
 IMPORTED = "imported"
 _EMAIL_COLUMNS = ("email", "e-mail", "email address", "e-mail address", "emailaddress", "email_address", "mail",
                   "address", "subscriber", "recipient")
+#: The column of an SMS tool's opt-out export, read where a list has no e-mail column.
+_PHONE_COLUMNS = ("phone", "phone number", "phone_number", "phonenumber", "mobile", "mobile phone", "mobile number",
+                  "mobile_number", "cell", "cell phone", "cellphone", "msisdn", "telephone", "tel", "number")
+#: What a person writes a phone number with (``+46 70-123 45 67``, ``(070) 123.45.67``): never a
+#: token (letters and digits around one ``.``), an address or a URL.
+#: An address as a mail client writes a sender (``Ann Tester <ann@example.com>``, ``"Tester, Ann"
+#: <ann@…>``) or a bounce report names it (``<ann@…>``): the address is what is inside ``<>``.
+_NAME_ADDR = re.compile(r'(?:"[^"]*"|[^"<>@]*)\s*<([^<>\s:]+@[^<>\s]+)>')
+_WRITTEN_AS_NUMBER = re.compile(r"\+?[\d\s().\-/]*\d[\d\s().\-/]*")
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribed:
     email: str
     added: bool  # False: it was suppressed already
+
+
+def bare_address(text: str) -> str:
+    """``text`` without the name and angle brackets a mail client writes around an address
+    (:data:`_NAME_ADDR`): a sender pasted from a "please stop" mail, a list copied from one, is
+    that address. Anything else is returned as it is (stripped)."""
+    found = _NAME_ADDR.fullmatch(text.strip())
+    return found.group(1) if found else text.strip()
+
+
+def written_as_number(text: str) -> bool:
+    """Whether ``text`` is written as a phone number (digits, spaces, ``+ - ( ) . /``), valid or not:
+    such a cell or argument is read as a number, and one that is none is refused as a number."""
+    return _WRITTEN_AS_NUMBER.fullmatch(text.strip()) is not None
+
+
+def as_number(value: str, region: str | None) -> str | None:
+    """The E.164 number ``value`` is written as (local digits read in ``region``, the shop's
+    country), or ``None`` when it is not written as a number (an address, a token, a link);
+    ValueError when it is, but is no valid number: a typo must not be answered "unsubscribed"."""
+    if not written_as_number(value):
+        return None
+    number = normalize_phone(value, region)
+    if number is None:
+        raise ValueError(f"not a valid phone number (E.164, or of region {region or 'unknown'}): {value.strip()!r}")
+    return number
+
+
+def unsubscribe_number(ledger: Ledger, number: str, *, source: str, now: datetime | None = None) -> bool:
+    """Suppress the E.164 ``number`` (:func:`as_number`) as a STOP reply does: no text, no call-list
+    row, and no e-mail to a cart with that number, on any channel. ``False``: it was already."""
+    return ledger.suppress(phone_hash(number), UNSUBSCRIBED, f"{source} (number)", now)
 
 
 @dataclass(slots=True)
@@ -159,7 +200,7 @@ def resolve(value: str, secret: str, spots: tuple[TokenSpot, ...] = ()) -> tuple
     Raises :class:`~cartrescue.unsubscribe.BadToken` for a forged or altered token and
     :class:`ValueError` for something that is neither a token nor a valid address.
     """
-    text = value.strip()
+    text = bare_address(value)
     if "@" in text and "://" not in text and " " not in text and not _mailto(text):
         address = normalize_email(text) or ""
         if not is_valid_email(address):
@@ -186,10 +227,13 @@ def unsubscribe(ledger: Ledger, value: str, secret: str, *, source: str, now: da
 def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     """``(file:line, cell)`` for every address-like entry of a CSV export or a one-a-line file.
 
-    A CSV (``,``, ``;`` or tab) is read by its e-mail column (``email``, ``Email Address``, ...);
-    without such a header, the first cell holding an ``@`` of each row. A file without a
-    delimiter is one address a line, under a header when its first line is a column name
-    (``email``: a one-column export). Blank lines and lines starting with ``#`` are skipped.
+    A CSV (``,``, ``;`` or tab) is read by its e-mail column (``email``, ``Email Address``, ...),
+    else by its phone column (``Phone Number``: an SMS tool's opt-outs); without such a header,
+    the first cell of each row holding an ``@``, else the first written as a phone number. Its
+    first row is a header only when none of its cells is either: a list of numbers without a
+    header lost its first number to it. A file without a delimiter is one address (or number) a
+    line, under a header when its first line is a column name (``email``: a one-column export).
+    Blank lines and lines starting with ``#`` are skipped.
     """
     try:
         data = path.read_bytes()
@@ -205,7 +249,7 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     if delimiter is None:  # one address a line, perhaps under a one-column CSV's header ("email")
         # A one-column export may quote every cell ("Email Address", "ann@example.com"): read as
         # it was, the quotes stayed on, and neither the header nor one address was recognised.
-        header = _unquoted(first.strip()).lower() in _EMAIL_COLUMNS
+        header = _unquoted(first.strip()).lower() in _EMAIL_COLUMNS + _PHONE_COLUMNS
         for number, line in enumerate(lines, 1):
             entry = _unquoted(line.strip())
             if entry and not entry.startswith("#"):
@@ -226,13 +270,14 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
         if not header_seen:
             header_seen = True
             names = [cell.lower() for cell in cells]
-            column = next((names.index(name) for name in _EMAIL_COLUMNS if name in names), None)
-            if column is not None or not any("@" in cell for cell in cells):
+            column = next((names.index(name) for name in _EMAIL_COLUMNS + _PHONE_COLUMNS if name in names), None)
+            if column is not None or not any("@" in cell or written_as_number(cell) for cell in cells):
                 continue  # the header line
         if column is not None:
             yield f"{path.name}:{number}", cells[column] if column < len(cells) else ""
         else:
-            yield f"{path.name}:{number}", next((cell for cell in cells if "@" in cell), cells[0])
+            yield f"{path.name}:{number}", next((cell for cell in cells if "@" in cell),
+                                                next((cell for cell in cells if written_as_number(cell)), cells[0]))
 
 
 def _text_of(path: Path, data: bytes) -> str:
@@ -264,23 +309,35 @@ def _unquoted(cell: str) -> str:
     return cell
 
 
-def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: datetime | None = None) -> ImportResult:
-    """Suppress every valid address of ``path``; report invalid entries instead of failing."""
-    return import_entries(ledger, read_addresses(path), reason=reason, now=now)
+def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: datetime | None = None,
+                region: str | None = None) -> ImportResult:
+    """Suppress every valid address and number of ``path``; report invalid entries instead of failing."""
+    return import_entries(ledger, read_addresses(path), reason=reason, now=now, region=region)
+
+
+def _entry_hash(cell: str, region: str | None) -> str | None:
+    """The hash one entry of a list is suppressed under: an address's, or a phone number's (local
+    digits read in ``region``) as a STOP reply's; ``None`` for neither."""
+    if "@" not in cell and written_as_number(cell):
+        number = normalize_phone(cell, region)
+        return phone_hash(number) if number else None
+    address = normalize_email(bare_address(cell)) or ""
+    return email_hash(address) if is_valid_email(address) else None
 
 
 def import_entries(ledger: Ledger, entries: Iterable[tuple[str, str]], *, reason: str = IMPORTED,
-                   now: datetime | None = None) -> ImportResult:
-    """Suppress every valid address of ``entries`` (:func:`read_addresses`, read before the
-    ledger is opened: a file that cannot be read makes no ledger file); report invalid ones."""
+                   now: datetime | None = None, region: str | None = None) -> ImportResult:
+    """Suppress every valid address and phone number of ``entries`` (:func:`read_addresses`, read
+    before the ledger is opened: a file that cannot be read makes no ledger file); report invalid
+    ones. ``region``: the country of numbers written without their country code."""
     result = ImportResult()
     rows: list[tuple[str, str, str]] = []
     for location, cell in entries:
-        address = normalize_email(cell) or ""
-        if not is_valid_email(address):
+        hashed = _entry_hash(cell, region)
+        if hashed is None:
             result.invalid.append((location, cell))
             continue
-        rows.append((email_hash(address), reason, f"import {location}"))
+        rows.append((hashed, reason, f"import {location}"))
     unique = len({row[0] for row in rows})
     result.added = ledger.suppress_many(rows, now)
     result.already = unique - result.added
@@ -342,5 +399,6 @@ def listing(ledger: Ledger, limit: int | None = None) -> list[dict[str, Any]]:
     return ledger.suppressions(limit)
 
 
-__all__ = ["FORGOTTEN", "BadToken", "ErasedContact", "ImportResult", "Unsubscribed", "check", "import_entries", "import_file", "listing", "read_addresses",
-           "remove", "resolve", "subject_token", "token_from", "token_spots", "unsubscribe", "url_token"]
+__all__ = ["FORGOTTEN", "BadToken", "ErasedContact", "ImportResult", "Unsubscribed", "as_number", "bare_address", "check",
+           "import_entries", "import_file", "listing", "read_addresses", "remove", "resolve", "subject_token",
+           "token_from", "token_spots", "unsubscribe", "unsubscribe_number", "url_token", "written_as_number"]

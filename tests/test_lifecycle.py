@@ -643,3 +643,24 @@ def test_a_refused_request_leaves_no_ledger_file_behind(shop: Shop, command: tup
     assert result.exit_code == 2, result.output
     assert not (shop.folder / "ledger.db").exists()
     assert "no ledger was at" not in result.stderr
+
+
+def test_a_code_whose_webhook_answer_was_lost_stays_spent_after_forget(shop: Shop) -> None:
+    """The webhook channel sends a request again when its answer was lost, so a message left
+    ``failed_transient`` may have reached the receiver, which may have passed its code on to the
+    customer: ``forget`` put that code back in its pool, and the next cart got it too."""
+    from httpserver import Answer, WebhookReceiver
+    from test_webhook_channel import SECRET
+
+    _codes_shop(shop)
+    with WebhookReceiver(SECRET) as receiver:
+        shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "webhook"}]},
+                       webhook={"url": receiver.url, "secret": SECRET, "retries": 0})
+        receiver.plan(Answer(0, process=True, drop=True), Answer(0, process=True, drop=True))  # taken, unanswered
+        assert shop.cli("run", "--send").exit_code == 1
+        assert len(receiver.accepted) == 2
+    assert {row["status"] for row in shop.messages()} == {"failed_transient"}
+    result = shop.cli("forget", BOB, "--json", now=None)
+    assert (result.json["codes_kept"], result.json["codes_freed"]) == (1, 0), result.output
+    pools = shop.cli("codes", "list", "--json").json["pools"]["comeback"]
+    assert pools["unused"] == 0

@@ -279,13 +279,13 @@ def test_cli_unsubscribe_takes_a_token_a_url_a_mailto_subject_or_an_address(shop
     token = make_token("Ann@Example.com", SECRET)
     by_token = shop.cli("unsubscribe", token, "--json", now=None)
     assert by_token.exit_code == 0, by_token.output
-    assert by_token.json == {"email": "ann@example.com", "added": True, "warnings": []}
+    assert by_token.json == {"email": "ann@example.com", "phone": None, "added": True, "warnings": []}
     again = shop.cli("unsubscribe", f"https://shop.example.com/unsubscribe?token={token}", "--json", now=None)
-    assert again.json == {"email": "ann@example.com", "added": False, "warnings": []}
+    assert again.json == {"email": "ann@example.com", "phone": None, "added": False, "warnings": []}
     subject = shop.cli("unsubscribe", f"unsubscribe {make_token('bob@example.com', SECRET)}", now=None)
     assert subject.exit_code == 0 and "bob@example.com: unsubscribed" in subject.stderr
     address = shop.cli("unsubscribe", "Carl@Example.com ", "--json", now=None)
-    assert address.json == {"email": "carl@example.com", "added": True, "warnings": []}
+    assert address.json == {"email": "carl@example.com", "phone": None, "added": True, "warnings": []}
     for who in ("ann@example.com", "bob@example.com", "carl@example.com"):
         assert shop.suppression(who)["reason"] == "unsubscribed"
 
@@ -305,7 +305,7 @@ def test_suppress_import_quotes_a_huge_invalid_cell_in_one_short_warning(shop: S
     result = shop.cli("suppress", "import", str(export), now=None)
     assert result.exit_code == 1
     text = "".join(result.stderr.split("\n"))  # the terminal wraps a long line
-    assert "unsubscribed.csv:3: not an e-mail address: 'xxx" in text and "x…" in text and len(text) < 400
+    assert "unsubscribed.csv:3: not an e-mail address or phone number: 'xxx" in text and "x…" in text and len(text) < 400
 
 
 def test_suppress_import_of_a_missing_or_undecodable_file_says_why_in_plain_words(shop: Shop, tmp_path: Path) -> None:
@@ -517,7 +517,7 @@ def test_cli_unsubscribe_takes_the_forms_a_mail_client_hands_over(shop: Shop, fo
     ("Re:", "AW: Fwd:", a spam filter's tag): each was refused as a malformed token."""
     result = shop.cli("unsubscribe", form.format(token=make_token("ann@example.com", SECRET)), "--json", now=None)
     assert result.exit_code == 0, result.output
-    assert result.json == {"email": "ann@example.com", "added": True, "warnings": []}
+    assert result.json == {"email": "ann@example.com", "phone": None, "added": True, "warnings": []}
 
 
 def test_a_mailto_subject_with_an_altered_token_is_still_refused(shop: Shop) -> None:
@@ -580,3 +580,75 @@ def test_the_webhook_server_names_a_config_error_in_one_line(shop: Shop, breakag
     assert lines[0].startswith("error: ") and config.name in lines[0], done.stderr
     if breakage == "no_secret":
         assert "shop.unsubscribe_secret: empty" in lines[0]
+
+
+def _texting_shop(shop: Shop) -> Shop:
+    """A Swedish shop whose carts get text messages: three carts, 070-123 45 00 to 02."""
+    from test_sms_channel import sms_shop
+
+    return sms_shop(shop, "http://127.0.0.1:9")  # `carts` decides; nothing is sent
+
+
+def test_suppress_import_of_a_list_of_numbers_stops_their_text_messages(shop: Shop, tmp_path: Path) -> None:
+    """The opt-outs of the shop's former SMS tool (numbers, international or as the shop's
+    country writes them) were every one "not an e-mail address": nobody on the list was
+    suppressed, and the next run texted the people who had replied STOP."""
+    _texting_shop(shop)
+    export = tmp_path / "sms-optouts.csv"
+    export.write_text("Phone Number,Opted out\n+46701234500,2026-01-01\n070-123 45 01,2026-01-02\n"
+                      "12345,2026-01-03\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 1, result.output  # one invalid entry
+    assert (result.json["added"], result.json["invalid"]) == (2, [{"where": "sms-optouts.csv:4", "value": "12345"}])
+    decisions = shop.decisions()
+    assert {key: decisions[key]["reason"] for key in ("s000", "s001", "s002")} == {
+        "s000": "suppressed", "s001": "suppressed", "s002": "due"}
+    assert shop.cli("suppress", "list", "--email", "+46701234501", now=None).exit_code == 0
+
+
+def test_suppress_import_of_numbers_without_a_header_keeps_the_first_line(shop: Shop, tmp_path: Path) -> None:
+    """A CSV's first row without an ``@`` was taken for its header: the first number of a list
+    without one was dropped without a word."""
+    _texting_shop(shop)
+    export = tmp_path / "stops.csv"
+    export.write_text("+46701234500;STOP\n+46701234501;STOP\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["added"] == 2
+    assert shop.decisions()["s000"]["reason"] == "suppressed"
+
+
+def test_cli_unsubscribe_takes_a_phone_number(shop: Shop) -> None:
+    """A customer who asks on the phone not to be texted again: `unsubscribe 070-…` was refused
+    as a "malformed unsubscribe token", and only `forget` could stop the texts."""
+    _texting_shop(shop)
+    result = shop.cli("unsubscribe", "070-123 45 02", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json == {"email": None, "phone": "+46701234502", "added": True, "warnings": []}
+    assert shop.decisions()["s002"]["reason"] == "suppressed"
+    listed = shop.cli("suppress", "list", "--email", "+46701234502", "--json", now=None).json["suppressions"]
+    assert [(row["reason"], row["source"]) for row in listed] == [("unsubscribed", "cli (number)")]
+    invalid = shop.cli("unsubscribe", "070-12", "--json", now=None)
+    assert invalid.exit_code == 2 and "not a valid phone number" in invalid.json["error"]["message"]
+
+
+@pytest.mark.parametrize("written", ["Ann Tester <Ann@Example.com>", '"Tester, Ann" <ann@example.com>',
+                                     "<ann@example.com>"])
+def test_cli_unsubscribe_takes_an_address_as_a_mail_clients_from_line_writes_it(shop: Shop, written: str) -> None:
+    """A customer writes "please stop", and the owner pastes the sender as the mail shows it:
+    it was refused as a "malformed unsubscribe token", and the customer got the next reminder."""
+    result = shop.cli("unsubscribe", written, "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["email"] == "ann@example.com" and result.json["added"] is True
+    assert shop.suppression("ann@example.com")["reason"] == "unsubscribed"
+
+
+def test_suppress_import_reads_addresses_written_with_a_name_or_in_angle_brackets(shop: Shop, tmp_path: Path) -> None:
+    """A list copied from a mail client or a bounce report (``Ann Tester <ann@…>``, ``<bob@…>``):
+    every such entry was "not an e-mail address", and nobody on it was suppressed."""
+    export = tmp_path / "complaints.txt"
+    export.write_text("Ann Tester <ann@example.com>\n<Bob@Example.com>\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (2, [])
+    assert shop.suppression("ann@example.com") is not None and shop.suppression("bob@example.com") is not None

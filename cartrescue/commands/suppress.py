@@ -25,47 +25,57 @@ from cartrescue.text import clipped
 def unsubscribe(
     target: Annotated[str, typer.Argument(
         help="A token, the unsubscribe URL or mailto: link from a message, the subject of an unsubscribe mail "
-             "('unsubscribe TOKEN', also replied to or forwarded), or an address.",
+             "('unsubscribe TOKEN', also replied to or forwarded), an address, or a phone number.",
         show_default=False)],
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Stop every reminder to one address: every cart, every step, from now on.
+    """Stop every reminder to one address (or phone number): every cart, every step, from now on.
 
     Give the token (or the whole link, or the subject of an unsubscribe mail) and the address in
     it is suppressed after its signature is checked; a forged or altered token is refused (exit
-    2). An address given as it is needs no token. For a whole mailbox of unsubscribe mails, see
-    `suppress mailbox`.
+    2). An address given as it is needs no token. A phone number (`+46…`, or as the shop's
+    country writes it) is suppressed as a STOP reply is: no text, call or e-mail to a cart with
+    it. For a whole mailbox of unsubscribe mails, see `suppress mailbox`.
 
     Example (TOKEN: the one in the customer's link, signed by your shop's secret):
 
         cartrescue unsubscribe 'https://shop.example.com/unsubscribe?token=TOKEN'
         cartrescue unsubscribe bob@example.com --json
+        cartrescue unsubscribe +46701234567
     """
-    from cartrescue.suppressions import BadToken, resolve, token_spots
+    from cartrescue.suppressions import BadToken, as_number, resolve, token_spots, unsubscribe_number
     from cartrescue.suppressions import unsubscribe as do_unsubscribe
 
+    email: str | None = None
     try:
         cfg = load(config)
         spots = token_spots(cfg.shop.unsubscribe_url)
-        try:  # before the ledger is opened: a refused token or address makes no ledger file
-            resolve(target, cfg.shop.unsubscribe_secret, spots)
+        try:  # before the ledger is opened: a refused token, address or number makes no ledger file
+            number = as_number(target, cfg.phone_region)
+            if number is None:
+                resolve(target, cfg.shop.unsubscribe_secret, spots)
             ledger = recording_ledger(cfg)
             try:
-                done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli", spots=spots)
+                if number is None:
+                    done = do_unsubscribe(ledger, target, cfg.shop.unsubscribe_secret, source="cli", spots=spots)
+                    email, added = done.email, done.added
+                else:
+                    added = unsubscribe_number(ledger, number, source="cli")
             finally:
                 ledger.close()
         except BadToken as exc:
             raise ConfigError(f"refused: {exc} (nothing was changed)") from None
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(f"{exc} (nothing was changed)") from None
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"email": done.email, "added": done.added}, config=cfg)
+        json_out({"email": email, "phone": number, "added": added}, config=cfg)
         return
-    state = "unsubscribed" if done.added else "already unsubscribed"
-    err_console().print(f"{done.email}: {state} (no cart of this address gets another reminder)", highlight=False)
+    state = "unsubscribed" if added else "already unsubscribed"
+    whose = "of this address" if number is None else "with this number"
+    err_console().print(f"{email or number}: {state} (no cart {whose} gets another reminder)", highlight=False)
 
 
 app = sub_typer("Suppressions: addresses that never get a reminder (unsubscribed, bounced, imported).")
@@ -73,21 +83,25 @@ app = sub_typer("Suppressions: addresses that never get a reminder (unsubscribed
 
 @app.command("import")
 def suppress_import(
-    file: Annotated[Path, typer.Argument(help="A CSV export with an e-mail column, or one address a line.",
-                                         show_default=False)],
+    file: Annotated[Path, typer.Argument(help="A CSV export with an e-mail (or phone) column, or one address (or "
+                                              "number) a line.", show_default=False)],
     config: ConfigOption = None,
     as_json: JsonOption = False,
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Recorded with each suppression.")] = "imported",
 ) -> None:
-    """Suppress every address of FILE (another tool's unsubscribes, a bounce list, a do-not-mail list).
+    """Suppress every address of FILE (another tool's unsubscribes, a bounce list, a do-not-mail list),
+    or every phone number (an SMS tool's opt-outs: no text, call or e-mail to a cart with one).
 
-    A CSV (`,`, `;` or tab) is read by its e-mail column (`email`, `Email Address`, ...); any
-    other file as one address a line (`#` starts a comment). Invalid entries are listed and the
-    exit code is 1; the valid ones are imported anyway. Importing twice changes nothing.
+    A CSV (`,`, `;` or tab) is read by its e-mail column (`email`, `Email Address`, ...), else
+    its phone column (`phone`, `Phone Number`, `mobile`, ...); any other file as one address or
+    number a line (`#` starts a comment). A number without its country code is read in
+    `sms.default_region`, else `shop.country`. Invalid entries are listed and the exit code is 1;
+    the valid ones are imported anyway. Importing twice changes nothing.
 
     Example:
 
         cartrescue suppress import mailchimp-unsubscribed.csv --reason "mailchimp export"
+        cartrescue suppress import sms-optouts.csv --reason "old SMS tool"
     """
     from cartrescue.suppressions import import_entries, read_addresses
 
@@ -96,7 +110,7 @@ def suppress_import(
         entries = list(read_addresses(file))  # before the ledger: a file it cannot read makes no ledger file
         ledger = recording_ledger(cfg)
         try:
-            result = import_entries(ledger, entries, reason=reason)
+            result = import_entries(ledger, entries, reason=reason, region=cfg.phone_region)
         finally:
             ledger.close()
     except CartrescueError as error:
@@ -108,7 +122,7 @@ def suppress_import(
         stderr = err_console()
         for where, value in result.invalid[:20]:
             shown = clipped(repr(value), 80)
-            stderr.print(error_line(f"{where}: not an e-mail address: {shown}", "warning", "yellow"))
+            stderr.print(error_line(f"{where}: not an e-mail address or phone number: {shown}", "warning", "yellow"))
         if len(result.invalid) > 20:
             stderr.print(error_line(f"… and {len(result.invalid) - 20} more invalid entries", "warning", "yellow"))
         stderr.print(f"{file}: {result.added} suppressed, {result.already} were already, "

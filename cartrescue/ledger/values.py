@@ -21,6 +21,10 @@ UNCONFIRMED = ("claimed", "unconfirmed")
 #: Statuses of a message the customer may have received: its incentive code is spent (``forget``
 #: keeps it, ``codes list`` counts it active until its expiry, then expired).
 MAYBE_DELIVERED = ("sent", *UNCONFIRMED)
+#: Transports whose channel sends a request again when its answer was lost (the webhook: its
+#: receiver drops a repeated ``Idempotency-Key``): a message of theirs that failed in the end may
+#: still have reached the receiver on an earlier attempt, and the customer may hold its code.
+RESENDS_LOST = ("webhook",)
 #: Statuses that count as "the address got a message" (one per day) -- a permanent refusal too:
 #: the relay took the attempt, and the next step must not follow the same day.
 MESSAGED = ("claimed", "unconfirmed", "sent", "failed_permanent")
@@ -102,3 +106,11 @@ class ClaimRequest:
     customer_id: str | None = None
     cart_value: str | None = None
     phone: str | None = None  # E.164, where the shop sends SMS
+
+
+def may_have_reached(status: str, transport: str | None) -> bool:
+    """Whether the customer may hold what a message carried (its incentive code): it was sent or
+    has no known outcome (:data:`MAYBE_DELIVERED`), or it failed on a transport that resends a
+    request whose answer was lost (:data:`RESENDS_LOST`). ``forget`` keeps such a code spent: put
+    back in its pool, it could go to a second customer."""
+    return status in MAYBE_DELIVERED or (transport in RESENDS_LOST and status in ("failed_transient", "failed_permanent"))
