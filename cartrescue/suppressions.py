@@ -34,11 +34,11 @@ _EMAIL_COLUMNS = ("email", "e-mail", "email address", "e-mail address", "emailad
 #: The column of an SMS tool's opt-out export, read where a list has no e-mail column.
 _PHONE_COLUMNS = ("phone", "phone number", "phone_number", "phonenumber", "mobile", "mobile phone", "mobile number",
                   "mobile_number", "cell", "cell phone", "cellphone", "msisdn", "telephone", "tel", "number")
-#: What a person writes a phone number with (``+46 70-123 45 67``, ``(070) 123.45.67``): never a
-#: token (letters and digits around one ``.``), an address or a URL.
 #: An address as a mail client writes a sender (``Ann Tester <ann@example.com>``, ``"Tester, Ann"
 #: <ann@…>``) or a bounce report names it (``<ann@…>``): the address is what is inside ``<>``.
 _NAME_ADDR = re.compile(r'(?:"[^"]*"|[^"<>@]*)\s*<([^<>\s:]+@[^<>\s]+)>')
+#: What a person writes a phone number with (``+46 70-123 45 67``, ``(070) 123.45.67``): never a
+#: token (letters and digits around one ``.``), an address or a URL.
 _WRITTEN_AS_NUMBER = re.compile(r"\+?[\d\s().\-/]*\d[\d\s().\-/]*")
 
 
