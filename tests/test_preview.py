@@ -47,6 +47,24 @@ def test_preview_in_a_regional_locale_of_a_language_with_templates_adds_no_note(
     assert shop.cli("preview", "c1", "--locale", "sv_FI", "--json").json["locale"] == "sv"
 
 
+def test_preview_json_says_which_locale_it_fell_back_to(shop: Shop) -> None:
+    """A script (CI checking each market's message) reads the document, not stderr: the note
+    that ``fi`` was shown in ``en`` is in it, as the terminal's ``note:`` line says it."""
+    shop.add(cart("c1"))
+    result = shop.cli("preview", "c1", "--locale", "fi", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["locale_fallback"] == ("--locale fi: step 1's template has no fi files: shown in en "
+                                              "(the fallback a customer of fi gets)")
+    assert result.stderr == ""
+
+
+def test_preview_json_of_a_locale_with_templates_has_no_fallback(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    for asked in ("sv_FI", None):
+        args = ("--locale", asked) if asked else ()
+        assert shop.cli("preview", "c1", *args, "--json").json["locale_fallback"] is None
+
+
 @pytest.mark.parametrize("asked", ["sr-latn", "SR-LATN", "sr_Latn_RS", "sr-Latn-RS"])
 def test_preview_locale_is_read_as_a_customers_locale_is(shop: Shop, asked: str) -> None:
     """A folder sr_Latn takes a customer's sr-latn, sr_Latn_RS and SR-LATN; --locale sr-latn

@@ -29,7 +29,9 @@ def preview(
     step: Annotated[Optional[int], typer.Option("--step", min=1, metavar="N", help=(
         "Render this step, even of a cart a run would not message (default: the one due or waited for, else the "
         "next; none for a cart a run skips)."))] = None,
-    locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help="Render in this locale instead of the customer's.")] = None,
+    locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help=(
+        "Render in this locale instead of the customer's (one without the step's files falls back as a customer's "
+        "would, and says so: locale_fallback in --json)."))] = None,
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write the HTML part to this file.")] = None,
     variant: Annotated[Optional[str], typer.Option(
         "--variant", metavar="NAME", help="Render this A/B variant of the step (default: the one the address is assigned).")] = None,
@@ -81,21 +83,17 @@ def preview(
             take_screenshot(message.html, screenshot, size=size)
     except CartrescueError as error:
         fail(error, as_json)
-    number = shown.step
-    from cartrescue.preview import fell_back
-
     if not as_json:
         for warning in shown.warnings:  # the export's, as a run says them: why every cart may look alike
             err_console().print(error_line(warning, "warning", "yellow"), soft_wrap=True)
-    if fell_back(locale, shown.locale) and not as_json:
-        err_console().print(error_line(f"--locale {locale}: step {number}'s template has no {locale} files: shown in "
-                                       f"{shown.locale} (the fallback a customer of {locale} gets)", "note", "yellow"),
-                            soft_wrap=True)
+        fallback = _locale_fallback(shown, locale)
+        if fallback is not None:
+            err_console().print(error_line(fallback, "note", "yellow"), soft_wrap=True)
     if shown.withheld:
-        _show_withheld(shown, cart_id, as_json, html is not None or screenshot is not None, cfg)
+        _show_withheld(shown, cart_id, as_json, html is not None or screenshot is not None, cfg, locale)
         return
     if message is None:
-        _show_sms(shown, cart_id, as_json, cfg)
+        _show_sms(shown, cart_id, as_json, cfg, locale)
         return
     if html is not None:
         try:
@@ -104,7 +102,7 @@ def preview(
         except CartrescueError as error:
             fail(error, as_json)
     if as_json:
-        json_out({**_verdict(shown, cart_id), "subject": message.subject, "text": message.text,
+        json_out({**_verdict(shown, cart_id, locale), "subject": message.subject, "text": message.text,
                   "html": message.html, "to": message.to.email, "locale": shown.locale,
                   "screenshot": str(screenshot) if screenshot is not None else None}, config=cfg)
         return
@@ -124,12 +122,12 @@ def preview(
         console.print(Rule(f"screenshot written to {screenshot} ({window_size})"))
 
 
-def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any) -> None:
+def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | None) -> None:
     """An SMS step: the text as a run would send it, with its length in segments."""
 
     sms, target = shown.sms, shown.target
     if as_json:
-        json_out({**_verdict(shown, cart_id), "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
+        json_out({**_verdict(shown, cart_id, locale), "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
                   "segments": sms.length.segments, "units": sms.length.units, "locale": sms.locale}, config=cfg)
         return
     from rich.text import Text
@@ -144,21 +142,35 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any) -> None:
     console.print(printable(sms.text, keep_newlines=True))
 
 
-def _verdict(shown: Any, cart_id: str) -> dict[str, Any]:
+def _locale_fallback(shown: Any, asked: str | None) -> str | None:
+    """The note that ``--locale asked`` was shown in another locale (the step's template has no
+    files for it), or ``None``: on stderr on a terminal, ``locale_fallback`` in ``--json``, since
+    a script checking each market's message reads the document, not stderr."""
+    from cartrescue.preview import fell_back
+
+    if not fell_back(asked, shown.locale):
+        return None
+    return (f"--locale {asked}: step {shown.step}'s template has no {asked} files: shown in {shown.locale} "
+            f"(the fallback a customer of {asked} gets)")
+
+
+def _verdict(shown: Any, cart_id: str, asked: str | None) -> dict[str, Any]:
     """The keys every ``--json`` preview starts with: the cart, the step shown, what a run would
     do with the cart and why in words (``detail``), whether a message is shown, and the note
-    that a run would not send it (``null`` when it would, now or later), and what is wrong with
-    the whole export (``warnings``: a misnamed column, as a run reports it)."""
+    that a run would not send it (``null`` when it would, now or later), the note that
+    ``--locale`` fell back (``locale_fallback``), and what is wrong with the whole export
+    (``warnings``: a misnamed column, as a run reports it)."""
     decision = shown.decision
     return {"cart_id": cart_id, "step": shown.step or None, "variant": shown.variant, "channel": shown.channel,
             "decision": decision.action.value, "reason": decision.reason.value, "detail": shown.why,
-            "shown": shown.shown, "note": shown.note, "warnings": list(shown.warnings)}
+            "shown": shown.shown, "note": shown.note, "locale_fallback": _locale_fallback(shown, asked),
+            "warnings": list(shown.warnings)}
 
 
-def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool, cfg: Any) -> None:
+def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool, cfg: Any, locale: str | None) -> None:
     """A cart a run never messages, no step asked for: what a run would do and why, no message."""
     if as_json:
-        json_out({**_verdict(shown, cart_id), "subject": None, "text": None, "html": None, "to": None,
+        json_out({**_verdict(shown, cart_id, locale), "subject": None, "text": None, "html": None, "to": None,
                   "locale": None, "screenshot": None}, config=cfg)
         return
     from rich.text import Text
