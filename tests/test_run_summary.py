@@ -52,3 +52,24 @@ def test_an_outbox_run_counts_a_message_that_could_not_be_rendered_among_the_fai
     assert "delivered 2, failed 1" in panel, result.stdout
     assert "failed: 1 × en/reminder-1.txt" in panel, result.stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+
+
+def test_the_carts_summary_names_its_mode_as_its_json_does_and_no_option_it_lacks(shop: Shop) -> None:
+    """`carts` renders nothing: its panel says `plan`, as `carts --json` does, and points to the
+    commands that render, not to `--eml`, `--send` or `--outbox`, which `carts` refuses."""
+    shop.add(cart("c1"), cart("c2"))
+    assert shop.cli("carts", "--json").json["mode"] == "plan"
+    result = shop.cli("carts")
+    assert result.exit_code == 0, result.output
+    panel = _panel(result.stdout)
+    assert "mode plan at" in panel and "2 send" in panel, panel
+    assert "plan: nothing was rendered, delivered or recorded" in panel, panel
+    for option in ("--eml", "--send", "--outbox"):
+        assert option not in panel, panel
+        assert shop.cli("carts", option).exit_code == 2
+
+
+def test_a_dry_run_summary_still_points_to_eml_and_the_delivering_options(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    panel = _panel(shop.cli("run").stdout)
+    assert "mode dry-run at" in panel and "--eml DIR writes the messages to read" in panel, panel

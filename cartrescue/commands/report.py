@@ -91,6 +91,10 @@ def report(
     Reads the ledger and the source's orders; writes nothing but the files asked for (and, with
     `report.auto_promote`, a promoted A/B winner). See docs/reporting.md for what each number means.
 
+    Exit codes: 0 reported, 1 the --email digest was not sent (the relay refused it or could not be
+    reached; the rest is written), 2 usage or config error (a ledger of an older cartrescue, a
+    file it cannot write), 3 the source's orders cannot be read.
+
     Examples (the weekly digest from cron, Monday 07:00):
 
         cartrescue report --since 2026-11-16 --until 2026-11-22 --by tier --html report.html

@@ -149,7 +149,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                       "warnings": summary.warnings if of_workers else config_warnings(config, summary.warnings),
                       **({"used_files": summary.used_files} if request.deliver and not request.lint else {})})
     elif not (quiet and _all_well(counts, summary)):
-        _print_table_and_summary(table, summary, counts, request.eml)
+        _print_table_and_summary(table, summary, counts, request.eml, plan=not request.deliver)
     if summary.counts.failed or summary.counts.problems or (strict and summary.warnings):
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
@@ -351,8 +351,10 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         raise typer.Exit(merged.exit_code)
 
 
-def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any], eml: Path | None) -> None:
-    """The table of the first decisions (unless --quiet) and the summary panel, on stdout."""
+def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any], eml: Path | None, *,
+                             plan: bool = False) -> None:
+    """The table of the first decisions (unless --quiet) and the summary panel, on stdout
+    (``plan``: of `carts`, which renders nothing)."""
     console = out_console()
     if table is not None:
         console.print(table.table)
@@ -360,7 +362,7 @@ def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any], e
             console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
         if table.mode == "compact":
             console.print("(a narrow terminal: --wide shows every column)")
-    _print_summary(console, summary, counts, eml)
+    _print_summary(console, summary, counts, eml, plan=plan)
 
 
 def _sends(mode: str, counts: dict[str, Any]) -> str:
@@ -374,12 +376,15 @@ def _sends(mode: str, counts: dict[str, Any]) -> str:
             "(see the warnings)")
 
 
-def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path | None) -> None:
+def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path | None, *,
+                   plan: bool = False) -> None:
+    """The panel under the table. `carts` (``plan``) names its mode as its ``--json`` does and
+    points to the commands that render: the options a dry-run's panel names are not its own."""
     from rich.panel import Panel
     from rich.text import Text
 
     lines = [
-        f"mode [bold]{summary.mode}[/] at {summary.now:%Y-%m-%d %H:%M} UTC — {counts['carts']} carts: "
+        f"mode [bold]{'plan' if plan else summary.mode}[/] at {summary.now:%Y-%m-%d %H:%M} UTC — {counts['carts']} carts: "
         f"{_sends(summary.mode, counts)}, [yellow]{counts['defer']} defer[/], [dim]{counts['skip']} skip[/]"
         + (f", [magenta]{counts['holdout']} held out[/]" if counts.get("holdout") else ""),
     ]
@@ -387,7 +392,10 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
     if shards:
         lines.append(f"{len(shards)} workers (shards " + ", ".join(
             f"{report.shard}: exit {report.exit_code}" for report in shards) + ")")
-    if summary.mode == "dry-run" and eml is not None:
+    if plan:
+        lines.append("plan: nothing was rendered, delivered or recorded (`cartrescue run` renders the messages as a "
+                     "dry-run; `cartrescue preview CART_ID` shows one)")
+    elif summary.mode == "dry-run" and eml is not None:
         lines.append(f"dry-run: nothing was delivered or recorded; the messages it would send are in {eml} "
                      "(--send or --outbox DIR delivers)")
     elif summary.mode == "dry-run":
@@ -535,6 +543,10 @@ def carts(
     """List candidate carts with score, tier, due step and the reason for every skip or defer.
 
     Reads the ledger but never renders, delivers or records anything.
+
+    Exit codes: 0 listed, 1 a source row could not be read (listed with its file and line;
+    --strict stops at it instead, exit 3), 2 usage or config error (or the ledger cannot be
+    read), 3 the source cannot be read.
 
     Example:
 
