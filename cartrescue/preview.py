@@ -277,3 +277,13 @@ def fell_back(asked: str | None, shown: str | None) -> bool:
         return False
     parts = normalized.split("_")
     return shown not in {"_".join(parts[:end]) for end in range(1, len(parts) + 1)}
+
+
+def locale_fallback(asked: str | None, shown: str | None, step: int | None) -> str | None:
+    """The note that ``--locale asked`` was shown in ``shown`` instead (the step's template has no
+    files for it), or ``None``: `preview` and `send-test` say it, so that whoever checks a
+    market's message knows it is the fallback a customer of that market gets."""
+    if not fell_back(asked, shown):
+        return None
+    return (f"--locale {asked}: step {step}'s template has no {asked} files: shown in {shown} "
+            f"(the fallback a customer of {asked} gets)")

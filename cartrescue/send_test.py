@@ -46,6 +46,8 @@ class SendTestResult:
     reply: str
     message_id: str
     note: str | None = None  # why a run would not send this step to the cart (a skipped cart, a done step)
+    locale: str = ""  # the locale whose templates rendered it (``--locale`` may fall back)
+    locale_fallback: str | None = None  # the note that ``--locale`` fell back, as `preview` says it
 
     @property
     def sent(self) -> bool:
@@ -143,7 +145,7 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
     from cartrescue.compose.mime import build_message
     from cartrescue.contacts import is_valid_email, normalize_email
     from cartrescue.job import delivery_secret
-    from cartrescue.preview import compose
+    from cartrescue.preview import compose, locale_fallback
 
     to = normalize_email(address)
     if not to or not is_valid_email(to):
@@ -165,7 +167,7 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
         test_id = ledger.start_send_test({
             "email": to, "cart_key": "" if origin == "sample" else decision.cart.key,
             "cart_id": "" if origin == "sample" else decision.cart.id, "step": shown.step, "variant": shown.variant,
-            "locale": target.cart.customer.locale or config.shop.default_locale, "template": target.template or "",
+            "locale": shown.locale or config.shop.default_locale, "template": target.template or "",
             "transport": channel.transport, "message_id": message.message_id}, now)
         with channel:
             outcomes = list(channel.deliver([Envelope(test_id, target, message, data)]))
@@ -175,4 +177,5 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
         ledger.close()
     return SendTestResult(test_id, to, "" if origin == "sample" else decision.cart.id, origin, shown.step,
                           shown.variant, message.subject, channel.transport, outcome.status.value, outcome.reply,
-                          message.message_id, shown.note)
+                          message.message_id, shown.note, shown.locale or config.shop.default_locale,
+                          locale_fallback(locale, shown.locale, shown.step))

@@ -111,6 +111,31 @@ def test_step_locale_and_variant_as_in_preview_and_no_code_is_handed_out(shop: S
     assert ledger_of(shop).send_tests()[0]["locale"] == "sv"
 
 
+def test_a_test_in_a_locale_without_templates_says_which_it_fell_back_to_as_preview_does(shop: Shop) -> None:
+    """`--locale` as in `preview`: a market without the step's files gets the fallback, and the
+    owner who asked for it is told, in a `note:` line and in the document."""
+    shop.add(cart("c1"))
+    said = ("--locale fi: step 1's template has no fi files: shown in en (the fallback a customer of fi "
+            "gets)")
+    result = shop.cli("send-test", OWNER, "c1", "--locale", "fi", "--outbox", str(shop.folder / "out"))
+    assert result.exit_code == 0, result.output
+    assert f"note: {said}" in " ".join(result.stderr.split())
+    as_json = shop.cli("send-test", OWNER, "c1", "--locale", "fi", "--outbox", str(shop.folder / "out"), "--json")
+    assert (as_json.json["locale"], as_json.json["locale_fallback"]) == ("en", said)
+    own = shop.cli("send-test", OWNER, "c1", "--locale", "sv", "--outbox", str(shop.folder / "out"), "--json")
+    assert (own.json["locale"], own.json["locale_fallback"]) == ("sv", None)
+
+
+def test_a_test_is_recorded_in_the_locale_it_was_rendered_in(shop: Shop) -> None:
+    """An English customer's cart tested in sv (and in fi, which falls back to en): the ledger's
+    row says the message's locale, not the customer's."""
+    shop.add(cart("c1", locale="en"))
+    for asked in ("sv", "fi"):
+        result = shop.cli("send-test", OWNER, "c1", "--locale", asked, "--outbox", str(shop.folder / "out"))
+        assert result.exit_code == 0, result.output
+    assert [row["locale"] for row in ledger_of(shop).send_tests()] == ["sv", "en"]
+
+
 @pytest.mark.smtp
 def test_a_refused_test_exits_1_is_recorded_failed_and_suppresses_nobody(shop: Shop) -> None:
     shop.add(cart("c1"))

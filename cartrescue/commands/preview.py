@@ -127,7 +127,8 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | N
 
     sms, target = shown.sms, shown.target
     if as_json:
-        json_out({**_verdict(shown, cart_id, locale), "to": target.phone, "text": sms.text, "encoding": sms.length.encoding,
+        json_out({**_verdict(shown, cart_id, locale), "to": target.phone, "text": sms.text,
+                  "encoding": sms.length.encoding,
                   "segments": sms.length.segments, "units": sms.length.units, "locale": sms.locale}, config=cfg)
         return
     from rich.text import Text
@@ -143,15 +144,11 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | N
 
 
 def _locale_fallback(shown: Any, asked: str | None) -> str | None:
-    """The note that ``--locale asked`` was shown in another locale (the step's template has no
-    files for it), or ``None``: on stderr on a terminal, ``locale_fallback`` in ``--json``, since
-    a script checking each market's message reads the document, not stderr."""
-    from cartrescue.preview import fell_back
+    """On stderr on a terminal, ``locale_fallback`` in ``--json``: a script checking each
+    market's message reads the document, not stderr."""
+    from cartrescue.preview import locale_fallback
 
-    if not fell_back(asked, shown.locale):
-        return None
-    return (f"--locale {asked}: step {shown.step}'s template has no {asked} files: shown in {shown.locale} "
-            f"(the fallback a customer of {asked} gets)")
+    return locale_fallback(asked, shown.locale, shown.step)
 
 
 def _verdict(shown: Any, cart_id: str, asked: str | None) -> dict[str, Any]:

@@ -29,7 +29,9 @@ def send_test(
     as_json: JsonOption = False,
     now: NowOption = None,
     step: Annotated[Optional[int], typer.Option("--step", min=1, metavar="N", help="Send this step (default: the one due or waited for, else 1).")] = None,
-    locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help="Render in this locale instead of the customer's.")] = None,
+    locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help=(
+        "Render in this locale instead of the customer's (one without the step's files falls back as a customer's "
+        "would, and says so: locale_fallback in --json)."))] = None,
     variant: Annotated[Optional[str], typer.Option("--variant", metavar="NAME", help="Render this A/B variant of the step.")] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Render the built-in sample cart, not one of the shop's.")] = False,
     outbox: Annotated[Optional[Path], typer.Option(
@@ -76,7 +78,8 @@ links: they open the same pages, and unsubscribe or record nobody.
         json_out({"test_id": result.test_id, "to": result.to, "cart_id": result.cart_id or None,
                   "cart": result.origin, "step": result.step, "variant": result.variant, "subject": result.subject,
                   "transport": result.transport, "status": result.status, "reply": result.reply,
-                  "message_id": result.message_id, "note": result.note}, config=cfg)
+                  "message_id": result.message_id, "note": result.note, "locale": result.locale,
+                  "locale_fallback": result.locale_fallback}, config=cfg)
     else:
         from rich.text import Text
 
@@ -90,9 +93,10 @@ links: they open the same pages, and unsubscribe or record nobody.
                 f"{result.status}" + (f" ({result.reply})" if result.reply else "") + f"\nsubject: {result.subject}")
         err_console().print(Text(printable(line, keep_newlines=True), style="" if result.sent else "bold red"),
                             soft_wrap=True)
-        if result.note:  # the customer would not get this message: the tester should know
-            from cartrescue.commands.common import error_line
+        from cartrescue.commands.common import error_line
 
-            err_console().print(error_line(result.note, "note", "yellow"), soft_wrap=True)
+        for note in (result.note, result.locale_fallback):  # not the customer's message, or not the market's own
+            if note:
+                err_console().print(error_line(note, "note", "yellow"), soft_wrap=True)
     if not result.sent:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
