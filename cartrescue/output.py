@@ -83,6 +83,15 @@ def detail_of(result: Result) -> str:
     return said or delivered
 
 
+def with_not_before(detail: str, not_before: datetime | None) -> str:
+    """A deferred cart's detail with the moment a run looks at it again (``idle 10m, not before
+    2026-11-20 10:35 UTC``): a table, or a preview, that said only ``idle 10m`` or ``step 2``
+    left the reader to work out when, which ``--json`` gives as ``not_before``."""
+    if not_before is None:
+        return detail
+    return f"{detail}, not before {not_before:%Y-%m-%d %H:%M} UTC".lstrip(", ")
+
+
 def result_dict(result: Result) -> dict[str, Any]:
     decision = result.decision
     cart = decision.cart
@@ -426,16 +435,19 @@ class DecisionTable:
         subject = result.message.subject if result.message is not None else None
         self._add(decision.cart.id, decision.cart.customer.email, decision.step, decision.action.value,
                   decision.reason.value, result.delivery, decision.tier, decision.score,
-                  detail_of(result), subject)
+                  with_not_before(detail_of(result), decision.not_before), subject)
 
     def add_row(self, row: dict[str, Any]) -> None:
         """One row from a result's JSON form (:func:`result_dict`; a worker's ``--json`` line)."""
         if self.full:
             self.hidden += 1
             return
+        not_before = row.get("not_before")
         self._add(row.get("cart_id") or "", row.get("email"), row.get("step"), row.get("action") or "",
                   row.get("reason") or "", row.get("delivery") or "", row.get("tier"), row.get("score"),
-                  row.get("detail") or "", row.get("subject"))
+                  with_not_before(row.get("detail") or "",
+                                  datetime.fromisoformat(not_before.replace("Z", "+00:00")) if not_before else None),
+                  row.get("subject"))
 
     def _add(self, cart_id: str, email: str | None, step: int | None, action: str, reason: str, delivery: str,
              tier: str | None, score: float | None, detail: str, subject: str | None) -> None:

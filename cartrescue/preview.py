@@ -133,14 +133,14 @@ def describe(config: Config, decision: Decision) -> str:
     with its kind and day (``suppressed: unsubscribed 2026-11-02 via webhook (token)``), which the
     planner does not carry (it knows hashes only), read from the ledger for this one cart."""
     from cartrescue.model import Reason
+    from cartrescue.output import with_not_before
 
     if decision.reason is Reason.DUE:
         return ""
     detail = decision.detail
     if decision.reason is Reason.SUPPRESSED and not detail:
         detail = _suppression(config, decision)
-    if decision.not_before is not None:
-        detail = f"{detail}, not before {decision.not_before:%Y-%m-%d %H:%M} UTC".lstrip(", ")
+    detail = with_not_before(detail, decision.not_before)
     return f"{decision.reason.value}: {detail}" if detail else decision.reason.value
 
 

@@ -4,14 +4,14 @@ and wide terminals show every column; a terminal sees a progress bar with a tota
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from terminal import plain, run_in_terminal
 
 from cartrescue.ledger import Ledger
-from conftest import REPO, Shop, cart
+from conftest import NOW, REPO, Shop, cart
 
 LONG_EMAIL = "a.very.long.address.of.somebody.who.shops.a.lot@customers.example.com"
 MARKUP_ID = "[bold red]boom[/]-cart"
@@ -188,3 +188,33 @@ def test_a_terminal_sees_a_bar_with_a_total_and_an_eta(tmp_path: Path) -> None:
 
     quiet, output = run_in_terminal(["carts", "--config", "cartrescue.yaml", "--json"], cwd=tmp_path, columns=140)
     assert quiet == 0 and "ETA" not in output  # never in --json
+
+
+def test_the_table_says_when_a_deferred_cart_is_looked_at_again(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`carts --json` gives a defer its `not_before`; the table said only `step 2` or `idle 10m`,
+    and a developer asking "when does this cart go?" had to reach for jq. Its detail says it, as
+    `preview` does."""
+    monkeypatch.setenv("COLUMNS", "200")
+    shop.add(cart("c-fresh", idle=timedelta(minutes=10)), cart("c-next", email="next@example.com",
+                                                               idle=timedelta(hours=2)))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0  # c-next got step 1
+    later = NOW + timedelta(minutes=5)
+    decisions = {row["cart_id"]: row for row in shop.cli("carts", "--json", now=later).json["decisions"]}
+    assert {decisions[c]["reason"] for c in decisions} == {"idle_below_cutoff", "step_not_due"}
+    rows = _table_rows(shop.cli("carts", now=later).stdout)
+    for cart_id, row in decisions.items():
+        when = datetime.fromisoformat(row["not_before"].replace("Z", "+00:00"))
+        (line,) = [line for line in rows if f" {cart_id} " in line]
+        assert f"{row['detail']}, not before {when:%Y-%m-%d %H:%M} UTC" in line, line
+
+
+def test_the_table_of_run_workers_says_when_a_deferred_cart_is_looked_at_again(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --workers N` prints the rows its workers sent as JSON: the same words, from `not_before`."""
+    monkeypatch.setenv("COLUMNS", "200")
+    shop.add(cart("c-fresh", idle=timedelta(minutes=10)))
+    (row,) = shop.cli("run", "--json").json["decisions"]
+    when = datetime.fromisoformat(row["not_before"].replace("Z", "+00:00"))
+    result = shop.cli("run", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert f"idle 10m, not before {when:%Y-%m-%d %H:%M} UTC" in result.stdout, result.stdout
