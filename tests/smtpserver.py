@@ -25,6 +25,7 @@
 - smtputf8: the server offers SMTPUTF8 (aiosmtpd's ``enable_SMTPUTF8``) and takes UTF-8 addresses.
 - eightbitmime: the server offers 8BITMIME (aiosmtpd does by itself; ``False`` takes it out of
   the EHLO reply, as a relay that only takes 7-bit text).
+- on_message: a function called with each accepted message before the server answers it.
 - The port is chosen by the OS (bind to port 0), so tests may run side by side.
 """
 
@@ -193,6 +194,8 @@ class _Handler:
                                             bytes(envelope.original_content), time.monotonic(),
                                             tuple(envelope.mail_options)))
             number = len(server.messages)
+        if server.on_message is not None:  # before the reply: the client waits for what it does
+            server.on_message(server.messages[-1])
         if late:
             await asyncio.sleep(late)  # accepted (it is in messages), but the client hears it late
         return f"250 2.0.0 Ok: queued as T{number:06d}"
@@ -265,6 +268,9 @@ class LoopbackSMTP:
         self.echo_credentials = echo_credentials  # a refused AUTH quotes the password it was given
         self.faults: list[Fault] = list(faults or [])
         self.messages: list[Received] = []
+        # Called (in the server's thread) with each accepted message before its 250 reply: a test's
+        # concurrent writer, e.g. a customer who unsubscribes as a run delivers.
+        self.on_message: Callable[[Received], None] | None = None
         self.attempts: Counter[str] = Counter()  # RCPT commands per recipient
         self.connections = 0
         self.lock = threading.Lock()

@@ -10,7 +10,7 @@ callers hand it the facts.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -115,8 +115,7 @@ class Gates:
         # First: a suppressed (unsubscribed, bounced, forgotten) address's decision is stored
         # without the address, whatever else is wrong with the cart; asked after consent, a
         # forgotten address came back into cr_decision as a cart's "no_consent".
-        if suppressed and ((email and not suppressed.isdisjoint(email_hashes(email)))  # no hashing when none is
-                           or (phone and phone_hash(phone) in suppressed)):
+        if suppressed and suppresses(suppressed, email, phone):  # no hashing when none is
             return new_verdict(ACTION_SKIP, REASON_SUPPRESSED)
         if not cart.items:
             return new_verdict(ACTION_SKIP, REASON_EMPTY_CART)
@@ -171,6 +170,14 @@ class Gates:
         if newest_cart is not None and newest_cart != cart.key:
             return new_verdict(ACTION_SKIP, REASON_NEWER_CART, detail=f"newer cart {newest_cart}")
         return None
+
+
+def suppresses(suppressed: AbstractSet[str], email: str | None, phone: str | None) -> bool:
+    """Whether one of the contact hashes ``suppressed`` is of ``email`` (any form it may be kept
+    under) or of ``phone`` (E.164): the gate's test, and the executor's for the suppressions
+    recorded while a run delivers (:class:`cartrescue.pipeline.executor.OptOuts`)."""
+    return bool((email and not suppressed.isdisjoint(email_hashes(email)))
+                or (phone and phone_hash(phone) in suppressed))
 
 
 def _human(seconds: float) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -97,6 +97,22 @@ class SuppressionRows:
                 conn.execute(insert(suppression).values(email_hash=contact_hash, reason=suppress[:64],
                                                         source=source[:191], created_at=at))
         return bool(taken)
+
+    def suppression_mark(self) -> int:
+        """The id of the newest suppression (0: none yet): what a run has seen when it begins,
+        so that its later looks (:meth:`suppressed_after`) ask for the new ones only."""
+        table = Suppression.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(table.c.id))).scalar() or 0)
+
+    def suppressed_after(self, mark: int) -> list[tuple[int, str]]:
+        """``(id, hash)`` of the suppressions whose id is above ``mark``: those recorded since a
+        run's look that saw ``mark``. A range of the primary key: its cost grows with the
+        suppressions added since, never with the list's size or a run's carts."""
+        table = Suppression.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return [(int(row[0]), str(row[1])) for row in conn.execute(
+                select(table.c.id, table.c.email_hash).where(table.c.id > mark))]
 
     def suppression(self, email_hash: str) -> dict[str, Any] | None:
         """The suppression of one address hash, or ``None``."""

@@ -26,7 +26,7 @@ from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.clock import RunClock
 from cartrescue.contacts import email_hash, phone_hash, without_address
 from cartrescue.currency import Basis
-from cartrescue.decide.eligibility import Verdict
+from cartrescue.decide.eligibility import Verdict, suppresses
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.compose.incentives import Allocation, Codes, pools
 from cartrescue.ledger import ClaimRequest, Ledger
@@ -35,6 +35,7 @@ from cartrescue.model import (
     ACTION_DEFER,
     ACTION_HOLDOUT,
     ACTION_SEND,
+    ACTION_SKIP,
     REASON_BUDGET,
     REASON_DUE,
     REASON_MESSAGED_TODAY,
@@ -76,6 +77,54 @@ def _in_freed_slot(spare: Decision) -> Decision:
     """The send a budget's ``spare`` becomes when it takes a slot a kept send left unclaimed."""
     return replace(spare, action=ACTION_SEND, reason=REASON_DUE, not_before=None,
                    detail=f"in the slot of a send this run did not claim ({spare.detail})")
+
+
+#: How long the looks at the opt-outs keep asking from below the highest id a look saw: a
+#: suppression's id is drawn as its insert runs, so on PostgreSQL or MariaDB one may commit after
+#: a higher id was seen; a later look that still asks from below finds it.
+SETTLE_SECONDS = 30.0
+#: The ``detail`` of a send or holdout whose address or number was suppressed after the run planned it.
+SUPPRESSED_MEANWHILE = "suppressed while the run delivered (unsubscribed, STOP or bounced after it was planned)"
+
+
+class OptOuts:
+    """The suppressions recorded since a run began, looked up once before each chunk's claims.
+
+    The planner reads a cart's suppressions when it decides it; a large shop's run then delivers
+    for minutes, and a customer who unsubscribes meanwhile (the webhook, a STOP reply,
+    ``cartrescue unsubscribe``, another shard's bounce) must not get the step. One query of the
+    suppression table's primary key a chunk, for the rows above a mark: it reads the
+    suppressions added during the run, never the whole list, and nothing per cart."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        mark = ledger.suppression_mark()  # before the planner reads any: what it may not have seen comes after
+        self.hashes: set[str] = set()
+        self._since = mark  # the next look asks for the ids above it
+        self._seen = mark  # the highest id seen
+        self._marks: list[tuple[float, int]] = []  # (when, highest id seen) of the looks not yet settled
+
+    def look(self) -> set[str]:
+        """Every contact hash suppressed since the run began (as far as this look sees)."""
+        rows = self.ledger.suppressed_after(self._since)
+        self.hashes.update(hashed for _id, hashed in rows)
+        self._seen = max([self._seen, *(row_id for row_id, _hash in rows)])
+        now = time.monotonic()
+        self._marks.append((now, self._seen))
+        while self._marks and now - self._marks[0][0] >= SETTLE_SECONDS:
+            self._since = self._marks.pop(0)[1]
+        return self.hashes
+
+    def screen(self, chunk: list[Decision]) -> list[Decision]:
+        """``chunk`` with each send, holdout or budget spare whose address or number was
+        suppressed since the run began skipped as ``suppressed``, as the planner skips it."""
+        hashes = self.look()
+        if not hashes:
+            return chunk
+        return [replace(d, action=ACTION_SKIP, reason=REASON_SUPPRESSED, not_before=None, detail=SUPPRESSED_MEANWHILE)
+                if (d.action is ACTION_SEND or d.action is ACTION_HOLDOUT or _spare(d))
+                and suppresses(hashes, d.cart.customer.email, d.phone) else d
+                for d in chunk]
 
 
 @dataclass(slots=True)
@@ -152,7 +201,10 @@ class Executor:
             self.codes = Codes(composer.config, ledger)
 
     def execute(self, decisions: Iterable[Decision]) -> Iterator[Result]:
+        opt_outs = OptOuts(self.ledger) if self.ledger is not None else None  # before the first decision is made
         for chunk in chunked(decisions, DELIVERY_CHUNK):
+            if opt_outs is not None:
+                chunk = self._opted_out(chunk, opt_outs.screen(chunk))
             chunk, waiting = self._apply_limit(chunk)
             results = self._deliver(chunk, waiting) if self.ledger is not None else self._dry_run(chunk)
             if self.ledger is not None and self.run_id is not None:
@@ -162,6 +214,15 @@ class Executor:
             yield from results
             if self.on_progress is not None:
                 self.on_progress(len(chunk))
+
+    def _opted_out(self, chunk: list[Decision], screened: list[Decision]) -> list[Decision]:
+        """``screened`` (:meth:`OptOuts.screen`); a send its tier's budget kept, now skipped,
+        leaves its slot to the tier's next spare, as a send this run does not claim does."""
+        if screened is not chunk and self._budgets:
+            for before, after in zip(chunk, screened):
+                if after is not before and before.action is ACTION_SEND and before.budgeted:
+                    self._room[before.tier or ""] += 1
+        return screened
 
     def _apply_limit(self, chunk: list[Decision]) -> tuple[list[Decision], dict[int, Decision]]:
         """``run --limit N``: the first N send decisions go ahead, the rest wait for a later run.
