@@ -267,9 +267,11 @@ def _run_job(
         if on_problem is not None:
             on_problem(row)
 
+    stopped = _strict_stop(request)
+
     def problem(row: RowProblem) -> None:
         if request.strict:
-            raise SourceError(f"{row} (--strict: nothing was delivered)")
+            raise SourceError(f"{row} ({stopped})")
         report(row)
 
     delivering = request.deliver and request.mode != "dry-run"
@@ -297,7 +299,7 @@ def _run_job(
         source = stack.enter_context(open_source(config, problem, request.shared_orders, request.shared_carts))
         if request.strict:
             # Read everything once before anything is delivered: a bad row stops the run clean.
-            _read_all(source, Window(now - config.eligibility.max_age, now))
+            _read_all(source, Window(now - config.eligibility.max_age, now), stopped)
         # A run that records nothing (carts, a dry-run) does not make the ledger's file: at a
         # mistyped ledger.url an empty one then fooled doctor and the next sending run. It plans
         # as a first run does (doctor names the missing file).
@@ -557,8 +559,15 @@ def _prune(config: Config, ledger: Ledger, now: datetime, run_id: int) -> dict[s
     return prune(ledger, now, decisions=retention.decisions, runs=retention.runs, current_run=run_id).as_dict()
 
 
-def _read_all(source: CartSource, window: Window) -> None:
-    """``--strict``'s first pass: every row read (a bad one raises) and no cart id twice."""
+def _strict_stop(request: RunRequest) -> str:
+    """What a ``--strict`` stop on a bad row ends with: a run says nothing was delivered; ``carts``
+    never delivers, and says what it did not do instead."""
+    return "--strict: nothing was delivered" if request.deliver else "--strict: no cart was listed"
+
+
+def _read_all(source: CartSource, window: Window, stopped: str) -> None:
+    """``--strict``'s first pass: every row read (a bad one raises) and no cart id twice;
+    ``stopped``: the error's last words (:func:`_strict_stop`)."""
     from cartrescue.decide.newest import NewestCarts
 
     with NewestCarts() as seen:
@@ -571,7 +580,7 @@ def _read_all(source: CartSource, window: Window) -> None:
                     if count:
                         advice = f"{source.repeat_advice}; " if source.repeat_advice else ""
                         raise SourceError(f"{cart.origin or cart.key}: cart {cart.id}: the same cart id again "
-                                          f"({advice}--strict: nothing was delivered)")
+                                          f"({advice}{stopped})")
 
 
 class LockWatch:

@@ -56,6 +56,7 @@ class MailboxResult:
     already: int = 0
     seen: int = 0  # read by an earlier run: skipped
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # (where, sender, why)
+    warnings: list[str] = field(default_factory=list)  # what to know that is no refused mail (no_mail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +203,22 @@ def check_mailbox(path: Path, secret: str) -> None:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
+def no_mail(path: Path) -> str:
+    """What a mailbox without a single mail says. Empty is an unsubscribe mailbox's state between
+    requests, and a path to the wrong folder looked the same: 0 mails, exit 0. A folder that is
+    no Maildir and holds no .eml file says so, and how many files it leaves unread (a Maildir's
+    new/ given for the Maildir: its mails have no .eml ending)."""
+    if not path.is_dir() or _mail_folders(path) != [path]:
+        return f"{path}: no mail found there (an empty mailbox)"
+    try:
+        others = sum(1 for file in path.iterdir() if file.is_file() and not file.name.startswith("."))
+    except OSError:  # gone or unreadable since it was read: the line says what is known
+        others = 0
+    unread = (f"; its {others} other file{' is' if others == 1 else 's are'} not read (a Maildir's new/ or cur/? "
+              "give the Maildir itself)") if others else ""
+    return f"{path}: no mail found there: no .eml file in it, and not a Maildir (no cur/ or new/ in it){unread}"
+
+
 def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool = False,
                  now: datetime | None = None, unsubscribe_url: str = "") -> MailboxResult:
     """Suppress the address of every unsubscribe mail at ``path`` not read before; see the module.
@@ -257,4 +274,6 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
             result.already += 1
         else:
             result.added += 1
+    if not result.read:
+        result.warnings.append(no_mail(path))
     return result

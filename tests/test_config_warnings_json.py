@@ -153,10 +153,12 @@ def test_a_json_document_of_a_config_without_ignored_keys_has_an_empty_warnings_
 
 
 def test_an_error_document_keeps_its_one_key(shop: Shop) -> None:
-    """A command that failed prints ``{"error": ...}`` as the README has it: nothing beside."""
+    """A command that failed prints ``{"error": ...}`` as the README has it: nothing beside; the
+    ignored key is said on stderr, as on success."""
     result = _ignoring(shop).cli("suppress", "remove", "not an address", "--json", now=None)
     assert result.exit_code == 2, result.output
     assert list(result.json) == ["error"]
+    assert result.stderr.count(IGNORED) == 1
 
 
 def test_a_run_stopped_mid_document_still_lists_an_ignored_key(shop: Shop) -> None:

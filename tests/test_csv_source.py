@@ -695,3 +695,21 @@ def test_a_carts_blank_cells_are_taken_from_its_later_rows_and_its_lines_add_up_
     assert problems == []
     assert [(c.id, c.customer.email, c.customer.first_name, c.customer.phone, str(c.total)) for c in carts] == [
         ("c1", "a@example.com", "Ann", None, "3.15"), ("c2", "b@example.com", None, None, "12.50")]
+
+
+def test_carts_strict_says_nothing_was_listed_not_delivered(shop: Shop) -> None:
+    """``carts`` never delivers: its --strict stop says so in its own words, not a run's."""
+    shop.add(cart("good"), [{**cart("bad")[0], "quantity": "-1"}])
+    result = shop.cli("carts", "--strict", "--json")
+    assert result.exit_code == 3, result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{shop.folder / 'carts.csv'}:3: cart bad: quantity: must be at least 1"), message
+    assert message.endswith("(--strict: no cart was listed)"), message
+    assert "delivered" not in message
+
+
+def test_run_strict_still_says_nothing_was_delivered(shop: Shop) -> None:
+    shop.add(cart("good"), [{**cart("bad")[0], "quantity": "-1"}])
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--strict", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"].endswith("(--strict: nothing was delivered)")

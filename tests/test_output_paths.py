@@ -4,6 +4,10 @@ is read, claimed, sent or marked: never "a bug in cartrescue" (exit 70)."""
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,6 +80,29 @@ def test_codes_export_to_an_unwritable_path_marks_no_code_exported(shop: Shop, i
     assert result.exit_code == ExitCode.CONFIG
     assert result.json["error"]["message"].startswith(f"--output {in_the_way / 'codes.csv'}: cannot write: ")
     assert shop.cli("codes", "export", "--json").json["exported"] == 3  # none was marked by the failed export
+
+
+def _with_no_room(shop: Shop, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command as on a full disk: a file size limit of 0, so every write of a file fails
+    (EFBIG, as ENOSPC would); creating files and folders still works."""
+    def no_room() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    return subprocess.run([sys.executable, "-m", "cartrescue.cli", *args, "--config", str(shop.config_path)],
+                          cwd=shop.folder, capture_output=True, text=True, timeout=120, check=False,
+                          preexec_fn=no_room, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def test_codes_export_that_cannot_write_its_file_leaves_no_file_or_folder_it_made(shop: Shop) -> None:
+    """``codes export -o new/dir/codes.csv`` on a full disk exits 1, and left the folders it made
+    with an empty codes.csv in them, read as an export of no code."""
+    _incentive_shop(shop)
+    assert shop.cli("codes", "generate", "3", "--pool", "ship", now=None).exit_code == 0
+    done = _with_no_room(shop, "codes", "export", "--output", str(shop.folder / "new" / "dir" / "codes.csv"))
+    assert done.returncode == ExitCode.SOME_FAILED, done.stderr
+    assert "File too large" in done.stderr
+    assert not (shop.folder / "new").exists()
+    assert shop.cli("codes", "export", "--json").json["exported"] == 3  # none was marked
 
 
 def test_init_into_a_file(in_the_way: Path) -> None:

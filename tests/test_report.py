@@ -877,6 +877,16 @@ def test_breakdowns_by_locale_tier_and_day(shop: Shop) -> None:
     assert text.exit_code == 0 and "By locale" in text.stdout and "By day" in text.stdout
 
 
+def test_a_breakdown_without_rows_says_so_instead_of_an_empty_table(shop: Shop) -> None:
+    """An empty ledger printed "By step" over headers and no row; the HTML page leaves an empty
+    breakdown out, the terminal was asked for it with --by and answers in one line."""
+    write_ledger(ledger_of(shop), [])
+    text = shop.cli("report", *PERIOD, "--by", "step", "--by", "tier", now=LATER)
+    assert text.exit_code == 0, text.output
+    assert "By step: no messages in this period.\nBy tier: no messages in this period.\n" in text.stdout
+    assert "recipients" not in text.stdout  # no table's header
+
+
 def test_csv_writes_one_file_per_table(shop: Shop, tmp_path: Path) -> None:
     write_ledger(ledger_of(shop), Experiment(20, 20, 0, 0).rows(NOW))
     shop.add_orders(order_row("o1", at=NOW + timedelta(hours=1), total="10.00", cart_id="t1"))

@@ -304,11 +304,37 @@ def test_a_mail_refused_under_another_secret_is_taken_once_its_token_verifies(sh
     assert shop.suppression("ann@example.com") is not None
 
 
-def test_an_emptied_mbox_holds_no_mail(shop: Shop, tmp_path: Path) -> None:
+def test_an_emptied_mbox_holds_no_mail_and_says_so_unless_quiet(shop: Shop, tmp_path: Path) -> None:
+    """An unsubscribe mailbox is empty between requests: exit 0, a warning, and nothing under
+    --quiet (cron reads it every few minutes)."""
     box = tmp_path / "unsubscribe.mbox"
     box.write_bytes(b"")
     result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
     assert result.exit_code == 0 and result.json["read"] == 0
+    assert result.json["warnings"] == [f"{box}: no mail found there (an empty mailbox)"]
+    loud = shop.cli("suppress", "mailbox", str(box), now=None)
+    assert loud.exit_code == 0 and f"warning: {box}: no mail found there (an empty mailbox)" in loud.stderr
+    quiet = shop.cli("suppress", "mailbox", str(box), "--quiet", now=None)
+    assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_a_folder_without_mail_says_it_is_no_maildir_and_holds_no_eml_file(shop: Shop, tmp_path: Path) -> None:
+    """A path to the wrong folder (empty, or a Maildir's new/ whose files have no .eml ending) read
+    as a mailbox without a mail: 0 mails, exit 0, not a word of why."""
+    empty = tmp_path / "unsubscribe"
+    empty.mkdir()
+    result = shop.cli("suppress", "mailbox", str(empty), "--json", now=None)
+    assert result.exit_code == 0 and result.json["read"] == 0
+    assert result.json["warnings"] == [f"{empty}: no mail found there: no .eml file in it, and not a Maildir "
+                                       "(no cur/ or new/ in it)"]
+    new = tmp_path / "Maildir" / "new"
+    new.mkdir(parents=True)
+    (new / "1733526000.M1P2.host").write_bytes(bytes(mail("ann@example.com", "unsubscribe")))
+    inside = shop.cli("suppress", "mailbox", str(new), now=None)
+    assert inside.exit_code == 0
+    assert (f"warning: {new}: no mail found there: no .eml file in it, and not a Maildir (no cur/ or new/ in it); "
+            "its 1 other file is not read (a Maildir's new/ or cur/? give the Maildir itself)") in \
+        " ".join(inside.stderr.split())
 
 
 def test_a_maildir_with_new_only_and_a_folder_with_a_subfolder_are_read(shop: Shop, tmp_path: Path) -> None:

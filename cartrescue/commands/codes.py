@@ -157,15 +157,13 @@ def codes_export(
             raise ConfigError("stdout is closed, and the codes would go there: give --output FILE (nothing was "
                               "marked exported)")
         cfg, codes, at = _codes(config, now, pool)
-        earlier = False  # --output holds an earlier export
-        if output is not None:  # a file that cannot be written stops before any code is marked exported
-            with output_file("--output", output):
-                earlier = output.exists() and output.stat().st_size > 0
-                output.open("a", encoding="utf-8").close()
+        earlier = output is not None and output.is_file() and output.stat().st_size > 0  # an earlier export
         rows = codes.exportable(at, pool=pool, include_exported=include_exported)
         text = export_csv(rows)
         kept = earlier and not rows  # run again before the shop imported the last one: not emptied
         if output is not None and not kept:
+            # Written, then marked: a file that cannot be written marks no code exported, and
+            # leaves no file or folder it made (output_file), nothing being made before.
             with output_file("--output", output):
                 output.write_text(text, encoding="utf-8")
             codes.mark_exported(rows, at)

@@ -171,12 +171,21 @@ def output_file(option: str, path: Path) -> Iterator[Path]:
     """Write the file a user named (``--html FILE``, ``--junit FILE``): its folder is made, and
     what cannot be written there is a usage error naming the option (exit 2), not a bug. A full
     disk or a quota stays an :class:`OutputError` (exit 1, see :func:`explained`). Keep the body
-    to the write itself: any ``OSError`` inside is taken for the file's."""
+    to the write itself: any ``OSError`` inside is taken for the file's.
+
+    A write that fails takes back what it made, as :func:`made_folders` does for ``--outbox``: the
+    file when it was not there before (empty or cut short, it read as a file written whole) and
+    the folders made for it, when empty."""
+    top = next((folder for folder in reversed(path.parents) if not folder.exists()), None)
+    new = not path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield path
-    except OSError as exc:
-        if exc.errno in _NO_ROOM:
+    except BaseException as exc:
+        if new and path.is_file():
+            path.unlink(missing_ok=True)
+        _remove_empty([*([path] if new and path.is_dir() else []), *([top] if top is not None else [])])
+        if not isinstance(exc, OSError) or exc.errno in _NO_ROOM:
             raise
         raise ConfigError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
 

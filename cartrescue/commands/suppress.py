@@ -150,6 +150,7 @@ def suppress_mailbox(
     remembered in the ledger by its Message-ID, so the next run skips it, and running it from
     cron is safe. A mail without a valid token is listed and the exit code is 1 (once: the next
     run has read it); so is a mail it cannot read (every run, until it can: the others are read).
+    A mailbox without a single mail is a warning (not under --quiet), exit 0.
 
     Example:
 
@@ -176,10 +177,13 @@ def suppress_mailbox(
     if as_json:
         json_out({"mailbox": str(path), "read": result.read, "added": result.added, "already": result.already,
                   "seen_before": result.seen,
-                  "refused": [{"where": where, "from": sender, "why": why} for where, sender, why in result.refused]},
+                  "refused": [{"where": where, "from": sender, "why": why} for where, sender, why in result.refused],
+                  "warnings": result.warnings},
                  config=cfg)
     else:
         stderr = err_console()
+        for warning in [] if quiet else result.warnings:  # an empty mailbox is cron's usual case
+            stderr.print(error_line(warning, "warning", "yellow"), soft_wrap=True)
         for where, sender, why in result.refused[:20]:
             stderr.print(error_line(f"{where}: {clipped(sender, 80) or 'no sender'}: {why}", "warning", "yellow"))
         if len(result.refused) > 20:

@@ -122,6 +122,9 @@ def _print_breakdown(console: Console, name: str, rows: list[dict[str, Any]], cu
                           _t(f"{row['orders']:,}"), _t(money(row["revenue"])))
         console.print(table)
         return
+    if not rows:  # as the HTML page's charts say it; an empty table read as a broken one
+        console.print(Text.assemble((f"By {LABELS[name]}", "bold"), ": no messages in this period."))
+        return
     table = _table(f"By {LABELS[name]}", [LABELS[name], "recipients", "conversions", "rate", "orders",
                                           f"revenue {currency}".strip(), "per recipient"])
     for row in rows:
