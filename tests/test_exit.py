@@ -281,3 +281,32 @@ def test_only_a_command_that_delivers_says_its_deliveries_are_in_the_ledger(line
     from cartrescue.commands.common import delivers as delivering
 
     assert delivering(line.split()) is delivers
+
+
+# ``tempfile`` finds no folder it can write in (a full disk: TMPDIR, /tmp, /var/tmp and the working
+# folder alike), as the console script then runs: the candidates are one file, not a folder.
+WITHOUT_A_TEMPORARY_FOLDER = """
+import sys, tempfile
+candidate = sys.argv.pop(1)
+tempfile._candidate_tempdir_list = lambda: [candidate]
+sys.argv = ["cartrescue", *sys.argv[1:]]
+from cartrescue.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("command", [["report", "--json"], ["run", "--json"]])
+def test_no_temporary_folder_with_room_is_one_line_and_exit_1_not_a_bug(command: list[str], tmp_path: Path) -> None:
+    """With every temporary folder full, ``tempfile`` says "No usable temporary directory found";
+    it was taken for a bug in cartrescue (exit 70) where the README gives exit 1 for a full $TMPDIR."""
+    for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
+        shutil.copy(REPO / "examples" / name, tmp_path / name)
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", WITHOUT_A_TEMPORARY_FOLDER, str(not_a_folder), *command,
+                           "--config", str(tmp_path / "cartrescue.yaml")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    [line] = _errors(done.stderr)
+    assert line.startswith("error: cannot write a working file: no temporary folder can take one"), line
+    assert json.loads(done.stdout)["error"]["exit_code"] == 1

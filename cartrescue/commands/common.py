@@ -67,6 +67,12 @@ def explained(error: BaseException) -> BaseException:
 
         return OutputError(f"cannot write a working file in {tempfile.gettempdir()}: {error} (set TMPDIR to a "
                            f"folder with room){_DELIVERED_SO_FAR if delivers() else ''}")
+    if isinstance(error, FileNotFoundError) and error.filename is None and \
+            str(error.strerror).startswith("No usable temporary directory"):
+        # tempfile tried TMPDIR, /tmp, /var/tmp and the working folder and could write a file in
+        # none: a full disk (a folder with no room is skipped, so all of them had none).
+        return OutputError(f"cannot write a working file: no temporary folder can take one ({error.strerror}; "
+                           f"set TMPDIR to a folder with room){_DELIVERED_SO_FAR if delivers() else ''}")
     if isinstance(error, BrokenPipeError):
         # Its reader went away (``| head``). Left to click, the process ended with exit 1 and no
         # word, a delivering run too: cron and the owner never learnt why it stopped.
