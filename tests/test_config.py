@@ -346,10 +346,10 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
 
 
 def test_keys_a_merge_brings_may_be_overridden(tmp_path: Path) -> None:
-    from cartrescue.config import _safe_yaml
+    from cartrescue.config import safe_yaml
 
     text = "relay: &relay {host: relay.example.com, port: 25}\nsmtp:\n  <<: *relay\n  port: 587\n"
-    assert _safe_yaml(text, tmp_path / "cartrescue.yaml")["smtp"] == {"host": "relay.example.com", "port": 587}
+    assert safe_yaml(text, tmp_path / "cartrescue.yaml")["smtp"] == {"host": "relay.example.com", "port": 587}
 
 
 def _relay_password_unset(shop: "Shop", monkeypatch: pytest.MonkeyPatch) -> "Shop":  # noqa: F821

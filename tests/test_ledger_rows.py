@@ -1,4 +1,4 @@
-"""The rows a run's claims and outcomes bind (``_RawStatements``): the fast path of positional
+"""The rows a run's claims and outcomes bind (``RawStatements``): the fast path of positional
 drivers (SQLite) builds them as tuples straight from the request and the outcome; they must
 bind exactly what the compiled statements name, column for column."""
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cartrescue.config import CodeSource, Config, Incentive
 from cartrescue.errors import CartrescueError, ConfigError
-from cartrescue.ledger import MAYBE_DELIVERED, Code, Ledger, Message, _aware, _naive
+from cartrescue.ledger import MAYBE_DELIVERED, Code, Ledger, Message, aware, naive
 from cartrescue.pool_file import read_pool_file
 
 #: 32 characters without the look-alikes 0/O and 1/I: easy to type from a printed email.
@@ -155,7 +155,7 @@ class Codes:
         if pool.file is None:
             raise ConfigError(f"code pool {name!r} is generated from a pattern; it has no file to import")
         codes = read_pool_file(pool.file)
-        at = _naive(now or datetime.now(timezone.utc))
+        at = naive(now or datetime.now(timezone.utc))
         rows = [dict(pool=name, code=code, origin="file", kind=pool.incentive.kind, value=str(pool.incentive.value),
                      created_at=at) for code in dict.fromkeys(codes)]
         added = self._insert_ignore(rows)
@@ -187,7 +187,7 @@ class Codes:
         pool = self.pool(name)
         if pool.source.pattern is None:
             raise ConfigError(f"code pool {name!r} comes from a file; only pattern pools generate codes")
-        at = _naive(now or datetime.now(timezone.utc))
+        at = naive(now or datetime.now(timezone.utc))
         statement = self._ignore_statement()
         made: list[str] = []
         with self.engine.begin() as conn:
@@ -239,8 +239,8 @@ class Codes:
         if pool.file is not None and name not in self._imported:
             self.import_file(name, now)
         table = self.table
-        values = dict(claim_id=claim_id, cart_key=cart_key, email=email, step=step, allocated_at=_naive(now),
-                      expires_at=_naive(expires))
+        values = dict(claim_id=claim_id, cart_key=cart_key, email=email, step=step, allocated_at=naive(now),
+                      expires_at=naive(expires))
         while True:
             with self.engine.connect() as conn:
                 free = conn.execute(
@@ -262,7 +262,7 @@ class Codes:
             try:
                 if self._take(claim_id, replacing, insert(table).values(
                         pool=name, code=code, origin="generated", kind=pool.incentive.kind,
-                        value=str(pool.incentive.value), created_at=_naive(now), **values)):
+                        value=str(pool.incentive.value), created_at=naive(now), **values)):
                     return Allocation(code, expires)
             except IntegrityError:
                 existing = self._by_claim(claim_id)
@@ -300,7 +300,7 @@ class Codes:
         table = self.table
         with self.engine.connect() as conn:
             row = conn.execute(select(table.c.code, table.c.expires_at).where(table.c.claim_id == claim_id)).first()
-        return None if row is None else Allocation(row[0], _aware(row[1]))  # type: ignore[arg-type]
+        return None if row is None else Allocation(row[0], aware(row[1]))  # type: ignore[arg-type]
 
     # -- listing and export -------------------------------------------------------------------
 
@@ -330,9 +330,9 @@ class Codes:
                     yield {
                         "pool": row["pool"], "code": row["code"], "status": status, "origin": row["origin"],
                         "kind": row["kind"], "value": row["value"], "email": row["email"], "cart_key": row["cart_key"],
-                        "step": row["step"], "allocated_at": _iso(_aware(row["allocated_at"])),
-                        "expires_at": _iso(_aware(row["expires_at"])), "exported_at": _iso(_aware(row["exported_at"])),
-                        "withdrawn_at": _iso(_aware(row["withdrawn_at"])),
+                        "step": row["step"], "allocated_at": _iso(aware(row["allocated_at"])),
+                        "expires_at": _iso(aware(row["expires_at"])), "exported_at": _iso(aware(row["exported_at"])),
+                        "withdrawn_at": _iso(aware(row["withdrawn_at"])),
                     }
 
     def summary(self, now: datetime) -> dict[str, dict[str, int]]:
@@ -358,7 +358,7 @@ class Codes:
         with self.engine.begin() as conn:
             for start in range(0, len(codes), 500):
                 conn.execute(update(table).where(table.c.code.in_(codes[start:start + 500]))
-                             .values(exported_at=_naive(now)))
+                             .values(exported_at=naive(now)))
 
     def count_free(self, name: str) -> int:
         table = self.table
@@ -405,7 +405,7 @@ def _status(row: Any, now: datetime) -> str:
     # code of a message that may have gone out (unconfirmed, claimed): the customer may hold it.
     if row["claim_id"] > 0 and row["message_status"] not in MAYBE_DELIVERED:
         return "undelivered"
-    expires = _aware(row["expires_at"])
+    expires = aware(row["expires_at"])
     if expires is not None and has_expired(expires, now):
         return "expired"
     return "active"

@@ -47,7 +47,7 @@ from cartrescue.config.loading import (
     MAX_YAML_ALIASES,
     MAX_YAML_DEPTH,
     MAX_YAML_NODES,
-    _safe_yaml,
+    safe_yaml,
     load_config,
 )
 from cartrescue.config.messages import (
@@ -98,7 +98,7 @@ from cartrescue.config.when import YEARS, resolve_now, within_reach
 from cartrescue.errors import ConfigError
 
 __all__ = [
-    "_safe_yaml",
+    "safe_yaml",
     "Backoff",
     "CallListConfig",
     "ChannelName",

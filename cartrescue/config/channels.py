@@ -16,17 +16,17 @@ from cartrescue.config.types import (
     Backoff,
     OptionalEmail,
     Timeout,
-    _country,
-    _Model,
-    _norway,
+    country_code,
+    Model,
+    norway,
 )
 
 
-class CallListConfig(_Model):
+class CallListConfig(Model):
     path: Path = Path("call-list.csv")  # relative to the config file
 
 
-class OutboxConfig(_Model):
+class OutboxConfig(Model):
     """Accepted for configs written before ``run --outbox`` always took its DIR; only a Python
     caller of :func:`cartrescue.job.run_job` without ``outbox`` still falls back to it."""
 
@@ -46,7 +46,7 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-class SmtpConfig(_Model):
+class SmtpConfig(Model):
     """The relay ``run --send`` delivers to (see docs/sending.md). Secrets come from ``${ENV}``."""
 
     host: str = "localhost"
@@ -117,7 +117,7 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else "(not a URL)"
 
 
-class HttpDelivery(_Model):
+class HttpDelivery(Model):
     """How an HTTP channel (webhook, SMS) delivers: concurrency, pace, retries, as for SMTP."""
 
     concurrency: int = Field(8, ge=1, le=128)  # requests in flight at once (each claimed when it starts)
@@ -149,7 +149,7 @@ class WebhookConfig(HttpDelivery):
         return self
 
 
-class TwilioConfig(_Model):
+class TwilioConfig(Model):
     """Twilio's Messages API (or a provider that speaks it: ``base_url``)."""
 
     account_sid: str = ""  # AC...
@@ -163,7 +163,7 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-class HttpGatewayConfig(_Model):
+class HttpGatewayConfig(Model):
     """Any SMS gateway with an HTTP API: the request and the success rule described here."""
 
     url: str | None = None  # where each SMS is POSTed
@@ -230,17 +230,17 @@ class SmsConfig(HttpDelivery):
     @field_validator("default_region", "countries", mode="before")
     @classmethod
     def _not_false(cls, value: Any) -> Any:
-        return _norway(value)
+        return norway(value)
 
     @field_validator("default_region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
-        return _country(value)
+        return country_code(value)
 
     @field_validator("countries")
     @classmethod
     def _regions(cls, values: list[str]) -> list[str]:
-        return [_country(value) or "" for value in values]
+        return [country_code(value) or "" for value in values]
 
     @model_validator(mode="after")
     def _urls(self) -> "SmsConfig":

@@ -13,8 +13,8 @@ from pydantic import Field, field_validator, model_validator
 from cartrescue.config.types import (
     ClockTime,
     Duration,
-    _above_zero,
-    _Model,
+    above_zero,
+    Model,
     duration_text,
 )
 
@@ -23,7 +23,7 @@ from cartrescue.config.types import (
 ConsentPolicy = Literal["required", "soft-opt-in", "none"]
 
 
-class QuietHours(_Model):
+class QuietHours(Model):
     start: ClockTime
     end: ClockTime  # may be earlier than start: the window crosses midnight
 
@@ -37,7 +37,7 @@ class QuietHours(_Model):
         return self
 
 
-class EligibilityConfig(_Model):
+class EligibilityConfig(Model):
     cutoff: Duration = timedelta(minutes=45)
     max_age: Duration = timedelta(days=7)
     # A sequence is only started when its step 1 came due at most this long ago (a first run, or
@@ -80,7 +80,7 @@ class EligibilityConfig(_Model):
         """``backfill: 0`` skipped every cart as ``outside_backfill``: step 1 had always come due
         a moment before the run looked, so no sequence ever started, and the config said nothing."""
         try:
-            return _above_zero(value)
+            return above_zero(value)
         except ValueError as exc:
             raise ValueError(f"{exc} (no sequence would ever start: step 1 has come due before a run sees it)") \
                 from None

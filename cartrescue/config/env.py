@@ -18,22 +18,22 @@ DEFERRED_SECRETS = frozenset({"smtp.password", "sms.twilio.auth_token", "sms.htt
                               "webhook.secret"})
 
 
-def _interpolate(node: Any, where: str, env: dict[str, str], file: str, unset: dict[str, str]) -> Any:
+def interpolate(node: Any, where: str, env: dict[str, str], file: str, unset: dict[str, str]) -> Any:
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string; a missing NAME is an error,
     but for :data:`DEFERRED_SECRETS`, whose key and variable go into ``unset``. As in the shell,
     ``:-`` also takes the default for a NAME set but empty (``SMTP_HOST=`` in a crontab)."""
     if isinstance(node, dict):
-        return {key: _interpolate(value, f"{where}.{key}" if where else str(key), env, file, unset)
+        return {key: interpolate(value, f"{where}.{key}" if where else str(key), env, file, unset)
                 for key, value in node.items()}
     if isinstance(node, list):
-        return [_interpolate(value, f"{where}[{index}]", env, file, unset) for index, value in enumerate(node)]
+        return [interpolate(value, f"{where}[{index}]", env, file, unset) for index, value in enumerate(node)]
     if isinstance(node, str):
         return _expand(node, where, env, file, unset) if "${" in node else node
     return node
 
 
 def _expand(text: str, where: str, env: dict[str, str], file: str, unset: dict[str, str]) -> str:
-    """``text`` with its ``${NAME}`` and ``${NAME:-default}`` replaced (:func:`_interpolate`).
+    """``text`` with its ``${NAME}`` and ``${NAME:-default}`` replaced (:func:`interpolate`).
 
     A default may hold variables itself, expanded only when it is taken, as in the shell:
     ``${SHOP_SECRET:-${CARTRESCUE_SECRET}}``. A regular expression took the default up to its

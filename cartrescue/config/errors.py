@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cartrescue.config.lines import _line_of
+from cartrescue.config.lines import line_of
 from cartrescue.config.root import Config
-from cartrescue.config.secret_keys import _SECRET_KEY
+from cartrescue.config.secret_keys import SECRET_KEY
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -35,7 +35,7 @@ MOVED_KEYS = {"doctor.export_stale_after": "source.export_stale_after (it now al
 
 def format_validation_error(file: str, error: ValidationError,
                             key_lines: "dict[tuple[str | int, ...], int] | None" = None) -> str:
-    """One line per error, ``file: key: what was expected``; with ``key_lines`` (:func:`_key_lines`)
+    """One line per error, ``file: key: what was expected``; with ``key_lines`` (:func:`lines_of_keys`)
     ending in `` (line N)``, the line of the key (or of the nearest section holding it)."""
     lines = []
     for item in error.errors():
@@ -48,7 +48,7 @@ def format_validation_error(file: str, error: ValidationError,
         elif item["type"] == "missing":
             message = "required key is missing"
         elif item["type"] == "invalid_key" or item["loc"][-1:] == ("[key]",):
-            message = _key_not_text(item["input"])
+            message = key_not_text(item["input"])
         elif item["input"] is None and item["type"].endswith("_type"):  # all the keys under it commented out?
             message = f"{_SECTION if item['type'] in _SECTION_TYPES else message}, got null"
         elif item["type"] in _SECTION_TYPES:  # "... or instance of ShopConfig" named a class, not the cause
@@ -64,7 +64,7 @@ def format_validation_error(file: str, error: ValidationError,
             lines.append(f"{file}: {where}{dot}{inner.group(1)}: {inner.group(2)}")
         else:
             lines.append(f"{file}: {where}: {message}")
-        lines[-1] += _line_of(lines[-1][len(file) + 2:].split(": ", 1)[0], key_lines or {})
+        lines[-1] += line_of(lines[-1][len(file) + 2:].split(": ", 1)[0], key_lines or {})
     return "\n".join(lines)
 
 
@@ -78,7 +78,7 @@ def _key_owner(item: Any) -> tuple[int | str, ...]:
     return loc[:-1] if item["type"] == "invalid_key" else loc
 
 
-def _key_not_text(key: Any) -> str:
+def key_not_text(key: Any) -> str:
     """Why a key of the file that YAML read as a number or true/false is refused, and the fix."""
     if isinstance(key, bool):
         return f"key {str(key).lower()}: YAML reads an unquoted yes, no, on or off as true or false: quote the key"
@@ -93,7 +93,7 @@ _SECTION = "expected a mapping of keys (key: value)"
 
 
 #: Config fields :func:`load_config` sets itself: never keys of the file.
-_INTERNAL_KEYS = ("base_dir", "config_file", "unset_env")
+INTERNAL_KEYS = ("base_dir", "config_file", "unset_env")
 
 
 def _near_key(loc: tuple[int | str, ...]) -> str | None:
@@ -123,7 +123,7 @@ def _near_key(loc: tuple[int | str, ...]) -> str | None:
     kind = unwrapped(kind)
     if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
         return None
-    names = [name for name in kind.model_fields if kind is not Config or name not in _INTERNAL_KEYS]
+    names = [name for name in kind.model_fields if kind is not Config or name not in INTERNAL_KEYS]
     close = get_close_matches(str(loc[-1]), names, n=1, cutoff=0.7)
     return close[0] if close else None
 
@@ -164,4 +164,4 @@ def _shows_input(item: Any) -> bool:
     should be a valid integer ... (got 'abc')``); a secret's never, nor a section's."""
     scalar = isinstance(item.get("input"), (str, int, float, bool)) and item["type"] != "value_error"
     last = str(item["loc"][-1]) if item["loc"] else ""
-    return scalar and not _SECRET_KEY.search(last)
+    return scalar and not SECRET_KEY.search(last)

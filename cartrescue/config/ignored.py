@@ -11,27 +11,27 @@ from pydantic import BaseModel
 from cartrescue.config.secret_keys import secret_key
 
 #: The keys of ``source`` only a CSV source reads.
-_CSV_ONLY = ("carts", "orders", "delimiter", "encoding", "orders_encoding", "columns", "order_columns")
+CSV_ONLY = ("carts", "orders", "delimiter", "encoding", "orders_encoding", "columns", "order_columns")
 
 
 #: ``sms`` keys that serve more than the texts a run sends: the region every phone number is read
 #: in, and the inbound replies (STOP) that still come after the last text.
-_SMS_BEYOND_TEXTS = frozenset({"sms.default_region", "sms.countries", "sms.inbound_url", "sms.http.inbound_from",
+SMS_BEYOND_TEXTS = frozenset({"sms.default_region", "sms.countries", "sms.inbound_url", "sms.http.inbound_from",
                                "sms.http.inbound_text", "sms.http.inbound_id"})
 
 
 #: Why a ``survey`` key is named while ``survey.url`` is not set; the keys other than ``steps`` go
-#: on serving the links of messages sent while it was (:data:`_SURVEY_ANSWERS`).
-_SURVEY_OFF = "survey.url is not set, so no message asks the survey"
+#: on serving the links of messages sent while it was (:data:`SURVEY_ANSWERS`).
+SURVEY_OFF = "survey.url is not set, so no message asks the survey"
 
 
 #: The answer page (``cartrescue.webhook``), ``survey export``'s labels and ``answered_survey``
 #: read them for the answers to links sent before the url was taken out: "remove it" would refuse those.
-_SURVEY_ANSWERS = ("; only the answers to links of earlier messages read it (their page, survey export, "
+SURVEY_ANSWERS = ("; only the answers to links of earlier messages read it (their page, survey export, "
                    "answered_survey): set survey.url, or remove this once those links are old")
 
 
-def _set_apart(model: BaseModel, prefix: str, only: tuple[str, ...] | None = None,
+def set_apart(model: BaseModel, prefix: str, only: tuple[str, ...] | None = None,
                skip: frozenset[str] = frozenset()) -> Iterator[str]:
     """The key paths under ``model`` that the file sets to a value other than the default
     (:meth:`Config.ignored_keys`), in the model's order; sections are gone into, secrets left out."""
@@ -44,6 +44,6 @@ def _set_apart(model: BaseModel, prefix: str, only: tuple[str, ...] | None = Non
         if value == default:
             continue
         if isinstance(value, BaseModel):
-            yield from _set_apart(value, key + ".", skip=skip)
+            yield from set_apart(value, key + ".", skip=skip)
         else:
             yield key

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, field_validator
 
 from cartrescue.config.types import (
-    _DATABASE_URL,
+    DATABASE_URL,
     Duration,
-    _a_statement_wait,
-    _Model,
+    a_statement_wait,
+    Model,
     duration_text,
 )
 from cartrescue.drivers import STATEMENT_WAIT
@@ -24,7 +24,7 @@ LOCK_TIMEOUT_FLOOR = timedelta(seconds=5)
 RETENTION_FLOOR = timedelta(days=1)
 
 
-class Retention(_Model):
+class Retention(Model):
     """How long the ledger keeps decisions and run records (``None``: for ever). The delivering
     run that follows deletes older rows (cartrescue.lifecycle); messages are never pruned."""
 
@@ -48,7 +48,7 @@ def _retention(value: Any) -> Any:
     return value
 
 
-class LedgerConfig(_Model):
+class LedgerConfig(Model):
     """Where cartrescue keeps its own state (never the shop's database)."""
 
     url: str = "sqlite:///cartrescue.db"  # relative SQLite paths are relative to the config file
@@ -63,7 +63,7 @@ class LedgerConfig(_Model):
     def _database_url(cls, value: str) -> str:
         """A URL's shape, as ``source.url``'s: ``cartrescue.db`` without ``sqlite:///`` was "cannot
         open: Could not parse SQLAlchemy URL", with no word of what it lacked."""
-        if not _DATABASE_URL.match(value):
+        if not DATABASE_URL.match(value):
             raise ValueError("expected an SQLAlchemy database URL like sqlite:///cartrescue.db (a file beside this "
                              "config) or postgresql+psycopg://user@host/cartrescue")
         return value
@@ -79,4 +79,4 @@ class LedgerConfig(_Model):
     @field_validator("statement_wait")
     @classmethod
     def _some_wait(cls, value: timedelta) -> timedelta:
-        return _a_statement_wait(value)
+        return a_statement_wait(value)

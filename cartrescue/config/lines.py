@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 
-def _line_of(key: str, key_lines: "dict[tuple[str | int, ...], int]") -> str:
+def line_of(key: str, key_lines: "dict[tuple[str | int, ...], int]") -> str:
     """`` (line N)``: where the file writes ``key`` (``priority.tiers[1].budget``), or the nearest
     section holding it (an error about a key the file leaves out); ``""`` where none is known."""
     path: tuple[str | int, ...] = tuple(int(part) if part.isdigit() and index else part for part, index in
@@ -19,7 +19,7 @@ def _line_of(key: str, key_lines: "dict[tuple[str | int, ...], int]") -> str:
     return f" (line {key_lines[path]})" if path else ""
 
 
-def _key_lines(root: Any) -> "dict[tuple[str | int, ...], int]":
+def lines_of_keys(root: Any) -> "dict[tuple[str | int, ...], int]":
     """The line (1-based) of every key and list item of the composed YAML ``root``, by its path
     (``("priority", "tiers", 1, "budget")``); what a ``<<`` merge brings counts where it is merged."""
     import yaml

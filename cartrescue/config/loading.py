@@ -10,16 +10,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cartrescue.config.env import _interpolate
+from cartrescue.config.env import interpolate
 from cartrescue.config.errors import (
-    _INTERNAL_KEYS,
+    INTERNAL_KEYS,
     UNKNOWN_KEY,
-    _key_not_text,
+    key_not_text,
     format_validation_error,
 )
-from cartrescue.config.lines import _key_lines, _line_of
+from cartrescue.config.lines import lines_of_keys, line_of
 from cartrescue.config.root import DEFAULT_CONFIG, Config
-from cartrescue.config.secret_keys import _scrub, _secrets
+from cartrescue.config.secret_keys import scrub, secret_values
 from cartrescue.errors import ConfigError
 
 MAX_YAML_DEPTH = 32
@@ -55,9 +55,9 @@ def _expanded_size(root: Any, limit: int) -> int:
     return size(root)
 
 
-def _safe_yaml(text: str, file: Path, key_lines: "dict[tuple[str | int, ...], int] | None" = None) -> Any:
+def safe_yaml(text: str, file: Path, key_lines: "dict[tuple[str | int, ...], int] | None" = None) -> Any:
     """``yaml.safe_load`` with bounds: an alias bomb or absurd nesting is refused, not expanded.
-    ``key_lines``: filled with the line of each key (:func:`_key_lines`), for the errors.
+    ``key_lines``: filled with the line of each key (:func:`lines_of_keys`), for the errors.
 
     PyYAML shares aliased nodes, but everything that walks the result afterwards (interpolation,
     validation) would expand a "billion laughs" document exponentially.
@@ -120,7 +120,7 @@ def _safe_yaml(text: str, file: Path, key_lines: "dict[tuple[str | int, ...], in
         if node is None:
             return None
         if key_lines is not None:
-            key_lines.update(_key_lines(node))
+            key_lines.update(lines_of_keys(node))
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -166,7 +166,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
     try:
         key_lines: dict[tuple[str | int, ...], int] = {}
-        raw = _safe_yaml(text, file, key_lines)
+        raw = safe_yaml(text, file, key_lines)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -177,22 +177,22 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping of keys at the top level")
     if any(not isinstance(key, str) for key in raw):
-        raise ConfigError(f"{file}: {_key_not_text(next(k for k in raw if not isinstance(k, str)))}")
-    written = next((key for key in _INTERNAL_KEYS if key in raw), None)
+        raise ConfigError(f"{file}: {key_not_text(next(k for k in raw if not isinstance(k, str)))}")
+    written = next((key for key in INTERNAL_KEYS if key in raw), None)
     if written is not None:  # it would be replaced below, unnoticed: base_dir: /srv/shop moved no path
         raise ConfigError(f"{file}: {written}: {UNKNOWN_KEY}")
     unset: dict[str, str] = {}
     try:
-        raw = _interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)
+        raw = interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)
     except ConfigError as exc:  # "file: key: ...": the key's line too
-        raise ConfigError(f"{exc}{_line_of(str(exc)[len(str(file)) + 2:].split(': ', 1)[0], key_lines)}") from None
-    secrets = list(_secrets(raw))
+        raise ConfigError(f"{exc}{line_of(str(exc)[len(str(file)) + 2:].split(': ', 1)[0], key_lines)}") from None
+    secrets = list(secret_values(raw))
     raw["base_dir"] = file.resolve().parent
     raw["config_file"] = file
     raw["unset_env"] = unset
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_scrub(format_validation_error(str(file), exc, key_lines), secrets)) from None
+        raise ConfigError(scrub(format_validation_error(str(file), exc, key_lines), secrets)) from None
     config._key_lines = key_lines
     return config

@@ -8,19 +8,19 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from cartrescue.config.shop import _token_reaches_server
-from cartrescue.config.types import _NAME, _Model, _norway
+from cartrescue.config.shop import token_reaches_server
+from cartrescue.config.types import NAME, Model, norway
 
 DEFAULT_REASONS = ("shipping_cost", "price", "payment", "delivery_time", "just_looking", "other")
 
 
-class ExperimentsConfig(_Model):
+class ExperimentsConfig(Model):
     """A/B variants and the holdout: assignment is a stable hash of the address and this salt."""
 
     salt: str = "cartrescue"  # change it to draw every address's arms anew (ends running tests)
 
 
-class SurveyConfig(_Model):
+class SurveyConfig(Model):
     """Asking why the cart was left: one-click reasons in the messages, answered on the page the
     WSGI app of :mod:`cartrescue.webhook` serves. See docs/survey.md."""
 
@@ -35,7 +35,7 @@ class SurveyConfig(_Model):
     @classmethod
     def _norwegian(cls, words: Any) -> Any:
         """``no:`` (Norwegian) read by YAML 1.1 as false: the locale it was written as."""
-        return {_norway(key, "no"): value for key, value in words.items()} if isinstance(words, dict) else words
+        return {norway(key, "no"): value for key, value in words.items()} if isinstance(words, dict) else words
 
     @field_validator("url")
     @classmethod
@@ -43,7 +43,7 @@ class SurveyConfig(_Model):
         if value is not None and "{token}" not in value:
             raise ValueError("must contain {token}, where the signed survey token goes")
         if value is not None:
-            _token_reaches_server(value)
+            token_reaches_server(value)
         return value
 
     @field_validator("reasons")
@@ -54,7 +54,7 @@ class SurveyConfig(_Model):
         if len(set(reasons)) != len(reasons):
             raise ValueError(f"reasons must be unique, got {reasons}")
         for code in reasons:
-            if not _NAME.match(code):
+            if not NAME.match(code):
                 raise ValueError(f"reason codes are short lower-case names like shipping_cost; got {code!r}")
         return reasons
 
@@ -87,7 +87,7 @@ class SurveyConfig(_Model):
 _UTM_FIELDS = frozenset({"sequence", "step", "variant", "tier", "channel"})
 
 
-class LinksConfig(_Model):
+class LinksConfig(Model):
     """UTM parameters on every link of a message (cartrescue.compose.links); placeholders {sequence},
     {step}, {variant}, {tier}, {channel}. A value that renders empty is left out (no variant, no
     utm_content)."""

@@ -9,35 +9,35 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from cartrescue.config.types import _Model
+from cartrescue.config.types import Model
 
 #: The largest a rule's weight may be, either way: scores are sums of weights, and two weights
 #: of 1e308, each a float, summed to infinity, printed as ``Infinity`` in ``--json`` (no JSON).
 MAX_WEIGHT = 1_000_000
 
 
-class ValueRule(_Model):
+class ValueRule(Model):
     weight: float = Field(40, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
     threshold: Decimal = Decimal("200")
 
 
-class ReturningRule(_Model):
+class ReturningRule(Model):
     weight: float = Field(25, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
     min_orders: int = Field(1, ge=1)
 
 
-class MarginRule(_Model):
+class MarginRule(Model):
     weight: float = Field(20, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
     threshold: Decimal = Field(Decimal("0.4"), ge=0, le=1)
 
 
-class OverstockRule(_Model):
+class OverstockRule(Model):
     weight: float = Field(15, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
     threshold: int = 100
     skus: list[str] = Field(default_factory=list)
 
 
-class Rules(_Model):
+class Rules(Model):
     high_value: ValueRule = ValueRule()
     returning_customer: ReturningRule = ReturningRule()
     high_margin: MarginRule = MarginRule()
@@ -52,7 +52,7 @@ ChannelName = Literal["email", "call-list", "sms", "webhook"]
 CHANNELS: tuple[str, ...] = ("email", "call-list", "sms", "webhook")
 
 
-class Tier(_Model):
+class Tier(Model):
     name: str
     min_score: float = 0
     sequence: str = "default"
@@ -73,7 +73,7 @@ class Tier(_Model):
         return self
 
 
-class PriorityConfig(_Model):
+class PriorityConfig(Model):
     rules: Rules = Rules()
     tiers: list[Tier] = Field(
         default_factory=lambda: [

@@ -10,10 +10,10 @@ from decimal import Decimal
 from pydantic import Field, field_validator
 
 from cartrescue.config.priority import CHANNELS
-from cartrescue.config.types import Duration, _above_zero, _Model
+from cartrescue.config.types import Duration, above_zero, Model
 
 
-class ReportConfig(_Model):
+class ReportConfig(Model):
     """``cartrescue report`` (docs/reporting.md): attribution, costs and when an A/B test has a winner."""
 
     attribution_window: Duration = timedelta(days=5)  # an order this long after a message is "recovered"
@@ -31,7 +31,7 @@ class ReportConfig(_Model):
     def _a_while(cls, value: timedelta) -> timedelta:
         """``period: 0`` was taken, and every report then said "--since … is not before now",
         naming an option nobody gave."""
-        return _above_zero(value)
+        return above_zero(value)
 
     @field_validator("costs")
     @classmethod
@@ -48,7 +48,7 @@ class ReportConfig(_Model):
         return costs
 
 
-class DoctorConfig(_Model):
+class DoctorConfig(Model):
     """``cartrescue doctor``: what counts as "reminders have silently stopped"."""
 
     stale_after: Duration = timedelta(hours=2)  # no successful non-dry-run run for this long: exit 5

@@ -21,21 +21,21 @@ from cartrescue.config.channels import (
 )
 from cartrescue.config.eligibility import EligibilityConfig
 from cartrescue.config.ignored import (
-    _CSV_ONLY,
-    _SMS_BEYOND_TEXTS,
-    _SURVEY_ANSWERS,
-    _SURVEY_OFF,
-    _set_apart,
+    CSV_ONLY,
+    SMS_BEYOND_TEXTS,
+    SURVEY_ANSWERS,
+    SURVEY_OFF,
+    set_apart,
 )
 from cartrescue.config.ledger import LedgerConfig
-from cartrescue.config.lines import _line_of
+from cartrescue.config.lines import line_of
 from cartrescue.config.messages import ExperimentsConfig, LinksConfig, SurveyConfig
 from cartrescue.config.priority import PriorityConfig
 from cartrescue.config.report import DoctorConfig, ReportConfig
-from cartrescue.config.sequences import Incentive, Sequence, _default_sequences
+from cartrescue.config.sequences import Incentive, Sequence, default_sequences
 from cartrescue.config.shop import ShopConfig
 from cartrescue.config.source import SourceConfig
-from cartrescue.config.types import _Model, duration_text
+from cartrescue.config.types import Model, duration_text
 from cartrescue.errors import ConfigError, LedgerError
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def _time_as_text(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
-class Config(_Model):
+class Config(Model):
     """The whole file. ``base_dir`` is the config file's folder: relative paths resolve there."""
 
     shop: ShopConfig = ShopConfig()
@@ -63,7 +63,7 @@ class Config(_Model):
     ledger: LedgerConfig = LedgerConfig()
     eligibility: EligibilityConfig = EligibilityConfig()
     priority: PriorityConfig = PriorityConfig()
-    sequences: dict[str, Sequence] = Field(default_factory=_default_sequences)
+    sequences: dict[str, Sequence] = Field(default_factory=default_sequences)
     templates: Path | None = None  # None: the templates shipped with cartrescue
     call_list: CallListConfig = CallListConfig()
     outbox: OutboxConfig = OutboxConfig()
@@ -80,7 +80,7 @@ class Config(_Model):
     base_dir: Path = Path(".")
     config_file: Path | None = None  # set by load_config: errors found later name the file too
     unset_env: dict[str, str] = Field(default_factory=dict)  # set by load_config: {secret key: its unset variable}
-    #: The line of each key of the file (:func:`_key_lines`), set by load_config: a warning about a key names it.
+    #: The line of each key of the file (:func:`lines_of_keys`), set by load_config: a warning about a key names it.
     _key_lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
@@ -241,31 +241,31 @@ class Config(_Model):
         source, lines = self.source, []
         if not source.is_csv:
             why = f"a {source.type} source reads the shop's database (source.url), no CSV file: remove it"
-            lines += [(key, why) for key in _set_apart(source, "source.", _CSV_ONLY)]
+            lines += [(key, why) for key in set_apart(source, "source.", CSV_ONLY)]
             if source.newsletters.file is None:  # the one CSV export a database source may have
                 lines += [(key, "no CSV export is read (a database source, no source.newsletters.file): remove it")
-                          for key in _set_apart(source, "source.", ("export_stale_after",))]
+                          for key in set_apart(source, "source.", ("export_stale_after",))]
         else:
             why = f"a {source.type} source reads exported files, not a database: remove it"
-            lines += [(key, why) for key in _set_apart(source, "source.", ("statement_wait",))]
+            lines += [(key, why) for key in set_apart(source, "source.", ("statement_wait",))]
         if source.is_csv and source.orders is None:
             why = "source.orders is not set, so no orders export is read: set it, or remove this"
-            lines += [(key, why) for key in _set_apart(source, "source.", ("orders_encoding", "order_columns"))]
+            lines += [(key, why) for key in set_apart(source, "source.", ("orders_encoding", "order_columns"))]
         used = self.channels_used()
         for channel, section in (("sms", self.sms), ("webhook", self.webhook)):
             if channel not in used:
                 why = f"no tier or step sends by {channel} (remove it, or give a tier or a step channel: {channel})"
-                lines += [(key, why) for key in _set_apart(section, f"{channel}.", skip=_SMS_BEYOND_TEXTS)]
+                lines += [(key, why) for key in set_apart(section, f"{channel}.", skip=SMS_BEYOND_TEXTS)]
         if "call-list" not in used:
             # forget --files still reads the file for the rows of calls listed before: "remove it" would hide them
             lines += [(key, "no tier or step calls (channel: call-list), so no run adds to the call list; only "
                             "forget reads it, for the rows of calls listed before: give a tier or a step channel: "
                             "call-list, or remove this once that list is done with")
-                      for key in _set_apart(self.call_list, "call_list.")]
+                      for key in set_apart(self.call_list, "call_list.")]
         if self.survey.url is None:
-            lines += [(key, _SURVEY_OFF + (_SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
-                                           "remove this")) for key in _set_apart(self.survey, "survey.")]
-        return [f"{self.where(key)}: ignored: {why}{_line_of(key, self._key_lines)}" for key, why in lines]
+            lines += [(key, SURVEY_OFF + (SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
+                                           "remove this")) for key in set_apart(self.survey, "survey.")]
+        return [f"{self.where(key)}: ignored: {why}{line_of(key, self._key_lines)}" for key, why in lines]
 
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""

@@ -8,30 +8,30 @@ from collections.abc import Iterator
 from typing import Any
 
 #: Keys whose values are secrets: never shown in an error, whatever went wrong.
-_SECRET_KEY = re.compile(r"(password|secret|token|api_?key|auth)$", re.IGNORECASE)
+SECRET_KEY = re.compile(r"(password|secret|token|api_?key|auth)$", re.IGNORECASE)
 
 
 def secret_key(name: str) -> bool:
     """Is the value under a key of this name a secret (never shown in any output)?"""
-    return _SECRET_KEY.search(name) is not None
+    return SECRET_KEY.search(name) is not None
 
 
-def _secrets(node: Any, key: str = "") -> Iterator[str]:
+def secret_values(node: Any, key: str = "") -> Iterator[str]:
     """Every secret value of a config: values of secret keys and passwords inside URLs."""
     if isinstance(node, dict):
         for name, value in node.items():
-            yield from _secrets(value, str(name))
+            yield from secret_values(value, str(name))
     elif isinstance(node, list):
         for value in node:
-            yield from _secrets(value, key)
+            yield from secret_values(value, key)
     elif isinstance(node, str):
-        if _SECRET_KEY.search(key) and len(node) >= 3:
+        if SECRET_KEY.search(key) and len(node) >= 3:
             yield node
         for match in re.finditer(r"://[^/:@\s]*:([^@/\s]+)@", node):
             yield match.group(1)
 
 
-def _scrub(message: str, secrets: list[str]) -> str:
+def scrub(message: str, secrets: list[str]) -> str:
     for secret in sorted(set(secrets), key=len, reverse=True):
         message = message.replace(secret, "***")
     return message

@@ -12,12 +12,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from cartrescue.config.priority import ChannelName, Tier
-from cartrescue.config.types import _NAME, Duration, _Model
+from cartrescue.config.types import NAME, Duration, Model
 
 _CODE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::(\d+))?\}")
 
 
-class CodeSource(_Model):
+class CodeSource(Model):
     """Per-recipient codes of an incentive: a pool file (each code once) or a generating pattern.
 
     Codes live in the ledger (``cr_code``) under ``pool``; see docs/templates.md#incentives.
@@ -30,7 +30,7 @@ class CodeSource(_Model):
     @field_validator("pool")
     @classmethod
     def _pool_name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not NAME.match(value):
             raise ValueError(f"expected a short lower-case name like comeback10, got {value!r}")
         return value
 
@@ -53,7 +53,7 @@ class CodeSource(_Model):
         return self
 
 
-class Incentive(_Model):
+class Incentive(Model):
     kind: Literal["percent", "fixed", "free_shipping"]
     value: Decimal = Decimal("0")
     code: str | None = None  # one fixed code for everyone; for per-recipient codes use `codes`
@@ -72,7 +72,7 @@ class Incentive(_Model):
         return self
 
 
-class Step(_Model):
+class Step(Model):
     delay: Duration
     template: str
     incentive: Incentive | None = None
@@ -90,7 +90,7 @@ class Step(_Model):
     @classmethod
     def _variant_names(cls, variants: dict[str, float]) -> dict[str, float]:
         for name, weight in variants.items():
-            if not _NAME.match(name):
+            if not NAME.match(name):
                 raise ValueError(f"variant names are short lower-case names like a, b or urgent; got {name!r}")
             if not 0 < weight < float("inf"):  # .inf took every customer into the last arm, .nan none
                 raise ValueError(f"variant {name!r}: the weight must be a number above 0, got {weight}")
@@ -110,7 +110,7 @@ class Step(_Model):
         return self.incentive
 
 
-class Sequence(_Model):
+class Sequence(Model):
     steps: list[Step]
     holdout: float = Field(0.0, ge=0, lt=1)  # share of addresses that get no message (measures lift)
 
@@ -125,7 +125,7 @@ class Sequence(_Model):
         return steps
 
 
-def _default_sequences() -> dict[str, Sequence]:
+def default_sequences() -> dict[str, Sequence]:
     return {
         "default": Sequence(
             steps=[

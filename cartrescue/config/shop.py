@@ -14,15 +14,15 @@ from pydantic import Field, field_validator
 from cartrescue.config.types import (
     EmailAddress,
     OptionalEmail,
-    _country,
-    _currency_code,
-    _iana_zone,
-    _Model,
-    _norway,
+    country_code,
+    currency_code,
+    iana_zone,
+    Model,
+    norway,
 )
 
 
-class ShopConfig(_Model):
+class ShopConfig(Model):
     """Who the messages come from; also the template context's ``shop``."""
 
     name: str = "Example Shop"
@@ -55,7 +55,7 @@ class ShopConfig(_Model):
     @field_validator("currency")
     @classmethod
     def _iso_currency(cls, value: str | None) -> str | None:
-        return _currency_code(value, f"expected an ISO 4217 code like EUR, got {value!r}") if value else None
+        return currency_code(value, f"expected an ISO 4217 code like EUR, got {value!r}") if value else None
 
     @field_validator("default_locale")
     @classmethod
@@ -74,25 +74,25 @@ class ShopConfig(_Model):
     @field_validator("country", mode="before")
     @classmethod
     def _not_false(cls, value: Any) -> Any:
-        return _norway(value)
+        return norway(value)
 
     @field_validator("default_locale", mode="before")
     @classmethod
     def _norwegian(cls, value: Any) -> Any:
         """An unquoted ``no`` (Norwegian), which YAML 1.1 reads as false."""
-        return _norway(value, "no")
+        return norway(value, "no")
 
     @field_validator("country")
     @classmethod
     def _iso_country(cls, value: str | None) -> str | None:
-        return _country(value)
+        return country_code(value)
 
     @field_validator("exchange_rates")
     @classmethod
     def _positive_rates(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
         checked: dict[str, Decimal] = {}
         for code, rate in rates.items():
-            key = _currency_code(code, f"{code}: expected an ISO 4217 code like SEK as the key")
+            key = currency_code(code, f"{code}: expected an ISO 4217 code like SEK as the key")
             if not rate > 0:
                 raise ValueError(f"{code}: the rate must be above 0, got {rate}")
             checked[key] = rate
@@ -101,7 +101,7 @@ class ShopConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        return _iana_zone(value)
+        return iana_zone(value)
 
     @field_validator("unsubscribe_url")
     @classmethod
@@ -111,7 +111,7 @@ class ShopConfig(_Model):
         no client reads as a link."""
         if "{token}" not in value:
             raise ValueError("must contain {token}, where the signed unsubscribe token goes")
-        _token_reaches_server(value)
+        token_reaches_server(value)
         from cartrescue.compose.links import safe_url
 
         if safe_url(value) != value:
@@ -163,7 +163,7 @@ class ShopConfig(_Model):
         return value
 
 
-def _token_reaches_server(url: str) -> None:
+def token_reaches_server(url: str) -> None:
     """Refuse a link whose ``{token}`` stands only where :mod:`cartrescue.webhook` never sees it:
     after ``#`` (browsers and one-click POSTs do not send the fragment) or in the host name.
     Every message would carry it and every click be refused."""

@@ -22,12 +22,12 @@ from pydantic import (
 )
 
 from cartrescue.config.types import (
-    _DATABASE_URL,
+    DATABASE_URL,
     Duration,
-    _a_statement_wait,
-    _currency_code,
-    _iana_zone,
-    _Model,
+    a_statement_wait,
+    currency_code,
+    iana_zone,
+    Model,
 )
 from cartrescue.drivers import SOURCE_STATEMENT_WAIT
 
@@ -70,7 +70,7 @@ Encoding = Annotated[str, AfterValidator(_known_encoding)]
 KeyPrefix = Annotated[str | None, AfterValidator(_key_prefix)]
 
 
-class NewslettersConfig(_Model):
+class NewslettersConfig(Model):
     """The shop's other marketing sends (its newsletter): a reminder due on a day the address got
     one waits for the next day (reason ``newsletter_today``). See docs/newsletters.md."""
 
@@ -112,7 +112,7 @@ class _Options(BaseModel):
     def _known_zone(cls, value: str | None) -> str | None:
         """Checked when the config loads, as ``shop.timezone``: a typo was found only once the
         source opened, and not by ``doctor``'s config check."""
-        return _iana_zone(value) if value is not None else None
+        return iana_zone(value) if value is not None else None
 
 
 class _WooCommerceOptions(_Options):
@@ -138,7 +138,7 @@ class _WooCommerceOptions(_Options):
     def _iso_currency(cls, value: str | None) -> str | None:
         """A typo (``EUO``) stopped every run as a shop-side error (exit 3) blaming the shop's
         woocommerce_currency setting, and telling the user to set the option they had set."""
-        return _currency_code(value, f"expected an ISO 4217 code like EUR, got {value!r}") if value else None
+        return currency_code(value, f"expected an ISO 4217 code like EUR, got {value!r}") if value else None
 
 
 class _MagentoOptions(_Options):
@@ -169,7 +169,7 @@ class _SqlOptions(_Options):
     @field_validator("db_timezone")
     @classmethod
     def _known_zone_or_shop(cls, value: str) -> str:
-        return value if value == "shop" else _iana_zone(value)
+        return value if value == "shop" else iana_zone(value)
 
 
 _OPTIONS: dict[str, type[_Options]] = {"woocommerce": _WooCommerceOptions, "magento2": _MagentoOptions,
@@ -201,7 +201,7 @@ def _checked_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     return read.model_dump(include=set(options))
 
 
-class SourceConfig(_Model):
+class SourceConfig(Model):
     """Where carts and orders come from. CSV paths are relative to the config file."""
 
     type: SourceType = "csv"
@@ -259,14 +259,14 @@ class SourceConfig(_Model):
     @field_validator("statement_wait")
     @classmethod
     def _some_wait(cls, value: timedelta) -> timedelta:
-        return _a_statement_wait(value)
+        return a_statement_wait(value)
 
     @field_validator("url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         """A URL's shape, when the config loads (exit 2, naming the key): ``not-a-url`` was
         found only by the run, as a shop-side error (exit 3)."""
-        if value and not _DATABASE_URL.match(value):
+        if value and not DATABASE_URL.match(value):
             raise ValueError("expected an SQLAlchemy database URL like postgresql://user@host/shop or "
                              "mysql+pymysql://user:password@host/shop")
         return value

@@ -1,5 +1,5 @@
 """The value types of the config: durations (``45m``, ``24h``, ``3d``), seconds, times of day,
-e-mail addresses, countries, timezones, currencies, and ``_Model``, the base of every section.
+e-mail addresses, countries, timezones, currencies, and ``Model``, the base of every section.
 
 Apart from the sections because every section reads them, and they read none: a module a
 section imports can never import that section back.
@@ -101,7 +101,7 @@ def _parse_clock(value: Any) -> time:
     raise ValueError(f"expected a time of day like 21:00, got {value!r}")
 
 
-def _above_zero(value: timedelta) -> timedelta:
+def above_zero(value: timedelta) -> timedelta:
     """A timeout of zero or less ends every wait at once: ``data_timeout: 0`` made every message
     ``unconfirmed`` (never resent), ``timeout: 0`` every connection a failure."""
     if value <= timedelta(0):
@@ -120,7 +120,7 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 # Timeouts and backoffs: a bare number is seconds (parse_seconds).
-Timeout = Annotated[timedelta, BeforeValidator(parse_seconds), AfterValidator(_above_zero)]
+Timeout = Annotated[timedelta, BeforeValidator(parse_seconds), AfterValidator(above_zero)]
 
 
 Backoff = Annotated[timedelta, BeforeValidator(parse_seconds), AfterValidator(_not_negative)]
@@ -129,7 +129,7 @@ Backoff = Annotated[timedelta, BeforeValidator(parse_seconds), AfterValidator(_n
 ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
 
 
-class _Model(BaseModel):
+class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -152,11 +152,11 @@ EmailAddress = Annotated[str, AfterValidator(_email_address)]
 OptionalEmail = Annotated[str | None, AfterValidator(_email_address)]
 
 
-def _norway(value: Any, written: str = "NO") -> Any:
+def norway(value: Any, written: str = "NO") -> Any:
     """YAML 1.1 reads an unquoted ``NO`` (Norway) or ``no`` (Norwegian) as false: take back what
     was ``written``."""
     if isinstance(value, list):
-        return [_norway(item, written) for item in value]
+        return [norway(item, written) for item in value]
     return written if value is False else value
 
 
@@ -165,7 +165,7 @@ def _norway(value: Any, written: str = "NO") -> Any:
 _NOT_ISO = {"UK": "GB (the United Kingdom)", "EL": "GR (Greece)"}
 
 
-def _country(value: str | None) -> str | None:
+def country_code(value: str | None) -> str | None:
     """An ISO 3166-1 alpha-2 code, upper-cased (``se`` -> ``SE``)."""
     if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
         raise ValueError(f"expected an ISO 3166 country code like SE, got {value!r}")
@@ -174,7 +174,7 @@ def _country(value: str | None) -> str | None:
     return value.upper() if value else None
 
 
-def _iana_zone(value: str) -> str:
+def iana_zone(value: str) -> str:
     """``value`` if it names an IANA timezone (``Europe/Stockholm``)."""
     try:
         ZoneInfo(value)
@@ -183,7 +183,7 @@ def _iana_zone(value: str) -> str:
     return value
 
 
-def _currency_code(value: str, malformed: str) -> str:
+def currency_code(value: str, malformed: str) -> str:
     """``value`` upper-cased when it is an ISO 4217 code CLDR knows. A typo (``SKE`` for SEK)
     had been taken as written: no cart is in that currency, so its rate was never used and the
     carts it was meant for had none; the config names the key at once instead."""
@@ -198,10 +198,10 @@ def _currency_code(value: str, malformed: str) -> str:
 
 
 #: A URL as SQLAlchemy writes one: a scheme (``postgresql``, ``mysql+pymysql``) and ``://``.
-_DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def _a_statement_wait(value: timedelta) -> timedelta:
+def a_statement_wait(value: timedelta) -> timedelta:
     """``ledger.statement_wait`` and ``source.statement_wait``: a deadline, never none (a server
     that stopped answering held the run, and its lock, for good)."""
     if value < timedelta(seconds=1):
@@ -210,4 +210,4 @@ def _a_statement_wait(value: timedelta) -> timedelta:
     return value
 
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")

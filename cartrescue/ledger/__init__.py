@@ -35,7 +35,7 @@ from __future__ import annotations
 from cartrescue.ledger.errors import NO_SCHEMA, NO_SCHEMA_HINT, busy, ledger_error, older_ledger, one_line, why_no_file
 from cartrescue.ledger.handle import LOCKING_WAIT, NUMBER_LOCKS, Ledger, shops_taking_turns
 from cartrescue.ledger.liveness import OTHER_HOST_GONE, RunsOver, process_identity
-from cartrescue.ledger.moments import _aware, _naive
+from cartrescue.ledger.moments import aware, naive
 from cartrescue.ledger.schema import BINARY_COLLATIONS, binary_collation
 from cartrescue.ledger.tables import (CART_VALUES, CONFIG_VALUES, READ_TABLES, REPORT_COLUMNS, TABLES, BudgetHold,
                                       CartDecision, Code, Inbound, Message, Promotion, Run, RunLock, SendTest,
@@ -44,7 +44,7 @@ from cartrescue.ledger.values import (ADDRESS_CHANNELS, MAYBE_DELIVERED, MESSAGE
                                       RESENDS_LOST, UNCONFIRMED, Claimed, ClaimRequest, History, Owner, Promoted,
                                       SentStep, TierUse, may_have_reached)
 
-__all__ = ["_aware", "_naive", "ADDRESS_CHANNELS", "binary_collation", "BINARY_COLLATIONS", "BudgetHold", "busy",
+__all__ = ["aware", "naive", "ADDRESS_CHANNELS", "binary_collation", "BINARY_COLLATIONS", "BudgetHold", "busy",
            "cart_value_limits", "CART_VALUES", "CartDecision", "Claimed", "ClaimRequest", "Code", "config_value_limits",
            "CONFIG_VALUES", "History", "Inbound", "Ledger", "ledger_error", "LOCKING_WAIT", "MAYBE_DELIVERED",
            "may_have_reached", "Message", "MESSAGED", "NO_SCHEMA", "NO_SCHEMA_HINT", "NUMBER_CHANNELS", "NUMBER_LOCKS", "older_ledger",

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 
-def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """A reader's (``Ledger(create=False)``): waits for a writer's lock, changes nothing.
 
     Every statement waits :data:`WRITE_LOCK_WAIT` for the lock, as a claim does (read when the
@@ -23,8 +23,8 @@ def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    _sqlite_read_pragmas(dbapi_connection, _record)  # first: the next pragmas may wait for a lock
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    sqlite_read_pragmas(dbapi_connection, _record)  # first: the next pragmas may wait for a lock
     cursor = dbapi_connection.cursor()
     # Switching a new file to WAL needs a moment alone with it, and SQLite answers "locked" at
     # once (no busy wait) while another process creates it: retry briefly.
@@ -40,7 +40,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _driver(conn: Any, statement: str, params: Any, *, many: bool = False) -> Any:
+def driver_sql(conn: Any, statement: str, params: Any, *, many: bool = False) -> Any:
     """``statement`` on the driver's own cursor of SQLAlchemy connection ``conn``, in its transaction.
 
     What ``conn.exec_driver_sql`` does, without the ~20 µs of its events, context and result
@@ -73,7 +73,7 @@ WRITE_LOCK_WAIT = 30.0
 _FIRST_NAP, _SHORT_NAPS, _LONGEST_NAP = 0.00005, 20, 0.002
 
 
-def _write_lock(dbapi_connection: Any) -> None:
+def write_lock(dbapi_connection: Any) -> None:
     """Begin a SQLite transaction holding the write lock (``BEGIN IMMEDIATE``), waiting in short naps.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10 ms ... between attempts. Workers of one run on
@@ -105,7 +105,7 @@ def _write_lock(dbapi_connection: Any) -> None:
             nap = min(nap * 2, _LONGEST_NAP)
 
 
-def _sqlite_version() -> tuple[int, ...]:
+def sqlite_version() -> tuple[int, ...]:
     import sqlite3
 
     return sqlite3.sqlite_version_info

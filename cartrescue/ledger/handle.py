@@ -24,16 +24,16 @@ from sqlmodel import create_engine
 
 from cartrescue.drivers import STATEMENT_WAIT, Silence, missing_driver, stopped_answering
 from cartrescue.errors import LedgerError, LockHeld, LockLost
-from cartrescue.ledger.engine import WRITE_LOCK_WAIT, _driver, _sqlite_pragmas, _sqlite_read_pragmas, _write_lock
+from cartrescue.ledger.engine import WRITE_LOCK_WAIT, driver_sql, sqlite_pragmas, sqlite_read_pragmas, write_lock
 from cartrescue.ledger.errors import NO_SCHEMA, NO_SCHEMA_HINT, one_line, why_no_file
-from cartrescue.ledger.liveness import (OTHER_HOST_GONE, RunsOver, _dead_runs, _note_left_claims, _process_gone,
-                                        _sent_by, process_identity)
-from cartrescue.ledger.moments import _aware, _naive
+from cartrescue.ledger.liveness import (OTHER_HOST_GONE, RunsOver, dead_runs, note_left_claims, process_gone,
+                                        sent_by, process_identity)
+from cartrescue.ledger.moments import aware, naive
 from cartrescue.ledger.reports import ReportQueries
 from cartrescue.ledger.schema import SchemaUpkeep
-from cartrescue.ledger.statements import (_RETURNING_UP_TO, _answered_statement, _chunks, _delivered_nothing,
-                                          _finished_delivering, _history_statements, _latest, _lock_is, _one_of_chunk,
-                                          _RawStatements)
+from cartrescue.ledger.statements import (RETURNING_UP_TO, answered_statement, chunks, delivered_nothing,
+                                          finished_delivering, history_statements, latest_messaged, lock_is, one_of_chunk,
+                                          RawStatements)
 from cartrescue.ledger.suppressed import SuppressionRows
 from cartrescue.ledger.tables import (READ_TABLES, TABLES, BudgetHold, CartDecision, Message, Run, RunLock, SendTest,
                                       SurveyAnswer)
@@ -93,14 +93,14 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         #: ledger, and a dry-run planned as a first run without a word (see :meth:`_no_schema`).
         self.refused: str | None = None
         self._json_each: bool | None = None  # see _json_lists
-        self._raw: _RawStatements | None = None  # the per-message statements, compiled on first use
+        self._raw: RawStatements | None = None  # the per-message statements, compiled on first use
         self._writer: Any = None  # the connection of _message_transaction
         self._folder: Any = None  # the temporary folder of an empty stand-in (Ledger.empty)
         try:
             if url.startswith("sqlite"):
                 self.engine: Engine = create_engine(url, connect_args={"timeout": WRITE_LOCK_WAIT})
                 # Switching to WAL rewrites the file's header: a reader leaves an older file's mode.
-                event.listen(self.engine, "connect", _sqlite_pragmas if create else _sqlite_read_pragmas)
+                event.listen(self.engine, "connect", sqlite_pragmas if create else sqlite_read_pragmas)
             else:
                 # A row lock held by a paused process must not hang this one for ever (unless the
                 # URL's own options set lock_timeout), and the URL's options stay (cartrescue.pg_options).
@@ -149,9 +149,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         """Has the database none of the ledger's tables (opened with ``create=False``)?"""
         return all(model.__table__.name in self.behind for model in READ_TABLES)  # type: ignore[attr-defined]
 
-    def _raw_statements(self) -> "_RawStatements":
+    def _raw_statements(self) -> "RawStatements":
         if self._raw is None:
-            self._raw = _RawStatements(self.engine.dialect)
+            self._raw = RawStatements(self.engine.dialect)
         return self._raw
 
     def safe_url(self) -> str:
@@ -194,11 +194,11 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         if self._writer is None or self._writer.invalidated or self._writer.closed:
             self._writer = self.engine.connect()
             if sqlite:
-                self._writer.detach()  # its busy_timeout is its own (see _write_lock): never back to the pool
+                self._writer.detach()  # its busy_timeout is its own (see write_lock): never back to the pool
                 self._writer.connection.dbapi_connection.execute("PRAGMA busy_timeout=0")
         with self._writer.begin():
             if sqlite:
-                _write_lock(self._writer.connection.dbapi_connection)
+                write_lock(self._writer.connection.dbapi_connection)
             yield self._writer
 
     # -- runs and the lock -------------------------------------------------------------------
@@ -207,7 +207,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         with self.engine.begin() as conn:
             result = conn.execute(
                 insert(Run.__table__).values(  # type: ignore[attr-defined]
-                    mode=mode, now=_naive(now), started_at=_naive(datetime.now(timezone.utc)),
+                    mode=mode, now=naive(now), started_at=naive(datetime.now(timezone.utc)),
                     status="running", host=socket.gethostname(), pid=os.getpid(), process=process_identity(),
                     shard=shard, shop=None if shop is None else shop[:191],
                 )
@@ -230,13 +230,13 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         """Record how the run ended; return how many of its messages were sent. ``sent`` is the
         ledger's own count: a run stopped mid-batch (Ctrl-C, SIGTERM) recorded deliveries in its
         stop grace that its caller had not counted yet."""
-        self.runs_over.ended(str(self.engine.url), run_id)  # whether or not its row says so (_process_gone)
+        self.runs_over.ended(str(self.engine.url), run_id)  # whether or not its row says so (process_gone)
         values = {key: counts.get(key, 0) for key in ("sent", "failed", "skipped", "deferred", "problems")}
         with self.engine.begin() as conn:
-            values["sent"] = _sent_by(conn, run_id)
+            values["sent"] = sent_by(conn, run_id)
             conn.execute(
                 update(Run.__table__).where(Run.__table__.c.id == run_id).values(  # type: ignore[attr-defined]
-                    status=status, finished_at=_naive(datetime.now(timezone.utc)), **values
+                    status=status, finished_at=naive(datetime.now(timezone.utc)), **values
                 )
             )
         return values["sent"]
@@ -258,8 +258,8 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         table = Run.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             rows = conn.execute(select(table.c.shard, func.max(table.c.finished_at)).where(
-                _finished_delivering(table), ~_delivered_nothing(table)).group_by(table.c.shard)).all()
-        return {shard or "": at for shard, value in rows if (at := _aware(value)) is not None}
+                finished_delivering(table), ~delivered_nothing(table)).group_by(table.c.shard)).all()
+        return {shard or "": at for shard, value in rows if (at := aware(value)) is not None}
 
     def latest_delivering_shard(self) -> str | None:
         """The shard (``""``: unsharded) of the delivering run that started last, whatever its
@@ -274,9 +274,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         """How many delivering runs finished after ``since`` (all, for None) that tried to
         deliver and delivered nothing: why the doctor finds no successful run, said in its words."""
         table = Run.__table__  # type: ignore[attr-defined]
-        query = select(func.count()).where(_finished_delivering(table), _delivered_nothing(table))
+        query = select(func.count()).where(finished_delivering(table), delivered_nothing(table))
         if since is not None:
-            query = query.where(table.c.finished_at > _naive(since))
+            query = query.where(table.c.finished_at > naive(since))
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
@@ -287,7 +287,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         ``name`` is ``run`` for an unsharded run and ``run:K/N`` for shard K of N: shards of one
         layout lock side by side, anything else excludes (see :func:`cartrescue.shards.compatible`).
         A holder is stale (crashed, killed) when its heartbeat is older than ``stale_after`` or
-        when it ran on this host in a process that is gone (:func:`_process_gone`: its pid
+        when it ran on this host in a process that is gone (:func:`process_gone`: its pid
         unused, or used by another process); its lock is taken over.
         """
         self.runs_over.going(str(self.engine.url), run_id)
@@ -298,7 +298,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
             self._release(run_id, name)  # the block's error is the run's, whether or not this works
             raise
         finally:
-            self.runs_over.ended(str(self.engine.url), run_id)  # a row of it left behind is no live run's (_process_gone)
+            self.runs_over.ended(str(self.engine.url), run_id)  # a row of it left behind is no live run's (process_gone)
         failed = self._release(run_id, name)
         if failed is not None:
             raise LedgerError(
@@ -328,7 +328,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         The lock row's ``run_id`` is the fencing token: a run that was taken over (it was
         paused or stalled past ``ledger.lock_timeout``) finds another run's id there.
         """
-        at = _naive(datetime.now(timezone.utc))
+        at = naive(datetime.now(timezone.utc))
         lock, run = RunLock.__table__, Run.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
             held = conn.execute(
@@ -349,7 +349,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         table = RunLock.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
         row = dict(name=name, run_id=run_id, host=socket.gethostname(), pid=os.getpid(), process=process_identity(),
-                   acquired_at=_naive(now), heartbeat_at=_naive(now))
+                   acquired_at=naive(now), heartbeat_at=naive(now))
         self.heartbeat(run_id, name)  # the run row's own heartbeat starts now
         for _attempt in range(3):
             try:
@@ -361,7 +361,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                         if not self._is_stale(holder, now, stale_after, self._over(holder["run_id"])):
                             raise LockHeld(
                                 f"another run (#{holder['run_id']}{_shard_words(holder['name'])}, pid {holder['pid']} "
-                                f"on {holder['host']}, since {_aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) "
+                                f"on {holder['host']}, since {aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) "
                                 "holds the lock", holder=holder["run_id"])
                         conn.execute(delete(table).where(table.c.name == holder["name"],
                                                          table.c.run_id == holder["run_id"]))
@@ -410,10 +410,10 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
     def _is_stale(holder: Any, now: datetime, stale_after: timedelta, ended: bool = False) -> bool:
         """Is the lock ``holder`` (a cr_lock row) crashed or killed? ``ended``: its run is one of
         this process's that is over (:meth:`_over`)."""
-        if now - _aware(holder["heartbeat_at"]) > stale_after:  # type: ignore[operator]
+        if now - aware(holder["heartbeat_at"]) > stale_after:  # type: ignore[operator]
             return True
         if holder["host"] == socket.gethostname():
-            return _process_gone(int(holder["pid"]), holder.get("process"), ended)
+            return process_gone(int(holder["pid"]), holder.get("process"), ended)
         return False
 
     def _over(self, run_id: int) -> bool:
@@ -428,22 +428,22 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         channel), and which of the hashes (of addresses and numbers) are suppressed."""
         result = History()
         as_json = self._json_lists()
-        statements = _history_statements(as_json)
+        statements = history_statements(as_json)
 
         def query(which: int, name: str, chunk: list[str]) -> tuple[Any, dict[str, Any]]:
-            return _one_of_chunk(statements, _history_statements, which, name, chunk, as_json)
+            return one_of_chunk(statements, history_statements, which, name, chunk, as_json)
 
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(cart_keys), 500):
+            for chunk in chunks(list(cart_keys), 500):
                 for key, step, channel, status, claimed, variant, sequence in conn.execute(*query(0, "keys", chunk)):
                     result.by_cart.setdefault(key, []).append(
-                        SentStep(step, channel, status, _aware(claimed), variant, sequence))  # type: ignore[arg-type]
-            for chunk in _chunks(sorted(set(emails)), 500):
-                _latest(conn.execute(*query(1, "emails", chunk)), result.last_by_email)
-            for chunk in _chunks(sorted(set(email_hashes)), 500):
+                        SentStep(step, channel, status, aware(claimed), variant, sequence))  # type: ignore[arg-type]
+            for chunk in chunks(sorted(set(emails)), 500):
+                latest_messaged(conn.execute(*query(1, "emails", chunk)), result.last_by_email)
+            for chunk in chunks(sorted(set(email_hashes)), 500):
                 result.suppressed.update(row[0] for row in conn.execute(*query(2, "hashes", chunk)))
-            for chunk in _chunks(sorted(set(phones)), 500):
-                _latest(conn.execute(*query(3, "phones", chunk)), result.last_by_phone)
+            for chunk in chunks(sorted(set(phones)), 500):
+                latest_messaged(conn.execute(*query(3, "phones", chunk)), result.last_by_phone)
         return result
 
     def _json_lists(self) -> bool:
@@ -500,7 +500,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                     kept = [n for n, r in enumerate(requests) if (r.cart_key, r.step, r.channel) not in refused]
                     requests, rows = [requests[n] for n in kept], [rows[n] for n in kept]
                 if done:
-                    _driver(conn, raw.record, done, many=True)
+                    driver_sql(conn, raw.record, done, many=True)
                 won = self._claim_in(conn, run_id, requests, rows, now, lock_name) if requests else Claimed()
                 won.refused = frozenset(refused)
                 return won
@@ -525,7 +525,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         message = Message.__table__  # type: ignore[attr-defined]
         start, end = day
         rows = conn.execute(select(message.c.phone, message.c.status).where(  # by the phone index; status below
-            message.c.phone.in_(numbers), message.c.claimed_at >= _naive(start), message.c.claimed_at < _naive(end)))
+            message.c.phone.in_(numbers), message.c.claimed_at >= naive(start), message.c.claimed_at < naive(end)))
         taken = {phone for phone, status in rows if status in MESSAGED}
         refused: set[tuple[str, int, str]] = set()
         for request in by_number:
@@ -584,7 +584,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 (claim_id, "held_out", detail, "") for request, detail in zip(requests, details)
                 if (claim_id := won.get((request.cart_key, request.step, request.channel))) is not None)
             if held:
-                _driver(conn, raw.record, held, many=True)
+                driver_sql(conn, raw.record, held, many=True)
         return won
 
     def _claim_in(self, conn: Any, run_id: int, requests: Sequence[ClaimRequest], rows: list[Any], now: datetime,
@@ -595,20 +595,20 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         won = Claimed()
         group = raw.claim_group(rows)
         if group is not None:
-            for claim_id, cart_key, step, channel in _driver(conn, *group):
+            for claim_id, cart_key, step, channel in driver_sql(conn, *group):
                 won[(cart_key, step, channel)] = claim_id
-        elif raw.claim_returning is not None and len(rows) <= _RETURNING_UP_TO:
+        elif raw.claim_returning is not None and len(rows) <= RETURNING_UP_TO:
             # A channel takes a message or two at a time: a statement per row that returns its
             # id costs less than one executemany and a query for the ids.
             for params in rows:
-                row = _driver(conn, raw.claim_returning, params).fetchone()
+                row = driver_sql(conn, raw.claim_returning, params).fetchone()
                 if row is not None:
                     won[(row[1], row[2], row[3])] = row[0]
         else:
-            _driver(conn, raw.claim, rows, many=True)
-            for chunk in _chunks(list({r.cart_key: None for r in requests}), 500):
+            driver_sql(conn, raw.claim, rows, many=True)
+            for chunk in chunks(list({r.cart_key: None for r in requests}), 500):
                 sql, params = raw.claimed(chunk)
-                for claim_id, cart_key, step, channel, owner, status in _driver(conn, sql, params):
+                for claim_id, cart_key, step, channel, owner, status in driver_sql(conn, sql, params):
                     if owner == run_id and status == "claimed":
                         won[(cart_key, step, channel)] = claim_id
         retry = [r for r in requests if (r.cart_key, r.step, r.channel) not in won]
@@ -633,8 +633,8 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
             update(message)
             .where(message.c.cart_key == bindparam("b_key"), message.c.step == bindparam("b_step"),
                    message.c.channel == bindparam("b_channel"), message.c.status == "failed_transient",
-                   _lock_is(run_id, lock_name))
-            .values(status="claimed", run_id=run_id, attempts=message.c.attempts + 1, claimed_at=_naive(now),
+                   lock_is(run_id, lock_name))
+            .values(status="claimed", run_id=run_id, attempts=message.c.attempts + 1, claimed_at=naive(now),
                     finished_at=None, transport=bindparam("b_transport"), template=bindparam("b_template"),
                     message_id=bindparam("b_mid"),
                     variant=bindparam("b_variant"), tier=bindparam("b_tier"), score=bindparam("b_score"))
@@ -646,8 +646,8 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         ])
         wanted = {(r.cart_key, r.step, r.channel) for r in requests}
         won: dict[tuple[str, int, str], int] = {}
-        for chunk in _chunks(sorted({r.cart_key for r in requests}), 500):
-            for row in conn.execute(  # by cart_key alone: see _RawStatements.claimed
+        for chunk in chunks(sorted({r.cart_key for r in requests}), 500):
+            for row in conn.execute(  # by cart_key alone: see RawStatements.claimed
                 select(message.c.id, message.c.cart_key, message.c.step, message.c.channel, message.c.run_id,
                        message.c.status).where(message.c.cart_key.in_(chunk))
             ):
@@ -661,11 +661,11 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         rows = self._outcome_rows(outcomes)
         if rows:
             with self._message_transaction() as conn:
-                _driver(conn, self._raw_statements().record, rows, many=True)
+                driver_sql(conn, self._raw_statements().record, rows, many=True)
 
     def _outcome_rows(self, outcomes: Iterable[tuple[int, str, str, str]]) -> list[Any]:
         """The parameters of one driver-level ``executemany`` for a group of outcomes
-        (see :class:`_RawStatements`), stamped now."""
+        (see :class:`RawStatements`), stamped now."""
         raw = self._raw_statements()
         return raw.record_rows(outcomes, raw.moment(datetime.now(timezone.utc)))
 
@@ -676,7 +676,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         with self.engine.connect() as conn:
             row = conn.execute(select(message.c.cart_key, message.c.claimed_at)
                                .order_by(message.c.id.desc()).limit(1)).first()
-        return None if row is None else (row[0], _aware(row[1]))
+        return None if row is None else (row[0], aware(row[1]))
 
     def unconfirmed(self, before_run: int, owns: Owner | None = None) -> list[dict[str, Any]]:
         """Claims of earlier runs that never got an outcome (the run crashed or was killed).
@@ -711,20 +711,20 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
         with self.engine.begin() as conn:
-            dead = _dead_runs(conn, run.c.id.in_(select(message.c.run_id).where(
+            dead = dead_runs(conn, run.c.id.in_(select(message.c.run_id).where(
                 message.c.status.in_(UNCONFIRMED), message.c.run_id != run_id).distinct()), now,
                 max(stale_after, OTHER_HOST_GONE), self._over)
             ids: list[int] = []
-            for chunk in _chunks(dead, 500):
+            for chunk in chunks(dead, 500):
                 ids.extend(row.id for row in conn.execute(
                     select(message.c.id, message.c.email, message.c.cart_key, message.c.phone).where(
                         message.c.status.in_(UNCONFIRMED), message.c.run_id.in_(chunk)))
                     if owns is None or owns(row.email, row.cart_key, row.phone))
             released = 0
-            for chunk in _chunks(ids, 500):
+            for chunk in chunks(ids, 500):
                 released += int(conn.execute(
                     update(message).where(message.c.status.in_(UNCONFIRMED), message.c.id.in_(chunk)).values(
-                        status="failed_transient", finished_at=_naive(now),
+                        status="failed_transient", finished_at=naive(now),
                         reply=f"unconfirmed claim of dead run released for resending by run #{run_id} "
                               "(--resend-unconfirmed)")
                 ).rowcount or 0)
@@ -739,21 +739,21 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
 
         A run that ended otherwise (stopped by Ctrl-C or SIGTERM, a ledger error, a lost lock)
         with messages in flight left them ``claimed`` too: they are counted here as well, once
-        (:func:`_note_left_claims` marks them), so the next run tells cron of them as it does of
+        (:func:`note_left_claims` marks them), so the next run tells cron of them as it does of
         a killed run's."""
         run, message = Run.__table__, Message.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
         closed: dict[int, int] = {}
         with self.engine.begin() as conn:
-            dead = _dead_runs(conn, (run.c.status == "running") & (run.c.id != run_id), now, stale_after, self._over)
+            dead = dead_runs(conn, (run.c.status == "running") & (run.c.id != run_id), now, stale_after, self._over)
             for dead_id in dead:
                 done = conn.execute(update(run).where(run.c.id == dead_id, run.c.status == "running").values(
-                    status="killed", finished_at=_naive(now), sent=_sent_by(conn, dead_id)))
+                    status="killed", finished_at=naive(now), sent=sent_by(conn, dead_id)))
                 if done.rowcount:
                     closed[dead_id] = int(conn.execute(select(func.count()).select_from(message).where(
                         message.c.run_id == dead_id, message.c.status.in_(UNCONFIRMED))).scalar() or 0)
-        with self.engine.begin() as conn:  # its own transaction, which writes first (see _note_left_claims)
-            for ended_id, left in _note_left_claims(conn, run_id, now).items():
+        with self.engine.begin() as conn:  # its own transaction, which writes first (see note_left_claims)
+            for ended_id, left in note_left_claims(conn, run_id, now).items():
                 closed.setdefault(ended_id, left)
         return closed
 
@@ -767,9 +767,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
             rows = conn.execute(
                 select(message.c.finished_at, message.c.email, message.c.cart_key, message.c.phone).where(
                     message.c.transport == transport, message.c.status.in_(("sent", "unconfirmed")),
-                    message.c.finished_at >= _naive(since)).order_by(message.c.finished_at)
+                    message.c.finished_at >= naive(since)).order_by(message.c.finished_at)
             ).all()
-        return [_aware(at) for at, email, key, phone in rows  # type: ignore[misc]
+        return [aware(at) for at, email, key, phone in rows  # type: ignore[misc]
                 if at is not None and (owns is None or owns(email, key, phone))]
 
     def tier_used_since(self, tier: str, steps: list[tuple[int, str]], since: datetime, until: datetime,
@@ -799,12 +799,12 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
         # A run that began before ``since`` and claimed after it (23:59, and sending past midnight:
         # its claims are stamped when made, cartrescue.clock) is still going, or ended after it.
-        runs = select(run.c.id).where(or_(run.c.now >= _naive(since), run.c.finished_at.is_(None),
-                                          run.c.finished_at >= _naive(since)))
+        runs = select(run.c.id).where(or_(run.c.now >= naive(since), run.c.finished_at.is_(None),
+                                          run.c.finished_at >= naive(since)))
         return (message.c.run_id.in_(runs), message.c.tier == tier,
                 or_(*(and_(message.c.step == step, message.c.channel == channel) for step, channel in steps)),
                 message.c.status.in_(MAYBE_DELIVERED),
-                message.c.claimed_at >= _naive(since), message.c.claimed_at <= _naive(until))
+                message.c.claimed_at >= naive(since), message.c.claimed_at <= naive(until))
 
     def reserve_day_budget(self, run_id: int, tier: str, steps: list[tuple[int, str]], since: datetime,
                            until: datetime, budget: int, share: int, owns: Owner) -> tuple[int, TierUse]:
@@ -821,7 +821,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         """
         message, lock, hold = (Message.__table__, RunLock.__table__,  # type: ignore[attr-defined]
                                BudgetHold.__table__)  # type: ignore[attr-defined]
-        day = _naive(since)
+        day = naive(since)
         with self._locking() as conn:
             rows = conn.execute(select(message.c.email, message.c.cart_key, message.c.phone, message.c.run_id)
                                 .where(*self._tier_claims(tier, steps, since, until))).all()
@@ -881,7 +881,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         latest = {d["cart_key"]: d for d in decisions}
         rows = [dict(d, decided_at=at, run_id=run_id) for d in latest.values()]
         with self.engine.begin() as conn:
-            for chunk in _chunks([row["cart_key"] for row in rows], 500):
+            for chunk in chunks([row["cart_key"] for row in rows], 500):
                 conn.execute(delete(table).where(table.c.cart_key.in_(chunk)))
             conn.exec_driver_sql(raw.decision, raw.rows(raw.decision_order, rows))  # one executemany
 
@@ -905,7 +905,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         """Store a cart's answer; a later one replaces it. Returns True for the cart's first answer."""
         table = SurveyAnswer.__table__  # type: ignore[attr-defined]
         values = dict(step=step, reason=reason[:32], text=text[:500], locale=locale[:16], tier=tier,
-                      variant=variant, email=email, answered_at=_naive(now))
+                      variant=variant, email=email, answered_at=naive(now))
         for _attempt in range(3):
             with self.engine.begin() as conn:
                 changed = conn.execute(update(table).where(table.c.cart_key == cart_key).values(
@@ -914,7 +914,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 return False
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(table).values(cart_key=cart_key, answers=1, first_answered_at=_naive(now),
+                    conn.execute(insert(table).values(cart_key=cart_key, answers=1, first_answered_at=naive(now),
                                                       **values))
                 return True
             except IntegrityError:  # the same cart answered twice at once: update the other's row
@@ -930,12 +930,12 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
     def survey_answered(self, cart_keys: Sequence[str]) -> set[str]:
         """Which of ``cart_keys`` have an answer."""
         as_json = self._json_lists()
-        statements = (_answered_statement(as_json),)
+        statements = (answered_statement(as_json),)
         found: set[str] = set()
         with self.engine.connect() as conn:
-            for chunk in _chunks(sorted(set(cart_keys)), 500):
-                found.update(conn.execute(*_one_of_chunk(
-                    statements, lambda as_json: (_answered_statement(as_json),), 0, "keys", chunk, as_json)).scalars())
+            for chunk in chunks(sorted(set(cart_keys)), 500):
+                found.update(conn.execute(*one_of_chunk(
+                    statements, lambda as_json: (answered_statement(as_json),), 0, "keys", chunk, as_json)).scalars())
         return found
 
     def survey_answers(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[dict[str, Any]]:
@@ -943,13 +943,13 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         table = SurveyAnswer.__table__  # type: ignore[attr-defined]
         query = select(table).order_by(table.c.answered_at, table.c.id)
         if since is not None:
-            query = query.where(table.c.answered_at >= _naive(since))
+            query = query.where(table.c.answered_at >= naive(since))
         if until is not None:
-            query = query.where(table.c.answered_at < _naive(until))
+            query = query.where(table.c.answered_at < naive(until))
         with self.engine.connect() as conn:
             for row in conn.execution_options(stream_results=True, yield_per=1000).execute(query).mappings():
-                yield dict(row, answered_at=_aware(row["answered_at"]),
-                           first_answered_at=_aware(row["first_answered_at"]))
+                yield dict(row, answered_at=aware(row["answered_at"]),
+                           first_answered_at=aware(row["first_answered_at"]))
 
     def survey_counts(self, since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
         """Answers counted per (reason, tier, locale) in ``[since, until)``: what a report shows."""
@@ -957,9 +957,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         query = select(table.c.reason, table.c.tier, table.c.locale, func.count().label("answers")).group_by(
             table.c.reason, table.c.tier, table.c.locale)
         if since is not None:
-            query = query.where(table.c.answered_at >= _naive(since))
+            query = query.where(table.c.answered_at >= naive(since))
         if until is not None:
-            query = query.where(table.c.answered_at < _naive(until))
+            query = query.where(table.c.answered_at < naive(until))
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
@@ -970,14 +970,14 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         table = SendTest.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
             result = conn.execute(insert(table).values(
-                **row, status="sending", created_at=_naive(now or datetime.now(timezone.utc))))
+                **row, status="sending", created_at=naive(now or datetime.now(timezone.utc))))
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def finish_send_test(self, test_id: int, status: str, reply: str) -> None:
         table = SendTest.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
             conn.execute(update(table).where(table.c.id == test_id).values(
-                status=status, reply=reply[:1000], finished_at=_naive(datetime.now(timezone.utc))))
+                status=status, reply=reply[:1000], finished_at=naive(datetime.now(timezone.utc))))
 
     def send_tests(self) -> list[dict[str, Any]]:
         """Every test message, oldest first (a handful: one per `send-test`)."""

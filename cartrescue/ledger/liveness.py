@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from cartrescue.ledger.moments import _aware, _naive
+from cartrescue.ledger.moments import aware, naive
 from cartrescue.ledger.tables import Message, Run, RunLock
 
 
@@ -24,7 +24,7 @@ class RunsOver:
     """The runs of one process that are over (finished, or their lock's block ended), even where
     their rows could not say so (the ledger locked by another process), by ledger and run id: a
     row of this process's pid and identity is a live run's unless its run is one of these
-    (:func:`_process_gone`).
+    (:func:`process_gone`).
 
     Each :class:`Ledger` is given one, else keeps its own. A process that runs more than once
     hands the same to the ledger of each run (the command line's, :func:`cartrescue.cli.runs_over`,
@@ -51,7 +51,7 @@ class RunsOver:
 OTHER_HOST_GONE = timedelta(hours=1)
 
 
-def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta, over: Callable[[int], bool]) -> list[int]:
+def dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta, over: Callable[[int], bool]) -> list[int]:
     """The ids of the runs matching ``which`` (a condition on cr_run) that are provably gone
     (:func:`_run_is_dead`) and hold no lock; ``over``: is a run one of this process's that is
     over (:meth:`Ledger._over`)?"""
@@ -63,7 +63,7 @@ def _dead_runs(conn: Any, which: Any, now: datetime, stale_after: timedelta, ove
             if row["id"] not in holders and _run_is_dead(row, now, stale_after, over(row["id"]))]
 
 
-def _note_left_claims(conn: Any, run_id: int, now: datetime) -> dict[int, int]:
+def note_left_claims(conn: Any, run_id: int, now: datetime) -> dict[int, int]:
     """The claims without outcome of runs that ended (not ``running``) other than ``run_id``, not
     noted yet, by run; noted now: their ``finished_at`` is set and their ``reply`` says which run
     found them, the status stays ``claimed`` (no outcome, not resent: at most once). An outcome
@@ -84,7 +84,7 @@ def _note_left_claims(conn: Any, run_id: int, now: datetime) -> dict[int, int]:
             "--resend-unconfirmed)")
     done = conn.execute(update(message).where(
         message.c.status == "claimed", message.c.finished_at.is_(None), message.c.run_id.in_(ended)).values(
-        finished_at=_naive(now), reply=note))
+        finished_at=naive(now), reply=note))
     if not done.rowcount:
         return {}
     return {int(ended_id): int(n) for ended_id, n in conn.execute(
@@ -92,7 +92,7 @@ def _note_left_claims(conn: Any, run_id: int, now: datetime) -> dict[int, int]:
         .group_by(message.c.run_id))}
 
 
-def _sent_by(conn: Any, run_id: int) -> int:
+def sent_by(conn: Any, run_id: int) -> int:
     """How many messages run ``run_id`` recorded as sent: the ledger's count, whatever its caller counted."""
     message = Message.__table__  # type: ignore[attr-defined]
     return int(conn.execute(select(func.count()).select_from(message).where(
@@ -116,8 +116,8 @@ def _run_is_dead(row: Any, now: datetime, stale_after: timedelta, ended: bool = 
             pid = int(row["pid"])
         except (TypeError, ValueError):
             return False
-        return _process_gone(pid, row["process"], ended)
-    last = _aware(row["heartbeat_at"] or row["started_at"])
+        return process_gone(pid, row["process"], ended)
+    last = aware(row["heartbeat_at"] or row["started_at"])
     return last is None or now - last > stale_after
 
 
@@ -143,7 +143,7 @@ def process_identity(pid: int | None = None) -> str | None:
     return f"{boot}:{fields[19]}"  # field 22; fields[0] is field 3
 
 
-def _process_gone(pid: int, recorded: str | None, ended: bool) -> bool:
+def process_gone(pid: int, recorded: str | None, ended: bool) -> bool:
     """Is the process of this host that recorded ``pid`` (and ``recorded``, its
     :func:`process_identity`) for a run certainly gone? ``ended``: the run is one of this
     process's that is over (:class:`RunsOver`).

@@ -10,16 +10,16 @@ from datetime import datetime, timezone
 from typing import overload
 
 
-def _naive(moment: datetime) -> datetime:
+def naive(moment: datetime) -> datetime:
     """What the columns take: aware UTC (SQLModel's UTCDateTime stores it portably)."""
     return moment.astimezone(timezone.utc)
 
 
 @overload
-def _aware(moment: datetime) -> datetime: ...
+def aware(moment: datetime) -> datetime: ...
 @overload
-def _aware(moment: None) -> None: ...
-def _aware(moment: datetime | None) -> datetime | None:
+def aware(moment: None) -> None: ...
+def aware(moment: datetime | None) -> datetime | None:
     """A time read from the ledger (naive UTC on SQLite and MariaDB) as an aware UTC time."""
     if moment is None:
         return None

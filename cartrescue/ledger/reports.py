@@ -16,8 +16,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from cartrescue.ledger.moments import _aware, _naive
-from cartrescue.ledger.statements import _chunks
+from cartrescue.ledger.moments import aware, naive
+from cartrescue.ledger.statements import chunks
 from cartrescue.ledger.tables import CartDecision, Code, Message, Promotion, Run
 from cartrescue.ledger.values import REPORTED, Promoted
 from cartrescue.sqlite_url import sqlite_file
@@ -43,11 +43,11 @@ class ReportQueries:
         c = table.c
         query = select(c.id, c.cart_key, c.cart_id, c.email, c.customer_id, c.step, c.channel, c.variant, c.tier,
                        c.sequence, c.locale, c.status, c.claimed_at, c.cart_value).where(
-            c.status.in_(REPORTED), c.claimed_at >= _naive(start), c.claimed_at <= _naive(end))
+            c.status.in_(REPORTED), c.claimed_at >= naive(start), c.claimed_at <= naive(end))
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
             for row in result:
-                yield (*row[:12], _aware(row[12]), row[13])
+                yield (*row[:12], aware(row[12]), row[13])
 
     def report_first_claims(self, cart_keys: Sequence[str], before: datetime, batch: int = 500) -> dict[str, datetime]:
         """The first sent or held-out row of each of ``cart_keys`` claimed before ``before``, where
@@ -60,9 +60,9 @@ class ReportQueries:
                 chunk = list(cart_keys[offset:offset + batch])
                 for key, first in conn.execute(
                         select(c.cart_key, func.min(c.claimed_at)).where(
-                            c.cart_key.in_(chunk), c.status.in_(REPORTED), c.claimed_at < _naive(before))
+                            c.cart_key.in_(chunk), c.status.in_(REPORTED), c.claimed_at < naive(before))
                         .group_by(c.cart_key)):
-                    found[key] = _aware(first)
+                    found[key] = aware(first)
         return found
 
     def report_keys(self, start: datetime, end: datetime, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
@@ -73,7 +73,7 @@ class ReportQueries:
             import sqlite3
 
             def stamp(moment: datetime) -> str:  # as SQLAlchemy stores a DateTime in SQLite
-                return _naive(moment).strftime("%Y-%m-%d %H:%M:%S.%f")
+                return naive(moment).strftime("%Y-%m-%d %H:%M:%S.%f")
 
             db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)  # '#' or '?' quoted
             try:
@@ -86,7 +86,7 @@ class ReportQueries:
             return
         c = Message.__table__.c  # type: ignore[attr-defined]
         query = select(c.cart_id, c.email, c.customer_id).where(
-            c.status.in_(REPORTED), c.claimed_at >= _naive(start), c.claimed_at <= _naive(end)).distinct()
+            c.status.in_(REPORTED), c.claimed_at >= naive(start), c.claimed_at <= naive(end)).distinct()
         with self.engine.connect() as conn:
             yield from conn.execution_options(stream_results=True, yield_per=batch).execute(query)
 
@@ -95,7 +95,7 @@ class ReportQueries:
         c = Message.__table__.c  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             return {status: int(n) for status, n in conn.execute(
-                select(c.status, func.count()).where(c.claimed_at >= _naive(start), c.claimed_at <= _naive(end))
+                select(c.status, func.count()).where(c.claimed_at >= naive(start), c.claimed_at <= naive(end))
                 .group_by(c.status))}
 
     def report_decisions(self, start: datetime, end: datetime) -> list[tuple[str, str, int, int]]:
@@ -108,11 +108,11 @@ class ReportQueries:
         c = CartDecision.__table__.c  # type: ignore[attr-defined]
         m = Message.__table__.c  # type: ignore[attr-defined]
         streamed = exists().where(m.cart_key == c.cart_key, m.status.in_(REPORTED),
-                                  m.claimed_at >= _naive(start), m.claimed_at <= _naive(end))
+                                  m.claimed_at >= naive(start), m.claimed_at <= naive(end))
         with self.engine.connect() as conn:
             return [(a, r, int(n), int(w or 0)) for a, r, n, w in conn.execute(
                 select(c.action, c.reason, func.count(), func.sum(case((streamed, 1), else_=0)))
-                .where(c.decided_at >= _naive(start), c.decided_at <= _naive(end)).group_by(c.action, c.reason))]
+                .where(c.decided_at >= naive(start), c.decided_at <= naive(end)).group_by(c.action, c.reason))]
 
     def report_redecided(self, start: datetime, end: datetime) -> int:
         """Carts messaged or held out in ``[start, end]`` whose latest decision is not of that
@@ -120,11 +120,11 @@ class ReportQueries:
         pruned it. The funnel counts them as seen and eligible in the period, which they were."""
         c = CartDecision.__table__.c  # type: ignore[attr-defined]
         m = Message.__table__.c  # type: ignore[attr-defined]
-        in_period = select(c.cart_key).where(c.decided_at >= _naive(start), c.decided_at <= _naive(end))
+        in_period = select(c.cart_key).where(c.decided_at >= naive(start), c.decided_at <= naive(end))
         with self.engine.connect() as conn:
             return int(conn.execute(
                 select(func.count(func.distinct(m.cart_key))).where(
-                    m.status.in_(REPORTED), m.claimed_at >= _naive(start), m.claimed_at <= _naive(end),
+                    m.status.in_(REPORTED), m.claimed_at >= naive(start), m.claimed_at <= naive(end),
                     m.cart_key.not_in(in_period))).scalar() or 0)
 
     def report_runs(self, start: datetime, end: datetime) -> dict[str, Any]:
@@ -135,10 +135,10 @@ class ReportQueries:
             rows = conn.execute(
                 select(c.status, func.count(), func.sum(c.sent), func.sum(c.failed), func.sum(c.problems),
                        func.max(c.now))
-                .where(c.now >= _naive(start), c.now <= _naive(end), c.mode != "dry-run")
+                .where(c.now >= naive(start), c.now <= naive(end), c.mode != "dry-run")
                 .group_by(c.status)).all()
         by_status = {status: int(n) for status, n, *_rest in rows}
-        last_ok = max((_aware(r[5]) for r in rows if r[0] == "ok" and r[5] is not None), default=None)
+        last_ok = max((aware(r[5]) for r in rows if r[0] == "ok" and r[5] is not None), default=None)
         return {"runs": sum(by_status.values()), "by_status": by_status,
                 "sent": sum(int(r[2] or 0) for r in rows), "failed": sum(int(r[3] or 0) for r in rows),
                 "problems": sum(int(r[4] or 0) for r in rows), "last_ok": last_ok}
@@ -154,7 +154,7 @@ class ReportQueries:
         found: dict[int, set[str]] = {}
         wanted = set(claim_ids)
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(wanted), 500):
+            for chunk in chunks(list(wanted), 500):
                 for claim, code in conn.execute(select(c.claim_id, c.code).where(c.claim_id.in_(chunk))):
                     found.setdefault(int(claim), set()).add(code)
             # A replaced code is held by no message (claim_id = -id): the few such rows are read
@@ -169,7 +169,7 @@ class ReportQueries:
         """``{(sequence, step): winner}`` of promoted A/B winners, each with when it was promoted."""
         c = Promotion.__table__.c  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            return {(s, int(step)): Promoted(v, _aware(at))
+            return {(s, int(step)): Promoted(v, aware(at))
                     for s, step, v, at in conn.execute(select(c.sequence, c.step, c.variant, c.promoted_at))}
 
     def promote(self, sequence: str, step: int, variant: str, probability: float, recipients: int,
@@ -180,7 +180,7 @@ class ReportQueries:
             with self.engine.begin() as conn:
                 conn.execute(insert(table).values(sequence=sequence, step=step, variant=variant,
                                                   probability=probability, recipients=recipients,
-                                                  promoted_at=_naive(now)))
+                                                  promoted_at=naive(now)))
             return True
         except IntegrityError:
             return False
@@ -188,5 +188,5 @@ class ReportQueries:
     def promotion_rows(self) -> list[dict[str, Any]]:
         c = Promotion.__table__.c  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            return [dict(row, promoted_at=_aware(row["promoted_at"]))
+            return [dict(row, promoted_at=aware(row["promoted_at"]))
                     for row in conn.execute(select(Promotion.__table__).order_by(c.id)).mappings()]  # type: ignore[attr-defined]

@@ -17,34 +17,34 @@ from typing import Any
 
 from sqlalchemy import bindparam, column, func, insert, literal, select, update
 
-from cartrescue.ledger.engine import _sqlite_version
-from cartrescue.ledger.moments import _aware, _naive
+from cartrescue.ledger.engine import sqlite_version
+from cartrescue.ledger.moments import aware, naive
 from cartrescue.ledger.tables import REPORT_COLUMNS, CartDecision, Message, RunLock, Suppression, SurveyAnswer
 from cartrescue.ledger.values import MESSAGED, ClaimRequest
 
 
-def _finished_delivering(run: Any) -> Any:
+def finished_delivering(run: Any) -> Any:
     """``cr_run`` rows of delivering runs (``--send``, ``--outbox``) that ran to their end."""
     return (run.c.status == "ok") & (run.c.mode != "dry-run")
 
 
-def _delivered_nothing(run: Any) -> Any:
+def delivered_nothing(run: Any) -> Any:
     """``cr_run`` rows of runs that tried to deliver and got nothing out: every delivery failed."""
     return (func.coalesce(run.c.sent, 0) == 0) & (func.coalesce(run.c.failed, 0) > 0)
 
 
-def _latest(rows: Iterable[Any], into: dict[str, datetime]) -> None:
+def latest_messaged(rows: Iterable[Any], into: dict[str, datetime]) -> None:
     """The last message (a ``MESSAGED`` status) per contact of ``(contact, status, claimed_at)`` rows."""
     latest: dict[str, Any] = {}
     for contact, status, at in rows:
         if status in MESSAGED and at is not None and (contact not in latest or at > latest[contact]):
             latest[contact] = at
     for contact, at in latest.items():
-        into[contact] = _aware(at)  # type: ignore[assignment]
+        into[contact] = aware(at)  # type: ignore[assignment]
 
 
 @lru_cache(maxsize=2)
-def _history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
+def history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
     """The four queries of :meth:`Ledger.history`, built once per process.
 
     Planning asks once per chunk of 500 carts. An ``in_(list)`` built and compiled 500 bind
@@ -71,7 +71,7 @@ def _history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
     return steps, last, suppressed, last_phone
 
 
-def _one_of_chunk(statements: Sequence[Any], build: Callable[[bool], Sequence[Any]], which: int, name: str,
+def one_of_chunk(statements: Sequence[Any], build: Callable[[bool], Sequence[Any]], which: int, name: str,
                   chunk: list[str], as_json: bool) -> tuple[Any, dict[str, Any]]:
     """Statement ``which`` of ``statements`` and its parameters for ``chunk``, bound as ``name``:
     one JSON list where ``as_json``, unless a value holds a NUL, which SQLite's json_each ends the
@@ -85,20 +85,20 @@ def _one_of_chunk(statements: Sequence[Any], build: Callable[[bool], Sequence[An
 
 
 def _one_of(name: str, as_json: bool) -> Any:
-    """The right side of ``IN`` for a list bound as ``name`` (see :func:`_history_statements`)."""
+    """The right side of ``IN`` for a list bound as ``name`` (see :func:`history_statements`)."""
     if as_json:
         return select(column("value")).select_from(func.json_each(bindparam(name)))
     return bindparam(name, expanding=True)
 
 
 @lru_cache(maxsize=2)
-def _answered_statement(as_json: bool) -> Any:
+def answered_statement(as_json: bool) -> Any:
     """:meth:`Ledger.survey_answered`'s query, built once per process (asked once per chunk)."""
     table = SurveyAnswer.__table__  # type: ignore[attr-defined]
     return select(table.c.cart_key).where(table.c.cart_key.in_(_one_of("keys", as_json)))
 
 
-def _lock_is(run_id: int, name: str = "run") -> Any:
+def lock_is(run_id: int, name: str = "run") -> Any:
     """``the lock name names run_id``, as a condition inside another statement (the fence)."""
     lock = RunLock.__table__  # type: ignore[attr-defined]
     return select(lock.c.run_id).where(lock.c.name == name).scalar_subquery() == run_id
@@ -138,13 +138,13 @@ def _lock_is_param() -> Any:
     return select(lock.c.run_id).where(lock.c.name == bindparam("c_lock")).scalar_subquery() == bindparam("c_run")
 
 
-_RETURNING_UP_TO = 8  # claims per transaction up to which each is inserted with RETURNING
+RETURNING_UP_TO = 8  # claims per transaction up to which each is inserted with RETURNING
 #: Claims per transaction up to which SQLite inserts them all in one statement (its parameters,
 #: 21 a row and 2, stay below 999, the limit of SQLite builds before 3.32).
 _GROUP_UP_TO = 32
 
 
-class _RawStatements:
+class RawStatements:
     """The per-message statements of a run, compiled once and run through the driver.
 
     Claims and outcomes are written a few at a time for as long as a run sends, so SQLAlchemy's
@@ -166,7 +166,7 @@ class _RawStatements:
         self.claim, self._claim_order, self._claim_defaults = self._text(claim)
         # INSERT ... RETURNING (PostgreSQL; SQLite from 3.35): the claim and its id in one statement.
         self.claim_returning: str | None = None
-        if dialect.name == "postgresql" or (dialect.name == "sqlite" and _sqlite_version() >= (3, 35)):
+        if dialect.name == "postgresql" or (dialect.name == "sqlite" and sqlite_version() >= (3, 35)):
             self.claim_returning = self.claim + " RETURNING id, cart_key, step, channel"
         record = (update(message).where(message.c.id == bindparam("b_id"))
                   .values(status=bindparam("b_status"), reply=bindparam("b_reply"), message_id=bindparam("b_mid"),
@@ -213,7 +213,7 @@ class _RawStatements:
         return [tuple(row[name] for name in order) for row in rows]
 
     def moment(self, at: datetime) -> Any:
-        value = _naive(at)
+        value = naive(at)
         return self._moment(value) if self._moment is not None else value
 
     def claim_rows(self, requests: Sequence[ClaimRequest], run_id: int, at: Any, lock_name: str) -> list[Any]:
@@ -286,6 +286,6 @@ _CLAIM_FIELDS: tuple[str, ...] = ("cart_key", "cart_id", "email", "step", "chann
                                   "cart_value", "phone")
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]

@@ -14,8 +14,8 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from cartrescue.ledger.moments import _aware, _naive
-from cartrescue.ledger.statements import _chunks
+from cartrescue.ledger.moments import aware, naive
+from cartrescue.ledger.statements import chunks
 from cartrescue.ledger.tables import Inbound, Suppression
 
 
@@ -31,7 +31,7 @@ class SuppressionRows:
             with self.engine.begin() as conn:
                 conn.execute(insert(table).values(
                     email_hash=email_hash, reason=reason, source=source[:191],
-                    created_at=_naive(now or datetime.now(timezone.utc))))
+                    created_at=naive(now or datetime.now(timezone.utc))))
             return True
         except IntegrityError:
             return False
@@ -39,11 +39,11 @@ class SuppressionRows:
     def suppress_many(self, rows: Sequence[tuple[str, str, str]], now: datetime | None = None) -> int:
         """Add ``(email hash, reason, source)`` suppressions in bulk; return how many were new."""
         table = Suppression.__table__  # type: ignore[attr-defined]
-        at = _naive(now or datetime.now(timezone.utc))
+        at = naive(now or datetime.now(timezone.utc))
         unique = list({h: (h, reason, source) for h, reason, source in rows}.values())
         added = 0
         with self.engine.begin() as conn:
-            for chunk in _chunks(unique, 500):
+            for chunk in chunks(unique, 500):
                 known = set(conn.execute(select(table.c.email_hash).where(
                     table.c.email_hash.in_([h for h, _r, _s in chunk]))).scalars())
                 fresh = [dict(email_hash=h, reason=reason[:64], source=source[:191], created_at=at)
@@ -59,7 +59,7 @@ class SuppressionRows:
         ``phone_hash`` in the same transaction. ``False`` (and nothing changed) when the id was
         seen before: a replayed request, which the caller refuses."""
         inbound, suppression = Inbound.__table__, Suppression.__table__  # type: ignore[attr-defined]
-        at = _naive(now or datetime.now(timezone.utc))
+        at = naive(now or datetime.now(timezone.utc))
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(inbound).values(provider_id=provider_id[:191], phone_hash=phone_hash, action=action,
@@ -87,7 +87,7 @@ class SuppressionRows:
         then: no secret, another secret): mark it ``suppressed`` and suppress the hash, in one
         transaction. ``False`` when another process took it meanwhile."""
         inbound, suppression = Inbound.__table__, Suppression.__table__  # type: ignore[attr-defined]
-        at = _naive(now or datetime.now(timezone.utc))
+        at = naive(now or datetime.now(timezone.utc))
         with self.engine.begin() as conn:
             taken = conn.execute(update(inbound).where(inbound.c.provider_id.in_([key[:191] for key in provider_ids]),
                                                        inbound.c.action == "refused")
@@ -119,7 +119,7 @@ class SuppressionRows:
         table = Suppression.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
             row = conn.execute(select(table).where(table.c.email_hash == email_hash)).mappings().first()
-        return None if row is None else dict(row, created_at=_aware(row["created_at"]))
+        return None if row is None else dict(row, created_at=aware(row["created_at"]))
 
     def suppressions(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Suppressions, newest first (hashes only: the ledger keeps no suppressed address)."""
@@ -128,7 +128,7 @@ class SuppressionRows:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [dict(row, created_at=_aware(row["created_at"])) for row in conn.execute(query).mappings()]
+            return [dict(row, created_at=aware(row["created_at"])) for row in conn.execute(query).mappings()]
 
     def unsuppress(self, email_hash: str) -> bool:
         """Remove a suppression; ``False`` when there was none."""

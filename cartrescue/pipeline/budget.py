@@ -17,7 +17,7 @@ from datetime import datetime
 from cartrescue.model import ACTION_DEFER, REASON_BUDGET, Decision
 
 
-class _Budget:
+class Budget:
     """Keeps the ``limit`` best-scoring send decisions of a tier; displaces the rest.
 
     Of the sends it defers, the ``limit`` best wait in a reserve until the run's end: a kept
@@ -47,14 +47,14 @@ class _Budget:
         entry = (decision.score or 0.0, -next(self.counter), decision)
         out = _keep_best(self.heap, self.limit, entry)
         if out is not entry:
-            self.held.update(_contacts(decision))
+            self.held.update(counted_contacts(decision))
         if out is None:
             return None
         lost = out[2]
         if out is not entry:
-            self.held.subtract(_contacts(lost))
+            self.held.subtract(counted_contacts(lost))
         detail = f"tier {lost.tier} takes {self.limit} {self.per}"
-        if lost.instead is not None and not any(self.held[contact] > 0 for contact in _contacts(lost)):
+        if lost.instead is not None and not any(self.held[contact] > 0 for contact in counted_contacts(lost)):
             return replace(lost, channel=lost.instead, instead=None,
                            detail=f"by {lost.instead}, not {lost.channel}: {detail}")
         deferred = replace(lost, action=ACTION_DEFER, reason=REASON_BUDGET, detail=detail, instead=None,
@@ -93,6 +93,6 @@ def _best_first(heap: list[tuple[float, int, Decision]]) -> list[tuple[float, in
     return entries
 
 
-def _contacts(decision: Decision) -> list[str]:
+def counted_contacts(decision: Decision) -> list[str]:
     """The customer's address and number: what one message a day counts."""
     return [c for c in (decision.cart.customer.email, decision.phone) if c]

@@ -48,7 +48,7 @@ from cartrescue.model import (
 )
 from cartrescue.pipeline.common import chunked
 from cartrescue.pipeline.composer import Composer
-from cartrescue.pipeline.results import Result, _result
+from cartrescue.pipeline.results import Result, new_result
 from cartrescue.decide.sequence import Calendar
 from cartrescue.sms_text import measure
 
@@ -357,11 +357,11 @@ class Executor:
         calls: list[int] = []  # where the call list's rows go in results, once written (run --eml)
         for decision in chunk:
             if decision.action is not ACTION_SEND:
-                results.append(_result(decision))
+                results.append(new_result(decision))
             elif decision.channel not in RENDERED:
                 if self.eml is not None and decision.channel == "call-list":
                     calls.append(len(results))
-                results.append(_result(decision, "dry-run"))
+                results.append(new_result(decision, "dry-run"))
             else:
                 try:
                     detail = ""
@@ -375,7 +375,7 @@ class Executor:
                         detail = measure(data.decode("utf-8")).describe() if decision.channel == "sms" and data else ""
                         if self.eml is not None and data is not None:
                             detail = self._write_eml(decision, data)
-                    results.append(_result(decision, "dry-run", detail, message=message))
+                    results.append(new_result(decision, "dry-run", detail, message=message))
                 except (TemplateError, ValueError) as exc:
                     self._problem(decision, str(exc))
                     results.append(Result(decision, "render_error", str(exc)))
@@ -470,7 +470,7 @@ class Executor:
         except Exception:  # any other error mid-chunk, the ledger's (exit 2): what this process knows it claimed
             self.cut_short = _known(chunk, results, feeds, IN_FLIGHT_AT_ERROR)
             raise
-        return [results.get(id(d)) or _result(d) for d in chunk]  # a Result made only for a decision without one
+        return [results.get(id(d)) or new_result(d) for d in chunk]  # a Result made only for a decision without one
 
     def _ready(self, sends: list[Decision], results: dict[int, Result]) -> dict[str, list[_Prepared]]:
         """``sends`` rendered and built, by channel; one that fails for its cart goes into
@@ -656,7 +656,7 @@ class _ClaimFeed:
         decision = prepared.decision
         # A dry code pool is `failed_transient` here too, as the ledger has it: the claim is retried
         # once codes are added, and nothing is wrong with the template (`render_error` said so).
-        self.results[id(decision)] = _result(decision, outcome.status.value, outcome.reply, prepared.message)
+        self.results[id(decision)] = new_result(decision, outcome.status.value, outcome.reply, prepared.message)
         # "No such user", "unsubscribed at the carrier": no other cart or step of the contact is tried.
         contact = decision.phone if prepared.request.channel == "sms" else decision.cart.customer.email
         if outcome.suppress and contact:

@@ -38,7 +38,7 @@ from cartrescue.model import (
 from cartrescue.decide.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal, customer_key
 from cartrescue.newsletters import Newsletters
 from cartrescue.decide.orders import OrderBook, OrderFacts
-from cartrescue.pipeline.budget import _Budget, _contacts
+from cartrescue.pipeline.budget import Budget, counted_contacts
 from cartrescue.pipeline.common import chunked
 from cartrescue.decide.priority import Prioritizer
 from cartrescue.decide.sequence import Calendar, minute_text, next_step, of_sequence, step_number
@@ -150,7 +150,7 @@ class Planner:
         customer's message of the day unless another cart of theirs (another address with the
         same number) got one in this run meanwhile (``messaged``: the current chunk's, not yet in
         ``newest``); then it waits until tomorrow, as any such cart does (``_decide``)."""
-        contacts = _contacts(decision)
+        contacts = counted_contacts(decision)
         verdict = None
         if (messaged and not messaged.isdisjoint(contacts)) or newest.messaged(contacts):  # the calendar's own rule, as if that message were the last
             verdict = self.calendar.gate(self.now, self.now, None, decision.channel or "email", decision.phone)
@@ -160,31 +160,31 @@ class Planner:
         return replace(decision, action=verdict.action, reason=verdict.reason, not_before=verdict.not_before,
                        detail="another cart with this address or number got a message in this run")
 
-    def _reserve(self, budget: _Budget, newest: NewestCarts, taken: set[str]) -> Iterator[Decision]:
+    def _reserve(self, budget: Budget, newest: NewestCarts, taken: set[str]) -> Iterator[Decision]:
         """The budget's reserve, best first, deferred (``tier_budget``): each one marked may take
         the slot of a kept send the run does not claim. Not one whose customer got a message in
         this run (another cart of theirs, a kept send) or is another spare's (``taken``): the
         slot must not give them a second message today."""
         for decision in budget.spares():
-            contacts = _contacts(decision)
+            contacts = counted_contacts(decision)
             if not taken.isdisjoint(contacts) or newest.messaged(contacts):
                 yield decision
                 continue
             taken.update(contacts)
             yield replace(decision, budgeted=True)
 
-    def _budget(self, tier: Tier) -> _Budget:
+    def _budget(self, tier: Tier) -> Budget:
         """The tier's budget for this run: per run, or what is left of the shop's day; a shard
         takes its share (:meth:`cartrescue.shards.Shard.share`)."""
         limit = int(tier.budget)  # type: ignore[arg-type]
         if tier.budget_per == "day":
             return self._days_budget(tier, limit)
         if self.shard is None:
-            return _Budget(limit, "per run")
-        return _Budget(self.shard.share(limit), f"per run in shard {self.shard} (its share of {limit} over "
+            return Budget(limit, "per run")
+        return Budget(self.shard.share(limit), f"per run in shard {self.shard} (its share of {limit} over "
                                                f"{self.shard.count} shards)")
 
-    def _days_budget(self, tier: Tier, budget: int) -> _Budget:
+    def _days_budget(self, tier: Tier, budget: int) -> Budget:
         """What is left of the tier's ``budget`` of the shop's day for this run.
 
         A shard's part is its share of the whole day's budget less the day's claims of the
@@ -207,7 +207,7 @@ class Planner:
         if self.shard is None:
             used = TierUse(0, 0) if self.ledger is None or not steps else self.ledger.tier_used_since(
                 tier.name, steps, midnight, self.now)
-            return _Budget(max(budget - used.total, 0),
+            return Budget(max(budget - used.total, 0),
                            f"today (its day's budget is {budget}; the day's earlier runs used {used.total})", tomorrow)
         share = self.shard.share(budget)
         if self.ledger is not None and steps and self.run_id is not None:  # claims follow: reserved
@@ -218,7 +218,7 @@ class Planner:
                 tier.name, steps, midnight, self.now, self.shard.owns)
             left = max(min(share - used.own, budget - used.total), 0)
         running = f"; the other shards still running hold {used.pending} more" if used.pending else ""
-        return _Budget(left, f"today in shard {self.shard} (its share of the day's budget of {budget} over "
+        return Budget(left, f"today in shard {self.shard} (its share of the day's budget of {budget} over "
                              f"{self.shard.count} shards is {share}; the day's earlier runs used {used.own} of it, "
                              f"{used.total} in all{running})", tomorrow)
 
@@ -241,7 +241,7 @@ class Planner:
                                    numbers)
 
     def _decide_chunk(
-        self, source: CartSource, chunk: list[Cart], newest: NewestCarts, budgets: dict[str, _Budget]
+        self, source: CartSource, chunk: list[Cart], newest: NewestCarts, budgets: dict[str, Budget]
     ) -> Iterator[Decision]:
         orders = OrderBook(source.orders_for(chunk))
         emails = [c.customer.email for c in chunk if c.customer.email]
@@ -285,7 +285,7 @@ class Planner:
                 yield settled
         newest.mark_messaged(added)
 
-    def _settle(self, decision: Decision, budgets: dict[str, _Budget], messaged: set[str],
+    def _settle(self, decision: Decision, budgets: dict[str, Budget], messaged: set[str],
                 added: list[str], newest: NewestCarts) -> Decision | None:
         """A decision as the run goes on with it: a send of a tier with a budget waits in the
         budget (the one it displaces comes out now: deferred, or sent by e-mail instead); a send
@@ -296,10 +296,10 @@ class Planner:
             if displaced is not None and displaced.action is ACTION_SEND:  # over_budget: email
                 displaced = self._first_of_the_day(displaced, newest, messaged)
                 if displaced.action is ACTION_SEND:
-                    messaged.update(_contacts(displaced))
+                    messaged.update(counted_contacts(displaced))
             return displaced
         if decision.action is ACTION_SEND:
-            contacts = _contacts(decision)
+            contacts = counted_contacts(decision)
             messaged.update(contacts)
             added += contacts
         return decision

@@ -23,7 +23,7 @@ class Result:
     message: OutgoingMessage | None = None
 
 
-_result = quick_new(Result)  # Result(...) for fewer instructions: a run makes one per cart
+new_result = quick_new(Result)  # Result(...) for fewer instructions: a run makes one per cart
 _FAILED = ("failed_transient", "failed_permanent", "render_error")
 MAX_FAILURE_KINDS = 20
 

@@ -32,14 +32,14 @@ from cartrescue.sources.base import Activity, CartSource, ProblemSink, ProgressT
 from cartrescue.sources.csvfile import (  # noqa: F401 - re-exported: csv.X as before the split
     ENCODING_SETTING,
     ORDERS_ENCODING_SETTING,
-    _open_csv,
+    open_csv,
     empty_export,
     numbered_rows,
     stamp,
     unchanged,
 )
 from cartrescue.sources.csvheader import (  # noqa: F401 - re-exported: csv.X as before the split
-    _columns,
+    header_columns,
     absent_columns,
     misnamed_columns,
     named_width,
@@ -422,7 +422,7 @@ class CsvSource(CsvOrders, CartSource):
         from cartrescue.sources.shared import WAIT_LIMIT
         from cartrescue.sources.spool import follow
 
-        handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
+        handle, reader = open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
         with handle:
             self._read_header(reader)
         name = self.name
@@ -501,7 +501,7 @@ class CsvSource(CsvOrders, CartSource):
         if pieces < 2 or not counted(self.encoding):
             return []
         try:
-            handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
+            handle, reader = open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
             with handle:
                 if self._read_header(reader) is None:
                     return []
@@ -697,7 +697,7 @@ class CsvSource(CsvOrders, CartSource):
         that cut, and the rest too unless the reading confirms the cut and the rest is handed over.
         """
         broken = broken or _ignore_broken
-        handle, reader = _open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
+        handle, reader = open_csv(self.carts_path, self.encoding, self.delimiter, self.carts_key)
         if track:
             self._reading = handle
         with handle:
@@ -826,7 +826,7 @@ class CsvSource(CsvOrders, CartSource):
         header = read_header(reader, self.carts_path, self.encoding)
         if header is None:
             return None
-        self._cols = _columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART,
+        self._cols = header_columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART,
                               reader.line_num, reader=reader)
         self._misnamed = list(misnamed_columns(self.carts_path, header, self._cols, self.column_map, "source.columns",
                                                reader.line_num))

@@ -33,7 +33,7 @@ ENCODING_SETTING = "source.encoding"
 ORDERS_ENCODING_SETTING = "source.orders_encoding"
 
 
-def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "",
+def open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "",
               setting: str = ENCODING_SETTING) -> tuple[TextIO, CsvRows]:
     """The export at ``path``, open, and a reader with its delimiter (given, or found in the
     header). ``key``: the config file and key that named it (``cartrescue.yaml: source.orders``),
@@ -58,12 +58,12 @@ def _open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "",
             while first and not first.lstrip("\ufeff").strip():  # blank lines before the header: see read_header
                 first = handle.readline()
             handle.seek(0)
-            hint = _SEP_LINE.fullmatch(first.lstrip("\ufeff").rstrip("\r\n"))
+            hint = SEP_LINE.fullmatch(first.lstrip("\ufeff").rstrip("\r\n"))
             delimiter = hint.group(1) if hint else detect_delimiter(first)
         _skip_bom(handle)
     except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
         handle.close()
-        raise _undecodable(path, encoding, setting) from None
+        raise undecodable(path, encoding, setting) from None
     return handle, CsvRows(handle, delimiter)
 
 
@@ -101,7 +101,7 @@ def _marked_otherwise(handle: TextIO, encoding: str, setting: str = ENCODING_SET
 #: Excel's delimiter hint, a first line ``sep=;`` some exporters write above the header so that
 #: Excel opens the file in columns whatever the region's list separator: it names the delimiter,
 #: and is no header (:func:`read_header` passes it).
-_SEP_LINE = re.compile(r"sep=(.)", re.IGNORECASE)
+SEP_LINE = re.compile(r"sep=(.)", re.IGNORECASE)
 
 
 #: The delimiters an export's header line is looked at for, the first of a tie winning: a comma,
@@ -162,10 +162,10 @@ def numbered_rows(reader: CsvRows, path: Path, encoding: str,
     """The rows after the header, each with the line it starts on (a quoted cell may span
     lines); a malformed row is reported as ``file:line`` and skipped, undecodable text stops."""
     return reader.numbered(lambda start, exc: on_problem(RowProblem(f"{path}:{start}", f"malformed CSV: {exc}")),
-                           lambda: _undecodable(path, encoding, setting))
+                           lambda: undecodable(path, encoding, setting))
 
 
-def _undecodable(path: Path, encoding: str, setting: str = ENCODING_SETTING) -> SourceError:
+def undecodable(path: Path, encoding: str, setting: str = ENCODING_SETTING) -> SourceError:
     """The error for a file that is not in ``encoding``, naming the first line that is not and
     the key that sets its encoding (``setting``: the newsletter export has its own).
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cartrescue.errors import SourceError
 from cartrescue.model import RowProblem
-from cartrescue.sources.csvfile import _SEP_LINE, DELIMITERS, ENCODING_SETTING, _undecodable
+from cartrescue.sources.csvfile import SEP_LINE, DELIMITERS, ENCODING_SETTING, undecodable
 from cartrescue.sources.csvlines import CsvRows
 
 
@@ -34,7 +34,7 @@ def _sep_hint(row: list[str]) -> bool:
     one; with a delimiter configured otherwise, the one cell ``sep=X``."""
     if len(row) == 2:
         return row[0].lstrip("\ufeff").lower() == "sep=" and not row[1]
-    return len(row) == 1 and _SEP_LINE.fullmatch(row[0].lstrip("\ufeff")) is not None
+    return len(row) == 1 and SEP_LINE.fullmatch(row[0].lstrip("\ufeff")) is not None
 
 
 def read_header(reader: CsvRows, path: Path, encoding: str, setting: str = ENCODING_SETTING) -> list[str] | None:
@@ -55,7 +55,7 @@ def read_header(reader: CsvRows, path: Path, encoding: str, setting: str = ENCOD
                 return row
         return None
     except UnicodeError:
-        raise _undecodable(path, encoding, setting) from None
+        raise undecodable(path, encoding, setting) from None
     except csv.Error as exc:
         raise SourceError(f"{path}:1: cannot read the header: {exc}") from None
 
@@ -103,7 +103,7 @@ def named_width(header: Sequence[str]) -> int:
     return width
 
 
-def _columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
+def header_columns(path: Path, header: list[str], fields: Sequence[str], mapping: dict[str, str],
              required: Sequence[str], line: int = 1, key: str = "source.columns",
              reader: CsvRows | None = None) -> _Columns:
     """Where each field is in ``header`` (-1: absent). A mapped header may name alternatives,
@@ -159,7 +159,7 @@ def _header_below(reader: CsvRows, names: Sequence[str], lines: int = 5) -> int 
     return None
 
 
-def _tied_to_carts(path: Path, header: Sequence[str], columns: _Columns, mapping: dict[str, str], line: int) -> None:
+def tied_to_carts(path: Path, header: Sequence[str], columns: _Columns, mapping: dict[str, str], line: int) -> None:
     """Refuse an orders file without any column that ties an order to a cart: read, it matched no
     order to anyone, and every buyer was reminded without a word (``--strict`` too). A column
     named almost as one of them (``E-Mail``, :func:`misnamed`) is named."""

@@ -22,16 +22,16 @@ from cartrescue.model import UNREADABLE, Cart, Order, RowProblem
 from cartrescue.sources.base import CartSource, OrderFilter, Window, ignore_problem
 from cartrescue.sources.csvfile import (
     ORDERS_ENCODING_SETTING,
-    _open_csv,
-    _undecodable,
+    open_csv,
+    undecodable,
     empty_export,
     numbered_rows,
     stamp,
     unchanged,
 )
 from cartrescue.sources.csvheader import (
-    _columns,
-    _tied_to_carts,
+    header_columns,
+    tied_to_carts,
     absent_columns,
     misnamed_columns,
     named_width,
@@ -149,7 +149,7 @@ class CsvOrders(CartSource):
         except UnicodeError:
             index.close()
             assert self.orders_path is not None
-            raise _undecodable(self.orders_path, self.orders_encoding, ORDERS_ENCODING_SETTING) from None
+            raise undecodable(self.orders_path, self.orders_encoding, ORDERS_ENCODING_SETTING) from None
         except BaseException:
             index.close()
             raise
@@ -159,7 +159,7 @@ class CsvOrders(CartSource):
     def _read_orders(self, index: OrderIndex) -> None:
         path = self.orders_path
         assert path is not None
-        handle, reader = _open_csv(path, self.orders_encoding, self.delimiter, self.orders_key, ORDERS_ENCODING_SETTING)
+        handle, reader = open_csv(path, self.orders_encoding, self.delimiter, self.orders_key, ORDERS_ENCODING_SETTING)
         batch: list[Row] = []
         pending: list[tuple[str | None, int, RowProblem]] = []  # (order id, line, problem)
 
@@ -178,9 +178,9 @@ class CsvOrders(CartSource):
             header = read_header(reader, path, self.orders_encoding, ORDERS_ENCODING_SETTING)
             if header is None:
                 raise empty_export(path, "remind customers of carts they bought")
-            cols = _columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num,
+            cols = header_columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num,
                             "source.order_columns", reader)
-            _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
+            tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             pending.extend((None, 0, problem) for problem in absent_columns(
                 path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
             pending.extend((None, 0, problem) for problem in misnamed_columns(
@@ -302,16 +302,16 @@ class CsvOrders(CartSource):
         path = self.orders_path
         if path is None:
             return
-        handle, reader = _open_csv(path, self.orders_encoding, self.delimiter, self.orders_key, ORDERS_ENCODING_SETTING)
+        handle, reader = open_csv(path, self.orders_encoding, self.delimiter, self.orders_key, ORDERS_ENCODING_SETTING)
         with handle:
             opened = stamp(handle)
             header = read_header(reader, path, self.orders_encoding, ORDERS_ENCODING_SETTING)
             if header is None:
                 raise empty_export(path, "count none of the orders placed after a reminder")
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
-            cols = _columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num,
+            cols = header_columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num,
                             "source.order_columns", reader)
-            _tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
+            tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             for problem in misnamed_columns(path, header, cols, self.order_column_map, "source.order_columns",
                                             reader.line_num):
                 self.on_problem(problem)

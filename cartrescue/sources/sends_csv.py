@@ -25,8 +25,8 @@ from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.model import MarketingSend, RowProblem
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import ProblemSink, Window, ignore_problem
-from cartrescue.sources.csvfile import _open_csv, empty_export, numbered_rows, stamp, unchanged
-from cartrescue.sources.csvheader import _columns, read_header
+from cartrescue.sources.csvfile import open_csv, empty_export, numbered_rows, stamp, unchanged
+from cartrescue.sources.csvheader import header_columns, read_header
 from cartrescue.sources.values import RowError, campaign_name, parse_time
 
 if TYPE_CHECKING:
@@ -145,14 +145,14 @@ class CsvSends:
 
     def _read(self, db: sqlite3.Connection, window: Window) -> None:
         path = self.path
-        handle, reader = _open_csv(path, self.encoding, self.delimiter, self.key, SETTING)
+        handle, reader = open_csv(path, self.encoding, self.delimiter, self.key, SETTING)
         batch: list[tuple[str, str, str | None]] = []
         with handle:
             opened = stamp(handle)
             header = read_header(reader, path, self.encoding, SETTING)
             if header is None:
                 raise empty_export(path, "send reminders on the day of a newsletter")
-            at = _columns(path, header, SEND_FIELDS, self.columns, REQUIRED, reader.line_num,
+            at = header_columns(path, header, SEND_FIELDS, self.columns, REQUIRED, reader.line_num,
                           "source.newsletters.columns", reader).index
             for start, row in numbered_rows(reader, path, self.encoding, self.on_problem, SETTING):
                 if not any(cell.strip() for cell in row):
