@@ -25,15 +25,15 @@ SEQUENCES = {"default": {"steps": [{"delay": "1h", "template": "reminder-3",
 SHOP = {"currency": "EUR", "exchange_rates": {"SEK": "0.1"}}
 
 
-def _magento_order(db: shopdb.ShopDb, base_grand_total: str | None) -> None:
+def _magento_order(db: shopdb.ShopDb, base_grand_total: str | None, coupon_code: str | None = None) -> None:
     """Order M1 of quote 606: 220 SEK, with ``base_grand_total`` in EUR (20: eleven kronor to the
-    euro when it was placed; None: the base amount unknown)."""
+    euro when it was placed; None: the base amount unknown), placed with ``coupon_code``."""
     db.schema("magento2")
     db.insert("sales_order", [{
         "entity_id": 1, "increment_id": "M1", "quote_id": 606, "customer_email": "m1@example.com",
         "state": "complete", "status": "complete", "grand_total": Decimal("220"), "order_currency_code": "SEK",
         "base_grand_total": None if base_grand_total is None else Decimal(base_grand_total),
-        "base_currency_code": "EUR", "created_at": datetime(2026, 3, 29, 10, 0)}])
+        "base_currency_code": "EUR", "created_at": datetime(2026, 3, 29, 10, 0), "coupon_code": coupon_code}])
 
 
 def _money(kind: str, tmp_path: Path, preset: str, fill: Callable[[shopdb.ShopDb], None]) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def _money(kind: str, tmp_path: Path, preset: str, fill: Callable[[shopdb.ShopDb
     assert result.exit_code == 0, result.output
     (row,) = result.json["money"]["by_tier"]
     return {"revenue": result.json["summary"]["revenue"], "incentive_cost": row["incentive_cost"],
-            "redeemed": row["codes_redeemed"]}
+            "redeemed": row["codes_redeemed"], "codes_in_orders": result.json["money"]["codes_in_orders"]}
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
@@ -55,7 +55,7 @@ def test_a_fixed_incentive_on_a_prestashop_order_costs_its_value_at_the_orders_o
     """The order's (220 - 55) SEK are 15.00 EUR at its conversion_rate of 11; its 110 kronor off
     were costed with shop.exchange_rates (11.00 EUR) instead of the same rate (10.00 EUR)."""
     assert _money(kind, tmp_path, "prestashop", lambda db: _foreign_order(db, "11")) == {
-        "revenue": "15.00", "incentive_cost": "10.00", "redeemed": 1}
+        "revenue": "15.00", "incentive_cost": "10.00", "redeemed": 1, "codes_in_orders": False}
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
@@ -63,7 +63,7 @@ def test_a_fixed_incentive_on_a_prestashop_order_without_a_rate_uses_shop_exchan
     """conversion_rate 0 says nothing: the revenue falls back to shop.exchange_rates, (220 - 55) ×
     0.1 = 16.50 EUR, and so does the incentive's cost, 110 × 0.1 = 11.00 EUR."""
     assert _money(kind, tmp_path, "prestashop", lambda db: _foreign_order(db, "0")) == {
-        "revenue": "16.50", "incentive_cost": "11.00", "redeemed": 1}
+        "revenue": "16.50", "incentive_cost": "11.00", "redeemed": 1, "codes_in_orders": False}
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
@@ -71,7 +71,7 @@ def test_a_fixed_incentive_on_a_magento_order_costs_its_value_at_the_orders_base
     """220 SEK with a base_grand_total of 20 EUR (eleven kronor to the euro): 110 kronor off cost
     10.00 EUR at that rate, where shop.exchange_rates said 11.00 EUR."""
     assert _money(kind, tmp_path, "magento2", lambda db: _magento_order(db, "20")) == {
-        "revenue": "20.00", "incentive_cost": "10.00", "redeemed": 1}
+        "revenue": "20.00", "incentive_cost": "10.00", "redeemed": 1, "codes_in_orders": False}
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
@@ -79,4 +79,21 @@ def test_a_fixed_incentive_on_a_magento_order_without_a_base_total_uses_shop_exc
     """No base_grand_total: the revenue is 220 × 0.1 = 22.00 EUR by shop.exchange_rates, the
     incentive 110 × 0.1 = 11.00 EUR by the same rates."""
     assert _money(kind, tmp_path, "magento2", lambda db: _magento_order(db, None)) == {
-        "revenue": "22.00", "incentive_cost": "11.00", "redeemed": 1}
+        "revenue": "22.00", "incentive_cost": "11.00", "redeemed": 1, "codes_in_orders": False}
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_magento_order_placed_with_another_coupon_redeems_no_incentive(kind, tmp_path):
+    """Magento keeps the coupon an order used in sales_order.coupon_code. The report did not read
+    it and assumed every attributed order after an incentive used the step's code: an order
+    placed with the shop's own SPRING5 counted SEK110 as redeemed and cost 10.00 EUR."""
+    assert _money(kind, tmp_path, "magento2", lambda db: _magento_order(db, "20", "SPRING5")) == {
+        "revenue": "20.00", "incentive_cost": "0.00", "redeemed": 0, "codes_in_orders": True}
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_a_magento_order_placed_with_the_steps_coupon_redeems_it(kind, tmp_path):
+    """The step's code in sales_order.coupon_code, in any case, is its incentive redeemed,
+    known from the order and not assumed."""
+    assert _money(kind, tmp_path, "magento2", lambda db: _magento_order(db, "20", "sek110")) == {
+        "revenue": "20.00", "incentive_cost": "10.00", "redeemed": 1, "codes_in_orders": True}

@@ -22,7 +22,8 @@ subject as the campaign name. Without these tables the sends are skipped with a 
 
 Money: lines and totals in the quote's currency (what the customer saw); the base amount for
 thresholds is ``base_grand_total`` (see :mod:`cartrescue.currency`); the report counts an order's
-``grand_total`` less ``total_refunded`` (``base_total_refunded`` in the base currency). Magento stores every time
+``grand_total`` less ``total_refunded`` (``base_total_refunded`` in the base currency), and
+the incentive code it used from ``coupon_code``. Magento stores every time
 in UTC; a quote flagged for recollection is as old as its lines' and addresses' latest change
 (:func:`_last_activity`). It reads only; the connection is read-only (see :mod:`cartrescue.sources.sql`).
 """
@@ -497,6 +498,7 @@ class MagentoSource(DatabaseSource):
                                             base_code),
                 refunded=refunded,
                 base_refunded=base_refunded,
+                discount_code=text_or_none(row["coupon_code"]) if refunds else None,
             )
         except RowError as exc:
             where = self._where(row)
@@ -537,11 +539,13 @@ class MagentoSource(DatabaseSource):
 
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` (``sales_order.created_at``, indexed), streamed, with
-        what their credit memos refunded (revenue is net of it)."""
+        what their credit memos refunded (revenue is net of it) and the coupon they used
+        (``coupon_code``): without it the report took every attributed order after an incentive
+        step for a redemption of its code, an order with another promotion's coupon too."""
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, grand_total, "
             "order_currency_code, base_grand_total, base_currency_code, created_at, total_refunded, "
-            f"base_total_refunded FROM {self.t('sales_order')} "
+            f"base_total_refunded, coupon_code FROM {self.t('sales_order')} "
             "WHERE created_at >= :start AND created_at <= :end ORDER BY created_at, entity_id"
         )
         for row in self.db.stream(sql, self.window_bounds("sales_order", "created_at", window, UTC)):
