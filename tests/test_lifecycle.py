@@ -645,10 +645,9 @@ def test_a_refused_request_leaves_no_ledger_file_behind(shop: Shop, command: tup
     assert "no ledger was at" not in result.stderr
 
 
-def test_a_code_whose_webhook_answer_was_lost_stays_spent_after_forget(shop: Shop) -> None:
-    """The webhook channel sends a request again when its answer was lost, so a message left
-    ``failed_transient`` may have reached the receiver, which may have passed its code on to the
-    customer: ``forget`` put that code back in its pool, and the next cart got it too."""
+def _lost_webhook_answers(shop: Shop) -> None:
+    """Both carts' coded messages sent over the webhook, taken by the receiver and never answered:
+    each is ``failed_transient``, and the receiver may have passed its code on."""
     from httpserver import Answer, WebhookReceiver
     from test_webhook_channel import SECRET
 
@@ -660,6 +659,21 @@ def test_a_code_whose_webhook_answer_was_lost_stays_spent_after_forget(shop: Sho
         assert shop.cli("run", "--send").exit_code == 1
         assert len(receiver.accepted) == 2
     assert {row["status"] for row in shop.messages()} == {"failed_transient"}
+
+
+def test_codes_list_counts_the_code_of_a_webhook_message_whose_answer_was_lost_as_handed_out(shop: Shop) -> None:
+    """``codes list`` and ``forget`` read one rule (``ledger.may_have_reached``): such a code is
+    active, not ``undelivered``, as ``forget`` keeps it spent."""
+    _lost_webhook_answers(shop)
+    pools = shop.cli("codes", "list", "--json").json["pools"]["comeback"]
+    assert (pools["active"], pools["undelivered"]) == (2, 0), pools
+
+
+def test_a_code_whose_webhook_answer_was_lost_stays_spent_after_forget(shop: Shop) -> None:
+    """The webhook channel sends a request again when its answer was lost, so a message left
+    ``failed_transient`` may have reached the receiver, which may have passed its code on to the
+    customer: ``forget`` put that code back in its pool, and the next cart got it too."""
+    _lost_webhook_answers(shop)
     result = shop.cli("forget", BOB, "--json", now=None)
     assert (result.json["codes_kept"], result.json["codes_freed"]) == (1, 0), result.output
     pools = shop.cli("codes", "list", "--json").json["pools"]["comeback"]

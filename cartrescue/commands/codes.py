@@ -62,7 +62,7 @@ def codes_list(
     or claimed by a run that died), and it has not expired; expired: handed out and past its
     expiry (safe to disable in the shop); a code a retry replaced with a fresh one (it had less
     than a day left) is active until its expiry, then expired; undelivered: allocated to a
-    message that failed;
+    message that failed (not over the webhook, which may have delivered an earlier attempt: active);
     withdrawn: unused and taken out of its pool file, so never handed out (`codes import`). Codes are only handed out when their message is delivered (never in a dry-run).
     Codes are never cut; on a narrow terminal the list leaves out step and allocation time
     (`--wide` shows them) and times are in UTC to the minute.

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cartrescue.config import CodeSource, Config, Incentive
 from cartrescue.errors import CartrescueError, ConfigError
-from cartrescue.ledger import MAYBE_DELIVERED, Code, Ledger, Message, aware, naive
+from cartrescue.ledger import Code, Ledger, Message, aware, may_have_reached, naive
 from cartrescue.pool_file import read_pool_file
 
 #: 32 characters without the look-alikes 0/O and 1/I: easy to type from a printed email.
@@ -308,12 +308,12 @@ class Codes:
              origin: str | None = None, exported: bool | None = None) -> Iterator[dict[str, Any]]:
         """Codes with their status at ``now``: unused (never handed out), active (its message was
         delivered or may have been, and it has not expired), expired (handed out, past its
-        expiry), undelivered (its message failed), withdrawn (unused, and out of its pool file)."""
+        expiry), undelivered (its message failed and cannot have reached anyone: ``ledger.may_have_reached``), withdrawn (unused, and out of its pool file)."""
         wanted = set(statuses)
         table = self.table
         message = Message.__table__  # type: ignore[attr-defined]
         query = (
-            select(table, message.c.status.label("message_status"))
+            select(table, message.c.status.label("message_status"), message.c.transport.label("message_transport"))
             .select_from(table.outerjoin(message, message.c.id == table.c.claim_id))
             .order_by(table.c.pool, table.c.id)
         )
@@ -402,8 +402,9 @@ def _status(row: Any, now: datetime) -> str:
     # A negative claim: its message was erased by `forget` after it may have gone out, or a retry
     # after its expiry gave the message a fresh code (Codes._replace); the code stays handed out
     # (to nobody the ledger knows any more) until it expires, which a replaced one has. So does the
-    # code of a message that may have gone out (unconfirmed, claimed): the customer may hold it.
-    if row["claim_id"] > 0 and row["message_status"] not in MAYBE_DELIVERED:
+    # code of a message that may have gone out (unconfirmed, claimed, or failed on a transport that
+    # resends a request whose answer was lost): the customer may hold it, as ``forget`` keeps it spent.
+    if row["claim_id"] > 0 and not may_have_reached(row["message_status"], row["message_transport"]):
         return "undelivered"
     expires = aware(row["expires_at"])
     if expires is not None and has_expired(expires, now):
