@@ -225,7 +225,10 @@ class Order:
     status: str = ""
     delivered: bool | None = None
     base_total: Decimal | None = None  # in the shop's base currency, when the source knows it
-    discount_code: str | None = None  # the incentive code used, where the source records it (report)
+    #: The discount codes the order used, where the source records them (report; the source's
+    #: :meth:`~cartrescue.sources.base.CartSource.orders_carry_codes` says whether it does): several
+    #: where the shop lets coupons stack (WooCommerce's coupons, PrestaShop's cart rules).
+    discount_codes: tuple[str, ...] = ()
     #: Set (where the row is) when the source found this order's row but could not read it: its
     #: time and total are unknown, so its customer's carts wait (``unreadable_order``).
     unreadable: str | None = None

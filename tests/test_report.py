@@ -658,6 +658,43 @@ def test_a_discount_code_on_the_order_decides_whether_the_incentive_was_used(sho
     assert row["orders_with_incentive"] == 2 and row["codes_redeemed"] == 1 and row["incentive_cost"] == "5.00"
 
 
+def _one_fixed_incentive(shop: Shop) -> None:
+    """A 5 EUR incentive (FIVE) at step 1, sent to s0 and s1, each of whom ordered (50 EUR)."""
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": {
+        "kind": "fixed", "value": 5, "code": "FIVE"}}]}})
+    write_ledger(ledger_of(shop), [Row(f"s{n}", NOW) for n in range(2)])
+
+
+ASSUMED = "the orders carry no discount code"
+
+
+def test_an_orders_file_with_a_blank_discount_code_column_redeems_nothing(shop: Shop) -> None:
+    """The file has the discount_code column, blank in every row: no order used a code. Whether
+    codes were known was decided by some order carrying one, so both orders counted FIVE
+    redeemed (10.00) with the "no discount code" upper-bound note."""
+    _one_fixed_incentive(shop)
+    orders_with_column(shop, [order_row(f"o{n}", at=NOW + timedelta(hours=1), total="50.00", cart_id=f"s{n}")
+                              for n in range(2)], {}, "discount_code")
+    document = report(shop)
+    (row,) = document["money"]["by_tier"]
+    assert (row["orders_with_incentive"], row["codes_redeemed"], row["incentive_cost"]) == (2, 0, "0.00")
+    assert document["money"]["codes_in_orders"] is True
+    assert not [note for note in document["notes"] if ASSUMED in note]
+
+
+def test_an_orders_file_without_a_discount_code_column_assumes_the_incentive_used(shop: Shop) -> None:
+    """Without the column the file cannot say which code an order used: every attributed order
+    after the incentive is assumed to have used it, an upper bound the report's note names."""
+    _one_fixed_incentive(shop)
+    shop.add_orders(*[order_row(f"o{n}", at=NOW + timedelta(hours=1), total="50.00", cart_id=f"s{n}")
+                      for n in range(2)])
+    document = report(shop)
+    (row,) = document["money"]["by_tier"]
+    assert (row["orders_with_incentive"], row["codes_redeemed"], row["incentive_cost"]) == (2, 2, "10.00")
+    assert document["money"]["codes_in_orders"] is False
+    assert [note for note in document["notes"] if ASSUMED in note]
+
+
 def test_an_order_using_an_earlier_steps_code_counts_that_steps_incentive(shop: Shop) -> None:
     """The order after step 2 is attributed to step 2's message; it used step 1's code, which was
     not step 2's, so the discount the customer really got was counted nowhere: not redeemed, no

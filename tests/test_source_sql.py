@@ -781,7 +781,23 @@ def test_orders_placed_in_a_window_from_a_named_query(url):
                           "'SAVE10' AS discount_code FROM orders WHERE created >= :start AND created <= :end ORDER BY id")
     assert set(orders) == {"9", "10", "12"}  # 11 is cancelled
     assert orders["10"].cart_id == "2" and orders["10"].total == Decimal("30")
-    assert orders["9"].discount_code == "SAVE10"
+    assert orders["9"].discount_codes == ("SAVE10",)
+
+
+@pytest.mark.parametrize(("column", "told"), [(", NULL AS discount_code", True), ("", False)], ids=["column", "none"])
+def test_orders_placed_tell_their_codes_where_the_query_returns_a_discount_code_column(url, column, told):
+    """With a discount_code column an order whose code is NULL used none (the report then assumes
+    no redemption); without one the query cannot say (the report keeps its upper bound)."""
+    source = SqlSource(url, queries={**QUERIES, "orders_placed": (
+        f"SELECT id AS order_id, email, cart_id, created AS created_at, status, delivered, total{column} "
+        "FROM orders WHERE created >= :start AND created <= :end ORDER BY id")})
+    try:
+        orders = list(source.orders(Window(datetime(2026, 3, 29, 9, 0, tzinfo=UTC),
+                                           datetime(2026, 3, 29, 11, 0, tzinfo=UTC))))
+        assert [o.discount_codes for o in orders] == [(), (), ()]
+        assert source.orders_carry_codes() is told
+    finally:
+        source.close()
 
 
 def test_an_order_dated_without_a_time_is_placed_in_a_window_that_holds_part_of_its_day(url):

@@ -10,7 +10,7 @@ It must not read sources, write files or print.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -509,12 +509,17 @@ def _discount(incentive: Incentive, paid: int, report_free_shipping: Decimal, cu
     return report_free_shipping
 
 
-def _redeemed(used: str | None, given: set[str]) -> bool:
-    """Whether an order that used the discount code ``used`` redeemed its message's incentive,
+def _redeemed(used: Collection[str], given: set[str]) -> bool:
+    """Whether an order that used the discount codes ``used`` redeemed its message's incentive,
     whose codes are ``given``: the recipient's own (with any a retry replaced, which an earlier
-    attempt may have delivered) or the step's shared one. Codes are matched without case, as
-    shops take them; with no code known for the message, any code counts."""
-    return used is not None and (not given or used.upper() in {code.upper() for code in given})
+    attempt may have delivered) or the step's shared one. One of the order's codes being one of
+    them is enough (a shop that lets coupons stack: the reminder's code beside the shop's own
+    BLACKFRIDAY). Codes are matched without case, as shops take them (WooCommerce keeps them in
+    lower case); with no code known for the message, any code counts."""
+    if not used:
+        return False
+    wanted = {code.upper() for code in given}
+    return not wanted or any(code.upper() in wanted for code in used)
 
 
 def _given(incentive: Incentive, message_id: int, codes: dict[int, set[str]]) -> set[str]:
@@ -523,8 +528,8 @@ def _given(incentive: Incentive, message_id: int, codes: dict[int, set[str]]) ->
     return codes.get(message_id) or ({incentive.code} if incentive.code else set())
 
 
-def _earlier_incentive(config: Config, used: str, messages: Iterable[tuple[int, str | None, int, str | None]],
-                       codes: dict[int, set[str]]) -> Incentive | None:
+def _earlier_incentive(config: Config, used: Collection[str],
+                       messages: Iterable[tuple[int, str | None, int, str | None]], codes: dict[int, set[str]]) -> Incentive | None:
     """The incentive of the newest of the cart's earlier ``messages`` whose code the order used:
     the customer kept step 1's code and ordered after step 2, so step 1's discount was given
     (and costs what step 1's incentive does). Only a code known to be that message's counts: a
@@ -539,16 +544,17 @@ def _earlier_incentive(config: Config, used: str, messages: Iterable[tuple[int, 
     return None
 
 
-def _redeemed_incentive(config: Config, own: Incentive | None, message_id: int, used: str | None,
+def _redeemed_incentive(config: Config, own: Incentive | None, message_id: int, used: Collection[str],
                         earlier: Iterable[tuple[int, str | None, int, str | None]],
                         codes: dict[int, set[str]]) -> Incentive | None:
-    """The incentive an order that used the code ``used`` redeemed, its message being
+    """The incentive an order that used the codes ``used`` redeemed, its message being
     ``message_id`` (whose incentive is ``own``), when orders carry codes. A code known to be a
     message's decides: the message's own, else an earlier message's of the cart (step 1's code
     used after step 2). Only then does "any code counts" of a message whose codes are unknown
     apply: step 2's free shipping without a code took step 1's 10 % code for its own, costing
-    the shipping and never the discount the customer got."""
-    if used is None:
+    the shipping and never the discount the customer got. One incentive an order: of an order
+    that used two messages' codes, its own message's counts."""
+    if not used:
         return None
     given = _given(own, message_id, codes) if own is not None else set()
     if given and _redeemed(used, given):
@@ -573,7 +579,7 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
             row["channel_cost"] += costs[channel] * messages
         else:
             uncosted.add(channel or "?")
-    codes_known = att.loaded.codes_seen
+    codes_known = att.loaded.codes_known  # the source tells each order's codes: none is none used
     basis = Basis(config.shop.currency, config.shop.exchange_rates)
     unpriced: set[str] = set()  # currencies without a rate of orders whose incentive has a cost there
     earlier = att.earlier_messages() if codes_known else {}
@@ -603,8 +609,8 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
     if uncosted and costs:
         notes.append(f"no cost set for channel(s) {', '.join(sorted(uncosted))} (report.costs): counted as free")
     if any(row["with_incentive"] for row in tiers.values()) and not codes_known:
-        notes.append("the orders carry no discount code: every attributed order after an incentive is assumed to "
-                     "have used it (an upper bound of its cost)")
+        notes.append("the orders carry no discount code (the source does not say which code an order used): every "
+                     "attributed order after an incentive is assumed to have used it (an upper bound of its cost)")
     places = minor_units(config.shop.currency)
     out = []
     for tier, row in sorted(tiers.items()):

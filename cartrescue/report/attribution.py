@@ -46,12 +46,14 @@ from cartrescue.sources.base import CartSource, Window
 
 UNITS = 10_000  # amounts are integers of 1/10,000 of the shop's currency: exact sums in SQL
 BATCH = 5_000
+CODE_SEPARATOR = "\x1f"  # between an order's discount codes in ``ord.code``: a control character no shop's code holds
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 #: ``at`` is when the order was placed; ``earliest`` the start of its day for one dated without
 #: a time (``at`` is then the day's end, :attr:`cartrescue.model.Order.earliest`), else ``at``.
 #: ``rate``: the order's own rate to the shop's currency (:attr:`cartrescue.model.Order.base_rate`,
-#: exact decimal text), NULL where the source gave none.
+#: exact decimal text), NULL where the source gave none. ``code``: the discount codes the order
+#: used (:attr:`~cartrescue.model.Order.discount_codes`), joined by :data:`CODE_SEPARATOR`; NULL: none.
 ORD_TABLE = """
 CREATE TABLE ord(id TEXT PRIMARY KEY, at REAL NOT NULL, earliest REAL NOT NULL, email TEXT, customer_id TEXT,
   cart_id TEXT, amount INTEGER, currency TEXT, code TEXT, rate TEXT) WITHOUT ROWID;
@@ -97,7 +99,9 @@ class Loaded:
     orders: int = 0
     duplicate_orders: int = 0
     currencies: set[str] = field(default_factory=set)
-    codes_seen: bool = False  # at least one order carries a discount code
+    #: Whether the source tells the discount codes its orders used (an order without one used none):
+    #: :meth:`~cartrescue.sources.base.CartSource.orders_carry_codes`, not whether some order had one.
+    codes_known: bool = False
 
 
 class Attribution:
@@ -238,7 +242,7 @@ class Attribution:
         self.loaded.orders = orders.count
         self.loaded.duplicate_orders = orders.duplicates
         self.loaded.currencies = orders.currencies
-        self.loaded.codes_seen = orders.codes_seen
+        self.loaded.codes_known = orders.codes_known
 
     # -- attribution -------------------------------------------------------------------------
 
@@ -404,11 +408,13 @@ class Attribution:
 
     def attributed_orders(self) -> Iterator[tuple[Any, ...]]:
         """Each attributed order of the period's streams: (message id, sequence, step, tier, channel,
-        amount, discount code, the order's currency, the order's own rate as text or None)."""
-        yield from self.db.execute(
-            "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code, o.currency, o.rate FROM hit h"
-            " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? AND m.at <= ?"
-            " ORDER BY m.id", self._period())
+        amount, the discount codes it used (a tuple, empty: none), the order's currency, the order's
+        own rate as text or None)."""
+        for *head, code, currency, rate in self.db.execute(
+                "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code, o.currency, o.rate FROM hit h"
+                " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? AND m.at <= ?"
+                " ORDER BY m.id", self._period()):
+            yield (*head, tuple(code.split(CODE_SEPARATOR)) if code else (), currency, rate)
 
     def attributed_messages(self, steps: set[tuple[str, int]]) -> list[int]:
         """Ids of the messages of ``steps`` ((sequence, step)) that won an order, and of the
@@ -520,7 +526,7 @@ class OrderLoad:
         self.count = 0
         self.duplicates = 0
         self.currencies: set[str] = set()
-        self.codes_seen = False
+        self.codes_known = False
 
     def close(self) -> None:
         self.scratch.close()
@@ -541,12 +547,11 @@ class OrderLoad:
                     amount = basis.base(total, currency, base_total)
                 if currency:
                     self.currencies.add(currency)
-                if order.discount_code:
-                    self.codes_seen = True
                 rate = order.base_rate
                 yield (order.id, order.created_at.timestamp(), order.earliest.timestamp(), order.email,
                        order.customer_id, order.cart_id,
-                       None if amount is None else units(amount), currency or None, order.discount_code,
+                       None if amount is None else units(amount), currency or None,
+                       CODE_SEPARATOR.join(order.discount_codes) or None,
                        None if rate is None else str(rate))
 
         db = self.scratch.connection
@@ -557,4 +562,6 @@ class OrderLoad:
         db.commit()
         self.count = db.execute("SELECT count(*) FROM ord").fetchone()[0]
         self.duplicates = total - self.count
+        # asked once the orders are read through: a file's header, a query's columns, a table found
+        self.codes_known = source.orders_carry_codes()
         return self

@@ -227,6 +227,16 @@ class CartSource(ABC):
 
         raise ConfigError(f"{self.name} source: listing orders by time is not supported")
 
+    def orders_carry_codes(self) -> bool:
+        """Whether the orders :meth:`orders` yields tell the discount codes they used
+        (:attr:`Order.discount_codes <cartrescue.model.Order.discount_codes>`), so that one without
+        a code used none. Where a source cannot tell (this default), the report assumes every
+        attributed order after an incentive used it (an upper bound of its cost); where it can, a
+        period whose orders used no code redeemed nothing. Sources that read the code override it.
+        Meaningful after :meth:`orders` has been read through (a file's header, a query's columns,
+        a table found)."""
+        return False
+
     def progress_total(self, window: Window) -> ProgressTotal | None:
         """How much :meth:`carts` will read for ``window``, for a progress bar with an ETA, or
         ``None`` when that is unknown (the bar then shows a count and a rate).

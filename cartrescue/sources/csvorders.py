@@ -104,6 +104,13 @@ class CsvOrders(CartSource):
 
         def _decimal(self, text: str, what: str) -> Decimal: ...
 
+    _codes_read = False  # whether the orders file read by orders() has a discount_code column
+
+    def orders_carry_codes(self) -> bool:
+        """Whether the orders file has a ``discount_code`` column (Shopify's "Discount Code"): an
+        order with a blank one used none. Without the column the report assumes an incentive used."""
+        return self._codes_read
+
     # -- orders ------------------------------------------------------------------------------
 
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
@@ -311,6 +318,7 @@ class CsvOrders(CartSource):
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
             cols = header_columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num,
                             "source.order_columns", reader)
+            self._codes_read = cols.index["discount_code"] >= 0  # a blank cell then is no code used
             tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             for problem in misnamed_columns(path, header, cols, self.order_column_map, "source.order_columns",
                                             reader.line_num):
@@ -382,6 +390,6 @@ class CsvOrders(CartSource):
                     not_orders.add(order_id)
                     continue
                 yield Order(order_id, created, email or None, customer_id or None, cart_id or None, total,
-                            currency.upper() or None, status, delivered, discount_code=code or None,
+                            currency.upper() or None, status, delivered, discount_codes=(code,) if code else (),
                             day_start=day_start, refunded=refunded)
             unchanged(handle, path, opened)

@@ -71,6 +71,7 @@ from cartrescue.sources.sql import (
     item,
     local_bound,
     text_or_none,
+    codes_of,
     email_in,
     stored_forms,
     cart_emails,
@@ -498,7 +499,7 @@ class MagentoSource(DatabaseSource):
                                             base_code),
                 refunded=refunded,
                 base_refunded=base_refunded,
-                discount_code=text_or_none(row["coupon_code"]) if refunds else None,
+                discount_codes=codes_of(row["coupon_code"]) if refunds else (),
             )
         except RowError as exc:
             where = self._where(row)
@@ -548,6 +549,7 @@ class MagentoSource(DatabaseSource):
             f"base_total_refunded, coupon_code FROM {self.t('sales_order')} "
             "WHERE created_at >= :start AND created_at <= :end ORDER BY created_at, entity_id"
         )
+        self._codes_read = True  # every order's coupon_code: NULL is no coupon used
         for row in self.db.stream(sql, self.window_bounds("sales_order", "created_at", window, UTC)):
             if wanted is None or order_wanted(wanted, row["quote_id"], row["customer_email"], row["customer_id"]):
                 order = self._order(row, refunds=True)

@@ -501,7 +501,18 @@ class PrestaShopSource(DatabaseSource):
         shops, streamed, each with what its credit slips refunded (:meth:`_slips`); one refunded
         in full is no sale. Another shop's orders are that shop's report's: a customer shared by
         two shops' configs had one order credited in both reports. (:meth:`orders_for` reads every
-        shop's: an undelivered order elsewhere still holds back a reminder, as one customer's.)"""
+        shop's: an undelivered order elsewhere still holds back a reminder, as one customer's.)
+        Each with the vouchers it used: its ``order_cart_rule`` rows, the code being the rule's
+        ``cart_rule.code`` (a rule applied by itself has none; one deleted since is unknown).
+        Without them the report took every attributed order after an incentive step for a
+        redemption of its code, one placed with another voucher too."""
+        return self.with_codes(self._placed(window, wanted), ("order_cart_rule", "cart_rule"), (
+            f"SELECT ocr.id_order AS order_id, cr.code FROM {self.t('order_cart_rule')} ocr "
+            f"JOIN {self.t('cart_rule')} cr ON cr.id_cart_rule = ocr.id_cart_rule "
+            "WHERE ocr.id_order IN :ids ORDER BY ocr.id_order, ocr.id_order_cart_rule"))
+
+    def _placed(self, window: Window, wanted: OrderFilter | None) -> Iterator[Order]:
+        """:meth:`orders` without their vouchers."""
         self._store_timezone()
         states = self._order_states()
         not_orders = {states["PS_OS_CANCELED"], states["PS_OS_REFUND"], states["PS_OS_ERROR"]}

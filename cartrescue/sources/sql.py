@@ -25,7 +25,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -782,6 +782,13 @@ def text_or_none(value: Any) -> str | None:
     return text or None
 
 
+def codes_of(value: Any) -> tuple[str, ...]:
+    """An order's discount code as :attr:`Order.discount_codes <cartrescue.model.Order.discount_codes>`:
+    none for NULL or blank."""
+    code = text_or_none(value)
+    return () if code is None else (code,)
+
+
 def id_or_none(value: Any) -> str | None:
     """Database ids as strings; ``0`` and blank mean "none" in these schemas."""
     if value is None:
@@ -936,6 +943,7 @@ class DatabaseSource(CartSource):
         self._tables_present: dict[tuple[str, ...], bool] = {}  # optional tables (newsletter plugins), asked once
         self._sends_notes: list[str] = []
         self._report_notes: list[str] = []
+        self._codes_read = False  # set by orders() where its orders tell the discount codes they used
 
     @classmethod
     def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink,
@@ -1014,6 +1022,34 @@ class DatabaseSource(CartSource):
 
     def sends_notes(self) -> list[str]:
         return list(self._sends_notes)
+
+    def orders_carry_codes(self) -> bool:
+        return self._codes_read
+
+    def with_codes(self, orders: Iterable[Order], tables: Sequence[str], sql: str) -> Iterator[Order]:
+        """``orders`` with the discount codes they used, for a preset that keeps them in ``tables``
+        of their own (WooCommerce's coupon order items, PrestaShop's cart rules): ``sql`` returns
+        ``order_id`` and ``code`` for the order ids in ``:ids``, asked once a chunk of orders, so
+        only the orders the report wants are looked up and none of a window is held in memory. A
+        blank code (a rule the shop applied by itself) is none. Without the tables, the orders as
+        they are and a note: :meth:`orders_carry_codes` stays False (the report's upper bound)."""
+        missing = self.missing_tables(tables)
+        if missing:
+            self._report_notes.append(
+                f"{self.name} source: {', '.join(missing)} not found in {self.db.where}: the discount codes the "
+                "orders used are not read")
+            yield from orders
+            return
+        self._codes_read = True
+        for chunk in chunks(orders, self.chunk_size):
+            found: dict[str, list[str]] = {}
+            for row in self.db.fetch(sql, {"ids": [int(order.id) for order in chunk]}, expanding=("ids",)):
+                code = text_or_none(row["code"])
+                if code is not None:
+                    found.setdefault(str(row["order_id"]), []).append(code)
+            for order in chunk:
+                codes = found.get(order.id)
+                yield replace(order, discount_codes=tuple(dict.fromkeys(codes))) if codes else order
 
     def report_notes(self) -> list[str]:
         return list(dict.fromkeys(self._report_notes))
@@ -1390,7 +1426,7 @@ class SqlSource(DatabaseSource):
                 currency=text_or_none(row.get("currency")),
                 status=(text_or_none(row.get("status")) or "").lower(),
                 delivered=parse_delivered(row.get("delivered")),
-                discount_code=text_or_none(row.get("discount_code")),
+                discount_codes=codes_of(row.get("discount_code")),
                 refunded=refunded,
             )
         except RowError as exc:
@@ -1417,7 +1453,8 @@ class SqlSource(DatabaseSource):
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` from ``queries.orders_placed`` (``:start``/``:end`` in
         ``db_timezone``; the columns of ``queries.orders`` plus an optional ``discount_code`` and
-        ``refunded``, what was refunded of the order: revenue is its total less that)."""
+        ``refunded``, what was refunded of the order: revenue is its total less that). With a
+        ``discount_code`` column an order whose code is NULL used none (:meth:`orders_carry_codes`)."""
         sql = self.queries.get("orders_placed")
         if not sql:
             raise ConfigError("source.queries.orders_placed: `report` needs a query listing the orders placed "
@@ -1427,7 +1464,10 @@ class SqlSource(DatabaseSource):
         # after a window ending at the second 02:20. Widened by that hour, the rows are filtered
         # by their real time below (window.overlaps), as the CSV export of the same orders is.
         params = self._window_params(window, timedelta(hours=1))
+        looked = False
         for row in checked_columns("orders_placed", self.db.stream(sql, params), self.name):
+            if not looked:  # the query's columns, as its first row has them
+                self._codes_read, looked = "discount_code" in row, True
             order_id = text_or_none(row.get("order_id"))
             if order_id is None or order_id == previous:  # rows of one order (a join): the first wins
                 continue

@@ -569,7 +569,17 @@ class WooCommerceSource(DatabaseSource):
 
     def orders(self, window: Window, wanted: OrderFilter | None = None) -> Iterator[Order]:
         """The orders placed in ``window`` (``date_created_gmt`` / ``post_date_gmt``), streamed,
-        each with what its refunds gave back (:meth:`_refunds`)."""
+        each with what its refunds gave back (:meth:`_refunds`) and the coupons it used: the
+        ``woocommerce_order_items`` of type ``coupon``, whose ``order_item_name`` is the code (in
+        lower case, as WooCommerce keeps codes; the report compares codes without case). Both
+        storages keep them there. Without them the report took every attributed order after an
+        incentive step for a redemption of its code, one placed with the shop's BLACKFRIDAY too."""
+        return self.with_codes(self._placed(window, wanted), ("woocommerce_order_items",), (
+            f"SELECT order_id, order_item_name AS code FROM {self.t('woocommerce_order_items')} "
+            "WHERE order_item_type = 'coupon' AND order_id IN :ids ORDER BY order_id, order_item_id"))
+
+    def _placed(self, window: Window, wanted: OrderFilter | None) -> Iterator[Order]:
+        """:meth:`orders` without their coupons, from HPOS ``wc_orders`` or legacy ``posts``."""
         refunds = self._refunds(window)
         if self.orders_mode() == "hpos":
             sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
