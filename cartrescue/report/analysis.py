@@ -19,7 +19,7 @@ from typing import Any
 from cartrescue.config import Config, Incentive
 from cartrescue.currency import Basis, minor_units
 from cartrescue.report import stats
-from cartrescue.report.attribution import UNITS, Attribution, from_epoch, money
+from cartrescue.report.attribution import PLATFORM_BASE, UNITS, Attribution, from_epoch, money
 
 #: Decision reasons that mean "passed the eligibility gates" (waiting for a step, a quiet hour,
 #: tomorrow or a budget is still eligible).
@@ -108,7 +108,7 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
                      f"cart value in {currency or 'the shop currency'} (a currency without a rate in "
                      "shop.exchange_rates when it was sent): left out of cart value, not guessed")
     if config.shop.currency is None and len(att.loaded.currencies) > 1:
-        notes.append(f"orders in {', '.join(sorted(att.loaded.currencies))} are summed as they are: set shop.currency "
+        notes.append(f"orders in {_currencies_text(att.loaded.currencies)} are summed as they are: set shop.currency "
                      "and shop.exchange_rates for one currency")
     if totals["maturing"]:
         notes.append(f"{totals['maturing']:,} messaged carts got their latest message less than "
@@ -169,6 +169,15 @@ def _lift_unconverted_note(rows: list[tuple[int, str, int]], currency: str | Non
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def _currencies_text(currencies: set[str]) -> str:
+    """The currencies of the amounts summed, for the note: the codes, then the platform's base
+    currency last (``SEK and in the shop platform's base currency``)."""
+    codes = sorted(code for code in currencies if code != PLATFORM_BASE)
+    if PLATFORM_BASE not in currencies:
+        return ", ".join(codes)
+    return f"{', '.join(codes)} and in {PLATFORM_BASE}"
 
 
 def _days_text(config: Config) -> str:

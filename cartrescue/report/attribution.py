@@ -47,6 +47,10 @@ from cartrescue.sources.base import CartSource, Window
 UNITS = 10_000  # amounts are integers of 1/10,000 of the shop's currency: exact sums in SQL
 BATCH = 5_000
 CODE_SEPARATOR = "\x1f"  # between an order's discount codes in ``ord.code``: a control character no shop's code holds
+#: What :attr:`OrderLoad.currencies` holds for an amount summed in the source's own base currency
+#: (PrestaShop's ``total_paid`` by its ``conversion_rate``, Magento's ``base_grand_total``) while
+#: ``shop.currency`` is not set: orders in kronor and euros alike are then in that one currency.
+PLATFORM_BASE = "the shop platform's base currency"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 #: ``at`` is when the order was placed; ``earliest`` the start of its day for one dated without
@@ -545,8 +549,8 @@ class OrderLoad:
                     amount: Decimal | None = total
                 else:
                     amount = basis.base(total, currency, base_total)
-                if currency:
-                    self.currencies.add(currency)
+                if currency:  # a source's own base amount is in its platform's base currency, not the order's
+                    self.currencies.add(currency if base_total is None or base else PLATFORM_BASE)
                 rate = order.base_rate
                 yield (order.id, order.created_at.timestamp(), order.earliest.timestamp(), order.email,
                        order.customer_id, order.cart_id,
