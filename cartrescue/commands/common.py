@@ -322,6 +322,26 @@ def err_console() -> Any:
     return Console(file=_Diagnostics(sys.stderr), markup=False, highlight=False)  # type: ignore[arg-type]  # duck-typed: write, flush, the rest passed on
 
 
+class FirstUseConsole:
+    """:func:`err_console`, made when it is first used: a run with nothing to say on stderr
+    (``--json``, no bad row, no warning: most cron runs) never imports ``rich.console``, ~78
+    million instructions that every run paid before it forked its workers. Whatever is asked of
+    it is asked of the console; :attr:`console` is the console itself, for what takes it whole
+    (rich's ``Progress`` enters it in a ``with``, which this stand-in cannot serve)."""
+
+    def __init__(self) -> None:
+        self._console: Any = None
+
+    @property
+    def console(self) -> Any:
+        if self._console is None:
+            self._console = err_console()
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:  # only what this class lacks: the console's own
+        return getattr(self.console, name)
+
+
 class _Diagnostics:
     """stderr for warnings, progress and error lines, where a write that fails (a full disk
     under a cron job's ``>> log 2>&1``) is dropped instead of raised into the run: a bad row's
@@ -371,7 +391,7 @@ def load(config: Path | None, *, warn: bool = True) -> Any:
 
     loaded = load_config(config)
     if warn:
-        stderr = err_console()
+        stderr = FirstUseConsole()
         for line in loaded.ignored_keys():
             stderr.print(error_line(line, "warning", "yellow"), soft_wrap=True)
     return loaded

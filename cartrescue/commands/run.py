@@ -9,6 +9,7 @@ import typer
 from cartrescue.commands.common import (
     INTERRUPTED,
     ConfigOption,
+    FirstUseConsole,
     JsonOption,
     NowOption,
     config_warnings,
@@ -83,7 +84,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress
         from cartrescue.sources import shared
 
-        stderr = err_console()
+        stderr = FirstUseConsole()
         # A worker of run --workers leaves the templates' check to its parent, which runs it once
         # on what every worker rendered (_workers_command): of_workers, above.
 
@@ -111,7 +112,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         from cartrescue.pipeline import Counts
 
         counts_so_far = Counts()
-        with progress(stderr, show_progress, "planning" if not deliver else f"{mode}") as meter:
+        with progress(stderr.console if show_progress else None, show_progress,
+                      "planning" if not deliver else f"{mode}") as meter:
             summary = run_job(config, request, on_result, on_problem, meter, meter.total if show_progress else None,
                               counts_so_far)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see cli.main): the document still ends
@@ -267,7 +269,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         # What prints the run's output (rich) is imported while the helpers work on the other core.
         from cartrescue.output import DecisionTable, JsonStream, json_stdout, progress
 
-        stderr = err_console()
+        stderr = FirstUseConsole()
         header = {"mode": mode, "now": at.isoformat().replace("+00:00", "Z")}
         stream = JsonStream(json_stdout(), header) if as_json else None
         table = None if as_json or quiet else DecisionTable(limit, width=out_console().width, wide=wide)
@@ -305,7 +307,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
                                 env=shared.env if shared is not None else None, live_clock=live_clock)
         if shared is not None:
             shared.start()  # the helper watched, or the indexes built in a thread
-        with progress(stderr, show_progress, f"{mode} ({count} workers)") as advance:
+        with progress(stderr.console if show_progress else None, show_progress, f"{mode} ({count} workers)") as advance:
             merged = workers.follow(on_decisions, advance)
     except KeyboardInterrupt:
         stopped = _stopped_workers(workers, on_decisions, mode, at)

@@ -69,7 +69,7 @@ REPORT_ORDER_FIELDS = ("discount_code", "refunded")
 RUN_ORDER_FIELDS = (*ORDER_FIELDS, "refunded")
 REQUIRED_ORDER = ("order_id", "created_at")
 _ZERO = Decimal("0")
-ORDER_BATCH = 5000  # order rows indexed per SQLite call
+ORDER_BATCH = 5000  # order rows indexed per batch (OrderIndex.add)
 
 
 def _unreadable_order(order_id: str, line: int, email: str, customer_id: str, cart_id: str) -> Row:

@@ -30,7 +30,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from cartrescue.model import UNREADABLE, Cart, Order, RowProblem, quick_new
-from cartrescue.scratch import ScratchDb
+from cartrescue.scratch import ManyRows, ScratchDb
 from cartrescue.sources.shared import create_index, keep_problem
 
 #: One indexed row: id, line, live (0: an ignored status, kept only so that its id counts as
@@ -73,6 +73,10 @@ _SCHEMA = (
     " customer_id TEXT NOT NULL, cart_id TEXT NOT NULL, row BLOB NOT NULL)"
     " WITHOUT ROWID;"
 )
+
+#: A batch of rows, 100 a statement (:class:`~cartrescue.scratch.ManyRows`): ``executemany``
+#: steps the statement once a row. An id seen before keeps its first row, within a statement too.
+_INSERT = ManyRows("INSERT OR IGNORE INTO orders VALUES {values}", "(?, ?, ?, ?, ?, ?, ?)")
 
 
 class OrderIndex:
@@ -119,7 +123,7 @@ class OrderIndex:
         if rows:
             self._empty = False
             dumps = marshal.dumps
-            self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)", [
+            _INSERT.run(self._db, [
                 (row[0], row[1], row[2], row[4] or _NO_KEY, row[5] or _NO_KEY, row[6] or _NO_KEY,
                  bytearray(dumps(row)))
                 for row in rows])
