@@ -32,16 +32,19 @@ CARTS = [
     cart(804, 4, AT),               # no newsletter, no opt-in: consent unknown
     cart(805, 5, AT),               # date_add unreadable (below)
     cart(806, 6, AT),               # "Receive offers from our partners" ticked, the newsletter not
+    cart(807, 7, AT),               # EUR, 2 × 19.985 (6 decimals kept): shown 2 × 19.99, half up
 ]
 LINES = [product_line(801, 2, 1), product_line(802, 1, 1), product_line(803, 3, 1, combination=31),
-         product_line(804, 1, 1), product_line(805, 1, 1), product_line(806, 1, 1)]
+         product_line(804, 1, 1), product_line(805, 1, 1), product_line(806, 1, 1), product_line(807, 4, 2)]
 CUSTOMERS = [customer(1, "eur@example.com", "Eva", newsletter=1), customer(2, "sek@example.com", "Sven", newsletter=1),
              customer(3, "combo@example.com", "Carl", newsletter=1), customer(4, "nobody@example.com", "Nina"),
              customer(5, "badtime@example.com", "Bo", newsletter=1),
-             customer(6, "partners@example.com", "Pia", optin=1)]
+             customer(6, "partners@example.com", "Pia", optin=1),
+             customer(7, "cents@example.com", "Cleo", newsletter=1)]
 PRODUCTS = [{"id_product": 1, "reference": "MUG", "price": Decimal("45"), "wholesale_price": Decimal("0")},
             {"id_product": 2, "reference": "LAMP", "price": Decimal("600"), "wholesale_price": Decimal("0")},
-            {"id_product": 3, "reference": "SHIRT", "price": Decimal("100"), "wholesale_price": Decimal("0")}]
+            {"id_product": 3, "reference": "SHIRT", "price": Decimal("100"), "wholesale_price": Decimal("0")},
+            {"id_product": 4, "reference": "PEN", "price": Decimal("19.985"), "wholesale_price": Decimal("0")}]
 
 
 def fill(db: shopdb.ShopDb) -> None:
@@ -59,7 +62,7 @@ def fill(db: shopdb.ShopDb) -> None:
                                    "wholesale_price": row["wholesale_price"], "date_add": STAMP, "date_upd": STAMP}
                                   for row in PRODUCTS])
     db.insert("ps_product_lang", [{"id_product": n, "id_shop": 1, "id_lang": 1, "name": name, "link_rewrite": name}
-                                  for n, name in ((1, "Mug"), (2, "Lamp"), (3, "Shirt"))])
+                                  for n, name in ((1, "Mug"), (2, "Lamp"), (3, "Shirt"), (4, "Pen"))])
     db.insert("ps_product_attribute", [{"id_product_attribute": 31, "id_product": 3, "reference": "SHIRT-L",
                                         "price": Decimal("0"), "wholesale_price": Decimal("30")}])
     db.insert("ps_cart", CARTS)
@@ -102,6 +105,35 @@ def test_the_message_reads_what_the_customer_saw_correctly_labelled(shop):
     assert format_money(Decimal("600"), "EUR", "en") in eur.json["text"]
 
 
+def test_a_default_currency_total_has_the_currencys_digits_and_sums_the_prices_as_shown(planned):
+    """PrestaShop keeps prices with 6 decimals: a EUR cart's total read ``600.000000`` where a SEK
+    cart's read ``517.50``, and 2 × 19.985 summed as stored (39.97) where the shop shows 2 × 19.99."""
+    _, decisions = planned
+    assert (decisions["801"]["total"], decisions["807"]["total"]) == ("600.00", "39.98")
+
+
+def test_a_default_currency_carts_base_total_is_its_total_as_shown(shop):
+    """The base total is the ledger's ``cart_value`` and what thresholds compare: it read
+    ``39.970000`` for a cart shown as 39.98."""
+    db, _ = shop
+    source = PrestaShopSource(db.url, shop_tz=ZoneInfo("Europe/Paris"), base_currency="EUR")
+    try:
+        found = source.cart("807")
+    finally:
+        source.close()
+    assert found is not None
+    assert (str(found.total), str(found.base_total)) == ("39.98", "39.98")
+
+
+def test_a_default_currency_price_reads_half_up_in_the_message(shop):
+    """19.985 was left for Babel to round half-even (€19.98) where the shop shows €19.99."""
+    _, config = shop
+    result = cli("preview", "807", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert format_money(Decimal("19.99"), "EUR", "en") in result.json["text"]
+    assert format_money(Decimal("19.98"), "EUR", "en") not in result.json["text"]
+
+
 def test_a_combinations_own_cost_counts(planned):
     _, decisions = planned
     assert decisions["803"]["score"] == 10  # wholesale 30 on the combination, 0 on the product: margin 0.7
@@ -125,7 +157,7 @@ def test_an_unreadable_time_costs_its_row_with_its_key(shop, planned):
     result, decisions = planned
     assert result.exit_code == 1
     assert result.json["problems"] == [f"ps_cart id_cart=805: date_add: not a time: {BAD_TIME[db.kind]!r}"]
-    assert "805" not in decisions and len(decisions) == 5
+    assert "805" not in decisions and len(decisions) == 6
 
 
 def test_an_orders_base_total_uses_its_own_conversion_rate(shop):

@@ -43,6 +43,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cartrescue.currency import minor_units
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
@@ -335,7 +336,7 @@ class PrestaShopSource(DatabaseSource):
                                     stock.get((product, combination, -int(row["id_shop_group"] or 0))))
                 line = item(sku, row["product_name"], row["quantity"], _shown(base + impact, factor, currency),
                             unit_cost=None if not cost else _shown(cost, factor, None), stock=on_hand)
-                base_total += (base + impact) * line.quantity
+                base_total += _shown(base + impact, None, default.iso) * line.quantity  # as the shop shows it
                 items.append(line)
             deleted = bool(first["deleted"])
             # The newsletter box alone: ``optin`` is "Receive offers from our partners", a yes to
@@ -628,14 +629,13 @@ def _conversion(currency: str, rate_value: Any, default: _Default) -> tuple[Deci
 
 
 def _shown(amount: Decimal, factor: Decimal | None, currency: str | None) -> Decimal:
-    """A default-currency amount as shown in the cart's currency: converted and, for prices,
-    rounded to the currency's digits as the shop displays them: half up, PrestaShop's default
-    (``PS_PRICE_ROUND_MODE``), so 1149.885 kr shows as 1 149,89 kr, not the half-even 1 149,88."""
-    if factor is None:
-        return amount
-    converted = amount * factor
-    if currency is None:
-        return converted.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
-    from babel.numbers import get_currency_precision
-
-    return converted.quantize(Decimal(1).scaleb(-get_currency_precision(currency)), rounding=ROUND_HALF_UP)
+    """A default-currency amount as shown in the cart's currency: converted (``factor``; None: the
+    cart is in the default currency) and rounded to the currency's digits as the shop displays
+    prices: half up, PrestaShop's default (``PS_PRICE_ROUND_MODE``), so 1149.885 kr shows as
+    1 149,89 kr, not the half-even 1 149,88, and a stored 19.985000 € as 19,99 €. Each unit price
+    is rounded, and a cart's total is the sum of its lines at those prices, as PrestaShop's default
+    ``PS_ROUND_TYPE`` (round each item) sums them. Without a currency (a cost): PrestaShop's
+    own 6 decimals."""
+    converted = amount if factor is None else amount * factor
+    places = 6 if currency is None else minor_units(currency)
+    return converted.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
