@@ -65,29 +65,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 REPO = Path(__file__).resolve().parent.parent
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 START = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)  # make_sample.py's default clock
 POOL = 6
 VARIANTS = ("clean", "slow", "transient", "ambiguous", "mixed")
 #: README "Exit codes" (a run): 128 + n is a worker killed by signal n.
 DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 70, 130}
 
-CONFIG = """\
-shop: {{name: Soak Shop, from_email: shop@example.com, unsubscribe_secret: soak-not-a-secret}}
-source: {{type: csv, carts: carts.csv, orders: orders.csv, export_stale_after: null}}
-ledger: {{url: "{ledger}", lock_timeout: 10m}}
-eligibility: {{consent: none, quiet_hours: null, cutoff: 1m, max_age: 30d}}
-priority:
-  tiers: [{{name: standard, min_score: 0, channel: email}}]
-sequences:
-  default:
-    steps:
-      - {{delay: 1m, template: reminder-1}}
-      - {{delay: 24h, template: reminder-2}}
-      - {{delay: 72h, template: reminder-3}}
-smtp: {{host: 127.0.0.1, port: {port}, security: none, pool_size: {pool}, timeout: 20s, retries: 2,
-        backoff: 0.05, backoff_max: 0.2, rate_per_second: {rate}}}
-"""
 
 
 # -- the SMTP server (its own process) ------------------------------------------------------------
@@ -208,26 +191,6 @@ class LogCounter:
 
 
 # -- the ledger ------------------------------------------------------------------------------------
-
-def create_postgres(name: str) -> str:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine.dispose()
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def drop_postgres(name: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    engine.dispose()
-
 
 def ledger_rows(url: str) -> list[dict[str, Any]]:
     """Every e-mail message row of the ledger (none before the first run made the tables)."""
@@ -405,9 +368,19 @@ def tail(path: Path) -> str:
 
 
 def write_config(shop: Path, url: str, port: int, rng: random.Random) -> None:
-    rate = rng.choice([150, 400, 1000])  # slow enough that a kill often lands mid-send
-    text = CONFIG.format(ledger=url, port=port, pool=POOL, rate=rate)
-    (shop / "cartrescue.yaml").write_text(text, encoding="utf-8")
+    """B1's config (bench/send.py: every eligible cart due after a minute, steps at 24 h and 72 h)
+    on this round's relay and the soak's ledger, its clock left to ``--now``, quick retries, and a
+    send rate slow enough that a kill often lands mid-send."""
+    import yaml
+    from send import CONFIG
+
+    config = yaml.safe_load(CONFIG.format(now=START.isoformat(), port=port, pool=POOL, pipelining="true"))
+    del config["now"]
+    config["source"]["export_stale_after"] = None  # the pinned clock runs ahead of the files' times
+    config["ledger"] = {"url": url, "lock_timeout": "10m"}
+    config["smtp"].update(timeout="20s", retries=2, backoff=0.05, backoff_max=0.2,
+                          rate_per_second=rng.choice([150, 400, 1000]))
+    (shop / "cartrescue.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
 
 
 # -- the checks ------------------------------------------------------------------------------------
@@ -502,9 +475,11 @@ def add_carts(folder: Path, generation: int, now: datetime, carts: int) -> None:
 
 def soak(ledger: str, args: argparse.Namespace, rng: random.Random) -> tuple[list[Round], list[str], int]:
     """All rounds on one ledger; the rounds, the violations, the messages the server got."""
+    from workers import drop_postgres, postgres_ledger  # bench/workers.py: a fresh database on 127.0.0.1:5432
+
     folder = Path(tempfile.mkdtemp(prefix=f"cartrescue-soak-{ledger}-"))
     database = f"cr_soak_{os.getpid()}"
-    url = create_postgres(database) if ledger == "postgres" else f"sqlite:///{folder / 'ledger.db'}"
+    url = postgres_ledger(database) if ledger == "postgres" else f"sqlite:///{folder / 'ledger.db'}"
     log = folder / "server.jsonl"
     rounds: list[Round] = []
     try:
