@@ -229,7 +229,7 @@ class Round:
     target: Target
     delay: float  # seconds after the start; or after the ``after`` messages, if that is set
     after: int | None = None  # kill once the server got this many messages of the round
-    moment: str = ""  # before-sends | mid-sends | after-exit
+    moment: str = ""  # before-sends | mid-sends (signal sent) | ended-first (the run ended before it) | not-killed
     killed_exit: int | None = None
     rerun_exit: int | None = None
     received_at_kill: int = 0
@@ -330,7 +330,7 @@ def play_round(shop: Path, url: str, log: Path, spec: Round, rng: random.Random)
             killed = True
             spec.moment = "before-sends" if received == 0 else "mid-sends"
         else:
-            spec.moment = "after-exit" if process.poll() is not None else "not-killed"
+            spec.moment = "ended-first" if process.poll() is not None else "not-killed"
         spec.received_at_kill = received
         spec.killed_exit = process.wait(300)
         started = time.monotonic()
@@ -514,7 +514,7 @@ def soak(ledger: str, args: argparse.Namespace, rng: random.Random) -> tuple[lis
 
 
 def summary(rounds: list[Round], messages: dict[str, int]) -> str:
-    kills = Counter(f"{r.signal}->{r.target}@{r.moment}" for r in rounds if r.signal != "none")
+    kills = Counter(f"{r.signal}->{r.target}@{r.moment}" for r in rounds if r.signal != "none")  # @ended-first: not sent
     variants = Counter(r.variant for r in rounds)
     workers = Counter(f"{r.workers}w-{r.start}" for r in rounds)
     return (f"{len(rounds)} rounds; ledgers {dict(Counter(r.ledger for r in rounds))}; "
