@@ -265,6 +265,36 @@ def test_a_shop_past_its_timeout_is_stopped_and_the_others_finish(make_shop: Cal
     assert "c3@example.com" not in {to for message in server.messages for to in message.rcpt_tos}
 
 
+def test_a_shop_past_its_timeout_does_not_hide_another_shops_config_error(make_shop: Callable[[str], Shop],
+                                                                         tmp_path: Path) -> None:
+    """A shop stopped by --timeout is 130, which tells cron "nothing: the next run goes on"; it
+    ranked above config and source, so a round with a stuck relay in one shop and a config typo in
+    another exited 130 every round, and the typo's shop never sent (a person must fix it)."""
+    with LoopbackSMTP(faults=[Fault(r"^c3@", "hang")]) as server:
+        fine, broken, stuck = _shops(make_shop, 3, carts=3)  # c3@ is a customer of the last two
+        for shop in (stuck, broken, fine):
+            shop.configure(smtp=server.smtp_config(timeout="60s")).write()
+        broken.configure(eligibility={"cutoff": "45x"}).write()  # a typo: exit 2, a person must fix it
+        done = _run_all("--send", "--json", "--timeout", "3s", "--now", iso(NOW), stuck.config_path,
+                        broken.config_path, fine.config_path, cwd=tmp_path)
+    document = json.loads(done.stdout)
+    assert [row["exit_code"] for row in document["shops"]] == [130, 2, 0]
+    assert document["shops"][0]["error"]["code"] == "timeout"  # still said for its shop
+    assert done.returncode == 2 and document["exit_code"] == 2
+    assert document["error"]["code"] == "config" and document["error"]["message"].startswith(f"{broken.config_path}:")
+
+
+@pytest.mark.parametrize(("codes", "worst"), [([130, 0], 130), ([130, 1, 4], 130), ([130, 3], 3), ([130, 6], 6),
+                                              ([130, 2], 2), ([130, 70], 70), ([130, -9], 137)])
+def test_a_shop_stopped_by_its_timeout_ranks_below_config_source_and_a_lost_lock(codes: list[int],
+                                                                                 worst: int) -> None:
+    first, *others = codes
+    shops = [ShopRun(Path("s0.yaml"), pid=100, started="fork", returncode=first, trailer={"counts": {}}, timed_out=3.0)]
+    shops += [ShopRun(Path(f"s{n}.yaml"), pid=100 + n, started="fork", returncode=code,
+                      trailer=None if code < 0 or code == 70 else {"counts": {}}) for n, code in enumerate(others, 1)]
+    assert Batch(shops).exit_code == worst
+
+
 def test_the_progress_bar_leaves_the_shops_forked() -> None:
     """The bar on a terminal is refreshed by hand: no thread, and the streams stay the process's own."""
     code = ("from rich.console import Console\n"

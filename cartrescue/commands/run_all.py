@@ -61,8 +61,8 @@ def run_all(
     in the other round holds its ledger's lock and is skipped here, never run twice at once.
 
     Exit code: the most serious of the shops', in this order: 128 + n a shop killed by signal n,
-    70 a bug, 130 interrupted (or a shop stopped by --timeout), 2 config or ledger, 3 source,
-    6 a lost lock, 1 failed carts, 4 a held lock (silent under --quiet), 0 all well
+    70 a bug, 130 interrupted, 2 config or ledger, 3 source, 6 a lost lock, 130 a shop stopped by
+    --timeout, 1 failed carts, 4 a held lock (silent under --quiet), 0 all well
     (`cartrescue --help`; README, "Many shops").
 
     Example (cron, every 10 minutes, for every shop of an agency):
