@@ -230,6 +230,30 @@ def test_sigterm_stops_the_running_shop_starts_no_other_and_still_prints_one_doc
     assert first["counts"]["sent"] == document["counts"]["sent"] == sent
 
 
+def test_the_shops_a_stop_left_unstarted_are_one_line_not_one_each(make_shop: Callable[[str], Shop],
+                                                                    tmp_path: Path) -> None:
+    """A stop early in an agency's round (200 shops) printed an error line for every shop it had not
+    started yet: the lines that mattered, the stopped shops', were lost in the wall."""
+    with LoopbackSMTP(faults=[Fault(r"^c0@", "hang")]) as server:
+        shops = _shops(make_shop, 4, carts=3)
+        for shop in shops:
+            shop.configure(smtp=server.smtp_config(timeout="60s")).write()
+        command = [sys.executable, "-m", "cartrescue.cli", "run-all", "--send", "--json", "--jobs", "1",
+                   "--now", iso(NOW), *(str(shop.config_path) for shop in shops)]
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not server.attempts["c0@example.com"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert [row["started"] for row in json.loads(out)["shops"]] == ["fork", None, None, None]  # each still in its row
+    lines = [line for line in err.splitlines() if "not started" in line]
+    assert len(lines) == 2, err  # the round's own line, and one for the shops it left
+    assert (f"3 shops not started: run-all was interrupted ({shops[1].config_path} to {shops[3].config_path}, "
+            "in the order given)") in " ".join(err.split())
+
+
 def test_a_shop_whose_run_cannot_start_fails_alone(make_shop: Callable[[str], Shop]) -> None:
     from cartrescue.batch import run_shops
 
