@@ -319,6 +319,22 @@ def test_a_shop_stopped_by_its_timeout_ranks_below_config_source_and_a_lost_lock
     assert Batch(shops).exit_code == worst
 
 
+def test_a_shop_past_its_timeout_keeps_the_id_of_its_run(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """The shop's row named no run (``run_id`` null) though its run had a ``cr_run`` row, marked
+    interrupted: the run to look up (its unconfirmed claims, in ``doctor``) was not said."""
+    with LoopbackSMTP(faults=[Fault(r"^c1@", "hang")]) as server:
+        (stuck,) = _shops(make_shop, 1, carts=3)
+        stuck.configure(smtp=server.smtp_config(timeout="60s")).write()
+        done = _run_all("--send", "--json", "--timeout", "3s", "--now", iso(NOW), stuck.config_path, cwd=tmp_path)
+    row = json.loads(done.stdout)["shops"][0]
+    assert row["error"]["code"] == "timeout"
+    import sqlite3
+
+    with sqlite3.connect(stuck.folder / "ledger.db") as ledger:
+        runs = ledger.execute("SELECT id, status FROM cr_run").fetchall()
+    assert runs == [(row["run_id"], "interrupted")], (runs, row["run_id"])
+
+
 def test_the_progress_bar_leaves_the_shops_forked() -> None:
     """The bar on a terminal is refreshed by hand: no thread, and the streams stay the process's own."""
     code = ("from rich.console import Console\n"
