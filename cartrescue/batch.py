@@ -35,6 +35,8 @@ from cartrescue.workers import TERM_GRACE, Document, error_of, exit_code_of, mer
 
 #: What ``ps`` calls a shop's process: ``cr-shop-<n>`` (n: its place in the list).
 SHOP_PREFIX = "cr-shop-"
+#: The round's exit codes a shop stopped by ``--timeout`` (130) outranks: failed carts, a held lock, ok.
+_BELOW_A_TIMEOUT = (1, 4, 0)
 #: The folder where the shops of one ``run-all`` round take their sources (:func:`take_in_round`).
 ROUND_ENV = "CARTRESCUE_ROUND"
 
@@ -104,6 +106,11 @@ class ShopRun:
         return dict((self.trailer or {}).get("counts") or {})
 
     @property
+    def stopped_by_timeout(self) -> bool:
+        """Stopped by ``--timeout`` and ended as an interrupted run does (not killed after its grace)."""
+        return self.timed_out is not None and self.exit_code == 130
+
+    @property
     def said_error(self) -> bool:
         """Did the shop's run report its error itself (on its stderr, relayed, and in its document)?
         Not one stopped for --timeout: it only knows it was interrupted."""
@@ -171,8 +178,16 @@ class Batch:
     @property
     def exit_code(self) -> int:
         """The most serious of the shops' exit codes (the order of ``run --workers``: README);
-        130 for an interrupted run-all, unless a shop's was worse."""
-        return worst_exit_code([shop.exit_code for shop in self.shops] + ([130] if self.interrupted else []))
+        130 for an interrupted run-all, unless a shop's was worse.
+
+        A shop stopped by ``--timeout`` (130) ranks below config, source and a lost lock: 130 tells
+        cron "nothing, the next run goes on", and ranked as an interruption it hid another shop's
+        config typo or missing export, round after round, while a person was needed there."""
+        codes = [shop.exit_code for shop in self.shops if not shop.stopped_by_timeout]
+        worst = worst_exit_code(codes + ([130] if self.interrupted else []))
+        if worst in _BELOW_A_TIMEOUT and any(shop.stopped_by_timeout for shop in self.shops):
+            return 130
+        return worst
 
     def counts(self) -> dict[str, Any]:
         return merge_counts([shop.counts() for shop in self.shops])

@@ -337,7 +337,8 @@ def _run_job(
         killed_left = 0
         watch = None
         if delivering:
-            run_id = ledger.start_run(request.mode, now, "" if shard.whole else str(shard), config.shop_identity)
+            run_id = counts.run_id = ledger.start_run(request.mode, now, "" if shard.whole else str(shard),
+                                                      config.shop_identity)
             try:
                 stack.enter_context(ledger.lock(run_id, config.ledger.lock_timeout, shard.lock_name))
             except LockHeld as held:

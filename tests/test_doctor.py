@@ -283,6 +283,21 @@ def test_the_quiet_line_names_the_config_it_was_given(shop: Shop) -> None:
     assert len(lines) == 1 and lines[0].startswith(f"cartrescue doctor: {shop.config_path}: staleness failed: "), lines
 
 
+def test_the_quiet_line_names_the_config_once_when_the_check_names_it_too(shop: Shop) -> None:
+    """A config or source failure names its config itself; the line read ``a.yaml: config failed:
+    a.yaml: eligibility.cutoff: …``, twice for each of an agency's broken shops."""
+    shop.add(cart("c1"))
+    shop.configure(eligibility={"cutoff": "45x"})
+    shop.write()
+    from conftest import cli
+
+    result = cli("doctor", "--no-smtp", "--quiet", "--config", str(shop.config_path))
+    assert result.exit_code == ExitCode.CONFIG
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"cartrescue doctor: {shop.config_path}: config failed: eligibility.cutoff: expected a duration"), lines
+
+
 def test_doctor_reads_the_carts_at_the_configs_pinned_clock(shop: Shop) -> None:
     """``now:`` in the config (a demo, the quick start's sample) is the doctor's clock too: it
     sees the carts a run sees, not "0 carts" because the wall clock is later."""

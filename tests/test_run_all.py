@@ -230,6 +230,30 @@ def test_sigterm_stops_the_running_shop_starts_no_other_and_still_prints_one_doc
     assert first["counts"]["sent"] == document["counts"]["sent"] == sent
 
 
+def test_the_shops_a_stop_left_unstarted_are_one_line_not_one_each(make_shop: Callable[[str], Shop],
+                                                                    tmp_path: Path) -> None:
+    """A stop early in an agency's round (200 shops) printed an error line for every shop it had not
+    started yet: the lines that mattered, the stopped shops', were lost in the wall."""
+    with LoopbackSMTP(faults=[Fault(r"^c0@", "hang")]) as server:
+        shops = _shops(make_shop, 4, carts=3)
+        for shop in shops:
+            shop.configure(smtp=server.smtp_config(timeout="60s")).write()
+        command = [sys.executable, "-m", "cartrescue.cli", "run-all", "--send", "--json", "--jobs", "1",
+                   "--now", iso(NOW), *(str(shop.config_path) for shop in shops)]
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not server.attempts["c0@example.com"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert [row["started"] for row in json.loads(out)["shops"]] == ["fork", None, None, None]  # each still in its row
+    lines = [line for line in err.splitlines() if "not started" in line]
+    assert len(lines) == 2, err  # the round's own line, and one for the shops it left
+    assert (f"3 shops not started: run-all was interrupted ({shops[1].config_path} to {shops[3].config_path}, "
+            "in the order given)") in " ".join(err.split())
+
+
 def test_a_shop_whose_run_cannot_start_fails_alone(make_shop: Callable[[str], Shop]) -> None:
     from cartrescue.batch import run_shops
 
@@ -263,6 +287,52 @@ def test_a_shop_past_its_timeout_is_stopped_and_the_others_finish(make_shop: Cal
     assert done.returncode == 130 and document["error"]["message"].startswith(f"{stuck.config_path}: stopped after")
     assert f"error: {stuck.config_path}: stopped after running 3 s (--timeout)" in " ".join(done.stderr.split())
     assert "c3@example.com" not in {to for message in server.messages for to in message.rcpt_tos}
+
+
+def test_a_shop_past_its_timeout_does_not_hide_another_shops_config_error(make_shop: Callable[[str], Shop],
+                                                                         tmp_path: Path) -> None:
+    """A shop stopped by --timeout is 130, which tells cron "nothing: the next run goes on"; it
+    ranked above config and source, so a round with a stuck relay in one shop and a config typo in
+    another exited 130 every round, and the typo's shop never sent (a person must fix it)."""
+    with LoopbackSMTP(faults=[Fault(r"^c3@", "hang")]) as server:
+        fine, broken, stuck = _shops(make_shop, 3, carts=3)  # c3@ is a customer of the last two
+        for shop in (stuck, broken, fine):
+            shop.configure(smtp=server.smtp_config(timeout="60s")).write()
+        broken.configure(eligibility={"cutoff": "45x"}).write()  # a typo: exit 2, a person must fix it
+        done = _run_all("--send", "--json", "--timeout", "3s", "--now", iso(NOW), stuck.config_path,
+                        broken.config_path, fine.config_path, cwd=tmp_path)
+    document = json.loads(done.stdout)
+    assert [row["exit_code"] for row in document["shops"]] == [130, 2, 0]
+    assert document["shops"][0]["error"]["code"] == "timeout"  # still said for its shop
+    assert done.returncode == 2 and document["exit_code"] == 2
+    assert document["error"]["code"] == "config" and document["error"]["message"].startswith(f"{broken.config_path}:")
+
+
+@pytest.mark.parametrize(("codes", "worst"), [([130, 0], 130), ([130, 1, 4], 130), ([130, 3], 3), ([130, 6], 6),
+                                              ([130, 2], 2), ([130, 70], 70), ([130, -9], 137)])
+def test_a_shop_stopped_by_its_timeout_ranks_below_config_source_and_a_lost_lock(codes: list[int],
+                                                                                 worst: int) -> None:
+    first, *others = codes
+    shops = [ShopRun(Path("s0.yaml"), pid=100, started="fork", returncode=first, trailer={"counts": {}}, timed_out=3.0)]
+    shops += [ShopRun(Path(f"s{n}.yaml"), pid=100 + n, started="fork", returncode=code,
+                      trailer=None if code < 0 or code == 70 else {"counts": {}}) for n, code in enumerate(others, 1)]
+    assert Batch(shops).exit_code == worst
+
+
+def test_a_shop_past_its_timeout_keeps_the_id_of_its_run(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """The shop's row named no run (``run_id`` null) though its run had a ``cr_run`` row, marked
+    interrupted: the run to look up (its unconfirmed claims, in ``doctor``) was not said."""
+    with LoopbackSMTP(faults=[Fault(r"^c1@", "hang")]) as server:
+        (stuck,) = _shops(make_shop, 1, carts=3)
+        stuck.configure(smtp=server.smtp_config(timeout="60s")).write()
+        done = _run_all("--send", "--json", "--timeout", "3s", "--now", iso(NOW), stuck.config_path, cwd=tmp_path)
+    row = json.loads(done.stdout)["shops"][0]
+    assert row["error"]["code"] == "timeout"
+    import sqlite3
+
+    with sqlite3.connect(stuck.folder / "ledger.db") as ledger:
+        runs = ledger.execute("SELECT id, status FROM cr_run").fetchall()
+    assert runs == [(row["run_id"], "interrupted")], (runs, row["run_id"])
 
 
 def test_the_progress_bar_leaves_the_shops_forked() -> None:

@@ -56,7 +56,8 @@ def _print_failures(failed: list[Any], config: Any = None) -> None:
     console = out_console()
     shop = f"{config}: " if config is not None else ""
     for check in failed:
-        console.print(Text(printable(f"cartrescue doctor: {shop}{check.name} failed: {check.detail}")), soft_wrap=True)
+        detail = check.detail[len(shop):] if shop and check.detail.startswith(shop) else check.detail  # named once
+        console.print(Text(printable(f"cartrescue doctor: {shop}{check.name} failed: {detail}")), soft_wrap=True)
 
 
 def _print_checks(checks: list[Any], wide: bool) -> None:

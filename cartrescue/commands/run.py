@@ -193,8 +193,11 @@ def _end(stream: Any, trailer: dict[str, Any]) -> None:
 
 def _so_far(counts: Any) -> dict[str, Any]:
     """The ``counts`` of a run that ended early, as far as it got (the ledger holds every message it
-    recorded, those still in flight too: ``report`` and ``cr_run`` count those)."""
-    return {} if counts is None else {"counts": counts.as_dict()}
+    recorded, those still in flight too: ``report`` and ``cr_run`` count those), and its ``run_id``
+    once it has one: ``run-all`` names the run of a shop it stopped for ``--timeout``."""
+    if counts is None:
+        return {}
+    return {"counts": counts.as_dict(), **({"run_id": counts.run_id} if counts.run_id is not None else {})}
 
 
 def _warned(config: Any, of_workers: bool) -> dict[str, Any]:

@@ -61,8 +61,8 @@ def run_all(
     in the other round holds its ledger's lock and is skipped here, never run twice at once.
 
     Exit code: the most serious of the shops', in this order: 128 + n a shop killed by signal n,
-    70 a bug, 130 interrupted (or a shop stopped by --timeout), 2 config or ledger, 3 source,
-    6 a lost lock, 1 failed carts, 4 a held lock (silent under --quiet), 0 all well
+    70 a bug, 130 interrupted, 2 config or ledger, 3 source, 6 a lost lock, 130 a shop stopped by
+    --timeout, 1 failed carts, 4 a held lock (silent under --quiet), 0 all well
     (`cartrescue --help`; README, "Many shops").
 
     Example (cron, every 10 minutes, for every shop of an agency):
@@ -122,14 +122,28 @@ def run_all(
             attention += [line for shop in batch.shops for line in shop.other_notes()]
         for line in attention:  # the shops' runs wrote only their documents: what each would have said
             stderr.print(Text(printable(line)), soft_wrap=True)
-    for shop in batch.shops:  # what no shop could say itself: killed, or never started
+    for shop in batch.shops:  # what no shop could say itself: killed, stopped by --timeout
         own = shop.error()
-        if own is not None and not shop.said_error:
+        if own is not None and not shop.said_error and shop.started:
             from cartrescue.batch import named
 
             stderr.print(error_line(named(shop.config, own["message"])), soft_wrap=True)
+    left = [shop for shop in batch.shops if not shop.started]
+    if left:
+        stderr.print(error_line(_not_started(left)), soft_wrap=True)
     if code:
         raise typer.Exit(code)
+
+
+def _not_started(shops: list[Any]) -> str:
+    """One line for the shops a stop left unstarted (the table and ``--json`` have a row each): a
+    line each was a wall of 200 in an agency's round, and hid the lines of the shops it stopped.
+    Shops start in the order given, so those left are its last ones."""
+    from cartrescue.text import counted, path_text, printable
+
+    first, last = (printable(path_text(shop.config)) for shop in (shops[0], shops[-1]))
+    which = first if len(shops) == 1 else f"{first} to {last}, in the order given"
+    return f"{counted(len(shops), 'shop')} not started: run-all was interrupted ({which})"
 
 
 def _seconds(text: str | None) -> float | None:

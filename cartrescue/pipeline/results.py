@@ -37,6 +37,9 @@ class Counts:
     # Why deliveries failed, by their words (a dry code pool, a relay's 550): a summary that says
     # only "failed 31" sends the owner digging through --json. Bounded: a few kinds, not every text.
     failures: Counter[str] = field(default_factory=Counter)
+    # The run's cr_run id once it has one (a delivering run): a run that ends early (Ctrl-C,
+    # run-all --timeout, a ledger error) reports it with these counts. Not a count: as_dict leaves it.
+    run_id: int | None = None
 
     def add(self, result: Result) -> None:
         decision = result.decision
