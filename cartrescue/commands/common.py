@@ -23,6 +23,10 @@ ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", metavar="FILE", help="Config file (default: ./cartrescue.yaml).", show_default=False),
 ]
+#: The shops of ``run-all`` and ``report-all`` (:func:`cartrescue.batch.config_files` reads them).
+ConfigsArgument = Annotated[list[Path], typer.Argument(
+    show_default=False, metavar="CONFIG...", readable=False,  # a file no one can read costs that shop only
+    help="The shops' config files (a folder stands for its cartrescue.yaml), e.g. shops/*/cartrescue.yaml.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
 NowOption = Annotated[
     Optional[str],
@@ -364,6 +368,10 @@ class _Diagnostics:
             pass
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: rich asks the stream
+        if name == "rich_proxied_file":
+            # Under a bar that takes stderr's lines (rich's FileProxy: ``report-all``), a console
+            # made meanwhile asked for the stream behind it and wrote there, across the bar's line.
+            raise AttributeError(name)
         return getattr(self._stream, name)
 
 

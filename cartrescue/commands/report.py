@@ -25,6 +25,12 @@ from cartrescue.errors import CartrescueError, ConfigError, ExitCode
 
 BREAKDOWNS = ("step", "tier", "variant", "locale", "channel", "day")
 
+#: The report's period, as ``report`` and ``report-all`` take it (:func:`compute`).
+SinceOption = Annotated[Optional[str], typer.Option(
+    "--since", metavar="DATE", help="First day (shop's timezone) or ISO time of the period (default: report.period before --until).")]
+UntilOption = Annotated[Optional[str], typer.Option(
+    "--until", metavar="DATE", help="Last day (inclusive), or the ISO time the period ends just before (default: now).")]
+
 
 def parse_bound(value: str | None, tz: Any, *, end: bool) -> datetime | None:
     """``2026-11-23`` (a day in the shop's timezone: its start, or for ``--until`` its end) or an
@@ -71,10 +77,8 @@ def report(
     config: ConfigOption = None,
     as_json: JsonOption = False,
     now: NowOption = None,
-    since: Annotated[Optional[str], typer.Option(
-        "--since", metavar="DATE", help="First day (shop's timezone) or ISO time of the period (default: report.period before --until).")] = None,
-    until: Annotated[Optional[str], typer.Option(
-        "--until", metavar="DATE", help="Last day (inclusive), or the ISO time the period ends just before (default: now).")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     by: Annotated[Optional[list[str]], typer.Option(
         "--by", metavar="DIMENSION", help="Breakdown to show: step, tier, variant, locale, channel or day (repeatable; default step).")] = None,
     csv_dir: Annotated[Optional[Path], typer.Option("--csv", metavar="DIR", help="Write one CSV per table into DIR.")] = None,
@@ -111,7 +115,7 @@ def report(
 
             if not is_valid_email(email):
                 raise ConfigError(f"--email: not a valid address: {email!r}")
-        document, config_obj = _compute(config, now, since, until)
+        document, config_obj = compute(config, now, since, until)
         if email is not None:  # before anything is written: an unset ${SMTP_PASSWORD} went to the relay as it stands
             config_obj.require_env("smtp")
         outputs: dict[str, Any] = {}
@@ -157,7 +161,11 @@ def report(
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
-def _compute(config_path: Path | None, now: str | None, since: str | None, until: str | None) -> tuple[dict[str, Any], Any]:
+def compute(config_path: Path | None, now: str | None, since: str | None, until: str | None) -> tuple[dict[str, Any], Any]:
+    """The report document of the config at ``config_path`` for the period of ``--since``,
+    ``--until`` and ``--now`` as ``report`` reads them, and the loaded config: the one entry point
+    of ``report`` and of ``report-all`` (each shop's figures are its own report's). Problems
+    reading the orders are said on stderr as they come and listed in ``problems``."""
     from cartrescue.job import resolve_now
     from cartrescue.report.analysis import Period
     from cartrescue.report.build import make_report

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cartrescue.commands.common import (
+    ConfigsArgument,
     JsonOption,
     NowOption,
     err_console,
@@ -24,9 +25,7 @@ _SILENT = (int(ExitCode.OK), int(ExitCode.LOCKED))
 
 
 def run_all(
-    configs: Annotated[list[Path], typer.Argument(
-        show_default=False, metavar="CONFIG...", readable=False,  # a file no one can read costs that shop only
-        help="The shops' config files (a folder stands for its cartrescue.yaml), e.g. shops/*/cartrescue.yaml.")],
+    configs: ConfigsArgument,
     as_json: JsonOption = False,
     now: NowOption = None,
     send: Annotated[bool, typer.Option("--send", help="Really deliver: e-mail over SMTP, and SMS and webhook messages where tiers use them "
