@@ -19,6 +19,7 @@ from cartrescue.commands import (
     init,
     preview,
     report,
+    report_all,
     run,
     run_all,
     send_test,
@@ -38,7 +39,7 @@ _SETTINGS: dict[str, Any] = dict(
         "database, decide which are abandoned and eligible, prioritize them, render and send (or "
         "dry-run) reminders, and record every decision in a ledger.\n\n"
         "Start with `cartrescue init`, then `cartrescue run` (a dry-run) and `cartrescue run --send` from cron "
-        "(`cartrescue run-all` for many shops).\n\n"
+        "(`cartrescue run-all` for many shops, `cartrescue report-all` for what they won back).\n\n"
         "Exit codes: 0 ok, 1 some carts failed (or the output could not be written), 2 config or usage "
         "error, 3 source unreadable (or an export too old to send on), 4 another run holds the lock, "
         "5 (doctor) reminders stopped (no successful run, or an export not written, for too long), "
@@ -83,6 +84,7 @@ app.add_typer(suppress.app, name="suppress")
 app.command()(doctor.doctor)
 app.add_typer(survey.app, name="survey")
 app.command()(report.report)
+app.command("report-all")(report_all.report_all)
 app.command("send-test")(send_test.send_test)
 app.command()(forget.forget)
 

@@ -1,0 +1,263 @@
+"""`report-all`: what every shop of an agency won back, one row a shop, totals per currency.
+
+Each shop's figures are its own ``report``'s (:func:`cartrescue.commands.report.compute`, the
+one entry point of ``report``), never derived again here: a row is what ``report --json`` of
+that config says for the same period. One shop that cannot be reported (a bad config, a source
+that cannot be read) costs only its row. Amounts are added only within one currency: an
+agency's kronor and euros are two totals, never one.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cartrescue.commands.common import (
+    ConfigsArgument,
+    JsonOption,
+    NowOption,
+    err_console,
+    error_json,
+    error_line,
+    json_out,
+    out_console,
+)
+from cartrescue.commands.report import SinceOption, UntilOption
+from cartrescue.errors import ConfigError
+
+#: The summary's counts a currency's total adds up (its amounts: ``revenue``, ``incentive_cost``).
+_COUNTS = ("messages", "recipients", "orders", "converted_carts")
+
+
+@dataclass(slots=True)
+class ShopReport:
+    """One shop's row: its own report's figures, or the error that kept it from being reported."""
+
+    config: Path
+    shop: str | None = None
+    document: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.error is None else int(self.error["exit_code"])
+
+    @property
+    def currency(self) -> str | None:
+        return None if self.document is None else self.document["currency"]
+
+    @property
+    def incentive_cost(self) -> str:
+        """The incentives the report costs, in the shop's currency to its minor unit (as the
+        report's amounts are): its tiers' ``incentive_cost`` added up."""
+        from cartrescue.currency import minor_units
+        from cartrescue.report.analysis import rounded
+
+        tiers = [] if self.document is None else self.document["money"]["by_tier"]
+        return rounded(sum((Decimal(tier["incentive_cost"]) for tier in tiers), Decimal(0)), minor_units(self.currency))
+
+    def as_json(self) -> dict[str, Any]:
+        from cartrescue.text import path_text
+
+        row: dict[str, Any] = {"config": path_text(self.config), "shop": self.shop, "exit_code": self.exit_code}
+        if self.error is not None:
+            row["error"] = self.error
+            return row
+        assert self.document is not None
+        row.update(currency=self.currency, summary=self.document["summary"], money=self.document["money"],
+                   incentive_cost=self.incentive_cost, notes=self.document["notes"])
+        return row
+
+
+def report_all(
+    configs: ConfigsArgument,
+    as_json: JsonOption = False,
+    now: NowOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (the shops that could not be reported).")] = False,
+) -> None:
+    """What every shop won back: each shop's `report` for the same period, one row a shop (shop,
+    config, messages sent, orders attributed and carts recovered, revenue attributed and incentive
+    cost in the shop's currency, exit code), and totals per currency: amounts in different
+    currencies are never added together. A shop without `shop.currency` is in no total (a note).
+
+    Each row is exactly what `report --json --config CONFIG` says for that period. A shop that
+    cannot be reported (a bad config, its source unreadable) costs only its row, which names its
+    config and error; the others are reported. Writes nothing but what each shop's `report`
+    writes (with `report.auto_promote`, a promoted A/B winner). See docs/reporting.md.
+
+    Exit code: the most serious of the shops', ranked as `run-all` ranks them: 70 a bug, 2 a
+    config or ledger error, 3 a source that cannot be read; 0 every shop was reported (130
+    interrupted: Ctrl-C or SIGTERM).
+
+    Example (last week, for every shop of an agency):
+
+        cartrescue report-all --since 2026-11-16 --until 2026-11-22 /srv/shops/*/cartrescue.yaml
+    """
+    from cartrescue.batch import config_files
+    from cartrescue.commands.common import fail, parse_now
+    from cartrescue.workers import worst_exit_code
+
+    try:
+        parse_now(now)  # a typo here is the command's (exit 2, once), not a row of every shop
+    except ConfigError as error:
+        fail(error, as_json)
+    files = config_files(configs)
+    with _progress(not (as_json or quiet) and len(files) > 1, len(files)) as next_shop:
+        shops = [_report_shop(next_shop(config), now, since, until) for config in files]
+    code = worst_exit_code([shop.exit_code for shop in shops])
+    totals, notes = _totals(shops)
+    if as_json:
+        json_out({"shops": [shop.as_json() for shop in shops], "totals": totals, "notes": notes, "exit_code": code})
+    elif not quiet:
+        _print_table(shops, totals)
+        for note in notes:
+            err_console().print(error_line(note, "note", "yellow"), soft_wrap=True)
+    if code:
+        raise typer.Exit(code)
+
+
+def _report_shop(config: Path, now: str | None, since: str | None, until: str | None) -> ShopReport:
+    """One shop's report, or its error said on stderr as one line naming its config."""
+    from cartrescue.batch import named
+    from cartrescue.commands.report import compute
+
+    shop = ShopReport(config)
+    try:
+        shop.document, loaded = compute(config, now, since, until)
+        shop.shop = loaded.shop.name
+    except Exception as exc:  # noqa: BLE001 - a bug in one shop's report costs its row, as a config error does
+        shop.error = error_json(exc)  # a bug's is "internal", exit 70, and says how to get its traceback
+    if shop.error is not None:
+        shop.error["message"] = named(config, " ".join(shop.error["message"].split()))  # one line
+        err_console().print(error_line(shop.error["message"]), soft_wrap=True)
+    return shop
+
+
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[Path], Path]]:
+    """On a terminal, a bar of the shops reported and the one being read: each report reads its
+    ledger and its source's orders, seconds each for a big shop. ``next_shop(config)`` moves it on.
+
+    Unlike run-all's, nothing is forked here: the bar refreshes itself, and stderr goes through it
+    (the lines the shops' reports say, a bad order row or a shop's error, print above it)."""
+    console = err_console()
+    if not (enabled and console.is_terminal):
+        yield lambda config: config
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+
+    from cartrescue.text import path_text, printable
+
+    console.soft_wrap = True  # a line said above the bar stays one line, as elsewhere on stderr
+    with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[config]}", markup=False, table_column=Column(
+                      no_wrap=True, overflow="ellipsis", max_width=max(10, console.width - 64))),
+                  console=console, transient=True, redirect_stdout=False) as bar:
+        task = bar.add_task("shops", total=total, config="")
+        started = [False]
+
+        def next_shop(config: Path) -> Path:
+            bar.update(task, advance=1 if started[0] else 0, config=printable(path_text(config)))
+            started[0] = True
+            return config
+
+        yield next_shop
+
+
+def _totals(shops: list[ShopReport]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per currency: how many shops, their counts and amounts added up; and the notes on what no
+    total holds (a shop without ``shop.currency``, orders left out for want of a rate)."""
+    from cartrescue.batch import named
+    from cartrescue.currency import minor_units
+    from cartrescue.report.analysis import rounded
+
+    totals: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for shop in shops:
+        if shop.document is None:
+            continue
+        summary = shop.document["summary"]
+        if shop.currency is None:
+            notes.append(named(shop.config, "shop.currency is not set: its amounts are in no currency's total"))
+            continue
+        if shop.document.get("unconverted"):
+            listed = ", ".join(f"{entry['orders']} in {entry['currency']}" for entry in shop.document["unconverted"])
+            notes.append(named(shop.config, f"orders in other currencies without a rate ({listed}) are left out of its "
+                                            "revenue (shop.exchange_rates)"))
+        total = totals.setdefault(shop.currency, {"shops": 0, **{key: 0 for key in _COUNTS},
+                                                  "revenue": Decimal(0), "incentive_cost": Decimal(0)})
+        total["shops"] += 1
+        for key in _COUNTS:
+            total[key] += summary[key]
+        total["revenue"] += Decimal(summary["revenue"])
+        total["incentive_cost"] += Decimal(shop.incentive_cost)
+    for currency, total in totals.items():  # amounts are strings in --json, as the report's own are
+        for key in ("revenue", "incentive_cost"):
+            total[key] = rounded(total[key], minor_units(currency))
+    return dict(sorted(totals.items())), notes
+
+
+def _print_table(shops: list[ShopReport], totals: dict[str, dict[str, Any]]) -> None:
+    """One line a shop (an agency's 30 or 300 stay readable), then a line per currency's total.
+
+    The figures are never cut: on a terminal the shop's name, its config and the error give way
+    (cut with "…"); elsewhere (cron's mail, a file) the line is as wide as it needs, as run-all's."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from cartrescue.text import counted, path_text, printable
+
+    failed = any(shop.error is not None for shop in shops)
+    rows: list[list[str]] = []
+    for shop in shops:
+        if shop.document is None:
+            error = shop.error or {}
+            message = printable(error.get("message", "")).removeprefix(f"{path_text(shop.config)}: ")
+            rows.append(["", "", "", "", "", str(shop.exit_code), f"{error.get('code', '')}: {message}"])
+            continue
+        summary = shop.document["summary"]
+        rows.append([f"{summary['messages']:,}", f"{summary['orders']:,}", f"{summary['converted_carts']:,}",
+                     f"{summary['revenue']} {shop.currency or ''}".rstrip(), str(shop.incentive_cost),
+                     str(shop.exit_code), ""])
+    sums = [[f"{total['messages']:,}", f"{total['orders']:,}", f"{total['converted_carts']:,}",
+             f"{total['revenue']} {currency}", total["incentive_cost"], "", ""] for currency, total in totals.items()]
+    names = [printable(shop.shop or "") for shop in shops] + [f"all ({counted(t['shops'], 'shop')})" for t in totals.values()]
+    configs = [path_text(shop.config) for shop in shops]
+    console = out_console()
+    headers = ("sent", "orders", "carts", "revenue", "incentives", "exit")
+    widths = [max([len(header), *(len(row[n]) for row in rows + sums)]) for n, header in enumerate(headers)]
+    shop_width, config_width, error_width = (max([len(header), *map(len, column)]) for header, column in (
+        ("shop", names), ("config", configs), ("error", [row[-1] for row in rows] if failed else [])))
+    left = console.width - sum(widths) - 3 * (len(widths) + 2 + failed) - 1  # what the padding leaves
+    if not console.is_terminal:
+        console.width += max(0, shop_width + config_width + error_width - left)
+    else:  # the figures whole; the shop's name, then its config, then the error share what is left
+        if failed and left < 40:  # a narrow terminal: the error is on stderr, a line each
+            failed, left = False, left + 3
+        shop_width = min(shop_width, 30, max(4, left // (4 if failed else 3)))
+        config_width = min(config_width, max(6, left - shop_width - (16 if failed else 0)))
+        error_width = max(8, left - shop_width - config_width)
+    table = Table(title=f"report-all: {counted(len(shops), 'shop')}", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("shop", no_wrap=True, overflow="ellipsis", width=shop_width)
+    table.add_column("config", no_wrap=True, overflow="ellipsis", width=config_width)
+    for header, width in zip(headers, widths):
+        table.add_column(header, justify="right", no_wrap=True, width=width)
+    if failed:  # its kind and message; the whole line, naming the config, is on stderr
+        table.add_column("error", no_wrap=True, overflow="ellipsis", width=error_width)
+    for name, config, row in zip(names, configs, rows):
+        reason = [Text(row[-1], style="red")] if failed else []
+        table.add_row(Text(name), Text(config), *row[:-1], *reason)
+    if sums:
+        table.add_section()
+    for name, row in zip(names[len(shops):], sums):
+        table.add_row(name, "", *row[:-1], *([""] if failed else []))
+    console.print(table)

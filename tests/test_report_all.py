@@ -1,0 +1,142 @@
+"""``report-all``: every shop's own report for one period, one row a shop, totals per currency;
+one shop that cannot be reported costs only its row."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+from conftest import NOW, Shop, cli, iso
+from reportdata import Experiment, order_row, write_ledger
+
+LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
+PERIOD = ("--since", "2026-11-19", "--until", "2026-11-21")
+
+
+def _shop(make_shop: Callable[[str], Shop], name: str, currency: str, totals: list[str], discount: int = 0) -> Shop:
+    """A shop in ``currency`` whose ledger has 20 messaged and 10 held-out carts, and whose first
+    messaged carts ordered ``totals`` within the window (after ``discount`` % off, if any)."""
+    shop = make_shop(name).configure(shop={"name": f"Shop {name}", "currency": currency})
+    if discount:
+        shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": {
+            "kind": "percent", "value": discount, "code": "BACK"}}]}})
+    write_ledger(shop.folder / "ledger.db", Experiment(20, 10, 0, 0).rows(NOW))
+    shop.add_orders(*(order_row(f"o{n}", at=NOW + timedelta(hours=2), total=total, cart_id=f"t{n}", currency=currency)
+                      for n, total in enumerate(totals)))
+    shop.write()
+    return shop
+
+
+def _report_all(*configs: Path) -> Any:
+    return cli("report-all", "--json", *PERIOD, "--now", iso(LATER), *map(str, configs))
+
+
+def _own_report(shop: Shop) -> dict[str, Any]:
+    result = shop.cli("report", "--json", *PERIOD, now=LATER)
+    assert result.exit_code == 0, result.output
+    return result.json
+
+
+def test_each_row_is_the_shops_own_report_and_amounts_add_up_per_currency(make_shop: Callable[[str], Shop]) -> None:
+    shops = [_shop(make_shop, "a", "EUR", ["10.00", "20.50"], discount=20), _shop(make_shop, "b", "SEK", ["1000.00"]),
+             _shop(make_shop, "c", "EUR", ["5.25"], discount=50)]
+    done = _report_all(*(shop.config_path for shop in shops))
+    assert done.exit_code == 0, done.output
+    document = json.loads(done.stdout)
+    own = [_own_report(shop) for shop in shops]
+    assert [row["config"] for row in document["shops"]] == [str(shop.config_path) for shop in shops]
+    assert [row["shop"] for row in document["shops"]] == ["Shop a", "Shop b", "Shop c"]
+    assert [row["summary"] for row in document["shops"]] == [report["summary"] for report in own]
+    assert [row["money"] for row in document["shops"]] == [report["money"] for report in own]
+    assert [row["currency"] for row in document["shops"]] == ["EUR", "SEK", "EUR"]
+    assert [row["exit_code"] for row in document["shops"]] == [0, 0, 0]
+    assert set(document["totals"]) == {"EUR", "SEK"}  # kronor are never added to euros
+    eur, sek = document["totals"]["EUR"], document["totals"]["SEK"]
+    assert eur["shops"] == 2 and Decimal(eur["revenue"]) == Decimal("35.75") and eur["orders"] == 3
+    assert eur["messages"] == own[0]["summary"]["messages"] + own[2]["summary"]["messages"] == 40
+    assert sek["shops"] == 1 and Decimal(sek["revenue"]) == Decimal("1000.00") and sek["orders"] == 1
+    # 20 % off: 10.00 and 20.50 paid are 2.50 and 5.125 of discount (7.625: the report rounds half to even);
+    # 50 % off: 5.25 paid, 5.25 of discount
+    assert [row["incentive_cost"] for row in document["shops"]] == ["7.62", "0.00", "5.25"]
+    assert eur["incentive_cost"] == "12.87" and sek["incentive_cost"] == "0.00"
+    assert document["exit_code"] == 0
+
+
+def test_a_shop_with_a_broken_config_costs_only_its_row(make_shop: Callable[[str], Shop]) -> None:
+    good = _shop(make_shop, "good", "EUR", ["12.00"])
+    broken = _shop(make_shop, "broken", "EUR", [])
+    broken.config_path.write_text("shop: [not closed\n", encoding="utf-8")
+    done = _report_all(broken.config_path, good.config_path)
+    assert done.exit_code == 2, done.output
+    document = json.loads(done.stdout)  # one document, whatever the shops did
+    first, second = document["shops"]
+    assert first["exit_code"] == 2 and first["error"]["code"] == "config" and "summary" not in first
+    assert first["error"]["message"].startswith(f"{broken.config_path}:")
+    assert "\n" not in first["error"]["message"]
+    assert second["exit_code"] == 0 and second["summary"] == _own_report(good)["summary"]
+    assert document["totals"]["EUR"]["shops"] == 1 and document["totals"]["EUR"]["revenue"] == "12.00"
+    assert document["exit_code"] == 2
+    assert f"error: {broken.config_path}:" in done.stderr
+
+
+def test_the_table_has_a_line_per_shop_and_a_total_per_currency(make_shop: Callable[[str], Shop]) -> None:
+    shops = [_shop(make_shop, "a", "EUR", ["10.00"]), _shop(make_shop, "b", "SEK", ["1000.00"])]
+    done = cli("report-all", *PERIOD, "--now", iso(LATER), *(str(shop.config_path) for shop in shops))
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.splitlines()
+    assert any("Shop a" in line and "10.00" in line and "EUR" in line for line in lines), done.stdout
+    assert any(line.lstrip("│ ").startswith("all (1 shop)") and "1000.00" in line and "SEK" in line
+               for line in lines), done.stdout
+
+
+def test_help_explains_the_exit_codes_with_an_example() -> None:
+    done = cli("report-all", "--help")
+    assert done.exit_code == 0
+    text = " ".join(done.stdout.split())
+    assert "Exit code" in text and "2 a config or ledger error" in text and "3 a source that cannot be read" in text
+    assert "0 every shop was reported" in text and "cartrescue report-all --since" in text
+
+
+def test_a_shop_without_a_currency_is_in_no_total_and_a_note_says_so(make_shop: Callable[[str], Shop]) -> None:
+    """Its orders in euros and kronor are summed as they are by its own report: added to the
+    euros' total, its kronor became euros."""
+    euros = _shop(make_shop, "euros", "EUR", ["10.00"])
+    mixed = make_shop("mixed")
+    mixed.config["shop"] = {key: value for key, value in mixed.config["shop"].items() if key != "currency"}
+    write_ledger(mixed.folder / "ledger.db", Experiment(20, 10, 0, 0).rows(NOW))
+    mixed.add_orders(order_row("o0", at=NOW + timedelta(hours=2), total="100.00", cart_id="t0", currency="EUR"),
+                     order_row("o1", at=NOW + timedelta(hours=2), total="900.00", cart_id="t1", currency="SEK"))
+    mixed.write()
+    document = json.loads(_report_all(euros.config_path, mixed.config_path).stdout)
+    assert document["shops"][1]["currency"] is None and document["shops"][1]["summary"]["revenue"] == "1000.00"
+    assert document["totals"] == {"EUR": {"shops": 1, "messages": 20, "recipients": 20, "orders": 1,
+                                          "converted_carts": 1, "revenue": "10.00", "incentive_cost": "0.00"}}
+    assert document["notes"] == [f"{mixed.config_path}: shop.currency is not set: its amounts are in no currency's total"]
+    assert document["exit_code"] == 0
+
+
+def test_quiet_prints_nothing_when_every_shop_is_reported(make_shop: Callable[[str], Shop]) -> None:
+    shop = _shop(make_shop, "a", "EUR", ["10.00"])
+    done = cli("report-all", "--quiet", *PERIOD, "--now", iso(LATER), str(shop.config_path))
+    assert done.exit_code == 0 and done.stdout == "", done.output
+
+
+def test_on_a_terminal_the_figures_stay_whole_and_a_shops_error_prints_above_the_bar(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """80 columns: the shop's name and config give way, never a figure. The bar of the shops
+    reported takes stderr's lines: a shop's error printed by another console went across it."""
+    from terminal import plain, run_in_terminal
+
+    shops = [_shop(make_shop, "a", "EUR", ["30.50"]), _shop(make_shop, "b", "SEK", ["1000.00"]),
+             _shop(make_shop, "broken", "EUR", [])]
+    shops[2].config_path.write_text("shop: [not closed\n", encoding="utf-8")
+    code, output = run_in_terminal(["report-all", *PERIOD, "--now", iso(LATER), *(str(s.config_path) for s in shops)],
+                                   cwd=tmp_path, columns=80)
+    assert code == 2, output
+    lines = plain(output)
+    assert any(line.startswith(f"error: {shops[2].config_path}:2: not valid YAML") for line in lines), output
+    assert any("30.50 EUR" in line for line in lines) and any("1000.00 SEK" in line for line in lines), output
+    assert any(line.lstrip().startswith("all") and "30.50 EUR" in line for line in lines), output
