@@ -90,6 +90,21 @@ STATEMENT_WAIT = 60.0
 SOURCE_STATEMENT_WAIT = 600.0
 
 
+#: The option that bounds each wait of ``doctor`` for a server (``within``), as its lines name it.
+DOCTOR_LIMIT = "doctor --timeout"
+
+
+def within(seconds: float, key: str, limit: float | None) -> tuple[float, str]:
+    """The shorter of a server's own bound (``seconds``, set by ``key``: ``smtp.timeout``,
+    ``source.statement_wait``) and ``doctor --timeout`` (``limit``; None: none), with what a
+    line about a wait that ran out names as the one to raise. One slow server must not hold an
+    agency's hourly loop of ``doctor`` over its shops for the bound a run may afford (10 minutes
+    of ``source.statement_wait`` for a big table's first read; 30 of a slow relay)."""
+    if limit is None or seconds <= limit:
+        return seconds, key
+    return limit, f"{DOCTOR_LIMIT}; {key} allows {seconds:g} s"
+
+
 class Silence:
     """A ledger's (or a shop database's) deadline per statement, and whether its server stopped
     answering.

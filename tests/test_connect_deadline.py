@@ -6,12 +6,11 @@ connected, a MySQL/MariaDB connection's reads wait for the statements' deadline 
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from tcpproxy import SilentServer
 
 from cartrescue import drivers
 from cartrescue.errors import LedgerError, SourceError
@@ -26,30 +25,8 @@ pytest.importorskip("pymysql")
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A loopback port that accepts every connection and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for connection in held:
-            connection.close()
-        listener.close()
+    with SilentServer() as port:
+        yield port
 
 
 SCHEMES = ["postgresql+psycopg://postgres@127.0.0.1:{port}/x", "mysql+pymysql://root@127.0.0.1:{port}/x"]

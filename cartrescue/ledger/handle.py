@@ -69,12 +69,14 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
     """A handle on the ledger database; create one per process."""
 
     def __init__(self, url: str, where: str = "ledger", *, create: bool = True,
-                 runs_over: RunsOver | None = None, statement_wait: float | None = STATEMENT_WAIT) -> None:
+                 runs_over: RunsOver | None = None, statement_wait: float | None = STATEMENT_WAIT,
+                 wait_key: str = "ledger.statement_wait") -> None:
         """``where``: what names the URL in an error that it cannot be opened (the config file
         and key, :meth:`cartrescue.config.Config.open_ledger`). ``runs_over``: this process's
         runs that are over (:class:`RunsOver`), shared with its other ledgers; None: its own.
         ``statement_wait``: seconds a statement on PostgreSQL or MySQL/MariaDB may go without an
-        answer (``ledger.statement_wait``; None: no bound), see :class:`cartrescue.drivers.Silence`.
+        answer (``ledger.statement_wait``; None: no bound), see :class:`cartrescue.drivers.Silence`;
+        ``wait_key``: what sets it, as the line of a statement that went unanswered names it.
 
         ``create=False``: a command that only reads. It creates no table and upgrades nothing
         (no column added, no time rewritten): a read-only role cannot, and a ``doctor`` run
@@ -115,7 +117,8 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
 
                     args["options"] = merged(parsed, first="-c lock_timeout=15s")
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
-                self.silence = statement_deadline(self.engine, parsed, statement_wait, f"{where} {self.safe_url()}")
+                self.silence = statement_deadline(self.engine, parsed, statement_wait, f"{where} {self.safe_url()}",
+                                                  wait_key)
             try:
                 self.engine.connect().close()
             except (AttributeError, LookupError, TypeError, ValueError) as exc:
