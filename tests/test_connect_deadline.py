@@ -87,3 +87,14 @@ def test_a_deadline_the_url_gives_itself_wins() -> None:
     assert drivers.connect_deadline(make_url("postgresql+psycopg://h/x?connect_timeout=60")) == {}
     assert drivers.connect_deadline(make_url("mysql+pymysql://h/x?read_timeout=600")) == {"connect_timeout": 10}
     assert drivers.connect_deadline(make_url("sqlite:///x.db")) == {}
+
+
+def test_the_doctors_timeout_shortens_the_connect_deadline_to_what_libpq_takes() -> None:
+    """``doctor --timeout`` below :data:`drivers.CONNECT_WAIT` bounds connecting too; PostgreSQL's
+    ``connect_timeout`` is whole seconds, 2 at least (libpq waits 2 s for less)."""
+    from sqlalchemy.engine import make_url
+
+    assert drivers.connect_deadline(make_url("postgresql+psycopg://h/x"), 0.5) == {"connect_timeout": 2}
+    assert drivers.connect_deadline(make_url("postgresql+psycopg://h/x"), 3.5) == {"connect_timeout": 4}
+    assert drivers.connect_deadline(make_url("mysql+pymysql://h/x"), 3.5) == {"connect_timeout": 3.5, "read_timeout": 3.5}
+    assert drivers.connect_deadline(make_url("mysql+pymysql://h/x"), 30) == {"connect_timeout": 10, "read_timeout": 10}

@@ -104,6 +104,27 @@ def test_a_webhook_that_never_answers_fails_within_the_doctors_timeout(shop: Sho
     assert took < TIMEOUT + 15
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("url", [
+    pytest.param("postgresql+psycopg://postgres@127.0.0.1:{port}/x", marks=pytest.mark.postgres, id="postgres"),
+    pytest.param("mysql+pymysql://root@127.0.0.1:{port}/x", marks=pytest.mark.mariadb, id="mariadb")])
+def test_a_database_that_never_greets_fails_the_ledger_and_source_checks_within_the_doctors_timeout(
+        shop: Shop, url: str) -> None:
+    """Connecting waited ``drivers.CONNECT_WAIT`` (10 s) for each of the ledger and the source."""
+    from test_source_sql import QUERIES
+
+    with SilentServer() as port:
+        shop.config = {**shop.config, "source": {"type": "sql", "url": url.format(port=port), "queries": QUERIES},
+                       "ledger": {"url": url.format(port=port)}}
+        code, out, err, took = doctor(shop, "--timeout", f"{TIMEOUT}s", "--no-smtp", "--json")
+    assert code == ExitCode.CONFIG, err  # the ledger's, the first failed check
+    checks = {check["name"]: check for check in json.loads(out)["checks"]}
+    assert (checks["ledger"]["status"], checks["ledger"]["exit_code"]) == ("fail", 2), checks["ledger"]
+    assert (checks["source"]["status"], checks["source"]["exit_code"]) == ("fail", 3), checks["source"]
+    assert f"127.0.0.1:{port}" in checks["ledger"]["detail"] and f"127.0.0.1:{port}" in checks["source"]["detail"]
+    assert took < 2 * TIMEOUT + 5, took
+
+
 @pytest.mark.parametrize("given", ["0", "soon", "-1s"])
 def test_a_timeout_that_is_no_duration_above_zero_is_a_usage_error(shop: Shop, given: str) -> None:
     result = shop.cli("doctor", "--timeout", given, "--json", now=None)

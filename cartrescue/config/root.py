@@ -329,14 +329,15 @@ class Config(Model):
         wait, key = within(self.ledger.statement_wait.total_seconds() * (PERIOD_READS if reads_a_period else 1),
                            "ledger.statement_wait", limit)
         if create:
-            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait, wait_key=key)
+            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait, wait_key=key,
+                          connect_limit=limit)
         missing, foreign = self.missing_ledger_file(), self.not_a_ledger_file()
         if missing is not None:
             return Ledger.empty(where, absent=f"{missing} does not exist")
         if foreign is not None:
             return Ledger.empty(where, absent=f"{foreign[0]} has none of cartrescue's cr_* tables")
         ledger = Ledger(self.ledger_url, where=where, create=False, runs_over=runs_over, statement_wait=wait,
-                        wait_key=key)
+                        wait_key=key, connect_limit=limit)
         if ledger.has_no_tables():
             ledger.close()
             empty = Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
@@ -344,7 +345,8 @@ class Config(Model):
             return empty
         if ledger.behind and upgrade:  # it only adds tables and columns
             ledger.close()
-            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait, wait_key=key)
+            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait, wait_key=key,
+                          connect_limit=limit)
         if ledger.behind and not older:
             ledger.close()
             raise LedgerError(older_ledger(where, ledger.behind))

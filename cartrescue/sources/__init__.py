@@ -139,7 +139,7 @@ def open_source(config: Config, on_problem: ProblemSink | None = None, shared_or
     from cartrescue.drivers import within
 
     seconds, key = within(source.statement_wait.total_seconds(), "source.statement_wait", limit)
-    opened.db.wait_for(seconds, config.where("source.url"), key)
+    opened.db.wait_for(seconds, config.where("source.url"), key, limit)
     return opened  # type: ignore[no-any-return]
 
 
