@@ -7,6 +7,13 @@ call: Twilio's account resource; nothing is sent) and staleness (no successful
 delivering run for ``doctor.stale_after`` -> :attr:`~cartrescue.errors.ExitCode.STALE`, so the
 mail cron sends on a non-zero exit tells the owner that reminders have silently stopped).
 The exit code is the one of the first failed check. It prints nothing; the CLI shows the result.
+
+Each check that talks to a server waits for it at most ``--timeout`` (:data:`TIMEOUT` by
+default), or its own bound where that is shorter (:func:`cartrescue.drivers.within`): an
+agency's hourly loop of ``doctor`` over its shops was held for half an hour by one relay that
+took the connection and never greeted (three times ``smtp.timeout: 10m``), and the shops after
+it went unchecked. A blocking database call is bounded by the deadlines the drivers keep
+(``drivers.statement_deadline``), never by a thread left behind.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ if TYPE_CHECKING:
     import ssl
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+
+#: Seconds ``doctor`` waits at most for a server (``--timeout``), each statement or request.
+TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +98,10 @@ def _delivered_nothing(runs: int) -> str:
             "see `cartrescue report`)")
 
 
-def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None) -> Report:
-    """Every check; a failed config skips the rest (nothing else can be known without it)."""
+def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None,
+               limit: float | None = None) -> Report:
+    """Every check; a failed config skips the rest (nothing else can be known without it).
+    ``limit``: ``--timeout``, seconds each check waits for a server at most (None: its own bound)."""
     from cartrescue.config import load_config, resolve_now
 
     checks: list[Check] = []
@@ -122,7 +134,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         try:
             # Read as it is, on every database: doctor makes no file, no table, adds no column,
             # even where it could (a developer's doctor against production, an older run going on).
-            ledger = config.open_ledger(create=False, older=True)
+            ledger = config.open_ledger(create=False, older=True, limit=limit)
         except CartrescueError as exc:
             checks.append(Check("ledger", FAIL, str(exc), int(exc.exit_code)))
     if ledger is not None and ledger.absent is not None:
@@ -152,10 +164,10 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     elif ledger is not None:
         checks.append(_ledger(config, ledger, now))
 
-    checks.append(_source(config, now))
+    checks.append(_source(config, now, limit))
     checks.append(_templates(config, now))
-    checks.append(_smtp(config) if smtp else Check("smtp", SKIP, "skipped (--no-smtp)"))
-    checks.extend(_http_channels(config))
+    checks.append(_smtp(config, limit) if smtp else Check("smtp", SKIP, "skipped (--no-smtp)"))
+    checks.extend(_http_channels(config, limit))
     if "call-list" in config.channels_used():
         checks.append(_call_list(config))
     if missing:  # nothing was ever recorded there: as a ledger without runs
@@ -236,13 +248,13 @@ def _switched_source(config: Any, ledger: Any, now: datetime) -> str | None:
     return None
 
 
-def _source(config: Any, now: datetime) -> Check:
+def _source(config: Any, now: datetime, limit: float | None = None) -> Check:
     from cartrescue.sources import open_source
     from cartrescue.sources.base import Window
 
     problems: list[Any] = []
     try:
-        with open_source(config, problems.append) as source:
+        with open_source(config, problems.append, limit=limit) as source:
             window = Window(now - config.eligibility.max_age, now)
             seen = 0
             sample: list[Any] = []  # whose orders are read below, as a run's first chunk would
@@ -354,24 +366,31 @@ def _templates(config: Any, now: datetime) -> Check:
     return Check("templates", OK, f"{len(report.cases)} template combinations render; {built} messages built")
 
 
-def _smtp(config: Any) -> Check:
+def _smtp(config: Any, limit: float | None = None) -> Check:
+    """Connect, TLS and AUTH, each bounded by ``smtp.timeout`` as a run's, all three by
+    ``limit`` (``--timeout``) too."""
     from cartrescue.channels.smtp import ConnectFailure, SmtpSettings, check_connection
+    from cartrescue.drivers import within
 
     settings = SmtpSettings.from_config(config)
+    bound, key = within(settings.timeout * 3, "3 times smtp.timeout", limit)
     try:
         config.require_env("smtp")  # a relay's password that is not set: the run would stop on it
-        info = asyncio.run(asyncio.wait_for(check_connection(settings), settings.timeout * 3))
+        info = asyncio.run(asyncio.wait_for(check_connection(settings), bound))
     except ConnectFailure as exc:
         return Check("smtp", FAIL, exc.reply, int(ExitCode.SOME_FAILED))
     except ConfigError as exc:
         return Check("smtp", FAIL, str(exc), int(exc.exit_code))
-    except (asyncio.TimeoutError, OSError) as exc:
+    except asyncio.TimeoutError:
+        return Check("smtp", FAIL, f"{settings.describe()}: no answer within {bound:g} s ({key})",
+                     int(ExitCode.SOME_FAILED))
+    except OSError as exc:
         return Check("smtp", FAIL, f"{settings.describe()}: {type(exc).__name__}: {exc}", int(ExitCode.SOME_FAILED))
     auth = f", AUTH as {settings.username}" if settings.username else ", no AUTH"
     return Check("smtp", OK, f"{info['server']}: {info['banner']}; TLS {info['tls']}{auth} (nothing sent)")
 
 
-def _http_channels(config: Any) -> list[Check]:
+def _http_channels(config: Any, limit: float | None = None) -> list[Check]:
     """A check per HTTP channel the config sends on: sends nothing, reads only."""
     from cartrescue.channels.http import trusted
 
@@ -385,7 +404,7 @@ def _http_channels(config: Any) -> list[Check]:
             except ConfigError as exc:
                 checks.append(Check(name, FAIL, str(exc), int(exc.exit_code)))
                 continue
-            checks.append(check(config, tls))
+            checks.append(check(config, tls, limit))
     return checks
 
 
@@ -409,19 +428,23 @@ def _call_list(config: Any) -> Check:
 
 
 def _probe(tls: ssl.SSLContext | None, key: str, method: str, url: str, timeout: float, secrets: list[str],
-           **kwargs: Any) -> tuple[int, bytes] | str:
+           limit: float | None, **kwargs: Any) -> tuple[int, bytes] | str:
     """``(status, body)`` of one request without following redirects, or what went wrong.
     It trusts what the channel trusts (``tls``, from ``key.ca_file``; None: certifi's CAs): a
     private receiver's certificate failed here while the run delivered.
 
     The whole request is bounded by ``timeout`` (``key.timeout``), as the channels bound each
     attempt (:meth:`cartrescue.channels.http.HttpChannel._attempt`): httpx's timeout bounds each
-    read, and a receiver that trickled its answer held ``doctor`` for as long as it liked."""
+    read, and a receiver that trickled its answer held ``doctor`` for as long as it liked.
+    ``limit`` (``--timeout``) bounds it too, where it is the shorter."""
     import asyncio
 
     import httpx
 
     from cartrescue.config import redacted
+    from cartrescue.drivers import within
+
+    timeout, why = within(timeout, f"{key}.timeout", limit)
 
     async def ask() -> tuple[int, bytes]:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
@@ -432,7 +455,8 @@ def _probe(tls: ssl.SSLContext | None, key: str, method: str, url: str, timeout:
     try:
         return asyncio.run(asyncio.wait_for(ask(), timeout))
     except asyncio.TimeoutError:
-        text = f"{redacted(url)}: no complete answer within {key}.timeout ({timeout:g} s)"
+        text = (f"{redacted(url)}: no complete answer within {key}.timeout ({timeout:g} s)" if why == f"{key}.timeout"
+                else f"{redacted(url)}: no complete answer within {timeout:g} s ({why})")
     except httpx.HTTPError as exc:
         text = f"{redacted(url)}: {type(exc).__name__}: {exc}"
     for secret in secrets:
@@ -440,7 +464,7 @@ def _probe(tls: ssl.SSLContext | None, key: str, method: str, url: str, timeout:
     return text
 
 
-def _webhook(config: Any, tls: ssl.SSLContext | None) -> Check:
+def _webhook(config: Any, tls: ssl.SSLContext | None, limit: float | None) -> Check:
     from cartrescue.config import redacted
 
     section = config.webhook
@@ -450,7 +474,7 @@ def _webhook(config: Any, tls: ssl.SSLContext | None) -> Check:
     if not section.secret:
         return Check("webhook", FAIL, f"{config.where('webhook.secret')}: empty; run --send refuses to start (set it "
                      "to ${CARTRESCUE_WEBHOOK_SECRET})", int(ExitCode.CONFIG))
-    answer = _probe(tls, "webhook", "HEAD", section.url, section.timeout.total_seconds(), [section.secret])
+    answer = _probe(tls, "webhook", "HEAD", section.url, section.timeout.total_seconds(), [section.secret], limit)
     if isinstance(answer, str):
         return Check("webhook", FAIL, answer, int(ExitCode.SOME_FAILED))
     status, _body = answer
@@ -461,7 +485,7 @@ def _webhook(config: Any, tls: ssl.SSLContext | None) -> Check:
     return Check("webhook", WARN if status >= 500 else OK, detail)
 
 
-def _sms(config: Any, tls: ssl.SSLContext | None) -> Check:
+def _sms(config: Any, tls: ssl.SSLContext | None, limit: float | None) -> Check:
     from cartrescue.config import redacted
 
     section = config.sms
@@ -471,7 +495,8 @@ def _sms(config: Any, tls: ssl.SSLContext | None) -> Check:
     if section.provider == "http":
         if not section.http.url:
             return Check("sms", FAIL, f"{config.where('sms.http.url')}: empty", int(ExitCode.CONFIG))
-        answer = _probe(tls, "sms", "HEAD", section.http.url, timeout, [section.http.password or "", section.http.token or ""])
+        answer = _probe(tls, "sms", "HEAD", section.http.url, timeout, [section.http.password or "", section.http.token or ""],
+                        limit)
         if isinstance(answer, str):
             return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
         return Check("sms", OK, f"gateway {redacted(section.http.url)} answers HEAD with {answer[0]} (nothing sent)")
@@ -480,7 +505,8 @@ def _sms(config: Any, tls: ssl.SSLContext | None) -> Check:
         key = "account_sid" if not twilio.account_sid else "auth_token"
         return Check("sms", FAIL, f"{config.where('sms.twilio.' + key)}: empty", int(ExitCode.CONFIG))
     url = f"{twilio.base_url.rstrip('/')}/2010-04-01/Accounts/{twilio.account_sid}.json"
-    answer = _probe(tls, "sms", "GET", url, timeout, [twilio.auth_token], auth=(twilio.account_sid, twilio.auth_token))
+    answer = _probe(tls, "sms", "GET", url, timeout, [twilio.auth_token], limit,
+                    auth=(twilio.account_sid, twilio.auth_token))
     if isinstance(answer, str):
         return Check("sms", FAIL, answer, int(ExitCode.SOME_FAILED))
     status, body = answer

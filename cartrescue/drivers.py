@@ -9,6 +9,7 @@ to guess which package, and under which name, to install.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -41,18 +42,20 @@ def missing_driver(exc: BaseException, where: str) -> str | None:
 CONNECT_WAIT = 10
 
 
-def connect_deadline(url: Any) -> dict[str, Any]:
+def connect_deadline(url: Any, limit: float | None = None) -> dict[str, Any]:
     """``connect_args`` that bound the setup of a connection to ``url`` (a SQLAlchemy URL) by
-    :data:`CONNECT_WAIT`; a value the URL gives itself wins. PostgreSQL's ``connect_timeout``
-    covers the whole setup. PyMySQL's covers only the TCP connect: the server's greeting is read
+    :data:`CONNECT_WAIT`, or ``limit`` (``doctor --timeout``) where shorter; a value the URL gives
+    itself wins. PostgreSQL's ``connect_timeout`` covers the whole setup, in whole seconds, 2 at
+    least (libpq's). PyMySQL's covers only the TCP connect: the server's greeting is read
     under ``read_timeout``, which :func:`statement_deadline` makes the statements' (a ledger's,
     ``ledger.statement_wait``; a shop's database's, ``source.statement_wait``)."""
     backend, given = url.get_backend_name(), url.query
+    wait = CONNECT_WAIT if limit is None else min(CONNECT_WAIT, limit)
     args: dict[str, Any] = {}
     if backend in ("postgresql", "mysql", "mariadb") and "connect_timeout" not in given:
-        args["connect_timeout"] = CONNECT_WAIT
+        args["connect_timeout"] = max(2, math.ceil(wait)) if backend == "postgresql" else wait
     if backend in ("mysql", "mariadb") and "read_timeout" not in given:
-        args["read_timeout"] = CONNECT_WAIT
+        args["read_timeout"] = wait
     return args
 
 
@@ -88,6 +91,21 @@ STATEMENT_WAIT = 60.0
 #: recommends is a full scan from disk (1-2 GB: a minute or two on a slow disk). Streamed rows do
 #: not count: the time runs only while the reader waits for the server.
 SOURCE_STATEMENT_WAIT = 600.0
+
+
+#: The option that bounds each wait of ``doctor`` for a server (``within``), as its lines name it.
+DOCTOR_LIMIT = "doctor --timeout"
+
+
+def within(seconds: float, key: str, limit: float | None) -> tuple[float, str]:
+    """The shorter of a server's own bound (``seconds``, set by ``key``: ``smtp.timeout``,
+    ``source.statement_wait``) and ``doctor --timeout`` (``limit``; None: none), with what a
+    line about a wait that ran out names as the one to raise. One slow server must not hold an
+    agency's hourly loop of ``doctor`` over its shops for the bound a run may afford (10 minutes
+    of ``source.statement_wait`` for a big table's first read; 30 of a slow relay)."""
+    if limit is None or seconds <= limit:
+        return seconds, key
+    return limit, f"{DOCTOR_LIMIT}; {key} allows {seconds:g} s"
 
 
 class Silence:

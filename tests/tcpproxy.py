@@ -113,3 +113,38 @@ class FreezingProxy:
                 client.close()
                 server.close()
                 return
+
+
+class SilentServer:
+    """``with SilentServer() as port:`` a loopback port that accepts every connection and never
+    says a word: a relay, web server or database (or a proxy before one) that takes the TCP
+    connection and then hangs. The connections are held open until the ``with`` ends."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> int:
+        self._thread.start()
+        port: int = self._listener.getsockname()[1]
+        return port
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for connection in self._held:
+            connection.close()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                self._held.append(self._listener.accept()[0])
+            except OSError:
+                continue

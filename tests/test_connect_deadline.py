@@ -6,12 +6,11 @@ connected, a MySQL/MariaDB connection's reads wait for the statements' deadline 
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from tcpproxy import SilentServer
 
 from cartrescue import drivers
 from cartrescue.errors import LedgerError, SourceError
@@ -26,30 +25,8 @@ pytest.importorskip("pymysql")
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A loopback port that accepts every connection and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for connection in held:
-            connection.close()
-        listener.close()
+    with SilentServer() as port:
+        yield port
 
 
 SCHEMES = ["postgresql+psycopg://postgres@127.0.0.1:{port}/x", "mysql+pymysql://root@127.0.0.1:{port}/x"]
@@ -110,3 +87,14 @@ def test_a_deadline_the_url_gives_itself_wins() -> None:
     assert drivers.connect_deadline(make_url("postgresql+psycopg://h/x?connect_timeout=60")) == {}
     assert drivers.connect_deadline(make_url("mysql+pymysql://h/x?read_timeout=600")) == {"connect_timeout": 10}
     assert drivers.connect_deadline(make_url("sqlite:///x.db")) == {}
+
+
+def test_the_doctors_timeout_shortens_the_connect_deadline_to_what_libpq_takes() -> None:
+    """``doctor --timeout`` below :data:`drivers.CONNECT_WAIT` bounds connecting too; PostgreSQL's
+    ``connect_timeout`` is whole seconds, 2 at least (libpq waits 2 s for less)."""
+    from sqlalchemy.engine import make_url
+
+    assert drivers.connect_deadline(make_url("postgresql+psycopg://h/x"), 0.5) == {"connect_timeout": 2}
+    assert drivers.connect_deadline(make_url("postgresql+psycopg://h/x"), 3.5) == {"connect_timeout": 4}
+    assert drivers.connect_deadline(make_url("mysql+pymysql://h/x"), 3.5) == {"connect_timeout": 3.5, "read_timeout": 3.5}
+    assert drivers.connect_deadline(make_url("mysql+pymysql://h/x"), 30) == {"connect_timeout": 10, "read_timeout": 10}

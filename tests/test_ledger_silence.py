@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from smtpserver import Fault, LoopbackSMTP
@@ -137,29 +138,46 @@ def test_a_ledger_that_stops_answering_mid_send_stops_the_run_and_a_rerun_sends_
         assert json.loads(output(shop, 1)[0])["killed_left"] == left  # said once: claims without outcome
 
 
-@pytest.mark.slow
-def test_doctor_against_a_ledger_that_stopped_answering_ends(
-        ledger_behind_proxy: tuple[ShopDb, FreezingProxy]) -> None:
-    db, proxy = ledger_behind_proxy
+def doctor_on_a_silent_ledger(db: ShopDb, proxy: FreezingProxy, statement_wait: str, *args: str) -> dict[str, Any]:
+    """The ledger check of ``doctor ARGS`` on a ledger (``ledger.statement_wait``) whose first
+    look at its tables goes unanswered, which must end within :data:`BOUND` with exit 2."""
     with tempfile.TemporaryDirectory() as folder:
         shop = Shop(Path(folder))
         shop.add(cart("c1"))
-        shop.configure(ledger={"url": proxied(db, proxy), "statement_wait": f"{WAIT}s"})
+        shop.configure(ledger={"url": proxied(db, proxy), "statement_wait": statement_wait})
         Ledger(db.url).close()  # the tables are there
         proxy.freeze_on(b"cr_run")  # connected, its first look at the ledger's tables goes unanswered
-        process = start(shop, "doctor")
+        process = start(shop, "doctor", *args)
         try:
             code = process.wait(BOUND)
         except subprocess.TimeoutExpired:
             process.kill()
-            pytest.fail("doctor still waits for a ledger that stopped answering")
+            pytest.fail(f"doctor still waits for a ledger that stopped answering {BOUND} s ago")
         out, err = output(shop, 0)
-        assert code == 2, err
-        checks = {check["name"]: check for check in json.loads(out)["checks"]}
-        safe = make_url(proxied(db, proxy)).render_as_string(hide_password=True)
-        assert checks["ledger"]["status"] == "fail"
-        assert checks["ledger"]["detail"].endswith(f"ledger.url {safe} stopped answering for {WAIT} s "
-                                                   "(ledger.statement_wait)")
+    assert code == 2, err
+    ledger: dict[str, Any] = {check["name"]: check for check in json.loads(out)["checks"]}["ledger"]
+    assert (ledger["status"], ledger["exit_code"]) == ("fail", 2), ledger
+    return ledger
+
+
+@pytest.mark.slow
+def test_doctor_against_a_ledger_that_stopped_answering_ends(
+        ledger_behind_proxy: tuple[ShopDb, FreezingProxy]) -> None:
+    db, proxy = ledger_behind_proxy
+    ledger = doctor_on_a_silent_ledger(db, proxy, f"{WAIT}s")
+    safe = make_url(proxied(db, proxy)).render_as_string(hide_password=True)
+    assert ledger["detail"].endswith(f"ledger.url {safe} stopped answering for {WAIT} s (ledger.statement_wait)")
+
+
+@pytest.mark.slow
+def test_doctors_timeout_bounds_the_ledger_check_below_the_statement_wait(
+        ledger_behind_proxy: tuple[ShopDb, FreezingProxy]) -> None:
+    """``ledger.statement_wait: 10m`` (a run's to afford) held an agency's loop of ``doctor``."""
+    db, proxy = ledger_behind_proxy
+    ledger = doctor_on_a_silent_ledger(db, proxy, "10m", "--timeout", f"{WAIT}s")
+    safe = make_url(proxied(db, proxy)).render_as_string(hide_password=True)
+    assert ledger["detail"].endswith(f"ledger.url {safe} stopped answering for {WAIT} s (doctor --timeout; "
+                                     "ledger.statement_wait allows 600 s)"), ledger
 
 
 @pytest.mark.slow

@@ -171,6 +171,22 @@ def test_doctor_against_a_shop_database_that_stopped_answering_fails_its_source_
 
 
 @pytest.mark.slow
+def test_doctors_timeout_bounds_the_source_check_below_the_statement_wait(
+        shop_db: shopdb.ShopDb, proxy: FreezingProxy, tmp_path: Path) -> None:
+    """``source.statement_wait`` (10 min by default: a run's first read on a big table) held an
+    agency's loop of ``doctor`` that long; the doctor waits at most its ``--timeout``, and says so."""
+    shop = shop_on(tmp_path, proxied(shop_db, proxy))
+    proxy.freeze_on(b"FROM carts")
+    code, out, err = ended(shop, start(shop, "doctor", "--timeout", f"{WAIT}s"), BOUND)
+    assert code == 3, err
+    checks = {check["name"]: check for check in json.loads(out)["checks"]}
+    assert checks["source"]["status"] == "fail" and checks["source"]["exit_code"] == 3
+    safe = make_url(proxied(shop_db, proxy)).render_as_string(hide_password=True)
+    assert checks["source"]["detail"].endswith(f"source.url {safe} stopped answering for {WAIT} s (doctor --timeout; "
+                                               "source.statement_wait allows 600 s)"), checks["source"]
+
+
+@pytest.mark.slow
 def test_a_read_through_the_deadline_is_unaffected_while_the_server_answers(
         shop_db: shopdb.ShopDb, proxy: FreezingProxy, tmp_path: Path) -> None:
     shop = shop_on(tmp_path, proxied(shop_db, proxy), statement_wait=f"{WAIT}s")

@@ -46,6 +46,22 @@ def parse_now(value: str | None) -> datetime | None:
     return within_reach(moment, "--now")
 
 
+def parse_timeout(text: str | None) -> float | None:
+    """Seconds of a ``--timeout`` (``run-all``'s, ``doctor``'s): a duration above zero (``8m``,
+    ``30s``: the config's syntax, :func:`cartrescue.config.parse_duration`); None for none given."""
+    if text is None:
+        return None
+    from cartrescue.config import parse_duration
+
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError(f"--timeout: expected a duration above zero, got {text!r}")
+    return seconds
+
+
 def explained(error: BaseException) -> BaseException:
     """``error`` as a person should read it, where it is not a bug in cartrescue.
 

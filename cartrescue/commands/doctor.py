@@ -1,10 +1,11 @@
 """`doctor`: are config, ledger, source and relay in place, and are reminders still going out?"""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
-from cartrescue.commands.common import ConfigOption, JsonOption, json_out, out_console
+from cartrescue.commands.common import ConfigOption, JsonOption, fail, json_out, out_console, parse_timeout
+from cartrescue.errors import ConfigError
 
 
 def doctor(
@@ -15,6 +16,11 @@ def doctor(
         "--quiet", "-q", help="For cron: print nothing when every check passes, else one line per failed check "
                               "(the exit code is the same).")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="A bordered table whatever the terminal's width.")] = False,
+    timeout: Annotated[Optional[str], typer.Option(
+        "--timeout", metavar="DURATION", show_default=False,
+        help="Wait at most this long for each server (relay, webhook, SMS provider, shop database, ledger: "
+             "each statement or request), or its own timeout where shorter; a check past it fails naming "
+             "the server. Default: 30s.")] = None,
 ) -> None:
     """Check the config, the ledger, the source, the SMTP relay (connect, TLS, AUTH; nothing is
     sent) and that reminders are still going out.
@@ -24,15 +30,20 @@ def doctor(
     (or `--outbox`) succeeded within `doctor.stale_after` (default 2h); a 1 gives way to a later
     check's code (a relay that is down and the reminders stopped because of it: 5). Run
     it from cron too, with `--quiet`: it prints nothing while all is well, and cron mails the
-    owner the failed checks when reminders have silently stopped.
+    owner the failed checks when reminders have silently stopped. No server holds it longer
+    than `--timeout` (30s) a statement or request: a loop over many shops' configs goes on.
 
     Example (cron, hourly):
 
         0 * * * * cd /srv/shop && cartrescue doctor --quiet
     """
-    from cartrescue.doctor import FAIL, run_checks
+    from cartrescue.doctor import FAIL, TIMEOUT, run_checks
 
-    report = run_checks(config, smtp=not no_smtp)
+    try:
+        limit = parse_timeout(timeout)
+    except ConfigError as error:
+        fail(error, as_json)
+    report = run_checks(config, smtp=not no_smtp, limit=TIMEOUT if limit is None else limit)
     if as_json:
         json_out({"ok": report.ok, "exit_code": report.exit_code, "checks": [c.as_dict() for c in report.checks]})
     elif quiet:

@@ -17,6 +17,7 @@ from cartrescue.commands.common import (
     json_out,
     out_console,
     parse_now,
+    parse_timeout,
 )
 from cartrescue.errors import ConfigError, ExitCode
 
@@ -74,7 +75,7 @@ def run_all(
         fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
     try:
         at = parse_now(now)
-        limit = _seconds(timeout)
+        limit = parse_timeout(timeout)
     except ConfigError as error:
         fail(error, as_json)
     from cartrescue.batch import config_files, run_shops, shop_command, shop_outboxes
@@ -143,20 +144,6 @@ def _not_started(shops: list[Any]) -> str:
     first, last = (printable(path_text(shop.config)) for shop in (shops[0], shops[-1]))
     which = first if len(shops) == 1 else f"{first} to {last}, in the order given"
     return f"{counted(len(shops), 'shop')} not started: run-all was interrupted ({which})"
-
-
-def _seconds(text: str | None) -> float | None:
-    if text is None:
-        return None
-    from cartrescue.config import parse_duration
-
-    try:
-        seconds = parse_duration(text).total_seconds()
-    except ValueError as exc:
-        raise ConfigError(f"--timeout: {exc}") from None
-    if seconds <= 0:
-        raise ConfigError(f"--timeout: expected a duration above zero, got {text!r}")
-    return seconds
 
 
 @contextmanager

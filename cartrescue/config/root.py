@@ -304,7 +304,8 @@ class Config(Model):
         return f"{self.shop.name} <{self.shop.from_email}>"
 
     def open_ledger(self, *, create: bool = True, older: bool = False, upgrade: bool = False,
-                    runs_over: "RunsOver | None" = None, reads_a_period: bool = False) -> "Ledger":
+                    runs_over: "RunsOver | None" = None, reads_a_period: bool = False,
+                    limit: float | None = None) -> "Ledger":
         """The ledger of ``ledger.url``; an error that it cannot be opened names the file and key.
 
         ``create=False`` (a command that only reads: ``carts``, a dry-run, ``preview``, ``report``,
@@ -319,19 +320,24 @@ class Config(Model):
         up to date, so a careful owner can dry-run a new version before its first sending run).
         ``runs_over``: the process's runs that are over (:class:`cartrescue.ledger.RunsOver`).
         Each statement waits ``ledger.statement_wait`` for an answer, ``reads_a_period``
-        (``report``, whose queries add up weeks of rows) :data:`PERIOD_READS` times as long."""
+        (``report``, whose queries add up weeks of rows) :data:`PERIOD_READS` times as long;
+        ``limit`` (``doctor --timeout``) at most (:func:`cartrescue.drivers.within`)."""
+        from cartrescue.drivers import within
         from cartrescue.ledger import Ledger, older_ledger
 
         where = self.where("ledger.url")
-        wait = self.ledger.statement_wait.total_seconds() * (PERIOD_READS if reads_a_period else 1)
+        wait, key = within(self.ledger.statement_wait.total_seconds() * (PERIOD_READS if reads_a_period else 1),
+                           "ledger.statement_wait", limit)
         if create:
-            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait)
+            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait, wait_key=key,
+                          connect_limit=limit)
         missing, foreign = self.missing_ledger_file(), self.not_a_ledger_file()
         if missing is not None:
             return Ledger.empty(where, absent=f"{missing} does not exist")
         if foreign is not None:
             return Ledger.empty(where, absent=f"{foreign[0]} has none of cartrescue's cr_* tables")
-        ledger = Ledger(self.ledger_url, where=where, create=False, runs_over=runs_over, statement_wait=wait)
+        ledger = Ledger(self.ledger_url, where=where, create=False, runs_over=runs_over, statement_wait=wait,
+                        wait_key=key, connect_limit=limit)
         if ledger.has_no_tables():
             ledger.close()
             empty = Ledger.empty(where, absent=f"{ledger.safe_url()} has none of cartrescue's cr_* tables")
@@ -339,7 +345,8 @@ class Config(Model):
             return empty
         if ledger.behind and upgrade:  # it only adds tables and columns
             ledger.close()
-            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait)
+            return Ledger(self.ledger_url, where=where, runs_over=runs_over, statement_wait=wait, wait_key=key,
+                          connect_limit=limit)
         if ledger.behind and not older:
             ledger.close()
             raise LedgerError(older_ledger(where, ledger.behind))

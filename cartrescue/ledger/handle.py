@@ -69,12 +69,16 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
     """A handle on the ledger database; create one per process."""
 
     def __init__(self, url: str, where: str = "ledger", *, create: bool = True,
-                 runs_over: RunsOver | None = None, statement_wait: float | None = STATEMENT_WAIT) -> None:
+                 runs_over: RunsOver | None = None, statement_wait: float | None = STATEMENT_WAIT,
+                 wait_key: str = "ledger.statement_wait", connect_limit: float | None = None) -> None:
         """``where``: what names the URL in an error that it cannot be opened (the config file
         and key, :meth:`cartrescue.config.Config.open_ledger`). ``runs_over``: this process's
         runs that are over (:class:`RunsOver`), shared with its other ledgers; None: its own.
         ``statement_wait``: seconds a statement on PostgreSQL or MySQL/MariaDB may go without an
-        answer (``ledger.statement_wait``; None: no bound), see :class:`cartrescue.drivers.Silence`.
+        answer (``ledger.statement_wait``; None: no bound), see :class:`cartrescue.drivers.Silence`;
+        ``wait_key``: what sets it, as the line of a statement that went unanswered names it.
+        ``connect_limit``: ``doctor --timeout``, where it is shorter than connecting may take
+        (:func:`cartrescue.drivers.connect_deadline`).
 
         ``create=False``: a command that only reads. It creates no table and upgrades nothing
         (no column added, no time rewritten): a read-only role cannot, and a ``doctor`` run
@@ -109,13 +113,15 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 from cartrescue.drivers import connect_deadline, statement_deadline
 
                 parsed = make_url(url)
-                args: dict[str, Any] = connect_deadline(parsed)  # a server that never greets: an error
+                # A server that never greets: an error, not a hang.
+                args: dict[str, Any] = connect_deadline(parsed, connect_limit)
                 if url.startswith(("postgresql", "postgres")):
                     from cartrescue.pg_options import merged
 
                     args["options"] = merged(parsed, first="-c lock_timeout=15s")
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
-                self.silence = statement_deadline(self.engine, parsed, statement_wait, f"{where} {self.safe_url()}")
+                self.silence = statement_deadline(self.engine, parsed, statement_wait, f"{where} {self.safe_url()}",
+                                                  wait_key)
             try:
                 self.engine.connect().close()
             except (AttributeError, LookupError, TypeError, ValueError) as exc:

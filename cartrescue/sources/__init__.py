@@ -71,11 +71,12 @@ def source_identity(config: Config) -> str:
 
 
 def open_source(config: Config, on_problem: ProblemSink | None = None, shared_orders: Path | None = None,
-                shared_carts: Path | None = None) -> CartSource:
+                shared_carts: Path | None = None, limit: float | None = None) -> CartSource:
     """The configured source, ready to stream; raise SourceError when it cannot be opened.
     ``on_problem``: where its unreadable rows go (None: nowhere); ``shared_orders``: a worker's
     run's orders index; ``shared_carts``: where its run splits the carts file (a CSV source's;
-    :mod:`.shared`).
+    :mod:`.shared`). ``limit``: ``doctor --timeout``, which bounds each statement on a shop's
+    database below ``source.statement_wait`` (:func:`cartrescue.drivers.within`).
 
     :mod:`.base` and the domain model are imported here, not with this package: the parent of
     ``run --workers`` imports the package (for :mod:`.shared`) before it forks its first helper,
@@ -135,7 +136,10 @@ def open_source(config: Config, on_problem: ProblemSink | None = None, shared_or
     opened = cls.from_config(source.model_copy(update={"url": url}), shop_tz=tz, on_problem=on_problem,
                              base_currency=config.shop.currency)
     opened.name = key_name(config)  # the type's own name, or source.key_prefix
-    opened.db.wait_for(source.statement_wait.total_seconds(), config.where("source.url"))
+    from cartrescue.drivers import within
+
+    seconds, key = within(source.statement_wait.total_seconds(), "source.statement_wait", limit)
+    opened.db.wait_for(seconds, config.where("source.url"), key, limit)
     return opened  # type: ignore[no-any-return]
 
 

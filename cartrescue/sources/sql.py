@@ -258,18 +258,21 @@ def _prepare_url(raw: str) -> Any:
 
 
 def create_engine(raw_url: str, *, source: str = "sql", statement_wait: float | None = SOURCE_STATEMENT_WAIT,
-                  key: str = "source.url") -> "Engine":
+                  key: str = "source.url", wait_key: str = "source.statement_wait",
+                  connect_limit: float | None = None) -> "Engine":
     """An engine whose every connection is read-only and whose every statement is guarded, and
     answered within ``statement_wait`` seconds (``source.statement_wait``; None: unbounded) on
     PostgreSQL and MySQL/MariaDB: a server that stopped answering once connected held the run,
-    and its lock, for good. ``key``: where the config names the URL, for that error's line."""
+    and its lock, for good. ``key``: where the config names the URL, and ``wait_key`` what sets
+    ``statement_wait``, for that error's line; ``connect_limit``: ``doctor --timeout``, where it is
+    shorter than connecting may take (:func:`cartrescue.drivers.connect_deadline`)."""
     sa = _sqlalchemy()
     try:
         url = _prepare_url(raw_url)
     except Exception as exc:  # ArgumentError for malformed URLs
         raise SourceError(f"{source} source: not a database URL: {_mask(raw_url)}") from exc
     backend = url.get_backend_name()
-    connect_args: dict[str, Any] = connect_deadline(url)  # a server that never greets: an error, not a hang
+    connect_args: dict[str, Any] = connect_deadline(url, connect_limit)  # a server that never greets: an error, not a hang
     if backend == "postgresql":
         from cartrescue.pg_options import merged
 
@@ -280,7 +283,7 @@ def create_engine(raw_url: str, *, source: str = "sql", statement_wait: float | 
             if backend != "sqlite" else sa.create_engine(url)
     except Exception as exc:
         raise SourceError(f"{source} source: {explain_error(exc, _mask(raw_url))}") from None
-    statement_deadline(engine, url, statement_wait, f"{key} {_mask(raw_url)}", "source.statement_wait")
+    statement_deadline(engine, url, statement_wait, f"{key} {_mask(raw_url)}", wait_key)
 
     @sa.event.listens_for(engine, "connect")
     def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
@@ -355,7 +358,8 @@ class ShopDatabase:
         self.table_prefixes: Mapping[str, str] = {}
         self.where = self._where(url)
         self._url = url
-        self._wait: tuple[float | None, str] = (SOURCE_STATEMENT_WAIT, "source.url")  # see wait_for
+        self._wait: tuple[float | None, str, str, float | None] = (SOURCE_STATEMENT_WAIT, "source.url",
+                                                                   "source.statement_wait", None)
         self._engine: "Engine | None" = None
 
     @staticmethod
@@ -373,14 +377,17 @@ class ShopDatabase:
     @property
     def engine(self) -> "Engine":
         if self._engine is None:
-            self._engine = create_engine(self._url, source=self.source, statement_wait=self._wait[0], key=self._wait[1])
+            self._engine = create_engine(self._url, source=self.source, statement_wait=self._wait[0], key=self._wait[1],
+                                         wait_key=self._wait[2], connect_limit=self._wait[3])
         return self._engine
 
-    def wait_for(self, seconds: float | None, key: str) -> None:
+    def wait_for(self, seconds: float | None, key: str, wait_key: str = "source.statement_wait",
+                 connect_limit: float | None = None) -> None:
         """Each statement's deadline (``source.statement_wait``; None: none), and ``key``: where
         the config names the URL (``cartrescue.yaml: source.url``), as :func:`create_engine`
-        takes them; before the first connection."""
-        self._wait = (seconds, key)
+        takes them, ``wait_key``: what sets ``seconds`` (``doctor --timeout`` may), and
+        ``connect_limit`` (``doctor --timeout`` again); before the first connection."""
+        self._wait = (seconds, key, wait_key, connect_limit)
 
     @property
     def backend(self) -> str:
