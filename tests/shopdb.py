@@ -135,8 +135,11 @@ class ShopDb:
         using = f'"{column}"::text::{sql_type}' if keep else "NULL"
         self.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {sql_type} USING {using}')
 
-    def read_only_user(self) -> str:
-        """A new account that may only SELECT from this database; returns its URL."""
+    def read_only_user(self, refused: Sequence[str] = ()) -> str:
+        """A new account that may only SELECT from this database; returns its URL. ``refused``:
+        tables it may not even SELECT from (a shop's role limited to the tables it was told of):
+        MariaDB then gets a grant on each other table (it has no revoke of one table of a
+        database-wide grant), which also hides the refused ones from its table list."""
         user = f"cr_ro_{secrets.token_hex(4)}"
         password = secrets.token_hex(8)
         server = sa.create_engine(_admin_url(self.kind, None), poolclass=sa.pool.NullPool,
@@ -144,7 +147,10 @@ class ShopDb:
         with server.connect() as connection:
             if self.kind == "mariadb":
                 connection.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password}'")
-                connection.exec_driver_sql(f"GRANT SELECT ON `{self.name}`.* TO '{user}'@'%%'")
+                if not refused:
+                    connection.exec_driver_sql(f"GRANT SELECT ON `{self.name}`.* TO '{user}'@'%%'")
+                for table in sorted(set(sa.inspect(self.admin).get_table_names()) - set(refused) if refused else ()):
+                    connection.exec_driver_sql(f"GRANT SELECT ON `{self.name}`.`{table}` TO '{user}'@'%%'")
             else:
                 connection.exec_driver_sql(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
                 connection.exec_driver_sql(f'GRANT CONNECT ON DATABASE "{self.name}" TO {user}')
@@ -153,6 +159,8 @@ class ShopDb:
             with self.admin.begin() as connection:
                 connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {user}")
                 connection.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {user}")
+                for table in refused:
+                    connection.exec_driver_sql(f'REVOKE SELECT ON "{table}" FROM {user}')
         self.users.append(user)
         url = sa.engine.make_url(self.url).set(username=user, password=password)
         return url.render_as_string(hide_password=False)

@@ -2,8 +2,10 @@
 Magento's ``sales_order.coupon_code``, WooCommerce's coupon order items (HPOS and legacy
 storage), PrestaShop's vouchers (``order_cart_rule`` and ``cart_rule.code``). A preset always
 says which codes an order used, so an order with another promotion's code, or none, redeemed no
-reminder's incentive, and the report assumes nothing (no upper-bound note). On the real MariaDB
-and PostgreSQL servers, end to end through ``report --json``."""
+reminder's incentive, and the report assumes nothing (no upper-bound note). A PrestaShop 1.7.7+
+voucher removed from its order (``order_cart_rule.deleted``) is none of its codes; an account that
+may not read the coupon tables gets the upper bound, told why. On the real MariaDB and PostgreSQL
+servers, end to end through ``report --json``."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from decimal import Decimal
 import pytest
 
 import shopdb
-from test_report_order_rates import _magento_order, _money, _voucher
+from test_report_order_rates import ASSUMED, _magento_order, _money, _report, _voucher
 
 W1 = "w1@example.com"  # the customer of cart 606 and of WooCommerce order 1
 
@@ -112,3 +114,88 @@ def test_a_prestashop_order_with_the_steps_voucher_beside_another_redeems_it(kin
     incentive redeemed, once."""
     assert _money(kind, tmp_path, "prestashop", lambda db: _voucher(db, "11", "BLACKFRIDAY", "sek110")) == {
         "revenue": "15.00", "incentive_cost": "10.00", "redeemed": 1, "codes_in_orders": True, "assumed": False}
+
+
+def _removed(db: shopdb.ShopDb, sql_type: str, deleted: bool) -> None:
+    """PrestaShop 1.7.7's ``order_cart_rule.deleted``, typed ``sql_type``, set on every voucher of
+    order 106 (``deleted``): one removed from the order in the back office keeps its row."""
+    default, value = ("FALSE", "TRUE" if deleted else "FALSE") if sql_type == "BOOLEAN" else ("0", str(int(deleted)))
+    db.execute(f"ALTER TABLE ps_order_cart_rule ADD COLUMN deleted {sql_type} NOT NULL DEFAULT {default}")
+    db.execute(f"UPDATE ps_order_cart_rule SET deleted = {value}")
+
+
+#: ``order_cart_rule.deleted`` as PrestaShop types it, and as a PostgreSQL copy may (BOOLEAN).
+DELETED_TYPES = [pytest.param("mariadb", "TINYINT(1) UNSIGNED", marks=pytest.mark.mariadb, id="mariadb"),
+                 pytest.param("postgres", "SMALLINT", marks=pytest.mark.postgres, id="postgres"),
+                 pytest.param("postgres", "BOOLEAN", marks=pytest.mark.postgres, id="postgres-boolean")]
+
+
+@pytest.mark.parametrize(("kind", "sql_type"), DELETED_TYPES)
+def test_a_prestashop_voucher_removed_from_the_order_redeems_nothing(kind, sql_type, tmp_path):
+    """A voucher removed from an order in the back office keeps its order_cart_rule row with
+    deleted = 1 (PrestaShop 1.7.7+): the order did not get it. Read as the order's code, the
+    step's SEK110 counted as redeemed and cost 10.00 EUR."""
+    def fill(db: shopdb.ShopDb) -> None:
+        _voucher(db, "11", "SEK110")
+        _removed(db, sql_type, deleted=True)
+
+    assert _money(kind, tmp_path, "prestashop", fill) == {
+        "revenue": "15.00", "incentive_cost": "0.00", "redeemed": 0, "codes_in_orders": True, "assumed": False}
+
+
+@pytest.mark.parametrize(("kind", "sql_type"), DELETED_TYPES)
+def test_a_prestashop_voucher_kept_on_the_order_still_redeems_it(kind, sql_type, tmp_path):
+    """With the deleted column, a voucher the order kept (deleted = 0, or FALSE where the column is
+    BOOLEAN) is still its code."""
+    def fill(db: shopdb.ShopDb) -> None:
+        _voucher(db, "11", "SEK110")
+        _removed(db, sql_type, deleted=False)
+
+    assert _money(kind, tmp_path, "prestashop", fill) == {
+        "revenue": "15.00", "incentive_cost": "10.00", "redeemed": 1, "codes_in_orders": True, "assumed": False}
+
+
+#: Each preset's coupon tables, and a shop whose order used the step's code in them.
+COUPON_TABLES = [
+    pytest.param("prestashop", ("ps_order_cart_rule", "ps_cart_rule"), lambda db: _voucher(db, "11", "SEK110"), None,
+                 id="prestashop"),
+    pytest.param("woocommerce", ("wp_woocommerce_order_items",), lambda db: _woo_order(db, True, "sek110"), W1,
+                 id="woocommerce"),
+]
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+@pytest.mark.parametrize(("preset", "tables", "fill", "email"), COUPON_TABLES)
+def test_an_account_refused_the_coupon_tables_reports_the_upper_bound_and_says_why(kind, preset, tables, fill, email,
+                                                                                    tmp_path):
+    """A read-only role limited to the tables the shop was told of (no SELECT on the coupon
+    tables) made the report fail. It reports as a shop without those tables does (every
+    attributed order after an incentive assumed to have used it, with the note), and a note and
+    a warning on stderr name the tables the account may not SELECT from; --json stays one
+    document."""
+    result = _report(kind, tmp_path, preset, fill, email, refused=tables)
+    assert result.exit_code == 0, result.output
+    document = result.json
+    assert document["money"]["codes_in_orders"] is False
+    assert any(ASSUMED in note for note in document["notes"])
+    (why,) = [note for note in document["notes"] if "may not SELECT" in note]
+    assert all(table in why for table in tables) and why in document["warnings"]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:") and "may not SELECT" in line]
+    assert len(warnings) == 1 and all(table in warnings[0] for table in tables)
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+@pytest.mark.parametrize(("preset", "tables", "fill", "email"), COUPON_TABLES)
+def test_an_account_refused_the_coupon_tables_changes_nothing_else_in_the_report(kind, preset, tables, fill, email,
+                                                                                 tmp_path):
+    """The order used the step's code, so its upper bound is what it redeemed: apart from whether
+    the codes were read, and the notes and warnings saying so, the document is the one an account
+    that may read everything gets."""
+    (tmp_path / "all").mkdir()
+    (tmp_path / "some").mkdir()
+    full = _report(kind, tmp_path / "all", preset, fill, email).json
+    limited = _report(kind, tmp_path / "some", preset, fill, email, refused=tables).json
+    for document in (full, limited):
+        del document["notes"], document["money"]["codes_in_orders"]
+        document.pop("warnings", None)
+    assert limited == full

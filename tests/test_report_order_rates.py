@@ -6,6 +6,7 @@ end to end through ``report --json``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 import shopdb
-from conftest import cli
+from conftest import Outcome, cli
 from reportdata import Row, write_ledger
 from test_source_prestashop_details import _foreign_order
 
@@ -51,16 +52,26 @@ def _voucher(db: shopdb.ShopDb, rate: str, *codes: str) -> None:
                                      for n in range(1, len(codes) + 1)])
 
 
+def _report(kind: str, tmp_path: Path, preset: str, fill: Callable[[shopdb.ShopDb], None],
+            email: str | None = None, refused: Sequence[str] = ()) -> Outcome:
+    """``report --json`` of 29 March, cart 606 (of ``email``) messaged at 09:00 UTC; read by an
+    account that may not SELECT from the ``refused`` tables when there are any."""
+    with shopdb.configured(kind, f"{preset}fixedrate", fill, tmp_path, {"type": preset}, shop=SHOP,
+                           sequences=SEQUENCES) as (db, config):
+        if refused:
+            shopdb.write_config(config.parent, {"type": preset, "url": db.read_only_user(refused)}, shop=SHOP,
+                                sequences=SEQUENCES)
+        write_ledger(config.parent / "ledger.db", [Row("606", datetime(2026, 3, 29, 9, 0, tzinfo=UTC), email=email)])
+        return cli("report", "--json", "--since", "2026-03-29", "--until", "2026-03-30", "--config", str(config),
+                   "--now", "2026-04-05T12:00:00Z")
+
+
 def _money(kind: str, tmp_path: Path, preset: str, fill: Callable[[shopdb.ShopDb], None],
            email: str | None = None) -> dict[str, Any]:
     """The report's summary and its one money row, for cart 606 (of ``email``) messaged at 09:00
     UTC on 29 March and its order an hour later; ``assumed``: whether the report assumed the
     incentive used, its source not saying which code the order used."""
-    with shopdb.configured(kind, f"{preset}fixedrate", fill, tmp_path, {"type": preset}, shop=SHOP,
-                           sequences=SEQUENCES) as (_, config):
-        write_ledger(config.parent / "ledger.db", [Row("606", datetime(2026, 3, 29, 9, 0, tzinfo=UTC), email=email)])
-        result = cli("report", "--json", "--since", "2026-03-29", "--until", "2026-03-30", "--config", str(config),
-                     "--now", "2026-04-05T12:00:00Z")
+    result = _report(kind, tmp_path, preset, fill, email)
     assert result.exit_code == 0, result.output
     (row,) = result.json["money"]["by_tier"]
     return {"revenue": result.json["summary"]["revenue"], "incentive_cost": row["incentive_cost"],

@@ -165,7 +165,8 @@ def compute(config_path: Path | None, now: str | None, since: str | None, until:
     """The report document of the config at ``config_path`` for the period of ``--since``,
     ``--until`` and ``--now`` as ``report`` reads them, and the loaded config: the one entry point
     of ``report`` and of ``report-all`` (each shop's figures are its own report's). Problems
-    reading the orders are said on stderr as they come and listed in ``problems``."""
+    reading the orders are said on stderr as they come and listed in ``problems``; the source's
+    warnings (a table the account may not read) are said there at the end, and listed in ``warnings``."""
     from cartrescue.job import resolve_now
     from cartrescue.report.analysis import Period
     from cartrescue.report.build import make_report
@@ -200,4 +201,6 @@ def compute(config_path: Path | None, now: str | None, since: str | None, until:
 
     document = make_report(config, Period(start, end, max(at, end)), on_problem)
     document["problems"] = problems[:1000]
+    for warning in document["warnings"]:  # a table the account may not read: cron mails stderr
+        stderr.print(error_line(warning, "warning", "yellow"), soft_wrap=True)
     return document, config

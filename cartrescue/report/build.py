@@ -45,7 +45,8 @@ def unread_orders_note(count: int) -> str:
 
 
 def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore_problem) -> dict[str, Any]:
-    """The report document of ``period`` (see :mod:`cartrescue.report.analysis`).
+    """The report document of ``period`` (see :mod:`cartrescue.report.analysis`); its
+    ``warnings``: the source's (:meth:`~cartrescue.sources.base.CartSource.report_warnings`).
 
     The orders load in a second thread while this one works through the ledger's rows (see
     :class:`~cartrescue.report.attribution.OrderLoad`); both then meet in one scratch file.
@@ -78,6 +79,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                     finally:
                         loading.result()  # waits; and raises what the loader raised (SourceError ...)
                     source_notes = source.report_notes()  # what its orders could not tell (no refunds table)
+                    source_warnings = source.report_warnings()  # ... of which the shop is to mend (a GRANT)
                 att.attach_orders(orders)
             finally:
                 orders.close()
@@ -90,6 +92,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                 ledger_counts=ledger.report_counts(period.since, period.until), promotions=ledger.promotion_rows())
             document["survey"] = period_counts(ledger, period.since, period.until)
         document["notes"].extend(source_notes)
+        document["warnings"] = source_warnings
         if config.source.type in ("csv", "shopify_csv") and config.source.orders is None:
             document["notes"].append(
                 f"{config.where('source.orders')} is not set: no order is read, so nothing is attributed and no cart "

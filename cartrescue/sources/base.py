@@ -268,6 +268,12 @@ class CartSource(ABC):
         for the report's notes. Meaningful after :meth:`orders` has been read through."""
         return []
 
+    def report_warnings(self) -> list[str]:
+        """Those of :meth:`report_notes` the shop's administrator is to mend (a table the account
+        may not read: a GRANT), said on stderr too, as a ``warning:`` line, and in ``--json``'s
+        ``warnings``: a cron job reads stderr, not the digest's notes."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or files."""
 

@@ -130,6 +130,7 @@ class PrestaShopSource(DatabaseSource):
                    "total_paid": NUMBER, "conversion_rate": NUMBER, "date_add": TIME},
         "order_slip": {"id_order": INTEGER, "total_products_tax_incl": NUMBER, "total_shipping_tax_incl": NUMBER,
                        "amount": NUMBER, "shipping_cost_amount": NUMBER},
+        "order_cart_rule": {"deleted": INTEGER},  # PrestaShop 1.7.7+ (see orders)
     }
     window_columns = (("cart", "date_upd"),)
 
@@ -506,11 +507,17 @@ class PrestaShopSource(DatabaseSource):
         Each with the vouchers it used: its ``order_cart_rule`` rows, the code being the rule's
         ``cart_rule.code`` (a rule applied by itself has none; one deleted since is unknown).
         Without them the report took every attributed order after an incentive step for a
-        redemption of its code, one placed with another voucher too."""
+        redemption of its code, one placed with another voucher too. A voucher removed from the
+        order in the back office keeps its row, ``deleted`` set (PrestaShop 1.7.7+; older
+        versions have no such column and delete the row): the order did not get it."""
+        kept = ""
+        schema = self.schema()
+        if schema.has("order_cart_rule", "deleted"):
+            kept = f"AND {schema.flag('ocr.deleted', 'order_cart_rule', 'deleted', 0)} "
         return self.with_codes(self._placed(window, wanted), ("order_cart_rule", "cart_rule"), (
             f"SELECT ocr.id_order AS order_id, cr.code FROM {self.t('order_cart_rule')} ocr "
             f"JOIN {self.t('cart_rule')} cr ON cr.id_cart_rule = ocr.id_cart_rule "
-            "WHERE ocr.id_order IN :ids ORDER BY ocr.id_order, ocr.id_order_cart_rule"))
+            f"WHERE ocr.id_order IN :ids {kept}ORDER BY ocr.id_order, ocr.id_order_cart_rule"))
 
     def _placed(self, window: Window, wanted: OrderFilter | None) -> Iterator[Order]:
         """:meth:`orders` without their vouchers."""

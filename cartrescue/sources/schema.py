@@ -18,7 +18,8 @@ Documented variants (docs/databases.md, "Column types"):
   integer there) is compared as a boolean (:meth:`Schema.flag`).
 
 It must not read carts or decide anything; a missing table or column is left to the query
-that needs it (whose error already names it).
+that needs it (whose error already names it), or to the preset that reads an optional column
+where :meth:`Schema.has` says it is there.
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ class Schema:
 
     def epoch(self, table: str, column: str) -> bool:
         return self.variants.get((table, column)) == EPOCH
+
+    def has(self, table: str, column: str) -> bool:
+        """Whether ``table.column`` is there (checked, and of a type the preset reads): a column a
+        later version of the platform added (PrestaShop 1.7.7's ``order_cart_rule.deleted``) is
+        read where it is, and an older schema keeps working without it."""
+        return (table, column) in self.variants
 
     def flag(self, column: str, table: str, name: str, value: int) -> str:
         """SQL that ``column`` (``table.name``) equals the flag ``value`` (0 or 1), as its type

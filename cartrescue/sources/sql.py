@@ -224,7 +224,7 @@ def explain_error(exc: BaseException, where: str, own_queries: bool = False,
                 "does the schema match the preset's version?"
             column = _unaliased(match.group(1), getattr(exc, "statement", None))
             return f"column {column} not found in {where} ({hint})"
-    if code in (1142, 1143) or "permission denied" in lower or "command denied" in lower:
+    if refused(exc):
         return f"permission denied in {where}: {text[:160]} (the account needs SELECT on the shop's tables)"
     if code == 1792 or "read-only transaction" in lower or "read only transaction" in lower \
             or "readonly database" in lower:
@@ -476,14 +476,35 @@ class ShopDatabase:
             return set(inspector.get_table_names()) | (set(inspector.get_view_names()) if views else set())
 
     def columns(self, table: str) -> dict[str, Any] | None:
-        """Lower-cased column name -> reflected SQLAlchemy type; None when the table is absent."""
+        """Lower-cased column name -> reflected SQLAlchemy type; None when the table is absent, or
+        this account may not see it (MySQL and MariaDB refuse ``SHOW CREATE TABLE`` of a table
+        it may not read): the reads that need it say why, or do without it."""
         sa = _sqlalchemy()
         with self.errors():
             try:
                 reflected = sa.inspect(self.engine).get_columns(self.full_name(table))
             except sa.exc.NoSuchTableError:
                 return None
+            except sa.exc.DBAPIError as exc:
+                if not refused(exc):
+                    raise
+                return None
         return {str(column["name"]).lower(): column["type"] for column in reflected}
+
+    def refusal(self, table: str) -> str | None:
+        """The server's words when this account may not SELECT from ``table`` (a role limited to
+        some of the shop's tables), else None: one statement that reads no row, asked before a
+        read that can do without the table, which then need not fail half-way. Any other failure
+        (no such table) is None too: :meth:`DatabaseSource.missing_tables` and the reads say it."""
+        sa = _sqlalchemy()
+        try:
+            self._fetch(f"SELECT 1 FROM {self.table(table)} WHERE 1 = 0", {}, ())
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            if refused(exc):
+                orig = getattr(exc, "orig", None) or exc
+                args: tuple[Any, ...] = tuple(getattr(orig, "args", None) or ())  # PyMySQL's (1142, "… denied …")
+                return _one_line(str(args[1] if len(args) > 1 and isinstance(args[0], int) else orig))[:160]
+        return None
 
     def first_value(self, table: str, column: str) -> Any:
         """Some non-null value of ``table.column`` (one row, no ordering: cheap), or None."""
@@ -536,6 +557,15 @@ def _text(sql: str, expanding: Sequence[str]) -> Any:
     if expanding:
         statement = statement.bindparams(*(sa.bindparam(name, expanding=True) for name in expanding))
     return statement
+
+
+def refused(exc: BaseException) -> bool:
+    """Is a driver error the server refusing this account a table (MySQL's and MariaDB's 1142 and
+    1143 "command denied", PostgreSQL's "permission denied"), rather than a fault of the statement?"""
+    orig = getattr(exc, "orig", None) or exc
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", None) or ())
+    lower = str(orig).lower()
+    return (bool(args) and args[0] in (1142, 1143)) or "permission denied" in lower or "command denied" in lower
 
 
 # --------------------------------------------------------------------------------------------
@@ -950,6 +980,7 @@ class DatabaseSource(CartSource):
         self._tables_present: dict[tuple[str, ...], bool] = {}  # optional tables (newsletter plugins), asked once
         self._sends_notes: list[str] = []
         self._report_notes: list[str] = []
+        self._report_warnings: list[str] = []
         self._codes_read = False  # set by orders() where its orders tell the discount codes they used
 
     @classmethod
@@ -1038,8 +1069,18 @@ class DatabaseSource(CartSource):
         of their own (WooCommerce's coupon order items, PrestaShop's cart rules): ``sql`` returns
         ``order_id`` and ``code`` for the order ids in ``:ids``, asked once a chunk of orders, so
         only the orders the report wants are looked up and none of a window is held in memory. A
-        blank code (a rule the shop applied by itself) is none. Without the tables, the orders as
-        they are and a note: :meth:`orders_carry_codes` stays False (the report's upper bound)."""
+        blank code (a rule the shop applied by itself) is none. Without the tables, or where this
+        account may not read them (asked once, before the first chunk), the orders as they are and
+        a note: :meth:`orders_carry_codes` stays False (the report's upper bound)."""
+        refusals = {self.db.full_name(table): why for table in tables if (why := self.db.refusal(table))}
+        if refusals:
+            warning = (f"{self.name} source: this account may not SELECT from {', '.join(refusals)} in "
+                       f"{self.db.where} ({next(iter(refusals.values()))}): the discount codes the orders used "
+                       "are not read (GRANT SELECT on them to the account to read them)")
+            self._report_notes.append(warning)
+            self._report_warnings.append(warning)
+            yield from orders
+            return
         missing = self.missing_tables(tables)
         if missing:
             self._report_notes.append(
@@ -1060,6 +1101,9 @@ class DatabaseSource(CartSource):
 
     def report_notes(self) -> list[str]:
         return list(dict.fromkeys(self._report_notes))
+
+    def report_warnings(self) -> list[str]:
+        return list(dict.fromkeys(self._report_warnings))
 
     def _has_tables(self, tables: Sequence[str], what: str) -> bool:
         """Do ``tables`` (of a plugin or module that may be absent) exist? Asked once per run;
