@@ -338,13 +338,19 @@ def test_the_call_list_is_the_shops_file_until_asked(shop: Shop) -> None:
     assert [row["email"] for row in rows] == ["eve@example.com"]
 
 
+def _bob_and_eve_in_an_outbox(shop: Shop) -> Path:
+    """Bob's and Eve's reminders written by ``run --outbox``; the outbox folder."""
+    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
+    outbox = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    return outbox
+
+
 def test_forget_without_files_refuses_while_outbox_files_hold_the_person_so_they_stay_findable(shop: Shop) -> None:
     """``forget`` without ``--files`` erased the ledger rows that say which ``--outbox`` files
     hold the person: a ``forget --files`` after it found none of them, and the erasure could
     never be finished by the tool. Now it changes nothing and says how to go on."""
-    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
-    outbox = shop.folder / "out"
-    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    outbox = _bob_and_eve_in_an_outbox(shop)
     refused = shop.cli("forget", BOB, now=None)
     assert refused.exit_code == 2, refused.output
     assert "1 outbox file" in refused.stderr and "--files" in refused.stderr and "--keep-files" in refused.stderr
@@ -366,9 +372,7 @@ def test_forget_refusing_under_json_is_one_document_counting_the_files_and_rows(
 
 
 def test_forget_keep_files_erases_the_ledger_and_lists_the_files_it_leaves(shop: Shop) -> None:
-    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
-    outbox = shop.folder / "out"
-    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    outbox = _bob_and_eve_in_an_outbox(shop)
     kept = shop.cli("forget", BOB, "--keep-files", "--json", now=None)
     assert kept.exit_code == 0, kept.output
     (left,) = kept.json["files_kept"]
@@ -399,9 +403,7 @@ def test_forget_files_removes_the_rows_of_a_call_list_a_spreadsheet_saved_and_ke
 
 
 def test_files_removes_the_eml_files_of_the_address(shop: Shop) -> None:
-    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
-    outbox = shop.folder / "out"
-    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    outbox = _bob_and_eve_in_an_outbox(shop)
     result = shop.cli("forget", BOB, "--files", "--json", now=None)
     assert result.exit_code == 0, result.output
     assert len(result.json["files"]) == 1 and result.json["files_removed"] == result.json["files"]
@@ -439,9 +441,7 @@ def test_files_removes_the_webhook_documents_of_the_address_too(shop: Shop) -> N
     the address too, and only ``.eml`` files had been found, counted and removed."""
     shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "webhook"}]},
                    webhook={"url": "https://hooks.example.com/cart", "secret": "whsec-" + "k" * 30})
-    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
-    outbox = shop.folder / "out"
-    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    outbox = _bob_and_eve_in_an_outbox(shop)
     result = shop.cli("forget", BOB, "--files", "--json", now=None)
     assert len(result.json["files"]) == 1 and result.json["files_removed"] == result.json["files"]
     assert [path.name for path in outbox.iterdir()] == [p.name for p in outbox.iterdir() if "c-eve" in p.name]
