@@ -381,6 +381,8 @@ def _run_job(
                 for result in executor.execute(decisions):
                     counts.add(result)
                     on_result(result)
+                if delivering:  # after its own rows: a person who opted out while it ran goes too
+                    notes += unlist_opted_out(config, ledger)
             else:
                 done = 0
                 for decision in decisions:
@@ -463,6 +465,30 @@ def call_list_notes(config: Config, delivering: bool) -> list[str]:
         return [f"a sending run would add no call to the call list: {said}"]
     return [f"{said}; each call fails (retried by the next run) until the header is fixed or the file moved away "
             "(the next call then begins a new list)"]
+
+
+def unlist_opted_out(config: Config, ledger: Ledger) -> list[str]:
+    """A delivering run of a shop that calls takes the rows of people suppressed since they were
+    listed (unsubscribed by the link or the command, a STOP, an imported list, a mailbox, a
+    bounce, ``forget``) out of the call list, once it has appended its own: staff work through
+    the list later, and must not phone someone who opted out. Suppressions come from the
+    webhook in the shop's web server too, which is not the user the list is written as; the run
+    is. Its note says how many (or why it could not)."""
+    if "call-list" not in config.channels_used():
+        return []
+    from cartrescue.channels.call_list import suppressed_rows
+    from cartrescue.text import counted
+
+    path = config.path(config.call_list.path)
+    try:
+        removed = suppressed_rows(path, lambda hashes: ledger.history([], [], hashes).suppressed, config.phone_region)
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{config.where('call_list.path')}: {path}: the rows of people who opted out since they were listed "
+                f"could not be removed ({getattr(exc, 'strerror', None) or exc}): staff must not call them"]
+    if not removed:
+        return []
+    return [f"{config.where('call_list.path')}: {path}: removed {counted(removed, 'row')} of people who opted out "
+            "since they were listed (unsubscribed, STOP, bounced or forgotten): staff must not call them"]
 
 
 def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem: Callable[[RowProblem], None],

@@ -20,7 +20,7 @@ list (:func:`cartrescue.channels.call_list.remove_address`). It must not plan or
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -90,11 +90,16 @@ def forgettable(address: str, region: str | None = None) -> tuple[str | None, st
     return email, None
 
 
-def forget(ledger: Any, address: str, now: datetime | None = None, *, region: str | None = None) -> Forgotten:
+def forget(ledger: Any, address: str, now: datetime | None = None, *, region: str | None = None,
+           before: Callable[[list[str]], None] | None = None) -> Forgotten:
     """Erase ``address`` from the ledger (idempotent); raise ValueError for a non-address.
 
     A phone number (anything without ``@``, read in ``region`` unless it is in E.164) goes to
     :func:`forget_phone` instead.
+
+    ``before`` is called with the outbox files the ledger records for the person, in the
+    transaction and before anything is changed: it may raise to leave the ledger as it was
+    (``forget`` without ``--files``: erased, those rows were the only link to the files).
 
     One transaction: a crash leaves the address either wholly there or wholly gone. Matching is
     on the normalized address (case and surrounding blanks do not matter) in either form of an
@@ -104,7 +109,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
     """
     email, _phone = forgettable(address, region)
     if email is None:
-        return forget_phone(ledger, address, now, region=region)
+        return forget_phone(ledger, address, now, region=region, before=before)
     at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     found = Forgotten(email)
     message, code, suppression, tests = (model.__table__ for model in (Message, Code, Suppression, SendTest))  # type: ignore[attr-defined,union-attr]
@@ -119,6 +124,8 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         written = [*messages, *conn.execute(select(tests.c.transport, tests.c.reply).where(its_tests))]
         found.files = sorted({row.reply for row in written
                               if row.transport == "outbox" and row.reply.endswith(OUTBOX_SUFFIXES)})
+        if before is not None:
+            before(found.files)
         spent = {row.id for row in messages if may_have_reached(row.status, row.transport)}
         ids = [row.id for row in messages]
         held = (code.c.claim_id.in_(ids) | code.c.replaced_claim_id.in_(ids)) if ids else False
@@ -178,7 +185,8 @@ def _given_with(claim_id: int | None, replaced_claim_id: int | None) -> int | No
     return replaced_claim_id if replaced_claim_id is not None else claim_id
 
 
-def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, region: str | None = None) -> Forgotten:
+def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, region: str | None = None,
+                 before: Callable[[list[str]], None] | None = None) -> Forgotten:
     """Erase a phone number from the ledger (idempotent); raise ValueError for a non-number.
 
     The number leaves every message that recorded it (the ``phone`` column is emptied: the rows
@@ -195,6 +203,8 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
     found = Forgotten(None, phone=phone)
     message, suppression = (model.__table__ for model in (Message, Suppression))  # type: ignore[attr-defined,union-attr]
     digest = phone_hash(phone)
+    if before is not None:  # the files forget finds are an address's: none for a number
+        before([])
     with _erasing(ledger) as conn:
         found.rows[message.name] = int(conn.execute(
             update(message).where(message.c.phone == phone).values(phone=None)).rowcount or 0)

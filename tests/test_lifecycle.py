@@ -71,7 +71,7 @@ def test_forget_erases_every_row_with_the_address_and_keeps_only_its_hash(shop: 
     assert {table for table, _ in columns_holding(db, BOB)} == {
         "cr_message", "cr_decision", "cr_code", "cr_send_test", "cr_survey"}
 
-    result = shop.cli("forget", " BOB@example.com ", "--json", now=None)
+    result = shop.cli("forget", " BOB@example.com ", "--keep-files", "--json", now=None)
     assert result.exit_code == 0, result.output
     assert result.json["erased"] == {"cr_message": 1, "cr_decision": 1, "cr_survey": 1, "cr_send_test": 1,
                                      "cr_inbound": 0}
@@ -96,7 +96,7 @@ def test_forget_keeps_the_record_of_a_carts_steps_so_none_goes_out_twice(shop: S
     (first,) = shop.messages()
     shop.carts.clear()
     shop.add(cart("h1", email="new@example.com"))
-    assert shop.cli("forget", "old@example.com", "--json", now=None).json["erased"]["cr_message"] == 1
+    assert shop.cli("forget", "old@example.com", "--keep-files", "--json", now=None).json["erased"]["cr_message"] == 1
     (decision,) = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json",
                            now=NOW + timedelta(minutes=30)).json["decisions"]
     assert (decision["action"], decision["reason"]) == ("defer", "step_not_due")
@@ -129,7 +129,7 @@ def test_forget_overwrites_the_deleted_rows_even_where_secure_deletion_is_off(tm
 def test_the_runs_after_forget_never_learn_the_address_back(shop: Shop) -> None:
     _codes_shop(shop)
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
-    assert shop.cli("forget", BOB, now=None).exit_code == 0
+    assert shop.cli("forget", BOB, "--keep-files", now=None).exit_code == 0
     later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(days=2))
     assert later.exit_code == 0, later.output
     bob = next(d for d in later.json["decisions"] if d["cart_id"] == "c-bob")
@@ -142,7 +142,7 @@ def test_suppress_remove_refuses_to_lift_an_erasure_without_force(shop: Shop) ->
     slip of suppress remove must not undo an erasure request without a word."""
     _codes_shop(shop)
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
-    assert shop.cli("forget", BOB, now=None).exit_code == 0
+    assert shop.cli("forget", BOB, "--keep-files", now=None).exit_code == 0
     refused = shop.cli("suppress", "remove", BOB, "--json", now=None)
     message = refused.json["error"]["message"]
     assert refused.exit_code == 2 and "erased" in message and "--force" in message
@@ -155,8 +155,8 @@ def test_suppress_remove_refuses_to_lift_an_erasure_without_force(shop: Shop) ->
 def test_forgetting_twice_changes_nothing(shop: Shop) -> None:
     _codes_shop(shop)
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
-    first = shop.cli("forget", BOB, "--json", now=None)
-    again = shop.cli("forget", BOB, "--json", now=None)
+    first = shop.cli("forget", BOB, "--keep-files", "--json", now=None)
+    again = shop.cli("forget", BOB, "--keep-files", "--json", now=None)
     assert first.exit_code == again.exit_code == 0
     assert sum(first.json["erased"].values()) == 2
     assert sum(again.json["erased"].values()) == 0 and again.json["codes_kept"] == 0
@@ -229,7 +229,7 @@ def test_forget_erases_the_other_form_of_an_international_domain_on_a_postgresql
         shop.configure(ledger={"url": db.url})
         shop.add(cart("c-ann", email="ann@bücher.example"), cart("c-eve", email="eve@example.com"))
         assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
-        result = shop.cli("forget", "Ann@XN--BCHER-KVA.example", "--json", now=None)
+        result = shop.cli("forget", "Ann@XN--BCHER-KVA.example", "--keep-files", "--json", now=None)
         assert result.exit_code == 0, result.output
         assert (result.json["erased"]["cr_message"], result.json["erased"]["cr_decision"]) == (1, 1)
         left = [(table, n) for table in ("cr_message", "cr_decision") for (n,) in db.execute(
@@ -257,7 +257,7 @@ def test_forget_erases_the_address_in_its_composed_and_decomposed_unicode_forms(
             conn.execute(f"UPDATE {table} SET email = ? WHERE email = ?", (stored, ANN_COMPOSED))
     conn.close()
     assert {table for table, _ in columns_holding(db, stored)} == {"cr_message", "cr_decision"}
-    result = shop.cli("forget", asked, "--json", now=None)
+    result = shop.cli("forget", asked, "--keep-files", "--json", now=None)
     assert result.exit_code == 0, result.output
     assert (result.json["erased"]["cr_message"], result.json["erased"]["cr_decision"]) == (1, 1)
     assert columns_holding(db, ANN_COMPOSED) == columns_holding(db, ANN_DECOMPOSED) == []
@@ -273,7 +273,7 @@ def test_forget_erases_the_composed_form_when_asked_in_the_decomposed_one_on_a_p
         shop.configure(ledger={"url": db.url})
         shop.add(cart("c-ann", email=ANN_COMPOSED), cart("c-eve", email="eve@example.com"))
         assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
-        result = shop.cli("forget", ANN_DECOMPOSED.upper(), "--json", now=None)
+        result = shop.cli("forget", ANN_DECOMPOSED.upper(), "--keep-files", "--json", now=None)
         assert result.exit_code == 0, result.output
         assert (result.json["erased"]["cr_message"], result.json["erased"]["cr_decision"]) == (1, 1)
         left = [n for table in ("cr_message", "cr_decision") for (n,) in db.execute(
@@ -327,14 +327,68 @@ def test_the_call_list_is_the_shops_file_until_asked(shop: Shop) -> None:
     before = call_list.read_text(encoding="utf-8")
 
     told = shop.cli("forget", BOB, now=None)
-    assert told.exit_code == 0 and call_list.read_text(encoding="utf-8") == before
-    assert "has 1 rows of this address" in told.stderr and "--files" in told.stderr
+    assert told.exit_code == 2 and call_list.read_text(encoding="utf-8") == before
+    assert "1 call-list row" in told.stderr and "--files" in told.stderr and "--keep-files" in told.stderr
+    assert ledger_of(shop).suppression(email_hash(BOB)) is None  # nothing was changed
 
     removed = shop.cli("forget", BOB, "--files", "--json", now=None)
     assert removed.json["call_list"] == {"path": str(call_list), "rows": 1, "removed": True}
     with call_list.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["email"] for row in rows] == ["eve@example.com"]
+
+
+def _bob_and_eve_in_an_outbox(shop: Shop) -> Path:
+    """Bob's and Eve's reminders written by ``run --outbox``; the outbox folder."""
+    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
+    outbox = shop.folder / "out"
+    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    return outbox
+
+
+def test_forget_without_files_refuses_while_outbox_files_hold_the_person_so_they_stay_findable(shop: Shop) -> None:
+    """``forget`` without ``--files`` erased the ledger rows that say which ``--outbox`` files
+    hold the person: a ``forget --files`` after it found none of them, and the erasure could
+    never be finished by the tool. Now it changes nothing and says how to go on."""
+    outbox = _bob_and_eve_in_an_outbox(shop)
+    refused = shop.cli("forget", BOB, now=None)
+    assert refused.exit_code == 2, refused.output
+    assert "1 outbox file" in refused.stderr and "--files" in refused.stderr and "--keep-files" in refused.stderr
+    assert ledger_of(shop).suppression(email_hash(BOB)) is None
+    assert columns_holding(shop.folder / "ledger.db", BOB)  # nothing was erased
+    done = shop.cli("forget", BOB, "--files", "--json", now=None)
+    assert done.exit_code == 0, done.output
+    assert len(done.json["files_removed"]) == 1 and [p.name for p in outbox.iterdir()] == ["csv_c-eve-step1-2.eml"]
+
+
+def test_forget_refusing_under_json_is_one_document_counting_the_files_and_rows(shop: Shop) -> None:
+    shop.add(cart("c-bob", email=BOB))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    (shop.folder / "call-list.csv").write_text("cart_id,phone,email\r\nc-bob,+46700000001,bob@example.com\r\n")
+    refused = shop.cli("forget", BOB, "--json", now=None)
+    assert refused.exit_code == 2 == refused.json["error"]["exit_code"]
+    assert refused.json["call_list"]["rows"] == 1 and len(refused.json["files"]) == 1
+    assert refused.json["files"][0].endswith(".eml")
+
+
+def test_forget_keep_files_erases_the_ledger_and_lists_the_files_it_leaves(shop: Shop) -> None:
+    outbox = _bob_and_eve_in_an_outbox(shop)
+    kept = shop.cli("forget", BOB, "--keep-files", "--json", now=None)
+    assert kept.exit_code == 0, kept.output
+    (left,) = kept.json["files_kept"]
+    assert Path(left).exists() and kept.json["files_removed"] == []
+    assert columns_holding(shop.folder / "ledger.db", BOB) == []
+    said = shop.cli("forget", BOB, "--keep-files", now=None)  # nothing left to find: as any forget
+    assert said.exit_code == 0 and left not in said.stderr
+    with_files = shop.cli("forget", "eve@example.com", "--keep-files", now=None)
+    assert with_files.exit_code == 0 and str(next(outbox.glob("*c-eve*"))) in with_files.stderr
+
+
+def test_forget_files_and_keep_files_together_is_a_usage_error(shop: Shop) -> None:
+    shop.add(cart("c1")).write()
+    result = shop.cli("forget", BOB, "--files", "--keep-files", "--json", now=None)
+    assert result.exit_code == 2 and "give one" in result.json["error"]["message"]
+    assert ledger_of(shop).suppressions() == []
 
 
 def test_forget_files_removes_the_rows_of_a_call_list_a_spreadsheet_saved_and_keeps_its_layout(shop: Shop) -> None:
@@ -349,9 +403,7 @@ def test_forget_files_removes_the_rows_of_a_call_list_a_spreadsheet_saved_and_ke
 
 
 def test_files_removes_the_eml_files_of_the_address(shop: Shop) -> None:
-    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
-    outbox = shop.folder / "out"
-    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    outbox = _bob_and_eve_in_an_outbox(shop)
     result = shop.cli("forget", BOB, "--files", "--json", now=None)
     assert result.exit_code == 0, result.output
     assert len(result.json["files"]) == 1 and result.json["files_removed"] == result.json["files"]
@@ -389,9 +441,7 @@ def test_files_removes_the_webhook_documents_of_the_address_too(shop: Shop) -> N
     the address too, and only ``.eml`` files had been found, counted and removed."""
     shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "webhook"}]},
                    webhook={"url": "https://hooks.example.com/cart", "secret": "whsec-" + "k" * 30})
-    shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
-    outbox = shop.folder / "out"
-    assert shop.cli("run", "--outbox", str(outbox)).exit_code == 0
+    outbox = _bob_and_eve_in_an_outbox(shop)
     result = shop.cli("forget", BOB, "--files", "--json", now=None)
     assert len(result.json["files"]) == 1 and result.json["files_removed"] == result.json["files"]
     assert [path.name for path in outbox.iterdir()] == [p.name for p in outbox.iterdir() if "c-eve" in p.name]
@@ -514,7 +564,7 @@ def test_forget_and_retention_on_a_server_ledger(shop: Shop, kind: str) -> None:
         shop.configure(ledger={"url": db.url, "retention": {"decisions": "2d", "runs": "2d"}})
         shop.add(cart("c-bob", email="Bob@Example.com"), cart("c-alice", email="alice@example.com"))
         assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
-        forgotten = shop.cli("forget", BOB, "--json", now=None)
+        forgotten = shop.cli("forget", BOB, "--keep-files", "--json", now=None)
         assert forgotten.exit_code == 0, forgotten.output
         assert forgotten.json["erased"]["cr_message"] == 1 and forgotten.json["erased"]["cr_decision"] == 1
         later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + timedelta(days=3))

@@ -359,7 +359,7 @@ def _read_and_forget(shop: Shop, tmp_path: Path, who: str) -> Path:
     message.replace_header("Message-ID", f"<1732093200.5f3a.{who}>")
     box = mbox_of(tmp_path / "unsubscribe.mbox", message)
     assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 0
-    assert shop.cli("forget", who, now=None).exit_code == 0
+    assert shop.cli("forget", who, "--keep-files", now=None).exit_code == 0
     return box
 
 
@@ -400,7 +400,7 @@ def test_a_refused_mail_keeps_no_message_id_naming_its_sender_and_is_still_taken
     secret = shop.config["shop"]["unsubscribe_secret"]
     shop.configure(shop={"unsubscribe_secret": "a-rotated-secret-by-mistake-0123"})
     assert shop.cli("suppress", "mailbox", str(box), now=None).exit_code == 1  # refused
-    assert shop.cli("forget", "bob@example.com", now=None).exit_code == 0
+    assert shop.cli("forget", "bob@example.com", "--keep-files", now=None).exit_code == 0
     assert columns_holding(shop.folder / "ledger.db", "bob@example.com") == []
     shop.configure(shop={"unsubscribe_secret": secret})
     again = shop.cli("suppress", "mailbox", str(box), "--json", now=None)  # its token verifies now
@@ -420,7 +420,7 @@ def test_forget_hashes_the_message_ids_of_refused_mails_an_older_version_kept(sh
     ledger.close()
     shop.add(cart("c-bob", email="bob@example.com"))
     shop.write()
-    assert shop.cli("forget", "bob@example.com", now=None).exit_code == 0
+    assert shop.cli("forget", "bob@example.com", "--keep-files", now=None).exit_code == 0
     assert columns_holding(shop.folder / "ledger.db", "bob@example.com") == []
     ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
     assert ledger.inbound_action(forgotten_key("mail <42.bob@example.com>")) == "refused"  # still read once

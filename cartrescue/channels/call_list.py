@@ -1,7 +1,8 @@
 """Call-list channel: the most expensive channel, a person phoning the customer.
 
 Owns appending one row per cart to a CSV that shop staff work through (who, how to reach them,
-what is in the cart, why they are on the list). It renders no message. The file is the shop's,
+what is in the cart, why they are on the list), and taking out the rows of people who opted out
+since or are erased (:func:`suppressed_rows`, :func:`rows_of`). It renders no message. The file is the shop's,
 re-saved by a spreadsheet: rows are written the way its header line was (:class:`Layout`).
 """
 
@@ -11,7 +12,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
@@ -277,6 +278,11 @@ def _values(decision: Decision, tz: tzinfo, added: str, region: str | None) -> d
     }
 
 
+#: A data row's contacts as the list holds them: its ``email`` (normalized) and its ``phone``
+#: (E.164, read in the shop's country), each ``None`` where the list has no such column or cell.
+Contact = tuple[str | None, str | None]
+
+
 def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, region: str | None = None,
             remove: bool = False) -> int:
     """How many rows of the call list at ``path`` are for ``email`` (normalized, in either form
@@ -288,44 +294,74 @@ def rows_of(path: Path, email: str | None = None, *, phone: str | None = None, r
     BOM, line ending) and rewritten so. The rewrite goes to a temporary file renamed over the
     list, so staff never open half a file; a missing list, or one whose header names no column
     of ours, has no rows. The list is the shop's: cartrescue only ever appends to it, and
-    removes rows only when asked.
+    removes rows only when asked, or when their person opted out (:func:`suppressed_rows`).
     """
+    from cartrescue.contacts import email_forms
+
+    wanted = {phone} if phone else set(email_forms(email or ""))
+    return _drop_rows(path, remove, region,
+                      lambda contacts: [(number if phone else address) in wanted for address, number in contacts])
+
+
+def suppressed_rows(path: Path, suppressed: Callable[[list[str]], set[str]], region: str | None = None, *,
+                    remove: bool = True) -> int:
+    """How many rows of the call list at ``path`` are of a person suppressed since they were
+    written (their address or number: unsubscribed, STOP, bounced, imported, forgotten), rewritten
+    without them as :func:`rows_of` rewrites (``remove``): staff must not phone them.
+    ``suppressed`` answers which of the contact hashes it is given are suppressed (the ledger:
+    one query for the whole list, asked under the list's lock, so no row a run appends
+    meanwhile is lost)."""
+    from cartrescue.contacts import email_hashes, phone_hash
+    from cartrescue.decide.eligibility import suppresses
+
+    def theirs(contacts: list[Contact]) -> list[bool]:
+        hashes = {digest for address, number in contacts
+                  for digest in (*(email_hashes(address) if address else ()), *((phone_hash(number),) if number else ()))}
+        found = suppressed(sorted(hashes)) if hashes else set()
+        return [bool(found) and suppresses(found, address, number) for address, number in contacts]
+
+    return _drop_rows(path, remove, region, theirs)
+
+
+def _drop_rows(path: Path, rewrite: bool, region: str | None, pick: Callable[[list[Contact]], list[bool]]) -> int:
+    """How many data rows of the list at ``path`` ``pick`` chooses (given every row's
+    :data:`Contact`); with ``rewrite`` the list is replaced by one without them, under its
+    lock (no run appends while it is rewritten)."""
     if not path.exists():
         return 0
-    with _locked(path) if remove else path.open("rb") as handle:  # no run appends while it is rewritten
+    with _locked(path) if rewrite else path.open("rb") as handle:
         handle.seek(0)
-        return _matching_rows(path, handle.read(), remove, email, phone, region)
+        data = handle.read()
+        try:
+            layout = layout_of(path, io.BytesIO(data).readline())
+        except UnusableList:
+            return 0
+        text = data.removeprefix(BOM).decode("utf-8")
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter))
+        if not rows:
+            return 0
+        names = [column_of(name) for name in rows[0]]
+        chosen = pick([_contact(row, names, region) for row in rows[1:]])
+        keep = [rows[0], *(row for row, out in zip(rows[1:], chosen) if not out)]
+        found = len(rows) - len(keep)
+        if rewrite and found:
+            _replace(path, keep, layout)
+        return found
 
 
-def _matching_rows(path: Path, data: bytes, rewrite: bool, email: str | None, phone: str | None,
-                   region: str | None) -> int:
-    """:func:`rows_of` on the list's bytes ``data``; with ``rewrite`` (the caller holds the
-    list's lock) the list is replaced by one without them, before the lock goes."""
-    from cartrescue.contacts import email_forms, normalize_email, normalize_phone
+def _contact(row: list[str], names: list[str], region: str | None) -> Contact:
+    """The :data:`Contact` of one data row under the header ``names``."""
+    from cartrescue.contacts import normalize_email, normalize_phone
 
-    try:
-        layout = layout_of(path, io.BytesIO(data).readline())
-    except UnusableList:
-        return 0
-    text = data.removeprefix(BOM).decode("utf-8")
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter))
-    column, wanted = ("phone", {phone}) if phone else ("email", set(email_forms(email or "")))
-    names = [column_of(name) for name in rows[0]] if rows else []
-    if column not in names:
-        return 0
-    at = names.index(column)
+    def value(column: str) -> str:
+        at = names.index(column) if column in names else len(row)
+        text = row[at] if at < len(row) else ""
+        if text[:2] in {"'" + start for start in _FORMULA_START}:
+            text = text[1:]  # the apostrophe cell() puts before a formula character
+        return text
 
-    def address(row: list[str]) -> str | None:
-        value = row[at] if at < len(row) else ""
-        if value[:2] in {"'" + start for start in _FORMULA_START}:
-            value = value[1:]  # the apostrophe cell() puts before a formula character
-        return normalize_phone(value, region) if phone else normalize_email(value)
-
-    keep = [rows[0], *(row for row in rows[1:] if address(row) not in wanted)]
-    found = len(rows) - len(keep)
-    if rewrite and found:
-        _replace(path, keep, layout)
-    return found
+    address, number = value("email"), value("phone")
+    return (normalize_email(address) if address else None), (normalize_phone(number, region) if number else None)
 
 
 def _replace(path: Path, rows: list[list[str]], layout: Layout) -> None:

@@ -5,8 +5,35 @@ from typing import Annotated, Any
 
 import typer
 
-from cartrescue.commands.common import ConfigOption, JsonOption, err_console, fail, json_out, load, recording_ledger
+from cartrescue.commands.common import (
+    ConfigOption,
+    JsonOption,
+    err_console,
+    error_json,
+    error_line,
+    fail,
+    json_out,
+    load,
+    recording_ledger,
+)
 from cartrescue.errors import CartrescueError, ConfigError
+
+
+class FilesHoldThem(ConfigError):
+    """``forget`` without ``--files`` or ``--keep-files`` of a person whom outbox files or
+    call-list rows still hold: erased, the ledger's rows were the only link to the files, and
+    ``forget --files`` could never find them again. Nothing was changed (exit 2)."""
+
+    def __init__(self, contact: str, files: list[str], rows: int) -> None:
+        from cartrescue.text import counted
+
+        held = " and ".join(part for part in (counted(len(files), "outbox file") if files else "",
+                                               counted(rows, "call-list row") if rows else "") if part)
+        super().__init__(f"{contact}: the shop's files still hold this person ({held}), and the ledger's rows "
+                         "are what finds them: run again with --files to delete them with the erasure, or with --keep-files "
+                         "to erase the ledger only and leave them (listed, for you to deal with) "
+                         "(nothing was changed)")
+        self.files, self.rows = files, rows
 
 
 def forget(
@@ -18,6 +45,11 @@ def forget(
         "--files", help="Also remove the address from the files cartrescue wrote for the shop: its rows in the "
                         "call-list CSV, the files `run --outbox` wrote for it (.eml, .json, .sms.txt), and the "
                         "`send-test --outbox` files sent to it or rendered from its carts.")] = False,
+    keep_files: Annotated[bool, typer.Option(
+        "--keep-files", help="Erase the ledger only, and leave the person's call-list rows and outbox files "
+                             "where they are (listed: once the ledger is erased, forget cannot find the files "
+                             "again). Without it or --files, forget of a person such files hold changes "
+                             "nothing (exit 2).")] = False,
 ) -> None:
     """Erase everything the ledger holds about one address (a GDPR erasure request).
 
@@ -35,9 +67,10 @@ def forget(
     every message that recorded it and kept only as a suppression under its hash: it never gets
     a text again. The rows stay (they are also the record of the carts' e-mail steps).
 
-    The call-list CSV and `--outbox` folders are the shop's files: `forget` counts the
-    address's rows and files there, and removes them only with `--files`. The shop's own
-    database and exports are the shop's to erase.
+    The call-list CSV and `--outbox` folders are the shop's files: `--files` removes the
+    person's rows and files there with the erasure; `--keep-files` leaves them and lists them;
+    with neither, `forget` of a person they hold changes nothing (exit 2): the ledger's rows are
+    what finds the files. The shop's own database and exports are the shop's to erase.
 
     Examples:
 
@@ -45,38 +78,50 @@ def forget(
 
         cartrescue forget +46701234567
     """
-    from cartrescue.channels.call_list import rows_of
     from cartrescue.lifecycle import forget as erase
     from cartrescue.lifecycle import forgettable
 
     try:
         cfg = load(config)
+        if files and keep_files:
+            raise ConfigError("--files deletes the person's files, --keep-files leaves them: give one "
+                              "(nothing was changed)")
         try:  # before the ledger is opened: a refused request makes no ledger file
-            forgettable(email, cfg.phone_region)
+            address, number = forgettable(email, cfg.phone_region)
         except ValueError as exc:
             raise ConfigError(f"{exc} (nothing was changed)") from None
+        call_list = cfg.path(cfg.call_list.path)
+        # Counted before the ledger changes: a list it cannot read leaves the ledger as it was.
+        listed = 0 if files else _call_list_rows(call_list, address, number, cfg.phone_region, remove=False)
+
+        def held(found: list[str]) -> None:
+            if found or listed:
+                raise FilesHoldThem(address or number or email, found, listed)
+
         ledger = recording_ledger(cfg)
         try:
-            done = erase(ledger, email, region=cfg.phone_region)
+            done = erase(ledger, email, region=cfg.phone_region, before=None if files or keep_files else held)
         except ValueError as exc:
             raise ConfigError(f"{exc} (nothing was changed)") from None
         finally:
             ledger.close()
-        call_list = cfg.path(cfg.call_list.path)
-        try:
-            listed = rows_of(call_list, done.email, phone=done.phone, region=cfg.phone_region, remove=files)
-        except (OSError, UnicodeDecodeError) as exc:  # the ledger is erased already: say what is left
-            raise CartrescueError(f"{call_list}: the call list could not be {'rewritten' if files else 'read'} "
-                                  f"({getattr(exc, 'strerror', None) or exc}); the ledger is erased, its rows "
-                                  "of this person are not") from None
+        if files:
+            listed = _call_list_rows(call_list, done.email, done.phone, cfg.phone_region, remove=True)
         gone: list[str] = []
         missing: list[str] = []
+        kept = [str(_where_now(cfg, Path(name))) for name in done.files] if not files else []
         for name in done.files if files else ():
             path = _where_now(cfg, Path(name))
             if _remove(path):
                 gone.append(str(path))
             else:
                 missing.append(name)
+    except FilesHoldThem as error:
+        if as_json:  # one document: the error, and what holds the person
+            json_out({"error": error_json(error), "call_list": {"path": str(call_list), "rows": error.rows},
+                      "files": error.files}, config=cfg)
+        err_console().print(error_line(str(error)), soft_wrap=True)
+        raise typer.Exit(int(error.exit_code)) from None
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
@@ -84,12 +129,26 @@ def forget(
                   # suppressed: how it ends, always; suppression_added: False when it was already
                   "codes_freed": done.codes_freed, "suppressed": True, "suppression_added": done.suppressed,
                   "call_list": {"path": str(call_list), "rows": listed, "removed": files and bool(listed)},
-                  "files": done.files, "files_removed": gone, "files_not_found": missing,
+                  "files": done.files, "files_removed": gone, "files_not_found": missing, "files_kept": kept,
                   "exit_code": 1 if missing else 0}, config=cfg)
     else:
-        _report(done, call_list, listed, files, gone, missing)
+        _report(done, call_list, listed, files, gone, missing, kept)
     if missing:  # the erasure is not complete: a script must not take it for done
         raise typer.Exit(1)
+
+
+def _call_list_rows(call_list: Path, email: str | None, phone: str | None, region: str | None, *,
+                    remove: bool) -> int:
+    """The person's rows in the call list (:func:`~cartrescue.channels.call_list.rows_of`), removed
+    with ``remove`` (after the ledger's erasure: a failure says what is left)."""
+    from cartrescue.channels.call_list import rows_of
+
+    try:
+        return rows_of(call_list, email, phone=phone, region=region, remove=remove)
+    except (OSError, UnicodeDecodeError) as exc:
+        done = "the ledger is erased, its rows of this person are not" if remove else "nothing was changed"
+        raise CartrescueError(f"{call_list}: the call list could not be {'rewritten' if remove else 'read'} "
+                              f"({getattr(exc, 'strerror', None) or exc}); {done}") from None
 
 
 def _where_now(cfg: Any, recorded: Path) -> Path:
@@ -116,7 +175,8 @@ def _remove(path: Path) -> bool:
     return True
 
 
-def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str], missing: list[str]) -> None:
+def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str], missing: list[str],
+            kept: list[str]) -> None:
     from rich.text import Text
 
     from cartrescue.text import counted, printable
@@ -134,17 +194,17 @@ def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str
                   soft_wrap=True)
     if listed:
         what = f"removed its {listed} rows" if files else \
-            f"has {listed} rows of this address: the file is the shop's; remove them, or run again with --files"
+            (f"left its {listed} rows (--keep-files): the file is the shop's; remove them yourself (the next "
+             "delivering run removes the rows of suppressed people)")
         console.print(Text(printable(f"call list {call_list}: {what}")), soft_wrap=True)
     if done.files:
         what = f"deleted {len(gone)}" if files else \
-            ("delete these yourself: the ledger no longer knows them, so forget cannot find them again "
-             "(next time, forget --files deletes them with the erasure)")
+            ("left (--keep-files): delete these yourself, the ledger no longer knows them, so forget cannot "
+             "find them again")
         console.print(Text(printable(f"{counted(len(done.files), 'outbox file')} written for this address by --outbox: "
                                      f"{what}")), soft_wrap=True)
-        if not files:
-            for name in done.files:
-                console.print(Text(printable(f"  {name}")), soft_wrap=True)
+        for name in kept:
+            console.print(Text(printable(f"  {name}")), soft_wrap=True)
     if missing:
         console.print(Text(printable(f"error: {counted(len(missing), 'outbox file')} not found where the ledger recorded "
                                      "them, nor beside the config (moved or copied elsewhere?): find and delete "
