@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Literal, NoReturn, Protocol
 
 from cartrescue.stops import SIGNALS
@@ -284,6 +285,43 @@ def die_with(parent: int, sig: int = signal.SIGKILL) -> None:
     ``PR_SET_PDEATHSIG``, nothing elsewhere. If ``parent`` is already gone, ``sig`` comes now."""
     if _prctl(1, int(sig)) and os.getppid() != parent:  # PR_SET_PDEATHSIG; the parent died before the call
         os.kill(os.getpid(), sig)
+
+
+#: Names the process that started this one as a worker of ``run --workers`` or a shop of ``run-all``.
+PARENT_ENV = "CARTRESCUE_PARENT_PID"
+
+
+def started_by() -> int | None:
+    """The pid of the run that started this process as its worker or shop (:data:`PARENT_ENV`), or None."""
+    parent = os.environ.get(PARENT_ENV, "")
+    return int(parent) if parent.isdigit() else None
+
+
+def orphaned() -> bool:
+    """Whether the run that started this process (:func:`started_by`) is dead or dying.
+
+    Asked when a stop comes: the SIGTERM of :func:`die_with` (``PR_SET_PDEATHSIG``) is sent when
+    the parent's thread that started this process ends, which may be before the parent's last
+    thread (a killed parent's threads end one by one, and this process is handed to the next
+    one first: ``getppid`` still names the parent). That thread is its main thread, the
+    process's leader, whose state ``/proc`` shows: a zombie, or flagged exiting (``PF_EXITING``,
+    set before the signal is sent), is a parent dying. Nothing reads such a worker's output any
+    more, and its lock keeps the next run out until it has ended.
+    """
+    parent = started_by()
+    if parent is None:
+        return False
+    if os.getppid() != parent:
+        return True
+    try:
+        fields = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0] in ("Z", "X", "x") or bool(int(fields[6]) & _PF_EXITING)
+    except (OSError, IndexError, ValueError):  # not Linux, or gone meanwhile
+        return os.getppid() != parent
+
+
+#: Linux's task flag of a thread in ``do_exit`` (``/proc/<pid>/stat``, field 9).
+_PF_EXITING = 0x4
 
 
 def _prctl(option: int, argument: int | bytes) -> bool:

@@ -537,3 +537,31 @@ def test_a_stop_while_the_relay_has_not_greeted_leaves_every_message_for_the_nex
             channel.close()
     assert len(feed.outcomes) == 2  # the two taken by the two connections; the rest never claimed
     assert all(o.status is Status.TRANSIENT and "the run was stopped" in o.reply for o in feed.outcomes)
+
+
+@pytest.mark.smtp
+@pytest.mark.usefixtures("stop_signal")
+def test_a_message_whose_commands_went_out_before_a_stop_is_not_written_after_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pipelining writes the next message's MAIL, RCPT and DATA behind the last message. A stop
+    while that message's reply is late: its reply still decides it, but the next message is not
+    written once its 354 comes (the connection is closed instead: the relay never gets it), and
+    is ``failed_transient`` for the next run. Written, it went out after the stop and kept the
+    run (and a killed parent's worker) waiting for one more reply, up to the whole grace."""
+    monkeypatch.setattr(channels_base, "STOP_GRACE", 3.0)
+    with LoopbackSMTP(faults=[Fault(r"^first@", "late", stage="DATA", delay=0.5)]) as server:
+        channel = SmtpChannel(settings(server, pool_size=1))
+        feed = ListFeed([envelope(1, "first@example.com"), envelope(2, "second@example.com")])
+        _send_stop_signals_when(lambda: len(server.messages) == 1)
+        started = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                channel.run(feed)
+        finally:
+            channel.close()
+        stopping = time.monotonic() - started
+        time.sleep(0.2)
+    assert [m.rcpt_tos for m in server.messages] == [("first@example.com",)]
+    assert [(o.claim_id, o.status) for o in sorted(feed.outcomes, key=lambda o: o.claim_id)] == [
+        (1, Status.SENT), (2, Status.TRANSIENT)]
+    assert stopping < 2.0  # the first's late reply, not the grace

@@ -419,6 +419,19 @@ def test_the_claims_a_stopped_run_left_without_outcome_are_said_once_among_the_n
 # -- signals -------------------------------------------------------------------------------
 
 
+def test_a_process_is_orphaned_only_once_the_run_that_started_it_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What decides a stop's grace (0.5 s for an orphaned worker, 5 s else): a run of its own, or a
+    worker whose parent lives, is not orphaned; one whose parent is not the run that started it is."""
+    from cartrescue.processes import PARENT_ENV, orphaned
+
+    monkeypatch.delenv(PARENT_ENV, raising=False)
+    assert not orphaned()
+    monkeypatch.setenv(PARENT_ENV, str(os.getppid()))
+    assert not orphaned()
+    monkeypatch.setenv(PARENT_ENV, str(os.getpid()))  # not its parent: the one that started it is gone
+    assert orphaned()
+
+
 
 
 @pytest.mark.slow

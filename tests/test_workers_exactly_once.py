@@ -18,13 +18,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from shopdb import shop_database
-from smtpserver import LoopbackSMTP
+from smtpserver import Fault, LoopbackSMTP
 
 from conftest import NOW, REPO, Shop, cart, iso, worker_pids
 from test_exactly_once import _rows
@@ -49,19 +51,20 @@ def layout(request: pytest.FixtureRequest, shop: Shop) -> Iterator[tuple[str, st
         yield db.url, launcher, count
 
 
-def _shop(shop: Shop, server: LoopbackSMTP, url: str, **smtp: Any) -> set[str]:
-    """2,000 carts: 1,800 addresses with one (every tenth worth 250: tier vip) and 100 with two."""
+def _shop(shop: Shop, server: LoopbackSMTP, url: str, singles: int = SINGLES, **smtp: Any) -> set[str]:
+    """2,000 carts: 1,800 addresses (``singles``) with one (every tenth worth 250: tier vip) and 100
+    with two."""
     shop.configure(ledger={"url": url, "lock_timeout": "30s"}, smtp=server.smtp_config(pool_size=POOL, **smtp),
                    priority={"tiers": [{"name": "vip", "min_score": 40, "budget": VIP_BUDGET},
                                        {"name": "standard", "min_score": 0}]})
-    for n in range(SINGLES):
+    for n in range(singles):
         price = "250.00" if n % 10 == 0 else "25.00"
         shop.add(cart(f"c{n:04d}", email=f"a{n:04d}@example.com", items=[("SKU-1", "Mug", 1, price)]))
     for n in range(PAIRS):
         shop.add(cart(f"old{n:03d}", email=f"two{n:03d}@example.com", idle=timedelta(hours=5)),
                  cart(f"new{n:03d}", email=f"two{n:03d}@example.com", idle=timedelta(hours=2)))
     shop.write()
-    return {f"a{n:04d}@example.com" for n in range(SINGLES) if n % 10} | {f"two{n:03d}@example.com" for n in range(PAIRS)}
+    return {f"a{n:04d}@example.com" for n in range(singles) if n % 10} | {f"two{n:03d}@example.com" for n in range(PAIRS)}
 
 
 class _Launch:
@@ -170,3 +173,46 @@ def test_a_worker_killed_mid_run_strands_only_its_flight_and_a_rerun_sends_no_st
         recipients = server.recipients()
         assert set(recipients.values()) == {1}  # never twice, whatever the kill hit
         assert due <= set(recipients) | {row["email"] for row in stranded}
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize("delay", [0.2, 3.0], ids=["slow-relay", "stalling-relay"])
+def test_workers_of_a_killed_parent_end_within_a_second_and_a_rerun_sends_no_step_twice(
+        shop: Shop, delay: float) -> None:
+    """SIGKILL to ``run --workers 2`` mid-send: its workers (SIGTERM by PR_SET_PDEATHSIG) are gone
+    within a second, not after the stop's grace; a cron re-run right after finds their locks free
+    (exit 0, not 4) and sends nothing twice; every message the relay took has its ledger row."""
+    url = f"sqlite:///{shop.folder / 'ledger.db'}"
+    with LoopbackSMTP(faults=[Fault("@", "late", delay=delay)]) as server:  # each reply comes late
+        _shop(shop, server, url, singles=300)
+        launch = _Launch(shop, "workers", 2)
+        workers = launch.workers()
+        deadline = time.monotonic() + 60
+        while len(server.messages) < 3 * POOL and time.monotonic() < deadline:
+            time.sleep(0.005)
+        parent = launch.processes[0]
+        parent.kill()
+        killed = time.monotonic()
+        while any(_alive(pid) for pid in workers) and time.monotonic() < killed + 30:
+            time.sleep(0.01)
+        lasted = time.monotonic() - killed
+        parent.wait(10)
+        assert lasted < 4, f"the workers outlived their killed parent by {lasted:.1f} s"
+        server.faults.clear()
+        rerun = _Launch(shop, "workers", 2).finish()
+        assert [code for code, _doc in rerun] == [0], rerun[0][1].get("error")
+        time.sleep(0.3)  # whatever was in flight lands now or never
+        rows = {row["message_id"]: row for row in _rows(url)}
+        with server.lock:
+            received = [message.parsed()["Message-ID"] for message in server.messages]
+        assert all(message_id in rows for message_id in received)  # each message the relay got is on record
+        steps = Counter((rows[m]["cart_id"], rows[m]["step"]) for m in received)
+        assert set(steps.values()) == {1}  # no step twice, whatever the kill hit
+        assert all(rows[m]["status"] in ("sent", "claimed", "unconfirmed") for m in received)

@@ -103,6 +103,11 @@ J = TypeVar("J")
 #: them short (a message that went out stays claimed, as a kill leaves it; the SMTP and HTTP
 #: channels give one that surely did not ``failed_transient``); a second Ctrl-C cuts them short at once.
 STOP_GRACE = 5.0
+#: ... and in a worker of ``run --workers`` (or a shop of ``run-all``) whose parent was killed
+#: (kill -9, the out-of-memory killer: its parent-death SIGTERM, :func:`cartrescue.processes.orphaned`):
+#: nothing reads its output any more, and until it has ended its lock makes the next cron run
+#: exit 4. The operator who killed a stuck run wants it stopped, not sending for 5 s more.
+ORPHAN_GRACE = 0.5
 
 
 class Stoppable(Protocol):
@@ -239,6 +244,8 @@ class LoopChannel(Channel):
     _loop: "asyncio.AbstractEventLoop | None" = None
     #: The running batch's work queue (``_run`` sets it while it runs): what a stop winds down.
     _work: "Stoppable | None" = None
+    #: A stop came to a process whose parent died (see :data:`ORPHAN_GRACE`): end without lingering.
+    _hurried = False
 
     def run(self, feed: Feed) -> None:
         if self._loop is None:
@@ -270,12 +277,16 @@ class LoopChannel(Channel):
     def _stop(self) -> float:
         """Ctrl-C or SIGTERM came: the running batch starts nothing more, and what it has in
         flight gets :data:`STOP_GRACE` seconds to finish (their answers decide their rows, as in
-        any run); 0 (cut short now) when no batch runs."""
+        any run), :data:`ORPHAN_GRACE` when the parent of this worker died; 0 (cut short now)
+        when no batch runs."""
+        from cartrescue.processes import orphaned
+
+        self._hurried = orphaned()
         work = self._work
         if work is None:
             return 0.0
         work.stop()
-        return STOP_GRACE
+        return ORPHAN_GRACE if self._hurried else STOP_GRACE
 
     def _cutting(self) -> None:
         """A stop is about to cancel the running batch: note what only the moment before shows
@@ -284,9 +295,12 @@ class LoopChannel(Channel):
     def close(self) -> None:
         import asyncio
 
+        from cartrescue.processes import orphaned
+
         loop, self._loop = self._loop, None
         if loop is None:
             return
+        self._hurried = self._hurried or orphaned()  # also after a stop outside the loop (no _stop)
         try:
             leftover = asyncio.all_tasks(loop)  # only after an interrupted batch (KeyboardInterrupt)
             for task in leftover:

@@ -381,6 +381,11 @@ class _Work:
 _NEXT_STAGE = {"MAIL": "RCPT", "RCPT": "DATA", "DATA": "DATA"}
 
 
+class _Unwritten(Exception):
+    """A stop came before the message was written (its DATA was answered 354 after it): it is
+    not written, and the connection, whose relay waits for it, is closed."""
+
+
 class _Refused(Exception):
     def __init__(self, code: int, message: str, stage: str) -> None:
         super().__init__(f"{code} {message}")
@@ -569,9 +574,13 @@ class SmtpChannel(LoopChannel):
                 reply = await self._pipelined(slot, slot.pipe, job, batch, started)
             else:
                 assert slot.smtp is not None
-                reply = await self._stepwise(slot, slot.smtp, job)
+                reply = await self._stepwise(slot, slot.smtp, job, batch)
             if not 200 <= reply.code < 300:
                 raise _Refused(reply.code, reply.message, "DOT")
+        except _Unwritten:
+            self._drop(slot)
+            batch.finish(stopped(job.claim_id))
+            return None
         except _Refused as refused:
             self._silences = 0  # it answers
             await self._after_refusal(slot, refused)
@@ -724,6 +733,8 @@ class SmtpChannel(LoopChannel):
             raise refused
         if (early := pipe.early()) is not None:
             raise self._ended_early(slot, early)
+        if batch.stopping:  # its commands went out before the stop (a follower's, behind the last message)
+            raise _Unwritten
         pipe.send(job.wire, 1)
         job.stage = "DOT"
         # Only now is the next job taken (and so claimed): this message is already on its way, so
@@ -751,7 +762,7 @@ class SmtpChannel(LoopChannel):
     def _group(self, slot: _Slot, job: _Job) -> bytes:
         return self._mail(slot, job) + b"\r\nRCPT TO:<" + job.rcpt + b">\r\nDATA\r\n"
 
-    async def _stepwise(self, slot: _Slot, smtp: aiosmtplib.SMTP, job: _Job) -> SMTPResponse:
+    async def _stepwise(self, slot: _Slot, smtp: aiosmtplib.SMTP, job: _Job, batch: _Work) -> SMTPResponse:
         """Each command waits for its reply (a relay without PIPELINING), each at most
         ``smtp.timeout``; then the message."""
         timeout = self.settings.timeout
@@ -774,6 +785,8 @@ class SmtpChannel(LoopChannel):
             raise _Refused(reply.code, reply.message, "DATA")
         if (early := early_reply(protocol)) is not None:
             raise self._ended_early(slot, early)
+        if batch.stopping:
+            raise _Unwritten
         protocol.write(job.wire)  # already dot-stuffed: not SMTP.data, which would scan it again
         job.stage = "DOT"
         return await protocol.read_response(timeout=self.settings.data_timeout)
@@ -861,7 +874,7 @@ class SmtpChannel(LoopChannel):
             busy, slot.busy = slot.busy, False
             if smtp is None or not smtp.is_connected:
                 return
-            if busy:
+            if busy or self._hurried:  # an orphaned worker waits for no QUIT either (ORPHAN_GRACE)
                 smtp.close()
                 return
             try:

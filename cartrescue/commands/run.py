@@ -238,14 +238,13 @@ def _die_with_parent() -> None:
     """A worker of ``run --workers`` (or a shop's run of ``run-all``) gets SIGTERM when its parent
     dies (Linux), so that a killed parent leaves no orphan delivering on its own; it then ends
     like a stopped run."""
-    parent = os.environ.get("CARTRESCUE_PARENT_PID")
-    if not parent or not parent.isdigit():
-        return
     import signal
 
-    from cartrescue.processes import die_with
+    from cartrescue.processes import die_with, started_by
 
-    die_with(int(parent), signal.SIGTERM)
+    parent = started_by()
+    if parent is not None:
+        die_with(parent, signal.SIGTERM)
 
 
 def _shared(shard: Any, variable: str) -> Path | None:
