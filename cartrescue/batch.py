@@ -345,7 +345,7 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
     import tempfile
 
     round_folder = tempfile.TemporaryDirectory(prefix="cartrescue-round-")
-    env = {"PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid()), ROUND_ENV: round_folder.name}
+    env = {"PYTHONIOENCODING": "utf-8", processes.PARENT_ENV: str(os.getpid()), ROUND_ENV: round_folder.name}
     selector = selectors.DefaultSelector()
     running: list[_Child] = []
     interrupted: KeyboardInterrupt | None = None

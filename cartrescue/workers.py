@@ -241,7 +241,7 @@ class _Worker:
 
     def __init__(self, shard: Shard, arguments: list[str], events: "queue.Queue[tuple[int, str, Any]]",
                  warn: Callable[[str], None], method: Literal["fork", "spawn"], extra_env: dict[str, str]) -> None:
-        env = {**extra_env, "PYTHONIOENCODING": "utf-8", "CARTRESCUE_PARENT_PID": str(os.getpid())}
+        env = {**extra_env, "PYTHONIOENCODING": "utf-8", processes.PARENT_ENV: str(os.getpid())}
         self.shard = shard
         self.process = processes.start(arguments, env, method, str(shard))
         self.report = ShardReport(shard, self.process.pid, method)

@@ -55,7 +55,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         from cartrescue.config import resolve_now
 
         # A worker of run --workers leaves the warnings of the config to its parent, which says them once.
-        of_workers = shard is not None and as_json and bool(os.environ.get("CARTRESCUE_PARENT_PID"))
+        of_workers = shard is not None and as_json and _started_by_a_run()
         config = load(config_path, warn=not (quiet or of_workers))
         at = resolve_now(config, parse_now(now))
         live_clock = live_clock or (now is None and not config.now)  # cartrescue.clock
@@ -128,7 +128,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     except Exception as error:  # noqa: BLE001 - every failure still ends the one JSON document
         error = explained(error)  # type: ignore[assignment]
         # A worker of run --workers leaves the error line to its parent, which reports it once.
-        worker = shard is not None and as_json and bool(os.environ.get("CARTRESCUE_PARENT_PID"))
+        worker = shard is not None and as_json and _started_by_a_run()
         if stream is None:
             if isinstance(error, CartrescueError):
                 fail(error, as_json, quiet=quiet or (worker and isinstance(error, LockHeld)))
@@ -247,11 +247,18 @@ def _die_with_parent() -> None:
         die_with(parent, signal.SIGTERM)
 
 
+def _started_by_a_run() -> bool:
+    """Is this process a worker of ``run --workers`` (or a shop of ``run-all``)?"""
+    from cartrescue.processes import started_by
+
+    return started_by() is not None
+
+
 def _shared(shard: Any, variable: str) -> Path | None:
     """A worker of ``run --workers``: where its run builds the index its workers share that the
     environment ``variable`` names (:mod:`cartrescue.sources.shared`); None for any other run."""
     path = os.environ.get(variable)
-    return Path(path) if path and shard is not None and os.environ.get("CARTRESCUE_PARENT_PID") else None
+    return Path(path) if path and shard is not None and _started_by_a_run() else None
 
 
 def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: str, outbox: Path | None,
