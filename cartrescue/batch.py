@@ -22,7 +22,8 @@ import selectors
 import signal
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
@@ -460,8 +461,15 @@ def _take(child: _Child, which: str, data: bytes, warn: Callable[[str], None]) -
             continue
         tail.append(line)
         del tail[:-20]
-        name = path_text(child.shop.config)
-        warn(line if _names_config(line, name) else f"{name}: {line}")
+        warn(said_by(child.shop.config, line))
+
+
+def said_by(config: Path, line: str) -> str:
+    """A line a shop said on stderr (its run's, relayed by ``run-all``; its report's, in
+    ``report-all``), with the shop's config in front: among 200 shops, a bad order row's warning
+    must say whose it is. Not where the line names the config already (:func:`_names_config`)."""
+    name = path_text(config)
+    return line if _names_config(line, name) else f"{name}: {line}"
 
 
 def _names_config(line: str, config: str) -> bool:
@@ -469,6 +477,53 @@ def _names_config(line: str, config: str) -> bool:
     as every config error does): prefixed again, the path stood twice on the line."""
     _label, said, rest = line.partition(": ")
     return line.startswith(config + ":") or (bool(said) and rest.startswith(config + ":"))
+
+
+class ShopStderr:
+    """stderr while a shop is worked on in this process (``report-all`` reads each shop's report
+    here, not in a process of its own as ``run-all`` runs it): each whole line goes on to
+    ``stream`` as :func:`said_by` names it, as ``run-all`` relays a shop's lines. The lines come
+    from every module a report uses, each through a console made on ``sys.stderr`` when it speaks,
+    so the shop's stderr is what is named: :func:`shop_stderr` puts this there for one shop."""
+
+    def __init__(self, config: Path, stream: Any) -> None:
+        self._config = config
+        self._stream = stream
+        self._rest = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._rest = (self._rest + text).split("\n")
+        for line in lines:
+            self._stream.write((said_by(self._config, line) if line.strip() else line) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Write a last line said without its newline; the stream itself stays open."""
+        if self._rest:
+            self.write("\n")
+        self.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: a console asks the stream
+        if name == "rich_proxied_file":  # rich would write to the stream behind, unnamed
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def shop_stderr(config: Path) -> Iterator[None]:
+    """While in it, what is written to stderr names ``config``'s shop (:class:`ShopStderr`)."""
+    import sys
+    from contextlib import redirect_stderr
+
+    named_stderr = ShopStderr(config, sys.stderr)
+    try:
+        with redirect_stderr(named_stderr):  # type: ignore[type-var]  # duck-typed: write, flush, the rest passed on
+            yield
+    finally:
+        named_stderr.close()
 
 
 def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:

@@ -50,13 +50,37 @@ def connect_deadline(url: Any, limit: float | None = None) -> dict[str, Any]:
     under ``read_timeout``, which :func:`statement_deadline` makes the statements' (a ledger's,
     ``ledger.statement_wait``; a shop's database's, ``source.statement_wait``)."""
     backend, given = url.get_backend_name(), url.query
-    wait = CONNECT_WAIT if limit is None else min(CONNECT_WAIT, limit)
+    wait, _why = connect_wait(url, limit)
     args: dict[str, Any] = {}
     if backend in ("postgresql", "mysql", "mariadb") and "connect_timeout" not in given:
-        args["connect_timeout"] = max(2, math.ceil(wait)) if backend == "postgresql" else wait
+        args["connect_timeout"] = wait
     if backend in ("mysql", "mariadb") and "read_timeout" not in given:
         args["read_timeout"] = wait
     return args
+
+
+def connect_wait(url: Any, limit: float | None) -> tuple[float, str | None]:
+    """The seconds :func:`connect_deadline` lets connecting to ``url`` take, as its driver counts
+    them, and what a line about a connection that ran out of them names as the one to raise:
+    ``doctor --timeout`` where ``limit`` made them shorter than :data:`CONNECT_WAIT` (and the URL
+    set no wait of its own), else None: the drivers' own bound, which no option raises. A line
+    that said only "connection timed out" sent the owner of an agency's loop of ``doctor
+    --timeout 5s`` to look for a database that was down, where 5 s were too few for a far one."""
+    backend, given = url.get_backend_name(), url.query
+    wait = CONNECT_WAIT if limit is None else min(CONNECT_WAIT, limit)
+    if backend == "postgresql":
+        wait = max(2, math.ceil(wait))
+    own = "connect_timeout" in given or (backend in ("mysql", "mariadb") and "read_timeout" in given)
+    if limit is None or limit >= CONNECT_WAIT or own or backend not in ("postgresql", "mysql", "mariadb"):
+        return wait, None
+    return wait, DOCTOR_LIMIT if wait == limit else f"{DOCTOR_LIMIT}; PostgreSQL waits whole seconds, 2 at least"
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Is ``exc`` (a driver's error, or SQLAlchemy's around it) a wait for the server that ran
+    out: psycopg's "connection timeout expired", PyMySQL's "(timed out)"?"""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "timed out" in text or "timeout expired" in text
 
 
 def lift_read_deadline(engine: Any, url: Any) -> None:
@@ -143,11 +167,12 @@ class Silence:
     def line(self) -> str:
         return f"{self.names} stopped answering for {self.seconds:g} s ({self.key})"
 
-    def error(self, kind: type[BaseException], *args: Any) -> BaseException:
+    def error(self, kind: type[BaseException], *args: Any, line: str | None = None) -> BaseException:
         """The driver's error ``kind(*args, line)`` (an OperationalError: SQLAlchemy takes it for a
-        lost connection), marked for :func:`stopped_answering`."""
-        error = kind(*args, self.line())
-        error.cartrescue_silence = self.line()  # type: ignore[attr-defined]
+        lost connection), marked for :func:`stopped_answering`; ``line`` by default :meth:`line`."""
+        said = self.line() if line is None else line
+        error = kind(*args, said)
+        error.cartrescue_silence = said  # type: ignore[attr-defined]
         return error
 
 
@@ -160,13 +185,15 @@ def stopped_answering(exc: BaseException) -> str | None:
 
 
 def statement_deadline(engine: Any, url: Any, seconds: float | None, names: str,
-                       key: str = "ledger.statement_wait") -> Silence:
+                       key: str = "ledger.statement_wait", connect_limit: float | None = None) -> Silence:
     """Bound each statement of ``engine`` (a ledger's or a shop database's, to ``url``) by
     ``seconds`` without an answer (None: unbounded), for psycopg 3 and PyMySQL: their connections
     are made of the classes of :func:`_deadline_classes`. Any other driver (SQLite waits on its own
     ``busy_timeout``) is left as it is. A MySQL/MariaDB URL's own ``read_timeout`` and
     ``write_timeout`` win over ``seconds``. ``names`` (the config key of the URL, and the URL
-    without its password) and ``key`` (the config key of ``seconds``) make :meth:`Silence.line`."""
+    without its password) and ``key`` (the config key of ``seconds``) make :meth:`Silence.line`.
+    A connection that ran out of the wait ``connect_limit`` (``doctor --timeout``) gave it
+    (:func:`connect_wait`) fails with a line of the same kind, naming that option."""
     from sqlalchemy import event
 
     silence = Silence(seconds, names, key)
@@ -181,11 +208,18 @@ def statement_deadline(engine: Any, url: Any, seconds: float | None, names: str,
     given = url.query
     dbapi = engine.dialect.loaded_dbapi
     refusal = (2013,) if driver == "pymysql" else ()  # CR_SERVER_LOST: SQLAlchemy's "disconnected"
+    wait, why = connect_wait(url, connect_limit)
 
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         if silence.gone:  # connecting again through the same proxy would wait CONNECT_WAIT each time
             raise silence.error(dbapi.OperationalError, *refusal)
-        connection = made(*cargs, **cparams) if driver == "pymysql" else made.connect(*cargs, **cparams)
+        try:
+            connection = made(*cargs, **cparams) if driver == "pymysql" else made.connect(*cargs, **cparams)
+        except dbapi.OperationalError as exc:
+            if why is None or not timed_out(exc):
+                raise
+            raise silence.error(dbapi.OperationalError, *refusal,
+                                line=f"{names} did not answer within {wait:g} s ({why})") from None
         connection._silence = silence
         if driver == "pymysql":  # the greeting's deadline (connect_deadline) gives way to the statements'
             if "read_timeout" not in given:

@@ -342,10 +342,12 @@ class FitTable:
         return len(self.rows)
 
     def add_row(self, *cells: Any) -> None:
-        """Cells are ``str`` (ours) or rich ``Text`` (anything from data, built with printable)."""
+        """Cells are ``str`` (ours) or rich ``Text`` (anything from data, built with printable);
+        a cell of several lines (ours) is as wide as its longest."""
         longest = self.longest
         for index, cell in enumerate(cells):
-            size = cell_len(cell.plain if hasattr(cell, "plain") else cell)
+            text = cell.plain if hasattr(cell, "plain") else cell
+            size = max(map(cell_len, text.split("\n"))) if "\n" in text else cell_len(text)
             if size > longest[index]:
                 longest[index] = size
         self.rows.append(cells)
@@ -399,7 +401,10 @@ class DecisionTable:
     columns cart, address, step, action and reason, where a delivered send shows its outcome
     (``sent``, ``failed_transient``) as its reason; wider, also tier, score and detail (the
     subject, or what happened); ``--wide`` every column with nothing cut. Outside ``--wide``
-    every row is one line: a long address or detail ends in an ellipsis, a reason is never cut.
+    every row is one line, a long address or detail cut with an ellipsis, a reason never; but a
+    deferred cart's reason has a second line, when a run may act on it (``not before 2026-11-21
+    07:00 UTC``, the ``not_before`` of ``--json``): at the end of its detail, that moment was
+    cut below 160 columns and not shown below 120, where it is what an operator asks of a defer.
     """
 
     def __init__(self, limit: int | None, *, width: int = 80, wide: bool = False) -> None:
@@ -434,8 +439,8 @@ class DecisionTable:
         decision = result.decision
         subject = result.message.subject if result.message is not None else None
         self._add(decision.cart.id, decision.cart.customer.email, decision.step, decision.action.value,
-                  decision.reason.value, result.delivery, decision.tier, decision.score,
-                  with_not_before(detail_of(result), decision.not_before), subject)
+                  decision.reason.value, result.delivery, decision.tier, decision.score, detail_of(result),
+                  subject, decision.not_before)
 
     def add_row(self, row: dict[str, Any]) -> None:
         """One row from a result's JSON form (:func:`result_dict`; a worker's ``--json`` line)."""
@@ -445,12 +450,12 @@ class DecisionTable:
         not_before = row.get("not_before")
         self._add(row.get("cart_id") or "", row.get("email"), row.get("step"), row.get("action") or "",
                   row.get("reason") or "", row.get("delivery") or "", row.get("tier"), row.get("score"),
-                  with_not_before(row.get("detail") or "",
-                                  datetime.fromisoformat(not_before.replace("Z", "+00:00")) if not_before else None),
-                  row.get("subject"))
+                  row.get("detail") or "", row.get("subject"),
+                  datetime.fromisoformat(not_before.replace("Z", "+00:00")) if not_before else None)
 
     def _add(self, cart_id: str, email: str | None, step: int | None, action: str, reason: str, delivery: str,
-             tier: str | None, score: float | None, detail: str, subject: str | None) -> None:
+             tier: str | None, score: float | None, detail: str, subject: str | None,
+             not_before: datetime | None) -> None:
         from rich.text import Text
 
         delivered = delivery not in ("", "dry-run", "held_out")
@@ -459,8 +464,11 @@ class DecisionTable:
         address = Text(printable(email or "-"))
         step_cell = "" if step is None else str(step)
         action_cell = Text(action, style=ACTION_STYLE.get(action, ""))
+        why = printable(delivery if delivered and self.mode == "compact" else reason)
+        if not_before is not None:
+            why += "\n" + with_not_before("", not_before)
         if self.mode == "compact":
-            self.rows.add_row(cart, address, step_cell, action_cell, printable(delivery if delivered else reason))
+            self.rows.add_row(cart, address, step_cell, action_cell, why)
             return
         if delivered:
             detail = f"{delivery}: {detail}" if detail else delivery
@@ -468,7 +476,7 @@ class DecisionTable:
             detail = subject
         self.rows.add_row(
             cart, address, Text(printable(tier or "")), "" if score is None else f"{score:g}",
-            step_cell, action_cell, printable(reason), Text(printable(detail)),
+            step_cell, action_cell, why, Text(printable(detail)),
         )
 
 

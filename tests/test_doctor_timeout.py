@@ -130,3 +130,42 @@ def test_a_timeout_that_is_no_duration_above_zero_is_a_usage_error(shop: Shop, g
     result = shop.cli("doctor", "--timeout", given, "--json", now=None)
     assert result.exit_code == 2
     assert result.json["error"]["message"].startswith("--timeout: "), result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("url", "waited"), [
+    # libpq counts connect_timeout in whole seconds, 2 at least: a 1 s --timeout waits 2 s there
+    pytest.param("postgresql+psycopg://postgres@127.0.0.1:{port}/x", "2 s (doctor --timeout; PostgreSQL waits whole "
+                 "seconds, 2 at least)", marks=pytest.mark.postgres, id="postgres"),
+    pytest.param("mysql+pymysql://root@127.0.0.1:{port}/x", "1 s (doctor --timeout)", marks=pytest.mark.mariadb,
+                 id="mariadb")])
+def test_a_database_that_never_greets_is_said_to_have_run_past_the_doctors_timeout(
+        shop: Shop, url: str, waited: str) -> None:
+    """Connecting is bounded by ``--timeout`` too: the line names the option to raise, as a
+    statement's line does, not only "connection timed out"."""
+    from test_source_sql import QUERIES
+
+    with SilentServer() as port:
+        where = url.format(port=port)
+        shop.config = {**shop.config, "source": {"type": "sql", "url": where, "queries": QUERIES},
+                       "ledger": {"url": where}}
+        code, out, err, _took = doctor(shop, "--timeout", "1s", "--no-smtp", "--json")
+    assert code == ExitCode.CONFIG, err
+    checks = {check["name"]: check for check in json.loads(out)["checks"]}
+    assert checks["ledger"]["detail"] == f"{shop.config_path}: ledger.url {where} did not answer within {waited}"
+    assert checks["source"]["detail"] == (f"sql source: {shop.config_path}: source.url {where} did not answer "
+                                          f"within {waited}")
+
+
+def test_a_connect_wait_shorter_than_the_doctors_timeout_is_not_said_to_be_its() -> None:
+    """Without ``--timeout`` (30 s) a server's 10 s to connect are the drivers' own bound: the
+    line of a connection that timed out then names no option (there is none to raise)."""
+    from sqlalchemy.engine import make_url
+
+    from cartrescue.drivers import CONNECT_WAIT, connect_wait
+
+    url = make_url("postgresql+psycopg://postgres@127.0.0.1:5/x")
+    assert connect_wait(url, 30.0) == (CONNECT_WAIT, None)
+    assert connect_wait(url, None) == (CONNECT_WAIT, None)
+    assert connect_wait(url, 5.0) == (5, "doctor --timeout")
+    assert connect_wait(make_url("postgresql+psycopg://postgres@127.0.0.1:5/x?connect_timeout=3"), 1.0)[1] is None

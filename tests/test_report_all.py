@@ -9,6 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
+
 from conftest import NOW, Shop, cli, iso
 from reportdata import Experiment, order_row, write_ledger
 
@@ -140,3 +142,96 @@ def test_on_a_terminal_the_figures_stay_whole_and_a_shops_error_prints_above_the
     assert any(line.startswith(f"error: {shops[2].config_path}:2: not valid YAML") for line in lines), output
     assert any("30.50 EUR" in line for line in lines) and any("1000.00 SEK" in line for line in lines), output
     assert any(line.lstrip().startswith("all") and "30.50 EUR" in line for line in lines), output
+
+
+def _errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_a_since_that_is_no_date_is_one_usage_error_and_one_document_before_any_shop_is_read(
+        make_shop: Callable[[str], Shop]) -> None:
+    """The command line's mistake, not a shop's: once, naming the option, exit 2, and under
+    ``--json`` the one document every failed command writes. Said per shop, it was a wall of
+    200 identical lines in an agency's round; a shop whose config is broken is not even read."""
+    shops = [_shop(make_shop, "a", "EUR", ["10.00"]), _shop(make_shop, "b", "SEK", ["1000.00"])]
+    shops[1].config_path.write_text("shop: [not closed\n", encoding="utf-8")
+    done = cli("report-all", "--json", "--since", "2026-13-45", "--now", iso(LATER),
+               *(str(shop.config_path) for shop in shops))
+    assert done.exit_code == 2, done.output
+    assert json.loads(done.stdout) == {"error": {
+        "code": "config", "exit_code": 2,
+        "message": "--since: expected a date like 2026-11-23 or an ISO 8601 time, got '2026-13-45'"}}
+    assert _errors(done.stderr) == ["error: --since: expected a date like 2026-11-23 or an ISO 8601 time, got "
+                                    "'2026-13-45'"], done.stderr
+    assert "not valid YAML" not in done.stderr  # no shop was opened
+
+
+def test_a_since_after_the_until_is_one_usage_error_and_no_table(make_shop: Callable[[str], Shop]) -> None:
+    shops = [_shop(make_shop, "a", "EUR", ["10.00"]), _shop(make_shop, "b", "SEK", ["1000.00"])]
+    done = cli("report-all", "--since", "2026-11-22", "--until", "2026-11-20", "--now", iso(LATER),
+               *(str(shop.config_path) for shop in shops))
+    assert done.exit_code == 2, done.output
+    assert done.stdout == ""
+    (line,) = _errors(done.stderr)
+    assert line.startswith("error: --since 2026-11-22 is after --until 2026-11-20"), line
+    assert "cartrescue.yaml" not in done.stderr  # no shop's
+
+
+def test_a_period_that_depends_on_the_shops_timezone_is_still_judged_per_shop(
+        make_shop: Callable[[str], Shop]) -> None:
+    """``--until 2026-11-20`` ends at midnight of each shop's own clock: 23:00 UTC in Stockholm,
+    05:00 UTC the next day in New York. A period from 23:30 UTC is empty for the one only."""
+    stockholm = _shop(make_shop, "stockholm", "EUR", ["10.00"])
+    new_york = _shop(make_shop, "new-york", "USD", ["10.00"])
+    new_york.configure(shop={"timezone": "America/New_York"}).write()
+    done = cli("report-all", "--json", "--since", "2026-11-20T23:30:00Z", "--until", "2026-11-20", "--now", iso(LATER),
+               str(stockholm.config_path), str(new_york.config_path))
+    assert done.exit_code == 2, done.output
+    first, second = json.loads(done.stdout)["shops"]
+    assert first["error"]["code"] == "config" and "is not before --until" in first["error"]["message"], first
+    assert first["error"]["message"].startswith(f"{stockholm.config_path}:")
+    assert second["exit_code"] == 0 and "error" not in second, second
+
+
+def test_a_shops_warnings_name_its_config_as_run_all_names_them(make_shop: Callable[[str], Shop]) -> None:
+    """An order row that cannot be read is said on stderr as the shop's report says it; among an
+    agency's 200 shops the line must say which shop's, as run-all's lines do (config first)."""
+    good = _shop(make_shop, "good", "EUR", ["10.00"])
+    bad = _shop(make_shop, "bad", "EUR", ["10.00"])
+    bad.add_orders(order_row("o-bad", at=NOW + timedelta(hours=3), total="abc", cart_id="t9")).write()
+    done = _report_all(good.config_path, bad.config_path)
+    assert done.exit_code == 0, done.output
+    warnings = [line for line in done.stderr.splitlines() if "warning:" in line]
+    assert warnings == [f"{bad.config_path}: warning: {bad.folder / 'orders.csv'}:3: order o-bad: total: not a "
+                        "number: 'abc'"], done.stderr
+
+
+def test_a_shops_warning_that_names_its_config_already_is_not_named_twice(make_shop: Callable[[str], Shop]) -> None:
+    shop = _shop(make_shop, "a", "EUR", ["10.00"])
+    shop.configure(sms={"sender": "Shop"}).write()  # a key nothing reads: its warning names the config
+    done = _report_all(shop.config_path)
+    assert done.exit_code == 0, done.output
+    (line,) = [line for line in done.stderr.splitlines() if "sms.sender" in line]
+    assert line.startswith(f"warning: {shop.config_path}: sms.sender: ignored"), line
+
+
+@pytest.mark.parametrize("others", [0, 1], ids=["one-shop", "under-the-bar"])
+def test_on_a_terminal_a_shops_warnings_name_its_config_once(
+        make_shop: Callable[[str], Shop], tmp_path: Path, others: int) -> None:
+    """On a terminal the console writes ``warning:`` in colour (one shop: straight to the
+    terminal; more: through the bar of the shops): named as elsewhere, and a line that names the
+    config already not named twice."""
+    from terminal import plain, run_in_terminal
+
+    good = [_shop(make_shop, f"good{n}", "EUR", ["10.00"]) for n in range(others)]
+    bad = _shop(make_shop, "bad", "EUR", ["10.00"])
+    bad.configure(sms={"sender": "Shop"})
+    bad.add_orders(order_row("o-bad", at=NOW + timedelta(hours=3), total="abc", cart_id="t9")).write()
+    code, output = run_in_terminal(["report-all", *PERIOD, "--now", iso(LATER), *(str(s.config_path) for s in good),
+                                    str(bad.config_path)], cwd=tmp_path, columns=300)
+    assert code == 0, output
+    lines = plain(output)
+    assert f"{bad.config_path}: warning: {bad.folder / 'orders.csv'}:3: order o-bad: total: not a number: 'abc'" \
+        in lines, output
+    assert any(line.startswith(f"warning: {bad.config_path}: sms.sender: ignored") for line in lines), output
+    assert not any(line.count(str(bad.config_path)) > 1 for line in lines), output

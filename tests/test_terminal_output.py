@@ -124,6 +124,62 @@ def test_doctor_at_80_columns_wraps_details_under_themselves(shop: Shop, monkeyp
     assert any(line.startswith("staleness  fail") for line in lines)
 
 
+
+def _deferred_shop(shop: Shop) -> Shop:
+    """Carts a dry-run defers, with the longest details a run gives: a step due in the quiet
+    hours (``step 1, due …; then quiet_hours: quiet hours until … shop time``), a cart not idle
+    long enough, and an address long enough to be cut."""
+    shop.configure(eligibility={"quiet_hours": {"start": "21:00", "end": "08:00"}},
+                   sequences={"default": {"steps": [{"delay": "12h", "template": "reminder-1"}]}})
+    return shop.add(cart("c-quiet"), cart("c-fresh", idle=timedelta(minutes=10)),
+                    cart("c-long", email=LONG_EMAIL, idle=timedelta(hours=3)))
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_run_table_shows_when_each_deferred_cart_goes_whole_at_80_and_120_columns(
+        shop: Shop, width: int) -> None:
+    """Its detail ended with the moment (``…, not before 2026-11-21 07:00 UTC``), cut with "…"
+    below 160 columns and not shown at all below 120: an operator at an 80- or 120-column
+    terminal could not see when a deferred cart would go."""
+    import io
+
+    from rich.console import Console
+
+    from cartrescue.output import DecisionTable
+
+    result = _deferred_shop(shop).cli("run", "--json")
+    assert result.exit_code == 0, result.output
+    decisions = result.json["decisions"]
+    assert [row["action"] for row in decisions] == ["defer"] * 3
+    table = DecisionTable(None, width=width)
+    for row in decisions:
+        table.add_row(row)
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(table.table)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    for row in decisions:
+        when = datetime.fromisoformat(row["not_before"].replace("Z", "+00:00"))
+        assert f"not before {when:%Y-%m-%d %H:%M} UTC" in text, text
+    assert "not before 2026-11-21 07:00 UTC" in text  # the quiet hours' end, whole
+
+
+def test_a_dry_run_at_80_columns_says_under_a_deferred_carts_reason_when_it_goes(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line under the reason, in the cart's row: a row whose cart is not deferred stays one line."""
+    monkeypatch.setenv("COLUMNS", "80")
+    result = _deferred_shop(shop).add(cart("c-due", idle=timedelta(hours=13))).cli("run")
+    assert result.exit_code == 0, result.output
+    rows = _table_rows(result.stdout)
+    assert max(len(row) for row in rows) <= 80
+    quiet = next(n for n, row in enumerate(rows) if " c-quiet " in row)
+    assert re.search(r"│ defer\s+│ step_not_due\s+│$", rows[quiet]), rows[quiet]
+    assert re.search(r"│ not before 2026-11-21 07:00 UTC\s+│$", rows[quiet + 1]), rows[quiet + 1]
+    (due,) = [row for row in rows if " c-due " in row]
+    assert re.search(r"│ send\s+│ due\s+│$", due)
+    assert all(" c-" in row for row in rows[rows.index(due) + 1:rows.index(due) + 2])  # one line: the next is a cart's
+
+
 # -- the progress bar -------------------------------------------------------------------------
 
 
@@ -192,8 +248,8 @@ def test_a_terminal_sees_a_bar_with_a_total_and_an_eta(tmp_path: Path) -> None:
 
 def test_the_table_says_when_a_deferred_cart_is_looked_at_again(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     """`carts --json` gives a defer its `not_before`; the table said only `step 2` or `idle 10m`,
-    and a developer asking "when does this cart go?" had to reach for jq. Its detail says it, as
-    `preview` does."""
+    and a developer asking "when does this cart go?" had to reach for jq. The line under its
+    reason says it (`preview`, in its detail)."""
     monkeypatch.setenv("COLUMNS", "200")
     shop.add(cart("c-fresh", idle=timedelta(minutes=10)), cart("c-next", email="next@example.com",
                                                                idle=timedelta(hours=2)))
@@ -204,8 +260,9 @@ def test_the_table_says_when_a_deferred_cart_is_looked_at_again(shop: Shop, monk
     rows = _table_rows(shop.cli("carts", now=later).stdout)
     for cart_id, row in decisions.items():
         when = datetime.fromisoformat(row["not_before"].replace("Z", "+00:00"))
-        (line,) = [line for line in rows if f" {cart_id} " in line]
-        assert f"{row['detail']}, not before {when:%Y-%m-%d %H:%M} UTC" in line, line
+        (at,) = [n for n, line in enumerate(rows) if f" {cart_id} " in line]
+        assert f"│ {row['reason']} " in rows[at] and f"│ {row['detail']} " in rows[at], rows[at]
+        assert f"│ not before {when:%Y-%m-%d %H:%M} UTC " in rows[at + 1], rows[at + 1]
 
 
 def test_the_table_of_run_workers_says_when_a_deferred_cart_is_looked_at_again(
@@ -217,4 +274,5 @@ def test_the_table_of_run_workers_says_when_a_deferred_cart_is_looked_at_again(
     when = datetime.fromisoformat(row["not_before"].replace("Z", "+00:00"))
     result = shop.cli("run", "--workers", "2")
     assert result.exit_code == 0, result.output
-    assert f"idle 10m, not before {when:%Y-%m-%d %H:%M} UTC" in result.stdout, result.stdout
+    assert re.search(rf"│ idle_below_cutoff +│ idle 10m +│\n.*│ not before {when:%Y-%m-%d %H:%M} UTC +│ +│",
+                     result.stdout), result.stdout

@@ -19,8 +19,8 @@ def doctor(
     timeout: Annotated[Optional[str], typer.Option(
         "--timeout", metavar="DURATION", show_default=False,
         help="Wait at most this long for each server (relay, webhook, SMS provider, shop database, ledger: "
-             "each statement or request), or its own timeout where shorter; a check past it fails naming "
-             "the server. Default: 30s.")] = None,
+             "connecting, each statement or request), or its own timeout where shorter; a check past it "
+             "fails naming the server and, when this option was the shorter, doctor --timeout. Default: 30s.")] = None,
 ) -> None:
     """Check the config, the ledger, the source, the SMTP relay (connect, TLS, AUTH; nothing is
     sent) and that reminders are still going out.

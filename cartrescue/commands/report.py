@@ -56,6 +56,31 @@ def parse_bound(value: str | None, tz: Any, *, end: bool) -> datetime | None:
     return _before(moment) if end else moment.astimezone(timezone.utc)
 
 
+def check_period(since: str | None, until: str | None) -> None:
+    """``--since`` and ``--until`` as every shop reads them, checked before any shop is: a value
+    that is no date or time (or out of reach), and a period that ends before it begins on every
+    shop's clock (two days, or two times with their offsets). ``report-all`` says such a mistake
+    once, exit 2: said once a shop, it was the same line 200 times in an agency's round. A period
+    empty on some shops' clocks only (a time against a day) is each shop's, as :func:`compute` finds."""
+    start, end = parse_bound(since, timezone.utc, end=False), parse_bound(until, timezone.utc, end=True)
+    if since is None or until is None or start is None or end is None or start < end:
+        return
+    if _a_day(since) and _a_day(until):
+        raise ConfigError(f"--since {since.strip()} is after --until {until.strip()}: the period has no day")
+    if _with_offset(since) and _with_offset(until):
+        raise ConfigError(f"--since {since.strip()} is not before --until {until.strip()}: the period is empty")
+
+
+def _a_day(value: str) -> bool:
+    """A day (``2026-11-23``), as :func:`parse_bound` tells one from a time."""
+    return len(value.strip()) == 10
+
+
+def _with_offset(value: str) -> bool:
+    """A time with its offset (``Z``, ``+01:00``): the same instant on every shop's clock."""
+    return not _a_day(value) and datetime.fromisoformat(value.strip()).tzinfo is not None
+
+
 def _before(moment: datetime) -> datetime:
     """The instant just before ``moment``, in UTC. Subtracted on a shop's clock (Python's aware
     arithmetic is wall-clock arithmetic) it could land in a skipped or repeated hour."""

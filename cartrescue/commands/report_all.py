@@ -26,7 +26,7 @@ from cartrescue.commands.common import (
     json_out,
     out_console,
 )
-from cartrescue.commands.report import SinceOption, UntilOption
+from cartrescue.commands.report import SinceOption, UntilOption, check_period
 from cartrescue.errors import ConfigError
 
 #: The summary's counts a currency's total adds up (its amounts: ``revenue``, ``incentive_cost``).
@@ -89,8 +89,11 @@ def report_all(
 
     Each row is exactly what `report --json --config CONFIG` says for that period. A shop that
     cannot be reported (a bad config, its source unreadable) costs only its row, which names its
-    config and error; the others are reported. Writes nothing but what each shop's `report`
-    writes (with `report.auto_promote`, a promoted A/B winner). See docs/reporting.md.
+    config and error; the others are reported. What a shop's report says on stderr (a bad order
+    row) starts with its config, as run-all's lines do. A --since, --until or --now that is no
+    date, or a --since after the --until, is one error before any shop is read (exit 2). Writes
+    nothing but what each shop's `report` writes (with `report.auto_promote`, a promoted A/B
+    winner). See docs/reporting.md.
 
     Exit code: the most serious of the shops', ranked as `run-all` ranks them: 70 a bug, 2 a
     config or ledger error, 3 a source that cannot be read; 0 every shop was reported (130
@@ -104,8 +107,9 @@ def report_all(
     from cartrescue.commands.common import fail, parse_now
     from cartrescue.workers import worst_exit_code
 
-    try:
-        parse_now(now)  # a typo here is the command's (exit 2, once), not a row of every shop
+    try:  # a typo here is the command's (exit 2, once), not a row of every shop
+        parse_now(now)
+        check_period(since, until)
     except ConfigError as error:
         fail(error, as_json)
     files = config_files(configs)
@@ -125,12 +129,13 @@ def report_all(
 
 def _report_shop(config: Path, now: str | None, since: str | None, until: str | None) -> ShopReport:
     """One shop's report, or its error said on stderr as one line naming its config."""
-    from cartrescue.batch import named
+    from cartrescue.batch import named, shop_stderr
     from cartrescue.commands.report import compute
 
     shop = ShopReport(config)
     try:
-        shop.document, loaded = compute(config, now, since, until)
+        with shop_stderr(config):  # its warnings (a bad order row) name it, as run-all's lines do
+            shop.document, loaded = compute(config, now, since, until)
         shop.shop = loaded.shop.name
     except Exception as exc:  # noqa: BLE001 - a bug in one shop's report costs its row, as a config error does
         shop.error = error_json(exc)  # a bug's is "internal", exit 70, and says how to get its traceback

@@ -121,7 +121,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                     args["options"] = merged(parsed, first="-c lock_timeout=15s")
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
                 self.silence = statement_deadline(self.engine, parsed, statement_wait, f"{where} {self.safe_url()}",
-                                                  wait_key)
+                                                  wait_key, connect_limit)
             try:
                 self.engine.connect().close()
             except (AttributeError, LookupError, TypeError, ValueError) as exc:

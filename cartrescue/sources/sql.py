@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from cartrescue.contacts import is_valid_email, normalize_email
 from cartrescue.drivers import (SOURCE_STATEMENT_WAIT, connect_deadline, missing_driver, statement_deadline,
-                                stopped_answering)
+                                stopped_answering, timed_out)
 from cartrescue.errors import ConfigError, SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order, RowProblem
 from cartrescue.sources.apart import Apart, ApartIds
@@ -199,7 +199,7 @@ def explain_error(exc: BaseException, where: str, own_queries: bool = False,
         return f"cannot connect to {where}: unknown host"
     if code == 2003 or "connection refused" in lower:
         return f"cannot connect to {where}: connection refused (is the database server running?)"
-    if "timed out" in lower or "timeout expired" in lower:
+    if timed_out(orig):
         return f"cannot connect to {where}: connection timed out"
     if code == 1045 or "password authentication failed" in lower or "no password supplied" in lower \
             or "access denied for user" in lower or ("role" in lower and "does not exist" in lower):
@@ -283,7 +283,7 @@ def create_engine(raw_url: str, *, source: str = "sql", statement_wait: float | 
             if backend != "sqlite" else sa.create_engine(url)
     except Exception as exc:
         raise SourceError(f"{source} source: {explain_error(exc, _mask(raw_url))}") from None
-    statement_deadline(engine, url, statement_wait, f"{key} {_mask(raw_url)}", wait_key)
+    statement_deadline(engine, url, statement_wait, f"{key} {_mask(raw_url)}", wait_key, connect_limit)
 
     @sa.event.listens_for(engine, "connect")
     def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
