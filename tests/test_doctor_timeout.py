@@ -122,7 +122,7 @@ def test_a_database_that_never_greets_fails_the_ledger_and_source_checks_within_
     assert (checks["ledger"]["status"], checks["ledger"]["exit_code"]) == ("fail", 2), checks["ledger"]
     assert (checks["source"]["status"], checks["source"]["exit_code"]) == ("fail", 3), checks["source"]
     assert f"127.0.0.1:{port}" in checks["ledger"]["detail"] and f"127.0.0.1:{port}" in checks["source"]["detail"]
-    assert took < 2 * TIMEOUT + 5, took
+    assert took < 15, took  # 2 x drivers.CONNECT_WAIT (20 s) without --timeout; room for a loaded machine's start
 
 
 @pytest.mark.parametrize("given", ["0", "soon", "-1s"])
