@@ -164,6 +164,7 @@ def test_a_ledger_of_an_older_cartrescue_gets_the_process_columns_and_its_killed
     with sqlite3.connect(path) as db:  # as an older cartrescue made it
         db.execute("ALTER TABLE cr_lock DROP COLUMN process")
         db.execute("ALTER TABLE cr_run DROP COLUMN process")
+        db.execute("PRAGMA user_version = 1")  # an older cartrescue's (no stamp of this version's schema)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     ledger = Ledger(f"sqlite:///{path}")  # a sending run's: the columns are added

@@ -372,6 +372,7 @@ def test_an_older_ledger_without_the_replacement_column_gets_it_when_it_opens(tm
     Ledger(config.ledger_url).close()
     with contextlib.closing(sqlite3.connect(tmp_path / "ledger.db")) as db:  # as cartrescue before it made one
         db.execute("ALTER TABLE cr_code DROP COLUMN replaced_claim_id")
+        db.execute("PRAGMA user_version = 1")  # an older cartrescue's (no stamp of this version's schema)
         db.commit()
     codes = _codes(config)
     assert _allocate(codes, "welcome", 1) == "POOL-0000"

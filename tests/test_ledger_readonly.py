@@ -105,6 +105,8 @@ def _make_older(url: str) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE cr_promotion")
         conn.exec_driver_sql("ALTER TABLE cr_run DROP COLUMN shop")
+        if url.startswith("sqlite"):
+            conn.exec_driver_sql("PRAGMA user_version = 1")  # an older cartrescue's: no stamp of this schema
     engine.dispose()
 
 

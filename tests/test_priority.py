@@ -220,7 +220,7 @@ def test_an_older_sqlite_ledgers_times_are_rewritten_once_to_compare_as_text(sho
     with contextlib.closing(sqlite3.connect(path)) as db:
         claimed = {row[0] for row in db.execute("SELECT claimed_at FROM cr_message")}
         finished = [row[0] for row in db.execute("SELECT finished_at FROM cr_message")]
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 1  # rewritten (then stamped up to date)
     assert claimed == {"2026-11-20 23:00:00.000000"}
     assert all(len(moment) == 26 and "+" not in moment for moment in finished), finished
 

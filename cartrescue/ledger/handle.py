@@ -129,12 +129,15 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 # (PyMySQL's unknown charset is an AttributeError inside it): the URL's error.
                 raise LedgerError(f"{where} {self.safe_url()}: cannot open: the URL's options: "
                                   f"{type(exc).__name__}: {exc}") from None
-            if create:
-                self._create_tables(TABLES)
-                self._add_missing_columns(TABLES)
-                self._binary_text(TABLES)
-            else:
-                self.behind = self._schema_gaps(READ_TABLES)
+            if create and not self._up_to_date():
+                complete = self._create_tables(TABLES)
+                if self.engine.dialect.name != "sqlite":
+                    self._add_missing_columns(TABLES)
+                    self._binary_text(TABLES)
+                elif complete:  # with its columns and times: the next open reads one pragma
+                    self._stamp()
+            elif not create:
+                self.behind = [] if self._up_to_date() else self._schema_gaps(READ_TABLES)
                 if self._no_schema():
                     self.refused = f"{where} {self.safe_url()}: cannot open: {NO_SCHEMA}{NO_SCHEMA_HINT}"
         except (SQLAlchemyError, ModuleNotFoundError) as exc:

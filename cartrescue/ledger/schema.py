@@ -8,7 +8,9 @@ finds missing. :class:`SchemaUpkeep` is a part of :class:`cartrescue.ledger.Ledg
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam
@@ -33,20 +35,45 @@ def binary_collation(known: Iterable[str]) -> str:
 _SQLITE_MOMENTS_NORMALISED = 1
 
 
-def _normalise_sqlite_moments(engine: Any, tables: list[Any]) -> None:
+def schema_stamp(tables: Iterable[Any]) -> int:
+    """The ``PRAGMA user_version`` of a SQLite ledger that has every table, column and index of
+    ``tables`` (and its times in the current form): a checksum of their names and types, above
+    :data:`_SQLITE_MOMENTS_NORMALISED` so that an older cartrescue still finds its times rewritten.
+
+    Opening a ledger this version already brought up to date then reads one pragma instead of
+    every table's columns (a cron run, each command of a test): a version whose schema differs
+    has another stamp, and does the upkeep once. Only ever set after the upkeep succeeded."""
+    shape = sorted(
+        (table.name, sorted((column.name, str(column.type), column.nullable) for column in table.columns),
+         sorted((index.name, [column.name for column in index.columns], bool(index.unique))
+                for index in table.indexes))
+        for table in tables)
+    return 0x40000000 | (zlib.crc32(repr(shape).encode()) & 0x3FFFFFFF)
+
+
+@cache
+def _ledger_stamp() -> int:
+    """:func:`schema_stamp` of this version's tables (computed once a process: they never change)."""
+    from cartrescue.ledger.tables import TABLES
+
+    return schema_stamp(model.__table__ for model in TABLES)  # type: ignore[attr-defined]
+
+
+def _normalise_sqlite_moments(engine: Any, tables: list[Any]) -> bool:
     """Rewrite the times an older cartrescue wrote as ``'… 23:00:00+00:00'`` or
     ``'… 23:00:00.123456+00:00'`` (its raw claim path) as SQLAlchemy writes them, ``'… 23:00:00.000000'``.
 
     Times are compared as text in SQLite, and the two forms sorted apart by a hair at a whole
     second. Once per ledger: ``PRAGMA user_version`` records that it was done, and a ledger that
     has it set skips even the check. Every stored time is UTC, so only the form changes.
+    Whether it is done (False: a read-only or busy ledger, read as it is).
     """
     from sqlalchemy import DateTime
 
     try:
         with engine.begin() as conn:
             if conn.exec_driver_sql("PRAGMA user_version").scalar() >= _SQLITE_MOMENTS_NORMALISED:
-                return
+                return True
             for table in tables:
                 for column in table.columns:
                     if isinstance(getattr(column.type, "impl", column.type), DateTime):
@@ -56,7 +83,8 @@ def _normalise_sqlite_moments(engine: Any, tables: list[Any]) -> None:
                             f" = '.' THEN substr({name}, 20, 7) ELSE '.000000' END WHERE {name} LIKE '%+00:00'")
             conn.exec_driver_sql(f"PRAGMA user_version = {_SQLITE_MOMENTS_NORMALISED}")
     except OperationalError:  # a read-only or busy ledger is read as it is; the next open tries again
-        pass
+        return False
+    return True
 
 
 class SchemaUpkeep:
@@ -64,42 +92,69 @@ class SchemaUpkeep:
 
     engine: Engine
 
-    def _create_tables(self, models: list[type[SQLModel]]) -> None:
-        """Create missing tables; two processes starting together may race, so retry."""
+    def _up_to_date(self) -> bool:
+        """A SQLite ledger this version already brought up to date (:func:`schema_stamp`): its
+        tables need no upkeep, and a reader finds nothing missing. Never so on other databases."""
+        if self.engine.dialect.name != "sqlite":
+            return False
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA user_version").scalar() == _ledger_stamp()
+
+    def _stamp(self) -> None:
+        """Record that this SQLite ledger is up to date (after :meth:`_create_tables` said it
+        is); a read-only or busy file keeps its value, and the next open does the upkeep again."""
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"PRAGMA user_version = {_ledger_stamp()}")
+        except OperationalError:
+            pass
+
+    def _create_tables(self, models: list[type[SQLModel]]) -> bool:
+        """Create missing tables; two processes starting together may race, so retry. On SQLite
+        also add the columns an older ledger lacks and rewrite its times; whether all of that is
+        done (:meth:`_stamp` may record it), which a new file is as soon as its tables are made."""
         tables = [model.__table__ for model in models]  # type: ignore[attr-defined]
         if self.engine.dialect.name == "sqlite":
             # IF NOT EXISTS makes the race harmless: check-then-create is not atomic across processes.
             from sqlalchemy.schema import CreateIndex, CreateTable
 
             with self.engine.begin() as conn:
+                older = {name for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+                         } & {table.name for table in tables}
                 for table in tables:
                     conn.execute(CreateTable(table, if_not_exists=True))
-            self._add_missing_columns(models)  # an index may be on a column an older ledger lacks
-            _normalise_sqlite_moments(self.engine, tables)
+            # An index may be on a column an older ledger lacks; tables made just now have them all.
+            done = self._add_missing_columns([m for m in models if m.__table__.name in older])  # type: ignore[attr-defined]
+            done = _normalise_sqlite_moments(self.engine, tables) and done
             with self.engine.begin() as conn:
                 for table in tables:
                     for index in table.indexes:
                         conn.execute(CreateIndex(index, if_not_exists=True))
-            return
+            return done
         for attempt in range(5):
             try:
                 SQLModel.metadata.create_all(self.engine, tables=tables)
-                return
+                return True
             except (OperationalError, IntegrityError, ProgrammingError):
                 if attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+        return True  # not reached: the last attempt returns or raises
 
-    def _add_missing_columns(self, models: list[type[SQLModel]]) -> None:
-        """Bring a ledger made by an older cartrescue up to date: add the columns it lacks.
+    def _add_missing_columns(self, models: list[type[SQLModel]]) -> bool:
+        """Bring a ledger made by an older cartrescue up to date: add the columns it lacks;
+        whether it has them all now (False: one could not be added, the next open tries again).
 
         Only nullable (or defaulted) columns are ever added, so old rows stay valid; nothing is
         renamed or dropped. Cheap: one catalogue read per table, once per process.
         """
+        if not models:
+            return True
         from sqlalchemy import inspect
         from sqlalchemy.schema import CreateColumn
 
         inspector = inspect(self.engine)
+        done = True
         for model in models:
             table = model.__table__  # type: ignore[attr-defined]
             present = {info["name"] for info in inspector.get_columns(table.name)}
@@ -113,8 +168,9 @@ class SchemaUpkeep:
                 try:
                     with self.engine.begin() as conn:
                         conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {text}")
-                except (OperationalError, ProgrammingError):  # another process added it first
-                    pass
+                except (OperationalError, ProgrammingError) as exc:  # another process added it first?
+                    done = done and "duplicate" in str(exc).lower()
+        return done
 
     def _binary_text(self, models: list[type[SQLModel]]) -> None:
         """On MySQL and MariaDB, make the text columns of ``models``' tables compare byte for
