@@ -14,13 +14,13 @@ Owns the two ways rows leave the ledger:
   ``DELETE`` per table, in the delivering run that follows.
 
 Files outside the ledger (the call-list CSV, the files of ``--outbox``) are the shop's:
-:func:`forget` names the outbox files the ledger recorded (a run's and ``send-test``'s), and the caller may rewrite the call
+:func:`forget` names the outbox files the ledger recorded (a run's and ``send-test``'s; for a number, the texts sent to it), and the caller may rewrite the call
 list (:func:`cartrescue.channels.call_list.remove_address`). It must not plan or deliver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -39,7 +39,7 @@ from cartrescue.contacts import (
     phone_hash,
     without_address,
 )
-from cartrescue.ledger import TABLES, UNCONFIRMED, Code, Inbound, Message, Run, RunLock, SendTest, Suppression, may_have_reached
+from cartrescue.ledger import NUMBER_CHANNELS, TABLES, UNCONFIRMED, Code, Inbound, Message, Run, RunLock, SendTest, Suppression, may_have_reached
 from cartrescue.suppressions import FORGOTTEN  # the suppression reason of a forgotten address
 from cartrescue.unsubscribe_mail import forgotten_key
 
@@ -60,7 +60,7 @@ class Forgotten:
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows deleted (a number: rows it was removed from)
     codes_kept: int = 0  # codes the person may have received: kept spent, without the address
     codes_freed: int = 0  # codes of messages that never went out: back in their pool
-    files: list[str] = field(default_factory=list)  # outbox files the ledger recorded for the address or its carts
+    files: list[str] = field(default_factory=list)  # outbox files the ledger recorded for the address or its carts (a number: its texts)
     suppressed: bool = False  # a new suppression was added (False: the hash was suppressed already)
     phone: str | None = None  # the number forgotten (E.164), when it was one
 
@@ -121,9 +121,7 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         # name and cart: both are the person's, and so are their --outbox files.
         carts = _carts_of(conn, forms)
         its_tests = _is(tests.c.email, forms) | (tests.c.cart_key.in_(carts) if carts else False)
-        written = [*messages, *conn.execute(select(tests.c.transport, tests.c.reply).where(its_tests))]
-        found.files = sorted({row.reply for row in written
-                              if row.transport == "outbox" and row.reply.endswith(OUTBOX_SUFFIXES)})
+        found.files = _outbox_files([*messages, *conn.execute(select(tests.c.transport, tests.c.reply).where(its_tests))])
         if before is not None:
             before(found.files)
         spent = {row.id for row in messages if may_have_reached(row.status, row.transport)}
@@ -194,6 +192,10 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
     twice) and is kept only as a suppression under its hash, so it never gets a text again. Its
     replies stay received (a replay is refused) without the hash. The person's e-mail address,
     if the shop has one, is a separate request (``forget ADDRESS``).
+
+    ``files`` are the outbox files of the messages sent to the number (the channels of
+    :data:`~cartrescue.ledger.values.NUMBER_CHANNELS`: an e-mail's file is the address's), found
+    and given to ``before`` in the transaction, before the rows lose the number that finds them.
     """
     phone = normalize_phone(number, region)
     if phone is None:
@@ -203,9 +205,11 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
     found = Forgotten(None, phone=phone)
     message, suppression = (model.__table__ for model in (Message, Suppression))  # type: ignore[attr-defined,union-attr]
     digest = phone_hash(phone)
-    if before is not None:  # the files forget finds are an address's: none for a number
-        before([])
     with _erasing(ledger) as conn:
+        found.files = _outbox_files(conn.execute(select(message.c.transport, message.c.reply).where(
+            message.c.phone == phone, message.c.channel.in_(sorted(NUMBER_CHANNELS)))))
+        if before is not None:
+            before(found.files)
         found.rows[message.name] = int(conn.execute(
             update(message).where(message.c.phone == phone).values(phone=None)).rowcount or 0)
         found.rows[Inbound.__tablename__] = _unlink_inbound(conn, (digest,))
@@ -214,6 +218,29 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
                                                     created_at=at))
             found.suppressed = True
     return found
+
+
+#: A message's ``reply`` once ``forget --files`` deleted the outbox file it named.
+FILE_DELETED = "outbox file deleted by forget --files"
+
+
+def files_deleted(ledger: Any, recorded: Sequence[str]) -> None:
+    """The messages whose outbox files ``forget --files`` deleted (``recorded``: as their rows name
+    them) no longer name them: a text's row keeps its cart's address after ``forget PHONE``, and
+    a ``forget ADDRESS`` after it looked for the text again and, not finding it, called the
+    erasure incomplete (exit 1)."""
+    if not recorded:
+        return
+    message = Message.__table__  # type: ignore[attr-defined]
+    with ledger.engine.begin() as conn:
+        conn.execute(update(message).where(message.c.transport == "outbox", message.c.reply.in_(sorted(set(recorded))))
+                     .values(reply=FILE_DELETED))
+
+
+def _outbox_files(rows: Iterable[Any]) -> list[str]:
+    """The files ``--outbox`` wrote for ``rows`` (messages or tests: ``transport`` and ``reply``,
+    where the outbox records the file's path), sorted, each once."""
+    return sorted({row.reply for row in rows if row.transport == "outbox" and row.reply.endswith(OUTBOX_SUFFIXES)})
 
 
 @contextmanager

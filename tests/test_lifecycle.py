@@ -415,13 +415,20 @@ def test_files_finds_the_eml_files_of_a_shop_folder_that_moved_since_they_were_w
     """The ledger keeps the absolute path: after the folder moved, the person's messages stayed
     where they now were, and forget said nothing of it (exit 0)."""
     shop.add(cart("c-bob", email=BOB), cart("c-eve", email="eve@example.com"))
+    removed, outbox = forget_files_after_the_folder_moved(shop, BOB)
+    assert [Path(name).name for name in removed] == ["csv_c-bob-step1-1.eml"]
+    assert [path.name for path in outbox.glob("*.eml")] == ["csv_c-eve-step1-2.eml"]
+
+
+def forget_files_after_the_folder_moved(shop: Shop, contact: str) -> tuple[list[str], Path]:
+    """``run --outbox out`` (a folder beside the config), the shop's folder moved, then ``forget
+    contact --files``: the files it removed, and the outbox folder where it is now."""
     assert shop.cli("run", "--outbox", "out").exit_code == 0
     moved = shop.folder.with_name(shop.folder.name + "-moved")
     shop.folder.rename(moved)
-    done = cli("forget", BOB, "--files", "--json", "--config", str(moved / "cartrescue.yaml"))
+    done = cli("forget", contact, "--files", "--json", "--config", str(moved / "cartrescue.yaml"))
     assert done.exit_code == 0, done.output
-    assert [Path(name).name for name in done.json["files_removed"]] == ["csv_c-bob-step1-1.eml"]
-    assert [path.name for path in (moved / "out").glob("*.eml")] == ["csv_c-eve-step1-2.eml"]
+    return done.json["files_removed"], moved / "out"
 
 
 def test_forget_files_that_are_nowhere_to_be_found_is_an_error_listing_them(shop: Shop) -> None:

@@ -44,7 +44,8 @@ def forget(
     files: Annotated[bool, typer.Option(
         "--files", help="Also remove the address from the files cartrescue wrote for the shop: its rows in the "
                         "call-list CSV, the files `run --outbox` wrote for it (.eml, .json, .sms.txt), and the "
-                        "`send-test --outbox` files sent to it or rendered from its carts.")] = False,
+                        "`send-test --outbox` files sent to it or rendered from its carts. A number: its rows in "
+                        "the call list and the texts `run --outbox` wrote for it (.sms.txt).")] = False,
     keep_files: Annotated[bool, typer.Option(
         "--keep-files", help="Erase the ledger only, and leave the person's call-list rows and outbox files "
                              "where they are (listed: once the ledger is erased, forget cannot find the files "
@@ -65,7 +66,9 @@ def forget(
 
     A phone number (E.164, or read in `sms.default_region` / `shop.country`) is removed from
     every message that recorded it and kept only as a suppression under its hash: it never gets
-    a text again. The rows stay (they are also the record of the carts' e-mail steps).
+    a text again. The rows stay (they are also the record of the carts' e-mail steps). Its files
+    are its call-list rows and the texts `run --outbox` wrote for it (an e-mail's file is the
+    address's: `forget ADDRESS`).
 
     The call-list CSV and `--outbox` folders are the shop's files: `--files` removes the
     person's rows and files there with the erasure; `--keep-files` leaves them and lists them;
@@ -100,22 +103,16 @@ def forget(
 
         ledger = recording_ledger(cfg)
         try:
-            done = erase(ledger, email, region=cfg.phone_region, before=None if files or keep_files else held)
-        except ValueError as exc:
-            raise ConfigError(f"{exc} (nothing was changed)") from None
+            try:
+                done = erase(ledger, email, region=cfg.phone_region, before=None if files or keep_files else held)
+            except ValueError as exc:
+                raise ConfigError(f"{exc} (nothing was changed)") from None
+            if files:
+                listed = _call_list_rows(call_list, done.email, done.phone, cfg.phone_region, remove=True)
+            gone, missing = _delete(cfg, ledger, done.files) if files else ([], [])
+            kept = [str(_where_now(cfg, Path(name))) for name in done.files] if not files else []
         finally:
             ledger.close()
-        if files:
-            listed = _call_list_rows(call_list, done.email, done.phone, cfg.phone_region, remove=True)
-        gone: list[str] = []
-        missing: list[str] = []
-        kept = [str(_where_now(cfg, Path(name))) for name in done.files] if not files else []
-        for name in done.files if files else ():
-            path = _where_now(cfg, Path(name))
-            if _remove(path):
-                gone.append(str(path))
-            else:
-                missing.append(name)
     except FilesHoldThem as error:
         if as_json:  # one document: the error, and what holds the person
             json_out({"error": error_json(error), "call_list": {"path": str(call_list), "rows": error.rows},
@@ -149,6 +146,29 @@ def _call_list_rows(call_list: Path, email: str | None, phone: str | None, regio
         done = "the ledger is erased, its rows of this person are not" if remove else "nothing was changed"
         raise CartrescueError(f"{call_list}: the call list could not be {'rewritten' if remove else 'read'} "
                               f"({getattr(exc, 'strerror', None) or exc}); {done}") from None
+
+
+def _delete(cfg: Any, ledger: Any, recorded: list[str]) -> tuple[list[str], list[str]]:
+    """Delete the outbox files the ledger ``recorded``, each where it is now: the paths deleted,
+    and the recorded names found nowhere. Those deleted leave the ledger's rows
+    (:func:`~cartrescue.lifecycle.files_deleted`), even when a later one cannot be: a later
+    ``forget`` (the address of a number forgotten first) must not look for them again."""
+    from cartrescue.lifecycle import files_deleted
+
+    gone: list[str] = []
+    missing: list[str] = []
+    deleted: list[str] = []
+    try:
+        for name in recorded:
+            path = _where_now(cfg, Path(name))
+            if _remove(path):
+                gone.append(str(path))
+                deleted.append(name)
+            else:
+                missing.append(name)
+    finally:
+        files_deleted(ledger, deleted)
+    return gone, missing
 
 
 def _where_now(cfg: Any, recorded: Path) -> Path:
@@ -201,7 +221,8 @@ def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str
         what = f"deleted {len(gone)}" if files else \
             ("left (--keep-files): delete these yourself, the ledger no longer knows them, so forget cannot "
              "find them again")
-        console.print(Text(printable(f"{counted(len(done.files), 'outbox file')} written for this address by --outbox: "
+        whom = "number" if done.phone else "address"
+        console.print(Text(printable(f"{counted(len(done.files), 'outbox file')} written for this {whom} by --outbox: "
                                      f"{what}")), soft_wrap=True)
         for name in kept:
             console.print(Text(printable(f"  {name}")), soft_wrap=True)
