@@ -9,7 +9,9 @@ whole run. Here the modules are imported once and every shop's run is forked fro
 shop, and each keeps its own lock, ledger and exit code.
 
 It must not read a shop's config nor plan, render or deliver anything: each child is the plain
-``run --config FILE --json --workers 1`` and reports exactly as that command does. Its
+``run --config FILE --json --workers 1`` and reports exactly as that command does (for
+``report-all --jobs N``, the plain ``report-all --json --jobs 1 FILE``: :func:`run_shops` runs
+any command that writes one ``--json`` document). Its
 decisions are read and dropped (the shop's ledger holds them); its counts, problems and error
 are kept. Single-threaded on purpose: one ``select`` loop reads every child's pipes, so a new
 shop can be forked whenever a slot frees up (a fork is safe only with one thread).
@@ -285,6 +287,13 @@ def shop_command(config: Path, *, mode: str, now: datetime | None, strict: bool,
     return command
 
 
+def shop_jobs(jobs: int | None) -> int:
+    """How many shops at once: ``--jobs``, else the usable cores (at most ``MAX_AUTO_WORKERS``)."""
+    from cartrescue.workers import MAX_AUTO_WORKERS, usable_cores
+
+    return jobs or min(usable_cores(), MAX_AUTO_WORKERS)
+
+
 def config_files(paths: Sequence[Path]) -> list[Path]:
     """The configs named on the command line: a folder stands for its ``cartrescue.yaml``; a
     file named twice runs once (two runs of one shop at once would only meet its lock).
@@ -329,8 +338,13 @@ class _Child:
 def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *, jobs: int,
               warn: Callable[[str], None], on_done: Callable[[ShopRun], None] | None = None,
               timeout: float | None = None,
-              on_tick: Callable[[Sequence[tuple[ShopRun, float]]], None] | None = None) -> Batch:
+              on_tick: Callable[[Sequence[tuple[ShopRun, float]]], None] | None = None,
+              preload: Sequence[str] = processes.PRELOAD) -> Batch:
     """Run ``cartrescue <arguments(config)>`` for every config, at most ``jobs`` at once, in list order.
+
+    The command is any that writes one ``--json`` document: ``run`` (``run-all``), or
+    ``report-all`` of one config (``report-all --jobs N``); ``preload`` names the modules it
+    needs, imported once here before the shops are forked.
 
     ``warn`` gets every line a shop's run writes to stderr, prefixed with its config; ``on_done``
     each shop as it ends; ``on_tick``, at least every half second, the shops running and for how
@@ -352,7 +366,7 @@ def run_shops(arguments: Callable[[Path], list[str]], configs: Sequence[Path], *
     interrupted: KeyboardInterrupt | None = None
     try:
         if method == "fork":
-            processes.preload()  # a second or more: a stop meanwhile starts no shop, and the batch says so
+            processes.preload(preload)  # a second or more: a stop meanwhile starts no shop, and the batch says so
     except KeyboardInterrupt as stop:
         interrupted = stop
         pending.clear()
@@ -480,8 +494,8 @@ def _names_config(line: str, config: str) -> bool:
 
 
 class ShopStderr:
-    """stderr while a shop is worked on in this process (``report-all`` reads each shop's report
-    here, not in a process of its own as ``run-all`` runs it): each whole line goes on to
+    """stderr while a shop is worked on in this process (``report-all --jobs 1`` reads each shop's
+    report here, not in a process of its own as ``run-all`` runs it): each whole line goes on to
     ``stream`` as :func:`said_by` names it, as ``run-all`` relays a shop's lines. The lines come
     from every module a report uses, each through a console made on ``sys.stderr`` when it speaks,
     so the shop's stderr is what is named: :func:`shop_stderr` puts this there for one shop."""
@@ -524,6 +538,17 @@ def shop_stderr(config: Path) -> Iterator[None]:
             yield
     finally:
         named_stderr.close()
+
+
+def not_started(configs: Sequence[Path], command: str) -> str:
+    """One line for the shops a stop left unstarted (the table and ``--json`` have a row each): a
+    line each was a wall of 200 in an agency's round, and hid the lines of the shops it stopped.
+    Shops start in the order given, so those left are its last ones."""
+    from cartrescue.text import counted, printable
+
+    first, last = (printable(path_text(config)) for config in (configs[0], configs[-1]))
+    which = first if len(configs) == 1 else f"{first} to {last}, in the order given"
+    return f"{counted(len(configs), 'shop')} not started: {command} was interrupted ({which})"
 
 
 def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:

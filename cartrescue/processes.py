@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Literal, NoReturn, Protocol
 
@@ -68,11 +68,12 @@ def start_method() -> Literal["fork", "spawn"]:
     return "fork"
 
 
-def preload() -> None:
-    """Import :data:`PRELOAD` in this process, before its workers are forked."""
+def preload(modules: Sequence[str] = PRELOAD) -> None:
+    """Import ``modules`` (by default :data:`PRELOAD`, what a run needs) in this process, before
+    its workers are forked."""
     import importlib
 
-    for name in PRELOAD:
+    for name in modules:
         try:
             importlib.import_module(name)
         except ImportError:  # an optional module (uvloop on this platform): the worker does without

@@ -4,6 +4,10 @@ one shop that cannot be reported costs only its row."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,7 +15,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import NOW, Shop, cli, iso
+from conftest import NOW, Shop, cli, iso, worker_pids
 from reportdata import Experiment, order_row, write_ledger
 
 LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
@@ -100,6 +104,7 @@ def test_help_explains_the_exit_codes_with_an_example() -> None:
     text = " ".join(done.stdout.split())
     assert "Exit code" in text and "2 a config or ledger error" in text and "3 a source that cannot be read" in text
     assert "0 every shop was reported" in text and "cartrescue report-all --since" in text
+    assert "--jobs" in text and "the same whatever N" in text
 
 
 def test_a_shop_without_a_currency_is_in_no_total_and_a_note_says_so(make_shop: Callable[[str], Shop]) -> None:
@@ -235,3 +240,91 @@ def test_on_a_terminal_a_shops_warnings_name_its_config_once(
         in lines, output
     assert any(line.startswith(f"warning: {bad.config_path}: sms.sender: ignored") for line in lines), output
     assert not any(line.count(str(bad.config_path)) > 1 for line in lines), output
+
+
+# --jobs N: each shop's report in a process of its own, forked as run-all forks its shops' runs
+# (the real command line: a test runner's captured streams are no process's own to fork with).
+
+
+def _report_all_command(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cartrescue.cli", "report-all", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def _slow(shop: Shop, rows: int = 200_000, bad_last: bool = False) -> Shop:
+    """``shop`` with a big orders export (a second or more to read), before the period; its
+    last row unreadable if ``bad_last`` (said on stderr once the whole file has been read)."""
+    at = iso(NOW - timedelta(days=30))
+    with open(shop.folder / "orders.csv", "a", encoding="utf-8") as orders:
+        orders.writelines(f"x{n},,,,1.00,EUR,complete,{at},yes\n" for n in range(rows))
+        if bad_last:
+            orders.write(f"x-bad,,,t9,abc,EUR,complete,{iso(NOW + timedelta(hours=3))},yes\n")
+    return shop
+
+
+def _agency(make_shop: Callable[[str], Shop]) -> list[Shop]:
+    """Five shops: two currencies, one whose config is broken, one whose orders cannot be read."""
+    shops = [_shop(make_shop, "a", "EUR", ["10.00", "20.50"], discount=20), _shop(make_shop, "b", "SEK", ["1000.00"]),
+             _shop(make_shop, "broken", "EUR", []), _shop(make_shop, "unreadable", "EUR", ["3.00"]),
+             _shop(make_shop, "c", "EUR", ["5.25"], discount=50)]
+    shops[2].config_path.write_text("shop: [not closed\n", encoding="utf-8")
+    (shops[3].folder / "orders.csv").unlink()
+    (shops[3].folder / "orders.csv").mkdir()  # there, and no file to read
+    return shops
+
+
+@pytest.mark.slow
+def test_the_rows_and_totals_are_the_same_with_one_job_and_with_three(make_shop: Callable[[str], Shop],
+                                                                       tmp_path: Path) -> None:
+    shops = _agency(make_shop)
+    args = ["--json", *PERIOD, "--now", iso(LATER), *(shop.config_path for shop in shops)]
+    alone, together = (_report_all_command("--jobs", jobs, *args, cwd=tmp_path) for jobs in ("1", "3"))
+    assert alone.returncode == together.returncode == 2, alone.stderr + together.stderr  # config ranks above source
+    assert json.loads(together.stdout) == json.loads(alone.stdout)
+    document = json.loads(together.stdout)
+    assert [row["exit_code"] for row in document["shops"]] == [0, 0, 2, 3, 0]
+    assert [row["error"]["code"] for row in document["shops"] if "error" in row] == ["config", "source"]
+    assert set(document["totals"]) == {"EUR", "SEK"} and document["totals"]["EUR"]["shops"] == 2
+    assert sorted(alone.stderr.splitlines()) == sorted(together.stderr.splitlines())  # the same lines, named once
+    assert f"error: {shops[2].config_path}:2: not valid YAML" in together.stderr
+
+
+@pytest.mark.slow
+def test_rows_keep_the_configs_order_when_a_later_shop_finishes_first(make_shop: Callable[[str], Shop],
+                                                                       tmp_path: Path) -> None:
+    first = _slow(_shop(make_shop, "big", "EUR", ["10.00"]), bad_last=True)
+    later = _shop(make_shop, "small", "SEK", ["1000.00"])
+    later.add_orders(order_row("o-bad", at=NOW + timedelta(hours=3), total="abc", cart_id="t9")).write()
+    done = _report_all_command("--json", "--jobs", "2", *PERIOD, "--now", iso(LATER), first.config_path,
+                               later.config_path, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    said = [line.split(":")[0] for line in done.stderr.splitlines() if "warning:" in line]
+    assert said == [str(later.config_path), str(first.config_path)], done.stderr  # the later shop ended first
+    document = json.loads(done.stdout)
+    assert [row["config"] for row in document["shops"]] == [str(first.config_path), str(later.config_path)]
+    assert [row["shop"] for row in document["shops"]] == ["Shop big", "Shop small"]
+
+
+@pytest.mark.slow
+def test_a_stop_with_two_jobs_still_prints_one_document(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """SIGTERM while two shops' reports run: they are stopped, the third is never started, and
+    the one document has a row for each (as run-all's), exit 130."""
+    from cartrescue.batch import SHOP_PREFIX
+
+    shops = [_slow(_shop(make_shop, f"big{n}", "EUR", ["10.00"]), rows=400_000) for n in range(2)]
+    shops.append(_shop(make_shop, "small", "SEK", ["1000.00"]))
+    command = [sys.executable, "-m", "cartrescue.cli", "report-all", "--json", "--jobs", "2", *PERIOD,
+               "--now", iso(LATER), *(str(shop.config_path) for shop in shops)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(worker_pids(process.pid, SHOP_PREFIX)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # both big shops' reports are reading their orders
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    document = json.loads(out)  # one document
+    assert document["exit_code"] == 130 and document["error"]["code"] == "interrupted"
+    assert [row["config"] for row in document["shops"]] == [str(shop.config_path) for shop in shops]
+    assert [(row["exit_code"], row["error"]["code"]) for row in document["shops"]] == [(130, "interrupted")] * 3
+    assert document["shops"][2]["error"]["message"] == f"{shops[2].config_path}: not started: report-all was interrupted"
+    assert "Traceback" not in err

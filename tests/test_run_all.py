@@ -338,9 +338,9 @@ def test_a_shop_past_its_timeout_keeps_the_id_of_its_run(make_shop: Callable[[st
 def test_the_progress_bar_leaves_the_shops_forked() -> None:
     """The bar on a terminal is refreshed by hand: no thread, and the streams stay the process's own."""
     code = ("from rich.console import Console\n"
-            "from cartrescue.commands.run_all import _progress\n"
+            "from cartrescue.commands.shops_progress import shops_progress\n"
             "from cartrescue.processes import start_method\n"
-            "with _progress(Console(stderr=True, force_terminal=True), True, 2) as (say, done, tick):\n"
+            "with shops_progress(Console(stderr=True, force_terminal=True), True, 2) as (say, done, tick):\n"
             "    assert say is not None\n"
             "    print(start_method())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

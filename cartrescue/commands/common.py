@@ -28,6 +28,10 @@ ConfigsArgument = Annotated[list[Path], typer.Argument(
     show_default=False, metavar="CONFIG...", readable=False,  # a file no one can read costs that shop only
     help="The shops' config files (a folder stands for its cartrescue.yaml), e.g. shops/*/cartrescue.yaml.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
+#: ``run-all`` and ``report-all``: how many shops at once, each in a process of its own (:mod:`cartrescue.batch`).
+JobsOption = Annotated[Optional[int], typer.Option(
+    "--jobs", "-j", min=1, max=64, metavar="N", show_default=False,
+    help="How many shops at once, each in a process of its own (default: the cores, at most 8).")]
 NowOption = Annotated[
     Optional[str],
     typer.Option("--now", metavar="TIME", help="Run as at this instant (ISO 8601, e.g. 2026-11-20T10:00:00Z): replays and tests."),

@@ -4,7 +4,9 @@ Each shop's figures are its own ``report``'s (:func:`cartrescue.commands.report.
 one entry point of ``report``), never derived again here: a row is what ``report --json`` of
 that config says for the same period. One shop that cannot be reported (a bad config, a source
 that cannot be read) costs only its row. Amounts are added only within one currency: an
-agency's kronor and euros are two totals, never one.
+agency's kronor and euros are two totals, never one. With ``--jobs N`` each shop is reported in
+a process of its own (:func:`cartrescue.batch.run_shops`, as ``run-all`` runs its shops), by this
+same command for its one config, whose row is taken as it is: the output is the same whatever N.
 """
 
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ import typer
 
 from cartrescue.commands.common import (
     ConfigsArgument,
+    JobsOption,
     JsonOption,
     NowOption,
     err_console,
@@ -41,7 +44,8 @@ class ShopReport:
     shop: str | None = None
     document: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # on what no currency's total holds of it (:func:`_shop_notes`)
+    said: bool = True  # its error is on stderr already (a line of its report's, or of report-all's)
 
     @property
     def exit_code(self) -> int:
@@ -60,6 +64,29 @@ class ShopReport:
 
         tiers = [] if self.document is None else self.document["money"]["by_tier"]
         return rounded(sum((Decimal(tier["incentive_cost"]) for tier in tiers), Decimal(0)), minor_units(self.currency))
+
+    @classmethod
+    def of_process(cls, run: Any) -> "ShopReport":
+        """The row of a shop reported in a process of its own (``report-all --jobs N``): the row
+        and notes of its one-config ``report-all --json``, as they are; or, for a report that
+        never started, was killed or ended without its document, the error that says so."""
+        from cartrescue.batch import named
+        from cartrescue.workers import error_of
+
+        shop = cls(run.config)
+        said = run.trailer or {}
+        rows = said.get("shops")
+        if run.started and isinstance(rows, list) and len(rows) == 1 and rows[0].get("exit_code") == run.exit_code:
+            row = rows[0]
+            shop.shop, shop.error, shop.notes = row.get("shop"), row.get("error"), list(said.get("notes") or [])
+            if shop.error is None:
+                shop.document = {key: row[key] for key in ("currency", "summary", "money", "notes")}
+            return shop
+        error = error_of(run.trailer, run.exit_code, f"the report (pid {run.pid})", run.stderr_tail, "killed") \
+            if run.started else {"code": "interrupted", "exit_code": 130, "message": "not started: report-all was interrupted"}
+        shop.error = dict(error or {}, message=named(run.config, " ".join(str((error or {}).get("message")).split())))
+        shop.said = isinstance(said.get("error"), dict) or not run.started  # its own line, or the one of them all
+        return shop
 
     def as_json(self) -> dict[str, Any]:
         from cartrescue.text import path_text
@@ -81,6 +108,7 @@ def report_all(
     since: SinceOption = None,
     until: UntilOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (the shops that could not be reported).")] = False,
+    jobs: JobsOption = None,
 ) -> None:
     """What every shop won back: each shop's `report` for the same period, one row a shop (shop,
     config, messages sent, orders attributed and carts recovered, revenue attributed and incentive
@@ -95,6 +123,11 @@ def report_all(
     nothing but what each shop's `report` writes (with `report.auto_promote`, a promoted A/B
     winner). See docs/reporting.md.
 
+    With --jobs N (default: the cores, at most 8) N shops are reported at once, each in a process
+    of its own forked from this one, as run-all runs them: the rows stay in the order of the
+    configs given, and the output is the same whatever N (--jobs 1 reads them one after another
+    in this process).
+
     Exit code: the most serious of the shops', ranked as `run-all` ranks them: 70 a bug, 2 a
     config or ledger error, 3 a source that cannot be read; 0 every shop was reported (130
     interrupted: Ctrl-C or SIGTERM).
@@ -103,7 +136,7 @@ def report_all(
 
         cartrescue report-all --since 2026-11-16 --until 2026-11-22 /srv/shops/*/cartrescue.yaml
     """
-    from cartrescue.batch import config_files
+    from cartrescue.batch import config_files, shop_jobs
     from cartrescue.commands.common import fail, parse_now
     from cartrescue.workers import worst_exit_code
 
@@ -113,18 +146,79 @@ def report_all(
     except ConfigError as error:
         fail(error, as_json)
     files = config_files(configs)
-    with _progress(not (as_json or quiet) and len(files) > 1, len(files)) as next_shop:
-        shops = [_report_shop(next_shop(config), now, since, until) for config in files]
-    code = worst_exit_code([shop.exit_code for shop in shops])
+    bar = not (as_json or quiet) and len(files) > 1
+    interrupted = False
+    if shop_jobs(jobs) == 1 or len(files) == 1:
+        with _progress(bar, len(files)) as next_shop:
+            shops = [_report_shop(next_shop(config), now, since, until) for config in files]
+    else:
+        shops, interrupted = _report_in_processes(files, shop_jobs(jobs), bar, now, since, until)
+    code = worst_exit_code([shop.exit_code for shop in shops] + ([130] if interrupted else []))
     totals, notes = _totals(shops)
     if as_json:
-        json_out({"shops": [shop.as_json() for shop in shops], "totals": totals, "notes": notes, "exit_code": code})
+        document: dict[str, Any] = {"shops": [shop.as_json() for shop in shops], "totals": totals, "notes": notes,
+                                    "exit_code": code}
+        if interrupted:  # as every interrupted command's document says it (and run-all's)
+            document["error"] = {"code": "interrupted", "exit_code": 130, "message": "interrupted"}
+        json_out(document)
     elif not quiet:
         _print_table(shops, totals)
         for note in notes:
             err_console().print(error_line(note, "note", "yellow"), soft_wrap=True)
+    if interrupted:
+        _say_interrupted(shops)
     if code:
         raise typer.Exit(code)
+
+
+#: What a shop's report imports on its way to its figures: imported once before the shops are forked.
+REPORT_PRELOAD = ("cartrescue.commands.report", "cartrescue.report.build", "cartrescue.report.analysis",
+                  "cartrescue.job", "cartrescue.sources.csv")
+
+
+def _report_in_processes(files: list[Path], jobs: int, bar: bool, now: str | None, since: str | None,
+                         until: str | None) -> tuple[list[ShopReport], bool]:
+    """Every shop's report in a process of its own, ``jobs`` at once (:func:`cartrescue.batch.run_shops`,
+    as run-all's shops run): each is this command for its one config, ``--json --jobs 1``, whose
+    row is taken as it is; its stderr's lines come through, naming its config. The shops' rows, in
+    the order given, and whether a stop (Ctrl-C, SIGTERM) ended the batch."""
+    from rich.text import Text
+
+    from cartrescue.batch import run_shops
+    from cartrescue.commands.shops_progress import shops_progress
+
+    period = [*(["--now", now] if now else []), *(["--since", since] if since else []),
+              *(["--until", until] if until else [])]
+
+    def arguments(config: Path) -> list[str]:
+        return ["report-all", "--json", "--jobs", "1", *period, str(config)]
+
+    stderr = err_console()
+
+    def warn(line: str) -> None:
+        stderr.print(Text(line), soft_wrap=True)  # the shop's report made it printable already
+
+    with shops_progress(stderr, bar and stderr.is_terminal, len(files)) as (say, done, tick):
+        batch = run_shops(arguments, files, jobs=jobs, warn=say or warn, on_done=done, on_tick=tick,
+                          preload=REPORT_PRELOAD)
+    shops = [ShopReport.of_process(run) for run in batch.shops]
+    for shop in shops:
+        if shop.error is not None and not shop.said:  # killed, or ended without its document
+            stderr.print(error_line(shop.error["message"]), soft_wrap=True)
+    return shops, batch.interrupted
+
+
+def _say_interrupted(shops: list[ShopReport]) -> None:
+    """The stop's line, and one for the shops it left unstarted (their rows say it too)."""
+    from cartrescue.batch import not_started
+
+    stderr = err_console()
+    stderr.print(error_line("interrupted: the shops being reported were stopped, the rest not started"),
+                 soft_wrap=True)
+    left = [shop.config for shop in shops if shop.error is not None and shop.error["message"].endswith(
+        "not started: report-all was interrupted")]
+    if left:
+        stderr.print(error_line(not_started(left, "report-all")), soft_wrap=True)
 
 
 def _report_shop(config: Path, now: str | None, since: str | None, until: str | None) -> ShopReport:
@@ -142,7 +236,25 @@ def _report_shop(config: Path, now: str | None, since: str | None, until: str | 
     if shop.error is not None:
         shop.error["message"] = named(config, " ".join(shop.error["message"].split()))  # one line
         err_console().print(error_line(shop.error["message"]), soft_wrap=True)
+    shop.notes = _shop_notes(shop)
     return shop
+
+
+def _shop_notes(shop: ShopReport) -> list[str]:
+    """What no currency's total holds of ``shop``: all of it (no ``shop.currency``), or its orders
+    in other currencies without a rate. Kept with its row: a shop reported in a process of its
+    own brings them back in its document (``notes``), where its report is no longer at hand."""
+    from cartrescue.batch import named
+
+    if shop.document is None:
+        return []
+    if shop.currency is None:
+        return [named(shop.config, "shop.currency is not set: its amounts are in no currency's total")]
+    if shop.document.get("unconverted"):
+        listed = ", ".join(f"{entry['orders']} in {entry['currency']}" for entry in shop.document["unconverted"])
+        return [named(shop.config, f"orders in other currencies without a rate ({listed}) are left out of its "
+                                   "revenue (shop.exchange_rates)")]
+    return []
 
 
 @contextmanager
@@ -150,7 +262,7 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[Path], Path]]:
     """On a terminal, a bar of the shops reported and the one being read: each report reads its
     ledger and its source's orders, seconds each for a big shop. ``next_shop(config)`` moves it on.
 
-    Unlike run-all's, nothing is forked here: the bar refreshes itself, and stderr goes through it
+    ``--jobs 1``: nothing is forked here (unlike run-all's bar, and ``--jobs N``'s), so the bar refreshes itself, and stderr goes through it
     (the lines the shops' reports say, a bad order row or a shop's error, print above it)."""
     console = err_console()
     if not (enabled and console.is_terminal):
@@ -180,23 +292,15 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[Path], Path]]:
 def _totals(shops: list[ShopReport]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Per currency: how many shops, their counts and amounts added up; and the notes on what no
     total holds (a shop without ``shop.currency``, orders left out for want of a rate)."""
-    from cartrescue.batch import named
     from cartrescue.currency import minor_units
     from cartrescue.report.analysis import rounded
 
     totals: dict[str, dict[str, Any]] = {}
-    notes: list[str] = []
+    notes = [note for shop in shops for note in shop.notes]
     for shop in shops:
-        if shop.document is None:
+        if shop.document is None or shop.currency is None:
             continue
         summary = shop.document["summary"]
-        if shop.currency is None:
-            notes.append(named(shop.config, "shop.currency is not set: its amounts are in no currency's total"))
-            continue
-        if shop.document.get("unconverted"):
-            listed = ", ".join(f"{entry['orders']} in {entry['currency']}" for entry in shop.document["unconverted"])
-            notes.append(named(shop.config, f"orders in other currencies without a rate ({listed}) are left out of its "
-                                            "revenue (shop.exchange_rates)"))
         total = totals.setdefault(shop.currency, {"shops": 0, **{key: 0 for key in _COUNTS},
                                                   "revenue": Decimal(0), "incentive_cost": Decimal(0)})
         total["shops"] += 1

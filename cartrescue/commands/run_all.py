@@ -1,7 +1,5 @@
 """`run-all`: the cron job of many shops (one config each), as one command (cartrescue.batch)."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -9,6 +7,7 @@ import typer
 
 from cartrescue.commands.common import (
     ConfigsArgument,
+    JobsOption,
     JsonOption,
     NowOption,
     err_console,
@@ -44,9 +43,7 @@ def run_all(
         "--resend-unconfirmed", help="As run --resend-unconfirmed, in every shop (see docs/sending.md).")] = False,
     max_deliveries: Annotated[Optional[int], typer.Option(
         "--limit", min=0, metavar="N", help="Deliver at most N messages per shop in this run.")] = None,
-    jobs: Annotated[Optional[int], typer.Option(
-        "--jobs", "-j", min=1, max=64, metavar="N", show_default=False,
-        help="How many shops run at once (default: the cores, at most 8).")] = None,
+    jobs: JobsOption = None,
     timeout: Annotated[Optional[str], typer.Option(
         "--timeout", metavar="DURATION", show_default=False,
         help="Stop a shop's run that takes longer (e.g. 8m), as Ctrl-C stops a run: what it delivered is "
@@ -78,8 +75,7 @@ def run_all(
         limit = parse_timeout(timeout)
     except ConfigError as error:
         fail(error, as_json)
-    from cartrescue.batch import config_files, run_shops, shop_command, shop_outboxes
-    from cartrescue.workers import MAX_AUTO_WORKERS, usable_cores
+    from cartrescue.batch import config_files, run_shops, shop_command, shop_jobs, shop_outboxes
 
     mode = "send" if send else "outbox" if outbox else "dry-run"
     files = config_files(configs)
@@ -99,8 +95,10 @@ def run_all(
         return shop_command(config, mode=mode, now=at, strict=strict, quiet=quiet,
                             resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, outbox=outboxes[config])
 
-    with _progress(stderr, not (as_json or quiet) and stderr.is_terminal, len(files)) as (say, done, tick):
-        batch = run_shops(arguments, files, jobs=jobs or min(usable_cores(), MAX_AUTO_WORKERS), warn=say or warn,
+    from cartrescue.commands.shops_progress import shops_progress
+
+    with shops_progress(stderr, not (as_json or quiet) and stderr.is_terminal, len(files)) as (say, done, tick):
+        batch = run_shops(arguments, files, jobs=shop_jobs(jobs), warn=say or warn,
                           on_done=done, timeout=limit, on_tick=tick)
     code = batch.exit_code
     if as_json:
@@ -130,70 +128,11 @@ def run_all(
             stderr.print(error_line(named(shop.config, own["message"])), soft_wrap=True)
     left = [shop for shop in batch.shops if not shop.started]
     if left:
-        stderr.print(error_line(_not_started(left)), soft_wrap=True)
+        from cartrescue.batch import not_started
+
+        stderr.print(error_line(not_started([shop.config for shop in left], "run-all")), soft_wrap=True)
     if code:
         raise typer.Exit(code)
-
-
-def _not_started(shops: list[Any]) -> str:
-    """One line for the shops a stop left unstarted (the table and ``--json`` have a row each): a
-    line each was a wall of 200 in an agency's round, and hid the lines of the shops it stopped.
-    Shops start in the order given, so those left are its last ones."""
-    from cartrescue.text import counted, path_text, printable
-
-    first, last = (printable(path_text(shop.config)) for shop in (shops[0], shops[-1]))
-    which = first if len(shops) == 1 else f"{first} to {last}, in the order given"
-    return f"{counted(len(shops), 'shop')} not started: run-all was interrupted ({which})"
-
-
-@contextmanager
-def _progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[Any, Any, Any]]:
-    """On a terminal, a bar of the shops done, the shop running longest and its seconds, and
-    where to print a line above it: (say, done, tick).
-
-    Refreshed by hand, never by a thread of its own, and the standard streams left as they are:
-    each shop's run is forked from this process, which is safe only while it has one thread and
-    its own streams (cartrescue.processes.start_method). ``tick`` redraws it while the shops run:
-    drawn only as a shop ended, it stood still, its clock too, while one waited on a slow relay.
-    """
-    if not enabled:
-        yield None, None, None
-        return
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Column
-    from rich.text import Text
-
-    from cartrescue.text import path_text, printable
-
-    with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[longest]}", markup=False,
-                             table_column=Column(no_wrap=True, overflow="ellipsis")),
-                  console=console, auto_refresh=False, transient=True, redirect_stdout=False,
-                  redirect_stderr=False) as bar:
-        task = bar.add_task("shops", total=total, longest="")
-        drawn = [0.0]
-
-        def say(line: str) -> None:
-            bar.console.print(Text(line), soft_wrap=True)
-            bar.refresh()
-
-        def done(_shop: Any) -> None:
-            bar.advance(task)
-            bar.refresh()
-
-        def tick(running: Any) -> None:
-            now = time.monotonic()
-            if now - drawn[0] < 0.5:
-                return
-            drawn[0] = now
-            shop, seconds = max(running, key=lambda item: item[1], default=(None, 0.0))
-            bar.update(task, longest="" if shop is None else f"{printable(path_text(shop.config))} {seconds:.0f} s")
-            bar.refresh()
-
-        bar.refresh()
-        yield say, done, tick
 
 
 def _print_table(batch: Any, mode: str, quiet: bool) -> None:
