@@ -37,7 +37,8 @@ def _shop(make_shop: Callable[[str], Shop], name: str, currency: str, totals: li
 
 
 def _report_all(*configs: Path) -> Any:
-    return cli("report-all", "--json", *PERIOD, "--now", iso(LATER), *map(str, configs))
+    """``report-all --json`` in this process (``--jobs 1``; the shops in processes: the ``--jobs`` tests)."""
+    return cli("report-all", "--json", "--jobs", "1", *PERIOD, "--now", iso(LATER), *map(str, configs))
 
 
 def _own_report(shop: Shop) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def test_a_shop_with_a_broken_config_costs_only_its_row(make_shop: Callable[[str
 
 def test_the_table_has_a_line_per_shop_and_a_total_per_currency(make_shop: Callable[[str], Shop]) -> None:
     shops = [_shop(make_shop, "a", "EUR", ["10.00"]), _shop(make_shop, "b", "SEK", ["1000.00"])]
-    done = cli("report-all", *PERIOD, "--now", iso(LATER), *(str(shop.config_path) for shop in shops))
+    done = cli("report-all", "--jobs", "1", *PERIOD, "--now", iso(LATER), *(str(shop.config_path) for shop in shops))
     assert done.exit_code == 0, done.output
     lines = done.stdout.splitlines()
     assert any("Shop a" in line and "10.00" in line and "EUR" in line for line in lines), done.stdout
@@ -140,7 +141,7 @@ def test_on_a_terminal_the_figures_stay_whole_and_a_shops_error_prints_above_the
     shops = [_shop(make_shop, "a", "EUR", ["30.50"]), _shop(make_shop, "b", "SEK", ["1000.00"]),
              _shop(make_shop, "broken", "EUR", [])]
     shops[2].config_path.write_text("shop: [not closed\n", encoding="utf-8")
-    code, output = run_in_terminal(["report-all", *PERIOD, "--now", iso(LATER), *(str(s.config_path) for s in shops)],
+    code, output = run_in_terminal(["report-all", "--jobs", "1", *PERIOD, "--now", iso(LATER), *(str(s.config_path) for s in shops)],
                                    cwd=tmp_path, columns=80)
     assert code == 2, output
     lines = plain(output)
@@ -189,7 +190,7 @@ def test_a_period_that_depends_on_the_shops_timezone_is_still_judged_per_shop(
     stockholm = _shop(make_shop, "stockholm", "EUR", ["10.00"])
     new_york = _shop(make_shop, "new-york", "USD", ["10.00"])
     new_york.configure(shop={"timezone": "America/New_York"}).write()
-    done = cli("report-all", "--json", "--since", "2026-11-20T23:30:00Z", "--until", "2026-11-20", "--now", iso(LATER),
+    done = cli("report-all", "--json", "--jobs", "1", "--since", "2026-11-20T23:30:00Z", "--until", "2026-11-20", "--now", iso(LATER),
                str(stockholm.config_path), str(new_york.config_path))
     assert done.exit_code == 2, done.output
     first, second = json.loads(done.stdout)["shops"]
