@@ -62,6 +62,9 @@ class RunRequest:
     # A dry-run checks the templates it rendered (template_check.lint_used) at its end; False: a
     # worker of run --workers, whose parent checks what all its workers rendered, once.
     lint: bool = True
+    # A delivering run takes opted-out people's rows out of the call list (unlist_opted_out);
+    # False: a worker of run --workers but the first, whose shards all write the one list.
+    unlist: bool = True
 
 
 @dataclass(slots=True)
@@ -81,7 +84,11 @@ class RunSummary:
     # them (template_check.lint_used; None when not checked) and its findings, a line each.
     used_files: list[tuple[str, ...]] = field(default_factory=list)
     lint: Report | None = None
+    # What a person must mend, a ``warning:`` line each on stderr (under ``--quiet`` too) and in
+    # ``--json``'s ``warnings``: a call list the run could not take opted-out people out of, and a
+    # dry-run's findings of ``templates check`` (the last ``findings`` of them: ``--strict``'s).
     warnings: list[str] = field(default_factory=list)
+    findings: int = 0
 
 
 _Paced = TypeVar("_Paced", SmtpConfig, SmsConfig, WebhookConfig)
@@ -275,6 +282,7 @@ def _run_job(
         report(row)
 
     delivering = request.deliver and request.mode != "dry-run"
+    warnings: list[str] = []  # what a person must mend, said under --quiet too (RunSummary.warnings)
     secret = delivery_secret(config) if delivering else config.shop.unsubscribe_secret or DRY_RUN_SECRET
     # A step's missing template: refused now, not as every cart's render error, and by `carts`
     # too (it would list carts as due for a step no run takes).
@@ -381,8 +389,10 @@ def _run_job(
                 for result in executor.execute(decisions):
                     counts.add(result)
                     on_result(result)
-                if delivering:  # after its own rows: a person who opted out while it ran goes too
-                    notes += unlist_opted_out(config, ledger)
+                if delivering and request.unlist:  # after its own rows: one who opted out while it ran goes too
+                    said, failed = unlist_opted_out(config, ledger)
+                    notes += said
+                    warnings += failed
             else:
                 done = 0
                 for decision in decisions:
@@ -428,13 +438,15 @@ def _run_job(
     notes += newsletters.notes() if newsletters is not None else []
     notes += planner.prioritizer.notes()
     summary = RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
-                         killed_left=killed_left, shop_switched_from=switched_from)
+                         killed_left=killed_left, shop_switched_from=switched_from, warnings=warnings)
     if request.deliver and request.mode == "dry-run":
         summary.used_files = sorted(renderer.used_files())
         if request.lint and summary.used_files:
             from cartrescue.template_check import lint_cached
 
-            summary.lint, summary.warnings = lint_cached(config, summary.used_files)
+            summary.lint, findings = lint_cached(config, summary.used_files)
+            summary.warnings += findings
+            summary.findings = len(findings)
     return summary
 
 
@@ -467,15 +479,17 @@ def call_list_notes(config: Config, delivering: bool) -> list[str]:
             "(the next call then begins a new list)"]
 
 
-def unlist_opted_out(config: Config, ledger: Ledger) -> list[str]:
+def unlist_opted_out(config: Config, ledger: Ledger) -> tuple[list[str], list[str]]:
     """A delivering run of a shop that calls takes the rows of people suppressed since they were
     listed (unsubscribed by the link or the command, a STOP, an imported list, a mailbox, a
     bounce, ``forget``) out of the call list, once it has appended its own: staff work through
     the list later, and must not phone someone who opted out. Suppressions come from the
     webhook in the shop's web server too, which is not the user the list is written as; the run
-    is. Its note says how many (or why it could not)."""
+    is. Its notes say how many; its warnings why it could not (a list it may not rewrite, not
+    UTF-8): cron's mail must say so, while a note is not printed under ``--quiet``. Of
+    ``run --workers``, shard 1 alone does it (:attr:`RunRequest.unlist`)."""
     if "call-list" not in config.channels_used():
-        return []
+        return [], []
     from cartrescue.channels.call_list import suppressed_rows
     from cartrescue.text import counted
 
@@ -483,12 +497,12 @@ def unlist_opted_out(config: Config, ledger: Ledger) -> list[str]:
     try:
         removed = suppressed_rows(path, lambda hashes: ledger.history([], [], hashes).suppressed, config.phone_region)
     except (OSError, UnicodeDecodeError) as exc:
-        return [f"{config.where('call_list.path')}: {path}: the rows of people who opted out since they were listed "
-                f"could not be removed ({getattr(exc, 'strerror', None) or exc}): staff must not call them"]
+        return [], [f"{config.where('call_list.path')}: {path}: the rows of people who opted out since they were "
+                    f"listed could not be removed ({getattr(exc, 'strerror', None) or exc}): staff must not call them"]
     if not removed:
-        return []
+        return [], []
     return [f"{config.where('call_list.path')}: {path}: removed {counted(removed, 'row')} of people who opted out "
-            "since they were listed (unsubscribed, STOP, bounced or forgotten): staff must not call them"]
+            "since they were listed (unsubscribed, STOP, bounced or forgotten): staff must not call them"], []
 
 
 def newsletters_of(config: Config, source: CartSource, now: datetime, on_problem: Callable[[RowProblem], None],

@@ -173,7 +173,10 @@ class MergedRun:
     error: dict[str, Any] | None
     pruned: dict[str, int] = field(default_factory=dict)  # rows past ledger.retention, all shards together
     shop_switched_from: str | None = None  # the ledger's last run was another shop's (job.same_shop)
-    warnings: list[str] = field(default_factory=list)  # a dry-run's findings in the templates it used (template_check.lint_cached)
+    # The shards' warnings (job.RunSummary.warnings: a call list not cleaned), then a dry-run's
+    # findings in the templates it used (template_check.lint_cached), the last ``findings``.
+    warnings: list[str] = field(default_factory=list)
+    findings: int = 0
 
     def trailer(self) -> dict[str, Any]:
         out: dict[str, Any] = {"counts": self.counts, "run_id": None,
@@ -520,5 +523,8 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
             if len(messages) > 1:  # shards that disagree are named; one message shared by all stays as it is
                 error["message"] = "; ".join(f"shard {r.shard}: {e['message']}" for r, e in failing if e is not None)
     switched = next((s for r in reports if (s := (r.trailer or {}).get("shop_switched_from"))), None)
+    warnings: list[str] = []  # as notes: said once
+    for report in reports:
+        warnings.extend(line for line in (report.trailer or {}).get("warnings") or [] if line not in warnings)
     return MergedRun(mode, now, reports, counts, problems[:1000], notes, unconfirmed, released, killed_left, worst,
-                     error, pruned, switched)
+                     error, pruned, switched, warnings)

@@ -5,8 +5,11 @@ an imported list, a bounce or ``forget``). Before, the row stayed until staff ca
 from __future__ import annotations
 
 import csv
+import sys
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from conftest import NOW, Shop, cart
 
@@ -80,3 +83,47 @@ def test_a_dry_run_leaves_the_list_as_it_is(shop: Shop) -> None:
     assert shop.cli("unsubscribe", "bob@example.com", now=None).exit_code == 0
     assert shop.cli("run", now=LATER).exit_code == 0
     assert path.read_bytes() == before
+
+
+def _uncleanable(shop: Shop, path: Path, *, directory: bool = False) -> None:
+    """Bob unsubscribed since he was listed, and the list cannot be rewritten without him: a
+    folder where the file was (what no user, root included, can rewrite as a file), or a row a
+    spreadsheet saved in Windows-1252 (the list is read as UTF-8)."""
+    assert shop.cli("unsubscribe", "bob@example.com", now=None).exit_code == 0
+    if directory:
+        path.unlink()
+        path.mkdir()
+    else:
+        path.write_bytes(path.read_bytes() + "c-old,,ann@example.com,Müller\r\n".encode("cp1252"))
+
+
+def test_a_list_the_run_cannot_clean_is_a_warning_that_quiet_prints(shop: Shop) -> None:
+    """cron mails what ``--quiet`` prints: a note alone said nothing, while staff could phone Bob."""
+    path = _calling_shop(shop)
+    _uncleanable(shop, path)
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--quiet", now=LATER)
+    assert later.exit_code == 0, later.output
+    assert "warning:" in later.stderr
+    assert "could not be removed" in later.stderr and "calls.csv" in later.stderr
+
+
+def test_a_list_the_run_cannot_clean_is_in_the_json_warnings(shop: Shop) -> None:
+    path = _calling_shop(shop)
+    _uncleanable(shop, path, directory=True)
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", "--quiet", now=LATER)
+    assert later.exit_code == 0, later.output
+    assert [line for line in later.json["warnings"] if "could not be removed" in line and "calls.csv" in line]
+    assert not [note for note in later.json["notes"] if "could not be removed" in note]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_run_with_workers_cleans_the_list_once(shop: Shop) -> None:
+    """One shard rewrites the list (the first), not each: one warning when it cannot."""
+    path = _calling_shop(shop)
+    _uncleanable(shop, path, directory=True)
+    later = shop.cli("run", "--outbox", str(shop.folder / "out"), "--workers", "2", "--json", now=LATER)
+    assert later.exit_code == 0, later.output
+    assert len(later.json["shards"]) == 2
+    assert later.stderr.count("could not be removed") == 1, later.stderr
+    assert len([line for line in later.json["warnings"] if "could not be removed" in line]) == 1

@@ -52,6 +52,15 @@ def test_forget_help_says_messages_keep_their_rows_without_the_address() -> None
     assert "keeps its messages without the address" in text
 
 
+def test_forget_help_says_the_files_options_take_a_phone_number_too() -> None:
+    """``forget PHONE --files`` removes the number's call-list rows and texts; its help began
+    "Also remove the address from the files", as if an address alone had files."""
+    text = " ".join(_help(("forget",)).replace("│", " ").split())
+    files = text.split("Options", 1)[1].split("--files", 1)[1].split("--keep-files", 1)[0]
+    assert not files.strip().startswith("Also remove the address")
+    assert "address or phone number" in files and "A number:" in files
+
+
 def test_run_all_help_says_its_exit_codes_and_what_an_overlapping_round_does() -> None:
     """An agency's cron reads run-all's exit code and starts a round every few minutes. Its help
     only pointed to the README for the order of the codes and said nothing of a round that starts

@@ -42,7 +42,8 @@ def forget(
     config: ConfigOption = None,
     as_json: JsonOption = False,
     files: Annotated[bool, typer.Option(
-        "--files", help="Also remove the address from the files cartrescue wrote for the shop: its rows in the "
+        "--files", help="Also remove the person (the address or phone number given) from the files cartrescue "
+                        "wrote for the shop. An address: its rows in the "
                         "call-list CSV, the files `run --outbox` wrote for it (.eml, .json, .sms.txt), and the "
                         "`send-test --outbox` files sent to it or rendered from its carts. A number: its rows in "
                         "the call list and the texts `run --outbox` wrote for it (.sms.txt).")] = False,
@@ -52,7 +53,7 @@ def forget(
                              "again). Without it or --files, forget of a person such files hold changes "
                              "nothing (exit 2).")] = False,
 ) -> None:
-    """Erase everything the ledger holds about one address (a GDPR erasure request).
+    """Erase everything the ledger holds about one person, by address or phone number (a GDPR erasure request).
 
     Deletes its decisions, test messages (sent to it, or rendered from its carts), survey answers
     and any other ledger row with the address, and keeps its messages without the address: each

@@ -93,7 +93,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                              shard=sharded, shared_orders=_shared(sharded, shared.ORDERS),
                              shared_sends=_shared(sharded, shared.SENDS),
                              shared_carts=_shared(sharded, shared.CARTS), eml=eml_folder, runs_over=runs_over(),
-                             lint=not of_workers)
+                             lint=not of_workers, unlist=not of_workers or sharded.index == 1)
         _die_with_parent()  # a shard of run --workers, or a shop of run-all
         if as_json:
             stream = JsonStream(json_stdout(), {"mode": mode if deliver else "plan",
@@ -152,13 +152,14 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                       **({"used_files": summary.used_files} if request.deliver and not request.lint else {})})
     elif not (quiet and _all_well(counts, summary)):
         _print_table_and_summary(table, summary, counts, request.eml, plan=not request.deliver)
-    if summary.counts.failed or summary.counts.problems or (strict and summary.warnings):
+    if summary.counts.failed or summary.counts.problems or (strict and summary.findings):
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
 def _say_warnings(stderr: Any, warnings: list[str]) -> None:
-    """A dry-run's findings of ``templates check`` in the templates it rendered, a ``warning:``
-    line each on stderr (with ``--json`` too, as a bad row's)."""
+    """The run's warnings (:attr:`cartrescue.job.RunSummary.warnings`: a call list it could not
+    clean, a dry-run's findings of ``templates check`` in the templates it rendered), a
+    ``warning:`` line each on stderr (with ``--json`` and ``--quiet`` too, as a bad row's)."""
     for line in warnings:
         stderr.print(error_line(line, "warning", "yellow"), soft_wrap=True)
 
@@ -341,9 +342,11 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         if used:
             from cartrescue.template_check import lint_cached
 
-            merged.warnings = lint_cached(config, sorted(used))[1]
-            _say_warnings(stderr, merged.warnings)
-            if strict and merged.warnings and not merged.exit_code:
+            findings = lint_cached(config, sorted(used))[1]
+            _say_warnings(stderr, findings)  # the shards' own warnings were relayed from their stderr
+            merged.warnings += findings
+            merged.findings = len(findings)
+            if strict and findings and not merged.exit_code:
                 merged.exit_code = int(ExitCode.SOME_FAILED)
     said = merged.error is not None and not (quiet and merged.exit_code == int(ExitCode.LOCKED))
     if stream is not None:
@@ -443,11 +446,16 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
 
         lines.append(f"[yellow]{counted(counts['problems'], 'problem')} (a source row that could not be read, a message "
                      "that could not be rendered): see the warnings[/]")
-    warnings = getattr(summary, "warnings", None)
-    if warnings:
+    warnings = getattr(summary, "warnings", None) or []
+    findings = getattr(summary, "findings", 0)
+    if len(warnings) > findings:  # a call list the run could not clean
         from cartrescue.text import counted
 
-        lines.append(f"[yellow]{counted(len(warnings), 'finding')} of `templates check` in the templates this run used: "
+        lines.append(f"[yellow]{counted(len(warnings) - findings, 'warning')} (the call list): see the warnings[/]")
+    if findings:
+        from cartrescue.text import counted
+
+        lines.append(f"[yellow]{counted(findings, 'finding')} of `templates check` in the templates this run used: "
                      "see the warnings (--strict: exit 1)[/]")
     if summary.notes:
         from rich.markup import escape

@@ -105,6 +105,7 @@ class PrestaShopSource(DatabaseSource):
 
     name = "prestashop"
     default_prefix = "ps_"
+    code_tables = ("order_cart_rule", "cart_rule")  # the codes orders used (orders)
     required_tables = ("cart", "cart_product", "customer", "orders", "product", "product_lang",
                        "stock_available", "currency", "lang", "shop", "configuration")
     recommended_indexes = (
@@ -514,7 +515,7 @@ class PrestaShopSource(DatabaseSource):
         schema = self.schema()
         if schema.has("order_cart_rule", "deleted"):
             kept = f"AND {schema.flag('ocr.deleted', 'order_cart_rule', 'deleted', 0)} "
-        return self.with_codes(self._placed(window, wanted), ("order_cart_rule", "cart_rule"), (
+        return self.with_codes(self._placed(window, wanted), (
             f"SELECT ocr.id_order AS order_id, cr.code FROM {self.t('order_cart_rule')} ocr "
             f"JOIN {self.t('cart_rule')} cr ON cr.id_cart_rule = ocr.id_cart_rule "
             f"WHERE ocr.id_order IN :ids {kept}ORDER BY ocr.id_order, ocr.id_order_cart_rule"))

@@ -955,6 +955,9 @@ class DatabaseSource(CartSource):
     default_prefix: ClassVar[str] = ""
     required_tables: ClassVar[tuple[str, ...]] = ()
     recommended_indexes: ClassVar[tuple[RecommendedIndex, ...]] = ()
+    #: The tables of the discount codes orders used, where the preset keeps them apart
+    #: (:meth:`with_codes`): optional, a report without them gives an upper bound.
+    code_tables: ClassVar[tuple[str, ...]] = ()
     #: Columns whose type the preset relies on, {table: {column: kind}} (see
     #: :mod:`cartrescue.sources.schema`); checked once per run, before the first read.
     column_kinds: ClassVar[Mapping[str, Mapping[str, str]]] = {}
@@ -1064,24 +1067,32 @@ class DatabaseSource(CartSource):
     def orders_carry_codes(self) -> bool:
         return self._codes_read
 
-    def with_codes(self, orders: Iterable[Order], tables: Sequence[str], sql: str) -> Iterator[Order]:
-        """``orders`` with the discount codes they used, for a preset that keeps them in ``tables``
-        of their own (WooCommerce's coupon order items, PrestaShop's cart rules): ``sql`` returns
+    def code_refusal(self) -> str | None:
+        """Why this account may not read :attr:`code_tables` (a role limited to some of the
+        shop's tables), naming them and the GRANT, else None: ``report``'s warning when it falls
+        back to its upper bound, and ``doctor``'s (:meth:`check`), which finds it first."""
+        refusals = {self.db.full_name(table): why for table in self.code_tables if (why := self.db.refusal(table))}
+        if not refusals:
+            return None
+        return (f"{self.name} source: this account may not SELECT from {', '.join(refusals)} in {self.db.where} "
+                f"({next(iter(refusals.values()))}): the discount codes the orders used are not read (GRANT SELECT "
+                "on them to the account to read them)")
+
+    def with_codes(self, orders: Iterable[Order], sql: str) -> Iterator[Order]:
+        """``orders`` with the discount codes they used, for a preset that keeps them in tables
+        of their own (:attr:`code_tables`: WooCommerce's coupon order items, PrestaShop's cart rules): ``sql`` returns
         ``order_id`` and ``code`` for the order ids in ``:ids``, asked once a chunk of orders, so
         only the orders the report wants are looked up and none of a window is held in memory. A
         blank code (a rule the shop applied by itself) is none. Without the tables, or where this
         account may not read them (asked once, before the first chunk), the orders as they are and
         a note: :meth:`orders_carry_codes` stays False (the report's upper bound)."""
-        refusals = {self.db.full_name(table): why for table in tables if (why := self.db.refusal(table))}
-        if refusals:
-            warning = (f"{self.name} source: this account may not SELECT from {', '.join(refusals)} in "
-                       f"{self.db.where} ({next(iter(refusals.values()))}): the discount codes the orders used "
-                       "are not read (GRANT SELECT on them to the account to read them)")
+        warning = self.code_refusal()
+        if warning is not None:
             self._report_notes.append(warning)
             self._report_warnings.append(warning)
             yield from orders
             return
-        missing = self.missing_tables(tables)
+        missing = self.missing_tables(self.code_tables)
         if missing:
             self._report_notes.append(
                 f"{self.name} source: {', '.join(missing)} not found in {self.db.where}: the discount codes the "
@@ -1126,7 +1137,8 @@ class DatabaseSource(CartSource):
 
     def check(self) -> list[str]:
         """Problems ``doctor`` shows: missing tables, columns of a type the preset cannot read, a
-        missing recommended index."""
+        missing recommended index, coupon tables this account may not read (:meth:`code_refusal`:
+        runs do without them, ``report`` falls back to an upper bound)."""
         try:
             key = self.db.name_key
             present = {key(name) for name in self.db.table_names()}
@@ -1155,7 +1167,8 @@ class DatabaseSource(CartSource):
                     f"({', '.join(index.leading[0])}); each run then scans the whole table. Create it with: "
                     + index.statement(self.db.full_name(index.table), self.db.engine.dialect.identifier_preparer)
                 )
-        return problems
+        refusal = self.code_refusal()
+        return problems + ([refusal] if refusal is not None else [])
 
     def close(self) -> None:
         self.db.close()

@@ -111,6 +111,7 @@ class WooCommerceSource(DatabaseSource):
 
     name = "woocommerce"
     default_prefix = "wp_"
+    code_tables = ("woocommerce_order_items",)  # the codes orders used (orders)
     required_tables = (_CART_TABLE, "posts", "postmeta", "options", "users")
     recommended_indexes = (
         RecommendedIndex(
@@ -574,7 +575,7 @@ class WooCommerceSource(DatabaseSource):
         lower case, as WooCommerce keeps codes; the report compares codes without case). Both
         storages keep them there. Without them the report took every attributed order after an
         incentive step for a redemption of its code, one placed with the shop's BLACKFRIDAY too."""
-        return self.with_codes(self._placed(window, wanted), ("woocommerce_order_items",), (
+        return self.with_codes(self._placed(window, wanted), (
             f"SELECT order_id, order_item_name AS code FROM {self.t('woocommerce_order_items')} "
             "WHERE order_item_type = 'coupon' AND order_id IN :ids ORDER BY order_id, order_item_id"))
 
