@@ -103,7 +103,8 @@ class ShopRun:
                                "what it delivered is recorded; a message the relay had not answered yet stays "
                                "claimed without outcome, listed unconfirmed, never resent (the next run counts "
                                "it and says so once, `doctor` shows it); the rest waits for the next run"}
-        return error_of(self.trailer, self.exit_code, f"the run (pid {self.pid})", self.stderr_tail, "killed")
+        own = error_of(self.trailer, self.exit_code, f"the run (pid {self.pid})", self.stderr_tail, "killed")
+        return None if own is None else dict(own, message=path_text(own["message"]))  # the config as its row writes it
 
     def counts(self) -> dict[str, Any]:
         return dict((self.trailer or {}).get("counts") or {})
@@ -483,7 +484,14 @@ def said_by(config: Path, line: str) -> str:
     ``report-all``), with the shop's config in front: among 200 shops, a bad order row's warning
     must say whose it is. Not where the line names the config already (:func:`_names_config`)."""
     name = path_text(config)
-    return line if _names_config(line, name) else f"{name}: {line}"
+    line = path_text(line)
+    return line if any(_names_config(line, form) for form in (name, _as_stderr_writes(config))) else f"{name}: {line}"
+
+
+def _as_stderr_writes(config: Path) -> str:
+    r"""``config`` as the shop's run writes it on its stderr: a name's bytes that are not UTF-8
+    as ``\udce9`` (Python's stderr), where :func:`~cartrescue.text.path_text` writes ``\xe9``."""
+    return str(config).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _names_config(line: str, config: str) -> bool:
@@ -559,7 +567,7 @@ def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:
 def named(config: Path, message: str) -> str:
     """``message`` of a shop's run, with the shop's config in front unless it names it already
     (a config error does: ``shops/b/cartrescue.yaml: eligibility.cutoff: …``)."""
-    name = path_text(config)
+    name, message = path_text(config), path_text(message)
     return message if message.startswith(f"{name}:") else f"{name}: {message}"
 
 

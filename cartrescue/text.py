@@ -33,11 +33,15 @@ def path_text(path: object) -> str:
     r"""A file's path as text that every stream and database column takes: the bytes of a name
     that are not UTF-8 (a folder unpacked from a Windows zip, ``caf\xe9``) shown as ``\xe9``.
     Python holds them as lone surrogates, which no UTF-8 writer accepts: the ledger refused the
-    outcome of a message written there (exit 70)."""
+    outcome of a message written there (exit 70). Also a message that names such a path: a
+    surrogate no file name holds (a server's answer) is written ``\ud83d``."""
     text = str(path)
     if text.isascii():  # nearly always: nothing more to pay per message
         return text
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def counted(number: int, noun: str, plural: str | None = None) -> str:

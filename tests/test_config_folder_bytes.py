@@ -79,3 +79,14 @@ def test_messages_naming_the_ledger_path_are_printable(latin1_shop: Shop) -> Non
     assert checked.returncode != 70, checked.stderr.decode("utf-8", "replace")
     document = json.loads(checked.stdout.decode("utf-8"))  # valid UTF-8: no raw byte of the name
     assert "caf\udce9" in json.dumps(document, ensure_ascii=False)
+
+
+def test_a_message_naming_such_a_folder_beside_another_lone_surrogate_is_still_text() -> None:
+    """run-all and report-all write a shop's error message as its config's row does (``\\xe9``);
+    a message may also quote a server's answer holding a surrogate no file name does (``\\ud83d``):
+    that one is escaped too, not an error (exit 70) in the middle of the round's report."""
+    from cartrescue.text import path_text
+
+    shown = path_text(f"{FOLDER}/cartrescue.yaml: the gateway said \ud83d")
+    assert shown.encode("utf-8") and "\\ud83d" in shown
+    assert path_text(f"{FOLDER}/cartrescue.yaml: eligibility.cutoff") == "caf\\xe9/cartrescue.yaml: eligibility.cutoff"

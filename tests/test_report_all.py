@@ -329,3 +329,27 @@ def test_a_stop_with_two_jobs_still_prints_one_document(make_shop: Callable[[str
     assert [(row["exit_code"], row["error"]["code"]) for row in document["shops"]] == [(130, "interrupted")] * 3
     assert document["shops"][2]["error"]["message"] == f"{shops[2].config_path}: not started: report-all was interrupted"
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"], ids=["in-process", "processes"])
+def test_a_config_error_in_a_folder_not_named_in_utf8_names_the_config_once(
+        make_shop: Callable[[str], Shop], tmp_path: Path, jobs: str) -> None:
+    """As run-all's (tests/test_run_all.py): the row's error names the config once, as the row's
+    ``config`` writes it (``caf\\xe9``), and so does the line on stderr."""
+    import os
+
+    good = _shop(make_shop, "good", "EUR", ["12.00"])
+    broken = _shop(make_shop, "broken", "EUR", [])
+    broken.configure(eligibility={"cutoff": "45x"}).write()
+    latin = tmp_path / os.fsdecode(b"caf\xe9")
+    broken.folder.rename(latin)
+    done = _report_all_command("--json", "--jobs", jobs, *PERIOD, "--now", iso(LATER), good.config_path,
+                               latin / "cartrescue.yaml", cwd=tmp_path)
+    assert done.returncode == 2, ascii(done.stderr)
+    row = json.loads(done.stdout)["shops"][1]
+    assert row["config"] == str(tmp_path / "caf\\xe9" / "cartrescue.yaml")
+    message = row["error"]["message"]
+    assert message.startswith(f"{row['config']}: eligibility.cutoff") and message.count("cartrescue.yaml") == 1, ascii(message)
+    message.encode("utf-8")  # no lone surrogate
+    said = [line for line in done.stderr.splitlines() if "eligibility.cutoff" in line]
+    assert said and all(line.count("cartrescue.yaml") == 1 for line in said), ascii(done.stderr)

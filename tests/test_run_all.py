@@ -706,6 +706,29 @@ def test_a_config_path_not_in_utf_8_costs_that_shop_only(make_shop: Callable[[st
     assert "run-all (dry-run): 2 shops" in table.stdout and "caf\\xe9" in table.stdout, table.stderr
 
 
+def test_a_config_error_in_a_folder_not_named_in_utf8_names_the_config_once(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """The shop's own run names its config as Python holds the name (``caf\\udce9``), run-all as
+    it writes it (``caf\\xe9``): the two were taken for two names, so the error named the config
+    twice, in two spellings, in the document and on stderr, and the document's message held a
+    lone surrogate that strict JSON readers refuse or replace."""
+    import os
+
+    good, other = _shops(make_shop, 2, carts=3)
+    other.configure(eligibility={"cutoff": "45x"}).write()
+    latin = tmp_path / os.fsdecode(b"caf\xe9")
+    other.folder.rename(latin)
+    done = _run_all("--json", "--now", iso(NOW), good.folder, latin, cwd=tmp_path)
+    document = json.loads(done.stdout)
+    name = str(tmp_path / "caf\\xe9" / "cartrescue.yaml")
+    message = document["shops"][1]["error"]["message"]
+    assert message.startswith(f"{name}: eligibility.cutoff") and message.count("cartrescue.yaml") == 1, ascii(message)
+    message.encode("utf-8")  # no lone surrogate
+    assert document["error"]["message"] == message
+    said = [line for line in done.stderr.splitlines() if "eligibility.cutoff" in line]
+    assert said and all(line.count("cartrescue.yaml") == 1 for line in said), ascii(done.stderr)
+
+
 def test_the_table_of_one_shop_says_one_shop(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
     (only,) = _shops(make_shop, 1, carts=2)
     done = _run_all("--now", iso(NOW), only.folder, cwd=tmp_path)
