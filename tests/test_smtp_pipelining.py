@@ -361,7 +361,10 @@ def _pipelined(pipe: _QueuedPipe, *, timeout: float = 30.0, data_timeout: float 
     channel._take_next = nothing_next  # type: ignore[method-assign]
 
     async def scenario() -> object:
-        return await channel._pipelined(_Slot(), pipe, job, None, started)  # type: ignore[arg-type]
+        from types import SimpleNamespace
+
+        running = SimpleNamespace(stopping=False)  # the batch, as far as the message's path asks it
+        return await channel._pipelined(_Slot(), pipe, job, running, started)  # type: ignore[arg-type]
 
     return asyncio.run(scenario()), job.stage
 
@@ -394,7 +397,7 @@ def test_a_reply_read_before_the_relay_closed_is_the_messages_outcome_and_the_ne
     follow = _Job(claim_id=2, rcpt=b"b@example.com", wire=b"ho\r\n.\r\n", size=7, utf8=False, body8=False,
                   message=None)  # type: ignore[arg-type]
     follow.attempts = 1
-    batch = SimpleNamespace(ready=deque())
+    batch = SimpleNamespace(ready=deque(), stopping=False)
 
     async def the_follower(slot: object, work: object) -> object:
         return follow
