@@ -115,9 +115,9 @@ def forget(
         finally:
             ledger.close()
     except FilesHoldThem as error:
-        if as_json:  # one document: the error, and what holds the person
+        if as_json:  # one document: the error, and what holds the person; as any failure's, no warnings (README)
             json_out({"error": error_json(error), "call_list": {"path": str(call_list), "rows": error.rows},
-                      "files": error.files}, config=cfg)
+                      "files": error.files})
         err_console().print(error_line(str(error)), soft_wrap=True)
         raise typer.Exit(int(error.exit_code)) from None
     except CartrescueError as error:
