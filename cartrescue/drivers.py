@@ -66,14 +66,21 @@ def connect_wait(url: Any, limit: float | None) -> tuple[float, str | None]:
     set no wait of its own), else None: the drivers' own bound, which no option raises. A line
     that said only "connection timed out" sent the owner of an agency's loop of ``doctor
     --timeout 5s`` to look for a database that was down, where 5 s were too few for a far one."""
-    backend, given = url.get_backend_name(), url.query
+    backend = url.get_backend_name()
     wait = CONNECT_WAIT if limit is None else min(CONNECT_WAIT, limit)
     if backend == "postgresql":
         wait = max(2, math.ceil(wait))
-    own = "connect_timeout" in given or (backend in ("mysql", "mariadb") and "read_timeout" in given)
-    if limit is None or limit >= CONNECT_WAIT or own or backend not in ("postgresql", "mysql", "mariadb"):
+    known = backend in ("postgresql", "mysql", "mariadb")
+    if limit is None or limit >= CONNECT_WAIT or own_connect_wait(url) or not known:
         return wait, None
     return wait, DOCTOR_LIMIT if wait == limit else f"{DOCTOR_LIMIT}; PostgreSQL waits whole seconds, 2 at least"
+
+
+def own_connect_wait(url: Any) -> bool:
+    """Does ``url`` set its own wait to connect (``connect_timeout``; MySQL/MariaDB's greeting
+    waits ``read_timeout``), which :func:`connect_deadline` leaves as it is?"""
+    given = url.query
+    return "connect_timeout" in given or (url.get_backend_name() in ("mysql", "mariadb") and "read_timeout" in given)
 
 
 def timed_out(exc: BaseException) -> bool:
@@ -192,8 +199,9 @@ def statement_deadline(engine: Any, url: Any, seconds: float | None, names: str,
     ``busy_timeout``) is left as it is. A MySQL/MariaDB URL's own ``read_timeout`` and
     ``write_timeout`` win over ``seconds``. ``names`` (the config key of the URL, and the URL
     without its password) and ``key`` (the config key of ``seconds``) make :meth:`Silence.line`.
-    A connection that ran out of the wait ``connect_limit`` (``doctor --timeout``) gave it
-    (:func:`connect_wait`) fails with a line of the same kind, naming that option."""
+    A connection that ran out of its wait to connect (:func:`connect_wait`: the drivers' own, or
+    the shorter one ``connect_limit``, ``doctor --timeout``, gave it) fails with a line of the
+    same kind, naming that option where it was the one."""
     from sqlalchemy import event
 
     silence = Silence(seconds, names, key)
@@ -209,6 +217,7 @@ def statement_deadline(engine: Any, url: Any, seconds: float | None, names: str,
     dbapi = engine.dialect.loaded_dbapi
     refusal = (2013,) if driver == "pymysql" else ()  # CR_SERVER_LOST: SQLAlchemy's "disconnected"
     wait, why = connect_wait(url, connect_limit)
+    own = own_connect_wait(url)
 
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         if silence.gone:  # connecting again through the same proxy would wait CONNECT_WAIT each time
@@ -216,10 +225,12 @@ def statement_deadline(engine: Any, url: Any, seconds: float | None, names: str,
         try:
             connection = made(*cargs, **cparams) if driver == "pymysql" else made.connect(*cargs, **cparams)
         except dbapi.OperationalError as exc:
-            if why is None or not timed_out(exc):
+            if own or not timed_out(exc):  # the URL's own wait: the driver's words name no number of ours
                 raise
-            raise silence.error(dbapi.OperationalError, *refusal,
-                                line=f"{names} did not answer within {wait:g} s ({why})") from None
+            # The drivers' own wait (why: None) is said the same way, naming no option: the
+            # driver's "connection timeout expired" read as a database that was down.
+            raise silence.error(dbapi.OperationalError, *refusal, line=f"{names} did not answer within {wait:g} s"
+                                + (f" ({why})" if why else "")) from None
         connection._silence = silence
         if driver == "pymysql":  # the greeting's deadline (connect_deadline) gives way to the statements'
             if "read_timeout" not in given:

@@ -127,3 +127,21 @@ def test_a_run_with_workers_cleans_the_list_once(shop: Shop) -> None:
     assert len(later.json["shards"]) == 2
     assert later.stderr.count("could not be removed") == 1, later.stderr
     assert len([line for line in later.json["warnings"] if "could not be removed" in line]) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_run_with_workers_names_the_config_in_its_call_list_note_as_given(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its workers are given the config's absolute path: their note named it so, where a single
+    run's names it as the command line gave it (``cartrescue.yaml: call_list.path: …``)."""
+    from conftest import cli, iso
+
+    path = _calling_shop(shop)
+    assert shop.cli("unsubscribe", "bob@example.com", now=None).exit_code == 0
+    monkeypatch.chdir(shop.folder)
+    later = cli("run", "--outbox", "out", "--workers", "2", "--json", "--config", "cartrescue.yaml", "--now", iso(LATER))
+    assert later.exit_code == 0, later.output
+    assert _listed(path) == ["c-eve"]
+    (note,) = [note for note in later.json["notes"] if "removed 1 row" in note]
+    assert note.startswith(f"cartrescue.yaml: call_list.path: {path}: removed 1 row"), note

@@ -38,7 +38,7 @@ def test_a_ledger_that_never_greets_is_a_ledger_error_not_a_hang(
 ) -> None:
     monkeypatch.setattr(drivers, "CONNECT_WAIT", 2)
     started = time.monotonic()
-    with pytest.raises(LedgerError, match="cannot open"):
+    with pytest.raises(LedgerError, match="did not answer within 2 s$"):  # the drivers' own wait: no option named
         Ledger(url.format(port=silent_server))
     assert time.monotonic() - started < 20
 

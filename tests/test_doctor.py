@@ -528,3 +528,18 @@ def test_a_call_list_whose_header_lacks_the_phone_column_fails_the_doctor_naming
     assert ",".join(COLUMNS) in found["detail"]
     (path).write_text(",".join(reversed(COLUMNS)) + "\n", encoding="utf-8")  # another order is fine
     assert checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["call-list"]["status"] == OK
+
+
+def test_the_quiet_line_of_a_failed_shop_database_names_the_config_once(shop: Shop) -> None:
+    """The source check's detail names its type first (``magento2 source: a.yaml: source.url …``):
+    the line read ``a.yaml: source failed: magento2 source: a.yaml: source.url …``."""
+    shop.config = {**shop.config, "source": {"type": "magento2", "url": "sqlite:///no-such-shop.db"}}
+    shop.write()
+    from conftest import cli
+
+    result = cli("doctor", "--no-smtp", "--quiet", "--config", str(shop.config_path))
+    assert result.exit_code == ExitCode.SOURCE, result.output
+    (line,) = [line for line in result.stdout.splitlines() if " source failed: " in line]
+    assert line.startswith(f"cartrescue doctor: {shop.config_path}: source failed: magento2 source: source.url: "
+                           "the SQLite file "), line
+    assert line.count(str(shop.config_path)) == 1, line

@@ -157,6 +157,27 @@ def test_a_database_that_never_greets_is_said_to_have_run_past_the_doctors_timeo
                                           f"within {waited}")
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_database_that_never_greets_within_the_drivers_own_connect_wait_is_said_so(shop: Shop) -> None:
+    """``--timeout`` above ``drivers.CONNECT_WAIT`` (10 s): connecting runs out of the drivers'
+    own wait first, and the line said psycopg's "connection timeout expired" (the ledger) or
+    "connection timed out" (the source). Now it says how long, as under a shorter ``--timeout``,
+    and names no option: none raises it."""
+    from test_source_sql import QUERIES
+
+    with SilentServer() as port:
+        where = f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"
+        shop.config = {**shop.config, "source": {"type": "sql", "url": where, "queries": QUERIES},
+                       "ledger": {"url": where}}
+        code, out, err, took = doctor(shop, "--timeout", "20s", "--no-smtp", "--json", within=60)
+    assert code == ExitCode.CONFIG, err
+    checks = {check["name"]: check for check in json.loads(out)["checks"]}
+    assert checks["ledger"]["detail"] == f"{shop.config_path}: ledger.url {where} did not answer within 10 s"
+    assert checks["source"]["detail"] == f"sql source: {shop.config_path}: source.url {where} did not answer within 10 s"
+    assert took < 40, took  # 2 x drivers.CONNECT_WAIT
+
+
 def test_a_connect_wait_shorter_than_the_doctors_timeout_is_not_said_to_be_its() -> None:
     """Without ``--timeout`` (30 s) a server's 10 s to connect are the drivers' own bound: the
     line of a connection that timed out then names no option (there is none to raise)."""

@@ -119,3 +119,14 @@ def test_forget_number_deletes_the_text_and_leaves_the_mail_to_forget_address(sh
     by_address = shop.cli("forget", "bob@example.com", "--files", "--json", now=None)
     assert by_address.exit_code == 0, by_address.output
     assert _eves_only(outbox) and ledger_of(shop).suppression(email_hash("bob@example.com")) is not None
+
+
+def test_forget_phone_counts_one_message_and_one_call_list_row_in_the_singular(shop: Shop) -> None:
+    """The text said "removed from 1 messages" and "removed its 1 rows"."""
+    outbox = _two_texted_numbers(shop)
+    (shop.folder / "call-list.csv").write_text(f"cart_id,phone,email\r\ns000,{NUMBER},\r\ns001,{OTHER},\r\n")
+    done = shop.cli("forget", NUMBER, "--files", now=None)
+    assert done.exit_code == 0, done.output
+    assert "removed from 1 message;" in done.stderr and "messages" not in done.stderr, done.stderr
+    assert f"call list {shop.folder / 'call-list.csv'}: removed 1 row\n" in done.stderr, done.stderr
+    assert not list(outbox.glob("csv_s000-*")) and _text_of(outbox, "s001").exists()

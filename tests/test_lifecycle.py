@@ -371,6 +371,18 @@ def test_forget_refusing_under_json_is_one_document_counting_the_files_and_rows(
     assert refused.json["files"][0].endswith(".eml")
 
 
+def test_forget_refusing_under_json_has_no_warnings_as_no_failed_commands_document_has(shop: Shop) -> None:
+    """README: a failed command's document has no ``warnings`` (the keys nothing reads are said
+    on stderr); the refusal's had ``"warnings": []``, or the keys, as a finished forget's."""
+    shop.add(cart("c-bob", email=BOB))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    shop.configure(sms={"sender": "MyShop"})  # a key nothing reads: no tier texts
+    refused = shop.cli("forget", BOB, "--json", now=None)
+    assert refused.exit_code == 2 == refused.json["error"]["exit_code"]
+    assert set(refused.json) == {"error", "call_list", "files"}, refused.json
+    assert "sms.sender: ignored" in refused.stderr
+
+
 def test_forget_keep_files_erases_the_ledger_and_lists_the_files_it_leaves(shop: Shop) -> None:
     outbox = _bob_and_eve_in_an_outbox(shop)
     kept = shop.cli("forget", BOB, "--keep-files", "--json", now=None)

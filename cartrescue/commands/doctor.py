@@ -67,8 +67,17 @@ def _print_failures(failed: list[Any], config: Any = None) -> None:
     console = out_console()
     shop = f"{config}: " if config is not None else ""
     for check in failed:
-        detail = check.detail[len(shop):] if shop and check.detail.startswith(shop) else check.detail  # named once
+        detail = _unnamed(check.detail, shop)
         console.print(Text(printable(f"cartrescue doctor: {shop}{check.name} failed: {detail}")), soft_wrap=True)
+
+
+def _unnamed(detail: str, shop: str) -> str:
+    """``detail`` without the config's name (``shop``: ``a.yaml: ``) where it starts the detail or
+    a part of it (``magento2 source: a.yaml: source.url …``): the quiet line names it already, and
+    an agency's loop printed it twice for each broken shop."""
+    import re
+
+    return re.sub(rf"(?:^|(?<=: )|(?<=; )){re.escape(shop)}", "", detail) if shop else detail
 
 
 def _print_checks(checks: list[Any], wide: bool) -> None:

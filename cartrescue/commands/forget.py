@@ -115,9 +115,9 @@ def forget(
         finally:
             ledger.close()
     except FilesHoldThem as error:
-        if as_json:  # one document: the error, and what holds the person
+        if as_json:  # one document: the error, and what holds the person; as any failure's, no warnings (README)
             json_out({"error": error_json(error), "call_list": {"path": str(call_list), "rows": error.rows},
-                      "files": error.files}, config=cfg)
+                      "files": error.files})
         err_console().print(error_line(str(error)), soft_wrap=True)
         raise typer.Exit(int(error.exit_code)) from None
     except CartrescueError as error:
@@ -205,7 +205,7 @@ def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str
     console = err_console()
     counts = ", ".join(f"{n} from {table}" for table, n in done.rows.items() if n) or "nothing was left in the ledger"
     if done.phone and done.rows.get("cr_message"):
-        counts = f"removed from {done.rows['cr_message']} messages"
+        counts = f"removed from {counted(done.rows['cr_message'], 'message')}"
     codes = ""
     if done.codes_kept or done.codes_freed:
         codes = f"; codes: {done.codes_kept} kept spent without the address, {done.codes_freed} back in their pool"
@@ -214,9 +214,10 @@ def _report(done: Any, call_list: Path, listed: int, files: bool, gone: list[str
     console.print(Text(printable(f"{done.contact}: forgotten: {counts}{codes}; {state}: {reach}")),
                   soft_wrap=True)
     if listed:
-        what = f"removed its {listed} rows" if files else \
-            (f"left its {listed} rows (--keep-files): the file is the shop's; remove them yourself (the next "
-             "delivering run removes the rows of suppressed people)")
+        rows = counted(listed, "row")
+        what = f"removed {rows}" if files else \
+            (f"left {rows} (--keep-files): the file is the shop's; remove {'it' if listed == 1 else 'them'} "
+             "yourself (the next delivering run removes the rows of suppressed people)")
         console.print(Text(printable(f"call list {call_list}: {what}")), soft_wrap=True)
     if done.files:
         what = f"deleted {len(gone)}" if files else \

@@ -270,7 +270,9 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
     from cartrescue.sources.shared import SharedIndexes
     from cartrescue.workers import start_workers
 
-    config_file = Path(config.config_file or "cartrescue.yaml").resolve()
+    # As given, not resolved: a worker runs in this process's folder, and its notes and warnings
+    # (config.where) name the config as a run without workers does.
+    config_file = Path(config.config_file or "cartrescue.yaml")
     outbox_dir = config.outbox_folder(outbox) if mode == "outbox" else eml  # a dry-run's: run --eml
     shared = SharedIndexes.for_run(config, at, count)
     if shared is not None:
