@@ -559,6 +559,35 @@ def not_started(configs: Sequence[Path], command: str) -> str:
     return f"{counted(len(configs), 'shop')} not started: {command} was interrupted ({which})"
 
 
+def unstarted_error(command: str) -> dict[str, Any]:
+    """The ``error`` of a shop's row that a stop left unstarted (``report-all``, ``doctor-all``)."""
+    return {"code": "interrupted", "exit_code": 130, "message": f"not started: {command} was interrupted"}
+
+
+def own_row(run: ShopRun) -> dict[str, Any] | None:
+    """The row of a shop worked on in a process of its own by the one-config form of a command
+    (``report-all --json --jobs 1 FILE``, ``doctor-all``'s): its document's one row, taken as it
+    is, when the process ran to its document and the row's exit code is the process's; else None."""
+    rows = (run.trailer or {}).get("shops")
+    if run.started and isinstance(rows, list) and len(rows) == 1 and isinstance(rows[0], dict) \
+            and rows[0].get("exit_code") == run.exit_code:
+        return rows[0]
+    return None
+
+
+def lost_row_error(run: ShopRun, command: str, who: str) -> tuple[dict[str, Any], bool]:
+    """The error of a shop whose process gave no row (:func:`own_row`): never started (``command``
+    was interrupted), killed, or ended without its document (``who``: what it ran, "the report");
+    one line, naming its config. And whether a line said it on stderr already: the shop's own,
+    or the one of the stop that left it unstarted."""
+    from cartrescue.workers import error_of
+
+    error = error_of(run.trailer, run.exit_code, f"{who} (pid {run.pid})", run.stderr_tail, "killed") \
+        if run.started else unstarted_error(command)
+    error = dict(error or {}, message=named(run.config, " ".join(str((error or {}).get("message")).split())))
+    return error, isinstance((run.trailer or {}).get("error"), dict) or not run.started
+
+
 def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:
     """The note of a run whose ledger's last run was another shop's (``job.same_shop``)."""
     return bool(trailer.get("shop_switched_from")) and note.startswith("this ledger's last run")

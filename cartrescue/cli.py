@@ -15,6 +15,7 @@ import typer.main
 from cartrescue.commands import (
     codes,
     doctor,
+    doctor_all,
     forget,
     init,
     preview,
@@ -39,7 +40,7 @@ _SETTINGS: dict[str, Any] = dict(
         "database, decide which are abandoned and eligible, prioritize them, render and send (or "
         "dry-run) reminders, and record every decision in a ledger.\n\n"
         "Start with `cartrescue init`, then `cartrescue run` (a dry-run) and `cartrescue run --send` from cron "
-        "(`cartrescue run-all` for many shops, `cartrescue report-all` for what they won back).\n\n"
+        "(`cartrescue run-all` for many shops, `cartrescue report-all` for what they won back, `cartrescue doctor-all` for their health).\n\n"
         "Exit codes: 0 ok, 1 some carts failed (or the output could not be written), 2 config or usage "
         "error, 3 source unreadable (or an export too old to send on), 4 another run holds the lock, "
         "5 (doctor) reminders stopped (no successful run, or an export not written, for too long), "
@@ -82,6 +83,7 @@ app.add_typer(codes.app, name="codes")
 app.command()(suppress.unsubscribe)
 app.add_typer(suppress.app, name="suppress")
 app.command()(doctor.doctor)
+app.command("doctor-all")(doctor_all.doctor_all)
 app.add_typer(survey.app, name="survey")
 app.command()(report.report)
 app.command("report-all")(report_all.report_all)

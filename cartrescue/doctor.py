@@ -51,6 +51,7 @@ class Check:
 @dataclass(frozen=True, slots=True)
 class Report:
     checks: list[Check]
+    shop: str | None = None  # ``shop.name`` of a config that loaded: ``doctor-all``'s row names the shop
 
     @property
     def exit_code(self) -> int:
@@ -184,7 +185,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                                     ledger.runs_delivering_nothing_since(covered.at), covered))
         finally:
             ledger.close()
-    return Report(checks)
+    return Report(checks, config.shop.name)
 
 
 def _ledger(config: Any, ledger: Any, now: datetime) -> Check:

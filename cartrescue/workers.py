@@ -40,9 +40,11 @@ CARTS_PER_WORKER = 5_000
 TERM_GRACE = 30.0
 
 #: The order in which shards' exit codes win (README "Workers and shards"): a worker killed by a
-#: signal (128 + n) first, then a bug, an interruption, config, source, a lost lock, failed
-#: carts, a held lock, and ok last. A held lock ranks below failed carts: it needs no action.
-_RANK = {70: 7, 130: 6, 2: 5, 3: 4, 6: 3, 1: 2, 4: 1, 0: 0}
+#: signal (128 + n) first, then a bug, an interruption, config, source, stale (``doctor-all``'s
+#: shops: reminders stopped, often because of a config or source that failed too), a lost lock,
+#: failed carts, a held lock, and ok last. A held lock ranks below failed carts: it needs no action.
+#: A code not listed ranks as a bug.
+_RANK = {70: 8, 130: 7, 2: 6, 3: 5, 5: 4, 6: 3, 1: 2, 4: 1, 0: 0}
 
 
 def worst_exit_code(codes: list[int]) -> int:
@@ -50,7 +52,7 @@ def worst_exit_code(codes: list[int]) -> int:
     def rank(code: int) -> int:
         if code > 128 and code != 130:
             return 100 + code  # killed by a signal
-        return _RANK.get(code, 7)
+        return _RANK.get(code, _RANK[70])
 
     return max(codes, key=rank, default=0)
 

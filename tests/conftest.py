@@ -235,6 +235,27 @@ def worker_pids(parent: int, prefix: str | None = None) -> list[int]:
     return pids
 
 
+def stopped_with_shops_running(args: list[str], cwd: Path, shops: int, settle: float = 0.0) -> tuple[int, str, str]:
+    """``cartrescue ARGS`` (``run-all``, ``report-all``, ``doctor-all`` with ``--jobs``) in its own
+    process, sent SIGTERM once ``shops`` of its shops' processes run (and ``settle`` seconds more):
+    its exit code, stdout and stderr."""
+    import subprocess
+    import sys
+    import time
+
+    from cartrescue.batch import SHOP_PREFIX
+
+    process = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(worker_pids(process.pid, SHOP_PREFIX)) < shops and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(settle)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
 def cli(*args: str) -> Outcome:
     """The real CLI in-process (typer's runner); stdout and stderr kept apart."""
     from cartrescue.cli import app

@@ -4,10 +4,8 @@ one shop that cannot be reported costs only its row."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import NOW, Shop, cli, iso, worker_pids
+from conftest import NOW, Shop, cli, iso, stopped_with_shops_running
 from reportdata import Experiment, order_row, write_ledger
 
 LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
@@ -310,19 +308,12 @@ def test_rows_keep_the_configs_order_when_a_later_shop_finishes_first(make_shop:
 def test_a_stop_with_two_jobs_still_prints_one_document(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
     """SIGTERM while two shops' reports run: they are stopped, the third is never started, and
     the one document has a row for each (as run-all's), exit 130."""
-    from cartrescue.batch import SHOP_PREFIX
-
     shops = [_slow(_shop(make_shop, f"big{n}", "EUR", ["10.00"]), rows=400_000) for n in range(2)]
     shops.append(_shop(make_shop, "small", "SEK", ["1000.00"]))
-    command = [sys.executable, "-m", "cartrescue.cli", "report-all", "--json", "--jobs", "2", *PERIOD,
-               "--now", iso(LATER), *(str(shop.config_path) for shop in shops)]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(worker_pids(process.pid, SHOP_PREFIX)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)  # both big shops' reports are reading their orders
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    code, out, err = stopped_with_shops_running(  # both big shops' reports are reading their orders
+        ["report-all", "--json", "--jobs", "2", *PERIOD, "--now", iso(LATER), *(str(shop.config_path) for shop in shops)],
+        tmp_path, 2)
+    assert code == 130, err
     document = json.loads(out)  # one document
     assert document["exit_code"] == 130 and document["error"]["code"] == "interrupted"
     assert [row["config"] for row in document["shops"]] == [str(shop.config_path) for shop in shops]

@@ -23,12 +23,12 @@ ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", metavar="FILE", help="Config file (default: ./cartrescue.yaml).", show_default=False),
 ]
-#: The shops of ``run-all`` and ``report-all`` (:func:`cartrescue.batch.config_files` reads them).
+#: The shops of ``run-all``, ``report-all`` and ``doctor-all`` (:func:`cartrescue.batch.config_files` reads them).
 ConfigsArgument = Annotated[list[Path], typer.Argument(
     show_default=False, metavar="CONFIG...", readable=False,  # a file no one can read costs that shop only
     help="The shops' config files (a folder stands for its cartrescue.yaml), e.g. shops/*/cartrescue.yaml.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
-#: ``run-all`` and ``report-all``: how many shops at once, each in a process of its own (:mod:`cartrescue.batch`).
+#: ``run-all``, ``report-all`` and ``doctor-all``: how many shops at once, each in a process of its own (:mod:`cartrescue.batch`).
 JobsOption = Annotated[Optional[int], typer.Option(
     "--jobs", "-j", min=1, max=64, metavar="N", show_default=False,
     help="How many shops at once, each in a process of its own (default: the cores, at most 8).")]
@@ -334,6 +334,20 @@ def error_line(message: str, label: str = "error", style: str = "bold red") -> A
     line = Text(f"{label}:", style=style)
     line.append(" " + printable(message, keep_newlines=True))
     return line
+
+
+def say_shops_interrupted(errors: Iterable[tuple[Path, Optional[dict[str, Any]]]], command: str, doing: str) -> None:
+    """A stop of ``report-all`` or ``doctor-all`` (``command``) on stderr: its line, and one for the
+    shops it left unstarted (``errors``: each shop's config and its row's error; their rows say it
+    too). ``doing``: what was done to the shops it stopped ("reported")."""
+    from cartrescue.batch import not_started, unstarted_error
+
+    stderr = err_console()
+    stderr.print(error_line(f"interrupted: the shops being {doing} were stopped, the rest not started"), soft_wrap=True)
+    said = unstarted_error(command)["message"]
+    left = [config for config, error in errors if error is not None and str(error.get("message")).endswith(said)]
+    if left:
+        stderr.print(error_line(not_started(left, command)), soft_wrap=True)
 
 
 def err_console() -> Any:

@@ -7,20 +7,25 @@ import typer
 from cartrescue.commands.common import ConfigOption, JsonOption, fail, json_out, out_console, parse_timeout
 from cartrescue.errors import ConfigError
 
+#: ``doctor`` and ``doctor-all``: the relay left alone.
+NoSmtpOption = Annotated[bool, typer.Option("--no-smtp", help="Do not connect to the SMTP relay.")]
+#: ``doctor`` and ``doctor-all`` (passed on to each shop's): how long a server may keep a check waiting.
+TimeoutOption = Annotated[Optional[str], typer.Option(
+    "--timeout", metavar="DURATION", show_default=False,
+    help="Wait at most this long for each server (relay, webhook, SMS provider, shop database, ledger: "
+         "connecting, each statement or request), or its own timeout where shorter; a check past it "
+         "fails naming the server and, when this option was the shorter, doctor --timeout. Default: 30s.")]
+
 
 def doctor(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    no_smtp: Annotated[bool, typer.Option("--no-smtp", help="Do not connect to the SMTP relay.")] = False,
+    no_smtp: NoSmtpOption = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="For cron: print nothing when every check passes, else one line per failed check "
                               "(the exit code is the same).")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="A bordered table whatever the terminal's width.")] = False,
-    timeout: Annotated[Optional[str], typer.Option(
-        "--timeout", metavar="DURATION", show_default=False,
-        help="Wait at most this long for each server (relay, webhook, SMS provider, shop database, ledger: "
-             "connecting, each statement or request), or its own timeout where shorter; a check past it "
-             "fails naming the server and, when this option was the shorter, doctor --timeout. Default: 30s.")] = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Check the config, the ledger, the source, the SMTP relay (connect, TLS, AUTH; nothing is
     sent) and that reminders are still going out.
@@ -47,19 +52,21 @@ def doctor(
     if as_json:
         json_out({"ok": report.ok, "exit_code": report.exit_code, "checks": [c.as_dict() for c in report.checks]})
     elif quiet:
-        _print_failures([check for check in report.checks if check.status == FAIL], config)
+        print_failures([check for check in report.checks if check.status == FAIL], config)
     else:
         _print_checks(report.checks, wide)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
 
-_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+#: How a check's status is shown (doctor's table, and doctor-all's shops).
+STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
-def _print_failures(failed: list[Any], config: Any = None) -> None:
+def print_failures(failed: list[Any], config: Any = None) -> None:
     """``--quiet``: one line per failed check, nothing else (cron mails what a job prints). With
-    ``--config`` the line names it: an agency's loop over its shops' configs tells them apart."""
+    ``--config`` the line names it: an agency's loop over its shops' configs tells them apart
+    (``doctor-all --quiet`` prints each shop's so)."""
     from rich.text import Text
 
     from cartrescue.text import printable
@@ -67,11 +74,11 @@ def _print_failures(failed: list[Any], config: Any = None) -> None:
     console = out_console()
     shop = f"{config}: " if config is not None else ""
     for check in failed:
-        detail = _unnamed(check.detail, shop)
+        detail = unnamed(check.detail, shop)
         console.print(Text(printable(f"cartrescue doctor: {shop}{check.name} failed: {detail}")), soft_wrap=True)
 
 
-def _unnamed(detail: str, shop: str) -> str:
+def unnamed(detail: str, shop: str) -> str:
     """``detail`` without the config's name (``shop``: ``a.yaml: ``) where it starts the detail or
     a part of it (``magento2 source: a.yaml: source.url …``): the quiet line names it already, and
     an agency's loop printed it twice for each broken shop."""
@@ -101,5 +108,5 @@ def _print_checks(checks: list[Any], wide: bool) -> None:
         table.add_column("status", no_wrap=True)
         table.add_column("detail", overflow="fold")
     for check in checks:
-        table.add_row(check.name, Text(check.status, style=_STYLE[check.status]), Text(printable(check.detail)))
+        table.add_row(check.name, Text(check.status, style=STATUS_STYLE[check.status]), Text(printable(check.detail)))
     console.print(table)

@@ -9,8 +9,6 @@ a process of its own (:func:`cartrescue.batch.run_shops`, as ``run-all`` runs it
 same command for its one config, whose row is taken as it is: the output is the same whatever N.
 """
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +26,7 @@ from cartrescue.commands.common import (
     error_line,
     json_out,
     out_console,
+    say_shops_interrupted,
 )
 from cartrescue.commands.report import SinceOption, UntilOption, check_period
 from cartrescue.errors import ConfigError
@@ -70,22 +69,16 @@ class ShopReport:
         """The row of a shop reported in a process of its own (``report-all --jobs N``): the row
         and notes of its one-config ``report-all --json``, as they are; or, for a report that
         never started, was killed or ended without its document, the error that says so."""
-        from cartrescue.batch import named
-        from cartrescue.workers import error_of
+        from cartrescue.batch import lost_row_error, own_row
 
         shop = cls(run.config)
-        said = run.trailer or {}
-        rows = said.get("shops")
-        if run.started and isinstance(rows, list) and len(rows) == 1 and rows[0].get("exit_code") == run.exit_code:
-            row = rows[0]
-            shop.shop, shop.error, shop.notes = row.get("shop"), row.get("error"), list(said.get("notes") or [])
+        row = own_row(run)
+        if row is not None:
+            shop.shop, shop.error, shop.notes = row.get("shop"), row.get("error"), list((run.trailer or {}).get("notes") or [])
             if shop.error is None:
                 shop.document = {key: row[key] for key in ("currency", "summary", "money", "notes")}
             return shop
-        error = error_of(run.trailer, run.exit_code, f"the report (pid {run.pid})", run.stderr_tail, "killed") \
-            if run.started else {"code": "interrupted", "exit_code": 130, "message": "not started: report-all was interrupted"}
-        shop.error = dict(error or {}, message=named(run.config, " ".join(str((error or {}).get("message")).split())))
-        shop.said = isinstance(said.get("error"), dict) or not run.started  # its own line, or the one of them all
+        shop.error, shop.said = lost_row_error(run, "report-all", "the report")
         return shop
 
     def as_json(self) -> dict[str, Any]:
@@ -138,6 +131,7 @@ def report_all(
     """
     from cartrescue.batch import config_files, shop_jobs
     from cartrescue.commands.common import fail, parse_now
+    from cartrescue.commands.shops_progress import one_by_one
     from cartrescue.workers import worst_exit_code
 
     try:  # a typo here is the command's (exit 2, once), not a row of every shop
@@ -149,7 +143,7 @@ def report_all(
     bar = not (as_json or quiet) and len(files) > 1
     interrupted = False
     if shop_jobs(jobs) == 1 or len(files) == 1:
-        with _progress(bar, len(files)) as next_shop:
+        with one_by_one(bar, len(files)) as next_shop:
             shops = [_report_shop(next_shop(config), now, since, until) for config in files]
     else:
         shops, interrupted = _report_in_processes(files, shop_jobs(jobs), bar, now, since, until)
@@ -166,7 +160,7 @@ def report_all(
         for note in notes:
             err_console().print(error_line(note, "note", "yellow"), soft_wrap=True)
     if interrupted:
-        _say_interrupted(shops)
+        say_shops_interrupted([(shop.config, shop.error) for shop in shops], "report-all", "reported")
     if code:
         raise typer.Exit(code)
 
@@ -182,10 +176,7 @@ def _report_in_processes(files: list[Path], jobs: int, bar: bool, now: str | Non
     as run-all's shops run): each is this command for its one config, ``--json --jobs 1``, whose
     row is taken as it is; its stderr's lines come through, naming its config. The shops' rows, in
     the order given, and whether a stop (Ctrl-C, SIGTERM) ended the batch."""
-    from rich.text import Text
-
-    from cartrescue.batch import run_shops
-    from cartrescue.commands.shops_progress import shops_progress
+    from cartrescue.commands.shops_progress import run_shops_shown
 
     period = [*(["--now", now] if now else []), *(["--since", since] if since else []),
               *(["--until", until] if until else [])]
@@ -193,32 +184,13 @@ def _report_in_processes(files: list[Path], jobs: int, bar: bool, now: str | Non
     def arguments(config: Path) -> list[str]:
         return ["report-all", "--json", "--jobs", "1", *period, str(config)]
 
+    batch = run_shops_shown(arguments, files, jobs=jobs, bar=bar, preload=REPORT_PRELOAD)
     stderr = err_console()
-
-    def warn(line: str) -> None:
-        stderr.print(Text(line), soft_wrap=True)  # the shop's report made it printable already
-
-    with shops_progress(stderr, bar and stderr.is_terminal, len(files)) as (say, done, tick):
-        batch = run_shops(arguments, files, jobs=jobs, warn=say or warn, on_done=done, on_tick=tick,
-                          preload=REPORT_PRELOAD)
     shops = [ShopReport.of_process(run) for run in batch.shops]
     for shop in shops:
         if shop.error is not None and not shop.said:  # killed, or ended without its document
             stderr.print(error_line(shop.error["message"]), soft_wrap=True)
     return shops, batch.interrupted
-
-
-def _say_interrupted(shops: list[ShopReport]) -> None:
-    """The stop's line, and one for the shops it left unstarted (their rows say it too)."""
-    from cartrescue.batch import not_started
-
-    stderr = err_console()
-    stderr.print(error_line("interrupted: the shops being reported were stopped, the rest not started"),
-                 soft_wrap=True)
-    left = [shop.config for shop in shops if shop.error is not None and shop.error["message"].endswith(
-        "not started: report-all was interrupted")]
-    if left:
-        stderr.print(error_line(not_started(left, "report-all")), soft_wrap=True)
 
 
 def _report_shop(config: Path, now: str | None, since: str | None, until: str | None) -> ShopReport:
@@ -255,38 +227,6 @@ def _shop_notes(shop: ShopReport) -> list[str]:
         return [named(shop.config, f"orders in other currencies without a rate ({listed}) are left out of its "
                                    "revenue (shop.exchange_rates)")]
     return []
-
-
-@contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Callable[[Path], Path]]:
-    """On a terminal, a bar of the shops reported and the one being read: each report reads its
-    ledger and its source's orders, seconds each for a big shop. ``next_shop(config)`` moves it on.
-
-    ``--jobs 1``: nothing is forked here (unlike run-all's bar, and ``--jobs N``'s), so the bar refreshes itself, and stderr goes through it
-    (the lines the shops' reports say, a bad order row or a shop's error, print above it)."""
-    console = err_console()
-    if not (enabled and console.is_terminal):
-        yield lambda config: config
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Column
-
-    from cartrescue.text import path_text, printable
-
-    console.soft_wrap = True  # a line said above the bar stays one line, as elsewhere on stderr
-    with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[config]}", markup=False, table_column=Column(
-                      no_wrap=True, overflow="ellipsis", max_width=max(10, console.width - 64))),
-                  console=console, transient=True, redirect_stdout=False) as bar:
-        task = bar.add_task("shops", total=total, config="")
-        started = [False]
-
-        def next_shop(config: Path) -> Path:
-            bar.update(task, advance=1 if started[0] else 0, config=printable(path_text(config)))
-            started[0] = True
-            return config
-
-        yield next_shop
 
 
 def _totals(shops: list[ShopReport]) -> tuple[dict[str, dict[str, Any]], list[str]]:

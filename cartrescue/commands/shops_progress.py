@@ -1,9 +1,11 @@
-"""The bar of ``run-all`` and ``report-all --jobs N`` on a terminal: the shops done, the one running
-longest and its seconds. It must not start a thread nor touch the standard streams: the shops'
-processes are forked from the command while it is drawn (:mod:`cartrescue.processes`)."""
+"""The bar of ``run-all``, ``report-all`` and ``doctor-all`` on a terminal: the shops done, the one
+running longest and its seconds. With ``--jobs N`` it must not start a thread nor touch the
+standard streams: the shops' processes are forked from the command while it is drawn
+(:mod:`cartrescue.processes`); with ``--jobs 1`` (:func:`one_by_one`) nothing is forked."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 
@@ -55,3 +57,57 @@ def shops_progress(console: Any, enabled: bool, total: int) -> Iterator[tuple[An
 
         bar.refresh()
         yield say, done, tick
+
+
+@contextmanager
+def one_by_one(enabled: bool, total: int) -> Iterator[Callable[[Path], Path]]:
+    """On a terminal, a bar of the shops done and the one being worked on in this process
+    (``--jobs 1``): a shop's report reads its ledger and its orders, its doctor waits on its
+    servers, seconds each. ``next_shop(config)`` moves it on.
+
+    Nothing is forked here (unlike run-all's bar, and ``--jobs N``'s), so the bar refreshes itself, and stderr goes through it
+    (the lines the shops say, a bad order row or a shop's error, print above it)."""
+    from cartrescue.commands.common import err_console
+
+    console = err_console()
+    if not (enabled and console.is_terminal):
+        yield lambda config: config
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+
+    from cartrescue.text import path_text, printable
+
+    console.soft_wrap = True  # a line said above the bar stays one line, as elsewhere on stderr
+    with Progress(TextColumn("shops"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[config]}", markup=False, table_column=Column(
+                      no_wrap=True, overflow="ellipsis", max_width=max(10, console.width - 64))),
+                  console=console, transient=True, redirect_stdout=False) as bar:
+        task = bar.add_task("shops", total=total, config="")
+        started = [False]
+
+        def next_shop(config: Path) -> Path:
+            bar.update(task, advance=1 if started[0] else 0, config=printable(path_text(config)))
+            started[0] = True
+            return config
+
+        yield next_shop
+
+
+def run_shops_shown(arguments: Callable[[Path], list[str]], files: list[Path], *, jobs: int, bar: bool,
+                    preload: tuple[str, ...]) -> Any:
+    """:func:`cartrescue.batch.run_shops` for ``report-all`` and ``doctor-all --jobs N``: each shop's
+    one-config command in a process of its own, ``jobs`` at once, the bar on a terminal (``bar``)
+    and each line a shop says on stderr above it, naming its config. The :class:`~cartrescue.batch.Batch`."""
+    from rich.text import Text
+
+    from cartrescue.batch import run_shops
+    from cartrescue.commands.common import err_console
+
+    stderr = err_console()
+
+    def warn(line: str) -> None:
+        stderr.print(Text(line), soft_wrap=True)  # the shop's command made it printable already
+
+    with shops_progress(stderr, bar and stderr.is_terminal, len(files)) as (say, done, tick):
+        return run_shops(arguments, files, jobs=jobs, warn=say or warn, on_done=done, on_tick=tick, preload=preload)
