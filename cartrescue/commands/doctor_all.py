@@ -143,26 +143,14 @@ def _check_here(files: list[Path], bar: bool, *, smtp: bool, timeout: str | None
     """Every shop's doctor in this process, one after another (``--jobs 1``, or one shop), and
     whether a stop (Ctrl-C, SIGTERM) ended them: the shop it stopped and those after it keep
     their rows, so the one document still has a row a shop."""
-    from cartrescue.batch import named, unstarted_error
     from cartrescue.commands.common import parse_timeout
-    from cartrescue.commands.shops_progress import one_by_one
+    from cartrescue.commands.shops_progress import each_here
     from cartrescue.doctor import TIMEOUT
 
-    limit = parse_timeout(timeout)
-    shops: list[ShopHealth] = []
-    with one_by_one(bar, len(files)) as next_shop:
-        try:
-            for config in files:
-                shops.append(_check_shop(next_shop(config), smtp, TIMEOUT if limit is None else limit))
-        except KeyboardInterrupt:
-            stopped: dict[str, Any] = {"code": "interrupted", "exit_code": 130,
-                                       "message": "interrupted: its checks were stopped"}
-            for number, config in enumerate(files[len(shops):]):
-                error = stopped if number == 0 else unstarted_error("doctor-all")
-                shops.append(ShopHealth(config, exit_code=130,
-                                        error=dict(error, message=named(config, str(error["message"])))))
-            return shops, True
-    return shops, False
+    limit = TIMEOUT if (parsed := parse_timeout(timeout)) is None else parsed
+    return each_here(files, bar, lambda config: _check_shop(config, smtp, limit),
+                     lambda config, error: ShopHealth(config, exit_code=130, error=error),
+                     command="doctor-all", halted="its checks were stopped")
 
 
 def _check_shop(config: Path, smtp: bool, limit: float) -> ShopHealth:

@@ -131,7 +131,7 @@ def report_all(
     """
     from cartrescue.batch import config_files, shop_jobs
     from cartrescue.commands.common import fail, parse_now
-    from cartrescue.commands.shops_progress import one_by_one
+    from cartrescue.commands.shops_progress import each_here
     from cartrescue.workers import worst_exit_code
 
     try:  # a typo here is the command's (exit 2, once), not a row of every shop
@@ -141,10 +141,10 @@ def report_all(
         fail(error, as_json)
     files = config_files(configs)
     bar = not (as_json or quiet) and len(files) > 1
-    interrupted = False
-    if shop_jobs(jobs) == 1 or len(files) == 1:
-        with one_by_one(bar, len(files)) as next_shop:
-            shops = [_report_shop(next_shop(config), now, since, until) for config in files]
+    if shop_jobs(jobs) == 1 or len(files) == 1:  # a stop keeps a row a shop, as doctor-all's
+        shops, interrupted = each_here(files, bar, lambda config: _report_shop(config, now, since, until),
+                                       lambda config, error: ShopReport(config, error=error),
+                                       command="report-all", halted="its report was stopped")
     else:
         shops, interrupted = _report_in_processes(files, shop_jobs(jobs), bar, now, since, until)
     code = worst_exit_code([shop.exit_code for shop in shops] + ([130] if interrupted else []))

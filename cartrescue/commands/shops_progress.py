@@ -6,7 +6,9 @@ standard streams: the shops' processes are forked from the command while it is d
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+Row = TypeVar("Row")
 
 
 @contextmanager
@@ -92,6 +94,29 @@ def one_by_one(enabled: bool, total: int) -> Iterator[Callable[[Path], Path]]:
             return config
 
         yield next_shop
+
+
+def each_here(files: list[Path], bar: bool, work: Callable[[Path], Row], stopped: Callable[[Path, dict[str, Any]], Row],
+              *, command: str, halted: str) -> tuple[list[Row], bool]:
+    """``work`` for every shop in this process, one after another (``report-all`` and ``doctor-all``
+    with ``--jobs 1``, or one shop), the bar on a terminal; and whether a stop (Ctrl-C, SIGTERM)
+    ended them. The shop it stopped (its error says ``halted``: "its report was stopped") and
+    those after it (unstarted) keep a row each, ``stopped(config, error)``: the one document
+    still has a row a shop, as with ``--jobs N``, where a stop that escaped left no document."""
+    from cartrescue.batch import named, unstarted_error
+
+    rows: list[Row] = []
+    with one_by_one(bar, len(files)) as next_shop:
+        try:
+            for config in files:
+                rows.append(work(next_shop(config)))
+        except KeyboardInterrupt:
+            stop: dict[str, Any] = {"code": "interrupted", "exit_code": 130, "message": f"interrupted: {halted}"}
+            for number, config in enumerate(files[len(rows):]):
+                error = stop if number == 0 else unstarted_error(command)
+                rows.append(stopped(config, dict(error, message=named(config, str(error["message"])))))
+            return rows, True
+    return rows, False
 
 
 def run_shops_shown(arguments: Callable[[Path], list[str]], files: list[Path], *, jobs: int, bar: bool,
