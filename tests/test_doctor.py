@@ -530,6 +530,20 @@ def test_a_call_list_whose_header_lacks_the_phone_column_fails_the_doctor_naming
     assert checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["call-list"]["status"] == OK
 
 
+def test_the_quiet_line_of_a_broken_yaml_config_names_it_once_and_keeps_its_line(shop: Shop) -> None:
+    """The YAML error names its config with the line (``a.yaml:2: not valid YAML``): the quiet
+    line read ``a.yaml: config failed: a.yaml:2: not valid YAML …``, the config twice."""
+    shop.write()
+    shop.config_path.write_text("shop:\n  name: [unclosed\nsource: {}\n", encoding="utf-8")
+    from conftest import cli
+
+    result = cli("doctor", "--no-smtp", "--quiet", "--config", str(shop.config_path))
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    (line,) = [line for line in result.stdout.splitlines() if " config failed: " in line]
+    assert line.startswith(f"cartrescue doctor: {shop.config_path}: config failed: line 3: not valid YAML: "), line
+    assert line.count(str(shop.config_path)) == 1, line
+
+
 def test_the_quiet_line_of_a_failed_shop_database_names_the_config_once(shop: Shop) -> None:
     """The source check's detail names its type first (``magento2 source: a.yaml: source.url …``):
     the line read ``a.yaml: source failed: magento2 source: a.yaml: source.url …``."""

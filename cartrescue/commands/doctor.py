@@ -81,10 +81,14 @@ def print_failures(failed: list[Any], config: Any = None) -> None:
 def unnamed(detail: str, shop: str) -> str:
     """``detail`` without the config's name (``shop``: ``a.yaml: ``) where it starts the detail or
     a part of it (``magento2 source: a.yaml: source.url …``): the quiet line names it already, and
-    an agency's loop printed it twice for each broken shop."""
+    an agency's loop printed it twice for each broken shop. Named with a line (``a.yaml:2: not
+    valid YAML``), the line stays: ``line 2: not valid YAML``."""
     import re
 
-    return re.sub(rf"(?:^|(?<=: )|(?<=; )){re.escape(shop)}", "", detail) if shop else detail
+    if not shop:
+        return detail
+    named = rf"(?:^|(?<=: )|(?<=; )){re.escape(shop.removesuffix(': '))}(?::(\d+))?: "
+    return re.sub(named, lambda found: f"line {found[1]}: " if found[1] else "", detail)
 
 
 def _print_checks(checks: list[Any], wide: bool) -> None:
