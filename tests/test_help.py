@@ -87,3 +87,12 @@ def test_the_help_of_the_commands_scripts_act_on_lists_their_exit_codes(path: tu
     assert "Exit codes:" in text, text
     listed = {int(code) for code in re.findall(r"\b(\d+) [a-z(]", text.split("Exit codes:", 1)[1])}
     assert codes <= listed, text
+
+
+@pytest.mark.parametrize("command", ["report", "report-all"])
+def test_report_quiet_help_says_warnings_are_printed_too(command: str) -> None:
+    """``--quiet`` said "Print nothing but errors", yet a bad order row's ``warning:`` is printed
+    (rightly: cron must mail a row the report left out)."""
+    text = " ".join(_help((command,)).replace("│", " ").split())
+    quiet = text.split("--quiet -q", 1)[1].split(" --", 1)[0]
+    assert "errors and warnings" in quiet and "bad order row" in quiet, quiet

@@ -111,7 +111,8 @@ def report(
         "--html", metavar="FILE", help="Write one self-contained HTML file (inline CSS and SVG charts, no network).")] = None,
     email: Annotated[Optional[str], typer.Option(
         "--email", metavar="ADDRESS", help="Send the report (HTML attached) to ADDRESS through the configured SMTP relay.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (cron with --email).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=(
+        "Print nothing but errors and warnings (a bad order row): cron with --email mails those."))] = False,
 ) -> None:
     """What the reminders won back (**attributed**: any order within `report.attribution_window`
     of a message) and how much of that they really caused (**incremental**: messaged carts against

@@ -100,7 +100,8 @@ def report_all(
     now: NowOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (the shops that could not be reported).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=(
+        "Print nothing but errors and warnings (the shops that could not be reported, a shop's bad order row)."))] = False,
     jobs: JobsOption = None,
 ) -> None:
     """What every shop won back: each shop's `report` for the same period, one row a shop (shop,
