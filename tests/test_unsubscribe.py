@@ -632,6 +632,20 @@ def test_cli_unsubscribe_takes_a_phone_number(shop: Shop) -> None:
     assert invalid.exit_code == 2 and "not a valid phone number" in invalid.json["error"]["message"]
 
 
+def test_suppress_list_names_its_hash_column_for_a_number_too(shop: Shop) -> None:
+    """A number's suppression is listed under ``email_hash`` ("address hash" in the table), as
+    if it were an address's: the column is the contact's hash, ``contact_hash`` in ``--json``
+    (``email_hash``, the same hash, stays for the scripts that read it)."""
+    from cartrescue.contacts import phone_hash
+
+    _texting_shop(shop)
+    assert shop.cli("unsubscribe", "070-123 45 02", now=None).exit_code == 0
+    (row,) = shop.cli("suppress", "list", "--email", "+46701234502", "--json", now=None).json["suppressions"]
+    assert row["contact_hash"] == row["email_hash"] == phone_hash("+46701234502")
+    table = shop.cli("suppress", "list", "--wide", now=None).stdout
+    assert "contact hash" in table and "address hash" not in table, table
+
+
 @pytest.mark.parametrize("written", ["Ann Tester <Ann@Example.com>", '"Tester, Ann" <ann@example.com>',
                                      "<ann@example.com>"])
 def test_cli_unsubscribe_takes_an_address_as_a_mail_clients_from_line_writes_it(shop: Shop, written: str) -> None:

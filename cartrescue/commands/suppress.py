@@ -204,10 +204,11 @@ def suppress_list(
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="At most this many, newest first.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Whole hashes and sources, whatever the terminal's width.")] = False,
 ) -> None:
-    """List suppressions, newest first: address hash, reason, source, date.
+    """List suppressions, newest first: contact hash, reason, source, date.
 
-    The ledger keeps a hash of each suppressed address, not the address; use `--email` to ask
-    about one address (exit 1 when it is not suppressed). Each suppression is one line; a long
+    The ledger keeps a hash of each suppressed address or phone number, not the address or the
+    number; use `--email` to ask about one (exit 1 when it is not suppressed). `--json` names the
+    hash `contact_hash` (and, as before, `email_hash`, the same hash for a number too). Each suppression is one line; a long
     source ends in an ellipsis (`--wide` shows it whole, and the whole hash).
 
     Example:
@@ -233,8 +234,9 @@ def suppress_list(
     except CartrescueError as error:
         fail(error, as_json)
     keys = ("email_hash", "reason", "source", "created_at")
-    if as_json:
-        json_out({"suppressions": [{key: row[key] for key in keys} for row in rows]}, config=cfg)
+    if as_json:  # the hash is an address's or a number's: contact_hash; email_hash kept for the scripts reading it
+        json_out({"suppressions": [{"contact_hash": row["email_hash"], **{key: row[key] for key in keys}}
+                                   for row in rows]}, config=cfg)
     else:
         from rich.text import Text
 
@@ -242,7 +244,7 @@ def suppress_list(
         from cartrescue.text import printable
 
         console = out_console()
-        table = FitTable([Column("address hash"), Column("reason"), Column("source"), Column("since (UTC)")],
+        table = FitTable([Column("contact hash"), Column("reason"), Column("source"), Column("since (UTC)")],
                          [("source", 10), ("reason", 21), ("source", 6), ("reason", 10)], wide=wide)
         for row in rows:
             table.add_row(row["email_hash"] if wide else row["email_hash"][:16] + "…", Text(printable(row["reason"])),
