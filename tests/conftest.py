@@ -235,6 +235,27 @@ def worker_pids(parent: int, prefix: str | None = None) -> list[int]:
     return pids
 
 
+def stopped_reading_fifo(process: Any, fifo: Path) -> tuple[Any, Any]:
+    """SIGTERM to ``process`` (a ``subprocess.Popen``) once it waits on ``fifo`` for text that
+    never comes: the moment pinned down from outside, never guessed with a sleep. Its stdout and
+    stderr (its exit code is ``process.returncode``)."""
+    import time
+
+    deadline, writer = time.monotonic() + 60, None
+    while writer is None and time.monotonic() < deadline:  # opens once the process waits on the FIFO
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.02)
+    assert writer is not None and process.poll() is None
+    try:
+        time.sleep(0.1)  # the process now waits for the FIFO's text
+        process.send_signal(signal.SIGTERM)
+        return process.communicate(timeout=60)
+    finally:
+        os.close(writer)
+
+
 def stopped_with_shops_running(args: list[str], cwd: Path, shops: int, settle: float = 0.0) -> tuple[int, str, str]:
     """``cartrescue ARGS`` (``run-all``, ``report-all``, ``doctor-all`` with ``--jobs``) in its own
     process, sent SIGTERM once ``shops`` of its shops' processes run (and ``settle`` seconds more):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOW, REPO, Shop, cart, iso
+from conftest import NOW, REPO, Shop, cart, iso, stopped_reading_fifo
 
 PIPE_CAPACITY = 65536  # Linux's default; the run blocks writing once this much is unread
 
@@ -51,20 +51,7 @@ def test_an_interrupt_before_the_document_begins_still_prints_one(tmp_path: Path
     config = tmp_path / "cartrescue.yaml"
     os.mkfifo(config)
     process = start("run", "--json", "--config", str(config), cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    writer = None
-    while writer is None and time.monotonic() < deadline:  # opens once the run waits on the FIFO
-        try:
-            writer = os.open(config, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            time.sleep(0.02)
-    assert writer is not None and process.poll() is None
-    try:
-        time.sleep(0.1)  # the run now waits for the config's text, which never comes
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
-    finally:
-        os.close(writer)
+    out, err = stopped_reading_fifo(process, config)  # while the run waits for the config's text
     assert process.returncode == 130
     document = json.loads(out)
     assert document["error"] == {"code": "interrupted", "exit_code": 130, "message": "interrupted"}

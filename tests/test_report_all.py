@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import NOW, Shop, cli, iso, stopped_with_shops_running
+from conftest import NOW, Shop, cli, iso, stopped_reading_fifo, stopped_with_shops_running
 from reportdata import Experiment, order_row, write_ledger
 
 LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
@@ -322,13 +322,12 @@ def test_a_stop_with_two_jobs_still_prints_one_document(make_shop: Callable[[str
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_stop_with_one_job_still_prints_one_document(make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
     """SIGTERM while ``--jobs 1`` reads the second shop's config (a FIFO it waits on): as
     doctor-all's, the one document has a row a shop, the stopped one and the unstarted one
     interrupted, and exit 130. Before, it printed no document at all."""
     import os
-    import signal
-    import time
 
     shops = [_shop(make_shop, name, "EUR", ["10.00"]) for name in ("a", "b", "c")]
     config = shops[1].config_path
@@ -337,19 +336,7 @@ def test_a_stop_with_one_job_still_prints_one_document(make_shop: Callable[[str]
     process = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "report-all", "--json", "--jobs", "1",
                                 *PERIOD, "--now", iso(LATER), *(str(shop.config_path) for shop in shops)],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, writer = time.monotonic() + 60, None
-    while writer is None and time.monotonic() < deadline:  # opens once the report waits on the FIFO
-        try:
-            writer = os.open(config, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            time.sleep(0.02)
-    assert writer is not None and process.poll() is None
-    try:
-        time.sleep(0.1)  # the report now waits for the config's text, which never comes
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-    finally:
-        os.close(writer)
+    out, err = stopped_reading_fifo(process, config)  # while the second shop's report waits for its config
     assert process.returncode == 130, err
     document = json.loads(out)  # one document
     assert document["exit_code"] == 130 and document["error"]["code"] == "interrupted"
