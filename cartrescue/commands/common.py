@@ -350,6 +350,28 @@ def say_shops_interrupted(errors: Iterable[tuple[Path, Optional[dict[str, Any]]]
         stderr.print(error_line(not_started(left, command)), soft_wrap=True)
 
 
+def shop_failed(config: Path, exc: BaseException) -> dict[str, Any]:
+    """The row error of one shop of ``report-all`` or ``doctor-all`` worked on in this process that
+    raised ``exc`` (a bug's: "internal", exit 70, saying how to get its traceback): one line naming
+    its config, said on stderr now. One shop's failure costs its row, as a bad config does."""
+    from cartrescue.batch import named
+
+    error = error_json(exc)
+    error["message"] = named(config, " ".join(error["message"].split()))
+    err_console().print(error_line(error["message"]), soft_wrap=True)
+    return error
+
+
+def say_lost_shops(errors: Iterable[tuple[Optional[dict[str, Any]], bool]]) -> None:
+    """The errors of shops worked on in processes of their own (``report-all``, ``doctor-all``
+    ``--jobs N``) that nothing said yet (``errors``: each row's error and whether it was said: a
+    process killed, or ended without its document), a line each on stderr."""
+    stderr = err_console()
+    for error, said in errors:
+        if error is not None and not said:
+            stderr.print(error_line(error["message"]), soft_wrap=True)
+
+
 def err_console() -> Any:
     """stderr, with markup off: a message that quotes data cannot turn into markup. A write to it
     that fails is dropped (:class:`_Diagnostics`)."""

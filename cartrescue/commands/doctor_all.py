@@ -155,8 +155,8 @@ def _check_here(files: list[Path], bar: bool, *, smtp: bool, timeout: str | None
 
 def _check_shop(config: Path, smtp: bool, limit: float) -> ShopHealth:
     """One shop's doctor, or its error (a bug: exit 70) said on stderr as one line naming its config."""
-    from cartrescue.batch import named, shop_stderr
-    from cartrescue.commands.common import err_console, error_json, error_line
+    from cartrescue.batch import shop_stderr
+    from cartrescue.commands.common import shop_failed
     from cartrescue.doctor import run_checks
 
     shop = ShopHealth(config)
@@ -166,10 +166,8 @@ def _check_shop(config: Path, smtp: bool, limit: float) -> ShopHealth:
         shop.shop, shop.exit_code = report.shop, report.exit_code
         shop.checks = [check.as_dict() for check in report.checks]
     except Exception as exc:  # noqa: BLE001 - a bug in one shop's checks costs its row, as a bad config does
-        shop.error = error_json(exc)  # a bug's is "internal", exit 70, and says how to get its traceback
-        shop.error["message"] = named(config, " ".join(shop.error["message"].split()))  # one line
+        shop.error = shop_failed(config, exc)
         shop.exit_code = int(shop.error["exit_code"])
-        err_console().print(error_line(shop.error["message"]), soft_wrap=True)
     return shop
 
 
@@ -177,18 +175,10 @@ def _check_in_processes(files: list[Path], jobs: int, bar: bool, options: list[s
     """Every shop's doctor in a process of its own, ``jobs`` at once: each is this command for its
     one config, ``--json --jobs 1`` (and ``options``), whose row is taken as it is. The rows, in
     the order given, and whether a stop (Ctrl-C, SIGTERM) ended the batch."""
-    from cartrescue.commands.common import err_console, error_line
-    from cartrescue.commands.shops_progress import run_shops_shown
+    from cartrescue.commands.shops_progress import each_in_process
 
-    def arguments(config: Path) -> list[str]:
-        return ["doctor-all", "--json", "--jobs", "1", *options, str(config)]
-
-    batch = run_shops_shown(arguments, files, jobs=jobs, bar=bar, preload=DOCTOR_PRELOAD)
-    shops = [ShopHealth.of_process(run) for run in batch.shops]
-    for shop in shops:
-        if shop.error is not None and not shop.said:  # killed, or ended without its document
-            err_console().print(error_line(shop.error["message"]), soft_wrap=True)
-    return shops, batch.interrupted
+    return each_in_process("doctor-all", options, files, jobs=jobs, bar=bar, preload=DOCTOR_PRELOAD,
+                           row=ShopHealth.of_process)
 
 
 def _reason(shop: ShopHealth) -> str:

@@ -22,7 +22,6 @@ from cartrescue.commands.common import (
     JsonOption,
     NowOption,
     err_console,
-    error_json,
     error_line,
     json_out,
     out_console,
@@ -177,26 +176,18 @@ def _report_in_processes(files: list[Path], jobs: int, bar: bool, now: str | Non
     as run-all's shops run): each is this command for its one config, ``--json --jobs 1``, whose
     row is taken as it is; its stderr's lines come through, naming its config. The shops' rows, in
     the order given, and whether a stop (Ctrl-C, SIGTERM) ended the batch."""
-    from cartrescue.commands.shops_progress import run_shops_shown
+    from cartrescue.commands.shops_progress import each_in_process
 
     period = [*(["--now", now] if now else []), *(["--since", since] if since else []),
               *(["--until", until] if until else [])]
-
-    def arguments(config: Path) -> list[str]:
-        return ["report-all", "--json", "--jobs", "1", *period, str(config)]
-
-    batch = run_shops_shown(arguments, files, jobs=jobs, bar=bar, preload=REPORT_PRELOAD)
-    stderr = err_console()
-    shops = [ShopReport.of_process(run) for run in batch.shops]
-    for shop in shops:
-        if shop.error is not None and not shop.said:  # killed, or ended without its document
-            stderr.print(error_line(shop.error["message"]), soft_wrap=True)
-    return shops, batch.interrupted
+    return each_in_process("report-all", period, files, jobs=jobs, bar=bar, preload=REPORT_PRELOAD,
+                           row=ShopReport.of_process)
 
 
 def _report_shop(config: Path, now: str | None, since: str | None, until: str | None) -> ShopReport:
     """One shop's report, or its error said on stderr as one line naming its config."""
-    from cartrescue.batch import named, shop_stderr
+    from cartrescue.batch import shop_stderr
+    from cartrescue.commands.common import shop_failed
     from cartrescue.commands.report import compute
 
     shop = ShopReport(config)
@@ -205,10 +196,7 @@ def _report_shop(config: Path, now: str | None, since: str | None, until: str | 
             shop.document, loaded = compute(config, now, since, until)
         shop.shop = loaded.shop.name
     except Exception as exc:  # noqa: BLE001 - a bug in one shop's report costs its row, as a config error does
-        shop.error = error_json(exc)  # a bug's is "internal", exit 70, and says how to get its traceback
-    if shop.error is not None:
-        shop.error["message"] = named(config, " ".join(shop.error["message"].split()))  # one line
-        err_console().print(error_line(shop.error["message"]), soft_wrap=True)
+        shop.error = shop_failed(config, exc)
     shop.notes = _shop_notes(shop)
     return shop
 

@@ -119,6 +119,24 @@ def each_here(files: list[Path], bar: bool, work: Callable[[Path], Row], stopped
     return rows, False
 
 
+def each_in_process(command: str, options: list[str], files: list[Path], *, jobs: int, bar: bool,
+                    preload: tuple[str, ...], row: Callable[[Any], Row]) -> tuple[list[Row], bool]:
+    """Every shop in a process of its own, ``jobs`` at once (``report-all`` and ``doctor-all``
+    ``--jobs N``): each is ``command --json --jobs 1 OPTIONS CONFIG`` for its one config, whose
+    row ``row(run)`` takes as it is (:func:`run_shops_shown`). The rows, in the order given, and
+    whether a stop (Ctrl-C, SIGTERM) ended the batch; the error of a row nothing said yet (its
+    process killed, or ended without its document: the row's ``said`` is False) is said here."""
+    from cartrescue.commands.common import say_lost_shops
+
+    def arguments(config: Path) -> list[str]:
+        return [command, "--json", "--jobs", "1", *options, str(config)]
+
+    batch = run_shops_shown(arguments, files, jobs=jobs, bar=bar, preload=preload)
+    rows = [row(run) for run in batch.shops]
+    say_lost_shops((getattr(each, "error"), getattr(each, "said")) for each in rows)
+    return rows, batch.interrupted
+
+
 def run_shops_shown(arguments: Callable[[Path], list[str]], files: list[Path], *, jobs: int, bar: bool,
                     preload: tuple[str, ...]) -> Any:
     """:func:`cartrescue.batch.run_shops` for ``report-all`` and ``doctor-all --jobs N``: each shop's
