@@ -10,17 +10,22 @@ CLI, a loopback SMTP server whose handler is the concurrent writer, SQLite and P
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from httpserver import Answer, Seen, TwilioEmulator
 from shopdb import shop_database
 from smtpserver import LoopbackSMTP, Received
 
 from cartrescue.ledger import Ledger
+from cartrescue.pipeline.executor import LOOK_SECONDS, SUPPRESSED_MEANWHILE
 from cartrescue.suppressions import unsubscribe, unsubscribe_number
 from conftest import NOW, REPO, Shop, cart, iso
 from test_sms_channel import sms_shop
@@ -138,16 +143,24 @@ class _StopOnFirstText(TwilioEmulator):
         return answer
 
 
-def test_a_number_that_replies_stop_during_the_run_gets_no_text(shop: Shop, small_chunks: int) -> None:
+def _texts_as_the_last_number_stops(shop: Shop, gateway: type[_StopOnFirstText]) -> Any:
+    """``run --send --json`` of ten texts, one at a time, through ``gateway`` while the last
+    cart's number (``s009``) replies STOP as the first text is accepted: the nine other numbers
+    got one text each, that one none. The run's outcome."""
     url = f"sqlite:///{shop.folder / 'ledger.db'}"
-    with _StopOnFirstText(url, "+46701234509") as twilio:
+    with gateway(url, "+46701234509") as twilio:
         sms_shop(shop, twilio.url, carts=10, concurrency=1)
         result = shop.cli("run", "--send", "--json")
         assert twilio.stopped == [True]
         texted = sorted(m["To"] for m in twilio.messages)
     assert result.exit_code == 0, result.output
-    found = _decisions(result)
     assert texted == [f"+4670123450{n}" for n in range(9)]
+    return result
+
+
+def test_a_number_that_replies_stop_during_the_run_gets_no_text(shop: Shop, small_chunks: int) -> None:
+    result = _texts_as_the_last_number_stops(shop, _StopOnFirstText)
+    found = _decisions(result)
     assert (found["s009"]["action"], found["s009"]["reason"], found["s009"]["delivery"]) == ("skip", "suppressed", None)
     counts = result.json["counts"]
     assert (counts["send"], counts["skip"], counts["sent"]) == (9, 1, 9)
@@ -217,3 +230,121 @@ def test_a_held_out_cart_suppressed_meanwhile_is_skipped_not_held_out(shop: Shop
     found = _decisions(result)
     assert (found[late[-1]]["action"], found[late[-1]]["reason"]) == ("skip", "suppressed")
     assert result.json["counts"]["holdout"] == sum(action == "holdout" for _key, action in order) - 1
+
+
+# -- within a chunk: a relay that takes its time -------------------------------------------------
+
+SLOW = 0.3  # seconds the slow relay (or gateway) takes over each message: ten take 3 s, in one chunk
+
+
+def _slow_relay_where_one_unsubscribes(server: LoopbackSMTP, shop: Shop, address: str) -> list[int]:
+    """Each message takes the relay :data:`SLOW` seconds; as the first arrives, ``address`` is
+    unsubscribed by ``cartrescue unsubscribe`` in a process of its own, as the shop's staff would
+    (the exit codes of that command, once it ran)."""
+    codes: list[int] = []
+
+    def on_message(_message: Received) -> None:
+        if not codes:
+            done = subprocess.run([sys.executable, "-m", "cartrescue", "unsubscribe", address, "--config",
+                                   str(shop.config_path)], cwd=REPO, capture_output=True, timeout=60, check=False)
+            codes.append(done.returncode)
+        time.sleep(SLOW)
+
+    server.on_message = on_message
+    return codes
+
+
+@pytest.mark.slow
+def test_an_address_unsubscribed_while_a_slow_relay_takes_the_chunk_gets_no_message(shop: Shop) -> None:
+    """Ten carts in one chunk (250 sends) to a relay that takes 0.3 s a message: the chunk's own
+    look came before the first claim, so the claims look again once a second has passed, and
+    the address unsubscribed after the first message is skipped at its claim."""
+    shop.add(*(cart(name) for name in CARTS))
+    with LoopbackSMTP() as server:
+        codes = _slow_relay_where_one_unsubscribes(server, shop, f"{LATE}@example.com")
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("run", "--send", "--json")
+        received = dict(server.recipients())
+    assert codes == [0]
+    assert result.exit_code == 0, result.output
+    found = _decisions(result)
+    assert f"{LATE}@example.com" not in received
+    assert (found[LATE]["action"], found[LATE]["reason"], found[LATE]["delivery"]) == ("skip", "suppressed", None)
+    assert found[LATE]["detail"] == SUPPRESSED_MEANWHILE
+    assert received == {f"{name}@example.com": 1 for name in CARTS if name != LATE}
+    counts = result.json["counts"]
+    assert (counts["send"], counts["skip"], counts["sent"]) == (9, 1, 9)
+    assert LATE not in {row["cart_id"] for row in shop.messages()}
+
+
+@pytest.mark.slow
+def test_a_limit_slot_left_by_a_send_skipped_at_its_claim_goes_to_the_send_that_waits(shop: Shop) -> None:
+    """``run --limit 9`` of ten carts: ``c08``, unsubscribed while the slow relay takes the chunk,
+    is skipped at its claim, so its slot is not spent: ``c09``, which the limit deferred, goes out."""
+    shop.add(*(cart(name) for name in CARTS))
+    with LoopbackSMTP() as server:
+        codes = _slow_relay_where_one_unsubscribes(server, shop, "c08@example.com")
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("run", "--send", "--json", "--limit", "9")
+        received = dict(server.recipients())
+    assert codes == [0]
+    assert result.exit_code == 0, result.output
+    found = _decisions(result)
+    assert received == {f"{name}@example.com": 1 for name in CARTS if name != "c08"}
+    assert (found["c08"]["action"], found["c08"]["reason"]) == ("skip", "suppressed")
+    assert (found["c09"]["action"], found["c09"]["delivery"]) == ("send", "sent")
+
+
+class _SlowGatewayWhereOneRepliesStop(_StopOnFirstText):
+    """Twilio's emulator that takes :data:`SLOW` seconds over each text; ``number`` replies STOP
+    as the first text is accepted."""
+
+    def answer(self, seen: Seen) -> Answer:
+        answer = super().answer(seen)
+        if answer.status == 201:
+            time.sleep(SLOW)
+        return answer
+
+
+@pytest.mark.slow
+def test_a_number_that_replies_stop_while_a_slow_gateway_takes_the_chunk_gets_no_text(shop: Shop) -> None:
+    """The SMS channel claims through the same feed as e-mail: one chunk of ten texts, one at a
+    time, to a gateway that takes 0.3 s a text; the number that replied STOP after the first is
+    skipped at its claim."""
+    found = _decisions(_texts_as_the_last_number_stops(shop, _SlowGatewayWhereOneRepliesStop))
+    assert (found["s009"]["action"], found["s009"]["reason"], found["s009"]["detail"]) == \
+        ("skip", "suppressed", SUPPRESSED_MEANWHILE)
+
+
+def _looks_during(run: Callable[[], Any]) -> tuple[Any, int, float]:
+    """``run()``'s outcome, how many looks at the new suppressions its ledger was asked (the
+    statements SQLAlchemy executed, in this process), and how long it took."""
+    statements: list[str] = []
+
+    def before_cursor_execute(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", before_cursor_execute)
+    started = time.monotonic()
+    try:
+        outcome = run()
+    finally:
+        elapsed = time.monotonic() - started
+        event.remove(Engine, "before_cursor_execute", before_cursor_execute)
+    looks = sum(bool(re.search(r"FROM cr_suppression\s+WHERE cr_suppression\.id > ", s)) for s in statements)
+    return outcome, looks, elapsed
+
+
+def test_a_fast_run_looks_at_the_opt_outs_at_most_once_a_second(shop: Shop) -> None:
+    """Sixty sends in one chunk, each claimed on its own (one connection): the claims look again
+    only once a second has passed since the last look, never once a message. However slow the
+    machine, a run of ``elapsed`` seconds makes at most one look a started second."""
+    carts = [f"f{number:02d}" for number in range(60)]
+    shop.add(*(cart(name) for name in carts))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(pool_size=1))
+        result, looks, elapsed = _looks_during(lambda: shop.cli("run", "--send", "--json"))
+        received = server.recipients()
+    assert result.exit_code == 0, result.output
+    assert received == {f"{name}@example.com": 1 for name in carts}
+    assert 1 <= looks <= 1 + int(elapsed / LOOK_SECONDS), (looks, elapsed)

@@ -62,9 +62,11 @@ _NOT_CLAIMED = frozenset({"claimed_elsewhere", "render_error"})  # sends that en
 
 
 def _unclaimed(result: Result) -> bool:
-    """Whether a send ended without this run's claim: deferred at it, claimed by another run
-    first, or failed to render (:meth:`Executor._give_back`)."""
-    return result.decision.action is ACTION_DEFER or result.delivery in _NOT_CLAIMED
+    """Whether a send ended without this run's claim: deferred at it, skipped at it (its contact
+    opted out meanwhile, :meth:`_ClaimFeed._skip_opted_out`), claimed by another run first, or failed
+    to render (:meth:`Executor._give_back`)."""
+    action = result.decision.action
+    return action is ACTION_DEFER or action is ACTION_SKIP or result.delivery in _NOT_CLAIMED
 
 
 def _spare(decision: Decision) -> bool:
@@ -83,18 +85,24 @@ def _in_freed_slot(spare: Decision) -> Decision:
 #: suppression's id is drawn as its insert runs, so on PostgreSQL or MariaDB one may commit after
 #: a higher id was seen; a later look that still asks from below finds it.
 SETTLE_SECONDS = 30.0
+#: How long the claims of a chunk go on without looking at the opt-outs again. A chunk's own look
+#: comes before its first claim, and a slow or rate-limited relay may take minutes over the chunk:
+#: a claim made this long after the last look looks again first. At most one query a second
+#: however many sends a second go out; between looks a claim costs one clock read.
+LOOK_SECONDS = 1.0
 #: The ``detail`` of a send or holdout whose address or number was suppressed after the run planned it.
 SUPPRESSED_MEANWHILE = "suppressed while the run delivered (unsubscribed, STOP or bounced after it was planned)"
 
 
 class OptOuts:
-    """The suppressions recorded since a run began, looked up once before each chunk's claims.
+    """The suppressions recorded since a run began, looked up before each chunk's claims and,
+    while they go on, again once :data:`LOOK_SECONDS` passed since the last look.
 
     The planner reads a cart's suppressions when it decides it; a large shop's run then delivers
     for minutes, and a customer who unsubscribes meanwhile (the webhook, a STOP reply,
-    ``cartrescue unsubscribe``, another shard's bounce) must not get the step. One query of the
-    suppression table's primary key a chunk, for the rows above a mark: it reads the
-    suppressions added during the run, never the whole list, and nothing per cart."""
+    ``cartrescue unsubscribe``, another shard's bounce) must not get the step. A look is one query
+    of the suppression table's primary key, for the rows above a mark: it reads the suppressions
+    added during the run, never the whole list, and nothing per cart."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -103,28 +111,44 @@ class OptOuts:
         self._since = mark  # the next look asks for the ids above it
         self._seen = mark  # the highest id seen
         self._marks: list[tuple[float, int]] = []  # (when, highest id seen) of the looks not yet settled
+        self._looked = time.monotonic()  # when the last look was
+        self.screened = 0  # how many hashes the last chunk was screened with (its claims' baseline)
 
     def look(self) -> set[str]:
         """Every contact hash suppressed since the run began (as far as this look sees)."""
         rows = self.ledger.suppressed_after(self._since)
         self.hashes.update(hashed for _id, hashed in rows)
         self._seen = max([self._seen, *(row_id for row_id, _hash in rows)])
-        now = time.monotonic()
+        now = self._looked = time.monotonic()
         self._marks.append((now, self._seen))
         while self._marks and now - self._marks[0][0] >= SETTLE_SECONDS:
             self._since = self._marks.pop(0)[1]
+        return self.hashes
+
+    def recent(self) -> set[str]:
+        """:attr:`hashes`, looked up again first when :data:`LOOK_SECONDS` passed since the last
+        look: what a claim checks its sends against, for one clock read while sends are fast."""
+        if time.monotonic() - self._looked >= LOOK_SECONDS:
+            return self.look()
         return self.hashes
 
     def screen(self, chunk: list[Decision]) -> list[Decision]:
         """``chunk`` with each send, holdout or budget spare whose address or number was
         suppressed since the run began skipped as ``suppressed``, as the planner skips it."""
         hashes = self.look()
+        self.screened = len(hashes)
         if not hashes:
             return chunk
-        return [replace(d, action=ACTION_SKIP, reason=REASON_SUPPRESSED, not_before=None, detail=SUPPRESSED_MEANWHILE)
+        return [_suppressed_meanwhile(d)
                 if (d.action is ACTION_SEND or d.action is ACTION_HOLDOUT or _spare(d))
                 and suppresses(hashes, d.cart.customer.email, d.phone) else d
                 for d in chunk]
+
+
+def _suppressed_meanwhile(decision: Decision) -> Decision:
+    """``decision`` skipped as ``suppressed``: its address or number opted out after the run planned it."""
+    return replace(decision, action=ACTION_SKIP, reason=REASON_SUPPRESSED, not_before=None,
+                   detail=SUPPRESSED_MEANWHILE)
 
 
 @dataclass(slots=True)
@@ -180,6 +204,7 @@ class Executor:
         self.lock = lock
         self.lock_name = lock_name  # the ledger lock this run's claims are fenced by (its shard's)
         self.codes: Codes | None = None
+        self.opt_outs: OptOuts | None = None  # a delivering run's, from its first chunk (execute)
         # A stop (Ctrl-C, SIGTERM) during a chunk's delivery: the chunk's results known by then
         # (each message the run recorded, and the carts decided without one), which execute()
         # never yielded. The caller reports them, or its document counted sends it did not list.
@@ -201,7 +226,7 @@ class Executor:
             self.codes = Codes(composer.config, ledger)
 
     def execute(self, decisions: Iterable[Decision]) -> Iterator[Result]:
-        opt_outs = OptOuts(self.ledger) if self.ledger is not None else None  # before the first decision is made
+        opt_outs = self.opt_outs = OptOuts(self.ledger) if self.ledger is not None else None  # before any decision
         for chunk in chunked(decisions, DELIVERY_CHUNK):
             if opt_outs is not None:
                 chunk = self._opted_out(chunk, opt_outs.screen(chunk))
@@ -567,6 +592,9 @@ class _ClaimFeed:
         self.bounced: list[tuple[str, str, str]] = []
         self.oldest = 0.0
         self.stopped: CartrescueError | None = None
+        self.opt_outs = executor.opt_outs
+        # How many suppressed contacts ``pending`` was checked against: the chunk's screen's, at first.
+        self.checked = self.opt_outs.screened if self.opt_outs is not None else 0
 
     def take(self, n: int) -> list[Envelope]:
         if self.stopped is not None:
@@ -577,6 +605,10 @@ class _ClaimFeed:
             return []
         taken: list[Envelope] = []
         while self.pending and len(taken) < n:
+            if self.opt_outs is not None:
+                self._skip_opted_out(self.opt_outs)
+                if not self.pending:
+                    break
             group = [self.pending.pop() for _ in range(min(n - len(taken), len(self.pending)))]
             at = self.executor.clock.now()
             group = self._outside_quiet_hours(group, at)
@@ -608,6 +640,25 @@ class _ClaimFeed:
                 if envelope is not None:
                     taken.append(envelope)
         return taken
+
+    def _skip_opted_out(self, opt_outs: OptOuts) -> None:
+        """Skip the sends not yet claimed whose address or number opted out since the chunk's
+        look (:meth:`OptOuts.recent`: looked up again once a second at most), as the chunk's
+        screen does: a relay that takes minutes over a chunk must not message who opted out
+        meanwhile. Each send is checked again only when a look found a new suppression; its
+        slot goes to the next that waits (:func:`_unclaimed`)."""
+        hashes = opt_outs.recent()
+        if len(hashes) == self.checked:
+            return
+        self.checked = len(hashes)
+        kept = []
+        for prepared in self.pending:
+            decision = prepared.decision
+            if suppresses(hashes, decision.cart.customer.email, decision.phone):
+                self.results[id(decision)] = Result(_suppressed_meanwhile(decision))
+            else:
+                kept.append(prepared)
+        self.pending = kept
 
     def _outside_quiet_hours(self, group: list[_Prepared], at: datetime) -> list[_Prepared]:
         """Those of ``group`` (one channel) not in their quiet hours at ``at``; the others are held,
