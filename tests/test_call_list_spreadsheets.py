@@ -244,3 +244,14 @@ def test_forget_files_rewrites_a_list_linked_into_a_shared_folder_in_place_keepi
     assert [row[0] for row in _rows(_text(listed))[1:]] == ["c1"]
     assert listed.stat().st_mode & 0o777 == 0o664
     assert not list(shared.glob("*.part")) and not list(shop.folder.glob("*.part"))
+
+
+def test_a_line_break_in_a_product_name_is_a_space_in_the_call_lists_row(shop: Shop) -> None:
+    """A name exported with a line break (``Lamp`` / ``with shade``) was joined into one word,
+    ``1 x Lampwith shade``, in the row staff read out on the phone."""
+    _calling_shop(shop, 0)
+    shop.add(cart("c1", phone="+46701234561", first_name="Ann\nMarie",
+                  items=[("S", "Lamp\r\nwith shade", 1, "900.00"), ("T", "Mug\twhite", 2, "5.00")]))
+    _send(shop)
+    row = dict(zip(COLUMNS, _rows(_text(shop.folder / "calls.csv"))[1]))
+    assert (row["first_name"], row["items"]) == ("Ann Marie", "1 x Lamp with shade; 2 x Mug white")

@@ -31,9 +31,12 @@ def cell(value: object) -> str:
 
     Staff open this file in Excel or LibreOffice; a name like ``=HYPERLINK(...)`` or ``+1-2``
     from cart data would be evaluated there (CSV/formula injection, OWASP). Such a cell gets a
-    leading apostrophe, which spreadsheets hide and treat as "this is text".
+    leading apostrophe, which spreadsheets hide and treat as "this is text". A line break in
+    cart data (a product name exported on two lines) is a space: removed, it joined two words.
     """
-    text = printable(value)
+    text = printable(value, keep_newlines=True)
+    if "\n" in text:
+        text = " ".join(text.split())
     if text[:1] in _FORMULA_START:
         return "'" + text
     return text
