@@ -276,3 +276,17 @@ def test_the_table_of_run_workers_says_when_a_deferred_cart_is_looked_at_again(
     assert result.exit_code == 0, result.output
     assert re.search(rf"│ idle_below_cutoff +│ idle 10m +│\n.*│ not before {when:%Y-%m-%d %H:%M} UTC +│ +│",
                      result.stdout), result.stdout
+
+
+def test_codes_list_wide_at_80_columns_keeps_each_code_on_one_line(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--wide`` folded every column, a code too: ``CALL-BWKHC`` on one line and ``G`` on the
+    next, which a person copies into the shop as a code that does not exist."""
+    monkeypatch.setenv("COLUMNS", "80")
+    shop.add(*(cart(f"c{i}", email=f"{i}.{LONG_EMAIL}") for i in range(3)))
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3",
+         "incentive": {"kind": "percent", "value": 10, "valid_for": "3d",
+                       "codes": {"pool": "a-pool-with-a-long-name", "pattern": "COMEBACK-{random:24}"}}}]}})
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    wide = shop.cli("codes", "list", "--status", "all", "--wide").stdout.split("code pools", 1)[1]
+    assert len(set(re.findall(r"COMEBACK-[A-Z0-9]{24}", wide))) == 3
