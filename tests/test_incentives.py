@@ -224,6 +224,20 @@ def test_a_pool_file_code_written_twice_in_other_cases_is_one_code_given_once_on
             _allocate(codes, "welcome", 3)
 
 
+def test_a_code_of_another_pool_file_in_other_case_is_not_imported_again(tmp_path: Path) -> None:
+    """The ledger holds a code once; ``save-1`` of a second pool file is the first's ``SAVE-1``."""
+    config = _config(tmp_path)
+    (tmp_path / "codes.txt").write_text("SAVE-1\n", encoding="utf-8")
+    codes = _codes(config)
+    table = codes.table
+    with codes.engine.begin() as conn:
+        conn.execute(table.insert(), [dict(pool="other", code="save-1", origin="file", kind="percent", value="5",
+                                           created_at=NOW)])
+    assert codes.import_file("welcome", NOW) == Imported(1, 0, 0, 0)
+    with pytest.raises(CodePoolEmpty):
+        _allocate(codes, "welcome", 1)
+
+
 def test_a_ledger_holding_a_code_in_two_cases_never_hands_out_the_twin_of_one_given(tmp_path: Path) -> None:
     """A ledger filled before the import knew the case of codes holds both spellings, one of
     them given to a customer: the other is withdrawn by the next import, never given to a second."""

@@ -24,7 +24,7 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cartrescue.config import CodeSource, Config, Incentive
@@ -175,13 +175,15 @@ class Codes:
         return Imported(len(codes), added, withdrawn, restored)
 
     def _spellings(self, name: str) -> dict[str, str]:
-        """The pool's codes in the ledger by :func:`code_key`, each as the row to keep spells it:
-        one handed out first, else the oldest. Shops take codes without case, so ``save-1`` in
-        the file is the ledger's ``SAVE-1``; a ledger filled before this held both, and its
-        other spelling, no longer listed, is withdrawn by :meth:`_follow_file`."""
+        """The codes in the ledger of pool ``name`` and of every pool file, by :func:`code_key`,
+        each as the row to keep spells it: one handed out first, else the oldest. Shops take
+        codes without case, so ``save-1`` in the file is the ledger's ``SAVE-1`` (another pool
+        file's too: the ledger holds a code once); a ledger filled before this held both, and
+        the pool's other spelling, no longer listed, is withdrawn by :meth:`_follow_file`."""
         table = self.table
         with self.engine.connect() as conn:
-            rows = conn.execute(select(table.c.code).where(table.c.pool == name).order_by(
+            rows = conn.execute(select(table.c.code).where(
+                or_(table.c.pool == name, table.c.origin == "file")).order_by(
                 table.c.claim_id.is_(None), table.c.id)).scalars()
             spelling: dict[str, str] = {}
             for code in rows:
