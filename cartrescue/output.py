@@ -316,6 +316,7 @@ def table_mode(width: int, wide: bool) -> str:
 class Column:
     header: str
     justify: str = "left"
+    whole: bool = False  # never folded over lines, even by ``--wide`` (a code a person copies)
 
 
 class FitTable:
@@ -378,8 +379,14 @@ class FitTable:
 
         table = Table(header_style="bold", expand=False, show_lines=False)
         if self.wide:
-            for column in self.columns:
-                table.add_column(column.header, justify=column.justify, overflow="fold")  # type: ignore[arg-type]
+            # Folded over lines, whole; a column kept ``whole`` (a code) stays on one line, as a
+            # person copies it: folded, CALL-BWKHC and G were two lines, and no code.
+            for column, longest in zip(self.columns, self.longest):
+                if column.whole:
+                    table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]
+                                     overflow="ignore", min_width=longest)
+                else:
+                    table.add_column(column.header, justify=column.justify, overflow="fold")  # type: ignore[arg-type]
         else:
             for column, size in zip(self.columns, self.widths(width)):
                 table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]

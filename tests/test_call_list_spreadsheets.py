@@ -5,8 +5,10 @@ write under gets no row: its messages fail, for a later run, instead of being re
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -244,3 +246,40 @@ def test_forget_files_rewrites_a_list_linked_into_a_shared_folder_in_place_keepi
     assert [row[0] for row in _rows(_text(listed))[1:]] == ["c1"]
     assert listed.stat().st_mode & 0o777 == 0o664
     assert not list(shared.glob("*.part")) and not list(shop.folder.glob("*.part"))
+
+
+def test_a_line_break_in_a_product_name_is_a_space_in_the_call_lists_row(shop: Shop) -> None:
+    """A name exported with a line break (``Lamp`` / ``with shade``) was joined into one word,
+    ``1 x Lampwith shade``, in the row staff read out on the phone."""
+    _calling_shop(shop, 0)
+    shop.add(cart("c1", phone="+46701234561", first_name="Ann\nMarie",
+                  items=[("S", "Lamp\r\nwith shade", 1, "900.00"), ("T", "Mug\twhite", 2, "5.00")]))
+    _send(shop)
+    row = dict(zip(COLUMNS, _rows(_text(shop.folder / "calls.csv"))[1]))
+    assert (row["first_name"], row["items"]) == ("Ann Marie", "1 x Lamp with shade; 2 x Mug white")
+
+
+def test_a_call_with_an_incentive_gives_staff_its_own_code_to_offer_in_the_row(shop: Shop) -> None:
+    """A call-list step with a per-recipient code allocated none and its row said nothing of
+    the offer: staff phoned without the discount the step promises, and no code was handed out."""
+    _calling_shop(shop, 2).configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3",
+         "incentive": {"kind": "percent", "value": 10, "valid_for": "3d",
+                       "codes": {"pool": "calls", "pattern": "CALL-{random:6}"}}}]}})
+    _send(shop)
+    rows = [dict(zip(COLUMNS, row)) for row in _rows(_text(shop.folder / "calls.csv"))[1:]]
+    with contextlib.closing(sqlite3.connect(shop.folder / "ledger.db")) as db:
+        codes = dict(db.execute("SELECT code, email FROM cr_code WHERE claim_id IS NOT NULL").fetchall())
+    assert len(rows) == 2 and len(codes) == 2
+    for row in rows:
+        code = next(code for code, email in codes.items() if email == row["email"])
+        assert row["incentive"] == f"10% off with code {code}, valid until 2026-11-23"
+
+
+def test_a_call_with_a_shared_code_names_it_in_the_row(shop: Shop) -> None:
+    _calling_shop(shop, 1).configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3",
+         "incentive": {"kind": "free_shipping", "code": "SHIPFREE", "valid_for": "2d"}}]}})
+    _send(shop)
+    row = dict(zip(COLUMNS, _rows(_text(shop.folder / "calls.csv"))[1]))
+    assert row["incentive"] == "free shipping with code SHIPFREE, valid until 2026-11-22"

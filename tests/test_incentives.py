@@ -209,6 +209,51 @@ def test_importing_twice_adds_nothing(tmp_path: Path) -> None:
     assert codes.count_free("welcome") == 10
 
 
+@pytest.mark.parametrize("kind", ["sqlite", *shopdb.KINDS])
+def test_a_pool_file_code_written_twice_in_other_cases_is_one_code_given_once_on_every_ledger(
+        tmp_path: Path, kind: str) -> None:
+    """Shops take discount codes without case (Shopify, Magento, WooCommerce; the report matches
+    them so): ``SAVE-1`` and ``save-1`` are one coupon. Imported as two, two customers got it."""
+    config = _config(tmp_path)
+    (tmp_path / "codes.txt").write_text("SAVE-1\nsave-1\nSAVE-2\n", encoding="utf-8")
+    with _codes_on(kind, config) as codes:
+        assert codes.import_file("welcome", NOW) == Imported(3, 2, 0, 0)
+        given = [_allocate(codes, "welcome", claim) for claim in (1, 2)]
+        assert sorted(given) == ["SAVE-1", "SAVE-2"]
+        with pytest.raises(CodePoolEmpty):
+            _allocate(codes, "welcome", 3)
+
+
+def test_a_code_of_another_pool_file_in_other_case_is_not_imported_again(tmp_path: Path) -> None:
+    """The ledger holds a code once; ``save-1`` of a second pool file is the first's ``SAVE-1``."""
+    config = _config(tmp_path)
+    (tmp_path / "codes.txt").write_text("SAVE-1\n", encoding="utf-8")
+    codes = _codes(config)
+    table = codes.table
+    with codes.engine.begin() as conn:
+        conn.execute(table.insert(), [dict(pool="other", code="save-1", origin="file", kind="percent", value="5",
+                                           created_at=NOW)])
+    assert codes.import_file("welcome", NOW) == Imported(1, 0, 0, 0)
+    with pytest.raises(CodePoolEmpty):
+        _allocate(codes, "welcome", 1)
+
+
+def test_a_ledger_holding_a_code_in_two_cases_never_hands_out_the_twin_of_one_given(tmp_path: Path) -> None:
+    """A ledger filled before the import knew the case of codes holds both spellings, one of
+    them given to a customer: the other is withdrawn by the next import, never given to a second."""
+    config = _config(tmp_path)
+    (tmp_path / "codes.txt").write_text("SAVE-1\nsave-1\n", encoding="utf-8")
+    codes = _codes(config)
+    table = codes.table
+    with codes.engine.begin() as conn:
+        conn.execute(table.insert(), [dict(pool="welcome", code=code, origin="file", kind="percent", value="10",
+                                           created_at=NOW) for code in ("SAVE-1", "save-1")])
+        conn.execute(table.update().where(table.c.code == "save-1").values(claim_id=1, allocated_at=NOW))
+    with pytest.raises(CodePoolEmpty):
+        _allocate(codes, "welcome", 2)
+    assert codes.summary(NOW)["welcome"]["withdrawn"] == 1
+
+
 @contextlib.contextmanager
 def _codes_on(kind: str, config: Config) -> Iterator[Codes]:
     """The config's pools on a ledger of ``kind``: its SQLite file, or a PostgreSQL or MariaDB

@@ -186,3 +186,14 @@ def test_tiers_holding_out_the_same_share_keep_the_pooled_lift(shop: Shop) -> No
     assert lift["incremental_revenue"]["estimate"] == "700.00"  # (1800 - 1100) / 70 per cart x 70
     assert not any(note.startswith("the tiers compared hold out different shares") for note in result.json["notes"])
     assert lift["stratified"] is False and lift["method"].startswith("Newcombe hybrid score interval")
+
+
+@pytest.mark.parametrize("trials", [1, 12, 1000, 987_654])
+def test_an_interval_without_conversions_starts_at_exactly_zero_and_one_of_all_ends_at_exactly_one(
+        trials: int) -> None:
+    """The formula's float noise made ``report --json`` give an A/B arm without conversions the
+    interval ``[2.7755575615628914e-17, 0.24]`` (a variant with 12 recipients)."""
+    from cartrescue.report.stats import wilson
+
+    assert wilson(0, trials)[0] == 0.0
+    assert wilson(trials, trials)[1] == 1.0

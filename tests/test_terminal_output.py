@@ -79,14 +79,19 @@ def test_delivered_sends_show_their_outcome_in_the_compact_table(shop: Shop, mon
     assert re.search(r"│ send\s+│ sent\s+│$", row)
 
 
-def test_codes_list_at_80_columns_never_cuts_a_code(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "80")
+def _hand_out_long_codes(shop: Shop) -> None:
+    """Three carts of long addresses, each handed a 33-character code by a delivering run."""
     shop.add(*(cart(f"c{i}", email=f"{i}.{LONG_EMAIL}") for i in range(3)))
     shop.configure(sequences={"default": {"steps": [
         {"delay": "1h", "template": "reminder-3",
          "incentive": {"kind": "percent", "value": 10, "valid_for": "3d",
                        "codes": {"pool": "a-pool-with-a-long-name", "pattern": "COMEBACK-{random:24}"}}}]}})
     assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+
+
+def test_codes_list_at_80_columns_never_cuts_a_code(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    _hand_out_long_codes(shop)
     result = shop.cli("codes", "list", "--status", "all")
     assert result.exit_code == 0, result.output
     codes = re.findall(r"COMEBACK-[A-Z0-9]{24}", result.stdout)
@@ -276,3 +281,12 @@ def test_the_table_of_run_workers_says_when_a_deferred_cart_is_looked_at_again(
     assert result.exit_code == 0, result.output
     assert re.search(rf"│ idle_below_cutoff +│ idle 10m +│\n.*│ not before {when:%Y-%m-%d %H:%M} UTC +│ +│",
                      result.stdout), result.stdout
+
+
+def test_codes_list_wide_at_80_columns_keeps_each_code_on_one_line(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--wide`` folded every column, a code too: ``CALL-BWKHC`` on one line and ``G`` on the
+    next, which a person copies into the shop as a code that does not exist."""
+    monkeypatch.setenv("COLUMNS", "80")
+    _hand_out_long_codes(shop)
+    wide = shop.cli("codes", "list", "--status", "all", "--wide").stdout.split("code pools", 1)[1]
+    assert len(set(re.findall(r"COMEBACK-[A-Z0-9]{24}", wide))) == 3

@@ -23,7 +23,8 @@ from cartrescue.model import Decision
 from cartrescue.text import path_text, printable
 
 COLUMNS = ("cart_id", "first_name", "last_name", "phone", "email", "locale", "currency", "total",
-           "items", "score", "tier", "previous_orders", "recovery_url", "last_activity", "step", "added_at")
+           "items", "score", "tier", "previous_orders", "recovery_url", "last_activity", "step", "added_at",
+           "incentive")
 
 
 def cell(value: object) -> str:
@@ -31,9 +32,12 @@ def cell(value: object) -> str:
 
     Staff open this file in Excel or LibreOffice; a name like ``=HYPERLINK(...)`` or ``+1-2``
     from cart data would be evaluated there (CSV/formula injection, OWASP). Such a cell gets a
-    leading apostrophe, which spreadsheets hide and treat as "this is text".
+    leading apostrophe, which spreadsheets hide and treat as "this is text". A line break in
+    cart data (a product name exported on two lines) is a space: removed, it joined two words.
     """
-    text = printable(value)
+    text = printable(value, keep_newlines=True)
+    if "\n" in text:
+        text = " ".join(text.split())
     if text[:1] in _FORMULA_START:
         return "'" + text
     return text
@@ -134,7 +138,8 @@ class CallListChannel(Channel):
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         where = path_text(self.path)
         try:
-            append_rows(self.path, (envelope.decision for envelope in batch), self.tz, region=self.region)
+            append_rows(self.path, [envelope.decision for envelope in batch], self.tz, region=self.region,
+                        offers=[(envelope.data or b"").decode("utf-8") for envelope in batch])
         except (OSError, UnusableList) as exc:  # transient: the next run retries once the file is fixed
             reason = str(exc) if isinstance(exc, UnusableList) else f"cannot write {where}: {exc.strerror or exc}"
             for envelope in batch:
@@ -145,7 +150,7 @@ class CallListChannel(Channel):
 
 
 def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: datetime | None = None, *,
-                like: Path | None = None, region: str | None = None) -> None:
+                like: Path | None = None, region: str | None = None, offers: Sequence[str] = ()) -> None:
     """Append one row per decision to the list at ``path`` (raises OSError, UnusableList).
 
     The rows are written as the list's header line was: under its columns (a list begun by an
@@ -156,7 +161,8 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
     whence staff dial (:func:`~cartrescue.contacts.dialable`). The workers of ``run
     --workers`` append to one list: each holds the file's lock while it writes, so no two write
     the header and no row is cut by another's; the rows go in one write, after the header was
-    checked, so a list that cannot take them gets none.
+    checked, so a list that cannot take them gets none. ``offers``: each decision's incentive
+    as staff offer it (its ``incentive`` cell), in the order of ``decisions``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     added = (now or datetime.now(timezone.utc)).astimezone(tz).isoformat(timespec="seconds")
@@ -181,8 +187,9 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
                 text.write(BOM.decode("utf-8"))
             layout.writer(text).writerow(layout.header)
         writer = layout.writer(text)
-        for decision in decisions:
+        for at, decision in enumerate(decisions):
             values = _values(decision, tz, added, region)
+            values["incentive"] = offers[at] if at < len(offers) else ""
             writer.writerow([cell(values.get(column_of(name), "")) for name in layout.header])
         handle.write(text.getvalue().encode("utf-8"))
         handle.flush()  # before the lock goes with the file's closing

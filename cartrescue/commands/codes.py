@@ -107,7 +107,7 @@ def codes_list(
         names: tuple[str, ...] = ("pool", "code", "status", "email", "step", "allocated_at", "expires_at")
         if mode == "compact":
             names = ("pool", "code", "status", "email", "expires_at")
-        listing = FitTable([Column(name, "right" if name == "step" else "left") for name in names],
+        listing = FitTable([Column(name, "right" if name == "step" else "left", whole=name == "code") for name in names],
                            [("email", 16), ("pool", 8), ("email", 8), ("pool", 4)], wide=mode == "wide")
         for row in rows:
             listing.add_row(*(_code_cell(name, row[name], mode) for name in names))

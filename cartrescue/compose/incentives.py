@@ -24,7 +24,7 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cartrescue.config import CodeSource, Config, Incentive
@@ -98,6 +98,12 @@ def pool_named(found: dict[str, Pool], name: str) -> Pool:
         raise ConfigError(f"unknown code pool {name!r} (known: {known})") from None
 
 
+def code_key(code: str) -> str:
+    """What makes two codes one in the shop: their letters without case (Shopify, Magento and
+    WooCommerce take ``save-1`` for ``SAVE-1``; the report matches them so)."""
+    return code.upper()
+
+
 def generate_code(pattern: str) -> str:
     """``CR-{random:8}`` -> ``CR-7QXK2M9A`` (cryptographic randomness, unambiguous letters)."""
     return _PLACEHOLDER.sub(lambda m: "".join(secrets.choice(ALPHABET) for _ in range(int(m.group(1)))), pattern)
@@ -135,17 +141,20 @@ class Codes:
             return pg_insert(self.table).on_conflict_do_nothing()
         return insert(self.table).prefix_with("OR IGNORE" if dialect == "sqlite" else "IGNORE")
 
-    def _insert_ignore(self, rows: list[dict[str, Any]]) -> int:
-        """Insert rows whose code is new; return how many were inserted."""
+    def _insert_ignore(self, name: str, rows: list[dict[str, Any]]) -> int:
+        """Insert pool ``name``'s rows whose code is new; return how many were inserted. Counted
+        as the pool's rows after less before: PostgreSQL's driver gives no row count for a
+        statement run with many rows (``-1``), and ``codes import`` said it added none."""
         if not rows:
             return 0
         statement = self._ignore_statement()
-        added = 0
+        table = self.table
+        counting = select(func.count()).select_from(table).where(table.c.pool == name)
         with self.engine.begin() as conn:
+            before = conn.execute(counting).scalar_one()
             for start in range(0, len(rows), 500):
-                result = conn.execute(statement, rows[start:start + 500])
-                added += max(result.rowcount or 0, 0)
-        return added
+                conn.execute(statement, rows[start:start + 500])
+            return int(conn.execute(counting).scalar_one() - before)
 
     def import_file(self, name: str, now: datetime | None = None) -> Imported:
         """Make the pool's free codes those of its file (idempotent): add the new ones, withdraw
@@ -156,12 +165,30 @@ class Codes:
             raise ConfigError(f"code pool {name!r} is generated from a pattern; it has no file to import")
         codes = read_pool_file(pool.file)
         at = naive(now or datetime.now(timezone.utc))
+        spelling = self._spellings(name)
+        fresh = [code for code in codes if spelling.setdefault(code_key(code), code) == code]
         rows = [dict(pool=name, code=code, origin="file", kind=pool.incentive.kind, value=str(pool.incentive.value),
-                     created_at=at) for code in dict.fromkeys(codes)]
-        added = self._insert_ignore(rows)
-        withdrawn, restored = self._follow_file(name, set(codes), at)
+                     created_at=at) for code in dict.fromkeys(fresh)]
+        added = self._insert_ignore(name, rows)
+        withdrawn, restored = self._follow_file(name, {spelling[code_key(code)] for code in codes}, at)
         self._imported.add(name)
         return Imported(len(codes), added, withdrawn, restored)
+
+    def _spellings(self, name: str) -> dict[str, str]:
+        """The codes in the ledger of pool ``name`` and of every pool file, by :func:`code_key`,
+        each as the row to keep spells it: one handed out first, else the oldest. Shops take
+        codes without case, so ``save-1`` in the file is the ledger's ``SAVE-1`` (another pool
+        file's too: the ledger holds a code once); a ledger filled before this held both, and
+        the pool's other spelling, no longer listed, is withdrawn by :meth:`_follow_file`."""
+        table = self.table
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.code).where(
+                or_(table.c.pool == name, table.c.origin == "file")).order_by(
+                table.c.claim_id.is_(None), table.c.id)).scalars()
+            spelling: dict[str, str] = {}
+            for code in rows:
+                spelling.setdefault(code_key(code), code)
+        return spelling
 
     def _follow_file(self, name: str, listed: set[str], at: datetime) -> tuple[int, int]:
         """Withdraw the pool's free file codes not ``listed``, restore withdrawn ones that are;

@@ -76,6 +76,24 @@ class Composer:
         tier = self._tiers[decision.tier]  # type: ignore[index]
         return self.config.sequences[tier.sequence].steps[decision.step - 1].incentive_for(decision.tier)
 
+    def call_offer(self, decision: Decision, code: Allocation | None = None) -> str:
+        """What staff may offer on the phone, for the call list's ``incentive`` column: the
+        step's incentive, its code (the allocated one, else the shared one; a placeholder before
+        the claim) and its last day on the shop's calendar, as a message shows them (``10% off
+        with code CR-7K2M9Q, valid until 2026-11-23``); empty without one."""
+        incentive = self.incentive(decision)
+        if incentive is None:
+            return ""
+        shown, last_day = self._shown_code(incentive, code)
+        shown = shown or incentive.code
+        if last_day is None:
+            last_day = expiry_day(code_expiry(self.now, incentive.valid_for, self.config.shop.tz), self.config.shop.tz)
+        value = f"{incentive.value.normalize():f}"
+        offer = {"percent": f"{value}% off", "fixed": f"{value} {decision.cart.currency} off"}.get(
+            incentive.kind, "free shipping")
+        with_code = f" with code {shown}" if shown else ""
+        return f"{offer}{with_code}, valid until {last_day.isoformat()}"
+
     def _shown_code(self, incentive: Incentive | None, code: Allocation | None) -> tuple[str | None, date | None]:
         """The code and last day a message shows: its allocated code's, as the ledger recorded
         them; without one (a dry-run, a preview), a per-recipient incentive's placeholder and no

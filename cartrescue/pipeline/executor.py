@@ -420,7 +420,8 @@ class Executor:
         config = self.composer.config
         path = self.eml / "call-list.csv"
         try:
-            append_rows(path, calls, config.shop.tz, like=config.path(config.call_list.path), region=config.phone_region)
+            append_rows(path, calls, config.shop.tz, like=config.path(config.call_list.path), region=config.phone_region,
+                        offers=[self.composer.call_offer(call) for call in calls])
         except OSError as exc:
             return f"not written to {self.eml}: {exc.strerror or exc}"
         except UnusableList as exc:
@@ -447,6 +448,8 @@ class Executor:
         channel = decision.channel or "email"
         if channel == "sms":
             return None, self.composer.compose_sms(decision, code, test=test).text.encode("utf-8")
+        if channel == "call-list":  # no message: the row's offer, which staff make on the phone
+            return None, self.composer.call_offer(decision, code).encode("utf-8")
         if channel not in RENDERED:
             return None, None
         message = self.composer.compose(decision, code, test=test)
@@ -459,7 +462,7 @@ class Executor:
         """Render and build ``decision``'s message; raise TemplateError/ValueError for this cart."""
         channel = decision.channel or "email"
         pool = None
-        if channel in RENDERED:
+        if channel in RENDERED or channel == "call-list":  # a call offers its step's code too
             incentive = self.composer.incentive(decision)
             if self.codes is not None and incentive is not None and incentive.codes is not None:
                 pool = incentive.codes.pool
