@@ -183,6 +183,26 @@ def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
     return money
 
 
+@lru_cache(maxsize=256)
+def regional_locale(folder: str, wanted: str | None) -> str:
+    """The locale a message writes its amounts and dates in: the customer's own (``en_GB``:
+    ``23 November 2026``; ``de_CH``: ``CHF 1'234.50``) when the template ``folder`` is theirs or
+    their language's (``en`` serves ``en_GB``), else the folder's. A folder is a language, and a
+    shop in each country of it writes money and dates its own way; a customer who fell back to
+    another language's folder (``pt_PT`` reading ``en``) gets that language's, not their own
+    numbers in a foreign sentence."""
+    from babel import Locale, UnknownLocaleError
+
+    parts = (wanted or "").replace("-", "_").split("_")
+    if folder not in {"_".join(parts[:end]) for end in range(1, len(parts) + 1)}:
+        return folder
+    try:
+        parsed = Locale.parse("_".join(parts))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return folder
+    return str(parsed) if parsed.language == folder.split("_")[0].lower() else folder
+
+
 @lru_cache(maxsize=64)
 def text_direction(locale: str) -> str:
     """``rtl`` for Arabic, Hebrew, Persian…, else ``ltr`` (CLDR's, so a template folder added for
@@ -229,7 +249,7 @@ def _money_filter(context: Any, amount: Any, currency: str) -> str:
     except InvalidOperation:
         raise ValueError(f"money: {amount!r} is not an amount (cart.total, item.price and the like are "
                          "formatted already: print them as they are)") from None
-    return format_money(number, currency.strip().upper(), context.get("locale") or "en")
+    return format_money(number, currency.strip().upper(), context.get("format_locale") or context.get("locale") or "en")
 
 
 def _date_filter(context: Any, value: Any) -> str:
@@ -245,7 +265,7 @@ def _date_filter(context: Any, value: Any) -> str:
     if not isinstance(value, date):
         str(value)  # an undefined value (``incentive.expires`` of a step without one) fails as undefined
         raise ValueError(f"date: {value!r} is not a date")
-    return format_date(value, context.get("locale") or "en")
+    return format_date(value, context.get("format_locale") or context.get("locale") or "en")
 
 
 #: Per message: items all ``range()`` calls of a render may produce together, characters of one
@@ -762,9 +782,11 @@ class Renderer:
         tagged = self._taggers.get(tagging)
         link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel) \
             if tagged is None else tagged[0]
-        moneys = self._moneys.get((locale, cart.currency))
+        customer = cart.customer
+        region = regional_locale(locale, customer.locale)  # amounts and dates: en_GB's in the en folder
+        moneys = self._moneys.get((region, cart.currency))
         if moneys is None:
-            moneys = _bounded_put(self._moneys, (locale, cart.currency), (_money_formatter(locale, cart.currency), {}, {}))
+            moneys = _bounded_put(self._moneys, (region, cart.currency), (_money_formatter(region, cart.currency), {}, {}))
         money, texts, lines = moneys
         shop = self.shop
         if tagged is None:
@@ -775,11 +797,10 @@ class Renderer:
                 "logo_url": shop.logo_url,
             }, {}))
         shop_values, links = tagged[1], tagged[2]
-        customer = cart.customer
         offer = None
         if incentive is not None:
             if incentive.kind == "percent":
-                value = _percent(incentive.value, locale)
+                value = _percent(incentive.value, region)
             elif incentive.kind == "fixed":
                 value = _memo_money(money, texts, incentive.value)
             else:
@@ -788,7 +809,7 @@ class Renderer:
                 "kind": incentive.kind,
                 "value": value,
                 "code": code or incentive.code,
-                "expires": self._expiry(expires_on or (now + incentive.valid_for).astimezone(shop.tz).date(), locale),
+                "expires": self._expiry(expires_on or (now + incentive.valid_for).astimezone(shop.tz).date(), region),
             }
         images = self._images
         items = []
@@ -843,6 +864,7 @@ class Renderer:
             "tier": tier,
             "incentive": offer,
             "locale": locale,
+            "format_locale": region,
             "direction": text_direction(locale),
             "variant": variant,
             "survey": survey,  # None, or the question and one signed link per reason (cartrescue.survey.links)
