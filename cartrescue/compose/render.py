@@ -277,6 +277,10 @@ MAX_RANGE_ITEMS = 100_000
 #: Seconds of wall clock one message may take to render, its parts together: a loop that prints
 #: nothing (``{% for a in x %}{% for b in y %}{% endfor %}{% endfor %}``) passes every other limit.
 MAX_RENDER_SECONDS = 10.0
+#: Messages a part file may run out of time for in one process before its later messages fail at
+#: once (unclaimed, as every render error: the next run tries them again). A loop that never
+#: ends, whatever the cart, held a run 10 s a message: hours for a shop's thousand carts.
+MAX_TIMEOUTS_PER_FILE = 3
 #: Lines of a cart a message lists (``items``); the rest are counted (``cart.items_not_shown``).
 #: A B2B cart of 3,000 lines went past MAX_PART_CHARS on every run, and one of 150 past the
 #: ~102 KB at which Gmail clips a message, hiding the unsubscribe link at its foot.
@@ -359,7 +363,11 @@ class Deadline:
     def _expired(self, _signal_number: int, _frame: object) -> None:
         if self.armed:
             self.armed = False
-            raise TemplateError(f"the message took more than {self.seconds:g} s to render (a runaway loop?)")
+            raise RenderTimeout(f"the message took more than {self.seconds:g} s to render (a runaway loop?)")
+
+
+class RenderTimeout(TemplateError):
+    """A message ran out of :data:`MAX_RENDER_SECONDS`: :class:`Renderer` counts them per file."""
 
 
 @lru_cache(maxsize=1)
@@ -515,6 +523,7 @@ class Renderer:
         self._blank: tuple[Any, dict[str, Any]] | None = None
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
         self._sms_files: dict[tuple[str, str, str | None], str] = {}  # (template, locale, variant) -> its .sms.txt
+        self._timeouts: dict[str, int] = {}  # part file -> messages it ran out of time for (MAX_TIMEOUTS_PER_FILE)
         self._jinja_error: type[Exception] = JinjaError
         self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
         # What the contexts of earlier messages of this run computed (see context), each memo
@@ -626,6 +635,8 @@ class Renderer:
                     raise TemplateError(f"{name}: more than {MAX_PART_CHARS} characters rendered (a runaway loop?)")
                 blocks.append(text)
             return blocks[0] if len(blocks) == 1 else "".join(blocks)
+        except RenderTimeout:
+            env.handle_exception()  # the template's lines in its traceback: the loop's line is named
         except TemplateError:
             raise
         except Exception:
@@ -696,7 +707,11 @@ class Renderer:
 
     def _render_part(self, name: str, variables: dict[str, Any]) -> str:
         """One file rendered (``variables``: :meth:`_variables`); every error of this cart's data
-        becomes a TemplateError naming it."""
+        becomes a TemplateError naming it. A file that ran out of time for
+        :data:`MAX_TIMEOUTS_PER_FILE` messages fails at once: the run goes on without the wait."""
+        if self._timeouts.get(name, 0) >= MAX_TIMEOUTS_PER_FILE:
+            raise TemplateError(f"{name}: not rendered: it took more than {self.deadline.seconds:g} s for "
+                                f"{MAX_TIMEOUTS_PER_FILE} messages of this run already (a runaway loop?)")
         try:
             return self._render_variables(name, variables)
         except self._jinja_error as exc:
@@ -706,6 +721,10 @@ class Renderer:
                 file, line = template_frame(exc, self.folders, name)
             where = f"{file}:{line}" if line else name
             raise TemplateError(f"{where}: {self.explain(exc, file, line, variables)}") from None
+        except RenderTimeout as exc:
+            self._timeouts[name] = self._timeouts.get(name, 0) + 1
+            file, line = template_frame(exc, self.folders, name)
+            raise TemplateError(f"{file}:{line}: {exc}" if line else f"{name}: {exc}") from None
         except TemplateError as exc:
             raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
         except Exception as exc:
