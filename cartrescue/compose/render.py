@@ -755,6 +755,8 @@ class Renderer:
         from jinja2 import TemplateNotFound
 
         if isinstance(exc, TemplateNotFound):
+            if exc.name == file and "/" in file:  # a part of the message itself, not a layout or include
+                return missing_part(file)
             return f"no template file {exc.name}{did_you_mean(str(exc.name), self._available)}"
         message = str(getattr(exc, "message", None) or exc)
         unknown = _UNKNOWN_FILTER.match(message)
@@ -953,6 +955,16 @@ def open_block_line(env: Any, source: str, tag: str, line: int | None) -> int | 
         elif name.startswith("end") and stack and stack[-1][0] == name[3:]:
             stack.pop()
     return next((number for name, number in reversed(stack) if name == tag), None)
+
+
+def missing_part(name: str) -> str:
+    """Why ``de/reminder-1.html`` is looked for, and what to do: a customer reads every part from
+    the folder that has the template's subject (docs/templates.md), so the close names of other
+    folders or steps (``ru/reminder-1.html``) would be no fix."""
+    folder, _, file = name.partition("/")
+    template = file.split(".")[0].split("@")[0]
+    return (f"no such file: the {folder} folder has {template}.subject.txt, so its customers get every part of "
+            f"{template} from there (add {folder}/{file})")
 
 
 def did_you_mean(wanted: str, names: Iterable[str], prefix: str = "") -> str:
