@@ -637,6 +637,7 @@ class Renderer:
             return blocks[0] if len(blocks) == 1 else "".join(blocks)
         except RenderTimeout:
             env.handle_exception()  # the template's lines in its traceback: the loop's line is named
+            raise  # not reached
         except TemplateError:
             raise
         except Exception:
