@@ -635,11 +635,9 @@ class Renderer:
                     raise TemplateError(f"{name}: more than {MAX_PART_CHARS} characters rendered (a runaway loop?)")
                 blocks.append(text)
             return blocks[0] if len(blocks) == 1 else "".join(blocks)
-        except RenderTimeout:
-            env.handle_exception()  # the template's lines in its traceback: the loop's line is named
+        except TemplateError:  # a limit (time, range()) met in the template: its lines in the traceback
+            env.handle_exception()  # (template_frame names the line)
             raise  # not reached
-        except TemplateError:
-            raise
         except Exception:
             env.handle_exception()  # as Template.render does: re-raises with the template's traceback
             raise  # not reached
@@ -722,12 +720,13 @@ class Renderer:
                 file, line = template_frame(exc, self.folders, name)
             where = f"{file}:{line}" if line else name
             raise TemplateError(f"{where}: {self.explain(exc, file, line, variables)}") from None
-        except RenderTimeout as exc:
-            self._timeouts[name] = self._timeouts.get(name, 0) + 1
+        except TemplateError as exc:
+            if isinstance(exc, RenderTimeout):
+                self._timeouts[name] = self._timeouts.get(name, 0) + 1
+            if str(exc).startswith(name):
+                raise TemplateError(str(exc)) from None
             file, line = template_frame(exc, self.folders, name)
             raise TemplateError(f"{file}:{line}: {exc}" if line else f"{name}: {exc}") from None
-        except TemplateError as exc:
-            raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
         except Exception as exc:
             # A template's own mistake met with this cart's data ({{ 1 / items|length }} on an
             # empty list, a filter given what it cannot take, ...): this message fails, the run
