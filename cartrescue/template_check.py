@@ -694,7 +694,8 @@ class TemplateChecker:
                         continue
                     parts.append(self.renderer.render_file(name, context))  # its size limit too
                 except TemplateError as exc:  # a limit of a message (render.MAX_PART_CHARS, its time)
-                    case.add(Problem("render", str(exc), name, None, cart.id))
+                    file, line = template_frame(exc, self.renderer.folders, name)  # where it was met
+                    case.add(Problem("render", str(exc), file, line, cart.id))
                     if clocked and not deadline.armed:  # the rest ran without a clock: a loop there never ended
                         case.timed_out = True
                         break

@@ -167,6 +167,27 @@ def test_a_template_loop_that_prints_nothing_is_stopped_and_costs_only_its_cart(
     _assert_bad_cart_cost_only_itself(shop, result, 3, "the message took more than 0.3 s to render (a runaway loop?)")
 
 
+def test_a_template_that_runs_out_of_time_for_every_cart_costs_the_run_its_time_only_a_few_times(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop that never ends, whatever the cart: each message of it ran the full clock (10 s), so
+    a run with 1,000 such carts took hours. After it ran out of time for
+    ``render.MAX_TIMEOUTS_PER_FILE`` messages, the file's later messages fail at once, unclaimed
+    as every render error (the next run tries them again), with the file and line of the loop."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.3)
+    loop = "Hello\n{% set s = 'x' * 90000 %}\n{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}"
+    _own_templates(shop, "Your cart", loop + "\n{{ unsubscribe_url }}\n")
+    shop.add(*(cart(f"c{n}") for n in range(8)))
+    result = _run_outbox(shop)
+    assert result.exit_code == 1, result.output
+    assert _delivered(shop) == []
+    failures = result.json["counts"]["failures"]
+    timed_out = "en/reminder-1.txt:3: the message took more than 0.3 s to render (a runaway loop?)"
+    assert failures[timed_out] == render.MAX_TIMEOUTS_PER_FILE == 3, failures
+    assert failures[f"en/reminder-1.txt: not rendered: it took more than 0.3 s for {render.MAX_TIMEOUTS_PER_FILE} "
+                    "messages of this run already (a runaway loop?)"] == 5, failures
+    assert _ledger_rows(shop) == []
+
+
 def test_a_template_error_on_one_carts_data_costs_only_that_cart(shop: Shop) -> None:
     _own_templates(shop, "{{ 100 // (cart.item_count - 7) }} things")
     _sandwich(shop, cart("bad", items=(("S", "Socks", 7, "2.00"),)))

@@ -133,3 +133,19 @@ def test_a_hint_over_keys_of_mixed_types_still_names_them() -> None:
 
     said = undefined_message("'dict object' has no attribute 'zz'", "{{ data.zz }}", 1, {"data": {1: "a", "x": 2}})
     assert said == "'data.zz' is undefined: data has no 'zz' (it has: 1, x)"
+
+
+def test_a_part_missing_from_a_locale_folder_says_to_add_it_not_another_languages_file(
+        shop: Shop, tmp_path: Path) -> None:
+    """A new ``de`` folder without its HTML part: the run failed each German cart with "no
+    template file de/reminder-1.html (did you mean ru/reminder-1.html or de/reminder-3.html …?)",
+    as if a Russian file or another step's would do."""
+    folder = tmp_path / "templates" / "de"
+    folder.mkdir(parents=True)
+    for part in ("subject.txt", "txt"):
+        shutil.copy(REPO / "templates" / "en" / f"reminder-1.{part}", folder / f"reminder-1.{part}")
+    shop.configure(templates=str(tmp_path / "templates"))
+    shop.add(cart("c1", locale="de-AT"))
+    assert _preview_error(shop) == (
+        "de/reminder-1.html: no such file: the de folder has reminder-1.subject.txt, so its customers get "
+        "every part of reminder-1 from there (add de/reminder-1.html)")

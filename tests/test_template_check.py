@@ -266,6 +266,24 @@ def test_a_loop_that_prints_nothing_fails_the_check_instead_of_hanging_it(
     assert problems == [("render", "en/mine.txt", "the message took more than 0.2 s to render (a runaway loop?)")]
 
 
+@pytest.mark.parametrize(("loop", "said"), [
+    ('{% for a in "x"|center(5000) %}{% for b in "y"|center(5000) %}{% endfor %}{% endfor %}',
+     "the message took more than 0.2 s to render (a runaway loop?)"),
+    ("{% for a in range(99999) %}{% endfor %}{% for b in range(99999) %}{% endfor %}",
+     "range(): more than 100000 items in one message (a runaway loop?)"),
+])
+def test_a_runaway_loop_is_reported_with_the_line_it_ran_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop: str, said: str) -> None:
+    """It named the file alone: in a long template the developer had to hunt for the loop."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.2)
+    folder = _good_with(tmp_path, "\n\n" + loop)
+    lines = (folder / "en" / "mine.txt").read_text(encoding="utf-8").splitlines()
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=folder)
+    report = check_templates(config, templates=["mine"], carts=edge_carts()[:1])
+    problems = [(p.kind, p.file, p.line, p.message) for case in report.cases for p in case.problems]
+    assert problems == [("render", "en/mine.txt", len(lines), said)]
+
+
 def test_a_loop_in_two_parts_of_a_message_ends_the_check_of_that_message_when_its_time_is_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The subject's loop used the message's time; the text part's then ran without a clock (a

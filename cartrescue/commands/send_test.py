@@ -44,8 +44,11 @@ def send_test(
     `[test]` before the subject, and is recorded in the ledger as a test (`cr_send_test`), never
     as the cart's step: the customer still gets their reminder, and no incentive code is handed
     out (a per-recipient code shows its placeholder). Its unsubscribe and survey links are test
-links: they open the same pages, and unsubscribe or record nobody.
-    Exit 1 when the relay refused the message.
+    links: they open the same pages, and unsubscribe or record nobody.
+
+    Exit codes: 0 sent, 1 the relay refused it or it cannot be rendered (the template's file and
+    line), 2 usage or config error (a cart the source does not have, a relay setting it cannot
+    send with), 3 the source cannot be read.
 
     Examples:
 

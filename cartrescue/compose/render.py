@@ -183,6 +183,26 @@ def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
     return money
 
 
+@lru_cache(maxsize=256)
+def regional_locale(folder: str, wanted: str | None) -> str:
+    """The locale a message writes its amounts and dates in: the customer's own (``en_GB``:
+    ``23 November 2026``; ``de_CH``: ``CHF 1'234.50``) when the template ``folder`` is theirs or
+    their language's (``en`` serves ``en_GB``), else the folder's. A folder is a language, and a
+    shop in each country of it writes money and dates its own way; a customer who fell back to
+    another language's folder (``pt_PT`` reading ``en``) gets that language's, not their own
+    numbers in a foreign sentence."""
+    from babel import Locale, UnknownLocaleError
+
+    parts = (wanted or "").replace("-", "_").split("_")
+    if folder not in {"_".join(parts[:end]) for end in range(1, len(parts) + 1)}:
+        return folder
+    try:
+        parsed = Locale.parse("_".join(parts))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return folder
+    return str(parsed) if parsed.language == folder.split("_")[0].lower() else folder
+
+
 @lru_cache(maxsize=64)
 def text_direction(locale: str) -> str:
     """``rtl`` for Arabic, Hebrew, Persian…, else ``ltr`` (CLDR's, so a template folder added for
@@ -229,7 +249,7 @@ def _money_filter(context: Any, amount: Any, currency: str) -> str:
     except InvalidOperation:
         raise ValueError(f"money: {amount!r} is not an amount (cart.total, item.price and the like are "
                          "formatted already: print them as they are)") from None
-    return format_money(number, currency.strip().upper(), context.get("locale") or "en")
+    return format_money(number, currency.strip().upper(), context.get("format_locale") or context.get("locale") or "en")
 
 
 def _date_filter(context: Any, value: Any) -> str:
@@ -245,7 +265,7 @@ def _date_filter(context: Any, value: Any) -> str:
     if not isinstance(value, date):
         str(value)  # an undefined value (``incentive.expires`` of a step without one) fails as undefined
         raise ValueError(f"date: {value!r} is not a date")
-    return format_date(value, context.get("locale") or "en")
+    return format_date(value, context.get("format_locale") or context.get("locale") or "en")
 
 
 #: Per message: items all ``range()`` calls of a render may produce together, characters of one
@@ -257,6 +277,10 @@ MAX_RANGE_ITEMS = 100_000
 #: Seconds of wall clock one message may take to render, its parts together: a loop that prints
 #: nothing (``{% for a in x %}{% for b in y %}{% endfor %}{% endfor %}``) passes every other limit.
 MAX_RENDER_SECONDS = 10.0
+#: Messages a part file may run out of time for in one process before its later messages fail at
+#: once (unclaimed, as every render error: the next run tries them again). A loop that never
+#: ends, whatever the cart, held a run 10 s a message: hours for a shop's thousand carts.
+MAX_TIMEOUTS_PER_FILE = 3
 #: Lines of a cart a message lists (``items``); the rest are counted (``cart.items_not_shown``).
 #: A B2B cart of 3,000 lines went past MAX_PART_CHARS on every run, and one of 150 past the
 #: ~102 KB at which Gmail clips a message, hiding the unsubscribe link at its foot.
@@ -339,7 +363,11 @@ class Deadline:
     def _expired(self, _signal_number: int, _frame: object) -> None:
         if self.armed:
             self.armed = False
-            raise TemplateError(f"the message took more than {self.seconds:g} s to render (a runaway loop?)")
+            raise RenderTimeout(f"the message took more than {self.seconds:g} s to render (a runaway loop?)")
+
+
+class RenderTimeout(TemplateError):
+    """A message ran out of :data:`MAX_RENDER_SECONDS`: :class:`Renderer` counts them per file."""
 
 
 @lru_cache(maxsize=1)
@@ -495,6 +523,7 @@ class Renderer:
         self._blank: tuple[Any, dict[str, Any]] | None = None
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
         self._sms_files: dict[tuple[str, str, str | None], str] = {}  # (template, locale, variant) -> its .sms.txt
+        self._timeouts: dict[str, int] = {}  # part file -> messages it ran out of time for (MAX_TIMEOUTS_PER_FILE)
         self._jinja_error: type[Exception] = JinjaError
         self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
         # What the contexts of earlier messages of this run computed (see context), each memo
@@ -606,8 +635,9 @@ class Renderer:
                     raise TemplateError(f"{name}: more than {MAX_PART_CHARS} characters rendered (a runaway loop?)")
                 blocks.append(text)
             return blocks[0] if len(blocks) == 1 else "".join(blocks)
-        except TemplateError:
-            raise
+        except TemplateError:  # a limit (time, range()) met in the template: its lines in the traceback
+            env.handle_exception()  # (template_frame names the line)
+            raise  # not reached
         except Exception:
             env.handle_exception()  # as Template.render does: re-raises with the template's traceback
             raise  # not reached
@@ -676,7 +706,11 @@ class Renderer:
 
     def _render_part(self, name: str, variables: dict[str, Any]) -> str:
         """One file rendered (``variables``: :meth:`_variables`); every error of this cart's data
-        becomes a TemplateError naming it."""
+        becomes a TemplateError naming it. A file that ran out of time for
+        :data:`MAX_TIMEOUTS_PER_FILE` messages fails at once: the run goes on without the wait."""
+        if self._timeouts.get(name, 0) >= MAX_TIMEOUTS_PER_FILE:
+            raise TemplateError(f"{name}: not rendered: it took more than {self.deadline.seconds:g} s for "
+                                f"{MAX_TIMEOUTS_PER_FILE} messages of this run already (a runaway loop?)")
         try:
             return self._render_variables(name, variables)
         except self._jinja_error as exc:
@@ -687,7 +721,12 @@ class Renderer:
             where = f"{file}:{line}" if line else name
             raise TemplateError(f"{where}: {self.explain(exc, file, line, variables)}") from None
         except TemplateError as exc:
-            raise TemplateError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
+            if isinstance(exc, RenderTimeout):
+                self._timeouts[name] = self._timeouts.get(name, 0) + 1
+            if str(exc).startswith(name):
+                raise TemplateError(str(exc)) from None
+            file, line = template_frame(exc, self.folders, name)
+            raise TemplateError(f"{file}:{line}: {exc}" if line else f"{name}: {exc}") from None
         except Exception as exc:
             # A template's own mistake met with this cart's data ({{ 1 / items|length }} on an
             # empty list, a filter given what it cannot take, ...): this message fails, the run
@@ -716,6 +755,8 @@ class Renderer:
         from jinja2 import TemplateNotFound
 
         if isinstance(exc, TemplateNotFound):
+            if exc.name == file and "/" in file:  # a part of the message itself, not a layout or include
+                return missing_part(file)
             return f"no template file {exc.name}{did_you_mean(str(exc.name), self._available)}"
         message = str(getattr(exc, "message", None) or exc)
         unknown = _UNKNOWN_FILTER.match(message)
@@ -762,9 +803,11 @@ class Renderer:
         tagged = self._taggers.get(tagging)
         link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel) \
             if tagged is None else tagged[0]
-        moneys = self._moneys.get((locale, cart.currency))
+        customer = cart.customer
+        region = regional_locale(locale, customer.locale)  # amounts and dates: en_GB's in the en folder
+        moneys = self._moneys.get((region, cart.currency))
         if moneys is None:
-            moneys = _bounded_put(self._moneys, (locale, cart.currency), (_money_formatter(locale, cart.currency), {}, {}))
+            moneys = _bounded_put(self._moneys, (region, cart.currency), (_money_formatter(region, cart.currency), {}, {}))
         money, texts, lines = moneys
         shop = self.shop
         if tagged is None:
@@ -775,11 +818,10 @@ class Renderer:
                 "logo_url": shop.logo_url,
             }, {}))
         shop_values, links = tagged[1], tagged[2]
-        customer = cart.customer
         offer = None
         if incentive is not None:
             if incentive.kind == "percent":
-                value = _percent(incentive.value, locale)
+                value = _percent(incentive.value, region)
             elif incentive.kind == "fixed":
                 value = _memo_money(money, texts, incentive.value)
             else:
@@ -788,7 +830,7 @@ class Renderer:
                 "kind": incentive.kind,
                 "value": value,
                 "code": code or incentive.code,
-                "expires": self._expiry(expires_on or (now + incentive.valid_for).astimezone(shop.tz).date(), locale),
+                "expires": self._expiry(expires_on or (now + incentive.valid_for).astimezone(shop.tz).date(), region),
             }
         images = self._images
         items = []
@@ -843,6 +885,7 @@ class Renderer:
             "tier": tier,
             "incentive": offer,
             "locale": locale,
+            "format_locale": region,
             "direction": text_direction(locale),
             "variant": variant,
             "survey": survey,  # None, or the question and one signed link per reason (cartrescue.survey.links)
@@ -912,6 +955,16 @@ def open_block_line(env: Any, source: str, tag: str, line: int | None) -> int | 
         elif name.startswith("end") and stack and stack[-1][0] == name[3:]:
             stack.pop()
     return next((number for name, number in reversed(stack) if name == tag), None)
+
+
+def missing_part(name: str) -> str:
+    """Why ``de/reminder-1.html`` is looked for, and what to do: a customer reads every part from
+    the folder that has the template's subject (docs/templates.md), so the close names of other
+    folders or steps (``ru/reminder-1.html``) would be no fix."""
+    folder, _, file = name.partition("/")
+    template = file.split(".")[0].split("@")[0]
+    return (f"no such file: the {folder} folder has {template}.subject.txt, so its customers get every part of "
+            f"{template} from there (add {folder}/{file})")
 
 
 def did_you_mean(wanted: str, names: Iterable[str], prefix: str = "") -> str:
