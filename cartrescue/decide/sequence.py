@@ -3,7 +3,7 @@
 Owns step timing (delays from the cart's last activity, so activity after a step re-times the
 later ones), "at most one step per cart per run, never out of order", one message per address
 per local day, not on a day the shop's newsletter reached the address, and quiet hours in the
-shop's timezone. It must not claim or deliver, nor read the newsletter sends (callers hand them in).
+shop's timezone (a text's own window in its number's zones). It must not claim or deliver, nor read the newsletter sends (callers hand them in).
 """
 
 from __future__ import annotations
