@@ -256,14 +256,23 @@ def phone_zone(e164: str) -> str | None:
     """The IANA timezone of an E.164 number when its numbering plan places it in exactly one
     (``+1 212 ...`` -> ``America/New_York``); None when it spans several (a Russian mobile, a
     toll-free number) or the plan does not say."""
+    zones = phone_zones(e164)
+    return zones[0] if len(zones) == 1 else None
+
+
+@lru_cache(maxsize=8192)
+def phone_zones(e164: str) -> tuple[str, ...]:
+    """Every IANA timezone an E.164 number's plan places it in (``+7 9xx ...``: from
+    ``Europe/Bucharest`` to ``Asia/Anadyr``); empty when the plan does not say. Cached: a text's
+    quiet hours ask per cart, and a shop's carts repeat their customers' numbers."""
     import phonenumbers
     from phonenumbers import timezone
 
     try:
         zones = timezone.time_zones_for_number(phonenumbers.parse(e164, None))
     except phonenumbers.NumberParseException:
-        return None
-    return zones[0] if len(zones) == 1 and zones[0] != timezone.UNKNOWN_TIMEZONE else None
+        return ()
+    return tuple(zone for zone in zones if zone != timezone.UNKNOWN_TIMEZONE)
 
 
 def phone_hash(e164: str) -> str:

@@ -2,8 +2,9 @@
 
 A Swedish shop's 11:00 is 05:00 in New York: with the window read on the shop's clock, a text
 woke a customer there at five in the morning (and rules on texts, such as the US TCPA's
-8:00-21:00, count the recipient's local time). Numbers whose plan spans several zones keep the
-shop's clock.
+8:00-21:00, count the recipient's local time). A number whose plan spans several zones (a
+Russian or Australian mobile) gets a text only when it is daytime in every one of them, or by
+e-mail where no moment of the day is.
 """
 
 from __future__ import annotations
@@ -55,10 +56,79 @@ def test_quiet_hours_zone_shop_keeps_the_shops_clock_for_every_number(shop: Shop
     assert [decided[key]["delivery"] for key in ("se", "us")] == ["sent", "sent"]
 
 
-def test_a_number_whose_plan_spans_several_zones_keeps_the_shops_clock(shop: Shop) -> None:
-    """A Russian mobile may be anywhere from Kaliningrad to Kamchatka: no one zone to read."""
+RUSSIA = "+7 916 123 45 67"  # its plan: Europe/Bucharest (UTC+2) to Asia/Anadyr (UTC+12)
+AUSTRALIA = "+61 412 345 678"  # its plan: Indian/Cocos (UTC+6:30) to Sydney and Lord Howe (UTC+11 in November)
+
+
+def test_a_multi_zone_number_waits_until_it_is_daytime_in_all_its_zones(shop: Shop) -> None:
+    """19:00 in Stockholm is 21:00 in Moscow and 04:00 in Vladivostok: the Russian mobile waits
+    for the one hour that is day from Europe/Bucharest to Asia/Anadyr (07:00-08:00 UTC, 10:00 in
+    Moscow, 17:00 in Vladivostok). The shop's clock let it go, and woke Vladivostok."""
     _texting_shop(shop)
-    shop.add(cart("ru", phone="+7 916 123 45 67", sms_consent="yes"))
+    evening = NOW.replace(hour=18)
+    shop.add(cart("ru", phone=RUSSIA, sms_consent="yes", now=evening))
+    ru = _decisions(shop, now=evening)["ru"]
+    assert (ru["action"], ru["reason"], ru["not_before"]) == ("defer", "quiet_hours", "2026-11-21T07:00:00Z")
+    assert "09:00 in Europe/Bucharest to 19:00 in Asia/Anadyr" in ru["detail"], ru["detail"]
+    assert shop.messages() == []
+
+
+def test_a_multi_zone_number_in_the_daytime_of_one_zone_only_waits_for_the_others(shop: Shop) -> None:
+    """10:00 UTC: 13:00 in Moscow, but 20:00 in Vladivostok (and 22:00 in Anadyr)."""
+    _texting_shop(shop)
+    shop.add(cart("ru", phone=RUSSIA, sms_consent="yes"))
+    ru = _decisions(shop)["ru"]
+    assert (ru["action"], ru["not_before"]) == ("defer", "2026-11-21T07:00:00Z")
+
+
+def test_a_multi_zone_number_gets_its_text_when_it_is_day_in_every_zone(shop: Shop) -> None:
+    morning = NOW.replace(hour=7, minute=30)  # 09:30 in Bucharest, 19:30 in Anadyr
+    _texting_shop(shop)
+    shop.add(cart("ru", phone=RUSSIA, sms_consent="yes", now=morning))
+    assert _decisions(shop, now=morning)["ru"]["delivery"] == "sent"
+
+
+def test_an_australian_mobile_waits_for_the_morning_in_the_west_when_perth_allows_it(shop: Shop) -> None:
+    """10:00 UTC: 18:00 in Perth, 21:00 in Sydney. It waits for 09:00 in Indian/Cocos, its plan's
+    westernmost zone (02:30 UTC, 10:30 in Perth, 13:30 in Sydney)."""
+    _texting_shop(shop)
+    shop.add(cart("au", phone=AUSTRALIA, sms_consent="yes"))
+    au = _decisions(shop)["au"]
+    assert (au["action"], au["reason"], au["not_before"]) == ("defer", "quiet_hours", "2026-11-21T02:30:00Z")
+    assert "09:00 in Indian/Cocos to 13:30 in Australia/" in au["detail"], au["detail"]
+
+
+def test_a_single_zone_number_keeps_its_one_zone_in_the_detail(shop: Shop) -> None:
+    _texting_shop(shop)
+    shop.add(cart("us", phone=NEW_YORK, sms_consent="yes"))
+    us = _decisions(shop)["us"]
+    assert us["detail"] == ("sms quiet hours until 2026-11-20 15:00 shop time "
+                            "(09:00 in America/New_York, the number's time)")
+
+
+def test_a_multi_zone_number_no_moment_reaches_by_day_gets_the_step_by_email(shop: Shop) -> None:
+    """A window of 10:00-19:00 (nine hours of day) is day nowhere at once from Bucharest to
+    Anadyr (ten hours apart): the step goes by e-mail, as for a number no text reaches."""
+    _texting_shop(shop, quiet_hours={"start": "19:00", "end": "10:00"})
+    shop.add(cart("ru", phone=RUSSIA, sms_consent="yes"))
+    ru = _decisions(shop)["ru"]
+    assert (ru["action"], ru["channel"], ru["delivery"]) == ("send", "email", "sent"), ru
+    assert ru["detail"].startswith("by email, not sms (no moment of the next 24 hours is outside sms.quiet_hours "
+                                   "in all 16 of the number's zones"), ru["detail"]
+
+
+def test_a_multi_zone_number_no_moment_reaches_by_day_is_skipped_without_channel_fallback(shop: Shop) -> None:
+    _texting_shop(shop, quiet_hours={"start": "19:00", "end": "10:00"})
+    shop.configure(eligibility={"channel_fallback": False})
+    shop.add(cart("ru", phone=RUSSIA, sms_consent="yes"))
+    ru = _decisions(shop)["ru"]
+    assert (ru["action"], ru["reason"]) == ("skip", "no_contact"), ru
+    assert shop.messages() == []
+
+
+def test_quiet_hours_zone_shop_keeps_the_shops_clock_for_a_multi_zone_number(shop: Shop) -> None:
+    _texting_shop(shop, quiet_hours_zone="shop")
+    shop.add(cart("ru", phone=RUSSIA, sms_consent="yes"))
     assert _decisions(shop)["ru"]["delivery"] == "sent"
 
 
@@ -102,3 +172,19 @@ def test_a_text_a_days_budget_defers_keeps_the_numbers_quiet_hours_not_the_shops
     assert [row["reason"] for row in deferred] == ["tier_budget"], decided
     # The shop's next day begins at 23:00 UTC: 18:00 in New York, outside the number's quiet hours.
     assert deferred[0]["not_before"] == "2026-11-20T23:00:00Z"
+
+
+def test_a_live_run_that_reaches_the_evening_of_one_of_a_numbers_zones_holds_its_text(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planned at 07:59 UTC (19:59 in Anadyr, day in every zone of the Russian mobile), claimed
+    at 08:01 (20:01 in Anadyr): the claim reads every zone, and the text waits for the next
+    day's hour, unclaimed."""
+    _texting_shop(shop)
+    started = datetime(2026, 11, 21, 7, 59, tzinfo=timezone.utc)
+    shop.add(cart("ru", phone=RUSSIA, sms_consent="yes", now=started, idle=61 * MINUTE))
+    _wall_reads(monkeypatch, started, started + 2 * MINUTE)
+    ru = _decisions(shop, now=None)["ru"]
+    assert (ru["action"], ru["reason"], ru["not_before"]) == ("defer", "quiet_hours", "2026-11-22T07:00:00Z")
+    assert "as this run claimed it" in ru["detail"]
+    assert shop.messages() == []

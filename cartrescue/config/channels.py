@@ -218,8 +218,9 @@ class SmsConfig(HttpDelivery):
     countries: list[str] = Field(default_factory=list)  # send only to numbers of these countries ([] = any)
     consent: ConsentPolicy = "required"  # SMS consent (sms_consent), apart from e-mail's
     quiet_hours: QuietHours | None = Field(default_factory=_default_sms_quiet)  # on top of eligibility.quiet_hours
-    # recipient: quiet_hours on the clock of the number's timezone, where its plan places it in one
-    # (+1 212 -> New York); else, and with shop, on the shop's
+    # recipient: quiet_hours on the clock of the number's timezone (+1 212 -> New York), in each of
+    # them where its plan spans several (a Russian mobile); the shop's where the plan names none
+    # and with shop
     quiet_hours_zone: Literal["recipient", "shop"] = "recipient"
     max_segments: int = Field(3, ge=1, le=10)  # longer texts are a render error (templates check shows them)
     link_tags: bool = False  # the UTM tags of links: on links in texts too (~66 characters each: a segment in UCS-2)

@@ -3,17 +3,18 @@
 Owns step timing (delays from the cart's last activity, so activity after a step re-times the
 later ones), "at most one step per cart per run, never out of order", one message per address
 per local day, not on a day the shop's newsletter reached the address, and quiet hours in the
-shop's timezone. It must not claim or deliver, nor read the newsletter sends (callers hand them in).
+shop's timezone (a text's own window in its number's zones). It must not claim or deliver, nor read the newsletter sends (callers hand them in).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cartrescue.config import Config, EligibilityConfig, QuietHours, Sequence
-from cartrescue.contacts import phone_zone
+from cartrescue.contacts import phone_zones
 from cartrescue.decide.eligibility import Verdict, new_verdict
 from cartrescue.ledger import SentStep
 from cartrescue.model import (
@@ -123,14 +124,34 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
     return _due(number, due_at)
 
 
+_DAY = timedelta(days=1)
+
+
+@lru_cache(maxsize=1024)
+def _span(zones: tuple[ZoneInfo, ...], at: datetime) -> str:
+    """``at`` on the clocks of the westernmost and easternmost of ``zones`` (``09:00 in
+    Europe/Bucharest to 19:00 in Asia/Anadyr``): the two a multi-zone number's window ends in.
+    Cached: a run's carts share the few plans and moments (16 clocks for a Russian mobile)."""
+    clocks = [at.astimezone(zone) for zone in zones]
+    west = min(clocks, key=_offset)
+    east = max(clocks, key=_offset)
+    return f"{west:%H:%M} in {west.tzinfo} to {east:%H:%M} in {east.tzinfo}"
+
+
+def _offset(local: datetime) -> timedelta:
+    return local.utcoffset() or timedelta(0)
+
+
 class Calendar:
     """The shop's local clock: "today" and quiet hours (``eligibility.quiet_hours`` for every
     channel, plus a channel's own window: ``channel_quiet={"sms": sms.quiet_hours}``).
 
-    A channel in ``recipient_zoned`` keeps its own window in the recipient's local time, where
-    the number places them in one timezone (:func:`~cartrescue.contacts.phone_zone`), else in
+    A channel in ``recipient_zoned`` keeps its own window in the recipient's local time, in every
+    timezone the number's plan places it in (:func:`~cartrescue.contacts.phone_zones`), else in
     the shop's: a Swedish shop's 09:00 is 03:00 in New York, and rules on texts (the US TCPA's
-    8:00-21:00) count the recipient's clock. The methods that take ``phone`` apply it."""
+    8:00-21:00) count the recipient's clock. A number whose plan spans several zones (a Russian
+    mobile: Bucharest to Anadyr) may be anywhere in them, so it is texted only when it is day in
+    all of them. The methods that take ``phone`` apply it."""
 
     def __init__(self, config: EligibilityConfig, tz: ZoneInfo,
                  channel_quiet: dict[str, QuietHours | None] | None = None,
@@ -145,7 +166,10 @@ class Calendar:
             self.windows[channel] = [w for w in (self.quiet, own) if w is not None]
             if own is not None and channel in recipient_zoned:
                 self._own[channel] = own
-        self._zones: dict[str, ZoneInfo | None] = {}  # number -> its zone (None: the shop's)
+        self._zones: dict[str, tuple[ZoneInfo, ...]] = {}  # number -> its zones (none: the shop's)
+        self._zone_sets: dict[tuple[str, ...], tuple[ZoneInfo, ...]] = {}  # a plan's zone names -> its zones
+        self._no_daytime: dict[tuple[str, tuple[ZoneInfo, ...], datetime], str] = {}
+        self._multi_until: dict[tuple[str, tuple[ZoneInfo, ...], datetime], datetime | None] = {}
 
     @classmethod
     def of_shop(cls, config: Config) -> "Calendar":
@@ -157,31 +181,63 @@ class Calendar:
         """Whether ``channel`` keeps quiet hours on its recipients' clocks."""
         return channel in self._own
 
-    def recipient_zone(self, channel: str, phone: str | None) -> ZoneInfo | None:
-        """The zone ``channel``'s own quiet hours are kept in for ``phone``; None: the shop's."""
+    def recipient_zones(self, channel: str, phone: str | None) -> tuple[ZoneInfo, ...]:
+        """The zones ``channel``'s own quiet hours are kept in for ``phone``: one for most numbers,
+        several for a number whose plan spans them; none: the shop's (a number the plan places
+        nowhere, or only in the shop's zone)."""
         if phone is None or channel not in self._own:
-            return None
-        if phone not in self._zones:
-            name = phone_zone(phone)
-            zone = None
-            if name is not None and name != self.tz.key:
+            return ()
+        zones = self._zones.get(phone)
+        if zones is None:
+            zones = self._zones[phone] = self._loaded(phone_zones(phone))
+        return zones
+
+    def _loaded(self, names: tuple[str, ...]) -> tuple[ZoneInfo, ...]:
+        """``names`` as zones (those this system's tz database knows), once per plan's set: the
+        carts of one country share the same few."""
+        zones = self._zone_sets.get(names)
+        if zones is None:
+            loaded = []
+            for name in names:
                 try:
-                    zone = ZoneInfo(name)
+                    loaded.append(ZoneInfo(name))
                 except (ZoneInfoNotFoundError, ValueError):
-                    zone = None
-            self._zones[phone] = zone
-        return self._zones[phone]
+                    continue
+            zones = () if [zone.key for zone in loaded] == [self.tz.key] else tuple(loaded)
+            self._zone_sets[names] = zones
+        return zones
 
     def _zoned(self, channel: str, phone: str | None) -> list[tuple[QuietHours, ZoneInfo]]:
-        """``channel``'s quiet windows, each with the zone its clock is read in."""
+        """``channel``'s quiet windows, each with the zone its clock is read in (the channel's own
+        window once per zone of the number)."""
         windows = self.windows.get(channel)
         if windows is None:
             return [] if self.quiet is None else [(self.quiet, self.tz)]
-        zone = self.recipient_zone(channel, phone)
-        if zone is None:
+        zones = self.recipient_zones(channel, phone)
+        if not zones:
             return [(window, self.tz) for window in windows]
-        own = self._own[channel]  # recipient_zone gives a zone only to a channel with its own window
-        return [(window, zone if window is own else self.tz) for window in windows]
+        own = self._own[channel]  # recipient_zones gives zones only to a channel with its own window
+        return [(window, zone) for window in windows for zone in (zones if window is own else (self.tz,))]
+
+    def no_daytime(self, channel: str, phone: str | None, now: datetime) -> str:
+        """Why ``channel`` never reaches ``phone`` by day ("" when it does): no moment of the 24
+        hours from ``now`` is outside its own window in every zone of the number's plan (zones
+        that span more hours than the window leaves open). Such a number is treated as one the
+        channel cannot reach (the step goes by e-mail): any one zone's clock would text the
+        others at night. Once per plan's zones and ``now``; a one-zone number never asks."""
+        zones = self.recipient_zones(channel, phone)
+        if len(zones) < 2:
+            return ""
+        key = (channel, zones, now)
+        if key not in self._no_daytime:
+            if len(self._no_daytime) >= 4096:
+                self._no_daytime.clear()
+            own = self._own[channel]
+            until = self._quiet_end(now, [(own, zone) for zone in zones], _DAY)
+            self._no_daytime[key] = "" if until is None or until - now <= _DAY else (
+                f"no moment of the next 24 hours is outside {channel}.quiet_hours in all {len(zones)} of the "
+                f"number's zones ({_span(zones, now)})")
+        return self._no_daytime[key]
 
     def counted_day(self, now: datetime) -> tuple[datetime, datetime] | None:
         """The local day one message a day counts at ``now``, from its midnight to the next
@@ -211,17 +267,34 @@ class Calendar:
         """
         if self.quiet is None and channel not in self.windows:  # e-mail in a shop without quiet hours
             return None
-        windows = self._zoned(channel, phone)
+        zones = self.recipient_zones(channel, phone)
+        if len(zones) < 2:
+            return self._quiet_end(now, self._zoned(channel, phone), 2 * _DAY)
+        # A number in many zones reads a window per zone (a Russian mobile: 16): once per plan
+        # and moment (a run plans at one), not per cart.
+        key = (channel, zones, now)
+        if key not in self._multi_until:
+            if len(self._multi_until) >= 4096:
+                self._multi_until.clear()
+            self._multi_until[key] = self._quiet_end(now, self._zoned(channel, phone), 2 * _DAY)
+        return self._multi_until[key]
+
+    def _quiet_end(self, now: datetime, windows: list[tuple[QuietHours, ZoneInfo]],
+                   horizon: timedelta) -> datetime | None:
+        """The first moment from ``now`` outside every one of ``windows`` (None: ``now`` is), each
+        window's end followed into the next; past ``horizon`` it stops where it got to (still
+        quiet): windows in zones far apart may leave no moment open at all."""
+        limit = now + horizon
         until = None
-        for _pass in range(len(windows) + 1):
+        while True:
             moved = False
             for window, tz in windows:
-                end = self._window_end(until or now, window, tz)
-                if end is not None:
+                at = until or now
+                end = self._window_end(at, window, tz)
+                if end is not None and end > at:
                     until, moved = end, True
-            if not moved:
-                break
-        return until
+            if not moved or (until is not None and until > limit):
+                return until
 
     def _window_end(self, now: datetime, window: QuietHours, tz: ZoneInfo) -> datetime | None:
         """End of ``window`` on ``tz``'s clock when ``now`` falls in it (it may cross midnight), else None."""
@@ -294,8 +367,11 @@ class Calendar:
         if quiet is None:
             return None
         which = f"{channel} quiet hours" if channel in self.windows else "quiet hours"
-        zone = self.recipient_zone(channel, phone)
-        there = "" if zone is None else f" ({quiet.astimezone(zone):%H:%M} in {zone.key}, the number's time)"
+        zones = self.recipient_zones(channel, phone)
+        if len(zones) > 1:
+            there = f" ({_span(zones, quiet)}, the number's {len(zones)} zones)"
+        else:
+            there = "".join(f" ({quiet.astimezone(zone):%H:%M} in {zone.key}, the number's time)" for zone in zones)
         return Verdict(ACTION_DEFER, REASON_QUIET_HOURS, not_before=quiet,
                        detail=f"{which} until {quiet.astimezone(self.tz):%Y-%m-%d %H:%M} shop time{there}")
 

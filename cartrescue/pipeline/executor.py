@@ -212,10 +212,10 @@ class Executor:
         self._basis = Basis(composer.config.shop.currency, composer.config.shop.exchange_rates)
         self._sequence_of = {tier.name: tier.sequence for tier in composer.config.priority.tiers}
         self._calendar = Calendar.of_shop(composer.config)
-        # Per channel and zone (None: the shop's), when its next quiet window begins (None: it has
-        # none): a live run's claims are compared with it, and quiet hours read again only once
-        # the clock reaches it.
-        self._quiet_from: dict[tuple[str, ZoneInfo | None], datetime | None] = {}
+        # Per channel and the number's zones (none: the shop's), when its next quiet window begins
+        # (None: it has none): a live run's claims are compared with it, and quiet hours read
+        # again only once the clock reaches it.
+        self._quiet_from: dict[tuple[str, tuple[ZoneInfo, ...]], datetime | None] = {}
         # Per tier, the budget's slots that kept sends left unclaimed in this run, not yet given
         # to a spare (:meth:`_give_back`); and the tiers whose budget is the day's.
         self._room: Counter[str] = Counter()
@@ -353,10 +353,10 @@ class Executor:
         """Quiet hours at a claim made at ``at`` on ``channel`` (to ``phone``): the planner checked
         them at the run's start only, and a live run that starts at 20:59 and claims at 21:01
         would send at night. A pinned clock (``--now``) keeps the planner's word. One comparison
-        per claim (batch) until the clock reaches the next window of the channel in that zone."""
+        per claim (batch) until the clock reaches the next window of the channel in those zones."""
         if not self.clock.live:
             return None
-        key = (channel, self._calendar.recipient_zone(channel, phone))
+        key = (channel, self._calendar.recipient_zones(channel, phone))
         if key in self._quiet_from:
             begins = self._quiet_from[key]
             if begins is None or at < begins:

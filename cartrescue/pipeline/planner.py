@@ -360,7 +360,7 @@ class Planner:
             return f"phone {printable(raw)[:40]!r} is not a mobile number {where}"
         if self.countries and phone_region(phone) not in self.countries:
             return f"phone of {phone_region(phone) or 'unknown country'}, not one of sms.countries"
-        return ""
+        return self.calendar.no_daytime("sms", phone, self.now)
 
     def _decide(
         self, cart: Cart, orders: OrderBook, history: History, newest: dict[str, str], messaged: set[str],
