@@ -12,14 +12,18 @@ finalizer) cannot: so every run sweeps, as it starts, the folders whose process 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any
+
+_ESCAPED = bytes(range(0x20)) + b"\\"  # what a JSON string cannot hold as it is, besides '"'
+_json_list = json.JSONEncoder(ensure_ascii=False).encode
 
 PRAGMAS = "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000; PRAGMA temp_store=FILE;"
 _PREFIX = "cartrescue-"
@@ -119,3 +123,28 @@ class ManyRows:
                 execute(many, flat[start:start + step])
         if whole < len(rows):
             connection.executemany(self._one, rows[whole:])
+
+
+def reads_json(connection: sqlite3.Connection) -> bool:
+    """Can this SQLite read a list from one JSON parameter (json_each: built in since 3.38)?"""
+    try:
+        connection.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def json_keys(keys: Collection[str]) -> str | None:
+    """``keys`` as one JSON list, the parameter of a lookup that reads it with ``json_each``
+    (``SELECT ... FROM json_each(?) AS wanted CROSS JOIN t WHERE t.key = wanted.value``): one
+    statement, prepared once, probing ``t``'s index key by key, where an ``IN (?, ?, ...)`` list
+    is prepared again whenever its length changes and its values are bound one by one and
+    sorted into a temporary index first. None if a key holds a NUL (json_each ends a string
+    there): the caller then asks with an ``IN`` list. Keys with nothing to escape (nearly all)
+    are joined as they are, at a tenth of the JSON encoder's cost."""
+    text = '","'.join(keys)
+    if text.count('"') == 2 * len(keys) - 2:  # no key holds a '"' (a regex search cost more than the encoder)
+        data = text.encode()
+        if len(data.translate(None, _ESCAPED)) == len(data):
+            return f'["{text}"]'
+    return None if "\x00" in text else _json_list(list(keys))

@@ -425,6 +425,30 @@ def test_each_addresses_newest_cart_is_the_same_whatever_rows_one_statement_upse
         assert newest.lookup(sorted(expected)) == {email: key for email, (_, key) in expected.items()}
 
 
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_chunks_newest_carts_and_messaged_customers_are_found_whatever_their_keys_hold(as_json: bool) -> None:
+    """A chunk's keys are looked up as one JSON list (``json_each``), or as ``IN`` lists where
+    SQLite has none: the same answer either way, for every key that is there and none of the
+    others, a key with a NUL (which json_each would cut short), a quote or a backslash, in
+    another script, a number, met twice, and more than one ``IN`` list's 500."""
+    from cartrescue.decide.newest import NewestCarts
+    from cartrescue.sources.base import Activity
+
+    odd = ["a\x00b@example.com", 'q"uote@example.com', "back\\slash@example.com", "\u00e5sa@b\u00fccher.example",
+           "+46701234567", "nul\x00"]
+    there = [f"c{n}@example.com" for n in range(700)] + odd
+    with NewestCarts() as newest:
+        if not as_json:
+            newest._json = False  # an SQLite without json_each
+        newest.add([Activity(key, NOW - H, f"csv:{n}") for n, key in enumerate(there)])
+        newest.mark_messaged(there[::3])
+        asked = there + there[:50] + ["a@example.com", "a", "c1@example.co", "\x00"]
+        assert newest.lookup(asked) == {key: f"csv:{n}" for n, key in enumerate(there)}
+        assert newest.messaged(asked) == set(there[::3])
+        assert newest.lookup(["a\x00b@example.com"]) == {"a\x00b@example.com": "csv:700"}
+        assert newest.lookup(["a"]) == {} and newest.messaged([]) == set()
+
 def test_the_gates_apply_the_configured_limits_not_the_defaults() -> None:
     gates = Gates(EligibilityConfig(min_total=Decimal("30"), cutoff=timedelta(hours=3), max_age=timedelta(days=2),
                                     consent="required", pending_within=timedelta(days=5)))

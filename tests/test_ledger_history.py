@@ -46,3 +46,38 @@ def test_a_chunk_without_a_nul_still_finds_every_carts_steps(tmp_path: Path) -> 
             {f"csv:c{n}": 1 + n % 3 for n in range(600)}
     finally:
         ledger.close()
+
+
+def test_a_stand_in_for_a_missing_ledger_is_not_asked_for_histories(tmp_path: Path) -> None:
+    """A dry-run before the shop's first sending run reads an empty stand-in (``Ledger.empty``),
+    which nothing writes to: the planner plans each chunk as from an empty history without
+    hashing the chunk's addresses and asking the stand-in four queries for nothing."""
+    from cartrescue.config import Config
+    from cartrescue.model import Cart, Customer
+    from cartrescue.pipeline import Planner
+
+    config = Config.model_validate({"source": {"type": "csv", "carts": "carts.csv"}})
+    stand_in = Ledger.empty(absent="ledger.db does not exist")
+    asked: list[object] = []
+
+    def history(*args: object, **kwargs: object) -> None:
+        asked.append(args)
+        raise AssertionError("a stand-in was asked for histories")
+
+    try:
+        stand_in.history = history  # type: ignore[method-assign]
+        planner = Planner(config, datetime(2026, 11, 20, 10, tzinfo=timezone.utc), stand_in)
+        now = datetime(2026, 11, 20, 8, tzinfo=timezone.utc)
+        chunk = [Cart("a", "csv", Customer("ann@example.com"), "EUR", (), 0, now, now)]  # type: ignore[arg-type]
+        found = planner._history(chunk, ["ann@example.com"], [])
+        assert stand_in.blank is True
+        assert (found.by_cart, found.last_by_email, found.suppressed, asked) == ({}, {}, set(), [])
+    finally:
+        stand_in.close()
+    real = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        assert Planner(config, datetime(2026, 11, 20, 10, tzinfo=timezone.utc), real)._history(
+            [], ["ann@example.com"], []).by_cart == {}
+        assert real.blank is False
+    finally:
+        real.close()

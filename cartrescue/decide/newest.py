@@ -36,9 +36,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from cartrescue.contacts import normalize_phone
-from cartrescue.scratch import ManyRows, ScratchDb
+from cartrescue.scratch import ManyRows, ScratchDb, json_keys, reads_json
 from cartrescue.sources.base import Activity
 
 _NEWER = "(excluded.ts > newest.ts OR (excluded.ts = newest.ts AND excluded.cart_key > newest.cart_key))"
@@ -109,6 +110,7 @@ class NewestCarts:
             " cart_key TEXT NOT NULL, PRIMARY KEY(email, consent)) WITHOUT ROWID;" + _RIVALS
         ))
         self._db = self._scratch.connection
+        self._json = reads_json(self._db)  # a chunk's keys as one JSON list (see _found)
         self._withdrawals = False  # any recorded: else a chunk asks for none
 
     def add(self, activity: Iterable[Activity], batch: int = 5000, *, free_reminded: bool = False) -> int:
@@ -189,13 +191,7 @@ class NewestCarts:
     def lookup(self, emails: Sequence[str]) -> dict[str, str]:
         """The newest cart of each of ``emails`` (customer keys: addresses, and the numbers of
         customers without one) that has one: ``{key: cart key}``."""
-        found: dict[str, str] = {}
-        unique = list(set(emails))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(self._db.execute(f"SELECT email, cart_key FROM newest WHERE email IN ({marks})", chunk))
-        return found
+        return dict(self._found("email, cart_key", "newest", emails))
 
     def withdrawn(self, emails: Sequence[str]) -> dict[str, dict[str, Withdrawal]]:
         """The latest "no" of each of ``emails`` (customer keys, as :meth:`lookup`'s) that said
@@ -214,13 +210,27 @@ class NewestCarts:
 
     def messaged(self, emails: Sequence[str]) -> set[str]:
         """Which of ``emails`` this run has marked as messaged."""
-        found: set[str] = set()
+        return {row[0] for row in self._found("email", "messaged", emails)}
+
+    def _found(self, columns: str, table: str, emails: Sequence[str]) -> Iterable[tuple[Any, ...]]:
+        """``columns`` of the rows of ``table`` whose ``email`` is one of ``emails``: once a
+        chunk for the lookups of every chunk, so as one JSON list read by ``json_each`` and a
+        probe of the table's key each (:func:`~cartrescue.scratch.json_keys`: one statement,
+        prepared once), or, where this SQLite has no ``json_each`` or a key holds a NUL, ``IN``
+        lists of 500."""
         unique = list(set(emails))
+        if not unique:
+            return ()
+        wanted = json_keys(unique) if self._json else None
+        if wanted is not None:
+            return self._db.execute(f"SELECT {columns} FROM json_each(?) AS wanted CROSS JOIN {table}"
+                                    f" WHERE {table}.email = wanted.value", (wanted,))
+        rows: list[tuple[Any, ...]] = []
         for start in range(0, len(unique), 500):
             chunk = unique[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(row[0] for row in self._db.execute(f"SELECT email FROM messaged WHERE email IN ({marks})", chunk))
-        return found
+            rows += self._db.execute(f"SELECT {columns} FROM {table} WHERE email IN ({','.join('?' * len(chunk))})",
+                                     chunk)
+        return rows
 
     def mark_messaged(self, emails: Iterable[str]) -> None:
         self._db.executemany("INSERT OR IGNORE INTO messaged(email) VALUES (?)", ((email,) for email in emails))

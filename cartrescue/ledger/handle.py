@@ -100,6 +100,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         self._raw: RawStatements | None = None  # the per-message statements, compiled on first use
         self._writer: Any = None  # the connection of _message_transaction
         self._folder: Any = None  # the temporary folder of an empty stand-in (Ledger.empty)
+        #: An empty stand-in (:meth:`empty`): a command that records nothing reads it, so it holds
+        #: no history, and never will (the planner asks it for none: ``Planner._history``).
+        self.blank = False
         try:
             if url.startswith("sqlite"):
                 self.engine: Engine = create_engine(url, connect_args={"timeout": WRITE_LOCK_WAIT})
@@ -180,6 +183,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         ledger = cls("sqlite:///" + quote(folder.name, safe="/") + "/empty.db", where=where)
         ledger._folder = folder
         ledger.absent = absent
+        ledger.blank = True
         return ledger
 
     def close(self) -> None:

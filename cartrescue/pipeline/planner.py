@@ -232,7 +232,10 @@ class Planner:
                 if step.channel_for(tier) == tier.channel]
 
     def _history(self, chunk: Sequence[Cart], emails: list[str], phones: list[str]) -> History:
-        if self.ledger is None:
+        """What the ledger holds of the chunk's carts, addresses and numbers. An empty stand-in
+        (a dry-run before the first sending run: :meth:`Ledger.empty`) holds nothing: not asked,
+        nor the chunk's addresses hashed for it (a SHA-256 each, four queries a chunk)."""
+        if self.ledger is None or self.ledger.blank:
             return History()
         unique = list(dict.fromkeys(emails))
         numbers = list(dict.fromkeys(phones))

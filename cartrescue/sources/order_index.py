@@ -19,7 +19,6 @@ whole orders file again.
 
 from __future__ import annotations
 
-import json
 import marshal
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,7 +29,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from cartrescue.model import UNREADABLE, Cart, Order, RowProblem, quick_new
-from cartrescue.scratch import ManyRows, ScratchDb
+from cartrescue.scratch import ManyRows, ScratchDb, json_keys, reads_json
 from cartrescue.sources.shared import create_index, keep_problem
 
 #: One indexed row: id, line, live (0: an ignored status, kept only so that its id counts as
@@ -52,8 +51,6 @@ _LOOKUPS = (("cart_id", 6), ("email", 4), ("customer_id", 5))
 #: length varies), bound key by key and copied into a temporary index before the first row.
 _JOINED = {column: f"SELECT row FROM json_each(?) AS wanted CROSS JOIN orders"
                    f" WHERE {column} = wanted.value AND live >= 1 AND {column} <> ''" for column, _at in _LOOKUPS}
-_ESCAPED = bytes(range(0x20)) + b"\\"  # what a JSON string cannot hold as it is, besides '"'
-_json_list = json.JSONEncoder(ensure_ascii=False).encode
 #: Where a row has no email, customer id or cart id, its key column holds "", not NULL: the
 #: sqlite3 module binds a str directly, but a None (as a bytes) only after an adapter lookup that
 #: fails (an AttributeError made and dropped: some 3,300 instructions, as much as the rest of the
@@ -92,7 +89,7 @@ class OrderIndex:
             connection, path, close = scratch.connection, scratch.path, scratch.close
         self.path = path  # the file it lives in
         self._db = connection
-        self._json = _reads_json(connection)
+        self._json = reads_json(connection)
         self._close = close or connection.close
         self._empty = empty
 
@@ -148,7 +145,7 @@ class OrderIndex:
         holds a NUL (json_each ends a string at ``\\u0000``)."""
         if not keys:
             return ()
-        wanted = _json_keys(keys) if self._json else None
+        wanted = json_keys(keys) if self._json else None
         if wanted is not None:
             return chain.from_iterable(self._db.execute(_JOINED[column], (wanted,)))
         return chain.from_iterable(self._listed(column, list(keys)))
@@ -204,26 +201,6 @@ class OrderIndex:
 
     def close(self) -> None:
         self._close()
-
-
-def _reads_json(connection: sqlite3.Connection) -> bool:
-    """Can this SQLite read a list from one JSON parameter (json_each: built in since 3.38)?"""
-    try:
-        connection.execute("SELECT value FROM json_each('[1]')").fetchall()
-    except sqlite3.OperationalError:
-        return False
-    return True
-
-
-def _json_keys(keys: set[str]) -> str | None:
-    """``keys`` as a JSON list for json_each; None if one holds a NUL. Keys with nothing to
-    escape (nearly all) are joined as they are, at a tenth of the JSON encoder's cost."""
-    text = '","'.join(keys)
-    if text.count('"') == 2 * len(keys) - 2:  # no key holds a '"' (a regex search cost more than the encoder)
-        data = text.encode()
-        if len(data.translate(None, _ESCAPED)) == len(data):
-            return f'["{text}"]'
-    return None if "\x00" in text else _json_list(list(keys))
 
 
 def _as_listed(first: dict[bytes, int]) -> list[Row]:
