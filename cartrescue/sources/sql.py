@@ -958,11 +958,17 @@ class RecommendedIndex:
     leading: tuple[tuple[str, ...], ...]
     create: str  # the statement docs/databases.md recommends, with {table} for the prefixed name
 
-    def statement(self, table: str, preparer: Any) -> str:
+    def statement(self, table: str, preparer: Any, prefix: str = "") -> str:
         """``create`` for ``table``, its `backticked` names and the table quoted as this database
         quotes them: written MySQL's way, it was advised as is on PostgreSQL too, which refuses
-        backticks and folds an unquoted ``Shop_quote`` to a ``shop_quote`` that does not exist."""
+        backticks and folds an unquoted ``Shop_quote`` to a ``shop_quote`` that does not exist.
+        On PostgreSQL, whose index names are the schema's (MySQL's are the table's), the name
+        takes the table ``prefix``: a second prefix's tables in one database got the same name,
+        and the advice failed with ``relation … already exists``."""
         columns = re.sub(r"`([^`]+)`", lambda found: preparer.quote_identifier(found.group(1)), self.create)
+        if prefix and preparer.dialect.name == "postgresql":
+            columns = re.sub(r"^CREATE INDEX (\w+)", lambda found: "CREATE INDEX "
+                             + preparer.quote(f"{prefix}{found.group(1)}".lower()), columns)
         return columns.format(table=preparer.quote(table))
 
 
@@ -1183,7 +1189,8 @@ class DatabaseSource(CartSource):
                 problems.append(
                     f"{self.name} source: no index on {self.db.full_name(index.table)}"
                     f"({', '.join(index.leading[0])}); each run then scans the whole table. Create it with: "
-                    + index.statement(self.db.full_name(index.table), self.db.engine.dialect.identifier_preparer)
+                    + index.statement(self.db.full_name(index.table), self.db.engine.dialect.identifier_preparer,
+                                      self.db.table_prefixes.get(index.table, self.db.prefix))
                 )
         refusal = self.code_refusal()
         return problems + ([refusal] if refusal is not None else [])
