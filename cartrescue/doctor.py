@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cartrescue.errors import CartrescueError, ConfigError, ExitCode
+from cartrescue.errors import CartrescueError, ConfigError, ExitCode, SourceError
 from cartrescue.shards import Coverage, coverage, recorded_shard
 from cartrescue.sources.freshness import ago
 
@@ -99,6 +99,16 @@ def _delivered_nothing(runs: int) -> str:
             "see `cartrescue report`)")
 
 
+def _pinned_clock(config: Any) -> list[str]:
+    """A warning when the config pins the clock (``now:``): the demo and replays do it on
+    purpose, but copied into a shop's cron config it froze every run at that instant, carts
+    left after it never came into the window, and each run succeeded sending nothing new."""
+    if not config.now:
+        return []
+    return [f"{config.where('now')}: pins the clock at {config.now}: every run decides as of that "
+            "moment, and carts left after it are never reminded (a demo's or a replay's setting: remove it for cron)"]
+
+
 def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None,
                limit: float | None = None) -> Report:
     """Every check; a failed config skips the rest (nothing else can be known without it).
@@ -114,7 +124,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
     unrenderable = _step_templates(config)
     # Keys nothing reads (the shop believes they take effect): a warning, or said after a failure.
-    ignored = "; ".join(config.ignored_keys())
+    ignored = "; ".join([*config.ignored_keys(), *_pinned_clock(config)])
     also = f"; also: {ignored}" if ignored else ""
     if unrenderable is not None:  # every run refuses it (exit 2); the other checks still say what else is wrong
         checks.append(Check("config", FAIL, unrenderable + also, int(ExitCode.CONFIG)))
@@ -250,7 +260,7 @@ def _switched_source(config: Any, ledger: Any, now: datetime) -> str | None:
 
 
 def _source(config: Any, now: datetime, limit: float | None = None) -> Check:
-    from cartrescue.sources import open_source
+    from cartrescue.sources import DATABASE_TYPES, open_source
     from cartrescue.sources.base import Window
 
     problems: list[Any] = []
@@ -276,6 +286,8 @@ def _source(config: Any, now: datetime, limit: float | None = None) -> Check:
             # run at its first chunk, though the carts read fine.
             for _order in source.orders_for(sample):
                 pass
+            if config.source.type in DATABASE_TYPES:
+                _report_orders(source, now)
             advice = source.check() + _newsletters(config, source, now, problems.append)
     except CartrescueError as exc:
         return Check("source", FAIL, str(exc), int(exc.exit_code))
@@ -292,6 +304,22 @@ def _source(config: Any, now: datetime, limit: float | None = None) -> Check:
     if problems:
         return Check("source", WARN, f"{detail}; {len(problems)} unreadable rows, first: {problems[0]}")
     return Check("source", WARN if advice else OK, detail)
+
+
+def _report_orders(source: Any, now: datetime) -> None:
+    """Read the orders placed in an empty window, as ``cartrescue report`` reads them: a column
+    only its query needs (Magento's ``sales_order.coupon_code``) failed every weekly digest
+    (exit 3) while this check said all was well. A ``sql`` source without
+    ``queries.orders_placed`` is left to ``report`` to name."""
+    from cartrescue.sources.base import Window
+
+    try:
+        for _order in source.orders(Window(now, now)):
+            pass
+    except ConfigError:
+        return
+    except SourceError as exc:
+        raise SourceError(f"{exc} (cartrescue report reads it)") from None
 
 
 def _exports(config: Any, now: datetime) -> tuple[str, str]:

@@ -267,7 +267,13 @@ def main(argv: list[str] | None = None) -> None:
     except CartrescueError as error:  # the config's error in one line, as `cartrescue run` says it: no traceback
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(int(error.exit_code)) from None
-    with make_server(args.host, args.port, app) as server:
+    try:
+        server = make_server(args.host, args.port, app)
+    except OSError as error:  # the port taken (a running server), a host not of this machine: one line
+        print(f"error: cannot listen on {args.host}:{args.port} (--host, --port): {error.strerror or error}",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+    with server:
         print(f"serving unsubscribes and survey answers on http://{args.host}:{server.server_port}/", flush=True)
         server.serve_forever()
 

@@ -308,6 +308,21 @@ def test_doctor_reads_the_carts_at_the_configs_pinned_clock(shop: Shop) -> None:
     assert checks(result)["source"]["detail"].startswith("csv: 2 carts in the last"), checks(result)["source"]
 
 
+def test_a_clock_pinned_by_the_config_is_a_warning_of_the_config_check(shop: Shop) -> None:
+    """``now:`` copied into a shop's config (from the demo's, or an audit's) froze every cron
+    run at that instant: carts left after it were never in the window, so the runs succeeded,
+    sending nothing new, and ``doctor`` said all was well. The config check now warns, naming
+    the key and the instant (a warning: the demo and replays pin it on purpose)."""
+    from conftest import NOW, iso
+
+    shop.add(cart("c1")).configure(now=iso(NOW))
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    config = checks(result)["config"]
+    assert config["status"] == "warn", config
+    assert f"now: pins the clock at {iso(NOW)}" in config["detail"], config
+    assert "remove it for cron" in config["detail"], config
+
+
 def test_doctor_does_not_create_the_ledger_it_checks(shop: Shop) -> None:
     """It only reads: opening a SQLite ledger at a mistyped path created an empty one there and
     said "ok, no messages yet"; it now says the file does not exist, and the run never ran."""

@@ -520,3 +520,25 @@ def test_a_name_holding_a_nul_costs_its_quote_alone(shop):
     assert sorted(carts) == ["102", "103", "106", "107", "112", "113", "116", "118"]
     assert problems.reasons()["quote entity_id=101"] == \
         "first_name: holds a NUL character (\\x00), which no ledger can keep"
+
+
+@pytest.mark.postgres
+def test_the_index_doctor_advises_can_be_created_for_a_second_prefix_in_one_postgresql_database(tmp_path):
+    """PostgreSQL names indexes per schema, not per table: two shops' tables under two prefixes
+    in one database (a replica of two stores) got the same advice, ``CREATE INDEX
+    CARTRESCUE_QUOTE_IS_ACTIVE_UPDATED_AT ON …``, and the second failed, ``relation … already
+    exists``. There the index's name carries the prefix, and each one's advice runs as written."""
+    with shopdb.shop_database("postgres", "magindex") as db:
+        for prefix in ("shop1_", "shop2_"):
+            schema = tmp_path / f"{prefix}.sql"  # the fixture's own index names made the prefix's too
+            schema.write_text(re.sub(r"CREATE INDEX (\w+)", rf"CREATE INDEX {prefix}\1",
+                                     (shopdb.FIXTURES / "magento2.postgres.sql").read_text()))
+            db.run_file(schema, prefix=prefix)
+        for prefix in ("shop1_", "shop2_"):
+            source = MagentoSource(db.url, prefix=prefix)
+            try:
+                (problem,) = [p for p in source.check() if "no index on" in p]
+                db.execute(problem.split("Create it with: ", 1)[1])
+                assert not [p for p in source.check() if "no index on" in p]
+            finally:
+                source.close()

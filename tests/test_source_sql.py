@@ -421,7 +421,7 @@ def test_connection_refused(url, kind):
     source = SqlSource(url, queries=QUERIES)
     with pytest.raises(SourceError) as caught:
         list(source.carts(WINDOW))
-    assert_one_line(caught, "sql source: cannot connect to", f"{kind} database shop at 127.0.0.1:1",
+    assert_one_line(caught, "sql source: source.url: cannot connect to", f"{kind} database shop at 127.0.0.1:1",
                     "connection refused")
 
 

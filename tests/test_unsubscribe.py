@@ -582,6 +582,28 @@ def test_the_webhook_server_names_a_config_error_in_one_line(shop: Shop, breakag
         assert "shop.unsubscribe_secret: empty" in lines[0]
 
 
+def test_the_webhook_server_on_a_port_in_use_says_so_in_one_line(shop: Shop) -> None:
+    """A second ``python -m cartrescue.webhook`` on the port of a running one (or of any other
+    server) printed wsgiref's traceback, ``OSError: [Errno 98] Address already in use``; it is
+    one line naming the address and ``--port``, exit 2, as a config error is."""
+    import socket
+    import subprocess
+    import sys
+
+    shop.write()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
+                               "--port", str(port)], cwd=shop.folder, capture_output=True, text=True, timeout=60,
+                              check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port} (--host, --port): "), line
+
+
 def _texting_shop(shop: Shop) -> Shop:
     """A Swedish shop whose carts get text messages: three carts, 070-123 45 00 to 02."""
     from test_sms_channel import sms_shop

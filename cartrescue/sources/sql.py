@@ -173,13 +173,30 @@ def _unquoted(name: str) -> str:
 
 
 def explain_error(exc: BaseException, where: str, own_queries: bool = False,
-                  table_hints: Mapping[str, str] | None = None) -> str:
+                  table_hints: Mapping[str, str] | None = None, key: str | None = None) -> str:
     """One line a shop owner can act on, for a driver or SQLAlchemy error. Never a password.
     ``own_queries``: the statements are the config's ``source.queries`` (``type: sql``), so a
-    missing table or column is theirs to fix, not a preset's."""
+    missing table or column is theirs to fix, not a preset's. ``key``: where the config names the
+    URL (``cartrescue.yaml: source.url``), put before a failure to connect or log in: the fix is
+    in that key (or the ``${VAR}`` it reads), and on a host of many shops the line said neither
+    which config nor which key."""
     silent = stopped_answering(exc)
     if silent is not None:  # connected, then no answer: the line names the URL and the key
         return silent
+    said = _explain_error(exc, where, own_queries, table_hints)
+    if key and said.startswith(_CONNECT_FAILURES):
+        return f"{key}: {said}"
+    return said
+
+
+#: How :func:`_explain_error` begins a line about the connection itself (the server, the account,
+#: the database's name): what ``source.url`` says, as opposed to a table or column inside it.
+_CONNECT_FAILURES = ("cannot connect to ", "cannot log in to ", "cannot open ")
+
+
+def _explain_error(exc: BaseException, where: str, own_queries: bool,
+                   table_hints: Mapping[str, str] | None) -> str:
+    """:func:`explain_error`'s line, without the config key."""
     orig = getattr(exc, "orig", None) or exc
     text = _one_line(str(orig))
     code = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
@@ -282,7 +299,7 @@ def create_engine(raw_url: str, *, source: str = "sql", statement_wait: float | 
         engine = sa.create_engine(url, connect_args=connect_args, pool_size=3, max_overflow=2) \
             if backend != "sqlite" else sa.create_engine(url)
     except Exception as exc:
-        raise SourceError(f"{source} source: {explain_error(exc, _mask(raw_url))}") from None
+        raise SourceError(f"{source} source: {explain_error(exc, _mask(raw_url), key=key)}") from None
     statement_deadline(engine, url, statement_wait, f"{key} {_mask(raw_url)}", wait_key, connect_limit)
 
     @sa.event.listens_for(engine, "connect")
@@ -419,7 +436,8 @@ class ShopDatabase:
             raise SourceError(f"{self.source} source: {exc}") from None
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise SourceError(f"{self.source} source: "
-                              f"{explain_error(exc, self.where, self.own_queries, self.table_hints)}") from None
+                              f"{explain_error(exc, self.where, self.own_queries, self.table_hints, self._wait[1])}"
+                              ) from None
 
     def stream(self, sql: str, params: Mapping[str, Any] | None = None, *,
                expanding: Sequence[str] = (), batch: int = 2000) -> Iterator[Mapping[str, Any]]:
@@ -940,11 +958,17 @@ class RecommendedIndex:
     leading: tuple[tuple[str, ...], ...]
     create: str  # the statement docs/databases.md recommends, with {table} for the prefixed name
 
-    def statement(self, table: str, preparer: Any) -> str:
+    def statement(self, table: str, preparer: Any, prefix: str = "") -> str:
         """``create`` for ``table``, its `backticked` names and the table quoted as this database
         quotes them: written MySQL's way, it was advised as is on PostgreSQL too, which refuses
-        backticks and folds an unquoted ``Shop_quote`` to a ``shop_quote`` that does not exist."""
+        backticks and folds an unquoted ``Shop_quote`` to a ``shop_quote`` that does not exist.
+        On PostgreSQL, whose index names are the schema's (MySQL's are the table's), the name
+        takes the table ``prefix``: a second prefix's tables in one database got the same name,
+        and the advice failed with ``relation … already exists``."""
         columns = re.sub(r"`([^`]+)`", lambda found: preparer.quote_identifier(found.group(1)), self.create)
+        if prefix and preparer.dialect.name == "postgresql":
+            columns = re.sub(r"^CREATE INDEX (\w+)", lambda found: "CREATE INDEX "
+                             + preparer.quote(f"{prefix}{found.group(1)}".lower()), columns)
         return columns.format(table=preparer.quote(table))
 
 
@@ -1165,7 +1189,8 @@ class DatabaseSource(CartSource):
                 problems.append(
                     f"{self.name} source: no index on {self.db.full_name(index.table)}"
                     f"({', '.join(index.leading[0])}); each run then scans the whole table. Create it with: "
-                    + index.statement(self.db.full_name(index.table), self.db.engine.dialect.identifier_preparer)
+                    + index.statement(self.db.full_name(index.table), self.db.engine.dialect.identifier_preparer,
+                                      self.db.table_prefixes.get(index.table, self.db.prefix))
                 )
         refusal = self.code_refusal()
         return problems + ([refusal] if refusal is not None else [])
