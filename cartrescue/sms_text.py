@@ -32,6 +32,8 @@ GSM_BASIC = frozenset(
 GSM_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 GSM7, UCS2 = "GSM-7", "UCS-2"
+#: The most ``sms.max_segments`` may be: phones join about ten parts at most, and each is billed.
+MAX_SEGMENTS = 10
 SINGLE = {GSM7: 160, UCS2: 70}  # units in a text that is one SMS
 PART = {GSM7: 153, UCS2: 67}  # units per part of a longer one
 
@@ -133,6 +135,19 @@ KINDS = {
 }
 
 
+_LINK = re.compile(r"https?://\S+")
+
+
+def too_long(text: str, length: SmsLength, max_segments: int) -> str:
+    """Why a text fails ``sms.max_segments`` and what to do: its size, its longest link (a cart
+    link is most of a text: a shop's can be 100+ characters) and the two remedies."""
+    links = [found.rstrip(".,:;!?)") for found in _LINK.findall(text)]  # "... {{ recovery_url }}." ends no link
+    link = f" (its link is {max(map(len, links))} characters)" if links else ""
+    raise_it = f", or raise sms.max_segments (at most {MAX_SEGMENTS}; each segment is billed)" \
+        if max_segments < MAX_SEGMENTS else ""
+    return f"{length.describe()}, more than sms.max_segments ({max_segments}){link}: shorten the text{raise_it}"
+
+
 def problems(text: str, shop_name: str, max_segments: int) -> list[tuple[str, str]]:
     """``(kind, message)`` for every rule a rendered text breaks (see :data:`KINDS`)."""
     if not text.strip():
@@ -140,7 +155,7 @@ def problems(text: str, shop_name: str, max_segments: int) -> list[tuple[str, st
     found = []
     length = measure(text)
     if length.segments > max_segments:
-        found.append(("sms-length", f"{length.describe()}, more than sms.max_segments ({max_segments})"))
+        found.append(("sms-length", too_long(text, length, max_segments)))
     if names_opt_out(text) is None:
         found.append(("sms-opt-out", "no opt-out keyword in capitals (STOP, STOPP, СТОП, ...) in the text"))
     if shop_name not in text:

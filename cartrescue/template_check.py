@@ -3,7 +3,8 @@
 Owns the CI smoke test of templates: which combinations exist (the config's sequences, steps,
 tier incentives and variants, plus every template file in the templates folder), the fixture
 carts (the bundled examples plus edge cases: one item, 30 items, no image, very long names,
-Cyrillic text, zero-decimal currencies, markup in names), the checks, and the report as data,
+Cyrillic text, zero-decimal currencies, markup in names; their cart links as long as a real
+shop's, so a text message that fits only a short one fails here), the checks, and the report as data,
 a rich table, JSON and JUnit XML. It renders with the same :class:`~cartrescue.compose.render.Renderer`
 as a run, and must not send, claim or allocate anything.
 
@@ -40,11 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from cartrescue.config import Config, Incentive
+from cartrescue.config.sequences import CodeSource
 from cartrescue.errors import ConfigError, TemplateError
 from cartrescue import survey as survey_links
 from cartrescue.compose.incentives import placeholder
 from cartrescue.compose.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
+from cartrescue.pool_file import read_pool_file
 from cartrescue.compose.render import (
     PARTS,
     SMS_PART,
@@ -94,7 +97,9 @@ _LEAK = re.compile(r"\bNone\b|\{\{|\}\}|\{%|%\}")
 _NONE = re.compile(r"\bNone\b")
 #: A style sheet's own braces (``@media (...) {.wrap{width:100%}}``) are CSS, not Jinja markup.
 _STYLE = re.compile(r"<style\b[^>]*>.*?</style\s*>", re.S | re.I)
-_SAMPLE_INCENTIVE = Incentive(kind="percent", value=Decimal("10"), code="SAMPLE10")
+#: The offer of a template no step configures; its code as long as codes get (13 characters:
+#: the generated "CR-{random:8}" is 11), so a text message checked ahead fits a real one.
+_SAMPLE_INCENTIVE = Incentive(kind="percent", value=Decimal("10"), code="SAMPLE10-CODE")
 
 
 @dataclass(slots=True)
@@ -225,12 +230,20 @@ def _item(sku: str, name: str, quantity: int, price: str, image: bool = True, li
                     product_url=f"https://shop.example.com/p/{slug}" if link else None)
 
 
+#: The edge carts' link back to their cart, as long as a real shop's (a Shopify cart link is
+#: ~110 characters): a text message that fits only a short link must fail the check, not every
+#: customer's message of a run (the links of the bundled examples are ~60).
+SAMPLE_RECOVERY_URL = ("https://example-shop.myshopify.com/cart/c/Z2NwLWV1cm9wZS13ZXN0MTowMUhLTjJGN1Q1WDBCRkZRWk5N"
+                       "NlpZVEc?key={key}")
+
+
 def _cart(cart_id: str, customer: Customer, currency: str, items: Sequence[LineItem],
           recovery: bool = True) -> Cart:
     total = sum((item.line_total for item in items), Decimal("0"))
+    key = cart_id.encode().hex()[:12].ljust(12, "0")  # the same length for every cart
     return Cart(id=cart_id, source="check", customer=customer, currency=currency, items=tuple(items), total=total,
                 created_at=NOW - timedelta(hours=3), updated_at=NOW - timedelta(hours=2),
-                recovery_url=f"https://shop.example.com/cart/recover/{cart_id}?t=a1&x=2" if recovery else None)
+                recovery_url=SAMPLE_RECOVERY_URL.format(key=key) if recovery else None)
 
 
 def edge_carts() -> list[tuple[Cart, int]]:
@@ -413,6 +426,7 @@ class TemplateChecker:
         self.fixtures = list(carts) if carts is not None else edge_carts() + example_carts(examples)
         self.unsubscribe_url = config.shop.unsubscribe_url.replace("{token}", TOKEN)
         self.notes: list[str] = []
+        self._pool_codes: dict[str, str] = {}  # pool -> sample_code
         self._parsed: tuple[str, tuple[list[tuple[int, str, str]], list[str]]] | None = None  # _html_problems
         # The survey's links render with the config's page, else a sample one (so the shipped
         # templates' links are checked whether or not a shop has switched the survey on).
@@ -647,7 +661,7 @@ class TemplateChecker:
         survey_off = not self.config.survey.url
         for number, ((offer_tier, incentive), (cart, previous)) in enumerate(itertools.product(case.offers,
                                                                                                 self.fixtures)):
-            code = placeholder(incentive.codes) if incentive is not None and incentive.codes is not None else None
+            code = self.sample_code(incentive.codes) if incentive is not None and incentive.codes is not None else None
             survey = None if survey_off and number % 2 else survey_links.links(
                 self.survey_config, SURVEY_SECRET, cart.key, case.step, case.locale)
             tier = offer_tier or tiers[number % len(tiers)]
@@ -675,6 +689,20 @@ class TemplateChecker:
                 self.inspect_offer(case, cart, files, parts, offer_label(offer_tier, incentive), code or incentive.code,
                                    context)
         case.seconds = time.perf_counter() - started
+
+    def sample_code(self, source: CodeSource) -> str:
+        """The code a check prints for a per-recipient pool: a pattern's placeholder (as long as its
+        codes), or as many X as a pool file's longest code, since a text message must fit the
+        longest one a customer can get (a file that cannot be read: the run's placeholder)."""
+        if source.file is None:
+            return placeholder(source)
+        if source.pool not in self._pool_codes:
+            try:
+                longest = max(map(len, read_pool_file(self.config.path(source.file))), default=0)
+            except ConfigError:
+                longest = 0
+            self._pool_codes[source.pool] = "X" * longest if longest else placeholder(source)
+        return self._pool_codes[source.pool]
 
     def render_parts(self, case: Case, cart: Cart, files: tuple[str, ...], context: dict[str, Any]) -> list[str]:
         """The case's parts for one cart, rendered as a run renders them (its limits: size,

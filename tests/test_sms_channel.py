@@ -237,6 +237,27 @@ def test_a_text_over_max_segments_is_a_render_error_before_any_claim(shop: Shop)
         assert twilio.requests == [] and rows(shop) == []  # never claimed: a later run can send it
 
 
+def test_a_text_over_max_segments_says_its_file_size_limit_and_what_to_do(shop: Shop, tmp_path: Path) -> None:
+    """A shop's own text that a long cart link pushes over the limit: the render error must say
+    which file, how long the text came out and what to change, not only that it is too long."""
+    folder = tmp_path / "mine" / "en"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1.sms.txt").write_text("{{ shop.name }}: your cart is waiting for you, and so are we: "
+                                               "{{ recovery_url }} Reply STOP to opt out.\n", encoding="utf-8")
+    sms_shop(shop, "https://api.example.com", carts=0, max_segments=1)
+    shop.configure(templates=str(tmp_path / "mine"))
+    shop.add(cart("long", phone="0701234597", sms_consent="yes", items=[("S", "Mug", 1, "25.00")]))
+    shop.carts[-1]["recovery_url"] = ("https://example-shop.myshopify.com/cart/c/Z2NwLWV1cm9wZS13ZXN0MTowMUhLTjJGN1Q1"
+                                      "WDBCRkZRWk5NNlpZVEc?key=abc123def456")
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 1
+    (decision,) = result.json["decisions"]
+    assert decision["delivery"] == "render_error"
+    assert decision["detail"] == (
+        "en/reminder-1.sms.txt: 2 segments (GSM-7, 193 units), more than sms.max_segments (1) (its link is 114 "
+        "characters): shorten the text, or raise sms.max_segments (at most 10; each segment is billed)")
+
+
 def test_sms_consent_is_separate_from_email_consent(shop: Shop) -> None:
     sms_shop(shop, "https://api.example.com", carts=0)
     shop.configure(eligibility={"channel_fallback": False})

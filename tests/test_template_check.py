@@ -3,6 +3,7 @@ rendering it relies on: locale fallback, Babel formatting per locale, variant fi
 
 from __future__ import annotations
 
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
@@ -743,6 +744,40 @@ def test_a_long_text_message_no_tier_sends_is_a_note_and_fails_once_a_tier_does(
     assert texting.exit_code == 1
     kinds = {problem["kind"] for case in texting.json["cases"] if case["channel"] == "sms" for problem in case["problems"]}
     assert "sms-length" in kinds
+
+
+def test_a_text_that_fits_only_a_short_link_fails_the_check_with_its_file_and_size(shop: Shop, tmp_path: Path) -> None:
+    """The check's sample links were ~60 characters, so a text that a shop's real ~110-character
+    cart link pushes over the limit passed CI and then failed for every customer. Its sample
+    carts link as a shop does, and the failure names the file, the size and the remedy."""
+    folder = tmp_path / "mine" / "en"
+    folder.mkdir(parents=True)
+    (folder / "reminder-1.sms.txt").write_text("{{ shop.name }}: your cart is waiting for you, and so are we: "
+                                               "{{ recovery_url }} Reply STOP to opt out.\n", encoding="utf-8")
+    shop.configure(shop={"country": "SE"}, templates=str(tmp_path / "mine"),
+                   priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
+                   sms={"max_segments": 1, "sender": "TestShop",
+                        "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "t" * 32}})
+    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", "--locale", "en",
+                      now=None)
+    assert result.exit_code == 1, result.stdout[-1500:]
+    problems = [p for case in result.json["cases"] if case["channel"] == "sms" for p in case["problems"]]
+    assert {(p["kind"], p["file"]) for p in problems} == {("sms-length", "en/reminder-1.sms.txt")}
+    assert re.search(r"^2 segments \(GSM-7, 1\d\d units\), more than sms.max_segments \(1\) \(its link is 11\d "
+                     r"characters\): shorten the text, or raise sms.max_segments", problems[0]["message"]), problems
+
+
+def test_the_check_prints_a_pool_files_codes_as_long_as_its_longest(tmp_path: Path) -> None:
+    """A text must fit the longest code a customer can get: a pool file's placeholder was 8 X
+    whatever the file held, so a text that 20-character codes push over the limit passed."""
+    from cartrescue.config.sequences import CodeSource
+    from cartrescue.template_check import TemplateChecker
+
+    pool = tmp_path / "codes.txt"
+    pool.write_text("code\nSHORT1\nWINTER-SALE-2026-A7QX\n", encoding="utf-8")
+    checker = TemplateChecker(Config(source={"type": "csv", "carts": "c.csv"}), carts=[])
+    assert checker.sample_code(CodeSource(pool="winter", file=pool)) == "X" * 21
+    assert checker.sample_code(CodeSource(pool="gen", pattern="CR-{random:8}")) == "CR-XXXXXXXX"
 
 
 def test_a_run_prints_nothing_for_a_none_that_templates_check_reports(shop: Shop, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ in the same kind of environment the app uses (sandbox, StrictUndefined, HTML aut
 from __future__ import annotations
 
 import copy
+import itertools
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -312,3 +313,61 @@ def test_the_afrikaans_text_message_counts_one_item_as_one(env, count, said):
     ctx = full_context()
     ctx["cart"]["item_count"] = count
     assert said in render(env, "af", "reminder-2", "sms.txt", ctx)
+
+
+# -- the shipped text messages with a real shop's link ------------------------------------------
+
+#: A Shopify cart link as shops have them (~110 characters); the bundled samples' links are ~60.
+LONG_RECOVERY = ("https://example-shop.myshopify.com/cart/c/Z2NwLWV1cm9wZS13ZXN0MTowMUhLTjJGN1Q1WDBCRkZRWk5NNl"
+                 "pZVEc?key=abc123def456")
+#: Longer than the codes the shipped config and docs make ("CR-{random:8}" is 11, COMEBACK10 10):
+#: 13 characters, as the audit's shop had.
+LONG_CODE = "WELCOMEBACK15"
+SMS_FILES = sorted(path.relative_to(TEMPLATES).as_posix() for path in TEMPLATES.glob("*/*.sms.txt"))
+
+
+def _sms_offers() -> list:
+    from cartrescue.config import Incentive
+
+    return [None, Incentive(kind="percent", value=15, code=LONG_CODE),
+            Incentive(kind="fixed", value=15, code=LONG_CODE), Incentive(kind="free_shipping", code=LONG_CODE)]
+
+
+@pytest.mark.parametrize("file", SMS_FILES)
+def test_every_shipped_text_fits_its_segments_with_a_long_link_and_code(file: str) -> None:
+    """The Hungarian step-3 text took 4 segments (202 UCS-2 units) with a 62-character link and a
+    13-character code: a render error, so no Hungarian customer got it. Each shipped text must
+    fit ``sms.max_segments`` (3) with a real shop's ~110-character link, the longest code, a
+    16-character shop name (docs/channels.md promises that much), a large amount and the longest
+    month name of its language, for every offer."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from cartrescue.compose.render import Renderer
+    from cartrescue.config import Config
+    from cartrescue.model import Cart, Customer, LineItem
+    from cartrescue.sms_text import measure
+
+    locale, _, name = file.partition("/")
+    template, _, variant = name.removesuffix(".sms.txt").partition("@")
+    renderer = Renderer(Config(source={"type": "csv", "carts": "c.csv"}, shop={"name": "Nordic Home Shop"}))
+    worst: tuple[int, str] = (0, "")
+    items = tuple(LineItem(sku=f"S{n}", name="Linen duvet cover", quantity=3, unit_price=Decimal("4115.23"))
+                  for n in range(4))
+    # Each currency (its amount's length), and each month of the expiry (szeptember, сентября...).
+    dates = [(currency, 9) for currency in ("EUR", "HUF", "KZT", "RUB", "SEK", "USD")] + [("EUR", m) for m in range(1, 13)]
+    for (currency, month), incentive in itertools.product(dates, _sms_offers()):
+        now = datetime(2026, month, 26, 10, tzinfo=timezone.utc)
+        cart = Cart(id="C-1", source="check", customer=Customer("a@example.com", first_name="Anna", locale=locale),
+                    currency=currency, items=items, total=sum((i.line_total for i in items), Decimal(0)),
+                    created_at=now - timedelta(hours=3), updated_at=now - timedelta(hours=2),
+                    recovery_url=LONG_RECOVERY)
+        context = renderer.context(cart, locale=locale, step=3, step_count=3, tier="standard", previous_orders=0,
+                                   unsubscribe_url="https://shop.example.com/u?t=x", incentive=incentive, now=now,
+                                   variant=variant or None, code=incentive and incentive.code, channel="sms",
+                                   tags=False)
+        text = renderer.render_sms(template, locale, context, variant or None, 3)
+        assert LONG_RECOVERY in text and (incentive is None or template != "reminder-3" or LONG_CODE in text)
+        worst = max(worst, (measure(text).units, text))
+    length = measure(worst[1])
+    assert length.segments <= 3, f"{file}: {length.describe()}: {worst[1]}"

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from cartrescue.sms_text import MAX_SEGMENTS
 from cartrescue.config.eligibility import ConsentPolicy, QuietHours
 from cartrescue.config.types import (
     Backoff,
@@ -222,7 +223,7 @@ class SmsConfig(HttpDelivery):
     # them where its plan spans several (a Russian mobile); the shop's where the plan names none
     # and with shop
     quiet_hours_zone: Literal["recipient", "shop"] = "recipient"
-    max_segments: int = Field(3, ge=1, le=10)  # longer texts are a render error (templates check shows them)
+    max_segments: int = Field(3, ge=1, le=MAX_SEGMENTS)  # longer texts are a render error (templates check shows them)
     link_tags: bool = False  # the UTM tags of links: on links in texts too (~66 characters each: a segment in UCS-2)
     inbound_url: str | None = None  # the public URL your provider posts replies to (STOP); null = no inbound
     twilio: TwilioConfig = TwilioConfig()
