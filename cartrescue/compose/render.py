@@ -469,16 +469,13 @@ def _sandbox_class() -> type[Any]:
 def printed_none(text: str) -> bool:
     """``"None" in text``, for a rendered part (see :meth:`Renderer._render_variables`).
 
-    A capital N is rare in a message, and ``find`` of one character is a ``memchr``, where the
-    substring search of ``in`` compares most characters (its last letter, ``e``, is the commonest):
-    ~1 % of a send run's instructions went to this one check of every part.
+    Searched from the first capital N, found by ``find`` of one character (a ``memchr``): the
+    substring search of ``in`` compares nearly every character (the word's last letter, ``e``,
+    is the commonest), and about half the parts of a run have no N at all. Counted on the
+    parts of 364 sample messages: ~4,800 instructions a message instead of ~15,800.
     """
-    at = text.find("N")
-    while at >= 0:
-        if text.startswith("None", at):
-            return True
-        at = text.find("N", at + 1)
-    return False
+    first = text.find("N")
+    return first >= 0 and text.find("None", first) >= 0
 
 
 class Renderer:
