@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from jinja2 import StrictUndefined
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from cartrescue.config import Config
-from cartrescue.compose.render import Renderer, _sandbox_class
+from cartrescue.compose.render import Renderer, _sandbox_class, printed_none
 
 class Trusted(str):
     """A str that says it is HTML already: escape asks it, never escapes it."""
@@ -166,3 +168,18 @@ def test_what_one_part_of_a_message_sets_never_reaches_the_next_part(tmp_path: P
     rendered = renderer.render("note", "en", context)
     assert (rendered.subject, rendered.text, rendered.html) == ("set 1", "vip False [0, 1] |set 1", "vip False [0, 1] ")
     assert context == {"tier": "vip", "customer": {"last_name": None}}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from("NNoneE NoN\nNone\u041dЖő"), max_size=40))
+@example("None")
+@example("NNone")
+@example("NoneN")
+@example("Non")
+@example("ÑNone")
+@example("\u041dNone")
+def test_a_part_printed_none_exactly_where_it_holds_the_word(text: str) -> None:
+    """The check that sends a part to the environment where None prints nothing answers as
+    ``"None" in text`` does, at every place of the word and after near misses (``NNone``,
+    ``Non``), in one- and two-byte-a-character strings."""
+    assert printed_none(text) == ("None" in text)

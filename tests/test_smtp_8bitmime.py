@@ -72,6 +72,25 @@ def test_a_relay_without_8bitmime_gets_the_same_message_in_7bit(pipelining: bool
         assert _texts(message) == (TEXT, HTML)
 
 
+def test_an_ascii_message_goes_without_body_8bitmime_though_the_relay_offers_it() -> None:
+    """Only a message with an 8-bit octet asks for 8BITMIME: an ASCII one (a UTF-8 name in its
+    header goes as an encoded-word) is sent as it always was, 7-bit, no ``BODY=``."""
+    plain = OutgoingMessage(
+        message_id="<ascii@example.com>", sender=Address("shop@example.com", "Butiken"),
+        to=Address("kund@example.com", "Åsa"), subject="Your cart", text="Hello,\n.\nyour cart waits",
+        html="<p>Hello, your cart waits</p>", date=datetime(2026, 11, 20, 10, tzinfo=timezone.utc))
+    with LoopbackSMTP() as server:
+        channel = SmtpChannel(settings(server))
+        try:
+            outcomes = list(channel.deliver([Envelope(1, None, plain)]))  # type: ignore[arg-type]
+        finally:
+            channel.close()
+        assert [outcome.status for outcome in outcomes] == [Status.SENT]
+        (message,) = server.wait_for(1)
+    assert not any(option.upper().startswith("BODY=") for option in message.mail_options)
+    assert message.data.isascii() and _ctes(message.data) == (None, ["7bit", "7bit"])
+
+
 def test_an_address_that_needs_smtputf8_keeps_it_while_its_body_goes_7bit_to_a_relay_without_8bitmime() -> None:
     message = _message(1)
     utf8 = OutgoingMessage(message.message_id, message.sender, Address("åsa@example.com", "Åsa"), message.subject,

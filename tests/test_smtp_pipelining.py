@@ -18,7 +18,10 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+from aiosmtplib import SMTPResponseException
 from aiosmtplib.protocol import SMTPProtocol
+from hypothesis import example, given, settings as hypothesis_settings
+from hypothesis import strategies as st
 from smtpserver import Fault, LoopbackSMTP
 from test_smtp_faults import deliver, envelope, settings
 
@@ -500,3 +503,44 @@ def test_a_reply_not_here_by_its_deadline_raises_timeout_and_leaves_no_timer() -
 
     waited = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert 0.15 < waited < 2
+
+
+def _replies_read(buffer: bytes, read: Callable[[SMTPProtocol], Any]) -> tuple[list[Any], bytes]:
+    """What ``read`` takes off a protocol's buffer holding ``buffer``, reply after reply, until
+    it has no whole reply (``None``) or raises; and what it leaves."""
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = SMTPProtocol(loop=loop)
+        protocol.__class__ = PipeliningProtocol
+        protocol._buffer.extend(buffer)
+        got: list[Any] = []
+        while True:
+            try:
+                reply = read(protocol)
+            except SMTPResponseException as exc:
+                got.append(("raised", exc.code, exc.message))
+                break
+            if reply is None:
+                break
+            got.append((type(reply), reply.code, reply.message))
+        return got, bytes(protocol._buffer)
+    finally:
+        loop.close()
+
+
+_REPLY_PIECES = st.sampled_from([b"250", b"354", b"421", b"25", b"2x0", b" 25", b"+25", b"2_5", b"\xd9\xa3\xd9\xa4\xd9\xa5",
+                                 b" ", b"-", b"\t", b"2.0.0 Ok", b"caf\xc3\xa9", b"\xff", b" \t", b"\r\n", b"\n", b"\r"])
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(st.lists(_REPLY_PIECES, max_size=14).map(b"".join))
+@example(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
+@example(b"250 \r\n250\r\n250-a\r\n250 b\r\n")
+@example(b"250 " + b"x" * 8186 + b"\r\n")  # the longest line aiosmtplib takes
+@example(b"250 " + b"x" * 8187 + b"\r\n")  # one octet more: refused as too long
+@example(b"250 ok\r\n25")
+def test_a_reply_is_read_off_the_buffer_as_aiosmtplibs_parser_reads_it(buffer: bytes) -> None:
+    """The short path for one-line replies gives the replies, the refusals of malformed ones and
+    the bytes left behind that aiosmtplib's own ``_read_response_from_buffer`` gives."""
+    assert _replies_read(buffer, PipeliningProtocol._next_reply) == \
+        _replies_read(buffer, SMTPProtocol._read_response_from_buffer)

@@ -438,10 +438,12 @@ class SmtpChannel(LoopChannel):
         except ValueError as exc:
             return Outcome(envelope.claim_id, Status.PERMANENT, f"cannot send: {exc}")
         # Every header byte build_message writes is ASCII except an address that needs SMTPUTF8;
-        # a body is 8-bit only when built with eight_bit.
+        # a body is 8-bit only when built with eight_bit. With the head ASCII (nearly always), the
+        # whole message says what the body is, without copying the body out of it.
         head = data.find(b"\r\n\r\n")
-        return _Job(envelope.claim_id, rcpt, wire_body(data), len(data), not data[:head].isascii(),
-                    not data[head:].isascii(), message)
+        utf8 = not data[:head].isascii()
+        body8 = not data[head:].isascii() if utf8 else not data.isascii()
+        return _Job(envelope.claim_id, rcpt, wire_body(data), len(data), utf8, body8, message)
 
     @staticmethod
     def _fit(slot: _Slot, job: _Job) -> bool:
