@@ -192,3 +192,38 @@ def test_a_chunks_history_is_one_statement_on_sqlite(tmp_path: Path) -> None:
     asked = [text for text in sent if "cr_message" in text or "cr_suppression" in text]
     assert len(asked) == 2 and asked[0] == asked[1] and asked[0].count("UNION ALL") == 3, sent
 
+
+def test_a_chunks_addresses_are_hashed_only_once_the_ledger_holds_a_suppression(tmp_path: Path) -> None:
+    """A ledger without a suppression is asked for no contact's hash (the chunk's addresses are
+    not hashed for it); one added while the run plans is found from the next chunk on."""
+    from cartrescue.config import Config
+    from cartrescue.contacts import email_hash, phone_hash
+    from cartrescue.model import Cart, Customer
+    from cartrescue.pipeline import Planner
+
+    config = Config.model_validate({"source": {"type": "csv", "carts": "carts.csv"}})
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    asked: list[list[str]] = []
+    history = ledger.history
+
+    def spied(keys: Any, emails: Any, hashes: Any, phones: Any = ()) -> History:
+        asked.append(list(hashes))
+        return history(keys, emails, hashes, phones)
+
+    ledger.history = spied  # type: ignore[method-assign]
+    now = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    chunk = [Cart("a", "csv", Customer("ann@example.com"), "EUR", (), 0, now, now)]  # type: ignore[arg-type]
+    try:
+        planner = Planner(config, now, ledger)
+        assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == set()
+        ledger.suppress(email_hash("ann@example.com"), "unsubscribed", "test", now)
+        assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == {
+            email_hash("ann@example.com")}
+        ledger.unsuppress(email_hash("ann@example.com"))
+        ledger.suppress(phone_hash("+46701234567"), "unsubscribed", "test", now)
+        assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == {
+            phone_hash("+46701234567")}
+    finally:
+        ledger.close()
+    assert asked == [[], [email_hash("ann@example.com"), phone_hash("+46701234567")]] * 1 + \
+        [[email_hash("ann@example.com"), phone_hash("+46701234567")]]
