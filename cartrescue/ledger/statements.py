@@ -45,7 +45,8 @@ def latest_messaged(rows: Iterable[Any], into: dict[str, datetime]) -> None:
 
 @lru_cache(maxsize=2)
 def history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
-    """The four queries of :meth:`Ledger.history`, built once per process.
+    """The four queries of :meth:`Ledger.history`, built once per process (where SQLite cannot
+    take :class:`HistoryJson`'s one statement, and on other databases).
 
     Planning asks once per chunk of 500 carts. An ``in_(list)`` built and compiled 500 bind
     parameters on every call; an expanding parameter is compiled once but still renders 500

@@ -234,7 +234,8 @@ class Planner:
     def _history(self, chunk: Sequence[Cart], emails: list[str], phones: list[str]) -> History:
         """What the ledger holds of the chunk's carts, addresses and numbers. An empty stand-in
         (a dry-run before the first sending run: :meth:`Ledger.empty`) holds nothing: not asked,
-        nor the chunk's addresses hashed for it (a SHA-256 each, four queries a chunk)."""
+        nor the chunk's addresses hashed for it (a SHA-256 each); a ledger without a suppression
+        is asked for no hash (:meth:`_may_suppress`)."""
         if self.ledger is None or self.ledger.blank:
             return History()
         unique = list(dict.fromkeys(emails))
