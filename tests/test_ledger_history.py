@@ -8,10 +8,15 @@ claim's unique key stopped it, as `claimed_elsewhere`) and never came to step 2.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
-from cartrescue.ledger import Ledger
+import pytest
+from shopdb import KINDS, shop_database
+
+from cartrescue.ledger import History, Ledger
 
 CLAIMED = datetime(2026, 11, 20, 10, tzinfo=timezone.utc).replace(tzinfo=None).isoformat(" ")
 
@@ -81,3 +86,144 @@ def test_a_stand_in_for_a_missing_ledger_is_not_asked_for_histories(tmp_path: Pa
         assert real.blank is False
     finally:
         real.close()
+
+
+#: Cart keys, addresses and numbers a chunk may ask about that JSON or SQL text could mangle: a
+#: quote, a backslash, another script, a key that looks like a number, a JSON escape written out.
+AWKWARD = ['csv:q"uote', "csv:back\\slash", "csv:\u00e5sa-\u4e2d", "csv:12", "csv:\\u0041", "csv:plain"]
+
+
+def _filled(url: str) -> Ledger:
+    """A ledger of ``url`` holding steps of the AWKWARD carts, messages of their addresses and a
+    number (one failed in a way that is no message, one a day earlier), and two suppressions."""
+    from sqlalchemy import insert
+
+    from cartrescue.contacts import email_hash
+    from cartrescue.ledger.tables import Message
+
+    ledger = Ledger(url)
+    at = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    rows = []
+    for n, key in enumerate(AWKWARD):
+        address = f'{key.removeprefix("csv:")}@example.com'
+        for step, channel, status, hours in ((1, "email", "sent", 48), (2, "email", "failed_permanent", 24),
+                                             (2, "sms", "failed_transient", 1)):
+            if step <= 1 + n % 2:
+                rows.append(dict(cart_key=key, cart_id=key[4:], email=address, step=step, channel=channel,
+                                 transport="smtp", template=f"reminder-{step}", status=status, reply="",
+                                 run_id=None, claimed_at=at - timedelta(hours=hours, minutes=n), message_id="",
+                                 attempts=1, phone="+46701234567" if channel == "sms" else None,
+                                 variant="b" if n == 3 else None, sequence="default"))
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
+    for address in ('q"uote@example.com', "\u00e5sa-\u4e2d@example.com"):
+        ledger.suppress(email_hash(address), "unsubscribed", "test", datetime(2026, 11, 20, tzinfo=timezone.utc))
+    return ledger
+
+
+def _asked(ledger: Ledger) -> History:
+    """The history of the AWKWARD carts (one twice, with carts and addresses the ledger has not)."""
+    from cartrescue.contacts import email_hash
+
+    addresses = [f'{key.removeprefix("csv:")}@example.com' for key in AWKWARD] + ["new@example.com"]
+    return ledger.history([*AWKWARD, AWKWARD[0], "csv:new"], addresses, [email_hash(a) for a in addresses],
+                          ["+46701234567", "+46709999999"])
+
+
+def _plain(history: History) -> tuple[object, ...]:
+    return ({key: [(s.step, s.channel, s.status, s.at, s.variant, s.sequence) for s in steps]
+             for key, steps in history.by_cart.items()}, history.last_by_email, history.suppressed,
+            history.last_by_phone)
+
+
+@pytest.fixture(params=["sqlite", *KINDS])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    with shop_database(request.param, "history") as db:
+        yield db.url
+
+
+def test_a_chunks_history_is_the_same_on_every_database_whatever_its_keys_hold(ledger_url: str) -> None:
+    """SQLite's one statement of JSON lists, its IN lists (an SQLite without json_each), and
+    PostgreSQL's and MariaDB's IN lists give one history: each cart's steps once and in step
+    order though the chunk names it twice, the last message of an address and of a number (a
+    failed_transient one is none), and the suppressed hashes."""
+    from cartrescue.contacts import email_hash
+
+    ledger = _filled(ledger_url)
+    try:
+        history = _asked(ledger)
+        if ledger.engine.dialect.name == "sqlite":
+            ledger._json_each = False
+            assert _plain(_asked(ledger)) == _plain(history)
+    finally:
+        ledger.close()
+    at = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    steps = {key: [(1, "email", "sent", at - timedelta(hours=48, minutes=n), "b" if n == 3 else None, "default")]
+             + ([(2, "email", "failed_permanent", at - timedelta(hours=24, minutes=n), "b" if n == 3 else None, "default"),
+                 (2, "sms", "failed_transient", at - timedelta(hours=1, minutes=n), "b" if n == 3 else None, "default")]
+                if n % 2 else [])
+             for n, key in enumerate(AWKWARD)}
+    last = {f'{key.removeprefix("csv:")}@example.com': at - timedelta(hours=24 if n % 2 else 48, minutes=n)
+            for n, key in enumerate(AWKWARD)}
+    assert _plain(history) == (steps, last, {email_hash('q"uote@example.com'), email_hash("\u00e5sa-\u4e2d@example.com")},
+                               {})
+
+
+def test_a_chunks_history_is_one_statement_on_sqlite(tmp_path: Path) -> None:
+    """A chunk's four lookups (steps, last message by address and by number, suppressions) go
+    to SQLite as one statement, whose text is the same for every chunk (prepared once)."""
+    from sqlalchemy import event
+
+    ledger = _filled(f"sqlite:///{tmp_path / 'ledger.db'}")
+    sent: list[str] = []
+
+    def checkout(dbapi_connection: Any, _record: object, _proxy: object) -> None:
+        dbapi_connection.set_trace_callback(sent.append)
+
+    event.listen(ledger.engine, "checkout", checkout)
+    try:
+        _asked(ledger)
+        _asked(ledger)
+    finally:
+        ledger.close()
+    asked = [text for text in sent if "cr_message" in text or "cr_suppression" in text]
+    assert len(asked) == 2 and asked[0] == asked[1] and asked[0].count("UNION ALL") == 3, sent
+
+
+def test_a_chunks_addresses_are_hashed_only_once_the_ledger_holds_a_suppression(tmp_path: Path) -> None:
+    """A ledger without a suppression is asked for no contact's hash (the chunk's addresses are
+    not hashed for it); one added while the run plans is found from the next chunk on."""
+    from cartrescue.config import Config
+    from cartrescue.contacts import email_hash, phone_hash
+    from cartrescue.model import Cart, Customer
+    from cartrescue.pipeline import Planner
+
+    config = Config.model_validate({"source": {"type": "csv", "carts": "carts.csv"}})
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    asked: list[list[str]] = []
+    history = ledger.history
+
+    def spied(keys: Any, emails: Any, hashes: Any, phones: Any = ()) -> History:
+        asked.append(list(hashes))
+        return history(keys, emails, hashes, phones)
+
+    ledger.history = spied  # type: ignore[method-assign]
+    now = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    chunk = [Cart("a", "csv", Customer("ann@example.com"), "EUR", (), 0, now, now)]  # type: ignore[arg-type]
+    try:
+        planner = Planner(config, now, ledger)
+        assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == set()
+        ledger.suppress(email_hash("ann@example.com"), "unsubscribed", "test", now)
+        assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == {
+            email_hash("ann@example.com")}
+        ledger.unsuppress(email_hash("ann@example.com"))
+        ledger.suppress(phone_hash("+46701234567"), "unsubscribed", "test", now)
+        assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == {
+            phone_hash("+46701234567")}
+    finally:
+        ledger.close()
+    assert asked == [[], [email_hash("ann@example.com"), phone_hash("+46701234567")]] * 1 + \
+        [[email_hash("ann@example.com"), phone_hash("+46701234567")]]

@@ -33,8 +33,9 @@ from cartrescue.ledger.reports import ReportQueries
 from cartrescue.ledger.schema import SchemaUpkeep
 from cartrescue.ledger.statements import (RETURNING_UP_TO, answered_statement, chunks, delivered_nothing,
                                           finished_delivering, history_statements, latest_messaged, lock_is, one_of_chunk,
-                                          RawStatements)
+                                          HistoryJson, RawStatements)
 from cartrescue.ledger.suppressed import SuppressionRows
+from cartrescue.scratch import json_keys
 from cartrescue.ledger.tables import (READ_TABLES, TABLES, BudgetHold, CartDecision, Message, Run, RunLock, SendTest,
                                       SurveyAnswer)
 from cartrescue.ledger.values import (ADDRESS_CHANNELS, MAYBE_DELIVERED, MESSAGED, NUMBER_CHANNELS, UNCONFIRMED,
@@ -97,6 +98,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         #: ledger, and a dry-run planned as a first run without a word (see :meth:`_no_schema`).
         self.refused: str | None = None
         self._json_each: bool | None = None  # see _json_lists
+        self._history_reader: HistoryJson | None = None  # see _history_json
         self._raw: RawStatements | None = None  # the per-message statements, compiled on first use
         self._writer: Any = None  # the connection of _message_transaction
         self._folder: Any = None  # the temporary folder of an empty stand-in (Ledger.empty)
@@ -439,6 +441,10 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 phones: Sequence[str] = ()) -> History:
         """Steps claimed per cart, the last message per address and per phone number (any
         channel), and which of the hashes (of addresses and numbers) are suppressed."""
+        if self._json_lists():
+            found = self._history_json(cart_keys, emails, email_hashes, phones)
+            if found is not None:
+                return found
         result = History()
         as_json = self._json_lists()
         statements = history_statements(as_json)
@@ -457,6 +463,37 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 result.suppressed.update(row[0] for row in conn.execute(*query(2, "hashes", chunk)))
             for chunk in chunks(sorted(set(phones)), 500):
                 latest_messaged(conn.execute(*query(3, "phones", chunk)), result.last_by_phone)
+        return result
+
+    def _history_json(self, cart_keys: Sequence[str], emails: Sequence[str], email_hashes: Sequence[str],
+                      phones: Sequence[str]) -> History | None:
+        """:meth:`history` on SQLite in one statement (:class:`HistoryJson`), each list one JSON
+        parameter of its values once; None where a value holds a NUL (asked the other way then)."""
+        lists = [json_keys(dict.fromkeys(values)) for values in (cart_keys, emails, email_hashes, phones)]
+        if None in lists:
+            return None
+        if self._history_reader is None:
+            self._history_reader = HistoryJson(self.engine.dialect)
+        reader = self._history_reader
+        with self.engine.connect() as conn:
+            rows = driver_sql(conn, reader.sql, lists).fetchall()
+        result = History()
+        moment = reader.moments()
+        by_cart, by_email, by_phone = result.by_cart, [], []
+        for which, value, step, channel, status, claimed, variant, sequence in rows:
+            if which == 0:
+                steps = by_cart.get(value)
+                if steps is None:
+                    steps = by_cart[value] = []
+                steps.append(SentStep(step, channel, status, moment(claimed), variant, sequence))  # type: ignore[arg-type]
+            elif which == 1:
+                by_email.append((value, status, claimed))
+            elif which == 2:
+                result.suppressed.add(value)
+            else:
+                by_phone.append((value, status, claimed))
+        latest_messaged(((c, s, moment(at)) for c, s, at in by_email if s in MESSAGED), result.last_by_email)
+        latest_messaged(((c, s, moment(at)) for c, s, at in by_phone if s in MESSAGED), result.last_by_phone)
         return result
 
     def _json_lists(self) -> bool:

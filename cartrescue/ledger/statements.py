@@ -45,7 +45,8 @@ def latest_messaged(rows: Iterable[Any], into: dict[str, datetime]) -> None:
 
 @lru_cache(maxsize=2)
 def history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
-    """The four queries of :meth:`Ledger.history`, built once per process.
+    """The four queries of :meth:`Ledger.history`, built once per process (where SQLite cannot
+    take :class:`HistoryJson`'s one statement, and on other databases).
 
     Planning asks once per chunk of 500 carts. An ``in_(list)`` built and compiled 500 bind
     parameters on every call; an expanding parameter is compiled once but still renders 500
@@ -69,6 +70,52 @@ def history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
     last_phone = select(message.c.phone, message.c.status, message.c.claimed_at).where(
         message.c.phone.in_(one_of("phones")))
     return steps, last, suppressed, last_phone
+
+
+class HistoryJson:
+    """:meth:`Ledger.history`'s four lookups on SQLite as one statement, run on the driver's cursor.
+
+    Each list (the chunk's cart keys, addresses, contact hashes, numbers) is one JSON parameter,
+    and each lookup ``json_each(?) AS wanted CROSS JOIN <table>``: SQLite probes the table's
+    index value by value, where ``IN (SELECT value FROM json_each(?))`` first sorted each list
+    into a temporary index. The SQL text is fixed, so the driver's statement cache prepares it
+    once a connection; no SQLAlchemy statement is built, compiled or wrapped per chunk, and a
+    row is a plain tuple. The lists must hold each value once (a join, unlike ``IN``, returns a
+    row per copy) and no NUL (:func:`cartrescue.scratch.json_keys` gives None then: the caller
+    asks through :func:`history_statements` instead). A row: ``(which, value, step, channel,
+    status, claimed_at, variant, sequence)``, ``which`` 0 for a cart's step, 1 an address's
+    message, 2 a suppressed hash, 3 a number's message; what a lookup does not read is NULL.
+    """
+
+    def __init__(self, dialect: Any) -> None:
+        message = Message.__table__.name  # type: ignore[attr-defined]
+        suppression = Suppression.__table__.name  # type: ignore[attr-defined]
+        joined = "FROM json_each(?) AS wanted CROSS JOIN {table} AS t WHERE t.{column} = wanted.value"
+        self.sql = " UNION ALL ".join((
+            "SELECT 0, t.cart_key, t.step, t.channel, t.status, t.claimed_at, t.variant, t.sequence "
+            + joined.format(table=message, column="cart_key"),
+            "SELECT 1, t.email, NULL, NULL, t.status, t.claimed_at, NULL, NULL " + joined.format(table=message, column="email"),
+            "SELECT 2, t.email_hash, NULL, NULL, NULL, NULL, NULL, NULL "
+            + joined.format(table=suppression, column="email_hash"),
+            "SELECT 3, t.phone, NULL, NULL, t.status, t.claimed_at, NULL, NULL " + joined.format(table=message, column="phone"),
+        ))
+        # What SQLAlchemy makes of a stored time (its text on SQLite), then aware as the handle reads it.
+        claimed_at = Message.__table__.c.claimed_at.type  # type: ignore[attr-defined]
+        self._moment = claimed_at.dialect_impl(dialect).result_processor(dialect, None)
+
+    def moments(self) -> Callable[[Any], datetime | None]:
+        """A reader of one lookup's stored times: each distinct text is read once (a run's claims
+        of one group share their time)."""
+        read: dict[Any, datetime | None] = {}
+        process = self._moment
+
+        def moment(raw: Any) -> datetime | None:
+            found = read.get(raw)
+            if found is None:
+                found = read[raw] = aware(process(raw) if process is not None else raw)
+            return found
+
+        return moment
 
 
 def one_of_chunk(statements: Sequence[Any], build: Callable[[bool], Sequence[Any]], which: int, name: str,
