@@ -872,6 +872,20 @@ def test_generated_codes_are_exported_once_for_the_shop(shop: Shop) -> None:
     assert unknown.exit_code == 2 and "unknown code pool 'nope'" in unknown.stderr
 
 
+def test_an_export_to_dash_prints_the_codes_on_stdout_and_writes_no_file(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-o -`` is stdout, as for ``survey export``: it wrote a file named ``-``."""
+    _incentive_shop(shop)
+    made = shop.cli("codes", "generate", "3", "--pool", "ship", "--json", now=None)
+    assert made.exit_code == 0, made.output
+    monkeypatch.chdir(shop.folder)
+    result = shop.cli("codes", "export", "-o", "-")
+    assert result.exit_code == 0, result.output
+    assert sorted(row["code"] for row in csv.DictReader(io.StringIO(result.stdout))) == sorted(made.json["codes"])
+    assert not (shop.folder / "-").exists()
+    assert shop.cli("codes", "export", "--json").json["exported"] == 0  # marked exported, as to a file
+
+
 def test_an_export_with_no_new_code_leaves_the_last_exports_file_as_it_was(shop: Shop) -> None:
     """``codes export -o codes.csv`` run again before the shop imported the file: it emptied it
     (a header alone), and the codes it held were marked exported, never to be exported again."""

@@ -380,6 +380,19 @@ def test_export_to_a_file_with_a_time_window(survey_shop: Shop, tmp_path: Path) 
     assert bad.exit_code == 2 and bad.json["error"]["code"] == "config"
 
 
+def test_export_to_dash_prints_the_csv_on_stdout_and_writes_no_file(
+        survey_shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-o -`` is stdout, as the usual CLI convention has it: it wrote a file named ``-``."""
+    send_step(survey_shop, cart("c1", email="ann@example.com"))
+    with webhook(survey_shop) as base:
+        assert post(base, make_token("csv:c1", 1, "en", SECRET), "price")[0] == 200
+    monkeypatch.chdir(tmp_path)
+    result = survey_shop.cli("survey", "export", "-o", "-", now=None)
+    assert result.exit_code == 0, result.output
+    assert [row["cart_key"] for row in csv.DictReader(io.StringIO(result.stdout))] == ["csv:c1"]
+    assert not (tmp_path / "-").exists()
+
+
 def test_until_a_day_includes_that_day_as_report_does(survey_shop: Shop) -> None:
     """``survey --until DAY`` stopped at the day's start while ``report --until DAY`` takes it in:
     a week's survey summary beside the week's report dropped Sunday's answers."""

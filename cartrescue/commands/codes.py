@@ -20,6 +20,7 @@ from cartrescue.commands.common import (
     output_file,
     parse_now,
     reading_ledger,
+    stdout_or_file,
     sub_typer,
     write_whole,
 )
@@ -135,7 +136,7 @@ def codes_export(
     as_json: JsonOption = False,
     now: NowOption = None,
     pool: PoolOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the CSV here (default: stdout).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the CSV here (default, or -: stdout).")] = None,
     include_exported: Annotated[bool, typer.Option("--all", help="Also codes exported before.")] = False,
 ) -> None:
     """Export generated codes (CSV: code, pool, kind, value, status, usage_limit, allocated_at,
@@ -150,6 +151,7 @@ def codes_export(
         cartrescue codes export --output new-codes.csv && shop-import new-codes.csv
     """
 
+    output = stdout_or_file(output)
     try:
         from cartrescue.compose.incentives import export_csv
 

@@ -196,6 +196,12 @@ def _remove_empty(folders: list[Path]) -> None:
                 pass
 
 
+def stdout_or_file(path: Path | None) -> Path | None:
+    """``-o -`` means stdout, as the usual CLI convention has it: ``None`` (the option left out),
+    never a file named ``-`` in the working folder."""
+    return None if path is not None and str(path) == "-" else path
+
+
 @contextmanager
 def output_file(option: str, path: Path) -> Iterator[Path]:
     """Write the file a user named (``--html FILE``, ``--junit FILE``): its folder is made, and

@@ -17,6 +17,7 @@ from cartrescue.commands.common import (
     out_console,
     output_file,
     reading_ledger,
+    stdout_or_file,
     sub_typer,
 )
 from cartrescue.errors import CartrescueError, ConfigError
@@ -47,7 +48,7 @@ def _window(cfg: Any, since: str | None, until: str | None) -> tuple[datetime | 
 def survey_export(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the CSV here (default: stdout).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the CSV here (default, or -: stdout).")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
 ) -> None:
@@ -65,6 +66,7 @@ def survey_export(
     from cartrescue.survey import write_csv
 
     rows: list[dict[str, Any]] = []
+    output = stdout_or_file(output)
     try:
         cfg = load(config)
         start, end = _window(cfg, since, until)
