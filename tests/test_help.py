@@ -38,6 +38,22 @@ def test_no_flag_is_shown_with_a_type_as_if_it_took_a_value(path: tuple[str, ...
         assert re.search(r"│ --outbox\s+DIR\s+Write every message", text), text  # a value's option names it
 
 
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda path: " ".join(path) or "cartrescue")
+def test_no_help_shows_a_placeholder_left_in_braces(path: tuple[str, ...]) -> None:
+    """typer 0.29 wrote a required argument as ``{count}`` on the usage line: read as a template
+    placeholder left unfilled (and a docstring's ``{name}`` would read the same)."""
+    text = _help(path)
+    assert not re.search(r"\{[^{}]*\}", text), text
+
+
+def test_an_argument_is_named_in_capitals_on_the_usage_line_and_in_its_panel() -> None:
+    text = _help(("codes", "generate"))
+    assert re.search(r"Usage: .*codes generate \[OPTIONS\] COUNT\s*$", text, re.MULTILINE), text
+    assert re.search(r"│ \*\s+COUNT\s", text), text
+    assert re.search(r"Usage: .*send-test \[OPTIONS\] ADDRESS \[CART_ID\]\s*$", _help(("send-test",)), re.MULTILINE)
+    assert re.search(r"Usage: .*run-all \[OPTIONS\] CONFIG\.\.\.\s*$", _help(("run-all",)), re.MULTILINE)
+
+
 def test_the_main_help_lists_every_exit_code() -> None:
     text = " ".join(_help(()).split())
     listed = {int(code) for code in re.findall(r"\b(\d+) [a-z(]", text.split("Exit codes:", 1)[1])}

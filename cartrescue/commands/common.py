@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld, OutputError
 from cartrescue.text import printable
@@ -577,17 +577,18 @@ class JsonUsageGroup(TyperGroup):
     typer prints such errors as a panel on stderr and nothing on stdout, and a script reading
     the document found none. The panel still goes to stderr.
 
-    It also keeps ``--help`` from showing a type beside a flag (see :func:`_flags_without_type`).
+    It also keeps ``--help`` from showing a type beside a flag, and names arguments as click
+    does (see :func:`_help_names`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _flags_without_type(self, deep=False)
+        _help_names(self, deep=False)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
-            _flags_without_type(command)  # only the commands a line uses (or a help lists)
+            _help_names(command)  # only the commands a line uses (or a help lists)
         return command
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
@@ -606,14 +607,31 @@ class JsonUsageGroup(TyperGroup):
                 closed_pipe(exc, as_json)
 
 
-def _flags_without_type(command: Any, *, deep: bool = True) -> None:
-    """Give every flag of ``command`` (``deep``: and of its subcommands) an empty metavar.
+class _UsualArgument(TyperArgument):
+    """An argument on the usage line as click writes it: ``COUNT``, ``[CART_ID]``, ``CONFIG...``.
 
-    typer 0.29's help panels print a type beside every option, flags included (``--send
-    <bool>``, ``--help <bool>``), which reads as if the flag took a value; its plain-text help
-    already leaves it out. A flag's metavar, when set, is what the panel prints instead. The
-    ``--help`` option is made on first use and then kept by its command; only its names are
-    read from the context, here the defaults.
+    typer 0.29 writes a required one in braces (``{count}``), which reads as a placeholder
+    left unfilled in the help."""
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        name = self.metavar or (self.name or "").upper()
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return [name if self.required else f"[{name}]"]
+
+
+def _help_names(command: Any, *, deep: bool = True) -> None:
+    """Name the parameters of ``command`` (``deep``: and of its subcommands) in ``--help`` as
+    the usual CLI conventions have it.
+
+    A flag gets an empty metavar: typer 0.29's help panels print a type beside every option,
+    flags included (``--send <bool>``, ``--help <bool>``), which reads as if the flag took a
+    value; its plain-text help already leaves it out. A flag's metavar, when set, is what the
+    panel prints instead. The ``--help`` option is made on first use and then kept by its
+    command; only its names are read from the context, here the defaults.
+
+    An argument is named in capitals (``COUNT``, as its docstring names it; also in "Missing
+    argument 'COUNT'") and written on the usage line as click does (:class:`_UsualArgument`).
     """
     from types import SimpleNamespace
 
@@ -626,9 +644,13 @@ def _flags_without_type(command: Any, *, deep: bool = True) -> None:
     for param in params:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        elif isinstance(param, TyperArgument) and not isinstance(param, _UsualArgument):
+            if param.metavar is None and param.name:
+                param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+            param.__class__ = _UsualArgument
     if deep:
         for sub in getattr(command, "commands", {}).values():
-            _flags_without_type(sub)
+            _help_names(sub)
 
 
 @contextmanager
