@@ -186,6 +186,17 @@ def test_a_lost_answer_is_unconfirmed_and_never_sent_again(shop: Shop) -> None:
         assert len(twilio.messages) == 1  # at most once
 
 
+def test_a_lost_answers_reply_says_what_happened_in_plain_words(shop: Shop) -> None:
+    """It read "no answer lost: ...; it may have been delivered: not resent (at most once)"."""
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=1)
+        twilio.plan(Answer(0, process=True, drop=True))
+        assert shop.cli("run", "--send").exit_code == 0
+        (row,) = rows(shop)
+        assert row["reply"].startswith("the request went out but no answer came back: "), row["reply"]
+        assert row["reply"].endswith(": it may have been delivered, so it is not resent (at most once)")
+
+
 @pytest.mark.parametrize(("phone", "countries", "reason"), [
     ("+46 70 CALL ME", [], "no_contact"),  # letters
     ("07911 123456", [], "no_contact"),  # a UK mobile without +44, read in the shop's region SE

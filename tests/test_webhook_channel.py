@@ -195,6 +195,18 @@ def test_an_answer_lost_on_the_way_is_sent_again_and_the_receiver_drops_the_repe
         assert [row["status"] for row in rows(shop)] == ["sent"]
 
 
+def test_a_post_left_unanswered_says_so_in_plain_words(shop: Shop) -> None:
+    """The reply read "no answer lost: ...", which says the opposite of what happened."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=1, retries=0)
+        receiver.plan(Answer(0, process=True, drop=True))  # taken, then the connection closes unanswered
+        assert shop.cli("run", "--send").exit_code == 1
+        (row,) = rows(shop)
+        assert row["status"] == "failed_transient"
+        assert row["reply"].startswith("the request went out but no answer came back: "), row["reply"]
+        assert "lost" not in row["reply"]
+
+
 def test_a_redirect_to_another_host_is_not_followed(shop: Shop) -> None:
     with WebhookReceiver(SECRET) as elsewhere, LoopbackHTTP() as first:
         webhook_shop(shop, first.url + "/hook", carts=3, concurrency=1)

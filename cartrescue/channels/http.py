@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 
 MAX_ANSWER = 64 * 1024  # bytes of an answer read; the rest is not needed to judge it
 MAX_REDIRECTS = 3
+#: The end of an ``unconfirmed`` reply: why a message that may be out is not sent again.
+_NOT_RESENT = "it may have been delivered, so it is not resent (at most once)"
 GATHER = 0.005  # at most this long the first free worker waits for half the workers to be free
 
 
@@ -430,12 +432,12 @@ class HttpChannel(LoopChannel):
         """The request went out and no (complete) answer came: sent again only by an idempotent
         channel, else ``unconfirmed`` (it may have been delivered)."""
         self._connect_failures = 0
-        reply = f"{'answer' if answered else 'no answer'} lost: {error}"
+        came = "its answer broke off" if answered else "no answer came back"
+        reply = f"the request went out but {came}: {error}"
         if self.idempotent:
             self._retry(job, work, Retry(reply))
         else:
-            work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{reply}; it may have been delivered: "
-                                "not resent (at most once)"))
+            work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{reply}: {_NOT_RESENT}"))
 
     def _redirect(self, job: Job, work: _Work, status: int, location: str) -> None:
         target = urljoin(job.url, location)
@@ -457,7 +459,7 @@ class HttpChannel(LoopChannel):
             # (post/redirect/get). Left failed_transient, each later run sent it once more.
             said = "303 See Other" if status == 303 else "302 Found on the same host"
             work.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{self.down}; {said} says the request was "
-                                "taken: it may have been delivered: not resent (at most once)"))
+                                f"taken: {_NOT_RESENT}"))
         else:
             work.finish(Outcome(job.claim_id, Status.TRANSIENT, self.down))
         work.requeue_all()
