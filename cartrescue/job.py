@@ -168,7 +168,8 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Led
     from cartrescue.channels.call_list import CallListChannel
 
     channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(config.path(config.call_list.path),
-                                                                                config.shop.tz, config.phone_region))}
+                                                                                config.shop.tz, config.phone_region,
+                                                                                config.shop.url))}
     shard = run_shard(config, request)
     config = shard_config(config, shard)
     recent: list[datetime] = []

@@ -130,16 +130,18 @@ class CallListChannel(Channel):
     take_size = 50
     whole_batch = True  # one append writes every row of the batch
 
-    def __init__(self, path: Path, tz: tzinfo = timezone.utc, region: str | None = None) -> None:
+    def __init__(self, path: Path, tz: tzinfo = timezone.utc, region: str | None = None,
+                 shop_url: str | None = None) -> None:
         self.path = path
         self.tz = tz  # the shop's: staff read the times as the shop's clock shows them
         self.region = region  # the shop's country: numbers are written as staff dial them from there
+        self.shop_url = shop_url  # the link of a cart without its own, as its message has it
 
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         where = path_text(self.path)
         try:
             append_rows(self.path, [envelope.decision for envelope in batch], self.tz, region=self.region,
-                        offers=[(envelope.data or b"").decode("utf-8") for envelope in batch])
+                        shop_url=self.shop_url, offers=[(envelope.data or b"").decode("utf-8") for envelope in batch])
         except (OSError, UnusableList) as exc:  # transient: the next run retries once the file is fixed
             reason = str(exc) if isinstance(exc, UnusableList) else f"cannot write {where}: {exc.strerror or exc}"
             for envelope in batch:
@@ -150,7 +152,8 @@ class CallListChannel(Channel):
 
 
 def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: datetime | None = None, *,
-                like: Path | None = None, region: str | None = None, offers: Sequence[str] = ()) -> None:
+                like: Path | None = None, region: str | None = None, offers: Sequence[str] = (),
+                shop_url: str | None = None) -> None:
     """Append one row per decision to the list at ``path`` (raises OSError, UnusableList).
 
     The rows are written as the list's header line was: under its columns (a list begun by an
@@ -162,7 +165,8 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
     --workers`` append to one list: each holds the file's lock while it writes, so no two write
     the header and no row is cut by another's; the rows go in one write, after the header was
     checked, so a list that cannot take them gets none. ``offers``: each decision's incentive
-    as staff offer it (its ``incentive`` cell), in the order of ``decisions``.
+    as staff offer it (its ``incentive`` cell), in the order of ``decisions``. ``shop_url``: the
+    ``recovery_url`` of a cart without one (:func:`recovery_link`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     added = (now or datetime.now(timezone.utc)).astimezone(tz).isoformat(timespec="seconds")
@@ -188,7 +192,7 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
             layout.writer(text).writerow(layout.header)
         writer = layout.writer(text)
         for at, decision in enumerate(decisions):
-            values = _values(decision, tz, added, region)
+            values = _values(decision, tz, added, region, shop_url)
             values["incentive"] = offers[at] if at < len(offers) else ""
             writer.writerow([cell(values.get(column_of(name), "")) for name in layout.header])
         handle.write(text.getvalue().encode("utf-8"))
@@ -267,7 +271,17 @@ def _locked(path: Path) -> IO[bytes]:
         handle.close()
 
 
-def _values(decision: Decision, tz: tzinfo, added: str, region: str | None) -> dict[str, object]:
+def recovery_link(recovery_url: str | None, shop_url: str | None) -> str:
+    """The link a call gives the customer: the one their message would have had (the cart's
+    own if it is http(s), else the shop's, as :meth:`~cartrescue.compose.render.Renderer.context`
+    fills ``recovery_url``), without the message's UTM tags: no message carries it."""
+    from cartrescue.compose.links import safe_url
+
+    return safe_url(recovery_url) or safe_url(shop_url) or ""
+
+
+def _values(decision: Decision, tz: tzinfo, added: str, region: str | None,
+            shop_url: str | None = None) -> dict[str, object]:
     from cartrescue.contacts import dialable
 
     cart, customer = decision.cart, decision.cart.customer
@@ -279,7 +293,7 @@ def _values(decision: Decision, tz: tzinfo, added: str, region: str | None) -> d
         "items": "; ".join(f"{item.quantity} x {item.name}" for item in cart.items),
         "score": f"{decision.score:g}" if decision.score is not None else "", "tier": decision.tier or "",
         "previous_orders": decision.facts.previous_orders if decision.facts else 0,
-        "recovery_url": cart.recovery_url or "",
+        "recovery_url": recovery_link(cart.recovery_url, shop_url),
         "last_activity": cart.updated_at.astimezone(tz).isoformat(timespec="seconds"),
         "step": decision.step or "", "added_at": added,
     }

@@ -421,7 +421,7 @@ class Executor:
         path = self.eml / "call-list.csv"
         try:
             append_rows(path, calls, config.shop.tz, like=config.path(config.call_list.path), region=config.phone_region,
-                        offers=[self.composer.call_offer(call) for call in calls])
+                        shop_url=config.shop.url, offers=[self.composer.call_offer(call) for call in calls])
         except OSError as exc:
             return f"not written to {self.eml}: {exc.strerror or exc}"
         except UnusableList as exc:
