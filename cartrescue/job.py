@@ -496,7 +496,7 @@ def unlist_opted_out(config: Config, ledger: Ledger) -> tuple[list[str], list[st
 
     path = config.path(config.call_list.path)
     try:
-        removed = suppressed_rows(path, lambda hashes: ledger.history([], [], hashes).suppressed, config.phone_region)
+        removed = suppressed_rows(path, lambda hashes: set(ledger.history([], [], hashes).suppressed), config.phone_region)
     except (OSError, UnicodeDecodeError) as exc:
         return [], [f"{config.where('call_list.path')}: {path}: the rows of people who opted out since they were "
                     f"listed could not be removed ({getattr(exc, 'strerror', None) or exc}): staff must not call them"]

@@ -130,16 +130,17 @@ def preview(config: Config, cart_id: str, now: datetime, *, step: int | None = N
 
 def describe(config: Config, decision: Decision) -> str:
     """The decision's reason in words, "" when it is due: ``ordered: order 1042``; a suppression
-    with its kind and day (``suppressed: unsubscribed 2026-11-02 via webhook (token)``), which the
-    planner does not carry (it knows hashes only), read from the ledger for this one cart."""
+    with its kind and day (``suppressed: unsubscribed 2026-11-02 via webhook (token)``), read from
+    the ledger for this one cart: the planner, which reads suppressions in bulk, carries only which
+    contact and the reason (``the address is suppressed (unsubscribed)``)."""
     from cartrescue.model import Reason
     from cartrescue.output import with_not_before
 
     if decision.reason is Reason.DUE:
         return ""
     detail = decision.detail
-    if decision.reason is Reason.SUPPRESSED and not detail:
-        detail = _suppression(config, decision)
+    if decision.reason is Reason.SUPPRESSED:
+        detail = _suppression(config, decision) or detail
     detail = with_not_before(detail, decision.not_before)
     return f"{decision.reason.value}: {detail}" if detail else decision.reason.value
 

@@ -76,7 +76,7 @@ def test_a_stand_in_for_a_missing_ledger_is_not_asked_for_histories(tmp_path: Pa
         chunk = [Cart("a", "csv", Customer("ann@example.com"), "EUR", (), 0, now, now)]  # type: ignore[arg-type]
         found = planner._history(chunk, ["ann@example.com"], [])
         assert stand_in.blank is True
-        assert (found.by_cart, found.last_by_email, found.suppressed, asked) == ({}, {}, set(), [])
+        assert (found.by_cart, found.last_by_email, found.suppressed, asked) == ({}, {}, {}, [])
     finally:
         stand_in.close()
     real = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
@@ -149,7 +149,7 @@ def test_a_chunks_history_is_the_same_on_every_database_whatever_its_keys_hold(l
     """SQLite's one statement of JSON lists, its IN lists (an SQLite without json_each), and
     PostgreSQL's and MariaDB's IN lists give one history: each cart's steps once and in step
     order though the chunk names it twice, the last message of an address and of a number (a
-    failed_transient one is none), and the suppressed hashes."""
+    failed_transient one is none), and the suppressed hashes with their reasons."""
     from cartrescue.contacts import email_hash
 
     ledger = _filled(ledger_url)
@@ -168,8 +168,8 @@ def test_a_chunks_history_is_the_same_on_every_database_whatever_its_keys_hold(l
              for n, key in enumerate(AWKWARD)}
     last = {f'{key.removeprefix("csv:")}@example.com': at - timedelta(hours=24 if n % 2 else 48, minutes=n)
             for n, key in enumerate(AWKWARD)}
-    assert _plain(history) == (steps, last, {email_hash('q"uote@example.com'), email_hash("\u00e5sa-\u4e2d@example.com")},
-                               {})
+    suppressed = {email_hash('q"uote@example.com'): "unsubscribed", email_hash("\u00e5sa-\u4e2d@example.com"): "unsubscribed"}
+    assert _plain(history) == (steps, last, suppressed, {})  # each hash with its reason
 
 
 def test_a_chunks_history_is_one_statement_on_sqlite(tmp_path: Path) -> None:
@@ -215,14 +215,14 @@ def test_a_chunks_addresses_are_hashed_only_once_the_ledger_holds_a_suppression(
     chunk = [Cart("a", "csv", Customer("ann@example.com"), "EUR", (), 0, now, now)]  # type: ignore[arg-type]
     try:
         planner = Planner(config, now, ledger)
-        assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == set()
+        assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == {}
         ledger.suppress(email_hash("ann@example.com"), "unsubscribed", "test", now)
         assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == {
-            email_hash("ann@example.com")}
+            email_hash("ann@example.com"): "unsubscribed"}
         ledger.unsuppress(email_hash("ann@example.com"))
         ledger.suppress(phone_hash("+46701234567"), "unsubscribed", "test", now)
         assert planner._history(chunk, ["ann@example.com"], ["+46701234567"]).suppressed == {
-            phone_hash("+46701234567")}
+            phone_hash("+46701234567"): "unsubscribed"}
     finally:
         ledger.close()
     assert asked == [[], [email_hash("ann@example.com"), phone_hash("+46701234567")]] * 1 + \

@@ -92,7 +92,7 @@ class Gates:
         facts: OrderFacts,
         *,
         now: datetime,
-        suppressed: set[str],
+        suppressed: Suppressed,
         newest_cart: str | None,
         channel: str = "email",
         phone: str | None = None,
@@ -115,8 +115,10 @@ class Gates:
         # First: a suppressed (unsubscribed, bounced, forgotten) address's decision is stored
         # without the address, whatever else is wrong with the cart; asked after consent, a
         # forgotten address came back into cr_decision as a cart's "no_consent".
-        if suppressed and suppresses(suppressed, email, phone):  # no hashing when none is
-            return new_verdict(ACTION_SKIP, REASON_SUPPRESSED)
+        if suppressed:  # no hashing when none is
+            which = suppressed_detail(suppressed, email, phone)
+            if which:
+                return new_verdict(ACTION_SKIP, REASON_SUPPRESSED, detail=which)
         if not cart.items:
             return new_verdict(ACTION_SKIP, REASON_EMPTY_CART)
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
@@ -172,12 +174,44 @@ class Gates:
         return None
 
 
-def suppresses(suppressed: AbstractSet[str], email: str | None, phone: str | None) -> bool:
+#: Suppressed contact hashes (of addresses and numbers), or each with the reason the ledger
+#: recorded (:attr:`History.suppressed <cartrescue.ledger.values.History.suppressed>`).
+Suppressed = AbstractSet[str] | Mapping[str, str]
+
+
+def suppresses(suppressed: Suppressed, email: str | None, phone: str | None) -> bool:
     """Whether one of the contact hashes ``suppressed`` is of ``email`` (any form it may be kept
     under) or of ``phone`` (E.164): the gate's test, and the executor's for the suppressions
     recorded while a run delivers (:class:`cartrescue.pipeline.executor.OptOuts`)."""
-    return bool((email and not suppressed.isdisjoint(email_hashes(email)))
-                or (phone and phone_hash(phone) in suppressed))
+    return _suppressed_contact(suppressed, email, phone) is not None
+
+
+def suppressed_detail(suppressed: Suppressed, email: str | None, phone: str | None) -> str:
+    """The ``suppressed`` skip's detail: which contact (the address first) and why, as the
+    ledger has it (``the number is suppressed (sms stop)``); "" when neither is suppressed."""
+    found = _suppressed_contact(suppressed, email, phone)
+    if found is None:
+        return ""
+    contact, hashed = found
+    return suppressed_because(f"the {contact}", suppressed.get(hashed) if isinstance(suppressed, Mapping) else None)
+
+
+def suppressed_because(what: str, reason: str | None) -> str:
+    """``what is suppressed (reason)``; without the parenthesis when no reason was recorded."""
+    return f"{what} is suppressed ({reason})" if reason else f"{what} is suppressed"
+
+
+def _suppressed_contact(suppressed: Suppressed, email: str | None, phone: str | None) -> tuple[str, str] | None:
+    """``("address" or "number", its hash)``: the cart's contact that is suppressed, or None."""
+    if email:
+        for hashed in email_hashes(email):
+            if hashed in suppressed:
+                return "address", hashed
+    if phone:
+        hashed = phone_hash(phone)
+        if hashed in suppressed:
+            return "number", hashed
+    return None
 
 
 def _human(seconds: float) -> str:

@@ -440,7 +440,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
     def history(self, cart_keys: Sequence[str], emails: Sequence[str], email_hashes: Sequence[str],
                 phones: Sequence[str] = ()) -> History:
         """Steps claimed per cart, the last message per address and per phone number (any
-        channel), and which of the hashes (of addresses and numbers) are suppressed."""
+        channel), and which of the hashes (of addresses and numbers) are suppressed, with why."""
         if self._json_lists():
             found = self._history_json(cart_keys, emails, email_hashes, phones)
             if found is not None:
@@ -460,7 +460,8 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
             for chunk in chunks(sorted(set(emails)), 500):
                 latest_messaged(conn.execute(*query(1, "emails", chunk)), result.last_by_email)
             for chunk in chunks(sorted(set(email_hashes)), 500):
-                result.suppressed.update(row[0] for row in conn.execute(*query(2, "hashes", chunk)))
+                rows = conn.execute(*query(2, "hashes", chunk))  # a Result has keys(): not for dict.update
+                result.suppressed.update((hashed, reason) for hashed, reason in rows)
             for chunk in chunks(sorted(set(phones)), 500):
                 latest_messaged(conn.execute(*query(3, "phones", chunk)), result.last_by_phone)
         return result
@@ -489,7 +490,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
             elif which == 1:
                 by_email.append((value, status, claimed))
             elif which == 2:
-                result.suppressed.add(value)
+                result.suppressed[value] = status  # the suppression's reason, in the status column
             else:
                 by_phone.append((value, status, claimed))
         latest_messaged(((c, s, moment(at)) for c, s, at in by_email if s in MESSAGED), result.last_by_email)

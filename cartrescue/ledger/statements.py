@@ -66,7 +66,9 @@ def history_statements(as_json: bool) -> tuple[Any, Any, Any, Any]:
     # list is) took the status index and read every message of the ledger for each chunk of
     # carts: ~100 ms a chunk at 300,000 messages, growing with the ledger.
     last = select(message.c.email, message.c.status, message.c.claimed_at).where(message.c.email.in_(one_of("emails")))
-    suppressed = select(suppression.c.email_hash).where(suppression.c.email_hash.in_(one_of("hashes")))
+    # With its reason, for a skip's detail: read only for the few hashes that are suppressed.
+    suppressed = select(suppression.c.email_hash, suppression.c.reason).where(
+        suppression.c.email_hash.in_(one_of("hashes")))
     last_phone = select(message.c.phone, message.c.status, message.c.claimed_at).where(
         message.c.phone.in_(one_of("phones")))
     return steps, last, suppressed, last_phone
@@ -84,7 +86,8 @@ class HistoryJson:
     row per copy) and no NUL (:func:`cartrescue.scratch.json_keys` gives None then: the caller
     asks through :func:`history_statements` instead). A row: ``(which, value, step, channel,
     status, claimed_at, variant, sequence)``, ``which`` 0 for a cart's step, 1 an address's
-    message, 2 a suppressed hash, 3 a number's message; what a lookup does not read is NULL.
+    message, 2 a suppressed hash (its reason as ``status``), 3 a number's message; what a lookup
+    does not read is NULL.
     """
 
     def __init__(self, dialect: Any) -> None:
@@ -95,7 +98,7 @@ class HistoryJson:
             "SELECT 0, t.cart_key, t.step, t.channel, t.status, t.claimed_at, t.variant, t.sequence "
             + joined.format(table=message, column="cart_key"),
             "SELECT 1, t.email, NULL, NULL, t.status, t.claimed_at, NULL, NULL " + joined.format(table=message, column="email"),
-            "SELECT 2, t.email_hash, NULL, NULL, NULL, NULL, NULL, NULL "
+            "SELECT 2, t.email_hash, NULL, NULL, t.reason, NULL, NULL, NULL "
             + joined.format(table=suppression, column="email_hash"),
             "SELECT 3, t.phone, NULL, NULL, t.status, t.claimed_at, NULL, NULL " + joined.format(table=message, column="phone"),
         ))

@@ -83,7 +83,7 @@ class History:
 
     by_cart: dict[str, list[SentStep]] = field(default_factory=dict)
     last_by_email: dict[str, datetime] = field(default_factory=dict)
-    suppressed: set[str] = field(default_factory=set)  # contact hashes (addresses and numbers)
+    suppressed: dict[str, str] = field(default_factory=dict)  # contact hash (address or number) -> its reason
     last_by_phone: dict[str, datetime] = field(default_factory=dict)  # E.164 -> last message, any channel
 
 

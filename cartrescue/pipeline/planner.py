@@ -14,7 +14,7 @@ from datetime import datetime
 from cartrescue.config import Config, Sequence as StepSequence, Tier
 from cartrescue.contacts import email_hashes, normalize_phone, phone_hash, phone_region
 from cartrescue.currency import Basis
-from cartrescue.decide.eligibility import Gates, Verdict
+from cartrescue.decide.eligibility import Gates, Suppressed, Verdict, suppressed_because
 from cartrescue.decide.experiments import Experiments, subject
 from cartrescue.ledger import ADDRESS_CHANNELS, NUMBER_CHANNELS, History, Ledger, TierUse
 from cartrescue.model import (
@@ -337,7 +337,8 @@ class Planner:
         if not hashes:
             return calls
         suppressed = self.ledger.history([], [], list(hashes.values())).suppressed
-        return [replace(d, action=ACTION_SKIP, reason=REASON_SUPPRESSED, detail="the number to call is suppressed")
+        return [replace(d, action=ACTION_SKIP, reason=REASON_SUPPRESSED,
+                        detail=suppressed_because("the number to call", suppressed[hashes[id(d)]]))
                 if hashes.get(id(d)) in suppressed else d for d in calls]
 
     def _repeated(self, cart: Cart, repeated: dict[str, int], advice: str) -> bool:
@@ -460,7 +461,7 @@ class Planner:
         return replace(not_due, not_before=held.not_before, detail=f"{not_due.detail}, due {minute_text(due_at)} UTC; {then}")
 
     def _reach(self, cart: Cart, facts: OrderFacts, tier: Tier, channel: str, phone: str | None,
-               suppressed: set[str], newest_cart: str | None,
+               suppressed: Suppressed, newest_cart: str | None,
                withdrawn: Mapping[str, Withdrawal] = NO_WITHDRAWAL) -> tuple[str, Verdict | None, str]:
         """The channel a step on ``channel`` goes out by to this cart, the first gate it fails
         there, and why it is not ``channel`` ("" when it is): one rule for runs and previews.
