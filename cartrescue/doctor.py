@@ -205,6 +205,7 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
     try:
         counts = ledger.status_counts()
         unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
+        silent = _silent_parties(ledger.unconfirmed_channels()) if unconfirmed else ""
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
         refused = ledger.write_refused()
         shops = ledger.shops_taking_turns()
@@ -222,9 +223,21 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
                      "point ledger.url at the primary, or grant the writes; `report` only reads it)",
                      int(ExitCode.CONFIG))
     if unconfirmed:
-        return Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed, or the "
-                     "relay did not answer after the message): not resent unless `run --send --resend-unconfirmed`")
+        return Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed{silent}): "
+                     "not resent unless `run --send --resend-unconfirmed`")
     return Check("ledger", OK, summary)
+
+
+#: Who answers a message of each channel: their missing answer leaves its claim without outcome.
+_ANSWERED_BY = {"email": "the relay", "sms": "the SMS gateway", "webhook": "the webhook receiver"}
+
+
+def _silent_parties(channels: set[str]) -> str:
+    """``, or the relay or the SMS gateway did not answer after the message``, naming only the
+    channels of the claims without outcome (an SMS gateway is no relay); "" for a call list's,
+    which nobody answers: only a killed run leaves it so."""
+    who = [party for channel, party in _ANSWERED_BY.items() if channel in channels]
+    return f", or {' or '.join(who)} did not answer after the message" if who else ""
 
 
 def _step_templates(config: Any) -> str | None:

@@ -135,6 +135,32 @@ def test_unconfirmed_claims_are_reported(shop: Shop) -> None:
     assert "1 claims have no outcome" in found["ledger"]["detail"] and "--resend-unconfirmed" in found["ledger"]["detail"]
 
 
+@pytest.mark.parametrize(("channel", "transport", "phone", "who"), [
+    ("email", "smtp", None, "the relay"),
+    ("sms", "twilio", "+46701234567", "the SMS gateway"),
+    ("webhook", "webhook", None, "the webhook receiver"),
+])
+def test_unconfirmed_claims_name_the_party_of_their_channel(shop: Shop, channel: str, transport: str,
+                                                            phone: str | None, who: str) -> None:
+    """An SMS claim without outcome was said to be one "the relay did not answer": an SMS
+    gateway is no relay, nor is a webhook's receiver."""
+    shop.add(cart("c1"))
+    shop.write()
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        from cartrescue.ledger import ClaimRequest
+
+        run_id = ledger.start_run("send", datetime.now(timezone.utc))
+        with ledger.lock(run_id, timedelta(hours=2)):
+            ledger.claim(run_id, [ClaimRequest("csv:c1", "c1", "c1@example.com", 1, channel, transport, "reminder-1",
+                                               None, "standard", 0.0, phone=phone)], datetime.now(timezone.utc))
+    finally:
+        ledger.close()
+    detail = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["ledger"]["detail"]
+    assert f"(a run was killed, or {who} did not answer after " in detail, detail
+    assert (channel == "email") == ("relay" in detail), detail
+
+
 @pytest.mark.parametrize(("age", "status"), [(timedelta(minutes=30), OK), (timedelta(hours=2, seconds=1), FAIL)])
 def test_staleness_threshold(age: timedelta, status: str) -> None:
     now = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)

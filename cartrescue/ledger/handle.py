@@ -895,6 +895,14 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
             return {status: int(n) for status, n in conn.execute(
                 select(message.c.status, func.count()).group_by(message.c.status))}
 
+    def unconfirmed_channels(self) -> set[str]:
+        """The channels of the messages without outcome (``claimed``, ``unconfirmed``): ``doctor``
+        names who did not answer by channel (a relay, an SMS gateway, a webhook's receiver)."""
+        message = Message.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(message.c.channel).where(message.c.status.in_(UNCONFIRMED))
+                                    .distinct()).scalars())
+
     def write_refused(self) -> str | None:
         """Why the ledger's database would refuse a run's writes, or None (for ``doctor``).
 
