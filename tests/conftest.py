@@ -7,6 +7,7 @@ Tests describe carts compactly with :func:`cart` and run the real command line t
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.testing
 import yaml
 from hypothesis import settings
 from typer.testing import CliRunner
@@ -50,6 +52,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the minute-long ones start while the short ones can still fill the other cores around them,
     instead of one of them running alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The wheel and venv of tests/test_installed.py start building now, in a process of their
+    own, when a test to run needs them: see its ``start_building``."""
+    if session.config.option.collectonly:
+        return
+    if any("installed" in getattr(item, "fixturenames", ()) for item in session.items):
+        from test_installed import installed_base, start_building
+
+        start_building(installed_base(session.config))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -275,6 +288,12 @@ def stopped_with_shops_running(args: list[str], cwd: Path, shops: int, settle: f
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     return process.returncode, out, err
+
+
+# typer's runner built the app's click commands anew for every call (~40 ms of the suite's tens of
+# thousands of in-process calls); the command line a process builds once (``app()``) and invokes
+# many times is the same, so the runner builds it once a process too.
+typer.testing._get_command = functools.cache(typer.testing._get_command)  # type: ignore[attr-defined]
 
 
 def cli(*args: str) -> Outcome:

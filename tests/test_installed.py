@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,16 +30,47 @@ def _run(*command: str | Path, cwd: Path, timeout: int = 600) -> subprocess.Comp
     return subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def installed_base(config: pytest.Config) -> Path:
+    """The run's one build folder: in the common temporary folder of the xdist workers (or the
+    session's own without xdist)."""
+    root = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # the fixture's factory
+    return (root.parent if hasattr(config, "workerinput") else root) / "installed"
+
+
+def start_building(base: Path) -> None:
+    """Start the build in a process of its own as the tests are collected (conftest calls this
+    when a collected test uses :func:`installed`), so that it is done by the time one needs it:
+    before, the workers that reached these tests together each waited the whole build (over two
+    minutes a worker on a loaded machine) with nothing to run. The process holds the build's lock
+    until it ends; one already started, or done, is not started again. Should it fail, the
+    fixture builds again in the test and its assertion says why."""
+    base.mkdir(parents=True, exist_ok=True)
+    lock = os.open(base / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another worker's build holds it
+        if (base / "ready").exists() or (base / "started").exists():
+            return
+        (base / "started").touch()
+        with (base / "build.log").open("w") as log:
+            subprocess.Popen([sys.executable, __file__, str(base)], cwd=base, pass_fds=(lock,), stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        os.close(lock)  # the build's process keeps the lock (the same open file) until it ends
+
+
 @pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, Path]:
+def installed(pytestconfig: pytest.Config) -> tuple[Path, Path]:
     """(the wheel, the venv's cartrescue command), built once per suite run.
 
     Building and installing take most of a minute, and pytest-xdist may run these tests on
     different workers (its ``xdist_group`` mark does not group with pytest 9.2, which no longer
     reads the ``_nodeid`` xdist rewrites). So the workers share one build in the run's common
-    temporary folder: the first to take the lock builds it, the others wait and reuse it."""
-    root = tmp_path_factory.getbasetemp()
-    base = (root.parent if worker_id != "master" else root) / "installed"
+    temporary folder, started as the tests are collected (:func:`start_building`): the lock's
+    holder builds it, the others wait and reuse it."""
+    base = installed_base(pytestconfig)
     base.mkdir(exist_ok=True)
     with (base / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -175,3 +207,8 @@ def test_a_plain_install_names_the_extra_a_mariadb_shop_needs(installed: tuple[P
     error = json.loads(run.stdout)["error"]
     assert (run.returncode, error["code"]) == (3, "source"), run.stdout
     assert "pip install 'cartrescue[mysql]'" in error["message"], error["message"]
+
+
+if __name__ == "__main__":  # start_building's process: python test_installed.py BASE
+    _build_and_install(Path(sys.argv[1]))
+    (Path(sys.argv[1]) / "ready").touch()
