@@ -293,7 +293,8 @@ def stopped_with_shops_running(args: list[str], cwd: Path, shops: int, settle: f
 # typer's runner built the app's click commands anew for every call (~40 ms of the suite's tens of
 # thousands of in-process calls); the command line a process builds once (``app()``) and invokes
 # many times is the same, so the runner builds it once a process too.
-typer.testing._get_command = functools.cache(typer.testing._get_command)  # type: ignore[attr-defined]
+if hasattr(typer.testing, "_get_command"):  # a private helper: a typer without it builds them each call
+    typer.testing._get_command = functools.cache(typer.testing._get_command)  # type: ignore[attr-defined]
 
 
 def cli(*args: str) -> Outcome:
