@@ -511,6 +511,24 @@ def test_a_utf16_export_with_its_byte_order_mark_reads_as_utf16_or_its_byte_orde
     assert [row["cart_id"] for row in result.json["decisions"]] == ["c1"]
 
 
+@pytest.mark.parametrize(("encoding", "order"), [("utf-8-sig", "utf-16-le"), ("cp1252", "utf-16-be")])
+def test_a_utf16_export_without_its_byte_order_mark_read_as_8_bit_text_says_it_is_utf16(
+        shop: Shop, encoding: str, order: str) -> None:
+    """A UTF-16 export saved without its mark decodes as UTF-8 (or cp1252) without an error, a NUL
+    between every letter: the run stopped on "missing column(s): cart_id, ... (the header has
+    '\\x00c\\x00a...')", which says nothing of the encoding. Its NULs say it: exit 3, naming the
+    file and the byte order to set."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(path.read_text(encoding="utf-8").encode(order))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{shop.config_path}: source.carts: {path}: "), message
+    assert message.endswith(f"set source.encoding to {order}"), message
+
+
 def test_a_carts_column_named_almost_as_the_format_names_it_is_reported_not_read_as_absent_in_silence(
         shop: Shop) -> None:
     """A hand-written export with ``E-Mail`` for ``email``: every cart was a no_contact skip, exit
