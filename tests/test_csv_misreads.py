@@ -566,6 +566,28 @@ def test_a_required_column_named_almost_as_the_format_names_it_is_named_in_the_e
         "unit_price, or map it in source.columns)")
 
 
+def test_a_required_column_the_mapping_names_and_the_file_lacks_names_the_mapping_key(shop: Shop) -> None:
+    """``source.columns: {cart_id: "Checkout ID"}`` on an export whose column is ``Cart ID``: the
+    error said ``missing column(s): Checkout ID``, a name the owner may not recognise as the one
+    they wrote in the config, nor know where to change. It names the key that maps it."""
+    shop.configure(source={"columns": {"cart_id": "Checkout ID", "unit_price": "Price"}})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"],
+                header=HEADER.replace("cart_id,", "Cart ID,").replace(",unit_price,", ",Price,"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    assert result.json["error"]["message"] == (
+        f"{shop.folder / 'carts.csv'}:1: missing column(s): Checkout ID (source.columns.cart_id)")
+
+
+def test_a_required_orders_column_the_mapping_names_and_the_file_lacks_names_the_mapping_key(shop: Shop) -> None:
+    shop.add(cart("c1")).configure(source={"order_columns": {"created_at": "Placed"}})
+    shop.write()
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"] == (
+        f"{shop.folder / 'orders.csv'}:1: missing column(s): Placed (source.order_columns.created_at)")
+
+
 def test_columns_cartrescue_does_not_read_are_not_taken_for_misspelt_ones(shop: Shop) -> None:
     """An export's own columns (a note, a device id, a second phone) are left alone in silence."""
     header = HEADER.replace(",marketing_consent", ",note,Device ID,phone2,Total Tax,marketing_consent")

@@ -124,7 +124,9 @@ def header_columns(path: Path, header: list[str], fields: Sequence[str], mapping
         below = None if hint or reader is None else _header_below(reader, missing)
         if below is not None:
             hint = f"line {below} names them: is the header there? Remove the lines above it"
-        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}" + (f" ({hint})" if hint else ""))
+        named = [f"{mapping[name]} ({key}.{name})" if name in mapping else name
+                 for name in required if index[name] < 0]  # a mapped one: the key the owner wrote it under
+        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(named)}" + (f" ({hint})" if hint else ""))
     if len(positions) < len(header):  # a name twice: which of them is read matters only if one is
         for name, at in index.items():
             if at >= 0:
