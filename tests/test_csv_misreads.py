@@ -588,6 +588,21 @@ def test_a_required_orders_column_the_mapping_names_and_the_file_lacks_names_the
         f"{shop.folder / 'orders.csv'}:1: missing column(s): Placed (source.order_columns.created_at)")
 
 
+def test_a_header_the_mapping_gives_one_field_is_not_read_as_another_fields_own_name(shop: Shop) -> None:
+    """A Shopify-style export mapped by hand, ``cart_id: Name`` (Shopify's ``#1001``) and the
+    product's column left unmapped: ``Name`` was read as the product's ``name`` too, and the
+    reminder listed "#1001 × 1 — €25.00" as the product, exit 0, nothing said. A header the
+    config maps to one field is that field's: the product column is missing, and said so."""
+    shop.configure(source={"columns": {"cart_id": "Name"}})
+    _carts_file(shop, [f"#1001,a@example.com,EUR,{AT},S1,Mug,1,10"],
+                header=HEADER.replace("cart_id,", "Name,").replace(",name,", ",Lineitem name,"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    assert result.json["error"]["message"] == (
+        f"{shop.folder / 'carts.csv'}:1: missing column(s): name (the header's 'Name' is source.columns.cart_id: "
+        "map name to its own column)")
+
+
 def test_columns_cartrescue_does_not_read_are_not_taken_for_misspelt_ones(shop: Shop) -> None:
     """An export's own columns (a note, a device id, a second phone) are left alone in silence."""
     header = HEADER.replace(",marketing_consent", ",note,Device ID,phone2,Total Tax,marketing_consent")
