@@ -511,6 +511,24 @@ def test_a_utf16_export_with_its_byte_order_mark_reads_as_utf16_or_its_byte_orde
     assert [row["cart_id"] for row in result.json["decisions"]] == ["c1"]
 
 
+@pytest.mark.parametrize(("encoding", "order"), [("utf-8-sig", "utf-16-le"), ("cp1252", "utf-16-be")])
+def test_a_utf16_export_without_its_byte_order_mark_read_as_8_bit_text_says_it_is_utf16(
+        shop: Shop, encoding: str, order: str) -> None:
+    """A UTF-16 export saved without its mark decodes as UTF-8 (or cp1252) without an error, a NUL
+    between every letter: the run stopped on "missing column(s): cart_id, ... (the header has
+    '\\x00c\\x00a...')", which says nothing of the encoding. Its NULs say it: exit 3, naming the
+    file and the byte order to set."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(path.read_text(encoding="utf-8").encode(order))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{shop.config_path}: source.carts: {path}: "), message
+    assert message.endswith(f"set source.encoding to {order}"), message
+
+
 def test_a_carts_column_named_almost_as_the_format_names_it_is_reported_not_read_as_absent_in_silence(
         shop: Shop) -> None:
     """A hand-written export with ``E-Mail`` for ``email``: every cart was a no_contact skip, exit
@@ -546,6 +564,43 @@ def test_a_required_column_named_almost_as_the_format_names_it_is_named_in_the_e
     assert result.json["error"]["message"] == (
         f"{shop.folder / 'carts.csv'}:1: missing column(s): unit_price (the header has 'Unit Price': rename it "
         "unit_price, or map it in source.columns)")
+
+
+def test_a_required_column_the_mapping_names_and_the_file_lacks_names_the_mapping_key(shop: Shop) -> None:
+    """``source.columns: {cart_id: "Checkout ID"}`` on an export whose column is ``Cart ID``: the
+    error said ``missing column(s): Checkout ID``, a name the owner may not recognise as the one
+    they wrote in the config, nor know where to change. It names the key that maps it."""
+    shop.configure(source={"columns": {"cart_id": "Checkout ID", "unit_price": "Price"}})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"],
+                header=HEADER.replace("cart_id,", "Cart ID,").replace(",unit_price,", ",Price,"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    assert result.json["error"]["message"] == (
+        f"{shop.folder / 'carts.csv'}:1: missing column(s): Checkout ID (source.columns.cart_id)")
+
+
+def test_a_required_orders_column_the_mapping_names_and_the_file_lacks_names_the_mapping_key(shop: Shop) -> None:
+    shop.add(cart("c1")).configure(source={"order_columns": {"created_at": "Placed"}})
+    shop.write()
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    assert result.json["error"]["message"] == (
+        f"{shop.folder / 'orders.csv'}:1: missing column(s): Placed (source.order_columns.created_at)")
+
+
+def test_a_header_the_mapping_gives_one_field_is_not_read_as_another_fields_own_name(shop: Shop) -> None:
+    """A Shopify-style export mapped by hand, ``cart_id: Name`` (Shopify's ``#1001``) and the
+    product's column left unmapped: ``Name`` was read as the product's ``name`` too, and the
+    reminder listed "#1001 × 1 — €25.00" as the product, exit 0, nothing said. A header the
+    config maps to one field is that field's: the product column is missing, and said so."""
+    shop.configure(source={"columns": {"cart_id": "Name"}})
+    _carts_file(shop, [f"#1001,a@example.com,EUR,{AT},S1,Mug,1,10"],
+                header=HEADER.replace("cart_id,", "Name,").replace(",name,", ",Lineitem name,"))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    assert result.json["error"]["message"] == (
+        f"{shop.folder / 'carts.csv'}:1: missing column(s): name (the header's 'Name' is source.columns.cart_id: "
+        "map name to its own column)")
 
 
 def test_columns_cartrescue_does_not_read_are_not_taken_for_misspelt_ones(shop: Shop) -> None:

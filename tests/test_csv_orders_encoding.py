@@ -84,3 +84,17 @@ def test_an_unknown_orders_encoding_is_a_config_error_naming_its_key(shop: Shop)
     message = result.json["error"]["message"]
     assert "source.orders_encoding" in message and "unknown encoding 'cp-1252x'" in message, message
 
+
+
+def test_a_utf8_orders_export_beside_utf16_carts_is_told_to_set_utf8_not_a_utf16_byte_order(shop: Shop) -> None:
+    """Excel's "Unicode Text" carts (``source.encoding: utf-16``) beside a UTF-8 orders export:
+    the error said "set source.orders_encoding ... e.g. utf-16-le"; set so, the UTF-8 file read
+    as garbage ("missing column(s): order_id, created_at"), and then "e.g. cp1252". A file with
+    no NUL byte is no UTF-16 at all: the setting that reads it is utf-8-sig."""
+    _bought(shop).configure(source={"encoding": "utf-16"})
+    path = _orders_in(shop, "utf-8", carts="utf-16")
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{path}:1: not utf-16 text"), message
+    assert message.endswith("set source.orders_encoding to the export's encoding, e.g. utf-8-sig"), message

@@ -92,6 +92,7 @@ def test_run_all_help_says_its_exit_codes_and_what_an_overlapping_round_does() -
     (("templates", "check"), {0, 1, 2, 3}),
     (("preview",), {0, 1, 2, 3}),
     (("carts",), {0, 1, 2, 3}),
+    (("run",), {0, 1, 2, 3, 4, 6, 130}),  # the cron job's own help listed none: what --strict on a bad row exits
     (("report",), {0, 1, 2, 3}),
     (("send-test",), {0, 1, 2, 3}),  # it said "Exit 1 when the relay refused": a template error is 1 too
 ])
@@ -113,3 +114,10 @@ def test_report_quiet_help_says_warnings_are_printed_too(command: str) -> None:
     text = " ".join(_help((command,)).replace("│", " ").split())
     quiet = text.split("--quiet -q", 1)[1].split(" --", 1)[0]
     assert "errors and warnings" in quiet and "bad order row" in quiet, quiet
+
+
+def test_run_strict_help_says_a_bad_source_row_exits_3() -> None:
+    """``--strict`` said "stop before delivering anything"; the README said a dry-run "with such a
+    finding" exits 1, while a bad row exits 3 (the source): a script testing for 1 missed it."""
+    text = " ".join(_help(("run",)).replace("│", " ").split())
+    assert re.search(r"--strict Stop before delivering anything if any source row is bad \(exit 3", text), text

@@ -493,8 +493,8 @@ def run(
             "recorded: unlike --outbox, no step counts as sent."))
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help=(
-        "Stop before delivering anything if any source row is bad; a dry-run also exits 1 on a finding of "
-        "`templates check` in the templates it used."))] = False,
+        "Stop before delivering anything if any source row is bad (exit 3, naming its file and line); a dry-run "
+        "also exits 1 on a finding of `templates check` in the templates it used."))] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every cart, not only the first 50.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="For cron: print nothing when all went well; otherwise the warnings and the summary. "
@@ -528,6 +528,12 @@ def run(
     code unchanged unless `--strict`. With `--outbox DIR`
     every message is written as an .eml file and recorded in the ledger, as sent; with `--send` it
     goes out over SMTP. A second run at the same moment delivers nothing.
+
+    Exit codes: 0 ok, 1 some carts failed (an unreadable source row,
+    reported with its file and line and its cart skipped; a failed delivery; a template error),
+    2 config or ledger error, 3 the source could not be read (or `--strict` met a bad row, or a
+    sending run held back on a stale export), 4 another run holds the lock, 6 this run lost its
+    lock, 130 stopped by Ctrl-C or SIGTERM (README, "Exit codes", has them all).
 
     Example (cron, every 10 minutes):
 

@@ -95,7 +95,43 @@ def _marked_otherwise(handle: TextIO, encoding: str, setting: str = ENCODING_SET
                     "(read as the config says, its text would be garbled, every Åsa Ã…sa in the reminders, or its "
                     f"header unreadable); set {setting} to {wanted}"
                     + (", or leave it out" if wanted == "utf-8-sig" else ""))
+    order = _utf16_without_mark(os.pread(handle.fileno(), _SNIFF, 0))
+    if order is not None and not codec.startswith(("utf-16", "utf-32")):
+        return (f"holds a NUL byte beside every letter: the export is UTF-16 without its byte-order mark (read as "
+                f"{encoding}, its header is unreadable); set {setting} to {order}")
     return None
+
+
+#: How much of a file's start is looked at to tell UTF-16 without its mark, or no UTF-16 at all.
+_SNIFF = 512
+
+
+def _utf16_without_mark(start: bytes) -> str | None:
+    """The UTF-16 byte order of a file starting ``start`` (no byte-order mark) when its text is
+    that, else None. Latin text in UTF-16 has a NUL beside every letter, on the odd bytes
+    (``utf-16-le``) or the even ones (``-be``); 8-bit or UTF-8 text has none, or a stray one
+    in a damaged cell, never one in every pair."""
+    pairs = len(start) // 2
+    if pairs < 2:
+        return None
+    for order, nul_at in (("utf-16-le", 1), ("utf-16-be", 0)):
+        if start[nul_at::2][:pairs].count(0) >= 0.9 * pairs and start[1 - nul_at::2][:pairs].count(0) < 0.1 * pairs:
+            return order
+    return None
+
+
+def _likely_encoding(path: Path, encoding: str) -> str:
+    """The encoding to suggest for ``path``, which ``encoding`` cannot read: the UTF-16 byte order
+    its NULs show, utf-8-sig for a file of no NUL (a UTF-8 orders export beside "Unicode Text"
+    carts was told "e.g. utf-16-le", which read it as garbage), else cp1252 (Excel's 8-bit)."""
+    with path.open("rb") as handle:
+        start = handle.read(_SNIFF)
+    order = _utf16_without_mark(start)
+    if order is not None:
+        return order
+    if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")) and 0 not in start:
+        return "utf-8-sig"
+    return "cp1252"
 
 
 #: Excel's delimiter hint, a first line ``sep=;`` some exporters write above the header so that
@@ -173,9 +209,8 @@ def undecodable(path: Path, encoding: str, setting: str = ENCODING_SETTING) -> S
     again as bytes to find the line (only on this error path). UTF-16 and UTF-32 raise a plain
     :class:`UnicodeError` for a file without a byte-order mark: which byte order is it in?
     """
-    import codecs
-
     decoder = codecs.getincrementaldecoder(encoding)()
+    likely = _likely_encoding(path, encoding)
     number = 0
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
@@ -183,8 +218,8 @@ def undecodable(path: Path, encoding: str, setting: str = ENCODING_SETTING) -> S
                 decoder.decode(raw)
             except UnicodeDecodeError as exc:
                 return SourceError(f"{path}:{number}: not {encoding} text (byte {exc.start + 1} of the line: "
-                                   f"{exc.reason}); set {setting} to the export's encoding, e.g. cp1252")
+                                   f"{exc.reason}); set {setting} to the export's encoding, e.g. {likely}")
             except UnicodeError as exc:
                 return SourceError(f"{path}:{number}: not {encoding} text ({exc}); set {setting} to the "
-                                   f"export's encoding, e.g. {encoding}-le")
-    return SourceError(f"{path}: not {encoding} text; set {setting} to the export's encoding, e.g. cp1252")
+                                   f"export's encoding, e.g. {likely}")
+    return SourceError(f"{path}: not {encoding} text; set {setting} to the export's encoding, e.g. {likely}")

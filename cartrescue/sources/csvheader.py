@@ -118,13 +118,20 @@ def header_columns(path: Path, header: list[str], fields: Sequence[str], mapping
         index[name] = next((positions[wanted] for wanted in (part.strip().lower() for part in
                                                              mapping.get(name, name).split("|"))
                             if wanted in positions), -1)
+    taken = _taken_by_mapping(index, mapping)
+    for name in taken:
+        index[name] = -1
     missing = [mapping.get(name, name) for name in required if index[name] < 0]
     if missing:
         hint = _rename_hint(header, index, mapping, required, key)
         below = None if hint or reader is None else _header_below(reader, missing)
         if below is not None:
             hint = f"line {below} names them: is the header there? Remove the lines above it"
-        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(missing)}" + (f" ({hint})" if hint else ""))
+        named = [f"{mapping[name]} ({key}.{name})" if name in mapping  # a mapped one: the key the owner wrote it under
+                 else f"{name} (the header's {header[taken[name][1]].strip()!r} is {key}.{taken[name][0]}: map {name} "
+                      "to its own column)" if name in taken
+                 else name for name in required if index[name] < 0]
+        raise SourceError(f"{path}:{line}: missing column(s): {', '.join(named)}" + (f" ({hint})" if hint else ""))
     if len(positions) < len(header):  # a name twice: which of them is read matters only if one is
         for name, at in index.items():
             if at >= 0:
@@ -169,6 +176,16 @@ def tied_to_carts(path: Path, header: Sequence[str], columns: _Columns, mapping:
         raise SourceError(f"{path}:{line}: none of the columns that tie an order to a cart ({names}): no order would "
                           "be matched and every buyer reminded; map the export's one in source.order_columns"
                           + (f" ({hint})" if hint else ""))
+
+
+def _taken_by_mapping(index: dict[str, int], mapping: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """The unmapped fields whose own name is a header the config maps to another field: each
+    with that field and the header's position. Such a header is the mapped field's alone: with
+    ``cart_id: Name`` (Shopify's ``#1001``) and the product's column unmapped, ``Name`` was read as
+    the product's ``name`` too, and the reminder listed "#1001 × 1" as the product."""
+    claimed = {index[name]: name for name in mapping if index.get(name, -1) >= 0}
+    return {name: (claimed[at], at) for name, at in index.items()
+            if name not in mapping and at in claimed and claimed[at] != name}
 
 
 def _rename_hint(header: Sequence[str], index: dict[str, int], mapping: dict[str, str], wanted: Sequence[str],
