@@ -11,7 +11,7 @@ in the cart's own currency: :mod:`cartrescue.compose.render`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 
 class Basis:
@@ -45,3 +45,10 @@ def minor_units(currency: str | None) -> int:
     from babel.numbers import get_currency_precision
 
     return get_currency_precision(currency.upper())
+
+
+def in_minor_units(amount: Decimal, currency: str | None) -> Decimal:
+    """``amount`` rounded to ``currency``'s digits (:func:`minor_units`), half up as shops display
+    prices: a source that stores more decimals than it shows (Magento's 4) gives a cart's amounts
+    as the customer saw them, ``60.00`` € and ``1500`` ¥, the figures other sources give."""
+    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)

@@ -542,3 +542,48 @@ def test_the_index_doctor_advises_can_be_created_for_a_second_prefix_in_one_post
                 assert not [p for p in source.check() if "no index on" in p]
             finally:
                 source.close()
+
+
+def _digits_quotes(db: shopdb.ShopDb) -> None:
+    """Quotes stored as Magento stores amounts, with 4 decimals, in currencies of 2, 0 and 3."""
+    db.schema("magento2")
+    db.insert("quote", [
+        quote(601, "2026-03-29 09:00:00", customer_email="eur@example.com", grand_total=Decimal("60.0000"),
+              base_grand_total=Decimal("60.0000")),
+        quote(602, "2026-03-29 09:00:00", customer_email="jpy@example.com", quote_currency_code="JPY",
+              base_currency_code="JPY", grand_total=Decimal("1500.0000"), base_grand_total=Decimal("1500.0000")),
+        quote(603, "2026-03-29 09:00:00", customer_email="kwd@example.com", quote_currency_code="KWD",
+              base_currency_code="KWD", grand_total=Decimal("12.3450"), base_grand_total=Decimal("12.3450")),
+        # a stored half cent: shown half up, as Magento's price formatting rounds it
+        quote(604, "2026-03-29 09:00:00", customer_email="half@example.com", grand_total=Decimal("19.9850"),
+              base_grand_total=Decimal("19.9850")),
+    ])
+    db.insert("quote_item", [line(6011, 601, "A", "2", "30.0000"), line(6021, 602, "B", "1", "1500.0000"),
+                             line(6031, 603, "C", "1", "12.3450"), line(6041, 604, "D", "1", "19.9850")])
+
+
+@pytest.fixture(scope="module", params=shopdb.KINDS)
+def digits(request, tmp_path_factory):
+    with shopdb.configured(request.param, "magentodigits", _digits_quotes, tmp_path_factory.mktemp("digits"),
+                           {"type": "magento2"}) as found:
+        yield found
+
+
+def test_a_carts_total_is_given_in_its_currencys_digits(digits):
+    """``carts --json`` gave a quote's total as Magento stores it, ``"60.0000"``, where the other
+    presets give ``"60.00"``: scripts and the report comparing them saw two figures."""
+    result, decisions = shopdb.plan(digits[1], NOW.isoformat().replace("+00:00", "Z"))
+    assert result.exit_code in (0, 1), result.output
+    totals = {cart_id: decisions[cart_id]["total"] for cart_id in ("601", "602", "603", "604")}
+    assert totals == {"601": "60.00", "602": "1500", "603": "12.345", "604": "19.99"}
+
+
+def test_line_prices_and_base_totals_are_in_their_currencys_digits(digits):
+    source = MagentoSource(digits[0].url)
+    try:
+        carts = {cart.id: cart for cart in source.carts(WINDOW)}
+    finally:
+        source.close()
+    assert [str(carts[n].items[0].unit_price) for n in ("601", "602", "603", "604")] == \
+        ["30.00", "1500", "12.345", "19.99"]
+    assert [str(carts[n].base_total) for n in ("601", "602", "603", "604")] == ["60.00", "1500", "12.345", "19.99"]

@@ -20,7 +20,8 @@ The shop's newsletter sends, for ``newsletter_today``, come from the core newsle
 letter has none yet) joined to ``newsletter_subscriber.subscriber_email``, and the queue's
 subject as the campaign name. Without these tables the sends are skipped with a note.
 
-Money: lines and totals in the quote's currency (what the customer saw); the base amount for
+Money: lines and totals in the quote's currency (what the customer saw), in its digits (:func:`_shown`:
+Magento stores 4 decimals, the other presets give 60.00 and 1500 ¥); the base amount for
 thresholds is ``base_grand_total`` (see :mod:`cartrescue.currency`); the report counts an order's
 ``grand_total`` less ``total_refunded`` (``base_total_refunded`` in the base currency), and
 the incentive code it used from ``coupon_code``. Magento stores every time
@@ -32,11 +33,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from cartrescue.contacts import normalize_email
+from cartrescue.currency import in_minor_units
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import Activity, OrderFilter, Window, ignore_problem
@@ -83,7 +86,6 @@ _STATE_STATUS = {_CANCELED: "canceled", "closed": REFUNDED}
 _DELIVERED_STATES = frozenset({"complete"})
 #: newsletter_subscriber.subscriber_status: 1 subscribed, 2 not active, 3 unsubscribed, 4 unconfirmed.
 _SUBSCRIBED, _UNSUBSCRIBED = 1, 3
-_CENTS = Decimal("0.0001")  # Magento keeps 4 decimal places
 
 
 class MagentoSource(DatabaseSource):
@@ -283,11 +285,12 @@ class MagentoSource(DatabaseSource):
                 cost = as_cost(row["base_cost"], "base_cost")
                 if not cost and child is not None:  # the configurable's own row rarely has a cost
                     cost = as_cost(child["base_cost"], "base_cost") or cost
-                items.append(item(
+                line = item(
                     row["sku"], row["name"], row["qty"], row["price"],
                     unit_cost=None if not cost else cost * rate,  # 0: no cost set (100 % margin, else)
                     stock=None if row["product_type"] == "bundle" else stock.get(product),
-                ))
+                )
+                items.append(replace(line, unit_price=in_minor_units(line.unit_price, currency)))
             # No line left (items_count says otherwise): an empty cart, which the pipeline skips.
             email = as_email(quote["customer_email"], *(a["email"] for a in ordered))
             phone = next((text_or_none(a["telephone"]) for a in ordered if text_or_none(a["telephone"])), None)
@@ -304,7 +307,7 @@ class MagentoSource(DatabaseSource):
                 is_guest=bool(quote["customer_is_guest"]) or customer_id is None,
                 marketing_consent=self._consent(quote, email, subscriptions),
             )
-            total = as_decimal(quote["grand_total"], "grand_total", required=False)
+            total = _shown(as_decimal(quote["grand_total"], "grand_total", required=False), currency)
             if items and _stale(quote, len(items), _sum_or_none(row_totals)):
                 # The lines it has are what the customer would buy; its totals still count what is gone.
                 total = sum((line.line_total for line in items), Decimal("0"))
@@ -338,12 +341,12 @@ class MagentoSource(DatabaseSource):
         if base is None or (not base and total):
             rate = as_decimal(quote["base_to_quote_rate"], "base_to_quote_rate", required=False)
             if total is not None and rate and rate > 0:
-                base = (total / rate).quantize(_CENTS)
+                base = total / rate
             elif base_code == currency:
                 base = total
             else:
                 base = None
-        return self.base_amount(base, base_code)
+        return self.base_amount(_shown(base, base_code), base_code)
 
     def _locale(self, store_id: Any) -> str | None:
         locales = self.options.get("store_locales") or {}
@@ -429,7 +432,8 @@ class MagentoSource(DatabaseSource):
         if _stale(quote, lines, row_total):
             return False
         try:
-            total = as_decimal(quote["grand_total"], "grand_total", required=False)
+            total = _shown(as_decimal(quote["grand_total"], "grand_total", required=False),
+                           as_currency(quote["quote_currency_code"]))
             if total is None or total > 0:
                 return False
             base = self._base_total(quote, as_currency(quote["quote_currency_code"]), total)
@@ -555,6 +559,13 @@ class MagentoSource(DatabaseSource):
                 order = self._order(row, refunds=True)
                 if order is not None:
                     yield order
+
+
+def _shown(amount: Decimal | None, currency: str) -> Decimal | None:
+    """A stored amount (Magento keeps 4 decimals: ``60.0000``) in ``currency``'s digits, half up
+    as Magento displays it (:func:`~cartrescue.currency.in_minor_units`): ``60.00`` € and
+    ``1500`` ¥, as the other presets give a cart's amounts."""
+    return None if amount is None else in_minor_units(amount, currency)
 
 
 def _last_activity(quote: Mapping[str, Any], updated: datetime) -> datetime:

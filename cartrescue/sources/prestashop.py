@@ -43,7 +43,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cartrescue.currency import minor_units
+from cartrescue.currency import in_minor_units
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
@@ -645,5 +645,6 @@ def _shown(amount: Decimal, factor: Decimal | None, currency: str | None) -> Dec
     ``PS_ROUND_TYPE`` (round each item) sums them. Without a currency (a cost): PrestaShop's
     own 6 decimals."""
     converted = amount if factor is None else amount * factor
-    places = 6 if currency is None else minor_units(currency)
-    return converted.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if currency is None:
+        return converted.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+    return in_minor_units(converted, currency)
