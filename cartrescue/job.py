@@ -22,7 +22,7 @@ from cartrescue.clock import RunClock
 from cartrescue.config import Config, SmsConfig, SmtpConfig, WebhookConfig, resolve_now  # resolve_now: re-exported, callers import it here
 from cartrescue.errors import ConfigError, LedgerError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger, RunsOver, busy, one_line
-from cartrescue.model import RowProblem
+from cartrescue.model import PROBLEMS_KEPT, RowProblem
 from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
 from cartrescue.compose.render import Renderer, require_step_templates
@@ -270,7 +270,7 @@ def _run_job(
         """A cart that could not be used (unreadable row, repeated id, render error): counted and
         shown; the run goes on with the others."""
         counts.problems += 1
-        if len(problems) < 1000:
+        if len(problems) < PROBLEMS_KEPT:
             problems.append(row)
         if on_problem is not None:
             on_problem(row)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import IO, Any, Literal, Protocol
 
 from cartrescue import processes
 from cartrescue.config import Config
+from cartrescue.model import PROBLEMS_KEPT
 from cartrescue.shards import Shard
 from cartrescue.stops import held
 
@@ -490,12 +492,24 @@ def start_workers(
     return Workers(workers, events, mode, now)
 
 
+_LINE = re.compile(r"(.*?):(\d+): ")
+
+
+def _file_and_line(problem: str) -> tuple[int, str, int]:
+    """Where a problem ("carts.csv:17: why") is: the shards' problems are sorted by it before
+    the cut at :data:`PROBLEMS_KEPT`, so N workers list a file's first problems, in the order
+    one worker does. A problem of no file line ("quote entity_id=42: why") comes after them."""
+    found = _LINE.match(problem)
+    return (0, found[1], int(found[2])) if found else (1, "", 0)
+
+
 def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
     """One result from the shards' reports (see ``_RANK`` for the exit code)."""
     counts = merge_counts([r.trailer["counts"] for r in reports if r.trailer and isinstance(r.trailer.get("counts"), dict)])
     problems: list[str] = []
     for report in reports:
         problems.extend((report.trailer or {}).get("problems") or [])
+    problems.sort(key=_file_and_line)  # stable: one row's problems keep their order
     notes: list[str] = []  # the same note from every shard (a plugin table missing) is said once
     for report in reports:
         notes.extend(note for note in (report.trailer or {}).get("notes") or [] if note not in notes)
@@ -528,5 +542,5 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
     warnings: list[str] = []  # as notes: said once
     for report in reports:
         warnings.extend(line for line in (report.trailer or {}).get("warnings") or [] if line not in warnings)
-    return MergedRun(mode, now, reports, counts, problems[:1000], notes, unconfirmed, released, killed_left, worst,
+    return MergedRun(mode, now, reports, counts, problems[:PROBLEMS_KEPT], notes, unconfirmed, released, killed_left, worst,
                      error, pruned, switched, warnings)
