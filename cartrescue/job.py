@@ -89,6 +89,9 @@ class RunSummary:
     # dry-run's findings of ``templates check`` (the last ``findings`` of them: ``--strict``'s).
     warnings: list[str] = field(default_factory=list)
     findings: int = 0
+    # The channels of the ``unconfirmed`` earlier claims: the summary names who did not answer
+    # (the relay, the SMS gateway: cartrescue.channels.silent_parties), in --json as a sorted list.
+    unconfirmed_channels: list[str] = field(default_factory=list)
 
 
 _Paced = TypeVar("_Paced", SmtpConfig, SmsConfig, WebhookConfig)
@@ -342,6 +345,7 @@ def _run_job(
         run_id = None
         pruned: dict[str, int] = {}
         unconfirmed = 0
+        unconfirmed_channels: list[str] = []
         released = 0
         killed_left = 0
         watch = None
@@ -366,7 +370,8 @@ def _run_job(
             killed_left = sum(ledger.close_dead_runs(run_id, config.ledger.lock_timeout).values())
             if request.resend_unconfirmed:
                 released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
-            unconfirmed = len(ledger.unconfirmed(run_id, owns))
+            left = ledger.unconfirmed(run_id, owns)
+            unconfirmed, unconfirmed_channels = len(left), sorted({row["channel"] for row in left})
         # Every shard reads the whole newsletter export: its bad rows are shard 1's to report.
         newsletters = newsletters_of(config, source, now, problem if shard.index == 1 else ignore_problem, stack,
                                      request.shared_sends)
@@ -439,7 +444,8 @@ def _run_job(
     notes += newsletters.notes() if newsletters is not None else []
     notes += planner.prioritizer.notes()
     summary = RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
-                         killed_left=killed_left, shop_switched_from=switched_from, warnings=warnings)
+                         killed_left=killed_left, shop_switched_from=switched_from, warnings=warnings,
+                         unconfirmed_channels=unconfirmed_channels)
     if request.deliver and request.mode == "dry-run":
         summary.used_files = sorted(renderer.used_files())
         if request.lint and summary.used_files:
