@@ -19,11 +19,13 @@ it went unchecked. A blocking database call is bounded by the deadlines the driv
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cartrescue.channels import answering, silent_parties
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode, SourceError
 from cartrescue.shards import Coverage, coverage, recorded_shard
 from cartrescue.sources.freshness import ago
@@ -67,12 +69,13 @@ class Report:
 
 
 def staleness(last: datetime | None, stale_after: timedelta, now: datetime, delivered_nothing: int = 0,
-              covered: Coverage | None = None) -> Check:
+              covered: Coverage | None = None, channels: Collection[str] = ()) -> Check:
     """The staleness verdict for the last successful delivering run (of every shard: ``covered``
     says which lags, :func:`cartrescue.shards.coverage`). ``delivered_nothing``: the runs after it
     that ran to their end but whose every delivery failed, named so that the owner does not look
-    for a cron that stopped (it runs; the relay takes nothing)."""
-    note = _delivered_nothing(delivered_nothing)
+    for a cron that stopped (it runs; the relay takes nothing). ``channels``: those runs'
+    messages' (none known: email's relay is asked about)."""
+    note = _delivered_nothing(delivered_nothing, channels)
     if covered is not None and covered.missing:
         shards = ", ".join(covered.missing)
         note += (f"; shard{'s' if len(covered.missing) > 1 else ''} {shards} never ran to a success: "
@@ -90,13 +93,17 @@ def staleness(last: datetime | None, stale_after: timedelta, now: datetime, deli
     return Check("staleness", WARN if note else OK, detail + note)
 
 
-def _delivered_nothing(runs: int) -> str:
-    """The words for ``runs`` runs that delivered nothing, or ``""``."""
+def _delivered_nothing(runs: int, channels: Collection[str] = ()) -> str:
+    """The words for ``runs`` runs that delivered nothing, or ``""``: who is asked about is
+    who answers their messages' ``channels`` (an SMS gateway is no relay)."""
     if not runs:
         return ""
     which = "the last run" if runs == 1 else f"the last {runs} runs"
-    return (f"; {which} delivered nothing (every delivery failed: is the relay refusing or deferring mail? "
-            "see `cartrescue report`)")
+    channels = set(channels) or {"email"}
+    who = answering(channels)
+    what = "mail" if channels == {"email"} else "messages"
+    question = f"is {who} refusing or deferring {what}? " if who else ""
+    return f"; {which} delivered nothing (every delivery failed: {question}see `cartrescue report`)"
 
 
 def _pinned_clock(config: Any) -> list[str]:
@@ -191,8 +198,10 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
             # demo's config) made every run end in the future ("-1112030s ago"), never stale.
             latest = recorded_shard(ledger.latest_delivering_shard() or "")
             covered = coverage(ledger.last_successful_runs(), latest.count if latest else None)
+            nothing = ledger.runs_delivering_nothing_since(covered.at)
+            channels = ledger.channels_delivering_nothing_since(covered.at) if nothing else set()
             checks.append(staleness(covered.at, config.doctor.stale_after, max(now, datetime.now(timezone.utc)),
-                                    ledger.runs_delivering_nothing_since(covered.at), covered))
+                                    nothing, covered, channels))
         finally:
             ledger.close()
     return Report(checks, config.shop.name)
@@ -205,7 +214,7 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
     try:
         counts = ledger.status_counts()
         unconfirmed = sum(counts.get(status, 0) for status in UNCONFIRMED)
-        silent = _silent_parties(ledger.unconfirmed_channels()) if unconfirmed else ""
+        silent = silent_parties(ledger.unconfirmed_channels()) if unconfirmed else ""
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no messages yet"
         refused = ledger.write_refused()
         shops = ledger.shops_taking_turns()
@@ -226,18 +235,6 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
         return Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed{silent}): "
                      "not resent unless `run --send --resend-unconfirmed`")
     return Check("ledger", OK, summary)
-
-
-#: Who answers a message of each channel: their missing answer leaves its claim without outcome.
-_ANSWERED_BY = {"email": "the relay", "sms": "the SMS gateway", "webhook": "the webhook receiver"}
-
-
-def _silent_parties(channels: set[str]) -> str:
-    """``, or the relay or the SMS gateway did not answer after the message``, naming only the
-    channels of the claims without outcome (an SMS gateway is no relay); "" for a call list's,
-    which nobody answers: only a killed run leaves it so."""
-    who = [party for channel, party in _ANSWERED_BY.items() if channel in channels]
-    return f", or {' or '.join(who)} did not answer after the message" if who else ""
 
 
 def _step_templates(config: Any) -> str | None:

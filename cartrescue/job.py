@@ -22,7 +22,7 @@ from cartrescue.clock import RunClock
 from cartrescue.config import Config, SmsConfig, SmtpConfig, WebhookConfig, resolve_now  # resolve_now: re-exported, callers import it here
 from cartrescue.errors import ConfigError, LedgerError, LockHeld, LockLost, SourceError
 from cartrescue.ledger import Ledger, RunsOver, busy, one_line
-from cartrescue.model import RowProblem
+from cartrescue.model import PROBLEMS_KEPT, RowProblem
 from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
 from cartrescue.compose.render import Renderer, require_step_templates
@@ -89,6 +89,9 @@ class RunSummary:
     # dry-run's findings of ``templates check`` (the last ``findings`` of them: ``--strict``'s).
     warnings: list[str] = field(default_factory=list)
     findings: int = 0
+    # The channels of the ``unconfirmed`` earlier claims: the summary names who did not answer
+    # (the relay, the SMS gateway: cartrescue.channels.silent_parties), in --json as a sorted list.
+    unconfirmed_channels: list[str] = field(default_factory=list)
 
 
 _Paced = TypeVar("_Paced", SmtpConfig, SmsConfig, WebhookConfig)
@@ -270,7 +273,7 @@ def _run_job(
         """A cart that could not be used (unreadable row, repeated id, render error): counted and
         shown; the run goes on with the others."""
         counts.problems += 1
-        if len(problems) < 1000:
+        if len(problems) < PROBLEMS_KEPT:
             problems.append(row)
         if on_problem is not None:
             on_problem(row)
@@ -342,6 +345,7 @@ def _run_job(
         run_id = None
         pruned: dict[str, int] = {}
         unconfirmed = 0
+        unconfirmed_channels: list[str] = []
         released = 0
         killed_left = 0
         watch = None
@@ -366,7 +370,8 @@ def _run_job(
             killed_left = sum(ledger.close_dead_runs(run_id, config.ledger.lock_timeout).values())
             if request.resend_unconfirmed:
                 released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
-            unconfirmed = len(ledger.unconfirmed(run_id, owns))
+            left = ledger.unconfirmed(run_id, owns)
+            unconfirmed, unconfirmed_channels = len(left), sorted({row["channel"] for row in left})
         # Every shard reads the whole newsletter export: its bad rows are shard 1's to report.
         newsletters = newsletters_of(config, source, now, problem if shard.index == 1 else ignore_problem, stack,
                                      request.shared_sends)
@@ -439,7 +444,8 @@ def _run_job(
     notes += newsletters.notes() if newsletters is not None else []
     notes += planner.prioritizer.notes()
     summary = RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
-                         killed_left=killed_left, shop_switched_from=switched_from, warnings=warnings)
+                         killed_left=killed_left, shop_switched_from=switched_from, warnings=warnings,
+                         unconfirmed_channels=unconfirmed_channels)
     if request.deliver and request.mode == "dry-run":
         summary.used_files = sorted(renderer.used_files())
         if request.lint and summary.used_files:

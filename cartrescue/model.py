@@ -333,6 +333,10 @@ class RowProblem:
         return f"{self.location}: {self.reason}"
 
 
+#: How many :class:`RowProblem` a run lists (all are counted): a file's first, in file order.
+PROBLEMS_KEPT = 1000
+
+
 #: The longest reason a :class:`RowProblem` keeps (a quoted value is cut, "…" marks the cut).
 PROBLEM_REASON_LIMIT = 300
 

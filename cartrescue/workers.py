@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import IO, Any, Literal, Protocol
 
 from cartrescue import processes
 from cartrescue.config import Config
+from cartrescue.model import PROBLEMS_KEPT
 from cartrescue.shards import Shard
 from cartrescue.stops import held
 
@@ -179,12 +181,14 @@ class MergedRun:
     # findings in the templates it used (template_check.lint_cached), the last ``findings``.
     warnings: list[str] = field(default_factory=list)
     findings: int = 0
+    unconfirmed_channels: list[str] = field(default_factory=list)  # all shards' (job.RunSummary's)
 
     def trailer(self) -> dict[str, Any]:
         out: dict[str, Any] = {"counts": self.counts, "run_id": None,
                                "run_ids": [s.trailer.get("run_id") for s in self.shards if s.trailer],
                                "workers": len(self.shards), "shards": [s.as_json() for s in self.shards],
-                               "unconfirmed": self.unconfirmed, "released": self.released,
+                               "unconfirmed": self.unconfirmed, "unconfirmed_channels": self.unconfirmed_channels,
+                               "released": self.released,
                                "killed_left": self.killed_left, "problems": self.problems,
                                "notes": self.notes, "pruned": self.pruned,
                                "shop_switched_from": self.shop_switched_from, "warnings": self.warnings}
@@ -490,12 +494,24 @@ def start_workers(
     return Workers(workers, events, mode, now)
 
 
+_LINE = re.compile(r"(.*?):(\d+): ")
+
+
+def _file_and_line(problem: str) -> tuple[int, str, int]:
+    """Where a problem ("carts.csv:17: why") is: the shards' problems are sorted by it before
+    the cut at :data:`PROBLEMS_KEPT`, so N workers list a file's first problems, in the order
+    one worker does. A problem of no file line ("quote entity_id=42: why") comes after them."""
+    found = _LINE.match(problem)
+    return (0, found[1], int(found[2])) if found else (1, "", 0)
+
+
 def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
     """One result from the shards' reports (see ``_RANK`` for the exit code)."""
     counts = merge_counts([r.trailer["counts"] for r in reports if r.trailer and isinstance(r.trailer.get("counts"), dict)])
     problems: list[str] = []
     for report in reports:
         problems.extend((report.trailer or {}).get("problems") or [])
+    problems.sort(key=_file_and_line)  # stable: one row's problems keep their order
     notes: list[str] = []  # the same note from every shard (a plugin table missing) is said once
     for report in reports:
         notes.extend(note for note in (report.trailer or {}).get("notes") or [] if note not in notes)
@@ -504,6 +520,7 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
         for table, rows in ((report.trailer or {}).get("pruned") or {}).items():
             pruned[table] = pruned.get(table, 0) + int(rows)
     unconfirmed = sum(int((r.trailer or {}).get("unconfirmed") or 0) for r in reports)
+    unconfirmed_channels = sorted({channel for r in reports for channel in (r.trailer or {}).get("unconfirmed_channels") or []})
     released = sum(int((r.trailer or {}).get("released") or 0) for r in reports)
     killed_left = sum(int((r.trailer or {}).get("killed_left") or 0) for r in reports)
     codes = []
@@ -528,5 +545,5 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
     warnings: list[str] = []  # as notes: said once
     for report in reports:
         warnings.extend(line for line in (report.trailer or {}).get("warnings") or [] if line not in warnings)
-    return MergedRun(mode, now, reports, counts, problems[:1000], notes, unconfirmed, released, killed_left, worst,
-                     error, pruned, switched, warnings)
+    return MergedRun(mode, now, reports, counts, problems[:PROBLEMS_KEPT], notes, unconfirmed, released, killed_left, worst,
+                     error, pruned, switched, warnings, unconfirmed_channels=unconfirmed_channels)

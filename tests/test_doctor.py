@@ -117,19 +117,32 @@ def test_missing_source_is_exit_3(shop: Shop) -> None:
     assert checks(result)["source"]["status"] == FAIL and "missing.csv" in checks(result)["source"]["detail"]
 
 
-def test_unconfirmed_claims_are_reported(shop: Shop) -> None:
+def claim_c1(shop: Shop, channel: str = "email", transport: str = "smtp", phone: str | None = None,
+             failed: bool = False) -> None:
+    """A run's claim of cart c1's first step by ``channel``, in the shop's real ledger: left
+    without outcome (its run killed, or who answers it silent); ``failed``: refused, by a run
+    that then ended delivering nothing."""
+    from cartrescue.ledger import ClaimRequest
+
     shop.add(cart("c1"))
     shop.write()
     ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
     try:
-        from cartrescue.ledger import ClaimRequest
-
         run_id = ledger.start_run("send", datetime.now(timezone.utc))
         with ledger.lock(run_id, timedelta(hours=2)):  # claims are made only under the run lock
-            ledger.claim(run_id, [ClaimRequest("csv:c1", "c1", "c1@example.com", 1, "email", "smtp", "reminder-1",
-                                               None, "standard", 0.0)], datetime.now(timezone.utc))
+            won = ledger.claim(run_id, [ClaimRequest("csv:c1", "c1", "c1@example.com", 1, channel, transport,
+                                                     "reminder-1", None, "standard", 0.0, phone=phone)],
+                               datetime.now(timezone.utc))
+            if failed:
+                ledger.record([(claim, "failed_permanent", "refused", "") for claim in won.values()])
+        if failed:
+            ledger.finish_run(run_id, "ok", {"sent": 0, "failed": 1})
     finally:
         ledger.close()
+
+
+def test_unconfirmed_claims_are_reported(shop: Shop) -> None:
+    claim_c1(shop)
     found = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))
     assert found["ledger"]["status"] == "warn"
     assert "1 claims have no outcome" in found["ledger"]["detail"] and "--resend-unconfirmed" in found["ledger"]["detail"]
@@ -144,18 +157,7 @@ def test_unconfirmed_claims_name_the_party_of_their_channel(shop: Shop, channel:
                                                             phone: str | None, who: str) -> None:
     """An SMS claim without outcome was said to be one "the relay did not answer": an SMS
     gateway is no relay, nor is a webhook's receiver."""
-    shop.add(cart("c1"))
-    shop.write()
-    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
-    try:
-        from cartrescue.ledger import ClaimRequest
-
-        run_id = ledger.start_run("send", datetime.now(timezone.utc))
-        with ledger.lock(run_id, timedelta(hours=2)):
-            ledger.claim(run_id, [ClaimRequest("csv:c1", "c1", "c1@example.com", 1, channel, transport, "reminder-1",
-                                               None, "standard", 0.0, phone=phone)], datetime.now(timezone.utc))
-    finally:
-        ledger.close()
+    claim_c1(shop, channel, transport, phone)
     detail = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["ledger"]["detail"]
     assert f"(a run was killed, or {who} did not answer after " in detail, detail
     assert (channel == "email") == ("relay" in detail), detail
@@ -598,3 +600,18 @@ def test_the_quiet_line_of_a_failed_shop_database_names_the_config_once(shop: Sh
     assert line.startswith(f"cartrescue doctor: {shop.config_path}: source failed: magento2 source: source.url: "
                            "the SQLite file "), line
     assert line.count(str(shop.config_path)) == 1, line
+
+
+def test_a_run_whose_every_sms_failed_asks_about_the_sms_gateway_not_the_relay(shop: Shop) -> None:
+    """"is the relay refusing or deferring mail?" was asked of a run whose every SMS failed."""
+    claim_c1(shop, "sms", "twilio", "+46701234567", failed=True)
+    detail = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["staleness"]["detail"]
+    assert "the last run delivered nothing (every delivery failed: is the SMS gateway refusing or deferring " \
+           "messages? see `cartrescue report`)" in detail, detail
+    assert "relay" not in detail
+
+
+def test_runs_that_delivered_nothing_without_a_known_channel_ask_about_the_relay() -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    verdict = staleness(now - timedelta(minutes=30), timedelta(hours=2), now, delivered_nothing=1)
+    assert "is the relay refusing or deferring mail?" in verdict.detail

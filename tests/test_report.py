@@ -285,6 +285,15 @@ def test_a_message_whose_relay_reply_was_lost_counts_as_sent_and_takes_its_order
             in document["notes"])
 
 
+def test_an_sms_whose_gateway_reply_was_lost_is_said_to_have_reached_the_sms_gateway(shop: Shop) -> None:
+    """The note said "reached the relay" of an SMS too: an SMS gateway is no relay."""
+    write_ledger(ledger_of(shop), [Row("t1", NOW, status="unconfirmed", channel="sms"), Row("t2", NOW)])
+    notes = report(shop)["notes"]
+    assert ("1 message reached the SMS gateway without its reply (unconfirmed): counted as sent, as a run counts "
+            "them") in notes, notes
+    assert not any("relay" in note for note in notes)
+
+
 def test_an_order_placed_before_the_message_is_not_attributed(shop: Shop) -> None:
     write_ledger(ledger_of(shop), [Row("t1", NOW)])
     shop.add_orders(order_row("early", at=NOW - timedelta(minutes=1), total="30.00", cart_id="t1"))

@@ -21,6 +21,7 @@ from datetime import timedelta
 
 import pytest
 from smtpserver import Fault, LoopbackSMTP
+from test_doctor import claim_c1
 from test_smtp_faults import deliver, rows_by_email, settings
 
 from cartrescue.channels.base import Status
@@ -138,3 +139,18 @@ def test_an_unconfirmed_message_counts_as_messaged_today(shop: Shop) -> None:
         assert server.attempts["kim@example.com"] == 1
     decisions = {row["cart_id"]: row for row in later.json["decisions"]}
     assert decisions["a2"]["action"] == "defer" and decisions["a2"]["reason"] == "messaged_today"
+
+
+@pytest.mark.parametrize("workers", [[], pytest.param(["--workers", "2"], marks=pytest.mark.slow)])
+def test_the_run_summary_names_the_sms_gateway_for_an_sms_claim_without_outcome(shop: Shop, workers: list[str]) -> None:
+    """It said "or the relay did not answer" of every channel's claim: an SMS gateway is no relay."""
+    claim_c1(shop, "sms", "twilio", "+46701234567")  # an earlier run's, without outcome
+    shop.add(cart("c2"))
+    human = shop.cli("run", "--outbox", str(shop.folder / "out"), *workers, now=NOW + timedelta(minutes=5))
+    said = " ".join(human.stdout.replace("│", " ").split())  # the summary's panel, unwrapped
+    assert "1 earlier claims have no outcome (a run was killed, or the SMS gateway did not answer after the " \
+           "message)" in said, human.output
+    assert "relay" not in said
+    document = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", *workers,
+                        now=NOW + timedelta(minutes=10)).json
+    assert document["unconfirmed"] == 1 and document["unconfirmed_channels"] == ["sms"]

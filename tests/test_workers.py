@@ -585,3 +585,43 @@ def test_the_shards_connections_add_up_to_the_relays_pool_and_each_shard_has_one
     shards = [shard_config(config, Shard(index, 3)) for index in (1, 2, 3)]
     assert [part.smtp.pool_size for part in shards] == [6, 5, 5]
     assert [part.webhook.concurrency for part in shards] == [1, 1, 1]
+
+
+def _with_bad_rows(shop: Shop) -> Shop:
+    """``_shop`` with every seventh cart's ``updated_at`` unreadable: bad rows spread over the
+    file, so each worker holds some of them."""
+    _shop(shop)
+    for n, rows in enumerate(shop.carts):
+        if rows.get("updated_at") and n % 7 == 3:
+            rows["updated_at"] = f"not a date {n}"
+    return shop
+
+
+@pytest.mark.slow
+def test_n_workers_list_the_same_problems_in_the_same_order_as_one(shop: Shop) -> None:
+    _with_bad_rows(shop)
+    whole = shop.cli("run", "--json", "--workers", "1").json
+    sharded = shop.cli("run", "--json", "--workers", "3").json
+    assert len(whole["problems"]) >= 6
+    assert sharded["problems"] == whole["problems"]
+
+
+@pytest.mark.slow
+def test_n_workers_keep_the_files_first_problems_when_they_are_cut(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cartrescue.workers
+
+    _with_bad_rows(shop)
+    whole = shop.cli("run", "--json", "--workers", "1").json
+    monkeypatch.setattr(cartrescue.workers, "PROBLEMS_KEPT", 3)
+    sharded = shop.cli("run", "--json", "--workers", "3").json
+    assert sharded["problems"] == whole["problems"][:3]
+    assert sharded["counts"]["problems"] == whole["counts"]["problems"]
+
+
+def test_merged_problems_are_in_file_and_line_order_whatever_the_shard() -> None:
+    first, second = ShardReport(Shard(1, 2), 1), ShardReport(Shard(2, 2), 1)
+    first.trailer = {"counts": {}, "problems": ["carts.csv:9: bad", "carts.csv:30: bad", "orders.csv:2: bad"]}
+    second.trailer = {"counts": {}, "problems": ["carts.csv:4: bad", "carts.csv:10: bad", "carts.csv:10: worse"]}
+    merged = merge([first, second], "plan", NOW)
+    assert merged.problems == ["carts.csv:4: bad", "carts.csv:9: bad", "carts.csv:10: bad", "carts.csv:10: worse",
+                               "carts.csv:30: bad", "orders.csv:2: bad"]

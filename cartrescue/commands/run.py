@@ -143,7 +143,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     _say_warnings(stderr, summary.warnings)
     if stream is not None:
         _end(stream, {"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
-                      "released": summary.released, "killed_left": summary.killed_left,
+                      "unconfirmed_channels": summary.unconfirmed_channels, "released": summary.released, "killed_left": summary.killed_left,
                       "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes, "pruned": summary.pruned,
                       "shop_switched_from": summary.shop_switched_from,
@@ -436,8 +436,10 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
         lines.append(f"[yellow]{summary.released} earlier claims without outcome were released and tried again "
                      "(--resend-unconfirmed)[/]")
     elif summary.unconfirmed:
-        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed, or the relay "
-                     "did not answer after the message); not resent "
+        from cartrescue.channels import silent_parties
+
+        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed"
+                     f"{silent_parties(summary.unconfirmed_channels)}); not resent "
                      "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
         if summary.killed_left:
             lines.append(f"[yellow]{summary.killed_left} of them were left by a run killed (or stopped with messages in "

@@ -288,12 +288,25 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
     def runs_delivering_nothing_since(self, since: datetime | None) -> int:
         """How many delivering runs finished after ``since`` (all, for None) that tried to
         deliver and delivered nothing: why the doctor finds no successful run, said in its words."""
-        table = Run.__table__  # type: ignore[attr-defined]
-        query = select(func.count()).where(finished_delivering(table), delivered_nothing(table))
-        if since is not None:
-            query = query.where(table.c.finished_at > naive(since))
         with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar() or 0)
+            return int(conn.execute(select(func.count()).where(*self._delivering_nothing_since(since))).scalar() or 0)
+
+    def channels_delivering_nothing_since(self, since: datetime | None) -> set[str]:
+        """The channels of the messages of those runs (:meth:`runs_delivering_nothing_since`):
+        the doctor asks whether the relay, or the SMS gateway, is refusing them."""
+        message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
+        runs = select(run.c.id).where(*self._delivering_nothing_since(since))
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(message.c.channel).where(message.c.run_id.in_(runs)).distinct()).scalars())
+
+    @staticmethod
+    def _delivering_nothing_since(since: datetime | None) -> list[Any]:
+        """The ``cr_run`` conditions of a delivering run finished after ``since`` that delivered nothing."""
+        table = Run.__table__  # type: ignore[attr-defined]
+        where = [finished_delivering(table), delivered_nothing(table)]
+        if since is not None:
+            where.append(table.c.finished_at > naive(since))
+        return where
 
     @contextmanager
     def lock(self, run_id: int, stale_after: timedelta, name: str = "run") -> Iterator[None]:
@@ -895,13 +908,17 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
             return {status: int(n) for status, n in conn.execute(
                 select(message.c.status, func.count()).group_by(message.c.status))}
 
-    def unconfirmed_channels(self) -> set[str]:
-        """The channels of the messages without outcome (``claimed``, ``unconfirmed``): ``doctor``
-        names who did not answer by channel (a relay, an SMS gateway, a webhook's receiver)."""
+    def unconfirmed_channels(self, statuses: Sequence[str] = UNCONFIRMED,
+                             claimed: tuple[datetime, datetime] | None = None) -> set[str]:
+        """The channels of the messages without outcome (``claimed``, ``unconfirmed``; or only
+        ``statuses``, claimed in ``claimed``, for ``report``): ``doctor`` names who did not
+        answer by channel (a relay, an SMS gateway, a webhook's receiver)."""
         message = Message.__table__  # type: ignore[attr-defined]
+        query = select(message.c.channel).where(message.c.status.in_(statuses))
+        if claimed is not None:
+            query = query.where(message.c.claimed_at >= naive(claimed[0]), message.c.claimed_at <= naive(claimed[1]))
         with self.engine.connect() as conn:
-            return set(conn.execute(select(message.c.channel).where(message.c.status.in_(UNCONFIRMED))
-                                    .distinct()).scalars())
+            return set(conn.execute(query.distinct()).scalars())
 
     def write_refused(self) -> str | None:
         """Why the ledger's database would refuse a run's writes, or None (for ``doctor``).

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from cartrescue.channels import answering
 from cartrescue.config import Config, Incentive
 from cartrescue.currency import Basis, minor_units
 from cartrescue.report import stats
@@ -60,8 +61,10 @@ class Period:
 
 def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, Any],
           decisions: list[tuple[str, str, int, int]], codes: dict[int, set[str]], ledger_counts: dict[str, int],
-          promotions: list[dict[str, Any]], redecided: int = 0) -> dict[str, Any]:
-    """The whole report document."""
+          promotions: list[dict[str, Any]], redecided: int = 0,
+          reply_lost_channels: Collection[str] = ()) -> dict[str, Any]:
+    """The whole report document. ``reply_lost_channels``: the channels of the period's
+    ``unconfirmed`` messages, whose note names who took them (the relay, the SMS gateway)."""
     totals = att.totals()
     # Without shop.currency nothing is converted and the ledger keeps no cart's currency: one
     # order's currency named a sum of carts in eight (the demo's "GBP").
@@ -120,7 +123,7 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
                      "that was killed): not counted as sent")
     lost = document["ledger"]["reply_lost"]
     if lost:
-        notes.append(f"{lost:,} message{'s' if lost != 1 else ''} reached the relay without its reply (unconfirmed): "
+        notes.append(f"{lost:,} message{'s' if lost != 1 else ''} reached {answering(reply_lost_channels) or 'the relay'} without its reply (unconfirmed): "
                      "counted as sent, as a run counts them")
     document["notes"] = notes
     return document

@@ -85,11 +85,14 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                 orders.close()
             att.attribute()
             codes = ledger.report_codes(att.attributed_messages(code_steps(config)))
+            ledger_counts = ledger.report_counts(period.since, period.until)
             document = build(
                 config, att, period, runs=ledger.report_runs(period.since, period.until),
                 decisions=ledger.report_decisions(period.since, period.until), codes=codes,
                 redecided=ledger.report_redecided(period.since, period.until),
-                ledger_counts=ledger.report_counts(period.since, period.until), promotions=ledger.promotion_rows())
+                ledger_counts=ledger_counts, promotions=ledger.promotion_rows(),
+                reply_lost_channels=ledger.unconfirmed_channels(("unconfirmed",), (period.since, period.until))
+                if ledger_counts.get("unconfirmed") else set())
             document["survey"] = period_counts(ledger, period.since, period.until)
         document["notes"].extend(source_notes)
         document["warnings"] = source_warnings
