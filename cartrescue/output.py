@@ -251,14 +251,24 @@ def json_stdout() -> Any:
 
 
 class JsonStream:
-    """``{"mode": ..., "now": ..., "decisions": [...], "counts": {...}}`` written as it goes."""
+    """``{"mode": ..., "now": ..., "decisions": [...], "counts": {...}}`` written as it goes.
+
+    The opening is written with the first decision, or by :meth:`close`: until then nothing is
+    (:attr:`begun`), so a run that fails in its start-up checks (a delivering run's secret, the
+    steps' templates) prints the ``error`` document alone, as README promises for a failure
+    before any output, instead of a run's document with an ``error`` in it.
+    """
 
     def __init__(self, out: IO[str], header: dict[str, Any]) -> None:
         self.out = out
         self.first = True
         self.scores = ScoreTexts()
-        head = json.dumps(header, ensure_ascii=False)[:-1]
-        out.write(head + (', ' if header else '') + '"decisions": [')
+        self.head = json.dumps(header, ensure_ascii=False)[:-1] + (', ' if header else '') + '"decisions": ['
+
+    @property
+    def begun(self) -> bool:
+        """Whether any of the document was written: after that only :meth:`close` may end it."""
+        return not self.first
 
     def add(self, row: dict[str, Any]) -> None:
         self.add_json(json.dumps(row, ensure_ascii=False, default=str))
@@ -269,8 +279,11 @@ class JsonStream:
 
     def add_json(self, text: str) -> None:
         """Add a row already encoded (see :func:`result_json`)."""
-        self.out.write(("\n  " if self.first else ",\n  ") + text)
-        self.first = False
+        if self.first:
+            self.first = False
+            self.out.write(self.head + "\n  " + text)
+        else:
+            self.out.write(",\n  " + text)
 
     def add_lines(self, lines: bytes) -> None:
         """Add rows already encoded (UTF-8) and laid out as this stream lays them out: one a line,
@@ -281,7 +294,7 @@ class JsonStream:
         """
         if not lines:
             return
-        separator = b"\n" if self.first else b",\n"
+        separator = (self.head + "\n").encode("utf-8", "backslashreplace") if self.first else b",\n"
         self.first = False
         write_bytes = getattr(self.out, "write_bytes", None)
         if write_bytes is not None:
@@ -296,7 +309,7 @@ class JsonStream:
         130 or 143 under one that said 0."""
         tail = json.dumps(trailer, ensure_ascii=False, default=str)[1:]
         with held(settles=True):
-            self.out.write("\n]" + (", " + tail if trailer else "}") + "\n")
+            self.out.write(("" if self.begun else self.head) + "\n]" + (", " + tail if trailer else "}") + "\n")
             self.out.flush()
 
 

@@ -18,6 +18,7 @@ from cartrescue.commands.common import (
     error_line,
     explained,
     fail,
+    json_out,
     last_net,
     load,
     made_folders,
@@ -133,7 +134,10 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
             if isinstance(error, CartrescueError):
                 fail(error, as_json, quiet=quiet or (worker and isinstance(error, LockHeld)))
             last_net(error, as_json)
-        _end(stream, {"error": error_json(error), **_so_far(counts_so_far), **_warned(config, of_workers)})
+        if stream.begun:
+            _end(stream, {"error": error_json(error), **_so_far(counts_so_far), **_warned(config, of_workers)})
+        else:  # nothing written yet (a start-up check of run_job): the error document alone, as README says
+            json_out({"error": error_json(error)})
         if not (quiet and isinstance(error, LockHeld)) and not worker:
             err_console().print(error_line(error_json(error)["message"]), soft_wrap=True)
         if not isinstance(error, CartrescueError) and os.environ.get("CARTRESCUE_DEBUG"):
@@ -330,8 +334,10 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         _end(stream, {**warned(stopped.trailer()), "error": INTERRUPTED})
         stopped_after_document()
     except Exception as error:  # noqa: BLE001 - starting a worker failed (no interpreter, no fork): one document
-        if stream is not None:
+        if stream is not None and stream.begun:
             _end(stream, {**warned(_stopped_workers(None, on_decisions, mode, at).trailer()), "error": error_json(error)})
+        elif stream is not None:
+            json_out({"error": error_json(error)})
         stderr.print(error_line(error_json(error)["message"]), soft_wrap=True)
         if os.environ.get("CARTRESCUE_DEBUG"):
             raise
@@ -351,7 +357,11 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
             if strict and findings and not merged.exit_code:
                 merged.exit_code = int(ExitCode.SOME_FAILED)
     said = merged.error is not None and not (quiet and merged.exit_code == int(ExitCode.LOCKED))
-    if stream is not None:
+    if stream is not None and _before_any_output(stream, merged.error):
+        json_out({"error": merged.error})
+        if said:
+            stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
+    elif stream is not None:
         _end(stream, warned(merged.trailer()))
         if said:
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
@@ -365,6 +375,13 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
             stderr.print(error_line(merged.error["message"]), soft_wrap=True)  # type: ignore[index]
     if merged.exit_code:
         raise typer.Exit(merged.exit_code)
+
+
+def _before_any_output(stream: "JsonStream", error: dict[str, Any] | None) -> bool:
+    """``run --workers``'s workers failed before any wrote a decision: its document is the
+    ``error`` alone, as a run without workers prints it (README). A stop keeps the run's whole
+    document, as README's exit code 130 promises (its counts, its decisions: none)."""
+    return error is not None and not stream.begun and error.get("exit_code") != 130
 
 
 def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any], eml: Path | None, *,
