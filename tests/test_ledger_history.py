@@ -227,3 +227,41 @@ def test_a_chunks_addresses_are_hashed_only_once_the_ledger_holds_a_suppression(
         ledger.close()
     assert asked == [[], [email_hash("ann@example.com"), phone_hash("+46701234567")]] * 1 + \
         [[email_hash("ann@example.com"), phone_hash("+46701234567")]]
+
+
+def test_a_chunks_address_is_hashed_once_for_the_history_and_the_gates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a suppression in the ledger, the planner hashes a chunk's addresses for the history
+    lookup; the gates' suppression test of each cart then reuses that hash (a SHA-256 is ~1 % of
+    a cart's work) instead of hashing the address again."""
+    import hashlib
+    import types
+    import uuid
+
+    import cartrescue.contacts
+    from cartrescue.config import Config
+    from cartrescue.contacts import email_hash
+    from cartrescue.decide.orders import NO_ORDERS
+    from cartrescue.model import REASON_SUPPRESSED, Cart, Customer
+    from cartrescue.pipeline import Planner
+
+    address = f"once-{uuid.uuid4().hex}@example.com"  # hashed by no earlier test
+    config = Config.model_validate({"source": {"type": "csv", "carts": "carts.csv"}})
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    now = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    cart = Cart("a", "csv", Customer(address), "EUR", (), 0, now, now)  # type: ignore[arg-type]
+    try:
+        ledger.suppress(email_hash(address), "unsubscribed", "test", now)
+        planner = Planner(config, now, ledger)
+        hashed: list[bytes] = []
+
+        def sha256(data: bytes) -> Any:
+            hashed.append(data)
+            return hashlib.sha256(data)
+
+        monkeypatch.setattr(cartrescue.contacts, "hashlib", types.SimpleNamespace(sha256=sha256))
+        history = planner._history([cart], [address], [])
+        verdict = planner.gates.check(cart, NO_ORDERS, now=now, suppressed=history.suppressed, newest_cart=None)
+    finally:
+        ledger.close()
+    assert verdict is not None and verdict.reason == REASON_SUPPRESSED
+    assert hashed == [address.encode()]
