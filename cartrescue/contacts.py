@@ -259,15 +259,6 @@ def phone_region(e164: str) -> str | None:
 
 
 @lru_cache(maxsize=8192)
-def phone_zone(e164: str) -> str | None:
-    """The IANA timezone of an E.164 number when its numbering plan places it in exactly one
-    (``+1 212 ...`` -> ``America/New_York``); None when it spans several (a Russian mobile, a
-    toll-free number) or the plan does not say."""
-    zones = phone_zones(e164)
-    return zones[0] if len(zones) == 1 else None
-
-
-@lru_cache(maxsize=8192)
 def phone_zones(e164: str) -> tuple[str, ...]:
     """Every IANA timezone an E.164 number's plan places it in (``+7 9xx ...``: from
     ``Europe/Bucharest`` to ``Asia/Anadyr``); empty when the plan does not say. Cached: a text's
