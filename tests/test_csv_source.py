@@ -389,6 +389,18 @@ def test_a_time_without_offset_is_read_in_the_shop_timezone() -> None:
     assert parse_time("2026-07-01T12:00:00", "t", ZoneInfo("Europe/Stockholm")).hour == 10
 
 
+def test_a_carts_created_at_given_as_a_date_alone_is_that_days_start_in_the_shop_timezone(tmp_path: Path) -> None:
+    """Unlike an order's date alone (the day's end: docs/csv-format.md), a cart's is its midnight:
+    the cart is older, never younger, than it was, so its first step is never held back."""
+    from zoneinfo import ZoneInfo
+
+    path = tmp_path / "carts.csv"
+    path.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20,,A,Mug,1,10.00,yes\n", encoding="utf-8")
+    (read,), problems = _read(path, shop_tz=ZoneInfo("Europe/Stockholm"))
+    assert problems == []
+    assert read.created_at.isoformat() == read.updated_at.isoformat() == "2026-11-19T23:00:00+00:00"
+
+
 @pytest.mark.parametrize(("text", "zone"), [("0001-01-01T00:00:00", "Europe/Stockholm"),
                                            ("9999-12-31T23:59:59", "America/New_York")])
 def test_a_local_time_with_no_utc_equivalent_is_a_row_error(text: str, zone: str) -> None:

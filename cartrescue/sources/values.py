@@ -438,7 +438,9 @@ def _not_a_time(text: str, what: str) -> RowError:
 def parse_time(text: str, what: str, tz: ZoneInfo) -> datetime:
     """ISO 8601 (with ``Z`` or an offset; also ``2026-11-20 10:03:00 +0100``) -> aware UTC.
 
-    A time without an offset is read in the shop's timezone ``tz``.
+    A time without an offset is read in the shop's timezone ``tz``; a date alone (``2026-11-20``)
+    is that day's start there (a cart's ``created_at``: docs/csv-format.md). An order's date alone
+    is its day's end instead: :func:`parse_order_time`.
     """
     value = text.strip()
     try:
