@@ -89,3 +89,32 @@ def test_a_shop_without_sms_calls_one_number_once_a_day_whichever_address_its_ca
     assert outcomes == [("defer", "messaged_today"), ("send", "due")], found
     with (shop.folder / "call-list.csv").open(encoding="utf-8", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 1
+
+
+def _one_number_two_addresses(shop: Shop) -> Shop:
+    """A shop without SMS and one person with a cart under each of two addresses, one number."""
+    _calling_shop(shop).configure(shop={"country": "SE"},
+                                  sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    return shop.add(cart("home", email="carol@example.com", phone="+46701234503", items=PRICEY))
+
+
+def test_a_dry_run_defers_a_call_to_a_number_called_today_under_another_address(shop: Shop, tmp_path: Path) -> None:
+    """The real run's claim refuses the call (the number had its message of the day); the
+    dry-run listed the row as due, and the owner expected a call the run then deferred."""
+    _one_number_two_addresses(shop)
+    assert shop.cli("run", "--outbox", str(tmp_path / "out"), now=NOW).exit_code == 0  # "home" is called
+    shop.add(cart("work", email="carol.work@example.com", phone="070-123 45 03", items=PRICEY))
+    later = NOW + timedelta(hours=2)
+    dry = {d["cart_id"]: d for d in shop.cli("run", "--json", now=later).json["decisions"]}
+    real = {d["cart_id"]: d for d in shop.cli("run", "--outbox", str(tmp_path / "out"), "--json",
+                                              now=later).json["decisions"]}
+    assert (real["work"]["action"], real["work"]["reason"]) == ("defer", "messaged_today"), real
+    assert (dry["work"]["action"], dry["work"]["reason"]) == ("defer", "messaged_today"), dry
+    assert dry["work"]["not_before"] == real["work"]["not_before"] == "2026-11-20T23:00:00Z"
+
+
+def test_a_dry_run_defers_the_second_call_to_one_number_in_the_run_as_the_real_run_does(shop: Shop) -> None:
+    _one_number_two_addresses(shop).add(cart("work", email="carol.work@example.com", phone="070-123 45 03",
+                                             items=PRICEY))
+    found = shop.cli("run", "--json").json["decisions"]
+    assert sorted((d["action"], d["reason"]) for d in found) == [("defer", "messaged_today"), ("send", "due")], found

@@ -293,8 +293,9 @@ class Planner:
             settled = self._settle(decision, budgets, messaged, added, newest)
             if settled is not None:
                 yield settled
-        for decision in self._screen_calls(calls):
-            settled = self._settle(decision, budgets, messaged, added, newest)
+        screened, called = self._screen_calls(calls)
+        for decision in screened:
+            settled = self._settle(self._called_today(decision, messaged, called), budgets, messaged, added, newest)
             if settled is not None:
                 yield settled
         newest.mark_messaged(added)
@@ -318,28 +319,44 @@ class Planner:
             added += contacts
         return decision
 
-    def _screen_calls(self, calls: list[Decision]) -> list[Decision]:
+    def _screen_calls(self, calls: list[Decision]) -> tuple[list[Decision], dict[str, datetime]]:
         """The call-list sends of a chunk whose number was not read as a mobile one (a shop
         without SMS reads none; a landline is none), each with its number now: its claim checks
         it, so a number gets one call a day whichever addresses its carts have (a shop without
         SMS called one number twice a day for two addresses). A number that was suppressed
         (``forget +46…``, a STOP) gets no call either, as docs/channels.md says of every channel.
-        Its rows had gone on into the call list. One ledger query for the chunk's few calls."""
+        Its rows had gone on into the call list. And the last message to each number, which
+        :meth:`_called_today` reads: a dry-run, which claims nothing, must say what the claim
+        would. One ledger query for the chunk's few calls."""
         if not calls:
-            return calls
+            return calls, {}
         numbers = {id(d): normalize_phone(d.cart.customer.phone, self.region) for d in calls}
         calls = [replace(d, phone=numbers[id(d)]) if numbers[id(d)] else d for d in calls]
-        if self.ledger is None:
-            return calls
-        if not self._may_suppress():  # a ledger without a suppression reads no number
-            return calls
-        hashes = {id(d): phone_hash(d.phone) for d in calls if d.phone}
-        if not hashes:
-            return calls
-        suppressed = self.ledger.history([], [], list(hashes.values())).suppressed
+        if self.ledger is None or self.ledger.blank:
+            return calls, {}
+        phones = sorted({d.phone for d in calls if d.phone})
+        if not phones:
+            return calls, {}
+        hashes = {id(d): phone_hash(d.phone) for d in calls if d.phone} if self._may_suppress() else {}
+        history = self.ledger.history([], [], list(hashes.values()), phones)
+        suppressed = history.suppressed
         return [replace(d, action=ACTION_SKIP, reason=REASON_SUPPRESSED,
                         detail=suppressed_because("the number to call", suppressed[hashes[id(d)]]))
-                if hashes.get(id(d)) in suppressed else d for d in calls]
+                if hashes.get(id(d)) in suppressed else d for d in calls], history.last_by_phone
+
+    def _called_today(self, decision: Decision, messaged: set[str], called: dict[str, datetime]) -> Decision:
+        """A call :meth:`_screen_calls` gave its number, deferred as its claim would defer it when
+        the number had its message of the day under another address: earlier (``called``, the
+        ledger's last message to it) or in this run (``messaged``). The claim refused it in a
+        real run only: the dry-run listed the row as due, a call the run then did not make."""
+        if decision.action is not ACTION_SEND or not decision.phone:
+            return decision
+        last = self.now if decision.phone in messaged else called.get(decision.phone)
+        verdict = self.calendar.gate(self.now, last, None, "call-list", decision.phone) if last is not None else None
+        if verdict is None:
+            return decision
+        return replace(decision, action=verdict.action, reason=verdict.reason, not_before=verdict.not_before,
+                       detail=verdict.detail)
 
     def _repeated(self, cart: Cart, repeated: dict[str, int], advice: str) -> bool:
         """A cart id seen before in this run (a CSV that lists one cart twice, apart): the first
