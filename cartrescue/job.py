@@ -167,12 +167,14 @@ def delivery_secret(config: Config) -> str:
     return secret
 
 
-def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Ledger | None = None) -> dict[str, Channel]:
+def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Ledger | None = None,
+              clock: RunClock | None = None) -> dict[str, Channel]:
+    """``clock``: the run's, which stamps its claims; the call list's ``added_at`` is read from it."""
     from cartrescue.channels.call_list import CallListChannel
 
-    channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(config.path(config.call_list.path),
-                                                                                config.shop.tz, config.phone_region,
-                                                                                config.shop.url))}
+    channels: dict[str, Channel] = {"call-list": stack.enter_context(CallListChannel(
+        config.path(config.call_list.path), config.shop.tz, config.phone_region, config.shop.url,
+        None if clock is None else clock.now))}
     shard = run_shard(config, request)
     config = shard_config(config, shard)
     recent: list[datetime] = []
@@ -383,11 +385,12 @@ def _run_job(
                 on_total(total)
         renderer = Renderer(config)
         composer = Composer(config, renderer, now, secret, dated_now=delivering)
-        channels = _channels(config, request, stack, ledger) if delivering else {}
+        clock = RunClock(now, live=request.live_clock)
+        channels = _channels(config, request, stack, ledger, clock) if delivering else {}
         limit = request.limit if request.limit is None else shard.share(request.limit)
         executor = Executor(composer, channels, ledger if delivering else None, run_id, on_progress, report,
                             limit, watch, shard.lock_name, eml=None if delivering else request.eml,
-                            clock=RunClock(now, live=request.live_clock))
+                            clock=clock)
         decisions = planner.decide(source)
         status = "failed"
         try:

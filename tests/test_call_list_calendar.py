@@ -118,3 +118,19 @@ def test_a_dry_run_defers_the_second_call_to_one_number_in_the_run_as_the_real_r
                                              items=PRICEY))
     found = shop.cli("run", "--json").json["decisions"]
     assert sorted((d["action"], d["reason"]) for d in found) == [("defer", "messaged_today"), ("send", "due")], found
+
+
+def _added_at(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [row["added_at"] for row in csv.DictReader(handle)]
+
+
+def test_under_a_pinned_clock_the_call_lists_added_at_is_the_pinned_instant(shop: Shop, tmp_path: Path) -> None:
+    """The claim is stamped with the pinned ``now`` (docs/sending.md), its row was stamped with
+    the real time: a replay of last Friday listed calls added today, beside claims of Friday."""
+    _one_number_two_addresses(shop)
+    assert shop.cli("run", "--eml", str(tmp_path / "eml"), now=NOW).exit_code == 0  # the dry-run's rows
+    assert shop.cli("run", "--outbox", str(tmp_path / "out"), now=NOW).exit_code == 0
+    pinned = "2026-11-20T11:00:00+01:00"  # NOW on the shop's clock (Stockholm)
+    assert _added_at(shop.folder / "call-list.csv") == [pinned]
+    assert _added_at(tmp_path / "eml" / "call-list.csv") == [pinned]

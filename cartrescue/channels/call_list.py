@@ -131,8 +131,11 @@ class CallListChannel(Channel):
     whole_batch = True  # one append writes every row of the batch
 
     def __init__(self, path: Path, tz: tzinfo = timezone.utc, region: str | None = None,
-                 shop_url: str | None = None) -> None:
+                 shop_url: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
         self.path = path
+        # A row's added_at: the time its claim was stamped with (the run's RunClock.now: the
+        # pinned instant under --now or now:, as in the ledger), else the real time.
+        self.clock = clock
         self.tz = tz  # the shop's: staff read the times as the shop's clock shows them
         self.region = region  # the shop's country: numbers are written as staff dial them from there
         self.shop_url = shop_url  # the link of a cart without its own, as its message has it
@@ -140,7 +143,8 @@ class CallListChannel(Channel):
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         where = path_text(self.path)
         try:
-            append_rows(self.path, [envelope.decision for envelope in batch], self.tz, region=self.region,
+            append_rows(self.path, [envelope.decision for envelope in batch], self.tz,
+                        None if self.clock is None else self.clock(), region=self.region,
                         shop_url=self.shop_url, offers=[(envelope.data or b"").decode("utf-8") for envelope in batch])
         except (OSError, UnusableList) as exc:  # transient: the next run retries once the file is fixed
             reason = str(exc) if isinstance(exc, UnusableList) else f"cannot write {where}: {exc.strerror or exc}"

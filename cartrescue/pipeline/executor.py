@@ -420,7 +420,7 @@ class Executor:
         config = self.composer.config
         path = self.eml / "call-list.csv"
         try:
-            append_rows(path, calls, config.shop.tz, like=config.path(config.call_list.path), region=config.phone_region,
+            append_rows(path, calls, config.shop.tz, self.clock.now(), like=config.path(config.call_list.path), region=config.phone_region,
                         shop_url=config.shop.url, offers=[self.composer.call_offer(call) for call in calls])
         except OSError as exc:
             return f"not written to {self.eml}: {exc.strerror or exc}"
