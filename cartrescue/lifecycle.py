@@ -118,9 +118,11 @@ def forget(ledger: Any, address: str, now: datetime | None = None, *, region: st
         messages = conn.execute(select(message.c.id, message.c.status, message.c.transport, message.c.reply)
                                 .where(_is(message.c.email, forms))).all()
         # A test sent to the address names it; one rendered from its cart (to the owner) holds its
-        # name and cart: both are the person's, and so are their --outbox files.
+        # name and cart: both are the person's, and so are their --outbox files. Such a test
+        # records the customer's hash: its cart may have no other row yet (never messaged).
         carts = _carts_of(conn, forms)
-        its_tests = _is(tests.c.email, forms) | (tests.c.cart_key.in_(carts) if carts else False)
+        its_tests = _is(tests.c.email, forms) | tests.c.customer_email_hash.in_(hashes) | (
+            tests.c.cart_key.in_(carts) if carts else False)
         found.files = _outbox_files([*messages, *conn.execute(select(tests.c.transport, tests.c.reply).where(its_tests))])
         if before is not None:
             before(found.files)
@@ -194,8 +196,9 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
     if the shop has one, is a separate request (``forget ADDRESS``).
 
     ``files`` are the outbox files of the messages sent to the number (the channels of
-    :data:`~cartrescue.ledger.values.NUMBER_CHANNELS`: an e-mail's file is the address's), found
-    and given to ``before`` in the transaction, before the rows lose the number that finds them.
+    :data:`~cartrescue.ledger.values.NUMBER_CHANNELS`: an e-mail's file is the address's) and
+    of the tests rendered from its carts (whose rows are deleted), found and given to ``before``
+    in the transaction, before the rows lose the number that finds them.
     """
     phone = normalize_phone(number, region)
     if phone is None:
@@ -203,13 +206,20 @@ def forget_phone(ledger: Any, number: str, now: datetime | None = None, *, regio
                          f"{number!r}")
     at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     found = Forgotten(None, phone=phone)
-    message, suppression = (model.__table__ for model in (Message, Suppression))  # type: ignore[attr-defined,union-attr]
+    message, suppression, tests = (model.__table__ for model in (Message, Suppression, SendTest))  # type: ignore[attr-defined,union-attr]
     digest = phone_hash(phone)
     with _erasing(ledger) as conn:
-        found.files = _outbox_files(conn.execute(select(message.c.transport, message.c.reply).where(
-            message.c.phone == phone, message.c.channel.in_(sorted(NUMBER_CHANNELS)))))
+        # A test rendered from a cart with the number (to the owner) holds the person's name and
+        # cart, as for an address: its row and its --outbox file are theirs.
+        carts = sorted(key for key in conn.execute(select(message.c.cart_key).where(message.c.phone == phone))
+                       .scalars() if key)
+        its_tests = (tests.c.customer_phone_hash == digest) | (tests.c.cart_key.in_(carts) if carts else False)
+        found.files = _outbox_files([*conn.execute(select(message.c.transport, message.c.reply).where(
+            message.c.phone == phone, message.c.channel.in_(sorted(NUMBER_CHANNELS)))),
+            *conn.execute(select(tests.c.transport, tests.c.reply).where(its_tests))])
         if before is not None:
             before(found.files)
+        found.rows[tests.name] = int(conn.execute(delete(tests).where(its_tests)).rowcount or 0)
         found.rows[message.name] = int(conn.execute(
             update(message).where(message.c.phone == phone).values(phone=None)).rowcount or 0)
         found.rows[Inbound.__tablename__] = _unlink_inbound(conn, (digest,))

@@ -123,6 +123,19 @@ def mark(message: OutgoingMessage, domain: str) -> OutgoingMessage:
                    headers=(*message.headers, ("X-Cartrescue-Test", "yes")))
 
 
+def customer_hashes(cart: Cart, region: str | None) -> dict[str, str | None]:
+    """The hashes of the customer's address and number a test rendered from ``cart`` records:
+    ``forget`` finds the test (and its --outbox file, their name and cart in it) by either, even
+    where no run has messaged the cart yet. Hashes, not the contacts: the owner's tests are no
+    second list of customers."""
+    from cartrescue.contacts import email_hash, normalize_email, normalize_phone, phone_hash
+
+    email = normalize_email(cart.customer.email) if cart.customer.email else ""
+    phone = normalize_phone(cart.customer.phone, region) if cart.customer.phone else None
+    return {"customer_email_hash": email_hash(email) if email else None,
+            "customer_phone_hash": phone_hash(phone) if phone else None}
+
+
 def _channel(config: Config, outbox: Path | None) -> Channel:
     """The test's channel, built before the ledger is opened or a cart read: a relay setting it
     cannot send with (``smtp.ca_file`` that does not load, a bad ``envelope_from``, a password's
@@ -167,6 +180,7 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
         test_id = ledger.start_send_test({
             "email": to, "cart_key": "" if origin == "sample" else decision.cart.key,
             "cart_id": "" if origin == "sample" else decision.cart.id, "step": shown.step, "variant": shown.variant,
+            **({} if origin == "sample" else customer_hashes(decision.cart, config.phone_region)),
             "locale": shown.locale or config.shop.default_locale, "template": target.template or "",
             "transport": channel.transport, "message_id": message.message_id}, now)
         with channel:

@@ -130,3 +130,17 @@ def test_forget_phone_counts_one_message_and_one_call_list_row_in_the_singular(s
     assert "removed from 1 message;" in done.stderr and "messages" not in done.stderr, done.stderr
     assert f"call list {shop.folder / 'call-list.csv'}: removed 1 row\n" in done.stderr, done.stderr
     assert not list(outbox.glob("csv_s000-*")) and _text_of(outbox, "s001").exists()
+
+
+def test_forget_phone_files_removes_the_send_test_file_of_the_numbers_cart(shop: Shop) -> None:
+    """A customer known by a number alone (a text sequence): ``send-test`` renders their cart to
+    the owner as an e-mail, their name and cart in it; neither forget found that file."""
+    sms_shop(shop, "https://api.example.com", carts=2)
+    tests = shop.folder / "tests"
+    for cart_id in ("s000", "s001"):
+        assert shop.cli("send-test", "owner@shop.example.com", cart_id, "--outbox", str(tests)).exit_code == 0
+    done = shop.cli("forget", NUMBER, "--files", "--json", now=None)
+    assert done.exit_code == 0, done.output
+    assert done.json["files_removed"] == [str(tests / "csv_s000-step1-test1.eml")]
+    assert [path.name for path in tests.iterdir()] == ["csv_s001-step1-test2.eml"]
+    assert [row["cart_id"] for row in ledger_of(shop).send_tests()] == ["s001"]

@@ -482,6 +482,22 @@ def test_files_removes_the_send_test_files_rendered_from_the_persons_cart(shop: 
     assert [row["cart_id"] for row in ledger_of(shop).send_tests()] == ["c-eve"]
 
 
+def test_files_removes_the_send_test_file_of_a_cart_no_run_has_messaged_yet(shop: Shop) -> None:
+    """The owner's first test before the first run (the cart a run would message now): no ledger
+    row but the test's named the customer, so forget found no cart of theirs and left the file,
+    their name and cart in it, on disk."""
+    shop.add(cart("c-bob", email=BOB, first_name="Bobbert"), cart("c-eve", email="eve@example.com"))
+    tests = shop.folder / "tests"
+    for cart_id in ("c-bob", "c-eve"):
+        assert shop.cli("send-test", "owner@shop.example.com", cart_id, "--outbox", str(tests)).exit_code == 0
+    refused = shop.cli("forget", BOB, "--json", now=None)  # without --files: the file holds the person
+    assert refused.exit_code == 2 and refused.json["files"] == [str(tests / "csv_c-bob-step1-test1.eml")], refused.output
+    result = shop.cli("forget", BOB, "--files", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["erased"]["cr_send_test"] == 1
+    assert [path.name for path in tests.iterdir()] == ["csv_c-eve-step1-test2.eml"]
+
+
 def test_files_removes_the_send_test_files_sent_to_the_address(shop: Shop) -> None:
     """A test sent to the address (``To:``) is its file too: forget deleted the test's row, and
     with it the only record of the file."""
@@ -614,7 +630,7 @@ def test_forget_of_a_phone_number_removes_it_from_every_message_and_no_text_reac
         result = shop.cli("forget", "070-123 45 00", "--json", now=None)  # read in the shop's country
         assert result.exit_code == 0, result.output
         assert (result.json["phone"], result.json["email"]) == ("+46701234500", None)
-        assert result.json["erased"] == {"cr_message": 1, "cr_inbound": 0} and result.json["suppressed"] is True
+        assert result.json["erased"] == {"cr_message": 1, "cr_send_test": 0, "cr_inbound": 0} and result.json["suppressed"] is True
         assert columns_holding(db, "+46701234500") == [] and b"+46701234500" not in file_bytes(db)
         assert columns_holding(db, "+46701234501")  # the other customer's number stays
         ledger = ledger_of(shop)

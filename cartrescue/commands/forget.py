@@ -46,7 +46,8 @@ def forget(
                         "wrote for the shop. An address: its rows in the "
                         "call-list CSV, the files `run --outbox` wrote for it (.eml, .json, .sms.txt), and the "
                         "`send-test --outbox` files sent to it or rendered from its carts. A number: its rows in "
-                        "the call list and the texts `run --outbox` wrote for it (.sms.txt).")] = False,
+                        "the call list, the texts `run --outbox` wrote for it (.sms.txt) and the `send-test "
+                        "--outbox` files rendered from its carts.")] = False,
     keep_files: Annotated[bool, typer.Option(
         "--keep-files", help="Erase the ledger only, and leave the person's call-list rows and outbox files "
                              "where they are (listed: once the ledger is erased, forget cannot find the files "
@@ -67,9 +68,10 @@ def forget(
 
     A phone number (E.164, or read in `sms.default_region` / `shop.country`) is removed from
     every message that recorded it and kept only as a suppression under its hash: it never gets
-    a text again. The rows stay (they are also the record of the carts' e-mail steps). Its files
-    are its call-list rows and the texts `run --outbox` wrote for it (an e-mail's file is the
-    address's: `forget ADDRESS`).
+    a text again. The rows stay (they are also the record of the carts' e-mail steps); its test
+    messages (rendered from its carts) go. Its files are its call-list rows, the texts `run
+    --outbox` wrote for it and the `send-test --outbox` files of its carts (an e-mail's file is
+    the address's: `forget ADDRESS`).
 
     The call-list CSV and `--outbox` folders are the shop's files: `--files` removes the
     person's rows and files there with the erasure; `--keep-files` leaves them and lists them;

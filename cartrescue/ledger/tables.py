@@ -230,6 +230,11 @@ class SendTest(SQLModel, table=True):
     email: str = Field(max_length=254)  # where the test went (the owner's address)
     cart_key: str = Field(default="", max_length=191)  # the cart it was rendered from ("" = the sample)
     cart_id: str = Field(default="", max_length=191)
+    # The hashes (contacts.email_hash, phone_hash) of the cart's customer's address and number:
+    # how ``forget`` finds a test rendered from a cart no run has messaged yet (no other row
+    # names its customer), whose --outbox file holds their name and cart.
+    customer_email_hash: str | None = Field(default=None, max_length=64)
+    customer_phone_hash: str | None = Field(default=None, max_length=64)
     step: int
     variant: str | None = Field(default=None, max_length=64)
     locale: str = Field(default="", max_length=35)
