@@ -370,3 +370,19 @@ def test_a_config_error_in_a_folder_not_named_in_utf8_names_the_config_once(
     message.encode("utf-8")  # no lone surrogate
     said = [line for line in done.stderr.splitlines() if "eligibility.cutoff" in line]
     assert said and all(line.count("cartrescue.yaml") == 1 for line in said), ascii(done.stderr)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_quiet_still_says_a_shops_bad_order_row_as_report_quiet_does(make_shop: Callable[[str], Shop], jobs: str) -> None:
+    """``--quiet`` is for cron, which mails what is printed: the table and the notes go, a
+    warning (an order left out of the figures) stays, as ``report --quiet`` keeps it."""
+    good = _shop(make_shop, "good", "EUR", ["10.00"])
+    bad = _shop(make_shop, "bad", "EUR", ["10.00"])
+    bad.add_orders(order_row("o-bad", at=NOW + timedelta(hours=3), total="abc", cart_id="t9")).write()
+    own = bad.cli("report", "--quiet", *PERIOD, now=LATER)
+    done = cli("report-all", "--quiet", "--jobs", jobs, *PERIOD, "--now", iso(LATER), str(good.config_path),
+               str(bad.config_path))
+    assert done.exit_code == 0 == own.exit_code, done.output
+    assert done.stdout == "" == own.stdout
+    (theirs,) = [line for line in own.stderr.splitlines() if "warning:" in line]
+    assert [line for line in done.stderr.splitlines() if "warning:" in line] == [f"{bad.config_path}: {theirs}"]
