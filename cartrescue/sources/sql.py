@@ -413,6 +413,13 @@ class ShopDatabase:
         ``connect_limit`` (``doctor --timeout`` again); before the first connection."""
         self._wait = (seconds, key, wait_key, connect_limit)
 
+    def config_key(self, key: str) -> str:
+        """``key`` as a line names it, after the config file as ``source.url`` is named
+        (``/srv/shop/cartrescue.yaml: source.options.shop_ids``): for what the database shows a
+        setting of the source's to be wrong."""
+        url_key = self._wait[1]
+        return url_key[: -len("source.url")] + key if url_key.endswith("source.url") else key
+
     @property
     def backend(self) -> str:
         return self.engine.url.get_backend_name()
