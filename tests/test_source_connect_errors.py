@@ -40,8 +40,12 @@ def test_a_wrong_password_names_the_config_file_and_source_url(shop, monkeypatch
     assert "wrong-password" not in result.stdout + result.stderr
 
 
-def _source_lines(shop, result):
-    """The run's error line and doctor's source check, which must say the same."""
+def _source_lines(shop, url):
+    """A prestashop source on ``url``: the run's error line and doctor's source check (both exit
+    3), which must say the same."""
+    shop.configure(source={"type": "prestashop", "url": url})
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 3, result.output
     doctor = shop.cli("doctor", "--json", now=None)
     assert doctor.exit_code == 3, doctor.output
     return (result.json["error"]["message"],
@@ -56,10 +60,7 @@ def test_an_account_without_rights_on_the_mariadb_database_is_not_called_a_wrong
     with shopdb.shop_database("mariadb", "norights") as db:
         db.schema("prestashop", prefix="ps_")
         url = db.read_only_user(refused=sorted(sa_tables(db)))
-        shop.configure(source={"type": "prestashop", "url": url})
-        result = shop.cli("run", "--json")
-        assert result.exit_code == 3, result.output
-        for line in _source_lines(shop, result):
+        for line in _source_lines(shop, url):
             assert "wrong user or password" not in line, line
             assert f"{shop.config_path}: source.url: cannot log in to mysql database {db.name}" in line, line
             assert "the account has no rights on this database" in line, line
@@ -75,10 +76,7 @@ def test_an_account_without_connect_on_the_postgres_database_names_source_url_an
         user = db.users[-1]
         db.execute(f'REVOKE CONNECT ON DATABASE "{db.name}" FROM PUBLIC')
         db.execute(f'REVOKE CONNECT ON DATABASE "{db.name}" FROM {user}')
-        shop.configure(source={"type": "prestashop", "url": url})
-        result = shop.cli("run", "--json")
-        assert result.exit_code == 3, result.output
-        for line in _source_lines(shop, result):
+        for line in _source_lines(shop, url):
             assert f"{shop.config_path}: source.url: cannot log in to postgresql database {db.name}" in line, line
             assert "the account has no rights on this database (it needs CONNECT" in line, line
 
@@ -92,10 +90,7 @@ def test_a_table_the_account_may_not_read_names_the_config_file_source_url_and_t
         db.schema("prestashop", prefix="ps_")
         db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Shop", "active": 1, "deleted": 0}])
         url = db.read_only_user(refused=["ps_currency"])
-        shop.configure(source={"type": "prestashop", "url": url})
-        result = shop.cli("run", "--json")
-        assert result.exit_code == 3, result.output
-        for line in _source_lines(shop, result):
+        for line in _source_lines(shop, url):
             assert f"{shop.config_path}: source.url: permission denied in" in line, line
             assert "ps_currency" in line, line
             assert "(1142" not in line, line
