@@ -117,6 +117,8 @@ def fill(db: shopdb.ShopDb) -> None:
     db.schema("prestashop", prefix="ps_")
     db.insert("ps_shop", [{"id_shop": 1, "id_shop_group": 1, "name": "Main"},
                           {"id_shop": 2, "id_shop_group": 1, "name": "Outlet"},
+                          # Read only where configured (shop_ids: [3]): a paused shop, as 5 is.
+                          {"id_shop": 3, "id_shop_group": 1, "name": "Pop-up", "active": 0},
                           {"id_shop": 4, "id_shop_group": 1, "name": "Closed", "deleted": 1},
                           {"id_shop": 5, "id_shop_group": 1, "name": "Paused", "active": 0}])
     db.insert("ps_lang", [{"id_lang": 1, "name": "English", "iso_code": "en", "language_code": "en-us"},

@@ -509,3 +509,19 @@ def test_the_progress_total_counts_the_carts_whose_order_failed_or_was_cancelled
     finally:
         source.close()
     assert total == 2
+
+
+def test_a_shop_id_the_database_does_not_have_stops_the_run_naming_the_key(shop, tmp_path):
+    """``shop_ids: [9]`` (a typo, or another install's id) read no cart, every run and every
+    day, and ``doctor`` said ``ok: 0 carts``: a shop whose reminders had silently stopped.
+    It stops the run and fails doctor's source check (exit 3), naming the file, the key, the id
+    and the shops there are."""
+    db, _ = shop
+    config = shopdb.write_config(tmp_path, {"type": "prestashop", "url": db.url, "options": {"shop_ids": [1, 9]}})
+    result = cli("carts", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 3, result.output
+    doctor = cli("doctor", "--json", "--config", str(config))
+    assert doctor.exit_code == 3, doctor.output
+    check = next(check for check in doctor.json["checks"] if check["name"] == "source")
+    for line in (result.json["error"]["message"], check["detail"]):
+        assert f"{config}: source.options.shop_ids: no shop 9 in ps_shop (its shops: 1)" in line, line

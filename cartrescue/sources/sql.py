@@ -189,9 +189,10 @@ def explain_error(exc: BaseException, where: str, own_queries: bool = False,
     return said
 
 
-#: How :func:`_explain_error` begins a line about the connection itself (the server, the account,
-#: the database's name): what ``source.url`` says, as opposed to a table or column inside it.
-_CONNECT_FAILURES = ("cannot connect to ", "cannot log in to ", "cannot open ")
+#: How :func:`_explain_error` begins a line about what ``source.url`` says (the server, the
+#: account and what it may read, the database's name), as opposed to a table or column inside
+#: it: a table the account may not read is granted to the account that URL names.
+_CONNECT_FAILURES = ("cannot connect to ", "cannot log in to ", "cannot open ", "permission denied in ")
 
 
 def _explain_error(exc: BaseException, where: str, own_queries: bool,
@@ -218,6 +219,11 @@ def _explain_error(exc: BaseException, where: str, own_queries: bool,
         return f"cannot connect to {where}: connection refused (is the database server running?)"
     if timed_out(orig):
         return f"cannot connect to {where}: connection timed out"
+    if code == 1044 or "permission denied for database" in lower:
+        # The password was right: MariaDB's "Access denied for user … to database …" and
+        # PostgreSQL's missing CONNECT, which read as "wrong user or password".
+        need = "SELECT on the shop's tables" if code == 1044 else "CONNECT on it and SELECT on the shop's tables"
+        return f"cannot log in to {where}: the account has no rights on this database (it needs {need})"
     if code == 1045 or "password authentication failed" in lower or "no password supplied" in lower \
             or "access denied for user" in lower or ("role" in lower and "does not exist" in lower):
         return f"cannot log in to {where}: access denied (wrong user or password)"
@@ -242,7 +248,8 @@ def _explain_error(exc: BaseException, where: str, own_queries: bool,
             column = _unaliased(match.group(1), getattr(exc, "statement", None))
             return f"column {column} not found in {where} ({hint})"
     if refused(exc):
-        return f"permission denied in {where}: {text[:160]} (the account needs SELECT on the shop's tables)"
+        said = _one_line(str(orig.args[1])) if code is not None and len(orig.args) > 1 else text  # not "(1142, …)"
+        return f"permission denied in {where}: {said[:160]} (the account needs SELECT on the shop's tables)"
     if code == 1792 or "read-only transaction" in lower or "read only transaction" in lower \
             or "readonly database" in lower:
         return f"refused in {where}: the statement would write, and the connection is read-only"
@@ -405,6 +412,13 @@ class ShopDatabase:
         takes them, ``wait_key``: what sets ``seconds`` (``doctor --timeout`` may), and
         ``connect_limit`` (``doctor --timeout`` again); before the first connection."""
         self._wait = (seconds, key, wait_key, connect_limit)
+
+    def config_key(self, key: str) -> str:
+        """``key`` as a line names it, after the config file as ``source.url`` is named
+        (``/srv/shop/cartrescue.yaml: source.options.shop_ids``): for what the database shows a
+        setting of the source's to be wrong."""
+        url_key = self._wait[1]
+        return url_key[: -len("source.url")] + key if url_key.endswith("source.url") else key
 
     @property
     def backend(self) -> str:
