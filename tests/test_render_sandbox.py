@@ -65,6 +65,12 @@ EXPRESSIONS = [
     "{% set n = 3 %}{% macro m() %}{{ n }}{{ shop.__class__ }}{% endmacro %}{{ m() }}",
     "{% macro m() %}{{ missing }}{% endmacro %}{{ m() }}",
     "{% macro m() %}x{% endmacro %}{{ m.__globals__ }}",
+    # The pieces of one output are yielded joined (code_generator_class's visit_Output): the same text,
+    # the same error from a piece in the middle.
+    "{% for item in items %}<{{ item.name }}|{{ loop.index }}>{% endfor %}!{{ plain }}?{{ trusted }}",
+    "{% if plain %}x{{ plain }}y{{ amount }}{% else %}z{% endif %}{{ shop.none }}-{{ items[0] }}",
+    "a{{ plain }}b{{ shop.missing }}c",
+    "{% block b %}<{{ plain }}>{{ shop.name }}{% endblock %}[{{ self.b() }}]",
 ]
 
 
@@ -79,6 +85,15 @@ def _outcome(env: Any, source: str) -> tuple[str, str]:
 def test_the_fast_sandbox_answers_as_jinjas_sandbox(source: str) -> None:
     options = {"undefined": StrictUndefined, "autoescape": True}
     assert _outcome(_sandbox_class()(**options), source) == _outcome(SandboxedEnvironment(**options), source)
+
+
+def test_the_pieces_of_one_output_are_yielded_as_one_string() -> None:
+    # Each yield of a block passes through every generator above it (the layout's, the child's):
+    # text and values between two tags come out as one piece, loops and tags still piece by piece.
+    env = _sandbox_class()(undefined=StrictUndefined, autoescape=True)
+    template = env.from_string("a{{ plain }}b{% for item in items %}<{{ item.name }}>{% endfor %}{{ amount }}")
+    pieces = list(template.root_render_func(template.new_context(CONTEXT)))
+    assert pieces == ["atextb", "<Mug>", "<Cup>", "12.5"]
 
 
 def test_a_templates_globals_are_the_environments_under_its_own() -> None:

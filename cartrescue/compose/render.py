@@ -627,14 +627,17 @@ class Renderer:
         as "the data is passed as is, without adding the globals": the same variables reach
         the template, at a third of the cost for a short part such as the subject. Jinja never
         writes to that dict (a template's ``{% set %}`` goes to its own context's ``vars``), so
-        a message's parts can share it: nothing one part sets reaches the next.
+        a message's parts can share it: nothing one part sets reaches the next. The context is
+        made as ``new_context(variables, shared=True)`` makes it, without its two calls on the
+        way: the environment's ``context_class`` given the shared dict, the template's name,
+        blocks and globals (Jinja's own ``new_context`` adds nothing else without ``locals``).
         """
         template = templates.get(name)
         if template is None:
             template = templates[name] = environment.get_template(name)
         env = template.environment
         try:
-            run = template.new_context(variables, shared=True)
+            run = env.context_class(env, variables, name, template.blocks, template.globals)
             # Joined a block of pieces at a time (in C), so a runaway loop is stopped after a block,
             # not after filling the memory; a normal part is one or two blocks.
             pieces = template.root_render_func(run)  # type: ignore[attr-defined]

@@ -171,9 +171,10 @@ def code_generator_class() -> type[Any]:
     escaped inline, and a lookup such as ``shop.name`` made inline where the value is a plain
     dict (below). Its name is part of the compiled-template cache's key
     (:mod:`cartrescue.template_cache`): renamed when what it writes changes."""
+    from jinja2 import nodes
     from jinja2.compiler import CodeGenerator, optimizeconst
 
-    class BoundedInlineEscapeCodeGenerator(CodeGenerator):
+    class JoinedOutputCodeGenerator(CodeGenerator):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._escaped: list[str | None] = []  # an output's value, between _output_child_pre and _post
@@ -197,6 +198,47 @@ def code_generator_class() -> type[Any]:
                 super()._output_child_post(node, frame, finalize)
             else:
                 self.write(f") is str else escape({value}))")
+
+        def visit_Output(self, node: Any, frame: Any) -> None:
+            """The pieces of one output node of a template's body or block (text and values
+            between two tags) yielded as one string, ``yield concat((piece, ...))``, where Jinja
+            yields each: a piece of a block passes through every generator above it (the block,
+            the layout's ``root``, the child's ``root``), so a yield costs a resumption of each.
+            The same text, its lines as Jinja marks them. Buffered frames (macros, loops of their
+            own) already join; Jinja writes the rest."""
+            if frame.buffer is not None or frame.require_output_check or self.environment.is_async:
+                super().visit_Output(node, frame)
+                return
+            finalize = self._make_finalize()
+            body: list[Any] = []  # as Jinja's: runs of constant text (lists), and the nodes to evaluate
+            for child in node.nodes:
+                try:
+                    if not (finalize.const or isinstance(child, nodes.TemplateData)):
+                        raise nodes.Impossible()
+                    const = self._output_child_to_const(child, frame, finalize)
+                except (nodes.Impossible, Exception):
+                    body.append(child)
+                    continue
+                if body and isinstance(body[-1], list):
+                    body[-1].append(const)
+                else:
+                    body.append([const])
+            if len(body) < 2:
+                super().visit_Output(node, frame)
+                return
+            self.writeline("yield concat((")
+            self.indent()
+            for item in body:
+                if isinstance(item, list):
+                    self.writeline(self._output_const_repr(item) + ",")
+                else:
+                    self.newline(item)
+                    self._output_child_pre(item, frame, finalize)
+                    self.visit(item, frame)
+                    self._output_child_post(item, frame, finalize)
+                    self.write(",")
+            self.outdent()
+            self.writeline("))")
 
         def visit_Concat(self, node: Any, frame: Any) -> None:
             self.write("environment.bounded(")
@@ -223,7 +265,7 @@ def code_generator_class() -> type[Any]:
                 super().writeline("escape = environment.fast_escape")
                 super().writeline("escape_str = environment.escape_str")
 
-    return BoundedInlineEscapeCodeGenerator
+    return JoinedOutputCodeGenerator
 
 
 def fast_escape() -> Callable[[Any], Any]:
