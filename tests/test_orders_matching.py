@@ -258,3 +258,21 @@ def test_no_stand_in_of_a_missing_value_leaks_out_of_a_lookup(
     assert [order.id for order in index.matching([_cart("y16", None, f"cust{NUL}9")])] == ["o16"]
     assert [order.id for order in index.matching([_cart(f"cart{NUL}9")])] == ["o16"]
 
+
+
+def test_an_address_and_a_customer_id_of_the_same_text_are_two_keys() -> None:
+    """The chunk's order book keeps orders by e-mail and by customer id apart: a customer id
+    that is written like another customer's address matches only carts of that customer id,
+    and each list keeps the orders in the order given (the first found converts a cart)."""
+    from cartrescue.decide.orders import OrderBook
+
+    before = datetime(2026, 11, 1, 8, tzinfo=timezone.utc)
+    after = datetime(2026, 11, 3, 8, tzinfo=timezone.utc)
+    by_id = Order("o1", before, customer_id="ann@example.com")
+    first, second = Order("o2", after, email="ann@example.com"), Order("o3", after, email="ann@example.com")
+    book = OrderBook([by_id, first, second])
+    at = datetime(2026, 11, 2, 8, tzinfo=timezone.utc)
+    ann = Cart("c1", "csv", Customer("ann@example.com"), "EUR", (), Decimal("10"), at, at)  # type: ignore[arg-type]
+    same_id = Cart("c2", "csv", Customer(None, id="ann@example.com"), "EUR", (), Decimal("10"), at, at)  # type: ignore[arg-type]
+    assert (book.facts(ann).ordered, book.facts(ann).previous_orders) == (first, 0)
+    assert (book.facts(same_id).ordered, book.facts(same_id).previous_orders) == (None, 1)

@@ -35,28 +35,29 @@ SAME_MOMENT = timedelta(minutes=1)
 
 
 class OrderBook:
-    """The orders of one chunk of carts, indexed for matching."""
+    """The orders of one chunk of carts, indexed for matching: by cart id, by e-mail address and
+    by customer id, each in the order given. (Two maps, not one keyed ``e:``/``c:`` + the value:
+    those keys were two strings made for each order and each cart: ~3,300 instructions a cart
+    of B2, 0.5 %, in callgrind.)"""
 
     def __init__(self, orders: Iterable[Order]) -> None:
         self.by_cart: dict[str, list[Order]] = {}
-        self.by_person: dict[str, list[Order]] = {}
+        self.by_email: dict[str, list[Order]] = {}
+        self.by_customer: dict[str, list[Order]] = {}
         for order in orders:
             if order.cart_id:
                 self.by_cart.setdefault(order.cart_id, []).append(order)
-            keys = set()
             if order.email:
-                keys.add("e:" + order.email)
+                self.by_email.setdefault(order.email, []).append(order)
             if order.customer_id:
-                keys.add("c:" + order.customer_id)
-            for key in keys:
-                self.by_person.setdefault(key, []).append(order)
+                self.by_customer.setdefault(order.customer_id, []).append(order)
 
     def facts(self, cart: Cart) -> OrderFacts:
         # Most carts have no orders at all: answer those without building anything.
         own = self.by_cart.get(cart.id)
         email, customer_id = cart.customer.email, cart.customer.id
-        by_email = self.by_person.get("e:" + email) if email else None
-        by_customer = self.by_person.get("c:" + customer_id) if customer_id else None
+        by_email = self.by_email.get(email) if email else None
+        by_customer = self.by_customer.get(customer_id) if customer_id else None
         if not by_email and not by_customer:
             if not own:
                 return NO_ORDERS
