@@ -45,6 +45,13 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "cartrescue.yaml"
 
 
+#: The longest each name or value of the config that the ledger keeps may be, in characters: the
+#: narrowest column of its name (:func:`cartrescue.ledger.config_value_limits`, which a test holds
+#: this to). Written out, because reading them from the tables imported SQLAlchemy and the
+#: ledger's models (~0.3 s of CPU) as every command read its config: in ``run --workers N`` that
+#: was before its first fork, while the other core waited.
+LEDGER_WIDTHS = {"tier": 64, "sequence": 64, "template": 191, "variant": 64, "pool": 32, "value": 32, "shop": 191}
+
 #: ``report`` waits this many times ``ledger.statement_wait`` for a statement's answer: its
 #: queries group and sort a whole period's rows (10 minutes by default).
 PERIOD_READS = 10
@@ -140,9 +147,7 @@ class Config(Model):
         """Every name the ledger keeps (:meth:`ledger_names`) fits its columns. A longer one was
         taken: PostgreSQL refused it at the first claim, so every run stopped there (exit 2, after
         reading the carts, on every later run too), MariaDB refused or cut it, SQLite kept it."""
-        from cartrescue.ledger import config_value_limits
-
-        limits = config_value_limits()
+        limits = LEDGER_WIDTHS
         for key, value, column in self.ledger_names():
             if len(value) > limits[column]:
                 kept = " with shop.from_email (each run's shop: 'name <from_email>')" if column == "shop" else ""

@@ -298,7 +298,9 @@ def cart_value_limits() -> dict[str, int]:
     keeps it. PostgreSQL refuses a longer value and MariaDB too (or cuts it, as its sql_mode
     says), which stopped the whole run at that cart's claim while SQLite kept it: a source
     checks a cart's values against these before any claim (cartrescue.sources.values), so a
-    cart too long for the ledger costs itself alone, on every kind of ledger."""
+    cart too long for the ledger costs itself alone, on every kind of ledger. The source checks
+    them as :data:`cartrescue.sources.values.CART_WIDTHS`, written out (a test holds the two
+    equal): the helper splitting an export need not import this module."""
     return _narrowest(CART_VALUES, _CART_TABLES)
 
 
@@ -307,5 +309,7 @@ def config_value_limits() -> dict[str, int]:
     """The longest each of :data:`CONFIG_VALUES` may be, in characters: the narrowest column of
     its name in any table. A longer tier or sequence name stopped every run at its first claim
     on PostgreSQL (exit 2, after reading the carts), and MariaDB refused or cut it: the config
-    refuses it as it loads instead (:meth:`cartrescue.config.Config.ledger_names`)."""
+    refuses it as it loads instead (:meth:`cartrescue.config.Config.ledger_names`), against
+    :data:`cartrescue.config.root.LEDGER_WIDTHS`, these written out (a test holds the two equal):
+    reading a config need not import this module."""
     return _narrowest(CONFIG_VALUES, TABLES)
