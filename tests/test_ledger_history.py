@@ -265,3 +265,26 @@ def test_a_chunks_address_is_hashed_once_for_the_history_and_the_gates(tmp_path:
         ledger.close()
     assert verdict is not None and verdict.reason == REASON_SUPPRESSED
     assert hashed == [address.encode()]
+
+
+def test_a_stand_in_for_a_missing_ledger_is_not_asked_whether_it_holds_a_suppression() -> None:
+    """Nothing writes to the stand-in a dry-run reads before the shop's first sending run: the
+    planner's question before each chunk (does the ledger hold a suppression?) has its answer
+    without a query (one a chunk of 500 carts, ~0.2 % of a dry-run's instructions)."""
+    from cartrescue.config import Config
+    from cartrescue.pipeline import Planner
+
+    config = Config.model_validate({"source": {"type": "csv", "carts": "carts.csv"}})
+    stand_in = Ledger.empty(absent="ledger.db does not exist")
+    asked: list[object] = []
+
+    def suppressions(*args: object, **kwargs: object) -> list[object]:
+        asked.append(kwargs)
+        return []
+
+    try:
+        stand_in.suppressions = suppressions  # type: ignore[method-assign]
+        planner = Planner(config, datetime(2026, 11, 20, 10, tzinfo=timezone.utc), stand_in)
+        assert (planner._may_suppress(), planner._may_suppress(), asked) == (False, False, [])
+    finally:
+        stand_in.close()

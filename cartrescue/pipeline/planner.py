@@ -249,9 +249,11 @@ class Planner:
         not again). A ledger without one (a new shop's, or one whose customers never opted out
         or bounced) has no hash to find, so the chunk's addresses are not hashed for it (a
         SHA-256 each, ~6,600 instructions) nor looked up; one added while the run plans is
-        found from the next chunk on, as when every chunk asked for its hashes."""
+        found from the next chunk on, as when every chunk asked for its hashes. The empty
+        stand-in of a dry-run without a ledger file (``Ledger.blank``) is never written to: no
+        query for it."""
         if not self._any_suppression:
-            self._any_suppression = bool(self.ledger and self.ledger.suppressions(limit=1))
+            self._any_suppression = bool(self.ledger and not self.ledger.blank and self.ledger.suppressions(limit=1))
         return self._any_suppression
 
     def _decide_chunk(
