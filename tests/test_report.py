@@ -967,6 +967,26 @@ def test_usage_errors_exit_2_with_one_json_document(shop: Shop, args: tuple[str,
     assert document["error"]["exit_code"] == code and fragment in document["error"]["message"]
 
 
+def test_at_80_columns_the_terminal_report_shows_every_figure_and_header_whole(shop: Shop,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A krona shop's week at 80 columns (a terminal, or any pipe: rich's default) printed its
+    money per tier as "SEK34,2…", "SEK2,40…", "SEK31,…" and its tier "standa…", its headers
+    "recipien…": figures an owner cannot read, or misreads."""
+    monkeypatch.setenv("COLUMNS", "80")
+    shop.configure(shop={"currency": "SEK"}, report={"margin": 0.4, "costs": {"email": 0.01}})
+    write_ledger(ledger_of(shop), [Row(f"h{n}", NOW, tier="high", cart_value="48000.00") for n in range(3)]
+                 + [Row(f"s{n}", NOW, tier="standard", cart_value="41000.00") for n in range(3)]
+                 + [Row("x1", NOW, held=True)])
+    shop.add_orders(*(order_row(f"o{name}", at=NOW + timedelta(hours=2), total="42800.00", currency="SEK", cart_id=name)
+                      for name in ("h0", "h1", "s0")))
+    result = shop.cli("report", *PERIOD, "--by", "step", "--by", "tier", now=LATER)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout, result.stdout
+    for figure in ("SEK34,240.00", "SEK17,120.00", "SEK34,239.97", "standard", "recipients", "conversions",
+                   "incentive", "messages"):
+        assert figure in result.stdout, (figure, result.stdout)
+
+
 def test_a_period_in_the_future_names_the_days_the_owner_gave_in_the_shops_time_not_utc_ones(shop: Shop) -> None:
     """``--since 2026-12-01`` in Stockholm said "--since 2026-11-30 23:00 UTC is not before now":
     a day the owner never typed, in a zone the shop does not keep."""
