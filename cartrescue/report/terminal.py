@@ -35,32 +35,37 @@ def _table(title: str, columns: list[str]) -> Table:
 #: A cell longer than this may wrap between its words (the headline's "€75.00 (-€2,669.58 to
 #: €2,819.58)"); a shorter one, a figure, is never broken or cut.
 _WHOLE_UP_TO = 24
+#: The narrowest a header is shortened to ("messa…") before the table is printed wider instead.
+_HEADER_LEAST = 6
 
 
 def _show(console: Console, table: Table) -> None:
     """Print ``table`` with every figure whole. Left to rich, a table wider than the console
     (80 columns in a pipe or cron's mail) cut its cells to fit: "SEK34,2…", an ROI "114133…",
-    a tier "standa…". Labels and headers wrap between their words; a table still too wide is
-    printed wider than the console (a terminal folds its lines) rather than cut."""
-    naturals, floors = [], []
+    a tier "standa…". Labels and headers wrap between their words, then a header is shortened
+    ("messa…", never below :data:`_HEADER_LEAST`); a table still too wide is printed wider
+    than the console (a terminal folds its lines) rather than cut."""
+    naturals, words, figures = [], [], []
     for index, column in enumerate(table.columns):
         cells = [cell.plain if isinstance(cell, Text) else str(cell) for cell in column.cells]
         header = column.header.plain if isinstance(column.header, Text) else str(column.header)
         naturals.append(max([cell_len(header), *map(cell_len, cells)]))
-        whole = [cell_len(c) if index and cell_len(c) <= _WHOLE_UP_TO else _longest_word(c) for c in cells]
-        floors.append(max([_longest_word(header), *whole]))
+        whole = max([0, *(cell_len(c) if index and cell_len(c) <= _WHOLE_UP_TO else _longest_word(c) for c in cells)])
+        words.append(max(whole, _longest_word(header)))
+        figures.append(max(whole, min(_longest_word(header), _HEADER_LEAST)))
     borders = 3 * len(naturals) + 1  # "│ " before each cell and " │" after the last
     excess = sum(naturals) + borders - console.width
     if excess <= 0:
         console.print(table)
         return
     widths = list(naturals)
-    while excess > 0:
-        slack, index = max((width - floor, i) for i, (width, floor) in enumerate(zip(widths, floors)))
-        if slack <= 0:
-            break
-        widths[index] -= 1
-        excess -= 1
+    for floors in (words, figures):  # headers' words whole while that fits, then shortened headers
+        while excess > 0:
+            slack, index = max((width - floor, i) for i, (width, floor) in enumerate(zip(widths, floors)))
+            if slack <= 0:
+                break
+            widths[index] -= 1
+            excess -= 1
     for column, width in zip(table.columns, widths):
         column.width = width
     if excess > 0:
