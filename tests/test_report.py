@@ -967,6 +967,80 @@ def test_usage_errors_exit_2_with_one_json_document(shop: Shop, args: tuple[str,
     assert document["error"]["exit_code"] == code and fragment in document["error"]["message"]
 
 
+def test_at_80_columns_the_terminal_report_shows_every_figure_and_header_whole(shop: Shop,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A krona shop's week at 80 columns (a terminal, or any pipe: rich's default) printed its
+    money per tier as "SEK34,2…", "SEK2,40…", "SEK31,…" and its tier "standa…", its headers
+    "recipien…": figures an owner cannot read, or misreads."""
+    monkeypatch.setenv("COLUMNS", "80")
+    shop.configure(shop={"currency": "SEK"}, report={"margin": 0.4, "costs": {"email": 0.01}})
+    write_ledger(ledger_of(shop), [Row(f"h{n}", NOW, tier="high", cart_value="48000.00") for n in range(3)]
+                 + [Row(f"s{n}", NOW, tier="standard", cart_value="41000.00") for n in range(3)]
+                 + [Row("x1", NOW, held=True)])
+    shop.add_orders(*(order_row(f"o{name}", at=NOW + timedelta(hours=2), total="42800.00", currency="SEK", cart_id=name)
+                      for name in ("h0", "h1", "s0")))
+    result = shop.cli("report", *PERIOD, "--by", "step", "--by", "tier", now=LATER)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert rows and not any("…" in row for row in rows), result.stdout
+    for figure in ("SEK34,240.00", "SEK17,120.00", "SEK34,239.97", "SEK128,400.00", "standard"):
+        assert figure in result.stdout, (figure, result.stdout)
+
+
+def test_at_80_columns_a_table_that_fits_with_shorter_headers_stays_within_80_columns(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures kept whole must not cost a euro shop's everyday tables their fit: the money table
+    then shortens a header ("messa…") rather than fold every line in the owner's terminal."""
+    monkeypatch.setenv("COLUMNS", "80")
+    shop.configure(shop={"currency": "EUR"})
+    write_ledger(ledger_of(shop), [Row(f"h{n}", NOW, tier="high") for n in range(3)]
+                 + [Row(f"s{n}", NOW, tier="standard") for n in range(3)])
+    shop.add_orders(order_row("oh0", at=NOW + timedelta(hours=2), total="856.00", cart_id="h0"))
+    result = shop.cli("report", *PERIOD, "--by", "step", "--by", "tier", now=LATER)
+    assert result.exit_code == 0, result.output
+    assert max(len(line.rstrip()) for line in result.stdout.splitlines()) <= 80, result.stdout
+    assert "€856.00" in result.stdout and "standard" in result.stdout
+
+
+def test_a_period_in_the_future_names_the_days_the_owner_gave_in_the_shops_time_not_utc_ones(shop: Shop) -> None:
+    """``--since 2026-12-01`` in Stockholm said "--since 2026-11-30 23:00 UTC is not before now":
+    a day the owner never typed, in a zone the shop does not keep."""
+    result = shop.cli("report", "--json", "--since", "2026-12-01", now=LATER)
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"]
+    assert message.startswith("--since 2026-12-01 is not before now:"), message
+    assert "2026-12-01 00:00" in message and "Europe/Stockholm" in message and "UTC" not in message
+
+
+def test_days_in_the_wrong_order_are_said_as_given_as_report_all_says_them(shop: Shop) -> None:
+    """``--since 2026-11-22 --until 2026-11-20`` said "--since 2026-11-21 23:00 UTC is not before
+    --until 2026-11-20 22:59 UTC"; ``report-all`` says the same mistake with the days given."""
+    result = shop.cli("report", "--json", "--since", "2026-11-22", "--until", "2026-11-20", now=LATER)
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["message"].startswith("--since 2026-11-22 is not before --until 2026-11-20:")
+    assert "UTC" not in result.json["error"]["message"]
+
+
+def test_an_until_alone_whose_period_begins_after_now_names_until_not_a_since_never_given(shop: Shop) -> None:
+    """``--until 2027-01-31`` alone said "--since 2027-01-24 23:00 UTC is not before now": the
+    owner gave no --since, and the period counted back from --until had not begun yet."""
+    result = shop.cli("report", "--json", "--until", "2027-01-31", now=LATER)
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"]
+    assert message.startswith("--until 2027-01-31:"), message
+    assert "--since 2027" not in message and "report.period" in message and "UTC" not in message
+
+
+def test_a_since_within_the_minute_the_report_runs_in_does_not_name_an_until_never_given(shop: Shop) -> None:
+    """Without --until the period ends at the start of the current minute: ``--since`` 30 seconds
+    into it said "--since 2026-11-26 10:00 UTC is not before --until 2026-11-26 10:00 UTC"."""
+    at = LATER + timedelta(seconds=45)
+    result = shop.cli("report", "--json", "--since", (LATER + timedelta(seconds=30)).isoformat(), now=at)
+    assert result.exit_code == 2, result.output
+    message = result.json["error"]["message"]
+    assert "--until" not in message and "start of the minute" in message and "11:00:30" in message, message
+
+
 def test_a_csv_table_that_cannot_be_written_is_a_usage_error_naming_csv_not_an_internal_one(shop: Shop,
                                                                                             tmp_path: Path) -> None:
     """A folder in the way of by_step.csv: the report said "internal error: IsADirectoryError ...

@@ -135,3 +135,13 @@ def test_the_request_check_catches_an_image_the_page_would_load(tmp_path: Path, 
     screenshot(f'<!DOCTYPE html><html><body><h1>Report</h1><img src="{base_url}/tracker.png"></body></html>',
                tmp_path / "control.png", size=(320, 240), chromium=chromium, net_log=net_log)
     assert page_requests(net_log) == [f"{base_url}/tracker.png"] and hits == ["/tracker.png"]
+
+
+def test_a_funnel_without_skips_has_no_empty_skip_table(shop: Shop, tmp_path: Path) -> None:
+    """Every cart of the period messaged or held out: the page showed the headers "skipped
+    because | carts" over no row, a table that read as a broken one (the terminal shows none)."""
+    write_ledger(shop.folder / "ledger.db", [Row("t0", NOW), Row("h0", NOW, held=True)])
+    page = tmp_path / "report.html"
+    result = shop.cli("report", "--since", "2026-11-19", "--until", "2026-11-21", "--html", str(page), now=LATER)
+    assert result.exit_code == 0, result.output
+    assert "skipped because" not in page.read_text(encoding="utf-8")

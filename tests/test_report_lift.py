@@ -197,3 +197,13 @@ def test_an_interval_without_conversions_starts_at_exactly_zero_and_one_of_all_e
 
     assert wilson(0, trials)[0] == 0.0
     assert wilson(trials, trials)[1] == 1.0
+
+
+def test_the_lift_sentence_of_one_held_out_cart_says_cart_not_carts(shop: Shop) -> None:
+    """"With 1 held-out carts the interval is ±64.9 points": the sentence every digest quotes."""
+    write_ledger(shop.folder / "ledger.db", [Row("t0", NOW), Row("t1", NOW), Row("h0", NOW, held=True)])
+    shop.add_orders(order_row("o-t0", at=NOW + timedelta(hours=2), total="100.00", cart_id="t0"))
+    result = shop.cli("report", "--json", "--since", "2026-11-19", "--until", "2026-11-21", now=LATER)
+    assert result.exit_code == 0, result.output
+    sentence = result.json["incrementality"]["sentence"]
+    assert "With 1 held-out cart the interval" in sentence, sentence

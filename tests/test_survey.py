@@ -679,3 +679,12 @@ def test_a_period_that_ends_before_it_starts_is_refused_as_report_refuses_it(sur
     assert result.exit_code == 2, result.output
     assert "--since 2026-11-2" in result.json["error"]["message"]
     assert "is not before --until" in result.json["error"]["message"]
+
+
+def test_a_reversed_period_is_said_with_the_days_given_on_the_shops_clock(survey_shop: Shop) -> None:
+    """It said "--since 2026-11-24 23:00 UTC is not before --until 2026-11-20 22:59 UTC": days
+    the owner never typed, in a zone the shop does not keep (as ``report`` said it)."""
+    result = survey_shop.cli("survey", "summary", "--json", "--since", "2026-11-25", "--until", "2026-11-20", now=None)
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["message"].startswith("--since 2026-11-25 is not before --until 2026-11-20:")
+    assert "UTC" not in result.json["error"]["message"]

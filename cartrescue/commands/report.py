@@ -187,6 +187,42 @@ def report(
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
+def local_time(moment: datetime, tz: Any) -> str:
+    """``moment`` on the shop's clock, to the minute (to the second where it has any)."""
+    moment = moment.astimezone(tz)
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment.second else f"{moment:%Y-%m-%d %H:%M}"
+
+
+def empty_period(config: Any, since: str | None, until: str | None, start: datetime, end: datetime,
+                 at: datetime) -> str:
+    """Why the period ``[start, end]`` has no time before ``at`` in it, naming the options as given
+    and its bounds on the shop's clock: "--since 2026-11-30 23:00 UTC" for ``--since 2026-12-01``
+    in Stockholm named a day the owner never typed, and an --until or a --since never given."""
+    from cartrescue.config.types import duration_text
+
+    tz, zone = config.shop.tz, config.shop.timezone
+    begins = f"the period would begin at {local_time(start, tz)}"
+    if since is None:  # the report.period counted back from --until
+        return (f"--until {until and until.strip()}: the report.period ({duration_text(config.report.period)}) "
+                f"before it begins at {local_time(start, tz)}, after now ({local_time(at, tz)} {zone}): "
+                "give --since, or an --until that has begun")
+    if start >= at:
+        return f"--since {since.strip()} is not before now: {begins}, and it is {local_time(at, tz)} ({zone})"
+    if until is None:
+        return (f"--since {since.strip()} is not before the start of the minute the report runs in "
+                f"({local_time(end, tz)} {zone}), where its period ends: {begins}")
+    return reversed_period(config, since, until, start, end)
+
+
+def reversed_period(config: Any, since: str, until: str, start: datetime, end: datetime) -> str:
+    """``--since`` not before ``--until`` (``end`` the period's last microsecond), said with the
+    values as given and the bounds they make on the shop's clock (``report``, ``survey``)."""
+    tz = config.shop.tz
+    return (f"--since {since.strip()} is not before --until {until.strip()}: the period would begin at "
+            f"{local_time(start, tz)} and end at {local_time(end + timedelta(microseconds=1), tz)} "
+            f"({config.shop.timezone})")
+
+
 def compute(config_path: Path | None, now: str | None, since: str | None, until: str | None) -> tuple[dict[str, Any], Any]:
     """The report document of the config at ``config_path`` for the period of ``--since``,
     ``--until`` and ``--now`` as ``report`` reads them, and the loaded config: the one entry point
@@ -211,10 +247,8 @@ def compute(config_path: Path | None, now: str | None, since: str | None, until:
     start = parse_bound(since, tz, end=False) or (
         period_start(minute, config.report.period, tz) + timedelta(microseconds=1) if bound is None
         else period_start(bound + timedelta(microseconds=1), config.report.period, tz))
-    if start >= at:
-        raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before now ({at:%Y-%m-%d %H:%M} UTC)")
-    if start >= end:
-        raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before --until {end:%Y-%m-%d %H:%M} UTC")
+    if start >= at or start >= end:
+        raise ConfigError(empty_period(config, since, until, start, end, at))
     # A period reaching past now ends now: with a pinned --now (a replay), --until a later day
     # counted the orders placed after that moment as if they had happened.
     end = min(end, at)

@@ -34,13 +34,13 @@ UntilOption = Annotated[Optional[str], typer.Option(
 def _window(cfg: Any, since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
     """``[start, end)`` of the answers, read as ``report`` reads its period (a day given to
     ``--until`` is included), so a survey summary beside a report of the same dates agrees."""
-    from cartrescue.commands.report import parse_bound
+    from cartrescue.commands.report import parse_bound, reversed_period
 
     tz = cfg.shop.tz
     last = parse_bound(until, tz, end=True)  # inclusive: a day's last microsecond, a time's one before
     start, end = parse_bound(since, tz, end=False), None if last is None else last + timedelta(microseconds=1)
     if start is not None and last is not None and start > last:  # as report refuses it: 0 answers said nothing
-        raise ConfigError(f"--since {start:%Y-%m-%d %H:%M} UTC is not before --until {last:%Y-%m-%d %H:%M} UTC")
+        raise ConfigError(reversed_period(cfg, since or "", until or "", start, last))
     return start, end
 
 

@@ -421,7 +421,7 @@ def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any], strata:
         verdict = (f"Too few carts to tell whether the reminders add orders: the lift is {difference * 100:+.1f} points, "
                    f"95 % interval {low * 100:.1f} to {high * 100:.1f}.")
     if half > precision:
-        verdict += (f" With {nc:,} held-out carts the interval is ±{half * 100:.1f} points; about {needed:,} are needed "
+        verdict += (f" With {nc:,} held-out cart{'' if nc == 1 else 's'} the interval is ±{half * 100:.1f} points; about {needed:,} are needed "
                     f"for ±{points}.")
     lift["sentence"] = verdict
     lift["holdout_needed"] = needed

@@ -196,7 +196,8 @@ def render_html(document: dict[str, Any], shop: str, locale: str) -> str:
         f'<section><h2>Attributed revenue by day</h2>{revenue_chart(document["breakdowns"]["day"], currency, locale)}'
         '</section>',
         f'<section><h2>Funnel</h2>{funnel_chart(document["funnel"])}'
-        + _table(["skipped because", "carts"], [[s["reason"], f"{s['carts']:,}"] for s in document["funnel"]["skips"][:8]])
+        + (_table(["skipped because", "carts"], [[s["reason"], f"{s['carts']:,}"] for s in document["funnel"]["skips"][:8]])
+           if document["funnel"]["skips"] else "")
         + "</section>",
         f'<section><h2>Conversion per step and variant</h2>{step_chart(document)}'
         + "".join(f'<p>{_e(e["sequence"])} step {e["step"]}: {_e(e["verdict"])}</p>' for e in document["experiments"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -29,6 +30,51 @@ def _table(title: str, columns: list[str]) -> Table:
     for index, column in enumerate(columns):
         table.add_column(column, justify="left" if index == 0 else "right")
     return table
+
+
+#: A cell longer than this may wrap between its words (the headline's "€75.00 (-€2,669.58 to
+#: €2,819.58)"); a shorter one, a figure, is never broken or cut.
+_WHOLE_UP_TO = 24
+#: The narrowest a header is shortened to ("messa…") before the table is printed wider instead.
+_HEADER_LEAST = 6
+
+
+def _show(console: Console, table: Table) -> None:
+    """Print ``table`` with every figure whole. Left to rich, a table wider than the console
+    (80 columns in a pipe or cron's mail) cut its cells to fit: "SEK34,2…", an ROI "114133…",
+    a tier "standa…". Labels and headers wrap between their words, then a header is shortened
+    ("messa…", never below :data:`_HEADER_LEAST`); a table still too wide is printed wider
+    than the console (a terminal folds its lines) rather than cut."""
+    naturals, words, figures = [], [], []
+    for index, column in enumerate(table.columns):
+        cells = [cell.plain if isinstance(cell, Text) else str(cell) for cell in column.cells]
+        header = column.header.plain if isinstance(column.header, Text) else str(column.header)
+        naturals.append(max([cell_len(header), *map(cell_len, cells)]))
+        whole = max([0, *(cell_len(c) if index and cell_len(c) <= _WHOLE_UP_TO else _longest_word(c) for c in cells)])
+        words.append(max(whole, _longest_word(header)))
+        figures.append(max(whole, min(_longest_word(header), _HEADER_LEAST)))
+    borders = 3 * len(naturals) + 1  # "│ " before each cell and " │" after the last
+    excess = sum(naturals) + borders - console.width
+    if excess <= 0:
+        console.print(table)
+        return
+    widths = list(naturals)
+    for floors in (words, figures):  # headers' words whole while that fits, then shortened headers
+        while excess > 0:
+            slack, index = max((width - floor, i) for i, (width, floor) in enumerate(zip(widths, floors)))
+            if slack <= 0:
+                break
+            widths[index] -= 1
+            excess -= 1
+    for column, width in zip(table.columns, widths):
+        column.width = width
+    if excess > 0:
+        table.width = sum(widths) + borders
+    console.print(table, crop=False)
+
+
+def _longest_word(text: str) -> int:
+    return max((cell_len(word) for word in text.split()), default=0)
 
 
 def print_report(document: dict[str, Any], console: Console, by: list[str], locale: str) -> None:
@@ -58,7 +104,7 @@ def print_report(document: dict[str, Any], console: Console, by: list[str], loca
     head.add_row(_t("conversion"), _t(f"{summary['converted_carts']:,} of {summary['recipients']:,} carts "
                                       f"({percent(summary['conversion_rate'])})"), _t(conversion))
     head.add_row(_t("revenue per recipient"), _t(money(summary["revenue_per_recipient"])), _t(""))
-    console.print(head)
+    _show(console, head)
     console.print(_t(lift["sentence"], "bold" if lift["measured"] else "yellow"))
     if lift.get("contamination_note"):
         console.print(_t(lift["contamination_note"], "dim"))
@@ -69,7 +115,7 @@ def print_report(document: dict[str, Any], console: Console, by: list[str], loca
             groups.add_row(_t(label), _t(f"{arm['carts']:,}"), _t(f"{arm['converted']:,}"),
                            _t(f"{percent(arm['rate'])} ({low * 100:.1f}–{high * 100:.1f})"),
                            _t(money(arm["revenue_per_cart"])))
-        console.print(groups)
+        _show(console, groups)
     for experiment in document["experiments"]:
         table = _table(f"A/B: {experiment['sequence']} step {experiment['step']} (control {experiment['control']})",
                        ["variant", "recipients", "conversions", "rate", "revenue / recipient", "P(beats control)",
@@ -78,7 +124,7 @@ def print_report(document: dict[str, Any], console: Console, by: list[str], loca
             table.add_row(_t(arm["variant"]), _t(f"{arm['recipients']:,}"), _t(f"{arm['conversions']:,}"),
                           _t(percent(arm["conversion_rate"], 2)), _t(money(arm["revenue_per_recipient"])),
                           _t(percent(arm["p_beats_control"], 0)), _t(percent(arm["p_best"], 0)))
-        console.print(table)
+        _show(console, table)
         promoted = experiment.get("promoted")
         line = experiment["verdict"] + (f" — promoted {promoted['variant']} on {promoted['at'][:10]}" if promoted else "")
         console.print(_t(line, "green" if experiment["winner"] else ""))
@@ -91,20 +137,20 @@ def print_report(document: dict[str, Any], console: Console, by: list[str], loca
             table.add_row(_t(row["tier"]), _t(f"{row['messages']:,}"), _t(f"{row['orders']:,}"), _t(money(row["gross"])),
                           _t(money(row["channel_cost"])), _t(money(row["incentive_cost"])), _t(money(row["net"])),
                           _t(None if row["roi"] is None else f"{row['roi']:.1f}×"))
-        console.print(table)
+        _show(console, table)
     funnel = document["funnel"]
     table = _table("Funnel", ["stage", "carts"])
     for stage in ("seen", "eligible", "messaged", "ordered"):
         table.add_row(_t(stage), _t(f"{funnel[stage]:,}"))
     for skip in funnel["skips"][:5]:
         table.add_row(_t(f"  skipped: {skip['reason']}", "dim"), _t(f"{skip['carts']:,}", "dim"))
-    console.print(table)
+    _show(console, table)
     survey = document.get("survey") or {}
     if survey.get("answers"):
         table = _table("Why carts were left", ["survey answer", "carts", "share"])
         for reason, figures in survey["reasons"].items():
             table.add_row(_t(reason), _t(f"{figures['count']:,}"), _t(percent(figures["share"], 0)))
-        console.print(table)
+        _show(console, table)
     for name in by:
         _print_breakdown(console, name, document["breakdowns"][name], currency, locale)
     for note in document["notes"]:
@@ -120,7 +166,7 @@ def _print_breakdown(console: Console, name: str, rows: list[dict[str, Any]], cu
         for row in rows:
             table.add_row(_t(row["day"]), _t(f"{row['messages']:,}"), _t(f"{row['held_out']:,}"),
                           _t(f"{row['orders']:,}"), _t(money(row["revenue"])))
-        console.print(table)
+        _show(console, table)
         return
     if not rows:  # as the HTML page's charts say it; an empty table read as a broken one
         console.print(Text.assemble((f"By {LABELS[name]}", "bold"), ": no messages in this period."))
@@ -137,4 +183,4 @@ def _print_breakdown(console: Console, name: str, rows: list[dict[str, Any]], cu
         table.add_row(_t(label), _t(f"{row['recipients']:,}"), _t(f"{row['conversions']:,}"),
                       _t(percent(row["conversion_rate"])), _t(f"{row['orders']:,}"), _t(money(row["revenue"])),
                       _t(money(row["revenue_per_recipient"])))
-    console.print(table)
+    _show(console, table)
