@@ -1108,6 +1108,11 @@ def junit_xml(report: Report, seconds: float = 0.0) -> str:
                                 name=case.name, time=f"{case.seconds:.3f}")
         if case.problems:
             first = case.problems[0]
+            located = next((problem for problem in case.problems if problem.file), None)
+            if located is not None and located.file is not None:  # where CI annotates it
+                element.set("file", _path_for_ci(located.file, report.folders))
+                if located.line:
+                    element.set("line", str(located.line))
             body = "\n".join(_problem_line(problem) for problem in case.problems)
             failure = ET.SubElement(element, "failure", type=first.kind, message=_problem_line(first))
             failure.text = body
@@ -1120,6 +1125,18 @@ def junit_xml(report: Report, seconds: float = 0.0) -> str:
     # cart id of a --carts file with \x0b made the whole report unreadable to CI. Shown as \x0b.
     document = _NOT_XML.sub(lambda bad: f"\\x{ord(bad.group()):02x}", ET.tostring(suites, encoding="unicode"))
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + document + "\n"
+
+
+def _path_for_ci(file: str, folders: Sequence[str]) -> str:
+    """The file a problem names (``en/reminder-1.txt``, relative to a templates folder) as CI
+    finds it: in the first folder that has it (else the first, for a part that is missing),
+    relative to the current folder when under it, as a checkout's files are; else absolute."""
+    candidates = [Path(folder) / file for folder in folders]
+    path = next((candidate for candidate in candidates if candidate.is_file()), candidates[0] if candidates else Path(file))
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

@@ -140,6 +140,24 @@ def test_the_table_and_the_junit_report_name_every_failure(tmp_path: Path) -> No
     assert "</div> closes <span>" in failures["templates.badhtml.en"].get("message")
 
 
+def test_each_failing_junit_testcase_carries_the_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI annotations (GitLab's test report, action-junit-report) read a testcase's ``file`` and
+    ``line`` attributes, not a path in its message text: the path is the file on disk, from the
+    folder CI runs in, so the annotation lands on the line of the repository's file."""
+    shop = tmp_path / "shop"
+    shutil.copytree(BROKEN, shop / "templates")
+    monkeypatch.chdir(shop)
+    junit = shop / "templates.xml"
+    result = cli("templates", "check", "--templates", "templates", "--quick", "--junit", str(junit),
+                 "-t", "syntax", "-t", "undefined", "-t", "notext", "-t", "good")
+    assert result.exit_code == 1, result.output
+    cases = {case.get("classname"): case for case in ET.parse(junit).getroot().iter("testcase")}
+    where = {name: (cases[f"templates.{name}.en"].get("file"), cases[f"templates.{name}.en"].get("line"))
+             for name in ("syntax", "undefined", "notext", "good")}
+    assert where == {"syntax": ("templates/en/syntax.html", "13"), "undefined": ("templates/en/undefined.txt", "7"),
+                     "notext": ("templates/en/notext.txt", None), "good": (None, None)}
+
+
 def test_the_junit_report_of_a_cart_id_with_a_control_character_is_still_xml() -> None:
     """ElementTree writes \\x0b as it is, and no XML parser reads it back."""
     from cartrescue.template_check import Case, Problem, Report
