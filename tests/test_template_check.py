@@ -103,6 +103,30 @@ def test_an_html_error_of_the_layout_gets_no_line_of_the_part_that_writes_the_sa
     assert problems and all(p["line"] is None for p in problems), problems
 
 
+def test_an_html_error_written_by_a_shared_file_alone_names_that_file_and_line(tmp_path: Path) -> None:
+    """A shop's own macro file, imported by its layout, closed a tag it never opened: every part
+    was blamed (en/brand.html, no line), a file without that tag. Markup that one line of one
+    file writes, a shared file's included, is that file's line."""
+    folder = tmp_path / "templates"
+    (folder / "en").mkdir(parents=True)
+    (folder / "_brand.html").write_text(
+        '{% macro brand_bar(shop) %}\n<p class="brand">{{ shop.name }}</p></em>\n{% endmacro %}\n', encoding="utf-8")
+    layout = (render.shipped_templates() / "_layout.html").read_text(encoding="utf-8")
+    (folder / "_layout.html").write_text(layout.replace(
+        "{% block content %}", '{% from "_brand.html" import brand_bar %}{{ brand_bar(shop) }}\n{% block content %}', 1),
+        encoding="utf-8")
+    (folder / "en" / "brand.subject.txt").write_text("Your cart at {{ shop.name }}\n", encoding="utf-8")
+    (folder / "en" / "brand.txt").write_text("Hi\n{{ recovery_url }}\n{{ unsubscribe_url }}\n", encoding="utf-8")
+    (folder / "en" / "brand.html").write_text(
+        '{% extends "_layout.html" %}\n{% block content %}\n<p><strong>Hi</strong></p>\n'
+        '<p><a href="{{ recovery_url }}">Back to your cart</a></p>\n{% endblock %}\n', encoding="utf-8")
+    result = cli("templates", "check", "--templates", str(folder), "--template", "brand", "--quick", "--json")
+    assert result.exit_code == 1, result.output
+    problems = [p for p in result.json["cases"][0]["problems"] if p["kind"] == "html"]
+    assert problems and {(p["file"], p["line"]) for p in problems} == {("_brand.html", 2)}, problems
+    assert "stray end tag </em>" in problems[0]["message"]
+
+
 def test_a_template_without_an_unsubscribe_link_fails_in_both_parts() -> None:
     problems = _check("--template", "nounsub", "--json").json["cases"][0]["problems"]
     assert [(p["file"], p["kind"]) for p in problems] == [("en/nounsub.txt", "unsubscribe"), ("en/nounsub.html", "unsubscribe")]
