@@ -31,7 +31,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -400,6 +400,20 @@ def source_line(source: str, markup: str, shared: Sequence[str] = ()) -> int | N
         return None
     lines = [number for number, text in enumerate(source.splitlines(), 1) if markup in text]
     return lines[0] if len(lines) == 1 else None
+
+
+def markup_origin(file: str, source: str, markup: str, shared: Mapping[str, str]) -> tuple[str, int | None]:
+    """The file and line that wrote ``markup``: :func:`source_line` of the part ``file``, or,
+    when the part has it nowhere, the one line of one ``shared`` file (``{name: source}``) that
+    has it. A tag a shop's own macro file (imported by its layout) left stray was blamed on
+    every part, none of which has it, with no line; markup on more than one line stays the
+    part's, with no line, as :func:`source_line` gives it."""
+    if markup.strip() and markup not in source:
+        hits = [(name, number) for name, text in shared.items()
+                for number, line in enumerate(text.splitlines(), 1) if markup in line]
+        if len(hits) == 1:
+            return hits[0]
+    return file, source_line(source, markup, list(shared.values()))
 
 
 # -- the check -----------------------------------------------------------------------------------
@@ -789,10 +803,10 @@ class TemplateChecker:
             case.add(Problem("unsubscribe", "no unsubscribe link in the text part ({{ unsubscribe_url }})",
                              text_file, None, cart.id))
         errors, links = self._html_problems(html)
-        source, shared = (self._source(html_file), self._shared_sources()) if errors else ("", [])
+        source, shared = (self._source(html_file), self._shared_files()) if errors else ("", {})
         for number, error, markup in errors[:3]:
-            case.add(Problem("html", f"HTML does not parse: {error} (rendered line {number})", html_file,
-                             source_line(source, markup, shared), cart.id))
+            case.add(Problem("html", f"HTML does not parse: {error} (rendered line {number})",
+                             *markup_origin(html_file, source, markup, shared), cart.id))
         if self.unsubscribe_url not in links:
             case.add(Problem("unsubscribe", 'no unsubscribe link in the HTML part (<a href="{{ unsubscribe_url }}">)',
                              html_file, None, cart.id))
@@ -859,9 +873,13 @@ class TemplateChecker:
 
     def _shared_sources(self) -> list[str]:
         """The texts of the shared files (``_layout.html``, ``_macros.html``…) a part may pull in."""
+        return list(self._shared_files().values())
+
+    def _shared_files(self) -> dict[str, str]:
+        """``{name: text}`` of the shared files, as :meth:`_shared_sources`."""
         names = {path.name for folder in self.renderer.folders if Path(folder).is_dir()
                  for path in Path(folder).glob("_*") if path.is_file()}
-        return [self._source(name) for name in sorted(names)]
+        return {name: self._source(name) for name in sorted(names)}
 
     def _printed_none(self, file: str, output: str, context: dict[str, Any]) -> bool:
         """Did a value print ``None`` in ``output``, or are all its ``None`` words the template's
@@ -1108,6 +1126,11 @@ def junit_xml(report: Report, seconds: float = 0.0) -> str:
                                 name=case.name, time=f"{case.seconds:.3f}")
         if case.problems:
             first = case.problems[0]
+            located = next((problem for problem in case.problems if problem.file), None)
+            if located is not None and located.file is not None:  # where CI annotates it
+                element.set("file", _path_for_ci(located.file, report.folders))
+                if located.line:
+                    element.set("line", str(located.line))
             body = "\n".join(_problem_line(problem) for problem in case.problems)
             failure = ET.SubElement(element, "failure", type=first.kind, message=_problem_line(first))
             failure.text = body
@@ -1120,6 +1143,18 @@ def junit_xml(report: Report, seconds: float = 0.0) -> str:
     # cart id of a --carts file with \x0b made the whole report unreadable to CI. Shown as \x0b.
     document = _NOT_XML.sub(lambda bad: f"\\x{ord(bad.group()):02x}", ET.tostring(suites, encoding="unicode"))
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + document + "\n"
+
+
+def _path_for_ci(file: str, folders: Sequence[str]) -> str:
+    """The file a problem names (``en/reminder-1.txt``, relative to a templates folder) as CI
+    finds it: in the first folder that has it (else the first, for a part that is missing),
+    relative to the current folder when under it, as a checkout's files are; else absolute."""
+    candidates = [Path(folder) / file for folder in folders]
+    path = next((candidate for candidate in candidates if candidate.is_file()), candidates[0] if candidates else Path(file))
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

@@ -85,22 +85,44 @@ def test_an_html_error_names_the_line_of_the_template_file_not_of_the_rendered_m
     assert all("rendered line" in p["message"] for p in problems), problems
 
 
-def test_an_html_error_of_the_layout_gets_no_line_of_the_part_that_writes_the_same_tag(tmp_path: Path) -> None:
-    """A shop's own layout left a <center> open; the part's one well-closed <center> was named as
-    the culprit's line. A tag the layout writes too gets no line: none is better than a wrong one."""
+def _own_layout(tmp_path: Path, before_content: str, template: str, markup: str) -> Path:
+    """A templates folder whose ``_layout.html`` is the shipped one with ``before_content`` put
+    before its content block, and an ``en`` template that extends it with ``markup``."""
     folder = tmp_path / "templates"
     (folder / "en").mkdir(parents=True)
     layout = (render.shipped_templates() / "_layout.html").read_text(encoding="utf-8")
-    (folder / "_layout.html").write_text(layout.replace("{% block content %}", "<center>{% block content %}", 1),
+    (folder / "_layout.html").write_text(layout.replace("{% block content %}", before_content + "{% block content %}", 1),
                                          encoding="utf-8")
-    (folder / "en" / "wide.subject.txt").write_text("Your cart at {{ shop.name }}\n", encoding="utf-8")
-    (folder / "en" / "wide.txt").write_text("Hi\n{{ recovery_url }}\n{{ unsubscribe_url }}\n", encoding="utf-8")
-    (folder / "en" / "wide.html").write_text(
-        '{% extends "_layout.html" %}\n{% block content %}\n<center>Hi</center>\n'
+    (folder / "en" / f"{template}.subject.txt").write_text("Your cart at {{ shop.name }}\n", encoding="utf-8")
+    (folder / "en" / f"{template}.txt").write_text("Hi\n{{ recovery_url }}\n{{ unsubscribe_url }}\n", encoding="utf-8")
+    (folder / "en" / f"{template}.html").write_text(
+        f'{{% extends "_layout.html" %}}\n{{% block content %}}\n{markup}\n'
         '<p><a href="{{ recovery_url }}">Back to your cart</a></p>\n{% endblock %}\n', encoding="utf-8")
+    return folder
+
+
+def test_an_html_error_of_the_layout_gets_no_line_of_the_part_that_writes_the_same_tag(tmp_path: Path) -> None:
+    """A shop's own layout left a <center> open; the part's one well-closed <center> was named as
+    the culprit's line. A tag the layout writes too gets no line: none is better than a wrong one."""
+    folder = _own_layout(tmp_path, "<center>", "wide", "<center>Hi</center>")
     result = cli("templates", "check", "--templates", str(folder), "--template", "wide", "--quick", "--json")
     problems = [p for p in result.json["cases"][0]["problems"] if p["kind"] == "html"]
     assert problems and all(p["line"] is None for p in problems), problems
+
+
+def test_an_html_error_written_by_a_shared_file_alone_names_that_file_and_line(tmp_path: Path) -> None:
+    """A shop's own macro file, imported by its layout, closed a tag it never opened: every part
+    was blamed (en/brand.html, no line), a file without that tag. Markup that one line of one
+    file writes, a shared file's included, is that file's line."""
+    folder = _own_layout(tmp_path, '{% from "_brand.html" import brand_bar %}{{ brand_bar(shop) }}\n', "brand",
+                         "<p><strong>Hi</strong></p>")
+    (folder / "_brand.html").write_text(
+        '{% macro brand_bar(shop) %}\n<p class="brand">{{ shop.name }}</p></em>\n{% endmacro %}\n', encoding="utf-8")
+    result = cli("templates", "check", "--templates", str(folder), "--template", "brand", "--quick", "--json")
+    assert result.exit_code == 1, result.output
+    problems = [p for p in result.json["cases"][0]["problems"] if p["kind"] == "html"]
+    assert problems and {(p["file"], p["line"]) for p in problems} == {("_brand.html", 2)}, problems
+    assert "stray end tag </em>" in problems[0]["message"]
 
 
 def test_a_template_without_an_unsubscribe_link_fails_in_both_parts() -> None:
@@ -138,6 +160,24 @@ def test_the_table_and_the_junit_report_name_every_failure(tmp_path: Path) -> No
     failures = {case.get("classname"): case.find("failure") for case in suite.iter("testcase")}
     assert failures["templates.good.en"] is None and failures["templates.badhtml.en"].get("type") == "html"
     assert "</div> closes <span>" in failures["templates.badhtml.en"].get("message")
+
+
+def test_each_failing_junit_testcase_carries_the_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI annotations (GitLab's test report, action-junit-report) read a testcase's ``file`` and
+    ``line`` attributes, not a path in its message text: the path is the file on disk, from the
+    folder CI runs in, so the annotation lands on the line of the repository's file."""
+    shop = tmp_path / "shop"
+    shutil.copytree(BROKEN, shop / "templates")
+    monkeypatch.chdir(shop)
+    junit = shop / "templates.xml"
+    result = cli("templates", "check", "--templates", "templates", "--quick", "--junit", str(junit),
+                 "-t", "syntax", "-t", "undefined", "-t", "notext", "-t", "good")
+    assert result.exit_code == 1, result.output
+    cases = {case.get("classname"): case for case in ET.parse(junit).getroot().iter("testcase")}
+    where = {name: (cases[f"templates.{name}.en"].get("file"), cases[f"templates.{name}.en"].get("line"))
+             for name in ("syntax", "undefined", "notext", "good")}
+    assert where == {"syntax": ("templates/en/syntax.html", "13"), "undefined": ("templates/en/undefined.txt", "7"),
+                     "notext": ("templates/en/notext.txt", None), "good": (None, None)}
 
 
 def test_the_junit_report_of_a_cart_id_with_a_control_character_is_still_xml() -> None:
