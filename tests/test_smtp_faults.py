@@ -565,3 +565,20 @@ def test_a_message_whose_commands_went_out_before_a_stop_is_not_written_after_it
     assert [(o.claim_id, o.status) for o in sorted(feed.outcomes, key=lambda o: o.claim_id)] == [
         (1, Status.SENT), (2, Status.TRANSIENT)]
     assert stopping < 2.0  # the first's late reply, not the grace
+
+
+@pytest.mark.smtp
+def test_a_relay_that_never_greets_is_said_to_give_no_reply_within_smtp_timeout() -> None:
+    """docs/sending.md promises a hung relay's messages "no reply within smtp.timeout …": one
+    that took the connection and never greeted got aiosmtplib's "SMTPReadTimeoutError: Timed out
+    waiting for server response", naming neither the key nor the phase (in `run`, `doctor`)."""
+    with SilentRelay() as relay:
+        channel = SmtpChannel(SmtpSettings(host="127.0.0.1", port=relay.port, security="none",
+                                           envelope_from="shop@example.com", pool_size=1, retries=0, timeout=0.3))
+        try:
+            outcomes = {o.claim_id: o for o in channel.deliver([envelope(0, "t0@example.com")])}
+        finally:
+            channel.close()
+    assert outcomes[0].status is Status.TRANSIENT
+    assert outcomes[0].reply == ("127.0.0.1:%d (none): no reply within smtp.timeout (0.3 s) while connecting "
+                                 "(the greeting, EHLO)" % relay.port)

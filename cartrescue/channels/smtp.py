@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 import aiosmtplib
 from aiosmtplib import (
     SMTPAuthenticationError,
+    SMTPConnectTimeoutError,
     SMTPException,
     SMTPNotSupported,
     SMTPResponse,
@@ -236,11 +237,26 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
     except SMTPResponseException as exc:  # 421 or 554 greeting, EHLO/HELO refused
         smtp.close()
         raise ConnectFailure(f"{where}: {exc.code} {scrubbed(exc.message, settings)}") from None
+    except (SMTPTimeoutError, asyncio.TimeoutError) as exc:
+        smtp.close()
+        raise ConnectFailure(f"{where}: {_connect_silence(exc, settings)}") from None
     except (SMTPException, OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
         smtp.close()
         cause = exc.__cause__ if isinstance(exc, SMTPException) and exc.__cause__ else exc
         raise ConnectFailure(f"{where}: {type(cause).__name__}: {scrubbed(str(cause), settings) or 'connection failed'}") from None
     return smtp
+
+
+def _connect_silence(exc: BaseException, settings: SmtpSettings) -> str:
+    """What a timeout while connecting means, naming the key that bounds it (a cron owner read
+    aiosmtplib's "Timed out waiting for server response", as docs/sending.md did not promise)."""
+    bound = f"smtp.timeout ({settings.timeout:g} s)"
+    if isinstance(exc, SMTPConnectTimeoutError) and not isinstance(exc.__cause__, SMTPTimeoutError):
+        return f"no connection within {bound}: nothing answers at this host and port (smtp.host, smtp.port, a firewall?)"
+    phases = ["the TLS handshake"] if settings.security == "tls" else []
+    phases += ["the greeting", "EHLO"] + (["STARTTLS"] if settings.security == "starttls" else [])
+    phases += ["AUTH"] if settings.username else []
+    return f"no reply within {bound} while connecting ({', '.join(phases)})"
 
 
 @dataclass(slots=True)
