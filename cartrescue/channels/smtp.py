@@ -247,6 +247,11 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
     return smtp
 
 
+AT_MOST_ONCE = "it may have arrived, so it is not resent (at most once; --resend-unconfirmed sends it)"
+"""What an ``unconfirmed`` reply ends with: a run's rule. ``send-test`` has no claim to release and
+says its own (:func:`cartrescue.send_test.deliver`)."""
+
+
 def _connect_silence(exc: BaseException, settings: SmtpSettings) -> str:
     """What a timeout while connecting means, naming the key that bounds it (a cron owner read
     aiosmtplib's "Timed out waiting for server response", as docs/sending.md did not promise)."""
@@ -827,8 +832,7 @@ class SmtpChannel(LoopChannel):
 
     def _unconfirmed(self, job: _Job, batch: _Work, cause: str) -> None:
         self.stats.unconfirmed += 1
-        batch.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{cause} after the whole message was sent: it "
-                             "may have arrived, so it is not resent (at most once; --resend-unconfirmed sends it)"))
+        batch.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{cause} after the whole message was sent: {AT_MOST_ONCE}"))
 
     def _refused(self, job: _Job, batch: _Work, refused: _Refused) -> None:
         code, text = refused.code, f"{refused.code} {scrubbed(refused.message, self.settings)}"
