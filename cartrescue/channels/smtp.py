@@ -232,7 +232,10 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
         raise ConnectFailure(f"{where}: AUTH refused: {exc.code} {scrubbed(exc.message, settings)}", fatal=True) from None
     except ssl.SSLCertVerificationError as exc:
         smtp.close()
-        raise ConnectFailure(f"{where}: TLS certificate not trusted: {exc.verify_message or exc}", fatal=True) from None
+        trust = (f"not signed by the CA of smtp.ca_file ({settings.ca_file})" if settings.ca_file else
+                 "smtp.ca_file: the PEM file of a private relay's CA")
+        raise ConnectFailure(f"{where}: TLS certificate not trusted: {exc.verify_message or exc} "
+                             f"({trust}; smtp.verify: false for a test relay only)", fatal=True) from None
     except SMTPNotSupported as exc:  # STARTTLS not offered, no AUTH method in common
         smtp.close()
         raise ConnectFailure(f"{where}: {exc}", fatal=True) from None
