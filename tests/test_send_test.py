@@ -51,6 +51,24 @@ def test_a_test_arrives_at_the_owner_marked_and_is_recorded_as_a_test(shop: Shop
 
 
 @pytest.mark.smtp
+def test_a_test_the_relay_never_answered_says_to_look_in_the_mailbox_not_to_resend_unconfirmed(shop: Shop) -> None:
+    """The relay hung up after the final dot: the test may have arrived (exit 1, ``unconfirmed``).
+    Its reply told the tester "--resend-unconfirmed sends it", a run's option that releases a
+    run's claims: send-test has no such option and a test has no claim to release."""
+    shop.add(cart("c1"))
+    with LoopbackSMTP(faults=[Fault(r"^owner@", "drop-after-data")]) as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("send-test", OWNER, "c1", "--json")
+    assert result.exit_code == 1, result.output
+    assert result.json["status"] == "unconfirmed"
+    assert "--resend-unconfirmed" not in result.json["reply"]
+    assert result.json["reply"].endswith("after the whole message was sent: it may have arrived (look in that "
+                                         "mailbox before sending another test)")
+    (test,) = ledger_of(shop).send_tests()
+    assert test["reply"] == result.json["reply"]
+
+
+@pytest.mark.smtp
 def test_a_test_is_never_the_carts_step_nor_a_message_of_the_day(shop: Shop) -> None:
     """Sent to the customer's own address: the run that follows still sends them step 1 the same
     day, with its own Message-ID."""

@@ -565,3 +565,39 @@ def test_a_message_whose_commands_went_out_before_a_stop_is_not_written_after_it
     assert [(o.claim_id, o.status) for o in sorted(feed.outcomes, key=lambda o: o.claim_id)] == [
         (1, Status.SENT), (2, Status.TRANSIENT)]
     assert stopping < 2.0  # the first's late reply, not the grace
+
+
+@pytest.mark.smtp
+def test_a_relay_that_never_greets_is_said_to_give_no_reply_within_smtp_timeout() -> None:
+    """docs/sending.md promises a hung relay's messages "no reply within smtp.timeout …": one
+    that took the connection and never greeted got aiosmtplib's "SMTPReadTimeoutError: Timed out
+    waiting for server response", naming neither the key nor the phase (in `run`, `doctor`)."""
+    with SilentRelay() as relay:
+        channel = SmtpChannel(SmtpSettings(host="127.0.0.1", port=relay.port, security="none",
+                                           envelope_from="shop@example.com", pool_size=1, retries=0, timeout=0.3))
+        try:
+            outcomes = {o.claim_id: o for o in channel.deliver([envelope(0, "t0@example.com")])}
+        finally:
+            channel.close()
+    assert outcomes[0].status is Status.TRANSIENT
+    assert outcomes[0].reply == ("127.0.0.1:%d (none): no reply within smtp.timeout (0.3 s) while connecting "
+                                 "(the greeting, EHLO)" % relay.port)
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize(("asked", "missing"), [({"security": "starttls"}, "STARTTLS"),
+                                                 ({"username": "shop", "password": "s3cret"}, "AUTH")])
+def test_a_relay_that_does_not_offer_starttls_or_auth_is_tried_once_not_per_message(
+        asked: dict[str, str], missing: str) -> None:
+    """The relay's EHLO lacks what the config requires: no retry can change that (it is the
+    config's or the relay's setup), so the run stops trying at once, as for a refused AUTH.
+    aiosmtplib says so with a bare SMTPException, which was retried with backoff per message."""
+    with LoopbackSMTP() as server:
+        channel = SmtpChannel(settings(server, pool_size=1, retries=3, **asked))
+        outcomes = deliver(channel, ["a@example.com", "b@example.com", "c@example.com"])
+        connections = server.connections
+    assert connections == 1
+    first = outcomes["a@example.com"]
+    assert first.status is Status.TRANSIENT
+    assert f"does not offer {missing}" in first.reply and "attempts)" not in first.reply
+    assert all(o.reply.startswith("not attempted, relay unavailable") for a, o in outcomes.items() if a != "a@example.com")

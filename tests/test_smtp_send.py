@@ -188,6 +188,18 @@ def test_untrusted_certificate_is_refused_unless_verification_is_off(shop: Shop)
         assert len(server.wait_for(1)) == 1
 
 
+def test_an_untrusted_certificate_names_the_keys_that_trust_it(shop: Shop) -> None:
+    """A private relay's self-signed certificate: the cron owner read "TLS certificate not
+    trusted: self-signed certificate" and had to find the keys in the docs."""
+    shop.add(cart("c1"))
+    with LoopbackSMTP("starttls") as server:
+        refused = send(shop, server, ca_file=None)
+    assert refused.exit_code == 1
+    reply = ledger_rows(shop)[0]["reply"]
+    assert reply.endswith("TLS certificate not trusted: self-signed certificate (smtp.ca_file: the PEM file of "
+                          "a private relay's CA; smtp.verify: false for a test relay only)")
+
+
 def test_plain_text_to_a_remote_relay_is_a_config_error(shop: Shop) -> None:
     shop.add(cart("c1"))
     shop.configure(smtp={"host": "mail.example.com", "security": "none"})

@@ -128,6 +128,21 @@ def test_the_run_summary_counts_unconfirmed_messages(shop: Shop) -> None:
     assert "delivered 0, failed 0, unconfirmed 1" in result.stdout
 
 
+def test_a_quiet_run_whose_messages_went_unconfirmed_says_so_once(shop: Shop) -> None:
+    """A relay that hangs up after every final dot (a crashing content filter) leaves each message
+    unconfirmed: not a failure (exit 0), but the cron owner must hear of it, once, to look at
+    the relay's log and maybe ``--resend-unconfirmed``; a silent cron line hid it for good."""
+    shop.add(cart("u1"), cart("u2"))
+    with LoopbackSMTP(faults=[Fault(r"^u[12]@", "drop-after-data")]) as server:
+        shop.configure(smtp=server.smtp_config())
+        first = shop.cli("run", "--send", "--quiet")
+        later = shop.cli("run", "--send", "--quiet", now=NOW + timedelta(minutes=10))
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.stdout.replace("\u2502", " ").split())
+    assert "delivered 0, failed 0, unconfirmed 2" in said
+    assert later.exit_code == 0 and later.stdout == ""  # said by the run that left them, not again
+
+
 def test_an_unconfirmed_message_counts_as_messaged_today(shop: Shop) -> None:
     """The address may have got a message this morning: a new cart waits for tomorrow."""
     shop.add(cart("a1", email="kim@example.com", idle=timedelta(hours=3)))

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 import aiosmtplib
 from aiosmtplib import (
     SMTPAuthenticationError,
+    SMTPConnectTimeoutError,
     SMTPException,
     SMTPNotSupported,
     SMTPResponse,
@@ -211,36 +212,86 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
         smtp = aiosmtplib.SMTP(
             hostname=settings.host, port=settings.port, timeout=settings.timeout,
             local_hostname=settings.ehlo_name,
-            use_tls=settings.security == "tls", start_tls=settings.security == "starttls",
+            use_tls=settings.security == "tls", start_tls=False,  # STARTTLS and AUTH below, each checked first
             tls_context=context if settings.security != "none" else None,
-            username=settings.username, password=settings.password,
         )
     except ValueError as exc:  # a helo_name aiosmtplib refuses, and the like
         raise ConnectFailure(f"{where}: {exc}", fatal=True) from None
     try:
         await smtp.connect()
-        if smtp.is_ehlo_or_helo_needed:
-            try:
-                await smtp.ehlo()
-            except SMTPResponseException:
-                await smtp.helo()
+        await _greet(smtp)
+        if settings.security == "starttls":
+            _require(smtp, "starttls", settings)
+            await smtp.starttls()
+            await _greet(smtp)
+        if settings.username:
+            _require(smtp, "auth", settings)
+            await smtp.login(settings.username, settings.password or "")
     except SMTPAuthenticationError as exc:
         smtp.close()
         raise ConnectFailure(f"{where}: AUTH refused: {exc.code} {scrubbed(exc.message, settings)}", fatal=True) from None
     except ssl.SSLCertVerificationError as exc:
         smtp.close()
-        raise ConnectFailure(f"{where}: TLS certificate not trusted: {exc.verify_message or exc}", fatal=True) from None
+        trust = (f"not signed by the CA of smtp.ca_file ({settings.ca_file})" if settings.ca_file else
+                 "smtp.ca_file: the PEM file of a private relay's CA")
+        raise ConnectFailure(f"{where}: TLS certificate not trusted: {exc.verify_message or exc} "
+                             f"({trust}; smtp.verify: false for a test relay only)", fatal=True) from None
     except SMTPNotSupported as exc:  # STARTTLS not offered, no AUTH method in common
         smtp.close()
         raise ConnectFailure(f"{where}: {exc}", fatal=True) from None
     except SMTPResponseException as exc:  # 421 or 554 greeting, EHLO/HELO refused
         smtp.close()
         raise ConnectFailure(f"{where}: {exc.code} {scrubbed(exc.message, settings)}") from None
-    except (SMTPException, OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+    except (SMTPTimeoutError, asyncio.TimeoutError) as exc:
+        smtp.close()
+        raise ConnectFailure(f"{where}: {_connect_silence(exc, settings)}") from None
+    except (SMTPException, OSError, ssl.SSLError) as exc:
         smtp.close()
         cause = exc.__cause__ if isinstance(exc, SMTPException) and exc.__cause__ else exc
         raise ConnectFailure(f"{where}: {type(cause).__name__}: {scrubbed(str(cause), settings) or 'connection failed'}") from None
     return smtp
+
+
+async def _greet(smtp: aiosmtplib.SMTP) -> None:
+    """EHLO, or HELO for a relay that refuses it (again after STARTTLS, as RFC 3207 asks)."""
+    if smtp.is_ehlo_or_helo_needed:
+        try:
+            await smtp.ehlo()
+        except SMTPResponseException:
+            await smtp.helo()
+
+
+def _require(smtp: aiosmtplib.SMTP, extension: str, settings: SmtpSettings) -> None:
+    """Stop for good when the relay's EHLO lacks what the config requires: no retry changes it
+    (aiosmtplib said so with a bare SMTPException, retried with backoff message after message)."""
+    if smtp.supports_extension(extension):
+        return
+    tls = smtp.get_transport_info("sslcontext") is not None
+    smtp.close()
+    if extension == "starttls":
+        missing = ("the relay does not offer STARTTLS, which smtp.security: starttls requires (its TLS port "
+                   "takes security: tls; a loopback relay security: none)")
+    else:
+        plain = "" if tls else " over plain text (it may after TLS: smtp.security starttls or tls)"
+        missing = f"the relay does not offer AUTH{plain}, which smtp.username requires (null: no login)"
+    raise ConnectFailure(f"{settings.describe()}: {missing}", fatal=True)
+
+
+AT_MOST_ONCE = "it may have arrived, so it is not resent (at most once; --resend-unconfirmed sends it)"
+"""What an ``unconfirmed`` reply ends with: a run's rule. ``send-test`` has no claim to release and
+says its own (:func:`cartrescue.send_test.deliver`)."""
+
+
+def _connect_silence(exc: BaseException, settings: SmtpSettings) -> str:
+    """What a timeout while connecting means, naming the key that bounds it (a cron owner read
+    aiosmtplib's "Timed out waiting for server response", as docs/sending.md did not promise)."""
+    bound = f"smtp.timeout ({settings.timeout:g} s)"
+    if isinstance(exc, SMTPConnectTimeoutError) and not isinstance(exc.__cause__, SMTPTimeoutError):
+        return f"no connection within {bound}: nothing answers at this host and port (smtp.host, smtp.port, a firewall?)"
+    phases = ["the TLS handshake"] if settings.security == "tls" else []
+    phases += ["the greeting", "EHLO"] + (["STARTTLS"] if settings.security == "starttls" else [])
+    phases += ["AUTH"] if settings.username else []
+    return f"no reply within {bound} while connecting ({', '.join(phases)})"
 
 
 @dataclass(slots=True)
@@ -811,8 +862,7 @@ class SmtpChannel(LoopChannel):
 
     def _unconfirmed(self, job: _Job, batch: _Work, cause: str) -> None:
         self.stats.unconfirmed += 1
-        batch.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{cause} after the whole message was sent: it "
-                             "may have arrived, so it is not resent (at most once; --resend-unconfirmed sends it)"))
+        batch.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{cause} after the whole message was sent: {AT_MOST_ONCE}"))
 
     def _refused(self, job: _Job, batch: _Work, refused: _Refused) -> None:
         code, text = refused.code, f"{refused.code} {scrubbed(refused.message, self.settings)}"

@@ -223,8 +223,12 @@ def _all_well(counts: dict[str, Any], summary: Any) -> bool:
     """Nothing a person must look at in this run: ``--quiet`` then prints nothing (cron mails any
     output). Claims an earlier, killed run left without outcome stay so for good (at most once):
     the run that finds that run dead and closes it says so, once (``killed_left``); after it
-    `doctor` shows them, and repeating them every ten minutes would only teach the owner to ignore mail."""
+    `doctor` shows them, and repeating them every ten minutes would only teach the owner to ignore mail.
+    The run's own messages that went ``unconfirmed`` (the relay hung up after the final dot, or
+    said nothing within ``smtp.data_timeout``) are said by that run, once, for the same reason: no
+    failure (exit 0), but only the relay's log tells whether ``--resend-unconfirmed`` is due."""
     return not (counts["failed"] or counts["problems"] or (summary.killed_left and not summary.released)
+                or counts["deliveries"].get("unconfirmed")
                 or getattr(summary, "shop_switched_from", None) or getattr(summary, "warnings", None))
 
 
