@@ -26,6 +26,7 @@ from smtpserver import LoopbackSMTP
 from cartrescue.config import load_config
 from cartrescue.contacts import email_hash
 from cartrescue.unsubscribe import PreviewToken, make_token, verify_token
+from cartrescue.unsubscribe_words import PAGE_WORDS
 from cartrescue.webhook import make_app
 from conftest import NOW, Shop, cart, cli
 
@@ -62,8 +63,8 @@ def webhook(shop: Shop | Path) -> Iterator[str]:
 
 
 def http(url: str, data: bytes | None = None, content_type: str = "application/x-www-form-urlencoded",
-         method: str | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=data, method=method)
+         method: str | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         request.add_header("Content-Type", content_type)
     try:
@@ -147,6 +148,59 @@ def test_get_shows_a_confirmation_and_changes_nothing(shop: Shop) -> None:
         status, page = http(f"{base}/unsubscribe", f"token={token}".encode())
         assert status == 200 and "unsubscribed" in page
     assert shop.suppression("ann@example.com") is not None
+
+
+def _lang_and_title(page: str) -> tuple[str, str]:
+    found = re.search(r'<html lang="([^"]+)">.*?<h1[^>]*>(.*?)</h1>', page, re.DOTALL)
+    assert found, page
+    return found.group(1), found.group(2)
+
+
+def test_the_unsubscribe_pages_speak_the_language_the_browser_asks_for(shop: Shop) -> None:
+    # The message was Swedish; the person who clicks its link reads the page in their browser's
+    # language, as the survey page beside it does, not in English.
+    token = make_token("ann@example.com", SECRET)
+    swedish = {"Accept-Language": "sv-SE,sv;q=0.9,en-US;q=0.8,en;q=0.7"}
+    with webhook(shop) as base:
+        status, page = http(f"{base}/unsubscribe?token={token}", headers=swedish)
+        assert status == 200 and _lang_and_title(page) == ("sv", "Avregistrera")
+        assert "ann@example.com" in page and ">Avregistrera</button>" in page
+        assert shop.suppression("ann@example.com") is None
+        status, page = http(f"{base}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click", headers=swedish)
+        assert status == 200 and _lang_and_title(page) == ("sv", "Du är avregistrerad")
+        status, page = http(f"{base}/unsubscribe?token={token[:-3]}", headers=swedish)
+        assert status == 400 and _lang_and_title(page) == ("sv", "Länken för att avregistrera sig är inte giltig")
+    assert shop.suppression("ann@example.com") is not None
+
+
+def test_the_unsubscribe_page_takes_the_browsers_first_language_that_has_words(shop: Shop) -> None:
+    token = make_token("ann@example.com", SECRET)
+    with webhook(shop) as base:
+        page = http(f"{base}/unsubscribe?token={token}", headers={"Accept-Language": "de-DE, ru;q=0.8, sv;q=0.5"})[1]
+        assert _lang_and_title(page) == ("ru", "Отписаться")
+        page = http(f"{base}/unsubscribe?token={token}", headers={"Accept-Language": "sv;q=0.2, kk;q=0.9"})[1]
+        assert _lang_and_title(page)[0] == "kk"
+
+
+def test_without_a_browser_language_it_knows_the_unsubscribe_page_speaks_the_shops_default_locale(shop: Shop) -> None:
+    shop.configure(shop={"default_locale": "hu"})
+    token = make_token("ann@example.com", SECRET)
+    with webhook(shop) as base:
+        for asked in ({}, {"Accept-Language": "de-DE,de;q=0.9"}, {"Accept-Language": "*"}):
+            page = http(f"{base}/unsubscribe?token={token}", headers=asked)[1]
+            assert _lang_and_title(page)[0] == "hu", asked
+
+
+def test_every_shipped_locale_has_every_unsubscribe_page_word_in_its_own_language() -> None:
+    shipped = {path.name for path in (Path(__file__).resolve().parent.parent / "templates").iterdir() if path.is_dir()}
+    assert shipped == set(PAGE_WORDS)  # every locale with templates has the words, and no other
+    keys = set(PAGE_WORDS["en"])
+    for locale, said in PAGE_WORDS.items():
+        assert set(said) == keys and all(text.strip() for text in said.values()), locale
+        assert all("{address}" in said[key] for key in ("question", "done_body")), locale
+        if locale != "en":
+            same = [key for key in keys if said[key] == PAGE_WORDS["en"][key]]
+            assert same == [], f"{locale}: not translated: {same}"
 
 
 @pytest.mark.parametrize("forge", [
