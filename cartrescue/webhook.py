@@ -284,10 +284,32 @@ def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WS
     return WebhookApp(config, ledger)
 
 
+#: Seconds ``python -m cartrescue.webhook`` waits on a connection that sends nothing before closing it.
+IDLE_TIMEOUT = 30
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m cartrescue.webhook --config FILE [--host 127.0.0.1] [--port 8025]`` (wsgiref)."""
+    """``python -m cartrescue.webhook --config FILE [--host 127.0.0.1] [--port 8025]`` (wsgiref).
+
+    One thread per connection, each given up after :data:`IDLE_TIMEOUT` seconds of silence:
+    wsgiref's own server took one at a time, without a timeout, so a connection that sent nothing
+    (a browser's preconnection, a stalled client) held up every unsubscribe until it closed."""
     import argparse
-    from wsgiref.simple_server import make_server
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Threaded(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Handler(WSGIRequestHandler):
+        timeout = IDLE_TIMEOUT
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except TimeoutError:  # silent for IDLE_TIMEOUT: one log line, not socketserver's traceback
+                self.log_error("connection closed: the request timed out after %s s", IDLE_TIMEOUT)
+                self.close_connection = True
 
     parser = argparse.ArgumentParser(description="Serve one-click unsubscribes and survey answers "
                                                  "(put it behind the shop's HTTPS proxy).")
@@ -303,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(int(error.exit_code)) from None
     try:
-        server = make_server(args.host, args.port, app)
+        server = make_server(args.host, args.port, app, server_class=Threaded, handler_class=Handler)
     except OSError as error:  # the port taken (a running server), a host not of this machine: one line
         print(f"error: cannot listen on {args.host}:{args.port} (--host, --port): {error.strerror or error}",
               file=sys.stderr)

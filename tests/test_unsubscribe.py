@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -656,6 +657,59 @@ def test_the_webhook_server_on_a_port_in_use_says_so_in_one_line(shop: Shop) -> 
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot listen on 127.0.0.1:{port} (--host, --port): "), line
+
+
+def test_the_webhook_server_answers_while_another_connection_sends_nothing(shop: Shop) -> None:
+    """``python -m cartrescue.webhook`` served one connection at a time: a connection that sent
+    nothing yet (a browser's preconnection, a stalled client) or half a request held up every
+    other request, a mail client's one-click POST included, for as long as it stayed open."""
+    import socket
+    import subprocess
+    import sys
+
+    shop.write()
+    token = make_token("ann@example.com", SECRET)
+    server = subprocess.Popen([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
+                               "--port", "0"], cwd=shop.folder, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        base = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)  # type: ignore[union-attr]
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as idle, \
+                socket.create_connection(("127.0.0.1", port)) as half:
+            half.sendall(b"POST /unsubscribe HTTP/1.1\r\nHost: shop.example.com\r\n")
+            time.sleep(0.2)  # both taken by the server before the request below
+            status, page = http(f"{base}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click")
+            assert status == 200 and "ann@example.com" in page
+            assert idle.fileno() != -1
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert shop.suppression("ann@example.com") is not None
+
+
+def test_the_webhook_server_closes_a_silent_connection_in_one_log_line(shop: Shop) -> None:
+    """A connection that sends nothing is closed after ``IDLE_TIMEOUT`` (its thread freed), and
+    the log says so in one line, not socketserver's traceback of a ``TimeoutError``."""
+    import socket
+    import subprocess
+    import sys
+
+    shop.write()
+    run = ("import sys, cartrescue.webhook as w; w.IDLE_TIMEOUT = 0.5; "
+           "w.main(['--config', sys.argv[1], '--port', '0'])")
+    server = subprocess.Popen([sys.executable, "-c", run, str(shop.config_path)], cwd=shop.folder,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(re.search(r":(\d+)/", server.stdout.readline()).group(1))  # type: ignore[union-attr]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            assert idle.recv(10) == b""  # closed by the server
+    finally:
+        server.terminate()
+        _out, log = server.communicate(timeout=10)
+    assert "Traceback" not in log, log
+    assert len([line for line in log.splitlines() if "timed out" in line]) == 1, log
 
 
 def _texting_shop(shop: Shop) -> Shop:
