@@ -23,6 +23,8 @@ last path segment, so links of messages sent before the URL changed keep working
   ``Accept-Language`` that has words (:mod:`cartrescue.unsubscribe_words`), else the shop's
   ``default_locale``, else English.
 - A forged or altered token: 400 and nothing changes. Another method: 405.
+- The ledger cannot be reached (its database down, SQLite locked past its wait): a POST gets 503
+  with ``Retry-After`` and a page asking to try again, nothing changes, and the server's log one line.
 - The token of a ``preview`` or ``send-test`` message's link (a test link, :mod:`cartrescue.tokens`):
   GET or POST, a page saying it is a preview link, and nobody is unsubscribed.
 
@@ -54,8 +56,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cartrescue import survey
 from cartrescue.config import Config, load_config
+from cartrescue.errors import LedgerError
 from cartrescue.inbound import InboundSms
 from cartrescue.ledger import Ledger
 from cartrescue.suppressions import resolve, token_spots, unsubscribe, url_token
@@ -149,7 +154,10 @@ class WebhookApp:
         if self.inbound is not None and self.inbound.matches(environ):
             pages = self.inbound(environ, start_response)
         else:
-            pages = self._route(environ, start_response)
+            try:
+                pages = self._route(environ, start_response)
+            except (LedgerError, SQLAlchemyError) as error:  # raised before any page was started
+                pages = self._unavailable(environ, start_response, error)
         # HEAD: the headers of the GET (its Content-Length too), never a body, refusals included.
         return [] if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD" else pages
 
@@ -176,6 +184,18 @@ class WebhookApp:
     def _said(self, start_response: StartResponse, status: str, locale: str, title: str, body: str) -> list[bytes]:
         """An unsubscribe page in ``locale`` (:func:`page_locale`): its words chosen by the request."""
         return self._page(start_response, status, title, body, [("Vary", "Accept-Language")], lang=locale)
+
+    def _unavailable(self, environ: dict[str, Any], start_response: StartResponse, error: Exception) -> list[bytes]:
+        """The ledger could not record an unsubscribe or an answer: a 503 that a mail client may
+        retry and a person is told to, one line in the server's log (was the server's bare 500
+        and a traceback)."""
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        environ["wsgi.errors"].write(f"cartrescue.webhook: the ledger cannot be reached: {first[:300]}\n")
+        locale = page_locale(environ.get("HTTP_ACCEPT_LANGUAGE", ""), self.config.shop.default_locale)
+        said = PAGE_WORDS[locale]
+        return self._page(start_response, "503 Service Unavailable", said["busy_title"],
+                          f"<p>{html.escape(said['busy_body'])}</p>",
+                          [("Retry-After", "120"), ("Vary", "Accept-Language")], lang=locale)
 
     def _refuse(self, start_response: StartResponse, locale: str) -> list[bytes]:
         said = PAGE_WORDS[locale]

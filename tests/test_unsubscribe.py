@@ -462,6 +462,55 @@ def test_webhook_needs_the_secret(shop: Shop) -> None:
         make_app(load_config(shop.config_path))
 
 
+def test_a_ledger_that_cannot_be_reached_answers_503_with_retry_after_and_changes_nothing(shop: Shop) -> None:
+    """A one-click POST or a survey answer while the ledger's database is down (or locked past its
+    wait) raised into the WSGI server: a bare 500 without our headers, a traceback in its log. It
+    is a 503 a mail client may retry, ``Retry-After``, a page saying to try again, not cached, and
+    one line in the server's log; the GET's confirmation page needs no ledger and still shows."""
+    from cartrescue import survey
+    from cartrescue.config import load_config as load
+
+    shop.configure(ledger={"url": "postgresql+psycopg://postgres@127.0.0.1:1/audit_webaudit_down"})
+    shop.write()
+    token = make_token("ann@example.com", SECRET)
+    answer = survey.make_token("csv:c1", 1, "sv", SECRET)
+    errors: list[str] = []
+
+    class Log(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def get_stderr(self):  # type: ignore[no-untyped-def]
+            class Sink:
+                def write(self, text: str) -> None:
+                    errors.append(text)
+
+                def flush(self) -> None:
+                    pass
+            return Sink()
+
+    server = make_server("127.0.0.1", 0, make_app(load(shop.config_path)), server_class=_Threaded, handler_class=Log)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        for url, body in ((f"{base}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click"),
+                          (f"{base}/cart-survey?token={answer}", b"reason=price")):
+            request = urllib.request.Request(url, data=body, headers={"Accept-Language": "sv"})
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 503, url
+            assert refused.value.headers["Retry-After"] and refused.value.headers["Cache-Control"] == "no-store"
+            page = refused.value.read().decode("utf-8")
+            assert _lang_and_title(page) == ("sv", "Försök igen om några minuter")
+        assert http(f"{base}/unsubscribe?token={token}")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    log = "".join(errors)
+    assert "Traceback" not in log and log.count("cartrescue.webhook: the ledger cannot be reached") == 2, log
+
+
 def test_the_documented_wsgi_snippet_works(shop: Shop) -> None:
     """docs/sending.md's gunicorn snippet, run as written (with this shop's config path)."""
     from conftest import REPO
