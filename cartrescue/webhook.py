@@ -19,7 +19,12 @@ last path segment, so links of messages sent before the URL changed keep working
   short page says so. Repeating it is harmless.
 - ``GET ?token=T`` (someone clicked the visible link): a page naming the address with one button
   that POSTs. A GET changes nothing, because mail scanners and link previews fetch every link.
+  The token names the address only, so these pages speak the first language of the browser's
+  ``Accept-Language`` that has words (:mod:`cartrescue.unsubscribe_words`), else the shop's
+  ``default_locale``, else English.
 - A forged or altered token: 400 and nothing changes. Another method: 405.
+- The ledger cannot be reached (its database down, SQLite locked past its wait): a POST gets 503
+  with ``Retry-After`` and a page asking to try again, nothing changes, and the server's log one line.
 - The token of a ``preview`` or ``send-test`` message's link (a test link, :mod:`cartrescue.tokens`):
   GET or POST, a page saying it is a preview link, and nobody is unsubscribed.
 
@@ -51,13 +56,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cartrescue import survey
 from cartrescue.config import Config, load_config
+from cartrescue.errors import LedgerError
 from cartrescue.inbound import InboundSms
 from cartrescue.ledger import Ledger
 from cartrescue.suppressions import resolve, token_spots, unsubscribe, url_token
 from cartrescue.tokens import tag_of
 from cartrescue.unsubscribe import BadToken, PreviewToken
+from cartrescue.unsubscribe_words import PAGE_WORDS
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -88,6 +97,28 @@ def _form(environ: dict[str, Any]) -> dict[str, str]:
         return {}
     body = environ["wsgi.input"].read(length) if length > 0 else b""
     return {name: values[0] for name, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+
+
+def page_locale(accept_language: str, default_locale: str) -> str:
+    """The locale of an unsubscribe page: the browser's most wanted language (RFC 9110
+    ``Accept-Language``) that has words, else the shop's default locale's, else ``en``. The token
+    names only the address, and an English page for a Swedish reminder read as foreign mail."""
+    wanted: list[tuple[float, int, str]] = []
+    for index, item in enumerate(accept_language.split(",")[:32]):
+        tag, _, params = item.partition(";")
+        weight = 1.0
+        if params.strip().lower().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                continue
+        primary = tag.strip().lower().replace("_", "-").split("-")[0]
+        if weight > 0 and primary in PAGE_WORDS:
+            wanted.append((-weight, index, primary))
+    if wanted:
+        return min(wanted)[2]
+    fallback = default_locale.lower().replace("_", "-").split("-")[0]
+    return fallback if fallback in PAGE_WORDS else "en"
 
 
 class WebhookApp:
@@ -123,7 +154,10 @@ class WebhookApp:
         if self.inbound is not None and self.inbound.matches(environ):
             pages = self.inbound(environ, start_response)
         else:
-            pages = self._route(environ, start_response)
+            try:
+                pages = self._route(environ, start_response)
+            except (LedgerError, SQLAlchemyError) as error:  # raised before any page was started
+                pages = self._unavailable(environ, start_response, error)
         # HEAD: the headers of the GET (its Content-Length too), never a body, refusals included.
         return [] if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD" else pages
 
@@ -142,14 +176,31 @@ class WebhookApp:
                 return self._survey_post(start_response, token, form.get("reason") or query.get("reason") or "",
                                          form.get("text", ""))
             return self._survey_form(start_response, token, query.get("reason", ""))
+        locale = page_locale(environ.get("HTTP_ACCEPT_LANGUAGE", ""), self.config.shop.default_locale)
         if method == "POST":
-            return self._post(start_response, token)
-        return self._get(start_response, token)
+            return self._post(start_response, token, locale)
+        return self._get(start_response, token, locale)
 
-    def _refuse(self, start_response: StartResponse) -> list[bytes]:
-        return self._page(start_response, "400 Bad Request", "This unsubscribe link is not valid",
-                          "<p>The link may have been shortened or changed. Use the link from the e-mail "
-                          "as it is, or reply to the e-mail and ask to be unsubscribed.</p>")
+    def _said(self, start_response: StartResponse, status: str, locale: str, title: str, body: str) -> list[bytes]:
+        """An unsubscribe page in ``locale`` (:func:`page_locale`): its words chosen by the request."""
+        return self._page(start_response, status, title, body, [("Vary", "Accept-Language")], lang=locale)
+
+    def _unavailable(self, environ: dict[str, Any], start_response: StartResponse, error: Exception) -> list[bytes]:
+        """The ledger could not record an unsubscribe or an answer: a 503 that a mail client may
+        retry and a person is told to, one line in the server's log (was the server's bare 500
+        and a traceback)."""
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        environ["wsgi.errors"].write(f"cartrescue.webhook: the ledger cannot be reached: {first[:300]}\n")
+        locale = page_locale(environ.get("HTTP_ACCEPT_LANGUAGE", ""), self.config.shop.default_locale)
+        said = PAGE_WORDS[locale]
+        return self._page(start_response, "503 Service Unavailable", said["busy_title"],
+                          f"<p>{html.escape(said['busy_body'])}</p>",
+                          [("Retry-After", "120"), ("Vary", "Accept-Language")], lang=locale)
+
+    def _refuse(self, start_response: StartResponse, locale: str) -> list[bytes]:
+        said = PAGE_WORDS[locale]
+        return self._said(start_response, "400 Bad Request", locale, said["invalid_title"],
+                          f"<p>{html.escape(said['invalid_body'])}</p>")
 
     def _preview_link(self, start_response: StartResponse) -> list[bytes]:
         """A genuine link of a preview, send-test or dry-run message: said so, and nobody
@@ -159,7 +210,7 @@ class WebhookApp:
                           "<code>send-test</code>, a dry-run's <code>run --eml</code>), not from a reminder a "
                           "customer was sent: nobody was unsubscribed.</p>")
 
-    def _get(self, start_response: StartResponse, token: str) -> list[bytes]:
+    def _get(self, start_response: StartResponse, token: str, locale: str) -> list[bytes]:
         try:
             address, _how = resolve(token, self.secret) if token and "@" not in token else ("", "")
         except PreviewToken:
@@ -167,23 +218,27 @@ class WebhookApp:
         except (BadToken, ValueError):
             address = ""
         if not address:
-            return self._refuse(start_response)
-        body = (f"<p>Stop reminders about your shopping cart to <strong>{html.escape(address)}</strong>?</p>"
+            return self._refuse(start_response, locale)
+        said = PAGE_WORDS[locale]
+        question = html.escape(said["question"]).replace("{address}", f"<strong>{html.escape(address)}</strong>")
+        body = (f"<p>{question}</p>"
                 f'<form method="post"><input type="hidden" name="token" value="{html.escape(token, quote=True)}">'
-                '<button type="submit" style="font-size: 1em; padding: .5em 1.2em">Unsubscribe</button></form>')
-        return self._page(start_response, "200 OK", "Unsubscribe", body)
+                '<button type="submit" style="font-size: 1em; padding: .5em 1.2em">'
+                f"{html.escape(said['button'])}</button></form>")
+        return self._said(start_response, "200 OK", locale, said["title"], body)
 
-    def _post(self, start_response: StartResponse, token: str) -> list[bytes]:
+    def _post(self, start_response: StartResponse, token: str, locale: str) -> list[bytes]:
         if not token or "@" in token:  # an address is not a token: nobody unsubscribes someone else
-            return self._refuse(start_response)
+            return self._refuse(start_response, locale)
         try:
             done = unsubscribe(self.ledger, token, self.secret, source="webhook")
         except PreviewToken:
             return self._preview_link(start_response)
         except (BadToken, ValueError):
-            return self._refuse(start_response)
-        return self._page(start_response, "200 OK", "You are unsubscribed",
-                          f"<p>{html.escape(done.email)} will get no more cart reminders from us.</p>")
+            return self._refuse(start_response, locale)
+        said = PAGE_WORDS[locale]
+        return self._said(start_response, "200 OK", locale, said["done_title"],
+                          f"<p>{html.escape(said['done_body']).replace('{address}', html.escape(done.email))}</p>")
 
 
     # -- the survey --------------------------------------------------------------------------
@@ -249,10 +304,32 @@ def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WS
     return WebhookApp(config, ledger)
 
 
+#: Seconds ``python -m cartrescue.webhook`` waits on a connection that sends nothing before closing it.
+IDLE_TIMEOUT = 30
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m cartrescue.webhook --config FILE [--host 127.0.0.1] [--port 8025]`` (wsgiref)."""
+    """``python -m cartrescue.webhook --config FILE [--host 127.0.0.1] [--port 8025]`` (wsgiref).
+
+    One thread per connection, each given up after :data:`IDLE_TIMEOUT` seconds of silence:
+    wsgiref's own server took one at a time, without a timeout, so a connection that sent nothing
+    (a browser's preconnection, a stalled client) held up every unsubscribe until it closed."""
     import argparse
-    from wsgiref.simple_server import make_server
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Threaded(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Handler(WSGIRequestHandler):
+        timeout = IDLE_TIMEOUT
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except TimeoutError:  # silent for IDLE_TIMEOUT: one log line, not socketserver's traceback
+                self.log_error("connection closed: the request timed out after %s s", IDLE_TIMEOUT)
+                self.close_connection = True
 
     parser = argparse.ArgumentParser(description="Serve one-click unsubscribes and survey answers "
                                                  "(put it behind the shop's HTTPS proxy).")
@@ -268,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(int(error.exit_code)) from None
     try:
-        server = make_server(args.host, args.port, app)
+        server = make_server(args.host, args.port, app, server_class=Threaded, handler_class=Handler)
     except OSError as error:  # the port taken (a running server), a host not of this machine: one line
         print(f"error: cannot listen on {args.host}:{args.port} (--host, --port): {error.strerror or error}",
               file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from smtpserver import LoopbackSMTP
 from cartrescue.config import load_config
 from cartrescue.contacts import email_hash
 from cartrescue.unsubscribe import PreviewToken, make_token, verify_token
+from cartrescue.unsubscribe_words import PAGE_WORDS
 from cartrescue.webhook import make_app
 from conftest import NOW, Shop, cart, cli
 
@@ -62,8 +64,8 @@ def webhook(shop: Shop | Path) -> Iterator[str]:
 
 
 def http(url: str, data: bytes | None = None, content_type: str = "application/x-www-form-urlencoded",
-         method: str | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=data, method=method)
+         method: str | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         request.add_header("Content-Type", content_type)
     try:
@@ -147,6 +149,59 @@ def test_get_shows_a_confirmation_and_changes_nothing(shop: Shop) -> None:
         status, page = http(f"{base}/unsubscribe", f"token={token}".encode())
         assert status == 200 and "unsubscribed" in page
     assert shop.suppression("ann@example.com") is not None
+
+
+def _lang_and_title(page: str) -> tuple[str, str]:
+    found = re.search(r'<html lang="([^"]+)">.*?<h1[^>]*>(.*?)</h1>', page, re.DOTALL)
+    assert found, page
+    return found.group(1), found.group(2)
+
+
+def test_the_unsubscribe_pages_speak_the_language_the_browser_asks_for(shop: Shop) -> None:
+    # The message was Swedish; the person who clicks its link reads the page in their browser's
+    # language, as the survey page beside it does, not in English.
+    token = make_token("ann@example.com", SECRET)
+    swedish = {"Accept-Language": "sv-SE,sv;q=0.9,en-US;q=0.8,en;q=0.7"}
+    with webhook(shop) as base:
+        status, page = http(f"{base}/unsubscribe?token={token}", headers=swedish)
+        assert status == 200 and _lang_and_title(page) == ("sv", "Avregistrera")
+        assert "ann@example.com" in page and ">Avregistrera</button>" in page
+        assert shop.suppression("ann@example.com") is None
+        status, page = http(f"{base}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click", headers=swedish)
+        assert status == 200 and _lang_and_title(page) == ("sv", "Du är avregistrerad")
+        status, page = http(f"{base}/unsubscribe?token={token[:-3]}", headers=swedish)
+        assert status == 400 and _lang_and_title(page) == ("sv", "Länken för att avregistrera sig är inte giltig")
+    assert shop.suppression("ann@example.com") is not None
+
+
+def test_the_unsubscribe_page_takes_the_browsers_first_language_that_has_words(shop: Shop) -> None:
+    token = make_token("ann@example.com", SECRET)
+    with webhook(shop) as base:
+        page = http(f"{base}/unsubscribe?token={token}", headers={"Accept-Language": "de-DE, ru;q=0.8, sv;q=0.5"})[1]
+        assert _lang_and_title(page) == ("ru", "Отписаться")
+        page = http(f"{base}/unsubscribe?token={token}", headers={"Accept-Language": "sv;q=0.2, kk;q=0.9"})[1]
+        assert _lang_and_title(page)[0] == "kk"
+
+
+def test_without_a_browser_language_it_knows_the_unsubscribe_page_speaks_the_shops_default_locale(shop: Shop) -> None:
+    shop.configure(shop={"default_locale": "hu"})
+    token = make_token("ann@example.com", SECRET)
+    with webhook(shop) as base:
+        for asked in ({}, {"Accept-Language": "de-DE,de;q=0.9"}, {"Accept-Language": "*"}):
+            page = http(f"{base}/unsubscribe?token={token}", headers=asked)[1]
+            assert _lang_and_title(page)[0] == "hu", asked
+
+
+def test_every_shipped_locale_has_every_unsubscribe_page_word_in_its_own_language() -> None:
+    shipped = {path.name for path in (Path(__file__).resolve().parent.parent / "templates").iterdir() if path.is_dir()}
+    assert shipped == set(PAGE_WORDS)  # every locale with templates has the words, and no other
+    keys = set(PAGE_WORDS["en"])
+    for locale, said in PAGE_WORDS.items():
+        assert set(said) == keys and all(text.strip() for text in said.values()), locale
+        assert all("{address}" in said[key] for key in ("question", "done_body")), locale
+        if locale != "en":
+            same = [key for key in keys if said[key] == PAGE_WORDS["en"][key]]
+            assert same == [], f"{locale}: not translated: {same}"
 
 
 @pytest.mark.parametrize("forge", [
@@ -407,6 +462,55 @@ def test_webhook_needs_the_secret(shop: Shop) -> None:
         make_app(load_config(shop.config_path))
 
 
+def test_a_ledger_that_cannot_be_reached_answers_503_with_retry_after_and_changes_nothing(shop: Shop) -> None:
+    """A one-click POST or a survey answer while the ledger's database is down (or locked past its
+    wait) raised into the WSGI server: a bare 500 without our headers, a traceback in its log. It
+    is a 503 a mail client may retry, ``Retry-After``, a page saying to try again, not cached, and
+    one line in the server's log; the GET's confirmation page needs no ledger and still shows."""
+    from cartrescue import survey
+    from cartrescue.config import load_config as load
+
+    shop.configure(ledger={"url": "postgresql+psycopg://postgres@127.0.0.1:1/audit_webaudit_down"})
+    shop.write()
+    token = make_token("ann@example.com", SECRET)
+    answer = survey.make_token("csv:c1", 1, "sv", SECRET)
+    errors: list[str] = []
+
+    class Log(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def get_stderr(self):  # type: ignore[no-untyped-def]
+            class Sink:
+                def write(self, text: str) -> None:
+                    errors.append(text)
+
+                def flush(self) -> None:
+                    pass
+            return Sink()
+
+    server = make_server("127.0.0.1", 0, make_app(load(shop.config_path)), server_class=_Threaded, handler_class=Log)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        for url, body in ((f"{base}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click"),
+                          (f"{base}/cart-survey?token={answer}", b"reason=price")):
+            request = urllib.request.Request(url, data=body, headers={"Accept-Language": "sv"})
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 503, url
+            assert refused.value.headers["Retry-After"] and refused.value.headers["Cache-Control"] == "no-store"
+            page = refused.value.read().decode("utf-8")
+            assert _lang_and_title(page) == ("sv", "Försök igen om några minuter")
+        assert http(f"{base}/unsubscribe?token={token}")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    log = "".join(errors)
+    assert "Traceback" not in log and log.count("cartrescue.webhook: the ledger cannot be reached") == 2, log
+
+
 def test_the_documented_wsgi_snippet_works(shop: Shop) -> None:
     """docs/sending.md's gunicorn snippet, run as written (with this shop's config path)."""
     from conftest import REPO
@@ -602,6 +706,59 @@ def test_the_webhook_server_on_a_port_in_use_says_so_in_one_line(shop: Shop) -> 
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot listen on 127.0.0.1:{port} (--host, --port): "), line
+
+
+def test_the_webhook_server_answers_while_another_connection_sends_nothing(shop: Shop) -> None:
+    """``python -m cartrescue.webhook`` served one connection at a time: a connection that sent
+    nothing yet (a browser's preconnection, a stalled client) or half a request held up every
+    other request, a mail client's one-click POST included, for as long as it stayed open."""
+    import socket
+    import subprocess
+    import sys
+
+    shop.write()
+    token = make_token("ann@example.com", SECRET)
+    server = subprocess.Popen([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
+                               "--port", "0"], cwd=shop.folder, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        base = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)  # type: ignore[union-attr]
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as idle, \
+                socket.create_connection(("127.0.0.1", port)) as half:
+            half.sendall(b"POST /unsubscribe HTTP/1.1\r\nHost: shop.example.com\r\n")
+            time.sleep(0.2)  # both taken by the server before the request below
+            status, page = http(f"{base}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click")
+            assert status == 200 and "ann@example.com" in page
+            assert idle.fileno() != -1
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert shop.suppression("ann@example.com") is not None
+
+
+def test_the_webhook_server_closes_a_silent_connection_in_one_log_line(shop: Shop) -> None:
+    """A connection that sends nothing is closed after ``IDLE_TIMEOUT`` (its thread freed), and
+    the log says so in one line, not socketserver's traceback of a ``TimeoutError``."""
+    import socket
+    import subprocess
+    import sys
+
+    shop.write()
+    run = ("import sys, cartrescue.webhook as w; w.IDLE_TIMEOUT = 0.5; "
+           "w.main(['--config', sys.argv[1], '--port', '0'])")
+    server = subprocess.Popen([sys.executable, "-c", run, str(shop.config_path)], cwd=shop.folder,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(re.search(r":(\d+)/", server.stdout.readline()).group(1))  # type: ignore[union-attr]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            assert idle.recv(10) == b""  # closed by the server
+    finally:
+        server.terminate()
+        _out, log = server.communicate(timeout=10)
+    assert "Traceback" not in log, log
+    assert len([line for line in log.splitlines() if "timed out" in line]) == 1, log
 
 
 def _texting_shop(shop: Shop) -> Shop:
