@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -176,17 +177,41 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Led
         config.path(config.call_list.path), config.shop.tz, config.phone_region, config.shop.url,
         None if clock is None else clock.now))}
     shard = run_shard(config, request)
+    whole = config
     config = shard_config(config, shard)
     recent: list[datetime] = []
-    if request.mode == "send" and ledger is not None and config.smtp.rate_per_hour:  # the quota spans runs and shards
-        recent = ledger.sent_since("smtp", datetime.now(timezone.utc) - timedelta(hours=1),
-                                   None if shard.whole else shard.owns)
+    if request.mode == "send" and ledger is not None and whole.smtp.rate_per_hour:  # the quota spans runs and shards
+        recent = hour_charged(ledger, "smtp", whole.smtp.rate_per_hour, shard)
     channels["email"] = stack.enter_context(email_channel(config, request.mode, request.outbox, recent))
     used = config.channels_used()
     for name in ("sms", "webhook"):
         if name in used:
-            channels[name] = stack.enter_context(_http_channel(name, config, request, ledger, shard))
+            total = (whole.sms if name == "sms" else whole.webhook).rate_per_hour
+            channels[name] = stack.enter_context(_http_channel(name, config, request, ledger, shard, total))
     return channels
+
+
+def hour_charged(ledger: Ledger, transport: str, total: int, shard: Shard) -> list[datetime]:
+    """The past hour's sends of ``transport`` that a shard's share of an hourly quota of
+    ``total`` is charged with (README, "Workers and shards"), oldest first.
+
+    Its own customers' sends (by the hash of the current layout), and, where the hour's sends of
+    every run leave less than its share, as many of the newest as make up the difference: a
+    layout that changed within the hour (an unsharded run, then ``--shard 2/2``; ``--workers``
+    growing with the export) sends no more than ``total`` in the hour, as a day's budget does.
+    (Until 2026-12-07 only its own were counted: a shard whose customers the last hour's runs
+    had not messaged sent its whole share into an hour the relay had already spent.) Pairing the
+    i-th newest of the two keeps, at every moment of the hour ahead, the larger of the two counts.
+    Within one layout the others' sends never leave less than the share: nothing changes there.
+    """
+    since = datetime.now(timezone.utc) - timedelta(hours=1)
+    every = ledger.sent_since(transport, since)
+    if shard.whole:
+        return every
+    others = total - shard.share(total)  # what the rest of the hour's quota belongs to
+    beyond = sorted(every, reverse=True)[:max(0, len(every) - others)]
+    own = sorted(ledger.sent_since(transport, since, shard.owns), reverse=True)
+    return sorted(max(a, b) for a, b in zip_longest(own, beyond, fillvalue=since))
 
 
 def check_channels(config: Config, request: RunRequest) -> None:
@@ -212,9 +237,10 @@ def email_channel(config: Config, mode: Mode, outbox: Path | None = None, recent
     return SmtpChannel.from_config(config, recent or [])
 
 
-def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger | None, shard: Shard) -> Channel:
+def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger | None, shard: Shard,
+                  total: int | None) -> Channel:
     """The SMS or webhook channel of a run: the real one with ``--send``, else the outbox.
-    ``config``: the shard's (:func:`shard_config`), whose hour counts its own sends."""
+    ``config``: the shard's (:func:`shard_config`); ``total``: the whole hourly quota (:func:`hour_charged`)."""
     if request.mode == "outbox":
         from cartrescue.channels.outbox import OutboxChannel
 
@@ -223,11 +249,9 @@ def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger
     from cartrescue.channels.webhook import WebhookChannel
 
     kind: type[SmsChannel] | type[WebhookChannel] = SmsChannel if name == "sms" else WebhookChannel
-    section = config.sms if name == "sms" else config.webhook
     recent: list[datetime] = []
-    if ledger is not None and section.rate_per_hour:  # the hourly quota spans runs
-        recent = ledger.sent_since(kind.transport, datetime.now(timezone.utc) - timedelta(hours=1),
-                                   None if shard.whole else shard.owns)
+    if ledger is not None and total:  # the hourly quota spans runs and shards
+        recent = hour_charged(ledger, kind.transport, total, shard)
     return kind.from_config(config, recent)
 
 

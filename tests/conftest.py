@@ -80,6 +80,14 @@ def iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+def in_shard(k: int, count: int, many: int) -> list[str]:
+    """The first ``many`` addresses ``h<n>@example.com`` that fall in shard ``k`` of ``count``
+    (by the hash that assigns carts to shards)."""
+    from cartrescue.shards import shard_of
+
+    return [a for a in (f"h{n}@example.com" for n in range(10_000)) if shard_of(a, count) == k][:many]
+
+
 def cart(
     cart_id: str,
     *,

@@ -18,7 +18,7 @@ from cartrescue.channels.smtp import SmtpChannel, SmtpSettings
 from cartrescue.ledger import Ledger
 from cartrescue.model import Address, OutgoingMessage
 from cartrescue.ratelimit import RateLimiter, RollingWindow, TokenBucket
-from conftest import Shop, cart
+from conftest import Shop, cart, in_shard
 
 
 class FakeClock:
@@ -152,3 +152,19 @@ def test_hourly_quota_spans_runs(shop: Shop) -> None:
         ledger.close()
     assert len(left) == 3
     assert all("rate_per_hour (5) reached" in row["reply"] for row in left)
+
+
+@pytest.mark.smtp
+def test_hourly_quota_holds_when_the_shard_layout_changes_within_the_hour(shop: Shop) -> None:
+    # an unsharded run fills the hour with addresses of shard 1/2; shard 2/2 of a layout started
+    # later in the hour had sent none of them, yet the relay's hour has no room left for it
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=4))
+        shop.add(*(cart(f"a{n}", email=a) for n, a in enumerate(in_shard(1, 2, 4))))
+        first = shop.cli("run", "--send", "--json")
+        shop.add(*(cart(f"b{n}", email=a) for n, a in enumerate(in_shard(2, 2, 4))))
+        second = shop.cli("run", "--send", "--json", "--shard", "2/2")
+        server.wait_for(4)
+    assert first.json["counts"]["sent"] == 4
+    assert second.json["counts"]["sent"] == 0
+    assert len(server.messages) == 4

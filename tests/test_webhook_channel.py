@@ -17,7 +17,7 @@ import pytest
 from httpserver import Answer, LoopbackHTTP, WebhookReceiver
 
 from cartrescue.signing import BadSignature, sign, verify
-from conftest import NOW, REPO, Shop, cart
+from conftest import NOW, REPO, Shop, cart, in_shard
 
 SECRET = "whsec-" + "k" * 30
 
@@ -372,6 +372,20 @@ def test_the_hourly_quota_is_the_endpoints_whatever_the_number_of_workers(shop: 
         assert result.exit_code == 1, result.output
         assert len(receiver.accepted) == 3
         assert sorted(row["status"] for row in rows(shop)).count("sent") == 3
+
+
+def test_the_hourly_quota_holds_when_shards_follow_an_unsharded_run_within_the_hour(shop: Shop) -> None:
+    """Each shard counted only its own customers' requests of the hour: after an unsharded run
+    had used the quota, a shard whose customers it had not reached posted its whole share."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=0, rate_per_hour=2, concurrency=1)
+        shop.add(*(cart(f"a{n}", email=a) for n, a in enumerate(in_shard(1, 2, 2))))
+        shop.cli("run", "--send", "--json")
+        assert len(receiver.accepted) == 2
+        shop.add(*(cart(f"b{n}", email=a) for n, a in enumerate(in_shard(2, 2, 3))))
+        shop.cli("run", "--send", "--json", "--shard", "2/2", now=NOW + timedelta(minutes=10))
+        assert len(receiver.accepted) == 2
+        assert sorted(row["status"] for row in rows(shop)).count("sent") == 2
 
 
 def test_links_in_the_document_are_tagged_as_webhook_traffic(shop: Shop) -> None:

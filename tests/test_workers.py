@@ -328,6 +328,23 @@ def test_shards_of_one_layout_lock_side_by_side_and_exclude_everything_else(ledg
                 pass
 
 
+def test_a_shard_of_another_layout_is_told_the_hosts_disagree_on_n(ledger: Ledger) -> None:
+    """A host with ``--shard 1/2`` beside hosts of ``/3`` only heard "another run holds the
+    lock" (exit 4, silent under --quiet): nothing said that the layouts differ, while whichever
+    layout locks first shuts the other out every round."""
+    hour = timedelta(hours=1)
+    first, second = (ledger.start_run("send", NOW) for _ in range(2))
+    with ledger.lock(first, hour, "run:3/3"):
+        with pytest.raises(LockHeld, match=r"shard 3/3, .* holds the lock: it is a shard of 3, this run "
+                                           r"one of 2; every host needs the same N"):
+            with ledger.lock(second, hour, "run:1/2"):
+                pass
+        with pytest.raises(LockHeld) as same_layout:
+            with ledger.lock(second, hour, "run:3/3"):
+                pass
+    assert str(same_layout.value).endswith("holds the lock")
+
+
 def test_a_shard_whose_lock_was_taken_over_claims_nothing_while_other_shards_go_on(ledger: Ledger) -> None:
     hour = timedelta(hours=1)
     old, other, new = (ledger.start_run("send", NOW) for _ in range(3))

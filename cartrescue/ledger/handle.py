@@ -66,6 +66,20 @@ def _shard_words(lock_name: str) -> str:
     return f", shard {lock_name.split(':', 1)[1]}" if ":" in lock_name else ""
 
 
+def _layout_words(holder: str, own: str) -> str:
+    """``: shards of 3 hold it, this run is one of 2 …`` where the lock's holder and this run
+    (lock names) are shards of layouts of different N, else nothing: hosts whose ``--shard K/N``
+    differ in N shut each other out every round, whichever locks first, and a bare "holds the
+    lock" (exit 4, silent under ``--quiet``) did not say why."""
+    from cartrescue.shards import lock_layout
+
+    theirs, ours = lock_layout(holder), lock_layout(own)
+    if not theirs or not ours or theirs == 1 or ours == 1 or theirs == ours:
+        return ""
+    return (f": it is a shard of {theirs}, this run one of {ours}; every host needs the same N, "
+            "unless the layout is being changed (docs/workers.md)")
+
+
 class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
     """A handle on the ledger database; create one per process."""
 
@@ -388,9 +402,11 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                             continue
                         if not self._is_stale(holder, now, stale_after, self._over(holder["run_id"])):
                             raise LockHeld(
-                                f"another run (#{holder['run_id']}{_shard_words(holder['name'])}, pid {holder['pid']} "
-                                f"on {holder['host']}, since {aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) "
-                                "holds the lock", holder=holder["run_id"])
+                                f"another run (#{holder['run_id']}{_shard_words(holder['name'])}, pid "
+                                f"{holder['pid']} on {holder['host']}, since "
+                                f"{aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) holds the lock"
+                                f"{_layout_words(holder['name'], name)}",
+                                holder=holder["run_id"])
                         conn.execute(delete(table).where(table.c.name == holder["name"],
                                                          table.c.run_id == holder["run_id"]))
                     conn.execute(insert(table).values(**row))
