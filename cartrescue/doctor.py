@@ -4,8 +4,9 @@ Owns the checks and their verdicts, in this order: the config, the ledger, the s
 relay (connect, TLS and AUTH, then QUIT: nothing is sent), each other channel a tier or step
 uses (the webhook URL answers a HEAD; the SMS provider accepts the credentials in a read-only
 call: Twilio's account resource; nothing is sent) and staleness (no successful
-delivering run for ``doctor.stale_after`` -> :attr:`~cartrescue.errors.ExitCode.STALE`, so the
-mail cron sends on a non-zero exit tells the owner that reminders have silently stopped).
+delivering run for ``doctor.stale_after``, or a channel the config uses whose every delivery
+failed for that long while the runs delivered on another -> :attr:`~cartrescue.errors.ExitCode.STALE`,
+so the mail cron sends on a non-zero exit tells the owner that reminders have silently stopped).
 The exit code is the one of the first failed check. It prints nothing; the CLI shows the result.
 
 Each check that talks to a server waits for it at most ``--timeout`` (:data:`TIMEOUT` by
