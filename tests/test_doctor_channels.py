@@ -108,6 +108,16 @@ def test_a_channel_without_attempts_is_fine(shop: Shop) -> None:
     assert code == 0 and stale["status"] == OK, stale
 
 
+def test_a_channel_that_delivers_between_its_refusals_is_fine(shop: Shop) -> None:
+    """Some addresses refused every hour (bounces), the others' e-mails delivered: not stopped."""
+    two_channel_shop(shop)
+    url = f"sqlite:///{shop.folder / 'ledger.db'}"
+    for hour in (4, 3, 2, 1):
+        record_run(url, timedelta(hours=hour), [(f"e{hour}", "email", "sent"), (f"b{hour}", "email", "failed_permanent")])
+    code, stale = staleness_of(shop)
+    assert code == 0 and stale["status"] == OK, stale
+
+
 def test_one_refused_address_after_quiet_hours_is_no_stopped_channel(shop: Shop) -> None:
     """A shop with few carts: yesterday's e-mail went out, the one e-mail of this hour was
     refused (a mistyped address); nothing failed before it, so the relay has not stopped."""

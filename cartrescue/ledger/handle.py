@@ -323,6 +323,13 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 .group_by(run.c.shard, message.c.channel)).all()
             for shard, channel, failed in tried:
                 mine = (run.c.shard == shard, message.c.channel == channel)
+                # Delivered since: found by its run (``run_id`` is indexed; most channels do).
+                runs = select(run.c.id).where(run.c.shard == shard, or_(run.c.finished_at > naive(cutoff),
+                                                                          run.c.finished_at.is_(None)))
+                if conn.execute(select(message.c.id).where(
+                        message.c.run_id.in_(runs), message.c.channel == channel, message.c.status == "sent",
+                        message.c.finished_at > naive(cutoff)).limit(1)).first() is not None:
+                    continue
                 last = aware(conn.execute(select(func.max(message.c.finished_at)).select_from(joined)
                                           .where(*mine, message.c.status == "sent")).scalar())
                 if last is not None and last > cutoff:
