@@ -97,51 +97,42 @@ def test_a_channel_that_never_delivered_is_named_so(shop: Shop) -> None:
     assert "never delivered" in stale["detail"], stale["detail"]
 
 
-def test_a_channel_without_attempts_is_fine(shop: Shop) -> None:
-    """No cart was due for a call for days: nothing failed, the call list is not stale."""
+def assert_not_stale(shop: Shop, runs: list[tuple[timedelta, list[tuple[str, str, str]]]]) -> None:
+    """After ``runs`` (each: how long ago it finished, its outcomes), the doctor is green."""
     two_channel_shop(shop)
     url = f"sqlite:///{shop.folder / 'ledger.db'}"
-    record_run(url, timedelta(days=3), [("v0", "call-list", "sent")])
-    for hour in (4, 3, 2, 1):
-        record_run(url, timedelta(hours=hour), [(f"e{hour}", "email", "sent")])
+    for ago, outcomes in runs:
+        record_run(url, ago, outcomes)
     code, stale = staleness_of(shop)
     assert code == 0 and stale["status"] == OK, stale
+
+
+def test_a_channel_without_attempts_is_fine(shop: Shop) -> None:
+    """No cart was due for a call for days: nothing failed, the call list is not stale."""
+    assert_not_stale(shop, [(timedelta(days=3), [("v0", "call-list", "sent")]),
+                            *((timedelta(hours=hour), [(f"e{hour}", "email", "sent")]) for hour in (4, 3, 2, 1))])
 
 
 def test_a_channel_that_delivers_between_its_refusals_is_fine(shop: Shop) -> None:
     """Some addresses refused every hour (bounces), the others' e-mails delivered: not stopped."""
-    two_channel_shop(shop)
-    url = f"sqlite:///{shop.folder / 'ledger.db'}"
-    for hour in (4, 3, 2, 1):
-        record_run(url, timedelta(hours=hour), [(f"e{hour}", "email", "sent"), (f"b{hour}", "email", "failed_permanent")])
-    code, stale = staleness_of(shop)
-    assert code == 0 and stale["status"] == OK, stale
+    assert_not_stale(shop, [(timedelta(hours=hour), [(f"e{hour}", "email", "sent"), (f"b{hour}", "email", "failed_permanent")])
+                            for hour in (4, 3, 2, 1)])
 
 
 def test_one_refused_address_after_quiet_hours_is_no_stopped_channel(shop: Shop) -> None:
     """A shop with few carts: yesterday's e-mail went out, the one e-mail of this hour was
     refused (a mistyped address); nothing failed before it, so the relay has not stopped."""
-    two_channel_shop(shop)
-    url = f"sqlite:///{shop.folder / 'ledger.db'}"
-    record_run(url, timedelta(days=1), [("e0", "email", "sent")])
-    for hour in (4, 3, 2):
-        record_run(url, timedelta(hours=hour), [(f"v{hour}", "call-list", "sent")])
-    record_run(url, timedelta(minutes=30), [("v1", "call-list", "sent"), ("e1", "email", "failed_permanent")])
-    code, stale = staleness_of(shop)
-    assert code == 0 and stale["status"] == OK, stale
+    assert_not_stale(shop, [(timedelta(days=1), [("e0", "email", "sent")]),
+                            *((timedelta(hours=hour), [(f"v{hour}", "call-list", "sent")]) for hour in (4, 3, 2)),
+                            (timedelta(minutes=30), [("v1", "call-list", "sent"), ("e1", "email", "failed_permanent")])])
 
 
 def test_a_channel_new_in_the_config_is_given_stale_after_before_it_fails(shop: Shop) -> None:
     """The call list was added half an hour ago and its rows fail (a file not yet writable);
     a failure of the e-mails hours before says nothing about it: not yet stale."""
-    two_channel_shop(shop)
-    url = f"sqlite:///{shop.folder / 'ledger.db'}"
-    record_run(url, timedelta(hours=5), [("e5", "email", "sent"), ("e6", "email", "failed_permanent")])
-    for hour in (4, 3, 2):
-        record_run(url, timedelta(hours=hour), [(f"e{hour}", "email", "sent")])
-    record_run(url, timedelta(minutes=30), [("e1", "email", "sent"), ("v1", "call-list", "failed_transient")])
-    code, stale = staleness_of(shop)
-    assert code == 0 and stale["status"] == OK, stale
+    assert_not_stale(shop, [(timedelta(hours=5), [("e5", "email", "sent"), ("e6", "email", "failed_permanent")]),
+                            *((timedelta(hours=hour), [(f"e{hour}", "email", "sent")]) for hour in (4, 3, 2)),
+                            (timedelta(minutes=30), [("e1", "email", "sent"), ("v1", "call-list", "failed_transient")])])
 
 
 def test_a_shard_whose_channel_stopped_makes_the_shop_stale_though_the_other_shard_delivers(shop: Shop) -> None:
