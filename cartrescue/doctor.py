@@ -4,8 +4,9 @@ Owns the checks and their verdicts, in this order: the config, the ledger, the s
 relay (connect, TLS and AUTH, then QUIT: nothing is sent), each other channel a tier or step
 uses (the webhook URL answers a HEAD; the SMS provider accepts the credentials in a read-only
 call: Twilio's account resource; nothing is sent) and staleness (no successful
-delivering run for ``doctor.stale_after`` -> :attr:`~cartrescue.errors.ExitCode.STALE`, so the
-mail cron sends on a non-zero exit tells the owner that reminders have silently stopped).
+delivering run for ``doctor.stale_after``, or a channel the config uses whose every delivery
+failed for that long while the runs delivered on another -> :attr:`~cartrescue.errors.ExitCode.STALE`,
+so the mail cron sends on a non-zero exit tells the owner that reminders have silently stopped).
 The exit code is the one of the first failed check. It prints nothing; the CLI shows the result.
 
 Each check that talks to a server waits for it at most ``--timeout`` (:data:`TIMEOUT` by
@@ -19,7 +20,7 @@ it went unchecked. A blocking database call is bounded by the deadlines the driv
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -32,6 +33,8 @@ from cartrescue.sources.freshness import ago
 
 if TYPE_CHECKING:
     import ssl
+
+    from cartrescue.ledger import StoppedChannel
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
@@ -69,13 +72,22 @@ class Report:
 
 
 def staleness(last: datetime | None, stale_after: timedelta, now: datetime, delivered_nothing: int = 0,
-              covered: Coverage | None = None, channels: Collection[str] = ()) -> Check:
+              covered: Coverage | None = None, channels: Collection[str] = (),
+              stopped: Sequence[StoppedChannel] = ()) -> Check:
     """The staleness verdict for the last successful delivering run (of every shard: ``covered``
     says which lags, :func:`cartrescue.shards.coverage`). ``delivered_nothing``: the runs after it
     that ran to their end but whose every delivery failed, named so that the owner does not look
     for a cron that stopped (it runs; the relay takes nothing). ``channels``: those runs'
-    messages' (none known: email's relay is asked about)."""
+    messages' (none known: email's relay is asked about). ``stopped``: the channels that
+    delivered nothing for ``stale_after`` though tried (:meth:`Ledger.stopped_channels`): their
+    reminders stopped while the runs succeeded on another channel, so the shop is stale."""
     note = _delivered_nothing(delivered_nothing, channels)
+    if stopped:
+        words = "; ".join(_stopped(found, stale_after, now) for found in stopped)
+        if last is not None and now - last <= stale_after:
+            return Check("staleness", FAIL, f"{words}{note}: those reminders have stopped, though the runs still "
+                         "deliver", int(ExitCode.STALE))
+        note += f"; {words}"
     if covered is not None and covered.missing:
         shards = ", ".join(covered.missing)
         note += (f"; shard{'s' if len(covered.missing) > 1 else ''} {shards} never ran to a success: "
@@ -91,6 +103,19 @@ def staleness(last: datetime | None, stale_after: timedelta, now: datetime, deli
         why = "" if note else " (is cron running `run --send`?)"
         return Check("staleness", FAIL, f"{detail}{note}: reminders have stopped{why}", int(ExitCode.STALE))
     return Check("staleness", WARN if note else OK, detail + note)
+
+
+def _stopped(found: StoppedChannel, stale_after: timedelta, now: datetime) -> str:
+    """The words for a channel that delivered nothing for ``stale_after``: which, of which
+    shard, since when, and who to ask (a call list's rows nobody answers)."""
+    shard = f" of shard {found.shard}" if found.shard else ""
+    last = ("never delivered" if found.last_delivered is None else
+            f"last delivered {ago(now - found.last_delivered)} ago, {found.last_delivered:%Y-%m-%d %H:%M} UTC")
+    who = answering({found.channel})
+    what = "mail" if found.channel == "email" else "messages"
+    question = f"is {who} refusing or deferring {what}? " if who else ""
+    return (f"{found.channel}{shard} delivered nothing for over {ago(stale_after)}: its {found.failed} "
+            f"attempt{'s' if found.failed != 1 else ''} in that time failed ({last}; {question}see `cartrescue report`)")
 
 
 def _delivered_nothing(runs: int, channels: Collection[str] = ()) -> str:
@@ -200,8 +225,9 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
             covered = coverage(ledger.last_successful_runs(), latest.count if latest else None)
             nothing = ledger.runs_delivering_nothing_since(covered.at)
             channels = ledger.channels_delivering_nothing_since(covered.at) if nothing else set()
-            checks.append(staleness(covered.at, config.doctor.stale_after, max(now, datetime.now(timezone.utc)),
-                                    nothing, covered, channels))
+            clock = max(now, datetime.now(timezone.utc))
+            stopped = ledger.stopped_channels(config.channels_used(), clock - config.doctor.stale_after)
+            checks.append(staleness(covered.at, config.doctor.stale_after, clock, nothing, covered, channels, stopped))
         finally:
             ledger.close()
     return Report(checks, config.shop.name)

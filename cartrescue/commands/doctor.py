@@ -32,7 +32,8 @@ def doctor(
 
     Exits with the code of the first failed check: 2 config or ledger, 3 source (5 for a CSV
     export not written within `source.export_stale_after`), 1 SMTP, and 5 when no `run --send`
-    (or `--outbox`) succeeded within `doctor.stale_after` (default 2h); a 1 gives way to a later
+    (or `--outbox`) succeeded within `doctor.stale_after` (default 2h), or a channel the config
+    uses (email, call-list, sms, webhook) was tried and delivered nothing for that long; a 1 gives way to a later
     check's code (a relay that is down and the reminders stopped because of it: 5). Run
     it from cron too, with `--quiet`: it prints nothing while all is well, and cron mails the
     owner the failed checks when reminders have silently stopped. No server holds it longer

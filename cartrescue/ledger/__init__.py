@@ -42,12 +42,12 @@ from cartrescue.ledger.tables import (CART_VALUES, CONFIG_VALUES, READ_TABLES, R
                                       Suppression, SurveyAnswer, cart_value_limits, config_value_limits)
 from cartrescue.ledger.values import (ADDRESS_CHANNELS, MAYBE_DELIVERED, MESSAGED, NUMBER_CHANNELS, REPORTED,
                                       RESENDS_LOST, UNCONFIRMED, Claimed, ClaimRequest, History, Owner, Promoted,
-                                      SentStep, TierUse, may_have_reached)
+                                      SentStep, StoppedChannel, TierUse, may_have_reached)
 
 __all__ = ["aware", "naive", "ADDRESS_CHANNELS", "binary_collation", "BINARY_COLLATIONS", "BudgetHold", "busy",
            "cart_value_limits", "CART_VALUES", "CartDecision", "Claimed", "ClaimRequest", "Code", "config_value_limits",
            "CONFIG_VALUES", "History", "Inbound", "Ledger", "ledger_error", "LOCKING_WAIT", "MAYBE_DELIVERED",
            "may_have_reached", "Message", "MESSAGED", "NO_SCHEMA", "NO_SCHEMA_HINT", "NUMBER_CHANNELS", "NUMBER_LOCKS", "older_ledger",
            "one_line", "OTHER_HOST_GONE", "Owner", "process_identity", "Promoted", "Promotion", "READ_TABLES",
-           "REPORT_COLUMNS", "REPORTED", "RESENDS_LOST", "Run", "RunLock", "RunsOver", "SendTest", "SentStep", "shops_taking_turns",
+           "REPORT_COLUMNS", "REPORTED", "RESENDS_LOST", "Run", "RunLock", "RunsOver", "SendTest", "SentStep", "StoppedChannel", "shops_taking_turns",
            "Suppression", "SurveyAnswer", "TABLES", "TierUse", "UNCONFIRMED", "why_no_file"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from hashlib import blake2b
@@ -38,8 +38,9 @@ from cartrescue.ledger.suppressed import SuppressionRows
 from cartrescue.scratch import json_keys
 from cartrescue.ledger.tables import (READ_TABLES, TABLES, BudgetHold, CartDecision, Message, Run, RunLock, SendTest,
                                       SurveyAnswer)
-from cartrescue.ledger.values import (ADDRESS_CHANNELS, MAYBE_DELIVERED, MESSAGED, NUMBER_CHANNELS, UNCONFIRMED,
-                                      Claimed, ClaimRequest, History, Owner, SentStep, TierUse)
+from cartrescue.ledger.values import (ADDRESS_CHANNELS, DELIVERY_FAILED, MAYBE_DELIVERED, MESSAGED, NUMBER_CHANNELS,
+                                      UNCONFIRMED, Claimed, ClaimRequest, History, Owner, SentStep, StoppedChannel,
+                                      TierUse)
 
 #: PostgreSQL advisory locks of numbers being claimed are ``(NUMBER_LOCKS, hash of the number)``.
 NUMBER_LOCKS = 0x63724E4F  # "crNO"
@@ -312,6 +313,51 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         runs = select(run.c.id).where(*self._delivering_nothing_since(since))
         with self.engine.connect() as conn:
             return set(conn.execute(select(message.c.channel).where(message.c.run_id.in_(runs)).distinct()).scalars())
+
+    def stopped_channels(self, channels: Collection[str], cutoff: datetime) -> list[StoppedChannel]:
+        """The channels of ``channels`` that delivered nothing since ``cutoff`` though tried, and
+        failed before it too: per shard (its runs serve only their part of the addresses).
+
+        A run that delivered on one channel (the call list's rows) counted as a success while
+        the relay refused every e-mail for days. Here a channel has stopped when its attempts
+        since ``cutoff`` all failed, it delivered nothing since, and a run of that shard failed
+        deliveries between its last delivery (never: its first claim, so a channel new in the
+        config gets ``cutoff``'s span too) and ``cutoff``: one refused address after quiet
+        hours is no stopped channel. A channel not tried since ``cutoff`` (no cart due for it)
+        is fine. Each message keeps only its last attempt (a retry moves it), so "failed since
+        before ``cutoff``" is read from the runs' counts."""
+        message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
+        joined = message.join(run, message.c.run_id == run.c.id)
+        stopped: list[StoppedChannel] = []
+        with self.engine.connect() as conn:
+            tried = conn.execute(
+                select(run.c.shard, message.c.channel, func.count()).select_from(joined)
+                .where(message.c.status.in_(DELIVERY_FAILED), message.c.finished_at > naive(cutoff),
+                       message.c.channel.in_(sorted(channels)))
+                .group_by(run.c.shard, message.c.channel)).all()
+            for shard, channel, failed in tried:
+                mine = (run.c.shard == shard, message.c.channel == channel)
+                # Delivered since: found by its run (``run_id`` is indexed; most channels do).
+                runs = select(run.c.id).where(run.c.shard == shard, or_(run.c.finished_at > naive(cutoff),
+                                                                          run.c.finished_at.is_(None)))
+                if conn.execute(select(message.c.id).where(
+                        message.c.run_id.in_(runs), message.c.channel == channel, message.c.status == "sent",
+                        message.c.finished_at > naive(cutoff)).limit(1)).first() is not None:
+                    continue
+                last = aware(conn.execute(select(func.max(message.c.finished_at)).select_from(joined)
+                                          .where(*mine, message.c.status == "sent")).scalar())
+                if last is not None and last > cutoff:
+                    continue
+                since = last or aware(conn.execute(select(func.min(message.c.claimed_at)).select_from(joined)
+                                                   .where(*mine)).scalar())
+                if since is None:  # no row of the channel: cannot be, it was just counted
+                    continue
+                failing = conn.execute(select(run.c.id).where(
+                    run.c.shard == shard, run.c.mode != "dry-run", func.coalesce(run.c.failed, 0) > 0,
+                    run.c.finished_at > naive(since), run.c.finished_at <= naive(cutoff)).limit(1)).first()
+                if failing is not None:
+                    stopped.append(StoppedChannel(channel, shard or "", int(failed), last))
+        return sorted(stopped, key=lambda found: (found.channel, found.shard))
 
     @staticmethod
     def _delivering_nothing_since(since: datetime | None) -> list[Any]:

@@ -31,6 +31,8 @@ MESSAGED = ("claimed", "unconfirmed", "sent", "failed_permanent")
 #: The rows ``report`` counts: messages that went out (an ``unconfirmed`` one reached the relay,
 #: whose reply was lost: it counts as done, and most likely reached the customer) and held-out carts.
 REPORTED = ("sent", "unconfirmed", "held_out")
+#: Statuses of an attempt that reached no one: ``doctor`` names a channel all of whose attempts end so.
+DELIVERY_FAILED = ("failed_transient", "failed_permanent")
 #: The channels that reach the customer's number, and so are claimed at most once a day per number
 #: (:meth:`Ledger.claim`'s ``day``); the others go to an address, which one shard owns.
 NUMBER_CHANNELS = frozenset({"sms", "call-list"})
@@ -66,6 +68,18 @@ class SentStep:
     at: datetime  # when it was claimed
     variant: str | None = None  # the A/B arm it went out in: later steps of its experiment keep it
     sequence: str | None = None  # the sequence it belongs to (whose experiment the variant is of)
+
+
+@dataclass(frozen=True, slots=True)
+class StoppedChannel:
+    """A channel that has delivered nothing for ``doctor.stale_after`` though it was tried
+    (:meth:`Ledger.stopped_channels`): ``failed``, its attempts in that time, every one failed;
+    ``shard``, whose runs tried it (``""``: unsharded); ``last_delivered``, None for never."""
+
+    channel: str
+    shard: str
+    failed: int
+    last_delivered: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
