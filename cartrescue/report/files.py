@@ -36,17 +36,24 @@ def shown(value: str | None, currency: str | None, locale: str) -> str | None:
     return format_money(Decimal(value), currency, locale)
 
 
+def in_its_currency(value: str | None, code: str, locale: str) -> str | None:
+    """An amount of ``by_currency`` as a person reads it: in ``code`` as ``locale`` writes it, or
+    beside the name of what is no currency's code (``"30.00 (platform base)"``)."""
+    from cartrescue.report.analysis import UNIT_LABELS
+
+    if value is not None and code in UNIT_LABELS.values():
+        return f"{value} {code}"
+    return shown(value, code, locale)
+
+
 def each_currency(document: dict[str, Any], key: str, locale: str) -> str | None:
     """``key`` of ``by_currency`` (a report whose orders are in several currencies, with no
     ``shop.currency`` to convert them to) in each currency, as ``locale`` writes it: "€33.90 and
     SEK 1,499.00", never their sum; ``None`` for a report without ``by_currency``."""
-    from cartrescue.report.analysis import UNIT_LABELS
-
     block = document.get("by_currency")
     if block is None:
         return None
-    parts = [f"{entry[key]} {code}" if code in UNIT_LABELS.values() else format_money(Decimal(entry[key]), code, locale)
-             for code, entry in block.items() if entry[key] is not None]
+    parts = [str(in_its_currency(entry[key], code, locale)) for code, entry in block.items() if entry[key] is not None]
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"

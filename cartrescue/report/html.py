@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from cartrescue.report.files import NOT_ONE_CURRENCY, each_currency, headline, percent, revenue_interval, shown
+from cartrescue.report.files import NOT_ONE_CURRENCY, headline, in_its_currency, percent, revenue_interval, shown
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 BLUE, GREY, GREEN, RED, INK = "#1d4ed8", "#9ca3af", "#15803d", "#b91c1c", "#111827"
@@ -163,14 +163,10 @@ def step_chart(document: dict[str, Any]) -> str:
 def _by_currency_table(document: dict[str, Any], locale: str) -> str:
     """The amounts of a report whose orders are in several currencies, a row per currency
     (``by_currency``): where the cards and tables would have added them up."""
-    from cartrescue.report.analysis import UNIT_LABELS
-
-    def amount(value: str | None, code: str) -> str | None:
-        return f"{value} {code}" if value is not None and code in UNIT_LABELS.values() else shown(value, code, locale)
-
     return _table(["currency", "orders", "revenue", "per recipient", "incentive cost"],
-                  [[code, f"{entry['orders']:,}", amount(entry["revenue"], code),
-                    amount(entry["revenue_per_recipient"], code), amount(entry["incentive_cost"], code)]
+                  [[code, f"{entry['orders']:,}", in_its_currency(entry["revenue"], code, locale),
+                    in_its_currency(entry["revenue_per_recipient"], code, locale),
+                    in_its_currency(entry["incentive_cost"], code, locale)]
                    for code, entry in document["by_currency"].items()])
 
 
