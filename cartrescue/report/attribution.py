@@ -25,7 +25,9 @@ The rules (docs/reporting.md):
   (:meth:`cartrescue.model.Order.net`).
 - Amounts are in the shop's currency (:class:`cartrescue.currency.Basis`), summed exactly as
   integers of 1/10,000; an amount that cannot be converted is NULL: the order still counts as a
-  conversion, its money is left out and reported.
+  conversion, its money is left out and reported. Without ``shop.currency`` each order's amount
+  stays in its own currency (``ord.unit``), and the sums per currency are asked for apart
+  (:meth:`Attribution.revenue_by_unit`): the report never adds different currencies.
 """
 
 from __future__ import annotations
