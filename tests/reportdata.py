@@ -68,6 +68,19 @@ def order_row(order_id: str, *, at: datetime, total: Decimal | str, cart_id: str
             "currency": currency, "status": status, "created_at": iso(at), "delivered": "yes"}
 
 
+def mailed_digest(shop: Any, *args: str, now: datetime) -> str:
+    """The plain-text body of the digest ``report --quiet ARGS --email`` sends for ``shop`` through
+    a loopback relay (the real SMTP channel)."""
+    from smtpserver import LoopbackSMTP
+
+    with LoopbackSMTP("none") as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("report", "--quiet", *args, "--email", "owner@example.com", now=now)
+        assert result.exit_code == 0, result.output
+        (received,) = server.wait_for(1)
+    return received.parsed().get_body(("plain",)).get_content()
+
+
 def write_orders(path: Path, orders: Sequence[dict[str, str]], extra: Sequence[str] = ()) -> Path:
     return write_csv(path, orders, ORDER_COLUMNS + list(extra))
 

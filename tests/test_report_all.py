@@ -34,6 +34,17 @@ def _shop(make_shop: Callable[[str], Shop], name: str, currency: str, totals: li
     return shop
 
 
+def _mixed_shop(make_shop: Callable[[str], Shop]) -> Shop:
+    """A shop without ``shop.currency`` whose first two messaged carts ordered 100 EUR and 900 SEK."""
+    mixed = make_shop("mixed")
+    mixed.config["shop"] = {key: value for key, value in mixed.config["shop"].items() if key != "currency"}
+    write_ledger(mixed.folder / "ledger.db", Experiment(20, 10, 0, 0).rows(NOW))
+    mixed.add_orders(order_row("o0", at=NOW + timedelta(hours=2), total="100.00", cart_id="t0", currency="EUR"),
+                     order_row("o1", at=NOW + timedelta(hours=2), total="900.00", cart_id="t1", currency="SEK"))
+    mixed.write()
+    return mixed
+
+
 def _report_all(*configs: Path) -> Any:
     """``report-all --json`` in this process (``--jobs 1``; the shops in processes: the ``--jobs`` tests)."""
     return cli("report-all", "--json", "--jobs", "1", *PERIOD, "--now", iso(LATER), *map(str, configs))
@@ -107,21 +118,28 @@ def test_help_explains_the_exit_codes_with_an_example() -> None:
 
 
 def test_a_shop_without_a_currency_is_in_no_total_and_a_note_says_so(make_shop: Callable[[str], Shop]) -> None:
-    """Its orders in euros and kronor are summed as they are by its own report: added to the
-    euros' total, its kronor became euros."""
+    """Its orders in euros and kronor are never added up by its own report (each is given in its
+    currency): added to the euros' total, its kronor became euros."""
     euros = _shop(make_shop, "euros", "EUR", ["10.00"])
-    mixed = make_shop("mixed")
-    mixed.config["shop"] = {key: value for key, value in mixed.config["shop"].items() if key != "currency"}
-    write_ledger(mixed.folder / "ledger.db", Experiment(20, 10, 0, 0).rows(NOW))
-    mixed.add_orders(order_row("o0", at=NOW + timedelta(hours=2), total="100.00", cart_id="t0", currency="EUR"),
-                     order_row("o1", at=NOW + timedelta(hours=2), total="900.00", cart_id="t1", currency="SEK"))
-    mixed.write()
+    mixed = _mixed_shop(make_shop)
     document = json.loads(_report_all(euros.config_path, mixed.config_path).stdout)
-    assert document["shops"][1]["currency"] is None and document["shops"][1]["summary"]["revenue"] == "1000.00"
+    row = document["shops"][1]
+    assert row["currency"] is None and row["summary"]["revenue"] is None and row["incentive_cost"] is None
+    assert row["by_currency"] == {
+        "EUR": {"orders": 1, "revenue": "100.00", "revenue_per_recipient": "5.00", "incentive_cost": "0.00"},
+        "SEK": {"orders": 1, "revenue": "900.00", "revenue_per_recipient": "45.00", "incentive_cost": "0.00"}}
     assert document["totals"] == {"EUR": {"shops": 1, "messages": 20, "recipients": 20, "orders": 1,
                                           "converted_carts": 1, "revenue": "10.00", "incentive_cost": "0.00"}}
     assert document["notes"] == [f"{mixed.config_path}: shop.currency is not set: its amounts are in no currency's total"]
     assert document["exit_code"] == 0
+
+
+def test_a_shop_in_several_currencies_shows_each_in_its_row_and_no_sum(make_shop: Callable[[str], Shop]) -> None:
+    """Its row said "1000.00" (100 EUR and 900 SEK added up)."""
+    mixed = _mixed_shop(make_shop)
+    done = cli("report-all", "--jobs", "1", *PERIOD, "--now", iso(LATER), str(mixed.config_path))
+    assert done.exit_code == 0, done.output
+    assert "1000.00" not in done.stdout and "100.00 EUR, 900.00 SEK" in done.stdout, done.stdout
 
 
 def test_quiet_prints_nothing_when_every_shop_is_reported(make_shop: Callable[[str], Shop]) -> None:

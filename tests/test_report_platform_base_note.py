@@ -16,7 +16,7 @@ from reportdata import Row, write_ledger
 from test_source_prestashop_details import _foreign_order, local
 
 UTC = timezone.utc
-MIXED = "are summed as they are"
+MIXED = "are not added together"
 
 
 def _two_currencies(db: shopdb.ShopDb, rate: str) -> None:
@@ -29,7 +29,7 @@ def _two_currencies(db: shopdb.ShopDb, rate: str) -> None:
                              "date_add": placed, "date_upd": placed}])
 
 
-def _report(kind: str, tmp_path, rate: str) -> tuple[str, list[str]]:
+def _report(kind: str, tmp_path, rate: str) -> tuple[str | None, list[str], dict | None]:
     """The report's revenue and notes, shop.currency not set, both carts messaged at 09:00 UTC."""
     with shopdb.configured(kind, "psbasenote", lambda db: _two_currencies(db, rate), tmp_path,
                            {"type": "prestashop"}, shop={"currency": None}) as (_, config):
@@ -38,22 +38,23 @@ def _report(kind: str, tmp_path, rate: str) -> tuple[str, list[str]]:
         result = cli("report", "--json", "--since", "2026-03-29", "--until", "2026-03-30", "--config", str(config),
                      "--now", "2026-04-05T12:00:00Z")
     assert result.exit_code == 0, result.output
-    return result.json["summary"]["revenue"], result.json["notes"]
+    return result.json["summary"]["revenue"], result.json["notes"], result.json.get("by_currency")
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
 def test_prestashop_orders_in_two_currencies_summed_in_the_default_currency_are_not_called_mixed(kind, tmp_path):
     """165 SEK at 11 kronor to the euro are 15.00, beside 30.00: 45.00 in the default currency,
     which the report said were 'orders in EUR, SEK ... summed as they are'."""
-    revenue, notes = _report(kind, tmp_path, "11")
-    assert revenue == "45.00"
+    revenue, notes, by_currency = _report(kind, tmp_path, "11")
+    assert revenue == "45.00" and by_currency is None
     assert not [note for note in notes if MIXED in note], notes
 
 
 @pytest.mark.parametrize("kind", shopdb.KINDS)
 def test_an_order_without_a_rate_beside_base_amounts_is_still_called_mixed(kind, tmp_path):
-    """conversion_rate 0: the 165 SEK are taken as they are, beside the euro order's base amount,
-    and the note says so."""
-    revenue, notes = _report(kind, tmp_path, "0")
-    assert revenue == "195.00"
-    assert "orders in SEK and in the shop platform's base currency are summed as they are" in " ".join(notes), notes
+    """conversion_rate 0: the 165 SEK are taken as they are, beside the euro order's base amount:
+    never added to it (the revenue was 195.00), each given on its own, and the note says so."""
+    revenue, notes, by_currency = _report(kind, tmp_path, "0")
+    assert revenue is None
+    assert {code: entry["revenue"] for code, entry in by_currency.items()} == {"(platform base)": "30.00", "SEK": "165.00"}
+    assert "orders in SEK and in the shop platform's base currency are not added together" in " ".join(notes), notes

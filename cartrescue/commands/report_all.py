@@ -54,14 +54,26 @@ class ShopReport:
         return None if self.document is None else self.document["currency"]
 
     @property
-    def incentive_cost(self) -> str:
+    def incentive_cost(self) -> str | None:
         """The incentives the report costs, in the shop's currency to its minor unit (as the
-        report's amounts are): its tiers' ``incentive_cost`` added up."""
-        from cartrescue.currency import minor_units
-        from cartrescue.report.analysis import rounded
+        report's amounts are): its tiers' ``incentive_cost`` added up. ``None`` for a report whose
+        orders are in several currencies (its ``by_currency`` gives the cost in each)."""
+        from cartrescue.report.analysis import in_currency
 
+        if self.document is not None and "by_currency" in self.document:
+            return None
         tiers = [] if self.document is None else self.document["money"]["by_tier"]
-        return rounded(sum((Decimal(tier["incentive_cost"]) for tier in tiers), Decimal(0)), minor_units(self.currency))
+        return in_currency(sum((Decimal(tier["incentive_cost"]) for tier in tiers), Decimal(0)), self.currency)
+
+    def amounts(self, key: str) -> str:
+        """``summary[key]`` or the incentive cost as the table shows it: with its currency, or, for
+        a shop whose orders are in several currencies, in each of them (never their sum)."""
+        assert self.document is not None
+        several = self.document.get("by_currency")
+        if several is not None:
+            return ", ".join(f"{entry[key]} {code}" for code, entry in several.items())
+        value = self.incentive_cost if key == "incentive_cost" else self.document["summary"][key]
+        return f"{value} {self.currency or ''}".rstrip() if key == "revenue" else str(value)
 
     @classmethod
     def of_process(cls, run: Any) -> "ShopReport":
@@ -75,7 +87,8 @@ class ShopReport:
         if row is not None:
             shop.shop, shop.error, shop.notes = row.get("shop"), row.get("error"), list((run.trailer or {}).get("notes") or [])
             if shop.error is None:
-                shop.document = {key: row[key] for key in ("currency", "summary", "money", "notes")}
+                shop.document = {key: row[key] for key in ("currency", "summary", "money", "notes", "by_currency")
+                                 if key in row}
             return shop
         shop.error, shop.said = lost_row_error(run, "report-all", "the report")
         return shop
@@ -90,6 +103,8 @@ class ShopReport:
         assert self.document is not None
         row.update(currency=self.currency, summary=self.document["summary"], money=self.document["money"],
                    incentive_cost=self.incentive_cost, notes=self.document["notes"])
+        if "by_currency" in self.document:  # its orders in several currencies: no sum, an amount in each
+            row["by_currency"] = self.document["by_currency"]
         return row
 
 
@@ -221,8 +236,7 @@ def _shop_notes(shop: ShopReport) -> list[str]:
 def _totals(shops: list[ShopReport]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Per currency: how many shops, their counts and amounts added up; and the notes on what no
     total holds (a shop without ``shop.currency``, orders left out for want of a rate)."""
-    from cartrescue.currency import minor_units
-    from cartrescue.report.analysis import rounded
+    from cartrescue.report.analysis import in_currency
 
     totals: dict[str, dict[str, Any]] = {}
     notes = [note for shop in shops for note in shop.notes]
@@ -236,10 +250,10 @@ def _totals(shops: list[ShopReport]) -> tuple[dict[str, dict[str, Any]], list[st
         for key in _COUNTS:
             total[key] += summary[key]
         total["revenue"] += Decimal(summary["revenue"])
-        total["incentive_cost"] += Decimal(shop.incentive_cost)
+        total["incentive_cost"] += Decimal(shop.incentive_cost or 0)
     for currency, total in totals.items():  # amounts are strings in --json, as the report's own are
         for key in ("revenue", "incentive_cost"):
-            total[key] = rounded(total[key], minor_units(currency))
+            total[key] = in_currency(total[key], currency)
     return dict(sorted(totals.items())), notes
 
 
@@ -264,7 +278,7 @@ def _print_table(shops: list[ShopReport], totals: dict[str, dict[str, Any]]) -> 
             continue
         summary = shop.document["summary"]
         rows.append([f"{summary['messages']:,}", f"{summary['orders']:,}", f"{summary['converted_carts']:,}",
-                     f"{summary['revenue']} {shop.currency or ''}".rstrip(), str(shop.incentive_cost),
+                     shop.amounts("revenue"), shop.amounts("incentive_cost"),
                      str(shop.exit_code), ""])
     sums = [[f"{total['messages']:,}", f"{total['orders']:,}", f"{total['converted_carts']:,}",
              f"{total['revenue']} {currency}", total["incentive_cost"], "", ""] for currency, total in totals.items()]

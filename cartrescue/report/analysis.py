@@ -36,16 +36,51 @@ def rounded(value: Decimal, places: int) -> str:
     return f"{value.quantize(Decimal(1).scaleb(-places))}"
 
 
-def amount(value: int | float | None, places: int) -> str:
-    """Units of 1/10,000 as text, to the currency's minor unit (:func:`rounded`)."""
-    return rounded(money(int(value or 0)), places)
+def amount(value: int | float | None, places: int | None) -> str | None:
+    """Units of 1/10,000 as text, to the currency's minor unit (:func:`rounded`); ``None`` when
+    ``places`` is (:func:`_places`: a sum of several currencies, which is no amount)."""
+    return None if places is None else rounded(money(int(value or 0)), places)
 
 
-def per(total: int | None, count: int, places: int) -> str | None:
+def per(total: int | None, count: int, places: int | None) -> str | None:
     """An average amount (per recipient, per cart), to the currency's minor unit."""
-    if not count:
+    if not count or places is None:
         return None
     return rounded(money(int(total or 0)) / count, places)
+
+
+def in_currency(value: Decimal, currency: str | None) -> str:
+    """``value`` rounded to ``currency``'s minor unit: how a sum per currency is given (the
+    report's :data:`UNIT_LABELS` are no currency's code: two decimals, as without one)."""
+    return rounded(value, minor_units(None if currency in UNIT_LABELS.values() else currency))
+
+
+#: The names ``by_currency`` gives amounts in no currency's code: an order that names none, and a
+#: source's own base amounts (:data:`~cartrescue.report.attribution.PLATFORM_BASE`).
+UNIT_LABELS = {"": "(none)", PLATFORM_BASE: "(platform base)"}
+
+
+def _places(config: Config, att: Attribution) -> int | None:
+    """The decimals of the report's amounts, or ``None`` when its orders are in several currencies
+    and no ``shop.currency`` converts them: 1,499.00 SEK and 33.90 EUR added up are 1,532.90 of
+    nothing, yet the headline a shop owner reads first. Such a report gives no amount summed over
+    its orders, only ``by_currency`` (:func:`_by_currency`), as ``report-all`` never adds
+    different currencies."""
+    if config.shop.currency is None and len(att.loaded.currencies) > 1:
+        return None
+    return minor_units(config.shop.currency)
+
+
+def _by_currency(att: Attribution, recipients: int, incentives: dict[str, Decimal]) -> dict[str, dict[str, Any]]:
+    """Per currency of the attributed orders' amounts (a report whose :func:`_places` is ``None``):
+    their orders, revenue, revenue per messaged cart and the incentives redeemed on them."""
+    out: dict[str, dict[str, Any]] = {}
+    for unit, (orders, revenue) in sorted(att.revenue_by_unit().items()):
+        name = UNIT_LABELS.get(unit, unit)
+        out[name] = {"orders": orders, "revenue": in_currency(money(revenue), name),
+                     "revenue_per_recipient": in_currency(money(revenue) / recipients, name) if recipients else None,
+                     "incentive_cost": in_currency(incentives.get(unit, Decimal(0)), name)}
+    return out
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -69,7 +104,7 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
     # Without shop.currency nothing is converted and the ledger keeps no cart's currency: one
     # order's currency named a sum of carts in eight (the demo's "GBP").
     currency = config.shop.currency
-    places = minor_units(currency)
+    places = _places(config, att)
     notes: list[str] = []
     document: dict[str, Any] = {
         "period": {"since": _iso(period.since), "until": _iso(period.until), "now": _iso(period.now),
@@ -78,13 +113,16 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
                    "attribution_window_days": config.report.attribution_window.total_seconds() / 86400},
         "currency": currency,
         "summary": _summary(totals, places),
-        "incrementality": _incrementality(config, att),
+        "incrementality": _incrementality(config, att, places),
     }
     breakdowns = {name: _breakdown(name, att.breakdown(name), places)
                   for name in ("step", "tier", "variant", "locale", "channel")}
-    breakdowns["day"] = _days(config, att)
-    document["experiments"] = _experiments(config, att.breakdown("variant"), promotions)
-    document["money"] = _money(config, att, codes, notes)
+    breakdowns["day"] = _days(config, att, places)
+    document["experiments"] = _experiments(config, att.breakdown("variant"), promotions, places)
+    incentives: dict[str, Decimal] = defaultdict(Decimal)
+    document["money"] = _money(config, att, codes, notes, places, incentives)
+    if places is None:
+        document["by_currency"] = _by_currency(att, totals["carts"], incentives)
     document["funnel"] = _funnel(decisions, totals, runs, redecided)
     document["breakdowns"] = breakdowns
     document["ledger"] = {"unconfirmed": ledger_counts.get("claimed", 0),
@@ -110,9 +148,11 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
         notes.append(f"{count:,} message{'s' if count != 1 else ''} of the period ha{'ve' if count != 1 else 's'} no "
                      f"cart value in {currency or 'the shop currency'} (a currency without a rate in "
                      "shop.exchange_rates when it was sent): left out of cart value, not guessed")
-    if config.shop.currency is None and len(att.loaded.currencies) > 1:
-        notes.append(f"orders in {_currencies_text(att.loaded.currencies)} are summed as they are: set shop.currency "
-                     "and shop.exchange_rates for one currency")
+    if places is None:
+        notes.append(f"orders in {_currencies_text(att.loaded.currencies)} are not added together (no shop.currency "
+                     "to convert them to): revenue, revenue per recipient and incentive cost are given per currency, "
+                     "and the amounts of the tables (per tier, step, variant, day; the lift's revenue) are left out: "
+                     "set shop.currency and shop.exchange_rates for one currency")
     if totals["maturing"]:
         notes.append(f"{totals['maturing']:,} messaged carts got their latest message less than "
                      f"{_days_text(config)} ago: their orders may still come")
@@ -188,10 +228,10 @@ def _days_text(config: Config) -> str:
     return f"{days:g} days" if days != 1 else "1 day"
 
 
-def _summary(totals: dict[str, Any], places: int) -> dict[str, Any]:
+def _summary(totals: dict[str, Any], places: int | None) -> dict[str, Any]:
     carts = totals["carts"]
     return {
-        "messages": totals["messages"], "recipients": carts, "cart_value": amount(totals["value"], places),
+        "messages": totals["messages"], "recipients": carts, "cart_value": _cart_value(totals["value"], places),
         "messages_without_value": totals["unvalued"],
         "orders": totals["orders"], "converted_carts": totals["converted_carts"],
         "revenue": amount(totals["revenue"], places), "conversion_rate": rate(totals["converted_carts"], carts),
@@ -201,7 +241,7 @@ def _summary(totals: dict[str, Any], places: int) -> dict[str, Any]:
     }
 
 
-def _breakdown(name: str, rows: list[tuple[Any, ...]], places: int) -> list[dict[str, Any]]:
+def _breakdown(name: str, rows: list[tuple[Any, ...]], places: int | None) -> list[dict[str, Any]]:
     width = {"step": 2, "variant": 3}.get(name, 1)
     out = []
     for row in rows:
@@ -216,16 +256,21 @@ def _breakdown(name: str, rows: list[tuple[Any, ...]], places: int) -> list[dict
         entry.update(recipients=messages, conversions=converted, orders=orders, revenue=amount(revenue, places),
                      conversion_rate=rate(converted, messages),
                      revenue_per_recipient=per(revenue, messages, places),
-                     cart_value=amount(value, places))
+                     cart_value=_cart_value(value, places))
         out.append(entry)
     return out
 
 
-def _days(config: Config, att: Attribution) -> list[dict[str, Any]]:
+def _cart_value(value: int, places: int | None) -> str:
+    """The value of messaged carts: the ledger keeps it without its currency, so it is summed as
+    it always was (two decimals without ``shop.currency``)."""
+    return rounded(money(value), 2 if places is None else places)
+
+
+def _days(config: Config, att: Attribution, places: int | None) -> list[dict[str, Any]]:
     """Per day in the shop's timezone: messages and held-out rows sent that day, attributed
     orders placed that day and their revenue."""
     tz = config.shop.tz
-    places = minor_units(config.shop.currency)
     days: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "held_out": 0, "orders": 0, "revenue": 0})
     sent, orders = att.by_quarter_hour()
     for bucket, messages, held in sent:
@@ -311,13 +356,12 @@ def _strata(config: Config, compared: list[tuple[Any, ...]]) -> Strata | None:
     return Strata(groups)
 
 
-def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
+def _incrementality(config: Config, att: Attribution, places: int | None) -> dict[str, Any]:
     groups = att.groups()
     compared, left_out, paired = _compared(groups)
     treated = _group([g for g in compared if not g[0]])
     held = _group([g for g in compared if g[0]])
     configured = any(sequence.holdout > 0 for sequence in config.sequences.values())
-    places = minor_units(config.shop.currency)
     result: dict[str, Any] = {
         "method": POOLED_METHOD,
         "treated": _arm(treated, places), "holdout": _arm(held, places), "contaminated": held["messaged"],
@@ -342,7 +386,7 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
     strata = _strata(config, compared)
     if strata is not None:
         result.update(method=STRATIFIED_METHOD, stratified=True)
-    result.update(_lift(config, treated, held, strata))
+    result.update(_lift(config, treated, held, places, strata))
     by_tier = []
     tiers = sorted({g[1] or "" for g in groups})
     for tier in tiers:
@@ -351,7 +395,7 @@ def _incrementality(config: Config, att: Attribution) -> dict[str, Any]:
         entry: dict[str, Any] = {"tier": tier or None, "treated": _arm(t, places), "holdout": _arm(h, places),
                                  "measured": bool(t["carts"] and h["carts"])}
         if entry["measured"]:
-            entry.update(_lift(config, t, h))
+            entry.update(_lift(config, t, h, places))
         else:  # as the whole lift says why it is not measured, so does each tier
             entry["reason"] = f"no {'held-out' if t['carts'] else 'messaged'} stream of this tier began in this period"
         by_tier.append(entry)
@@ -369,7 +413,7 @@ def _group(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
             "unconverted": sum(r[7] for r in rows)}
 
 
-def _arm(group: dict[str, Any], places: int) -> dict[str, Any]:
+def _arm(group: dict[str, Any], places: int | None) -> dict[str, Any]:
     low, high = stats.wilson(group["converted"], group["carts"])
     return {"carts": group["carts"], "converted": group["converted"], "rate": rate(group["converted"], group["carts"]),
             "interval": [low, high] if group["carts"] else None, "revenue": amount(group["revenue"], places),
@@ -382,7 +426,8 @@ def _sums(group: dict[str, Any]) -> tuple[float, float, int]:
     return group["revenue"] / UNITS, group["squares"] / UNITS / UNITS, group["carts"]
 
 
-def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any], strata: Strata | None = None) -> dict[str, Any]:
+def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any], places: int | None,
+          strata: Strata | None = None) -> dict[str, Any]:
     """The lift of ``treated`` over ``held``: of the pooled groups, or with ``strata`` the
     per-tier differences weighted by each tier's messaged carts (:func:`_strata`); the
     incremental orders and revenue are the lift per messaged cart times the messaged carts."""
@@ -399,13 +444,12 @@ def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any], strata:
             [(*_sums(t), *_sums(h)) for t, h in strata.groups])
     half = (high - low) / 2
     precision = config.report.precision
-    places = minor_units(config.shop.currency)
     lift: dict[str, Any] = {
         "absolute": {"estimate": difference, "interval": [low, high], "half_width": half},
         "relative": None if ratio is None else {"estimate": ratio[0] - 1, "interval": [ratio[1] - 1, ratio[2] - 1]},
         "incremental_orders": {"estimate": difference * nt, "interval": [low * nt, high * nt]},
         "incremental_revenue": {"estimate": _money_text(per_cart * nt, places),
-                                "interval": None if rev_low is None or rev_high is None else
+                                "interval": None if rev_low is None or rev_high is None or places is None else
                                 [_money_text(rev_low * nt, places), _money_text(rev_high * nt, places)]},
     }
     needed = stats.holdout_needed(nc, half, precision)
@@ -428,8 +472,8 @@ def _lift(config: Config, treated: dict[str, Any], held: dict[str, Any], strata:
     return lift
 
 
-def _money_text(value: float, places: int) -> str:
-    return rounded(Decimal(repr(value)), places)
+def _money_text(value: float, places: int | None) -> str | None:
+    return None if places is None else rounded(Decimal(repr(value)), places)
 
 
 # -- A/B ------------------------------------------------------------------------------------------
@@ -441,12 +485,12 @@ def _control(names: list[str]) -> str:
     return sorted(names)[0]
 
 
-def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[dict[str, Any]],
+                 places: int | None) -> list[dict[str, Any]]:
     by_step: dict[tuple[str | None, int], list[tuple[Any, ...]]] = defaultdict(list)
     for row in rows:
         by_step[(row[0], row[1])].append(row)
     promoted = {(p["sequence"], p["step"]): p for p in promotions}
-    places = minor_units(config.shop.currency)
     out = []
     for (sequence, step), arms_rows in sorted(by_step.items(), key=lambda item: (item[0][0] or "", item[0][1])):
         arms = {r[2]: (r[4], r[3]) for r in arms_rows}  # variant -> (converted messages, messages)
@@ -577,7 +621,11 @@ def _redeemed_incentive(config: Config, own: Incentive | None, message_id: int, 
     return found
 
 
-def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: list[str]) -> dict[str, Any]:
+def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: list[str], places: int | None,
+           incentives: dict[str, Decimal]) -> dict[str, Any]:
+    """Money in and out per tier. With ``places`` ``None`` (several currencies, :func:`_places`) a
+    tier's amounts are left out and the incentives' cost is added up in ``incentives``, per
+    currency of the order it was redeemed on (its ``by_currency``)."""
     costs = config.report.costs
     margin = config.report.margin
     tiers: dict[str, dict[str, Any]] = defaultdict(lambda: {"messages": 0, "channel_cost": Decimal(0), "orders": 0,
@@ -595,7 +643,7 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
     basis = Basis(config.shop.currency, config.shop.exchange_rates)
     unpriced: set[str] = set()  # currencies without a rate of orders whose incentive has a cost there
     earlier = att.earlier_messages() if codes_known else {}
-    for message_id, sequence, step, tier, _channel, paid, code, currency, own_rate in att.attributed_orders():
+    for message_id, sequence, step, tier, _channel, paid, code, currency, own_rate, unit in att.attributed_orders():
         row = tiers[tier or ""]
         row["orders"] += 1
         row["revenue"] += paid or 0
@@ -615,6 +663,7 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
                 unpriced.add(currency or "?")
             else:
                 row["incentive_cost"] += cost
+                incentives[unit] += cost
     if unpriced:
         notes.append(f"incentives redeemed on orders in {', '.join(sorted(unpriced))} have no exchange rate to "
                      f"{config.shop.currency} (add shop.exchange_rates): their cost is left out")
@@ -623,6 +672,7 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
     if any(row["with_incentive"] for row in tiers.values()) and not codes_known:
         notes.append("the orders carry no discount code (the source does not say which code an order used): every "
                      "attributed order after an incentive is assumed to have used it (an upper bound of its cost)")
+    summed = places  # None: no amount summed over the orders (they are in several currencies)
     places = minor_units(config.shop.currency)
     out = []
     for tier, row in sorted(tiers.items()):
@@ -632,10 +682,11 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
         net = gross - cost
         out.append({
             "tier": tier or None, "messages": row["messages"], "orders": row["orders"],
-            "revenue": rounded(revenue, places), "channel_cost": rounded(row["channel_cost"], places),
-            "incentive_cost": rounded(row["incentive_cost"], places),
+            "revenue": _tier_amount(revenue, summed), "channel_cost": rounded(row["channel_cost"], places),
+            "incentive_cost": _tier_amount(row["incentive_cost"], summed),
             "orders_with_incentive": row["with_incentive"], "codes_redeemed": row["redeemed"],
-            "gross": rounded(gross, places), "net": rounded(net, places), "roi": float(net / cost) if cost else None,
+            "gross": _tier_amount(gross, summed), "net": _tier_amount(net, summed),
+            "roi": float(net / cost) if cost and summed is not None else None,
         })
     return {"basis": "margin" if margin is not None else "revenue", "margin": None if margin is None else float(margin),
             # a unit cost as configured: 0.001 a message is no "0.00" (the totals are rounded to the
@@ -643,6 +694,11 @@ def _money(config: Config, att: Attribution, codes: dict[int, set[str]], notes: 
             "costs": {channel: str(cost) if cost.as_tuple().exponent < -places  # type: ignore[operator]
                       else rounded(cost, places) for channel, cost in costs.items()}, "by_tier": out,
             "codes_in_orders": codes_known}
+
+
+def _tier_amount(value: Decimal, places: int | None) -> str | None:
+    """A tier's amount, or ``None`` where the orders' currencies cannot be added (:func:`_places`)."""
+    return None if places is None else rounded(value, places)
 
 
 # -- funnel --------------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ The rules (docs/reporting.md):
   (:meth:`cartrescue.model.Order.net`).
 - Amounts are in the shop's currency (:class:`cartrescue.currency.Basis`), summed exactly as
   integers of 1/10,000; an amount that cannot be converted is NULL: the order still counts as a
-  conversion, its money is left out and reported.
+  conversion, its money is left out and reported. Without ``shop.currency`` each order's amount
+  stays in its own currency (``ord.unit``), and the sums per currency are asked for apart
+  (:meth:`Attribution.revenue_by_unit`): the report never adds different currencies.
 """
 
 from __future__ import annotations
@@ -58,9 +60,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: ``rate``: the order's own rate to the shop's currency (:attr:`cartrescue.model.Order.base_rate`,
 #: exact decimal text), NULL where the source gave none. ``code``: the discount codes the order
 #: used (:attr:`~cartrescue.model.Order.discount_codes`), joined by :data:`CODE_SEPARATOR`; NULL: none.
+#: ``unit``: the currency ``amount`` is in (the shop's, the order's own, or :data:`PLATFORM_BASE`),
+#: NULL where the order names none: without ``shop.currency`` the amounts of different units are
+#: never added together (:meth:`Attribution.revenue_by_unit`).
 ORD_TABLE = """
 CREATE TABLE ord(id TEXT PRIMARY KEY, at REAL NOT NULL, earliest REAL NOT NULL, email TEXT, customer_id TEXT,
-  cart_id TEXT, amount INTEGER, currency TEXT, code TEXT, rate TEXT) WITHOUT ROWID;
+  cart_id TEXT, amount INTEGER, currency TEXT, code TEXT, rate TEXT, unit TEXT) WITHOUT ROWID;
 """
 SCHEMA = """
 CREATE TABLE msg(id INTEGER PRIMARY KEY, cart_key TEXT NOT NULL, cart_id TEXT, email TEXT, customer_id TEXT,
@@ -413,12 +418,20 @@ class Attribution:
     def attributed_orders(self) -> Iterator[tuple[Any, ...]]:
         """Each attributed order of the period's streams: (message id, sequence, step, tier, channel,
         amount, the discount codes it used (a tuple, empty: none), the order's currency, the order's
-        own rate as text or None)."""
-        for *head, code, currency, rate in self.db.execute(
-                "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code, o.currency, o.rate FROM hit h"
-                " JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? AND m.at <= ?"
-                " ORDER BY m.id", self._period()):
-            yield (*head, tuple(code.split(CODE_SEPARATOR)) if code else (), currency, rate)
+        own rate as text or None, the currency its amount is in ("" for none))."""
+        for *head, code, currency, rate, unit in self.db.execute(
+                "SELECT m.id, m.sequence, m.step, m.tier, m.channel, o.amount, o.code, o.currency, o.rate,"
+                " ifnull(o.unit, '') FROM hit h JOIN msg m ON m.id = h.mid JOIN ord o ON o.id = h.oid"
+                " WHERE m.held = 0 AND m.at >= ? AND m.at <= ? ORDER BY m.id", self._period()):
+            yield (*head, tuple(code.split(CODE_SEPARATOR)) if code else (), currency, rate, unit)
+
+    def revenue_by_unit(self) -> dict[str, tuple[int, int]]:
+        """(orders, revenue) of the orders the period's sent messages won, per currency their
+        amounts are in (``ord.unit``; "" for none): what ``totals()`` adds into one revenue, which
+        means nothing when that is several currencies (no ``shop.currency`` to convert them to)."""
+        return {unit: (orders, revenue) for unit, orders, revenue in self.db.execute(
+            "SELECT ifnull(o.unit, ''), count(*), coalesce(sum(o.amount), 0) FROM hit h JOIN msg m ON m.id = h.mid"
+            " JOIN ord o ON o.id = h.oid WHERE m.held = 0 AND m.at >= ? AND m.at <= ? GROUP BY 1", self._period())}
 
     def attributed_messages(self, steps: set[tuple[str, int]]) -> list[int]:
         """Ids of the messages of ``steps`` ((sequence, step)) that won an order, and of the
@@ -551,18 +564,19 @@ class OrderLoad:
                     amount = basis.base(total, currency, base_total)
                 if currency:  # a source's own base amount is in its platform's base currency, not the order's
                     self.currencies.add(currency if base_total is None or base else PLATFORM_BASE)
+                unit = base or (currency if base_total is None else PLATFORM_BASE) or None
                 rate = order.base_rate
                 yield (order.id, order.created_at.timestamp(), order.earliest.timestamp(), order.email,
                        order.customer_id, order.cart_id,
                        None if amount is None else units(amount), currency or None,
                        CODE_SEPARATOR.join(order.discount_codes) or None,
-                       None if rate is None else str(rate))
+                       None if rate is None else str(rate), unit)
 
         db = self.scratch.connection
         total = 0
         for batch in _batches(rows()):
             total += len(batch)
-            db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?,?,?)", batch)
+            db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch)
         db.commit()
         self.count = db.execute("SELECT count(*) FROM ord").fetchone()[0]
         self.duplicates = total - self.count

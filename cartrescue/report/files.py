@@ -36,6 +36,41 @@ def shown(value: str | None, currency: str | None, locale: str) -> str | None:
     return format_money(Decimal(value), currency, locale)
 
 
+def in_its_currency(value: str | None, code: str, locale: str) -> str | None:
+    """An amount of ``by_currency`` as a person reads it: in ``code`` as ``locale`` writes it, or
+    beside the name of what is no currency's code (``"30.00 (platform base)"``)."""
+    from cartrescue.report.analysis import UNIT_LABELS
+
+    if value is not None and code in UNIT_LABELS.values():
+        return f"{value} {code}"
+    return shown(value, code, locale)
+
+
+def each_currency(document: dict[str, Any], key: str, locale: str) -> str | None:
+    """``key`` of ``by_currency`` (a report whose orders are in several currencies, with no
+    ``shop.currency`` to convert them to) in each currency, as ``locale`` writes it: "€33.90 and
+    SEK 1,499.00", never their sum; ``None`` for a report without ``by_currency``."""
+    block = document.get("by_currency")
+    if block is None:
+        return None
+    parts = [str(in_its_currency(entry[key], code, locale)) for code, entry in block.items() if entry[key] is not None]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def headline(document: dict[str, Any], key: str, locale: str) -> str | None:
+    """``summary[key]`` (``revenue``, ``revenue_per_recipient``) as a person reads it: in the
+    report's currency, or in each currency of ``by_currency`` (:func:`each_currency`)."""
+    if "by_currency" in document:
+        return each_currency(document, key, locale)
+    return shown(document["summary"][key], document["currency"], locale)
+
+
+#: What a report in several currencies says where one amount would stand (``by_currency``).
+NOT_ONE_CURRENCY = "not given: the orders are in several currencies (set shop.currency)"
+
+
 def revenue_interval(revenue: dict[str, Any], currency: str | None, locale: str) -> str:
     """The incremental revenue's interval in words: without one (no spread of revenue per cart
     in either group, :func:`cartrescue.report.stats.mean_difference`) it says so, not "0 to 0"."""
@@ -71,6 +106,10 @@ def write_csv(document: dict[str, Any], folder: Path) -> list[Path]:
     summary = dict(document["summary"], since=document["period"]["since"], until=document["period"]["until"],
                    currency=document["currency"])
     written.append(_write(folder / "summary.csv", [summary], list(summary)))
+    if "by_currency" in document:  # only a report in several currencies has it: others' files stay as they were
+        written.append(_write(folder / "by_currency.csv", [dict(entry, currency=code) for code, entry in
+                                                            document["by_currency"].items()],
+                              ["currency", "orders", "revenue", "revenue_per_recipient", "incentive_cost"]))
     lift = document["incrementality"]
     rows = []
     for label, source in [("all", lift)] + [(entry.get("tier") or "", entry) for entry in lift.get("by_tier", [])]:
@@ -130,14 +169,18 @@ def digest(document: dict[str, Any], shop: str, locale: str) -> str:
     lines = [
         f"{shop}: abandoned-cart reminders, {period['first_day']} to {period['last_day']}",
         "",
-        f"Recovered (attributed): {money(summary['revenue'])} from {summary['orders']:,} orders; "
+        f"Recovered (attributed): {headline(document, 'revenue', locale)} from {summary['orders']:,} orders; "
         f"{summary['converted_carts']:,} of {summary['recipients']:,} messaged carts ordered "
         f"({percent(summary['conversion_rate'])}).",
     ]
+    if "by_currency" in document:
+        lines.append(f"Incentive cost: {each_currency(document, 'incentive_cost', locale)}.")
     if lift["measured"]:
         revenue = lift["incremental_revenue"]
+        caused = (NOT_ONE_CURRENCY if revenue["estimate"] is None
+                  else f"{money(revenue['estimate'])} ({revenue_interval(revenue, currency, locale)})")
         lines.append(f"Caused by the reminders (incremental, against {lift['holdout']['carts']:,} held-out carts): "
-                     f"{money(revenue['estimate'])} ({revenue_interval(revenue, currency, locale)}).")
+                     f"{caused}.")
         lines.append(lift["sentence"])
     else:
         lines.append(lift["sentence"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from cartrescue.report.files import percent, revenue_interval, shown
+from cartrescue.report.files import NOT_ONE_CURRENCY, headline, in_its_currency, percent, revenue_interval, shown
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 BLUE, GREY, GREEN, RED, INK = "#1d4ed8", "#9ca3af", "#15803d", "#b91c1c", "#111827"
@@ -160,15 +160,29 @@ def step_chart(document: dict[str, Any]) -> str:
     return _interval_rows(rows, "conversion, % (95 % Wilson interval)", zero_line=False)
 
 
+def _by_currency_table(document: dict[str, Any], locale: str) -> str:
+    """The amounts of a report whose orders are in several currencies, a row per currency
+    (``by_currency``): where the cards and tables would have added them up."""
+    return _table(["currency", "orders", "revenue", "per recipient", "incentive cost"],
+                  [[code, f"{entry['orders']:,}", in_its_currency(entry["revenue"], code, locale),
+                    in_its_currency(entry["revenue_per_recipient"], code, locale),
+                    in_its_currency(entry["incentive_cost"], code, locale)]
+                   for code, entry in document["by_currency"].items()])
+
+
 def render_html(document: dict[str, Any], shop: str, locale: str) -> str:
     """The page; amounts in the report's currency as ``locale`` (``shop.default_locale``) writes it."""
     period, summary, lift = document["period"], document["summary"], document["incrementality"]
     currency = document["currency"]
+    several = "by_currency" in document  # orders in several currencies: an amount in each, never their sum
 
     def money(value: str | None) -> str | None:
         return shown(value, currency, locale)
 
-    if lift["measured"]:
+    if lift["measured"] and lift["incremental_revenue"]["estimate"] is None:
+        incremental = ('<div class="card unmeasured"><div class="label">Incremental revenue (caused)</div>'
+                       f'<div class="value">not given</div><div class="detail">{_e(NOT_ONE_CURRENCY)}</div></div>')
+    elif lift["measured"]:
         revenue = lift["incremental_revenue"]
         clear = "measured" if lift["absolute"]["interval"][0] > 0 else ""
         incremental = (f'<div class="card {clear}"><div class="label">Incremental revenue (caused)</div>'
@@ -179,22 +193,24 @@ def render_html(document: dict[str, Any], shop: str, locale: str) -> str:
                        f'<div class="value">not measured</div><div class="detail">{_e(lift["reason"])}</div></div>')
     cards = (
         f'<div class="cards"><div class="card"><div class="label">Attributed revenue (any order after a message)</div>'
-        f'<div class="value">{_e(money(summary["revenue"]))}</div><div class="detail">{summary["orders"]:,} '
+        f'<div class="value">{_e(headline(document, "revenue", locale))}</div><div class="detail">{summary["orders"]:,} '
         f'orders from {summary["recipients"]:,} messaged carts</div></div>{incremental}'
         f'<div class="card"><div class="label">Conversion of messaged carts</div><div class="value">'
         f'{_e(percent(summary["conversion_rate"]))}</div><div class="detail">'
-        f'{_e(money(summary["revenue_per_recipient"]))}'
+        f'{_e(headline(document, "revenue_per_recipient", locale))}'
         ' per recipient</div></div></div>')
     sections = [
         f'<section><h1>{_e(shop)}: abandoned-cart reminders</h1><p class="sub">{_e(period["first_day"])} to '
         f'{_e(period["last_day"])} ({_e(period["timezone"])}) · attribution window {period["attribution_window_days"]:g} days · '
-        f'{_e(currency or "amounts as the shop gives them")}</p>{cards}</section>',
+        f'{_e(currency or ("amounts per currency" if several else "amounts as the shop gives them"))}</p>{cards}'
+        + (_by_currency_table(document, locale) if several else "") + '</section>',
         f'<section><h2>Lift against the holdout</h2><p class="sentence">{_e(lift["sentence"])}</p>'
         + (lift_chart(lift) if lift["measured"] else "")
         + (f'<p class="note">{_e(lift["contamination_note"])}</p>' if lift.get("contamination_note") else "")
         + "</section>",
-        f'<section><h2>Attributed revenue by day</h2>{revenue_chart(document["breakdowns"]["day"], currency, locale)}'
-        '</section>',
+        '<section><h2>Attributed revenue by day</h2>'
+        + (f'<p class="note">{_e(NOT_ONE_CURRENCY)}</p>' if several
+           else revenue_chart(document["breakdowns"]["day"], currency, locale)) + '</section>',
         f'<section><h2>Funnel</h2>{funnel_chart(document["funnel"])}'
         + (_table(["skipped because", "carts"], [[s["reason"], f"{s['carts']:,}"] for s in document["funnel"]["skips"][:8]])
            if document["funnel"]["skips"] else "")

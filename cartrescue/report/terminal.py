@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cartrescue.report.files import percent, points, shown
+from cartrescue.report.files import NOT_ONE_CURRENCY, each_currency, headline, percent, points, shown
 from cartrescue.text import printable
 
 LABELS = {"step": "step", "tier": "tier", "variant": "variant", "locale": "locale", "channel": "channel", "day": "day"}
@@ -81,29 +81,34 @@ def print_report(document: dict[str, Any], console: Console, by: list[str], loca
     """The report; amounts in its currency as ``locale`` (``shop.default_locale``) writes it."""
     period, summary, lift = document["period"], document["summary"], document["incrementality"]
     currency = document["currency"] or ""
+    several = "by_currency" in document  # orders in several currencies: an amount in each, never their sum
 
     def money(value: str | None) -> str | None:
         return shown(value, currency, locale)
 
     console.print(Text.assemble(("cartrescue report ", "bold"), printable(
         f"{period['first_day']} – {period['last_day']} ({period['timezone']}) · attribution window "
-        f"{period['attribution_window_days']:g} days · {currency or 'amounts as the shop gives them'}")))
+        f"{period['attribution_window_days']:g} days · "
+        f"{currency or ('amounts per currency' if several else 'amounts as the shop gives them')}")))
     head = _table("Won back", ["", "attributed (any order after a message)", "incremental (against the holdout)"])
     if lift["measured"]:
         revenue, orders = lift["incremental_revenue"], lift["incremental_orders"]
         bounds = revenue["interval"]
-        incremental_revenue = (f"{money(revenue['estimate'])} ({money(bounds[0])} to {money(bounds[1])})" if bounds
+        incremental_revenue = (NOT_ONE_CURRENCY if revenue["estimate"] is None
+                               else f"{money(revenue['estimate'])} ({money(bounds[0])} to {money(bounds[1])})" if bounds
                                else f"{money(revenue['estimate'])} (no interval)")
         incremental_orders = (f"{orders['estimate']:,.0f} ({orders['interval'][0]:,.0f} to "
                               f"{orders['interval'][1]:,.0f})")
         conversion = f"{points(lift['absolute']['estimate'])} points"
     else:
         incremental_revenue = incremental_orders = conversion = "not measured"
-    head.add_row(_t("revenue"), _t(money(summary["revenue"])), _t(incremental_revenue))
+    head.add_row(_t("revenue"), _t(headline(document, "revenue", locale)), _t(incremental_revenue))
     head.add_row(_t("orders"), _t(f"{summary['orders']:,}"), _t(incremental_orders))
     head.add_row(_t("conversion"), _t(f"{summary['converted_carts']:,} of {summary['recipients']:,} carts "
                                       f"({percent(summary['conversion_rate'])})"), _t(conversion))
-    head.add_row(_t("revenue per recipient"), _t(money(summary["revenue_per_recipient"])), _t(""))
+    head.add_row(_t("revenue per recipient"), _t(headline(document, "revenue_per_recipient", locale)), _t(""))
+    if several:  # the money table's incentive cost is left out: here it is per currency
+        head.add_row(_t("incentive cost"), _t(each_currency(document, "incentive_cost", locale)), _t(""))
     _show(console, head)
     console.print(_t(lift["sentence"], "bold" if lift["measured"] else "yellow"))
     if lift.get("contamination_note"):
