@@ -2,7 +2,7 @@
 shop selling in kronor and euros): no amount it shows is a sum of different currencies. The
 headline revenue, revenue per recipient and incentive cost are given per currency; the tables'
 money columns are left out (``null``), with a note saying how to get one currency. A shop in one
-currency gets, byte for byte, the report it got before (tests/fixtures/report_one_currency/)."""
+currency gets, byte for byte, the JSON and CSV it got before (tests/fixtures/report_one_currency/)."""
 
 from __future__ import annotations
 
@@ -109,20 +109,14 @@ def test_the_mailed_digest_shows_each_currency_and_no_sum(shop: Shop) -> None:
 
 
 def _outputs(shop: Shop, tmp_path: Path) -> dict[str, str]:
-    """Everything a report writes for a person or a script: the terminal (with every breakdown),
-    ``--json``, each ``--csv`` file, the ``--html`` page and the digest's text."""
-    from cartrescue.report.files import digest
-
+    """What a report writes for a script: ``--json`` and each ``--csv`` file. (The terminal, the
+    ``--html`` page and the digest are held by the tests above: kept whole here, they broke on
+    any wording, any rich or Babel release, not only on an amount.)"""
     tmp_path.mkdir(exist_ok=True)
-    folder, page = tmp_path / "tables", tmp_path / "report.html"
-    by = [arg for name in ("step", "tier", "variant", "locale", "channel", "day") for arg in ("--by", name)]
-    text = shop.cli("report", *by, *PERIOD, now=LATER)  # without the files' paths, which wrap as long as they are
-    assert text.exit_code == 0, text.output
-    files = shop.cli("report", "--quiet", "--csv", str(folder), "--html", str(page), *PERIOD, now=LATER)
+    folder = tmp_path / "tables"
+    files = shop.cli("report", "--quiet", "--csv", str(folder), *PERIOD, now=LATER)
     assert files.exit_code == 0 and not files.stdout, files.output
-    document = _json(shop)
-    found = {"terminal.txt": text.stdout, "report.json": json.dumps(document, indent=1, sort_keys=True),
-             "report.html": page.read_text(encoding="utf-8"), "digest.txt": digest(document, "Test Shop", "en")}
+    found = {"report.json": json.dumps(_json(shop), indent=1, sort_keys=True)}
     found.update({f"csv/{path.name}": path.read_text(encoding="utf-8") for path in sorted(folder.iterdir())})
     return {name: value.replace(str(shop.folder), "SHOP") for name, value in found.items()}
 
@@ -132,7 +126,7 @@ def _outputs(shop: Shop, tmp_path: Path) -> dict[str, str]:
 def test_a_one_currency_shops_report_is_unchanged(shop: Shop, tmp_path: Path, name: str,
                                                   currencies: tuple[str, str], currency: str | None) -> None:
     """Orders in one currency without ``shop.currency``, or ``shop.currency`` set (a krona order
-    without a rate left out): every output as it was before reports learned of currencies.
+    without a rate left out): the JSON and CSV files as they were before reports learned of currencies.
     ``CARTRESCUE_WRITE_GOLDEN=1`` writes the files (only ever from a commit known to be right)."""
     found = _outputs(_shop(shop, currencies, currency), tmp_path / "out")
     folder = GOLDEN / name
