@@ -65,6 +65,10 @@ QUOTES = [
     quote(314, "2026-03-02 08:00:00", customer_email="empty@example.com"),  # older than 307, a line in it
     # 330 its address unsubscribed, the subscriber row stored decomposed (o + combining diaeresis)
     quote(330, "2026-03-02 09:00:00", customer_email="zo\u00eb@example.com"),
+    # 350 a shop that shows prices with VAT (19 %): the line's price is 39.3277 without it, 46.80
+    # with it (what the cart page showed), as is the grand total; 351's line has no price_incl_tax
+    quote(350, "2026-03-02 09:00:00", customer_email="vat@example.com", grand_total=D("46.80")),
+    quote(351, "2026-03-02 09:00:00", customer_email="notax@example.com", grand_total=D("10")),
 ]
 ITEMS = [
     line(3011, 301, "A", "1", "600", product_id=1),
@@ -76,6 +80,7 @@ ITEMS = [
     line(3111, 311, "C", "1", "10"), line(3121, 312, "C", "1", "10"), line(3131, 313, "FREE", "1", "0"),
     line(3141, 314, "C", "1", "10"), line(3201, 320, "C", "1", "10"), line(3211, 321, "C", "2", "5"),
     line(3301, 330, "C", "1", "10"),
+    line(3501, 350, "VAT", "1", "39.3277", price_incl_tax=D("46.8000")), line(3511, 351, "C", "1", "10"),
     line(3221, 322, "C", "2", "5", row_total=D("10")), line(3231, 323, "C", "1", "10", row_total=D("10")),
     line(3241, 324, "C", "1", "10", row_total=D("10")), line(3251, 325, "C", "1", "10", row_total=D("10")),
 ]
@@ -91,6 +96,7 @@ SUBSCRIBERS = [
     {"customer_id": 0, "subscriber_email": "empty@example.com", "store_id": 1, "subscriber_status": 1},
     {"customer_id": 0, "subscriber_email": "stale@example.com", "store_id": 1, "subscriber_status": 1},
     {"customer_id": 0, "subscriber_email": "Zoe\u0308@example.com", "store_id": 1, "subscriber_status": 3},
+    {"customer_id": 0, "subscriber_email": "vat@example.com", "store_id": 1, "subscriber_status": 1},
 ]
 BAD_TIME = {"mariadb": "0000-00-00 00:00:00", "postgres": "infinity"}
 
@@ -519,6 +525,33 @@ def test_a_base_amount_in_another_currency_than_shop_currency_is_left_to_the_exc
         finally:
             source.close()
     assert readings == {"EUR": Decimal("45.00"), "SEK": None, None: Decimal("45.00")}
+
+
+def test_line_prices_include_tax_shows_the_price_the_cart_page_showed(shop):
+    """``quote_item.price`` is without tax; a shop whose cart shows prices with tax (Magento's
+    "Display Cart Prices: Including Tax", as EU shops do) showed 46.80 on its cart page, as its
+    grand total, and the reminder listed the line at 39.33 under a total of 46.80.
+    ``line_prices_include_tax`` reads ``price_incl_tax``, else ``price`` where Magento left none."""
+    db, _ = shop
+    prices = {}
+    for include in (False, True):
+        source = MagentoSource(db.url, options={"line_prices_include_tax": include})
+        try:
+            prices[include] = [source.cart(cart).items[0].unit_price for cart in ("350", "351")]
+        finally:
+            source.close()
+    assert prices == {False: [D("39.33"), D("10.00")], True: [D("46.80"), D("10.00")]}
+
+
+def test_line_prices_include_tax_is_a_magento_option(shop, tmp_path):
+    """The option is the preset's, as WooCommerce's of the same name: the config takes it
+    (``"yes"`` from a ``${VAR}`` too) and the message shows the price with tax."""
+    db, _ = shop
+    config = shopdb.write_config(tmp_path, {"type": "magento2", "url": db.url,
+                                            "options": {"line_prices_include_tax": "yes"}})
+    result = cli("preview", "350", "--json", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert result.json["text"].count(format_money(D("46.80"), "EUR", "en")) == 2  # the line and the total
 
 
 def _three_byte_tables(db: shopdb.ShopDb) -> None:

@@ -143,6 +143,7 @@ class _WooCommerceOptions(_Options):
 
 class _MagentoOptions(_Options):
     consent: Literal["newsletter", "none"] = "newsletter"
+    line_prices_include_tax: bool = False
     stock_id: int = 1
     store_locales: dict[int | str, str] = Field(default_factory=dict)  # {store_id: locale}
 

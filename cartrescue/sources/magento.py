@@ -93,7 +93,7 @@ class MagentoSource(DatabaseSource):
 
     Options: ``stock_id`` (default 1), ``store_locales`` ({store_id: locale}),
     ``recovery_url`` (a template with ``{cart_id}``), ``consent`` (``newsletter``, the default,
-    or ``none``).
+    or ``none``), ``line_prices_include_tax`` (default false: lines without tax).
     """
 
     name = "magento2"
@@ -128,6 +128,20 @@ class MagentoSource(DatabaseSource):
 
     def _consent_from_newsletter(self) -> bool:
         return str(self.options.get("consent", "newsletter")) != "none"
+
+    def _prices_with_tax(self) -> bool:
+        """``line_prices_include_tax``: the shop's cart shows prices with tax (Magento's "Display
+        Cart Prices: Including Tax", as EU shops do), as its grand total includes it."""
+        return bool(self.options.get("line_prices_include_tax"))
+
+    def _shown_price(self, row: Mapping[str, Any]) -> Any:
+        """A line's unit price as the cart page showed it: ``price`` is without tax, and a shop
+        that shows prices with tax listed a line at 39.33 under a total of 46.80; with
+        ``line_prices_include_tax``, ``price_incl_tax``, else ``price`` where Magento left none
+        (a quote whose totals were never collected)."""
+        if self._prices_with_tax() and row["price_incl_tax"] is not None:
+            return row["price_incl_tax"]
+        return row["price"]
 
     # -- carts -------------------------------------------------------------------------------
 
@@ -193,7 +207,7 @@ class MagentoSource(DatabaseSource):
         lines: dict[Any, list[Mapping[str, Any]]] = {}
         for row in self.db.fetch(
             "SELECT quote_id, item_id, parent_item_id, product_id, product_type, sku, name, qty, price, base_cost, "
-            "row_total "
+            f"row_total{', price_incl_tax' if self._prices_with_tax() else ''} "
             f"FROM {self.t('quote_item')} WHERE quote_id IN :ids ORDER BY quote_id, item_id",
             {"ids": quote_ids}, expanding=("ids",),
         ):
@@ -286,7 +300,7 @@ class MagentoSource(DatabaseSource):
                 if not cost and child is not None:  # the configurable's own row rarely has a cost
                     cost = as_cost(child["base_cost"], "base_cost") or cost
                 line = item(
-                    row["sku"], row["name"], row["qty"], row["price"],
+                    row["sku"], row["name"], row["qty"], self._shown_price(row),
                     unit_cost=None if not cost else cost * rate,  # 0: no cost set (100 % margin, else)
                     stock=None if row["product_type"] == "bundle" else stock.get(product),
                 )
