@@ -404,3 +404,25 @@ def test_quiet_still_says_a_shops_bad_order_row_as_report_quiet_does(make_shop: 
     assert done.stdout == "" == own.stdout
     (theirs,) = [line for line in own.stderr.splitlines() if "warning:" in line]
     assert [line for line in done.stderr.splitlines() if "warning:" in line] == [f"{bad.config_path}: {theirs}"]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_the_table_says_a_shops_own_notes_naming_its_config(make_shop: Callable[[str], Shop], jobs: str) -> None:
+    """A shop's report notes what its figures lack (an orders export its job stopped writing:
+    "shows less won back than there is"); the table's row alone showed the smaller figure as if
+    it were all, so each note is said on stderr, naming its config, as ``report`` says it."""
+    import os
+
+    good = _shop(make_shop, "good", "EUR", ["10.00"])
+    stale = _shop(make_shop, "stale", "EUR", ["10.00"])
+    written = (LATER - timedelta(days=30)).timestamp()
+    os.utime(stale.folder / "orders.csv", (written, written))
+    mine = cli("report", "--json", *PERIOD, "--now", iso(LATER), "--config", str(stale.config_path))
+    own = json.loads(mine.stdout)["notes"]
+    assert any("orders.csv was last written" in note for note in own), own
+    done = cli("report-all", "--jobs", jobs, *PERIOD, "--now", iso(LATER), str(good.config_path), str(stale.config_path))
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.stderr.split())
+    for note in own:
+        assert f"note: {stale.config_path}: {' '.join(note.split())}" in said, done.stderr
+    assert str(good.config_path) not in said

@@ -172,7 +172,7 @@ def report_all(
         json_out(document)
     elif not quiet:
         _print_table(shops, totals)
-        for note in notes:
+        for note in [*_reports_notes(shops), *notes]:
             err_console().print(error_line(note, "note", "yellow"), soft_wrap=True)
     if interrupted:
         say_shops_interrupted([(shop.config, shop.error) for shop in shops], "report-all", "reported")
@@ -214,6 +214,14 @@ def _report_shop(config: Path, now: str | None, since: str | None, until: str | 
         shop.error = shop_failed(config, exc)
     shop.notes = _shop_notes(shop)
     return shop
+
+
+def _reports_notes(shops: list[ShopReport]) -> list[str]:
+    """The notes of each shop's own report (an orders export its job stopped writing, a ledger
+    not there yet), each naming its config: its row's figures alone would pass for all there is."""
+    from cartrescue.batch import named
+
+    return [named(shop.config, note) for shop in shops if shop.document is not None for note in shop.document["notes"]]
 
 
 def _shop_notes(shop: ShopReport) -> list[str]:
