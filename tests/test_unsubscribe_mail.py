@@ -515,3 +515,14 @@ def test_a_clients_unsubscribe_mail_marked_automatic_still_suppresses(shop: Shop
     result = shop.cli("suppress", "mailbox", str(mbox_of(tmp_path / "box", button)), "--json", now=None)
     assert result.exit_code == 0, result.output
     assert shop.suppression("ann@example.com") is not None
+
+
+@pytest.mark.parametrize("headers", [{"X_Autoreply": "yes"}, {"X_Autorespond": "Out of office"},
+                                     {"Precedence": "auto_reply"}])
+def test_trust_sender_never_takes_a_vacation_programs_reply_for_its_sender(shop: Shop, tmp_path: Path, headers) -> None:
+    """A vacation program that marks its reply the older way (no ``Auto-Submitted``) was taken for
+    its sender's request: ``--trust-sender`` unsubscribed a customer for being away."""
+    box = mbox_of(tmp_path / "box", mail("Carl <carl@example.com>", "Out of office", "Back on Monday.", **headers))
+    result = shop.cli("suppress", "mailbox", str(box), "--trust-sender", "--json", now=None)
+    assert result.exit_code == 1 and result.json["added"] == 0, result.output
+    assert shop.suppression("carl@example.com") is None
