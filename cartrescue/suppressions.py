@@ -228,7 +228,8 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     """``(file:line, cell)`` for every address-like entry of a CSV export or a one-a-line file.
 
     A CSV (``,``, ``;`` or tab) is read by its e-mail column (``email``, ``Email Address``, ...),
-    else by its phone column (``Phone Number``: an SMS tool's opt-outs); without such a header,
+    else by its phone column (``Phone Number``: an SMS tool's opt-outs), and a row whose e-mail
+    cell is empty by its phone column (an export of both kinds of opt-outs); without such a header,
     the first cell of each row holding an ``@``, else the first written as a phone number. Its
     first row is a header only when none of its cells is either: a list of numbers without a
     header lost its first number to it. A file without a delimiter is one address (or number) a
@@ -260,6 +261,7 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
         return
     rows = csv.reader(io.StringIO(text), delimiter=delimiter)
     column: int | None = None
+    phone: int | None = None  # the phone column beside an e-mail column: a row without an address
     header_seen = False
     end = 0  # the line the previous row ended on
     for row in rows:
@@ -271,13 +273,24 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
             header_seen = True
             names = [cell.lower() for cell in cells]
             column = next((names.index(name) for name in _EMAIL_COLUMNS + _PHONE_COLUMNS if name in names), None)
+            phone = next((names.index(name) for name in _PHONE_COLUMNS if name in names), None)
             if column is not None or not any("@" in cell or written_as_number(cell) for cell in cells):
                 continue  # the header line
         if column is not None:
-            yield f"{path.name}:{number}", cells[column] if column < len(cells) else ""
+            yield f"{path.name}:{number}", _row_entry(cells, column, phone)
         else:
             yield f"{path.name}:{number}", next((cell for cell in cells if "@" in cell),
                                                 next((cell for cell in cells if written_as_number(cell)), cells[0]))
+
+
+def _row_entry(cells: list[str], column: int, phone: int | None) -> str:
+    """The row's cell of ``column`` (its e-mail, else its phone column); an e-mail cell left empty
+    gives the row's number: an export of e-mail and SMS opt-outs (Klaviyo's) names no address for
+    a person who replied STOP, and that opt-out was reported invalid and not imported."""
+    entry = cells[column] if column < len(cells) else ""
+    if not entry and phone is not None and phone < len(cells):
+        return cells[phone]
+    return entry
 
 
 def _text_of(path: Path, data: bytes) -> str:

@@ -142,24 +142,48 @@ def _plain_text(message: EmailMessage, kind: str = "plain", limit: int = BODY_SC
         return ""
 
 
-def token_of(message: EmailMessage, unsubscribe_url: str = "") -> str | None:
+def token_of(message: EmailMessage, unsubscribe_url: str = "", *, quoted: bool = True) -> str | None:
     """The unsubscribe token a mail carries: in its subject, else in its plain-text part, as
     "unsubscribe TOKEN" or as the reminder's own unsubscribe link (``unsubscribe_url``). The link
     is looked for in the whole text, then in the HTML part: it stands at the foot of a quoted
-    reminder, and many clients forward or reply in HTML alone."""
+    reminder, and many clients forward or reply in HTML alone. ``quoted=False``: the subject only."""
+    found = subject_token(_header(message, "Subject"))
+    if found is not None or not quoted:
+        return found
     text = _plain_text(message, limit=LINK_SCAN)
-    found = subject_token(_header(message, "Subject")) or subject_token(text[:BODY_SCAN]) \
-        or link_token(text, unsubscribe_url)
+    found = subject_token(text[:BODY_SCAN]) or link_token(text, unsubscribe_url)
     if found is None and unsubscribe_url:
         found = link_token(html.unescape(_plain_text(message, "html", LINK_SCAN)), unsubscribe_url)
     return found
 
 
+#: Headers an auto-reply carries besides RFC 3834's ``Auto-Submitted`` (vacation programs, older clients).
+_AUTOREPLY_HEADERS = ("X-Autoreply", "X-Autorespond")
+
+
+def automatic(message: EmailMessage) -> bool:
+    """Whether a machine sent the mail: RFC 3834's ``Auto-Submitted``, a delivery or read report
+    (``multipart/report``), a vacation program's marks, or a mailer daemon's bounce. Such a mail
+    speaks for nobody: neither its sender nor a reminder it quotes asked to unsubscribe."""
+    if _header(message, "Auto-Submitted").strip().lower() not in ("", "no") \
+            or message.get_content_type() == "multipart/report" \
+            or _header(message, "Precedence").strip().lower() == "auto_reply" \
+            or _header(message, "Return-Path").strip() == "<>":
+        return True
+    if any(_header(message, name).strip().lower() not in ("", "no") for name in _AUTOREPLY_HEADERS):
+        return True
+    senders = [address.lower() for _name, address in getaddresses([_header(message, "From")])]
+    return any(address.split("@", 1)[0] == "mailer-daemon" for address in senders)
+
+
+#: Why a machine's mail quoting a reminder is refused: a delay warning (4.x.x, a full mailbox),
+#: a bounce or an out-of-office carries the reminder's link, and nobody asked for anything.
+AUTOMATIC = "an automatic mail (an auto-reply or a delivery report): the reminder it quotes asks nothing"
+
+
 def _sender(message: EmailMessage) -> str | None:
-    """The one valid address of ``From:``, unless the mail was sent by a machine (RFC 3834's
-    ``Auto-Submitted``, a delivery or read report): such a mail speaks for nobody."""
-    automatic = _header(message, "Auto-Submitted").strip().lower() not in ("", "no")
-    if automatic or message.get_content_type() == "multipart/report":
+    """The one valid address of ``From:``, unless the mail was sent by a machine (:func:`automatic`)."""
+    if automatic(message):
         return None
     found = [normalize_email(address) for _name, address in getaddresses([_header(message, "From")]) if address]
     return found[0] if len(found) == 1 and found[0] and is_valid_email(found[0]) else None
@@ -240,9 +264,14 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
             result.seen += 1
             continue
         sender = _sender(message)
-        token = token_of(message, unsubscribe_url)
+        # A machine's mail counts by its subject alone (a client's unsubscribe button may mark its
+        # mail generated): the link its text quotes is the reminder's, not a request.
+        machine = automatic(message)
+        token = token_of(message, unsubscribe_url, quoted=not machine)
         address, why = None, ""
-        if token is None:
+        if token is None and machine and token_of(message, unsubscribe_url) is not None:
+            why = AUTOMATIC
+        elif token is None:
             why = "no unsubscribe token in its subject or text"
         else:
             try:

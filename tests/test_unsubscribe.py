@@ -785,6 +785,23 @@ def test_suppress_import_of_a_list_of_numbers_stops_their_text_messages(shop: Sh
     assert shop.cli("suppress", "list", "--email", "+46701234501", now=None).exit_code == 0
 
 
+def test_suppress_import_of_an_export_with_both_columns_takes_the_number_of_a_row_without_an_address(
+        shop: Shop, tmp_path: Path) -> None:
+    """Klaviyo's suppression export has an e-mail and a phone column, and an SMS opt-out's row has
+    no address: it was "not an e-mail address or phone number: ''" (exit 1) and the person who
+    had replied STOP to the old tool got the next text."""
+    _texting_shop(shop)
+    export = tmp_path / "klaviyo-suppressions.csv"
+    export.write_text("Email,Phone Number,First Name,Suppression Reason,Suppression Date\r\n"
+                      "ann@example.com,+46701234501,Ann,Unsubscribed,2026-10-01\r\n"
+                      ",+46701234500,,SMS Unsubscribed,2026-10-02\r\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (2, [])
+    decisions = shop.decisions()
+    assert {key: decisions[key]["reason"] for key in ("s000", "s001")} == {"s000": "suppressed", "s001": "due"}
+
+
 def test_suppress_import_of_numbers_without_a_header_keeps_the_first_line(shop: Shop, tmp_path: Path) -> None:
     """A CSV's first row without an ``@`` was taken for its header: the first number of a list
     without one was dropped without a word."""

@@ -467,3 +467,62 @@ def test_an_mbox_that_cannot_be_read_is_refused_without_making_a_ledger(shop: Sh
     assert result.json["error"]["message"] == f"{box}: cannot read: Input/output error"
     assert not (shop.folder / "ledger.db").exists()
     assert "no ledger was at" not in result.stderr
+
+
+AUTOMATIC_WHY = "an automatic mail (an auto-reply or a delivery report): the reminder it quotes asks nothing"
+
+
+def test_a_delay_warning_quoting_the_reminders_headers_suppresses_nobody(shop: Shop, tmp_path: Path) -> None:
+    """Exim's "message delayed" warning (a 4.x.x: Ann's mailbox is full for a day) is plain text
+    with a copy of the reminder's headers, List-Unsubscribe's link among them: read from a mailbox
+    that also takes the shop's bounces, it unsubscribed Ann for good."""
+    reminder_of(shop, tmp_path)
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    headers = eml.read_text().split("\n\n", 1)[0]  # as the relay got them
+    assert "/unsubscribe?token=" in headers
+    warning = mail("Mail Delivery System <Mailer-Daemon@mx.example.org>", "Warning: message 1kXyZ-0003 delayed 24 hours",
+                   "A message that you sent has not yet been delivered to one or more of its recipients after more\n"
+                   "than 24 hours on the queue.\n\n  ann@example.com\n    452 4.2.2 Mailbox full\n\n"
+                   f"------ This is a copy of the message's headers. ------\n\n{headers}\n",
+                   Auto_Submitted="auto-replied")
+    box = mbox_of(tmp_path / "box", warning)
+    result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
+    assert result.exit_code == 1, result.output
+    assert [refused["why"] for refused in result.json["refused"]] == [AUTOMATIC_WHY]
+    assert shop.suppression("ann@example.com") is None
+
+
+@pytest.mark.parametrize("headers", [{"Auto_Submitted": "auto-replied"}, {"X_Autoreply": "yes"},
+                                     {"Precedence": "auto_reply"}])
+def test_an_out_of_office_reply_quoting_the_reminder_suppresses_nobody(shop: Shop, tmp_path: Path, headers) -> None:
+    """An auto-reply that quotes the reminder carries its unsubscribe link at its foot, as a
+    person's reply does; but nobody asked for anything: it unsubscribed Ann while she was away."""
+    reminder = reminder_of(shop, tmp_path)
+    quoted = "\n".join("> " + line for line in reminder.get_body(("plain",)).get_content().splitlines())
+    reply = mail("ann@example.com", f"Automatic reply: {reminder['Subject']}",
+                 f"I am out of the office until 14 December.\n\n{quoted}\n", **headers)
+    result = shop.cli("suppress", "mailbox", str(mbox_of(tmp_path / "box", reply)), "--json", now=None)
+    assert result.exit_code == 1, result.output
+    assert [refused["why"] for refused in result.json["refused"]] == [AUTOMATIC_WHY]
+    assert shop.suppression("ann@example.com") is None
+
+
+def test_a_clients_unsubscribe_mail_marked_automatic_still_suppresses(shop: Shop, tmp_path: Path) -> None:
+    """A mail client's unsubscribe button sends the mailto: link's subject, and may mark its mail
+    as generated: that subject is the request itself, whoever typed it."""
+    subjects = mailto_subjects(shop, tmp_path, "ann@example.com")
+    button = mail("ann@example.com", subjects["ann@example.com"], Auto_Submitted="auto-generated")
+    result = shop.cli("suppress", "mailbox", str(mbox_of(tmp_path / "box", button)), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert shop.suppression("ann@example.com") is not None
+
+
+@pytest.mark.parametrize("headers", [{"X_Autoreply": "yes"}, {"X_Autorespond": "Out of office"},
+                                     {"Precedence": "auto_reply"}])
+def test_trust_sender_never_takes_a_vacation_programs_reply_for_its_sender(shop: Shop, tmp_path: Path, headers) -> None:
+    """A vacation program that marks its reply the older way (no ``Auto-Submitted``) was taken for
+    its sender's request: ``--trust-sender`` unsubscribed a customer for being away."""
+    box = mbox_of(tmp_path / "box", mail("Carl <carl@example.com>", "Out of office", "Back on Monday.", **headers))
+    result = shop.cli("suppress", "mailbox", str(box), "--trust-sender", "--json", now=None)
+    assert result.exit_code == 1 and result.json["added"] == 0, result.output
+    assert shop.suppression("carl@example.com") is None

@@ -93,7 +93,8 @@ def suppress_import(
     or every phone number (an SMS tool's opt-outs: no text, call or e-mail to a cart with one).
 
     A CSV (`,`, `;` or tab) is read by its e-mail column (`email`, `Email Address`, ...), else
-    its phone column (`phone`, `Phone Number`, `mobile`, ...); any other file as one address or
+    its phone column (`phone`, `Phone Number`, `mobile`, ...), and a row without an address by
+    its phone column (an export of e-mail and SMS opt-outs); any other file as one address or
     number a line (`#` starts a comment). A number without its country code is read in
     `sms.default_region`, else `shop.country`. Invalid entries are listed and the exit code is 1;
     the valid ones are imported anyway. Importing twice changes nothing.
