@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -91,6 +92,11 @@ def _command_table() -> dict[str, list[str]]:
 
 
 def _help_output(words: list[str]) -> str:
+    return _help_of(tuple(words))
+
+
+@functools.cache
+def _help_of(words: tuple[str, ...]) -> str:
     from typer.testing import CliRunner
 
     from cartrescue.cli import app
@@ -155,6 +161,7 @@ def test_a_default_the_table_gives_for_an_option_is_the_one_its_help_gives() -> 
     assert wrong == []
 
 
+@pytest.mark.slow
 def test_the_run_json_example_has_the_keys_of_the_demos_document() -> None:
     """The example under `--json` lacked `warnings`, which every run's document ends with."""
     import json
@@ -169,3 +176,29 @@ def test_the_run_json_example_has_the_keys_of_the_demos_document() -> None:
     shown = example["decisions"][0]
     assert [list(shown)] == [list(d) for d in document["decisions"] if d["cart_id"] == shown["cart_id"]]
     assert set(example["counts"]) == set(document["counts"])
+
+
+def test_every_option_a_command_line_of_the_docs_gives_is_in_that_commands_help() -> None:
+    """A command line in README.md or docs/ (a code block's, or a `cartrescue ...` span) is copied
+    as written: each option it gives must be one its command takes."""
+    import typer
+
+    from cartrescue.cli import app
+
+    groups = {name: set(getattr(command, "commands", {})) for name, command in
+              typer.main.get_command(app).commands.items()}  # type: ignore[attr-defined]
+    missing = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        lines = [line for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S) for line in block.splitlines()]
+        lines += re.findall(r"`(cartrescue [^`]+)`", text)
+        for line in lines:
+            for name, rest in re.findall(r"\bcartrescue ([a-z][a-z-]*)([^#&|;`]*)", line):
+                if name not in groups:
+                    continue
+                words = [name, *rest.split()[:1]] if groups[name] and rest.split()[:1] in [[s] for s in groups[name]] \
+                    else [name]
+                helps = _help_text(words)
+                missing += [f"{doc.name}: {line.strip()}: {option}"
+                            for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest) if option not in helps]
+    assert missing == []
