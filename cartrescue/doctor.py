@@ -194,7 +194,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                                 int(ExitCode.CONFIG)))
         else:
             checks.append(Check("ledger", WARN, f"{ledger.absent} ({config.where('ledger.url')}): no run has "
-                                "used this ledger yet; the first run creates it. If the shop has run before, "
+                                "used this ledger yet; the first run with --send or --outbox creates it (a dry-run "
+                                "records nothing). If the shop has run before, "
                                 "ledger.url names the wrong file (its history, and what it sent, are elsewhere)"))
         ledger.close()
         ledger, missing = None, True  # staleness: as a ledger without runs

@@ -56,6 +56,16 @@ def test_healthy_after_a_send_and_stale_once_runs_stop(shop: Shop) -> None:
     assert "stopped" in checks(stale)["staleness"]["detail"]
 
 
+def test_a_missing_ledger_is_said_to_come_with_the_first_delivering_run_as_a_dry_run_makes_none(shop: Shop) -> None:
+    """A new shop's README steps run `doctor` and then a dry-run: the ledger check said "the first
+    run creates it", and after that dry-run it still warned the same (a dry-run records nothing)."""
+    shop.add(cart("c1"))
+    assert shop.cli("run").exit_code == 0  # dry-run
+    detail = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["ledger"]["detail"]
+    assert "does not exist" in detail and "the first run with --send or --outbox creates it" in detail, detail
+    assert not (shop.folder / "ledger.db").exists()
+
+
 def test_never_ran_is_stale(shop: Shop) -> None:
     shop.add(cart("c1"))
     result = shop.cli("doctor", "--no-smtp", "--json", now=None)

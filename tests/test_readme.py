@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -78,3 +79,126 @@ def test_every_link_between_the_docs_leads_to_a_file_and_heading_that_exist() ->
             elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
                 broken.append(f"{doc.name}: {target} (no such heading)")
     assert broken == []
+
+
+
+def _command_table() -> dict[str, list[str]]:
+    """The README's command table: each row -> the commands its first cell names, with the
+    argument words written after them (``suppress import FILE``; a cell may name several)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("| command | what it does |", 1)[1].split("\n### ", 1)[0]
+    return {line: [named.replace("\\|", "|") for named in re.findall(r"`([^`]+)`", line.split(" | ", 1)[0])]
+            for line in section.splitlines() if line.startswith("| `")}
+
+
+def _help_output(words: list[str]) -> str:
+    return _help_of(tuple(words))
+
+
+@functools.cache
+def _help_of(words: tuple[str, ...]) -> str:
+    from typer.testing import CliRunner
+
+    from cartrescue.cli import app
+
+    result = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _help_text(words: list[str]) -> str:
+    return " ".join(_help_output(words).replace("│", " ").split())
+
+
+def _usage(words: list[str]) -> str:
+    """The command and its arguments as its usage line writes them, without ``[OPTIONS]``."""
+    line = re.search(r"Usage: cartrescue (.*?) \[OPTIONS\] ?(.*)", _help_output(words))
+    assert line is not None
+    return f"{line[1]} {line[2].strip()}".strip()
+
+
+def _commands(words: str) -> list[list[str]]:
+    """The commands a table cell names: ``codes list|export`` is two, ``TOKEN|EMAIL`` one argument."""
+    parts = words.split()
+    subs = parts[1].split("|") if len(parts) > 1 and parts[1].islower() else [""]
+    return [[parts[0], sub] if sub else [parts[0]] for sub in subs]
+
+
+def test_the_command_table_has_a_row_for_every_command() -> None:
+    import typer
+
+    from cartrescue.cli import app
+
+    named = {words.split()[0] for cell in _command_table().values() for words in cell}
+    assert named == set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_each_command_of_the_table_is_written_with_the_arguments_of_its_usage_line() -> None:
+    wrong = [f"README `{words}`, --help `{_usage(words.split())}`" for cell in _command_table().values()
+             for words in cell if len(_commands(words)) == 1 and _usage(words.split()) != words]
+    assert wrong == []
+
+
+def test_every_option_a_row_of_the_table_names_is_in_its_commands_help() -> None:
+    missing = []
+    for row, cell in _command_table().items():
+        helps = " ".join(_help_text(command) for words in cell for command in _commands(words))
+        missing += [f"{cell[0]}: {option}" for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", row)))
+                    if option not in helps]
+    assert missing == []
+
+
+def test_a_default_the_table_gives_for_an_option_is_the_one_its_help_gives() -> None:
+    """`--jobs N` at a time (default: the cores) was "the cores, at most 8" in --help."""
+    wrong = []
+    for row, cell in _command_table().items():
+        if len(cell) != 1 or len(_commands(cell[0])) != 1:
+            continue
+        helps = _help_text(cell[0].split()).lower()
+        for option, default in re.findall(r"`(--[a-z][a-z0-9-]*)(?: [A-Z]+)?`[^`(|]*?\(default:? `?([^`)]+)", row):
+            if not re.search(rf"default: {re.escape(default.lower())}[).]", helps):
+                wrong.append(f"{cell[0]} {option}: README {default!r}")
+    assert wrong == []
+
+
+@pytest.mark.slow
+def test_the_run_json_example_has_the_keys_of_the_demos_document() -> None:
+    """The example under `--json` lacked `warnings`, which every run's document ends with."""
+    import json
+
+    text = (REPO / "README.md").read_text(encoding="utf-8").split("### `--json`", 1)[1]
+    example = json.loads(re.search(r"```json\n(.+?)\n```", text, re.S)[1])  # type: ignore[index]
+    result = subprocess.run([sys.executable, "-m", "cartrescue", "run", "--config", "examples/cartrescue.yaml",
+                             "--json", "--workers", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert list(example) == list(document)
+    shown = example["decisions"][0]
+    assert [list(shown)] == [list(d) for d in document["decisions"] if d["cart_id"] == shown["cart_id"]]
+    assert set(example["counts"]) == set(document["counts"])
+
+
+def test_every_option_a_command_line_of_the_docs_gives_is_in_that_commands_help() -> None:
+    """A command line in README.md or docs/ (a code block's, or a `cartrescue ...` span) is copied
+    as written: each option it gives must be one its command takes."""
+    import typer
+
+    from cartrescue.cli import app
+
+    groups = {name: set(getattr(command, "commands", {})) for name, command in
+              typer.main.get_command(app).commands.items()}  # type: ignore[attr-defined]
+    missing = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        lines = [line for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S) for line in block.splitlines()]
+        lines += re.findall(r"`(cartrescue [^`]+)`", text)
+        for line in lines:
+            for name, rest in re.findall(r"\bcartrescue ([a-z][a-z-]*)([^#&|;`]*)", line):
+                if name not in groups:
+                    continue
+                words = [name, *rest.split()[:1]] if groups[name] and rest.split()[:1] in [[s] for s in groups[name]] \
+                    else [name]
+                helps = _help_text(words)
+                missing += [f"{doc.name}: {line.strip()}: {option}"
+                            for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest) if option not in helps]
+    assert missing == []

@@ -533,7 +533,7 @@ def run(
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1, max=64, metavar="N", show_default=False,
         help="Split the carts by address across N worker processes on one ledger (default: the cores, at most 8, "
-             "and one per 5,000 carts of a CSV export). 1: one process.")] = None,
+             "and one per 5,000 rows of a CSV export). 1: one process.")] = None,
     shard: Annotated[Optional[str], typer.Option(
         "--shard", metavar="K/N",
         help="Run only shard K of N (one per host or container on a shared PostgreSQL ledger); see "

@@ -26,7 +26,7 @@ def unsubscribe(
     target: Annotated[str, typer.Argument(
         help="A token, the unsubscribe URL or mailto: link from a message, the subject of an unsubscribe mail "
              "('unsubscribe TOKEN', also replied to or forwarded), an address, or a phone number.",
-        show_default=False)],
+        show_default=False, metavar="TOKEN|EMAIL|PHONE")],
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
