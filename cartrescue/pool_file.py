@@ -8,13 +8,16 @@ Kept apart from both: the config must not import the ledger's machinery to read 
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from cartrescue.errors import ConfigError
 
 
 def read_pool_file(path: Path) -> list[str]:
-    """One code per line; blank lines and ``#`` comments are skipped; a header ``code`` too."""
+    """One code per line (a CSV's first column, its quotes taken off: an export that quotes its
+    cells, ``"SAVE-1","0"``, gave the code ``"SAVE-1"``); blank lines and ``#`` comments are
+    skipped; a header ``code`` too."""
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
@@ -25,7 +28,7 @@ def read_pool_file(path: Path) -> list[str]:
                           "pool as UTF-8") from None
     codes: list[str] = []
     for number, line in enumerate(lines, 1):
-        code = line.split(",")[0].strip()
+        code = next(csv.reader([line]), [""])[0].strip() if line.strip() else ""
         if not code or code.startswith("#") or (number == 1 and code.lower() == "code"):
             continue
         if len(code) > 64 or any(ch.isspace() for ch in code):
