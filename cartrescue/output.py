@@ -332,6 +332,19 @@ class Column:
     whole: bool = False  # never folded over lines, even by ``--wide`` (a code a person copies)
 
 
+def narrow(widths: list[int], floors: Sequence[int], excess: int) -> int:
+    """Take up to ``excess`` columns off ``widths`` (in place), one at a time from the column
+    with the most to spare above its floor, so that no column is cut far while another keeps
+    room; return the excess left when every column is at its floor."""
+    while excess > 0:
+        slack, index = max((width - floor, i) for i, (width, floor) in enumerate(zip(widths, floors)))
+        if slack <= 0:
+            break
+        widths[index] -= 1
+        excess -= 1
+    return excess
+
+
 #: The narrowest a column beside one kept whole (a code) is made, cut or folded (its header, if longer).
 _FOLD_LEAST = 6
 
@@ -394,12 +407,7 @@ class FitTable:
             # table still too wide is printed wider (:meth:`render`), its whole column whole.
             floors = [width if column.whole else min(width, self._floor(column))
                       for column, width in zip(self.columns, widths)]
-            while excess > 0:
-                slack, index = max((width - floor, i) for i, (width, floor) in enumerate(zip(widths, floors)))
-                if slack <= 0:
-                    break
-                widths[index] -= 1
-                excess -= 1
+            narrow(widths, floors, excess)
         return widths
 
     @staticmethod
