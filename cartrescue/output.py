@@ -332,6 +332,23 @@ class Column:
     whole: bool = False  # never folded over lines, even by ``--wide`` (a code a person copies)
 
 
+def narrow(widths: list[int], floors: Sequence[int], excess: int) -> int:
+    """Take up to ``excess`` columns off ``widths`` (in place), one at a time from the column
+    with the most to spare above its floor, so that no column is cut far while another keeps
+    room; return the excess left when every column is at its floor."""
+    while excess > 0:
+        slack, index = max((width - floor, i) for i, (width, floor) in enumerate(zip(widths, floors)))
+        if slack <= 0:
+            break
+        widths[index] -= 1
+        excess -= 1
+    return excess
+
+
+#: The narrowest a column beside one kept whole (a code) is made, cut or folded (its header, if longer).
+_FOLD_LEAST = 6
+
+
 class FitTable:
     """A table that fits the terminal: one line a row, long cells cut with an ellipsis.
 
@@ -385,25 +402,48 @@ class FitTable:
             cut = max(0, min(excess, widths[index] - floor))
             widths[index] -= cut
             excess -= cut
+        if excess > 0 and any(column.whole for column in self.columns):
+            # Beside a column kept whole, the others narrow to their floor, the widest first; a
+            # table still too wide is printed wider (:meth:`render`), its whole column whole.
+            floors = [width if column.whole else min(width, self._floor(column))
+                      for column, width in zip(self.columns, widths)]
+            narrow(widths, floors, excess)
         return widths
 
+    @staticmethod
+    def _floor(column: Column) -> int:
+        """The narrowest a column beside a whole one is made: its header, at least :data:`_FOLD_LEAST`."""
+        return max(cell_len(column.header), _FOLD_LEAST)
+
     def render(self, width: int) -> Any:
+        """The rich table for a terminal ``width`` columns wide. One that cannot fit with its
+        whole columns whole (a pool file's 64-character code at 80 columns) is made wider than
+        the terminal, which folds its lines: left to rich, it cut the code (``AAAA…``), or, with
+        ``wide``, squeezed every other column to nothing. Print it with ``crop=False``."""
         from rich.table import Table
 
         table = Table(header_style="bold", expand=False, show_lines=False)
         if self.wide:
             # Folded over lines, whole; a column kept ``whole`` (a code) stays on one line, as a
             # person copies it: folded, CALL-BWKHC and G were two lines, and no code.
+            widths = []
             for column, longest in zip(self.columns, self.longest):
                 if column.whole:
+                    widths.append(longest)
                     table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]
                                      overflow="ignore", min_width=longest)
                 else:
-                    table.add_column(column.header, justify=column.justify, overflow="fold")  # type: ignore[arg-type]
+                    widths.append(min(longest, self._floor(column)))
+                    table.add_column(column.header, justify=column.justify, overflow="fold",  # type: ignore[arg-type]
+                                     min_width=widths[-1])
         else:
-            for column, size in zip(self.columns, self.widths(width)):
+            widths = self.widths(width)
+            for column, size in zip(self.columns, widths):
                 table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]
                                  overflow="ellipsis", width=size)
+        needed = sum(widths) + 3 * len(widths) + 1
+        if needed > width and any(column.whole for column in self.columns):
+            table.width = needed
         for row in self.rows:
             table.add_row(*row)
         return table

@@ -8,13 +8,17 @@ Kept apart from both: the config must not import the ledger's machinery to read 
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from cartrescue.errors import ConfigError
 
 
 def read_pool_file(path: Path) -> list[str]:
-    """One code per line; blank lines and ``#`` comments are skipped; a header ``code`` too."""
+    """One code per line, or a CSV's ``code`` column: the one its header names (``ID,Title,Code``:
+    a discount export's first column is the discount's id, not a code), else its first, the
+    quotes of a quoted cell taken off (``"SAVE-1","0"`` gave the code ``"SAVE-1"``); blank lines
+    and ``#`` comments are skipped."""
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
@@ -23,12 +27,20 @@ def read_pool_file(path: Path) -> list[str]:
         where = exc.object[:exc.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): save the code "
                           "pool as UTF-8") from None
+    header = [cell.strip().lower() for cell in _cells(lines[0])] if lines else []
+    column = header.index("code") if "code" in header else 0
     codes: list[str] = []
-    for number, line in enumerate(lines, 1):
-        code = line.split(",")[0].strip()
-        if not code or code.startswith("#") or (number == 1 and code.lower() == "code"):
+    for number, line in enumerate(lines[1:] if "code" in header else lines, 2 if "code" in header else 1):
+        cells = _cells(line)
+        code = cells[column].strip() if len(cells) > column else ""
+        if not code or line.lstrip().startswith("#"):
             continue
         if len(code) > 64 or any(ch.isspace() for ch in code):
             raise ConfigError(f"{path}:{number}: not a code (at most 64 characters, no spaces): {code[:80]!r}")
         codes.append(code)
     return codes
+
+
+def _cells(line: str) -> list[str]:
+    """A line's CSV cells (none for a blank one)."""
+    return next(csv.reader([line]), []) if line.strip() else []

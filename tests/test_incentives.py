@@ -181,6 +181,24 @@ def test_the_pool_file_reader_skips_header_comments_and_blanks_and_rejects_garba
         read_pool_file(bad)
 
 
+def test_a_pool_file_with_quoted_cells_gives_the_codes_without_their_quotes(tmp_path: Path) -> None:
+    """A CSV the shop's platform or a spreadsheet exported quotes its cells: ``"SAVE-1","0"``.
+    The quotes were kept, ``"SAVE-1"`` handed out (a code no shop takes) and the quoted header
+    ``"Code"`` imported as a code."""
+    quoted = tmp_path / "codes.csv"
+    quoted.write_text('"Code","Usage Count"\r\n"SAVE-1","0"\r\n"SAVE,2","0"\r\n', encoding="utf-8")
+    assert read_pool_file(quoted) == ["SAVE-1", "SAVE,2"]
+
+
+def test_a_pool_file_whose_header_names_a_code_column_gives_that_column(tmp_path: Path) -> None:
+    """A discount export (Shopify's through an export app: ``ID,Title,Code,Used Count``) has its
+    codes in its ``Code`` column. The first column was read: the header ``ID`` and the discount's
+    id handed out as codes, which no checkout takes."""
+    export = tmp_path / "discounts.csv"
+    export.write_text("ID,Title,Code,Used Count\n1192,Come back,BACK-1,0\n1192,Come back,BACK-2,0\n", encoding="utf-8")
+    assert read_pool_file(export) == ["BACK-1", "BACK-2"]
+
+
 def test_a_pool_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path: Path) -> None:
     """It was a UnicodeDecodeError: exit 70, "a bug in cartrescue", and in a run every cart of
     the step a render error that did not name the file."""

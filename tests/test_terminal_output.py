@@ -290,3 +290,39 @@ def test_codes_list_wide_at_80_columns_keeps_each_code_on_one_line(shop: Shop, m
     _hand_out_long_codes(shop)
     wide = shop.cli("codes", "list", "--status", "all", "--wide").stdout.split("code pools", 1)[1]
     assert len(set(re.findall(r"COMEBACK-[A-Z0-9]{24}", wide))) == 3
+
+
+def _longest_pool_codes(shop: Shop) -> list[str]:
+    """A pool file with codes as long as a pool file may hold them (64 characters)."""
+    codes = [f"{letter * 60}-{n:03d}" for n, letter in enumerate("ABC")]
+    (shop.folder / "codes.txt").write_text("\n".join(codes) + "\n", encoding="utf-8")
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3",
+         "incentive": {"kind": "percent", "value": 10, "valid_for": "3d",
+                       "codes": {"pool": "long", "file": "codes.txt"}}}]}})
+    imported = shop.cli("codes", "import", now=None)
+    assert imported.exit_code == 0, imported.output
+    return codes
+
+
+def test_codes_list_at_80_columns_never_cuts_a_64_character_code(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool file's code may be 64 characters: the table, too wide for 80 columns with it whole,
+    cut it (``AAAA…``) rather than be printed wider."""
+    monkeypatch.setenv("COLUMNS", "80")
+    codes = _longest_pool_codes(shop)
+    result = shop.cli("codes", "list", "--status", "all")
+    assert result.exit_code == 0, result.output
+    assert [code for code in codes if code in result.stdout] == codes
+    assert result.stdout.count("unused") == 3 + 1  # each row's status, and the summary's header
+
+
+def test_codes_list_wide_at_80_columns_keeps_every_column_beside_a_64_character_code(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--wide`` kept a 64-character code on one line and squeezed the other columns to nothing:
+    no pool, no status."""
+    monkeypatch.setenv("COLUMNS", "80")
+    codes = _longest_pool_codes(shop)
+    wide = shop.cli("codes", "list", "--status", "all", "--wide").stdout.split("code pools", 1)[1]
+    rows = wide.splitlines()
+    assert [code for code in codes if code in wide] == codes
+    assert sum(1 for row in rows if "│ long " in row and "│ unused " in row) == 3, wide

@@ -112,7 +112,7 @@ def codes_list(
                            [("email", 16), ("pool", 8), ("email", 8), ("pool", 4)], wide=mode == "wide")
         for row in rows:
             listing.add_row(*(_code_cell(name, row[name], mode) for name in names))
-        console.print(listing.render(console.width))
+        console.print(listing.render(console.width), crop=False)
         console.print(f"{len(rows)} codes")
 
 

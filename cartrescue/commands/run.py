@@ -394,7 +394,7 @@ def _print_table_and_summary(table: Any, summary: Any, counts: dict[str, Any], e
     (``plan``: of `carts`, which renders nothing)."""
     console = out_console()
     if table is not None:
-        console.print(table.table)
+        console.print(table.table, crop=False)
         if table.hidden:
             console.print(f"… {table.hidden} more carts (use --all to list every one, or --json)")
         if table.mode == "compact":

@@ -250,7 +250,7 @@ def suppress_list(
         for row in rows:
             table.add_row(row["email_hash"] if wide else row["email_hash"][:16] + "…", Text(printable(row["reason"])),
                           Text(printable(row["source"])), f"{row['created_at']:%Y-%m-%d %H:%M}")
-        console.print(table.render(console.width))
+        console.print(table.render(console.width), crop=False)
         if email is not None:
             err_console().print(f"{email}: {'suppressed' if rows else 'not suppressed'}", highlight=False)
     if email is not None and not rows:

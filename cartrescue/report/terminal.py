@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from cartrescue.output import narrow
 from cartrescue.report.files import NOT_ONE_CURRENCY, each_currency, headline, percent, points, shown
 from cartrescue.text import printable
 
@@ -60,12 +61,7 @@ def _show(console: Console, table: Table) -> None:
         return
     widths = list(naturals)
     for floors in (words, figures):  # headers' words whole while that fits, then shortened headers
-        while excess > 0:
-            slack, index = max((width - floor, i) for i, (width, floor) in enumerate(zip(widths, floors)))
-            if slack <= 0:
-                break
-            widths[index] -= 1
-            excess -= 1
+        excess = narrow(widths, floors, excess)
     for column, width in zip(table.columns, widths):
         column.width = width
     if excess > 0:
