@@ -6,8 +6,10 @@ message and bounces later, by mail to ``smtp.envelope_from``: without reading th
 address got every step of the sequence, which costs the shop's sender reputation.
 
 - Only a ``multipart/report; report-type=delivery-status`` with a ``message/delivery-status``
-  part is one; its per-recipient blocks whose ``Action`` is ``failed`` and whose ``Status`` is
-  5.x.x name the addresses (``Final-Recipient``). A delay (4.x.x) or a ``delivered``,
+  part is one; its per-recipient blocks whose ``Action`` is ``failed`` and whose ``Status`` says
+  the mailbox does not exist (5.1.1, 5.1.10: :func:`cartrescue.channels.smtp.is_unknown_user`,
+  as an SMTP reply's) name the addresses (``Final-Recipient``). A policy refusal (5.7.x: the
+  shop's mail, not the address), a full mailbox (5.2.2), a delay (4.x.x) or a ``delivered``,
   ``relayed``, ``expanded`` block names nobody.
 - An address counts only when the returned original (``message/rfc822`` or
   ``text/rfc822-headers``) carries a Message-ID the ledger holds for a message sent (or sent
@@ -21,13 +23,11 @@ from __future__ import annotations
 
 import email
 import email.policy
-import re
 from email.message import Message
 
 from cartrescue.contacts import email_hashes, fold_email
 from cartrescue.ledger import Ledger
 
-_PERMANENT = re.compile(r"^\s*5\.\d{1,3}\.\d{1,3}\b")
 #: The parts that return the original message, whole or its headers (RFC 3462, RFC 6533).
 _RETURNED = ("message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers")
 
@@ -67,10 +67,13 @@ def _address(field: str) -> str:
 
 
 def failed_recipients(message: Message) -> list[str]:
-    """The addresses the report says failed for good: ``Action: failed`` with a 5.x.x ``Status``."""
+    """The addresses the report says do not exist: ``Action: failed`` with a ``Status`` of a missing
+    mailbox (5.1.1, 5.1.10), the only refusal an SMTP reply suppresses for too."""
+    from cartrescue.channels.smtp import is_unknown_user
+
     found: list[str] = []
     for block in _blocks(message)[1:]:
-        if _raw(block, "Action").lower() == "failed" and _PERMANENT.match(_raw(block, "Status")):
+        if _raw(block, "Action").lower() == "failed" and is_unknown_user(550, _raw(block, "Status").strip()):
             address = _address(_raw(block, "Final-Recipient"))
             if address and address not in found:
                 found.append(address)

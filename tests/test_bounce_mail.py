@@ -36,8 +36,8 @@ def sent_reminders(shop: Shop, *addresses: str) -> dict[str, bytes]:
 def postfix_report(recipient: str, original: bytes, *, status: str = "5.1.1", action: str = "failed",
                    headers_only: bool = False, number: int = 1) -> bytes:
     """A delivery status notification as Postfix writes it (RFC 3464), returning ``original``."""
-    diagnostic = {"5": "550 5.1.1 <{0}>: Recipient address rejected: User unknown",
-                  "4": "451 4.4.1 <{0}>: host mx.example.net said: try again later"}[status[0]].format(recipient)
+    diagnostic = {"5": "550 {1} <{0}>: Recipient address rejected: User unknown",
+                  "4": "451 4.4.1 <{0}>: host mx.example.net said: try again later"}[status[0]].format(recipient, status)
     if headers_only:
         returned = "Content-Type: text/rfc822-headers\n\n" + original.decode().split("\r\n\r\n", 1)[0].replace("\r\n", "\n")
     else:
@@ -118,6 +118,18 @@ def test_a_delay_report_suppresses_nobody(shop: Shop, tmp_path: Path) -> None:
                                                        status="4.4.1", action="delayed"))
     result = read(shop, box)
     assert (result["bounced"], result["added"], result["refused"], result["not_ours"]) == (0, 0, [], [])
+    assert shop.suppression("ann@example.com") is None
+
+
+@pytest.mark.parametrize("status", ["5.7.1", "5.2.2", "5.7.26"])
+def test_a_refusal_that_is_no_missing_mailbox_suppresses_nobody(shop: Shop, tmp_path: Path, status: str) -> None:
+    """A policy refusal (5.7.1 spam content, 5.7.26 DMARC: the shop's mail, not the address) or a
+    full mailbox (5.2.2) says nothing about the address: as an SMTP reply, only a missing mailbox
+    (X.1.1, X.1.10) suppresses it."""
+    sent = sent_reminders(shop, "ann@example.com")
+    box = mbox_of(tmp_path / "bounces", postfix_report("ann@example.com", sent["ann@example.com"], status=status))
+    result = read(shop, box)
+    assert (result["bounced"], result["added"]) == (0, 0)
     assert shop.suppression("ann@example.com") is None
 
 

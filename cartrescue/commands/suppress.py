@@ -149,7 +149,7 @@ def suppress_mailbox(
 
     Each mail's token (in its subject, as sent, replied to or forwarded, or in its text) is
     checked like a link's; its address is suppressed. A delivery report (RFC 3464) whose
-    recipient failed for good (5.x.x) suppresses that address as `bounced: no such user`, but
+    recipient's mailbox does not exist (5.1.1) suppresses that address as `bounced: no such user`, but
     only when the message it returns is one cartrescue sent to that address; a report about
     another message is listed (not ours, exit 0), a delay (4.x.x) suppresses nobody. The mailbox is only read: each mail is
     remembered in the ledger by its Message-ID, so the next run skips it, and running it from
