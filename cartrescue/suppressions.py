@@ -29,6 +29,9 @@ from cartrescue.unsubscribe import BadToken, verify_token
 
 UNSUBSCRIBED = "unsubscribed"
 IMPORTED = "imported"
+#: The reason of an address whose mailbox refused a message for good: a 5.1.1 reply to the SMTP
+#: conversation (:mod:`cartrescue.channels.smtp`) or a 5.1.1 bounce report (:mod:`cartrescue.bounce_mail`).
+NO_SUCH_USER = "bounced: no such user"
 _EMAIL_COLUMNS = ("email", "e-mail", "email address", "e-mail address", "emailaddress", "email_address", "mail",
                   "address", "subscriber", "recipient")
 #: The column of an SMS tool's opt-out export, read where a list has no e-mail column.

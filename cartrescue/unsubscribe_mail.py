@@ -17,6 +17,9 @@ rules ask for it within two days.
 - A mail without a valid token is refused and named, never suppressed by its sender's address
   unless ``trust_sender`` says so: a ``From:`` line is as easy to forge as a token is hard.
   Even then an automatic mail (``Auto-Submitted``, a delivery report) is not taken for its sender.
+- A delivery report (RFC 3464) is read as a bounce (:mod:`cartrescue.bounce_mail`): the address
+  it says failed for good is suppressed as bounced when the report returns a message sent to it;
+  one about another message is listed and suppresses nobody, a delay nobody either.
 
 It must not plan or send; it records inbound mails and suppressions in the ledger.
 """
@@ -36,10 +39,11 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
 
+from cartrescue.bounce_mail import bounced_addresses, is_delivery_report
 from cartrescue.contacts import email_hash, is_valid_email, normalize_email
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
-from cartrescue.suppressions import UNSUBSCRIBED, BadToken, link_token, subject_token
+from cartrescue.suppressions import NO_SUCH_USER, UNSUBSCRIBED, BadToken, link_token, subject_token
 from cartrescue.text import clipped
 from cartrescue.unsubscribe import verify_token
 
@@ -55,6 +59,8 @@ class MailboxResult:
     added: int = 0
     already: int = 0
     seen: int = 0  # read by an earlier run: skipped
+    bounced: int = 0  # addresses suppressed by a delivery report (cartrescue.bounce_mail)
+    not_ours: list[tuple[str, str]] = field(default_factory=list)  # (where, addresses): a bounce of no message sent to them
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # (where, sender, why)
     warnings: list[str] = field(default_factory=list)  # what to know that is no refused mail (no_mail)
 
@@ -243,6 +249,37 @@ def no_mail(path: Path) -> str:
     return f"{path}: no mail found there: no .eml file in it, and not a Maildir (no cur/ or new/ in it){unread}"
 
 
+def _read_report(ledger: Ledger, result: MailboxResult, mail: Mail, message: EmailMessage, mail_id: str,
+                 before: str | None, now: datetime | None) -> None:
+    """Suppress (:data:`NO_SUCH_USER`) the address a delivery report says failed for good, when
+    it returns a message sent to it (:mod:`cartrescue.bounce_mail`), and keep the report read.
+    One that names a stranger is listed; a delay or a success names nobody. A report refused by
+    an older version (a delivery report asks nothing to unsubscribe) is taken now."""
+    ours, strangers = bounced_addresses(ledger, message)
+    source = f"bounce {mail.where}"
+    if not ours:
+        if before is not None:  # refused by an older version, and reported then
+            result.seen += 1
+        # Kept under its Message-ID's hash: the report may name a stranger's address.
+        elif not ledger.inbound(forgotten_key(mail_id), "", "ignored", None, source, now):
+            result.seen += 1
+        elif strangers:
+            result.not_ours.append((mail.where, clipped(", ".join(strangers), 256)))
+        return
+    hashed = email_hash(ours[0])  # one at most: each message cartrescue sends has one recipient
+    known = ledger.suppression(hashed) is not None
+    if before == "refused":
+        taken = ledger.retake_inbound((mail_id, forgotten_key(mail_id)), hashed, NO_SUCH_USER, source, now)
+    else:
+        taken = ledger.inbound(mail_id, hashed, "suppressed", NO_SUCH_USER, source, now)
+    if not taken:
+        result.seen += 1
+    elif known:
+        result.already += 1
+    else:
+        result.bounced += 1
+
+
 def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool = False,
                  now: datetime | None = None, unsubscribe_url: str = "") -> MailboxResult:
     """Suppress the address of every unsubscribe mail at ``path`` not read before; see the module.
@@ -262,6 +299,9 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
         before = ledger.inbound_action(mail_id, forgotten_key(mail_id))  # read, and its sender forgotten since
         if before is not None and before != "refused":
             result.seen += 1
+            continue
+        if is_delivery_report(message):
+            _read_report(ledger, result, mail, message, mail_id, before, now)
             continue
         sender = _sender(message)
         # A machine's mail counts by its subject alone (a client's unsubscribe button may mark its

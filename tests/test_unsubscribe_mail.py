@@ -61,7 +61,8 @@ def mail(sender: str, subject: str, body: str = "", **headers: str) -> EmailMess
     return message
 
 
-def mbox_of(path: Path, *messages: EmailMessage) -> Path:
+def mbox_of(path: Path, *messages: EmailMessage | bytes) -> Path:
+    """An mbox file of ``messages``: built ones, or the bytes a relay wrote (a bounce report)."""
     box = mailbox.mbox(path)
     for message in messages:
         box.add(message)
@@ -78,10 +79,10 @@ def test_an_mbox_of_unsubscribe_mails_suppresses_each_address_once(shop: Shop, t
                   mail("carl@example.com", "please stop"))
     result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
     assert result.exit_code == 1, result.output  # the third mail carries no token
-    assert result.json == {"mailbox": str(box), "read": 3, "added": 2, "already": 0, "seen_before": 0,
+    assert result.json == {"mailbox": str(box), "read": 3, "added": 2, "bounced": 0, "already": 0, "seen_before": 0,
                            "refused": [{"where": "unsubscribe.mbox, mail 3", "from": "carl@example.com",
                                         "why": "no unsubscribe token in its subject or text"}],
-                           "warnings": []}
+                           "not_ours": [], "warnings": []}
     assert shop.suppression("ann@example.com")["reason"] == "unsubscribed"
     assert shop.suppression("bob@example.com") is not None
     assert shop.suppression("carl@example.com") is None

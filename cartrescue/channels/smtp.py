@@ -87,12 +87,12 @@ from cartrescue.channels.pipelining import PipeliningProtocol, early_reply, enab
 from cartrescue.compose.mime import build_message, encode_address, wire_address, wire_body
 from cartrescue.errors import ConfigError
 from cartrescue.ratelimit import RateLimiter
+from cartrescue.suppressions import NO_SUCH_USER  # the suppression reason of a 5.1.1 reply
 
 if TYPE_CHECKING:
     from cartrescue.config import Config
     from cartrescue.model import OutgoingMessage
 
-NO_SUCH_USER = "bounced: no such user"  # the suppression reason of a 5.1.1 reply
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _UNKNOWN_USER = re.compile(

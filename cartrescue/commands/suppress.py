@@ -144,10 +144,14 @@ def suppress_mailbox(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="For cron: print nothing unless a mail was refused or something failed.")] = False,
 ) -> None:
-    """Unsubscribe everyone who asked by mail: the mails `shop.unsubscribe_mailto` received.
+    """Unsubscribe everyone who asked by mail (the mails `shop.unsubscribe_mailto` received), and
+    suppress the addresses that bounced (the reports `smtp.envelope_from` received).
 
     Each mail's token (in its subject, as sent, replied to or forwarded, or in its text) is
-    checked like a link's; its address is suppressed. The mailbox is only read: each mail is
+    checked like a link's; its address is suppressed. A delivery report (RFC 3464) whose
+    recipient's mailbox does not exist (5.1.1) suppresses that address as `bounced: no such user`, but
+    only when the message it returns is one cartrescue sent to that address; a report about
+    another message is listed (not ours, exit 0), a delay (4.x.x) suppresses nobody. The mailbox is only read: each mail is
     remembered in the ledger by its Message-ID, so the next run skips it, and running it from
     cron is safe. A mail without a valid token is listed and the exit code is 1 (once: the next
     run has read it); so is a mail it cannot read (every run, until it can: the others are read).
@@ -156,6 +160,7 @@ def suppress_mailbox(
     Example:
 
         cartrescue suppress mailbox ~/Maildir/.unsubscribe --json
+        cartrescue suppress mailbox ~/Maildir/.bounces --quiet
     """
     from cartrescue.unsubscribe_mail import check_mailbox, read_mailbox
 
@@ -176,9 +181,10 @@ def suppress_mailbox(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"mailbox": str(path), "read": result.read, "added": result.added, "already": result.already,
-                  "seen_before": result.seen,
+        json_out({"mailbox": str(path), "read": result.read, "added": result.added, "bounced": result.bounced,
+                  "already": result.already, "seen_before": result.seen,
                   "refused": [{"where": where, "from": sender, "why": why} for where, sender, why in result.refused],
+                  "not_ours": [{"where": where, "recipients": recipients} for where, recipients in result.not_ours],
                   "warnings": result.warnings},
                  config=cfg)
     else:
@@ -189,9 +195,15 @@ def suppress_mailbox(
             stderr.print(error_line(f"{where}: {clipped(sender, 80) or 'no sender'}: {why}", "warning", "yellow"))
         if len(result.refused) > 20:
             stderr.print(error_line(f"… and {len(result.refused) - 20} more refused mails", "warning", "yellow"))
+        for where, recipients in [] if quiet else result.not_ours[:20]:  # backscatter: no failure
+            stderr.print(f"{where}: a bounce of no message cartrescue sent to {clipped(recipients, 80)}: "
+                         "nobody suppressed", highlight=False, soft_wrap=True)
+        if len(result.not_ours) > 20 and not quiet:
+            stderr.print(f"… and {len(result.not_ours) - 20} more bounces of other messages", highlight=False)
         if result.refused or not quiet:
-            stderr.print(f"{path}: {result.read} mails, {result.added} unsubscribed, {result.already} were already, "
-                         f"{len(result.refused)} refused, {result.seen} read before", highlight=False)
+            stderr.print(f"{path}: {result.read} mails, {result.added} unsubscribed, {result.bounced} bounced, "
+                         f"{result.already} were already, {len(result.refused)} refused, {result.seen} read before",
+                         highlight=False)
     if result.refused:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 

@@ -1025,6 +1025,19 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
 
     # -- survey answers ----------------------------------------------------------------------
 
+    def recipients_of(self, message_ids: Sequence[str]) -> list[str]:
+        """The addresses of the e-mails sent (or sent without a reply: :data:`MAYBE_DELIVERED`)
+        under one of ``message_ids``: what a bounce report returning one of them may name. A
+        message that failed, or one forgotten since (no address kept), names nobody."""
+        if not message_ids:
+            return []
+        message = Message.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            return [str(address) for address in conn.execute(
+                select(message.c.email).where(message.c.message_id.in_([key[:255] for key in message_ids]),
+                                              message.c.channel == "email", message.c.status.in_(MAYBE_DELIVERED),
+                                              message.c.email.is_not(None))).scalars()]
+
     def message_of(self, cart_key: str, step: int) -> dict[str, Any] | None:
         """The message of ``cart_key``'s ``step`` that went to the address (:data:`ADDRESS_CHANNELS`:
         an e-mail, or a webhook document, whose rendered parts carry the same survey links): its
