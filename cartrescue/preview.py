@@ -103,9 +103,12 @@ def find_decision(config: Config, cart_id: str, now: datetime, *, upgrade: bool 
         stack.callback(ledger.close)
         newsletters = newsletters_of(config, source, now, ignore_problem, stack)
         decision = next(iter(Planner(config, now, ledger, newsletters=newsletters).decide(_OneCart(source, cart_id))), None)
+        why = source.not_abandoned(cart_id) if decision is None and not heard else None
     if decision is None:
         if heard:
             raise SourceError(f"cart {cart_id!r} cannot be read: {heard[0]}")
+        if why is not None:
+            raise ConfigError(f"cart {cart_id!r}: in the shop, not an abandoned cart: {why}")
         raise ConfigError(f"cart {cart_id!r}: not found in the source")
     return decision
 

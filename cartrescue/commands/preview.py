@@ -50,7 +50,8 @@ def preview(
 
     Exit codes: 0 shown (a cart a run would skip too: its reason is the preview), 1 the message
     cannot be rendered (the template's file and line, and the close names of a typo), 2 usage or
-    config error (a cart the source does not have, a step's template missing), 3 the source
+    config error (a cart the source does not have, or has but not as an abandoned cart: ordered, inactive,
+    empty, and says which; a step's template missing), 3 the source
     cannot be read.
 
     Examples:

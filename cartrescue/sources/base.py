@@ -154,6 +154,13 @@ class CartSource(ABC):
         """
         return next((cart for cart in self.carts(ALL_TIME) if cart.id == cart_id), None)
 
+    def not_abandoned(self, cart_id: str) -> str | None:
+        """Why the shop has ``cart_id`` but :meth:`cart` does not (ordered, inactive, empty), in
+        words, for ``preview`` after :meth:`cart` found nothing; None when the shop has no such
+        cart or the source cannot tell cheaply. "Not found" of a cart that was ordered sent
+        whoever asked looking for a typo. The default cannot tell: an export has what it has."""
+        return None
+
     def activity(self, window: Window) -> Iterator[Activity]:
         """Stream (address or, without one, phone number; last activity; cart key) for the
         carts in ``window``.

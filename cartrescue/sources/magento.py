@@ -199,6 +199,29 @@ class MagentoSource(DatabaseSource):
         rows = self.db.fetch(self._select(f"q.entity_id = :id AND {self._abandoned()}"), {"id": int(cart_id)})
         return next(self._build_chunk(rows), None) if rows else None
 
+    def not_abandoned(self, cart_id: str) -> str | None:
+        """Why the quote is not an abandoned cart (:meth:`_abandoned`): an order of it that is
+        not canceled (a pending payment's too), else inactive, else empty; two lookups by key."""
+        if not ascii_digits(cart_id):
+            return None
+        flag = self.schema().flag("q.is_active", "quote", "is_active", 1)
+        quotes = self.db.fetch(f"SELECT CASE WHEN {flag} THEN 1 ELSE 0 END AS active, q.items_count "
+                               f"FROM {self.t('quote')} q WHERE q.entity_id = :id", {"id": int(cart_id)})
+        if not quotes:
+            return None
+        for order in self.db.fetch(
+            f"SELECT entity_id, increment_id, state, status FROM {self.t('sales_order')} WHERE quote_id = :id "
+            "ORDER BY entity_id", {"id": int(cart_id)},
+        ):
+            status = text_or_none(order["status"]) or text_or_none(order["state"]) or "no status"
+            if (text_or_none(order["state"]) or status).lower() != _CANCELED:
+                return f"it was ordered (order {text_or_none(order['increment_id']) or order['entity_id']}, {status})"
+        if not quotes[0]["active"]:
+            return "the quote is inactive (converted or closed)"
+        if not quotes[0]["items_count"]:
+            return f"it is empty (items_count {quotes[0]['items_count']})"
+        return None
+
     def _build_chunk(self, quotes: list[Mapping[str, Any]], first_pass: bool = False) -> Iterator[Cart]:
         """The lines, addresses and stock of a chunk of quotes: three indexed lookups, and the
         newsletter's. The ``first_pass`` (:meth:`_readable`) looks up neither stock nor the

@@ -304,6 +304,33 @@ class PrestaShopSource(DatabaseSource):
         rows = self.db.fetch(sql, {"shops": shops, "id": int(cart_id)}, expanding=("shops",))
         return next(self._read(rows), None)
 
+    def not_abandoned(self, cart_id: str) -> str | None:
+        """Why the cart is not one :meth:`_select` reads: an order of it but a failed or
+        cancelled one (:meth:`_unbought`), a shop not read, no customer, no products; three
+        lookups by key."""
+        if not ascii_digits(cart_id):
+            return None
+        params = {"id": int(cart_id)}
+        carts = self.db.fetch(f"SELECT id_shop, id_customer FROM {self.t('cart')} WHERE id_cart = :id", params)
+        if not carts:
+            return None
+        states = self._order_states()
+        dead = (states["PS_OS_CANCELED"], states["PS_OS_ERROR"])
+        for order in self.db.fetch(f"SELECT id_order, current_state FROM {self.t('orders')} WHERE id_cart = :id "
+                                   "ORDER BY id_order", params):
+            state = int(order["current_state"] or 0)
+            if state not in dead:
+                return f"it was ordered (order {order['id_order']}, {_status(state, states)})"
+        shops, shop = self._shop_ids(), int(carts[0]["id_shop"] or 0)
+        if shop not in shops:
+            return (f"it is shop {shop}'s, which the source does not read "
+                    f"(shops read: {', '.join(map(str, shops)) or 'none'})")
+        if int(carts[0]["id_customer"] or 0) <= 0:
+            return "it has no customer (a visitor's: nobody to remind)"
+        if not self.db.fetch(f"SELECT 1 AS found FROM {self.t('cart_product')} WHERE id_cart = :id", params):
+            return f"it is empty (no {self.db.prefix}cart_product row)"
+        return None
+
     def _read(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Cart]:
         default = self.default_currency()
         for chunk in chunks(grouped(rows, "id_cart"), self.chunk_size):

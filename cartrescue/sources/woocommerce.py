@@ -251,6 +251,18 @@ class WooCommerceSource(DatabaseSource):
                              expanding=("statuses",))
         return next(self._read(rows), None)
 
+    def not_abandoned(self, cart_id: str) -> str | None:
+        """Why the CartFlows row is not read: its ``order_status`` is none of ``options.statuses``
+        (``completed``: the cart became an order); one lookup by key."""
+        if not ascii_digits(cart_id):
+            return None
+        rows = self.db.fetch(f"SELECT order_status FROM {self.t(_CART_TABLE)} WHERE id = :id", {"id": int(cart_id)})
+        if not rows or rows[0]["order_status"] in self.statuses:
+            return None
+        status = rows[0]["order_status"]
+        became = "it became an order; " if status == "completed" else ""
+        return f"its order_status is {status!r} ({became}the source reads {', '.join(self.statuses)})"
+
     def _read(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Cart]:
         """Carts from rows of the plugin's table, a chunk at a time (products and users looked up once)."""
         currency = self.currency()
