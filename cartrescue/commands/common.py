@@ -447,10 +447,43 @@ def out_console(*, markup: bool = False) -> Any:
     from rich.console import Console
 
     class Stdout(Console):
+        """Where stdout is not a terminal (cron's mail, a pipe, a file), a table's lines end at
+        their content (:class:`_Trimmed`). Only tables: a message's text (``preview``) keeps its
+        own spaces (a ``-- `` signature line). A terminal shows what rich lays out, as it did."""
+
         def on_broken_pipe(self) -> None:
             raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 
+        def print(self, *objects: Any, **options: Any) -> None:  # type: ignore[override]
+            if not self.is_terminal:
+                from rich.table import Table
+
+                objects = tuple(_Trimmed(each) if isinstance(each, Table) else each for each in objects)
+            super().print(*objects, **options)
+
     return Stdout(markup=markup, highlight=False)
+
+
+class _Trimmed:
+    """A table whose lines end at their content: rich pads every cell, and the title, to its
+    column's or the table's width, and a ``doctor-all`` line was 592 characters of cron mail,
+    mostly trailing spaces. Rendered whole, never cut to the console's width (a table printed
+    wider, with ``crop=False``, keeps its width)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.segment import Segment
+
+        for line in Segment.split_lines(console.render(self.table, options)):
+            while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line and not line[-1].control:
+                last = line[-1]
+                line[-1] = Segment(last.text.rstrip(" "), last.style)
+            yield from line
+            yield Segment.line()
 
 
 def load(config: Path | None, *, warn: bool = True) -> Any:
