@@ -368,7 +368,11 @@ def _exports(config: Any, now: datetime) -> tuple[str, str]:
     from cartrescue.sources.freshness import exports, stale_exports
 
     found = list(exports(config, now))
-    written = ", ".join(f"{export.path.name} written {ago(export.age)} ago" for export in found)
+    limit = config.source.export_stale_after
+    # A stale file's age is said once, by its stale sentence: "carts.csv written 3d 0h ago; but
+    # carts.csv was last written 3d 0h ago" read as two findings.
+    written = ", ".join(f"{export.path.name} written {ago(export.age)} ago" for export in found
+                        if not export.stale(limit))
     return written, "; ".join(stale_exports(config, now, found))
 
 

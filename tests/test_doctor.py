@@ -271,6 +271,24 @@ def test_one_shop_whose_hosts_read_the_export_under_other_paths_is_one_shop(tmp_
     assert checks(first.cli("doctor", "--json", "--no-smtp", now=None))["ledger"]["status"] == OK
 
 
+def test_a_stale_export_s_age_is_said_once(shop: Shop, tmp_path: Path) -> None:
+    """"carts.csv written 3d 0h ago; but carts.csv was last written 3d 0h ago": the same finding twice."""
+    import os
+    import time
+
+    from conftest import cli
+
+    shop.add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    three_days_ago = time.time() - 3 * 86400
+    os.utime(shop.folder / "carts.csv", (three_days_ago, three_days_ago))
+    stale = cli("doctor", "--no-smtp", "--json", "--config", str(shop.config_path))
+    detail = checks(stale)["source"]["detail"]
+    assert "carts.csv was last written 3d 0h ago" in detail
+    assert detail.count("carts.csv") == 1, detail
+    assert "orders.csv written" in detail  # a fresh export's age is still said
+
+
 def test_an_export_its_job_stopped_writing_fails_the_doctor_though_runs_succeed(shop: Shop, tmp_path: Path) -> None:
     # run keeps succeeding on the old file, so the staleness of runs says nothing: the file's age does.
     import os
