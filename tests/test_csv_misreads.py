@@ -366,7 +366,8 @@ def test_an_orders_export_of_line_breaks_alone_stops_the_run_as_an_empty_one(sho
     result = shop.cli("run", "--json")
     assert result.exit_code == 3, result.output
     assert result.json["error"]["message"].startswith(
-        f"{shop.folder / 'orders.csv'}: empty, not even a header (did the export job fail?)")
+        f"{shop.config_path}: source.orders: {shop.folder / 'orders.csv'}: empty, not even a header (did the export "
+        "job fail?)")
 
 
 def test_a_byte_order_mark_read_as_utf8_keeps_the_first_newsletter_column(tmp_path: Path) -> None:

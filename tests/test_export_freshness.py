@@ -202,13 +202,15 @@ def test_a_clock_pinned_ahead_counts_the_files_real_age(shop: Shop) -> None:
     assert held.json["error"]["message"].startswith("orders.csv was last written 2d 0h ago")
 
 
-def test_an_orders_export_of_zero_bytes_stops_the_run(shop: Shop) -> None:
-    # A failed export, read as "no orders", would remind customers of carts they bought.
+def test_an_orders_export_of_zero_bytes_stops_the_run_naming_its_config_key(shop: Shop) -> None:
+    # A failed export, read as "no orders", would remind customers of carts they bought. The error
+    # names the config file and key that point at it, as an orders file that cannot be opened does.
     _live(shop, "c1")
     (shop.folder / "orders.csv").write_bytes(b"")
     held = _run(shop, "--outbox", str(shop.folder / "out"))
     assert held.exit_code == ExitCode.SOURCE, held.output
-    assert held.json["error"]["message"].startswith(f"{shop.folder / 'orders.csv'}: empty, not even a header")
+    assert held.json["error"]["message"].startswith(
+        f"{shop.config_path}: source.orders: {shop.folder / 'orders.csv'}: empty, not even a header")
     assert _outbox(shop) == []
 
 
@@ -225,4 +227,5 @@ def test_a_newsletter_export_of_zero_bytes_stops_the_run(shop: Shop) -> None:
     _live(shop, "c1")
     held = _run(shop, "--outbox", str(shop.folder / "out"))
     assert held.exit_code == ExitCode.SOURCE
-    assert held.json["error"]["message"].startswith(f"{shop.folder / 'sends.csv'}: empty, not even a header")
+    assert held.json["error"]["message"].startswith(
+        f"{shop.config_path}: source.newsletters.file: {shop.folder / 'sends.csv'}: empty, not even a header")

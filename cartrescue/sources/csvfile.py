@@ -185,11 +185,14 @@ def unchanged(handle: TextIO, path: Path, before: tuple[int, int]) -> None:
                           "rename it into place (docs/csv-format.md)")
 
 
-def empty_export(path: Path, without: str) -> SourceError:
+def empty_export(path: Path, without: str, key: str = "") -> SourceError:
     """A 0-byte export (not even a header): most likely its job failed. Unlike an empty carts file
     (nothing to remind), an empty orders or newsletter file would let the run remind people it
-    should not (``without``), so it stops the run, exit 3. A header alone is a file with no rows."""
-    return SourceError(f"{path}: empty, not even a header (did the export job fail?); without it the run would "
+    should not (``without``), so it stops the run, exit 3. A header alone is a file with no rows.
+    ``key``: the config file and key that named it (``cartrescue.yaml: source.orders``), as
+    :func:`open_csv` names it, so the owner knows which setting points at the empty file."""
+    named = f"{key}: {path}" if key else str(path)
+    return SourceError(f"{named}: empty, not even a header (did the export job fail?); without it the run would "
                        f"{without}, so it stops. A shop with none yet exports the header line alone")
 
 

@@ -184,7 +184,7 @@ class CsvOrders(CartSource):
             opened = stamp(handle)
             header = read_header(reader, path, self.orders_encoding, ORDERS_ENCODING_SETTING)
             if header is None:
-                raise empty_export(path, "remind customers of carts they bought")
+                raise empty_export(path, "remind customers of carts they bought", self.orders_key)
             cols = header_columns(path, header, RUN_ORDER_FIELDS, self.order_column_map, REQUIRED_ORDER, reader.line_num,
                             "source.order_columns", reader)
             tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
@@ -314,7 +314,7 @@ class CsvOrders(CartSource):
             opened = stamp(handle)
             header = read_header(reader, path, self.orders_encoding, ORDERS_ENCODING_SETTING)
             if header is None:
-                raise empty_export(path, "count none of the orders placed after a reminder")
+                raise empty_export(path, "count none of the orders placed after a reminder", self.orders_key)
             names = ORDER_FIELDS + REPORT_ORDER_FIELDS
             cols = header_columns(path, header, names, self.order_column_map, REQUIRED_ORDER, reader.line_num,
                             "source.order_columns", reader)

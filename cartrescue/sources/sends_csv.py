@@ -151,7 +151,7 @@ class CsvSends:
             opened = stamp(handle)
             header = read_header(reader, path, self.encoding, SETTING)
             if header is None:
-                raise empty_export(path, "send reminders on the day of a newsletter")
+                raise empty_export(path, "send reminders on the day of a newsletter", self.key)
             at = header_columns(path, header, SEND_FIELDS, self.columns, REQUIRED, reader.line_num,
                           "source.newsletters.columns", reader).index
             for start, row in numbered_rows(reader, path, self.encoding, self.on_problem, SETTING):
