@@ -109,6 +109,9 @@ def test_a_reader_that_closes_the_pipe_early_gets_one_line_and_exit_1_without_js
     """``cartrescue run | head -1``: without ``--json`` the table's write failed into click's
     own broken-pipe exit, 1 without a word, where the README promises a line on stderr."""
     shop.add(*(cart(f"c{n}", email=f"c{n}@example.com") for n in range(3)))
+    if command == ["codes", "list"]:  # a pool, so a table: without one it prints a note on stderr alone
+        shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "incentive": {
+            "kind": "percent", "value": 10, "valid_for": "3d", "codes": {"pool": "comeback", "pattern": "CR-{random:8}"}}}]}})
     shop.write()
     done = _into_a_closed_pipe(*command, "--now", iso(NOW), "--config", str(shop.config_path), cwd=shop.folder)
     assert done.returncode == 1

@@ -1038,3 +1038,14 @@ def test_an_incentive_no_shop_means_is_a_config_error(shop: Shop, incentive: dic
     shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": incentive}]}})
     result = shop.cli("carts")
     assert result.exit_code == 2 and "sequences.default.steps[0].incentive" in result.stderr and message in result.stderr
+
+
+def test_codes_list_without_a_pool_says_none_is_configured_and_where(shop: Shop) -> None:
+    """An empty table and no word read as a listing that failed, or as pools with no codes."""
+    shop.add(cart("c1"))
+    done = shop.cli("codes", "list")
+    assert done.exit_code == 0, done.output
+    assert done.stdout == ""
+    assert done.stderr.splitlines()[-1] == (  # after the note that no run has made the ledger yet
+        f"note: {shop.config_path}: no code pool is configured: a step's incentive sets one "
+        "(sequences.NAME.steps[N].incentive.codes: {pool: NAME, file: FILE} or {pool: NAME, pattern: PATTERN})")

@@ -43,7 +43,9 @@ def test_run_codes_and_suppress_lists_into_a_pipe_end_at_their_content(shop: Sho
     shop.add(cart("c1", email="c1@example.com"), cart("a-much-longer-cart-id", email="longer@example.com"))
     shop.write()
     _no_padding(shop.cli("run").stdout)
-    _no_padding(shop.cli("codes", "list").stdout)
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "incentive": {
+        "kind": "percent", "value": 10, "valid_for": "3d", "codes": {"pool": "comeback", "pattern": "CR-{random:8}"}}}]}})
+    _no_padding(shop.cli("codes", "list", "--status", "all").stdout)
     assert shop.cli("suppress", "import", str(_list(shop)), now=None).exit_code == 0
     _no_padding(shop.cli("suppress", "list", now=None).stdout)
 

@@ -13,6 +13,7 @@ from cartrescue.commands.common import (
     NowOption,
     closed_pipe,
     err_console,
+    error_line,
     fail,
     json_out,
     load,
@@ -94,6 +95,9 @@ def codes_list(
     from cartrescue.output import Column, FitTable, table_mode
     from cartrescue.text import printable
 
+    if not summary:  # an empty table read as a listing that failed, or as pools without codes
+        err_console().print(error_line(_no_pool_note(cfg), "note", "yellow"), soft_wrap=True)
+        return
     console = out_console()
     table = Table(header_style="bold", title="code pools")
     table.add_column("pool", no_wrap=True, overflow="ellipsis")
@@ -114,6 +118,14 @@ def codes_list(
             listing.add_row(*(_code_cell(name, row[name], mode) for name in names))
         console.print(listing.render(console.width), crop=False)
         console.print(f"{len(rows)} codes")
+
+
+def _no_pool_note(cfg: Any) -> str:
+    """What ``codes list`` says of a config without a code pool: which file, and the key that sets one."""
+    from cartrescue.config import DEFAULT_CONFIG
+
+    return (f"{cfg.config_file or DEFAULT_CONFIG}: no code pool is configured: a step's incentive sets one "
+            "(sequences.NAME.steps[N].incentive.codes: {pool: NAME, file: FILE} or {pool: NAME, pattern: PATTERN})")
 
 
 def _code_cell(name: str, value: Any, mode: str) -> Any:
