@@ -27,7 +27,7 @@ from cartrescue.model import Action, Cart, Decision, Order, OutgoingMessage, Rea
 from cartrescue.sources.base import Activity, CartSource, Window
 
 if TYPE_CHECKING:
-    from cartrescue.channels.base import Channel, Outcome
+    from cartrescue.channels.base import Channel
 
 SUBJECT_MARK = "[test] "
 
@@ -142,12 +142,16 @@ def _channel(config: Config, outbox: Path | None) -> Channel:
     variable unset) is refused (exit 2) without making or upgrading the ledger. Building one
     connects nowhere; ``deliver`` opens it."""
     from cartrescue.channels.outbox import OutboxChannel
+    from cartrescue.channels.smtp import SmtpChannel
     from cartrescue.job import email_channel
 
     if outbox is not None:  # an .eml file needs no relay, nor its password (run --outbox asks for none)
         return OutboxChannel(config.outbox_folder(outbox), label="test")
     config.require_env("smtp")
-    return email_channel(config, "send")
+    channel = email_channel(config, "send")
+    if isinstance(channel, SmtpChannel):  # a run's advice (--resend-unconfirmed) is no option here
+        channel.unconfirmed_advice = "it may have arrived (look in that mailbox before sending another test)"
+    return channel
 
 
 def send_test(config: Config, address: str, now: datetime, *, cart_id: str | None = None, sample: bool = False,
@@ -185,7 +189,7 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
             "transport": channel.transport, "message_id": message.message_id}, now)
         with channel:
             outcomes = list(channel.deliver([Envelope(test_id, target, message, data)]))
-        outcome = _for_a_test(outcomes[0])
+        outcome = outcomes[0]
         ledger.finish_send_test(test_id, outcome.status.value, outcome.reply)
     finally:
         ledger.close()
@@ -193,17 +197,3 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
                           shown.variant, message.subject, channel.transport, outcome.status.value, outcome.reply,
                           message.message_id, shown.note, shown.locale or config.shop.default_locale,
                           locale_fallback(locale, shown.locale, shown.step))
-
-
-def _for_a_test(outcome: Outcome) -> Outcome:
-    """A test the relay never answered after its final dot may have arrived: the tester looks in
-    the mailbox. The run's advice in its reply (``--resend-unconfirmed``) is no option of
-    ``send-test`` and releases only a run's claims."""
-    from cartrescue.channels.base import Status
-
-    if outcome.status is not Status.UNCONFIRMED:
-        return outcome
-    from cartrescue.channels.smtp import AT_MOST_ONCE
-
-    return replace(outcome, reply=outcome.reply.replace(
-        AT_MOST_ONCE, "it may have arrived (look in that mailbox before sending another test)"))

@@ -277,11 +277,6 @@ def _require(smtp: aiosmtplib.SMTP, extension: str, settings: SmtpSettings) -> N
     raise ConnectFailure(f"{settings.describe()}: {missing}", fatal=True)
 
 
-AT_MOST_ONCE = "it may have arrived, so it is not resent (at most once; --resend-unconfirmed sends it)"
-"""What an ``unconfirmed`` reply ends with: a run's rule. ``send-test`` has no claim to release and
-says its own (:func:`cartrescue.send_test.deliver`)."""
-
-
 def _connect_silence(exc: BaseException, settings: SmtpSettings) -> str:
     """What a timeout while connecting means, naming the key that bounds it (a cron owner read
     aiosmtplib's "Timed out waiting for server response", as docs/sending.md did not promise)."""
@@ -450,6 +445,9 @@ class SmtpChannel(LoopChannel):
 
     transport = "smtp"
     eight_bit = True
+    #: What an ``unconfirmed`` reply ends with: a run's rule. ``send-test``, which has no claim to
+    #: release, gives its channel its own (:func:`cartrescue.send_test._channel`).
+    unconfirmed_advice = "it may have arrived, so it is not resent (at most once; --resend-unconfirmed sends it)"
 
     def __init__(self, settings: SmtpSettings, *, recent_sends: Iterable[float] = ()) -> None:
         """``recent_sends``: ages in seconds of messages sent in the last hour by earlier runs."""
@@ -862,7 +860,7 @@ class SmtpChannel(LoopChannel):
 
     def _unconfirmed(self, job: _Job, batch: _Work, cause: str) -> None:
         self.stats.unconfirmed += 1
-        batch.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{cause} after the whole message was sent: {AT_MOST_ONCE}"))
+        batch.finish(Outcome(job.claim_id, Status.UNCONFIRMED, f"{cause} after the whole message was sent: {self.unconfirmed_advice}"))
 
     def _refused(self, job: _Job, batch: _Work, refused: _Refused) -> None:
         code, text = refused.code, f"{refused.code} {scrubbed(refused.message, self.settings)}"
