@@ -153,6 +153,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 complete = self._create_tables(TABLES)
                 if self.engine.dialect.name != "sqlite":
                     self._add_missing_columns(TABLES)
+                    self._add_missing_indexes(TABLES)
                     self._binary_text(TABLES)
                 elif complete:  # with its columns and times: the next open reads one pragma
                     self._stamp()

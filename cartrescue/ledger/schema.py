@@ -1,6 +1,6 @@
 """Creating the ledger's tables and bringing an older ledger's schema up to date.
 
-Apart because it runs once as a ledger opens and never again: missing tables and columns, the
+Apart because it runs once as a ledger opens and never again: missing tables, columns and indexes, the
 binary collation of MySQL and MariaDB, the SQLite times of older versions, and what a reader
 finds missing. :class:`SchemaUpkeep` is a part of :class:`cartrescue.ledger.Ledger`.
 """
@@ -171,6 +171,32 @@ class SchemaUpkeep:
                 except (OperationalError, ProgrammingError) as exc:  # another process added it first?
                     done = done and "duplicate" in str(exc).lower()
         return done
+
+    def _add_missing_indexes(self, models: list[type[SQLModel]]) -> None:
+        """Make the indexes of ``models``' tables that a ledger of an older cartrescue lacks, on
+        PostgreSQL, MySQL and MariaDB (SQLite's path makes them in :meth:`_create_tables`).
+
+        ``create_all`` skips a table that exists, its indexes too: an index added since (a
+        look-up by phone number) was never made on such a ledger, and that look-up read every
+        message of it. Each index is only for speed, so one that cannot be made (a role without
+        the right, another process making it first) is left for the next open."""
+        from sqlalchemy import inspect
+        from sqlalchemy.schema import CreateIndex
+
+        inspector = inspect(self.engine)
+        for model in models:
+            table = model.__table__  # type: ignore[attr-defined]
+            if not table.indexes:
+                continue
+            present = {info["name"] for info in inspector.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name in present:
+                    continue
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(CreateIndex(index))
+                except (OperationalError, ProgrammingError, IntegrityError):  # PostgreSQL: a race on its catalogue
+                    pass
 
     def _binary_text(self, models: list[type[SQLModel]]) -> None:
         """On MySQL and MariaDB, make the text columns of ``models``' tables compare byte for
