@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from cartrescue.config import Config, Incentive, Step, feedback_field
+from cartrescue.contacts import shown_name
 from cartrescue.errors import TemplateError
 from cartrescue.compose.incentives import Allocation, code_expiry, expiry_day, placeholder
 from cartrescue.compose.mime import mailto_address
@@ -137,7 +138,7 @@ class Composer:
         targets = [f"<{unsubscribe_url}>"]
         if self._mailto:
             targets.append(f"<mailto:{self._mailto}?subject=unsubscribe%20{token}>")
-        name = " ".join(part for part in (cart.customer.first_name, cart.customer.last_name) if part)
+        name = " ".join(part for part in shown_name(cart.customer.first_name, cart.customer.last_name) if part)
         return _message(
             message_id=self.message_id(decision),
             sender=self.sender,
