@@ -47,8 +47,7 @@ class Composer:
         self._reply_to = _mailbox_text(shop.reply_to, shop.reply_to_name)
         self._domain = shop.domain
         # RFC 8058: one-click unsubscribing (List-Unsubscribe-Post) is for an https link only
-        self._one_click = (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),) \
-            if shop.unsubscribe_url[:8].lower() == "https://" else ()
+        self._one_click = (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),) if shop.one_click else ()
         self._tiers = {tier.name: tier for tier in config.priority.tiers}
         # The mailbox as the header carries it: ASCII, its domain in IDNA form (a structured
         # header has no encoded words: bücher.example turned the whole line into one).
