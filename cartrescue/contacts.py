@@ -29,7 +29,7 @@ _EMAIL = re.compile(r"^[^@\s<>\",;:]+@[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*(?:\.[A-Za-
 # A link or an address in a name field: a scheme, "www.", an address, a host with a path, or a
 # lower-case host name (bots write "prize.example.net"; "Dr.Smith" and "J.R." are names).
 _LINK_IN_NAME = re.compile(r"://|(?i:www)\.|[^\s@]@[^\s@]+\.[^\s@]"
-                           r"|[A-Za-z0-9-]\.[A-Za-z]{2,63}/"
+                           r"|[\w-]\.[^\W\d_]{2,63}/"
                            r"|(?<![\w.])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,63}(?![\w.])")
 
 

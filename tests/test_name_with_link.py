@@ -21,6 +21,7 @@ pytestmark = pytest.mark.smtp
     ("Win $5000 at https://prize.example.net/claim now", "Tester", "prize.example.net"),
     ("Claim your prize", "www.prize.example.net", "prize.example.net"),
     ("Free gift: prize.example.net/gift", "", "prize.example.net"),
+    ("Подарок: приз.рф/gift", "", "приз.рф"),
     ("Write to winner@prize.example.net", "Tester", "prize.example.net"),
 ])
 def test_a_name_that_carries_a_link_is_left_out_of_subject_greeting_and_to(
@@ -32,7 +33,7 @@ def test_a_name_that_carries_a_link_is_left_out_of_subject_greeting_and_to(
         assert result.exit_code == 0, result.output
         received = {message.rcpt_tos[0]: message for message in server.wait_for(2)}
     spam = received["spam@example.com"]
-    assert payload.encode() not in spam.data
+    assert payload.encode() not in spam.data and payload.encode("idna") not in spam.data
     parsed = spam.parsed()
     assert parsed["To"].addresses[0].display_name == ""
     assert parsed["Subject"] == "You left something in your cart"
