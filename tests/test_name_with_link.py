@@ -43,3 +43,20 @@ def test_a_name_that_carries_a_link_is_left_out_of_subject_greeting_and_to(
     real = received["real@example.com"].parsed()
     assert real["Subject"] == "Anna, you left something in your cart"
     assert real["To"].addresses[0].display_name == "Anna Tester"
+
+
+def test_a_name_too_long_to_be_one_is_left_out_and_a_long_real_name_is_kept(shop: Shop) -> None:
+    """A bot's sentence in the name field (no link, 80 characters) became the subject's first
+    words; a double-barrelled name of 46 characters is still a name."""
+    advert = "Congratulations You have won a gift card Reply YES before midnight to claim it"
+    real = "Maximilianna-Alexandrina-Josephine Anne-Sophie"
+    shop.add(cart("spam", first_name=advert), cart("real", first_name=real))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        received = {message.rcpt_tos[0]: message.parsed() for message in server.wait_for(2)}
+    spam = received["spam@example.com"]
+    assert spam["Subject"] == "You left something in your cart" and spam["To"].addresses[0].display_name == ""
+    assert "gift card" not in spam.get_body(("plain",)).get_content()
+    assert received["real@example.com"]["Subject"] == f"{real}, you left something in your cart"
