@@ -1,4 +1,5 @@
-"""Bounce mails: RFC 3464 delivery status notifications, read from the mailbox bounces go to.
+"""Bounce mails: RFC 3464 delivery status notifications, read from the mailbox bounces go to, and
+the spam complaints a mailbox provider's feedback loop mails back (RFC 5965 ARF reports).
 
 Owns telling which address a delivery report says cannot get mail, and whether that report is
 about a message cartrescue sent to it. A relay (the shop's own smarthost, an ESP's) accepts every
@@ -15,6 +16,12 @@ address got every step of the sequence, which costs the shop's sender reputation
   ``text/rfc822-headers``) carries a Message-ID the ledger holds for a message sent (or sent
   without its reply) to that same address: backscatter, a forged bounce or another program's
   mail suppresses nobody.
+
+- A feedback report (``multipart/report; report-type=feedback-report``, a
+  ``message/feedback-report`` part) of ``Feedback-Type: abuse`` or ``fraud`` is a recipient's
+  "This is spam": it names the recipient the ledger sent the returned original to (its Message-ID
+  again; providers often redact the addresses in the report). Another type (``not-spam``, a
+  virus or authentication report) names nobody.
 
 It must not read mailboxes or write the ledger: :mod:`cartrescue.unsubscribe_mail` does both.
 """
@@ -47,11 +54,18 @@ def is_delivery_report(message: Message) -> bool:
         part.get_content_type() == "message/delivery-status" for part in message.walk())
 
 
-def _blocks(message: Message) -> list[Message]:
-    """The field blocks of the report's ``message/delivery-status`` part: the per-message one
+def is_feedback_report(message: Message) -> bool:
+    """Whether ``message`` is an RFC 5965 feedback report: a multipart/report that holds the
+    machine-readable ``message/feedback-report`` part."""
+    return message.get_content_type() == "multipart/report" and any(
+        part.get_content_type() == "message/feedback-report" for part in message.walk())
+
+
+def _blocks(message: Message, kind: str = "message/delivery-status") -> list[Message]:
+    """The field blocks of the report's ``kind`` part: for a delivery status the per-message one
     first, then one per recipient (the parser reads each block as a header-only message)."""
     for part in message.walk():
-        if part.get_content_type() == "message/delivery-status":
+        if part.get_content_type() == kind:
             payload = part.get_payload()
             return [block for block in payload if isinstance(block, Message)] if isinstance(payload, list) else []
     return []
@@ -118,3 +132,24 @@ def bounced_addresses(ledger: Ledger, message: Message) -> tuple[list[str], list
         elif found not in ours:
             ours.append(found)
     return ours, strangers
+
+
+#: The feedback types that are a recipient's complaint (RFC 5965 7.3): "This is spam", "This is a scam".
+_COMPLAINTS = frozenset({"abuse", "fraud"})
+
+
+def complainers(ledger: Ledger, message: Message) -> tuple[list[str], list[str]]:
+    """``(ours, strangers)`` of a feedback report: the addresses the ledger sent the messages it
+    returns to, when its type is a complaint; else, for a complaint about no message of the
+    ledger's, the recipient the report names (``Original-Rcpt-To``), to be listed."""
+    fields = _blocks(message, "message/feedback-report")
+    if not fields or _raw(fields[0], "Feedback-Type").lower() not in _COMPLAINTS:
+        return [], []
+    ours: list[str] = []
+    for address in ledger.recipients_of(returned_message_ids(message)):
+        if address not in ours:
+            ours.append(address)
+    if ours:
+        return ours, []
+    named = fold_email(_raw(fields[0], "Original-Rcpt-To").strip().strip("<>").strip())
+    return [], [named] if named else []

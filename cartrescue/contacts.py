@@ -1,4 +1,5 @@
-"""Contacts: e-mail addresses and phone numbers, normalized, validated and hashed.
+"""Contacts: e-mail addresses and phone numbers, normalized, validated and hashed; a customer's
+name as a message may show it.
 
 Owns the one definition of "the same address" (used for suppressions, per-address streams and
 unsubscribe tokens) so that ``Bob@Example.com `` and ``bob@example.com`` are never two people,
@@ -23,6 +24,31 @@ from typing import Any
 # with hyphens inside only, written so that the matcher never backtracks (a cart's address is
 # checked once per cart).
 _EMAIL = re.compile(r"^[^@\s<>\",;:]+@[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*(?:\.[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*)+$")
+
+
+# A link or an address in a name field: a scheme, "www.", an address, a host with a path, or a
+# lower-case host name (bots write "prize.example.net"; "Dr.Smith" and "J.R." are names).
+_LINK_IN_NAME = re.compile(r"://|(?i:www)\.|[^\s@]@[^\s@]+\.[^\s@]"
+                           r"|[\w-]\.[^\W\d_]{2,63}/"
+                           r"|(?<![\w.])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,63}(?![\w.])")
+
+
+#: Characters a name field may hold and still be shown: a double-barrelled name is some 50, a
+#: bot's sentence more (the SMS text cuts a name at 60 for the same reason).
+MAX_NAME = 64
+
+
+def shown_name(first_name: str | None, last_name: str | None) -> tuple[str | None, str | None]:
+    """The customer's first and last name as a message shows them (greeting, subject, ``To:``),
+    or neither when either carries a link or an address, or is longer than :data:`MAX_NAME`.
+    Bots fill a cart's name fields with an advert and its address field with a stranger's: the
+    reminder carried the advert, under the shop's domain and signature, to that stranger, which
+    mailbox providers count against the shop.
+    """
+    for name in (first_name, last_name):
+        if name and (len(name) > MAX_NAME or _LINK_IN_NAME.search(name)):
+            return None, None
+    return first_name, last_name
 
 
 def normalize_email(email: str | None) -> str | None:

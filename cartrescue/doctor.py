@@ -141,6 +141,17 @@ def _pinned_clock(config: Any) -> list[str]:
             "moment, and carts left after it are never reminded (a demo's or a replay's setting: remove it for cron)"]
 
 
+def _no_one_click(config: Any) -> list[str]:
+    """A warning when the unsubscribe link is ``http://``: RFC 8058 one-click unsubscribing
+    (``List-Unsubscribe-Post``) is for an https link only, so every message went without it, which
+    Gmail and Yahoo ask of bulk senders, while the config check said all was well."""
+    if config.shop.one_click:
+        return []
+    return [f"{config.where('shop.unsubscribe_url')}: an http:// link, so messages carry no one-click unsubscribe "
+            "(List-Unsubscribe-Post, RFC 8058, is for https only; Gmail and Yahoo ask it of bulk senders, and the "
+            "token crosses the network readable): serve it over https:// and write that link"]
+
+
 def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: datetime | None = None,
                limit: float | None = None) -> Report:
     """Every check; a failed config skips the rest (nothing else can be known without it).
@@ -156,7 +167,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
     unrenderable = _step_templates(config)
     # Keys nothing reads (the shop believes they take effect): a warning, or said after a failure.
-    ignored = "; ".join([*config.ignored_keys(), *_pinned_clock(config)])
+    ignored = "; ".join([*config.ignored_keys(), *_pinned_clock(config), *_no_one_click(config)])
     also = f"; also: {ignored}" if ignored else ""
     if unrenderable is not None:  # every run refuses it (exit 2); the other checks still say what else is wrong
         checks.append(Check("config", FAIL, unrenderable + also, int(ExitCode.CONFIG)))

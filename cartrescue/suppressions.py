@@ -32,6 +32,9 @@ IMPORTED = "imported"
 #: The reason of an address whose mailbox refused a message for good: a 5.1.1 reply to the SMTP
 #: conversation (:mod:`cartrescue.channels.smtp`) or a 5.1.1 bounce report (:mod:`cartrescue.bounce_mail`).
 NO_SUCH_USER = "bounced: no such user"
+#: The reason of an address whose mailbox provider reported the recipient's spam complaint about a
+#: reminder (an RFC 5965 feedback report: :mod:`cartrescue.bounce_mail`).
+COMPLAINED = "complained: marked as spam"
 _EMAIL_COLUMNS = ("email", "e-mail", "email address", "e-mail address", "emailaddress", "email_address", "mail",
                   "address", "subscriber", "recipient")
 #: The column of an SMS tool's opt-out export, read where a list has no e-mail column.

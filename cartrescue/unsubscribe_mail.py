@@ -39,11 +39,11 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
 
-from cartrescue.bounce_mail import bounced_addresses, is_delivery_report
+from cartrescue.bounce_mail import bounced_addresses, complainers, is_delivery_report, is_feedback_report
 from cartrescue.contacts import email_hash, is_valid_email, normalize_email
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
-from cartrescue.suppressions import NO_SUCH_USER, UNSUBSCRIBED, BadToken, link_token, subject_token
+from cartrescue.suppressions import COMPLAINED, NO_SUCH_USER, UNSUBSCRIBED, BadToken, link_token, subject_token
 from cartrescue.text import clipped
 from cartrescue.unsubscribe import verify_token
 
@@ -60,7 +60,9 @@ class MailboxResult:
     already: int = 0
     seen: int = 0  # read by an earlier run: skipped
     bounced: int = 0  # addresses suppressed by a delivery report (cartrescue.bounce_mail)
-    not_ours: list[tuple[str, str]] = field(default_factory=list)  # (where, addresses): a bounce of no message sent to them
+    complained: int = 0  # addresses suppressed by a feedback loop's spam complaint (cartrescue.bounce_mail)
+    # (where, addresses, "bounce" or "complaint"): a report about no message sent to them
+    not_ours: list[tuple[str, str, str]] = field(default_factory=list)
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # (where, sender, why)
     warnings: list[str] = field(default_factory=list)  # what to know that is no refused mail (no_mail)
 
@@ -251,12 +253,15 @@ def no_mail(path: Path) -> str:
 
 def _read_report(ledger: Ledger, result: MailboxResult, mail: Mail, message: EmailMessage, mail_id: str,
                  before: str | None, now: datetime | None) -> None:
-    """Suppress (:data:`NO_SUCH_USER`) the address a delivery report says failed for good, when
-    it returns a message sent to it (:mod:`cartrescue.bounce_mail`), and keep the report read.
-    One that names a stranger is listed; a delay or a success names nobody. A report refused by
-    an older version (a delivery report asks nothing to unsubscribe) is taken now."""
-    ours, strangers = bounced_addresses(ledger, message)
-    source = f"bounce {mail.where}"
+    """Suppress the address a delivery report says failed for good (:data:`NO_SUCH_USER`), or a
+    feedback report says complained (:data:`COMPLAINED`), when it returns a message sent to it
+    (:mod:`cartrescue.bounce_mail`), and keep the report read. One that names a stranger is
+    listed; a delay, a success or a not-spam report names nobody. A report refused by an older
+    version (a report asks nothing to unsubscribe) is taken now."""
+    complaint = is_feedback_report(message)
+    ours, strangers = complainers(ledger, message) if complaint else bounced_addresses(ledger, message)
+    kind, reason = ("complaint", COMPLAINED) if complaint else ("bounce", NO_SUCH_USER)
+    source = f"{kind} {mail.where}"
     if not ours:
         if before is not None:  # refused by an older version, and reported then
             result.seen += 1
@@ -264,18 +269,20 @@ def _read_report(ledger: Ledger, result: MailboxResult, mail: Mail, message: Ema
         elif not ledger.inbound(forgotten_key(mail_id), "", "ignored", None, source, now):
             result.seen += 1
         elif strangers:
-            result.not_ours.append((mail.where, clipped(", ".join(strangers), 256)))
+            result.not_ours.append((mail.where, clipped(", ".join(strangers), 256), kind))
         return
     hashed = email_hash(ours[0])  # one at most: each message cartrescue sends has one recipient
     known = ledger.suppression(hashed) is not None
     if before == "refused":
-        taken = ledger.retake_inbound((mail_id, forgotten_key(mail_id)), hashed, NO_SUCH_USER, source, now)
+        taken = ledger.retake_inbound((mail_id, forgotten_key(mail_id)), hashed, reason, source, now)
     else:
-        taken = ledger.inbound(mail_id, hashed, "suppressed", NO_SUCH_USER, source, now)
+        taken = ledger.inbound(mail_id, hashed, "suppressed", reason, source, now)
     if not taken:
         result.seen += 1
     elif known:
         result.already += 1
+    elif complaint:
+        result.complained += 1
     else:
         result.bounced += 1
 
@@ -300,7 +307,7 @@ def read_mailbox(ledger: Ledger, path: Path, secret: str, *, trust_sender: bool 
         if before is not None and before != "refused":
             result.seen += 1
             continue
-        if is_delivery_report(message):
+        if is_delivery_report(message) or is_feedback_report(message):
             _read_report(ledger, result, mail, message, mail_id, before, now)
             continue
         sender = _sender(message)

@@ -379,6 +379,18 @@ def test_a_clock_pinned_by_the_config_is_a_warning_of_the_config_check(shop: Sho
     assert "remove it for cron" in config["detail"], config
 
 
+def test_an_http_unsubscribe_link_is_a_warning_of_the_config_check(shop: Shop) -> None:
+    """``shop.unsubscribe_url: http://…`` sent every message without List-Unsubscribe-Post (RFC
+    8058 one-click is for an https link only), which Gmail and Yahoo ask of bulk senders, and the
+    doctor said the config was fine. The config check now warns, naming the key."""
+    shop.add(cart("c1")).configure(shop={"unsubscribe_url": "http://shop.example.com/unsubscribe?token={token}"})
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    config = checks(result)["config"]
+    assert config["status"] == "warn", config
+    assert "shop.unsubscribe_url" in config["detail"] and "one-click" in config["detail"], config
+    assert "https://" in config["detail"], config
+
+
 def test_doctor_does_not_create_the_ledger_it_checks(shop: Shop) -> None:
     """It only reads: opening a SQLite ledger at a mistyped path created an empty one there and
     said "ok, no messages yet"; it now says the file does not exist, and the run never ran."""

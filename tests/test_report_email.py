@@ -77,6 +77,34 @@ def test_an_unset_password_variable_is_a_config_error_before_anything_is_sent(
     assert "smtp.password" in message and "CR_TEST_REPORT_PASSWORD is not set" in message
 
 
+@pytest.mark.smtp
+def test_the_digest_goes_to_an_address_that_needs_smtputf8_through_a_relay_that_offers_it(shop: Shop) -> None:
+    """``report --email åsa@example.com`` stopped with "internal error: ValueError" (a bug, it
+    said), though the relay offered SMTPUTF8 and ``run --send`` and ``send-test`` reach such an
+    address: the digest's envelope was written in ASCII only."""
+    _seed(shop)
+    with LoopbackSMTP(smtputf8=True) as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("report", "--json", *PERIOD, "--email", "åsa@example.com", now=LATER)
+        assert result.exit_code == 0, result.output
+        (received,) = server.wait_for(1)
+    assert received.rcpt_tos == ("åsa@example.com",) and "SMTPUTF8" in received.mail_options
+    assert received.parsed()["To"].addresses[0].addr_spec == "åsa@example.com"
+
+
+@pytest.mark.smtp
+def test_a_digest_to_an_address_that_needs_smtputf8_through_a_relay_without_it_exits_1_naming_why(
+        shop: Shop) -> None:
+    _seed(shop)
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("report", "--json", *PERIOD, "--email", "åsa@example.com", now=LATER)
+        assert server.messages == []
+    assert result.exit_code == 1, result.output
+    message = result.json["error"]["message"]
+    assert "SMTPUTF8" in message and "internal error" not in message
+
+
 def test_an_invalid_digest_address_is_a_usage_error(shop: Shop) -> None:
     _seed(shop)
     result = shop.cli("report", "--json", *PERIOD, "--email", "not an address", now=LATER)

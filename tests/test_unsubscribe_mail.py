@@ -79,7 +79,7 @@ def test_an_mbox_of_unsubscribe_mails_suppresses_each_address_once(shop: Shop, t
                   mail("carl@example.com", "please stop"))
     result = shop.cli("suppress", "mailbox", str(box), "--json", now=None)
     assert result.exit_code == 1, result.output  # the third mail carries no token
-    assert result.json == {"mailbox": str(box), "read": 3, "added": 2, "bounced": 0, "already": 0, "seen_before": 0,
+    assert result.json == {"mailbox": str(box), "read": 3, "added": 2, "bounced": 0, "complained": 0, "already": 0, "seen_before": 0,
                            "refused": [{"where": "unsubscribe.mbox, mail 3", "from": "carl@example.com",
                                         "why": "no unsubscribe token in its subject or text"}],
                            "not_ours": [], "warnings": []}

@@ -151,7 +151,10 @@ def suppress_mailbox(
     checked like a link's; its address is suppressed. A delivery report (RFC 3464) whose
     recipient's mailbox does not exist (5.1.1) suppresses that address as `bounced: no such user`, but
     only when the message it returns is one cartrescue sent to that address; a report about
-    another message is listed (not ours, exit 0), a delay (4.x.x) suppresses nobody. The mailbox is only read: each mail is
+    another message is listed (not ours, exit 0), a delay (4.x.x) suppresses nobody. A mailbox
+    provider's spam-complaint report (RFC 5965 ARF, Feedback-Type abuse) suppresses the recipient
+    of the message it returns as `complained: marked as spam`, again only for a message cartrescue
+    sent (--json: complained). The mailbox is only read: each mail is
     remembered in the ledger by its Message-ID, so the next run skips it, and running it from
     cron is safe. A mail without a valid token is listed and the exit code is 1 (once: the next
     run has read it); so is a mail it cannot read (every run, until it can: the others are read).
@@ -182,9 +185,9 @@ def suppress_mailbox(
         fail(error, as_json)
     if as_json:
         json_out({"mailbox": str(path), "read": result.read, "added": result.added, "bounced": result.bounced,
-                  "already": result.already, "seen_before": result.seen,
+                  "complained": result.complained, "already": result.already, "seen_before": result.seen,
                   "refused": [{"where": where, "from": sender, "why": why} for where, sender, why in result.refused],
-                  "not_ours": [{"where": where, "recipients": recipients} for where, recipients in result.not_ours],
+                  "not_ours": [{"where": where, "recipients": recipients} for where, recipients, _ in result.not_ours],
                   "warnings": result.warnings},
                  config=cfg)
     else:
@@ -195,13 +198,14 @@ def suppress_mailbox(
             stderr.print(error_line(f"{where}: {clipped(sender, 80) or 'no sender'}: {why}", "warning", "yellow"))
         if len(result.refused) > 20:
             stderr.print(error_line(f"… and {len(result.refused) - 20} more refused mails", "warning", "yellow"))
-        for where, recipients in [] if quiet else result.not_ours[:20]:  # backscatter: no failure
-            stderr.print(f"{where}: a bounce of no message cartrescue sent to {clipped(recipients, 80)}: "
+        for where, recipients, kind in [] if quiet else result.not_ours[:20]:  # backscatter: no failure
+            stderr.print(f"{where}: a {kind} of no message cartrescue sent to {clipped(recipients, 80)}: "
                          "nobody suppressed", highlight=False, soft_wrap=True)
         if len(result.not_ours) > 20 and not quiet:
-            stderr.print(f"… and {len(result.not_ours) - 20} more bounces of other messages", highlight=False)
+            stderr.print(f"… and {len(result.not_ours) - 20} more reports of other messages", highlight=False)
         if result.refused or not quiet:
-            stderr.print(f"{path}: {result.read} mails, {result.added} unsubscribed, {result.bounced} bounced, "
+            complained = f"{result.complained} complained, " if result.complained else ""
+            stderr.print(f"{path}: {result.read} mails, {result.added} unsubscribed, {result.bounced} bounced, {complained}"
                          f"{result.already} were already, {len(result.refused)} refused, {result.seen} read before",
                          highlight=False)
     if result.refused:

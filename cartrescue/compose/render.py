@@ -37,6 +37,7 @@ from cartrescue.compose.sandbox_limits import (
     str_call_args,
 )
 from cartrescue.config import Config, Incentive
+from cartrescue.contacts import shown_name
 from cartrescue.errors import CartrescueError, ConfigError, TemplateError
 from cartrescue.model import Cart, quick_init, quick_new
 from cartrescue.template_cache import bytecode_cache
@@ -881,11 +882,12 @@ class Renderer:
         if len(cart.items) > MAX_ITEMS_SHOWN:
             item_count = sum(item.quantity for item in cart.items)
         total = _memo_money(money, texts, cart.total)
+        first_name, last_name = shown_name(customer.first_name, customer.last_name)  # never a bot's advert
         return {
             "shop": shop_values.copy(),  # a new dict per message: a template may change its context, never the next message's
             "customer": {
-                "first_name": customer.first_name, "last_name": customer.last_name,
-                "greeting_name": customer.first_name or None, "email": customer.email,
+                "first_name": first_name, "last_name": last_name,
+                "greeting_name": first_name or None, "email": customer.email,
                 "is_returning": previous_orders > 0, "previous_orders": previous_orders,
             },
             "cart": {

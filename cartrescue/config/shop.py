@@ -130,6 +130,12 @@ class ShopConfig(Model):
         return value
 
     @property
+    def one_click(self) -> bool:
+        """Can messages offer RFC 8058 one-click unsubscribing (``List-Unsubscribe-Post``)? Only
+        for an https link, as that RFC requires."""
+        return self.unsubscribe_url[:8].lower() == "https://"
+
+    @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 

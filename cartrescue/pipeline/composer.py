@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from cartrescue.config import Config, Incentive, Step, feedback_field
+from cartrescue.contacts import shown_name
 from cartrescue.errors import TemplateError
 from cartrescue.compose.incentives import Allocation, code_expiry, expiry_day, placeholder
 from cartrescue.compose.mime import mailto_address
@@ -46,8 +47,7 @@ class Composer:
         self._reply_to = _mailbox_text(shop.reply_to, shop.reply_to_name)
         self._domain = shop.domain
         # RFC 8058: one-click unsubscribing (List-Unsubscribe-Post) is for an https link only
-        self._one_click = (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),) \
-            if shop.unsubscribe_url[:8].lower() == "https://" else ()
+        self._one_click = (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),) if shop.one_click else ()
         self._tiers = {tier.name: tier for tier in config.priority.tiers}
         # The mailbox as the header carries it: ASCII, its domain in IDNA form (a structured
         # header has no encoded words: bücher.example turned the whole line into one).
@@ -137,7 +137,7 @@ class Composer:
         targets = [f"<{unsubscribe_url}>"]
         if self._mailto:
             targets.append(f"<mailto:{self._mailto}?subject=unsubscribe%20{token}>")
-        name = " ".join(part for part in (cart.customer.first_name, cart.customer.last_name) if part)
+        name = " ".join(part for part in shown_name(cart.customer.first_name, cart.customer.last_name) if part)
         return _message(
             message_id=self.message_id(decision),
             sender=self.sender,

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
-from cartrescue.compose.mime import build_with_attachments, encode_address
+from cartrescue.compose.mime import build_with_attachments, needs_smtputf8, wire_address
 from cartrescue.config import Config
 from cartrescue.errors import CartrescueError
 from cartrescue.model import Address, Attachment, OutgoingMessage
@@ -54,7 +54,8 @@ def send_report(config: Config, document: dict[str, Any], page: str, to: str) ->
     name = f"cartrescue-report-{document['period']['last_day']}.html"
     data = build_with_attachments(message, [Attachment(name, "text/html", page.encode("utf-8"))])
     settings = SmtpSettings.from_config(config)
-    sender, rcpt = encode_address(settings.envelope_from), encode_address(to)
+    sender, rcpt = wire_address(settings.envelope_from), wire_address(to)
+    options = ["SMTPUTF8"] if needs_smtputf8(to) or needs_smtputf8(settings.envelope_from) else []
 
     async def deliver() -> str:
         import aiosmtplib
@@ -62,7 +63,10 @@ def send_report(config: Config, document: dict[str, Any], page: str, to: str) ->
         context = tls_context(settings) if settings.security != "none" else None
         smtp = await open_connection(settings, context)
         try:
-            _refused, reply = await smtp.sendmail(sender, [rcpt], data)
+            if options and not smtp.supports_extension("smtputf8"):
+                raise MailError(f"--email {to}: not sent: the relay does not offer SMTPUTF8, which this address "
+                                f"needs (RFC 6531: a non-ASCII local part); give an ASCII address")
+            _refused, reply = await smtp.sendmail(sender, [rcpt], data, mail_options=options)
             return reply
         finally:
             try:
@@ -74,6 +78,8 @@ def send_report(config: Config, document: dict[str, Any], page: str, to: str) ->
         reply = asyncio.run(asyncio.wait_for(deliver(), timeout=settings.timeout * 4))
     except ConnectFailure as failure:
         raise MailError(f"--email: {failure.reply}") from None
+    except MailError:
+        raise
     except Exception as exc:  # aiosmtplib's refusals (SMTPRecipientRefused, ...), timeouts, lost connections
         raise MailError(f"--email {to}: not sent: {type(exc).__name__}: {scrubbed(str(exc), settings, 300)}") from None
     return {"to": to, "reply": scrubbed(str(reply), settings, 300), "attachment": name, "bytes": len(data)}
