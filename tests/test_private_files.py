@@ -31,6 +31,12 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def test_a_new_sqlite_ledger_is_readable_by_its_owner_only(shop: Shop) -> None:
+    result = shop.add(cart("c1", email="ann@example.com")).cli("run", "--outbox", str(shop.folder / "out"))
+    assert result.exit_code == 0, result.output
+    assert _mode(shop.folder / "ledger.db") == 0o600
+
+
 @pytest.mark.parametrize("option", ["--outbox", "--eml"])
 def test_message_files_are_readable_by_their_owner_only(shop: Shop, option: str) -> None:
     folder = shop.folder / "out"
