@@ -131,6 +131,18 @@ def _delivered_nothing(runs: int, channels: Collection[str] = ()) -> str:
     return f"; {which} delivered nothing (every delivery failed: {question}see `cartrescue report`)"
 
 
+def _refused_secret(config: Any) -> str | None:
+    """Why a sending run would refuse the config's unsubscribe secret (too short to keep its links
+    from being forged), as :func:`cartrescue.job.delivery_secret` says it; None when it would not."""
+    from cartrescue.job import delivery_secret
+
+    try:
+        delivery_secret(config)
+    except ConfigError as refused:
+        return str(refused)
+    return None
+
+
 def _pinned_clock(config: Any) -> list[str]:
     """A warning when the config pins the clock (``now:``): the demo and replays do it on
     purpose, but copied into a shop's cron config it froze every run at that instant, carts
@@ -175,6 +187,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         checks.append(Check("config", FAIL, f"{config_path or 'cartrescue.yaml'}: shop.unsubscribe_secret is empty; "
                             "run --send refuses to start (export CARTRESCUE_SECRET with a long random value: the config of "
                             "`cartrescue init` reads it as ${CARTRESCUE_SECRET:-})" + also, int(ExitCode.CONFIG)))
+    elif (refused := _refused_secret(config)) is not None:  # too short: every sending run stops on it
+        checks.append(Check("config", FAIL, refused + also, int(ExitCode.CONFIG)))
     elif ignored:
         checks.append(Check("config", WARN, f"{config_path or 'cartrescue.yaml'} is valid, but: {ignored}"))
     else:

@@ -3,7 +3,8 @@
 Owns one question: a path (``sqlite:///shop.db``) or a ``file:`` URI (``sqlite:///file:shop.db?
 uri=true``) both name a file, which may not exist yet. Opening a missing one creates it, so the
 callers ask first: a shop's database is only read, and a command that records nothing must not
-make an empty ledger at a mistyped path.
+make an empty ledger at a mistyped path. A ledger that is to be made is made private first
+(:func:`create_private`).
 """
 
 from __future__ import annotations
@@ -50,3 +51,21 @@ def sqlite_tables(path: Path) -> list[str] | None:
             connection.close()
     except sqlite3.Error:
         return None
+
+
+def create_private(url: str) -> None:
+    """Make the SQLite file ``url`` names, when it is not there yet, empty and readable by its
+    owner only (0600): SQLite makes a new file under the umask (0644 under the usual 022), and a
+    ledger holds every address, name and phone number the shop reminded. SQLite gives its
+    journal and WAL files the database file's mode. An existing file keeps its mode (an owner
+    who shared it with a group meant to); a file that cannot be made here is left for SQLite
+    to fail on and explain."""
+    import os
+
+    path = sqlite_file(url)
+    if path is None or "mode=ro" in url:  # a read-only URI never makes its file
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        pass

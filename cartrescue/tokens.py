@@ -3,7 +3,9 @@
 Owns making and checking them, so a link a customer clicks proves it came from one of our
 messages and a forged or altered one is refused. Each kind of link signs under its own
 ``purpose`` (``unsubscribe``, ``survey``), so a token of one kind is never accepted as another.
-The payload is readable (base64), not secret. It must not touch the ledger.
+A signed payload is readable (base64); a **sealed** one (:meth:`Signer.seal`, the unsubscribe
+link's address) is encrypted too, since a link passes through web server logs, proxies and link
+scanners. :func:`verify` takes either. It must not touch the ledger.
 
 A token is ``<payload>.<signature>``; a ``tag`` in front (``s.<payload>.<signature>``) lets a
 receiver that serves several kinds of link at one URL tell them apart before checking any.
@@ -59,6 +61,23 @@ _IPAD = bytes(byte ^ 0x36 for byte in range(256))
 _OPAD = bytes(byte ^ 0x5C for byte in range(256))
 
 
+_SEAL_KEY = b"cartrescue seal key"  # what the key of a sealed payload's stream is derived for
+
+
+def _stream(key: bytes, signed: bytes, size: int) -> bytes:
+    """``size`` bytes of keystream for the token whose signature is ``signed``: BLAKE2b keyed with
+    the seal key (a PRF) over the signature and a block number, 64 bytes a block (one for most
+    addresses)."""
+    if size <= 64:
+        return hashlib.blake2b(signed + b"\0\0\0\0", key=key).digest()[:size]
+    return b"".join(hashlib.blake2b(signed + block.to_bytes(4, "big"), key=key).digest()
+                    for block in range((size + 63) // 64))[:size]
+
+
+def _xor(data: bytes, stream: bytes) -> bytes:
+    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(data), "big")
+
+
 class Signer:
     """:func:`sign` under one secret, for a run that signs a token per message.
 
@@ -68,7 +87,7 @@ class Signer:
     compressions and OpenSSL's HMAC set-up fewer per token.
     """
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_inner", "_outer", "seal_key")
 
     def __init__(self, secret: str) -> None:
         if not secret:
@@ -79,6 +98,8 @@ class Signer:
         key = key.ljust(64, b"\0")
         self._inner = hashlib.sha256(key.translate(_IPAD))
         self._outer = hashlib.sha256(key.translate(_OPAD))
+        #: The key of sealed payloads' keystream (:func:`_stream`), derived from the secret.
+        self.seal_key = self.digest(_SEAL_KEY)
 
     def digest(self, message: bytes) -> bytes:
         """The HMAC-SHA256 of ``message`` under the secret."""
@@ -95,6 +116,20 @@ class Signer:
         signed = self.digest(f"{purpose}:{payload}".encode("utf-8"))[:18]
         token = f"{b64(payload.encode('utf-8'))}.{b64(signed)}"
         return f"{tag}.{token}" if tag else token
+
+    def seal(self, purpose: str, payload: str, *, test: bool = False) -> str:
+        """A token like :meth:`sign`'s whose payload is encrypted: ``<sealed>.<signature>``.
+
+        The signature is :meth:`sign`'s, over the payload itself; it is also the synthetic IV of
+        the keystream the payload is XORed with (SIV: the same payload seals the same way, and
+        opening checks the signature of what it opened). Only the payload's length shows. For
+        the unsubscribe link: its payload was the address in base64, kept by every log it
+        passed."""
+        if test:
+            purpose += TEST
+        data = payload.encode("utf-8")
+        signed = self.digest(f"{purpose}:".encode("utf-8") + data)[:18]
+        return f"{b64(_xor(data, _stream(self.seal_key, signed, len(data))))}.{b64(signed)}"
 
 
 TEST = "-test"  # the suffix of the purpose a test link (preview, send-test) is signed for
@@ -121,8 +156,9 @@ def unverified_payload(token: str) -> str | None:
 
 
 def verify(purpose: str, token: str, secret: str, *, tag: str = "") -> str:
-    """The payload ``token`` carries; raise :class:`BadToken` unless it was signed with ``secret``
-    for ``purpose`` (and carries ``tag``)."""
+    """The payload ``token`` carries, readable or sealed (:meth:`Signer.seal`): the signature says
+    which, since it is over the payload itself; raise :class:`BadToken` unless it was signed with
+    ``secret`` for ``purpose`` (and carries ``tag``)."""
     parts = token.strip().split(".")
     if tag:
         if len(parts) != 3 or parts[0] != tag:
@@ -130,13 +166,19 @@ def verify(purpose: str, token: str, secret: str, *, tag: str = "") -> str:
         parts = parts[1:]
     try:
         encoded, given_text = parts
-        payload = unb64(encoded).decode("utf-8")
+        data = unb64(encoded)
         given = unb64(given_text)
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise BadToken(f"malformed {purpose} token") from None
-    if not secret or not hmac.compare_digest(given, signature(purpose, payload, secret)):
-        raise BadToken(f"{purpose} token signature does not match")
-    return payload
+    if secret:
+        for payload in (data, _xor(data, _stream(Signer(secret).seal_key, given, len(data)))):  # signed, sealed
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if hmac.compare_digest(given, signature(purpose, text, secret)):
+                return text
+    raise BadToken(f"{purpose} token signature does not match")
 
 
 def verify_link(purpose: str, token: str, secret: str, *, tag: str = "") -> tuple[str, bool]:

@@ -1,4 +1,6 @@
-"""Unsubscribe tokens: signed (:mod:`cartrescue.tokens`), carrying the address (not the cart).
+"""Unsubscribe tokens: sealed (:mod:`cartrescue.tokens`: encrypted and signed), carrying the
+address (not the cart). A link in mail sent before they were sealed carries the address only
+signed; it is verified the same way and keeps working.
 
 Owns what an unsubscribe token says, so one click stops every stream for that address and a
 forged or altered token is refused. It must not touch the ledger; callers record the suppression.
@@ -40,7 +42,7 @@ class TokenMaker:
         normalized = normalize_email(email)
         if not normalized or self._signer is None:
             raise ValueError("an address and a secret are needed")
-        return self._signer.sign(PURPOSE, normalized, test=test)
+        return self._signer.seal(PURPOSE, normalized, test=test)
 
 
 def verify_token(token: str, secret: str) -> str:

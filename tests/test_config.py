@@ -724,3 +724,28 @@ def test_a_ledger_url_that_is_a_bare_path_is_refused_naming_the_url_it_needs(tmp
         load_config(path)
     assert str(error.value) == (f"{path}: ledger.url: expected an SQLAlchemy database URL like sqlite:///cartrescue.db "
                                 "(a file beside this config) or postgresql+psycopg://user@host/cartrescue (line 3)")
+
+
+@pytest.mark.parametrize(("key", "text"), [
+    ("ledger", "source: {type: csv, carts: c.csv}\nledger:\n  url: 'postgresql+psycopg://u:S3cretPw@db.example.com:notaport/x'\n"),
+    ("source", "source:\n  type: magento2\n  url: 'postgresql+psycopg://u:S3cretPw@db.example.com:notaport/shop'\n"),
+])
+def test_a_database_url_whose_port_is_not_a_number_is_a_config_error_without_its_password(
+        tmp_path: Path, key: str, text: str) -> None:
+    """``...@db.example.com:notaport/shop`` stopped every command as "internal error: ValueError:
+    invalid literal for int()" (exit 70, "a bug in cartrescue"): a typo in the config, not a bug."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"{path}: {key}.url: its port is not a number" in str(error.value)
+    assert "S3cretPw" not in str(error.value)
+
+
+def test_a_password_with_an_unencoded_at_sign_is_a_config_error_that_shows_no_part_of_it(tmp_path: Path) -> None:
+    """``u:S3cret@Pw@host`` was read as the password ``S3cret`` at the host ``Pw@host``: every
+    error then named that host ("cannot connect ... at Pw@host"), a piece of the password."""
+    path = _write(tmp_path, "source:\n  type: magento2\n  url: 'mysql+pymysql://u:S3cret@Pw@db.example.com/shop'\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"{path}: source.url: an @ in the user name or password must be written %40" in str(error.value)
+    assert "Pw" not in str(error.value).replace(str(path), "")

@@ -655,3 +655,14 @@ def test_runs_that_delivered_nothing_without_a_known_channel_ask_about_the_relay
     now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
     verdict = staleness(now - timedelta(minutes=30), timedelta(hours=2), now, delivered_nothing=1)
     assert "is the relay refusing or deferring mail?" in verdict.detail
+
+
+def test_a_secret_too_short_to_send_with_fails_the_config_check_as_every_sending_run_would(shop: Shop) -> None:
+    """``run --send`` refuses an unsubscribe secret under 16 characters (exit 2), but ``doctor``
+    said "config ok" and exit 0: cron's health check passed while every sending run stopped."""
+    shop.configure(shop={"unsubscribe_secret": "Sh0rtS3c"}).add(cart("c1"))
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    config = checks(result)["config"]
+    assert (config["status"], config["exit_code"]) == (FAIL, int(ExitCode.CONFIG))
+    assert "shop.unsubscribe_secret: 8 characters, at least 16 needed" in config["detail"]
+    assert "Sh0rtS3c" not in result.output

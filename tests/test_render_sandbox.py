@@ -118,6 +118,8 @@ BUILDS_TOO_MUCH = [
     ('{{ "%.999999999f" % 1.5 }}', "a format with a width or precision above"),
     ('{{ "{:>999999999}".format(1) }}', "a format with a width or precision above"),
     ('{{ range(100000)|join("x" * 100000) }}', "join would make a value of more than"),
+    # the items, not only the separator: four such joins, each of ten, made 900 million characters (1 GB)
+    ('{% set a = "x" * 99999 %}{{ [a, a, a, a, a, a, a, a, a, a, a]|join|length }}', "join would make a value of more than"),
     ('{{ "a b"|wordwrap(1, wrapstring="x" * 100000) }}', None),  # small: two breaks
     ('{{ ("a " * 50000)|wordwrap(1, wrapstring="x" * 90000) }}', "wordwrap would make a value of more than"),
     ('{% set ns = namespace(s="x" * 100000) %}{% for i in range(25) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}',

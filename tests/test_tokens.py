@@ -17,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cartrescue.contacts import fold_email
-from cartrescue.tokens import Signer, b64, sign, unb64, verify_link
+from cartrescue.tokens import BadToken, Signer, b64, sign, unb64, verify_link
 from cartrescue.unsubscribe import TokenMaker, make_token, verify_token
 
 secrets = st.text(min_size=1, max_size=200)
@@ -68,3 +68,24 @@ def test_a_token_maker_needs_an_address_and_a_secret_as_make_token_does(secret: 
         make_token(email, secret)
     with pytest.raises(ValueError, match="an address and a secret are needed"):
         TokenMaker(secret)(email)
+
+
+@settings(max_examples=300, deadline=None)
+@given(secrets, st.sampled_from(["unsubscribe", "survey"]), st.text(min_size=8, max_size=300), st.booleans())
+def test_a_sealed_token_opens_to_its_payload_which_it_does_not_show(secret: str, purpose: str, payload: str,
+                                                                   test: bool) -> None:
+    token = Signer(secret).seal(purpose, payload, test=test)
+    assert verify_link(purpose, token, secret) == (payload, test)
+    assert unb64(token.split(".")[0]) != payload.encode("utf-8")  # (a byte may match its own: 1 in 256)
+    assert token.split(".")[1] == sign(purpose, payload, secret, test=test).split(".")[1]  # the same signature
+
+
+@settings(max_examples=300, deadline=None)
+@given(secrets, st.emails(), st.integers(min_value=0), st.integers(min_value=1, max_value=255))
+def test_a_sealed_token_with_any_byte_altered_is_refused(secret: str, email: str, where: int, flip: int) -> None:
+    sealed, signed = Signer(secret).seal("unsubscribe", email).split(".")
+    data = bytearray(unb64(sealed) + unb64(signed))
+    data[where % len(data)] ^= flip
+    cut = len(unb64(sealed))
+    with pytest.raises(BadToken):
+        verify_link("unsubscribe", f"{b64(bytes(data[:cut]))}.{b64(bytes(data[cut:]))}", secret)

@@ -38,9 +38,15 @@ def file_for(folder: Path, stem: str, channel: str | None) -> Path:
 
 def write_file(target: Path, data: bytes) -> Path:
     """``data`` written whole or not at all (a temporary name, then a rename). Used by the
-    outbox and by ``run --eml``'s dry-run."""
+    outbox and by ``run --eml``'s dry-run.
+
+    The file is the owner's alone (0600), whatever the umask: it holds a customer's address,
+    name and cart, and under umask 022 every account on the machine could read it. A ``.part``
+    left by a killed run goes first: opening it would keep its mode."""
     partial = target.with_name(target.name + ".part")
-    partial.write_bytes(data)
+    partial.unlink(missing_ok=True)
+    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        handle.write(data)
     os.replace(partial, target)
     return target
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, field_validator
 
 from cartrescue.config.types import (
-    DATABASE_URL,
+    database_url,
     Duration,
     a_statement_wait,
     Model,
@@ -63,10 +63,8 @@ class LedgerConfig(Model):
     def _database_url(cls, value: str) -> str:
         """A URL's shape, as ``source.url``'s: ``cartrescue.db`` without ``sqlite:///`` was "cannot
         open: Could not parse SQLAlchemy URL", with no word of what it lacked."""
-        if not DATABASE_URL.match(value):
-            raise ValueError("expected an SQLAlchemy database URL like sqlite:///cartrescue.db (a file beside this "
-                             "config) or postgresql+psycopg://user@host/cartrescue")
-        return value
+        return database_url(value, "expected an SQLAlchemy database URL like sqlite:///cartrescue.db (a file "
+                                   "beside this config) or postgresql+psycopg://user@host/cartrescue")
 
     @field_validator("lock_timeout")
     @classmethod

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from cartrescue.config.types import (
-    DATABASE_URL,
+    database_url,
     Duration,
     a_statement_wait,
     currency_code,
@@ -267,10 +267,8 @@ class SourceConfig(Model):
     def _database_url(cls, value: str | None) -> str | None:
         """A URL's shape, when the config loads (exit 2, naming the key): ``not-a-url`` was
         found only by the run, as a shop-side error (exit 3)."""
-        if value and not DATABASE_URL.match(value):
-            raise ValueError("expected an SQLAlchemy database URL like postgresql://user@host/shop or "
-                             "mysql+pymysql://user:password@host/shop")
-        return value
+        return value and database_url(value, "expected an SQLAlchemy database URL like postgresql://user@host/shop "
+                                             "or mysql+pymysql://user:password@host/shop")
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> "SourceConfig":

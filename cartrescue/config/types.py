@@ -225,6 +225,33 @@ def currency_code(value: str, malformed: str) -> str:
 
 #: A URL as SQLAlchemy writes one: a scheme (``postgresql``, ``mysql+pymysql``) and ``://``.
 DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_ENCODE_IT = "(an @, :, / or # in the user name or password must be written %40, %3A, %2F or %23)"
+
+
+def database_url(value: str, expected: str) -> str:
+    """A database URL SQLAlchemy can take apart, checked when the config loads (exit 2, naming the
+    key). Its words never repeat the URL: a password mistyped into the host or port part would be
+    printed. A port that is not a number was "internal error: ValueError" (exit 70) from every
+    command; a password with a bare ``@`` (``u:S3cret@Pw@host``) made the host ``Pw@host``, which
+    every connection error then named. A SQLite URL has neither part and is not parsed here (nor
+    is SQLAlchemy imported for it)."""
+    if not DATABASE_URL.match(value):
+        raise ValueError(expected)
+    if value.lower().startswith("sqlite"):
+        return value
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(expected) from None
+    except ValueError:
+        raise ValueError(f"its port is not a number {_ENCODE_IT}") from None
+    if "@" in (url.host or ""):
+        raise ValueError("an @ in the user name or password must be written %40 (the part after it was read as "
+                         "the host name)")
+    return value
 
 
 def a_statement_wait(value: timedelta) -> timedelta:

@@ -122,6 +122,10 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         self.blank = False
         try:
             if url.startswith("sqlite"):
+                if create:
+                    from cartrescue.sqlite_url import create_private
+
+                    create_private(url)
                 self.engine: Engine = create_engine(url, connect_args={"timeout": WRITE_LOCK_WAIT})
                 # Switching to WAL rewrites the file's header: a reader leaves an older file's mode.
                 event.listen(self.engine, "connect", sqlite_pragmas if create else sqlite_read_pragmas)
