@@ -5,7 +5,9 @@ milliseconds a file, a step's three parts with the layout and macros in every lo
 meets, again in every worker of every run (~2 % of B2's CPU). Jinja's bytecode cache keeps that
 code in files; a later run loads a template instead of compiling it. A file is used only while
 the template's source is unchanged (Jinja compares a checksum of the source), and only for
-the same Jinja, Python, cartrescue and environment settings (:func:`_salt`).
+the same Jinja, Python, cartrescue and environment settings, and the same source of the modules
+that define the environment and its code generator (:func:`_salt`): the version number alone
+does not change between two builds of one release, nor in a checkout being worked on.
 
 That code runs outside the sandbox, so the folder must be this user's own: created ``0700``,
 and used only if it is a real folder owned by this user that nobody else can write (what Jinja
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,10 +78,32 @@ def _salt(env: Any) -> str:
 
     return "\0".join([
         jinja2.__version__, __version__, type(env).__qualname__, env.code_generator_class.__qualname__,
+        _source_digest(type(env), env.code_generator_class),
         repr((env.trim_blocks, env.lstrip_blocks, env.keep_trailing_newline, env.newline_sequence,
-              env.optimized, sorted(env.extensions), env.finalize is not None)),
+              env.optimized, sorted(env.extensions), env.finalize is not None,
+              sorted(getattr(env, "intercepted_binops", ())), sorted(getattr(env, "intercepted_unops", ())))),
         ",".join(sorted(env.filters)), ",".join(sorted(env.tests)),
     ])
+
+
+def _source_digest(*classes: type[Any]) -> str:
+    """A digest of the files that define ``classes``: the code a template compiles to is what
+    their methods write, so a change to them (an upgrade that kept the version number, a
+    checkout) compiles again instead of loading code an older generator wrote. A class without
+    a file (built-in, made at run time) counts by its name alone."""
+    digest = hashlib.sha256()
+    for module in dict.fromkeys(cls.__module__ for cls in classes):
+        path = module_file(module)
+        try:
+            digest.update(Path(path).read_bytes() if path else module.encode())
+        except OSError:
+            digest.update(module.encode())
+    return digest.hexdigest()
+
+
+def module_file(module: str) -> str | None:
+    """The file an imported module was loaded from (None: none)."""
+    return getattr(sys.modules.get(module), "__file__", None)
 
 
 def _cache_class() -> type[Any]:

@@ -126,3 +126,20 @@ def test_no_home_folder_means_no_cache(monkeypatch: pytest.MonkeyPatch, home: st
     monkeypatch.setenv("HOME", home)  # a bare cron entry or container
     assert cache_folder({}) is None
     assert cache_folder({"XDG_CACHE_HOME": "/x"}) == Path("/x/cartrescue/templates")
+
+
+def test_a_template_compiled_by_another_build_of_the_code_generator_is_compiled_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgrade that keeps the version number (0.1.0 for weeks) and the generator's class name,
+    or a checkout being worked on, changes what templates compile to: its cache is not used."""
+    import cartrescue.compose.render as render_module
+    import cartrescue.template_cache as template_cache
+
+    templates, cache = _templates(tmp_path), tmp_path / "cache"
+    assert _subject(_renderer(templates, cache, monkeypatch)) == "Hello Shop"
+    assert _next_run(templates, cache, monkeypatch) == ("Hello Shop", [])  # the same build: loaded
+    changed = tmp_path / "render.py"  # the module as another build of it writes the generator
+    changed.write_bytes(Path(render_module.__file__).read_bytes() + b"\n# another build\n")
+    monkeypatch.setattr(template_cache, "module_file",
+                        lambda module: str(changed) if module == render_module.__name__ else None)
+    assert _next_run(templates, cache, monkeypatch) == ("Hello Shop", [SUBJECT])
