@@ -82,6 +82,19 @@ def test_the_document_carries_cart_customer_step_and_the_rendered_parts(shop: Sh
         assert request.headers["content-type"] == "application/json"
 
 
+def test_the_documents_phone_is_e164_as_the_cart_wrote_it_in_the_shops_country(shop: Shop) -> None:
+    """A messenger bot (WhatsApp Business) needs the number with its country code: a shop
+    without SMS posted ``070-123 45 67`` as the cart had it, which no messenger API takes. What
+    is no valid number is posted as the cart has it."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=0)
+        shop.configure(shop={"country": "SE"})
+        shop.add(cart("p1", phone="070-123 45 67"), cart("p2", phone="+46 (0)8 123 456 78"), cart("p3", phone="12345"))
+        assert shop.cli("run", "--send").exit_code == 0
+        phones = {request.json["cart"]["id"]: request.json["customer"]["phone"] for request in receiver.requests}
+        assert phones == {"p1": "+46701234567", "p2": "+46812345678", "p3": "12345"}
+
+
 def test_two_shops_posting_to_one_receiver_never_send_the_same_key(tmp_path: Path) -> None:
     """An agency's shops, each with its own ledger, post to one automation endpoint: the key was
     the ledger id, counted from 1 in each ledger, so the receiver took the second shop's
