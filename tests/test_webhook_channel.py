@@ -95,6 +95,22 @@ def test_the_documents_phone_is_e164_as_the_cart_wrote_it_in_the_shops_country(s
         assert phones == {"p1": "+46701234567", "p2": "+46812345678", "p3": "12345"}
 
 
+def test_the_documents_recovery_url_is_the_link_its_message_gives(shop: Shop) -> None:
+    """A cart whose link is no http(s) one (``javascript:…``) or none: its message links to the
+    shop, but the document posted the cart's value as it came, a script link (or null) for the
+    receiver's messenger text or staff channel to show."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=0)
+        scripted, bare, own = cart("p1"), cart("p2"), cart("p3")
+        scripted[0]["recovery_url"], bare[0]["recovery_url"] = "javascript:alert(1)", ""
+        shop.add(scripted, bare, own)
+        assert shop.cli("run", "--send").exit_code == 0
+        links = {request.json["cart"]["id"]: request.json["cart"]["recovery_url"] for request in receiver.requests}
+        assert links == {"p1": "https://shop.example.com", "p2": "https://shop.example.com",
+                         "p3": "https://shop.example.com/cart/p3"}
+        assert all("javascript:" not in request.json["text"] for request in receiver.requests)
+
+
 def test_two_shops_posting_to_one_receiver_never_send_the_same_key(tmp_path: Path) -> None:
     """An agency's shops, each with its own ledger, post to one automation endpoint: the key was
     the ledger id, counted from 1 in each ledger, so the receiver took the second shop's

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
+from cartrescue.channels.call_list import recovery_link
 from cartrescue.config import Config, Incentive, Step, feedback_field
 from cartrescue.contacts import normalize_phone
 from cartrescue.errors import TemplateError
@@ -225,7 +226,8 @@ class Composer:
             "shop": {"name": self.config.shop.name, "url": self.config.shop.url},
             "cart": {
                 "id": cart.id, "key": cart.key, "currency": cart.currency, "total": str(cart.total),
-                "recovery_url": cart.recovery_url, "updated_at": _iso(cart.updated_at),
+                "recovery_url": recovery_link(cart.recovery_url, self.config.shop.url) or None,
+                "updated_at": _iso(cart.updated_at),
                 "items": [{"sku": item.sku, "name": item.name, "quantity": item.quantity,
                            "unit_price": str(item.unit_price), "image_url": item.image_url,
                            "product_url": item.product_url} for item in cart.items],
