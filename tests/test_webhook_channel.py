@@ -111,6 +111,21 @@ def test_the_documents_recovery_url_is_the_link_its_message_gives(shop: Shop) ->
         assert all("javascript:" not in request.json["text"] for request in receiver.requests)
 
 
+def test_an_items_link_that_is_no_http_link_is_posted_as_none(shop: Shop) -> None:
+    """The message leaves out an item's image or product link that is no http(s) one; the
+    document posted it as the export had it (``javascript:…``)."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=0)
+        rows = cart("p1", items=[("SKU-1", "Blue mug", 1, "25.00"), ("SKU-2", "Lamp", 1, "40.00")])
+        rows[0].update(image_url="javascript:alert(1)", product_url=" https://shop.example.com/p/mug ")
+        rows[1].update(image_url="https://shop.example.com/i/lamp.jpg", product_url="data:text/html,<script>x</script>")
+        shop.add(rows)
+        assert shop.cli("run", "--send").exit_code == 0
+        (request,) = receiver.requests
+        assert [(item["image_url"], item["product_url"]) for item in request.json["cart"]["items"]] == [
+            (None, "https://shop.example.com/p/mug"), ("https://shop.example.com/i/lamp.jpg", None)]
+
+
 def test_two_shops_posting_to_one_receiver_never_send_the_same_key(tmp_path: Path) -> None:
     """An agency's shops, each with its own ledger, post to one automation endpoint: the key was
     the ledger id, counted from 1 in each ledger, so the receiver took the second shop's

@@ -16,6 +16,7 @@ from cartrescue.config import Config, Incentive, Step, feedback_field
 from cartrescue.contacts import normalize_phone
 from cartrescue.errors import TemplateError
 from cartrescue.compose.incentives import Allocation, code_expiry, expiry_day, placeholder
+from cartrescue.compose.links import safe_url
 from cartrescue.compose.mime import mailto_address
 from cartrescue.model import Address, Decision, OutgoingMessage, quick_new
 from cartrescue.compose.render import SMS_PART, Renderer
@@ -229,8 +230,8 @@ class Composer:
                 "recovery_url": recovery_link(cart.recovery_url, self.config.shop.url) or None,
                 "updated_at": _iso(cart.updated_at),
                 "items": [{"sku": item.sku, "name": item.name, "quantity": item.quantity,
-                           "unit_price": str(item.unit_price), "image_url": item.image_url,
-                           "product_url": item.product_url} for item in cart.items],
+                           "unit_price": str(item.unit_price), "image_url": safe_url(item.image_url),
+                           "product_url": safe_url(item.product_url)} for item in cart.items],
             },
             "customer": {"id": customer.id, "email": customer.email, "phone": self._e164(decision),
                          "first_name": customer.first_name, "last_name": customer.last_name,
