@@ -201,6 +201,9 @@ class HttpGatewayConfig(Model):
     def _consistent(self) -> "HttpGatewayConfig":
         if self.success_values and not self.success_field:
             raise ValueError("success_values needs success_field (where the answer says it)")
+        if self.success_field and not self.success_values:  # nothing matches no value: every text "failed"
+            raise ValueError(f"success_field needs success_values (what {self.success_field} says on success, "
+                             "e.g. [ok, queued] or [true]), or no success_field: any 2xx is success")
         if bool(self.username) != bool(self.password):
             raise ValueError("username and password go together (basic auth)")
         return self
