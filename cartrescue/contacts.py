@@ -232,6 +232,14 @@ def _valid_number(raw: str, region: str | None) -> Any:
     return number if phonenumbers.is_valid_number(number) else None
 
 
+def has_number(raw: str | None) -> bool:
+    """Whether a phone cell holds a number staff could dial, valid or not: a digit other than 0.
+    A required phone field takes ``-``, ``N/A`` or ``0000000000`` from a customer without one:
+    such a row in the call list is a call nobody can make, recorded sent, and its customer got
+    no e-mail instead."""
+    return raw is not None and any(unicodedata.digit(char, 0) for char in raw)
+
+
 @lru_cache(maxsize=1024)
 def dialable(raw: str, region: str | None) -> str:
     """``raw`` written as a person dials it from the shop's country ``region``: a number of that

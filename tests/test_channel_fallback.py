@@ -36,6 +36,24 @@ def test_a_call_list_step_without_a_phone_number_goes_by_email_outside_the_calls
         assert [row["cart_id"] for row in csv.DictReader(handle)] == ["phoned"]
 
 
+def test_a_phone_cell_with_no_number_in_it_is_no_number_to_call(shop: Shop) -> None:
+    """What customers type in a required phone field (``-``, ``N/A``, ``0000000000``) got a row
+    nobody can dial, recorded sent, and the customer no e-mail: such a cell is no phone number.
+    A number staff can read stays a call, valid or not."""
+    _call_shop(shop, budget=10).add(*(
+        cart(key, email=f"{key}@example.com", phone=phone, items=PRICEY)
+        for key, phone in (("dash", "-"), ("na", "N/A"), ("zeros", "0000000000"), ("zero", "0"),
+                           ("phoned", "070-123 45 67"), ("odd", "070 12"))))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    found = {d["cart_id"]: d for d in result.json["decisions"]}
+    assert {key: d["channel"] for key, d in found.items()} == {
+        "dash": "email", "na": "email", "zeros": "email", "zero": "email", "phoned": "call-list", "odd": "call-list"}
+    assert found["na"]["detail"].startswith("by email, not call-list (no phone number to call: 'N/A'); "), found["na"]
+    with (shop.folder / "call-list.csv").open(encoding="utf-8", newline="") as handle:
+        assert [row["cart_id"] for row in csv.DictReader(handle)] == ["phoned", "odd"]
+
+
 def test_after_a_step_by_email_the_sequence_goes_on_and_never_repeats_it(shop: Shop) -> None:
     _call_shop(shop).add(cart("mailed", email="bo@example.com", items=PRICEY))
     first = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")

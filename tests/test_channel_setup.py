@@ -54,6 +54,8 @@ def test_a_step_channel_falls_back_to_the_tier_and_per_tier_entries_win(tmp_path
     ({"shop": {"country": True}}, "shop.country"),
     ({"sms": {"http": {"url": "http://gateway.example.com/send"}}}, "sms.http.url: http:// to 'gateway.example.com'"),
     ({"sms": {"http": {"success_values": ["ok"]}}}, "sms.http: success_values needs success_field"),
+    # Nothing matches an empty list: every text the gateway took was recorded failed_permanent.
+    ({"sms": {"http": {"success_field": "status"}}}, "sms.http: success_field needs success_values"),
     ({"webhook": {"url": "ftp://x.example.com/"}}, "webhook.url: expected an http(s) URL"),
 ])
 def test_channel_config_errors_name_the_key(tmp_path: Path, data: dict[str, Any], message: str) -> None:

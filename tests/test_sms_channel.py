@@ -551,6 +551,19 @@ def test_sending_without_provider_credentials_names_the_key_and_no_secret(shop: 
     assert result.exit_code == 2 and "sms.twilio.auth_token" in result.json["error"]["message"]
 
 
+def test_a_sender_name_longer_than_a_phone_shows_is_a_config_error_before_any_text(shop: Shop) -> None:
+    """A sender name has at most 11 characters (the SMS header's limit): ``Example Shop AB`` was
+    taken, and the provider refused every text (Twilio 21212), transient run after run."""
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=1, sender="Example Shop AB")
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 2, result.output
+        assert "sms.sender: 'Example Shop AB' is 15 characters" in result.json["error"]["message"]
+        assert not twilio.requests and not rows(shop)
+        shop.configure(sms={"sender": "ExampleShop"})
+        assert shop.cli("run", "--send").exit_code == 0 and twilio.messages[0]["From"] == "ExampleShop"
+
+
 def test_links_in_texts_carry_utm_tags_only_when_asked(shop: Shop, tmp_path: Path) -> None:
     sms_shop(shop, "https://api.example.com", carts=1)
     assert shop.cli("run", "--outbox", str(tmp_path / "plain")).exit_code == 0

@@ -126,6 +126,31 @@ def test_a_multi_zone_number_no_moment_reaches_by_day_is_skipped_without_channel
     assert shop.messages() == []
 
 
+NEW_ZEALAND = "+64 21 123 4567"  # its plan: Pacific/Auckland and Pacific/Chatham (UTC+13, +13:45 in November)
+
+
+@pytest.mark.parametrize("at", [NOW, NOW.replace(hour=3), NOW.replace(hour=20, minute=30)])
+def test_a_number_whose_day_falls_in_the_shops_quiet_hours_gets_the_step_by_email(shop: Shop, at: datetime) -> None:
+    """Texts 09:00-20:00 in Auckland are 20:00-07:00 UTC; the shop's quiet hours (21:00-08:00 in
+    Stockholm) leave 07:00-20:00 UTC: no moment is open for both. The text was deferred to a
+    moment two days on, inside the shop's quiet hours, and again from there, run after run: the
+    customer got nothing until the cart was too old. The step goes by e-mail, as for a number
+    whose zones leave no moment of the day."""
+    _texting_shop(shop)
+    shop.configure(eligibility={"quiet_hours": {"start": "21:00", "end": "08:00"}})
+    shop.add(cart("nz", phone=NEW_ZEALAND, sms_consent="yes", now=at))
+    nz = _decisions(shop, now=at)["nz"]
+    assert nz["channel"] == "email", nz
+    if at == NOW:
+        assert (nz["action"], nz["delivery"]) == ("send", "sent")
+        assert nz["detail"].startswith(
+            "by email, not sms (no moment of the next 24 hours is outside both eligibility.quiet_hours on the shop's "
+            "clock and sms.quiet_hours on the number's (Pacific/Auckland, Pacific/Chatham))"), nz
+    else:  # the e-mail waits for the shop's morning only
+        morning = "2026-11-21T07:00:00Z" if at.hour == 20 else "2026-11-20T07:00:00Z"
+        assert (nz["action"], nz["reason"], nz["not_before"]) == ("defer", "quiet_hours", morning), nz
+
+
 def test_quiet_hours_zone_shop_keeps_the_shops_clock_for_a_multi_zone_number(shop: Shop) -> None:
     _texting_shop(shop, quiet_hours_zone="shop")
     shop.add(cart("ru", phone=RUSSIA, sms_consent="yes"))

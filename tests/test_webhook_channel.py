@@ -82,6 +82,50 @@ def test_the_document_carries_cart_customer_step_and_the_rendered_parts(shop: Sh
         assert request.headers["content-type"] == "application/json"
 
 
+def test_the_documents_phone_is_e164_as_the_cart_wrote_it_in_the_shops_country(shop: Shop) -> None:
+    """A messenger bot (WhatsApp Business) needs the number with its country code: a shop
+    without SMS posted ``070-123 45 67`` as the cart had it, which no messenger API takes. What
+    is no valid number is posted as the cart has it."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=0)
+        shop.configure(shop={"country": "SE"})
+        shop.add(cart("p1", phone="070-123 45 67"), cart("p2", phone="+46 (0)8 123 456 78"), cart("p3", phone="12345"))
+        assert shop.cli("run", "--send").exit_code == 0
+        phones = {request.json["cart"]["id"]: request.json["customer"]["phone"] for request in receiver.requests}
+        assert phones == {"p1": "+46701234567", "p2": "+46812345678", "p3": "12345"}
+
+
+def test_the_documents_recovery_url_is_the_link_its_message_gives(shop: Shop) -> None:
+    """A cart whose link is no http(s) one (``javascript:…``) or none: its message links to the
+    shop, but the document posted the cart's value as it came, a script link (or null) for the
+    receiver's messenger text or staff channel to show."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=0)
+        scripted, bare, own = cart("p1"), cart("p2"), cart("p3")
+        scripted[0]["recovery_url"], bare[0]["recovery_url"] = "javascript:alert(1)", ""
+        shop.add(scripted, bare, own)
+        assert shop.cli("run", "--send").exit_code == 0
+        links = {request.json["cart"]["id"]: request.json["cart"]["recovery_url"] for request in receiver.requests}
+        assert links == {"p1": "https://shop.example.com", "p2": "https://shop.example.com",
+                         "p3": "https://shop.example.com/cart/p3"}
+        assert all("javascript:" not in request.json["text"] for request in receiver.requests)
+
+
+def test_an_items_link_that_is_no_http_link_is_posted_as_none(shop: Shop) -> None:
+    """The message leaves out an item's image or product link that is no http(s) one; the
+    document posted it as the export had it (``javascript:…``)."""
+    with WebhookReceiver(SECRET) as receiver:
+        webhook_shop(shop, receiver.url, carts=0)
+        rows = cart("p1", items=[("SKU-1", "Blue mug", 1, "25.00"), ("SKU-2", "Lamp", 1, "40.00")])
+        rows[0].update(image_url="javascript:alert(1)", product_url=" https://shop.example.com/p/mug ")
+        rows[1].update(image_url="https://shop.example.com/i/lamp.jpg", product_url="data:text/html,<script>x</script>")
+        shop.add(rows)
+        assert shop.cli("run", "--send").exit_code == 0
+        (request,) = receiver.requests
+        assert [(item["image_url"], item["product_url"]) for item in request.json["cart"]["items"]] == [
+            (None, "https://shop.example.com/p/mug"), ("https://shop.example.com/i/lamp.jpg", None)]
+
+
 def test_two_shops_posting_to_one_receiver_never_send_the_same_key(tmp_path: Path) -> None:
     """An agency's shops, each with its own ledger, post to one automation endpoint: the key was
     the ledger id, counted from 1 in each ledger, so the receiver took the second shop's

@@ -276,9 +276,10 @@ def _locked(path: Path) -> IO[bytes]:
 
 
 def recovery_link(recovery_url: str | None, shop_url: str | None) -> str:
-    """The link a call gives the customer: the one their message would have had (the cart's
-    own if it is http(s), else the shop's, as :meth:`~cartrescue.compose.render.Renderer.context`
-    fills ``recovery_url``), without the message's UTM tags: no message carries it."""
+    """The link a call gives the customer, and a webhook document's ``cart.recovery_url``: the
+    one their message would have had (the cart's own if it is http(s), else the shop's, as
+    :meth:`~cartrescue.compose.render.Renderer.context` fills ``recovery_url``), without the
+    message's UTM tags: no message carries it."""
     from cartrescue.compose.links import safe_url
 
     return safe_url(recovery_url) or safe_url(shop_url) or ""

@@ -5,6 +5,7 @@ Apart from the sections that decide what is sent: these only say how it goes out
 """
 
 import json
+import re
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -200,6 +201,9 @@ class HttpGatewayConfig(Model):
     def _consistent(self) -> "HttpGatewayConfig":
         if self.success_values and not self.success_field:
             raise ValueError("success_values needs success_field (where the answer says it)")
+        if self.success_field and not self.success_values:  # nothing matches no value: every text "failed"
+            raise ValueError(f"success_field needs success_values (what {self.success_field} says on success, "
+                             "e.g. [ok, queued] or [true]), or no success_field: any 2xx is success")
         if bool(self.username) != bool(self.password):
             raise ValueError("username and password go together (basic auth)")
         return self
@@ -207,6 +211,10 @@ class HttpGatewayConfig(Model):
 
 def _default_sms_quiet() -> QuietHours:
     return QuietHours(start=time(20, 0), end=time(9, 0))
+
+
+#: The most characters of an alphanumeric sender (GSM 03.40's originator address: 11).
+MAX_SENDER_NAME = 11
 
 
 class SmsConfig(HttpDelivery):
@@ -233,6 +241,19 @@ class SmsConfig(HttpDelivery):
     @classmethod
     def _not_false(cls, value: Any) -> Any:
         return norway(value)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        """A sender name (one with a letter, not a Twilio MessagingServiceSid) fits the 11
+        characters of an SMS header: a longer one was taken, and the provider refused every text
+        (Twilio 21212), transient run after run."""
+        if value and any(char.isalpha() for char in value) and not re.fullmatch(r"MG[0-9a-fA-F]{32}", value) \
+                and len(value) > MAX_SENDER_NAME:
+            raise ValueError(f"{value!r} is {len(value)} characters: a sender name has at most {MAX_SENDER_NAME} "
+                             "(the SMS header's limit; providers refuse a longer one), e.g. "
+                             f"{value.replace(' ', '')[:MAX_SENDER_NAME]!r}, or give a number in E.164 (+46701234567)")
+        return value
 
     @field_validator("default_region")
     @classmethod

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cartrescue.config import ConsentPolicy, EligibilityConfig
-from cartrescue.contacts import email_hashes, phone_hash
+from cartrescue.contacts import email_hashes, has_number, phone_hash
 from cartrescue.currency import Basis
+from cartrescue.text import printable
 from cartrescue.decide.newest import MARKETING, NO_WITHDRAWAL, SMS, Withdrawal
 from cartrescue.decide.orders import OrderFacts
 from cartrescue.model import (
@@ -128,8 +129,10 @@ class Gates:
             if phone is None:
                 return new_verdict(ACTION_SKIP, REASON_NO_CONTACT, detail=phone_problem or "no phone number")
         elif channel == "call-list":
-            if not cart.customer.phone:
-                return new_verdict(ACTION_SKIP, REASON_NO_CONTACT, detail="no phone number to call")
+            if not has_number(cart.customer.phone):
+                given = (cart.customer.phone or "").strip()
+                return new_verdict(ACTION_SKIP, REASON_NO_CONTACT, detail="no phone number to call" + (
+                    f": {printable(given)[:40]!r}" if given else ""))
         elif not email:
             return new_verdict(ACTION_SKIP, REASON_NO_CONTACT, detail=_no_address(channel, cart.customer.phone))
         if email:

@@ -222,22 +222,36 @@ class Calendar:
     def no_daytime(self, channel: str, phone: str | None, now: datetime) -> str:
         """Why ``channel`` never reaches ``phone`` by day ("" when it does): no moment of the 24
         hours from ``now`` is outside its own window in every zone of the number's plan (zones
-        that span more hours than the window leaves open). Such a number is treated as one the
-        channel cannot reach (the step goes by e-mail): any one zone's clock would text the
-        others at night. Once per plan's zones and ``now``; a one-zone number never asks."""
+        that span more hours than the window leaves open), or none is outside both that and the
+        shop's ``eligibility.quiet_hours`` (a number's day that is the shop's night: Auckland's
+        from Stockholm). Such a number is treated as one the channel cannot reach (the step goes
+        by e-mail): any one zone's clock would text the others at night, and a text held for a
+        moment that never comes held the cart's every step. Once per plan's zones and ``now``."""
         zones = self.recipient_zones(channel, phone)
-        if len(zones) < 2:
+        if not zones:
             return ""
         key = (channel, zones, now)
         if key not in self._no_daytime:
             if len(self._no_daytime) >= 4096:
                 self._no_daytime.clear()
-            own = self._own[channel]
-            until = self._quiet_end(now, [(own, zone) for zone in zones], _DAY)
-            self._no_daytime[key] = "" if until is None or until - now <= _DAY else (
-                f"no moment of the next 24 hours is outside {channel}.quiet_hours in all {len(zones)} of the "
-                f"number's zones ({_span(zones, now)})")
+            self._no_daytime[key] = self._no_moment(channel, zones, now)
         return self._no_daytime[key]
+
+    def _no_moment(self, channel: str, zones: tuple[ZoneInfo, ...], now: datetime) -> str:
+        """:meth:`no_daytime`'s answer for the number's ``zones``, uncached."""
+        own = self._own[channel]
+        if len(zones) > 1 and self._never_open(now, [(own, zone) for zone in zones]):
+            return (f"no moment of the next 24 hours is outside {channel}.quiet_hours in all {len(zones)} of the "
+                    f"number's zones ({_span(zones, now)})")
+        if self.quiet is not None and self._never_open(now, [(self.quiet, self.tz), *((own, zone) for zone in zones)]):
+            return (f"no moment of the next 24 hours is outside both eligibility.quiet_hours on the shop's clock and "
+                    f"{channel}.quiet_hours on the number's ({', '.join(zone.key for zone in zones)})")
+        return ""
+
+    def _never_open(self, now: datetime, windows: list[tuple[QuietHours, ZoneInfo]]) -> bool:
+        """Whether no moment of the 24 hours from ``now`` is outside every one of ``windows``."""
+        until = self._quiet_end(now, windows, _DAY)
+        return until is not None and until - now > _DAY
 
     def counted_day(self, now: datetime) -> tuple[datetime, datetime] | None:
         """The local day one message a day counts at ``now``, from its midnight to the next

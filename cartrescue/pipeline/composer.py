@@ -11,10 +11,12 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
+from cartrescue.channels.call_list import recovery_link
 from cartrescue.config import Config, Incentive, Step, feedback_field
-from cartrescue.contacts import shown_name
+from cartrescue.contacts import normalize_phone, shown_name
 from cartrescue.errors import TemplateError
 from cartrescue.compose.incentives import Allocation, code_expiry, expiry_day, placeholder
+from cartrescue.compose.links import safe_url
 from cartrescue.compose.mime import mailto_address
 from cartrescue.model import Address, Decision, OutgoingMessage, quick_new
 from cartrescue.compose.render import SMS_PART, Renderer
@@ -224,12 +226,13 @@ class Composer:
             "shop": {"name": self.config.shop.name, "url": self.config.shop.url},
             "cart": {
                 "id": cart.id, "key": cart.key, "currency": cart.currency, "total": str(cart.total),
-                "recovery_url": cart.recovery_url, "updated_at": _iso(cart.updated_at),
+                "recovery_url": recovery_link(cart.recovery_url, self.config.shop.url) or None,
+                "updated_at": _iso(cart.updated_at),
                 "items": [{"sku": item.sku, "name": item.name, "quantity": item.quantity,
-                           "unit_price": str(item.unit_price), "image_url": item.image_url,
-                           "product_url": item.product_url} for item in cart.items],
+                           "unit_price": str(item.unit_price), "image_url": safe_url(item.image_url),
+                           "product_url": safe_url(item.product_url)} for item in cart.items],
             },
-            "customer": {"id": customer.id, "email": customer.email, "phone": decision.phone or customer.phone,
+            "customer": {"id": customer.id, "email": customer.email, "phone": self._e164(decision),
                          "first_name": customer.first_name, "last_name": customer.last_name,
                          "locale": customer.locale, "is_guest": customer.is_guest},
             "step": decision.step, "step_count": count, "sequence": tier.sequence, "tier": decision.tier,
@@ -239,6 +242,13 @@ class Composer:
             "incentive": offer,
         }
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+    def _e164(self, decision: Decision) -> str | None:
+        """The customer's number as the webhook document gives it: E.164, read in the shop's
+        country as every channel reads it (a messenger's API takes no ``070-123 45 67``), or as
+        the cart has it where it is no valid number (the receiver may still read it)."""
+        raw = decision.cart.customer.phone
+        return decision.phone or normalize_phone(raw, self.config.phone_region) or raw
 
 
 def _mailbox_text(address: str | None, name: str | None) -> str | None:
