@@ -22,7 +22,8 @@ from cartrescue.channels.base import Channel
 from cartrescue.clock import RunClock
 from cartrescue.config import Config, SmsConfig, SmtpConfig, WebhookConfig, resolve_now  # resolve_now: re-exported, callers import it here
 from cartrescue.errors import ConfigError, LedgerError, LockHeld, LockLost, SourceError
-from cartrescue.ledger import Ledger, RunsOver, busy, one_line
+from cartrescue.drivers import stopped_answering
+from cartrescue.ledger import Ledger, RunsOver, busy, failed_while_delivering, one_line
 from cartrescue.model import PROBLEMS_KEPT, RowProblem
 from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
@@ -32,6 +33,7 @@ from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
 from cartrescue.sources.base import CartSource, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.freshness import hold_back_if_stale, stale_exports
+from cartrescue.text import masked_url
 from cartrescue import stops
 
 if TYPE_CHECKING:
@@ -454,6 +456,9 @@ def _run_job(
                     f"the ledger stayed locked by another process while this run delivered ({one_line(error)}): it "
                     "stopped; the messages it could not record have no outcome and are not resent (doctor shows "
                     "them)") from None
+            if run_id is not None and stopped_answering(error) is None:  # which says it in its own words
+                where = f"{config.where('ledger.url')} {masked_url(config.ledger_url)}"
+                raise LedgerError(failed_while_delivering(error, where, _delivered(counts))) from None
             raise
         finally:
             if run_id is not None:
@@ -462,8 +467,8 @@ def _run_job(
                           "problems": counts.problems}
                 try:
                     recorded = ledger.finish_run(run_id, status, totals)
-                except DBAPIError as error:  # still locked: a later run closes this one as killed
-                    if not busy(error):
+                except DBAPIError as error:  # a later run closes this one as killed
+                    if status == "ok" and not busy(error):  # else the error that stopped it is the one to say
                         raise
                     recorded = 0
                 if status != "ok":  # stopped early: messages its stop grace recorded, not yet counted
@@ -482,6 +487,14 @@ def _run_job(
             summary.warnings += findings
             summary.findings = len(findings)
     return summary
+
+
+def _delivered(counts: Counts) -> str:
+    """What a run stopped by its ledger had delivered, for its error line: ``28 delivered, 0 failed,
+    1 in flight without an answer``."""
+    in_flight = counts.deliveries.get("unconfirmed", 0)
+    return (f"{counts.deliveries['sent']} delivered, {counts.failed} failed"
+            + (f", {in_flight} in flight without an answer" if in_flight else ""))
 
 
 def _report_cut_short(executor: Executor, counts: Counts, on_result: Callable[[Result], None]) -> None:
