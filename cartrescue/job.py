@@ -458,7 +458,7 @@ def _run_job(
                     "them)") from None
             if run_id is not None and stopped_answering(error) is None:  # which says it in its own words
                 where = f"{config.where('ledger.url')} {masked_url(config.ledger_url)}"
-                raise LedgerError(failed_while_delivering(error, where, _delivered(counts))) from None
+                raise LedgerError(failed_while_delivering(error, where, _stopped_after(counts, shard))) from None
             raise
         finally:
             if run_id is not None:
@@ -489,12 +489,13 @@ def _run_job(
     return summary
 
 
-def _delivered(counts: Counts) -> str:
-    """What a run stopped by its ledger had delivered, for its error line: ``28 delivered, 0 failed,
-    1 in flight without an answer``."""
+def _stopped_after(counts: Counts, shard: Shard) -> str:
+    """What a run stopped by its ledger had delivered, for its error line: ``it stopped after 28
+    delivered, 0 failed, 1 in flight without an answer``. A shard's are its own: the parent of
+    ``run --workers`` relays a worker's line beside a document that counts every worker's."""
     in_flight = counts.deliveries.get("unconfirmed", 0)
-    return (f"{counts.deliveries['sent']} delivered, {counts.failed} failed"
-            + (f", {in_flight} in flight without an answer" if in_flight else ""))
+    return (f"{'it' if shard.whole else f'shard {shard}'} stopped after {counts.deliveries['sent']} delivered, "
+            f"{counts.failed} failed" + (f", {in_flight} in flight without an answer" if in_flight else ""))
 
 
 def _report_cut_short(executor: Executor, counts: Counts, on_result: Callable[[Result], None]) -> None:

@@ -242,3 +242,12 @@ def test_a_sqlite_ledger_whose_disk_fills_mid_send_stops_the_run_with_a_line_nam
         names_the_ledger_and_what_became_of_the_messages(line, url)
         assert "disk is full" in line, line
         rerun_sends_the_rest_once(shop, server, url)
+
+
+@pytest.mark.postgres
+def test_a_shard_whose_ledger_connection_ends_counts_its_own_deliveries_as_the_shards(pg_ledger: ShopDb) -> None:
+    """A worker of ``run --workers`` (a shard) stops alone and its parent relays its line: "it
+    stopped after 6 delivered" read as the whole run's while the run's document counted 179."""
+    with connection_ended(pg_ledger, "--json", "--shard", "1/2") as (shop, _server):
+        line = the_error_line(shop, 0)
+    assert ": shard 1/2 stopped after " in line, line
