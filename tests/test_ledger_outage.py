@@ -251,3 +251,21 @@ def test_a_shard_whose_ledger_connection_ends_counts_its_own_deliveries_as_the_s
     with connection_ended(pg_ledger, "--json", "--shard", "1/2") as (shop, _server):
         line = the_error_line(shop, 0)
     assert ": shard 1/2 stopped after " in line, line
+
+
+@pytest.mark.postgres
+def test_the_outcomes_a_run_had_in_hand_when_its_ledger_connection_ended_are_recorded_on_a_new_one(
+        pg_ledger: ShopDb) -> None:
+    """A claim whose transaction also carried the outcomes gathered so far failed with the
+    connection, and those outcomes were gone: messages the relay took and the run's document
+    listed as sent stayed claimed without outcome in the ledger, for ``--resend-unconfirmed`` to
+    send again. The server took a new connection at once; the run's last write records them."""
+    with connection_ended(pg_ledger, "--json") as (shop, _server):
+        document = json.loads(output(shop, 0)[0])
+    listed = {(d["cart_key"], d["step"]) for d in document["decisions"] if d.get("delivery") == "sent"}
+    ledger = Ledger(pg_ledger.url)
+    try:
+        recorded = {(r["cart_key"], r["step"]): r["status"] for r in ledger.messages()}
+    finally:
+        ledger.close()
+    assert listed and {key: recorded.get(key) for key in listed} == dict.fromkeys(listed, "sent")
