@@ -281,7 +281,13 @@ def run_job(
     except DBAPIError as error:  # the ledger's database (the shop's are SourceErrors already)
         from cartrescue.ledger import ledger_error
 
-        raise ledger_error(error, "the ledger") from None
+        raise ledger_error(error, _named_ledger(config)) from None
+
+
+def _named_ledger(config: Config) -> str:
+    """The ledger as a run's error names it, by its config key and URL (exit 2 names the file and
+    the key): "the ledger: database or disk is full" left the owner to find which file."""
+    return f"{config.where('ledger.url')} {masked_url(config.ledger_url)}"
 
 
 def _run_job(
@@ -457,8 +463,8 @@ def _run_job(
                     "stopped; the messages it could not record have no outcome and are not resent (doctor shows "
                     "them)") from None
             if run_id is not None and stopped_answering(error) is None:  # which says it in its own words
-                where = f"{config.where('ledger.url')} {masked_url(config.ledger_url)}"
-                raise LedgerError(failed_while_delivering(error, where, _stopped_after(counts, shard))) from None
+                raise LedgerError(failed_while_delivering(error, _named_ledger(config),
+                                                          _stopped_after(counts, shard))) from None
             raise
         finally:
             if run_id is not None:

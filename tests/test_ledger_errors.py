@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from cartrescue.ledger import Ledger
 from conftest import NOW, Shop, cart, iso
+from test_ledger_outage import fill, small_disk as small_disk  # small_disk: a fixture
 
 REFUSED = "the ledger: cannot execute {} in a read-only transaction"
 
@@ -44,9 +45,11 @@ def test_a_read_only_ledger_is_the_ledgers_error_not_a_bug(shop: Shop, command: 
         done = subprocess.run([sys.executable, "-m", "cartrescue.cli", *args, "--config", str(shop.config_path)],
                               cwd=shop.folder, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stderr
-    assert json.loads(done.stdout)["error"] == {
-        "code": "config", "exit_code": 2, "message": REFUSED.format(statement)}
-    assert done.stderr.strip() == "error: " + REFUSED.format(statement)
+    said = REFUSED.format(statement)
+    if command[0] == "run":  # a run names the ledger by its config key and URL
+        said = said.replace("the ledger", f"{shop.config_path}: ledger.url {db.url}", 1)
+    assert json.loads(done.stdout)["error"] == {"code": "config", "exit_code": 2, "message": said}
+    assert done.stderr.strip() == "error: " + said
 
 
 @pytest.mark.parametrize(("kind", "refusal", "said"), [
@@ -403,3 +406,28 @@ def test_a_run_that_finds_the_lock_held_leaves_the_outbox_folder_to_the_run_that
     result = shop.cli("run", "--outbox", "out/today")
     assert result.exit_code == 4, result.output
     assert (shop.folder / "out" / "today").is_dir()
+
+
+def test_a_sqlite_ledger_whose_disk_is_full_stops_the_run_with_a_line_naming_ledger_url_and_the_file(
+        small_disk: Path, shop: Shop) -> None:
+    """Exit 2 names the file and the key (README): "the ledger: database or disk is full" named
+    neither. The ledger opens (its write-ahead log holds what was written since the last
+    checkpoint, which a full disk does not let SQLite copy into the file); the run's first write fails."""
+    url = f"sqlite:///{small_disk / 'ledger.db'}"
+    Ledger(url).close()
+    keeper = sqlite3.connect(small_disk / "ledger.db")  # an open connection keeps the log (another run's)
+    keeper.execute("PRAGMA wal_autocheckpoint=0")
+    keeper.execute("CREATE TABLE ballast (x BLOB)")
+    keeper.executemany("INSERT INTO ballast VALUES (?)", [(b"x" * 4000,)] * 200)
+    keeper.commit()
+    shop.add(cart("c1"))
+    shop.configure(ledger={"url": url})
+    filler = fill(small_disk)
+    try:
+        done = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    finally:
+        filler.unlink()
+        keeper.close()
+    assert done.exit_code == 2, done.output
+    message = json.loads(done.stdout)["error"]["message"]
+    assert message.startswith(f"{shop.config_path}: ledger.url {url}: ") and "disk is full" in message, message

@@ -269,3 +269,4 @@ def test_the_outcomes_a_run_had_in_hand_when_its_ledger_connection_ended_are_rec
     finally:
         ledger.close()
     assert listed and {key: recorded.get(key) for key in listed} == dict.fromkeys(listed, "sent")
+
