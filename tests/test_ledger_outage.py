@@ -121,8 +121,15 @@ def on_server(db: ShopDb, statement: str) -> None:
 
 
 def end_connections(db: ShopDb) -> None:
-    """End every connection to ``db``."""
-    on_server(db, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db.name}'")
+    """End every connection to ``db`` (PostgreSQL's ``pg_terminate_backend``, MariaDB's ``KILL``)."""
+    if db.kind == "postgres":
+        on_server(db, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db.name}'")
+        return
+    with db.admin.connect() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM information_schema.processlist WHERE db = :name AND id <> "
+                                   "CONNECTION_ID()"), {"name": db.name}).scalars().all()
+        for number in ids:
+            conn.exec_driver_sql(f"KILL {int(number)}")
 
 
 @contextmanager
@@ -151,14 +158,20 @@ def pg_ledger() -> Iterator[ShopDb]:
         yield db
 
 
-@pytest.mark.postgres
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def server_ledger(request: pytest.FixtureRequest) -> Iterator[ShopDb]:
+    with shop_database(request.param, "ledgeroutage") as db:
+        yield db
+
+
 def test_a_ledger_connection_the_server_ends_mid_send_stops_the_run_with_a_line_naming_the_ledger(
-        pg_ledger: ShopDb) -> None:
-    with connection_ended(pg_ledger, "--json") as (shop, server):
+        server_ledger: ShopDb) -> None:
+    with connection_ended(server_ledger, "--json") as (shop, server):
         line = the_error_line(shop, 0)
-        names_the_ledger_and_what_became_of_the_messages(line, pg_ledger.url)
+        names_the_ledger_and_what_became_of_the_messages(line, server_ledger.url)
         assert "its connection was lost" in line, line
-        rerun_sends_the_rest_once(shop, server, pg_ledger.url)
+        rerun_sends_the_rest_once(shop, server, server_ledger.url)
 
 
 @pytest.mark.postgres
@@ -253,17 +266,16 @@ def test_a_shard_whose_ledger_connection_ends_counts_its_own_deliveries_as_the_s
     assert ": shard 1/2 stopped after " in line, line
 
 
-@pytest.mark.postgres
 def test_the_outcomes_a_run_had_in_hand_when_its_ledger_connection_ended_are_recorded_on_a_new_one(
-        pg_ledger: ShopDb) -> None:
+        server_ledger: ShopDb) -> None:
     """A claim whose transaction also carried the outcomes gathered so far failed with the
     connection, and those outcomes were gone: messages the relay took and the run's document
     listed as sent stayed claimed without outcome in the ledger, for ``--resend-unconfirmed`` to
     send again. The server took a new connection at once; the run's last write records them."""
-    with connection_ended(pg_ledger, "--json") as (shop, _server):
+    with connection_ended(server_ledger, "--json") as (shop, _server):
         document = json.loads(output(shop, 0)[0])
     listed = {(d["cart_key"], d["step"]) for d in document["decisions"] if d.get("delivery") == "sent"}
-    ledger = Ledger(pg_ledger.url)
+    ledger = Ledger(server_ledger.url)
     try:
         recorded = {(r["cart_key"], r["step"]): r["status"] for r in ledger.messages()}
     finally:
