@@ -283,10 +283,41 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
         return Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would stop there: "
                      "point ledger.url at the primary, or grant the writes; `report` only reads it)",
                      int(ExitCode.CONFIG))
+    room = _no_room(config)
+    if room is not None:
+        return Check("ledger", FAIL, f"{summary}; but {room}", int(ExitCode.CONFIG))
     if unconfirmed:
         return Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed{silent}): "
                      "not resent unless `run --send --resend-unconfirmed`")
     return Check("ledger", OK, summary)
+
+
+#: The free space below which a SQLite ledger's check fails: a run writes each cart's decision
+#: there besides its claims and outcomes, and stops (exit 2) at the first write that finds no room.
+LEDGER_ROOM = 1 << 20
+
+
+def _no_room(config: Any) -> str | None:
+    """Why a SQLite ledger's disk cannot take a run's writes (full, or all but), or None.
+
+    A disk that filled while a run wrote leaves the ledger's write-ahead log with what it could
+    not copy into the file: the ledger reads fine (so the check passed) and every run stops at
+    its first write. The space free to this process is the cron user's (not root's reserve)."""
+    import shutil
+
+    from cartrescue.sqlite_url import sqlite_file
+
+    path = sqlite_file(config.ledger_url)
+    if path is None:
+        return None
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return None
+    if free >= LEDGER_ROOM:
+        return None
+    return (f"the disk holding {path} has {free:,} bytes free ({config.where('ledger.url')}): every run would stop "
+            "at its first write that finds no room (exit 2); free space there")
 
 
 def _step_templates(config: Any) -> str | None:

@@ -22,7 +22,8 @@ from cartrescue.channels.base import Channel
 from cartrescue.clock import RunClock
 from cartrescue.config import Config, SmsConfig, SmtpConfig, WebhookConfig, resolve_now  # resolve_now: re-exported, callers import it here
 from cartrescue.errors import ConfigError, LedgerError, LockHeld, LockLost, SourceError
-from cartrescue.ledger import Ledger, RunsOver, busy, one_line
+from cartrescue.drivers import stopped_answering
+from cartrescue.ledger import Ledger, RunsOver, busy, failed_while_delivering, one_line
 from cartrescue.model import PROBLEMS_KEPT, RowProblem
 from cartrescue.newsletters import Newsletters, today
 from cartrescue.pipeline import DRY_RUN_SECRET, PLAN_CHUNK, Composer, Counts, Executor, Planner, Result, chunked
@@ -32,6 +33,7 @@ from cartrescue.shards import Shard
 from cartrescue.sources import open_sends, open_source
 from cartrescue.sources.base import CartSource, ProgressTotal, Window, ignore_problem
 from cartrescue.sources.freshness import hold_back_if_stale, stale_exports
+from cartrescue.text import masked_url
 from cartrescue import stops
 
 if TYPE_CHECKING:
@@ -279,7 +281,13 @@ def run_job(
     except DBAPIError as error:  # the ledger's database (the shop's are SourceErrors already)
         from cartrescue.ledger import ledger_error
 
-        raise ledger_error(error, "the ledger") from None
+        raise ledger_error(error, _named_ledger(config)) from None
+
+
+def _named_ledger(config: Config) -> str:
+    """The ledger as a run's error names it, by its config key and URL (exit 2 names the file and
+    the key): "the ledger: database or disk is full" left the owner to find which file."""
+    return f"{config.where('ledger.url')} {masked_url(config.ledger_url)}"
 
 
 def _run_job(
@@ -454,6 +462,9 @@ def _run_job(
                     f"the ledger stayed locked by another process while this run delivered ({one_line(error)}): it "
                     "stopped; the messages it could not record have no outcome and are not resent (doctor shows "
                     "them)") from None
+            if run_id is not None and stopped_answering(error) is None:  # which says it in its own words
+                raise LedgerError(failed_while_delivering(error, _named_ledger(config),
+                                                          _stopped_after(counts, shard))) from None
             raise
         finally:
             if run_id is not None:
@@ -462,8 +473,8 @@ def _run_job(
                           "problems": counts.problems}
                 try:
                     recorded = ledger.finish_run(run_id, status, totals)
-                except DBAPIError as error:  # still locked: a later run closes this one as killed
-                    if not busy(error):
+                except DBAPIError as error:  # a later run closes this one as killed
+                    if status == "ok" and not busy(error):  # else the error that stopped it is the one to say
                         raise
                     recorded = 0
                 if status != "ok":  # stopped early: messages its stop grace recorded, not yet counted
@@ -482,6 +493,15 @@ def _run_job(
             summary.warnings += findings
             summary.findings = len(findings)
     return summary
+
+
+def _stopped_after(counts: Counts, shard: Shard) -> str:
+    """What a run stopped by its ledger had delivered, for its error line: ``it stopped after 28
+    delivered, 0 failed, 1 in flight without an answer``. A shard's are its own: the parent of
+    ``run --workers`` relays a worker's line beside a document that counts every worker's."""
+    in_flight = counts.deliveries.get("unconfirmed", 0)
+    return (f"{'it' if shard.whole else f'shard {shard}'} stopped after {counts.deliveries['sent']} delivered, "
+            f"{counts.failed} failed" + (f", {in_flight} in flight without an answer" if in_flight else ""))
 
 
 def _report_cut_short(executor: Executor, counts: Counts, on_result: Callable[[Result], None]) -> None:

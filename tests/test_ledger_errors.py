@@ -10,6 +10,8 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from sqlalchemy import text
 
 from cartrescue.ledger import Ledger
 from conftest import NOW, Shop, cart, iso
+from test_ledger_outage import fill, small_disk as small_disk  # small_disk: a fixture
 
 REFUSED = "the ledger: cannot execute {} in a read-only transaction"
 
@@ -44,9 +47,11 @@ def test_a_read_only_ledger_is_the_ledgers_error_not_a_bug(shop: Shop, command: 
         done = subprocess.run([sys.executable, "-m", "cartrescue.cli", *args, "--config", str(shop.config_path)],
                               cwd=shop.folder, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stderr
-    assert json.loads(done.stdout)["error"] == {
-        "code": "config", "exit_code": 2, "message": REFUSED.format(statement)}
-    assert done.stderr.strip() == "error: " + REFUSED.format(statement)
+    said = REFUSED.format(statement)
+    if command[0] == "run":  # a run names the ledger by its config key and URL
+        said = said.replace("the ledger", f"{shop.config_path}: ledger.url {db.url}", 1)
+    assert json.loads(done.stdout)["error"] == {"code": "config", "exit_code": 2, "message": said}
+    assert done.stderr.strip() == "error: " + said
 
 
 @pytest.mark.parametrize(("kind", "refusal", "said"), [
@@ -403,3 +408,49 @@ def test_a_run_that_finds_the_lock_held_leaves_the_outbox_folder_to_the_run_that
     result = shop.cli("run", "--outbox", "out/today")
     assert result.exit_code == 4, result.output
     assert (shop.folder / "out" / "today").is_dir()
+
+
+def test_a_sqlite_ledger_whose_disk_is_full_stops_the_run_with_a_line_naming_ledger_url_and_the_file(
+        small_disk: Path, shop: Shop) -> None:
+    """Exit 2 names the file and the key (README): "the ledger: database or disk is full" named
+    neither. The ledger opens (its write-ahead log holds what was written since the last
+    checkpoint, which a full disk does not let SQLite copy into the file); the run's first write fails."""
+    url = f"sqlite:///{small_disk / 'ledger.db'}"
+    shop.add(cart("c1"))
+    shop.configure(ledger={"url": url})
+    with full_behind_its_log(small_disk):
+        done = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert done.exit_code == 2, done.output
+    message = json.loads(done.stdout)["error"]["message"]
+    assert message.startswith(f"{shop.config_path}: ledger.url {url}: ") and "disk is full" in message, message
+
+
+@contextmanager
+def full_behind_its_log(folder: Path) -> Iterator[None]:
+    """A ledger in ``folder`` whose disk is full while its write-ahead log holds writes not yet in
+    the file, as a run that filled the disk leaves it (the checkpoint finds no room either):
+    it reads fine, and the next write fails."""
+    Ledger(f"sqlite:///{folder / 'ledger.db'}").close()
+    keeper = sqlite3.connect(folder / "ledger.db")  # an open connection keeps the log
+    keeper.execute("PRAGMA wal_autocheckpoint=0")
+    keeper.execute("CREATE TABLE ballast (x BLOB)")
+    keeper.executemany("INSERT INTO ballast VALUES (?)", [(b"x" * 4000,)] * 200)
+    keeper.commit()
+    filler = fill(folder)
+    try:
+        yield
+    finally:
+        filler.unlink()
+        keeper.close()
+
+
+def test_doctor_fails_a_sqlite_ledger_whose_disk_is_full(small_disk: Path, shop: Shop) -> None:
+    """Every run stops at its first write there (exit 2); the ledger check read the ledger fine and
+    passed, and only the staleness check, hours later, said that nothing had been sent."""
+    shop.add(cart("c-1"))
+    shop.configure(ledger={"url": f"sqlite:///{small_disk / 'ledger.db'}"})
+    with full_behind_its_log(small_disk):
+        result = shop.cli("doctor", "--json", "--no-smtp", now=None)
+    ledger = next(c for c in result.json["checks"] if c["name"] == "ledger")
+    assert ledger["status"] == "fail" and f"the disk holding {small_disk / 'ledger.db'} has " in ledger["detail"], ledger
+    assert result.exit_code == 2 == result.json["exit_code"]

@@ -32,7 +32,8 @@ that owns it (``cartrescue.ledger.engine.WRITE_LOCK_WAIT``), which this package 
 
 from __future__ import annotations
 
-from cartrescue.ledger.errors import NO_SCHEMA, NO_SCHEMA_HINT, busy, ledger_error, older_ledger, one_line, why_no_file
+from cartrescue.ledger.errors import (NO_SCHEMA, NO_SCHEMA_HINT, busy, failed_while_delivering, ledger_error,
+                                      older_ledger, one_line, why_no_file)
 from cartrescue.ledger.handle import LOCKING_WAIT, NUMBER_LOCKS, Ledger, shops_taking_turns
 from cartrescue.ledger.liveness import OTHER_HOST_GONE, RunsOver, process_identity
 from cartrescue.ledger.moments import aware, naive
@@ -46,7 +47,7 @@ from cartrescue.ledger.values import (ADDRESS_CHANNELS, MAYBE_DELIVERED, MESSAGE
 
 __all__ = ["aware", "naive", "ADDRESS_CHANNELS", "binary_collation", "BINARY_COLLATIONS", "BudgetHold", "busy",
            "cart_value_limits", "CART_VALUES", "CartDecision", "Claimed", "ClaimRequest", "Code", "config_value_limits",
-           "CONFIG_VALUES", "History", "Inbound", "Ledger", "ledger_error", "LOCKING_WAIT", "MAYBE_DELIVERED",
+           "CONFIG_VALUES", "failed_while_delivering", "History", "Inbound", "Ledger", "ledger_error", "LOCKING_WAIT", "MAYBE_DELIVERED",
            "may_have_reached", "Message", "MESSAGED", "NO_SCHEMA", "NO_SCHEMA_HINT", "NUMBER_CHANNELS", "NUMBER_LOCKS", "older_ledger",
            "one_line", "OTHER_HOST_GONE", "Owner", "process_identity", "Promoted", "Promotion", "READ_TABLES",
            "REPORT_COLUMNS", "REPORTED", "RESENDS_LOST", "Run", "RunLock", "RunsOver", "SendTest", "SentStep", "StoppedChannel", "shops_taking_turns",

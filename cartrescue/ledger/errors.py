@@ -77,6 +77,18 @@ def ledger_error(exc: BaseException, where: str) -> Exception:
     return LedgerError(f"{where}: {one_line(exc)}")
 
 
+def failed_while_delivering(exc: BaseException, where: str, stopped: str) -> str:
+    """What a run says when its ledger failed while it delivered (the server ended its
+    connection or refused a new one, the disk filled): ``where`` names the ledger (its config
+    key and URL), ``stopped`` what went out before the stop (``it stopped after 28 delivered,
+    0 failed``). Cron mails this line alone (``--quiet``), and "the ledger: server closed the
+    connection unexpectedly" said neither which ledger nor what became of the messages in flight."""
+    lost = "its connection was lost: " if getattr(exc, "connection_invalidated", False) else ""
+    return (f"{where}: the ledger failed while this run delivered ({lost}{one_line(exc)}): {stopped}; the "
+            "messages it could not record have no outcome and are not resent (doctor shows them); the next "
+            "run goes on once the ledger takes writes again")
+
+
 def one_line(exc: BaseException) -> str:
     """A database error as one line: the driver's message, its first line."""
     text = str(getattr(exc, "orig", None) or exc)

@@ -29,7 +29,7 @@ from cartrescue.currency import Basis
 from cartrescue.decide.eligibility import Verdict, suppresses
 from cartrescue.errors import CartrescueError, LockLost, TemplateError
 from cartrescue.compose.incentives import Allocation, Codes, pools
-from cartrescue.ledger import ClaimRequest, Ledger
+from cartrescue.ledger import ClaimRequest, Ledger, busy
 from cartrescue.compose.mime import build_message, wire_address
 from cartrescue.model import (
     ACTION_DEFER,
@@ -628,6 +628,9 @@ class _ClaimFeed:
                 self.stopped = lost
                 self.pending.extend(reversed(group))
                 return taken
+            except Exception as exc:
+                self._keep(outcomes, exc)  # the ledger failed: the last flush tries them on a new connection
+                raise
             for prepared in group:
                 request = prepared.request
                 claim_id = won.get((request.cart_key, request.step, request.channel))
@@ -724,12 +727,30 @@ class _ClaimFeed:
         buffered, self.buffer = self.buffer, []
         return buffered
 
+    def _keep(self, outcomes: list[tuple[int, str, str, str]], exc: Exception) -> None:
+        """Put back ``outcomes`` a failed write (``exc``) took from the buffer. A ledger whose
+        server ended the connection takes a new one at once: the flush of
+        :meth:`Executor._deliver_ready` on the way out records them there. Dropped, the messages
+        the relay took and the run's document listed as sent stayed claimed without outcome, for
+        ``--resend-unconfirmed`` to send again (recording an outcome twice, when the failed
+        commit had in fact gone through, writes the same values). Not after a wait for a lock
+        another process holds: that flush would wait as long again (README, exit 2)."""
+        if outcomes and not busy(exc):
+            if not self.buffer:
+                self.oldest = time.monotonic()
+            self.buffer[:0] = outcomes
+
     def flush(self) -> None:
         """Write the outcomes gathered so far: they are of messages handed over (delivered, or
         refused), so a Ctrl-C or SIGTERM meanwhile waits until they are written."""
         assert self.ledger is not None
         with stops.held():
-            self.ledger.record(self._drain())
+            outcomes = self._drain()
+            try:
+                self.ledger.record(outcomes)
+            except Exception as exc:
+                self._keep(outcomes, exc)
+                raise
             if self.bounced:
                 self.ledger.suppress_many(self.bounced)
                 self.bounced = []
