@@ -146,16 +146,16 @@ def main() -> None:
 
     from cartrescue import stops
 
-    _discard_closed_output()
-    _printable_output()
-    _quiet_library_logs()
-    gc.freeze()
-    gc.set_threshold(50_000, *gc.get_threshold()[1:])
-    atexit.register(gc.freeze)  # registered first: runs last
-    # SIGTERM (a service manager, `timeout`, a container stop) ends a run like Ctrl-C: open JSON
-    # documents are closed and the ledger's transactions roll back; claims already committed stay.
-    stops.install()
-    try:
+    try:  # a stop while the process gets ready (the console script's handlers are in) is a stop before the command
+        _discard_closed_output()
+        _printable_output()
+        _quiet_library_logs()
+        gc.freeze()
+        gc.set_threshold(50_000, *gc.get_threshold()[1:])
+        atexit.register(gc.freeze)  # registered first: runs last
+        # SIGTERM (a service manager, `timeout`, a container stop) ends a run like Ctrl-C: open JSON
+        # documents are closed and the ledger's transactions roll back; claims already committed stay.
+        stops.install()
         _app_for(sys.argv[1:])()
     except KeyboardInterrupt:
         _interrupted()

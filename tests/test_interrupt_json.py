@@ -205,6 +205,14 @@ def test_a_stop_while_the_run_imports_its_modules_still_gives_one_document(tmp_p
     assert json.loads(done.stdout)["counts"]["sent"] == 0 and "Traceback" not in done.stderr
 
 
+def test_a_stop_while_the_command_line_gets_ready_still_gives_one_document(tmp_path: Path) -> None:
+    """The stop lands after the command line is imported, before it runs the command (cli.main
+    imports logging to quiet the libraries' logs): a traceback on stderr, no document on stdout."""
+    done = _run_stopped_importing(tmp_path, "logging")
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert json.loads(done.stdout)["error"]["code"] == "interrupted" and "Traceback" not in done.stderr
+
+
 _STOP_ONCE_DURING_IMPORTS = """
 import os, signal, sys
 module, *arguments = sys.argv[1:]
