@@ -206,8 +206,10 @@ def stdout_or_file(path: Path | None) -> Path | None:
 def output_file(option: str, path: Path) -> Iterator[Path]:
     """Write the file a user named (``--html FILE``, ``--junit FILE``): its folder is made, and
     what cannot be written there is a usage error naming the option (exit 2), not a bug. A full
-    disk or a quota stays an :class:`OutputError` (exit 1, see :func:`explained`). Keep the body
-    to the write itself: any ``OSError`` inside is taken for the file's.
+    disk or a quota stays an :class:`OutputError` (exit 1, as for stdout), naming the option and
+    the file too: a write's error has no file name, and the line said "its output (or a working
+    file in the temporary folder)". Keep the body to the write itself: any ``OSError`` inside is
+    taken for the file's.
 
     A write that fails takes back what it made, as :func:`made_folders` does for ``--outbox``: the
     file when it was not there before (empty or cut short, it read as a file written whole) and
@@ -221,9 +223,10 @@ def output_file(option: str, path: Path) -> Iterator[Path]:
         if new and path.is_file():
             path.unlink(missing_ok=True)
         _remove_empty([*([path] if new and path.is_dir() else []), *([top] if top is not None else [])])
-        if not isinstance(exc, OSError) or exc.errno in _NO_ROOM:
+        if not isinstance(exc, OSError):
             raise
-        raise ConfigError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
+        kind = OutputError if exc.errno in _NO_ROOM else ConfigError
+        raise kind(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _drop_output() -> None:
