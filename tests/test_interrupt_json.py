@@ -157,6 +157,18 @@ def test_a_stop_while_the_command_line_is_imported_still_gives_one_document_and_
     assert json.loads(done.stdout)["error"]["code"] == "interrupted"
 
 
+def test_a_run_stopped_while_the_command_line_is_imported_gives_its_counts_all_zero(tmp_path: Path) -> None:
+    """As a run stopped later, before it began: the console script's own document had the
+    ``error`` alone, and a script reading every run's ``counts`` met a KeyError."""
+    from cartrescue.pipeline import Counts
+
+    done = subprocess.run([sys.executable, "-c", _STOP_DURING_IMPORTS, "run", "--json"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert json.loads(done.stdout) == {"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"},
+                                       "counts": Counts().as_dict()}
+
+
 def test_the_console_script_is_the_entry_that_installs_the_handlers_first() -> None:
     import tomllib
 
@@ -182,7 +194,7 @@ def test_a_run_stopped_before_it_began_gives_its_counts_all_zero(tmp_path: Path)
 
 
 def test_the_counts_of_a_run_stopped_before_it_began_are_a_runs_counts() -> None:
-    from cartrescue.cli import NO_COUNTS
+    from cartrescue.entry import NO_COUNTS
     from cartrescue.pipeline import Counts
 
     assert NO_COUNTS == Counts().as_dict()

@@ -16,6 +16,8 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from typer.core import TyperArgument, TyperGroup
 
+from cartrescue.entry import INTERRUPTED as INTERRUPTED  # the console script's too: a stop before this is imported
+from cartrescue.entry import command_of
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld, OutputError
 from cartrescue.text import printable
 
@@ -124,12 +126,6 @@ def delivers(argv: list[str] | None = None) -> bool:
     command = command_of(args)
     return command == "send-test" or command in ("run", "run-all") and any(
         arg in ("--send", "--outbox") or arg.startswith("--outbox=") for arg in args)
-
-
-def command_of(args: list[str]) -> str | None:
-    """The command a command line names (``run``, ``run-all`` …): its first word not an option.
-    For what must be known before, or without, the parsed arguments (an early stop, an error)."""
-    return next((arg for arg in args if not arg.startswith("-")), None)
 
 
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, a quota, a file too large: writes only
@@ -537,10 +533,6 @@ def reading_ledger(cfg: Any) -> Any:
             f"{cfg.where('ledger.url')}: {ledger.absent}: no run has recorded anything there yet (a typo in the "
             "path?): read as an empty ledger, left unchanged", "note", "yellow"), soft_wrap=True)
     return ledger
-
-
-#: The ``error`` that ends the ``--json`` document of a command stopped by Ctrl-C or SIGTERM.
-INTERRUPTED = {"code": "interrupted", "exit_code": 130, "message": "interrupted"}
 
 
 def stopped_after_document() -> NoReturn:
