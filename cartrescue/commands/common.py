@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import IO, Annotated, Any, NoReturn, Optional, cast
 
 import typer
 from typer.core import TyperArgument, TyperGroup
@@ -441,7 +441,8 @@ def out_console(*, markup: bool = False) -> Any:
 
     ``markup=True`` only for a printer that escapes every value it takes from data. A reader
     that closed the pipe (``| head -1``) raises BrokenPipeError, which the app reports as it does
-    under ``--json`` (:func:`closed_pipe`); rich's own answer was exit 1 without a word.
+    under ``--json`` (:func:`closed_pipe`); rich's own answer was exit 1 without a word. Each
+    print is written whole (:class:`_WholeWrites`), so a reader that leaves mid-way raises too.
     """
     from rich.console import Console
 
@@ -460,7 +461,29 @@ def out_console(*, markup: bool = False) -> Any:
                 objects = tuple(_Trimmed(each) if isinstance(each, Table) else each for each in objects)
             super().print(*objects, **options)
 
-    return Stdout(markup=markup, highlight=False)
+    return Stdout(markup=markup, highlight=False, file=cast(IO[str], _WholeWrites(sys.stdout)))
+
+
+class _WholeWrites:
+    """stdout for :func:`out_console`: every write whole, or a BrokenPipeError (:func:`write_whole`).
+
+    A table is one large write; into a pipe whose reader left after its first 64 KiB
+    (``suppress list | head -c 100``) ``sys.stdout`` took part of it, dropped the rest without an
+    error, and a command whose table was its last word exited 0 without a word. The rest of
+    what rich asks of a file (``isatty``, ``fileno``, ``encoding``) is stdout's."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        write_whole(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 class _Trimmed:
