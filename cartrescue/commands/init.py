@@ -16,7 +16,7 @@ def init(
 ) -> None:
     """Write a starting config (cartrescue.yaml) and the default templates into DIRECTORY.
 
-    --json prints the paths it wrote, {"config": ..., "templates": ...}, or the error (exit 2).
+    --json prints the paths it wrote (config, templates), or the error alone (exit 2).
 
     Example:
 
