@@ -30,6 +30,10 @@ ConfigsArgument = Annotated[list[Path], typer.Argument(
     show_default=False, metavar="CONFIG...", readable=False,  # a file no one can read costs that shop only
     help="The shops' config files (a folder stands for its cartrescue.yaml), e.g. shops/*/cartrescue.yaml.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
+#: ``--json`` of a command that writes a CSV export: it prints no table, and its file is still written.
+ExportJsonOption = Annotated[bool, typer.Option("--json", help=(
+    "Print one JSON document (for scripts): the rows, in place of the CSV on stdout; with --output the CSV is "
+    "still written, and the document says where."))]
 #: ``run-all``, ``report-all`` and ``doctor-all``: how many shops at once, each in a process of its own (:mod:`cartrescue.batch`).
 JobsOption = Annotated[Optional[int], typer.Option(
     "--jobs", "-j", min=1, max=64, metavar="N", show_default=False,
