@@ -146,16 +146,16 @@ def main() -> None:
 
     from cartrescue import stops
 
-    _discard_closed_output()
-    _printable_output()
-    _quiet_library_logs()
-    gc.freeze()
-    gc.set_threshold(50_000, *gc.get_threshold()[1:])
-    atexit.register(gc.freeze)  # registered first: runs last
-    # SIGTERM (a service manager, `timeout`, a container stop) ends a run like Ctrl-C: open JSON
-    # documents are closed and the ledger's transactions roll back; claims already committed stay.
-    stops.install()
-    try:
+    try:  # a stop while the process gets ready (the console script's handlers are in) is a stop before the command
+        _discard_closed_output()
+        _printable_output()
+        _quiet_library_logs()
+        gc.freeze()
+        gc.set_threshold(50_000, *gc.get_threshold()[1:])
+        atexit.register(gc.freeze)  # registered first: runs last
+        # SIGTERM (a service manager, `timeout`, a container stop) ends a run like Ctrl-C: open JSON
+        # documents are closed and the ledger's transactions roll back; claims already committed stay.
+        stops.install()
         _app_for(sys.argv[1:])()
     except KeyboardInterrupt:
         _interrupted()
@@ -217,22 +217,14 @@ def _discard_closed_output() -> None:
             print("cartrescue: stdout is closed: the command's output is discarded", file=sys.stderr)
 
 
-#: ``pipeline.Counts().as_dict()`` (tests/test_interrupt_json.py holds them equal), written out:
-#: a stop may come while the run's modules are half imported, and importing them again then fails.
-NO_COUNTS = {"carts": 0, "send": 0, "skip": 0, "defer": 0, "holdout": 0, "sent": 0, "failed": 0, "problems": 0,
-             "reasons": {}, "deliveries": {}, "failures": {}}
-
-
 def _interrupted() -> NoReturn:
     """Ctrl-C or SIGTERM reached the entry point: no ``--json`` document was begun (``run`` ends
     the one it began itself, see ``commands.common.stopped_after_document``), so one is printed."""
-    from cartrescue.commands.common import INTERRUPTED, command_of, json_out
+    from cartrescue.commands.common import json_out
+    from cartrescue.entry import stopped_document
 
     if "--json" in sys.argv[1:]:
-        document: dict[str, object] = {"error": INTERRUPTED}
-        if command_of(sys.argv[1:]) == "run":
-            document = {"error": INTERRUPTED, "counts": NO_COUNTS}  # a run stopped before it began
-        json_out(document)
+        json_out(stopped_document(sys.argv[1:]))
     err_console().print("interrupted", markup=False)
     _exit_interrupted()
 

@@ -8,8 +8,18 @@ here first; a stop during the imports ends like any other stop before a command 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from typing import Any
+
+#: The ``error`` that ends the ``--json`` document of a command stopped by Ctrl-C or SIGTERM.
+INTERRUPTED = {"code": "interrupted", "exit_code": 130, "message": "interrupted"}
+
+#: ``pipeline.Counts().as_dict()`` (tests/test_interrupt_json.py holds them equal), written out:
+#: a stop may come while the run's modules are half imported, and importing them again then fails.
+NO_COUNTS = {"carts": 0, "send": 0, "skip": 0, "defer": 0, "holdout": 0, "sent": 0, "failed": 0, "problems": 0,
+             "reasons": {}, "deliveries": {}, "failures": {}}
 
 
 def main() -> None:
@@ -26,6 +36,21 @@ def main() -> None:
 def stopped_before_start() -> None:
     """Exit 130, with the one ``--json`` document of an interrupted command where one was asked for."""
     if "--json" in sys.argv[1:]:
-        os.write(1, b'{"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"}}\n')
+        os.write(1, json.dumps(stopped_document(sys.argv[1:])).encode() + b"\n")
     os.write(2, b"interrupted\n")
     os._exit(130)
+
+
+def stopped_document(args: list[str]) -> dict[str, Any]:
+    """The ``--json`` document of a command stopped before it began: the ``error``, and a run's
+    ``counts``, all zero, as every run's document has them (the console script's had none)."""
+    document: dict[str, Any] = {"error": INTERRUPTED}
+    if command_of(args) == "run":
+        document["counts"] = NO_COUNTS
+    return document
+
+
+def command_of(args: list[str]) -> str | None:
+    """The command a command line names (``run``, ``run-all`` …): its first word not an option.
+    For what must be known before, or without, the parsed arguments (an early stop, an error)."""
+    return next((arg for arg in args if not arg.startswith("-")), None)

@@ -245,17 +245,37 @@ def test_codes_export_to_a_reader_that_leaves_mid_way_marks_no_code_exported(sho
 
     _incentive_shop(shop)
     assert shop.cli("codes", "generate", "2000", "--pool", "ship", now=None).exit_code == 0  # > 64 KiB of CSV
-    export = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", "codes", "export", "--config",
-                               str(shop.config_path)], cwd=shop.folder, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=False)
-    assert export.stdout is not None and export.stderr is not None
-    first = export.stdout.read(100)  # as head -c 100: the first bytes, then gone
-    export.stdout.close()
-    stderr = export.stderr.read().decode()
-    assert export.wait(timeout=120) == 1, stderr
+    first, code, stderr = _read_then_gone(shop, "codes", "export")
+    assert code == 1, stderr
     assert len(first) == 100  # the reader did get the start of the export
     assert stderr.strip().startswith("error: cannot write its output: the reader of the pipe closed it"), stderr
     assert shop.cli("codes", "export", "--json", now=None).json["exported"] == 2000
+
+
+def test_a_table_that_is_the_commands_last_word_to_a_reader_that_leaves_mid_way_exits_1(shop: Shop,
+                                                                                       tmp_path: Path) -> None:
+    """``cartrescue suppress list | head -c 100``: the table is one large write; the kernel took
+    the first 64 KiB, the rest was dropped without an error, and the command exited 0 without a
+    word, where the README promises the closed-pipe line and exit 1."""
+    addresses = tmp_path / "unsubscribed.txt"
+    addresses.write_text("".join(f"person{n:05d}@example.com\n" for n in range(2500)), encoding="utf-8")
+    assert shop.cli("suppress", "import", str(addresses), now=None).exit_code == 0  # > 64 KiB of table
+    first, code, stderr = _read_then_gone(shop, "suppress", "list")
+    assert code == 1, stderr
+    assert len(first) == 100
+    assert _errors(stderr) == [CLOSED_PIPE]
+
+
+def _read_then_gone(shop: Shop, *args: str) -> tuple[bytes, int, str]:
+    """``cartrescue ARGS | head -c 100``: the first 100 bytes of stdout, then the reader is gone;
+    what it got, the exit code and stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "cartrescue.cli", *args, "--config", str(shop.config_path)],
+                               cwd=shop.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.read(100)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    return first, process.wait(timeout=120), stderr
 
 
 @pytest.mark.parametrize(("args", "option"), [

@@ -121,3 +121,13 @@ def test_run_strict_help_says_a_bad_source_row_exits_3() -> None:
     finding" exits 1, while a bad row exits 3 (the source): a script testing for 1 missed it."""
     text = " ".join(_help(("run",)).replace("│", " ").split())
     assert re.search(r"--strict Stop before delivering anything if any source row is bad \(exit 3", text), text
+
+
+@pytest.mark.parametrize("path", [("codes", "export"), ("survey", "export")], ids=" ".join)
+def test_an_exports_json_option_says_what_it_prints_and_that_the_csv_file_is_still_written(
+        path: tuple[str, ...]) -> None:
+    """"Print one JSON document instead of tables": an export prints no table, and a script
+    author read it as JSON codes written to --output instead of the CSV the shop imports."""
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", _help(path)).split())
+    assert "instead of tables" not in text
+    assert "in place of the CSV on stdout; with --output the CSV is still written" in text

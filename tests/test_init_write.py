@@ -1,7 +1,9 @@
-"""`cartrescue init` where its files cannot be written: a usage error naming the path, not a bug."""
+"""`cartrescue init` where its files cannot be written: a usage error naming the path, not a bug;
+and its ``--json`` document, as every command's, for a script that sets shops up."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,21 @@ def test_init_that_cannot_write_a_file_names_it_and_exits_2(tmp_path: Path, bloc
     assert result.exit_code == 2, result.output
     assert f"init {shop / blocked}: cannot write: " in result.stderr and "internal error" not in result.output
     assert not (shop / "cartrescue.yaml").is_file()  # no config pointing at templates that are not there
+
+
+def test_init_with_json_prints_the_files_it_wrote(tmp_path: Path) -> None:
+    """A script setting up a shop (``cartrescue init /srv/shops/x --json``) got a usage error,
+    "No such option: --json", exit 2, though init would have written the shop's files."""
+    result = cli("init", str(tmp_path / "shop"), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"config": str(tmp_path / "shop" / "cartrescue.yaml"),
+                                         "templates": str(tmp_path / "shop" / "templates")}
+    assert (tmp_path / "shop" / "cartrescue.yaml").is_file()
+
+
+def test_init_refused_under_json_is_the_error_document_alone(tmp_path: Path) -> None:
+    assert cli("init", str(tmp_path)).exit_code == 0
+    result = cli("init", str(tmp_path), "--json")
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "config" and error["message"].endswith("exist already (use --force to overwrite)")

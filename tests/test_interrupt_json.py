@@ -157,6 +157,18 @@ def test_a_stop_while_the_command_line_is_imported_still_gives_one_document_and_
     assert json.loads(done.stdout)["error"]["code"] == "interrupted"
 
 
+def test_a_run_stopped_while_the_command_line_is_imported_gives_its_counts_all_zero(tmp_path: Path) -> None:
+    """As a run stopped later, before it began: the console script's own document had the
+    ``error`` alone, and a script reading every run's ``counts`` met a KeyError."""
+    from cartrescue.pipeline import Counts
+
+    done = subprocess.run([sys.executable, "-c", _STOP_DURING_IMPORTS, "run", "--json"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert json.loads(done.stdout) == {"error": {"code": "interrupted", "exit_code": 130, "message": "interrupted"},
+                                       "counts": Counts().as_dict()}
+
+
 def test_the_console_script_is_the_entry_that_installs_the_handlers_first() -> None:
     import tomllib
 
@@ -182,7 +194,7 @@ def test_a_run_stopped_before_it_began_gives_its_counts_all_zero(tmp_path: Path)
 
 
 def test_the_counts_of_a_run_stopped_before_it_began_are_a_runs_counts() -> None:
-    from cartrescue.cli import NO_COUNTS
+    from cartrescue.entry import NO_COUNTS
     from cartrescue.pipeline import Counts
 
     assert NO_COUNTS == Counts().as_dict()
@@ -203,6 +215,54 @@ def test_a_stop_while_the_run_imports_its_modules_still_gives_one_document(tmp_p
     done = _run_stopped_importing(tmp_path, "asyncio.base_events")
     assert done.returncode == 130, (done.returncode, done.stderr)
     assert json.loads(done.stdout)["counts"]["sent"] == 0 and "Traceback" not in done.stderr
+
+
+def test_a_stop_while_the_command_line_gets_ready_still_gives_one_document(tmp_path: Path) -> None:
+    """The stop lands after the command line is imported, before it runs the command (cli.main
+    imports logging to quiet the libraries' logs): a traceback on stderr, no document on stdout."""
+    done = _run_stopped_importing(tmp_path, "logging")
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert json.loads(done.stdout)["error"]["code"] == "interrupted" and "Traceback" not in done.stderr
+
+
+_STOP_ONCE_DURING_IMPORTS = """
+import os, signal, sys
+module, *arguments = sys.argv[1:]
+sys.argv = ["cartrescue", *arguments]
+
+class StopOnce:  # SIGTERM as ``module`` is first looked for; a later import of it goes on
+    stopped = False
+    def find_spec(self, name, path=None, target=None):
+        if name == module and not StopOnce.stopped:
+            StopOnce.stopped = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, StopOnce())
+from cartrescue.entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize("configs", [["cartrescue.yaml"], ["cartrescue.yaml", "other/cartrescue.yaml", "--jobs", "2"]],
+                         ids=["one-shop", "jobs-2"])
+def test_report_all_stopped_while_sqlalchemy_is_half_imported_still_gives_its_document(
+        tmp_path: Path, configs: list[str]) -> None:
+    """The stop lands while SQLAlchemy is half imported: in the one shop's report, or in the
+    modules report-all imports before it forks its shops. The totals after the stop imported it
+    again, which fails (``module 'sqlalchemy.sql' has no attribute 'base'``): exit 70, an
+    internal error, instead of the interrupted document and 130."""
+    for folder in (tmp_path, tmp_path / "other"):
+        folder.mkdir(exist_ok=True)
+        (folder / "cartrescue.yaml").write_text("source: {type: csv, carts: carts.csv}\n", encoding="utf-8")
+        (folder / "carts.csv").write_text("cart_id,email,currency,created_at,sku,name,quantity,unit_price\n",
+                                          encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", _STOP_ONCE_DURING_IMPORTS, "sqlalchemy.sql.elements", "report-all",
+                           "--json", *configs], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    document = json.loads(done.stdout)
+    assert document["error"]["code"] == "interrupted" and "Traceback" not in done.stderr
+    assert [shop["error"]["code"] for shop in document["shops"]][0] == "interrupted"
 
 
 # A stop at a moment pinned down from inside the real command line: the script patches the run's

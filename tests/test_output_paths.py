@@ -4,6 +4,7 @@ is read, claimed, sent or marked: never "a bug in cartrescue" (exit 70)."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -127,3 +128,22 @@ def test_report_and_survey_files_under_a_file(shop: Shop, in_the_way: Path, comm
     result = shop.cli(*command, str(in_the_way / "x.out"), "--json", now=None)
     assert result.exit_code == ExitCode.CONFIG
     assert result.json["error"]["message"].startswith(f"{command[-1]} {in_the_way / 'x.out'}: cannot write: ")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("command", [["report", "--html"], ["survey", "export", "--output"],
+                                     ["preview", "c1", "--now", iso(NOW), "--html"],
+                                     ["templates", "check", "--quick", "--junit"], ["codes", "export", "--output"]])
+def test_a_file_named_for_the_output_on_a_full_disk_is_named_in_the_error(shop: Shop, command: list[str]) -> None:
+    """``report --html /var/www/report.html`` on a full disk said "cannot write its output (or a
+    working file in the temporary folder)", which sent the owner to stdout and $TMPDIR, not to the
+    file. Still exit 1, as for any output a full disk keeps from being written."""
+    shop.add(cart("c1"))
+    shop.write()
+    done = subprocess.run([sys.executable, "-m", "cartrescue.cli", *command, "/dev/full", "--json",
+                           "--config", str(shop.config_path)],
+                          cwd=shop.folder, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == ExitCode.SOME_FAILED, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "failed"
+    assert error["message"] == f"{command[-1]} /dev/full: cannot write: No space left on device"

@@ -9,6 +9,7 @@ import typer
 
 from cartrescue.commands.common import (
     ConfigOption,
+    ExportJsonOption,
     JsonOption,
     NowOption,
     closed_pipe,
@@ -145,7 +146,7 @@ def _code_cell(name: str, value: Any, mode: str) -> Any:
 @app.command("export")
 def codes_export(
     config: ConfigOption = None,
-    as_json: JsonOption = False,
+    as_json: ExportJsonOption = False,
     now: NowOption = None,
     pool: PoolOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the CSV here (default, or -: stdout).")] = None,

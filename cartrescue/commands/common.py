@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import IO, Annotated, Any, NoReturn, Optional, cast
 
 import typer
 from typer.core import TyperArgument, TyperGroup
 
+from cartrescue.entry import INTERRUPTED as INTERRUPTED  # the console script's too: a stop before this is imported
+from cartrescue.entry import command_of
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode, LockHeld, OutputError
 from cartrescue.text import printable
 
@@ -28,6 +30,10 @@ ConfigsArgument = Annotated[list[Path], typer.Argument(
     show_default=False, metavar="CONFIG...", readable=False,  # a file no one can read costs that shop only
     help="The shops' config files (a folder stands for its cartrescue.yaml), e.g. shops/*/cartrescue.yaml.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")]
+#: ``--json`` of a command that writes a CSV export: it prints no table, and its file is still written.
+ExportJsonOption = Annotated[bool, typer.Option("--json", help=(
+    "Print one JSON document (for scripts): the rows, in place of the CSV on stdout; with --output the CSV is "
+    "still written, and the document says where."))]
 #: ``run-all``, ``report-all`` and ``doctor-all``: how many shops at once, each in a process of its own (:mod:`cartrescue.batch`).
 JobsOption = Annotated[Optional[int], typer.Option(
     "--jobs", "-j", min=1, max=64, metavar="N", show_default=False,
@@ -126,12 +132,6 @@ def delivers(argv: list[str] | None = None) -> bool:
         arg in ("--send", "--outbox") or arg.startswith("--outbox=") for arg in args)
 
 
-def command_of(args: list[str]) -> str | None:
-    """The command a command line names (``run``, ``run-all`` …): its first word not an option.
-    For what must be known before, or without, the parsed arguments (an early stop, an error)."""
-    return next((arg for arg in args if not arg.startswith("-")), None)
-
-
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, a quota, a file too large: writes only
 
 
@@ -206,8 +206,10 @@ def stdout_or_file(path: Path | None) -> Path | None:
 def output_file(option: str, path: Path) -> Iterator[Path]:
     """Write the file a user named (``--html FILE``, ``--junit FILE``): its folder is made, and
     what cannot be written there is a usage error naming the option (exit 2), not a bug. A full
-    disk or a quota stays an :class:`OutputError` (exit 1, see :func:`explained`). Keep the body
-    to the write itself: any ``OSError`` inside is taken for the file's.
+    disk or a quota stays an :class:`OutputError` (exit 1, as for stdout), naming the option and
+    the file too: a write's error has no file name, and the line said "its output (or a working
+    file in the temporary folder)". Keep the body to the write itself: any ``OSError`` inside is
+    taken for the file's.
 
     A write that fails takes back what it made, as :func:`made_folders` does for ``--outbox``: the
     file when it was not there before (empty or cut short, it read as a file written whole) and
@@ -221,9 +223,10 @@ def output_file(option: str, path: Path) -> Iterator[Path]:
         if new and path.is_file():
             path.unlink(missing_ok=True)
         _remove_empty([*([path] if new and path.is_dir() else []), *([top] if top is not None else [])])
-        if not isinstance(exc, OSError) or exc.errno in _NO_ROOM:
+        if not isinstance(exc, OSError):
             raise
-        raise ConfigError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
+        kind = OutputError if exc.errno in _NO_ROOM else ConfigError
+        raise kind(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _drop_output() -> None:
@@ -442,7 +445,8 @@ def out_console(*, markup: bool = False) -> Any:
 
     ``markup=True`` only for a printer that escapes every value it takes from data. A reader
     that closed the pipe (``| head -1``) raises BrokenPipeError, which the app reports as it does
-    under ``--json`` (:func:`closed_pipe`); rich's own answer was exit 1 without a word.
+    under ``--json`` (:func:`closed_pipe`); rich's own answer was exit 1 without a word. Each
+    print is written whole (:class:`_WholeWrites`), so a reader that leaves mid-way raises too.
     """
     from rich.console import Console
 
@@ -461,7 +465,29 @@ def out_console(*, markup: bool = False) -> Any:
                 objects = tuple(_Trimmed(each) if isinstance(each, Table) else each for each in objects)
             super().print(*objects, **options)
 
-    return Stdout(markup=markup, highlight=False)
+    return Stdout(markup=markup, highlight=False, file=cast(IO[str], _WholeWrites(sys.stdout)))
+
+
+class _WholeWrites:
+    """stdout for :func:`out_console`: every write whole, or a BrokenPipeError (:func:`write_whole`).
+
+    A table is one large write; into a pipe whose reader left after its first 64 KiB
+    (``suppress list | head -c 100``) ``sys.stdout`` took part of it, dropped the rest without an
+    error, and a command whose table was its last word exited 0 without a word. The rest of
+    what rich asks of a file (``isatty``, ``fileno``, ``encoding``) is stdout's."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        write_whole(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 class _Trimmed:
@@ -534,10 +560,6 @@ def reading_ledger(cfg: Any) -> Any:
             f"{cfg.where('ledger.url')}: {ledger.absent}: no run has recorded anything there yet (a typo in the "
             "path?): read as an empty ledger, left unchanged", "note", "yellow"), soft_wrap=True)
     return ledger
-
-
-#: The ``error`` that ends the ``--json`` document of a command stopped by Ctrl-C or SIGTERM.
-INTERRUPTED = {"code": "interrupted", "exit_code": 130, "message": "interrupted"}
 
 
 def stopped_after_document() -> NoReturn:

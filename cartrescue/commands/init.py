@@ -5,15 +5,18 @@ from typing import Annotated
 
 import typer
 
-from cartrescue.commands.common import err_console, fail, output_file, output_folder
+from cartrescue.commands.common import JsonOption, err_console, fail, json_out, output_file, output_folder
 from cartrescue.errors import CartrescueError, ConfigError
 
 
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to write cartrescue.yaml and templates/.")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Write a starting config (cartrescue.yaml) and the default templates into DIRECTORY.
+
+    --json prints the paths it wrote (config, templates), or the error alone (exit 2).
 
     Example:
 
@@ -27,17 +30,17 @@ def init(
         shipped = shipped_templates()
         text = init_config(example_config())
     except CartrescueError as error:
-        fail(error, False)
+        fail(error, as_json)
     config_file = directory / "cartrescue.yaml"
     templates = directory / "templates"
     try:
         output_folder("init", directory)
     except CartrescueError as error:
-        fail(error, False)
+        fail(error, as_json)
     there = [str(path) for path in (config_file, templates) if path.exists()]
     if there and not force:
         fail(ConfigError(f"{' and '.join(there)} {'exist' if len(there) > 1 else 'exists'} already "
-                         "(use --force to overwrite)"), False)
+                         "(use --force to overwrite)"), as_json)
     # Templates first: a config is only written once everything it points at is there. What
     # cannot be written (a file where templates/ goes, a folder named cartrescue.yaml, a write
     # refused even to root) names the path, exit 2: it was "internal error", exit 70.
@@ -48,7 +51,10 @@ def init(
         with output_file("init", config_file):
             config_file.write_text(text, encoding="utf-8")
     except CartrescueError as error:
-        fail(error, False)
+        fail(error, as_json)
+    if as_json:
+        json_out({"config": str(config_file), "templates": str(templates)})
+        return
     here = directory.resolve() == Path.cwd().resolve()  # elsewhere, run needs to be told where the config is
     err_console().print(f"wrote {config_file} and {templates}/ — edit the shop: and source: sections, then run "
                         f"`cartrescue run{'' if here else f' --config {config_file}'}`", markup=False, highlight=False,

@@ -243,9 +243,11 @@ def _shop_notes(shop: ShopReport) -> list[str]:
 
 def _totals(shops: list[ShopReport]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Per currency: how many shops, their counts and amounts added up; and the notes on what no
-    total holds (a shop without ``shop.currency``, orders left out for want of a rate)."""
-    from cartrescue.report.analysis import in_currency
+    total holds (a shop without ``shop.currency``, orders left out for want of a rate).
 
+    The report's modules are imported only where there is a total: a shop's report that came back
+    had them imported whole, while a stop (Ctrl-C, SIGTERM) may have left them half imported, and
+    importing them again then failed (exit 70 in place of the interrupted document)."""
     totals: dict[str, dict[str, Any]] = {}
     notes = [note for shop in shops for note in shop.notes]
     for shop in shops:
@@ -259,9 +261,12 @@ def _totals(shops: list[ShopReport]) -> tuple[dict[str, dict[str, Any]], list[st
             total[key] += summary[key]
         total["revenue"] += Decimal(summary["revenue"])
         total["incentive_cost"] += Decimal(shop.incentive_cost or 0)
-    for currency, total in totals.items():  # amounts are strings in --json, as the report's own are
-        for key in ("revenue", "incentive_cost"):
-            total[key] = in_currency(total[key], currency)
+    if totals:
+        from cartrescue.report.analysis import in_currency
+
+        for currency, total in totals.items():  # amounts are strings in --json, as the report's own are
+            for key in ("revenue", "incentive_cost"):
+                total[key] = in_currency(total[key], currency)
     return dict(sorted(totals.items())), notes
 
 

@@ -9,6 +9,7 @@ import typer
 
 from cartrescue.commands.common import (
     ConfigOption,
+    ExportJsonOption,
     JsonOption,
     err_console,
     fail,
@@ -47,7 +48,7 @@ def _window(cfg: Any, since: str | None, until: str | None) -> tuple[datetime | 
 @app.command("export")
 def survey_export(
     config: ConfigOption = None,
-    as_json: JsonOption = False,
+    as_json: ExportJsonOption = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the CSV here (default, or -: stdout).")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
