@@ -454,3 +454,63 @@ def test_doctor_fails_a_sqlite_ledger_whose_disk_is_full(small_disk: Path, shop:
     ledger = next(c for c in result.json["checks"] if c["name"] == "ledger")
     assert ledger["status"] == "fail" and f"the disk holding {small_disk / 'ledger.db'} has " in ledger["detail"], ledger
     assert result.exit_code == 2 == result.json["exit_code"]
+
+
+def test_a_command_on_a_ledger_in_another_journal_mode_that_another_process_holds_gives_up_within_the_lock_wait(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ledger file in SQLite's default journal mode (converted, or restored by a tool that
+    wrote it so) while a backup or a sqlite3 shell holds it: switching it to WAL answered
+    "locked" only after each busy timeout, and the switch was tried a hundred times (50 minutes
+    at the real 30 s wait). It now gives up after the one wait, saying the command did nothing."""
+    import time
+
+    import cartrescue.ledger.engine
+
+    shop.add(cart("c1", email="c1@example.com"))
+    shop.write()
+    assert shop.cli("run", "--outbox", str(shop.folder / "out"), "--json").exit_code == 0
+    with sqlite3.connect(shop.folder / "ledger.db") as db:
+        assert db.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+    monkeypatch.setattr(cartrescue.ledger.engine, "WRITE_LOCK_WAIT", 0.3)
+    other = _lock_exclusively(shop.folder / "ledger.db")
+    try:
+        started = time.monotonic()
+        result = shop.cli("unsubscribe", "c1@example.com", "--json", now=None)
+        took = time.monotonic() - started
+    finally:
+        other.rollback()
+        other.close()
+    assert result.exit_code == 2, result.output
+    assert "database is locked" in result.json["error"]["message"]
+    assert "this command did nothing: run it again once the other process lets go" in result.json["error"]["message"]
+    assert took < 15, took  # one wait of 0.3 s, not a hundred (30 s here)
+    assert shop.cli("unsubscribe", "c1@example.com", "--json", now=None).exit_code == 0  # let go: it goes through
+
+
+def test_a_command_that_is_no_run_meeting_a_busy_ledger_says_it_did_nothing_not_that_a_later_run_goes_on(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """exit 4 tells a run that another does the work; an opt-out or an erasure refused by a busy
+    ledger is done by nobody unless it is given again."""
+    import sqlalchemy as sa
+
+    from cartrescue.commands.common import explained
+    from cartrescue.errors import LockHeld
+
+    path = shop.folder / "busy.db"
+    sqlite3.connect(path).execute("CREATE TABLE t(x)").connection.close()
+    other = _lock_exclusively(path)
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    try:
+        with pytest.raises(sa.exc.OperationalError) as refused, engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    finally:
+        other.rollback()
+        other.close()
+        engine.dispose()
+    monkeypatch.setattr(sys, "argv", ["cartrescue", "unsubscribe", "c1@example.com"])
+    for_a_command = explained(refused.value)
+    monkeypatch.setattr(sys, "argv", ["cartrescue", "run", "--send"])
+    for_a_run = explained(refused.value)
+    assert isinstance(for_a_command, LockHeld) and isinstance(for_a_run, LockHeld)
+    assert "this command did nothing: run it again" in str(for_a_command) and "a later run" not in str(for_a_command)
+    assert "a later run goes on" in str(for_a_run)

@@ -87,7 +87,7 @@ def explained(error: BaseException) -> BaseException:
     if exc is not None and isinstance(error, exc.DBAPIError):
         from cartrescue.ledger import ledger_error
 
-        return ledger_error(error, "the ledger")
+        return ledger_error(error, "the ledger", redo=command_of(sys.argv[1:]) not in ("run", "run-all"))
     sqlite3 = sys.modules.get("sqlite3")
     if sqlite3 is not None and isinstance(error, sqlite3.Error) and \
             getattr(error, "sqlite_errorname", "") == "SQLITE_FULL":

@@ -27,13 +27,17 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     sqlite_read_pragmas(dbapi_connection, _record)  # first: the next pragmas may wait for a lock
     cursor = dbapi_connection.cursor()
     # Switching a new file to WAL needs a moment alone with it, and SQLite answers "locked" at
-    # once (no busy wait) while another process creates it: retry briefly.
-    for attempt in range(100):
+    # once (no busy wait) while another process creates it: retry briefly. A file in another
+    # journal mode that another process holds (a backup, a sqlite3 shell) answers "locked" only
+    # after the busy timeout: the retries end with WRITE_LOCK_WAIT in all, not a hundred of them
+    # (a command waited 50 minutes on such a ledger).
+    deadline = time.monotonic() + WRITE_LOCK_WAIT
+    while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             break
         except Exception as exc:  # sqlite3.OperationalError; the driver module is not imported here
-            if "locked" not in str(exc) or attempt == 99:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.02)
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -64,16 +64,24 @@ def busy(exc: BaseException) -> bool:
                                          "lock wait timeout", "canceling statement due to lock"))
 
 
-def ledger_error(exc: BaseException, where: str) -> Exception:
+#: What a command other than a run did when the ledger was busy: it must be run again (an
+#: opt-out, an erasure, an import was not recorded), where a run's work is done by a later run.
+NOT_DONE = "this command did nothing: run it again once the other process lets go"
+
+
+def ledger_error(exc: BaseException, where: str, *, redo: bool = False) -> Exception:
     """The error a run reports for a database error of the ledger: busy is "locked" (exit 4); a
-    ledger that stopped answering is said in its own words (:class:`cartrescue.drivers.Silence`)."""
+    ledger that stopped answering is said in its own words (:class:`cartrescue.drivers.Silence`).
+    ``redo``: a command other than a run (``unsubscribe``, ``forget``, ``suppress import``), whose
+    work no later run does: it says :data:`NOT_DONE`, not "a later run goes on"."""
     silent = stopped_answering(exc)
     if silent is not None:
         return LedgerError(f"{silent}: nothing more was claimed; a message whose outcome could not be "
                            "recorded keeps its claim and is not sent again (doctor lists it)")
     if busy(exc):
-        return LockHeld(f"{where} is busy: another process holds its lock ({one_line(exc)}); a later run "
-                        "goes on (a stopped cartrescue process keeps it locked: resume or end it)")
+        then = NOT_DONE if redo else "a later run goes on"
+        return LockHeld(f"{where} is busy: another process holds its lock ({one_line(exc)}); {then} "
+                        "(a stopped cartrescue process keeps it locked: resume or end it)")
     return LedgerError(f"{where}: {one_line(exc)}")
 
 

@@ -25,7 +25,7 @@ from sqlmodel import create_engine
 from cartrescue.drivers import STATEMENT_WAIT, Silence, missing_driver, stopped_answering
 from cartrescue.errors import LedgerError, LockHeld, LockLost
 from cartrescue.ledger.engine import WRITE_LOCK_WAIT, driver_sql, sqlite_pragmas, sqlite_read_pragmas, write_lock
-from cartrescue.ledger.errors import NO_SCHEMA, NO_SCHEMA_HINT, one_line, why_no_file
+from cartrescue.ledger.errors import NO_SCHEMA, NO_SCHEMA_HINT, NOT_DONE, busy, one_line, why_no_file
 from cartrescue.ledger.liveness import (OTHER_HOST_GONE, RunsOver, dead_runs, note_left_claims, process_gone,
                                         sent_by, process_identity)
 from cartrescue.ledger.moments import aware, naive
@@ -177,6 +177,8 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 reason += NO_SCHEMA_HINT
             if "unable to open database file" in reason:
                 reason += why_no_file(self.url)
+            if busy(exc):  # a file in another journal mode that another process holds (a backup, a sqlite3 shell)
+                reason += f" (another process holds its lock; {NOT_DONE})"
             raise LedgerError(f"{where} {self.safe_url()}: cannot open: {reason}") from None
 
     def has_no_tables(self) -> bool:
