@@ -31,7 +31,7 @@ def loads(data: str | bytes | None) -> Any:
     if not raw.strip():
         raise PhpDataError("empty")
     try:
-        value = phpserialize.loads(raw, decode_strings=True, object_hook=phpserialize.phpobject)
+        value = phpserialize.loads(raw, object_hook=phpserialize.phpobject)  # strings as bytes: see _text
     except Exception as exc:  # phpserialize raises ValueError, but also IndexError on truncation
         detail = " ".join(str(exc).split())[:80] or type(exc).__name__
         raise PhpDataError(f"not valid serialized PHP ({detail})") from None
@@ -51,13 +51,24 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return Decimal(repr(value))
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        return _text(value)
     return value
+
+
+def _text(raw: bytes) -> str:
+    """A PHP string's bytes as text: UTF-8, else Windows-1252. A site on WordPress's old
+    ``latin1`` connection (``DB_CHARSET``) wrote ``Åsa`` as the byte C5, as a binary column
+    (``LONGBLOB``, ``bytea``) gives it back; phpserialize made such a byte a lone surrogate, which a
+    reminder showed as ``?sa`` and ``preview --json`` could not write."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
 
 
 def _key(key: Any) -> str:
     if isinstance(key, bytes):
-        return key.decode("utf-8", "replace")
+        return _text(key)
     return str(key)
 
 
