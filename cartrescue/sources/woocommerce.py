@@ -45,6 +45,7 @@ from zoneinfo import ZoneInfo
 from urllib.parse import quote_plus
 
 from cartrescue.contacts import fold_email
+from cartrescue.currency import in_minor_units
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.sources.base import OrderFilter, Window
@@ -387,7 +388,7 @@ class WooCommerceSource(DatabaseSource):
             customer=customer,
             currency=currency,
             items=tuple(items),
-            total=total if total is not None else sum((line.line_total for line in items), Decimal("0")),
+            total=total if total is not None else _lines_total(items, currency),
             created_at=moment,
             updated_at=moment,
             recovery_url=self.recovery_url(cart_id, token),
@@ -648,6 +649,14 @@ def _title(value: Any) -> str | None:
     if value is None:
         return None
     return " ".join(html.unescape(_TAG.sub("", str(value))).split())
+
+
+def _lines_total(items: Sequence[LineItem], currency: str) -> Decimal:
+    """A cart's total from the lines it still has (``cart_total`` missing, or counting a line
+    that is gone), in the currency's digits as WooCommerce shows it: unit prices are
+    ``line_subtotal / quantity`` (33.33… for three at 100.00), and their sum was 99.99999999,
+    below an ``eligibility.min_total`` of 100 and so in the ledger's cart value."""
+    return in_minor_units(sum((line.line_total for line in items), Decimal("0")), currency)
 
 
 def _int(value: Any) -> int:
