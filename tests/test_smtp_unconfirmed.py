@@ -119,6 +119,45 @@ def test_an_unconfirmed_step_is_done_reported_and_resent_only_on_request(shop: S
     assert rows_by_email(shop)["u1@example.com"]["status"] == "sent"
 
 
+def test_resend_unconfirmed_does_not_count_a_step_a_later_step_followed_as_released(shop: Shop) -> None:
+    """Step 1's outcome was lost, and the next day's run sent step 2 (step 1 counted as done).
+    ``--resend-unconfirmed`` then released step 1, which the planner never sends after step 2:
+    the run said it was "released and tried again", and nothing went out."""
+    shop.add(cart("u1"))
+    with LoopbackSMTP(faults=[Fault(r"^u1@", "drop-after-data", times=1)]) as server:
+        shop.configure(smtp=server.smtp_config())
+        assert shop.cli("run", "--send", "--json").json["counts"]["deliveries"] == {"unconfirmed": 1}
+        later = shop.cli("run", "--send", "--json", now=NOW + timedelta(days=1))
+        assert later.json["counts"]["sent"] == 1  # step 2
+        resend = shop.cli("run", "--send", "--json", "--resend-unconfirmed", now=NOW + timedelta(days=1, minutes=10))
+    assert resend.json["counts"]["sent"] == 0 and server.attempts["u1@example.com"] == 2
+    assert resend.json["released"] == 0 and resend.json["released_not_resent"] == 1
+    step1 = next(row for row in shop.messages() if row["step"] == 1)
+    assert "not resent: step 2 of this cart already went out" in step1["reply"]
+
+
+def test_resend_unconfirmed_tells_a_step_a_later_step_followed_was_not_resent(shop: Shop) -> None:
+    shop.add(cart("u1"))
+    with LoopbackSMTP(faults=[Fault(r"^u1@", "drop-after-data", times=1)]) as server:
+        shop.configure(smtp=server.smtp_config())
+        shop.cli("run", "--send")
+        shop.cli("run", "--send", now=NOW + timedelta(days=1))
+        human = shop.cli("run", "--send", "--resend-unconfirmed", now=NOW + timedelta(days=1, minutes=10))
+    said = " ".join(human.stdout.replace("\u2502", " ").split())
+    assert "tried again" not in said
+    assert "1 earlier claim without outcome was released but not resent: a later step of its cart had already gone out" in said
+
+
+def test_resend_unconfirmed_says_a_released_step_that_went_out_again_was_tried_again(shop: Shop) -> None:
+    shop.add(cart("u1"))
+    with LoopbackSMTP(faults=[Fault(r"^u1@", "drop-after-data", times=1)]) as server:
+        shop.configure(smtp=server.smtp_config())
+        shop.cli("run", "--send")
+        human = shop.cli("run", "--send", "--resend-unconfirmed", now=NOW + timedelta(minutes=10))
+    said = " ".join(human.stdout.replace("\u2502", " ").split())
+    assert "1 earlier claim without outcome was released and tried again (--resend-unconfirmed)" in said, said
+
+
 def test_the_run_summary_counts_unconfirmed_messages(shop: Shop) -> None:
     shop.add(cart("u1"))
     with LoopbackSMTP(faults=[Fault(r"^u1@", "drop-after-data")]) as server:
