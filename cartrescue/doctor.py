@@ -284,9 +284,23 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
                      "point ledger.url at the primary, or grant the writes; `report` only reads it)",
                      int(ExitCode.CONFIG))
     if unconfirmed:
-        return Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed{silent}): "
-                     "not resent unless `run --send --resend-unconfirmed`")
+        return Check("ledger", WARN, _without_outcome(counts, silent))
     return Check("ledger", OK, summary)
+
+
+def _without_outcome(counts: dict[str, int], silent: str) -> str:
+    """The ledger line of a ledger with claims without outcome: each message counted once (the
+    statuses without outcome are named in the warning, not listed before it as well)."""
+    from cartrescue.ledger import UNCONFIRMED
+    from cartrescue.text import counted
+
+    others = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if status not in UNCONFIRMED)
+    kinds = [(status, counts[status]) for status in UNCONFIRMED if counts.get(status)]
+    number = sum(n for _status, n in kinds)
+    which = kinds[0][0] if len(kinds) == 1 else ", ".join(f"{n} {status}" for status, n in kinds)
+    return (f"{others}; " if others else "") + (
+        f"{counted(number, 'claim')} ({which}) {'has' if number == 1 else 'have'} no outcome (a run was "
+        f"killed{silent}): not resent unless `run --send --resend-unconfirmed`")
 
 
 def _step_templates(config: Any) -> str | None:
