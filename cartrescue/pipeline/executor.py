@@ -730,8 +730,8 @@ class _ClaimFeed:
         assert self.ledger is not None
         with stops.held():
             self.ledger.record(self._drain())
-            if self.bounced:
-                self.ledger.suppress_many(self.bounced)
+            if self.bounced:  # stamped as the claims are: a pinned clock's instant (README)
+                self.ledger.suppress_many(self.bounced, self.executor.clock.now())
                 self.bounced = []
 
 
