@@ -107,7 +107,7 @@ def test_an_unconfirmed_step_is_done_reported_and_resent_only_on_request(shop: S
         assert rows_by_email(shop)["u1@example.com"]["status"] == "unconfirmed"
 
         human = shop.cli("run", "--send", now=NOW + timedelta(minutes=5))
-        assert "1 earlier claims have no outcome" in human.stdout
+        assert "1 earlier claim has no outcome" in human.stdout  # one claim: not "1 earlier claims have"
         later = shop.cli("run", "--send", "--json", now=NOW + timedelta(minutes=10))
         assert later.json["unconfirmed"] == 1 and later.json["counts"]["sent"] == 0
         assert server.attempts["u1@example.com"] == 1  # the step counts as done: not resent
@@ -202,7 +202,7 @@ def test_the_run_summary_names_the_sms_gateway_for_an_sms_claim_without_outcome(
     shop.add(cart("c2"))
     human = shop.cli("run", "--outbox", str(shop.folder / "out"), *workers, now=NOW + timedelta(minutes=5))
     said = " ".join(human.stdout.replace("│", " ").split())  # the summary's panel, unwrapped
-    assert "1 earlier claims have no outcome (a run was killed, or the SMS gateway did not answer after the " \
+    assert "1 earlier claim has no outcome (a run was killed, or the SMS gateway did not answer after the " \
            "message)" in said, human.output
     assert "relay" not in said
     document = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", *workers,

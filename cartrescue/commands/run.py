@@ -478,12 +478,14 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
         lines.extend(_released_lines(summary))
     elif summary.unconfirmed:
         from cartrescue.channels import silent_parties
+        from cartrescue.text import counted
 
-        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed"
-                     f"{silent_parties(summary.unconfirmed_channels)}); not resent "
-                     "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
+        one = summary.unconfirmed == 1
+        lines.append(f"[yellow]{counted(summary.unconfirmed, 'earlier claim')} {'has' if one else 'have'} no outcome "
+                     f"(a run was killed{silent_parties(summary.unconfirmed_channels)}); not resent "
+                     f"(see `cartrescue doctor`; --resend-unconfirmed sends {'it' if one else 'them'} again)[/]")
         if summary.killed_left:
-            lines.append(f"[yellow]{summary.killed_left} of them were left by a run killed (or stopped with messages in "
+            lines.append(f"[yellow]{summary.killed_left} of them {'was' if summary.killed_left == 1 else 'were'} left by a run killed (or stopped with messages in "
                          "flight: Ctrl-C, SIGTERM, a ledger error) since the last run, found "
                          "now: those customers may not have got their message (said once)[/]")
     if counts["problems"]:
