@@ -119,7 +119,9 @@ def test_an_unconfirmed_step_is_done_reported_and_resent_only_on_request(shop: S
     assert rows_by_email(shop)["u1@example.com"]["status"] == "sent"
 
 
-def test_resend_unconfirmed_does_not_count_a_step_a_later_step_followed_as_released(shop: Shop) -> None:
+@pytest.mark.parametrize("workers", [[], pytest.param(["--workers", "2"], marks=pytest.mark.slow)])
+def test_resend_unconfirmed_does_not_count_a_step_a_later_step_followed_as_released(shop: Shop,
+                                                                                   workers: list[str]) -> None:
     """Step 1's outcome was lost, and the next day's run sent step 2 (step 1 counted as done).
     ``--resend-unconfirmed`` then released step 1, which the planner never sends after step 2:
     the run said it was "released and tried again", and nothing went out."""
@@ -129,7 +131,8 @@ def test_resend_unconfirmed_does_not_count_a_step_a_later_step_followed_as_relea
         assert shop.cli("run", "--send", "--json").json["counts"]["deliveries"] == {"unconfirmed": 1}
         later = shop.cli("run", "--send", "--json", now=NOW + timedelta(days=1))
         assert later.json["counts"]["sent"] == 1  # step 2
-        resend = shop.cli("run", "--send", "--json", "--resend-unconfirmed", now=NOW + timedelta(days=1, minutes=10))
+        resend = shop.cli("run", "--send", "--json", "--resend-unconfirmed", *workers,
+                          now=NOW + timedelta(days=1, minutes=10))
     assert resend.json["counts"]["sent"] == 0 and server.attempts["u1@example.com"] == 2
     assert resend.json["released"] == 0 and resend.json["released_not_resent"] == 1
     step1 = next(row for row in shop.messages() if row["step"] == 1)
