@@ -131,7 +131,7 @@ class ShopRun:
         lines += [f"failed: {n} × {why}" for why, n in sorted((self.counts().get("failures") or {}).items(),
                                                               key=lambda item: -item[1])[:3]]
         killed_left = int(trailer.get("killed_left") or 0)
-        if killed_left and not trailer.get("released"):
+        if killed_left and not (trailer.get("released") or trailer.get("released_not_resent")):
             lines.append(f"{killed_left} claims were left without outcome by a run killed (or stopped with messages in "
                          "flight: Ctrl-C, SIGTERM, a ledger error) since the last run, found "
                          "now: those customers may not have got their message; not resent (said once; `cartrescue "
@@ -162,7 +162,9 @@ class ShopRun:
                                "run_id": trailer.get("run_id"), "decisions": self.decisions,
                                "counts": merge_counts([self.counts()]), "problems": list(trailer.get("problems") or []),
                                "unconfirmed": trailer.get("unconfirmed", 0),
-                               "released": trailer.get("released", 0), "killed_left": trailer.get("killed_left", 0),
+                               "released": trailer.get("released", 0),
+                               "released_not_resent": trailer.get("released_not_resent", 0),
+                               "killed_left": trailer.get("killed_left", 0),
                                "notes": list(trailer.get("notes") or []),
                                "shop_switched_from": trailer.get("shop_switched_from"),
                                "warnings": list(trailer.get("warnings") or [])}

@@ -200,11 +200,17 @@ def normalize_phone(raw: str | None, region: str | None = None, *, mobile: bool 
     A number without ``+`` and country code is read in ``region`` (ISO 3166, the shop's
     country). Letters are refused (``1-800-FLOWERS`` and ``ext.`` are not numbers a text message
     goes to); with ``mobile`` so is a number type that cannot receive one (fixed line, toll-free,
-    premium). Cached: a shop's carts repeat their customers' numbers.
+    premium). A ``tel:`` link's number (RFC 3966, as a form may store it) is read as the number:
+    the call list dials it (:func:`dialable`), so the texts and the opt-out check must read it
+    too, or a number that replied STOP is called. Cached: a shop's carts repeat their customers'
+    numbers.
     """
     if not raw:
         return None
-    return _normalize_phone(raw.strip(), region, mobile)
+    text = raw.strip()
+    if text[:4].lower() == "tel:":
+        text = text[4:].strip()
+    return _normalize_phone(text, region, mobile)
 
 
 @lru_cache(maxsize=8192)

@@ -287,8 +287,7 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
     if room is not None:
         return Check("ledger", FAIL, f"{summary}; but {room}", int(ExitCode.CONFIG))
     if unconfirmed:
-        return Check("ledger", WARN, f"{summary}; {unconfirmed} claims have no outcome (a run was killed{silent}): "
-                     "not resent unless `run --send --resend-unconfirmed`")
+        return Check("ledger", WARN, _without_outcome(counts, silent))
     return Check("ledger", OK, summary)
 
 
@@ -318,6 +317,21 @@ def _no_room(config: Any) -> str | None:
         return None
     return (f"the disk holding {path} has {free:,} bytes free ({config.where('ledger.url')}): every run would stop "
             "at its first write that finds no room (exit 2); free space there")
+
+
+def _without_outcome(counts: dict[str, int], silent: str) -> str:
+    """The ledger line of a ledger with claims without outcome: each message counted once (the
+    statuses without outcome are named in the warning, not listed before it as well)."""
+    from cartrescue.ledger import UNCONFIRMED
+    from cartrescue.text import counted
+
+    others = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if status not in UNCONFIRMED)
+    kinds = [(status, counts[status]) for status in UNCONFIRMED if counts.get(status)]
+    number = sum(n for _status, n in kinds)
+    which = kinds[0][0] if len(kinds) == 1 else ", ".join(f"{n} {status}" for status, n in kinds)
+    return (f"{others}; " if others else "") + (
+        f"{counted(number, 'claim')} ({which}) {'has' if number == 1 else 'have'} no outcome (a run was "
+        f"killed{silent}): not resent unless `run --send --resend-unconfirmed`")
 
 
 def _step_templates(config: Any) -> str | None:

@@ -95,6 +95,8 @@ class RunSummary:
     # The channels of the ``unconfirmed`` earlier claims: the summary names who did not answer
     # (the relay, the SMS gateway: cartrescue.channels.silent_parties), in --json as a sorted list.
     unconfirmed_channels: list[str] = field(default_factory=list)
+    # Claims it released that are not resent: a later step of their cart was done (Ledger.release_unconfirmed).
+    released_not_resent: int = 0
 
 
 _Paced = TypeVar("_Paced", SmtpConfig, SmsConfig, WebhookConfig)
@@ -380,7 +382,7 @@ def _run_job(
         pruned: dict[str, int] = {}
         unconfirmed = 0
         unconfirmed_channels: list[str] = []
-        released = 0
+        released, released_not_resent = 0, 0
         killed_left = 0
         watch = None
         if delivering:
@@ -403,7 +405,8 @@ def _run_job(
             pruned = _prune(config, ledger, now, run_id)
             killed_left = sum(ledger.close_dead_runs(run_id, config.ledger.lock_timeout).values())
             if request.resend_unconfirmed:
-                released = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
+                freed = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
+                released, released_not_resent = int(freed), freed.not_resent
             left = ledger.unconfirmed(run_id, owns)
             unconfirmed, unconfirmed_channels = len(left), sorted({row["channel"] for row in left})
         # Every shard reads the whole newsletter export: its bad rows are shard 1's to report.
@@ -483,7 +486,7 @@ def _run_job(
     notes += planner.prioritizer.notes()
     summary = RunSummary(request.mode, now, run_id, counts, problems, unconfirmed, released, notes, pruned,
                          killed_left=killed_left, shop_switched_from=switched_from, warnings=warnings,
-                         unconfirmed_channels=unconfirmed_channels)
+                         unconfirmed_channels=unconfirmed_channels, released_not_resent=released_not_resent)
     if request.deliver and request.mode == "dry-run":
         summary.used_files = sorted(renderer.used_files())
         if request.lint and summary.used_files:

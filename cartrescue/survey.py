@@ -26,7 +26,7 @@ from urllib.parse import quote
 from cartrescue.config import Config
 from cartrescue.ledger import Ledger
 from cartrescue.survey_words import WORDS
-from cartrescue.text import printable
+from cartrescue.text import printable, spreadsheet_text
 from cartrescue.tokens import TEST, BadToken, sign, unverified_payload, verify_link
 
 PURPOSE = "survey"
@@ -200,18 +200,16 @@ def period_counts(ledger: Ledger, since: datetime, until: datetime) -> dict[str,
 #: Columns of ``survey export`` (one row per answered cart).
 EXPORT_COLUMNS = ("answered_at", "cart_key", "step", "reason", "label", "text", "locale", "tier", "variant", "email",
                   "answers", "first_answered_at")
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet shows as text: a leading ``=``, ``+``, ``-`` or ``@`` (a
-    formula in Excel, LibreOffice, Sheets) gets a ``'`` in front."""
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula (:func:`spreadsheet_text`)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     text = str(value)
-    return "'" + text if text.startswith(_FORMULA) else text
+    return spreadsheet_text(text)
 
 
 def write_csv(answers: Iterable[dict[str, Any]], out: IO[str], config: Config) -> int:

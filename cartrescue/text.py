@@ -4,6 +4,8 @@ Owns one rule: a value that came from a cart, a file or a server is shown as tex
 markup or as terminal control. Escape sequences in a customer's name must not move the
 operator's cursor, retitle the window or hide a line; ``[/]`` in an address must not reach
 rich's markup parser. Callers print the result with rich ``Text`` (or ``markup=False``).
+The same rule for a spreadsheet: a CSV cell a person opens in one (the call list, the survey
+export) is shown as text, never run as a formula (:func:`spreadsheet_text`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,31 @@ def printable(value: object, *, keep_newlines: bool = False) -> str:
         return text
     text = _ESCAPE.sub("", text).replace("\t", " ")
     return (_CONTROL if keep_newlines else _CONTROL_NO_NEWLINES).sub("", text)
+
+
+#: What makes a spreadsheet read a CSV cell as a formula (CSV injection, OWASP): ``=``, ``+``,
+#: ``-``, ``@``, and a leading tab or CR, which some imports drop before reading the rest.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text: str) -> str:
+    """``text`` as a CSV cell that Excel, LibreOffice or Sheets shows as text, never runs as a
+    formula: one starting with a formula character, also behind spaces, tabs or CRs (an import
+    that trims them, LibreOffice's "Trim spaces", reads the rest as the cell; a tab in the call
+    list's data is a space by then), gets a leading apostrophe, which spreadsheets hide and
+    treat as "this is text". The one rule of every CSV a person opens (:func:`spreadsheet_value`
+    undoes it)."""
+    if text.startswith(FORMULA_START) or text.lstrip(" \t\r").startswith(FORMULA_START):
+        return "'" + text
+    return text
+
+
+def spreadsheet_value(cell: str) -> str:
+    """The value :func:`spreadsheet_text` wrote as ``cell``: without the apostrophe it put in
+    front (one a spreadsheet kept when staff re-saved the file)."""
+    if cell.startswith("'") and spreadsheet_text(cell[1:]) != cell[1:]:
+        return cell[1:]
+    return cell
 
 
 def path_text(path: object) -> str:

@@ -182,13 +182,14 @@ class MergedRun:
     warnings: list[str] = field(default_factory=list)
     findings: int = 0
     unconfirmed_channels: list[str] = field(default_factory=list)  # all shards' (job.RunSummary's)
+    released_not_resent: int = 0  # all shards' (job.RunSummary's)
 
     def trailer(self) -> dict[str, Any]:
         out: dict[str, Any] = {"counts": self.counts, "run_id": None,
                                "run_ids": [s.trailer.get("run_id") for s in self.shards if s.trailer],
                                "workers": len(self.shards), "shards": [s.as_json() for s in self.shards],
                                "unconfirmed": self.unconfirmed, "unconfirmed_channels": self.unconfirmed_channels,
-                               "released": self.released,
+                               "released": self.released, "released_not_resent": self.released_not_resent,
                                "killed_left": self.killed_left, "problems": self.problems,
                                "notes": self.notes, "pruned": self.pruned,
                                "shop_switched_from": self.shop_switched_from, "warnings": self.warnings}
@@ -523,6 +524,7 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
     unconfirmed_channels = sorted({channel for r in reports for channel in (r.trailer or {}).get("unconfirmed_channels") or []})
     released = sum(int((r.trailer or {}).get("released") or 0) for r in reports)
     killed_left = sum(int((r.trailer or {}).get("killed_left") or 0) for r in reports)
+    not_resent = sum(int((r.trailer or {}).get("released_not_resent") or 0) for r in reports)
     codes = []
     for report in reports:
         code = report.exit_code
@@ -546,4 +548,5 @@ def merge(reports: list[ShardReport], mode: str, now: datetime) -> MergedRun:
     for report in reports:
         warnings.extend(line for line in (report.trailer or {}).get("warnings") or [] if line not in warnings)
     return MergedRun(mode, now, reports, counts, problems[:PROBLEMS_KEPT], notes, unconfirmed, released, killed_left, worst,
-                     error, pruned, switched, warnings, unconfirmed_channels=unconfirmed_channels)
+                     error, pruned, switched, warnings, unconfirmed_channels=unconfirmed_channels,
+                     released_not_resent=not_resent)

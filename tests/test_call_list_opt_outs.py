@@ -145,3 +145,15 @@ def test_a_run_with_workers_names_the_config_in_its_call_list_note_as_given(
     assert _listed(path) == ["c-eve"]
     (note,) = [note for note in later.json["notes"] if "removed 1 row" in note]
     assert note.startswith(f"cartrescue.yaml: call_list.path: {path}: removed 1 row"), note
+
+
+def test_a_number_written_as_a_tel_uri_that_replied_stop_is_not_called(shop: Shop) -> None:
+    """A cart's ``tel:+46…`` (a form that stores the link) was dialled by the call list but read
+    as no number by the opt-out check (letters): a number that had replied STOP was called."""
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                                       {"name": "standard", "min_score": 0}]},
+                   call_list={"path": "calls.csv"})
+    shop.add(cart("c-bob", email="bob@example.com", phone="tel:+46701234500", items=PRICEY))
+    assert shop.cli("unsubscribe", "+46701234500", now=None).exit_code == 0
+    decisions = shop.decisions(command="run")
+    assert decisions["c-bob"]["reason"] == "suppressed", decisions["c-bob"]

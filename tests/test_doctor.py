@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from cartrescue.doctor import FAIL, OK, staleness
 from cartrescue.errors import ExitCode
-from cartrescue.ledger import Ledger, Run
+from cartrescue.ledger import ClaimRequest, Ledger, Run
 from conftest import NOW, Shop, cart
 
 
@@ -155,7 +155,27 @@ def test_unconfirmed_claims_are_reported(shop: Shop) -> None:
     claim_c1(shop)
     found = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))
     assert found["ledger"]["status"] == "warn"
-    assert "1 claims have no outcome" in found["ledger"]["detail"] and "--resend-unconfirmed" in found["ledger"]["detail"]
+    assert "1 claim (claimed) has no outcome" in found["ledger"]["detail"] and "--resend-unconfirmed" in found["ledger"]["detail"]
+
+
+def test_the_ledger_line_counts_a_message_without_outcome_once(shop: Shop) -> None:
+    """It read "1 unconfirmed; 1 claims have no outcome" of a single message: said twice, and
+    "1 claims"."""
+    claim_c1(shop)
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        ledger.record([(row["id"], "unconfirmed", "no reply after the message", "") for row in ledger.messages()])
+        run_id = ledger.start_run("send", datetime.now(timezone.utc))
+        with ledger.lock(run_id, timedelta(hours=2)):
+            ledger.claim(run_id, [ClaimRequest("csv:c9", "c9", "c9@example.com", 1, "email", "smtp", "reminder-1",
+                                               None, "standard", 0.0)], datetime.now(timezone.utc))
+        ledger.record([(row["id"], "sent", "250 ok", "") for row in ledger.messages() if row["cart_id"] == "c9"])
+        ledger.finish_run(run_id, "ok", {"sent": 1})
+    finally:
+        ledger.close()
+    detail = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["ledger"]["detail"]
+    assert detail.startswith("1 sent; 1 claim (unconfirmed) has no outcome (a run was killed, or the relay "), detail
+    assert detail.count("unconfirmed") == 2  # the status, and the option that resends it
 
 
 @pytest.mark.parametrize(("channel", "transport", "phone", "who"), [

@@ -84,6 +84,9 @@ def test_a_text_must_name_the_opt_out_keyword_and_the_shop() -> None:
     ("08-123 456 78", "SE", None),  # a Stockholm landline: no text message reaches it
     ("", "SE", None),
     ("+" + "9" * 60, "SE", None),
+    ("tel:+46701234567", "SE", "+46701234567"),  # a tel: link's number, as the call list dials it
+    ("TEL:070-123 45 67", "SE", "+46701234567"),
+    ("tel:070-CALL-ME", "SE", None),
 ])
 def test_phone_numbers_are_normalized_to_e164_for_text_messages(raw: str, region: str | None,
                                                                   expected: str | None) -> None:

@@ -236,6 +236,17 @@ def test_a_bounced_address_gets_no_other_cart_nor_later_step(shop: Shop) -> None
 
 
 @pytest.mark.smtp
+def test_a_bounce_under_a_pinned_clock_is_suppressed_at_the_runs_instant(shop: Shop) -> None:
+    """README: a pinned clock is the instant of everything the run records; the bounce's
+    suppression was stamped with the real time, days away from the run's claims."""
+    shop.add(cart("a1", email="gone@example.com"))
+    with LoopbackSMTP(faults=[Fault(r"^gone@", "550 5.1.1 No such user here")]) as server:
+        assert send(shop, server).exit_code == 1
+    suppressed = shop.suppression("gone@example.com")
+    assert suppressed is not None and suppressed["created_at"] == NOW
+
+
+@pytest.mark.smtp
 @pytest.mark.parametrize("address", ["Gone.User@Example.com", "gone@bücher.example"])
 def test_a_bounce_keeps_the_hash_of_the_address_and_a_reply_without_it(shop: Shop, address: str) -> None:
     """docs/sending.md: "The ledger keeps the hash of a suppressed address, not the address".

@@ -107,7 +107,7 @@ def test_an_unconfirmed_step_is_done_reported_and_resent_only_on_request(shop: S
         assert rows_by_email(shop)["u1@example.com"]["status"] == "unconfirmed"
 
         human = shop.cli("run", "--send", now=NOW + timedelta(minutes=5))
-        assert "1 earlier claims have no outcome" in human.stdout
+        assert "1 earlier claim has no outcome" in human.stdout  # one claim: not "1 earlier claims have"
         later = shop.cli("run", "--send", "--json", now=NOW + timedelta(minutes=10))
         assert later.json["unconfirmed"] == 1 and later.json["counts"]["sent"] == 0
         assert server.attempts["u1@example.com"] == 1  # the step counts as done: not resent
@@ -117,6 +117,48 @@ def test_an_unconfirmed_step_is_done_reported_and_resent_only_on_request(shop: S
         server.wait_for(2)
     assert server.recipients() == Counter({"ok1@example.com": 1, "u1@example.com": 1})
     assert rows_by_email(shop)["u1@example.com"]["status"] == "sent"
+
+
+@pytest.mark.parametrize("workers", [[], pytest.param(["--workers", "2"], marks=pytest.mark.slow)])
+def test_resend_unconfirmed_does_not_count_a_step_a_later_step_followed_as_released(shop: Shop,
+                                                                                   workers: list[str]) -> None:
+    """Step 1's outcome was lost, and the next day's run sent step 2 (step 1 counted as done).
+    ``--resend-unconfirmed`` then released step 1, which the planner never sends after step 2:
+    the run said it was "released and tried again", and nothing went out."""
+    shop.add(cart("u1"))
+    with LoopbackSMTP(faults=[Fault(r"^u1@", "drop-after-data", times=1)]) as server:
+        shop.configure(smtp=server.smtp_config())
+        assert shop.cli("run", "--send", "--json").json["counts"]["deliveries"] == {"unconfirmed": 1}
+        later = shop.cli("run", "--send", "--json", now=NOW + timedelta(days=1))
+        assert later.json["counts"]["sent"] == 1  # step 2
+        resend = shop.cli("run", "--send", "--json", "--resend-unconfirmed", *workers,
+                          now=NOW + timedelta(days=1, minutes=10))
+    assert resend.json["counts"]["sent"] == 0 and server.attempts["u1@example.com"] == 2
+    assert resend.json["released"] == 0 and resend.json["released_not_resent"] == 1
+    step1 = next(row for row in shop.messages() if row["step"] == 1)
+    assert "not resent: step 2 of this cart already went out" in step1["reply"]
+
+
+def test_resend_unconfirmed_tells_a_step_a_later_step_followed_was_not_resent(shop: Shop) -> None:
+    shop.add(cart("u1"))
+    with LoopbackSMTP(faults=[Fault(r"^u1@", "drop-after-data", times=1)]) as server:
+        shop.configure(smtp=server.smtp_config())
+        shop.cli("run", "--send")
+        shop.cli("run", "--send", now=NOW + timedelta(days=1))
+        human = shop.cli("run", "--send", "--resend-unconfirmed", now=NOW + timedelta(days=1, minutes=10))
+    said = " ".join(human.stdout.replace("\u2502", " ").split())
+    assert "tried again" not in said
+    assert "1 earlier claim without outcome was released but not resent: a later step of its cart had already gone out" in said
+
+
+def test_resend_unconfirmed_says_a_released_step_that_went_out_again_was_tried_again(shop: Shop) -> None:
+    shop.add(cart("u1"))
+    with LoopbackSMTP(faults=[Fault(r"^u1@", "drop-after-data", times=1)]) as server:
+        shop.configure(smtp=server.smtp_config())
+        shop.cli("run", "--send")
+        human = shop.cli("run", "--send", "--resend-unconfirmed", now=NOW + timedelta(minutes=10))
+    said = " ".join(human.stdout.replace("\u2502", " ").split())
+    assert "1 earlier claim without outcome was released and tried again (--resend-unconfirmed)" in said, said
 
 
 def test_the_run_summary_counts_unconfirmed_messages(shop: Shop) -> None:
@@ -163,7 +205,7 @@ def test_the_run_summary_names_the_sms_gateway_for_an_sms_claim_without_outcome(
     shop.add(cart("c2"))
     human = shop.cli("run", "--outbox", str(shop.folder / "out"), *workers, now=NOW + timedelta(minutes=5))
     said = " ".join(human.stdout.replace("│", " ").split())  # the summary's panel, unwrapped
-    assert "1 earlier claims have no outcome (a run was killed, or the SMS gateway did not answer after the " \
+    assert "1 earlier claim has no outcome (a run was killed, or the SMS gateway did not answer after the " \
            "message)" in said, human.output
     assert "relay" not in said
     document = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", *workers,

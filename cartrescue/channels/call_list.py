@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.model import Decision
-from cartrescue.text import path_text, printable
+from cartrescue.text import path_text, printable, spreadsheet_text, spreadsheet_value
 
 COLUMNS = ("cart_id", "first_name", "last_name", "phone", "email", "locale", "currency", "total",
            "items", "score", "tier", "previous_orders", "recovery_url", "last_activity", "step", "added_at",
@@ -38,12 +38,8 @@ def cell(value: object) -> str:
     text = printable(value, keep_newlines=True)
     if "\n" in text:
         text = " ".join(text.split())
-    if text[:1] in _FORMULA_START:
-        return "'" + text
-    return text
+    return spreadsheet_text(text)
 
-
-_FORMULA_START = frozenset("=+-@")  # OWASP; tab and CR are removed by printable()
 
 BOM = b"\xef\xbb\xbf"  # Excel's "CSV UTF-8" begins the file with it
 DELIMITERS = (",", ";", "\t")  # Excel writes ";" where the comma is the decimal sign (SE, DE, FR)
@@ -381,10 +377,7 @@ def _contact(row: list[str], names: list[str], region: str | None) -> Contact:
 
     def value(column: str) -> str:
         at = names.index(column) if column in names else len(row)
-        text = row[at] if at < len(row) else ""
-        if text[:2] in {"'" + start for start in _FORMULA_START}:
-            text = text[1:]  # the apostrophe cell() puts before a formula character
-        return text
+        return spreadsheet_value(row[at] if at < len(row) else "")  # without the apostrophe cell() puts
 
     address, number = value("email"), value("phone")
     return (normalize_email(address) if address else None), (normalize_phone(number, region) if number else None)

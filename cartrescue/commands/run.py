@@ -147,7 +147,8 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     _say_warnings(stderr, summary.warnings)
     if stream is not None:
         _end(stream, {"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
-                      "unconfirmed_channels": summary.unconfirmed_channels, "released": summary.released, "killed_left": summary.killed_left,
+                      "unconfirmed_channels": summary.unconfirmed_channels, "released": summary.released,
+                      "released_not_resent": getattr(summary, "released_not_resent", 0), "killed_left": summary.killed_left,
                       "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes, "pruned": summary.pruned,
                       "shop_switched_from": summary.shop_switched_from,
@@ -227,9 +228,29 @@ def _all_well(counts: dict[str, Any], summary: Any) -> bool:
     The run's own messages that went ``unconfirmed`` (the relay hung up after the final dot, or
     said nothing within ``smtp.data_timeout``) are said by that run, once, for the same reason: no
     failure (exit 0), but only the relay's log tells whether ``--resend-unconfirmed`` is due."""
-    return not (counts["failed"] or counts["problems"] or (summary.killed_left and not summary.released)
+    return not (counts["failed"] or counts["problems"] or (summary.killed_left and not released_any(summary))
                 or counts["deliveries"].get("unconfirmed")
                 or getattr(summary, "shop_switched_from", None) or getattr(summary, "warnings", None))
+
+
+def released_any(summary: Any) -> bool:
+    """Whether ``--resend-unconfirmed`` released earlier claims (some may not be sent again)."""
+    return bool(summary.released or getattr(summary, "released_not_resent", 0))
+
+
+def _released_lines(summary: Any) -> list[str]:
+    """What ``--resend-unconfirmed`` did with the claims it released: those tried again, and those
+    not resent since a later step of their cart had gone out (the planner never goes back to them)."""
+    from cartrescue.text import counted
+
+    lines = []
+    for number, what in ((summary.released, "released and tried again"),
+                         (getattr(summary, "released_not_resent", 0),
+                          "released but not resent: a later step of its cart had already gone out")):
+        if number:
+            lines.append(f"[yellow]{counted(number, 'earlier claim')} without outcome "
+                         f"{'was' if number == 1 else 'were'} {what} (--resend-unconfirmed)[/]")
+    return lines
 
 
 def _shard(text: str | None) -> Any:
@@ -453,17 +474,18 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
             lines.extend(f"[red]failed:[/] {n} × {escape(printable(why))}" for why, n in failures[:3])
             if len(failures) > 3:
                 lines.append(f"[red]failed:[/] {sum(n for _why, n in failures[3:])} for other reasons (see --json)")
-    if summary.released:
-        lines.append(f"[yellow]{summary.released} earlier claims without outcome were released and tried again "
-                     "(--resend-unconfirmed)[/]")
+    if released_any(summary):
+        lines.extend(_released_lines(summary))
     elif summary.unconfirmed:
         from cartrescue.channels import silent_parties
+        from cartrescue.text import counted
 
-        lines.append(f"[yellow]{summary.unconfirmed} earlier claims have no outcome (a run was killed"
-                     f"{silent_parties(summary.unconfirmed_channels)}); not resent "
-                     "(see `cartrescue doctor`; --resend-unconfirmed sends them again)[/]")
+        one = summary.unconfirmed == 1
+        lines.append(f"[yellow]{counted(summary.unconfirmed, 'earlier claim')} {'has' if one else 'have'} no outcome "
+                     f"(a run was killed{silent_parties(summary.unconfirmed_channels)}); not resent "
+                     f"(see `cartrescue doctor`; --resend-unconfirmed sends {'it' if one else 'them'} again)[/]")
         if summary.killed_left:
-            lines.append(f"[yellow]{summary.killed_left} of them were left by a run killed (or stopped with messages in "
+            lines.append(f"[yellow]{summary.killed_left} of them {'was' if summary.killed_left == 1 else 'were'} left by a run killed (or stopped with messages in "
                          "flight: Ctrl-C, SIGTERM, a ledger error) since the last run, found "
                          "now: those customers may not have got their message (said once)[/]")
     if counts["problems"]:

@@ -58,7 +58,8 @@ def survey_export(
     Columns: answered_at, cart_key, step, reason, label, text, locale, tier, variant, email,
     answers (how often the cart was answered), first_answered_at. The free text is the
     customer's, as typed (control characters removed): open it as data, never as HTML. A cell
-    starting with = + - or @ gets a ' in front, so no spreadsheet runs it as a formula.
+    starting with = + - @, a tab or a CR (also = + - @ behind spaces) gets a ' in front, so no
+    spreadsheet runs it as a formula.
 
     Example:
 

@@ -17,6 +17,7 @@ from cartrescue.config import Config, EligibilityConfig, QuietHours, Sequence
 from cartrescue.contacts import phone_zones
 from cartrescue.decide.eligibility import Verdict, new_verdict
 from cartrescue.ledger import SentStep
+from cartrescue.ledger.values import STEP_DONE
 from cartrescue.model import (
     ACTION_DEFER,
     ACTION_SKIP,
@@ -33,10 +34,8 @@ from cartrescue.model import (
 )
 
 
-# Statuses that make a step "done": claimed or unconfirmed (maybe sent: at most once), sent,
-# permanently failed (the relay refused it: the attempt counts, see docs/sending.md), held out
-# (the control group: the step passed without a message, on purpose).
-DONE = frozenset({"claimed", "unconfirmed", "sent", "failed_permanent", "held_out"})
+#: Statuses that make a step "done" (the ledger owns the list: :data:`cartrescue.ledger.values.STEP_DONE`).
+DONE = STEP_DONE
 
 
 @quick_init

@@ -39,8 +39,8 @@ from cartrescue.scratch import json_keys
 from cartrescue.ledger.tables import (READ_TABLES, TABLES, BudgetHold, CartDecision, Message, Run, RunLock, SendTest,
                                       SurveyAnswer)
 from cartrescue.ledger.values import (ADDRESS_CHANNELS, DELIVERY_FAILED, MAYBE_DELIVERED, MESSAGED, NUMBER_CHANNELS,
-                                      UNCONFIRMED, Claimed, ClaimRequest, History, Owner, SentStep, StoppedChannel,
-                                      TierUse)
+                                      STEP_DONE, UNCONFIRMED, Claimed, ClaimRequest, History, Owner, Released, SentStep,
+                                      StoppedChannel, TierUse)
 
 #: PostgreSQL advisory locks of numbers being claimed are ``(NUMBER_LOCKS, hash of the number)``.
 NUMBER_LOCKS = 0x63724E4F  # "crNO"
@@ -825,7 +825,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
             ).mappings().all()
         return [dict(row) for row in rows if owns is None or owns(row["email"], row["cart_key"], row["phone"])]
 
-    def release_unconfirmed(self, run_id: int, stale_after: timedelta, owns: Owner | None = None) -> int:
+    def release_unconfirmed(self, run_id: int, stale_after: timedelta, owns: Owner | None = None) -> Released:
         """``run --resend-unconfirmed``: turn dead runs' unconfirmed rows into ``failed_transient``.
 
         The planner then sees those steps as not done and this run claims them again. A message
@@ -839,7 +839,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         lock. A live run that is merely paused on this host keeps its claims; so does every run
         holding a lock, of any shard. With ``owns`` (a shard's
         :meth:`~cartrescue.shards.Shard.owns`) only that shard's rows are released. Returns how
-        many rows were released.
+        many rows were released for resending; ``not_resent``, how many of them are not sent again
+        because a later step of their sequence is done for the cart (the planner sends no step
+        after a later one): their reply says so.
         """
         message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
@@ -861,7 +863,31 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                         reply=f"unconfirmed claim of dead run released for resending by run #{run_id} "
                               "(--resend-unconfirmed)")
                 ).rowcount or 0)
-        return released
+            not_resent = self._followed_by_later_steps(conn, ids, run_id)
+        done = Released(released - not_resent)
+        done.not_resent = not_resent
+        return done
+
+    @staticmethod
+    def _followed_by_later_steps(conn: Any, ids: list[int], run_id: int) -> int:
+        """Mark the released rows ``ids`` whose cart has a later step of their sequence done (a
+        run after the lost outcome went on to it): the planner never goes back to them, so their
+        reply says they are not resent. Returns how many there were."""
+        message = Message.__table__  # type: ignore[attr-defined]
+        later = message.alias("later")
+        followed = 0
+        for chunk in chunks(ids, 500):
+            rows = conn.execute(
+                select(message.c.id, func.max(later.c.step)).join(later, and_(
+                    later.c.cart_key == message.c.cart_key, later.c.step > message.c.step,
+                    later.c.status.in_(sorted(STEP_DONE)),
+                    or_(later.c.sequence == message.c.sequence, later.c.sequence.is_(None),
+                        message.c.sequence.is_(None)))).where(message.c.id.in_(chunk)).group_by(message.c.id)).all()
+            for row_id, step in rows:
+                followed += int(conn.execute(update(message).where(message.c.id == row_id).values(
+                    reply=f"unconfirmed claim of dead run released by run #{run_id} (--resend-unconfirmed); "
+                          f"not resent: step {step} of this cart already went out")).rowcount or 0)
+        return followed
 
     def close_dead_runs(self, run_id: int, stale_after: timedelta) -> dict[int, int]:
         """Record as ``killed`` the runs still ``running`` that are provably gone (kill -9, the

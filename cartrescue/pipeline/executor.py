@@ -751,8 +751,8 @@ class _ClaimFeed:
             except Exception as exc:
                 self._keep(outcomes, exc)
                 raise
-            if self.bounced:
-                self.ledger.suppress_many(self.bounced)
+            if self.bounced:  # stamped as the claims are: a pinned clock's instant (README)
+                self.ledger.suppress_many(self.bounced, self.executor.clock.now())
                 self.bounced = []
 
 
