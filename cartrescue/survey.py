@@ -79,18 +79,32 @@ def claimed_locale(token: str) -> str:
     return parts[1] if len(parts) == 3 else ""
 
 
-def words(config: Config, locale: str | None) -> dict[str, str]:
-    """The survey's words for ``locale``: ``sv_SE`` -> ``sv`` -> the shop's default locale ->
-    English, each the config's ``survey.words`` over the shipped ones; last, a reason of the
-    shop's own labelled in another locale only takes that label (the config asks for one)."""
+def _chain(config: Config, locale: str | None) -> list[str]:
+    """The locales whose words a page for ``locale`` takes, the first wanted most."""
     chain: list[str] = []
     for candidate in (locale, (locale or "").split("_")[0], config.shop.default_locale,
                       config.shop.default_locale.split("_")[0], "en"):
         if candidate and candidate not in chain:
             chain.append(candidate)
+    return chain
+
+
+def page_locale(config: Config, locale: str | None) -> str:
+    """The language a page for ``locale`` is written in: the first of :func:`words`' chain that has
+    words, shipped or the config's. A page for an ``ar`` message without Arabic words is English and
+    says so (its ``lang``, and so its direction: it was marked Arabic and laid out from the right)."""
+    own = config.survey.words
+    return next((candidate for candidate in _chain(config, locale) if WORDS.get(candidate) or own.get(candidate)),
+                "en")
+
+
+def words(config: Config, locale: str | None) -> dict[str, str]:
+    """The survey's words for ``locale``: ``sv_SE`` -> ``sv`` -> the shop's default locale ->
+    English, each the config's ``survey.words`` over the shipped ones; last, a reason of the
+    shop's own labelled in another locale only takes that label (the config asks for one)."""
     merged: dict[str, str] = {}
     own = config.survey.words
-    for candidate in reversed(chain):
+    for candidate in reversed(_chain(config, locale)):
         merged.update(WORDS.get(candidate, {}))
         merged.update(own.get(candidate, {}))
     for elsewhere in own.values():  # in the config's order

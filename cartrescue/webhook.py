@@ -59,6 +59,7 @@ from urllib.parse import parse_qs
 from sqlalchemy.exc import SQLAlchemyError
 
 from cartrescue import survey
+from cartrescue.compose.render import text_direction
 from cartrescue.config import Config, load_config
 from cartrescue.errors import LedgerError
 from cartrescue.inbound import InboundSms
@@ -73,7 +74,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 MAX_BODY = 64 * 1024
 
 _PAGE = """<!doctype html>
-<html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="{lang}"{dir}><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex"><title>{title}</title></head>
 <body style="font-family: system-ui, sans-serif; max-width: 34em; margin: 3em auto; padding: 0 1em; line-height: 1.5">
 <h1 style="font-size: 1.4em">{title}</h1>
@@ -143,7 +144,10 @@ class WebhookApp:
 
     def _page(self, start_response: StartResponse, status: str, title: str, body: str,
               extra: Iterable[tuple[str, str]] = (), lang: str = "en") -> list[bytes]:
+        # A page in Arabic, Hebrew, Persian… reads from the right, as the message it came from.
+        direction = ' dir="rtl"' if text_direction(lang) == "rtl" else ""
         payload = _PAGE.format(title=html.escape(title), body=body, lang=html.escape(lang.replace("_", "-")),
+                               dir=direction,
                                shop=html.escape(self.config.shop.name)).encode("utf-8")
         start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(payload))),
                                 ("Cache-Control", "no-store"), ("X-Robots-Tag", "noindex"),
@@ -247,7 +251,7 @@ class WebhookApp:
         locale = survey.claimed_locale(token)
         said = survey.words(self.config, locale)
         return self._page(start_response, "400 Bad Request", said["invalid_title"],
-                          f"<p>{html.escape(said['invalid_body'])}</p>", lang=locale or "en")
+                          f"<p>{html.escape(said['invalid_body'])}</p>", lang=survey.page_locale(self.config, locale))
 
     def _survey_form(self, start_response: StartResponse, token: str, chosen: str, *,
                      status: str = "200 OK", text: str = "", notice: str = "") -> list[bytes]:
@@ -271,7 +275,8 @@ class WebhookApp:
                 f'value="{html.escape(token, quote=True)}">{options}{line}'
                 f'<p><button type="submit" style="font-size: 1em; padding: .5em 1.2em">{html.escape(said["button"])}'
                 "</button></p></form>")
-        return self._page(start_response, status, said["page_title"], body, lang=asked.locale or "en")
+        return self._page(start_response, status, said["page_title"], body,
+                          lang=survey.page_locale(self.config, asked.locale))
 
     def _survey_post(self, start_response: StartResponse, token: str, reason: str, text: str) -> list[bytes]:
         try:
@@ -289,7 +294,8 @@ class WebhookApp:
             body += f"<p>{html.escape(said['your_comment'])} {html.escape(answer.text)}</p>"
         if self.config.survey.stops_sequence:
             body += f"<p>{html.escape(said['thanks_stop'])}</p>"
-        return self._page(start_response, "200 OK", said["thanks_title"], body, lang=answer.token.locale or "en")
+        return self._page(start_response, "200 OK", said["thanks_title"], body,
+                          lang=survey.page_locale(self.config, answer.token.locale))
 
 
 def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WSGIApp:

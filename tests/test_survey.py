@@ -529,6 +529,26 @@ def test_the_answer_page_shows_a_reason_labelled_in_one_other_locale_only(survey
     assert status == 200 and "Unsicher bei der Größe" in page
 
 
+def test_a_survey_page_in_a_right_to_left_language_reads_from_the_right(survey_shop: Shop) -> None:
+    arabic = {"page_title": "لماذا تركت سلتك؟", "page_intro": "اختر سببًا واحدًا.", "button": "إرسال",
+              "price": "السعر", "thanks_title": "شكرًا لك"}
+    survey_shop.configure(survey={"reasons": ["price"], "words": {"ar": arabic}})
+    token = make_token("csv:c1", 1, "ar", SECRET)
+    with webhook(survey_shop) as base:
+        _status, form = http(f"{base}/cart-survey?token={quote(token)}")
+        _status, thanks = post(base, token, "price")
+    assert '<html lang="ar" dir="rtl">' in form and arabic["page_title"] in form
+    assert '<html lang="ar" dir="rtl">' in thanks and arabic["thanks_title"] in thanks
+
+
+def test_a_survey_page_without_words_for_the_messages_locale_is_marked_as_the_language_it_is_in(
+        survey_shop: Shop) -> None:
+    token = make_token("csv:c1", 1, "ar", SECRET)  # an ar template folder, no survey words for ar
+    with webhook(survey_shop) as base:
+        _status, form = http(f"{base}/cart-survey?token={quote(token)}")
+    assert '<html lang="en">' in form and WORDS["en"]["page_title"] in form
+
+
 # -- templates check ------------------------------------------------------------------------------------
 
 def test_templates_check_verifies_survey_links_in_every_locale(survey_shop: Shop, tmp_path: Path) -> None:
