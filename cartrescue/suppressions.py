@@ -309,7 +309,7 @@ def _column_of(names: list[str], candidates: tuple[str, ...]) -> int | None:
 def _consented(cells: list[str], consents: tuple[int | None, int | None], entry: str) -> bool:
     """Whether the row's consent column for ``entry`` (an address's e-mail consent, a number's SMS
     consent) says yes: a customers export lists those who agreed too, and they are no opt-outs."""
-    index = consents[1] if "@" not in entry and written_as_number(entry) else consents[0]
+    index = consents[1] if "@" not in entry and written_as_number(_unticked(entry)) else consents[0]
     return index is not None and index < len(cells) and cells[index].lower() in _CONSENTS
 
 
@@ -358,9 +358,17 @@ def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: date
     return import_entries(ledger, read_addresses(path), reason=reason, now=now, region=region)
 
 
+def _unticked(cell: str) -> str:
+    """``cell`` without the apostrophe a spreadsheet or Shopify's export puts before a number
+    (``'+46701234567``) to keep it text: the cart reader takes that number, so must the import."""
+    text = cell.strip()
+    return text[1:] if text.startswith("'") and written_as_number(text[1:]) else cell
+
+
 def _entry_hash(cell: str, region: str | None) -> str | None:
     """The hash one entry of a list is suppressed under: an address's, or a phone number's (local
     digits read in ``region``) as a STOP reply's; ``None`` for neither."""
+    cell = _unticked(cell)
     if "@" not in cell and written_as_number(cell):
         number = normalize_phone(cell, region)
         return phone_hash(number) if number else None

@@ -917,3 +917,15 @@ def test_suppress_import_of_a_shopify_customers_export_skips_the_numbers_that_ac
     listed = {number: shop.cli("suppress", "list", "--email", number, now=None).exit_code
               for number in ("+46701234500", "+46701234501")}
     assert listed == {"+46701234500": 1, "+46701234501": 0}  # exit 1: not suppressed
+
+
+def test_suppress_import_reads_a_number_behind_a_spreadsheets_apostrophe(shop: Shop, tmp_path: Path) -> None:
+    """Shopify's exports (and a spreadsheet that kept a number as text) write ``'+46701234500``:
+    the cart reader takes that number, but the import reported it "not an e-mail address or phone
+    number" (exit 1) and the person who had opted out of texts got the next one."""
+    export = tmp_path / "sms-optouts.csv"
+    export.write_text("Email,Phone\n,'+46701234500\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (1, [])
+    assert shop.cli("suppress", "list", "--email", "+46701234500", now=None).exit_code == 0
