@@ -40,6 +40,12 @@ _EMAIL_COLUMNS = ("email", "e-mail", "email address", "e-mail address", "emailad
 #: The column of an SMS tool's opt-out export, read where a list has no e-mail column.
 _PHONE_COLUMNS = ("phone", "phone number", "phone_number", "phonenumber", "mobile", "mobile phone", "mobile number",
                   "mobile_number", "cell", "cell phone", "cellphone", "msisdn", "telephone", "tel", "number")
+#: The marketing-consent columns of a customers export that lists everyone (Shopify's: ``yes`` or
+#: ``no``), for its e-mail and its phone entries: only those who declined are opt-outs.
+_EMAIL_CONSENT_COLUMNS = ("accepts email marketing", "accepts marketing", "accepts_email_marketing",
+                          "accepts_marketing")
+_SMS_CONSENT_COLUMNS = ("accepts sms marketing", "accepts_sms_marketing")
+_CONSENTS = ("yes", "true", "1", "subscribed")
 #: An address as a mail client writes a sender (``Ann Tester <ann@example.com>``, ``"Tester, Ann"
 #: <ann@…>``) or a bounce report names it (``<ann@…>``): the address is what is inside ``<>``.
 _NAME_ADDR = re.compile(r'(?:"[^"]*"|[^"<>@]*)\s*<([^<>\s:]+@[^<>\s]+)>')
@@ -235,7 +241,9 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
 
     A CSV (``,``, ``;`` or tab) is read by its e-mail column (``email``, ``Email Address``, ...),
     else by its phone column (``Phone Number``: an SMS tool's opt-outs), and a row whose e-mail
-    cell is empty by its phone column (an export of both kinds of opt-outs); without such a header,
+    cell is empty by its phone column (an export of both kinds of opt-outs); a row whose consent
+    column for that entry says yes (``Accepts Email Marketing``, ``Accepts SMS Marketing``: a
+    customers export lists everyone) is no opt-out and is skipped; without such a header,
     the first cell of each row holding an ``@``, else the first written as a phone number. Its
     first row is a header only when none of its cells is either: a list of numbers without a
     header lost its first number to it. A file without a delimiter is one address (or number) a
@@ -268,6 +276,7 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     rows = csv.reader(io.StringIO(text), delimiter=delimiter)
     column: int | None = None
     phone: int | None = None  # the phone column beside an e-mail column: a row without an address
+    consents: tuple[int | None, int | None] = (None, None)  # the e-mail and SMS consent columns
     header_seen = False
     end = 0  # the line the previous row ended on
     for row in rows:
@@ -280,13 +289,28 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
             names = [cell.lower() for cell in cells]
             column = next((names.index(name) for name in _EMAIL_COLUMNS + _PHONE_COLUMNS if name in names), None)
             phone = next((names.index(name) for name in _PHONE_COLUMNS if name in names), None)
+            consents = (_column_of(names, _EMAIL_CONSENT_COLUMNS), _column_of(names, _SMS_CONSENT_COLUMNS))
             if column is not None or not any("@" in cell or written_as_number(cell) for cell in cells):
                 continue  # the header line
         if column is not None:
-            yield f"{path.name}:{number}", _row_entry(cells, column, phone)
+            entry = _row_entry(cells, column, phone)
+            if not _consented(cells, consents, entry):
+                yield f"{path.name}:{number}", entry
         else:
             yield f"{path.name}:{number}", next((cell for cell in cells if "@" in cell),
                                                 next((cell for cell in cells if written_as_number(cell)), cells[0]))
+
+
+def _column_of(names: list[str], candidates: tuple[str, ...]) -> int | None:
+    """The index of the first of ``candidates`` among a header's lower-cased ``names``."""
+    return next((names.index(name) for name in candidates if name in names), None)
+
+
+def _consented(cells: list[str], consents: tuple[int | None, int | None], entry: str) -> bool:
+    """Whether the row's consent column for ``entry`` (an address's e-mail consent, a number's SMS
+    consent) says yes: a customers export lists those who agreed too, and they are no opt-outs."""
+    index = consents[1] if "@" not in entry and written_as_number(_unticked(entry)) else consents[0]
+    return index is not None and index < len(cells) and cells[index].lower() in _CONSENTS
 
 
 def _row_entry(cells: list[str], column: int, phone: int | None) -> str:
@@ -334,9 +358,17 @@ def import_file(ledger: Ledger, path: Path, *, reason: str = IMPORTED, now: date
     return import_entries(ledger, read_addresses(path), reason=reason, now=now, region=region)
 
 
+def _unticked(cell: str) -> str:
+    """``cell`` without the apostrophe a spreadsheet or Shopify's export puts before a number
+    (``'+46701234567``) to keep it text: the cart reader takes that number, so must the import."""
+    text = cell.strip()
+    return text[1:] if text.startswith("'") and written_as_number(text[1:]) else cell
+
+
 def _entry_hash(cell: str, region: str | None) -> str | None:
     """The hash one entry of a list is suppressed under: an address's, or a phone number's (local
     digits read in ``region``) as a STOP reply's; ``None`` for neither."""
+    cell = _unticked(cell)
     if "@" not in cell and written_as_number(cell):
         number = normalize_phone(cell, region)
         return phone_hash(number) if number else None

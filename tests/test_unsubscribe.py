@@ -886,3 +886,46 @@ def test_suppress_import_reads_addresses_written_with_a_name_or_in_angle_bracket
     assert result.exit_code == 0, result.output
     assert (result.json["added"], result.json["invalid"]) == (2, [])
     assert shop.suppression("ann@example.com") is not None and shop.suppression("bob@example.com") is not None
+
+
+def test_suppress_import_of_a_shopify_customers_export_suppresses_only_those_who_declined(
+        shop: Shop, tmp_path: Path) -> None:
+    """Shopify's customers export lists every customer, with ``Accepts Email Marketing`` yes or no:
+    imported, each of them was suppressed, and the customers who had agreed to marketing never got
+    a reminder again."""
+    export = tmp_path / "customers_export.csv"
+    export.write_text("Customer ID,First Name,Last Name,Email,Accepts Email Marketing,Default Address Company,"
+                      "Phone,Accepts SMS Marketing,Total Spent,Total Orders,Note,Tax Exempt,Tags\n"
+                      "123,Ann,Tester,ann@example.com,no,,,no,10.00,1,,no,\n"
+                      "124,Bob,Tester,bob@example.com,yes,,,no,0.00,0,,no,\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (1, [])
+    assert shop.suppression("ann@example.com") is not None
+    assert shop.suppression("bob@example.com") is None
+
+
+def test_suppress_import_of_a_shopify_customers_export_skips_the_numbers_that_accept_texts(
+        shop: Shop, tmp_path: Path) -> None:
+    """A customer with only a phone number is imported by it; ``Accepts SMS Marketing`` yes was
+    suppressed all the same, and the customer who had agreed to texts got none."""
+    export = tmp_path / "customers_export.csv"
+    export.write_text("Customer ID,First Name,Email,Accepts Email Marketing,Phone,Accepts SMS Marketing\n"
+                      "125,Carl,,no,+46701234500,yes\n"
+                      "126,Dora,,no,+46701234501,no\n", encoding="utf-8")
+    assert shop.cli("suppress", "import", str(export), now=None).exit_code == 0
+    listed = {number: shop.cli("suppress", "list", "--email", number, now=None).exit_code
+              for number in ("+46701234500", "+46701234501")}
+    assert listed == {"+46701234500": 1, "+46701234501": 0}  # exit 1: not suppressed
+
+
+def test_suppress_import_reads_a_number_behind_a_spreadsheets_apostrophe(shop: Shop, tmp_path: Path) -> None:
+    """Shopify's exports (and a spreadsheet that kept a number as text) write ``'+46701234500``:
+    the cart reader takes that number, but the import reported it "not an e-mail address or phone
+    number" (exit 1) and the person who had opted out of texts got the next one."""
+    export = tmp_path / "sms-optouts.csv"
+    export.write_text("Email,Phone\n,'+46701234500\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (1, [])
+    assert shop.cli("suppress", "list", "--email", "+46701234500", now=None).exit_code == 0
