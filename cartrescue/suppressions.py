@@ -310,7 +310,7 @@ def _consented(cells: list[str], consents: tuple[int | None, int | None], entry:
     """Whether the row's consent column for ``entry`` (an address's e-mail consent, a number's SMS
     consent) says yes: a customers export lists those who agreed too, and they are no opt-outs."""
     index = consents[1] if "@" not in entry and written_as_number(_unticked(entry)) else consents[0]
-    return index is not None and index < len(cells) and cells[index].lower() in _CONSENTS
+    return index is not None and index < len(cells) and cells[index].strip().lower() in _CONSENTS
 
 
 def _row_entry(cells: list[str], column: int, phone: int | None) -> str:
