@@ -514,3 +514,21 @@ def test_a_command_that_is_no_run_meeting_a_busy_ledger_says_it_did_nothing_not_
     assert isinstance(for_a_command, LockHeld) and isinstance(for_a_run, LockHeld)
     assert "this command did nothing: run it again" in str(for_a_command) and "a later run" not in str(for_a_command)
     assert "a later run goes on" in str(for_a_run)
+
+
+def test_a_mysql_ledger_that_does_not_answer_is_said_in_words_not_as_the_drivers_tuple(shop: Shop) -> None:
+    """PyMySQL's error is a (code, message) tuple, and its str was what the line said:
+    ``cannot open: (2003, "Can't connect to MySQL server on '127.0.0.1' (…)")``."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    shop.configure(ledger={"url": f"mysql+pymysql://root@127.0.0.1:{port}/cr_nowhere"})
+    shop.add(cart("c1", email="c1@example.com"))
+    shop.write()
+    result = shop.cli("run", "--json")
+    message = result.json["error"]["message"]
+    assert result.exit_code == 2, result.output
+    assert "ledger.url" in message and "Can't connect to MySQL server on '127.0.0.1'" in message
+    assert "(MySQL error 2003)" in message and "(2003," not in message

@@ -98,6 +98,14 @@ def failed_while_delivering(exc: BaseException, where: str, stopped: str) -> str
 
 
 def one_line(exc: BaseException) -> str:
-    """A database error as one line: the driver's message, its first line."""
-    text = str(getattr(exc, "orig", None) or exc)
+    """A database error as one line: the driver's message, its first line. PyMySQL's errors are
+    a tuple of code and message (``(2003, "Can't connect to MySQL server on …")``, its ``str``):
+    said as the message and its code, as PostgreSQL's driver says its own."""
+    orig = getattr(exc, "orig", None) or exc
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    if type(orig).__module__.startswith("pymysql") and len(args) == 2 and isinstance(args[0], int) \
+            and isinstance(args[1], str) and args[1].strip():
+        text = f"{args[1].strip()} (MySQL error {args[0]})"
+    else:
+        text = str(orig)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
