@@ -405,7 +405,8 @@ def _run_job(
             pruned = _prune(config, ledger, now, run_id)
             killed_left = sum(ledger.close_dead_runs(run_id, config.ledger.lock_timeout).values())
             if request.resend_unconfirmed:
-                released, released_not_resent = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
+                freed = ledger.release_unconfirmed(run_id, config.ledger.lock_timeout, owns)
+                released, released_not_resent = int(freed), freed.not_resent
             left = ledger.unconfirmed(run_id, owns)
             unconfirmed, unconfirmed_channels = len(left), sorted({row["channel"] for row in left})
         # Every shard reads the whole newsletter export: its bad rows are shard 1's to report.

@@ -148,7 +148,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
     if stream is not None:
         _end(stream, {"counts": counts, "run_id": summary.run_id, "unconfirmed": summary.unconfirmed,
                       "unconfirmed_channels": summary.unconfirmed_channels, "released": summary.released,
-                      "released_not_resent": summary.released_not_resent, "killed_left": summary.killed_left,
+                      "released_not_resent": getattr(summary, "released_not_resent", 0), "killed_left": summary.killed_left,
                       "problems": [str(p) for p in summary.problems],
                       "notes": summary.notes, "pruned": summary.pruned,
                       "shop_switched_from": summary.shop_switched_from,
@@ -235,7 +235,7 @@ def _all_well(counts: dict[str, Any], summary: Any) -> bool:
 
 def released_any(summary: Any) -> bool:
     """Whether ``--resend-unconfirmed`` released earlier claims (some may not be sent again)."""
-    return bool(summary.released or summary.released_not_resent)
+    return bool(summary.released or getattr(summary, "released_not_resent", 0))
 
 
 def _released_lines(summary: Any) -> list[str]:
@@ -245,7 +245,7 @@ def _released_lines(summary: Any) -> list[str]:
 
     lines = []
     for number, what in ((summary.released, "released and tried again"),
-                         (summary.released_not_resent,
+                         (getattr(summary, "released_not_resent", 0),
                           "released but not resent: a later step of its cart had already gone out")):
         if number:
             lines.append(f"[yellow]{counted(number, 'earlier claim')} without outcome "

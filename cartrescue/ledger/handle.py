@@ -39,7 +39,7 @@ from cartrescue.scratch import json_keys
 from cartrescue.ledger.tables import (READ_TABLES, TABLES, BudgetHold, CartDecision, Message, Run, RunLock, SendTest,
                                       SurveyAnswer)
 from cartrescue.ledger.values import (ADDRESS_CHANNELS, DELIVERY_FAILED, MAYBE_DELIVERED, MESSAGED, NUMBER_CHANNELS,
-                                      STEP_DONE, UNCONFIRMED, Claimed, ClaimRequest, History, Owner, SentStep,
+                                      STEP_DONE, UNCONFIRMED, Claimed, ClaimRequest, History, Owner, Released, SentStep,
                                       StoppedChannel, TierUse)
 
 #: PostgreSQL advisory locks of numbers being claimed are ``(NUMBER_LOCKS, hash of the number)``.
@@ -825,7 +825,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
             ).mappings().all()
         return [dict(row) for row in rows if owns is None or owns(row["email"], row["cart_key"], row["phone"])]
 
-    def release_unconfirmed(self, run_id: int, stale_after: timedelta, owns: Owner | None = None) -> tuple[int, int]:
+    def release_unconfirmed(self, run_id: int, stale_after: timedelta, owns: Owner | None = None) -> Released:
         """``run --resend-unconfirmed``: turn dead runs' unconfirmed rows into ``failed_transient``.
 
         The planner then sees those steps as not done and this run claims them again. A message
@@ -839,9 +839,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         lock. A live run that is merely paused on this host keeps its claims; so does every run
         holding a lock, of any shard. With ``owns`` (a shard's
         :meth:`~cartrescue.shards.Shard.owns`) only that shard's rows are released. Returns how
-        many rows were released for resending, and how many released rows are not sent again
+        many rows were released for resending; ``not_resent``, how many of them are not sent again
         because a later step of their sequence is done for the cart (the planner sends no step
-        after a later one; saying them "tried again" was untrue): their reply says so.
+        after a later one): their reply says so.
         """
         message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
         now = datetime.now(timezone.utc)
@@ -864,7 +864,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                               "(--resend-unconfirmed)")
                 ).rowcount or 0)
             not_resent = self._followed_by_later_steps(conn, ids, run_id)
-        return released - not_resent, not_resent
+        done = Released(released - not_resent)
+        done.not_resent = not_resent
+        return done
 
     @staticmethod
     def _followed_by_later_steps(conn: Any, ids: list[int], run_id: int) -> int:

@@ -36,7 +36,7 @@ REPORTED = ("sent", "unconfirmed", "held_out")
 #: it: the attempt counts, see docs/sending.md), held out (the control group: the step passed
 #: without a message, on purpose). The ledger asks it too: a step released by
 #: ``--resend-unconfirmed`` is not sent again once a later step of its cart is done.
-STEP_DONE = frozenset({*MESSAGED, "held_out"})
+STEP_DONE = frozenset({"claimed", "unconfirmed", "sent", "failed_permanent", "held_out"})
 #: Statuses of an attempt that reached no one: ``doctor`` names a channel all of whose attempts end so.
 DELIVERY_FAILED = ("failed_transient", "failed_permanent")
 #: The channels that reach the customer's number, and so are claimed at most once a day per number
@@ -64,6 +64,14 @@ class Claimed(dict[tuple[str, int, str], int]):
     the keys of texts and calls it did not claim because their number had a message that day."""
 
     refused: frozenset[tuple[str, int, str]] = frozenset()
+
+
+class Released(int):
+    """How many unconfirmed claims :meth:`Ledger.release_unconfirmed` released for resending, and
+    ``not_resent``: those it released that are not sent again, since a later step of their cart
+    is done (the planner sends no step after a later one: saying them "tried again" was untrue)."""
+
+    not_resent: int = 0
 
 
 @dataclass(slots=True)
