@@ -123,3 +123,22 @@ def test_no_message_index_repeats_the_leading_columns_of_another(tmp_path: Path)
     for name, leading in columns.items():
         for other, longer in columns.items():
             assert other == name or longer[:len(leading)] != leading, f"{name} {leading} leads {other} {longer}"
+
+
+def _bounce_lookup_steps(tmp_path: Path, others: int) -> int:
+    """Steps of finding the recipients of two returned messages among ``others`` sent ones."""
+    ledger = _ledger_with(tmp_path / f"returned-{others}.db", others)
+    with ledger.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE cr_message SET message_id = '<' || id || '.cart@shop.example.com>'")
+    try:
+        wanted = ["<7.cart@shop.example.com>", "<11.cart@shop.example.com>"]
+        return _steps(ledger, lambda: ledger.recipients_of(wanted))
+    finally:
+        ledger.close()
+
+
+def test_a_returned_messages_lookup_costs_the_same_in_a_ledger_ten_times_larger(tmp_path: Path) -> None:
+    """``suppress mailbox`` finds whom a bounce or a spam complaint names by the returned
+    Message-ID, once per report: without an index on it, each report read every sent message."""
+    small, large = _bounce_lookup_steps(tmp_path, 3_000), _bounce_lookup_steps(tmp_path, 30_000)
+    assert large < 1.5 * small + 50, (small, large)

@@ -23,6 +23,9 @@ class Message(SQLModel, table=True):
         UniqueConstraint("cart_key", "step", "channel", name="uq_cr_message_cart_step_channel"),
         Index("ix_cr_message_email_claimed", "email", "claimed_at"),
         Index("ix_cr_message_phone_claimed", "phone", "claimed_at"),
+        # `suppress mailbox` finds whom a bounce or a spam complaint names by the Message-ID it
+        # returns: without it, each report read every message of the ledger.
+        Index("ix_cr_message_message_id", "message_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
