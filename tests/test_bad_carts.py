@@ -167,6 +167,23 @@ def test_a_template_loop_that_prints_nothing_is_stopped_and_costs_only_its_cart(
     _assert_bad_cart_cost_only_itself(shop, result, 3, "the message took more than 0.3 s to render (a runaway loop?)")
 
 
+def test_a_template_that_piles_up_memory_is_stopped_and_costs_only_its_cart(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values kept in a list (``append``) pass the size limits one by one: 100,000 of 100 KB
+    each took gigabytes within the time limit, and a small server's run was killed by the
+    kernel. Past ``render.MAX_RENDER_MEMORY`` (32 MiB here) the message fails, as a loop out of
+    time does, and the run goes on with the other carts."""
+    monkeypatch.setattr(render, "MAX_RENDER_MEMORY", 32 * 1024 * 1024, raising=False)
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 5.0)
+    pile = ('{% set kept = [] %}{% for i in range(items[0].quantity * 100) %}{% if kept.append("x" * 99999) %}'
+            "{% endif %}{% endfor %}{{ kept|length }}")  # 100 KB a message for one item, 5 GB for 500
+    _own_templates(shop, "Your cart", pile + "\n{{ unsubscribe_url }}\n")
+    _sandwich(shop, cart("bad", items=(("S", "Screws", 500, "0.10"),)))
+    result = _run_outbox(shop)
+    _assert_bad_cart_cost_only_itself(shop, result, 3, "the message took more than 32 MiB of memory to render "
+                                                       "(a runaway loop?)")
+
+
 def test_a_template_that_runs_out_of_time_for_every_cart_costs_the_run_its_time_only_a_few_times(
         shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     """A loop that never ends, whatever the cart: each message of it ran the full clock (10 s), so

@@ -11,6 +11,7 @@ docs/templates.md.
 from __future__ import annotations
 
 import _signal
+import os
 import re
 import signal
 import threading
@@ -278,6 +279,13 @@ MAX_RANGE_ITEMS = 100_000
 #: Seconds of wall clock one message may take to render, its parts together: a loop that prints
 #: nothing (``{% for a in x %}{% for b in y %}{% endfor %}{% endfor %}``) passes every other limit.
 MAX_RENDER_SECONDS = 10.0
+#: Bytes of memory one message's render may take on top of what the process held a tick
+#: (:data:`RENDER_TICK_SECONDS`) into it: values kept in a list (``kept.append("x" * 99999)`` in a
+#: loop) pass every size limit one by one, and took 4 GB in 5 s (a small server's kernel kills the run).
+MAX_RENDER_MEMORY = 256 * 1024 * 1024
+#: How often a render that is still running checks its clock and its memory (a message renders
+#: in well under a millisecond: only a runaway one ever sees a tick).
+RENDER_TICK_SECONDS = 0.1
 #: Messages a part file may run out of time for in one process before its later messages fail at
 #: once (unclaimed, as every render error: the next run tries them again). A loop that never
 #: ends, whatever the cart, held a run 10 s a message: hours for a shop's thousand carts.
@@ -317,23 +325,30 @@ class Budget:
 
 
 class Deadline:
-    """Stops a render that runs past :data:`MAX_RENDER_SECONDS`, for that message alone.
+    """Stops a render that runs past :data:`MAX_RENDER_SECONDS`, or takes more than
+    :data:`MAX_RENDER_MEMORY`, for that message alone.
 
-    A one-shot ``SIGALRM`` timer, armed around each message in the main thread (the only one a
-    signal handler runs in; renders elsewhere go without it), whose handler raises
-    :class:`~cartrescue.errors.TemplateError` into the render. Arming and disarming cost two
-    ``setitimer`` calls (~1 µs); the handler is installed on the first arm, and again only if
-    another Renderer's took its place.
+    A ``SIGALRM`` interval timer (:data:`RENDER_TICK_SECONDS`), armed around each message in the
+    main thread (the only one a signal handler runs in; renders elsewhere go without it), whose
+    handler counts the ticks, reads the process's resident memory at each, and raises
+    :class:`~cartrescue.errors.TemplateError` into the render at either limit. Arming and
+    disarming cost two ``setitimer`` calls (~1 µs); the handler is installed on the first arm,
+    and again only if another Renderer's took its place.
     """
 
-    __slots__ = ("armed", "seconds", "_main", "_handler", "_depth")
+    __slots__ = ("armed", "seconds", "memory", "_main", "_handler", "_depth", "_tick", "_ticks", "_left", "_base")
 
-    def __init__(self, seconds: float | None = None) -> None:
+    def __init__(self, seconds: float | None = None, memory: int | None = None) -> None:
         self.armed = False
         self.seconds = MAX_RENDER_SECONDS if seconds is None else seconds
+        self.memory = MAX_RENDER_MEMORY if memory is None else memory
         self._main = threading.main_thread().ident
         self._handler = self._expired  # one bound method, so that it can be recognised
         self._depth = 0  # ``with`` blocks open: the outermost arms and disarms (a check's SMS part nests)
+        self._ticks = max(1, round(self.seconds / RENDER_TICK_SECONDS))  # the last one is the deadline
+        self._tick = self.seconds / self._ticks
+        self._left = 0  # ticks to the deadline, from arm()
+        self._base = 0  # resident bytes at the render's first tick (0: not read yet)
 
     def __enter__(self) -> "Deadline":
         self._depth += 1
@@ -354,7 +369,8 @@ class Deadline:
         if _signal.getsignal(signal.SIGALRM) is not self._handler:
             signal.signal(signal.SIGALRM, self._handler)
         self.armed = True
-        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        self._left, self._base = self._ticks, 0
+        signal.setitimer(signal.ITIMER_REAL, self._tick, self._tick)
         return True
 
     def disarm(self) -> None:
@@ -362,13 +378,40 @@ class Deadline:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _expired(self, _signal_number: int, _frame: object) -> None:
-        if self.armed:
+        if not self.armed:
+            return
+        self._left -= 1
+        if self._left <= 0:
             self.armed = False
-            raise RenderTimeout(f"the message took more than {self.seconds:g} s to render (a runaway loop?)")
+            raise RenderTimeout(f"more than {self.seconds:g} s")
+        resident = resident_bytes()
+        if not self._base:
+            self._base = resident
+        elif resident - self._base > self.memory:
+            self.armed = False
+            raise RenderTimeout(f"more than {self.memory / 2**20:g} MiB of memory")
+
+
+def resident_bytes() -> int:
+    """The process's resident memory, from Linux's ``/proc/self/statm`` (0 elsewhere: no limit
+    on memory there, only on time). Read only at a render's ticks, never per message."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_BYTES
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class RenderTimeout(TemplateError):
-    """A message ran out of :data:`MAX_RENDER_SECONDS`: :class:`Renderer` counts them per file."""
+    """A message ran out of :data:`MAX_RENDER_SECONDS` or :data:`MAX_RENDER_MEMORY` (``spent``,
+    e.g. "more than 10 s"): :class:`Renderer` counts them per file."""
+
+    def __init__(self, spent: str) -> None:
+        super().__init__(f"the message took {spent} to render (a runaway loop?)")
+        self.spent = spent
 
 
 @lru_cache(maxsize=1)
@@ -536,7 +579,9 @@ class Renderer:
         self._blank: tuple[Any, dict[str, Any]] | None = None
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
         self._sms_files: dict[tuple[str, str, str | None], str] = {}  # (template, locale, variant) -> its .sms.txt
-        self._timeouts: dict[str, int] = {}  # part file -> messages it ran out of time for (MAX_TIMEOUTS_PER_FILE)
+        # part file -> messages it ran out of time or memory for (MAX_TIMEOUTS_PER_FILE), and the last one's limit
+        self._timeouts: dict[str, int] = {}
+        self._spent: dict[str, str] = {}
         self._jinja_error: type[Exception] = JinjaError
         self._expiries: dict[tuple[date, str], str] = {}  # see _expiry
         # What the contexts of earlier messages of this run computed (see context), each memo
@@ -722,10 +767,10 @@ class Renderer:
 
     def _render_part(self, name: str, variables: dict[str, Any]) -> str:
         """One file rendered (``variables``: :meth:`_variables`); every error of this cart's data
-        becomes a TemplateError naming it. A file that ran out of time for
+        becomes a TemplateError naming it. A file that ran out of time or memory for
         :data:`MAX_TIMEOUTS_PER_FILE` messages fails at once: the run goes on without the wait."""
         if self._timeouts.get(name, 0) >= MAX_TIMEOUTS_PER_FILE:
-            raise TemplateError(f"{name}: not rendered: it took more than {self.deadline.seconds:g} s for "
+            raise TemplateError(f"{name}: not rendered: it took {self._spent[name]} for "
                                 f"{MAX_TIMEOUTS_PER_FILE} messages of this run already (a runaway loop?)")
         try:
             return self._render_variables(name, variables)
@@ -739,6 +784,7 @@ class Renderer:
         except TemplateError as exc:
             if isinstance(exc, RenderTimeout):
                 self._timeouts[name] = self._timeouts.get(name, 0) + 1
+                self._spent[name] = exc.spent
             if str(exc).startswith(name):
                 raise TemplateError(str(exc)) from None
             file, line = template_frame(exc, self.folders, name)
