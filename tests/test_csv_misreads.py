@@ -776,3 +776,38 @@ def test_a_compressed_export_or_a_workbook_is_named_as_such_not_as_text_of_anoth
     message = result.json["error"]["message"]
     assert message.startswith(f"{shop.config_path}: source.carts: {path}: {said}, not CSV text"), message
     assert "source.encoding" not in message, message
+
+
+@pytest.mark.parametrize(("configured", "written"), [(";", ","), (",", ";"), (",", "\t")])
+def test_a_delimiter_set_otherwise_than_the_exports_says_so_not_only_missing_columns(
+        shop: Shop, configured: str, written: str) -> None:
+    """``source.delimiter: ";"`` over an export in commas (Excel's region changed, or the export
+    job did) read the header as one cell: exit 3 on "missing column(s): cart_id, currency, ...",
+    every one of them in the header, and no word of the delimiter. The error says which one the
+    header is written in."""
+    shop.configure(source={"delimiter": configured})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace(",", written), encoding="utf-8")
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{path}:1: missing column(s): cart_id, "), message
+    assert message.endswith(f"(the header's columns are separated by {written!r}, not {configured!r}: set "
+                            f"source.delimiter to {written!r}, or null to find it from the header)"), message
+
+
+def test_an_orders_export_in_another_delimiter_than_the_one_set_says_so(shop: Shop) -> None:
+    """The delimiter set is the orders export's too: in another, its error said only "missing
+    column(s): order_id, created_at"."""
+    shop.configure(source={"delimiter": ","})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    orders = shop.folder / "orders.csv"
+    orders.write_text(f"order_id;email;total;currency;status;created_at\no1;a@example.com;10;EUR;paid;{AT}\n",
+                      encoding="utf-8")
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{orders}:1: missing column(s): order_id, created_at"), message
+    assert message.endswith("(the header's columns are separated by ';', not ',': set source.delimiter to ';', "
+                            "or null to find it from the header)"), message
