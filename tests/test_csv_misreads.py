@@ -811,3 +811,20 @@ def test_an_orders_export_in_another_delimiter_than_the_one_set_says_so(shop: Sh
     assert message.startswith(f"{orders}:1: missing column(s): order_id, created_at"), message
     assert message.endswith("(the header's columns are separated by ';', not ',': set source.delimiter to ';', "
                             "or null to find it from the header)"), message
+
+
+def test_a_mapped_column_the_header_lacks_is_reported_at_the_headers_line(shop: Shop) -> None:
+    """Below Excel's ``sep=,`` line (or blank lines) the header is not line 1, but the problem of
+    a mapped column it lacks named line 1, the hint line, where the owner found no header."""
+    shop.configure(source={"columns": {"phone": "Mobile"}, "order_columns": {"customer_id": "Customer"}})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"], header="sep=,\n\n" + HEADER)
+    orders = shop.folder / "orders.csv"
+    orders.write_text(f"sep=,\norder_id,email,total,currency,status,created_at\no1,b@example.com,10,EUR,paid,{AT}\n",
+                      encoding="utf-8")
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert sorted(result.json["problems"]) == sorted([
+        f"{shop.folder / 'carts.csv'}:3: no column 'Mobile' (source.columns.phone) in the header: phone is blank "
+        "on every row",
+        f"{orders}:2: no column 'Customer' (source.order_columns.customer_id) in the header: customer_id is blank on "
+        "every row"])

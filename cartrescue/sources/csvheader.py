@@ -265,11 +265,12 @@ def misnamed_columns(path: Path, header: Sequence[str], columns: _Columns, mappi
 
 
 def absent_columns(path: Path, columns: _Columns, mapping: dict[str, str], expected: Iterable[str],
-                   what: str) -> Iterator[RowProblem]:
+                   what: str, line: int = 1) -> Iterator[RowProblem]:
     """A problem for each field of ``expected`` (the ones a user mapped, and the few a preset
     cannot do without) whose header the file lacks: its value would be blank on every row, and
-    a blank consent leaves every cart without one, with no other sign than the skips."""
+    a blank consent leaves every cart without one, with no other sign than the skips. ``line``:
+    the header's (below Excel's ``sep=`` line or blank lines it is not line 1)."""
     for name in expected:
         if columns.index.get(name, 0) < 0:
-            yield RowProblem(f"{path}:1", f"no column {mapping.get(name, name)!r} ({what}.{name}) in the header: "
+            yield RowProblem(f"{path}:{line}", f"no column {mapping.get(name, name)!r} ({what}.{name}) in the header: "
                                           f"{name} is blank on every row", whole_file=True)
