@@ -284,10 +284,12 @@ def edge_carts() -> list[tuple[Cart, int]]:
 
 
 def example_carts(path: Path | None = None, limit_per_shape: int = 1,
-                  on_problem: ProblemSink = ignore_problem) -> list[tuple[Cart, int]]:
+                  on_problem: ProblemSink = ignore_problem, config: Config | None = None) -> list[tuple[Cart, int]]:
     """One cart of every shape (currency, named or not, 1 / 2-5 / 6+ items) from the bundled
     examples (examples/carts.csv in a checkout), or from ``path``; its rows that cannot be read
-    go to ``on_problem``, as a run's do."""
+    go to ``on_problem``, as a run's do. ``config``: a shop whose CSV source ``path`` is read as
+    (its encoding, delimiter, columns: the shop's own export); None, or a database source: the
+    generic format in UTF-8."""
     from zoneinfo import ZoneInfo
 
     from cartrescue.sources.csv import CsvSource
@@ -300,7 +302,12 @@ def example_carts(path: Path | None = None, limit_per_shape: int = 1,
             return []
     seen: dict[tuple[Any, ...], int] = {}
     picked: list[tuple[Cart, int]] = []
-    source = CsvSource(path, None, shop_tz=ZoneInfo("UTC"), on_problem=on_problem)
+    if config is not None and config.source.is_csv:
+        from cartrescue.sources import csv_source
+
+        source = csv_source(config, path, on_problem, carts_key="--carts")
+    else:
+        source = CsvSource(path, None, shop_tz=ZoneInfo("UTC"), on_problem=on_problem)
     try:
         for cart in source.carts(None):  # type: ignore[arg-type]
             if not cart.items:

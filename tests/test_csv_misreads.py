@@ -720,3 +720,111 @@ def test_a_title_line_above_the_header_is_named_in_the_missing_columns_error(sho
     message = result.json["error"]["message"]
     assert message.startswith(f"{shop.folder / 'carts.csv'}:1: missing column(s): "), message
     assert message.endswith("(line 2 names them: is the header there? Remove the lines above it)"), message
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_a_utf8_export_without_its_byte_order_mark_read_as_an_8_bit_encoding_stops_the_run(
+        shop: Shop, encoding: str) -> None:
+    """An export job that moved from cp1252 to UTF-8 (without a mark) under a config still saying
+    cp1252: every byte decodes, so Åsa was Ã…sa in every reminder, exit 0, without a word. Text
+    that is valid UTF-8 with letters beyond ASCII is UTF-8: exit 3, naming the file, the line and
+    the encoding to set."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10",
+                       f"c2,b@example.com,EUR,{AT},S2,Tr\u00e5dl\u00f6sa h\u00f6rlurar,1,10"])
+    path = shop.folder / "carts.csv"
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{shop.config_path}: source.carts: {path}:3: UTF-8 text, and source.encoding is "
+                              f"{encoding}: "), message
+    assert "'å'" in message and "'Ã¥'" in message, message
+    assert message.endswith("set source.encoding to utf-8-sig, or leave it out"), message
+    assert not (shop.folder / "out").exists() or not _messages(shop.folder / "out")
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_an_8_bit_export_read_as_its_8_bit_encoding_is_read_as_before(shop: Shop, encoding: str) -> None:
+    """The other side of the UTF-8 check: a real cp1252 export (its å one byte, no valid UTF-8)
+    and one of ASCII alone read as they always did."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10",
+                       f"c2,b@example.com,EUR,{AT},S2,Tr\u00e5dl\u00f6sa h\u00f6rlurar,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(path.read_text(encoding="utf-8").encode(encoding))
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(row["cart_id"] for row in result.json["decisions"]) == ["c1", "c2"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1252"])
+@pytest.mark.parametrize(("start", "said"), [
+    (b"\x1f\x8b\x08\x00", "gzip-compressed"),
+    (b"PK\x03\x04\x14\x00", "a zip archive (an Excel .xlsx workbook?)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel .xls workbook")])
+def test_a_compressed_export_or_a_workbook_is_named_as_such_not_as_text_of_another_encoding(
+        shop: Shop, start: bytes, said: str, encoding: str) -> None:
+    """A ``carts.csv.gz`` or a ``carts.xlsx`` named as the export was "not utf-8-sig text ...; set
+    source.encoding to the export's encoding, e.g. cp1252"; so set, its bytes were read as text.
+    Exit 3, saying what the file is and what to do."""
+    shop.configure(source={"encoding": encoding})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_bytes(start + bytes(range(256)) * 4)
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{shop.config_path}: source.carts: {path}: {said}, not CSV text"), message
+    assert "source.encoding" not in message, message
+
+
+@pytest.mark.parametrize(("configured", "written"), [(";", ","), (",", ";"), (",", "\t")])
+def test_a_delimiter_set_otherwise_than_the_exports_says_so_not_only_missing_columns(
+        shop: Shop, configured: str, written: str) -> None:
+    """``source.delimiter: ";"`` over an export in commas (Excel's region changed, or the export
+    job did) read the header as one cell: exit 3 on "missing column(s): cart_id, currency, ...",
+    every one of them in the header, and no word of the delimiter. The error says which one the
+    header is written in."""
+    shop.configure(source={"delimiter": configured})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    path = shop.folder / "carts.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace(",", written), encoding="utf-8")
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{path}:1: missing column(s): cart_id, "), message
+    assert message.endswith(f"(the header's columns are separated by {written!r}, not {configured!r}: set "
+                            f"source.delimiter to {written!r}, or null to find it from the header)"), message
+
+
+def test_an_orders_export_in_another_delimiter_than_the_one_set_says_so(shop: Shop) -> None:
+    """The delimiter set is the orders export's too: in another, its error said only "missing
+    column(s): order_id, created_at"."""
+    shop.configure(source={"delimiter": ","})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"])
+    orders = shop.folder / "orders.csv"
+    orders.write_text(f"order_id;email;total;currency;status;created_at\no1;a@example.com;10;EUR;paid;{AT}\n",
+                      encoding="utf-8")
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{orders}:1: missing column(s): order_id, created_at"), message
+    assert message.endswith("(the header's columns are separated by ';', not ',': set source.delimiter to ';', "
+                            "or null to find it from the header)"), message
+
+
+def test_a_mapped_column_the_header_lacks_is_reported_at_the_headers_line(shop: Shop) -> None:
+    """Below Excel's ``sep=,`` line (or blank lines) the header is not line 1, but the problem of
+    a mapped column it lacks named line 1, the hint line, where the owner found no header."""
+    shop.configure(source={"columns": {"phone": "Mobile"}, "order_columns": {"customer_id": "Customer"}})
+    _carts_file(shop, [f"c1,a@example.com,EUR,{AT},S1,Mug,1,10"], header="sep=,\n\n" + HEADER)
+    orders = shop.folder / "orders.csv"
+    orders.write_text(f"sep=,\norder_id,email,total,currency,status,created_at\no1,b@example.com,10,EUR,paid,{AT}\n",
+                      encoding="utf-8")
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 1, result.output
+    assert sorted(result.json["problems"]) == sorted([
+        f"{shop.folder / 'carts.csv'}:3: no column 'Mobile' (source.columns.phone) in the header: phone is blank "
+        "on every row",
+        f"{orders}:2: no column 'Customer' (source.order_columns.customer_id) in the header: customer_id is blank on "
+        "every row"])

@@ -98,3 +98,18 @@ def test_a_utf8_orders_export_beside_utf16_carts_is_told_to_set_utf8_not_a_utf16
     message = result.json["error"]["message"]
     assert message.startswith(f"{path}:1: not utf-16 text"), message
     assert message.endswith("set source.orders_encoding to the export's encoding, e.g. utf-8-sig"), message
+
+
+def test_a_utf8_orders_export_read_as_cp1252_names_the_orders_setting_to_set_to_utf8(shop: Shop) -> None:
+    """An orders export in UTF-8 under ``source.encoding: cp1252`` (the carts' Excel encoding)
+    decoded without an error, every ö an Ã¶ (``order Bestellung-Ã¶1``), and an address or a cart
+    id beyond ASCII matched no cart: its buyer reminded of the cart she bought. Exit 3, naming the
+    orders' own setting."""
+    _bought(shop).configure(source={"encoding": "cp1252"})
+    path = _orders_in(shop, "utf-8", carts="cp1252")
+    result = shop.cli("carts", "--json")
+    assert result.exit_code == 3, result.output
+    message = result.json["error"]["message"]
+    assert message.startswith(f"{shop.config_path}: source.orders: {path}:2: UTF-8 text, and "
+                              "source.orders_encoding is cp1252: "), message
+    assert message.endswith("set source.orders_encoding to utf-8-sig"), message

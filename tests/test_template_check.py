@@ -454,6 +454,31 @@ def test_bad_rows_of_the_carts_file_are_reported_with_file_and_line_and_fail_the
         assert "1 problem" in result.stdout
 
 
+def test_the_carts_file_is_read_with_the_configs_encoding(shop: Shop) -> None:
+    """``--carts carts.csv`` of a shop whose config says ``source.encoding: cp1252`` was read as
+    UTF-8: exit 3, "set source.encoding to the export's encoding, e.g. cp1252", the very value
+    set. The file is the shop's export: read as a run reads it."""
+    shop.add(cart("c-1", email="ann@example.com", first_name="Åsa")).configure(source={"encoding": "cp1252"})
+    shop.write()
+    carts = shop.folder / "carts.csv"
+    carts.write_bytes(carts.read_text(encoding="utf-8").encode("cp1252"))
+    result = cli("templates", "check", "--quick", "--carts", str(carts), "--config", str(shop.config_path), "--json")
+    assert result.exit_code == 0, result.output
+    assert "c-1" in result.json["carts"] and result.json["problems"] == []
+
+
+def test_the_carts_file_of_a_shopify_shop_is_read_with_the_presets_columns(shop: Shop) -> None:
+    """``--carts`` of a ``shopify_csv`` shop's checkouts export stopped on "missing column(s):
+    cart_id, currency, created_at, sku, name, quantity, unit_price" of a file its runs read:
+    the preset's mapping (and ``source.columns``) was not applied."""
+    shutil.copy(REPO / "tests" / "fixtures" / "shopify_checkouts.csv", shop.folder / "checkouts.csv")
+    shop.configure(source={"type": "shopify_csv", "carts": "checkouts.csv", "orders": None}).write()
+    result = cli("templates", "check", "--quick", "--carts", str(shop.folder / "checkouts.csv"),
+                 "--config", str(shop.config_path), "--json")
+    assert result.exit_code == 0, result.output
+    assert "#35012278100001" in result.json["carts"] and result.json["problems"] == []
+
+
 def test_every_shipped_template_passes_against_the_edge_cases() -> None:
     config = Config(source={"type": "csv", "carts": "carts.csv"})
     report = check_templates(config, carts=edge_carts())

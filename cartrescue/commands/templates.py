@@ -93,7 +93,7 @@ def templates_check(
                 bad_rows.append(str(problem))
                 warn(problem)
 
-            fixtures = edge_carts() + example_carts(carts, limit_per_shape=3, on_problem=on_problem)
+            fixtures = edge_carts() + example_carts(carts, limit_per_shape=3, on_problem=on_problem, config=loaded)
         started = time.perf_counter()
         report = TemplateChecker(cfg, carts=fixtures).run(template or None, locale or None)
         report.problems = bad_rows

@@ -15,6 +15,7 @@ from cartrescue.errors import SourceError
 
 if TYPE_CHECKING:  # .base (and the domain model) only once a source is opened: see open_source
     from cartrescue.sources.base import CartSource, ProblemSink, SendSource
+    from cartrescue.sources.csv import CsvSource
 
 DATABASE_TYPES = {
     "sql": ("cartrescue.sources.sql", "SqlSource"),
@@ -88,39 +89,10 @@ def open_source(config: Config, on_problem: ProblemSink | None = None, shared_or
     source = config.source
     tz = config.shop.tz
     if source.is_csv:
-        from cartrescue.sources.csv import CART_FIELDS, LINE_FIELDS, ORDER_FIELDS, CsvSource
-
-        columns, order_columns = dict(source.columns), dict(source.order_columns)
-        # The fields a user mapped must be in the file (a typo would blank them silently), and
-        # the consent a preset maps, without which every cart would be a no_consent skip.
-        expected = [name for name in columns if name in CART_FIELDS + LINE_FIELDS]
-        expected_orders = [name for name in order_columns if name in ORDER_FIELDS]
-        if source.type == "shopify_csv":
-            expected = list(dict.fromkeys([*expected, "marketing_consent"]))
-            from cartrescue.sources.shopify import CHECKOUT_COLUMNS, ORDER_COLUMNS
-
-            columns = {**CHECKOUT_COLUMNS, **columns}
-            order_columns = {**ORDER_COLUMNS, **order_columns}
         assert source.carts is not None  # validated by the config
-        return CsvSource(
-            config.path(source.carts),
-            config.path(source.orders) if source.orders else None,
-            shop_tz=tz,
-            columns=columns,
-            order_columns=order_columns,
-            delimiter=source.delimiter,
-            encoding=source.encoding,
-            orders_encoding=source.orders_encoding,
-            name=key_name(config),
-            on_problem=on_problem,
-            shared_orders=shared_orders,
-            shared_carts=shared_carts,
-            expected=expected,
-            expected_orders=expected_orders,
-            carts_key=config.where("source.carts"),
-            orders_key=config.where("source.orders"),
-            region=config.phone_region,
-        )
+        return csv_source(config, config.path(source.carts), on_problem,
+                          orders=config.path(source.orders) if source.orders else None,
+                          shared_orders=shared_orders, shared_carts=shared_carts)
     import importlib
 
     from cartrescue.sqlite_url import sqlite_file
@@ -141,6 +113,50 @@ def open_source(config: Config, on_problem: ProblemSink | None = None, shared_or
     seconds, key = within(source.statement_wait.total_seconds(), "source.statement_wait", limit)
     opened.db.wait_for(seconds, config.where("source.url"), key, limit)
     return opened  # type: ignore[no-any-return]
+
+
+def csv_source(config: Config, carts: Path, on_problem: ProblemSink, *, orders: Path | None = None,
+               carts_key: str | None = None, shared_orders: Path | None = None,
+               shared_carts: Path | None = None) -> CsvSource:
+    """The CSV export ``carts`` (and ``orders``), read as the config's CSV source reads its own:
+    its encodings, delimiter, column mapping (the Shopify preset's under ``shopify_csv``), shop
+    timezone and phone region. ``templates check --carts FILE`` reads the shop's export so too:
+    read as UTF-8 with the generic columns, a cp1252 export was told to set the encoding it had,
+    and a Shopify export missed every column. ``carts_key``: what named ``carts`` in an error
+    (default ``cartrescue.yaml: source.carts``); the rest as :func:`open_source`'s."""
+    from cartrescue.sources.csv import CART_FIELDS, LINE_FIELDS, ORDER_FIELDS, CsvSource
+
+    source = config.source
+    columns, order_columns = dict(source.columns), dict(source.order_columns)
+    # The fields a user mapped must be in the file (a typo would blank them silently), and
+    # the consent a preset maps, without which every cart would be a no_consent skip.
+    expected = [name for name in columns if name in CART_FIELDS + LINE_FIELDS]
+    expected_orders = [name for name in order_columns if name in ORDER_FIELDS]
+    if source.type == "shopify_csv":
+        expected = list(dict.fromkeys([*expected, "marketing_consent"]))
+        from cartrescue.sources.shopify import CHECKOUT_COLUMNS, ORDER_COLUMNS
+
+        columns = {**CHECKOUT_COLUMNS, **columns}
+        order_columns = {**ORDER_COLUMNS, **order_columns}
+    return CsvSource(
+        carts,
+        orders,
+        shop_tz=config.shop.tz,
+        columns=columns,
+        order_columns=order_columns,
+        delimiter=source.delimiter,
+        encoding=source.encoding,
+        orders_encoding=source.orders_encoding,
+        name=key_name(config),
+        on_problem=on_problem,
+        shared_orders=shared_orders,
+        shared_carts=shared_carts,
+        expected=expected,
+        expected_orders=expected_orders,
+        carts_key=config.where("source.carts") if carts_key is None else carts_key,
+        orders_key=config.where("source.orders"),
+        region=config.phone_region,
+    )
 
 
 def open_sends(config: Config, source: CartSource, on_problem: ProblemSink | None = None,

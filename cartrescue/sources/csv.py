@@ -713,8 +713,7 @@ class CsvSource(CsvOrders, CartSource):
                 reader = CsvRows(handle, reader.dialect.delimiter)
                 reader.line_num = begin.line - 1
             else:
-                for problem in absent_columns(self.carts_path, self._cols, self.column_map, self.expected,
-                                              "source.columns"):
+                for problem in self._absent:
                     self.on_problem(problem)
                 for problem in self._misnamed:
                     self.on_problem(problem)
@@ -828,6 +827,8 @@ class CsvSource(CsvOrders, CartSource):
             return None
         self._cols = header_columns(self.carts_path, header, CART_FIELDS + LINE_FIELDS, self.column_map, REQUIRED_CART,
                               reader.line_num, reader=reader)
+        self._absent = list(absent_columns(self.carts_path, self._cols, self.column_map, self.expected,
+                                           "source.columns", reader.line_num))
         self._misnamed = list(misnamed_columns(self.carts_path, header, self._cols, self.column_map, "source.columns",
                                                reader.line_num))
         width, self._written = named_width(header), len(header)

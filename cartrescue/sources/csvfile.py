@@ -48,10 +48,10 @@ def open_csv(path: Path, encoding: str, delimiter: str | None, key: str = "",
         handle.close()
         raise SourceError(f"{named}: not a regular file (a pipe?): cartrescue reads an export more than once "
                           "(every cart's activity first, then the carts); write it to a file and name that")
-    marked = _marked_otherwise(handle, encoding, setting)
-    if marked is not None:
+    wrong = _no_text(handle) or _marked_otherwise(handle, encoding, setting) or _utf8_otherwise(handle, encoding, setting)
+    if wrong is not None:
         handle.close()
-        raise SourceError(f"{named}: {marked}")
+        raise SourceError(f"{named}{'' if wrong.startswith(':') else ': '}{wrong}")
     try:
         if delimiter is None:
             first = handle.readline()
@@ -100,6 +100,66 @@ def _marked_otherwise(handle: TextIO, encoding: str, setting: str = ENCODING_SET
         return (f"holds a NUL byte beside every letter: the export is UTF-16 without its byte-order mark (read as "
                 f"{encoding}, its header is unreadable); set {setting} to {order}")
     return None
+
+
+#: The first bytes of files that are no text at all, and what each is: an export compressed by
+#: its job (``carts.csv.gz``), or the spreadsheet the owner saved it as (``.xlsx`` is a zip).
+_NO_TEXT = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it (gunzip -k) and name the .csv, or have the export job "
+                                       "write it uncompressed"),
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook?)", "unzip the export, or save the workbook as "
+                                                                 "\"CSV UTF-8\", and name the .csv"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel .xls workbook", "save it as \"CSV UTF-8\" and name the .csv"),
+)
+
+
+def _no_text(handle: TextIO) -> str | None:
+    """Why the file open as ``handle`` is no CSV text at all (None: it may be). A ``.csv.gz`` or an
+    ``.xlsx`` named as the export was "not utf-8-sig text ...; set source.encoding to the export's
+    encoding, e.g. cp1252", and so set its bytes were read as text: no encoding reads them."""
+    start = os.pread(handle.fileno(), 8, 0)
+    for magic, what, remedy in _NO_TEXT:
+        if start.startswith(magic):
+            return f"{what}, not CSV text: cartrescue reads the CSV export itself; {remedy}"
+    return None
+
+
+#: How much of a file is decoded at a time to tell UTF-8 text read as an 8-bit encoding.
+_CHUNK = 1 << 20
+
+
+def _utf8_otherwise(handle: TextIO, encoding: str, setting: str = ENCODING_SETTING) -> str | None:
+    """Why the file open as ``handle`` cannot be read as the 8-bit ``encoding`` (cp1252, latin-1):
+    its text is UTF-8 (None: it is not, or ``encoding`` is a UTF). Every byte decodes in an 8-bit
+    encoding, so an export job moved to UTF-8 without a byte-order mark under a config still
+    saying cp1252 sent every Åsa as Ã…sa, exit 0, without a word. Text beyond ASCII that is valid
+    UTF-8 throughout is UTF-8: 8-bit text is that only by a rare accident (``Ã¥`` written as
+    such). Read as bytes, chunk by chunk, stopping at the first that is no UTF-8 (an 8-bit export
+    is told at its first letter beyond ASCII); only for 8-bit encodings, the handle left as it is."""
+    if codecs.lookup(encoding).name.startswith(("utf-", "utf_")):
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    fd, offset, first = handle.fileno(), 0, -1
+    while True:
+        chunk = os.pread(fd, _CHUNK, offset)
+        try:
+            decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError:
+            return None
+        if first < 0 and not chunk.isascii():
+            first = offset + next(at for at, byte in enumerate(chunk) if byte > 0x7F)
+        if not chunk:
+            break
+        offset += len(chunk)
+    if first < 0:
+        return None
+    before = os.pread(fd, first, 0)
+    line = len(re.findall(rb"\r\n|\r|\n", before)) + 1
+    letter = os.pread(fd, 4, first).decode("utf-8", errors="ignore")[:1]
+    garbled = letter.encode("utf-8").decode(encoding, errors="replace")
+    return (f":{line}: UTF-8 text, and {setting} is {encoding}: read as the config says, its {letter!r} would be "
+            f"{garbled!r} in the reminders (every Åsa Ã…sa); set {setting} to utf-8-sig"
+            + (", or leave it out" if setting == ENCODING_SETTING else ""))
 
 
 #: How much of a file's start is looked at to tell UTF-16 without its mark, or no UTF-16 at all.

@@ -124,6 +124,8 @@ def header_columns(path: Path, header: list[str], fields: Sequence[str], mapping
     missing = [mapping.get(name, name) for name in required if index[name] < 0]
     if missing:
         hint = _rename_hint(header, index, mapping, required, key)
+        if not hint and reader is not None:
+            hint = _delimiter_hint(header, reader.dialect.delimiter, missing, key)
         below = None if hint or reader is None else _header_below(reader, missing)
         if below is not None:
             hint = f"line {below} names them: is the header there? Remove the lines above it"
@@ -146,6 +148,24 @@ def header_columns(path: Path, header: list[str], fields: Sequence[str], mapping
 #: An order is tied to carts by one of these (README, "ordered"): an orders file with none of them
 #: ties no order to any cart.
 ORDER_LINKS = ("email", "customer_id", "cart_id")
+
+
+def _delimiter_hint(header: Sequence[str], used: str, missing: Sequence[str], key: str) -> str:
+    """What to set when the header, cut at another delimiter than ``used``, names every column of
+    ``missing`` ("" when it does not). ``source.delimiter: ";"`` over an export in commas read
+    the header as one cell: the run stopped on "missing column(s): cart_id, currency, ..." of a
+    header naming them all, without a word of the delimiter. ``key``: the file's columns key
+    (``source.columns``), beside which its delimiter's key is."""
+    line = used.join(header)
+    for other in DELIMITERS:
+        if other == used:
+            continue
+        cells = {cell.strip().strip('"').lower() for cell in line.split(other)}
+        if all(any(part.strip().lower() in cells for part in name.split("|")) for name in missing):
+            setting = f"{key.rpartition('.')[0]}.delimiter"
+            return (f"the header's columns are separated by {other!r}, not {used!r}: set {setting} to {other!r}, "
+                    "or null to find it from the header")
+    return ""
 
 
 def _header_below(reader: CsvRows, names: Sequence[str], lines: int = 5) -> int | None:
@@ -245,11 +265,12 @@ def misnamed_columns(path: Path, header: Sequence[str], columns: _Columns, mappi
 
 
 def absent_columns(path: Path, columns: _Columns, mapping: dict[str, str], expected: Iterable[str],
-                   what: str) -> Iterator[RowProblem]:
+                   what: str, line: int = 1) -> Iterator[RowProblem]:
     """A problem for each field of ``expected`` (the ones a user mapped, and the few a preset
     cannot do without) whose header the file lacks: its value would be blank on every row, and
-    a blank consent leaves every cart without one, with no other sign than the skips."""
+    a blank consent leaves every cart without one, with no other sign than the skips. ``line``:
+    the header's (below Excel's ``sep=`` line or blank lines it is not line 1)."""
     for name in expected:
         if columns.index.get(name, 0) < 0:
-            yield RowProblem(f"{path}:1", f"no column {mapping.get(name, name)!r} ({what}.{name}) in the header: "
+            yield RowProblem(f"{path}:{line}", f"no column {mapping.get(name, name)!r} ({what}.{name}) in the header: "
                                           f"{name} is blank on every row", whole_file=True)

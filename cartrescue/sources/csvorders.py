@@ -189,7 +189,7 @@ class CsvOrders(CartSource):
                             "source.order_columns", reader)
             tied_to_carts(path, header, cols, self.order_column_map, reader.line_num)
             pending.extend((None, 0, problem) for problem in absent_columns(
-                path, cols, self.order_column_map, self.expected_orders, "source.order_columns"))
+                path, cols, self.order_column_map, self.expected_orders, "source.order_columns", reader.line_num))
             pending.extend((None, 0, problem) for problem in misnamed_columns(
                 path, header, cols, self.order_column_map, "source.order_columns", reader.line_num))
             width, written = named_width(header), len(header)
