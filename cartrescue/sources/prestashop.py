@@ -15,7 +15,7 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
 * ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
   currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email (the report: of the shops read only);
-  ``PS_OS_DELIVERED`` and ``PS_OS_SHIPPING`` mean delivered, ``PS_OS_CANCELED``/``PS_OS_ERROR`` are not orders,
+  ``PS_OS_DELIVERED``, ``PS_OS_SHIPPING`` and the states ``order_state`` flags ``shipped`` mean delivered, ``PS_OS_CANCELED``/``PS_OS_ERROR`` are not orders,
   ``PS_OS_REFUND`` no sale (a run: still its cart's purchase, refunded in full);
 * ``order_slip`` — credit slips: an order counts ``total_paid`` less its slips'
   ``total_products_tax_incl`` + ``total_shipping_tax_incl`` (both tax included, as ``total_paid``
@@ -133,6 +133,7 @@ class PrestaShopSource(DatabaseSource):
         "order_slip": {"id_order": INTEGER, "total_products_tax_incl": NUMBER, "total_shipping_tax_incl": NUMBER,
                        "amount": NUMBER, "shipping_cost_amount": NUMBER},
         "order_cart_rule": {"deleted": INTEGER},  # PrestaShop 1.7.7+ (see orders)
+        "order_state": {"id_order_state": INTEGER, "shipped": INTEGER},
     }
     window_columns = (("cart", "date_upd"),)
 
@@ -143,6 +144,7 @@ class PrestaShopSource(DatabaseSource):
         self._has_slips: bool | None = None  # whether order_slip exists: asked once per run
         self._tz_read = False
         self._shops: list[int] | None = None  # options.shop_ids, once found in the shop table
+        self._shipped: set[int] | None = None  # the states whose orders count as delivered: read once
 
     # -- carts -------------------------------------------------------------------------------
 
@@ -433,6 +435,22 @@ class PrestaShopSource(DatabaseSource):
             self._states = states
         return self._states
 
+    def _delivered_states(self) -> set[int]:
+        """The ids of the states an order counts as delivered in: ``PS_OS_SHIPPING`` and
+        ``PS_OS_DELIVERED`` (:data:`_DELIVERED`), and each state of ``order_state`` flagged
+        ``shipped`` ("Consider the associated order as shipped", what PrestaShop's own
+        ``Order::hasBeenShipped`` reads): a carrier or tracking module's own "Delivered" or "In
+        transit" state. Read as not delivered, each such order held back its customer's later
+        carts for ``pending_within``. Without the table (a trimmed copy), the two settings alone."""
+        if self._shipped is None:
+            shipped = _delivered(self._order_states())
+            if not self.missing_tables(("order_state",)):
+                flag = self.schema().flag("shipped", "order_state", "shipped", 1)
+                shipped |= {int(row["id_order_state"]) for row in self.db.fetch(
+                    f"SELECT id_order_state FROM {self.t('order_state')} WHERE {flag}")}
+            self._shipped = shipped
+        return self._shipped
+
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
         """The orders of ``carts`` and their customers (by cart, customer id or address) in every
         shop, the configured ones or not: ``ps_customer`` and ``ps_orders`` are one owner's, so
@@ -463,7 +481,7 @@ class PrestaShopSource(DatabaseSource):
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency WHERE {where}"
         )
         rows = self.db.fetch(sql, params, expanding=lists)
-        delivered = _delivered(states)
+        delivered = self._delivered_states()
         slips = self._pending_slips(rows, set(named) | delivered)
         for row in rows:
             state = int(row["current_state"] or 0)
@@ -582,6 +600,7 @@ class PrestaShopSource(DatabaseSource):
         bounds = self.window_bounds("orders", "date_add", window, self.shop_tz, _SLACK)
         refunds = self._slips("o.date_add >= :start AND o.date_add <= :end", bounds)
         default = self.default_currency()
+        delivered = self._delivered_states()
         for row in self.db.stream(sql, {"shops": shops, **bounds}, expanding=("shops",)):
             state = int(row["current_state"] or 0)
             if state in not_orders or (wanted is not None and not order_wanted(wanted, row["id_cart"], row["email"],
@@ -604,7 +623,7 @@ class PrestaShopSource(DatabaseSource):
                     total=total,
                     currency=text_or_none(row["iso_code"]),
                     status=_status(state, states),
-                    delivered=state in _delivered(states),
+                    delivered=state in delivered,
                     refunded=refunded,  # in the order's currency: net() takes it off base_total at the order's rate
                     base_total=self._order_base(total, row["conversion_rate"], default),
                 )
