@@ -7,7 +7,7 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
   but a failed or cancelled one, and ``date_upd`` in the window. PrestaShop's own index ``id_shop_2 (id_shop, date_upd)``
   serves that range;
 * ``cart_product`` + ``product``/``product_shop`` (price and ``wholesale_price`` → cost, plus
-  the combination's ``product_attribute`` impact) + ``product_lang`` (name in the cart's
+  the combination's impact: the shop's ``product_attribute_shop``, else ``product_attribute``) + ``product_lang`` (name in the cart's
   language) + ``stock_available`` (quantity);
 * ``customer`` — email, names, ``newsletter`` (consent; unticked after a subscription,
   ``newsletter_date_add`` set, it is a no; ``optin`` is the "offers from our partners" box, no
@@ -125,6 +125,7 @@ class PrestaShopSource(DatabaseSource):
         "product": {"price": NUMBER, "wholesale_price": NUMBER},
         "product_shop": {"price": NUMBER, "wholesale_price": NUMBER},
         "product_attribute": {"price": NUMBER, "wholesale_price": NUMBER},
+        "product_attribute_shop": {"price": NUMBER, "wholesale_price": NUMBER},
         "stock_available": {"quantity": NUMBER},
         "currency": {"id_currency": INTEGER, "conversion_rate": NUMBER},
         "shop": {"active": INTEGER, "deleted": INTEGER},
@@ -145,6 +146,7 @@ class PrestaShopSource(DatabaseSource):
         self._tz_read = False
         self._shops: list[int] | None = None  # options.shop_ids, once found in the shop table
         self._shipped: set[int] | None = None  # the states whose orders count as delivered: read once
+        self._attribute_shop: bool | None = None  # whether product_attribute_shop exists: asked once per run
 
     # -- carts -------------------------------------------------------------------------------
 
@@ -241,8 +243,7 @@ class PrestaShopSource(DatabaseSource):
             "p.id_product AS product_found, COALESCE(ps.active, p.active) AS product_active, "
             "p.reference AS product_reference, COALESCE(ps.price, p.price) AS base_price, "
             "COALESCE(ps.wholesale_price, p.wholesale_price) AS base_cost, "
-            "pa.reference AS attribute_reference, pa.price AS attribute_price, "
-            "pa.wholesale_price AS attribute_cost "
+            f"pa.reference AS attribute_reference, {self._combination_values()} "
             f"FROM {self.t('cart')} c "
             f"JOIN {self.t('cart_product')} cp ON cp.id_cart = c.id_cart "
             f"JOIN {self.t('customer')} cu ON cu.id_customer = c.id_customer "
@@ -254,8 +255,34 @@ class PrestaShopSource(DatabaseSource):
             "AND pl.id_shop = c.id_shop AND pl.id_lang = c.id_lang "
             f"LEFT JOIN {self.t('product_attribute')} pa ON pa.id_product_attribute = cp.id_product_attribute "
             "AND cp.id_product_attribute > 0 "
+            f"{self._combination_join()}"
             f"WHERE c.id_shop IN :shops AND {where} AND c.id_customer > 0 AND {self._unbought()} "
         )
+
+    def _shop_combinations(self) -> bool:
+        """Does the database have ``product_attribute_shop``, each shop's own price impact and
+        cost of a combination? Asked once per run; a trimmed copy without it has
+        ``product_attribute``'s alone."""
+        if self._attribute_shop is None:
+            self._attribute_shop = not self.missing_tables(("product_attribute_shop",))
+        return self._attribute_shop
+
+    def _combination_join(self) -> str:
+        """The cart's shop's row of the line's combination (:meth:`_combination_values`)."""
+        if not self._shop_combinations():
+            return ""
+        return (f"LEFT JOIN {self.t('product_attribute_shop')} pas ON pas.id_product_attribute = cp.id_product_attribute "
+                "AND pas.id_shop = c.id_shop AND cp.id_product_attribute > 0 ")
+
+    def _combination_values(self) -> str:
+        """A combination's price impact and cost as PrestaShop prices a cart in its shop
+        (``Product::priceCalculation``): ``product_attribute_shop``'s, else ``product_attribute``'s.
+        ``product_attribute`` keeps the values of one shop only: a multistore whose shops give a
+        size another impact showed every other shop's customers that one's price."""
+        if not self._shop_combinations():
+            return "pa.price AS attribute_price, pa.wholesale_price AS attribute_cost"
+        return ("COALESCE(pas.price, pa.price) AS attribute_price, "
+                "COALESCE(pas.wholesale_price, pa.wholesale_price) AS attribute_cost")
 
     def _unbought(self) -> str:
         """No order of the cart but a failed or cancelled one (``PS_OS_ERROR``,
