@@ -118,3 +118,15 @@ def test_a_store_id_the_database_does_not_have_stops_the_run_naming_the_key(shop
     check = next(check for check in doctor.json["checks"] if check["name"] == "source")
     for line in (result.json["error"]["message"], check["detail"]):
         assert f"{config}: source.options.store_ids: no store view 9 in store (its store views: 0, 1, 2)" in line, line
+
+
+def test_an_account_not_granted_the_store_table_reads_the_store_views_given(shop, tmp_path):
+    """An account granted the tables docs/databases.md lists, ``store`` not among them: the ids
+    are taken as given (the check of them stopped every run, exit 3)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    config = shopdb.write_config(folder, {"type": "magento2", "url": shop.read_only_user(refused=["store"]),
+                                          "options": {"store_ids": [2]}}, eligibility={"consent": "none"})
+    result, decisions = shopdb.plan(config, NOW)
+    assert result.exit_code == 0, result.output
+    assert sorted(decisions) == ["701"]

@@ -61,3 +61,23 @@ def test_a_shop_without_the_order_state_table_reads_its_shipped_settings(kind):
         orders = _orders(db)
     assert orders["4"].delivered is True
     assert orders["6"].delivered is False
+
+
+@pytest.mark.parametrize("kind", shopdb.KINDS)
+def test_an_account_not_granted_the_order_state_table_reads_its_shipped_settings(kind):
+    """An account granted the tables docs/databases.md lists, ``ps_order_state`` not among them:
+    the run goes on with ``PS_OS_SHIPPING`` and ``PS_OS_DELIVERED`` alone (a refused read
+    stopped it, exit 3)."""
+    with shopdb.shop_database(kind, "psstatesrefused") as db:
+        fill(db)
+        _order_states(db)
+        db.execute("UPDATE ps_orders SET current_state = 5 WHERE id_order = 4")
+        db.execute("UPDATE ps_orders SET current_state = 15, id_customer = 1 WHERE id_order = 6")
+        url = db.read_only_user(refused=["ps_order_state"])
+        source = PrestaShopSource(url, options={"shop_ids": [1]})
+        try:
+            orders = {order.id: order for order in source.orders_for(list(source.carts(WINDOW)))}
+        finally:
+            source.close()
+    assert orders["4"].delivered is True
+    assert orders["6"].delivered is False

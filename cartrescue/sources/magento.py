@@ -158,7 +158,7 @@ class MagentoSource(DatabaseSource):
             return None
         if self._stores is None:
             stores = [int(store) for store in configured]
-            if not self.missing_tables(("store",)):
+            if self.readable("store"):
                 known = sorted(int(row["store_id"]) for row in self.db.fetch(f"SELECT store_id FROM {self.t('store')}"))
                 missing = [store for store in stores if store not in known]
                 if missing:

@@ -261,10 +261,10 @@ class PrestaShopSource(DatabaseSource):
 
     def _shop_combinations(self) -> bool:
         """Does the database have ``product_attribute_shop``, each shop's own price impact and
-        cost of a combination? Asked once per run; a trimmed copy without it has
+        cost of a combination, and may this account read it? Asked once per run; without it,
         ``product_attribute``'s alone."""
         if self._attribute_shop is None:
-            self._attribute_shop = not self.missing_tables(("product_attribute_shop",))
+            self._attribute_shop = self.readable("product_attribute_shop")
         return self._attribute_shop
 
     def _combination_join(self) -> str:
@@ -468,10 +468,11 @@ class PrestaShopSource(DatabaseSource):
         ``shipped`` ("Consider the associated order as shipped", what PrestaShop's own
         ``Order::hasBeenShipped`` reads): a carrier or tracking module's own "Delivered" or "In
         transit" state. Read as not delivered, each such order held back its customer's later
-        carts for ``pending_within``. Without the table (a trimmed copy), the two settings alone."""
+        carts for ``pending_within``. Without the table (a trimmed copy, or an account not granted
+        it), the two settings alone."""
         if self._shipped is None:
             shipped = _delivered(self._order_states())
-            if not self.missing_tables(("order_state",)):
+            if self.readable("order_state"):
                 flag = self.schema().flag("shipped", "order_state", "shipped", 1)
                 shipped |= {int(row["id_order_state"]) for row in self.db.fetch(
                     f"SELECT id_order_state FROM {self.t('order_state')} WHERE {flag}")}

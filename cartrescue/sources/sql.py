@@ -1173,6 +1173,11 @@ class DatabaseSource(CartSource):
         present = {key(name) for name in self.db.table_names()}
         return [self.db.full_name(name) for name in tables if key(self.db.full_name(name)) not in present]
 
+    def readable(self, table: str) -> bool:
+        """Can this account read ``table``, one a preset reads where the shop has it (a trimmed
+        copy may not, and an account granted the documented tables alone may not read it)?"""
+        return not self.missing_tables((table,)) and self.db.refusal(table) is None
+
     def check(self) -> list[str]:
         """Problems ``doctor`` shows: missing tables, columns of a type the preset cannot read, a
         missing recommended index, coupon tables this account may not read (:meth:`code_refusal`:
