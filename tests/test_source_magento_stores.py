@@ -111,12 +111,7 @@ def test_each_store_views_report_counts_its_own_orders(shop, tmp_path):
 def test_a_store_id_the_database_does_not_have_stops_the_run_naming_the_key(shop, tmp_path):
     """A typo read no quote, every run, and ``doctor`` said ok."""
     config = _config(shop, tmp_path / "typo", [1, 9], "https://shop.example.com/cart/")
-    result = cli("carts", "--json", "--config", str(config), "--now", NOW)
-    assert result.exit_code == 3, result.output
-    doctor = cli("doctor", "--json", "--config", str(config))
-    assert doctor.exit_code == 3, doctor.output
-    check = next(check for check in doctor.json["checks"] if check["name"] == "source")
-    for line in (result.json["error"]["message"], check["detail"]):
+    for line in shopdb.refused_by_the_source(config, NOW):
         assert f"{config}: source.options.store_ids: no store view 9 in store (its store views: 0, 1, 2)" in line, line
 
 

@@ -40,7 +40,6 @@ from typing import Any
 
 from cartrescue.contacts import normalize_email
 from cartrescue.currency import in_minor_units
-from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import Activity, OrderFilter, Window, ignore_problem
@@ -158,15 +157,8 @@ class MagentoSource(DatabaseSource):
             return None
         if self._stores is None:
             stores = [int(store) for store in configured]
-            if self.readable("store"):
-                known = sorted(int(row["store_id"]) for row in self.db.fetch(f"SELECT store_id FROM {self.t('store')}"))
-                missing = [store for store in stores if store not in known]
-                if missing:
-                    raise SourceError(
-                        f"{self.name} source: {self.db.config_key('source.options.store_ids')}: "
-                        f"no store view {', '.join(map(str, missing))} in {self.db.prefix}store "
-                        f"(its store views: {', '.join(map(str, known)) or 'none'})")
-            self._stores = stores
+            readable = self.readable("store")
+            self._stores = self.known_ids(stores, "store", "store_id", "store_ids", "store view") if readable else stores
         return self._stores
 
     def _of_stores(self, column: str) -> str:

@@ -44,7 +44,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cartrescue.currency import in_minor_units
-from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
@@ -157,23 +156,11 @@ class PrestaShopSource(DatabaseSource):
         configured = self.options.get("shop_ids")
         if configured:
             if self._shops is None:
-                self._shops = self._known_shops([int(shop) for shop in configured])
+                self._shops = self.known_ids([int(shop) for shop in configured], "shop", "id_shop", "shop_ids", "shop")
             return self._shops
         schema = self.schema()
         open_shop = f"{schema.flag('active', 'shop', 'active', 1)} AND {schema.flag('deleted', 'shop', 'deleted', 0)}"
         return [int(row["id_shop"]) for row in self.db.fetch(f"SELECT id_shop FROM {self.t('shop')} WHERE {open_shop}")]
-
-    def _known_shops(self, configured: list[int]) -> list[int]:
-        """``options.shop_ids`` once each is found in ``shop``: an id the database does not have
-        (a typo, another install's) read no cart, every run, and ``doctor`` said ok."""
-        known = sorted(int(row["id_shop"]) for row in self.db.fetch(f"SELECT id_shop FROM {self.t('shop')}"))
-        missing = [shop for shop in configured if shop not in known]
-        if missing:
-            raise SourceError(
-                f"{self.name} source: {self.db.config_key('source.options.shop_ids')}: "
-                f"no shop {', '.join(map(str, missing))} in {self.db.prefix}shop "
-                f"(its shops: {', '.join(map(str, known)) or 'none'})")
-        return configured
 
     def _store_timezone(self) -> None:
         """Read times in PS_TIMEZONE, the zone PrestaShop wrote them in (``options.timezone`` wins)."""
