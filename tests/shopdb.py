@@ -265,6 +265,19 @@ def plan(config: Path, now: str) -> tuple[Any, dict[str, dict[str, Any]]]:
     return result, {row["cart_id"]: row for row in result.json["decisions"]}
 
 
+def refused_by_the_source(config: Path, now: str) -> list[str]:
+    """A config whose source the shop's database refuses (a shop or store view it does not
+    have): ``carts`` and ``doctor`` both exit 3; the run's error line and doctor's source check."""
+    from conftest import cli
+
+    result = cli("carts", "--json", "--config", str(config), "--now", now)
+    assert result.exit_code == 3, result.output
+    doctor = cli("doctor", "--json", "--config", str(config))
+    assert doctor.exit_code == 3, doctor.output
+    check = next(check for check in doctor.json["checks"] if check["name"] == "source")
+    return [result.json["error"]["message"], check["detail"]]
+
+
 def epoch(text: str) -> int:
     """A naive UTC time as seconds since 1970, as a time column retyped to BIGINT holds it."""
     from datetime import datetime, timezone

@@ -518,10 +518,5 @@ def test_a_shop_id_the_database_does_not_have_stops_the_run_naming_the_key(shop,
     and the shops there are."""
     db, _ = shop
     config = shopdb.write_config(tmp_path, {"type": "prestashop", "url": db.url, "options": {"shop_ids": [1, 9]}})
-    result = cli("carts", "--json", "--config", str(config), "--now", NOW)
-    assert result.exit_code == 3, result.output
-    doctor = cli("doctor", "--json", "--config", str(config))
-    assert doctor.exit_code == 3, doctor.output
-    check = next(check for check in doctor.json["checks"] if check["name"] == "source")
-    for line in (result.json["error"]["message"], check["detail"]):
+    for line in shopdb.refused_by_the_source(config, NOW):
         assert f"{config}: source.options.shop_ids: no shop 9 in ps_shop (its shops: 1)" in line, line

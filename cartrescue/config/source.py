@@ -146,6 +146,7 @@ class _MagentoOptions(_Options):
     line_prices_include_tax: bool = False
     stock_id: int = 1
     store_locales: dict[int | str, str] = Field(default_factory=dict)  # {store_id: locale}
+    store_ids: Annotated[list[int] | None, BeforeValidator(_one_or_many)] = None  # None: every store view
 
 
 class _PrestaShopOptions(_Options):

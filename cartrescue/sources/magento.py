@@ -91,7 +91,7 @@ _SUBSCRIBED, _UNSUBSCRIBED = 1, 3
 class MagentoSource(DatabaseSource):
     """Carts from ``quote``/``quote_item``/``quote_address``, orders from ``sales_order``.
 
-    Options: ``stock_id`` (default 1), ``store_locales`` ({store_id: locale}),
+    Options: ``store_ids`` (default: every store view), ``stock_id`` (default 1), ``store_locales`` ({store_id: locale}),
     ``recovery_url`` (a template with ``{cart_id}``), ``consent`` (``newsletter``, the default,
     or ``none``), ``line_prices_include_tax`` (default false: lines without tax).
     """
@@ -123,6 +123,10 @@ class MagentoSource(DatabaseSource):
     table_hints = {"newsletter_subscriber": "without Magento's newsletter module, set source.options.consent: none "
                                             "and give consent another way (docs/databases.md)"}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stores: list[int] | None = None  # options.store_ids, once found in the store table
+
     def tables_required(self) -> tuple[str, ...]:
         return self.required_tables + (("newsletter_subscriber",) if self._consent_from_newsletter() else ())
 
@@ -145,12 +149,34 @@ class MagentoSource(DatabaseSource):
 
     # -- carts -------------------------------------------------------------------------------
 
+    def _store_ids(self) -> list[int] | None:
+        """``options.store_ids``, once each is found in ``store`` where the database has it (a
+        typo read no cart, every run); None: every store view's quotes."""
+        configured = self.options.get("store_ids")
+        if not configured:
+            return None
+        if self._stores is None:
+            stores = [int(store) for store in configured]
+            readable = self.readable("store")
+            self._stores = self.known_ids(stores, "store", "store_id", "store_ids", "store view") if readable else stores
+        return self._stores
+
+    def _of_stores(self, column: str) -> str:
+        """The SQL condition that ``column`` is a store view this source reads (``store_ids``),
+        written in as integers; empty when it reads them all. A shop whose store views have
+        their own domains (and so their own links, sender and ``shop.url``) gives each a config:
+        without it, every store view's carts went out with one store's links, and each config's
+        report credited every store's orders."""
+        stores = self._store_ids()
+        return f" AND {column} IN ({', '.join(str(int(store)) for store in stores)})" if stores else ""
+
     def _abandoned(self) -> str:
-        """Active, not empty, and no order of it but a canceled one: when a payment fails
-        Magento cancels the order and makes its quote active again for another try
-        (``restoreQuote``), and a customer who leaves then has abandoned that cart. An order
-        pending payment still hides it: the customer may be paying."""
-        return (f"{self.schema().flag('q.is_active', 'quote', 'is_active', 1)} AND q.items_count > 0 "
+        """Active, not empty, of a store view read (:meth:`_of_stores`), and no order of it but
+        a canceled one: when a payment fails Magento cancels the order and makes its quote
+        active again for another try (``restoreQuote``), and a customer who leaves then has
+        abandoned that cart. An order pending payment still hides it: the customer may be paying."""
+        return (f"{self.schema().flag('q.is_active', 'quote', 'is_active', 1)} AND q.items_count > 0"
+                f"{self._of_stores('q.store_id')} "
                 f"AND NOT EXISTS (SELECT 1 FROM {self.t('sales_order')} o WHERE o.quote_id = q.entity_id "
                 # the order's state as _order reads it: its state, else its status
                 f"AND LOWER(COALESCE(NULLIF(TRIM(o.state), ''), TRIM(o.status), '')) <> '{_CANCELED}')")
@@ -205,7 +231,7 @@ class MagentoSource(DatabaseSource):
         if not ascii_digits(cart_id):
             return None
         flag = self.schema().flag("q.is_active", "quote", "is_active", 1)
-        quotes = self.db.fetch(f"SELECT CASE WHEN {flag} THEN 1 ELSE 0 END AS active, q.items_count "
+        quotes = self.db.fetch(f"SELECT CASE WHEN {flag} THEN 1 ELSE 0 END AS active, q.items_count, q.store_id "
                                f"FROM {self.t('quote')} q WHERE q.entity_id = :id", {"id": int(cart_id)})
         if not quotes:
             return None
@@ -216,6 +242,10 @@ class MagentoSource(DatabaseSource):
             status = text_or_none(order["status"]) or text_or_none(order["state"]) or "no status"
             if (text_or_none(order["state"]) or status).lower() != _CANCELED:
                 return f"it was ordered (order {text_or_none(order['increment_id']) or order['entity_id']}, {status})"
+        stores = self._store_ids()
+        if stores and int(quotes[0]["store_id"] or 0) not in stores:
+            return (f"it is store view {quotes[0]['store_id']}'s, which the source does not read "
+                    f"(store_ids: {', '.join(map(str, stores))})")
         if not quotes[0]["active"]:
             return "the quote is inactive (converted or closed)"
         if not quotes[0]["items_count"]:
@@ -583,12 +613,14 @@ class MagentoSource(DatabaseSource):
         """The orders placed in ``window`` (``sales_order.created_at``, indexed), streamed, with
         what their credit memos refunded (revenue is net of it) and the coupon they used
         (``coupon_code``): without it the report took every attributed order after an incentive
-        step for a redemption of its code, an order with another promotion's coupon too."""
+        step for a redemption of its code, an order with another promotion's coupon too. Of the
+        store views read only (``store_ids``): another's orders are its own config's report's."""
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, grand_total, "
             "order_currency_code, base_grand_total, base_currency_code, created_at, total_refunded, "
             f"base_total_refunded, coupon_code FROM {self.t('sales_order')} "
-            "WHERE created_at >= :start AND created_at <= :end ORDER BY created_at, entity_id"
+            f"WHERE created_at >= :start AND created_at <= :end{self._of_stores('store_id')} "
+            "ORDER BY created_at, entity_id"
         )
         self._codes_read = True  # every order's coupon_code: NULL is no coupon used
         for row in self.db.stream(sql, self.window_bounds("sales_order", "created_at", window, UTC)):

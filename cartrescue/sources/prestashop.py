@@ -7,7 +7,7 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
   but a failed or cancelled one, and ``date_upd`` in the window. PrestaShop's own index ``id_shop_2 (id_shop, date_upd)``
   serves that range;
 * ``cart_product`` + ``product``/``product_shop`` (price and ``wholesale_price`` → cost, plus
-  the combination's ``product_attribute`` impact) + ``product_lang`` (name in the cart's
+  the combination's impact: the shop's ``product_attribute_shop``, else ``product_attribute``) + ``product_lang`` (name in the cart's
   language) + ``stock_available`` (quantity);
 * ``customer`` — email, names, ``newsletter`` (consent; unticked after a subscription,
   ``newsletter_date_add`` set, it is a no; ``optin`` is the "offers from our partners" box, no
@@ -15,7 +15,7 @@ Owns the mapping from PrestaShop's tables (prefix ``ps_`` by default) to carts a
 * ``currency`` and ``lang`` for codes; ``configuration`` for the order states and the default
   currency (``PS_CURRENCY_DEFAULT``);
 * ``orders`` — orders by cart, customer or email (the report: of the shops read only);
-  ``PS_OS_DELIVERED`` and ``PS_OS_SHIPPING`` mean delivered, ``PS_OS_CANCELED``/``PS_OS_ERROR`` are not orders,
+  ``PS_OS_DELIVERED``, ``PS_OS_SHIPPING`` and the states ``order_state`` flags ``shipped`` mean delivered, ``PS_OS_CANCELED``/``PS_OS_ERROR`` are not orders,
   ``PS_OS_REFUND`` no sale (a run: still its cart's purchase, refunded in full);
 * ``order_slip`` — credit slips: an order counts ``total_paid`` less its slips'
   ``total_products_tax_incl`` + ``total_shipping_tax_incl`` (both tax included, as ``total_paid``
@@ -44,7 +44,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cartrescue.currency import in_minor_units
-from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.sources.base import OrderFilter, Window
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
@@ -125,6 +124,7 @@ class PrestaShopSource(DatabaseSource):
         "product": {"price": NUMBER, "wholesale_price": NUMBER},
         "product_shop": {"price": NUMBER, "wholesale_price": NUMBER},
         "product_attribute": {"price": NUMBER, "wholesale_price": NUMBER},
+        "product_attribute_shop": {"price": NUMBER, "wholesale_price": NUMBER},
         "stock_available": {"quantity": NUMBER},
         "currency": {"id_currency": INTEGER, "conversion_rate": NUMBER},
         "shop": {"active": INTEGER, "deleted": INTEGER},
@@ -133,6 +133,7 @@ class PrestaShopSource(DatabaseSource):
         "order_slip": {"id_order": INTEGER, "total_products_tax_incl": NUMBER, "total_shipping_tax_incl": NUMBER,
                        "amount": NUMBER, "shipping_cost_amount": NUMBER},
         "order_cart_rule": {"deleted": INTEGER},  # PrestaShop 1.7.7+ (see orders)
+        "order_state": {"id_order_state": INTEGER, "shipped": INTEGER},
     }
     window_columns = (("cart", "date_upd"),)
 
@@ -143,6 +144,8 @@ class PrestaShopSource(DatabaseSource):
         self._has_slips: bool | None = None  # whether order_slip exists: asked once per run
         self._tz_read = False
         self._shops: list[int] | None = None  # options.shop_ids, once found in the shop table
+        self._shipped: set[int] | None = None  # the states whose orders count as delivered: read once
+        self._attribute_shop: bool | None = None  # whether product_attribute_shop exists: asked once per run
 
     # -- carts -------------------------------------------------------------------------------
 
@@ -153,23 +156,11 @@ class PrestaShopSource(DatabaseSource):
         configured = self.options.get("shop_ids")
         if configured:
             if self._shops is None:
-                self._shops = self._known_shops([int(shop) for shop in configured])
+                self._shops = self.known_ids([int(shop) for shop in configured], "shop", "id_shop", "shop_ids", "shop")
             return self._shops
         schema = self.schema()
         open_shop = f"{schema.flag('active', 'shop', 'active', 1)} AND {schema.flag('deleted', 'shop', 'deleted', 0)}"
         return [int(row["id_shop"]) for row in self.db.fetch(f"SELECT id_shop FROM {self.t('shop')} WHERE {open_shop}")]
-
-    def _known_shops(self, configured: list[int]) -> list[int]:
-        """``options.shop_ids`` once each is found in ``shop``: an id the database does not have
-        (a typo, another install's) read no cart, every run, and ``doctor`` said ok."""
-        known = sorted(int(row["id_shop"]) for row in self.db.fetch(f"SELECT id_shop FROM {self.t('shop')}"))
-        missing = [shop for shop in configured if shop not in known]
-        if missing:
-            raise SourceError(
-                f"{self.name} source: {self.db.config_key('source.options.shop_ids')}: "
-                f"no shop {', '.join(map(str, missing))} in {self.db.prefix}shop "
-                f"(its shops: {', '.join(map(str, known)) or 'none'})")
-        return configured
 
     def _store_timezone(self) -> None:
         """Read times in PS_TIMEZONE, the zone PrestaShop wrote them in (``options.timezone`` wins)."""
@@ -239,8 +230,7 @@ class PrestaShopSource(DatabaseSource):
             "p.id_product AS product_found, COALESCE(ps.active, p.active) AS product_active, "
             "p.reference AS product_reference, COALESCE(ps.price, p.price) AS base_price, "
             "COALESCE(ps.wholesale_price, p.wholesale_price) AS base_cost, "
-            "pa.reference AS attribute_reference, pa.price AS attribute_price, "
-            "pa.wholesale_price AS attribute_cost "
+            f"pa.reference AS attribute_reference, {self._combination_values()} "
             f"FROM {self.t('cart')} c "
             f"JOIN {self.t('cart_product')} cp ON cp.id_cart = c.id_cart "
             f"JOIN {self.t('customer')} cu ON cu.id_customer = c.id_customer "
@@ -252,8 +242,34 @@ class PrestaShopSource(DatabaseSource):
             "AND pl.id_shop = c.id_shop AND pl.id_lang = c.id_lang "
             f"LEFT JOIN {self.t('product_attribute')} pa ON pa.id_product_attribute = cp.id_product_attribute "
             "AND cp.id_product_attribute > 0 "
+            f"{self._combination_join()}"
             f"WHERE c.id_shop IN :shops AND {where} AND c.id_customer > 0 AND {self._unbought()} "
         )
+
+    def _shop_combinations(self) -> bool:
+        """Does the database have ``product_attribute_shop``, each shop's own price impact and
+        cost of a combination, and may this account read it? Asked once per run; without it,
+        ``product_attribute``'s alone."""
+        if self._attribute_shop is None:
+            self._attribute_shop = self.readable("product_attribute_shop")
+        return self._attribute_shop
+
+    def _combination_join(self) -> str:
+        """The cart's shop's row of the line's combination (:meth:`_combination_values`)."""
+        if not self._shop_combinations():
+            return ""
+        return (f"LEFT JOIN {self.t('product_attribute_shop')} pas ON pas.id_product_attribute = cp.id_product_attribute "
+                "AND pas.id_shop = c.id_shop AND cp.id_product_attribute > 0 ")
+
+    def _combination_values(self) -> str:
+        """A combination's price impact and cost as PrestaShop prices a cart in its shop
+        (``Product::priceCalculation``): ``product_attribute_shop``'s, else ``product_attribute``'s.
+        ``product_attribute`` keeps the values of one shop only: a multistore whose shops give a
+        size another impact showed every other shop's customers that one's price."""
+        if not self._shop_combinations():
+            return "pa.price AS attribute_price, pa.wholesale_price AS attribute_cost"
+        return ("COALESCE(pas.price, pa.price) AS attribute_price, "
+                "COALESCE(pas.wholesale_price, pa.wholesale_price) AS attribute_cost")
 
     def _unbought(self) -> str:
         """No order of the cart but a failed or cancelled one (``PS_OS_ERROR``,
@@ -433,6 +449,23 @@ class PrestaShopSource(DatabaseSource):
             self._states = states
         return self._states
 
+    def _delivered_states(self) -> set[int]:
+        """The ids of the states an order counts as delivered in: ``PS_OS_SHIPPING`` and
+        ``PS_OS_DELIVERED`` (:data:`_DELIVERED`), and each state of ``order_state`` flagged
+        ``shipped`` ("Consider the associated order as shipped", what PrestaShop's own
+        ``Order::hasBeenShipped`` reads): a carrier or tracking module's own "Delivered" or "In
+        transit" state. Read as not delivered, each such order held back its customer's later
+        carts for ``pending_within``. Without the table (a trimmed copy, or an account not granted
+        it), the two settings alone."""
+        if self._shipped is None:
+            shipped = _delivered(self._order_states())
+            if self.readable("order_state"):
+                flag = self.schema().flag("shipped", "order_state", "shipped", 1)
+                shipped |= {int(row["id_order_state"]) for row in self.db.fetch(
+                    f"SELECT id_order_state FROM {self.t('order_state')} WHERE {flag}")}
+            self._shipped = shipped
+        return self._shipped
+
     def orders_for(self, carts: Sequence[Cart]) -> Iterator[Order]:
         """The orders of ``carts`` and their customers (by cart, customer id or address) in every
         shop, the configured ones or not: ``ps_customer`` and ``ps_orders`` are one owner's, so
@@ -463,7 +496,7 @@ class PrestaShopSource(DatabaseSource):
             f"LEFT JOIN {self.t('currency')} cur ON cur.id_currency = o.id_currency WHERE {where}"
         )
         rows = self.db.fetch(sql, params, expanding=lists)
-        delivered = _delivered(states)
+        delivered = self._delivered_states()
         slips = self._pending_slips(rows, set(named) | delivered)
         for row in rows:
             state = int(row["current_state"] or 0)
@@ -582,6 +615,7 @@ class PrestaShopSource(DatabaseSource):
         bounds = self.window_bounds("orders", "date_add", window, self.shop_tz, _SLACK)
         refunds = self._slips("o.date_add >= :start AND o.date_add <= :end", bounds)
         default = self.default_currency()
+        delivered = self._delivered_states()
         for row in self.db.stream(sql, {"shops": shops, **bounds}, expanding=("shops",)):
             state = int(row["current_state"] or 0)
             if state in not_orders or (wanted is not None and not order_wanted(wanted, row["id_cart"], row["email"],
@@ -604,7 +638,7 @@ class PrestaShopSource(DatabaseSource):
                     total=total,
                     currency=text_or_none(row["iso_code"]),
                     status=_status(state, states),
-                    delivered=state in _delivered(states),
+                    delivered=state in delivered,
                     refunded=refunded,  # in the order's currency: net() takes it off base_total at the order's rate
                     base_total=self._order_base(total, row["conversion_rate"], default),
                 )

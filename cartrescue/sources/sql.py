@@ -1173,6 +1173,25 @@ class DatabaseSource(CartSource):
         present = {key(name) for name in self.db.table_names()}
         return [self.db.full_name(name) for name in tables if key(self.db.full_name(name)) not in present]
 
+    def known_ids(self, configured: list[int], table: str, column: str, key: str, what: str) -> list[int]:
+        """``configured`` (``source.options.KEY``: the shops or store views a source reads) once
+        each is found in ``table.column``: an id the database does not have (a typo, another
+        install's) read no cart, every run, and ``doctor`` said ok. A SourceError (exit 3)
+        naming the file, the key, the id and the ids there are."""
+        known = sorted(int(row[column]) for row in self.db.fetch(f"SELECT {column} FROM {self.t(table)}"))
+        missing = [value for value in configured if value not in known]
+        if missing:
+            raise SourceError(
+                f"{self.name} source: {self.db.config_key('source.options.' + key)}: "
+                f"no {what} {', '.join(map(str, missing))} in {self.db.prefix}{table} "
+                f"(its {what}s: {', '.join(map(str, known)) or 'none'})")
+        return configured
+
+    def readable(self, table: str) -> bool:
+        """Can this account read ``table``, one a preset reads where the shop has it (a trimmed
+        copy may not, and an account granted the documented tables alone may not read it)?"""
+        return not self.missing_tables((table,)) and self.db.refusal(table) is None
+
     def check(self) -> list[str]:
         """Problems ``doctor`` shows: missing tables, columns of a type the preset cannot read, a
         missing recommended index, coupon tables this account may not read (:meth:`code_refusal`:
