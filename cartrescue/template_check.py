@@ -55,6 +55,7 @@ from cartrescue.compose.render import (
     did_you_mean,
     locale_candidates,
     part_name,
+    step_parts,
     template_frame,
 )
 from cartrescue.sms_text import KINDS as SMS_KINDS
@@ -522,7 +523,8 @@ class TemplateChecker:
         """Every e-mail case, then every text-message case: the steps a tier sends by e-mail (or
         webhook) render the e-mail parts; those a tier sends by SMS, and every template with
         ``.sms.txt`` files, render the text."""
-        used: dict[str, list[_Use]] = {}
+        used: dict[str, list[_Use]] = {}  # the steps a run renders as an e-mail, a text's fallback too
+        mailed: dict[str, list[_Use]] = {}  # ... those a tier sends by e-mail itself
         used_sms: dict[str, list[_Use]] = {}
         for seq_name, sequence in self.config.sequences.items():
             users = [t for t in self.config.priority.tiers if t.sequence == seq_name]
@@ -538,18 +540,30 @@ class TemplateChecker:
                         offers.append((tier, incentive))
                 use = (seq_name, number, len(sequence.steps), offers, set(step.variants))
                 if channels & {"email", "webhook"}:
+                    mailed.setdefault(step.template, []).append(use)
+                if self._mailed(seq_name, number, channels, bool(users)):
                     used.setdefault(step.template, []).append(use)
                 if "sms" in channels:
                     used_sms.setdefault(step.template, []).append(use)
         wanted = set(templates) if templates else set(used) | self.own_templates()
         sms_files = self.files(sms=True)
         wanted_sms = set(templates) & set(sms_files) if templates else \
-            set(used_sms) | (set(sms_files) & (set(used) | self.own_templates()))
+            set(used_sms) | (set(sms_files) & (set(mailed) | self.own_templates()))
         cases = self._cases(wanted, self.files(), used, "email", locales)
-        sms_cases = self._cases(wanted_sms, sms_files, {**used, **used_sms}, "sms", locales)
+        sms_cases = self._cases(wanted_sms, sms_files, {**mailed, **used_sms}, "sms", locales)
         for case in sms_cases:
             case.sent_as_sms = case.template in used_sms
         return cases + sms_cases
+
+    def _mailed(self, sequence: str, number: int, channels: set[str], used_by_tiers: bool) -> bool:
+        """Does a run render step ``number`` (1-based) of ``sequence`` as an e-mail? Where a tier
+        sends it by e-mail or webhook, and also where a text or call step goes by e-mail to a cart
+        it cannot reach (``eligibility.channel_fallback``, a tier's ``over_budget: email``), as
+        :func:`~cartrescue.compose.render.step_parts` has it: such a step's e-mail, rendered with
+        its own tier and sequence, went unchecked, and failed every such cart of a run."""
+        if not used_by_tiers:
+            return bool(channels & {"email", "webhook"})
+        return any(parts == PARTS for parts, _why in step_parts(self.config, sequence, number - 1))
 
     def _cases(self, wanted: set[str], files: dict[str, dict[str, set[str | None]]], used: dict[str, list[_Use]],
                channel: str, locales: Iterable[str] | None) -> list[Case]:

@@ -1101,3 +1101,27 @@ def test_a_step_whose_files_branch_on_the_variant_is_not_noted(shop: Shop) -> No
     notes = _notes_of_an_ab_test(shop, "en/reminder-1.subject.txt",
                                  '{% if variant == "b" %}Still thinking?{% else %}Your cart{% endif %}')
     assert not [note for note in notes if "every arm" in note], notes
+
+
+def test_a_call_steps_email_to_a_cart_it_cannot_reach_is_checked_with_its_tier(shop: Shop, tmp_path: Path) -> None:
+    """A call-list step goes by e-mail to a cart without a number (`eligibility.channel_fallback`)
+    or over its tier's budget (`over_budget: email`): a run renders its e-mail with that tier and
+    sequence. The check rendered only the steps a tier mails itself, so a branch for the calling
+    tier passed CI and failed each such cart of a run with a render error."""
+    folder = tmp_path / "mine" / "en"
+    folder.mkdir(parents=True)
+    shipped = (REPO / "templates" / "en" / "reminder-1.txt").read_text(encoding="utf-8")
+    (folder / "reminder-1.txt").write_text('{% if tier == "vip" %}{{ cart.totl }}{% endif %}' + shipped,
+                                           encoding="utf-8")
+    shop.configure(templates=str(tmp_path / "mine"), priority={"tiers": [
+        {"name": "vip", "min_score": 50, "sequence": "call", "channel": "call-list"},
+        {"name": "standard", "min_score": 0}]},
+        sequences={"call": {"steps": [{"delay": "1h", "template": "reminder-1"}]},
+                   "default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    result = shop.cli("templates", "check", "--json", "--quick", "--locale", "en", now=None)
+    assert result.exit_code == 1, result.stdout[-1500:]
+    failed = [case for case in result.json["cases"] if not case["ok"]]
+    assert [(case["sequence"], case["channel"]) for case in failed] == [("call", "email")], failed
+    problem = failed[0]["problems"][0]
+    assert (problem["kind"], problem["file"], problem["line"]) == ("undefined", "en/reminder-1.txt", 1), problem
+    assert "'cart.totl' is undefined" in problem["message"]
