@@ -54,6 +54,7 @@ from cartrescue.compose.render import (
     Renderer,
     did_you_mean,
     locale_candidates,
+    missing_part,
     part_name,
     step_parts,
     template_frame,
@@ -671,7 +672,8 @@ class TemplateChecker:
                 if exc.name == name:
                     kind = "missing-text" if part == "txt" else "missing-part"
                     label = {"txt": "text", "html": "HTML", "subject.txt": "subject", SMS_PART: "SMS"}[part]
-                    case.add(Problem(kind, f"no {label} part: {name} does not exist", name))
+                    case.add(Problem(kind, f"no {label} part: {name} does not exist: "
+                                     f"{self._missing_means(case, parts_of_case[0], name)}", name))
                 else:
                     case.add(Problem("render", self._not_found(name, exc), name))
                 compiled.append(None)
@@ -717,6 +719,23 @@ class TemplateChecker:
                 self.inspect_offer(case, cart, files, parts, offer_label(offer_tier, incentive), code or incentive.code,
                                    context)
         case.seconds = time.perf_counter() - started
+
+    def _missing_means(self, case: Case, first: str, name: str) -> str:
+        """What a run does without the part file ``name``, and what to do. ``first`` is the part
+        a customer's locale is found by (the subject, a text message's file): without it in the
+        case's folder, the folder's other files are never read and its customers get another
+        folder's messages, which the bare "does not exist" did not say. Without another part a
+        run fails each message of the folder's customers, as a run words it
+        (:func:`~cartrescue.compose.render.missing_part`)."""
+        try:
+            instead = self.renderer.resolve_locale(case.locale, case.template, first)
+        except TemplateError:
+            return f"no folder a customer falls back to has {case.template}.{first} either (add {name})"
+        if instead != case.locale:
+            return (f"a run finds a customer's locale by {case.template}.{first}, so {case.locale} customers get "
+                    f"the {instead} {case.template} and no file of {case.locale}/ for it is read "
+                    f"(add {part_name(case.locale, case.template, first)})")
+        return missing_part(name).removeprefix("no such file: ")
 
     def sample_code(self, source: CodeSource) -> str:
         """The code a check prints for a per-recipient pool: a pattern's placeholder (as long as its
