@@ -158,7 +158,7 @@ class Case:
     # The base files of a step with variants: every arm renders them (where it has no file of its
     # own), so the fixture carts take the arms in turn; a run never renders them with variant None.
     arms: tuple[str, ...] = ()
-    timed_out: bool = False  # a render ran out of time: the case's other renders are not tried
+    timed_out: str | None = None  # the file a render ran out of time in: the case's other renders are not tried
 
     @property
     def ok(self) -> bool:
@@ -706,8 +706,8 @@ class TemplateChecker:
             if case.timed_out:  # each of the others would take as long (a loop in _layout.html: hours)
                 left = len(case.offers) * len(self.fixtures) - case.renders
                 if left:
-                    self.notes.append(f"{files[0]} ({case.locale}, {case.step_label}): {left} more fixture render(s) "
-                                      "not tried after one ran out of time")
+                    self.notes.append(f"{case.timed_out} ({case.locale}, {case.step_label}): {left} more fixture "
+                                      "render(s) not tried after one ran out of time")
                 break
             if case.channel == "sms" and len(parts) == 1:
                 self.inspect_sms(case, cart, files[0], parts[0])
@@ -772,7 +772,7 @@ class TemplateChecker:
                     file, line = template_frame(exc, self.renderer.folders, name)  # where it was met
                     case.add(Problem("render", str(exc), file, line, cart.id))
                     if clocked and not deadline.armed:  # the rest ran without a clock: a loop there never ended
-                        case.timed_out = True
+                        case.timed_out = file
                         break
                 except UndefinedError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)

@@ -341,6 +341,19 @@ def test_a_loop_in_two_parts_of_a_message_ends_the_check_of_that_message_when_it
     assert any("more fixture render(s) not tried after one ran out of time" in note for note in report.notes)
 
 
+def test_the_note_of_renders_not_tried_names_the_file_that_ran_out_of_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop in the text part: the note said the subject's file, which has none, sending the
+    developer to the wrong file."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.2)
+    folder = _good_with(tmp_path, '{% for a in "x"|center(5000) %}{% for b in "y"|center(5000) %}{% endfor %}{% endfor %}')
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=folder)
+    report = check_templates(config, templates=["mine"], carts=edge_carts())
+    assert [(p.kind, p.file) for case in report.cases for p in case.problems] == [("render", "en/mine.txt")]
+    notes = [note for note in report.notes if "not tried after one ran out of time" in note]
+    assert len(notes) == 1 and notes[0].startswith("en/mine.txt ("), notes
+
+
 def test_a_template_saved_with_a_byte_order_mark_renders_without_it(tmp_path: Path) -> None:
     """"UTF-8 with BOM", as some editors save: the mark went out as the subject's first character."""
     folder = _good_with(tmp_path, "")
