@@ -31,7 +31,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -556,7 +556,7 @@ class TemplateChecker:
             case.sent_as_sms = case.template in used_sms
         return cases + sms_cases
 
-    def _mailed(self, sequence: str, number: int, channels: set[str], used_by_tiers: bool) -> bool:
+    def _mailed(self, sequence: str, number: int, channels: Set[str], used_by_tiers: bool) -> bool:
         """Does a run render step ``number`` (1-based) of ``sequence`` as an e-mail? Where a tier
         sends it by e-mail or webhook, and also where a text or call step goes by e-mail to a cart
         it cannot reach (``eligibility.channel_fallback``, a tier's ``over_budget: email``), as

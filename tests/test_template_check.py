@@ -1140,23 +1140,24 @@ def test_a_call_steps_email_to_a_cart_it_cannot_reach_is_checked_with_its_tier(s
     assert "'cart.totl' is undefined" in problem["message"]
 
 
-def _german(tmp_path: Path, *parts: str) -> Path:
-    """A shop's own ``de`` folder with the shipped English ``reminder-1`` files of ``parts``."""
+def _german_problem(shop: Shop, tmp_path: Path, *parts: str) -> dict[str, Any]:
+    """The first problem the check finds in a shop's own ``de`` folder holding the shipped
+    English ``reminder-1`` files of ``parts`` (it fails: exit 1)."""
     folder = tmp_path / "mine" / "de"
     folder.mkdir(parents=True)
     for part in parts:
         shutil.copy(REPO / "templates" / "en" / f"reminder-1.{part}", folder / f"reminder-1.{part}")
-    return folder.parent
+    shop.configure(templates=str(folder.parent))
+    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", "--locale", "de", now=None)
+    assert result.exit_code == 1, result.stdout[-1500:]
+    return result.json["cases"][0]["problems"][0]
 
 
 def test_a_locale_folder_without_the_subject_says_its_customers_get_another_folder(shop: Shop, tmp_path: Path) -> None:
     """A translation whose subject file was forgotten: a run finds a customer's locale by that
     file, so German customers silently get the English message. The check said only "no subject
     part: de/reminder-1.subject.txt does not exist", as if a run failed, not what it does."""
-    shop.configure(templates=str(_german(tmp_path, "txt", "html")))
-    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", "--locale", "de", now=None)
-    assert result.exit_code == 1, result.stdout[-1500:]
-    problem = result.json["cases"][0]["problems"][0]
+    problem = _german_problem(shop, tmp_path, "txt", "html")
     assert (problem["kind"], problem["file"]) == ("missing-part", "de/reminder-1.subject.txt"), problem
     assert problem["message"] == (
         "no subject part: de/reminder-1.subject.txt does not exist: a run finds a customer's locale by "
@@ -1168,10 +1169,7 @@ def test_a_locale_folder_without_the_html_part_says_what_to_add(shop: Shop, tmp_
     """The subject and text translated, the HTML part not: a run fails each German customer's
     message. The check said the file does not exist, not that the folder's customers read every
     part from there (so the English HTML is no fallback) nor what to add."""
-    shop.configure(templates=str(_german(tmp_path, "subject.txt", "txt")))
-    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", "--locale", "de", now=None)
-    assert result.exit_code == 1, result.stdout[-1500:]
-    problem = result.json["cases"][0]["problems"][0]
+    problem = _german_problem(shop, tmp_path, "subject.txt", "txt")
     assert (problem["kind"], problem["file"]) == ("missing-part", "de/reminder-1.html"), problem
     assert problem["message"] == (
         "no HTML part: de/reminder-1.html does not exist: the de folder has reminder-1.subject.txt, so its "
