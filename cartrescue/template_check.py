@@ -852,7 +852,14 @@ class TemplateChecker:
                 if match.group(0) == "None" and not self._printed_none(file, output, context):
                     continue
                 around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
-                case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
+                where: tuple[str, int | None] = (file, None)
+                advice = ""
+                if match.group(0) == "None":
+                    with self.renderer.deadline:
+                        where = self.renderer.none_line(file, context)
+                    advice = (": a value that is None for this cart, printed as is (a run prints nothing there): "
+                              "test it first, {% if … %}")
+                case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…{advice}", *where, cart.id))
                 break
 
     def _html_problems(self, html: str) -> tuple[list[tuple[int, str, str]], list[str]]:

@@ -225,6 +225,19 @@ def test_none_and_jinja_markup_in_the_output_are_caught(tmp_path: Path) -> None:
     assert "'{{' in the output" in problems[("en/leaky.txt", "leak")].message
 
 
+def test_a_printed_none_names_the_line_that_printed_it_and_what_to_do(tmp_path: Path) -> None:
+    """The leak named the file alone and the words around it: in a long template, or one whose
+    macro printed it, the developer had to guess which value was None, and how to avoid it."""
+    folder = _good_with(tmp_path, "\nCall us: {{ shop.support_phone }}\n")
+    lines = (folder / "en" / "mine.txt").read_text(encoding="utf-8").splitlines()
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder),
+                             templates=["mine"], carts=edge_carts()[:1])
+    problems = [(p.kind, p.file, p.line) for case in report.cases for p in case.problems]
+    assert problems == [("leak", "en/mine.txt", len(lines))], problems
+    assert report.cases[0].problems[0].message.endswith(
+        "a value that is None for this cart, printed as is (a run prints nothing there): test it first, {% if … %}")
+
+
 def test_the_word_none_of_the_templates_own_text_and_css_braces_are_not_leaks(tmp_path: Path) -> None:
     folder = _good_with(tmp_path, "None of the items in your cart are reserved.\n")
     html = folder / "en" / "mine.html"
