@@ -238,6 +238,25 @@ def test_a_printed_none_names_the_line_that_printed_it_and_what_to_do(tmp_path: 
         "a value that is None for this cart, printed as is (a run prints nothing there): test it first, {% if … %}")
 
 
+def test_a_macro_imported_without_context_says_so_instead_of_suggesting_the_same_name(tmp_path: Path) -> None:
+    """A shop's macro file, imported as Jinja imports (without the message's values), printing
+    `{{ shop.name }}`: the check said "'shop' is undefined (did you mean shop?)", which sent the
+    developer looking for a typo that is not there."""
+    folder = _good_with(tmp_path, "")
+    (folder / "_brand.html").write_text("{% macro signature() %}<p>{{ shop.name }}</p>{% endmacro %}\n",
+                                        encoding="utf-8")
+    html = folder / "en" / "mine.html"
+    html.write_text('{% from "_brand.html" import signature %}' + html.read_text(encoding="utf-8").replace(
+        "</body>", "{{ signature() }}</body>"), encoding="utf-8")
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder),
+                             templates=["mine"], carts=edge_carts()[:1])
+    problems = [(p.kind, p.file, p.line, p.message) for case in report.cases for p in case.problems]
+    assert problems == [("undefined", "_brand.html", 1, (
+        "undefined variable: 'shop' is undefined here: a macro of an imported file sees only its arguments, not "
+        "the message's values: pass shop to the macro, or import it with context "
+        '({% from "_macros.html" import name with context %})'))], problems
+
+
 def test_the_word_none_of_the_templates_own_text_and_css_braces_are_not_leaks(tmp_path: Path) -> None:
     folder = _good_with(tmp_path, "None of the items in your cart are reserved.\n")
     html = folder / "en" / "mine.html"

@@ -1027,10 +1027,16 @@ def did_you_mean(wanted: str, names: Iterable[str], prefix: str = "") -> str:
 
 def undefined_message(message: str, source: str, line: int | None, variables: dict[str, Any]) -> str:
     """Jinja's undefined ``message`` said with the path the template wrote (read from its
-    ``source`` at ``line``) and the names there are. ``item.nmae`` of a ``{% for item in items
+    ``source`` at ``line``) and the names there are. A name the message's values have that is
+    undefined all the same is met in a macro of an imported file (Jinja imports without the
+    context): that is said, not "did you mean shop?" of ``shop`` itself. ``item.nmae`` of a ``{% for item in items
     %}`` loop is looked up in ``items``' first line. ``message`` as it is when the path cannot be
     found or resolved (a value the template built itself)."""
     named = _UNDEFINED_NAME.fullmatch(message)
+    if named is not None and named.group(1) in variables:  # "did you mean shop?" of shop itself
+        return (f"{message} here: a macro of an imported file sees only its arguments, not the message's "
+                f"values: pass {named.group(1)} to the macro, or import it with context "
+                "({% from \"_macros.html\" import name with context %})")
     if named is not None:  # the context's names, and those the file imports, sets or defines
         own = [name.split(" as ")[-1].strip() for imported, made in _DEFINED.findall(source)
                for name in (imported.split(",") if imported else [made])]
