@@ -31,7 +31,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -54,7 +54,9 @@ from cartrescue.compose.render import (
     Renderer,
     did_you_mean,
     locale_candidates,
+    missing_part,
     part_name,
+    step_parts,
     template_frame,
 )
 from cartrescue.sms_text import KINDS as SMS_KINDS
@@ -156,7 +158,7 @@ class Case:
     # The base files of a step with variants: every arm renders them (where it has no file of its
     # own), so the fixture carts take the arms in turn; a run never renders them with variant None.
     arms: tuple[str, ...] = ()
-    timed_out: bool = False  # a render ran out of time: the case's other renders are not tried
+    timed_out: str | None = None  # the file a render ran out of time in: the case's other renders are not tried
 
     @property
     def ok(self) -> bool:
@@ -529,7 +531,8 @@ class TemplateChecker:
         """Every e-mail case, then every text-message case: the steps a tier sends by e-mail (or
         webhook) render the e-mail parts; those a tier sends by SMS, and every template with
         ``.sms.txt`` files, render the text."""
-        used: dict[str, list[_Use]] = {}
+        used: dict[str, list[_Use]] = {}  # the steps a run renders as an e-mail, a text's fallback too
+        mailed: dict[str, list[_Use]] = {}  # ... those a tier sends by e-mail itself
         used_sms: dict[str, list[_Use]] = {}
         for seq_name, sequence in self.config.sequences.items():
             users = [t for t in self.config.priority.tiers if t.sequence == seq_name]
@@ -545,18 +548,30 @@ class TemplateChecker:
                         offers.append((tier, incentive))
                 use = (seq_name, number, len(sequence.steps), offers, set(step.variants))
                 if channels & {"email", "webhook"}:
+                    mailed.setdefault(step.template, []).append(use)
+                if self._mailed(seq_name, number, channels, bool(users)):
                     used.setdefault(step.template, []).append(use)
                 if "sms" in channels:
                     used_sms.setdefault(step.template, []).append(use)
         wanted = set(templates) if templates else set(used) | self.own_templates()
         sms_files = self.files(sms=True)
         wanted_sms = set(templates) & set(sms_files) if templates else \
-            set(used_sms) | (set(sms_files) & (set(used) | self.own_templates()))
+            set(used_sms) | (set(sms_files) & (set(mailed) | self.own_templates()))
         cases = self._cases(wanted, self.files(), used, "email", locales)
-        sms_cases = self._cases(wanted_sms, sms_files, {**used, **used_sms}, "sms", locales)
+        sms_cases = self._cases(wanted_sms, sms_files, {**mailed, **used_sms}, "sms", locales)
         for case in sms_cases:
             case.sent_as_sms = case.template in used_sms
         return cases + sms_cases
+
+    def _mailed(self, sequence: str, number: int, channels: Set[str], used_by_tiers: bool) -> bool:
+        """Does a run render step ``number`` (1-based) of ``sequence`` as an e-mail? Where a tier
+        sends it by e-mail or webhook, and also where a text or call step goes by e-mail to a cart
+        it cannot reach (``eligibility.channel_fallback``, a tier's ``over_budget: email``), as
+        :func:`~cartrescue.compose.render.step_parts` has it: such a step's e-mail, rendered with
+        its own tier and sequence, went unchecked, and failed every such cart of a run."""
+        if not used_by_tiers:
+            return bool(channels & {"email", "webhook"})
+        return any(parts == PARTS for parts, _why in step_parts(self.config, sequence, number - 1))
 
     def _cases(self, wanted: set[str], files: dict[str, dict[str, set[str | None]]], used: dict[str, list[_Use]],
                channel: str, locales: Iterable[str] | None) -> list[Case]:
@@ -664,7 +679,8 @@ class TemplateChecker:
                 if exc.name == name:
                     kind = "missing-text" if part == "txt" else "missing-part"
                     label = {"txt": "text", "html": "HTML", "subject.txt": "subject", SMS_PART: "SMS"}[part]
-                    case.add(Problem(kind, f"no {label} part: {name} does not exist", name))
+                    case.add(Problem(kind, f"no {label} part: {name} does not exist: "
+                                     f"{self._missing_means(case, parts_of_case[0], name)}", name))
                 else:
                     case.add(Problem("render", self._not_found(name, exc), name))
                 compiled.append(None)
@@ -697,8 +713,8 @@ class TemplateChecker:
             if case.timed_out:  # each of the others would take as long (a loop in _layout.html: hours)
                 left = len(case.offers) * len(self.fixtures) - case.renders
                 if left:
-                    self.notes.append(f"{files[0]} ({case.locale}, {case.step_label}): {left} more fixture render(s) "
-                                      "not tried after one ran out of time")
+                    self.notes.append(f"{case.timed_out} ({case.locale}, {case.step_label}): {left} more fixture "
+                                      "render(s) not tried after one ran out of time")
                 break
             if case.channel == "sms" and len(parts) == 1:
                 self.inspect_sms(case, cart, files[0], parts[0])
@@ -710,6 +726,23 @@ class TemplateChecker:
                 self.inspect_offer(case, cart, files, parts, offer_label(offer_tier, incentive), code or incentive.code,
                                    context)
         case.seconds = time.perf_counter() - started
+
+    def _missing_means(self, case: Case, first: str, name: str) -> str:
+        """What a run does without the part file ``name``, and what to do. ``first`` is the part
+        a customer's locale is found by (the subject, a text message's file): without it in the
+        case's folder, the folder's other files are never read and its customers get another
+        folder's messages, which the bare "does not exist" did not say. Without another part a
+        run fails each message of the folder's customers, as a run words it
+        (:func:`~cartrescue.compose.render.missing_part`)."""
+        try:
+            instead = self.renderer.resolve_locale(case.locale, case.template, first)
+        except TemplateError:
+            return f"no folder a customer falls back to has {case.template}.{first} either (add {name})"
+        if instead != case.locale:
+            return (f"a run finds a customer's locale by {case.template}.{first}, so {case.locale} customers get "
+                    f"the {instead} {case.template} and no file of {case.locale}/ for it is read "
+                    f"(add {part_name(case.locale, case.template, first)})")
+        return missing_part(name).removeprefix("no such file: ")
 
     def sample_code(self, source: CodeSource) -> str:
         """The code a check prints for a per-recipient pool: a pattern's placeholder (as long as its
@@ -746,7 +779,7 @@ class TemplateChecker:
                     file, line = template_frame(exc, self.renderer.folders, name)  # where it was met
                     case.add(Problem("render", str(exc), file, line, cart.id))
                     if clocked and not deadline.armed:  # the rest ran without a clock: a loop there never ended
-                        case.timed_out = True
+                        case.timed_out = file
                         break
                 except UndefinedError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
@@ -826,7 +859,14 @@ class TemplateChecker:
                 if match.group(0) == "None" and not self._printed_none(file, output, context):
                     continue
                 around = output[max(0, match.start() - 25):match.end() + 25].replace("\n", " ")
-                case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…", file, None, cart.id))
+                where: tuple[str, int | None] = (file, None)
+                advice = ""
+                if match.group(0) == "None":
+                    with self.renderer.deadline:
+                        where = self.renderer.none_line(file, context)
+                    advice = (": a value that is None for this cart, printed as is (a run prints nothing there): "
+                              "test it first, {% if … %}")
+                case.add(Problem("leak", f"{match.group(0)!r} in the output: …{around}…{advice}", *where, cart.id))
                 break
 
     def _html_problems(self, html: str) -> tuple[list[tuple[int, str, str]], list[str]]:

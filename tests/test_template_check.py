@@ -225,6 +225,38 @@ def test_none_and_jinja_markup_in_the_output_are_caught(tmp_path: Path) -> None:
     assert "'{{' in the output" in problems[("en/leaky.txt", "leak")].message
 
 
+def test_a_printed_none_names_the_line_that_printed_it_and_what_to_do(tmp_path: Path) -> None:
+    """The leak named the file alone and the words around it: in a long template, or one whose
+    macro printed it, the developer had to guess which value was None, and how to avoid it."""
+    folder = _good_with(tmp_path, "\nCall us: {{ shop.support_phone }}\n")
+    lines = (folder / "en" / "mine.txt").read_text(encoding="utf-8").splitlines()
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder),
+                             templates=["mine"], carts=edge_carts()[:1])
+    problems = [(p.kind, p.file, p.line) for case in report.cases for p in case.problems]
+    assert problems == [("leak", "en/mine.txt", len(lines))], problems
+    assert report.cases[0].problems[0].message.endswith(
+        "a value that is None for this cart, printed as is (a run prints nothing there): test it first, {% if … %}")
+
+
+def test_a_macro_imported_without_context_says_so_instead_of_suggesting_the_same_name(tmp_path: Path) -> None:
+    """A shop's macro file, imported as Jinja imports (without the message's values), printing
+    `{{ shop.name }}`: the check said "'shop' is undefined (did you mean shop?)", which sent the
+    developer looking for a typo that is not there."""
+    folder = _good_with(tmp_path, "")
+    (folder / "_brand.html").write_text("{% macro signature() %}<p>{{ shop.name }}</p>{% endmacro %}\n",
+                                        encoding="utf-8")
+    html = folder / "en" / "mine.html"
+    html.write_text('{% from "_brand.html" import signature %}' + html.read_text(encoding="utf-8").replace(
+        "</body>", "{{ signature() }}</body>"), encoding="utf-8")
+    report = check_templates(Config(source={"type": "csv", "carts": "c.csv"}, templates=folder),
+                             templates=["mine"], carts=edge_carts()[:1])
+    problems = [(p.kind, p.file, p.line, p.message) for case in report.cases for p in case.problems]
+    assert problems == [("undefined", "_brand.html", 1, (
+        "undefined variable: 'shop' is undefined here: a macro of an imported file sees only its arguments, not "
+        "the message's values: pass shop to the macro, or import it with context "
+        '({% from "_macros.html" import name with context %})'))], problems
+
+
 def test_the_word_none_of_the_templates_own_text_and_css_braces_are_not_leaks(tmp_path: Path) -> None:
     folder = _good_with(tmp_path, "None of the items in your cart are reserved.\n")
     html = folder / "en" / "mine.html"
@@ -339,6 +371,19 @@ def test_a_loop_in_two_parts_of_a_message_ends_the_check_of_that_message_when_it
     assert problems == [("render", "en/mine.subject.txt", "the message took more than 0.2 s to render (a runaway loop?)")]
     assert report.cases[0].renders == 1
     assert any("more fixture render(s) not tried after one ran out of time" in note for note in report.notes)
+
+
+def test_the_note_of_renders_not_tried_names_the_file_that_ran_out_of_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop in the text part: the note said the subject's file, which has none, sending the
+    developer to the wrong file."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.2)
+    folder = _good_with(tmp_path, '{% for a in "x"|center(5000) %}{% for b in "y"|center(5000) %}{% endfor %}{% endfor %}')
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=folder)
+    report = check_templates(config, templates=["mine"], carts=edge_carts())
+    assert [(p.kind, p.file) for case in report.cases for p in case.problems] == [("render", "en/mine.txt")]
+    notes = [note for note in report.notes if "not tried after one ran out of time" in note]
+    assert len(notes) == 1 and notes[0].startswith("en/mine.txt ("), notes
 
 
 def test_a_template_saved_with_a_byte_order_mark_renders_without_it(tmp_path: Path) -> None:
@@ -1126,3 +1171,63 @@ def test_a_step_whose_files_branch_on_the_variant_is_not_noted(shop: Shop) -> No
     notes = _notes_of_an_ab_test(shop, "en/reminder-1.subject.txt",
                                  '{% if variant == "b" %}Still thinking?{% else %}Your cart{% endif %}')
     assert not [note for note in notes if "every arm" in note], notes
+
+
+def test_a_call_steps_email_to_a_cart_it_cannot_reach_is_checked_with_its_tier(shop: Shop, tmp_path: Path) -> None:
+    """A call-list step goes by e-mail to a cart without a number (`eligibility.channel_fallback`)
+    or over its tier's budget (`over_budget: email`): a run renders its e-mail with that tier and
+    sequence. The check rendered only the steps a tier mails itself, so a branch for the calling
+    tier passed CI and failed each such cart of a run with a render error."""
+    folder = tmp_path / "mine" / "en"
+    folder.mkdir(parents=True)
+    shipped = (REPO / "templates" / "en" / "reminder-1.txt").read_text(encoding="utf-8")
+    (folder / "reminder-1.txt").write_text('{% if tier == "vip" %}{{ cart.totl }}{% endif %}' + shipped,
+                                           encoding="utf-8")
+    shop.configure(templates=str(tmp_path / "mine"), priority={"tiers": [
+        {"name": "vip", "min_score": 50, "sequence": "call", "channel": "call-list"},
+        {"name": "standard", "min_score": 0}]},
+        sequences={"call": {"steps": [{"delay": "1h", "template": "reminder-1"}]},
+                   "default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    result = shop.cli("templates", "check", "--json", "--quick", "--locale", "en", now=None)
+    assert result.exit_code == 1, result.stdout[-1500:]
+    failed = [case for case in result.json["cases"] if not case["ok"]]
+    assert [(case["sequence"], case["channel"]) for case in failed] == [("call", "email")], failed
+    problem = failed[0]["problems"][0]
+    assert (problem["kind"], problem["file"], problem["line"]) == ("undefined", "en/reminder-1.txt", 1), problem
+    assert "'cart.totl' is undefined" in problem["message"]
+
+
+def _german_problem(shop: Shop, tmp_path: Path, *parts: str) -> dict[str, Any]:
+    """The first problem the check finds in a shop's own ``de`` folder holding the shipped
+    English ``reminder-1`` files of ``parts`` (it fails: exit 1)."""
+    folder = tmp_path / "mine" / "de"
+    folder.mkdir(parents=True)
+    for part in parts:
+        shutil.copy(REPO / "templates" / "en" / f"reminder-1.{part}", folder / f"reminder-1.{part}")
+    shop.configure(templates=str(folder.parent))
+    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", "--locale", "de", now=None)
+    assert result.exit_code == 1, result.stdout[-1500:]
+    return result.json["cases"][0]["problems"][0]
+
+
+def test_a_locale_folder_without_the_subject_says_its_customers_get_another_folder(shop: Shop, tmp_path: Path) -> None:
+    """A translation whose subject file was forgotten: a run finds a customer's locale by that
+    file, so German customers silently get the English message. The check said only "no subject
+    part: de/reminder-1.subject.txt does not exist", as if a run failed, not what it does."""
+    problem = _german_problem(shop, tmp_path, "txt", "html")
+    assert (problem["kind"], problem["file"]) == ("missing-part", "de/reminder-1.subject.txt"), problem
+    assert problem["message"] == (
+        "no subject part: de/reminder-1.subject.txt does not exist: a run finds a customer's locale by "
+        "reminder-1.subject.txt, so de customers get the en reminder-1 and no file of de/ for it is read "
+        "(add de/reminder-1.subject.txt)"), problem
+
+
+def test_a_locale_folder_without_the_html_part_says_what_to_add(shop: Shop, tmp_path: Path) -> None:
+    """The subject and text translated, the HTML part not: a run fails each German customer's
+    message. The check said the file does not exist, not that the folder's customers read every
+    part from there (so the English HTML is no fallback) nor what to add."""
+    problem = _german_problem(shop, tmp_path, "subject.txt", "txt")
+    assert (problem["kind"], problem["file"]) == ("missing-part", "de/reminder-1.html"), problem
+    assert problem["message"] == (
+        "no HTML part: de/reminder-1.html does not exist: the de folder has reminder-1.subject.txt, so its "
+        "customers get every part of reminder-1 from there (add de/reminder-1.html)"), problem

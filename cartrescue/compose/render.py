@@ -139,6 +139,17 @@ def _none_as_nothing(value: Any) -> Any:
     return "" if value is None else value
 
 
+class PrintedNone(Exception):
+    """Raised where a ``{{ value }}`` would print None: :meth:`Renderer.none_line` finds its line."""
+
+
+def _none_refused(value: Any) -> Any:
+    """A value as printed, except None: raised, so the traceback names the template line."""
+    if value is None:
+        raise PrintedNone("a value printed None")
+    return value
+
+
 @lru_cache(maxsize=256)
 def _percent(value: Decimal, locale: str) -> str:
     """``10%`` in English, ``10 %`` in German, ``%10`` in Turkish: the locale's percent format,
@@ -577,6 +588,7 @@ class Renderer:
         # first needed, so the messages without it pay one substring search, not a call per value.
         self._none_shown = none_shown
         self._blank: tuple[Any, dict[str, Any]] | None = None
+        self._refusing: tuple[Any, dict[str, Any]] | None = None  # see none_line
         self._files: dict[tuple[str, str, str | None], tuple[str, ...]] = {}  # (template, locale, variant) -> parts
         self._sms_files: dict[tuple[str, str, str | None], str] = {}  # (template, locale, variant) -> its .sms.txt
         # part file -> messages it ran out of time or memory for (MAX_TIMEOUTS_PER_FILE), and the last one's limit
@@ -645,6 +657,21 @@ class Renderer:
         words ``None`` left are the template's own text ("None of the items ...", which
         ``templates check`` must not call a None printed by a value)."""
         return self._render_in(*self._blank_environment(), name, self._variables(context))
+
+    def none_line(self, name: str, context: dict[str, Any]) -> tuple[str, int | None]:
+        """The file and line of the first ``{{ value }}`` of ``name`` (or of a file it includes)
+        that prints a None with ``context``: ``templates check`` names where a leak comes from,
+        not only the words around it. ``(name, None)`` when none is found so (the words ``None``
+        made otherwise, ``{{ "x" ~ none }}``). Called on a leak only."""
+        if self._refusing is None:
+            self._refusing = (self._environment(_none_refused), {})
+        try:
+            self._render_in(*self._refusing, name, self._variables(context))
+        except PrintedNone as exc:
+            return template_frame(exc, self.folders, name)
+        except Exception:  # noqa: BLE001 - it rendered before; whatever fails now names no None
+            pass
+        return name, None
 
     def _blank_environment(self) -> tuple[Any, dict[str, Any]]:
         """The environment where a None value prints nothing, and its compiled templates: made
@@ -1046,10 +1073,16 @@ def did_you_mean(wanted: str, names: Iterable[str], prefix: str = "") -> str:
 
 def undefined_message(message: str, source: str, line: int | None, variables: dict[str, Any]) -> str:
     """Jinja's undefined ``message`` said with the path the template wrote (read from its
-    ``source`` at ``line``) and the names there are. ``item.nmae`` of a ``{% for item in items
+    ``source`` at ``line``) and the names there are. A name the message's values have that is
+    undefined all the same is met in a macro of an imported file (Jinja imports without the
+    context): that is said, not "did you mean shop?" of ``shop`` itself. ``item.nmae`` of a ``{% for item in items
     %}`` loop is looked up in ``items``' first line. ``message`` as it is when the path cannot be
     found or resolved (a value the template built itself)."""
     named = _UNDEFINED_NAME.fullmatch(message)
+    if named is not None and named.group(1) in variables:  # "did you mean shop?" of shop itself
+        return (f"{message} here: a macro of an imported file sees only its arguments, not the message's "
+                f"values: pass {named.group(1)} to the macro, or import it with context "
+                "({% from \"_macros.html\" import name with context %})")
     if named is not None:  # the context's names, and those the file imports, sets or defines
         own = [name.split(" as ")[-1].strip() for imported, made in _DEFINED.findall(source)
                for name in (imported.split(",") if imported else [made])]
