@@ -32,6 +32,27 @@ def test_a_duration_without_its_unit_is_refused_naming_the_key(tmp_path: Path) -
     assert f"{path}: eligibility.cutoff: a duration needs its unit: 45m, 45h or 45s?" in str(error.value)
 
 
+def test_a_duration_of_0_from_an_environment_default_is_taken_as_the_number_0_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pending_within: ${PENDING_WITHIN:-0}`` gives the text "0", which was refused as no duration
+    ("expected a duration like 45m, 24h or 3d, got '0'") while ``pending_within: 0`` was taken: the
+    README says a duration may be 0, and a ``${SMTP_TIMEOUT:-30}`` reads as 30 already."""
+    monkeypatch.delenv("PENDING_WITHIN", raising=False)
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility:\n  pending_within: ${PENDING_WITHIN:-0}\n")
+    assert load_config(path).eligibility.pending_within == timedelta(0)
+
+
+def test_a_duration_without_its_unit_in_text_is_refused_as_the_bare_number_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cutoff: ${CUTOFF:-45}`` said only "expected a duration like 45m, 24h or 3d, got '45'";
+    it says what ``cutoff: 45`` says: minutes, hours or seconds?"""
+    monkeypatch.delenv("CUTOFF", raising=False)
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility:\n  cutoff: ${CUTOFF:-45}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"{path}: eligibility.cutoff: a duration needs its unit: 45m, 45h or 45s?" in str(error.value)
+
+
 def test_a_timeout_without_its_unit_is_seconds(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {timeout: 5, backoff: 0.5}\n"
                             "webhook: {timeout: 7}\n")
