@@ -193,6 +193,38 @@ def test_the_example_config_is_valid() -> None:
     assert config.eligibility.cutoff == timedelta(minutes=45)
 
 
+def test_each_option_the_example_config_leaves_commented_out_loads_when_uncommented(tmp_path: Path) -> None:
+    """config.example.yaml offers options as commented-out lines (``# url: …``, ``# now: …``) for a
+    shop owner to uncomment; one of them (a PostgreSQL ``ledger.url`` under the SQLite one) made the
+    file give ``url`` twice, a config error, when uncommented as offered. Lines that only describe
+    a key (``# name: at most 64 characters …``) are prose, not options."""
+    import re
+
+    import yaml
+
+    lines = (REPO / "config.example.yaml").read_text(encoding="utf-8").splitlines()
+    env = {"SHOP_DB_PASSWORD": "x", "LEDGER_PASSWORD": "x"}
+    offered = []
+    for number, line in enumerate(lines):
+        match = re.fullmatch(r"(\s*)# ([a-z_]+: \S.*)", line)
+        if not match:
+            continue
+        try:
+            (value,) = yaml.safe_load(match.group(2)).values()
+        except yaml.YAMLError:  # a description of the key, not a value to take
+            continue
+        if isinstance(value, str) and " " in value:  # a description too
+            continue
+        offered.append(match.group(2))
+        text = "\n".join([*lines[:number], match.group(1) + match.group(2), *lines[number + 1:]]) + "\n"
+        section = next(row for row in reversed(lines[:number]) if re.match(r"[a-z_]+:", row))
+        if section.startswith("source:"):  # offered for the database types, as their comments say
+            text = re.sub(r"(?m)^  type: csv ", "  type: magento2 ", text, count=1)
+            text = text.replace("  # url: mysql", "  url: mysql", 1)
+        load_config(_write(tmp_path, text), env=env)
+    assert len(offered) >= 5, offered  # the ones above are found: the test reads the file it means to
+
+
 def test_a_config_error_exits_2_with_one_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility: {cutoff: soon}\n")
     result = cli("run", "--config", str(path))
