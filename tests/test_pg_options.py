@@ -99,6 +99,21 @@ def test_a_dry_run_on_a_search_path_of_no_existing_schema_says_a_sending_run_wou
 
 
 @pytest.mark.postgres
+def test_doctor_on_a_search_path_of_no_existing_schema_fails_the_ledger_check(shop: Shop) -> None:
+    """``doctor`` warned that "the first run with --send or --outbox creates" the ledger's tables
+    where the URL's schema does not exist, and every such run stops there (exit 2): its ledger
+    check fails, exit 2, with the sending run's own words (CREATE SCHEMA it first)."""
+    shop.add(cart("s1"))
+    with shop_database("postgres", "docsnoschemadoctor") as db:
+        shop.configure(ledger={"url": _schema(db.url, "shop_missing")})
+        sending = shop.cli("run", "--send", "--json")
+        doctor = shop.cli("doctor", "--json", "--no-smtp", now=None)
+    ledger = next(check for check in doctor.json["checks"] if check["name"] == "ledger")
+    assert (ledger["status"], ledger["exit_code"], doctor.exit_code) == ("fail", 2, 2), ledger
+    assert sending.json["error"]["message"] in ledger["detail"], ledger["detail"]
+
+
+@pytest.mark.postgres
 def test_a_dry_run_on_an_existing_empty_schema_plans_as_a_first_run_without_a_note(shop: Shop) -> None:
     """An empty schema of its own is a shop's ledger before its first run: nothing to say."""
     shop.add(cart("s1"))
