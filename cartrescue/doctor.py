@@ -217,6 +217,12 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
             checks.append(Check("ledger", FAIL, f"{ledger.absent} ({config.where('ledger.url')}), and the first run "
                                 f"cannot create it{cannot}: every run stops there until {until}",
                                 int(ExitCode.CONFIG)))
+        elif ledger.refused is not None:
+            # A PostgreSQL search_path of no schema, or a schema the role may not create in: no run
+            # with --send or --outbox can make the tables (exit 2), and "the first run creates it"
+            # would be a pass before a stop.
+            checks.append(Check("ledger", FAIL, f"{ledger.refused}: every run with --send or --outbox stops there "
+                                "(exit 2) until that is mended", int(ExitCode.CONFIG)))
         else:
             checks.append(Check("ledger", WARN, f"{ledger.absent} ({config.where('ledger.url')}): no run has "
                                 "used this ledger yet; the first run with --send or --outbox creates it (a dry-run "

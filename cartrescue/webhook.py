@@ -314,6 +314,20 @@ def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WS
 IDLE_TIMEOUT = 30
 
 
+def _port(text: str) -> int:
+    """``--port``'s value: a TCP port, checked here so that a mistyped one (``70000``) is a usage
+    error naming the option, not the ``OverflowError`` traceback ``bind()`` raises for it."""
+    import argparse
+
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, 0 to 65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number, 0 to 65535, got {port}")
+    return port
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m cartrescue.webhook --config FILE [--host 127.0.0.1] [--port 8025]`` (wsgiref).
 
@@ -337,11 +351,15 @@ def main(argv: list[str] | None = None) -> None:
                 self.log_error("connection closed: the request timed out after %s s", IDLE_TIMEOUT)
                 self.close_connection = True
 
-    parser = argparse.ArgumentParser(description="Serve one-click unsubscribes and survey answers "
+    parser = argparse.ArgumentParser(prog="python -m cartrescue.webhook",
+                                     description="Serve one-click unsubscribes and survey answers "
                                                  "(put it behind the shop's HTTPS proxy).")
-    parser.add_argument("--config", "-c", default="cartrescue.yaml")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8025)
+    parser.add_argument("--config", "-c", default="cartrescue.yaml", metavar="FILE",
+                        help="the shop's config (default: ./cartrescue.yaml)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the address to listen on (default: 127.0.0.1, for the proxy on this machine)")
+    parser.add_argument("--port", type=_port, default=8025,
+                        help="the port to listen on, 0 to 65535 (default: 8025; 0: any free port)")
     args = parser.parse_args(argv)
     from cartrescue.errors import CartrescueError
 

@@ -32,6 +32,27 @@ def test_a_duration_without_its_unit_is_refused_naming_the_key(tmp_path: Path) -
     assert f"{path}: eligibility.cutoff: a duration needs its unit: 45m, 45h or 45s?" in str(error.value)
 
 
+def test_a_duration_of_0_from_an_environment_default_is_taken_as_the_number_0_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pending_within: ${PENDING_WITHIN:-0}`` gives the text "0", which was refused as no duration
+    ("expected a duration like 45m, 24h or 3d, got '0'") while ``pending_within: 0`` was taken: the
+    README says a duration may be 0, and a ``${SMTP_TIMEOUT:-30}`` reads as 30 already."""
+    monkeypatch.delenv("PENDING_WITHIN", raising=False)
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility:\n  pending_within: ${PENDING_WITHIN:-0}\n")
+    assert load_config(path).eligibility.pending_within == timedelta(0)
+
+
+def test_a_duration_without_its_unit_in_text_is_refused_as_the_bare_number_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cutoff: ${CUTOFF:-45}`` said only "expected a duration like 45m, 24h or 3d, got '45'";
+    it says what ``cutoff: 45`` says: minutes, hours or seconds?"""
+    monkeypatch.delenv("CUTOFF", raising=False)
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\neligibility:\n  cutoff: ${CUTOFF:-45}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"{path}: eligibility.cutoff: a duration needs its unit: 45m, 45h or 45s?" in str(error.value)
+
+
 def test_a_timeout_without_its_unit_is_seconds(tmp_path: Path) -> None:
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\nsmtp: {timeout: 5, backoff: 0.5}\n"
                             "webhook: {timeout: 7}\n")
@@ -170,6 +191,38 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
 def test_the_example_config_is_valid() -> None:
     config = load_config(REPO / "config.example.yaml", env={})
     assert config.eligibility.cutoff == timedelta(minutes=45)
+
+
+def test_each_option_the_example_config_leaves_commented_out_loads_when_uncommented(tmp_path: Path) -> None:
+    """config.example.yaml offers options as commented-out lines (``# url: …``, ``# now: …``) for a
+    shop owner to uncomment; one of them (a PostgreSQL ``ledger.url`` under the SQLite one) made the
+    file give ``url`` twice, a config error, when uncommented as offered. Lines that only describe
+    a key (``# name: at most 64 characters …``) are prose, not options."""
+    import re
+
+    import yaml
+
+    lines = (REPO / "config.example.yaml").read_text(encoding="utf-8").splitlines()
+    env = {"SHOP_DB_PASSWORD": "x", "LEDGER_PASSWORD": "x"}
+    offered = []
+    for number, line in enumerate(lines):
+        match = re.fullmatch(r"(\s*)# ([a-z_]+: \S.*)", line)
+        if not match:
+            continue
+        try:
+            (value,) = yaml.safe_load(match.group(2)).values()
+        except yaml.YAMLError:  # a description of the key, not a value to take
+            continue
+        if isinstance(value, str) and " " in value:  # a description too
+            continue
+        offered.append(match.group(2))
+        text = "\n".join([*lines[:number], match.group(1) + match.group(2), *lines[number + 1:]]) + "\n"
+        section = next(row for row in reversed(lines[:number]) if re.match(r"[a-z_]+:", row))
+        if section.startswith("source:"):  # offered for the database types, as their comments say
+            text = re.sub(r"(?m)^  type: csv ", "  type: magento2 ", text, count=1)
+            text = text.replace("  # url: mysql", "  url: mysql", 1)
+        load_config(_write(tmp_path, text), env=env)
+    assert len(offered) >= 5, offered  # the ones above are found: the test reads the file it means to
 
 
 def test_a_config_error_exits_2_with_one_line(tmp_path: Path) -> None:

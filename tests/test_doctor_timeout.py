@@ -190,3 +190,16 @@ def test_a_connect_wait_shorter_than_the_doctors_timeout_is_not_said_to_be_its()
     assert connect_wait(url, None) == (CONNECT_WAIT, None)
     assert connect_wait(url, 5.0) == (5, "doctor --timeout")
     assert connect_wait(make_url("postgresql+psycopg://postgres@127.0.0.1:5/x?connect_timeout=3"), 1.0)[1] is None
+
+
+@pytest.mark.parametrize(("value", "said"), [("0", "--timeout: expected a duration above zero, got '0'"),
+                                             ("5", "--timeout: a duration needs its unit: 5m, 5h or 5s?")])
+def test_a_timeout_of_a_bare_number_says_what_is_wrong_with_it(shop: Shop, value: str, said: str) -> None:
+    """``doctor --timeout 0`` and ``--timeout 5`` said "expected a duration like 45m, 24h or 3d",
+    though 0 is a duration (README) and 5 lacks only its unit; they say which, as ``0s`` did."""
+    from conftest import cli
+
+    shop.write()
+    done = cli("doctor", "--config", str(shop.config_path), "--timeout", value)
+    assert done.exit_code == 2
+    assert said in done.stderr, done.stderr

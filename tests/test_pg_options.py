@@ -99,6 +99,52 @@ def test_a_dry_run_on_a_search_path_of_no_existing_schema_says_a_sending_run_wou
 
 
 @pytest.mark.postgres
+def test_doctor_on_a_search_path_of_no_existing_schema_fails_the_ledger_check(shop: Shop) -> None:
+    """``doctor`` warned that "the first run with --send or --outbox creates" the ledger's tables
+    where the URL's schema does not exist, and every such run stops there (exit 2): its ledger
+    check fails, exit 2, with the sending run's own words (CREATE SCHEMA it first)."""
+    shop.add(cart("s1"))
+    with shop_database("postgres", "docsnoschemadoctor") as db:
+        shop.configure(ledger={"url": _schema(db.url, "shop_missing")})
+        sending = shop.cli("run", "--send", "--json")
+        doctor = shop.cli("doctor", "--json", "--no-smtp", now=None)
+    ledger = next(check for check in doctor.json["checks"] if check["name"] == "ledger")
+    assert (ledger["status"], ledger["exit_code"], doctor.exit_code) == ("fail", 2, 2), ledger
+    assert sending.json["error"]["message"] in ledger["detail"], ledger["detail"]
+
+
+@pytest.mark.postgres
+def test_doctor_fails_the_ledger_check_where_the_role_may_not_create_the_tables(shop: Shop) -> None:
+    """PostgreSQL 15 lets no role but the database's owner create in ``public``: a new ledger
+    there for another role was "the first run with --send or --outbox creates it" to ``doctor``,
+    and that run stopped, ``permission denied for schema public`` (exit 2). The check fails, exit 2,
+    naming the grant."""
+    shop.add(cart("s1"))
+    with shop_database("postgres", "docsnocreatedoctor") as db:
+        shop.configure(ledger={"url": db.read_only_user()})
+        sending = shop.cli("run", "--send", "--json")
+        doctor = shop.cli("doctor", "--json", "--no-smtp", now=None)
+    assert sending.exit_code == 2 and "permission denied for schema public" in sending.json["error"]["message"]
+    ledger = next(check for check in doctor.json["checks"] if check["name"] == "ledger")
+    assert (ledger["status"], ledger["exit_code"], doctor.exit_code) == ("fail", 2, 2), ledger
+    assert "permission denied for schema public" in ledger["detail"] and "GRANT CREATE ON SCHEMA public" in \
+        ledger["detail"], ledger["detail"]
+
+
+@pytest.mark.postgres
+def test_a_dry_run_where_the_role_may_not_create_the_tables_says_a_sending_run_would_stop(shop: Shop) -> None:
+    """The dry-run before a first live run planned as a first run and said nothing, and the live
+    run stopped (exit 2) on the schema it may not create in: the dry-run says so in a note."""
+    shop.add(cart("s1"))
+    with shop_database("postgres", "docsnocreatedry") as db:
+        shop.configure(ledger={"url": db.read_only_user()})
+        dry = shop.cli("run", "--json")
+    assert dry.exit_code == 0, dry.output
+    (note,) = [note for note in dry.json["notes"] if note.startswith("a sending run would stop (exit 2): ")]
+    assert "permission denied for schema public" in note, note
+
+
+@pytest.mark.postgres
 def test_a_dry_run_on_an_existing_empty_schema_plans_as_a_first_run_without_a_note(shop: Shop) -> None:
     """An empty schema of its own is a shop's ledger before its first run: nothing to say."""
     shop.add(cart("s1"))

@@ -8,6 +8,7 @@ commands ``unsubscribe`` and ``suppress import|list|remove`` run through conftes
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -730,6 +731,37 @@ def test_the_webhook_server_on_a_port_in_use_says_so_in_one_line(shop: Shop) -> 
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot listen on 127.0.0.1:{port} (--host, --port): "), line
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_the_webhook_server_refuses_a_port_out_of_range_in_one_line(shop: Shop, port: str) -> None:
+    """``python -m cartrescue.webhook --port 70000`` (a mistyped port) printed socketserver's
+    traceback, ``OverflowError: bind(): port must be 0-65535``, exit 1; it is a usage error
+    naming ``--port`` and the range, exit 2, as the README's table has it."""
+    import subprocess
+    import sys
+
+    shop.write()
+    done = subprocess.run([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
+                           "--port", port], cwd=shop.folder, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "--port" in done.stderr and "0 to 65535" in done.stderr, done.stderr
+
+
+def test_the_webhook_servers_help_names_the_command_and_each_options_default() -> None:
+    """``python -m cartrescue.webhook --help`` said ``usage: webhook.py`` and listed ``--config``,
+    ``--host`` and ``--port`` with no word on what they are or their defaults, which
+    docs/sending.md leaves to it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cartrescue.webhook", "--help"], capture_output=True,
+                          text=True, timeout=60, check=False, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m cartrescue.webhook"), done.stdout
+    assert "cartrescue.yaml" in done.stdout and "127.0.0.1" in done.stdout and "8025" in done.stdout
 
 
 def test_the_webhook_server_answers_while_another_connection_sends_nothing(shop: Shop) -> None:

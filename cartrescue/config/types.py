@@ -16,6 +16,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
 
 
+_BARE_NUMBER = re.compile(r"\s*-?\d+(?:\.\d+)?\s*")
+
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -28,6 +30,11 @@ def parse_duration(value: Any) -> timedelta:
     """
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, str) and _BARE_NUMBER.fullmatch(value):
+        # The text of a number (``${CUTOFF:-0}``, ``--timeout 5``) is that number: 0 taken, any other
+        # refused for its missing unit, not as "no duration" (README: a duration may be 0).
+        value = float(value)
+        value = int(value) if value.is_integer() else value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value == 0:
             return timedelta(0)
@@ -68,7 +75,7 @@ def duration_text(value: timedelta) -> str:
 def parse_seconds(value: Any) -> timedelta:
     """A duration where a bare number means seconds (``timeout: 30``), as in most tools' timeouts;
     also as text, which is what a ``${SMTP_TIMEOUT:-30}`` gives (it was refused, while ``30`` was not)."""
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(?:\.\d+)?\s*", value):
+    if isinstance(value, str) and _BARE_NUMBER.fullmatch(value):
         value = float(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _at_most_a_century(value, value)

@@ -109,8 +109,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         #: What an older ledger opened with ``create=False`` lacks (``cr_code``, ``cr_run.shard``).
         self.behind: list[str] = []
         #: Opened with ``create=False``: the error a run that records would stop with (exit 2),
-        #: else None. Only a PostgreSQL search_path of no existing schema: it reads as an empty
-        #: ledger, and a dry-run planned as a first run without a word (see :meth:`_no_schema`).
+        #: else None. Only on PostgreSQL: a search_path of no existing schema, or one the role may not
+        #: create the missing tables in: it reads as an empty ledger, and a dry-run planned as a
+        #: first run without a word (see :meth:`_cannot_create`).
         self.refused: str | None = None
         self._json_each: bool | None = None  # see _json_lists
         self._history_reader: HistoryJson | None = None  # see _history_json
@@ -163,8 +164,9 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                     self._stamp()
             elif not create:
                 self.behind = [] if self._up_to_date() else self._schema_gaps(READ_TABLES)
-                if self._no_schema():
-                    self.refused = f"{where} {self.safe_url()}: cannot open: {NO_SCHEMA}{NO_SCHEMA_HINT}"
+                cannot = self._cannot_create(self.has_no_tables())
+                if cannot is not None:
+                    self.refused = f"{where} {self.safe_url()}: cannot open: {cannot}"
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             silent = stopped_answering(exc)
             if silent is not None:  # connected, then no answer (the line names where and the URL)

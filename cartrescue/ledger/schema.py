@@ -18,6 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
+from cartrescue.ledger.errors import NO_SCHEMA, NO_SCHEMA_HINT
+
 #: MySQL's and MariaDB's collations of utf8mb4 that compare text as PostgreSQL and SQLite do,
 #: code point by code point, best first: ``utf8mb4_bin`` (MySQL 5.7 has no other) still takes
 #: ``c1`` and ``c1 `` for one (it pads with blanks), MariaDB's ``nopad_bin`` and MySQL 8's
@@ -251,11 +253,22 @@ class SchemaUpkeep:
                     gaps.append("times in the current form (PRAGMA user_version)")
         return gaps
 
-    def _no_schema(self) -> bool:
-        """PostgreSQL: does the URL's search_path name no schema that exists? Creating the tables
-        then fails (:data:`NO_SCHEMA`); reading finds none, as in a new ledger. One query, only
+    def _cannot_create(self, tables_missing: bool) -> str | None:
+        """PostgreSQL: why the first run that records could not create the ledger's tables, or None.
+
+        The URL's search_path names no schema that exists (:data:`NO_SCHEMA`), or, where the
+        tables are still to be made, the role may not create in its schema (PostgreSQL 15 takes
+        that right on ``public`` from every role but the database's owner): either way reading
+        finds no tables, as in a new ledger, and every sending run stops (exit 2). One query, only
         where a command that records nothing opens the ledger."""
         if self.engine.dialect.name != "postgresql":
-            return False
+            return None
         with self.engine.connect() as conn:
-            return conn.exec_driver_sql("SELECT current_schema()").scalar() is None
+            schema, user, may = conn.exec_driver_sql(
+                "SELECT current_schema(), current_user, has_schema_privilege(current_schema(), 'CREATE')").one()
+        if schema is None:
+            return NO_SCHEMA + NO_SCHEMA_HINT
+        if tables_missing and not may:
+            return (f"permission denied for schema {schema} (role {user} may not create the ledger's tables there: "
+                    f"GRANT CREATE ON SCHEMA {schema} TO {user}, or give the ledger a schema or database it owns)")
+        return None
