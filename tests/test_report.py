@@ -899,6 +899,21 @@ def test_carts_waiting_for_the_day_after_a_newsletter_count_as_eligible(shop: Sh
     assert (funnel["seen"], funnel["eligible"], funnel["messaged"]) == (2, 2, 1), funnel
 
 
+def test_every_cart_seen_and_not_eligible_is_in_the_skips_with_the_reason_it_waits(shop: Shop) -> None:
+    # A cart still being shopped (idle_below_cutoff) and one whose customer's order row could not be
+    # read (unreadable_order) wait, passing no gate: the funnel had them in no stage after seen and
+    # no skip, so seen - eligible was more than the skips listed, and a held-back customer unseen.
+    shop.add(cart("c1"), cart("busy", idle=timedelta(minutes=10)), cart("held", email="held@example.com"))
+    shop.add_orders({"order_id": "o9", "email": "held@example.com", "cart_id": "", "total": "12.00", "currency": "EUR",
+                     "status": "paid", "created_at": "20/11/2026", "delivered": "no"})
+    run = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert run.json["counts"]["reasons"] == {"due": 1, "idle_below_cutoff": 1, "unreadable_order": 1}, run.output
+    funnel = report(shop)["funnel"]
+    assert (funnel["seen"], funnel["eligible"], funnel["messaged"]) == (3, 1, 1), funnel
+    assert {s["reason"]: s["carts"] for s in funnel["skips"]} == {"idle_below_cutoff": 1, "unreadable_order": 1}
+    assert funnel["seen"] == funnel["eligible"] + sum(s["carts"] for s in funnel["skips"])
+
+
 def test_carts_decided_again_after_the_period_still_count_as_eligible_in_it(shop: Shop) -> None:
     # cr_decision keeps each cart's latest decision; the runs after the period replace those of
     # the period, and the funnel must not show fewer eligible carts than messaged ones.
