@@ -17,7 +17,7 @@ import shopdb
 from cartrescue.config import load_config
 from cartrescue.compose.incentives import Codes
 from cartrescue.ledger import Ledger, Promoted
-from conftest import NOW, Shop, cart, iso
+from conftest import NOW, Shop, cart, iso, write_csv
 from reportdata import Experiment, Row, order_row, orders_with_column, write_ledger, write_orders
 
 LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
@@ -871,6 +871,47 @@ def test_funnel_counts_carts_by_their_latest_decision_and_lists_skip_reasons(sho
     assert (funnel["seen"], funnel["eligible"], funnel["messaged"], funnel["ordered"]) == (12, 10, 10, 1)
     assert {s["reason"]: s["carts"] for s in funnel["skips"]} == {"no_consent": 1, "no_contact": 1}
     assert funnel["runs"]["runs"] == 1 and funnel["runs"]["sent"] == 10
+
+
+def test_carts_waiting_for_the_next_run_of_a_capped_run_count_as_eligible(shop: Shop) -> None:
+    # `run --limit 2` (the README's careful first live run): the other three carts were due and
+    # passed every gate; they wait with run_limit. The funnel counted them in no stage after
+    # seen, neither eligible nor skipped: 5 seen, 2 eligible, and no reason for the other three.
+    shop.add(*(cart(f"c{n}") for n in range(5)))
+    run = shop.cli("run", "--outbox", str(shop.folder / "out"), "--limit", "2", "--json")
+    assert run.exit_code == 0, run.output
+    assert run.json["counts"]["reasons"].get("run_limit") == 3, run.json["counts"]
+    funnel = report(shop)["funnel"]
+    assert (funnel["seen"], funnel["eligible"], funnel["messaged"]) == (5, 5, 2), funnel
+    assert funnel["skips"] == []
+
+
+def test_carts_waiting_for_the_day_after_a_newsletter_count_as_eligible(shop: Shop) -> None:
+    # Reminded tomorrow rather than on the newsletter's day: eligible as one messaged today waits.
+    shop.add(cart("c1", email="ann@example.com"), cart("c2", email="bob@example.com"))
+    write_csv(shop.folder / "sends.csv", [{"email": "ann@example.com", "sent_at": iso(NOW - timedelta(hours=2)),
+                                           "campaign": "Friday deals"}], ["email", "sent_at", "campaign"])
+    shop.configure(source={"newsletters": {"file": "sends.csv"}})
+    run = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert run.exit_code == 0, run.output
+    assert run.json["counts"]["reasons"] == {"due": 1, "newsletter_today": 1}, run.json["counts"]
+    funnel = report(shop)["funnel"]
+    assert (funnel["seen"], funnel["eligible"], funnel["messaged"]) == (2, 2, 1), funnel
+
+
+def test_every_cart_seen_and_not_eligible_is_in_the_skips_with_the_reason_it_waits(shop: Shop) -> None:
+    # A cart still being shopped (idle_below_cutoff) and one whose customer's order row could not be
+    # read (unreadable_order) wait, passing no gate: the funnel had them in no stage after seen and
+    # no skip, so seen - eligible was more than the skips listed, and a held-back customer unseen.
+    shop.add(cart("c1"), cart("busy", idle=timedelta(minutes=10)), cart("held", email="held@example.com"))
+    shop.add_orders({"order_id": "o9", "email": "held@example.com", "cart_id": "", "total": "12.00", "currency": "EUR",
+                     "status": "paid", "created_at": "20/11/2026", "delivered": "no"})
+    run = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json")
+    assert run.json["counts"]["reasons"] == {"due": 1, "idle_below_cutoff": 1, "unreadable_order": 1}, run.output
+    funnel = report(shop)["funnel"]
+    assert (funnel["seen"], funnel["eligible"], funnel["messaged"]) == (3, 1, 1), funnel
+    assert {s["reason"]: s["carts"] for s in funnel["skips"]} == {"idle_below_cutoff": 1, "unreadable_order": 1}
+    assert funnel["seen"] == funnel["eligible"] + sum(s["carts"] for s in funnel["skips"])
 
 
 def test_carts_decided_again_after_the_period_still_count_as_eligible_in_it(shop: Shop) -> None:

@@ -104,8 +104,26 @@ def test_the_table_has_a_line_per_shop_and_a_total_per_currency(make_shop: Calla
     assert done.exit_code == 0, done.output
     lines = done.stdout.splitlines()
     assert any("Shop a" in line and "10.00" in line and "EUR" in line for line in lines), done.stdout
-    assert any(line.lstrip("│ ").startswith("all (1 shop)") and "1000.00" in line and "SEK" in line
+    assert any(line.lstrip("│ ").startswith("all in SEK (1 shop)") and "1000.00" in line and "SEK" in line
                for line in lines), done.stdout
+
+
+def test_each_total_line_names_its_currency_and_so_does_every_incentive_cost(make_shop: Callable[[str], Shop]) -> None:
+    """Two shops in euros and one in kronor: the euro total is two shops' and leaves the krona shop
+    out. Labelled "all (2 shops)" under a table of three, its sent, orders and carts read as every
+    shop's; and an incentive cost without its currency beside another shop's read as one figure."""
+    shops = [_shop(make_shop, "a", "EUR", ["10.00"], discount=20), _shop(make_shop, "b", "EUR", ["20.00"]),
+             _shop(make_shop, "c", "SEK", ["1000.00"], discount=20)]
+    done = cli("report-all", "--jobs", "1", *PERIOD, "--now", iso(LATER), *(str(shop.config_path) for shop in shops))
+    assert done.exit_code == 0, done.output
+    lines = [line.strip() for line in done.stdout.splitlines()]
+    euros = next(line for line in lines if line.startswith("all in EUR (2 shops)"))
+    kronor = next(line for line in lines if line.startswith("all in SEK (1 shop)"))
+    assert euros.split()[-4:] == ["30.00", "EUR", "2.50", "EUR"], euros
+    assert kronor.split()[-4:] == ["1000.00", "SEK", "250.00", "SEK"], kronor
+    assert not any(line.startswith("all (") for line in lines), done.stdout
+    shop_a = next(line for line in lines if line.startswith("Shop a"))
+    assert shop_a.split()[-5:] == ["10.00", "EUR", "2.50", "EUR", "0"], shop_a
 
 
 def test_help_explains_the_exit_codes_with_an_example() -> None:

@@ -66,14 +66,15 @@ class ShopReport:
         return in_currency(sum((Decimal(tier["incentive_cost"]) for tier in tiers), Decimal(0)), self.currency)
 
     def amounts(self, key: str) -> str:
-        """``summary[key]`` or the incentive cost as the table shows it: with its currency, or, for
-        a shop whose orders are in several currencies, in each of them (never their sum)."""
+        """``summary[key]`` or the incentive cost as the table shows it: with its currency (a krona
+        shop's cost beside a euro shop's read as one figure), or, for a shop whose orders are in
+        several currencies, in each of them (never their sum)."""
         assert self.document is not None
         several = self.document.get("by_currency")
         if several is not None:
             return ", ".join(f"{entry[key]} {code}" for code, entry in several.items())
         value = self.incentive_cost if key == "incentive_cost" else self.document["summary"][key]
-        return f"{value} {self.currency or ''}".rstrip() if key == "revenue" else str(value)
+        return f"{value} {self.currency or ''}".rstrip()
 
     @classmethod
     def of_process(cls, run: Any) -> "ShopReport":
@@ -294,8 +295,12 @@ def _print_table(shops: list[ShopReport], totals: dict[str, dict[str, Any]]) -> 
                      shop.amounts("revenue"), shop.amounts("incentive_cost"),
                      str(shop.exit_code), ""])
     sums = [[f"{total['messages']:,}", f"{total['orders']:,}", f"{total['converted_carts']:,}",
-             f"{total['revenue']} {currency}", total["incentive_cost"], "", ""] for currency, total in totals.items()]
-    names = [printable(shop.shop or "") for shop in shops] + [f"all ({counted(t['shops'], 'shop')})" for t in totals.values()]
+             f"{total['revenue']} {currency}", f"{total['incentive_cost']} {currency}", "", ""]
+            for currency, total in totals.items()]
+    # A total is one currency's shops, not every shop's: "all (2 shops)" under a table of three
+    # passed the euro shops' messages and orders off as the agency's.
+    names = [printable(shop.shop or "") for shop in shops] + [
+        f"all in {currency} ({counted(t['shops'], 'shop')})" for currency, t in totals.items()]
     configs = [path_text(shop.config) for shop in shops]
     console = out_console()
     headers = ("sent", "orders", "carts", "revenue", "incentives", "exit")

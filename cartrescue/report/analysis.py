@@ -24,7 +24,13 @@ from cartrescue.report.attribution import PLATFORM_BASE, UNITS, Attribution, fro
 
 #: Decision reasons that mean "passed the eligibility gates" (waiting for a step, a quiet hour,
 #: tomorrow or a budget is still eligible).
-PASSED = frozenset({"due", "holdout", "step_not_due", "messaged_today", "quiet_hours", "tier_budget", "sequence_done"})
+#: The latest decisions of carts that passed the eligibility gates (the funnel's "eligible"): due,
+#: held out, or due and waiting: for a later step, the next day (messaged, or the shop's newsletter
+#: reached the address today), the end of quiet hours, a tier's budget or the run's ``--limit``.
+#: A cart waiting for ``--limit`` or for the day after a newsletter was counted in no stage after
+#: "seen": neither eligible nor among the skips.
+PASSED = frozenset({"due", "holdout", "step_not_due", "messaged_today", "newsletter_today", "quiet_hours",
+                    "tier_budget", "run_limit", "sequence_done"})
 
 
 def rounded(value: Decimal, places: int) -> str:
@@ -706,12 +712,17 @@ def _tier_amount(value: Decimal, places: int | None) -> str | None:
 def _funnel(decisions: list[tuple[str, str, int, int]], totals: dict[str, Any], runs: dict[str, Any],
             redecided: int = 0) -> dict[str, Any]:
     """``redecided``: carts messaged or held out in the period whose latest decision came later:
-    seen and eligible in the period all the same (else the funnel would narrow upwards)."""
+    seen and eligible in the period all the same (else the funnel would narrow upwards).
+
+    ``skips``: every cart seen and not eligible, by its latest decision's reason: a skip, or a
+    wait that passed no gate (``idle_below_cutoff``: still being shopped; ``unreadable_order``:
+    held back by an order row that could not be read). Counting skips alone left those in no
+    stage after "seen", and the skips short of seen minus eligible."""
     seen = sum(n for _a, _r, n, _w in decisions) + redecided
     eligible = sum(n if reason in PASSED else streamed for _a, reason, n, streamed in decisions) + redecided
     skips: dict[str, int] = defaultdict(int)
-    for action, reason, n, streamed in decisions:
-        if action == "skip" and reason not in PASSED and n - streamed > 0:
+    for _action, reason, n, streamed in decisions:
+        if reason not in PASSED and n - streamed > 0:
             skips[reason] += n - streamed
     last_ok = runs.get("last_ok")
     return {
