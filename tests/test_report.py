@@ -285,6 +285,13 @@ def test_a_message_whose_relay_reply_was_lost_counts_as_sent_and_takes_its_order
             in document["notes"])
 
 
+def test_one_claim_without_an_outcome_is_noted_in_the_singular(shop: Shop) -> None:
+    write_ledger(ledger_of(shop), [Row("t1", NOW, status="claimed"), Row("t2", NOW)])
+    notes = report(shop)["notes"]
+    assert ("1 claim has no outcome yet (a run still sending, or one that was killed): not counted as sent"
+            in notes), notes
+
+
 def test_an_sms_whose_gateway_reply_was_lost_is_said_to_have_reached_the_sms_gateway(shop: Shop) -> None:
     """The note said "reached the relay" of an SMS too: an SMS gateway is no relay."""
     write_ledger(ledger_of(shop), [Row("t1", NOW, status="unconfirmed", channel="sms"), Row("t2", NOW)])

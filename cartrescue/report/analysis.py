@@ -21,6 +21,7 @@ from cartrescue.config import Config, Incentive
 from cartrescue.currency import Basis, minor_units
 from cartrescue.report import stats
 from cartrescue.report.attribution import PLATFORM_BASE, UNITS, Attribution, from_epoch, money
+from cartrescue.text import counted
 
 #: Decision reasons that mean "passed the eligibility gates" (waiting for a step, a quiet hour,
 #: tomorrow or a budget is still eligible).
@@ -165,8 +166,9 @@ def build(config: Config, att: Attribution, period: Period, *, runs: dict[str, A
     if att.loaded.duplicate_orders:
         notes.append(f"{att.loaded.duplicate_orders:,} order rows repeat an order id; the first of each was used")
     if document["ledger"]["unconfirmed"]:
-        notes.append(f"{document['ledger']['unconfirmed']:,} claims have no outcome yet (a run still sending, or one "
-                     "that was killed): not counted as sent")
+        waiting = document["ledger"]["unconfirmed"]
+        notes.append(f"{counted(waiting, 'claim')} {'has' if waiting == 1 else 'have'} no outcome yet (a run still "
+                     "sending, or one that was killed): not counted as sent")
     lost = document["ledger"]["reply_lost"]
     if lost:
         notes.append(f"{lost:,} message{'s' if lost != 1 else ''} reached {answering(reply_lost_channels) or 'the relay'} without its reply (unconfirmed): "
