@@ -95,6 +95,11 @@ _FILE = re.compile(r"^(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)*)/(?P<name>[^/@_
 #: reads; a folder that is no locale's (``partials/``) holds includes, and is left alone.
 _PART_LIKE = re.compile(r"^(?P<folder>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)/(?P<base>[^/_][^/]*)"
                         r"\.(?:subject\.txt|sms\.txt|txt|html)$")
+#: Any other file of a locale's folder: one whose stem is a template's (``en/reminder-1.htm``,
+#: ``sv/reminder-1@b.text``) is a part with a mistyped ending, which no run reads; an editor's
+#: backup (``~``) and a hidden file are left alone.
+_OTHER_FILE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*/(?P<stem>(?P<template>[^/_.@][^/.@]*)(?:@[^/.]+)?)"
+                         r"\.[^/]*[^/~]$")
 _LEAK = re.compile(r"\bNone\b|\{\{|\}\}|\{%|%\}")
 _NONE = re.compile(r"\bNone\b")
 #: A style sheet's own braces (``@media (...) {.wrap{width:100%}}``) are CSS, not Jinja markup.
@@ -462,6 +467,8 @@ class TemplateChecker:
         """``{template: {locale: {variant or None, ...}}}`` for every part file found (of the
         text messages with ``sms``, else of the e-mails)."""
         found: dict[str, dict[str, set[str | None]]] = {}
+        templates = {step.template for sequence in self.config.sequences.values() for step in sequence.steps}
+        templates |= {match["name"] for name in self.available if (match := _FILE.match(name))}
         for name in sorted(self.available):
             match = _FILE.match(name)
             if match and (match["part"] == SMS_PART) == sms:
@@ -475,6 +482,10 @@ class TemplateChecker:
                 why = (f"a locale folder is named with _, not - ({folder.replace('-', '_')})" if "-" in folder
                        else "its name is not <locale>/<template>[@<variant>].<part>")
                 self.notes.append(f"{name}: not read by any run: {why}")
+            elif match is None and not sms and (other := _OTHER_FILE.match(name)) and other["template"] in templates:
+                stem = other["stem"]  # reminder-1.htm beside a shipped reminder-1.html: the shop's edits never went out
+                self.notes.append(f"{name}: not read by any run: a message's parts are {stem}.subject.txt, "
+                                  f"{stem}.txt, {stem}.html and {stem}.sms.txt")
         return found
 
     def _check_locales(self, locales: Iterable[str]) -> None:

@@ -827,6 +827,20 @@ def test_a_file_no_run_reads_is_noted_with_why(shop: Shop) -> None:
     assert not [note for note in notes if "partials" in note]
 
 
+@pytest.mark.parametrize("file", ["en/reminder-1.htm", "en/reminder-1.text", "sv/reminder-1.subject"])
+def test_a_part_file_with_a_mistyped_ending_is_noted_as_not_read(shop: Shop, file: str) -> None:
+    """``reminder-1.htm`` beside a shipped ``reminder-1.html``: a run reads the shipped file, and
+    the shop's edits never go out; the check said nothing of the file."""
+    notes = _notes_of_an_ab_test(shop, file, "<p>Still thinking?</p>")
+    assert (f"{file}: not read by any run: a message's parts are reminder-1.subject.txt, reminder-1.txt, "
+            "reminder-1.html and reminder-1.sms.txt") in notes, notes
+
+
+def test_an_editors_backup_beside_a_part_is_not_noted(shop: Shop) -> None:
+    notes = _notes_of_an_ab_test(shop, "en/reminder-1.txt~", "Hi")
+    assert not [note for note in notes if "reminder-1.txt~" in note], notes
+
+
 def test_a_locale_folder_not_written_as_cldr_writes_it_is_noted(shop: Shop, tmp_path: Path) -> None:
     """``fr_ca/``: a customer's ``fr-CA`` (or ``FR_ca``) is read as ``fr_CA``, so no run ever reads
     the folder (they get ``fr`` or the default); the check rendered it and said nothing."""
