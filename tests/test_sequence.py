@@ -297,6 +297,21 @@ def test_a_cart_that_moves_up_to_a_call_it_cannot_get_counts_its_mailed_step_as_
     assert len(list((shop.folder / "out").glob("*.eml"))) == 1
 
 
+def test_a_call_over_budget_goes_by_email_only_where_that_step_was_not_mailed(shop: Shop) -> None:
+    """Mailed step 1 of default, then worth a call the day's budget has no room for: with
+    ``over_budget: email`` the call went "by e-mail instead", a claim default's step 1 holds.
+    It ended claimed_elsewhere every run; it waits for the budget (tier_budget) instead."""
+    _two_sequence_shop(shop)
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list", "sequence": "call",
+                                        "budget": 0, "budget_per": "day", "over_budget": "email"},
+                                       {"name": "standard", "min_score": 0}]})
+    assert _decided(shop, MUG, NOW)["channel"] == "email"
+    later = _decided(shop, MUG + LAMP, NOW + 24 * H)
+    assert (later["tier"], later["step"], later["channel"], later["action"], later["reason"]) == \
+        ("vip", 1, "call-list", "defer", "tier_budget")
+    assert later["delivery"] is None
+
+
 def test_a_cart_that_moves_down_starts_its_new_sequence_at_step_one(shop: Shop) -> None:
     """Called, then worth less: it got default's step 2 by e-mail, never its first message."""
     _two_sequence_shop(shop)

@@ -424,7 +424,8 @@ class Planner:
         said_no = withdrawn.get(who, NO_WITHDRAWAL) if withdrawn and who else NO_WITHDRAWAL
         channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart,
                                                  said_no)
-        # A step that falls back to e-mail where the other sequence mailed that step: done here too.
+        # A step that falls back to e-mail where the other sequence mailed that step: done here too
+        # (and a call over budget does not go by e-mail instead, below: that claim is taken).
         while fallback and sent is not every and number <= route.steps and \
                 (taken := done_elsewhere(every, sent, number, channel)) is not None:
             sent = [*sent, taken]
@@ -465,8 +466,9 @@ class Planner:
                         cart=cart, action=ACTION_SEND, reason=REASON_DUE, score=score.value, tier=route.name,
                         step=step, channel=channel, template=template, detail=fallback,
                         variant=experiments.variant(who, route.sequence_name, step, sent), facts=cart_facts,
-                        phone=phone, instead=None if route.defers or channel not in _NEEDS_PHONE else self._instead(
-                            cart, facts, tier, history, newest_cart, phone, last, newsletter, said_no),
+                        phone=phone, instead=None if route.defers or channel not in _NEEDS_PHONE or (
+                            sent is not every and done_elsewhere(every, sent, step, _by_address(tier)) is not None
+                        ) else self._instead(cart, facts, tier, history, newest_cart, phone, last, newsletter, said_no),
                     )
         return _decision(
             cart=cart, action=verdict.action, reason=verdict.reason, score=score.value, tier=route.name, step=step,
