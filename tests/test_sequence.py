@@ -279,6 +279,39 @@ def test_a_cart_that_moves_up_to_a_tier_with_its_own_sequence_starts_that_sequen
         ("vip", 1, "call-list", "send", "due")
 
 
+def test_a_cart_that_moves_up_to_a_call_it_cannot_get_counts_its_mailed_step_as_done(shop: Shop) -> None:
+    """Mailed step 1 of default, then worth a call but without a number: vip's step 1 goes by
+    e-mail, a claim default's step 1 holds (one per cart, step and channel). Every run then
+    decided a "send" that said "another run claimed this step" (claimed_elsewhere), for the
+    two days until eligibility.backfill ended it; the step the customer got counts as done."""
+    _two_sequence_shop(shop)
+    shop.add(cart("c1", items=MUG, now=NOW))
+    assert shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW).exit_code == 0
+    shop.carts = []
+    shop.add(cart("c1", items=MUG + LAMP, now=NOW + 24 * H))  # no phone number: the call goes by e-mail
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", now=NOW + 24 * H)
+    assert result.exit_code == 0, result.output
+    (decision,) = result.json["decisions"]
+    assert (decision["tier"], decision["action"], decision["reason"]) == ("vip", "skip", "sequence_done")
+    assert result.json["counts"]["deliveries"] == {}
+    assert len(list((shop.folder / "out").glob("*.eml"))) == 1
+
+
+def test_a_call_over_budget_goes_by_email_only_where_that_step_was_not_mailed(shop: Shop) -> None:
+    """Mailed step 1 of default, then worth a call the day's budget has no room for: with
+    ``over_budget: email`` the call went "by e-mail instead", a claim default's step 1 holds.
+    It ended claimed_elsewhere every run; it waits for the budget (tier_budget) instead."""
+    _two_sequence_shop(shop)
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list", "sequence": "call",
+                                        "budget": 0, "budget_per": "day", "over_budget": "email"},
+                                       {"name": "standard", "min_score": 0}]})
+    assert _decided(shop, MUG, NOW)["channel"] == "email"
+    later = _decided(shop, MUG + LAMP, NOW + 24 * H)
+    assert (later["tier"], later["step"], later["channel"], later["action"], later["reason"]) == \
+        ("vip", 1, "call-list", "defer", "tier_budget")
+    assert later["delivery"] is None
+
+
 def test_a_cart_that_moves_down_starts_its_new_sequence_at_step_one(shop: Shop) -> None:
     """Called, then worth less: it got default's step 2 by e-mail, never its first message."""
     _two_sequence_shop(shop)

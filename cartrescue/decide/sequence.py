@@ -82,6 +82,17 @@ def of_sequence(sent: list[SentStep], name: str, channels: tuple[str, ...] = ())
     return own
 
 
+def done_elsewhere(sent: list[SentStep], own: list[SentStep], step: int, channel: str) -> SentStep | None:
+    """The other sequence's done claim of ``step`` on ``channel`` that ``own`` (:func:`of_sequence`
+    of ``sent``) does not count, else None. A step that goes by another channel than its own (a
+    call or text to a cart without a number goes by e-mail) is claimed on that one: where the
+    other sequence's step went out there, this step can never be claimed, and counts as done."""
+    for entry in sent:
+        if entry.step == step and entry.channel == channel and entry.status in DONE and entry not in own:
+            return entry
+    return None
+
+
 def step_number(sent: list[SentStep]) -> int:
     """The number of the step that comes next (one past the last done; may be past the end)."""
     if not sent:  # most carts of a run: answered without building a generator

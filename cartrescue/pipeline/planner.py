@@ -41,7 +41,7 @@ from cartrescue.decide.orders import OrderBook, OrderFacts
 from cartrescue.pipeline.budget import Budget, counted_contacts
 from cartrescue.pipeline.common import chunked
 from cartrescue.decide.priority import Prioritizer
-from cartrescue.decide.sequence import Calendar, minute_text, next_step, of_sequence, step_number
+from cartrescue.decide.sequence import Calendar, done_elsewhere, minute_text, next_step, of_sequence, step_number
 from cartrescue.shards import Shard
 from cartrescue.sources.base import ALL_TIME, CartSource, Window
 from cartrescue.text import printable
@@ -413,7 +413,7 @@ class Planner:
         step: int | None = None
         template: str | None = None
         key = cart.key  # a property that formats its text: read once
-        sent = history.by_cart.get(key, [])
+        every = sent = history.by_cart.get(key, [])
         if sent:
             sent = of_sequence(sent, route.sequence_name, route.channels)
         number = step_number(sent)
@@ -424,6 +424,15 @@ class Planner:
         said_no = withdrawn.get(who, NO_WITHDRAWAL) if withdrawn and who else NO_WITHDRAWAL
         channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed, newest_cart,
                                                  said_no)
+        # A step that falls back to e-mail where the other sequence mailed that step: done here too
+        # (and a call over budget does not go by e-mail instead, below: that claim is taken).
+        while fallback and sent is not every and number <= route.steps and \
+                (taken := done_elsewhere(every, sent, number, channel)) is not None:
+            sent = [*sent, taken]
+            number = step_number(sent)
+            channel = route.channels[number - 1] if number <= route.steps else route.channel
+            channel, verdict, fallback = self._reach(cart, facts, tier, channel, phone, history.suppressed,
+                                                     newest_cart, said_no)
         if verdict is None and key in answered:
             verdict = Verdict(ACTION_SKIP, REASON_ANSWERED_SURVEY, detail="the customer said why they left")
         if verdict is None:
@@ -457,8 +466,9 @@ class Planner:
                         cart=cart, action=ACTION_SEND, reason=REASON_DUE, score=score.value, tier=route.name,
                         step=step, channel=channel, template=template, detail=fallback,
                         variant=experiments.variant(who, route.sequence_name, step, sent), facts=cart_facts,
-                        phone=phone, instead=None if route.defers or channel not in _NEEDS_PHONE else self._instead(
-                            cart, facts, tier, history, newest_cart, phone, last, newsletter, said_no),
+                        phone=phone, instead=None if route.defers or channel not in _NEEDS_PHONE or (
+                            sent is not every and done_elsewhere(every, sent, step, _by_address(tier)) is not None
+                        ) else self._instead(cart, facts, tier, history, newest_cart, phone, last, newsletter, said_no),
                     )
         return _decision(
             cart=cart, action=verdict.action, reason=verdict.reason, score=score.value, tier=route.name, step=step,
