@@ -791,6 +791,69 @@ def test_shops_sharing_a_database_under_other_table_prefixes_are_other_shops(tmp
     assert "secret" not in source_identity(first)
 
 
+def _sqlite_shop_database(path: Path, rows: list[dict[str, str]]) -> None:
+    """A shop's SQLite database at ``path``: one ``carts`` table of the CSV format's columns."""
+    import sqlite3
+
+    from conftest import CART_COLUMNS
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute(f"CREATE TABLE carts ({', '.join(f'{column} TEXT' for column in CART_COLUMNS)})")
+        connection.executemany(f"INSERT INTO carts VALUES ({', '.join('?' * len(CART_COLUMNS))})",
+                               [[row.get(column) or None for column in CART_COLUMNS] for row in rows])
+    connection.close()
+
+
+@pytest.mark.smtp
+def test_a_copied_shop_folder_over_one_sqlite_database_by_a_relative_path_delivers_no_step_twice(
+        make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
+    """``sqlite:///../exports/shop.db`` in ``acme`` and in its copy ``acme-test`` is one file, but
+    the round compared the paths as joined to each folder (``acme/../exports/shop.db``,
+    ``acme-test/../exports/shop.db``): both shops delivered, every customer got each step twice."""
+    _sqlite_shop_database(tmp_path / "exports" / "shop.db",
+                          [row for n in range(5) for row in cart(f"d{n}", email=f"d{n}@example.com")])
+    with LoopbackSMTP() as server:
+        shops = []
+        for name in ("acme", "acme-test"):
+            shop = make_shop(name)
+            shop.configure(smtp=server.smtp_config())
+            shop.config["source"] = {"type": "sql", "url": "sqlite:///../exports/shop.db",
+                                     "queries": {"carts": "SELECT * FROM carts ORDER BY cart_id"}}
+            shop.write()
+            shops.append(shop)
+        done = _run_all("--send", "--json", "--jobs", "2", "--now", iso(NOW), *(shop.config_path for shop in shops),
+                        cwd=tmp_path)
+        server.wait_for(5)
+        time.sleep(0.5)  # a second shop's mail, had it gone, would be in by now
+        received = server.recipients()
+    assert len(received) == 5 and set(received.values()) == {1}, received  # every customer once
+    assert done.returncode == 2 and "same carts" in done.stderr, done.stderr
+
+
+def test_one_shop_database_is_one_source_however_its_url_spells_the_server(tmp_path: Path) -> None:
+    """The default port written out or left off, the host's case, MariaDB's own dialect name: one
+    server and database, so one source (a copy whose URL was retyped sent every step twice)."""
+    from cartrescue.config import load_config
+    from cartrescue.sources import source_identity
+
+    def identity(name: str, url: str) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        source = {"type": "magento2", "url": url}
+        (folder / "cartrescue.yaml").write_text(yaml.safe_dump(dict(BASE_CONFIG, source=source)), encoding="utf-8")
+        return source_identity(load_config(folder / "cartrescue.yaml"))
+
+    assert len({identity("a", "mysql+pymysql://shop@db.example.com/agency"),
+                identity("b", "mysql+pymysql://shop@db.example.com:3306/agency"),
+                identity("c", "mysql+pymysql://shop@DB.Example.com/agency"),
+                identity("d", "mariadb+pymysql://shop@db.example.com/agency")}) == 1
+    assert identity("e", "postgresql+psycopg://shop@db.example.com/agency") == \
+        identity("f", "postgresql://shop@db.example.com:5432/agency")
+    assert identity("g", "mysql+pymysql://shop@db.example.com:3307/agency") != identity("h", "mysql+pymysql://shop@db.example.com/agency")
+
+
 @pytest.mark.smtp
 def test_a_dry_run_of_a_copied_shop_folder_says_a_sending_round_would_refuse_the_copy(
         make_shop: Callable[[str], Shop], tmp_path: Path) -> None:

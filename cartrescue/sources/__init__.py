@@ -45,7 +45,7 @@ def source_identity(config: Config) -> str:
     ``run-all`` refuses the second of them in one round (:func:`cartrescue.batch.take_in_round`):
     an agency's copied shop folder (``shops/acme`` to ``shops/acme-test``) sent every step twice.
     A CSV source is its carts file (the real path); a database source the server, database and
-    URL options (a search_path), its ``prefix``, ``queries`` and ``options``: shops that share a
+    URL options (a search_path; :func:`_database_identity`), its ``prefix``, ``queries`` and ``options``: shops that share a
     database under other prefixes or schemas are other shops. Never who logs in, nor a secret: a
     digest, printed without revealing the URL."""
     import hashlib
@@ -57,18 +57,37 @@ def source_identity(config: Config) -> str:
         assert source.carts is not None  # validated by the config
         parts: list[object] = ["csv", os.path.realpath(config.path(source.carts))]
     else:
-        from sqlalchemy.engine import make_url
-
-        url = config.source_url or ""
-        try:
-            parsed = make_url(url)
-            where: object = [parsed.drivername.partition("+")[0], parsed.host, parsed.port, parsed.database,
-                             sorted((key, str(value)) for key, value in parsed.query.items())]
-        except Exception:  # noqa: BLE001 - the run reports a URL it cannot parse; the text stands in
-            where = url
-        parts = [source.type, where, source.prefix, source.queries, source.options]
+        parts = [source.type, _database_identity(config.source_url or ""), source.prefix, source.queries,
+                 source.options]
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+#: The port a URL that names none connects to, per server: ``db:3306`` and ``db`` are one server.
+_DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432, "mssql": 1433, "oracle": 1521}
+
+
+def _database_identity(url: str) -> object:
+    """Which database ``url`` opens, as :func:`source_identity` compares it: a SQLite file by its
+    real path (``acme/../exports/shop.db`` and ``acme-test/../exports/shop.db`` are one file, as
+    a CSV source's carts file is compared), a server by its dialect (MariaDB's is MySQL's), its
+    host in lower case, its port (the default where the URL names none) and its database."""
+    from sqlalchemy.engine import make_url
+
+    from cartrescue.sqlite_url import sqlite_file
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - the run reports a URL it cannot parse; the text stands in
+        return url
+    query = sorted((key, str(value)) for key, value in parsed.query.items())
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = sqlite_file(parsed)
+        return ["sqlite", str(path) if path is not None else parsed.database, query]
+    backend = "mysql" if backend == "mariadb" else backend
+    host = (parsed.host or "").lower() or None
+    return [backend, host, parsed.port or _DEFAULT_PORTS.get(backend), parsed.database, query]
 
 
 def open_source(config: Config, on_problem: ProblemSink | None = None, shared_orders: Path | None = None,
