@@ -498,9 +498,9 @@ def _as_stderr_writes(config: Path) -> str:
 
 def _names_config(line: str, config: str) -> bool:
     """A line of the shop's run that names its config already (``error: shop.yaml: source: …``,
-    as every config error does): prefixed again, the path stood twice on the line."""
-    _label, said, rest = line.partition(": ")
-    return line.startswith(config + ":") or (bool(said) and rest.startswith(config + ":"))
+    as every config error does; ``error: sql source: shop.yaml: source.url: …`` after the labels
+    of a database source's error): prefixed again, the path stood twice on the line."""
+    return line.startswith(config + ":") or f": {config}:" in line
 
 
 class ShopStderr:
@@ -597,9 +597,10 @@ def _about_the_shop(note: str, trailer: dict[str, Any]) -> bool:
 
 def named(config: Path, message: str) -> str:
     """``message`` of a shop's run, with the shop's config in front unless it names it already
-    (a config error does: ``shops/b/cartrescue.yaml: eligibility.cutoff: …``)."""
+    (a config error does: ``shops/b/cartrescue.yaml: eligibility.cutoff: …``; a database
+    source's after its labels: ``sql source: shops/b/cartrescue.yaml: source.url: …``)."""
     name, message = path_text(config), path_text(message)
-    return message if message.startswith(f"{name}:") else f"{name}: {message}"
+    return message if _names_config(message, name) else f"{name}: {message}"
 
 
 def _drop(_lines: bytes, _count: int) -> None:

@@ -74,6 +74,26 @@ def test_a_broken_config_costs_only_its_shop(make_shop: Callable[[str], Shop], t
     assert f"error: {broken.config_path}:" in done.stderr  # the shop's own line, named (once)
 
 
+def test_a_source_error_naming_its_config_after_its_source_is_named_once(make_shop: Callable[[str], Shop],
+                                                                         tmp_path: Path) -> None:
+    """A database source's error names the config after the source (``sql source: shops/b/…:
+    source.url: …``): run-all put the config in front again, on stderr and in the document's
+    ``error``, where the README says a line that names its config is not prefixed."""
+    good, missing = _shops(make_shop, 2)
+    missing.config["source"] = {"type": "sql", "url": "sqlite:///missing.db",
+                                "queries": {"carts": "SELECT * FROM carts ORDER BY cart_id"}}
+    missing.write()
+    table = _run_all("--now", iso(NOW), missing.config_path, good.config_path, cwd=tmp_path)
+    document = json.loads(_run_all("--json", "--now", iso(NOW), missing.config_path, good.config_path,
+                                   cwd=tmp_path).stdout)
+    name = str(missing.config_path)
+    said = [line for line in table.stderr.splitlines() if "source.url" in line]
+    assert table.returncode == document["exit_code"] == 3 and len(said) == 1, table.stderr
+    assert said[0].count(name) == 1 and said[0].startswith("error: sql source: "), said
+    assert document["error"]["message"].count(name) == 1, document["error"]
+    assert document["shops"][1]["exit_code"] == 0
+
+
 def test_sending_delivers_every_shop_once_and_a_second_run_delivers_nothing(
         make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
     with LoopbackSMTP() as server:
