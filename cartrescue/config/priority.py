@@ -54,7 +54,9 @@ CHANNELS: tuple[str, ...] = ("email", "call-list", "sms", "webhook")
 
 class Tier(Model):
     name: str
-    min_score: float = 0
+    # A finite number: NaN equals no tier's min_score, its own neither, and stopped the config's
+    # check of two tiers with one min_score on StopIteration (exit 70); .inf is a tier no cart reaches.
+    min_score: float = Field(0, allow_inf_nan=False)
     sequence: str = "default"
     channel: ChannelName = "email"
     budget: int | None = Field(None, ge=0)  # at most this many carts per run (or day); None = no cap
