@@ -112,6 +112,12 @@ class PriorityConfig(Model):
         object.__setattr__(self, "tiers", sorted(self.tiers, key=lambda tier: tier.min_score, reverse=True))  # frozen
         return self
 
+    def listed(self) -> list[Tier]:
+        """The tiers as the file lists them (``tiers`` is sorted highest first): a warning about
+        each names them in the file's order."""
+        order = {name: index for index, name in enumerate(self._written)}
+        return sorted(self.tiers, key=lambda tier: order.get(tier.name, len(order)))
+
     def key(self, tier: str) -> str:
         """``priority.tiers[1]``: the key of the tier named ``tier``, indexed as the file lists it."""
         return f"priority.tiers[{self._written.index(tier)}]" if tier in self._written else "priority.tiers"
