@@ -312,6 +312,29 @@ def test_a_run_says_which_carts_it_could_not_value_in_the_shops_currency(shop: S
             "as high value") in result.json["notes"]
 
 
+def test_a_run_without_a_shop_currency_says_its_carts_in_several_currencies_are_valued_as_they_are(
+        shop: Shop) -> None:
+    """Without shop.currency a 546 SEK cart (about 50 EUR) was a high-value cart against a
+    threshold of 200 meant in euros, and 199 EUR was not: the top tier's calls went by the digits
+    of each currency, and nothing said so. The scores stay as documented; the run says it."""
+    shop.add(cart("sek", email="a@example.com", currency="SEK", items=(("S", "Lamp", 1, "546.00"),)),
+             cart("eur", email="b@example.com", currency="EUR", items=(("S", "Lamp", 1, "199.00"),)))
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 0, result.output
+    found = {d["cart_id"]: d["score"] for d in result.json["decisions"]}
+    assert found["sek"] > found["eur"]  # as documented: "null = amounts as they are"
+    assert ("carts come in more than one currency and shop.currency is not set: priority.rules.high_value "
+            "compares each cart's total, in its own currency, with its threshold 200 (set shop.currency, and "
+            "shop.exchange_rates for the others)") in result.json["notes"]
+
+
+def test_a_run_without_a_shop_currency_on_carts_of_one_currency_says_nothing_of_it(shop: Shop) -> None:
+    shop.add(cart("a", email="a@example.com", currency="SEK"), cart("b", email="b@example.com", currency="SEK"))
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 0, result.output
+    assert not [note for note in result.json["notes"] if "shop.currency" in note]
+
+
 def test_a_cart_below_every_tiers_min_score_goes_to_the_lowest_tier(shop: Shop) -> None:
     shop.configure(priority={"rules": RULES, "tiers": [{"name": "high", "min_score": 30},
                                                        {"name": "low", "min_score": 10}]})
