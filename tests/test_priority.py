@@ -239,6 +239,29 @@ def test_the_call_list_channel_writes_a_row_for_staff(shop: Shop) -> None:
     assert datetime.fromisoformat(row["added_at"]).utcoffset() == timedelta(hours=1)  # when it was written
 
 
+def test_a_call_list_row_and_the_carts_table_give_a_large_score_whole_as_the_json_does(shop: Shop) -> None:
+    """Weights may be up to 1,000,000: a score of 1,234,567.5 was written ``1.23457e+06`` in the
+    call list staff sort by and in ``carts``' table, and 234,567.5 as ``234568``, where ``--json``
+    said 1234567.5: six significant digits, in a spreadsheet's scientific notation."""
+    rules = {"high_value": {"weight": 1_000_000, "threshold": 200},
+             "returning_customer": {"weight": 234_567.5, "min_orders": 1}}
+    shop.configure(priority={"rules": rules, "tiers": [{"name": "call", "min_score": 1, "channel": "call-list"},
+                                                       {"name": "standard", "min_score": 0}]},
+                   call_list={"path": "calls.csv"})
+    shop.add(cart("both", email="vip@example.com", phone="+46700000001", items=[("E", "Sofa", 1, "900.00")]),
+             cart("back", email="old@example.com", phone="+46700000002", items=[("M", "Mug", 1, "9.00")]))
+    shop.add_orders(order("o1", email="vip@example.com", created=NOW - timedelta(days=60)),
+                    order("o2", email="old@example.com", created=NOW - timedelta(days=60)))
+    planned = shop.cli("carts", "--json")
+    assert {d["cart_id"]: d["score"] for d in planned.json["decisions"]} == {"both": 1234567.5, "back": 234567.5}
+    table = shop.cli("carts", "--wide")
+    assert table.exit_code == 0, table.output
+    assert "1234567.5" in table.output and "234567.5" in table.output and "e+06" not in table.output
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    with (shop.folder / "calls.csv").open(encoding="utf-8") as handle:
+        assert {r["cart_id"]: r["score"] for r in csv.DictReader(handle)} == {"both": "1234567.5", "back": "234567.5"}
+
+
 def _call_carts(shop: Shop, count: int) -> Shop:
     shop.configure(priority={"rules": RULES, "tiers": TIERS}, call_list={"path": "calls.csv"})
     for n in range(count):

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from cartrescue.config.types import Model
+from cartrescue.model import score_text
 
 #: The largest a rule's weight may be, either way: scores are sums of weights, and two weights
 #: of 1e308, each a float, summed to infinity, printed as ``Infinity`` in ``--json`` (no JSON).
@@ -103,7 +104,7 @@ class PriorityConfig(Model):
             first = next(other for other in tiers if other.min_score == tier.min_score)
             if first is not tier:
                 raise ValueError(f"[{index}].min_score: tiers {first.name!r} and {tier.name!r} have the same "
-                                 f"min_score {tier.min_score:g}: no cart would ever get tier {tier.name!r}")
+                                 f"min_score {score_text(tier.min_score)}: no cart would ever get tier {tier.name!r}")
         return tiers
 
     @model_validator(mode="after")
