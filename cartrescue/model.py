@@ -411,6 +411,14 @@ REASON_UNREADABLE_ORDER = Reason.UNREADABLE_ORDER
 REASON_ZERO_VALUE = Reason.ZERO_VALUE
 
 
+def score_text(score: float) -> str:
+    """A score as a person reads it where ``--json`` has the number: whole (``1234567.5``, ``85``,
+    ``0.8``). ``:g`` kept six significant digits: 1,234,567.5 read ``1.23457e+06`` in the call
+    list staff sort by, and in ``carts``' table, with weights up to 1,000,000."""
+    text = repr(float(score))  # the shortest decimal that reads back as the score
+    return text[:-2] if text.endswith(".0") else text
+
+
 @quick_init
 @dataclass(frozen=True, slots=True)
 class Decision:

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 
-from cartrescue.model import Reason
+from cartrescue.model import Reason, score_text
 from cartrescue.stops import held
 from cartrescue.text import printable
 
@@ -535,7 +535,7 @@ class DecisionTable:
         elif subject is not None:
             detail = subject
         self.rows.add_row(
-            cart, address, Text(printable(tier or "")), "" if score is None else f"{score:g}",
+            cart, address, Text(printable(tier or "")), "" if score is None else score_text(score),
             step_cell, action_cell, why, Text(printable(detail)),
         )
 

@@ -686,6 +686,17 @@ def test_a_rule_weight_that_is_no_finite_number_is_refused_naming_the_key(tmp_pa
     assert "priority.rules.high_value.weight" in str(error.value)
 
 
+@pytest.mark.parametrize("floor", [".nan", ".inf", "-.inf"])
+def test_a_tier_min_score_that_is_no_finite_number_is_refused_naming_the_key(tmp_path: Path, floor: str) -> None:
+    """``min_score: .nan`` stopped every command with "internal error: StopIteration" (exit 70):
+    NaN equals no tier's min_score, its own neither; ``.inf`` was a tier no cart ever reached."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                            f"priority: {{tiers: [{{name: top, min_score: {floor}}}, {{name: rest, min_score: 0}}]}}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "priority.tiers[0].min_score" in str(error.value)
+
+
 def test_quiet_hours_that_start_and_end_at_one_time_are_refused_naming_the_key(tmp_path: Path) -> None:
     """Read as an empty window they meant no quiet hours at all, where a shop may have meant all day."""
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"

@@ -142,3 +142,40 @@ def test_doctor_shows_an_ignored_key_as_a_warning_of_its_config_check(shop: Shop
     config = next(check for check in result.json["checks"] if check["name"] == "config")
     assert config["status"] == "warn" and config["exit_code"] == 0
     assert f"{shop.config_path}: sms.sender: ignored" in config["detail"]
+
+
+def test_over_budget_on_a_tier_that_sends_by_email_is_named_as_ignored(tmp_path: Path) -> None:
+    """``over_budget: email`` sends a text or call the budget has no room for by e-mail; on a tier
+    whose budget caps e-mails it did nothing, and the shop believed its best carts all got one."""
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\npriority:\n  tiers:\n"
+                               "    - {name: all, min_score: 0}\n"
+                               "    - {name: top, min_score: 50, budget: 5, over_budget: email}\n")
+    assert lines == [f"{tmp_path / 'cartrescue.yaml'}: priority.tiers[1].over_budget: ignored: tier 'top' sends by "
+                     "email, and only a text or a call its budget has no room for goes by e-mail instead: remove it "
+                     "(line 5)"]
+
+
+def test_budget_per_without_a_budget_is_named_as_ignored(tmp_path: Path) -> None:
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                               "priority: {tiers: [{name: all, min_score: 0, budget_per: day}]}\n")
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{tmp_path / 'cartrescue.yaml'}: priority.tiers[0].budget_per: ignored: "
+                               "tier 'all' has no budget")
+
+
+def test_a_budget_of_a_tier_whose_steps_all_go_by_another_channel_is_named_as_ignored(tmp_path: Path) -> None:
+    """A budget caps the tier's own channel only: a call-list tier whose sequence sends every step
+    by e-mail has nothing for its budget to count, so its cap of calls capped nothing."""
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                               "priority: {tiers: [{name: all, min_score: 0, channel: call-list, budget: 5}]}\n"
+                               "sequences: {default: {steps: [{delay: 1h, template: reminder-1, channel: email}]}}\n")
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{tmp_path / 'cartrescue.yaml'}: priority.tiers[0].budget: ignored: no step of "
+                               "sequence 'default' goes out by call-list for tier 'all'")
+
+
+def test_a_calling_tier_with_a_budget_and_over_budget_is_quiet(tmp_path: Path) -> None:
+    assert _ignored(tmp_path, "source: {type: csv, carts: c.csv}\npriority: {tiers: [{name: all, min_score: 0, "
+                              "channel: call-list, budget: 5, budget_per: day, over_budget: email}]}\n") == []
+    assert _ignored(tmp_path, "source: {type: csv, carts: c.csv}\npriority: {tiers: [{name: all, min_score: 0, "
+                              "budget: 5, budget_per: day}]}\n") == []

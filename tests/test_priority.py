@@ -239,6 +239,29 @@ def test_the_call_list_channel_writes_a_row_for_staff(shop: Shop) -> None:
     assert datetime.fromisoformat(row["added_at"]).utcoffset() == timedelta(hours=1)  # when it was written
 
 
+def test_a_call_list_row_and_the_carts_table_give_a_large_score_whole_as_the_json_does(shop: Shop) -> None:
+    """Weights may be up to 1,000,000: a score of 1,234,567.5 was written ``1.23457e+06`` in the
+    call list staff sort by and in ``carts``' table, and 234,567.5 as ``234568``, where ``--json``
+    said 1234567.5: six significant digits, in a spreadsheet's scientific notation."""
+    rules = {"high_value": {"weight": 1_000_000, "threshold": 200},
+             "returning_customer": {"weight": 234_567.5, "min_orders": 1}}
+    shop.configure(priority={"rules": rules, "tiers": [{"name": "call", "min_score": 1, "channel": "call-list"},
+                                                       {"name": "standard", "min_score": 0}]},
+                   call_list={"path": "calls.csv"})
+    shop.add(cart("both", email="vip@example.com", phone="+46700000001", items=[("E", "Sofa", 1, "900.00")]),
+             cart("back", email="old@example.com", phone="+46700000002", items=[("M", "Mug", 1, "9.00")]))
+    shop.add_orders(order("o1", email="vip@example.com", created=NOW - timedelta(days=60)),
+                    order("o2", email="old@example.com", created=NOW - timedelta(days=60)))
+    planned = shop.cli("carts", "--json")
+    assert {d["cart_id"]: d["score"] for d in planned.json["decisions"]} == {"both": 1234567.5, "back": 234567.5}
+    table = shop.cli("carts", "--wide")
+    assert table.exit_code == 0, table.output
+    assert "1234567.5" in table.output and "234567.5" in table.output and "e+06" not in table.output
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    with (shop.folder / "calls.csv").open(encoding="utf-8") as handle:
+        assert {r["cart_id"]: r["score"] for r in csv.DictReader(handle)} == {"both": "1234567.5", "back": "234567.5"}
+
+
 def _call_carts(shop: Shop, count: int) -> Shop:
     shop.configure(priority={"rules": RULES, "tiers": TIERS}, call_list={"path": "calls.csv"})
     for n in range(count):
@@ -310,6 +333,29 @@ def test_a_run_says_which_carts_it_could_not_value_in_the_shops_currency(shop: S
     assert result.exit_code == 0, result.output
     assert ("carts in NOK have no rate to EUR (add shop.exchange_rates): priority.rules.high_value cannot count them "
             "as high value") in result.json["notes"]
+
+
+def test_a_run_without_a_shop_currency_says_its_carts_in_several_currencies_are_valued_as_they_are(
+        shop: Shop) -> None:
+    """Without shop.currency a 546 SEK cart (about 50 EUR) was a high-value cart against a
+    threshold of 200 meant in euros, and 199 EUR was not: the top tier's calls went by the digits
+    of each currency, and nothing said so. The scores stay as documented; the run says it."""
+    shop.add(cart("sek", email="a@example.com", currency="SEK", items=(("S", "Lamp", 1, "546.00"),)),
+             cart("eur", email="b@example.com", currency="EUR", items=(("S", "Lamp", 1, "199.00"),)))
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 0, result.output
+    found = {d["cart_id"]: d["score"] for d in result.json["decisions"]}
+    assert found["sek"] > found["eur"]  # as documented: "null = amounts as they are"
+    assert ("carts come in more than one currency and shop.currency is not set: priority.rules.high_value "
+            "compares each cart's total, in its own currency, with its threshold 200 (set shop.currency, and "
+            "shop.exchange_rates for the others)") in result.json["notes"]
+
+
+def test_a_run_without_a_shop_currency_on_carts_of_one_currency_says_nothing_of_it(shop: Shop) -> None:
+    shop.add(cart("a", email="a@example.com", currency="SEK"), cart("b", email="b@example.com", currency="SEK"))
+    result = shop.cli("run", "--json")
+    assert result.exit_code == 0, result.output
+    assert not [note for note in result.json["notes"] if "shop.currency" in note]
 
 
 def test_a_cart_below_every_tiers_min_score_goes_to_the_lowest_tier(shop: Shop) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
-from cartrescue.model import Decision
+from cartrescue.model import Decision, score_text
 from cartrescue.text import path_text, printable, spreadsheet_text, spreadsheet_value
 
 COLUMNS = ("cart_id", "first_name", "last_name", "phone", "email", "locale", "currency", "total",
@@ -292,7 +292,7 @@ def _values(decision: Decision, tz: tzinfo, added: str, region: str | None,
         "email": customer.email or "", "locale": customer.locale or "",
         "currency": cart.currency, "total": str(cart.total),
         "items": "; ".join(f"{item.quantity} x {item.name}" for item in cart.items),
-        "score": f"{decision.score:g}" if decision.score is not None else "", "tier": decision.tier or "",
+        "score": score_text(decision.score) if decision.score is not None else "", "tier": decision.tier or "",
         "previous_orders": decision.facts.previous_orders if decision.facts else 0,
         "recovery_url": recovery_link(cart.recovery_url, shop_url),
         "last_activity": cart.updated_at.astimezone(tz).isoformat(timespec="seconds"),

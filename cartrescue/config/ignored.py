@@ -4,10 +4,11 @@ source type and channels, and why each is unread.
 Apart from ``Config`` so its rules (which keys, which reason) read in one place.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pydantic import BaseModel
 
+from cartrescue.config.priority import PriorityConfig, Tier
 from cartrescue.config.secret_keys import secret_key
 
 #: The keys of ``source`` only a CSV source reads.
@@ -47,3 +48,25 @@ def set_apart(model: BaseModel, prefix: str, only: tuple[str, ...] | None = None
             yield from set_apart(value, key + ".", skip=skip)
         else:
             yield key
+
+
+def unread_budget_keys(priority: PriorityConfig, own_steps: Callable[[Tier], list[int]]) -> Iterator[tuple[str, str]]:
+    """The ``budget``, ``budget_per`` and ``over_budget`` of each tier that nothing reads, with
+    why (``own_steps``: the steps its budget counts, :meth:`Config.own_channel_steps`). A budget
+    counts only sends on the tier's own channel, and ``over_budget: email`` turns only a text or
+    a call into an e-mail: the shop that set one where it cannot act believed its calls capped,
+    or its best carts all mailed."""
+    from cartrescue.ledger.values import NUMBER_CHANNELS  # here: the ledger package brings SQLAlchemy
+
+    for tier in priority.listed():
+        key = priority.key(tier.name)
+        if tier.budget is None:
+            if tier.budget_per != "run":
+                yield f"{key}.budget_per", f"tier {tier.name!r} has no budget (set its budget, or remove this)"
+        elif not own_steps(tier):
+            yield f"{key}.budget", (f"no step of sequence {tier.sequence!r} goes out by {tier.channel} for tier "
+                                    f"{tier.name!r}, the one channel its budget counts: remove it, or let a step "
+                                    "go out by the tier's channel")
+        elif tier.over_budget != "defer" and tier.channel not in NUMBER_CHANNELS:
+            yield f"{key}.over_budget", (f"tier {tier.name!r} sends by {tier.channel}, and only a text or a call its "
+                                         "budget has no room for goes by e-mail instead: remove it")

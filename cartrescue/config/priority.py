@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from cartrescue.config.types import Model
+from cartrescue.model import score_text
 
 #: The largest a rule's weight may be, either way: scores are sums of weights, and two weights
 #: of 1e308, each a float, summed to infinity, printed as ``Infinity`` in ``--json`` (no JSON).
@@ -54,7 +55,9 @@ CHANNELS: tuple[str, ...] = ("email", "call-list", "sms", "webhook")
 
 class Tier(Model):
     name: str
-    min_score: float = 0
+    # A finite number: NaN equals no tier's min_score, its own neither, and stopped the config's
+    # check of two tiers with one min_score on StopIteration (exit 70); .inf is a tier no cart reaches.
+    min_score: float = Field(0, allow_inf_nan=False)
     sequence: str = "default"
     channel: ChannelName = "email"
     budget: int | None = Field(None, ge=0)  # at most this many carts per run (or day); None = no cap
@@ -101,7 +104,7 @@ class PriorityConfig(Model):
             first = next(other for other in tiers if other.min_score == tier.min_score)
             if first is not tier:
                 raise ValueError(f"[{index}].min_score: tiers {first.name!r} and {tier.name!r} have the same "
-                                 f"min_score {tier.min_score:g}: no cart would ever get tier {tier.name!r}")
+                                 f"min_score {score_text(tier.min_score)}: no cart would ever get tier {tier.name!r}")
         return tiers
 
     @model_validator(mode="after")
@@ -109,6 +112,12 @@ class PriorityConfig(Model):
         self._written = tuple(tier.name for tier in self.tiers)
         object.__setattr__(self, "tiers", sorted(self.tiers, key=lambda tier: tier.min_score, reverse=True))  # frozen
         return self
+
+    def listed(self) -> list[Tier]:
+        """The tiers as the file lists them (``tiers`` is sorted highest first): a warning about
+        each names them in the file's order."""
+        order = {name: index for index, name in enumerate(self._written)}
+        return sorted(self.tiers, key=lambda tier: order.get(tier.name, len(order)))
 
     def key(self, tier: str) -> str:
         """``priority.tiers[1]``: the key of the tier named ``tier``, indexed as the file lists it."""

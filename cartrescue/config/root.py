@@ -26,11 +26,12 @@ from cartrescue.config.ignored import (
     SURVEY_ANSWERS,
     SURVEY_OFF,
     set_apart,
+    unread_budget_keys,
 )
 from cartrescue.config.ledger import LedgerConfig
 from cartrescue.config.lines import line_of
 from cartrescue.config.messages import ExperimentsConfig, LinksConfig, SurveyConfig
-from cartrescue.config.priority import PriorityConfig
+from cartrescue.config.priority import PriorityConfig, Tier
 from cartrescue.config.report import DoctorConfig, ReportConfig
 from cartrescue.config.sequences import Incentive, Sequence, default_sequences
 from cartrescue.config.shop import ShopConfig
@@ -185,6 +186,13 @@ class Config(Model):
                 used.add(step.channel_for(tier))
         return used
 
+    def own_channel_steps(self, tier: Tier) -> list[int]:
+        """The numbers of the steps of ``tier``'s sequence that go out on the tier's own channel:
+        the sends its budget counts (a step another channel takes, by ``channel`` or
+        ``tier_channels``, uses none)."""
+        return [number for number, step in enumerate(self.sequences[tier.sequence].steps, start=1)
+                if step.channel_for(tier) == tier.channel]
+
     @model_validator(mode="after")
     def _incentives_consistent(self) -> "Config":
         tiers = {tier.name for tier in self.priority.tiers}
@@ -267,6 +275,7 @@ class Config(Model):
                             "forget reads it, for the rows of calls listed before: give a tier or a step channel: "
                             "call-list, or remove this once that list is done with")
                       for key in set_apart(self.call_list, "call_list.")]
+        lines += unread_budget_keys(self.priority, self.own_channel_steps)
         if self.survey.url is None:
             lines += [(key, SURVEY_OFF + (SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
                                            "remove this")) for key in set_apart(self.survey, "survey.")]

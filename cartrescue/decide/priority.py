@@ -65,6 +65,10 @@ class Prioritizer:
                               "returning_customer": self.rules.returning_customer.weight,
                               "high_margin": self.rules.high_margin.weight, "overstock": self.rules.overstock.weight})
         self.unpriced: dict[str, int] = {}  # currency -> carts whose value the shop's currency cannot tell
+        # Without shop.currency each total is taken as it is: the currencies of the carts valued
+        # so (at most two kept; two are what :meth:`notes` needs to tell).
+        self.as_they_are: set[str] = set()
+        self._as_they_are = self.basis.currency is None  # read for every cart: a local, not two attributes
         # The rules' limits and the tiers' floors as plain values: :meth:`score` and :meth:`tier`
         # read them for every cart, and each read of a config model's field costs ~450
         # instructions (pydantic's models have a ``__getattr__``), a local ~40.
@@ -77,6 +81,8 @@ class Prioritizer:
     def score(self, cart: Cart, previous_orders: int) -> Score:
         matched: list[str] = []
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
+        if self._as_they_are and cart.base_total is None and len(self.as_they_are) < 2:
+            self.as_they_are.add(cart.currency.upper())
         if base is None:  # unknown rate: not high value, and said so once a run (notes)
             self.unpriced[cart.currency] = self.unpriced.get(cart.currency, 0) + 1
         elif base >= self._high_value:
@@ -97,7 +103,14 @@ class Prioritizer:
         return _score(self._values[names], names, margin)
 
     def notes(self) -> list[str]:
-        """What the run should say about the carts it could not value (none: nothing)."""
+        """What the run should say about the carts it could not value (none: nothing), or valued
+        each in its own currency (no ``shop.currency``): 200 SEK and 200 EUR alike reached a
+        threshold meant in one of them, and the top tier's calls went by a currency's digits."""
+        if len(self.as_they_are) > 1 and self.rules.high_value.weight:
+            # No currencies named: the same note from every worker of a run is said once.
+            return [f"carts come in more than one currency and shop.currency is not set: priority.rules.high_value "
+                    f"compares each cart's total, in its own currency, with its threshold {self._high_value} "
+                    "(set shop.currency, and shop.exchange_rates for the others)"]
         if not self.unpriced:
             return []
         # Currencies only, no counts: the same note from every worker of a run is said once.

@@ -1053,10 +1053,24 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         # A cart key twice in one batch (an id repeated further down a CSV): the later one wins.
         latest = {d["cart_key"]: d for d in decisions}
         rows = [dict(d, decided_at=at, run_id=run_id) for d in latest.values()]
-        with self.engine.begin() as conn:
+        with self._decisions_transaction() as conn:
             for chunk in chunks([row["cart_key"] for row in rows], 500):
                 conn.execute(delete(table).where(table.c.cart_key.in_(chunk)))
             conn.exec_driver_sql(raw.decision, raw.rows(raw.decision_order, rows))  # one executemany
+
+    @contextmanager
+    def _decisions_transaction(self) -> Iterator[Any]:
+        """The transaction of :meth:`save_decisions`: on MariaDB and MySQL at READ COMMITTED. At
+        InnoDB's REPEATABLE READ the delete of carts the table does not hold yet locked the gap at
+        its end, and two shards that saved new carts together each waited for the other's gap to
+        insert: one was rolled back as a deadlock, its shard stopped mid-delivery (exit 2) and what
+        it had sent kept no outcome. The rows deleted and inserted are the run's own carts, which
+        no other shard writes: no gap needs a lock (PostgreSQL reads committed already)."""
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name in ("mysql", "mariadb"):
+                conn = conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                yield conn
 
     # -- survey answers ----------------------------------------------------------------------
 

@@ -227,9 +227,7 @@ class Planner:
         its budget counts (:meth:`_in_budget`). A step sent on another channel went by e-mail
         because its own could not reach the customer (:meth:`_fell_back`), or the sequence
         sends it so (``channel: email`` on the step), and no budget counts it."""
-        steps = self.config.sequences[tier.sequence].steps
-        return [(number, tier.channel) for number, step in enumerate(steps, start=1)
-                if step.channel_for(tier) == tier.channel]
+        return [(number, tier.channel) for number in self.config.own_channel_steps(tier)]
 
     def _history(self, chunk: Sequence[Cart], emails: list[str], phones: list[str]) -> History:
         """What the ledger holds of the chunk's carts, addresses and numbers. An empty stand-in
