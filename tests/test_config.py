@@ -697,6 +697,17 @@ def test_a_tier_min_score_that_is_no_finite_number_is_refused_naming_the_key(tmp
     assert "priority.tiers[0].min_score" in str(error.value)
 
 
+@pytest.mark.parametrize("name", ['""', "'  '"])
+def test_a_tier_without_a_name_is_refused_naming_the_key(tmp_path: Path, name: str) -> None:
+    """A tier named "" was taken: its carts showed "–" in the report, and ``tier == ...`` in a
+    template, a tier's budget and the call list could not name it."""
+    path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"
+                            f"priority: {{tiers: [{{name: top, min_score: 50}}, {{name: {name}, min_score: 0}}]}}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "priority.tiers[1].name" in str(error.value)
+
+
 def test_quiet_hours_that_start_and_end_at_one_time_are_refused_naming_the_key(tmp_path: Path) -> None:
     """Read as an empty window they meant no quiet hours at all, where a shop may have meant all day."""
     path = _write(tmp_path, "source: {type: csv, carts: c.csv}\n"

@@ -55,6 +55,7 @@ CHANNELS: tuple[str, ...] = ("email", "call-list", "sms", "webhook")
 
 class Tier(Model):
     name: str
+
     # A finite number: NaN equals no tier's min_score, its own neither, and stopped the config's
     # check of two tiers with one min_score on StopIteration (exit 70); .inf is a tier no cart reaches.
     min_score: float = Field(0, allow_inf_nan=False)
@@ -68,6 +69,15 @@ class Tier(Model):
     # eligibility.backfill) or "email" (a text or call step goes by e-mail now, as when the
     # customer has no number: a customer the tier ranks high gets at least what a lower tier gets).
     over_budget: Literal["defer", "email"] = "defer"
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        """A tier named "" (or blanks) showed "–" in the report, and no template's ``tier == …``
+        nor a reader of the call list could tell it."""
+        if not value.strip():
+            raise ValueError("a tier needs a name (e.g. high, rest)")
+        return value
 
     @model_validator(mode="after")
     def _over_budget_needs_budget(self) -> "Tier":
