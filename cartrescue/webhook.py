@@ -313,6 +313,11 @@ def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WS
 #: Seconds ``python -m cartrescue.webhook`` waits on a connection that sends nothing before closing it.
 IDLE_TIMEOUT = 30
 
+#: Connections ``python -m cartrescue.webhook`` lets the kernel queue before it accepts them.
+#: socketserver's default of 5 reset the rest of a burst (a mailing's one-click POSTs arriving
+#: together, a proxy opening connections at once): those unsubscribes were lost.
+BACKLOG = 128
+
 
 def _port(text: str) -> int:
     """``--port``'s value: a TCP port, checked here so that a mistyped one (``70000``) is a usage
@@ -340,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
 
     class Threaded(ThreadingMixIn, WSGIServer):
         daemon_threads = True
+        request_queue_size = BACKLOG
 
     class Handler(WSGIRequestHandler):
         timeout = IDLE_TIMEOUT

@@ -793,6 +793,49 @@ def test_the_webhook_server_answers_while_another_connection_sends_nothing(shop:
     assert shop.suppression("ann@example.com") is not None
 
 
+@pytest.mark.slow
+def test_the_webhook_server_takes_a_burst_of_one_click_posts_without_resetting_any(shop: Shop) -> None:
+    """``python -m cartrescue.webhook`` listened with socketserver's backlog of 5: the one-click
+    POSTs of a burst (a mailing's recipients pressing Unsubscribe together, a proxy opening
+    connections at once) that came while the server was busy were reset, and those unsubscribes
+    were lost. The burst here comes while the server is held (SIGSTOP), as a busy server is."""
+    import concurrent.futures
+    import signal
+    import subprocess
+    import sys
+
+    shop.write()
+    addresses = [f"burst{n}@example.com" for n in range(40)]
+    server = subprocess.Popen([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
+                               "--port", "0"], cwd=shop.folder, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        base = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)  # type: ignore[union-attr]
+        assert http(f"{base}/unsubscribe?token={make_token('warm@example.com', SECRET)}",
+                    b"List-Unsubscribe=One-Click")[0] == 200  # the ledger opened before the burst
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(len(addresses)) as pool:
+                def one_click(address: str) -> int | str:
+                    try:
+                        return http(f"{base}/unsubscribe?token={make_token(address, SECRET)}",
+                                    b"List-Unsubscribe=One-Click")[0]
+                    except OSError as error:
+                        return f"{type(error).__name__}: {error}"
+                answers = [pool.submit(one_click, address) for address in addresses]
+                time.sleep(1.0)  # every connection is queued before the server takes the first
+                os.kill(server.pid, signal.SIGCONT)
+                statuses = [answer.result() for answer in answers]
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert statuses == [200] * len(addresses), statuses
+    assert all(shop.suppression(address) is not None for address in addresses)
+
+
 def test_the_webhook_server_closes_a_silent_connection_in_one_log_line(shop: Shop) -> None:
     """A connection that sends nothing is closed after ``IDLE_TIMEOUT`` (its thread freed), and
     the log says so in one line, not socketserver's traceback of a ``TimeoutError``."""
