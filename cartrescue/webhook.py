@@ -122,6 +122,19 @@ def page_locale(accept_language: str, default_locale: str) -> str:
     return fallback if fallback in PAGE_WORDS else "en"
 
 
+def no_ledger_yet(config: Config) -> str | None:
+    """Why the unsubscribes this server records may reach no run, when ``ledger.url`` names a
+    SQLite file that is not there: the server made it, empty, and told each customer "you are
+    unsubscribed" while the shop's runs read their own ledger and kept reminding (a mistyped path,
+    a config other than the runs' one). A shop that serves links before its first run reads it once."""
+    new = config.missing_ledger_file()
+    if new is None:
+        return None
+    return (f"{config.where('ledger.url')}: no ledger is at {new}; the unsubscribes and answers this server "
+            "records go into a new one made there, which only runs whose ledger.url names this file will see "
+            "(a mistyped path? a config other than the runs' one?)")
+
+
 class WebhookApp:
     """The WSGI callable; see the module docstring."""
 
@@ -139,7 +152,10 @@ class WebhookApp:
     def ledger(self) -> Ledger:
         with self._lock:
             if self._ledger is None:
+                new = no_ledger_yet(self.config)
                 self._ledger = self.config.open_ledger()
+                if new is not None:  # said in the server's log once, as the made file is used from now on
+                    print(f"cartrescue.webhook: warning: {new}", file=sys.stderr, flush=True)
             return self._ledger
 
     def _page(self, start_response: StartResponse, status: str, title: str, body: str,
@@ -374,6 +390,9 @@ def main(argv: list[str] | None = None) -> None:
     except CartrescueError as error:  # the config's error in one line, as `cartrescue run` says it: no traceback
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(int(error.exit_code)) from None
+    new = no_ledger_yet(app.config)  # type: ignore[attr-defined]
+    if new is not None:  # at the start, where the person starting the server reads it
+        print(f"warning: {new}", file=sys.stderr, flush=True)
     try:
         server = make_server(args.host, args.port, app, server_class=Threaded, handler_class=Handler)
     except OSError as error:  # the port taken (a running server), a host not of this machine: one line
