@@ -349,6 +349,19 @@ def _port(text: str) -> int:
     return port
 
 
+def _family(host: str) -> int:
+    """The address family ``--host`` listens on: ``::1``, ``::`` or a name only IPv6 resolves
+    was refused (``Address family for hostname not supported``), as wsgiref listens on IPv4 only;
+    a proxy on this machine may connect to ``[::1]``. A host that does not resolve is left to
+    ``bind()``, whose error names it."""
+    import socket
+
+    try:
+        return int(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0])
+    except (socket.gaierror, UnicodeError, IndexError):
+        return int(socket.AF_INET)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m cartrescue.webhook --config FILE [--host 127.0.0.1] [--port 8025]`` (wsgiref).
 
@@ -393,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     new = no_ledger_yet(app.config)  # type: ignore[attr-defined]
     if new is not None:  # at the start, where the person starting the server reads it
         print(f"warning: {new}", file=sys.stderr, flush=True)
+    Threaded.address_family = _family(args.host)  # type: ignore[assignment]
     try:
         server = make_server(args.host, args.port, app, server_class=Threaded, handler_class=Handler)
     except OSError as error:  # the port taken (a running server), a host not of this machine: one line
@@ -400,7 +414,8 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         raise SystemExit(2) from None
     with server:
-        print(f"serving unsubscribes and survey answers on http://{args.host}:{server.server_port}/", flush=True)
+        host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address, as a URL writes it
+        print(f"serving unsubscribes and survey answers on http://{host}:{server.server_port}/", flush=True)
         server.serve_forever()
 
 

@@ -888,6 +888,36 @@ def test_the_webhook_server_says_nothing_of_a_ledger_that_is_there(shop: Shop) -
     assert shop.suppression("ann@example.com") is not None
 
 
+def test_the_webhook_server_listens_on_an_ipv6_loopback(shop: Shop) -> None:
+    """``python -m cartrescue.webhook --host ::1`` (a proxy on this machine that connects to
+    ``[::1]``) refused to start: ``error: cannot listen on ::1:8025 (--host, --port): Address
+    family for hostname not supported``. It now listens there and says where, as a URL writes it."""
+    import socket
+    import subprocess
+    import sys
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback on this machine: {error}")
+    shop.write()
+    server = subprocess.Popen([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
+                               "--host", "::1", "--port", "0"], cwd=shop.folder, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        said = server.stdout.readline()
+        found = re.search(r"http://\[::1\]:\d+", said)
+        assert found is not None, (said, server.stderr.read() if server.poll() is not None else "")  # type: ignore[union-attr]
+        token = make_token("ann@example.com", SECRET)
+        assert http(f"{found.group(0)}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click")[0] == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert shop.suppression("ann@example.com") is not None
+
+
 def test_the_webhook_server_closes_a_silent_connection_in_one_log_line(shop: Shop) -> None:
     """A connection that sends nothing is closed after ``IDLE_TIMEOUT`` (its thread freed), and
     the log says so in one line, not socketserver's traceback of a ``TimeoutError``."""
