@@ -909,7 +909,9 @@ def test_the_webhook_server_listens_on_an_ipv6_loopback(shop: Shop) -> None:
         assert server.stdout is not None
         said = server.stdout.readline()
         found = re.search(r"http://\[::1\]:\d+", said)
-        assert found is not None, (said, server.stderr.read() if server.poll() is not None else "")  # type: ignore[union-attr]
+        if found is None:
+            server.wait(timeout=10)
+            pytest.fail(f"not listening: {said!r} {server.stderr.read()!r}")  # type: ignore[union-attr]
         token = make_token("ann@example.com", SECRET)
         assert http(f"{found.group(0)}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click")[0] == 200
     finally:
