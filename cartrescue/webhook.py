@@ -403,9 +403,6 @@ def main(argv: list[str] | None = None) -> None:
     except CartrescueError as error:  # the config's error in one line, as `cartrescue run` says it: no traceback
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(int(error.exit_code)) from None
-    new = no_ledger_yet(app.config)  # type: ignore[attr-defined]
-    if new is not None:  # at the start, where the person starting the server reads it
-        print(f"warning: {new}", file=sys.stderr, flush=True)
     Threaded.address_family = _family(args.host)  # type: ignore[assignment]
     try:
         server = make_server(args.host, args.port, app, server_class=Threaded, handler_class=Handler)
@@ -413,6 +410,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: cannot listen on {args.host}:{args.port} (--host, --port): {error.strerror or error}",
               file=sys.stderr)
         raise SystemExit(2) from None
+    new = no_ledger_yet(app.config)  # type: ignore[attr-defined]
+    if new is not None:  # at the start, where the person starting the server reads it
+        print(f"warning: {new}", file=sys.stderr, flush=True)
     with server:
         host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address, as a URL writes it
         print(f"serving unsubscribes and survey answers on http://{host}:{server.server_port}/", flush=True)
