@@ -836,27 +836,34 @@ def test_the_webhook_server_takes_a_burst_of_one_click_posts_without_resetting_a
     assert all(shop.suppression(address) is not None for address in addresses)
 
 
-def test_the_webhook_server_warns_when_its_ledger_file_is_not_there(shop: Shop) -> None:
-    """``python -m cartrescue.webhook`` with a ``ledger.url`` naming no file (a mistyped path, a
-    config other than the runs') made a new, empty ledger in silence and told each customer "you
-    are unsubscribed", while the runs read their own ledger and kept reminding them. It now says
-    so when it starts, and in its log when it makes the file; ``unsubscribe`` says the same."""
+def _one_click_log(shop: Shop, address: str) -> str:
+    """The log (stderr) of ``python -m cartrescue.webhook`` for the shop, started, sent one
+    one-click POST for ``address`` (answered 200), and stopped."""
     import subprocess
     import sys
 
-    shop.configure(ledger={"url": "sqlite:///ledgr.db"})
-    shop.write()
     server = subprocess.Popen([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
                                "--port", "0"], cwd=shop.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
         assert server.stdout is not None
         base = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)  # type: ignore[union-attr]
-        token = make_token("ann@example.com", SECRET)
+        token = make_token(address, SECRET)
         assert http(f"{base}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click")[0] == 200
     finally:
         server.terminate()
         _out, log = server.communicate(timeout=10)
+    return log
+
+
+def test_the_webhook_server_warns_when_its_ledger_file_is_not_there(shop: Shop) -> None:
+    """``python -m cartrescue.webhook`` with a ``ledger.url`` naming no file (a mistyped path, a
+    config other than the runs') made a new, empty ledger in silence and told each customer "you
+    are unsubscribed", while the runs read their own ledger and kept reminding them. It now says
+    so when it starts, and in its log when it makes the file; ``unsubscribe`` says the same."""
+    shop.configure(ledger={"url": "sqlite:///ledgr.db"})
+    shop.write()
+    log = _one_click_log(shop, "ann@example.com")
     new = str(shop.folder / "ledgr.db")
     lines = [line for line in log.splitlines() if new in line]
     assert len(lines) == 2, log
@@ -868,22 +875,9 @@ def test_the_webhook_server_warns_when_its_ledger_file_is_not_there(shop: Shop) 
 def test_the_webhook_server_says_nothing_of_a_ledger_that_is_there(shop: Shop) -> None:
     """The warning above is for a missing file only: a shop's running server with its ledger in
     place starts with its one line, and its log has no warning."""
-    import subprocess
-    import sys
-
     shop.write()
     assert shop.cli("unsubscribe", "bob@example.com", now=None).exit_code == 0  # the ledger, made before
-    server = subprocess.Popen([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
-                               "--port", "0"], cwd=shop.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    try:
-        assert server.stdout is not None
-        base = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)  # type: ignore[union-attr]
-        token = make_token("ann@example.com", SECRET)
-        assert http(f"{base}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click")[0] == 200
-    finally:
-        server.terminate()
-        _out, log = server.communicate(timeout=10)
+    log = _one_click_log(shop, "ann@example.com")
     assert "warning" not in log, log
     assert shop.suppression("ann@example.com") is not None
 
