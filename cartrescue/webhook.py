@@ -122,6 +122,19 @@ def page_locale(accept_language: str, default_locale: str) -> str:
     return fallback if fallback in PAGE_WORDS else "en"
 
 
+def no_ledger_yet(config: Config) -> str | None:
+    """Why the unsubscribes this server records may reach no run, when ``ledger.url`` names a
+    SQLite file that is not there: the server made it, empty, and told each customer "you are
+    unsubscribed" while the shop's runs read their own ledger and kept reminding (a mistyped path,
+    a config other than the runs' one). A shop that serves links before its first run reads it once."""
+    new = config.missing_ledger_file()
+    if new is None:
+        return None
+    return (f"{config.where('ledger.url')}: no ledger is at {new}; the unsubscribes and answers this server "
+            "records go into a new one made there, which only runs whose ledger.url names this file will see "
+            "(a mistyped path? a config other than the runs' one?)")
+
+
 class WebhookApp:
     """The WSGI callable; see the module docstring."""
 
@@ -139,7 +152,10 @@ class WebhookApp:
     def ledger(self) -> Ledger:
         with self._lock:
             if self._ledger is None:
+                new = no_ledger_yet(self.config)
                 self._ledger = self.config.open_ledger()
+                if new is not None:  # said in the server's log once, as the made file is used from now on
+                    print(f"cartrescue.webhook: warning: {new}", file=sys.stderr, flush=True)
             return self._ledger
 
     def _page(self, start_response: StartResponse, status: str, title: str, body: str,
@@ -313,6 +329,11 @@ def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WS
 #: Seconds ``python -m cartrescue.webhook`` waits on a connection that sends nothing before closing it.
 IDLE_TIMEOUT = 30
 
+#: Connections ``python -m cartrescue.webhook`` lets the kernel queue before it accepts them.
+#: socketserver's default of 5 reset the rest of a burst (a mailing's one-click POSTs arriving
+#: together, a proxy opening connections at once): those unsubscribes were lost.
+BACKLOG = 128
+
 
 def _port(text: str) -> int:
     """``--port``'s value: a TCP port, checked here so that a mistyped one (``70000``) is a usage
@@ -328,6 +349,19 @@ def _port(text: str) -> int:
     return port
 
 
+def _family(host: str) -> int:
+    """The address family ``--host`` listens on: ``::1``, ``::`` or a name only IPv6 resolves
+    was refused (``Address family for hostname not supported``), as wsgiref listens on IPv4 only;
+    a proxy on this machine may connect to ``[::1]``. A host that does not resolve is left to
+    ``bind()``, whose error names it."""
+    import socket
+
+    try:
+        return int(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0])
+    except (socket.gaierror, UnicodeError, IndexError):
+        return int(socket.AF_INET)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m cartrescue.webhook --config FILE [--host 127.0.0.1] [--port 8025]`` (wsgiref).
 
@@ -340,6 +374,7 @@ def main(argv: list[str] | None = None) -> None:
 
     class Threaded(ThreadingMixIn, WSGIServer):
         daemon_threads = True
+        request_queue_size = BACKLOG
 
     class Handler(WSGIRequestHandler):
         timeout = IDLE_TIMEOUT
@@ -368,14 +403,19 @@ def main(argv: list[str] | None = None) -> None:
     except CartrescueError as error:  # the config's error in one line, as `cartrescue run` says it: no traceback
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(int(error.exit_code)) from None
+    Threaded.address_family = _family(args.host)  # type: ignore[assignment]
     try:
         server = make_server(args.host, args.port, app, server_class=Threaded, handler_class=Handler)
     except OSError as error:  # the port taken (a running server), a host not of this machine: one line
         print(f"error: cannot listen on {args.host}:{args.port} (--host, --port): {error.strerror or error}",
               file=sys.stderr)
         raise SystemExit(2) from None
+    new = no_ledger_yet(app.config)  # type: ignore[attr-defined]
+    if new is not None:  # at the start, where the person starting the server reads it
+        print(f"warning: {new}", file=sys.stderr, flush=True)
     with server:
-        print(f"serving unsubscribes and survey answers on http://{args.host}:{server.server_port}/", flush=True)
+        host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address, as a URL writes it
+        print(f"serving unsubscribes and survey answers on http://{host}:{server.server_port}/", flush=True)
         server.serve_forever()
 
 

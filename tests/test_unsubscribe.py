@@ -793,6 +793,127 @@ def test_the_webhook_server_answers_while_another_connection_sends_nothing(shop:
     assert shop.suppression("ann@example.com") is not None
 
 
+@pytest.mark.slow
+def test_the_webhook_server_takes_a_burst_of_one_click_posts_without_resetting_any(shop: Shop) -> None:
+    """``python -m cartrescue.webhook`` listened with socketserver's backlog of 5: the one-click
+    POSTs of a burst (a mailing's recipients pressing Unsubscribe together, a proxy opening
+    connections at once) that came while the server was busy were reset, and those unsubscribes
+    were lost. The burst here comes while the server is held (SIGSTOP), as a busy server is."""
+    import concurrent.futures
+    import signal
+    import subprocess
+    import sys
+
+    shop.write()
+    addresses = [f"burst{n}@example.com" for n in range(40)]
+    server = subprocess.Popen([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
+                               "--port", "0"], cwd=shop.folder, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        base = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)  # type: ignore[union-attr]
+        assert http(f"{base}/unsubscribe?token={make_token('warm@example.com', SECRET)}",
+                    b"List-Unsubscribe=One-Click")[0] == 200  # the ledger opened before the burst
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(len(addresses)) as pool:
+                def one_click(address: str) -> int | str:
+                    try:
+                        return http(f"{base}/unsubscribe?token={make_token(address, SECRET)}",
+                                    b"List-Unsubscribe=One-Click")[0]
+                    except OSError as error:
+                        return f"{type(error).__name__}: {error}"
+                answers = [pool.submit(one_click, address) for address in addresses]
+                time.sleep(1.0)  # every connection is queued before the server takes the first
+                os.kill(server.pid, signal.SIGCONT)
+                statuses = [answer.result() for answer in answers]
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert statuses == [200] * len(addresses), statuses
+    assert all(shop.suppression(address) is not None for address in addresses)
+
+
+def _one_click_log(shop: Shop, address: str) -> str:
+    """The log (stderr) of ``python -m cartrescue.webhook`` for the shop, started, sent one
+    one-click POST for ``address`` (answered 200), and stopped."""
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
+                               "--port", "0"], cwd=shop.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        assert server.stdout is not None
+        base = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)  # type: ignore[union-attr]
+        token = make_token(address, SECRET)
+        assert http(f"{base}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click")[0] == 200
+    finally:
+        server.terminate()
+        _out, log = server.communicate(timeout=10)
+    return log
+
+
+def test_the_webhook_server_warns_when_its_ledger_file_is_not_there(shop: Shop) -> None:
+    """``python -m cartrescue.webhook`` with a ``ledger.url`` naming no file (a mistyped path, a
+    config other than the runs') made a new, empty ledger in silence and told each customer "you
+    are unsubscribed", while the runs read their own ledger and kept reminding them. It now says
+    so when it starts, and in its log when it makes the file; ``unsubscribe`` says the same."""
+    shop.configure(ledger={"url": "sqlite:///ledgr.db"})
+    shop.write()
+    log = _one_click_log(shop, "ann@example.com")
+    new = str(shop.folder / "ledgr.db")
+    lines = [line for line in log.splitlines() if new in line]
+    assert len(lines) == 2, log
+    assert lines[0].startswith(f"warning: {shop.config_path}: ledger.url: no ledger is at {new}"), log
+    assert lines[1].startswith("cartrescue.webhook: warning: "), log
+    assert "only runs whose ledger.url names this file" in lines[0], log
+
+
+def test_the_webhook_server_says_nothing_of_a_ledger_that_is_there(shop: Shop) -> None:
+    """The warning above is for a missing file only: a shop's running server with its ledger in
+    place starts with its one line, and its log has no warning."""
+    shop.write()
+    assert shop.cli("unsubscribe", "bob@example.com", now=None).exit_code == 0  # the ledger, made before
+    log = _one_click_log(shop, "ann@example.com")
+    assert "warning" not in log, log
+    assert shop.suppression("ann@example.com") is not None
+
+
+def test_the_webhook_server_listens_on_an_ipv6_loopback(shop: Shop) -> None:
+    """``python -m cartrescue.webhook --host ::1`` (a proxy on this machine that connects to
+    ``[::1]``) refused to start: ``error: cannot listen on ::1:8025 (--host, --port): Address
+    family for hostname not supported``. It now listens there and says where, as a URL writes it."""
+    import socket
+    import subprocess
+    import sys
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback on this machine: {error}")
+    shop.write()
+    server = subprocess.Popen([sys.executable, "-m", "cartrescue.webhook", "--config", str(shop.config_path),
+                               "--host", "::1", "--port", "0"], cwd=shop.folder, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        said = server.stdout.readline()
+        found = re.search(r"http://\[::1\]:\d+", said)
+        if found is None:
+            server.wait(timeout=10)
+            pytest.fail(f"not listening: {said!r} {server.stderr.read()!r}")  # type: ignore[union-attr]
+        token = make_token("ann@example.com", SECRET)
+        assert http(f"{found.group(0)}/unsubscribe?token={token}", b"List-Unsubscribe=One-Click")[0] == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert shop.suppression("ann@example.com") is not None
+
+
 def test_the_webhook_server_closes_a_silent_connection_in_one_log_line(shop: Shop) -> None:
     """A connection that sends nothing is closed after ``IDLE_TIMEOUT`` (its thread freed), and
     the log says so in one line, not socketserver's traceback of a ``TimeoutError``."""
