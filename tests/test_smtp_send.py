@@ -200,6 +200,25 @@ def test_an_untrusted_certificate_names_the_keys_that_trust_it(shop: Shop) -> No
                           "a private relay's CA; smtp.verify: false for a test relay only)")
 
 
+@pytest.mark.parametrize("relay", ["none", "starttls"])
+def test_implicit_tls_to_a_port_that_speaks_plain_text_says_so_and_is_tried_once(shop: Shop, relay: str) -> None:
+    """``security: tls`` pointed at a port 587 or 25 relay (it greets in plain text): the owner
+    read "SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)", and the run
+    retried it per message, as if the port might start speaking TLS."""
+    shop.add(*(cart(name) for name in names(3)))
+    with LoopbackSMTP(relay) as server:
+        result = send(shop, server, security="tls", pool_size=1, retries=3)
+        connections = server.connections
+    assert result.exit_code == 1
+    assert connections == 1
+    replies = [row["reply"] for row in ledger_rows(shop)]
+    first = next(reply for reply in replies if not reply.startswith("not attempted"))
+    assert first == (f"127.0.0.1:{server.port} (tls): the relay answered in plain text, not TLS: this port takes "
+                     "smtp.security: starttls (587) or none (25); tls is for a port that speaks TLS from the first "
+                     "byte (465)")
+    assert "WRONG_VERSION_NUMBER" not in result.output
+
+
 def test_plain_text_to_a_remote_relay_is_a_config_error(shop: Shop) -> None:
     shop.add(cart("c1"))
     shop.configure(smtp={"host": "mail.example.com", "security": "none"})

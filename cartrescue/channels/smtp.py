@@ -248,8 +248,22 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
     except (SMTPException, OSError, ssl.SSLError) as exc:
         smtp.close()
         cause = exc.__cause__ if isinstance(exc, SMTPException) and exc.__cause__ else exc
+        if settings.security == "tls" and _plain_text_answer(cause):
+            raise ConnectFailure(f"{where}: {_PLAIN_TEXT_PORT}", fatal=True) from None
         raise ConnectFailure(f"{where}: {type(cause).__name__}: {scrubbed(str(cause), settings) or 'connection failed'}") from None
     return smtp
+
+
+_PLAIN_TEXT_PORT = ("the relay answered in plain text, not TLS: this port takes smtp.security: starttls (587) "
+                    "or none (25); tls is for a port that speaks TLS from the first byte (465)")
+
+
+def _plain_text_answer(exc: BaseException) -> bool:
+    """Did the TLS handshake of ``security: tls`` meet a relay speaking plain SMTP (a 587 or 25
+    port)? OpenSSL reads its ``220`` greeting as a record of an unknown version. The owner read
+    "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)", and the run retried it
+    message after message: no retry makes a plain-text port speak TLS."""
+    return isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER"
 
 
 async def _greet(smtp: aiosmtplib.SMTP) -> None:
