@@ -26,6 +26,9 @@
 - eightbitmime: the server offers 8BITMIME (aiosmtpd does by itself; ``False`` takes it out of
   the EHLO reply, as a relay that only takes 7-bit text).
 - on_message: a function called with each accepted message before the server answers it.
+- session_limit: a connection takes that many MAIL commands; the next is answered ``421 4.7.0 too
+  many messages in this session`` and the connection closed (Exim's ``smtp_accept_max_per_connection``,
+  providers' per-connection limits).
 - The port is chosen by the OS (bind to port 0), so tests may run side by side.
 """
 
@@ -161,6 +164,12 @@ class _Handler:
         return responses
 
     async def handle_MAIL(self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        limit = self.server.session_limit
+        if limit is not None:
+            session.mails = getattr(session, "mails", 0) + 1
+            if session.mails > limit:  # the reply goes out first, then the connection closes
+                asyncio.get_running_loop().call_soon(smtp.transport.close)
+                return "421 4.7.0 too many messages in this session"
         for fault in self.server.faults:
             if fault.stage == "MAIL" and fault.action[:1].isdigit() and fault.fires(address):
                 return fault.reply(address)
@@ -255,6 +264,7 @@ class LoopbackSMTP:
         smtputf8: bool = False,
         eightbitmime: bool = True,
         echo_credentials: bool = False,
+        session_limit: int | None = None,
     ) -> None:
         if security not in ("none", "starttls", "tls"):
             raise ValueError(security)
@@ -266,6 +276,7 @@ class LoopbackSMTP:
         self.auth = auth
         self.auth_mechanisms = auth_mechanisms
         self.echo_credentials = echo_credentials  # a refused AUTH quotes the password it was given
+        self.session_limit = session_limit  # MAIL commands a connection may give; the next gets 421 and a close
         self.faults: list[Fault] = list(faults or [])
         self.messages: list[Received] = []
         # Called (in the server's thread) with each accepted message before its 250 reply: a test's

@@ -219,6 +219,25 @@ def test_implicit_tls_to_a_port_that_speaks_plain_text_says_so_and_is_tried_once
     assert "WRONG_VERSION_NUMBER" not in result.output
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_relay_that_ends_each_session_after_n_messages_gets_every_message_on_a_new_connection(
+        shop: Shop, pipelining: bool) -> None:
+    """A relay that takes a few messages per connection and answers the next MAIL "421 … too many
+    messages in this session" (Exim's smtp_accept_max_per_connection, providers' limits) refused
+    no message: it ended the session. That MAIL was retried with backoff as a refusal and counted
+    as an attempt: with retries: 0 the message was left failed_transient, exit 1."""
+    carts = names(7)
+    shop.add(*(cart(name) for name in carts))
+    with LoopbackSMTP(session_limit=3, pipelining=pipelining) as server:
+        result = send(shop, server, pool_size=1, retries=0)
+        server.wait_for(7)
+        connections = server.connections
+    assert result.exit_code == 0, result.output
+    assert result.json["counts"]["deliveries"] == {"sent": 7}
+    assert server.recipients() == Counter({f"{name}@example.com": 1 for name in carts})
+    assert connections == 3
+
+
 def test_plain_text_to_a_remote_relay_is_a_config_error(shop: Shop) -> None:
     shop.add(cart("c1"))
     shop.configure(smtp={"host": "mail.example.com", "security": "none"})

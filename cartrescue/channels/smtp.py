@@ -13,6 +13,8 @@ retries with exponential backoff, and the mapping of what the relay said to an o
 - 4xx, and connection, timeout and TLS errors before the message went out -> retried in the run
   (``smtp.retries`` times, waits of ``backoff``, doubled each time, at most ``backoff_max``);
   then ``failed_transient``, which the next run claims again.
+- 421 to MAIL on a reused connection (the relay ends its sessions after a few messages) -> the
+  message goes at once on a new connection, no attempt counted: the relay refused the session.
 - 5xx to RCPT or to the message -> ``failed_permanent`` with the reply; a "no such user" reply
   (5.1.1 and the like) also asks the pipeline to suppress the address.
 - A reply sent after the 354, before the message was written (Postfix's ``smtp-sink -A 0``), is
@@ -446,6 +448,16 @@ class _Unwritten(Exception):
     not written, and the connection, whose relay waits for it, is closed."""
 
 
+def _session_ended(refused: _Refused) -> bool:
+    """A 421 to MAIL: the relay closes the connection before the transaction began ("too many
+    messages in this session", Exim's ``smtp_accept_max_per_connection``, a provider's limit per
+    connection, an idle connection it ends). It refused the session, not the message: on a reused
+    connection the message goes at once on a new one, as when such a connection is found closed.
+    It was a 4xx refusal, retried with backoff and counted: a message that met the limit
+    ``retries + 1`` times was left ``failed_transient``, exit 1."""
+    return refused.code == 421 and refused.stage == "MAIL"
+
+
 class _Refused(Exception):
     def __init__(self, code: int, message: str, stage: str) -> None:
         super().__init__(f"{code} {message}")
@@ -649,7 +661,10 @@ class SmtpChannel(LoopChannel):
         except _Refused as refused:
             self._silences = 0  # it answers
             await self._after_refusal(slot, refused)
-            self._refused(job, batch, refused)
+            if _session_ended(refused) and (started or (reused and job.free_retry)):
+                self._again(job, batch, started)
+            else:
+                self._refused(job, batch, refused)
             return self._follower(slot, batch)
         except (SMTPException, OSError, ssl.SSLError) as exc:  # OSError includes TimeoutError
             self._drop(slot)
@@ -660,9 +675,7 @@ class SmtpChannel(LoopChannel):
             elif job.stage == "MAIL" and (started or (reused and job.free_retry)):
                 # Nothing of this message was sent: the relay closed an idle connection, or the
                 # connection broke under the message before it.
-                job.free_retry = job.free_retry and started
-                job.attempts -= 1
-                batch.ready.append(job)
+                self._again(job, batch, started)
             else:
                 self._retry_or_give_up(job, batch, f"connection lost during {job.stage}: {cause}")
             return self._follower(slot, batch)
@@ -670,6 +683,16 @@ class SmtpChannel(LoopChannel):
         self._silences = 0
         batch.finish(Outcome(job.claim_id, Status.SENT, f"{reply.code} {scrubbed(reply.message, self.settings)}"))
         return self._follower(slot, batch)
+
+    @staticmethod
+    def _again(job: _Job, batch: _Work, started: bool) -> None:
+        """Try ``job`` again at once on a new connection, without counting an attempt: a reused
+        connection ended before its MAIL was taken, so nothing of the message reached the relay.
+        A follower keeps this for its next turn; any other job has it once, so a relay that
+        ends every connection so still meets the retries and their backoff."""
+        job.free_retry = job.free_retry and started
+        job.attempts -= 1
+        batch.ready.append(job)
 
     def _silent(self, timed_out: bool, cause: str, batch: _Work) -> None:
         """Count a transaction that met no reply in time; one that met another failure ends the count.
