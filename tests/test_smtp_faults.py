@@ -592,7 +592,22 @@ def test_a_relay_that_never_greets_is_said_to_give_no_reply_within_smtp_timeout(
             channel.close()
     assert outcomes[0].status is Status.TRANSIENT
     assert outcomes[0].reply == ("127.0.0.1:%d (none): no reply within smtp.timeout (0.3 s) while connecting "
-                                 "(the greeting, EHLO)" % relay.port)
+                                 "(the greeting, EHLO): no greeting came (a port that speaks TLS from the first "
+                                 "byte, such as 465, takes smtp.security: tls)" % relay.port)
+
+
+@pytest.mark.smtp
+def test_starttls_to_an_implicit_tls_port_names_the_setting_it_takes() -> None:
+    """``security: starttls`` with ``port: 465`` (a provider's "SSL" port, a common slip): the relay
+    waits for a TLS handshake, the client for a greeting. The owner read only "no reply within
+    smtp.timeout (30 s) while connecting (the greeting, EHLO, STARTTLS)", as for a hung relay."""
+    with LoopbackSMTP("tls") as server:
+        channel = SmtpChannel(settings(server, security="starttls", pool_size=1, retries=0, timeout=0.5))
+        outcomes = deliver(channel, ["a@example.com"])
+    assert outcomes["a@example.com"].status is Status.TRANSIENT
+    assert outcomes["a@example.com"].reply.endswith(
+        "while connecting (the greeting, EHLO, STARTTLS): no greeting came (a port that speaks TLS from the "
+        "first byte, such as 465, takes smtp.security: tls)")
 
 
 @pytest.mark.smtp

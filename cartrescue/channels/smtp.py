@@ -302,7 +302,12 @@ def _connect_silence(exc: BaseException, settings: SmtpSettings) -> str:
     phases = ["the TLS handshake"] if settings.security == "tls" else []
     phases += ["the greeting", "EHLO"] + (["STARTTLS"] if settings.security == "starttls" else [])
     phases += ["AUTH"] if settings.username else []
-    return f"no reply within {bound} while connecting ({', '.join(phases)})"
+    silence = f"no reply within {bound} while connecting ({', '.join(phases)})"
+    if settings.security != "tls" and isinstance(exc, SMTPConnectTimeoutError):
+        # aiosmtplib's connect() waited for the greeting: a relay speaking TLS from the first byte
+        # waits for a handshake that starttls (or none) never begins (port 465 under starttls).
+        silence += ": no greeting came (a port that speaks TLS from the first byte, such as 465, takes smtp.security: tls)"
+    return silence
 
 
 @dataclass(slots=True)
