@@ -8,8 +8,9 @@
   after it) or ``tls`` (implicit TLS from the first byte). The certificate is self-signed for
   ``localhost`` and 127.0.0.1, made at test time with ``cryptography`` when installed, else the
   ``openssl`` command, once per process; ``ca_file`` is what a client must trust.
-- auth: ``(user, password)`` offers AUTH LOGIN and PLAIN (``auth_mechanisms`` narrows it) and
-  refuses MAIL before a successful AUTH.
+- auth: ``(user, password)`` offers AUTH LOGIN and PLAIN (``auth_mechanisms`` narrows it, or
+  names ``XOAUTH2``: an OAuth-only relay's, which takes no password) and refuses MAIL before a
+  successful AUTH.
 - faults: :class:`Fault` rules matched on the recipient: a reply (``"451 4.7.1 greylisted"``,
   ``"550 5.1.1 no such user"``, ``"421 4.3.2 shutting down"``; ``{address}`` in it becomes the
   recipient) to RCPT or after the message (``stage="DATA"``); ``"drop"`` (close the connection
@@ -162,6 +163,10 @@ class _Handler:
         if not self.server.eightbitmime:
             responses = [line for line in responses if line[4:].upper() != "8BITMIME"]
         return responses
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        """Offered only when ``auth_mechanisms`` names it (an OAuth-only relay); takes no password."""
+        return AuthResult(success=False, handled=False)
 
     async def handle_MAIL(self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         limit = self.server.session_limit
@@ -330,7 +335,7 @@ class LoopbackSMTP:
             if self.security == "starttls":
                 kwargs.update(tls_context=context, require_starttls=True)
             if self.auth is not None:
-                excluded = [m for m in ("LOGIN", "PLAIN") if m not in self.auth_mechanisms]
+                excluded = [m for m in ("LOGIN", "PLAIN", "XOAUTH2") if m not in self.auth_mechanisms]
                 kwargs.update(authenticator=self._authenticate, auth_required=True,
                               auth_require_tls=self.security == "starttls", auth_exclude_mechanism=excluded)
             with warnings.catch_warnings():  # implicit TLS is TLS, though aiosmtpd cannot tell

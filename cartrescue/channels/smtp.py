@@ -228,6 +228,7 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
             await _greet(smtp)
         if settings.username:
             _require(smtp, "auth", settings)
+            _require_password_login(smtp, settings)
             await smtp.login(settings.username, settings.password or "")
     except SMTPAuthenticationError as exc:
         smtp.close()
@@ -291,6 +292,20 @@ def _require(smtp: aiosmtplib.SMTP, extension: str, settings: SmtpSettings) -> N
         plain = "" if tls else " over plain text (it may after TLS: smtp.security starttls or tls)"
         missing = f"the relay does not offer AUTH{plain}, which smtp.username requires (null: no login)"
     raise ConnectFailure(f"{settings.describe()}: {missing}", fatal=True)
+
+
+def _require_password_login(smtp: aiosmtplib.SMTP, settings: SmtpSettings) -> None:
+    """Stop for good when the relay's AUTH offers no mechanism that logs in with a password (an
+    OAuth-only relay: ``AUTH XOAUTH2``). aiosmtplib said "No suitable authentication method
+    found." with a bare SMTPException, retried message after message, naming neither what the
+    relay offers nor what to change."""
+    if smtp.supported_auth_methods:
+        return
+    offered = " ".join(method.upper() for method in smtp.server_auth_methods) or "no mechanism"
+    smtp.close()
+    raise ConnectFailure(f"{settings.describe()}: the relay offers AUTH {offered}, no mechanism that logs in with "
+                         "smtp.username and smtp.password (LOGIN, PLAIN, CRAM-MD5): use a relay or port of the "
+                         "provider that takes a password (an app password), or a local relay", fatal=True)
 
 
 def _connect_silence(exc: BaseException, settings: SmtpSettings) -> str:
