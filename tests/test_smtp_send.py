@@ -238,6 +238,26 @@ def test_a_relay_that_ends_each_session_after_n_messages_gets_every_message_on_a
     assert connections == 3
 
 
+@pytest.mark.parametrize(("relay", "smtp", "needs"), [
+    ({"security": "starttls"}, {"security": "none", "ca_file": None},
+     "the relay requires STARTTLS before mail (smtp.security: starttls): 530 Must issue a STARTTLS command first"),
+    ({"auth": ("shop", "s3cret")}, {"username": None, "password": None},
+     "the relay requires AUTH before mail (smtp.username and smtp.password): 530 5.7.0 Authentication required"),
+])
+def test_a_relay_that_wants_tls_or_auth_before_mail_names_the_setting(
+        shop: Shop, relay: dict, smtp: dict, needs: str) -> None:
+    """A relay that takes the connection but answers MAIL "530 Must issue a STARTTLS command first"
+    (security: none to a Postfix that enforces TLS) or "530 5.7.0 Authentication required" (no
+    username): the owner was told "sender refused (check shop.from_email / smtp.envelope_from and
+    the relay's AUTH)", and went to check an address that was right."""
+    shop.add(cart("c1"))
+    with LoopbackSMTP(**relay) as server:
+        result = send(shop, server, **smtp)
+    assert result.exit_code == 1
+    assert [row["reply"] for row in ledger_rows(shop)] == [needs]
+    assert [row["status"] for row in ledger_rows(shop)] == ["failed_transient"]
+
+
 def test_plain_text_to_a_remote_relay_is_a_config_error(shop: Shop) -> None:
     shop.add(cart("c1"))
     shop.configure(smtp={"host": "mail.example.com", "security": "none"})

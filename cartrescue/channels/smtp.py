@@ -468,6 +468,17 @@ class _Unwritten(Exception):
     not written, and the connection, whose relay waits for it, is closed."""
 
 
+def _mail_refused(refused: _Refused) -> str:
+    """What a 5xx to MAIL FROM asks the owner to change. A 530 is the relay wanting TLS (RFC 3207:
+    "Must issue a STARTTLS command first") or AUTH (RFC 4954: "Authentication required") before
+    any mail, not a refused sender: the owner was sent to check an address that was right."""
+    if refused.code == 530 and "starttls" in refused.message.lower():
+        return "the relay requires STARTTLS before mail (smtp.security: starttls)"
+    if refused.code == 530:
+        return "the relay requires AUTH before mail (smtp.username and smtp.password)"
+    return "sender refused (check shop.from_email / smtp.envelope_from and the relay's AUTH)"
+
+
 def _session_ended(refused: _Refused) -> bool:
     """A 421 to MAIL: the relay closes the connection before the transaction began ("too many
     messages in this session", Exim's ``smtp_accept_max_per_connection``, a provider's limit per
@@ -924,8 +935,7 @@ class SmtpChannel(LoopChannel):
         if 400 <= code < 500:
             self._retry_or_give_up(job, batch, text)
         elif 500 <= code < 600 and refused.stage == "MAIL" and code != 552:
-            batch.finish(Outcome(job.claim_id, Status.TRANSIENT, f"sender refused (check shop.from_email / "
-                                 f"smtp.envelope_from and the relay's AUTH): {text}"))
+            batch.finish(Outcome(job.claim_id, Status.TRANSIENT, f"{_mail_refused(refused)}: {text}"))
         elif 500 <= code < 600:
             suppress = NO_SUCH_USER if is_unknown_user(code, refused.message) else ""
             batch.finish(Outcome(job.claim_id, Status.PERMANENT, text, suppress=suppress))
