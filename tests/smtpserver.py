@@ -8,8 +8,9 @@
   after it) or ``tls`` (implicit TLS from the first byte). The certificate is self-signed for
   ``localhost`` and 127.0.0.1, made at test time with ``cryptography`` when installed, else the
   ``openssl`` command, once per process; ``ca_file`` is what a client must trust.
-- auth: ``(user, password)`` offers AUTH LOGIN and PLAIN (``auth_mechanisms`` narrows it) and
-  refuses MAIL before a successful AUTH.
+- auth: ``(user, password)`` offers AUTH LOGIN and PLAIN (``auth_mechanisms`` narrows it, or
+  names ``XOAUTH2``: an OAuth-only relay's, which takes no password) and refuses MAIL before a
+  successful AUTH.
 - faults: :class:`Fault` rules matched on the recipient: a reply (``"451 4.7.1 greylisted"``,
   ``"550 5.1.1 no such user"``, ``"421 4.3.2 shutting down"``; ``{address}`` in it becomes the
   recipient) to RCPT or after the message (``stage="DATA"``); ``"drop"`` (close the connection
@@ -26,6 +27,9 @@
 - eightbitmime: the server offers 8BITMIME (aiosmtpd does by itself; ``False`` takes it out of
   the EHLO reply, as a relay that only takes 7-bit text).
 - on_message: a function called with each accepted message before the server answers it.
+- session_limit: a connection takes that many MAIL commands; the next is answered ``421 4.7.0 too
+  many messages in this session`` and the connection closed (Exim's ``smtp_accept_max_per_connection``,
+  providers' per-connection limits).
 - The port is chosen by the OS (bind to port 0), so tests may run side by side.
 """
 
@@ -160,7 +164,17 @@ class _Handler:
             responses = [line for line in responses if line[4:].upper() != "8BITMIME"]
         return responses
 
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        """Offered only when ``auth_mechanisms`` names it (an OAuth-only relay); takes no password."""
+        return AuthResult(success=False, handled=False)
+
     async def handle_MAIL(self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        limit = self.server.session_limit
+        if limit is not None:
+            session.mails = getattr(session, "mails", 0) + 1
+            if session.mails > limit:  # the reply goes out first, then the connection closes
+                asyncio.get_running_loop().call_soon(smtp.transport.close)
+                return "421 4.7.0 too many messages in this session"
         for fault in self.server.faults:
             if fault.stage == "MAIL" and fault.action[:1].isdigit() and fault.fires(address):
                 return fault.reply(address)
@@ -255,6 +269,7 @@ class LoopbackSMTP:
         smtputf8: bool = False,
         eightbitmime: bool = True,
         echo_credentials: bool = False,
+        session_limit: int | None = None,
     ) -> None:
         if security not in ("none", "starttls", "tls"):
             raise ValueError(security)
@@ -266,6 +281,7 @@ class LoopbackSMTP:
         self.auth = auth
         self.auth_mechanisms = auth_mechanisms
         self.echo_credentials = echo_credentials  # a refused AUTH quotes the password it was given
+        self.session_limit = session_limit  # MAIL commands a connection may give; the next gets 421 and a close
         self.faults: list[Fault] = list(faults or [])
         self.messages: list[Received] = []
         # Called (in the server's thread) with each accepted message before its 250 reply: a test's
@@ -319,7 +335,7 @@ class LoopbackSMTP:
             if self.security == "starttls":
                 kwargs.update(tls_context=context, require_starttls=True)
             if self.auth is not None:
-                excluded = [m for m in ("LOGIN", "PLAIN") if m not in self.auth_mechanisms]
+                excluded = [m for m in ("LOGIN", "PLAIN", "XOAUTH2") if m not in self.auth_mechanisms]
                 kwargs.update(authenticator=self._authenticate, auth_required=True,
                               auth_require_tls=self.security == "starttls", auth_exclude_mechanism=excluded)
             with warnings.catch_warnings():  # implicit TLS is TLS, though aiosmtpd cannot tell

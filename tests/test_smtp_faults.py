@@ -592,7 +592,40 @@ def test_a_relay_that_never_greets_is_said_to_give_no_reply_within_smtp_timeout(
             channel.close()
     assert outcomes[0].status is Status.TRANSIENT
     assert outcomes[0].reply == ("127.0.0.1:%d (none): no reply within smtp.timeout (0.3 s) while connecting "
-                                 "(the greeting, EHLO)" % relay.port)
+                                 "(the greeting, EHLO): no greeting came (a port that speaks TLS from the first "
+                                 "byte, such as 465, takes smtp.security: tls)" % relay.port)
+
+
+@pytest.mark.smtp
+def test_starttls_to_an_implicit_tls_port_names_the_setting_it_takes() -> None:
+    """``security: starttls`` with ``port: 465`` (a provider's "SSL" port, a common slip): the relay
+    waits for a TLS handshake, the client for a greeting. The owner read only "no reply within
+    smtp.timeout (30 s) while connecting (the greeting, EHLO, STARTTLS)", as for a hung relay."""
+    with LoopbackSMTP("tls") as server:
+        channel = SmtpChannel(settings(server, security="starttls", pool_size=1, retries=0, timeout=0.5))
+        outcomes = deliver(channel, ["a@example.com"])
+    assert outcomes["a@example.com"].status is Status.TRANSIENT
+    assert outcomes["a@example.com"].reply.endswith(
+        "while connecting (the greeting, EHLO, STARTTLS): no greeting came (a port that speaks TLS from the "
+        "first byte, such as 465, takes smtp.security: tls)")
+
+
+@pytest.mark.smtp
+def test_a_relay_that_offers_no_auth_mechanism_with_a_password_says_which_it_offers_and_is_tried_once() -> None:
+    """An OAuth-only relay (``AUTH XOAUTH2``: Microsoft 365 and Gmail once basic auth is off) with
+    ``smtp.username`` set: the owner read aiosmtplib's "SMTPException: No suitable authentication
+    method found.", and the run tried it again per message, as if the relay might change."""
+    with LoopbackSMTP(auth=("shop", "s3cret"), auth_mechanisms=("XOAUTH2",)) as server:
+        channel = SmtpChannel(settings(server, pool_size=1, retries=3, username="shop", password="s3cret"))
+        outcomes = deliver(channel, ["a@example.com", "b@example.com", "c@example.com"])
+        connections = server.connections
+    assert connections == 1
+    assert outcomes["a@example.com"].status is Status.TRANSIENT
+    assert outcomes["a@example.com"].reply == (
+        f"127.0.0.1:{server.port} (none): the relay offers AUTH XOAUTH2, no mechanism that logs in with "
+        "smtp.username and smtp.password (LOGIN, PLAIN, CRAM-MD5): use a relay or port of the provider "
+        "that takes a password (an app password), or a local relay")
+    assert all(o.reply.startswith("not attempted, relay unavailable") for a, o in outcomes.items() if a != "a@example.com")
 
 
 @pytest.mark.smtp

@@ -200,6 +200,64 @@ def test_an_untrusted_certificate_names_the_keys_that_trust_it(shop: Shop) -> No
                           "a private relay's CA; smtp.verify: false for a test relay only)")
 
 
+@pytest.mark.parametrize("relay", ["none", "starttls"])
+def test_implicit_tls_to_a_port_that_speaks_plain_text_says_so_and_is_tried_once(shop: Shop, relay: str) -> None:
+    """``security: tls`` pointed at a port 587 or 25 relay (it greets in plain text): the owner
+    read "SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)", and the run
+    retried it per message, as if the port might start speaking TLS."""
+    shop.add(*(cart(name) for name in names(3)))
+    with LoopbackSMTP(relay) as server:
+        result = send(shop, server, security="tls", pool_size=1, retries=3)
+        connections = server.connections
+    assert result.exit_code == 1
+    assert connections == 1
+    replies = [row["reply"] for row in ledger_rows(shop)]
+    first = next(reply for reply in replies if not reply.startswith("not attempted"))
+    assert first == (f"127.0.0.1:{server.port} (tls): the relay answered in plain text, not TLS: this port takes "
+                     "smtp.security: starttls (587) or none (25); tls is for a port that speaks TLS from the first "
+                     "byte (465)")
+    assert "WRONG_VERSION_NUMBER" not in result.output
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_relay_that_ends_each_session_after_n_messages_gets_every_message_on_a_new_connection(
+        shop: Shop, pipelining: bool) -> None:
+    """A relay that takes a few messages per connection and answers the next MAIL "421 … too many
+    messages in this session" (Exim's smtp_accept_max_per_connection, providers' limits) refused
+    no message: it ended the session. That MAIL was retried with backoff as a refusal and counted
+    as an attempt: with retries: 0 the message was left failed_transient, exit 1."""
+    carts = names(7)
+    shop.add(*(cart(name) for name in carts))
+    with LoopbackSMTP(session_limit=3, pipelining=pipelining) as server:
+        result = send(shop, server, pool_size=1, retries=0)
+        server.wait_for(7)
+        connections = server.connections
+    assert result.exit_code == 0, result.output
+    assert result.json["counts"]["deliveries"] == {"sent": 7}
+    assert server.recipients() == Counter({f"{name}@example.com": 1 for name in carts})
+    assert connections == 3
+
+
+@pytest.mark.parametrize(("relay", "smtp", "needs"), [
+    ({"security": "starttls"}, {"security": "none", "ca_file": None},
+     "the relay requires STARTTLS before mail (smtp.security: starttls): 530 Must issue a STARTTLS command first"),
+    ({"auth": ("shop", "s3cret")}, {"username": None, "password": None},
+     "the relay requires AUTH before mail (smtp.username and smtp.password): 530 5.7.0 Authentication required"),
+])
+def test_a_relay_that_wants_tls_or_auth_before_mail_names_the_setting(
+        shop: Shop, relay: dict, smtp: dict, needs: str) -> None:
+    """A relay that takes the connection but answers MAIL "530 Must issue a STARTTLS command first"
+    (security: none to a Postfix that enforces TLS) or "530 5.7.0 Authentication required" (no
+    username): the owner was told "sender refused (check shop.from_email / smtp.envelope_from and
+    the relay's AUTH)", and went to check an address that was right."""
+    shop.add(cart("c1"))
+    with LoopbackSMTP(**relay) as server:
+        result = send(shop, server, **smtp)
+    assert result.exit_code == 1
+    assert [row["reply"] for row in ledger_rows(shop)] == [needs]
+    assert [row["status"] for row in ledger_rows(shop)] == ["failed_transient"]
+
+
 def test_plain_text_to_a_remote_relay_is_a_config_error(shop: Shop) -> None:
     shop.add(cart("c1"))
     shop.configure(smtp={"host": "mail.example.com", "security": "none"})

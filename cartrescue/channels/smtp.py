@@ -13,6 +13,8 @@ retries with exponential backoff, and the mapping of what the relay said to an o
 - 4xx, and connection, timeout and TLS errors before the message went out -> retried in the run
   (``smtp.retries`` times, waits of ``backoff``, doubled each time, at most ``backoff_max``);
   then ``failed_transient``, which the next run claims again.
+- 421 to MAIL on a reused connection (the relay ends its sessions after a few messages) -> the
+  message goes at once on a new connection, no attempt counted: the relay refused the session.
 - 5xx to RCPT or to the message -> ``failed_permanent`` with the reply; a "no such user" reply
   (5.1.1 and the like) also asks the pipeline to suppress the address.
 - A reply sent after the 354, before the message was written (Postfix's ``smtp-sink -A 0``), is
@@ -226,6 +228,7 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
             await _greet(smtp)
         if settings.username:
             _require(smtp, "auth", settings)
+            _require_password_login(smtp, settings)
             await smtp.login(settings.username, settings.password or "")
     except SMTPAuthenticationError as exc:
         smtp.close()
@@ -248,8 +251,22 @@ async def open_connection(settings: SmtpSettings, context: ssl.SSLContext | None
     except (SMTPException, OSError, ssl.SSLError) as exc:
         smtp.close()
         cause = exc.__cause__ if isinstance(exc, SMTPException) and exc.__cause__ else exc
+        if settings.security == "tls" and _plain_text_answer(cause):
+            raise ConnectFailure(f"{where}: {_PLAIN_TEXT_PORT}", fatal=True) from None
         raise ConnectFailure(f"{where}: {type(cause).__name__}: {scrubbed(str(cause), settings) or 'connection failed'}") from None
     return smtp
+
+
+_PLAIN_TEXT_PORT = ("the relay answered in plain text, not TLS: this port takes smtp.security: starttls (587) "
+                    "or none (25); tls is for a port that speaks TLS from the first byte (465)")
+
+
+def _plain_text_answer(exc: BaseException) -> bool:
+    """Did the TLS handshake of ``security: tls`` meet a relay speaking plain SMTP (a 587 or 25
+    port)? OpenSSL reads its ``220`` greeting as a record of an unknown version. The owner read
+    "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)", and the run retried it
+    message after message: no retry makes a plain-text port speak TLS."""
+    return isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER"
 
 
 async def _greet(smtp: aiosmtplib.SMTP) -> None:
@@ -277,6 +294,20 @@ def _require(smtp: aiosmtplib.SMTP, extension: str, settings: SmtpSettings) -> N
     raise ConnectFailure(f"{settings.describe()}: {missing}", fatal=True)
 
 
+def _require_password_login(smtp: aiosmtplib.SMTP, settings: SmtpSettings) -> None:
+    """Stop for good when the relay's AUTH offers no mechanism that logs in with a password (an
+    OAuth-only relay: ``AUTH XOAUTH2``). aiosmtplib said "No suitable authentication method
+    found." with a bare SMTPException, retried message after message, naming neither what the
+    relay offers nor what to change."""
+    if smtp.supported_auth_methods:
+        return
+    offered = " ".join(method.upper() for method in smtp.server_auth_methods) or "no mechanism"
+    smtp.close()
+    raise ConnectFailure(f"{settings.describe()}: the relay offers AUTH {offered}, no mechanism that logs in with "
+                         "smtp.username and smtp.password (LOGIN, PLAIN, CRAM-MD5): use a relay or port of the "
+                         "provider that takes a password (an app password), or a local relay", fatal=True)
+
+
 def _connect_silence(exc: BaseException, settings: SmtpSettings) -> str:
     """What a timeout while connecting means, naming the key that bounds it (a cron owner read
     aiosmtplib's "Timed out waiting for server response", as docs/sending.md did not promise)."""
@@ -286,7 +317,12 @@ def _connect_silence(exc: BaseException, settings: SmtpSettings) -> str:
     phases = ["the TLS handshake"] if settings.security == "tls" else []
     phases += ["the greeting", "EHLO"] + (["STARTTLS"] if settings.security == "starttls" else [])
     phases += ["AUTH"] if settings.username else []
-    return f"no reply within {bound} while connecting ({', '.join(phases)})"
+    silence = f"no reply within {bound} while connecting ({', '.join(phases)})"
+    if settings.security != "tls" and isinstance(exc, SMTPConnectTimeoutError):
+        # aiosmtplib's connect() waited for the greeting: a relay speaking TLS from the first byte
+        # waits for a handshake that starttls (or none) never begins (port 465 under starttls).
+        silence += ": no greeting came (a port that speaks TLS from the first byte, such as 465, takes smtp.security: tls)"
+    return silence
 
 
 @dataclass(slots=True)
@@ -430,6 +466,27 @@ _NEXT_STAGE = {"MAIL": "RCPT", "RCPT": "DATA", "DATA": "DATA"}
 class _Unwritten(Exception):
     """A stop came before the message was written (its DATA was answered 354 after it): it is
     not written, and the connection, whose relay waits for it, is closed."""
+
+
+def _mail_refused(refused: _Refused) -> str:
+    """What a 5xx to MAIL FROM asks the owner to change. A 530 is the relay wanting TLS (RFC 3207:
+    "Must issue a STARTTLS command first") or AUTH (RFC 4954: "Authentication required") before
+    any mail, not a refused sender: the owner was sent to check an address that was right."""
+    if refused.code == 530 and "starttls" in refused.message.lower():
+        return "the relay requires STARTTLS before mail (smtp.security: starttls)"
+    if refused.code == 530:
+        return "the relay requires AUTH before mail (smtp.username and smtp.password)"
+    return "sender refused (check shop.from_email / smtp.envelope_from and the relay's AUTH)"
+
+
+def _session_ended(refused: _Refused) -> bool:
+    """A 421 to MAIL: the relay closes the connection before the transaction began ("too many
+    messages in this session", Exim's ``smtp_accept_max_per_connection``, a provider's limit per
+    connection, an idle connection it ends). It refused the session, not the message: on a reused
+    connection the message goes at once on a new one, as when such a connection is found closed.
+    It was a 4xx refusal, retried with backoff and counted: a message that met the limit
+    ``retries + 1`` times was left ``failed_transient``, exit 1."""
+    return refused.code == 421 and refused.stage == "MAIL"
 
 
 class _Refused(Exception):
@@ -635,7 +692,10 @@ class SmtpChannel(LoopChannel):
         except _Refused as refused:
             self._silences = 0  # it answers
             await self._after_refusal(slot, refused)
-            self._refused(job, batch, refused)
+            if _session_ended(refused) and (started or (reused and job.free_retry)):
+                self._again(job, batch, started)
+            else:
+                self._refused(job, batch, refused)
             return self._follower(slot, batch)
         except (SMTPException, OSError, ssl.SSLError) as exc:  # OSError includes TimeoutError
             self._drop(slot)
@@ -646,9 +706,7 @@ class SmtpChannel(LoopChannel):
             elif job.stage == "MAIL" and (started or (reused and job.free_retry)):
                 # Nothing of this message was sent: the relay closed an idle connection, or the
                 # connection broke under the message before it.
-                job.free_retry = job.free_retry and started
-                job.attempts -= 1
-                batch.ready.append(job)
+                self._again(job, batch, started)
             else:
                 self._retry_or_give_up(job, batch, f"connection lost during {job.stage}: {cause}")
             return self._follower(slot, batch)
@@ -656,6 +714,16 @@ class SmtpChannel(LoopChannel):
         self._silences = 0
         batch.finish(Outcome(job.claim_id, Status.SENT, f"{reply.code} {scrubbed(reply.message, self.settings)}"))
         return self._follower(slot, batch)
+
+    @staticmethod
+    def _again(job: _Job, batch: _Work, started: bool) -> None:
+        """Try ``job`` again at once on a new connection, without counting an attempt: a reused
+        connection ended before its MAIL was taken, so nothing of the message reached the relay.
+        A follower keeps this for its next turn; any other job has it once, so a relay that
+        ends every connection so still meets the retries and their backoff."""
+        job.free_retry = job.free_retry and started
+        job.attempts -= 1
+        batch.ready.append(job)
 
     def _silent(self, timed_out: bool, cause: str, batch: _Work) -> None:
         """Count a transaction that met no reply in time; one that met another failure ends the count.
@@ -867,8 +935,7 @@ class SmtpChannel(LoopChannel):
         if 400 <= code < 500:
             self._retry_or_give_up(job, batch, text)
         elif 500 <= code < 600 and refused.stage == "MAIL" and code != 552:
-            batch.finish(Outcome(job.claim_id, Status.TRANSIENT, f"sender refused (check shop.from_email / "
-                                 f"smtp.envelope_from and the relay's AUTH): {text}"))
+            batch.finish(Outcome(job.claim_id, Status.TRANSIENT, f"{_mail_refused(refused)}: {text}"))
         elif 500 <= code < 600:
             suppress = NO_SUCH_USER if is_unknown_user(code, refused.message) else ""
             batch.finish(Outcome(job.claim_id, Status.PERMANENT, text, suppress=suppress))
