@@ -419,7 +419,9 @@ class FitTable:
         """The rich table for a terminal ``width`` columns wide. One that cannot fit with its
         whole columns whole (a pool file's 64-character code at 80 columns) is made wider than
         the terminal, which folds its lines: left to rich, it cut the code (``AAAA…``), or, with
-        ``wide``, squeezed every other column to nothing. Print it with ``crop=False``."""
+        ``wide``, squeezed every other column to nothing. So is one whose columns are all at
+        their floor and still wider than the terminal: the columns never cut stay whole. Print
+        it with ``crop=False``."""
         from rich.table import Table
 
         table = Table(header_style="bold", expand=False, show_lines=False)
@@ -442,7 +444,9 @@ class FitTable:
                 table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]
                                  overflow="ellipsis", width=size)
         needed = sum(widths) + 3 * len(widths) + 1
-        if needed > width and any(column.whole for column in self.columns):
+        if needed > width and (not self.wide or any(column.whole for column in self.columns)):
+            # Every column cut to its floor and still too wide (a 40-column terminal): left to
+            # rich, the step and action columns went to nothing and the reasons were cut.
             table.width = needed
         for row in self.rows:
             table.add_row(*row)

@@ -43,3 +43,19 @@ def test_init_refused_under_json_is_the_error_document_alone(tmp_path: Path) -> 
     assert result.exit_code == 2
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "config" and error["message"].endswith("exist already (use --force to overwrite)")
+
+
+@pytest.mark.parametrize("folder", ["my shop", "it's"])
+def test_init_tells_a_command_that_runs_as_pasted_for_a_folder_with_a_space_or_quote(
+        tmp_path: Path, folder: str) -> None:
+    """It said ``then run `cartrescue run --config my shop/cartrescue.yaml` ``: pasted into a shell,
+    that is a config ``my`` and a stray argument, and ``it's`` an unclosed quote."""
+    import re
+    import shlex
+
+    shop = tmp_path / folder
+    result = cli("init", str(shop))
+    assert result.exit_code == 0, result.output
+    command = re.search(r"then run `(.+)`", result.stderr.replace("\n", ""))
+    assert command is not None, result.stderr
+    assert shlex.split(command.group(1)) == ["cartrescue", "run", "--config", str(shop / "cartrescue.yaml")]

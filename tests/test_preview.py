@@ -321,3 +321,18 @@ def test_preview_of_a_variant_written_in_another_case_names_the_variant(shop: Sh
     message = result.json["error"]["message"]
     assert message == ("--variant B: step 1 of sequence default has no such variant (did you mean b?) "
                        "(variants: a, b)"), message
+
+
+def test_preview_on_a_narrow_terminal_names_the_html_file_and_what_a_run_would_do_whole(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both were the titles of rules, cut to the width: at 60 columns ``HTML written to
+    /srv/shop/previews/…``, no file a person could open, and ``(a run now would skip: no_co…``."""
+    monkeypatch.setenv("COLUMNS", "60")
+    shop.add(cart("c-no-consent-with-a-long-id", consent="no"))
+    html = shop.folder / "previews-of-the-shop" / "step-1-of-a-cart-without-consent.html"
+    result = shop.cli("preview", "c-no-consent-with-a-long-id", "--step", "1", "--html", str(html))
+    assert result.exit_code == 0, result.output
+    assert html.is_file()
+    lines = result.stdout.splitlines()
+    assert any(line.endswith(f"HTML written to {html}") for line in lines), result.stdout
+    assert "cart c-no-consent-with-a-long-id · step 1 · standard (a run now would skip: no_consent)" in lines

@@ -326,3 +326,47 @@ def test_codes_list_wide_at_80_columns_keeps_every_column_beside_a_64_character_
     rows = wide.splitlines()
     assert [code for code in codes if code in wide] == codes
     assert sum(1 for row in rows if "│ long " in row and "│ unused " in row) == 3, wide
+
+
+@pytest.mark.parametrize("width", [40, 60])
+def test_a_terminal_too_narrow_for_the_carts_table_still_shows_every_step_action_reason_and_moment(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    """Below the width the compact table needs (about 77 columns), rich squeezed every column:
+    the step and action columns went to nothing, cart ids to ``…`` and the ``not before`` line
+    was cut, at 40 columns a table of nothing a person could act on. The columns that are never
+    cut stay whole, and the table is printed wider than the terminal, which folds its lines."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    result = _deferred_shop(shop).add(cart("c-due", idle=timedelta(hours=13))).cli("carts")
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[1]
+    assert [cell.strip() for cell in header.strip("┃").split("┃")] == ["cart", "email", "step", "action", "reason"]
+    rows = [row.strip("│").split("│") for row in _table_rows(result.stdout)]
+    carts = [cells for cells in rows if cells[0].strip()]
+    assert [cells[0].strip() for cells in carts] == ["c-quiet", "c-fresh", "c-long", "c-due"]
+    assert [cells[2].strip() for cells in carts] == ["1", "", "1", "1"]  # none before a step is chosen
+    assert [cells[3].strip() for cells in carts] == ["defer", "defer", "defer", "send"]
+    assert [cells[4].strip() for cells in carts] == ["step_not_due", "idle_below_cutoff", "step_not_due", "due"]
+    moments = [cells[4].strip() for cells in rows if not cells[0].strip()]
+    assert moments == ["not before 2026-11-21 07:00 UTC", "not before 2026-11-20 10:35 UTC",
+                       "not before 2026-11-20 19:00 UTC"]
+
+
+@pytest.mark.parametrize("width", [40, 60, 80])
+def test_codes_list_never_cuts_a_pools_counts_on_a_narrow_terminal(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    """The table of the pools' counts was rich's to squeeze: 12,345 unused codes read ``1234…``
+    at 60 columns (``…`` at 40), and beside a long pool name at 80 columns too: the number an
+    owner reads to know whether the pool will last. Counts stay whole; the pool's name is cut."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    shop.configure(sequences={"default": {"steps": [
+        {"delay": "1h", "template": "reminder-3",
+         "incentive": {"kind": "percent", "value": 10, "valid_for": "3d",
+                       "codes": {"pool": "a-pool-with-a-rather-long-name", "pattern": "CR-{random:8}"}}}]}})
+    assert shop.cli("codes", "generate", "12345", "--pool", "a-pool-with-a-rather-long-name", now=None).exit_code == 0
+    result = shop.cli("codes", "list", now=None)
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
+    assert [cell.strip() for cell in header.strip("┃").split("┃")] == [
+        "pool", "unused", "active", "expired", "undelivered", "withdrawn"]
+    (row,) = _table_rows(result.stdout)
+    assert [cell.strip() for cell in row.strip("│").split("│")][1:] == ["12345", "0", "0", "0", "0"]

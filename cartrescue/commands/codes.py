@@ -90,7 +90,6 @@ def codes_list(
     if as_json:
         json_out({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows}, config=cfg)
         return
-    from rich.table import Table
     from rich.text import Text
 
     from cartrescue.output import Column, FitTable, table_mode
@@ -100,13 +99,14 @@ def codes_list(
         err_console().print(error_line(_no_pool_note(cfg), "note", "yellow"), soft_wrap=True)
         return
     console = out_console()
-    table = Table(header_style="bold", title="code pools")
-    table.add_column("pool", no_wrap=True, overflow="ellipsis")
-    for name in STATUSES:
-        table.add_column(name, justify="right", no_wrap=True)
+    # A count is never cut (rich squeezed 12345 unused codes to "1234…" at 60 columns): the
+    # pool's name narrows, and a table still too wide is printed wider, its lines folded.
+    pools = FitTable([Column("pool"), *(Column(name, "right") for name in STATUSES)], [("pool", 8), ("pool", 4)])
     for name, counts in summary.items():
-        table.add_row(Text(printable(name)), *(str(counts[s]) for s in STATUSES))
-    console.print(table)
+        pools.add_row(Text(printable(name)), *(str(counts[s]) for s in STATUSES))
+    table = pools.render(console.width)
+    table.title = "code pools"
+    console.print(table, crop=False)
     if wanted:
         mode = table_mode(console.width, wide)
         # A code is never cut: it is what a person copies into the shop. Times to the minute.

@@ -1,5 +1,6 @@
 """`init [DIR]`: a commented config and the default templates to start a shop from."""
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -57,8 +58,8 @@ def init(
         return
     here = directory.resolve() == Path.cwd().resolve()  # elsewhere, run needs to be told where the config is
     err_console().print(f"wrote {config_file} and {templates}/ — edit the shop: and source: sections, then run "
-                        f"`cartrescue run{'' if here else f' --config {config_file}'}`", markup=False, highlight=False,
-                        soft_wrap=True)
+                        f"`cartrescue run{'' if here else f' --config {shlex.quote(str(config_file))}'}`",
+                        markup=False, highlight=False, soft_wrap=True)
 
 
 def init_config(example: str) -> str:

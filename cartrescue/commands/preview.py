@@ -107,7 +107,6 @@ def preview(
                   "html": message.html, "to": message.to.email, "locale": shown.locale,
                   "screenshot": str(screenshot) if screenshot is not None else None}, config=cfg)
         return
-    from rich.rule import Rule
     from rich.text import Text
 
     from cartrescue.text import printable
@@ -118,9 +117,9 @@ def preview(
                                 printable(message.subject), "\n"))
     console.print(printable(message.text, keep_newlines=True))
     if html is not None:
-        console.print(Rule(f"HTML written to {html}"))
+        _print_rule(console, f"HTML written to {html}")
     if screenshot is not None:
-        console.print(Rule(f"screenshot written to {screenshot} ({window_size})"))
+        _print_rule(console, f"screenshot written to {screenshot} ({window_size})")
 
 
 def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | None) -> None:
@@ -177,7 +176,7 @@ def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool, cfg: An
 
     decision = shown.decision
     console = out_console()
-    console.print(_heading(shown, cart_id))
+    _print_rule(console, _heading(shown, cart_id))
     console.print(Text.assemble(("A run would not message this cart: ", "bold"),
                                 printable(f"{decision.action.value} ({shown.why})"), "\n",
                                 "No message is shown; --step N shows step N as it would read."))
@@ -192,22 +191,35 @@ def _print_heading(console: Any, shown: Any, cart_id: str) -> None:
 
     from cartrescue.text import printable
 
-    console.print(_heading(shown, cart_id))
+    _print_rule(console, _heading(shown, cart_id))
     if shown.note:
         console.print(Text(printable(f"NOT SENT: {shown.note}"), style="bold yellow"))
 
 
-def _heading(shown: Any, cart_id: str) -> Any:
-    """The rule above a preview: cart, step, variant, tier, the channel when it is not e-mail,
-    and what a run now would do when that is not sending it."""
+def _print_rule(console: Any, title: str) -> None:
+    """A rule with ``title`` in it where it fits; else a bare rule and the title whole on its own
+    line: a rule's title is cut to the width, and a narrow terminal lost the file an ``--html``
+    went to (``HTML written to /srv/shop/prev…``) and what a run would do with the cart."""
+    from rich.cells import cell_len
     from rich.rule import Rule
     from rich.text import Text
 
     from cartrescue.text import printable
 
+    title = printable(title)
+    if cell_len(title) + 6 <= console.width:  # "─ " and " ─" each side, as rich draws it
+        console.print(Rule(Text(title)))
+        return
+    console.print(Rule())
+    console.print(Text(title), soft_wrap=True)
+
+
+def _heading(shown: Any, cart_id: str) -> str:
+    """The title of the rule above a preview: cart, step, variant, tier, the channel when it is
+    not e-mail, and what a run now would do when that is not sending it."""
     decision = shown.decision
     note = "" if decision.reason.value == "due" else f" (a run now would {decision.action.value}: {decision.reason.value})"
     step = f" · step {shown.step}" if shown.step else ""
     arm = f" · variant {shown.variant}" if shown.variant else ""
     channel = f" · {shown.channel}" if shown.channel != "email" else ""
-    return Rule(Text(printable(f"cart {cart_id}{step}{arm} · {decision.tier}{channel}{note}")))
+    return f"cart {cart_id}{step}{arm} · {decision.tier}{channel}{note}"
