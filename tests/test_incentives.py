@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -539,6 +540,27 @@ def test_two_processes_generating_codes_never_share_one(tmp_path: Path) -> None:
     results = _race(config, "vip", 200)
     assert None not in results.values() and len(set(results.values())) == 400
 
+
+
+@pytest.mark.slow
+def test_codes_generate_lets_a_run_record_its_claims_while_it_makes_many_codes(tmp_path: Path) -> None:
+    """One transaction for every code held the SQLite ledger's write lock as long as the command
+    ran: a run delivering meanwhile could not record its claims and stopped, exit 2."""
+    codes = _codes(_config(tmp_path))
+    made: list[list[str]] = []
+    generating = threading.Thread(target=lambda: made.append(codes.generate("vip", 40_000)))
+    generating.start()
+    try:
+        time.sleep(0.3)
+        writer = sqlite3.connect(tmp_path / "ledger.db", timeout=3, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # the write lock a run's claim takes
+        still_generating = generating.is_alive()
+        writer.execute("ROLLBACK")
+        writer.close()
+    finally:
+        generating.join()
+    assert still_generating, "the write lock was free only once every code was made"
+    assert len(made[0]) == 40_000 and codes.count_free("vip") == 40_000
 
 # -- through a run -----------------------------------------------------------------------------
 
