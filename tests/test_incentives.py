@@ -615,6 +615,33 @@ def test_a_delivered_message_carries_its_own_code_and_expiry(shop: Shop) -> None
     assert len(generated) == 12 and len(set(generated)) == 12 and all(c.startswith("SHIP-") for c in generated)
 
 
+#: 00:30 in Stockholm on Saturday 24 October 2026: the clocks go back on the Sunday (a 25-hour day).
+BEFORE_CLOCKS_GO_BACK = datetime.fromisoformat("2026-10-23T22:30:00+00:00")
+
+
+def test_a_code_given_the_night_before_the_clocks_go_back_is_valid_to_the_day_of_delivery_plus_valid_for(
+        shop: Shop) -> None:
+    _incentive_shop(shop, carts=0)
+    shop.add(cart("c-dst", now=BEFORE_CLOCKS_GO_BACK))
+    outbox = shop.folder / "out"
+    result = shop.cli("run", "--outbox", str(outbox), "--json", now=BEFORE_CLOCKS_GO_BACK)
+    assert result.exit_code == 0, result.output
+    [text] = _texts(outbox).values()
+    assert "October 27, 2026" in text  # 24 October + 3d; 72 hours alone end on the 26th at 23:30
+    [row] = _codes(load_config(shop.config_path)).rows(BEFORE_CLOCKS_GO_BACK, statuses=("active",))
+    assert row["expires_at"] == "2026-10-27T23:00:00Z"  # midnight in Stockholm (CET) after the 27th
+
+
+def test_a_shared_code_shown_the_night_before_the_clocks_go_back_is_valid_to_the_day_of_delivery_plus_valid_for(
+        shop: Shop) -> None:
+    shop.add(cart("c-dst", now=BEFORE_CLOCKS_GO_BACK))
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-3", "incentive": {
+        "kind": "percent", "value": 10, "valid_for": "3d", "code": "COMEBACK10"}}]}})
+    result = shop.cli("run", "--eml", str(shop.folder / "look"), "--json", now=BEFORE_CLOCKS_GO_BACK)
+    assert result.exit_code == 0, result.output
+    [text] = _texts(shop.folder / "look").values()
+    assert "COMEBACK10" in text and "October 27, 2026" in text
+
 def test_a_code_expires_on_the_day_its_own_message_shows_when_offers_share_a_pool(shop: Shop) -> None:
     """One pool, a tier's offer valid 7 days and the step's 1 day: every code got the first
     definition's expiry, and a message that said "November 27" carried a code dead on the 21st."""

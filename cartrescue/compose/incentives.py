@@ -403,12 +403,22 @@ class Codes:
 
 
 def code_expiry(now: datetime, valid_for: timedelta, tz: tzinfo) -> datetime:
-    """When a code handed out at ``now`` stops working: the end of the shop's day that
-    ``now + valid_for`` falls on. The message says "valid until 26 November" (that day, in the
+    """When a code handed out at ``now`` stops working: the end of the shop's day the message
+    names (:func:`last_valid_day`). The message says "valid until 26 November" (that day, in the
     shop's timezone); a code that died at the hour it was sent on the 26th would refuse the
     customer who believed it that evening."""
-    last_day = (now + valid_for).astimezone(tz).date()
-    return datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=tz).astimezone(timezone.utc)
+    return datetime.combine(last_valid_day(now, valid_for, tz) + timedelta(days=1), time(0),
+                            tzinfo=tz).astimezone(timezone.utc)
+
+
+def last_valid_day(now: datetime, valid_for: timedelta, tz: tzinfo) -> date:
+    """The shop's day an offer given at ``now`` is last valid on: the day of delivery + ``valid_for``
+    on the shop's calendar (``3d`` from 24 October is 27 October), and never earlier than the day
+    ``now + valid_for`` falls on, so a code works for its whole ``valid_for``. Counted in hours
+    alone, a message sent at 00:30 on the day before the clocks go back (a 25-hour day) promised
+    one day less: "valid until 26 October"."""
+    local = now.astimezone(tz)
+    return max((local + valid_for).date(), (now + valid_for).astimezone(tz).date())
 
 
 def has_expired(expires: datetime, now: datetime) -> bool:

@@ -886,8 +886,8 @@ class Renderer:
         """The template context (docs/templates.md). Every URL from data passes
         :mod:`cartrescue.compose.links`: only http(s) reaches a link or an image, and links carry UTM tags.
         ``expires_on``: the last day of an allocated code, as the ledger recorded it (a message
-        sent again days later must not promise more); without one, the shop's day of
-        ``now + valid_for``."""
+        sent again days later must not promise more); without one, the shop's day of delivery +
+        ``valid_for`` (:func:`cartrescue.compose.incentives.last_valid_day`)."""
         tagging = (tags, sequence, step, variant, tier, channel)
         tagged = self._taggers.get(tagging)
         link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel) \
@@ -909,6 +909,8 @@ class Renderer:
         shop_values, links = tagged[1], tagged[2]
         offer = None
         if incentive is not None:
+            from cartrescue.compose.incentives import last_valid_day  # the ledger's machinery: only where an offer is
+
             if incentive.kind == "percent":
                 value = _percent(incentive.value, region)
             elif incentive.kind == "fixed":
@@ -919,7 +921,7 @@ class Renderer:
                 "kind": incentive.kind,
                 "value": value,
                 "code": code or incentive.code,
-                "expires": self._expiry(expires_on or (now + incentive.valid_for).astimezone(shop.tz).date(), region),
+                "expires": self._expiry(expires_on or last_valid_day(now, incentive.valid_for, shop.tz), region),
             }
         images = self._images
         items = []
