@@ -200,6 +200,23 @@ def test_a_pool_file_whose_header_names_a_code_column_gives_that_column(tmp_path
     assert read_pool_file(export) == ["BACK-1", "BACK-2"]
 
 
+
+@pytest.mark.parametrize("before", ["\ufeff\r\n", "# discount codes, exported 2026-11-01\n", "\n \n"])
+def test_a_pool_files_header_under_blank_lines_or_a_comment_is_no_code(tmp_path: Path, before: str) -> None:
+    """The header was read from the first line only: under a blank line or a comment it was none,
+    the word ``Code`` was handed out as a customer's code and the discount's ids as codes."""
+    export = tmp_path / "discounts.csv"
+    export.write_text(before + "ID,Title,Code\r\n1192,Come back,BACK-1\r\n\r\n1192,Come back,BACK-2\r\n",
+                      encoding="utf-8", newline="")
+    assert read_pool_file(export) == ["BACK-1", "BACK-2"]
+
+
+def test_a_bad_code_under_a_pool_files_late_header_is_named_by_its_own_line(tmp_path: Path) -> None:
+    bad = tmp_path / "codes.txt"
+    bad.write_text("# from the shop\n\ncode\nAAA-1\nhas space\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"codes.txt:5: not a code"):
+        read_pool_file(bad)
+
 def test_a_pool_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path: Path) -> None:
     """It was a UnicodeDecodeError: exit 70, "a bug in cartrescue", and in a run every cart of
     the step a render error that did not name the file."""
