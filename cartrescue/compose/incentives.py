@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
+from time import monotonic, sleep
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, or_, select, update
@@ -41,8 +42,10 @@ _GENERATE_TRIES = 20
 #: Codes ``codes generate`` writes in one transaction. One transaction for all of them held a
 #: SQLite ledger's write lock as long as the command ran (40 s for 400,000 codes): a run that
 #: delivered meanwhile could not record its claims and stopped, exit 2, its messages in flight
-#: without outcome. A batch commits in milliseconds; the run's writes go in between.
-_GENERATE_BATCH = 500
+#: without outcome. A batch commits in milliseconds, and the next waits as long: SQLite lets a
+#: waiting writer in only when it polls (every 100 ms at most) while the lock is free, and a
+#: batch begun at once after the last one's commit kept it out as surely as one transaction.
+_GENERATE_BATCH = 200
 #: How long a code a retry keeps must still work (or the offer's whole ``valid_for``, when that
 #: is shorter); else the retry gives the message a fresh one (:func:`worth_sending`).
 MIN_LEFT_AT_RETRY = timedelta(hours=24)
@@ -226,7 +229,10 @@ class Codes:
         made: list[str] = []
         tries = count * 2 + _GENERATE_TRIES
         while len(made) < count and tries > 0:
-            with self.engine.begin() as conn:  # one short transaction a batch: see _GENERATE_BATCH
+            if made:  # the ledger left free as long as the last batch held it: see _GENERATE_BATCH
+                sleep(held)
+            started = monotonic()
+            with self.engine.begin() as conn:
                 for _try in range(min(_GENERATE_BATCH, count - len(made), tries)):
                     tries -= 1
                     code = generate_code(pool.source.pattern)
@@ -234,6 +240,7 @@ class Codes:
                                value=str(pool.incentive.value), created_at=at)
                     if conn.execute(statement, [row]).rowcount == 1:
                         made.append(code)
+            held = monotonic() - started
         if len(made) < count:
             raise CartrescueError(f"code pool {name!r}: the pattern {pool.source.pattern!r} gave too many collisions")
         return made
