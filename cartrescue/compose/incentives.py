@@ -228,6 +228,7 @@ class Codes:
         statement = self._ignore_statement()
         made: list[str] = []
         tries = count * 2 + _GENERATE_TRIES
+        held = 0.0
         while len(made) < count and tries > 0:
             if made:  # the ledger left free as long as the last batch held it: see _GENERATE_BATCH
                 sleep(held)
