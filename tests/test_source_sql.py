@@ -1159,3 +1159,46 @@ def test_a_customer_id_longer_than_the_ledger_keeps_costs_its_cart_not_a_run(tmp
     assert [result["problems"] for result in results] == [
         [f"carts query cart_id=6: customer_id: {longest + 1} characters, more than the ledger keeps ({longest})"]] * 2
     assert sorted((row["cart_id"], row["customer_id"]) for row in rows) == [("7", "C7"), ("8", "G" * longest)]
+
+
+@pytest.mark.parametrize(("said", "reason"), [("'unsubscribed'", "'unsubscribed'"), ("3", "3")])
+def test_a_consent_that_is_neither_yes_nor_no_costs_its_cart_rather_than_a_guess(url, said, reason):
+    """A newsletter status the query hands over as it is (``unsubscribed``, a status code 3) was
+    read as unknown, or a number other than 0 as yes: under soft-opt-in a customer who had opted
+    out was mailed. Now it is refused as the CSV format refuses such a cell, naming the value."""
+    source, problems = _query_source(url, carts=QUERIES["carts"].replace(
+        "c.consent AS marketing_consent", f"CASE WHEN c.id = 1 THEN {said} END AS marketing_consent"))
+    try:
+        carts = {cart.id: cart for cart in source.carts(WINDOW)}
+    finally:
+        source.close()
+    assert "1" not in carts and "2" in carts
+    assert problems.reasons()["carts query cart_id=1"] == f"marketing_consent: expected yes/no, got {reason}"
+
+
+@pytest.mark.mariadb
+def test_a_bit_column_of_mariadb_reads_as_the_yes_or_no_it_holds():
+    """MariaDB's BIT(1), a Java ORM's boolean there, comes as a byte (b'\\x00', b'\\x01'): read as
+    text it was neither, so a customer whose consent said no was reminded under soft-opt-in and
+    one who said yes was not, and an order not shipped held back none of its customer's carts."""
+    with shopdb.shop_database("mariadb", "bitflags") as db:
+        fill(db.execute, db.insert)
+        db.execute("ALTER TABLE carts ADD consent_bit BIT(1) NULL, ADD guest_bit BIT(1) NULL")
+        db.execute("ALTER TABLE orders ADD shipped BIT(1) NULL")
+        db.execute("UPDATE carts SET consent_bit = b'0', guest_bit = b'0' WHERE id = 1")
+        db.execute("UPDATE carts SET consent_bit = b'1', guest_bit = b'1' WHERE id = 2")
+        db.execute("UPDATE orders SET shipped = CASE WHEN id = 10 THEN b'1' ELSE b'0' END")
+        source, problems = _query_source(
+            db.url,
+            carts=QUERIES["carts"].replace("c.consent AS marketing_consent",
+                                           "c.consent_bit AS marketing_consent, c.guest_bit AS is_guest"),
+            orders=QUERIES["orders"].replace("delivered,", "shipped AS delivered,"))
+        try:
+            carts = {cart.id: cart for cart in source.carts(WINDOW)}
+            orders = {order.id: order for order in source.orders_for(list(carts.values()))}
+        finally:
+            source.close()
+    assert (carts["1"].customer.marketing_consent, carts["1"].customer.is_guest) == (False, False)
+    assert (carts["2"].customer.marketing_consent, carts["2"].customer.is_guest) == (True, True)
+    assert (orders["9"].delivered, orders["10"].delivered) == (False, True)
+    assert set(problems.reasons()) == {"carts query cart_id=3", "carts query cart_id=5"}

@@ -71,7 +71,7 @@ from cartrescue.sources.values import (  # noqa: F401
     refund_amount,
     refunded_whole,
 )
-from cartrescue.sources.values import campaign_name, refuse_nul, refuse_unkeepable_owner
+from cartrescue.sources.values import bit_value, campaign_name, parse_bool, refuse_nul, refuse_unkeepable_owner
 from cartrescue.sqlite_url import sqlite_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -733,6 +733,27 @@ def as_bool(value: Any) -> bool | None:
     if text in FALSE_WORDS:
         return False
     return None
+
+
+def as_flag(value: Any, what: str) -> bool | None:
+    """A yes/no column of a ``sql`` source's own query (``marketing_consent``, ``sms_consent``,
+    ``is_guest``), read as the CSV format reads its cell: a boolean, 0 or 1, a yes/no word; NULL
+    or blank is unknown. A MySQL or MariaDB ``BIT(1)`` comes as a byte (:func:`bit_value`): read
+    as text it was unknown, and under ``soft-opt-in`` a returning customer who had said no was
+    reminded. Anything else (``unsubscribed``, a status code such as 3) is a :class:`RowError`,
+    as in the CSV format: :func:`as_bool` read it as unknown, or a number as yes, and a customer
+    who had opted out was mailed."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        bits = bit_value(raw)
+        value = raw.decode("utf-8", "replace") if bits is None else bits
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float, Decimal)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return parse_bool(value, what)
+    raise RowError(f"{what}: expected yes/no, got {value!r}")
 
 
 def as_currency(value: Any) -> str:
@@ -1450,7 +1471,7 @@ class SqlSource(DatabaseSource):
                 else created
             total = as_decimal(level("total"), "total", required=False)
             customer_id = id_or_none(level("customer_id"))
-            guest = as_bool(level("is_guest"))
+            guest = as_flag(level("is_guest"), "is_guest")
             customer = Customer(
                 email=as_email(level("email")),
                 id=customer_id,
@@ -1459,8 +1480,8 @@ class SqlSource(DatabaseSource):
                 last_name=text_or_none(level("last_name")),
                 locale=as_locale(level("locale")),
                 is_guest=(customer_id is None) if guest is None else guest,
-                marketing_consent=as_bool(level("marketing_consent")),
-                sms_consent=as_bool(level("sms_consent")),
+                marketing_consent=as_flag(level("marketing_consent"), "marketing_consent"),
+                sms_consent=as_flag(level("sms_consent"), "sms_consent"),
             )
             currency = as_currency(level("currency"))
             recovery_url = text_or_none(level("recovery_url"))
