@@ -1202,3 +1202,25 @@ def test_a_bit_column_of_mariadb_reads_as_the_yes_or_no_it_holds():
     assert (carts["2"].customer.marketing_consent, carts["2"].customer.is_guest) == (True, True)
     assert (orders["9"].delivered, orders["10"].delivered) == (False, True)
     assert set(problems.reasons()) == {"carts query cart_id=3", "carts query cart_id=5"}
+
+
+@pytest.mark.parametrize(("key", "broken", "said"), [
+    ("orders", QUERIES["orders"].replace("FROM orders", "FROM orders WHERE"), "database error in SQLite database"),
+    ("carts", QUERIES["carts"].replace("JOIN cart_lines", "JOIN cart_linez"), "table cart_linez not found in"),
+])
+def test_an_error_in_one_of_the_queries_names_its_key_and_the_config_file(tmp_path, sqlite_url, key, broken, said):
+    """A syntax error or a misnamed table in one of several queries said only what the database
+    said (`near "WHERE": syntax error`): which query, and which config on a host of many shops,
+    was the developer's to guess. The run's line and doctor's source check now name both."""
+    from conftest import cli
+
+    config = _sql_shop(tmp_path, sqlite_url)
+    settings = json.loads(config.read_text(encoding="utf-8"))
+    settings["source"]["queries"] = {**QUERIES, key: broken}
+    config.write_text(json.dumps(settings), encoding="utf-8")
+    result = cli("carts", "--json", "--config", str(config))
+    assert result.exit_code == ExitCode.SOURCE, result.output
+    assert result.json["error"]["message"].startswith(f"sql source: {config}: source.queries.{key}: {said}")
+    doctor = cli("doctor", "--no-smtp", "--json", "--config", str(config))
+    check = {check["name"]: check for check in doctor.json["checks"]}["source"]
+    assert check["detail"].startswith(f"sql source: {config}: source.queries.{key}: {said}"), check
