@@ -454,7 +454,7 @@ def test_missing_table(url):
     with pytest.raises(SourceError) as caught:
         list(source.carts(WINDOW))
     source.close()
-    assert_one_line(caught, "sql source: table no_such_table not found in",
+    assert_one_line(caught, "sql source: source.queries.carts: table no_such_table not found in",
                     "(check the table names in source.queries, and source.url)")
 
 
@@ -463,7 +463,7 @@ def test_a_missing_column_points_at_the_query_not_a_preset(url):
     with pytest.raises(SourceError) as caught:
         list(source.carts(WINDOW))
     source.close()
-    assert_one_line(caught, "sql source: column carts.customer_number not found in",  # the alias c resolved
+    assert_one_line(caught, "sql source: source.queries.carts: column carts.customer_number not found in",  # alias c
                     "(check the column names in source.queries)")
     assert "preset" not in str(caught.value)
 
