@@ -1224,3 +1224,26 @@ def test_an_error_in_one_of_the_queries_names_its_key_and_the_config_file(tmp_pa
     doctor = cli("doctor", "--no-smtp", "--json", "--config", str(config))
     check = {check["name"]: check for check in doctor.json["checks"]}["source"]
     assert check["detail"].startswith(f"sql source: {config}: source.queries.{key}: {said}"), check
+
+
+@pytest.mark.postgres
+def test_a_connection_ended_mid_read_is_not_blamed_on_the_query():
+    """A query's own error is named with its key and the advice to fix it; a connection the
+    server ended while the carts streamed (a restart, pg_terminate_backend) is no fault of the
+    query, and the line must not send the developer to rewrite it."""
+    with shopdb.shop_database("postgres", "dropped") as db:
+        fill(db.execute, db.insert)
+        carts = ("SELECT g AS cart_id, 'a' || g || '@example.com' AS email, 'EUR' AS currency, "
+                 "CAST(:start AS timestamp) AS created_at, 'A' AS sku, 1 AS quantity, 10 AS unit_price "
+                 "FROM generate_series(1, 20000) g WHERE CAST(:end AS timestamp) IS NOT NULL ORDER BY g")
+        source, _problems = _query_source(db.url, carts=carts)
+        try:
+            rows = source.carts(WINDOW)
+            next(rows)
+            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = :name AND pid <> pg_backend_pid()", {"name": db.name})
+            with pytest.raises(SourceError) as caught:
+                list(rows)
+        finally:
+            source.close()
+    assert "terminating connection" in str(caught.value) and "fix the query" not in str(caught.value)

@@ -461,8 +461,8 @@ class ShopDatabase:
         "order": syntax error``) named neither the query nor the file, and the developer had to
         guess which of them to fix."""
         if query is None or stopped_answering(exc) is not None or said.startswith(self._wait[1]) \
-                or said.startswith(_CONNECT_FAILURES):
-            return said
+                or said.startswith(_CONNECT_FAILURES) or getattr(exc, "connection_invalidated", False):
+            return said  # the server's or the connection's: no fault of the query
         if said.startswith("database error in "):
             said += f" (fix the query in {query}, or run it by hand to see why)"
         return f"{self.config_key(query)}: {said}"
