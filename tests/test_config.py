@@ -824,3 +824,20 @@ def test_a_password_with_an_unencoded_at_sign_is_a_config_error_that_shows_no_pa
         load_config(path)
     assert f"{path}: source.url: an @ in the user name or password must be written %40" in str(error.value)
     assert "Pw" not in str(error.value).replace(str(path), "")
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("postgresql+psycopg://u:pass@word@db.example.com/shop",
+     "an @ in the user name or password must be written %40 (the part after it was read as the host name)"),
+    ("mysql+pymysql://u:p@ss:w/rd%x@db.example.com/shop",
+     "its port is not a number (an @, :, / or # in the user name or password must be written %40, %3A, %2F or %23)"),
+])
+def test_a_password_piece_is_not_masked_inside_the_words_of_the_line_that_says_how_to_write_it(
+        tmp_path: Path, url: str, said: str) -> None:
+    """The piece of a password before an unencoded @ (``p``, ``pass``) was masked wherever it
+    stood, inside words too: "its ***ort is not a number (… user name or ***assword must be …)"."""
+    path = _write(tmp_path, f"source:\n  type: sql\n  url: '{url}'\n  queries: {{carts: SELECT 1}}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"{path}: source.url: {said}" in str(error.value)
+    assert "***" not in str(error.value) and "ss:w" not in str(error.value) and "word@" not in str(error.value)

@@ -454,7 +454,7 @@ def test_missing_table(url):
     with pytest.raises(SourceError) as caught:
         list(source.carts(WINDOW))
     source.close()
-    assert_one_line(caught, "sql source: table no_such_table not found in",
+    assert_one_line(caught, "sql source: source.queries.carts: table no_such_table not found in",
                     "(check the table names in source.queries, and source.url)")
 
 
@@ -463,7 +463,7 @@ def test_a_missing_column_points_at_the_query_not_a_preset(url):
     with pytest.raises(SourceError) as caught:
         list(source.carts(WINDOW))
     source.close()
-    assert_one_line(caught, "sql source: column carts.customer_number not found in",  # the alias c resolved
+    assert_one_line(caught, "sql source: source.queries.carts: column carts.customer_number not found in",  # alias c
                     "(check the column names in source.queries)")
     assert "preset" not in str(caught.value)
 
@@ -1159,3 +1159,91 @@ def test_a_customer_id_longer_than_the_ledger_keeps_costs_its_cart_not_a_run(tmp
     assert [result["problems"] for result in results] == [
         [f"carts query cart_id=6: customer_id: {longest + 1} characters, more than the ledger keeps ({longest})"]] * 2
     assert sorted((row["cart_id"], row["customer_id"]) for row in rows) == [("7", "C7"), ("8", "G" * longest)]
+
+
+@pytest.mark.parametrize(("said", "reason"), [("'unsubscribed'", "'unsubscribed'"), ("3", "3")])
+def test_a_consent_that_is_neither_yes_nor_no_costs_its_cart_rather_than_a_guess(url, said, reason):
+    """A newsletter status the query hands over as it is (``unsubscribed``, a status code 3) was
+    read as unknown, or a number other than 0 as yes: under soft-opt-in a customer who had opted
+    out was mailed. Now it is refused as the CSV format refuses such a cell, naming the value."""
+    source, problems = _query_source(url, carts=QUERIES["carts"].replace(
+        "c.consent AS marketing_consent", f"CASE WHEN c.id = 1 THEN {said} END AS marketing_consent"))
+    try:
+        carts = {cart.id: cart for cart in source.carts(WINDOW)}
+    finally:
+        source.close()
+    assert "1" not in carts and "2" in carts
+    assert problems.reasons()["carts query cart_id=1"] == f"marketing_consent: expected yes/no, got {reason}"
+
+
+@pytest.mark.mariadb
+def test_a_bit_column_of_mariadb_reads_as_the_yes_or_no_it_holds():
+    """MariaDB's BIT(1), a Java ORM's boolean there, comes as a byte (b'\\x00', b'\\x01'): read as
+    text it was neither, so a customer whose consent said no was reminded under soft-opt-in and
+    one who said yes was not, and an order not shipped held back none of its customer's carts."""
+    with shopdb.shop_database("mariadb", "bitflags") as db:
+        fill(db.execute, db.insert)
+        db.execute("ALTER TABLE carts ADD consent_bit BIT(1) NULL, ADD guest_bit BIT(1) NULL")
+        db.execute("ALTER TABLE orders ADD shipped BIT(1) NULL")
+        db.execute("UPDATE carts SET consent_bit = b'0', guest_bit = b'0' WHERE id = 1")
+        db.execute("UPDATE carts SET consent_bit = b'1', guest_bit = b'1' WHERE id = 2")
+        db.execute("UPDATE orders SET shipped = CASE WHEN id = 10 THEN b'1' ELSE b'0' END")
+        source, problems = _query_source(
+            db.url,
+            carts=QUERIES["carts"].replace("c.consent AS marketing_consent",
+                                           "c.consent_bit AS marketing_consent, c.guest_bit AS is_guest"),
+            orders=QUERIES["orders"].replace("delivered,", "shipped AS delivered,"))
+        try:
+            carts = {cart.id: cart for cart in source.carts(WINDOW)}
+            orders = {order.id: order for order in source.orders_for(list(carts.values()))}
+        finally:
+            source.close()
+    assert (carts["1"].customer.marketing_consent, carts["1"].customer.is_guest) == (False, False)
+    assert (carts["2"].customer.marketing_consent, carts["2"].customer.is_guest) == (True, True)
+    assert (orders["9"].delivered, orders["10"].delivered) == (False, True)
+    assert set(problems.reasons()) == {"carts query cart_id=3", "carts query cart_id=5"}
+
+
+@pytest.mark.parametrize(("key", "broken", "said"), [
+    ("orders", QUERIES["orders"].replace("FROM orders", "FROM orders WHERE"), "database error in SQLite database"),
+    ("carts", QUERIES["carts"].replace("JOIN cart_lines", "JOIN cart_linez"), "table cart_linez not found in"),
+])
+def test_an_error_in_one_of_the_queries_names_its_key_and_the_config_file(tmp_path, sqlite_url, key, broken, said):
+    """A syntax error or a misnamed table in one of several queries said only what the database
+    said (`near "WHERE": syntax error`): which query, and which config on a host of many shops,
+    was the developer's to guess. The run's line and doctor's source check now name both."""
+    from conftest import cli
+
+    config = _sql_shop(tmp_path, sqlite_url)
+    settings = json.loads(config.read_text(encoding="utf-8"))
+    settings["source"]["queries"] = {**QUERIES, key: broken}
+    config.write_text(json.dumps(settings), encoding="utf-8")
+    result = cli("carts", "--json", "--config", str(config))
+    assert result.exit_code == ExitCode.SOURCE, result.output
+    assert result.json["error"]["message"].startswith(f"sql source: {config}: source.queries.{key}: {said}")
+    doctor = cli("doctor", "--no-smtp", "--json", "--config", str(config))
+    check = {check["name"]: check for check in doctor.json["checks"]}["source"]
+    assert check["detail"].startswith(f"sql source: {config}: source.queries.{key}: {said}"), check
+
+
+@pytest.mark.postgres
+def test_a_connection_ended_mid_read_is_not_blamed_on_the_query():
+    """A query's own error is named with its key and the advice to fix it; a connection the
+    server ended while the carts streamed (a restart, pg_terminate_backend) is no fault of the
+    query, and the line must not send the developer to rewrite it."""
+    with shopdb.shop_database("postgres", "dropped") as db:
+        fill(db.execute, db.insert)
+        carts = ("SELECT g AS cart_id, 'a' || g || '@example.com' AS email, 'EUR' AS currency, "
+                 "CAST(:start AS timestamp) AS created_at, 'A' AS sku, 1 AS quantity, 10 AS unit_price "
+                 "FROM generate_series(1, 20000) g WHERE CAST(:end AS timestamp) IS NOT NULL ORDER BY g")
+        source, _problems = _query_source(db.url, carts=carts)
+        try:
+            rows = source.carts(WINDOW)
+            next(rows)
+            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = :name AND pid <> pg_backend_pid()", {"name": db.name})
+            with pytest.raises(SourceError) as caught:
+                list(rows)
+        finally:
+            source.close()
+    assert "terminating connection" in str(caught.value) and "fix the query" not in str(caught.value)

@@ -32,6 +32,13 @@ def secret_values(node: Any, key: str = "") -> Iterator[str]:
 
 
 def scrub(message: str, secrets: list[str]) -> str:
+    """``message`` with each of ``secrets`` as ``***`` where it stands whole, not inside a longer
+    word of the message: the piece of a password a URL gives before an unencoded ``@`` (``p`` of
+    ``u:p@ss:w/rd@host``, ``pass`` of ``pass@word``) was replaced inside the message's own words,
+    and the line that says how to write it read "its ***ort is not a number (… or ***assword must
+    be written %40 …)"."""
     for secret in sorted(set(secrets), key=len, reverse=True):
-        message = message.replace(secret, "***")
+        before = r"(?<![A-Za-z0-9])" if secret[:1].isalnum() else ""
+        after = r"(?![A-Za-z0-9])" if secret[-1:].isalnum() else ""
+        message = re.sub(before + re.escape(secret) + after, "***", message)
     return message

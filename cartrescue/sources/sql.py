@@ -71,7 +71,7 @@ from cartrescue.sources.values import (  # noqa: F401
     refund_amount,
     refunded_whole,
 )
-from cartrescue.sources.values import campaign_name, refuse_nul, refuse_unkeepable_owner
+from cartrescue.sources.values import bit_value, campaign_name, parse_bool, refuse_nul, refuse_unkeepable_owner
 from cartrescue.sqlite_url import sqlite_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -439,8 +439,10 @@ class ShopDatabase:
         return name if self.backend == "postgresql" else name.lower()
 
     @contextmanager
-    def errors(self) -> Iterator[None]:
-        """Turn driver and SQLAlchemy errors into one-line :class:`SourceError`."""
+    def errors(self, query: str | None = None) -> Iterator[None]:
+        """Turn driver and SQLAlchemy errors into one-line :class:`SourceError`. ``query``: the
+        config key of the statement (``source.queries.orders``, a ``sql`` source's own), named
+        with the config file before what the database said of it (:meth:`_of_query`)."""
         sa = _sqlalchemy()
         try:
             yield
@@ -449,17 +451,31 @@ class ShopDatabase:
                 raise
             raise SourceError(f"{self.source} source: {exc}") from None
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            raise SourceError(f"{self.source} source: "
-                              f"{explain_error(exc, self.where, self.own_queries, self.table_hints, self._wait[1])}"
-                              ) from None
+            said = explain_error(exc, self.where, self.own_queries, self.table_hints, self._wait[1])
+            raise SourceError(f"{self.source} source: {self._of_query(said, exc, query)}") from None
+
+    def _of_query(self, said: str, exc: BaseException, query: str | None) -> str:
+        """``said`` after the config file and ``query``, the key of the statement that failed,
+        unless it is about ``source.url`` (connecting, logging in, a server that stopped
+        answering): with several queries, a syntax error or a misnamed table or column (``near
+        "order": syntax error``) named neither the query nor the file, and the developer had to
+        guess which of them to fix."""
+        if query is None or stopped_answering(exc) is not None or said.startswith(self._wait[1]) \
+                or said.startswith(_CONNECT_FAILURES) or getattr(exc, "connection_invalidated", False):
+            return said  # the server's or the connection's: no fault of the query
+        if said.startswith("database error in "):
+            said += f" (fix the query in {query}, or run it by hand to see why)"
+        return f"{self.config_key(query)}: {said}"
 
     def stream(self, sql: str, params: Mapping[str, Any] | None = None, *,
-               expanding: Sequence[str] = (), batch: int = 2000) -> Iterator[Mapping[str, Any]]:
-        """Rows as mappings, fetched ``batch`` at a time through a server-side cursor."""
+               expanding: Sequence[str] = (), batch: int = 2000, query: str | None = None
+               ) -> Iterator[Mapping[str, Any]]:
+        """Rows as mappings, fetched ``batch`` at a time through a server-side cursor; ``query``:
+        the statement's config key, for an error's line (:meth:`errors`)."""
         statement = _text(sql, expanding)
         closed = False
         try:
-            with self.errors():
+            with self.errors(query):
                 with self.engine.connect() as connection:
                     result = connection.execution_options(stream_results=True, yield_per=batch).execute(
                         statement, dict(params or {}))
@@ -476,7 +492,7 @@ class ShopDatabase:
             raise
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None, *,
-              expanding: Sequence[str] = ()) -> list[Mapping[str, Any]]:
+              expanding: Sequence[str] = (), query: str | None = None) -> list[Mapping[str, Any]]:
         """All rows of a small result (lookups for one chunk of carts).
 
         A MySQL or MariaDB column in the 3-byte charset (``utf8mb3``, an old shop's ``utf8``)
@@ -484,9 +500,9 @@ class ShopDatabase:
         error (1267, 1270, 1271), and one such address stopped the whole run. No such value can be
         stored in that column, so it can match nothing there: the lookup is asked again without
         those values (:func:`_within_bmp`), and everybody else's orders and unsubscriptions are
-        still found."""
+        still found. ``query``: the statement's config key, for an error's line (:meth:`errors`)."""
         values = dict(params or {})
-        with self.errors():
+        with self.errors(query):
             try:
                 return self._fetch(sql, values, expanding)
             except _sqlalchemy().exc.DBAPIError as exc:
@@ -733,6 +749,27 @@ def as_bool(value: Any) -> bool | None:
     if text in FALSE_WORDS:
         return False
     return None
+
+
+def as_flag(value: Any, what: str) -> bool | None:
+    """A yes/no column of a ``sql`` source's own query (``marketing_consent``, ``sms_consent``,
+    ``is_guest``), read as the CSV format reads its cell: a boolean, 0 or 1, a yes/no word; NULL
+    or blank is unknown. A MySQL or MariaDB ``BIT(1)`` comes as a byte (:func:`bit_value`): read
+    as text it was unknown, and under ``soft-opt-in`` a returning customer who had said no was
+    reminded. Anything else (``unsubscribed``, a status code such as 3) is a :class:`RowError`,
+    as in the CSV format: :func:`as_bool` read it as unknown, or a number as yes, and a customer
+    who had opted out was mailed."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        bits = bit_value(raw)
+        value = raw.decode("utf-8", "replace") if bits is None else bits
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float, Decimal)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return parse_bool(value, what)
+    raise RowError(f"{what}: expected yes/no, got {value!r}")
 
 
 def as_currency(value: Any) -> str:
@@ -1365,7 +1402,8 @@ class SqlSource(DatabaseSource):
         sql = self.queries["carts"]
         params = {name: value for name, value in self._window_params(window).items()
                   if re.search(_BIND.format(name=name), sql)}
-        return grouped(checked_columns("carts", self.db.stream(sql, params), self.name, self._no_email), "cart_id")
+        return grouped(checked_columns("carts", self.db.stream(sql, params, query="source.queries.carts"), self.name,
+                                       self._no_email), "cart_id")
 
     def _no_email(self, reason: str) -> None:
         self.problem("carts query", reason)
@@ -1423,7 +1461,7 @@ class SqlSource(DatabaseSource):
             return None
         params = {name: value for name, value in self._window_params(window).items()
                   if re.search(_BIND.format(name=name), sql)}
-        return first_number(self.db.fetch(sql, params))
+        return first_number(self.db.fetch(sql, params, query="source.queries.count"))
 
     def _cart(self, rows: list[Mapping[str, Any]]) -> Cart | None:
         first = rows[0]
@@ -1450,7 +1488,7 @@ class SqlSource(DatabaseSource):
                 else created
             total = as_decimal(level("total"), "total", required=False)
             customer_id = id_or_none(level("customer_id"))
-            guest = as_bool(level("is_guest"))
+            guest = as_flag(level("is_guest"), "is_guest")
             customer = Customer(
                 email=as_email(level("email")),
                 id=customer_id,
@@ -1459,8 +1497,8 @@ class SqlSource(DatabaseSource):
                 last_name=text_or_none(level("last_name")),
                 locale=as_locale(level("locale")),
                 is_guest=(customer_id is None) if guest is None else guest,
-                marketing_consent=as_bool(level("marketing_consent")),
-                sms_consent=as_bool(level("sms_consent")),
+                marketing_consent=as_flag(level("marketing_consent"), "marketing_consent"),
+                sms_consent=as_flag(level("sms_consent"), "sms_consent"),
             )
             currency = as_currency(level("currency"))
             recovery_url = text_or_none(level("recovery_url"))
@@ -1490,7 +1528,8 @@ class SqlSource(DatabaseSource):
         seen: set[str] = set()
         # An empty list binds as (NULL): matches nothing, whatever the column's type.
         params = {name: lists[name] or [None] for name in used}
-        for row in checked_columns("orders", self.db.fetch(sql, params, expanding=used), self.name):
+        for row in checked_columns("orders", self.db.fetch(sql, params, expanding=used, query="source.queries.orders"),
+                                   self.name):
             order_id = text_or_none(row.get("order_id"))
             if order_id is None or order_id in seen:
                 continue
@@ -1508,7 +1547,8 @@ class SqlSource(DatabaseSource):
         params: dict[str, Any] = {"emails": stored_forms(emails), **self._window_params(window)}
         used = [name for name in params if re.search(_BIND.format(name=name), sql)]
         for row in checked_columns("newsletters", self.db.fetch(sql, {name: params[name] for name in used},
-                                   expanding=[name for name in used if name == "emails"]), self.name):
+                                   expanding=[name for name in used if name == "emails"],
+                                   query="source.queries.newsletters"), self.name):
             try:
                 email = as_email(row.get("email"))
                 sent = as_utc(row.get("sent_at"), self.db_tz, "sent_at")
@@ -1587,7 +1627,8 @@ class SqlSource(DatabaseSource):
         # by their real time below (window.overlaps), as the CSV export of the same orders is.
         params = self._window_params(window, timedelta(hours=1))
         looked = False
-        for row in checked_columns("orders_placed", self.db.stream(sql, params), self.name):
+        for row in checked_columns("orders_placed", self.db.stream(sql, params, query="source.queries.orders_placed"),
+                                   self.name):
             if not looked:  # the query's columns, as its first row has them
                 self._codes_read, looked = "discount_code" in row, True
             order_id = text_or_none(row.get("order_id"))

@@ -72,8 +72,11 @@ def parse_delivered(value: Any) -> bool | None:
         return None
     elif isinstance(value, (bool, int, Decimal)):
         return bool(value)
+    elif isinstance(value, bytes) and (bits := bit_value(value)) is not None:
+        return bool(bits)
     else:
-        text = str(value).strip().lower()
+        text = value.decode("utf-8", "replace").strip().lower() if isinstance(value, bytes) \
+            else str(value).strip().lower()
     if text in _FULFILLMENT:
         return _FULFILLMENT[text]
     if text in TRUE_WORDS:
@@ -81,6 +84,15 @@ def parse_delivered(value: Any) -> bool | None:
     if text in FALSE_WORDS:
         return False
     return None
+
+
+def bit_value(raw: bytes) -> int | None:
+    """The number a MySQL or MariaDB ``BIT(n)`` column holds (PyMySQL gives its bits as bytes:
+    ``b'\\x01'``), or None when ``raw`` is text (a ``BINARY`` or ``BLOB`` column's ``yes``): read
+    as text, a ``BIT(1)`` flag, a Java ORM's boolean there, was neither yes nor no."""
+    if not raw or any(byte >= 0x20 for byte in raw):
+        return None
+    return int.from_bytes(raw, "big")
 
 
 class RowError(ValueError):
