@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -82,15 +83,22 @@ def installed(pytestconfig: pytest.Config) -> tuple[Path, Path]:
     return wheel, base / "venv" / "bin" / "cartrescue"
 
 
+LEFTOVERS = (".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache",
+             ".hypothesis", ".ruff_cache", "*.pyc", "*.db", "outbox")
+
+
+def _clean_copy(source: Path) -> None:
+    """A copy of the checkout without its build leftovers: what a clone would build."""
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*LEFTOVERS))
+
+
 def _build_and_install(base: Path) -> None:
     """A wheel of the checkout as a clone would build it, installed non-editable in a new venv."""
     source = base / "src"
     shutil.rmtree(source, ignore_errors=True)
     shutil.rmtree(base / "dist", ignore_errors=True)
     shutil.rmtree(base / "venv", ignore_errors=True)
-    # A copy without the checkout's build leftovers: what a clone would build.
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
-                                                                "__pycache__", ".pytest_cache", "*.db", "outbox"))
+    _clean_copy(source)
     built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", base / "dist", source, cwd=base)
     assert built.returncode == 0, built.stderr
     wheel = next((base / "dist").glob("cartrescue-*.whl"))
@@ -108,6 +116,24 @@ def test_the_wheel_carries_every_module_and_template_of_the_checkout(installed: 
     templates = {f"cartrescue/default_templates/{path.relative_to(REPO / 'templates').as_posix()}"
                  for path in (REPO / "templates").rglob("*") if path.is_file()}
     assert templates - names == set()
+
+
+def test_the_sdist_carries_the_tests_docs_and_examples_the_readme_and_the_suite_need(tmp_path: Path) -> None:
+    # setuptools alone packed the package, the README and tests/test*.py: no conftest.py, no
+    # helpers or fixtures, no docs/ the README links, no demo config or orders of the quick start.
+    source = tmp_path / "src"
+    _clean_copy(source)
+    built = _run(sys.executable, "-m", "build", "--sdist", "--outdir", tmp_path / "dist", source, cwd=tmp_path)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr
+    sdist = next((tmp_path / "dist").glob("cartrescue-*.tar.gz"))
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    wanted = {path.relative_to(source).as_posix() for folder in ("tests", "docs", "examples", "bench")
+              for path in (source / folder).rglob("*") if path.is_file()}
+    wanted |= {"README.md", "LICENSE", "config.example.yaml", "pyproject.toml", ".ci/run"}
+    assert {"tests/conftest.py", "docs/sending.md", "examples/orders.csv"} <= wanted
+    assert sorted(wanted - names) == []
+    assert not [name for name in names if "__pycache__" in name or name.endswith((".pyc", ".db"))]
 
 
 def test_the_installed_command_inits_checks_and_delivers_the_demo(installed: tuple[Path, Path],
