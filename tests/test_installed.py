@@ -179,6 +179,38 @@ def test_the_installed_package_runs_as_python_dash_m_with_the_commands_name(inst
     assert usage.returncode == 0 and "python -m cartrescue" in usage.stdout, usage.stdout + usage.stderr
 
 
+@pytest.mark.parametrize("scheme", ["--target", "--prefix"])
+def test_a_wheel_installed_into_a_folder_of_its_own_finds_the_config_and_carts_it_ships(
+        installed: tuple[Path, Path], tmp_path: Path, scheme: str) -> None:
+    # pip puts the wheel's data files (config.example.yaml, the sample carts) under the folder it
+    # installs into; only sys.prefix's and the user's were looked in: `pip install --target DIR`,
+    # `--prefix DIR` (and Debian's pip, /usr/local while sys.prefix is /usr) made `init` fail
+    # ("config.example.yaml is missing from this installation") and `templates check` skip the sample.
+    wheel, _command = installed
+    folder = tmp_path / "installed"
+    put = _run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", scheme, folder, wheel, cwd=tmp_path)
+    assert put.returncode == 0, put.stderr
+    packages = folder if scheme == "--target" else next(folder.glob("lib/python*/site-packages"))
+    # An interpreter whose own prefix holds no copy: a venv that reaches the dependencies through
+    # a .pth line, and cartrescue only through PYTHONPATH (as a --target or --prefix install is used).
+    venv = tmp_path / "venv"
+    assert _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path).returncode == 0
+    dependencies = _run(sys.executable, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path)
+    own = _run(venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path)
+    Path(own.stdout.strip(), "dependencies.pth").write_text(dependencies.stdout, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(packages), "PYTHONUSERBASE": str(tmp_path / "nobody")}
+    python = [venv / "bin" / "python", "-m", "cartrescue"]
+    where = subprocess.run([*python[:1], "-c", "import cartrescue; print(cartrescue.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True)
+    assert where.stdout.startswith(str(packages)), where.stdout + where.stderr
+    init = subprocess.run([*python, "init", "shop"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert init.returncode == 0, init.stdout + init.stderr
+    check = subprocess.run([*python, "templates", "check", "--config", "shop/cartrescue.yaml", "--json"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr
+    assert any(not cart.startswith("edge-") for cart in json.loads(check.stdout)["carts"]), check.stdout[-2000:]
+
+
 def _call_list(demo: Path) -> int:
     """Rows the demo's call-list tier wrote (they count as delivered, but are not .eml files)."""
     path = demo / "call-list.csv"
