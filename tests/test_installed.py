@@ -211,6 +211,58 @@ def test_a_wheel_installed_into_a_folder_of_its_own_finds_the_config_and_carts_i
     assert any(not cart.startswith("edge-") for cart in json.loads(check.stdout)["carts"]), check.stdout[-2000:]
 
 
+def _oldest_allowed() -> list[str]:
+    """A pip constraint for each dependency of pyproject.toml pinning the oldest release its range
+    allows (its ``>=`` bound), for the platform running the test."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = []
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        lowest = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        assert lowest, f"{line}: no lower bound to test"
+        pins.append(f"{requirement.name}=={lowest[0]}")
+    return pins
+
+
+def test_the_oldest_releases_the_dependency_ranges_allow_run_the_quick_start(installed: tuple[Path, Path],
+                                                                              tmp_path: Path) -> None:
+    # typer>=0.12 allowed typer 0.12 to 0.15.3, which do not bound click and break with click 8.2
+    # and later: with such a typer already in the environment, `cartrescue --help` crashed
+    # ("TypeError: Parameter.make_metavar() missing 1 required positional argument: 'ctx'")
+    # and `--version` said "Missing command." (exit 2).
+    wheel, _command = installed
+    constraints = tmp_path / "oldest.txt"
+    constraints.write_text("\n".join(_oldest_allowed()) + "\n", encoding="utf-8")
+    venv = tmp_path / "venv"
+    assert _run(sys.executable, "-m", "venv", venv, cwd=tmp_path).returncode == 0
+    install = _run(venv / "bin" / "pip", "install", "-q", "-c", constraints, wheel, cwd=tmp_path)
+    assert install.returncode == 0, install.stderr
+    command = venv / "bin" / "cartrescue"
+    usage = _run(command, "--help", cwd=tmp_path)
+    assert usage.returncode == 0 and "templates" in usage.stdout, usage.stdout + usage.stderr
+    version = _run(command, "--version", cwd=tmp_path)
+    assert (version.returncode, version.stdout) == (0, f"cartrescue {wheel.name.split('-')[1]}\n"), version.stderr
+    assert _run(command, "init", "shop", cwd=tmp_path).returncode == 0
+    check = _run(command, "templates", "check", "--config", tmp_path / "shop" / "cartrescue.yaml", "--json",
+                 cwd=tmp_path)
+    assert check.returncode == 0 and json.loads(check.stdout)["ok"] is True, check.stdout[-2000:] + check.stderr
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
+        shutil.copy(REPO / "examples" / name, demo / name)
+    run = _run(command, "run", "--config", demo / "cartrescue.yaml", "--outbox", tmp_path / "out", "--json",
+               cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    counts = json.loads(run.stdout)["counts"]
+    assert counts["failed"] == 0 and counts["sent"] == counts["send"] > 50
+
+
 def _call_list(demo: Path) -> int:
     """Rows the demo's call-list tier wrote (they count as delivered, but are not .eml files)."""
     path = demo / "call-list.csv"
