@@ -19,6 +19,7 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,17 +156,23 @@ def test_the_installed_command_inits_checks_and_delivers_the_demo(installed: tup
     # Against the bundled sample's carts too, not only the edge cases: the wheel ships them.
     assert any(not cart.startswith("edge-") for cart in checked["carts"]), checked["carts"]
 
-    demo = outside / "demo"
+    counts = _deliver_the_demo(command, outside)
+    assert counts["problems"] == 0
+    assert len(list((outside / "out").glob("*.eml"))) == counts["deliveries"]["sent"] - _call_list(outside / "demo")
+
+
+def _deliver_the_demo(command: Path, folder: Path) -> dict[str, Any]:
+    """The README's demo shop copied to ``folder/demo`` and run with ``--outbox folder/out``: its
+    counts, once the run exited 0 having delivered every message it planned (over 50)."""
+    demo = folder / "demo"
     demo.mkdir()
     for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
         shutil.copy(REPO / "examples" / name, demo / name)
-    run = _run(command, "run", "--config", demo / "cartrescue.yaml", "--outbox", outside / "out", "--json",
-               cwd=outside)
-    assert run.returncode == 0, run.stderr
-    counts = json.loads(run.stdout)["counts"]
-    assert counts["failed"] == 0 and counts["problems"] == 0
-    assert counts["sent"] == counts["send"] > 50
-    assert len(list((outside / "out").glob("*.eml"))) == counts["deliveries"]["sent"] - _call_list(demo)
+    run = _run(command, "run", "--config", demo / "cartrescue.yaml", "--outbox", folder / "out", "--json", cwd=folder)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    counts: dict[str, Any] = json.loads(run.stdout)["counts"]
+    assert counts["failed"] == 0 and counts["sent"] == counts["send"] > 50, counts
+    return counts
 
 
 def test_the_installed_package_runs_as_python_dash_m_with_the_commands_name(installed: tuple[Path, Path],
@@ -252,15 +259,7 @@ def test_the_oldest_releases_the_dependency_ranges_allow_run_the_quick_start(ins
     check = _run(command, "templates", "check", "--config", tmp_path / "shop" / "cartrescue.yaml", "--json",
                  cwd=tmp_path)
     assert check.returncode == 0 and json.loads(check.stdout)["ok"] is True, check.stdout[-2000:] + check.stderr
-    demo = tmp_path / "demo"
-    demo.mkdir()
-    for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
-        shutil.copy(REPO / "examples" / name, demo / name)
-    run = _run(command, "run", "--config", demo / "cartrescue.yaml", "--outbox", tmp_path / "out", "--json",
-               cwd=tmp_path)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
-    counts = json.loads(run.stdout)["counts"]
-    assert counts["failed"] == 0 and counts["sent"] == counts["send"] > 50
+    _deliver_the_demo(command, tmp_path)
 
 
 def _call_list(demo: Path) -> int:
