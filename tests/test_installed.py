@@ -16,8 +16,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,15 +84,22 @@ def installed(pytestconfig: pytest.Config) -> tuple[Path, Path]:
     return wheel, base / "venv" / "bin" / "cartrescue"
 
 
+LEFTOVERS = (".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache",
+             ".hypothesis", ".ruff_cache", "*.pyc", "*.db", "outbox")
+
+
+def _clean_copy(source: Path) -> None:
+    """A copy of the checkout without its build leftovers: what a clone would build."""
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*LEFTOVERS))
+
+
 def _build_and_install(base: Path) -> None:
     """A wheel of the checkout as a clone would build it, installed non-editable in a new venv."""
     source = base / "src"
     shutil.rmtree(source, ignore_errors=True)
     shutil.rmtree(base / "dist", ignore_errors=True)
     shutil.rmtree(base / "venv", ignore_errors=True)
-    # A copy without the checkout's build leftovers: what a clone would build.
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
-                                                                "__pycache__", ".pytest_cache", "*.db", "outbox"))
+    _clean_copy(source)
     built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", base / "dist", source, cwd=base)
     assert built.returncode == 0, built.stderr
     wheel = next((base / "dist").glob("cartrescue-*.whl"))
@@ -108,6 +117,24 @@ def test_the_wheel_carries_every_module_and_template_of_the_checkout(installed: 
     templates = {f"cartrescue/default_templates/{path.relative_to(REPO / 'templates').as_posix()}"
                  for path in (REPO / "templates").rglob("*") if path.is_file()}
     assert templates - names == set()
+
+
+def test_the_sdist_carries_the_tests_docs_and_examples_the_readme_and_the_suite_need(tmp_path: Path) -> None:
+    # setuptools alone packed the package, the README and tests/test*.py: no conftest.py, no
+    # helpers or fixtures, no docs/ the README links, no demo config or orders of the quick start.
+    source = tmp_path / "src"
+    _clean_copy(source)
+    built = _run(sys.executable, "-m", "build", "--sdist", "--outdir", tmp_path / "dist", source, cwd=tmp_path)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr
+    sdist = next((tmp_path / "dist").glob("cartrescue-*.tar.gz"))
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    wanted = {path.relative_to(source).as_posix() for folder in ("tests", "docs", "examples", "bench")
+              for path in (source / folder).rglob("*") if path.is_file()}
+    wanted |= {"README.md", "LICENSE", "config.example.yaml", "pyproject.toml", ".ci/run"}
+    assert {"tests/conftest.py", "docs/sending.md", "examples/orders.csv"} <= wanted
+    assert sorted(wanted - names) == []
+    assert not [name for name in names if "__pycache__" in name or name.endswith((".pyc", ".db"))]
 
 
 def test_the_installed_command_inits_checks_and_delivers_the_demo(installed: tuple[Path, Path],
@@ -129,17 +156,23 @@ def test_the_installed_command_inits_checks_and_delivers_the_demo(installed: tup
     # Against the bundled sample's carts too, not only the edge cases: the wheel ships them.
     assert any(not cart.startswith("edge-") for cart in checked["carts"]), checked["carts"]
 
-    demo = outside / "demo"
+    counts = _deliver_the_demo(command, outside)
+    assert counts["problems"] == 0
+    assert len(list((outside / "out").glob("*.eml"))) == counts["deliveries"]["sent"] - _call_list(outside / "demo")
+
+
+def _deliver_the_demo(command: Path, folder: Path) -> dict[str, Any]:
+    """The README's demo shop copied to ``folder/demo`` and run with ``--outbox folder/out``: its
+    counts, once the run exited 0 having delivered every message it planned (over 50)."""
+    demo = folder / "demo"
     demo.mkdir()
     for name in ("cartrescue.yaml", "carts.csv", "orders.csv"):
         shutil.copy(REPO / "examples" / name, demo / name)
-    run = _run(command, "run", "--config", demo / "cartrescue.yaml", "--outbox", outside / "out", "--json",
-               cwd=outside)
-    assert run.returncode == 0, run.stderr
-    counts = json.loads(run.stdout)["counts"]
-    assert counts["failed"] == 0 and counts["problems"] == 0
-    assert counts["sent"] == counts["send"] > 50
-    assert len(list((outside / "out").glob("*.eml"))) == counts["deliveries"]["sent"] - _call_list(demo)
+    run = _run(command, "run", "--config", demo / "cartrescue.yaml", "--outbox", folder / "out", "--json", cwd=folder)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    counts: dict[str, Any] = json.loads(run.stdout)["counts"]
+    assert counts["failed"] == 0 and counts["sent"] == counts["send"] > 50, counts
+    return counts
 
 
 def test_the_installed_package_runs_as_python_dash_m_with_the_commands_name(installed: tuple[Path, Path],
@@ -151,6 +184,82 @@ def test_the_installed_package_runs_as_python_dash_m_with_the_commands_name(inst
     assert version.returncode == 0 and version.stdout.startswith("cartrescue "), version.stderr
     usage = _run(python, "-m", "cartrescue", "--help", cwd=tmp_path)
     assert usage.returncode == 0 and "python -m cartrescue" in usage.stdout, usage.stdout + usage.stderr
+
+
+@pytest.mark.parametrize("scheme", ["--target", "--prefix"])
+def test_a_wheel_installed_into_a_folder_of_its_own_finds_the_config_and_carts_it_ships(
+        installed: tuple[Path, Path], tmp_path: Path, scheme: str) -> None:
+    # pip puts the wheel's data files (config.example.yaml, the sample carts) under the folder it
+    # installs into; only sys.prefix's and the user's were looked in: `pip install --target DIR`,
+    # `--prefix DIR` (and Debian's pip, /usr/local while sys.prefix is /usr) made `init` fail
+    # ("config.example.yaml is missing from this installation") and `templates check` skip the sample.
+    wheel, _command = installed
+    folder = tmp_path / "installed"
+    put = _run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", scheme, folder, wheel, cwd=tmp_path)
+    assert put.returncode == 0, put.stderr
+    packages = folder if scheme == "--target" else next(folder.glob("lib/python*/site-packages"))
+    # An interpreter whose own prefix holds no copy: a venv that reaches the dependencies through
+    # a .pth line, and cartrescue only through PYTHONPATH (as a --target or --prefix install is used).
+    venv = tmp_path / "venv"
+    assert _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path).returncode == 0
+    dependencies = _run(sys.executable, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path)
+    own = _run(venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path)
+    Path(own.stdout.strip(), "dependencies.pth").write_text(dependencies.stdout, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(packages), "PYTHONUSERBASE": str(tmp_path / "nobody")}
+    python = [venv / "bin" / "python", "-m", "cartrescue"]
+    where = subprocess.run([*python[:1], "-c", "import cartrescue; print(cartrescue.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True)
+    assert where.stdout.startswith(str(packages)), where.stdout + where.stderr
+    init = subprocess.run([*python, "init", "shop"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert init.returncode == 0, init.stdout + init.stderr
+    check = subprocess.run([*python, "templates", "check", "--config", "shop/cartrescue.yaml", "--json"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr
+    assert any(not cart.startswith("edge-") for cart in json.loads(check.stdout)["carts"]), check.stdout[-2000:]
+
+
+def _oldest_allowed() -> list[str]:
+    """A pip constraint for each dependency of pyproject.toml pinning the oldest release its range
+    allows (its ``>=`` bound), for the platform running the test."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = []
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        lowest = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        assert lowest, f"{line}: no lower bound to test"
+        pins.append(f"{requirement.name}=={lowest[0]}")
+    return pins
+
+
+def test_the_oldest_releases_the_dependency_ranges_allow_run_the_quick_start(installed: tuple[Path, Path],
+                                                                              tmp_path: Path) -> None:
+    # typer>=0.12 allowed typer 0.12 to 0.15.3, which do not bound click and break with click 8.2
+    # and later: with such a typer already in the environment, `cartrescue --help` crashed
+    # ("TypeError: Parameter.make_metavar() missing 1 required positional argument: 'ctx'")
+    # and `--version` said "Missing command." (exit 2).
+    wheel, _command = installed
+    constraints = tmp_path / "oldest.txt"
+    constraints.write_text("\n".join(_oldest_allowed()) + "\n", encoding="utf-8")
+    venv = tmp_path / "venv"
+    assert _run(sys.executable, "-m", "venv", venv, cwd=tmp_path).returncode == 0
+    install = _run(venv / "bin" / "pip", "install", "-q", "-c", constraints, wheel, cwd=tmp_path)
+    assert install.returncode == 0, install.stderr
+    command = venv / "bin" / "cartrescue"
+    usage = _run(command, "--help", cwd=tmp_path)
+    assert usage.returncode == 0 and "templates" in usage.stdout, usage.stdout + usage.stderr
+    version = _run(command, "--version", cwd=tmp_path)
+    assert (version.returncode, version.stdout) == (0, f"cartrescue {wheel.name.split('-')[1]}\n"), version.stderr
+    assert _run(command, "init", "shop", cwd=tmp_path).returncode == 0
+    check = _run(command, "templates", "check", "--config", tmp_path / "shop" / "cartrescue.yaml", "--json",
+                 cwd=tmp_path)
+    assert check.returncode == 0 and json.loads(check.stdout)["ok"] is True, check.stdout[-2000:] + check.stderr
+    _deliver_the_demo(command, tmp_path)
 
 
 def _call_list(demo: Path) -> int:
