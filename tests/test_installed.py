@@ -195,7 +195,10 @@ def test_a_wheel_installed_into_a_folder_of_its_own_finds_the_config_and_carts_i
     # ("config.example.yaml is missing from this installation") and `templates check` skip the sample.
     wheel, _command = installed
     folder = tmp_path / "installed"
-    put = _run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", scheme, folder, wheel, cwd=tmp_path)
+    # --ignore-installed: pip --prefix otherwise uninstalls the cartrescue of the environment it
+    # runs in (the suite's own: every later test that starts `python -m cartrescue` then failed).
+    put = _run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", scheme, folder, wheel,
+               cwd=tmp_path)
     assert put.returncode == 0, put.stderr
     packages = folder if scheme == "--target" else next(folder.glob("lib/python*/site-packages"))
     # An interpreter whose own prefix holds no copy: a venv that reaches the dependencies through
