@@ -68,7 +68,7 @@ class Prioritizer:
         # Without shop.currency each total is taken as it is: the currencies of the carts valued
         # so (at most two kept; two are what :meth:`notes` needs to tell).
         self.as_they_are: set[str] = set()
-        self._as_they_are = self.basis.currency is None  # read for every cart: a local, not two attributes
+        self._no_basis = self.basis.currency is None  # no shop.currency: each total is valued as it is
         # The rules' limits and the tiers' floors as plain values: :meth:`score` and :meth:`tier`
         # read them for every cart, and each read of a config model's field costs ~450
         # instructions (pydantic's models have a ``__getattr__``), a local ~40.
@@ -81,7 +81,7 @@ class Prioritizer:
     def score(self, cart: Cart, previous_orders: int) -> Score:
         matched: list[str] = []
         base = self.basis.base(cart.total, cart.currency, cart.base_total)
-        if self._as_they_are and cart.base_total is None and len(self.as_they_are) < 2:
+        if self._no_basis and cart.base_total is None and len(self.as_they_are) < 2:
             self.as_they_are.add(cart.currency.upper())
         if base is None:  # unknown rate: not high value, and said so once a run (notes)
             self.unpriced[cart.currency] = self.unpriced.get(cart.currency, 0) + 1
