@@ -546,11 +546,13 @@ class DecisionTable:
 
 class Meter:
     """What a run reports its progress to: ``meter(n)`` for every ``n`` carts done, and
-    :meth:`total` once the source has said how much there is to read."""
+    :meth:`total` once the source has said how much there is to read. ``unit`` names what is
+    counted (carts, or the codes ``codes generate`` makes)."""
 
-    def __init__(self, bar: Any, task: Any) -> None:
+    def __init__(self, bar: Any, task: Any, unit: str = "carts") -> None:
         self.bar = bar
         self.task = task
+        self.unit = unit
         self.carts = 0
         self.position: Callable[[], int] | None = None
         self.started = time.monotonic()
@@ -563,11 +565,12 @@ class Meter:
     def __call__(self, n: int) -> None:
         self.carts += n
         elapsed = time.monotonic() - self.started
-        rate = f"{self.carts / elapsed:,.0f} carts/s" if elapsed > 0 else ""
+        rate = f"{self.carts / elapsed:,.0f} {self.unit}/s" if elapsed > 0 else ""
+        done = f"{self.carts:,} {self.unit}"
         if self.position is not None:
-            self.bar.update(self.task, completed=self.position(), carts=f"{self.carts:,} carts", rate=rate)
+            self.bar.update(self.task, completed=self.position(), carts=done, rate=rate)
         else:
-            self.bar.update(self.task, advance=n, carts=f"{self.carts:,} carts", rate=rate)
+            self.bar.update(self.task, advance=n, carts=done, rate=rate)
 
 
 class _Off:
@@ -581,9 +584,9 @@ class _Off:
 
 
 @contextmanager
-def progress(console: Any, enabled: bool, label: str) -> Iterator[Any]:
-    """A progress bar on a terminal: carts done, rate, and -- once the source tells how much
-    there is (:meth:`Meter.total`) -- the share done and the time left."""
+def progress(console: Any, enabled: bool, label: str, unit: str = "carts") -> Iterator[Any]:
+    """A progress bar on a terminal: carts (or another ``unit``) done, rate, and -- once the
+    source tells how much there is (:meth:`Meter.total`) -- the share done and the time left."""
     if not enabled:
         yield _Off()
         return
@@ -600,4 +603,4 @@ def progress(console: Any, enabled: bool, label: str) -> Iterator[Any]:
     with Progress(SpinnerColumn(), TextColumn(label), BarColumn(), TaskProgressColumn(),
                   TextColumn("{task.fields[carts]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                   TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True) as bar:
-        yield Meter(bar, bar.add_task(label, total=None, carts="", rate=""))
+        yield Meter(bar, bar.add_task(label, total=None, carts="", rate=""), unit)

@@ -370,3 +370,17 @@ def test_codes_list_never_cuts_a_pools_counts_on_a_narrow_terminal(
         "pool", "unused", "active", "expired", "undelivered", "withdrawn"]
     (row,) = _table_rows(result.stdout)
     assert [cell.strip() for cell in row.strip("│").split("│")][1:] == ["12345", "0", "0", "0", "0"]
+
+
+@pytest.mark.slow
+def test_codes_generate_on_a_terminal_shows_a_bar_of_the_codes_made(shop: Shop) -> None:
+    """A million codes take minutes (pauses leave the ledger to runs): the command was silent
+    until the end, like a hung one."""
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "incentive": {
+        "kind": "percent", "value": 10, "valid_for": "3d", "codes": {"pool": "big", "pattern": "CR-{random:8}"}}}]}})
+    code, output = run_in_terminal(["codes", "generate", "1200", "--pool", "big", "--config", str(shop.write())],
+                                   cwd=shop.folder, columns=140)
+    assert code == 0, output[-2000:]
+    bars = [line for line in plain(output) if "generating (big)" in line]
+    assert any(re.search(r"\b100%\s+1,200 codes [\d,]+ codes/s", line) for line in bars), bars[-3:]
+    assert any("generated 1200 codes in pool big" in line for line in plain(output)), output[-500:]

@@ -222,15 +222,22 @@ def codes_generate(
         cartrescue codes generate 500 --pool comeback10 && cartrescue codes export -o codes.csv
     """
 
+    from cartrescue.output import progress
+    from cartrescue.sources.base import ProgressTotal
+
+    stderr = err_console()
+    show_progress = not as_json and stderr.is_terminal
     try:
         cfg, codes, _at = _codes(config, None, pool)
-        made = codes.generate(pool, count)
+        with progress(stderr if show_progress else None, show_progress, f"generating ({pool})", "codes") as meter:
+            meter.total(ProgressTotal(count, "codes"))
+            made = codes.generate(pool, count, on_progress=meter)
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
         json_out({"pool": pool, "generated": len(made), "codes": made}, config=cfg)
     else:
-        err_console().print(f"generated {len(made)} codes in pool {pool} (export them with `cartrescue codes export`)",
+        stderr.print(f"generated {len(made)} codes in pool {pool} (export them with `cartrescue codes export`)",
                             highlight=False)
 
 

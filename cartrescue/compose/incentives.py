@@ -18,7 +18,7 @@ import csv
 import io
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -217,10 +217,13 @@ class Codes:
                 changed.append(count)
         return changed[0], changed[1]
 
-    def generate(self, name: str, count: int, now: datetime | None = None) -> list[str]:
+    def generate(self, name: str, count: int, now: datetime | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> list[str]:
         """Make ``count`` new unused codes of a pattern pool (to import into the shop ahead),
         committed a batch at a time (:data:`_GENERATE_BATCH`): a run delivering meanwhile records
-        its claims between two batches, and a command stopped halfway keeps the codes it made."""
+        its claims between two batches, and a command stopped halfway keeps the codes it made.
+        ``on_progress(n)`` hears of each batch's ``n`` new codes once committed: a million
+        codes take minutes (the pauses that leave the ledger to runs), which a bar shows."""
         pool = self.pool(name)
         if pool.source.pattern is None:
             raise ConfigError(f"code pool {name!r} comes from a file; only pattern pools generate codes")
@@ -229,6 +232,7 @@ class Codes:
         made: list[str] = []
         tries = count * 2 + _GENERATE_TRIES
         held = 0.0
+        done = 0
         while len(made) < count and tries > 0:
             if made:  # the ledger left free as long as the last batch held it: see _GENERATE_BATCH
                 sleep(held)
@@ -242,6 +246,9 @@ class Codes:
                     if conn.execute(statement, [row]).rowcount == 1:
                         made.append(code)
             held = monotonic() - started
+            if on_progress is not None:
+                on_progress(len(made) - done)
+                done = len(made)
         if len(made) < count:
             raise CartrescueError(f"code pool {name!r}: the pattern {pool.source.pattern!r} gave too many collisions")
         return made
