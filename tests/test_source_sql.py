@@ -29,6 +29,7 @@ DDL = [
     "cost decimal(10,2), stock integer)",
     "CREATE TABLE orders (id integer, email varchar(100), cart_id integer, created timestamp NULL, "
     "status varchar(20), delivered smallint, total decimal(10,2))",
+    "CREATE TABLE epoch_carts (id integer PRIMARY KEY, email varchar(100), created bigint, updated bigint)",
 ]
 CARTS = [
     {"id": 1, "customer_email": "Ann@Example.com", "customer_no": "C1", "currency": "EUR",
@@ -77,12 +78,30 @@ QUERIES = {
 }
 
 
+#: Carts whose times are whole seconds since 1970 (UTC): in the window, before it, after its end.
+EPOCH_CARTS = [
+    {"id": 1, "email": "ann@example.com", "created": int(datetime(2026, 3, 29, 8, 0, tzinfo=UTC).timestamp()),
+     "updated": int(datetime(2026, 3, 29, 9, 0, tzinfo=UTC).timestamp())},
+    {"id": 4, "email": "old@example.com", "created": int(datetime(2026, 3, 1, 8, 0, tzinfo=UTC).timestamp()),
+     "updated": int(datetime(2026, 3, 1, 9, 0, tzinfo=UTC).timestamp())},
+    {"id": 6, "email": "late@example.com", "created": int(datetime(2026, 3, 29, 11, 0, tzinfo=UTC).timestamp()),
+     "updated": int(datetime(2026, 3, 29, 11, 30, tzinfo=UTC).timestamp())},
+]
+#: The window's ``:start``/``:end`` as seconds, per dialect: what docs/databases.md writes.
+EPOCH_START = {
+    "sqlite": "CAST(strftime('%s', :start) AS INTEGER)",
+    "mysql": "UNIX_TIMESTAMP(:start)",
+    "postgresql": "EXTRACT(EPOCH FROM CAST(:start AS timestamp))",
+}
+
+
 def fill(execute, insert) -> None:
     for statement in DDL:
         execute(statement)
     insert("carts", CARTS)
     insert("cart_lines", LINES)
     insert("orders", ORDERS)
+    insert("epoch_carts", EPOCH_CARTS)
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +314,22 @@ def test_an_orders_date_without_a_time_is_the_end_of_that_day(url):
     finally:
         source.close()
     assert orders["9"].created_at == datetime.combine(date(2026, 3, 29), time.max, UTC)
+
+
+def test_a_window_compared_with_seconds_since_1970_as_the_docs_write_it_reads_the_carts_in_it(url):
+    """A column of UNIX seconds read fine, but ``updated >= :start`` compared a number with a
+    time: docs/databases.md now says how to write the window in seconds on each database."""
+    start = EPOCH_START[url.split(":", 1)[0].split("+", 1)[0].replace("mariadb", "mysql")]
+    query = ("SELECT id AS cart_id, email, 'EUR' AS currency, created AS created_at, updated AS updated_at, "
+             "'A' AS sku, 1 AS quantity, 10 AS unit_price FROM epoch_carts "
+             f"WHERE updated >= {start} AND updated <= {start.replace(':start', ':end')} ORDER BY id")
+    source, problems = _query_source(url, carts=query)
+    try:
+        carts = {cart.id: cart for cart in source.carts(WINDOW)}
+    finally:
+        source.close()
+    assert sorted(carts) == ["1"] and not problems.reasons()
+    assert carts["1"].updated_at == datetime(2026, 3, 29, 9, 0, tzinfo=UTC)
 
 
 def test_naive_times_in_the_shops_timezone(url):
