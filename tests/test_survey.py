@@ -594,6 +594,25 @@ def test_templates_check_passes_survey_links_whose_token_is_followed_by_a_dot(sh
     assert (checked.exit_code, problems) == (0, []), checked.output
 
 
+def test_a_survey_url_with_a_fragment_puts_the_reason_in_the_query_the_page_reads(shop: Shop) -> None:
+    """``survey.url: …?token={token}#why`` (an anchor on the shop's page) was taken by the config, and
+    each link got ``&reason=`` after the ``#``: a browser never sends the fragment, so every click
+    opened the page with nothing chosen, and ``templates check`` failed every survey link."""
+    shop.configure(survey={"url": "https://shop.example.com/cart-survey?token={token}#why"})
+    message = send_step(shop, cart("c1", email="ann@example.com"))["ann@example.com"]
+    text = message.get_body(("plain",)).get_content()
+    found = re.findall(r"https://shop\.example\.com/cart-survey\?\S+", text)
+    assert [parse_qs(urlsplit(url).query).get("reason", [""])[0] for url in found] == REASONS
+    assert all(urlsplit(url).fragment == "why" for url in found)
+    with webhook(shop) as base:
+        status, page = http(local(found[1], base))  # as a browser asks: without the fragment
+    assert status == 200 and 'value="price" checked' in page
+    checked = shop.cli("templates", "check", "--quick", "--json", "--template", "reminder-1", "--locale", "en",
+                       now=None)
+    problems = [p["message"] for case in checked.json["cases"] for p in case["problems"]]
+    assert (checked.exit_code, problems) == (0, []), checked.output
+
+
 def test_the_documented_configs_load(tmp_path: Path) -> None:
     """Every YAML example of docs/survey.md is a valid config, its words included."""
     import yaml
