@@ -501,6 +501,18 @@ def test_a_reason_without_words_is_a_config_error(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize("url", ["shop.example.com/cart-survey?token={token}",
+                                 "https://shop.example.com/cart survey?token={token}"])
+def test_a_survey_url_a_mail_client_cannot_open_is_a_config_error(tmp_path: Path, url: str) -> None:
+    """A ``survey.url`` without its ``https://`` (or with a space) was taken: every message then
+    carried answer links no mail client opens (a relative href, a text link cut at the space),
+    and only ``templates check`` failed, saying the messages had no survey links."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"source: {{type: csv, carts: c.csv}}\nsurvey: {{url: '{url}'}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="survey.url: expected an http\\(s\\) link"):
+        load_config(path)
+
+
 def test_own_words_and_reasons_reach_the_message(survey_shop: Shop) -> None:
     survey_shop.configure(survey={"reasons": ["price", "sizes"],
                                   "words": {"en": {"sizes": "Not sure about the size", "question": "Why not?"}}})
