@@ -114,8 +114,10 @@ def words(config: Config, locale: str | None) -> dict[str, str]:
 
 
 def _link(url: str, token: str, reason: str) -> str:
-    page = url.replace("{token}", token)
-    return f"{page}{'&' if '?' in page else '?'}reason={quote(reason)}"
+    """The page's link for one reason: ``reason=`` joins the query, before any ``#fragment`` of
+    ``survey.url``, which a browser never sends (after it, the page opened with nothing chosen)."""
+    page, hash_mark, fragment = url.replace("{token}", token).partition("#")
+    return f"{page}{'&' if '?' in page else '?'}reason={quote(reason)}{hash_mark}{fragment}"
 
 
 def links(config: Config, secret: str, cart_key: str, step: int, locale: str, *,

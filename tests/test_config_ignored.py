@@ -49,6 +49,20 @@ def test_the_orders_encoding_without_an_orders_file_is_named_as_ignored(tmp_path
     assert "source.orders" in lines[0]
 
 
+def test_newsletter_export_settings_without_its_file_are_named_as_ignored(tmp_path: Path) -> None:
+    """``newsletters: {columns: {...}, delimiter: ";"}`` without ``file:`` read no export, and no
+    run said so: the shop believed its newsletter days were kept, and reminders went out on them."""
+    lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv, newsletters: {columns: {email: Address}, "
+                               "delimiter: ';', encoding: cp1252}}\n")
+    path = tmp_path / "cartrescue.yaml"
+    assert [line.split(": ignored")[0] for line in lines] == [
+        f"{path}: source.newsletters.columns", f"{path}: source.newsletters.delimiter",
+        f"{path}: source.newsletters.encoding"]
+    assert all("source.newsletters.file is not set" in line for line in lines)
+    assert _ignored(tmp_path, "source: {type: csv, carts: c.csv, newsletters: {file: sends.csv, "
+                              "columns: {email: Address}, delimiter: ';'}}\n") == []
+
+
 def test_sms_settings_while_no_tier_texts_are_named_as_ignored(tmp_path: Path) -> None:
     lines = _ignored(tmp_path, "source: {type: csv, carts: c.csv}\nsms: {sender: MyShop, twilio: {account_sid: AC1}}\n")
     path = tmp_path / "cartrescue.yaml"

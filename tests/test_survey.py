@@ -501,6 +501,18 @@ def test_a_reason_without_words_is_a_config_error(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize("url", ["shop.example.com/cart-survey?token={token}",
+                                 "https://shop.example.com/cart survey?token={token}"])
+def test_a_survey_url_a_mail_client_cannot_open_is_a_config_error(tmp_path: Path, url: str) -> None:
+    """A ``survey.url`` without its ``https://`` (or with a space) was taken: every message then
+    carried answer links no mail client opens (a relative href, a text link cut at the space),
+    and only ``templates check`` failed, saying the messages had no survey links."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"source: {{type: csv, carts: c.csv}}\nsurvey: {{url: '{url}'}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="survey.url: expected an http\\(s\\) link"):
+        load_config(path)
+
+
 def test_own_words_and_reasons_reach_the_message(survey_shop: Shop) -> None:
     survey_shop.configure(survey={"reasons": ["price", "sizes"],
                                   "words": {"en": {"sizes": "Not sure about the size", "question": "Why not?"}}})
@@ -588,6 +600,25 @@ def test_templates_check_passes_survey_links_whose_token_is_followed_by_a_dot(sh
     with webhook(shop) as base:
         status, page = http(local(link, base))
     assert status == 200 and 'value="price" checked' in page  # the app answers these links
+    checked = shop.cli("templates", "check", "--quick", "--json", "--template", "reminder-1", "--locale", "en",
+                       now=None)
+    problems = [p["message"] for case in checked.json["cases"] for p in case["problems"]]
+    assert (checked.exit_code, problems) == (0, []), checked.output
+
+
+def test_a_survey_url_with_a_fragment_puts_the_reason_in_the_query_the_page_reads(shop: Shop) -> None:
+    """``survey.url: …?token={token}#why`` (an anchor on the shop's page) was taken by the config, and
+    each link got ``&reason=`` after the ``#``: a browser never sends the fragment, so every click
+    opened the page with nothing chosen, and ``templates check`` failed every survey link."""
+    shop.configure(survey={"url": "https://shop.example.com/cart-survey?token={token}#why"})
+    message = send_step(shop, cart("c1", email="ann@example.com"))["ann@example.com"]
+    text = message.get_body(("plain",)).get_content()
+    found = re.findall(r"https://shop\.example\.com/cart-survey\?\S+", text)
+    assert [parse_qs(urlsplit(url).query).get("reason", [""])[0] for url in found] == REASONS
+    assert all(urlsplit(url).fragment == "why" for url in found)
+    with webhook(shop) as base:
+        status, page = http(local(found[1], base))  # as a browser asks: without the fragment
+    assert status == 200 and 'value="price" checked' in page
     checked = shop.cli("templates", "check", "--quick", "--json", "--template", "reminder-1", "--locale", "en",
                        now=None)
     problems = [p["message"] for case in checked.json["cases"] for p in case["problems"]]

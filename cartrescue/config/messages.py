@@ -40,10 +40,17 @@ class SurveyConfig(Model):
     @field_validator("url")
     @classmethod
     def _has_token(cls, value: str | None) -> str | None:
+        """An http(s) link a mail client opens as written: without ``https://`` every message's
+        answer links were relative hrefs and plain text, and a space cut the text part's link."""
         if value is not None and "{token}" not in value:
             raise ValueError("must contain {token}, where the signed survey token goes")
         if value is not None:
             token_reaches_server(value)
+            from cartrescue.compose.links import safe_url
+
+            if safe_url(value) != value or any(c.isspace() or not c.isprintable() for c in value):
+                raise ValueError(f"expected an http(s) link like https://shop.example.com/cart-survey?token={{token}} "
+                                 f"(a space percent-encoded as %20), got {value!r}")
         return value
 
     @field_validator("reasons")

@@ -264,6 +264,10 @@ class Config(Model):
         if source.is_csv and source.orders is None:
             why = "source.orders is not set, so no orders export is read: set it, or remove this"
             lines += [(key, why) for key in set_apart(source, "source.", ("orders_encoding", "order_columns"))]
+        if source.newsletters.file is None:  # how to read an export that is not named: no newsletter day is kept
+            why = "source.newsletters.file is not set, so no newsletter export is read: set it, or remove this"
+            lines += [(key, why) for key in set_apart(source.newsletters, "source.newsletters.",
+                                                      ("columns", "delimiter", "encoding"))]
         used = self.channels_used()
         for channel, section in (("sms", self.sms), ("webhook", self.webhook)):
             if channel not in used:
