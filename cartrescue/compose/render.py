@@ -893,7 +893,8 @@ class Renderer:
         link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel) \
             if tagged is None else tagged[0]
         customer = cart.customer
-        region = regional_locale(locale, customer.locale)  # amounts and dates: en_GB's in the en folder
+        # Amounts and dates: en_GB's in the en folder; a customer without a locale is the shop's default's.
+        region = regional_locale(locale, customer.locale or self.shop.default_locale)
         moneys = self._moneys.get((region, cart.currency))
         if moneys is None:
             moneys = _bounded_put(self._moneys, (region, cart.currency), (_money_formatter(region, cart.currency), {}, {}))
