@@ -79,6 +79,19 @@ def test_a_customer_without_a_locale_reads_the_shops_default_region(shop: Shop, 
     assert format_currency(Decimal("1234.50"), currency, locale=default) in text
 
 
+@pytest.mark.parametrize(("locale", "written"), [("en", "23 November 2026"), ("pt_PT", "23 November 2026"),
+                                                ("en_US", "November 23, 2026")])
+def test_a_locale_without_a_region_of_the_folders_language_reads_the_shops_region(
+        shop: Shop, locale: str, written: str) -> None:
+    """Shopify's customers are "en", not "en_GB": a British shop (default_locale en_GB) wrote them,
+    and a Portuguese customer reading its English templates, the American "November 23, 2026".
+    A customer's own region still wins (en_US)."""
+    shop.add(cart("c1", locale=locale, currency="GBP", items=[("A", "Lamp", 1, "1234.50")]))
+    shop.configure(shop={"default_locale": "en_GB"}, **OFFER)
+    text = _text(shop, "c1")
+    assert f"Valid until {written}" in text and "Total: £1,234.50" in text
+
+
 def test_a_customer_who_falls_back_to_another_language_gets_its_amounts(shop: Shop) -> None:
     """pt_PT has no folder: the English message keeps English amounts and dates (``€1,234.50``,
     never ``1234,50 €`` in an English sentence)."""
