@@ -51,6 +51,24 @@ def shown_name(first_name: str | None, last_name: str | None) -> tuple[str | Non
     return first_name, last_name
 
 
+#: Languages that write a person's family name first, given name last ("Kovács Ágnes").
+FAMILY_NAME_FIRST = frozenset({"hu"})
+
+
+def family_name_first(locale: str | None) -> bool:
+    """Does the language of ``locale`` (``hu``, ``hu-HU``) write the family name first?"""
+    return (locale or "").lower().replace("-", "_").split("_")[0] in FAMILY_NAME_FIRST
+
+
+def whole_name(first_name: str | None, last_name: str | None, locale: str | None) -> str:
+    """The name as :func:`shown_name` shows it, written whole in the order of the customer's
+    language (``To:``): a Hungarian's "Kovács Ágnes" came out "Ágnes Kovács", the order of no
+    Hungarian, though a Hungarian full name is read family name first (``split_name``)."""
+    first_name, last_name = shown_name(first_name, last_name)
+    parts = (last_name, first_name) if family_name_first(locale) else (first_name, last_name)
+    return " ".join(part for part in parts if part)
+
+
 def normalize_email(email: str | None) -> str | None:
     """Stripped, in Unicode normal form C, then lower-cased; ``None`` for blank.
 

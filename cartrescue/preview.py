@@ -29,6 +29,7 @@ from cartrescue.pipeline import DRY_RUN_SECRET, Composer, Planner, SmsText
 from cartrescue.sources import open_source
 from cartrescue.sources.base import Activity, CartSource, Window, ignore_problem
 from cartrescue.sources.values import normalize_locale
+from cartrescue.text import counted
 
 #: The number an SMS step is previewed to when the cart has none a run could text (a reserved,
 #: never-assigned North American number: 555-0100 to 555-0199 are for fiction).
@@ -201,7 +202,7 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     tier = next(t for t in config.priority.tiers if t.name == decision.tier)
     sequence = config.sequences[tier.sequence]
     if step is not None and step > len(sequence.steps):
-        raise ConfigError(f"--step {step}: the sequence has {len(sequence.steps)} steps")
+        raise ConfigError(f"--step {step}: the sequence has {counted(len(sequence.steps), 'step')}")
     ledger = config.open_ledger(create=False)  # the run's promotions, history and suppressions
     try:
         # A decision made before the sequence is looked at (idle below the cutoff, an unreadable

@@ -93,6 +93,13 @@ def test_preview_beyond_the_last_step_is_a_usage_error(shop: Shop) -> None:
     assert result.exit_code == 2 and "the sequence has 3 steps" in result.stderr
 
 
+def test_preview_beyond_the_step_of_a_one_step_sequence_says_1_step(shop: Shop) -> None:
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    shop.add(cart("c1"))
+    result = shop.cli("preview", "c1", "--step", "2")
+    assert result.exit_code == 2 and "the sequence has 1 step\n" in result.stderr, result.stderr
+
+
 def _sms_step_two(shop: Shop) -> None:
     """Step 1 by e-mail, step 2 as a text message (the step names its channel)."""
     shop.configure(shop={"country": "SE"}, sms={"sender": "+46700000001", "quiet_hours": None},
@@ -292,7 +299,7 @@ def test_preview_of_a_cart_past_its_last_step_shows_no_message(shop: Shop) -> No
     shown = shop.cli("preview", "c1", "--json", now=NOW + timedelta(days=1))
     assert shown.exit_code == 0, shown.output
     assert (shown.json["reason"], shown.json["text"]) == ("sequence_done", None)
-    assert (shown.json["detail"], shown.json["shown"]) == ("sequence_done: 1 steps sent", False)
+    assert (shown.json["detail"], shown.json["shown"]) == ("sequence_done: 1 step sent", False)
 
 
 def test_preview_of_a_cart_touched_again_after_step_1_shows_step_2(shop: Shop) -> None:

@@ -68,6 +68,30 @@ def test_the_money_and_date_filters_follow_the_customers_region(shop: Shop) -> N
                            f"{format_date(date(2026, 11, 27), 'long', locale='en_CH')} ")
 
 
+@pytest.mark.parametrize(("default", "currency"), [("en_GB", "GBP"), ("en_ZA", "ZAR"), ("sv_FI", "EUR")])
+def test_a_customer_without_a_locale_reads_the_shops_default_region(shop: Shop, default: str, currency: str) -> None:
+    """A blank locale is the shop's default_locale (docs/csv-format.md): a British or South African
+    shop's customers without one read its own dates and amounts, not the folder's American ones."""
+    shop.add(cart("c1", locale="", currency=currency, items=[("A", "Lamp", 1, "1234.50")]))
+    shop.configure(shop={"default_locale": default}, **OFFER)
+    text = _text(shop, "c1")
+    assert format_date(EXPIRES, "long", locale=default) in text
+    assert format_currency(Decimal("1234.50"), currency, locale=default) in text
+
+
+@pytest.mark.parametrize(("locale", "written"), [("en", "23 November 2026"), ("pt_PT", "23 November 2026"),
+                                                ("en_US", "November 23, 2026")])
+def test_a_locale_without_a_region_of_the_folders_language_reads_the_shops_region(
+        shop: Shop, locale: str, written: str) -> None:
+    """Shopify's customers are "en", not "en_GB": a British shop (default_locale en_GB) wrote them,
+    and a Portuguese customer reading its English templates, the American "November 23, 2026".
+    A customer's own region still wins (en_US)."""
+    shop.add(cart("c1", locale=locale, currency="GBP", items=[("A", "Lamp", 1, "1234.50")]))
+    shop.configure(shop={"default_locale": "en_GB"}, **OFFER)
+    text = _text(shop, "c1")
+    assert f"Valid until {written}" in text and "Total: £1,234.50" in text
+
+
 def test_a_customer_who_falls_back_to_another_language_gets_its_amounts(shop: Shop) -> None:
     """pt_PT has no folder: the English message keeps English amounts and dates (``€1,234.50``,
     never ``1234,50 €`` in an English sentence)."""

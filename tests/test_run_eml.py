@@ -105,6 +105,18 @@ def test_workers_write_the_same_files_as_one_process(shop: Shop) -> None:
     assert _messages(shop) == []
 
 
+@pytest.mark.parametrize(("locale", "shown"), [("hu", "Kovács Ágnes"), ("hu-HU", "Kovács Ágnes"),
+                                               ("sv", "Ágnes Kovács"), ("", "Ágnes Kovács")])
+def test_to_writes_the_name_in_the_order_of_the_customers_language(shop: Shop, locale: str, shown: str) -> None:
+    """Hungarian puts the family name first (Kovács Ágnes), as a CSV's full_name is read: the
+    To: of a Hungarian customer said "Ágnes Kovács", the order of no Hungarian."""
+    folder = shop.folder / "look"
+    shop.add(cart("c1", locale=locale, first_name="Ágnes", last_name="Kovács"))
+    assert shop.cli("run", "--eml", str(folder)).exit_code == 0
+    parsed = email.message_from_bytes((folder / "csv_c1-step1.eml").read_bytes(), policy=policy.default)
+    assert parsed["To"].addresses[0].display_name == shown
+
+
 @pytest.mark.parametrize("name", ["Test Shop Support", 'Kundtjänst "Test" \\ Shop'])
 def test_reply_to_carries_the_configured_display_name(shop: Shop, name: str) -> None:
     folder = shop.folder / "look"

@@ -379,6 +379,19 @@ def test_every_shipped_language_has_a_text_that_goes_out(shop: Shop, tmp_path: P
     assert measure(body).encoding == expected
 
 
+@pytest.mark.parametrize("name", ["Åsa\u2019s Butik", "Kaffe \u2013 Te", "\u201eKis Bolt\u201d Kft."])
+def test_a_shop_named_with_typographic_quotes_or_dashes_sends_its_texts(shop: Shop, tmp_path: Path,
+                                                                       name: str) -> None:
+    """A text writes the shop's curly apostrophe, dash or Hungarian quotes as their GSM-7 look-alikes:
+    the name is still in it (every text of such a shop failed with render_error)."""
+    sms_shop(shop, "https://api.example.com", carts=1).configure(shop={"name": name})
+    result = shop.cli("run", "--outbox", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0 and result.json["counts"]["sent"] == 1, result.output
+    (text,) = (tmp_path / "out").glob("*.sms.txt")
+    assert text.read_text(encoding="utf-8").startswith(name.translate({0x2019: "'", 0x2013: "-", 0x201E: '"',
+                                                                       0x201D: '"'}) + ":")
+
+
 class Gateway(LoopbackHTTP):
     """A generic SMS gateway: JSON in, {"status": ..., "messages": [{"id": ...}]} out."""
 

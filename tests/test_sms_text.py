@@ -72,6 +72,11 @@ def test_a_text_must_name_the_opt_out_keyword_and_the_shop() -> None:
     assert [kind for kind, _ in problems("Test Shop: " + "я" * 300 + " СТОП", "Test Shop", 3)] == ["sms-length"]
 
 
+def test_a_shop_name_with_typographic_marks_is_found_as_the_text_writes_it() -> None:
+    """The text is written with GSM-7 look-alikes (’ as ', – as -): the check looks for the name so written."""
+    assert problems("Åsa's Butik - Kafé: your cart. Reply STOP to opt out.", "Åsa\u2019s Butik \u2013 Kafé", 3) == []
+
+
 @pytest.mark.parametrize(("raw", "region", "expected"), [
     ("070-123 45 67", "SE", "+46701234567"),
     ("+46 70 123 45 67", None, "+46701234567"),

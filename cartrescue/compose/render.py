@@ -197,13 +197,20 @@ def _money_formatter(locale: str, currency: str) -> Callable[[Decimal], str]:
 
 
 @lru_cache(maxsize=256)
-def regional_locale(folder: str, wanted: str | None) -> str:
+def regional_locale(folder: str, wanted: str | None, default: str | None = None) -> str:
     """The locale a message writes its amounts and dates in: the customer's own (``en_GB``:
     ``23 November 2026``; ``de_CH``: ``CHF 1'234.50``) when the template ``folder`` is theirs or
-    their language's (``en`` serves ``en_GB``), else the folder's. A folder is a language, and a
-    shop in each country of it writes money and dates its own way; a customer who fell back to
-    another language's folder (``pt_PT`` reading ``en``) gets that language's, not their own
-    numbers in a foreign sentence."""
+    their language's (``en`` serves ``en_GB``), else the shop's ``default`` locale's when that is
+    of the folder's language (a British shop's customers written ``en``, as Shopify writes them, or
+    none), else the folder's. A folder is a language, and a shop in each country of it writes money
+    and dates its own way; a customer who fell back to another language's folder (``pt_PT``
+    reading ``en``) gets that language's, not their own numbers in a foreign sentence."""
+    own = _region_of(folder, wanted)
+    return _region_of(folder, default) if own == folder and default else own
+
+
+def _region_of(folder: str, wanted: str | None) -> str:
+    """``wanted`` as a locale of ``folder``'s language (``en_GB`` of ``en``), else ``folder``."""
     from babel import Locale, UnknownLocaleError
 
     parts = (wanted or "").replace("-", "_").split("_")
@@ -893,7 +900,8 @@ class Renderer:
         link = tagger(self.links if tags else self._untagged, sequence, step, variant, tier, channel) \
             if tagged is None else tagged[0]
         customer = cart.customer
-        region = regional_locale(locale, customer.locale)  # amounts and dates: en_GB's in the en folder
+        # Amounts and dates: en_GB's in the en folder; else those of the shop's default locale's region.
+        region = regional_locale(locale, customer.locale, self.shop.default_locale)
         moneys = self._moneys.get((region, cart.currency))
         if moneys is None:
             moneys = _bounded_put(self._moneys, (region, cart.currency), (_money_formatter(region, cart.currency), {}, {}))

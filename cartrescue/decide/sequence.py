@@ -32,6 +32,7 @@ from cartrescue.model import (
     quick_init,
     quick_new,
 )
+from cartrescue.text import counted
 
 
 #: Statuses that make a step "done" (the ledger owns the list: :data:`cartrescue.ledger.values.STEP_DONE`).
@@ -118,7 +119,7 @@ def next_step(cart: Cart, sequence: Sequence, sent: list[SentStep], now: datetim
     if delays is None:
         delays = tuple(step.delay for step in sequence.steps)
     if number > len(delays):
-        return new_verdict(ACTION_SKIP, REASON_SEQUENCE_DONE, detail=f"{len(delays)} steps sent")
+        return new_verdict(ACTION_SKIP, REASON_SEQUENCE_DONE, detail=f"{counted(len(delays), 'step')} sent")
     due_at = cart.updated_at + delays[number - 1]
     if number == 1:
         if backfill is not None and now - due_at > backfill:

@@ -13,7 +13,7 @@ from datetime import date, datetime, timezone
 
 from cartrescue.channels.call_list import recovery_link
 from cartrescue.config import Config, Incentive, Step, feedback_field
-from cartrescue.contacts import normalize_phone, shown_name
+from cartrescue.contacts import normalize_phone, whole_name
 from cartrescue.errors import TemplateError
 from cartrescue.compose.incentives import Allocation, code_expiry, expiry_day, placeholder
 from cartrescue.compose.links import safe_url
@@ -139,7 +139,8 @@ class Composer:
         targets = [f"<{unsubscribe_url}>"]
         if self._mailto:
             targets.append(f"<mailto:{self._mailto}?subject=unsubscribe%20{token}>")
-        name = " ".join(part for part in shown_name(cart.customer.first_name, cart.customer.last_name) if part)
+        name = whole_name(cart.customer.first_name, cart.customer.last_name,
+                          cart.customer.locale or shop.default_locale)
         return _message(
             message_id=self.message_id(decision),
             sender=self.sender,

@@ -22,6 +22,7 @@ from functools import lru_cache
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from cartrescue.contacts import family_name_first
 from cartrescue.model import (  # noqa: F401 - refunded_whole: re-exported for the sources
     REFUNDED, Customer, refunded_whole)
 
@@ -512,7 +513,7 @@ def split_name(full_name: str, locale: str) -> tuple[str, str]:
     words = full_name.split()
     if len(words) < 2:
         return full_name, ""
-    if locale.lower().replace("-", "_").split("_")[0] == "hu":
+    if family_name_first(locale):
         return words[-1], " ".join(words[:-1])
     return words[0], " ".join(words[1:])
 
