@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cartrescue import processes
-from cartrescue.text import path_text
+from cartrescue.text import counted, path_text
 from cartrescue.workers import TERM_GRACE, Document, error_of, exit_code_of, merge_counts, worst_exit_code
 
 #: What ``ps`` calls a shop's process: ``cr-shop-<n>`` (n: its place in the list).
@@ -132,7 +132,8 @@ class ShopRun:
                                                               key=lambda item: -item[1])[:3]]
         killed_left = int(trailer.get("killed_left") or 0)
         if killed_left and not (trailer.get("released") or trailer.get("released_not_resent")):
-            lines.append(f"{killed_left} claims were left without outcome by a run killed (or stopped with messages in "
+            were = "was" if killed_left == 1 else "were"
+            lines.append(f"{counted(killed_left, 'claim')} {were} left without outcome by a run killed (or stopped with messages in "
                          "flight: Ctrl-C, SIGTERM, a ledger error) since the last run, found "
                          "now: those customers may not have got their message; not resent (said once; `cartrescue "
                          "doctor` shows them, --resend-unconfirmed sends them again)")

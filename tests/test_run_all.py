@@ -222,6 +222,12 @@ def test_claims_a_killed_run_left_are_said_for_the_shop_and_kept_in_its_row() ->
     assert (found.as_json()["killed_left"], found.as_json()["unconfirmed"]) == (8, 8)
 
 
+def test_one_claim_a_killed_run_left_is_said_in_the_singular() -> None:
+    one = ShopRun(Path("s.yaml"), pid=42, started="fork", returncode=0,
+                  trailer={"counts": {}, "unconfirmed": 1, "released": 0, "killed_left": 1})
+    assert one.attention()[0].startswith("s.yaml: 1 claim was left without outcome by a run killed")
+
+
 @pytest.mark.slow
 def test_sigterm_stops_the_running_shop_starts_no_other_and_still_prints_one_document(
         make_shop: Callable[[str], Shop], tmp_path: Path) -> None:
