@@ -280,6 +280,31 @@ def test_an_unreadable_order_row_is_reported_and_the_other_orders_still_count(tm
     assert [str(p) for p in problems] == [f"{orders}:2: malformed CSV: field larger than field limit (131072)"] * 2
 
 
+#: A WooCommerce orders table exported as it is: its statuses under ``wc-``, and the order its block
+#: checkout keeps in draft for every checkout begun (an abandoned checkout itself).
+WOO_NO_PURCHASES = ["wc-cancelled", "wc-failed", "wc-checkout-draft", "checkout-draft", "wc-trash", "WC-Failed"]
+
+
+@pytest.mark.parametrize("status", WOO_NO_PURCHASES)
+def test_a_woocommerce_exports_cancelled_failed_or_draft_order_is_no_purchase(tmp_path: Path, status: str) -> None:
+    """Read as written, ``wc-failed`` (a payment that failed at the gateway) and a checkout's draft
+    were purchases: the customer who left that very checkout was skipped as ``ordered``, never
+    reminded. The WooCommerce preset read them right; a CSV export of the same table did not."""
+    from cartrescue.sources.base import ALL_TIME
+
+    carts = tmp_path / "carts.csv"
+    carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,email,total,status,created_at,delivered\n"
+                      f"101,ann@example.com,1.00,{status},2026-11-20T08:05:00Z,no\n"
+                      "102,ann@example.com,1.00,wc-processing,2026-11-01T08:00:00Z,no\n", encoding="utf-8")
+    problems: list[RowProblem] = []
+    with CsvSource(carts, orders, on_problem=problems.append) as source:
+        assert [(o.id, o.status) for o in source.orders_for(list(source.carts()))] == [("102", "processing")]
+        assert [(o.id, o.status) for o in source.orders(ALL_TIME)] == [("102", "processing")]
+    assert problems == []
+
+
 def test_an_orders_header_the_reader_cannot_read_stops_with_exit_3(tmp_path: Path) -> None:
     from cartrescue.errors import ExitCode, SourceError
 
