@@ -243,7 +243,8 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     else by its phone column (``Phone Number``: an SMS tool's opt-outs), and a row whose e-mail
     cell is empty by its phone column (an export of both kinds of opt-outs); a row whose consent
     column for that entry says yes (``Accepts Email Marketing``, ``Accepts SMS Marketing``: a
-    customers export lists everyone) is no opt-out and is skipped; without such a header,
+    customers export lists everyone) is no opt-out and is skipped, and so is its customer with
+    neither an address nor a number (known by name alone: no one to suppress); without such a header,
     the first cell of each row holding an ``@``, else the first written as a phone number. Its
     first row is a header only when none of its cells is either: a list of numbers without a
     header lost its first number to it. A file without a delimiter is one address (or number) a
@@ -294,6 +295,8 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
                 continue  # the header line
         if column is not None:
             entry = _row_entry(cells, column, phone)
+            if not entry and consents != (None, None):
+                continue  # a customers export's customer known by name alone: no one to suppress
             if not _consented(cells, consents, entry):
                 yield f"{path.name}:{number}", entry
         else:

@@ -1072,6 +1072,20 @@ def test_suppress_import_of_a_shopify_customers_export_skips_the_numbers_that_ac
     assert listed == {"+46701234500": 1, "+46701234501": 0}  # exit 1: not suppressed
 
 
+def test_suppress_import_of_a_customers_export_passes_over_a_customer_without_address_or_number(
+        shop: Shop, tmp_path: Path) -> None:
+    """A customer the shop knows by name alone (a sale at the till) is in Shopify's customers export
+    with neither an address nor a number: there is no one to suppress, yet the import reported the
+    row "not an e-mail address or phone number: ''" and exited 1, each time the export was imported."""
+    export = tmp_path / "customers_export.csv"
+    export.write_text("Customer ID,First Name,Email,Accepts Email Marketing,Phone,Accepts SMS Marketing\n"
+                      "127,Erik,,no,,no\n"
+                      "128,Fay,fay@example.com,no,,no\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (1, [])
+
+
 def test_suppress_import_reads_a_number_behind_a_spreadsheets_apostrophe(shop: Shop, tmp_path: Path) -> None:
     """Shopify's exports (and a spreadsheet that kept a number as text) write ``'+46701234500``:
     the cart reader takes that number, but the import reported it "not an e-mail address or phone
