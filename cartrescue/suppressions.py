@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 from cartrescue.contacts import email_hash, email_hashes, is_valid_email, normalize_email, normalize_phone, phone_hash
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
+from cartrescue.sources.csvfile import SEP_LINE
 from cartrescue.survey import TAG as SURVEY_TAG
 from cartrescue.tokens import tag_of
 from cartrescue.unsubscribe import BadToken, verify_token
@@ -249,6 +250,7 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     first row is a header only when none of its cells is either: a list of numbers without a
     header lost its first number to it. A file without a delimiter is one address (or number) a
     line, under a header when its first line is a column name (``email``: a one-column export).
+    Excel's ``sep=;`` line above the header names the delimiter.
     Blank lines and lines starting with ``#`` are skipped.
     """
     try:
@@ -257,11 +259,17 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     text = _text_of(path, data)
     lines = text.splitlines()
-    first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
+    written = (line for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    first = next(written, "")
+    # Excel's "sep=;" above the header names the delimiter and is no header: read as one, the
+    # header was an invalid entry and its consent columns unread (everyone listed suppressed).
+    sep = SEP_LINE.fullmatch(first.strip())
+    if sep is not None:
+        first = next(written, "")
     # The delimiter the header uses between its cells: "Name, Vorname" in quotes is one cell.
     between = re.sub(r'"[^"]*"', "", first)
     counts = {d: between.count(d) for d in (",", ";", "\t")}
-    delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else None
+    delimiter = sep.group(1) if sep else max(counts, key=lambda d: counts[d]) if any(counts.values()) else None
     if delimiter is None:  # one address a line, perhaps under a one-column CSV's header ("email")
         # A one-column export may quote every cell ("Email Address", "ann@example.com"): read as
         # it was, the quotes stayed on, and neither the header nor one address was recognised.
@@ -284,6 +292,9 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
         number, end = end + 1, rows.line_num  # the line this row starts on: a quoted cell may span lines
         cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].startswith("#"):
+            continue
+        if sep is not None:  # the sep= line, above the header
+            sep = None
             continue
         if not header_seen:
             header_seen = True

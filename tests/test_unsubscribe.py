@@ -1086,6 +1086,19 @@ def test_suppress_import_of_a_customers_export_passes_over_a_customer_without_ad
     assert (result.json["added"], result.json["invalid"]) == (1, [])
 
 
+def test_suppress_import_reads_the_header_below_excels_sep_line(shop: Shop, tmp_path: Path) -> None:
+    """A list saved for Excel starts with ``sep=;``, the line that names its delimiter: read as the
+    header, the real header became an invalid entry (exit 1) and its consent column went unread,
+    so the customer who had said yes to marketing was suppressed, never reminded again."""
+    export = tmp_path / "customers_export.csv"
+    export.write_text("sep=;\r\nEmail;Accepts Email Marketing\r\nyes@example.com;yes\r\nno@example.com;no\r\n",
+                      encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (1, [])
+    assert shop.suppression("yes@example.com") is None and shop.suppression("no@example.com") is not None
+
+
 def test_suppress_import_reads_a_number_behind_a_spreadsheets_apostrophe(shop: Shop, tmp_path: Path) -> None:
     """Shopify's exports (and a spreadsheet that kept a number as text) write ``'+46701234500``:
     the cart reader takes that number, but the import reported it "not an e-mail address or phone
