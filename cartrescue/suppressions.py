@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
-from cartrescue.contacts import email_hash, email_hashes, is_valid_email, normalize_email, normalize_phone, phone_hash
+from cartrescue.contacts import (email_hash, email_hashes, is_valid_email, normalize_email, normalize_phone,
+                                 normalize_sender, phone_hash)
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
 from cartrescue.sources.csvfile import SEP_LINE
@@ -379,26 +380,32 @@ def _unticked(cell: str) -> str:
     return text[1:] if text.startswith("'") and written_as_number(text[1:]) else cell
 
 
-def _entry_hash(cell: str, region: str | None) -> str | None:
-    """The hash one entry of a list is suppressed under: an address's, or a phone number's (local
-    digits read in ``region``) as a STOP reply's; ``None`` for neither."""
+def _entry_hash(cell: str, region: str | None, countries: Iterable[str] = ()) -> str | None:
+    """The hash one entry of a list is suppressed under: an address's, or a phone number's read
+    as a STOP reply's (:func:`~cartrescue.contacts.normalize_sender`: local digits in ``region``,
+    else a gateway's number without its ``+``, else local in one of ``countries``); ``None`` for
+    neither. A gateway's opt-out list writes ``4791234567`` as its replies do: read in the shop's
+    region alone, each was refused, and those who had said STOP were texted again."""
     cell = _unticked(cell)
     if "@" not in cell and written_as_number(cell):
-        number = normalize_phone(cell, region)
+        number = normalize_sender(cell, region, countries)
         return phone_hash(number) if number else None
     address = normalize_email(bare_address(cell)) or ""
     return email_hash(address) if is_valid_email(address) else None
 
 
 def import_entries(ledger: Ledger, entries: Iterable[tuple[str, str]], *, reason: str = IMPORTED,
-                   now: datetime | None = None, region: str | None = None) -> ImportResult:
+                   now: datetime | None = None, region: str | None = None,
+                   countries: Iterable[str] = ()) -> ImportResult:
     """Suppress every valid address and phone number of ``entries`` (:func:`read_addresses`, read
     before the ledger is opened: a file that cannot be read makes no ledger file); report invalid
-    ones. ``region``: the country of numbers written without their country code."""
+    ones. ``region``: the country of numbers written without their country code; ``countries``:
+    ``sms.countries``, whose local numbers a STOP reply is read in too."""
     result = ImportResult()
     rows: list[tuple[str, str, str]] = []
+    countries = tuple(countries)
     for location, cell in entries:
-        hashed = _entry_hash(cell, region)
+        hashed = _entry_hash(cell, region, countries)
         if hashed is None:
             result.invalid.append((location, cell))
             continue

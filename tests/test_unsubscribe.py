@@ -1099,6 +1099,19 @@ def test_suppress_import_reads_the_header_below_excels_sep_line(shop: Shop, tmp_
     assert shop.suppression("yes@example.com") is None and shop.suppression("no@example.com") is not None
 
 
+def test_suppress_import_reads_a_gateways_number_without_its_plus_as_a_stop_reply_is_read(
+        shop: Shop, tmp_path: Path) -> None:
+    """SMS gateways write a number without its ``+`` (``4791234567``), in their opt-out exports as
+    in the STOP replies they forward: the reply was read so, but the import reported each such
+    number of the gateway's list invalid (exit 1), and those who had said STOP were texted again."""
+    export = tmp_path / "sms-optouts.csv"
+    export.write_text("phone_number,opted_out_at\n4791234567,2026-11-01\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (1, [])
+    assert shop.cli("suppress", "list", "--email", "+4791234567", now=None).exit_code == 0
+
+
 def test_suppress_import_reads_a_number_behind_a_spreadsheets_apostrophe(shop: Shop, tmp_path: Path) -> None:
     """Shopify's exports (and a spreadsheet that kept a number as text) write ``'+46701234500``:
     the cart reader takes that number, but the import reported it "not an e-mail address or phone
