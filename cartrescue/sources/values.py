@@ -33,10 +33,11 @@ W = TypeVar("W")  # where a value stood: a line, a row
 #: Orders in these states are no sale (the report), and no order a run counts, but for a shop
 #: preset's refunded one (:data:`RUN_IGNORED_ORDER_STATUSES`).
 #: ``voided`` and ``expired``: Shopify's payment authorization cancelled, or never captured in time.
-#: ``checkout-draft``, ``auto-draft`` and ``trash``: WooCommerce's order never placed (the draft its
-#: block checkout keeps of every checkout begun: an abandoned checkout itself) or thrown away.
+#: ``checkout-draft`` (``draft``, as an export plugin labels it), ``auto-draft`` and ``trash``:
+#: WooCommerce's order never placed (the draft its block checkout keeps of every checkout begun: an
+#: abandoned checkout itself) or thrown away.
 IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided", "expired",
-                                    "checkout-draft", "auto-draft", "trash"})
+                                    "checkout-draft", "draft", "auto-draft", "trash"})
 #: What a preset's run does not count as an order. A refunded order (:data:`REFUNDED`) is no sale
 #: to the report, yet its customer bought: the cart it converted was not abandoned (README, ``ordered``).
 RUN_IGNORED_ORDER_STATUSES = IGNORED_ORDER_STATUSES - {REFUNDED}
