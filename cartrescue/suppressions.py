@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
-from cartrescue.contacts import email_hash, email_hashes, is_valid_email, normalize_email, normalize_phone, phone_hash
+from cartrescue.contacts import (email_hash, email_hashes, is_valid_email, normalize_email, normalize_phone,
+                                 normalize_sender, phone_hash)
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
+from cartrescue.sources.csvfile import SEP_LINE
 from cartrescue.survey import TAG as SURVEY_TAG
 from cartrescue.tokens import tag_of
 from cartrescue.unsubscribe import BadToken, verify_token
@@ -243,11 +245,13 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
     else by its phone column (``Phone Number``: an SMS tool's opt-outs), and a row whose e-mail
     cell is empty by its phone column (an export of both kinds of opt-outs); a row whose consent
     column for that entry says yes (``Accepts Email Marketing``, ``Accepts SMS Marketing``: a
-    customers export lists everyone) is no opt-out and is skipped; without such a header,
+    customers export lists everyone) is no opt-out and is skipped, and so is its customer with
+    neither an address nor a number (known by name alone: no one to suppress); without such a header,
     the first cell of each row holding an ``@``, else the first written as a phone number. Its
     first row is a header only when none of its cells is either: a list of numbers without a
     header lost its first number to it. A file without a delimiter is one address (or number) a
     line, under a header when its first line is a column name (``email``: a one-column export).
+    Excel's ``sep=;`` line above the header names the delimiter.
     Blank lines and lines starting with ``#`` are skipped.
     """
     try:
@@ -256,11 +260,17 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     text = _text_of(path, data)
     lines = text.splitlines()
-    first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
+    written = (line for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    first = next(written, "")
+    # Excel's "sep=;" above the header names the delimiter and is no header: read as one, the
+    # header was an invalid entry and its consent columns unread (everyone listed suppressed).
+    sep = SEP_LINE.fullmatch(first.strip())
+    if sep is not None:
+        first = next(written, "")
     # The delimiter the header uses between its cells: "Name, Vorname" in quotes is one cell.
     between = re.sub(r'"[^"]*"', "", first)
     counts = {d: between.count(d) for d in (",", ";", "\t")}
-    delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else None
+    delimiter = sep.group(1) if sep else max(counts, key=lambda d: counts[d]) if any(counts.values()) else None
     if delimiter is None:  # one address a line, perhaps under a one-column CSV's header ("email")
         # A one-column export may quote every cell ("Email Address", "ann@example.com"): read as
         # it was, the quotes stayed on, and neither the header nor one address was recognised.
@@ -284,6 +294,9 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
         cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].startswith("#"):
             continue
+        if sep is not None:  # the sep= line, above the header
+            sep = None
+            continue
         if not header_seen:
             header_seen = True
             names = [cell.lower() for cell in cells]
@@ -294,6 +307,8 @@ def read_addresses(path: Path) -> Iterator[tuple[str, str]]:
                 continue  # the header line
         if column is not None:
             entry = _row_entry(cells, column, phone)
+            if not entry and consents != (None, None):
+                continue  # a customers export's customer known by name alone: no one to suppress
             if not _consented(cells, consents, entry):
                 yield f"{path.name}:{number}", entry
         else:
@@ -365,26 +380,32 @@ def _unticked(cell: str) -> str:
     return text[1:] if text.startswith("'") and written_as_number(text[1:]) else cell
 
 
-def _entry_hash(cell: str, region: str | None) -> str | None:
-    """The hash one entry of a list is suppressed under: an address's, or a phone number's (local
-    digits read in ``region``) as a STOP reply's; ``None`` for neither."""
+def _entry_hash(cell: str, region: str | None, countries: Iterable[str] = ()) -> str | None:
+    """The hash one entry of a list is suppressed under: an address's, or a phone number's read
+    as a STOP reply's (:func:`~cartrescue.contacts.normalize_sender`: local digits in ``region``,
+    else a gateway's number without its ``+``, else local in one of ``countries``); ``None`` for
+    neither. A gateway's opt-out list writes ``4791234567`` as its replies do: read in the shop's
+    region alone, each was refused, and those who had said STOP were texted again."""
     cell = _unticked(cell)
     if "@" not in cell and written_as_number(cell):
-        number = normalize_phone(cell, region)
+        number = normalize_sender(cell, region, countries)
         return phone_hash(number) if number else None
     address = normalize_email(bare_address(cell)) or ""
     return email_hash(address) if is_valid_email(address) else None
 
 
 def import_entries(ledger: Ledger, entries: Iterable[tuple[str, str]], *, reason: str = IMPORTED,
-                   now: datetime | None = None, region: str | None = None) -> ImportResult:
+                   now: datetime | None = None, region: str | None = None,
+                   countries: Iterable[str] = ()) -> ImportResult:
     """Suppress every valid address and phone number of ``entries`` (:func:`read_addresses`, read
     before the ledger is opened: a file that cannot be read makes no ledger file); report invalid
-    ones. ``region``: the country of numbers written without their country code."""
+    ones. ``region``: the country of numbers written without their country code; ``countries``:
+    ``sms.countries``, whose local numbers a STOP reply is read in too."""
     result = ImportResult()
     rows: list[tuple[str, str, str]] = []
+    countries = tuple(countries)
     for location, cell in entries:
-        hashed = _entry_hash(cell, region)
+        hashed = _entry_hash(cell, region, countries)
         if hashed is None:
             result.invalid.append((location, cell))
             continue

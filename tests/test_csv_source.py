@@ -263,21 +263,48 @@ def test_an_unreadable_row_between_two_carts_is_reported_alone(tmp_path: Path) -
     assert [(p.location, p.reason) for p in problems] == [(f"{path}:3", unreadable), (f"{path}:5", unreadable)]
 
 
-def test_an_unreadable_order_row_is_reported_and_the_other_orders_still_count(tmp_path: Path) -> None:
-    # It used to end the run as "a bug in cartrescue" (exit 70), for run and report alike.
+def _anns_orders(tmp_path: Path, orders_csv: str) -> tuple[list[Any], list[Any], list[RowProblem]]:
+    """Ann's cart c1 beside the orders file ``orders_csv``: the orders a run matches to her cart,
+    the orders the report reads, and the problems of both."""
     from cartrescue.sources.base import ALL_TIME
 
     carts = tmp_path / "carts.csv"
     carts.write_text(HEADER + "c1,ann@example.com,EUR,2026-11-20T08:00:00Z,,A,Mug,1,1.00,yes\n", encoding="utf-8")
     orders = tmp_path / "orders.csv"
-    orders.write_text("order_id,email,customer_id,cart_id,total,status,created_at,delivered\n"
-                      f'o1,"{"x" * 200_000}",,,1.00,completed,2026-11-21T08:00:00Z,\n'
-                      "o2,ann@example.com,,c1,1.00,completed,2026-11-21T08:00:00Z,\n", encoding="utf-8")
+    orders.write_text(orders_csv, encoding="utf-8")
     problems: list[RowProblem] = []
     with CsvSource(carts, orders, on_problem=problems.append) as source:
-        assert [o.id for o in source.orders_for(list(source.carts()))] == ["o2"]
-        assert [o.id for o in source.orders(ALL_TIME)] == ["o2"]
+        return list(source.orders_for(list(source.carts()))), list(source.orders(ALL_TIME)), problems
+
+
+def test_an_unreadable_order_row_is_reported_and_the_other_orders_still_count(tmp_path: Path) -> None:
+    # It used to end the run as "a bug in cartrescue" (exit 70), for run and report alike.
+    run, report, problems = _anns_orders(
+        tmp_path, "order_id,email,customer_id,cart_id,total,status,created_at,delivered\n"
+                  f'o1,"{"x" * 200_000}",,,1.00,completed,2026-11-21T08:00:00Z,\n'
+                  "o2,ann@example.com,,c1,1.00,completed,2026-11-21T08:00:00Z,\n")
+    assert [o.id for o in run] == ["o2"] and [o.id for o in report] == ["o2"]
+    orders = tmp_path / "orders.csv"
     assert [str(p) for p in problems] == [f"{orders}:2: malformed CSV: field larger than field limit (131072)"] * 2
+
+
+#: A WooCommerce orders table exported as it is: its statuses under ``wc-``, and the order its block
+#: checkout keeps in draft for every checkout begun (an abandoned checkout itself), which an export
+#: plugin writes by its label, ``Draft``.
+WOO_NO_PURCHASES = ["wc-cancelled", "wc-failed", "wc-checkout-draft", "checkout-draft", "wc-trash", "WC-Failed",
+                    "Draft"]
+
+
+@pytest.mark.parametrize("status", WOO_NO_PURCHASES)
+def test_a_woocommerce_exports_cancelled_failed_or_draft_order_is_no_purchase(tmp_path: Path, status: str) -> None:
+    """Read as written, ``wc-failed`` (a payment that failed at the gateway) and a checkout's draft
+    were purchases: the customer who left that very checkout was skipped as ``ordered``, never
+    reminded. The WooCommerce preset read them right; a CSV export of the same table did not."""
+    run, report, problems = _anns_orders(tmp_path, "order_id,email,total,status,created_at,delivered\n"
+                                         f"101,ann@example.com,1.00,{status},2026-11-20T08:05:00Z,no\n"
+                                         "102,ann@example.com,1.00,wc-processing,2026-11-01T08:00:00Z,no\n")
+    assert [(o.id, o.status) for o in run] == [("102", "processing")] == [(o.id, o.status) for o in report]
+    assert problems == []
 
 
 def test_an_orders_header_the_reader_cannot_read_stops_with_exit_3(tmp_path: Path) -> None:

@@ -289,6 +289,14 @@ def test_an_order_whose_status_says_refunded_is_still_a_runs_order_awaiting_no_d
     assert orders["10"].status == "refunded" and not orders["10"].awaits_delivery
 
 
+@pytest.mark.parametrize("status", ["wc-cancelled", "wc-failed", "wc-checkout-draft"])
+def test_a_woocommerce_status_of_no_purchase_is_read_as_the_csv_format_reads_it(url, status):
+    """A query over WooCommerce's orders table returns its statuses under ``wc-``: read as written,
+    a failed payment or a checkout's draft was its customer's purchase, and their cart never reminded."""
+    orders = _orders_where(url, "status,", f"CASE WHEN id = 10 THEN '{status}' ELSE status END AS status,")
+    assert "10" not in orders and "9" in orders
+
+
 def test_an_order_whose_address_was_mistyped_at_checkout_is_read_by_its_cart(url):
     """The address only ties an order to carts: read as a cart's is, ``kim@example`` made the
     order unreadable, and its cart waited for it instead of knowing it was bought (Magento's and

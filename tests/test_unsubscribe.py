@@ -1072,6 +1072,45 @@ def test_suppress_import_of_a_shopify_customers_export_skips_the_numbers_that_ac
     assert listed == {"+46701234500": 1, "+46701234501": 0}  # exit 1: not suppressed
 
 
+def _imported(shop: Shop, path: Path, text: str) -> tuple[int, list[object]]:
+    """``suppress import`` of ``text`` written at ``path``, which must exit 0: (added, invalid)."""
+    path.write_text(text, encoding="utf-8")
+    result = shop.cli("suppress", "import", str(path), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    return result.json["added"], result.json["invalid"]
+
+
+def test_suppress_import_of_a_customers_export_passes_over_a_customer_without_address_or_number(
+        shop: Shop, tmp_path: Path) -> None:
+    """A customer the shop knows by name alone (a sale at the till) is in Shopify's customers export
+    with neither an address nor a number: there is no one to suppress, yet the import reported the
+    row "not an e-mail address or phone number: ''" and exited 1, each time the export was imported."""
+    assert _imported(shop, tmp_path / "customers_export.csv",
+                     "Customer ID,First Name,Email,Accepts Email Marketing,Phone,Accepts SMS Marketing\n"
+                     "127,Erik,,no,,no\n"
+                     "128,Fay,fay@example.com,no,,no\n") == (1, [])
+
+
+def test_suppress_import_reads_the_header_below_excels_sep_line(shop: Shop, tmp_path: Path) -> None:
+    """A list saved for Excel starts with ``sep=;``, the line that names its delimiter: read as the
+    header, the real header became an invalid entry (exit 1) and its consent column went unread,
+    so the customer who had said yes to marketing was suppressed, never reminded again."""
+    assert _imported(shop, tmp_path / "customers_export.csv",
+                     "sep=;\r\nEmail;Accepts Email Marketing\r\n"
+                     "yes@example.com;yes\r\nno@example.com;no\r\n") == (1, [])
+    assert shop.suppression("yes@example.com") is None and shop.suppression("no@example.com") is not None
+
+
+def test_suppress_import_reads_a_gateways_number_without_its_plus_as_a_stop_reply_is_read(
+        shop: Shop, tmp_path: Path) -> None:
+    """SMS gateways write a number without its ``+`` (``4791234567``), in their opt-out exports as
+    in the STOP replies they forward: the reply was read so, but the import reported each such
+    number of the gateway's list invalid (exit 1), and those who had said STOP were texted again."""
+    assert _imported(shop, tmp_path / "sms-optouts.csv",
+                     "phone_number,opted_out_at\n4791234567,2026-11-01\n") == (1, [])
+    assert shop.cli("suppress", "list", "--email", "+4791234567", now=None).exit_code == 0
+
+
 def test_suppress_import_reads_a_number_behind_a_spreadsheets_apostrophe(shop: Shop, tmp_path: Path) -> None:
     """Shopify's exports (and a spreadsheet that kept a number as text) write ``'+46701234500``:
     the cart reader takes that number, but the import reported it "not an e-mail address or phone

@@ -111,7 +111,8 @@ def suppress_import(
         entries = list(read_addresses(file))  # before the ledger: a file it cannot read makes no ledger file
         ledger = recording_ledger(cfg)
         try:
-            result = import_entries(ledger, entries, reason=reason, region=cfg.phone_region)
+            result = import_entries(ledger, entries, reason=reason, region=cfg.phone_region,
+                                    countries=cfg.sms.countries)
         finally:
             ledger.close()
     except CartrescueError as error:

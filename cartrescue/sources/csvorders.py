@@ -46,6 +46,7 @@ from cartrescue.sources.values import (
     IGNORED_ORDER_STATUSES,
     RUN_IGNORED_ORDER_STATUSES,
     RowError,
+    order_status,
     parse_delivered,
     parse_order_time,
     refund_amount,
@@ -257,7 +258,7 @@ class CsvOrders(CartSource):
                     email = fold_email(email_text) or None  # normalize_email() of a stripped value
                     created, _ = parse_order_time(created_text, "created_at", self.shop_tz)
                     total = self._decimal(total_text, "total") if total_text else _ZERO
-                    status = status_text.lower()
+                    status = order_status(status_text)
                     delivered = parse_delivered(delivered_text)
                 except RowError as exc:
                     pending.append((order_id, start, RowProblem(f"{path}:{start}", f"order {order_id}: {exc}")))
@@ -363,7 +364,7 @@ class CsvOrders(CartSource):
                     continue
                 if order_id in not_orders:
                     continue
-                if row[cancelled_at].strip() or row[status_at].strip().lower() in IGNORED_ORDER_STATUSES:
+                if row[cancelled_at].strip() or order_status(row[status_at]) in IGNORED_ORDER_STATUSES:
                     not_orders.add(order_id)
                     continue
                 if wanted is not None and not wanted(row[cart_at].strip() or None, fold_email(row[email_at].strip()) or None,
@@ -372,7 +373,7 @@ class CsvOrders(CartSource):
                 (_id, email, customer_id, cart_id, total_text, currency, status, created_text, delivered_text,
                  cancelled, code, refunded_text) = map(str.strip, fields(row))
                 email = fold_email(email)
-                status = status.lower()
+                status = order_status(status)
                 try:
                     created, day_start = parse_order_time(created_text, "created_at", self.shop_tz)
                     if not window.overlaps(day_start or created, created):

@@ -67,8 +67,9 @@ VALUE_NOTES: dict[str, str] = {
                       "zero-decimal currencies may have no decimals.",
     "Total": "order/checkout total incl. shipping and taxes, minus discounts; first row only. "
              "'Subtotal' is the line items after discounts.",
-    "Financial Status": "lower-case Shopify states; 'voided' and 'refunded' are ignored orders. A "
-                        "cancelled order is recognised by 'Cancelled at', not by this column.",
+    "Financial Status": "lower-case Shopify states; 'voided' and 'expired' are no order, 'refunded' no "
+                        "sale to the report and still its cart's purchase to a run. A cancelled order is "
+                        "recognised by 'Cancelled at', not by this column.",
     "Refunded Amount": "what was refunded so far, in the order's currency (0.00 when nothing); first "
                        "row only. The report counts Total less it; a partial refund leaves Financial "
                        "Status 'partially_refunded', a counted order.",

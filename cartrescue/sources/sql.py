@@ -50,7 +50,7 @@ from cartrescue.sources.base import (
 from cartrescue.sources.schema import Schema, raise_for
 from cartrescue.sources.schema import inspect as inspect_schema
 # Re-exported for the presets: the order rules (IGNORED_ORDER_STATUSES, REFUNDED, RUN_IGNORED_ORDER_STATUSES,
-# refunded_whole) and RowError
+# refunded_whole, order_status) and RowError
 from cartrescue.sources.values import (  # noqa: F401
     FALSE_WORDS,
     IGNORED_ORDER_STATUSES,
@@ -60,6 +60,7 @@ from cartrescue.sources.values import (  # noqa: F401
     TRUE_WORDS,
     RowError,
     bounded_amount,
+    order_status,
     bounded_quantity,
     in_stock_range,
     OWNER_FIELDS,
@@ -1586,7 +1587,7 @@ class SqlSource(DatabaseSource):
                 cart_id=id_or_none(row.get("cart_id")),
                 total=total,
                 currency=text_or_none(row.get("currency")),
-                status=(text_or_none(row.get("status")) or "").lower(),
+                status=order_status(text_or_none(row.get("status")) or ""),
                 delivered=parse_delivered(row.get("delivered")),
                 discount_codes=codes_of(row.get("discount_code")),
                 refunded=refunded,
@@ -1594,7 +1595,7 @@ class SqlSource(DatabaseSource):
         except RowError as exc:
             where = f"{query} query order_id={order_id}"
             self.problem(where, str(exc))
-            if not keep or (text_or_none(row.get("status")) or "").lower() in ignored:
+            if not keep or order_status(text_or_none(row.get("status")) or "") in ignored:
                 return None
             return Order.unreadable_row(order_id, where, row.get("email"), row.get("customer_id"), row.get("cart_id"))
         # A negative total: a refund or credit note returned as an order row, no purchase.

@@ -34,10 +34,24 @@ W = TypeVar("W")  # where a value stood: a line, a row
 #: Orders in these states are no sale (the report), and no order a run counts, but for a shop
 #: preset's refunded one (:data:`RUN_IGNORED_ORDER_STATUSES`).
 #: ``voided`` and ``expired``: Shopify's payment authorization cancelled, or never captured in time.
-IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided", "expired"})
+#: ``checkout-draft`` (``draft``, as an export plugin labels it), ``auto-draft`` and ``trash``:
+#: WooCommerce's order never placed (the draft its block checkout keeps of every checkout begun: an
+#: abandoned checkout itself) or thrown away.
+IGNORED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "refunded", "failed", "voided", "expired",
+                                    "checkout-draft", "draft", "auto-draft", "trash"})
 #: What a preset's run does not count as an order. A refunded order (:data:`REFUNDED`) is no sale
 #: to the report, yet its customer bought: the cart it converted was not abandoned (README, ``ordered``).
 RUN_IGNORED_ORDER_STATUSES = IGNORED_ORDER_STATUSES - {REFUNDED}
+
+
+
+def order_status(text: str) -> str:
+    """An order's status as the rules above read it: in lower case, without the ``wc-`` WooCommerce
+    stores it under. An export of its orders table (or a ``sql`` query over it) writes
+    ``wc-failed`` and ``wc-checkout-draft``: read as written, each was a purchase, and the customer
+    who had just left that checkout was skipped as ``ordered``, never reminded."""
+    return text.strip().lower().removeprefix("wc-")
+
 
 #: Units of one product in one cart line: more is a typo or a test, not a shopper.
 MAX_QUANTITY = 10_000

@@ -72,6 +72,7 @@ from cartrescue.sources.sql import (
     as_stock,
     as_utc,
     order_email,
+    order_status,
     order_time,
     chunks,
     first_number,
@@ -86,9 +87,6 @@ from cartrescue.sources.sql import (
 )
 
 _SLACK = timedelta(hours=1)  # local times repeat or skip an hour at a DST change
-_DRAFTS = frozenset({"checkout-draft", "trash", "auto-draft"})
-_NOT_ORDERS = IGNORED_ORDER_STATUSES | _DRAFTS
-_NOT_PURCHASES = RUN_IGNORED_ORDER_STATUSES | _DRAFTS  # a run's: a refunded order was still bought
 _CART_TABLE = "cartflows_ca_cart_abandonment"
 #: Statuses of an order that awaits no delivery: WooCommerce's ``completed`` and the statuses
 #: shipment-tracking plugins move a sent order on to (``wc-shipped``, ``wc-delivered``). Shipped
@@ -468,8 +466,8 @@ class WooCommerceSource(DatabaseSource):
         ``refunds``: the amounts of its refunds (the report's, :meth:`_refunds`); refunded in full, no order.
         A run's (``keep``) ``refunded`` order (WooCommerce sets an order refunded in full to it) is
         still the purchase of its cart, and awaits no delivery (:attr:`Order.awaits_delivery`)."""
-        state = (text_or_none(status) or "").lower().removeprefix("wc-")
-        if state in (_NOT_PURCHASES if keep else _NOT_ORDERS):
+        state = order_status(text_or_none(status) or "")
+        if state in (RUN_IGNORED_ORDER_STATUSES if keep else IGNORED_ORDER_STATUSES):  # a run's: a refund was bought
             return None
         try:
             created_at, day_start = order_time(created, UTC, where[1])
