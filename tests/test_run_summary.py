@@ -73,3 +73,20 @@ def test_a_dry_run_summary_still_points_to_eml_and_the_delivering_options(shop: 
     shop.add(cart("c1"))
     panel = _panel(shop.cli("run").stdout)
     assert "mode dry-run at" in panel and "--eml DIR writes the messages to read" in panel, panel
+
+
+def test_the_panel_counts_every_failure_it_does_not_name(shop: Shop, tmp_path: Path) -> None:
+    """The tally keeps 20 kinds of failure; on a disk that filled under `--outbox` each failure
+    names its own file, so there are more kinds. The panel names three and said '17 for other
+    reasons' of 25 failed: the last line counts every failure the lines above it do not."""
+    outbox = tmp_path / "outbox"
+    for n in range(25):
+        shop.add(cart(f"c{n:02d}"))
+        for claim in range(1, 26):  # a folder where the file would go: cannot write it
+            (outbox / f"csv_c{n:02d}-step1-{claim}.eml").mkdir(parents=True)
+    result = shop.cli("run", "--outbox", str(outbox))
+    assert result.exit_code == 1, result.output
+    panel = _panel(result.stdout)
+    assert "delivered 0, failed 25" in panel, panel
+    assert panel.count("failed: 1 × cannot write") == 3, panel
+    assert "failed: 22 for other reasons (see --json)" in panel, panel
