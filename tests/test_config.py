@@ -237,6 +237,17 @@ def test_a_missing_default_config_suggests_init(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 2 and "cartrescue init" in result.stderr
 
 
+def test_a_missing_default_config_names_the_folder_it_was_looked_for_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cron starts a job in the home folder: a crontab line without `cd /srv/shop &&` was told
+    only `cartrescue.yaml: config file not found`, not where it was looked for."""
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", "--send", "--quiet")
+    assert result.exit_code == 2, result.output
+    assert f"cartrescue.yaml: config file not found in {tmp_path} (the working folder" in result.stderr, result.stderr
+    assert "--config FILE" in result.stderr, result.stderr
+
+
 def test_init_writes_a_config_and_templates_that_work(tmp_path: Path) -> None:
     assert cli("init", str(tmp_path / "shop")).exit_code == 0
     config = load_config(tmp_path / "shop" / "cartrescue.yaml", env={})

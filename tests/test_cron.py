@@ -4,7 +4,6 @@ prints, so a healthy shop's jobs print nothing, and the ones that need a person 
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import subprocess
@@ -24,6 +23,7 @@ pytestmark = pytest.mark.smtp
 
 SHOP = "/srv/shop"  # the folder the documented lines cd into; the test's shop stands in for it
 SECRETS = {"CARTRESCUE_SECRET": "a-long-random-value-for-the-test", "SMTP_PASSWORD": "s3cret"}
+CRON_PATH = "/usr/bin:/bin"  # the PATH cron gives a job (crontab(5)); `pip install` puts cartrescue elsewhere
 _JOB = re.compile(r"^(@\w+|(?:[\d*/,-]+\s+){4}[\d*/,-]+)\s+(.+)$")
 _VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
@@ -80,15 +80,42 @@ class Cron:
         now = datetime.now(timezone.utc)
         write_csv(self.shop / "carts.csv", [row for i in range(3) for row in cart(f"c{i}", now=now)], CART_COLUMNS)
         write_csv(self.shop / "orders.csv", [], ORDER_COLUMNS)
-        self.path = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+        venv(self.shop)
 
     def run(self, command: str, variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        env = {"HOME": str(self.home), "LOGNAME": "shop", "SHELL": "/bin/sh", "PATH": self.path}
-        for name, value in variables.items():
-            assert name in SECRETS, f"a cron variable the test does not know: {name}={value}"
-            env[name] = SECRETS[name] if "…" in value else value
-        return subprocess.run(["/bin/sh", "-c", command.replace(SHOP, str(self.shop))], cwd=self.home, env=env,
+        return subprocess.run(["/bin/sh", "-c", command.replace(SHOP, str(self.shop))], cwd=self.home,
+                              env=cron_environment(self.home, self.shop, variables),
                               capture_output=True, text=True, timeout=120)
+
+
+def venv(shop: Path) -> None:
+    """The shop's venv where the documented lines expect it (``/srv/shop/.venv``): the suite's own."""
+    (shop / ".venv").mkdir()
+    (shop / ".venv" / "bin").symlink_to(Path(sys.executable).parent, target_is_directory=True)
+
+
+def cron_environment(home: Path, shop: Path, variables: dict[str, str]) -> dict[str, str]:
+    """What cron gives a job: HOME, LOGNAME, SHELL, its own PATH, then the crontab's variables."""
+    env = {"HOME": str(home), "LOGNAME": "shop", "SHELL": "/bin/sh", "PATH": CRON_PATH}
+    for name, value in variables.items():
+        if name == "PATH":
+            env[name] = value.replace(SHOP, str(shop))
+            continue
+        assert name in SECRETS, f"a cron variable the test does not know: {name}={value}"
+        env[name] = SECRETS[name] if "…" in value else value
+    return env
+
+
+@pytest.mark.parametrize(("file", "block"), cron_blocks(), ids=[file for file, _ in cron_blocks()])
+def test_each_crontab_finds_cartrescue_on_crons_own_path(tmp_path: Path, file: str, block: str) -> None:
+    """Cron's PATH is /usr/bin:/bin; a crontab copied as written that does not say where cartrescue is
+    mails `cartrescue: not found` every ten minutes, and no reminder goes out."""
+    variables, jobs = parse(block)
+    venv(tmp_path)
+    for command in jobs:
+        found = subprocess.run(["/bin/sh", "-c", "command -v cartrescue"], cwd=tmp_path, capture_output=True,
+                               text=True, env=cron_environment(tmp_path, tmp_path, variables))
+        assert found.returncode == 0, f"{file}: {command}: cartrescue is not on cron's PATH {CRON_PATH}"
 
 
 @pytest.mark.slow

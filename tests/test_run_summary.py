@@ -7,6 +7,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+from smtpserver import Fault, LoopbackSMTP
+
 from conftest import REPO, Shop, cart
 
 TWO_ITEMS = (("SKU-1", "Blue mug", 1, "25.00"), ("SKU-2", "Red mug", 1, "20.00"))
@@ -73,3 +76,34 @@ def test_a_dry_run_summary_still_points_to_eml_and_the_delivering_options(shop: 
     shop.add(cart("c1"))
     panel = _panel(shop.cli("run").stdout)
     assert "mode dry-run at" in panel and "--eml DIR writes the messages to read" in panel, panel
+
+
+def test_the_panel_counts_every_failure_it_does_not_name(shop: Shop, tmp_path: Path) -> None:
+    """The tally keeps 20 kinds of failure; on a disk that filled under `--outbox` each failure
+    names its own file, so there are more kinds. The panel names three and said '17 for other
+    reasons' of 25 failed: the last line counts every failure the lines above it do not."""
+    outbox = tmp_path / "outbox"
+    for n in range(25):
+        shop.add(cart(f"c{n:02d}"))
+        for claim in range(1, 26):  # a folder where the file would go: cannot write it
+            (outbox / f"csv_c{n:02d}-step1-{claim}.eml").mkdir(parents=True)
+    result = shop.cli("run", "--outbox", str(outbox))
+    assert result.exit_code == 1, result.output
+    panel = _panel(result.stdout)
+    assert "delivered 0, failed 25" in panel, panel
+    assert panel.count("failed: 1 × cannot write") == 3, panel
+    assert "failed: 22 for other reasons (see --json)" in panel, panel
+
+
+@pytest.mark.smtp
+def test_the_panel_names_a_failures_reason_to_its_end(shop: Shop) -> None:
+    """The panel (all cron's mail says under --quiet) cut each reason at 160 characters, mid-word:
+    a relay that never greeted was '… no greeting came (a port tha', its advice lost."""
+    advice = ("5.7.1 this relay takes mail from the shop's own network only, and this host is not in it: "
+              "send through smtp.example.com on port 587 with the shop's account")
+    with LoopbackSMTP(faults=[Fault(".*", f"550 {advice} instead (ask the postmaster to add this host)")]) as server:
+        shop.add(cart("c1")).configure(smtp=server.smtp_config())
+        result = shop.cli("run", "--send", "--quiet")
+    assert result.exit_code == 1, result.output
+    panel = " ".join(_panel(result.stdout).split())
+    assert "instead (ask the postmaster to add this host)" in panel, panel

@@ -464,7 +464,8 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
                      + (f", unconfirmed {counts['deliveries']['unconfirmed']} (no reply after the message; not resent)"
                         if counts["deliveries"].get("unconfirmed") else ""))
         # A failure a note explains in full (the call list's header: job.call_list_notes) is said once.
-        failures = sorted(((why, n) for why, n in (counts.get("failures") or {}).items()
+        tally = counts.get("failures") or {}
+        failures = sorted(((why, n) for why, n in tally.items()
                            if not (why and any(why in note for note in summary.notes))), key=lambda item: -item[1])
         if failures:
             from rich.markup import escape
@@ -472,8 +473,10 @@ def _print_summary(console: Any, summary: Any, counts: dict[str, Any], eml: Path
             from cartrescue.text import printable
 
             lines.extend(f"[red]failed:[/] {n} × {escape(printable(why))}" for why, n in failures[:3])
-            if len(failures) > 3:
-                lines.append(f"[red]failed:[/] {sum(n for _why, n in failures[3:])} for other reasons (see --json)")
+            # The tally keeps a few kinds (Counts.failures): the rest is what the failed count leaves.
+            other = counts["failed"] - sum(tally.values()) + sum(n for _why, n in failures[3:])
+            if other > 0:
+                lines.append(f"[red]failed:[/] {other} for other reasons (see --json)")
     if released_any(summary):
         lines.extend(_released_lines(summary))
     elif summary.unconfirmed:

@@ -142,6 +142,17 @@ def _yaml_problem(exc: Any) -> str:
     return problem
 
 
+def _where_looked() -> str:
+    """Where the default config was looked for. Cron starts a job in the home folder: a crontab
+    line without ``cd /srv/shop &&`` must say which folder it searched, not only the name."""
+    try:
+        folder = os.getcwd()
+    except OSError:  # the working folder was removed
+        return " (create one with `cartrescue init`)"
+    return (f" in {folder} (the working folder: cd to the shop's folder first, or give --config FILE; "
+            "create one with `cartrescue init`)")
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
     """Read, interpolate and validate a config file; raise ConfigError naming file and key.
 
@@ -156,8 +167,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     except OSError:  # in a folder this user may not search: reading it says so (exists() raised: exit 70)
         found = True
     if not found:
-        hint = " (create one with `cartrescue init`)" if path is None else ""
-        raise ConfigError(f"{file}: config file not found{hint}")
+        raise ConfigError(f"{file}: config file not found{_where_looked() if path is None else ''}")
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -26,6 +26,10 @@ class Result:
 new_result = quick_new(Result)  # Result(...) for fewer instructions: a run makes one per cart
 _FAILED = ("failed_transient", "failed_permanent", "render_error")
 MAX_FAILURE_KINDS = 20
+# A reason's length kept in the tally: whole, as the panel (all cron's mail says) shows it. Ours run
+# to about 250 characters (the advice at their end: `a port that speaks TLS ... takes smtp.security:
+# tls`); a relay's reply line to 512 (RFC 5321). A longer one is cut with a mark.
+MAX_FAILURE_LENGTH = 600
 
 
 @dataclass(slots=True)
@@ -49,7 +53,9 @@ class Counts:
         if result.delivery:
             self.deliveries[result.delivery] += 1
             if result.delivery in _FAILED:
-                why = (result.detail or result.delivery)[:160]
+                why = result.detail or result.delivery
+                if len(why) > MAX_FAILURE_LENGTH:
+                    why = why[:MAX_FAILURE_LENGTH - 1] + "…"
                 if why in self.failures or len(self.failures) < MAX_FAILURE_KINDS:
                     self.failures[why] += 1
 
