@@ -196,6 +196,15 @@ def _query_source(url: str, **queries: str) -> tuple[SqlSource, shopdb.Problems]
     return source, problems
 
 
+def _read_carts(url: str, **queries: str) -> tuple[dict, shopdb.Problems]:
+    """The carts ``queries`` (over the standard ones) read in the window, by id, and the problems."""
+    source, problems = _query_source(url, **queries)
+    try:
+        return {cart.id: cart for cart in source.carts(WINDOW)}, problems
+    finally:
+        source.close()
+
+
 @pytest.mark.parametrize(("key", "renamed", "missing"), [
     ("orders", ("id AS order_id", "id"), "order_id"),  # read no order at all: every buyer was reminded
     ("carts", ("c.id AS cart_id", "c.id"), "cart_id"),  # was an internal error (NoSuchColumnError)
@@ -222,11 +231,7 @@ def test_rows_of_one_cart_id_that_name_two_customers_are_skipped_and_reported(ur
     alias = column.split(" AS ")[-1].split(".")[-1]
     mixed = QUERIES["carts"].replace(column, f"CASE WHEN l.sku = 'B' THEN {other.split(' AS ')[0]} ELSE "
                                              f"{column.split(' AS ')[0]} END AS {alias}")
-    source, problems = _query_source(url, carts=mixed)
-    try:
-        carts = {cart.id: cart for cart in source.carts(WINDOW)}
-    finally:
-        source.close()
+    carts, problems = _read_carts(url, carts=mixed)
     assert sorted(carts) == ["2"]
     reason = problems.reasons()["carts query cart_id=1"]
     assert said in reason and "two carts under one id?" in reason
@@ -331,11 +336,7 @@ def test_a_window_compared_with_seconds_since_1970_as_the_docs_write_it_reads_th
     query = ("SELECT id AS cart_id, email, 'EUR' AS currency, created AS created_at, updated AS updated_at, "
              "'A' AS sku, 1 AS quantity, 10 AS unit_price FROM epoch_carts "
              f"WHERE updated >= {start} AND updated <= {start.replace(':start', ':end')} ORDER BY id")
-    source, problems = _query_source(url, carts=query)
-    try:
-        carts = {cart.id: cart for cart in source.carts(WINDOW)}
-    finally:
-        source.close()
+    carts, problems = _read_carts(url, carts=query)
     assert sorted(carts) == ["1"] and not problems.reasons()
     assert carts["1"].updated_at == datetime(2026, 3, 29, 9, 0, tzinfo=UTC)
 
