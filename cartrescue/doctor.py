@@ -1,10 +1,10 @@
 """``cartrescue doctor``: is everything a cron run needs in place, and are reminders still going out?
 
 Owns the checks and their verdicts, in this order: the config, the ledger, the source, the SMTP
-relay (connect, TLS and AUTH, then QUIT: nothing is sent), each other channel a tier or step
-uses (the webhook URL answers a HEAD; the SMS provider accepts the credentials in a read-only
-call: Twilio's account resource; nothing is sent) and staleness (no successful
-delivering run for ``doctor.stale_after``, or a channel the config uses whose every delivery
+relay (connect, TLS and AUTH, MAIL FROM the run's sender and RSET, then QUIT: nothing is sent),
+each other channel a tier or step uses (the webhook URL answers a HEAD; the SMS provider accepts
+the credentials in a read-only call: Twilio's account resource; nothing is sent) and staleness
+(no successful delivering run for ``doctor.stale_after``, or a channel the config uses whose every delivery
 failed for that long while the runs delivered on another -> :attr:`~cartrescue.errors.ExitCode.STALE`,
 so the mail cron sends on a non-zero exit tells the owner that reminders have silently stopped).
 The exit code is the one of the first failed check. It prints nothing; the CLI shows the result.
@@ -533,7 +533,8 @@ def _smtp(config: Any, limit: float | None = None) -> Check:
     except OSError as exc:
         return Check("smtp", FAIL, f"{settings.describe()}: {type(exc).__name__}: {exc}", int(ExitCode.SOME_FAILED))
     auth = f", AUTH as {settings.username}" if settings.username else ", no AUTH"
-    return Check("smtp", OK, f"{info['server']}: {info['banner']}; TLS {info['tls']}{auth} (nothing sent)")
+    return Check("smtp", OK, f"{info['server']}: {info['banner']}; TLS {info['tls']}{auth}, MAIL FROM accepted "
+                 f"for {info['sender']} (nothing sent)")
 
 
 def _http_channels(config: Any, limit: float | None = None) -> list[Check]:

@@ -97,6 +97,48 @@ def test_smtp_auth_failure_fails_the_doctor(shop: Shop) -> None:
     assert server.messages == []
 
 
+@pytest.mark.smtp
+def test_a_relay_refusing_the_shops_sender_fails_the_doctor_as_it_fails_every_message(shop: Shop) -> None:
+    """A relay that takes the login but refuses MAIL FROM the shop's sender (an address its AUTH
+    user may not send as) failed every message of every run, while the smtp check, which stopped
+    after AUTH, said ok and the doctor exited 0. It now gives MAIL FROM and RSET: nothing is sent."""
+    shop.add(cart("c1"))
+    refusal = "550 5.7.1 Sender address rejected: not owned by user"
+    with LoopbackSMTP(faults=[Fault(".", refusal, stage="MAIL")]) as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("doctor", "--json", now=None)
+    found = checks(result)["smtp"]
+    assert (found["status"], found["exit_code"]) == (FAIL, ExitCode.SOME_FAILED), found
+    assert "sender refused (check shop.from_email / smtp.envelope_from" in found["detail"], found
+    assert refusal in found["detail"], found
+    assert server.messages == []
+
+
+@pytest.mark.smtp
+def test_a_relay_that_wants_starttls_before_mail_fails_the_doctor_of_a_config_without_it(shop: Shop) -> None:
+    """smtp.security: none against a relay that takes EHLO in plain text but wants STARTTLS
+    before any mail (530): every message failed while the doctor's smtp check said ok."""
+    shop.add(cart("c1"))
+    with LoopbackSMTP("starttls") as server:
+        shop.configure(smtp={**server.smtp_config(), "security": "none"})
+        result = shop.cli("doctor", "--json", now=None)
+    found = checks(result)["smtp"]
+    assert (found["status"], found["exit_code"]) == (FAIL, ExitCode.SOME_FAILED), found
+    assert "the relay requires STARTTLS before mail (smtp.security: starttls)" in found["detail"], found
+    assert server.messages == []
+
+
+@pytest.mark.smtp
+def test_the_smtp_check_names_the_sender_the_relay_took(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("doctor", "--json", now=None)
+    found = checks(result)["smtp"]
+    assert found["status"] == OK and "MAIL FROM accepted" in found["detail"], found
+    assert server.messages == []
+
+
 def test_unreachable_relay_fails_the_doctor_and_the_reminders_it_stopped_are_exit_5(shop: Shop) -> None:
     """The smtp check fails first, with a 1; the staleness it causes (no run yet) is the code
     cron acts on: a generic 1 gives way to a specific code."""
