@@ -289,7 +289,7 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
         return Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would stop there: "
                      "point ledger.url at the primary, or grant the writes; `report` only reads it)",
                      int(ExitCode.CONFIG))
-    room = _no_room(config)
+    room = _no_room(config) or _no_write(config)
     if room is not None:
         return Check("ledger", FAIL, f"{summary}; but {room}", int(ExitCode.CONFIG))
     if unconfirmed:
@@ -323,6 +323,23 @@ def _no_room(config: Any) -> str | None:
         return None
     return (f"the disk holding {path} has {free:,} bytes free ({config.where('ledger.url')}): every run would stop "
             "at its first write that finds no room (exit 2); free space there")
+
+
+def _no_write(config: Any) -> str | None:
+    """Why a run could not write the SQLite ledger's file as the user running ``doctor``, or None.
+
+    A file a first run as root left 0644, with cron running as another user, reads fine (so the
+    check passed) and every run stopped at its first write (exit 2, "attempt to write a readonly
+    database"). Run ``doctor`` as the user cron runs the shop as."""
+    import os
+
+    from cartrescue.sqlite_url import sqlite_file
+
+    path = sqlite_file(config.ledger_url)
+    if path is None or not path.is_file() or os.access(path, os.R_OK | os.W_OK):
+        return None
+    return (f"no permission to read and write {path} ({config.where('ledger.url')}): every run stops at its first "
+            "write (exit 2) until the user that runs cartrescue may write it")
 
 
 def _without_outcome(counts: dict[str, int], silent: str) -> str:

@@ -620,6 +620,29 @@ def test_a_ledger_in_a_folder_the_run_may_not_write_fails_the_doctor_naming_the_
 
 
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
+def test_a_ledger_file_the_run_may_not_write_fails_the_doctor_naming_the_file(shop: Shop, tmp_path: Path) -> None:
+    """The ledger left by a first run as root (0644), cron running as another user: every run
+    stopped at its first write (exit 2, "attempt to write a readonly database") while the
+    doctor, which only reads it, said the ledger was ok."""
+    shop.add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    ledger = shop.folder / "ledger.db"
+    ledger.chmod(0o444)
+    try:
+        doctor = _without_root_powers(shop, "doctor", "--no-smtp", "--json")
+        found = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}["ledger"]
+        assert found["status"] == FAIL and found["exit_code"] == int(ExitCode.CONFIG), found
+        assert (f"no permission to read and write {ledger} ({shop.config_path}: ledger.url): every run stops at its "
+                "first write (exit 2)") in found["detail"], found
+        assert doctor.returncode == int(ExitCode.CONFIG), doctor.stderr
+        run = _without_root_powers(shop, "run", "--outbox", str(tmp_path / "out2"), "--json")
+        assert run.returncode == int(ExitCode.CONFIG), run.stderr
+    finally:
+        ledger.chmod(0o644)
+    assert _without_root_powers(shop, "doctor", "--no-smtp", "--json").returncode == 0
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
 def test_a_call_list_the_run_may_not_write_fails_the_doctor_naming_the_file(shop: Shop) -> None:
     """call-list.csv left owned by root (0644), cron running as another user: every call failed
     with "Permission denied" while the doctor found the list fine (it read only the header)."""
