@@ -245,6 +245,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     checks.extend(_http_channels(config, limit))
     if "call-list" in config.channels_used():
         checks.append(_call_list(config))
+    if any(offer.codes.file is not None for _key, offer in config.code_offers() if offer.codes is not None):
+        checks.append(_code_pools(config, ledger, missing))
     if missing:  # nothing was ever recorded there: as a ledger without runs
         checks.append(staleness(None, config.doctor.stale_after, now))
     elif ledger is None:
@@ -589,6 +591,41 @@ def _call_list(config: Any) -> Check:
         return Check("call-list", FAIL, f"{config.where('call_list.path')}: {problem}; every call is retried and "
                      "fails until the user that runs cartrescue may write there", int(ExitCode.SOME_FAILED))
     return Check("call-list", OK, f"{path}: {'calls are appended under its header' if path.exists() else 'not there yet: the first call begins it'}")
+
+
+def _code_pools(config: Any, ledger: Any, missing: bool) -> Check:
+    """The unused codes of each pool file (those of its file no message holds): a pool with none
+    left fails each message offering it, every run (``code pool … has no unused code left``),
+    while the runs deliver the rest. Read only: the file is not imported into the ledger."""
+    from cartrescue.compose.incentives import code_key
+    from cartrescue.pool_file import read_pool_file
+
+    if ledger is None and not missing:
+        return Check("codes", SKIP, "needs the ledger")
+    found: list[str] = []  # "pool: free of total codes unused in file"
+    empty: list[str] = []
+    seen: set[str] = set()
+    for key, offer in config.code_offers():
+        source = offer.codes
+        if source is None or source.file is None or source.pool in seen:
+            continue
+        seen.add(source.pool)
+        file = config.path(source.file)
+        try:
+            listed = {code_key(code) for code in read_pool_file(file)}
+            held = set() if ledger is None else ledger.held_codes(listed)
+        except CartrescueError as exc:
+            return Check("codes", FAIL, str(exc), int(exc.exit_code))
+        except Exception as exc:  # noqa: BLE001 - a doctor reports, whatever broke
+            return Check("codes", FAIL, f"the ledger: {type(exc).__name__}: {exc}", int(ExitCode.CONFIG))
+        found.append(f"{source.pool}: {len(listed - held)} of {len(listed)} codes unused in {file}")
+        if listed <= held:
+            empty.append(f"{config.where(key)}: code pool {source.pool!r} has no unused code left in {file} (its "
+                         f"{len(listed)} code{'s were' if len(listed) != 1 else ' was'} handed out): every message "
+                         "offering it fails until codes are added to the file")
+    if empty:
+        return Check("codes", FAIL, "; ".join(empty), int(ExitCode.SOME_FAILED))
+    return Check("codes", OK, "; ".join(found))
 
 
 def _probe(tls: ssl.SSLContext | None, key: str, method: str, url: str, timeout: float, secrets: list[str],
