@@ -153,6 +153,18 @@ def _pinned_clock(config: Any) -> list[str]:
             "moment, and carts left after it are never reminded (a demo's or a replay's setting: remove it for cron)"]
 
 
+def _zero_budgets(config: Any) -> list[str]:
+    """A warning for each tier whose ``budget: 0`` (``over_budget: defer``) leaves no room for a
+    send on its channel: every run defers those carts (``tier_budget``) until they leave
+    ``eligibility.backfill``, and the runs succeed sending nothing to them, so staleness never
+    fails. A budget its tier's steps do not count is named among the ignored keys instead."""
+    return [f"{config.where(config.priority.key(tier.name) + '.budget')}: 0: tier {tier.name!r} never sends by "
+            f"{tier.channel} (each run defers its carts, tier_budget, until they leave eligibility.backfill): null "
+            "for no cap" + ("" if tier.channel == "email" else ", or over_budget: email to mail them instead")
+            for tier in config.priority.listed()
+            if tier.budget == 0 and tier.over_budget == "defer" and config.own_channel_steps(tier)]
+
+
 def _no_one_click(config: Any) -> list[str]:
     """A warning when the unsubscribe link is ``http://``: RFC 8058 one-click unsubscribing
     (``List-Unsubscribe-Post``) is for an https link only, so every message went without it, which
@@ -179,7 +191,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
     unrenderable = _step_templates(config)
     # Keys nothing reads (the shop believes they take effect): a warning, or said after a failure.
-    ignored = "; ".join([*config.ignored_keys(), *_pinned_clock(config), *_no_one_click(config)])
+    ignored = "; ".join([*config.ignored_keys(), *_pinned_clock(config), *_zero_budgets(config),
+                         *_no_one_click(config)])
     also = f"; also: {ignored}" if ignored else ""
     if unrenderable is not None:  # every run refuses it (exit 2); the other checks still say what else is wrong
         checks.append(Check("config", FAIL, unrenderable + also, int(ExitCode.CONFIG)))

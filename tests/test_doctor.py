@@ -441,6 +441,17 @@ def test_a_clock_pinned_by_the_config_is_a_warning_of_the_config_check(shop: Sho
     assert "remove it for cron" in config["detail"], config
 
 
+def test_a_tier_budget_of_0_is_a_warning_of_the_config_check(shop: Shop, tmp_path: Path) -> None:
+    """A tier with ``budget: 0`` (and ``over_budget: defer``) never sends: each run defers its
+    carts (``tier_budget``) until they leave the backfill, the runs succeed sending nothing, and
+    the doctor said all was well. The config check now warns, naming the key and the tier."""
+    shop.add(cart("c1")).configure(priority={"tiers": [{"name": "standard", "min_score": 0, "budget": 0}]})
+    assert shop.cli("run", "--outbox", str(tmp_path / "out"), "--json").json["counts"]["reasons"] == {"tier_budget": 1}
+    config = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["config"]
+    assert config["status"] == "warn", config
+    assert (f"{shop.config_path}: priority.tiers[0].budget: 0: tier 'standard' never sends by email") in config["detail"], config
+
+
 def test_an_http_unsubscribe_link_is_a_warning_of_the_config_check(shop: Shop) -> None:
     """``shop.unsubscribe_url: http://…`` sent every message without List-Unsubscribe-Post (RFC
     8058 one-click is for an https link only), which Gmail and Yahoo ask of bulk senders, and the
