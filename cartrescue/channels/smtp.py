@@ -1041,4 +1041,7 @@ async def _offer_sender(smtp: aiosmtplib.SMTP, sender: str, settings: SmtpSettin
         why = _mail_refused(_Refused(exc.code, exc.message, "MAIL"))
         raise ConnectFailure(f"{settings.describe()}: MAIL FROM:<{sender}>: {why}: {exc.code} "
                              f"{scrubbed(exc.message, settings)}", fatal=exc.code >= 500) from None
-    await smtp.rset()
+    try:
+        await smtp.rset()
+    except SMTPResponseException:  # the QUIT that follows ends the transaction as well
+        pass
