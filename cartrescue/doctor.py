@@ -34,6 +34,8 @@ from cartrescue.sources.freshness import ago
 if TYPE_CHECKING:
     import ssl
 
+    from sqlalchemy.exc import DBAPIError
+
     from cartrescue.ledger import StoppedChannel
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -250,7 +252,14 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         ledger.close()
         ledger, behind = None, True
     elif ledger is not None:
-        checks.append(_ledger(config, ledger, now))
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            checks.append(_ledger(config, ledger, now))
+        except DBAPIError as exc:  # it opened, then a read failed: a file SQLite finds malformed
+            checks.append(_unreadable(config, exc))
+            ledger.close()
+            ledger = None  # staleness and codes need it
 
     checks.append(_source(config, now, limit))
     checks.append(_templates(config, now))
@@ -278,6 +287,17 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         finally:
             ledger.close()
     return Report(checks, config.shop.name)
+
+
+def _unreadable(config: Any, exc: DBAPIError) -> Check:
+    """The ledger check of a ledger that opened and then failed a read, named by its key and
+    URL as a run names it (the file and the key: "the ledger: database disk image is malformed"
+    said neither, and ended the doctor before its other checks)."""
+    from cartrescue.ledger import ledger_error
+    from cartrescue.text import masked_url
+
+    error = ledger_error(exc, f"{config.where('ledger.url')} {masked_url(config.ledger_url)}")
+    return Check("ledger", FAIL, str(error), int(getattr(error, "exit_code", ExitCode.CONFIG)))
 
 
 def _ledger(config: Any, ledger: Any, now: datetime) -> Check:

@@ -66,6 +66,26 @@ def test_a_missing_ledger_is_said_to_come_with_the_first_delivering_run_as_a_dry
     assert not (shop.folder / "ledger.db").exists()
 
 
+def test_a_ledger_file_sqlite_finds_malformed_fails_the_ledger_check_and_the_other_checks_still_run(
+        shop: Shop, tmp_path: Path) -> None:
+    """A ledger whose pages were damaged (a disk error, a copy taken while a run wrote) opens and
+    then fails its first read: the doctor printed only `{"error": …, "message": "the ledger:
+    database disk image is malformed"}`, naming no file or key, and checked nothing else."""
+    shop.add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    ledger = shop.folder / "ledger.db"
+    with ledger.open("r+b") as file:  # every page but the first, the schema's
+        file.seek(4096)
+        file.write(bytes(ledger.stat().st_size - 4096))
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    found = checks(result)
+    assert (found["ledger"]["status"], found["ledger"]["exit_code"]) == (FAIL, ExitCode.CONFIG), found["ledger"]
+    assert found["ledger"]["detail"] == (f"{shop.config_path}: ledger.url sqlite:///{ledger}: database disk image "
+                                         "is malformed"), found["ledger"]
+    assert found["source"]["status"] == OK and found["staleness"]["status"] == "skip", found
+    assert result.exit_code == ExitCode.CONFIG
+
+
 def test_never_ran_is_stale(shop: Shop) -> None:
     shop.add(cart("c1"))
     result = shop.cli("doctor", "--no-smtp", "--json", now=None)
