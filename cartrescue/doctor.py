@@ -1,10 +1,10 @@
 """``cartrescue doctor``: is everything a cron run needs in place, and are reminders still going out?
 
 Owns the checks and their verdicts, in this order: the config, the ledger, the source, the SMTP
-relay (connect, TLS and AUTH, then QUIT: nothing is sent), each other channel a tier or step
-uses (the webhook URL answers a HEAD; the SMS provider accepts the credentials in a read-only
-call: Twilio's account resource; nothing is sent) and staleness (no successful
-delivering run for ``doctor.stale_after``, or a channel the config uses whose every delivery
+relay (connect, TLS and AUTH, MAIL FROM the run's sender and RSET, then QUIT: nothing is sent),
+each other channel a tier or step uses (the webhook URL answers a HEAD; the SMS provider accepts
+the credentials in a read-only call: Twilio's account resource; nothing is sent) and staleness
+(no successful delivering run for ``doctor.stale_after``, or a channel the config uses whose every delivery
 failed for that long while the runs delivered on another -> :attr:`~cartrescue.errors.ExitCode.STALE`,
 so the mail cron sends on a non-zero exit tells the owner that reminders have silently stopped).
 The exit code is the one of the first failed check. It prints nothing; the CLI shows the result.
@@ -33,6 +33,8 @@ from cartrescue.sources.freshness import ago
 
 if TYPE_CHECKING:
     import ssl
+
+    from sqlalchemy.exc import DBAPIError
 
     from cartrescue.ledger import StoppedChannel
 
@@ -153,6 +155,18 @@ def _pinned_clock(config: Any) -> list[str]:
             "moment, and carts left after it are never reminded (a demo's or a replay's setting: remove it for cron)"]
 
 
+def _zero_budgets(config: Any) -> list[str]:
+    """A warning for each tier whose ``budget: 0`` (``over_budget: defer``) leaves no room for a
+    send on its channel: every run defers those carts (``tier_budget``) until they leave
+    ``eligibility.backfill``, and the runs succeed sending nothing to them, so staleness never
+    fails. A budget its tier's steps do not count is named among the ignored keys instead."""
+    return [f"{config.where(config.priority.key(tier.name) + '.budget')}: 0: tier {tier.name!r} never sends by "
+            f"{tier.channel} (each run defers its carts, tier_budget, until they leave eligibility.backfill): null "
+            "for no cap" + ("" if tier.channel == "email" else ", or over_budget: email to mail them instead")
+            for tier in config.priority.listed()
+            if tier.budget == 0 and tier.over_budget == "defer" and config.own_channel_steps(tier)]
+
+
 def _no_one_click(config: Any) -> list[str]:
     """A warning when the unsubscribe link is ``http://``: RFC 8058 one-click unsubscribing
     (``List-Unsubscribe-Post``) is for an https link only, so every message went without it, which
@@ -179,7 +193,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
     unrenderable = _step_templates(config)
     # Keys nothing reads (the shop believes they take effect): a warning, or said after a failure.
-    ignored = "; ".join([*config.ignored_keys(), *_pinned_clock(config), *_no_one_click(config)])
+    ignored = "; ".join([*config.ignored_keys(), *_pinned_clock(config), *_zero_budgets(config),
+                         *_no_one_click(config)])
     also = f"; also: {ignored}" if ignored else ""
     if unrenderable is not None:  # every run refuses it (exit 2); the other checks still say what else is wrong
         checks.append(Check("config", FAIL, unrenderable + also, int(ExitCode.CONFIG)))
@@ -237,7 +252,14 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         ledger.close()
         ledger, behind = None, True
     elif ledger is not None:
-        checks.append(_ledger(config, ledger, now))
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            checks.append(_ledger(config, ledger, now))
+        except DBAPIError as exc:  # it opened, then a read failed: a file SQLite finds malformed
+            checks.append(_unreadable(config, exc))
+            ledger.close()
+            ledger = None  # staleness and codes need it
 
     checks.append(_source(config, now, limit))
     checks.append(_templates(config, now))
@@ -245,6 +267,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     checks.extend(_http_channels(config, limit))
     if "call-list" in config.channels_used():
         checks.append(_call_list(config))
+    if any(offer.codes.file is not None for _key, offer in config.code_offers() if offer.codes is not None):
+        checks.append(_code_pools(config, ledger, missing))
     if missing:  # nothing was ever recorded there: as a ledger without runs
         checks.append(staleness(None, config.doctor.stale_after, now))
     elif ledger is None:
@@ -263,6 +287,17 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
         finally:
             ledger.close()
     return Report(checks, config.shop.name)
+
+
+def _unreadable(config: Any, exc: DBAPIError) -> Check:
+    """The ledger check of a ledger that opened and then failed a read, named by its key and
+    URL as a run names it (the file and the key: "the ledger: database disk image is malformed"
+    said neither, and ended the doctor before its other checks)."""
+    from cartrescue.ledger import ledger_error
+    from cartrescue.text import masked_url
+
+    error = ledger_error(exc, f"{config.where('ledger.url')} {masked_url(config.ledger_url)}")
+    return Check("ledger", FAIL, str(error), int(getattr(error, "exit_code", ExitCode.CONFIG)))
 
 
 def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
@@ -289,7 +324,7 @@ def _ledger(config: Any, ledger: Any, now: datetime) -> Check:
         return Check("ledger", FAIL, f"{summary}; but it refuses to write: {refused} (every run would stop there: "
                      "point ledger.url at the primary, or grant the writes; `report` only reads it)",
                      int(ExitCode.CONFIG))
-    room = _no_room(config)
+    room = _no_room(config) or _no_write(config)
     if room is not None:
         return Check("ledger", FAIL, f"{summary}; but {room}", int(ExitCode.CONFIG))
     if unconfirmed:
@@ -323,6 +358,23 @@ def _no_room(config: Any) -> str | None:
         return None
     return (f"the disk holding {path} has {free:,} bytes free ({config.where('ledger.url')}): every run would stop "
             "at its first write that finds no room (exit 2); free space there")
+
+
+def _no_write(config: Any) -> str | None:
+    """Why a run could not write the SQLite ledger's file as the user running ``doctor``, or None.
+
+    A file a first run as root left 0644, with cron running as another user, reads fine (so the
+    check passed) and every run stopped at its first write (exit 2, "attempt to write a readonly
+    database"). Run ``doctor`` as the user cron runs the shop as."""
+    import os
+
+    from cartrescue.sqlite_url import sqlite_file
+
+    path = sqlite_file(config.ledger_url)
+    if path is None or not path.is_file() or os.access(path, os.R_OK | os.W_OK):
+        return None
+    return (f"no permission to read and write {path} ({config.where('ledger.url')}): every run stops at its first "
+            "write (exit 2) until the user that runs cartrescue may write it")
 
 
 def _without_outcome(counts: dict[str, int], silent: str) -> str:
@@ -533,7 +585,8 @@ def _smtp(config: Any, limit: float | None = None) -> Check:
     except OSError as exc:
         return Check("smtp", FAIL, f"{settings.describe()}: {type(exc).__name__}: {exc}", int(ExitCode.SOME_FAILED))
     auth = f", AUTH as {settings.username}" if settings.username else ", no AUTH"
-    return Check("smtp", OK, f"{info['server']}: {info['banner']}; TLS {info['tls']}{auth} (nothing sent)")
+    return Check("smtp", OK, f"{info['server']}: {info['banner']}; TLS {info['tls']}{auth}, MAIL FROM accepted "
+                 f"for {info['sender']} (nothing sent)")
 
 
 def _http_channels(config: Any, limit: float | None = None) -> list[Check]:
@@ -571,6 +624,41 @@ def _call_list(config: Any) -> Check:
         return Check("call-list", FAIL, f"{config.where('call_list.path')}: {problem}; every call is retried and "
                      "fails until the user that runs cartrescue may write there", int(ExitCode.SOME_FAILED))
     return Check("call-list", OK, f"{path}: {'calls are appended under its header' if path.exists() else 'not there yet: the first call begins it'}")
+
+
+def _code_pools(config: Any, ledger: Any, missing: bool) -> Check:
+    """The unused codes of each pool file (those of its file no message holds): a pool with none
+    left fails each message offering it, every run (``code pool … has no unused code left``),
+    while the runs deliver the rest. Read only: the file is not imported into the ledger."""
+    from cartrescue.compose.incentives import code_key
+    from cartrescue.pool_file import read_pool_file
+
+    if ledger is None and not missing:
+        return Check("codes", SKIP, "needs the ledger")
+    found: list[str] = []  # "pool: free of total codes unused in file"
+    empty: list[str] = []
+    seen: set[str] = set()
+    for key, offer in config.code_offers():
+        source = offer.codes
+        if source is None or source.file is None or source.pool in seen:
+            continue
+        seen.add(source.pool)
+        file = config.path(source.file)
+        try:
+            listed = {code_key(code) for code in read_pool_file(file)}
+            held = set() if ledger is None else ledger.held_codes(listed)
+        except CartrescueError as exc:
+            return Check("codes", FAIL, str(exc), int(exc.exit_code))
+        except Exception as exc:  # noqa: BLE001 - a doctor reports, whatever broke
+            return Check("codes", FAIL, f"the ledger: {type(exc).__name__}: {exc}", int(ExitCode.CONFIG))
+        found.append(f"{source.pool}: {len(listed - held)} of {len(listed)} codes unused in {file}")
+        if listed <= held:
+            empty.append(f"{config.where(key)}: code pool {source.pool!r} has no unused code left in {file} (its "
+                         f"{len(listed)} code{'s were' if len(listed) != 1 else ' was'} handed out): every message "
+                         "offering it fails until codes are added to the file")
+    if empty:
+        return Check("codes", FAIL, "; ".join(empty), int(ExitCode.SOME_FAILED))
+    return Check("codes", OK, "; ".join(found))
 
 
 def _probe(tls: ssl.SSLContext | None, key: str, method: str, url: str, timeout: float, secrets: list[str],

@@ -66,6 +66,26 @@ def test_a_missing_ledger_is_said_to_come_with_the_first_delivering_run_as_a_dry
     assert not (shop.folder / "ledger.db").exists()
 
 
+def test_a_ledger_file_sqlite_finds_malformed_fails_the_ledger_check_and_the_other_checks_still_run(
+        shop: Shop, tmp_path: Path) -> None:
+    """A ledger whose pages were damaged (a disk error, a copy taken while a run wrote) opens and
+    then fails its first read: the doctor printed only `{"error": …, "message": "the ledger:
+    database disk image is malformed"}`, naming no file or key, and checked nothing else."""
+    shop.add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    ledger = shop.folder / "ledger.db"
+    with ledger.open("r+b") as file:  # every page but the first, the schema's
+        file.seek(4096)
+        file.write(bytes(ledger.stat().st_size - 4096))
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    found = checks(result)
+    assert (found["ledger"]["status"], found["ledger"]["exit_code"]) == (FAIL, ExitCode.CONFIG), found["ledger"]
+    assert found["ledger"]["detail"] == (f"{shop.config_path}: ledger.url sqlite:///{ledger}: database disk image "
+                                         "is malformed"), found["ledger"]
+    assert found["source"]["status"] == OK and found["staleness"]["status"] == "skip", found
+    assert result.exit_code == ExitCode.CONFIG
+
+
 def test_never_ran_is_stale(shop: Shop) -> None:
     shop.add(cart("c1"))
     result = shop.cli("doctor", "--no-smtp", "--json", now=None)
@@ -94,6 +114,48 @@ def test_smtp_auth_failure_fails_the_doctor(shop: Shop) -> None:
     assert checks(result)["smtp"]["exit_code"] == ExitCode.SOME_FAILED
     assert result.exit_code == ExitCode.STALE  # never ran: the relay's failure is why (see below)
     assert "AUTH refused: 535" in checks(result)["smtp"]["detail"]
+    assert server.messages == []
+
+
+@pytest.mark.smtp
+def test_a_relay_refusing_the_shops_sender_fails_the_doctor_as_it_fails_every_message(shop: Shop) -> None:
+    """A relay that takes the login but refuses MAIL FROM the shop's sender (an address its AUTH
+    user may not send as) failed every message of every run, while the smtp check, which stopped
+    after AUTH, said ok and the doctor exited 0. It now gives MAIL FROM and RSET: nothing is sent."""
+    shop.add(cart("c1"))
+    refusal = "550 5.7.1 Sender address rejected: not owned by user"
+    with LoopbackSMTP(faults=[Fault(".", refusal, stage="MAIL")]) as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("doctor", "--json", now=None)
+    found = checks(result)["smtp"]
+    assert (found["status"], found["exit_code"]) == (FAIL, ExitCode.SOME_FAILED), found
+    assert "sender refused (check shop.from_email / smtp.envelope_from" in found["detail"], found
+    assert refusal in found["detail"], found
+    assert server.messages == []
+
+
+@pytest.mark.smtp
+def test_a_relay_that_wants_starttls_before_mail_fails_the_doctor_of_a_config_without_it(shop: Shop) -> None:
+    """smtp.security: none against a relay that takes EHLO in plain text but wants STARTTLS
+    before any mail (530): every message failed while the doctor's smtp check said ok."""
+    shop.add(cart("c1"))
+    with LoopbackSMTP("starttls") as server:
+        shop.configure(smtp={**server.smtp_config(), "security": "none"})
+        result = shop.cli("doctor", "--json", now=None)
+    found = checks(result)["smtp"]
+    assert (found["status"], found["exit_code"]) == (FAIL, ExitCode.SOME_FAILED), found
+    assert "the relay requires STARTTLS before mail (smtp.security: starttls)" in found["detail"], found
+    assert server.messages == []
+
+
+@pytest.mark.smtp
+def test_the_smtp_check_names_the_sender_the_relay_took(shop: Shop) -> None:
+    shop.add(cart("c1"))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config())
+        result = shop.cli("doctor", "--json", now=None)
+    found = checks(result)["smtp"]
+    assert found["status"] == OK and "MAIL FROM accepted" in found["detail"], found
     assert server.messages == []
 
 
@@ -399,6 +461,17 @@ def test_a_clock_pinned_by_the_config_is_a_warning_of_the_config_check(shop: Sho
     assert "remove it for cron" in config["detail"], config
 
 
+def test_a_tier_budget_of_0_is_a_warning_of_the_config_check(shop: Shop, tmp_path: Path) -> None:
+    """A tier with ``budget: 0`` (and ``over_budget: defer``) never sends: each run defers its
+    carts (``tier_budget``) until they leave the backfill, the runs succeed sending nothing, and
+    the doctor said all was well. The config check now warns, naming the key and the tier."""
+    shop.add(cart("c1")).configure(priority={"tiers": [{"name": "standard", "min_score": 0, "budget": 0}]})
+    assert shop.cli("run", "--outbox", str(tmp_path / "out"), "--json").json["counts"]["reasons"] == {"tier_budget": 1}
+    config = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["config"]
+    assert config["status"] == "warn", config
+    assert (f"{shop.config_path}: priority.tiers[0].budget: 0: tier 'standard' never sends by email") in config["detail"], config
+
+
 def test_an_http_unsubscribe_link_is_a_warning_of_the_config_check(shop: Shop) -> None:
     """``shop.unsubscribe_url: http://…`` sent every message without List-Unsubscribe-Post (RFC
     8058 one-click is for an https link only), which Gmail and Yahoo ask of bulk senders, and the
@@ -575,6 +648,29 @@ def test_a_ledger_in_a_folder_the_run_may_not_write_fails_the_doctor_naming_the_
     finally:
         state.chmod(0o755)
     assert _without_root_powers(shop, "doctor", "--no-smtp", "--json").returncode == 5  # writable: only staleness
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")
+def test_a_ledger_file_the_run_may_not_write_fails_the_doctor_naming_the_file(shop: Shop, tmp_path: Path) -> None:
+    """The ledger left by a first run as root (0644), cron running as another user: every run
+    stopped at its first write (exit 2, "attempt to write a readonly database") while the
+    doctor, which only reads it, said the ledger was ok."""
+    shop.add(cart("c1"))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    ledger = shop.folder / "ledger.db"
+    ledger.chmod(0o444)
+    try:
+        doctor = _without_root_powers(shop, "doctor", "--no-smtp", "--json")
+        found = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}["ledger"]
+        assert found["status"] == FAIL and found["exit_code"] == int(ExitCode.CONFIG), found
+        assert (f"no permission to read and write {ledger} ({shop.config_path}: ledger.url): every run stops at its "
+                "first write (exit 2)") in found["detail"], found
+        assert doctor.returncode == int(ExitCode.CONFIG), doctor.stderr
+        run = _without_root_powers(shop, "run", "--outbox", str(tmp_path / "out2"), "--json")
+        assert run.returncode == int(ExitCode.CONFIG), run.stderr
+    finally:
+        ledger.chmod(0o644)
+    assert _without_root_powers(shop, "doctor", "--no-smtp", "--json").returncode == 0
 
 
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv (to be refused as a user is)")

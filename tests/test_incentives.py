@@ -1115,3 +1115,30 @@ def test_codes_list_without_a_pool_says_none_is_configured_and_where(shop: Shop)
     assert done.stderr.splitlines()[-1] == (  # after the note that no run has made the ledger yet
         f"note: {shop.config_path}: no code pool is configured: a step's incentive sets one "
         "(sequences.NAME.steps[N].incentive.codes: {pool: NAME, file: FILE} or {pool: NAME, pattern: PATTERN})")
+
+
+def _doctor_codes(shop: Shop) -> tuple[int, dict]:
+    result = shop.cli("doctor", "--no-smtp", "--json", now=None)
+    return result.exit_code, {check["name"]: check for check in result.json["checks"]}["codes"]
+
+
+def test_a_code_pool_file_with_no_unused_code_left_fails_the_doctor(shop: Shop) -> None:
+    """Two codes for three carts: the run failed the third message ("code pool 'welcome' has no
+    unused code left"), as every run after it fails each message offering the pool, while the
+    doctor said all was well and exited 0."""
+    _incentive_shop(shop, carts=3, pool=2)
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 1
+    exit_code, found = _doctor_codes(shop)
+    assert (found["status"], found["exit_code"]) == ("fail", 1), found
+    assert found["detail"].startswith(
+        f"{shop.config_path}: sequences.default.steps[0].incentive: code pool 'welcome' has no unused code left in "
+        f"{shop.folder / 'codes.txt'} (its 2 codes were handed out): every message offering it fails"), found
+    assert exit_code == 1
+
+
+def test_the_doctor_counts_the_unused_codes_of_a_pool_file(shop: Shop) -> None:
+    _incentive_shop(shop, carts=1, pool=5)
+    assert _doctor_codes(shop)[1] == {"name": "codes", "status": "ok", "exit_code": 0,
+                                      "detail": f"welcome: 5 of 5 codes unused in {shop.folder / 'codes.txt'}"}
+    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    assert _doctor_codes(shop)[1]["detail"] == f"welcome: 4 of 5 codes unused in {shop.folder / 'codes.txt'}"

@@ -1003,10 +1003,16 @@ class SmtpChannel(LoopChannel):
 
 
 async def check_connection(settings: SmtpSettings) -> dict[str, Any]:
-    """Connect, TLS and AUTH as a run would, then QUIT without sending (for ``doctor``)."""
+    """Connect, TLS and AUTH as a run would, offer the run's sender (MAIL FROM, then RSET), then
+    QUIT without sending (for ``doctor``)."""
+    try:
+        sender = encode_address(settings.envelope_from)
+    except ValueError as exc:
+        raise ConfigError(f"smtp.envelope_from / shop.from_email: {exc}") from None
     context = tls_context(settings) if settings.security != "none" else None
     smtp = await open_connection(settings, context)
     try:
+        await _offer_sender(smtp, sender, settings)
         info: dict[str, Any] = {"server": settings.describe(), "banner": ""}
         if smtp.last_ehlo_response is not None:
             info["banner"] = scrubbed(smtp.last_ehlo_response.message.splitlines()[0], settings)
@@ -1014,9 +1020,28 @@ async def check_connection(settings: SmtpSettings) -> dict[str, Any]:
         info["tls"] = f"{cipher[1]} {cipher[0]}" if cipher else "none"
         info["auth"] = "yes" if settings.username else "no"
         info["extensions"] = sorted(smtp.esmtp_extensions)
+        info["sender"] = sender
         return info
     finally:
         try:
             await asyncio.wait_for(smtp.quit(), timeout=5)
         except (SMTPException, OSError, asyncio.TimeoutError):
             smtp.close()
+
+
+async def _offer_sender(smtp: aiosmtplib.SMTP, sender: str, settings: SmtpSettings) -> None:
+    """MAIL FROM the run's envelope sender, then RSET: no recipient, no message. A relay that
+    refuses the sender (an address its AUTH user may not send as; STARTTLS or AUTH it wants
+    before mail) refused every message of every run, while a check that stopped after AUTH
+    said the relay was fine."""
+    try:
+        await smtp.mail(sender)
+    except SMTPResponseException as exc:
+        smtp.close()
+        why = _mail_refused(_Refused(exc.code, exc.message, "MAIL"))
+        raise ConnectFailure(f"{settings.describe()}: MAIL FROM:<{sender}>: {why}: {exc.code} "
+                             f"{scrubbed(exc.message, settings)}", fatal=exc.code >= 500) from None
+    try:
+        await smtp.rset()
+    except SMTPResponseException:  # the QUIT that follows ends the transaction as well
+        pass

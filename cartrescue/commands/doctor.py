@@ -27,8 +27,8 @@ def doctor(
     wide: Annotated[bool, typer.Option("--wide", help="A bordered table whatever the terminal's width.")] = False,
     timeout: TimeoutOption = None,
 ) -> None:
-    """Check the config, the ledger, the source, the SMTP relay (connect, TLS, AUTH; nothing is
-    sent) and that reminders are still going out.
+    """Check the config, the ledger, the source, the SMTP relay (connect, TLS, AUTH, the sender;
+    nothing is sent) and that reminders are still going out.
 
     Exits with the code of the first failed check: 2 config or ledger, 3 source (5 for a CSV
     export not written within `source.export_stale_after`), 1 SMTP, and 5 when no `run --send`

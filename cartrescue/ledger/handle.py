@@ -36,8 +36,8 @@ from cartrescue.ledger.statements import (RETURNING_UP_TO, answered_statement, c
                                           HistoryJson, RawStatements)
 from cartrescue.ledger.suppressed import SuppressionRows
 from cartrescue.scratch import json_keys
-from cartrescue.ledger.tables import (READ_TABLES, TABLES, BudgetHold, CartDecision, Message, Run, RunLock, SendTest,
-                                      SurveyAnswer)
+from cartrescue.ledger.tables import (READ_TABLES, TABLES, BudgetHold, CartDecision, Code, Message, Run, RunLock,
+                                      SendTest, SurveyAnswer)
 from cartrescue.ledger.values import (ADDRESS_CHANNELS, DELIVERY_FAILED, MAYBE_DELIVERED, MESSAGED, NUMBER_CHANNELS,
                                       STEP_DONE, UNCONFIRMED, Claimed, ClaimRequest, History, Owner, Released, SentStep,
                                       StoppedChannel, TierUse)
@@ -1004,6 +1004,17 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         with self.engine.connect() as conn:
             return {status: int(n) for status, n in conn.execute(
                 select(message.c.status, func.count()).group_by(message.c.status))}
+
+    def held_codes(self, keys: Collection[str]) -> set[str]:
+        """Which of the codes ``keys`` (upper case: :func:`~cartrescue.compose.incentives.code_key`)
+        a message holds, in any pool (for ``doctor``: a pool file's codes left to hand out)."""
+        code = Code.__table__  # type: ignore[attr-defined]
+        held: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in chunks(sorted(keys), 500):
+                held.update(conn.execute(select(func.upper(code.c.code)).where(
+                    func.upper(code.c.code).in_(chunk), code.c.claim_id.is_not(None))).scalars())
+        return held
 
     def unconfirmed_channels(self, statuses: Sequence[str] = UNCONFIRMED,
                              claimed: tuple[datetime, datetime] | None = None) -> set[str]:
