@@ -1245,3 +1245,23 @@ def test_a_locale_folder_without_the_html_part_says_what_to_add(shop: Shop, tmp_
     assert problem["message"] == (
         "no HTML part: de/reminder-1.html does not exist: the de folder has reminder-1.subject.txt, so its "
         "customers get every part of reminder-1 from there (add de/reminder-1.html)"), problem
+
+
+def test_a_shared_file_that_ran_out_of_time_three_times_fails_the_later_cases_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop in ``_layout.html`` cost every e-mail case the whole time (10 s each: 4 minutes of
+    a CI job for the example config, more for every locale and variant added), where a run stops
+    waiting on a file after three messages. Now the check does too, and still fails every case."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.2)
+    loop = '{% for a in "x"|center(5000) %}{% for b in "y"|center(5000) %}{% endfor %}{% endfor %}'
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "_layout.html").write_text("\n" + loop + "{% block content %}{% endblock %}\n", encoding="utf-8")
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=tmp_path / "t")
+    report = check_templates(config, carts=edge_carts()[:1])
+    emails = [case for case in report.cases if case.channel == "email"]
+    assert len(emails) > render.MAX_TIMEOUTS_PER_FILE and not any(case.ok for case in emails)
+    said = [problem.message for case in emails for problem in case.problems if problem.kind == "render"]
+    assert said.count("the message took more than 0.2 s to render (a runaway loop?)") == render.MAX_TIMEOUTS_PER_FILE
+    assert said.count("not rendered: it took more than 0.2 s for 3 messages of this check already "
+                      "(a runaway loop?)") == len(emails) - render.MAX_TIMEOUTS_PER_FILE, said
+    assert {(problem.file, problem.line) for case in emails for problem in case.problems} == {("_layout.html", 2)}
