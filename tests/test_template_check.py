@@ -1265,3 +1265,13 @@ def test_a_shared_file_that_ran_out_of_time_three_times_fails_the_later_cases_at
     assert said.count("not rendered: it took more than 0.2 s for 3 messages of this check already "
                       "(a runaway loop?)") == len(emails) - render.MAX_TIMEOUTS_PER_FILE, said
     assert {(problem.file, problem.line) for case in emails for problem in case.problems} == {("_layout.html", 2)}
+
+
+def test_a_problem_quoting_a_colon_word_prints_it_as_written_not_as_emoji(tmp_path: Path) -> None:
+    """rich read ``:fire:`` as an emoji code: a subject over 78 characters was quoted as
+    "🔥 deal …", which no file says, and the developer searched the templates for an emoji."""
+    folder = _good_with(tmp_path, "")
+    (folder / "en" / "mine.subject.txt").write_text("Hot :fire: deal " + "x" * 80, encoding="utf-8")
+    result = cli("templates", "check", "--templates", str(folder), "--template", "mine", "--quick")
+    assert result.exit_code == 1, result.output
+    assert "'Hot :fire: deal" in result.stdout and "🔥" not in result.output
