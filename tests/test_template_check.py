@@ -1275,3 +1275,14 @@ def test_a_problem_quoting_a_colon_word_prints_it_as_written_not_as_emoji(tmp_pa
     result = cli("templates", "check", "--templates", str(folder), "--template", "mine", "--quick")
     assert result.exit_code == 1, result.output
     assert "'Hot :fire: deal" in result.stdout and "🔥" not in result.output
+
+
+def test_the_money_filter_without_a_currency_asks_for_one(tmp_path: Path) -> None:
+    """``{{ 12.5|money }}`` failed as ``TypeError: _money_filter() missing 1 required positional
+    argument: 'currency'``: a name of cartrescue's code, in no template and no document."""
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=_good_with(tmp_path, "{{ 12.5|money }}"))
+    report = check_templates(config, templates=["mine"], carts=edge_carts()[:1])
+    (problem,) = [p for case in report.cases for p in case.problems]
+    assert (problem.kind, problem.file) == ("render", "en/mine.txt")
+    assert "money: the currency is a three-letter code such as \"EUR\" or cart.currency, not None" in problem.message
+    assert "_money_filter" not in problem.message
