@@ -65,6 +65,11 @@ def screenshot(html: str, out: Path, *, size: tuple[int, int] = DEFAULT_SIZE, ch
     ``net_log``: also write Chromium's network log (JSON) there, to see every request the page made.
     """
     binary = chromium or find_chromium()
+    configured = os.environ.get("CARTRESCUE_CHROMIUM")
+    if binary is None and configured:  # set, to a path mistyped or of another machine: not "set it"
+        raise ScreenshotError(f"headless Chromium not found: CARTRESCUE_CHROMIUM={configured}: no such file, nor a "
+                              "program of that name on the PATH (point it at a Chrome/Chromium binary, or unset it "
+                              "and apt-get install -y chromium)")
     if binary is None:
         raise ScreenshotError("headless Chromium not found: install Debian's chromium package "
                               "(apt-get install -y chromium) or set CARTRESCUE_CHROMIUM to the browser")

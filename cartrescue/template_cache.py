@@ -16,7 +16,7 @@ disk, a damaged file), templates are compiled as without it: the cache never fai
 
 Where: ``$CARTRESCUE_CACHE_DIR/templates`` if that is set (empty: no cache), else
 ``$XDG_CACHE_HOME/cartrescue/templates``, else ``~/.cache/cartrescue/templates``; none at all if
-there is no home folder to put it in.
+there is no home folder to put it in (none set, or one that does not exist: ``HOME=/nonexistent``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def cache_folder(environ: Mapping[str, str] = os.environ) -> Path | None:
         return Path(base) / "cartrescue" / "templates"
     home = os.path.expanduser("~")  # the XDG spec ignores a relative XDG_CACHE_HOME
     if not os.path.isabs(home) or home == os.sep:  # HOME unknown ("~") or empty ("/"): a bare cron or container
+        return None
+    if not os.path.isdir(home):  # a service user's HOME=/nonexistent: never made (as root it could be)
         return None
     return Path(home) / ".cache" / "cartrescue" / "templates"
 

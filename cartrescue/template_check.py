@@ -49,6 +49,7 @@ from cartrescue.compose.links import missing_utm, safe_url, utm_values
 from cartrescue.model import Cart, Customer, LineItem
 from cartrescue.pool_file import read_pool_file
 from cartrescue.compose.render import (
+    MAX_TIMEOUTS_PER_FILE,
     PARTS,
     SMS_PART,
     Renderer,
@@ -455,6 +456,11 @@ class TemplateChecker:
         self.unsubscribe_url = config.shop.unsubscribe_url.replace("{token}", TOKEN)
         self.notes: list[str] = []
         self._pool_codes: dict[str, str] = {}  # pool -> sample_code
+        # file -> (messages it ran out of time for, the line, how long): as a run, a file that did
+        # for MAX_TIMEOUTS_PER_FILE messages fails its later cases at once (a loop in _layout.html
+        # cost every e-mail case its 10 s)
+        self._timeouts: dict[str, tuple[int, int | None, str]] = {}
+        self._references: dict[str, set[str]] = {}  # file -> the files it extends, includes, imports
         self._parsed: tuple[str, tuple[list[tuple[int, str, str]], list[str]]] | None = None  # _html_problems
         # The survey's links render with the config's page, else a sample one (so the shipped
         # templates' links are checked whether or not a shop has switched the survey on).
@@ -699,7 +705,7 @@ class TemplateChecker:
                 case.add(Problem("syntax", f"syntax error: {self._explain(exc, exc.name or name, exc.lineno, {})}",
                                  exc.name or name, exc.lineno))
                 compiled.append(None)
-        if any(template is None for template in compiled):
+        if any(template is None for template in compiled) or self._skip_runaway(case, files):
             case.seconds = time.perf_counter() - started
             return
         tiers = self.tiers(case)
@@ -791,6 +797,8 @@ class TemplateChecker:
                     case.add(Problem("render", str(exc), file, line, cart.id))
                     if clocked and not deadline.armed:  # the rest ran without a clock: a loop there never ended
                         case.timed_out = file
+                        count = self._timeouts.get(file, (0, None, ""))[0] + 1
+                        self._timeouts[file] = (count, line, getattr(exc, "spent", f"more than {deadline.seconds:g} s"))
                         break
                 except UndefinedError as exc:
                     file, line = template_frame(exc, self.renderer.folders, name)
@@ -813,6 +821,42 @@ class TemplateChecker:
                     file, line = template_frame(exc, self.renderer.folders, name)
                     case.add(Problem("render", f"{type(exc).__name__}: {exc}", file, line, cart.id))
         return parts
+
+    def _skip_runaway(self, case: Case, files: Sequence[str]) -> bool:
+        """Fail ``case`` at once when a file it renders (or extends, includes, imports) ran out of
+        time for :data:`MAX_TIMEOUTS_PER_FILE` messages of this check already, as a run does."""
+        spent = {file: timeout for file, timeout in self._timeouts.items() if timeout[0] >= MAX_TIMEOUTS_PER_FILE}
+        if not spent:
+            return False
+        for file in self._files_used(files):
+            if file in spent:
+                _count, line, took = spent[file]
+                case.add(Problem("render", f"not rendered: it took {took} for {MAX_TIMEOUTS_PER_FILE} messages of "
+                                 "this check already (a runaway loop?)", file, line))
+                case.timed_out = file
+                return True
+        return False
+
+    def _files_used(self, files: Sequence[str]) -> list[str]:
+        """``files`` and every file they extend, include or import, by name (a name computed
+        from values is not followed)."""
+        from jinja2 import meta
+
+        seen: list[str] = []
+        todo = list(files)
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.append(name)
+            if name not in self._references:
+                try:
+                    parsed = self.env.parse(self.env.loader.get_source(self.env, name)[0])  # type: ignore[union-attr]
+                    self._references[name] = {ref for ref in meta.find_referenced_templates(parsed) if ref}
+                except Exception:  # noqa: BLE001 - missing or broken: its own case says so
+                    self._references[name] = set()
+            todo.extend(sorted(self._references[name]))
+        return seen
 
     def _explain(self, exc: Exception, file: str, line: int | None, context: dict[str, Any]) -> str:
         """Jinja's message, as a run words it (:meth:`Renderer.explain`: the close names that exist)."""

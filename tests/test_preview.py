@@ -343,3 +343,26 @@ def test_preview_on_a_narrow_terminal_names_the_html_file_and_what_a_run_would_d
     lines = result.stdout.splitlines()
     assert any(line.endswith(f"HTML written to {html}") for line in lines), result.stdout
     assert "cart c-no-consent-with-a-long-id · step 1 · standard (a run now would skip: no_consent)" in lines
+
+
+def test_preview_prints_the_text_part_as_the_customer_gets_it_on_any_width(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich wrapped the message to the width (80 columns in a pipe): a link longer than that was
+    cut in two by a newline, so a preview saved to a file (a CI job diffing the shop's messages)
+    showed a text the customer never gets and a link that did not open."""
+    monkeypatch.setenv("COLUMNS", "60")
+    shop.add(cart("c1"))
+    message = shop.cli("preview", "c1", "--step", "1", "--json").json["text"]
+    result = shop.cli("preview", "c1", "--step", "1")
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in message.splitlines()) > 60
+    assert message.strip() in result.stdout
+
+
+def test_preview_prints_colon_words_of_the_text_as_written_not_as_emoji(shop: Shop) -> None:
+    """rich read ``:fire:`` in a printed string as an emoji code: a product named "Socks :fire:
+    edition" was previewed as "Socks 🔥 edition", which no customer's message says."""
+    shop.add(cart("c1", items=[("S-1", "Socks :fire: edition", 1, "9.00")]))
+    result = shop.cli("preview", "c1", "--step", "1")
+    assert result.exit_code == 0, result.output
+    assert "Socks :fire: edition" in result.stdout and "🔥" not in result.stdout

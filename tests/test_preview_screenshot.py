@@ -170,3 +170,16 @@ def test_a_bad_window_size_is_a_usage_error(shop: Shop, tmp_path: Path, size: st
     shop.add(cart("c1"))
     result = shop.cli("preview", "c1", "--screenshot", str(tmp_path / "c1.png"), "--window-size", size)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_a_browser_variable_naming_nothing_says_so(shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said "… or set CARTRESCUE_CHROMIUM to the browser" to a developer who had set it (to a
+    path mistyped, or of another machine): the variable and its value are named now."""
+    missing = tmp_path / "no-such-browser"
+    monkeypatch.setenv("CARTRESCUE_CHROMIUM", str(missing))
+    shop.add(cart("c1"))
+    result = shop.cli("preview", "c1", "--screenshot", str(tmp_path / "c1.png"))
+    assert result.exit_code == 1
+    said = " ".join(result.stderr.split())
+    assert f"CARTRESCUE_CHROMIUM={missing}: no such file, nor a program of that name on the PATH" in said, said
+    assert "or set CARTRESCUE_CHROMIUM" not in said

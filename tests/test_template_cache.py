@@ -143,3 +143,16 @@ def test_a_template_compiled_by_another_build_of_the_code_generator_is_compiled_
     monkeypatch.setattr(template_cache, "module_file",
                         lambda module: str(changed) if module == render_module.__name__ else None)
     assert _next_run(templates, cache, monkeypatch) == ("Hello Shop", [SUBJECT])
+
+
+def test_a_home_folder_that_does_not_exist_gets_no_cache_made_in_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's service user has ``HOME=/nonexistent`` (Debian's, Docker's ``nobody``): a
+    run as root there made ``/nonexistent/.cache/cartrescue``, the folder that must not exist."""
+    home = tmp_path / "nonexistent"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CARTRESCUE_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert cache_folder() is None
+    Renderer(Config(source={"type": "csv", "carts": "c.csv"}, templates=_templates(tmp_path)))
+    assert not home.exists()

@@ -1245,3 +1245,44 @@ def test_a_locale_folder_without_the_html_part_says_what_to_add(shop: Shop, tmp_
     assert problem["message"] == (
         "no HTML part: de/reminder-1.html does not exist: the de folder has reminder-1.subject.txt, so its "
         "customers get every part of reminder-1 from there (add de/reminder-1.html)"), problem
+
+
+def test_a_shared_file_that_ran_out_of_time_three_times_fails_the_later_cases_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop in ``_layout.html`` cost every e-mail case the whole time (10 s each: 4 minutes of
+    a CI job for the example config, more for every locale and variant added), where a run stops
+    waiting on a file after three messages. Now the check does too, and still fails every case."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.2)
+    loop = '{% for a in "x"|center(5000) %}{% for b in "y"|center(5000) %}{% endfor %}{% endfor %}'
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "_layout.html").write_text("\n" + loop + "{% block content %}{% endblock %}\n", encoding="utf-8")
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=tmp_path / "t")
+    report = check_templates(config, carts=edge_carts()[:1])
+    emails = [case for case in report.cases if case.channel == "email"]
+    assert len(emails) > render.MAX_TIMEOUTS_PER_FILE and not any(case.ok for case in emails)
+    said = [problem.message for case in emails for problem in case.problems if problem.kind == "render"]
+    assert said.count("the message took more than 0.2 s to render (a runaway loop?)") == render.MAX_TIMEOUTS_PER_FILE
+    assert said.count("not rendered: it took more than 0.2 s for 3 messages of this check already "
+                      "(a runaway loop?)") == len(emails) - render.MAX_TIMEOUTS_PER_FILE, said
+    assert {(problem.file, problem.line) for case in emails for problem in case.problems} == {("_layout.html", 2)}
+
+
+def test_a_problem_quoting_a_colon_word_prints_it_as_written_not_as_emoji(tmp_path: Path) -> None:
+    """rich read ``:fire:`` as an emoji code: a subject over 78 characters was quoted as
+    "🔥 deal …", which no file says, and the developer searched the templates for an emoji."""
+    folder = _good_with(tmp_path, "")
+    (folder / "en" / "mine.subject.txt").write_text("Hot :fire: deal " + "x" * 80, encoding="utf-8")
+    result = cli("templates", "check", "--templates", str(folder), "--template", "mine", "--quick")
+    assert result.exit_code == 1, result.output
+    assert "'Hot :fire: deal" in result.stdout and "🔥" not in result.output
+
+
+def test_the_money_filter_without_a_currency_asks_for_one(tmp_path: Path) -> None:
+    """``{{ 12.5|money }}`` failed as ``TypeError: _money_filter() missing 1 required positional
+    argument: 'currency'``: a name of cartrescue's code, in no template and no document."""
+    config = Config(source={"type": "csv", "carts": "c.csv"}, templates=_good_with(tmp_path, "{{ 12.5|money }}"))
+    report = check_templates(config, templates=["mine"], carts=edge_carts()[:1])
+    (problem,) = [p for case in report.cases for p in case.problems]
+    assert (problem.kind, problem.file) == ("render", "en/mine.txt")
+    assert "money: the currency is a three-letter code such as \"EUR\" or cart.currency, not None" in problem.message
+    assert "_money_filter" not in problem.message

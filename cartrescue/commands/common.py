@@ -382,13 +382,14 @@ def say_lost_shops(errors: Iterable[tuple[Optional[dict[str, Any]], bool]]) -> N
 
 
 def err_console() -> Any:
-    """stderr, with markup off: a message that quotes data cannot turn into markup. A write to it
+    """stderr, with markup and emoji codes off: a message that quotes data cannot turn into markup
+    (nor ``:fire:`` of a product name into 🔥). A write to it
     that fails is dropped (:class:`_Diagnostics`)."""
     import sys
 
     from rich.console import Console
 
-    return Console(file=_Diagnostics(sys.stderr), markup=False, highlight=False)  # type: ignore[arg-type]  # duck-typed: write, flush, the rest passed on
+    return Console(file=_Diagnostics(sys.stderr), markup=False, highlight=False, emoji=False)  # type: ignore[arg-type]  # duck-typed: write, flush, the rest passed on
 
 
 class FirstUseConsole:
@@ -441,7 +442,8 @@ class _Diagnostics:
 
 
 def out_console(*, markup: bool = False) -> Any:
-    """stdout, with markup off (styles come from rich ``Text`` objects, never from strings).
+    """stdout, with markup off (styles come from rich ``Text`` objects, never from strings) and
+    emoji codes off (``:fire:`` in a subject a check quotes is printed as written, never as 🔥).
 
     ``markup=True`` only for a printer that escapes every value it takes from data. A reader
     that closed the pipe (``| head -1``) raises BrokenPipeError, which the app reports as it does
@@ -465,7 +467,7 @@ def out_console(*, markup: bool = False) -> Any:
                 objects = tuple(_Trimmed(each) if isinstance(each, Table) else each for each in objects)
             super().print(*objects, **options)
 
-    return Stdout(markup=markup, highlight=False, file=cast(IO[str], _WholeWrites(sys.stdout)))
+    return Stdout(markup=markup, highlight=False, emoji=False, file=cast(IO[str], _WholeWrites(sys.stdout)))
 
 
 class _WholeWrites:

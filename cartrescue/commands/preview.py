@@ -114,8 +114,8 @@ def preview(
     console = out_console()
     _print_heading(console, shown, cart_id)
     console.print(Text.assemble(("To: ", "bold"), printable(message.to.email), "\n", ("Subject: ", "bold"),
-                                printable(message.subject), "\n"))
-    console.print(printable(message.text, keep_newlines=True))
+                                printable(message.subject), "\n"), soft_wrap=True)
+    console.print(Text(printable(message.text, keep_newlines=True)), soft_wrap=True)  # as sent: never re-wrapped
     if html is not None:
         _print_rule(console, f"HTML written to {html}")
     if screenshot is not None:
@@ -139,8 +139,8 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | N
     _print_heading(console, shown, cart_id)
     console.print(Text.assemble(("To: ", "bold"), printable(target.phone or ""), "\n", ("Length: ", "bold"),
                                 f"{sms.length.describe()}, {len(sms.text)} characters",
-                                "\n"))
-    console.print(printable(sms.text, keep_newlines=True))
+                                "\n"), soft_wrap=True)
+    console.print(Text(printable(sms.text, keep_newlines=True)), soft_wrap=True)  # as sent: never re-wrapped
 
 
 def _locale_fallback(shown: Any, asked: str | None) -> str | None:

@@ -259,8 +259,9 @@ def format_date(value: date, locale: str) -> str:
     return _date_formatter(locale)(value)
 
 
-def _money_filter(context: Any, amount: Any, currency: str) -> str:
-    """``{{ 1234.5|money("SEK") }}`` -> ``1 234,50 kr`` in the message's locale."""
+def _money_filter(context: Any, amount: Any, currency: Any = None) -> str:
+    """``{{ 1234.5|money("SEK") }}`` -> ``1 234,50 kr`` in the message's locale. Without a currency
+    (``{{ 12.5|money }}``) it says what it needs, not Python's "missing 1 required argument"."""
     if not isinstance(currency, str) or len(currency.strip()) != 3 or not currency.strip().isalpha():
         raise ValueError(f"money: the currency is a three-letter code such as \"EUR\" or cart.currency, "
                          f"not {currency!r}")
