@@ -277,6 +277,38 @@ def test_a_refused_sender_is_not_the_customers_fault(shop: Shop) -> None:
     assert all("sender refused" in row["reply"] and "553 5.7.1" in row["reply"] for row in rows.values())
 
 
+@pytest.mark.smtp
+@pytest.mark.parametrize("reply", [
+    "554 5.7.1 <{address}>: Relay access denied",  # Postfix's reject_unauth_destination
+    "550 5.7.1 <{address}>... Relaying denied",  # Sendmail
+    "550 relay not permitted",  # Exim
+    "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain",  # Exchange
+])
+def test_a_relay_that_will_not_relay_for_the_shop_leaves_every_message_for_the_next_run(shop: Shop, reply: str) -> None:
+    """A 5xx to RCPT that refuses relaying is the relay's setup (no AUTH, a network it does not
+    trust), not the customer's address: each was failed_permanent, a step done, and once the
+    relay was fixed nobody got that reminder."""
+    shop.add(cart("c1"), cart("c2"))
+    with LoopbackSMTP(faults=[Fault(r"@", reply)]) as server:
+        assert send(shop, server).exit_code == 1
+        assert server.messages == []
+    rows = rows_by_email(shop)
+    assert {row["status"] for row in rows.values()} == {"failed_transient"}
+    assert all("the relay refuses to relay for cartrescue" in row["reply"] for row in rows.values())
+    assert shop.suppression("c1@example.com") is None
+    with LoopbackSMTP() as fixed:
+        assert send(shop, fixed).exit_code == 0
+        assert sorted(m.rcpt_tos[0] for m in fixed.messages) == ["c1@example.com", "c2@example.com"]
+
+
+def test_a_recipient_refused_by_policy_is_still_permanent() -> None:
+    from cartrescue.channels.smtp import relay_refused
+
+    assert not relay_refused(550, "5.7.1 <ann@example.com>: Recipient address rejected: Access denied")
+    assert not relay_refused(550, "5.1.1 <ann@example.com>: no such user")
+    assert relay_refused(554, "5.7.1 <ann@example.com>: Relay access denied")
+
+
 # -- the channel alone: outcomes against what the server saw -----------------------------------
 
 

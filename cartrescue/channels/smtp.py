@@ -21,7 +21,8 @@ retries with exponential backoff, and the mapping of what the relay said to an o
   the message's, as a reply to DATA (5xx refused, 4xx retried): the message is not written, and
   the connection is closed.
 - 5xx to MAIL FROM (other than 552, too big) is about the shop's sender, not the customer:
-  ``failed_transient`` at once, so fixing the config and re-running sends the message.
+  ``failed_transient`` at once, so fixing the config and re-running sends the message; so is a
+  5xx to RCPT that refuses relaying ("Relay access denied": :func:`relay_refused`).
 - An address that needs SMTPUTF8 (a non-ASCII local part) to a relay that does not offer it ->
   ``failed_transient`` at once, "relay does not offer SMTPUTF8"; with it, MAIL FROM carries
   ``SMTPUTF8`` (RFC 6531).
@@ -477,6 +478,20 @@ def _mail_refused(refused: _Refused) -> str:
     if refused.code == 530:
         return "the relay requires AUTH before mail (smtp.username and smtp.password)"
     return "sender refused (check shop.from_email / smtp.envelope_from and the relay's AUTH)"
+
+
+#: Words of a 5xx to RCPT that refuses relaying (Postfix "Relay access denied", Sendmail
+#: "Relaying denied", Exim "relay not permitted", Exchange "Unable to relay"): the relay's setup.
+_RELAY_REFUSED = re.compile(r"\brelay(?:ing)?\b.{0,20}\b(?:denied|not permitted|not allowed|prohibited|refused)\b"
+                            r"|\b(?:unable|not permitted|not allowed) to relay\b|\bwe do not relay\b", re.IGNORECASE)
+
+
+def relay_refused(code: int, message: str) -> bool:
+    """Is a 5xx to RCPT the relay refusing to relay for this client, whatever the address? Its
+    AUTH not given or not taken, the machine's address not among its trusted networks: fixing
+    the relay sends the message, so it is no permanent failure of the customer's address (that
+    was a step done, never sent again once the relay was fixed)."""
+    return 500 <= code < 600 and _RELAY_REFUSED.search(message) is not None
 
 
 def _session_ended(refused: _Refused) -> bool:
@@ -936,6 +951,9 @@ class SmtpChannel(LoopChannel):
             self._retry_or_give_up(job, batch, text)
         elif 500 <= code < 600 and refused.stage == "MAIL" and code != 552:
             batch.finish(Outcome(job.claim_id, Status.TRANSIENT, f"{_mail_refused(refused)}: {text}"))
+        elif refused.stage == "RCPT" and relay_refused(code, refused.message):
+            batch.finish(Outcome(job.claim_id, Status.TRANSIENT, "the relay refuses to relay for cartrescue (check "
+                                 f"smtp.username and smtp.password, or the relay's trusted networks): {text}"))
         elif 500 <= code < 600:
             suppress = NO_SUCH_USER if is_unknown_user(code, refused.message) else ""
             batch.finish(Outcome(job.claim_id, Status.PERMANENT, text, suppress=suppress))
