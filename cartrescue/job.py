@@ -186,7 +186,8 @@ def _channels(config: Config, request: RunRequest, stack: ExitStack, ledger: Led
     recent: list[datetime] = []
     if request.mode == "send" and ledger is not None and whole.smtp.rate_per_hour:  # the quota spans runs and shards
         recent = hour_charged(ledger, "smtp", whole.smtp.rate_per_hour, shard)
-    channels["email"] = stack.enter_context(email_channel(config, request.mode, request.outbox, recent))
+    channels["email"] = stack.enter_context(email_channel(config, request.mode, request.outbox, recent,
+                                                          whole.smtp.rate_per_hour))
     used = config.channels_used()
     for name in ("sms", "webhook"):
         if name in used:
@@ -227,9 +228,11 @@ def check_channels(config: Config, request: RunRequest) -> None:
         _channels(config, request, stack)
 
 
-def email_channel(config: Config, mode: Mode, outbox: Path | None = None, recent: list[datetime] | None = None) -> Channel:
+def email_channel(config: Config, mode: Mode, outbox: Path | None = None, recent: list[datetime] | None = None,
+                  whole_per_hour: int | None = None) -> Channel:
     """Where an email goes: ``.eml`` files in ``outbox`` (or ``outbox.path``), or the SMTP relay;
-    ``recent``: when earlier runs sent over SMTP (the rolling hourly quota)."""
+    ``recent``: when earlier runs sent over SMTP (the rolling hourly quota); ``whole_per_hour``:
+    that quota as configured, where ``config`` has a shard's share of it."""
     if mode == "outbox":
         from cartrescue.channels.outbox import OutboxChannel
 
@@ -238,7 +241,7 @@ def email_channel(config: Config, mode: Mode, outbox: Path | None = None, recent
         from cartrescue.channels.smtp import SmtpChannel
     except ImportError:
         raise ConfigError("--send: the SMTP channel is not available in this build") from None
-    return SmtpChannel.from_config(config, recent or [])
+    return SmtpChannel.from_config(config, recent or [], whole_per_hour)
 
 
 def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger | None, shard: Shard,
@@ -256,7 +259,7 @@ def _http_channel(name: str, config: Config, request: RunRequest, ledger: Ledger
     recent: list[datetime] = []
     if ledger is not None and total:  # the hourly quota spans runs and shards
         recent = hour_charged(ledger, kind.transport, total, shard)
-    return kind.from_config(config, recent)
+    return kind.from_config(config, recent, total)
 
 
 def run_job(

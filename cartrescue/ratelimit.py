@@ -90,6 +90,15 @@ class RollingWindow:
         return self.events[len(self.events) - self.limit] + self.period - now
 
 
+def quota_reached(key: str, share: int | None, whole: int | None) -> str:
+    """The reply of a message an hourly quota left for the next run. ``share``: the run's part of
+    the hour; ``whole``: the config's figure where that is a shard's share (``run --workers``),
+    named first: a summary of 89,053 × ``smtp.rate_per_hour (1500)`` under a configured 3000 read
+    as a wrong config, and an odd quota gave two lines, one per shard."""
+    said = f"{whole}; this shard's share {share}" if whole is not None and whole != share else f"{share}"
+    return f"not attempted: {key}.rate_per_hour ({said}) reached; left for the next run"
+
+
 class RateLimiter:
     """Both limits together, for one event loop. ``None`` switches a limit off."""
 

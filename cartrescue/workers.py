@@ -25,13 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from cartrescue import processes
 from cartrescue.config import Config
 from cartrescue.model import PROBLEMS_KEPT
 from cartrescue.shards import Shard
 from cartrescue.stops import held
+
+if TYPE_CHECKING:  # not imported at run time: the parent of workers loads no source
+    from cartrescue.sources.base import ProgressTotal
 
 #: Workers chosen by default: at most this many, whatever the cores ...
 MAX_AUTO_WORKERS = 8
@@ -40,6 +43,13 @@ MAX_AUTO_WORKERS = 8
 CARTS_PER_WORKER = 5_000
 #: After SIGTERM, how long the workers get to close their documents before they are killed.
 TERM_GRACE = 30.0
+#: Set in a worker's environment when its parent shows a progress bar: the worker then tells it,
+#: on stderr, how much its source has to read and how far it has got (:class:`ProgressToParent`).
+PROGRESS_ENV = "CARTRESCUE_PROGRESS_TO_PARENT"
+#: How such a line begins (an ASCII record separator: no warning of a worker starts so).
+PROGRESS_MARK = "\x1ecartrescue-progress "
+#: A worker says how far it has read at most this often (seconds).
+PROGRESS_EVERY = 0.2
 
 #: The order in which shards' exit codes win (README "Workers and shards"): a worker killed by a
 #: signal (128 + n) first, then a bug, an interruption, config, source, stale (``doctor-all``'s
@@ -296,6 +306,9 @@ class _Worker:
         tail = self.report.stderr_tail
         for raw in stream:
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            if line.startswith(PROGRESS_MARK):
+                self.events.put((self.shard.index, "progress", line[len(PROGRESS_MARK):]))
+                continue
             tail.append(line)
             del tail[:-20]
             self.warn(f"shard {self.shard}: {line}")
@@ -374,6 +387,70 @@ class Document:
         self.report.trailer = value if isinstance(value, dict) else None
 
 
+class ProgressToParent:
+    """A worker's progress meter when its parent shows the bar (:data:`PROGRESS_ENV`): the
+    source's total, then how far it has read, as lines on stderr that the parent takes out of
+    the warnings it relays. Without them the parent's bar had no total: a 300,000-cart export
+    showed a count and a rate, never the share done nor the time left (README)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.position: Callable[[], int] | None = None
+        self.said = 0.0
+
+    def total(self, total: ProgressTotal) -> None:
+        self.position = total.position
+        self._say(f"total {total.unit} {total.total}")
+
+    def __call__(self, n: int) -> None:
+        """``n`` carts done: a file's position, at most every :data:`PROGRESS_EVERY` seconds (a
+        count of carts needs none: the parent counts the decisions it relays)."""
+        if self.position is not None and time.monotonic() - self.said >= PROGRESS_EVERY:
+            self._say(f"at {self.position()}")
+
+    def _say(self, what: str) -> None:
+        self.said = time.monotonic()
+        try:
+            self.stream.write(f"{PROGRESS_MARK}{what}\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # the parent is gone: its stop reaches this worker anyway
+
+
+class _ShardsRead:
+    """The parent's view of its workers' reading: the first total a worker gives becomes the
+    bar's; a file's position is the mean of the workers' (each reads the whole export), a count
+    of carts is the window's (the bar then counts the decisions every shard sends)."""
+
+    def __init__(self, workers: int, on_total: Callable[[ProgressTotal], None] | None) -> None:
+        self.workers = workers
+        self.on_total = on_total
+        self.positions: dict[int, int] = {}
+        self.known = False
+
+    def heard(self, index: int, line: str) -> bool:
+        """Take a worker's progress line; whether the bar should be drawn again."""
+        kind, _, rest = line.partition(" ")
+        try:
+            if kind == "at":
+                self.positions[index] = int(rest)
+                return self.known
+            unit, _, amount = rest.partition(" ")
+            total = int(amount)
+        except ValueError:
+            return False
+        if kind != "total" or self.known or self.on_total is None:
+            return False
+        from cartrescue.sources.base import ProgressTotal
+
+        self.known = True
+        self.on_total(ProgressTotal(total, unit, self.position if unit == "bytes" else None))
+        return True
+
+    def position(self) -> int:
+        return sum(self.positions.values()) // self.workers
+
+
 class Workers:
     """Shard workers that have started: :meth:`follow` reads them to the end."""
 
@@ -386,7 +463,8 @@ class Workers:
         self.stopped: MergedRun | None = None  # an interrupted run: what its workers reported
 
     def follow(self, on_decisions: Callable[[bytes, int], None],
-               on_progress: Callable[[int], None] | None = None) -> MergedRun:
+               on_progress: Callable[[int], None] | None = None,
+               on_total: Callable[[ProgressTotal], None] | None = None) -> MergedRun:
         """Read every worker to its end and merge what they report.
 
         ``on_decisions`` gets decisions as they arrive (any shard's, in arrival order), a block at
@@ -395,9 +473,12 @@ class Workers:
         through the CLI's handler) is passed on to the workers as SIGTERM; they close their
         documents, and the interrupt is raised again once they have ended (after ``TERM_GRACE``
         seconds, they are killed), with what they reported kept in :attr:`stopped` for the
-        caller's document.
+        caller's document. ``on_total`` gets what the workers' source has to read, once the first
+        worker says (:class:`ProgressToParent`; started with :data:`PROGRESS_ENV`): a progress
+        bar's total, so its share done and time left.
         """
         workers, events = self.workers, self.events
+        read = _ShardsRead(len(workers), on_total)
         with held():  # every reader started, or none: a stop meanwhile comes once they are
             for worker in workers:
                 worker.start()
@@ -417,6 +498,10 @@ class Workers:
                     continue
                 if kind == "eof":
                     open_pipes -= 1
+                    continue
+                if kind == "progress":
+                    if read.heard(index, payload) and on_progress is not None:
+                        on_progress(0)  # the bar moves with the bytes read, before the decisions come
                     continue
                 count = documents[index].feed(payload, on_decisions)
                 if on_progress is not None and count:
@@ -462,6 +547,7 @@ def start_workers(
     warn: Callable[[str], None],
     env: dict[str, str] | None = None,
     live_clock: bool = False,
+    progress: bool = False,
 ) -> Workers:
     """Start ``count`` shard workers; nothing is read from them until :meth:`Workers.follow`.
 
@@ -469,6 +555,7 @@ def start_workers(
     only while this process has one thread (:mod:`cartrescue.processes`). ``warn`` gets each
     line a worker writes to stderr, prefixed with its shard. ``env``: more environment for the
     workers (where the run builds the indexes they share: cartrescue.sources.shared).
+    ``progress``: the parent shows a bar, and the workers tell it how far they have read.
     """
     events: queue.Queue[tuple[int, str, Any]] = queue.Queue()
     lock = threading.Lock()
@@ -487,7 +574,7 @@ def start_workers(
             workers.append(_Worker(shard, shard_command(
                 shard, config=config, now=now, mode=mode, outbox=outbox, strict=strict, quiet=quiet,
                 resend_unconfirmed=resend_unconfirmed, limit=limit, live_clock=live_clock), events, locked_warn,
-                method, env or {}))
+                method, {**(env or {}), **({PROGRESS_ENV: "1"} if progress else {})}))
     except BaseException:
         for worker in workers:
             worker.terminate(signal.SIGKILL)

@@ -155,6 +155,22 @@ def test_hourly_quota_spans_runs(shop: Shop) -> None:
 
 
 @pytest.mark.smtp
+def test_a_quota_reached_under_workers_names_the_configured_figure_and_the_shards_share(shop: Shop) -> None:
+    # 5 an hour over 2 shards: 3 and 2; each shard has 4 carts due, so each reaches its share
+    shop.add(*(cart(f"a{n}", email=a) for n, a in enumerate(in_shard(1, 2, 4))),
+             *(cart(f"b{n}", email=a) for n, a in enumerate(in_shard(2, 2, 4))))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=5))
+        result = shop.cli("run", "--send", "--json", "--workers", "2")
+        server.wait_for(5)
+    assert result.json["counts"]["sent"] == 5
+    assert result.json["counts"]["failures"] == {
+        "not attempted: smtp.rate_per_hour (5; this shard's share 3) reached; left for the next run": 1,
+        "not attempted: smtp.rate_per_hour (5; this shard's share 2) reached; left for the next run": 2,
+    }
+
+
+@pytest.mark.smtp
 def test_hourly_quota_holds_when_the_shard_layout_changes_within_the_hour(shop: Shop) -> None:
     # an unsharded run fills the hour with addresses of shard 1/2; shard 2/2 of a layout started
     # later in the hour had sent none of them, yet the relay's hour has no room left for it

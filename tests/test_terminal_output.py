@@ -251,6 +251,24 @@ def test_a_terminal_sees_a_bar_with_a_total_and_an_eta(tmp_path: Path) -> None:
     assert quiet == 0 and "ETA" not in output  # never in --json
 
 
+@pytest.mark.slow
+def test_run_with_workers_on_a_terminal_shows_the_share_done_and_the_time_left(tmp_path: Path) -> None:
+    """The workers tell their parent how far they have read: its bar had a count and a rate only."""
+    import shutil
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(REPO / "examples" / "make_sample.py"), "--carts", "12000", "--out",
+                    str(tmp_path)], check=True, capture_output=True)
+    shutil.copy(REPO / "examples" / "cartrescue.yaml", tmp_path / "cartrescue.yaml")
+    code, output = run_in_terminal(["run", "--workers", "2", "--config", "cartrescue.yaml"], cwd=tmp_path, columns=140)
+    assert code == 0, output[-2000:]
+    bars = [line for line in plain(output) if "ETA" in line and "dry-run (2 workers)" in line]
+    assert any(re.search(r"\b([1-9]\d?)%\s+[\d,]+ carts [\d,]+ carts/s .* ETA \d+:\d\d:\d\d", line)
+               for line in bars), bars[-3:]
+    assert "cartrescue-progress" not in output  # the workers' progress lines are the parent's, never shown
+
+
 def test_the_table_says_when_a_deferred_cart_is_looked_at_again(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     """`carts --json` gives a defer its `not_before`; the table said only `step 2` or `idle 10m`,
     and a developer asking "when does this cart go?" had to reach for jq. The line under its

@@ -54,7 +54,7 @@ from cartrescue.channels.base import (
     take_prepared,
 )
 from cartrescue.errors import ConfigError
-from cartrescue.ratelimit import RateLimiter
+from cartrescue.ratelimit import RateLimiter, quota_reached
 from cartrescue.text import ascii_digits
 
 if TYPE_CHECKING:
@@ -77,15 +77,16 @@ class HttpSettings:
     concurrency: int = 8
     rate_per_second: float | None = None
     rate_per_hour: int | None = None
+    rate_per_hour_whole: int | None = None  # the config's, where rate_per_hour is a shard's share
     retries: int = 3
     backoff: float = 1.0
     backoff_max: float = 30.0
     timeout: float = 10.0
 
     @classmethod
-    def from_config(cls, key: str, section: "HttpDelivery") -> "HttpSettings":
+    def from_config(cls, key: str, section: "HttpDelivery", whole_per_hour: int | None = None) -> "HttpSettings":
         return cls(key=key, concurrency=section.concurrency, rate_per_second=section.rate_per_second,
-                   rate_per_hour=section.rate_per_hour, retries=section.retries,
+                   rate_per_hour=section.rate_per_hour, rate_per_hour_whole=whole_per_hour, retries=section.retries,
                    backoff=section.backoff.total_seconds(), backoff_max=section.backoff_max.total_seconds(),
                    timeout=section.timeout.total_seconds())
 
@@ -319,8 +320,9 @@ class HttpChannel(LoopChannel):
                                 f"not attempted, {self.settings.key} endpoint unavailable: {self.down}"))
             return
         if not await self.limiter.acquire():
-            work.finish(Outcome(job.claim_id, Status.TRANSIENT, f"not attempted: {self.settings.key}.rate_per_hour "
-                                f"({self.settings.rate_per_hour}) reached; left for the next run"))
+            settings = self.settings
+            work.finish(Outcome(job.claim_id, Status.TRANSIENT,
+                                quota_reached(settings.key, settings.rate_per_hour, settings.rate_per_hour_whole)))
             return
         if work.stopping:  # stopped while it waited for its turn under rate_per_second
             work.finish(stopped(job.claim_id))

@@ -203,7 +203,8 @@ class SmsChannel(HttpChannel):
         self.name = name
 
     @classmethod
-    def from_config(cls, config: "Config", recent: Iterable[datetime] = ()) -> "SmsChannel":
+    def from_config(cls, config: "Config", recent: Iterable[datetime] = (),
+                    whole_per_hour: int | None = None) -> "SmsChannel":
         section = config.sms
 
         def need(key: str, value: Any, hint: str = "") -> None:
@@ -219,7 +220,8 @@ class SmsChannel(HttpChannel):
         else:
             need("http.url", section.http.url)
             provider = Gateway(section.http, section.sender)  # type: ignore[arg-type]
-        return cls(provider, HttpSettings.from_config("sms", section), recent, section.provider, trusted(config, "sms"))
+        return cls(provider, HttpSettings.from_config("sms", section, whole_per_hour), recent, section.provider,
+                   trusted(config, "sms"))
 
     def prepare(self, envelope: Envelope) -> Job | Outcome:
         to = envelope.decision.phone

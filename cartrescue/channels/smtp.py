@@ -60,7 +60,7 @@ import re
 import socket
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +89,7 @@ from cartrescue.channels.base import (
 from cartrescue.channels.pipelining import PipeliningProtocol, early_reply, enable
 from cartrescue.compose.mime import build_message, encode_address, wire_address, wire_body
 from cartrescue.errors import ConfigError
-from cartrescue.ratelimit import RateLimiter
+from cartrescue.ratelimit import RateLimiter, quota_reached
 from cartrescue.suppressions import NO_SUCH_USER  # the suppression reason of a 5.1.1 reply
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ class SmtpSettings:
     pool_size: int = 8
     rate_per_second: float | None = None
     rate_per_hour: int | None = None
+    rate_per_hour_whole: int | None = None  # the config's, where rate_per_hour is a shard's share
     retries: int = 3
     backoff: float = 1.0
     backoff_max: float = 30.0
@@ -539,10 +540,13 @@ class SmtpChannel(LoopChannel):
         self._mute = False  # the relay connects but never answers: down for the rest of the run
 
     @classmethod
-    def from_config(cls, config: "Config", recent: Iterable[datetime] = ()) -> "SmtpChannel":
-        """``recent``: when earlier runs sent messages (for the rolling hourly limit)."""
+    def from_config(cls, config: "Config", recent: Iterable[datetime] = (),
+                    whole_per_hour: int | None = None) -> "SmtpChannel":
+        """``recent``: when earlier runs sent messages (for the rolling hourly limit);
+        ``whole_per_hour``: the config's quota, where ``config`` has a shard's share of it."""
         now = datetime.now(timezone.utc)
-        return cls(SmtpSettings.from_config(config), recent_sends=[(now - at).total_seconds() for at in recent])
+        settings = replace(SmtpSettings.from_config(config), rate_per_hour_whole=whole_per_hour)
+        return cls(settings, recent_sends=[(now - at).total_seconds() for at in recent])
 
     async def _shutdown(self) -> None:
         await self._quit_all()
@@ -620,9 +624,9 @@ class SmtpChannel(LoopChannel):
             batch.finish(self._not_attempted(job))
             return
         if not await self.limiter.acquire():
-            limit = self.settings.rate_per_hour
+            settings = self.settings
             batch.finish(Outcome(job.claim_id, Status.TRANSIENT,
-                                 f"not attempted: smtp.rate_per_hour ({limit}) reached; left for the next run"))
+                                 quota_reached("smtp", settings.rate_per_hour, settings.rate_per_hour_whole)))
             return
         if batch.stopping:  # stopped while it waited for its turn under smtp.rate_per_second
             batch.finish(stopped(job.claim_id))

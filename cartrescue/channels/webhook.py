@@ -43,14 +43,15 @@ class WebhookChannel(HttpChannel):
         self.secret = secret
 
     @classmethod
-    def from_config(cls, config: "Config", recent: Iterable[datetime] = ()) -> "WebhookChannel":
+    def from_config(cls, config: "Config", recent: Iterable[datetime] = (),
+                    whole_per_hour: int | None = None) -> "WebhookChannel":
         section = config.webhook
         if not section.url:
             raise ConfigError(f"{config.where('webhook.url')}: empty; a tier or step sends on the webhook channel")
         if not section.secret:
             raise ConfigError(f"{config.where('webhook.secret')}: empty; set it to ${{CARTRESCUE_WEBHOOK_SECRET}} "
                               "and export a long random value (receivers verify the signature with it)")
-        return cls(section.url, section.secret, HttpSettings.from_config("webhook", section), recent,
+        return cls(section.url, section.secret, HttpSettings.from_config("webhook", section, whole_per_hour), recent,
                    trusted(config, "webhook"))
 
     def prepare(self, envelope: Envelope) -> Job | Outcome:

@@ -113,10 +113,12 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         from cartrescue.pipeline import Counts
 
         counts_so_far = Counts()
+        to_parent = _progress_to_parent(of_workers)
         with progress(stderr.console if show_progress else None, show_progress,
                       "planning" if not deliver else f"{mode}") as meter:
-            summary = run_job(config, request, on_result, on_problem, meter, meter.total if show_progress else None,
-                              counts_so_far)
+            meter = to_parent or meter
+            summary = run_job(config, request, on_result, on_problem, meter,
+                              meter.total if show_progress or to_parent else None, counts_so_far)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see cli.main): the document still ends
         if stream is None:
             if counts_so_far is not None and deliver and mode != "dry-run":
@@ -277,6 +279,16 @@ def _die_with_parent() -> None:
         die_with(parent, signal.SIGTERM)
 
 
+def _progress_to_parent(of_workers: bool) -> Any:
+    """A worker whose parent shows a progress bar reports its reading to it
+    (:class:`cartrescue.workers.ProgressToParent`); ``None`` otherwise."""
+    import sys
+
+    from cartrescue.workers import PROGRESS_ENV, ProgressToParent
+
+    return ProgressToParent(sys.stderr) if of_workers and os.environ.get(PROGRESS_ENV) == "1" else None
+
+
 def _started_by_a_run() -> bool:
     """Is this process a worker of ``run --workers`` (or a shop of ``run-all``)?"""
     from cartrescue.processes import started_by
@@ -345,11 +357,12 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
         # The workers start before the progress bar's and the shared indexes' threads do: see start_workers.
         workers = start_workers(count, config=config_file, now=at, mode=mode, outbox=outbox_dir, strict=strict,
                                 quiet=quiet, resend_unconfirmed=resend_unconfirmed, limit=max_deliveries, warn=warn,
-                                env=shared.env if shared is not None else None, live_clock=live_clock)
+                                env=shared.env if shared is not None else None, live_clock=live_clock,
+                                progress=show_progress)
         if shared is not None:
             shared.start()  # the helper watched, or the indexes built in a thread
         with progress(stderr.console if show_progress else None, show_progress, f"{mode} ({count} workers)") as advance:
-            merged = workers.follow(on_decisions, advance)
+            merged = workers.follow(on_decisions, advance, advance.total)
     except KeyboardInterrupt:
         stopped = _stopped_workers(workers, on_decisions, mode, at)
         if stream is None:
