@@ -14,12 +14,14 @@ wind down.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
+#: typing.TYPE_CHECKING, without importing typing: the console script installs these handlers
+#: before anything else is imported (cartrescue.entry), and typing took milliseconds of that.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable, Iterator
 
 #: The signals that stop a run. SIGHUP (a terminal that hung up) met Python's default action
 #: before: the run died at once, claims without outcome, the lock left for the next run to

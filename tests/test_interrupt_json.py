@@ -244,6 +244,19 @@ main()
 """
 
 
+@pytest.mark.parametrize("module", ["json", "typing"])
+def test_a_stop_while_the_console_script_loads_its_first_modules_still_gives_one_document(
+        tmp_path: Path, module: str) -> None:
+    """A stop in the console script's first milliseconds (cron's ``timeout``, a service manager,
+    Ctrl-C; on a host busy with overlapping ticks they last a tenth of a second) landed before
+    the handlers were in: ``cartrescue.entry`` imported json and typing (and ``stops`` typing)
+    first, and the run died of the signal, exit 143 (SIGINT: a traceback), without a document."""
+    done = subprocess.run([sys.executable, "-c", _STOP_ONCE_DURING_IMPORTS, module, "run", "--json"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert json.loads(done.stdout)["error"]["code"] == "interrupted" and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("configs", [["cartrescue.yaml"], ["cartrescue.yaml", "other/cartrescue.yaml", "--jobs", "2"]],
                          ids=["one-shop", "jobs-2"])
 def test_report_all_stopped_while_sqlalchemy_is_half_imported_still_gives_its_document(
