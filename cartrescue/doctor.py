@@ -30,6 +30,7 @@ from cartrescue.channels import answering, silent_parties
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode, SourceError
 from cartrescue.shards import Coverage, coverage, recorded_shard
 from cartrescue.sources.freshness import ago
+from cartrescue.text import counted
 
 if TYPE_CHECKING:
     import ssl
@@ -381,7 +382,6 @@ def _without_outcome(counts: dict[str, int], silent: str) -> str:
     """The ledger line of a ledger with claims without outcome: each message counted once (the
     statuses without outcome are named in the warning, not listed before it as well)."""
     from cartrescue.ledger import UNCONFIRMED
-    from cartrescue.text import counted
 
     others = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if status not in UNCONFIRMED)
     kinds = [(status, counts[status]) for status in UNCONFIRMED if counts.get(status)]
@@ -467,7 +467,7 @@ def _source(config: Any, now: datetime, limit: float | None = None) -> Check:
     if stale:
         return Check("source", FAIL, f"{detail}; but {stale}", int(ExitCode.STALE))
     if problems:
-        return Check("source", WARN, f"{detail}; {len(problems)} unreadable rows, first: {problems[0]}")
+        return Check("source", WARN, f"{detail}; {counted(len(problems), 'unreadable row')}, first: {problems[0]}")
     return Check("source", WARN if advice else OK, detail)
 
 

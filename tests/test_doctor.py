@@ -782,3 +782,9 @@ def test_a_secret_too_short_to_send_with_fails_the_config_check_as_every_sending
     assert (config["status"], config["exit_code"]) == (FAIL, int(ExitCode.CONFIG))
     assert "shop.unsubscribe_secret: 8 characters, at least 16 needed" in config["detail"]
     assert "Sh0rtS3c" not in result.output
+
+
+def test_one_unreadable_row_is_said_in_the_singular(shop: Shop) -> None:
+    shop.add(cart("c1"), cart("c2", items=[("SKU-1", "Blue mug", "two", "25.00")]))
+    detail = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["source"]["detail"]
+    assert "; 1 unreadable row, first: " in detail, detail
