@@ -85,6 +85,20 @@ def test_an_html_error_names_the_line_of_the_template_file_not_of_the_rendered_m
     assert all("rendered line" in p["message"] for p in problems), problems
 
 
+def test_an_html_error_that_names_its_rendered_line_says_it_once(tmp_path: Path) -> None:
+    """"<div> opened on rendered line 3 is never closed (rendered line 3)": the line twice."""
+    folder = tmp_path / "templates" / "en"
+    folder.mkdir(parents=True)
+    (folder / "open.subject.txt").write_text("Your cart at {{ shop.name }}\n", encoding="utf-8")
+    (folder / "open.txt").write_text("Hi\n{{ recovery_url }}\n{{ unsubscribe_url }}\n", encoding="utf-8")
+    (folder / "open.html").write_text('<p><a href="{{ unsubscribe_url }}">u</a></p>\n<div><b>Still there</b>\n',
+                                      encoding="utf-8")
+    result = cli("templates", "check", "--templates", str(tmp_path / "templates"), "--template", "open", "--quick",
+                 "--json")
+    messages = [p["message"] for p in result.json["cases"][0]["problems"] if p["kind"] == "html"]
+    assert messages and all(m.count("rendered line") == 1 for m in messages), messages
+
+
 def _own_layout(tmp_path: Path, before_content: str, template: str, markup: str) -> Path:
     """A templates folder whose ``_layout.html`` is the shipped one with ``before_content`` put
     before its content block, and an ``en`` template that extends it with ``markup``."""
