@@ -328,7 +328,7 @@ class Executor:
         free = self.clock.now() + timedelta(seconds=hour.free_in)
         free = free.replace(microsecond=0) + timedelta(seconds=1 if free.microsecond else 0)
         return replace(send, action=ACTION_DEFER, reason=REASON_HOURLY_QUOTA, not_before=free,
-                       detail=f"{hour.quota} reached: the hour's room went to the sends before it; not claimed, "
+                       detail=f"{hour.quota} reached: the past hour's sends took its room; not claimed, "
                               f"the first run from {free:%Y-%m-%d %H:%M:%S} UTC sends it")
 
     def _give_back(self, chunk: list[Decision], sent: list[Decision], results: dict[int, Result],
