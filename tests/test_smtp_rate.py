@@ -115,6 +115,24 @@ def _envelope(number: int) -> Envelope:
 
 
 @pytest.mark.smtp
+def test_a_claimed_message_the_hour_has_no_room_for_is_not_attempted_and_left_for_the_next_run() -> None:
+    """The backstop behind the run's own count (another run took the hour's last room first):
+    the channel's window refuses it in flight, ``failed_transient``, and the relay never sees it."""
+    with LoopbackSMTP() as server:
+        channel = SmtpChannel(SmtpSettings(host=server.host, port=server.port, security="none",
+                                           envelope_from="shop@example.com", pool_size=1, rate_per_hour=2),
+                              recent_sends=[60.0])
+        try:
+            outcomes = list(channel.deliver([_envelope(n) for n in range(2)]))
+        finally:
+            channel.close()
+    assert sorted(o.status for o in outcomes) == [Status.TRANSIENT, Status.SENT]
+    assert [o.reply for o in outcomes if o.status is Status.TRANSIENT] == [
+        "not attempted: smtp.rate_per_hour (2) reached; left for the next run"]
+    assert len(server.messages) == 1
+
+
+@pytest.mark.smtp
 @pytest.mark.slow
 def test_a_configured_50_per_second_is_never_exceeded_nor_halved() -> None:
     """The promise to the relay is the upper bound (10 % for the clock's grain). A loaded machine
@@ -259,3 +277,21 @@ def test_a_send_in_the_quotas_room_that_fails_to_render_gives_its_place_to_the_n
     assert found["bad"]["delivery"] == "render_error", found["bad"]
     assert (found["good"]["action"], found["good"]["delivery"]) == ("send", "sent"), found["good"]
     assert [row["cart_key"] for row in shop.messages()] == ["csv:good"]
+
+
+@pytest.mark.smtp
+def test_run_limit_and_the_hourly_quota_each_defer_with_their_own_reason(shop: Shop) -> None:
+    """``--limit 4`` under a quota of 2: the quota is what stops the run, so the others wait for
+    the hour (``hourly_quota``), not for the next run's limit; ``--limit 1`` under the same quota
+    in a new hour stops first (``run_limit``)."""
+    shop.add(*(cart(f"c{n}") for n in range(6)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=2))
+        first = shop.cli("run", "--send", "--json", "--limit", "4")
+        _age_the_hour(shop)
+        second = shop.cli("run", "--send", "--json", "--limit", "1")
+        server.wait_for(3)
+    assert first.json["counts"]["sent"] == 2 and first.json["counts"]["reasons"]["hourly_quota"] == 4
+    assert second.json["counts"]["sent"] == 1 and second.json["counts"]["reasons"]["run_limit"] == 3
+    assert "hourly_quota" not in second.json["counts"]["reasons"]
+    assert len(shop.messages()) == 3
