@@ -87,12 +87,15 @@ class RollingWindow:
 
     def room(self) -> tuple[int, float]:
         """How many events the window takes now, and in how many seconds, once those are taken,
-        it has room again: when its oldest event leaves it (a whole period when it holds none:
-        the first of those taken now is then the oldest)."""
+        it has room again: when the event that makes it full leaves it (its oldest when it has
+        room now; a whole period when it holds none: the first of those taken now is then the
+        oldest)."""
         now = self.clock()
         self._prune(now)
         events = self.events
-        return max(0, self.limit - len(events)), (events[0] + self.period - now) if events else self.period
+        if not events:
+            return self.limit, self.period
+        return max(0, self.limit - len(events)), events[max(0, len(events) - self.limit)] + self.period - now
 
     def free_in(self) -> float:
         """Seconds until the window has room again (0 when it has room now)."""

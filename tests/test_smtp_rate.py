@@ -94,6 +94,14 @@ def test_rolling_window_counts_earlier_runs_and_frees_slots_as_they_age() -> Non
     assert window.try_take() is True and window.try_take() is False
 
 
+def test_the_room_of_a_rolling_window_and_when_it_has_room_again_once_that_is_taken() -> None:
+    clock = FakeClock()
+    assert RollingWindow(3, period=3600, clock=clock).room() == (3, 3600.0)  # empty: the first taken now leaves last
+    assert RollingWindow(3, period=3600, clock=clock, history=[600.0, 60.0]).room() == (1, 3000.0)
+    # more than the limit (a shard's share after the layout changed): free once all but limit - 1 have left
+    assert RollingWindow(2, period=3600, clock=clock, history=[3000.0, 2000.0, 1000.0]).room() == (0, 1600.0)
+
+
 def test_hourly_quota_used_up_means_not_attempted_rather_than_waiting() -> None:
     clock = FakeClock()
     limiter = RateLimiter(per_hour=2, clock=clock, sleep=clock.sleep)
