@@ -375,6 +375,7 @@ class Reason(StrEnum):
     QUIET_HOURS = "quiet_hours"
     BUDGET = "tier_budget"
     RUN_LIMIT = "run_limit"
+    HOURLY_QUOTA = "hourly_quota"  # the channel's rate_per_hour has no room left this hour: not claimed
     HOLDOUT = "holdout"
 
 
@@ -392,6 +393,7 @@ REASON_BUDGET = Reason.BUDGET
 REASON_DUE = Reason.DUE
 REASON_EMPTY_CART = Reason.EMPTY_CART
 REASON_HOLDOUT = Reason.HOLDOUT
+REASON_HOURLY_QUOTA = Reason.HOURLY_QUOTA
 REASON_IDLE_BELOW_CUTOFF = Reason.IDLE_BELOW_CUTOFF
 REASON_MESSAGED_TODAY = Reason.MESSAGED_TODAY
 REASON_NEWER_CART = Reason.NEWER_CART

@@ -15,6 +15,9 @@ work on a monotonic clock; the clock and the sleep are injectable so tests need 
   mean (a token bucket would let up to 2N through in an hour that starts with a full bucket).
   It is seeded with the sends of earlier runs, so a cron job every ten minutes shares one quota.
   It never waits: when the hour is full the caller leaves the message for a later run.
+- :class:`HourRoom` is what the hour has left when a delivering run starts (and between its
+  chunks): the executor defers the sends past it before their claim (``hourly_quota``); the
+  window's refusal stays the backstop for a race with another run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 Clock = Callable[[], float]
 
@@ -81,6 +85,18 @@ class RollingWindow:
         self.events.append(now)
         return True
 
+    def room(self) -> tuple[int, float]:
+        """How many events the window takes now, and in how many seconds, once those are taken,
+        it has room again: when the event that makes it full leaves it (its oldest when it has
+        room now; a whole period when it holds none: the first of those taken now is then the
+        oldest)."""
+        now = self.clock()
+        self._prune(now)
+        events = self.events
+        if not events:
+            return self.limit, self.period
+        return max(0, self.limit - len(events)), events[max(0, len(events) - self.limit)] + self.period - now
+
     def free_in(self) -> float:
         """Seconds until the window has room again (0 when it has room now)."""
         now = self.clock()
@@ -90,13 +106,31 @@ class RollingWindow:
         return self.events[len(self.events) - self.limit] + self.period - now
 
 
-def quota_reached(key: str, share: int | None, whole: int | None) -> str:
-    """The reply of a message an hourly quota left for the next run. ``share``: the run's part of
-    the hour; ``whole``: the config's figure where that is a shard's share (``run --workers``),
-    named first: a summary of 89,053 × ``smtp.rate_per_hour (1500)`` under a configured 3000 read
-    as a wrong config, and an odd quota gave two lines, one per shard."""
+def quota_named(key: str, share: int | None, whole: int | None) -> str:
+    """An hourly quota as a message names it: ``smtp.rate_per_hour (3000; this shard's share
+    1500)``. ``share``: the run's part of the hour; ``whole``: the config's figure where that is
+    a shard's share (``run --workers``), named first: a summary of 89,053 × ``smtp.rate_per_hour
+    (1500)`` under a configured 3000 read as a wrong config, and an odd quota gave two lines, one
+    per shard."""
     said = f"{whole}; this shard's share {share}" if whole is not None and whole != share else f"{share}"
-    return f"not attempted: {key}.rate_per_hour ({said}) reached; left for the next run"
+    return f"{key}.rate_per_hour ({said})"
+
+
+def quota_reached(key: str, share: int | None, whole: int | None) -> str:
+    """The reply of a claimed message the hourly quota refused in flight (another run took the
+    room first, or retries spent it): the next run sends it."""
+    return f"not attempted: {quota_named(key, share, whole)} reached; left for the next run"
+
+
+@dataclass(frozen=True, slots=True)
+class HourRoom:
+    """What a channel's hourly quota has left (:meth:`RateLimiter.hour_room`): ``room`` sends,
+    and ``free_in`` seconds until the hour, once they are sent, has room again; ``quota``: the
+    quota as named (:func:`quota_named`), for the detail of the sends deferred past it."""
+
+    room: int
+    free_in: float
+    quota: str
 
 
 class RateLimiter:
@@ -115,6 +149,13 @@ class RateLimiter:
         self.window = RollingWindow(per_hour, clock=clock, history=history) if per_hour else None
         self.sleep = sleep
         self._turn: asyncio.Lock | None = None  # made on first use, inside the caller's loop
+
+    def hour_room(self, quota: str) -> HourRoom | None:
+        """The room the hourly quota (named ``quota``) has left now; None without one."""
+        if self.window is None:
+            return None
+        room, free_in = self.window.room()
+        return HourRoom(room, free_in, quota)
 
     @property
     def limited(self) -> bool:

@@ -61,6 +61,18 @@ def test_every_due_cart_gets_one_text_through_the_messages_api_and_a_rerun_sends
         assert shop.cli("run", "--send", "--json").json["counts"]["sent"] == 0 and len(twilio.messages) == 12
 
 
+def test_texts_past_the_hourly_quota_wait_unclaimed_and_the_run_exits_0(shop: Shop) -> None:
+    """``sms.rate_per_hour``: the texts past its room are deferred ``hourly_quota`` before their
+    claim (each was claimed and recorded ``failed_transient``, and the run exited 1)."""
+    with TwilioEmulator() as twilio:
+        sms_shop(shop, twilio.url, carts=5, rate_per_hour=2, concurrency=1)
+        result = shop.cli("run", "--send", "--json")
+        assert result.exit_code == 0, result.output
+        assert len(twilio.messages) == 2 and [row["status"] for row in rows(shop)] == ["sent"] * 2
+        waits = [row for row in result.json["decisions"] if row["reason"] == "hourly_quota"]
+        assert len(waits) == 3 and all("sms.rate_per_hour (2) reached" in row["detail"] for row in waits)
+
+
 def test_a_messaging_service_sid_is_sent_as_such(shop: Shop) -> None:
     with TwilioEmulator() as twilio:
         sms_shop(shop, twilio.url, carts=1, sender="MG" + "ab" * 16)

@@ -1,24 +1,27 @@
 """Rate limits: a configured per-second rate is held, and the hourly quota spans runs.
 
 The pacing maths is tested on a fake clock (fast, exact); one test measures a real 50 msg/s
-against the loopback server (generous bounds: 10%); the hourly quota is tested through the CLI.
+against the loopback server (generous bounds: 10%); the hourly quota is tested through the CLI:
+the sends past its room are deferred before their claim (``hourly_quota``), the window's refusal
+in flight stays the backstop for a race with another run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 from smtpserver import LoopbackSMTP
 
 from cartrescue.channels.base import Envelope, Status
 from cartrescue.channels.smtp import SmtpChannel, SmtpSettings
-from cartrescue.ledger import Ledger
 from cartrescue.model import Address, OutgoingMessage
 from cartrescue.ratelimit import RateLimiter, RollingWindow, TokenBucket
-from conftest import Shop, cart, in_shard
+from conftest import Outcome, Shop, cart, in_shard
 
 
 class FakeClock:
@@ -91,6 +94,14 @@ def test_rolling_window_counts_earlier_runs_and_frees_slots_as_they_age() -> Non
     assert window.try_take() is True and window.try_take() is False
 
 
+def test_the_room_of_a_rolling_window_and_when_it_has_room_again_once_that_is_taken() -> None:
+    clock = FakeClock()
+    assert RollingWindow(3, period=3600, clock=clock).room() == (3, 3600.0)  # empty: the first taken now leaves last
+    assert RollingWindow(3, period=3600, clock=clock, history=[600.0, 60.0]).room() == (1, 3000.0)
+    # more than the limit (a shard's share after the layout changed): free once all but limit - 1 have left
+    assert RollingWindow(2, period=3600, clock=clock, history=[3000.0, 2000.0, 1000.0]).room() == (0, 1600.0)
+
+
 def test_hourly_quota_used_up_means_not_attempted_rather_than_waiting() -> None:
     clock = FakeClock()
     limiter = RateLimiter(per_hour=2, clock=clock, sleep=clock.sleep)
@@ -109,6 +120,24 @@ def _envelope(number: int) -> Envelope:
         subject="Your cart", text="Hello", html="<p>Hello</p>", date=datetime(2026, 11, 20, tzinfo=timezone.utc),
     )
     return Envelope(number, None, message)  # type: ignore[arg-type]
+
+
+@pytest.mark.smtp
+def test_a_claimed_message_the_hour_has_no_room_for_is_not_attempted_and_left_for_the_next_run() -> None:
+    """The backstop behind the run's own count (another run took the hour's last room first):
+    the channel's window refuses it in flight, ``failed_transient``, and the relay never sees it."""
+    with LoopbackSMTP() as server:
+        channel = SmtpChannel(SmtpSettings(host=server.host, port=server.port, security="none",
+                                           envelope_from="shop@example.com", pool_size=1, rate_per_hour=2),
+                              recent_sends=[60.0])
+        try:
+            outcomes = list(channel.deliver([_envelope(n) for n in range(2)]))
+        finally:
+            channel.close()
+    assert sorted(o.status for o in outcomes) == [Status.TRANSIENT, Status.SENT]
+    assert [o.reply for o in outcomes if o.status is Status.TRANSIENT] == [
+        "not attempted: smtp.rate_per_hour (2) reached; left for the next run"]
+    assert len(server.messages) == 1
 
 
 @pytest.mark.smtp
@@ -135,27 +164,76 @@ def test_a_configured_50_per_second_is_never_exceeded_nor_halved() -> None:
     assert busiest <= 55, busiest
 
 
+def _quota_waits(result: Outcome) -> list[dict[str, Any]]:
+    """The decisions of ``result`` (``--json``) deferred by the hourly quota."""
+    return [row for row in result.json["decisions"] if row["reason"] == "hourly_quota"]
+
+
+def _age_the_hour(shop: Shop) -> None:
+    """Move the ledger's sends back past the rolling hour, as an hour of waiting would."""
+    with sqlite3.connect(shop.folder / "ledger.db") as db:
+        db.execute("UPDATE cr_message SET finished_at = datetime(finished_at, '-61 minutes')")
+
+
 @pytest.mark.smtp
-def test_hourly_quota_spans_runs(shop: Shop) -> None:
+def test_sends_past_the_hourly_quota_are_deferred_before_their_claim_and_the_run_exits_0(shop: Shop) -> None:
+    """89k messages behind a 3,000/hour quota were each claimed and failed ``failed_transient``:
+    every cron run exited 1 and printed "failed" for a day. Past the room, a send is deferred
+    ``hourly_quota``, unclaimed, until the hour has room again (its oldest send plus an hour)."""
     shop.add(*(cart(f"c{n}") for n in range(8)))
     with LoopbackSMTP() as server:
         shop.configure(smtp=server.smtp_config(rate_per_hour=5))
-        first = shop.cli("run", "--send", "--json")
-        second = shop.cli("run", "--send", "--json")  # same hour: the quota is used up
+        result = shop.cli("run", "--send", "--json")
         server.wait_for(5)
-    assert first.json["counts"]["sent"] == 5 and second.json["counts"]["sent"] == 0
+    assert result.exit_code == 0, result.output
+    counts = result.json["counts"]
+    assert (counts["sent"], counts["failed"], counts["defer"], counts["failures"]) == (5, 0, 3, {})
+    waits = _quota_waits(result)
+    assert [(row["action"], row["delivery"]) for row in waits] == [("defer", None)] * 3
+    assert {row["not_before"] for row in waits} == {"2026-11-20T11:00:00Z"}  # no earlier send: an hour from now
+    assert all("smtp.rate_per_hour (5) reached" in row["detail"] for row in waits)
     assert len(server.messages) == 5
-    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
-    try:
-        left = [row for row in ledger.messages() if row["status"] == "failed_transient"]
-    finally:
-        ledger.close()
-    assert len(left) == 3
-    assert all("rate_per_hour (5) reached" in row["reply"] for row in left)
+    assert [row["status"] for row in shop.messages()] == ["sent"] * 5  # the three were never claimed
 
 
 @pytest.mark.smtp
-def test_a_quota_reached_under_workers_names_the_configured_figure_and_the_shards_share(shop: Shop) -> None:
+def test_a_run_within_the_hour_defers_the_sends_past_the_quota_again_without_claiming_them(shop: Shop) -> None:
+    shop.add(*(cart(f"c{n}") for n in range(8)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=5))
+        shop.cli("run", "--send", "--json")
+        second = shop.cli("run", "--send", "--json", "--quiet")
+        server.wait_for(5)
+    assert second.exit_code == 0, second.output
+    assert (second.json["counts"]["sent"], second.json["counts"]["failed"]) == (0, 0)
+    waits = _quota_waits(second)
+    assert len(waits) == 3
+    # the oldest send of the hour leaves it an hour after it went out: a few seconds before 11:00
+    assert all("2026-11-20T10:59:" in row["not_before"] or row["not_before"] == "2026-11-20T11:00:00Z"
+               for row in waits), waits
+    assert len(server.messages) == 5
+    rows = shop.messages()
+    assert [row["status"] for row in rows] == ["sent"] * 5 and {row["attempts"] for row in rows} == {1}
+
+
+@pytest.mark.smtp
+def test_a_run_after_the_hour_sends_the_next_quota(shop: Shop) -> None:
+    shop.add(*(cart(f"c{n}") for n in range(8)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=3))
+        first = shop.cli("run", "--send", "--json")
+        _age_the_hour(shop)
+        later = shop.cli("run", "--send", "--json")
+        server.wait_for(6)
+    assert first.json["counts"]["sent"] == 3 and len(_quota_waits(first)) == 5
+    assert later.exit_code == 0, later.output
+    assert later.json["counts"]["sent"] == 3 and len(_quota_waits(later)) == 2
+    assert len(server.messages) == 6
+    assert [row["status"] for row in shop.messages()] == ["sent"] * 6
+
+
+@pytest.mark.smtp
+def test_under_workers_the_shards_shares_of_the_hourly_quota_add_up_to_it(shop: Shop) -> None:
     # 5 an hour over 2 shards: 3 and 2; each shard has 4 carts due, so each reaches its share
     shop.add(*(cart(f"a{n}", email=a) for n, a in enumerate(in_shard(1, 2, 4))),
              *(cart(f"b{n}", email=a) for n, a in enumerate(in_shard(2, 2, 4))))
@@ -163,11 +241,12 @@ def test_a_quota_reached_under_workers_names_the_configured_figure_and_the_shard
         shop.configure(smtp=server.smtp_config(rate_per_hour=5))
         result = shop.cli("run", "--send", "--json", "--workers", "2")
         server.wait_for(5)
-    assert result.json["counts"]["sent"] == 5
-    assert result.json["counts"]["failures"] == {
-        "not attempted: smtp.rate_per_hour (5; this shard's share 3) reached; left for the next run": 1,
-        "not attempted: smtp.rate_per_hour (5; this shard's share 2) reached; left for the next run": 2,
-    }
+    assert result.exit_code == 0, result.output
+    assert (result.json["counts"]["sent"], result.json["counts"]["failed"]) == (5, 0)
+    assert len(server.messages) == 5
+    details = sorted(row["detail"].split(" reached")[0] for row in _quota_waits(result))
+    assert details == ["smtp.rate_per_hour (5; this shard's share 2)"] * 2 + ["smtp.rate_per_hour (5; this shard's share 3)"]
+    assert len(shop.messages()) == 5
 
 
 @pytest.mark.smtp
@@ -184,3 +263,43 @@ def test_hourly_quota_holds_when_the_shard_layout_changes_within_the_hour(shop: 
     assert first.json["counts"]["sent"] == 4
     assert second.json["counts"]["sent"] == 0
     assert len(server.messages) == 4
+
+
+@pytest.mark.smtp
+def test_a_send_in_the_quotas_room_that_fails_to_render_gives_its_place_to_the_next(shop: Shop) -> None:
+    """A quota of 1: the first cart's template fails on its data (nothing claimed), so the room
+    is still there and the next cart, deferred ``hourly_quota``, goes out in its place."""
+    folder = shop.folder / "templates" / "en"
+    folder.mkdir(parents=True)
+    for part, content in (("subject.txt", "{{ 100 // (cart.item_count - 7) }} things"),
+                          ("txt", "{{ unsubscribe_url }}\n"), ("html", "<p>{{ unsubscribe_url }}</p>")):
+        (folder / f"reminder-1.{part}").write_text(content, encoding="utf-8")
+    shop.configure(templates="templates")
+    shop.add(cart("bad", email="first@example.com", items=(("S", "Socks", 7, "2.00"),)),
+             cart("good", email="last@example.com"))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=1))
+        result = shop.cli("run", "--send", "--json")
+        server.wait_for(1)
+    found = {row["cart_id"]: row for row in result.json["decisions"]}
+    assert found["bad"]["delivery"] == "render_error", found["bad"]
+    assert (found["good"]["action"], found["good"]["delivery"]) == ("send", "sent"), found["good"]
+    assert [row["cart_key"] for row in shop.messages()] == ["csv:good"]
+
+
+@pytest.mark.smtp
+def test_run_limit_and_the_hourly_quota_each_defer_with_their_own_reason(shop: Shop) -> None:
+    """``--limit 4`` under a quota of 2: the quota is what stops the run, so the others wait for
+    the hour (``hourly_quota``), not for the next run's limit; ``--limit 1`` under the same quota
+    in a new hour stops first (``run_limit``)."""
+    shop.add(*(cart(f"c{n}") for n in range(6)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=2))
+        first = shop.cli("run", "--send", "--json", "--limit", "4")
+        _age_the_hour(shop)
+        second = shop.cli("run", "--send", "--json", "--limit", "1")
+        server.wait_for(3)
+    assert first.json["counts"]["sent"] == 2 and first.json["counts"]["reasons"]["hourly_quota"] == 4
+    assert second.json["counts"]["sent"] == 1 and second.json["counts"]["reasons"]["run_limit"] == 3
+    assert "hourly_quota" not in second.json["counts"]["reasons"]
+    assert len(shop.messages()) == 3

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import asyncio
     from collections import deque
 
+    from cartrescue.ratelimit import HourRoom
+
 from cartrescue.model import Decision, OutgoingMessage, quick_init
 from cartrescue.stops import held, stops_in_loop
 
@@ -207,6 +209,11 @@ class Channel(ABC):
     @abstractmethod
     def deliver(self, batch: Sequence[Envelope]) -> Iterator[Outcome]:
         """Deliver ``batch``; yield one outcome per envelope, in any order, as they happen."""
+
+    def hour_room(self) -> "HourRoom | None":
+        """What its hourly quota (``rate_per_hour``) has left now; None: it has none. The
+        executor defers the sends past it before their claim (``hourly_quota``)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush files, close connections."""

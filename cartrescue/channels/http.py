@@ -54,7 +54,7 @@ from cartrescue.channels.base import (
     take_prepared,
 )
 from cartrescue.errors import ConfigError
-from cartrescue.ratelimit import RateLimiter, quota_reached
+from cartrescue.ratelimit import HourRoom, RateLimiter, quota_named, quota_reached
 from cartrescue.text import ascii_digits
 
 if TYPE_CHECKING:
@@ -252,6 +252,10 @@ class HttpChannel(LoopChannel):
         self._clients: dict[int, Connection] = {}  # worker -> its connection
         self._in_hand: dict[int, Job] = {}  # worker -> the job it works on (what a stop cuts short)
         self._tls = tls  # None: certifi's CAs, loaded when the first connection needs them
+
+    def hour_room(self) -> HourRoom | None:
+        settings = self.settings
+        return self.limiter.hour_room(quota_named(settings.key, settings.rate_per_hour, settings.rate_per_hour_whole))
 
     # -- what subclasses provide ---------------------------------------------------------------
 

@@ -89,7 +89,7 @@ from cartrescue.channels.base import (
 from cartrescue.channels.pipelining import PipeliningProtocol, early_reply, enable
 from cartrescue.compose.mime import build_message, encode_address, wire_address, wire_body
 from cartrescue.errors import ConfigError
-from cartrescue.ratelimit import RateLimiter, quota_reached
+from cartrescue.ratelimit import HourRoom, RateLimiter, quota_named, quota_reached
 from cartrescue.suppressions import NO_SUCH_USER  # the suppression reason of a 5.1.1 reply
 
 if TYPE_CHECKING:
@@ -547,6 +547,10 @@ class SmtpChannel(LoopChannel):
         now = datetime.now(timezone.utc)
         settings = replace(SmtpSettings.from_config(config), rate_per_hour_whole=whole_per_hour)
         return cls(settings, recent_sends=[(now - at).total_seconds() for at in recent])
+
+    def hour_room(self) -> HourRoom | None:
+        settings = self.settings
+        return self.limiter.hour_room(quota_named("smtp", settings.rate_per_hour, settings.rate_per_hour_whole))
 
     async def _shutdown(self) -> None:
         await self._quit_all()

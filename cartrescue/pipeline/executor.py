@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,17 +38,20 @@ from cartrescue.model import (
     ACTION_SKIP,
     REASON_BUDGET,
     REASON_DUE,
+    REASON_HOURLY_QUOTA,
     REASON_MESSAGED_TODAY,
     REASON_RUN_LIMIT,
     REASON_SUPPRESSED,
     Decision,
     OutgoingMessage,
+    Reason,
     RowProblem,
     quick_new,
 )
 from cartrescue.pipeline.common import chunked
 from cartrescue.pipeline.composer import Composer
 from cartrescue.pipeline.results import Result, new_result
+from cartrescue.ratelimit import HourRoom
 from cartrescue.decide.sequence import Calendar
 from cartrescue.sms_text import measure
 
@@ -221,6 +224,10 @@ class Executor:
         self._room: Counter[str] = Counter()
         tiers = composer.config.priority.tiers
         self._budgets = any(t.budget is not None for t in tiers)
+        # Per channel with an hourly quota (rate_per_hour), the room its hour has left, read from
+        # the channel before each chunk (:meth:`_refresh_quotas`) and taken by each send admitted.
+        self._hour: dict[str, HourRoom] = {}
+        self._quota: dict[str, int] = {}
         self._per_day = frozenset(t.name for t in tiers if t.budget is not None and t.budget_per == "day")
         if ledger is not None and pools(composer.config):
             self.codes = Codes(composer.config, ledger)
@@ -250,14 +257,17 @@ class Executor:
         return screened
 
     def _apply_limit(self, chunk: list[Decision]) -> tuple[list[Decision], dict[int, Decision]]:
-        """``run --limit N``: the first N send decisions go ahead, the rest wait for a later run.
+        """``run --limit N``: the first N send decisions go ahead, the rest wait for a later run;
+        so do the sends past the room a channel's hourly quota has left (``hourly_quota``): they
+        are never claimed, so the run neither fails them nor counts an attempt.
 
         Also returns the sends that wait, by their place in the chunk: a send that goes ahead but
         is deferred at its claim (:meth:`_give_back`) hands its slot to the first of them. A tier
         budget's spare (:meth:`Planner._reserve`) waits here too, as the send it would be: it
         goes ahead at once when a kept send of its tier left a slot in an earlier chunk."""
         waiting: dict[int, Decision] = {}
-        if self.limit is None and not self._budgets:
+        self._refresh_quotas()
+        if self.limit is None and not self._budgets and not self._quota:
             return chunk, waiting
         out = []
         for at, decision in enumerate(chunk):
@@ -267,26 +277,59 @@ class Executor:
                     decision = send
                 else:
                     waiting[at] = send
-            elif decision.action is ACTION_SEND and self.limit is not None:
-                if self.limit > 0:
-                    self.limit -= 1
-                else:
-                    waiting[at] = decision
-                    decision = replace(decision, action=ACTION_DEFER, reason=REASON_RUN_LIMIT,
-                                       detail="run --limit reached; a later run sends it")
+            elif decision.action is ACTION_SEND and not self._admit(decision, spare=False):
+                waiting[at] = decision
+                decision = self._waits(decision)
             out.append(decision)
         return out, waiting
 
+    def _refresh_quotas(self) -> None:
+        """Read the room each channel's hourly quota has left (:meth:`Channel.hour_room`), before a
+        chunk: every claim of the chunks before went through the channel's window by then, and
+        the sends of the hour that age out of it free their room. No query: the window was
+        seeded from the ledger once, as the channel was built."""
+        self._hour = {name: room for name, channel in self.channels.items()
+                      if (room := channel.hour_room()) is not None}
+        self._quota = {name: room.room for name, room in self._hour.items()}
+
+    def _blocked(self, send: Decision, *, spare: bool) -> Reason | None:
+        """Why ``send`` cannot go ahead now: no ``--limit`` slot left, no slot its tier's kept
+        sends left (a budget's ``spare``), no room in its channel's hour; None: it can."""
+        if self.limit is not None and self.limit <= 0:
+            return REASON_RUN_LIMIT
+        if spare and self._room[send.tier or ""] <= 0:
+            return REASON_BUDGET
+        if self._quota and self._quota.get(send.channel or "email", 1) <= 0:
+            return REASON_HOURLY_QUOTA
+        return None
+
     def _admit(self, send: Decision, *, spare: bool) -> bool:
-        """Whether ``send`` goes ahead now, taking a ``--limit`` slot (with a limit) and, for a
-        budget's ``spare``, a slot its tier's kept sends left (none: it waits)."""
-        if (self.limit is not None and self.limit <= 0) or (spare and self._room[send.tier or ""] <= 0):
+        """Whether ``send`` goes ahead now, taking a ``--limit`` slot (with a limit), a slot of
+        its channel's hourly quota (with one) and, for a budget's ``spare``, a slot its tier's
+        kept sends left (none: it waits)."""
+        if self._blocked(send, spare=spare) is not None:
             return False
         if spare:
             self._room[send.tier or ""] -= 1
         if self.limit is not None:
             self.limit -= 1
+        channel = send.channel or "email"
+        if channel in self._quota:
+            self._quota[channel] -= 1
         return True
+
+    def _waits(self, send: Decision) -> Decision:
+        """``send`` deferred, unclaimed, for the slot :meth:`_admit` refused it: ``run --limit``'s
+        (``run_limit``), or its channel's hour (``hourly_quota``, until its oldest send leaves it)."""
+        if self._blocked(send, spare=False) is REASON_RUN_LIMIT:
+            return replace(send, action=ACTION_DEFER, reason=REASON_RUN_LIMIT,
+                           detail="run --limit reached; a later run sends it")
+        hour = self._hour[send.channel or "email"]
+        free = self.clock.now() + timedelta(seconds=hour.free_in)
+        free = free.replace(microsecond=0) + timedelta(seconds=1 if free.microsecond else 0)
+        return replace(send, action=ACTION_DEFER, reason=REASON_HOURLY_QUOTA, not_before=free,
+                       detail=f"{hour.quota} reached: the past hour's sends took its room; not claimed, "
+                              f"the first run from {free:%Y-%m-%d %H:%M:%S} UTC sends it")
 
     def _give_back(self, chunk: list[Decision], sent: list[Decision], results: dict[int, Result],
                    waiting: dict[int, Decision]) -> list[Decision]:
@@ -296,7 +339,8 @@ class Executor:
         another run claimed first, or one whose message failed to render for its cart was never
         claimed by this run: ``--limit N`` counts the messages this run claims, so its slot goes
         to the next send that waits with ``run_limit`` -- put back in ``chunk`` in its place --
-        or, when none waits in this chunk, to the next chunk's. A tier's budget does the same:
+        or, when none waits in this chunk, to the next chunk's. So does its channel's hourly
+        quota, to the next send of the channel deferred ``hourly_quota``. A tier's budget does the same:
         the slot of a send it kept goes to the tier's best spare (``tier_budget``), in this
         chunk or a later one; a day's budget counts every claim of the day, so the slot of a send
         another run claimed first was spent. A waiting send was never claimed, so none is
@@ -305,6 +349,8 @@ class Executor:
         if self.limit is not None:
             self.limit += len(unclaimed)
         for decision, result in unclaimed:
+            if (decision.channel or "email") in self._quota:
+                self._quota[decision.channel or "email"] += 1
             if decision.budgeted and not (decision.tier in self._per_day and result.delivery == "claimed_elsewhere"):
                 self._room[decision.tier or ""] += 1
         back: list[Decision] = []

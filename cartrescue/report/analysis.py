@@ -27,11 +27,12 @@ from cartrescue.text import counted
 #: tomorrow or a budget is still eligible).
 #: The latest decisions of carts that passed the eligibility gates (the funnel's "eligible"): due,
 #: held out, or due and waiting: for a later step, the next day (messaged, or the shop's newsletter
-#: reached the address today), the end of quiet hours, a tier's budget or the run's ``--limit``.
+#: reached the address today), the end of quiet hours, a tier's budget, the run's ``--limit`` or
+#: room in the channel's hourly quota.
 #: A cart waiting for ``--limit`` or for the day after a newsletter was counted in no stage after
 #: "seen": neither eligible nor among the skips.
 PASSED = frozenset({"due", "holdout", "step_not_due", "messaged_today", "newsletter_today", "quiet_hours",
-                    "tier_budget", "run_limit", "sequence_done"})
+                    "tier_budget", "run_limit", "hourly_quota", "sequence_done"})
 
 
 def rounded(value: Decimal, places: int) -> str:
