@@ -900,8 +900,8 @@ class TemplateChecker:
         errors, links = self._html_problems(html)
         source, shared = (self._source(html_file), self._shared_files()) if errors else ("", {})
         for number, error, markup in errors[:3]:
-            where = "" if f"rendered line {number}" in error else f" (rendered line {number})"  # said once
-            case.add(Problem("html", f"HTML does not parse: {error}{where}",
+            line_said = "" if f"rendered line {number}" in error else f" (rendered line {number})"  # said once
+            case.add(Problem("html", f"HTML does not parse: {error}{line_said}",
                              *markup_origin(html_file, source, markup, shared), cart.id))
         if self.unsubscribe_url not in links:
             case.add(Problem("unsubscribe", 'no unsubscribe link in the HTML part (<a href="{{ unsubscribe_url }}">)',
