@@ -202,3 +202,13 @@ def test_every_option_a_command_line_of_the_docs_gives_is_in_that_commands_help(
                 missing += [f"{doc.name}: {line.strip()}: {option}"
                             for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest) if option not in helps]
     assert missing == []
+
+
+def test_the_upgrading_section_names_the_version_that_runs() -> None:
+    """0.1.0 stayed for weeks of changes: a new wheel installed over the old one was 'already
+    installed' and changed nothing, and --version could not tell them apart. A release raises
+    the version and says so where the README tells what an upgrade changes."""
+    from cartrescue import __version__
+
+    upgrading = (REPO / "README.md").read_text(encoding="utf-8").split("### Upgrading", 1)[1].split("\n## ", 1)[0]
+    assert f"{__version__} is the version of " in upgrading
