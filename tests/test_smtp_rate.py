@@ -303,3 +303,25 @@ def test_run_limit_and_the_hourly_quota_each_defer_with_their_own_reason(shop: S
     assert second.json["counts"]["sent"] == 1 and second.json["counts"]["reasons"]["run_limit"] == 3
     assert "hourly_quota" not in second.json["counts"]["reasons"]
     assert len(shop.messages()) == 3
+
+
+@pytest.mark.smtp
+def test_claims_a_killed_run_left_without_outcome_take_their_room_in_the_hour(shop: Shop) -> None:
+    """A run killed (kill -9) with messages in flight leaves them ``claimed``, without outcome:
+    the relay may have them, so they count in the hour as sent ones do. Only ``sent`` and
+    ``unconfirmed`` were counted: the next run sent the whole room again, past the quota."""
+    shop.add(*(cart(f"c{n}") for n in range(8)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=5))
+        first = shop.cli("run", "--send", "--json")
+        server.wait_for(5)
+        with sqlite3.connect(shop.folder / "ledger.db") as db:  # as kill -9 leaves two of them, closed later
+            db.execute("UPDATE cr_message SET status = 'claimed', finished_at = NULL, reply = '' "
+                       "WHERE id IN (SELECT id FROM cr_message ORDER BY id DESC LIMIT 2)")
+            db.execute("UPDATE cr_run SET status = 'killed'")
+        second = shop.cli("run", "--send", "--json")
+    assert first.json["counts"]["sent"] == 5
+    assert second.exit_code == 0, second.output
+    assert second.json["counts"]["sent"] == 0, second.json["counts"]
+    assert len(_quota_waits(second)) == 3
+    assert len(server.messages) == 5
