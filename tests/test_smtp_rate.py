@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+import shopdb
+import sqlalchemy as sa
 from smtpserver import LoopbackSMTP
 
 from cartrescue.channels.base import Envelope, Status
@@ -303,3 +305,30 @@ def test_run_limit_and_the_hourly_quota_each_defer_with_their_own_reason(shop: S
     assert second.json["counts"]["sent"] == 1 and second.json["counts"]["reasons"]["run_limit"] == 3
     assert "hourly_quota" not in second.json["counts"]["reasons"]
     assert len(shop.messages()) == 3
+
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize("kind", [pytest.param("sqlite", id="sqlite"), *shopdb.KINDS])
+def test_claims_a_killed_run_left_without_outcome_take_their_room_in_the_hour(shop: Shop, kind: str) -> None:
+    """A run killed (kill -9) with messages in flight leaves them ``claimed``, without outcome:
+    the relay may have them, so they count in the hour as sent ones do. Only ``sent`` and
+    ``unconfirmed`` were counted: the next run sent the whole room again, past the quota."""
+    shop.add(*(cart(f"c{n}") for n in range(8)))
+    with LoopbackSMTP() as server, shopdb.ledger_on(shop, kind) as url:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=5))
+        first = shop.cli("run", "--send", "--json")
+        server.wait_for(5)
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with engine.begin() as db:  # as kill -9 leaves two of them, the run closed by a later one
+            last = [row[0] for row in db.execute(sa.text("SELECT id FROM cr_message ORDER BY id DESC")).all()[:2]]
+            db.execute(sa.text("UPDATE cr_message SET status = 'claimed', finished_at = NULL, reply = '' "
+                               "WHERE id IN :ids").bindparams(sa.bindparam("ids", expanding=True)), {"ids": last})
+            db.execute(sa.text("UPDATE cr_run SET status = 'killed'"))
+        engine.dispose()
+        second = shop.cli("run", "--send", "--json")
+    assert first.json["counts"]["sent"] == 5
+    assert second.exit_code == 0, second.output
+    assert second.json["counts"]["sent"] == 0, second.json["counts"]
+    assert len(_quota_waits(second)) == 3
+    assert len(server.messages) == 5

@@ -921,17 +921,29 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
     def sent_since(self, transport: str, since: datetime, owns: Owner | None = None) -> list[datetime]:
         """When messages of ``transport`` were accepted after ``since`` (wall clock), oldest first.
 
+        Every message the relay may have (:data:`MAYBE_DELIVERED`) counts: a claim a killed run
+        left without outcome may have gone out, so it takes its room in the hour too, from when
+        its run was found ended (its own time is not known; later is the safe side), or from now
+        while its run still runs (another shard's message in flight).
+
         ``owns``: only one shard's messages (each shard keeps its share of an hourly quota).
         """
-        message = Message.__table__  # type: ignore[attr-defined]
+        message, run = Message.__table__, Run.__table__  # type: ignore[attr-defined]
+        now = datetime.now(timezone.utc)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(message.c.finished_at, message.c.email, message.c.cart_key, message.c.phone).where(
-                    message.c.transport == transport, message.c.status.in_(("sent", "unconfirmed")),
-                    message.c.finished_at >= naive(since)).order_by(message.c.finished_at)
+                    message.c.transport == transport, message.c.status.in_(MAYBE_DELIVERED),
+                    message.c.finished_at >= naive(since))
             ).all()
-        return [aware(at) for at, email, key, phone in rows  # type: ignore[misc]
-                if at is not None and (owns is None or owns(email, key, phone))]
+            left = conn.execute(
+                select(run.c.finished_at, message.c.email, message.c.cart_key, message.c.phone)
+                .select_from(message.join(run, run.c.id == message.c.run_id)).where(
+                    message.c.transport == transport, message.c.status == "claimed",
+                    message.c.finished_at.is_(None), or_(run.c.finished_at.is_(None), run.c.finished_at >= naive(since)))
+            ).all()
+        return sorted(now if at is None else aware(at) for at, email, key, phone in [*rows, *left]  # type: ignore[misc]
+                      if owns is None or owns(email, key, phone))
 
     def tier_used_since(self, tier: str, steps: list[tuple[int, str]], since: datetime, until: datetime,
                         owns: Owner | None = None) -> TierUse:
