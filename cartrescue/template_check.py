@@ -1241,11 +1241,33 @@ def junit_xml(report: Report, seconds: float = 0.0) -> str:
         element = ET.SubElement(suite, "testcase", classname="carts", name="fixture carts file", time="0.000")
         failure = ET.SubElement(element, "failure", type="carts", message=report.problems[0])
         failure.text = "\n".join(report.problems)
+    return _xml_document(suites)
+
+
+def _xml_document(suites: Any) -> str:
+    """The JUnit document of ``suites``, indented, with its declaration."""
+    import xml.etree.ElementTree as ET
+
     ET.indent(suites)
     # ElementTree writes a control character as it is, and XML 1.0 has no way to write one: a
     # cart id of a --carts file with \x0b made the whole report unreadable to CI. Shown as \x0b.
     document = _NOT_XML.sub(lambda bad: f"\\x{ord(bad.group()):02x}", ET.tostring(suites, encoding="unicode"))
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + document + "\n"
+
+
+def junit_error_xml(message: str) -> str:
+    """JUnit XML of a check that could not run (a config or ``--carts`` error, exit 2 or 3): one
+    test case in error, naming why. Without it a report an earlier build left in a reused
+    workspace (Jenkins) stood as this build's, all its cases passing."""
+    import xml.etree.ElementTree as ET
+
+    suites = ET.Element("testsuites", name="cartrescue templates check", tests="1", failures="0", errors="1",
+                        time="0.000")
+    suite = ET.SubElement(suites, "testsuite", name="templates", tests="1", failures="0", errors="1", skipped="0",
+                          time="0.000")
+    case = ET.SubElement(suite, "testcase", classname="templates", name="templates check", time="0.000")
+    ET.SubElement(case, "error", type="config", message=message).text = message
+    return _xml_document(suites)
 
 
 def _path_for_ci(file: str, folders: Sequence[str]) -> str:

@@ -1300,3 +1300,17 @@ def test_the_money_filter_without_a_currency_asks_for_one(tmp_path: Path) -> Non
     assert (problem.kind, problem.file) == ("render", "en/mine.txt")
     assert "money: the currency is a three-letter code such as \"EUR\" or cart.currency, not None" in problem.message
     assert "_money_filter" not in problem.message
+
+
+def test_a_check_that_cannot_run_writes_a_junit_report_in_error(tmp_path: Path) -> None:
+    """A config error (exit 2) left the --junit file as an earlier build wrote it: a workspace
+    kept between builds showed that build's passing cases as this one's."""
+    junit = tmp_path / "reports" / "templates.xml"
+    junit.parent.mkdir()
+    junit.write_text('<testsuites tests="3" failures="0"/>', encoding="utf-8")  # an earlier build's
+    result = cli("templates", "check", "--config", str(tmp_path / "missing.yaml"), "--junit", str(junit))
+    assert result.exit_code == 2, result.output
+    root = ET.parse(junit).getroot()
+    assert (root.get("tests"), root.get("errors"), root.get("failures")) == ("1", "1", "0")
+    error = root.find("testsuite/testcase/error")
+    assert error is not None and "missing.yaml" in (error.get("message") or "")

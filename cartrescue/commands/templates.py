@@ -104,6 +104,8 @@ def templates_check(
             with output_file("--junit", junit):
                 junit.write_text(junit_xml(report, seconds), encoding="utf-8")
     except CartrescueError as error:
+        if junit is not None:
+            _junit_error(junit, str(error))
         fail(error, as_json)
     if as_json:
         json_out(report.as_dict(), indent=1, config=loaded)
@@ -116,3 +118,14 @@ def templates_check(
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
+def _junit_error(path: Path, message: str) -> None:
+    """The ``--junit`` file of a check that could not run: one case in error (CI reads it, and a
+    stale report an earlier build left there is not taken for this build's). A file it cannot
+    write leaves the error as it is: the exit code still fails the build."""
+    from cartrescue.template_check import junit_error_xml
+
+    try:
+        with output_file("--junit", path):
+            path.write_text(junit_error_xml(message), encoding="utf-8")
+    except (CartrescueError, OSError):
+        pass
