@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
@@ -228,15 +228,21 @@ def _cell(value: Any) -> str:
     return spreadsheet_text(text)
 
 
+def labelled(answers: Iterable[dict[str, Any]], config: Config) -> Iterator[dict[str, Any]]:
+    """:meth:`Ledger.survey_answers` rows with their ``label``: the reason in the shop's default
+    locale's words (the CSV's column and ``--json``'s rows alike)."""
+    said = words(config, config.shop.default_locale)
+    for row in answers:
+        yield dict(row, label=said.get(row["reason"], row["reason"]))
+
+
 def write_csv(answers: Iterable[dict[str, Any]], out: IO[str], config: Config) -> int:
     """Write :meth:`Ledger.survey_answers` rows as CSV (``EXPORT_COLUMNS``, ``label`` in the
     shop's default locale); returns how many."""
-    said = words(config, config.shop.default_locale)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     count = 0
-    for row in answers:
-        full = dict(row, label=said.get(row["reason"], row["reason"]))
+    for full in labelled(answers, config):
         writer.writerow([_cell(full.get(column)) for column in EXPORT_COLUMNS])
         count += 1
     return count

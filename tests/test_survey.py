@@ -688,6 +688,18 @@ def test_export_as_json_lists_the_answers(survey_shop: Shop) -> None:
     assert row["answered_at"].endswith("Z")
 
 
+def test_export_as_json_gives_each_answer_the_label_the_csv_gives_it(survey_shop: Shop) -> None:
+    """The CSV's ``label`` column (the reason in the shop's words) was missing from --json's rows."""
+    send_step(survey_shop, cart("c1", email="ann@example.com"))
+    with webhook(survey_shop) as base:
+        assert post(base, make_token("csv:c1", 1, "en", SECRET), "price")[0] == 200
+    [row] = survey_shop.cli("survey", "export", "--json", now=None).json["rows"]
+    csv_text = survey_shop.cli("survey", "export", now=None).stdout
+    header, line = csv_text.splitlines()[:2]
+    label = dict(zip(header.split(","), line.split(",")))["label"]
+    assert row["label"] == label and label and label != "price"
+
+
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres, id="postgres")])
 def test_an_answer_after_the_address_was_forgotten_is_thanked_and_stored_nowhere(survey_shop: Shop, kind: str) -> None:
     """The link still verifies (its token names the cart, not the address), and the answer, with

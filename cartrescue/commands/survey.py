@@ -65,7 +65,7 @@ def survey_export(
 
         cartrescue survey export --since 2026-11-01 -o survey.csv
     """
-    from cartrescue.survey import write_csv
+    from cartrescue.survey import labelled, write_csv
 
     rows: list[dict[str, Any]] = []
     output = stdout_or_file(output)
@@ -79,7 +79,7 @@ def survey_export(
                     count = write_csv(ledger.survey_answers(start, end), handle, cfg)
             elif as_json:
                 rows = [{key: _plain(value) for key, value in row.items() if key != "id"}
-                        for row in ledger.survey_answers(start, end)]
+                        for row in labelled(ledger.survey_answers(start, end), cfg)]
                 count = len(rows)
             else:
                 count = write_csv(ledger.survey_answers(start, end), sys.stdout, cfg)
