@@ -98,12 +98,10 @@ class RollingWindow:
         return max(0, self.limit - len(events)), events[max(0, len(events) - self.limit)] + self.period - now
 
     def free_in(self) -> float:
-        """Seconds until the window has room again (0 when it has room now)."""
-        now = self.clock()
-        self._prune(now)
-        if len(self.events) < self.limit:
-            return 0.0
-        return self.events[len(self.events) - self.limit] + self.period - now
+        """Seconds until the window has room again (0 when it has room now): :meth:`room`'s wait
+        when it has none."""
+        room, wait = self.room()
+        return 0.0 if room else wait
 
 
 def quota_named(key: str, share: int | None, whole: int | None) -> str:
