@@ -25,7 +25,7 @@ import signal
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
@@ -57,8 +57,14 @@ def take_in_round(identity: str, config: Path) -> str | None:
     if not folder:
         return None
     path = os.path.join(folder, identity)
+    # Written whole under a name of this process's, then linked to the source's name (which fails
+    # when it exists): a file made empty and then written let the other shop read it in between,
+    # and its refusal named no shop ("reads the same carts as  in this run-all round").
+    mine = f"{path}.{os.getpid()}"
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(mine, "w", encoding="utf-8", errors="backslashreplace", opener=_private) as written:
+            written.write(str(config))
+        os.link(mine, path)
     except FileExistsError:
         try:
             with open(path, encoding="utf-8", errors="backslashreplace") as taken:
@@ -68,9 +74,15 @@ def take_in_round(identity: str, config: Path) -> str | None:
         return other if other != str(config) else None
     except OSError:  # the round's folder is gone (run-all killed): nothing to compare with
         return None
-    with os.fdopen(descriptor, "w", encoding="utf-8", errors="backslashreplace") as mine:
-        mine.write(str(config))
+    finally:
+        with suppress(OSError):
+            os.unlink(mine)
     return None
+
+
+def _private(path: str, flags: int) -> int:
+    """Open a round's file for its owner alone (it names a shop's config)."""
+    return os.open(path, flags, 0o600)
 
 
 @dataclass(slots=True)

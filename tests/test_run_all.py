@@ -779,6 +779,35 @@ def _copied_shops(make_shop: Callable[[str], Shop], tmp_path: Path, server: Loop
     return acme, copy
 
 
+def _take_sources(folder: str, config: str, count: int, found: Any) -> None:
+    """One shop's process of a round: take ``count`` sources, report the names it was refused by."""
+    import os
+
+    from cartrescue.batch import ROUND_ENV, take_in_round
+
+    os.environ[ROUND_ENV] = folder
+    found.put([take_in_round(f"source-{n}", Path(config)) for n in range(count)])
+
+
+def test_a_shop_refused_a_source_another_took_always_learns_which_shop_took_it(tmp_path: Path) -> None:
+    """The file of a source was made empty, then written: a shop that found it in between was
+    refused naming no shop ("reads the same carts as  in this run-all round"): the CI saw it."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    found = context.Queue()
+    configs = [f"/srv/shops/{name}/cartrescue.yaml" for name in ("acme", "acme-test", "acme-old")]
+    shops = [context.Process(target=_take_sources, args=(str(tmp_path), config, 3000, found)) for config in configs]
+    for shop in shops:
+        shop.start()
+    answers = [found.get(timeout=120) for _shop in shops]
+    for shop in shops:
+        shop.join()
+    refused = [other for answer in answers for other in answer if other is not None]
+    assert len(refused) == 2 * 3000 and set(refused) <= set(configs)  # each source taken once, by a named shop
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(f"source-{n}" for n in range(3000))
+
+
 @pytest.mark.smtp
 def test_a_copied_shop_folder_over_the_same_export_delivers_no_step_twice(make_shop: Callable[[str], Shop],
                                                                          tmp_path: Path) -> None:
