@@ -332,3 +332,30 @@ def test_claims_a_killed_run_left_without_outcome_take_their_room_in_the_hour(sh
     assert second.json["counts"]["sent"] == 0, second.json["counts"]
     assert len(_quota_waits(second)) == 3
     assert len(server.messages) == 5
+
+
+@pytest.mark.smtp
+def test_a_send_by_email_instead_of_a_call_deferred_by_the_quota_still_says_it_goes_by_email(shop: Shop) -> None:
+    """A call-list step without a phone number goes by e-mail (``by email, not call-list``); when
+    the e-mail hour is full, its deferral said only the quota, and the owner read a call that
+    waits for the relay's hour."""
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                                       {"name": "standard", "min_score": 0}]})
+    shop.add(*(cart(f"c{n}", email=f"c{n}@example.com", items=[("S", "Lamp", 1, "900.00")]) for n in range(3)))
+    with LoopbackSMTP() as server:
+        shop.configure(smtp=server.smtp_config(rate_per_hour=1))
+        result = shop.cli("run", "--send", "--json", "--limit", "2")
+        server.wait_for(1)
+    assert result.exit_code == 0, result.output
+    rows = {row["reason"]: row for row in result.json["decisions"] if row["action"] == "defer"}
+    assert set(rows) == {"hourly_quota"}, result.json["decisions"]
+    assert rows["hourly_quota"]["channel"] == "email"
+    assert rows["hourly_quota"]["detail"].startswith("smtp.rate_per_hour (1) reached: ")
+    assert "; by email, not call-list (no phone number to call)" in rows["hourly_quota"]["detail"]
+
+
+def test_a_plain_send_deferred_by_the_run_limit_says_only_the_limit(shop: Shop) -> None:
+    shop.add(cart("a"), cart("b"))
+    result = shop.cli("run", "--outbox", str(shop.folder / "out"), "--json", "--limit", "1")
+    waits = [row for row in result.json["decisions"] if row["reason"] == "run_limit"]
+    assert [row["detail"] for row in waits] == ["run --limit reached; a later run sends it"]

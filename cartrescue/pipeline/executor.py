@@ -320,16 +320,19 @@ class Executor:
 
     def _waits(self, send: Decision) -> Decision:
         """``send`` deferred, unclaimed, for the slot :meth:`_admit` refused it: ``run --limit``'s
-        (``run_limit``), or its channel's hour (``hourly_quota``, until its oldest send leaves it)."""
+        (``run_limit``), or its channel's hour (``hourly_quota``, until its oldest send leaves it).
+        What the send's detail said (``by email, not sms (...)``) stays, after the reason: the
+        owner who reads why it waits still learns which channel it will go by."""
+        was = f"; {send.detail}" if send.detail else ""
         if self._blocked(send, spare=False) is REASON_RUN_LIMIT:
             return replace(send, action=ACTION_DEFER, reason=REASON_RUN_LIMIT,
-                           detail="run --limit reached; a later run sends it")
+                           detail=f"run --limit reached; a later run sends it{was}")
         hour = self._hour[send.channel or "email"]
         free = self.clock.now() + timedelta(seconds=hour.free_in)
         free = free.replace(microsecond=0) + timedelta(seconds=1 if free.microsecond else 0)
         return replace(send, action=ACTION_DEFER, reason=REASON_HOURLY_QUOTA, not_before=free,
                        detail=f"{hour.quota} reached: the past hour's sends took its room; not claimed, "
-                              f"the first run from {free:%Y-%m-%d %H:%M:%S} UTC sends it")
+                              f"the first run from {free:%Y-%m-%d %H:%M:%S} UTC sends it{was}")
 
     def _give_back(self, chunk: list[Decision], sent: list[Decision], results: dict[int, Result],
                    waiting: dict[int, Decision]) -> list[Decision]:
