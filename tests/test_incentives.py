@@ -579,6 +579,35 @@ def test_codes_generate_lets_a_run_record_its_claims_while_it_makes_many_codes(t
     assert still_generating, "the write lock was free only once every code was made"
     assert len(made[0]) == 20_000 and codes.count_free("vip") == 20_000
 
+@pytest.mark.slow
+def test_codes_import_lets_a_run_record_its_claims_while_it_reads_a_large_pool_file(tmp_path: Path) -> None:
+    """One transaction for a whole pool file held the SQLite ledger's write lock until the last
+    code was in (over 30 s for 400,000): a run delivering meanwhile could not record its claims.
+    A writer that asks for the lock again and again while 60,000 codes go in gets it each time."""
+    codes = _codes(_config(tmp_path))
+    (tmp_path / "codes.txt").write_text("\n".join(f"BULK-{n:07}" for n in range(60_000)) + "\n", encoding="utf-8")
+    imported: list[object] = []
+    importing = threading.Thread(target=lambda: imported.append(codes.import_file("welcome")))
+    writer = sqlite3.connect(tmp_path / "ledger.db", timeout=3, isolation_level=None)
+    refused: list[str] = []
+    tries = 0
+    importing.start()
+    try:
+        while importing.is_alive():
+            try:
+                writer.execute("BEGIN IMMEDIATE")  # the write lock a run's claim takes
+                writer.execute("ROLLBACK")
+                tries += 1
+            except sqlite3.OperationalError as error:
+                refused.append(str(error))
+            time.sleep(0.05)
+    finally:
+        importing.join()
+        writer.close()
+    assert refused == [] and tries > 1
+    assert imported[0] == Imported(60_000, 60_000, 0, 0) and codes.count_free("welcome") == 60_000
+
+
 # -- through a run -----------------------------------------------------------------------------
 
 def _incentive_shop(shop: Shop, carts: int = 12, pool: int = 50) -> Shop:

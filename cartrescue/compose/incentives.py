@@ -46,6 +46,9 @@ _GENERATE_TRIES = 20
 #: waiting writer in only when it polls (every 100 ms at most) while the lock is free, and a
 #: batch begun at once after the last one's commit kept it out as surely as one transaction.
 _GENERATE_BATCH = 200
+#: Codes of a pool file ``codes import`` (or a run's first allocation) writes in one transaction,
+#: for the same reason; a batch is one multi-row statement per 500 codes, so it may be larger.
+_IMPORT_BATCH = 5_000
 #: How long a code a retry keeps must still work (or the offer's whole ``valid_for``, when that
 #: is shorter); else the retry gives the message a fresh one (:func:`worth_sending`).
 MIN_LEFT_AT_RETRY = timedelta(hours=24)
@@ -150,19 +153,32 @@ class Codes:
         return insert(self.table).prefix_with("OR IGNORE" if dialect == "sqlite" else "IGNORE")
 
     def _insert_ignore(self, name: str, rows: list[dict[str, Any]]) -> int:
-        """Insert pool ``name``'s rows whose code is new; return how many were inserted. Counted
-        as the pool's rows after less before: PostgreSQL's driver gives no row count for a
-        statement run with many rows (``-1``), and ``codes import`` said it added none."""
-        if not rows:
-            return 0
+        """Insert pool ``name``'s rows whose code is new; return how many were inserted.
+
+        Committed a batch at a time (:data:`_IMPORT_BATCH`), each followed by a pause as long as
+        it held the ledger, as :meth:`generate` does: one transaction for a pool file of 400,000
+        codes held a SQLite ledger's write lock for over 30 s, and a run delivering meanwhile
+        could not record its claims and stopped (exit 2). Stopped halfway, the next import adds
+        the rest (a code in the ledger is skipped). Counted per batch, as the pool's rows after
+        less before in its transaction: PostgreSQL's driver gives no row count for a statement
+        run with many rows (``-1``), and ``codes import`` said it added none."""
         statement = self._ignore_statement()
         table = self.table
         counting = select(func.count()).select_from(table).where(table.c.pool == name)
-        with self.engine.begin() as conn:
-            before = conn.execute(counting).scalar_one()
-            for start in range(0, len(rows), 500):
-                conn.execute(statement, rows[start:start + 500])
-            return int(conn.execute(counting).scalar_one() - before)
+        added = 0
+        held = 0.0
+        for first in range(0, len(rows), _IMPORT_BATCH):
+            if first:
+                sleep(held)
+            started = monotonic()
+            with self.engine.begin() as conn:
+                before = conn.execute(counting).scalar_one()
+                batch = rows[first:first + _IMPORT_BATCH]
+                for start in range(0, len(batch), 500):
+                    conn.execute(statement, batch[start:start + 500])
+                added += int(conn.execute(counting).scalar_one() - before)
+            held = monotonic() - started
+        return added
 
     def import_file(self, name: str, now: datetime | None = None) -> Imported:
         """Make the pool's free codes those of its file (idempotent): add the new ones, withdraw
