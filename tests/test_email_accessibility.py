@@ -1,0 +1,108 @@
+"""The shipped reminders as a mail client, a screen reader and a reader with low vision get them.
+
+Real ``run --outbox`` runs (steps 1, 2 and 3, the last with its incentive, and the survey) write
+.eml files in every shipped locale; the tests read those files with the ``email`` package, as a
+mail client would, and the HTML part with ``html.parser``.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from datetime import timedelta
+from email import policy
+from email.message import EmailMessage
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from conftest import NOW, Shop, cart
+
+LOCALES = ("en", "sv", "hu", "ru", "kk", "af")
+AA_TEXT = 4.5  # WCAG 2.x 1.4.3, normal-size text
+ITEMS = (("SKU-1", "Blue mug", 2, "25.00"), ("SKU-2", "Wool socks", 1, "19.99"))
+_HEX = re.compile(r"#([0-9a-fA-F]{6})\b")
+
+
+def _read(folder: Path) -> dict[str, EmailMessage]:
+    return {path.name: email.message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[misc]
+            for path in sorted(folder.glob("*.eml"))}
+
+
+@pytest.fixture
+def steps(shop: Shop) -> dict[str, EmailMessage]:
+    """Every step of the default sequence, in every shipped locale, as .eml files of real runs."""
+    shop.add(*(cart(f"c-{locale}", locale=locale, items=ITEMS) for locale in LOCALES))
+    shop.configure(survey={"url": "https://shop.example.com/cart-survey?token={token}"})
+    out = shop.folder / "out"
+    for later in (timedelta(0), timedelta(hours=24), timedelta(hours=72)):
+        result = shop.cli("run", "--outbox", str(out), "--json", now=NOW + later)
+        assert result.exit_code == 0, result.output
+    messages = _read(out)
+    assert len(messages) == 3 * len(LOCALES), sorted(messages)
+    return messages
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2.x contrast ratio of two ``rrggbb`` colours."""
+    light, dark = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+class Contrast(HTMLParser):
+    """Each run of visible text with the colour it is written in and the background it is on
+    (inline ``color``, ``background-color`` and ``bgcolor``, inherited), skipping what
+    ``display:none`` hides."""
+
+    VOID = frozenset({"area", "base", "br", "col", "hr", "img", "input", "link", "meta", "source", "wbr"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, str, str, bool]] = [("", "000000", "ffffff", False)]
+        self.texts: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.VOID:
+            return
+        _, colour, background, hidden = self.stack[-1]
+        values = dict(attrs)
+        style = {name.strip().lower(): value.strip() for name, _, value in
+                 (part.partition(":") for part in (values.get("style") or "").split(";") if ":" in part)}
+        if (found := _HEX.search(values.get("bgcolor") or "")) is not None:
+            background = found.group(1)
+        if (found := _HEX.search(style.get("background-color", ""))) is not None:
+            background = found.group(1)
+        if (found := _HEX.search(style.get("color", ""))) is not None:
+            colour = found.group(1)
+        self.stack.append((tag, colour, background, hidden or style.get("display") == "none"))
+
+    def handle_endtag(self, tag: str) -> None:
+        while len(self.stack) > 1:
+            if self.stack.pop()[0] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        _, colour, background, hidden = self.stack[-1]
+        if data.strip() and not hidden and self.stack[-1][0] not in ("title", "style", "head"):
+            self.texts.append((" ".join(data.split()), colour, background))
+
+
+def test_every_text_of_the_html_part_meets_wcag_aa_contrast_on_its_background(
+        steps: dict[str, EmailMessage]) -> None:
+    low = set()
+    for name, message in steps.items():
+        parser = Contrast()
+        parser.feed(message.get_body(("html",)).get_content())  # type: ignore[union-attr]
+        assert parser.texts, name
+        for text, colour, background in parser.texts:
+            ratio = contrast(colour, background)
+            if ratio < AA_TEXT:
+                low.add((name[:14], text[:40], f"#{colour} on #{background}", round(ratio, 2)))
+    assert not low, sorted(low)
