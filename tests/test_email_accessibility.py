@@ -106,3 +106,39 @@ def test_every_text_of_the_html_part_meets_wcag_aa_contrast_on_its_background(
             if ratio < AA_TEXT:
                 low.add((name[:14], text[:40], f"#{colour} on #{background}", round(ratio, 2)))
     assert not low, sorted(low)
+
+
+def test_each_message_names_its_language_in_content_language_as_its_html_does(
+        steps: dict[str, EmailMessage]) -> None:
+    for name, message in steps.items():
+        locale = name.split("-")[1]
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert f'<html lang="{locale}"' in html, name
+        assert message["Content-Language"] == locale, (name, message["Content-Language"])
+
+
+def test_content_language_is_the_language_the_message_is_written_in_not_the_customers(shop: Shop) -> None:
+    # sv-SE reads the sv templates; a German customer of a shop without de templates reads English.
+    shop.add(cart("c-sv", locale="sv-SE"), cart("c-de", locale="de_AT"))
+    out = shop.folder / "out"
+    result = shop.cli("run", "--outbox", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    languages = {name[6:8]: message["Content-Language"] for name, message in _read(out).items()}
+    assert languages == {"sv": "sv", "de": "en"}
+
+
+def test_a_template_folder_with_a_script_gives_a_bcp47_content_language(shop: Shop) -> None:
+    folder = shop.folder / "mine" / "sr_Latn"
+    folder.mkdir(parents=True)
+    english = Path(__file__).resolve().parent.parent / "templates" / "en"
+    for part in ("subject.txt", "txt", "html"):
+        (folder / f"reminder-1.{part}").write_text((english / f"reminder-1.{part}").read_text(encoding="utf-8"),
+                                                   encoding="utf-8")
+    shop.add(cart("c-sr", locale="sr-Latn-RS"))
+    shop.configure(templates="mine")
+    out = shop.folder / "out"
+    result = shop.cli("run", "--outbox", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    [message] = _read(out).values()
+    assert message["Content-Language"] == "sr-Latn"
+    assert '<html lang="sr-Latn"' in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
