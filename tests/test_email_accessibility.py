@@ -33,8 +33,14 @@ def _read(folder: Path) -> dict[str, EmailMessage]:
 @pytest.fixture
 def steps(shop: Shop) -> dict[str, EmailMessage]:
     """Every step of the default sequence, in every shipped locale, as .eml files of real runs."""
-    shop.add(*(cart(f"c-{locale}", locale=locale, items=ITEMS) for locale in LOCALES))
-    shop.configure(survey={"url": "https://shop.example.com/cart-survey?token={token}"})
+    for locale in LOCALES:
+        rows = cart(f"c-{locale}", locale=locale, items=ITEMS)
+        for row in rows:
+            row["image_url"] = f"https://shop.example.com/img/{row['sku']}.jpg"
+            row["product_url"] = f"https://shop.example.com/p/{row['sku']}"
+        shop.add(rows)
+    shop.configure(survey={"url": "https://shop.example.com/cart-survey?token={token}"},
+                   shop={"logo_url": "https://shop.example.com/logo.png"})
     out = shop.folder / "out"
     for later in (timedelta(0), timedelta(hours=24), timedelta(hours=72)):
         result = shop.cli("run", "--outbox", str(out), "--json", now=NOW + later)
@@ -142,3 +148,36 @@ def test_a_template_folder_with_a_script_gives_a_bcp47_content_language(shop: Sh
     [message] = _read(out).values()
     assert message["Content-Language"] == "sr-Latn"
     assert '<html lang="sr-Latn"' in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+
+
+class Rows(HTMLParser):
+    """What each table row says read aloud or with images off: its text, an image as its alt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.images: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "img":
+            self.images.append(dict(attrs))
+            if self.rows:
+                self.rows[-1].append(dict(attrs).get("alt") or "")
+
+    def handle_data(self, data: str) -> None:
+        if self.rows and data.strip():
+            self.rows[-1].append(data.strip())
+
+
+def test_with_images_off_or_read_aloud_each_items_name_comes_once(steps: dict[str, EmailMessage]) -> None:
+    for name, message in steps.items():
+        parser = Rows()
+        parser.feed(message.get_body(("html",)).get_content())  # type: ignore[union-attr]
+        assert all(image.get("alt") is not None for image in parser.images), name  # alt="" at least
+        logo = [image for image in parser.images if image["src"] == "https://shop.example.com/logo.png"]
+        assert [image["alt"] for image in logo] == ["Test Shop"], name  # the link's only text: says where it goes
+        for item in ("Blue mug", "Wool socks"):
+            [row] = [row for row in parser.rows if item in row]
+            assert row.count(item) == 1, (name, row)
