@@ -485,3 +485,4 @@ class OutgoingMessage:
     date: datetime
     reply_to: str | None = None
     headers: tuple[tuple[str, str], ...] = ()  # extra headers: List-Unsubscribe, ...
+    language: str | None = None  # the locale it is written in (its template folder, ``sr_Latn``): Content-Language

@@ -670,3 +670,13 @@ def test_encode_address() -> None:
                 "anna@straße.de", "anna@exa_mple..org", 'a"b@example.org', "anna@ex ample.org"]:
         with pytest.raises(ValueError):
             encode_address(bad)
+
+
+@pytest.mark.parametrize(("language", "header"), [
+    ("sv", "sv"), ("sr_Latn", "sr-Latn"), ("zh_Hant_TW", "zh-Hant-TW"), (None, None),
+    ("en.old", None), ("x" * 9, None), ("", None),
+])
+def test_content_language_is_the_locales_language_tag_or_left_out(language: str | None, header: str | None) -> None:
+    parsed = email.message_from_bytes(build_message(message(language=language)), policy=email.policy.default)
+    assert parsed["Content-Language"] == header
+    assert parsed.get_body(("plain",)).get_content().splitlines() == ["Hello Anna,", "your cart is waiting."]  # type: ignore[union-attr]

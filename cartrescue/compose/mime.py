@@ -46,6 +46,9 @@ Choices and their reasons (timings from this project's 2-core machine):
 - Boundary: ``=_`` and a BLAKE2 hash of the Message-ID, so rebuilding a message gives the same
   bytes. ``=_`` cannot occur in quoted-printable or base64 output; the bodies are searched for
   it anyway (7bit ones can hold anything) and the hash re-salted until it is absent.
+- Content-Language: the locale the message is written in (its template folder, ``sr_Latn``
+  as the tag ``sr-Latn``), once for both parts, which are in the same language; left out for a
+  message without one (the report's digest) or whose folder name is no language tag.
 - Date: formatted here, the same text as ``email.utils.format_datetime`` (which costs ~6 µs);
   a naive datetime is a ``ValueError``.
 - Lone surrogates (text that was not valid Unicode) become ``?``.
@@ -91,6 +94,7 @@ _UTF8: Final = "\u0080-\U0010ffff"  # RFC 6531 UTF8-non-ascii (controls and spac
 _IDNA_DEVIATIONS: Final = frozenset("\u00df\u03c2\u200c\u200d")  # IDNA 2003 and 2008 differ
 _MSGID_PART: Final = r"[\x21-\x3b\x3d\x3f\x41-\x7e]+"  # printable ASCII except < > @
 _MESSAGE_ID: Final = re.compile(rf"<{_MSGID_PART}@{_MSGID_PART}>")
+_LANGUAGE_TAG: Final = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")  # RFC 5646's shape, as RFC 3282 takes it
 _FIELD_NAME: Final = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 _ENCODED_WORD: Final = re.compile(r"=\?.*\?=")  # anything a lenient reader might decode
 _FILENAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")  # attachments: plain ASCII names
@@ -191,6 +195,8 @@ def _head(msg: OutgoingMessage) -> list[str]:
     head.append(_date_line(msg.date))
     head.append("Message-ID: " + _message_id(msg.message_id) + "\r\n")
     head.append("MIME-Version: 1.0\r\n")
+    if msg.language is not None and (language := _language_tag(msg.language)) is not None:
+        head.append("Content-Language: " + language + "\r\n")
     for name, value in msg.headers:
         head.append(_extra(name, value))
     return head
@@ -408,6 +414,16 @@ def _subject(value: str) -> str:
 
 
 @lru_cache(maxsize=64)
+@lru_cache(maxsize=64)
+def _language_tag(locale: str) -> str | None:
+    """The BCP 47 tag of a template folder's locale (``sr_Latn`` is ``sr-Latn``), as the HTML's
+    ``<html lang>`` writes it, for Content-Language (RFC 3282): a screen reader or a mail client's
+    translate offer reads the text part in that language too. ``None`` for a folder name that is
+    no language tag: the header is left out rather than the message failed."""
+    tag = locale.replace("_", "-")
+    return tag if _LANGUAGE_TAG.fullmatch(tag) else None
+
+
 def _extra_prefix(name: str) -> str:
     """``Name: `` for an extra header, its name checked (once a run: the names repeat)."""
     if not _FIELD_NAME.fullmatch(name) or len(name) > MAX_LINE - 2:

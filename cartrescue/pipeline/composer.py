@@ -159,6 +159,7 @@ class Composer:
                 *((("Feedback-ID", self._feedback[decision.tier].format(decision.step)),)  # type: ignore[index]
                   if self._feedback is not None else ()),
             ),
+            language=locale,
         )
 
 
