@@ -414,7 +414,6 @@ def _subject(value: str) -> str:
 
 
 @lru_cache(maxsize=64)
-@lru_cache(maxsize=64)
 def _language_tag(locale: str) -> str | None:
     """The BCP 47 tag of a template folder's locale (``sr_Latn`` is ``sr-Latn``), as the HTML's
     ``<html lang>`` writes it, for Content-Language (RFC 3282): a screen reader or a mail client's
@@ -424,6 +423,7 @@ def _language_tag(locale: str) -> str | None:
     return tag if _LANGUAGE_TAG.fullmatch(tag) else None
 
 
+@lru_cache(maxsize=64)
 def _extra_prefix(name: str) -> str:
     """``Name: `` for an extra header, its name checked (once a run: the names repeat)."""
     if not _FIELD_NAME.fullmatch(name) or len(name) > MAX_LINE - 2:
