@@ -16,19 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOW, ORDER_COLUMNS, Shop, cart, iso, write_csv
+from conftest import NOW, ORDER_COLUMNS, Shop, cart, iso, texting, write_csv
 
 H = timedelta(hours=1)
 PHONE_COLUMNS = [*ORDER_COLUMNS, "phone"]
-
-
-def _texts(shop: Shop) -> Shop:
-    """A shop in Sweden whose tier goes by text message (a dry-run: nothing is sent)."""
-    return shop.configure(shop={"country": "SE"},
-                          priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
-                          sms={"sender": "+46700000001", "quiet_hours": None,
-                               "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "t",
-                                          "base_url": "https://api.example.com"}})
 
 
 def _order(order_id: str, phone: str, *, email: str = "", customer_id: str = "", placed: timedelta,
@@ -54,7 +45,7 @@ def test_a_cart_without_an_address_whose_number_ordered_after_it_is_skipped_as_o
         shop: Shop, workers: str) -> None:
     """The number written as the shop's country writes it in the checkout, in E.164 with spaces
     in the order: one number. With two workers the run's shared orders index answers."""
-    _texts(shop).add(cart("texted", email="", phone="070-123 45 67", sms_consent="yes", idle=2 * H),
+    texting(shop).add(cart("texted", email="", phone="070-123 45 67", sms_consent="yes", idle=2 * H),
                      cart("other", email="", phone="070-123 45 99", sms_consent="yes", idle=2 * H))
     found = _decisions(shop, _order("o1", "+46 70 123 45 67", email="ann@example.com", placed=H), workers=workers)
     assert (found["texted"]["action"], found["texted"]["reason"]) == ("skip", "ordered"), found["texted"]
@@ -62,7 +53,7 @@ def test_a_cart_without_an_address_whose_number_ordered_after_it_is_skipped_as_o
 
 
 def test_an_undelivered_earlier_order_of_the_number_holds_back_its_cart_as_pending(shop: Shop) -> None:
-    _texts(shop).add(cart("texted", email="", phone="+46701234567", sms_consent="yes", idle=2 * H))
+    texting(shop).add(cart("texted", email="", phone="+46701234567", sms_consent="yes", idle=2 * H))
     found = _decisions(shop, _order("o1", "tel:+46701234567", placed=48 * H, delivered="no"))["texted"]
     assert (found["action"], found["reason"]) == ("skip", "pending_order"), found
 
@@ -70,7 +61,7 @@ def test_an_undelivered_earlier_order_of_the_number_holds_back_its_cart_as_pendi
 def test_a_number_the_orders_give_to_two_customers_matches_no_cart(shop: Shop) -> None:
     """The shop's own number, typed by two buyers whose checkout required one: the customer who
     gave it alone is reminded, not skipped for a stranger's order."""
-    _texts(shop).add(cart("texted", email="", phone="070-123 45 67", sms_consent="yes", idle=2 * H))
+    texting(shop).add(cart("texted", email="", phone="070-123 45 67", sms_consent="yes", idle=2 * H))
     found = _decisions(shop, _order("o1", "+46701234567", email="ann@example.com", placed=H),
                        _order("o2", "+46701234567", email="bob@example.com", placed=H))["texted"]
     assert (found["action"], found["reason"], found["channel"]) == ("send", "due", "sms"), found
@@ -78,7 +69,7 @@ def test_a_number_the_orders_give_to_two_customers_matches_no_cart(shop: Shop) -
 
 def test_one_customers_orders_under_one_number_still_match_its_cart(shop: Shop) -> None:
     """Two orders of one address (and one without any) under the number: one customer, ordered."""
-    _texts(shop).add(cart("texted", email="", phone="070-123 45 67", sms_consent="yes", idle=2 * H))
+    texting(shop).add(cart("texted", email="", phone="070-123 45 67", sms_consent="yes", idle=2 * H))
     found = _decisions(shop, _order("o1", "+46701234567", email="ann@example.com", placed=H),
                        _order("o2", "+46701234567", email="Ann@Example.com", placed=30 * H),
                        _order("o3", "+46701234567", placed=20 * H))["texted"]
@@ -87,14 +78,14 @@ def test_one_customers_orders_under_one_number_still_match_its_cart(shop: Shop) 
 
 def test_a_cart_with_an_address_is_not_matched_by_a_number_beside_it(shop: Shop) -> None:
     """Another address's order under the same number is not this customer's purchase."""
-    _texts(shop).add(cart("mailed", email="cid@example.com", phone="070-123 45 67", sms_consent="yes", idle=2 * H))
+    texting(shop).add(cart("mailed", email="cid@example.com", phone="070-123 45 67", sms_consent="yes", idle=2 * H))
     found = _decisions(shop, _order("o1", "+46701234567", email="ann@example.com", placed=H))["mailed"]
     assert (found["action"], found["reason"]) == ("send", "due"), found
 
 
 def test_an_order_cell_that_is_no_valid_number_matches_nothing(shop: Shop) -> None:
     """``N/A``, ``0000000000``: a checkout's stand-in for no number is no key."""
-    _texts(shop).add(cart("texted", email="", phone="070-123 45 67", sms_consent="yes", idle=2 * H))
+    texting(shop).add(cart("texted", email="", phone="070-123 45 67", sms_consent="yes", idle=2 * H))
     found = _decisions(shop, _order("o1", "0000000000", email="ann@example.com", placed=H),
                        _order("o2", "N/A", email="bob@example.com", placed=H))["texted"]
     assert (found["action"], found["reason"]) == ("send", "due"), found
