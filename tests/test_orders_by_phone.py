@@ -30,13 +30,14 @@ def _order(order_id: str, phone: str, *, email: str = "", customer_id: str = "",
             "phone": phone}
 
 
-def _decisions(shop: Shop, *orders: dict[str, str], workers: str = "1") -> dict[str, dict[str, object]]:
+def _decisions(shop: Shop, *orders: dict[str, str], workers: str = "1", exit_code: int = 0
+               ) -> dict[str, dict[str, object]]:
     """Each cart's decision in a dry-run (``run --json``) over the shop's carts and ``orders``."""
     shop.write()
     write_csv(shop.folder / "orders.csv", orders, PHONE_COLUMNS)
     shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep these orders
     result = shop.cli("run", "--json", "--workers", workers)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
     return {row["cart_id"]: row for row in result.json["decisions"]}
 
 
@@ -89,6 +90,14 @@ def test_an_order_cell_that_is_no_valid_number_matches_nothing(shop: Shop) -> No
     found = _decisions(shop, _order("o1", "0000000000", email="ann@example.com", placed=H),
                        _order("o2", "N/A", email="bob@example.com", placed=H))["texted"]
     assert (found["action"], found["reason"]) == ("send", "due"), found
+
+
+def test_an_unreadable_order_row_under_the_number_holds_its_cart_back(shop: Shop) -> None:
+    """It may be the order of the very cart a text would be about: the cart waits."""
+    texting(shop).add(cart("texted", email="", phone="070-123 45 67", sms_consent="yes", idle=2 * H))
+    unreadable = {**_order("o1", "+46701234567", placed=H), "created_at": "yesterday"}
+    found = _decisions(shop, unreadable, exit_code=1)["texted"]  # exit 1: the row is reported
+    assert (found["action"], found["reason"]) == ("defer", "unreadable_order"), found
 
 
 #: The orders index of the version before phone numbers (0.2.0): no ``phone`` column, rows of 12 values.
