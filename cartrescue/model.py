@@ -240,6 +240,11 @@ class Order:
     #: the order's revenue net of it (:meth:`net`), as a partly returned order did not earn its total.
     refunded: Decimal = Decimal("0")
     base_refunded: Decimal | None = None
+    #: The buyer's phone number in E.164, read in the shop's region as a cart's number is
+    #: (:func:`~cartrescue.contacts.normalize_phone`): a cart without an address is its
+    #: customer's by that number (:func:`~cartrescue.decide.newest.customer_key`); None: none, or
+    #: none that is a valid number.
+    phone: str | None = None
 
     def net(self) -> tuple[Decimal, Decimal | None]:
         """``(total, base_total)`` less what was refunded, never below 0. A base total without a
@@ -279,7 +284,7 @@ class Order:
 
     @classmethod
     def unreadable_row(cls, order_id: str, where: str, email: Any = None, customer_id: Any = None,
-                       cart_id: Any = None) -> "Order":
+                       cart_id: Any = None, phone: str | None = None) -> "Order":
         """An order row found but not read (``where``: its file line or table key), with the ids
         it gives as they are: only :meth:`cartrescue.decide.orders.OrderBook.facts` looks at it."""
         def text(value: Any) -> str | None:
@@ -287,7 +292,7 @@ class Order:
 
         email = text(email)
         return cls(str(order_id), _EPOCH, email.lower() if email else None, text(customer_id), text(cart_id),
-                   status=UNREADABLE, unreadable=where)
+                   status=UNREADABLE, unreadable=where, phone=phone)
 
 
 @dataclass(frozen=True, slots=True)

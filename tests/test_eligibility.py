@@ -15,7 +15,7 @@ from cartrescue.decide.eligibility import Gates
 from cartrescue.ledger import Ledger
 from cartrescue.model import Cart, Customer, LineItem, Order
 from cartrescue.decide.orders import OrderFacts
-from conftest import NOW, Shop, cart, order
+from conftest import NOW, Shop, cart, order, texting
 
 H = timedelta(hours=1)
 
@@ -343,15 +343,6 @@ def test_an_address_written_composed_and_decomposed_is_one_customers_for_the_new
     assert found["new"]["action"] == "send" and found["new"]["email"] == composed, found["new"]
 
 
-def _texts(shop: Shop) -> Shop:
-    """A shop in Sweden whose tier goes by text message (nothing is sent: ``carts`` plans only)."""
-    return shop.configure(shop={"country": "SE"},
-                          priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "sms"}]},
-                          sms={"sender": "+46700000001", "quiet_hours": None,
-                               "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "t",
-                                          "base_url": "https://api.example.com"}})
-
-
 def _calls(shop: Shop) -> Shop:
     """A shop whose tier goes on the call list (no SMS: numbers are not read as mobiles)."""
     return shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "channel": "call-list"}]})
@@ -367,7 +358,7 @@ def test_a_customer_with_a_number_and_no_address_gets_the_stream_of_their_newest
     """One customer, one reminder stream, by the number where the carts have no address: the
     newest-cart pass knew addresses only, so the older cart got a stream beside the newer one's
     (and was sent first: the newer one then waited as ``messaged_today``)."""
-    (_texts if channel == "sms" else _calls)(shop)
+    (texting if channel == "sms" else _calls)(shop)
     shop.add(cart("old", email="", phone=older, sms_consent="yes", idle=5 * H),
              cart("new", email="", phone=newer, sms_consent="yes", idle=2 * H),
              cart("other", email="", phone="+46 70 123 45 02" if channel == "sms" else "+46 8 123 456 79",

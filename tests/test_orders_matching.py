@@ -119,7 +119,9 @@ class _FormerIndex:
             "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, created_at TEXT,"
             " email TEXT, customer_id TEXT, cart_id TEXT, total TEXT, currency TEXT, status TEXT, delivered INTEGER,"
             " refunded TEXT) WITHOUT ROWID")
-        self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        # It knew no phone number (a row's last value): the carts here have none to match.
+        self._db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             [row[:12] for row in rows])
         self._db.executescript(
             "CREATE INDEX orders_cart ON orders(cart_id) WHERE live >= 1 AND cart_id IS NOT NULL;"
             "CREATE INDEX orders_email ON orders(email) WHERE live >= 1 AND email IS NOT NULL;"

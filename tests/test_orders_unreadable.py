@@ -125,5 +125,5 @@ def test_an_orders_file_without_a_column_that_ties_an_order_to_a_cart_stops_the_
     shop.write = lambda: shop.config_path  # type: ignore[method-assign]  # keep this orders file
     result = shop.cli(*command)
     assert result.exit_code == 3 == result.json["error"]["exit_code"], result.output
-    assert "none of the columns that tie an order to a cart (email, customer_id, cart_id)" in \
+    assert "none of the columns that tie an order to a cart (email, customer_id, cart_id, phone)" in \
         result.json["error"]["message"]

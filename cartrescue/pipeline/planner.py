@@ -35,9 +35,9 @@ from cartrescue.model import (
     RowProblem,
     quick_new,
 )
-from cartrescue.decide.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal, customer_key
+from cartrescue.decide.newest import NO_WITHDRAWAL, NewestCarts, Withdrawal
 from cartrescue.newsletters import Newsletters
-from cartrescue.decide.orders import OrderBook, OrderFacts
+from cartrescue.decide.orders import OrderBook, OrderFacts, phone_key
 from cartrescue.pipeline.budget import Budget, counted_contacts
 from cartrescue.pipeline.common import chunked
 from cartrescue.decide.priority import Prioritizer
@@ -268,7 +268,7 @@ class Planner:
         history = self._history(chunk, emails, list(phones.values()))
         # A customer without an address is known by their number (the first pass's key for them).
         numbers = {cart.key: number for cart in chunk if not cart.customer.email and cart.customer.phone
-                   and (number := customer_key(None, cart.customer.phone, self.region))}
+                   and (number := phone_key(cart, self.region))}
         keys = emails + list(numbers.values()) if numbers else emails
         newest_by_email = newest.lookup(keys)
         withdrawn = newest.withdrawn(keys)
@@ -402,7 +402,7 @@ class Planner:
         # The Decision is built once, at the end: frozen dataclasses are costly to copy, and a
         # run makes one per cart.
         now = self.now
-        facts = orders.facts(cart)
+        facts = orders.facts(cart, by_number)
         score = self.prioritizer.score(cart, facts.previous_orders)
         route = self._routes[self.prioritizer.tier_index(score.value)]
         tier = route.tier

@@ -125,7 +125,7 @@ def open_source(config: Config, on_problem: ProblemSink | None = None, shared_or
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)
     opened = cls.from_config(source.model_copy(update={"url": url}), shop_tz=tz, on_problem=on_problem,
-                             base_currency=config.shop.currency)
+                             base_currency=config.shop.currency, region=config.phone_region)
     opened.name = key_name(config)  # the type's own name, or source.key_prefix
     from cartrescue.drivers import within
 

@@ -147,7 +147,7 @@ def header_columns(path: Path, header: list[str], fields: Sequence[str], mapping
 
 #: An order is tied to carts by one of these (README, "ordered"): an orders file with none of them
 #: ties no order to any cart.
-ORDER_LINKS = ("email", "customer_id", "cart_id")
+ORDER_LINKS = ("email", "customer_id", "cart_id", "phone")
 
 
 def _delimiter_hint(header: Sequence[str], used: str, missing: Sequence[str], key: str) -> str:

@@ -17,7 +17,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cartrescue.contacts import fold_email
+from cartrescue.contacts import fold_email, normalize_phone
 from cartrescue.model import UNREADABLE, Cart, Order, RowProblem
 from cartrescue.sources.base import CartSource, OrderFilter, Window, ignore_problem
 from cartrescue.sources.csvfile import (
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 ORDER_FIELDS = (
     "order_id", "email", "customer_id", "cart_id", "total", "currency", "status", "created_at", "delivered",
-    "cancelled_at",
+    "cancelled_at", "phone",
 )
 #: Order columns the report reads beyond ORDER_FIELDS (:meth:`CsvSource.orders`).
 REPORT_ORDER_FIELDS = ("discount_code", "refunded")
@@ -73,12 +73,19 @@ _ZERO = Decimal("0")
 ORDER_BATCH = 5000  # order rows indexed per batch (OrderIndex.add)
 
 
-def _unreadable_order(order_id: str, line: int, email: str, customer_id: str, cart_id: str) -> Row:
+def _unreadable_order(order_id: str, line: int, email: str, customer_id: str, cart_id: str,
+                      phone: str | None = None) -> Row:
     """An orders index row for an order row found but not read, with the ids it gives (stripped
-    cells, blank: none): it may be the order of the very cart a reminder would be about, so the
-    carts of its customer wait (``unreadable_order``) until the row can be read."""
+    cells, blank: none; ``phone`` in E.164): it may be the order of the very cart a reminder
+    would be about, so the carts of its customer wait (``unreadable_order``) until the row can be read."""
     return (order_id, line, 2, None, fold_email(email) or None, customer_id or None, cart_id or None, None, None,
-            UNREADABLE, None, None)
+            UNREADABLE, None, None, phone)
+
+
+def _not_an_order(order_id: str, line: int) -> Row:
+    """An orders index row of an order id that is no order (an ignored status, cancelled): kept
+    only so that its id counts as seen."""
+    return (order_id, line, 0, None, None, None, None, None, None, None, None, None, None)
 
 
 def _no_order_id(line: int) -> str:
@@ -97,6 +104,7 @@ class CsvOrders(CartSource):
         orders_key: str
         order_column_map: dict[str, str]
         expected_orders: Sequence[str]
+        region: str | None
         delimiter: str | None
         shop_tz: ZoneInfo
         shared_orders: Path | None
@@ -119,7 +127,7 @@ class CsvOrders(CartSource):
             return iter(())
         if self._orders is None:
             self._orders = self._shared_index() or self._index_orders()
-        return self._orders.matching(carts)
+        return self._orders.matching(carts, self.region)
 
     def _shared_index(self) -> OrderIndex | None:
         """The index the run built for its workers, once it is complete, its rows' problems
@@ -245,14 +253,16 @@ class CsvOrders(CartSource):
                         batch.append(_unreadable_order(order_id, start, address, "", ""))
                         continue
                 (order_id, email_text, customer_id, cart_id, total_text, currency, status_text, created_text,
-                 delivered_text, cancelled_text) = map(str.strip, fields(row))
+                 delivered_text, cancelled_text, phone_text) = map(str.strip, fields(row))
+                # In E.164, read in the shop's region as a cart's number is: one that is none keys nothing.
+                phone = normalize_phone(phone_text, self.region) if phone_text else None
                 if cells < width:  # cut short: the ids it has are read, the rest cannot be trusted
                     pending.append((order_id, start, RowProblem(f"{path}:{start}",
                                                                 f"order {order_id}: {too_few_cells(cells, width)}")))
-                    batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
+                    batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id, phone))
                     continue
                 if cancelled_text:  # a cancelled order (Shopify's status may still say "paid"): not an order
-                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None, None))
+                    batch.append(_not_an_order(order_id, start))
                     continue
                 try:
                     email = fold_email(email_text) or None  # normalize_email() of a stripped value
@@ -263,13 +273,13 @@ class CsvOrders(CartSource):
                 except RowError as exc:
                     pending.append((order_id, start, RowProblem(f"{path}:{start}", f"order {order_id}: {exc}")))
                     # Its ids are read: its customer's carts wait until the row can be read.
-                    batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id))
+                    batch.append(_unreadable_order(order_id, start, email_text, customer_id, cart_id, phone))
                     continue
                 # A negative total: a refund, not a purchase. A status of refunded is still the
                 # purchase of its cart (README, ``ordered``), which awaits no delivery; the report's
                 # rows (:meth:`orders`) are no sale.
                 if status in RUN_IGNORED_ORDER_STATUSES or total < 0:
-                    batch.append((order_id, start, 0, None, None, None, None, None, None, None, None, None))
+                    batch.append(_not_an_order(order_id, start))
                 else:
                     refunded_text = row[refunded_at].strip() if refunded_at >= 0 else ""
                     refunded = self._run_refund(refunded_text, order_id, start, pending) if refunded_text else None
@@ -277,7 +287,7 @@ class CsvOrders(CartSource):
                                   cart_id or None,
                                   str(total), currency.upper() or None, status,
                                   None if delivered is None else int(delivered),
-                                  None if not refunded else str(refunded)))
+                                  None if not refunded else str(refunded), phone))
                 if len(batch) >= ORDER_BATCH:
                     flush()
             unchanged(handle, path, opened)
@@ -371,7 +381,7 @@ class CsvOrders(CartSource):
                                                      row[customer_at].strip() or None):
                     continue  # cannot match what the caller looks for: not even parsed
                 (_id, email, customer_id, cart_id, total_text, currency, status, created_text, delivered_text,
-                 cancelled, code, refunded_text) = map(str.strip, fields(row))
+                 cancelled, _phone, code, refunded_text) = map(str.strip, fields(row))
                 email = fold_email(email)
                 status = order_status(status)
                 try:

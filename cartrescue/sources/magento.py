@@ -56,6 +56,7 @@ from cartrescue.sources.sql import (
     RowError,
     order_wanted,
     any_in,
+    phone_tail,
     refunded_whole,
     as_currency,
     as_cost,
@@ -517,20 +518,30 @@ class MagentoSource(DatabaseSource):
         quote_ids = sorted({int(cart.id) for cart in carts if ascii_digits(cart.id)})
         emails = cart_emails(carts)
         customer_ids = sorted({int(c.customer.id) for c in carts if c.customer.id and ascii_digits(c.customer.id)})
+        # A quote without an address is its customer's by phone number: the orders whose billing
+        # or shipping address has it (any quote of theirs: one left, another ordered from).
+        tails = self.phone_tails(carts, "sales_order_address")
+        addresses = self.t("sales_order_address")
         where, params, lists = any_in([("quote_id", "quote_ids", quote_ids),
                                        (email_in(self.db.backend, "customer_email", emails=emails), "emails", emails),
-                                       ("customer_id", "customer_ids", customer_ids)])
+                                       ("customer_id", "customer_ids", customer_ids),
+                                       (f"entity_id IN (SELECT parent_id FROM {addresses} WHERE "
+                                        f"{phone_tail(self.db.backend, 'telephone')})", "tails", tails)])
+        # The billing address's number, else the shipping one's, as a quote's (_cart).
+        phone = (f"(SELECT a.telephone FROM {addresses} a WHERE a.parent_id = o.entity_id AND a.telephone IS NOT NULL "
+                 "ORDER BY a.address_type, a.entity_id LIMIT 1)") if tails else "NULL"
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, "
-            "grand_total, order_currency_code, base_grand_total, base_currency_code, created_at, total_refunded "
-            f"FROM {self.t('sales_order')} WHERE {where}"
+            "grand_total, order_currency_code, base_grand_total, base_currency_code, created_at, total_refunded, "
+            f"{phone} AS telephone FROM {self.t('sales_order')} o WHERE {where}"
         )
         for row in self.db.fetch(sql, params, expanding=lists):
-            order = self._order(row, keep=True)
+            order = self._order(row, keep=True, phone=self.order_phone(row["telephone"]))
             if order is not None:
                 yield order
 
-    def _order(self, row: Mapping[str, Any], keep: bool = False, refunds: bool = False) -> Order | None:
+    def _order(self, row: Mapping[str, Any], keep: bool = False, refunds: bool = False,
+               phone: str | None = None) -> Order | None:
         """A ``sales_order`` row as an order; ``None`` when it is not one. An unreadable row is
         reported, and with ``keep`` (the orders of carts) kept as unreadable, its ids as given.
         Its credit memos' sum ``total_refunded`` is read: a run's order refunded in full by amount
@@ -571,6 +582,7 @@ class MagentoSource(DatabaseSource):
                 refunded=refunded,
                 base_refunded=base_refunded,
                 discount_codes=codes_of(row["coupon_code"]) if refunds else (),
+                phone=phone,
             )
         except RowError as exc:
             where = self._where(row)
@@ -578,7 +590,7 @@ class MagentoSource(DatabaseSource):
             if not keep:
                 return None
             return Order.unreadable_row(text_or_none(row["increment_id"]) or str(row["entity_id"]), where,
-                                        row["customer_email"], row["customer_id"], row["quote_id"])
+                                        row["customer_email"], row["customer_id"], row["quote_id"], phone)
 
     def _where(self, row: Mapping[str, Any]) -> str:
         """Where a ``sales_order`` row's problems are reported."""

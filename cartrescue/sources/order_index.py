@@ -28,6 +28,7 @@ from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 
+from cartrescue.decide.orders import phone_key
 from cartrescue.model import UNREADABLE, Cart, Order, RowProblem, quick_new
 from cartrescue.scratch import ManyRows, ScratchDb, json_keys, reads_json
 from cartrescue.sources.shared import create_index, keep_problem
@@ -36,16 +37,16 @@ from cartrescue.sources.shared import create_index, keep_problem
 #: seen; 2: a row found but not readable, kept with the ids it gives, status ``unreadable``:
 #: its customer's carts wait), created_at (ISO 8601, UTC), email, customer id, cart id, total,
 #: currency, status, delivered (1, 0 or None), refunded (what the export says was refunded of it;
-#: None: nothing, or no such column).
+#: None: nothing, or no such column), phone (E.164, as :attr:`Order.phone <cartrescue.model.Order.phone>`).
 Row = tuple[str, int, int, "str | None", "str | None", "str | None", "str | None", "str | None", "str | None",
-            "str | None", "int | None", "str | None"]
+            "str | None", "int | None", "str | None", "str | None"]
 
 _ZERO = Decimal("0")
 _PARAMETERS = 500  # per IN list: far below SQLite's limit on variables
 _LINE = itemgetter(1)
 #: The lookups, one per key column, in the order their finds count (see :meth:`OrderIndex.matching`),
 #: with where a :data:`Row` has that key.
-_LOOKUPS = (("cart_id", 6), ("email", 4), ("customer_id", 5))
+_LOOKUPS = (("cart_id", 6), ("email", 4), ("customer_id", 5), ("phone", 12))
 #: A lookup's keys travel as one JSON list, read by SQLite's json_each: one statement per column,
 #: prepared once, where an IN list of a chunk's keys was prepared again for each chunk (its
 #: length varies), bound key by key and copied into a temporary index before the first row.
@@ -67,17 +68,17 @@ _NO_KEY = ""
 #: a private folder.
 _SCHEMA = (
     "CREATE TABLE orders(id TEXT PRIMARY KEY, line INTEGER NOT NULL, live INTEGER NOT NULL, email TEXT NOT NULL,"
-    " customer_id TEXT NOT NULL, cart_id TEXT NOT NULL, row BLOB NOT NULL)"
+    " customer_id TEXT NOT NULL, cart_id TEXT NOT NULL, row BLOB NOT NULL, phone TEXT NOT NULL)"
     " WITHOUT ROWID;"
 )
 
 #: A batch of rows, 100 a statement (:class:`~cartrescue.scratch.ManyRows`): ``executemany``
 #: steps the statement once a row. An id seen before keeps its first row, within a statement too.
-_INSERT = ManyRows("INSERT OR IGNORE INTO orders VALUES {values}", "(?, ?, ?, ?, ?, ?, ?)")
+_INSERT = ManyRows("INSERT OR IGNORE INTO orders VALUES {values}", "(?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class OrderIndex:
-    """Orders by cart id, email and customer id, in a scratch SQLite file."""
+    """Orders by cart id, email, customer id and phone number, in a scratch SQLite file."""
 
     def __init__(self, connection: sqlite3.Connection | None = None, path: Path | None = None,
                  empty: bool = True) -> None:
@@ -107,8 +108,11 @@ class OrderIndex:
 
     @staticmethod
     def is_one(connection: sqlite3.Connection) -> bool:
-        """Is the file behind ``connection`` an orders index? (raises ``sqlite3.Error`` if not)."""
-        connection.execute("SELECT 1 FROM orders LIMIT 1").fetchall()
+        """Is the file behind ``connection`` an orders index of this version? (raises
+        ``sqlite3.Error`` if not). One an older version built (an upgrade installed while its run
+        was going, whose workers start from the new one) has no ``phone`` and rows of another
+        shape: its worker indexes the orders file itself, as where the run could not build one."""
+        connection.execute("SELECT phone FROM orders LIMIT 1").fetchall()
         return True
 
     def add_problem(self, problem: RowProblem) -> None:
@@ -122,7 +126,7 @@ class OrderIndex:
             dumps = marshal.dumps
             _INSERT.run(self._db, [
                 (row[0], row[1], row[2], row[4] or _NO_KEY, row[5] or _NO_KEY, row[6] or _NO_KEY,
-                 bytearray(dumps(row)))
+                 bytearray(dumps(row)), row[12] or _NO_KEY)
                 for row in rows])
 
     def first_line(self, order_id: str) -> int | None:
@@ -136,6 +140,7 @@ class OrderIndex:
             "CREATE INDEX orders_cart ON orders(cart_id) WHERE live >= 1 AND cart_id <> '';"
             "CREATE INDEX orders_email ON orders(email) WHERE live >= 1 AND email <> '';"
             "CREATE INDEX orders_customer ON orders(customer_id) WHERE live >= 1 AND customer_id <> '';"
+            "CREATE INDEX orders_phone ON orders(phone) WHERE live >= 1 AND phone <> '';"
         )
         self._db.commit()
 
@@ -157,21 +162,24 @@ class OrderIndex:
                 f"SELECT row FROM orders WHERE live >= 1 AND {column} <> ''"
                 f" AND {column} IN ({','.join('?' * len(chunk))})", chunk)
 
-    def matching(self, carts: Sequence[Cart]) -> Iterator[Order]:
-        """The orders of ``carts`` by cart id, email or customer id, each once.
+    def matching(self, carts: Sequence[Cart], region: str | None = None) -> Iterator[Order]:
+        """The orders of ``carts`` by cart id, email, customer id or (a cart without an address)
+        phone number read in ``region`` (:func:`~cartrescue.decide.orders.phone_key`), each once.
 
         Order matters to callers (the first order of a cart's own is "the" order that converted
         it), so this yields exactly what the former in-memory index yielded: cart by cart, that
-        cart's orders by cart id, then by email, then by customer id, each bucket in file order.
+        cart's orders by cart id, then by email, then by customer id, then by phone number, each
+        bucket in file order.
         """
         if self._empty:
             return
         cart_ids = {cart.id for cart in carts}
         emails = {cart.customer.email for cart in carts if cart.customer.email}
         customers = {cart.customer.id for cart in carts if cart.customer.id}
+        numbers = {cart.key: number for cart in carts if (number := phone_key(cart, region))}
         # Each row once (one id: one packed row), with the first lookup that found it.
         first: dict[bytes, int] = {}
-        for lookup, keys in ((2, customers), (1, emails), (0, cart_ids)):  # the earliest lookup's last
+        for lookup, keys in ((3, set(numbers.values())), (2, customers), (1, emails), (0, cart_ids)):  # earliest last
             first.update(dict.fromkeys(self._rows(_LOOKUPS[lookup][0], keys), lookup))
         rows: list[Row] = sorted(map(marshal.loads, first), key=_LINE)
         if len(set(map(_LINE, rows))) < len(rows):  # rows of one line: the orders an open quote took in
@@ -179,6 +187,7 @@ class OrderIndex:
         by_cart: dict[str, list[Order]] = {}
         by_email: dict[str, list[Order]] = {}
         by_customer: dict[str, list[Order]] = {}
+        by_phone: dict[str, list[Order]] = {}
         for row in rows:
             order = _order(row)
             if order.cart_id in cart_ids:
@@ -187,12 +196,15 @@ class OrderIndex:
                 by_email.setdefault(order.email, []).append(order)  # type: ignore[arg-type]
             if order.customer_id in customers:
                 by_customer.setdefault(order.customer_id, []).append(order)  # type: ignore[arg-type]
+            if order.phone and numbers:
+                by_phone.setdefault(order.phone, []).append(order)
         seen: set[str] = set()
         for cart in carts:
             for bucket in (
                 by_cart.get(cart.id, ()),
                 by_email.get(cart.customer.email or "", ()),
                 by_customer.get(cart.customer.id or "", ()),
+                by_phone.get(numbers.get(cart.key, ""), ()) if numbers else (),
             ):
                 for order in bucket:
                     if order.id not in seen:
@@ -222,10 +234,10 @@ _new_order = quick_new(Order)
 
 
 def _order(row: Row) -> Order:
-    order_id, line, _live, created, email, customer_id, cart_id, total, currency, status, delivered, refunded = row
+    order_id, line, _live, created, email, customer_id, cart_id, total, currency, status, delivered, refunded, phone = row
     if status == UNREADABLE:
         return Order.unreadable_row(order_id, f"line {line} of the orders export", email, customer_id,  # type: ignore[arg-type]
-                                    cart_id)
+                                    cart_id, phone)
     return _new_order(
         order_id,  # type: ignore[arg-type]
         datetime.fromisoformat(created),  # type: ignore[arg-type]
@@ -237,4 +249,5 @@ def _order(row: Row) -> Order:
         status,  # type: ignore[arg-type]
         None if delivered is None else bool(delivered),
         refunded=_ZERO if refunded is None else Decimal(refunded),  # type: ignore[arg-type]
+        phone=phone,
     )

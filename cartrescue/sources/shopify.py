@@ -45,6 +45,7 @@ CHECKOUT_COLUMNS: dict[str, str] = {
 ORDER_COLUMNS: dict[str, str] = {
     "order_id": "Name",                   # "#1001", repeated on every line row; first row wins
     "email": "Email",
+    "phone": "Billing Phone|Phone",       # as the checkouts' phone: a customer who gave no address is matched by it
     "total": "Total",
     "currency": "Currency",
     "status": "Financial Status",         # paid, pending, authorized, partially_paid, refunded, partially_refunded, voided
@@ -81,5 +82,6 @@ VALUE_NOTES: dict[str, str] = {
     "Name": "'#1001' style reference including the '#'.",
     "(missing)": "no Updated at (idle time counts from Created at), no customer id, no locale, no "
                  "device, no cost/stock/image/product URL, no recovery URL in the exports seen; "
-                 "the orders export has no checkout/cart id, so 'ordered' is matched by email.",
+                 "the orders export has no checkout/cart id, so 'ordered' is matched by email (a "
+                 "checkout without one: by Billing Phone).",
 }

@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
-from cartrescue.contacts import is_valid_email, normalize_email
+from cartrescue.contacts import is_valid_email, normalize_email, normalize_phone
 from cartrescue.drivers import (SOURCE_STATEMENT_WAIT, connect_deadline, missing_driver, statement_deadline,
                                 stopped_answering, timed_out)
 from cartrescue.errors import ConfigError, SourceError
@@ -939,6 +939,34 @@ def _one_owner(rows: Sequence[Mapping[str, Any]]) -> None:
             raise RowError(f"{name} {first!r} and {other!r} in one cart: two carts under one id?")
 
 
+#: What a stored phone number holds between its digits, as customers type it (``070-123 45 67``,
+#: ``(555) 010.0100``, ``+46/70``), left out before its last digits are compared.
+_PHONE_MARKS = (" ", "-", "(", ")", ".", "/")
+#: How many of a number's last digits a shop's database is asked for: a number is stored as typed,
+#: in any form (``070-123 45 67``, ``+46 70 123 45 67``), which SQL cannot read as E.164; its last
+#: seven digits are the same in every form, and an index of no column serves either way. The rows
+#: found are read as E.164 (:meth:`DatabaseSource.order_phone`) and compared whole by the run.
+PHONE_TAIL = 7
+
+
+def cart_numbers(carts: Iterable[Cart], region: str | None) -> list[str]:
+    """The numbers of the carts known by phone number alone (:func:`~cartrescue.decide.orders.phone_key`)."""
+    from cartrescue.decide.orders import phone_key
+
+    return [number for cart in carts if (number := phone_key(cart, region))]
+
+
+def phone_tail(backend: str, column: str) -> str:
+    """SQL: the last :data:`PHONE_TAIL` characters of ``column`` without the marks typed between
+    digits, for ``{in}`` a list of E.164 numbers' last digits (:meth:`DatabaseSource.phone_tails`)."""
+    expression = f"TRIM({column})"
+    for mark in _PHONE_MARKS:
+        expression = f"REPLACE({expression}, '{mark}', '')"
+    if backend == "sqlite":
+        return f"SUBSTR({expression}, -{PHONE_TAIL}) {{in}}"
+    return f"RIGHT({expression}, {PHONE_TAIL}) {{in}}"
+
+
 def any_in(conditions: Sequence[tuple[str, str, Sequence[Any]]]) -> tuple[str, dict[str, Any], list[str]]:
     """``a IN :x OR b IN :y`` over the non-empty lists only (``1 = 0`` when all are empty).
 
@@ -1045,8 +1073,12 @@ class DatabaseSource(CartSource):
 
     def __init__(self, url: str, *, prefix: str | None = None, shop_tz: ZoneInfo = ZoneInfo("UTC"),
                  options: Mapping[str, Any] | None = None, on_problem: ProblemSink = ignore_problem,
-                 base_currency: str | None = None) -> None:
+                 base_currency: str | None = None, region: str | None = None) -> None:
+        """``region``: the shop's (``Config.phone_region``), which a phone number without ``+`` is
+        read in: a cart's and an order's alike (:func:`cart_numbers`, :meth:`order_phone`)."""
         super().__init__(on_problem)
+        self.region = region
+        self._phones_read: dict[str, bool] = {}  # table -> readable (the orders' phone numbers), asked once
         self.options = dict(options or {})
         self.shop_tz = zone(self.options["timezone"], "source.options.timezone") if self.options.get("timezone") \
             else shop_tz
@@ -1064,9 +1096,9 @@ class DatabaseSource(CartSource):
 
     @classmethod
     def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink,
-                    base_currency: str | None = None) -> "DatabaseSource":
+                    base_currency: str | None = None, region: str | None = None) -> "DatabaseSource":
         return cls(cfg.url, prefix=cfg.prefix, shop_tz=shop_tz, options=getattr(cfg, "options", None) or {},
-                   on_problem=on_problem, base_currency=base_currency)
+                   on_problem=on_problem, base_currency=base_currency, region=region)
 
     def schema(self) -> Schema:
         """The checked column types: the first call of a run inspects, a misfit stops the run (exit 3)."""
@@ -1204,6 +1236,21 @@ class DatabaseSource(CartSource):
                     f"{self.name} source: {', '.join(missing)} not found in {self.db.where}: {what} is not read, "
                     "so reminders do not wait for its newsletter days (source.newsletters.file can add a CSV export)")
         return self._tables_present[key]
+
+    def phone_tails(self, carts: Sequence[Cart], table: str) -> list[str]:
+        """What the carts without an address are looked up by in ``table`` (:func:`phone_tail`):
+        none where no cart lacks one, or where this account cannot read ``table`` (asked once:
+        such a cart is then matched by its own cart id alone, as before)."""
+        numbers = cart_numbers(carts, self.region)
+        if not numbers:
+            return []
+        if table not in self._phones_read:
+            self._phones_read[table] = self.readable(table)
+        return sorted({number[-PHONE_TAIL:] for number in numbers}) if self._phones_read[table] else []
+
+    def order_phone(self, value: Any) -> str | None:
+        """An order's stored phone number in E.164, read as a cart's is (None: none, or no valid number)."""
+        return normalize_phone(value if isinstance(value, str) else None, self.region)
 
     def missing_tables(self, tables: Sequence[str]) -> list[str]:
         """The prefixed names of ``tables`` this database does not have."""
@@ -1369,9 +1416,10 @@ class SqlSource(DatabaseSource):
 
     def __init__(self, url: str, *, queries: Mapping[str, str], prefix: str | None = None,
                  shop_tz: ZoneInfo = ZoneInfo("UTC"), options: Mapping[str, Any] | None = None,
-                 on_problem: ProblemSink = ignore_problem, base_currency: str | None = None) -> None:
+                 on_problem: ProblemSink = ignore_problem, base_currency: str | None = None,
+                 region: str | None = None) -> None:
         super().__init__(url, prefix=prefix, shop_tz=shop_tz, options=options, on_problem=on_problem,
-                         base_currency=base_currency)
+                         base_currency=base_currency, region=region)
         if "carts" not in queries:
             raise ConfigError("source.queries.carts: a sql source needs a carts query")
         for key, query in queries.items():
@@ -1390,9 +1438,10 @@ class SqlSource(DatabaseSource):
 
     @classmethod
     def from_config(cls, cfg: Any, *, shop_tz: ZoneInfo, on_problem: ProblemSink,
-                    base_currency: str | None = None) -> "SqlSource":
+                    base_currency: str | None = None, region: str | None = None) -> "SqlSource":
         return cls(cfg.url, queries=cfg.queries or {}, prefix=cfg.prefix, shop_tz=shop_tz,
-                   options=getattr(cfg, "options", None) or {}, on_problem=on_problem, base_currency=base_currency)
+                   options=getattr(cfg, "options", None) or {}, on_problem=on_problem, base_currency=base_currency,
+                   region=region)
 
     def _window_params(self, window: Window, slack: timedelta = timedelta(0)) -> dict[str, Any]:
         """``:start`` and ``:end`` as naive times in ``db_timezone``, widened by ``slack``."""

@@ -62,6 +62,7 @@ from cartrescue.sources.sql import (
     RowError,
     order_wanted,
     any_in,
+    phone_tail,
     refunded_whole,
     as_bool,
     as_currency,
@@ -453,14 +454,18 @@ class WooCommerceSource(DatabaseSource):
         self.schema()
         emails = cart_emails(carts)
         customer_ids = sorted({cart.customer.id for cart in carts if cart.customer.id})
-        if not emails and not customer_ids:
+        hpos = self.orders_mode() == "hpos"
+        # A checkout without an address is its customer's by phone number: the orders under it.
+        tails = self.phone_tails(carts, "wc_order_addresses" if hpos else "postmeta")
+        if not emails and not customer_ids and not tails:
             return iter(())
-        if self.orders_mode() == "hpos":
-            return self._hpos_orders(emails, customer_ids)
-        return self._legacy_orders(emails, customer_ids)
+        if hpos:
+            return self._hpos_orders(emails, customer_ids, tails)
+        return self._legacy_orders(emails, customer_ids, tails)
 
     def _order(self, where: tuple[str, str], order_id: Any, status: Any, created: Any, email: Any, customer: Any,
-               total: Any, currency: Any, keep: bool = False, refunds: Sequence[Any] = ()) -> Order | None:
+               total: Any, currency: Any, keep: bool = False, refunds: Sequence[Any] = (),
+               phone: Any = None) -> Order | None:
         """An order, or None when it is not one; ``where`` is (table and key, time column) for messages.
         An unreadable one is reported, and with ``keep`` (the orders of carts) kept as unreadable.
         ``refunds``: the amounts of its refunds (the report's, :meth:`_refunds`); refunded in full, no order.
@@ -486,35 +491,43 @@ class WooCommerceSource(DatabaseSource):
                 status=state,
                 delivered=state in _DELIVERED,
                 refunded=refunded,
+                phone=self.order_phone(phone),
             )
         except RowError as exc:
             self.problem(f"{self.db.prefix}{where[0]}={order_id}", str(exc))
-            return Order.unreadable_row(str(order_id), f"{self.db.prefix}{where[0]}={order_id}", email, customer) \
-                if keep else None
+            return Order.unreadable_row(str(order_id), f"{self.db.prefix}{where[0]}={order_id}", email, customer,
+                                        phone=self.order_phone(phone)) if keep else None
 
-    def _hpos_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
+    def _hpos_orders(self, emails: list[str], customer_ids: list[str], tails: list[str]) -> Iterator[Order]:
+        addresses = self.t("wc_order_addresses")
         where, params, lists = any_in([(email_in(self.db.backend, "billing_email", emails=emails), "emails", emails),
-                                       ("customer_id", "customer_ids", [int(c) for c in customer_ids if ascii_digits(c)])])
-        sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
-               f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' AND ({where})")
+                                       ("customer_id", "customer_ids", [int(c) for c in customer_ids if ascii_digits(c)]),
+                                       (f"id IN (SELECT order_id FROM {addresses} WHERE "
+                                        f"{phone_tail(self.db.backend, 'phone')})", "tails", tails)])
+        # The billing address's number, else the shipping one's.
+        phone = (f"(SELECT a.phone FROM {addresses} a WHERE a.order_id = o.id AND a.phone IS NOT NULL "
+                 "ORDER BY a.address_type, a.id LIMIT 1)") if tails else "NULL"
+        sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt, "
+               f"{phone} AS phone FROM {self.t('wc_orders')} o WHERE type = 'shop_order' AND ({where})")
         for row in self.db.fetch(sql, params, expanding=lists):
             order = self._order(("wc_orders id", "date_created_gmt"), row["id"], row["status"], row["date_created_gmt"],
                                 row["billing_email"], row["customer_id"], row["total_amount"], row["currency"],
-                                keep=True)
+                                keep=True, phone=row["phone"])
             if order is not None:
                 yield order
 
-    def _legacy_orders(self, emails: list[str], customer_ids: list[str]) -> Iterator[Order]:
+    def _legacy_orders(self, emails: list[str], customer_ids: list[str], tails: list[str]) -> Iterator[Order]:
         where, params, lists = any_in([
             (f"(meta_key = '_billing_email' AND {email_in(self.db.backend, 'meta_value', emails=emails)})", "emails", emails),
             ("(meta_key = '_customer_user' AND meta_value {in})", "customer_ids", customer_ids),
+            (f"(meta_key = '_billing_phone' AND {phone_tail(self.db.backend, 'meta_value')})", "tails", tails),
         ])
         pk = self.column("ID")
         sql = (
             f"SELECT p.{pk} AS id, p.post_status, p.post_date_gmt, m.meta_key, m.meta_value "
             f"FROM {self.t('posts')} p JOIN {self.t('postmeta')} m ON m.post_id = p.{pk} "
             "WHERE p.post_type = 'shop_order' "
-            "AND m.meta_key IN ('_billing_email', '_customer_user', '_order_total', '_order_currency') "
+            "AND m.meta_key IN ('_billing_email', '_customer_user', '_order_total', '_order_currency', '_billing_phone') "
             f"AND p.{pk} IN (SELECT post_id FROM {self.t('postmeta')} WHERE {where}) ORDER BY p.{pk}"
         )
         orders: dict[Any, dict[str, Any]] = {}
@@ -524,7 +537,7 @@ class WooCommerceSource(DatabaseSource):
         for order_id, entry in orders.items():
             order = self._order(("posts ID", "post_date_gmt"), order_id, entry["status"], entry["created"],
                                 entry.get("_billing_email"), entry.get("_customer_user"), entry.get("_order_total"),
-                                entry.get("_order_currency"), keep=True)
+                                entry.get("_order_currency"), keep=True, phone=entry.get("_billing_phone"))
             if order is not None:
                 yield order
 
