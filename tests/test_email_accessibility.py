@@ -12,6 +12,7 @@ import re
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -181,3 +182,20 @@ def test_with_images_off_or_read_aloud_each_items_name_comes_once(steps: dict[st
         for item in ("Blue mug", "Wool socks"):
             [row] = [row for row in parser.rows if item in row]
             assert row.count(item) == 1, (name, row)
+
+
+def _footer_note(html: str) -> str:
+    """The footer's sentence saying why the message came (the line above the unsubscribe link)."""
+    found = re.search(r'<p style="margin:0;">([^<]*) <a href=', html)
+    assert found is not None, html[-2000:]
+    return " ".join(unescape(found.group(1)).split())
+
+
+def test_the_text_part_says_why_the_message_came_as_the_html_footer_does(steps: dict[str, EmailMessage]) -> None:
+    """A text-only client or a screen reader reading the plain part got the unsubscribe line but
+    not the footer's "You are receiving this email because you left items in your cart at ..."."""
+    for name, message in steps.items():
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        text = " ".join(message.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+        note = _footer_note(html)
+        assert note and note in text, (name, note)
