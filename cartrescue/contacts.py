@@ -320,15 +320,27 @@ def phone_region(e164: str) -> str | None:
 def phone_zones(e164: str) -> tuple[str, ...]:
     """Every IANA timezone an E.164 number's plan places it in (``+7 9xx ...``: from
     ``Europe/Bucharest`` to ``Asia/Anadyr``); empty when the plan does not say. Cached: a text's
-    quiet hours ask per cart, and a shop's carts repeat their customers' numbers."""
+    quiet hours ask per cart, and a shop's carts repeat their customers' numbers.
+
+    A country that shares its calling code with a larger one (Kazakhstan's ``+7 7xx``) gets
+    the larger one's zones from the plan: only those of its own country are kept (Babel's
+    ``territory_zones``), or a Kazakh mobile waited for daytime in Vladivostok."""
     import phonenumbers
     from phonenumbers import timezone
 
     try:
-        zones = timezone.time_zones_for_number(phonenumbers.parse(e164, None))
+        number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return ()
-    return tuple(zone for zone in zones if zone != timezone.UNKNOWN_TIMEZONE)
+    zones = tuple(zone for zone in timezone.time_zones_for_number(number) if zone != timezone.UNKNOWN_TIMEZONE)
+    region = phonenumbers.region_code_for_number(number)
+    code = number.country_code
+    if not region or not code or region == phonenumbers.region_code_for_country_code(code):
+        return zones
+    from babel.core import get_global
+
+    own = set(get_global("territory_zones").get(region, ()))
+    return tuple(zone for zone in zones if zone in own) or zones
 
 
 def phone_hash(e164: str) -> str:
