@@ -225,10 +225,13 @@ def normalize_phone(raw: str | None, region: str | None = None, *, mobile: bool 
     """
     if not raw:
         return None
+    return _normalize_phone(without_tel(raw), region, mobile)
+
+
+def without_tel(raw: str) -> str:
+    """``raw`` stripped, without the scheme of a ``tel:`` link (RFC 3966): the number it dials."""
     text = raw.strip()
-    if text[:4].lower() == "tel:":
-        text = text[4:].strip()
-    return _normalize_phone(text, region, mobile)
+    return text[4:].strip() if text[:4].lower() == "tel:" else text
 
 
 @lru_cache(maxsize=8192)

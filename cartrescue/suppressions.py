@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from cartrescue.contacts import (email_hash, email_hashes, is_valid_email, normalize_email, normalize_phone,
-                                 normalize_sender, phone_hash)
+                                 normalize_sender, phone_hash, without_tel)
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
 from cartrescue.sources.csvfile import SEP_LINE
@@ -79,10 +79,14 @@ def written_as_number(text: str) -> bool:
 def as_number(value: str, region: str | None) -> str | None:
     """The E.164 number ``value`` is written as (local digits read in ``region``, the shop's
     country), or ``None`` when it is not written as a number (an address, a token, a link);
-    ValueError when it is, but is no valid number: a typo must not be answered "unsubscribed"."""
-    if not written_as_number(value):
+    ValueError when it is, but is no valid number: a typo must not be answered "unsubscribed".
+
+    A number copied as staff find it is one too: a ``tel:`` link's, and a call-list cell's behind
+    the apostrophe that keeps a spreadsheet from running it (``'+46 70 123 45 67``)."""
+    text = _unticked(without_tel(value)).strip()
+    if not written_as_number(text):
         return None
-    number = normalize_phone(value, region)
+    number = normalize_phone(text, region)
     if number is None:
         raise ValueError(f"not a valid phone number (E.164, or of region {region or 'unknown'}): {value.strip()!r}")
     return number

@@ -1005,6 +1005,25 @@ def test_cli_unsubscribe_takes_a_phone_number(shop: Shop) -> None:
     assert invalid.exit_code == 2 and "not a valid phone number" in invalid.json["error"]["message"]
 
 
+def test_cli_unsubscribe_takes_a_number_as_the_call_list_writes_it(shop: Shop) -> None:
+    """Staff copy the number from the call list's cell, where a shop without ``shop.country``
+    has it behind the apostrophe that keeps a spreadsheet from running it (``'+46 70 …``): it
+    was refused as a "malformed unsubscribe token", though the import and ``forget`` take it."""
+    _texting_shop(shop)
+    result = shop.cli("unsubscribe", "'+46 70 123 45 02", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["phone"] == "+46701234502"
+
+
+def test_cli_unsubscribe_takes_a_tel_link(shop: Shop) -> None:
+    """A number copied from a ``tel:`` link (a CRM, the shop's admin) is the number, as a cart's
+    ``tel:`` cell is: it was refused as a "malformed unsubscribe token"."""
+    _texting_shop(shop)
+    result = shop.cli("unsubscribe", "tel:+46701234502", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["phone"] == "+46701234502"
+
+
 def test_suppress_list_names_its_hash_column_for_a_number_too(shop: Shop) -> None:
     """A number's suppression is listed under ``email_hash`` ("address hash" in the table), as
     if it were an address's: the column is the contact's hash, ``contact_hash`` in ``--json``
