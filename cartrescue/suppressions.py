@@ -389,8 +389,9 @@ def _entry_hash(cell: str, region: str | None, countries: Iterable[str] = ()) ->
     as a STOP reply's (:func:`~cartrescue.contacts.normalize_sender`: local digits in ``region``,
     else a gateway's number without its ``+``, else local in one of ``countries``); ``None`` for
     neither. A gateway's opt-out list writes ``4791234567`` as its replies do: read in the shop's
-    region alone, each was refused, and those who had said STOP were texted again."""
-    cell = _unticked(cell)
+    region alone, each was refused, and those who had said STOP were texted again. A ``tel:``
+    link's number is the number, as a cart's is (:func:`~cartrescue.contacts.normalize_phone`)."""
+    cell = _unticked(without_tel(cell))
     if "@" not in cell and written_as_number(cell):
         number = normalize_sender(cell, region, countries)
         return phone_hash(number) if number else None

@@ -1130,6 +1130,17 @@ def test_suppress_import_reads_a_gateways_number_without_its_plus_as_a_stop_repl
     assert shop.cli("suppress", "list", "--email", "+4791234567", now=None).exit_code == 0
 
 
+def test_suppress_import_reads_a_tel_link_as_its_number(shop: Shop, tmp_path: Path) -> None:
+    """A CRM's export of opt-outs writes the number as a ``tel:`` link, as a cart's cell may be:
+    the cart reader dials and texts that number, but the import reported it "not an e-mail
+    address or phone number" (exit 1), and the person who had opted out got the next text."""
+    export = tmp_path / "sms-optouts.csv"
+    export.write_text("phone\ntel:+46701234500\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (1, [])
+
+
 def test_suppress_import_reads_a_number_behind_a_spreadsheets_apostrophe(shop: Shop, tmp_path: Path) -> None:
     """Shopify's exports (and a spreadsheet that kept a number as text) write ``'+46701234500``:
     the cart reader takes that number, but the import reported it "not an e-mail address or phone
