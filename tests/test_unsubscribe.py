@@ -465,7 +465,8 @@ def test_suppress_import_list_and_remove(shop: Shop, tmp_path: Path) -> None:
     assert shop.cli("suppress", "list", "--email", "dora@example.com", now=None).exit_code == 1
 
     removed = shop.cli("suppress", "remove", "bob@example.com", "--json", now=None)
-    assert removed.exit_code == 0 and removed.json == {"email": "bob@example.com", "removed": True, "warnings": []}
+    assert removed.exit_code == 0 and removed.json == {"email": "bob@example.com", "phone": None, "removed": True,
+                                                      "warnings": []}
     assert shop.cli("suppress", "remove", "bob@example.com", now=None).exit_code == 1
     assert shop.suppression("bob@example.com") is None and shop.suppression("ann@example.com") is not None
 
@@ -1022,6 +1023,17 @@ def test_cli_unsubscribe_takes_a_tel_link(shop: Shop) -> None:
     result = shop.cli("unsubscribe", "tel:+46701234502", "--json", now=None)
     assert result.exit_code == 0, result.output
     assert result.json["phone"] == "+46701234502"
+
+
+def test_suppress_remove_of_a_number_names_it_as_unsubscribe_does(shop: Shop) -> None:
+    """``unsubscribe`` answers a number with ``{"email": null, "phone": "+46..."}``; ``suppress
+    remove`` gave the number as staff typed it, under ``email`` (``"'+46 70 ..."`` from the call
+    list's cell): a script lifting the suppressions it had made found a number it never set."""
+    _texting_shop(shop)
+    assert shop.cli("unsubscribe", "+46701234502", now=None).exit_code == 0
+    removed = shop.cli("suppress", "remove", "'+46 70 123 45 02", "--json", now=None)
+    assert removed.exit_code == 0, removed.output
+    assert removed.json == {"email": None, "phone": "+46701234502", "removed": True, "warnings": []}
 
 
 def test_suppress_list_names_its_hash_column_for_a_number_too(shop: Shop) -> None:
