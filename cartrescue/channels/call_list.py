@@ -44,6 +44,10 @@ def cell(value: object) -> str:
 
 BOM = b"\xef\xbb\xbf"  # Excel's "CSV UTF-8" begins the file with it
 DELIMITERS = (",", ";", "\t")  # Excel writes ";" where the comma is the decimal sign (SE, DE, FR)
+#: The columns of decimal numbers: in a ";" list, written with the decimal comma of its locale
+#: (``900,00``), which its spreadsheet reads as the number (``900.00`` is text there, and German
+#: Excel took ``12.50`` for a date).
+DECIMALS = ("total", "score")
 
 
 #: What a call cannot go without: the number to dial and the cart it is about. A header without
@@ -197,6 +201,8 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
             values = _values(decision, tz, added, region, shop_url)
             values["incentive"] = offers[at] if at < len(offers) else ""
             values["timezone"] = customer_clock(decision.cart.customer.phone, region, instant)
+            if layout.delimiter == ";":  # saved where the comma is the decimal sign: its amounts so too
+                values.update({name: str(values[name]).replace(".", ",") for name in DECIMALS})
             writer.writerow([cell(values.get(column_of(name), "")) for name in layout.header])
         handle.write(text.getvalue().encode("utf-8"))
         handle.flush()  # before the lock goes with the file's closing
