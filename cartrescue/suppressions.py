@@ -51,9 +51,12 @@ _CONSENTS = ("yes", "true", "1", "subscribed")
 #: An address as a mail client writes a sender (``Ann Tester <ann@example.com>``, ``"Tester, Ann"
 #: <ann@…>``) or a bounce report names it (``<ann@…>``): the address is what is inside ``<>``.
 _NAME_ADDR = re.compile(r'(?:"[^"]*"|[^"<>@]*)\s*<([^<>\s:]+@[^<>\s]+)>')
-#: What a person writes a phone number with (``+46 70-123 45 67``, ``(070) 123.45.67``): never a
-#: token (letters and digits around one ``.``), an address or a URL.
-_WRITTEN_AS_NUMBER = re.compile(r"\+?[\d\s().\-/]*\d[\d\s().\-/]*")
+#: What a person writes a phone number with (``+46 70-123 45 67``, ``(070) 123.45.67``, the
+#: typographic dashes a web page or word processor puts there, ``070–123 45 67``, which the
+#: phone-number rules read too): never a token (letters and digits around one ``.``), an
+#: address or a URL.
+_DASHES = "\u2010-\u2015\u2212\uff0d"  # hyphen, non-breaking hyphen, figure dash, en and em dash, minus
+_WRITTEN_AS_NUMBER = re.compile(rf"\+?[\d\s().\-/{_DASHES}]*\d[\d\s().\-/{_DASHES}]*")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1016,6 +1016,17 @@ def test_cli_unsubscribe_takes_a_number_as_the_call_list_writes_it(shop: Shop) -
     assert result.json["phone"] == "+46701234502"
 
 
+def test_cli_unsubscribe_takes_a_number_written_with_a_typographic_dash(shop: Shop) -> None:
+    """A number copied from a web page, an order confirmation or a word processor has an en dash
+    or a non-breaking hyphen (``070–123 45 02``), which the cart reader reads as the number: it
+    was refused as a "malformed unsubscribe token"."""
+    _texting_shop(shop)
+    for written in ("070\u2013123 45 02", "070\u2011123 45 02"):
+        result = shop.cli("unsubscribe", written, "--json", now=None)
+        assert result.exit_code == 0, result.output
+        assert result.json["phone"] == "+46701234502"
+
+
 def test_cli_unsubscribe_takes_a_tel_link(shop: Shop) -> None:
     """A number copied from a ``tel:`` link (a CRM, the shop's admin) is the number, as a cart's
     ``tel:`` cell is: it was refused as a "malformed unsubscribe token"."""
