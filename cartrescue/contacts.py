@@ -275,7 +275,9 @@ def dialable(raw: str, region: str | None) -> str:
     (``+46 70 123 45 67``); ``raw`` itself when it is no valid number (staff may still read it).
 
     A call-list cell: raw ``0701234567`` became the number 701234567 in a spreadsheet, and
-    ``+46701234567`` needed the apostrophe a spreadsheet hides and a dialer does not.
+    ``+46701234567`` needed the apostrophe a spreadsheet hides and a dialer does not. The plan
+    writes Russia's and Kazakhstan's prefix for abroad ``8~10``, its ``~`` a wait for the dial
+    tone that no phone or dialer takes: it is written ``8 10``, as it is dialled.
     """
     import phonenumbers
 
@@ -284,7 +286,7 @@ def dialable(raw: str, region: str | None) -> str:
         return raw
     if region is None:
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    return phonenumbers.format_out_of_country_calling_number(number, region)
+    return phonenumbers.format_out_of_country_calling_number(number, region).replace("~", " ")
 
 
 def normalize_sender(raw: str | None, region: str | None, countries: Iterable[str] = ()) -> str | None:

@@ -57,9 +57,9 @@ def test_a_forgotten_number_is_not_put_on_the_call_list_again(shop: Shop, tmp_pa
     assert "+46 70 123 45 68" in rows and "+46 70 123 45 67" not in rows
 
 
-def _listed(shop: Shop, tmp_path: Path, column: str, **phones: str) -> dict[str, str]:
-    """``column`` of each cart's row, after a Swedish shop's run called a cart per number of ``phones``."""
-    _calling_shop(shop).configure(shop={"country": "SE"},
+def _listed(shop: Shop, tmp_path: Path, column: str, country: str = "SE", **phones: str) -> dict[str, str]:
+    """``column`` of each cart's row, after a run of a shop of ``country`` called a cart per number of ``phones``."""
+    _calling_shop(shop).configure(shop={"country": country},
                                   sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
     shop.add(*(cart(cart_id, phone=phone, items=PRICEY) for cart_id, phone in phones.items()))
     assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
@@ -126,6 +126,15 @@ def test_a_dry_run_defers_the_second_call_to_one_number_in_the_run_as_the_real_r
 def _added_at(path: Path) -> list[str]:
     with path.open(encoding="utf-8", newline="") as handle:
         return [row["added_at"] for row in csv.DictReader(handle)]
+
+
+def test_a_russian_shops_call_list_writes_a_number_abroad_without_the_dial_tone_wait(
+        shop: Shop, tmp_path: Path) -> None:
+    """From Russia (and Kazakhstan) the plan's prefix for abroad is ``8~10``, the ``~`` a wait for
+    the dial tone: the cell said ``8~10 46 70 123 45 67``, which no phone, softphone or dialer
+    takes. It is written as it is dialled, ``8 10 46 …``."""
+    phones = _listed(shop, tmp_path, "phone", country="RU", se="+46 70 123 45 67", ru="+7 916 123 45 67")
+    assert phones == {"se": "8 10 46 70 123 45 67", "ru": "8 (916) 123-45-67"}
 
 
 def test_the_call_lists_row_names_the_customers_clock_for_staff_to_call_by_day_there(
