@@ -225,10 +225,13 @@ def normalize_phone(raw: str | None, region: str | None = None, *, mobile: bool 
     """
     if not raw:
         return None
+    return _normalize_phone(without_tel(raw), region, mobile)
+
+
+def without_tel(raw: str) -> str:
+    """``raw`` stripped, without the scheme of a ``tel:`` link (RFC 3966): the number it dials."""
     text = raw.strip()
-    if text[:4].lower() == "tel:":
-        text = text[4:].strip()
-    return _normalize_phone(text, region, mobile)
+    return text[4:].strip() if text[:4].lower() == "tel:" else text
 
 
 @lru_cache(maxsize=8192)
@@ -272,7 +275,9 @@ def dialable(raw: str, region: str | None) -> str:
     (``+46 70 123 45 67``); ``raw`` itself when it is no valid number (staff may still read it).
 
     A call-list cell: raw ``0701234567`` became the number 701234567 in a spreadsheet, and
-    ``+46701234567`` needed the apostrophe a spreadsheet hides and a dialer does not.
+    ``+46701234567`` needed the apostrophe a spreadsheet hides and a dialer does not. The plan
+    writes Russia's and Kazakhstan's prefix for abroad ``8~10``, its ``~`` a wait for the dial
+    tone that no phone or dialer takes: it is written ``8 10``, as it is dialled.
     """
     import phonenumbers
 
@@ -281,7 +286,7 @@ def dialable(raw: str, region: str | None) -> str:
         return raw
     if region is None:
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    return phonenumbers.format_out_of_country_calling_number(number, region)
+    return phonenumbers.format_out_of_country_calling_number(number, region).replace("~", " ")
 
 
 def normalize_sender(raw: str | None, region: str | None, countries: Iterable[str] = ()) -> str | None:
@@ -320,15 +325,27 @@ def phone_region(e164: str) -> str | None:
 def phone_zones(e164: str) -> tuple[str, ...]:
     """Every IANA timezone an E.164 number's plan places it in (``+7 9xx ...``: from
     ``Europe/Bucharest`` to ``Asia/Anadyr``); empty when the plan does not say. Cached: a text's
-    quiet hours ask per cart, and a shop's carts repeat their customers' numbers."""
+    quiet hours ask per cart, and a shop's carts repeat their customers' numbers.
+
+    A country that shares its calling code with a larger one (Kazakhstan's ``+7 7xx``) gets
+    the larger one's zones from the plan: only those of its own country are kept (Babel's
+    ``territory_zones``), or a Kazakh mobile waited for daytime in Vladivostok."""
     import phonenumbers
     from phonenumbers import timezone
 
     try:
-        zones = timezone.time_zones_for_number(phonenumbers.parse(e164, None))
+        number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return ()
-    return tuple(zone for zone in zones if zone != timezone.UNKNOWN_TIMEZONE)
+    zones = tuple(zone for zone in timezone.time_zones_for_number(number) if zone != timezone.UNKNOWN_TIMEZONE)
+    region = phonenumbers.region_code_for_number(number)
+    code = number.country_code
+    if not region or not code or region == phonenumbers.region_code_for_country_code(code):
+        return zones
+    from babel.core import get_global
+
+    own = set(get_global("territory_zones").get(region, ()))
+    return tuple(zone for zone in zones if zone in own) or zones
 
 
 def phone_hash(e164: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from cartrescue.contacts import (email_hash, email_hashes, is_valid_email, normalize_email, normalize_phone,
-                                 normalize_sender, phone_hash)
+                                 normalize_sender, phone_hash, without_tel)
 from cartrescue.errors import ConfigError
 from cartrescue.ledger import Ledger
 from cartrescue.sources.csvfile import SEP_LINE
@@ -51,9 +51,12 @@ _CONSENTS = ("yes", "true", "1", "subscribed")
 #: An address as a mail client writes a sender (``Ann Tester <ann@example.com>``, ``"Tester, Ann"
 #: <ann@…>``) or a bounce report names it (``<ann@…>``): the address is what is inside ``<>``.
 _NAME_ADDR = re.compile(r'(?:"[^"]*"|[^"<>@]*)\s*<([^<>\s:]+@[^<>\s]+)>')
-#: What a person writes a phone number with (``+46 70-123 45 67``, ``(070) 123.45.67``): never a
-#: token (letters and digits around one ``.``), an address or a URL.
-_WRITTEN_AS_NUMBER = re.compile(r"\+?[\d\s().\-/]*\d[\d\s().\-/]*")
+#: What a person writes a phone number with (``+46 70-123 45 67``, ``(070) 123.45.67``, the
+#: typographic dashes a web page or word processor puts there, ``070–123 45 67``, which the
+#: phone-number rules read too): never a token (letters and digits around one ``.``), an
+#: address or a URL.
+_DASHES = "\u2010-\u2015\u2212\uff0d"  # hyphen, non-breaking hyphen, figure dash, en and em dash, minus
+_WRITTEN_AS_NUMBER = re.compile(rf"\+?[\d\s().\-/{_DASHES}]*\d[\d\s().\-/{_DASHES}]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +82,14 @@ def written_as_number(text: str) -> bool:
 def as_number(value: str, region: str | None) -> str | None:
     """The E.164 number ``value`` is written as (local digits read in ``region``, the shop's
     country), or ``None`` when it is not written as a number (an address, a token, a link);
-    ValueError when it is, but is no valid number: a typo must not be answered "unsubscribed"."""
-    if not written_as_number(value):
+    ValueError when it is, but is no valid number: a typo must not be answered "unsubscribed".
+
+    A number copied as staff find it is one too: a ``tel:`` link's, and a call-list cell's behind
+    the apostrophe that keeps a spreadsheet from running it (``'+46 70 123 45 67``)."""
+    text = _unticked(without_tel(value)).strip()
+    if not written_as_number(text):
         return None
-    number = normalize_phone(value, region)
+    number = normalize_phone(text, region)
     if number is None:
         raise ValueError(f"not a valid phone number (E.164, or of region {region or 'unknown'}): {value.strip()!r}")
     return number
@@ -385,8 +392,9 @@ def _entry_hash(cell: str, region: str | None, countries: Iterable[str] = ()) ->
     as a STOP reply's (:func:`~cartrescue.contacts.normalize_sender`: local digits in ``region``,
     else a gateway's number without its ``+``, else local in one of ``countries``); ``None`` for
     neither. A gateway's opt-out list writes ``4791234567`` as its replies do: read in the shop's
-    region alone, each was refused, and those who had said STOP were texted again."""
-    cell = _unticked(cell)
+    region alone, each was refused, and those who had said STOP were texted again. A ``tel:``
+    link's number is the number, as a cart's is (:func:`~cartrescue.contacts.normalize_phone`)."""
+    cell = _unticked(without_tel(cell))
     if "@" not in cell and written_as_number(cell):
         number = normalize_sender(cell, region, countries)
         return phone_hash(number) if number else None

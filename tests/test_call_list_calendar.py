@@ -57,18 +57,21 @@ def test_a_forgotten_number_is_not_put_on_the_call_list_again(shop: Shop, tmp_pa
     assert "+46 70 123 45 68" in rows and "+46 70 123 45 67" not in rows
 
 
+def _listed(shop: Shop, tmp_path: Path, column: str, country: str = "SE", **phones: str) -> dict[str, str]:
+    """``column`` of each cart's row, after a run of a shop of ``country`` called a cart per number of ``phones``."""
+    _calling_shop(shop).configure(shop={"country": country},
+                                  sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
+    shop.add(*(cart(cart_id, phone=phone, items=PRICEY) for cart_id, phone in phones.items()))
+    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
+    with (shop.folder / "call-list.csv").open(encoding="utf-8", newline="") as handle:
+        return {row["cart_id"]: row[column] for row in csv.DictReader(handle)}
+
+
 def test_the_call_lists_number_is_written_as_staff_dial_it_from_the_shops_country(shop: Shop, tmp_path: Path) -> None:
     """A Swedish shop's staff dial 070-123 45 67, and 00 47 … abroad: the raw 0701234567 became
     the number 701234567 in a spreadsheet, and +46… needed an apostrophe a dialer does not want."""
-    _calling_shop(shop).configure(shop={"country": "SE"},
-                                  sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1"}]}})
-    shop.add(cart("local", phone="0701234567", items=PRICEY),
-             cart("e164", phone="+46701234568", items=PRICEY),
-             cart("norway", phone="+47 912 34 567", items=PRICEY),
-             cart("note", phone="after 17:00", items=PRICEY))
-    assert shop.cli("run", "--outbox", str(tmp_path / "out")).exit_code == 0
-    with (shop.folder / "call-list.csv").open(encoding="utf-8", newline="") as handle:
-        phones = {row["cart_id"]: row["phone"] for row in csv.DictReader(handle)}
+    phones = _listed(shop, tmp_path, "phone", local="0701234567", e164="+46701234568", norway="+47 912 34 567",
+                     note="after 17:00")
     assert phones == {"local": "070-123 45 67", "e164": "070-123 45 68", "norway": "00 47 91 23 45 67",
                       "note": "after 17:00"}
     forgotten = shop.cli("forget", "+4791234567", "--files", "--json", now=None)  # its row is still found
@@ -123,6 +126,28 @@ def test_a_dry_run_defers_the_second_call_to_one_number_in_the_run_as_the_real_r
 def _added_at(path: Path) -> list[str]:
     with path.open(encoding="utf-8", newline="") as handle:
         return [row["added_at"] for row in csv.DictReader(handle)]
+
+
+def test_a_russian_shops_call_list_writes_a_number_abroad_without_the_dial_tone_wait(
+        shop: Shop, tmp_path: Path) -> None:
+    """From Russia (and Kazakhstan) the plan's prefix for abroad is ``8~10``, the ``~`` a wait for
+    the dial tone: the cell said ``8~10 46 70 123 45 67``, which no phone, softphone or dialer
+    takes. It is written as it is dialled, ``8 10 46 …``."""
+    phones = _listed(shop, tmp_path, "phone", country="RU", se="+46 70 123 45 67", ru="+7 916 123 45 67")
+    assert phones == {"se": "8 10 46 70 123 45 67", "ru": "8 (916) 123-45-67"}
+
+
+def test_the_call_lists_row_names_the_customers_clock_for_staff_to_call_by_day_there(
+        shop: Shop, tmp_path: Path) -> None:
+    """A call list has no quiet hours: staff call when they work. A Swedish shop's 09:00 is 03:00
+    in New York and 13:00 in Almaty, and the row said nothing of it: staff woke customers abroad.
+    The row names the number's zone and its UTC offset (of a plan of several zones, the
+    westernmost and easternmost), as a text's quiet hours read it."""
+    zones = _listed(shop, tmp_path, "timezone", ny="+1 212 555 0123", kz="+7 701 234 56 78", ru="+7 916 123 45 67",
+                    se="0701234567", note="after 17:00")
+    assert zones == {"ny": "America/New_York (UTC-05:00)", "kz": "Asia/Almaty (UTC+05:00)",
+                     "ru": "Europe/Bucharest (UTC+02:00) to Asia/Anadyr (UTC+12:00)",
+                     "se": "Europe/Stockholm (UTC+01:00)", "note": ""}
 
 
 def test_under_a_pinned_clock_the_call_lists_added_at_is_the_pinned_instant(shop: Shop, tmp_path: Path) -> None:

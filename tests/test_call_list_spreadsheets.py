@@ -62,6 +62,16 @@ def test_a_semicolon_list_gets_its_rows_with_semicolons(shop: Shop) -> None:
     assert sorted((row[0], row[3]) for row in rows[2:]) == [(f"c{n}", f"'+46 70 123 45 6{n}") for n in range(4)]
 
 
+def test_a_semicolon_list_gets_its_amounts_with_a_decimal_comma(shop: Shop) -> None:
+    """A list saved with ";" is one a spreadsheet of a decimal-comma locale wrote (SE, DE, FR):
+    there ``900.00`` is no number (and German Excel reads ``12.50`` as December 1950), so staff
+    could neither sum nor sort the carts' values. Its rows' amounts take that locale's comma."""
+    path = _saved(_calling_shop(shop, 1), ";".join(COLUMNS) + "\r\n")
+    _send(shop)
+    row = dict(zip(COLUMNS, _rows(_text(path), ";")[1]))
+    assert (row["total"], row["score"]) == ("900,00", "40")
+
+
 def test_a_list_saved_with_a_bom_gets_its_cart_ids(shop: Shop) -> None:
     """Excel's "CSV UTF-8" begins with a BOM, which made the first column ``\\ufeffcart_id``."""
     path = _saved(_calling_shop(shop, 2), "\ufeff" + ",".join(COLUMNS) + "\r\n")

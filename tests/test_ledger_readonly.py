@@ -184,7 +184,7 @@ def test_suppress_remove_brings_an_older_ledger_up_to_date_and_lifts_the_suppres
     engine.dispose()
     result = _run(shop, ["suppress", "remove", "bob@example.com", "--json"])
     assert result.exit_code == 0, result.output
-    assert result.json == {"email": "bob@example.com", "removed": True, "warnings": []}
+    assert result.json == {"email": "bob@example.com", "phone": None, "removed": True, "warnings": []}
     after = snapshot(url)
     assert "cr_promotion" in after and "shop" in after["cr_run"][0] and "source" in after["cr_suppression"][0], after
     assert after["cr_suppression"][1] == 0

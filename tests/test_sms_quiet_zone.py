@@ -98,6 +98,18 @@ def test_an_australian_mobile_waits_for_the_morning_in_the_west_when_perth_allow
     assert "09:00 in Indian/Cocos to 13:30 in Australia/" in au["detail"], au["detail"]
 
 
+KAZAKHSTAN = "+7 701 234 56 78"  # +7 as Russia's, but one country on one clock (UTC+5)
+
+
+def test_a_kazakh_mobile_gets_its_text_in_the_afternoon_in_kazakhstan(shop: Shop) -> None:
+    """10:00 UTC is 15:00 in Almaty. The plan of +7 gave a Kazakh mobile Russia's 16 zones (and
+    Vladivostok's 20:00): it waited for the one hour of the day that is day from Bucharest to
+    Anadyr, and under a 10:00-19:00 window never got a text at all."""
+    _texting_shop(shop)
+    shop.add(cart("kz", phone=KAZAKHSTAN, sms_consent="yes"))
+    assert _decisions(shop)["kz"]["delivery"] == "sent"
+
+
 def test_a_single_zone_number_keeps_its_one_zone_in_the_detail(shop: Shop) -> None:
     _texting_shop(shop)
     shop.add(cart("us", phone=NEW_YORK, sms_consent="yes"))

@@ -465,7 +465,8 @@ def test_suppress_import_list_and_remove(shop: Shop, tmp_path: Path) -> None:
     assert shop.cli("suppress", "list", "--email", "dora@example.com", now=None).exit_code == 1
 
     removed = shop.cli("suppress", "remove", "bob@example.com", "--json", now=None)
-    assert removed.exit_code == 0 and removed.json == {"email": "bob@example.com", "removed": True, "warnings": []}
+    assert removed.exit_code == 0 and removed.json == {"email": "bob@example.com", "phone": None, "removed": True,
+                                                      "warnings": []}
     assert shop.cli("suppress", "remove", "bob@example.com", now=None).exit_code == 1
     assert shop.suppression("bob@example.com") is None and shop.suppression("ann@example.com") is not None
 
@@ -1005,6 +1006,47 @@ def test_cli_unsubscribe_takes_a_phone_number(shop: Shop) -> None:
     assert invalid.exit_code == 2 and "not a valid phone number" in invalid.json["error"]["message"]
 
 
+def test_cli_unsubscribe_takes_a_number_as_the_call_list_writes_it(shop: Shop) -> None:
+    """Staff copy the number from the call list's cell, where a shop without ``shop.country``
+    has it behind the apostrophe that keeps a spreadsheet from running it (``'+46 70 …``): it
+    was refused as a "malformed unsubscribe token", though the import and ``forget`` take it."""
+    _texting_shop(shop)
+    result = shop.cli("unsubscribe", "'+46 70 123 45 02", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["phone"] == "+46701234502"
+
+
+def test_cli_unsubscribe_takes_a_number_written_with_a_typographic_dash(shop: Shop) -> None:
+    """A number copied from a web page, an order confirmation or a word processor has an en dash
+    or a non-breaking hyphen (``070–123 45 02``), which the cart reader reads as the number: it
+    was refused as a "malformed unsubscribe token"."""
+    _texting_shop(shop)
+    for written in ("070\u2013123 45 02", "070\u2011123 45 02"):
+        result = shop.cli("unsubscribe", written, "--json", now=None)
+        assert result.exit_code == 0, result.output
+        assert result.json["phone"] == "+46701234502"
+
+
+def test_cli_unsubscribe_takes_a_tel_link(shop: Shop) -> None:
+    """A number copied from a ``tel:`` link (a CRM, the shop's admin) is the number, as a cart's
+    ``tel:`` cell is: it was refused as a "malformed unsubscribe token"."""
+    _texting_shop(shop)
+    result = shop.cli("unsubscribe", "tel:+46701234502", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.json["phone"] == "+46701234502"
+
+
+def test_suppress_remove_of_a_number_names_it_as_unsubscribe_does(shop: Shop) -> None:
+    """``unsubscribe`` answers a number with ``{"email": null, "phone": "+46..."}``; ``suppress
+    remove`` gave the number as staff typed it, under ``email`` (``"'+46 70 ..."`` from the call
+    list's cell): a script lifting the suppressions it had made found a number it never set."""
+    _texting_shop(shop)
+    assert shop.cli("unsubscribe", "+46701234502", now=None).exit_code == 0
+    removed = shop.cli("suppress", "remove", "'+46 70 123 45 02", "--json", now=None)
+    assert removed.exit_code == 0, removed.output
+    assert removed.json == {"email": None, "phone": "+46701234502", "removed": True, "warnings": []}
+
+
 def test_suppress_list_names_its_hash_column_for_a_number_too(shop: Shop) -> None:
     """A number's suppression is listed under ``email_hash`` ("address hash" in the table), as
     if it were an address's: the column is the contact's hash, ``contact_hash`` in ``--json``
@@ -1109,6 +1151,17 @@ def test_suppress_import_reads_a_gateways_number_without_its_plus_as_a_stop_repl
     assert _imported(shop, tmp_path / "sms-optouts.csv",
                      "phone_number,opted_out_at\n4791234567,2026-11-01\n") == (1, [])
     assert shop.cli("suppress", "list", "--email", "+4791234567", now=None).exit_code == 0
+
+
+def test_suppress_import_reads_a_tel_link_as_its_number(shop: Shop, tmp_path: Path) -> None:
+    """A CRM's export of opt-outs writes the number as a ``tel:`` link, as a cart's cell may be:
+    the cart reader dials and texts that number, but the import reported it "not an e-mail
+    address or phone number" (exit 1), and the person who had opted out got the next text."""
+    export = tmp_path / "sms-optouts.csv"
+    export.write_text("phone\ntel:+46701234500\n", encoding="utf-8")
+    result = shop.cli("suppress", "import", str(export), "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert (result.json["added"], result.json["invalid"]) == (1, [])
 
 
 def test_suppress_import_reads_a_number_behind_a_spreadsheets_apostrophe(shop: Shop, tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.model import Decision, score_text
@@ -24,7 +25,7 @@ from cartrescue.text import path_text, printable, spreadsheet_text, spreadsheet_
 
 COLUMNS = ("cart_id", "first_name", "last_name", "phone", "email", "locale", "currency", "total",
            "items", "score", "tier", "previous_orders", "recovery_url", "last_activity", "step", "added_at",
-           "incentive")
+           "incentive", "timezone")
 
 
 def cell(value: object) -> str:
@@ -43,6 +44,10 @@ def cell(value: object) -> str:
 
 BOM = b"\xef\xbb\xbf"  # Excel's "CSV UTF-8" begins the file with it
 DELIMITERS = (",", ";", "\t")  # Excel writes ";" where the comma is the decimal sign (SE, DE, FR)
+#: The columns of decimal numbers: in a ";" list, written with the decimal comma of its locale
+#: (``900,00``), which its spreadsheet reads as the number (``900.00`` is text there, and German
+#: Excel took ``12.50`` for a date).
+DECIMALS = ("total", "score")
 
 
 #: What a call cannot go without: the number to dial and the cart it is about. A header without
@@ -169,7 +174,8 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
     ``recovery_url`` of a cart without one (:func:`recovery_link`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    added = (now or datetime.now(timezone.utc)).astimezone(tz).isoformat(timespec="seconds")
+    instant = now or datetime.now(timezone.utc)
+    added = instant.astimezone(tz).isoformat(timespec="seconds")
     fresh = _layout_like(like)
     text = io.StringIO()
     with _locked(path) as handle:
@@ -194,6 +200,9 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
         for at, decision in enumerate(decisions):
             values = _values(decision, tz, added, region, shop_url)
             values["incentive"] = offers[at] if at < len(offers) else ""
+            values["timezone"] = customer_clock(decision.cart.customer.phone, region, instant)
+            if layout.delimiter == ";":  # saved where the comma is the decimal sign: its amounts so too
+                values.update({name: str(values[name]).replace(".", ",") for name in DECIMALS})
             writer.writerow([cell(values.get(column_of(name), "")) for name in layout.header])
         handle.write(text.getvalue().encode("utf-8"))
         handle.flush()  # before the lock goes with the file's closing
@@ -298,6 +307,34 @@ def _values(decision: Decision, tz: tzinfo, added: str, region: str | None,
         "last_activity": cart.updated_at.astimezone(tz).isoformat(timespec="seconds"),
         "step": decision.step or "", "added_at": added,
     }
+
+
+def customer_clock(phone: str | None, region: str | None, at: datetime) -> str:
+    """The ``timezone`` cell: the zone the number's plan places the customer in, with its UTC
+    offset at ``at`` (``America/New_York (UTC-05:00)``); of a plan of several zones (a Russian
+    mobile) the westernmost and the easternmost, as a text's quiet hours read them; empty where
+    the number does not say. A call has no quiet hours (staff call when they work), so staff
+    must see that the shop's 09:00 is 03:00 in New York."""
+    from cartrescue.contacts import normalize_phone, phone_zones
+
+    number = normalize_phone(phone, region)
+    clocks = [at.astimezone(ZoneInfo(name)) for name in phone_zones(number)] if number else []
+    if not clocks:
+        return ""
+    west = min(clocks, key=_offset)
+    east = max(clocks, key=_offset)
+    ends = [west] if _offset(west) == _offset(east) else [west, east]
+    return " to ".join(f"{clock.tzinfo} ({_utc(clock)})" for clock in ends)
+
+
+def _offset(local: datetime) -> timedelta:
+    return local.utcoffset() or timedelta(0)
+
+
+def _utc(local: datetime) -> str:
+    """``local``'s offset as ``UTC+05:30``."""
+    minutes = int(_offset(local).total_seconds()) // 60
+    return f"UTC{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 #: A data row's contacts as the list holds them: its ``email`` (normalized) and its ``phone``

@@ -295,10 +295,14 @@ def suppress_remove(
         cartrescue suppress remove bob@example.com
         cartrescue suppress remove +46701234567
     """
-    from cartrescue.suppressions import remove
+    from cartrescue.suppressions import as_number, remove
 
     try:
         cfg = load(config)
+        try:  # a number is named as unsubscribe names it: E.164, under "phone"
+            number = as_number(email, cfg.phone_region)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         # Nothing to remove from a ledger not there (no file made); an older one is brought up to date
         # first, as every command that writes does: read as it was, a column it lacks was a crash (exit 70).
         ledger = cfg.open_ledger(create=False, upgrade=True)
@@ -311,9 +315,10 @@ def suppress_remove(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"email": email, "removed": removed}, config=cfg)
+        json_out({"email": email if number is None else None, "phone": number, "removed": removed}, config=cfg)
     else:
-        err_console().print(f"{email}: {'suppression removed' if removed else 'was not suppressed'}", highlight=False)
+        err_console().print(f"{number or email}: {'suppression removed' if removed else 'was not suppressed'}",
+                            highlight=False)
     if not removed:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
