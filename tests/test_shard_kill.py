@@ -114,6 +114,24 @@ def test_a_new_layout_takes_over_the_locks_of_killed_shards_their_parent_has_not
                 process.wait()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_killed_shards_unspent_reservation_goes_back_to_the_day_for_the_shards_still_running(
+        shop: Shop, kind: str) -> None:
+    with _url(shop, kind) as url:
+        process, reserved = _killed_shard(url, "1/2")
+        process.wait()  # reaped: dead for good, and shard 1/2 does not run again today
+        assert reserved == 3
+        ledger = Ledger(url)
+        try:
+            run_id = ledger.start_run("send", NOW, "2/2")
+            with ledger.lock(run_id, timedelta(minutes=30), "run:2/2"):
+                amount, use = ledger.reserve_day_budget(run_id, "vip", [(1, "email")], NOW.replace(hour=0), NOW, 3, 3,
+                                                        lambda email, key, phone: True)
+            assert (amount, use.pending) == (3, 0)
+        finally:
+            ledger.close()
+
+
 @pytest.mark.smtp
 @pytest.mark.parametrize("kind", KINDS)
 def test_run_with_more_workers_right_after_a_killed_run_with_workers_goes_ahead_and_sends_no_step_twice(
