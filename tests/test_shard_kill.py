@@ -31,7 +31,7 @@ from shopdb import ledger_on, shop_database
 from smtpserver import Fault, LoopbackSMTP
 
 from cartrescue.ledger import Ledger
-from conftest import NOW, REPO, Shop, iso, worker_pids
+from conftest import NOW, REPO, Shop, cart, iso, worker_pids
 from test_exactly_once import _rows
 from test_workers_exactly_once import POOL, _shop
 
@@ -174,3 +174,33 @@ def test_run_with_more_workers_right_after_a_killed_run_with_workers_goes_ahead_
         assert due <= set(server.recipients()) | left  # every due step went out, or is the killed run's in flight
         assert document["killed_left"] == len(left) <= 2 * POOL
 
+
+@pytest.mark.smtp
+@pytest.mark.parametrize("kind", KINDS)
+def test_killed_left_counts_the_claims_a_killed_run_left_without_outcome_not_its_unconfirmed_messages(
+        shop: Shop, kind: str) -> None:
+    """docs/sending.md: the run that closes a killed run says how many claims it left without
+    outcome (``killed_left``). The killed run's message that the relay took whole and never
+    answered has its outcome, ``unconfirmed``: it was counted as one left without outcome."""
+    with ledger_on(shop, kind) as url, LoopbackSMTP(faults=[Fault("^k00@", "drop-after-data"),
+                                                           Fault("@", "late", delay=5.0)]) as server:
+        shop.configure(ledger={"url": url}, smtp=server.smtp_config(pool_size=2))
+        shop.add(*(cart(f"k{n:02d}", email=f"k{n:02d}@example.com") for n in range(12)))
+        shop.write()
+        command = [sys.executable, "-m", "cartrescue.cli", "run", "--send", "--json", "--config",
+                   str(shop.config_path), "--now", iso(NOW)]
+        killed = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                len(server.messages) >= 2 and any(row["status"] == "unconfirmed" for row in _rows(url))):
+            time.sleep(0.05)
+        killed.kill()
+        killed.wait(10)
+        statuses = Counter(row["status"] for row in _rows(url))
+        assert statuses["unconfirmed"] == 1 and statuses["claimed"] >= 1
+        server.faults.clear()
+        rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        document = json.loads(rerun.stdout)
+        assert document["killed_left"] == statuses["claimed"]
+        assert document["unconfirmed"] == statuses["claimed"] + 1  # both have no outcome the run can confirm

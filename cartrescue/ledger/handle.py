@@ -908,8 +908,10 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         """Record as ``killed`` the runs still ``running`` that are provably gone (kill -9, the
         out-of-memory killer, a lost host: see :func:`_run_is_dead`; no lock holder), with the
         messages they sent: their row would otherwise say ``running`` for good, and count nothing.
-        Returns each closed run's claims without outcome (``UNCONFIRMED``): the one moment a run
-        can tell cron of them, since they stay so for good.
+        Returns each closed run's claims without outcome (``claimed``): the one moment a run
+        can tell cron of them, since they stay so for good. Not its ``unconfirmed`` messages: they
+        have their outcome (the relay took the whole message and did not answer), and counted
+        here they were said as claims a killed run left without outcome (``killed_left``).
 
         A run that ended otherwise (stopped by Ctrl-C or SIGTERM, a ledger error, a lost lock)
         with messages in flight left them ``claimed`` too: they are counted here as well, once
@@ -925,7 +927,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                     status="killed", finished_at=naive(now), sent=sent_by(conn, dead_id)))
                 if done.rowcount:
                     closed[dead_id] = int(conn.execute(select(func.count()).select_from(message).where(
-                        message.c.run_id == dead_id, message.c.status.in_(UNCONFIRMED))).scalar() or 0)
+                        message.c.run_id == dead_id, message.c.status == "claimed")).scalar() or 0)
         with self.engine.begin() as conn:  # its own transaction, which writes first (see note_left_claims)
             for ended_id, left in note_left_claims(conn, run_id, now).items():
                 closed.setdefault(ended_id, left)
