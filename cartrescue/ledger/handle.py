@@ -451,19 +451,14 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         for _attempt in range(3):
             try:
                 with self._locking() as conn:
-                    holders = conn.execute(select(table)).mappings().all()
-                    for holder in holders:
-                        if compatible(holder["name"], name):
-                            continue
-                        if not self._is_stale(holder, now, stale_after, self._over(holder["run_id"])):
+                    for holder in self._live_holders(conn, now, stale_after):
+                        if not compatible(holder["name"], name):
                             raise LockHeld(
                                 f"another run (#{holder['run_id']}{_shard_words(holder['name'])}, pid "
                                 f"{holder['pid']} on {holder['host']}, since "
                                 f"{aware(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC) holds the lock"
                                 f"{_layout_words(holder['name'], name)}",
                                 holder=holder["run_id"])
-                        conn.execute(delete(table).where(table.c.name == holder["name"],
-                                                         table.c.run_id == holder["run_id"]))
                     conn.execute(insert(table).values(**row))
                 return
             except IntegrityError:  # another run inserted the same name between our read and insert
@@ -504,6 +499,24 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                         conn.commit()
                     except DBAPIError:  # a connection lost: the server released it as it closed
                         pass
+
+    def _live_holders(self, conn: Any, now: datetime, stale_after: timedelta) -> list[Any]:
+        """The lock rows of live runs; the rows of dead ones (:meth:`_is_stale`) are deleted, of
+        whatever layout: in a transaction of :meth:`_locking`.
+
+        Only an incompatible holder's row was taken over, so a killed shard's row stayed beside
+        the shards of its layout: its run was never closed as killed (a lock holder), and its
+        unspent reservation of a day's budget held back the shards still running until that
+        shard ran again. Deleted, it also fences a shard of another host that was only paused:
+        it claims nothing more and exits 6 when it wakes, as when its own shard took it over."""
+        table = RunLock.__table__  # type: ignore[attr-defined]
+        live = []
+        for holder in conn.execute(select(table)).mappings().all():
+            if self._is_stale(holder, now, stale_after, self._over(holder["run_id"])):
+                conn.execute(delete(table).where(table.c.name == holder["name"], table.c.run_id == holder["run_id"]))
+            else:
+                live.append(holder)
+        return live
 
     @staticmethod
     def _is_stale(holder: Any, now: datetime, stale_after: timedelta, ended: bool = False) -> bool:
@@ -895,8 +908,10 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         """Record as ``killed`` the runs still ``running`` that are provably gone (kill -9, the
         out-of-memory killer, a lost host: see :func:`_run_is_dead`; no lock holder), with the
         messages they sent: their row would otherwise say ``running`` for good, and count nothing.
-        Returns each closed run's claims without outcome (``UNCONFIRMED``): the one moment a run
-        can tell cron of them, since they stay so for good.
+        Returns each closed run's claims without outcome (``claimed``): the one moment a run
+        can tell cron of them, since they stay so for good. Not its ``unconfirmed`` messages: they
+        have their outcome (the relay took the whole message and did not answer), and counted
+        here they were said as claims a killed run left without outcome (``killed_left``).
 
         A run that ended otherwise (stopped by Ctrl-C or SIGTERM, a ledger error, a lost lock)
         with messages in flight left them ``claimed`` too: they are counted here as well, once
@@ -912,7 +927,7 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                     status="killed", finished_at=naive(now), sent=sent_by(conn, dead_id)))
                 if done.rowcount:
                     closed[dead_id] = int(conn.execute(select(func.count()).select_from(message).where(
-                        message.c.run_id == dead_id, message.c.status.in_(UNCONFIRMED))).scalar() or 0)
+                        message.c.run_id == dead_id, message.c.status == "claimed")).scalar() or 0)
         with self.engine.begin() as conn:  # its own transaction, which writes first (see note_left_claims)
             for ended_id, left in note_left_claims(conn, run_id, now).items():
                 closed.setdefault(ended_id, left)
@@ -980,7 +995,8 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
                 message.c.claimed_at >= naive(since), message.c.claimed_at <= naive(until))
 
     def reserve_day_budget(self, run_id: int, tier: str, steps: list[tuple[int, str]], since: datetime,
-                           until: datetime, budget: int, share: int, owns: Owner) -> tuple[int, TierUse]:
+                           until: datetime, budget: int, share: int, owns: Owner,
+                           stale_after: timedelta = timedelta(hours=2)) -> tuple[int, TierUse]:
         """Reserve what shard run ``run_id`` may claim of ``tier``'s day ``budget`` (from
         ``since``, the shop's midnight, to ``until``): its ``share`` less the day's claims of the
         addresses it owns, and no more than the day has left once the other running shards'
@@ -991,14 +1007,15 @@ class Ledger(SchemaUpkeep, SuppressionRows, ReportQueries):
         two shards that read the day's total before either claimed could each spend what was
         left of it. Reservations are made one at a time (the lock table's serialization, as
         lock acquisitions are), and each sees every earlier one of a run still holding its lock.
+        A shard that died (``stale_after``: ``ledger.lock_timeout``; see :meth:`_live_holders`)
+        holds nothing: what it reserved and did not claim goes back to the day at once.
         """
-        message, lock, hold = (Message.__table__, RunLock.__table__,  # type: ignore[attr-defined]
-                               BudgetHold.__table__)  # type: ignore[attr-defined]
+        message, hold = Message.__table__, BudgetHold.__table__  # type: ignore[attr-defined]
         day = naive(since)
         with self._locking() as conn:
             rows = conn.execute(select(message.c.email, message.c.cart_key, message.c.phone, message.c.run_id)
                                 .where(*self._tier_claims(tier, steps, since, until))).all()
-            running = set(conn.execute(select(lock.c.run_id)).scalars())
+            running = {holder["run_id"] for holder in self._live_holders(conn, datetime.now(timezone.utc), stale_after)}
             conn.execute(delete(hold).where(or_(hold.c.run_id.not_in(running | {run_id}), hold.c.day < day,
                                                 and_(hold.c.run_id == run_id, hold.c.tier == tier))))
             claimed = Counter(row.run_id for row in rows)

@@ -130,17 +130,26 @@ def process_identity(pid: int | None = None) -> str | None:
     A pid alone names no process for long: a container restarted under the same host name gives
     its run the same pid (2, every time), and a killed run's lock was taken for a live one's until
     ``lock_timeout`` (2 h). A pid, the same boot and the same start are the same process."""
+    fields = _stat(os.getpid() if pid is None else pid)
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    if fields is None or len(fields) < 20 or not boot:
+        return None
+    return f"{boot}:{fields[19]}"  # field 22; fields[0] is field 3
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` from its third (the state) on; None where ``/proc`` does
+    not tell (not Linux, the process gone, a ``/proc`` of another pid namespace)."""
     try:
         if os.readlink("/proc/self") != str(os.getpid()):  # another pid namespace's /proc: its pids are not ours
             return None
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        stat = Path(f"/proc/{os.getpid() if pid is None else pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()  # the name, in parentheses, may hold spaces and ")"
-    if len(fields) < 20 or not boot:
-        return None
-    return f"{boot}:{fields[19]}"  # field 22; fields[0] is field 3
+    return stat[stat.rfind(")") + 2:].split()  # the name, in parentheses, may hold spaces and ")"
 
 
 def process_gone(pid: int, recorded: str | None, ended: bool) -> bool:
@@ -166,7 +175,21 @@ def process_gone(pid: int, recorded: str | None, ended: bool) -> bool:
         return True
     except (PermissionError, OverflowError):
         pass
+    if _zombie(pid):
+        return True  # killed, not yet reaped by its parent: it holds no socket and claims nothing
     if recorded is None:
         return False
     now_there = process_identity(pid)
     return now_there is not None and now_there != recorded
+
+
+def _zombie(pid: int) -> bool:
+    """Has process ``pid`` of this host ended without being reaped yet (state ``Z`` or ``X``)?
+
+    A killed worker of ``run --workers`` is reparented to PID 1, which reaps it when it gets to
+    it: a second and more here, never in a container whose PID 1 (a shell script) reaps nothing.
+    Meanwhile ``kill(pid, 0)`` finds it and ``/proc`` still gives its start time, so its lock
+    was taken for a live run's and a new run exited 4 until ``lock_timeout``. False where
+    ``/proc`` does not tell."""
+    fields = _stat(pid)
+    return fields is not None and fields[:1] in (["Z"], ["X"])

@@ -212,7 +212,7 @@ class Planner:
         share = self.shard.share(budget)
         if self.ledger is not None and steps and self.run_id is not None:  # claims follow: reserved
             left, used = self.ledger.reserve_day_budget(self.run_id, tier.name, steps, midnight, self.now, budget,
-                                                        share, self.shard.owns)
+                                                        share, self.shard.owns, self.config.ledger.lock_timeout)
         else:  # a dry-run's, or no ledger: what a delivering run would reserve if it ran alone
             used = TierUse(0, 0) if self.ledger is None or not steps else self.ledger.tier_used_since(
                 tier.name, steps, midnight, self.now, self.shard.owns)
