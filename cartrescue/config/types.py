@@ -116,6 +116,18 @@ def above_zero(value: timedelta) -> timedelta:
     return value
 
 
+def above_zero_for(why: str) -> AfterValidator:
+    """:func:`above_zero` for a setting where zero is a trap, its refusal saying ``why`` (what a
+    zero would do); None (a check switched off) passes."""
+    def check(value: timedelta | None) -> timedelta | None:
+        try:
+            return None if value is None else above_zero(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({why})") from None
+
+    return AfterValidator(check)
+
+
 def _not_negative(value: timedelta) -> timedelta:
     """A backoff may be zero (retry at once: a relay on loopback, tests), never below it."""
     if value < timedelta(0):
