@@ -453,7 +453,7 @@ def test_a_sending_run_names_the_relays_unset_password_before_anything_is_claime
     result = shop.cli("run", "--send", "--json")
     assert result.exit_code == 2, result.output
     assert result.json["error"]["message"].endswith(
-        "cartrescue.yaml: smtp.password: environment variable CR_TEST_SMTP_PASSWORD is not set (or is empty)")
+        "cartrescue.yaml: smtp.password: environment variable CR_TEST_SMTP_PASSWORD is not set (or is empty) (line 24)")
     assert shop.messages() == []
     doctor = shop.cli("doctor", "--json", now=None)
     smtp = {check["name"]: check for check in doctor.json["checks"]}["smtp"]

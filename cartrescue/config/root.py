@@ -283,18 +283,24 @@ class Config(Model):
         if self.survey.url is None:
             lines += [(key, SURVEY_OFF + (SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
                                            "remove this")) for key in set_apart(self.survey, "survey.")]
-        return [f"{self.where(key)}: ignored: {why}{line_of(key, self._key_lines)}" for key, why in lines]
+        return [f"{self.where(key)}: ignored: {why}{self.line(key)}" for key, why in lines]
 
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""
         return f"{self.config_file or DEFAULT_CONFIG}: {key}"
+
+    def line(self, key: str) -> str:
+        """`` (line N)``, where the file writes ``key`` (or the section holding it), to end an
+        error about it found after loading as the errors of loading end; ``""`` where unknown."""
+        return line_of(key, self._key_lines)
 
     def require_env(self, *sections: str) -> None:
         """ConfigError for the first secret of ``sections`` (``smtp``, ``sms``, ``webhook``) whose
         ``${NAME}`` is not set: what a delivery over them needs (:data:`DEFERRED_SECRETS`)."""
         for key, name in self.unset_env.items():
             if key.split(".")[0] in sections:
-                raise ConfigError(f"{self.where(key)}: environment variable {name} is not set (or is empty)")
+                raise ConfigError(f"{self.where(key)}: environment variable {name} is not set (or is empty)"
+                                  f"{self.line(key)}")
 
     def locate(self, error: ConfigError) -> ConfigError:
         """``error`` with the config file in front when it names a key but not the file
