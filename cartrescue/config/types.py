@@ -242,6 +242,17 @@ def currency_code(value: str, malformed: str) -> str:
     return code
 
 
+def http_link(value: str, example: str) -> str:
+    """``value`` if it is an http(s) link a mail client opens as written (``example`` shows one):
+    without ``https://`` a message's href is relative, opened by no client, and a space cuts the
+    text part's link."""
+    from cartrescue.compose.links import safe_url
+
+    if safe_url(value) != value or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"expected an http(s) link like {example} (a space percent-encoded as %20), got {value!r}")
+    return value
+
+
 #: A URL as SQLAlchemy writes one: a scheme (``postgresql``, ``mysql+pymysql``) and ``://``.
 DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _ENCODE_IT = "(an @, :, / or # in the user name or password must be written %40, %3A, %2F or %23)"
