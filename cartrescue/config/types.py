@@ -216,7 +216,16 @@ def country_code(value: str | None) -> str | None:
         raise ValueError(f"expected an ISO 3166 country code like SE, got {value!r}")
     if value and value.upper() in _NOT_ISO:
         raise ValueError(f"{value.upper()} is not an ISO 3166 country code: write {_NOT_ISO[value.upper()]}")
-    return value.upper() if value else None
+    if not value:
+        return None
+    # Read with libphonenumber's regions: a typo (SW for SE) made every number written without
+    # its country code unreadable, or every number another country's, and each text went unsent.
+    from phonenumbers.phonenumberutil import SUPPORTED_REGIONS
+
+    if value.upper() not in SUPPORTED_REGIONS:
+        raise ValueError(f"{value!r} is no country whose phone numbers are known: expected an ISO 3166 country "
+                         "code like SE")
+    return value.upper()
 
 
 def iana_zone(value: str) -> str:
