@@ -261,6 +261,7 @@ class Config(Model):
         else:
             why = f"a {source.type} source reads exported files, not a database: remove it"
             lines += [(key, why) for key in set_apart(source, "source.", ("statement_wait",))]
+            lines += [(key, why) for key in set_apart(source.newsletters, "source.newsletters.", ("shop_database",))]
         if source.is_csv and source.orders is None:
             why = "source.orders is not set, so no orders export is read: set it, or remove this"
             lines += [(key, why) for key in set_apart(source, "source.", ("orders_encoding", "order_columns"))]
@@ -280,6 +281,8 @@ class Config(Model):
                             "call-list, or remove this once that list is done with")
                       for key in set_apart(self.call_list, "call_list.")]
         lines += unread_budget_keys(self.priority, self.own_channel_steps)
+        lines += [(key, "no command reads it: `run --outbox DIR` (and send-test's) names the folder: remove it")
+                  for key in set_apart(self.outbox, "outbox.")]
         if self.survey.url is None:
             lines += [(key, SURVEY_OFF + (SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
                                            "remove this")) for key in set_apart(self.survey, "survey.")]
