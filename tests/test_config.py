@@ -552,12 +552,13 @@ def test_an_unknown_key_names_the_known_one_it_is_near(tmp_path: Path, text: str
 
 @pytest.mark.parametrize("key", ["base_dir: /elsewhere", "config_file: other.yaml", "unset_env: {}"])
 def test_the_keys_cartrescue_sets_itself_are_unknown_keys_of_the_file(tmp_path: Path, key: str) -> None:
-    """``base_dir: /srv/shop`` was accepted and replaced by the config's own folder, unnoticed."""
+    """``base_dir: /srv/shop`` was accepted and replaced by the config's own folder, unnoticed. The
+    refusal ends with the key's line, as every other unknown key's does (it named none)."""
     path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{key}\n")
     result = cli("carts", "--config", str(path), "--json")
     assert result.exit_code == 2
     assert result.json["error"]["message"] == (f"{path}: {key.split(':')[0]}: unknown key (check the spelling; "
-                                               "see config.example.yaml)")
+                                               "see config.example.yaml) (line 2)")
 
 
 @pytest.mark.parametrize(("tiers", "shown"), [
