@@ -283,6 +283,9 @@ class Config(Model):
         lines += unread_budget_keys(self.priority, self.own_channel_steps)
         lines += [(key, "no command reads it: `run --outbox DIR` (and send-test's) names the folder: remove it")
                   for key in set_apart(self.outbox, "outbox.")]
+        if self.smtp.security == "none":
+            lines += [(key, "smtp.security is none: no TLS is spoken, so nothing reads it: remove it, or use starttls "
+                            "or tls") for key in set_apart(self.smtp, "smtp.", ("ca_file", "verify"))]
         if self.survey.url is None:
             lines += [(key, SURVEY_OFF + (SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
                                            "remove this")) for key in set_apart(self.survey, "survey.")]
