@@ -322,7 +322,7 @@ def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WS
         from cartrescue.errors import ConfigError
 
         raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: empty; the webhook cannot check tokens "
-                          "without it")
+                          f"without it{config.line('shop.unsubscribe_secret')}")
     return WebhookApp(config, ledger)
 
 

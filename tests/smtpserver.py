@@ -142,6 +142,7 @@ class Received:
     data: bytes
     at: float  # time.monotonic() when accepted
     mail_options: tuple[str, ...] = ()  # MAIL FROM parameters (SIZE=..., SMTPUTF8)
+    helo: str = ""  # the name the client gave in EHLO (or HELO) on this message's connection
 
     def parsed(self) -> EmailMessage:
         if "SMTPUTF8" in self.mail_options:  # headers in UTF-8 (RFC 6532): read as text, as such a reader does
@@ -206,7 +207,7 @@ class _Handler:
         with server.lock:
             server.messages.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos),
                                             bytes(envelope.original_content), time.monotonic(),
-                                            tuple(envelope.mail_options)))
+                                            tuple(envelope.mail_options), session.host_name or ""))
             number = len(server.messages)
         if server.on_message is not None:  # before the reply: the client waits for what it does
             server.on_message(server.messages[-1])

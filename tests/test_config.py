@@ -453,7 +453,7 @@ def test_a_sending_run_names_the_relays_unset_password_before_anything_is_claime
     result = shop.cli("run", "--send", "--json")
     assert result.exit_code == 2, result.output
     assert result.json["error"]["message"].endswith(
-        "cartrescue.yaml: smtp.password: environment variable CR_TEST_SMTP_PASSWORD is not set (or is empty)")
+        "cartrescue.yaml: smtp.password: environment variable CR_TEST_SMTP_PASSWORD is not set (or is empty) (line 24)")
     assert shop.messages() == []
     doctor = shop.cli("doctor", "--json", now=None)
     smtp = {check["name"]: check for check in doctor.json["checks"]}["smtp"]
@@ -552,12 +552,13 @@ def test_an_unknown_key_names_the_known_one_it_is_near(tmp_path: Path, text: str
 
 @pytest.mark.parametrize("key", ["base_dir: /elsewhere", "config_file: other.yaml", "unset_env: {}"])
 def test_the_keys_cartrescue_sets_itself_are_unknown_keys_of_the_file(tmp_path: Path, key: str) -> None:
-    """``base_dir: /srv/shop`` was accepted and replaced by the config's own folder, unnoticed."""
+    """``base_dir: /srv/shop`` was accepted and replaced by the config's own folder, unnoticed. The
+    refusal ends with the key's line, as every other unknown key's does (it named none)."""
     path = _write(tmp_path, f"source: {{type: csv, carts: c.csv}}\n{key}\n")
     result = cli("carts", "--config", str(path), "--json")
     assert result.exit_code == 2
     assert result.json["error"]["message"] == (f"{path}: {key.split(':')[0]}: unknown key (check the spelling; "
-                                               "see config.example.yaml)")
+                                               "see config.example.yaml) (line 2)")
 
 
 @pytest.mark.parametrize(("tiers", "shown"), [

@@ -193,3 +193,29 @@ def test_a_calling_tier_with_a_budget_and_over_budget_is_quiet(tmp_path: Path) -
                               "channel: call-list, budget: 5, budget_per: day, over_budget: email}]}\n") == []
     assert _ignored(tmp_path, "source: {type: csv, carts: c.csv}\npriority: {tiers: [{name: all, min_score: 0, "
                               "budget: 5, budget_per: day}]}\n") == []
+
+
+def test_the_outbox_path_is_named_as_ignored(tmp_path: Path) -> None:
+    """``outbox: {path: …}`` of an older config: the shop believed runs wrote there, where only
+    ``run --outbox DIR`` names the folder."""
+    path = tmp_path / "cartrescue.yaml"
+    assert _ignored(tmp_path, "source: {type: csv, carts: carts.csv}\noutbox:\n  path: mail-out\n") == [
+        f"{path}: outbox.path: ignored: no command reads it: `run --outbox DIR` (and send-test's) names the "
+        "folder: remove it (line 3)"]
+
+
+def test_the_shop_database_switch_of_newsletters_on_a_csv_source_is_named_as_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "cartrescue.yaml"
+    assert _ignored(tmp_path, "source:\n  type: csv\n  carts: carts.csv\n  newsletters:\n    shop_database: false\n"
+                    ) == [f"{path}: source.newsletters.shop_database: ignored: a csv source reads exported files, "
+                          "not a database: remove it (line 5)"]
+
+
+def test_tls_settings_of_a_relay_without_tls_are_named_as_ignored(tmp_path: Path) -> None:
+    """``ca_file`` and ``verify`` beside ``security: none``: the shop believed its relay's
+    certificate was checked; no TLS is spoken, so nothing reads them."""
+    path = tmp_path / "cartrescue.yaml"
+    lines = _ignored(tmp_path, "source: {type: csv, carts: carts.csv}\nsmtp:\n  host: 127.0.0.1\n  security: none\n"
+                               "  ca_file: relay-ca.pem\n  verify: false\n")
+    why = "smtp.security is none: no TLS is spoken, so nothing reads it: remove it, or use starttls or tls"
+    assert lines == [f"{path}: smtp.ca_file: ignored: {why} (line 5)", f"{path}: smtp.verify: ignored: {why} (line 6)"]

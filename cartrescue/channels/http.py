@@ -537,7 +537,8 @@ def trusted(config: "Config", key: str) -> ssl.SSLContext | None:
     try:
         return tls_context(path)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"{config.where(key + '.ca_file')}: cannot load {path}: {exc}") from None
+        raise ConfigError(f"{config.where(key + '.ca_file')}: cannot load {path}: {exc}{config.line(key + '.ca_file')}") \
+            from None
 
 
 def retry_after(value: str | None, cap: float = 300.0) -> float | None:

@@ -209,7 +209,8 @@ class SmsChannel(HttpChannel):
 
         def need(key: str, value: Any, hint: str = "") -> None:
             if not value:
-                raise ConfigError(f"{config.where('sms.' + key)}: empty; a tier or step sends text messages{hint}")
+                raise ConfigError(f"{config.where('sms.' + key)}: empty; a tier or step sends text messages{hint}"
+                                  f"{config.line('sms.' + key)}")
 
         need("sender", section.sender)
         if section.provider == "twilio":

@@ -47,10 +47,12 @@ class WebhookChannel(HttpChannel):
                     whole_per_hour: int | None = None) -> "WebhookChannel":
         section = config.webhook
         if not section.url:
-            raise ConfigError(f"{config.where('webhook.url')}: empty; a tier or step sends on the webhook channel")
+            raise ConfigError(f"{config.where('webhook.url')}: empty; a tier or step sends on the webhook channel"
+                              f"{config.line('webhook.url')}")
         if not section.secret:
             raise ConfigError(f"{config.where('webhook.secret')}: empty; set it to ${{CARTRESCUE_WEBHOOK_SECRET}} "
-                              "and export a long random value (receivers verify the signature with it)")
+                              "and export a long random value (receivers verify the signature with it)"
+                              f"{config.line('webhook.secret')}")
         return cls(section.url, section.secret, HttpSettings.from_config("webhook", section, whole_per_hour), recent,
                    trusted(config, "webhook"))
 

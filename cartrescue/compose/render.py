@@ -1197,7 +1197,7 @@ def require_step_templates(config: Config) -> None:
                 problem = _missing_part(available, folders, candidates, step.template, parts,
                                         list(step.variants) or [None])
                 if problem is not None:
-                    raise ConfigError(f"{config.where(key)}: {problem}{why}")
+                    raise ConfigError(f"{config.where(key)}: {problem}{why}{config.line(key)}")
 
 
 def _missing_part(available: frozenset[str], folders: Sequence[Path], candidates: list[str], template: str,

@@ -8,9 +8,9 @@ import json
 import re
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from cartrescue.sms_text import MAX_SEGMENTS
 from cartrescue.config.eligibility import ConsentPolicy, QuietHours
@@ -48,6 +48,27 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+#: What ``smtp.helo_name`` may be, in its IDNA form: a host name (labels of letters, digits, ``-``
+#: and ``_``, which some hosts' names have) or an address literal (``[192.0.2.25]``, ``[IPv6:…]``).
+_EHLO_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[A-Za-z0-9:.]+\]")
+
+
+def _ehlo_wire(name: str | None) -> str | None:
+    """``smtp.helo_name`` as EHLO gives it, in its IDNA form (empty: the default name). The
+    command is ASCII (RFC 5321): a name in another script (``mail.bücher.example``) stopped each
+    sending run with an internal error, and one with a space failed every message at the relay's
+    door."""
+    if not name:
+        return name
+    from cartrescue.contacts import ascii_domain
+
+    wire = ascii_domain(name)
+    if wire is None or not _EHLO_NAME.fullmatch(wire):
+        raise ValueError(f"expected a host name like mail.shop.example (or an address in brackets, "
+                         f"[192.0.2.25]), got {name!r}")
+    return wire
+
+
 class SmtpConfig(Model):
     """The relay ``run --send`` delivers to (see docs/sending.md). Secrets come from ``${ENV}``."""
 
@@ -59,7 +80,7 @@ class SmtpConfig(Model):
     ca_file: Path | None = None  # a private relay's CA (PEM), relative to the config file
     verify: bool = True  # verify the relay's certificate and name; false only for a private test relay
     allow_plain_remote: bool = False  # security none to a host that is not loopback needs this
-    helo_name: str | None = None  # name given in EHLO (default: SmtpSettings.ehlo_name)
+    helo_name: Annotated[str | None, AfterValidator(_ehlo_wire)] = None  # EHLO's (default: SmtpSettings.ehlo_name)
     envelope_from: OptionalEmail = None  # MAIL FROM / bounce address (default: shop.from_email)
     pool_size: int = Field(8, ge=1, le=64)  # concurrent connections, each reused for many messages
     rate_per_second: float | None = Field(None, gt=0)  # None: as fast as the relay takes them
@@ -71,6 +92,21 @@ class SmtpConfig(Model):
     # The reply after the whole message (RFC 5321 4.5.3.2: 10 minutes); none in time: "unconfirmed".
     data_timeout: Timeout = timedelta(minutes=10)
     pipelining: bool = True  # MAIL, RCPT and DATA in one write when the relay offers PIPELINING
+
+    @field_validator("host")
+    @classmethod
+    def _a_host(cls, value: str) -> str:
+        """The relay's name or address as the resolver takes it. ``smtp.example.com:587``, a
+        blank one (``${SMTP_HOST:-}``) or one with a space was taken, and every message of every
+        run failed ``failed_transient`` at the lookup, retried for ever."""
+        name, colon, port = value.rpartition(":")
+        if colon and port.isdigit() and name and ":" not in name:
+            raise ValueError(f"the port goes under smtp.port, not in the host name: write host: {name} and "
+                             f"port: {port}")
+        if not value.strip() or "://" in value or any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"expected the relay's host name or address, like smtp.example.com or 192.0.2.25, "
+                             f"got {value!r}")
+        return value
 
     @property
     def effective_port(self) -> int:

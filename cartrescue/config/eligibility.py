@@ -6,14 +6,14 @@ Apart because the SMS channel's section reads its quiet hours and consent policy
 import re
 from datetime import timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from cartrescue.config.types import (
     ClockTime,
     Duration,
-    above_zero,
+    above_zero_for,
     Model,
     duration_text,
 )
@@ -42,7 +42,10 @@ class EligibilityConfig(Model):
     max_age: Duration = timedelta(days=7)
     # A sequence is only started when its step 1 came due at most this long ago (a first run, or
     # a run after cron was down, does not send week-old carts a "you forgot something").
-    backfill: Duration = timedelta(days=2)
+    # ``backfill: 0`` skipped every cart as ``outside_backfill``: step 1 had always come due a
+    # moment before the run looked, so no sequence ever started, and the config said nothing.
+    backfill: Annotated[Duration, above_zero_for(
+        "no sequence would ever start: step 1 has come due before a run sees it")] = timedelta(days=2)
     consent: ConsentPolicy = "soft-opt-in"
     # An order not delivered yet holds back its customer's reminders (pending_order) for this long
     # after it was placed; null: until delivered. A shop that never marks its orders delivered
@@ -73,17 +76,6 @@ class EligibilityConfig(Model):
             raise ValueError(f"cutoff ({duration_text(self.cutoff)}) must be shorter than max_age "
                              f"({duration_text(self.max_age)}): no cart would ever be due")
         return self
-
-    @field_validator("backfill")
-    @classmethod
-    def _some_backfill(cls, value: timedelta) -> timedelta:
-        """``backfill: 0`` skipped every cart as ``outside_backfill``: step 1 had always come due
-        a moment before the run looked, so no sequence ever started, and the config said nothing."""
-        try:
-            return above_zero(value)
-        except ValueError as exc:
-            raise ValueError(f"{exc} (no sequence would ever start: step 1 has come due before a run sees it)") \
-                from None
 
     @field_validator("bot_patterns")
     @classmethod

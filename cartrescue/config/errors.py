@@ -156,6 +156,9 @@ def _got(item: Any) -> str:
 
     if isinstance(item["input"], bool):  # consent: no, meant as the word (none)
         return f" (got {str(item['input']).lower()}: YAML reads an unquoted yes, no, on or off as true or false)"
+    if item["type"] == "string_type":  # sender: +46701234567 is an integer to YAML, its + gone
+        return (f" (got {item['input']}: YAML reads an unquoted number as a number, without a leading + or 0: "
+                "quote the value as written, e.g. '+46701234567')")
     return f" (got {printable(repr(item['input']))[:60]})"
 
 

@@ -190,7 +190,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(f"{file}: {key_not_text(next(k for k in raw if not isinstance(k, str)))}")
     written = next((key for key in INTERNAL_KEYS if key in raw), None)
     if written is not None:  # it would be replaced below, unnoticed: base_dir: /srv/shop moved no path
-        raise ConfigError(f"{file}: {written}: {UNKNOWN_KEY}")
+        raise ConfigError(f"{file}: {written}: {UNKNOWN_KEY}{line_of(written, key_lines)}")
     unset: dict[str, str] = {}
     try:
         raw = interpolate(raw, "", dict(os.environ if env is None else env), str(file), unset)

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from cartrescue.config.shop import token_reaches_server
-from cartrescue.config.types import NAME, Model, norway
+from cartrescue.config.types import NAME, Model, http_link, norway
 
 DEFAULT_REASONS = ("shipping_cost", "price", "payment", "delivery_time", "just_looking", "other")
 
@@ -46,11 +46,7 @@ class SurveyConfig(Model):
             raise ValueError("must contain {token}, where the signed survey token goes")
         if value is not None:
             token_reaches_server(value)
-            from cartrescue.compose.links import safe_url
-
-            if safe_url(value) != value or any(c.isspace() or not c.isprintable() for c in value):
-                raise ValueError(f"expected an http(s) link like https://shop.example.com/cart-survey?token={{token}} "
-                                 f"(a space percent-encoded as %20), got {value!r}")
+            http_link(value, "https://shop.example.com/cart-survey?token={token}")
         return value
 
     @field_validator("reasons")

@@ -6,11 +6,12 @@ Apart because nothing a run sends reads them.
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import Field, field_validator
 
 from cartrescue.config.priority import CHANNELS
-from cartrescue.config.types import Duration, above_zero, Model
+from cartrescue.config.types import Duration, above_zero, above_zero_for, Model
 
 
 class ReportConfig(Model):
@@ -51,4 +52,6 @@ class ReportConfig(Model):
 class DoctorConfig(Model):
     """``cartrescue doctor``: what counts as "reminders have silently stopped"."""
 
-    stale_after: Duration = timedelta(hours=2)  # no successful non-dry-run run for this long: exit 5
+    # No successful non-dry-run run for this long: exit 5 (0 failed doctor right after each run).
+    stale_after: Annotated[Duration, above_zero_for(
+        "doctor would call reminders stopped right after each run that went well")] = timedelta(hours=2)

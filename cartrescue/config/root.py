@@ -261,6 +261,7 @@ class Config(Model):
         else:
             why = f"a {source.type} source reads exported files, not a database: remove it"
             lines += [(key, why) for key in set_apart(source, "source.", ("statement_wait",))]
+            lines += [(key, why) for key in set_apart(source.newsletters, "source.newsletters.", ("shop_database",))]
         if source.is_csv and source.orders is None:
             why = "source.orders is not set, so no orders export is read: set it, or remove this"
             lines += [(key, why) for key in set_apart(source, "source.", ("orders_encoding", "order_columns"))]
@@ -280,21 +281,32 @@ class Config(Model):
                             "call-list, or remove this once that list is done with")
                       for key in set_apart(self.call_list, "call_list.")]
         lines += unread_budget_keys(self.priority, self.own_channel_steps)
+        lines += [(key, "no command reads it: `run --outbox DIR` (and send-test's) names the folder: remove it")
+                  for key in set_apart(self.outbox, "outbox.")]
+        if self.smtp.security == "none":
+            lines += [(key, "smtp.security is none: no TLS is spoken, so nothing reads it: remove it, or use starttls "
+                            "or tls") for key in set_apart(self.smtp, "smtp.", ("ca_file", "verify"))]
         if self.survey.url is None:
             lines += [(key, SURVEY_OFF + (SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
                                            "remove this")) for key in set_apart(self.survey, "survey.")]
-        return [f"{self.where(key)}: ignored: {why}{line_of(key, self._key_lines)}" for key, why in lines]
+        return [f"{self.where(key)}: ignored: {why}{self.line(key)}" for key, why in lines]
 
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""
         return f"{self.config_file or DEFAULT_CONFIG}: {key}"
+
+    def line(self, key: str) -> str:
+        """`` (line N)``, where the file writes ``key`` (or the section holding it), to end an
+        error about it found after loading as the errors of loading end; ``""`` where unknown."""
+        return line_of(key, self._key_lines)
 
     def require_env(self, *sections: str) -> None:
         """ConfigError for the first secret of ``sections`` (``smtp``, ``sms``, ``webhook``) whose
         ``${NAME}`` is not set: what a delivery over them needs (:data:`DEFERRED_SECRETS`)."""
         for key, name in self.unset_env.items():
             if key.split(".")[0] in sections:
-                raise ConfigError(f"{self.where(key)}: environment variable {name} is not set (or is empty)")
+                raise ConfigError(f"{self.where(key)}: environment variable {name} is not set (or is empty)"
+                                  f"{self.line(key)}")
 
     def locate(self, error: ConfigError) -> ConfigError:
         """``error`` with the config file in front when it names a key but not the file

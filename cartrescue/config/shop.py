@@ -9,13 +9,14 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from cartrescue.config.types import (
     EmailAddress,
     OptionalEmail,
     country_code,
     currency_code,
+    http_link,
     iana_zone,
     Model,
     norway,
@@ -147,6 +148,17 @@ class ShopConfig(Model):
 
         domain = self.from_email.rpartition("@")[2]
         return ascii_domain(domain) or domain
+
+    @field_validator("url", "logo_url")
+    @classmethod
+    def _links(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Links every message carries: ``url: shop.example.com`` (no ``https://``) was a relative
+        href no mail client opens, and a cart without its own recovery link had none back;
+        ``logo_url: logo.png`` a broken image in every message."""
+        example = "https://shop.example.com" + ("/logo.png" if info.field_name == "logo_url" else "")
+        if value is None or (not value and info.field_name == "logo_url"):  # an empty logo: none
+            return value
+        return http_link(value, example)
 
     @field_validator("feedback_id")
     @classmethod

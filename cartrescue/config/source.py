@@ -25,6 +25,7 @@ from cartrescue.config.types import (
     database_url,
     Duration,
     a_statement_wait,
+    above_zero_for,
     currency_code,
     iana_zone,
     Model,
@@ -225,7 +226,10 @@ class SourceConfig(Model):
     newsletters: NewslettersConfig = NewslettersConfig()
     # A CSV export (carts, orders, newsletter sends) not written for this long: delivering runs hold
     # back (exit 3), doctor fails (exit 5); null: not checked (cartrescue.sources.freshness)
-    export_stale_after: Duration | None = timedelta(days=1)
+    # 0 (many tools' "off") made every export stale a second after it was written: refused.
+    export_stale_after: Annotated[Duration | None, above_zero_for(
+        "every export would be stale at once, and every sending run held back: null switches the check off"
+    )] = timedelta(days=1)
     # What the ledger calls this source's carts (``prefix:id``); default the type's own name
     # (csv, shopify, magento2 ...). Set it to keep the keys of a source the shop used before.
     key_prefix: KeyPrefix = None

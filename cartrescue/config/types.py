@@ -116,6 +116,18 @@ def above_zero(value: timedelta) -> timedelta:
     return value
 
 
+def above_zero_for(why: str) -> AfterValidator:
+    """:func:`above_zero` for a setting where zero is a trap, its refusal saying ``why`` (what a
+    zero would do); None (a check switched off) passes."""
+    def check(value: timedelta | None) -> timedelta | None:
+        try:
+            return None if value is None else above_zero(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({why})") from None
+
+    return AfterValidator(check)
+
+
 def _not_negative(value: timedelta) -> timedelta:
     """A backoff may be zero (retry at once: a relay on loopback, tests), never below it."""
     if value < timedelta(0):
@@ -204,7 +216,16 @@ def country_code(value: str | None) -> str | None:
         raise ValueError(f"expected an ISO 3166 country code like SE, got {value!r}")
     if value and value.upper() in _NOT_ISO:
         raise ValueError(f"{value.upper()} is not an ISO 3166 country code: write {_NOT_ISO[value.upper()]}")
-    return value.upper() if value else None
+    if not value:
+        return None
+    # Read with libphonenumber's regions: a typo (SW for SE) made every number written without
+    # its country code unreadable, or every number another country's, and each text went unsent.
+    from phonenumbers.phonenumberutil import SUPPORTED_REGIONS
+
+    if value.upper() not in SUPPORTED_REGIONS:
+        raise ValueError(f"{value!r} is no country whose phone numbers are known: expected an ISO 3166 country "
+                         "code like SE")
+    return value.upper()
 
 
 def iana_zone(value: str) -> str:
@@ -228,6 +249,17 @@ def currency_code(value: str, malformed: str) -> str:
     if not known_currency(code):
         raise ValueError(f"unknown currency code {value!r}: expected an ISO 4217 code like EUR or SEK")
     return code
+
+
+def http_link(value: str, example: str) -> str:
+    """``value`` if it is an http(s) link a mail client opens as written (``example`` shows one):
+    without ``https://`` a message's href is relative, opened by no client, and a space cuts the
+    text part's link."""
+    from cartrescue.compose.links import safe_url
+
+    if safe_url(value) != value or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"expected an http(s) link like {example} (a space percent-encoded as %20), got {value!r}")
+    return value
 
 
 #: A URL as SQLAlchemy writes one: a scheme (``postgresql``, ``mysql+pymysql``) and ``://``.
