@@ -1291,3 +1291,25 @@ def test_a_connection_ended_mid_read_is_not_blamed_on_the_query():
         finally:
             source.close()
     assert "terminating connection" in str(caught.value) and "fix the query" not in str(caught.value)
+
+
+def test_orders_placed_carry_a_phone_column_and_are_let_in_by_a_texted_number(url):
+    """The report's key filter of a text to a customer known by number alone lets in the orders
+    whose ``phone`` is that number as stored (typed in any form), and they carry it in E.164."""
+    from cartrescue.report.attribution import KeyFilter
+
+    def texted(number: str) -> KeyFilter:
+        wanted = KeyFilter()
+        wanted.add_rows([(None, None, None, number)])
+        return wanted
+
+    source = SqlSource(url, region="SE", queries={**QUERIES, "orders_placed": (
+        "SELECT id AS order_id, email, cart_id, created AS created_at, status, delivered, total, "
+        "'070-123 45 67' AS phone FROM orders WHERE created >= :start AND created <= :end ORDER BY id")})
+    window = Window(datetime(2026, 3, 29, 9, 0, tzinfo=UTC), datetime(2026, 3, 29, 11, 0, tzinfo=UTC))
+    try:
+        found = {o.id: o.phone for o in source.orders(window, texted("+46701234567"))}
+        elsewhere = [o.id for o in source.orders(window, texted("+46701234599"))]
+    finally:
+        source.close()
+    assert found == {"9": "+46701234567", "10": "+46701234567", "12": "+46701234567"} and elsewhere == []

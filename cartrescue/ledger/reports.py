@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import case, func, insert, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -38,16 +38,16 @@ class ReportQueries:
     def report_messages(self, start: datetime, end: datetime, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
         """Sent and held-out rows claimed in ``[start, end]``, streamed: (id, cart_key, cart_id,
         email, customer_id, step, channel, variant, tier, sequence, locale, status, claimed_at,
-        cart_value)."""
+        cart_value, phone)."""
         table = Message.__table__  # type: ignore[attr-defined]
         c = table.c
         query = select(c.id, c.cart_key, c.cart_id, c.email, c.customer_id, c.step, c.channel, c.variant, c.tier,
-                       c.sequence, c.locale, c.status, c.claimed_at, c.cart_value).where(
+                       c.sequence, c.locale, c.status, c.claimed_at, c.cart_value, c.phone).where(
             c.status.in_(REPORTED), c.claimed_at >= naive(start), c.claimed_at <= naive(end))
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
             for row in result:
-                yield (*row[:12], aware(row[12]), row[13])
+                yield (*row[:12], aware(row[12]), row[13], row[14])
 
     def report_first_claims(self, cart_keys: Sequence[str], before: datetime, batch: int = 500) -> dict[str, datetime]:
         """The first sent or held-out row of each of ``cart_keys`` claimed before ``before``, where
@@ -66,8 +66,9 @@ class ReportQueries:
         return found
 
     def report_keys(self, start: datetime, end: datetime, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
-        """(cart id, email, customer id) of the sent and held-out rows claimed in ``[start, end]``,
-        each combination once, streamed: what an order must carry to matter to the report."""
+        """(cart id, email, customer id, phone) of the sent and held-out rows claimed in ``[start, end]``,
+        each combination once, streamed: what an order must carry to matter to the report. The
+        phone number (E.164) only of a row without an address: an address is the key where there is one."""
         path = self.sqlite_path()
         if path is not None:  # a million rows: the driver's tuples, not SQLAlchemy's rows
             import sqlite3
@@ -78,14 +79,16 @@ class ReportQueries:
             db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)  # '#' or '?' quoted
             try:
                 yield from db.execute(
-                    "SELECT DISTINCT cart_id, email, customer_id FROM cr_message WHERE status IN "
+                    "SELECT DISTINCT cart_id, email, customer_id, CASE WHEN email IS NULL OR email = '' THEN phone END"
+                    " FROM cr_message WHERE status IN "
                     f"{REPORTED!r}"
                     " AND claimed_at >= ? AND claimed_at <= ?", (stamp(start), stamp(end)))
             finally:
                 db.close()
             return
         c = Message.__table__.c  # type: ignore[attr-defined]
-        query = select(c.cart_id, c.email, c.customer_id).where(
+        no_address = or_(c.email.is_(None), c.email == "")
+        query = select(c.cart_id, c.email, c.customer_id, case((no_address, c.phone))).where(
             c.status.in_(REPORTED), c.claimed_at >= naive(start), c.claimed_at <= naive(end)).distinct()
         with self.engine.connect() as conn:
             yield from conn.execution_options(stream_results=True, yield_per=batch).execute(query)

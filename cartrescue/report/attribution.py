@@ -16,7 +16,9 @@ The rules (docs/reporting.md):
   the control group, and is counted as "contaminated").
 - An **order** goes to at most one row: among the rows before it and at most
   ``report.attribution_window`` earlier, a row of the cart the order names (cart id) first,
-  else a row of the same customer id or address; of those the latest. When that row is a sent
+  else a row of the same customer id or address, or (a row without an address) phone number,
+  one the orders give to two customers left out (:meth:`Attribution._placeholder_numbers`); of
+  those the latest. When that row is a sent
   message, the order is **attributed** (recovered revenue); when it is a held-out row, it
   counts for the control group. Either way the stream converted. An order dated without a
   time may have been placed at any moment of its day: it is after the rows of that day, and
@@ -45,6 +47,7 @@ from cartrescue.currency import Basis
 from cartrescue.ledger import REPORTED, Ledger
 from cartrescue.scratch import ScratchDb
 from cartrescue.sources.base import CartSource, Window
+from cartrescue.sources.sql import PHONE_TAIL
 
 UNITS = 10_000  # amounts are integers of 1/10,000 of the shop's currency: exact sums in SQL
 BATCH = 5_000
@@ -62,15 +65,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: used (:attr:`~cartrescue.model.Order.discount_codes`), joined by :data:`CODE_SEPARATOR`; NULL: none.
 #: ``unit``: the currency ``amount`` is in (the shop's, the order's own, or :data:`PLATFORM_BASE`),
 #: NULL where the order names none: without ``shop.currency`` the amounts of different units are
-#: never added together (:meth:`Attribution.revenue_by_unit`).
+#: never added together (:meth:`Attribution.revenue_by_unit`). ``phone``: the buyer's number in E.164
+#: (:attr:`~cartrescue.model.Order.phone`), read only when a row of the ledger has a number and no
+#: address (``msg.phone``, which holds only those: an address is the key where there is one).
 ORD_TABLE = """
 CREATE TABLE ord(id TEXT PRIMARY KEY, at REAL NOT NULL, earliest REAL NOT NULL, email TEXT, customer_id TEXT,
-  cart_id TEXT, amount INTEGER, currency TEXT, code TEXT, rate TEXT, unit TEXT) WITHOUT ROWID;
+  cart_id TEXT, amount INTEGER, currency TEXT, code TEXT, rate TEXT, unit TEXT, phone TEXT) WITHOUT ROWID;
 """
 SCHEMA = """
 CREATE TABLE msg(id INTEGER PRIMARY KEY, cart_key TEXT NOT NULL, cart_id TEXT, email TEXT, customer_id TEXT,
   step INTEGER, channel TEXT, variant TEXT, tier TEXT, sequence TEXT, locale TEXT, held INTEGER NOT NULL,
-  at REAL NOT NULL, value INTEGER);
+  at REAL NOT NULL, value INTEGER, phone TEXT);
 """ + ORD_TABLE
 
 #: The breakdowns of sent messages and the columns they group by.
@@ -111,6 +116,8 @@ class Loaded:
     #: Whether the source tells the discount codes its orders used (an order without one used none):
     #: :meth:`~cartrescue.sources.base.CartSource.orders_carry_codes`, not whether some order had one.
     codes_known: bool = False
+    #: Whether the orders carry their phone numbers (:attr:`OrderLoad.phones`): else no scan by number.
+    phones: bool = False
 
 
 class Attribution:
@@ -154,11 +161,11 @@ class Attribution:
             self._attach(path)
         else:
             rows = ((i, key, cart, (email or "").lower() or None, customer, step, channel, variant, tier, sequence,
-                     locale, int(status == "held_out"), epoch(at), _value(value))
-                    for i, key, cart, email, customer, step, channel, variant, tier, sequence, locale, status, at, value
-                    in ledger.report_messages(self.start, self.rows_until))
+                     locale, int(status == "held_out"), epoch(at), _value(value), None if email else phone)
+                    for i, key, cart, email, customer, step, channel, variant, tier, sequence, locale, status, at, value,
+                    phone in ledger.report_messages(self.start, self.rows_until))
             for batch in _batches(rows):
-                self.db.executemany("INSERT INTO msg VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
+                self.db.executemany("INSERT INTO msg VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
         self.loaded.messages = self.db.execute("SELECT count(*) FROM msg").fetchone()[0]
 
     def _attach(self, path: str) -> None:
@@ -174,7 +181,8 @@ class Attribution:
                 "sequence, locale, status = 'held_out', "
                 # exact seconds (julianday's floating days are not), plus the stored fraction
                 "CAST(strftime('%s', claimed_at) AS INTEGER) + CAST(substr(claimed_at, 20) AS REAL), "
-                "CAST(round(CAST(cart_value AS REAL) * ?) AS INTEGER) FROM led.cr_message "
+                "CAST(round(CAST(cart_value AS REAL) * ?) AS INTEGER), CASE WHEN email IS NULL OR email = '' THEN phone END "
+                "FROM led.cr_message "
                 f"WHERE status IN {REPORTED!r} AND claimed_at >= ? AND claimed_at <= ?",
                 (UNITS, stamp(self.start), stamp(self.rows_until)))
             self.db.commit()
@@ -252,6 +260,7 @@ class Attribution:
         self.loaded.duplicate_orders = orders.duplicates
         self.loaded.currencies = orders.currencies
         self.loaded.codes_known = orders.codes_known
+        self.loaded.phones = orders.phones
 
     # -- attribution -------------------------------------------------------------------------
 
@@ -266,7 +275,11 @@ class Attribution:
         """
         w = self.window.total_seconds()
         scans = []
-        for column, kind in (("cart_id", 0), ("email", 1), ("customer_id", 1)):
+        keys = [("cart_id", 0), ("email", 1), ("customer_id", 1)]
+        if self.loaded.phones:  # a row without an address: by its number too, a placeholder's left out
+            self._placeholder_numbers()
+            keys.append(("phone", 1))
+        for column, kind in keys:
             if self.db.execute(f"SELECT 1 FROM ord WHERE {column} IS NOT NULL LIMIT 1").fetchone():
                 self.db.execute(f"CREATE INDEX ord_{column} ON ord({column}) WHERE {column} IS NOT NULL")
                 scans.append(f"SELECT o.id AS oid, m.id AS mid, m.at AS at, {kind} AS kind FROM msg m CROSS JOIN ord o"
@@ -288,6 +301,15 @@ class Attribution:
             INSERT INTO mstat SELECT h.mid, count(*), sum(o.amount), sum(o.amount IS NULL)
               FROM hit h JOIN ord o ON o.id = h.oid GROUP BY h.mid;
         """)
+
+    def _placeholder_numbers(self) -> None:
+        """Forget the numbers the orders give to more than one customer (two addresses, or two
+        customer ids: :func:`cartrescue.decide.orders.shared`): the shop's own number typed by
+        customers who give none, a family's. Such a number tells no one's purchase; matched, a
+        text to one customer was credited with a stranger's order."""
+        self.db.execute(
+            "UPDATE ord SET phone = NULL WHERE phone IN (SELECT phone FROM ord WHERE phone IS NOT NULL GROUP BY phone"
+            " HAVING count(DISTINCT email) > 1 OR count(DISTINCT customer_id) > 1)")
 
     def _other_spellings(self) -> bool:
         """The other spellings of the orders' addresses that are not plain ASCII or hold ``xn--``
@@ -485,25 +507,37 @@ class KeyFilter:
     """A one-hash Bloom filter of keys (4 MiB): "maybe" or a sure "no", for ``orders(wanted=)``.
 
     With a million keys about one unrelated order in thirty gets through; the SQL decides.
+    Phone numbers (the keys of the rows without an address) are kept apart, by their last
+    :data:`~cartrescue.sources.sql.PHONE_TAIL` digits: an order's number is typed in any form
+    (``070-123 45 67``), and parsing each order's to E.164 to ask would cost every shop that texts
+    nobody. ``phones`` says whether there are any (:func:`~cartrescue.sources.base.reads_phones`).
     """
 
     BITS = 1 << 25
 
     def __init__(self) -> None:
         self.bits = bytearray(self.BITS >> 3)
+        self.tails: set[str] = set()
+        self.phones = False
 
-    def add_all(self, keys: Iterable[str | None]) -> None:
-        bits, mask = self.bits, self.BITS - 1
-        for key in keys:
-            if key:
-                h = hash(key) & mask
-                bits[h >> 3] |= 1 << (h & 7)
+    def add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """``rows``: (cart id, email, customer id, phone in E.164 or None) of the ledger's rows."""
+        bits, mask, tails = self.bits, self.BITS - 1, self.tails
+        for cart_id, email, customer_id, phone in rows:
+            for key in (cart_id, email, customer_id):
+                if key:
+                    h = hash(key) & mask
+                    bits[h >> 3] |= 1 << (h & 7)
+            if phone:
+                tails.add(phone[-PHONE_TAIL:])
+        self.phones = bool(tails)
 
     def __contains__(self, key: str) -> bool:
         h = hash(key) & (self.BITS - 1)
         return bool(self.bits[h >> 3] >> (h & 7) & 1)
 
-    def __call__(self, cart_id: str | None, email: str | None, customer_id: str | None) -> bool:
+    def __call__(self, cart_id: str | None, email: str | None, customer_id: str | None,
+                 phone: str | None = None) -> bool:
         bits, mask = self.bits, self.BITS - 1  # inlined: called once per order row of the source
         for key in (cart_id, email, customer_id):
             if key:
@@ -511,7 +545,10 @@ class KeyFilter:
                 if bits[h >> 3] >> (h & 7) & 1:
                     return True
         if email and (not email.isascii() or "xn--" in email):  # as an older version kept it in the ledger
-            return any(form in self for form in email_forms(email)[1:])
+            if any(form in self for form in email_forms(email)[1:]):
+                return True
+        if phone and self.phones:
+            return "".join(char for char in phone if char.isdigit())[-PHONE_TAIL:] in self.tails
         return False
 
 
@@ -544,15 +581,16 @@ class OrderLoad:
         self.duplicates = 0
         self.currencies: set[str] = set()
         self.codes_known = False
+        self.phones = False  # whether a row of the ledger has a number and no address: ord.phone is read
 
     def close(self) -> None:
         self.scratch.close()
 
     def run(self, source: CartSource, window: Window, keys: Iterable[tuple[Any, ...]], basis: Basis) -> "OrderLoad":
         wanted = KeyFilter()
-        for row in keys:
-            wanted.add_all(row)
+        wanted.add_rows(keys)
         base = basis.currency
+        phones = self.phones = wanted.phones  # no row without an address: no order's number is looked at
 
         def rows() -> Iterator[tuple[Any, ...]]:
             for order in source.orders(window, wanted):
@@ -570,13 +608,13 @@ class OrderLoad:
                        order.customer_id, order.cart_id,
                        None if amount is None else units(amount), currency or None,
                        CODE_SEPARATOR.join(order.discount_codes) or None,
-                       None if rate is None else str(rate), unit)
+                       None if rate is None else str(rate), unit, order.phone if phones else None)
 
         db = self.scratch.connection
         total = 0
         for batch in _batches(rows()):
             total += len(batch)
-            db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch)
+            db.executemany("INSERT OR IGNORE INTO ord VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", batch)
         db.commit()
         self.count = db.execute("SELECT count(*) FROM ord").fetchone()[0]
         self.duplicates = total - self.count

@@ -53,8 +53,21 @@ class Window:
 #: ``datetime.min``/``max``) so that any database and any timezone can compare with it.
 ALL_TIME = Window(datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9000, 1, 1, tzinfo=timezone.utc))
 
-#: ``wanted(cart_id, email, customer_id) -> bool`` of :meth:`CartSource.orders` (email lower-case).
-OrderFilter = Callable[[str | None, str | None, str | None], bool]
+class OrderFilter(Protocol):
+    """``wanted(cart_id, email, customer_id, phone) -> bool`` of :meth:`CartSource.orders` (email
+    lower-case; ``phone`` as the order row has it, typed in any form)."""
+
+    #: Whether any key is a phone number (a message to a cart without an address): a source
+    #: need not read its orders' numbers otherwise (an address join, a number parsed per order).
+    phones: bool
+
+    def __call__(self, cart_id: str | None, email: str | None, customer_id: str | None,
+                 phone: str | None = None) -> bool: ...
+
+
+def reads_phones(wanted: OrderFilter | None) -> bool:
+    """Whether :meth:`CartSource.orders` must read its orders' phone numbers for ``wanted``."""
+    return wanted is None or wanted.phones
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +237,12 @@ class CartSource(ABC):
 
         Never load them all: a shop has millions. An order id should come once; where a source
         cannot promise it (a CSV with an id repeated far apart), the consumer keeps the first.
-        ``wanted(cart_id, email, customer_id)`` is a cheap pre-filter the caller may give (the
+        ``wanted(cart_id, email, customer_id, phone)`` is a cheap pre-filter the caller may give (the
         report asks only for orders that can match a message): a source should skip the rows it
         says no to before parsing them; it may say yes wrongly, never no wrongly, and a source
-        may ignore it. Sources that cannot answer raise
+        may ignore it. Where :func:`reads_phones`, an order carries its buyer's number
+        (:attr:`Order.phone <cartrescue.model.Order.phone>`), and the number is passed to ``wanted``.
+        Sources that cannot answer raise
         :class:`~cartrescue.errors.ConfigError` saying what to configure.
         """
         from cartrescue.errors import ConfigError

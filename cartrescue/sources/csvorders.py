@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from cartrescue.contacts import fold_email, normalize_phone
 from cartrescue.model import UNREADABLE, Cart, Order, RowProblem
-from cartrescue.sources.base import CartSource, OrderFilter, Window, ignore_problem
+from cartrescue.sources.base import CartSource, OrderFilter, Window, ignore_problem, reads_phones
 from cartrescue.sources.csvfile import (
     ORDERS_ENCODING_SETTING,
     open_csv,
@@ -338,9 +338,10 @@ class CsvOrders(CartSource):
             padding = [""] * (width + 1)
             fields = itemgetter(*(cols.index[name] if cols.index[name] >= 0 else width for name in names))
             id_at = cols.index["order_id"]
-            cart_at, email_at, customer_at, status_at, cancelled_at = (
+            cart_at, email_at, customer_at, status_at, cancelled_at, phone_at = (
                 cols.index[name] if cols.index[name] >= 0 else width
-                for name in ("cart_id", "email", "customer_id", "status", "cancelled_at"))
+                for name in ("cart_id", "email", "customer_id", "status", "cancelled_at", "phone"))
+            phones = reads_phones(wanted)
             ids_at = (id_at, email_at, customer_at, cart_at)
             previous = None
             # The ids whose first row is no order (refunded, cancelled): a later row of one (an
@@ -378,10 +379,10 @@ class CsvOrders(CartSource):
                     not_orders.add(order_id)
                     continue
                 if wanted is not None and not wanted(row[cart_at].strip() or None, fold_email(row[email_at].strip()) or None,
-                                                     row[customer_at].strip() or None):
+                                                     row[customer_at].strip() or None, row[phone_at]):
                     continue  # cannot match what the caller looks for: not even parsed
                 (_id, email, customer_id, cart_id, total_text, currency, status, created_text, delivered_text,
-                 cancelled, _phone, code, refunded_text) = map(str.strip, fields(row))
+                 cancelled, phone, code, refunded_text) = map(str.strip, fields(row))
                 email = fold_email(email)
                 status = order_status(status)
                 try:
@@ -402,5 +403,6 @@ class CsvOrders(CartSource):
                     continue
                 yield Order(order_id, created, email or None, customer_id or None, cart_id or None, total,
                             currency.upper() or None, status, delivered, discount_codes=(code,) if code else (),
-                            day_start=day_start, refunded=refunded)
+                            day_start=day_start, refunded=refunded,
+                            phone=normalize_phone(phone, self.region) if phone and phones else None)
             unchanged(handle, path, opened)

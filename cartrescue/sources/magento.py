@@ -42,7 +42,7 @@ from cartrescue.contacts import normalize_email
 from cartrescue.currency import in_minor_units
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
 from cartrescue.scratch import ScratchDb
-from cartrescue.sources.base import Activity, OrderFilter, Window, ignore_problem
+from cartrescue.sources.base import Activity, OrderFilter, Window, ignore_problem, reads_phones
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.sources.values import campaign_name, refuse_unkeepable_owner
 from cartrescue.text import ascii_digits
@@ -527,9 +527,7 @@ class MagentoSource(DatabaseSource):
                                        ("customer_id", "customer_ids", customer_ids),
                                        (f"entity_id IN (SELECT parent_id FROM {addresses} WHERE "
                                         f"{phone_tail(self.db.backend, 'telephone')})", "tails", tails)])
-        # The billing address's number, else the shipping one's, as a quote's (_cart).
-        phone = (f"(SELECT a.telephone FROM {addresses} a WHERE a.parent_id = o.entity_id AND a.telephone IS NOT NULL "
-                 "ORDER BY a.address_type, a.entity_id LIMIT 1)") if tails else "NULL"
+        phone = self._order_telephone(bool(tails))
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, "
             "grand_total, order_currency_code, base_grand_total, base_currency_code, created_at, total_refunded, "
@@ -539,6 +537,15 @@ class MagentoSource(DatabaseSource):
             order = self._order(row, keep=True, phone=self.order_phone(row["telephone"]))
             if order is not None:
                 yield order
+
+    def _order_telephone(self, wanted: bool) -> str:
+        """SQL: the number of the order ``o`` (a ``sales_order``): its billing address's, else its
+        shipping one's, as a quote's (:meth:`_cart`); ``NULL`` where none is ``wanted`` (no cart
+        known by its number alone: no address read), or where this account cannot read the addresses."""
+        if not wanted or not self.phone_readable("sales_order_address"):
+            return "NULL"
+        return (f"(SELECT a.telephone FROM {self.t('sales_order_address')} a WHERE a.parent_id = o.entity_id "
+                "AND a.telephone IS NOT NULL ORDER BY a.address_type, a.entity_id LIMIT 1)")
 
     def _order(self, row: Mapping[str, Any], keep: bool = False, refunds: bool = False,
                phone: str | None = None) -> Order | None:
@@ -630,14 +637,16 @@ class MagentoSource(DatabaseSource):
         sql = (
             "SELECT entity_id, increment_id, quote_id, customer_id, customer_email, state, status, grand_total, "
             "order_currency_code, base_grand_total, base_currency_code, created_at, total_refunded, "
-            f"base_total_refunded, coupon_code FROM {self.t('sales_order')} "
+            f"base_total_refunded, coupon_code, {self._order_telephone(reads_phones(wanted))} AS telephone "
+            f"FROM {self.t('sales_order')} o "
             f"WHERE created_at >= :start AND created_at <= :end{self._of_stores('store_id')} "
             "ORDER BY created_at, entity_id"
         )
         self._codes_read = True  # every order's coupon_code: NULL is no coupon used
         for row in self.db.stream(sql, self.window_bounds("sales_order", "created_at", window, UTC)):
-            if wanted is None or order_wanted(wanted, row["quote_id"], row["customer_email"], row["customer_id"]):
-                order = self._order(row, refunds=True)
+            if wanted is None or order_wanted(wanted, row["quote_id"], row["customer_email"], row["customer_id"],
+                                              row["telephone"]):
+                order = self._order(row, refunds=True, phone=self.order_phone(row["telephone"]))
                 if order is not None:
                     yield order
 

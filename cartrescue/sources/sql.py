@@ -984,10 +984,12 @@ def any_in(conditions: Sequence[tuple[str, str, Sequence[Any]]]) -> tuple[str, d
     return (" OR ".join(parts) or "1 = 0"), params, names
 
 
-def order_wanted(wanted: OrderFilter, cart_id: Any, email: Any, customer_id: Any) -> bool:
+def order_wanted(wanted: OrderFilter, cart_id: Any, email: Any, customer_id: Any, phone: Any = None) -> bool:
     """``wanted`` on raw database values: ids as text, the address as the ledger keeps it
-    (:func:`order_email`; lower-cased alone, one stored decomposed missed its message)."""
-    return wanted(id_or_none(cart_id), order_email(email), id_or_none(customer_id))
+    (:func:`order_email`; lower-cased alone, one stored decomposed missed its message), the
+    number as stored (typed in any form)."""
+    return wanted(id_or_none(cart_id), order_email(email), id_or_none(customer_id),
+                  phone if isinstance(phone, str) else None)
 
 
 def first_number(rows: Sequence[Mapping[str, Any]]) -> int | None:
@@ -1244,9 +1246,13 @@ class DatabaseSource(CartSource):
         numbers = cart_numbers(carts, self.region)
         if not numbers:
             return []
+        return sorted({number[-PHONE_TAIL:] for number in numbers}) if self.phone_readable(table) else []
+
+    def phone_readable(self, table: str) -> bool:
+        """Whether this account can read ``table``, where the orders' phone numbers are (asked once)."""
         if table not in self._phones_read:
             self._phones_read[table] = self.readable(table)
-        return sorted({number[-PHONE_TAIL:] for number in numbers}) if self._phones_read[table] else []
+        return self._phones_read[table]
 
     def order_phone(self, value: Any) -> str | None:
         """An order's stored phone number in E.164, read as a cart's is (None: none, or no valid number)."""
@@ -1640,6 +1646,7 @@ class SqlSource(DatabaseSource):
                 delivered=parse_delivered(row.get("delivered")),
                 discount_codes=codes_of(row.get("discount_code")),
                 refunded=refunded,
+                phone=self.order_phone(row.get("phone")),
             )
         except RowError as exc:
             where = f"{query} query order_id={order_id}"
@@ -1685,7 +1692,8 @@ class SqlSource(DatabaseSource):
             if order_id is None or order_id == previous:  # rows of one order (a join): the first wins
                 continue
             previous = order_id
-            if wanted is not None and not order_wanted(wanted, row.get("cart_id"), row.get("email"), row.get("customer_id")):
+            if wanted is not None and not order_wanted(wanted, row.get("cart_id"), row.get("email"), row.get("customer_id"),
+                                                       row.get("phone")):
                 continue
             order = self._order(row, order_id, "orders_placed", refunds=True)
             if order is not None and window.overlaps(order.earliest, order.created_at):

@@ -48,7 +48,7 @@ from cartrescue.contacts import fold_email
 from cartrescue.currency import in_minor_units
 from cartrescue.errors import SourceError
 from cartrescue.model import Cart, Customer, LineItem, MarketingSend, Order
-from cartrescue.sources.base import OrderFilter, Window
+from cartrescue.sources.base import OrderFilter, Window, reads_phones
 from cartrescue.sources.php_serialized import PhpDataError, loads
 from cartrescue.sources.schema import INTEGER, NUMBER, TIME
 from cartrescue.sources.values import campaign_name, refuse_unkeepable_owner
@@ -500,13 +500,11 @@ class WooCommerceSource(DatabaseSource):
 
     def _hpos_orders(self, emails: list[str], customer_ids: list[str], tails: list[str]) -> Iterator[Order]:
         addresses = self.t("wc_order_addresses")
+        phone = self._hpos_phone(bool(tails))
         where, params, lists = any_in([(email_in(self.db.backend, "billing_email", emails=emails), "emails", emails),
                                        ("customer_id", "customer_ids", [int(c) for c in customer_ids if ascii_digits(c)]),
                                        (f"id IN (SELECT order_id FROM {addresses} WHERE "
                                         f"{phone_tail(self.db.backend, 'phone')})", "tails", tails)])
-        # The billing address's number, else the shipping one's.
-        phone = (f"(SELECT a.phone FROM {addresses} a WHERE a.order_id = o.id AND a.phone IS NOT NULL "
-                 "ORDER BY a.address_type, a.id LIMIT 1)") if tails else "NULL"
         sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt, "
                f"{phone} AS phone FROM {self.t('wc_orders')} o WHERE type = 'shop_order' AND ({where})")
         for row in self.db.fetch(sql, params, expanding=lists):
@@ -515,6 +513,15 @@ class WooCommerceSource(DatabaseSource):
                                 keep=True, phone=row["phone"])
             if order is not None:
                 yield order
+
+    def _hpos_phone(self, wanted: bool) -> str:
+        """SQL: the number of the HPOS order ``o``: its billing address's, else its shipping one's;
+        ``NULL`` where none is ``wanted`` (no cart known by its number alone: no address read), or
+        where this account cannot read the addresses."""
+        if not wanted or not self.phone_readable("wc_order_addresses"):
+            return "NULL"
+        return (f"(SELECT a.phone FROM {self.t('wc_order_addresses')} a WHERE a.order_id = o.id AND a.phone IS NOT NULL "
+                "ORDER BY a.address_type, a.id LIMIT 1)")
 
     def _legacy_orders(self, emails: list[str], customer_ids: list[str], tails: list[str]) -> Iterator[Order]:
         where, params, lists = any_in([
@@ -607,34 +614,40 @@ class WooCommerceSource(DatabaseSource):
         """:meth:`orders` without their coupons, from HPOS ``wc_orders`` or legacy ``posts``."""
         refunds = self._refunds(window)
         if self.orders_mode() == "hpos":
-            sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt "
-                   f"FROM {self.t('wc_orders')} WHERE type = 'shop_order' "
+            sql = ("SELECT id, status, currency, total_amount, customer_id, billing_email, date_created_gmt, "
+                   f"{self._hpos_phone(reads_phones(wanted))} AS phone "
+                   f"FROM {self.t('wc_orders')} o WHERE type = 'shop_order' "
                    "AND date_created_gmt >= :start AND date_created_gmt <= :end ORDER BY date_created_gmt, id")
             for row in self.db.stream(sql, self.window_bounds("wc_orders", "date_created_gmt", window, UTC)):
-                if wanted is not None and not order_wanted(wanted, None, row["billing_email"], row["customer_id"]):
+                if wanted is not None and not order_wanted(wanted, None, row["billing_email"], row["customer_id"],
+                                                           row["phone"]):
                     continue
                 order = self._order(("wc_orders id", "date_created_gmt"), row["id"], row["status"],
                                     row["date_created_gmt"], row["billing_email"], row["customer_id"],
-                                    row["total_amount"], row["currency"], refunds=refunds.get(str(row["id"]), ()))
+                                    row["total_amount"], row["currency"], refunds=refunds.get(str(row["id"]), ()),
+                                    phone=row["phone"])
                 if order is not None:
                     yield order
             return
         pk = self.column("ID")
+        phone_key = ", '_billing_phone'" if reads_phones(wanted) else ""  # a meta row more per order: only if asked
         sql = (
             f"SELECT p.{pk} AS id, p.post_status, p.post_date_gmt, m.meta_key, m.meta_value "
             f"FROM {self.t('posts')} p LEFT JOIN {self.t('postmeta')} m ON m.post_id = p.{pk} "
-            "AND m.meta_key IN ('_billing_email', '_customer_user', '_order_total', '_order_currency') "
+            f"AND m.meta_key IN ('_billing_email', '_customer_user', '_order_total', '_order_currency'{phone_key}) "
             "WHERE p.post_type = 'shop_order' AND p.post_date_gmt >= :start AND p.post_date_gmt <= :end "
             f"ORDER BY p.{pk}"
         )
         for rows in grouped(self.db.stream(sql, self.window_bounds("posts", "post_date_gmt", window, UTC)), "id"):
             meta = {row["meta_key"]: row["meta_value"] for row in rows if row["meta_key"]}
             first = rows[0]
-            if wanted is not None and not order_wanted(wanted, None, meta.get("_billing_email"), meta.get("_customer_user")):
+            if wanted is not None and not order_wanted(wanted, None, meta.get("_billing_email"), meta.get("_customer_user"),
+                                                       meta.get("_billing_phone")):
                 continue
             order = self._order(("posts ID", "post_date_gmt"), first["id"], first["post_status"], first["post_date_gmt"],
                                 meta.get("_billing_email"), meta.get("_customer_user"), meta.get("_order_total"),
-                                meta.get("_order_currency"), refunds=refunds.get(str(first["id"]), ()))
+                                meta.get("_order_currency"), refunds=refunds.get(str(first["id"]), ()),
+                                phone=meta.get("_billing_phone"))
             if order is not None:
                 yield order
 
