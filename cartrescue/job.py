@@ -141,9 +141,8 @@ def _shared_rates(config: Config, section: _Paced, name: str, shard: Shard, **up
     per_hour = section.rate_per_hour
     if per_hour is not None:
         if per_hour < shard.count:
-            raise ConfigError(f"{config.where(f'{name}.rate_per_hour')}: {per_hour} is fewer than the {shard.count} "
-                              "shards: each shard takes a share of the hour and needs at least one"
-                              f"{config.line(f'{name}.rate_per_hour')}")
+            raise config.refusal(f"{name}.rate_per_hour", f"{per_hour} is fewer than the {shard.count} shards: each "
+                                 "shard takes a share of the hour and needs at least one")
         per_hour = shard.share(per_hour)
     return section.model_copy(update={
         "rate_per_second": section.rate_per_second / shard.count if section.rate_per_second else None,
@@ -162,16 +161,14 @@ def delivery_secret(config: Config) -> str:
     """
     secret = config.shop.unsubscribe_secret
     if not secret or secret == DRY_RUN_SECRET:
-        raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: empty; "
-                          "export CARTRESCUE_SECRET with a long random value (the config of `cartrescue init` reads it as "
-                          "${CARTRESCUE_SECRET:-}; run --send, --outbox and send-test need it, a dry-run does not)"
-                          f"{config.line('shop.unsubscribe_secret')}")
+        raise config.refusal("shop.unsubscribe_secret", "empty; export CARTRESCUE_SECRET with a long random value (the "
+                             "config of `cartrescue init` reads it as ${CARTRESCUE_SECRET:-}; run --send, --outbox and "
+                             "send-test need it, a dry-run does not)")
     if len(secret) < MIN_SECRET_LENGTH:  # one link in hand, a short key is found offline: every token forged
-        raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: {len(secret)} characters, at least "
-                          f"{MIN_SECRET_LENGTH} needed (it signs every unsubscribe and survey link, and a short one "
-                          "can be guessed from one link); export a long random value, e.g. "
-                          "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-                          f"{config.line('shop.unsubscribe_secret')}")
+        raise config.refusal("shop.unsubscribe_secret", f"{len(secret)} characters, at least {MIN_SECRET_LENGTH} "
+                             "needed (it signs every unsubscribe and survey link, and a short one can be guessed from "
+                             "one link); export a long random value, e.g. "
+                             "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
     return secret
 
 

@@ -319,10 +319,7 @@ def make_app(config: Config | str | Path, *, ledger: Ledger | None = None) -> WS
     if not isinstance(config, Config):
         config = load_config(config)
     if not config.shop.unsubscribe_secret:
-        from cartrescue.errors import ConfigError
-
-        raise ConfigError(f"{config.where('shop.unsubscribe_secret')}: empty; the webhook cannot check tokens "
-                          f"without it{config.line('shop.unsubscribe_secret')}")
+        raise config.refusal("shop.unsubscribe_secret", "empty; the webhook cannot check tokens without it")
     return WebhookApp(config, ledger)
 
 

@@ -53,7 +53,6 @@ from cartrescue.channels.base import (
     stopped,
     take_prepared,
 )
-from cartrescue.errors import ConfigError
 from cartrescue.ratelimit import HourRoom, RateLimiter, quota_named, quota_reached
 from cartrescue.text import ascii_digits
 
@@ -537,8 +536,7 @@ def trusted(config: "Config", key: str) -> ssl.SSLContext | None:
     try:
         return tls_context(path)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"{config.where(key + '.ca_file')}: cannot load {path}: {exc}{config.line(key + '.ca_file')}") \
-            from None
+        raise config.refusal(key + ".ca_file", f"cannot load {path}: {exc}") from None
 
 
 def retry_after(value: str | None, cap: float = 300.0) -> float | None:

@@ -47,7 +47,6 @@ from cartrescue.channels.http import (
     trusted,
     url_password,
 )
-from cartrescue.errors import ConfigError
 from cartrescue.text import ascii_digits
 
 if TYPE_CHECKING:
@@ -209,8 +208,7 @@ class SmsChannel(HttpChannel):
 
         def need(key: str, value: Any, hint: str = "") -> None:
             if not value:
-                raise ConfigError(f"{config.where('sms.' + key)}: empty; a tier or step sends text messages{hint}"
-                                  f"{config.line('sms.' + key)}")
+                raise config.refusal("sms." + key, f"empty; a tier or step sends text messages{hint}")
 
         need("sender", section.sender)
         if section.provider == "twilio":

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from cartrescue.channels.base import Envelope, Outcome, Status
 from cartrescue.channels.http import HttpChannel, HttpSettings, Job, trusted, url_password
-from cartrescue.errors import ConfigError
 from cartrescue.signing import HEADER, sign
 
 if TYPE_CHECKING:
@@ -47,12 +46,10 @@ class WebhookChannel(HttpChannel):
                     whole_per_hour: int | None = None) -> "WebhookChannel":
         section = config.webhook
         if not section.url:
-            raise ConfigError(f"{config.where('webhook.url')}: empty; a tier or step sends on the webhook channel"
-                              f"{config.line('webhook.url')}")
+            raise config.refusal("webhook.url", "empty; a tier or step sends on the webhook channel")
         if not section.secret:
-            raise ConfigError(f"{config.where('webhook.secret')}: empty; set it to ${{CARTRESCUE_WEBHOOK_SECRET}} "
-                              "and export a long random value (receivers verify the signature with it)"
-                              f"{config.line('webhook.secret')}")
+            raise config.refusal("webhook.secret", "empty; set it to ${CARTRESCUE_WEBHOOK_SECRET} and export a long "
+                                                   "random value (receivers verify the signature with it)")
         return cls(section.url, section.secret, HttpSettings.from_config("webhook", section, whole_per_hour), recent,
                    trusted(config, "webhook"))
 

@@ -39,7 +39,7 @@ from cartrescue.compose.sandbox_limits import (
 )
 from cartrescue.config import Config, Incentive
 from cartrescue.contacts import shown_name
-from cartrescue.errors import CartrescueError, ConfigError, TemplateError
+from cartrescue.errors import CartrescueError, TemplateError
 from cartrescue.model import Cart, quick_init, quick_new
 from cartrescue.template_cache import bytecode_cache
 
@@ -1197,7 +1197,7 @@ def require_step_templates(config: Config) -> None:
                 problem = _missing_part(available, folders, candidates, step.template, parts,
                                         list(step.variants) or [None])
                 if problem is not None:
-                    raise ConfigError(f"{config.where(key)}: {problem}{why}{config.line(key)}")
+                    raise config.refusal(key, f"{problem}{why}")
 
 
 def _missing_part(available: frozenset[str], folders: Sequence[Path], candidates: list[str], template: str,

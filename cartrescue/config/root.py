@@ -300,13 +300,17 @@ class Config(Model):
         error about it found after loading as the errors of loading end; ``""`` where unknown."""
         return line_of(key, self._key_lines)
 
+    def refusal(self, key: str, text: str) -> ConfigError:
+        """The error about ``key`` found after loading: ``FILE: key: text (line N)``, as the
+        errors of loading read (:meth:`where`, :meth:`line`)."""
+        return ConfigError(f"{self.where(key)}: {text}{self.line(key)}")
+
     def require_env(self, *sections: str) -> None:
         """ConfigError for the first secret of ``sections`` (``smtp``, ``sms``, ``webhook``) whose
         ``${NAME}`` is not set: what a delivery over them needs (:data:`DEFERRED_SECRETS`)."""
         for key, name in self.unset_env.items():
             if key.split(".")[0] in sections:
-                raise ConfigError(f"{self.where(key)}: environment variable {name} is not set (or is empty)"
-                                  f"{self.line(key)}")
+                raise self.refusal(key, f"environment variable {name} is not set (or is empty)")
 
     def locate(self, error: ConfigError) -> ConfigError:
         """``error`` with the config file in front when it names a key but not the file

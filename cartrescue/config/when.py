@@ -39,8 +39,7 @@ def resolve_now(config: Config, now: "datetime | None") -> "datetime":
         try:
             now = within_reach(datetime.fromisoformat(config.now), config.where("now"))
         except ValueError:
-            raise ConfigError(f"{config.where('now')}: expected an ISO 8601 time, got {config.now!r}"
-                              f"{config.line('now')}") from None
+            raise config.refusal("now", f"expected an ISO 8601 time, got {config.now!r}") from None
     if now is None:
         from cartrescue.clock import wall
 
