@@ -159,14 +159,45 @@ def _unaliased(column: str, statement: object) -> str:
     if not isinstance(statement, str) or "." in alias:
         return column
     if not dot:  # a bare name (``telephone``): the table, when the statement reads only one
-        tables = {_unquoted(table) for table in re.findall(rf"\b(?:FROM|JOIN)\s+{_TABLE_NAME}", statement,
-                                                            re.IGNORECASE)}
+        # A subquery's tables (a preset's order reads its address's number in one) are not the
+        # ones a bare name of the outer query is read from: the outer query's alone, when it names it.
+        outer = _outer_query(statement)
+        said = re.sub(r"\bAS\s+[`\"]?[\w$]+[`\"]?", "", outer, flags=re.IGNORECASE)  # an alias is no column
+        named = re.search(rf"(?<![\w.$`\"]){re.escape(column)}(?![\w$])", said) is not None
+        tables = {_unquoted(table) for table in re.findall(rf"\b(?:FROM|JOIN)\s+{_TABLE_NAME}",
+                                                            outer if named else statement, re.IGNORECASE)}
         return f"{tables.pop()}.{column}" if len(tables) == 1 else column
     found = re.search(rf"\b(?:FROM|JOIN)\s+{_TABLE_NAME}\s+(?:AS\s+)?"
                       rf"[`\"]?{re.escape(alias)}[`\"]?(?![\w$])", statement, re.IGNORECASE)
     if found is None:
         return column
     return _unquoted(found.group(1)) + "." + name
+
+
+def _outer_query(statement: str) -> str:
+    """``statement`` without its subqueries (a parenthesized ``SELECT``), string literals kept
+    whole (``REPLACE(x, '(', '')``)."""
+    out: list[str] = []
+    depth = 0  # inside a subquery: how many parentheses are open in it
+    quote = ""
+    at = 0
+    while at < len(statement):
+        char = statement[at]
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+        elif char == "(" and (depth or re.match(r"\(\s*SELECT\b", statement[at:], re.IGNORECASE)):
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+            at += 1
+            continue
+        if not depth:
+            out.append(char)
+        at += 1
+    return "".join(out)
 
 
 def _unquoted(name: str) -> str:
