@@ -539,13 +539,8 @@ class MagentoSource(DatabaseSource):
                 yield order
 
     def _order_telephone(self, wanted: bool) -> str:
-        """SQL: the number of the order ``o`` (a ``sales_order``): its billing address's, else its
-        shipping one's, as a quote's (:meth:`_cart`); ``NULL`` where none is ``wanted`` (no cart
-        known by its number alone: no address read), or where this account cannot read the addresses."""
-        if not wanted or not self.phone_readable("sales_order_address"):
-            return "NULL"
-        return (f"(SELECT a.telephone FROM {self.t('sales_order_address')} a WHERE a.parent_id = o.entity_id "
-                "AND a.telephone IS NOT NULL ORDER BY a.address_type, a.entity_id LIMIT 1)")
+        """SQL: the number of the order ``o`` (a ``sales_order``), as a quote's (:meth:`_cart`)."""
+        return self.address_phone(wanted, "sales_order_address", "telephone", "parent_id", "entity_id", "entity_id")
 
     def _order(self, row: Mapping[str, Any], keep: bool = False, refunds: bool = False,
                phone: str | None = None) -> Order | None:

@@ -1285,6 +1285,17 @@ class DatabaseSource(CartSource):
             self._phones_read[table] = self.readable(table)
         return self._phones_read[table]
 
+    def address_phone(self, wanted: bool, table: str, phone: str, order: str, key: str, address_id: str) -> str:
+        """SQL: the number of the order ``o`` from its addresses in ``table`` (``phone`` its column,
+        ``order`` the column naming the order by ``o.key``, ``address_id`` theirs): the billing
+        address's, else the shipping one's (``address_type`` sorts them so in both presets);
+        ``NULL`` where none is ``wanted`` (no cart known by its number alone: no address read) or
+        where this account cannot read ``table``."""
+        if not wanted or not self.phone_readable(table):
+            return "NULL"
+        return (f"(SELECT a.{phone} FROM {self.t(table)} a WHERE a.{order} = o.{key} AND a.{phone} IS NOT NULL "
+                f"ORDER BY a.address_type, a.{address_id} LIMIT 1)")
+
     def order_phone(self, value: Any) -> str | None:
         """An order's stored phone number in E.164, read as a cart's is (None: none, or no valid number)."""
         return normalize_phone(value if isinstance(value, str) else None, self.region)

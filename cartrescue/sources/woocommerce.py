@@ -515,13 +515,8 @@ class WooCommerceSource(DatabaseSource):
                 yield order
 
     def _hpos_phone(self, wanted: bool) -> str:
-        """SQL: the number of the HPOS order ``o``: its billing address's, else its shipping one's;
-        ``NULL`` where none is ``wanted`` (no cart known by its number alone: no address read), or
-        where this account cannot read the addresses."""
-        if not wanted or not self.phone_readable("wc_order_addresses"):
-            return "NULL"
-        return (f"(SELECT a.phone FROM {self.t('wc_order_addresses')} a WHERE a.order_id = o.id AND a.phone IS NOT NULL "
-                "ORDER BY a.address_type, a.id LIMIT 1)")
+        """SQL: the number of the HPOS order ``o``."""
+        return self.address_phone(wanted, "wc_order_addresses", "phone", "order_id", "id", "id")
 
     def _legacy_orders(self, emails: list[str], customer_ids: list[str], tails: list[str]) -> Iterator[Order]:
         where, params, lists = any_in([
