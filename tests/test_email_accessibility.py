@@ -240,3 +240,14 @@ def test_the_html_title_is_the_messages_subject(steps: dict[str, EmailMessage]) 
     for name, message in steps.items():
         assert " ".join(_document(message).title.split()) == message["Subject"], name
 
+
+def test_the_main_line_of_each_message_is_its_one_heading(steps: dict[str, EmailMessage]) -> None:
+    """A screen-reader user who moves by heading found none. The heading is the message's main
+    line, the sentence the text part says after the greeting, and keeps the paragraph's look."""
+    for name, message in steps.items():
+        [(heading, style)] = _document(message).headings
+        heading = " ".join(heading.split())
+        text = " ".join(message.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+        assert heading and heading in text, (name, heading)
+        assert {"font-size:16px", "line-height:24px", "font-weight:normal", "color:#1f2937"} <= set(style.split(";")), \
+            (name, style)
