@@ -245,7 +245,8 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         sms = composer.compose_sms(target, test=True)
         return Preview(decision, number, variant, None, target, sms, "sms", sms.locale, note, why)
     if channel == "call-list" and to is None:  # no message: the row staff phone from, as a run appends it
-        target = replace(decision, step=number, channel=channel, template=template, variant=variant)
+        target = replace(decision, step=number, channel=channel, template=template, variant=variant,
+                         phone=decision.phone or normalize_phone(cart.customer.phone, config.phone_region))
         row, path, problem = call_row(config, target, composer.call_offer(target), now)
         return Preview(decision, number, variant, None, target, channel=channel, note=note, why=why,
                        warnings=(problem,) if problem else (), row=row, list_path=path)

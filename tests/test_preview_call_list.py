@@ -28,7 +28,7 @@ def test_preview_of_a_call_list_step_shows_the_row_a_run_appends_and_no_email(sh
     assert shown.exit_code == 0, shown.output
     assert (shown.json["channel"], shown.json["subject"], shown.json["text"], shown.json["html"]) == (
         "call-list", None, None, None)
-    assert shown.json["to"] == "070-123 45 67" and shown.json["list"] == str(shop.folder / "calls.csv")
+    assert shown.json["to"] == "+46701234567" and shown.json["list"] == str(shop.folder / "calls.csv")
     ran = shop.cli("run", "--outbox", str(shop.folder / "out"))
     assert ran.exit_code == 0, ran.output
     [row] = _rows((shop.folder / "calls.csv").read_text(encoding="utf-8"))

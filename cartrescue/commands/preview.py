@@ -152,7 +152,7 @@ def _show_call(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | 
     """A call-list step: no message goes out, a row is appended to the list staff phone from;
     that row, column by column, as a run would write it."""
     if as_json:
-        json_out({**_verdict(shown, cart_id, locale), "to": _call_number(shown), "list": shown.list_path,
+        json_out({**_verdict(shown, cart_id, locale), "to": shown.target.phone, "list": shown.list_path,
                   "row": dict(shown.row), "subject": None, "text": None, "html": None, "locale": None,
                   "screenshot": None}, config=cfg)
         return
@@ -167,11 +167,6 @@ def _show_call(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | 
     width = max((len(name) for name, _cell in shown.row), default=0)
     for name, cell in shown.row:
         console.print(Text.assemble((printable(name).ljust(width), "bold"), "  ", printable(cell)), soft_wrap=True)
-
-
-def _call_number(shown: Any) -> str | None:
-    """The number a call-list step's row gives staff to dial, as the row writes it."""
-    return dict(shown.row).get("phone") or None
 
 
 def _locale_fallback(shown: Any, asked: str | None) -> str | None:
