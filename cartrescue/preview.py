@@ -66,7 +66,7 @@ class Preview:
     decision: Decision  # what a run at ``now`` would do with the cart
     step: int
     variant: str | None
-    message: OutgoingMessage | None  # the e-mail; None for a step that goes out as a text message
+    message: OutgoingMessage | None  # the e-mail; None for a step that goes out as a text message or a call
     target: Decision | None = None  # the decision the message was composed from (step, variant, address)
     sms: SmsText | None = None  # the text message of an SMS step, as a run would send it
     channel: str = "email"  # the channel the step goes out by to this cart (its fallback included)
@@ -75,6 +75,8 @@ class Preview:
     why: str = ""  # the decision's reason in words (:func:`describe`); "" when it is due
     withheld: bool = False  # a run never messages the cart and no step was asked for: nothing composed
     warnings: tuple[str, ...] = ()  # what is wrong with the whole export (a misnamed column), as a run says it
+    row: tuple[tuple[str, str], ...] | None = None  # a call-list step's row, (column, cell), as a run appends it
+    list_path: str | None = None  # the call list that row goes to (call_list.path)
 
     @property
     def shown(self) -> bool:
@@ -242,6 +244,12 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
                          template=template, variant=variant, phone=phone)
         sms = composer.compose_sms(target, test=True)
         return Preview(decision, number, variant, None, target, sms, "sms", sms.locale, note, why)
+    if channel == "call-list" and to is None:  # no message: the row staff phone from, as a run appends it
+        target = replace(decision, step=number, channel=channel, template=template, variant=variant,
+                         phone=decision.phone or normalize_phone(cart.customer.phone, config.phone_region))
+        row, path, problem = call_row(config, target, composer.call_offer(target), now)
+        return Preview(decision, number, variant, None, target, channel=channel, note=note, why=why,
+                       warnings=(problem,) if problem else (), row=row, list_path=path)
     if to is not None and channel in NUMBER_CHANNELS:
         # send-test's e-mail of a text (or call) step: no run renders that step as an e-mail for
         # its own channel; the e-mail in its place is rendered as one (links tagged for e-mail).
@@ -254,6 +262,24 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     return Preview(decision, number, variant, message, target, channel=channel,
                    locale=renderer.resolve_locale(customer.locale, template), note=note, why=why,
                    warnings=_empty_text(message, renderer))
+
+
+def call_row(config: Config, decision: Decision, offer: str,
+             now: datetime) -> tuple[tuple[tuple[str, str], ...], str, str | None]:
+    """The row a run would append to the call list for ``decision`` (under the list's own header
+    where it has one, as a run writes it), the list's path, and why the list takes no row (a run
+    fails the call then: :func:`~cartrescue.channels.call_list.list_problem`), or None."""
+    from cartrescue.channels.call_list import Layout, UnusableList, layout_like, list_problem, row
+
+    path = config.path(config.call_list.path)
+    problem = list_problem(path)
+    try:
+        layout = layout_like(path)
+    except (OSError, UnusableList):  # the problem says why: the row as a new list gets it
+        layout = Layout()
+    cells = row(decision, layout, config.shop.tz, now, region=config.phone_region, offer=offer,
+                shop_url=config.shop.url)
+    return tuple(cells), str(path), problem
 
 
 def _empty_text(message: OutgoingMessage, renderer: Renderer) -> tuple[str, ...]:

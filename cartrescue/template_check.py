@@ -58,6 +58,7 @@ from cartrescue.compose.render import (
     missing_part,
     part_name,
     step_parts,
+    subject_line,
     template_frame,
 )
 from cartrescue.sms_text import KINDS as SMS_KINDS
@@ -792,6 +793,8 @@ class TemplateChecker:
                                                               self.config.sms.max_segments, raw_errors=True))
                         continue
                     parts.append(self.renderer.render_file(name, context))  # its size limit too
+                    if name == files[0]:  # the text and HTML parts see the subject, as in a run (Renderer.render)
+                        context["subject"] = subject_line(parts[0])
                 except TemplateError as exc:  # a limit of a message (render.MAX_PART_CHARS, its time)
                     file, line = template_frame(exc, self.renderer.folders, name)  # where it was met
                     case.add(Problem("render", str(exc), file, line, cart.id))

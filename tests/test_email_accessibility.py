@@ -199,3 +199,55 @@ def test_the_text_part_says_why_the_message_came_as_the_html_footer_does(steps: 
         text = " ".join(message.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
         note = _footer_note(html)
         assert note and note in text, (name, note)
+
+
+class Document(HTMLParser):
+    """The ``<title>`` and the ``<h1>`` headings of an HTML part, with the h1's inline style."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.title = ""
+        self.headings: list[tuple[str, str]] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("title", "h1"):
+            self._in = tag
+            if tag == "h1":
+                self.headings.append(("", dict(attrs).get("style") or ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._in:
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "title":
+            self.title += data
+        elif self._in == "h1":
+            text, style = self.headings[-1]
+            self.headings[-1] = (text + data, style)
+
+
+def _document(message: EmailMessage) -> Document:
+    parser = Document()
+    parser.feed(message.get_body(("html",)).get_content())  # type: ignore[union-attr]
+    return parser
+
+
+def test_the_html_title_is_the_messages_subject(steps: dict[str, EmailMessage]) -> None:
+    """A screen reader, "view in browser" and some clients show ``<title>``: it was the shop's
+    name, the same for every message."""
+    for name, message in steps.items():
+        assert " ".join(_document(message).title.split()) == message["Subject"], name
+
+
+def test_the_main_line_of_each_message_is_its_one_heading(steps: dict[str, EmailMessage]) -> None:
+    """A screen-reader user who moves by heading found none. The heading is the message's main
+    line, the sentence the text part says after the greeting, and keeps the paragraph's look."""
+    for name, message in steps.items():
+        [(heading, style)] = _document(message).headings
+        heading = " ".join(heading.split())
+        text = " ".join(message.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+        assert heading and heading in text, (name, heading)
+        assert {"font-size:16px", "line-height:24px", "font-weight:normal", "color:#1f2937"} <= set(style.split(";")), \
+            (name, style)

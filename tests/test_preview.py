@@ -366,3 +366,12 @@ def test_preview_prints_colon_words_of_the_text_as_written_not_as_emoji(shop: Sh
     result = shop.cli("preview", "c1", "--step", "1")
     assert result.exit_code == 0, result.output
     assert "Socks :fire: edition" in result.stdout and "🔥" not in result.stdout
+
+
+def test_preview_json_of_an_sms_step_has_the_keys_of_an_emails_as_null(shop: Shop) -> None:
+    """A script reading ``html`` of every preview met a KeyError on a text message's."""
+    _sms_step_two(shop)
+    shop.add(cart("c1", phone="070-123 45 67", sms_consent="yes"))
+    shown = shop.cli("preview", "c1", "--step", "2", "--json").json
+    assert shown["channel"] == "sms" and shown["text"]
+    assert (shown["subject"], shown["html"], shown["screenshot"], shown["row"]) == (None, None, None, None)

@@ -176,7 +176,7 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
     path.parent.mkdir(parents=True, exist_ok=True)
     instant = now or datetime.now(timezone.utc)
     added = instant.astimezone(tz).isoformat(timespec="seconds")
-    fresh = _layout_like(like)
+    fresh = layout_like(like)
     text = io.StringIO()
     with _locked(path) as handle:
         handle.seek(0)
@@ -198,12 +198,9 @@ def append_rows(path: Path, decisions: Iterable[Decision], tz: tzinfo, now: date
             layout.writer(text).writerow(layout.header)
         writer = layout.writer(text)
         for at, decision in enumerate(decisions):
-            values = _values(decision, tz, added, region, shop_url)
-            values["incentive"] = offers[at] if at < len(offers) else ""
-            values["timezone"] = customer_clock(decision.cart.customer.phone, region, instant)
-            if layout.delimiter == ";":  # saved where the comma is the decimal sign: its amounts so too
-                values.update({name: str(values[name]).replace(".", ",") for name in DECIMALS})
-            writer.writerow([cell(values.get(column_of(name), "")) for name in layout.header])
+            offer = offers[at] if at < len(offers) else ""
+            writer.writerow([value for _name, value in row(decision, layout, tz, instant, added=added, region=region,
+                                                         offer=offer, shop_url=shop_url)])
         handle.write(text.getvalue().encode("utf-8"))
         handle.flush()  # before the lock goes with the file's closing
 
@@ -242,8 +239,9 @@ def append_problem(path: Path) -> str | None:
     return f"{path}: not there yet, and no permission to create it in {folder}"
 
 
-def _layout_like(like: Path | None) -> Layout:
-    """The layout of the list at ``like``; the default where there is none or it is empty."""
+def layout_like(like: Path | None) -> Layout:
+    """The layout of the list at ``like``; the default where there is none or it is empty
+    (raises OSError, UnusableList)."""
     if like is None:
         return Layout()
     try:
@@ -288,6 +286,21 @@ def recovery_link(recovery_url: str | None, shop_url: str | None) -> str:
     from cartrescue.compose.links import safe_url
 
     return safe_url(recovery_url) or safe_url(shop_url) or ""
+
+
+def row(decision: Decision, layout: Layout, tz: tzinfo, instant: datetime, *, added: str | None = None,
+        region: str | None = None, offer: str = "", shop_url: str | None = None) -> list[tuple[str, str]]:
+    """The row a call appends under ``layout``'s header, as (header name, cell) in its order:
+    what staff see of the call (``preview`` of a call-list step shows it). ``instant``: when it
+    is written (``added``: that time as its ``added_at`` cell, else worked out); ``offer``: its
+    ``incentive`` cell (:meth:`~cartrescue.pipeline.composer.Composer.call_offer`)."""
+    added = added or instant.astimezone(tz).isoformat(timespec="seconds")
+    values = _values(decision, tz, added, region, shop_url)
+    values["incentive"] = offer
+    values["timezone"] = customer_clock(decision.cart.customer.phone, region, instant)
+    if layout.delimiter == ";":  # saved where the comma is the decimal sign: its amounts so too
+        values.update({name: str(values[name]).replace(".", ",") for name in DECIMALS})
+    return [(name, cell(values.get(column_of(name), ""))) for name in layout.header]
 
 
 def _values(decision: Decision, tz: tzinfo, added: str, region: str | None,

@@ -76,7 +76,8 @@ def preview(
         shown = make_preview(cfg, cart_id, resolve_now(cfg, parse_now(now)), step=step, locale=locale, variant=variant)
         message = shown.message
         if message is None and shown.shown and (html is not None or screenshot is not None):
-            raise ConfigError(f"step {shown.step} goes out to this cart as a text message (sms): it has no HTML "
+            way = "a row of the call list (call-list)" if shown.row is not None else "a text message (sms)"
+            raise ConfigError(f"step {shown.step} goes out to this cart as {way}: it has no HTML "
                               "for --html or --screenshot")
         if screenshot is not None and size is not None and message is not None:
             from cartrescue.screenshot import screenshot as take_screenshot
@@ -93,6 +94,9 @@ def preview(
     if shown.withheld:
         _show_withheld(shown, cart_id, as_json, html is not None or screenshot is not None, cfg, locale)
         return
+    if shown.row is not None:
+        _show_call(shown, cart_id, as_json, cfg, locale)
+        return
     if message is None:
         _show_sms(shown, cart_id, as_json, cfg, locale)
         return
@@ -105,7 +109,7 @@ def preview(
     if as_json:
         json_out({**_verdict(shown, cart_id, locale), "subject": message.subject, "text": message.text,
                   "html": message.html, "to": message.to.email, "locale": shown.locale,
-                  "screenshot": str(screenshot) if screenshot is not None else None}, config=cfg)
+                  "screenshot": str(screenshot) if screenshot is not None else None, "row": None}, config=cfg)
         return
     from rich.text import Text
 
@@ -129,7 +133,8 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | N
     if as_json:
         json_out({**_verdict(shown, cart_id, locale), "to": target.phone, "text": sms.text,
                   "encoding": sms.length.encoding,
-                  "segments": sms.length.segments, "units": sms.length.units, "locale": sms.locale}, config=cfg)
+                  "segments": sms.length.segments, "units": sms.length.units, "locale": sms.locale,
+                  "subject": None, "html": None, "screenshot": None, "row": None}, config=cfg)
         return
     from rich.text import Text
 
@@ -141,6 +146,27 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | N
                                 f"{sms.length.describe()}, {len(sms.text)} characters",
                                 "\n"), soft_wrap=True)
     console.print(Text(printable(sms.text, keep_newlines=True)), soft_wrap=True)  # as sent: never re-wrapped
+
+
+def _show_call(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | None) -> None:
+    """A call-list step: no message goes out, a row is appended to the list staff phone from;
+    that row, column by column, as a run would write it."""
+    if as_json:
+        json_out({**_verdict(shown, cart_id, locale), "to": shown.target.phone, "list": shown.list_path,
+                  "row": dict(shown.row), "subject": None, "text": None, "html": None, "locale": None,
+                  "screenshot": None}, config=cfg)
+        return
+    from rich.text import Text
+
+    from cartrescue.text import printable
+
+    console = out_console()
+    _print_heading(console, shown, cart_id)
+    console.print(Text.assemble(("Call list: ", "bold"), "no message is sent; a run appends this row for staff to "
+                                "phone to ", printable(shown.list_path), "\n"), soft_wrap=True)
+    width = max((len(name) for name, _cell in shown.row), default=0)
+    for name, cell in shown.row:
+        console.print(Text.assemble((printable(name).ljust(width), "bold"), "  ", printable(cell)), soft_wrap=True)
 
 
 def _locale_fallback(shown: Any, asked: str | None) -> str | None:
@@ -168,7 +194,7 @@ def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool, cfg: An
     """A cart a run never messages, no step asked for: what a run would do and why, no message."""
     if as_json:
         json_out({**_verdict(shown, cart_id, locale), "subject": None, "text": None, "html": None, "to": None,
-                  "locale": None, "screenshot": None}, config=cfg)
+                  "locale": None, "screenshot": None, "row": None}, config=cfg)
         return
     from rich.text import Text
 

@@ -64,6 +64,13 @@ class Rendered:
 _rendered = quick_new(Rendered)  # Rendered(...) for fewer instructions: one per message
 
 
+def subject_line(rendered: str) -> str:
+    """The subject part as a message carries it, on one line: the ``Subject`` header, and the
+    ``subject`` that the text and HTML parts see (the layout's ``<title>``, which a screen reader
+    and "view in browser" show)."""
+    return " ".join(rendered.split())
+
+
 def part_name(locale: str, template: str, part: str, variant: str | None = None) -> str:
     """``sv/reminder-1.txt``, or ``sv/reminder-1@b.txt`` for variant ``b``."""
     return f"{locale}/{template}@{variant}.{part}" if variant else f"{locale}/{template}.{part}"
@@ -745,10 +752,13 @@ class Renderer:
                 self.part_file(template, locale, part, variant) for part in PARTS)
         self.budget.reset()
         variables = self._variables(context)
+        subject_file, text_file, html_file = files
         with self.deadline:
-            parts = [self._render_part(name, variables) for name in files]
-        subject = " ".join(parts[0].split())
-        return _rendered(subject, parts[1], parts[2], locale, files)
+            # The text and HTML parts see the subject line as rendered (``<title>``), once per message
+            subject = variables["subject"] = subject_line(self._render_part(subject_file, variables))
+            text = self._render_part(text_file, variables)
+            html = self._render_part(html_file, variables)
+        return _rendered(subject, text, html, locale, files)
 
     def used_files(self) -> set[tuple[str, ...]]:
         """The files of every message this Renderer rendered, once each: a message's parts
