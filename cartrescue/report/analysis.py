@@ -9,6 +9,7 @@ It must not read sources, write files or print.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -494,6 +495,20 @@ def _control(names: list[str]) -> str:
     return sorted(names)[0]
 
 
+def _below(chance: float, bound: float) -> str:
+    """``chance`` (under ``bound``) as a percentage that reads below it: rounded to whole points
+    0.798 is "80%", and the verdict said "P(best) = 80%, below 80%"; there it keeps a decimal,
+    cut down, not rounded up."""
+    if round(chance * 100) < bound * 100:
+        return f"{chance:.0%}"
+    return f"{math.floor(chance * 1000) / 10:.1f}%"
+
+
+def _share(value: float) -> str:
+    """A configured share as written: 0.95 is "95%", 0.955 "95.5%" (never rounded to 96%)."""
+    return f"{value * 100:.10g}%"
+
+
 def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[dict[str, Any]],
                  places: int | None) -> list[dict[str, Any]]:
     by_step: dict[tuple[str | None, int], list[tuple[Any, ...]]] = defaultdict(list)
@@ -528,8 +543,9 @@ def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[d
             winner = leader
             verdict = f"{leader} wins: P(best) = {best[leader]:.0%} with at least {minimum:,} recipients per variant"
         else:
-            verdict = (f"no clear winner: {leader} leads with P(best) = {best[leader]:.0%}, below "
-                       f"{config.report.win_probability:.0%} (report.win_probability)")
+            verdict = (f"no clear winner: {leader} leads with P(best) = "
+                       f"{_below(best[leader], config.report.win_probability)}, below "
+                       f"{_share(config.report.win_probability)} (report.win_probability)")
         entry.update(winner=winner, verdict=verdict, promoted=_promotion(promoted.get((sequence, step))))
         out.append(entry)
     for key, promotion in promoted.items():  # a promoted step without variant traffic in the period

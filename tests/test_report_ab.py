@@ -1,0 +1,76 @@
+"""`report`'s A/B results as a shop owner reads them: the figures of a small test checked by
+hand, the verdict's wording at its threshold, the interval in the terminal, and a promotion only
+of a variant the config still offers."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+
+import pytest
+
+from conftest import NOW, Shop
+from reportdata import Row, order_row, write_ledger
+
+LATER = NOW + timedelta(days=6)  # every attribution window of the period has closed
+PERIOD = ("--since", "2026-11-19", "--until", "2026-11-21")
+STEP = {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}
+
+
+def _small_test(shop: Shop, **report_config: object) -> None:
+    """64 carts in a, 4 of them ordered (10.00 each); 67 in b, 2 ordered: the case of the docs'
+    hand check."""
+    shop.configure(report={"min_sample": 10, **report_config}, sequences={"default": {"steps": [STEP]}})
+    write_ledger(shop.folder / "ledger.db",
+                 [Row(f"a{n}", NOW, variant="a") for n in range(64)] + [Row(f"b{n}", NOW, variant="b") for n in range(67)])
+    shop.add_orders(*(order_row(f"o{cart}", at=NOW + timedelta(hours=2), total="10.00", cart_id=cart)
+                      for cart in ("a0", "a1", "a2", "a3", "b0", "b1")))
+
+
+def _experiment(shop: Shop) -> dict:
+    result = shop.cli("report", "--json", *PERIOD, now=LATER)
+    assert result.exit_code == 0, result.output
+    (experiment,) = result.json["experiments"]
+    return experiment
+
+
+def _beats(x: int, n: int, control_x: int, control_n: int) -> float:
+    """P(Beta(1+x, 1+n-x) > Beta(1+cx, 1+cn-cx)) by the midpoint rule: the exact figure the
+    report's 20,000 draws estimate."""
+    def density(a: int, b: int, t: float) -> float:
+        return math.exp((a - 1) * math.log(t) + (b - 1) * math.log(1 - t)
+                        - math.lgamma(a) - math.lgamma(b) + math.lgamma(a + b))
+    steps, below, total = 4000, 0.0, 0.0
+    for i in range(steps):
+        t = (i + 0.5) / steps
+        control = density(1 + control_x, 1 + control_n - control_x, t) / steps
+        total += density(1 + x, 1 + n - x, t) / steps * (below + control / 2)
+        below += control
+    return total
+
+
+def test_each_arms_rate_interval_revenue_and_chance_of_beating_the_control_are_as_worked_by_hand(shop: Shop) -> None:
+    _small_test(shop)
+    experiment = _experiment(shop)
+    arms = {arm["variant"]: arm for arm in experiment["variants"]}
+    assert experiment["control"] == "a"
+    assert (arms["a"]["recipients"], arms["a"]["conversions"], arms["b"]["recipients"], arms["b"]["conversions"]) \
+        == (64, 4, 67, 2)
+    assert arms["a"]["conversion_rate"] == 4 / 64 and arms["b"]["conversion_rate"] == 2 / 67
+    # Wilson, z = 1.96: (p + z²/2n ± z·√(p(1-p)/n + z²/4n²)) / (1 + z²/n)
+    assert arms["a"]["interval"] == pytest.approx([0.024571, 0.149975], abs=1e-6)
+    assert arms["b"]["interval"] == pytest.approx([0.008225, 0.102466], abs=1e-6)
+    assert (arms["a"]["revenue_per_recipient"], arms["b"]["revenue_per_recipient"]) == ("0.62", "0.30")
+    assert arms["b"]["p_beats_control"] == pytest.approx(_beats(2, 67, 4, 64), abs=0.007)  # ±0.7 points (docs)
+    assert arms["a"]["p_best"] + arms["b"]["p_best"] == pytest.approx(1.0)
+
+
+def test_a_leader_just_below_the_win_probability_is_never_shown_at_it(shop: Shop) -> None:
+    """a's P(best) is 0.798: with report.win_probability 0.8 the verdict said 'a leads with
+    P(best) = 80%, below 80%', a figure that contradicts itself."""
+    _small_test(shop, win_probability=0.8)
+    experiment = _experiment(shop)
+    assert experiment["winner"] is None
+    shown = re.search(r"P\(best\) = ([\d.]+)%, below 80%", experiment["verdict"])
+    assert shown is not None and float(shown.group(1)) < 80, experiment["verdict"]
