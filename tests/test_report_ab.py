@@ -74,3 +74,14 @@ def test_a_leader_just_below_the_win_probability_is_never_shown_at_it(shop: Shop
     assert experiment["winner"] is None
     shown = re.search(r"P\(best\) = ([\d.]+)%, below 80%", experiment["verdict"])
     assert shown is not None and float(shown.group(1)) < 80, experiment["verdict"]
+
+
+def test_the_terminal_gives_each_arms_conversion_rate_with_its_interval(shop: Shop,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/reporting.md: per variant 'conversion rate with its Wilson interval'; the terminal's
+    A/B table gave the rate alone (the held-out table beside it gives both)."""
+    monkeypatch.setenv("COLUMNS", "160")
+    _small_test(shop)
+    result = shop.cli("report", *PERIOD, now=LATER)
+    assert result.exit_code == 0, result.output
+    assert "6.25 % (2.5–15.0)" in result.stdout and "2.99 % (0.8–10.2)" in result.stdout, result.stdout
