@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from cartrescue.ledger import Ledger
 from conftest import NOW, Shop
 from reportdata import Row, order_row, write_ledger
 
@@ -85,3 +86,26 @@ def test_the_terminal_gives_each_arms_conversion_rate_with_its_interval(shop: Sh
     result = shop.cli("report", *PERIOD, now=LATER)
     assert result.exit_code == 0, result.output
     assert "6.25 % (2.5–15.0)" in result.stdout and "2.99 % (0.8–10.2)" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("sequences", [
+    {"default": {"steps": [{**STEP, "variants": {"b": 1, "c": 1}}]}},  # a taken out of the test
+    {"default": {"steps": [{**STEP, "variants": {}}]}},  # the test ended
+    {"main": {"steps": [STEP]}},  # the sequence renamed
+], ids=["variant-removed", "variants-removed", "sequence-renamed"])
+def test_a_winner_the_config_no_longer_offers_is_not_promoted_and_the_note_says_why(shop: Shop,
+                                                                                     sequences: dict) -> None:
+    """a of default step 1 wins. With the config no longer offering it there, the report still
+    promoted it and said 'every stream that starts from now on gets it', where no run reads that
+    promotion (the runs' assignment skips a winner their step does not have)."""
+    _small_test(shop, win_probability=0.6, auto_promote=True)
+    shop.config["sequences"] = sequences
+    shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "sequence": next(iter(sequences))}]})
+    result = shop.cli("report", "--json", *PERIOD, now=LATER)
+    assert result.exit_code == 0, result.output
+    (experiment,) = result.json["experiments"]
+    assert experiment["winner"] == "a" and experiment["promoted"] is None, experiment
+    notes = [note for note in result.json["notes"] if "promoted" in note]
+    assert len(notes) == 1 and notes[0].startswith("not promoted: variant a of default step 1"), notes
+    assert "no longer" in notes[0], notes
+    assert Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").promotions() == {}
