@@ -109,3 +109,26 @@ def test_a_winner_the_config_no_longer_offers_is_not_promoted_and_the_note_says_
     assert len(notes) == 1 and notes[0].startswith("not promoted: variant a of default step 1"), notes
     assert "no longer" in notes[0], notes
     assert Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").promotions() == {}
+
+
+def test_a_promotion_without_messages_in_the_period_is_one_line_that_promises_what_runs_do(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A week after the promotion, with no message of that step in the period, the terminal
+    printed 'A/B: default step 1 (control None)' over an empty table, and the verdict said
+    'every message of this step now gets the winner', where a stream already in another arm
+    finishes in it (docs/reporting.md)."""
+    monkeypatch.setenv("COLUMNS", "160")
+    shop.configure(sequences={"default": {"steps": [STEP]}})
+    write_ledger(shop.folder / "ledger.db", [Row("old", NOW - timedelta(days=30), variant="a")])
+    ledger = Ledger(f"sqlite:///{shop.folder / 'ledger.db'}")
+    try:
+        ledger.promote("default", 1, "b", 0.97, 1200, NOW - timedelta(days=20))
+    finally:
+        ledger.close()
+    experiment = _experiment(shop)
+    assert experiment["winner"] == "b" and experiment["variants"] == []
+    assert "every stream that starts" in experiment["verdict"] and "every message" not in experiment["verdict"]
+    result = shop.cli("report", *PERIOD, now=LATER)
+    assert result.exit_code == 0, result.output
+    assert "control None" not in result.stdout and "P(beats control)" not in result.stdout, result.stdout
+    assert "A/B: default step 1: promoted b on 2026-10-31" in result.stdout, result.stdout

@@ -550,9 +550,10 @@ def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[d
         out.append(entry)
     for key, promotion in promoted.items():  # a promoted step without variant traffic in the period
         if key not in by_step:
-            out.append({"sequence": key[0], "step": key[1], "control": None, "variants": [],
-                        "winner": promotion["variant"],
-                        "verdict": "promoted earlier; every message of this step now gets the winner",
+            winner = promotion["variant"]
+            out.append({"sequence": key[0], "step": key[1], "control": None, "variants": [], "winner": winner,
+                        "verdict": f"promoted {winner} on {_iso(promotion['promoted_at'])[:10]}: every stream that "
+                                   "starts after that gets it at this step (one already in another arm finishes in it)",
                         "promoted": _promotion(promotion)})
     return out
 

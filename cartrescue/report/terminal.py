@@ -124,6 +124,10 @@ def print_report(document: dict[str, Any], console: Console, by: list[str], loca
                            _t(money(arm["revenue_per_cart"])))
         _show(console, groups)
     for experiment in document["experiments"]:
+        if not experiment["variants"]:  # promoted earlier, no message of the step in the period: no table
+            console.print(Text.assemble((f"A/B: {experiment['sequence']} step {experiment['step']}: ", "bold"),
+                                        _t(experiment["verdict"])))
+            continue
         table = _table(f"A/B: {experiment['sequence']} step {experiment['step']} (control {experiment['control']})",
                        ["variant", "recipients", "conversions", "rate (95 %)", "revenue / recipient",
                         "P(beats control)", "P(best)"])
