@@ -99,6 +99,7 @@ def test_a_winner_the_config_no_longer_offers_is_not_promoted_and_the_note_says_
     promoted it and said 'every stream that starts from now on gets it', where no run reads that
     promotion (the runs' assignment skips a winner their step does not have)."""
     _small_test(shop, win_probability=0.6, auto_promote=True)
+    write_ledger(shop.folder / "ledger.db", [Row(f"c{n}", NOW, variant="c") for n in range(80)])  # c: no order
     shop.config["sequences"] = sequences
     shop.configure(priority={"tiers": [{"name": "standard", "min_score": 0, "sequence": next(iter(sequences))}]})
     result = shop.cli("report", "--json", *PERIOD, now=LATER)
@@ -132,3 +133,17 @@ def test_a_promotion_without_messages_in_the_period_is_one_line_that_promises_wh
     assert result.exit_code == 0, result.output
     assert "control None" not in result.stdout and "P(beats control)" not in result.stdout, result.stdout
     assert "A/B: default step 1: promoted b on 2026-10-31" in result.stdout, result.stdout
+
+
+def test_no_winner_while_a_variant_the_step_offers_has_no_recipients_yet(shop: Shop) -> None:
+    """c was added to the step after the period's messages went: the report named a winner
+    'with at least 10 recipients per variant' of a test whose third arm had none, and
+    report.auto_promote promoted it, so c was never tried."""
+    _small_test(shop, win_probability=0.6, auto_promote=True)
+    shop.configure(sequences={"default": {"steps": [{**STEP, "variants": {"a": 1, "b": 1, "c": 1}}]}})
+    result = shop.cli("report", "--json", *PERIOD, now=LATER)
+    assert result.exit_code == 0, result.output
+    (experiment,) = result.json["experiments"]
+    assert experiment["winner"] is None and experiment["promoted"] is None, experiment
+    assert experiment["verdict"].startswith("no winner yet: variant c has no recipients in this period"), experiment
+    assert Ledger(f"sqlite:///{shop.folder / 'ledger.db'}").promotions() == {}

@@ -509,6 +509,16 @@ def _share(value: float) -> str:
     return f"{value * 100:.10g}%"
 
 
+def _absent(config: Config, sequence: str | None, step: int, arms: Collection[str]) -> list[str]:
+    """The variants the config's step offers that no message of the period went out in (an arm
+    added since): the test has not tried them, so it names no winner, and none is promoted over
+    them."""
+    found = config.sequences.get(sequence or "")
+    if found is None or not 0 < step <= len(found.steps):
+        return []
+    return sorted(set(found.steps[step - 1].variants) - set(arms))
+
+
 def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[dict[str, Any]],
                  places: int | None) -> list[dict[str, Any]]:
     by_step: dict[tuple[str | None, int], list[tuple[Any, ...]]] = defaultdict(list)
@@ -533,9 +543,14 @@ def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[d
         minimum = config.report.min_sample
         smallest = min(messages for _c, messages in arms.values())
         leader = max(best, key=best.__getitem__)
+        absent = [] if (sequence, step) in promoted else _absent(config, sequence, step, arms)
         winner = None
         if len(arms) < 2:
             verdict = "only one variant has recipients in this period"
+        elif absent:
+            verdict = (f"no winner yet: variant{'s' if len(absent) > 1 else ''} {', '.join(absent)} "
+                       f"{'has' if len(absent) == 1 else 'have'} no recipients in this period (every variant needs "
+                       f"{minimum:,}, report.min_sample). {leader} leads with P(best) = {best[leader]:.0%}")
         elif smallest < minimum:
             verdict = (f"no winner yet: every variant needs {minimum:,} recipients (report.min_sample); the smallest has "
                        f"{smallest:,}. {leader} leads with P(best) = {best[leader]:.0%}")
