@@ -458,6 +458,14 @@ _REASON_WIDTH = max(len(word) for word in (*[reason.value for reason in Reason],
                                            "claimed_elsewhere", "render_error", "unconfirmed"))
 
 
+def step_label(step: int | None, variant: str | None) -> str:
+    """The step column of ``run``'s and ``carts``' table: ``1``, or ``1 (b)`` for a send in an
+    A/B variant, so a dry-run shows the arm as ``--json``'s ``variant`` does."""
+    if step is None:
+        return ""
+    return f"{step} ({variant})" if variant is not None else str(step)
+
+
 class DecisionTable:
     """A table of the first ``limit`` results of ``run`` or ``carts``, with a count of the rest.
 
@@ -502,9 +510,9 @@ class DecisionTable:
             return
         decision = result.decision
         subject = result.message.subject if result.message is not None else None
-        self._add(decision.cart.id, decision.cart.customer.email, decision.step, decision.action.value,
-                  decision.reason.value, result.delivery, decision.tier, decision.score, detail_of(result),
-                  subject, decision.not_before)
+        self._add(decision.cart.id, decision.cart.customer.email, step_label(decision.step, decision.variant),
+                  decision.action.value, decision.reason.value, result.delivery, decision.tier, decision.score,
+                  detail_of(result), subject, decision.not_before)
 
     def add_row(self, row: dict[str, Any]) -> None:
         """One row from a result's JSON form (:func:`result_dict`; a worker's ``--json`` line)."""
@@ -512,12 +520,13 @@ class DecisionTable:
             self.hidden += 1
             return
         not_before = row.get("not_before")
-        self._add(row.get("cart_id") or "", row.get("email"), row.get("step"), row.get("action") or "",
+        self._add(row.get("cart_id") or "", row.get("email"), step_label(row.get("step"), row.get("variant")),
+                  row.get("action") or "",
                   row.get("reason") or "", row.get("delivery") or "", row.get("tier"), row.get("score"),
                   row.get("detail") or "", row.get("subject"),
                   datetime.fromisoformat(not_before.replace("Z", "+00:00")) if not_before else None)
 
-    def _add(self, cart_id: str, email: str | None, step: int | None, action: str, reason: str, delivery: str,
+    def _add(self, cart_id: str, email: str | None, step: str, action: str, reason: str, delivery: str,
              tier: str | None, score: float | None, detail: str, subject: str | None,
              not_before: datetime | None) -> None:
         from rich.text import Text
@@ -526,7 +535,7 @@ class DecisionTable:
         # Cells from shop data are Text, never markup, and without terminal control characters.
         cart = Text(printable(cart_id))
         address = Text(printable(email or "-"))
-        step_cell = "" if step is None else str(step)
+        step_cell = printable(step)
         action_cell = Text(action, style=ACTION_STYLE.get(action, ""))
         why = printable(delivery if delivered and self.mode == "compact" else reason)
         if not_before is not None:

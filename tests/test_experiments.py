@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -346,3 +347,22 @@ def test_assigns_says_where_a_holdout_or_variants_look_at_who_is_asked() -> None
     assert not experiments.held_out("", "default") and experiments.variant("", "default", 1) is None
     assert {experiments.held_out(key, "held") for key in ADDRESSES[:200]} == {True, False}
     assert {experiments.variant(key, "default", 2) for key in ADDRESSES[:200]} == {"a", "b"}
+
+
+@pytest.mark.parametrize("columns", ["80", "160"])
+def test_a_dry_runs_table_shows_each_sends_variant_beside_its_step(shop: Shop, monkeypatch: pytest.MonkeyPatch,
+                                                                    columns: str) -> None:
+    """The table of a dry-run gave no sign of the arm (only --json's `variant`): the owner
+    checking an A/B test before the first live run saw step 1 for every cart."""
+    monkeypatch.setenv("COLUMNS", columns)
+    _experiment_shop(shop, carts=12)
+    arms = {cart_id: row["variant"] for cart_id, row in shop.decisions(command="run").items()
+            if row["action"] == "send"}
+    assert set(arms.values()) == {"a", "b"}
+    result = shop.cli("run", "--all")
+    assert result.exit_code == 0, result.output
+    for cart_id, variant in arms.items():
+        (line,) = [line for line in result.stdout.splitlines() if f" {cart_id} " in line]
+        assert re.search(rf"│\s+1 \({variant}\) │", line), line
+    held = [line for line in result.stdout.splitlines() if line.startswith("│ c") and "holdout" in line]
+    assert held and all(re.search(r"│\s+1 │", line) for line in held), held

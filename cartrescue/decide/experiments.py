@@ -72,6 +72,13 @@ def pick(draw: float, weights: Mapping[str, float]) -> str:
     return names[-1]  # float rounding at the top end
 
 
+def offered(config: Config, sequence: str, step: int, variant: str) -> bool:
+    """Whether ``step`` (1-based) of ``sequence`` still has ``variant`` in the config: a run
+    gives a promoted winner only there, so ``report`` promotes no other."""
+    found = config.sequences.get(sequence)
+    return found is not None and 0 < step <= len(found.steps) and variant in found.steps[step - 1].variants
+
+
 class Experiments:
     """Assignment for one config; cheap to build, safe to share across threads."""
 
@@ -89,8 +96,7 @@ class Experiments:
         self._variants = {name: tuple(step.variants for step in sequence.steps)
                           for name, sequence in config.sequences.items()}
         self.promoted = {key: winner for key, winner in (promoted or {}).items()
-                         if key[0] in config.sequences and 0 < key[1] <= len(config.sequences[key[0]].steps)
-                         and winner.variant in config.sequences[key[0]].steps[key[1] - 1].variants}
+                         if offered(config, key[0], key[1], winner.variant)}
 
     def assigns(self, sequence: str, step: int) -> bool:
         """Whether :meth:`held_out` or :meth:`variant` of ``step`` (1-based) of ``sequence`` look at

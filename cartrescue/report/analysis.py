@@ -9,6 +9,7 @@ It must not read sources, write files or print.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -494,6 +495,30 @@ def _control(names: list[str]) -> str:
     return sorted(names)[0]
 
 
+def _below(chance: float, bound: float) -> str:
+    """``chance`` (under ``bound``) as a percentage that reads below it: rounded to whole points
+    0.798 is "80%", and the verdict said "P(best) = 80%, below 80%"; there it keeps a decimal,
+    cut down, not rounded up."""
+    if round(chance * 100) < bound * 100:
+        return f"{chance:.0%}"
+    return f"{math.floor(chance * 1000) / 10:.1f}%"
+
+
+def _share(value: float) -> str:
+    """A configured share as written: 0.95 is "95%", 0.955 "95.5%" (never rounded to 96%)."""
+    return f"{value * 100:.10g}%"
+
+
+def _absent(config: Config, sequence: str | None, step: int, arms: Collection[str]) -> list[str]:
+    """The variants the config's step offers that no message of the period went out in (an arm
+    added since): the test has not tried them, so it names no winner, and none is promoted over
+    them."""
+    found = config.sequences.get(sequence or "")
+    if found is None or not 0 < step <= len(found.steps):
+        return []
+    return sorted(set(found.steps[step - 1].variants) - set(arms))
+
+
 def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[dict[str, Any]],
                  places: int | None) -> list[dict[str, Any]]:
     by_step: dict[tuple[str | None, int], list[tuple[Any, ...]]] = defaultdict(list)
@@ -518,9 +543,14 @@ def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[d
         minimum = config.report.min_sample
         smallest = min(messages for _c, messages in arms.values())
         leader = max(best, key=best.__getitem__)
+        absent = [] if (sequence, step) in promoted else _absent(config, sequence, step, arms)
         winner = None
         if len(arms) < 2:
             verdict = "only one variant has recipients in this period"
+        elif absent:
+            verdict = (f"no winner yet: variant{'s' if len(absent) > 1 else ''} {', '.join(absent)} "
+                       f"{'has' if len(absent) == 1 else 'have'} no recipients in this period (every variant needs "
+                       f"{minimum:,}, report.min_sample). {leader} leads with P(best) = {best[leader]:.0%}")
         elif smallest < minimum:
             verdict = (f"no winner yet: every variant needs {minimum:,} recipients (report.min_sample); the smallest has "
                        f"{smallest:,}. {leader} leads with P(best) = {best[leader]:.0%}")
@@ -528,15 +558,17 @@ def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[d
             winner = leader
             verdict = f"{leader} wins: P(best) = {best[leader]:.0%} with at least {minimum:,} recipients per variant"
         else:
-            verdict = (f"no clear winner: {leader} leads with P(best) = {best[leader]:.0%}, below "
-                       f"{config.report.win_probability:.0%} (report.win_probability)")
+            verdict = (f"no clear winner: {leader} leads with P(best) = "
+                       f"{_below(best[leader], config.report.win_probability)}, below "
+                       f"{_share(config.report.win_probability)} (report.win_probability)")
         entry.update(winner=winner, verdict=verdict, promoted=_promotion(promoted.get((sequence, step))))
         out.append(entry)
     for key, promotion in promoted.items():  # a promoted step without variant traffic in the period
         if key not in by_step:
-            out.append({"sequence": key[0], "step": key[1], "control": None, "variants": [],
-                        "winner": promotion["variant"],
-                        "verdict": "promoted earlier; every message of this step now gets the winner",
+            winner = promotion["variant"]
+            out.append({"sequence": key[0], "step": key[1], "control": None, "variants": [], "winner": winner,
+                        "verdict": f"promoted {winner} on {_iso(promotion['promoted_at'])[:10]}: every stream that "
+                                   "starts after that gets it at this step (one already in another arm finishes in it)",
                         "promoted": _promotion(promotion)})
     return out
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from cartrescue.config import Config
 from cartrescue.currency import Basis
+from cartrescue.decide.experiments import offered
 from cartrescue.errors import SourceError
 from cartrescue.ledger import Ledger, busy, one_line
 from cartrescue.model import RowProblem
@@ -110,7 +111,7 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
                                      "anything there yet (a typo in the path?): read as an empty ledger, left unchanged")
             return document  # nothing to promote, and nothing written
         if config.report.auto_promote:
-            _promote(ledger, document, period.now)
+            _promote(config, ledger, document, period.now)
         return document
     except sqlite3.OperationalError as exc:
         if "integer overflow" not in str(exc):
@@ -123,12 +124,21 @@ def make_report(config: Config, period: Period, on_problem: ProblemSink = ignore
         ledger.close()
 
 
-def _promote(ledger: Ledger, document: dict[str, Any], now: datetime) -> None:
+def _promote(config: Config, ledger: Ledger, document: dict[str, Any], now: datetime) -> None:
     """Record each new winner, so that later runs give it at that step to every stream that starts
-    after the promotion (one already in another arm finishes in it: see ``experiments``)."""
+    after the promotion (one already in another arm finishes in it: see ``experiments``). A
+    winner the config's step no longer offers (the arm, the test or the sequence taken out since)
+    is not recorded: no run would give it, and the note would promise what none does."""
     for experiment in document["experiments"]:
         winner = experiment.get("winner")
         if winner is None or experiment.get("promoted") is not None or experiment.get("sequence") is None:
+            continue
+        sequence, step = experiment["sequence"], experiment["step"]
+        if not offered(config, sequence, step, winner):
+            key = f"sequences.{sequence}.steps[{step - 1}].variants"
+            document["notes"].append(
+                f"not promoted: variant {winner} of {sequence} step {step} (report.auto_promote): "
+                f"{config.where(key)} no longer has it, so no run would give it{config.line(key)}")
             continue
         arm = next(v for v in experiment["variants"] if v["variant"] == winner)
         try:

@@ -69,6 +69,13 @@ def _show(console: Console, table: Table) -> None:
     console.print(table, crop=False)
 
 
+def _rate(rate: float | None, interval: list[float], digits: int = 1) -> str:
+    """A conversion rate with its 95 % interval, ``6.9 % (3.7–12.5)``: of the held-out
+    comparison and of each A/B arm (docs/reporting.md gives both the interval)."""
+    low, high = interval
+    return f"{percent(rate, digits)} ({low * 100:.1f}–{high * 100:.1f})"
+
+
 def _longest_word(text: str) -> int:
     return max((cell_len(word) for word in text.split()), default=0)
 
@@ -112,18 +119,22 @@ def print_report(document: dict[str, Any], console: Console, by: list[str], loca
     if lift["measured"]:
         groups = _table("Treated and held-out carts", ["group", "carts", "converted", "rate (95 %)", "revenue per cart"])
         for label, arm in (("messaged", lift["treated"]), ("held out", lift["holdout"])):
-            low, high = arm["interval"]
             groups.add_row(_t(label), _t(f"{arm['carts']:,}"), _t(f"{arm['converted']:,}"),
-                           _t(f"{percent(arm['rate'])} ({low * 100:.1f}–{high * 100:.1f})"),
+                           _t(_rate(arm["rate"], arm["interval"])),
                            _t(money(arm["revenue_per_cart"])))
         _show(console, groups)
     for experiment in document["experiments"]:
+        if not experiment["variants"]:  # promoted earlier, no message of the step in the period: no table
+            console.print(Text.assemble((f"A/B: {experiment['sequence']} step {experiment['step']}: ", "bold"),
+                                        _t(experiment["verdict"])))
+            continue
         table = _table(f"A/B: {experiment['sequence']} step {experiment['step']} (control {experiment['control']})",
-                       ["variant", "recipients", "conversions", "rate", "revenue / recipient", "P(beats control)",
-                        "P(best)"])
+                       ["variant", "recipients", "conversions", "rate (95 %)", "revenue / recipient",
+                        "P(beats control)", "P(best)"])
         for arm in experiment["variants"]:
             table.add_row(_t(arm["variant"]), _t(f"{arm['recipients']:,}"), _t(f"{arm['conversions']:,}"),
-                          _t(percent(arm["conversion_rate"], 2)), _t(money(arm["revenue_per_recipient"])),
+                          _t(_rate(arm["conversion_rate"], arm["interval"], 2)),
+                          _t(money(arm["revenue_per_recipient"])),
                           _t(percent(arm["p_beats_control"], 0)), _t(percent(arm["p_best"], 0)))
         _show(console, table)
         promoted = experiment.get("promoted")
