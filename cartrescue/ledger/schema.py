@@ -61,6 +61,19 @@ def _ledger_stamp() -> int:
     return schema_stamp(model.__table__ for model in TABLES)  # type: ignore[attr-defined]
 
 
+@cache
+def _sqlite_ddl(table: Any) -> tuple[str, tuple[str, ...]]:
+    """``CREATE TABLE IF NOT EXISTS`` of ``table`` and ``CREATE INDEX IF NOT EXISTS`` of each of its
+    indexes, in SQLite's words, compiled once a process: a new ledger's DDL took half of its opening
+    (every command of a test opens a new one; run-all's shops each open theirs)."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = sqlite.dialect()
+    return (str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)),
+            tuple(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)) for index in table.indexes))
+
+
 def _normalise_sqlite_moments(engine: Any, tables: list[Any]) -> bool:
     """Rewrite the times an older cartrescue wrote as ``'… 23:00:00+00:00'`` or
     ``'… 23:00:00.123456+00:00'`` (its raw claim path) as SQLAlchemy writes them, ``'… 23:00:00.000000'``.
@@ -118,20 +131,18 @@ class SchemaUpkeep:
         tables = [model.__table__ for model in models]  # type: ignore[attr-defined]
         if self.engine.dialect.name == "sqlite":
             # IF NOT EXISTS makes the race harmless: check-then-create is not atomic across processes.
-            from sqlalchemy.schema import CreateIndex, CreateTable
-
             with self.engine.begin() as conn:
                 older = {name for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
                          } & {table.name for table in tables}
                 for table in tables:
-                    conn.execute(CreateTable(table, if_not_exists=True))
+                    conn.exec_driver_sql(_sqlite_ddl(table)[0])
             # An index may be on a column an older ledger lacks; tables made just now have them all.
             done = self._add_missing_columns([m for m in models if m.__table__.name in older])  # type: ignore[attr-defined]
             done = _normalise_sqlite_moments(self.engine, tables) and done
             with self.engine.begin() as conn:
                 for table in tables:
-                    for index in table.indexes:
-                        conn.execute(CreateIndex(index, if_not_exists=True))
+                    for index in _sqlite_ddl(table)[1]:
+                        conn.exec_driver_sql(index)
             return done
         for attempt in range(5):
             try:
