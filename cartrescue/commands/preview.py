@@ -5,6 +5,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from cartrescue import private
 from cartrescue.commands.common import (
     ConfigOption,
     JsonOption,
@@ -99,7 +100,8 @@ def preview(
     if html is not None:
         try:
             with output_file("--html", html):
-                html.write_text(message.html, encoding="utf-8")
+                with open(html, "w", encoding="utf-8", opener=private.opener) as page:  # a customer's message
+                    page.write(message.html)
         except CartrescueError as error:
             fail(error, as_json)
     if as_json:
