@@ -57,24 +57,6 @@ def test_a_new_call_list_is_readable_by_its_owner_only(shop: Shop) -> None:
     assert _mode(shop.folder / "calls.csv") == 0o600
 
 
-def test_a_call_list_rewritten_by_forget_is_never_readable_by_others_meanwhile(shop: Shop) -> None:
-    """``forget --files`` writes the rows it keeps to a ``.part`` file first; one a killed
-    rewrite left (0644) passed its mode on, and the list was readable by every account after."""
-    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 0, "channel": "call-list"}]},
-                   call_list={"path": "calls.csv"})
-    shop.add(cart("c1", email="ann@example.com", phone="+46701234561"),
-             cart("c2", email="bob@example.com", phone="+46701234562"))
-    assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
-    left = shop.folder / "calls.csv.part"
-    left.write_text("cart_id\n", encoding="utf-8")
-    left.chmod(0o644)
-    forgotten = shop.cli("forget", "ann@example.com", "--files", now=None)
-    assert forgotten.exit_code == 0, forgotten.output
-    listed = (shop.folder / "calls.csv").read_text(encoding="utf-8")
-    assert "bob@example.com" in listed and "ann@example.com" not in listed
-    assert _mode(shop.folder / "calls.csv") == 0o600 and not left.exists()
-
-
 def test_a_survey_export_file_is_readable_by_its_owner_only(shop: Shop) -> None:
     """The export holds each answer's address and the customer's own words."""
     target = shop.folder / "exports" / "survey.csv"
