@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from shopdb import KINDS, shop_database
+from shopdb import KINDS, ledger_on, shop_database
 
 from cartrescue.ledger import TABLES
 from conftest import Shop, cart
@@ -78,17 +78,6 @@ def test_a_run_on_an_older_ledger_adds_the_indexes_its_tables_lack(shop: Shop, o
     assert {table: names - have.get(table, set()) for table, names in wanted.items() if names - have.get(table, set())} == {}
 
 
-@contextmanager
-def _new_ledger(shop: Shop, kind: str) -> Iterator[str]:
-    """The URL ``shop``'s ledger will have: its SQLite file, or a fresh database on a server."""
-    if kind == "sqlite":
-        yield f"sqlite:///{shop.folder / 'ledger.db'}"
-        return
-    with shop_database(kind, "ledgersmallnew") as db:
-        shop.configure(ledger={"url": db.url})
-        yield db.url
-
-
 def _indexed_first(url: str, table: str) -> set[str]:
     """The columns some index of ``table`` begins with (a range on them is a search, not a scan)."""
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
@@ -111,7 +100,7 @@ def test_an_older_ledgers_decisions_get_an_index_on_their_time(shop: Shop, kind:
 
 @pytest.mark.parametrize("kind", [pytest.param("sqlite", id="sqlite"), *KINDS])
 def test_a_new_ledgers_decisions_have_an_index_on_their_time(shop: Shop, kind: str) -> None:
-    with _new_ledger(shop, kind) as url:
+    with ledger_on(shop, kind, "ledgersmallnew") as url:
         shop.add(cart("c1", email="anna@example.com"))
         assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
         assert "decided_at" in _indexed_first(url, "cr_decision")
