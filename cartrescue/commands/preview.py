@@ -15,6 +15,7 @@ from cartrescue.commands.common import (
     fail,
     json_out,
     load,
+    no_stdout,
     out_console,
     output_file,
     parse_now,
@@ -63,6 +64,8 @@ def preview(
     """
 
     try:
+        no_stdout("--html", html, "stdout shows the preview: give a file (--json carries the HTML part as \"html\")")
+        no_stdout("--screenshot", screenshot, "the picture goes to a PNG file: give one (--screenshot step1.png)")
         from cartrescue.compose.render import require_step_templates
         from cartrescue.job import resolve_now
         from cartrescue.preview import preview as make_preview

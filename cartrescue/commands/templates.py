@@ -8,14 +8,18 @@ import typer
 from cartrescue.commands.common import (
     ConfigOption,
     JsonOption,
+    closed_pipe,
     err_console,
     fail,
     json_out,
     load,
+    names_stdout,
+    no_stdout,
     out_console,
     output_file,
     problem_warnings,
     sub_typer,
+    write_whole,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
 
@@ -76,11 +80,10 @@ def templates_check(
     """
     import time
 
-    to_stdout = junit is not None and str(junit) == "-"  # the usual convention, never a file named -
+    to_stdout = names_stdout(junit)
     try:
-        if to_stdout and as_json:
-            junit = None  # nothing written: the error is the one document on stdout
-            raise ConfigError("--junit - and --json both write to stdout: give --junit a file (--junit templates.xml)")
+        if as_json:
+            no_stdout("--junit", junit, "--json writes to stdout too: give --junit a file (--junit templates.xml)")
         from cartrescue.template_check import TemplateChecker, example_carts, junit_xml, print_report
 
         cfg, defaulted = _load_or_default(config)
@@ -113,7 +116,7 @@ def templates_check(
             with output_file("--junit", junit):
                 junit.write_text(junit_xml(report, seconds), encoding="utf-8")
     except CartrescueError as error:
-        if junit is not None:
+        if junit is not None and not (to_stdout and as_json):  # refused: nothing written
             _junit_error(junit, str(error), to_stdout)
         fail(error, as_json)
     if as_json:
@@ -158,8 +161,6 @@ def _stderr_table() -> Any:
 
 def _write_stdout(xml: str) -> None:
     """``--junit -``'s report on stdout; a reader that left (``| head``) is the pipe's error, as for any output."""
-    from cartrescue.commands.common import closed_pipe, write_whole
-
     try:
         write_whole(xml)
     except BrokenPipeError as exc:
