@@ -32,7 +32,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any, Literal
 
-from cartrescue import processes
+from cartrescue import private, processes
 from cartrescue.text import counted, path_text
 from cartrescue.workers import TERM_GRACE, Document, error_of, exit_code_of, merge_counts, worst_exit_code
 
@@ -62,7 +62,7 @@ def take_in_round(identity: str, config: Path) -> str | None:
     # and its refusal named no shop ("reads the same carts as  in this run-all round").
     mine = f"{path}.{os.getpid()}"
     try:
-        with open(mine, "w", encoding="utf-8", errors="backslashreplace", opener=_private) as written:
+        with open(mine, "w", encoding="utf-8", errors="backslashreplace", opener=private.opener) as written:
             written.write(str(config))
         os.link(mine, path)
     except FileExistsError:
@@ -78,11 +78,6 @@ def take_in_round(identity: str, config: Path) -> str | None:
         with suppress(OSError):
             os.unlink(mine)
     return None
-
-
-def _private(path: str, flags: int) -> int:
-    """Open a round's file for its owner alone (it names a shop's config)."""
-    return os.open(path, flags, 0o600)
 
 
 @dataclass(slots=True)

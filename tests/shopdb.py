@@ -211,13 +211,14 @@ def shop_database(kind: str, label: str, *, ctype_c: bool = False) -> Iterator[S
 
 
 @contextmanager
-def ledger_on(shop: Any, kind: str) -> Iterator[str]:
+def ledger_on(shop: Any, kind: str, label: str = "ledger") -> Iterator[str]:
     """The URL of a ``conftest.Shop``'s ledger: its SQLite file beside its config (``kind``
-    ``sqlite``), or a fresh database on the ``kind`` server, configured as its ``ledger.url``."""
+    ``sqlite``), or a fresh database on the ``kind`` server (named after ``label``), configured as
+    its ``ledger.url``."""
     if kind == "sqlite":
         yield f"sqlite:///{shop.folder / 'ledger.db'}"
         return
-    with shop_database(kind, "ledger") as db:
+    with shop_database(kind, label) as db:
         shop.configure(ledger={"url": db.url})
         yield db.url
 

@@ -10,11 +10,12 @@ number scanned every message of the ledger, once per SMS cart); SQLite's path ma
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from shopdb import KINDS, shop_database
+from shopdb import KINDS, ledger_on, shop_database
 
 from cartrescue.ledger import TABLES
 from conftest import Shop, cart
@@ -29,10 +30,11 @@ def _statements(kind: str) -> list[str]:
     return [part.strip() for part in "\n".join(lines).split(";\n") if part.strip().rstrip(";")]
 
 
-@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"), *KINDS])
-def old_ledger(request: pytest.FixtureRequest, shop: Shop) -> Iterator[str]:
-    """The URL of a ledger made with the 2026-11-30 schema, configured for ``shop``."""
-    if request.param == "sqlite":
+@contextmanager
+def older_ledger(shop: Shop, kind: str, label: str) -> Iterator[str]:
+    """The URL of a ledger made with the 2026-11-30 schema (a database named after ``label`` on a
+    server), configured for ``shop``."""
+    if kind == "sqlite":
         url = f"sqlite:///{shop.folder / 'ledger.db'}"
         engine = sa.create_engine(url)
         with engine.begin() as conn:
@@ -41,12 +43,19 @@ def old_ledger(request: pytest.FixtureRequest, shop: Shop) -> Iterator[str]:
         shop.configure(ledger={"url": url})
         yield url
         return
-    with shop_database(request.param, "oldschema") as db:
+    with shop_database(kind, label) as db:
         with db.admin.begin() as conn:
-            for statement in _statements(request.param):
+            for statement in _statements(kind):
                 conn.exec_driver_sql(statement.rstrip(";"))
         shop.configure(ledger={"url": db.url})
         yield db.url
+
+
+@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"), *KINDS])
+def old_ledger(request: pytest.FixtureRequest, shop: Shop) -> Iterator[str]:
+    """The URL of a ledger made with the 2026-11-30 schema, configured for ``shop``."""
+    with older_ledger(shop, request.param, "oldschema") as url:
+        yield url
 
 
 def _index_names(url: str) -> dict[str, set[str]]:
@@ -67,3 +76,31 @@ def test_a_run_on_an_older_ledger_adds_the_indexes_its_tables_lack(shop: Shop, o
     wanted = {model.__table__.name: {index.name for index in model.__table__.indexes}  # type: ignore[attr-defined]
               for model in TABLES}
     assert {table: names - have.get(table, set()) for table, names in wanted.items() if names - have.get(table, set())} == {}
+
+
+def _indexed_first(url: str, table: str) -> set[str]:
+    """The columns some index of ``table`` begins with (a range on them is a search, not a scan)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        return {index["column_names"][0] for index in sa.inspect(engine).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", [pytest.param("sqlite", id="sqlite"), *KINDS])
+def test_an_older_ledgers_decisions_get_an_index_on_their_time(shop: Shop, kind: str) -> None:
+    """The report reads the decisions of its period and retention deletes the old ones, both by
+    ``decided_at``: with no index on it, each read every decision the ledger kept."""
+    with older_ledger(shop, kind, "ledgersmallold") as url:
+        assert "decided_at" not in _indexed_first(url, "cr_decision")
+        shop.add(cart("c1", email="anna@example.com"))
+        assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+        assert "decided_at" in _indexed_first(url, "cr_decision")
+
+
+@pytest.mark.parametrize("kind", [pytest.param("sqlite", id="sqlite"), *KINDS])
+def test_a_new_ledgers_decisions_have_an_index_on_their_time(shop: Shop, kind: str) -> None:
+    with ledger_on(shop, kind, "ledgersmallnew") as url:
+        shop.add(cart("c1", email="anna@example.com"))
+        assert shop.cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+        assert "decided_at" in _indexed_first(url, "cr_decision")

@@ -147,3 +147,42 @@ def test_a_file_named_for_the_output_on_a_full_disk_is_named_in_the_error(shop: 
     error = json.loads(done.stdout)["error"]
     assert error["code"] == "failed"
     assert error["message"] == f"{command[-1]} /dev/full: cannot write: No space left on device"
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["run", "--eml"], "--eml -: the messages go into a folder, a file each"),
+    (["run", "--outbox"], "--outbox -: the messages go into a folder, a file each"),
+    (["send-test", "me@example.com", "--outbox"], "--outbox -: the messages go into a folder, a file each"),
+    (["report", "--csv"], "--csv -: one file per table goes into a folder"),
+    (["report", "--json", "--html"], "--html -: --json writes to stdout too"),
+    (["preview", "c1", "--html"], "--html -: stdout shows the preview"),
+    (["preview", "c1", "--screenshot"], "--screenshot -: the picture goes to a PNG file"),
+], ids=["run-eml", "run-outbox", "send-test-outbox", "report-csv", "report-html-json", "preview-html",
+        "preview-screenshot"])
+def test_a_dash_where_stdout_cannot_take_the_output_is_refused(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch, command: list[str], said: str) -> None:
+    """``-`` is stdout by the usual convention: these made a file or a folder named ``-`` beside
+    the config, or in the working folder, and said they had written it."""
+    monkeypatch.chdir(shop.folder)
+    result = shop.add(cart("c1")).cli(*command, "-")
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert said in result.stderr
+    assert not (shop.folder / "-").exists()
+
+
+def test_run_all_outbox_dash_is_refused(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(shop.folder)
+    shop.add(cart("c1")).write()
+    result = cli("run-all", "--outbox", "-", str(shop.config_path))
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert "--outbox -: the messages go into a folder, a file each" in result.stderr
+    assert not (shop.folder / "-").exists()
+
+
+def test_report_html_dash_prints_the_page_in_place_of_the_report(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(shop.folder)
+    assert shop.add(cart("c1")).cli("run", "--outbox", str(shop.folder / "out")).exit_code == 0
+    result = shop.cli("report", "--html", "-", now=None)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("<!DOCTYPE html>") and result.stdout.rstrip().endswith("</html>")
+    assert not (shop.folder / "-").exists()

@@ -1314,3 +1314,35 @@ def test_a_check_that_cannot_run_writes_a_junit_report_in_error(tmp_path: Path) 
     assert (root.get("tests"), root.get("errors"), root.get("failures")) == ("1", "1", "0")
     error = root.find("testsuite/testcase/error")
     assert error is not None and "missing.yaml" in (error.get("message") or "")
+
+
+def test_junit_dash_writes_the_report_to_stdout_and_the_table_to_stderr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--junit -`` wrote a file named ``-`` in the working folder, and CI reading stdout got
+    the table instead of the report."""
+    monkeypatch.chdir(tmp_path)
+    result = _check("-t", "syntax", "--junit", "-")
+    assert result.exit_code == 1, result.output
+    assert not (tmp_path / "-").exists()
+    root = ET.fromstring(result.stdout.split("\n", 1)[1])
+    assert root.tag == "testsuites" and int(root.get("failures") or 0) > 0
+    assert "syntax error" in result.stderr and "JUnit XML written" not in result.stderr
+
+
+def test_junit_dash_with_json_is_refused_as_both_would_be_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _check("-t", "syntax", "--junit", "-", "--json")
+    assert result.exit_code == 2, result.output
+    assert result.json["error"]["message"].startswith("--junit -: --json writes to stdout too: give --junit a file")
+    assert not (tmp_path / "-").exists()
+
+
+def test_junit_dash_of_a_check_that_cannot_run_is_a_report_in_error_on_stdout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli("templates", "check", "--config", str(tmp_path / "missing.yaml"), "--junit", "-")
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "-").exists()
+    error = ET.fromstring(result.stdout.split("\n", 1)[1]).find("testsuite/testcase/error")
+    assert error is not None and "missing.yaml" in (error.get("message") or "")
+    assert "missing.yaml" in result.stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+from cartrescue import private
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.model import Decision, score_text
 from cartrescue.text import path_text, printable, spreadsheet_text, spreadsheet_value
@@ -253,8 +254,9 @@ def layout_like(like: Path | None) -> Layout:
 
 
 def _locked(path: Path) -> IO[bytes]:
-    """The list at ``path`` open for appending (``a+b``, made when missing) under an exclusive
-    lock, released when it is closed (POSIX; elsewhere none).
+    """The list at ``path`` open for appending (``a+b``, made when missing, owner-only: it holds
+    customers' names and numbers) under an exclusive lock, released when it is closed (POSIX;
+    elsewhere none).
 
     ``forget --files`` replaces the file (a new one renamed over it): a process that opened the
     old one and waited for its lock would append to a file nobody sees any more. So once the
@@ -263,9 +265,9 @@ def _locked(path: Path) -> IO[bytes]:
     try:
         import fcntl
     except ImportError:  # Windows: the list is written unlocked (run one process there)
-        return path.open("a+b")
+        return open(path, "a+b", opener=private.opener)
     while True:
-        handle = path.open("a+b")
+        handle = open(path, "a+b", opener=private.opener)
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             if os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino:
@@ -441,7 +443,9 @@ def _replace(path: Path, rows: list[list[str]], layout: Layout) -> None:
     as this user may give them (a list the staff's group could save stayed the cron user's)."""
     target = path.resolve()
     partial = target.with_name(target.name + ".part")
-    with partial.open("w", encoding="utf-8-sig" if layout.bom else "utf-8", newline="") as handle:
+    partial.unlink(missing_ok=True)  # a killed rewrite's: opening it would keep its mode
+    with open(partial, "w", encoding="utf-8-sig" if layout.bom else "utf-8", newline="",
+              opener=private.opener) as handle:  # 0600 until it takes the list's mode below
         layout.writer(handle).writerows(rows)
     was = target.stat()
     os.chmod(partial, was.st_mode & 0o7777)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from cartrescue import private
 from cartrescue.channels.base import Channel, Envelope, Outcome, Status
 from cartrescue.text import path_text
 
@@ -45,7 +46,7 @@ def write_file(target: Path, data: bytes) -> Path:
     left by a killed run goes first: opening it would keep its mode."""
     partial = target.with_name(target.name + ".part")
     partial.unlink(missing_ok=True)
-    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+    with open(partial, "wb", opener=private.opener) as handle:
         handle.write(data)
     os.replace(partial, target)
     return target

@@ -196,10 +196,26 @@ def _remove_empty(folders: list[Path]) -> None:
                 pass
 
 
+def names_stdout(path: Path | None) -> bool:
+    """``-``, which the usual CLI convention reads as stdout (never a file named ``-``)."""
+    return path is not None and str(path) == "-"
+
+
 def stdout_or_file(path: Path | None) -> Path | None:
     """``-o -`` means stdout, as the usual CLI convention has it: ``None`` (the option left out),
     never a file named ``-`` in the working folder."""
-    return None if path is not None and str(path) == "-" else path
+    return None if names_stdout(path) else path
+
+
+#: Why ``--outbox -`` and ``--eml -`` are refused (:func:`no_stdout`): they made a folder named ``-``.
+MESSAGE_FOLDER = "the messages go into a folder, a file each: name a folder (e.g. out)"
+
+
+def no_stdout(option: str, path: Path | None, why: str) -> None:
+    """Refuse ``option -`` where stdout cannot take what the option writes (``why``): exit 2
+    before anything is read, where a file named ``-`` (or a folder) was made in the working folder."""
+    if names_stdout(path):
+        raise ConfigError(f"{option} -: {why}")
 
 
 @contextmanager

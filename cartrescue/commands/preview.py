@@ -5,6 +5,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from cartrescue import private
 from cartrescue.commands.common import (
     ConfigOption,
     JsonOption,
@@ -14,6 +15,7 @@ from cartrescue.commands.common import (
     fail,
     json_out,
     load,
+    no_stdout,
     out_console,
     output_file,
     parse_now,
@@ -62,6 +64,8 @@ def preview(
     """
 
     try:
+        no_stdout("--html", html, "stdout shows the preview: give a file (--json carries the HTML part as \"html\")")
+        no_stdout("--screenshot", screenshot, "the picture goes to a PNG file: give one (--screenshot step1.png)")
         from cartrescue.compose.render import require_step_templates
         from cartrescue.job import resolve_now
         from cartrescue.preview import preview as make_preview
@@ -103,7 +107,8 @@ def preview(
     if html is not None:
         try:
             with output_file("--html", html):
-                html.write_text(message.html, encoding="utf-8")
+                with open(html, "w", encoding="utf-8", opener=private.opener) as page:  # a customer's message
+                    page.write(message.html)
         except CartrescueError as error:
             fail(error, as_json)
     if as_json:

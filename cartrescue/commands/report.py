@@ -10,6 +10,7 @@ from cartrescue.commands.common import (
     ConfigOption,
     JsonOption,
     NowOption,
+    closed_pipe,
     err_console,
     error_json,
     error_line,
@@ -17,9 +18,12 @@ from cartrescue.commands.common import (
     json_out,
     last_net,
     load,
+    names_stdout,
+    no_stdout,
     out_console,
     output_file,
     parse_now,
+    write_whole,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
 
@@ -108,7 +112,9 @@ def report(
         "--by", metavar="DIMENSION", help="Breakdown to show: step, tier, variant, locale, channel or day (repeatable; default step).")] = None,
     csv_dir: Annotated[Optional[Path], typer.Option("--csv", metavar="DIR", help="Write one CSV per table into DIR.")] = None,
     html: Annotated[Optional[Path], typer.Option(
-        "--html", metavar="FILE", help="Write one self-contained HTML file (inline CSS and SVG charts, no network).")] = None,
+        "--html", metavar="FILE", help=(
+            "Write one self-contained HTML file (inline CSS and SVG charts, no network); -: print it in place of "
+            "the report."))] = None,
     email: Annotated[Optional[str], typer.Option(
         "--email", metavar="ADDRESS", help="Send the report (HTML attached) to ADDRESS through the configured SMTP relay.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=(
@@ -133,6 +139,9 @@ def report(
     """
     chosen = list(dict.fromkeys(by or ["step"]))
     try:
+        no_stdout("--csv", csv_dir, "one file per table goes into a folder: give one (--csv report-csv)")
+        if as_json:
+            no_stdout("--html", html, "--json writes to stdout too: give --html a file (--html report.html)")
         unknown = [name for name in chosen if name not in BREAKDOWNS]
         if unknown:
             raise ConfigError(f"--by {unknown[0]}: expected one of {', '.join(BREAKDOWNS)}")
@@ -155,7 +164,7 @@ def report(
             from cartrescue.report.html import render_html
 
             page = render_html(document, config_obj.shop.name, config_obj.shop.default_locale)
-        if html is not None:
+        if html is not None and not names_stdout(html):  # --html -: the page is printed in place of the report
             with output_file("--html", html):
                 html.write_text(page or "", encoding="utf-8")
             outputs["html"] = str(html)
@@ -176,6 +185,11 @@ def report(
         document["error"] = error_json(mail_error)
     if as_json:
         json_out(document, config=config_obj)
+    elif names_stdout(html):
+        try:
+            write_whole(page or "")
+        except BrokenPipeError as exc:
+            closed_pipe(exc, False)
     elif not quiet:
         from cartrescue.report.terminal import print_report
 

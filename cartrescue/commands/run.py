@@ -8,6 +8,7 @@ import typer
 
 from cartrescue.commands.common import (
     INTERRUPTED,
+    MESSAGE_FOLDER,
     ConfigOption,
     FirstUseConsole,
     JsonOption,
@@ -22,6 +23,7 @@ from cartrescue.commands.common import (
     last_net,
     load,
     made_folders,
+    no_stdout,
     output_folder,
     out_console,
     parse_now,
@@ -62,7 +64,9 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
         live_clock = live_clock or (now is None and not config.now)  # cartrescue.clock
         sharded = _shard(shard)
         if mode == "outbox":  # a folder that cannot take the files stops the run before it reads a cart
+            no_stdout("--outbox", outbox, MESSAGE_FOLDER)
             output_folder("--outbox", config.outbox_folder(outbox), made)
+        no_stdout("--eml", eml, MESSAGE_FOLDER)
         eml_folder = output_folder("--eml", config.path(eml), made) if eml is not None else None
         if eml_folder is not None and shard is None:  # this look's call list, not the last one's too
             (eml_folder / "call-list.csv").unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cartrescue.commands.common import (
+    MESSAGE_FOLDER,
     ConfigsArgument,
     JobsOption,
     JsonOption,
@@ -14,6 +15,7 @@ from cartrescue.commands.common import (
     error_line,
     fail,
     json_out,
+    no_stdout,
     out_console,
     parse_now,
     parse_timeout,
@@ -71,6 +73,7 @@ def run_all(
     if resend_unconfirmed and not (send or outbox):
         fail(ConfigError("--resend-unconfirmed needs --send (or --outbox)"), as_json)
     try:
+        no_stdout("--outbox", outbox, MESSAGE_FOLDER)
         at = parse_now(now)
         limit = parse_timeout(timeout)
     except ConfigError as error:

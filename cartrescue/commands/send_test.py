@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from cartrescue.commands.common import (
+    MESSAGE_FOLDER,
     ConfigOption,
     JsonOption,
     NowOption,
@@ -14,6 +15,7 @@ from cartrescue.commands.common import (
     json_out,
     load,
     made_folders,
+    no_stdout,
     output_folder,
     parse_now,
 )
@@ -69,6 +71,7 @@ def send_test(
             cfg = load(config)
             require_step_templates(cfg)  # as a run and preview refuse it: no test of a sequence a run would refuse
             if outbox is not None:
+                no_stdout("--outbox", outbox, MESSAGE_FOLDER)
                 output_folder("--outbox", cfg.path(outbox), made)
             try:
                 result = deliver(cfg, address, resolve_now(cfg, parse_now(now)), cart_id=cart_id, sample=sample,

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from cartrescue import private
 from cartrescue.commands.common import (
     ConfigOption,
     ExportJsonOption,
@@ -75,7 +76,8 @@ def survey_export(
         ledger = reading_ledger(cfg)  # only reads: leaves the ledger as it is
         try:
             if output is not None:
-                with output_file("--output", output), output.open("w", encoding="utf-8", newline="") as handle:
+                with output_file("--output", output), \
+                        open(output, "w", encoding="utf-8", newline="", opener=private.opener) as handle:
                     count = write_csv(ledger.survey_answers(start, end), handle, cfg)
             elif as_json:
                 rows = [{key: _plain(value) for key, value in row.items() if key != "id"}

@@ -8,14 +8,18 @@ import typer
 from cartrescue.commands.common import (
     ConfigOption,
     JsonOption,
+    closed_pipe,
     err_console,
     fail,
     json_out,
     load,
+    names_stdout,
+    no_stdout,
     out_console,
     output_file,
     problem_warnings,
     sub_typer,
+    write_whole,
 )
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
 
@@ -35,7 +39,8 @@ def _load_or_default(config: Path | None) -> tuple[Any, bool]:
 def templates_check(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    junit: Annotated[Optional[Path], typer.Option("--junit", metavar="FILE", help="Also write a JUnit XML report to FILE (for CI).")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", metavar="FILE", help=(
+        "Also write a JUnit XML report to FILE (for CI); -: to stdout, the table then on stderr."))] = None,
     template: Annotated[Optional[list[str]], typer.Option("--template", "-t", metavar="NAME", help="Check only this template (repeatable).")] = None,
     locale: Annotated[Optional[list[str]], typer.Option("--locale", "-l", metavar="LOCALE", help="Check only this locale (repeatable).")] = None,
     templates: Annotated[Optional[Path], typer.Option(
@@ -60,8 +65,12 @@ def templates_check(
     close names that exist (`'cart.totl' is undefined: cart has no 'totl' (did you mean
     cart.total?)`).
 
+    `--junit -` writes the JUnit XML to stdout, and the table (or a problem's line) to stderr; it
+    cannot go with `--json`, which is stdout's too.
+
     Exit codes: 0 all pass, 1 some failed (or rows of --carts FILE could not be read), 2 usage or
-    config error (an unknown --template or --locale), 3 the --carts FILE cannot be read as an export.
+    config error (an unknown --template or --locale, --junit - with --json), 3 the --carts FILE
+    cannot be read as an export.
 
     Examples:
 
@@ -71,7 +80,10 @@ def templates_check(
     """
     import time
 
+    to_stdout = names_stdout(junit)
     try:
+        if as_json:
+            no_stdout("--junit", junit, "--json writes to stdout too: give --junit a file (--junit templates.xml)")
         from cartrescue.template_check import TemplateChecker, example_carts, junit_xml, print_report
 
         cfg, defaulted = _load_or_default(config)
@@ -100,15 +112,18 @@ def templates_check(
         seconds = time.perf_counter() - started
         if defaulted:
             report.notes.insert(0, "no cartrescue.yaml here: checked with the default config (use --config)")
-        if junit is not None:
+        if junit is not None and not to_stdout:
             with output_file("--junit", junit):
                 junit.write_text(junit_xml(report, seconds), encoding="utf-8")
     except CartrescueError as error:
-        if junit is not None:
-            _junit_error(junit, str(error))
+        if junit is not None and not (to_stdout and as_json):  # refused: nothing written
+            _junit_error(junit, str(error), to_stdout)
         fail(error, as_json)
     if as_json:
         json_out(report.as_dict(), indent=1, config=loaded)
+    elif to_stdout:
+        print_report(report, _stderr_table(), show_passing=not failures_only)
+        _write_stdout(junit_xml(report, seconds))
     else:
 
         print_report(report, out_console(markup=True), show_passing=not failures_only)  # data escaped there
@@ -118,14 +133,35 @@ def templates_check(
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
-def _junit_error(path: Path, message: str) -> None:
+def _junit_error(path: Path, message: str, to_stdout: bool = False) -> None:
     """The ``--junit`` file of a check that could not run: one case in error (CI reads it, and a
     stale report an earlier build left there is not taken for this build's). A file it cannot
-    write leaves the error as it is: the exit code still fails the build."""
+    write leaves the error as it is: the exit code still fails the build. ``to_stdout``
+    (``--junit -``): the report goes to stdout, the error's line to stderr."""
     from cartrescue.template_check import junit_error_xml
 
+    if to_stdout:
+        _write_stdout(junit_error_xml(message))
+        return
     try:
         with output_file("--junit", path):
             path.write_text(junit_error_xml(message), encoding="utf-8")
     except (CartrescueError, OSError):
         pass
+
+
+def _stderr_table() -> Any:
+    """stderr, for the table of ``--junit -``, with the markup :func:`print_report` escapes data for."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(file=sys.stderr, markup=True, highlight=False, emoji=False)
+
+
+def _write_stdout(xml: str) -> None:
+    """``--junit -``'s report on stdout; a reader that left (``| head``) is the pipe's error, as for any output."""
+    try:
+        write_whole(xml)
+    except BrokenPipeError as exc:
+        closed_pipe(exc, False)

@@ -280,12 +280,28 @@ def _explain_error(exc: BaseException, where: str, own_queries: bool,
             column = _unaliased(match.group(1), getattr(exc, "statement", None))
             return f"column {column} not found in {where} ({hint})"
     if refused(exc):
-        said = _one_line(str(orig.args[1])) if code is not None and len(orig.args) > 1 else text  # not "(1142, …)"
-        return f"permission denied in {where}: {said[:160]} (the account needs SELECT on the shop's tables)"
+        said = _driver_said(str(orig.args[1] if code is not None and len(orig.args) > 1 else orig))  # not "(1142, …)"
+        return f"permission denied in {where}: {said} (the account needs SELECT on the shop's tables)"
     if code == 1792 or "read-only transaction" in lower or "read only transaction" in lower \
             or "readonly database" in lower:
         return f"refused in {where}: the statement would write, and the connection is read-only"
-    return f"database error in {where}: {text[:200]}"
+    return f"database error in {where}: {_driver_said(str(orig))}"
+
+
+#: At most this much of what the database said (:func:`_driver_said`): its whole message, which
+#: servers bound themselves (MariaDB quotes 80 characters of the statement, PostgreSQL a line of
+#: it), never a page a driver might one day put there.
+_SAID_MAX = 1000
+
+
+def _driver_said(text: str) -> str:
+    """What the driver said (``text``) of a statement it refused, its lines made one, all of it: cut at 200
+    characters, MariaDB's syntax error (``... for the right syntax to use near 'FORM carts c JOIN
+    cart_lines l ON ...' at line 3``) lost the text it named and its line, and PostgreSQL's its
+    ``HINT:``. PostgreSQL's caret line (a ``^`` under the quoted statement) points at nothing once
+    the lines are joined, so it goes."""
+    said = _one_line(" ".join(line for line in text.splitlines() if line.strip() != "^"))
+    return said if len(said) <= _SAID_MAX else said[:_SAID_MAX - 1] + "…"
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,7 +599,7 @@ class ShopDatabase:
             if refused(exc):
                 orig = getattr(exc, "orig", None) or exc
                 args: tuple[Any, ...] = tuple(getattr(orig, "args", None) or ())  # PyMySQL's (1142, "… denied …")
-                return _one_line(str(args[1] if len(args) > 1 and isinstance(args[0], int) else orig))[:160]
+                return _driver_said(str(args[1] if len(args) > 1 and isinstance(args[0], int) else orig))
         return None
 
     def first_value(self, table: str, column: str) -> Any:
