@@ -623,7 +623,16 @@ def _call_list(config: Any) -> Check:
     if problem is not None:  # as the user the doctor runs as: run it as the one cron runs the shop as
         return Check("call-list", FAIL, f"{config.where('call_list.path')}: {problem}; every call is retried and "
                      "fails until the user that runs cartrescue may write there", int(ExitCode.SOME_FAILED))
-    return Check("call-list", OK, f"{path}: {'calls are appended under its header' if path.exists() else 'not there yet: the first call begins it'}")
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # not there yet (or unreadable: list_problem said so above)
+        return Check("call-list", OK, f"{path}: not there yet: the first call begins it")
+    if mode & 0o004:  # an older version's list (made under the umask), or one chmod-ed so
+        return Check("call-list", WARN, f"{config.where('call_list.path')}: {path} is readable by every user of "
+                     f"this machine (mode {mode & 0o777:o}) and holds customers' names and numbers: "
+                     f"chmod o-r {path} (a list cartrescue begins is its owner's alone; a group the staff are in "
+                     "may keep reading it)")
+    return Check("call-list", OK, f"{path}: calls are appended under its header")
 
 
 def _code_pools(config: Any, ledger: Any, missing: bool) -> Check:

@@ -13,7 +13,7 @@ import pytest
 from smtpserver import Fault, LoopbackSMTP
 from sqlalchemy import update
 
-from cartrescue.doctor import FAIL, OK, staleness
+from cartrescue.doctor import FAIL, OK, WARN, staleness
 from cartrescue.errors import ExitCode
 from cartrescue.ledger import ClaimRequest, Ledger, Run
 from conftest import NOW, Shop, cart
@@ -593,6 +593,22 @@ def test_a_call_list_file_whose_header_is_no_call_list_fails_the_doctor(shop: Sh
     assert "names no call-list column" in found["detail"]
 
 
+def test_a_call_list_every_user_may_read_is_a_doctor_warning_naming_the_chmod(shop: Shop) -> None:
+    """A list an older version made under the umask (0644) kept customers' names and numbers open
+    to every account of the machine; a new one is 0600, and one shared with the staff's group fine."""
+    shop.configure(priority={"tiers": [{"name": "vip", "min_score": 40, "channel": "call-list"},
+                                       {"name": "standard", "min_score": 0}]},
+                   call_list={"path": "calls.csv"}).add(cart("c1"))
+    path = shop.folder / "calls.csv"
+    path.write_text("cart_id,phone\n", encoding="utf-8")
+    path.chmod(0o644)
+    found = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["call-list"]
+    assert found["status"] == WARN, found
+    assert "call_list.path" in found["detail"] and f"chmod o-r {path}" in found["detail"], found["detail"]
+    path.chmod(0o640)
+    assert checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["call-list"]["status"] == OK
+
+
 def _doctor_without_root_powers(shop: Shop) -> dict:
     """``doctor --json`` run without the capability to write any file (root here), as the cron
     user that does not own the call list is refused: the call-list check it reports."""
@@ -687,7 +703,7 @@ def test_a_call_list_the_run_may_not_write_fails_the_doctor_naming_the_file(shop
     assert found["status"] == FAIL and found["exit_code"] == 1, found
     assert "call_list.path" in found["detail"] and str(path) in found["detail"], found["detail"]
     assert "no permission to write" in found["detail"], found["detail"]
-    path.chmod(0o644)  # owned by the user that runs: fine again
+    path.chmod(0o640)  # owned by the user that runs: fine again
     assert _doctor_without_root_powers(shop)["status"] == OK
 
 
@@ -726,6 +742,7 @@ def test_a_call_list_whose_header_lacks_the_phone_column_fails_the_doctor_naming
                                       "lacks phone: 'cart_id,first_name,last_name,email'; "), found["detail"]
     assert ",".join(COLUMNS) in found["detail"]
     (path).write_text(",".join(reversed(COLUMNS)) + "\n", encoding="utf-8")  # another order is fine
+    path.chmod(0o600)  # as cartrescue makes one (one every user may read is a warning)
     assert checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["call-list"]["status"] == OK
 
 
