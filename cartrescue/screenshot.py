@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from cartrescue import private
 from cartrescue.errors import CartrescueError, ConfigError, ExitCode
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -109,7 +110,8 @@ def screenshot(html: str, out: Path, *, size: tuple[int, int] = DEFAULT_SIZE, ch
             raise ScreenshotError(f"{binary} exited with {process.returncode} and wrote no screenshot: "
                                   f"{_reason(stderr)}")
         try:
-            shutil.copyfile(shot, target)
+            with open(target, "wb", opener=private.opener) as picture:  # a customer's message
+                picture.write(shot.read_bytes())
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise  # no room: the command's OutputError (exit 1), as for its other output

@@ -75,6 +75,16 @@ def test_a_previews_html_file_is_readable_by_its_owner_only(shop: Shop) -> None:
     assert _mode(target) == 0o600
 
 
+@pytest.mark.slow
+def test_a_previews_screenshot_is_readable_by_its_owner_only(shop: Shop, chromium: str) -> None:
+    """``preview --screenshot`` is a picture of the same message."""
+    target = shop.folder / "step1.png"
+    result = shop.add(cart("c1", first_name="Ann")).cli("preview", "c1", "--screenshot", str(target))
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert _mode(target) == 0o600
+
+
 def test_an_export_file_that_is_there_keeps_its_mode(shop: Shop) -> None:
     """A file the shop shared with its staff's group (0640) stays shared when written again."""
     target = shop.folder / "survey.csv"
