@@ -1174,3 +1174,16 @@ def test_suppress_import_reads_a_number_behind_a_spreadsheets_apostrophe(shop: S
     assert result.exit_code == 0, result.output
     assert (result.json["added"], result.json["invalid"]) == (1, [])
     assert shop.cli("suppress", "list", "--email", "+46701234500", now=None).exit_code == 0
+
+
+def test_unsubscribing_an_address_suppressed_for_another_reason_says_which(shop: Shop) -> None:
+    """An address ``forget`` erased was answered "already unsubscribed": the owner read it as the
+    customer's own opt-out, while the ledger keeps it as an erasure (or a bounce)."""
+    shop.add(cart("c1", email="ann@example.com"))
+    assert shop.cli("forget", "ann@example.com", now=None).exit_code == 0
+    done = shop.cli("unsubscribe", "ann@example.com", now=None)
+    assert done.exit_code == 0, done.output
+    assert "ann@example.com: already suppressed (forgotten)" in done.stderr, done.stderr
+    assert shop.cli("unsubscribe", "bo@example.com", now=None).exit_code == 0
+    again = shop.cli("unsubscribe", "bo@example.com", now=None)
+    assert "bo@example.com: already unsubscribed" in again.stderr, again.stderr

@@ -44,7 +44,8 @@ def unsubscribe(
         cartrescue unsubscribe bob@example.com --json
         cartrescue unsubscribe +46701234567
     """
-    from cartrescue.suppressions import BadToken, as_number, resolve, token_spots, unsubscribe_number
+    from cartrescue.contacts import email_hash, phone_hash
+    from cartrescue.suppressions import UNSUBSCRIBED, BadToken, as_number, resolve, token_spots, unsubscribe_number
     from cartrescue.suppressions import unsubscribe as do_unsubscribe
 
     email: str | None = None
@@ -62,6 +63,7 @@ def unsubscribe(
                     email, added = done.email, done.added
                 else:
                     added = unsubscribe_number(ledger, number, source="cli")
+                was = None if added else ledger.suppression(email_hash(email) if email else phone_hash(number or ""))
             finally:
                 ledger.close()
         except BadToken as exc:
@@ -73,7 +75,10 @@ def unsubscribe(
     if as_json:
         json_out({"email": email, "phone": number, "added": added}, config=cfg)
         return
-    state = "unsubscribed" if added else "already unsubscribed"
+    # already suppressed: as what (a person erased by `forget`, a bounce) rather than "unsubscribed"
+    reason = (was or {}).get("reason") or UNSUBSCRIBED
+    state = "unsubscribed" if added else "already unsubscribed" if reason == UNSUBSCRIBED \
+        else f"already suppressed ({reason})"
     whose = "of this address" if number is None else "with this number"
     err_console().print(f"{email or number}: {state} (no cart {whose} gets another reminder)", highlight=False)
 
