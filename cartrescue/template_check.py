@@ -1228,7 +1228,9 @@ def check_templates(config: Config, *, templates: Iterable[str] | None = None, l
 # -- output ----------------------------------------------------------------------------------
 
 def junit_xml(report: Report, seconds: float = 0.0) -> str:
-    """JUnit XML: one testsuite, one testcase per case, a <failure> per failed case."""
+    """JUnit XML: one testsuite, one testcase per case, a <failure> per failed case; the notes
+    (an A/B arm that falls back to the base template in some locales, a file no run reads) as
+    the suite's <system-out>, one a line: a CI job that keeps only the report kept none of them."""
     import xml.etree.ElementTree as ET
 
     tests, failures = str(len(report.cases) + bool(report.problems)), str(len(report.failed) + bool(report.problems))
@@ -1257,6 +1259,8 @@ def junit_xml(report: Report, seconds: float = 0.0) -> str:
         element = ET.SubElement(suite, "testcase", classname="carts", name="fixture carts file", time="0.000")
         failure = ET.SubElement(element, "failure", type="carts", message=report.problems[0])
         failure.text = "\n".join(report.problems)
+    if report.notes:
+        ET.SubElement(suite, "system-out").text = "\n".join(f"note: {note}" for note in report.notes)
     return _xml_document(suites)
 
 

@@ -4,6 +4,7 @@ arms, each said of the parts a channel sends (an e-mail's subject, text and HTML
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from typing import Any
 
 from conftest import Shop, texting
@@ -68,3 +69,15 @@ def test_a_variant_file_renders_only_for_the_steps_that_configure_the_variant(sh
     assert cases == {"reminder-1 [en] variant=- step=default 1/1": True,
                      "reminder-1 [en] variant=b step=default 1/1": False,
                      "reminder-1 [en] variant=- step=call 1/1": True}, cases
+
+
+def test_the_junit_report_carries_the_notes_on_the_arms(shop: Shop) -> None:
+    """A CI job that keeps the JUnit report alone (the docs' upload-artifact step) kept nothing
+    of the notes: that sv's b customers read the control was in the job's log only."""
+    junit = shop.folder / "templates.xml"
+    result = _check(shop, {"en/reminder-1@b.subject.txt": "Still thinking?"}, "--junit", str(junit))
+    assert result.exit_code == 0, result.output
+    said = ET.parse(junit).getroot().find("testsuite/system-out")
+    assert said is not None and said.text is not None
+    assert ("note: reminder-1: variant b has no files of its own in af, hu, kk, ru, sv: those customers are "
+            "counted as b but get the base template") in said.text.splitlines(), said.text
