@@ -279,11 +279,11 @@ def variant_fallback(renderer: Renderer, step: int, template: str, locale: str |
     own = renderer.variant_locales(template, variant, parts)
     if not own or locale in own:
         return None
-    files = f"{template}@{variant}.{parts[0]}" if len(parts) == 1 else f"{template}@{variant}.*"
+    files, them = (f"{template}@{variant}.{parts[0]}", "it") if len(parts) == 1 else (f"{template}@{variant}.*", "them")
+    where = f"{', '.join(sorted(own))} {'has' if len(own) == 1 else 'have'} {them}"
     what = "text" if tuple(parts) == (SMS_PART,) else "template"
-    return (f"variant {variant}: step {step}'s template has no {locale} files of the variant ({files}; "
-            f"{', '.join(sorted(own))} {'has' if len(own) == 1 else 'have'} {'it' if len(parts) == 1 else 'them'}): shown as the base {what}, "
-            f"which a customer of {locale} gets, counted as {variant}")
+    return (f"variant {variant}: step {step}'s template has no {locale} files of the variant ({files}; {where}): "
+            f"shown as the base {what}, which a customer of {locale} gets, counted as {variant}")
 
 
 def call_row(config: Config, decision: Decision, offer: str,

@@ -633,7 +633,7 @@ class TemplateChecker:
                                           channel=channel, arms=() if arm else tuple(sorted(configured))))
                 # a variant with files in no locale is a base arm (the control): fine
                 with_files = {v for variants in by_locale.values() for v in variants if v}
-                for variant in sorted(arms_sent & with_files - on_disk):
+                for variant in sorted((arms_sent & with_files) - on_disk):
                     fallbacks.setdefault((template, variant), []).append(locale)
         label = " (sms)" if channel == "sms" else ""
         for (template, variant), where in fallbacks.items():
