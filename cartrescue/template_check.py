@@ -135,6 +135,13 @@ Offer = tuple[str | None, Incentive | None]  # (tier, incentive): what a step gi
 _Use = tuple[str | None, int, int, list[Offer], set[str]]  # (sequence, step, step count, offers, variants)
 
 
+def base_arms(configured: Set[str], own: Set[str]) -> tuple[str, ...]:
+    """The arms a locale's base files are rendered with: those of the step without files of
+    their own there (``own``), as a run renders them; an arm with its own subject reads the base
+    text in its own case, never the base subject. All of them when each has files of its own."""
+    return tuple(sorted(configured - own) or sorted(configured))
+
+
 def offer_label(tier: str | None, incentive: Incentive | None) -> str:
     """``percent 10 (high)``: an offer as the report names it."""
     if incentive is None:
@@ -630,7 +637,7 @@ class TemplateChecker:
                     # variants, never does), or for a template no step uses yet.
                     for arm in [None, *sorted(on_disk & configured if seq_name else on_disk)]:
                         cases.append(Case(template, locale, arm, seq_name, number, count, list(offers),
-                                          channel=channel, arms=() if arm else tuple(sorted(configured))))
+                                          channel=channel, arms=() if arm else base_arms(configured, on_disk)))
                 # a variant with files in no locale is a base arm (the control): fine
                 with_files = {v for variants in by_locale.values() for v in variants if v}
                 for variant in sorted((arms_sent & with_files) - on_disk):

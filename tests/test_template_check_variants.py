@@ -81,3 +81,14 @@ def test_the_junit_report_carries_the_notes_on_the_arms(shop: Shop) -> None:
     assert said is not None and said.text is not None
     assert ("note: reminder-1: variant b has no files of its own in af, hu, kk, ru, sv: those customers are "
             "counted as b but get the base template") in said.text.splitlines(), said.text
+
+
+def test_a_base_file_is_not_rendered_for_an_arm_with_its_own_file_in_that_locale(shop: Shop) -> None:
+    """``en/reminder-1@b.subject.txt``: no run renders en's base subject for b, but the base case
+    gave it b's fixture carts too, and failed on a branch for b that no b customer reaches."""
+    result = _check(shop, {"en/reminder-1@b.subject.txt": "Still thinking?",
+                           "en/reminder-1.subject.txt": '{% if variant == "b" %}{{ cart.totl }}{% endif %}Your cart'},
+                    "--locale", "en")
+    assert result.exit_code == 0, result.output
+    assert [case["name"] for case in result.json["cases"] if case["channel"] == "email"] == [
+        "reminder-1 [en] variant=- step=default 1/1", "reminder-1 [en] variant=b step=default 1/1"]
