@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from cartrescue.compose.render import Renderer, did_you_mean
+from cartrescue.compose.render import PARTS, SMS_PART, Renderer, did_you_mean
 from cartrescue.config import Config
 from cartrescue.contacts import normalize_phone
 from cartrescue.decide.sequence import DONE, of_sequence, step_number
@@ -77,6 +77,7 @@ class Preview:
     warnings: tuple[str, ...] = ()  # what is wrong with the whole export (a misnamed column), as a run says it
     row: tuple[tuple[str, str], ...] | None = None  # a call-list step's row, (column, cell), as a run appends it
     list_path: str | None = None  # the call list that row goes to (call_list.path)
+    variant_fallback: str | None = None  # the note that the variant has no files in the locale shown
 
     @property
     def shown(self) -> bool:
@@ -243,7 +244,8 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
         target = replace(decision, cart=replace(cart, customer=customer), step=number, channel="sms",
                          template=template, variant=variant, phone=phone)
         sms = composer.compose_sms(target, test=True)
-        return Preview(decision, number, variant, None, target, sms, "sms", sms.locale, note, why)
+        return Preview(decision, number, variant, None, target, sms, "sms", sms.locale, note, why,
+                       variant_fallback=variant_fallback(renderer, number, template, sms.locale, variant, (SMS_PART,)))
     if channel == "call-list" and to is None:  # no message: the row staff phone from, as a run appends it
         target = replace(decision, step=number, channel=channel, template=template, variant=variant,
                          phone=decision.phone or normalize_phone(cart.customer.phone, config.phone_region))
@@ -259,9 +261,29 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     message = composer.compose(target, test=True)  # test links: a click on one touches no customer
     if to is not None:  # the test recipient alone: a tester's mailbox must not list customers' names
         message = replace(message, to=Address(to))
-    return Preview(decision, number, variant, message, target, channel=channel,
-                   locale=renderer.resolve_locale(customer.locale, template), note=note, why=why,
-                   warnings=_empty_text(message, renderer))
+    shown_in = renderer.resolve_locale(customer.locale, template)
+    return Preview(decision, number, variant, message, target, channel=channel, locale=shown_in, note=note, why=why,
+                   warnings=_empty_text(message, renderer),
+                   variant_fallback=variant_fallback(renderer, number, template, shown_in, variant, PARTS))
+
+
+def variant_fallback(renderer: Renderer, step: int, template: str, locale: str | None, variant: str | None,
+                     parts: Sequence[str]) -> str | None:
+    """The note that ``variant`` has none of ``parts`` of its own in ``locale`` while another
+    locale has: its customers there read the base template, counted as the variant, as
+    ``templates check`` notes it; `preview` and `send-test` say it, so that whoever checks each
+    arm per market knows the one shown is the control's. ``None`` for a variant with files in no
+    locale (the control, or a template that branches on ``variant``)."""
+    if variant is None or locale is None:
+        return None
+    own = renderer.variant_locales(template, variant, parts)
+    if not own or locale in own:
+        return None
+    files, them = (f"{template}@{variant}.{parts[0]}", "it") if len(parts) == 1 else (f"{template}@{variant}.*", "them")
+    where = f"{', '.join(sorted(own))} {'has' if len(own) == 1 else 'have'} {them}"
+    what = "text" if tuple(parts) == (SMS_PART,) else "template"
+    return (f"variant {variant}: step {step}'s template has no {locale} files of the variant ({files}; {where}): "
+            f"shown as the base {what}, which a customer of {locale} gets, counted as {variant}")
 
 
 def call_row(config: Config, decision: Decision, offer: str,

@@ -48,6 +48,7 @@ class SendTestResult:
     note: str | None = None  # why a run would not send this step to the cart (a skipped cart, a done step)
     locale: str = ""  # the locale whose templates rendered it (``--locale`` may fall back)
     locale_fallback: str | None = None  # the note that ``--locale`` fell back, as `preview` says it
+    variant_fallback: str | None = None  # the note that the variant has no files in that locale, as `preview` says it
 
     @property
     def sent(self) -> bool:
@@ -196,4 +197,4 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
     return SendTestResult(test_id, to, "" if origin == "sample" else decision.cart.id, origin, shown.step,
                           shown.variant, message.subject, channel.transport, outcome.status.value, outcome.reply,
                           message.message_id, shown.note, shown.locale or config.shop.default_locale,
-                          locale_fallback(locale, shown.locale, shown.step))
+                          locale_fallback(locale, shown.locale, shown.step), shown.variant_fallback)

@@ -135,6 +135,13 @@ Offer = tuple[str | None, Incentive | None]  # (tier, incentive): what a step gi
 _Use = tuple[str | None, int, int, list[Offer], set[str]]  # (sequence, step, step count, offers, variants)
 
 
+def base_arms(configured: Set[str], own: Set[str]) -> tuple[str, ...]:
+    """The arms a locale's base files are rendered with: those of the step without files of
+    their own there (``own``), as a run renders them; an arm with its own subject reads the base
+    text in its own case, never the base subject. All of them when each has files of its own."""
+    return tuple(sorted(configured - own) or sorted(configured))
+
+
 def offer_label(tier: str | None, incentive: Incentive | None) -> str:
     """``percent 10 (high)``: an offer as the report names it."""
     if incentive is None:
@@ -575,8 +582,8 @@ class TemplateChecker:
         sms_files = self.files(sms=True)
         wanted_sms = set(templates) & set(sms_files) if templates else \
             set(used_sms) | (set(sms_files) & (set(mailed) | self.own_templates()))
-        cases = self._cases(wanted, self.files(), used, "email", locales)
-        sms_cases = self._cases(wanted_sms, sms_files, {**mailed, **used_sms}, "sms", locales)
+        cases = self._cases(wanted, self.files(), used, "email", locales, used)
+        sms_cases = self._cases(wanted_sms, sms_files, {**mailed, **used_sms}, "sms", locales, used_sms)
         for case in sms_cases:
             case.sent_as_sms = case.template in used_sms
         return cases + sms_cases
@@ -592,7 +599,10 @@ class TemplateChecker:
         return any(parts == PARTS for parts, _why in step_parts(self.config, sequence, number - 1))
 
     def _cases(self, wanted: set[str], files: dict[str, dict[str, set[str | None]]], used: dict[str, list[_Use]],
-               channel: str, locales: Iterable[str] | None) -> list[Case]:
+               channel: str, locales: Iterable[str] | None, sent: Mapping[str, list[_Use]]) -> list[Case]:
+        """The cases of one channel's parts (``files``); ``sent``: the steps that send a template
+        on that channel, whose arms the notes on variant files speak of (a text's arms are told
+        by its ``.sms.txt`` files, an e-mail's by its subject, text and HTML files)."""
         locale_filter = {normalize_locale(loc) or loc for loc in locales} if locales else None
         cases: list[Case] = []
         # (template, variant) -> the locales where that variant renders the base files: its
@@ -611,8 +621,8 @@ class TemplateChecker:
                 cases.append(case)
                 continue
             steps = used.get(template) or [(None, 1, 1, [(None, None), (None, _SAMPLE_INCENTIVE)], set())]
-            if channel == "email":
-                self._note_same_message_for_every_arm(template, by_locale, {v for step in steps for v in step[4]})
+            arms_sent = {v for step in sent.get(template, ()) for v in step[4]}
+            self._note_same_message_for_every_arm(template, by_locale, arms_sent, channel)
             for locale in sorted(by_locale):
                 if locale_filter is not None and not any(_covers(asked, locale) for asked in locale_filter):
                     continue
@@ -622,19 +632,21 @@ class TemplateChecker:
                     for variant in sorted(on_disk - named):
                         unused.setdefault((template, variant), []).append(locale)
                 for seq_name, number, count, offers, configured in steps:
-                    for arm in [None, *sorted(on_disk | configured)]:
-                        if arm is not None and arm not in on_disk:
-                            continue  # renders exactly the base files: checked as the base
+                    # A variant's own files render only where a run reads them: for a step that
+                    # configures the variant (another sequence's step of the template, without
+                    # variants, never does), or for a template no step uses yet.
+                    for arm in [None, *sorted(on_disk & configured if seq_name else on_disk)]:
                         cases.append(Case(template, locale, arm, seq_name, number, count, list(offers),
-                                          channel=channel, arms=() if arm else tuple(sorted(configured))))
-                if channel == "email":  # a variant with files in no locale is a base arm (the control): fine
-                    with_files = {v for variants in by_locale.values() for v in variants if v}
-                    for variant in dict.fromkeys(v for step in steps for v in step[4] if v not in on_disk):
-                        if variant in with_files:
-                            fallbacks.setdefault((template, variant), []).append(locale)
+                                          channel=channel, arms=() if arm else base_arms(configured, on_disk)))
+                # a variant with files in no locale is a base arm (the control): fine
+                with_files = {v for variants in by_locale.values() for v in variants if v}
+                for variant in sorted((arms_sent & with_files) - on_disk):
+                    fallbacks.setdefault((template, variant), []).append(locale)
+        label = " (sms)" if channel == "sms" else ""
         for (template, variant), where in fallbacks.items():
-            self.notes.append(f"{template}: variant {variant} has no files of its own in {', '.join(where)}: those "
-                              f"customers are counted as {variant} but get the base template")
+            self.notes.append(f"{template}{label}: variant {variant} has no files of its own in {', '.join(where)}: "
+                              f"those customers are counted as {variant} but get the base "
+                              f"{'text message' if channel == 'sms' else 'template'}")
         for (template, variant), where in unused.items():
             configured_names = sorted({v for step in used[template] for v in step[4]})
             alike = next((v for v in configured_names if v.lower() == variant.lower()), None)
@@ -646,19 +658,27 @@ class TemplateChecker:
         return cases
 
     def _note_same_message_for_every_arm(self, template: str, by_locale: dict[str, set[str | None]],
-                                         configured: set[str]) -> None:
-        """A note when the steps give ``template`` variants, none has files of its own in any
-        locale and no file it renders reads ``variant``: every arm gets the same message, and the
-        A/B report compares two groups that read the same thing."""
+                                         configured: set[str], channel: str) -> None:
+        """A note when the steps that send ``template`` on ``channel`` give it variants, none has
+        files of its own for that channel's parts in any locale (``by_locale``) and no file it
+        renders reads ``variant``: every arm gets the same message, and the A/B report compares
+        two groups that read the same thing. An e-mail's arms are told apart by their e-mail
+        files, a text's by their ``.sms.txt``: an ``@b.sms.txt`` makes no two e-mails differ."""
         if not configured or configured & {v for variants in by_locale.values() for v in variants if v}:
             return
-        sources = [self._source(part_name(locale, template, part)) for locale in by_locale for part in PARTS]
+        parts = (SMS_PART,) if channel == "sms" else PARTS
+        sources = [self._source(part_name(locale, template, part)) for locale in by_locale for part in parts]
         if any(_READS_VARIANT.search(source) for source in (*sources, *self._shared_sources())):
             return
-        arms = sorted(configured)
-        self.notes.append(f"{template}: none of its variants ({', '.join(arms)}) has files of its own and its files "
-                          f"do not read `variant`: every arm gets the same message (add {template}@{arms[-1]}.<part> "
-                          f"files, or branch on {{% if variant == \"{arms[-1]}\" %}})")
+        arms, last = sorted(configured), max(configured)
+        if channel == "sms":
+            self.notes.append(f"{template} (sms): none of its variants ({', '.join(arms)}) has a text-message file "
+                              f"of its own and its files do not read `variant`: every arm gets the same text (add "
+                              f"{template}@{last}.{SMS_PART} files, or branch on {{% if variant == \"{last}\" %}})")
+            return
+        self.notes.append(f"{template}: none of its variants ({', '.join(arms)}) has e-mail files of its own and its "
+                          f"files do not read `variant`: every arm gets the same e-mail (add {template}@{last}.<part> "
+                          f"files, or branch on {{% if variant == \"{last}\" %}})")
 
     def tiers(self, case: Case) -> list[str]:
         """The tier names a case renders with, one fixture cart after the other: every tier on its
@@ -1215,7 +1235,9 @@ def check_templates(config: Config, *, templates: Iterable[str] | None = None, l
 # -- output ----------------------------------------------------------------------------------
 
 def junit_xml(report: Report, seconds: float = 0.0) -> str:
-    """JUnit XML: one testsuite, one testcase per case, a <failure> per failed case."""
+    """JUnit XML: one testsuite, one testcase per case, a <failure> per failed case; the notes
+    (an A/B arm that falls back to the base template in some locales, a file no run reads) as
+    the suite's <system-out>, one a line: a CI job that keeps only the report kept none of them."""
     import xml.etree.ElementTree as ET
 
     tests, failures = str(len(report.cases) + bool(report.problems)), str(len(report.failed) + bool(report.problems))
@@ -1244,6 +1266,8 @@ def junit_xml(report: Report, seconds: float = 0.0) -> str:
         element = ET.SubElement(suite, "testcase", classname="carts", name="fixture carts file", time="0.000")
         failure = ET.SubElement(element, "failure", type="carts", message=report.problems[0])
         failure.text = "\n".join(report.problems)
+    if report.notes:
+        ET.SubElement(suite, "system-out").text = "\n".join(f"note: {note}" for note in report.notes)
     return _xml_document(suites)
 
 

@@ -1190,8 +1190,8 @@ def test_a_step_whose_variants_have_no_files_and_whose_files_do_not_read_variant
     shop.configure(sequences={"default": {"steps": [
         {"delay": "1h", "template": "reminder-1", "variants": {"a": 1, "b": 1}}]}})
     notes = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", now=None).json["notes"]
-    assert ("reminder-1: none of its variants (a, b) has files of its own and its files do not read `variant`: "
-            "every arm gets the same message (add reminder-1@b.<part> files, or branch on "
+    assert ("reminder-1: none of its variants (a, b) has e-mail files of its own and its files do not read "
+            "`variant`: every arm gets the same e-mail (add reminder-1@b.<part> files, or branch on "
             "{% if variant == \"b\" %})") in notes, notes
 
 

@@ -36,7 +36,10 @@ def preview(
         "would, and says so: locale_fallback in --json)."))] = None,
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write the HTML part to this file.")] = None,
     variant: Annotated[Optional[str], typer.Option(
-        "--variant", metavar="NAME", help="Render this A/B variant of the step (default: the one the address is assigned).")] = None,
+        "--variant", metavar="NAME", help=(
+            "Render this A/B variant of the step (default: the one the address is assigned; one without files of its "
+            "own in the locale shown renders the base template, as a run does, and says so: variant_fallback in "
+            "--json)."))] = None,
     screenshot: Annotated[Optional[Path], typer.Option(
         "--screenshot", metavar="FILE", help="Also render the HTML part in headless Chromium to this PNG file.")] = None,
     window_size: Annotated[str, typer.Option(
@@ -92,9 +95,9 @@ def preview(
     if not as_json:
         for warning in shown.warnings:  # the export's, as a run says them: why every cart may look alike
             err_console().print(error_line(warning, "warning", "yellow"), soft_wrap=True)
-        fallback = _locale_fallback(shown, locale)
-        if fallback is not None:
-            err_console().print(error_line(fallback, "note", "yellow"), soft_wrap=True)
+        for fallback in (_locale_fallback(shown, locale), shown.variant_fallback):
+            if fallback is not None:
+                err_console().print(error_line(fallback, "note", "yellow"), soft_wrap=True)
     if shown.withheld:
         _show_withheld(shown, cart_id, as_json, html is not None or screenshot is not None, cfg, locale)
         return
@@ -186,13 +189,14 @@ def _verdict(shown: Any, cart_id: str, asked: str | None) -> dict[str, Any]:
     """The keys every ``--json`` preview starts with: the cart, the step shown, what a run would
     do with the cart and why in words (``detail``), whether a message is shown, and the note
     that a run would not send it (``null`` when it would, now or later), the note that
-    ``--locale`` fell back (``locale_fallback``), and what is wrong with the whole export
-    (``warnings``: a misnamed column, as a run reports it)."""
+    ``--locale`` fell back (``locale_fallback``), the note that the variant has no files in the
+    locale shown (``variant_fallback``: its customers there read the base template), and what is
+    wrong with the whole export (``warnings``: a misnamed column, as a run reports it)."""
     decision = shown.decision
     return {"cart_id": cart_id, "step": shown.step or None, "variant": shown.variant, "channel": shown.channel,
             "decision": decision.action.value, "reason": decision.reason.value, "detail": shown.why,
             "shown": shown.shown, "note": shown.note, "locale_fallback": _locale_fallback(shown, asked),
-            "warnings": list(shown.warnings)}
+            "variant_fallback": shown.variant_fallback, "warnings": list(shown.warnings)}
 
 
 def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool, cfg: Any, locale: str | None) -> None:

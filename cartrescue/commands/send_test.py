@@ -34,7 +34,9 @@ def send_test(
     locale: Annotated[Optional[str], typer.Option("--locale", metavar="LOCALE", help=(
         "Render in this locale instead of the customer's (one without the step's files falls back as a customer's "
         "would, and says so: locale_fallback in --json)."))] = None,
-    variant: Annotated[Optional[str], typer.Option("--variant", metavar="NAME", help="Render this A/B variant of the step.")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", metavar="NAME", help=(
+        "Render this A/B variant of the step (one without files of its own in the locale shown renders the base "
+        "template, as a run does, and says so: variant_fallback in --json)."))] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Render the built-in sample cart, not one of the shop's.")] = False,
     outbox: Annotated[Optional[Path], typer.Option(
         "--outbox", metavar="DIR", help="Write the test as an .eml file into DIR instead of sending it over SMTP "
@@ -85,7 +87,8 @@ def send_test(
                   "cart": result.origin, "step": result.step, "variant": result.variant, "subject": result.subject,
                   "transport": result.transport, "status": result.status, "reply": result.reply,
                   "message_id": result.message_id, "note": result.note, "locale": result.locale,
-                  "locale_fallback": result.locale_fallback}, config=cfg)
+                  "locale_fallback": result.locale_fallback, "variant_fallback": result.variant_fallback},
+                 config=cfg)
     else:
         from rich.text import Text
 
@@ -101,7 +104,8 @@ def send_test(
                             soft_wrap=True)
         from cartrescue.commands.common import error_line
 
-        for note in (result.note, result.locale_fallback):  # not the customer's message, or not the market's own
+        # not the customer's message, or not the market's own, or not the arm's own
+        for note in (result.note, result.locale_fallback, result.variant_fallback):
             if note:
                 err_console().print(error_line(note, "note", "yellow"), soft_wrap=True)
     if not result.sent:

@@ -660,6 +660,12 @@ class Renderer:
         """The file that renders ``part``: the variant's own file if there is one, else the base."""
         return part_file(self._available, template, locale, part, variant)
 
+    def variant_locales(self, template: str, variant: str, parts: Sequence[str]) -> set[str]:
+        """The locales with a file of ``variant``'s own among ``parts`` of ``template``
+        (``sv/reminder-1@b.subject.txt``): where its customers read it, not the control's."""
+        ends = tuple(f"/{template}@{variant}.{part}" for part in parts)
+        return {name.split("/", 1)[0] for name in self._available if name.endswith(ends) and name.count("/") == 1}
+
     def render_file(self, name: str, context: dict[str, Any]) -> str:
         """One file as a message's part is rendered (its limits included), Jinja's errors as
         raised: :meth:`_render_in` this Renderer's environment; a part that printed ``None``
