@@ -146,16 +146,6 @@ def _refused_secret(config: Any) -> str | None:
     return None
 
 
-def _pinned_clock(config: Any) -> list[str]:
-    """A warning when the config pins the clock (``now:``): the demo and replays do it on
-    purpose, but copied into a shop's cron config it froze every run at that instant, carts
-    left after it never came into the window, and each run succeeded sending nothing new."""
-    if not config.now:
-        return []
-    return [f"{config.where('now')}: pins the clock at {config.now}: every run decides as of that "
-            "moment, and carts left after it are never reminded (a demo's or a replay's setting: remove it for cron)"]
-
-
 def _zero_budgets(config: Any) -> list[str]:
     """A warning for each tier whose ``budget: 0`` (``over_budget: defer``) leaves no room for a
     send on its channel: every run defers those carts (``tier_budget``) until they leave
@@ -194,7 +184,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
     unrenderable = _step_templates(config)
     # Keys nothing reads (the shop believes they take effect): a warning, or said after a failure.
-    ignored = "; ".join([*config.ignored_keys(), *_pinned_clock(config), *_zero_budgets(config),
+    ignored = "; ".join([*config.ignored_keys(), *config.pinned_clock(), *_zero_budgets(config),
                          *_no_one_click(config)])
     also = f"; also: {ignored}" if ignored else ""
     if unrenderable is not None:  # every run refuses it (exit 2); the other checks still say what else is wrong

@@ -66,7 +66,7 @@ def send_test(
             from cartrescue.job import resolve_now
             from cartrescue.send_test import send_test as deliver
 
-            cfg = load(config)
+            cfg = load(config, decides=True)
             require_step_templates(cfg)  # as a run and preview refuse it: no test of a sequence a run would refuse
             if outbox is not None:
                 output_folder("--outbox", cfg.path(outbox), made)
@@ -82,7 +82,7 @@ def send_test(
                   "cart": result.origin, "step": result.step, "variant": result.variant, "subject": result.subject,
                   "transport": result.transport, "status": result.status, "reply": result.reply,
                   "message_id": result.message_id, "note": result.note, "locale": result.locale,
-                  "locale_fallback": result.locale_fallback}, config=cfg)
+                  "locale_fallback": result.locale_fallback}, config=cfg, decides=True)
     else:
         from rich.text import Text
 

@@ -291,6 +291,16 @@ class Config(Model):
                                            "remove this")) for key in set_apart(self.survey, "survey.")]
         return [f"{self.where(key)}: ignored: {why}{self.line(key)}" for key, why in lines]
 
+    def pinned_clock(self) -> list[str]:
+        """A warning line when the file pins the clock (``now:``): the demo and replays do it on
+        purpose, but copied into a shop's cron config it froze every run at that instant, carts
+        left after it never came into the window, and each run succeeded sending nothing new."""
+        if not self.now:
+            return []
+        return [f"{self.where('now')}: pins the clock at {self.now}: every run without --now decides as of that "
+                "moment, and carts left after it are never reminded (a demo's or a replay's setting: remove it "
+                f"for cron){self.line('now')}"]
+
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""
         return f"{self.config_file or DEFAULT_CONFIG}: {key}"
