@@ -158,6 +158,24 @@ def _zero_budgets(config: Any) -> list[str]:
             if tier.budget == 0 and tier.over_budget == "defer" and config.own_channel_steps(tier)]
 
 
+def _unreachable_tiers(config: Any) -> list[str]:
+    """A warning for each tier no cart can get: its ``min_score`` is above every sum of the rules'
+    weights (or between two of them, taken by the tier above). A ``vip`` tier at 110 under the
+    default weights (100 at most) never called anyone, and every check said all was well."""
+    from cartrescue.decide.priority import Prioritizer
+    from cartrescue.model import score_text
+
+    prioritizer = Prioritizer(config.priority)
+    unreachable = {tier.name for tier in prioritizer.unreachable()}
+    if not unreachable:
+        return []
+    scores = ", ".join(score_text(score) for score in prioritizer.scores())
+    return [f"{config.where(config.priority.key(tier.name) + '.min_score')}: {score_text(tier.min_score)}: no cart can "
+            f"get tier {tier.name!r}: the rules' weights give scores of {scores} only (priority.rules)"
+            f"{config.line(config.priority.key(tier.name) + '.min_score')}"
+            for tier in config.priority.listed() if tier.name in unreachable]
+
+
 def _no_one_click(config: Any) -> list[str]:
     """A warning when the unsubscribe link is ``http://``: RFC 8058 one-click unsubscribing
     (``List-Unsubscribe-Post``) is for an https link only, so every message went without it, which
@@ -185,6 +203,7 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
     unrenderable = _step_templates(config)
     # Keys nothing reads (the shop believes they take effect): a warning, or said after a failure.
     ignored = "; ".join([*config.ignored_keys(), *config.pinned_clock(), *_zero_budgets(config),
+                         *_unreachable_tiers(config),
                          *_no_one_click(config)])
     also = f"; also: {ignored}" if ignored else ""
     if unrenderable is not None:  # every run refuses it (exit 2); the other checks still say what else is wrong
