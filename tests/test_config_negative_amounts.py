@@ -39,3 +39,13 @@ def test_a_min_total_of_0_is_still_taken(shop: Shop) -> None:
     """0 means every cart with something in it (a shop that gives samples away): no refusal."""
     result = shop.configure(eligibility={"min_total": 0}).add(cart("c1")).cli("carts", "--json")
     assert result.exit_code == 0 and result.json["counts"]["carts"] == 1, result.output
+
+
+@pytest.mark.parametrize(("written", "shown"), [("-1h", "'-1h'"), ("-5", "-5"), ("'-2d'", "'-2d'")],
+                         ids=["with-unit", "bare", "quoted"])
+def test_a_negative_delay_is_refused_as_negative(tmp_path: Path, written: str, shown: str) -> None:
+    """``delay: -5`` was told to write "-5m, -5h or -5s?", each refused in turn, and ``-1h`` was
+    "expected a duration like 45m": neither said that no duration may be below 0."""
+    section = f"sequences:\n  default:\n    steps:\n      - {{delay: {written}, template: reminder-1}}"
+    assert _refusal(tmp_path, section) == (f"sequences.default.steps[0].delay: a duration cannot be negative, "
+                                           f"got {shown} (line 5)")
