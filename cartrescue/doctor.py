@@ -146,16 +146,6 @@ def _refused_secret(config: Any) -> str | None:
     return None
 
 
-def _pinned_clock(config: Any) -> list[str]:
-    """A warning when the config pins the clock (``now:``): the demo and replays do it on
-    purpose, but copied into a shop's cron config it froze every run at that instant, carts
-    left after it never came into the window, and each run succeeded sending nothing new."""
-    if not config.now:
-        return []
-    return [f"{config.where('now')}: pins the clock at {config.now}: every run decides as of that "
-            "moment, and carts left after it are never reminded (a demo's or a replay's setting: remove it for cron)"]
-
-
 def _zero_budgets(config: Any) -> list[str]:
     """A warning for each tier whose ``budget: 0`` (``over_budget: defer``) leaves no room for a
     send on its channel: every run defers those carts (``tier_budget``) until they leave
@@ -166,6 +156,24 @@ def _zero_budgets(config: Any) -> list[str]:
             "for no cap" + ("" if tier.channel == "email" else ", or over_budget: email to mail them instead")
             for tier in config.priority.listed()
             if tier.budget == 0 and tier.over_budget == "defer" and config.own_channel_steps(tier)]
+
+
+def _unreachable_tiers(config: Any) -> list[str]:
+    """A warning for each tier no cart can get: its ``min_score`` is above every sum of the rules'
+    weights (or between two of them, taken by the tier above). A ``vip`` tier at 110 under the
+    default weights (100 at most) never called anyone, and every check said all was well."""
+    from cartrescue.decide.priority import Prioritizer
+    from cartrescue.model import score_text
+
+    prioritizer = Prioritizer(config.priority)
+    unreachable = {tier.name for tier in prioritizer.unreachable()}
+    if not unreachable:
+        return []
+    scores = ", ".join(score_text(score) for score in prioritizer.scores())
+    return [f"{config.where(config.priority.key(tier.name) + '.min_score')}: {score_text(tier.min_score)}: no cart can "
+            f"get tier {tier.name!r}: the rules' weights give scores of {scores} only (priority.rules)"
+            f"{config.line(config.priority.key(tier.name) + '.min_score')}"
+            for tier in config.priority.listed() if tier.name in unreachable]
 
 
 def _no_one_click(config: Any) -> list[str]:
@@ -194,7 +202,8 @@ def run_checks(config_path: str | Path | None, *, smtp: bool = True, now: dateti
                        *(Check(name, SKIP, "needs a valid config") for name in ("ledger", "source", "templates", "smtp", "staleness"))])
     unrenderable = _step_templates(config)
     # Keys nothing reads (the shop believes they take effect): a warning, or said after a failure.
-    ignored = "; ".join([*config.ignored_keys(), *_pinned_clock(config), *_zero_budgets(config),
+    ignored = "; ".join([*config.ignored_keys(), *config.pinned_clock(), *_zero_budgets(config),
+                         *_unreachable_tiers(config),
                          *_no_one_click(config)])
     also = f"; also: {ignored}" if ignored else ""
     if unrenderable is not None:  # every run refuses it (exit 2); the other checks still say what else is wrong

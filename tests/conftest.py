@@ -80,6 +80,13 @@ def iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+def besides_the_pinned_clock(stderr: str) -> list[str]:
+    """stderr's lines but the warning that the config pins the clock (``now:``), which a run,
+    ``carts``, ``preview`` and ``send-test`` of the bundled demo say first (commands.common.load)."""
+    return [line for line in stderr.strip().splitlines()
+            if not (line.startswith("warning: ") and ": now: pins the clock at " in line)]
+
+
 def in_shard(k: int, count: int, many: int) -> list[str]:
     """The first ``many`` addresses ``h<n>@example.com`` that fall in shard ``k`` of ``count``
     (by the hash that assigns carts to shards)."""

@@ -219,3 +219,24 @@ def test_tls_settings_of_a_relay_without_tls_are_named_as_ignored(tmp_path: Path
                                "  ca_file: relay-ca.pem\n  verify: false\n")
     why = "smtp.security is none: no TLS is spoken, so nothing reads it: remove it, or use starttls or tls"
     assert lines == [f"{path}: smtp.ca_file: ignored: {why} (line 5)", f"{path}: smtp.verify: ignored: {why} (line 6)"]
+
+
+_FREE_SHIPPING = ("source: {type: csv, carts: carts.csv}\n" + EMAIL_ONLY + "sequences:\n  default:\n    steps:\n      - delay: 1h\n        template: reminder-1\n"
+                  "        incentive: {kind: free_shipping, VALUEcode: SHIP}\n"
+                  "        tier_incentives:\n          all: {kind: free_shipping, VALUEcode: SHIP}\n")
+
+
+def test_the_value_of_a_free_shipping_incentive_is_named_as_ignored(tmp_path: Path) -> None:
+    """No template shows it and ``report`` costs the offer at ``report.free_shipping_cost``: a
+    shop that wrote its shipping fee there believed the report counted it."""
+    lines = _ignored(tmp_path, _FREE_SHIPPING.replace("VALUE", "value: 10, "))
+    path = tmp_path / "cartrescue.yaml"
+    assert [line.split(": ignored")[0] for line in lines] == [
+        f"{path}: sequences.default.steps[0].incentive.value",
+        f"{path}: sequences.default.steps[0].tier_incentives.all.value"]
+    assert lines[0].endswith("a free_shipping incentive shows no amount, and report counts what one costs as "
+                             "report.free_shipping_cost: remove it (line 8)"), lines[0]
+
+
+def test_a_free_shipping_incentive_without_a_value_is_quiet(tmp_path: Path) -> None:
+    assert _ignored(tmp_path, _FREE_SHIPPING.replace("VALUE", "")) == []

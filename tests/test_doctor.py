@@ -805,3 +805,23 @@ def test_one_unreadable_row_is_said_in_the_singular(shop: Shop) -> None:
     shop.add(cart("c1"), cart("c2", items=[("SKU-1", "Blue mug", "two", "25.00")]))
     detail = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["source"]["detail"]
     assert "; 1 unreadable row, first: " in detail, detail
+
+
+def test_a_tier_no_cart_can_score_into_is_a_warning_of_the_config_check(shop: Shop) -> None:
+    """``vip`` at 110 under the default weights (40, 25, 20, 15: 100 at most) never got a cart:
+    its calls were never made, each run succeeded, and the doctor said all was well. The config
+    check now warns, naming the key, its line and the scores the rules can give."""
+    shop.add(cart("c1")).configure(priority={"tiers": [{"name": "vip", "min_score": 110},
+                                                       {"name": "standard", "min_score": 0}]})
+    config = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["config"]
+    assert config["status"] == "warn", config
+    assert (f"{shop.config_path}: priority.tiers[0].min_score: 110: no cart can get tier 'vip': the rules' weights "
+            "give scores of 0, 15, 20, 25, 35, 40, 45, 55, 60, 65, 75, 80, 85, 100 only (priority.rules)") \
+        in config["detail"], config
+
+
+def test_tiers_every_cart_can_reach_add_no_warning_to_the_config_check(shop: Shop) -> None:
+    shop.add(cart("c1")).configure(priority={"tiers": [{"name": "vip", "min_score": 100},
+                                                       {"name": "standard", "min_score": 0}]})
+    config = checks(shop.cli("doctor", "--no-smtp", "--json", now=None))["config"]
+    assert "no cart can get tier" not in config["detail"], config

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOW, REPO, Shop, cart, iso
+from conftest import NOW, REPO, Shop, besides_the_pinned_clock, cart, iso
 
 FULL_DISK = "error: cannot write its output (or a working file in the temporary folder): No space left on device"
 DELIVERED = "; what was delivered is in the ledger"  # said only by a command that delivers
@@ -73,8 +73,8 @@ def test_output_that_cannot_be_written_is_one_line_and_exit_1_not_a_bug(command:
 
 def _errors(stderr: str) -> list[str]:
     """stderr's lines but a ``note:`` (a list command of a ledger not made yet says so:
-    commands.common.reading_ledger)."""
-    return [line for line in stderr.strip().splitlines() if not line.startswith("note:")]
+    commands.common.reading_ledger) and the demo's warning that its config pins the clock."""
+    return [line for line in besides_the_pinned_clock(stderr) if not line.startswith("note:")]
 
 
 CLOSED_PIPE = "error: cannot write its output: the reader of the pipe closed it (Broken pipe)"

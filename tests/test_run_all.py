@@ -115,6 +115,22 @@ def test_quiet_says_nothing_when_every_shop_went_well(make_shop: Callable[[str],
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
+def test_quiet_says_the_clock_a_shops_config_pins_and_no_table(make_shop: Callable[[str], Shop],
+                                                               tmp_path: Path) -> None:
+    """A cron config that kept the demo's ``now:`` decided every round as of that instant: run
+    --quiet says so (a warning naming the key), and run-all --quiet held that line back as one of
+    a shop that went well."""
+    pinned, other = _shops(make_shop, 2, carts=3)
+    pinned.config = {"now": iso(NOW), **pinned.config}
+    pinned.write()
+    done = _run_all("--quiet", pinned.folder, other.folder, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
+    assert [line for line in done.stderr.splitlines() if line] == [
+        f"warning: {pinned.config_path}: now: pins the clock at {iso(NOW)}: every run without --now decides as of "
+        "that moment, and carts left after it are never reminded (a demo's or a replay's setting: remove it for "
+        "cron) (line 1)"]
+
+
 def test_quiet_shows_the_table_and_the_shops_words_when_one_failed(make_shop: Callable[[str], Shop],
                                                                    tmp_path: Path) -> None:
     good, missing = _shops(make_shop, 2, carts=3)

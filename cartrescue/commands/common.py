@@ -530,25 +530,32 @@ class _Trimmed:
             yield Segment.line()
 
 
-def load(config: Path | None, *, warn: bool = True) -> Any:
+def load(config: Path | None, *, warn: bool = True, decides: bool = False) -> Any:
     """The config of ``--config``; with ``warn``, a ``warning:`` line on stderr for each key it sets
     that nothing reads (:meth:`cartrescue.config.Config.ignored_keys`): a shop believed it took
-    effect. Off for ``--quiet`` and for a worker of ``run --workers`` (its parent says it once)."""
+    effect. Off for ``--quiet`` and for a worker of ``run --workers`` (its parent says it once).
+
+    ``decides``: a command that decides for the carts by the config's clock (``run``, ``carts``,
+    ``preview``, ``send-test``) also says when the file pins it (``now:``,
+    :meth:`~cartrescue.config.Config.pinned_clock`), under ``--quiet`` too: a cron job left with
+    the demo's pinned clock decided every run as of that moment, sent nothing new, and said nothing."""
     from cartrescue.config import load_config
 
     loaded = load_config(config)
-    if warn:
+    lines = [*(loaded.ignored_keys() if warn else ()), *(loaded.pinned_clock() if decides else ())]
+    if lines:
         stderr = FirstUseConsole()
-        for line in loaded.ignored_keys():
+        for line in lines:
             stderr.print(error_line(line, "warning", "yellow"), soft_wrap=True)
     return loaded
 
 
-def config_warnings(config: Any, warnings: Iterable[str] = ()) -> list[str]:
+def config_warnings(config: Any, warnings: Iterable[str] = (), *, decides: bool = False) -> list[str]:
     """A ``--json`` document's ``warnings``: the keys of ``config`` nothing reads, the lines
-    :func:`load` says on stderr (there under ``--quiet`` too), then the command's own ``warnings``.
-    A script reads the document, not stderr; a cron job under ``--quiet`` has no stderr to read."""
-    return [*config.ignored_keys(), *warnings]
+    :func:`load` says on stderr (there under ``--quiet`` too), with ``decides`` a clock the config
+    pins, then the command's own ``warnings``. A script reads the document, not stderr; a cron job
+    under ``--quiet`` has no stderr to read."""
+    return [*config.ignored_keys(), *(config.pinned_clock() if decides else ()), *warnings]
 
 
 def recording_ledger(cfg: Any) -> Any:
@@ -622,18 +629,18 @@ def write_whole(text: str) -> None:
         data = data[os.write(descriptor, data):]
 
 
-def json_out(payload: Any, indent: int | None = None, *, config: Any = None) -> None:
+def json_out(payload: Any, indent: int | None = None, *, config: Any = None, decides: bool = False) -> None:
     """Print the command's one ``--json`` document, whole, as its last word: a stop (Ctrl-C,
     SIGTERM) while or after it is written is let go (:func:`cartrescue.stops.held`).
     ``config``: the shop's, loaded by :func:`load`; its :func:`config_warnings` lead the
-    document's ``warnings`` (a new key where it has none)."""
+    document's ``warnings`` (a new key where it has none); ``decides`` as for :func:`load`."""
     import json
 
     from cartrescue import stops
     from cartrescue.output import json_stdout
 
     if config is not None:
-        payload = {**payload, "warnings": config_warnings(config, payload.get("warnings", ()))}
+        payload = {**payload, "warnings": config_warnings(config, payload.get("warnings", ()), decides=decides)}
     text = json.dumps(payload, ensure_ascii=False, default=json_value, indent=indent)
     out = json_stdout()
     try:

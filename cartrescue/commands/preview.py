@@ -78,7 +78,7 @@ def preview(
             from cartrescue.screenshot import parse_size
 
             size = parse_size(window_size)
-        cfg = load(config)
+        cfg = load(config, decides=True)
         require_step_templates(cfg)  # as a run refuses it: not a preview of one step that works
         shown = make_preview(cfg, cart_id, resolve_now(cfg, parse_now(now)), step=step, locale=locale, variant=variant)
         message = shown.message
@@ -117,7 +117,7 @@ def preview(
     if as_json:
         json_out({**_verdict(shown, cart_id, locale), "subject": message.subject, "text": message.text,
                   "html": message.html, "to": message.to.email, "locale": shown.locale,
-                  "screenshot": str(screenshot) if screenshot is not None else None, "row": None}, config=cfg)
+                  "screenshot": str(screenshot) if screenshot is not None else None, "row": None}, config=cfg, decides=True)
         return
     from rich.text import Text
 
@@ -142,7 +142,7 @@ def _show_sms(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | N
         json_out({**_verdict(shown, cart_id, locale), "to": target.phone, "text": sms.text,
                   "encoding": sms.length.encoding,
                   "segments": sms.length.segments, "units": sms.length.units, "locale": sms.locale,
-                  "subject": None, "html": None, "screenshot": None, "row": None}, config=cfg)
+                  "subject": None, "html": None, "screenshot": None, "row": None}, config=cfg, decides=True)
         return
     from rich.text import Text
 
@@ -162,7 +162,7 @@ def _show_call(shown: Any, cart_id: str, as_json: bool, cfg: Any, locale: str | 
     if as_json:
         json_out({**_verdict(shown, cart_id, locale), "to": shown.target.phone, "list": shown.list_path,
                   "row": dict(shown.row), "subject": None, "text": None, "html": None, "locale": None,
-                  "screenshot": None}, config=cfg)
+                  "screenshot": None}, config=cfg, decides=True)
         return
     from rich.text import Text
 
@@ -203,7 +203,7 @@ def _show_withheld(shown: Any, cart_id: str, as_json: bool, files: bool, cfg: An
     """A cart a run never messages, no step asked for: what a run would do and why, no message."""
     if as_json:
         json_out({**_verdict(shown, cart_id, locale), "subject": None, "text": None, "html": None, "to": None,
-                  "locale": None, "screenshot": None, "row": None}, config=cfg)
+                  "locale": None, "screenshot": None, "row": None}, config=cfg, decides=True)
         return
     from rich.text import Text
 

@@ -59,7 +59,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
 
         # A worker of run --workers leaves the warnings of the config to its parent, which says them once.
         of_workers = shard is not None and as_json and _started_by_a_run()
-        config = load(config_path, warn=not (quiet or of_workers))
+        config = load(config_path, warn=not (quiet or of_workers), decides=not of_workers)
         at = resolve_now(config, parse_now(now))
         live_clock = live_clock or (now is None and not config.now)  # cartrescue.clock
         sharded = _shard(shard)
@@ -159,7 +159,7 @@ def _plan_command(config_path: Path | None, as_json: bool, now: str | None, *, m
                       "notes": summary.notes, "pruned": summary.pruned,
                       "shop_switched_from": summary.shop_switched_from,
                       # a worker's parent lists the config's once, as it says them once
-                      "warnings": summary.warnings if of_workers else config_warnings(config, summary.warnings),
+                      "warnings": summary.warnings if of_workers else config_warnings(config, summary.warnings, decides=True),
                       **({"used_files": summary.used_files} if request.deliver and not request.lint else {})})
     elif not (quiet and _all_well(counts, summary)):
         _print_table_and_summary(table, summary, counts, request.eml, plan=not request.deliver)
@@ -215,7 +215,7 @@ def _so_far(counts: Any) -> dict[str, Any]:
 def _warned(config: Any, of_workers: bool) -> dict[str, Any]:
     """The config's ``warnings`` for a document that ends early (a stop, an error): a script reads
     them however the run ended; a worker's parent lists them once, as in a whole document."""
-    return {} if of_workers else {"warnings": config_warnings(config)}
+    return {} if of_workers else {"warnings": config_warnings(config, decides=True)}
 
 
 def _say_stopped(counts: dict[str, Any]) -> None:
@@ -353,7 +353,7 @@ def _workers_command(config: Any, count: int, at: Any, *, as_json: bool, mode: s
 
     def warned(trailer: dict[str, Any]) -> dict[str, Any]:
         """The merged trailer with the config's warnings before the templates' (its workers list none)."""
-        return {**trailer, "warnings": config_warnings(config, trailer.get("warnings") or [])}
+        return {**trailer, "warnings": config_warnings(config, trailer.get("warnings") or [], decides=True)}
 
     show_progress = not as_json and not quiet and stderr.is_terminal
     workers = None

@@ -70,7 +70,7 @@ def send_test(
             from cartrescue.job import resolve_now
             from cartrescue.send_test import send_test as deliver
 
-            cfg = load(config)
+            cfg = load(config, decides=True)
             require_step_templates(cfg)  # as a run and preview refuse it: no test of a sequence a run would refuse
             if outbox is not None:
                 no_stdout("--outbox", outbox, MESSAGE_FOLDER)
@@ -88,7 +88,7 @@ def send_test(
                   "transport": result.transport, "status": result.status, "reply": result.reply,
                   "message_id": result.message_id, "note": result.note, "locale": result.locale,
                   "locale_fallback": result.locale_fallback, "variant_fallback": result.variant_fallback},
-                 config=cfg)
+                 config=cfg, decides=True)
     else:
         from rich.text import Text
 

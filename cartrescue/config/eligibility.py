@@ -58,7 +58,8 @@ class EligibilityConfig(Model):
     # e-mail or a webhook) instead of ending the sequence; false: the cart is skipped for it.
     channel_fallback: bool = True
     quiet_hours: QuietHours | None = None
-    min_total: Decimal = Decimal("0.01")
+    # A total below 0 is no cart's: min_total: -1 let through every cart that 0 would, and said nothing.
+    min_total: Decimal = Field(Decimal("0.01"), ge=0)
     bot_patterns: list[str] = Field(
         # Google's Merchant Center store checks fill carts as storebotmail.joonix.net addresses.
         default_factory=lambda: [r"^(bot|crawler|spider|test-crawler)[-_.+]", r"^noreply@", r"^no-reply@",

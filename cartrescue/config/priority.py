@@ -19,7 +19,8 @@ MAX_WEIGHT = 1_000_000
 
 class ValueRule(Model):
     weight: float = Field(40, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
-    threshold: Decimal = Decimal("200")
+    # A total below 0 is no cart's: threshold: -5 made every cart high value, and said nothing.
+    threshold: Decimal = Field(Decimal("200"), ge=0)
 
 
 class ReturningRule(Model):
@@ -34,7 +35,7 @@ class MarginRule(Model):
 
 class OverstockRule(Model):
     weight: float = Field(15, allow_inf_nan=False, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # .nan made every score NaN
-    threshold: int = 100
+    threshold: int = Field(100, ge=0)  # a stock below 0 is no item's: -100 matched every item
     skus: list[str] = Field(default_factory=list)
 
 

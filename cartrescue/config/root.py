@@ -232,18 +232,23 @@ class Config(Model):
             read.add(self.path(source.file))
         return self
 
-    def code_offers(self) -> Iterator[tuple[str, Incentive]]:
-        """Each incentive with per-recipient codes (``codes:`` set), a step's and its tiers', with
-        its key path (``sequences.default.steps[2].incentive``), in the config's order: the pools
-        (:func:`cartrescue.compose.incentives.pools`) and the check of their files read the same list."""
+    def offers(self) -> Iterator[tuple[str, Incentive]]:
+        """Each incentive, a step's and its tiers', with its key path
+        (``sequences.default.steps[2].incentive``), in the config's order."""
         for name, sequence in self.sequences.items():
             for number, step in enumerate(sequence.steps):
                 where = f"sequences.{name}.steps[{number}]"
                 offers = [(f"{where}.incentive", step.incentive),
                           *((f"{where}.tier_incentives.{tier}", offer) for tier, offer in step.tier_incentives.items())]
                 for key, offer in offers:
-                    if offer is not None and offer.codes is not None:
+                    if offer is not None:
                         yield key, offer
+
+    def code_offers(self) -> Iterator[tuple[str, Incentive]]:
+        """Each incentive with per-recipient codes (``codes:`` set), as :meth:`offers` lists them:
+        the pools (:func:`cartrescue.compose.incentives.pools`) and the check of their files read
+        the same list."""
+        return ((key, offer) for key, offer in self.offers() if offer.codes is not None)
 
     def ignored_keys(self) -> list[str]:
         """A warning line (``file: key: ignored: why``) for each key the file sets, to a value other
@@ -281,6 +286,11 @@ class Config(Model):
                             "call-list, or remove this once that list is done with")
                       for key in set_apart(self.call_list, "call_list.")]
         lines += unread_budget_keys(self.priority, self.own_channel_steps)
+        # A free_shipping offer shows no amount and costs report.free_shipping_cost: a value written
+        # there (a shipping fee of 10, "free shipping up to 10") was taken, and read by nothing.
+        lines += [(f"{key}.value", "a free_shipping incentive shows no amount, and report counts what one costs "
+                                   "as report.free_shipping_cost: remove it")
+                  for key, offer in self.offers() if offer.kind == "free_shipping" and offer.value != 0]
         lines += [(key, "no command reads it: `run --outbox DIR` (and send-test's) names the folder: remove it")
                   for key in set_apart(self.outbox, "outbox.")]
         if self.smtp.security == "none":
@@ -290,6 +300,16 @@ class Config(Model):
             lines += [(key, SURVEY_OFF + (SURVEY_ANSWERS if key != "survey.steps" else ": set survey.url, or "
                                            "remove this")) for key in set_apart(self.survey, "survey.")]
         return [f"{self.where(key)}: ignored: {why}{self.line(key)}" for key, why in lines]
+
+    def pinned_clock(self) -> list[str]:
+        """A warning line when the file pins the clock (``now:``): the demo and replays do it on
+        purpose, but copied into a shop's cron config it froze every run at that instant, carts
+        left after it never came into the window, and each run succeeded sending nothing new."""
+        if not self.now:
+            return []
+        return [f"{self.where('now')}: pins the clock at {self.now}: every run without --now decides as of that "
+                "moment, and carts left after it are never reminded (a demo's or a replay's setting: remove it "
+                f"for cron){self.line('now')}"]
 
     def where(self, key: str) -> str:
         """``cartrescue.yaml: shop.from_email`` for an error about ``key`` found after loading."""

@@ -7,12 +7,12 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from cartrescue.config.priority import ChannelName, Tier
-from cartrescue.config.types import NAME, Duration, Model
+from cartrescue.config.types import NAME, Duration, Model, above_zero_for
 
 _CODE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::(\d+))?\}")
 
@@ -58,7 +58,10 @@ class Incentive(Model):
     value: Decimal = Decimal("0")
     code: str | None = None  # one fixed code for everyone; for per-recipient codes use `codes`
     codes: CodeSource | None = None  # unique code per recipient and step, allocated at delivery
-    valid_for: Duration = timedelta(days=3)  # the expiry shown in the message: delivery + valid_for
+    # The expiry shown in the message: delivery + valid_for. ``valid_for: 0`` was taken as "until
+    # the end of today": a code sent at 23:50 died ten minutes later, and nothing said so.
+    valid_for: Annotated[Duration, above_zero_for(
+        "a code valid for no time: it would die the day it is sent, at midnight")] = timedelta(days=3)
 
     @model_validator(mode="after")
     def _code_or_codes(self) -> "Incentive":

@@ -18,6 +18,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECA
 
 _BARE_NUMBER = re.compile(r"\s*-?\d+(?:\.\d+)?\s*")
 
+#: A duration written with a minus (``-1h``, ``-5``): no setting takes one.
+_NEGATIVE = re.compile(r"\s*-\s*\d+(?:\.\d+)?\s*(?:s|m|min|h|d|w)?\s*", re.IGNORECASE)
+
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -30,6 +33,10 @@ def parse_duration(value: Any) -> timedelta:
     """
     if isinstance(value, timedelta):
         return value
+    if (isinstance(value, str) and _NEGATIVE.fullmatch(value)) or \
+            (isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0):
+        # "-5" was told to write "-5m, -5h or -5s?" (refused in turn), "-1h" was "expected a duration".
+        raise ValueError(f"a duration cannot be negative, got {value!r}")
     if isinstance(value, str) and _BARE_NUMBER.fullmatch(value):
         # The text of a number (``${CUTOFF:-0}``, ``--timeout 5``) is that number: 0 taken, any other
         # refused for its missing unit, not as "no duration" (README: a duration may be 0).

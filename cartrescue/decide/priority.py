@@ -121,6 +121,16 @@ class Prioritizer:
     def tier(self, score: float) -> Tier:
         return self.tiers[self.tier_index(score)]
 
+    def scores(self) -> list[float]:
+        """Every score a cart can have, lowest first: the sums of the rules' weights."""
+        return sorted(set(self._values.values()))
+
+    def unreachable(self) -> list[Tier]:
+        """The tiers no cart can get: no sum of the rules' weights reaches a tier's ``min_score``
+        without reaching the next higher one's (the lowest also takes the scores below its own)."""
+        reached = {self.tier_index(score) for score in self._values.values()}
+        return [tier for at, tier in enumerate(self.tiers) if at not in reached]
+
     def tier_index(self, score: float) -> int:
         """Where ``score``'s tier is in ``priority.tiers``: the first whose ``min_score`` it
         reaches, else the last."""

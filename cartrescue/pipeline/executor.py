@@ -365,6 +365,19 @@ class Executor:
                 back.append(chunk[at])
         return back
 
+    def _held_back(self, chunk: list[Decision], waiting: dict[int, Decision]) -> None:
+        """Each budget's spare of ``chunk`` still waiting while its tier has a slot to give (a kept
+        send left it unclaimed), best first, a slot each, is deferred for what held it instead:
+        its channel's hour (``hourly_quota``, ``not_before`` when the hour has room) or ``run
+        --limit`` (``run_limit``). Reported ``tier_budget``, it sent the owner to raise a budget
+        that had room, and a day's budget's ``not_before`` said the shop's next midnight."""
+        free = Counter(self._room)
+        for at, send in waiting.items():
+            tier = send.tier or ""
+            if _spare(chunk[at]) and free[tier] > 0 and self._blocked(send, spare=True) is not None:
+                free[tier] -= 1
+                chunk[at] = self._waits(send)
+
     # -- composing (before any claim) --------------------------------------------------------
 
     def _problem(self, decision: Decision, what: str) -> None:
@@ -541,6 +554,7 @@ class Executor:
                     self._deliver_ready(ready, results, feeds)
                 sends = self._give_back(chunk, sends, results, waiting if waiting is not None else {})
                 ready = self._ready(sends, results)
+            self._held_back(chunk, waiting or {})
         except KeyboardInterrupt:  # stopped mid-chunk: what is known of it, for the run's report
             self.cut_short = _known(chunk, results, feeds, IN_FLIGHT_AT_STOP)
             raise
