@@ -31,7 +31,7 @@ def compose(config: Config, document: dict[str, Any], page: str, to: str, now: d
     period = document["period"]
     stamp = hashlib.blake2b(f"{to}|{period['since']}|{period['until']}|{now.isoformat()}".encode(),
                             digest_size=8).hexdigest()
-    html = ("<!DOCTYPE html><html><body style=\"font-family:Arial,Helvetica,sans-serif;color:#111827\">"
+    html = ("<!DOCTYPE html><html lang=\"en\"><body style=\"font-family:Arial,Helvetica,sans-serif;color:#111827\">"
             + "".join(f"<p>{escape(line)}</p>" for line in text.strip().split("\n") if line)
             + "</body></html>")
     return OutgoingMessage(
