@@ -210,3 +210,14 @@ def test_the_digest_names_its_language_and_parses_strictly(shop: Shop) -> None:
     assert parsed.lang == "en"
     lines = [line for line in text.splitlines() if line]
     assert [line for line in lines if f"<p>{escape(line)}</p>" not in html] == []
+
+
+def test_the_revenue_axis_writes_its_amount_as_the_shop_s_locale_does(shop: Shop, tmp_path: Path) -> None:
+    """A German shop's axis said "24,690" beside bars of "24.690,00 €": a German reader reads
+    24,69."""
+    seeded(shop)
+    page = page_of(shop, tmp_path / "report.html")
+    chart = re.search(r"<svg[^>]*><title>Attributed revenue by day</title>.*?</svg>", page)
+    assert chart is not None
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", chart.group(0))
+    assert "24.690,00\xa0€" in labels and "24,690" not in labels, labels

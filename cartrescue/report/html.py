@@ -66,19 +66,20 @@ def _svg(width: int, height: int, body: str, label: str, description: str) -> st
 
 
 def revenue_chart(days: list[dict[str, Any]], currency: str | None, locale: str) -> str:
-    """Vertical bars: attributed revenue per day (each bar's amount in ``currency`` as ``locale``
-    writes it; the axis is in whole units)."""
+    """Vertical bars: attributed revenue per day (each bar's amount, and the axis's top, in
+    ``currency`` as ``locale`` writes it)."""
     if not days:
         return "<p>No messages in this period.</p>"
-    width, height, left, bottom, top = 900, 240, 70, 40, 16
+    width, height, left, bottom, top = 900, 240, 100, 40, 16
     values = [float(day["revenue"]) for day in days]
     peak = max(values) or 1.0
     slot = (width - left - 10) / len(days)
     bar = max(2.0, slot * 0.7)
+    # The axis's top as the bars' titles write it ("24.690,00 €"): "24,690" read as 24,69 in de.
+    top_label = shown(max((day["revenue"] for day in days), key=float), currency, locale) if currency else f"{peak:,.0f}"
     parts = [f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="{GREY}"/>',
-             f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{_e(f"{peak:,.0f}")}</text>',
-             f'<text x="{left - 6}" y="{height - bottom}" text-anchor="end">0</text>',
-             f'<text x="4" y="{top + 4}">{_e(currency or "")}</text>']
+             f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{_e(top_label)}</text>',
+             f'<text x="{left - 6}" y="{height - bottom}" text-anchor="end">0</text>']
     every = max(1, len(days) // 12)
     said = "; ".join(f'{day["day"]}: {shown(day["revenue"], currency, locale)} ({day["orders"]} orders)' for day in days)
     for index, (day, value) in enumerate(zip(days, values)):
