@@ -45,7 +45,9 @@ class SendTestResult:
     status: str
     reply: str
     message_id: str
-    note: str | None = None  # why a run would not send this step to the cart (a skipped cart, a done step)
+    # Why a run would not send this step to the cart (a skipped cart, a done step); never of the
+    # built-in sample, which is no customer's cart and which no run plans.
+    note: str | None = None
     locale: str = ""  # the locale whose templates rendered it (``--locale`` may fall back)
     locale_fallback: str | None = None  # the note that ``--locale`` fell back, as `preview` says it
     variant_fallback: str | None = None  # the note that the variant has no files in that locale, as `preview` says it
@@ -196,5 +198,6 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
         ledger.close()
     return SendTestResult(test_id, to, "" if origin == "sample" else decision.cart.id, origin, shown.step,
                           shown.variant, message.subject, channel.transport, outcome.status.value, outcome.reply,
-                          message.message_id, shown.note, shown.locale or config.shop.default_locale,
+                          message.message_id, None if origin == "sample" else shown.note,
+                          shown.locale or config.shop.default_locale,
                           locale_fallback(locale, shown.locale, shown.step), shown.variant_fallback)

@@ -108,6 +108,19 @@ def test_a_shop_without_carts_gets_the_built_in_sample(shop: Shop) -> None:
     assert ledger_of(shop).send_tests()[0]["cart_key"] == ""
 
 
+def test_the_built_in_sample_carries_no_note_that_a_run_would_skip_it(shop: Shop) -> None:
+    """The sample is no customer's cart and no run ever plans it: its test said "note: a run
+    would skip this cart and send it nothing (no_consent: consent=None ...)", as if a customer
+    were left out."""
+    out = str(shop.folder / "out")
+    result = shop.cli("send-test", OWNER, "--sample", "--outbox", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["cart"] == "sample" and result.json["note"] is None
+    said = shop.cli("send-test", OWNER, "--sample", "--outbox", out)
+    assert said.exit_code == 0 and "the built-in sample cart" in said.stderr
+    assert "note:" not in said.stderr
+
+
 def test_step_locale_and_variant_as_in_preview_and_no_code_is_handed_out(shop: Shop) -> None:
     shop.add(cart("c1", first_name="Åsa"))
     shop.configure(sequences={"default": {"steps": [
