@@ -203,6 +203,7 @@ def test_a_tests_to_header_names_the_test_recipient_alone_never_the_customer(sho
     ([OWNER, "no-such-cart"], "not found in the source"),
     ([OWNER, "c1", "--step", "9"], "the sequence has 3 steps"),
     ([OWNER, "c1", "--sample"], "not both"),
+    ([OWNER, "c1", "--locale", ""], "--locale : not a locale"),
 ])
 def test_usage_errors_are_exit_2_with_one_json_document(shop: Shop, args: list[str], message: str) -> None:
     shop.add(cart("c1"))
