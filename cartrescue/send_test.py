@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from cartrescue.channels.base import Channel
 
 SUBJECT_MARK = "[test] "
+SAMPLE_ID = "built-in"  # the sample cart's id: its key is sample:built-in
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +112,9 @@ def _sample(config: Config, now: datetime) -> Decision:
     from cartrescue.pipeline import Planner
     from cartrescue.template_check import edge_carts
 
-    cart = edge_carts()[0][0]
-    cart = replace(cart, created_at=now, updated_at=now)
+    # Named as what it is (its X-Cartrescue-Cart header, its --outbox file): the fixture's own
+    # name, check:edge-one-item, read as a cart of templates check's.
+    cart = replace(edge_carts()[0][0], id=SAMPLE_ID, source=_Given.name, created_at=now, updated_at=now)
     return next(iter(Planner(config, now).decide(_Given([cart]))), None) or Decision(
         cart=cart, action=Action.SKIP, reason=Reason.IDLE_BELOW_CUTOFF, tier=config.priority.tiers[-1].name)
 

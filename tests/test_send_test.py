@@ -121,6 +121,16 @@ def test_the_built_in_sample_carries_no_note_that_a_run_would_skip_it(shop: Shop
     assert "note:" not in said.stderr
 
 
+def test_the_built_in_sample_is_named_as_the_sample_in_its_header_and_file(shop: Shop) -> None:
+    """Its outbox file was check_edge-one-item-step1-test1.eml and its X-Cartrescue-Cart
+    check:edge-one-item: the name of a templates check fixture, while --json said no cart."""
+    result = shop.cli("send-test", OWNER, "--sample", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    (eml,) = (shop.folder / "out").glob("*.eml")
+    assert eml.name == f"sample_built-in-step1-test{result.json['test_id']}.eml"
+    assert email.message_from_bytes(eml.read_bytes(), policy=policy.default)["X-Cartrescue-Cart"] == "sample:built-in"
+
+
 def test_step_locale_and_variant_as_in_preview_and_no_code_is_handed_out(shop: Shop) -> None:
     shop.add(cart("c1", first_name="Åsa"))
     shop.configure(sequences={"default": {"steps": [
