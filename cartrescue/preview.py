@@ -228,7 +228,9 @@ def compose(config: Config, decision: Decision, now: datetime, *, step: int | No
     note = unsent_note(decision, number, sent, why)
     cart = decision.cart
     customer = cart.customer
-    if locale:  # read as a customer's locale is: sr-latn is the folder sr_Latn's
+    # Read as a customer's locale is: sr-latn is the folder sr_Latn's. An empty one (a script's
+    # --locale "$LOCALE" with the variable unset) is refused, not shown in the customer's locale.
+    if locale is not None:
         customer = replace(customer, locale=_locale_option(locale))
     if to is not None:
         customer = replace(customer, email=to)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from cartrescue.channels.base import Channel
 
 SUBJECT_MARK = "[test] "
+SAMPLE_ID = "built-in"  # the sample cart's id: its key is sample:built-in
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,9 @@ class SendTestResult:
     status: str
     reply: str
     message_id: str
-    note: str | None = None  # why a run would not send this step to the cart (a skipped cart, a done step)
+    # Why a run would not send this step to the cart (a skipped cart, a done step); never of the
+    # built-in sample, which is no customer's cart and which no run plans.
+    note: str | None = None
     locale: str = ""  # the locale whose templates rendered it (``--locale`` may fall back)
     locale_fallback: str | None = None  # the note that ``--locale`` fell back, as `preview` says it
     variant_fallback: str | None = None  # the note that the variant has no files in that locale, as `preview` says it
@@ -109,8 +112,9 @@ def _sample(config: Config, now: datetime) -> Decision:
     from cartrescue.pipeline import Planner
     from cartrescue.template_check import edge_carts
 
-    cart = edge_carts()[0][0]
-    cart = replace(cart, created_at=now, updated_at=now)
+    # Named as what it is (its X-Cartrescue-Cart header, its --outbox file): the fixture's own
+    # name, check:edge-one-item, read as a cart of templates check's.
+    cart = replace(edge_carts()[0][0], id=SAMPLE_ID, source=_Given.name, created_at=now, updated_at=now)
     return next(iter(Planner(config, now).decide(_Given([cart]))), None) or Decision(
         cart=cart, action=Action.SKIP, reason=Reason.IDLE_BELOW_CUTOFF, tier=config.priority.tiers[-1].name)
 
@@ -196,5 +200,6 @@ def send_test(config: Config, address: str, now: datetime, *, cart_id: str | Non
         ledger.close()
     return SendTestResult(test_id, to, "" if origin == "sample" else decision.cart.id, origin, shown.step,
                           shown.variant, message.subject, channel.transport, outcome.status.value, outcome.reply,
-                          message.message_id, shown.note, shown.locale or config.shop.default_locale,
+                          message.message_id, None if origin == "sample" else shown.note,
+                          shown.locale or config.shop.default_locale,
                           locale_fallback(locale, shown.locale, shown.step), shown.variant_fallback)

@@ -192,6 +192,13 @@ class Case:
         sms = " sms" if self.channel == "sms" else ""
         return f"{self.template}{sms} [{self.locale}] variant={self.variant or '-'} step={self.step_label}"
 
+    @property
+    def arms_rendered(self) -> list[str]:
+        """The A/B arms whose customers this case's message is: a base case of an A/B step is
+        rendered with the arms without files of their own (its ``variant`` is None, which a
+        script read as "no variant"), a variant's own case with that one, else none."""
+        return list(self.arms) or ([self.variant] if self.variant else [])
+
     def add(self, problem: Problem) -> None:
         for known in self.problems:
             if (known.kind, known.message, known.file, known.line) == (problem.kind, problem.message, problem.file, problem.line):
@@ -202,7 +209,7 @@ class Case:
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "template": self.template, "locale": self.locale, "variant": self.variant,
-            "sequence": self.sequence, "step": self.step, "step_count": self.step_count,
+            "arms": self.arms_rendered, "sequence": self.sequence, "step": self.step, "step_count": self.step_count,
             "incentives": self.incentive_label, "renders": self.renders, "channel": self.channel,
             **({"segments": self.segments} if self.channel == "sms" else {}),
             "files": list(self.files), "ok": self.ok, "problems": [p.as_dict() for p in self.problems],

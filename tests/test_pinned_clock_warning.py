@@ -1,5 +1,7 @@
 """A config that pins the clock (``now:``) is said by every command that decides by it: ``run``
-(under ``--quiet`` too, and in ``--json``'s ``warnings``), ``carts``, ``preview``, ``send-test``.
+(under ``--quiet`` too, and in ``--json``'s ``warnings``), ``carts``, ``preview``, ``send-test``, and
+the commands whose figures go by it: ``report`` (its period ends then), ``codes list`` and
+``codes export`` (a code's active or expired).
 
 ``now:`` is the demo's and a replay's setting. Copied into a shop's cron config, every run
 decided as of that instant: carts left after it never came into the window, each run succeeded
@@ -26,7 +28,8 @@ def _said(shop: Shop, text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(f"warning: {shop.config_path}: {PINNED}")]
 
 
-@pytest.mark.parametrize("args", [("run",), ("run", "--quiet"), ("carts",)], ids=["run", "quiet", "carts"])
+@pytest.mark.parametrize("args", [("run",), ("run", "--quiet"), ("carts",), ("report", "--quiet"), ("codes", "list")],
+                         ids=["run", "quiet", "carts", "report", "codes"])
 def test_a_clock_pinned_by_the_config_is_a_warning_on_stderr_naming_the_key_and_line(shop: Shop,
                                                                                     args: tuple[str, ...]) -> None:
     result = _pinned(shop).cli(*args, now=None)
@@ -36,7 +39,9 @@ def test_a_clock_pinned_by_the_config_is_a_warning_on_stderr_naming_the_key_and_
 
 
 @pytest.mark.parametrize("args", [("run", "--json"), ("run", "--json", "--quiet"), ("carts", "--json"),
-                                  ("preview", "c1", "--json")], ids=["run", "quiet", "carts", "preview"])
+                                  ("preview", "c1", "--json"), ("report", "--json"), ("codes", "list", "--json"),
+                                  ("codes", "export", "--json")],
+                         ids=["run", "quiet", "carts", "preview", "report", "codes-list", "codes-export"])
 def test_a_clock_pinned_by_the_config_is_in_the_warnings_of_the_json(shop: Shop, args: tuple[str, ...]) -> None:
     result = _pinned(shop).cli(*args, now=None)
     assert result.exit_code == 0, result.output
@@ -50,6 +55,15 @@ def test_a_sending_run_lists_the_pinned_clock_in_its_json_too(shop: Shop) -> Non
     assert result.exit_code == 0 and result.json["counts"]["sent"] == 1, result.output
     assert len([line for line in result.json["warnings"] if PINNED in line]) == 1
     assert len(_said(shop, result.stderr)) == 1
+
+
+def test_a_codes_command_that_goes_by_no_clock_says_nothing_of_it(shop: Shop) -> None:
+    """``codes generate`` makes codes whatever the time: the pinned clock changes nothing there."""
+    shop.configure(sequences={"default": {"steps": [{"delay": "1h", "template": "reminder-1", "incentive": {
+        "kind": "percent", "value": 10, "valid_for": "3d", "codes": {"pool": "comeback", "pattern": "CB-{random:8}"}}}]}})
+    result = _pinned(shop).cli("codes", "generate", "1", "--pool", "comeback", "--json", now=None)
+    assert result.exit_code == 0, result.output
+    assert "pins the clock" not in result.stderr and result.json["warnings"] == []
 
 
 def test_a_config_without_now_says_nothing_of_the_clock(shop: Shop) -> None:

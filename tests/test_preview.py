@@ -81,6 +81,14 @@ def test_preview_locale_is_read_as_a_customers_locale_is(shop: Shop, asked: str)
     assert shop.cli("preview", "c1", "--locale", asked, "--json").json["locale"] == "sr_Latn"
 
 
+def test_preview_of_an_empty_locale_is_a_usage_error(shop: Shop) -> None:
+    """``--locale "$LOCALE"`` with the variable unset showed the customer's own locale, as if
+    no --locale had been given, and said nothing."""
+    shop.add(cart("c1"))
+    result = shop.cli("preview", "c1", "--locale", "")
+    assert result.exit_code == 2 and "--locale : not a locale" in result.stderr, result.output
+
+
 def test_preview_of_an_unknown_cart_is_a_usage_error(shop: Shop) -> None:
     shop.add(cart("c1"))
     result = shop.cli("preview", "nope")

@@ -108,6 +108,29 @@ def test_a_shop_without_carts_gets_the_built_in_sample(shop: Shop) -> None:
     assert ledger_of(shop).send_tests()[0]["cart_key"] == ""
 
 
+def test_the_built_in_sample_carries_no_note_that_a_run_would_skip_it(shop: Shop) -> None:
+    """The sample is no customer's cart and no run ever plans it: its test said "note: a run
+    would skip this cart and send it nothing (no_consent: consent=None ...)", as if a customer
+    were left out."""
+    out = str(shop.folder / "out")
+    result = shop.cli("send-test", OWNER, "--sample", "--outbox", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert result.json["cart"] == "sample" and result.json["note"] is None
+    said = shop.cli("send-test", OWNER, "--sample", "--outbox", out)
+    assert said.exit_code == 0 and "the built-in sample cart" in said.stderr
+    assert "note:" not in said.stderr
+
+
+def test_the_built_in_sample_is_named_as_the_sample_in_its_header_and_file(shop: Shop) -> None:
+    """Its outbox file was check_edge-one-item-step1-test1.eml and its X-Cartrescue-Cart
+    check:edge-one-item: the name of a templates check fixture, while --json said no cart."""
+    result = shop.cli("send-test", OWNER, "--sample", "--outbox", str(shop.folder / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    (eml,) = (shop.folder / "out").glob("*.eml")
+    assert eml.name == f"sample_built-in-step1-test{result.json['test_id']}.eml"
+    assert email.message_from_bytes(eml.read_bytes(), policy=policy.default)["X-Cartrescue-Cart"] == "sample:built-in"
+
+
 def test_step_locale_and_variant_as_in_preview_and_no_code_is_handed_out(shop: Shop) -> None:
     shop.add(cart("c1", first_name="Åsa"))
     shop.configure(sequences={"default": {"steps": [
@@ -190,6 +213,7 @@ def test_a_tests_to_header_names_the_test_recipient_alone_never_the_customer(sho
     ([OWNER, "no-such-cart"], "not found in the source"),
     ([OWNER, "c1", "--step", "9"], "the sequence has 3 steps"),
     ([OWNER, "c1", "--sample"], "not both"),
+    ([OWNER, "c1", "--locale", ""], "--locale : not a locale"),
 ])
 def test_usage_errors_are_exit_2_with_one_json_document(shop: Shop, args: list[str], message: str) -> None:
     shop.add(cart("c1"))

@@ -92,3 +92,18 @@ def test_a_base_file_is_not_rendered_for_an_arm_with_its_own_file_in_that_locale
     assert result.exit_code == 0, result.output
     assert [case["name"] for case in result.json["cases"] if case["channel"] == "email"] == [
         "reminder-1 [en] variant=- step=default 1/1", "reminder-1 [en] variant=b step=default 1/1"]
+
+
+def test_each_case_of_an_ab_step_lists_the_arms_it_renders_for(shop: Shop) -> None:
+    """The base case of an A/B step was ``"variant": null`` and nothing more: a script read it as
+    a step without variants, while a run renders those files for every arm without its own."""
+    cases = _check(shop, {"en/reminder-1@b.subject.txt": "B: {{ shop.name }}"}, "--locale", "en").json["cases"]
+    email = [(case["variant"], case["arms"]) for case in cases if case["channel"] == "email"]
+    assert email == [(None, ["a"]), ("b", ["b"])], cases
+    assert [case["arms"] for case in cases if case["channel"] == "sms"] == [["a", "b"]]  # no @b.sms.txt
+
+
+def test_a_case_of_a_step_without_variants_lists_no_arms(shop: Shop) -> None:
+    result = shop.cli("templates", "check", "--json", "--quick", "--template", "reminder-1", "--locale", "en", now=None)
+    cases = result.json["cases"]
+    assert cases and all((case["variant"], case["arms"]) == (None, []) for case in cases), cases

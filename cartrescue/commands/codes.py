@@ -33,15 +33,18 @@ PoolOption = Annotated[Optional[str], typer.Option("--pool", metavar="NAME", hel
 
 
 def _codes(config: Path | None, now: str | None, pool: str | None = None, *,
-           create: bool = True) -> tuple[Any, Any, datetime]:
+           create: bool = True, dated: bool = True) -> tuple[Any, Any, datetime]:
     """The config, its code pools on its ledger, and the command's now. ``pool`` (a ``--pool``)
     is checked first: an unknown one is a usage error before the ledger is opened or created.
     ``create=False``: a command that only reads (``codes list``) leaves the ledger as it is
-    (:meth:`cartrescue.config.Config.open_ledger`)."""
+    (:meth:`cartrescue.config.Config.open_ledger`). ``dated``: the command's figures go by its
+    now (``list``'s active and expired, ``export``'s exported_at), so a clock the config pins
+    (``now:``) is said, as ``run`` says it: a list of a shop left with the demo's clock counted
+    every code as of that moment."""
     from cartrescue.compose.incentives import Codes, pool_named, pools
     from cartrescue.job import resolve_now
 
-    cfg = load(config)
+    cfg = load(config, decides=dated)
     at = resolve_now(cfg, parse_now(now))
     if pool is not None:
         pool_named(pools(cfg), pool)
@@ -88,7 +91,8 @@ def codes_list(
     except CartrescueError as error:
         fail(error, as_json)
     if as_json:
-        json_out({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows}, config=cfg)
+        json_out({"now": at.isoformat().replace("+00:00", "Z"), "pools": summary, "codes": rows}, config=cfg,
+                 decides=True)
         return
     from rich.text import Text
 
@@ -188,7 +192,7 @@ def codes_export(
                 "unchanged": kept}
     if output is None:  # written first, then marked: a reader gone mid-way (`| head`) leaves them unmarked
         if as_json:
-            json_out(document, config=cfg)
+            json_out(document, config=cfg, decides=True)
         else:
             try:
                 write_whole(text)
@@ -199,7 +203,7 @@ def codes_export(
         except CartrescueError as error:
             fail(error, False)  # the --json document is out already: the error goes to stderr alone
     elif as_json:
-        json_out(document, config=cfg)
+        json_out(document, config=cfg, decides=True)
     if not as_json:
         err_console().print(f"no code to export: {output} left as it was" if kept else
                             f"exported {len(rows)} codes" + (f" to {output}" if output else ""), highlight=False,
@@ -228,7 +232,7 @@ def codes_generate(
     stderr = err_console()
     show_progress = not as_json and stderr.is_terminal
     try:
-        cfg, codes, _at = _codes(config, None, pool)
+        cfg, codes, _at = _codes(config, None, pool, dated=False)
         with progress(stderr if show_progress else None, show_progress, f"generating ({pool})", "codes") as meter:
             meter.total(ProgressTotal(count, "codes"))
             made = codes.generate(pool, count, on_progress=meter)
@@ -260,7 +264,7 @@ def codes_import(
 
     result: dict[str, dict[str, int]] = {}
     try:
-        cfg, codes, _at = _codes(config, None, pool)
+        cfg, codes, _at = _codes(config, None, pool, dated=False)
         names = [pool] if pool is not None else [name for name, p in codes.pools.items() if p.file is not None]
         for name in names:
             imported = codes.import_file(name)

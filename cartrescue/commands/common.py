@@ -536,7 +536,8 @@ def load(config: Path | None, *, warn: bool = True, decides: bool = False) -> An
     effect. Off for ``--quiet`` and for a worker of ``run --workers`` (its parent says it once).
 
     ``decides``: a command that decides for the carts by the config's clock (``run``, ``carts``,
-    ``preview``, ``send-test``) also says when the file pins it (``now:``,
+    ``preview``, ``send-test``), or whose figures go by it (``report``'s period, ``codes list``'s
+    and ``codes export``'s expiries), also says when the file pins it (``now:``,
     :meth:`~cartrescue.config.Config.pinned_clock`), under ``--quiet`` too: a cron job left with
     the demo's pinned clock decided every run as of that moment, sent nothing new, and said nothing."""
     from cartrescue.config import load_config

@@ -184,7 +184,7 @@ def report(
     if mail_error is not None:
         document["error"] = error_json(mail_error)
     if as_json:
-        json_out(document, config=config_obj)
+        json_out(document, config=config_obj, decides=True)
     elif names_stdout(html):
         try:
             write_whole(page or "")
@@ -247,7 +247,7 @@ def compute(config_path: Path | None, now: str | None, since: str | None, until:
     from cartrescue.report.analysis import Period
     from cartrescue.report.build import make_report
 
-    config = load(config_path)
+    config = load(config_path, decides=True)  # the period ends at a clock the config pins: said
     at = resolve_now(config, parse_now(now))
     tz = config.shop.tz
     bound = parse_bound(until, tz, end=True)
