@@ -3,4 +3,4 @@
 Kept import-free so that ``cartrescue --help`` starts fast; import the modules you need.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
