@@ -397,15 +397,16 @@ def say_lost_shops(errors: Iterable[tuple[Optional[dict[str, Any]], bool]]) -> N
             stderr.print(error_line(error["message"]), soft_wrap=True)
 
 
-def err_console() -> Any:
+def err_console(*, markup: bool = False) -> Any:
     """stderr, with markup and emoji codes off: a message that quotes data cannot turn into markup
     (nor ``:fire:`` of a product name into 🔥). A write to it
-    that fails is dropped (:class:`_Diagnostics`)."""
+    that fails is dropped (:class:`_Diagnostics`). ``markup=True`` only for a printer that escapes
+    every value it takes from data (``templates check --junit -``'s table)."""
     import sys
 
     from rich.console import Console
 
-    return Console(file=_Diagnostics(sys.stderr), markup=False, highlight=False, emoji=False)  # type: ignore[arg-type]  # duck-typed: write, flush, the rest passed on
+    return Console(file=_Diagnostics(sys.stderr), markup=markup, highlight=False, emoji=False)  # type: ignore[arg-type]  # duck-typed: write, flush, the rest passed on
 
 
 class FirstUseConsole:

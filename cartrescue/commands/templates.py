@@ -122,7 +122,7 @@ def templates_check(
     if as_json:
         json_out(report.as_dict(), indent=1, config=loaded)
     elif to_stdout:
-        print_report(report, _stderr_table(), show_passing=not failures_only)
+        print_report(report, err_console(markup=True), show_passing=not failures_only)  # data escaped there
         _write_stdout(junit_xml(report, seconds))
     else:
 
@@ -148,15 +148,6 @@ def _junit_error(path: Path, message: str, to_stdout: bool = False) -> None:
             path.write_text(junit_error_xml(message), encoding="utf-8")
     except (CartrescueError, OSError):
         pass
-
-
-def _stderr_table() -> Any:
-    """stderr, for the table of ``--junit -``, with the markup :func:`print_report` escapes data for."""
-    import sys
-
-    from rich.console import Console
-
-    return Console(file=sys.stderr, markup=True, highlight=False, emoji=False)
 
 
 def _write_stdout(xml: str) -> None:
