@@ -31,7 +31,7 @@ gets the winner at the promoted step even where its earlier steps were drawn int
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from cartrescue.config import Config, Step
@@ -72,11 +72,17 @@ def pick(draw: float, weights: Mapping[str, float]) -> str:
     return names[-1]  # float rounding at the top end
 
 
+def step_variants(config: Config, sequence: str | None, step: int) -> Collection[str]:
+    """The variants ``step`` (1-based) of ``sequence`` has in the config; none where the config no
+    longer has that step (its sequence renamed, its steps cut)."""
+    found = config.sequences.get(sequence or "")
+    return found.steps[step - 1].variants if found is not None and 0 < step <= len(found.steps) else ()
+
+
 def offered(config: Config, sequence: str, step: int, variant: str) -> bool:
     """Whether ``step`` (1-based) of ``sequence`` still has ``variant`` in the config: a run
     gives a promoted winner only there, so ``report`` promotes no other."""
-    found = config.sequences.get(sequence)
-    return found is not None and 0 < step <= len(found.steps) and variant in found.steps[step - 1].variants
+    return variant in step_variants(config, sequence, step)
 
 
 class Experiments:

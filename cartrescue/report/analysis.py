@@ -20,6 +20,7 @@ from typing import Any
 from cartrescue.channels import answering
 from cartrescue.config import Config, Incentive
 from cartrescue.currency import Basis, minor_units
+from cartrescue.decide.experiments import step_variants
 from cartrescue.report import stats
 from cartrescue.report.attribution import PLATFORM_BASE, UNITS, Attribution, from_epoch, money
 from cartrescue.text import counted
@@ -513,10 +514,7 @@ def _absent(config: Config, sequence: str | None, step: int, arms: Collection[st
     """The variants the config's step offers that no message of the period went out in (an arm
     added since): the test has not tried them, so it names no winner, and none is promoted over
     them."""
-    found = config.sequences.get(sequence or "")
-    if found is None or not 0 < step <= len(found.steps):
-        return []
-    return sorted(set(found.steps[step - 1].variants) - set(arms))
+    return sorted(set(step_variants(config, sequence, step)) - set(arms))
 
 
 def _experiments(config: Config, rows: list[tuple[Any, ...]], promotions: list[dict[str, Any]],
